@@ -1,0 +1,49 @@
+"""Exceptions: one family for bad input, one for faults the lessons inject."""
+
+from __future__ import annotations
+
+
+class RollbackLessonsError(Exception):
+    """Base class for every error this package raises on its own."""
+
+
+class InvalidPipelineError(RollbackLessonsError, ValueError):
+    """The pipeline or its run options are wrong; raised before any step runs."""
+
+
+class DuplicateStepError(InvalidPipelineError):
+    """Two steps share a name, so an undo could not be told apart from another."""
+
+
+class UnknownStepError(InvalidPipelineError):
+    """An injection or a control names a step the pipeline does not have."""
+
+
+class UnknownFaultError(InvalidPipelineError):
+    """An injection asks for a fault that does not exist."""
+
+
+class UnknownPolicyError(InvalidPipelineError):
+    """The undo-failure policy is not one of continue, retry, halt."""
+
+
+class UnsafeOrderError(InvalidPipelineError):
+    """An irreversible step comes before a step that can still fail backwards."""
+
+
+class InjectedFault(RollbackLessonsError):
+    """Raised in place of (or right after) a step or an undo, on purpose."""
+
+    def __init__(self, step: str, fault: str, message: str) -> None:
+        super().__init__(message)
+        self.step = step
+        self.fault = fault
+
+    @property
+    def after_effect(self) -> bool:
+        """True when the step's effect happened before the failure was raised."""
+        return self.fault == "fail_after_effect"
+
+
+class InjectedTimeout(InjectedFault, TimeoutError):
+    """A fault after the effect looks like a timeout: the caller cannot tell it worked."""

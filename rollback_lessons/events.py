@@ -1,0 +1,91 @@
+"""Structured events: the story of a run, told the same way to lists, logs and callbacks."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+logger = logging.getLogger("rollback_lessons")
+logger.addHandler(logging.NullHandler())  # a library stays quiet until the app configures logging
+
+KINDS = (
+    "step_start",
+    "step_retry",
+    "step_failed",
+    "step_done",
+    "undo_registered",
+    "committed",
+    "pipeline_failed",
+    "rollback_start",
+    "undo",
+    "undo_failed",
+    "undo_done",
+    "rollback_done",
+    "halted",
+)
+
+_LEVELS = {
+    "step_failed": logging.WARNING,
+    "step_retry": logging.WARNING,
+    "pipeline_failed": logging.ERROR,
+    "undo_failed": logging.ERROR,
+    "halted": logging.ERROR,
+}
+
+
+class Event(NamedTuple):
+    """One thing that happened; ``details`` holds only JSON-friendly values."""
+
+    seq: int
+    kind: str
+    step: str | None
+    details: Mapping[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"seq": self.seq, "kind": self.kind, "step": self.step, **self.details}
+
+    def to_json(self) -> str:
+        return json.dumps(self.as_dict(), sort_keys=False)
+
+    def __str__(self) -> str:
+        parts = [f"{self.seq:>3} {self.kind:<16}", self.step or "-"]
+        parts += [f"{k}={v}" for k, v in self.details.items()]
+        return " ".join(parts).rstrip()
+
+
+EventSink = Callable[[Event], object]
+
+
+def level_of(kind: str) -> int:
+    return _LEVELS.get(kind, logging.INFO)
+
+
+def log_event(event: Event, run: str) -> None:
+    """Send one event to the ``rollback_lessons`` logger, fields in ``extra``."""
+    level = level_of(event.kind)
+    if logger.isEnabledFor(level):
+        logger.log(
+            level,
+            "%s %s %s",
+            event.kind,
+            event.step or "-",
+            " ".join(f"{k}={v}" for k, v in event.details.items()),
+            extra={
+                "run": run,
+                "seq": event.seq,
+                "event": event.kind,
+                "step": event.step,
+                "details": dict(event.details),
+            },
+        )
+
+
+def describe(error: BaseException) -> str:
+    """A deterministic one-line description of an exception for events and printouts."""
+    return repr(error)
+
+
+def format_events(events: list[Event]) -> str:
+    return "\n".join(str(e) for e in events)

@@ -1,0 +1,169 @@
+"""What a run did, as data: the lessons print it, the widgets draw it, callers check it."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from .events import Event, describe, format_events
+
+
+class Status(StrEnum):
+    COMMITTED = "committed"
+    ROLLED_BACK = "rolled_back"
+    ROLLBACK_INCOMPLETE = "rollback_incomplete"
+    HALTED = "halted"
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """An undo that finally failed: someone has to finish it by hand."""
+
+    step: str
+    error: BaseException
+    attempts: int
+
+    def __str__(self) -> str:
+        times = "attempt" if self.attempts == 1 else "attempts"
+        return f"{self.step}: {describe(self.error)} after {self.attempts} {times}"
+
+
+def _names(names: tuple[str, ...]) -> str:
+    return ", ".join(names) if names else "-"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of one run. ``raise_for_status()`` turns a failure back into its exception."""
+
+    status: Status
+    steps: tuple[str, ...]
+    completed: tuple[str, ...] = ()
+    compensated: tuple[str, ...] = ()
+    dead_letters: tuple[DeadLetter, ...] = ()
+    pending: tuple[str, ...] = ()
+    leaked: tuple[str, ...] = ()
+    error: BaseException | None = None
+    failed_step: str | None = None
+    events: tuple[Event, ...] = ()
+    state_before: Mapping[str, Any] | None = None
+    state_after: Mapping[str, Any] | None = None
+    results: Mapping[str, Any] = field(default_factory=dict)
+    kinds: Mapping[str, str] = field(default_factory=dict)
+    name: str = "saga"
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.COMMITTED
+
+    def raise_for_status(self) -> Outcome:
+        """Return self when committed; otherwise re-raise the original error."""
+        if self.error is not None:
+            raise self.error
+        return self
+
+    def changed(self) -> list[str]:
+        """Keys whose value differs between the state before and after."""
+        before, after = self.state_before or {}, self.state_after or {}
+        keys = list(before) + [k for k in after if k not in before]
+        return [k for k in keys if before.get(k, _MISSING) != after.get(k, _MISSING)]
+
+    def story(self) -> str:
+        """The events, one per line, in the order they happened."""
+        return format_events(list(self.events))
+
+    def summary_lines(self) -> list[str]:
+        head = str(self.status)
+        if self.error is not None:
+            head += f": {self.failed_step or 'the block'} failed with {describe(self.error)}"
+        lines = [
+            head,
+            f"  completed     {_names(self.completed)}",
+            f"  undone        {_names(self.compensated)}",
+            f"  dead letters  {'; '.join(map(str, self.dead_letters)) or '-'}",
+        ]
+        if self.pending:
+            lines.append(f"  pending       {_names(self.pending)}  (left for a person)")
+        if self.leaked:
+            lines.append(f"  not undone    {_names(self.leaked)}  (no undo covers it)")
+        if self.state_before is not None:
+            lines.append(f"  state before  {dict(self.state_before)}")
+            lines.append(f"  state after   {dict(self.state_after or {})}")
+        return lines
+
+    def __str__(self) -> str:
+        return "\n".join(self.summary_lines())
+
+    def __repr__(self) -> str:
+        return (
+            f"<Outcome {self.status}: completed={list(self.completed)} "
+            f"compensated={list(self.compensated)} dead_letters={len(self.dead_letters)}>"
+        )
+
+    def _repr_html_(self) -> str:
+        return outcome_html(self)
+
+
+_MISSING = object()
+
+_STATUS_COLOURS = {  # Okabe-Ito: readable for the common colour-vision deficiencies
+    Status.COMMITTED: "#0072B2",
+    Status.ROLLED_BACK: "#009E73",
+    Status.ROLLBACK_INCOMPLETE: "#D55E00",
+    Status.HALTED: "#CC79A7",
+}
+
+
+def _step_row(o: Outcome, step: str) -> str:
+    forward = (
+        "done"
+        if step in o.completed
+        else ("failed" if step == o.failed_step else "not run")
+    )
+    dead = {d.step: d for d in o.dead_letters}
+    if step in o.compensated:
+        back = "undone"
+    elif step in dead:
+        back = f"dead letter: {describe(dead[step].error)}"
+    elif step in o.pending:
+        back = "pending (left for a person)"
+    elif step in o.leaked:
+        back = "not undone"
+    else:
+        back = ""
+    kind = o.kinds.get(step, "")
+    cells = (step, kind, forward, back)
+    return "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
+
+
+def _state_table(o: Outcome) -> str:
+    if o.state_before is None:
+        return ""
+    changed = set(o.changed())
+    before, after = o.state_before, o.state_after or {}
+    rows = []
+    for key in list(before) + [k for k in after if k not in before]:
+        style = ' style="background:#F0E442"' if key in changed else ""
+        b = html.escape(repr(before.get(key, "-")))
+        a = html.escape(repr(after.get(key, "-")))
+        rows.append(f"<tr{style}><td>{html.escape(str(key))}</td><td>{b}</td><td>{a}</td></tr>")
+    return (
+        "<table><thead><tr><th>key</th><th>before</th><th>after</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def outcome_html(o: Outcome) -> str:
+    colour = _STATUS_COLOURS[o.status]
+    error = f" &mdash; {html.escape(describe(o.error))}" if o.error is not None else ""
+    steps = "".join(_step_row(o, s) for s in o.steps)
+    return (
+        '<div class="rollback-outcome">'
+        f'<p><b style="color:{colour}">{html.escape(str(o.status))}</b>{error}</p>'
+        "<table><thead><tr><th>step</th><th>kind</th><th>forward</th><th>undo</th></tr></thead>"
+        f"<tbody>{steps}</tbody></table>"
+        f"{_state_table(o)}</div>"
+    )

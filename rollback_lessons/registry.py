@@ -1,0 +1,102 @@
+"""Undos by name: a compensation plus JSON arguments can be written down and run later.
+
+A closure cannot survive a crash; a name and its arguments can. The journal and the
+Temporal runner only ever resolve names from a registry, never import or unpickle code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import InvalidPipelineError
+
+
+class UnknownCompensationError(InvalidPipelineError, LookupError):
+    """A compensation name that the registry does not know."""
+
+
+class Registry:
+    """Maps compensation names to functions; nothing outside it is ever called by name."""
+
+    def __init__(self) -> None:
+        self._fns: dict[str, Callable[..., Any]] = {}
+
+    def add(self, name: str, fn: Callable[..., Any]) -> Compensation:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"a compensation name must be a non-empty str, got {name!r}")
+        if not callable(fn):
+            raise TypeError(f"compensation {name!r} must be callable, got {fn!r}")
+        if name in self._fns and self._fns[name] is not fn:
+            raise InvalidPipelineError(f"compensation {name!r} is already registered")
+        self._fns[name] = fn
+        return Compensation(name, fn, self)
+
+    def resolve(self, name: str) -> Callable[..., Any]:
+        try:
+            return self._fns[name]
+        except KeyError:
+            raise UnknownCompensationError(
+                f"no compensation named {name!r} is registered"
+            ) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._fns
+
+    def names(self) -> list[str]:
+        return sorted(self._fns)
+
+
+default_registry = Registry()
+
+
+@dataclass(frozen=True)
+class Compensation:
+    """A registered undo; ``bind(**args)`` fixes its arguments for one step."""
+
+    name: str
+    fn: Callable[..., Any] = field(repr=False)
+    registry: Registry = field(repr=False, compare=False)
+
+    def bind(self, **args: Any) -> BoundUndo:
+        return BoundUndo(self.name, args, self.registry)
+
+    def __call__(self, **args: Any) -> Any:
+        return self.fn(**args)
+
+
+@dataclass(frozen=True)
+class BoundUndo:
+    """A compensation name with JSON arguments: callable now, storable for later."""
+
+    name: str
+    args: Mapping[str, Any]
+    registry: Registry = field(default=default_registry, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        try:
+            json.dumps(self.args, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"arguments of compensation {self.name!r} must be JSON-serialisable: {exc}"
+            ) from None
+        self.registry.resolve(self.name)  # unknown names fail now, not during a rollback
+
+    def __call__(self) -> Any:
+        return self.registry.resolve(self.name)(**self.args)
+
+    def to_json(self) -> str:
+        return json.dumps({"name": self.name, "args": self.args}, sort_keys=True)
+
+
+def compensation(
+    name: str, registry: Registry | None = None
+) -> Callable[[Callable[..., Any]], Compensation]:
+    """Register a function as a named undo: ``@compensation("refund_charge")``."""
+
+    def decorate(fn: Callable[..., Any]) -> Compensation:
+        return (registry or default_registry).add(name, fn)
+
+    return decorate

@@ -1,0 +1,166 @@
+"""``Rollback`` and ``AsyncRollback``: an application-level transaction as a ``with`` block.
+
+Like ``contextlib.ExitStack``, but the callbacks run only when the block fails: each
+undo is logged as its step succeeds (or just before, when the step may fail after its
+effect), and on any exception the log is run backwards, last in first out.
+
+The original exception is re-raised unchanged (same object, type and traceback). When
+the rollback is incomplete (dead letters, a halt, or an effect no undo covers) it carries
+notes (``exc.__notes__``) saying so, and ``rb.outcome`` has the details.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Collection
+from types import TracebackType
+from typing import Any, TypeVar
+
+from .clock import Clock
+from .events import Event, EventSink
+from .faults import InjectionLike
+from .outcome import DeadLetter, Outcome
+from .policies import PolicyLike, RetryPolicy
+from ._run import Register, Run, UndoOrder
+
+T = TypeVar("T")
+
+
+class _Base:
+    _is_async = False
+
+    def __init__(
+        self,
+        *,
+        policy: PolicyLike = "continue",
+        inject: InjectionLike | None = None,
+        steps: Collection[str] | None = None,
+        undo_order: UndoOrder = "reverse",
+        clock: Clock | None = None,
+        on_event: EventSink | None = None,
+        name: str = "rollback",
+    ) -> None:
+        self._run = Run(
+            name=name,
+            policy=policy,
+            inject=inject,
+            steps=tuple(steps) if steps is not None else None,
+            undo_order=undo_order,
+            clock=clock,
+            on_event=on_event,
+            is_async=self._is_async,
+        )
+        self._state = "new"
+        self.outcome: Outcome | None = None
+        """Set when the block ends: what was done and undone."""
+
+    def register(self, name: str, undo: Callable[[], Any]) -> None:
+        """Log ``undo`` now, for an action the caller runs next (it may fail after its effect)."""
+        self._check_open()
+        self._run.register(name, undo)
+
+    @property
+    def events(self) -> list[Event]:
+        return self._run.events
+
+    @property
+    def dead_letters(self) -> list[DeadLetter]:
+        return self._run.dead_letters
+
+    def _check_open(self) -> None:
+        if self._state != "open":
+            raise RuntimeError(f"{type(self).__name__} is only usable inside its with block")
+
+    def _enter(self) -> None:
+        if self._state != "new":
+            raise RuntimeError(f"a {type(self).__name__} is single-use; make a new one")
+        self._state = "open"
+
+
+class Rollback(_Base):
+    """Run steps; if the block raises, undo the done ones in reverse order, then re-raise."""
+
+    def __enter__(self) -> Rollback:
+        self._enter()
+        return self
+
+    def do(
+        self,
+        name: str,
+        action: Callable[[], T],
+        undo: Callable[[], Any] | None = None,
+        *,
+        register: Register = "after",
+        retry: RetryPolicy | None = None,
+    ) -> T:
+        """Run ``action()`` and log ``undo`` (after it succeeds, or before it runs)."""
+        self._check_open()
+        return self._run.step(name, action, undo, register, retry)  # type: ignore[no-any-return]
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        run = self._run
+        self._state = "closed"
+        if exc is None:
+            run.commit()
+        else:
+            run.fail(exc)
+            run.drive(run.compensation_plan())
+        self.outcome = run.outcome()
+        return False
+
+
+class AsyncRollback(_Base):
+    """The ``async with`` twin: steps and undos may be coroutines; cancellation still undoes."""
+
+    _is_async = True
+
+    async def __aenter__(self) -> AsyncRollback:
+        self._enter()
+        return self
+
+    async def do(
+        self,
+        name: str,
+        action: Callable[[], Awaitable[T] | T],
+        undo: Callable[[], Any] | None = None,
+        *,
+        register: Register = "after",
+        retry: RetryPolicy | None = None,
+    ) -> T:
+        """Await ``action()`` and log ``undo`` (after it succeeds, or before it runs)."""
+        self._check_open()
+        return await self._run.astep(name, action, undo, register, retry)  # type: ignore[no-any-return]
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        run = self._run
+        self._state = "closed"
+        if exc is None:
+            run.commit()
+            self.outcome = run.outcome()
+            return False
+        run.fail(exc)
+        # Shield the undos: a cancellation that arrives now must not cut the rollback short.
+        task = asyncio.ensure_future(run.adrive(run.compensation_plan()))
+        cancelled_again = False
+        while not task.done():
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if task.done() and task.cancelled():
+                    raise
+                cancelled_again = True
+        task.result()
+        self.outcome = run.outcome()
+        if cancelled_again and not isinstance(exc, asyncio.CancelledError):
+            raise asyncio.CancelledError()  # honour the later cancellation, after undoing
+        return False

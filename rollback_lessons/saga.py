@@ -1,0 +1,220 @@
+"""``Saga``: the declarative form. A list of steps, run with injected faults, gives an Outcome."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import partial
+from typing import Any
+
+from .clock import Clock
+from .errors import DuplicateStepError, InvalidPipelineError, UnsafeOrderError
+from .events import EventSink
+from .faults import InjectionLike
+from .outcome import Outcome
+from .policies import PolicyLike, RetryPolicy, resolve_policy
+from .registry import BoundUndo
+from ._run import Register, Run, UndoOrder, check_callable
+
+State = MutableMapping[str, Any]
+
+
+class Kind(StrEnum):
+    COMPENSABLE = "compensable"
+    """Has an undo (or, with none, changes nothing: a check or a read)."""
+    PIVOT = "pivot"
+    """Irreversible: once it succeeds, the saga must go forward (sending an email)."""
+    RETRIABLE = "retriable"
+    """After the pivot: retried forward, never compensated."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step: ``action(state)``, and ``undo(state)`` (or a registered BoundUndo)."""
+
+    name: str
+    action: Callable[[State], Any]
+    undo: Callable[[State], Any] | BoundUndo | None = None
+    kind: Kind | str = Kind.COMPENSABLE
+    retry: RetryPolicy | None = None
+    register: Register = "after"
+    label: str = ""
+    """A short human description, shown by the widgets and the pictures."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise TypeError(f"a step name must be a non-empty str, got {self.name!r}")
+        try:
+            object.__setattr__(self, "kind", Kind(self.kind))
+        except ValueError:
+            raise InvalidPipelineError(
+                f"step {self.name!r}: unknown kind {self.kind!r}; "
+                f"choose from: {', '.join(k.value for k in Kind)}"
+            ) from None
+        check_callable(self.action, f"action of step {self.name!r}", allow_async=False)
+        if self.undo is not None:
+            check_callable(self.undo, f"undo of step {self.name!r}", allow_async=False)
+            if self.kind is not Kind.COMPENSABLE:
+                raise InvalidPipelineError(
+                    f"step {self.name!r} is {self.kind}, so it has no undo; "
+                    "a follow-up (a correction email) is a compensable step of its own"
+                )
+        if self.retry is not None and not isinstance(self.retry, RetryPolicy):
+            raise TypeError(f"retry of step {self.name!r} must be a RetryPolicy")
+        if self.register not in ("before", "after"):
+            raise InvalidPipelineError(
+                f"step {self.name!r}: register must be 'before' or 'after', got {self.register!r}"
+            )
+
+
+@dataclass(frozen=True)
+class OrderCheck:
+    """Why an order is unsafe, in words; empty ``problems`` means it is safe."""
+
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def __str__(self) -> str:
+        if self.ok:
+            return "The order is safe: nothing irreversible happens while a later step can still fail."
+        return "\n".join(f"- {p}" for p in self.problems)
+
+
+def snapshot(state: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy that later changes to the state cannot reach."""
+    taker = getattr(state, "snapshot", None)
+    return taker() if callable(taker) else copy.deepcopy(dict(state))
+
+
+class Saga:
+    """Ordered steps that either all complete or are undone; ``run()`` returns an Outcome."""
+
+    def __init__(
+        self,
+        steps: Iterable[Step],
+        *,
+        name: str = "saga",
+        policy: PolicyLike = "continue",
+        allow_unsafe_order: bool = False,
+        clock: Clock | None = None,
+        on_event: EventSink | None = None,
+    ) -> None:
+        self.steps: tuple[Step, ...] = tuple(steps)
+        if not self.steps:
+            raise InvalidPipelineError("a saga needs at least one step")
+        for step in self.steps:
+            if not isinstance(step, Step):
+                raise TypeError(f"saga steps must be Step objects, got {step!r}")
+        names = [s.name for s in self.steps]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise DuplicateStepError(f"step names must be unique; repeated: {', '.join(dupes)}")
+        self.names: tuple[str, ...] = tuple(names)
+        self.name = name
+        self.policy = resolve_policy(policy)
+        self.clock = clock
+        self.on_event = on_event
+        self.allow_unsafe_order = allow_unsafe_order
+        check = self.check_order()
+        if not check.ok and not allow_unsafe_order:
+            raise UnsafeOrderError(
+                f"unsafe step order:\n{check}\n(pass allow_unsafe_order=True to run it anyway)"
+            )
+
+    def __getitem__(self, name: str) -> Step:
+        for step in self.steps:
+            if step.name == name:
+                return step
+        raise KeyError(name)
+
+    def __repr__(self) -> str:
+        return f"Saga({self.name!r}, steps={list(self.names)})"
+
+    def check_order(self) -> OrderCheck:
+        """Explain each irreversible step that runs while a later step can still fail."""
+        problems = []
+        for i, step in enumerate(self.steps):
+            if step.kind is Kind.COMPENSABLE:
+                continue
+            later = [s.name for s in self.steps[i + 1 :] if s.kind is not Kind.RETRIABLE]
+            if not later:
+                continue
+            undone = [s.name for s in self.steps[:i] if s.undo is not None]
+            what = (
+                f"the rollback undoes {', '.join(undone)} but {step.name!r} stays done"
+                if undone
+                else f"{step.name!r} stays done"
+            )
+            problems.append(
+                f"{step.name!r} is {step.kind} (never undone) but runs before "
+                f"{', '.join(repr(n) for n in later)}, which can still fail. If one fails, "
+                f"{what}. Move {step.name!r} after them, or make them retriable."
+            )
+        return OrderCheck(tuple(problems))
+
+    def _undo(self, step: Step, state: State) -> Callable[[], Any] | None:
+        if step.undo is None or isinstance(step.undo, BoundUndo):
+            return step.undo
+        return partial(step.undo, state)
+
+    def run(
+        self,
+        state: State | None = None,
+        *,
+        inject: InjectionLike | None = None,
+        policy: PolicyLike | None = None,
+        register: Register | None = None,
+        undo_order: UndoOrder = "reverse",
+        clock: Clock | None = None,
+        on_event: EventSink | None = None,
+    ) -> Outcome:
+        """Run the steps on ``state``; on failure undo what was done. Never raises for a step.
+
+        ``inject`` maps step names to faults; ``register`` overrides when every undo is
+        logged; ``undo_order="forward"`` exists only to show why reverse is right.
+        """
+        if state is not None and not isinstance(state, MutableMapping):
+            raise TypeError(f"state must be a mutable mapping, got {type(state).__name__}")
+        if register is not None and register not in ("before", "after"):
+            raise InvalidPipelineError(f"register must be 'before' or 'after', got {register!r}")
+        run = Run(
+            name=self.name,
+            policy=policy if policy is not None else self.policy,
+            inject=inject,
+            steps=self.names,
+            undo_order=undo_order,
+            clock=clock if clock is not None else self.clock,
+            on_event=on_event if on_event is not None else self.on_event,
+        )
+        world: State = {} if state is None else state
+        before = snapshot(world) if state is not None else None
+        pivot_done = False
+        try:
+            for step in self.steps:
+                run.step(
+                    step.name,
+                    partial(step.action, world),
+                    self._undo(step, world),
+                    register or step.register,
+                    step.retry,
+                    step.kind,
+                )
+                pivot_done = pivot_done or step.kind is Kind.PIVOT
+        except BaseException as exc:
+            run.fail(exc)
+            failed = self[run.failed_step] if run.failed_step else None
+            if pivot_done and failed is not None and failed.kind is Kind.RETRIABLE:
+                run.halt_forward()
+            else:
+                run.drive(run.compensation_plan())
+            if not isinstance(exc, Exception):
+                raise  # Ctrl-C: undone, but not swallowed
+        else:
+            run.commit()
+        after = snapshot(world) if state is not None else None
+        return run.outcome(self.names, before, after)

@@ -1,0 +1,8 @@
+import pytest
+
+from rollback_lessons import VirtualClock
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock()

@@ -1,0 +1,321 @@
+"""Rollback, the with-block form: undo in reverse on any exception, re-raise the original."""
+
+import warnings
+
+import pytest
+
+from rollback_lessons import (
+    DuplicateStepError,
+    InjectedFault,
+    InjectedTimeout,
+    Retry,
+    RetryPolicy,
+    Rollback,
+    Status,
+    UnknownFaultError,
+    UnknownPolicyError,
+    UnknownStepError,
+)
+
+
+def test_seed_parity_with_the_lesson_example():
+    state = {"x": 0, "y": 0, "z": 0}
+    undone = []
+    error = RuntimeError("step 3 failed")
+
+    def step3():
+        raise error
+
+    with pytest.raises(RuntimeError) as info:
+        with Rollback() as rb:
+            rb.do("step1", lambda: state.update(x=1), lambda: (undone.append(1), state.update(x=0)))
+            rb.do("step2", lambda: state.update(y=2), lambda: (undone.append(2), state.update(y=0)))
+            rb.do("step3", step3, lambda: state.update(z=0))
+
+    assert info.value is error
+    assert str(info.value) == "step 3 failed"
+    assert state == {"x": 0, "y": 0, "z": 0}
+    assert undone == [2, 1]
+    assert rb.outcome.status is Status.ROLLED_BACK
+    assert rb.outcome.compensated == ("step2", "step1")
+    assert rb.outcome.failed_step == "step3"
+    assert not getattr(error, "__notes__", None)  # a clean rollback adds nothing
+
+
+def test_commit_undoes_nothing():
+    undone = []
+    with Rollback() as rb:
+        assert rb.do("a", lambda: 41 + 1, lambda: undone.append("a")) == 42
+    assert undone == []
+    assert rb.outcome.status is Status.COMMITTED
+    assert rb.outcome.completed == ("a",)
+    assert [e.kind for e in rb.events][-1] == "committed"
+
+
+def test_keyboard_interrupt_is_rolled_back_and_reraised():
+    undone = []
+    with pytest.raises(KeyboardInterrupt):
+        with Rollback() as rb:
+            rb.do("a", lambda: None, lambda: undone.append("a"))
+            raise KeyboardInterrupt
+    assert undone == ["a"]
+
+
+def test_register_before_covers_a_failure_after_the_effect():
+    charged = []
+
+    def charge():
+        charged.append("ch_1")
+        raise TimeoutError("gateway timed out")  # the card was charged anyway
+
+    with pytest.raises(TimeoutError):
+        with Rollback() as rb:
+            rb.register("charge", lambda: charged.remove("ch_1") if charged else None)
+            charge()
+    assert charged == []
+    assert rb.outcome.failed_step == "charge"
+    assert rb.outcome.compensated == ("charge",)
+
+
+def test_register_by_hand_step_is_completed_when_the_next_step_starts():
+    with Rollback() as rb:
+        rb.register("a", lambda: None)
+        rb.do("b", lambda: None)
+    assert rb.outcome.completed == ("a", "b")
+    kinds = [(e.kind, e.step) for e in rb.events]
+    assert kinds.index(("step_done", "a")) < kinds.index(("step_start", "b"))
+
+
+@pytest.mark.parametrize("register", ["before", "after"])
+def test_fail_after_effect_leaks_only_with_register_after(register):
+    state = {"paid": 0}
+    with pytest.raises(InjectedTimeout):
+        with Rollback(inject={"charge": "fail_after_effect"}) as rb:
+            rb.do(
+                "charge",
+                lambda: state.update(paid=5),
+                lambda: state.update(paid=0),
+                register=register,
+            )
+    if register == "before":
+        assert state == {"paid": 0}
+        assert rb.outcome.status is Status.ROLLED_BACK
+    else:
+        assert state == {"paid": 5}  # the charge happened and nothing undoes it
+        assert rb.outcome.status is Status.ROLLBACK_INCOMPLETE
+        assert rb.outcome.leaked == ("charge",)
+
+
+def test_undo_failure_is_a_dead_letter_and_a_note_on_the_original_error():
+    undone = []
+    with pytest.raises(ValueError) as info:
+        with Rollback(inject={"a": "undo_fails"}) as rb:
+            rb.do("a", lambda: None, lambda: undone.append("a"))
+            rb.do("b", lambda: None, lambda: undone.append("b"))
+            raise ValueError("boom")
+    assert undone == ["b"]  # a's undo failed, the rest still ran
+    [dead] = rb.dead_letters
+    assert dead.step == "a" and dead.attempts == 1
+    assert isinstance(dead.error, InjectedFault)
+    assert any("undo of a" in note for note in info.value.__notes__)
+    assert rb.outcome.status is Status.ROLLBACK_INCOMPLETE
+
+
+def test_real_undo_exception_is_kept_in_the_dead_letter():
+    oops = OSError("disk gone")
+
+    def bad_undo():
+        raise oops
+
+    with pytest.raises(ValueError):
+        with Rollback() as rb:
+            rb.do("a", lambda: None, bad_undo)
+            raise ValueError
+    assert rb.dead_letters[0].error is oops
+
+
+def test_retry_policy_retries_with_backoff_on_the_injected_clock(clock):
+    with pytest.raises(ValueError):
+        with Rollback(
+            policy=Retry(RetryPolicy(max_attempts=4, initial_delay=1, multiplier=3, max_delay=5)),
+            inject={"a": "undo_fails"},
+            clock=clock,
+        ) as rb:
+            rb.do("a", lambda: None, lambda: None)
+            raise ValueError
+    assert clock.sleeps == [1, 3, 5]
+    assert rb.dead_letters[0].attempts == 4
+
+
+def test_undo_fails_once_succeeds_on_retry(clock):
+    undone = []
+    with pytest.raises(ValueError):
+        with Rollback(policy="retry", inject={"a": "undo_fails_once"}, clock=clock) as rb:
+            rb.do("a", lambda: None, lambda: undone.append("a"))
+            raise ValueError
+    assert undone == ["a"]
+    assert rb.outcome.status is Status.ROLLED_BACK
+    assert len(clock.sleeps) == 1
+
+
+def test_halt_stops_and_lists_pending():
+    undone = []
+    with pytest.raises(ValueError) as info:
+        with Rollback(policy="halt", inject={"b": "undo_fails"}) as rb:
+            for name in "abc":
+                rb.do(name, lambda: None, lambda n=name: undone.append(n))
+            raise ValueError
+    assert undone == ["c"]
+    assert rb.outcome.status is Status.HALTED
+    assert rb.outcome.pending == ("b", "a")
+    assert any("left for a person: b, a" in n for n in info.value.__notes__)
+
+
+def test_action_retry_then_success(clock):
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConnectionError("try again")
+        return "ok"
+
+    with Rollback(clock=clock) as rb:
+        assert rb.do("a", flaky, retry=RetryPolicy(max_attempts=5, initial_delay=0.5)) == "ok"
+    assert clock.sleeps == [0.5, 1.0]
+    assert [e.kind for e in rb.events].count("step_retry") == 2
+
+
+def test_non_retryable_error_is_not_retried(clock):
+    calls = []
+
+    def declined():
+        calls.append(1)
+        raise PermissionError("card declined")
+
+    policy = RetryPolicy(max_attempts=5, no_retry_on=(PermissionError,))
+    with pytest.raises(PermissionError):
+        with Rollback(clock=clock) as rb:
+            rb.do("charge", declined, retry=policy)
+    assert calls == [1]
+    assert clock.sleeps == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "words"),
+    [
+        ({"policy": "retyr"}, UnknownPolicyError, "continue, retry, halt"),
+        ({"inject": {"a": "explode"}}, UnknownFaultError, "fail, fail_after_effect"),
+        ({"inject": {"zz": "fail"}, "steps": ["a"]}, UnknownStepError, "the steps are: a"),
+    ],
+)
+def test_bad_options_fail_at_construction(kwargs, error, words):
+    with pytest.raises(error, match=words):
+        Rollback(**kwargs)
+
+
+def test_bad_input_is_refused_before_anything_runs():
+    ran = []
+    with Rollback() as rb:
+        with pytest.raises(TypeError, match="action of step 'a' must be callable"):
+            rb.do("a", "not callable")
+        with pytest.raises(TypeError, match="undo of step 'b' must be callable"):
+            rb.do("b", lambda: ran.append("b"), undo=42)
+        rb.do("c", lambda: ran.append("c"))
+        with pytest.raises(DuplicateStepError):
+            rb.do("c", lambda: ran.append("c again"))
+    assert ran == ["c"]
+
+
+def test_async_undo_in_sync_rollback_is_refused_not_dropped():
+    async def undo():
+        pass
+
+    with Rollback() as rb:
+        with pytest.raises(TypeError, match="use AsyncRollback"):
+            rb.do("a", lambda: None, undo)
+        with pytest.raises(TypeError, match="use AsyncRollback"):
+            rb.register("b", undo)
+
+
+def test_undo_returning_a_coroutine_becomes_a_dead_letter_with_a_clear_reason():
+    async def later():
+        pass
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "coroutine was never awaited" must not happen
+        with pytest.raises(ValueError):
+            with Rollback() as rb:
+                rb.do("a", lambda: None, lambda: later())
+                raise ValueError
+    assert "returned an awaitable" in str(rb.dead_letters[0].error)
+
+
+def test_unused_injection_warns_on_commit():
+    with pytest.warns(RuntimeWarning, match="never ran: stpe1"):
+        with Rollback(inject={"stpe1": "fail"}) as rb:
+            rb.do("step1", lambda: None)
+
+
+def test_single_use_and_only_inside_the_block():
+    rb = Rollback()
+    with rb:
+        pass
+    with pytest.raises(RuntimeError, match="single-use"):
+        with rb:
+            pass
+    with pytest.raises(RuntimeError, match="inside its with block"):
+        rb.do("x", lambda: None)
+
+
+def test_events_tell_the_whole_story_in_order():
+    seen = []
+    with pytest.raises(ValueError):
+        with Rollback(on_event=seen.append) as rb:
+            rb.do("a", lambda: None, lambda: None)
+            rb.do("b", lambda: None, lambda: None)
+            raise ValueError
+    kinds = [(e.kind, e.step) for e in rb.events]
+    assert kinds == [
+        ("step_start", "a"),
+        ("step_done", "a"),
+        ("undo_registered", "a"),
+        ("step_start", "b"),
+        ("step_done", "b"),
+        ("undo_registered", "b"),
+        ("pipeline_failed", None),
+        ("rollback_start", None),
+        ("undo", "b"),
+        ("undo_done", "b"),
+        ("undo", "a"),
+        ("undo_done", "a"),
+        ("rollback_done", None),
+    ]
+    assert [e.seq for e in rb.events] == list(range(1, 14))
+    assert seen == rb.events
+
+
+def test_a_broken_observer_does_not_stop_the_rollback():
+    undone = []
+
+    def observer(event):
+        raise RuntimeError("observer bug")
+
+    with pytest.raises(ValueError):
+        with Rollback(on_event=observer) as rb:
+            rb.do("a", lambda: None, lambda: undone.append("a"))
+            raise ValueError
+    assert undone == ["a"]
+
+
+def test_events_reach_the_logging_module(caplog):
+    caplog.set_level("INFO", logger="rollback_lessons")
+    with pytest.raises(ValueError):
+        with Rollback() as rb:
+            rb.do("a", lambda: None, lambda: None)
+            raise ValueError
+    records = [r for r in caplog.records if r.name == "rollback_lessons"]
+    assert [r.event for r in records] == [e.kind for e in rb.events]
+    failed = next(r for r in records if r.event == "pipeline_failed")
+    assert failed.levelname == "ERROR"
+    assert failed.details == {"error": "ValueError()"}
