@@ -136,7 +136,7 @@ class Run:
         if self.steps is not None and step not in self.steps:
             raise UnknownStepError(f"step {step!r} is not one of: {', '.join(self.steps)}")
         self.close_open()
-        self.kinds[step] = kind
+        self.kinds[step] = str(kind)
         self.seen.append(step)
 
     def close_open(self) -> None:
@@ -397,6 +397,7 @@ class Run:
         steps: tuple[str, ...] | None = None,
         state_before: Mapping[str, Any] | None = None,
         state_after: Mapping[str, Any] | None = None,
+        kinds: Mapping[str, str] | None = None,
     ) -> Outcome:
         status = self.status()
         if self.error is not None and status is not Status.ROLLED_BACK:
@@ -416,7 +417,7 @@ class Run:
             state_before=state_before,
             state_after=state_after,
             results=dict(self.results),
-            kinds=dict(self.kinds),
+            kinds=dict(kinds if kinds is not None else self.kinds),
             name=self.name,
         )
 

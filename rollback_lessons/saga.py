@@ -217,4 +217,4 @@ class Saga:
         else:
             run.commit()
         after = snapshot(world) if state is not None else None
-        return run.outcome(self.names, before, after)
+        return run.outcome(self.names, before, after, {s.name: str(s.kind) for s in self.steps})

@@ -1,0 +1,93 @@
+"""AsyncRollback: the same rules with coroutines, and undos that survive cancellation."""
+
+import asyncio
+
+import pytest
+
+from rollback_lessons import AsyncRollback, RetryPolicy, Status
+
+
+def test_async_rollback_undoes_in_reverse(clock):
+    undone = []
+
+    async def undo(name):
+        await asyncio.sleep(0)
+        undone.append(name)
+
+    async def main():
+        async with AsyncRollback(policy="retry", inject={"a": "undo_fails_once"}, clock=clock) as rb:
+            await rb.do("a", lambda: asyncio.sleep(0), lambda: undo("a"))
+            await rb.do("b", lambda: "sync ok", lambda: undo("b"))
+            raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        asyncio.run(main())
+    assert undone == ["b", "a"]
+    assert clock.sleeps == [0.1]
+
+
+def test_undos_run_when_the_task_is_cancelled_even_if_cancelled_again():
+    undone = []
+    started = asyncio.Event()
+    outcome = {}
+
+    async def slow_undo(name):
+        await asyncio.sleep(0.01)
+        undone.append(name)
+
+    async def pipeline():
+        rb = AsyncRollback()
+        outcome["rb"] = rb
+        async with rb:
+            await rb.do("a", lambda: None, lambda: slow_undo("a"))
+            await rb.do("b", lambda: None, lambda: slow_undo("b"))
+            started.set()
+            await asyncio.sleep(3600)
+
+    async def main():
+        task = asyncio.create_task(pipeline())
+        await started.wait()
+        task.cancel()
+        await asyncio.sleep(0.005)  # inside the first slow undo now
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert undone == ["b", "a"]
+    assert outcome["rb"].outcome.status is Status.ROLLED_BACK
+
+
+def test_async_action_retry_uses_the_clock(clock):
+    calls = []
+
+    async def flaky():
+        calls.append(1)
+        if len(calls) < 2:
+            raise ConnectionError
+        return 7
+
+    async def main():
+        async with AsyncRollback(clock=clock) as rb:
+            return await rb.do("a", flaky, retry=RetryPolicy(initial_delay=2))
+
+    assert asyncio.run(main()) == 7
+    assert clock.sleeps == [2]
+
+
+def test_async_fail_after_effect_with_register_before():
+    state = {"paid": 0}
+
+    async def charge():
+        state["paid"] = 5
+
+    async def refund():
+        state["paid"] = 0
+
+    async def main():
+        async with AsyncRollback(inject={"charge": "fail_after_effect"}) as rb:
+            await rb.do("charge", charge, refund, register="before")
+
+    with pytest.raises(TimeoutError):
+        asyncio.run(main())
+    assert state == {"paid": 0}
