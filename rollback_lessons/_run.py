@@ -37,10 +37,17 @@ Plan = Generator[Op, "BaseException | None", None]
 _log = logging.getLogger("rollback_lessons")
 
 
+def _is_async_function(fn: object) -> bool:
+    code = getattr(fn, "__code__", None)
+    if code is not None:  # a plain function: read its flags, much cheaper than inspect
+        return bool(code.co_flags & inspect.CO_COROUTINE)
+    return inspect.iscoroutinefunction(fn)
+
+
 def check_callable(fn: object, what: str, *, allow_async: bool) -> None:
     if not callable(fn):
         raise TypeError(f"{what} must be callable, got {fn!r}")
-    if not allow_async and inspect.iscoroutinefunction(fn):
+    if not allow_async and _is_async_function(fn):
         raise TypeError(
             f"{what} is an async function; the synchronous Rollback cannot await it "
             "(use AsyncRollback)"
@@ -49,7 +56,7 @@ def check_callable(fn: object, what: str, *, allow_async: bool) -> None:
 
 def call_sync(fn: Callable[[], Any], what: str) -> Any:
     result = fn()
-    if inspect.isawaitable(result):
+    if result is not None and inspect.isawaitable(result):
         if inspect.iscoroutine(result):
             result.close()  # never leave it un-awaited and silently dropped
         raise TypeError(
@@ -60,7 +67,7 @@ def call_sync(fn: Callable[[], Any], what: str) -> Any:
 
 
 class _Entry:
-    __slots__ = ("step", "undo", "fault")
+    __slots__ = ("fault", "step", "undo")
 
     def __init__(self, step: str, undo: Callable[[], Any], fault: Fault | None) -> None:
         self.step, self.undo, self.fault = step, undo, fault
@@ -354,7 +361,7 @@ class Run:
         """Carry out a plan, awaiting what the calls return and sleeping on the clock."""
         result = None
         try:
-            op, arg, what = next(plan)
+            op, arg, _ = next(plan)
             while True:
                 sent: BaseException | None = None
                 if op == "sleep":
@@ -366,7 +373,7 @@ class Run:
                             result = await result
                     except Exception as exc:
                         sent = exc
-                op, arg, what = plan.send(sent)
+                op, arg, _ = plan.send(sent)
         except StopIteration:
             return result
 
@@ -399,12 +406,8 @@ class Run:
         state_after: Mapping[str, Any] | None = None,
         kinds: Mapping[str, str] | None = None,
     ) -> Outcome:
-        status = self.status()
-        if self.error is not None and status is not Status.ROLLED_BACK:
-            for note in self.notes():
-                self.error.add_note(note)
         return Outcome(
-            status=status,
+            status=self.status(),
             steps=steps if steps is not None else tuple(self.seen),
             completed=tuple(self.completed),
             compensated=tuple(self.compensated),
@@ -420,6 +423,14 @@ class Run:
             kinds=dict(kinds if kinds is not None else self.kinds),
             name=self.name,
         )
+
+    def finish(self) -> None:
+        """Close the run: a commit, or notes on the error when the rollback is incomplete."""
+        if self.error is None:
+            self.commit()
+            return
+        for note in self.notes():
+            self.error.add_note(note)
 
     def notes(self) -> list[str]:
         """What the re-raised exception carries, so a caller sees an incomplete rollback."""

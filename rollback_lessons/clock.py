@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Protocol
 
@@ -22,6 +21,8 @@ class SystemClock:
         time.sleep(seconds)
 
     async def asleep(self, seconds: float) -> None:
+        import asyncio  # only async users pay for importing asyncio
+
         await asyncio.sleep(seconds)
 
     def __repr__(self) -> str:
@@ -40,6 +41,8 @@ class VirtualClock:
         self.now += seconds
 
     async def asleep(self, seconds: float) -> None:
+        import asyncio
+
         self.sleep(seconds)
         await asyncio.sleep(0)  # still yield, so cancellation can land as it would
 

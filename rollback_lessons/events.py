@@ -64,7 +64,7 @@ def level_of(kind: str) -> int:
 
 def log_event(event: Event, run: str) -> None:
     """Send one event to the ``rollback_lessons`` logger, fields in ``extra``."""
-    level = level_of(event.kind)
+    level = _LEVELS.get(event.kind, logging.INFO)
     if logger.isEnabledFor(level):
         logger.log(
             level,

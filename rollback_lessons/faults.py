@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 from enum import StrEnum
-from typing import NamedTuple, Union
+from typing import NamedTuple
 
 from .errors import InvalidPipelineError, UnknownFaultError, UnknownStepError
 
@@ -23,7 +23,7 @@ class Fault(StrEnum):
 ACTION_FAULTS = frozenset({Fault.FAIL, Fault.FAIL_AFTER_EFFECT})
 UNDO_FAULTS = frozenset({Fault.UNDO_FAILS, Fault.UNDO_FAILS_ONCE})
 
-InjectionLike = Mapping[str, Union[str, Iterable[str]]]
+InjectionLike = Mapping[str, str | Iterable[str]]
 
 
 class StepFaults(NamedTuple):

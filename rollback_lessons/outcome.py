@@ -118,11 +118,7 @@ _STATUS_COLOURS = {  # Okabe-Ito: readable for the common colour-vision deficien
 
 
 def _step_row(o: Outcome, step: str) -> str:
-    forward = (
-        "done"
-        if step in o.completed
-        else ("failed" if step == o.failed_step else "not run")
-    )
+    forward = "done" if step in o.completed else ("failed" if step == o.failed_step else "not run")
     dead = {d.step: d for d in o.dead_letters}
     if step in o.compensated:
         back = "undone"

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import Literal
 
 from .errors import UnknownPolicyError
 
-Decision = Union[float, Literal["dead_letter", "halt"]]
+Decision = float | Literal["dead_letter", "halt"]
 """What to do after a failed undo attempt: a delay in seconds means retry after it."""
 
 
@@ -107,7 +107,7 @@ class Halt(UndoPolicy):
 
 POLICIES: dict[str, type[UndoPolicy]] = {"continue": Continue, "retry": Retry, "halt": Halt}
 
-PolicyLike = Union[str, UndoPolicy]
+PolicyLike = str | UndoPolicy
 
 
 def resolve_policy(policy: PolicyLike) -> UndoPolicy:

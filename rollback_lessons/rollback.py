@@ -11,17 +11,16 @@ notes (``exc.__notes__``) saying so, and ``rb.outcome`` has the details.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Collection
 from types import TracebackType
 from typing import Any, TypeVar
 
+from ._run import Register, Run, UndoOrder
 from .clock import Clock
 from .events import Event, EventSink
 from .faults import InjectionLike
 from .outcome import DeadLetter, Outcome
 from .policies import PolicyLike, RetryPolicy
-from ._run import Register, Run, UndoOrder
 
 T = TypeVar("T")
 
@@ -51,8 +50,14 @@ class _Base:
             is_async=self._is_async,
         )
         self._state = "new"
-        self.outcome: Outcome | None = None
-        """Set when the block ends: what was done and undone."""
+        self._outcome: Outcome | None = None
+
+    @property
+    def outcome(self) -> Outcome | None:
+        """What was done and undone; None until the block ends."""
+        if self._outcome is None and self._state == "closed":
+            self._outcome = self._run.outcome()
+        return self._outcome
 
     def register(self, name: str, undo: Callable[[], Any]) -> None:
         """Log ``undo`` now, for an action the caller runs next (it may fail after its effect)."""
@@ -105,12 +110,10 @@ class Rollback(_Base):
     ) -> bool:
         run = self._run
         self._state = "closed"
-        if exc is None:
-            run.commit()
-        else:
+        if exc is not None:
             run.fail(exc)
             run.drive(run.compensation_plan())
-        self.outcome = run.outcome()
+        run.finish()
         return False
 
 
@@ -145,9 +148,10 @@ class AsyncRollback(_Base):
         run = self._run
         self._state = "closed"
         if exc is None:
-            run.commit()
-            self.outcome = run.outcome()
+            run.finish()
             return False
+        import asyncio  # only async users pay for importing asyncio
+
         run.fail(exc)
         # Shield the undos: a cancellation that arrives now must not cut the rollback short.
         task = asyncio.ensure_future(run.adrive(run.compensation_plan()))
@@ -160,7 +164,7 @@ class AsyncRollback(_Base):
                     raise
                 cancelled_again = True
         task.result()
-        self.outcome = run.outcome()
+        run.finish()
         if cancelled_again and not isinstance(exc, asyncio.CancelledError):
             raise asyncio.CancelledError()  # honour the later cancellation, after undoing
         return False

@@ -9,6 +9,7 @@ from enum import StrEnum
 from functools import partial
 from typing import Any
 
+from ._run import Register, Run, UndoOrder, check_callable
 from .clock import Clock
 from .errors import DuplicateStepError, InvalidPipelineError, UnsafeOrderError
 from .events import EventSink
@@ -16,7 +17,6 @@ from .faults import InjectionLike
 from .outcome import Outcome
 from .policies import PolicyLike, RetryPolicy, resolve_policy
 from .registry import BoundUndo
-from ._run import Register, Run, UndoOrder, check_callable
 
 State = MutableMapping[str, Any]
 
@@ -81,7 +81,9 @@ class OrderCheck:
 
     def __str__(self) -> str:
         if self.ok:
-            return "The order is safe: nothing irreversible happens while a later step can still fail."
+            return (
+                "The order is safe: nothing irreversible happens while a later step can still fail."
+            )
         return "\n".join(f"- {p}" for p in self.problems)
 
 
@@ -213,8 +215,8 @@ class Saga:
             else:
                 run.drive(run.compensation_plan())
             if not isinstance(exc, Exception):
+                run.finish()
                 raise  # Ctrl-C: undone, but not swallowed
-        else:
-            run.commit()
+        run.finish()
         after = snapshot(world) if state is not None else None
         return run.outcome(self.names, before, after, {s.name: str(s.kind) for s in self.steps})

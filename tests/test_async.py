@@ -15,7 +15,9 @@ def test_async_rollback_undoes_in_reverse(clock):
         undone.append(name)
 
     async def main():
-        async with AsyncRollback(policy="retry", inject={"a": "undo_fails_once"}, clock=clock) as rb:
+        async with AsyncRollback(
+            policy="retry", inject={"a": "undo_fails_once"}, clock=clock
+        ) as rb:
             await rb.do("a", lambda: asyncio.sleep(0), lambda: undo("a"))
             await rb.do("b", lambda: "sync ok", lambda: undo("b"))
             raise ValueError("boom")

@@ -86,7 +86,9 @@ def expected(names, pipeline, policy):
     fail_at = next((i for i, s in enumerate(pipeline) if s.action), None)
     if fail_at is None:
         return None
-    registered = names[:fail_at] + ([names[fail_at]] if pipeline[fail_at].register == "before" else [])
+    registered = names[:fail_at] + (
+        [names[fail_at]] if pipeline[fail_at].register == "before" else []
+    )
     attempts, compensated, dead, pending = {}, [], [], []
     for index, name in enumerate(reversed(registered)):
         fault = pipeline[names.index(name)].undo
@@ -168,7 +170,10 @@ def test_rollback_keeps_its_promises(pipeline, policy):
     world = World()
     raised = None
     rb = Rollback(
-        policy=policy_of(policy), inject=inject_of(names, pipeline), steps=names, clock=VirtualClock()
+        policy=policy_of(policy),
+        inject=inject_of(names, pipeline),
+        steps=names,
+        clock=VirtualClock(),
     )
     try:
         with rb:

@@ -224,7 +224,10 @@ def test_registered_compensation_with_json_arguments():
     assert outcome.compensated == ("charge",)
     with pytest.raises(TypeError, match="JSON-serialisable"):
         refund.bind(charge_id=object())
-    assert refund.bind(charge_id="ch_1").to_json() == '{"args": {"charge_id": "ch_1"}, "name": "refund_charge"}'
+    assert (
+        refund.bind(charge_id="ch_1").to_json()
+        == '{"args": {"charge_id": "ch_1"}, "name": "refund_charge"}'
+    )
 
 
 def test_outcome_text_and_html():

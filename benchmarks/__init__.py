@@ -1,0 +1,1 @@
+"""Speed goals, measured as ratios against a baseline timed in the same run (`make bench`)."""
