@@ -1,6 +1,10 @@
 """`make bench`: print every benchmark's table."""
 
-from . import engine
+import sys
 
-print(f"rollback-lessons benchmarks (python {__import__('sys').version.split()[0]})\n")
+from . import engine, panel
+
+print(f"rollback-lessons benchmarks (python {sys.version.split()[0]})\n")
 engine.run()
+print()
+panel.run()

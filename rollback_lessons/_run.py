@@ -102,6 +102,8 @@ class Run:
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.on_event = on_event
         self.is_async = is_async
+        self.tracer: Callable[[], Mapping[str, Any]] | None = None
+        self.states: list[Mapping[str, Any]] = []  # the state after each event, when traced
 
         self.events: list[Event] = []
         self.log: list[_Entry] = []
@@ -125,6 +127,8 @@ class Run:
     def emit(self, kind: str, step: str | None = None, **details: Any) -> None:
         event = Event(len(self.events) + 1, kind, step, details)
         self.events.append(event)
+        if self.tracer is not None:
+            self.states.append(self.tracer())
         log_event(event, self.name)
         if self.on_event is not None:
             try:
@@ -190,8 +194,12 @@ class Run:
         return retry is not None or self.faults.get(step, NO_FAULTS).action is not None
 
     def failed(self, step: str, error: BaseException, undo_registered: bool) -> None:
-        self.emit("step_failed", step, error=describe(error))
-        if isinstance(error, InjectedFault) and error.after_effect and not undo_registered:
+        after_effect = isinstance(error, InjectedFault) and error.after_effect
+        if after_effect:
+            self.emit("step_failed", step, error=describe(error), after_effect=True)
+        else:
+            self.emit("step_failed", step, error=describe(error))
+        if after_effect and not undo_registered:
             self.leaked.append(step)  # the effect happened and nothing will undo it
 
     def done(self, step: str, result: Any, undo: Callable[[], Any] | None, register: str) -> None:
@@ -405,6 +413,7 @@ class Run:
         state_before: Mapping[str, Any] | None = None,
         state_after: Mapping[str, Any] | None = None,
         kinds: Mapping[str, str] | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> Outcome:
         return Outcome(
             status=self.status(),
@@ -420,7 +429,9 @@ class Run:
             state_before=state_before,
             state_after=state_after,
             results=dict(self.results),
+            states=tuple(self.states),
             kinds=dict(kinds if kinds is not None else self.kinds),
+            labels=dict(labels or {}),
             name=self.name,
         )
 

@@ -53,7 +53,16 @@ class Outcome:
     state_after: Mapping[str, Any] | None = None
     results: Mapping[str, Any] = field(default_factory=dict)
     kinds: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
     name: str = "saga"
+    states: tuple[Mapping[str, Any], ...] = field(default=(), repr=False)
+    """With ``trace_state=True``: the state after each event, for pictures that replay it."""
+
+    def state_at(self, index: int) -> Mapping[str, Any] | None:
+        """The state right after event ``index`` (0-based), as far as it is known."""
+        if self.states:
+            return self.states[index]
+        return self.state_after if index >= len(self.events) - 1 else self.state_before
 
     @property
     def ok(self) -> bool:
@@ -138,8 +147,16 @@ def _step_row(o: Outcome, step: str) -> str:
 def _state_table(o: Outcome) -> str:
     if o.state_before is None:
         return ""
-    changed = set(o.changed())
-    before, after = o.state_before, o.state_after or {}
+    return state_table_html(o.state_before, o.state_after or {})
+
+
+def state_table_html(
+    before: Mapping[str, Any],
+    after: Mapping[str, Any],
+    titles: tuple[str, str] = ("before", "after"),
+) -> str:
+    """Before and after side by side; changed values highlighted."""
+    changed = {k for k in [*before, *after] if before.get(k, _MISSING) != after.get(k, _MISSING)}
     rows = []
     for key in list(before) + [k for k in after if k not in before]:
         style = ' style="background:#F0E442"' if key in changed else ""
@@ -147,7 +164,7 @@ def _state_table(o: Outcome) -> str:
         a = html.escape(repr(after.get(key, "-")))
         rows.append(f"<tr{style}><td>{html.escape(str(key))}</td><td>{b}</td><td>{a}</td></tr>")
     return (
-        "<table><thead><tr><th>key</th><th>before</th><th>after</th></tr></thead>"
+        f"<table><thead><tr><th>key</th><th>{titles[0]}</th><th>{titles[1]}</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
 

@@ -174,11 +174,13 @@ class Saga:
         undo_order: UndoOrder = "reverse",
         clock: Clock | None = None,
         on_event: EventSink | None = None,
+        trace_state: bool = False,
     ) -> Outcome:
         """Run the steps on ``state``; on failure undo what was done. Never raises for a step.
 
         ``inject`` maps step names to faults; ``register`` overrides when every undo is
-        logged; ``undo_order="forward"`` exists only to show why reverse is right.
+        logged; ``undo_order="forward"`` exists only to show why reverse is right;
+        ``trace_state`` keeps a snapshot of the state after every event (for replays).
         """
         if state is not None and not isinstance(state, MutableMapping):
             raise TypeError(f"state must be a mutable mapping, got {type(state).__name__}")
@@ -195,6 +197,8 @@ class Saga:
         )
         world: State = {} if state is None else state
         before = snapshot(world) if state is not None else None
+        if trace_state and state is not None:
+            run.tracer = partial(snapshot, world)
         pivot_done = False
         try:
             for step in self.steps:
@@ -219,4 +223,6 @@ class Saga:
                 raise  # Ctrl-C: undone, but not swallowed
         run.finish()
         after = snapshot(world) if state is not None else None
-        return run.outcome(self.names, before, after, {s.name: str(s.kind) for s in self.steps})
+        kinds = {s.name: str(s.kind) for s in self.steps}
+        labels = {s.name: s.label for s in self.steps if s.label}
+        return run.outcome(self.names, before, after, kinds, labels)

@@ -1,0 +1,92 @@
+"""The pictures: one valid frame per event, consecutive frames differ, files that open."""
+
+import io
+
+import pytest
+from PIL import Image
+
+from rollback_lessons import viz
+from rollback_lessons.demo import xyz_saga, xyz_state
+
+
+@pytest.fixture(scope="module")
+def rollback():
+    return xyz_saga().run(
+        xyz_state(),
+        inject={"step3": "fail", "step1": "undo_fails_once"},
+        policy="retry",
+        trace_state=True,
+    )
+
+
+def test_one_png_per_event_all_the_same_size_and_each_different(rollback):
+    pngs = viz.frames(rollback)
+    assert len(pngs) == len(rollback.events)
+    sizes = set()
+    for data in pngs:
+        image = Image.open(io.BytesIO(data))
+        assert image.format == "PNG"
+        sizes.add(image.size)
+    assert len(sizes) == 1
+    width, height = sizes.pop()
+    assert width >= 900 and height >= 300  # big enough to read on a projector
+    for a, b in zip(pngs, pngs[1:], strict=False):
+        assert a != b
+
+
+def test_the_state_column_replays_the_run(rollback):
+    timeline = viz.timeline_for(rollback)
+    kinds = [(e.kind, e.step) for e in rollback.events]
+    after_step2 = kinds.index(("step_done", "step2"))
+    assert timeline.state_cells(after_step2) == [
+        ("x", "0", "1", True),
+        ("y", "0", "2", True),
+        ("z", "0", "0", False),
+    ]
+    assert timeline.state_cells(len(kinds) - 1) == [
+        ("x", "0", "0", False),
+        ("y", "0", "0", False),
+        ("z", "0", "0", False),
+    ]
+
+
+def test_loading_a_new_run_reuses_the_figure_and_replaces_its_artists(rollback):
+    timeline = viz.timeline_for(rollback)
+    fig, count = timeline.fig, len(timeline.ax.get_children())
+    commit = xyz_saga().run(xyz_state(), trace_state=True)
+    timeline.load(commit)
+    timeline.load(rollback)
+    assert timeline.fig is fig
+    assert len(timeline.ax.get_children()) == count
+
+
+def test_draw_shows_every_step_and_the_result(rollback):
+    fig = viz.draw(rollback)
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == ["step1\nset x = 1", "step2\nset y = 2", "step3\nset z = 3"]
+    assert fig.texts[0].get_text().endswith("rollback_done: rolled_back")
+
+
+def test_gif_has_a_frame_per_event_and_loops(rollback, tmp_path):
+    path = viz.save_gif(rollback, tmp_path / "run.gif")
+    with Image.open(path) as gif:
+        assert gif.format == "GIF"
+        assert gif.n_frames == len(rollback.events)
+        assert gif.info.get("loop") == 0
+
+
+def test_animation_for_static_html(rollback):
+    html = viz.animate(rollback).to_jshtml()
+    assert html.count("data:image/png;base64") == len(rollback.events)
+
+
+def test_frame_out_of_range_is_a_clear_error(rollback):
+    with pytest.raises(IndexError, match="out of range 0..16"):
+        viz.timeline_for(rollback).render(99)
+
+
+def test_without_a_trace_the_state_jumps_from_before_to_after():
+    outcome = xyz_saga().run(xyz_state(), inject={"step2": "fail_after_effect"})
+    timeline = viz.timeline_for(outcome)
+    assert [c[2] for c in timeline.state_cells(0)] == ["0", "0", "0"]
+    assert [c[2] for c in timeline.state_cells(len(outcome.events) - 1)] == ["0", "2", "0"]

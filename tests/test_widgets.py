@@ -1,0 +1,153 @@
+"""The panel, driven from Python the way a learner drives it in the browser."""
+
+import io
+
+import pytest
+from PIL import Image
+
+from rollback_lessons import (
+    InvalidPipelineError,
+    Saga,
+    Status,
+    Step,
+    UnknownFaultError,
+    UnknownStepError,
+)
+from rollback_lessons.demo import xyz_saga, xyz_state
+from rollback_lessons.widgets import RollbackLab
+
+
+@pytest.fixture
+def lab():
+    return RollbackLab(xyz_saga(), state=xyz_state())
+
+
+def png_size(data):
+    image = Image.open(io.BytesIO(data))
+    assert image.format == "PNG"
+    return image.size
+
+
+def test_a_new_panel_shows_a_commit(lab):
+    assert lab.outcome.status is Status.COMMITTED
+    assert lab.frame == 0 and lab.frame_count == len(lab.outcome.events)
+    assert "committed" in lab.result.value
+    assert "dead letters:</b> none" in lab.dead.value
+
+
+def test_set_fault_reruns_and_everything_follows_the_new_run(lab):
+    outcome = lab.set_fault("step2", "fail")
+    assert outcome is lab.outcome
+    assert outcome.status is Status.ROLLED_BACK
+    assert outcome.compensated == ("step1",)
+    assert outcome.state_after == {"x": 0, "y": 0, "z": 0}
+    assert lab.frame == 0
+    assert lab.play.max == lab.slider.max == len(outcome.events) - 1
+    assert lab.log.value.count("<tr") == len(outcome.events)
+    assert '<tr class="now"><td>1</td><td>step_start</td>' in lab.log.value
+    assert "rolled_back" in lab.result.value
+
+
+def test_stepping_through_frames_changes_the_image_and_the_highlighted_event(lab):
+    lab.set_fault("step3", "fail")
+    seen = [lab.image.value]
+    for i in range(1, lab.frame_count):
+        lab.forward.click()
+        assert lab.frame == i
+        seen.append(lab.image.value)
+        assert f'<tr class="now"><td>{i + 1}</td>' in lab.log.value
+    assert len({png_size(p) for p in seen}) == 1
+    assert all(a != b for a, b in zip(seen, seen[1:], strict=False))
+    lab.forward.click()  # past the end stays on the last frame
+    assert lab.frame == lab.frame_count - 1
+    lab.back.click()
+    assert lab.frame == lab.frame_count - 2
+    assert lab.show_frame(0) == seen[0]
+
+
+def test_clicking_a_control_like_the_browser_does_reruns(lab):
+    lab.actions["step3"].value = "fail_after_effect"
+    assert lab.outcome.leaked == ("step3",)
+    lab.register.value = "before"
+    assert lab.outcome.status is Status.ROLLED_BACK
+    assert lab.outcome.compensated == ("step3", "step2", "step1")
+
+
+def test_policies_from_the_panel(lab):
+    lab.set_fault("step3", "fail")
+    lab.set_fault("step1", "undo_fails")
+    assert lab.outcome.status is Status.ROLLBACK_INCOMPLETE
+    assert "step1: InjectedFault" in lab.dead.value
+    assert lab.set_policy("halt").status is Status.HALTED
+    assert lab.set_policy("retry").dead_letters[0].attempts == 3
+    lab.set_fault("step1", "undo_fails_once")
+    assert lab.outcome.status is Status.ROLLED_BACK
+    assert lab.inject == {"step1": ["undo_fails_once"], "step3": ["fail"]}
+
+
+def test_state_tables_show_before_and_after_with_changes_highlighted(lab):
+    lab.set_fault("step3", "fail_after_effect")
+    html = lab.state_html()
+    assert '<tr style="background:#F0E442"><td>z</td><td>0</td><td>3</td></tr>' in html
+    assert "<tr><td>x</td><td>0</td><td>0</td></tr>" in html
+
+
+def test_forward_order_from_the_panel_breaks_dependent_steps():
+    def rm_dir(s):
+        if s["files"]:
+            raise OSError("directory not empty")
+        s["dirs"].clear()
+
+    saga = Saga(
+        [
+            Step("mkdir", lambda s: s["dirs"].append("d"), rm_dir),
+            Step("write", lambda s: s["files"].append("d/f"), lambda s: s["files"].clear()),
+            Step("publish", lambda s: None),
+        ]
+    )
+    lab = RollbackLab(saga, state=lambda: {"dirs": [], "files": []})
+    lab.set_fault("publish", "fail")
+    assert lab.outcome.status is Status.ROLLED_BACK
+    lab.set_order("forward")
+    assert lab.outcome.dead_letters[0].step == "mkdir"
+    assert lab.outcome.state_after == {"dirs": ["d"], "files": []}
+
+
+def test_bad_input_is_refused_and_the_last_good_run_stays(lab):
+    good = lab.set_fault("step2", "fail")
+    image = lab.image.value
+    with pytest.raises(UnknownStepError, match="the steps are: step1, step2, step3"):
+        lab.set_fault("step9", "fail")
+    with pytest.raises(UnknownFaultError, match="choose from: ok, undo_ok, fail"):
+        lab.set_fault("step1", "explode")
+    with pytest.raises(InvalidPipelineError, match="unknown policy 'sometimes'"):
+        lab.set_policy("sometimes")
+    assert lab.outcome is good
+    assert lab.image.value == image
+    assert lab.actions["step1"].value == "ok"
+
+
+def test_a_pivot_has_no_undo_control():
+    saga = Saga(
+        [
+            Step("charge", lambda s: None, lambda s: None),
+            Step("email", lambda s: None, kind="pivot"),
+        ]
+    )
+    lab = RollbackLab(saga, state={})
+    assert lab.undos["email"].disabled and not lab.undos["charge"].disabled
+    with pytest.raises(InvalidPipelineError, match="has no undo"):
+        lab.set_fault("email", "undo_fails")
+
+
+def test_reset_and_each_run_starts_from_a_fresh_state(lab):
+    lab.set_fault("step2", "fail_after_effect")
+    assert lab.outcome.state_after == {"x": 0, "y": 2, "z": 0}
+    outcome = lab.reset()
+    assert outcome.status is Status.COMMITTED
+    assert outcome.state_before == {"x": 0, "y": 0, "z": 0}
+
+
+def test_the_panel_displays_as_a_widget(lab):
+    bundle = lab._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
