@@ -1,6 +1,7 @@
 """The panel, driven from Python the way a learner drives it in the browser."""
 
 import io
+import itertools
 
 import pytest
 from PIL import Image
@@ -57,7 +58,7 @@ def test_stepping_through_frames_changes_the_image_and_the_highlighted_event(lab
         seen.append(lab.image.value)
         assert f'<tr class="now"><td>{i + 1}</td>' in lab.log.value
     assert len({png_size(p) for p in seen}) == 1
-    assert all(a != b for a, b in zip(seen, seen[1:], strict=False))
+    assert all(a != b for a, b in itertools.pairwise(seen))
     lab.forward.click()  # past the end stays on the last frame
     assert lab.frame == lab.frame_count - 1
     lab.back.click()
