@@ -7,7 +7,7 @@ PORT   ?= 8888
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 LINT_PATHS := rollback_lessons tests notebooks benchmarks
 
-.PHONY: lab test lint format bench clean
+.PHONY: lab test lint format bench clean notebooks
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -44,3 +44,6 @@ bench: $(VENV)/.test
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+notebooks: $(VENV)/.test
+	$(BIN)/python tests/notebook_tools.py notebooks/*.ipynb

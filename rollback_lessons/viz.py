@@ -422,20 +422,31 @@ def animate(
     )
 
 
+def gif(
+    outcome: Outcome, labels: Mapping[str, str] | None = None, ms_per_frame: int = 700
+) -> bytes:
+    """The frames as a looping GIF; the last frame lingers so the result can be read."""
+    images = [
+        Image.open(io.BytesIO(png)).convert("P", palette=Image.Palette.ADAPTIVE)
+        for png in frames(outcome, labels)
+    ]
+    durations = [ms_per_frame] * (len(images) - 1) + [ms_per_frame * 5]
+    out = io.BytesIO()
+    images[0].save(
+        out, format="gif", save_all=True, append_images=images[1:], duration=durations, loop=0
+    )
+    return out.getvalue()
+
+
 def save_gif(
     outcome: Outcome,
     path: str | Path,
     labels: Mapping[str, str] | None = None,
     ms_per_frame: int = 700,
 ) -> Path:
-    """Write the frames as a looping GIF; the last frame lingers so the result can be read."""
-    images = [
-        Image.open(io.BytesIO(png)).convert("P", palette=Image.Palette.ADAPTIVE)
-        for png in frames(outcome, labels)
-    ]
-    durations = [ms_per_frame] * (len(images) - 1) + [ms_per_frame * 5]
+    """Write ``gif(outcome)`` to ``path``: pages that run no JavaScript can still show it."""
     path = Path(path)
-    images[0].save(path, save_all=True, append_images=images[1:], duration=durations, loop=0)
+    path.write_bytes(gif(outcome, labels, ms_per_frame))
     return path
 
 
