@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import html
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -34,6 +35,10 @@ _CSS = """<style>
 .rollback-lab td, .rollback-lab th {padding: 2px 8px; text-align: left}
 .rollback-lab .now {background: #F0E442}
 </style>"""
+
+
+def _css(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", name)
 
 
 def _toggles(options: tuple[tuple[str, str], ...], value: str, **kw: Any) -> w.ToggleButtons:
@@ -117,6 +122,17 @@ class RollbackLab:
 
     def _layout(self, title: str) -> w.VBox:
         rows = []
+        for name, control in self.actions.items():
+            control.add_class("rl-action").add_class(f"rl-action-{_css(name)}")
+        for name, control in self.undos.items():
+            control.add_class("rl-undo").add_class(f"rl-undo-{_css(name)}")
+        for control, css in (
+            (self.policy, "rl-policy"), (self.register, "rl-register"), (self.order, "rl-order"),
+            (self.run_button, "rl-run"), (self.play, "rl-play"), (self.slider, "rl-frame"),
+            (self.back, "rl-back"), (self.forward, "rl-forward"), (self.image, "rl-image"),
+            (self.result, "rl-result"), (self.log, "rl-log"), (self.dead, "rl-dead"),
+        ):  # fmt: skip
+            control.add_class(css)  # stable hooks for styling and for the browser tests
         for step in self.saga.steps:
             tag = "" if step.kind is Kind.COMPENSABLE else f" <i>({step.kind})</i>"
             text = (

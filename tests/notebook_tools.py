@@ -29,7 +29,10 @@ def execute(path: Path, timeout: int = 120) -> None:
     subprocess.run([sys.executable, "-m", "ruff", "format", "-q", str(path)], check=True)
     nb = nbformat.read(path, as_version=4)
     NotebookClient(
-        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
     ).execute()
     nbformat.write(clean(nb), path)
 

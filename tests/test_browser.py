@@ -1,0 +1,298 @@
+"""Every lesson in a real JupyterLab in a real Chromium, as a learner opens it.
+
+strict nbval proves the kernel side; only a browser sees "Error displaying widget", a
+missing widget extension or a figure that never appears. One JupyterLab serves the whole
+session (127.0.0.1, a free port, a token), on copies of the lessons without outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from notebook_tools import clean
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+WAIT_MS = 30_000
+WIDGET_ERRORS = ("Error displaying widget", "model not found", "Failed to load model class")
+
+pytestmark = pytest.mark.browser
+
+
+def _chromium() -> str:
+    path = (
+        os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    )
+    if path:
+        return path
+    message = (
+        "no Chromium found: install it (Debian/Ubuntu: `sudo apt-get install chromium`) "
+        "or set CHROMIUM=/path/to/chromium; .ci/run installs it in CI"
+    )
+    if os.environ.get("CI"):
+        pytest.fail(message)  # in CI a missing browser is a failure, never a skip
+    pytest.skip(message)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Lab:
+    url: str
+    token: str
+    root: Path
+    process: subprocess.Popen = field(repr=False)
+
+    def api(self, method: str, path: str) -> object:
+        request = urllib.request.Request(
+            f"{self.url}{path}", method=method, headers={"Authorization": f"token {self.token}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            body = response.read()
+        return json.loads(body) if body else None
+
+
+@pytest.fixture(scope="session")
+def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    _chromium()  # no browser, no point starting a server
+    base = tmp_path_factory.mktemp("jupyterlab")
+    root, settings = base / "notebooks", base / "app-settings"
+    root.mkdir()
+    settings.mkdir()
+    for path in NOTEBOOKS:  # copies without outputs: stale outputs would pass checks early
+        nb = clean(nbformat.read(path, as_version=4))
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                cell.outputs, cell.execution_count = [], None
+        nbformat.write(nb, root / path.name)
+    (settings / "overrides.json").write_text(
+        json.dumps(
+            {
+                "@jupyterlab/apputils-extension:notification": {
+                    "fetchNews": "false",
+                    "checkForUpdates": False,
+                    "doNotDisturbMode": True,
+                },
+                "@jupyterlab/notebook-extension:tracker": {"windowingMode": "none"},
+            }
+        )
+    )
+    env = dict(os.environ)
+    for name in ("RUNTIME", "DATA", "CONFIG"):
+        (base / name.lower()).mkdir()
+        env[f"JUPYTER_{name}_DIR"] = str(base / name.lower())
+    env["JUPYTER_PATH"] = str(Path(sys.prefix) / "share" / "jupyter")
+    port, token = _free_port(), secrets.token_hex(16)
+    log = (base / "lab.log").open("w")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "lab",
+            "--no-browser",
+            "--allow-root",
+            f"--port={port}",
+            "--ServerApp.ip=127.0.0.1",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={root}",
+            f"--LabApp.app_settings_dir={settings}",
+            f"--LabApp.user_settings_dir={base / 'user-settings'}",
+            f"--LabApp.workspaces_dir={base / 'workspaces'}",
+            "--LabApp.news_url=None",
+            "--LabApp.extension_manager=readonly",
+            "--LabApp.expose_app_in_browser=True",
+        ],  # fmt: skip
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    lab = Lab(f"http://127.0.0.1:{port}", token, root, process)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"jupyter lab exited: {(base / 'lab.log').read_text()}")
+            try:
+                lab.api("GET", "/api/status")
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        yield lab
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def browser(lab_server: Lab):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=_chromium(), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, lab_server: Lab, request: pytest.FixtureRequest):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.errors = []  # type: ignore[attr-defined]
+    page.on("pageerror", lambda e: page.errors.append(f"pageerror: {e}"))
+    page.on(
+        "console",
+        lambda m: m.type == "error" and page.errors.append(f"console: {m.text}"),
+    )
+    page.set_default_timeout(WAIT_MS)
+    yield page
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    name = request.node.callspec.params.get("notebook", request.node.name)
+    page.screenshot(path=str(SCREENSHOTS / f"{Path(str(name)).stem}.png"), full_page=True)
+    context.close()
+    for session in lab_server.api("GET", "/api/sessions"):  # type: ignore[union-attr]
+        lab_server.api("DELETE", f"/api/sessions/{session['id']}")
+
+
+def _ignorable(error: str) -> bool:
+    # Chromium reports the favicon and the closed network; neither is a lesson's fault.
+    return "favicon" in error or "ERR_INTERNET_DISCONNECTED" in error or "net::ERR_" in error
+
+
+def open_and_run(page, lab: Lab, name: str) -> None:
+    page.goto(f"{lab.url}/lab/tree/{name}?reset&token={lab.token}")
+    page.wait_for_selector(".jp-NotebookPanel .jp-Cell")
+    idle = (
+        "window.jupyterapp?.shell?.currentWidget?.sessionContext?.session?.kernel?.status"
+        " === 'idle'"
+    )
+    page.wait_for_function(idle)
+    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    page.wait_for_function(
+        """() => {
+            const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
+            return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
+        }"""
+    )
+    page.wait_for_function(idle)
+
+
+def image_src(page) -> str:
+    return page.locator(".rl-image").first.get_attribute("src") or ""
+
+
+def wait_new_image(page, old: str) -> float:
+    start = time.perf_counter()
+    page.wait_for_function(
+        "old => { const i = document.querySelector('.rl-image'); return i && i.src && i.src !== old; }",
+        arg=old,
+    )
+    return time.perf_counter() - start
+
+
+def lesson_01(page) -> None:
+    """Set step 2 to fail, press Run, play: the frames change and the state is restored."""
+    panel = page.locator(".rollback-lab").first
+    panel.scroll_into_view_if_needed()
+    before = image_src(page)
+    start = time.perf_counter()
+    page.locator(".rl-action-step2 button[data-value='fail']").click()
+    page.wait_for_function(
+        "() => document.querySelector('.rl-result')?.textContent.includes('step2 failed')"
+        " || document.querySelector('.rl-action-step2 .mod-active')?.textContent === 'fail'"
+    )
+    wait_new_image(page, before)
+    click_to_frame = time.perf_counter() - start
+    # move to the end, then Run: the run starts again at its first frame
+    page.locator(".rl-frame .noUi-handle, .rl-frame .slider-handle").first.focus()
+    page.keyboard.press("End")
+    last = image_src(page)
+    start = time.perf_counter()
+    page.locator(".rl-run").click()
+    wait_new_image(page, last)
+    run_to_frame = time.perf_counter() - start
+    seen = {image_src(page)}
+    page.locator(".rl-play button").first.click()
+    deadline = time.monotonic() + 30
+    while len(seen) < 4 and time.monotonic() < deadline:
+        seen.add(image_src(page))
+        page.wait_for_timeout(100)  # sampling the image while it plays, not waiting for it
+    assert len(seen) >= 4, "the frame image did not change while playing"
+    result = page.locator(".rl-result").inner_text()
+    assert "rolled_back" in result
+    rows = [
+        r.inner_text().split()
+        for r in page.locator(".rl-result table").nth(1).locator("tbody tr").all()
+    ]
+    assert rows == [["x", "0", "0"], ["y", "0", "0"], ["z", "0", "0"]]
+    print(
+        f"\nlesson 01: fault click -> new frame {click_to_frame * 1e3:.0f} ms; "
+        f"Run -> new frame {run_to_frame * 1e3:.0f} ms (in the page)"
+    )
+
+
+INTERACTIONS: dict[str, Callable] = {"01_rollback_basics.ipynb": lesson_01}
+
+
+@pytest.mark.parametrize("notebook", [p.name for p in NOTEBOOKS])
+def test_lesson_renders_and_runs_in_jupyterlab(page, lab_server: Lab, notebook: str) -> None:
+    open_and_run(page, lab_server, notebook)
+    panel = page.locator(".jp-NotebookPanel").first
+    text = panel.inner_text()
+    for bad in WIDGET_ERRORS:
+        assert bad not in text, f"{notebook}: {bad!r} in the page"
+    assert (
+        page.locator(
+            ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
+        ).count()
+        == 0
+    )
+    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']")
+    assert errors.count() == 0, errors.first.inner_text()
+    cells = json.loads(Path(ROOT / "notebooks" / notebook).read_text())["cells"]
+    widgets = sum("RollbackLab(" in "".join(c["source"]) for c in cells)
+    assert page.locator(".rollback-lab").count() == widgets
+    for i in range(page.locator(".rl-image").count()):
+        page.locator(".rl-image").nth(i).wait_for(state="visible")
+        assert image_src(page).startswith("blob:") or image_src(page).startswith("data:")
+    if notebook in INTERACTIONS:
+        INTERACTIONS[notebook](page)
+    real = [e for e in page.errors if not _ignorable(e)]
+    assert real == [], real
