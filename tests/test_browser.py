@@ -23,7 +23,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from notebook_tools import clean
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,7 +132,7 @@ def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             "--LabApp.news_url=None",
             "--LabApp.extension_manager=readonly",
             "--LabApp.expose_app_in_browser=True",
-        ],  # fmt: skip
+        ],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -221,7 +220,8 @@ def image_src(page) -> str:
 def wait_new_image(page, old: str) -> float:
     start = time.perf_counter()
     page.wait_for_function(
-        "old => { const i = document.querySelector('.rl-image'); return i && i.src && i.src !== old; }",
+        "old => { const i = document.querySelector('.rl-image');"
+        " return i && i.src && i.src !== old; }",
         arg=old,
     )
     return time.perf_counter() - start
