@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import html
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 logger = logging.getLogger("rollback_lessons")
@@ -89,3 +90,20 @@ def describe(error: BaseException) -> str:
 
 def format_events(events: list[Event]) -> str:
     return "\n".join(str(e) for e in events)
+
+
+def events_html(events: Sequence[Event], current: int | None = None) -> str:
+    """The events as an HTML table; row ``current`` (0-based) is highlighted."""
+    rows = []
+    for i, event in enumerate(events):
+        details = " ".join(f"{k}={v}" for k, v in event.details.items())
+        mark = ' class="now" style="background:#F0E442"' if i == current else ""
+        cells = (str(event.seq), event.kind, event.step or "", details)
+        rows.append(f"<tr{mark}>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    head = "<tr><th>#</th><th>event</th><th>step</th><th>details</th></tr>"
+    return f"<table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def to_jsonl(events: Sequence[Event]) -> str:
+    """One JSON object per line: the format log pipelines ingest."""
+    return "\n".join(e.to_json() for e in events)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from .events import Event, describe, format_events
+from .events import Event, describe, format_events, to_jsonl
 
 
 class Status(StrEnum):
@@ -84,6 +84,10 @@ class Outcome:
         """The events, one per line, in the order they happened."""
         return format_events(list(self.events))
 
+    def to_jsonl(self) -> str:
+        """The events as JSON lines."""
+        return to_jsonl(self.events)
+
     def summary_lines(self) -> list[str]:
         head = str(self.status)
         if self.error is not None:
@@ -117,6 +121,25 @@ class Outcome:
 
 
 _MISSING = object()
+
+
+def compare_table(outcomes: Mapping[str, Outcome]) -> str:
+    """Several runs side by side, one column each (for comparing policies or orders)."""
+    rows = [
+        ("status", lambda o: str(o.status)),
+        ("undone", lambda o: _names(o.compensated)),
+        ("dead letters", lambda o: _names(tuple(d.step for d in o.dead_letters))),
+        ("left for a person", lambda o: _names(o.pending)),
+        ("undo attempts", lambda o: str(sum(e.kind == "undo" for e in o.events))),
+        ("state after", lambda o: str(dict(o.state_after or {}))),
+    ]
+    table = [["", *outcomes]] + [[label, *(f(o) for o in outcomes.values())] for label, f in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in table
+    )
+
 
 _STATUS_COLOURS = {  # Okabe-Ito: readable for the common colour-vision deficiencies
     Status.COMMITTED: "#0072B2",

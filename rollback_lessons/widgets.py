@@ -18,6 +18,7 @@ import ipywidgets as w
 from . import viz
 from .clock import VirtualClock
 from .errors import InvalidPipelineError, UnknownFaultError, UnknownStepError
+from .events import events_html
 from .faults import Fault
 from .outcome import Outcome, state_table_html
 from .saga import Kind, Saga
@@ -282,19 +283,7 @@ class RollbackLab:
 
     def _show(self, index: int) -> None:
         self.image.value = self.timeline.render(index)
-        self.log.value = self._log_html(index)
-
-    def _log_html(self, current: int) -> str:
-        assert self.outcome is not None
-        rows = []
-        for i, event in enumerate(self.outcome.events):
-            details = " ".join(f"{k}={v}" for k, v in event.details.items())
-            cls = ' class="now"' if i == current else ""
-            cells = (str(event.seq), event.kind, event.step or "", details)
-            rows.append(
-                f"<tr{cls}>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
-            )
-        return f"<table>{''.join(rows)}</table>"
+        self.log.value = events_html(self.outcome.events, index)  # type: ignore[union-attr]
 
     @staticmethod
     def _dead_letters_html(outcome: Outcome) -> str:

@@ -213,6 +213,14 @@ def open_and_run(page, lab: Lab, name: str) -> None:
     page.wait_for_function(idle)
 
 
+def report(line: str) -> None:
+    """A figure for the README: printed (-s) and kept next to the screenshots."""
+    print(f"\n{line}")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with (SCREENSHOTS / "timings.txt").open("a") as out:
+        out.write(line + "\n")
+
+
 def image_src(page) -> str:
     return page.locator(".rl-image").first.get_attribute("src") or ""
 
@@ -262,8 +270,8 @@ def lesson_01(page) -> None:
         for r in page.locator(".rl-result table").nth(1).locator("tbody tr").all()
     ]
     assert rows == [["x", "0", "0"], ["y", "0", "0"], ["z", "0", "0"]]
-    print(
-        f"\nlesson 01: fault click -> new frame {click_to_frame * 1e3:.0f} ms; "
+    report(
+        f"lesson 01: fault click -> new frame {click_to_frame * 1e3:.0f} ms; "
         f"Run -> new frame {run_to_frame * 1e3:.0f} ms (in the page)"
     )
 

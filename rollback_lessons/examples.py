@@ -1,0 +1,181 @@
+"""The pipelines the lessons use. Each models a real dependency, so mistakes really show."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .saga import Saga, State, Step
+
+# -- lesson 02: later steps depend on earlier ones ------------------------------------
+
+
+def make_folder(state: State) -> None:
+    state["folders"].append("report")
+
+
+def remove_folder(state: State) -> None:
+    if any(f.startswith("report/") for f in state["files"]):
+        raise OSError("cannot remove 'report': directory not empty")
+    state["folders"].remove("report")
+
+
+def write_file(state: State) -> None:
+    if "report" not in state["folders"]:
+        raise FileNotFoundError("no folder 'report' to write into")
+    state["files"].append("report/summary.txt")
+
+
+def delete_file(state: State) -> None:
+    state["files"].remove("report/summary.txt")
+
+
+def publish(state: State) -> None:
+    state["published"] = True
+
+
+def folder_state() -> dict[str, Any]:
+    return {"folders": [], "files": [], "published": False}
+
+
+def folder_saga() -> Saga:
+    """mkdir, then a file in it, then publish: a folder cannot go while its file is in it."""
+    return Saga(
+        [
+            Step("make_folder", make_folder, remove_folder, label="mkdir report/"),
+            Step("write_file", write_file, delete_file, label="write report/summary.txt"),
+            Step("publish", publish, lambda s: s.update(published=False), label="publish it"),
+        ],
+        name="folder",
+    )
+
+
+def open_account(state: State) -> None:
+    state["accounts"]["acct-1"] = 0
+
+
+def close_account(state: State) -> None:
+    balance = state["accounts"]["acct-1"]
+    if balance:
+        raise RuntimeError(f"cannot close acct-1: balance is {balance}, not 0")
+    del state["accounts"]["acct-1"]
+
+
+def deposit(state: State) -> None:
+    state["accounts"]["acct-1"] += 100
+
+
+def withdraw_deposit(state: State) -> None:
+    state["accounts"]["acct-1"] -= 100
+
+
+def notify_customer(state: State) -> None:
+    state["notified"] = True
+
+
+def account_state() -> dict[str, Any]:
+    return {"accounts": {}, "notified": False}
+
+
+def account_saga(undo_deposit: Any = withdraw_deposit) -> Saga:
+    """Open an account, deposit 100, notify: an account only closes once it is empty."""
+    return Saga(
+        [
+            Step("open_account", open_account, close_account, label="open acct-1"),
+            Step("deposit", deposit, undo_deposit, label="deposit 100"),
+            Step("notify", notify_customer, lambda s: s.update(notified=False), label="notify"),
+        ],
+        name="account",
+    )
+
+
+# -- lessons 03 to 05: a small order pipeline ------------------------------------------
+
+
+def order_state() -> dict[str, Any]:
+    return {"stock": 5, "reserved": 0, "paid": 0, "label": None}
+
+
+def order_saga() -> Saga:
+    """Reserve stock, take payment, print a shipping label."""
+
+    def reserve(s: State) -> None:
+        s["stock"] -= 1
+        s["reserved"] += 1
+
+    def release(s: State) -> None:
+        s["stock"] += 1
+        s["reserved"] -= 1
+
+    return Saga(
+        [
+            Step("reserve", reserve, release, label="reserve 1 item"),
+            Step("pay", lambda s: s.update(paid=30), lambda s: s.update(paid=0), label="take 30"),
+            Step(
+                "label",
+                lambda s: s.update(label="LBL-1"),
+                lambda s: s.update(label=None),
+                label="print label",
+            ),
+        ],
+        name="order",
+    )
+
+
+# -- lesson 04: an irreversible step ----------------------------------------------------
+
+KEY = "booking-1"  # the idempotency key this booking charges and refunds under
+
+
+def booking_state() -> dict[str, Any]:
+    return {"card_checked": False, "room": None, "charges": {}, "refunds": {}, "emails": []}
+
+
+def verify_card(state: State) -> None:
+    state["card_checked"] = True  # a check: nothing to undo
+
+
+def reserve_room(state: State) -> None:
+    state["room"] = "held"
+
+
+def release_room(state: State) -> None:
+    state["room"] = None
+
+
+def charge_card(state: State) -> None:
+    state["charges"].setdefault(KEY, 120)  # the same key never charges twice
+
+
+def refund_charge(state: State) -> None:
+    """Idempotent: refunds only what was charged under the key, and only once."""
+    if KEY in state["charges"] and KEY not in state["refunds"]:
+        state["refunds"][KEY] = state["charges"][KEY]
+
+
+def send_email(state: State) -> None:
+    state["emails"].append("Your booking is confirmed")
+
+
+BOOKING_STEPS: dict[str, Callable[[Callable[[State], Any]], Step]] = {
+    "verify_card": lambda _: Step("verify_card", verify_card, label="check the card (a gate)"),
+    "reserve_room": lambda _: Step("reserve_room", reserve_room, release_room, label="hold a room"),
+    "charge_card": lambda refund: Step(
+        "charge_card", charge_card, refund, register="before", label="charge 120"
+    ),
+    "send_email": lambda _: Step("send_email", send_email, kind="pivot", label="confirm by email"),
+}
+SAFE_BOOKING_ORDER = ("verify_card", "reserve_room", "charge_card", "send_email")
+
+
+def booking_saga(
+    order: tuple[str, ...] | list[str] = SAFE_BOOKING_ORDER,
+    *,
+    refund: Callable[[State], Any] = refund_charge,
+    **options: Any,
+) -> Saga:
+    """The booking steps in ``order``; ``allow_unsafe_order=True`` to build a bad order."""
+    unknown = [name for name in order if name not in BOOKING_STEPS]
+    if unknown:
+        raise ValueError(f"unknown booking steps {unknown}; the steps are {list(BOOKING_STEPS)}")
+    return Saga([BOOKING_STEPS[name](refund) for name in order], name="booking", **options)
