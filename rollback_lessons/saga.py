@@ -152,8 +152,9 @@ class Saga:
                 if undone
                 else f"{step.name!r} stays done"
             )
+            what_it_is = "irreversible" if step.kind is Kind.PIVOT else "never undone (retriable)"
             problems.append(
-                f"{step.name!r} is {step.kind} (never undone) but runs before "
+                f"{step.name!r} is {what_it_is} but runs before "
                 f"{', '.join(repr(n) for n in later)}, which can still fail. If one fails, "
                 f"{what}. Move {step.name!r} after them, or make them retriable."
             )

@@ -112,7 +112,7 @@ def test_pivot_last_is_safe_and_a_compensable_after_a_pivot_is_refused():
     with pytest.raises(UnsafeOrderError) as info:
         Saga([gate, reserve, email, charge])
     text = str(info.value)
-    assert "'email' is pivot (never undone) but runs before 'charge'" in text
+    assert "'email' is irreversible but runs before 'charge'" in text
     assert "undoes reserve but 'email' stays done" in text
 
 

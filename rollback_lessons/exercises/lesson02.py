@@ -1,0 +1,111 @@
+"""Lesson 02 exercises: write an undo that inverts its own step; predict the undo order."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..events import describe
+from ..examples import account_saga
+from ..saga import Saga, Step
+from . import Exercise, Incorrect, attempted, function, register
+
+
+def _check_undo_deposit(undo_deposit: Any) -> str:
+    fn = function(undo_deposit, "undo_deposit")
+    attempted(fn, {"accounts": {"acct-1": 100}, "notified": False})
+    state = {"accounts": {"acct-0": 50}, "notified": False}
+    outcome = account_saga(fn).run(state, inject={"notify": "fail"})
+    for dead in outcome.dead_letters:
+        if dead.step == "deposit":
+            raise Incorrect(f"your undo raised {describe(dead.error)} during the rollback")
+        balance = (outcome.state_after or {})["accounts"].get("acct-1")
+        if balance is None:
+            raise Incorrect(
+                "acct-1 was gone before close_account ran: the deposit's undo should only "
+                "take the money out; closing the account is open_account's undo"
+            )
+        raise Incorrect(
+            f"the account could not be closed ({dead.error}): after your undo its balance "
+            f"was {balance}. The undo of a deposit takes the deposit back out."
+        )
+    if outcome.state_after != {"accounts": {"acct-0": 50}, "notified": False}:
+        raise Incorrect(
+            f"after the rollback the state is {outcome.state_after}, "
+            "expected {'accounts': {'acct-0': 50}, 'notified': False}"
+        )
+    later = {"accounts": {"acct-1": 150}, "notified": False}  # 50 more arrived meanwhile
+    fn(later)
+    if later["accounts"].get("acct-1") != 50:
+        raise Incorrect(
+            "an undo inverts its own step: with 150 in acct-1 (100 from the deposit, 50 that "
+            f"arrived later) your undo left {later['accounts'].get('acct-1')}, expected 50"
+        )
+    return "the deposit comes back out, so the account can close, and nothing else changes."
+
+
+q1 = Exercise(
+    id="02.1",
+    title="Write the undo of the deposit",
+    checker=_check_undo_deposit,
+    answer_names=("undo_deposit",),
+    hints=(
+        "The deposit step runs `state['accounts']['acct-1'] += 100`.",
+        "close_account refuses while the balance is not 0, and it is undone right after you.",
+        "Invert the step itself (take 100 out) rather than setting the balance to a value.",
+    ),
+    solution_code=(
+        '# exercise: 02.1\ndef undo_deposit(state):\n    state["accounts"]["acct-1"] -= 100'
+    ),
+    wrong_answers=(
+        'def undo_deposit(state):\n    state["accounts"]["acct-1"] += 100',
+        'def undo_deposit(state):\n    del state["accounts"]["acct-1"]',
+        'def undo_deposit(state):\n    state["accounts"]["acct-1"] = 0',
+        "def undo_deposit(state):\n    pass",
+        "undo_deposit = 100",
+    ),
+)
+
+
+def five_steps() -> Saga:
+    """a, b, c, d, e: each logs its undo after it succeeds."""
+    return Saga([Step(n, lambda s: None, lambda s: None) for n in "abcde"], name="five")
+
+
+def _check_order(predicted: Any) -> str:
+    if not isinstance(predicted, list | tuple) or not all(isinstance(p, str) for p in predicted):
+        raise Incorrect(f"write the order as a list of step names, got {predicted!r}")
+    actual = list(five_steps().run(inject={"d": "fail"}).compensated)
+    predicted = list(predicted)
+    if predicted == actual:
+        return f"{', '.join(actual)}: last in, first out."
+    if "e" in predicted:
+        raise Incorrect("e never ran: steps after the failure are not run, so not undone")
+    if "d" in predicted:
+        raise Incorrect(
+            "d failed before its undo was logged (undos are logged after a step succeeds), "
+            "so there is nothing of d's to undo"
+        )
+    if predicted == actual[::-1]:
+        raise Incorrect("that is the order the steps ran in; the undos run the other way")
+    raise Incorrect(f"{predicted} is not it: which steps finished, and which finished last?")
+
+
+q2 = Exercise(
+    id="02.2",
+    title="Predict the undo order",
+    checker=_check_order,
+    answer_names=("predicted",),
+    hints=(
+        "Only steps that finished have an undo in the log.",
+        "The log is a stack: the last undo pushed is the first popped.",
+    ),
+    solution_code='# exercise: 02.2\npredicted = ["c", "b", "a"]',
+    wrong_answers=(
+        'predicted = ["a", "b", "c"]',
+        'predicted = ["d", "c", "b", "a"]',
+        'predicted = ["e", "d", "c", "b", "a"]',
+        'predicted = "c, b, a"',
+    ),
+)
+
+register(q1, q2)
