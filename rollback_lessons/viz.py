@@ -52,7 +52,7 @@ class _Glyph:
     artist: Any
 
 
-def _short(value: Any, width: int = 16) -> str:
+def _short(value: Any, width: int = 11) -> str:
     text = repr(value)
     return text if len(text) <= width else text[: width - 1] + "…"
 
@@ -125,7 +125,7 @@ class Timeline:
     def _build_static(self, n: int, height: float) -> None:
         top = 1 - 0.75 / height
         bottom = 0.95 / height
-        self.ax = self.fig.add_axes((0.2, bottom, 0.5, top - bottom))
+        self.ax = self.fig.add_axes((0.25, bottom, 0.45, top - bottom))
         self.tax = self.fig.add_axes((0.73, bottom, 0.26, top - bottom))
         ax, tax = self.ax, self.tax
         ax.set_ylim(n - 0.5, -0.5)
@@ -144,10 +144,10 @@ class Timeline:
         tax.set_axis_off()
         tax.set_xlim(0, 1)
         tax.set_ylim(max(len(self.state_keys), n) + 0.5, 0.3)
-        for x, text in ((0.0, "state"), (0.38, "before"), (0.7, "now")):
+        for x, text in ((0.0, "state"), (0.42, "before"), (0.72, "now")):
             tax.text(x, 0.5, text, fontsize=FONT, fontweight="bold", va="center")
         for row, key in enumerate(self.state_keys, start=1):
-            tax.text(0.0, row + 0.2, str(key)[:10], fontsize=FONT, va="center")
+            tax.text(0.0, row + 0.2, str(key)[:11], fontsize=FONT, va="center")
         legend = [
             ("step done", ">", FORWARD, FORWARD),
             ("undo logged", "o", "white", REGISTER),
@@ -170,10 +170,10 @@ class Timeline:
         (self._cursor,) = ax.plot([], [], "o", ms=26, mfc="none", mec=INK, mew=2.5, zorder=5)
         self._cells = [
             (
-                tax.text(0.38, row + 0.2, "", fontsize=FONT, va="center"),
-                tax.text(0.7, row + 0.2, "", fontsize=FONT, va="center", zorder=3),
+                tax.text(0.42, row + 0.2, "", fontsize=FONT, va="center"),
+                tax.text(0.72, row + 0.2, "", fontsize=FONT, va="center", zorder=3),
                 tax.add_patch(
-                    Rectangle((0.66, row - 0.25), 0.34, 0.9, color=HIGHLIGHT, lw=0, zorder=2)
+                    Rectangle((0.69, row - 0.25), 0.31, 0.9, color=HIGHLIGHT, lw=0, zorder=2)
                 ),
             )
             for row in range(1, len(self.state_keys) + 1)
@@ -285,6 +285,11 @@ class Timeline:
             elif k in ("committed", "rollback_done", "halted"):
                 colour = {"committed": FORWARD, "halted": PIVOT}.get(k, UNDO)
                 add(_Glyph(s, ax.axvline(s, color=colour, lw=2, ls="--")))
+                if k == "rollback_done":
+                    for name in outcome.leaked:
+                        note = ax.text(s - 0.3, self.lane[name] - 0.3, "still done ", color=FAIL,
+                                       fontsize=FONT - 2, ha="right")  # fmt: skip
+                        add(_Glyph(s, note))
                 if k == "halted":
                     note = ax.text(s, y - 0.3, "halted: left for a person ", color=PIVOT,
                                    fontsize=FONT - 2, ha="right")  # fmt: skip

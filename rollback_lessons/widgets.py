@@ -61,7 +61,7 @@ class RollbackLab:
         state: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
         *,
         policy: str = "continue",
-        register: str = "after",
+        register: str = "step",
         undo_order: str = "reverse",
         title: str | None = None,
         interval_ms: int = 700,
@@ -87,7 +87,10 @@ class RollbackLab:
         self.policy = _toggles(
             (("continue", "continue"), ("retry", "retry"), ("halt", "halt")), policy
         )
-        self.register = _toggles((("after", "after"), ("before", "before")), register)
+        self.register = _toggles(
+            (("as each step says", "step"), ("all after", "after"), ("all before", "before")),
+            register,
+        )
         self.order = _toggles((("reverse", "reverse"), ("forward", "forward")), undo_order)
         self.run_button = w.Button(description="Run", button_style="primary", icon="play")
         self.play = w.Play(min=0, max=0, value=0, interval=interval_ms, description="Play")
@@ -230,7 +233,7 @@ class RollbackLab:
             self._make_state(),
             inject=self.inject,
             policy=self.policy.value,
-            register=self.register.value,
+            register=None if self.register.value == "step" else self.register.value,
             undo_order=self.order.value,
             clock=VirtualClock(),
             trace_state=True,

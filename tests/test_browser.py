@@ -276,7 +276,65 @@ def lesson_01(page) -> None:
     )
 
 
-INTERACTIONS: dict[str, Callable] = {"01_rollback_basics.ipynb": lesson_01}
+def choose(page, selector: str, expect: str) -> str:
+    """Click a control of the panel; wait until the result says ``expect``; return it.
+
+    (The image may stay the same: a new run's first frame can equal the last run's.)
+    """
+    page.locator(f".rollback-lab {selector}").first.click()
+    page.wait_for_function(
+        "text => document.querySelector('.rl-result')?.textContent.includes(text)", arg=expect
+    )
+    return page.locator(".rl-result").inner_text()
+
+
+def play_until_images_change(page, count: int = 3) -> None:
+    seen = {image_src(page)}
+    page.locator(".rl-play button").first.click()
+    deadline = time.monotonic() + 30
+    while len(seen) < count and time.monotonic() < deadline:
+        seen.add(image_src(page))
+        page.wait_for_timeout(100)
+    assert len(seen) >= count, "the frame image did not change while playing"
+
+
+def lesson_02(page) -> None:
+    """Undo forwards: the folder's undo becomes a dead letter and the folder stays."""
+    result = choose(page, ".rl-order button[data-value='forward']", "rollback_incomplete")
+    assert "make_folder" in page.locator(".rl-dead").inner_text()
+    assert "report" in result
+    play_until_images_change(page)
+
+
+def lesson_03(page) -> None:
+    """Halt instead of continue: both undos are left for a person."""
+    choose(page, ".rl-policy button[data-value='halt']", "halted")
+    assert "pending" in page.locator(".rl-log").inner_text()
+    play_until_images_change(page)
+
+
+def lesson_04(page) -> None:
+    """The room fails before the email: nothing irreversible happened, the rollback is whole."""
+    choose(page, ".rl-action-charge_card button[data-value='ok']", "committed")
+    result = choose(page, ".rl-action-reserve_room button[data-value='fail']", "rolled_back")
+    assert "not run" in result  # the email never went out
+    play_until_images_change(page)
+
+
+def lesson_06(page) -> None:
+    """Log every undo after its step: the timeout after the charge leaks 240."""
+    result = choose(page, ".rl-register button[data-value='all%20after']", "rollback_incomplete")
+    assert "not undone" in result
+    play_until_images_change(page)
+
+
+INTERACTIONS: dict[str, Callable] = {
+    "01_rollback_basics.ipynb": lesson_01,
+    "02_why_reversed.ipynb": lesson_02,
+    "03_when_an_undo_fails.ipynb": lesson_03,
+    "04_irreversible_steps.ipynb": lesson_04,
+    "06_cross_tool_pipeline.ipynb": lesson_06,
+}
 
 
 @pytest.mark.parametrize("notebook", [p.name for p in NOTEBOOKS])

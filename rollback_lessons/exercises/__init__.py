@@ -25,6 +25,17 @@ class _Blank:
 ____ = _Blank()
 
 
+def _blank(answer: Any) -> bool:
+    """Is a blank left anywhere in the answer (inside a dict or a list too)?"""
+    if answer is ____ or answer is Ellipsis:
+        return True
+    if isinstance(answer, dict):
+        return any(_blank(v) for v in answer.values())
+    if isinstance(answer, list | tuple):
+        return any(_blank(v) for v in answer)
+    return False
+
+
 class NotAttempted(Exception):
     """The starter code is still there."""
 
@@ -88,7 +99,7 @@ class Exercise:
     _next_hint: int = field(default=0, repr=False)
 
     def check(self, *answers: Any) -> Result:
-        if not answers or any(a is ____ or a is Ellipsis for a in answers):
+        if not answers or any(_blank(a) for a in answers):
             return Result(self.id, "not attempted", "not attempted yet: fill in the blanks.")
         try:
             message = self.checker(*answers)
@@ -114,7 +125,7 @@ class Exercise:
 
     def run(self, code: str) -> Result:
         """Check ``code`` as if it were typed into the exercise's cell (for tests)."""
-        namespace: dict[str, Any] = {}
+        namespace: dict[str, Any] = {"____": ____}
         exec(self.setup, namespace)
         exec(code, namespace)
         return self.check(*(namespace.get(name, ____) for name in self.answer_names))

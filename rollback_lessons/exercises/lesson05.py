@@ -13,7 +13,12 @@ from . import Exercise, Incorrect, attempted, function, register
 
 def mystery_run():
     """A failed run whose log the learner reads (its outcome stays hidden in the lesson)."""
-    return order_saga().run(order_state(), inject={"label": "fail", "pay": "undo_fails"})
+    return order_saga().run(
+        order_state(),
+        inject={"label": "fail", "reserve": "undo_fails_once"},
+        policy="retry",
+        clock=VirtualClock(),
+    )
 
 
 def mystery_log() -> str:
@@ -51,15 +56,17 @@ q1 = Exercise(
     hints=(
         "json.loads each line; look at the 'kind' of each event.",
         "An undo that failed and was given up has then=dead_letter in its undo_failed event.",
+        "then=retry means another attempt follows: did it end in an undo_done?",
     ),
     solution_code=(
         "# exercise: 05.1\n"
-        'story = {"failed_step": "label", "undone": ["reserve"], "dead_letters": ["pay"]}'
+        'story = {"failed_step": "label", "undone": ["pay", "reserve"], "dead_letters": []}'
     ),
     wrong_answers=(
-        'story = {"failed_step": "pay", "undone": ["reserve"], "dead_letters": ["pay"]}',
-        'story = {"failed_step": "label", "undone": ["pay", "reserve"], "dead_letters": []}',
-        'story = {"failed_step": "label", "undone": ["reserve"]}',
+        'story = {"failed_step": "reserve", "undone": ["pay", "reserve"], "dead_letters": []}',
+        'story = {"failed_step": "label", "undone": ["pay"], "dead_letters": ["reserve"]}',
+        'story = {"failed_step": "label", "undone": ["reserve", "pay"], "dead_letters": []}',
+        'story = {"failed_step": "label", "undone": ["pay", "reserve"]}',
         'story = "label failed"',
     ),
 )
