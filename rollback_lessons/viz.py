@@ -40,6 +40,9 @@ INK = "#222222"
 FAINT = "#BBBBBB"
 
 _NONE = object()
+_ON_PATH = frozenset({"step_start", "step_done", "step_failed", "undo", "undo_done", "undo_failed"})
+_DEAD = ("s", INK, "dead letter")
+_UNDO_FAILED = {"retry": ("X", RETRY, "retry"), "halt": ("D", PIVOT, "halt: for a person")}
 FONT = 13  # readable on a projector at the default size
 DPI = 80
 
@@ -191,6 +194,27 @@ class Timeline:
 
     # -- a run -----------------------------------------------------------------------
 
+    def _keep(self, seq: int, artist: Any) -> None:
+        self._glyphs.append(_Glyph(seq, artist))
+
+    def _bar(self, seq: int, start: int, y: int, colour: str, head: str) -> None:
+        """A step or an undo, from its start to its end; the head points its way."""
+        self._keep(
+            seq, self.ax.plot([start, seq], [y, y], color=colour, lw=7, solid_capstyle="butt")[0]
+        )
+        self._keep(seq, self.ax.plot(seq, y, head, color=colour, ms=14)[0])
+
+    def _mark(self, seq: int, y: int, marker: str, colour: str, face: str | None = None) -> None:
+        size = 17 if marker == "X" else 12
+        line = self.ax.plot(seq, y, marker, mfc=face or colour, mec=colour if face else "white",
+                            mew=2.5 if face else 1, ms=size)[0]  # fmt: skip
+        self._keep(seq, line)
+
+    def _note(
+        self, seq: int, x: float, y: float, text: str, colour: str, ha: str = "center"
+    ) -> None:
+        self._keep(seq, self.ax.text(x, y - 0.3, text, color=colour, fontsize=FONT - 2, ha=ha))
+
     def load(self, outcome: Outcome) -> None:
         """Make the artists for one run; they show up frame by frame."""
         for glyph in self._glyphs:
@@ -198,102 +222,53 @@ class Timeline:
         self._glyphs, self._cache, self._outcome = [], {}, outcome
         events = outcome.events
         self.ax.set_xlim(0, max(len(events), 1) + 1)
-        add = self._glyphs.append
-        ax = self.ax
         started: dict[str, int] = {}
-        undoing: dict[str, int] = {}
         failed_at = next((e.seq for e in events if e.kind == "pipeline_failed"), None)
         if failed_at is not None:
-            span = ax.axvspan(failed_at - 0.5, len(events) + 1, color=UNDO, alpha=0.08, lw=0)
-            add(_Glyph(failed_at, span))
-            text = ax.text(failed_at, -0.45, " rollback ←", color=UNDO, fontsize=FONT, va="top")
-            add(_Glyph(failed_at, text))
+            span = self.ax.axvspan(failed_at - 0.5, len(events) + 1, color=UNDO, alpha=0.08, lw=0)
+            self._keep(failed_at, span)
+            label = self.ax.text(
+                failed_at, -0.45, " rollback ←", color=UNDO, fontsize=FONT, va="top"
+            )
+            self._keep(failed_at, label)
         path_x: list[float] = []
         path_y: list[float] = []
         self._path_len: list[int] = []
         for e in events:
-            y = self.lane.get(e.step) if e.step is not None else None
             k, s = e.kind, e.seq
-            if y is not None and k in (
-                "step_start",
-                "step_done",
-                "step_failed",
-                "undo",
-                "undo_done",
-                "undo_failed",
-            ):
+            y = self.lane.get(e.step) if e.step is not None else None
+            if y is not None and k in _ON_PATH:
                 path_x.append(s)
                 path_y.append(y)
             self._path_len.append(len(path_x))
-            if k == "step_start":
-                started[e.step] = s
+            if k in ("step_start", "undo"):
+                started[e.step] = s  # type: ignore[index]
             elif k == "step_done":
-                (line,) = ax.plot(
-                    [started[e.step], s], [y, y], color=FORWARD, lw=7, solid_capstyle="butt"
-                )
-                add(_Glyph(s, line))
-                add(_Glyph(s, ax.plot(s, y, ">", color=FORWARD, ms=14)[0]))
+                self._bar(s, started[e.step], y, FORWARD, ">")  # type: ignore[arg-type,index]
+            elif k == "undo_done":
+                self._bar(s, started[e.step], y, UNDO, "<")  # type: ignore[arg-type,index]
             elif k == "undo_registered":
-                add(_Glyph(s, ax.plot(s, y, "o", mfc="white", mec=REGISTER, mew=2.5, ms=11)[0]))
+                self._mark(s, y, "o", REGISTER, face="white")  # type: ignore[arg-type]
             elif k == "step_retry":
-                add(_Glyph(s, ax.plot(s, y, "o", color=RETRY, ms=11)[0]))
-                add(
-                    _Glyph(
-                        s, ax.text(s, y - 0.3, "retry", color=RETRY, fontsize=FONT - 2, ha="center")
-                    )
-                )
+                self._mark(s, y, "o", RETRY)  # type: ignore[arg-type]
+                self._note(s, s, y, "retry", RETRY)  # type: ignore[arg-type]
             elif k == "step_failed":
                 if e.details.get("after_effect"):
-                    (line,) = ax.plot(
-                        [started[e.step], s], [y, y], color=FORWARD, lw=7, solid_capstyle="butt"
-                    )
-                    add(_Glyph(s, line))
-                    add(
-                        _Glyph(
-                            s,
-                            ax.text(
-                                s,
-                                y + 0.38,
-                                "effect happened",
-                                color=FAIL,
-                                fontsize=FONT - 2,
-                                ha="center",
-                            ),
-                        )
-                    )
-                add(_Glyph(s, ax.plot(s, y, "X", color=FAIL, ms=17, mec="white")[0]))
-            elif k == "undo":
-                undoing[e.step] = s
-            elif k == "undo_done":
-                (line,) = ax.plot(
-                    [undoing[e.step], s], [y, y], color=UNDO, lw=7, solid_capstyle="butt"
-                )
-                add(_Glyph(s, line))
-                add(_Glyph(s, ax.plot(s, y, "<", color=UNDO, ms=14)[0]))
+                    self._bar(s, started[e.step], y, FORWARD, ">")  # type: ignore[arg-type,index]
+                    self._note(s, s, y, "effect happened", FAIL)  # type: ignore[arg-type]
+                self._mark(s, y, "X", FAIL)  # type: ignore[arg-type]
             elif k == "undo_failed":
-                then = e.details.get("then")
-                marker, colour, word = {
-                    "retry": ("X", RETRY, "retry"),
-                    "halt": ("D", PIVOT, "halt: for a person"),
-                }.get(then, ("s", INK, "dead letter"))
-                add(_Glyph(s, ax.plot(s, y, marker, color=colour, ms=14, mec="white")[0]))
-                add(
-                    _Glyph(
-                        s, ax.text(s, y - 0.3, word, color=colour, fontsize=FONT - 2, ha="center")
-                    )
-                )
+                marker, colour, word = _UNDO_FAILED.get(e.details.get("then"), _DEAD)
+                self._mark(s, y, marker, colour)  # type: ignore[arg-type]
+                self._note(s, s, y, word, colour)  # type: ignore[arg-type]
             elif k in ("committed", "rollback_done", "halted"):
                 colour = {"committed": FORWARD, "halted": PIVOT}.get(k, UNDO)
-                add(_Glyph(s, ax.axvline(s, color=colour, lw=2, ls="--")))
+                self._keep(s, self.ax.axvline(s, color=colour, lw=2, ls="--"))
+                if k == "halted":
+                    self._note(s, s, y, "halted: left for a person ", PIVOT, "right")  # type: ignore[arg-type]
                 if k == "rollback_done":
                     for name in outcome.leaked:
-                        note = ax.text(s - 0.3, self.lane[name] - 0.3, "still done ", color=FAIL,
-                                       fontsize=FONT - 2, ha="right")  # fmt: skip
-                        add(_Glyph(s, note))
-                if k == "halted":
-                    note = ax.text(s, y - 0.3, "halted: left for a person ", color=PIVOT,
-                                   fontsize=FONT - 2, ha="right")  # fmt: skip
-                    add(_Glyph(s, note))
+                        self._note(s, s - 0.3, self.lane[name], "still done ", FAIL, "right")
         self._path_xy = (path_x, path_y)
         for glyph in self._glyphs:
             glyph.artist.set_animated(True)

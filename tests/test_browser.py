@@ -321,6 +321,13 @@ def lesson_04(page) -> None:
     play_until_images_change(page)
 
 
+def lesson_05(page) -> None:
+    """Retry the refund that fails once: the log shows the retry, the run rolls back whole."""
+    choose(page, ".rl-policy button[data-value='retry']", "rolled_back")
+    assert "then=retry" in page.locator(".rl-log").inner_text()
+    play_until_images_change(page)
+
+
 def lesson_06(page) -> None:
     """Log every undo after its step: the timeout after the charge leaks 240."""
     result = choose(page, ".rl-register button[data-value='all%20after']", "rollback_incomplete")
@@ -333,6 +340,7 @@ INTERACTIONS: dict[str, Callable] = {
     "02_why_reversed.ipynb": lesson_02,
     "03_when_an_undo_fails.ipynb": lesson_03,
     "04_irreversible_steps.ipynb": lesson_04,
+    "05_logging_a_rollback.ipynb": lesson_05,
     "06_cross_tool_pipeline.ipynb": lesson_06,
 }
 
