@@ -7,7 +7,7 @@ PORT   ?= 8888
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 LINT_PATHS := rollback_lessons tests notebooks benchmarks
 
-.PHONY: lab test lint format bench clean notebooks
+.PHONY: lab test lint format bench clean notebooks soak
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -47,3 +47,6 @@ clean:
 
 notebooks: $(VENV)/.test
 	$(BIN)/python tests/notebook_tools.py notebooks/*.ipynb
+
+soak: $(VENV)/.test
+	SOAK_TRIALS=300 $(BIN)/python -m pytest tests/test_crash.py -q

@@ -11,7 +11,8 @@ import inspect
 import logging
 import warnings
 from collections.abc import Callable, Collection, Generator, Mapping
-from typing import Any, Literal
+from functools import partial
+from typing import TYPE_CHECKING, Any, Literal
 
 from .clock import Clock, SystemClock
 from .errors import (
@@ -25,6 +26,10 @@ from .events import Event, EventSink, describe, log_event
 from .faults import NO_FAULTS, Fault, InjectionLike, normalize_injection
 from .outcome import DeadLetter, Outcome, Status
 from .policies import PolicyLike, RetryPolicy, resolve_policy
+from .registry import BoundUndo
+
+if TYPE_CHECKING:  # the journal (sqlite3) is imported only by those who use it
+    from .journal import Journal, JournalRun
 
 Register = Literal["before", "after"]
 UndoOrder = Literal["reverse", "forward"]
@@ -67,10 +72,12 @@ def call_sync(fn: Callable[[], Any], what: str) -> Any:
 
 
 class _Entry:
-    __slots__ = ("fault", "step", "undo")
+    __slots__ = ("fault", "position", "step", "undo")
 
-    def __init__(self, step: str, undo: Callable[[], Any], fault: Fault | None) -> None:
-        self.step, self.undo, self.fault = step, undo, fault
+    def __init__(
+        self, step: str, undo: Callable[[], Any], fault: Fault | None, position: int = 0
+    ) -> None:
+        self.step, self.undo, self.fault, self.position = step, undo, fault, position
 
 
 class Run:
@@ -87,6 +94,8 @@ class Run:
         clock: Clock | None = None,
         on_event: EventSink | None = None,
         is_async: bool = False,
+        journal: Journal | None = None,
+        run_id: str | None = None,
     ) -> None:
         if undo_order not in ("reverse", "forward"):
             raise InvalidPipelineError(
@@ -102,6 +111,8 @@ class Run:
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.on_event = on_event
         self.is_async = is_async
+        self.jrun: JournalRun | None = journal.start(name, run_id) if journal is not None else None
+        self.run_id = self.jrun.saga_id if self.jrun is not None else run_id
         self.tracer: Callable[[], Mapping[str, Any]] | None = None
         self.states: list[Mapping[str, Any]] = []  # the state after each event, when traced
 
@@ -127,6 +138,8 @@ class Run:
     def emit(self, kind: str, step: str | None = None, **details: Any) -> None:
         event = Event(len(self.events) + 1, kind, step, details)
         self.events.append(event)
+        if self.jrun is not None:
+            self.jrun.event(event)
         if self.tracer is not None:
             self.states.append(self.tracer())
         log_event(event, self.name)
@@ -156,13 +169,28 @@ class Run:
             self.emit("step_done", self.open)
             self.open = None
 
+    def check_undo(self, step: str, undo: object) -> None:
+        check_callable(undo, f"undo of step {step!r}", allow_async=self.is_async)
+        if self.jrun is not None and not isinstance(undo, BoundUndo):
+            raise TypeError(
+                f"with a journal, the undo of step {step!r} must be a registered compensation "
+                "(compensation(name).bind(...)), so that it can still run after a crash"
+            )
+
     def push(self, step: str, undo: Callable[[], Any]) -> None:
-        self.log.append(_Entry(step, undo, self.faults.get(step, NO_FAULTS).undo))
+        fault = self.faults.get(step, NO_FAULTS).undo
         self.emit("undo_registered", step)
+        if self.jrun is not None:
+            assert isinstance(undo, BoundUndo)
+            position = self.jrun.register(step, undo)  # durable before anything relies on it
+            keyed = partial(undo, idempotency_key=self.jrun.key(step))
+            self.log.append(_Entry(step, keyed, fault, position))
+        else:
+            self.log.append(_Entry(step, undo, fault))
 
     def register(self, step: str, undo: Callable[[], Any]) -> None:
         """An undo for an action the caller runs next, in its own code."""
-        check_callable(undo, f"undo of step {step!r}", allow_async=self.is_async)
+        self.check_undo(step, undo)
         self.admit(step, "compensable")
         self.current = self.open = step
         self.emit("step_start", step, register="before")
@@ -181,7 +209,7 @@ class Run:
         what = f"action of step {step!r}"
         check_callable(action, what, allow_async=self.is_async)
         if undo is not None:
-            check_callable(undo, f"undo of step {step!r}", allow_async=self.is_async)
+            self.check_undo(step, undo)
         if register not in ("before", "after"):
             raise InvalidPipelineError(f"register must be 'before' or 'after', got {register!r}")
         if retry is not None and not isinstance(retry, RetryPolicy):
@@ -288,6 +316,8 @@ class Run:
     def compensation_plan(self) -> Plan:
         entries = self.log[::-1] if self.undo_order == "reverse" else list(self.log)
         self.leaked.extend(self.irreversible)
+        if self.jrun is not None:
+            self.jrun.status("rolling_back")
         self.emit(
             "rollback_start",
             undos=len(entries),
@@ -310,6 +340,8 @@ class Run:
                 if error is None:
                     self.compensated.append(entry.step)
                     self.emit("undo_done", entry.step, attempt=attempt)
+                    if self.jrun is not None:
+                        self.jrun.undo_done(entry.position, attempt)
                     break
                 decision = self.policy.decide(attempt, error)
                 if isinstance(decision, str):
@@ -322,6 +354,8 @@ class Run:
                         self.pending.extend(e.step for e in entries[index:])
                     else:
                         self.dead_letters.append(DeadLetter(entry.step, error, attempt))
+                        if self.jrun is not None:
+                            self.jrun.undo_dead(entry.position, attempt, describe(error))
                     break
                 self.emit(
                     "undo_failed", entry.step, attempt=attempt, error=describe(error),
@@ -430,6 +464,7 @@ class Run:
             state_after=state_after,
             results=dict(self.results),
             states=tuple(self.states),
+            run_id=self.run_id,
             kinds=dict(kinds if kinds is not None else self.kinds),
             labels=dict(labels or {}),
             name=self.name,
@@ -439,9 +474,11 @@ class Run:
         """Close the run: a commit, or notes on the error when the rollback is incomplete."""
         if self.error is None:
             self.commit()
-            return
-        for note in self.notes():
-            self.error.add_note(note)
+        else:
+            for note in self.notes():
+                self.error.add_note(note)
+        if self.jrun is not None:
+            self.jrun.end(str(self.status()), self.error)
 
     def notes(self) -> list[str]:
         """What the re-raised exception carries, so a caller sees an incomplete rollback."""

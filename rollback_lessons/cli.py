@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -82,11 +83,62 @@ def build_parser() -> argparse.ArgumentParser:
         default="after",
         help="log each undo before its action runs, or after it succeeds (default)",
     )
+    journal = sub.add_parser("journal", help="look into a journal file")
+    journal_sub = journal.add_subparsers(dest="journal_command", required=True)
+    show = journal_sub.add_parser("show", help="the sagas in a journal and their status")
+    show.add_argument("file", help="the journal (an SQLite file)")
+    recover = sub.add_parser(
+        "recover",
+        help="finish the rollback of every saga in a journal that did not end",
+        description=(
+            "Finish the rollback of every saga that did not end (its process crashed). "
+            "Compensations are looked up by name in the registry of MODULE only."
+        ),
+    )
+    recover.add_argument("file", help="the journal (an SQLite file)")
+    recover.add_argument(
+        "--registry",
+        required=True,
+        metavar="MODULE",
+        help="the module that registers the compensations (its `registry`, or the default one)",
+    )
+    recover.add_argument(
+        "--force", action="store_true", help="also sagas whose process still seems alive"
+    )
     return parser
+
+
+def _journal_command(args: argparse.Namespace) -> int:
+    import importlib
+
+    from .journal import Journal, JournalError, recover
+    from .registry import default_registry
+
+    if not os.path.exists(args.file):
+        print(f"rollback-lessons: no journal at {args.file}", file=sys.stderr)
+        return 2
+    try:
+        journal = Journal(args.file)
+    except JournalError as exc:
+        print(f"rollback-lessons: {exc}", file=sys.stderr)
+        return 2
+    with journal:
+        if args.command == "journal":
+            print(journal.table())
+            return 0
+        module = importlib.import_module(args.registry)
+        registry = getattr(module, "registry", default_registry)
+        reports = recover(journal, registry, force=args.force)
+        for report in reports:
+            print(report)
+        print(f"recovered {len(reports)} saga(s)")
+        return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in ("journal", "recover"):
+        return _journal_command(args)
     if args.fail_at is None and not args.undo_fails:
         print_outcome(run_demo(), "a run that commits")
         print_outcome(run_demo("step3"), "the same run, step3 fails")

@@ -55,6 +55,8 @@ class Outcome:
     kinds: Mapping[str, str] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
     name: str = "saga"
+    run_id: str | None = None
+    """The saga's id in its journal, when it ran with one."""
     states: tuple[Mapping[str, Any], ...] = field(default=(), repr=False)
     """With ``trace_state=True``: the state after each event, for pictures that replay it."""
 

@@ -6,6 +6,7 @@ Temporal runner only ever resolve names from a registry, never import or unpickl
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -84,11 +85,29 @@ class BoundUndo:
             ) from None
         self.registry.resolve(self.name)  # unknown names fail now, not during a rollback
 
-    def __call__(self) -> Any:
-        return self.registry.resolve(self.name)(**self.args)
+    def __call__(self, idempotency_key: str | None = None) -> Any:
+        """Run the compensation; ``idempotency_key`` reaches it if it takes one."""
+        return call_compensation(self.registry.resolve(self.name), self.args, idempotency_key)
 
     def to_json(self) -> str:
         return json.dumps({"name": self.name, "args": self.args}, sort_keys=True)
+
+
+def takes_key(fn: Callable[..., Any]) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "idempotency_key" or p.kind is p.VAR_KEYWORD for p in params)
+
+
+def call_compensation(
+    fn: Callable[..., Any], args: Mapping[str, Any], idempotency_key: str | None
+) -> Any:
+    """Call a registered undo with its JSON arguments, plus the key when it accepts one."""
+    if idempotency_key is not None and takes_key(fn):
+        return fn(**args, idempotency_key=idempotency_key)
+    return fn(**args)
 
 
 def compensation(

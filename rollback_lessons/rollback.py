@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._run import Register, Run, UndoOrder
 from .clock import Clock
@@ -21,6 +21,9 @@ from .events import Event, EventSink
 from .faults import InjectionLike
 from .outcome import DeadLetter, Outcome
 from .policies import PolicyLike, RetryPolicy
+
+if TYPE_CHECKING:  # the journal (sqlite3) is imported only by those who use it
+    from .journal import Journal
 
 T = TypeVar("T")
 
@@ -38,6 +41,8 @@ class _Base:
         clock: Clock | None = None,
         on_event: EventSink | None = None,
         name: str = "rollback",
+        journal: Journal | None = None,
+        run_id: str | None = None,
     ) -> None:
         self._run = Run(
             name=name,
@@ -48,6 +53,8 @@ class _Base:
             clock=clock,
             on_event=on_event,
             is_async=self._is_async,
+            journal=journal,
+            run_id=run_id,
         )
         self._state = "new"
         self._outcome: Outcome | None = None

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._run import Register, Run, UndoOrder, check_callable
 from .clock import Clock
@@ -17,6 +17,9 @@ from .faults import InjectionLike
 from .outcome import Outcome
 from .policies import PolicyLike, RetryPolicy, resolve_policy
 from .registry import BoundUndo
+
+if TYPE_CHECKING:  # the journal (sqlite3) is imported only by those who use it
+    from .journal import Journal
 
 State = MutableMapping[str, Any]
 
@@ -105,6 +108,7 @@ class Saga:
         allow_unsafe_order: bool = False,
         clock: Clock | None = None,
         on_event: EventSink | None = None,
+        journal: Journal | None = None,
     ) -> None:
         self.steps: tuple[Step, ...] = tuple(steps)
         if not self.steps:
@@ -121,6 +125,7 @@ class Saga:
         self.policy = resolve_policy(policy)
         self.clock = clock
         self.on_event = on_event
+        self.journal = journal
         self.allow_unsafe_order = allow_unsafe_order
         check = self.check_order()
         if not check.ok and not allow_unsafe_order:
@@ -176,12 +181,16 @@ class Saga:
         clock: Clock | None = None,
         on_event: EventSink | None = None,
         trace_state: bool = False,
+        journal: Journal | None = None,
+        run_id: str | None = None,
     ) -> Outcome:
         """Run the steps on ``state``; on failure undo what was done. Never raises for a step.
 
         ``inject`` maps step names to faults; ``register`` overrides when every undo is
         logged; ``undo_order="forward"`` exists only to show why reverse is right;
-        ``trace_state`` keeps a snapshot of the state after every event (for replays).
+        ``trace_state`` keeps a snapshot of the state after every event (for replays);
+        with a ``journal`` every undo must be a registered compensation, written durably
+        so that ``recover`` can finish the rollback after a crash (``run_id`` names the saga).
         """
         if state is not None and not isinstance(state, MutableMapping):
             raise TypeError(f"state must be a mutable mapping, got {type(state).__name__}")
@@ -195,7 +204,13 @@ class Saga:
             undo_order=undo_order,
             clock=clock if clock is not None else self.clock,
             on_event=on_event if on_event is not None else self.on_event,
+            journal=journal if journal is not None else self.journal,
+            run_id=run_id,
         )
+        if run.jrun is not None:  # refuse closures before anything runs, not half-way
+            for step in self.steps:
+                if step.undo is not None:
+                    run.check_undo(step.name, step.undo)
         world: State = {} if state is None else state
         before = snapshot(world) if state is not None else None
         if trace_state and state is not None:

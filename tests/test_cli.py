@@ -56,3 +56,39 @@ def test_help_documents_the_flags():
     out = demo("--help").stdout
     for flag in ("--fail-at", "--undo-fails", "--policy", "--register", "--fault"):
         assert flag in out
+
+
+def cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "rollback_lessons", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_journal_show_and_recover_from_the_command_line(tmp_path):
+    journal, world = tmp_path / "j.db", tmp_path / "w.db"
+    crash = subprocess.run(
+        [sys.executable, "-m", "rollback_lessons.crashlab", "--journal", str(journal),
+         "--world", str(world), "--kill-at", "4"],
+        capture_output=True, check=False,
+    )  # fmt: skip
+    assert crash.returncode == -9
+    shown = cli("journal", "show", str(journal))
+    assert shown.returncode == 0
+    assert shown.stdout.splitlines()[1].split() == ["saga-1", "crashlab", "running", "2", "0", "0"]
+    recovered = cli("recover", str(journal), "--registry", "rollback_lessons.crashlab")
+    assert recovered.returncode == 0, recovered.stderr
+    assert "saga-1 (crashlab): rolled_back; undone step2, step1" in recovered.stdout
+    assert cli("journal", "show", str(journal)).stdout.splitlines()[1].split()[2] == "rolled_back"
+
+
+def test_journal_commands_refuse_a_file_that_is_not_a_journal(tmp_path):
+    other = tmp_path / "notes.txt"
+    other.write_text("hello")
+    done = cli("journal", "show", str(other))
+    assert done.returncode == 2
+    assert "not a readable journal" in done.stderr
+    assert other.read_text() == "hello"
+    assert "no journal at" in cli("recover", str(tmp_path / "nope.db"), "--registry", "x").stderr

@@ -1,0 +1,180 @@
+"""A small world in SQLite, and a process that runs sagas on it until it is killed.
+
+Lesson 07 and the crash trials use it: every effect and every undo lands in the world
+database, so after a ``SIGKILL`` and a ``recover`` one can check that each effect that
+happened was undone exactly once (or its saga committed), and that no undo touched an
+effect that never happened.
+
+``python -m rollback_lessons.crashlab --journal J --world W ...`` is the process to kill.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sqlite3
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .journal import Journal
+from .registry import Registry, compensation
+from .saga import Saga, Step
+
+registry = Registry()
+"""The compensations a recovery of these sagas may run (``--registry`` this module)."""
+
+_WORLD = """
+CREATE TABLE IF NOT EXISTS effects (
+    saga TEXT NOT NULL, step TEXT NOT NULL, undone INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (saga, step));
+CREATE TABLE IF NOT EXISTS undo_applied (saga TEXT NOT NULL, step TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS undo_calls (
+    saga TEXT NOT NULL, step TEXT NOT NULL, changed INTEGER NOT NULL)
+"""
+
+
+def connect(world: str | os.PathLike[str]) -> sqlite3.Connection:
+    con = sqlite3.connect(world, isolation_level=None, timeout=30)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=FULL")
+    for statement in _WORLD.split(";"):
+        con.execute(statement)
+    return con
+
+
+class _Checkpoints:
+    """Numbered moments at which the process can be made to die or to stop and wait."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.kill_at: int | None = None
+        self.pause_at: str | None = None
+
+    def __call__(self, name: str) -> None:
+        self.count += 1
+        if self.kill_at == self.count:
+            os.kill(os.getpid(), signal.SIGKILL)
+        if self.pause_at == name:
+            print(f"paused at {name}", flush=True)
+            sys.stdin.readline()  # waits for the parent (which kills it), not for a clock
+
+
+checkpoint = _Checkpoints()
+
+
+def apply_effect(world: str, saga: str, step: str) -> None:
+    checkpoint(f"before {step}")
+    con = connect(world)
+    try:
+        con.execute("INSERT INTO effects (saga, step) VALUES (?, ?)", (saga, step))
+    finally:
+        con.close()
+    checkpoint(f"after {step}")
+
+
+@compensation("crashlab.undo_effect", registry)
+def undo_effect(world: str, saga: str, step: str, idempotency_key: str | None = None) -> None:
+    """Undo one effect, once: a second call (after a crash mid-undo) changes nothing."""
+    checkpoint(f"before undo {step}")
+    con = connect(world)
+    try:
+        con.execute("BEGIN IMMEDIATE")
+        changed = con.execute(
+            "UPDATE effects SET undone = 1 WHERE saga = ? AND step = ? AND undone = 0",
+            (saga, step),
+        ).rowcount
+        if changed:
+            con.execute("INSERT INTO undo_applied VALUES (?, ?)", (saga, step))
+        con.execute("INSERT INTO undo_calls VALUES (?, ?, ?)", (saga, step, changed))
+        con.execute("COMMIT")
+    finally:
+        con.close()
+    checkpoint(f"after undo {step}")
+
+
+def make_saga(world: str, saga_id: str, steps: int = 3) -> Saga:
+    """``steps`` steps; each writes an effect, its undo logged before it runs."""
+    world = str(world)
+    return Saga(
+        [
+            Step(
+                f"step{i}",
+                lambda state, i=i: apply_effect(world, saga_id, f"step{i}"),
+                undo_effect.bind(world=world, saga=saga_id, step=f"step{i}"),
+                register="before",
+                label=f"effect {i}",
+            )
+            for i in range(1, steps + 1)
+        ],
+        name="crashlab",
+    )
+
+
+def run_sagas(
+    journal: Journal,
+    world: str,
+    prefix: str,
+    count: int,
+    steps: int = 3,
+    fail_every: int = 0,
+    undo_fails_every: int = 0,
+) -> list[str]:
+    """Run ``count`` sagas; every ``fail_every``-th fails at its last step (and rolls back)."""
+    statuses = []
+    for n in range(1, count + 1):
+        saga_id = f"{prefix}-{n}"
+        inject: dict[str, Any] = {}
+        if fail_every and n % fail_every == 0:
+            inject[f"step{steps}"] = ["fail"]
+        if undo_fails_every and n % undo_fails_every == 0:
+            inject.setdefault("step1", []).append("undo_fails")
+        outcome = make_saga(world, saga_id, steps).run({}, inject=inject, journal=journal,
+                                                       run_id=saga_id)  # fmt: skip
+        statuses.append(str(outcome.status))
+    return statuses
+
+
+def world_report(world: str | os.PathLike[str]) -> dict[str, Any]:
+    """What happened in the world: effects, which are undone, and every undo applied."""
+    con = connect(world)
+    try:
+        return {
+            "effects": con.execute(
+                "SELECT saga, step, undone FROM effects ORDER BY 1, 2"
+            ).fetchall(),
+            "undo_applied": con.execute(
+                "SELECT saga, step FROM undo_applied ORDER BY 1, 2"
+            ).fetchall(),
+            "integrity": con.execute("PRAGMA integrity_check").fetchone()[0],
+        }
+    finally:
+        con.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run sagas on a world database until killed.")
+    parser.add_argument("--journal", required=True, type=Path)
+    parser.add_argument("--world", required=True, type=Path)
+    parser.add_argument("--prefix", default="saga")
+    parser.add_argument("--sagas", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--fail-every", type=int, default=0)
+    parser.add_argument("--undo-fails-every", type=int, default=0)
+    parser.add_argument("--kill-at", type=int, help="SIGKILL itself at this checkpoint number")
+    parser.add_argument("--pause-at", help="stop at this checkpoint ('after step2') and wait")
+    args = parser.parse_args(argv)
+    checkpoint.kill_at, checkpoint.pause_at = args.kill_at, args.pause_at
+    with Journal(args.journal) as journal:
+        statuses = run_sagas(
+            journal, str(args.world), args.prefix, args.sagas, args.steps,
+            args.fail_every, args.undo_fails_every,
+        )  # fmt: skip
+    print(" ".join(statuses), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

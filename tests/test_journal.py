@@ -1,0 +1,261 @@
+"""The journal: durable records, recovery by registered name only, and refusals of bad input."""
+
+import hashlib
+import sqlite3
+import threading
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_properties import Spec, check, expected, inject_of, policies, policy_of, specs
+
+from rollback_lessons import Rollback, Saga, Status, Step, VirtualClock
+from rollback_lessons.crashlab import make_saga, world_report
+from rollback_lessons.crashlab import registry as world_registry
+from rollback_lessons.journal import SCHEMA_VERSION, Journal, JournalError, recover
+from rollback_lessons.registry import Registry, compensation
+
+
+@pytest.fixture
+def paths(tmp_path):
+    return tmp_path / "journal.db", str(tmp_path / "world.db")
+
+
+def dump(path):
+    con = sqlite3.connect(path)
+    try:
+        return [
+            con.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall()
+            for t in ("sagas", "events", "undos")
+        ]
+    finally:
+        con.close()
+
+
+def digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_run_is_written_through_and_matches_its_outcome(paths):
+    jpath, world = paths
+    with Journal(jpath) as journal:
+        outcome = make_saga(world, "s1").run(
+            {}, inject={"step3": "fail"}, journal=journal, run_id="s1"
+        )
+        assert outcome.run_id == "s1" and outcome.status is Status.ROLLED_BACK
+        assert journal.events("s1") == list(outcome.events)
+        [saga] = journal.sagas()
+        assert (saga.status, saga.undos, saga.undone, saga.dead) == ("rolled_back", 3, 3, 0)
+        assert [u.state for u in journal.undos("s1")] == ["done", "done", "done"]
+        assert journal.undos("s1")[0].args == {"world": world, "saga": "s1", "step": "step1"}
+        assert journal.unfinished() == []
+        assert "s1    crashlab  rolled_back  3      3       0" in journal.table()
+
+
+def test_rollback_with_a_journal_and_dead_letters(paths):
+    jpath, world = paths
+    from rollback_lessons.crashlab import apply_effect, undo_effect
+
+    with Journal(jpath) as journal:
+        with pytest.raises(ValueError):
+            with Rollback(journal=journal, run_id="r1", inject={"a": "undo_fails"}) as rb:
+                rb.do(
+                    "a",
+                    lambda: apply_effect(world, "r1", "a"),
+                    undo_effect.bind(world=world, saga="r1", step="a"),
+                )
+                raise ValueError("boom")
+        assert rb.outcome.status is Status.ROLLBACK_INCOMPLETE
+        assert journal.saga("r1").status == "rollback_incomplete"
+        [undo] = journal.undos("r1")
+        assert (undo.state, undo.attempts) == ("dead", 1)
+        assert "injected failure" in undo.error
+        assert recover(journal, world_registry) == []  # a dead letter is for a person
+
+
+def test_closures_are_refused_before_anything_runs(paths):
+    jpath, _ = paths
+    ran = []
+    saga = Saga([Step("a", lambda s: ran.append("a"), lambda s: None)])
+    with Journal(jpath) as journal:
+        with pytest.raises(TypeError, match="must be a registered compensation"):
+            saga.run({}, journal=journal)
+        with Rollback(journal=journal) as rb:
+            with pytest.raises(TypeError, match="must be a registered compensation"):
+                rb.do("b", lambda: ran.append("b"), lambda: None)
+    assert ran == []
+
+
+def test_recovery_never_runs_a_name_the_registry_does_not_know(paths):
+    jpath, _ = paths
+    mine, empty = Registry(), Registry()
+    called = []
+
+    @compensation("secret.undo", mine)
+    def undo(tag):
+        called.append(tag)
+
+    with Journal(jpath) as journal:
+        run = journal.start("abandoned", "x1")
+        run.register("a", undo.bind(tag="a"))  # then the process "dies"
+        reports = recover(journal, empty, force=True)
+        assert called == []
+        [report] = reports
+        assert report.status == "rollback_incomplete"
+        assert "no compensation named 'secret.undo' in the registry" in report.dead_letters[0][1]
+        assert journal.undos("x1")[0].state == "dead"
+
+
+def test_recover_finishes_a_mid_rollback_saga_skipping_done_undos_and_twice_is_a_no_op(paths):
+    jpath, _world = paths
+    calls = []
+
+    registry = Registry()
+
+    @compensation("note.undo", registry)
+    def note(step, idempotency_key=None):
+        calls.append((step, idempotency_key))
+
+    with Journal(jpath) as journal:
+        run = journal.start("half", "h1")
+        for step in ("a", "b", "c"):
+            run.register(step, note.bind(step=step))
+        run.status("rolling_back")
+        run.undo_done(3, 1)  # c was undone before the crash
+        [report] = recover(journal, registry, force=True)
+        assert report.undone == ("b", "a")
+        assert calls == [("b", "h1:b"), ("a", "h1:a")]  # the idempotency key reaches the undo
+        assert journal.saga("h1").status == "rolled_back"
+        kinds = [e.kind for e in journal.events("h1")]
+        assert kinds == [
+            "rollback_start",
+            "undo",
+            "undo_done",
+            "undo",
+            "undo_done",
+            "rollback_done",
+        ]
+        before = dump(jpath)
+        assert recover(journal, registry, force=True) == []
+        assert calls == [("b", "h1:b"), ("a", "h1:a")]
+        assert dump(jpath) == before
+
+
+def test_a_saga_whose_process_is_alive_is_left_alone(paths):
+    jpath, _ = paths
+    registry = Registry()
+    undo = compensation("noop", registry)(lambda: None)
+    with Journal(jpath) as journal:
+        journal.start("mine", "m1").register("a", undo.bind())
+        assert recover(journal, registry) == []  # this very process owns it
+        assert journal.saga("m1").status == "running"
+        assert len(recover(journal, registry, force=True)) == 1
+
+
+@pytest.mark.parametrize("kind", ["not sqlite", "foreign sqlite", "newer schema", "corrupt"])
+def test_files_that_are_not_our_journal_are_refused_and_left_untouched(tmp_path, kind):
+    path = tmp_path / "file.db"
+    if kind == "not sqlite":
+        path.write_bytes(b"just some text, not a database\n" * 10)
+    elif kind == "foreign sqlite":
+        con = sqlite3.connect(path)
+        con.execute("CREATE TABLE photos (id INTEGER)")
+        con.commit()
+        con.close()
+    else:
+        Journal(path).close()
+        if kind == "newer schema":
+            con = sqlite3.connect(path)
+            con.execute(
+                "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),)
+            )
+            con.commit()
+            con.close()
+        else:
+            data = bytearray(path.read_bytes())
+            data[:16] = b"garbage garbage!"
+            path.write_bytes(bytes(data))
+    before = digest(path)
+    words = {
+        "not sqlite": "not a readable journal",
+        "foreign sqlite": "not a rollback-lessons journal",
+        "newer schema": "Upgrade rollback-lessons",
+        "corrupt": "not a readable journal",
+    }[kind]
+    with pytest.raises(JournalError, match=words):
+        Journal(path)
+    assert digest(path) == before
+    assert not (tmp_path / "file.db-wal").exists() or kind in ("newer schema", "corrupt")
+
+
+def test_threads_share_one_journal_without_losing_or_duplicating_records(paths):
+    jpath, world = paths
+    with Journal(jpath) as journal:
+
+        def worker(t):
+            for n in range(15):
+                saga_id = f"t{t}-{n}"
+                inject = {"step3": "fail"} if n % 3 == 0 else {}
+                make_saga(world, saga_id).run({}, inject=inject, journal=journal, run_id=saga_id)
+
+        threads = [threading.Thread(target=worker, args=(t,)) for t in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        sagas = journal.sagas()
+        assert len(sagas) == 60 and {s.status for s in sagas} == {"committed", "rolled_back"}
+        reference = [e.kind for e in make_saga(world + ".ref", "ref").run({}).events]
+        for saga in sagas:
+            events = journal.events(saga.id)
+            assert [e.seq for e in events] == list(range(1, len(events) + 1))
+            if saga.status == "committed":
+                assert [e.kind for e in events] == reference
+        assert journal.integrity_check() == "ok"
+    effects = world_report(world)["effects"]
+    assert len(effects) == 60 * 3 - 20  # the 20 failing sagas never wrote step3
+    assert sum(undone for _, _, undone in effects) == 20 * 2
+
+
+# -- the engine's failure-injection promises still hold with a journal attached -----------
+
+WORLDS = {}
+prop_registry = Registry()
+
+
+@compensation("prop.undo", prop_registry)
+def prop_undo(world, name):
+    WORLDS[world].undo(name)()
+
+
+@settings(max_examples=60, deadline=None)
+@given(pipeline=st.lists(specs, min_size=1, max_size=8), policy=policies)
+def test_injection_cases_hold_with_a_journal(tmp_path_factory, pipeline, policy):
+    from test_properties import World
+
+    names = [f"s{i}" for i in range(len(pipeline))]
+    world = World()
+    key = str(id(world))
+    WORLDS[key] = world
+    saga = Saga(
+        [
+            Step(
+                n, world.action(n, spec), prop_undo.bind(world=key, name=n), register=spec.register
+            )
+            for n, spec in zip(names, pipeline, strict=True)
+        ]
+    )
+    with Journal(tmp_path_factory.mktemp("j") / "j.db") as journal:
+        outcome = saga.run({}, inject=inject_of(names, pipeline), policy=policy_of(policy),
+                           clock=VirtualClock(), journal=journal)  # fmt: skip
+        check(names, pipeline, policy, world, outcome, outcome.error)
+        record = journal.saga(outcome.run_id)
+        assert record.status == str(outcome.status)
+        assert record.undone == len(outcome.compensated)
+        assert record.dead == len(outcome.dead_letters)
+        assert journal.events(outcome.run_id) == list(outcome.events)
+    del WORLDS[key]
+
+
+def test_model_helpers_are_shared():
+    assert expected(["a"], [Spec(None, None, "after")], "continue") is None
