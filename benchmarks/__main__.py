@@ -2,9 +2,11 @@
 
 import sys
 
-from . import engine, panel
+from . import engine, journal, panel
 
 print(f"rollback-lessons benchmarks (python {sys.version.split()[0]})\n")
 engine.run()
 print()
 panel.run()
+print()
+journal.run()

@@ -13,6 +13,7 @@ next commit, because nothing about them is needed to recover.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import socket
@@ -174,8 +175,8 @@ class Journal:
         with self._lock:
             self._con.execute("BEGIN IMMEDIATE")
             try:
-                for sql, params in statements:
-                    self._con.execute(sql, params)
+                for sql, group in itertools.groupby(statements, key=lambda st: st[0]):
+                    self._con.executemany(sql, [params for _, params in group])
             except BaseException:
                 self._con.execute("ROLLBACK")
                 raise
@@ -360,10 +361,9 @@ class Recovery:
 class _Resumed:
     """Continues a saga's event numbering where the crashed process left it."""
 
-    def __init__(self, journal: Journal, saga: SagaRecord) -> None:
+    def __init__(self, journal: Journal, saga: SagaRecord, last_seq: int) -> None:
         self.run = JournalRun(journal, saga.id, saga.name, new=False)
-        last = journal._rows("SELECT MAX(seq) FROM events WHERE saga_id = ?", (saga.id,))
-        self.seq = last[0][0] or 0
+        self.seq = last_seq
 
     def emit(self, kind: str, step: str | None = None, **details: Any) -> None:
         self.seq += 1
@@ -397,12 +397,26 @@ def recover(
             journal.write(statements)
             since_commit.clear()
 
+    unfinished = "SELECT id FROM sagas WHERE status IN ('running', 'rolling_back')"
+    pending_of: dict[str, list[UndoRecord]] = {}
+    for r in journal._rows(
+        "SELECT saga_id, position, step, compensation, args, state, attempts, error FROM undos"
+        f" WHERE state = 'pending' AND saga_id IN ({unfinished}) ORDER BY saga_id, position"
+    ):
+        pending_of.setdefault(r[0], []).append(
+            UndoRecord(r[0], r[1], r[2], r[3], json.loads(r[4]), *r[5:])
+        )
+    last_seq = dict(
+        journal._rows(
+            f"SELECT saga_id, MAX(seq) FROM events WHERE saga_id IN ({unfinished}) GROUP BY saga_id"
+        )
+    )
     for saga in journal.unfinished():
         if not force and saga.owner_alive():
             continue
-        resumed = _Resumed(journal, saga)
+        resumed = _Resumed(journal, saga, last_seq.get(saga.id, 0))
         run = resumed.run
-        pending = [u for u in journal.undos(saga.id) if u.state == "pending"]
+        pending = pending_of.get(saga.id, [])
         run.status("rolling_back")
         resumed.emit("rollback_start", undos=len(pending), recovered=True, policy="continue")
         undone, dead = [], []
