@@ -14,6 +14,7 @@ import argparse
 import os
 import signal
 import sqlite3
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -152,6 +153,34 @@ def world_report(world: str | os.PathLike[str]) -> dict[str, Any]:
         }
     finally:
         con.close()
+
+
+def spawn(
+    journal: str | os.PathLike[str],
+    world: str | os.PathLike[str],
+    *,
+    sagas: int = 1,
+    fail_every: int = 0,
+    pause_at: str | None = None,
+    prefix: str = "saga",
+) -> subprocess.Popen[str]:
+    """Start this module in its own process (as lesson 07 does), ready to be killed."""
+    args = [
+        sys.executable, "-m", __name__, "--journal", str(journal), "--world", str(world),
+        "--sagas", str(sagas), "--fail-every", str(fail_every), "--prefix", prefix,
+    ]  # fmt: skip
+    if pause_at:
+        args += ["--pause-at", pause_at]
+    return subprocess.Popen(
+        args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def effects_table(world: str | os.PathLike[str]) -> str:
+    """The world's effects, one line each: what happened and whether it was undone."""
+    rows = world_report(world)["effects"]
+    lines = [f"{saga:<8} {step:<6} {'undone' if undone else 'DONE'}" for saga, step, undone in rows]
+    return "\n".join(lines) or "(no effects)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

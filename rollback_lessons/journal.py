@@ -184,6 +184,8 @@ class Journal:
 
     def start(self, name: str, saga_id: str | None = None) -> JournalRun:
         """A new saga in this journal (written with its first commit)."""
+        if saga_id is not None and self._rows("SELECT 1 FROM sagas WHERE id = ?", (saga_id,)):
+            raise JournalError(f"saga {saga_id!r} is already in {self.path}; ids must be unique")
         return JournalRun(self, saga_id or uuid.uuid4().hex, name, new=True)
 
     # -- reading -------------------------------------------------------------------------

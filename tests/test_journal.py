@@ -259,3 +259,14 @@ def test_injection_cases_hold_with_a_journal(tmp_path_factory, pipeline, policy)
 
 def test_model_helpers_are_shared():
     assert expected(["a"], [Spec(None, None, "after")], "continue") is None
+
+
+def test_a_saga_id_is_used_once(paths):
+    jpath, world = paths
+    with Journal(jpath) as journal:
+        make_saga(world, "same").run({}, journal=journal, run_id="same")
+        ran = []
+        saga = Saga([Step("a", lambda s: ran.append(1))])
+        with pytest.raises(JournalError, match="already in"):
+            saga.run({}, journal=journal, run_id="same")
+        assert ran == []
