@@ -2,7 +2,7 @@
 
 import sys
 
-from . import engine, journal, panel
+from . import durability, engine, journal, panel
 
 print(f"rollback-lessons benchmarks (python {sys.version.split()[0]})\n")
 engine.run()
@@ -10,3 +10,5 @@ print()
 panel.run()
 print()
 journal.run()
+print()
+durability.run()

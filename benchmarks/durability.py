@@ -1,0 +1,68 @@
+"""What durability costs per step: in process, with the journal, and on Temporal, one run."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+
+from rollback_lessons import Saga, Step
+from rollback_lessons.journal import Journal
+
+from .common import table
+from .journal import noop_undo
+
+STEPS, RUNS = 10, 20
+
+
+def _saga() -> Saga:
+    return Saga(
+        [Step(f"s{i}", lambda s: None, noop_undo.bind(n=i)) for i in range(STEPS)], name="cost"
+    )
+
+
+def in_process() -> float:
+    saga = _saga()
+    start = time.perf_counter()
+    for _ in range(RUNS * 10):
+        saga.run({})
+    return (time.perf_counter() - start) / (RUNS * 10 * STEPS)
+
+
+def journaled(path: Path) -> float:
+    saga = _saga()
+    with Journal(path) as journal:
+        start = time.perf_counter()
+        for _ in range(RUNS):
+            saga.run({}, journal=journal)
+        return (time.perf_counter() - start) / (RUNS * STEPS)
+
+
+def on_temporal() -> float:
+    from rollback_lessons.temporal import TemporalRunner
+
+    async def main() -> float:
+        async with await TemporalRunner.start() as runner:
+            saga = _saga()
+            await runner.run(saga, {})  # warm up the worker
+            start = time.perf_counter()
+            for _ in range(RUNS):
+                await runner.run(saga, {})
+            return (time.perf_counter() - start) / (RUNS * STEPS)
+
+    return asyncio.run(main())
+
+
+def run() -> None:
+    base = in_process()
+    with tempfile.TemporaryDirectory() as tmp:
+        durable = journaled(Path(tmp) / "journal.db")
+    remote = on_temporal()
+    rows = [
+        ("in process (memory)", f"{base * 1e3:.3f} ms", "1x"),
+        ("with the SQLite journal", f"{durable * 1e3:.3f} ms", f"{durable / base:.0f}x"),
+        ("on Temporal's test server", f"{remote * 1e3:.3f} ms", f"{remote / base:.0f}x"),
+    ]
+    print(f"What durability costs: per step, sagas of {STEPS} no-op steps (no target)")
+    print(table(rows, ("where the saga runs", "per step", "against in process")))

