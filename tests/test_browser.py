@@ -81,7 +81,7 @@ class Lab:
         return json.loads(body) if body else None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     _chromium()  # no browser, no point starting a server
     base = tmp_path_factory.mktemp("jupyterlab")
@@ -160,7 +160,7 @@ def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         log.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(lab_server: Lab):
     from playwright.sync_api import sync_playwright
 
