@@ -306,7 +306,7 @@ class JournalRun:
     def status(self, status: str) -> None:
         self._pending.append(("UPDATE sagas SET status = ? WHERE id = ?", (status, self.saga_id)))
 
-    def undo_done(self, position: int, attempts: int) -> None:
+    def undo_done(self, position: int, attempts: int, *, flush: bool = True) -> None:
         self._pending.append(
             (
                 "UPDATE undos SET state = 'done', attempts = attempts + ?"
@@ -314,9 +314,10 @@ class JournalRun:
                 (attempts, self.saga_id, position),
             )
         )
-        self.flush()
+        if flush:
+            self.flush()
 
-    def undo_dead(self, position: int, attempts: int, error: str) -> None:
+    def undo_dead(self, position: int, attempts: int, error: str, *, flush: bool = True) -> None:
         self._pending.append(
             (
                 "UPDATE undos SET state = 'dead', attempts = attempts + ?, error = ?"
@@ -324,7 +325,8 @@ class JournalRun:
                 (attempts, error, self.saga_id, position),
             )
         )
-        self.flush()
+        if flush:
+            self.flush()
 
     def end(self, status: str, error: BaseException | str | None) -> None:
         text = describe(error) if isinstance(error, BaseException) else error
@@ -436,23 +438,11 @@ def recover(
                 reason = describe(exc)
                 resumed.emit("undo_failed", undo.step, attempt=undo.attempts + 1, error=reason,
                              then="dead_letter")  # fmt: skip
-                run._pending.append(
-                    (
-                        "UPDATE undos SET state = 'dead', attempts = attempts + 1, error = ?"
-                        " WHERE saga_id = ? AND position = ?",
-                        (reason, saga.id, undo.position),
-                    )
-                )
+                run.undo_dead(undo.position, 1, reason, flush=False)
                 dead.append((undo.step, reason))
             else:
                 resumed.emit("undo_done", undo.step, attempt=undo.attempts + 1)
-                run._pending.append(
-                    (
-                        "UPDATE undos SET state = 'done', attempts = attempts + 1"
-                        " WHERE saga_id = ? AND position = ?",
-                        (saga.id, undo.position),
-                    )
-                )
+                run.undo_done(undo.position, 1, flush=False)
                 undone.append(undo.step)
         earlier_dead = saga.dead > 0
         status = "rollback_incomplete" if dead or earlier_dead else "rolled_back"

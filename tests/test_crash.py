@@ -121,26 +121,7 @@ def test_a_kill_between_steps_and_one_during_the_rollback_are_both_recovered(tmp
 
 def test_processes_share_a_journal(tmp_path):
     processes = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "rollback_lessons.crashlab",
-                "--journal",
-                str(tmp_path / "journal.db"),
-                "--world",
-                str(tmp_path / "world.db"),
-                "--prefix",
-                f"p{p}",
-                "--sagas",
-                "12",
-                "--fail-every",
-                "3",
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for p in range(3)
+        child(tmp_path, "--prefix", f"p{p}", "--sagas", "12", "--fail-every", "3") for p in range(3)
     ]
     outputs = [p.communicate(timeout=120)[0].split() for p in processes]
     assert all(p.returncode == 0 for p in processes)
