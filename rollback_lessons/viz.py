@@ -55,7 +55,7 @@ class _Glyph:
     artist: Any
 
 
-def _short(value: Any, width: int = 11) -> str:
+def _short(value: Any, width: int = 10) -> str:
     text = repr(value)
     return text if len(text) <= width else text[: width - 1] + "…"
 

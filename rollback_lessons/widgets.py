@@ -21,7 +21,7 @@ from .errors import InvalidPipelineError, UnknownFaultError, UnknownStepError
 from .events import events_html
 from .faults import Fault
 from .outcome import Outcome, state_table_html
-from .saga import Kind, Saga
+from .saga import Kind, Saga, snapshot
 
 ACTION_CHOICES = (("ok", "ok"), ("fail", "fail"), ("fail after effect", "fail_after_effect"))
 UNDO_CHOICES = (
@@ -75,7 +75,7 @@ class RollbackLab:
             saga.names,
             kinds={s.name: str(s.kind) for s in saga.steps},
             labels={s.name: s.label for s in saga.steps if s.label},
-            state_keys=list(first or {}),
+            state_keys=list(snapshot(first)) if first is not None else [],
         )
         self.outcome: Outcome | None = None
         self._quiet = False  # True while several controls change as one

@@ -152,3 +152,13 @@ def test_reset_and_each_run_starts_from_a_fresh_state(lab):
 def test_the_panel_displays_as_a_widget(lab):
     bundle = lab._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
+
+
+def test_the_state_table_uses_the_states_own_snapshot():
+    from rollback_lessons.services import booking_saga, new_world
+
+    lab = RollbackLab(booking_saga(), state=lambda: new_world("127.0.0.1", 9))
+    lab.set_fault("create_event", "fail")
+    keys = [key for key, *_ in lab.timeline.state_cells(lab.frame_count - 1)]
+    assert keys == ["sheet rows", "calendar", "charged", "refunded", "emails sent"]
+    assert lab.timeline.state_cells(lab.frame_count - 1)[0][2] == "['row-1:r…"
