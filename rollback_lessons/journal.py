@@ -13,7 +13,6 @@ next commit, because nothing about them is needed to recover.
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import socket
@@ -169,14 +168,21 @@ class Journal:
     # -- writing -------------------------------------------------------------------------
 
     def write(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
-        """Apply statements in one durable transaction."""
+        """Apply statements in one durable transaction.
+
+        Statements of the same text run together (in the order each text first appears),
+        which keeps every insert before the updates of the rows it adds.
+        """
         if not statements:
             return
+        grouped: dict[str, list[tuple[Any, ...]]] = {}
+        for sql, params in statements:
+            grouped.setdefault(sql, []).append(params)
         with self._lock:
             self._con.execute("BEGIN IMMEDIATE")
             try:
-                for sql, group in itertools.groupby(statements, key=lambda st: st[0]):
-                    self._con.executemany(sql, [params for _, params in group])
+                for sql, rows in grouped.items():
+                    self._con.executemany(sql, rows)
             except BaseException:
                 self._con.execute("ROLLBACK")
                 raise

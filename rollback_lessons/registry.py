@@ -6,6 +6,7 @@ Temporal runner only ever resolve names from a registry, never import or unpickl
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 from collections.abc import Callable, Mapping
@@ -93,7 +94,9 @@ class BoundUndo:
         return json.dumps({"name": self.name, "args": self.args}, sort_keys=True)
 
 
+@functools.lru_cache(maxsize=256)
 def takes_key(fn: Callable[..., Any]) -> bool:
+    """Does the compensation accept ``idempotency_key`` (or any keyword)?"""
     try:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
