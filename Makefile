@@ -30,6 +30,7 @@ lab: $(VENV)/.lab
 lint: $(VENV)/.test
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/mypy rollback_lessons
 
 format: $(VENV)/.test
 	$(BIN)/ruff check --fix $(LINT_PATHS)

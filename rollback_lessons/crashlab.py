@@ -17,6 +17,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,10 @@ def undo_effect(world: str, saga: str, step: str, idempotency_key: str | None = 
     checkpoint(f"after undo {step}")
 
 
+def _effect_step(world: str, saga: str, step: str, state: Any) -> None:
+    apply_effect(world, saga, step)
+
+
 def make_saga(world: str, saga_id: str, steps: int = 3) -> Saga:
     """``steps`` steps; each writes an effect, its undo logged before it runs."""
     world = str(world)
@@ -103,7 +108,7 @@ def make_saga(world: str, saga_id: str, steps: int = 3) -> Saga:
         [
             Step(
                 f"step{i}",
-                lambda state, i=i: apply_effect(world, saga_id, f"step{i}"),
+                partial(_effect_step, world, saga_id, f"step{i}"),
                 undo_effect.bind(world=world, saga=saga_id, step=f"step{i}"),
                 register="before",
                 label=f"effect {i}",

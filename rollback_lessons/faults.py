@@ -36,7 +36,7 @@ NO_FAULTS = StepFaults(None, None)
 
 def _fault(value: object, step: str) -> Fault:
     try:
-        return Fault(value)
+        return Fault(str(value))
     except ValueError:
         raise UnknownFaultError(
             f"unknown fault {value!r} for step {step!r}; "

@@ -158,7 +158,9 @@ class Journal:
         self._con.execute("PRAGMA journal_mode=WAL")
         self._con.execute("PRAGMA synchronous=FULL")  # a commit survives power loss
         if version is None:  # several processes may race to create it: IF NOT EXISTS
-            statements = [(s, ()) for s in _SCHEMA.split(";") if s.strip()]
+            statements: list[tuple[str, tuple[Any, ...]]] = [
+                (s, ()) for s in _SCHEMA.split(";") if s.strip()
+            ]
             statements += [
                 ("INSERT OR IGNORE INTO meta VALUES ('app', ?)", (APP,)),
                 ("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,)),
@@ -208,7 +210,9 @@ class Journal:
             " GROUP BY s.id ORDER BY s.started, s.id",
             params,
         )
-        return [SagaRecord(*r[:6], r[6], r[7] or 0, r[8] or 0) for r in rows]
+        return [
+            SagaRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7] or 0, r[8] or 0) for r in rows
+        ]
 
     def saga(self, saga_id: str) -> SagaRecord:
         found = self.sagas("WHERE s.id = ?", (saga_id,))

@@ -114,14 +114,13 @@ class Rollback(_Base):
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool:
+    ) -> None:
         run = self._run
         self._state = "closed"
         if exc is not None:
             run.fail(exc)
             run.drive(run.compensation_plan())
-        run.finish()
-        return False
+        run.finish()  # returning None re-raises the original exception, unchanged
 
 
 class AsyncRollback(_Base):
@@ -151,12 +150,12 @@ class AsyncRollback(_Base):
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool:
+    ) -> None:
         run = self._run
         self._state = "closed"
         if exc is None:
             run.finish()
-            return False
+            return
         import asyncio  # only async users pay for importing asyncio
 
         run.fail(exc)
@@ -174,4 +173,3 @@ class AsyncRollback(_Base):
         run.finish()
         if cancelled_again and not isinstance(exc, asyncio.CancelledError):
             raise asyncio.CancelledError()  # honour the later cancellation, after undoing
-        return False

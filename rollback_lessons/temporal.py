@@ -217,7 +217,9 @@ class SagaHandle:
             result: SagaResult = await self.workflow.result()
         finally:
             _HOSTED.pop(self.run_id, None)
-        error = _error(*result.error, result.failed_step) if result.error else None
+        error = (
+            _error(result.error[0], result.error[1], result.failed_step) if result.error else None
+        )
         return Outcome(
             status=Status(result.status),
             steps=self.saga.names,

@@ -258,7 +258,7 @@ class Timeline:
                     self._note(s, s, y, "effect happened", FAIL)  # type: ignore[arg-type]
                 self._mark(s, y, "X", FAIL)  # type: ignore[arg-type]
             elif k == "undo_failed":
-                marker, colour, word = _UNDO_FAILED.get(e.details.get("then"), _DEAD)
+                marker, colour, word = _UNDO_FAILED.get(str(e.details.get("then")), _DEAD)
                 self._mark(s, y, marker, colour)  # type: ignore[arg-type]
                 self._note(s, s, y, word, colour)  # type: ignore[arg-type]
             elif k in ("committed", "rollback_done", "halted"):

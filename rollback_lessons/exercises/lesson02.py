@@ -33,7 +33,7 @@ def _check_undo_deposit(undo_deposit: Any) -> str:
             f"after the rollback the state is {outcome.state_after}, "
             "expected {'accounts': {'acct-0': 50}, 'notified': False}"
         )
-    later = {"accounts": {"acct-1": 150}, "notified": False}  # 50 more arrived meanwhile
+    later: dict[str, Any] = {"accounts": {"acct-1": 150}, "notified": False}  # 50 more arrived
     fn(later)
     if later["accounts"].get("acct-1") != 50:
         raise Incorrect(

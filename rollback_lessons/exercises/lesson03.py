@@ -7,7 +7,7 @@ from typing import Any
 from ..clock import VirtualClock
 from ..examples import order_state
 from ..policies import Retry, UndoPolicy, resolve_policy
-from ..saga import Saga, Step
+from ..saga import Saga, State, Step
 from . import Exercise, Incorrect, register
 
 SCENARIOS = {
@@ -68,7 +68,7 @@ def flaky_saga(failures: int = 2) -> Saga:
     """The refund (undo of pay) fails ``failures`` times, then works."""
     calls = {"n": 0}
 
-    def refund(state: dict[str, Any]) -> None:
+    def refund(state: State) -> None:
         calls["n"] += 1
         if calls["n"] <= failures:
             raise ConnectionError("503 Service Unavailable")
