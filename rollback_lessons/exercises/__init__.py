@@ -144,6 +144,13 @@ def function(answer: Any, name: str, params: int = 1) -> Callable[..., Any]:
     return answer
 
 
+def step_names(answer: Any) -> list[str]:
+    """The answer must be a list of step names."""
+    if not isinstance(answer, list | tuple) or not all(isinstance(n, str) for n in answer):
+        raise Incorrect(f"write the order as a list of step names, got {answer!r}")
+    return list(answer)
+
+
 def attempted(fn: Callable[..., Any], *args: Any) -> None:
     """A starter function raises NotImplementedError; call it once on scratch input."""
     try:

@@ -7,7 +7,7 @@ from typing import Any
 from ..events import describe
 from ..examples import account_saga
 from ..saga import Saga, Step
-from . import Exercise, Incorrect, attempted, function, register
+from . import Exercise, Incorrect, attempted, function, register, step_names
 
 
 def _check_undo_deposit(undo_deposit: Any) -> str:
@@ -72,10 +72,8 @@ def five_steps() -> Saga:
 
 
 def _check_order(predicted: Any) -> str:
-    if not isinstance(predicted, list | tuple) or not all(isinstance(p, str) for p in predicted):
-        raise Incorrect(f"write the order as a list of step names, got {predicted!r}")
+    predicted = step_names(predicted)
     actual = list(five_steps().run(inject={"d": "fail"}).compensated)
-    predicted = list(predicted)
     if predicted == actual:
         return f"{', '.join(actual)}: last in, first out."
     if "e" in predicted:

@@ -6,12 +6,11 @@ from typing import Any
 
 from ..events import describe
 from ..examples import BOOKING_STEPS, KEY, booking_saga, booking_state
-from . import Exercise, Incorrect, attempted, function, register
+from . import Exercise, Incorrect, attempted, function, register, step_names
 
 
 def _check_order(order: Any) -> str:
-    if not isinstance(order, list | tuple) or not all(isinstance(n, str) for n in order):
-        raise Incorrect(f"write the order as a list of step names, got {order!r}")
+    order = step_names(order)
     missing = [n for n in BOOKING_STEPS if n not in order]
     extra = [n for n in order if n not in BOOKING_STEPS]
     if missing or extra or len(order) != len(BOOKING_STEPS):
