@@ -35,7 +35,11 @@ _CSS = """<style>
 .rollback-lab table {border-collapse: collapse; font-size: 14px}
 .rollback-lab td, .rollback-lab th {padding: 2px 8px; text-align: left}
 .rollback-lab .now {background: #F0E442}
-</style>"""
+.rollback-lab .rl-action button.mod-active:not([data-value="ok"])
+  {background: #D55E00; color: white}
+.rollback-lab .rl-undo button.mod-active:not([data-value="undo%20ok"])
+  {background: #E69F00; color: black}
+</style>"""  # a chosen fault stands out (also on a projector); colours match the pictures
 
 
 def _css(name: str) -> str:
