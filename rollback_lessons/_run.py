@@ -22,7 +22,7 @@ from .errors import (
     InvalidPipelineError,
     UnknownStepError,
 )
-from .events import Event, EventSink, describe, log_event
+from .events import Event, EventSink, describe, level_of, log_event
 from .faults import NO_FAULTS, Fault, InjectionLike, normalize_injection
 from .outcome import DeadLetter, Outcome, Status
 from .policies import PolicyLike, RetryPolicy, resolve_policy
@@ -40,6 +40,7 @@ Op = tuple[str, Any, str]
 Plan = Generator[Op, "BaseException | None", None]
 
 _log = logging.getLogger("rollback_lessons")
+_new_event = tuple.__new__
 
 
 def _is_async_function(fn: object) -> bool:
@@ -136,13 +137,15 @@ class Run:
     # -- events -------------------------------------------------------------------------
 
     def emit(self, kind: str, step: str | None = None, **details: Any) -> None:
-        event = Event(len(self.events) + 1, kind, step, details)
+        # tuple.__new__ skips NamedTuple's generated __new__: this is the engine's hot path
+        event = _new_event(Event, (len(self.events) + 1, kind, step, details))
         self.events.append(event)
         if self.jrun is not None:
             self.jrun.event(event)
         if self.tracer is not None:
             self.states.append(self.tracer())
-        log_event(event, self.name)
+        if _log.isEnabledFor(level_of(kind)):
+            log_event(event, self.name)
         if self.on_event is not None:
             try:
                 self.on_event(event)
