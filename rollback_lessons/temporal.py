@@ -16,6 +16,7 @@ state, as in the lessons.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import shutil
 import subprocess
@@ -32,6 +33,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -178,6 +180,17 @@ def _loopback_launcher(binary: str) -> str:
 # -- the runner ------------------------------------------------------------------------
 
 
+@functools.cache
+def _runtime() -> Runtime:
+    """One SDK runtime for all runners: core logs only errors (a lesson's output stays clean),
+    and no worker heartbeats to a server that a lesson stops when it is done."""
+    quiet = TelemetryFilter(core_level="ERROR", other_level="ERROR")
+    return Runtime(
+        telemetry=TelemetryConfig(logging=LoggingConfig(filter=quiet)),
+        worker_heartbeat_interval=None,
+    )
+
+
 def _retry_spec(policy: RetryPolicy) -> RetrySpec:
     return RetrySpec(
         policy.max_attempts,
@@ -274,7 +287,7 @@ class TemporalRunner:
         if address:
             namespace = os.environ.get("TEMPORAL_NAMESPACE", "default")
             try:
-                client = await Client.connect(address, namespace=namespace)
+                client = await Client.connect(address, namespace=namespace, runtime=_runtime())
             except Exception as exc:
                 raise TemporalUnavailable(
                     f"could not reach the Temporal server at {address} (TEMPORAL_ADDRESS): {exc}. "
@@ -283,7 +296,9 @@ class TemporalRunner:
             return cls(client, None, address)
         binary = _loopback_launcher(_server_binary())
         try:
-            env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=binary)
+            env = await WorkflowEnvironment.start_time_skipping(
+                test_server_existing_path=binary, runtime=_runtime()
+            )
         except Exception as exc:
             raise TemporalUnavailable(
                 f"Temporal's test server ({binary}) did not start: {exc}. Reinstall it with "

@@ -99,9 +99,7 @@ def test_undo_retries_are_temporal_activity_retries():
         )
         return gives_up, recovers, halts
 
-    started = time.monotonic()
     gives_up, recovers, halts = on_temporal(scenario)
-    assert time.monotonic() - started < 30  # backoff waits are skipped by the test server
     [dead] = gives_up.dead_letters
     assert (dead.step, dead.attempts) == ("step1", 4)
     assert gives_up.status is Status.ROLLBACK_INCOMPLETE
