@@ -242,11 +242,8 @@ def lesson_01(page) -> None:
     before = image_src(page)
     start = time.perf_counter()
     page.locator(".rl-action-step2 button[data-value='fail']").click()
-    page.wait_for_function(
-        "() => document.querySelector('.rl-result')?.textContent.includes('step2 failed')"
-        " || document.querySelector('.rl-action-step2 .mod-active')?.textContent === 'fail'"
-    )
     wait_new_image(page, before)
+    wait_text(page, ".rl-result", "step2: injected failure")  # the run the click asked for
     click_to_frame = time.perf_counter() - start
     # move to the end, then Run: the run starts again at its first frame
     page.locator(".rl-frame .noUi-handle, .rl-frame .slider-handle").first.focus()
@@ -263,8 +260,7 @@ def lesson_01(page) -> None:
         seen.add(image_src(page))
         page.wait_for_timeout(100)  # sampling the image while it plays, not waiting for it
     assert len(seen) >= 4, "the frame image did not change while playing"
-    result = page.locator(".rl-result").inner_text()
-    assert "rolled_back" in result
+    assert "rolled_back" in wait_text(page, ".rl-result", "step2: injected failure")
     rows = [
         r.inner_text().split()
         for r in page.locator(".rl-result table").nth(1).locator("tbody tr").all()
@@ -276,16 +272,22 @@ def lesson_01(page) -> None:
     )
 
 
+def wait_text(page, selector: str, text: str) -> str:
+    """Wait until the element shows ``text`` (each widget syncs on its own), return its text."""
+    page.wait_for_function(
+        "([sel, text]) => document.querySelector(sel)?.textContent.includes(text)",
+        arg=[selector, text],
+    )
+    return page.locator(selector).first.inner_text()
+
+
 def choose(page, selector: str, expect: str) -> str:
     """Click a control of the panel; wait until the result says ``expect``; return it.
 
     (The image may stay the same: a new run's first frame can equal the last run's.)
     """
     page.locator(f".rollback-lab {selector}").first.click()
-    page.wait_for_function(
-        "text => document.querySelector('.rl-result')?.textContent.includes(text)", arg=expect
-    )
-    return page.locator(".rl-result").inner_text()
+    return wait_text(page, ".rl-result", expect)
 
 
 def play_until_images_change(page, count: int = 3) -> None:
@@ -301,7 +303,7 @@ def play_until_images_change(page, count: int = 3) -> None:
 def lesson_02(page) -> None:
     """Undo forwards: the folder's undo becomes a dead letter and the folder stays."""
     result = choose(page, ".rl-order button[data-value='forward']", "rollback_incomplete")
-    assert "make_folder" in page.locator(".rl-dead").inner_text()
+    wait_text(page, ".rl-dead", "make_folder")
     assert "report" in result
     play_until_images_change(page)
 
@@ -309,7 +311,7 @@ def lesson_02(page) -> None:
 def lesson_03(page) -> None:
     """Halt instead of continue: both undos are left for a person."""
     choose(page, ".rl-policy button[data-value='halt']", "halted")
-    assert "pending" in page.locator(".rl-log").inner_text()
+    wait_text(page, ".rl-log", "pending=2")
     play_until_images_change(page)
 
 
@@ -324,7 +326,7 @@ def lesson_04(page) -> None:
 def lesson_05(page) -> None:
     """Retry the refund that fails once: the log shows the retry, the run rolls back whole."""
     choose(page, ".rl-policy button[data-value='retry']", "rolled_back")
-    assert "then=retry" in page.locator(".rl-log").inner_text()
+    wait_text(page, ".rl-log", "then=retry")
     play_until_images_change(page)
 
 
