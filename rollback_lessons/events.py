@@ -11,22 +11,6 @@ from typing import Any, NamedTuple
 logger = logging.getLogger("rollback_lessons")
 logger.addHandler(logging.NullHandler())  # a library stays quiet until the app configures logging
 
-KINDS = (
-    "step_start",
-    "step_retry",
-    "step_failed",
-    "step_done",
-    "undo_registered",
-    "committed",
-    "pipeline_failed",
-    "rollback_start",
-    "undo",
-    "undo_failed",
-    "undo_done",
-    "rollback_done",
-    "halted",
-)
-
 _LEVELS = {
     "step_failed": logging.WARNING,
     "step_retry": logging.WARNING,
