@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from rollback_lessons import Saga, Step
-from rollback_lessons.journal import Journal
+from rollback_lessons.durable.journal import Journal
 
 from .common import table
 from .journal import noop_undo
@@ -40,7 +40,7 @@ def journaled(path: Path) -> float:
 
 
 def on_temporal() -> float:
-    from rollback_lessons.temporal import TemporalRunner
+    from rollback_lessons.runners.temporal import TemporalRunner
 
     async def main() -> float:
         async with await TemporalRunner.start() as runner:

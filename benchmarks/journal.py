@@ -9,8 +9,9 @@ import time
 from pathlib import Path
 
 from rollback_lessons import Saga, Step
-from rollback_lessons.journal import Journal, recover
-from rollback_lessons.registry import Registry, compensation
+from rollback_lessons.durable.journal import Journal
+from rollback_lessons.durable.recovery import recover
+from rollback_lessons.durable.registry import Registry, compensation
 
 from .common import table
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import statistics
 import time
 
-from rollback_lessons import Saga, Step, viz
-from rollback_lessons.widgets import RollbackLab
+from rollback_lessons import Saga, Step
+from rollback_lessons.lab import viz
+from rollback_lessons.lab.widgets import RollbackLab
 
 from .common import table
 

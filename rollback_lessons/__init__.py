@@ -1,10 +1,12 @@
 """Teach the rollback pattern: do steps, log their undos, and undo them in reverse on failure.
 
-The engine is standard library only; the pictures (``rollback_lessons.viz``) and the
-widgets (``rollback_lessons.widgets``) are imported on their own.
+The engine is standard library only. The rest is imported on its own: ``durable`` (the
+SQLite journal and recovery), ``runners`` (Temporal), ``lab`` (pictures, the panel,
+exercises) and ``worlds`` (the lessons' pipelines).
 """
 
 from .clock import Clock, SystemClock, VirtualClock
+from .durable.registry import BoundUndo, Compensation, Registry, compensation, default_registry
 from .errors import (
     DuplicateStepError,
     InjectedFault,
@@ -16,11 +18,10 @@ from .errors import (
     UnknownStepError,
     UnsafeOrderError,
 )
-from .events import Event
+from .events import Event, EventKind
 from .faults import Fault
 from .outcome import DeadLetter, Outcome, Status
 from .policies import Continue, Halt, Retry, RetryPolicy, UndoPolicy
-from .registry import BoundUndo, Compensation, Registry, compensation, default_registry
 from .rollback import AsyncRollback, Rollback
 from .saga import Kind, OrderCheck, Saga, Step
 
@@ -35,6 +36,7 @@ __all__ = [
     "DeadLetter",
     "DuplicateStepError",
     "Event",
+    "EventKind",
     "Fault",
     "Halt",
     "InjectedFault",

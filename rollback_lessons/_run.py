@@ -1,75 +1,60 @@
-"""The machinery shared by Rollback, AsyncRollback and Saga.
+"""One run's record: its undo log, its events, and what became of each step.
 
-The retry and compensation loops are written once, as generators that *say* what to do
-("call this", "sleep that long"); a sync driver and an async driver carry it out. This is
-how one loop serves both ``with`` and ``async with`` without two copies drifting apart.
+``Run`` is shared by Rollback, AsyncRollback and Saga. Its retry and compensation loops
+are plans (``plan.py``) that a sync or an async driver carries out; the rules they follow
+(status, injected faults, options) live in ``rules.py``; a journal, when given, is any
+object with the ``UndoJournal`` shape (``durable.Journal`` is one).
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 import warnings
-from collections.abc import Callable, Collection, Generator, Mapping
+from collections.abc import Callable, Collection, Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Protocol
 
 from .clock import Clock, SystemClock
-from .errors import (
-    DuplicateStepError,
-    InjectedFault,
-    InjectedTimeout,
-    InvalidPipelineError,
-    UnknownStepError,
-)
-from .events import Event, EventSink, describe, level_of, log_event
+from .errors import DuplicateStepError, InjectedFault, UnknownStepError
+from .events import Event, EventKind, EventSink, describe, level_of, log_event
 from .faults import NO_FAULTS, Fault, InjectionLike, normalize_injection
 from .outcome import DeadLetter, Outcome, Status
+from .plan import Call, Plan, Sleep, adrive, call_sync, check_callable, drive
 from .policies import PolicyLike, RetryPolicy, resolve_policy
-from .registry import BoundUndo
-
-if TYPE_CHECKING:  # the journal (sqlite3) is imported only by those who use it
-    from .journal import Journal, JournalRun
-
-Register = Literal["before", "after"]
-UndoOrder = Literal["reverse", "forward"]
-
-# A plan yields ("call", fn, what) or ("sleep", seconds, ""), and is sent back the
-# exception the call raised (or None).
-Op = tuple[str, Any, str]
-Plan = Generator[Op, "BaseException | None", None]
+from .rules import (
+    Kind,
+    NamedUndo,
+    Register,
+    UndoOrder,
+    action_error,
+    check_register,
+    check_undo_order,
+    status_of,
+    undo_error,
+    undo_fails,
+)
 
 _log = logging.getLogger("rollback_lessons")
-_new_event = tuple.__new__
 
 
-def _is_async_function(fn: object) -> bool:
-    code = getattr(fn, "__code__", None)
-    if code is not None:  # a plain function: read its flags, much cheaper than inspect
-        return bool(code.co_flags & inspect.CO_COROUTINE)
-    return inspect.iscoroutinefunction(fn)
+class UndoJournalRun(Protocol):
+    """One saga's durable records, as the engine writes them."""
+
+    saga_id: str
+
+    def key(self, step: str) -> str: ...
+    def event(self, event: Event) -> None: ...
+    def register(self, step: str, undo: NamedUndo) -> int: ...
+    def status(self, status: str) -> None: ...
+    def undo_done(self, position: int, attempts: int) -> None: ...
+    def undo_dead(self, position: int, attempts: int, error: str) -> None: ...
+    def end(self, status: str, error: BaseException | str | None) -> None: ...
 
 
-def check_callable(fn: object, what: str, *, allow_async: bool) -> None:
-    if not callable(fn):
-        raise TypeError(f"{what} must be callable, got {fn!r}")
-    if not allow_async and _is_async_function(fn):
-        raise TypeError(
-            f"{what} is an async function; the synchronous Rollback cannot await it "
-            "(use AsyncRollback)"
-        )
+class UndoJournal(Protocol):
+    """Where undos are written before the engine relies on them (``durable.Journal``)."""
 
-
-def call_sync(fn: Callable[[], Any], what: str) -> Any:
-    result = fn()
-    if result is not None and inspect.isawaitable(result):
-        if inspect.iscoroutine(result):
-            result.close()  # never leave it un-awaited and silently dropped
-        raise TypeError(
-            f"{what} returned an awaitable; the synchronous Rollback cannot await it "
-            "(use AsyncRollback)"
-        )
-    return result
+    def start(self, name: str, saga_id: str | None = None) -> UndoJournalRun: ...
 
 
 class _Entry:
@@ -95,13 +80,10 @@ class Run:
         clock: Clock | None = None,
         on_event: EventSink | None = None,
         is_async: bool = False,
-        journal: Journal | None = None,
+        journal: UndoJournal | None = None,
         run_id: str | None = None,
     ) -> None:
-        if undo_order not in ("reverse", "forward"):
-            raise InvalidPipelineError(
-                f"undo_order must be 'reverse' or 'forward', got {undo_order!r}"
-            )
+        check_undo_order(undo_order)
         if on_event is not None and not callable(on_event):
             raise TypeError(f"on_event must be callable, got {on_event!r}")
         self.name = name
@@ -112,7 +94,7 @@ class Run:
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.on_event = on_event
         self.is_async = is_async
-        self.jrun: JournalRun | None = journal.start(name, run_id) if journal is not None else None
+        self.jrun = journal.start(name, run_id) if journal is not None else None
         self.run_id = self.jrun.saga_id if self.jrun is not None else run_id
         self.tracer: Callable[[], Mapping[str, Any]] | None = None
         self.states: list[Mapping[str, Any]] = []  # the state after each event, when traced
@@ -136,9 +118,8 @@ class Run:
 
     # -- events -------------------------------------------------------------------------
 
-    def emit(self, kind: str, step: str | None = None, **details: Any) -> None:
-        # tuple.__new__ skips NamedTuple's generated __new__: this is the engine's hot path
-        event = _new_event(Event, (len(self.events) + 1, kind, step, details))
+    def emit(self, kind: EventKind, step: str | None = None, **details: Any) -> None:
+        event = Event(len(self.events) + 1, kind, step, details)
         self.events.append(event)
         if self.jrun is not None:
             self.jrun.event(event)
@@ -169,12 +150,12 @@ class Run:
     def close_open(self) -> None:
         if self.open is not None:
             self.completed.append(self.open)
-            self.emit("step_done", self.open)
+            self.emit(EventKind.STEP_DONE, self.open)
             self.open = None
 
     def check_undo(self, step: str, undo: object) -> None:
         check_callable(undo, f"undo of step {step!r}", allow_async=self.is_async)
-        if self.jrun is not None and not isinstance(undo, BoundUndo):
+        if self.jrun is not None and not isinstance(undo, NamedUndo):
             raise TypeError(
                 f"with a journal, the undo of step {step!r} must be a registered compensation "
                 "(compensation(name).bind(...)), so that it can still run after a crash"
@@ -182,9 +163,9 @@ class Run:
 
     def push(self, step: str, undo: Callable[[], Any]) -> None:
         fault = self.faults.get(step, NO_FAULTS).undo
-        self.emit("undo_registered", step)
+        self.emit(EventKind.UNDO_REGISTERED, step)
         if self.jrun is not None:
-            assert isinstance(undo, BoundUndo)
+            assert isinstance(undo, NamedUndo)
             position = self.jrun.register(step, undo)  # durable before anything relies on it
             keyed = partial(undo, idempotency_key=self.jrun.key(step))
             self.log.append(_Entry(step, keyed, fault, position))
@@ -194,9 +175,9 @@ class Run:
     def register(self, step: str, undo: Callable[[], Any]) -> None:
         """An undo for an action the caller runs next, in its own code."""
         self.check_undo(step, undo)
-        self.admit(step, "compensable")
+        self.admit(step, Kind.COMPENSABLE)
         self.current = self.open = step
-        self.emit("step_start", step, register="before")
+        self.emit(EventKind.STEP_START, step, register="before")
         self.push(step, undo)
 
     def begin(
@@ -209,17 +190,15 @@ class Run:
         kind: str,
     ) -> bool:
         """Validate and start a step; returns whether a plan (faults/retries) is needed."""
-        what = f"action of step {step!r}"
-        check_callable(action, what, allow_async=self.is_async)
+        check_callable(action, f"action of step {step!r}", allow_async=self.is_async)
         if undo is not None:
             self.check_undo(step, undo)
-        if register not in ("before", "after"):
-            raise InvalidPipelineError(f"register must be 'before' or 'after', got {register!r}")
+        check_register(register)
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry of step {step!r} must be a RetryPolicy, got {retry!r}")
         self.admit(step, kind)
         self.current = step
-        self.emit("step_start", step, register=register if undo is not None else "none")
+        self.emit(EventKind.STEP_START, step, register=register if undo is not None else "none")
         if undo is not None and register == "before":
             self.push(step, undo)
         return retry is not None or self.faults.get(step, NO_FAULTS).action is not None
@@ -227,18 +206,18 @@ class Run:
     def failed(self, step: str, error: BaseException, undo_registered: bool) -> None:
         after_effect = isinstance(error, InjectedFault) and error.after_effect
         if after_effect:
-            self.emit("step_failed", step, error=describe(error), after_effect=True)
+            self.emit(EventKind.STEP_FAILED, step, error=describe(error), after_effect=True)
         else:
-            self.emit("step_failed", step, error=describe(error))
+            self.emit(EventKind.STEP_FAILED, step, error=describe(error))
         if after_effect and not undo_registered:
             self.leaked.append(step)  # the effect happened and nothing will undo it
 
     def done(self, step: str, result: Any, undo: Callable[[], Any] | None, register: str) -> None:
         self.completed.append(step)
         self.results[step] = result
-        if self.kinds[step] != "compensable":
+        if self.kinds[step] != Kind.COMPENSABLE:
             self.irreversible.append(step)
-        self.emit("step_done", step)
+        self.emit(EventKind.STEP_DONE, step)
         if undo is not None and register == "after":
             self.push(step, undo)
 
@@ -249,13 +228,13 @@ class Run:
         undo: Callable[[], Any] | None = None,
         register: Register = "after",
         retry: RetryPolicy | None = None,
-        kind: str = "compensable",
+        kind: str = Kind.COMPENSABLE,
     ) -> Any:
         """Run one step synchronously: log its undo, inject its faults, retry it."""
         planned = self.begin(step, action, undo, register, retry, kind)
         try:
             if planned:
-                result = self.drive(self.action_plan(step, action, retry))
+                result = drive(self.action_plan(step, action, retry), self.clock)
             else:
                 result = call_sync(action, f"action of step {step!r}")
         except BaseException as exc:
@@ -271,12 +250,12 @@ class Run:
         undo: Callable[[], Any] | None = None,
         register: Register = "after",
         retry: RetryPolicy | None = None,
-        kind: str = "compensable",
+        kind: str = Kind.COMPENSABLE,
     ) -> Any:
         """The async twin of ``step``: awaits the action (and what it returns)."""
         self.begin(step, action, undo, register, retry, kind)
         try:
-            result = await self.adrive(self.action_plan(step, action, retry))
+            result = await adrive(self.action_plan(step, action, retry), self.clock)
         except BaseException as exc:
             self.failed(step, exc, undo is not None and register == "before")
             raise
@@ -289,22 +268,20 @@ class Run:
         attempt = 1
         while True:
             if fault is Fault.FAIL:
-                error: BaseException | None = InjectedFault(
-                    step, fault, f"{step}: injected failure before its effect"
-                )
+                error: BaseException | None = action_error(step, fault)
             else:
-                error = yield ("call", fn, what)
+                error = yield Call(fn, what)
                 if error is None and fault is Fault.FAIL_AFTER_EFFECT:
-                    error = InjectedTimeout(
-                        step, fault, f"{step}: injected timeout after its effect"
-                    )
+                    error = action_error(step, fault)
             if error is None:
                 return
             delay = retry.next_delay(attempt, error) if retry is not None else None
             if delay is None:
                 raise error
-            self.emit("step_retry", step, attempt=attempt, delay=delay, error=describe(error))
-            yield ("sleep", delay, "")
+            self.emit(
+                EventKind.STEP_RETRY, step, attempt=attempt, delay=delay, error=describe(error)
+            )
+            yield Sleep(delay)
             attempt += 1
 
     # -- backward -----------------------------------------------------------------------
@@ -314,7 +291,7 @@ class Run:
         self.failed_step = self.current if self.current not in self.completed else None
         if self.open is not None:
             self.open = None  # the hand-run action is what failed
-        self.emit("pipeline_failed", self.failed_step, error=describe(error))
+        self.emit(EventKind.PIPELINE_FAILED, self.failed_step, error=describe(error))
 
     def compensation_plan(self) -> Plan:
         entries = self.log[::-1] if self.undo_order == "reverse" else list(self.log)
@@ -322,7 +299,7 @@ class Run:
         if self.jrun is not None:
             self.jrun.status("rolling_back")
         self.emit(
-            "rollback_start",
+            EventKind.ROLLBACK_START,
             undos=len(entries),
             order=self.undo_order,
             policy=self.policy.name,
@@ -331,25 +308,22 @@ class Run:
             attempt = 0
             while True:
                 attempt += 1
-                self.emit("undo", entry.step, attempt=attempt)
-                if entry.fault is Fault.UNDO_FAILS or (
-                    entry.fault is Fault.UNDO_FAILS_ONCE and attempt == 1
-                ):
-                    error: BaseException | None = InjectedFault(
-                        entry.step, entry.fault, f"undo of {entry.step}: injected failure"
-                    )
+                self.emit(EventKind.UNDO, entry.step, attempt=attempt)
+                if undo_fails(entry.fault, attempt):
+                    assert entry.fault is not None
+                    error: BaseException | None = undo_error(entry.step, entry.fault)
                 else:
-                    error = yield ("call", entry.undo, f"undo of step {entry.step!r}")
+                    error = yield Call(entry.undo, f"undo of step {entry.step!r}")
                 if error is None:
                     self.compensated.append(entry.step)
-                    self.emit("undo_done", entry.step, attempt=attempt)
+                    self.emit(EventKind.UNDO_DONE, entry.step, attempt=attempt)
                     if self.jrun is not None:
                         self.jrun.undo_done(entry.position, attempt)
                     break
                 decision = self.policy.decide(attempt, error)
                 if isinstance(decision, str):
                     self.emit(
-                        "undo_failed", entry.step, attempt=attempt, error=describe(error),
+                        EventKind.UNDO_FAILED, entry.step, attempt=attempt, error=describe(error),
                         then=decision,
                     )  # fmt: skip
                     if decision == "halt":
@@ -361,72 +335,38 @@ class Run:
                             self.jrun.undo_dead(entry.position, attempt, describe(error))
                     break
                 self.emit(
-                    "undo_failed", entry.step, attempt=attempt, error=describe(error),
+                    EventKind.UNDO_FAILED, entry.step, attempt=attempt, error=describe(error),
                     then="retry", delay=decision,
                 )  # fmt: skip
-                yield ("sleep", decision, "")
+                yield Sleep(decision)
             if self.halted:
                 break
         self.emit(
-            "rollback_done",
+            EventKind.ROLLBACK_DONE,
             status=str(self.status()),
             undone=len(self.compensated),
             dead_letters=len(self.dead_letters),
             pending=len(self.pending),
         )
 
+    def rollback(self) -> None:
+        drive(self.compensation_plan(), self.clock)
+
+    async def arollback(self) -> None:
+        await adrive(self.compensation_plan(), self.clock)
+
     def halt_forward(self) -> None:
         """A step after the point of no return failed: nothing to undo, a person goes on."""
         assert self.failed_step is not None
         self.halted = True
         self.pending.append(self.failed_step)
-        self.emit("halted", self.failed_step, reason="failed after an irreversible step")
-
-    # -- drivers ------------------------------------------------------------------------
-
-    def drive(self, plan: Plan) -> Any:
-        """Carry out a plan synchronously; return the last call's result."""
-        result = None
-        try:
-            op, arg, what = next(plan)
-            while True:
-                sent: BaseException | None = None
-                if op == "sleep":
-                    self.clock.sleep(arg)
-                else:
-                    try:
-                        result = call_sync(arg, what)
-                    except Exception as exc:
-                        sent = exc
-                op, arg, what = plan.send(sent)
-        except StopIteration:
-            return result
-
-    async def adrive(self, plan: Plan) -> Any:
-        """Carry out a plan, awaiting what the calls return and sleeping on the clock."""
-        result = None
-        try:
-            op, arg, _ = next(plan)
-            while True:
-                sent: BaseException | None = None
-                if op == "sleep":
-                    await self.clock.asleep(arg)
-                else:
-                    try:
-                        result = arg()
-                        if inspect.isawaitable(result):
-                            result = await result
-                    except Exception as exc:
-                        sent = exc
-                op, arg, _ = plan.send(sent)
-        except StopIteration:
-            return result
+        self.emit(EventKind.HALTED, self.failed_step, reason="failed after an irreversible step")
 
     # -- the end ------------------------------------------------------------------------
 
     def commit(self) -> None:
         self.close_open()
-        self.emit("committed", steps=len(self.completed))
+        self.emit(EventKind.COMMITTED, steps=len(self.completed))
         unused = [s for s in self.faults if s not in self.kinds]
         if unused:
             warnings.warn(
@@ -436,13 +376,12 @@ class Run:
             )
 
     def status(self) -> Status:
-        if self.error is None:
-            return Status.COMMITTED
-        if self.halted:
-            return Status.HALTED
-        if self.dead_letters or self.leaked:
-            return Status.ROLLBACK_INCOMPLETE
-        return Status.ROLLED_BACK
+        return status_of(
+            failed=self.error is not None,
+            halted=self.halted,
+            dead_letters=bool(self.dead_letters),
+            leaked=bool(self.leaked),
+        )
 
     def outcome(
         self,

@@ -7,9 +7,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .demo import run_demo, xyz_saga
 from .events import Event
 from .outcome import Outcome
+from .worlds.demo import run_demo, xyz_saga
 
 _ARROWS = {
     "step_start": "->",
@@ -111,8 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _journal_command(args: argparse.Namespace) -> int:
     import importlib
 
-    from .journal import Journal, JournalError, recover
-    from .registry import default_registry
+    from .durable.journal import Journal, JournalError
+    from .durable.recovery import recover
+    from .durable.registry import default_registry
 
     if not os.path.exists(args.file):
         print(f"rollback-lessons: no journal at {args.file}", file=sys.stderr)

@@ -47,3 +47,14 @@ class InjectedFault(RollbackLessonsError):
 
 class InjectedTimeout(InjectedFault, TimeoutError):
     """A fault after the effect looks like a timeout: the caller cannot tell it worked."""
+
+
+class RemoteError(RollbackLessonsError):
+    """An error raised where the step ran (an activity, a worker), as that engine reported it."""
+
+    def __init__(self, type_name: str, message: str) -> None:
+        super().__init__(message)
+        self.type_name = type_name
+
+    def __repr__(self) -> str:
+        return f"{self.type_name}({str(self)!r})"

@@ -6,17 +6,56 @@ import html
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from enum import StrEnum
 from typing import Any, NamedTuple
 
 logger = logging.getLogger("rollback_lessons")
 logger.addHandler(logging.NullHandler())  # a library stays quiet until the app configures logging
 
-_LEVELS = {
-    "step_failed": logging.WARNING,
-    "step_retry": logging.WARNING,
-    "pipeline_failed": logging.ERROR,
-    "undo_failed": logging.ERROR,
-    "halted": logging.ERROR,
+
+class EventKind(StrEnum):
+    """What an event says happened; equal to its plain string (``"undo" == EventKind.UNDO``)."""
+
+    STEP_START = "step_start"
+    """A step's action is about to run (``register`` says when its undo is logged)."""
+    UNDO_REGISTERED = "undo_registered"
+    """The step's undo is in the log: from now on a rollback will run it."""
+    STEP_RETRY = "step_retry"
+    """The action failed and will be tried again after ``delay`` seconds."""
+    STEP_FAILED = "step_failed"
+    """The action failed for good (``after_effect`` when its effect happened anyway)."""
+    STEP_DONE = "step_done"
+    """The action succeeded."""
+    PIPELINE_FAILED = "pipeline_failed"
+    """The run cannot go on; what follows is the rollback (or a halt)."""
+    ROLLBACK_START = "rollback_start"
+    """The log is about to be run backwards: how many undos, in which order, under which policy."""
+    UNDO = "undo"
+    """One attempt at one undo."""
+    UNDO_DONE = "undo_done"
+    """The undo succeeded."""
+    UNDO_FAILED = "undo_failed"
+    """The attempt failed; ``then`` says what follows: retry, dead_letter or halt."""
+    ROLLBACK_DONE = "rollback_done"
+    """The rollback ended; ``status`` says whether it is complete."""
+    HALTED = "halted"
+    """A step after the point of no return failed: a person goes on from here."""
+    COMMITTED = "committed"
+    """Every step succeeded."""
+
+    def __repr__(self) -> str:  # prints like the plain string it equals, in lists and dicts
+        return repr(self.value)
+
+
+UNDO_KINDS = frozenset({EventKind.UNDO, EventKind.UNDO_DONE, EventKind.UNDO_FAILED})
+"""The events of the backward pass (printed indented in a terminal)."""
+
+_LEVELS: dict[str, int] = {
+    EventKind.STEP_FAILED: logging.WARNING,
+    EventKind.STEP_RETRY: logging.WARNING,
+    EventKind.PIPELINE_FAILED: logging.ERROR,
+    EventKind.UNDO_FAILED: logging.ERROR,
+    EventKind.HALTED: logging.ERROR,
 }
 
 

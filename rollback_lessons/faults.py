@@ -20,8 +20,34 @@ class Fault(StrEnum):
     """The step's undo raises on its first attempt only."""
 
 
-ACTION_FAULTS = frozenset({Fault.FAIL, Fault.FAIL_AFTER_EFFECT})
-UNDO_FAULTS = frozenset({Fault.UNDO_FAILS, Fault.UNDO_FAILS_ONCE})
+# The fault space: what can go wrong at each step, in the order a learner meets it. The
+# panel offers these choices; the explorer (and a test) can enumerate them.
+ACTION_CHOICES: tuple[Fault, ...] = (Fault.FAIL, Fault.FAIL_AFTER_EFFECT)
+UNDO_CHOICES: tuple[Fault, ...] = (Fault.UNDO_FAILS, Fault.UNDO_FAILS_ONCE)
+ACTION_FAULTS = frozenset(ACTION_CHOICES)
+UNDO_FAULTS = frozenset(UNDO_CHOICES)
+LABELS = {
+    Fault.FAIL: "fail",
+    Fault.FAIL_AFTER_EFFECT: "fail after effect",
+    Fault.UNDO_FAILS: "undo fails",
+    Fault.UNDO_FAILS_ONCE: "fails once",
+}
+"""Short names for controls and picture legends."""
+
+
+def fault_space(steps: Iterable[tuple[str, bool]]) -> list[tuple[str, Fault]]:
+    """Every single fault of a pipeline: ``steps`` is (name, has an undo) in order.
+
+    Each step can fail before or after its effect; each step with an undo can have that
+    undo fail always or once.
+    """
+    space = []
+    for name, has_undo in steps:
+        space += [(name, fault) for fault in ACTION_CHOICES]
+        if has_undo:
+            space += [(name, fault) for fault in UNDO_CHOICES]
+    return space
+
 
 InjectionLike = Mapping[str, str | Iterable[str]]
 

@@ -13,17 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
-from ._run import Register, Run, UndoOrder
+from ._run import Run, UndoJournal
 from .clock import Clock
 from .events import Event, EventSink
 from .faults import InjectionLike
 from .outcome import DeadLetter, Outcome
 from .policies import PolicyLike, RetryPolicy
-
-if TYPE_CHECKING:  # the journal (sqlite3) is imported only by those who use it
-    from .journal import Journal
+from .rules import Register, UndoOrder
 
 T = TypeVar("T")
 
@@ -41,7 +39,7 @@ class _Base:
         clock: Clock | None = None,
         on_event: EventSink | None = None,
         name: str = "rollback",
-        journal: Journal | None = None,
+        journal: UndoJournal | None = None,
         run_id: str | None = None,
     ) -> None:
         self._run = Run(
@@ -119,7 +117,7 @@ class Rollback(_Base):
         self._state = "closed"
         if exc is not None:
             run.fail(exc)
-            run.drive(run.compensation_plan())
+            run.rollback()
         run.finish()  # returning None re-raises the original exception, unchanged
 
 
@@ -160,7 +158,7 @@ class AsyncRollback(_Base):
 
         run.fail(exc)
         # Shield the undos: a cancellation that arrives now must not cut the rollback short.
-        task = asyncio.ensure_future(run.adrive(run.compensation_plan()))
+        task = asyncio.ensure_future(run.arollback())
         cancelled_again = False
         while not task.done():
             try:

@@ -3,34 +3,34 @@
 from __future__ import annotations
 
 import copy
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
-from enum import StrEnum
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ._run import Register, Run, UndoOrder, check_callable
+from ._run import Run, UndoJournal
 from .clock import Clock
 from .errors import DuplicateStepError, InvalidPipelineError, UnsafeOrderError
 from .events import EventSink
 from .faults import InjectionLike
 from .outcome import Outcome
-from .policies import PolicyLike, RetryPolicy, resolve_policy
-from .registry import BoundUndo
-
-if TYPE_CHECKING:  # the journal (sqlite3) is imported only by those who use it
-    from .journal import Journal
+from .plan import check_callable
+from .policies import PolicyLike, Retry, RetryPolicy, resolve_policy
+from .rules import (
+    Kind,
+    NamedUndo,
+    Register,
+    RetrySpec,
+    SagaPlan,
+    StepPlan,
+    UndoOrder,
+    check_register,
+    check_undo_order,
+    halts_forward,
+)
 
 State = MutableMapping[str, Any]
-
-
-class Kind(StrEnum):
-    COMPENSABLE = "compensable"
-    """Has an undo (or, with none, changes nothing: a check or a read)."""
-    PIVOT = "pivot"
-    """Irreversible: once it succeeds, the saga must go forward (sending an email)."""
-    RETRIABLE = "retriable"
-    """After the pivot: retried forward, never compensated."""
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class Step:
 
     name: str
     action: Callable[[State], Any]
-    undo: Callable[[State], Any] | BoundUndo | None = None
+    undo: Callable[[State], Any] | NamedUndo | None = None
     kind: Kind | str = Kind.COMPENSABLE
     retry: RetryPolicy | None = None
     register: Register = "after"
@@ -66,10 +66,7 @@ class Step:
                 )
         if self.retry is not None and not isinstance(self.retry, RetryPolicy):
             raise TypeError(f"retry of step {self.name!r} must be a RetryPolicy")
-        if self.register not in ("before", "after"):
-            raise InvalidPipelineError(
-                f"step {self.name!r}: register must be 'before' or 'after', got {self.register!r}"
-            )
+        check_register(self.register, f"step {self.name!r}: register")
 
 
 @dataclass(frozen=True)
@@ -108,7 +105,7 @@ class Saga:
         allow_unsafe_order: bool = False,
         clock: Clock | None = None,
         on_event: EventSink | None = None,
-        journal: Journal | None = None,
+        journal: UndoJournal | None = None,
     ) -> None:
         self.steps: tuple[Step, ...] = tuple(steps)
         if not self.steps:
@@ -117,10 +114,11 @@ class Saga:
             if not isinstance(step, Step):
                 raise TypeError(f"saga steps must be Step objects, got {step!r}")
         names = [s.name for s in self.steps]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        dupes = sorted(n for n, count in Counter(names).items() if count > 1)
         if dupes:
             raise DuplicateStepError(f"step names must be unique; repeated: {', '.join(dupes)}")
         self.names: tuple[str, ...] = tuple(names)
+        self._by_name = {s.name: s for s in self.steps}
         self.name = name
         self.policy = resolve_policy(policy)
         self.clock = clock
@@ -134,10 +132,7 @@ class Saga:
             )
 
     def __getitem__(self, name: str) -> Step:
-        for step in self.steps:
-            if step.name == name:
-                return step
-        raise KeyError(name)
+        return self._by_name[name]
 
     def __repr__(self) -> str:
         return f"Saga({self.name!r}, steps={list(self.names)})"
@@ -166,7 +161,7 @@ class Saga:
         return OrderCheck(tuple(problems))
 
     def _undo(self, step: Step, state: State) -> Callable[[], Any] | None:
-        if step.undo is None or isinstance(step.undo, BoundUndo):
+        if step.undo is None or isinstance(step.undo, NamedUndo):
             return step.undo
         return partial(step.undo, state)
 
@@ -181,7 +176,7 @@ class Saga:
         clock: Clock | None = None,
         on_event: EventSink | None = None,
         trace_state: bool = False,
-        journal: Journal | None = None,
+        journal: UndoJournal | None = None,
         run_id: str | None = None,
     ) -> Outcome:
         """Run the steps on ``state``; on failure undo what was done. Never raises for a step.
@@ -194,8 +189,8 @@ class Saga:
         """
         if state is not None and not isinstance(state, MutableMapping):
             raise TypeError(f"state must be a mutable mapping, got {type(state).__name__}")
-        if register is not None and register not in ("before", "after"):
-            raise InvalidPipelineError(f"register must be 'before' or 'after', got {register!r}")
+        if register is not None:
+            check_register(register)
         run = Run(
             name=self.name,
             policy=policy if policy is not None else self.policy,
@@ -230,10 +225,10 @@ class Saga:
         except BaseException as exc:
             run.fail(exc)
             failed = self[run.failed_step] if run.failed_step else None
-            if pivot_done and failed is not None and failed.kind is Kind.RETRIABLE:
+            if halts_forward(pivot_done, failed.kind if failed is not None else None):
                 run.halt_forward()
             else:
-                run.drive(run.compensation_plan())
+                run.rollback()
             if not isinstance(exc, Exception):
                 run.finish()
                 raise  # Ctrl-C: undone, but not swallowed
@@ -242,3 +237,38 @@ class Saga:
         kinds = {s.name: str(s.kind) for s in self.steps}
         labels = {s.name: s.label for s in self.steps if s.label}
         return run.outcome(self.names, before, after, kinds, labels)
+
+    def plan(
+        self,
+        run_id: str,
+        *,
+        policy: PolicyLike | None = None,
+        register: Register | None = None,
+        undo_order: UndoOrder = "reverse",
+        step_timeout: float = 60.0,
+    ) -> SagaPlan:
+        """This saga as data for a remote engine; every option is checked here, before it runs."""
+        if register is not None:
+            check_register(register)
+        check_undo_order(undo_order)
+        chosen = resolve_policy(policy if policy is not None else self.policy)
+        retry = chosen if isinstance(chosen, Retry) else None
+        return SagaPlan(
+            run_id=run_id,
+            name=self.name,
+            steps=[
+                StepPlan(
+                    name=s.name,
+                    kind=str(s.kind),
+                    has_undo=s.undo is not None,
+                    register=register or s.register,
+                    retry=RetrySpec.of(s.retry) if s.retry else None,
+                )
+                for s in self.steps
+            ],
+            policy=chosen.name,
+            undo_retry=RetrySpec.of(retry.retry) if retry is not None else None,
+            then=retry.then if retry is not None else "dead_letter",
+            undo_order=undo_order,
+            step_timeout=step_timeout,
+        )

@@ -70,7 +70,7 @@ def cli(*args):
 def test_journal_show_and_recover_from_the_command_line(tmp_path):
     journal, world = tmp_path / "j.db", tmp_path / "w.db"
     crash = subprocess.run(
-        [sys.executable, "-m", "rollback_lessons.crashlab", "--journal", str(journal),
+        [sys.executable, "-m", "rollback_lessons.worlds.crashlab", "--journal", str(journal),
          "--world", str(world), "--kill-at", "4"],
         capture_output=True, check=False,
     )  # fmt: skip
@@ -78,7 +78,7 @@ def test_journal_show_and_recover_from_the_command_line(tmp_path):
     shown = cli("journal", "show", str(journal))
     assert shown.returncode == 0
     assert shown.stdout.splitlines()[1].split() == ["saga-1", "crashlab", "running", "2", "0", "0"]
-    recovered = cli("recover", str(journal), "--registry", "rollback_lessons.crashlab")
+    recovered = cli("recover", str(journal), "--registry", "rollback_lessons.worlds.crashlab")
     assert recovered.returncode == 0, recovered.stderr
     assert "saga-1 (crashlab): rolled_back; undone step2, step1" in recovered.stdout
     assert cli("journal", "show", str(journal)).stdout.splitlines()[1].split()[2] == "rolled_back"

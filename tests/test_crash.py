@@ -13,8 +13,9 @@ import time
 
 import pytest
 
-from rollback_lessons.crashlab import registry, world_report
-from rollback_lessons.journal import FINISHED, Journal, recover
+from rollback_lessons.durable.journal import FINISHED, Journal
+from rollback_lessons.durable.recovery import recover
+from rollback_lessons.worlds.crashlab import registry, world_report
 
 TRIALS = int(os.environ.get("SOAK_TRIALS", "30"))
 SAGAS, STEPS = 4, 3
@@ -28,7 +29,7 @@ def child(tmp_path, *extra: str) -> subprocess.Popen:
         [
             sys.executable,
             "-m",
-            "rollback_lessons.crashlab",
+            "rollback_lessons.worlds.crashlab",
             "--journal",
             str(tmp_path / "journal.db"),
             "--world",

@@ -9,8 +9,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from rollback_lessons.exercises import ____, load_all
-from rollback_lessons.exercises import lesson02 as l02
+from rollback_lessons.lab.exercises import ____, load_all
+from rollback_lessons.lab.exercises import lesson02 as l02
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))

@@ -10,10 +10,11 @@ from hypothesis import strategies as st
 from test_properties import Spec, check, expected, inject_of, policies, policy_of, specs
 
 from rollback_lessons import Rollback, Saga, Status, Step, VirtualClock
-from rollback_lessons.crashlab import make_saga, world_report
-from rollback_lessons.crashlab import registry as world_registry
-from rollback_lessons.journal import SCHEMA_VERSION, Journal, JournalError, recover
-from rollback_lessons.registry import Registry, compensation
+from rollback_lessons.durable.journal import SCHEMA_VERSION, Journal, JournalError
+from rollback_lessons.durable.recovery import recover
+from rollback_lessons.durable.registry import Registry, compensation
+from rollback_lessons.worlds.crashlab import make_saga, world_report
+from rollback_lessons.worlds.crashlab import registry as world_registry
 
 
 @pytest.fixture
@@ -54,7 +55,7 @@ def test_a_run_is_written_through_and_matches_its_outcome(paths):
 
 def test_rollback_with_a_journal_and_dead_letters(paths):
     jpath, world = paths
-    from rollback_lessons.crashlab import apply_effect, undo_effect
+    from rollback_lessons.worlds.crashlab import apply_effect, undo_effect
 
     with Journal(jpath) as journal:
         with pytest.raises(ValueError):

@@ -1,10 +1,16 @@
 """The promises of the layout: a light engine, and two dependency lists that agree."""
 
+import ast
 import re
+import shutil
 import subprocess
 import sys
+import sysconfig
 import tomllib
+import zipfile
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,25 +49,177 @@ def test_environment_yml_and_pyproject_list_the_same_dependencies():
     assert environment_requirements() == pyproject_requirements()
 
 
-def test_importing_the_engine_pulls_in_no_presentation_libraries():
+PACKAGE = ROOT / "rollback_lessons"
+LAYERS = ("durable", "runners", "lab", "worlds")
+FRONT = {"__init__.py", "__main__.py", "cli.py"}  # the public API and the terminal
+HEAVY = ("matplotlib", "ipywidgets", "IPython", "numpy", "sqlite3", "temporalio")
+
+
+def _engine_modules() -> list[Path]:
+    return sorted(p for p in PACKAGE.glob("*.py") if p.name not in FRONT)
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    """(level, module) of every import in a file, wherever it stands (also under
+    TYPE_CHECKING or inside a function): the layering holds for all of them."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [(0, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.module is None:  # from . import x
+                found += [(node.level, alias.name) for alias in node.names]
+            else:
+                found.append((node.level, node.module))
+    return found
+
+
+def test_the_layers_exist():
+    for layer in LAYERS:
+        assert (PACKAGE / layer / "__init__.py").exists(), layer
+    assert len(_engine_modules()) >= 9
+
+
+def test_engine_modules_import_only_the_standard_library_and_the_engine():
+    allowed = set(sys.stdlib_module_names)
+    for path in _engine_modules():
+        for level, module in _imports(path):
+            top = module.split(".")[0]
+            if level == 0:
+                assert top in allowed, f"{path.name} imports {module}"
+            else:
+                assert level == 1 and top not in LAYERS, (
+                    f"engine module {path.name} imports from .{module}: the engine must not "
+                    f"depend on {', '.join(LAYERS)}"
+                )
+
+
+def test_the_direction_check_catches_a_violation(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .durable.journal import J\n"
+    )
+    assert (1, "durable.journal") in _imports(bad)
+
+
+def test_durable_and_runners_do_not_reach_into_lab_or_worlds():
+    for layer in ("durable", "runners"):
+        for path in (PACKAGE / layer).rglob("*.py"):
+            for level, module in _imports(path):
+                if level:
+                    target = module.split(".")[0]
+                    assert target not in ("lab", "worlds"), f"{path} imports .{module}"
+
+
+def test_importing_the_engine_pulls_in_no_heavy_libraries():
     code = (
-        "import sys, rollback_lessons, rollback_lessons.cli;"
-        "heavy = [m for m in ('matplotlib', 'ipywidgets', 'IPython', 'numpy') if m in sys.modules];"
+        "import sys, rollback_lessons, rollback_lessons.cli, rollback_lessons.durable.registry;"
+        f"heavy = [m for m in {HEAVY!r} if m in sys.modules];"
         "print(heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
-def test_engine_modules_import_only_the_standard_library():
-    allowed = set(sys.stdlib_module_names) | {"rollback_lessons"}
-    presentation = {"viz.py", "widgets.py", "exercises.py", "mailserver.py"}
-    extras = {"temporal.py", "temporal_workflow.py"}  # the `temporal` extra
-    for path in (ROOT / "rollback_lessons").glob("*.py"):
-        if path.name in presentation | extras:
-            continue
-        for match in re.finditer(r"^\s*(?:from|import)\s+([a-zA-Z_]\w*)", path.read_text(), re.M):
-            assert match.group(1) in allowed, f"{path.name} imports {match.group(1)}"
+def test_no_module_is_much_over_400_lines():
+    for path in PACKAGE.rglob("*.py"):
+        lines = len(path.read_text().splitlines())
+        assert lines <= 450, f"{path.relative_to(ROOT)} has {lines} lines"
+
+
+_LESSON_01 = """
+import json, sys
+from IPython.core.interactiveshell import InteractiveShell
+import matplotlib
+matplotlib.use("Agg")
+import rollback_lessons
+assert rollback_lessons.__file__.startswith(sys.prefix), rollback_lessons.__file__
+shell = InteractiveShell.instance()
+notebook = json.load(open(sys.argv[1]))
+for cell in notebook["cells"]:
+    if cell["cell_type"] == "code":
+        result = shell.run_cell("".join(cell["source"]), silent=True)
+        result.raise_error()
+print("lesson 01 ran")
+"""
+
+_IMPORT_ALL = """
+import importlib, pkgutil, sys
+import rollback_lessons
+assert rollback_lessons.__file__.startswith(sys.prefix), rollback_lessons.__file__
+names = [m.name for m in pkgutil.walk_packages(rollback_lessons.__path__, "rollback_lessons.")]
+names = [n for n in names if not n.endswith("__main__")]  # running it is the CLI's own test
+for name in names:
+    importlib.import_module(name)
+print(" ".join(sorted(names)))
+"""
+
+
+@pytest.fixture(scope="module")
+def installed_wheel(tmp_path_factory):
+    """The wheel built from this tree, alone in a fresh venv; third-party libraries come from
+    the test venv through a path entry, so only our own packaging is under test."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    src = tmp / "src"
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    for name in files:
+        if (ROOT / name).is_file():
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, src / name)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp / "dist"),
+         str(src)], check=True,
+    )  # fmt: skip
+    wheel = next((tmp / "dist").glob("rollback_lessons-*.whl"))
+    venv = tmp / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    subprocess.run(
+        [python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True
+    )
+    purelib = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    deps = sysconfig.get_paths()["purelib"]
+    (Path(purelib) / "test_deps.pth").write_text(deps + "\n")
+    return python, wheel
+
+
+def test_the_wheel_ships_every_subpackage_and_the_data(installed_wheel):
+    _, wheel = installed_wheel
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for path in PACKAGE.rglob("*.py"):
+        assert path.relative_to(ROOT).as_posix() in names, f"{path} is not in the wheel"
+    assert "rollback_lessons/runners/temporal/native/loopback_bind.c" in names
+
+
+def test_the_installed_wheel_imports_every_module(installed_wheel):
+    python, _ = installed_wheel
+    out = subprocess.run(
+        [python, "-c", _IMPORT_ALL], capture_output=True, text=True, cwd="/", timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    expected = {
+        ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        for p in PACKAGE.rglob("*.py")
+        if p.name != "__main__.py"
+    } - {"rollback_lessons"}
+    assert set(out.stdout.split()) == expected
+
+
+def test_the_installed_wheel_runs_lesson_01(installed_wheel):
+    python, _ = installed_wheel
+    notebook = ROOT / "notebooks" / "01_rollback_basics.ipynb"
+    out = subprocess.run(
+        [python, "-c", _LESSON_01, str(notebook)],
+        capture_output=True, text=True, cwd="/", timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "lesson 01 ran" in out.stdout
 
 
 def test_readme_gives_the_two_commands_and_ci_runs_make_test():

@@ -16,8 +16,8 @@ from rollback_lessons import (
     UnsafeOrderError,
     compensation,
 )
-from rollback_lessons.demo import xyz_saga, xyz_state
-from rollback_lessons.registry import Registry
+from rollback_lessons.durable.registry import Registry
+from rollback_lessons.worlds.demo import xyz_saga, xyz_state
 
 
 def set_(key, value):
@@ -254,3 +254,25 @@ def test_injected_fault_is_the_error_and_steps_after_never_run():
     assert ran == ["a"]
     assert isinstance(outcome.error, InjectedFault) and outcome.error.step == "b"
     assert outcome.state_before is None
+
+
+def test_the_fault_space_lists_every_single_fault_and_each_one_runs():
+    from rollback_lessons.faults import fault_space
+
+    saga = Saga(
+        [
+            Step("a", lambda s: s.update(a=1), lambda s: s.update(a=0)),
+            Step("check", lambda s: None),  # no undo: only its action can fail
+        ]
+    )
+    space = fault_space((s.name, s.undo is not None) for s in saga.steps)
+    assert space == [
+        ("a", "fail"),
+        ("a", "fail_after_effect"),
+        ("a", "undo_fails"),
+        ("a", "undo_fails_once"),
+        ("check", "fail"),
+        ("check", "fail_after_effect"),
+    ]
+    for step, fault in space:
+        saga.run({"a": 0}, inject={step: fault})  # every point is a valid injection

@@ -3,8 +3,8 @@
 import pytest
 
 from rollback_lessons import Status
-from rollback_lessons.mailserver import MailServer
-from rollback_lessons.services import Calendar, Payments, Sheet, booking_saga, new_world
+from rollback_lessons.worlds.mailserver import MailServer
+from rollback_lessons.worlds.services import Calendar, Payments, Sheet, booking_saga, new_world
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from rollback_lessons import InjectedFault, Kind, Retry, RetryPolicy, Saga, Status, Step
-from rollback_lessons import temporal as temporal_module
-from rollback_lessons.demo import xyz_saga, xyz_state
-from rollback_lessons.temporal import TemporalRunner, TemporalUnavailable
+from rollback_lessons.runners.temporal import TemporalRunner, TemporalUnavailable
+from rollback_lessons.runners.temporal import runner as temporal_module
+from rollback_lessons.worlds.demo import xyz_saga, xyz_state
 
 
 def run_async(coroutine_function):

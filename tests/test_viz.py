@@ -6,8 +6,8 @@ import itertools
 import pytest
 from PIL import Image
 
-from rollback_lessons import viz
-from rollback_lessons.demo import xyz_saga, xyz_state
+from rollback_lessons.lab import viz
+from rollback_lessons.worlds.demo import xyz_saga, xyz_state
 
 
 @pytest.fixture(scope="module")

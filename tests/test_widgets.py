@@ -14,8 +14,8 @@ from rollback_lessons import (
     UnknownFaultError,
     UnknownStepError,
 )
-from rollback_lessons.demo import xyz_saga, xyz_state
-from rollback_lessons.widgets import RollbackLab
+from rollback_lessons.lab.widgets import RollbackLab
+from rollback_lessons.worlds.demo import xyz_saga, xyz_state
 
 
 @pytest.fixture
@@ -155,7 +155,7 @@ def test_the_panel_displays_as_a_widget(lab):
 
 
 def test_the_state_table_uses_the_states_own_snapshot():
-    from rollback_lessons.services import booking_saga, new_world
+    from rollback_lessons.worlds.services import booking_saga, new_world
 
     lab = RollbackLab(booking_saga(), state=lambda: new_world("127.0.0.1", 9))
     lab.set_fault("create_event", "fail")

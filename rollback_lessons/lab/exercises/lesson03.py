@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..clock import VirtualClock
-from ..examples import order_state
-from ..policies import Retry, UndoPolicy, resolve_policy
-from ..saga import Saga, State, Step
+from ...clock import VirtualClock
+from ...policies import Retry, UndoPolicy, resolve_policy
+from ...saga import Saga, State, Step
+from ...worlds.examples import order_state
 from . import Exercise, Incorrect, register
 
 SCENARIOS = {

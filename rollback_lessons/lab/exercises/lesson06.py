@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..events import describe
-from ..services import booking_saga, new_world
+from ...events import describe
+from ...worlds.services import booking_saga, new_world
 from . import Exercise, Incorrect, attempted, function, register
 
 NO_MAIL = ("127.0.0.1", 9)  # the failures are injected before the email step

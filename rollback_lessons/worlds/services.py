@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
 
-from .saga import Saga, State, Step
+from ..saga import Saga, State, Step
 
 
 class Sheet:

@@ -24,8 +24,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from PIL import Image
 
-from .events import Event
-from .outcome import Outcome, Status
+from ..events import Event
+from ..outcome import Outcome, Status
 
 # Okabe-Ito colours: distinguishable with the common colour-vision deficiencies; every
 # meaning also has its own marker shape, so nothing depends on colour alone.

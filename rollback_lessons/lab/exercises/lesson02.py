@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..events import describe
-from ..examples import account_saga
-from ..saga import Saga, Step
+from ...events import describe
+from ...saga import Saga, Step
+from ...worlds.examples import account_saga
 from . import Exercise, Incorrect, attempted, function, register, step_names
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..clock import VirtualClock
-from ..events import Event
-from ..examples import order_saga, order_state
+from ...clock import VirtualClock
+from ...events import Event
+from ...worlds.examples import order_saga, order_state
 from . import Exercise, Incorrect, attempted, function, register
 
 

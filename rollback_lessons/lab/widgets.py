@@ -15,20 +15,18 @@ from typing import Any
 
 import ipywidgets as w
 
+from .. import faults
+from ..clock import VirtualClock
+from ..errors import InvalidPipelineError, UnknownFaultError, UnknownStepError
+from ..events import events_html
+from ..faults import LABELS, Fault
+from ..outcome import Outcome, state_table_html
+from ..saga import Kind, Saga, snapshot
 from . import viz
-from .clock import VirtualClock
-from .errors import InvalidPipelineError, UnknownFaultError, UnknownStepError
-from .events import events_html
-from .faults import Fault
-from .outcome import Outcome, state_table_html
-from .saga import Kind, Saga, snapshot
 
-ACTION_CHOICES = (("ok", "ok"), ("fail", "fail"), ("fail after effect", "fail_after_effect"))
-UNDO_CHOICES = (
-    ("undo ok", "undo_ok"),
-    ("undo fails", "undo_fails"),
-    ("fails once", "undo_fails_once"),
-)
+# The engine's fault space, as control options (label, value)
+ACTION_CHOICES = (("ok", "ok"), *((LABELS[f], f.value) for f in faults.ACTION_CHOICES))
+UNDO_CHOICES = (("undo ok", "undo_ok"), *((LABELS[f], f.value) for f in faults.UNDO_CHOICES))
 FAULTS = ("ok", "undo_ok", *(f.value for f in Fault))
 
 _CSS = """<style>

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..events import describe
-from ..examples import BOOKING_STEPS, KEY, booking_saga, booking_state
+from ...events import describe
+from ...worlds.examples import BOOKING_STEPS, KEY, booking_saga, booking_state
 from . import Exercise, Incorrect, attempted, function, register, step_names
 
 
@@ -95,7 +95,7 @@ q2 = Exercise(
     title="An idempotent refund",
     checker=_check_refund,
     answer_names=("refund",),
-    setup="from rollback_lessons.examples import KEY",
+    setup="from rollback_lessons.worlds.examples import KEY",
     hints=(
         "The charge step runs `state['charges'].setdefault(KEY, 120)`.",
         "Logged before the charge, the refund also runs when the charge never happened.",

@@ -37,40 +37,19 @@ from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, Telemetr
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from .errors import InjectedFault, InjectedTimeout, RollbackLessonsError
-from .events import Event
-from .faults import NO_FAULTS, Fault, InjectionLike, StepFaults, normalize_injection
-from .outcome import DeadLetter, Outcome, Status
-from .policies import PolicyLike, Retry, RetryPolicy, resolve_policy
-from .registry import BoundUndo
-from .saga import Saga, State, snapshot
-from .temporal_workflow import (
-    ACTION,
-    UNDO,
-    RetrySpec,
-    SagaPlan,
-    SagaResult,
-    SagaWorkflow,
-    StepCall,
-    StepPlan,
-)
+from ...errors import InjectedFault, RollbackLessonsError
+from ...faults import NO_FAULTS, Fault, InjectionLike, StepFaults, normalize_injection
+from ...outcome import Outcome
+from ...policies import PolicyLike
+from ...rules import NamedUndo, RunRecord, action_error, undo_error, undo_fails
+from ...saga import Saga, State, snapshot
+from .workflow import ACTION, UNDO, SagaWorkflow, StepCall
 
 BENIGN = ApplicationErrorCategory.BENIGN  # injected on purpose: logged at DEBUG, not WARNING
 
 
 class TemporalUnavailable(RollbackLessonsError):
     """No Temporal server could be started or reached; the message says how to fix it."""
-
-
-class RemoteError(Exception):
-    """An error raised inside an activity, as Temporal reported it (type and message)."""
-
-    def __init__(self, type_name: str, message: str) -> None:
-        super().__init__(message)
-        self.type_name = type_name
-
-    def __repr__(self) -> str:
-        return f"{self.type_name}({str(self)!r})"
 
 
 # -- the activities: they run the saga's own callables, in this process ------------------
@@ -96,20 +75,16 @@ def step_started(run_id: str, step: str) -> threading.Event:
 def run_action(call: StepCall) -> None:
     hosted = _HOSTED[call.run_id]
     step_started(call.run_id, call.step).set()
+    attempt = activity.info().attempt
     fault = hosted.faults.get(call.step, NO_FAULTS).action
     if fault is Fault.FAIL:
-        raise ApplicationError(
-            f"{call.step}: injected failure before its effect",
-            type="InjectedFault",
-            category=BENIGN,
-        )
-    hosted.saga[call.step].action(hosted.state)
+        raise _injected(action_error(call.step, fault), attempt)
+    try:
+        hosted.saga[call.step].action(hosted.state)
+    except Exception as exc:
+        raise _remote(exc, attempt) from exc
     if fault is Fault.FAIL_AFTER_EFFECT:
-        raise ApplicationError(
-            f"{call.step}: injected timeout after its effect",
-            type="InjectedTimeout",
-            category=BENIGN,
-        )
+        raise _injected(action_error(call.step, fault), attempt)
 
 
 @activity.defn(name=UNDO)
@@ -117,18 +92,32 @@ def run_undo(call: StepCall) -> None:
     hosted = _HOSTED[call.run_id]
     attempt = activity.info().attempt
     fault = hosted.faults.get(call.step, NO_FAULTS).undo
-    if fault is Fault.UNDO_FAILS or (fault is Fault.UNDO_FAILS_ONCE and attempt == 1):
-        raise ApplicationError(
-            f"undo of {call.step}: injected failure", attempt, type="InjectedFault", category=BENIGN
-        )
+    if undo_fails(fault, attempt):
+        assert fault is not None
+        raise _injected(undo_error(call.step, fault), attempt)
     undo = hosted.saga[call.step].undo
     try:
-        if isinstance(undo, BoundUndo):
+        if isinstance(undo, NamedUndo):
             undo(idempotency_key=f"{call.run_id}:{call.step}")
         elif undo is not None:
             undo(hosted.state)
     except Exception as exc:
-        raise ApplicationError(str(exc), attempt, type=type(exc).__name__) from exc
+        raise _remote(exc, attempt) from exc
+
+
+def _injected(error: InjectedFault, attempt: int) -> ApplicationError:
+    """An injected fault as Temporal carries it: the facts in ``details``, not the message."""
+    return ApplicationError(
+        str(error), attempt, str(error.fault), type=type(error).__name__, category=BENIGN
+    )
+
+
+def _remote(exc: Exception, attempt: int) -> ApplicationError:
+    try:
+        message = str(exc)
+    except Exception:  # a badly behaved __str__ must not take the worker down
+        message = f"<{type(exc).__name__} with an unprintable message>"
+    return ApplicationError(message, attempt, None, type=type(exc).__name__)
 
 
 # -- the server ------------------------------------------------------------------------
@@ -191,25 +180,6 @@ def _runtime() -> Runtime:
     )
 
 
-def _retry_spec(policy: RetryPolicy) -> RetrySpec:
-    return RetrySpec(
-        policy.max_attempts,
-        policy.initial_delay,
-        policy.multiplier,
-        policy.max_delay,
-        [t.__name__ for t in policy.no_retry_on],
-    )
-
-
-def _error(kind: str, message: str, step: str | None) -> BaseException:
-    if kind == "InjectedTimeout":
-        return InjectedTimeout(step or "", "fail_after_effect", message)
-    if kind == "InjectedFault":
-        fault = "fail" if message.startswith(f"{step}:") else "undo_fails"
-        return InjectedFault(step or "", fault, message)
-    return RemoteError(kind, message)
-
-
 class SagaHandle:
     """A saga running on Temporal: ``await handle.outcome()``, or ``await handle.cancel()``."""
 
@@ -227,34 +197,17 @@ class SagaHandle:
 
     async def outcome(self) -> Outcome:
         try:
-            result: SagaResult = await self.workflow.result()
+            result: RunRecord = await self.workflow.result()
         finally:
             _HOSTED.pop(self.run_id, None)
-        error = (
-            _error(result.error[0], result.error[1], result.failed_step) if result.error else None
-        )
-        return Outcome(
-            status=Status(result.status),
+        return result.to_outcome(
             steps=self.saga.names,
-            completed=tuple(result.completed),
-            compensated=tuple(result.compensated),
-            dead_letters=tuple(
-                DeadLetter(step, _error(kind, message, step), attempts)
-                for step, kind, message, attempts in result.dead_letters
-            ),
-            pending=tuple(result.pending),
-            leaked=tuple(result.leaked),
-            error=error,
-            failed_step=result.failed_step,
-            events=tuple(
-                Event(seq, kind, step, details) for seq, kind, step, details in result.events
-            ),
-            state_before=self._before,
-            state_after=snapshot(self._state) if self._state is not None else None,
             kinds={s.name: str(s.kind) for s in self.saga.steps},
             labels={s.name: s.label for s in self.saga.steps if s.label},
             name=self.saga.name,
             run_id=self.run_id,
+            state_before=self._before,
+            state_after=snapshot(self._state) if self._state is not None else None,
         )
 
 
@@ -320,36 +273,21 @@ class TemporalRunner:
     ) -> SagaHandle:
         """Start ``saga`` as a workflow; everything is checked before it starts."""
         faults = normalize_injection(inject, saga.names)
-        chosen = resolve_policy(policy if policy is not None else saga.policy)
-        if register not in (None, "before", "after"):
-            raise ValueError(f"register must be 'before' or 'after', got {register!r}")
-        if undo_order not in ("reverse", "forward"):
-            raise ValueError(f"undo_order must be 'reverse' or 'forward', got {undo_order!r}")
-        undo_retry = chosen.retry if isinstance(chosen, Retry) else None
-        plan = SagaPlan(
-            run_id=f"{saga.name}-{uuid.uuid4().hex[:12]}",
-            name=saga.name,
-            steps=[
-                StepPlan(
-                    s.name,
-                    str(s.kind),
-                    s.undo is not None,
-                    register or s.register,
-                    _retry_spec(s.retry) if s.retry else None,
-                )
-                for s in saga.steps
-            ],
-            policy=chosen.name,
-            undo_retry=_retry_spec(undo_retry) if undo_retry else None,
-            then=chosen.then if isinstance(chosen, Retry) else "dead_letter",
-            undo_order=undo_order,
+        plan = saga.plan(
+            f"{saga.name}-{uuid.uuid4().hex[:12]}",
+            policy=policy,
+            register=register,  # type: ignore[arg-type]
+            undo_order=undo_order,  # type: ignore[arg-type]
             step_timeout=step_timeout,
         )
         world: State = {} if state is None else state
         _HOSTED[plan.run_id] = _Hosted(saga, world, faults, {})
         before = snapshot(world) if state is not None else None
         handle = await self.client.start_workflow(
-            SagaWorkflow.run, plan, id=plan.run_id, task_queue=self.task_queue
+            SagaWorkflow.run,
+            plan,
+            id=plan.run_id,
+            task_queue=self.task_queue,
         )
         return SagaHandle(self, saga, handle, state, before)
 

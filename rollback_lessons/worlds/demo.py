@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .clock import VirtualClock
-from .outcome import Outcome
-from .policies import PolicyLike
-from .saga import Saga, State, Step
+from ..clock import VirtualClock
+from ..outcome import Outcome
+from ..policies import PolicyLike
+from ..saga import Saga, State, Step
 
 
 def _setter(key: str, value: int):  # small named functions read better in tracebacks

@@ -25,13 +25,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from .errors import RollbackLessonsError
-from .events import Event, describe
-from .registry import BoundUndo, Registry, call_compensation, default_registry
+from ..errors import RollbackLessonsError
+from ..events import Event, describe
+from ..rules import NamedUndo
 
 APP = "rollback-lessons"
 SCHEMA_VERSION = 1
 FINISHED = ("committed", "rolled_back", "rollback_incomplete", "halted")
+_UNFINISHED = "SELECT id FROM sagas WHERE status IN ('running', 'rolling_back')"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -239,6 +240,26 @@ class Journal:
         )
         return [Event(seq, kind, step, json.loads(details)) for seq, kind, step, details in rows]
 
+    def pending_undos(self) -> dict[str, list[UndoRecord]]:
+        """The undos not yet done of every unfinished saga, by saga, oldest first."""
+        out: dict[str, list[UndoRecord]] = {}
+        for r in self._rows(
+            "SELECT saga_id, position, step, compensation, args, state, attempts, error FROM undos"
+            f" WHERE state = 'pending' AND saga_id IN ({_UNFINISHED}) ORDER BY saga_id, position"
+        ):
+            out.setdefault(r[0], []).append(
+                UndoRecord(r[0], r[1], r[2], r[3], json.loads(r[4]), *r[5:])
+            )
+        return out
+
+    def last_seqs(self) -> dict[str, int]:
+        """The last event number of every unfinished saga."""
+        rows = self._rows(
+            "SELECT saga_id, MAX(seq) FROM events"
+            f" WHERE saga_id IN ({_UNFINISHED}) GROUP BY saga_id"
+        )
+        return {saga_id: seq for saga_id, seq in rows}
+
     def integrity_check(self) -> str:
         return str(self._rows("PRAGMA integrity_check")[0][0])
 
@@ -300,7 +321,7 @@ class JournalRun:
             )
         )
 
-    def register(self, step: str, undo: BoundUndo) -> int:
+    def register(self, step: str, undo: NamedUndo) -> int:
         """Write the undo durably; returns its position (the engine undoes in reverse)."""
         self._position += 1
         self._pending.append(
@@ -348,123 +369,13 @@ class JournalRun:
         )
         self.flush()
 
-    def flush(self) -> None:
+    def take(self) -> list[tuple[str, tuple[Any, ...]]]:
+        """The statements not yet written (the caller writes them, e.g. in a batch)."""
         pending, self._pending = self._pending, []
-        self.journal.write(pending)
+        return pending
 
+    def add(self, sql: str, params: tuple[Any, ...]) -> None:
+        self._pending.append((sql, params))
 
-# -- recovery ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Recovery:
-    """What ``recover`` did for one saga."""
-
-    saga_id: str
-    name: str
-    status: str
-    undone: tuple[str, ...]
-    dead_letters: tuple[tuple[str, str], ...]
-
-    def __str__(self) -> str:
-        dead = "; ".join(f"{step}: {why}" for step, why in self.dead_letters) or "-"
-        undone = ", ".join(self.undone) or "-"
-        return f"{self.saga_id} ({self.name}): {self.status}; undone {undone}; dead letters {dead}"
-
-
-class _Resumed:
-    """Continues a saga's event numbering where the crashed process left it."""
-
-    def __init__(self, journal: Journal, saga: SagaRecord, last_seq: int) -> None:
-        self.run = JournalRun(journal, saga.id, saga.name, new=False)
-        self.seq = last_seq
-
-    def emit(self, kind: str, step: str | None = None, **details: Any) -> None:
-        self.seq += 1
-        self.run.event(Event(self.seq, kind, step, details))
-
-
-def recover(
-    journal: Journal,
-    registry: Registry | None = None,
-    *,
-    force: bool = False,
-    batch: int = 500,
-) -> list[Recovery]:
-    """Finish the rollback of every saga that did not end; returns what was done.
-
-    Each undo not yet done runs once, newest first; done ones are skipped. Compensations
-    are looked up by name in ``registry`` only: an unknown name becomes a dead letter and
-    nothing is imported or run. Sagas whose process is still alive are left alone unless
-    ``force``. Progress is committed every ``batch`` undos: an undo that ran but was not
-    yet marked done runs again after a new crash, which its idempotency key makes harmless.
-    """
-    registry = registry if registry is not None else default_registry
-    reports = []
-    since_commit: list[JournalRun] = []
-
-    def commit(done: bool = False) -> None:
-        if done or len(since_commit) >= batch:
-            statements = [s for run in since_commit for s in run._pending]
-            for run in since_commit:
-                run._pending = []
-            journal.write(statements)
-            since_commit.clear()
-
-    unfinished = "SELECT id FROM sagas WHERE status IN ('running', 'rolling_back')"
-    pending_of: dict[str, list[UndoRecord]] = {}
-    for r in journal._rows(
-        "SELECT saga_id, position, step, compensation, args, state, attempts, error FROM undos"
-        f" WHERE state = 'pending' AND saga_id IN ({unfinished}) ORDER BY saga_id, position"
-    ):
-        pending_of.setdefault(r[0], []).append(
-            UndoRecord(r[0], r[1], r[2], r[3], json.loads(r[4]), *r[5:])
-        )
-    last_seq = dict(
-        journal._rows(
-            f"SELECT saga_id, MAX(seq) FROM events WHERE saga_id IN ({unfinished}) GROUP BY saga_id"
-        )
-    )
-    for saga in journal.unfinished():
-        if not force and saga.owner_alive():
-            continue
-        resumed = _Resumed(journal, saga, last_seq.get(saga.id, 0))
-        run = resumed.run
-        pending = pending_of.get(saga.id, [])
-        run.status("rolling_back")
-        resumed.emit("rollback_start", undos=len(pending), recovered=True, policy="continue")
-        undone, dead = [], []
-        for undo in reversed(pending):
-            resumed.emit("undo", undo.step, attempt=undo.attempts + 1)
-            try:
-                if undo.compensation not in registry:
-                    raise LookupError(
-                        f"no compensation named {undo.compensation!r} in the registry; "
-                        "it was not imported or run"
-                    )
-                fn = registry.resolve(undo.compensation)
-                call_compensation(fn, undo.args, undo.key)
-            except Exception as exc:
-                reason = describe(exc)
-                resumed.emit("undo_failed", undo.step, attempt=undo.attempts + 1, error=reason,
-                             then="dead_letter")  # fmt: skip
-                run.undo_dead(undo.position, 1, reason, flush=False)
-                dead.append((undo.step, reason))
-            else:
-                resumed.emit("undo_done", undo.step, attempt=undo.attempts + 1)
-                run.undo_done(undo.position, 1, flush=False)
-                undone.append(undo.step)
-        earlier_dead = saga.dead > 0
-        status = "rollback_incomplete" if dead or earlier_dead else "rolled_back"
-        resumed.emit("rollback_done", status=status, undone=len(undone), dead_letters=len(dead))
-        run._pending.append(
-            (
-                "UPDATE sagas SET status = ?, ended = ?, error = COALESCE(error, ?) WHERE id = ?",
-                (status, time.time(), "recovered after a crash", saga.id),
-            )
-        )
-        since_commit.append(run)
-        commit()
-        reports.append(Recovery(saga.id, saga.name, status, tuple(undone), tuple(dead)))
-    commit(done=True)
-    return reports
+    def flush(self) -> None:
+        self.journal.write(self.take())

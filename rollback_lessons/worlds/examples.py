@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .saga import Saga, State, Step
+from ..saga import Saga, State, Step
 
 # -- lesson 02: later steps depend on earlier ones ------------------------------------
 

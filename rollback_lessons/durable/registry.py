@@ -13,7 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import InvalidPipelineError
+from ..errors import InvalidPipelineError
+from ..rules import NamedUndo
 
 
 class UnknownCompensationError(InvalidPipelineError, LookupError):
@@ -70,7 +71,7 @@ class Compensation:
 
 
 @dataclass(frozen=True)
-class BoundUndo:
+class BoundUndo(NamedUndo):
     """A compensation name with JSON arguments: callable now, storable for later."""
 
     name: str

@@ -5,7 +5,7 @@ database, so after a ``SIGKILL`` and a ``recover`` one can check that each effec
 happened was undone exactly once (or its saga committed), and that no undo touched an
 effect that never happened.
 
-``python -m rollback_lessons.crashlab --journal J --world W ...`` is the process to kill.
+``python -m rollback_lessons.worlds.crashlab --journal J --world W ...`` is the process to kill.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from .journal import Journal
-from .registry import Registry, compensation
-from .saga import Saga, Step
+from ..durable.journal import Journal
+from ..durable.registry import Registry, compensation
+from ..saga import Saga, Step
 
 registry = Registry()
 """The compensations a recovery of these sagas may run (``--registry`` this module)."""

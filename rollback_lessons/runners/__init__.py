@@ -1,0 +1,1 @@
+"""The same ``Saga`` on production engines: ``runners.temporal`` (Temporal)."""

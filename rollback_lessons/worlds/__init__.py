@@ -1,0 +1,1 @@
+"""The lessons' pipelines: small worlds with state to break and undo."""
