@@ -14,8 +14,9 @@ from collections.abc import Callable, Collection, Mapping
 from functools import partial
 from typing import Any, Protocol
 
+from ._backward import UndoEntry, compensation_plan
 from .clock import Clock, SystemClock
-from .errors import DuplicateStepError, InjectedFault, UnknownStepError
+from .errors import DuplicateStepError, InjectedFault, InvalidPipelineError, UnknownStepError
 from .events import Event, EventKind, EventSink, describe, level_of, log_event
 from .faults import NO_FAULTS, Fault, InjectionLike, normalize_injection
 from .outcome import DeadLetter, Outcome, Status
@@ -30,8 +31,6 @@ from .rules import (
     check_register,
     check_undo_order,
     status_of,
-    undo_error,
-    undo_fails,
 )
 
 _log = logging.getLogger("rollback_lessons")
@@ -57,15 +56,6 @@ class UndoJournal(Protocol):
     def start(self, name: str, saga_id: str | None = None) -> UndoJournalRun: ...
 
 
-class _Entry:
-    __slots__ = ("fault", "position", "step", "undo")
-
-    def __init__(
-        self, step: str, undo: Callable[[], Any], fault: Fault | None, position: int = 0
-    ) -> None:
-        self.step, self.undo, self.fault, self.position = step, undo, fault, position
-
-
 class Run:
     """One run's log of undos, its events, and what became of each step."""
 
@@ -89,6 +79,7 @@ class Run:
         self.name = name
         self.policy = resolve_policy(policy)
         self.steps = steps
+        self.allowed = frozenset(steps) if steps is not None else None
         self.faults = normalize_injection(inject, steps)
         self.undo_order = undo_order
         self.clock: Clock = clock if clock is not None else SystemClock()
@@ -100,7 +91,7 @@ class Run:
         self.states: list[Mapping[str, Any]] = []  # the state after each event, when traced
 
         self.events: list[Event] = []
-        self.log: list[_Entry] = []
+        self.log: list[UndoEntry] = []
         self.seen: list[str] = []
         self.kinds: dict[str, str] = {}
         self.completed: list[str] = []
@@ -115,6 +106,8 @@ class Run:
         self.error: BaseException | None = None
         self.failed_step: str | None = None
         self.halted = False
+        self.interrupted: BaseException | None = None  # a KeyboardInterrupt during the undos
+        self.problems: list[str] = []  # notes on the outcome: what failed around the run
 
     # -- events -------------------------------------------------------------------------
 
@@ -124,7 +117,12 @@ class Run:
         if self.jrun is not None:
             self.jrun.event(event)
         if self.tracer is not None:
-            self.states.append(self.tracer())
+            try:
+                self.states.append(self.tracer())
+            except Exception as exc:  # a state that cannot be copied must not stop the run
+                self.tracer = None
+                self.states.clear()
+                self.problem(EventKind.TRACE_FAILED, f"state tracing stopped: {describe(exc)}")
         if _log.isEnabledFor(level_of(kind)):
             log_event(event, self.name)
         if self.on_event is not None:
@@ -132,6 +130,25 @@ class Run:
                 self.on_event(event)
             except Exception:  # a broken observer must never stop a rollback
                 _log.exception("on_event callback failed for %s", event.kind)
+
+    def problem(self, kind: EventKind, note: str) -> None:
+        """Something around the run failed: say so as an event and a note, and go on."""
+        self.problems.append(note)
+        self.emit(kind, note=note)
+
+    def durably(self, write: Callable[..., None], *args: Any) -> None:
+        """A journal write during the rollback: if it fails, the undos still run in memory."""
+        if self.jrun is None:
+            return
+        try:
+            write(*args)
+        except Exception as exc:
+            self.jrun = None  # the journal keeps the saga unfinished: recover finishes it
+            self.problem(
+                EventKind.JOURNAL_FAILED,
+                f"journal write failed ({describe(exc)}); the rollback went on in memory, "
+                "and the journal still shows the saga unfinished",
+            )
 
     # -- forward ------------------------------------------------------------------------
 
@@ -141,7 +158,7 @@ class Run:
             raise TypeError(f"a step name must be a non-empty str, got {step!r}")
         if step in self.kinds:
             raise DuplicateStepError(f"step {step!r} appears twice; step names must be unique")
-        if self.steps is not None and step not in self.steps:
+        if self.allowed is not None and self.steps is not None and step not in self.allowed:
             raise UnknownStepError(f"step {step!r} is not one of: {', '.join(self.steps)}")
         self.close_open()
         self.kinds[step] = str(kind)
@@ -161,16 +178,16 @@ class Run:
                 "(compensation(name).bind(...)), so that it can still run after a crash"
             )
 
-    def push(self, step: str, undo: Callable[[], Any]) -> None:
+    def push(self, step: str, undo: Callable[[], Any], timeout: float | None = None) -> None:
         fault = self.faults.get(step, NO_FAULTS).undo
         self.emit(EventKind.UNDO_REGISTERED, step)
-        if self.jrun is not None:
-            assert isinstance(undo, NamedUndo)
-            position = self.jrun.register(step, undo)  # durable before anything relies on it
-            keyed = partial(undo, idempotency_key=self.jrun.key(step))
-            self.log.append(_Entry(step, keyed, fault, position))
-        else:
-            self.log.append(_Entry(step, undo, fault))
+        if self.jrun is None:
+            self.log.append(UndoEntry(step, undo, fault, timeout))
+            return
+        assert isinstance(undo, NamedUndo)
+        entry = UndoEntry(step, partial(undo, idempotency_key=self.jrun.key(step)), fault, timeout)
+        self.log.append(entry)  # in memory first: a failed write below still rolls it back
+        entry.position = self.jrun.register(step, undo)  # durable before anything relies on it
 
     def register(self, step: str, undo: Callable[[], Any]) -> None:
         """An undo for an action the caller runs next, in its own code."""
@@ -188,6 +205,7 @@ class Run:
         register: Register,
         retry: RetryPolicy | None,
         kind: str,
+        undo_timeout: float | None = None,
     ) -> bool:
         """Validate and start a step; returns whether a plan (faults/retries) is needed."""
         check_callable(action, f"action of step {step!r}", allow_async=self.is_async)
@@ -199,8 +217,14 @@ class Run:
         self.admit(step, kind)
         self.current = step
         self.emit(EventKind.STEP_START, step, register=register if undo is not None else "none")
+        if undo_timeout is not None and not (
+            isinstance(undo_timeout, int | float) and undo_timeout > 0
+        ):
+            raise InvalidPipelineError(
+                f"undo_timeout of step {step!r} must be seconds > 0, got {undo_timeout!r}"
+            )
         if undo is not None and register == "before":
-            self.push(step, undo)
+            self.push(step, undo, undo_timeout)
         return retry is not None or self.faults.get(step, NO_FAULTS).action is not None
 
     def failed(self, step: str, error: BaseException, undo_registered: bool) -> None:
@@ -212,14 +236,21 @@ class Run:
         if after_effect and not undo_registered:
             self.leaked.append(step)  # the effect happened and nothing will undo it
 
-    def done(self, step: str, result: Any, undo: Callable[[], Any] | None, register: str) -> None:
+    def done(
+        self,
+        step: str,
+        result: Any,
+        undo: Callable[[], Any] | None,
+        register: str,
+        undo_timeout: float | None = None,
+    ) -> None:
         self.completed.append(step)
         self.results[step] = result
         if self.kinds[step] != Kind.COMPENSABLE:
             self.irreversible.append(step)
         self.emit(EventKind.STEP_DONE, step)
         if undo is not None and register == "after":
-            self.push(step, undo)
+            self.push(step, undo, undo_timeout)
 
     def step(
         self,
@@ -229,9 +260,10 @@ class Run:
         register: Register = "after",
         retry: RetryPolicy | None = None,
         kind: str = Kind.COMPENSABLE,
+        undo_timeout: float | None = None,
     ) -> Any:
         """Run one step synchronously: log its undo, inject its faults, retry it."""
-        planned = self.begin(step, action, undo, register, retry, kind)
+        planned = self.begin(step, action, undo, register, retry, kind, undo_timeout)
         try:
             if planned:
                 result = drive(self.action_plan(step, action, retry), self.clock)
@@ -240,7 +272,7 @@ class Run:
         except BaseException as exc:
             self.failed(step, exc, undo is not None and register == "before")
             raise
-        self.done(step, result, undo, register)
+        self.done(step, result, undo, register, undo_timeout)
         return result
 
     async def astep(
@@ -251,15 +283,16 @@ class Run:
         register: Register = "after",
         retry: RetryPolicy | None = None,
         kind: str = Kind.COMPENSABLE,
+        undo_timeout: float | None = None,
     ) -> Any:
         """The async twin of ``step``: awaits the action (and what it returns)."""
-        self.begin(step, action, undo, register, retry, kind)
+        self.begin(step, action, undo, register, retry, kind, undo_timeout)
         try:
             result = await adrive(self.action_plan(step, action, retry), self.clock)
         except BaseException as exc:
             self.failed(step, exc, undo is not None and register == "before")
             raise
-        self.done(step, result, undo, register)
+        self.done(step, result, undo, register, undo_timeout)
         return result
 
     def action_plan(self, step: str, fn: Callable[[], Any], retry: RetryPolicy | None) -> Plan:
@@ -293,67 +326,11 @@ class Run:
             self.open = None  # the hand-run action is what failed
         self.emit(EventKind.PIPELINE_FAILED, self.failed_step, error=describe(error))
 
-    def compensation_plan(self) -> Plan:
-        entries = self.log[::-1] if self.undo_order == "reverse" else list(self.log)
-        self.leaked.extend(self.irreversible)
-        if self.jrun is not None:
-            self.jrun.status("rolling_back")
-        self.emit(
-            EventKind.ROLLBACK_START,
-            undos=len(entries),
-            order=self.undo_order,
-            policy=self.policy.name,
-        )
-        for index, entry in enumerate(entries):
-            attempt = 0
-            while True:
-                attempt += 1
-                self.emit(EventKind.UNDO, entry.step, attempt=attempt)
-                if undo_fails(entry.fault, attempt):
-                    assert entry.fault is not None
-                    error: BaseException | None = undo_error(entry.step, entry.fault)
-                else:
-                    error = yield Call(entry.undo, f"undo of step {entry.step!r}")
-                if error is None:
-                    self.compensated.append(entry.step)
-                    self.emit(EventKind.UNDO_DONE, entry.step, attempt=attempt)
-                    if self.jrun is not None:
-                        self.jrun.undo_done(entry.position, attempt)
-                    break
-                decision = self.policy.decide(attempt, error)
-                if isinstance(decision, str):
-                    self.emit(
-                        EventKind.UNDO_FAILED, entry.step, attempt=attempt, error=describe(error),
-                        then=decision,
-                    )  # fmt: skip
-                    if decision == "halt":
-                        self.halted = True
-                        self.pending.extend(e.step for e in entries[index:])
-                    else:
-                        self.dead_letters.append(DeadLetter(entry.step, error, attempt))
-                        if self.jrun is not None:
-                            self.jrun.undo_dead(entry.position, attempt, describe(error))
-                    break
-                self.emit(
-                    EventKind.UNDO_FAILED, entry.step, attempt=attempt, error=describe(error),
-                    then="retry", delay=decision,
-                )  # fmt: skip
-                yield Sleep(decision)
-            if self.halted:
-                break
-        self.emit(
-            EventKind.ROLLBACK_DONE,
-            status=str(self.status()),
-            undone=len(self.compensated),
-            dead_letters=len(self.dead_letters),
-            pending=len(self.pending),
-        )
-
     def rollback(self) -> None:
-        drive(self.compensation_plan(), self.clock)
+        drive(compensation_plan(self), self.clock)
 
     async def arollback(self) -> None:
-        await adrive(self.compensation_plan(), self.clock)
+        await adrive(compensation_plan(self), self.clock)
 
     def halt_forward(self) -> None:
         """A step after the point of no return failed: nothing to undo, a person goes on."""
@@ -410,23 +387,32 @@ class Run:
             kinds=dict(kinds if kinds is not None else self.kinds),
             labels=dict(labels or {}),
             name=self.name,
+            notes=tuple(self.problems),
         )
 
     def finish(self) -> None:
-        """Close the run: a commit, or notes on the error when the rollback is incomplete."""
+        """Close the run: a commit, or notes on the error when the rollback is incomplete.
+
+        An interrupted rollback is not ended in the journal: ``recover`` finishes it.
+        """
         if self.error is None:
             self.commit()
         else:
             for note in self.notes():
                 self.error.add_note(note)
-        if self.jrun is not None:
-            self.jrun.end(str(self.status()), self.error)
+                if self.interrupted is not None:
+                    self.interrupted.add_note(note)
+        if self.jrun is not None and self.interrupted is None:
+            if self.error is None:  # a commit that cannot be written is the caller's error
+                self.jrun.end(str(self.status()), None)
+            else:
+                self.durably(self.jrun.end, str(self.status()), self.error)
 
     def notes(self) -> list[str]:
         """What the re-raised exception carries, so a caller sees an incomplete rollback."""
         notes = [f"rollback: undo of {d} (dead letter)" for d in self.dead_letters]
-        if self.pending:
+        if self.pending and self.interrupted is None:
             notes.append(f"rollback halted; left for a person: {', '.join(self.pending)}")
         if self.leaked:
             notes.append(f"rollback: not undone (no undo covers it): {', '.join(self.leaked)}")
-        return notes
+        return notes + [f"rollback: {p}" for p in self.problems]

@@ -42,6 +42,10 @@ class EventKind(StrEnum):
     """A step after the point of no return failed: a person goes on from here."""
     COMMITTED = "committed"
     """Every step succeeded."""
+    TRACE_FAILED = "trace_failed"
+    """The state could not be snapshotted (``trace_state``); the run goes on untraced."""
+    JOURNAL_FAILED = "journal_failed"
+    """A journal write failed; the run goes on in memory and ``recover`` finishes the rest."""
 
     def __repr__(self) -> str:  # prints like the plain string it equals, in lists and dicts
         return repr(self.value)
@@ -56,6 +60,8 @@ _LEVELS: dict[str, int] = {
     EventKind.PIPELINE_FAILED: logging.ERROR,
     EventKind.UNDO_FAILED: logging.ERROR,
     EventKind.HALTED: logging.ERROR,
+    EventKind.TRACE_FAILED: logging.WARNING,
+    EventKind.JOURNAL_FAILED: logging.ERROR,
 }
 
 

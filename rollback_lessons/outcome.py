@@ -59,6 +59,8 @@ class Outcome:
     """The saga's id in its journal, when it ran with one."""
     states: tuple[Mapping[str, Any], ...] = field(default=(), repr=False)
     """With ``trace_state=True``: the state after each event, for pictures that replay it."""
+    notes: tuple[str, ...] = ()
+    """What went wrong around the run (a journal write, a state snapshot, an interruption)."""
 
     def state_at(self, index: int) -> Mapping[str, Any] | None:
         """The state right after event ``index`` (0-based), as far as it is known."""
@@ -104,6 +106,7 @@ class Outcome:
             lines.append(f"  pending       {_names(self.pending)}  (left for a person)")
         if self.leaked:
             lines.append(f"  not undone    {_names(self.leaked)}  (no undo covers it)")
+        lines += [f"  note          {note}" for note in self.notes]
         if self.state_before is not None:
             lines.append(f"  state before  {dict(self.state_before)}")
             lines.append(f"  state after   {dict(self.state_after or {})}")

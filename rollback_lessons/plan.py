@@ -9,6 +9,7 @@ loop serves ``with`` and ``async with`` without two copies drifting apart.
 from __future__ import annotations
 
 import inspect
+import threading
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
@@ -18,10 +19,14 @@ from .clock import Clock
 
 @dataclass(frozen=True, slots=True)
 class Call:
-    """Call ``fn()``; ``what`` names it in error messages ("undo of step 'charge'")."""
+    """Call ``fn()``; ``what`` names it in error messages ("undo of step 'charge'").
+
+    With ``timeout`` (seconds) an attempt that takes longer fails with ``TimeoutError``.
+    """
 
     fn: Callable[[], Any]
     what: str
+    timeout: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,24 +74,54 @@ def call_sync(fn: Callable[[], Any], what: str) -> Any:
     return result
 
 
+def call_timed(op: Call) -> Any:
+    """Call with a deadline, in a helper thread: past ``op.timeout`` the attempt fails.
+
+    A synchronous call cannot be pre-empted: the hung call goes on in its thread and its
+    result is dropped. So an undo with a timeout must be idempotent (it may finish after a
+    retry did), and the better fix is a timeout inside the call itself (a socket or HTTP
+    timeout), or AsyncRollback, which cancels the awaited undo.
+    """
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["result"] = call_sync(op.fn, op.what)
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name=f"rollback-lessons {op.what}", daemon=True)
+    thread.start()
+    thread.join(op.timeout)
+    if thread.is_alive():
+        raise TimeoutError(f"{op.what} took longer than its timeout of {op.timeout} s")
+    if "error" in box:
+        raise box["error"]
+    return box.get("result")
+
+
 def drive(plan: Plan, clock: Clock) -> Any:
     """Carry out a plan synchronously; return the last call's result.
 
-    Only ``Exception`` is sent back into the plan: a KeyboardInterrupt or SystemExit
-    propagates to the caller, which decides what is left undone.
+    An ``Exception`` from a call is sent back into the plan (it decides: retry, dead
+    letter, halt). A KeyboardInterrupt or SystemExit is thrown into it, so the plan can
+    record what is left undone before it propagates.
     """
     result = None
     try:
         op = next(plan)
         while True:
             sent: BaseException | None = None
-            if isinstance(op, Sleep):
-                clock.sleep(op.seconds)
-            else:
-                try:
-                    result = call_sync(op.fn, op.what)
-                except Exception as exc:
-                    sent = exc
+            try:
+                if isinstance(op, Sleep):
+                    clock.sleep(op.seconds)
+                else:
+                    result = call_timed(op) if op.timeout is not None else call_sync(op.fn, op.what)
+            except Exception as exc:
+                sent = exc
+            except BaseException as exc:
+                op = plan.throw(exc)  # the plan records what is left, then re-raises
+                continue
             op = plan.send(sent)
     except StopIteration:
         return result
@@ -99,15 +134,23 @@ async def adrive(plan: Plan, clock: Clock) -> Any:
         op = next(plan)
         while True:
             sent: BaseException | None = None
-            if isinstance(op, Sleep):
-                await clock.asleep(op.seconds)
-            else:
-                try:
+            try:
+                if isinstance(op, Sleep):
+                    await clock.asleep(op.seconds)
+                else:
                     result = op.fn()
                     if inspect.isawaitable(result):
-                        result = await result
-                except Exception as exc:
-                    sent = exc
+                        if op.timeout is not None:  # cancels the awaited call when it is up
+                            import asyncio  # only async users pay for importing asyncio
+
+                            result = await asyncio.wait_for(result, op.timeout)
+                        else:
+                            result = await result
+            except Exception as exc:
+                sent = exc
+            except BaseException as exc:  # CancelledError, KeyboardInterrupt, SystemExit
+                op = plan.throw(exc)
+                continue
             op = plan.send(sent)
     except StopIteration:
         return result

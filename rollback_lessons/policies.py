@@ -25,8 +25,14 @@ class RetryPolicy:
     max_delay: float = 10.0
     retry_on: tuple[type[BaseException], ...] = (Exception,)
     no_retry_on: tuple[type[BaseException], ...] = ()
+    timeout: float | None = None
+    """Seconds one undo attempt may take before it counts as failed (None: no limit)."""
 
     def __post_init__(self) -> None:
+        if self.timeout is not None and not (
+            isinstance(self.timeout, int | float) and self.timeout > 0
+        ):
+            raise ValueError(f"timeout must be a number of seconds > 0, got {self.timeout!r}")
         if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
             raise ValueError(f"max_attempts must be an int >= 1, got {self.max_attempts!r}")
         if self.initial_delay < 0 or self.max_delay < 0:
@@ -60,6 +66,11 @@ class UndoPolicy:
     name: str = ""
     max_attempts: int = 1
 
+    @property
+    def timeout(self) -> float | None:
+        """How long one undo attempt may take (a hung undo then fails like any other)."""
+        return None
+
     def decide(self, attempt: int, error: BaseException) -> Decision:
         raise NotImplementedError
 
@@ -89,6 +100,10 @@ class Retry(UndoPolicy):
     @property
     def max_attempts(self) -> int:  # type: ignore[override]
         return self.retry.max_attempts
+
+    @property
+    def timeout(self) -> float | None:
+        return self.retry.timeout
 
     def decide(self, attempt: int, error: BaseException) -> Decision:
         delay = self.retry.next_delay(attempt, error)

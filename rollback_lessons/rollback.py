@@ -102,10 +102,18 @@ class Rollback(_Base):
         *,
         register: Register = "after",
         retry: RetryPolicy | None = None,
+        undo_timeout: float | None = None,
     ) -> T:
-        """Run ``action()`` and log ``undo`` (after it succeeds, or before it runs)."""
+        """Run ``action()`` and log ``undo`` (after it succeeds, or before it runs).
+
+        ``undo_timeout``: seconds one attempt of the undo may take before it counts as
+        failed. A blocking call cannot be pre-empted: it goes on in a helper thread and its
+        result is dropped, so prefer a timeout inside the call itself.
+        """
         self._check_open()
-        return self._run.step(name, action, undo, register, retry)  # type: ignore[no-any-return]
+        return self._run.step(  # type: ignore[no-any-return]
+            name, action, undo, register, retry, undo_timeout=undo_timeout
+        )
 
     def __exit__(
         self,
@@ -117,7 +125,11 @@ class Rollback(_Base):
         self._state = "closed"
         if exc is not None:
             run.fail(exc)
-            run.rollback()
+            try:
+                run.rollback()
+            except BaseException:  # Ctrl-C during an undo: say what is left, then stop
+                run.finish()
+                raise
         run.finish()  # returning None re-raises the original exception, unchanged
 
 
@@ -138,10 +150,13 @@ class AsyncRollback(_Base):
         *,
         register: Register = "after",
         retry: RetryPolicy | None = None,
+        undo_timeout: float | None = None,
     ) -> T:
-        """Await ``action()`` and log ``undo`` (after it succeeds, or before it runs)."""
+        """Await ``action()`` and log ``undo``; an undo past ``undo_timeout`` is cancelled."""
         self._check_open()
-        return await self._run.astep(name, action, undo, register, retry)  # type: ignore[no-any-return]
+        return await self._run.astep(  # type: ignore[no-any-return]
+            name, action, undo, register, retry, undo_timeout=undo_timeout
+        )
 
     async def __aexit__(
         self,
@@ -167,7 +182,11 @@ class AsyncRollback(_Base):
                 if task.done() and task.cancelled():
                     raise
                 cancelled_again = True
-        task.result()
+        try:
+            task.result()
+        except BaseException:  # an undo raised KeyboardInterrupt / SystemExit: say what is left
+            run.finish()
+            raise
         run.finish()
         if cancelled_again and not isinstance(exc, asyncio.CancelledError):
             raise asyncio.CancelledError()  # honour the later cancellation, after undoing

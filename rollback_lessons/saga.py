@@ -43,6 +43,8 @@ class Step:
     kind: Kind | str = Kind.COMPENSABLE
     retry: RetryPolicy | None = None
     register: Register = "after"
+    undo_timeout: float | None = None
+    """Seconds one attempt of the undo may take; then it counts as failed (see Rollback.do)."""
     label: str = ""
     """A short human description, shown by the widgets and the pictures."""
 
@@ -91,6 +93,20 @@ def snapshot(state: Mapping[str, Any]) -> dict[str, Any]:
     """A copy that later changes to the state cannot reach."""
     taker = getattr(state, "snapshot", None)
     return taker() if callable(taker) else copy.deepcopy(dict(state))
+
+
+def safe_snapshot(state: Mapping[str, Any]) -> dict[str, Any]:
+    """A snapshot that never raises: a value that cannot be copied is shown by its repr."""
+    try:
+        return snapshot(state)
+    except Exception:
+        out: dict[str, Any] = {}
+        for key, value in dict(state).items():
+            try:
+                out[key] = copy.deepcopy(value)
+            except Exception:
+                out[key] = f"<uncopyable {type(value).__name__}>"
+        return out
 
 
 class Saga:
@@ -220,6 +236,7 @@ class Saga:
                     register or step.register,
                     step.retry,
                     step.kind,
+                    step.undo_timeout,
                 )
                 pivot_done = pivot_done or step.kind is Kind.PIVOT
         except BaseException as exc:
@@ -228,12 +245,16 @@ class Saga:
             if halts_forward(pivot_done, failed.kind if failed is not None else None):
                 run.halt_forward()
             else:
-                run.rollback()
+                try:
+                    run.rollback()
+                except BaseException:  # Ctrl-C during an undo: what is left is pending
+                    run.finish()
+                    raise
             if not isinstance(exc, Exception):
                 run.finish()
                 raise  # Ctrl-C: undone, but not swallowed
         run.finish()
-        after = snapshot(world) if state is not None else None
+        after = safe_snapshot(world) if state is not None else None
         kinds = {s.name: str(s.kind) for s in self.steps}
         labels = {s.name: s.label for s in self.steps if s.label}
         return run.outcome(self.names, before, after, kinds, labels)
