@@ -9,6 +9,7 @@ pending, truthfully, for ``recover`` or a person.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .events import EventKind, describe
@@ -37,8 +38,8 @@ def compensation_plan(run: Run) -> Plan:
     """Run the log backwards; what a failed undo leads to follows the run's policy."""
     entries = run.log[::-1] if run.undo_order == "reverse" else list(run.log)
     run.leaked.extend(run.irreversible)
-    if run.jrun is not None:
-        run.durably(run.jrun.status, "rolling_back")
+    if run.jrun is not None:  # every undo logged so far is durable before any of them runs
+        run.durably(partial(run.jrun.status, flush=True), "rolling_back")
     run.emit(
         EventKind.ROLLBACK_START,
         undos=len(entries),

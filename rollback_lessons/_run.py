@@ -43,8 +43,11 @@ class UndoJournalRun(Protocol):
 
     def key(self, step: str) -> str: ...
     def event(self, event: Event) -> None: ...
-    def register(self, step: str, undo: NamedUndo) -> int: ...
-    def status(self, status: str) -> None: ...
+    def register(self, step: str, undo: NamedUndo, state: str = "pending") -> int: ...
+    def confirm(self, position: int) -> None: ...
+    def abandon(self, position: int) -> None: ...
+    def status(self, status: str, *, flush: bool = False) -> None: ...
+    def pivot(self, step: str, state: str) -> None: ...
     def undo_done(self, position: int, attempts: int) -> None: ...
     def undo_dead(self, position: int, attempts: int, error: str) -> None: ...
     def end(self, status: str, error: BaseException | str | None) -> None: ...
@@ -107,6 +110,7 @@ class Run:
         self.failed_step: str | None = None
         self.halted = False
         self.interrupted: BaseException | None = None  # a KeyboardInterrupt during the undos
+        self.intents: dict[str, int] = {}  # journal positions of undos to log after their step
         self.problems: list[str] = []  # notes on the outcome: what failed around the run
 
     # -- events -------------------------------------------------------------------------
@@ -187,7 +191,11 @@ class Run:
         assert isinstance(undo, NamedUndo)
         entry = UndoEntry(step, partial(undo, idempotency_key=self.jrun.key(step)), fault, timeout)
         self.log.append(entry)  # in memory first: a failed write below still rolls it back
-        entry.position = self.jrun.register(step, undo)  # durable before anything relies on it
+        if step in self.intents:  # written before the step ran: now it is a real undo
+            entry.position = self.intents.pop(step)
+            self.jrun.confirm(entry.position)
+        else:
+            entry.position = self.jrun.register(step, undo)  # durable before anything relies on it
 
     def register(self, step: str, undo: Callable[[], Any]) -> None:
         """An undo for an action the caller runs next, in its own code."""
@@ -216,6 +224,8 @@ class Run:
             raise TypeError(f"retry of step {step!r} must be a RetryPolicy, got {retry!r}")
         self.admit(step, kind)
         self.current = step
+        if kind == Kind.PIVOT and self.jrun is not None:
+            self.jrun.pivot(step, "started")  # durable: recover never undoes across it
         self.emit(EventKind.STEP_START, step, register=register if undo is not None else "none")
         if undo_timeout is not None and not (
             isinstance(undo_timeout, int | float) and undo_timeout > 0
@@ -225,6 +235,9 @@ class Run:
             )
         if undo is not None and register == "before":
             self.push(step, undo, undo_timeout)
+        elif undo is not None and self.jrun is not None:
+            assert isinstance(undo, NamedUndo)
+            self.intents[step] = self.jrun.register(step, undo, "intent")
         return retry is not None or self.faults.get(step, NO_FAULTS).action is not None
 
     def failed(self, step: str, error: BaseException, undo_registered: bool) -> None:
@@ -235,6 +248,8 @@ class Run:
             self.emit(EventKind.STEP_FAILED, step, error=describe(error))
         if after_effect and not undo_registered:
             self.leaked.append(step)  # the effect happened and nothing will undo it
+        if step in self.intents and self.jrun is not None and not after_effect:
+            self.jrun.abandon(self.intents.pop(step))
 
     def done(
         self,
@@ -248,6 +263,8 @@ class Run:
         self.results[step] = result
         if self.kinds[step] != Kind.COMPENSABLE:
             self.irreversible.append(step)
+        if self.kinds[step] == Kind.PIVOT and self.jrun is not None:
+            self.jrun.pivot(step, "done")
         self.emit(EventKind.STEP_DONE, step)
         if undo is not None and register == "after":
             self.push(step, undo, undo_timeout)

@@ -3,34 +3,37 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from .events import Event
+from .events import UNDO_KINDS, Event, EventKind
 from .outcome import Outcome
+
+if TYPE_CHECKING:
+    from .durable.registry import Registry
 from .worlds.demo import run_demo, xyz_saga
 
-_ARROWS = {
-    "step_start": "->",
-    "step_done": " ✓",
-    "step_failed": " ✗",
-    "step_retry": " ↻",
-    "undo_registered": " +",
-    "pipeline_failed": "!!",
-    "rollback_start": "<-",
-    "undo": "<-",
-    "undo_done": " ✓",
-    "undo_failed": " ✗",
-    "rollback_done": "==",
-    "committed": "==",
-    "halted": "!!",
+_ARROWS: dict[str, str] = {
+    EventKind.STEP_START: "->",
+    EventKind.STEP_DONE: " ✓",
+    EventKind.STEP_FAILED: " ✗",
+    EventKind.STEP_RETRY: " ↻",
+    EventKind.UNDO_REGISTERED: " +",
+    EventKind.PIPELINE_FAILED: "!!",
+    EventKind.ROLLBACK_START: "<-",
+    EventKind.UNDO: "<-",
+    EventKind.UNDO_DONE: " ✓",
+    EventKind.UNDO_FAILED: " ✗",
+    EventKind.ROLLBACK_DONE: "==",
+    EventKind.COMMITTED: "==",
+    EventKind.HALTED: "!!",
 }
 
 
 def _line(event: Event) -> str:
     mark = _ARROWS.get(event.kind, "  ")
-    indent = "      " if event.kind in ("undo", "undo_done", "undo_failed") else "  "
+    indent = "      " if event.kind in UNDO_KINDS else "  "
     details = " ".join(f"{k}={v}" for k, v in event.details.items())
     return f"{indent}{mark} {event.kind:<15} {event.step or '':<6} {details}".rstrip()
 
@@ -100,40 +103,90 @@ def build_parser() -> argparse.ArgumentParser:
         "--registry",
         required=True,
         metavar="MODULE",
-        help="the module that registers the compensations (its `registry`, or the default one)",
+        help="the importable module whose `registry` (a rollback_lessons Registry) has the "
+        "compensations; sagas with names it does not know are left unfinished",
     )
     recover.add_argument(
-        "--force", action="store_true", help="also sagas whose process still seems alive"
+        "--force",
+        action="store_true",
+        help="also take over sagas whose process cannot be checked from here (another host); "
+        "a saga whose process still runs here is never taken over",
     )
+    for command in (show, recover):
+        command.add_argument(
+            "--wait",
+            type=float,
+            default=30.0,
+            metavar="SECONDS",
+            help="how long to wait for a lock another process holds (default 30)",
+        )
     return parser
 
 
-def _journal_command(args: argparse.Namespace) -> int:
+class CommandError(Exception):
+    """A mistake the operator can fix: printed as one line, exit status 2."""
+
+
+def load_registry(name: str) -> Registry:
+    """The ``registry`` of module ``name``; never a fallback to another registry."""
     import importlib
+
+    from .durable.registry import Registry
+
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and name.startswith(exc.name):
+            raise CommandError(
+                f"no module named {name!r} (is it importable from here? check PYTHONPATH)"
+            ) from None
+        raise CommandError(f"importing {name!r} failed: {exc!r}") from None
+    except Exception as exc:
+        raise CommandError(f"importing {name!r} failed: {exc!r}") from None
+    registry = getattr(module, "registry", None)
+    if not isinstance(registry, Registry):
+        what = "has no `registry`" if registry is None else "has a `registry` that is not one"
+        raise CommandError(
+            f"module {name!r} {what}: define `registry = Registry()` there and register the "
+            "compensations on it"
+        )
+    return registry
+
+
+def _journal_command(args: argparse.Namespace) -> int:
+    import sqlite3
 
     from .durable.journal import Journal, JournalError
     from .durable.recovery import recover
-    from .durable.registry import default_registry
 
-    if not os.path.exists(args.file):
-        print(f"rollback-lessons: no journal at {args.file}", file=sys.stderr)
-        return 2
     try:
-        journal = Journal(args.file)
-    except JournalError as exc:
+        readonly = args.command == "journal"
+        with Journal(args.file, create=False, readonly=readonly, timeout=args.wait) as journal:
+            if readonly:
+                damage = journal.quick_check()
+                if damage != "ok":  # a damaged file would show wrong numbers: say so instead
+                    raise JournalError(f"{args.file} is damaged ({damage[:200]})")
+                print(journal.table())
+                return 0
+            report = recover(journal, load_registry(args.registry), force=args.force)
+    except (CommandError, JournalError) as exc:
         print(f"rollback-lessons: {exc}", file=sys.stderr)
         return 2
-    with journal:
-        if args.command == "journal":
-            print(journal.table())
-            return 0
-        module = importlib.import_module(args.registry)
-        registry = getattr(module, "registry", default_registry)
-        reports = recover(journal, registry, force=args.force)
-        for report in reports:
-            print(report)
-        print(f"recovered {len(reports)} saga(s)")
-        return 0
+    except sqlite3.OperationalError as exc:
+        hint = " (another process holds it; try --wait)" if "locked" in str(exc) else ""
+        print(f"rollback-lessons: cannot use {args.file}: {exc}{hint}", file=sys.stderr)
+        return 2
+    except sqlite3.DatabaseError as exc:
+        print(f"rollback-lessons: {args.file} is damaged: {exc}; no undo was run", file=sys.stderr)
+        return 2
+    print(report)
+    if report.skipped:
+        print(
+            f"rollback-lessons: {len(report.skipped)} saga(s) left unfinished (see above)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,10 +1,12 @@
 """The journal: durable records, recovery by registered name only, and refusals of bad input."""
 
 import hashlib
+import os
 import sqlite3
 import threading
 
 import pytest
+from conftest import orphan
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_properties import Spec, check, expected, inject_of, policies, policy_of, specs
@@ -71,7 +73,7 @@ def test_rollback_with_a_journal_and_dead_letters(paths):
         [undo] = journal.undos("r1")
         assert (undo.state, undo.attempts) == ("dead", 1)
         assert "injected failure" in undo.error
-        assert recover(journal, world_registry) == []  # a dead letter is for a person
+        assert recover(journal, world_registry).recovered == ()  # a dead letter is for a person
 
 
 def test_closures_are_refused_before_anything_runs(paths):
@@ -99,12 +101,17 @@ def test_recovery_never_runs_a_name_the_registry_does_not_know(paths):
     with Journal(jpath) as journal:
         run = journal.start("abandoned", "x1")
         run.register("a", undo.bind(tag="a"))  # then the process "dies"
-        reports = recover(journal, empty, force=True)
+        orphan(jpath, "x1")
+        report = recover(journal, empty)
         assert called == []
-        [report] = reports
-        assert report.status == "rollback_incomplete"
-        assert "no compensation named 'secret.undo' in the registry" in report.dead_letters[0][1]
-        assert journal.undos("x1")[0].state == "dead"
+        assert report.recovered == ()
+        [skipped] = report.skipped
+        assert "no compensation named 'secret.undo'" in skipped.reason
+        # left unfinished, so the right registry can still finish it
+        assert journal.undos("x1")[0].state == "pending"
+        assert journal.saga("x1").status == "running"
+        [done] = recover(journal, mine)
+        assert (done.status, called) == ("rolled_back", ["a"])
 
 
 def test_recover_finishes_a_mid_rollback_saga_skipping_done_undos_and_twice_is_a_no_op(paths):
@@ -123,7 +130,8 @@ def test_recover_finishes_a_mid_rollback_saga_skipping_done_undos_and_twice_is_a
             run.register(step, note.bind(step=step))
         run.status("rolling_back")
         run.undo_done(3, 1)  # c was undone before the crash
-        [report] = recover(journal, registry, force=True)
+        orphan(jpath, "h1")
+        [report] = recover(journal, registry)
         assert report.undone == ("b", "a")
         assert calls == [("b", "h1:b"), ("a", "h1:a")]  # the idempotency key reaches the undo
         assert journal.saga("h1").status == "rolled_back"
@@ -137,7 +145,7 @@ def test_recover_finishes_a_mid_rollback_saga_skipping_done_undos_and_twice_is_a
             "rollback_done",
         ]
         before = dump(jpath)
-        assert recover(journal, registry, force=True) == []
+        assert recover(journal, registry, force=True).recovered == ()
         assert calls == [("b", "h1:b"), ("a", "h1:a")]
         assert dump(jpath) == before
 
@@ -148,9 +156,14 @@ def test_a_saga_whose_process_is_alive_is_left_alone(paths):
     undo = compensation("noop", registry)(lambda: None)
     with Journal(jpath) as journal:
         journal.start("mine", "m1").register("a", undo.bind())
-        assert recover(journal, registry) == []  # this very process owns it
+        for force in (False, True):  # this very process owns it: even --force leaves it
+            report = recover(journal, registry, force=force)
+            assert report.recovered == ()
+            [skipped] = report.skipped
+            assert f"its process {os.getpid()} is still running" in skipped.reason
         assert journal.saga("m1").status == "running"
-        assert len(recover(journal, registry, force=True)) == 1
+        orphan(jpath, "m1")
+        assert len(recover(journal, registry)) == 1
 
 
 @pytest.mark.parametrize("kind", ["not sqlite", "foreign sqlite", "newer schema", "corrupt"])
@@ -271,3 +284,18 @@ def test_a_saga_id_is_used_once(paths):
         with pytest.raises(JournalError, match="already in"):
             saga.run({}, journal=journal, run_id="same")
         assert ran == []
+
+
+def test_recovery_in_batches_finishes_every_saga(tmp_path):
+    """Batches that start in the middle of a saga still leave every saga ended."""
+    registry = Registry()
+    undo = compensation("batch.undo", registry)(lambda n, idempotency_key=None: None)
+    path = tmp_path / "j.db"
+    with Journal(path) as journal:
+        for n in range(9):
+            journal.start("b", f"s{n}").register("a", undo.bind(n=n))
+            orphan(path, f"s{n}")
+        report = recover(journal, registry, batch=3)  # a write every 3 undos: 3 sagas
+        assert len(report) == 9
+        assert journal.unfinished() == []
+        assert {s.status for s in journal.sagas()} == {"rolled_back"}

@@ -15,22 +15,21 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sqlite3
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from ..errors import RollbackLessonsError
-from ..events import Event, describe
-from ..rules import NamedUndo
+from ..events import Event
+from .records import JournalRun, SagaRecord, UndoRecord, me
 
 APP = "rollback-lessons"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 FINISHED = ("committed", "rolled_back", "rollback_incomplete", "halted")
 _UNFINISHED = "SELECT id FROM sagas WHERE status IN ('running', 'rolling_back')"
 
@@ -44,7 +43,14 @@ CREATE TABLE IF NOT EXISTS sagas (
     owner_host TEXT NOT NULL,
     error TEXT,
     started REAL NOT NULL,
-    ended REAL
+    ended REAL,
+    owner_started REAL,
+    pivot TEXT,
+    pivot_state TEXT,
+    claim_pid INTEGER,
+    claim_host TEXT,
+    claim_started REAL,
+    claimed_at REAL
 );
 CREATE INDEX IF NOT EXISTS sagas_status ON sagas (status);
 CREATE TABLE IF NOT EXISTS events (
@@ -69,68 +75,69 @@ CREATE TABLE IF NOT EXISTS undos (
 """
 
 
+# Version 1 journals gain the columns of version 2 when opened for writing.
+_MIGRATE_1_TO_2 = [
+    "ALTER TABLE sagas ADD COLUMN owner_started REAL",  # tells a reused pid from its owner
+    "ALTER TABLE sagas ADD COLUMN pivot TEXT",  # the irreversible step, once it started
+    "ALTER TABLE sagas ADD COLUMN pivot_state TEXT",  # started | done
+    "ALTER TABLE sagas ADD COLUMN claim_pid INTEGER",  # who is recovering it
+    "ALTER TABLE sagas ADD COLUMN claim_host TEXT",
+    "ALTER TABLE sagas ADD COLUMN claim_started REAL",
+    "ALTER TABLE sagas ADD COLUMN claimed_at REAL",
+]
+
+
 class JournalError(RollbackLessonsError):
     """The file is not a journal this version can use; it was left untouched."""
 
 
-@dataclass(frozen=True)
-class SagaRecord:
-    id: str
-    name: str
-    status: str
-    owner_pid: int
-    owner_host: str
-    error: str | None
-    undos: int
-    undone: int
-    dead: int
-
-    def owner_alive(self) -> bool:
-        """Is the process that ran this saga still running (on this machine)?"""
-        if self.owner_host != socket.gethostname():
-            return True  # cannot tell from here: assume it is
-        try:
-            os.kill(self.owner_pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+class JournalTakenOver(JournalError):
+    """Another process claimed this saga (``recover --force``); its owner stops writing."""
 
 
-@dataclass(frozen=True)
-class UndoRecord:
-    saga_id: str
-    position: int
-    step: str
-    compensation: str
-    args: dict[str, Any]
-    state: str
-    attempts: int
-    error: str | None
+def _open_read_only(path: Path, timeout: float = 30.0) -> sqlite3.Connection:
+    """Open for reading only. On a read-only file system SQLite cannot make the WAL's
+    shared-memory file; nothing can write there either, so the file is read as immutable."""
+    con = sqlite3.connect(
+        f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False,
+        timeout=timeout,
+    )  # fmt: skip
+    try:
+        con.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+    except sqlite3.OperationalError:
+        con.close()
+        if os.access(path.parent, os.W_OK):
+            raise
+        con = sqlite3.connect(
+            f"file:{path}?immutable=1", uri=True, isolation_level=None, check_same_thread=False
+        )
+    return con
 
-    @property
-    def key(self) -> str:
-        return idempotency_key(self.saga_id, self.step)
 
-
-def idempotency_key(saga_id: str, step: str) -> str:
-    return f"{saga_id}:{step}"
-
-
-def _inspect(path: Path) -> int | None:
+def _inspect(path: Path, create: bool) -> int | None:
     """The schema version of an existing journal, None for a new one; never writes."""
     if not path.exists() or path.stat().st_size == 0:
+        if not create:
+            what = "no journal at" if not path.exists() else "an empty file, not a journal:"
+            raise JournalError(f"{what} {path}")
         return None
+    if not os.access(path, os.R_OK):
+        raise JournalError(f"cannot read {path}: permission denied")
     try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    except sqlite3.Error as exc:
+        con = _open_read_only(path)
+    except sqlite3.OperationalError as exc:
         raise JournalError(f"cannot open {path}: {exc}") from None
+    except sqlite3.DatabaseError as exc:
+        raise JournalError(f"{path} is not a readable journal (corrupt?): {exc}") from None
     try:
         tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if "meta" not in tables:
             raise JournalError(f"{path} is an SQLite file but not a {APP} journal")
         meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
+        if meta.get("app") != APP:
+            damage = [str(r[0]).splitlines()[-1] for r in con.execute("PRAGMA quick_check")]
+            if damage != ["ok"]:
+                raise JournalError(f"{path} is damaged ({damage[0][:200]}); it was not changed")
     except sqlite3.DatabaseError as exc:
         raise JournalError(f"{path} is not a readable journal (corrupt?): {exc}") from None
     finally:
@@ -149,12 +156,44 @@ def _inspect(path: Path) -> int | None:
 class Journal:
     """A journal file; thread-safe, and shareable by processes (SQLite WAL)."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        create: bool = True,
+        readonly: bool = False,
+        timeout: float = 30.0,
+    ) -> None:
+        """Open (or, with ``create``, make) a journal; anything else is refused untouched.
+
+        ``readonly`` only reads (``journal show``); ``timeout`` is how long to wait for a
+        lock another process holds.
+        """
         self.path = Path(path)
-        version = _inspect(self.path)
+        self.readonly = readonly
+        version = _inspect(self.path, create and not readonly)
+        if readonly:
+            assert version is not None
+            if version < SCHEMA_VERSION:
+                raise JournalError(
+                    f"{self.path} uses journal schema {version}; open it once for writing "
+                    "(any rollback-lessons command but show) to upgrade it"
+                )
+        elif version is not None and not os.access(self.path, os.W_OK):
+            raise JournalError(
+                f"{self.path} is read-only; recovery writes to it (make it writable first)"
+            )
+        elif not os.access(self.path.parent, os.W_OK):
+            raise JournalError(
+                f"the folder of {self.path} is read-only; SQLite writes {self.path.name}-wal "
+                "beside it"
+            )
         self._lock = threading.RLock()
+        if readonly:
+            self._con = _open_read_only(self.path, timeout)
+            return
         self._con = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=30
+            self.path, isolation_level=None, check_same_thread=False, timeout=timeout
         )
         self._con.execute("PRAGMA journal_mode=WAL")
         self._con.execute("PRAGMA synchronous=FULL")  # a commit survives power loss
@@ -167,29 +206,97 @@ class Journal:
                 ("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,)),
             ]
             self.write(statements)
+        elif version < SCHEMA_VERSION:
+            self._migrate(version)
+
+    def _migrate(self, version: int) -> None:
+        with self._lock:
+            self._con.execute("BEGIN IMMEDIATE")
+            try:
+                current = self._con.execute(
+                    "SELECT value FROM meta WHERE key = 'schema_version'"
+                ).fetchone()
+                if int(current[0]) == 1:  # another process may have migrated it meanwhile
+                    for statement in _MIGRATE_1_TO_2:
+                        self._con.execute(statement)
+                    self._con.execute(
+                        "UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                        (str(SCHEMA_VERSION),),
+                    )
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+            self._con.execute("COMMIT")
 
     # -- writing -------------------------------------------------------------------------
 
-    def write(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+    def write(
+        self, statements: list[tuple[str, tuple[Any, ...]]], *, owner_of: str | None = None
+    ) -> None:
         """Apply statements in one durable transaction.
 
         Statements of the same text run together (in the order each text first appears),
-        which keeps every insert before the updates of the rows it adds.
+        which keeps every insert before the updates of the rows it adds. So a batch must
+        not hold two statements of different texts that update the same row. With ``owner_of``,
+        the transaction first checks that no other process claimed that saga.
         """
         if not statements:
             return
+        if self.readonly:
+            raise JournalError(f"{self.path} was opened read-only")
         grouped: dict[str, list[tuple[Any, ...]]] = {}
         for sql, params in statements:
             grouped.setdefault(sql, []).append(params)
         with self._lock:
             self._con.execute("BEGIN IMMEDIATE")
             try:
+                if owner_of is not None:
+                    self._check_owner(owner_of)
                 for sql, rows in grouped.items():
                     self._con.executemany(sql, rows)
             except BaseException:
                 self._con.execute("ROLLBACK")
                 raise
             self._con.execute("COMMIT")
+
+    def _check_owner(self, saga_id: str) -> None:
+        row = self._con.execute(
+            "SELECT claim_pid, claim_host, claim_started FROM sagas WHERE id = ?", (saga_id,)
+        ).fetchone()
+        if row is not None and row[0] is not None and (row[0], row[1], row[2]) != me():
+            raise JournalTakenOver(
+                f"saga {saga_id!r} was taken over by process {row[0]} on {row[1]} "
+                "(recover --force); this process no longer writes its records"
+            )
+
+    def claim(
+        self, decide: Callable[[SagaRecord], str | None]
+    ) -> tuple[list[SagaRecord], list[tuple[SagaRecord, str]]]:
+        """Claim unfinished sagas for recovery, in one transaction (no two claimers).
+
+        ``decide`` returns None to claim a saga, or the reason to leave it alone.
+        """
+        pid, host, started = me()
+        with self._lock:
+            self._con.execute("BEGIN IMMEDIATE")
+            try:
+                claimed, skipped = [], []
+                for saga in self._sagas_locked("WHERE s.status IN ('running', 'rolling_back')", ()):
+                    reason = decide(saga)
+                    if reason is None:
+                        claimed.append(saga)
+                    else:
+                        skipped.append((saga, reason))
+                self._con.executemany(
+                    "UPDATE sagas SET claim_pid = ?, claim_host = ?, claim_started = ?,"
+                    " claimed_at = ? WHERE id = ?",
+                    [(pid, host, started, time.time(), s.id) for s in claimed],
+                )
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+            self._con.execute("COMMIT")
+        return claimed, skipped
 
     def start(self, name: str, saga_id: str | None = None) -> JournalRun:
         """A new saga in this journal (written with its first commit)."""
@@ -204,15 +311,39 @@ class Journal:
             return self._con.execute(sql, params).fetchall()
 
     def sagas(self, where: str = "", params: tuple[Any, ...] = ()) -> list[SagaRecord]:
-        rows = self._rows(
+        with self._lock:
+            return self._sagas_locked(where, params)
+
+    def _sagas_locked(self, where: str, params: tuple[Any, ...]) -> list[SagaRecord]:
+        rows = self._con.execute(
             "SELECT s.id, s.name, s.status, s.owner_pid, s.owner_host, s.error,"
-            " COUNT(u.position), SUM(u.state = 'done'), SUM(u.state = 'dead')"
+            " SUM(u.state IN ('pending', 'done', 'dead')), SUM(u.state = 'done'),"
+            " SUM(u.state = 'dead'),"
+            " s.owner_started, s.pivot, s.pivot_state, s.claim_pid, s.claim_host,"
+            " s.claim_started"
             f" FROM sagas s LEFT JOIN undos u ON u.saga_id = s.id {where}"
             " GROUP BY s.id ORDER BY s.started, s.id",
             params,
-        )
+        ).fetchall()
         return [
-            SagaRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7] or 0, r[8] or 0) for r in rows
+            SagaRecord(
+                id=r[0],
+                name=r[1],
+                status=r[2],
+                owner_pid=r[3],
+                owner_host=r[4],
+                error=r[5],
+                undos=r[6] or 0,
+                undone=r[7] or 0,
+                dead=r[8] or 0,
+                owner_started=r[9],
+                pivot=r[10],
+                pivot_state=r[11],
+                claim_pid=r[12],
+                claim_host=r[13],
+                claim_started=r[14],
+            )
+            for r in rows
         ]
 
     def saga(self, saga_id: str) -> SagaRecord:
@@ -242,10 +373,18 @@ class Journal:
 
     def pending_undos(self) -> dict[str, list[UndoRecord]]:
         """The undos not yet done of every unfinished saga, by saga, oldest first."""
+        return self._unfinished_undos("pending")
+
+    def intents(self) -> dict[str, list[UndoRecord]]:
+        """Steps of unfinished sagas that started, their undo not yet logged (may have leaked)."""
+        return self._unfinished_undos("intent")
+
+    def _unfinished_undos(self, state: str) -> dict[str, list[UndoRecord]]:
         out: dict[str, list[UndoRecord]] = {}
         for r in self._rows(
             "SELECT saga_id, position, step, compensation, args, state, attempts, error FROM undos"
-            f" WHERE state = 'pending' AND saga_id IN ({_UNFINISHED}) ORDER BY saga_id, position"
+            f" WHERE state = ? AND saga_id IN ({_UNFINISHED}) ORDER BY saga_id, position",
+            (state,),
         ):
             out.setdefault(r[0], []).append(
                 UndoRecord(r[0], r[1], r[2], r[3], json.loads(r[4]), *r[5:])
@@ -262,6 +401,19 @@ class Journal:
 
     def integrity_check(self) -> str:
         return str(self._rows("PRAGMA integrity_check")[0][0])
+
+    def quick_check(self) -> str:
+        """SQLite's quick check of every page: "ok", or the first damage found, in one line."""
+        problems = [
+            line.strip()
+            for row in self._rows("PRAGMA quick_check")
+            for line in str(row[0]).splitlines()
+            if line.strip() and not line.startswith("***")
+        ]
+        if problems == ["ok"]:
+            return "ok"
+        more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
+        return f"{problems[0]}{more}"
 
     def table(self) -> str:
         """The sagas and their status, as a text table (``rollback-lessons journal show``)."""
@@ -292,90 +444,3 @@ class Journal:
 
     def __repr__(self) -> str:
         return f"Journal({str(self.path)!r})"
-
-
-class JournalRun:
-    """One saga's records; the engine calls it, and it commits at the points that matter."""
-
-    def __init__(self, journal: Journal, saga_id: str, name: str, *, new: bool) -> None:
-        self.journal, self.saga_id, self.name = journal, saga_id, name
-        self._pending: list[tuple[str, tuple[Any, ...]]] = []
-        self._position = 0
-        if new:
-            self._pending.append(
-                (
-                    "INSERT INTO sagas (id, name, status, owner_pid, owner_host, started)"
-                    " VALUES (?, ?, 'running', ?, ?, ?)",
-                    (saga_id, name, os.getpid(), socket.gethostname(), time.time()),
-                )
-            )
-
-    def key(self, step: str) -> str:
-        return idempotency_key(self.saga_id, step)
-
-    def event(self, event: Event) -> None:
-        self._pending.append(
-            (
-                "INSERT INTO events (saga_id, seq, kind, step, details) VALUES (?, ?, ?, ?, ?)",
-                (self.saga_id, event.seq, event.kind, event.step, json.dumps(dict(event.details))),
-            )
-        )
-
-    def register(self, step: str, undo: NamedUndo) -> int:
-        """Write the undo durably; returns its position (the engine undoes in reverse)."""
-        self._position += 1
-        self._pending.append(
-            (
-                "INSERT INTO undos (saga_id, position, step, compensation, args)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (self.saga_id, self._position, step, undo.name, json.dumps(dict(undo.args))),
-            )
-        )
-        self.flush()
-        return self._position
-
-    def status(self, status: str) -> None:
-        self._pending.append(("UPDATE sagas SET status = ? WHERE id = ?", (status, self.saga_id)))
-
-    def undo_done(self, position: int, attempts: int, *, flush: bool = True) -> None:
-        self._pending.append(
-            (
-                "UPDATE undos SET state = 'done', attempts = attempts + ?"
-                " WHERE saga_id = ? AND position = ?",
-                (attempts, self.saga_id, position),
-            )
-        )
-        if flush:
-            self.flush()
-
-    def undo_dead(self, position: int, attempts: int, error: str, *, flush: bool = True) -> None:
-        self._pending.append(
-            (
-                "UPDATE undos SET state = 'dead', attempts = attempts + ?, error = ?"
-                " WHERE saga_id = ? AND position = ?",
-                (attempts, error, self.saga_id, position),
-            )
-        )
-        if flush:
-            self.flush()
-
-    def end(self, status: str, error: BaseException | str | None) -> None:
-        text = describe(error) if isinstance(error, BaseException) else error
-        self._pending.append(
-            (
-                "UPDATE sagas SET status = ?, error = ?, ended = ? WHERE id = ?",
-                (status, text, time.time(), self.saga_id),
-            )
-        )
-        self.flush()
-
-    def take(self) -> list[tuple[str, tuple[Any, ...]]]:
-        """The statements not yet written (the caller writes them, e.g. in a batch)."""
-        pending, self._pending = self._pending, []
-        return pending
-
-    def add(self, sql: str, params: tuple[Any, ...]) -> None:
-        self._pending.append((sql, params))
-
-    def flush(self) -> None:
-        self.journal.write(self.take())

@@ -1,17 +1,33 @@
 """Finish, after a crash, the rollback of every saga a journal shows unfinished.
 
-An undo runs only by its registered name, with the arguments the journal holds and its
-idempotency key, so one that ran just before a crash can safely run again.
+What ``recover`` promises, whatever the operator or the next crash does:
+
+- **Registries.** It runs an undo only by its registered name. A saga with a compensation
+  the given registry does not know is left unfinished and reported, so a later run with
+  the right registry can still finish it; nothing is imported, nothing falls back.
+- **Claims.** It claims each saga (its pid, host and process start time, in one SQLite
+  transaction) before touching it. A saga whose process still runs, or that a running
+  ``recover`` claimed, is left alone and reported; a claim or owner that is dead (or a
+  reused pid) is taken over. ``force`` also takes over what cannot be checked from here
+  (another host). The saga's owner never crashes on a take-over: it stops writing.
+- **Pivots.** A saga whose irreversible step started is never compensated across it: it
+  becomes ``halted``, for a person, as it would in process.
+- **Records.** Each undo's result is committed before the next undo runs (in batches when
+  there are more undos than ``batch``). An undo that ran just before a crash runs again,
+  which its idempotency key (``"<saga id>:<step>"``) makes harmless; none is reported that
+  was not recorded.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..events import Event, EventKind, describe
-from .journal import Journal, JournalRun, SagaRecord
+from .journal import Journal, JournalError
+from .records import JournalRun, SagaRecord, UndoRecord, me
 from .registry import Registry, call_compensation, default_registry
 
 
@@ -24,11 +40,51 @@ class Recovery:
     status: str
     undone: tuple[str, ...]
     dead_letters: tuple[tuple[str, str], ...]
+    reason: str = ""
+    leaked: tuple[str, ...] = ()
+    """Steps that started with their undo to be logged after them: they may have happened,
+    and nothing undoes them (the window that logging an undo before its step closes)."""
 
     def __str__(self) -> str:
+        if self.status == "halted":
+            return f"{self.saga_id} ({self.name}): halted; {self.reason}"
         dead = "; ".join(f"{step}: {why}" for step, why in self.dead_letters) or "-"
         undone = ", ".join(self.undone) or "-"
-        return f"{self.saga_id} ({self.name}): {self.status}; undone {undone}; dead letters {dead}"
+        text = f"{self.saga_id} ({self.name}): {self.status}; undone {undone}; dead letters {dead}"
+        if self.leaked:
+            text += f"; leaked (may have happened, no undo logged) {', '.join(self.leaked)}"
+        return text
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An unfinished saga that ``recover`` left alone, and why."""
+
+    saga_id: str
+    name: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.saga_id} ({self.name}): left unfinished; {self.reason}"
+
+
+@dataclass(frozen=True)
+class RecoveryReport:
+    """Every saga recovered, and every unfinished saga left alone (``skipped``)."""
+
+    recovered: tuple[Recovery, ...] = ()
+    skipped: tuple[Skipped, ...] = field(default=())
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.recovered)
+
+    def __len__(self) -> int:
+        return len(self.recovered)
+
+    def __str__(self) -> str:
+        lines = [str(r) for r in self.recovered] + [str(s) for s in self.skipped]
+        lines.append(f"recovered {len(self.recovered)} saga(s), left {len(self.skipped)}")
+        return "\n".join(lines)
 
 
 class _Resumed:
@@ -38,9 +94,34 @@ class _Resumed:
         self.run = JournalRun(journal, saga.id, saga.name, new=False)
         self.seq = last_seq
 
-    def emit(self, kind: str, step: str | None = None, **details: Any) -> None:
+    def emit(self, kind: EventKind, step: str | None = None, **details: Any) -> None:
         self.seq += 1
         self.run.event(Event(self.seq, kind, step, details))
+
+
+_one_at_a_time = threading.Lock()  # two recovers in one process would share its claims
+
+
+def _decide(saga: SagaRecord, force: bool) -> str | None:
+    """None to claim the saga; otherwise why it is left alone."""
+    if saga.claim_pid is not None and (saga.claim_pid, saga.claim_host) != me()[:2]:
+        alive = saga.claim_alive()
+        if alive:
+            return f"being recovered by process {saga.claim_pid} (it is still running)"
+        if alive is None and not force:
+            return (
+                f"claimed by process {saga.claim_pid} on {saga.claim_host}, which cannot be "
+                "checked from here; --force takes it over"
+            )
+    alive = saga.owner_alive()
+    if alive:
+        return f"its process {saga.owner_pid} is still running; stop it first"
+    if alive is None and not force:
+        return (
+            f"its process {saga.owner_pid} ran on {saga.owner_host}, which cannot be checked "
+            "from here; --force takes it over"
+        )
+    return None
 
 
 def recover(
@@ -49,73 +130,158 @@ def recover(
     *,
     force: bool = False,
     batch: int = 500,
-) -> list[Recovery]:
-    """Finish the rollback of every saga that did not end; returns what was done.
+) -> RecoveryReport:
+    """Finish the rollback of every saga that did not end; returns what was done and left.
 
-    Each undo not yet done runs once, newest first; done ones are skipped. Compensations
-    are looked up by name in ``registry`` only: an unknown name becomes a dead letter and
-    nothing is imported or run. Sagas whose process is still alive are left alone unless
-    ``force``. Progress is committed every ``batch`` undos: an undo that ran but was not
-    yet marked done runs again after a new crash, which its idempotency key makes harmless.
+    Each undo not yet done runs once, newest first; done ones are skipped. See the
+    module's docstring for what is promised about registries, claims, pivots and records.
     """
     registry = registry if registry is not None else default_registry
-    reports = []
-    since_commit: list[JournalRun] = []
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    with _one_at_a_time:
+        damage = journal.quick_check()
+        if damage != "ok":
+            raise JournalError(
+                f"{journal.path} is damaged ({damage}); no undo was run. "
+                "Restore it from a copy, or finish its sagas by hand"
+            )
+        pending_of = journal.pending_undos()
+        intents_of = journal.intents()
+        unknown_of = {
+            saga_id: sorted({u.compensation for u in undos if u.compensation not in registry})
+            for saga_id, undos in pending_of.items()
+        }
 
-    def commit(done: bool = False) -> None:
-        if done or len(since_commit) >= batch:
-            journal.write([s for run in since_commit for s in run.take()])
-            since_commit.clear()
-
-    pending_of = journal.pending_undos()
-    last_seq = journal.last_seqs()
-    for saga in journal.unfinished():
-        if not force and saga.owner_alive():
-            continue
-        resumed = _Resumed(journal, saga, last_seq.get(saga.id, 0))
-        run = resumed.run
-        pending = pending_of.get(saga.id, [])
-        run.status("rolling_back")
-        resumed.emit(
-            EventKind.ROLLBACK_START, undos=len(pending), recovered=True, policy="continue"
-        )
-        undone, dead = [], []
-        for undo in reversed(pending):
-            resumed.emit(EventKind.UNDO, undo.step, attempt=undo.attempts + 1)
-            try:
-                if undo.compensation not in registry:
-                    raise LookupError(
-                        f"no compensation named {undo.compensation!r} in the registry; "
-                        "it was not imported or run"
-                    )
-                fn = registry.resolve(undo.compensation)
-                call_compensation(fn, undo.args, undo.key)
-            except Exception as exc:
-                reason = describe(exc)
-                resumed.emit(
-                    EventKind.UNDO_FAILED,
-                    undo.step,
-                    attempt=undo.attempts + 1,
-                    error=reason,
-                    then="dead_letter",
+        def decide(saga: SagaRecord) -> str | None:
+            unknown = unknown_of.get(saga.id)
+            if unknown and saga.pivot_state is None:
+                return (
+                    f"the registry has no compensation named {', '.join(map(repr, unknown))}; "
+                    "run recover again with the registry that registers them"
                 )
-                run.undo_dead(undo.position, 1, reason, flush=False)
-                dead.append((undo.step, reason))
-            else:
-                resumed.emit(EventKind.UNDO_DONE, undo.step, attempt=undo.attempts + 1)
-                run.undo_done(undo.position, 1, flush=False)
-                undone.append(undo.step)
-        earlier_dead = saga.dead > 0
-        status = "rollback_incomplete" if dead or earlier_dead else "rolled_back"
-        resumed.emit(
-            EventKind.ROLLBACK_DONE, status=status, undone=len(undone), dead_letters=len(dead)
+            return _decide(saga, force)
+
+        claimed, skipped = journal.claim(decide)
+        last_seq = journal.last_seqs()
+        total = sum(len(pending_of.get(s.id, [])) for s in claimed)
+        writer = _Writer(journal, batch if total > batch else 1)
+        try:
+            for saga in claimed:
+                resumed = _Resumed(journal, saga, last_seq.get(saga.id, 0))
+                if saga.pivot_state is not None:
+                    report = _halt_at_pivot(resumed, saga)
+                else:
+                    report = _undo_all(
+                        resumed,
+                        saga,
+                        pending_of.get(saga.id, []),
+                        intents_of.get(saga.id, []),
+                        registry,
+                        writer,
+                    )
+                writer.finished(resumed.run, report)
+        finally:
+            writer.flush()
+        return RecoveryReport(
+            tuple(writer.recorded), tuple(Skipped(s.id, s.name, why) for s, why in skipped)
         )
+
+
+class _Writer:
+    """Commits what recovery did, every ``every`` undos; reports only what it committed."""
+
+    def __init__(self, journal: Journal, every: int) -> None:
+        self.journal, self.every = journal, every
+        self.statements: list[tuple[str, tuple[Any, ...]]] = []
+        self.undos = 0
+        self.staged: list[Recovery] = []
+        self.recorded: list[Recovery] = []
+
+    def undo_ran(self, run: JournalRun) -> None:
+        self.statements += run.take()
+        self.undos += 1
+        if self.undos >= self.every:
+            self.flush()
+
+    def finished(self, run: JournalRun, report: Recovery) -> None:
+        self.statements += run.take()
+        self.staged.append(report)
+        if self.every == 1 or self.undos >= self.every:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.statements:
+            return
+        try:
+            self.journal.write(self.statements)
+        except Exception as exc:
+            raise JournalError(
+                f"recover could not write to {self.journal.path} ({describe(exc)}); the undos it "
+                "ran since its last write will run again next time (their idempotency keys "
+                "make that harmless)"
+            ) from None
+        self.statements, self.undos = [], 0
+        self.recorded += self.staged
+        self.staged = []
+
+
+def _halt_at_pivot(resumed: _Resumed, saga: SagaRecord) -> Recovery:
+    when = "happened" if saga.pivot_state == "done" else "started, and may have happened,"
+    reason = (
+        f"its irreversible step {saga.pivot!r} {when} before the crash: undoing the steps "
+        "before it would not take it back, so the saga is left for a person"
+    )
+    resumed.emit(EventKind.HALTED, saga.pivot, reason=reason, recovered=True)
+    resumed.run.add(
+        "UPDATE sagas SET status = 'halted', ended = ?, error = COALESCE(error, ?) WHERE id = ?",
+        (time.time(), reason, saga.id),
+    )
+    return Recovery(saga.id, saga.name, "halted", (), (), reason)
+
+
+def _undo_all(
+    resumed: _Resumed,
+    saga: SagaRecord,
+    pending: list[UndoRecord],
+    intents: list[UndoRecord],
+    registry: Registry,
+    writer: _Writer,
+) -> Recovery:
+    run = resumed.run  # its claim marks the saga as being recovered: no status until it ends
+    leaked = [u.step for u in intents]
+    for intent in intents:
         run.add(
-            "UPDATE sagas SET status = ?, ended = ?, error = COALESCE(error, ?) WHERE id = ?",
-            (status, time.time(), "recovered after a crash", saga.id),
+            "UPDATE undos SET state = 'leaked' WHERE saga_id = ? AND position = ?",
+            (saga.id, intent.position),
         )
-        since_commit.append(run)
-        commit()
-        reports.append(Recovery(saga.id, saga.name, status, tuple(undone), tuple(dead)))
-    commit(done=True)
-    return reports
+    resumed.emit(EventKind.ROLLBACK_START, undos=len(pending), recovered=True, policy="continue")
+    undone, dead = [], []
+    for undo in reversed(pending):
+        attempt = undo.attempts + 1
+        resumed.emit(EventKind.UNDO, undo.step, attempt=attempt)
+        try:
+            fn = registry.resolve(undo.compensation)
+            call_compensation(fn, undo.args, undo.key)
+        except Exception as exc:
+            reason = describe(exc)
+            resumed.emit(
+                EventKind.UNDO_FAILED, undo.step, attempt=attempt, error=reason, then="dead_letter"
+            )
+            run.undo_dead(undo.position, 1, reason, flush=False)
+            dead.append((undo.step, reason))
+        else:
+            resumed.emit(EventKind.UNDO_DONE, undo.step, attempt=attempt)
+            run.undo_done(undo.position, 1, flush=False)
+            undone.append(undo.step)
+        writer.undo_ran(run)
+    status = "rollback_incomplete" if dead or leaked or saga.dead > 0 else "rolled_back"
+    details: dict[str, Any] = {"status": status, "undone": len(undone), "dead_letters": len(dead)}
+    if leaked:
+        details["leaked"] = leaked
+    resumed.emit(EventKind.ROLLBACK_DONE, None, **details)
+    run.add(
+        "UPDATE sagas SET status = ?, ended = ?, error = COALESCE(error, ?) WHERE id = ?",
+        (status, time.time(), "recovered after a crash", saga.id),
+    )
+    return Recovery(saga.id, saga.name, status, tuple(undone), tuple(dead), leaked=tuple(leaked))

@@ -23,6 +23,7 @@ from typing import Any
 
 from ..durable.journal import Journal
 from ..durable.registry import Registry, compensation
+from ..rules import Kind, Register
 from ..saga import Saga, Step
 
 registry = Registry()
@@ -48,12 +49,17 @@ def connect(world: str | os.PathLike[str]) -> sqlite3.Connection:
 
 
 class _Checkpoints:
-    """Numbered moments at which the process can be made to die or to stop and wait."""
+    """Numbered moments at which the process can be made to die or to stop and wait.
+
+    A ``recover`` process (the CLI) is set up through the environment: CRASHLAB_KILL_AT
+    and CRASHLAB_PAUSE_AT, as the saga runner is through its flags.
+    """
 
     def __init__(self) -> None:
         self.count = 0
-        self.kill_at: int | None = None
-        self.pause_at: str | None = None
+        kill_at = os.environ.get("CRASHLAB_KILL_AT")
+        self.kill_at: int | None = int(kill_at) if kill_at else None
+        self.pause_at: str | None = os.environ.get("CRASHLAB_PAUSE_AT") or None
 
     def __call__(self, name: str) -> None:
         self.count += 1
@@ -101,21 +107,51 @@ def _effect_step(world: str, saga: str, step: str, state: Any) -> None:
     apply_effect(world, saga, step)
 
 
-def make_saga(world: str, saga_id: str, steps: int = 3) -> Saga:
-    """``steps`` steps; each writes an effect, its undo logged before it runs."""
+REGISTERS = ("before", "after", "mixed")
+
+
+def make_saga(world: str, saga_id: str, steps: int = 3, register: str = "before") -> Saga:
+    """``steps`` steps; each writes an effect. Its undo is logged before it runs, after
+    it succeeds, or (``mixed``) before for odd steps and after for even ones."""
+    if register not in REGISTERS:
+        raise ValueError(f"register must be one of {', '.join(REGISTERS)}, got {register!r}")
     world = str(world)
+
+    def when(i: int) -> Register:
+        if register == "mixed":
+            return "before" if i % 2 else "after"
+        return "before" if register == "before" else "after"
+
     return Saga(
         [
             Step(
                 f"step{i}",
                 partial(_effect_step, world, saga_id, f"step{i}"),
                 undo_effect.bind(world=world, saga=saga_id, step=f"step{i}"),
-                register="before",
+                register=when(i),
                 label=f"effect {i}",
             )
             for i in range(1, steps + 1)
         ],
         name="crashlab",
+    )
+
+
+def make_pivot_saga(world: str, saga_id: str) -> Saga:
+    """charge (undo logged first) -> email (the pivot: irreversible) -> ship (retriable)."""
+    world = str(world)
+    return Saga(
+        [
+            Step(
+                "charge",
+                partial(_effect_step, world, saga_id, "charge"),
+                undo_effect.bind(world=world, saga=saga_id, step="charge"),
+                register="before",
+            ),
+            Step("email", partial(_effect_step, world, saga_id, "email"), kind=Kind.PIVOT),
+            Step("ship", partial(_effect_step, world, saga_id, "ship"), kind=Kind.RETRIABLE),
+        ],
+        name="crashlab-pivot",
     )
 
 
@@ -127,18 +163,25 @@ def run_sagas(
     steps: int = 3,
     fail_every: int = 0,
     undo_fails_every: int = 0,
+    register: str = "before",
+    pivot: bool = False,
 ) -> list[str]:
-    """Run ``count`` sagas; every ``fail_every``-th fails at its last step (and rolls back)."""
+    """Run ``count`` sagas; every ``fail_every``-th fails at its last step (and rolls back),
+    every ``undo_fails_every``-th has its first undo fail (a dead letter)."""
     statuses = []
     for n in range(1, count + 1):
         saga_id = f"{prefix}-{n}"
+        if pivot:
+            saga = make_pivot_saga(world, saga_id)
+            last = "ship"
+        else:
+            saga, last = make_saga(world, saga_id, steps, register), f"step{steps}"
         inject: dict[str, Any] = {}
         if fail_every and n % fail_every == 0:
-            inject[f"step{steps}"] = ["fail"]
+            inject[last] = ["fail"]
         if undo_fails_every and n % undo_fails_every == 0:
-            inject.setdefault("step1", []).append("undo_fails")
-        outcome = make_saga(world, saga_id, steps).run({}, inject=inject, journal=journal,
-                                                       run_id=saga_id)  # fmt: skip
+            inject.setdefault(saga.names[0], []).append("undo_fails")
+        outcome = saga.run({}, inject=inject, journal=journal, run_id=saga_id)
         statuses.append(str(outcome.status))
     return statuses
 
@@ -153,6 +196,9 @@ def world_report(world: str | os.PathLike[str]) -> dict[str, Any]:
             ).fetchall(),
             "undo_applied": con.execute(
                 "SELECT saga, step FROM undo_applied ORDER BY 1, 2"
+            ).fetchall(),
+            "undo_calls": con.execute(
+                "SELECT saga, step, changed FROM undo_calls ORDER BY rowid"
             ).fetchall(),
             "integrity": con.execute("PRAGMA integrity_check").fetchone()[0],
         }
@@ -197,14 +243,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--fail-every", type=int, default=0)
     parser.add_argument("--undo-fails-every", type=int, default=0)
+    parser.add_argument("--register", choices=REGISTERS, default="before")
+    parser.add_argument("--pivot", action="store_true", help="charge -> email (pivot) -> ship")
     parser.add_argument("--kill-at", type=int, help="SIGKILL itself at this checkpoint number")
     parser.add_argument("--pause-at", help="stop at this checkpoint ('after step2') and wait")
     args = parser.parse_args(argv)
-    checkpoint.kill_at, checkpoint.pause_at = args.kill_at, args.pause_at
+    checkpoint.kill_at = args.kill_at or checkpoint.kill_at
+    checkpoint.pause_at = args.pause_at or checkpoint.pause_at
     with Journal(args.journal) as journal:
         statuses = run_sagas(
             journal, str(args.world), args.prefix, args.sagas, args.steps,
-            args.fail_every, args.undo_fails_every,
+            args.fail_every, args.undo_fails_every, args.register, args.pivot,
         )  # fmt: skip
     print(" ".join(statuses), flush=True)
     return 0

@@ -1,0 +1,241 @@
+"""What a journal holds, as records; the writer of one saga's records; who a process is.
+
+A saga's record names its owner (the process that ran it) and, during a recovery, its
+claimer; a pid alone is not enough to tell whether that process still runs (pids are
+reused), so the process's start time goes with it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..events import Event, describe
+from ..rules import NamedUndo
+
+if TYPE_CHECKING:
+    from .journal import Journal
+
+
+def process_start(pid: int) -> float | None:
+    """When process ``pid`` started (clock ticks since boot, Linux), or None if unknown.
+
+    With the pid it names one process for good: a pid the system reused for another
+    process has another start time.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    if fields[0] == b"Z":  # a zombie: dead, only not yet reaped by its parent
+        return -1.0
+    return float(fields[19])
+
+
+def process_alive(pid: int | None, host: str | None, started: float | None) -> bool | None:
+    """Is this process running? None when it cannot be told from here (another host)."""
+    if pid is None:
+        return False
+    if host != socket.gethostname():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it exists, under another user
+    now = process_start(pid)
+    if now == -1.0:
+        return False
+    return not (started is not None and now is not None and now != started)
+
+
+_ME = (os.getpid(), socket.gethostname(), process_start(os.getpid()))
+"""This process, as a journal records an owner or a claimer (refreshed after a fork)."""
+
+
+def me() -> tuple[int, str, float | None]:
+    global _ME
+    if _ME[0] != os.getpid():
+        _ME = (os.getpid(), socket.gethostname(), process_start(os.getpid()))
+    return _ME
+
+
+@dataclass(frozen=True)
+class SagaRecord:
+    id: str
+    name: str
+    status: str
+    owner_pid: int
+    owner_host: str
+    error: str | None
+    undos: int
+    undone: int
+    dead: int
+    owner_started: float | None = None
+    pivot: str | None = None
+    pivot_state: str | None = None
+    claim_pid: int | None = None
+    claim_host: str | None = None
+    claim_started: float | None = None
+
+    def owner_alive(self) -> bool | None:
+        """Is the process that ran this saga still running? None: cannot tell from here."""
+        return process_alive(self.owner_pid, self.owner_host, self.owner_started)
+
+    def claim_alive(self) -> bool | None:
+        """Is the process that claimed this saga for recovery still running?"""
+        if self.claim_pid is None:
+            return False
+        return process_alive(self.claim_pid, self.claim_host, self.claim_started)
+
+
+@dataclass(frozen=True)
+class UndoRecord:
+    saga_id: str
+    position: int
+    step: str
+    compensation: str
+    args: dict[str, Any]
+    state: str
+    attempts: int
+    error: str | None
+
+    @property
+    def key(self) -> str:
+        return idempotency_key(self.saga_id, self.step)
+
+
+def idempotency_key(saga_id: str, step: str) -> str:
+    return f"{saga_id}:{step}"
+
+
+class JournalRun:
+    """One saga's records; the engine calls it, and it commits at the points that matter."""
+
+    def __init__(self, journal: Journal, saga_id: str, name: str, *, new: bool) -> None:
+        self.journal, self.saga_id, self.name = journal, saga_id, name
+        self._pending: list[tuple[str, tuple[Any, ...]]] = []
+        self._position = 0
+        self._owner = new  # the process that runs the saga; recover writes as its claimer
+        if new:
+            pid, host, started = me()
+            self._pending.append(
+                (
+                    "INSERT INTO sagas (id, name, status, owner_pid, owner_host, started,"
+                    " owner_started) VALUES (?, ?, 'running', ?, ?, ?, ?)",
+                    (saga_id, name, pid, host, time.time(), started),
+                )
+            )
+
+    def key(self, step: str) -> str:
+        return idempotency_key(self.saga_id, step)
+
+    def event(self, event: Event) -> None:
+        self._pending.append(
+            (
+                "INSERT INTO events (saga_id, seq, kind, step, details) VALUES (?, ?, ?, ?, ?)",
+                (self.saga_id, event.seq, event.kind, event.step, json.dumps(dict(event.details))),
+            )
+        )
+
+    def register(self, step: str, undo: NamedUndo, state: str = "pending") -> int:
+        """Write the undo durably; returns its position (the engine undoes in reverse).
+
+        ``state="intent"``: the step is about to run and its undo will be logged only after
+        it succeeds. If the process dies in between, recover reports the step as leaked
+        (it may have happened, and nothing may undo it) instead of losing it silently.
+        """
+        self._position += 1
+        self._pending.append(
+            (
+                "INSERT INTO undos (saga_id, position, step, compensation, args, state)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (self.saga_id, self._position, step, undo.name, json.dumps(dict(undo.args)), state),
+            )
+        )
+        self.flush()
+        return self._position
+
+    def confirm(self, position: int) -> None:
+        """The step of an ``intent`` succeeded: its undo is logged (with the next commit)."""
+        self._set_state(position, "pending")
+
+    def abandon(self, position: int) -> None:
+        """The step of an ``intent`` failed before its effect: nothing to undo."""
+        self._set_state(position, "not_run")
+
+    def _set_state(self, position: int, state: str) -> None:
+        self._pending.append(
+            (
+                "UPDATE undos SET state = ? WHERE saga_id = ? AND position = ?",
+                (state, self.saga_id, position),
+            )
+        )
+
+    def status(self, status: str, *, flush: bool = False) -> None:
+        self._pending.append(("UPDATE sagas SET status = ? WHERE id = ?", (status, self.saga_id)))
+        if flush:
+            self.flush()
+
+    def pivot(self, step: str, state: str) -> None:
+        """An irreversible step ``started`` (written before it runs) or is ``done``.
+
+        Both are written at once (one saga has one pivot): recover never compensates
+        across it, and the person it is left for learns whether it surely happened.
+        """
+        self._pending.append(
+            (
+                "UPDATE sagas SET pivot = ?, pivot_state = ? WHERE id = ?",
+                (step, state, self.saga_id),
+            )
+        )
+        self.flush()
+
+    def undo_done(self, position: int, attempts: int, *, flush: bool = True) -> None:
+        self._pending.append(
+            (
+                "UPDATE undos SET state = 'done', attempts = attempts + ?"
+                " WHERE saga_id = ? AND position = ?",
+                (attempts, self.saga_id, position),
+            )
+        )
+        if flush:
+            self.flush()
+
+    def undo_dead(self, position: int, attempts: int, error: str, *, flush: bool = True) -> None:
+        self._pending.append(
+            (
+                "UPDATE undos SET state = 'dead', attempts = attempts + ?, error = ?"
+                " WHERE saga_id = ? AND position = ?",
+                (attempts, error, self.saga_id, position),
+            )
+        )
+        if flush:
+            self.flush()
+
+    def end(self, status: str, error: BaseException | str | None) -> None:
+        text = describe(error) if isinstance(error, BaseException) else error
+        self._pending.append(
+            (
+                "UPDATE sagas SET status = ?, error = ?, ended = ? WHERE id = ?",
+                (status, text, time.time(), self.saga_id),
+            )
+        )
+        self.flush()
+
+    def take(self) -> list[tuple[str, tuple[Any, ...]]]:
+        """The statements not yet written (the caller writes them, e.g. in a batch)."""
+        pending, self._pending = self._pending, []
+        return pending
+
+    def add(self, sql: str, params: tuple[Any, ...]) -> None:
+        self._pending.append((sql, params))
+
+    def flush(self) -> None:
+        self.journal.write(self.take(), owner_of=self.saga_id if self._owner else None)
