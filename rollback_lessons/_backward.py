@@ -25,12 +25,18 @@ if TYPE_CHECKING:
 class UndoEntry:
     """One logged undo: what to call, its injected fault, its timeout, its journal place."""
 
-    __slots__ = ("fault", "position", "step", "timeout", "undo")
+    __slots__ = ("fault", "position", "semantic", "step", "timeout", "undo")
 
     def __init__(
-        self, step: str, undo: Callable[[], Any], fault: Fault | None, timeout: float | None
+        self,
+        step: str,
+        undo: Callable[[], Any],
+        fault: Fault | None,
+        timeout: float | None,
+        semantic: bool = False,
     ) -> None:
         self.step, self.undo, self.fault, self.timeout = step, undo, fault, timeout
+        self.semantic = semantic  # a correction, not an inverse
         self.position = 0  # its place in the journal, once written there
 
 
@@ -64,6 +70,8 @@ def compensation_plan(run: Run) -> Plan:
                     raise
             if error is None:
                 run.compensated.append(entry.step)
+                if entry.semantic:
+                    run.semantic.append(entry.step)
                 run.emit(EventKind.UNDO_DONE, entry.step, attempt=attempt)
                 if run.jrun is not None:
                     run.durably(run.jrun.undo_done, entry.position, attempt)

@@ -12,7 +12,7 @@ import logging
 import warnings
 from collections.abc import Callable, Collection, Mapping
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
 from ._backward import UndoEntry, compensation_plan
 from .clock import Clock, SystemClock
@@ -22,7 +22,9 @@ from .faults import NO_FAULTS, Fault, InjectionLike, normalize_injection
 from .outcome import DeadLetter, Outcome, Status
 from .plan import Call, Plan, Sleep, adrive, call_sync, check_callable, drive
 from .policies import PolicyLike, RetryPolicy, resolve_policy
+from .ports import UndoJournal
 from .rules import (
+    IRREVERSIBLE,
     Kind,
     NamedUndo,
     Register,
@@ -34,29 +36,6 @@ from .rules import (
 )
 
 _log = logging.getLogger("rollback_lessons")
-
-
-class UndoJournalRun(Protocol):
-    """One saga's durable records, as the engine writes them."""
-
-    saga_id: str
-
-    def key(self, step: str) -> str: ...
-    def event(self, event: Event) -> None: ...
-    def register(self, step: str, undo: NamedUndo, state: str = "pending") -> int: ...
-    def confirm(self, position: int) -> None: ...
-    def abandon(self, position: int) -> None: ...
-    def status(self, status: str, *, flush: bool = False) -> None: ...
-    def pivot(self, step: str, state: str) -> None: ...
-    def undo_done(self, position: int, attempts: int) -> None: ...
-    def undo_dead(self, position: int, attempts: int, error: str) -> None: ...
-    def end(self, status: str, error: BaseException | str | None) -> None: ...
-
-
-class UndoJournal(Protocol):
-    """Where undos are written before the engine relies on them (``durable.Journal``)."""
-
-    def start(self, name: str, saga_id: str | None = None) -> UndoJournalRun: ...
 
 
 class Run:
@@ -89,7 +68,11 @@ class Run:
         self.on_event = on_event
         self.is_async = is_async
         self.jrun = journal.start(name, run_id) if journal is not None else None
-        self.run_id = self.jrun.saga_id if self.jrun is not None else run_id
+        if self.jrun is not None:
+            self.run_id: str = self.jrun.saga_id
+        else:
+            self.run_id = run_id if run_id is not None else self.clock.run_id(name)
+        self.started = self.clock.monotonic()
         self.tracer: Callable[[], Mapping[str, Any]] | None = None
         self.states: list[Mapping[str, Any]] = []  # the state after each event, when traced
 
@@ -103,6 +86,8 @@ class Run:
         self.dead_letters: list[DeadLetter] = []
         self.pending: list[str] = []
         self.leaked: list[str] = []
+        self.semantic: list[str] = []  # compensated by a new action, not undone
+        self.semantic_steps: set[str] = set()  # steps whose undo is such an action
         self.irreversible: list[str] = []
         self.current: str | None = None
         self.open: str | None = None  # registered by hand, its action runs in the caller's code
@@ -116,7 +101,15 @@ class Run:
     # -- events -------------------------------------------------------------------------
 
     def emit(self, kind: EventKind, step: str | None = None, **details: Any) -> None:
-        event = Event(len(self.events) + 1, kind, step, details)
+        event = Event(
+            len(self.events) + 1,
+            kind,
+            step,
+            details,
+            self.run_id,
+            self.clock.time(),
+            self.clock.monotonic() - self.started,
+        )
         self.events.append(event)
         if self.jrun is not None:
             self.jrun.event(event)
@@ -127,7 +120,7 @@ class Run:
                 self.tracer = None
                 self.states.clear()
                 self.problem(EventKind.TRACE_FAILED, f"state tracing stopped: {describe(exc)}")
-        if _log.isEnabledFor(level_of(kind)):
+        if _log.isEnabledFor(level_of(kind, details)):
             log_event(event, self.name)
         if self.on_event is not None:
             try:
@@ -185,11 +178,13 @@ class Run:
     def push(self, step: str, undo: Callable[[], Any], timeout: float | None = None) -> None:
         fault = self.faults.get(step, NO_FAULTS).undo
         self.emit(EventKind.UNDO_REGISTERED, step)
+        semantic = step in self.semantic_steps
         if self.jrun is None:
-            self.log.append(UndoEntry(step, undo, fault, timeout))
+            self.log.append(UndoEntry(step, undo, fault, timeout, semantic))
             return
         assert isinstance(undo, NamedUndo)
-        entry = UndoEntry(step, partial(undo, idempotency_key=self.jrun.key(step)), fault, timeout)
+        keyed = partial(undo, idempotency_key=self.jrun.key(step))
+        entry = UndoEntry(step, keyed, fault, timeout, semantic)
         self.log.append(entry)  # in memory first: a failed write below still rolls it back
         if step in self.intents:  # written before the step ran: now it is a real undo
             entry.position = self.intents.pop(step)
@@ -261,7 +256,7 @@ class Run:
     ) -> None:
         self.completed.append(step)
         self.results[step] = result
-        if self.kinds[step] != Kind.COMPENSABLE:
+        if self.kinds[step] in IRREVERSIBLE:
             self.irreversible.append(step)
         if self.kinds[step] == Kind.PIVOT and self.jrun is not None:
             self.jrun.pivot(step, "done")
@@ -375,6 +370,7 @@ class Run:
             halted=self.halted,
             dead_letters=bool(self.dead_letters),
             leaked=bool(self.leaked),
+            semantic=bool(self.semantic),
         )
 
     def outcome(
@@ -393,6 +389,7 @@ class Run:
             dead_letters=tuple(self.dead_letters),
             pending=tuple(self.pending),
             leaked=tuple(self.leaked),
+            semantic=tuple(self.semantic),
             error=self.error,
             failed_step=self.failed_step,
             events=tuple(self.events),

@@ -1,21 +1,47 @@
-"""Clocks: backoff sleeps go through one of these, so tests and notebooks never wait."""
+"""Clocks: backoff sleeps, event times and run ids go through one of these, so tests and
+notebooks never wait and print the same thing every time."""
 
 from __future__ import annotations
 
+import itertools
 import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
 from typing import Protocol
 
 
 class Clock(Protocol):
-    """Anything that can wait; the engine only ever sleeps through a clock."""
+    """Anything that can wait and tell the time; the engine only ever sleeps through one."""
 
     def sleep(self, seconds: float) -> None: ...
 
     async def asleep(self, seconds: float) -> None: ...
 
+    def time(self) -> float:
+        """Wall-clock seconds since the epoch (for event timestamps)."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back (for offsets within a run)."""
+        ...
+
+    def run_id(self, name: str) -> str:
+        """A new id for a run of saga ``name``, to group its events in a log system."""
+        ...
+
 
 class SystemClock:
-    """Real waiting, for scripts and production."""
+    """Real waiting and real time, for scripts and production; run ids are random."""
+
+    def time(self) -> float:
+        return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def run_id(self, name: str) -> str:
+        return f"{name}-{uuid.uuid4().hex[:12]}"
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
@@ -29,12 +55,29 @@ class SystemClock:
         return "SystemClock()"
 
 
+EPOCH = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC: where a VirtualClock's wall clock starts
+
+
 class VirtualClock:
-    """Pretends to wait: records each sleep and advances ``now`` instantly."""
+    """Pretends to wait: records each sleep and advances ``now`` instantly.
+
+    Its time starts at ``EPOCH`` and moves only when it sleeps, and its run ids count up
+    per saga name (``order-1``, ``order-2``), so a lesson prints the same every time.
+    """
 
     def __init__(self) -> None:
         self.now = 0.0
         self.sleeps: list[float] = []
+        self._counts: defaultdict[str, Iterator[int]] = defaultdict(lambda: itertools.count(1))
+
+    def time(self) -> float:
+        return EPOCH + self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def run_id(self, name: str) -> str:
+        return f"{name}-{next(self._counts[name])}"
 
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)

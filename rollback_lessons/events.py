@@ -5,9 +5,11 @@ from __future__ import annotations
 import html
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import Any
 
 logger = logging.getLogger("rollback_lessons")
 logger.addHandler(logging.NullHandler())  # a library stays quiet until the app configures logging
@@ -57,7 +59,7 @@ UNDO_KINDS = frozenset({EventKind.UNDO, EventKind.UNDO_DONE, EventKind.UNDO_FAIL
 _LEVELS: dict[str, int] = {
     EventKind.STEP_FAILED: logging.WARNING,
     EventKind.STEP_RETRY: logging.WARNING,
-    EventKind.PIPELINE_FAILED: logging.ERROR,
+    EventKind.PIPELINE_FAILED: logging.WARNING,  # the rollback handles it: not yet a person's
     EventKind.UNDO_FAILED: logging.ERROR,
     EventKind.HALTED: logging.ERROR,
     EventKind.TRACE_FAILED: logging.WARNING,
@@ -65,16 +67,36 @@ _LEVELS: dict[str, int] = {
 }
 
 
-class Event(NamedTuple):
-    """One thing that happened; ``details`` holds only JSON-friendly values."""
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One thing that happened; ``details`` holds only JSON-friendly values.
+
+    ``run_id`` groups a run's events in a log system; ``at`` (wall clock, seconds since the
+    epoch) and ``offset`` (seconds since the run started, monotonic) order them. These
+    three are not compared: two runs that did the same thing have equal events.
+    """
 
     seq: int
     kind: str
     step: str | None
     details: Mapping[str, Any]
+    run_id: str | None = field(default=None, compare=False)
+    at: float | None = field(default=None, compare=False)
+    offset: float | None = field(default=None, compare=False)
+
+    def __iter__(self) -> Iterator[Any]:  # unpacks as (seq, kind, step, details)
+        return iter((self.seq, self.kind, self.step, self.details))
 
     def as_dict(self) -> dict[str, Any]:
-        return {"seq": self.seq, "kind": self.kind, "step": self.step, **self.details}
+        out: dict[str, Any] = {"seq": self.seq, "kind": self.kind, "step": self.step}
+        out.update(self.details)
+        if self.run_id is not None:
+            out["run_id"] = self.run_id
+        if self.at is not None:
+            out["at"] = _iso(self.at)
+        if self.offset is not None:
+            out["offset"] = round(self.offset, 6)
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.as_dict(), sort_keys=False)
@@ -85,16 +107,31 @@ class Event(NamedTuple):
         return " ".join(parts).rstrip()
 
 
+def _iso(at: float) -> str:
+    """ISO 8601 in UTC, to the millisecond: what log systems parse."""
+    stamp = datetime.fromtimestamp(at, tz=UTC)
+    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 EventSink = Callable[[Event], object]
 
 
-def level_of(kind: str) -> int:
+def level_of(kind: str, details: Mapping[str, Any] | None = None) -> int:
+    """The log level an event's meaning calls for: ERROR means a person must act.
+
+    A failed undo that will be retried is a WARNING; one given up on (dead letter, halt)
+    is an ERROR; a rollback that ends incomplete or halted is an ERROR, a complete one INFO.
+    """
+    if kind == EventKind.UNDO_FAILED and details is not None:
+        return logging.WARNING if details.get("then") == "retry" else logging.ERROR
+    if kind == EventKind.ROLLBACK_DONE and details is not None:
+        return logging.INFO if details.get("status") == "rolled_back" else logging.ERROR
     return _LEVELS.get(kind, logging.INFO)
 
 
 def log_event(event: Event, run: str) -> None:
     """Send one event to the ``rollback_lessons`` logger, fields in ``extra``."""
-    level = _LEVELS.get(event.kind, logging.INFO)
+    level = level_of(event.kind, event.details)
     if logger.isEnabledFor(level):
         logger.log(
             level,
@@ -104,6 +141,9 @@ def log_event(event: Event, run: str) -> None:
             " ".join(f"{k}={v}" for k, v in event.details.items()),
             extra={
                 "run": run,
+                "run_id": event.run_id,
+                "at": event.at,
+                "offset": event.offset,
                 "seq": event.seq,
                 "event": event.kind,
                 "step": event.step,

@@ -46,6 +46,9 @@ class Outcome:
     dead_letters: tuple[DeadLetter, ...] = ()
     pending: tuple[str, ...] = ()
     leaked: tuple[str, ...] = ()
+    semantic: tuple[str, ...] = ()
+    """Steps compensated by a new action (a correction email), not undone: they count in
+    ``compensated`` too, but the world is not as it was."""
     error: BaseException | None = None
     failed_step: str | None = None
     events: tuple[Event, ...] = ()
@@ -106,6 +109,8 @@ class Outcome:
             lines.append(f"  pending       {_names(self.pending)}  (left for a person)")
         if self.leaked:
             lines.append(f"  not undone    {_names(self.leaked)}  (no undo covers it)")
+        if self.semantic:
+            lines.append(f"  compensated   {_names(self.semantic)}  (by a new action, not undone)")
         lines += [f"  note          {note}" for note in self.notes]
         if self.state_before is not None:
             lines.append(f"  state before  {dict(self.state_before)}")
@@ -133,8 +138,10 @@ def compare_table(outcomes: Mapping[str, Outcome]) -> str:
     rows = [
         ("status", lambda o: str(o.status)),
         ("undone", lambda o: _names(o.compensated)),
+        # both rows are work for a person: a dead letter was tried and given up on; a
+        # pending undo was never tried, because the rollback halted
         ("dead letters", lambda o: _names(tuple(d.step for d in o.dead_letters))),
-        ("left for a person", lambda o: _names(o.pending)),
+        ("pending (halted)", lambda o: _names(o.pending)),
         ("undo attempts", lambda o: str(sum(e.kind == "undo" for e in o.events))),
         ("state after", lambda o: str(dict(o.state_after or {}))),
     ]

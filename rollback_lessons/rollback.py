@@ -15,12 +15,13 @@ from collections.abc import Awaitable, Callable, Collection
 from types import TracebackType
 from typing import Any, TypeVar
 
-from ._run import Run, UndoJournal
+from ._run import Run
 from .clock import Clock
 from .events import Event, EventSink
 from .faults import InjectionLike
 from .outcome import DeadLetter, Outcome
 from .policies import PolicyLike, RetryPolicy
+from .ports import UndoJournal
 from .rules import Register, UndoOrder
 
 T = TypeVar("T")

@@ -28,12 +28,21 @@ UNDO_ORDERS = ("reverse", "forward")
 
 
 class Kind(StrEnum):
+    GATE = "gate"
+    """A check that changes nothing (verify a card, read a price): no undo; it may fail."""
     COMPENSABLE = "compensable"
-    """Has an undo (or, with none, changes nothing: a check or a read)."""
+    """Changes something and has an undo (or, with none, an effect nothing undoes)."""
     PIVOT = "pivot"
     """Irreversible: once it succeeds, the saga must go forward (sending an email)."""
     RETRIABLE = "retriable"
-    """After the pivot: retried forward, never compensated."""
+    """After the pivot: retried forward (its retry policy, or FORWARD_RETRY), never undone."""
+
+
+IRREVERSIBLE = frozenset({Kind.PIVOT, Kind.RETRIABLE})
+"""Kinds whose effect stays when the saga rolls back (a gate has no effect to undo)."""
+
+FORWARD_RETRY = RetryPolicy(max_attempts=3, initial_delay=0.5, multiplier=2.0, max_delay=5.0)
+"""How a retriable step with no retry policy of its own is retried before the saga halts."""
 
 
 # -- options --------------------------------------------------------------------------
@@ -71,13 +80,19 @@ def undo_error(step: str, fault: Fault) -> InjectedFault:
 # -- how a run ends ---------------------------------------------------------------------
 
 
-def status_of(*, failed: bool, halted: bool, dead_letters: bool, leaked: bool) -> Status:
-    """The one status rule: committed, halted, rollback_incomplete or rolled_back."""
+def status_of(
+    *, failed: bool, halted: bool, dead_letters: bool, leaked: bool, semantic: bool = False
+) -> Status:
+    """The one status rule: committed, halted, rollback_incomplete or rolled_back.
+
+    ``rolled_back`` promises the world is as it was. A semantic compensation (a correction
+    email) makes things right without making them as they were, so it is incomplete.
+    """
     if not failed:
         return Status.COMMITTED
     if halted:
         return Status.HALTED
-    if dead_letters or leaked:
+    if dead_letters or leaked or semantic:
         return Status.ROLLBACK_INCOMPLETE
     return Status.ROLLED_BACK
 
@@ -101,6 +116,10 @@ class RetrySpec:
     max_delay: float
     non_retryable: list[str] = field(default_factory=list)
 
+    def delay(self, attempt: int) -> float:
+        """The wait before attempt ``attempt + 1`` (as ``RetryPolicy.delay``)."""
+        return min(self.initial_delay * self.multiplier ** (attempt - 1), self.max_delay)
+
     @classmethod
     def of(cls, policy: RetryPolicy) -> RetrySpec:
         return cls(
@@ -119,6 +138,7 @@ class StepPlan:
     has_undo: bool
     register: str
     retry: RetrySpec | None = None
+    semantic: bool = False
 
 
 @dataclass
@@ -180,6 +200,7 @@ class RunRecord:
     dead_letters: list[DeadLetterRecord] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)
     leaked: list[str] = field(default_factory=list)
+    semantic: list[str] = field(default_factory=list)
     error: ErrorRecord | None = None
     failed_step: str | None = None
     events: list[list[Any]] = field(default_factory=list)  # [seq, kind, step, details]
@@ -205,10 +226,11 @@ class RunRecord:
             ),
             pending=tuple(self.pending),
             leaked=tuple(self.leaked),
+            semantic=tuple(self.semantic),
             error=self.error.to_exception() if self.error is not None else None,
             failed_step=self.failed_step,
             events=tuple(
-                Event(seq, kind, step, details) for seq, kind, step, details in self.events
+                Event(seq, kind, step, details, run_id) for seq, kind, step, details in self.events
             ),
             state_before=state_before,
             state_after=state_after,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from ._run import Run, UndoJournal
+from ._run import Run
 from .clock import Clock
 from .errors import DuplicateStepError, InvalidPipelineError, UnsafeOrderError
 from .events import EventSink
@@ -17,7 +17,10 @@ from .faults import InjectionLike
 from .outcome import Outcome
 from .plan import check_callable
 from .policies import PolicyLike, Retry, RetryPolicy, resolve_policy
+from .ports import UndoJournal
 from .rules import (
+    FORWARD_RETRY,
+    IRREVERSIBLE,
     Kind,
     NamedUndo,
     Register,
@@ -45,6 +48,10 @@ class Step:
     register: Register = "after"
     undo_timeout: float | None = None
     """Seconds one attempt of the undo may take; then it counts as failed (see Rollback.do)."""
+    semantic: bool = False
+    """The undo is a semantic compensation: a new action that makes things right (a
+    correction email), not an inverse. It runs like any undo, but the world is not as it
+    was, so a rollback that needed it is ``rollback_incomplete``."""
     label: str = ""
     """A short human description, shown by the widgets and the pictures."""
 
@@ -61,13 +68,23 @@ class Step:
         check_callable(self.action, f"action of step {self.name!r}", allow_async=False)
         if self.undo is not None:
             check_callable(self.undo, f"undo of step {self.name!r}", allow_async=False)
+            if self.kind is Kind.GATE:
+                raise InvalidPipelineError(
+                    f"step {self.name!r} is a gate: it changes nothing, so it has no undo "
+                    "(a step with an effect to undo is compensable)"
+                )
             if self.kind is not Kind.COMPENSABLE:
                 raise InvalidPipelineError(
                     f"step {self.name!r} is {self.kind}, so it has no undo; "
-                    "a follow-up (a correction email) is a compensable step of its own"
+                    "a correction (an email saying sorry) is a compensable step's "
+                    "semantic undo: Step(..., undo=send_correction, semantic=True)"
                 )
         if self.retry is not None and not isinstance(self.retry, RetryPolicy):
             raise TypeError(f"retry of step {self.name!r} must be a RetryPolicy")
+        if self.semantic and self.undo is None:
+            raise InvalidPipelineError(
+                f"step {self.name!r} is semantic but has no undo (its correction) to run"
+            )
         check_register(self.register, f"step {self.name!r}: register")
 
 
@@ -157,7 +174,7 @@ class Saga:
         """Explain each irreversible step that runs while a later step can still fail."""
         problems = []
         for i, step in enumerate(self.steps):
-            if step.kind is Kind.COMPENSABLE:
+            if step.kind not in IRREVERSIBLE:
                 continue
             later = [s.name for s in self.steps[i + 1 :] if s.kind is not Kind.RETRIABLE]
             if not later:
@@ -175,6 +192,14 @@ class Saga:
                 f"{what}. Move {step.name!r} after them, or make them retriable."
             )
         return OrderCheck(tuple(problems))
+
+    @staticmethod
+    def _retry(step: Step) -> RetryPolicy | None:
+        """A retriable step is retried forward before the saga halts: its own policy, or
+        FORWARD_RETRY (3 attempts, backoff from 0.5 s) when it has none."""
+        if step.retry is None and step.kind is Kind.RETRIABLE:
+            return FORWARD_RETRY
+        return step.retry
 
     def _undo(self, step: Step, state: State) -> Callable[[], Any] | None:
         if step.undo is None or isinstance(step.undo, NamedUndo):
@@ -226,6 +251,7 @@ class Saga:
         before = snapshot(world) if state is not None else None
         if trace_state and state is not None:
             run.tracer = partial(snapshot, world)
+        run.semantic_steps = {s.name for s in self.steps if s.semantic}
         pivot_done = False
         try:
             for step in self.steps:
@@ -234,7 +260,7 @@ class Saga:
                     partial(step.action, world),
                     self._undo(step, world),
                     register or step.register,
-                    step.retry,
+                    self._retry(step),
                     step.kind,
                     step.undo_timeout,
                 )
@@ -283,7 +309,8 @@ class Saga:
                     kind=str(s.kind),
                     has_undo=s.undo is not None,
                     register=register or s.register,
-                    retry=RetrySpec.of(s.retry) if s.retry else None,
+                    retry=RetrySpec.of(r) if (r := self._retry(s)) else None,
+                    semantic=s.semantic,
                 )
                 for s in self.steps
             ],

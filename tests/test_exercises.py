@@ -67,6 +67,22 @@ def test_each_wrong_answer_is_rejected_with_a_reason(key, index):
     assert len(result.message) > 20  # says what is wrong, not just "no"
 
 
+@pytest.mark.parametrize(
+    ("key", "index"),
+    [(k, i) for k in sorted(EXERCISES) for i in range(len(EXERCISES[k].right_answers))],
+)
+def test_each_other_shape_of_a_right_answer_passes(key, index):
+    result = EXERCISES[key].run(EXERCISES[key].right_answers[index])
+    assert result.passed, result
+
+
+def test_a_right_answer_with_a_caveat_hears_it_truthfully():
+    result = l02.q1.run('def undo_deposit(state):\n    state["accounts"]["acct-1"] = 0')
+    assert result.passed and "lost update" in result.message
+    plain = l02.q1.run(l02.q1.solution_code)
+    assert plain.passed and "lost update" not in plain.message
+
+
 def test_precise_messages():
     wrong = "def undo_deposit(state):\n    pass"
     assert "balance was 100" in l02.q1.run(wrong).message

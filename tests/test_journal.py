@@ -299,3 +299,17 @@ def test_recovery_in_batches_finishes_every_saga(tmp_path):
         assert len(report) == 9
         assert journal.unfinished() == []
         assert {s.status for s in journal.sagas()} == {"rolled_back"}
+
+
+def test_a_journal_another_process_is_still_creating_is_not_refused(tmp_path):
+    """Between one process creating the file and committing its schema, another may open
+    it: an SQLite file with no tables yet is new, not foreign (and show refuses it)."""
+    path = tmp_path / "j.db"
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA journal_mode=WAL")  # the file exists, with no tables yet
+    con.close()
+    with pytest.raises(JournalError, match="not a rollback-lessons journal"):
+        Journal(path, create=False)
+    with Journal(path) as journal:
+        journal.start("x", "s1").flush()
+        assert [s.id for s in journal.sagas()] == ["s1"]

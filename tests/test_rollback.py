@@ -317,5 +317,7 @@ def test_events_reach_the_logging_module(caplog):
     records = [r for r in caplog.records if r.name == "rollback_lessons"]
     assert [r.event for r in records] == [e.kind for e in rb.events]
     failed = next(r for r in records if r.event == "pipeline_failed")
-    assert failed.levelname == "ERROR"
+    assert failed.levelname == "WARNING"  # the rollback takes care of it: nobody is paged
     assert failed.details == {"error": "ValueError()"}
+    done = next(r for r in records if r.event == "rollback_done")
+    assert done.levelname == "INFO" and done.run_id == rb.outcome.run_id

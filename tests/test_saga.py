@@ -276,3 +276,42 @@ def test_the_fault_space_lists_every_single_fault_and_each_one_runs():
     ]
     for step, fault in space:
         saga.run({"a": 0}, inject={step: fault})  # every point is a valid injection
+
+
+def test_a_gate_is_its_own_kind_changes_nothing_and_is_never_compensable():
+    from rollback_lessons.worlds.examples import booking_saga, booking_state
+
+    saga = booking_saga()
+    assert saga["verify_card"].kind == "gate"
+    outcome = saga.run(booking_state(), inject={"charge_card": "fail"})
+    assert outcome.kinds["verify_card"] == "gate"
+    assert outcome.state_after == outcome.state_before  # rolled back: nothing left behind
+    assert "verify_card" not in outcome.compensated and "verify_card" not in outcome.leaked
+    with pytest.raises(InvalidPipelineError, match="is a gate: it changes nothing"):
+        Step("check", lambda s: None, lambda s: None, kind="gate")
+    failed_gate = saga.run(booking_state(), inject={"verify_card": "fail"})
+    assert failed_gate.status is Status.ROLLED_BACK and failed_gate.completed == ()
+
+
+def test_a_retriable_step_is_retried_forward_before_it_halts(clock):
+    flaky = {"left": 2}
+
+    def notify(state):
+        if flaky["left"]:
+            flaky["left"] -= 1
+            raise ConnectionError("mail relay busy")
+        state["notified"] = True
+
+    saga = Saga(
+        [
+            Step("email", lambda s: s.update(sent=True), kind="pivot"),
+            Step("notify", notify, kind="retriable"),
+        ]
+    )
+    outcome = saga.run({}, clock=clock)
+    assert outcome.status is Status.COMMITTED and outcome.state_after["notified"]
+    assert [e.details["delay"] for e in outcome.events if e.kind == "step_retry"] == [0.5, 1.0]
+    assert clock.now == 1.5
+    halted = saga.run({}, inject={"notify": "fail"}, clock=clock)
+    assert halted.status is Status.HALTED and halted.pending == ("notify",)
+    assert sum(e.kind == "step_retry" for e in halted.events) == 2  # 3 attempts, then a person

@@ -11,7 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from rollback_lessons import InjectedFault, Kind, Retry, RetryPolicy, Saga, Status, Step
+from rollback_lessons import (
+    InjectedFault,
+    Kind,
+    Retry,
+    RetryPolicy,
+    Saga,
+    Status,
+    Step,
+    VirtualClock,
+)
 from rollback_lessons.runners.temporal import TemporalRunner, TemporalUnavailable
 from rollback_lessons.runners.temporal import runner as temporal_module
 from rollback_lessons.worlds.demo import xyz_saga, xyz_state
@@ -149,9 +158,11 @@ def test_a_failure_after_the_pivot_halts_forward():
         ]
     )
     remote = on_temporal(lambda runner: runner.run(saga, {}, inject={"notify": "fail"}))
-    local = saga.run({}, inject={"notify": "fail"})
+    local = saga.run({}, inject={"notify": "fail"}, clock=VirtualClock())
     same(local, remote)
     assert remote.status is Status.HALTED and remote.pending == ("notify",)
+    retries = [e.details["delay"] for e in remote.events if e.kind == "step_retry"]
+    assert retries == [0.5, 1.0]  # retried forward (FORWARD_RETRY) before it halted
 
 
 def test_cancelling_the_workflow_during_a_step_still_compensates():

@@ -131,6 +131,8 @@ def _inspect(path: Path, create: bool) -> int | None:
         raise JournalError(f"{path} is not a readable journal (corrupt?): {exc}") from None
     try:
         tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not tables and create:
+            return None  # another process is creating it right now, or it is empty: ours
         if "meta" not in tables:
             raise JournalError(f"{path} is an SQLite file but not a {APP} journal")
         meta = dict(con.execute("SELECT key, value FROM meta").fetchall())

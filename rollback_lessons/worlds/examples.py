@@ -128,11 +128,13 @@ KEY = "booking-1"  # the idempotency key this booking charges and refunds under
 
 
 def booking_state() -> dict[str, Any]:
-    return {"card_checked": False, "room": None, "charges": {}, "refunds": {}, "emails": []}
+    return {"card": "4242 valid", "room": None, "charges": {}, "refunds": {}, "emails": []}
 
 
 def verify_card(state: State) -> None:
-    state["card_checked"] = True  # a check: nothing to undo
+    """A gate: it reads the card and changes nothing, so it has nothing to undo."""
+    if not state["card"].endswith("valid"):
+        raise ValueError(f"card {state['card']!r} was declined")
 
 
 def reserve_room(state: State) -> None:
@@ -157,13 +159,29 @@ def send_email(state: State) -> None:
     state["emails"].append("Your booking is confirmed")
 
 
+def award_points(state: State) -> None:
+    """The loyalty service, after the email: it can only be retried, never undone.
+
+    ``state["loyalty_down"]`` says for how many calls the service still answers 503.
+    """
+    if state.get("loyalty_down", 0) > 0:
+        state["loyalty_down"] -= 1
+        raise ConnectionError("loyalty service unavailable (503)")
+    state["points"] = state.get("points", 0) + 120
+
+
 BOOKING_STEPS: dict[str, Callable[[Callable[[State], Any]], Step]] = {
-    "verify_card": lambda _: Step("verify_card", verify_card, label="check the card (a gate)"),
+    "verify_card": lambda _: Step(
+        "verify_card", verify_card, kind="gate", label="check the card (a gate)"
+    ),
     "reserve_room": lambda _: Step("reserve_room", reserve_room, release_room, label="hold a room"),
     "charge_card": lambda refund: Step(
         "charge_card", charge_card, refund, register="before", label="charge 120"
     ),
     "send_email": lambda _: Step("send_email", send_email, kind="pivot", label="confirm by email"),
+    "award_points": lambda _: Step(
+        "award_points", award_points, kind="retriable", label="add loyalty points"
+    ),
 }
 SAFE_BOOKING_ORDER = ("verify_card", "reserve_room", "charge_card", "send_email")
 

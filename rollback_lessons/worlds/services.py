@@ -192,8 +192,10 @@ def booking_saga(
         register=charge_register,  # type: ignore[arg-type]
         label="card: charge 240",
     )
-    if email_first:
-        email = Step("send_email", send_confirmation, send_correction, label="email: confirm")
+    if email_first:  # its "undo" is a correction: a new email, not an unsent one
+        email = Step(
+            "send_email", send_confirmation, send_correction, semantic=True, label="email: confirm"
+        )
         return Saga([row, event, email, pay], name="booking", **options)
     email = Step("send_email", send_confirmation, kind="pivot", label="email: confirm")
     return Saga([row, event, pay, email], name="booking", **options)

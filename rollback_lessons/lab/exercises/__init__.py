@@ -92,6 +92,8 @@ class Exercise:
     solution_code: str
     wrong_answers: tuple[str, ...] = ()
     """Deliberately wrong code: the tests make sure ``check`` rejects each."""
+    right_answers: tuple[str, ...] = ()
+    """Other shapes of a right answer (keywords, other control flow): each must pass."""
     answer_names: tuple[str, ...] = ()
     """The names the learner's cell defines, in the order ``check`` takes them."""
     setup: str = ""

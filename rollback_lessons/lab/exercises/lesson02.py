@@ -33,12 +33,14 @@ def _check_undo_deposit(undo_deposit: Any) -> str:
             f"after the rollback the state is {outcome.state_after}, "
             "expected {'accounts': {'acct-0': 50}, 'notified': False}"
         )
-    later: dict[str, Any] = {"accounts": {"acct-1": 150}, "notified": False}  # 50 more arrived
+    # Not graded (the lesson does not show it): what the undo does if money arrived meanwhile
+    later: dict[str, Any] = {"accounts": {"acct-1": 150}, "notified": False}
     fn(later)
     if later["accounts"].get("acct-1") != 50:
-        raise Incorrect(
-            "an undo inverts its own step: with 150 in acct-1 (100 from the deposit, 50 that "
-            f"arrived later) your undo left {later['accounts'].get('acct-1')}, expected 50"
+        return (
+            "the account is back as it was, so it can close. One thing to know: your undo "
+            "sets the balance rather than taking the deposit out, so a deposit that arrived "
+            "in between would be wiped out too (a lost update: the isolation lesson shows it)."
         )
     return "the deposit comes back out, so the account can close, and nothing else changes."
 
@@ -51,7 +53,7 @@ q1 = Exercise(
     hints=(
         "The deposit step runs `state['accounts']['acct-1'] += 100`.",
         "close_account refuses while the balance is not 0, and it is undone right after you.",
-        "Invert the step itself (take 100 out) rather than setting the balance to a value.",
+        "Invert the step itself: take the 100 back out.",
     ),
     solution_code=(
         '# exercise: 02.1\ndef undo_deposit(state):\n    state["accounts"]["acct-1"] -= 100'
@@ -59,9 +61,15 @@ q1 = Exercise(
     wrong_answers=(
         'def undo_deposit(state):\n    state["accounts"]["acct-1"] += 100',
         'def undo_deposit(state):\n    del state["accounts"]["acct-1"]',
-        'def undo_deposit(state):\n    state["accounts"]["acct-1"] = 0',
         "def undo_deposit(state):\n    pass",
         "undo_deposit = 100",
+        'def undo_deposit(state):\n    state["accounts"].clear()',  # other accounts go too
+    ),
+    right_answers=(
+        'def undo_deposit(state):\n    state["accounts"]["acct-1"] = 0',
+        "def undo_deposit(state):\n"
+        '    accounts = state["accounts"]\n'
+        '    accounts.update({"acct-1": accounts["acct-1"] - 100})',
     ),
 )
 

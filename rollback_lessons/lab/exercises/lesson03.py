@@ -97,6 +97,11 @@ def _check_retry(policy: Any) -> str:
         raise Incorrect(
             f"the refund was given up after {attempts} attempt(s); it needs 3 (it fails twice)"
         )
+    if any(wait <= 0 for wait in clock.sleeps):
+        raise Incorrect(
+            f"it worked, but the waits were {clock.sleeps}: a retry with no wait hits a service "
+            "that just answered 503 again at once; give it a small initial_delay (backoff)"
+        )
     waited = sum(clock.sleeps)
     if waited > 1.0:
         raise Incorrect(
@@ -124,6 +129,13 @@ q2 = Exercise(
         "policy = Retry(RetryPolicy(max_attempts=3, initial_delay=1))",
         'policy = "continue"',
         'policy = "sometimes"',
+        "policy = Retry(RetryPolicy(max_attempts=3, initial_delay=0))",  # no backoff at all
+    ),
+    right_answers=(
+        "policy = Retry(retry=RetryPolicy(initial_delay=0.1, multiplier=3, max_attempts=4))",
+        "policy = Retry(RetryPolicy(5, 0.05, 2.0, 0.2))",
+        "retry = RetryPolicy(max_attempts=3, initial_delay=0.3, multiplier=1)\n"
+        'policy = Retry(retry, then="halt")',
     ),
 )
 

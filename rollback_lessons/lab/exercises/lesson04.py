@@ -27,7 +27,10 @@ def _check_order(order: Any) -> str:
             "verify_card is a gate: put it first, so a bad card stops the booking "
             "before anything needs undoing"
         )
-    return "check first, reversible steps next, the irreversible email last."
+    return (
+        "check first, reversible steps next, then the irreversible email, and only what "
+        "can be retried forward after it."
+    )
 
 
 q1 = Exercise(
@@ -35,20 +38,31 @@ q1 = Exercise(
     title="Put the booking in a safe order",
     checker=_check_order,
     answer_names=("safe_order",),
+    setup="from rollback_lessons.worlds.examples import SAFE_BOOKING_ORDER",
     hints=(
         "saga.check_order() explains what is wrong with an order.",
-        "Once the email is sent it cannot be taken back: nothing that can fail may come after it.",
+        "Once the email is sent it cannot be taken back: nothing that can fail and be undone "
+        "may come after it.",
+        "award_points is retriable: it is never undone, only retried forward.",
         "A check that changes nothing should run before anything that needs undoing.",
     ),
     solution_code=(
         "# exercise: 04.1\n"
-        'safe_order = ["verify_card", "reserve_room", "charge_card", "send_email"]'
+        "safe_order = [\n"
+        '    "verify_card", "reserve_room", "charge_card", "send_email", "award_points"\n'
+        "]"
     ),
     wrong_answers=(
-        'safe_order = ["verify_card", "send_email", "reserve_room", "charge_card"]',
-        'safe_order = ["reserve_room", "charge_card", "verify_card", "send_email"]',
-        'safe_order = ["verify_card", "reserve_room", "send_email"]',
-        'safe_order = "verify_card, reserve_room, charge_card, send_email"',
+        'safe_order = ["verify_card", "send_email", "reserve_room", "charge_card", "award_points"]',
+        'safe_order = ["reserve_room", "charge_card", "verify_card", "send_email", "award_points"]',
+        'safe_order = ["verify_card", "reserve_room", "charge_card", "send_email"]',
+        # points before the email: if the email then fails, the points stay awarded
+        'safe_order = ["verify_card", "reserve_room", "charge_card", "award_points", "send_email"]',
+        'safe_order = "verify_card, reserve_room, charge_card, send_email, award_points"',
+    ),
+    right_answers=(
+        'safe_order = ("verify_card", "charge_card", "reserve_room", "send_email", "award_points")',
+        "safe_order = list(SAFE_BOOKING_ORDER) + ['award_points']",
     ),
 )
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from ...clock import VirtualClock
-from ...events import Event
+from ...events import Event, level_of
+from ...outcome import Outcome, Status
+from ...saga import Saga, Step
 from ...worlds.examples import order_saga, order_state
 from . import Exercise, Incorrect, attempted, function, register
 
@@ -72,8 +75,9 @@ q1 = Exercise(
 )
 
 
-def _runs() -> list[list[Event]]:
-    """Runs that cover every reason to page a person, and every reason not to."""
+def _runs() -> list[tuple[str, list[Event]]]:
+    """Runs that need a person and runs that do not, with ones the lesson never shows
+    (retries that run out, a halt, a failure after the point of no return)."""
     saga = order_saga()
     cases = [
         ({}, "continue"),
@@ -82,37 +86,52 @@ def _runs() -> list[list[Event]]:
         ({"label": "fail", "pay": "undo_fails_once"}, "retry"),
         ({"label": "fail", "pay": "undo_fails"}, "retry"),
         ({"label": "fail", "reserve": "undo_fails"}, "halt"),
+        ({"pay": "fail", "reserve": "undo_fails_once"}, "retry"),
     ]
-    return [
-        list(saga.run(order_state(), inject=i, policy=p, clock=VirtualClock()).events)
-        for i, p in cases
-    ]
+    runs = [saga.run(order_state(), inject=i, policy=p, clock=VirtualClock()) for i, p in cases]
+    after_pivot = Saga(
+        [
+            Step("charge", lambda s: s.update(paid=30), lambda s: s.update(paid=0)),
+            Step("email", lambda s: s.update(sent=True), kind="pivot"),
+            Step("receipt", lambda s: s.update(receipt=True), kind="retriable"),
+        ],
+        name="receipt",
+    )
+    runs.append(after_pivot.run({}, inject={"receipt": "fail"}, clock=VirtualClock()))
+    return [(_ending(o), list(o.events)) for o in runs]
+
+
+def _ending(outcome: Outcome) -> str:
+    if outcome.status is Status.HALTED:
+        return f"halted: {', '.join(outcome.pending)} left for a person"
+    if outcome.status is Status.ROLLBACK_INCOMPLETE:
+        dead = ", ".join(d.step for d in outcome.dead_letters)
+        return f"rollback_incomplete: the undo of {dead} was given up on"
+    return str(outcome.status)
 
 
 def should_page(event: Event) -> bool:
-    return event.kind == "halted" or (
-        event.kind == "undo_failed" and event.details.get("then") in ("dead_letter", "halt")
-    )
+    """The lesson's rule: page exactly for what the logger reports at ERROR."""
+    return level_of(event.kind, event.details) >= logging.ERROR
 
 
 def _check_pager(needs_a_person: Any) -> str:
     fn = function(needs_a_person, "needs_a_person")
     attempted(fn, Event(1, "committed", None, {}))
-    for events in _runs():
-        for event in events:
-            got, want = bool(fn(event)), should_page(event)
-            if got and not want:
-                why = (
-                    "a retry is still coming" if event.details.get("then") == "retry" else
-                    "nothing is left for a person"
-                )  # fmt: skip
-                raise Incorrect(f"you page for {json.dumps(event.as_dict())}, but {why}")
-            if want and not got:
-                raise Incorrect(
-                    f"you do not page for {json.dumps(event.as_dict())}: "
-                    "an undo given up on leaves the world half-undone"
-                )
-    return "you page exactly when an undo is given up on, and never for a retry."
+    for ending, events in _runs():
+        paged = [e for e in events if fn(e)]
+        needed = ending.startswith(("halted", "rollback_incomplete"))
+        if paged and not needed:
+            first = json.dumps(paged[0].as_dict())
+            why = (
+                "a retry was still coming, and it succeeded"
+                if paged[0].details.get("then") == "retry"
+                else "the rollback finished on its own"
+            )
+            raise Incorrect(f"you page for {first} in a run that ended {ending}: {why}")
+        if needed and not paged:
+            raise Incorrect(f"a run ended {ending}, and you never paged: someone has to finish it")
+    return "you page for every run that leaves work for a person, and for no other."
 
 
 q2 = Exercise(
@@ -121,18 +140,44 @@ q2 = Exercise(
     checker=_check_pager,
     answer_names=("needs_a_person",),
     hints=(
-        "event.kind is the kind; event.details is a dict (undo_failed has 'then').",
+        "event.kind is the kind; event.details is a dict (undo_failed has 'then', "
+        "rollback_done has 'status').",
         "then can be 'retry', 'dead_letter' or 'halt': only one of those is temporary.",
+        "A run can also stop for a person without any undo failing: look for 'halted'.",
     ),
     solution_code=(
         "# exercise: 05.2\n"
         "def needs_a_person(event):\n"
-        '    return event.kind == "undo_failed" and event.details["then"] != "retry"'
+        '    if event.kind == "undo_failed":\n'
+        '        return event.details["then"] != "retry"\n'
+        '    return event.kind == "halted"'
     ),
     wrong_answers=(
         'def needs_a_person(event):\n    return event.kind == "undo_failed"',
         'def needs_a_person(event):\n    return event.kind == "pipeline_failed"',
         "def needs_a_person(event):\n    return False",
+        # forgets the forward halt after a pivot (a run the lesson does not show)
+        "def needs_a_person(event):\n"
+        '    return event.kind == "undo_failed" and event.details["then"] != "retry"',
+    ),
+    right_answers=(
+        # by the end of the run instead of by each undo
+        "def needs_a_person(event):\n"
+        '    if event.kind == "rollback_done":\n'
+        '        return event.details["status"] != "rolled_back"\n'
+        '    return event.kind == "halted"',
+        # both: a page when the undo is given up on, and again at the end
+        "def needs_a_person(event):\n"
+        '    given_up = event.kind == "undo_failed" and event.details.get("then") in '
+        '("dead_letter", "halt")\n'
+        '    incomplete = event.kind == "rollback_done" and event.details.get("status") in '
+        '("rollback_incomplete", "halted")\n'
+        '    return given_up or incomplete or event.kind == "halted"',
+        # by the level the logger gives it
+        "import logging\n"
+        "from rollback_lessons.events import level_of\n\n"
+        "def needs_a_person(event):\n"
+        "    return level_of(event.kind, event.details) >= logging.ERROR",
     ),
 )
 

@@ -16,18 +16,31 @@ def _check_undo_event(undo_create_event: Any) -> str:
     scratch = new_world(*NO_MAIL)
     scratch["booking"]["event"] = scratch["calendar"].create("Ada arrives", "Fri 15:00")
     attempted(fn, scratch)
-    outcome = booking_saga(undo_event=fn).run(new_world(*NO_MAIL), inject={"charge_card": "fail"})
-    for dead in outcome.dead_letters:
-        raise Incorrect(f"your undo raised {describe(dead.error)} during the rollback")
-    calendar = (outcome.state_after or {})["calendar"]
-    if "Team standup" not in calendar:
-        raise Incorrect(
-            "you deleted 'Team standup' too: delete only this booking's event, by the id "
-            "create_event stored in world['booking']['event']"
-        )
-    if "Ada arrives" in calendar:
-        raise Incorrect("the stay is still in the calendar after the rollback")
-    return "only the event this run created is gone; the standup stays."
+    # the lesson's world, and one it does not show: Ada stayed before, so the calendar
+    # already holds an "Ada arrives" event of another booking (and the ids are shifted)
+    for earlier_stay in (False, True):
+        world = new_world(*NO_MAIL)
+        kept = dict(world["calendar"].events)
+        if earlier_stay:
+            for when in ("Mon 09:00", "last Fri 15:00"):
+                event_id = world["calendar"].create("Ada arrives", when)
+                kept[event_id] = dict(world["calendar"].events[event_id])
+        outcome = booking_saga(undo_event=fn).run(world, inject={"charge_card": "fail"})
+        for dead in outcome.dead_letters:
+            raise Incorrect(f"your undo raised {describe(dead.error)} during the rollback")
+        events = world["calendar"].events
+        for event_id, event in kept.items():
+            if event_id not in events:
+                raise Incorrect(
+                    f"you deleted {event_id} ({event['title']!r}, {event['when']}), an event "
+                    "of someone else"
+                    + (" (Ada's earlier stay)" if earlier_stay else "")
+                    + ": delete only this booking's event, by the id create_event stored in "
+                    "world['booking']['event']"
+                )
+        if set(events) != set(kept):
+            raise Incorrect("this booking's event is still in the calendar after the rollback")
+    return "only the event this run created is gone, by its id; every other event stays."
 
 
 q1 = Exercise(
@@ -47,7 +60,29 @@ q1 = Exercise(
     wrong_answers=(
         'def undo_create_event(world):\n    world["calendar"].events.clear()',
         'def undo_create_event(world):\n    world["calendar"].delete("evt-1")',
+        'def undo_create_event(world):\n    world["calendar"].delete("evt-2")',
         "def undo_create_event(world):\n    pass",
+        # by its title: right in the lesson's world, wrong once Ada has stayed before
+        "def undo_create_event(world):\n"
+        '    calendar = world["calendar"]\n'
+        "    for event_id, event in list(calendar.events.items()):\n"
+        '        if event["title"] == "Ada arrives":\n'
+        "            calendar.delete(event_id)",
+        "def undo_create_event(world):\n"
+        '    calendar = world["calendar"]\n'
+        '    first = next(i for i, e in calendar.events.items() if e["title"] == "Ada arrives")\n'
+        "    calendar.delete(first)",
+    ),
+    right_answers=(
+        "def undo_create_event(world):\n"
+        '    booking = world["booking"]\n'
+        '    world["calendar"].delete(booking["event"])',
+        "def undo_create_event(world):\n"
+        '    del world["calendar"].events[world["booking"]["event"]]',
+        "def undo_create_event(world):\n"
+        '    event_id = world["booking"].get("event")\n'
+        '    if event_id in world["calendar"].events:\n'
+        '        world["calendar"].delete(event_id)',
     ),
 )
 

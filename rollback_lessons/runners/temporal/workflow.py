@@ -21,6 +21,7 @@ from temporalio.workflow import ActivityCancellationType
 with workflow.unsafe.imports_passed_through():  # plain data and rules, no I/O
     from ...events import EventKind
     from ...rules import (
+        IRREVERSIBLE,
         DeadLetterRecord,
         ErrorRecord,
         Kind,
@@ -118,7 +119,18 @@ class SagaWorkflow:
                         ACTION, plan, step.name, temporal_retry(step.retry) if step.retry else ONCE
                     )
                 except ActivityError as err:
-                    error, _ = _cause(err, step.name)
+                    error, attempts = _cause(err, step.name)
+                    retry = step.retry
+                    for attempt in range(1, attempts if retry is not None else 1):
+                        assert retry is not None  # Temporal retried: tell it as in process
+                        delay = retry.delay(attempt)
+                        self.emit(
+                            EventKind.STEP_RETRY,
+                            step.name,
+                            attempt=attempt,
+                            delay=delay,
+                            error=error.describe(),
+                        )
                     after = error.fault == "fail_after_effect"
                     self.emit(
                         EventKind.STEP_FAILED,
@@ -146,7 +158,7 @@ class SagaWorkflow:
             self.emit(EventKind.COMMITTED, steps=len(completed))
             return RunRecord("committed", completed=completed, events=self.events)
         self.emit(EventKind.PIPELINE_FAILED, failed.step, error=failed.error.describe())
-        irreversible = [s for s in completed if kinds[s] != Kind.COMPENSABLE]
+        irreversible = [s for s in completed if kinds[s] in IRREVERSIBLE]
         pivot_done = any(kinds[s] == Kind.PIVOT for s in completed)
         if halts_forward(pivot_done, kinds.get(failed.step)):
             self.emit(EventKind.HALTED, failed.step, reason="failed after an irreversible step")
@@ -176,6 +188,7 @@ class SagaWorkflow:
             EventKind.ROLLBACK_START, undos=len(order), order=plan.undo_order, policy=plan.policy
         )
         compensated: list[str] = []
+        semantic_steps = {s.name for s in plan.steps if s.semantic}
         dead: list[DeadLetterRecord] = []
         pending: list[str] = []
         for index, step in enumerate(order):
@@ -195,8 +208,13 @@ class SagaWorkflow:
                 continue
             compensated.append(step)
             self.emit(EventKind.UNDO_DONE, step, attempt=1)
+        semantic = [s for s in compensated if s in semantic_steps]
         status = status_of(
-            failed=True, halted=bool(pending), dead_letters=bool(dead), leaked=bool(leaked)
+            failed=True,
+            halted=bool(pending),
+            dead_letters=bool(dead),
+            leaked=bool(leaked),
+            semantic=bool(semantic),
         )
         self.emit(EventKind.ROLLBACK_DONE, status=str(status), undone=len(compensated),
                   dead_letters=len(dead), pending=len(pending))  # fmt: skip
@@ -207,6 +225,7 @@ class SagaWorkflow:
             dead_letters=dead,
             pending=pending,
             leaked=leaked,
+            semantic=semantic,
             error=failed.error,
             failed_step=failed.step,
             events=self.events,
