@@ -38,8 +38,8 @@ def test_every_exercise_is_in_a_lesson_and_each_lesson_has_two_to_four():
     per_lesson = {}
     for key in EXERCISES:
         per_lesson.setdefault(key.split(".")[0], []).append(key)
-    assert all(2 <= len(v) <= 4 for v in per_lesson.values()), per_lesson
-    assert sorted(per_lesson) == ["02", "03", "04", "05", "06"]
+    assert all(1 <= len(v) <= 4 for v in per_lesson.values()), per_lesson
+    assert sorted(per_lesson) == ["01", "02", "03", "04", "05", "06", "07"]
 
 
 @pytest.mark.parametrize("key", sorted(EXERCISES))
@@ -86,7 +86,8 @@ def test_a_right_answer_with_a_caveat_hears_it_truthfully():
 def test_precise_messages():
     wrong = "def undo_deposit(state):\n    pass"
     assert "balance was 100" in l02.q1.run(wrong).message
-    assert "the order the steps ran in" in l02.q2.check(["a", "b", "c"]).message
+    assert "the order the steps ran in" in l02.q2.check(["a", "b", "c", "d"]).message
+    assert "logs its undo before it runs" in l02.q2.check(["c", "b", "a"]).message
     assert l02.q2.check(____).status == "not attempted"
     assert l02.q2.check(["c", ____]).status == "not attempted"
 
@@ -128,7 +129,7 @@ def test_solved_copy_passes_every_check(path, tmp_path):
     nb = nbformat.read(copy, as_version=4)
     NotebookClient(nb, timeout=120, kernel_name="python3").execute()
     checks = [c for c in nb.cells if c.cell_type == "code" and ".check(" in c.source]
-    assert len(checks) >= 2
+    assert len(checks) >= 1
     for cell in checks:
         text = "".join(o.get("data", {}).get("text/plain", "") for o in cell.outputs)
         assert text.startswith("✓ Correct"), f"{path.name}: {cell.source!r} -> {text!r}"

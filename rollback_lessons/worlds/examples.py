@@ -89,6 +89,47 @@ def account_saga(undo_deposit: Any = withdraw_deposit) -> Saga:
     )
 
 
+def create_user(state: State) -> None:
+    state["users"].append("ada")
+
+
+def delete_user(state: State) -> None:
+    state["users"].remove("ada")
+
+
+def grant_admin(state: State) -> None:
+    if "ada" not in state["users"]:
+        raise LookupError("no user 'ada' to make admin")
+    state["grants"].append(("ada", "admin"))
+
+
+def revoke_admin(state: State) -> None:
+    if "ada" not in state["users"]:  # like a real API: the user is looked up first
+        raise LookupError("no user 'ada' to revoke admin from")
+    state["grants"].remove(("ada", "admin"))
+
+
+def user_state() -> dict[str, Any]:
+    return {"users": [], "grants": [], "welcomed": False}
+
+
+def user_saga() -> Saga:
+    """Create a user, make them admin, welcome them: a grant refers to its user."""
+    return Saga(
+        [
+            Step("create_user", create_user, delete_user, label="create user ada"),
+            Step("grant_admin", grant_admin, revoke_admin, label="make ada admin"),
+            Step(
+                "send_welcome",
+                lambda s: s.update(welcomed=True),
+                lambda s: s.update(welcomed=False),
+                label="welcome ada",
+            ),
+        ],
+        name="user",
+    )
+
+
 # -- lessons 03 to 05: a small order pipeline ------------------------------------------
 
 

@@ -74,26 +74,32 @@ q1 = Exercise(
 )
 
 
+REGISTER = {"a": "after", "b": "before", "c": "after", "d": "before", "e": "after"}
+
+
 def five_steps() -> Saga:
-    """a, b, c, d, e: each logs its undo after it succeeds."""
-    return Saga([Step(n, lambda s: None, lambda s: None) for n in "abcde"], name="five")
+    """a, b, c, d, e: b and d log their undo before they run, the others after."""
+    return Saga(
+        [Step(n, lambda s: None, lambda s: None, register=r) for n, r in REGISTER.items()],  # type: ignore[arg-type]
+        name="five",
+    )
 
 
 def _check_order(predicted: Any) -> str:
     predicted = step_names(predicted)
     actual = list(five_steps().run(inject={"d": "fail"}).compensated)
     if predicted == actual:
-        return f"{', '.join(actual)}: last in, first out."
+        return f"{', '.join(actual)}: last in, first out, and d's undo was logged before d ran."
     if "e" in predicted:
         raise Incorrect("e never ran: steps after the failure are not run, so not undone")
-    if "d" in predicted:
+    if "d" not in predicted:
         raise Incorrect(
-            "d failed before its undo was logged (undos are logged after a step succeeds), "
-            "so there is nothing of d's to undo"
+            "d logs its undo before it runs, so that undo is in the log when d fails, and it "
+            "runs (which is why such an undo must be safe when its step did nothing)"
         )
     if predicted == actual[::-1]:
         raise Incorrect("that is the order the steps ran in; the undos run the other way")
-    raise Incorrect(f"{predicted} is not it: which steps finished, and which finished last?")
+    raise Incorrect(f"{predicted} is not it: which undos are in the log, and which went last?")
 
 
 q2 = Exercise(
@@ -102,16 +108,18 @@ q2 = Exercise(
     checker=_check_order,
     answer_names=("predicted",),
     hints=(
-        "Only steps that finished have an undo in the log.",
+        "An undo logged after its step is in the log only if the step finished; one logged "
+        "before is in the log as soon as its step starts.",
         "The log is a stack: the last undo pushed is the first popped.",
     ),
-    solution_code='# exercise: 02.2\npredicted = ["c", "b", "a"]',
+    solution_code='# exercise: 02.2\npredicted = ["d", "c", "b", "a"]',
     wrong_answers=(
-        'predicted = ["a", "b", "c"]',
-        'predicted = ["d", "c", "b", "a"]',
+        'predicted = ["a", "b", "c", "d"]',
+        'predicted = ["c", "b", "a"]',
         'predicted = ["e", "d", "c", "b", "a"]',
-        'predicted = "c, b, a"',
+        'predicted = "d, c, b, a"',
     ),
+    right_answers=('predicted = ("d", "c", "b", "a")', 'predicted = list("dcba")'),
 )
 
 register(q1, q2)
