@@ -161,4 +161,7 @@ def test_the_state_table_uses_the_states_own_snapshot():
     lab.set_fault("create_event", "fail")
     keys = [key for key, *_ in lab.timeline.state_cells(lab.frame_count - 1)]
     assert keys == ["sheet rows", "calendar", "charged", "refunded", "emails sent"]
-    assert lab.timeline.state_cells(lab.frame_count - 1)[0][2] == "['row-1:r…"
+    shown = lab.timeline.state_cells(lab.frame_count - 1)[0][2]
+    full = repr(lab.outcome.state_after["sheet rows"])  # ['row-1:reverted']
+    assert shown.endswith("…") and full.startswith(shown[:-1])  # abbreviated, never cut
+    assert len(shown) <= lab.timeline.budget[2]  # it fits its column

@@ -42,7 +42,11 @@ FAINT = "#BBBBBB"
 _NONE = object()
 _ON_PATH = frozenset({"step_start", "step_done", "step_failed", "undo", "undo_done", "undo_failed"})
 _DEAD = ("s", INK, "dead letter")
-_UNDO_FAILED = {"retry": ("X", RETRY, "retry"), "halt": ("D", PIVOT, "halt: for a person")}
+RETRY_MARK = "P"  # a filled plus: "tried again", in the lanes and in the legend
+_UNDO_FAILED = {
+    "retry": (RETRY_MARK, RETRY, "retry"),
+    "halt": ("D", PIVOT, "halt: for a person"),
+}
 FONT = 13  # readable on a projector at the default size
 DPI = 80
 
@@ -55,9 +59,14 @@ class _Glyph:
     artist: Any
 
 
-def _short(value: Any, width: int = 10) -> str:
-    text = repr(value)
-    return text if len(text) <= width else text[: width - 1] + "…"
+def _short(value: Any, width: int = 10, *, as_text: bool = False) -> str:
+    """``repr(value)`` (or the text itself), abbreviated with "…" to ``width`` characters."""
+    text = str(value) if as_text else repr(value)
+    return text if len(text) <= width else text[: max(width - 1, 1)] + "…"
+
+
+TABLE_FONT = "DejaVu Sans Mono"  # ships with matplotlib: every character is as wide
+COLUMNS = (0.0, 0.40, 0.70)  # state, before, now: where each column starts in its axes
 
 
 def _caption(event: Event) -> str:
@@ -147,15 +156,19 @@ class Timeline:
         tax.set_axis_off()
         tax.set_xlim(0, 1)
         tax.set_ylim(max(len(self.state_keys), n) + 0.5, 0.3)
-        for x, text in ((0.0, "state"), (0.42, "before"), (0.72, "now")):
+        self.budget = self._column_budget()
+        for x, text in zip(COLUMNS, ("state", "before", "now"), strict=True):
             tax.text(x, 0.5, text, fontsize=FONT, fontweight="bold", va="center")
         for row, key in enumerate(self.state_keys, start=1):
-            tax.text(0.0, row + 0.2, str(key)[:11], fontsize=FONT, va="center")
+            tax.text(
+                COLUMNS[0], row + 0.2, _short(key, self.budget[0], as_text=True),
+                fontsize=FONT, va="center", family=TABLE_FONT,
+            )  # fmt: skip
         legend = [
             ("step done", ">", FORWARD, FORWARD),
             ("undo logged", "o", "white", REGISTER),
             ("failed", "X", FAIL, FAIL),
-            ("retry", "o", RETRY, RETRY),
+            ("retry", RETRY_MARK, RETRY, RETRY),
             ("undone", "<", UNDO, UNDO),
             ("dead letter", "s", INK, INK),
             ("halted", "D", PIVOT, PIVOT),
@@ -171,12 +184,20 @@ class Timeline:
         self.title = self.fig.text(0.02, 1 - 0.35 / height, "", fontsize=FONT + 2, va="center")
         (self._path,) = ax.plot([], [], color=INK, lw=1.2, alpha=0.6, zorder=1)
         (self._cursor,) = ax.plot([], [], "o", ms=26, mfc="none", mec=INK, mew=2.5, zorder=5)
+        cell: dict[str, Any] = {"fontsize": FONT, "va": "center", "family": TABLE_FONT}
         self._cells = [
             (
-                tax.text(0.42, row + 0.2, "", fontsize=FONT, va="center"),
-                tax.text(0.72, row + 0.2, "", fontsize=FONT, va="center", zorder=3),
+                tax.text(COLUMNS[1], row + 0.2, "", **cell),
+                tax.text(COLUMNS[2], row + 0.2, "", zorder=3, **cell),
                 tax.add_patch(
-                    Rectangle((0.69, row - 0.25), 0.31, 0.9, color=HIGHLIGHT, lw=0, zorder=2)
+                    Rectangle(
+                        (COLUMNS[2] - 0.02, row - 0.25),
+                        1.02 - COLUMNS[2],
+                        0.9,
+                        color=HIGHLIGHT,
+                        lw=0,
+                        zorder=2,
+                    )
                 ),
             )
             for row in range(1, len(self.state_keys) + 1)
@@ -185,6 +206,18 @@ class Timeline:
             artist.set_animated(True)  # drawn per frame, kept out of the cached background
         self.canvas.draw()
         self._background = self.canvas.copy_from_bbox(self.fig.bbox)
+
+    def _column_budget(self) -> tuple[int, int, int]:
+        """How many characters fit in each column of the state table, measured once."""
+        renderer = self.canvas.get_renderer()
+        probe = self.tax.text(0, 0, "M" * 10, fontsize=FONT, family=TABLE_FONT)
+        char = probe.get_window_extent(renderer).width / 10
+        probe.remove()
+        width = self.tax.get_window_extent(renderer).width
+        edges = (*COLUMNS, 1.0)
+        return tuple(  # type: ignore[return-value]
+            max(int((edges[i + 1] - edges[i]) * width / char) - 1, 3) for i in range(3)
+        )
 
     def _lane_label(self, step: str) -> str:
         label = self.labels.get(step)
@@ -205,7 +238,7 @@ class Timeline:
         self._keep(seq, self.ax.plot(seq, y, head, color=colour, ms=14)[0])
 
     def _mark(self, seq: int, y: int, marker: str, colour: str, face: str | None = None) -> None:
-        size = 17 if marker == "X" else 12
+        size = 17 if marker in ("X", RETRY_MARK) else 12
         line = self.ax.plot(seq, y, marker, mfc=face or colour, mec=colour if face else "white",
                             mew=2.5 if face else 1, ms=size)[0]  # fmt: skip
         self._keep(seq, line)
@@ -213,17 +246,53 @@ class Timeline:
     def _note(
         self, seq: int, x: float, y: float, text: str, colour: str, ha: str = "center"
     ) -> None:
-        self._keep(seq, self.ax.text(x, y - 0.3, text, color=colour, fontsize=FONT - 2, ha=ha))
+        artist = self.ax.text(x, y - 0.3, text, color=colour, fontsize=FONT - 2, ha=ha)
+        self._notes.append((artist, x, y, ha))
+        self._keep(seq, artist)
+
+    def _place_notes(self, fixed: list[Any]) -> None:
+        """Move each note to the first spot near its marker where it overlaps no other text.
+
+        Tried in order: above, below, then beside (left or right) above and below. The
+        ``fixed`` texts (the rollback label) are placed first and never move.
+        """
+        renderer = self.canvas.get_renderer()
+        inside = self.ax.get_window_extent(renderer).padded(-2)
+        placed = [t.get_window_extent(renderer).padded(2) for t in fixed]
+        for artist, x, y, ha in self._notes:
+            spots = [(x, y - 0.3, ha), (x, y + 0.45, ha)]
+            for shift in (0.35, 1.5, 3.0):  # then beside it, further and further away
+                for dy in (-0.3, 0.45):
+                    spots += [(x - shift, y + dy, "right"), (x + shift, y + dy, "left")]
+            for dy in (-0.62, 0.75):  # last: half way to the next lane
+                spots += [(x, y + dy, ha), (x - 0.35, y + dy, "right"), (x + 0.35, y + dy, "left")]
+            chosen = None
+            for sx, sy, sha in spots:
+                artist.set_position((sx, sy))
+                artist.set_ha(sha)
+                box = artist.get_window_extent(renderer).padded(2)
+                fits = inside.x0 <= box.x0 and box.x1 <= inside.x1
+                if fits and not any(box.overlaps(other) for other in placed):
+                    chosen = box
+                    break
+            if chosen is None:  # nowhere free: keep the first spot (the tests catch it)
+                artist.set_position((x, y - 0.3))
+                artist.set_ha(ha)
+                chosen = artist.get_window_extent(renderer).padded(2)
+            placed.append(chosen)
 
     def load(self, outcome: Outcome) -> None:
         """Make the artists for one run; they show up frame by frame."""
         for glyph in self._glyphs:
             glyph.artist.remove()
         self._glyphs, self._cache, self._outcome = [], {}, outcome
+        self._notes: list[tuple[Any, float, float, str]] = []
+        fixed: list[Any] = []
         events = outcome.events
         self.ax.set_xlim(0, max(len(events), 1) + 1)
         started: dict[str, int] = {}
-        failed_at = next((e.seq for e in events if e.kind == "pipeline_failed"), None)
+        # shaded from where the undos start: a halt after the pivot has no rollback to show
+        failed_at = next((e.seq for e in events if e.kind == "rollback_start"), None)
         if failed_at is not None:
             span = self.ax.axvspan(failed_at - 0.5, len(events) + 1, color=UNDO, alpha=0.08, lw=0)
             self._keep(failed_at, span)
@@ -231,6 +300,7 @@ class Timeline:
                 failed_at, -0.45, " rollback ←", color=UNDO, fontsize=FONT, va="top"
             )
             self._keep(failed_at, label)
+            fixed.append(label)
         path_x: list[float] = []
         path_y: list[float] = []
         self._path_len: list[int] = []
@@ -250,7 +320,7 @@ class Timeline:
             elif k == "undo_registered":
                 self._mark(s, y, "o", REGISTER, face="white")  # type: ignore[arg-type]
             elif k == "step_retry":
-                self._mark(s, y, "o", RETRY)  # type: ignore[arg-type]
+                self._mark(s, y, RETRY_MARK, RETRY)  # type: ignore[arg-type]
                 self._note(s, s, y, "retry", RETRY)  # type: ignore[arg-type]
             elif k == "step_failed":
                 if e.details.get("after_effect"):
@@ -270,6 +340,7 @@ class Timeline:
                     for name in outcome.leaked:
                         self._note(s, s - 0.3, self.lane[name], "still done ", FAIL, "right")
         self._path_xy = (path_x, path_y)
+        self._place_notes(fixed)
         for glyph in self._glyphs:
             glyph.artist.set_animated(True)
         # This run's background: the static figure plus the state before, in both columns;
@@ -277,8 +348,8 @@ class Timeline:
         before = outcome.state_before or {}
         self.canvas.restore_region(self._background)
         for (b, a, _), key in zip(self._cells, self.state_keys, strict=True):
-            b.set_text(_short(before.get(key, "-")))
-            a.set_text(_short(before.get(key, "-")))
+            b.set_text(_short(before.get(key, "-"), self.budget[1]))
+            a.set_text(_short(before.get(key, "-"), self.budget[2]))
             self.tax.draw_artist(b)
             self.tax.draw_artist(a)
         self._run_background = self.canvas.copy_from_bbox(self.fig.bbox)
@@ -313,8 +384,8 @@ class Timeline:
         before = outcome.state_before or {}
         now = outcome.state_at(index) or {}
         for (b, a, mark), key in zip(self._cells, self.state_keys, strict=True):
-            b.set_text(_short(before.get(key, "-")))
-            a.set_text(_short(now.get(key, "-")))
+            b.set_text(_short(before.get(key, "-"), self.budget[1]))
+            a.set_text(_short(now.get(key, "-"), self.budget[2]))
             mark.set_visible(now.get(key, _NONE) != before.get(key, _NONE))
 
     def state_cells(self, index: int) -> list[tuple[str, str, str, bool]]:
