@@ -23,9 +23,18 @@ $(VENV)/.test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $@ $(VENV)/.lab
 
-lab: $(VENV)/.lab
-	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --port=$(PORT) --no-browser \
-	  --ServerApp.root_dir=notebooks $(ROOT_FLAG)
+# JupyterLab reads these settings from the venv: no "Get Jupyter news?" pop-up over a lesson.
+LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
+
+$(LAB_SETTINGS): | $(VENV)/.lab
+	mkdir -p $(dir $@)
+	printf '%s\n' '{"@jupyterlab/apputils-extension:notification":' \
+	  '{"fetchNews": "false", "checkForUpdates": false}}' > $@
+
+lab: $(VENV)/.lab $(LAB_SETTINGS)
+	@echo "Open the http://127.0.0.1:$(PORT)/lab?token=... link printed below (Ctrl+click it)."
+	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --port=$(PORT) --ServerApp.port_retries=0 \
+	  --no-browser --LabApp.news_url=None --ServerApp.root_dir=notebooks $(ROOT_FLAG)
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check $(LINT_PATHS)

@@ -161,16 +161,38 @@ def format_events(events: list[Event]) -> str:
     return "\n".join(str(e) for e in events)
 
 
-def events_html(events: Sequence[Event], current: int | None = None) -> str:
-    """The events as an HTML table; row ``current`` (0-based) is highlighted."""
-    rows = []
-    for i, event in enumerate(events):
+_CELL = 'style="text-align:left;padding:1px 8px;vertical-align:top"'
+_NOWRAP = 'style="text-align:left;padding:1px 8px;vertical-align:top;white-space:nowrap"'
+
+
+def events_html(
+    events: Sequence[Event],
+    current: int | None = None,
+    *,
+    start: int = 0,
+    rows: int | None = None,
+) -> str:
+    """The events as an HTML table, left-aligned; row ``current`` (0-based) is highlighted.
+
+    ``start`` and ``rows`` show a window of the events (the panel keeps the current one in
+    view); a line above and below says how many are not shown.
+    """
+    end = len(events) if rows is None else min(len(events), start + rows)
+    out = []
+    if start > 0:
+        out.append(f"<tr><td colspan=4 {_CELL}>… {start} earlier</td></tr>")
+    for i in range(start, end):
+        event = events[i]
         details = " ".join(f"{k}={v}" for k, v in event.details.items())
         mark = ' class="now" style="background:#F0E442"' if i == current else ""
-        cells = (str(event.seq), event.kind, event.step or "", details)
-        rows.append(f"<tr{mark}>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-    head = "<tr><th>#</th><th>event</th><th>step</th><th>details</th></tr>"
-    return f"<table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
+        kind = (str(event.seq), event.kind, event.step or "")
+        cells = [f"<td {_NOWRAP}>{html.escape(c)}</td>" for c in kind]
+        cells.append(f"<td {_CELL}>{html.escape(details)}</td>")
+        out.append(f"<tr{mark}>{''.join(cells)}</tr>")
+    if end < len(events):
+        out.append(f"<tr><td colspan=4 {_CELL}>… {len(events) - end} later</td></tr>")
+    head = "".join(f"<th {_NOWRAP}>{h}</th>" for h in ("#", "event", "step", "details"))
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(out)}</tbody></table>"
 
 
 def to_jsonl(events: Sequence[Event]) -> str:

@@ -133,7 +133,44 @@ class Outcome:
 _MISSING = object()
 
 
-def compare_table(outcomes: Mapping[str, Outcome]) -> str:
+@dataclass(frozen=True)
+class Table:
+    """Rows of text: HTML in a notebook (left-aligned, no word broken in two), aligned
+    plain text in a terminal (``print``)."""
+
+    header: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+    def __str__(self) -> str:
+        table = [self.header, *self.rows]
+        widths = [max(len(row[i]) for row in table) for i in range(len(self.header))]
+        return "\n".join(
+            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+            for row in table
+        )
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        cell = "text-align:left;vertical-align:top;padding:2px 10px;"
+        words = "word-break:normal;overflow-wrap:normal"  # wrap between words only
+        head = "".join(
+            f'<th style="{cell}white-space:nowrap">{html.escape(h)}</th>' for h in self.header
+        )
+        body = "".join(
+            "<tr>"
+            + "".join(
+                f'<td style="{cell}{"white-space:nowrap" if i == 0 else words}">'
+                f"{html.escape(c)}</td>"
+                for i, c in enumerate(row)
+            )
+            + "</tr>"
+            for row in self.rows
+        )
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def compare_table(outcomes: Mapping[str, Outcome]) -> Table:
     """Several runs side by side, one column each (for comparing policies or orders)."""
     rows = [
         ("status", lambda o: str(o.status)),
@@ -145,11 +182,9 @@ def compare_table(outcomes: Mapping[str, Outcome]) -> str:
         ("undo attempts", lambda o: str(sum(e.kind == "undo" for e in o.events))),
         ("state after", lambda o: str(dict(o.state_after or {}))),
     ]
-    table = [["", *outcomes]] + [[label, *(f(o) for o in outcomes.values())] for label, f in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in table
+    return Table(
+        header=("", *outcomes),
+        rows=tuple((label, *(f(o) for o in outcomes.values())) for label, f in rows),
     )
 
 

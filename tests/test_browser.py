@@ -172,7 +172,7 @@ def browser(lab_server: Lab):
 
 @pytest.fixture
 def page(browser, lab_server: Lab, request: pytest.FixtureRequest):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
     page.errors = []  # type: ignore[attr-defined]
     page.on("pageerror", lambda e: page.errors.append(f"pageerror: {e}"))
@@ -195,9 +195,14 @@ def _ignorable(error: str) -> bool:
     return "favicon" in error or "ERR_INTERNET_DISCONNECTED" in error or "net::ERR_" in error
 
 
+VIEWPORT = {"width": 1366, "height": 768}  # a classroom projector
+
+
 def open_and_run(page, lab: Lab, name: str) -> None:
     page.goto(f"{lab.url}/lab/tree/{name}?reset&token={lab.token}")
     page.wait_for_selector(".jp-NotebookPanel .jp-Cell")
+    page.evaluate("window.jupyterapp.commands.execute('filebrowser:activate')")
+    page.wait_for_selector(".jp-FileBrowser", state="visible")  # as a learner has it: open
     idle = (
         "window.jupyterapp?.shell?.currentWidget?.sessionContext?.session?.kernel?.status"
         " === 'idle'"
@@ -236,7 +241,7 @@ def wait_new_image(page, old: str) -> float:
 
 
 def lesson_01(page) -> None:
-    """Set step 2 to fail, press Run, play: the frames change and the state is restored."""
+    """Set step 2 to fail: the frame jumps to the failure; Play walks through the run."""
     panel = page.locator(".rollback-lab").first
     panel.scroll_into_view_if_needed()
     before = image_src(page)
@@ -245,30 +250,28 @@ def lesson_01(page) -> None:
     wait_new_image(page, before)
     wait_text(page, ".rl-result", "step2: injected failure")  # the run the click asked for
     click_to_frame = time.perf_counter() - start
-    # move to the end, then Run: the run starts again at its first frame
-    page.locator(".rl-frame .noUi-handle, .rl-frame .slider-handle").first.focus()
-    page.keyboard.press("End")
-    last = image_src(page)
-    start = time.perf_counter()
-    page.locator(".rl-run").click()
-    wait_new_image(page, last)
-    run_to_frame = time.perf_counter() - start
-    seen = {image_src(page)}
-    page.locator(".rl-play button").first.click()
-    deadline = time.monotonic() + 30
-    while len(seen) < 4 and time.monotonic() < deadline:
-        seen.add(image_src(page))
-        page.wait_for_timeout(100)  # sampling the image while it plays, not waiting for it
-    assert len(seen) >= 4, "the frame image did not change while playing"
+    assert "step2 fail" in wait_text(page, ".rl-cue", "step2 fail")  # the cue says it re-ran
+    play_until_images_change(page, 4)
     assert "rolled_back" in wait_text(page, ".rl-result", "step2: injected failure")
     rows = [
         r.inner_text().split()
         for r in page.locator(".rl-result table").nth(1).locator("tbody tr").all()
     ]
     assert rows == [["x", "0", "0"], ["y", "0", "0"], ["z", "0", "0"]]
+    # the speed goal (reported, not asserted): fault click -> new picture, p95 <= 100 ms
+    samples = [click_to_frame]
+    for value in ["ok", "fail"] * 6:
+        before = image_src(page)
+        start = time.perf_counter()
+        page.locator(f".rl-action-step2 button[data-value='{value}']").click()
+        wait_new_image(page, before)
+        samples.append(time.perf_counter() - start)
+    samples.sort()
+    p50, p95 = samples[len(samples) // 2], samples[int(0.95 * (len(samples) - 1))]
     report(
-        f"lesson 01: fault click -> new frame {click_to_frame * 1e3:.0f} ms; "
-        f"Run -> new frame {run_to_frame * 1e3:.0f} ms (in the page)"
+        f"lesson 01 panel in Chromium: fault click -> new picture on screen, "
+        f"p50 {p50 * 1e3:.0f} ms, p95 {p95 * 1e3:.0f} ms over {len(samples)} clicks "
+        "(goal p95 <= 100 ms)"
     )
 
 
@@ -281,28 +284,64 @@ def wait_text(page, selector: str, text: str) -> str:
     return page.locator(selector).first.inner_text()
 
 
-def choose(page, selector: str, expect: str) -> str:
-    """Click a control of the panel; wait until the result says ``expect``; return it.
-
-    (The image may stay the same: a new run's first frame can equal the last run's.)
-    """
-    page.locator(f".rollback-lab {selector}").first.click()
+def choose(page, selector: str, expect: str, option: str | None = None) -> str:
+    """Click a control of the panel (or pick ``option`` in a dropdown); wait until the result
+    says ``expect``; return it."""
+    control = page.locator(f".rollback-lab {selector}").first
+    if option is None:
+        control.click()
+    else:
+        control.select_option(label=option)
     return wait_text(page, ".rl-result", expect)
 
 
 def play_until_images_change(page, count: int = 3) -> None:
     seen = {image_src(page)}
-    page.locator(".rl-play button").first.click()
+    page.locator(".rl-play-button").first.click()
     deadline = time.monotonic() + 30
     while len(seen) < count and time.monotonic() < deadline:
         seen.add(image_src(page))
-        page.wait_for_timeout(100)
+        page.wait_for_timeout(100)  # sampling the image while it plays, not waiting for it
     assert len(seen) >= count, "the frame image did not change while playing"
+
+
+def fits_the_screen(page, index: int) -> None:
+    """With the panel scrolled to the top: the picture, Play and the slider are all on screen
+    at once; every button says what it does; the log's current row is inside its box."""
+    panel = page.locator(".rollback-lab").nth(index)
+    panel.evaluate("e => e.scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(300)  # let the scroll settle
+    for part in (".rl-image", ".rl-play-button", ".rl-frame"):
+        box = panel.locator(part).first.bounding_box()
+        assert box is not None, part
+        assert box["y"] >= 0 and box["y"] + box["height"] <= VIEWPORT["height"], (part, box)
+        assert box["x"] >= 0 and box["x"] + box["width"] <= VIEWPORT["width"], (part, box)
+    for button in panel.locator("button").all():
+        if not button.is_visible():
+            continue  # the Play widget's own buttons: hidden, driven by the labelled Play
+        said = (button.inner_text() or "").strip() or (button.get_attribute("title") or "")
+        assert said.strip(), (
+            f"a button with no label or tooltip: {button.evaluate('e => e.outerHTML')}"
+        )
+    log, now = panel.locator(".rl-log").first, panel.locator(".rl-log tr.now").first
+    outer, inner = log.bounding_box(), now.bounding_box()
+    assert outer and inner and outer["y"] <= inner["y"] <= outer["y"] + outer["height"] - 1
+
+
+def fault_click_changes_the_frame(page, index: int) -> None:
+    panel = page.locator(".rollback-lab").nth(index)
+    image = panel.locator(".rl-image").first
+    before = image.get_attribute("src")
+    button = panel.locator(".rl-action button[data-value='fail']:not(.mod-active)").first
+    button.click()
+    page.wait_for_function(
+        "([e, old]) => e.src && e.src !== old", arg=[image.element_handle(), before]
+    )
 
 
 def lesson_02(page) -> None:
     """Undo forwards: the folder's undo becomes a dead letter and the folder stays."""
-    result = choose(page, ".rl-order button[data-value='forward']", "rollback_incomplete")
+    result = choose(page, ".rl-order select", "rollback_incomplete", option="forward")
     wait_text(page, ".rl-dead", "make_folder")
     assert "report" in result
     play_until_images_change(page)
@@ -310,7 +349,7 @@ def lesson_02(page) -> None:
 
 def lesson_03(page) -> None:
     """Halt instead of continue: both undos are left for a person."""
-    choose(page, ".rl-policy button[data-value='halt']", "halted")
+    choose(page, ".rl-policy select", "halted", option="halt")
     wait_text(page, ".rl-log", "pending=2")
     play_until_images_change(page)
 
@@ -325,14 +364,18 @@ def lesson_04(page) -> None:
 
 def lesson_05(page) -> None:
     """Retry the refund that fails once: the log shows the retry, the run rolls back whole."""
-    choose(page, ".rl-policy button[data-value='retry']", "rolled_back")
+    choose(page, ".rl-policy select", "rolled_back", option="retry")
     wait_text(page, ".rl-log", "then=retry")
     play_until_images_change(page)
 
 
 def lesson_06(page) -> None:
-    """Log every undo after its step: the timeout after the charge leaks 240."""
-    result = choose(page, ".rl-register button[data-value='all%20after']", "rollback_incomplete")
+    """After Run All the mail server still runs: every step ok commits, with the email.
+    Then log every undo after its step: the timeout after the charge leaks 240."""
+    choose(page, ".rl-action-charge_card button[data-value='ok']", "committed")
+    result = choose(page, ".rl-action-charge_card button[data-value='fail%20after%20effect']",
+                    "rolled_back")  # fmt: skip
+    result = choose(page, ".rl-register select", "rollback_incomplete", option="all after")
     assert "not undone" in result
     play_until_images_change(page)
 
@@ -368,7 +411,11 @@ def test_lesson_renders_and_runs_in_jupyterlab(page, lab_server: Lab, notebook: 
     for i in range(page.locator(".rl-image").count()):
         page.locator(".rl-image").nth(i).wait_for(state="visible")
         assert image_src(page).startswith("blob:") or image_src(page).startswith("data:")
+    for i in range(page.locator(".rollback-lab").count()):
+        fits_the_screen(page, i)
     if notebook in INTERACTIONS:
         INTERACTIONS[notebook](page)
+    for i in range(page.locator(".rollback-lab").count()):
+        fault_click_changes_the_frame(page, i)
     real = [e for e in page.errors if not _ignorable(e)]
     assert real == [], real

@@ -12,6 +12,7 @@ from matplotlib.text import Text
 from rollback_lessons import VirtualClock
 from rollback_lessons.faults import UNDO_FAULTS, fault_space
 from rollback_lessons.lab import viz
+from rollback_lessons.lab.widgets import PANEL_WIDTH
 from rollback_lessons.worlds import demo, examples, services
 
 matplotlib.use("Agg")
@@ -100,8 +101,9 @@ def legend_markers(timeline) -> set[tuple[str, str]]:
     }
 
 
+@pytest.mark.parametrize("width", [12.5, PANEL_WIDTH], ids=["picture", "panel"])
 @pytest.mark.parametrize("world", sorted(WORLDS))
-def test_no_text_collides_or_is_cut_and_every_marker_is_in_the_legend(world):
+def test_no_text_collides_or_is_cut_and_every_marker_is_in_the_legend(world, width):
     make_saga, make_state = WORLDS[world]
     saga = make_saga()
     bad = []
@@ -109,7 +111,7 @@ def test_no_text_collides_or_is_cut_and_every_marker_is_in_the_legend(world):
         outcome = saga.run(
             make_state(), inject=inject, policy=policy, clock=VirtualClock(), trace_state=True
         )
-        timeline = viz.timeline_for(outcome)
+        timeline = viz.timeline_for(outcome, width=width)
         bad += [f"{label}: {p}" for p in problems(timeline)]
         unexplained = markers(timeline) - legend_markers(timeline)
         bad += [f"{label}: marker {m} is not in the legend" for m in sorted(unexplained)]

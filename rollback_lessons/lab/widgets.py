@@ -24,9 +24,18 @@ from ..outcome import Outcome, state_table_html
 from ..saga import Kind, Saga, snapshot
 from . import viz
 
-# The engine's fault space, as control options (label, value)
+# The engine's fault space, as control options (label, value), with a tooltip for each
 ACTION_CHOICES = (("ok", "ok"), *((LABELS[f], f.value) for f in faults.ACTION_CHOICES))
 UNDO_CHOICES = (("undo ok", "undo_ok"), *((LABELS[f], f.value) for f in faults.UNDO_CHOICES))
+ACTION_TIPS = (
+    "the step works",
+    "the step fails before its effect",
+    "the effect happens, then the call fails anyway (a timeout)",
+)
+UNDO_TIPS = ("its undo works", "its undo fails on every attempt", "its undo fails once, then works")
+POLICIES = (("continue", "continue"), ("retry", "retry"), ("halt", "halt"))
+REGISTERS = (("as each step says", "step"), ("all after", "after"), ("all before", "before"))
+ORDERS = (("reverse", "reverse"), ("forward", "forward"))
 FAULTS = ("ok", "undo_ok", *(f.value for f in Fault))
 
 _CSS = """<style>
@@ -37,6 +46,11 @@ _CSS = """<style>
   {background: #D55E00; color: white}
 .rollback-lab .rl-undo button.mod-active:not([data-value="undo%20ok"])
   {background: #E69F00; color: black}
+.rollback-lab .rl-action button, .rollback-lab .rl-undo button
+  {padding: 0 6px; font-size: 13px; height: 26px}
+.rollback-lab .rl-step {font-size: 13px; line-height: 1.15}
+.rollback-lab .rl-cue {color: #0072B2; font-weight: bold}
+.rollback-lab .rl-log table {font-size: 13px}
 </style>"""  # a chosen fault stands out (also on a projector); colours match the pictures
 
 
@@ -44,14 +58,32 @@ def _css(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", name)
 
 
-def _toggles(options: tuple[tuple[str, str], ...], value: str, **kw: Any) -> w.ToggleButtons:
+def _toggles(
+    options: tuple[tuple[str, str], ...], value: str, tips: tuple[str, ...], **kw: Any
+) -> w.ToggleButtons:
     return w.ToggleButtons(
         options=list(options),
         value=value,
+        tooltips=list(tips),
         style={"button_width": "auto"},
         layout=w.Layout(width="auto"),
         **kw,
     )
+
+
+def _dropdown(options: tuple[tuple[str, str], ...], value: str, label: str, tip: str) -> Any:
+    return w.Dropdown(
+        options=list(options),
+        value=value,
+        description=label,
+        tooltip=tip,
+        style={"description_width": "initial"},
+        layout=w.Layout(width="auto"),
+    )
+
+
+LOG_ROWS = 9  # the event log shows this many rows around the current event
+PANEL_WIDTH = 8.5  # inches at 80 dpi: 680 px, about what the picture gets at 1366x768
 
 
 class RollbackLab:
@@ -78,43 +110,66 @@ class RollbackLab:
             kinds={s.name: str(s.kind) for s in saga.steps},
             labels={s.name: s.label for s in saga.steps if s.label},
             state_keys=list(snapshot(first)) if first is not None else [],
+            width=PANEL_WIDTH,
         )
         self.outcome: Outcome | None = None
         self._quiet = False  # True while several controls change as one
 
-        self.actions = {s.name: _toggles(ACTION_CHOICES, "ok") for s in saga.steps}
+        self.actions = {s.name: _toggles(ACTION_CHOICES, "ok", ACTION_TIPS) for s in saga.steps}
         self.undos = {
-            s.name: _toggles(UNDO_CHOICES, "undo_ok", disabled=s.undo is None) for s in saga.steps
+            s.name: _toggles(UNDO_CHOICES, "undo_ok", UNDO_TIPS, disabled=s.undo is None)
+            for s in saga.steps
         }
-        self.policy = _toggles(
-            (("continue", "continue"), ("retry", "retry"), ("halt", "halt")), policy
+        self.policy = _dropdown(
+            POLICIES, policy, "when an undo fails", "what a failed undo leads to"
         )
-        self.register = _toggles(
-            (("as each step says", "step"), ("all after", "after"), ("all before", "before")),
-            register,
+        self.register = _dropdown(
+            REGISTERS, register, "log each undo", "before its step runs, or after it succeeds"
         )
-        self.order = _toggles((("reverse", "reverse"), ("forward", "forward")), undo_order)
-        self.run_button = w.Button(description="Run", button_style="primary", icon="play")
-        self.play = w.Play(min=0, max=0, value=0, interval=interval_ms, description="Play")
-        self.slider = w.IntSlider(min=0, max=0, value=0, description="frame", readout=True)
+        self.order = _dropdown(
+            ORDERS, undo_order, "undo order", "reverse is right; forward shows why"
+        )
+        self.play_button = w.Button(
+            description="Play",
+            icon="play",
+            button_style="primary",
+            tooltip="play the run frame by frame (press again to pause)",
+        )
+        self.play = w.Play(
+            min=0, max=0, value=0, interval=interval_ms, description="Play", tooltip="play / pause",
+            show_repeat=False, layout=w.Layout(display="none"),
+        )  # fmt: skip
+        self.slider = w.IntSlider(
+            min=0, max=0, value=0, description="frame", readout=True,
+            tooltip="drag through the run's events", layout=w.Layout(flex="1 1 auto"),
+        )  # fmt: skip
         w.jslink((self.play, "value"), (self.slider, "value"))
-        self.back = w.Button(description="", icon="step-backward", layout=w.Layout(width="40px"))
-        self.forward = w.Button(description="", icon="step-forward", layout=w.Layout(width="40px"))
-        self.image = w.Image(format="png", layout=w.Layout(max_width="100%"))
+        self.back = w.Button(
+            description="back", icon="step-backward", tooltip="the previous event",
+            layout=w.Layout(width="auto"),
+        )  # fmt: skip
+        self.forward = w.Button(
+            description="next", icon="step-forward", tooltip="the next event",
+            layout=w.Layout(width="auto"),
+        )  # fmt: skip
+        self.image = w.Image(format="png", layout=w.Layout(width="100%"))
+        self.cue = w.HTML()
         self.result = w.HTML()
-        self.log = w.HTML(layout=w.Layout(max_height="320px", overflow="auto"))
+        self.log = w.HTML()
         self.dead = w.HTML()
+        self.runs = 0
 
         for control in [*self.actions.values(), *self.undos.values()]:
             control.observe(self._on_control, names="value")
         for control in (self.policy, self.register, self.order):
             control.observe(self._on_control, names="value")
-        self.run_button.on_click(lambda _: self.run())
+        self.play_button.on_click(lambda _: self.toggle_play())
+        self.play.observe(self._on_playing, names="playing")
         self.slider.observe(self._on_slider, names="value")
         self.back.on_click(lambda _: self.show_frame(self.frame - 1))
         self.forward.on_click(lambda _: self.show_frame(self.frame + 1))
         self.widget = self._layout(title or f"Break the saga '{saga.name}' and watch it undo")
-        self.run()
+        self.run(opening=True)
 
     @staticmethod
     def _state_factory(state: Any) -> Callable[[], Any]:
@@ -127,47 +182,55 @@ class RollbackLab:
         raise TypeError(f"state must be a mapping or a function that makes one, got {state!r}")
 
     def _layout(self, title: str) -> w.VBox:
-        rows = []
+        """Made for 1366x768 with JupyterLab's file browser open: the picture and the player
+        on the left, the faults and options beside them, the result and the log below."""
         for name, control in self.actions.items():
             control.add_class("rl-action").add_class(f"rl-action-{_css(name)}")
         for name, control in self.undos.items():
             control.add_class("rl-undo").add_class(f"rl-undo-{_css(name)}")
         for control, css in (
             (self.policy, "rl-policy"), (self.register, "rl-register"), (self.order, "rl-order"),
-            (self.run_button, "rl-run"), (self.play, "rl-play"), (self.slider, "rl-frame"),
-            (self.back, "rl-back"), (self.forward, "rl-forward"), (self.image, "rl-image"),
-            (self.result, "rl-result"), (self.log, "rl-log"), (self.dead, "rl-dead"),
+            (self.play_button, "rl-play-button"), (self.play, "rl-play"),
+            (self.slider, "rl-frame"), (self.back, "rl-back"), (self.forward, "rl-forward"),
+            (self.image, "rl-image"), (self.cue, "rl-cue"), (self.result, "rl-result"),
+            (self.log, "rl-log"), (self.dead, "rl-dead"),
         ):  # fmt: skip
             control.add_class(css)  # stable hooks for styling and for the browser tests
+        rows = []
         for step in self.saga.steps:
             tag = "" if step.kind is Kind.COMPENSABLE else f" <i>({step.kind})</i>"
-            text = (
-                f"<b>{html.escape(step.name)}</b>{tag}<br><small>{html.escape(step.label)}</small>"
-            )
-            name = w.HTML(text, layout=w.Layout(width="170px"))
+            text = f"<div class='rl-step'><b>{html.escape(step.name)}</b>{tag}</div>"
+            name = w.HTML(text, tooltip=step.label or step.name, layout=w.Layout(width="120px"))
             rows.append(w.HBox([name, self.actions[step.name], self.undos[step.name]]))
-        options = w.VBox(
-            [
-                w.HBox(
-                    [w.Label("when an undo fails", layout=w.Layout(width="150px")), self.policy]
-                ),
-                w.HBox([w.Label("log each undo", layout=w.Layout(width="150px")), self.register]),
-                w.HBox([w.Label("undo order", layout=w.Layout(width="150px")), self.order]),
-            ]
+        player = w.HBox(
+            [self.play_button, self.back, self.slider, self.forward, self.play],
+            layout=w.Layout(align_items="center", width="100%"),
         )
-        player = w.HBox([self.run_button, self.play, self.back, self.slider, self.forward])
+        picture = w.VBox(
+            [self.image, player],
+            layout=w.Layout(width="66%", max_width=f"{int(PANEL_WIDTH * 80)}px", min_width="420px"),
+        )
+        options = w.HBox(
+            [self.policy, self.register, self.order], layout=w.Layout(flex_flow="row wrap")
+        )
+        controls = w.VBox(
+            [w.HTML("<b>break it</b>"), *rows, options],
+            layout=w.Layout(width="34%", padding="0 0 0 12px"),
+        )
         results = w.HBox(
             [
-                w.VBox([w.HTML("<b>result</b>"), self.result, self.dead]),
-                w.VBox([w.HTML("<b>event log</b>"), self.log]),
+                w.VBox(
+                    [w.HTML("<b>result</b>"), self.result, self.dead], layout=w.Layout(width="50%")
+                ),
+                w.VBox([w.HTML("<b>event log</b>"), self.log], layout=w.Layout(width="50%")),
             ],
             layout=w.Layout(grid_gap="24px"),
         )
-        head = w.HTML(f"{_CSS}<h3>{html.escape(title)}</h3>")
-        return w.VBox(
-            [head, w.VBox(rows), options, player, self.image, results],
-            _dom_classes=["rollback-lab"],
+        head = w.HBox(
+            [w.HTML(f"{_CSS}<b style='font-size:16px'>{html.escape(title)}</b>"), self.cue],
+            layout=w.Layout(justify_content="space-between"),
         )
+        return w.VBox([head, w.HBox([picture, controls]), results], _dom_classes=["rollback-lab"])
 
     # -- what a learner can do, as methods ---------------------------------------------
 
@@ -229,8 +292,9 @@ class RollbackLab:
                 out[name] = faults
         return out
 
-    def run(self) -> Outcome:
-        """Run the saga with the chosen faults on a fresh state; show its first frame."""
+    def run(self, *, opening: bool = False) -> Outcome:
+        """Run the saga with the chosen faults on a fresh state and show its telling frame:
+        where it fails (after a change), or the whole run (when the panel opens)."""
         outcome = self.saga.run(
             self._make_state(),
             inject=self.inject,
@@ -243,16 +307,46 @@ class RollbackLab:
         self.outcome = outcome
         self.timeline.load(outcome)
         self.play.playing = False
-        self._quiet = True  # moving the slider back to 0 must not draw the old run
+        frame = self.telling_frame(outcome, opening)
+        self._quiet = True  # moving the slider must not draw the old run
         try:
-            self.slider.value = 0
             self.play.max = self.slider.max = self.timeline.frame_count - 1
+            self.slider.value = frame
         finally:
             self._quiet = False
+        self._show(frame)  # the picture first: it is what the learner watches
+        self.runs += 1
+        faults = ", ".join(f"{k} {'+'.join(v)}" for k, v in self.inject.items()) or "no faults"
+        self.cue.value = (
+            ""
+            if opening
+            else f"<span>↻ run {self.runs}: {html.escape(faults)} → "
+            f"{html.escape(str(outcome.status))}</span>"
+        )
         self.result.value = outcome._repr_html_()
         self.dead.value = self._dead_letters_html(outcome)
-        self._show(0)
         return outcome
+
+    @staticmethod
+    def telling_frame(outcome: Outcome, opening: bool) -> int:
+        """The frame worth seeing first: the failure, or (opening, or a commit) the end."""
+        last = len(outcome.events) - 1
+        if opening:
+            return last
+        failed = next(
+            (i for i, e in enumerate(outcome.events) if e.kind == "pipeline_failed"), None
+        )
+        return last if failed is None else failed
+
+    def toggle_play(self) -> None:
+        """Play from the frame shown (from the start when at the end), or pause."""
+        if self.play.playing:
+            self.play.playing = False
+            return
+        if self.frame >= self.frame_count - 1:
+            self.show_frame(0)
+        self.play.value = self.frame
+        self.play.playing = True
 
     def show_frame(self, index: int) -> bytes:
         """Show frame ``index`` (clamped to the run) and return its PNG."""
@@ -286,9 +380,17 @@ class RollbackLab:
         if not self._quiet:
             self._show(change["new"])
 
+    def _on_playing(self, change: dict[str, Any]) -> None:
+        playing = bool(change["new"])
+        self.play_button.description = "Pause" if playing else "Play"
+        self.play_button.icon = "pause" if playing else "play"
+
     def _show(self, index: int) -> None:
         self.image.value = self.timeline.render(index)
-        self.log.value = events_html(self.outcome.events, index)  # type: ignore[union-attr]
+        events = self.outcome.events  # type: ignore[union-attr]
+        # a window of rows that holds the current one: the log follows the frame
+        start = max(0, min(index - LOG_ROWS // 2, len(events) - LOG_ROWS))
+        self.log.value = events_html(events, index, start=start, rows=LOG_ROWS)
 
     @staticmethod
     def _dead_letters_html(outcome: Outcome) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import socket
 from email import message_from_bytes
 from email.message import Message
@@ -38,14 +39,18 @@ class MailServer:
         self.running = False
 
     def start(self) -> MailServer:
+        """Serve on 127.0.0.1 until ``stop()``, or until this process (a notebook's kernel)
+        ends: a lesson's panel can keep sending mail after its cells have run."""
         self._controller.start()
         self.running = True
+        atexit.register(self.stop)
         return self
 
     def stop(self) -> None:
         if self.running:
             self._controller.stop()
             self.running = False
+            atexit.unregister(self.stop)
 
     @property
     def messages(self) -> list[Message]:
