@@ -162,6 +162,9 @@ def format_events(events: list[Event]) -> str:
 
 
 _CELL = 'style="text-align:left;padding:1px 8px;vertical-align:top"'
+# details hold long tokens (error=InjectedTimeout('charge_card: ...')): they may wrap
+# anywhere rather than run past the edge; the other columns never break
+_DETAILS = 'style="text-align:left;padding:1px 8px;vertical-align:top;overflow-wrap:anywhere"'
 _NOWRAP = 'style="text-align:left;padding:1px 8px;vertical-align:top;white-space:nowrap"'
 
 
@@ -187,7 +190,7 @@ def events_html(
         mark = ' class="now" style="background:#F0E442"' if i == current else ""
         kind = (str(event.seq), event.kind, event.step or "")
         cells = [f"<td {_NOWRAP}>{html.escape(c)}</td>" for c in kind]
-        cells.append(f"<td {_CELL}>{html.escape(details)}</td>")
+        cells.append(f"<td {_DETAILS}>{html.escape(details)}</td>")
         out.append(f"<tr{mark}>{''.join(cells)}</tr>")
     if end < len(events):
         out.append(f"<tr><td colspan=4 {_CELL}>… {len(events) - end} later</td></tr>")

@@ -246,7 +246,7 @@ def lesson_01(page) -> None:
     panel.scroll_into_view_if_needed()
     before = image_src(page)
     start = time.perf_counter()
-    page.locator(".rl-action-step2 button[data-value='fail']").click()
+    page.locator(".rl-action-step2 select").select_option(label="fail")
     wait_new_image(page, before)
     wait_text(page, ".rl-result", "step2: injected failure")  # the run the click asked for
     click_to_frame = time.perf_counter() - start
@@ -263,7 +263,7 @@ def lesson_01(page) -> None:
     for value in ["ok", "fail"] * 6:
         before = image_src(page)
         start = time.perf_counter()
-        page.locator(f".rl-action-step2 button[data-value='{value}']").click()
+        page.locator(".rl-action-step2 select").select_option(label=value)
         wait_new_image(page, before)
         samples.append(time.perf_counter() - start)
     samples.sort()
@@ -332,8 +332,8 @@ def fault_click_changes_the_frame(page, index: int) -> None:
     panel = page.locator(".rollback-lab").nth(index)
     image = panel.locator(".rl-image").first
     before = image.get_attribute("src")
-    button = panel.locator(".rl-action button[data-value='fail']:not(.mod-active)").first
-    button.click()
+    chooser = panel.locator(".rl-action select").first
+    chooser.select_option(label="fail after effect" if chooser.input_value() == "fail" else "fail")
     page.wait_for_function(
         "([e, old]) => e.src && e.src !== old", arg=[image.element_handle(), before]
     )
@@ -356,8 +356,8 @@ def lesson_03(page) -> None:
 
 def lesson_04(page) -> None:
     """The room fails before the email: nothing irreversible happened, the rollback is whole."""
-    choose(page, ".rl-action-charge_card button[data-value='ok']", "committed")
-    result = choose(page, ".rl-action-reserve_room button[data-value='fail']", "rolled_back")
+    choose(page, ".rl-action-charge_card select", "committed", option="ok")
+    result = choose(page, ".rl-action-reserve_room select", "rolled_back", option="fail")
     assert "not run" in result  # the email never went out
     play_until_images_change(page)
 
@@ -372,9 +372,8 @@ def lesson_05(page) -> None:
 def lesson_06(page) -> None:
     """After Run All the mail server still runs: every step ok commits, with the email.
     Then log every undo after its step: the timeout after the charge leaks 240."""
-    choose(page, ".rl-action-charge_card button[data-value='ok']", "committed")
-    result = choose(page, ".rl-action-charge_card button[data-value='fail%20after%20effect']",
-                    "rolled_back")  # fmt: skip
+    choose(page, ".rl-action-charge_card select", "committed", option="ok")
+    choose(page, ".rl-action-charge_card select", "rolled_back", option="fail after effect")
     result = choose(page, ".rl-register select", "rollback_incomplete", option="all after")
     assert "not undone" in result
     play_until_images_change(page)

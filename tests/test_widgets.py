@@ -181,7 +181,7 @@ def test_every_button_and_choice_says_what_it_does(lab):
     for button in (lab.play_button, lab.back, lab.forward):
         assert button.description and button.tooltip
     for control in [*lab.actions.values(), *lab.undos.values()]:
-        assert len(control.tooltips) == len(control.options) and all(control.tooltips)
+        assert all(label in control.tooltip for label, _ in control.options)
     for control in (lab.policy, lab.register, lab.order):
         assert control.description and control.tooltip
 
@@ -196,3 +196,10 @@ def test_play_starts_from_the_frame_shown_and_from_the_start_at_the_end(lab):
     lab.show_frame(3)
     lab.play_button.click()
     assert lab.play.value == 3
+
+
+def test_a_chosen_fault_stands_out_and_goes_back_to_plain(lab):
+    lab.set_fault("step2", "fail")
+    assert "rl-chosen" in lab.actions["step2"]._dom_classes
+    lab.set_fault("step2", "ok")
+    assert "rl-chosen" not in lab.actions["step2"]._dom_classes

@@ -42,13 +42,10 @@ _CSS = """<style>
 .rollback-lab table {border-collapse: collapse; font-size: 14px}
 .rollback-lab td, .rollback-lab th {padding: 2px 8px; text-align: left}
 .rollback-lab .now {background: #F0E442}
-.rollback-lab .rl-action button.mod-active:not([data-value="ok"])
-  {background: #D55E00; color: white}
-.rollback-lab .rl-undo button.mod-active:not([data-value="undo%20ok"])
-  {background: #E69F00; color: black}
-.rollback-lab .rl-action button, .rollback-lab .rl-undo button
-  {padding: 0 6px; font-size: 13px; height: 26px}
-.rollback-lab .rl-step {font-size: 13px; line-height: 1.15}
+.rollback-lab .rl-action.rl-chosen select {background: #D55E00; color: white}
+.rollback-lab .rl-undo.rl-chosen select {background: #E69F00; color: black}
+.rollback-lab .rl-action select, .rollback-lab .rl-undo select {font-size: 13px}
+.rollback-lab .rl-step {font-size: 13px; line-height: 1.15; overflow-wrap: anywhere}
 .rollback-lab .rl-cue {color: #0072B2; font-weight: bold}
 .rollback-lab .rl-log table {font-size: 13px}
 </style>"""  # a chosen fault stands out (also on a projector); colours match the pictures
@@ -58,17 +55,29 @@ def _css(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", name)
 
 
-def _toggles(
-    options: tuple[tuple[str, str], ...], value: str, tips: tuple[str, ...], **kw: Any
-) -> w.ToggleButtons:
-    return w.ToggleButtons(
-        options=list(options),
-        value=value,
-        tooltips=list(tips),
-        style={"button_width": "auto"},
-        layout=w.Layout(width="auto"),
-        **kw,
+def _choice(
+    options: tuple[tuple[str, str], ...],
+    value: str,
+    tips: tuple[str, ...],
+    width: str,
+    **kw: Any,
+) -> w.Dropdown:
+    """One compact choice; its tooltip lists what each option means. A chosen fault gets
+    the class ``rl-chosen`` (coloured like the pictures, so it reads on a projector)."""
+    tooltip = "; ".join(f"{label}: {tip}" for (label, _), tip in zip(options, tips, strict=True))
+    control = w.Dropdown(
+        options=list(options), value=value, tooltip=tooltip, layout=w.Layout(width=width), **kw
     )
+    default = value
+
+    def mark(change: dict[str, Any]) -> None:
+        if change["new"] == default:
+            control.remove_class("rl-chosen")
+        else:
+            control.add_class("rl-chosen")
+
+    control.observe(mark, names="value")
+    return control
 
 
 def _dropdown(options: tuple[tuple[str, str], ...], value: str, label: str, tip: str) -> Any:
@@ -115,9 +124,11 @@ class RollbackLab:
         self.outcome: Outcome | None = None
         self._quiet = False  # True while several controls change as one
 
-        self.actions = {s.name: _toggles(ACTION_CHOICES, "ok", ACTION_TIPS) for s in saga.steps}
+        self.actions = {
+            s.name: _choice(ACTION_CHOICES, "ok", ACTION_TIPS, "132px") for s in saga.steps
+        }
         self.undos = {
-            s.name: _toggles(UNDO_CHOICES, "undo_ok", UNDO_TIPS, disabled=s.undo is None)
+            s.name: _choice(UNDO_CHOICES, "undo_ok", UNDO_TIPS, "108px", disabled=s.undo is None)
             for s in saga.steps
         }
         self.policy = _dropdown(
@@ -134,6 +145,7 @@ class RollbackLab:
             icon="play",
             button_style="primary",
             tooltip="play the run frame by frame (press again to pause)",
+            layout=w.Layout(min_width="96px"),
         )
         self.play = w.Play(
             min=0, max=0, value=0, interval=interval_ms, description="Play", tooltip="play / pause",
@@ -141,16 +153,17 @@ class RollbackLab:
         )  # fmt: skip
         self.slider = w.IntSlider(
             min=0, max=0, value=0, description="frame", readout=True,
-            tooltip="drag through the run's events", layout=w.Layout(flex="1 1 auto"),
+            tooltip="drag through the run's events",
+            style={"description_width": "44px"}, layout=w.Layout(flex="1 1 auto", width="auto"),
         )  # fmt: skip
         w.jslink((self.play, "value"), (self.slider, "value"))
         self.back = w.Button(
             description="back", icon="step-backward", tooltip="the previous event",
-            layout=w.Layout(width="auto"),
+            layout=w.Layout(width="auto", min_width="82px"),
         )  # fmt: skip
         self.forward = w.Button(
             description="next", icon="step-forward", tooltip="the next event",
-            layout=w.Layout(width="auto"),
+            layout=w.Layout(width="auto", min_width="82px"),
         )  # fmt: skip
         self.image = w.Image(format="png", layout=w.Layout(width="100%"))
         self.cue = w.HTML()
@@ -200,7 +213,11 @@ class RollbackLab:
         for step in self.saga.steps:
             tag = "" if step.kind is Kind.COMPENSABLE else f" <i>({step.kind})</i>"
             text = f"<div class='rl-step'><b>{html.escape(step.name)}</b>{tag}</div>"
-            name = w.HTML(text, tooltip=step.label or step.name, layout=w.Layout(width="120px"))
+            name = w.HTML(
+                text,
+                tooltip=step.label or step.name,
+                layout=w.Layout(width="112px", overflow="hidden"),
+            )
             rows.append(w.HBox([name, self.actions[step.name], self.undos[step.name]]))
         player = w.HBox(
             [self.play_button, self.back, self.slider, self.forward, self.play],
@@ -208,14 +225,14 @@ class RollbackLab:
         )
         picture = w.VBox(
             [self.image, player],
-            layout=w.Layout(width="66%", max_width=f"{int(PANEL_WIDTH * 80)}px", min_width="420px"),
+            layout=w.Layout(width="64%", max_width=f"{int(PANEL_WIDTH * 80)}px", min_width="420px"),
         )
         options = w.HBox(
             [self.policy, self.register, self.order], layout=w.Layout(flex_flow="row wrap")
         )
         controls = w.VBox(
             [w.HTML("<b>break it</b>"), *rows, options],
-            layout=w.Layout(width="34%", padding="0 0 0 12px"),
+            layout=w.Layout(width="36%", min_width="360px", padding="0 0 0 8px"),
         )
         results = w.HBox(
             [
@@ -273,7 +290,7 @@ class RollbackLab:
             self._quiet = False
         return self.run()
 
-    def _set(self, control: w.ToggleButtons, value: str, what: str) -> Outcome:
+    def _set(self, control: w.Dropdown, value: str, what: str) -> Outcome:
         valid = [v for _, v in control.options]
         if value not in valid:
             raise InvalidPipelineError(f"unknown {what} {value!r}; choose from: {', '.join(valid)}")
