@@ -62,7 +62,7 @@ def run() -> None:
     rows = [
         ("in process (memory)", f"{base * 1e3:.3f} ms", "1x"),
         ("with the SQLite journal", f"{durable * 1e3:.3f} ms", f"{durable / base:.0f}x"),
-        ("on Temporal's test server", f"{remote * 1e3:.3f} ms", f"{remote / base:.0f}x"),
+        ("on Temporal's dev server", f"{remote * 1e3:.3f} ms", f"{remote / base:.0f}x"),
     ]
     print(f"What durability costs: per step, sagas of {STEPS} no-op steps (no target)")
     print(table(rows, ("where the saga runs", "per step", "against in process")))

