@@ -7,6 +7,7 @@ retries run on the server."""
 import asyncio
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -250,3 +251,54 @@ def test_bad_input_is_refused_before_a_workflow_starts():
 def test_injected_faults_keep_their_type():
     outcome = on_temporal(lambda r: r.run(xyz_saga(), xyz_state(), inject={"step2": "fail"}))
     assert isinstance(outcome.error, InjectedFault) and outcome.error.step == "step2"
+
+
+def test_cancelling_during_a_last_step_that_never_heartbeats_still_compensates():
+    """The step cannot hear the cancellation; it finishes, and the saga must still undo
+    instead of committing (the cancellation was asked for before the saga ended)."""
+    release = threading.Event()
+
+    def deaf(state):
+        state["c"] = 1
+        release.wait(10)  # no heartbeat: it never learns of the cancellation
+
+    saga = Saga(
+        [
+            Step("a", lambda s: s.update(a=1), lambda s: s.update(a=0)),
+            Step("c", deaf, lambda s: s.update(c=0), register="before"),
+        ]
+    )
+
+    async def scenario(runner):
+        handle = await runner.start_saga(saga, {}, step_timeout=30)
+        await asyncio.get_running_loop().run_in_executor(None, handle.started("c").wait, 20)
+        await handle.cancel()
+        await asyncio.sleep(0.5)  # the cancellation reaches the server while c still runs
+        release.set()
+        return await handle.outcome()
+
+    outcome = on_temporal(scenario)
+    assert outcome.status is not Status.COMMITTED
+    assert outcome.status is Status.ROLLED_BACK
+    assert outcome.compensated == ("c", "a")
+    assert outcome.state_after == {"a": 0, "c": 0}
+    assert outcome.failed_step is None  # every step had finished: the cancellation failed it
+    assert repr(outcome.error) == "CancelledError('the workflow was cancelled')"
+
+
+def test_an_error_whose_str_raises_is_reported_and_close_does_not_hang():
+    class Nasty(Exception):
+        def __str__(self):
+            raise RuntimeError("no message for you")
+
+    def step(state):
+        raise Nasty()
+
+    saga = Saga([Step("a", lambda s: s.update(a=1), lambda s: s.update(a=0)), Step("b", step)])
+
+    async def scenario(runner):
+        return await asyncio.wait_for(runner.run(saga, {}), 30)
+
+    outcome = on_temporal(scenario)  # on_temporal closes the runner: a hang would time out
+    assert outcome.status is Status.ROLLED_BACK
+    assert "Nasty" in repr(outcome.error) and "unprintable" in str(outcome.error)

@@ -86,7 +86,7 @@ def run_action(call: StepCall) -> None:
     try:
         hosted.saga[call.step].action(hosted.state)
     except Exception as exc:
-        raise _remote(exc, attempt) from exc
+        raise _remote(exc, attempt) from None  # its facts are in it; a cause may not print
     if fault is Fault.FAIL_AFTER_EFFECT:
         raise _injected(action_error(call.step, fault), attempt)
 
@@ -106,7 +106,7 @@ def run_undo(call: StepCall) -> None:
         elif undo is not None:
             undo(hosted.state)
     except Exception as exc:
-        raise _remote(exc, attempt) from exc
+        raise _remote(exc, attempt) from None  # its facts are in it; a cause may not print
 
 
 def _injected(error: InjectedFault, attempt: int) -> ApplicationError:

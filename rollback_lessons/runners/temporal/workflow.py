@@ -54,6 +54,13 @@ class StepCall:
     step: str
 
 
+def _cancel_requested() -> bool:
+    """Was the workflow asked to cancel? A step that does not heartbeat never hears it and
+    completes; the request stays pending on the workflow's task (Python 3.11+)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 class _StepFailed(Exception):
     def __init__(self, step: str, error: ErrorRecord) -> None:
         super().__init__(step)
@@ -146,6 +153,9 @@ class SagaWorkflow:
                 if step.has_undo and step.register == "after":
                     logged.append(step.name)
                     self.emit(EventKind.UNDO_REGISTERED, step.name)
+                current = None
+                if _cancel_requested():  # asked while a step that could not hear it ran
+                    raise asyncio.CancelledError
         except _StepFailed as exc:
             failed = exc
         except asyncio.CancelledError:
@@ -154,6 +164,11 @@ class SagaWorkflow:
             failed = _StepFailed(
                 current or "", ErrorRecord("CancelledError", "the workflow was cancelled", current)
             )
+        if failed is not None and _cancel_requested():
+            # the compensating activities below must run although the workflow is cancelled
+            task = asyncio.current_task()
+            while task is not None and task.cancelling():
+                task.uncancel()
         if failed is None:
             self.emit(EventKind.COMMITTED, steps=len(completed))
             return RunRecord("committed", completed=completed, events=self.events)
@@ -167,7 +182,7 @@ class SagaWorkflow:
                 completed=completed,
                 pending=[failed.step],
                 error=failed.error,
-                failed_step=failed.step,
+                failed_step=failed.step or None,
                 events=self.events,
             )
         return await self._compensate(plan, logged, completed, leaked + irreversible, failed)
@@ -227,6 +242,6 @@ class SagaWorkflow:
             leaked=leaked,
             semantic=semantic,
             error=failed.error,
-            failed_step=failed.step,
+            failed_step=failed.step or None,
             events=self.events,
         )
