@@ -153,6 +153,8 @@ class SagaPlan:
     then: str  # after undo retries run out: dead_letter | halt
     undo_order: str
     step_timeout: float = 60.0
+    halt_wait: float | None = 0.0
+    """On a halt, how long a remote engine waits for a person (None: as long as it takes)."""
 
 
 @dataclass

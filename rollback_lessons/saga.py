@@ -293,6 +293,7 @@ class Saga:
         register: Register | None = None,
         undo_order: UndoOrder = "reverse",
         step_timeout: float = 60.0,
+        halt_wait: float | None = 0.0,
     ) -> SagaPlan:
         """This saga as data for a remote engine; every option is checked here, before it runs."""
         if register is not None:
@@ -319,4 +320,5 @@ class Saga:
             then=retry.then if retry is not None else "dead_letter",
             undo_order=undo_order,
             step_timeout=step_timeout,
+            halt_wait=halt_wait,
         )

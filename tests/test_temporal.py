@@ -302,3 +302,43 @@ def test_an_error_whose_str_raises_is_reported_and_close_does_not_hang():
     outcome = on_temporal(scenario)  # on_temporal closes the runner: a hang would time out
     assert outcome.status is Status.ROLLED_BACK
     assert "Nasty" in repr(outcome.error) and "unprintable" in str(outcome.error)
+
+
+def test_halt_waits_for_a_person_who_answers_with_a_signal():
+    async def ask(runner, inject, answer):
+        handle = await runner.start_saga(
+            xyz_saga(), xyz_state(), inject=inject, policy="halt", halt_wait=30
+        )
+        for _ in range(200):  # the Query says when the saga waits, and for what
+            pending = await handle.pending()
+            if pending:
+                break
+            await asyncio.sleep(0.05)
+        await handle.resolve(answer)
+        return pending, await handle.outcome()
+
+    async def scenario(runner):
+        with pytest.raises(ValueError, match="not one of: retry, fixed, leave"):
+            handle = await runner.start_saga(xyz_saga(), xyz_state())
+            await handle.resolve("shrug")
+        return (
+            await ask(runner, {"step3": "fail", "step1": "undo_fails_once"}, "retry"),
+            await ask(runner, {"step3": "fail", "step1": "undo_fails"}, "fixed"),
+            await ask(runner, {"step3": "fail", "step2": "undo_fails"}, "leave"),
+        )
+
+    (p1, retried), (p2, fixed), (p3, left) = on_temporal(scenario)
+    assert p1 == p2 == ["step1"] and p3 == ["step2", "step1"]
+    assert retried.status is Status.ROLLED_BACK and retried.compensated == ("step2", "step1")
+    assert [e.details["attempt"] for e in retried.events if e.kind == "undo"][-1] == 2
+    assert fixed.status is Status.ROLLED_BACK
+    assert any(e.kind == "undo_done" and e.details.get("by_hand") for e in fixed.events)
+    assert fixed.state_after == {"x": 1, "y": 0, "z": 0}  # the person's fix is not simulated
+    assert left.status is Status.HALTED and left.pending == ("step2", "step1")
+
+
+def test_halt_without_waiting_is_the_in_process_halt():
+    faults = {"step3": "fail", "step1": "undo_fails"}
+    remote = on_temporal(lambda r: r.run(xyz_saga(), xyz_state(), inject=faults, policy="halt"))
+    local = xyz_saga().run(xyz_state(), inject=faults, policy="halt")
+    same(local, remote)

@@ -41,13 +41,13 @@ from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, Telemetr
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from ...errors import InjectedFault, RollbackLessonsError
+from ...errors import InjectedFault, InvalidPipelineError, RollbackLessonsError
 from ...faults import NO_FAULTS, Fault, InjectionLike, StepFaults, normalize_injection
 from ...outcome import Outcome
 from ...policies import PolicyLike
 from ...rules import NamedUndo, RunRecord, action_error, undo_error, undo_fails
 from ...saga import Saga, State, snapshot
-from .workflow import ACTION, UNDO, SagaWorkflow, StepCall
+from .workflow import ACTION, ANSWERS, UNDO, SagaWorkflow, StepCall
 
 BENIGN = ApplicationErrorCategory.BENIGN  # injected on purpose: logged at DEBUG, not WARNING
 
@@ -94,7 +94,7 @@ def run_action(call: StepCall) -> None:
 @activity.defn(name=UNDO)
 def run_undo(call: StepCall) -> None:
     hosted = _HOSTED[call.run_id]
-    attempt = activity.info().attempt
+    attempt = activity.info().attempt + call.attempts_before
     fault = hosted.faults.get(call.step, NO_FAULTS).undo
     if undo_fails(fault, attempt):
         assert fault is not None
@@ -252,6 +252,17 @@ class SagaHandle:
     async def cancel(self) -> None:
         await self.workflow.cancel()
 
+    async def pending(self) -> list[str]:
+        """The undos a halted saga is waiting on a person for (a Query; empty otherwise)."""
+        return list(await self.workflow.query("pending"))
+
+    async def resolve(self, answer: str) -> None:
+        """Answer a halted saga (a Signal): "retry" the undo, it was "fixed" by hand, or
+        "leave" it for later."""
+        if answer not in ANSWERS:
+            raise InvalidPipelineError(f"answer {answer!r} is not one of: {', '.join(ANSWERS)}")
+        await self.workflow.signal("resolve", answer)
+
     async def outcome(self) -> Outcome:
         try:
             result: RunRecord = await self.workflow.result()
@@ -340,6 +351,7 @@ class TemporalRunner:
         register: str | None = None,
         undo_order: str = "reverse",
         step_timeout: float = 60.0,
+        halt_wait: float | None = 0.0,
     ) -> SagaHandle:
         """Start ``saga`` as a workflow; everything is checked before it starts."""
         faults = normalize_injection(inject, saga.names)
@@ -349,6 +361,7 @@ class TemporalRunner:
             register=register,  # type: ignore[arg-type]
             undo_order=undo_order,  # type: ignore[arg-type]
             step_timeout=step_timeout,
+            halt_wait=halt_wait,
         )
         world: State = {} if state is None else state
         _HOSTED[plan.run_id] = _Hosted(saga, world, faults, {})

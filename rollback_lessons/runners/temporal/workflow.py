@@ -35,6 +35,8 @@ with workflow.unsafe.imports_passed_through():  # plain data and rules, no I/O
 ACTION = "rollback_lessons.action"
 UNDO = "rollback_lessons.undo"
 ONCE = RetryPolicy(maximum_attempts=1)
+ANSWERS = ("retry", "fixed", "leave")
+"""What a person may answer a halted saga: retry the undo, fixed by hand, or leave it."""
 
 
 def temporal_retry(spec: RetrySpec) -> RetryPolicy:
@@ -52,6 +54,8 @@ def temporal_retry(spec: RetrySpec) -> RetryPolicy:
 class StepCall:
     run_id: str
     step: str
+    attempts_before: int = 0
+    """Attempts of this undo already made by earlier activities (a person's retry)."""
 
 
 def _cancel_requested() -> bool:
@@ -88,14 +92,43 @@ class SagaWorkflow:
 
     def __init__(self) -> None:
         self.events: list[list[Any]] = []
+        self.waiting: list[str] = []  # undos a person is asked about (the halt policy)
+        self.answer: str | None = None
+
+    @workflow.query(name="pending")
+    def pending(self) -> list[str]:
+        """The undos left for a person while the saga waits for one (empty otherwise)."""
+        return list(self.waiting)
+
+    @workflow.signal(name="resolve")
+    def resolve(self, answer: str) -> None:
+        """A person's answer: "retry" the undo, it was "fixed" by hand, or "leave" it."""
+        if self.waiting and answer in ANSWERS:
+            self.answer = answer
+
+    async def _ask_a_person(self, left: list[str], wait: float | None) -> str:
+        """Halt: wait (up to ``wait`` seconds; None: for as long as it takes) for a Signal."""
+        if wait is not None and wait <= 0:
+            return "leave"  # as in process: halted at once, for a person to pick up
+        self.waiting, self.answer = list(left), None
+        try:
+            timeout = timedelta(seconds=wait) if wait is not None else None
+            await workflow.wait_condition(lambda: self.answer is not None, timeout=timeout)
+        except TimeoutError:
+            return "leave"
+        finally:
+            self.waiting = []
+        return self.answer or "leave"
 
     def emit(self, kind: EventKind, step: str | None = None, **details: Any) -> None:
         self.events.append([len(self.events) + 1, kind, step, details])
 
-    async def _activity(self, name: str, plan: SagaPlan, step: str, retry: RetryPolicy) -> None:
+    async def _activity(
+        self, name: str, plan: SagaPlan, step: str, retry: RetryPolicy, before: int = 0
+    ) -> None:
         await workflow.execute_activity(
             name,
-            StepCall(plan.run_id, step),
+            StepCall(plan.run_id, step, before),
             start_to_close_timeout=timedelta(seconds=plan.step_timeout),
             heartbeat_timeout=timedelta(seconds=plan.step_timeout),
             retry_policy=retry,
@@ -206,23 +239,36 @@ class SagaWorkflow:
         semantic_steps = {s.name for s in plan.steps if s.semantic}
         dead: list[DeadLetterRecord] = []
         pending: list[str] = []
-        for index, step in enumerate(order):
-            self.emit(EventKind.UNDO, step, attempt=1)
+        index, attempt = 0, 1
+        while index < len(order):
+            step = order[index]
+            self.emit(EventKind.UNDO, step, attempt=attempt)
             try:
-                await self._activity(UNDO, plan, step, retry)
+                await self._activity(UNDO, plan, step, retry, attempt - 1)
             except ActivityError as err:
                 error, attempts = _cause(err, step)
                 halt = plan.policy == "halt" or (plan.policy == "retry" and plan.then == "halt")
                 then = "halt" if halt else "dead_letter"
                 self.emit(EventKind.UNDO_FAILED, step, attempt=attempts, error=error.describe(),
                           then=then)  # fmt: skip
-                if halt:
-                    pending = order[index:]
-                    break
-                dead.append(DeadLetterRecord(step, error, attempts))
-                continue
+                if not halt:
+                    dead.append(DeadLetterRecord(step, error, attempts))
+                    index, attempt = index + 1, 1
+                    continue
+                answer = await self._ask_a_person(order[index:], plan.halt_wait)
+                if answer == "retry":
+                    attempt = attempts + 1
+                    continue
+                if answer == "fixed":
+                    compensated.append(step)
+                    self.emit(EventKind.UNDO_DONE, step, attempt=attempts, by_hand=True)
+                    index, attempt = index + 1, 1
+                    continue
+                pending = order[index:]
+                break
             compensated.append(step)
-            self.emit(EventKind.UNDO_DONE, step, attempt=1)
+            self.emit(EventKind.UNDO_DONE, step, attempt=attempt)
+            index, attempt = index + 1, 1
         semantic = [s for s in compensated if s in semantic_steps]
         status = status_of(
             failed=True,
