@@ -133,3 +133,10 @@ def test_solved_copy_passes_every_check(path, tmp_path):
     for cell in checks:
         text = "".join(o.get("data", {}).get("text/plain", "") for o in cell.outputs)
         assert text.startswith("✓ Correct"), f"{path.name}: {cell.source!r} -> {text!r}"
+
+
+def test_start_here_names_the_lessons_that_have_exercises():
+    start = (ROOT / "notebooks" / "00_start_here.ipynb").read_text()
+    lessons = sorted({key.split(".")[0] for key in EXERCISES})
+    assert f"Lessons {lessons[0]} to {lessons[-1]} end with exercises" in start
+    assert lessons == [f"{n:02d}" for n in range(int(lessons[0]), int(lessons[-1]) + 1)]

@@ -97,3 +97,12 @@ def test_a_timeout_after_the_charge_is_refunded_once(mail):
     )
     assert leak.status is Status.ROLLBACK_INCOMPLETE
     assert leak.state_after["charged"] == 240 and leak.state_after["refunded"] == 0
+
+
+def test_a_booking_that_fails_at_any_step_sends_no_mail(mail):
+    """Lesson 06 says so beside its loop: a failing step, the email included, sends none."""
+    before = len(mail.messages)
+    for step in booking_saga().names:
+        outcome = booking_saga().run(new_world(mail.host, mail.port), inject={step: "fail"})
+        assert outcome.status is Status.ROLLED_BACK
+    assert mail.messages[before:] == []
