@@ -342,3 +342,22 @@ def test_halt_without_waiting_is_the_in_process_halt():
     remote = on_temporal(lambda r: r.run(xyz_saga(), xyz_state(), inject=faults, policy="halt"))
     local = xyz_saga().run(xyz_state(), inject=faults, policy="halt")
     same(local, remote)
+
+
+def test_the_history_tells_the_saga_in_temporals_own_events():
+    async def scenario(runner):
+        handle = await runner.start_saga(xyz_saga(), xyz_state(), inject={"step2": "fail"})
+        await handle.outcome()
+        return await handle.history(), await handle.history(ids=False)
+
+    with_ids, story = on_temporal(scenario)
+    assert [tuple(r) for r in story.rows] == [
+        ("activity scheduled", "action", "step1"),
+        ("activity completed", "action", "step1"),
+        ("activity scheduled", "action", "step2"),
+        ("activity failed", "action", "step2"),
+        ("activity scheduled", "undo", "step1"),
+        ("activity completed", "undo", "step1"),
+    ]
+    ids = [int(row[0]) for row in with_ids.rows]
+    assert ids == sorted(ids) and with_ids.header[0] == "event"

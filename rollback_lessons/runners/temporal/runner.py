@@ -21,6 +21,7 @@ import atexit
 import contextlib
 import functools
 import gc
+import json
 import os
 import shutil
 import socket
@@ -43,7 +44,7 @@ from temporalio.worker import Worker
 
 from ...errors import InjectedFault, InvalidPipelineError, RollbackLessonsError
 from ...faults import NO_FAULTS, Fault, InjectionLike, StepFaults, normalize_injection
-from ...outcome import Outcome
+from ...outcome import Outcome, Table
 from ...policies import PolicyLike
 from ...rules import NamedUndo, RunRecord, action_error, undo_error, undo_fails
 from ...saga import Saga, State, snapshot
@@ -237,6 +238,14 @@ def _runtime() -> Runtime:
     )
 
 
+_ACTIVITY_ENDS = {
+    "activity_task_completed_event_attributes": "activity completed",
+    "activity_task_failed_event_attributes": "activity failed",
+    "activity_task_timed_out_event_attributes": "activity timed out",
+    "activity_task_canceled_event_attributes": "activity cancelled",
+}
+
+
 class SagaHandle:
     """A saga running on Temporal: ``await handle.outcome()``, or ``await handle.cancel()``."""
 
@@ -251,6 +260,34 @@ class SagaHandle:
 
     async def cancel(self) -> None:
         await self.workflow.cancel()
+
+    async def history(self, *, ids: bool = True) -> Table:
+        """The workflow's own event history, as Temporal keeps it: each activity scheduled,
+        completed or failed (with its step), and each signal. Workflow-task bookkeeping is
+        left out. This history, not the worker, is what survives a crash. ``ids=False``
+        leaves out the event ids (they depend on timing; the order does not)."""
+        scheduled: dict[int, tuple[str, str]] = {}
+        rows = []
+        async for event in self.workflow.fetch_history_events():
+            kind = event.WhichOneof("attributes")
+            if kind == "activity_task_scheduled_event_attributes":
+                attributes = event.activity_task_scheduled_event_attributes
+                call = json.loads(attributes.input.payloads[0].data)
+                what = "action" if attributes.activity_type.name == ACTION else "undo"
+                scheduled[event.event_id] = (what, call["step"])
+                rows.append((str(event.event_id), "activity scheduled", what, call["step"]))
+            elif kind in _ACTIVITY_ENDS:
+                ended = getattr(event, kind)
+                what, step = scheduled.get(ended.scheduled_event_id, ("?", "?"))
+                rows.append((str(event.event_id), _ACTIVITY_ENDS[kind], what, step))
+            elif kind == "workflow_execution_signaled_event_attributes":
+                signal = event.workflow_execution_signaled_event_attributes
+                answer = json.loads(signal.input.payloads[0].data) if signal.input.payloads else ""
+                rows.append((str(event.event_id), f"signal {signal.signal_name}", answer, ""))
+        header = ("event", "what happened", "activity", "step")
+        if not ids:
+            return Table(header[1:], tuple(row[1:] for row in rows))
+        return Table(header, tuple(rows))
 
     async def pending(self) -> list[str]:
         """The undos a halted saga is waiting on a person for (a Query; empty otherwise)."""
