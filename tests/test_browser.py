@@ -418,3 +418,54 @@ def test_lesson_renders_and_runs_in_jupyterlab(page, lab_server: Lab, notebook: 
         fault_click_changes_the_frame(page, i)
     real = [e for e in page.errors if not _ignorable(e)]
     assert real == [], real
+
+
+def test_temporals_web_ui_shows_a_compensated_workflow(browser) -> None:
+    """Temporal's own Web UI (the dev server's, on 127.0.0.1) shows the saga's history:
+    the failed step and the undo activities that compensated it."""
+    import asyncio
+    import queue
+    import threading
+
+    from rollback_lessons.runners.temporal import TemporalRunner
+    from rollback_lessons.worlds.demo import xyz_saga, xyz_state
+
+    ready: queue.Queue = queue.Queue()
+    done = threading.Event()
+
+    def serve() -> None:
+        async def main() -> None:
+            async with await TemporalRunner.start(ui=True) as runner:
+                handle = await runner.start_saga(xyz_saga(), xyz_state(), inject={"step3": "fail"})
+                ready.put((handle.ui_url, await handle.outcome()))
+                while not done.is_set():
+                    await asyncio.sleep(0.1)
+
+        try:
+            asyncio.run(main())
+        except Exception as exc:  # tell the test, do not leave it waiting
+            ready.put((None, exc))
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        url, outcome = ready.get(timeout=120)
+        assert url is not None, outcome
+        assert url.startswith("http://127.0.0.1:") and str(outcome.status) == "rolled_back"
+        context = browser.new_context(viewport=VIEWPORT)
+        page = context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        page.goto(url)
+        page.wait_for_selector("text=rollback_lessons.undo")  # an undo activity, compensating
+        assert "rollback_lessons.action" in page.inner_text("body")
+        page.get_by_text("Event History").first.click()
+        page.wait_for_url("**/history")
+        page.wait_for_selector("text=Activity Task Failed")  # the step that failed, in its history
+        assert page.inner_text("body").count("Activity Task Scheduled") == 5  # 3 steps, 2 undos
+        page.get_by_text("Activity Task Failed").first.scroll_into_view_if_needed()
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "temporal-web-ui.png"), full_page=True)
+        context.close()
+    finally:
+        done.set()
+        thread.join(60)

