@@ -361,3 +361,25 @@ def test_the_history_tells_the_saga_in_temporals_own_events():
     ]
     ids = [int(row[0]) for row in with_ids.rows]
     assert ids == sorted(ids) and with_ids.header[0] == "event"
+
+
+def test_the_history_survives_a_restart_of_the_server(tmp_path):
+    """Temporal keeps each workflow's history in its database, not in the worker: stop the
+    server, start it again on the same file, and the saga is all there."""
+    db = tmp_path / "temporal.db"
+
+    async def first(runner):
+        handle = await runner.start_saga(xyz_saga(), xyz_state(), inject={"step3": "fail"})
+        outcome = await handle.outcome()
+        return handle.run_id, outcome, await handle.history(ids=False)
+
+    async def main():
+        async with await TemporalRunner.start(db_file=db) as runner:
+            run_id, outcome, story = await first(runner)
+        async with await TemporalRunner.start(db_file=db) as again:  # a new server process
+            handle = again.handle_for(xyz_saga(), run_id)
+            return outcome, story, await handle.history(ids=False), await handle.outcome()
+
+    outcome, story, story_again, outcome_again = run_async(main)
+    assert db.exists() and story_again.rows == story.rows
+    assert outcome_again.status == outcome.status and outcome_again.events == outcome.events

