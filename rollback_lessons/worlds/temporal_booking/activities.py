@@ -1,0 +1,36 @@
+"""The booking's activities: each step and each undo is one. They act on a SQLite world
+(``worlds.crashlab``), so any worker process sees the same effects, and the undos are
+idempotent (an undo that ran just before a crash may run again)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from ..crashlab import apply_effect, undo_effect
+
+
+@dataclass
+class StepInput:
+    world: str
+    saga: str
+    step: str
+    fail: bool = False  # a failure on purpose, to make the saga compensate
+
+
+@activity.defn(name="booking.do")
+def do_step(step: StepInput) -> None:
+    """Do one step's effect; a step told to fail raises a non-retryable error."""
+    if step.fail:
+        raise ApplicationError(f"{step.step} failed", type="StepFailed", non_retryable=True)
+    apply_effect(step.world, step.saga, step.step)
+
+
+@activity.defn(name="booking.undo")
+def undo_step(step: StepInput) -> None:
+    """Undo one step's effect, once: a second call changes nothing."""
+    undo_effect(
+        world=step.world, saga=step.saga, step=step.step, idempotency_key=f"{step.saga}:{step.step}"
+    )

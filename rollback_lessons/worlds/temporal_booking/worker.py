@@ -1,0 +1,43 @@
+"""``python -m rollback_lessons.worlds.temporal_booking.worker --address HOST:PORT
+--task-queue Q``: a worker process for the booking saga, to be killed and replaced."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from .activities import do_step, undo_step
+from .workflows import BookingSaga
+
+
+async def serve(address: str, task_queue: str) -> None:
+    client = await Client.connect(address)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        worker = Worker(
+            client,
+            task_queue=task_queue,
+            workflows=[BookingSaga],
+            activities=[do_step, undo_step],
+            activity_executor=pool,
+        )
+        print("worker ready", flush=True)
+        await worker.run()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the booking saga's worker until killed.")
+    parser.add_argument("--address", required=True)
+    parser.add_argument("--task-queue", required=True)
+    args = parser.parse_args(argv)
+    asyncio.run(serve(args.address, args.task_queue))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
