@@ -182,6 +182,15 @@ def __getattr__(name: str) -> Any:
 
 def load_all() -> dict[str, Exercise]:
     """Import every lesson's exercises; returns ``ALL``."""
-    from . import lesson01, lesson02, lesson03, lesson04, lesson05, lesson06, lesson07  # noqa: F401
+    from . import (  # noqa: F401
+        lesson01,
+        lesson02,
+        lesson03,
+        lesson04,
+        lesson05,
+        lesson06,
+        lesson07,
+        lesson08,
+    )
 
     return ALL

@@ -18,6 +18,7 @@ class StepInput:
     saga: str
     step: str
     fail: bool = False  # a failure on purpose, to make the saga compensate
+    undo_fails: bool = False  # its undo fails on purpose (a dead letter)
 
 
 @activity.defn(name="booking.do")
@@ -31,6 +32,8 @@ def do_step(step: StepInput) -> None:
 @activity.defn(name="booking.undo")
 def undo_step(step: StepInput) -> None:
     """Undo one step's effect, once: a second call changes nothing."""
+    if step.undo_fails:
+        raise ApplicationError(f"undo of {step.step} failed", type="UndoFailed", non_retryable=True)
     undo_effect(
         world=step.world, saga=step.saga, step=step.step, idempotency_key=f"{step.saga}:{step.step}"
     )

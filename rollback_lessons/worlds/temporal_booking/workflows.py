@@ -7,6 +7,7 @@ the workflow's history, so if the worker dies, another one replays it and carrie
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -23,8 +24,25 @@ ACTIVITY_TIMEOUT = timedelta(seconds=3)
 RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=100),
     maximum_attempts=5,
-    non_retryable_error_types=["StepFailed"],
+    non_retryable_error_types=["StepFailed", "UndoFailed"],
 )
+
+Undo = Callable[[StepInput], Awaitable[None]]
+
+
+async def compensate(compensations: list[StepInput], undo: Undo, dead_letters: list[str]) -> None:
+    """Run the compensations newest first; one that fails becomes a dead letter, and the
+    rest still run. (Lesson 08's exercise asks for this function.)"""
+    for call in reversed(compensations):
+        try:
+            await undo(call)
+        except ActivityError:
+            dead_letters.append(call.step)
+
+
+COMPENSATE: list[Callable[[list[StepInput], Undo, list[str]], Awaitable[None]]] = [compensate]
+"""The compensation the workflow runs; an exercise puts the learner's own here (its worker
+runs workflows unsandboxed, so it sees the change)."""
 
 
 @dataclass
@@ -32,6 +50,7 @@ class BookingInput:
     world: str
     saga: str
     fail_at: str | None = None
+    undo_fails: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -48,23 +67,30 @@ class BookingSaga:
         compensations: list[StepInput] = []
         try:
             for step in STEPS:
-                call = StepInput(booking.world, booking.saga, step, step == booking.fail_at)
+                call = StepInput(
+                    booking.world,
+                    booking.saga,
+                    step,
+                    fail=step == booking.fail_at,
+                    undo_fails=step in booking.undo_fails,
+                )
                 compensations.append(call)  # logged before: the undo is idempotent
                 await workflow.execute_activity(
                     "booking.do", call, start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=RETRY
                 )
         except ActivityError:
-            undone, dead = [], []
-            for call in reversed(compensations):  # newest first
-                try:
-                    await workflow.execute_activity(
-                        "booking.undo",
-                        call,
-                        start_to_close_timeout=ACTIVITY_TIMEOUT,
-                        retry_policy=RETRY,
-                    )
-                    undone.append(call.step)
-                except ActivityError:
-                    dead.append(call.step)  # a dead letter: the result says so
+            undone: list[str] = []
+            dead: list[str] = []
+
+            async def undo(call: StepInput) -> None:
+                await workflow.execute_activity(
+                    "booking.undo",
+                    call,
+                    start_to_close_timeout=ACTIVITY_TIMEOUT,
+                    retry_policy=RETRY,
+                )
+                undone.append(call.step)
+
+            await COMPENSATE[0](list(compensations), undo, dead)
             return BookingResult("rollback_incomplete" if dead else "rolled_back", undone, dead)
         return BookingResult("committed")

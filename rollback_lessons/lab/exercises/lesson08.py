@@ -1,0 +1,181 @@
+"""Lesson 08 exercise: write the compensation part of a saga written for Temporal.
+
+``check`` puts the learner's ``compensate`` into the hand-written booking workflow
+(``worlds.temporal_booking``) and runs it on Temporal's dev server, for failures at each
+step and undos that fail, and reads the world's own record of what was undone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import tempfile
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from . import Exercise, Incorrect, NotAttempted, function, register
+
+# (the step that fails, the undos that fail); the lesson shows the first
+CASES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("send_email", ()),
+    ("charge_card", ()),
+    ("reserve_room", ()),
+    ("send_email", ("charge_card",)),
+    ("send_email", ("reserve_room", "send_email")),
+)
+ORDER = ("reserve_room", "charge_card", "send_email")
+
+
+def _expected(fail_at: str, broken: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """(undone, dead letters), newest first: every step up to the failing one is undone."""
+    logged = list(ORDER[: ORDER.index(fail_at) + 1])  # undos are logged before their step
+    undone = [s for s in reversed(logged) if s not in broken]
+    dead = [s for s in reversed(logged) if s in broken]
+    return undone, dead
+
+
+async def _run_on_temporal(compensate: Any) -> list[tuple[str, tuple[str, ...], Any, Any]]:
+    from temporalio.client import WorkflowFailureError
+    from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+
+    from ...runners.temporal import TemporalRunner
+    from ...worlds.crashlab import world_report
+    from ...worlds.temporal_booking import workflows
+    from ...worlds.temporal_booking.activities import do_step, undo_step
+
+    results = []
+    workflows.COMPENSATE[0] = compensate
+    try:
+        async with await TemporalRunner.start() as runner:
+            queue = f"exercise-{uuid.uuid4().hex[:8]}"
+            with ThreadPoolExecutor(4) as pool, tempfile.TemporaryDirectory() as tmp:
+                async with Worker(
+                    runner.client,
+                    task_queue=queue,
+                    workflows=[workflows.BookingSaga],
+                    activities=[do_step, undo_step],
+                    activity_executor=pool,
+                    workflow_runner=UnsandboxedWorkflowRunner(),  # it sees the learner's code
+                    # an error in the learner's code fails the workflow (no endless retry)
+                    workflow_failure_exception_types=[Exception],
+                ):
+                    for n, (fail_at, broken) in enumerate(CASES):
+                        world = str(Path(tmp) / f"world{n}.db")
+                        try:
+                            result = await runner.client.execute_workflow(
+                                workflows.BookingSaga.run,
+                                workflows.BookingInput(world, f"b{n}", fail_at, list(broken)),
+                                id=f"exercise-{uuid.uuid4().hex[:8]}",
+                                task_queue=queue,
+                                execution_timeout=timedelta(seconds=60),
+                            )
+                        except WorkflowFailureError as exc:
+                            inner = getattr(exc.cause, "cause", None)
+                            cause = inner if inner is not None else exc.cause
+                            raise Incorrect(
+                                f"your compensate raised {cause} inside the workflow"
+                            ) from None
+                        results.append((fail_at, broken, result, world_report(world)))
+    finally:
+        workflows.COMPENSATE[0] = workflows.compensate
+    return results
+
+
+def _check_compensate(compensate: Any) -> str:
+    fn = function(compensate, "compensate", params=3)
+    if not inspect.iscoroutinefunction(fn):
+        raise Incorrect("compensate must be `async def`: it awaits undo(call) for each step")
+
+    async def nothing(call: Any) -> None:
+        return None
+
+    with ThreadPoolExecutor(1) as pool:  # a notebook already runs an event loop: a thread
+        try:
+            pool.submit(lambda: asyncio.run(fn([], nothing, []))).result()
+        except NotImplementedError:
+            raise NotAttempted("not attempted yet: replace `raise NotImplementedError`.") from None
+        results = pool.submit(lambda: asyncio.run(_run_on_temporal(fn))).result()
+    for fail_at, broken, result, report in results:
+        undone, dead = _expected(fail_at, broken)
+        where = f"when {fail_at} fails" + (
+            f" and the undo of {' and '.join(broken)} fails too" if broken else ""
+        )
+        if result.undone != undone:
+            raise Incorrect(
+                f"{where}, Temporal ran the undos {result.undone}, expected {undone}: every "
+                "compensation, newest first, also past one that fails"
+            )
+        if result.dead_letters != dead:
+            raise Incorrect(
+                f"{where}, the dead letters were {result.dead_letters}, expected {dead}: catch "
+                "the ActivityError of a failing undo, record its step, and go on"
+            )
+        effects = {step: undone_flag for _, step, undone_flag in report["effects"]}
+        for step, flag in effects.items():
+            if flag != (step not in broken):
+                raise Incorrect(f"{where}, the world shows {step} {'un' if flag else ''}done")
+    return "every compensation runs on Temporal, newest first, and a failing one is a dead letter."
+
+
+q1 = Exercise(
+    id="08.1",
+    title="Write the compensation of a Temporal saga",
+    checker=_check_compensate,
+    answer_names=("compensate",),
+    hints=(
+        "`compensations` lists what to undo, oldest first; `reversed(...)` gives newest first.",
+        "Each undo is `await undo(call)`: Temporal runs it as an activity.",
+        "A failing undo raises temporalio.exceptions.ActivityError: catch it, append "
+        "call.step to dead_letters, and go on with the rest.",
+    ),
+    solution_code=(
+        "# exercise: 08.1\n"
+        "async def compensate(compensations, undo, dead_letters):\n"
+        "    for call in reversed(compensations):\n"
+        "        try:\n"
+        "            await undo(call)\n"
+        "        except ActivityError:\n"
+        "            dead_letters.append(call.step)"
+    ),
+    setup="from temporalio.exceptions import ActivityError",
+    wrong_answers=(
+        # a name that does not exist: an error inside the workflow, reported, no hang
+        "async def compensate(compensations, undo, dead_letters):\n"
+        "    for call in reversed(compensations):\n"
+        "        await undo(call)\n"
+        "        note_it(call)",
+        # forward order
+        "async def compensate(compensations, undo, dead_letters):\n"
+        "    for call in compensations:\n"
+        "        try:\n"
+        "            await undo(call)\n"
+        "        except ActivityError:\n"
+        "            dead_letters.append(call.step)",
+        # stops at the first undo that fails
+        "async def compensate(compensations, undo, dead_letters):\n"
+        "    for call in reversed(compensations):\n"
+        "        try:\n"
+        "            await undo(call)\n"
+        "        except ActivityError:\n"
+        "            dead_letters.append(call.step)\n"
+        "            break",
+        # not async
+        "def compensate(compensations, undo, dead_letters):\n"
+        "    for call in reversed(compensations):\n"
+        "        undo(call)",
+    ),
+    right_answers=(
+        "async def compensate(compensations, undo, dead_letters):\n"
+        "    while compensations:\n"
+        "        call = compensations.pop()\n"
+        "        try:\n"
+        "            await undo(call)\n"
+        "        except Exception:\n"
+        "            dead_letters.append(call.step)",
+    ),
+)
+
+register(q1)
