@@ -384,3 +384,41 @@ def test_the_history_survives_a_restart_of_the_server(tmp_path):
     outcome, story, story_again, outcome_again = run_async(main)
     assert db.exists() and story_again.rows == story.rows
     assert outcome_again.status == outcome.status and outcome_again.events == outcome.events
+
+
+def test_every_single_fault_of_the_lesson_sagas_ends_the_same_on_temporal():
+    """The generic runner against the in-process engine, for each action fault of each
+    step and each undo fault (with the last step failing) of five lesson worlds."""
+    from rollback_lessons.faults import UNDO_FAULTS, fault_space
+    from rollback_lessons.worlds import examples
+
+    worlds = {
+        "xyz": (xyz_saga, xyz_state),
+        "folder": (examples.folder_saga, examples.folder_state),
+        "account": (examples.account_saga, examples.account_state),
+        "order": (examples.order_saga, examples.order_state),
+        "booking": (examples.booking_saga, examples.booking_state),
+    }
+    cases = []
+    for name, (make_saga, make_state) in worlds.items():
+        saga = make_saga()
+        last = saga.names[-1]
+        for step, fault in fault_space((s.name, s.undo is not None) for s in saga.steps):
+            if fault in UNDO_FAULTS and step == last:
+                continue
+            inject = {step: fault, last: "fail"} if fault in UNDO_FAULTS else {step: fault}
+            cases.append((name, make_saga, make_state, inject))
+
+    async def scenario(runner):
+        return [
+            (name, inject, await runner.run(make_saga(), make_state(), inject=inject))
+            for name, make_saga, make_state, inject in cases
+        ]
+
+    checked = 0
+    for name, inject, remote in on_temporal(scenario):
+        make_saga, make_state = worlds[name]
+        local = make_saga().run(make_state(), inject=inject, clock=VirtualClock())
+        same(local, remote)
+        checked += 1
+    assert checked == len(cases) > 40
