@@ -7,9 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from ..crashlab import apply_effect, undo_effect
+
+ON_PURPOSE = ApplicationErrorCategory.BENIGN  # failures asked for: logged at DEBUG, not WARNING
 
 
 @dataclass
@@ -25,7 +27,9 @@ class StepInput:
 def do_step(step: StepInput) -> None:
     """Do one step's effect; a step told to fail raises a non-retryable error."""
     if step.fail:
-        raise ApplicationError(f"{step.step} failed", type="StepFailed", non_retryable=True)
+        raise ApplicationError(
+            f"{step.step} failed", type="StepFailed", non_retryable=True, category=ON_PURPOSE
+        )
     apply_effect(step.world, step.saga, step.step)
 
 
@@ -33,7 +37,12 @@ def do_step(step: StepInput) -> None:
 def undo_step(step: StepInput) -> None:
     """Undo one step's effect, once: a second call changes nothing."""
     if step.undo_fails:
-        raise ApplicationError(f"undo of {step.step} failed", type="UndoFailed", non_retryable=True)
+        raise ApplicationError(
+            f"undo of {step.step} failed",
+            type="UndoFailed",
+            non_retryable=True,
+            category=ON_PURPOSE,
+        )
     undo_effect(
         world=step.world, saga=step.saga, step=step.step, idempotency_key=f"{step.saga}:{step.step}"
     )

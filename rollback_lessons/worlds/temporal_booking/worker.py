@@ -8,6 +8,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -25,6 +26,8 @@ async def serve(address: str, task_queue: str) -> None:
             workflows=[BookingSaga],
             activities=[do_step, undo_step],
             activity_executor=pool,
+            # if this worker dies, another one takes the workflow over after this long
+            sticky_queue_schedule_to_start_timeout=timedelta(seconds=1),
         )
         print("worker ready", flush=True)
         await worker.run()

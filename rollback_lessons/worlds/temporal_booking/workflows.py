@@ -20,7 +20,7 @@ with workflow.unsafe.imports_passed_through():
 
 STEPS = ("reserve_room", "charge_card", "send_email")
 # a worker that dies mid-activity: its activity is retried elsewhere after this long
-ACTIVITY_TIMEOUT = timedelta(seconds=3)
+ACTIVITY_TIMEOUT = timedelta(seconds=2)
 RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=100),
     maximum_attempts=5,
