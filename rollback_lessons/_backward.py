@@ -101,12 +101,18 @@ def compensation_plan(run: Run) -> Plan:
                 raise
         if run.halted:
             break
+    rollback_done(run)
+
+
+def rollback_done(run: Run, **extra: Any) -> None:
+    """The rollback's last event: how it ended, for a person reading the log."""
     run.emit(
         EventKind.ROLLBACK_DONE,
         status=str(run.status()),
         undone=len(run.compensated),
         dead_letters=len(run.dead_letters),
         pending=len(run.pending),
+        **extra,
     )
 
 
@@ -120,11 +126,4 @@ def interrupt(run: Run, exc: BaseException, left: list[UndoEntry]) -> None:
         f"not known to be undone: {', '.join(e.step for e in left)}"
         + (" (the journal keeps them for recover)" if run.jrun is not None else "")
     )
-    run.emit(
-        EventKind.ROLLBACK_DONE,
-        status=str(run.status()),
-        undone=len(run.compensated),
-        dead_letters=len(run.dead_letters),
-        pending=len(run.pending),
-        interrupted=type(exc).__name__,
-    )
+    rollback_done(run, interrupted=type(exc).__name__)

@@ -55,13 +55,13 @@ def process_alive(pid: int | None, host: str | None, started: float | None) -> b
     return not (started is not None and now is not None and now != started)
 
 
-_ME = (os.getpid(), socket.gethostname(), process_start(os.getpid()))
+_ME: tuple[int, str, float | None] | None = None
 """This process, as a journal records an owner or a claimer (refreshed after a fork)."""
 
 
 def me() -> tuple[int, str, float | None]:
     global _ME
-    if _ME[0] != os.getpid():
+    if _ME is None or _ME[0] != os.getpid():  # first use, or a forked child
         _ME = (os.getpid(), socket.gethostname(), process_start(os.getpid()))
     return _ME
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any
 
 from ...clock import VirtualClock
-from ...events import Event, level_of
+from ...events import Event
 from ...outcome import Outcome, Status
 from ...saga import Saga, Step
 from ...worlds.examples import order_saga, order_state
@@ -108,11 +107,6 @@ def _ending(outcome: Outcome) -> str:
         dead = ", ".join(d.step for d in outcome.dead_letters)
         return f"rollback_incomplete: the undo of {dead} was given up on"
     return str(outcome.status)
-
-
-def should_page(event: Event) -> bool:
-    """The lesson's rule: page exactly for what the logger reports at ERROR."""
-    return level_of(event.kind, event.details) >= logging.ERROR
 
 
 def _check_pager(needs_a_person: Any) -> str:
