@@ -6,9 +6,11 @@ shows every effect undone exactly once.
 """
 
 import asyncio
+import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 
 from rollback_lessons.runners.temporal import TemporalRunner
+from rollback_lessons.worlds.crashlab import world_report
 from rollback_lessons.worlds.temporal_booking.demo import kill_a_worker_mid_rollback
 
 
@@ -33,3 +35,56 @@ def test_a_worker_killed_mid_compensation_is_replaced_and_the_saga_finishes(tmp_
         ("b1", "charge_card", 1), ("b1", "reserve_room", 1), ("b1", "send_email", 0),
     ]  # fmt: skip
     assert takeover.workers == 2  # two worker processes did the saga's work
+
+
+def test_the_hand_written_saga_ends_as_the_engine_does_for_every_single_fault(tmp_path):
+    """Each single fault of the booking, on the dev server (Temporal's sandbox on) and in
+    process (its twin in the engine, on a world file of its own): the same status, the same
+    undos in the same order, the same dead letters, and the same world afterwards."""
+    from rollback_lessons.worlds.temporal_booking.demo import run_bookings
+    from rollback_lessons.worlds.temporal_booking.twin import booking_twin, faults_of, single_faults
+
+    cases = [
+        dataclasses.replace(case, world=str(tmp_path / f"remote{n}.db"), saga=f"b{n}")
+        for n, case in enumerate(single_faults("", ""))
+    ]
+
+    async def main():
+        async with await TemporalRunner.start() as runner:
+            return await run_bookings(runner, cases)
+
+    with ThreadPoolExecutor(1) as pool:
+        results = pool.submit(lambda: asyncio.run(main())).result()
+    assert len(results) == len(cases) == 7
+    statuses = set()
+    for case, result in zip(cases, results, strict=True):
+        local_world = str(tmp_path / f"local-{case.saga}.db")
+        local = booking_twin(local_world, case.saga).run({}, inject=faults_of(case))
+        statuses.add(result.status)
+        assert result.status == local.status, case
+        assert result.undone == list(local.compensated), case
+        assert result.dead_letters == [d.step for d in local.dead_letters], case
+        remote_world, local_world_report = world_report(case.world), world_report(local_world)
+        assert remote_world == local_world_report, case
+    assert statuses == {"committed", "rolled_back", "rollback_incomplete"}
+
+
+def test_a_server_restarted_mid_compensation_keeps_the_saga_and_it_finishes(tmp_path):
+    """Stop the server while the saga is between two undos, start a new server process on
+    the same database file, and the saga finishes its compensation, each undo once."""
+    from rollback_lessons.worlds.temporal_booking.demo import restart_the_server_mid_rollback
+
+    world = str(tmp_path / "world.db")
+    with ThreadPoolExecutor(1) as pool:
+        restart = pool.submit(
+            lambda: asyncio.run(restart_the_server_mid_rollback(tmp_path / "temporal.db", world))
+        ).result()
+    assert restart.before["effects"] == [("b1", "charge_card", 1), ("b1", "reserve_room", 0)]
+    assert restart.port_closed  # the first server really was gone
+    assert restart.result.status == "rolled_back"
+    assert restart.result.undone == ["send_email", "charge_card", "reserve_room"]
+    assert restart.after["effects"] == [("b1", "charge_card", 1), ("b1", "reserve_room", 1)]
+    assert sorted(restart.after["undo_applied"]) == [("b1", "charge_card"), ("b1", "reserve_room")]
+    # the new server's history holds the whole saga, from before the restart too
+    assert ("activity scheduled", "action", "reserve_room") in restart.history.rows
+    assert restart.history.rows[-1] == ("activity completed", "undo", "reserve_room")

@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import tempfile
-import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,49 +37,29 @@ def _expected(fail_at: str, broken: tuple[str, ...]) -> tuple[list[str], list[st
 
 async def _run_on_temporal(compensate: Any) -> list[tuple[str, tuple[str, ...], Any, Any]]:
     from temporalio.client import WorkflowFailureError
-    from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
     from ...runners.temporal import TemporalRunner
     from ...worlds.crashlab import world_report
-    from ...worlds.temporal_booking import workflows
-    from ...worlds.temporal_booking.activities import do_step, undo_step
+    from ...worlds.temporal_booking.demo import run_bookings
+    from ...worlds.temporal_booking.workflows import BookingInput
 
-    results = []
-    workflows.COMPENSATE[0] = compensate
-    try:
+    with tempfile.TemporaryDirectory() as tmp:
+        worlds = [str(Path(tmp) / f"world{n}.db") for n in range(len(CASES))]
+        bookings = [
+            BookingInput(world, f"b{n}", fail_at, list(broken))
+            for n, (world, (fail_at, broken)) in enumerate(zip(worlds, CASES, strict=True))
+        ]
         async with await TemporalRunner.start() as runner:
-            queue = f"exercise-{uuid.uuid4().hex[:8]}"
-            with ThreadPoolExecutor(4) as pool, tempfile.TemporaryDirectory() as tmp:
-                async with Worker(
-                    runner.client,
-                    task_queue=queue,
-                    workflows=[workflows.BookingSaga],
-                    activities=[do_step, undo_step],
-                    activity_executor=pool,
-                    workflow_runner=UnsandboxedWorkflowRunner(),  # it sees the learner's code
-                    # an error in the learner's code fails the workflow (no endless retry)
-                    workflow_failure_exception_types=[Exception],
-                ):
-                    for n, (fail_at, broken) in enumerate(CASES):
-                        world = str(Path(tmp) / f"world{n}.db")
-                        try:
-                            result = await runner.client.execute_workflow(
-                                workflows.BookingSaga.run,
-                                workflows.BookingInput(world, f"b{n}", fail_at, list(broken)),
-                                id=f"exercise-{uuid.uuid4().hex[:8]}",
-                                task_queue=queue,
-                                execution_timeout=timedelta(seconds=60),
-                            )
-                        except WorkflowFailureError as exc:
-                            inner = getattr(exc.cause, "cause", None)
-                            cause = inner if inner is not None else exc.cause
-                            raise Incorrect(
-                                f"your compensate raised {cause} inside the workflow"
-                            ) from None
-                        results.append((fail_at, broken, result, world_report(world)))
-    finally:
-        workflows.COMPENSATE[0] = workflows.compensate
-    return results
+            try:
+                results = await run_bookings(runner, bookings, compensate=compensate)
+            except WorkflowFailureError as exc:
+                inner = getattr(exc.cause, "cause", None)
+                cause = inner if inner is not None else exc.cause
+                raise Incorrect(f"your compensate raised {cause} inside the workflow") from None
+        return [
+            (fail_at, broken, result, world_report(world))
+            for (fail_at, broken), result, world in zip(CASES, results, worlds, strict=True)
+        ]
 
 
 def _check_compensate(compensate: Any) -> str:

