@@ -1,0 +1,41 @@
+"""The saga as an AWS Step Functions state machine, run on moto's interpreter or on AWS.
+
+``to_asl(saga)`` writes the saga in Amazon States Language: each step and each undo is a
+*callback* task (``sqs:sendMessage.waitForTaskToken``): Step Functions puts a task token in
+an SQS message, a Python worker does the step and answers ``SendTaskSuccess`` or
+``SendTaskFailure``. A failing step's ``Catch`` goes to the newest undo logged so far; the
+undos are chained newest first. The undo policy becomes ``Retry`` on the undo states, a
+``Catch`` that records a dead letter and goes on (*continue*), or a callback task that waits
+for a person (*halt*). Steps after a pivot are retried forward and never compensated.
+
+Who keeps the undo log here? The state machine itself: which undo a failure leads to is
+wired into the ``Catch`` edges, and Step Functions' execution history is the record.
+
+``StepFunctionsRunner`` runs it: on moto in this process (default), on a ``moto_server`` on
+127.0.0.1, or on AWS (``where="aws"``, with ``ROLLBACK_LESSONS_SFN_ROLE_ARN`` and the usual
+AWS environment). The Outcome is read back from the execution history, walked with the
+same rules as the engine (a history that strays from them is an error, not an outcome).
+"""
+
+from .asl import (
+    ANSWERS,
+    CALLBACK,
+    StepFunctionsError,
+    UnsupportedOnStepFunctions,
+    plan_asl,
+    to_asl,
+)
+from .replay import history_table
+from .runner import Execution, StepFunctionsRunner
+
+__all__ = [
+    "ANSWERS",
+    "CALLBACK",
+    "Execution",
+    "StepFunctionsError",
+    "StepFunctionsRunner",
+    "UnsupportedOnStepFunctions",
+    "history_table",
+    "plan_asl",
+    "to_asl",
+]

@@ -1,0 +1,336 @@
+"""The runner: a state machine per saga, an execution per run, and the worker (in this
+process) that does each task Step Functions hands out through SQS."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ...errors import InvalidPipelineError
+from ...faults import NO_FAULTS, Fault, InjectionLike, StepFaults, normalize_injection
+from ...outcome import Outcome, Table
+from ...policies import PolicyLike
+from ...rules import ErrorRecord, NamedUndo, action_error, undo_error, undo_fails
+from ...saga import Saga, State, snapshot
+from .asl import ANSWERS, StepFunctionsError, plan_asl
+from .replay import Call, Replay, history_table, visits
+
+REGION = "us-east-1"
+ROLE_ARN = "arn:aws:iam::123456789012:role/rollback-lessons"  # moto accepts any role
+
+
+@dataclass
+class Execution:
+    """One saga run on Step Functions: its Outcome, the state machine, the history."""
+
+    outcome: Outcome
+    asl: dict[str, Any]
+    history: list[dict[str, Any]] = field(repr=False)
+    status: str  # Step Functions' own: SUCCEEDED or FAILED
+    calls: list[Call] = field(default_factory=list, repr=False)
+
+    def history_table(self) -> Table:
+        return history_table(self.history)
+
+
+@dataclass
+class _Worker:
+    """Runs the saga's own callables for the tasks Step Functions hands out."""
+
+    run_id: str
+    saga: Saga
+    state: State
+    faults: dict[str, StepFaults]
+    answers: list[str]
+    calls: list[Call] = field(default_factory=list)
+    undo_attempts: dict[str, int] = field(default_factory=dict)
+
+    def handle(self, body: dict[str, Any]) -> tuple[bool, Any]:
+        """(succeeded, output or ErrorRecord) for one task."""
+        call, step = body["call"], body["step"]
+        if call == "ask":
+            said = self.answers.pop(0) if self.answers else "leave"
+            self.calls.append(Call("ask", step, 0, answer=said))
+            return True, {"answer": said}
+        faults = self.faults.get(step, NO_FAULTS)
+        if call == "action":
+            attempt = 1 + sum(1 for c in self.calls if (c.call, c.step) == ("action", step))
+            error = self._action(step, faults.action)
+        else:
+            attempt = self.undo_attempts[step] = self.undo_attempts.get(step, 0) + 1
+            error = self._undo(step, faults.undo, attempt)
+        self.calls.append(Call(call, step, attempt, error))
+        return (False, error) if error is not None else (True, {})
+
+    def _action(self, step: str, fault: Fault | None) -> ErrorRecord | None:
+        if fault is Fault.FAIL:
+            return ErrorRecord.of(action_error(step, fault), step)
+        try:
+            self.saga[step].action(self.state)
+        except Exception as exc:
+            return ErrorRecord(type(exc).__name__, str(exc), step)
+        if fault is Fault.FAIL_AFTER_EFFECT:
+            return ErrorRecord.of(action_error(step, fault), step)
+        return None
+
+    def _undo(self, step: str, fault: Fault | None, attempt: int) -> ErrorRecord | None:
+        if undo_fails(fault, attempt):
+            assert fault is not None
+            return ErrorRecord.of(undo_error(step, fault), step)
+        action = self.saga[step].undo
+        try:
+            if isinstance(action, NamedUndo):
+                action(idempotency_key=f"{self.run_id}:{step}")
+            elif action is not None:
+                action(self.state)
+        except Exception as exc:
+            return ErrorRecord(type(exc).__name__, str(exc), step)
+        return None
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class StepFunctionsRunner:
+    """Runs sagas as Step Functions executions, with the worker in this process.
+
+    ``with StepFunctionsRunner.start() as runner: outcome = runner.run(saga, state)``
+    """
+
+    def __init__(
+        self, clients: tuple[Any, Any], where: str, role_arn: str, stack: contextlib.ExitStack
+    ) -> None:
+        self.sfn, self.sqs = clients
+        self.where, self.role_arn, self._stack = where, role_arn, stack
+        self.queue_url = self.sqs.create_queue(
+            QueueName=f"rollback-lessons-{uuid.uuid4().hex[:8]}"
+        )["QueueUrl"]
+        self._machines: dict[str, str] = {}
+
+    @classmethod
+    def start(cls, where: str = "moto") -> StepFunctionsRunner:
+        """``moto`` (in this process), ``moto_server`` (a server process on 127.0.0.1, stopped
+        on close) or ``aws`` (your account: ``ROLLBACK_LESSONS_SFN_ROLE_ARN`` names the role
+        Step Functions runs as; region and credentials from the usual AWS environment)."""
+        if where not in ("moto", "moto_server", "aws"):
+            raise InvalidPipelineError(f"where must be moto, moto_server or aws, got {where!r}")
+        try:
+            import boto3
+        except ImportError:
+            raise StepFunctionsError(
+                "boto3 is not installed: pip install 'rollback-lessons[stepfunctions]'"
+            ) from None
+        stack = contextlib.ExitStack()
+        try:
+            options: dict[str, Any] = {}
+            role = ROLE_ARN
+            if where == "moto":
+                stack.enter_context(_moto_in_process())
+                options = {
+                    "region_name": REGION,
+                    "aws_access_key_id": "lessons",
+                    "aws_secret_access_key": "lessons",
+                }
+            elif where == "moto_server":
+                url = stack.enter_context(_moto_server())
+                options = {
+                    "region_name": REGION,
+                    "endpoint_url": url,
+                    "aws_access_key_id": "lessons",
+                    "aws_secret_access_key": "lessons",
+                }
+            else:
+                role = os.environ.get("ROLLBACK_LESSONS_SFN_ROLE_ARN", "")
+                if not role:
+                    raise StepFunctionsError(
+                        "where='aws' needs ROLLBACK_LESSONS_SFN_ROLE_ARN (a role Step Functions "
+                        "may assume, allowed to sqs:SendMessage)"
+                    )
+            clients = (boto3.client("stepfunctions", **options), boto3.client("sqs", **options))
+            return cls(clients, where, role, stack)
+        except StepFunctionsError:
+            stack.close()
+            raise
+        except Exception as exc:
+            stack.close()
+            raise StepFunctionsError(f"could not reach Step Functions ({where}): {exc}") from None
+
+    def machine(self, asl: dict[str, Any]) -> str:
+        """The ARN of a state machine with this definition (created once)."""
+        text = json.dumps(asl, sort_keys=True)
+        if text not in self._machines:
+            name = f"saga-{uuid.uuid4().hex[:12]}"
+            self._machines[text] = self.sfn.create_state_machine(
+                name=name, definition=json.dumps(asl), roleArn=self.role_arn
+            )["stateMachineArn"]
+        return self._machines[text]
+
+    def execute(
+        self,
+        saga: Saga,
+        state: State | None = None,
+        *,
+        inject: InjectionLike | None = None,
+        policy: PolicyLike | None = None,
+        register: str | None = None,
+        answers: Sequence[str] = (),
+        timeout: float = 120.0,
+    ) -> Execution:
+        """Run ``saga`` as an execution and read it back. ``answers`` are what the person
+        says, in turn, when a halted undo asks ("retry", "fixed", "leave"); with none left,
+        "leave" (halted, as in process). Everything is checked before anything runs."""
+        faults = normalize_injection(inject, saga.names)
+        for said in answers:
+            if said not in ANSWERS:
+                raise InvalidPipelineError(f"answer {said!r} is not one of: {', '.join(ANSWERS)}")
+        run_id = f"{saga.name}-{uuid.uuid4().hex[:12]}"
+        plan = saga.plan(run_id, policy=policy, register=register)  # type: ignore[arg-type]
+        asl = plan_asl(plan)
+        world: State = {} if state is None else state
+        before = snapshot(world) if state is not None else None
+        worker = _Worker(run_id, saga, world, faults, list(answers))
+        arn = self.sfn.start_execution(
+            stateMachineArn=self.machine(asl),
+            name=run_id,
+            input=json.dumps({"run": run_id, "queue_url": self.queue_url}),
+        )["executionArn"]
+        status = self._serve(arn, worker, timeout)
+        history = self._history(arn)
+        record = Replay(plan, visits(history), worker.calls).run()
+        outcome = record.to_outcome(
+            steps=saga.names,
+            kinds={s.name: str(s.kind) for s in saga.steps},
+            labels={s.name: s.label for s in saga.steps if s.label},
+            name=saga.name,
+            run_id=run_id,
+            state_before=before,
+            state_after=snapshot(world) if state is not None else None,
+        )
+        return Execution(outcome, asl, history, status, worker.calls)
+
+    def run(self, saga: Saga, state: State | None = None, **options: Any) -> Outcome:
+        """Run ``saga`` on Step Functions and return its Outcome (like ``saga.run``)."""
+        return self.execute(saga, state, **options).outcome
+
+    def _serve(self, arn: str, worker: _Worker, timeout: float) -> str:
+        """Be the worker until the execution ends: each SQS message is one task to do."""
+        deadline = time.monotonic() + timeout
+        wait = 1 if self.where == "aws" else 0
+        while True:
+            status = self.sfn.describe_execution(executionArn=arn)["status"]
+            if status != "RUNNING":
+                return str(status)
+            if time.monotonic() > deadline:
+                self.sfn.stop_execution(executionArn=arn, error="Timeout")
+                raise StepFunctionsError(f"the execution did not end within {timeout:g} s")
+            messages = self.sqs.receive_message(
+                QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait
+            ).get("Messages", [])
+            for message in messages:
+                self.sqs.delete_message(
+                    QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"]
+                )
+                body = json.loads(message["Body"])
+                if body.get("run") != worker.run_id:
+                    continue  # another execution's task
+                ok, result = worker.handle(body)
+                if ok:
+                    self.sfn.send_task_success(taskToken=body["token"], output=json.dumps(result))
+                else:
+                    self.sfn.send_task_failure(
+                        taskToken=body["token"],
+                        error=result.type[:256],
+                        cause=json.dumps(asdict(result))[:32768],
+                    )
+            if not messages:
+                time.sleep(0.002)
+
+    def _history(self, arn: str) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        token: dict[str, str] = {}
+        while True:
+            page = self.sfn.get_execution_history(executionArn=arn, maxResults=1000, **token)
+            events += page["events"]
+            if not page.get("nextToken"):
+                return events
+            token = {"nextToken": page["nextToken"]}
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.sqs.delete_queue(QueueUrl=self.queue_url)
+        self._stack.close()
+
+    def __enter__(self) -> StepFunctionsRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@contextlib.contextmanager
+def _moto_in_process() -> Iterator[None]:
+    """moto's Step Functions, executing state machines (it only records them otherwise)."""
+    try:
+        from moto import mock_aws
+    except ImportError:
+        raise StepFunctionsError(
+            "moto is not installed: pip install 'rollback-lessons[stepfunctions]'"
+        ) from None
+    quiet = logging.getLogger("moto.stepfunctions")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)  # it logs every Fail state as an ERROR with a stack
+    try:
+        with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):  # type: ignore[arg-type]
+            yield
+    finally:
+        quiet.setLevel(level)
+
+
+@contextlib.contextmanager
+def _moto_server() -> Iterator[str]:
+    """``moto_server`` on 127.0.0.1 (only), configured to execute state machines."""
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        config = json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                request = urllib.request.Request(
+                    f"{url}/moto-api/config",
+                    data=config,
+                    headers={"Content-Type": "application/json"},
+                )
+                urllib.request.urlopen(request, timeout=2).read()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise StepFunctionsError("moto_server did not start") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

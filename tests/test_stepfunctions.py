@@ -1,0 +1,204 @@
+"""Sagas as AWS Step Functions state machines, executed by moto's ASL interpreter.
+
+Each scenario runs in process and as a Step Functions execution with the same faults; the
+two Outcomes are compared field by field (events too). The state machine's Catch and Retry
+decide what runs; the worker in this process only does each task it is handed."""
+
+import json
+import time
+
+import pytest
+
+from rollback_lessons import Retry, RetryPolicy, Status, VirtualClock
+from rollback_lessons.errors import InvalidPipelineError
+from rollback_lessons.faults import UNDO_FAULTS, fault_space
+from rollback_lessons.runners.stepfunctions import (
+    CALLBACK,
+    StepFunctionsRunner,
+    UnsupportedOnStepFunctions,
+    plan_asl,
+    to_asl,
+)
+from rollback_lessons.worlds import examples
+from rollback_lessons.worlds.demo import xyz_saga, xyz_state
+
+WORLDS = {
+    "xyz": (xyz_saga, xyz_state),
+    "folder": (examples.folder_saga, examples.folder_state),
+    "account": (examples.account_saga, examples.account_state),
+    "order": (examples.order_saga, examples.order_state),
+    "booking": (examples.booking_saga, examples.booking_state),
+}
+
+
+def same(local, remote):
+    assert remote.status == local.status
+    assert remote.completed == local.completed
+    assert remote.compensated == local.compensated
+    assert [(d.step, d.attempts, repr(d.error)) for d in remote.dead_letters] == [
+        (d.step, d.attempts, repr(d.error)) for d in local.dead_letters
+    ]
+    assert remote.pending == local.pending
+    assert remote.leaked == local.leaked
+    assert remote.semantic == local.semantic
+    assert remote.failed_step == local.failed_step
+    assert repr(remote.error) == repr(local.error)
+    assert remote.state_after == local.state_after
+    assert remote.events == local.events
+
+
+def single_faults():
+    cases = []
+    for name, (make_saga, _) in WORLDS.items():
+        saga = make_saga()
+        last = saga.names[-1]
+        cases.append((name, {}))
+        for step, fault in fault_space((s.name, s.undo is not None) for s in saga.steps):
+            if fault in UNDO_FAULTS and step == last:
+                continue
+            cases.append(
+                (name, {step: fault, last: "fail"} if fault in UNDO_FAULTS else {step: fault})
+            )
+    return cases
+
+
+@pytest.fixture(scope="module")
+def runner():
+    with StepFunctionsRunner.start() as runner:
+        yield runner
+
+
+def test_every_single_fault_of_the_lesson_sagas_ends_the_same_on_step_functions(runner):
+    checked = 0
+    seen = set()
+    for name, inject in single_faults():
+        make_saga, make_state = WORLDS[name]
+        local = make_saga().run(make_state(), inject=inject, clock=VirtualClock())
+        remote = runner.run(make_saga(), make_state(), inject=inject)
+        same(local, remote)
+        seen.add(remote.status)
+        checked += 1
+    assert checked > 40
+    assert {Status.COMMITTED, Status.ROLLED_BACK, Status.ROLLBACK_INCOMPLETE} <= seen
+
+
+def test_the_pivot_saga_retries_forward_and_never_compensates_across_the_pivot(runner, tmp_path):
+    """crashlab's charge -> email (pivot) -> ship (retriable): ship failing is retried by the
+    state machine's Retry (real waits: 1 s, then 2 s), then halts for a person."""
+    from rollback_lessons.worlds.crashlab import make_pivot_saga
+
+    local = make_pivot_saga(tmp_path / "local.db", "p").run({}, inject={"ship": "fail"},
+                                                             clock=VirtualClock())  # fmt: skip
+    execution = runner.execute(
+        make_pivot_saga(tmp_path / "sfn.db", "p"), {}, inject={"ship": "fail"}
+    )
+    same(local, execution.outcome)
+    assert execution.outcome.status is Status.HALTED and execution.outcome.compensated == ()
+    assert [c.attempt for c in execution.calls if c.step == "ship"] == [1, 2, 3]
+    rows = execution.history_table().rows
+    assert ("FailStateEntered", "Halted after the pivot", "") in rows
+    assert not any(state.startswith("Undo") for _, state, _ in rows)
+
+
+def test_undo_policies_are_retry_catch_and_a_person(runner):
+    retry = Retry(RetryPolicy(max_attempts=2, initial_delay=0.1))
+    for inject, policy in (
+        ({"step3": "fail", "step1": "undo_fails_once"}, retry),
+        ({"step3": "fail", "step1": "undo_fails"}, retry),
+        ({"step3": "fail", "step2": "undo_fails"}, Retry(RetryPolicy(max_attempts=2), then="halt")),
+    ):
+        local = xyz_saga().run(xyz_state(), inject=inject, policy=policy, clock=VirtualClock())
+        same(local, runner.run(xyz_saga(), xyz_state(), inject=inject, policy=policy))
+    asl = to_asl(xyz_saga(), policy=retry)
+    assert asl["States"]["Undo step1"]["Retry"][-1]["MaxAttempts"] == 1  # 2 attempts in all
+
+
+def test_halt_asks_a_person_whose_answer_the_state_machine_follows(runner):
+    inject = {"step3": "fail", "step2": "undo_fails_once"}
+    retried = runner.execute(xyz_saga(), xyz_state(), inject=inject, policy="halt",
+                             answers=["retry"])  # fmt: skip
+    assert retried.outcome.status is Status.ROLLED_BACK
+    assert retried.outcome.state_after == xyz_state()
+    assert [c.answer for c in retried.calls if c.call == "ask"] == ["retry"]
+    fixed = runner.execute(xyz_saga(), xyz_state(), inject={"step3": "fail", "step2": "undo_fails"},
+                           policy="halt", answers=["fixed"])  # fmt: skip
+    assert fixed.outcome.status is Status.ROLLED_BACK and fixed.outcome.compensated == (
+        "step2",
+        "step1",
+    )
+    [by_hand] = [e for e in fixed.outcome.events if e.kind == "undo_done" and e.step == "step2"]
+    assert by_hand.details["by_hand"] is True
+    left = runner.execute(xyz_saga(), xyz_state(), inject={"step3": "fail", "step2": "undo_fails"},
+                          policy="halt")  # fmt: skip
+    assert left.outcome.status is Status.HALTED and left.outcome.pending == ("step2", "step1")
+    assert left.status == "FAILED"
+    assert ("FailStateEntered", "Left for a person", "") in left.history_table().rows
+
+
+def _reachable(asl):
+    seen, todo = set(), [asl["StartAt"]]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        state = asl["States"][name]
+        nexts = [state.get("Next"), state.get("Default")]
+        nexts += [c["Next"] for c in state.get("Catch", []) + state.get("Choices", [])]
+        todo += [n for n in nexts if n]
+    return seen
+
+
+@pytest.mark.parametrize("policy", ["continue", "retry", "halt"])
+@pytest.mark.parametrize("world", sorted(WORLDS))
+def test_the_state_machine_is_valid_asl_without_lambda(runner, world, policy):
+    make_saga, _ = WORLDS[world]
+    saga = make_saga()
+    asl = to_asl(saga, policy=policy)
+    text = json.dumps(asl)
+    assert "lambda" not in text.lower()
+    assert _reachable(asl) == set(asl["States"])  # every state is reachable, every edge lands
+    tasks = [s for s in asl["States"].values() if s["Type"] == "Task"]
+    assert {t["Resource"] for t in tasks} == {CALLBACK}
+    compensable = [s.name for s in saga.steps if s.undo is not None]
+    undos = [n for n in asl["States"] if n.startswith("Undo ")]
+    # newest first; an undo logged after the last step is never needed, so not there
+    assert undos == [f"Undo {n}" for n in reversed(compensable) if f"Undo {n}" in undos]
+    logged_first = [s.name for s in saga.steps if s.undo is not None and s.register == "before"]
+    assert {f"Undo {n}" for n in logged_first} <= set(undos)
+    assert len(undos) >= len(compensable) - 1
+    arn = runner.machine(asl)  # moto parses and accepts it
+    assert json.loads(runner.sfn.describe_state_machine(stateMachineArn=arn)["definition"]) == asl
+
+
+def test_bad_input_is_refused_before_an_execution_starts(runner):
+    before = len(
+        runner.sfn.list_executions(stateMachineArn=runner.machine(to_asl(xyz_saga())))["executions"]
+    )
+    with pytest.raises(InvalidPipelineError):
+        runner.execute(xyz_saga(), xyz_state(), answers=["maybe"])
+    with pytest.raises(InvalidPipelineError):
+        runner.execute(xyz_saga(), xyz_state(), inject={"nope": "fail"})
+    with pytest.raises(UnsupportedOnStepFunctions):
+        plan_asl(xyz_saga().plan("x", undo_order="forward"))
+    with pytest.raises(InvalidPipelineError):
+        StepFunctionsRunner.start("azure")
+    after = len(
+        runner.sfn.list_executions(stateMachineArn=runner.machine(to_asl(xyz_saga())))["executions"]
+    )
+    assert after == before
+
+
+def test_a_moto_server_on_loopback_runs_the_same_saga():
+    started = time.monotonic()
+    with StepFunctionsRunner.start("moto_server") as server:
+        assert server.sfn.meta.endpoint_url.startswith("http://127.0.0.1:")
+        inject = {"step3": "fail", "step1": "undo_fails"}
+        local = xyz_saga().run(xyz_state(), inject=inject, clock=VirtualClock())
+        same(local, server.run(xyz_saga(), xyz_state(), inject=inject))
+        url = server.sfn.meta.endpoint_url
+    import urllib.request
+
+    with pytest.raises(OSError):  # stopped with the runner
+        urllib.request.urlopen(url + "/moto-api/", timeout=2)
+    assert time.monotonic() - started < 60
