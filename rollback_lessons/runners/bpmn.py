@@ -1,0 +1,394 @@
+"""The saga in BPMN 2.0 (Camunda's notation), in two forms.
+
+``to_bpmn(saga)``: the form Camunda users draw. Each step is a service task (a Camunda 8
+job type per step, ``zeebe:taskDefinition``) with a compensation boundary event and its
+handler (``isForCompensation``); a step's failure is an error boundary event leading to a
+compensation throw event, which compensates every completed step that has a handler. A
+pivot has no handler. Beware the order: the BPMN spec compensates in reverse order of the
+sequence flows, Camunda 8 invokes the handlers *without any order*, so a saga whose undos
+depend on each other (lesson 02's folder and its file) must be modelled explicitly there.
+
+``to_bpmn_explicit(saga)``: that explicit form. The steps in a subprocess; a failure ends
+it with a BPMN error; the error boundary event leads to a chain of undo tasks, newest
+first, each behind a gateway that asks whether its undo was logged. It runs on
+SpiffWorkflow (a BPMN engine in pure Python): ``run_explicit(saga, state, inject=...)``
+gives the same Outcome as ``saga.run`` (policy *continue*; Camunda itself is not run here).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from xml.sax.saxutils import quoteattr
+
+from ..errors import InvalidPipelineError
+from ..faults import NO_FAULTS, Fault, InjectionLike, StepFaults, normalize_injection
+from ..outcome import Outcome
+from ..policies import resolve_policy
+from ..rules import ErrorRecord, Kind, NamedUndo, action_error, undo_error, undo_fails
+from ..saga import Saga, State, snapshot
+
+BPMN = "http://www.omg.org/spec/BPMN/20100524/MODEL"
+HEADER = (
+    '<?xml version="1.0" encoding="UTF-8"?>\n'
+    f'<bpmn:definitions xmlns:bpmn="{BPMN}"\n'
+    '  xmlns:bpmndi="http://www.omg.org/spec/BPMN/20100524/DI"\n'
+    '  xmlns:dc="http://www.omg.org/spec/DD/20100524/DC"\n'
+    '  xmlns:di="http://www.omg.org/spec/DD/20100524/DI"\n'
+    '  xmlns:zeebe="http://camunda.org/schema/zeebe/1.0"\n'
+    '  xmlns:modeler="http://camunda.org/schema/modeler/1.0"\n'
+    '  modeler:executionPlatform="Camunda Cloud" modeler:executionPlatformVersion="8.5.0"\n'
+    '  id="rollback_lessons" targetNamespace="https://github.com/rollback-lessons">\n'
+)
+W, H, GAP = 120, 80, 60  # a task's box, and the room between two
+
+
+class UnsupportedInBPMN(InvalidPipelineError):
+    """The saga uses an option this BPMN form does not express."""
+
+
+def _id(prefix: str, n: int) -> str:
+    return f"{prefix}_{n}"
+
+
+@dataclass
+class _Model:
+    """BPMN elements and their diagram shapes, written out together."""
+
+    elements: list[str] = field(default_factory=list)
+    artifacts: list[str] = field(default_factory=list)
+    shapes: list[str] = field(default_factory=list)
+    flows: int = 0
+
+    def shape(self, ref: str, x: float, y: float, w: float, h: float, **extra: str) -> None:
+        attrs = "".join(f" {k}={quoteattr(v)}" for k, v in extra.items())
+        self.shapes.append(
+            f'      <bpmndi:BPMNShape id="{ref}_di" bpmnElement="{ref}"{attrs}>'
+            f'<dc:Bounds x="{x:g}" y="{y:g}" width="{w:g}" height="{h:g}"/></bpmndi:BPMNShape>'
+        )
+
+    def edge(self, ref: str, points: list[tuple[float, float]]) -> None:
+        waypoints = "".join(f'<di:waypoint x="{x:g}" y="{y:g}"/>' for x, y in points)
+        self.shapes.append(
+            f'      <bpmndi:BPMNEdge id="{ref}_di" bpmnElement="{ref}">{waypoints}'
+            "</bpmndi:BPMNEdge>"
+        )
+
+    def flow(self, source: str, target: str, points: list[tuple[float, float]],
+             condition: str | None = None, name: str | None = None) -> str:  # fmt: skip
+        self.flows += 1
+        ref = _id("flow", self.flows)
+        label = f" name={quoteattr(name)}" if name else ""
+        body = (
+            f'<bpmn:conditionExpression xsi:type="bpmn:tFormalExpression" '
+            f'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">{_esc(condition)}'
+            "</bpmn:conditionExpression>"
+            if condition
+            else ""
+        )
+        self.elements.append(
+            f'    <bpmn:sequenceFlow id="{ref}" sourceRef="{source}" targetRef="{target}"{label}>'
+            f"{body}</bpmn:sequenceFlow>"
+        )
+        self.edge(ref, points)
+        return ref
+
+
+def _esc(text: str | None) -> str:
+    return (text or "").replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def to_bpmn(saga: Saga) -> str:
+    """The saga as BPMN 2.0 XML with compensation events, deployable to Camunda 8 as is
+    (see the module's docstring for what the order of compensation is there)."""
+    m = _Model()
+    steps = saga.steps
+    y, top = 200, 60
+    m.elements.append('    <bpmn:startEvent id="start" name="start"/>')
+    m.shape("start", 40, y + H / 2 - 18, 36, 36)
+    previous, px = "start", 76
+    for n, step in enumerate(steps):
+        x = 140 + n * (W + GAP)
+        task = _id("do", n)
+        m.elements.append(
+            f'    <bpmn:serviceTask id="{task}" name={quoteattr("Do " + step.name)}>'
+            f"<bpmn:extensionElements><zeebe:taskDefinition type={quoteattr(step.name)}/>"
+            "</bpmn:extensionElements></bpmn:serviceTask>"
+        )
+        m.shape(task, x, y, W, H)
+        m.flow(previous, task, [(px, y + H / 2), (x, y + H / 2)])
+        previous, px = task, x + W
+        failed = _id("failed", n)
+        m.elements.append(
+            f'    <bpmn:boundaryEvent id="{failed}" name="failed" attachedToRef="{task}">'
+            '<bpmn:errorEventDefinition errorRef="step_failed"/></bpmn:boundaryEvent>'
+        )
+        m.shape(failed, x + W / 2 - 18, y - 18, 36, 36)
+        m.flow(failed, "compensate", [(x + W / 2, y - 18), (x + W / 2, top + 18), (
+            140 + len(steps) * (W + GAP) - 18, top + 18)])  # fmt: skip
+        if step.undo is None or step.kind == Kind.PIVOT:
+            continue  # nothing undoes it: no handler
+        boundary, handler = _id("compensation", n), _id("undo", n)
+        m.elements.append(
+            f'    <bpmn:boundaryEvent id="{boundary}" attachedToRef="{task}" cancelActivity="true">'
+            "<bpmn:compensateEventDefinition/></bpmn:boundaryEvent>"
+        )
+        m.shape(boundary, x + W / 2 - 18, y + H - 18, 36, 36)
+        m.elements.append(
+            f'    <bpmn:serviceTask id="{handler}" name={quoteattr("Undo " + step.name)} '
+            'isForCompensation="true"><bpmn:extensionElements>'
+            f"<zeebe:taskDefinition type={quoteattr('undo-' + step.name)}/>"
+            "</bpmn:extensionElements></bpmn:serviceTask>"
+        )
+        m.shape(handler, x, y + H + 70, W, H)
+        m.artifacts.append(  # artifacts come after every flow element (the XSD's order)
+            f'    <bpmn:association id="{_id("association", n)}" sourceRef="{boundary}" '
+            f'targetRef="{handler}" associationDirection="One"/>'
+        )
+        m.edge(_id("association", n), [(x + W / 2, y + H + 18), (x + W / 2, y + H + 70)])
+    end_x = 140 + len(steps) * (W + GAP)
+    m.elements.append('    <bpmn:endEvent id="committed" name="committed"/>')
+    m.shape("committed", end_x, y + H / 2 - 18, 36, 36)
+    m.flow(previous, "committed", [(px, y + H / 2), (end_x, y + H / 2)])
+    m.elements.append(
+        '    <bpmn:intermediateThrowEvent id="compensate" name="compensate">'
+        '<bpmn:compensateEventDefinition waitForCompletion="true"/>'
+        "</bpmn:intermediateThrowEvent>"
+    )
+    m.shape("compensate", end_x, top, 36, 36)
+    m.elements.append('    <bpmn:endEvent id="rolled_back" name="rolled back"/>')
+    m.shape("rolled_back", end_x + 100, top, 36, 36)
+    m.flow("compensate", "rolled_back", [(end_x + 36, top + 18), (end_x + 100, top + 18)])
+    return _document(saga, m, '  <bpmn:error id="step_failed" name="step failed" '
+                     'errorCode="StepFailed"/>\n')  # fmt: skip
+
+
+def _document(saga: Saga, m: _Model, before: str = "", process: str = "saga") -> str:
+    name = quoteattr(f"the {saga.name} saga")
+    return (
+        HEADER
+        + before
+        + f'  <bpmn:process id="{process}" name={name} isExecutable="true">\n'
+        + "\n".join(m.elements + m.artifacts)
+        + "\n  </bpmn:process>\n"
+        + '  <bpmndi:BPMNDiagram id="diagram">\n'
+        + f'    <bpmndi:BPMNPlane id="plane" bpmnElement="{process}">\n'
+        + "\n".join(m.shapes)
+        + "\n    </bpmndi:BPMNPlane>\n  </bpmndi:BPMNDiagram>\n</bpmn:definitions>\n"
+    )
+
+
+def to_bpmn_explicit(saga: Saga) -> str:
+    """The explicit form: steps in a subprocess, a BPMN error on failure, and the undos
+    chained newest first behind "was it logged?" gateways (runs on SpiffWorkflow)."""
+    m = _Model()
+    steps = saga.steps
+    y = 120
+    inner: list[str] = []
+    outer = m.elements
+    m.elements = inner
+    m.elements.append('      <bpmn:startEvent id="steps_start"/>')
+    m.shape("steps_start", 80, y + 22, 36, 36)
+    previous, px = "steps_start", 116
+    for n, step in enumerate(steps):
+        x = 160 + n * (W + GAP + 40)
+        task, gate, fail = _id("do", n), _id("ok", n), _id("fail", n)
+        script = f"ok = do({step.name!r})"
+        m.elements.append(
+            f'      <bpmn:scriptTask id="{task}" name={quoteattr("Do " + step.name)} '
+            f'scriptFormat="python"><bpmn:script>{_esc(script)}</bpmn:script>'
+            "</bpmn:scriptTask>"
+        )
+        m.shape(task, x, y, W, H)
+        if n == 0:  # the others are reached by the "ok" flow of the step before
+            m.flow(previous, task, [(px, y + H / 2), (x, y + H / 2)])
+        m.elements.append(f'      <bpmn:exclusiveGateway id="{gate}" default="{gate}_no"/>')
+        m.shape(gate, x + W + 20, y + H / 2 - 25, 50, 50)
+        m.flow(task, gate, [(x + W, y + H / 2), (x + W + 20, y + H / 2)])
+        m.elements.append(
+            f'      <bpmn:endEvent id="{fail}" name="failed">'
+            '<bpmn:errorEventDefinition errorRef="step_failed"/></bpmn:endEvent>'
+        )
+        m.shape(fail, x + W + 27, y + H + 40, 36, 36)
+        flow_count = m.flows
+        m.flows = 0
+        m.elements.append(
+            f'      <bpmn:sequenceFlow id="{gate}_no" sourceRef="{gate}" targetRef="{fail}"/>'
+        )
+        m.edge(f"{gate}_no", [(x + W + 45, y + H / 2 + 25), (x + W + 45, y + H + 40)])
+        m.flows = flow_count
+    end_x = 160 + len(steps) * (W + GAP + 40)
+    m.elements.append('      <bpmn:endEvent id="steps_done"/>')
+    m.shape("steps_done", end_x, y + 22, 36, 36)
+    targets = [_id("do", n + 1) for n in range(len(steps) - 1)] + ["steps_done"]
+    for n, target in enumerate(targets):
+        gate = _id("ok", n)
+        x = 160 + n * (W + GAP + 40) + W + 70
+        m.flow(gate, target, [(x, y + H / 2), (x + GAP + 10, y + H / 2)], condition="ok", name="ok")
+    inner_xml = "\n".join(m.elements)
+    m.elements = outer
+    m.elements.append('    <bpmn:startEvent id="start"/>')
+    m.shape("start", 20, y + 22, 36, 36)
+    m.elements.append(
+        f'    <bpmn:subProcess id="steps" name="steps">\n{inner_xml}\n    </bpmn:subProcess>'
+    )
+    m.shape("steps", 60, y - 40, end_x, H + 160, isExpanded="true")
+    m.flow("start", "steps", [(56, y + 40), (60, y + 40)])
+    m.elements.append('    <bpmn:endEvent id="committed" name="committed"/>')
+    m.shape("committed", end_x + 100, y + 22, 36, 36)
+    m.flow("steps", "committed", [(end_x + 60, y + 40), (end_x + 100, y + 40)])
+    m.elements.append(
+        '    <bpmn:boundaryEvent id="failed" name="a step failed" attachedToRef="steps">'
+        '<bpmn:errorEventDefinition errorRef="step_failed"/></bpmn:boundaryEvent>'
+    )
+    m.shape("failed", 60 + end_x / 2, y + H + 102, 36, 36)
+    undo_y = y + H + 220
+    chain = [(n, s) for n, s in reversed(list(enumerate(steps))) if s.undo is not None]
+    # what flows into the next gateway: (source, start point, the default flow's id or None)
+    sources: list[tuple[str, tuple[float, float], str | None]] = [
+        ("failed", (78 + end_x / 2, y + H + 138), None)
+    ]
+
+    def connect(target: str, to: tuple[float, float]) -> None:
+        for source, point, ref in sources:
+            if ref is None:
+                m.flow(source, target, [point, to])
+            else:
+                m.elements.append(
+                    f'    <bpmn:sequenceFlow id="{ref}" sourceRef="{source}" targetRef="{target}"/>'
+                )
+                m.edge(ref, [point, (point[0], undo_y + H + 30), (to[0], undo_y + H + 30), to])
+
+    for k, (n, step) in enumerate(chain):
+        x = 160 + k * (W + GAP + 40)
+        gate, task = _id("logged", n), _id("undo", n)
+        m.elements.append(f'    <bpmn:exclusiveGateway id="{gate}" default="{gate}_no"/>')
+        m.shape(gate, x, undo_y + H / 2 - 25, 50, 50)
+        connect(gate, (x, undo_y + H / 2))
+        m.elements.append(
+            f'    <bpmn:scriptTask id="{task}" name={quoteattr("Undo " + step.name)} '
+            f'scriptFormat="python"><bpmn:script>{_esc(f"undo({step.name!r})")}</bpmn:script>'
+            "</bpmn:scriptTask>"
+        )
+        m.shape(task, x + 80, undo_y, W, H)
+        m.flow(gate, task, [(x + 50, undo_y + H / 2), (x + 80, undo_y + H / 2)],
+               condition=f"logged({step.name!r})", name="logged")  # fmt: skip
+        sources = [
+            (task, (x + W + 80, undo_y + H / 2), None),
+            (gate, (x + 25, undo_y + H / 2 + 25), f"{gate}_no"),
+        ]
+    end_x2 = 160 + len(chain) * (W + GAP + 40)
+    m.elements.append('    <bpmn:endEvent id="rolled_back" name="rolled back"/>')
+    m.shape("rolled_back", end_x2, undo_y + H / 2 - 18, 36, 36)
+    connect("rolled_back", (end_x2, undo_y + H / 2))
+    return _document(saga, m, '  <bpmn:error id="step_failed" name="step failed" '
+                     'errorCode="StepFailed"/>\n', process="saga_explicit")  # fmt: skip
+
+
+# -- running the explicit form on SpiffWorkflow ---------------------------------------------
+
+
+@dataclass
+class _Host:
+    """The saga's own callables, called from the model's script tasks; it records each
+    call, so the run is told (and checked) with the engine's rules afterwards."""
+
+    run_id: str
+    saga: Saga
+    state: State
+    faults: dict[str, StepFaults]
+    log: list[str] = field(default_factory=list)
+    calls: list[Any] = field(default_factory=list)
+
+    def do(self, step: str) -> bool:
+        from .stepfunctions.replay import Call
+
+        spec = self.saga[step]
+        if spec.undo is not None and spec.register == "before":
+            self.log.append(step)
+        fault = self.faults.get(step, NO_FAULTS).action
+        error: ErrorRecord | None = None
+        if fault is Fault.FAIL:
+            error = ErrorRecord.of(action_error(step, fault), step)
+        else:
+            try:
+                spec.action(self.state)
+            except Exception as exc:
+                error = ErrorRecord(type(exc).__name__, str(exc), step)
+            if error is None and fault is Fault.FAIL_AFTER_EFFECT:
+                error = ErrorRecord.of(action_error(step, fault), step)
+        self.calls.append(Call("action", step, 1, error))
+        if error is None and spec.undo is not None and spec.register == "after":
+            self.log.append(step)
+        return error is None
+
+    def logged(self, step: str) -> bool:
+        return step in self.log
+
+    def undo(self, step: str) -> None:
+        from .stepfunctions.replay import Call
+
+        fault = self.faults.get(step, NO_FAULTS).undo
+        error: ErrorRecord | None = None
+        if undo_fails(fault, 1):
+            assert fault is not None
+            error = ErrorRecord.of(undo_error(step, fault), step)
+        else:
+            action = self.saga[step].undo
+            try:
+                if isinstance(action, NamedUndo):
+                    action(idempotency_key=f"{self.run_id}:{step}")
+                elif action is not None:
+                    action(self.state)
+            except Exception as exc:
+                error = ErrorRecord(type(exc).__name__, str(exc), step)
+        self.calls.append(Call("undo", step, 1, error))  # a failed undo: a dead letter
+
+
+def run_explicit(saga: Saga, state: State | None = None, *,
+                 inject: InjectionLike | None = None) -> Outcome:  # fmt: skip
+    """Run the explicit BPMN form of ``saga`` on SpiffWorkflow (policy *continue*)."""
+    import uuid
+
+    from SpiffWorkflow.bpmn import BpmnWorkflow
+    from SpiffWorkflow.bpmn.parser import BpmnParser
+    from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine, TaskDataEnvironment
+
+    from .stepfunctions.replay import Replay, Visit
+
+    if resolve_policy(saga.policy).name != "continue":
+        raise UnsupportedInBPMN("the explicit BPMN form runs policy 'continue', undos newest first")
+    pivot = next((n for n, s in enumerate(saga.steps) if s.kind == Kind.PIVOT), None)
+    if pivot is not None and any(s.kind == Kind.RETRIABLE for s in saga.steps[pivot + 1 :]):
+        raise UnsupportedInBPMN("the explicit BPMN form does not retry forward after a pivot")
+    faults = normalize_injection(inject, saga.names)
+    run_id = f"{saga.name}-{uuid.uuid4().hex[:12]}"
+    world: State = {} if state is None else state
+    before = snapshot(world) if state is not None else None
+    host = _Host(run_id, saga, world, faults)
+    parser = BpmnParser()
+    parser.add_bpmn_str(to_bpmn_explicit(saga).encode())
+    engine = PythonScriptEngine(
+        environment=TaskDataEnvironment({"do": host.do, "undo": host.undo, "logged": host.logged})
+    )
+    workflow = BpmnWorkflow(
+        parser.get_spec("saga_explicit"),
+        parser.get_subprocess_specs("saga_explicit"),
+        script_engine=engine,
+    )
+    workflow.do_engine_steps()
+    if not workflow.is_completed():
+        raise RuntimeError("the BPMN workflow did not complete")
+    plan = saga.plan(run_id)
+    found = [Visit(("Do " if c.call == "action" else "Undo ") + c.step, 1, c.error is None)
+             for c in host.calls]  # fmt: skip
+    record = Replay(plan, found, host.calls).run()
+    return record.to_outcome(
+        steps=saga.names,
+        kinds={s.name: str(s.kind) for s in saga.steps},
+        labels={s.name: s.label for s in saga.steps if s.label},
+        name=saga.name,
+        run_id=run_id,
+        state_before=before,
+        state_after=snapshot(world) if state is not None else None,
+    )
