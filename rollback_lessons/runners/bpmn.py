@@ -17,16 +17,18 @@ gives the same Outcome as ``saga.run`` (policy *continue*; Camunda itself is not
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
-from typing import Any
 from xml.sax.saxutils import quoteattr
 
+from .. import remote
 from ..errors import InvalidPipelineError
-from ..faults import NO_FAULTS, Fault, InjectionLike, StepFaults, normalize_injection
+from ..faults import InjectionLike, normalize_injection
 from ..outcome import Outcome
 from ..policies import resolve_policy
-from ..rules import ErrorRecord, Kind, NamedUndo, action_error, undo_error, undo_fails
+from ..rules import Kind
 from ..saga import Saga, State, snapshot
+from .replay import Replay, Visit, Worker, do, undo
 
 BPMN = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 HEADER = (
@@ -290,71 +292,35 @@ def to_bpmn_explicit(saga: Saga) -> str:
 
 @dataclass
 class _Host:
-    """The saga's own callables, called from the model's script tasks; it records each
-    call, so the run is told (and checked) with the engine's rules afterwards."""
+    """What the model's script tasks call: ``do`` and ``undo`` (the worker does the task
+    and records it), ``logged`` (the undo log, kept here: before or after each step)."""
 
-    run_id: str
-    saga: Saga
-    state: State
-    faults: dict[str, StepFaults]
+    worker: Worker
     log: list[str] = field(default_factory=list)
-    calls: list[Any] = field(default_factory=list)
 
     def do(self, step: str) -> bool:
-        from .stepfunctions.replay import Call
-
-        spec = self.saga[step]
-        if spec.undo is not None and spec.register == "before":
+        logs = self.worker.saga[step].undo is not None
+        register = self.worker.saga[step].register
+        if logs and register == "before":
             self.log.append(step)
-        fault = self.faults.get(step, NO_FAULTS).action
-        error: ErrorRecord | None = None
-        if fault is Fault.FAIL:
-            error = ErrorRecord.of(action_error(step, fault), step)
-        else:
-            try:
-                spec.action(self.state)
-            except Exception as exc:
-                error = ErrorRecord(type(exc).__name__, str(exc), step)
-            if error is None and fault is Fault.FAIL_AFTER_EFFECT:
-                error = ErrorRecord.of(action_error(step, fault), step)
-        self.calls.append(Call("action", step, 1, error))
-        if error is None and spec.undo is not None and spec.register == "after":
+        ok = self.worker.task("action", step).error is None
+        if ok and logs and register == "after":
             self.log.append(step)
-        return error is None
+        return ok
 
     def logged(self, step: str) -> bool:
         return step in self.log
 
     def undo(self, step: str) -> None:
-        from .stepfunctions.replay import Call
-
-        fault = self.faults.get(step, NO_FAULTS).undo
-        error: ErrorRecord | None = None
-        if undo_fails(fault, 1):
-            assert fault is not None
-            error = ErrorRecord.of(undo_error(step, fault), step)
-        else:
-            action = self.saga[step].undo
-            try:
-                if isinstance(action, NamedUndo):
-                    action(idempotency_key=f"{self.run_id}:{step}")
-                elif action is not None:
-                    action(self.state)
-            except Exception as exc:
-                error = ErrorRecord(type(exc).__name__, str(exc), step)
-        self.calls.append(Call("undo", step, 1, error))  # a failed undo: a dead letter
+        self.worker.task("undo", step)  # a failed undo: a dead letter, and on to the next
 
 
 def run_explicit(saga: Saga, state: State | None = None, *,
                  inject: InjectionLike | None = None) -> Outcome:  # fmt: skip
     """Run the explicit BPMN form of ``saga`` on SpiffWorkflow (policy *continue*)."""
-    import uuid
-
     from SpiffWorkflow.bpmn import BpmnWorkflow
     from SpiffWorkflow.bpmn.parser import BpmnParser
     from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine, TaskDataEnvironment
-
-    from .stepfunctions.replay import Replay, Visit
 
     if resolve_policy(saga.policy).name != "continue":
         raise UnsupportedInBPMN("the explicit BPMN form runs policy 'continue', undos newest first")
@@ -365,7 +331,7 @@ def run_explicit(saga: Saga, state: State | None = None, *,
     run_id = f"{saga.name}-{uuid.uuid4().hex[:12]}"
     world: State = {} if state is None else state
     before = snapshot(world) if state is not None else None
-    host = _Host(run_id, saga, world, faults)
+    host = _Host(Worker(run_id, saga, world, faults))
     parser = BpmnParser()
     parser.add_bpmn_str(to_bpmn_explicit(saga).encode())
     engine = PythonScriptEngine(
@@ -379,16 +345,8 @@ def run_explicit(saga: Saga, state: State | None = None, *,
     workflow.do_engine_steps()
     if not workflow.is_completed():
         raise RuntimeError("the BPMN workflow did not complete")
-    plan = saga.plan(run_id)
-    found = [Visit(("Do " if c.call == "action" else "Undo ") + c.step, 1, c.error is None)
-             for c in host.calls]  # fmt: skip
-    record = Replay(plan, found, host.calls).run()
-    return record.to_outcome(
-        steps=saga.names,
-        kinds={s.name: str(s.kind) for s in saga.steps},
-        labels={s.name: s.label for s in saga.steps if s.label},
-        name=saga.name,
-        run_id=run_id,
-        state_before=before,
-        state_after=snapshot(world) if state is not None else None,
-    )
+    calls = host.worker.calls  # each script task ran its task once: one visit each
+    found = [Visit(do(c.step) if c.call == "action" else undo(c.step), 1, c.error is None)
+             for c in calls]  # fmt: skip
+    record = Replay(saga.plan(run_id), found, calls).run()
+    return remote.outcome_of(saga, record, run_id, before=before, state=state)

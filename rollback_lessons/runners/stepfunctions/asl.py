@@ -10,6 +10,7 @@ from ...errors import InvalidPipelineError, RollbackLessonsError
 from ...policies import PolicyLike
 from ...rules import Kind, RetrySpec, SagaPlan, halts_forward
 from ...saga import Saga
+from ..replay import ask, do, undo
 
 CALLBACK = "arn:aws:states:::sqs:sendMessage.waitForTaskToken"
 ANSWERS = ("retry", "fixed", "leave")
@@ -28,18 +29,6 @@ class StepFunctionsError(RollbackLessonsError):
 
 class UnsupportedOnStepFunctions(InvalidPipelineError):
     """The saga uses an option that this state machine does not express."""
-
-
-def do(step: str) -> str:
-    return f"Do {step}"
-
-
-def undo(step: str) -> str:
-    return f"Undo {step}"
-
-
-def ask(step: str) -> str:
-    return f"Ask a person about {step}"
 
 
 def answer(step: str) -> str:

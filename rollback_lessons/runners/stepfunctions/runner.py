@@ -17,14 +17,15 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ... import remote
 from ...errors import InvalidPipelineError
-from ...faults import NO_FAULTS, Fault, InjectionLike, StepFaults, normalize_injection
+from ...faults import InjectionLike, normalize_injection
 from ...outcome import Outcome, Table
 from ...policies import PolicyLike
-from ...rules import ErrorRecord, NamedUndo, action_error, undo_error, undo_fails
 from ...saga import Saga, State, snapshot
+from ..replay import Call, Replay, Worker
 from .asl import ANSWERS, StepFunctionsError, plan_asl
-from .replay import Call, Replay, history_table, visits
+from .replay import history_table, visits
 
 REGION = "us-east-1"
 ROLE_ARN = "arn:aws:iam::123456789012:role/rollback-lessons"  # moto accepts any role
@@ -42,61 +43,6 @@ class Execution:
 
     def history_table(self) -> Table:
         return history_table(self.history)
-
-
-@dataclass
-class _Worker:
-    """Runs the saga's own callables for the tasks Step Functions hands out."""
-
-    run_id: str
-    saga: Saga
-    state: State
-    faults: dict[str, StepFaults]
-    answers: list[str]
-    calls: list[Call] = field(default_factory=list)
-    undo_attempts: dict[str, int] = field(default_factory=dict)
-
-    def handle(self, body: dict[str, Any]) -> tuple[bool, Any]:
-        """(succeeded, output or ErrorRecord) for one task."""
-        call, step = body["call"], body["step"]
-        if call == "ask":
-            said = self.answers.pop(0) if self.answers else "leave"
-            self.calls.append(Call("ask", step, 0, answer=said))
-            return True, {"answer": said}
-        faults = self.faults.get(step, NO_FAULTS)
-        if call == "action":
-            attempt = 1 + sum(1 for c in self.calls if (c.call, c.step) == ("action", step))
-            error = self._action(step, faults.action)
-        else:
-            attempt = self.undo_attempts[step] = self.undo_attempts.get(step, 0) + 1
-            error = self._undo(step, faults.undo, attempt)
-        self.calls.append(Call(call, step, attempt, error))
-        return (False, error) if error is not None else (True, {})
-
-    def _action(self, step: str, fault: Fault | None) -> ErrorRecord | None:
-        if fault is Fault.FAIL:
-            return ErrorRecord.of(action_error(step, fault), step)
-        try:
-            self.saga[step].action(self.state)
-        except Exception as exc:
-            return ErrorRecord(type(exc).__name__, str(exc), step)
-        if fault is Fault.FAIL_AFTER_EFFECT:
-            return ErrorRecord.of(action_error(step, fault), step)
-        return None
-
-    def _undo(self, step: str, fault: Fault | None, attempt: int) -> ErrorRecord | None:
-        if undo_fails(fault, attempt):
-            assert fault is not None
-            return ErrorRecord.of(undo_error(step, fault), step)
-        action = self.saga[step].undo
-        try:
-            if isinstance(action, NamedUndo):
-                action(idempotency_key=f"{self.run_id}:{step}")
-            elif action is not None:
-                action(self.state)
-        except Exception as exc:
-            return ErrorRecord(type(exc).__name__, str(exc), step)
-        return None
 
 
 def _free_port() -> int:
@@ -202,7 +148,7 @@ class StepFunctionsRunner:
         asl = plan_asl(plan)
         world: State = {} if state is None else state
         before = snapshot(world) if state is not None else None
-        worker = _Worker(run_id, saga, world, faults, list(answers))
+        worker = Worker(run_id, saga, world, faults, list(answers))
         arn = self.sfn.start_execution(
             stateMachineArn=self.machine(asl),
             name=run_id,
@@ -211,22 +157,14 @@ class StepFunctionsRunner:
         status = self._serve(arn, worker, timeout)
         history = self._history(arn)
         record = Replay(plan, visits(history), worker.calls).run()
-        outcome = record.to_outcome(
-            steps=saga.names,
-            kinds={s.name: str(s.kind) for s in saga.steps},
-            labels={s.name: s.label for s in saga.steps if s.label},
-            name=saga.name,
-            run_id=run_id,
-            state_before=before,
-            state_after=snapshot(world) if state is not None else None,
-        )
+        outcome = remote.outcome_of(saga, record, run_id, before=before, state=state)
         return Execution(outcome, asl, history, status, worker.calls)
 
     def run(self, saga: Saga, state: State | None = None, **options: Any) -> Outcome:
         """Run ``saga`` on Step Functions and return its Outcome (like ``saga.run``)."""
         return self.execute(saga, state, **options).outcome
 
-    def _serve(self, arn: str, worker: _Worker, timeout: float) -> str:
+    def _serve(self, arn: str, worker: Worker, timeout: float) -> str:
         """Be the worker until the execution ends: each SQS message is one task to do."""
         deadline = time.monotonic() + timeout
         wait = 1 if self.where == "aws" else 0
@@ -247,14 +185,15 @@ class StepFunctionsRunner:
                 body = json.loads(message["Body"])
                 if body.get("run") != worker.run_id:
                     continue  # another execution's task
-                ok, result = worker.handle(body)
-                if ok:
-                    self.sfn.send_task_success(taskToken=body["token"], output=json.dumps(result))
+                made = worker.task(body["call"], body["step"])
+                if made.error is None:
+                    output = {"answer": made.answer} if made.call == "ask" else {}
+                    self.sfn.send_task_success(taskToken=body["token"], output=json.dumps(output))
                 else:
                     self.sfn.send_task_failure(
                         taskToken=body["token"],
-                        error=result.type[:256],
-                        cause=json.dumps(asdict(result))[:32768],
+                        error=made.error.type[:256],
+                        cause=json.dumps(asdict(made.error))[:32768],
                     )
             if not messages:
                 time.sleep(0.002)

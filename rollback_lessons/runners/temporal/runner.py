@@ -33,11 +33,12 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from ...errors import InjectedFault, InvalidPipelineError
-from ...faults import NO_FAULTS, Fault, InjectionLike, StepFaults, normalize_injection
+from ... import remote
+from ...errors import InvalidPipelineError
+from ...faults import NO_FAULTS, InjectionLike, StepFaults, normalize_injection
 from ...outcome import Outcome, Table
 from ...policies import PolicyLike
-from ...rules import NamedUndo, RunRecord, action_error, undo_error, undo_fails
+from ...rules import ErrorRecord, RunRecord
 from ...saga import Saga, State, snapshot
 from .server import (
     TemporalUnavailable,
@@ -76,16 +77,10 @@ def step_started(run_id: str, step: str) -> threading.Event:
 def run_action(call: StepCall) -> None:
     hosted = _HOSTED[call.run_id]
     step_started(call.run_id, call.step).set()
-    attempt = activity.info().attempt
     fault = hosted.faults.get(call.step, NO_FAULTS).action
-    if fault is Fault.FAIL:
-        raise _injected(action_error(call.step, fault), attempt)
-    try:
-        hosted.saga[call.step].action(hosted.state)
-    except Exception as exc:
-        raise _remote(exc, attempt) from None  # its facts are in it; a cause may not print
-    if fault is Fault.FAIL_AFTER_EFFECT:
-        raise _injected(action_error(call.step, fault), attempt)
+    error = remote.run_action(hosted.saga, call.step, hosted.state, fault)
+    if error is not None:
+        raise _application_error(error, activity.info().attempt)
 
 
 @activity.defn(name=UNDO)
@@ -93,32 +88,21 @@ def run_undo(call: StepCall) -> None:
     hosted = _HOSTED[call.run_id]
     attempt = activity.info().attempt + call.attempts_before
     fault = hosted.faults.get(call.step, NO_FAULTS).undo
-    if undo_fails(fault, attempt):
-        assert fault is not None
-        raise _injected(undo_error(call.step, fault), attempt)
-    undo = hosted.saga[call.step].undo
-    try:
-        if isinstance(undo, NamedUndo):
-            undo(idempotency_key=f"{call.run_id}:{call.step}")
-        elif undo is not None:
-            undo(hosted.state)
-    except Exception as exc:
-        raise _remote(exc, attempt) from None  # its facts are in it; a cause may not print
+    error = remote.run_undo(hosted.saga, call.step, hosted.state, fault, attempt, call.run_id)
+    if error is not None:
+        raise _application_error(error, attempt)
 
 
-def _injected(error: InjectedFault, attempt: int) -> ApplicationError:
-    """An injected fault as Temporal carries it: the facts in ``details``, not the message."""
+def _application_error(error: ErrorRecord, attempt: int) -> ApplicationError:
+    """A failure as Temporal carries it: the facts (attempt, injected fault) in ``details``,
+    not in the message, and no cause (its own ``__str__`` may not print)."""
     return ApplicationError(
-        str(error), attempt, str(error.fault), type=type(error).__name__, category=BENIGN
+        error.message,
+        attempt,
+        error.fault,
+        type=error.type,
+        category=BENIGN if error.fault is not None else ApplicationErrorCategory.UNSPECIFIED,
     )
-
-
-def _remote(exc: Exception, attempt: int) -> ApplicationError:
-    try:
-        message = str(exc)
-    except Exception:  # a badly behaved __str__ must not take the worker down
-        message = f"<{type(exc).__name__} with an unprintable message>"
-    return ApplicationError(message, attempt, None, type=type(exc).__name__)
 
 
 # -- the server ------------------------------------------------------------------------
@@ -205,14 +189,8 @@ class SagaHandle:
             result: RunRecord = await self.workflow.result()
         finally:
             _HOSTED.pop(self.run_id, None)
-        return result.to_outcome(
-            steps=self.saga.names,
-            kinds={s.name: str(s.kind) for s in self.saga.steps},
-            labels={s.name: s.label for s in self.saga.steps if s.label},
-            name=self.saga.name,
-            run_id=self.run_id,
-            state_before=self._before,
-            state_after=snapshot(self._state) if self._state is not None else None,
+        return remote.outcome_of(
+            self.saga, result, self.run_id, before=self._before, state=self._state
         )
 
 
