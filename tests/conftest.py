@@ -8,6 +8,60 @@ def clock() -> VirtualClock:
     return VirtualClock()
 
 
+def same_outcome(local, remote, *, events: bool = True) -> None:
+    """A saga run elsewhere (Temporal, Step Functions, BPMN) ended as it did in process:
+    field by field, errors by their repr, and (unless told) event by event."""
+    assert remote.status == local.status
+    assert remote.completed == local.completed
+    assert remote.compensated == local.compensated
+    assert [(d.step, d.attempts, repr(d.error)) for d in remote.dead_letters] == [
+        (d.step, d.attempts, repr(d.error)) for d in local.dead_letters
+    ]
+    assert remote.pending == local.pending
+    assert remote.leaked == local.leaked
+    assert remote.semantic == local.semantic
+    assert remote.failed_step == local.failed_step
+    assert repr(remote.error) == repr(local.error)
+    assert remote.state_after == local.state_after
+    if events:
+        assert remote.events == local.events
+
+
+def lesson_worlds() -> dict:
+    """Five lesson sagas (name: (make_saga, make_state)) that every runner is checked on."""
+    from rollback_lessons.worlds import examples
+    from rollback_lessons.worlds.demo import xyz_saga, xyz_state
+
+    return {
+        "xyz": (xyz_saga, xyz_state),
+        "folder": (examples.folder_saga, examples.folder_state),
+        "account": (examples.account_saga, examples.account_state),
+        "order": (examples.order_saga, examples.order_state),
+        "booking": (examples.booking_saga, examples.booking_state),
+    }
+
+
+def single_faults(*, no_fault: bool = True) -> list[tuple[str, dict]]:
+    """(world, inject) for every single fault of the lesson worlds: each action fault of
+    each step, each undo fault with the last step failing (so that the undo runs), and,
+    with ``no_fault``, a run with none."""
+    from rollback_lessons.faults import UNDO_FAULTS, fault_space
+
+    cases: list[tuple[str, dict]] = []
+    for name, (make_saga, _) in lesson_worlds().items():
+        saga = make_saga()
+        last = saga.names[-1]
+        if no_fault:
+            cases.append((name, {}))
+        for step, fault in fault_space((s.name, s.undo is not None) for s in saga.steps):
+            if fault in UNDO_FAULTS and step == last:
+                continue
+            cases.append(
+                (name, {step: fault, last: "fail"} if fault in UNDO_FAULTS else {step: fault})
+            )
+    return cases
+
+
 def dead_pid() -> int:
     """The pid of a process that has ended and been reaped."""
     import subprocess

@@ -5,10 +5,10 @@ engine, and compared field by field with saga.run for every single fault."""
 import xml.etree.ElementTree as ET
 
 import pytest
+from conftest import lesson_worlds, same_outcome, single_faults
 from SpiffWorkflow.bpmn.parser import BpmnParser, BpmnValidator
 
 from rollback_lessons import Kind, Saga, Step, VirtualClock
-from rollback_lessons.faults import UNDO_FAULTS, fault_space
 from rollback_lessons.runners.bpmn import (
     UnsupportedInBPMN,
     run_explicit,
@@ -18,13 +18,7 @@ from rollback_lessons.runners.bpmn import (
 from rollback_lessons.worlds import examples
 from rollback_lessons.worlds.demo import xyz_saga, xyz_state
 
-WORLDS = {
-    "xyz": (xyz_saga, xyz_state),
-    "folder": (examples.folder_saga, examples.folder_state),
-    "account": (examples.account_saga, examples.account_state),
-    "order": (examples.order_saga, examples.order_state),
-    "booking": (examples.booking_saga, examples.booking_state),
-}
+WORLDS = lesson_worlds()
 NS = {
     "bpmn": "http://www.omg.org/spec/BPMN/20100524/MODEL",
     "bpmndi": "http://www.omg.org/spec/BPMN/20100524/DI",
@@ -32,36 +26,15 @@ NS = {
 }
 
 
-def same(local, remote):
-    assert remote.status == local.status
-    assert remote.completed == local.completed
-    assert remote.compensated == local.compensated
-    assert [(d.step, d.attempts, repr(d.error)) for d in remote.dead_letters] == [
-        (d.step, d.attempts, repr(d.error)) for d in local.dead_letters
-    ]
-    assert remote.pending == local.pending
-    assert remote.leaked == local.leaked
-    assert remote.failed_step == local.failed_step
-    assert repr(remote.error) == repr(local.error)
-    assert remote.state_after == local.state_after
-    assert remote.events == local.events
-
-
 def test_every_single_fault_of_the_lesson_sagas_ends_the_same_on_spiffworkflow():
     checked, seen = 0, set()
-    for make_saga, make_state in WORLDS.values():
-        saga = make_saga()
-        last = saga.names[-1]
-        cases = [{}]
-        for step, fault in fault_space((s.name, s.undo is not None) for s in saga.steps):
-            if not (fault in UNDO_FAULTS and step == last):
-                cases.append({step: fault, last: "fail"} if fault in UNDO_FAULTS else {step: fault})
-        for inject in cases:
-            local = make_saga().run(make_state(), inject=inject, clock=VirtualClock())
-            remote = run_explicit(make_saga(), make_state(), inject=inject)
-            same(local, remote)
-            seen.add(str(remote.status))
-            checked += 1
+    for name, inject in single_faults():
+        make_saga, make_state = WORLDS[name]
+        local = make_saga().run(make_state(), inject=inject, clock=VirtualClock())
+        remote = run_explicit(make_saga(), make_state(), inject=inject)
+        same_outcome(local, remote)
+        seen.add(str(remote.status))
+        checked += 1
     assert checked > 40 and {"committed", "rolled_back", "rollback_incomplete"} <= seen
 
 

@@ -8,10 +8,10 @@ import json
 import time
 
 import pytest
+from conftest import lesson_worlds, same_outcome, single_faults
 
 from rollback_lessons import Retry, RetryPolicy, Status, VirtualClock
 from rollback_lessons.errors import InvalidPipelineError
-from rollback_lessons.faults import UNDO_FAULTS, fault_space
 from rollback_lessons.runners.stepfunctions import (
     CALLBACK,
     StepFunctionsRunner,
@@ -19,47 +19,9 @@ from rollback_lessons.runners.stepfunctions import (
     plan_asl,
     to_asl,
 )
-from rollback_lessons.worlds import examples
 from rollback_lessons.worlds.demo import xyz_saga, xyz_state
 
-WORLDS = {
-    "xyz": (xyz_saga, xyz_state),
-    "folder": (examples.folder_saga, examples.folder_state),
-    "account": (examples.account_saga, examples.account_state),
-    "order": (examples.order_saga, examples.order_state),
-    "booking": (examples.booking_saga, examples.booking_state),
-}
-
-
-def same(local, remote):
-    assert remote.status == local.status
-    assert remote.completed == local.completed
-    assert remote.compensated == local.compensated
-    assert [(d.step, d.attempts, repr(d.error)) for d in remote.dead_letters] == [
-        (d.step, d.attempts, repr(d.error)) for d in local.dead_letters
-    ]
-    assert remote.pending == local.pending
-    assert remote.leaked == local.leaked
-    assert remote.semantic == local.semantic
-    assert remote.failed_step == local.failed_step
-    assert repr(remote.error) == repr(local.error)
-    assert remote.state_after == local.state_after
-    assert remote.events == local.events
-
-
-def single_faults():
-    cases = []
-    for name, (make_saga, _) in WORLDS.items():
-        saga = make_saga()
-        last = saga.names[-1]
-        cases.append((name, {}))
-        for step, fault in fault_space((s.name, s.undo is not None) for s in saga.steps):
-            if fault in UNDO_FAULTS and step == last:
-                continue
-            cases.append(
-                (name, {step: fault, last: "fail"} if fault in UNDO_FAULTS else {step: fault})
-            )
-    return cases
+WORLDS = lesson_worlds()
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +37,7 @@ def test_every_single_fault_of_the_lesson_sagas_ends_the_same_on_step_functions(
         make_saga, make_state = WORLDS[name]
         local = make_saga().run(make_state(), inject=inject, clock=VirtualClock())
         remote = runner.run(make_saga(), make_state(), inject=inject)
-        same(local, remote)
+        same_outcome(local, remote)
         seen.add(remote.status)
         checked += 1
     assert checked > 40
@@ -92,7 +54,7 @@ def test_the_pivot_saga_retries_forward_and_never_compensates_across_the_pivot(r
     execution = runner.execute(
         make_pivot_saga(tmp_path / "sfn.db", "p"), {}, inject={"ship": "fail"}
     )
-    same(local, execution.outcome)
+    same_outcome(local, execution.outcome)
     assert execution.outcome.status is Status.HALTED and execution.outcome.compensated == ()
     assert [c.attempt for c in execution.calls if c.step == "ship"] == [1, 2, 3]
     rows = execution.history_table().rows
@@ -108,7 +70,7 @@ def test_undo_policies_are_retry_catch_and_a_person(runner):
         ({"step3": "fail", "step2": "undo_fails"}, Retry(RetryPolicy(max_attempts=2), then="halt")),
     ):
         local = xyz_saga().run(xyz_state(), inject=inject, policy=policy, clock=VirtualClock())
-        same(local, runner.run(xyz_saga(), xyz_state(), inject=inject, policy=policy))
+        same_outcome(local, runner.run(xyz_saga(), xyz_state(), inject=inject, policy=policy))
     asl = to_asl(xyz_saga(), policy=retry)
     assert asl["States"]["Undo step1"]["Retry"][-1]["MaxAttempts"] == 1  # 2 attempts in all
 
@@ -195,7 +157,7 @@ def test_a_moto_server_on_loopback_runs_the_same_saga():
         assert server.sfn.meta.endpoint_url.startswith("http://127.0.0.1:")
         inject = {"step3": "fail", "step1": "undo_fails"}
         local = xyz_saga().run(xyz_state(), inject=inject, clock=VirtualClock())
-        same(local, server.run(xyz_saga(), xyz_state(), inject=inject))
+        same_outcome(local, server.run(xyz_saga(), xyz_state(), inject=inject))
         url = server.sfn.meta.endpoint_url
     import urllib.request
 

@@ -12,6 +12,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from conftest import lesson_worlds, same_outcome, single_faults
 
 from rollback_lessons import (
     InjectedFault,
@@ -45,22 +46,6 @@ def on_temporal(scenario):
     return run_async(main)
 
 
-def same(local, remote, *, events=True):
-    assert remote.status == local.status
-    assert remote.completed == local.completed
-    assert remote.compensated == local.compensated
-    assert [(d.step, d.attempts, repr(d.error)) for d in remote.dead_letters] == [
-        (d.step, d.attempts, repr(d.error)) for d in local.dead_letters
-    ]
-    assert remote.pending == local.pending
-    assert remote.leaked == local.leaked
-    assert remote.failed_step == local.failed_step
-    assert repr(remote.error) == repr(local.error)
-    assert remote.state_after == local.state_after
-    if events:
-        assert remote.events == local.events
-
-
 SCENARIOS = [
     ({}, "continue", None),
     ({"step1": "fail"}, "continue", None),
@@ -86,7 +71,7 @@ def test_the_same_saga_gives_the_same_outcome_in_process_and_on_temporal():
 
     for (inject, policy, register), remote in zip(SCENARIOS, on_temporal(scenario), strict=True):
         local = xyz_saga().run(xyz_state(), inject=inject, policy=policy, register=register)
-        same(local, remote)
+        same_outcome(local, remote)
         assert remote.run_id.startswith("xyz-")
 
 
@@ -120,7 +105,7 @@ def test_undo_retries_are_temporal_activity_retries():
     local = xyz_saga().run(
         xyz_state(), inject={"step3": "fail", "step1": "undo_fails"}, policy=policy
     )
-    same(local, gives_up, events=False)  # in process, each retry is an event of its own
+    same_outcome(local, gives_up, events=False)  # in process, each retry is an event of its own
 
 
 def test_non_retryable_errors_are_declared_to_temporal():
@@ -162,7 +147,7 @@ def test_a_failure_after_the_pivot_halts_forward():
     )
     remote = on_temporal(lambda runner: runner.run(saga, {}, inject={"notify": "fail"}))
     local = saga.run({}, inject={"notify": "fail"}, clock=VirtualClock())
-    same(local, remote)
+    same_outcome(local, remote)
     assert remote.status is Status.HALTED and remote.pending == ("notify",)
     retries = [e.details["delay"] for e in remote.events if e.kind == "step_retry"]
     assert retries == [0.5, 1.0]  # retried forward (FORWARD_RETRY) before it halted
@@ -342,7 +327,7 @@ def test_halt_without_waiting_is_the_in_process_halt():
     faults = {"step3": "fail", "step1": "undo_fails"}
     remote = on_temporal(lambda r: r.run(xyz_saga(), xyz_state(), inject=faults, policy="halt"))
     local = xyz_saga().run(xyz_state(), inject=faults, policy="halt")
-    same(local, remote)
+    same_outcome(local, remote)
 
 
 def test_the_history_tells_the_saga_in_temporals_own_events():
@@ -389,25 +374,8 @@ def test_the_history_survives_a_restart_of_the_server(tmp_path):
 def test_every_single_fault_of_the_lesson_sagas_ends_the_same_on_temporal():
     """The generic runner against the in-process engine, for each action fault of each
     step and each undo fault (with the last step failing) of five lesson worlds."""
-    from rollback_lessons.faults import UNDO_FAULTS, fault_space
-    from rollback_lessons.worlds import examples
-
-    worlds = {
-        "xyz": (xyz_saga, xyz_state),
-        "folder": (examples.folder_saga, examples.folder_state),
-        "account": (examples.account_saga, examples.account_state),
-        "order": (examples.order_saga, examples.order_state),
-        "booking": (examples.booking_saga, examples.booking_state),
-    }
-    cases = []
-    for name, (make_saga, make_state) in worlds.items():
-        saga = make_saga()
-        last = saga.names[-1]
-        for step, fault in fault_space((s.name, s.undo is not None) for s in saga.steps):
-            if fault in UNDO_FAULTS and step == last:
-                continue
-            inject = {step: fault, last: "fail"} if fault in UNDO_FAULTS else {step: fault}
-            cases.append((name, make_saga, make_state, inject))
+    worlds = lesson_worlds()
+    cases = [(name, *worlds[name], inject) for name, inject in single_faults(no_fault=False)]
 
     async def scenario(runner):
         return [
@@ -419,6 +387,6 @@ def test_every_single_fault_of_the_lesson_sagas_ends_the_same_on_temporal():
     for name, inject, remote in on_temporal(scenario):
         make_saga, make_state = worlds[name]
         local = make_saga().run(make_state(), inject=inject, clock=VirtualClock())
-        same(local, remote)
+        same_outcome(local, remote)
         checked += 1
     assert checked == len(cases) > 40
