@@ -77,9 +77,12 @@ class _Model:
         )
 
     def flow(self, source: str, target: str, points: list[tuple[float, float]],
-             condition: str | None = None, name: str | None = None) -> str:  # fmt: skip
-        self.flows += 1
-        ref = _id("flow", self.flows)
+             condition: str | None = None, name: str | None = None,
+             ref: str | None = None) -> str:  # fmt: skip
+        """A sequence flow and its edge; ``ref`` names it (a gateway's default flow)."""
+        if ref is None:
+            self.flows += 1
+            ref = _id("flow", self.flows)
         label = f" name={quoteattr(name)}" if name else ""
         body = (
             f'<bpmn:conditionExpression xsi:type="bpmn:tFormalExpression" '
@@ -202,8 +205,8 @@ def to_bpmn_explicit(saga: Saga) -> str:
             "</bpmn:scriptTask>"
         )
         m.shape(task, x, y, W, H)
-        if n == 0:  # the others are reached by the "ok" flow of the step before
-            m.flow(previous, task, [(px, y + H / 2), (x, y + H / 2)])
+        ok = {"condition": "ok", "name": "ok"} if n else {}  # from the step before's gateway
+        m.flow(previous, task, [(px, y + H / 2), (x, y + H / 2)], **ok)
         m.elements.append(f'      <bpmn:exclusiveGateway id="{gate}" default="{gate}_no"/>')
         m.shape(gate, x + W + 20, y + H / 2 - 25, 50, 50)
         m.flow(task, gate, [(x + W, y + H / 2), (x + W + 20, y + H / 2)])
@@ -212,21 +215,13 @@ def to_bpmn_explicit(saga: Saga) -> str:
             '<bpmn:errorEventDefinition errorRef="step_failed"/></bpmn:endEvent>'
         )
         m.shape(fail, x + W + 27, y + H + 40, 36, 36)
-        flow_count = m.flows
-        m.flows = 0
-        m.elements.append(
-            f'      <bpmn:sequenceFlow id="{gate}_no" sourceRef="{gate}" targetRef="{fail}"/>'
-        )
-        m.edge(f"{gate}_no", [(x + W + 45, y + H / 2 + 25), (x + W + 45, y + H + 40)])
-        m.flows = flow_count
+        m.flow(gate, fail, [(x + W + 45, y + H / 2 + 25), (x + W + 45, y + H + 40)],
+               ref=f"{gate}_no")  # fmt: skip
+        previous, px = gate, x + W + 70
     end_x = 160 + len(steps) * (W + GAP + 40)
     m.elements.append('      <bpmn:endEvent id="steps_done"/>')
     m.shape("steps_done", end_x, y + 22, 36, 36)
-    targets = [_id("do", n + 1) for n in range(len(steps) - 1)] + ["steps_done"]
-    for n, target in enumerate(targets):
-        gate = _id("ok", n)
-        x = 160 + n * (W + GAP + 40) + W + 70
-        m.flow(gate, target, [(x, y + H / 2), (x + GAP + 10, y + H / 2)], condition="ok", name="ok")
+    m.flow(previous, "steps_done", [(px, y + H / 2), (end_x, y + H / 2)], condition="ok", name="ok")
     inner_xml = "\n".join(m.elements)
     m.elements = outer
     m.elements.append('    <bpmn:startEvent id="start"/>')
@@ -255,11 +250,9 @@ def to_bpmn_explicit(saga: Saga) -> str:
         for source, point, ref in sources:
             if ref is None:
                 m.flow(source, target, [point, to])
-            else:
-                m.elements.append(
-                    f'    <bpmn:sequenceFlow id="{ref}" sourceRef="{source}" targetRef="{target}"/>'
-                )
-                m.edge(ref, [point, (point[0], undo_y + H + 30), (to[0], undo_y + H + 30), to])
+            else:  # a gateway's default flow: round under the undo it skips
+                m.flow(source, target, [point, (point[0], undo_y + H + 30),
+                                        (to[0], undo_y + H + 30), to], ref=ref)  # fmt: skip
 
     for k, (n, step) in enumerate(chain):
         x = 160 + k * (W + GAP + 40)
