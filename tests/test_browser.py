@@ -12,7 +12,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,8 @@ from pathlib import Path
 import nbformat
 import pytest
 from notebook_tools import clean
+
+from rollback_lessons.runners import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -57,12 +58,6 @@ def _chromium() -> str:
     if os.environ.get("CI"):
         pytest.fail(message)  # in CI a missing browser is a failure, never a skip
     pytest.skip(message)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -111,7 +106,7 @@ def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         (base / name.lower()).mkdir()
         env[f"JUPYTER_{name}_DIR"] = str(base / name.lower())
     env["JUPYTER_PATH"] = str(Path(sys.prefix) / "share" / "jupyter")
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     log = (base / "lab.log").open("w")
     process = subprocess.Popen(
         [

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import atexit
-import socket
 from email import message_from_bytes
 from email.message import Message
 from types import TracebackType
 from typing import Any
 
 from aiosmtpd.controller import Controller
+
+from ..runners import free_port
 
 
 class _Mailbox:
@@ -21,19 +22,13 @@ class _Mailbox:
         return "250 Message accepted for delivery"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class MailServer:
     """``with MailServer() as server:`` ... ``server.port``, ``server.messages``."""
 
     host = "127.0.0.1"
 
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self._mailbox = _Mailbox()
         self._controller = Controller(self._mailbox, hostname=self.host, port=self.port)
         self.running = False

@@ -7,7 +7,6 @@ import contextlib
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from ...faults import InjectionLike, normalize_injection
 from ...outcome import Outcome, Table
 from ...policies import PolicyLike
 from ...saga import Saga, State, snapshot
+from .. import free_port
 from ..replay import Call, Replay, Worker
 from .asl import ANSWERS, StepFunctionsError, plan_asl
 from .replay import history_table, visits
@@ -43,12 +43,6 @@ class Execution:
 
     def history_table(self) -> Table:
         return history_table(self.history)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class StepFunctionsRunner:
@@ -242,7 +236,7 @@ def _moto_in_process() -> Iterator[None]:
 @contextlib.contextmanager
 def _moto_server() -> Iterator[str]:
     """``moto_server`` on 127.0.0.1 (only), configured to execute state machines."""
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,

@@ -40,9 +40,9 @@ from ...outcome import Outcome, Table
 from ...policies import PolicyLike
 from ...rules import ErrorRecord, RunRecord
 from ...saga import Saga, State, snapshot
+from .. import free_port
 from .server import (
     TemporalUnavailable,
-    _free_port,
     _quiet_stdout,
     _runtime,
     _server_binary,
@@ -244,13 +244,13 @@ class TemporalRunner:
                 ) from None
             return cls(client, None, address)
         binary = _server_binary()
-        ui_port = _free_port() if ui else None
+        ui_port = free_port() if ui else None
         try:
             with _quiet_stdout():  # its banner (with random ports) is nobody's business
                 env = await WorkflowEnvironment.start_local(
                     dev_server_existing_path=binary,
                     ip="127.0.0.1",
-                    port=port or _free_port(),
+                    port=port or free_port(),
                     ui=ui,
                     ui_port=ui_port,
                     dev_server_database_filename=str(db_file) if db_file is not None else None,

@@ -110,11 +110,11 @@ async def restart_the_server_mid_rollback(
     """Run the booking (its email fails) on a worker process that stops before the room's
     undo; stop the server there, start a new server process on the same database file and
     port, let the worker go on, and read the saga's result and history from the new server."""
+    from ...runners import free_port
     from ...runners.temporal import TemporalRunner
     from ...runners.temporal.runner import history_table
-    from ...runners.temporal.server import _free_port
 
-    port = _free_port()
+    port = free_port()
     queue = f"booking-{uuid.uuid4().hex[:8]}"
     workflow_id = f"booking-{uuid.uuid4().hex[:8]}"
     worker = None
