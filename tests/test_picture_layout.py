@@ -2,12 +2,10 @@
 undo policy): no two texts collide, no text is cut, no state key is cut without "…", and
 every marker in the lanes is one the legend explains."""
 
-import itertools
-
 import matplotlib
 import pytest
+from conftest import text_problems
 from matplotlib.lines import Line2D
-from matplotlib.text import Text
 
 from rollback_lessons import VirtualClock
 from rollback_lessons.faults import UNDO_FAULTS, fault_space
@@ -53,22 +51,7 @@ def runs(saga, state):
 
 
 def problems(timeline) -> list[str]:
-    fig = timeline.show(timeline.frame_count - 1)
-    fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()
-    edge = fig.bbox
-    texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
-    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in texts]
-    found = [
-        f"cut: {text!r}"
-        for text, box in boxes
-        if box.x0 < edge.x0 or box.x1 > edge.x1 or box.y0 < edge.y0 or box.y1 > edge.y1
-    ]
-    for (one, a), (two, b) in itertools.combinations(boxes, 2):
-        width = min(a.x1, b.x1) - max(a.x0, b.x0)
-        height = min(a.y1, b.y1) - max(a.y0, b.y0)
-        if width > 1 and height > 1:
-            found.append(f"overlap: {one!r} / {two!r}")
+    found = text_problems(timeline.show(timeline.frame_count - 1))
     shown = {t.get_text() for t in timeline.tax.texts}
     for key in timeline.state_keys:
         if str(key) not in shown and not any(

@@ -207,7 +207,9 @@ def to_bpmn_explicit(saga: Saga) -> str:
         m.shape(task, x, y, W, H)
         ok = {"condition": "ok", "name": "ok"} if n else {}  # from the step before's gateway
         m.flow(previous, task, [(px, y + H / 2), (x, y + H / 2)], **ok)
-        m.elements.append(f'      <bpmn:exclusiveGateway id="{gate}" default="{gate}_no"/>')
+        m.elements.append(
+            f'      <bpmn:exclusiveGateway id="{gate}" name="ok?" default="{gate}_no"/>'
+        )
         m.shape(gate, x + W + 20, y + H / 2 - 25, 50, 50)
         m.flow(task, gate, [(x + W, y + H / 2), (x + W + 20, y + H / 2)])
         m.elements.append(
@@ -257,7 +259,9 @@ def to_bpmn_explicit(saga: Saga) -> str:
     for k, (n, step) in enumerate(chain):
         x = 160 + k * (W + GAP + 40)
         gate, task = _id("logged", n), _id("undo", n)
-        m.elements.append(f'    <bpmn:exclusiveGateway id="{gate}" default="{gate}_no"/>')
+        m.elements.append(
+            f'    <bpmn:exclusiveGateway id="{gate}" name="logged?" default="{gate}_no"/>'
+        )
         m.shape(gate, x, undo_y + H / 2 - 25, 50, 50)
         connect(gate, (x, undo_y + H / 2))
         m.elements.append(
