@@ -9,6 +9,7 @@ are the lessons' own: steps blue, undos green, failures vermillion, a person pur
 
 from __future__ import annotations
 
+import io
 import textwrap
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
@@ -24,6 +25,13 @@ from .timeline import FAIL, FONT, FORWARD, INK, PIVOT, UNDO
 GREY = "#777777"
 WIDTH = 12.5  # inches, as the lessons' other pictures
 SMALL = FONT - 3
+
+def to_png(fig: Figure) -> bytes:
+    """The picture as PNG bytes (``IPython.display.Image(to_png(fig))`` in a lesson)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
 
 # -- Step Functions ----------------------------------------------------------------------
 

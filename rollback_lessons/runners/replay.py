@@ -101,9 +101,11 @@ class Replay:
         self.events.append([len(self.events) + 1, kind, step, details])
 
     def visit(self, state: str) -> Visit:
-        if not self.visits or self.visits[0].state != state:
-            seen = self.visits[0].state if self.visits else "the end"
-            raise HistoryDiverged(f"the execution went to {seen!r} where the saga runs {state!r}")
+        if not self.visits:
+            raise HistoryDiverged(f"the engine stopped where the saga runs {state!r} next")
+        if self.visits[0].state != state:
+            seen = self.visits[0].state
+            raise HistoryDiverged(f"the engine ran {seen!r} where the saga runs {state!r}")
         return self.visits.pop(0)
 
     def call(self, call: str, step: str) -> Call:
@@ -253,7 +255,7 @@ class Replay:
         )
         if self.visits:
             raise HistoryDiverged(
-                f"the execution ran {self.visits[0].state!r} after the saga ended"
+                f"the engine ran {self.visits[0].state!r} after the saga's rollback was over"
             )
         return RunRecord(
             str(status),

@@ -191,6 +191,7 @@ def load_all() -> dict[str, Exercise]:
         lesson06,
         lesson07,
         lesson08,
+        lesson09,
     )
 
     return ALL

@@ -129,17 +129,21 @@ class StepFunctionsRunner:
         register: str | None = None,
         answers: Sequence[str] = (),
         timeout: float = 120.0,
+        asl: dict[str, Any] | None = None,
     ) -> Execution:
         """Run ``saga`` as an execution and read it back. ``answers`` are what the person
         says, in turn, when a halted undo asks ("retry", "fixed", "leave"); with none left,
-        "leave" (halted, as in process). Everything is checked before anything runs."""
+        "leave" (halted, as in process). ``asl`` runs that state machine instead of
+        ``to_asl``'s (one wired by hand): its run is held to the saga's rules all the same,
+        and ``HistoryDiverged`` says where it strays. Everything is checked before anything
+        runs."""
         faults = normalize_injection(inject, saga.names)
         for said in answers:
             if said not in ANSWERS:
                 raise InvalidPipelineError(f"answer {said!r} is not one of: {', '.join(ANSWERS)}")
         run_id = f"{saga.name}-{uuid.uuid4().hex[:12]}"
         plan = saga.plan(run_id, policy=policy, register=register)  # type: ignore[arg-type]
-        asl = plan_asl(plan)
+        asl = plan_asl(plan) if asl is None else asl
         world: State = {} if state is None else state
         before = snapshot(world) if state is not None else None
         worker = Worker(run_id, saga, world, faults, list(answers))
