@@ -26,6 +26,7 @@ GREY = "#777777"
 WIDTH = 12.5  # inches, as the lessons' other pictures
 SMALL = FONT - 3
 
+
 def to_png(fig: Figure) -> bytes:
     """The picture as PNG bytes (``IPython.display.Image(to_png(fig))`` in a lesson)."""
     buffer = io.BytesIO()
