@@ -255,7 +255,7 @@ def run(scenario: Scenario, schedule: str = "") -> Trace:
             del running[name]
             trace.failed[name] = f"{type(exc).__name__}: {exc}"
             ended = "rollback incomplete" if getattr(exc, "__notes__", None) else "undone"
-            did = f"{name}: fails ({exc}); {ended}"
+            did = f"{name}: fails: {exc} ({ended})"
         if did.endswith(WAIT):
             blocked.add(name)
         else:
