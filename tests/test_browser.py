@@ -374,6 +374,26 @@ def lesson_06(page) -> None:
     play_until_images_change(page)
 
 
+def lesson_10(page) -> None:
+    """The isolation panel: a countermeasure ends the anomaly; stepping back redraws."""
+    lab = page.locator(".isolation-lab").first
+    summary = lab.locator(".il-summary")
+    assert "the anomaly happens in 1 of 3" in summary.inner_text()
+    lab.locator(".il-countermeasure select").select_option(label="semantic lock")
+    page.wait_for_function(
+        "() => document.querySelector('.isolation-lab .il-summary').innerText"
+        ".includes('happens in 0 of')"
+    )
+    image = lab.locator(".il-image")
+    before = image.get_attribute("src")
+    lab.locator(".il-back").click()
+    page.wait_for_function(
+        "old => document.querySelector('.isolation-lab .il-image').src !== old", arg=before
+    )
+    box = image.bounding_box()
+    assert box is not None and box["x"] + box["width"] <= 1366  # the picture fits the screen
+
+
 INTERACTIONS: dict[str, Callable] = {
     "01_rollback_basics.ipynb": lesson_01,
     "02_why_reversed.ipynb": lesson_02,
@@ -381,6 +401,7 @@ INTERACTIONS: dict[str, Callable] = {
     "04_irreversible_steps.ipynb": lesson_04,
     "05_logging_a_rollback.ipynb": lesson_05,
     "06_cross_tool_pipeline.ipynb": lesson_06,
+    "10_sagas_are_not_isolated.ipynb": lesson_10,
 }
 
 

@@ -51,7 +51,7 @@ def test_a_semantic_lock_makes_bob_wait_and_then_book_the_room():
     assert [t.did for t in trace.turns] == [
         "Ann: hold the last room",
         "Bob: a hold is pending, wait",
-        "Ann: fails: Ann's card is declined (undone)",
+        "Ann: fails: Ann's card is declined (undos ran)",
         "Bob: told 'booked'",
     ]
     assert trace.world["holds"] == ["bob"] and trace.anomaly is None
@@ -61,7 +61,7 @@ def test_reread_value_leaves_a_changed_balance_to_a_person_instead_of_erasing_a_
     trace = run(SCENARIOS["lost update, reread value"], "SDS")
     assert trace.world["balance"] == 180  # the bonus stays until a person decides
     assert trace.world["for a person"] == ["balance is 180, not the 150 written"]
-    assert trace.turns[-1].did.endswith("(rollback incomplete)")
+    assert trace.turns[-1].did.endswith("(an undo failed)")
     quiet = run(SCENARIOS["lost update, reread value"], "SSD")
     assert quiet.world == {"balance": 130}  # nobody came between: the undo restored
 

@@ -105,10 +105,11 @@ def dirty_read(world: dict[str, Any]) -> str | None:
 # -- bonus and deposit: lost update ------------------------------------------------------
 
 
-def bonus_saga(*, undo: str = "restore") -> Actor:
+def bonus_saga(*, undo: str | Callable[[dict[str, Any]], Any] = "restore") -> Actor:
     """Add a bonus of 50, then check eligibility (it fails), so the bonus is undone.
-    ``undo``: "restore" the saved balance, "commute" (subtract 50), or "reread" (restore
-    only if the balance is still what this saga wrote; else leave it to a person)."""
+    ``undo``: "restore" the saved balance, "commute" (subtract 50), "reread" (restore
+    only if the balance is still what this saga wrote; else leave it to a person), or a
+    function of the world (lesson 10's exercise)."""
 
     def add(world: dict[str, Any], saved: dict[str, int]) -> None:
         saved["before"] = world["balance"]
@@ -116,7 +117,9 @@ def bonus_saga(*, undo: str = "restore") -> Actor:
         saved["wrote"] = world["balance"]
 
     def take_back(world: dict[str, Any], saved: dict[str, int]) -> None:
-        if undo == "commute":
+        if callable(undo):
+            undo(world)
+        elif undo == "commute":
             world["balance"] -= 50
         elif undo == "reread" and world["balance"] != saved["wrote"]:
             raise Changed(f"balance is {world['balance']}, not the {saved['wrote']} written")
@@ -254,7 +257,7 @@ def run(scenario: Scenario, schedule: str = "") -> Trace:
         except Exception as exc:  # the saga failed; its Rollback has run its undos
             del running[name]
             trace.failed[name] = f"{type(exc).__name__}: {exc}"
-            ended = "rollback incomplete" if getattr(exc, "__notes__", None) else "undone"
+            ended = "an undo failed" if getattr(exc, "__notes__", None) else "undos ran"
             did = f"{name}: fails: {exc} ({ended})"
         if did.endswith(WAIT):
             blocked.add(name)

@@ -192,6 +192,7 @@ def load_all() -> dict[str, Exercise]:
         lesson07,
         lesson08,
         lesson09,
+        lesson10,
     )
 
     return ALL
