@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..saga import Saga, State, Step
@@ -170,6 +170,25 @@ KEY = "booking-1"  # the idempotency key this booking charges and refunds under
 
 def booking_state() -> dict[str, Any]:
     return {"card": "4242 valid", "room": None, "charges": {}, "refunds": {}, "emails": []}
+
+
+def booking_as_seen(state: Mapping[str, Any]) -> dict[str, Any]:
+    """The booking as its customer sees it: money charged net of refunds (a refund is a
+    new record beside its charge, not the charge erased), the room, the emails."""
+    keys = set(state["charges"]) | set(state["refunds"])  # a refund of nothing is money out
+    charged = {k: state["charges"].get(k, 0) - state["refunds"].get(k, 0) for k in keys}
+    return {
+        "card": state["card"],
+        "room": state["room"],
+        "charged": {k: v for k, v in charged.items() if v},
+        "emails": list(state["emails"]),
+        "points": state.get("points", 0),
+    }
+
+
+def booking_restored(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
+    """Is the booking world as it was? (For the explorer: ``restored=booking_restored``.)"""
+    return booking_as_seen(before) == booking_as_seen(after)
 
 
 def verify_card(state: State) -> None:

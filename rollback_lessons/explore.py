@@ -1,0 +1,252 @@
+"""Test every failure point, not the one you thought of: the fault-space explorer.
+
+``explore(saga, state)`` runs the saga once for every combination of up to ``max_faults``
+faults (each step failing before or after its effect, each undo failing always or once),
+under each chosen policy, each on a fresh state, and checks what must hold for any correct
+saga, whatever it does:
+
+1. every effect that happened is undone or reported (a dead letter, pending for a person,
+   leaked), never silently left;
+2. no undo changes the world for an effect that never happened (an undo logged before its
+   step may run when the step failed first, and must then do nothing);
+3. when the status says ``rolled_back``, the state is as it was before;
+4. a pivot that happened is never followed by compensation.
+
+``assert_every_failure_handled`` turns that into a test that fails with the smallest
+failing combination and its story.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .clock import VirtualClock
+from .events import EventKind
+from .faults import ACTION_FAULTS, Fault, fault_space
+from .outcome import Outcome, Status, Table
+from .rules import Kind
+from .saga import Saga
+
+Faults = tuple[tuple[str, Fault], ...]
+"""A combination of faults: (step, fault) pairs, in the saga's order."""
+
+INVARIANTS = {
+    "unreported": "an effect neither undone nor reported",
+    "phantom undo": "an undo changed the world for an effect that never happened",
+    "not restored": "rolled back, but the state is not as it was",
+    "past the pivot": "compensation after a pivot",
+}
+
+
+@dataclass(frozen=True)
+class Explored:
+    """One run of the exploration: its faults, policy, outcome and what it violated."""
+
+    faults: Faults
+    policy: str
+    outcome: Outcome
+    violations: tuple[str, ...]
+
+    @property
+    def status(self) -> Status:
+        return self.outcome.status
+
+    @property
+    def inject(self) -> dict[str, str | tuple[str, str]]:
+        return inject_of(self.faults)
+
+    def describe(self) -> str:
+        faults = ", ".join(f"{step} {fault}" for step, fault in self.faults) or "no fault"
+        return f"{faults} (policy {self.policy})"
+
+
+def inject_of(faults: Iterable[tuple[str, Fault | str]]) -> dict[str, str | tuple[str, str]]:
+    """Faults as ``saga.run``'s ``inject=``: a step's action and undo fault together."""
+    found: dict[str, list[str]] = {}
+    for step, fault in faults:
+        found.setdefault(step, []).append(str(fault))
+    return {step: f[0] if len(f) == 1 else (f[0], f[1]) for step, f in found.items()}
+
+
+def combinations(saga: Saga, max_faults: int = 2) -> list[Faults]:
+    """Every combination of up to ``max_faults`` faults (at most one action fault and one
+    undo fault per step), from none at all, smallest first."""
+    space = fault_space((s.name, s.undo is not None) for s in saga.steps)
+    found: list[Faults] = [()]
+    for size in range(1, max_faults + 1):
+        for combo in itertools.combinations(space, size):
+            kinds = [(step, fault in ACTION_FAULTS) for step, fault in combo]
+            if len(set(kinds)) == len(kinds):
+                found.append(combo)
+    return found
+
+
+def _fresh(state: Mapping[str, Any] | Callable[[], Any] | None) -> Any:
+    if state is None:
+        return {}
+    return state() if callable(state) else copy.deepcopy(state)
+
+
+Restored = Callable[[Mapping[str, Any], Mapping[str, Any]], bool]
+"""Is the world after as it was before? Equality by default; a world whose undo is a new
+record (a refund beside its charge) says what "as it was" means there."""
+
+
+def _equal(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
+    return before == after
+
+
+def violations(
+    saga: Saga, faults: Faults, outcome: Outcome, restored: Restored = _equal
+) -> tuple[str, ...]:
+    """What ``outcome`` (of ``saga`` under ``faults``, traced) violates."""
+    found: list[str] = []
+    kinds = {s.name: s.kind for s in saga.steps}
+    if outcome.status is not Status.COMMITTED:
+        fault_of = {step: fault for step, fault in faults if fault in ACTION_FAULTS}
+        happened = [s for s in outcome.completed if kinds[s] != Kind.GATE]
+        failed = outcome.failed_step
+        if failed is not None and fault_of.get(failed) == Fault.FAIL_AFTER_EFFECT:
+            happened.append(failed)
+        told = {d.step for d in outcome.dead_letters}
+        told |= set(outcome.compensated) | set(outcome.pending) | set(outcome.leaked)
+        # halted: a person takes the saga over, forward (after a pivot) or backward
+        for step in [] if outcome.status is Status.HALTED else happened:
+            if step not in told:
+                found.append(f"unreported: the effect of {step} was neither undone nor reported")
+        if failed is not None and fault_of.get(failed) == Fault.FAIL and outcome.states:
+            found += _phantom_undo(outcome, failed, restored)
+    before, after = outcome.state_before or {}, outcome.state_after or {}
+    if outcome.status is Status.ROLLED_BACK and not restored(before, after):
+        found.append(
+            f"not restored: rolled back, but the state is {dict(after)}, not {dict(before)}"
+        )
+    pivots = [s for s in outcome.completed if kinds[s] == Kind.PIVOT]
+    if pivots and any(e.kind == EventKind.UNDO for e in outcome.events):
+        found.append(f"past the pivot: undos ran after the pivot {pivots[0]} had happened")
+    return tuple(found)
+
+
+def _phantom_undo(outcome: Outcome, step: str, restored: Restored) -> list[str]:
+    """The undo of ``step``, which failed before its effect, must leave the state alone."""
+    started = None
+    for index, event in enumerate(outcome.events):
+        if event.step == step and event.kind == EventKind.UNDO:
+            started = index
+        elif event.step == step and event.kind == EventKind.UNDO_DONE and started is not None:
+            before, after = outcome.states[started], outcome.states[index]
+            if not restored(before, after):
+                return [
+                    f"phantom undo: {step} failed before its effect, yet its undo changed "
+                    f"the state from {dict(before)} to {dict(after)}"
+                ]
+    return []
+
+
+def check(
+    saga: Saga,
+    state: Mapping[str, Any] | Callable[[], Any] | None,
+    faults: Faults,
+    policy: str = "continue",
+    restored: Restored = _equal,
+) -> Explored:
+    """Run ``saga`` once with ``faults`` on a fresh state and check the invariants."""
+    outcome = saga.run(
+        _fresh(state),
+        inject=inject_of(faults),
+        policy=policy,
+        clock=VirtualClock(),
+        trace_state=True,
+    )
+    return Explored(faults, policy, outcome, violations(saga, faults, outcome, restored))
+
+
+@dataclass(frozen=True)
+class Exploration:
+    """Every run of an exploration, in order: no fault, then each single fault, then
+    each pair, ... (and within each, each policy)."""
+
+    saga: Saga
+    runs: tuple[Explored, ...]
+
+    @property
+    def failures(self) -> list[Explored]:
+        return [run for run in self.runs if run.violations]
+
+    @property
+    def smallest_failure(self) -> Explored | None:
+        failures = self.failures
+        return min(failures, key=lambda r: len(r.faults)) if failures else None
+
+    def table(self, *, only_failures: bool = False) -> Table:
+        runs = self.failures if only_failures else list(self.runs)
+        rows = tuple(
+            (run.describe(), str(run.status), "; ".join(run.violations) or "-") for run in runs
+        )
+        return Table(("faults", "status", "violated"), rows)
+
+    def summary(self) -> str:
+        bad = self.failures
+        kinds = sorted({v.split(":")[0] for run in bad for v in run.violations})
+        return f"{len(self.runs)} runs, {len(bad)} violate an invariant" + (
+            f" ({', '.join(kinds)})" if kinds else ""
+        )
+
+
+def explore(
+    saga: Saga,
+    state: Mapping[str, Any] | Callable[[], Any] | None = None,
+    *,
+    max_faults: int = 2,
+    policies: Sequence[str] = ("continue",),
+    restored: Restored = _equal,
+) -> Exploration:
+    """Run every combination of up to ``max_faults`` faults under each policy.
+    ``restored(before, after)`` says when the world is as it was (equality by default)."""
+    if max_faults < 0:
+        raise ValueError(f"max_faults must be 0 or more, got {max_faults}")
+    runs = [
+        check(saga, state, faults, policy, restored)
+        for faults in combinations(saga, max_faults)
+        for policy in policies
+    ]
+    return Exploration(saga, tuple(runs))
+
+
+def assert_every_failure_handled(
+    saga: Saga,
+    state: Mapping[str, Any] | Callable[[], Any] | None = None,
+    *,
+    max_faults: int = 2,
+    policies: Sequence[str] = ("continue",),
+    restored: Restored = _equal,
+) -> Exploration:
+    """A test: fails with the smallest combination of faults that breaks an invariant,
+    and the story of that run."""
+    exploration = explore(saga, state, max_faults=max_faults, policies=policies, restored=restored)
+    worst = exploration.smallest_failure
+    if worst is not None:
+        raise AssertionError(
+            f"{saga.name}: {exploration.summary()}. Smallest: {worst.describe()}:\n  "
+            + "\n  ".join(worst.violations)
+            + "\n"
+            + worst.outcome.story()
+        )
+    return exploration
+
+
+__all__ = [
+    "INVARIANTS",
+    "Exploration",
+    "Explored",
+    "assert_every_failure_handled",
+    "check",
+    "combinations",
+    "explore",
+    "inject_of",
+    "violations",
+]

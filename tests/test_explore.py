@@ -1,0 +1,177 @@
+"""The fault-space explorer: it finds each kind of planted flaw, reports none on the
+lessons' correct sagas, and its test helper fails with the smallest failing combination."""
+
+import logging
+
+import pytest
+from conftest import lesson_worlds
+from hypothesis import given, settings
+
+from rollback_lessons import Kind, Saga, Step
+from rollback_lessons.explore import (
+    assert_every_failure_handled,
+    check,
+    combinations,
+    explore,
+    inject_of,
+)
+from rollback_lessons.worlds import examples
+
+
+@pytest.fixture(autouse=True)
+def quiet():
+    logging.disable(logging.WARNING)  # thousands of injected failures, each logged
+    yield
+    logging.disable(logging.NOTSET)
+
+
+def restored_for(name):
+    return {"restored": examples.booking_restored} if name == "booking" else {}
+
+
+@pytest.mark.parametrize("name", sorted(lesson_worlds()))
+def test_the_lessons_sagas_handle_every_pair_of_faults_under_every_policy(name):
+    make_saga, make_state = lesson_worlds()[name]
+    exploration = explore(
+        make_saga(), make_state, policies=("continue", "retry", "halt"), **restored_for(name)
+    )
+    assert exploration.failures == [], exploration.table(only_failures=True)
+    assert len(exploration.runs) == 3 * len(combinations(make_saga(), 2))
+
+
+def write_row(state):
+    state["rows"].append("row")
+
+
+def remove_row(state):
+    state["rows"].remove("row")
+
+
+def notify(state):
+    state["sent"] += 1
+
+
+FLAWED = {
+    # a step that changes the world with no undo, before a step that can fail
+    "unreported": (
+        Saga([Step("write_row", write_row), Step("notify", notify)], name="no undo"),
+        lambda: {"rows": [], "sent": 0},
+        {},
+    ),
+    # an undo logged before its step that refunds whether or not anything was charged
+    "phantom undo": (
+        examples.booking_saga(refund=lambda s: s["refunds"].__setitem__(examples.KEY, 120)),
+        examples.booking_state,
+        {"restored": examples.booking_restored},
+    ),
+    # an undo that does not put back what its step changed
+    "not restored": (
+        Saga(
+            [
+                Step("write_row", write_row, lambda s: s["rows"].append("deleted")),
+                Step("notify", notify),
+            ],
+            name="bad undo",
+        ),
+        lambda: {"rows": [], "sent": 0},
+        {},
+    ),
+    # the email (the pivot) before the charge: a declined charge undoes past the pivot
+    "past the pivot": (
+        examples.booking_saga(
+            ["verify_card", "reserve_room", "send_email", "charge_card"], allow_unsafe_order=True
+        ),
+        examples.booking_state,
+        {"restored": examples.booking_restored},
+    ),
+}
+
+
+@pytest.mark.parametrize("flaw", sorted(FLAWED))
+def test_the_explorer_finds_each_kind_of_planted_flaw(flaw):
+    saga, state, options = FLAWED[flaw]
+    exploration = explore(saga, state, policies=("continue", "halt"), **options)
+    kinds = {v.split(":")[0] for run in exploration.failures for v in run.violations}
+    assert flaw in kinds, exploration.summary()
+    clean = [run for run in exploration.runs if not run.faults]
+    assert clean and not clean[0].violations  # with no fault, nothing is wrong
+
+
+def test_the_helper_fails_with_the_smallest_combination_and_its_story():
+    saga, state, _ = FLAWED["unreported"]
+    with pytest.raises(AssertionError) as failure:
+        assert_every_failure_handled(saga, state)
+    message = str(failure.value)
+    assert "Smallest: notify fail (policy continue)" in message
+    assert "the effect of write_row was neither undone nor reported" in message
+    assert "pipeline_failed" in message and "rollback_done" in message  # that run's story
+    assert_every_failure_handled(examples.folder_saga(), examples.folder_state)  # passes
+
+
+def test_combinations_are_every_subset_with_one_action_and_one_undo_fault_per_step():
+    saga = examples.folder_saga()
+    singles = [c for c in combinations(saga, 2) if len(c) == 1]
+    pairs = [c for c in combinations(saga, 2) if len(c) == 2]
+    assert combinations(saga, 0) == [()]
+    assert len(singles) == 3 * 4  # three steps: fail, fail after effect, undo fails (once)
+    assert len(pairs) == 12 * 11 // 2 - 3 * 2  # minus two action (or undo) faults on a step
+    assert all(len({(s, f.startswith("undo")) for s, f in c}) == 2 for c in pairs)
+    assert inject_of([("write_file", "fail"), ("write_file", "undo_fails")]) == {
+        "write_file": ("fail", "undo_fails")
+    }
+
+
+def eight_steps() -> Saga:
+    def step(i):
+        return Step(
+            f"s{i}",
+            lambda s, i=i: s["done"].append(i),
+            lambda s, i=i: s["done"].remove(i),
+            register="before" if i % 2 else "after",
+        )
+
+    return Saga([step(i) for i in range(8)], name="eight")
+
+
+def test_an_eight_step_saga_is_explored_under_three_policies():
+    exploration = explore(
+        eight_steps(), lambda: {"done": []}, policies=("continue", "retry", "halt")
+    )
+    assert exploration.failures == []
+    assert len(exploration.runs) == 3 * len(combinations(eight_steps(), 2)) > 1400
+
+
+def test_a_saga_too_big_to_enumerate_is_checked_by_hypothesis():
+    from rollback_lessons.lab.testing import fault_combinations
+
+    saga = eight_steps()
+
+    @settings(max_examples=60, deadline=None)
+    @given(fault_combinations(saga, max_faults=4))
+    def every_failure_handled(faults):
+        assert check(saga, lambda: {"done": []}, faults).violations == ()
+
+    every_failure_handled()
+
+    flawed = FLAWED["unreported"][0]
+
+    @settings(max_examples=60, deadline=None, database=None)
+    @given(fault_combinations(flawed, max_faults=2))
+    def finds_the_flaw(faults):
+        assert check(flawed, lambda: {"rows": [], "sent": 0}, faults).violations == ()
+
+    with pytest.raises(AssertionError):
+        finds_the_flaw()
+
+
+def test_a_pivot_saga_that_halts_forward_is_not_compensation_past_the_pivot():
+    saga = Saga(
+        [
+            Step("charge", lambda s: s.update(charged=True), lambda s: s.pop("charged")),
+            Step("email", lambda s: s.update(emailed=True), kind=Kind.PIVOT),
+            Step("ship", lambda s: s.update(shipped=True), kind=Kind.RETRIABLE),
+        ],
+        name="pivot",
+    )
+    exploration = explore(saga, lambda: {}, policies=("continue", "halt"))
+    assert exploration.failures == [], exploration.table(only_failures=True)
