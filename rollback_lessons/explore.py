@@ -72,10 +72,18 @@ def inject_of(faults: Iterable[tuple[str, Fault | str]]) -> dict[str, str | tupl
     return {step: f[0] if len(f) == 1 else (f[0], f[1]) for step, f in found.items()}
 
 
+def single_faults(saga: Saga) -> list[tuple[str, Fault]]:
+    """Every single fault of ``saga``, in its order (a gate changes nothing, so it has no
+    effect to fail after)."""
+    space = fault_space((s.name, s.undo is not None) for s in saga.steps)
+    gates = {s.name for s in saga.steps if s.kind == Kind.GATE}
+    return [(s, f) for s, f in space if not (s in gates and f == Fault.FAIL_AFTER_EFFECT)]
+
+
 def combinations(saga: Saga, max_faults: int = 2) -> list[Faults]:
     """Every combination of up to ``max_faults`` faults (at most one action fault and one
     undo fault per step), from none at all, smallest first."""
-    space = fault_space((s.name, s.undo is not None) for s in saga.steps)
+    space = single_faults(saga)
     found: list[Faults] = [()]
     for size in range(1, max_faults + 1):
         for combo in itertools.combinations(space, size):
@@ -248,5 +256,6 @@ __all__ = [
     "combinations",
     "explore",
     "inject_of",
+    "single_faults",
     "violations",
 ]

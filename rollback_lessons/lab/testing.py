@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..explore import Faults
-from ..faults import ACTION_FAULTS, fault_space
+from ..explore import Faults, single_faults
+from ..faults import ACTION_FAULTS
 from ..saga import Saga
 
 
@@ -17,7 +17,7 @@ def fault_combinations(saga: Saga, max_faults: int = 3) -> Any:
     one to the fewest faults."""
     from hypothesis import strategies as st
 
-    space = fault_space((s.name, s.undo is not None) for s in saga.steps)
+    space = single_faults(saga)
     order = {fault: n for n, fault in enumerate(space)}
 
     def sort(faults: list[Any]) -> Faults:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import html
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import ipywidgets as w
@@ -286,6 +286,26 @@ class RollbackLab:
                 control.value = "ok"
             for control in self.undos.values():
                 control.value = "undo_ok"
+        finally:
+            self._quiet = False
+        return self.run()
+
+    def open_run(self, faults: Iterable[tuple[str, str]], policy: str = "continue") -> Outcome:
+        """Show one run: exactly these (step, fault) pairs under ``policy``, in one go (the
+        explorer's grid opens a cell here)."""
+        faults = list(faults)
+        for step, fault in faults:
+            if step not in self.actions or fault not in FAULTS:
+                raise InvalidPipelineError(f"cannot set {fault!r} on {step!r} in this panel")
+        self._quiet = True
+        try:
+            for control in self.actions.values():
+                control.value = "ok"
+            for control in self.undos.values():
+                control.value = "undo_ok"
+            for step, fault in faults:
+                (self.undos if str(fault).startswith("undo") else self.actions)[step].value = fault
+            self._set(self.policy, policy, "policy")
         finally:
             self._quiet = False
         return self.run()

@@ -1,0 +1,72 @@
+"""The explorer's grid: readable for the lessons' sagas and an eight-step one (no colliding
+or cut text), honest about violations, and each cell opens its own run in the panel."""
+
+import logging
+
+import matplotlib
+import pytest
+from conftest import lesson_worlds, text_problems
+from matplotlib.lines import Line2D
+from test_explore import FLAWED, eight_steps
+
+from rollback_lessons.explore import explore
+from rollback_lessons.lab.grid import ExplorerGrid, cells, draw_grid
+from rollback_lessons.worlds import examples
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture(autouse=True)
+def quiet():
+    logging.disable(logging.WARNING)
+    yield
+    logging.disable(logging.NOTSET)
+
+
+def marks(fig):
+    return [line for ax in fig.axes for line in ax.get_lines() if line.get_marker() == "X"]
+
+
+@pytest.mark.parametrize("name", [*sorted(lesson_worlds()), "eight steps"])
+def test_the_grid_is_drawn_without_colliding_or_cut_text(name):
+    if name == "eight steps":
+        saga, state = eight_steps(), lambda: {"done": []}
+    else:
+        make_saga, state = lesson_worlds()[name]
+        saga = make_saga()
+    options = {"restored": examples.booking_restored} if name == "booking" else {}
+    exploration = explore(saga, state, **options)
+    fig = draw_grid(exploration)
+    assert text_problems(fig) == []
+    assert marks(fig) == []  # correct sagas: nothing crossed out
+
+
+def test_every_violation_is_crossed_out_and_the_legend_says_so():
+    saga, state, options = FLAWED["not restored"]
+    exploration = explore(saga, state, **options)
+    fig = draw_grid(exploration)
+    broken = [run for run in cells(exploration, "continue").values() if run.violations]
+    assert len(marks(fig)) == len(broken) > 0
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "breaks an invariant" in labels
+    handles = [h for h in fig.legends[0].legend_handles if isinstance(h, Line2D)]
+    assert [h.get_marker() for h in handles] == ["X"]
+
+
+def test_clicking_a_cell_opens_its_run_in_the_panel():
+    saga, state, options = FLAWED["past the pivot"]
+    exploration = explore(saga, state, **options)
+    grid = ExplorerGrid(exploration, state)
+    key = grid.find((("charge_card", "fail"),))
+    grid.buttons[key].click()
+    assert grid.opened is not None and grid.opened.faults == (("charge_card", "fail"),)
+    assert grid.lab.outcome.status == grid.opened.status
+    assert grid.lab.outcome.compensated == grid.opened.outcome.compensated
+    assert grid.lab.inject == {"charge_card": ["fail"]}
+    assert "past the pivot" in grid.note.value
+    assert grid.buttons[key].description == "✗"
+    pair = grid.find((("reserve_room", "undo_fails"), ("charge_card", "fail")))
+    grid.open(*pair)
+    assert grid.lab.inject == {"reserve_room": ["undo_fails"], "charge_card": ["fail"]}
+    with pytest.raises(KeyError):
+        grid.find((("nope", "fail"),))
