@@ -394,6 +394,23 @@ def lesson_10(page) -> None:
     assert box is not None and box["x"] + box["width"] <= 1366  # the picture fits the screen
 
 
+def lesson_11(page) -> None:
+    """The explorer's grid: a crossed-out cell opens its run in the panel underneath."""
+    grid = page.locator(".explorer-grid").first
+    cells = grid.locator(".eg-cell")
+    assert cells.count() > 40
+    crossed = grid.locator(".eg-cell", has_text="✗").first
+    before = grid.locator(".rl-result").first.inner_text()
+    crossed.click()
+    page.wait_for_function(
+        "() => document.querySelector('.explorer-grid .eg-note').innerText.includes('policy')"
+    )
+    note = grid.locator(".eg-note").inner_text()
+    assert "phantom undo" in note or "not restored" in note, note
+    after = grid.locator(".rl-result").first.inner_text()
+    assert after != before or "rolled_back" in after
+
+
 INTERACTIONS: dict[str, Callable] = {
     "01_rollback_basics.ipynb": lesson_01,
     "02_why_reversed.ipynb": lesson_02,
@@ -402,6 +419,7 @@ INTERACTIONS: dict[str, Callable] = {
     "05_logging_a_rollback.ipynb": lesson_05,
     "06_cross_tool_pipeline.ipynb": lesson_06,
     "10_sagas_are_not_isolated.ipynb": lesson_10,
+    "11_testing_a_saga.ipynb": lesson_11,
 }
 
 
@@ -421,7 +439,11 @@ def test_lesson_renders_and_runs_in_jupyterlab(page, lab_server: Lab, notebook: 
     errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']")
     assert errors.count() == 0, errors.first.inner_text()
     cells = json.loads(Path(ROOT / "notebooks" / notebook).read_text())["cells"]
-    widgets = sum("RollbackLab(" in "".join(c["source"]) for c in cells)
+    # a RollbackLab panel of its own, or the one under an explorer's grid
+    widgets = sum(
+        "RollbackLab(" in "".join(c["source"]) or "ExplorerGrid(" in "".join(c["source"])
+        for c in cells
+    )
     assert page.locator(".rollback-lab").count() == widgets
     for i in range(page.locator(".rl-image").count()):
         page.locator(".rl-image").nth(i).wait_for(state="visible")

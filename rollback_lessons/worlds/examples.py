@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 from ..saga import Saga, State, Step
@@ -257,3 +258,28 @@ def booking_saga(
     if unknown:
         raise ValueError(f"unknown booking steps {unknown}; the steps are {list(BOOKING_STEPS)}")
     return Saga([BOOKING_STEPS[name](refund) for name in order], name="booking", **options)
+
+
+def chain_state() -> dict[str, Any]:
+    return {"done": []}
+
+
+def chain_saga(steps: int = 12) -> Saga:
+    """``steps`` steps, each putting its number on a list and its undo taking it off; odd
+    ones log their undo first (it must then be harmless). Too many faults to try them all
+    (lesson 11's hypothesis property)."""
+
+    def do(i: int, state: State) -> None:
+        state["done"].append(i)
+
+    def undo(i: int, state: State) -> None:
+        if i in state["done"]:  # logged first: its step may never have happened
+            state["done"].remove(i)
+
+    return Saga(
+        [
+            Step(f"s{i}", partial(do, i), partial(undo, i), register="before" if i % 2 else "after")
+            for i in range(steps)
+        ],
+        name=f"chain of {steps}",
+    )

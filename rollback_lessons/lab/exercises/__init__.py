@@ -193,6 +193,7 @@ def load_all() -> dict[str, Exercise]:
         lesson08,
         lesson09,
         lesson10,
+        lesson11,
     )
 
     return ALL
