@@ -2,10 +2,12 @@
 
 import sys
 
-from . import durability, engine, journal, panel
+from . import durability, engine, explorer, journal, panel
 
 print(f"rollback-lessons benchmarks (python {sys.version.split()[0]})\n")
 engine.run()
+print()
+explorer.run()
 print()
 panel.run()
 print()
