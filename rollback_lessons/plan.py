@@ -8,8 +8,10 @@ loop serves ``with`` and ``async with`` without two copies drifting apart.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import threading
+import types
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
@@ -41,8 +43,25 @@ Plan = Generator[Op, "BaseException | None", None]
 """Yields what to do next; is sent the exception the last call raised, or None."""
 
 
+_GENERATORS = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
+
+
+def _plain(fn: object) -> bool:
+    """A plain function (through partials and bound methods): neither a generator nor a
+    coroutine function. The common case, decided from its code flags without inspect's
+    slower checks; anything else goes the long way below."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    fn = getattr(fn, "__func__", fn)
+    if type(fn) is not types.FunctionType:
+        return False
+    return not fn.__code__.co_flags & (_GENERATORS | inspect.CO_COROUTINE)
+
+
 def check_callable(fn: object, what: str, *, allow_async: bool) -> None:
     """Refuse what cannot run as a step's action or undo, before anything runs."""
+    if _plain(fn):
+        return
     if not callable(fn):
         raise TypeError(f"{what} must be callable, got {fn!r}")
     # inspect looks through functools.partial, which is how Saga binds the state
