@@ -7,8 +7,9 @@ import logging
 import time
 from contextlib import ExitStack
 
-from rollback_lessons import Rollback, Saga, Step
+from rollback_lessons import Rollback
 from rollback_lessons.explore import explore
+from rollback_lessons.worlds.examples import chain_saga, chain_state
 
 from .common import per_call, table
 
@@ -51,18 +52,6 @@ def engine(fail: bool) -> None:
         pass
 
 
-def eight_steps() -> Saga:
-    def step(i: int) -> Step:
-        return Step(
-            f"s{i}",
-            lambda s, i=i: s["done"].append(i),
-            lambda s, i=i: s["done"].remove(i),
-            register="before" if i % 2 else "after",
-        )
-
-    return Saga([step(i) for i in range(8)], name="eight")
-
-
 def run() -> None:
     rows = []
     for path, fail in (("commit", False), ("rollback", True)):
@@ -86,7 +75,7 @@ def run() -> None:
         for _ in range(3):
             start = time.perf_counter()
             exploration = explore(
-                eight_steps(), lambda: {"done": []}, policies=("continue", "retry", "halt")
+                chain_saga(8), chain_state, policies=("continue", "retry", "halt")
             )
             best = min(best, time.perf_counter() - start)
     finally:

@@ -16,6 +16,7 @@ from rollback_lessons.explore import (
     inject_of,
 )
 from rollback_lessons.worlds import examples
+from rollback_lessons.worlds.examples import chain_saga, chain_state
 
 
 @pytest.fixture(autouse=True)
@@ -121,35 +122,21 @@ def test_combinations_are_every_subset_with_one_action_and_one_undo_fault_per_st
     }
 
 
-def eight_steps() -> Saga:
-    def step(i):
-        return Step(
-            f"s{i}",
-            lambda s, i=i: s["done"].append(i),
-            lambda s, i=i: s["done"].remove(i),
-            register="before" if i % 2 else "after",
-        )
-
-    return Saga([step(i) for i in range(8)], name="eight")
-
-
 def test_an_eight_step_saga_is_explored_under_three_policies():
-    exploration = explore(
-        eight_steps(), lambda: {"done": []}, policies=("continue", "retry", "halt")
-    )
+    exploration = explore(chain_saga(8), chain_state, policies=("continue", "retry", "halt"))
     assert exploration.failures == []
-    assert len(exploration.runs) == 3 * len(combinations(eight_steps(), 2)) > 1400
+    assert len(exploration.runs) == 3 * len(combinations(chain_saga(8), 2)) > 1400
 
 
 def test_a_saga_too_big_to_enumerate_is_checked_by_hypothesis():
     from rollback_lessons.lab.testing import fault_combinations
 
-    saga = eight_steps()
+    saga = chain_saga(8)
 
     @settings(max_examples=60, deadline=None)
     @given(fault_combinations(saga, max_faults=4))
     def every_failure_handled(faults):
-        assert check(saga, lambda: {"done": []}, faults).violations == ()
+        assert check(saga, chain_state, faults).violations == ()
 
     every_failure_handled()
 

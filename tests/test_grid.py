@@ -7,7 +7,7 @@ import matplotlib
 import pytest
 from conftest import lesson_worlds, text_problems
 from matplotlib.lines import Line2D
-from test_explore import FLAWED, eight_steps
+from test_explore import FLAWED
 
 from rollback_lessons.explore import explore
 from rollback_lessons.lab.grid import ExplorerGrid, cells, draw_grid
@@ -30,7 +30,7 @@ def marks(fig):
 @pytest.mark.parametrize("name", [*sorted(lesson_worlds()), "eight steps"])
 def test_the_grid_is_drawn_without_colliding_or_cut_text(name):
     if name == "eight steps":
-        saga, state = eight_steps(), lambda: {"done": []}
+        saga, state = examples.chain_saga(8), examples.chain_state
     else:
         make_saga, state = lesson_worlds()[name]
         saga = make_saga()

@@ -280,15 +280,7 @@ class RollbackLab:
 
     def reset(self) -> Outcome:
         """Every step ok, every undo ok."""
-        self._quiet = True
-        try:
-            for control in self.actions.values():
-                control.value = "ok"
-            for control in self.undos.values():
-                control.value = "undo_ok"
-        finally:
-            self._quiet = False
-        return self.run()
+        return self.open_run([], self.policy.value)
 
     def open_run(self, faults: Iterable[tuple[str, str]], policy: str = "continue") -> Outcome:
         """Show one run: exactly these (step, fault) pairs under ``policy``, in one go (the
@@ -297,7 +289,7 @@ class RollbackLab:
         for step, fault in faults:
             if step not in self.actions or fault not in FAULTS:
                 raise InvalidPipelineError(f"cannot set {fault!r} on {step!r} in this panel")
-        self._quiet = True
+        self._quiet = True  # every control set first, then one run
         try:
             for control in self.actions.values():
                 control.value = "ok"
