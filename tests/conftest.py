@@ -63,34 +63,11 @@ def single_faults(*, no_fault: bool = True) -> list[tuple[str, dict]]:
 
 
 def text_problems(fig) -> list[str]:
-    """Texts of a drawn figure that collide with each other or are cut by its edge."""
-    import itertools
+    """Texts of a drawn figure that collide with each other or are cut by its edge (the
+    package's own check, which its pictures also report about themselves)."""
+    from rollback_lessons.lab.quality import text_problems as problems
 
-    from matplotlib.text import Text
-
-    fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()
-    edge = fig.bbox
-    hidden = {  # tick labels of axes switched off are never drawn
-        id(t) for ax in fig.axes if not ax.axison for axis in (ax.xaxis, ax.yaxis)
-        for t in axis.findobj(Text)
-    }  # fmt: skip
-    texts = [
-        t for t in fig.findobj(Text)
-        if t.get_visible() and t.get_text().strip() and id(t) not in hidden
-    ]  # fmt: skip
-    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in texts]
-    found = [
-        f"cut: {text!r}"
-        for text, box in boxes
-        if box.x0 < edge.x0 or box.x1 > edge.x1 or box.y0 < edge.y0 or box.y1 > edge.y1
-    ]
-    for (one, a), (two, b) in itertools.combinations(boxes, 2):
-        width = min(a.x1, b.x1) - max(a.x0, b.x0)
-        height = min(a.y1, b.y1) - max(a.y0, b.y0)
-        if width > 1 and height > 1:
-            found.append(f"overlap: {one!r} / {two!r}")
-    return found
+    return problems(fig)
 
 
 def dead_pid() -> int:

@@ -63,10 +63,49 @@ def test_clicking_a_cell_opens_its_run_in_the_panel():
     assert grid.lab.outcome.status == grid.opened.status
     assert grid.lab.outcome.compensated == grid.opened.outcome.compensated
     assert grid.lab.inject == {"charge_card": ["fail"]}
-    assert "past the pivot" in grid.note.value
+    assert "past the pivot" in grid.note
+    assert "data:image/png;base64," in grid.note  # the run's picture, under the grid
+    assert f"row {key[0] + 1}, column {key[1] + 1}:" in grid.note  # numbered as the headings
     assert grid.buttons[key].description == "✗"
     pair = grid.find((("reserve_room", "undo_fails"), ("charge_card", "fail")))
     grid.open(*pair)
     assert grid.lab.inject == {"reserve_room": ["undo_fails"], "charge_card": ["fail"]}
     with pytest.raises(KeyError):
         grid.find((("nope", "fail"),))
+
+
+def test_the_grid_has_numbered_headings_and_its_legend_beside_it():
+    saga, state, options = FLAWED["not restored"]
+    exploration = explore(saga, state, **options)
+    grid = ExplorerGrid(exploration, state)
+    html = "".join(
+        getattr(w, "value", "") for w in grid.panel.children[2].children[0].children[0].children
+    )
+    n = len(grid.faults)
+    for i in range(n):
+        assert f"<div class='eg-col'>{i + 1}</div>" in html
+        assert f"{i + 1:>2}  {grid.faults[i][0]}" in html
+    legend = grid.panel.children[2].children[0].children[1].value
+    assert "breaks an invariant" in legend and "rolled back" in legend
+    fig = draw_grid(exploration)
+    ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert ticks == [str(i + 1) for i in range(n)]
+
+
+def test_a_click_shows_what_broke_without_a_dict_dump():
+    saga, state, options = FLAWED["not restored"]
+    grid = ExplorerGrid(explore(saga, state, **options), state)
+    broken = next(key for key, run in grid.grid.items() if run.violations)
+    grid.open(*broken)
+    assert "left changed:" in grid.note
+    visible = grid.note.split("title=")[0] + "".join(
+        part.split(">", 1)[1] for part in grid.note.split("title=")[1:]
+    )
+    assert "{'" not in visible.replace("&#x27;", "'").split("left changed:")[0]
+
+
+def test_a_grid_given_nothing_says_which_cells_to_run_first():
+    from rollback_lessons.lab.guard import RunTheCellsAbove
+
+    with pytest.raises(RunTheCellsAbove):
+        ExplorerGrid()

@@ -1,16 +1,18 @@
-"""Every lesson world's picture, under every single fault and every undo fault (with each
-undo policy): no two texts collide, no text is cut, no state key is cut without "…", and
-every marker in the lanes is one the legend explains."""
+"""Every lesson world's picture (static, and the panel's), under every single fault and
+every undo fault (with each undo policy): no two texts collide, no text or value is cut, no
+text is under 12 px, and every marker and colour in the lanes is one the legend explains."""
 
 import matplotlib
 import pytest
-from conftest import text_problems
+from matplotlib.colors import to_hex
 from matplotlib.lines import Line2D
 
 from rollback_lessons import VirtualClock
 from rollback_lessons.faults import UNDO_FAULTS, fault_space
 from rollback_lessons.lab import viz
-from rollback_lessons.lab.widgets import PANEL_WIDTH
+from rollback_lessons.lab.quality import MIN_TEXT_PX, min_text_px, text_problems
+from rollback_lessons.lab.timeline import FAINT
+from rollback_lessons.lab.widgets import RollbackLab
 from rollback_lessons.worlds import demo, examples, services
 
 matplotlib.use("Agg")
@@ -51,19 +53,16 @@ def runs(saga, state):
 
 
 def problems(timeline) -> list[str]:
-    found = text_problems(timeline.show(timeline.frame_count - 1))
-    shown = {t.get_text() for t in timeline.tax.texts}
-    for key in timeline.state_keys:
-        if str(key) not in shown and not any(
-            t.endswith("…") and str(key).startswith(t[:-1]) for t in shown
-        ):
-            found.append(f"state key {key!r} cut without an ellipsis")
+    fig = timeline.show(timeline.frame_count - 1)
+    found = text_problems(fig) + [f"cut value: {v}" for v in timeline.cut]
+    if min_text_px(fig) < MIN_TEXT_PX:
+        found.append(f"text of {min_text_px(fig):.1f} px")
     return found
 
 
 def markers(timeline) -> set[tuple[str, str]]:
     """(marker, face colour) of every single-point glyph in the lanes."""
-    fig = timeline.show(timeline.frame_count - 1)
+    timeline.show(timeline.frame_count - 1)
     found = set()
     for line in timeline.ax.get_lines():
         xs = line.get_xdata()
@@ -71,7 +70,6 @@ def markers(timeline) -> set[tuple[str, str]]:
             if line is timeline._cursor:
                 continue
             found.add((str(line.get_marker()), str(line.get_markerfacecolor()).lower()))
-    del fig
     return found
 
 
@@ -84,28 +82,80 @@ def legend_markers(timeline) -> set[tuple[str, str]]:
     }
 
 
-@pytest.mark.parametrize("width", [12.5, PANEL_WIDTH], ids=["picture", "panel"])
+def colours(timeline) -> set[str]:
+    """Every colour a mark in the picture is drawn in (lines, markers, shaded areas)."""
+    timeline.show(timeline.frame_count - 1)
+    found = set()
+    axes = [timeline.ax] + ([timeline.tax] if timeline.table else [])
+    for ax in axes:
+        for line in ax.get_lines():
+            if line.get_visible() and line is not timeline._cursor:
+                found.add(to_hex(line.get_color()))
+                if line.get_marker() not in ("None", "", None):
+                    found.add(to_hex(line.get_markerfacecolor()))
+        for patch in ax.patches:
+            if patch.get_visible():
+                found.add(to_hex(patch.get_facecolor(), keep_alpha=False))
+    return found - {to_hex(FAINT), "#ffffff"}  # the lanes' own grey lines, white faces
+
+
+def legend_colours(timeline) -> set[str]:
+    [legend] = timeline.fig.legends
+    found = set()
+    for h in legend.legend_handles:
+        if isinstance(h, Line2D):
+            found |= {to_hex(h.get_color()), to_hex(h.get_markerfacecolor())}
+        else:
+            found.add(to_hex(h.get_facecolor(), keep_alpha=False))
+    return found
+
+
+def panel_timeline(saga, state):
+    """The panel's picture: lanes only, at the panel's width (RollbackLab's own Timeline)."""
+    return RollbackLab(saga, state=state).timeline
+
+
+@pytest.mark.parametrize("mode", ["picture", "panel"])
 @pytest.mark.parametrize("world", sorted(WORLDS))
-def test_no_text_collides_or_is_cut_and_every_marker_is_in_the_legend(world, width):
+def test_no_text_collides_or_is_cut_and_every_mark_is_in_the_legend(world, mode):
     make_saga, make_state = WORLDS[world]
     saga = make_saga()
+    panel = panel_timeline(saga, make_state) if mode == "panel" else None
     bad = []
     for label, inject, policy in runs(saga, make_state):
         outcome = saga.run(
             make_state(), inject=inject, policy=policy, clock=VirtualClock(), trace_state=True
         )
-        timeline = viz.timeline_for(outcome, width=width)
+        if panel is not None:
+            panel.load(outcome)
+            timeline = panel
+        else:
+            timeline = viz.timeline_for(outcome)
         bad += [f"{label}: {p}" for p in problems(timeline)]
         unexplained = markers(timeline) - legend_markers(timeline)
         bad += [f"{label}: marker {m} is not in the legend" for m in sorted(unexplained)]
+        unnamed = colours(timeline) - legend_colours(timeline)
+        bad += [f"{label}: colour {c} is not in the legend" for c in sorted(unnamed)]
     assert bad == []
 
 
-def test_the_check_finds_a_collision():
-    outcome = demo.xyz_saga().run(demo.xyz_state(), inject={"step3": "fail"})
+def test_the_checks_see_a_collision_a_cut_text_and_a_missing_legend_colour():
+    outcome = demo.xyz_saga().run(demo.xyz_state(), inject={"step3": "fail"}, trace_state=True)
     timeline = viz.timeline_for(outcome)
-    clash = timeline.fig.text(*timeline.title.get_position(), "on top of the title")
-    assert any("overlap" in p for p in problems(timeline))
-    clash.remove()
+    timeline.show(timeline.frame_count - 1)
+    timeline.fig.text(*timeline.title.get_position(), "on top of the title")
     timeline.fig.text(0.99, 0.5, "far too long to fit on the right edge of the figure")
-    assert any(p.startswith("cut") for p in problems(timeline))
+    found = text_problems(timeline.fig)
+    assert any(p.startswith("overlap") for p in found)
+    assert any(p.startswith("cut") for p in found)
+    timeline.ax.plot([1], [1], "o", color="#123456")
+    assert "#123456" in colours(timeline) - legend_colours(timeline)
+
+
+def test_the_panel_picture_has_no_title_and_the_static_one_says_the_event():
+    outcome = demo.xyz_saga().run(demo.xyz_state(), inject={"step3": "fail"}, trace_state=True)
+    fig = viz.draw(outcome)
+    assert fig.texts[0].get_text() == "event 15 of 15: rollback_done: rolled_back"
+    panel = panel_timeline(demo.xyz_saga(), demo.xyz_state)
+    panel.load(outcome)
+    assert not panel.show(3).texts[0].get_visible()

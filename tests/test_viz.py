@@ -1,5 +1,6 @@
 """The pictures: one valid frame per event, consecutive frames differ, files that open."""
 
+import dataclasses
 import io
 import itertools
 
@@ -7,6 +8,8 @@ import pytest
 from PIL import Image
 
 from rollback_lessons.lab import viz
+from rollback_lessons.lab.png import read_report
+from rollback_lessons.lab.quality import MIN_TEXT_PX, SCREEN_WIDTH_PX
 from rollback_lessons.worlds.demo import xyz_saga, xyz_state
 
 
@@ -30,7 +33,9 @@ def test_one_png_per_event_all_the_same_size_and_each_different(rollback):
         sizes.add(image.size)
     assert len(sizes) == 1
     width, height = sizes.pop()
-    assert width >= 900 and height >= 300  # big enough to read on a projector
+    # shown 1:1 in a notebook at 1366x768 with the file browser open (its output area is
+    # 934 px wide), so its text keeps the size it was drawn at
+    assert 800 <= width <= SCREEN_WIDTH_PX and height >= 200
     for a, b in itertools.pairwise(pngs):
         assert a != b
 
@@ -91,3 +96,51 @@ def test_without_a_trace_the_state_jumps_from_before_to_after():
     timeline = viz.timeline_for(outcome)
     assert [c[2] for c in timeline.state_cells(0)] == ["0", "0", "0"]
     assert [c[2] for c in timeline.state_cells(len(outcome.events) - 1)] == ["0", "2", "0"]
+
+
+def test_a_static_picture_reports_its_smallest_text_and_nothing_wrong(rollback):
+    report = read_report(viz.png(rollback))
+    assert report is not None
+    assert report["min_text_px"] >= MIN_TEXT_PX
+    assert report["problems"] == []
+    assert report["width_px"] <= SCREEN_WIDTH_PX
+
+
+def test_a_value_too_long_for_its_cell_is_wrapped_whole_never_cut():
+    from rollback_lessons.worlds.services import booking_saga, new_world
+
+    outcome = booking_saga().run(
+        new_world("127.0.0.1", 9), inject={"create_event": "fail"}, trace_state=True
+    )
+    timeline = viz.timeline_for(outcome)
+    last = timeline.state_cells(timeline.frame_count - 1)
+    rows = {key: now for key, _, now, _ in last}
+    assert rows["sheet rows"].replace("\n", "") == "['row-1:reverted']"  # the lesson's point
+    assert timeline.cut == []
+    assert not any("…" in now for _, _, now, _ in last)
+
+
+def test_a_cell_too_small_for_its_value_is_reported_as_cut():
+    from rollback_lessons.lab.timeline import Timeline
+
+    outcome = xyz_saga().run(xyz_state(), trace_state=True)
+    timeline = Timeline(outcome.steps, state_keys=["x", "y", "z"], value_chars=6)
+    long = {**dict(outcome.state_before), "x": "a value far longer than six characters " * 3}
+    timeline.load(dataclasses.replace(outcome, state_before=long))
+    assert timeline.cut and timeline.cut[0].startswith("x: ")
+
+
+def test_the_log_picture_lists_every_event_and_marks_the_last():
+    from rollback_lessons.worlds.examples import order_saga, order_state
+
+    outcome = order_saga().run(
+        order_state(), inject={"label": "fail", "pay": "undo_fails_once"}, policy="retry",
+        trace_state=True,
+    )  # fmt: skip
+    fig = viz.draw(outcome, log=True)
+    texts = [t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text"))]
+    lines = [t for t in texts if t[:3].strip().isdigit() and len(t.split()) >= 3]
+    assert len(lines) == len(outcome.events)
+    assert any("then=retry" in line for line in lines)
+    report = read_report(viz.png(outcome, log=True))
+    assert report["problems"] == [] and report["min_text_px"] >= MIN_TEXT_PX

@@ -14,7 +14,7 @@ from rollback_lessons import (
     UnknownFaultError,
     UnknownStepError,
 )
-from rollback_lessons.lab.widgets import RollbackLab
+from rollback_lessons.lab.widgets import LOG_ROWS, RollbackLab
 from rollback_lessons.worlds.demo import xyz_saga, xyz_state
 
 
@@ -29,18 +29,91 @@ def png_size(data):
     return image.size
 
 
+def part(lab, css: str) -> str:
+    """One part of the panel's view (picture, cue, state, result, log)."""
+    return lab.view.value.split(f"class='{css}'")[1]
+
+
 def now_row(lab) -> str:
     """The highlighted row of the event log (it must be in the shown window)."""
-    return lab.log.value.split('class="now"')[1].split("</tr>")[0]
+    return part(lab, "rl-log").split("class=now>")[1].split("</tr>")[0]
+
+
+def log_rows(lab) -> list[str]:
+    return part(lab, "rl-log").split("<tbody>")[1].split("</tbody>")[0].split("<tr")[1:]
 
 
 def test_a_new_panel_shows_a_commit_on_its_most_telling_frame(lab):
     assert lab.outcome.status is Status.COMMITTED
     assert lab.frame_count == len(lab.outcome.events)
     assert lab.frame == lab.frame_count - 1  # the whole run, not an empty chart
-    assert lab.cue.value == ""
-    assert "committed" in lab.result.value
-    assert "dead letters:</b> none" in lab.dead.value
+    assert part(lab, "rl-cue").startswith("></div>")  # nothing re-ran yet
+    assert "committed" in part(lab, "rl-result")
+    assert "dead letters</th><td>none" in part(lab, "rl-result")
+
+
+def test_numbering_starts_at_1_everywhere_a_learner_reads_it(lab):
+    lab.set_fault("step2", "fail")
+    failed = next(i for i, e in enumerate(lab.outcome.events) if e.kind == "pipeline_failed")
+    total = len(lab.outcome.events)
+    assert (lab.slider.min, lab.slider.max, lab.slider.value) == (1, total, failed + 1)
+    assert f"event {failed + 1} of {total}: pipeline_failed step2" in lab.view.value
+    assert f"<td>{failed + 1}</td>" in now_row(lab)  # the log's number, as the slider's
+    assert lab.outcome.events[failed].seq == failed + 1
+
+
+def test_back_and_next_are_disabled_at_the_ends(lab):
+    lab.show_frame(0)
+    assert lab.back.disabled and not lab.forward.disabled
+    lab.show_frame(lab.frame_count - 1)
+    assert lab.forward.disabled and not lab.back.disabled
+    lab.back.click()
+    assert not lab.back.disabled and not lab.forward.disabled
+
+
+def test_each_change_is_one_message_for_picture_state_result_and_log(lab):
+    """What the learner watches changes in one widget message: the view."""
+    sent: list[tuple[str, tuple]] = []
+    widgets = {
+        id(x): name
+        for name, x in [("view", lab.view), ("slider", lab.slider), ("play", lab.play),
+                        ("back", lab.back), ("next", lab.forward),
+                        *((f"action {k}", v) for k, v in lab.actions.items())]
+    }  # fmt: skip
+    originals = {}
+    for widget in (lab.view, lab.slider, lab.play, lab.back, lab.forward, *lab.actions.values()):
+        originals[id(widget)] = widget.send_state
+
+        def spy(key=None, widget=widget):
+            sent.append((widgets[id(widget)], tuple(key) if isinstance(key, list) else (key,)))
+
+        widget.send_state = spy
+    lab.actions["step2"].value = "fail"  # as a click does (its own echo aside)
+    sent = [s for s in sent if s != ("action step2", ("index",))]
+    views = [s for s in sent if s[0] == "view"]
+    assert len(views) == 1, sent
+    assert sent[0][0] == "view", sent  # the view goes first: it is what is watched
+    sent.clear()
+    lab.forward.click()
+    assert [s[0] for s in sent].count("view") == 1
+
+
+def test_a_panel_that_lost_its_kernel_says_so():
+    from rollback_lessons.lab.widgets import CSS, LOST
+
+    lab = RollbackLab(xyz_saga(), state=xyz_state())
+    banners = [c for c in lab.widget.children if isinstance(c, type(lab.view))]
+    assert any(LOST in b.value for b in banners)
+    # shown by CSS alone once ipywidgets marks the panel disconnected (a kernel restart)
+    assert ".rl-panel.jupyter-widgets-disconnected .rl-lost {display: block}" in CSS
+    assert "rl-panel" in lab.widget._dom_classes
+
+
+def test_a_panel_given_nothing_says_which_cells_to_run_first():
+    from rollback_lessons.lab.guard import RunTheCellsAbove
+
+    with pytest.raises(RunTheCellsAbove, match="Run the cells above this one first"):
+        RollbackLab()
 
 
 def test_set_fault_reruns_and_everything_follows_the_new_run(lab):
@@ -52,21 +125,23 @@ def test_set_fault_reruns_and_everything_follows_the_new_run(lab):
     failed = next(i for i, e in enumerate(outcome.events) if e.kind == "pipeline_failed")
     assert lab.frame == failed  # the change shows at once: the run where it fails
     assert "pipeline_failed" in now_row(lab)
-    assert "step2 fail → rolled_back" in lab.cue.value and "run 2" in lab.cue.value
-    assert lab.play.max == lab.slider.max == len(outcome.events) - 1
-    assert lab.log.value.split("<tbody>")[1].count("<tr") <= 11  # a window, not the whole log
-    assert "rolled_back" in lab.result.value
+    cue = part(lab, "rl-cue")
+    assert "step2 fail → rolled_back" in cue and "run 2" in cue
+    assert lab.play.max == lab.slider.max == len(outcome.events)
+    assert len(log_rows(lab)) == LOG_ROWS + 2  # a window (and a line either side), always
+    assert "rolled_back" in part(lab, "rl-result")
 
 
 def test_stepping_through_frames_changes_the_image_and_the_highlighted_event(lab):
     lab.set_fault("step3", "fail")
     lab.show_frame(0)
-    seen = [lab.image.value]
+    seen = [lab.picture]
     for i in range(1, lab.frame_count):
         lab.forward.click()
         assert lab.frame == i
-        seen.append(lab.image.value)
-        assert f">{i + 1}</td>" in now_row(lab)  # the log follows the frame
+        seen.append(lab.picture)
+        assert f"<td>{i + 1}</td>" in now_row(lab)  # the log follows the frame
+        assert len(log_rows(lab)) == LOG_ROWS + 2  # the same height while it plays
     assert len({png_size(p) for p in seen}) == 1
     assert all(a != b for a, b in itertools.pairwise(seen))
     lab.forward.click()  # past the end stays on the last frame
@@ -88,7 +163,7 @@ def test_policies_from_the_panel(lab):
     lab.set_fault("step3", "fail")
     lab.set_fault("step1", "undo_fails")
     assert lab.outcome.status is Status.ROLLBACK_INCOMPLETE
-    assert "step1: InjectedFault" in lab.dead.value
+    assert "step1 (1 attempt)" in part(lab, "rl-result")
     assert lab.set_policy("halt").status is Status.HALTED
     assert lab.set_policy("retry").dead_letters[0].attempts == 3
     lab.set_fault("step1", "undo_fails_once")
@@ -96,11 +171,13 @@ def test_policies_from_the_panel(lab):
     assert lab.inject == {"step1": ["undo_fails_once"], "step3": ["fail"]}
 
 
-def test_state_tables_show_before_and_after_with_changes_highlighted(lab):
+def test_state_tables_show_before_and_now_with_changes_highlighted(lab):
     lab.set_fault("step3", "fail_after_effect")
-    html = lab.state_html()
-    assert '<tr style="background:#F0E442"><td>z</td><td>0</td><td>3</td></tr>' in html
-    assert "<tr><td>x</td><td>0</td><td>0</td></tr>" in html
+    lab.show_frame(lab.frame_count - 1)
+    state = part(lab, "rl-state")
+    assert "<tr class='changed'><td>z</td><td>0</td><td>3</td></tr>" in state
+    assert "<tr><td>x</td><td>0</td><td>0</td></tr>" in state
+    assert "changed since before" in lab.view.value  # the yellow is in the legend
 
 
 def test_forward_order_from_the_panel_breaks_dependent_steps():
@@ -126,7 +203,7 @@ def test_forward_order_from_the_panel_breaks_dependent_steps():
 
 def test_bad_input_is_refused_and_the_last_good_run_stays(lab):
     good = lab.set_fault("step2", "fail")
-    image = lab.image.value
+    image = lab.view.value
     with pytest.raises(UnknownStepError, match="the steps are: step1, step2, step3"):
         lab.set_fault("step9", "fail")
     with pytest.raises(UnknownFaultError, match="choose from: ok, undo_ok, fail"):
@@ -134,7 +211,7 @@ def test_bad_input_is_refused_and_the_last_good_run_stays(lab):
     with pytest.raises(InvalidPipelineError, match="unknown policy 'sometimes'"):
         lab.set_policy("sometimes")
     assert lab.outcome is good
-    assert lab.image.value == image
+    assert lab.view.value == image
     assert lab.actions["step1"].value == "ok"
 
 
@@ -164,17 +241,15 @@ def test_the_panel_displays_as_a_widget(lab):
     assert "application/vnd.jupyter.widget-view+json" in bundle
 
 
-def test_the_state_table_uses_the_states_own_snapshot():
+def test_the_state_table_uses_the_states_own_snapshot_and_shows_values_whole():
     from rollback_lessons.worlds.services import booking_saga, new_world
 
     lab = RollbackLab(booking_saga(), state=lambda: new_world("127.0.0.1", 9))
     lab.set_fault("create_event", "fail")
-    keys = [key for key, *_ in lab.timeline.state_cells(lab.frame_count - 1)]
-    assert keys == ["sheet rows", "calendar", "charged", "refunded", "emails sent"]
-    shown = lab.timeline.state_cells(lab.frame_count - 1)[0][2]
-    full = repr(lab.outcome.state_after["sheet rows"])  # ['row-1:reverted']
-    assert shown.endswith("…") and full.startswith(shown[:-1])  # abbreviated, never cut
-    assert len(shown) <= lab.timeline.budget[2]  # it fits its column
+    lab.show_frame(lab.frame_count - 1)
+    assert lab.state_keys == ["sheet rows", "calendar", "charged", "refunded", "emails sent"]
+    state = part(lab, "rl-state")
+    assert "['row-1:reverted']" in state.replace("&#x27;", "'")  # whole: the lesson's point
 
 
 def test_every_button_and_choice_says_what_it_does(lab):
@@ -195,7 +270,7 @@ def test_play_starts_from_the_frame_shown_and_from_the_start_at_the_end(lab):
     assert not lab.play.playing and lab.play_button.description == "Play"
     lab.show_frame(3)
     lab.play_button.click()
-    assert lab.play.value == 3
+    assert lab.play.value == 4  # the slider's number: frame 3 is the 4th event
 
 
 def test_a_chosen_fault_stands_out_and_goes_back_to_plain(lab):

@@ -9,7 +9,7 @@ are the lessons' own: steps blue, undos green, failures vermillion, a person pur
 
 from __future__ import annotations
 
-import io
+import itertools
 import textwrap
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
@@ -18,20 +18,19 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch, Polygon
+from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch, Patch, Polygon
 
-from .timeline import FAIL, FONT, FORWARD, INK, PIVOT, UNDO
+from .png import figure_png
+from .timeline import FAIL, FONT, FORWARD, INK, PIVOT, SMALL, UNDO
 
 GREY = "#777777"
-WIDTH = 12.5  # inches, as the lessons' other pictures
-SMALL = FONT - 3
+WIDTH = 11.5  # inches: 920 px, shown 1:1 in a notebook at 1366x768 with the file browser open
 
 
 def to_png(fig: Figure) -> bytes:
-    """The picture as PNG bytes (``IPython.display.Image(to_png(fig))`` in a lesson)."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return buffer.getvalue()
+    """The picture as PNG bytes (``IPython.display.Image(to_png(fig))`` in a lesson), with
+    its report inside: smallest text, texts that collide or are cut, arrows over labels."""
+    return figure_png(fig)
 
 
 # -- Step Functions ----------------------------------------------------------------------
@@ -52,7 +51,7 @@ _FILL = {"step": FORWARD, "undo": UNDO, "person": PIVOT, "end": GREY}
 
 def _place_asl(asl: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
     """Columns by step; rows: the steps, their undos, a person asked, the person's answer;
-    the ends at either side."""
+    the ends at either side (a person's "left for me" under everything)."""
     states = asl["States"]
     steps = [n.removeprefix("Do ") for n in states if n.startswith("Do ")]
     column = {step: float(i) for i, step in enumerate(steps)}
@@ -67,61 +66,57 @@ def _place_asl(asl: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
         elif name == "Halted after the pivot":
             where[name] = (len(steps), 2.0)
         elif state["Type"] == "Fail" and "person" in name:
-            where[name] = (-1.0, -1.0)
+            where[name] = ((len(steps) - 2) / 2, -1.0)  # wide: under every answer
         else:
             where[name] = (-1.0, 2.0)
     return where
 
 
-def _lines(name: str, state: Mapping[str, Any]) -> list[str]:
-    """A state's label: its name on at most two lines, and its Retry if it has one."""
-    for prefix in ("Ask a person", "Answer about", "Undo", "Left for a", "Halted after"):
-        if name.startswith(prefix + " ") and len(name) > 14:
-            lines = [prefix, name.removeprefix(prefix + " ")]
-            break
-    else:
-        lines = [name]
+def _lines(name: str, state: Mapping[str, Any], chars: int) -> list[str]:
+    """A state's label wrapped to its box (never shrunk), and its Retry if it has one."""
+    lines = textwrap.wrap(name, max(chars, 6), break_on_hyphens=False)
     tries = sum(r.get("MaxAttempts", 3) for r in state.get("Retry", []))
     return [*lines, f"Retry ×{tries}"] if tries else lines
 
 
 def draw_asl(asl: Mapping[str, Any], *, width: float = WIDTH) -> Figure:
-    """The state machine: each state a box, its Next / Catch / Choice edges as arrows."""
+    """The state machine: each state a box, its Next / Catch / Choice edges as arrows that
+    cross no label (a person's answers run in the gaps between the columns)."""
     states = asl["States"]
     where = _place_asl(asl)
     xs = [x for x, _ in where.values()]
     low = min(y for _, y in where.values())
     columns = max(xs) - min(xs) + 1
     rows = 3.55 - (low - 0.8)  # room under the lowest row for a bent Catch
-    fig = Figure(figsize=(width, 1.3 + 1.25 * rows), dpi=80)
+    unit = 1.1  # inches per row
+    fig = Figure(figsize=(width, 1.2 + unit * rows), dpi=80)
     FigureCanvasAgg(fig)  # drawn to PNG, in a notebook or not
-    ax = fig.add_axes((0.01, 0.75 / (1.3 + 1.25 * rows), 0.98, 1.25 * rows / (1.3 + 1.25 * rows)))
+    ax = fig.add_axes((0.01, 0.6 / (1.2 + unit * rows), 0.98, unit * rows / (1.2 + unit * rows)))
     ax.set_xlim(min(xs) - 0.55, max(xs) + 0.55)
     ax.set_ylim(low - 0.8, 3.55)
     ax.axis("off")
     person = low < 1.0
-    box_w = min(0.72 if person else 0.84, 0.84 * 8 / columns)
-    font = FONT - 1 if columns <= 6 else SMALL
-    chars = box_w * width / columns * 112 / font  # characters a line of a box holds
+    box_w = 0.74 if person else 0.82
+    font = FONT - 1  # 13.3 px
+    column_px = width * 80 * 0.98 / columns
+    chars = int(box_w * column_px / (font * 80 / 72 * 0.58))
     for name, (x, y) in where.items():
         state = states[name]
         colour = FAIL if state["Type"] == "Fail" else _FILL[_role(name, state)]
-        box = FancyBboxPatch((x - box_w / 2, y - 0.3), box_w, 0.6, boxstyle="round,pad=0.02",
+        wide = state["Type"] == "Fail" and "person" in name
+        w = (max(xs) - 0.0 + box_w) if wide else box_w
+        lines = _lines(name, state, chars if not wide else 60)
+        h = max(0.6, 0.2 * len(lines) + 0.12)
+        box = FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.02",
                              fc="white", ec=colour, lw=2.2)  # fmt: skip
         ax.add_patch(box)
-        lines = _lines(name, state)
-        size = min(font, font * chars / max(map(len, lines)), font if len(lines) < 3 else SMALL)
-        ax.text(x, y, "\n".join(lines), ha="center", va="center", fontsize=size, color=INK,
+        ax.text(x, y, "\n".join(lines), ha="center", va="center", fontsize=font, color=INK,
                 linespacing=1.05)  # fmt: skip
     used = set()
     for name, state in states.items():
         nexts = {state.get("Next")}
         for target, style, colour in _edges(state):
-            # a dead letter's Catch goes where Next goes: bend it, so both show
-            bend = 0.35 if style == "--" and target in nexts else None
-            if style == ":" and where[target][1] - where[name][1] >= 2:  # "retry": around Ask
-                bend = 0.45
-            _arrow(ax, where[name], where[target], style, colour, box_w, bend)
+            _route(ax, where, name, target, style, colour, box_w, target in nexts)
             used.add(style)
     ax.set_title(asl.get("Comment", "state machine"), fontsize=FONT, loc="left", color=INK)
     legend = {
@@ -130,7 +125,16 @@ def draw_asl(asl: Mapping[str, Any], *, width: float = WIDTH) -> Figure:
         ":": Line2D([], [], color=PIVOT, lw=2, ls=":", label="Choice: a person's answer"),
     }
     handles = [handle for style, handle in legend.items() if style in used]
-    fig.legend(handles=handles, loc="lower center", ncol=3, frameon=False, fontsize=SMALL)
+    boxes = [
+        Patch(fc="white", ec=c, lw=2, label=label)
+        for role, c, label in ((("step", FORWARD, "a step"), ("undo", UNDO, "an undo"),
+                                ("person", PIVOT, "a person"), ("end", GREY, "ends well"),
+                                ("fail", FAIL, "ends failed")))
+        if any((_role(n, s) == role and s["Type"] != "Fail")
+               or (role == "fail" and s["Type"] == "Fail") for n, s in states.items())
+    ]  # fmt: skip
+    fig.legend(handles=boxes + handles, loc="lower center", ncol=4, frameon=False,
+               fontsize=SMALL + 1)  # fmt: skip
     return fig
 
 
@@ -145,6 +149,37 @@ def _edges(state: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     return found
 
 
+def _route(ax: Any, where: Mapping[str, tuple[float, float]], name: str, target: str,
+           style: str, colour: str, box_w: float, beside_next: bool) -> None:  # fmt: skip
+    """One edge, drawn where it crosses no box: along a row side to side, between rows
+    straight, a person's answer up through the gap beside its column."""
+    (x0, y0), (x1, y1) = where[name], where[target]
+    half, gap = box_w / 2, 1 - box_w
+    if y0 == 0.0 and y1 == 2.0:  # an answer back up to an undo: through a gap
+        if x1 == x0:  # retry: up the gap on the right, into the undo's right side
+            lane = x0 + half + gap / 3
+            points = [(x0 + half, y0), (lane, y0), (lane, y1 - 0.12), (x1 + half, y1 - 0.12)]
+        else:  # fixed: up the gap on the left, into the previous undo's right side
+            lane = x0 - half - gap / 3
+            points = [(x0 - half, y0 + 0.1), (lane, y0 + 0.1), (lane, y1 + 0.12),
+                      (x1 + half, y1 + 0.12)]  # fmt: skip
+        _polyline(ax, points, style, colour)
+        return
+    if y1 == -1.0:  # down to the person's end, straight under the answer
+        _polyline(ax, [(x0, y0 - 0.3), (x0, y1 + 0.3)], style, colour)
+        return
+    _arrow(ax, (x0, y0), (x1, y1), style, colour, box_w,
+           0.35 if style == "--" and beside_next else None)  # fmt: skip
+
+
+def _polyline(ax: Any, points: list[tuple[float, float]], style: str, colour: str) -> None:
+    xs, ys = zip(*points, strict=True)
+    line = ax.plot(xs, ys, color=colour, lw=1.8, ls=style)[0]
+    line.set_gid("connector")
+    ax.add_patch(FancyArrowPatch(points[-2], points[-1], arrowstyle="-|>", mutation_scale=14,
+                                 color=colour, lw=0, shrinkA=0, shrinkB=0))  # fmt: skip
+
+
 def _arrow(ax: Any, start: tuple[float, float], end: tuple[float, float], style: str,
            colour: str, box_w: float, bend: float | None = None) -> None:  # fmt: skip
     (x0, y0), (x1, y1) = start, end
@@ -154,9 +189,6 @@ def _arrow(ax: Any, start: tuple[float, float], end: tuple[float, float], style:
     elif y0 == y1:  # along a row: from side to side
         sign = 1 if x1 > x0 else -1
         a, b = (x0 + sign * box_w / 2, y0), (x1 - sign * box_w / 2, y1)
-    elif x0 == x1 and bend is not None:  # past the box between: round its right side
-        a, b = (x0 + box_w / 2, y0), (x1 + box_w / 2, y1)
-        bend = bend if y1 > y0 else -bend
     else:  # between rows: from bottom to top (or back)
         sign = 1 if y1 > y0 else -1
         a, b = (x0, y0 + sign * 0.3), (x1, y1 - sign * 0.3)
@@ -207,9 +239,10 @@ def draw_bpmn(xml: str, *, width: float = WIDTH) -> Figure:
     ax.set_aspect("equal")
     ax.axis("off")
     scale = width * 80 / (x1 - x0)  # pixels per diagram unit
-    font = max(SMALL - 1, min(SMALL + 1, scale * 11))
+    font = max(SMALL, min(SMALL + 1, scale * 11))  # at least 12.2 px
+    lines = list(edges.values())
     for ref, (x, y, w, h) in sorted(bounds.items(), key=lambda kv: -kv[1][2] * kv[1][3]):
-        _shape(ax, elements[ref], x, y, w, h, font, scale)
+        _shape(ax, elements[ref], x, y, w, h, font, scale, lines)
     for ref, points in edges.items():
         kind = elements[ref].tag.removeprefix(_B)
         failure = (
@@ -223,7 +256,7 @@ def draw_bpmn(xml: str, *, width: float = WIDTH) -> Figure:
             else ("--" if failure else "-", FAIL if failure else GREY)
         )
         xs, ys = zip(*points, strict=True)
-        ax.plot(xs, ys, color=colour, lw=1.5, ls=style)
+        ax.plot(xs, ys, color=colour, lw=1.5, ls=style, gid="connector")
         ax.add_patch(
             FancyArrowPatch(
                 points[-2],
@@ -240,14 +273,42 @@ def draw_bpmn(xml: str, *, width: float = WIDTH) -> Figure:
     title = process.get("name", "process") if process is not None else "process"
     ax.set_title(title, fontsize=FONT, loc="left", color=INK)
     fig.legend(
-        handles=_bpmn_legend(root), loc="lower center", ncol=3, frameon=False, fontsize=SMALL
+        handles=_bpmn_legend(root), loc="lower center", ncol=3, frameon=False, fontsize=SMALL + 1
     )
     return fig
 
 
+def _free_spot(
+    cx: float, cy: float, r: float, text: str, font: float, scale: float,
+    lines: list[list[tuple[float, float]]],
+) -> tuple[float, float, str]:  # fmt: skip
+    """Where an event's name goes: below it, above, right or left, wherever no flow runs."""
+    half_w = len(text) * font * 80 / 72 * 0.32 / scale + 4  # diagram units
+    half_h = font * 80 / 72 * 0.7 / scale
+    spots = [(cx, cy + r + 4 + half_h, "center"), (cx + r + 6, cy, "left"),
+             (cx, cy - r - 4 - half_h, "center"), (cx - r - 6, cy, "right")]  # fmt: skip
+    for sx, sy, ha in spots:
+        x0 = sx - half_w if ha == "center" else sx if ha == "left" else sx - 2 * half_w
+        box = (x0, sy - half_h, x0 + 2 * half_w, sy + half_h)
+        if not any(_crosses(box, points) for points in lines):
+            return sx, sy, ha
+    return spots[0]
+
+
+def _crosses(box: tuple[float, float, float, float], points: list[tuple[float, float]]) -> bool:
+    x0, y0, x1, y1 = box
+    for (ax_, ay), (bx, by) in itertools.pairwise(points):
+        for t in (i / 20 for i in range(21)):
+            px, py = ax_ + (bx - ax_) * t, ay + (by - ay) * t
+            if x0 < px < x1 and y0 < py < y1:
+                return True
+    return False
+
+
 def _shape(
-    ax: Any, element: ET.Element, x: float, y: float, w: float, h: float, font: float, scale: float
-) -> None:
+    ax: Any, element: ET.Element, x: float, y: float, w: float, h: float, font: float,
+    scale: float, lines: list[list[tuple[float, float]]],
+) -> None:  # fmt: skip
     kind = element.tag.removeprefix(_B)
     name = element.get("name") or ""
     if kind in _TASKS:
@@ -258,11 +319,11 @@ def _shape(
                 (x, y), w, h, boxstyle="round,pad=0,rounding_size=10", fc="white", ec=colour, lw=2
             )
         )
-        chars = max(6, int(w * scale / (font * 0.62)))
+        chars = max(6, int((w * scale - 8) / (font * 80 / 72 * 0.55)))
         ax.text(
             x + w / 2,
             y + h / 2,
-            "\n".join(textwrap.wrap(name, chars)),
+            "\n".join(textwrap.wrap(name, chars, break_long_words=False)),
             ha="center",
             va="center",
             fontsize=font,
@@ -315,7 +376,8 @@ def _shape(
                 lw=1.5,
             )
         if kind == "endEvent" and name and not error:
-            ax.text(cx, y + h + 14, name, ha="center", va="center", fontsize=font, color=INK)
+            sx, sy, ha = _free_spot(cx, cy, r, name, font, scale, lines)
+            ax.text(sx, sy, name, ha=ha, va="center", fontsize=font, color=INK)
 
 
 def _bpmn_legend(root: ET.Element) -> list[Any]:
@@ -326,12 +388,17 @@ def _bpmn_legend(root: ET.Element) -> list[Any]:
 
     has = {tag: root.find(f".//{_B}{tag}") is not None for tag in
            ("association", "exclusiveGateway", "compensateEventDefinition")}  # fmt: skip
-    found = [
+    found: list[Any] = [
+        Patch(fc="white", ec=FORWARD, lw=2, label="a step (task)"),
+        Patch(fc="white", ec=UNDO, lw=2, label="an undo (task)"),
+        glyph(INK, "o", "start / end (thick) event"),
         Line2D([], [], color=GREY, lw=2, label="sequence flow"),
         Line2D([], [], color=FAIL, lw=2, ls="--", label="after a failure (error event)"),
     ]
     if has["association"]:
         found.append(Line2D([], [], color=UNDO, lw=2, ls=":", label="compensation handler"))
+    if root.find(f".//{_B}subProcess") is not None:
+        found.append(Patch(fc="white", ec=GREY, lw=1.5, label="sub-process"))
     if has["exclusiveGateway"]:
         found.append(glyph(INK, "D", "gateway: one way on"))
     if has["compensateEventDefinition"]:

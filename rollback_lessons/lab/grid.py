@@ -1,14 +1,17 @@
 """The explorer's grid: every pair of faults of a saga at a glance (lesson 11).
 
-Rows are the first fault, columns the second (the diagonal: that fault alone); each cell is
-coloured by how the run ended, and a cross marks a run that breaks an invariant.
-``draw_grid`` gives the picture; ``ExplorerGrid`` the same as buttons, each opening its run
-in a ``RollbackLab`` panel underneath.
+Rows are the first fault, columns the second (numbered as the rows; the diagonal: that
+fault alone); each cell is coloured by how the run ended, and a cross marks a run that
+breaks an invariant. ``draw_grid`` gives the picture; ``ExplorerGrid`` the same as buttons,
+with its legend beside it: a click shows that run's picture under the grid at once (the
+grid and the picture fit one screen together), and opens it in a ``RollbackLab`` panel
+further down to play.
 """
 
 from __future__ import annotations
 
 import html
+import textwrap
 from typing import Any
 
 import ipywidgets as w
@@ -20,8 +23,9 @@ from matplotlib.patches import Patch, Rectangle
 from ..explore import Exploration, Explored, Faults, single_faults
 from ..faults import Fault
 from ..outcome import Status
-from .timeline import FAIL, FONT, FORWARD, INK, PIVOT, RETRY, UNDO
-from .widgets import RollbackLab
+from . import guard, timeline
+from .timeline import DPI, FAIL, FONT, FORWARD, INK, PIVOT, RETRY, SMALL, UNDO
+from .widgets import CSS, RollbackLab, key, lost_banner, png_img
 
 COLOURS = {
     "committed": FORWARD,
@@ -36,6 +40,8 @@ FAULT_WORDS = {
     Fault.UNDO_FAILS: "undo fails",
     Fault.UNDO_FAILS_ONCE: "undo fails once",
 }
+CROSS = "✗"
+BLANK = "blank: no run of its own (shown across the diagonal, or the two cannot happen together)"
 
 
 def verdict(run: Explored) -> str:
@@ -70,25 +76,43 @@ def _label(fault: tuple[str, Fault]) -> str:
     return f"{fault[0]} · {FAULT_WORDS[fault[1]]}"
 
 
-def draw_grid(exploration: Exploration, policy: str = "continue", width: float = 9.0) -> Figure:
+def row_heading(n: int, fault: tuple[str, Fault]) -> str:
+    """A row's heading: its number (the column of the same fault has it too) and the fault."""
+    return f"{n + 1:>2}  {_label(fault)}"
+
+
+def draw_grid(exploration: Exploration, policy: str = "continue", width: float = 11.0) -> Figure:
+    """The grid as a picture: rows and columns numbered alike, the legend beside it."""
     faults = axes_of(exploration)
     n = len(faults)
     grid = cells(exploration, policy)
-    font = FONT - 3 if n <= 16 else FONT - 5
-    label_room = 0.3 + 0.075 * font * max(len(_label(f)) for f in faults) / 10
-    side = width - label_room - 0.2
-    fig = Figure(figsize=(width, side + label_room + 1.2), dpi=80)
+    font = SMALL + 1  # 13.3 px
+    char = font * 0.56 / 72  # inches per character (about)
+    labels = max(len(row_heading(i, f)) for i, f in enumerate(faults)) * char + 0.2
+    beside = n <= 16  # a big grid needs the width: its legend goes under it
+    legend_w = 2.9 if beside else 0.0
+    side = min(width - labels - legend_w - 0.3, 0.4 * n)  # cells of at most 0.4 in
+    top, bottom = 0.95, 0.15 if beside else 1.6
+    height = top + side + bottom
+    fig = Figure(figsize=(width, max(height, 3.2)), dpi=DPI)
+    height = fig.get_figheight()
     FigureCanvasAgg(fig)
-    total_h = side + label_room + 1.2
-    ax = fig.add_axes((label_room / width, 1.05 / total_h, side / width, side / total_h))
+    ax = fig.add_axes((labels / width, (height - top - side) / height, side / width, side / height))
     ax.set_xlim(0, n)
     ax.set_ylim(n, 0)
-    ax.set_xticks(
-        [i + 0.5 for i in range(n)], [_label(f) for f in faults], rotation=90, fontsize=font
+    ax.set_xticks([i + 0.5 for i in range(n)], [str(i + 1) for i in range(n)], fontsize=font)
+    ax.set_yticks(
+        [i + 0.5 for i in range(n)],
+        [row_heading(i, f).strip() for i, f in enumerate(faults)],
+        fontsize=font,
     )
-    ax.set_yticks([i + 0.5 for i in range(n)], [_label(f) for f in faults], fontsize=font)
     ax.xaxis.tick_top()
-    ax.tick_params(length=0)
+    ax.tick_params(length=0, pad=3)
+    ax.yaxis.set_tick_params(pad=(labels - 0.1) * 72)  # left-aligned at the figure's edge
+    for tick in ax.get_yticklabels():
+        tick.set_horizontalalignment("left")
+    ax.set_xlabel("second fault (numbered as the rows) →", fontsize=font, labelpad=6)
+    ax.xaxis.set_label_position("top")
     for spine in ax.spines.values():
         spine.set_visible(False)
     broken = 0
@@ -98,98 +122,182 @@ def draw_grid(exploration: Exploration, policy: str = "continue", width: float =
         )
         if run.violations:
             broken += 1
-            ax.plot(col + 0.5, row + 0.5, "X", color="black", ms=max(5, 120 / n), mew=0)
+            ax.plot(col + 0.5, row + 0.5, "X", color="black", ms=min(16, 150 / n), mew=0)
     used = sorted({verdict(run) for run in grid.values()}, key=list(COLOURS).index)
-    handles: list[Any] = [Patch(color=COLOURS[v], label=v) for v in used]
+    handles: list[Any] = [Patch(color=COLOURS[v], label="\n".join(textwrap.wrap(v, 24)))
+                          for v in used]  # fmt: skip
     if broken:
         handles.append(
-            Line2D([], [], marker="X", color="black", ls="", ms=10, label="breaks an invariant")
+            Line2D([], [], marker="X", color="black", ls="", ms=12, label="breaks an invariant")
         )
-    fig.legend(
-        handles=handles,
-        loc="lower center",
-        ncol=min(3, len(handles)),
-        frameon=False,
-        fontsize=FONT - 3,
-    )
+    handles.append(Patch(facecolor="white", edgecolor="#999999",
+                         label="\n".join(textwrap.wrap(BLANK, 24))))  # fmt: skip
+    if beside:
+        fig.legend(handles=handles, loc="upper left", frameon=False, fontsize=font,
+                   bbox_to_anchor=((labels + side + 0.2) / width, 1 - top / height),
+                   labelspacing=0.7)  # fmt: skip
+    else:
+        fig.legend(handles=handles, loc="lower left", frameon=False, fontsize=font, ncol=3,
+                   bbox_to_anchor=(0.0, 0.0))  # fmt: skip
     total = len(grid)
-    fig.suptitle(
+    fig.text(
+        0.01, 1 - 0.22 / height,
         f"{exploration.saga.name}, policy {policy}: {total} runs, {broken} break an invariant",
-        x=0.01,
-        ha="left",
-        fontsize=FONT,
-        color=FAIL if broken else INK,
-    )
+        fontsize=FONT + 1, weight="bold", va="center", color=FAIL if broken else INK,
+    )  # fmt: skip
+    fig.text(0.01, 1 - (top - 0.05) / height, "first fault ↓", fontsize=font, va="bottom")
     return fig
 
 
-class ExplorerGrid:
-    """The grid as buttons: hover for the run, click to open it in the panel below."""
+def _changed(run: Explored) -> str:
+    """What the run left different from before it, key by key (short, not a dict dump)."""
+    before, after = run.outcome.state_before or {}, run.outcome.state_after or {}
+    rows = [
+        f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(repr(before.get(k, '-')))}</td>"
+        f"<td>→ {html.escape(repr(after.get(k, '-')))}</td></tr>"
+        for k in [*before, *(k for k in after if k not in before)]
+        if before.get(k, "-") != after.get(k, "-")
+    ]
+    if not rows:
+        return "<div>the state is as it was before</div>"
+    return f"<div>left changed:</div><table>{''.join(rows)}</table>"
 
-    def __init__(self, exploration: Exploration, state: Any, policy: str = "continue") -> None:
+
+class ExplorerGrid:
+    """The grid as buttons: hover for the run, click to see it (under the grid, on the same
+    screen) and to open it in the panel further down."""
+
+    def __init__(
+        self, exploration: Exploration | None = None, state: Any = None, policy: str = "continue"
+    ) -> None:
+        if exploration is None:
+            raise guard.RunTheCellsAbove(
+                "ExplorerGrid needs an exploration: ExplorerGrid(explore(saga, state), state)"
+            )
         self.exploration, self.policy = exploration, policy
         self.faults = axes_of(exploration)
         self.grid = cells(exploration, policy)
         self.lab = RollbackLab(exploration.saga, state, policy=policy)
         self.opened: Explored | None = None
-        self.note = w.HTML()
-        self.note.add_class("eg-note")
+        self.timeline = timeline.Timeline(
+            exploration.saga.names,
+            kinds={s.name: str(s.kind) for s in exploration.saga.steps},
+            labels={s.name: s.label for s in exploration.saga.steps if s.label},
+            width=timeline.PANEL_WIDTH,
+            table=False,
+            title=False,
+        )
+        self.view = w.HTML()  # the clicked run: what broke, and its picture (one message)
+        self.view.add_class("eg-view")
         n = len(self.faults)
-        size = "22px" if n <= 16 else "16px"
-        buttons: list[Any] = []
+        size = "24px" if n <= 16 else "18px"
+        items: list[Any] = [w.HTML("<b>first fault ↓</b>", layout=w.Layout(width="auto"))]
+        for col in range(n):
+            items.append(
+                w.HTML(f"<div class='eg-col'>{col + 1}</div>", layout=w.Layout(width=size))
+            )
         self.buttons: dict[tuple[int, int], w.Button] = {}
         for row in range(n):
-            buttons.append(
+            items.append(
                 w.HTML(
-                    f"<span class='eg-row'>{html.escape(_label(self.faults[row]))}</span>",
+                    f"<span class='eg-row'>{html.escape(row_heading(row, self.faults[row]))}"
+                    "</span>",
                     layout=w.Layout(width="auto"),
                 )
             )
             for col in range(n):
                 run = self.grid.get((row, col))
                 if run is None:
-                    buttons.append(w.Box(layout=w.Layout(width=size, height=size)))
+                    items.append(w.Box(layout=w.Layout(width=size, height=size)))
                     continue
                 button = w.Button(
-                    description="✗" if run.violations else "",
+                    description=CROSS if run.violations else "",
                     tooltip=f"{run.describe()}: {run.status}"
-                    + (f" - {run.violations[0]}" if run.violations else ""),
+                    + (f" - {run.violations[0].split(' from ')[0]}" if run.violations else ""),
                     layout=w.Layout(width=size, height=size, padding="0", margin="1px"),
                 )
                 button.style.button_color = COLOURS[verdict(run)]
                 button.add_class("eg-cell").add_class(f"eg-{row}-{col}")
                 button.on_click(lambda _, key=(row, col): self.open(*key))
                 self.buttons[(row, col)] = button
-                buttons.append(button)
-        self.board = w.GridBox(
-            buttons,
+                items.append(button)
+        board = w.GridBox(
+            items,
             layout=w.Layout(
                 grid_template_columns=f"max-content repeat({n}, {size})",
                 grid_gap="0px",
                 align_items="center",
+                flex="none",
             ),
         )
-        self.widget = w.VBox([self.board, self.note, self.lab.widget])
-        self.widget.add_class("explorer-grid")
-        self.note.value = "Click a cell to open its run in the panel below."
+        used = sorted({verdict(run) for run in self.grid.values()}, key=list(COLOURS).index)
+        entries = [f"<div>{key(COLOURS[v])}{html.escape(v)}</div>" for v in used]
+        if any(run.violations for run in self.grid.values()):
+            entries.append(f"<div><span class='eg-x'>{CROSS}</span> breaks an invariant</div>")
+        entries.append(f"<div>{key('white')}{html.escape(BLANK)}</div>")
+        broken = sum(1 for run in self.grid.values() if run.violations)
+        title = (
+            f"{exploration.saga.name}, policy {policy}: {len(self.grid)} runs, "
+            f"{broken} break an invariant"
+        )
+        legend = w.HTML(
+            f"{CSS}<div class='rl-title'>{html.escape(title)}</div>"
+            "<div class='eg-how'>Columns: the second fault, numbered as the rows. "
+            "Click a cell: its run appears under the grid.</div>"
+            f"<div class='eg-legend'>{''.join(entries)}</div>",
+            layout=w.Layout(flex="1 1 auto", margin="0 0 0 16px"),
+        )
+        style = w.HTML(
+            "<style>.explorer-grid .eg-row {font-family: monospace; font-size: 13px;"
+            " white-space: pre; padding-right: 6px}"
+            " .explorer-grid .eg-col {text-align: center; font-size: 13px; font-weight: bold}"
+            " .explorer-grid .eg-cell {font-size: 17px; font-weight: bold; color: black;"
+            " line-height: 1}"
+            " .explorer-grid .eg-x {font-size: 18px; font-weight: bold}"
+            " .explorer-grid .eg-legend div {margin: 3px 0}"
+            " .explorer-grid .eg-how {margin: 4px 0 8px}"
+            " .explorer-grid .eg-view table td {padding: 0 6px}</style>",
+            layout=w.Layout(display="none"),
+        )
+        body = w.VBox([w.HBox([board, legend]), self.view])
+        body.add_class("rl-dim")
+        self.panel = w.VBox([w.HTML(lost_banner()), style, body])
+        self.panel.add_class("rl-panel").add_class("explorer-grid")
+        self.widget = w.VBox([self.panel, self.lab.widget])
+        self.view.value = "<div class='eg-note'>Click a cell to see its run here.</div>"
 
     def open(self, row: int, col: int) -> Explored:
-        """Open the run of cell (row, column) in the panel."""
+        """Show the run of cell (row, column) under the grid, and open it in the panel."""
         run = self.grid[(row, col)]
-        self.lab.open_run([(s, str(f)) for s, f in run.faults], run.policy)
         self.opened = run
-        broken = "; ".join(run.violations)
-        self.note.value = (
-            f"<b>{html.escape(run.describe())}</b>: {html.escape(str(run.status))}"
-            + (f" - <span style='color:{FAIL}'>{html.escape(broken)}</span>" if broken else "")
+        self.timeline.load(run.outcome)
+        last = self.timeline.frame_count - 1
+        png = self.timeline.render(last)
+        colour = FAIL if run.violations else INK
+        broken = "".join(
+            f"<div style='color:{FAIL}' title='{html.escape(v)}'><b>breaks:</b> "
+            f"{html.escape(v.split(' from ')[0].split(', but the state is')[0])}</div>"
+            for v in run.violations
         )
+        self.view.value = (
+            f"<div class='eg-note' style='color:{colour}'><b>row {row + 1}, column {col + 1}: "
+            f"{html.escape(run.describe())}</b> → {html.escape(str(run.status))}</div>"
+            f"<div class='rl-row'>{png_img(png, run.describe())}"
+            f"<div class='rl-side'>{broken}{_changed(run)}"
+            "<div>Play it in the panel under this grid.</div></div></div>"
+        )  # the picture first (one message); the panel follows
+        self.lab.open_run([(s, str(f)) for s, f in run.faults], run.policy)
         return run
+
+    @property
+    def note(self) -> str:
+        return str(self.view.value)
 
     def find(self, faults: Faults) -> tuple[int, int]:
         """The cell of a combination of one or two faults."""
-        for key, run in self.grid.items():
+        for key_, run in self.grid.items():
             if run.faults == tuple(faults):
-                return key
+                return key_
         raise KeyError(f"no cell for {faults!r} under policy {self.policy!r}")
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:

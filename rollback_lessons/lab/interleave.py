@@ -1,26 +1,34 @@
 """Lesson 10's picture and panel: two actors interleaved on shared records.
 
-``draw_trace(trace)`` puts each actor in a lane, one column per turn, what it did in its
-lane, and the shared records' values after every turn in a table underneath; an anomaly is
-named in the title. ``IsolationLab`` lets a learner pick the countermeasure and the
-interleaving (a slider over all of them), and step through its turns.
+``draw_trace(trace)`` puts each actor in a lane, one column per turn (numbered from 1),
+what it did in its lane, and the shared records' values after every turn in a table
+underneath; an anomaly is named in the title, and a legend explains every mark.
+``IsolationLab`` lets a learner pick the countermeasure and the interleaving (a slider
+over all of them), and step through its turns; each change is one widget message.
 """
 
 from __future__ import annotations
 
+import html
 import textwrap
+from collections.abc import Iterable
 from typing import Any
 
 import ipywidgets as w
+import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from ..worlds.isolation import SCENARIOS, Scenario, Trace, interleavings
-from .png import encode_png
-from .timeline import FAIL, FONT, FORWARD, INK, UNDO
+from . import guard
+from .png import encode_png, figure_png
+from .timeline import DPI, FAIL, FONT, FORWARD, INK, SMALL, UNDO
+from .widgets import CSS, lost_banner, png_img
 
-WIDTH = 8.5  # inches at 80 dpi: the panel's picture, as lesson 01-06's
+WIDTH = 11.5  # inches at 80 dpi: 920 px, shown 1:1 in a notebook and in the panel
 LANE_COLOURS = (FORWARD, UNDO)
+LEFT = 0.17  # the labels' margin, as a share of the width
 
 
 def _value(value: Any) -> str:
@@ -31,134 +39,191 @@ def _value(value: Any) -> str:
     return str(value)
 
 
-LANES = (3.2, 1.7)  # the two actors' lanes; each turn's words hang below its dot
-RULE = 0.35  # the line between the lanes and the records
-ROW = 0.6  # one record's row
+def _chars(width: float, columns: int) -> int:
+    """Characters of SMALL text that fit in one turn's column."""
+    column_px = width * DPI * (1 - LEFT - 0.01) / columns
+    return max(10, int(column_px / (SMALL * DPI / 72 * 0.55)) - 1)
+
+
+def _said(turn: Any) -> str:
+    return str(turn.did.split(": ", 1)[1])
+
+
+def text_lines(traces: Iterable[Trace], width: float = WIDTH) -> int:
+    """The most lines a turn's words take in any of ``traces`` (a panel keeps one height)."""
+    most = 1
+    for trace in traces:
+        chars = _chars(width, max(len(trace.turns), 1))
+        for turn in trace.turns:
+            most = max(most, len(textwrap.wrap(_said(turn), chars)))
+            for value in turn.records.values():
+                most = max(most, len(textwrap.wrap(_value(value), chars)))
+    return most
 
 
 def draw_trace(
-    scenario: Scenario, trace: Trace, upto: int | None = None, width: float = WIDTH
+    scenario: Scenario,
+    trace: Trace,
+    upto: int | None = None,
+    width: float = WIDTH,
+    lines: int | None = None,
+    title: bool = True,
 ) -> Figure:
-    """The interleaving up to turn ``upto`` (all of it by default)."""
+    """The interleaving up to turn ``upto`` (all of it by default). ``lines``: room for this
+    many lines of words per turn (a panel passes the most any interleaving needs);
+    ``title=False`` leaves the title to the panel. Each turn's artists have the gid
+    ``turn-<i>``, so a panel can show turn by turn without drawing again."""
     shown = trace.turns if upto is None else trace.turns[:upto]
     actors = list(scenario.actors)
     columns = max(len(trace.turns), 1)
+    chars = _chars(width, columns)
+    lines = max(lines or 1, text_lines([trace], width))
+    words = 0.22 * lines  # the space a turn's words take under its dot (data units)
+    rule = 0.0  # the line between the lanes and the records
+    low = rule + words + 0.42  # the lower lane: its words hang between it and the rule
+    lanes = (low + words + 0.75, low)
+    row = 0.26 * max(1, min(lines, 2)) + 0.12
     rows = len(scenario.shown)
-    bottom = RULE - 0.3 - rows * ROW
-    units = 3.75 - bottom
-    fig = Figure(figsize=(width, 0.55 + 0.72 * units), dpi=80)
+    bottom = rule - 0.35 - rows * row
+    top = lanes[0] + 0.5
+    units = top - bottom
+    inch = 0.75  # inches per data unit
+    legend_h = 0.45
+    title_h = 0.45 if title else 0.1
+    height = title_h + inch * units + legend_h
+    fig = Figure(figsize=(width, height), dpi=DPI)
     FigureCanvasAgg(fig)
-    ax = fig.add_axes((0.18, 0.0, 0.81, 0.72 * units / (0.55 + 0.72 * units)))
+    ax = fig.add_axes((LEFT, legend_h / height, 1 - LEFT - 0.01, inch * units / height))
     ax.set_xlim(-0.5, columns - 0.5)
-    ax.set_ylim(bottom, 3.75)
+    ax.set_ylim(bottom, top)
     ax.axis("off")
-    chars = max(10, int(width * 0.81 / columns * 80 / (FONT - 3) * 1.55))
 
     def left(y: float, text: str, **style: Any) -> None:  # a label in the left margin
         fig.text(
-            0.01, ax.transData.transform((0, y))[1] / fig.bbox.height, text, va="center", **style
+            0.012, ax.transData.transform((0, y))[1] / fig.bbox.height, text, va="center", **style
         )
 
-    for y, actor, colour in zip(LANES, actors, LANE_COLOURS, strict=False):
+    for x in range(columns):  # the turns, numbered from 1
+        ax.text(x, top - 0.2, f"turn {x + 1}", ha="center", va="center", fontsize=SMALL + 1,
+                color="#555555")  # fmt: skip
+    for y, actor, colour in zip(lanes, actors, LANE_COLOURS, strict=False):
         ax.plot([-0.5, columns - 0.5], [y, y], color=colour, lw=1, alpha=0.35)
-        left(y, actor, fontsize=FONT, color=colour, weight="bold")
+        left(y, actor, fontsize=FONT + 1, color=colour, weight="bold")
     for x, turn in enumerate(shown):
         lane = actors.index(turn.actor)
         failed = "fails" in turn.did
         colour = FAIL if failed else LANE_COLOURS[lane]
-        ax.plot(x, LANES[lane], "X" if failed else "o", color=colour, ms=11)
-        label = "\n".join(textwrap.wrap(turn.did.split(": ", 1)[1], chars))
-        ax.text(
-            x,
-            LANES[lane] - 0.2,
-            label,
-            ha="center",
-            va="top",
-            fontsize=FONT - 3,
-            color=INK,
-            linespacing=1.0,
-        )
-    ax.plot([-0.5, columns - 0.5], [RULE, RULE], color=INK, lw=0.8)
+        gid = f"turn-{x}"
+        ax.plot(x, lanes[lane], "X" if failed else "o", color=colour, ms=13 if failed else 11,
+                gid=gid)  # fmt: skip
+        label = "\n".join(textwrap.wrap(_said(turn), chars))
+        ax.text(x, lanes[lane] - 0.22, label, ha="center", va="top", fontsize=SMALL, color=INK,
+                linespacing=1.05, gid=gid)  # fmt: skip
+    ax.plot([-0.5, columns - 0.5], [rule, rule], color=INK, lw=0.8)
+    left(rule + 0.16, "records after each turn", fontsize=SMALL + 1, color=INK, weight="bold")
     for r, key in enumerate(scenario.shown):
-        y = RULE - 0.3 - (r + 0.5) * ROW + 0.3
-        left(y, key, fontsize=FONT - 3, color=INK)
+        y = rule - 0.35 - (r + 0.5) * row + 0.15
+        left(y, key, fontsize=SMALL + 1, color=INK)
         for x, turn in enumerate(shown):
             value = "\n".join(textwrap.wrap(_value(turn.records[key]), chars))
-            ax.text(x, y, value, ha="center", va="center", fontsize=FONT - 3, color=INK)
-    done = upto is None or upto >= len(trace.turns)
-    if done and trace.anomaly:
-        title, colour = f"Anomaly: {trace.anomaly}", FAIL
-    elif done:
-        title, colour = "No anomaly in this interleaving", UNDO
-    else:
-        title, colour = f"Turn {upto} of {len(trace.turns)}", INK
-    fig.suptitle(
-        "\n".join(textwrap.wrap(title, int(width * 80 / FONT * 1.6))),
-        x=0.01,
-        ha="left",
-        fontsize=FONT,
-        color=colour,
-    )
+            ax.text(x, y, value, ha="center", va="center", fontsize=SMALL + 1, color=INK,
+                    linespacing=1.05, gid=f"turn-{x}")  # fmt: skip
+    if title:
+        heading, tint = headline(trace, upto)
+        fig.text(0.012, 1 - 0.22 / height, heading, fontsize=FONT + 1, color=tint,
+                 va="center", weight="bold")  # fmt: skip
+    handles = [
+        Line2D([], [], ls="", marker="o", color=LANE_COLOURS[0], ms=10),
+        Line2D([], [], ls="", marker="o", color=LANE_COLOURS[1], ms=10),
+        Line2D([], [], ls="", marker="X", color=FAIL, ms=12),
+    ]
+    labels = [f"{actors[0]} did this", f"{actors[1]} did this", "a step failed: its undos ran"]
+    fig.legend(handles=handles, labels=labels, loc="lower left", ncol=3, frameon=False,
+               fontsize=SMALL + 1, bbox_to_anchor=(LEFT - 0.01, 0.0))  # fmt: skip
     return fig
 
 
+def headline(trace: Trace, upto: int | None = None) -> tuple[str, str]:
+    """The picture's title and its colour: the anomaly once the interleaving is over."""
+    done = upto is None or upto >= len(trace.turns)
+    if done and trace.anomaly:
+        return f"Anomaly: {trace.anomaly}", FAIL
+    if done:
+        return "No anomaly in this interleaving", UNDO
+    return f"Turn {upto} of {len(trace.turns)}", INK
+
+
 def trace_png(scenario: Scenario, trace: Trace, upto: int | None = None) -> bytes:
-    fig = draw_trace(scenario, trace, upto)
-    fig.canvas.draw()
-    return encode_png(fig.canvas.buffer_rgba())  # type: ignore[attr-defined]
+    """The picture as PNG bytes, with its report inside (smallest text, anything cut)."""
+    return figure_png(draw_trace(scenario, trace, upto))
 
 
 class IsolationLab:
     """Pick a countermeasure (or none) and an interleaving; step through its turns."""
 
-    def __init__(self, anomaly: str) -> None:
-        choices = [key for key in SCENARIOS if key == anomaly or key.startswith(anomaly + ",")]
+    def __init__(self, anomaly: str | None = None) -> None:
+        if anomaly is None:
+            raise guard.RunTheCellsAbove(
+                "IsolationLab needs an anomaly: IsolationLab('dirty read')"
+            )
         if anomaly not in SCENARIOS:
             raise KeyError(f"no scenario {anomaly!r}; choose from: {', '.join(SCENARIOS)}")
+        choices = [key for key in SCENARIOS if key == anomaly or key.startswith(anomaly + ",")]
         self.anomaly = anomaly
         self._traces = {key: interleavings(SCENARIOS[key]) for key in choices}
+        self._lines = text_lines([t for ts in self._traces.values() for t in ts])
+        self._cache: dict[tuple[str, int], Any] = {}
+        self._quiet = False
         self.countermeasure = w.Dropdown(
             options=[("none", anomaly)] + [(k.split(", ", 1)[1], k) for k in choices[1:]],
             value=anomaly,
             description="countermeasure",
+            tooltip="what the saga (or the others) do against the anomaly",
             style={"description_width": "initial"},
+            layout=w.Layout(width="320px"),
         )
         self.interleaving = w.IntSlider(
-            0,
-            0,
-            len(self._traces[anomaly]) - 1,
-            description="interleaving",
-            continuous_update=False,
-        )
-        self.turn = w.IntSlider(0, 0, 1, description="turn", continuous_update=False)
-        self.back = w.Button(description="◀ back", layout=w.Layout(width="90px"))
-        self.next = w.Button(description="next ▶", layout=w.Layout(width="90px"))
-        self.image = w.Image(format="png", layout=w.Layout(max_width="100%"))
-        self.summary = w.HTML()
+            1, 1, len(self._traces[anomaly]),
+            description="interleaving", tooltip="which order of turns (numbered from 1)",
+            continuous_update=False, style={"description_width": "initial"},
+            layout=w.Layout(width="340px"),
+        )  # fmt: skip
+        self.turn = w.IntSlider(
+            1, 1, 1, description="turn", tooltip="how far into the interleaving",
+            continuous_update=False, style={"description_width": "initial"},
+            layout=w.Layout(width="340px"),
+        )  # fmt: skip
+        self.back = w.Button(description="back", icon="step-backward",
+                             tooltip="the turn before", layout=w.Layout(width="90px"))  # fmt: skip
+        self.next = w.Button(description="next", icon="step-forward",
+                             tooltip="the next turn", layout=w.Layout(width="90px"))  # fmt: skip
+        self.view = w.HTML()  # the picture and the summary: one message per change
         for control, css in (
             (self.countermeasure, "il-countermeasure"),
             (self.interleaving, "il-interleaving"),
             (self.turn, "il-turn"),
             (self.back, "il-back"),
             (self.next, "il-next"),
-            (self.image, "il-image"),
-            (self.summary, "il-summary"),
+            (self.view, "il-view"),
         ):
             control.add_class(css)
         self.countermeasure.observe(self._on_choice, "value")
         self.interleaving.observe(self._on_choice, "value")
-        self.turn.observe(lambda change: self._show(), "value")
+        self.turn.observe(self._on_turn, "value")
         self.back.on_click(lambda _: self._step(-1))
         self.next.on_click(lambda _: self._step(1))
-        self.widget = w.VBox(
+        head = w.HTML(f"{CSS}<span class='rl-title'>Interleave the two, turn by turn</span>")
+        body = w.VBox(
             [
+                head,
                 w.HBox([self.countermeasure, self.interleaving]),
                 w.HBox([self.back, self.turn, self.next]),
-                self.image,
-                self.summary,
+                self.view,
             ]
         )
-        self.widget.add_class("isolation-lab")
+        body.add_class("rl-dim")
+        self.widget = w.VBox([w.HTML(lost_banner()), body])
+        self.widget.add_class("rl-panel").add_class("isolation-lab")
         self._on_choice(None)
 
     @property
@@ -166,39 +231,109 @@ class IsolationLab:
         return SCENARIOS[self.countermeasure.value]
 
     @property
-    def trace(self) -> Trace:
-        traces = self._traces[self.countermeasure.value]
-        return traces[min(self.interleaving.value, len(traces) - 1)]
+    def traces(self) -> list[Trace]:
+        return self._traces[self.countermeasure.value]
 
-    def choose(self, countermeasure: str = "none", interleaving: int = 0) -> Trace:
-        """From code, what the dropdown and the slider do."""
+    @property
+    def trace(self) -> Trace:
+        return self.traces[min(self.interleaving.value, len(self.traces)) - 1]
+
+    def choose(self, countermeasure: str = "none", interleaving: int = 1) -> Trace:
+        """From code, what the dropdown and the slider do (interleavings count from 1)."""
         key = self.anomaly if countermeasure == "none" else f"{self.anomaly}, {countermeasure}"
         if key not in self._traces:
             raise KeyError(f"{countermeasure!r} is not a countermeasure shown for {self.anomaly}")
-        self.countermeasure.value = key
-        self.interleaving.value = interleaving
+        if not 1 <= interleaving <= len(self._traces[key]):
+            raise IndexError(f"interleaving {interleaving} of {len(self._traces[key])}")
+        self._quiet = True
+        try:
+            self.countermeasure.value = key
+            self.interleaving.max = len(self._traces[key])
+            self.interleaving.value = interleaving
+        finally:
+            self._quiet = False
+        self._on_choice(None)
         return self.trace
 
     def _on_choice(self, change: Any) -> None:
-        traces = self._traces[self.countermeasure.value]
-        self.interleaving.max = len(traces) - 1
-        self.turn.max = len(self.trace.turns)
-        if self.turn.value == self.turn.max:
+        if self._quiet:
+            return
+        self.interleaving.max = len(self.traces)
+        self._quiet = True
+        try:  # the whole interleaving first
+            self.turn.max = len(self.trace.turns)
+            self.turn.value = self.turn.max
+        finally:
+            self._quiet = False
+        self._show()
+
+    def _on_turn(self, change: Any) -> None:
+        if not self._quiet:
             self._show()
-        self.turn.value = self.turn.max  # the whole interleaving first
 
     def _step(self, by: int) -> None:
-        self.turn.value = max(0, min(self.turn.max, self.turn.value + by))
+        self.turn.value = max(1, min(self.turn.max, self.turn.value + by))
+
+    def summary_html(self) -> str:
+        trace, traces = self.trace, self.traces
+        bad = sum(1 for t in traces if t.anomaly)
+        return (
+            f"<b>{html.escape(self.scenario.title)}</b>. Interleaving "
+            f"{self.interleaving.value} of {len(traces)} (<code>{trace.schedule}</code>); "
+            f"the anomaly happens in {bad} of {len(traces)}."
+        )
+
+    def _layers(self) -> tuple[Any, Any, list[list[tuple[int, int, int, int]]]]:
+        """This interleaving drawn whole and drawn empty, and where each turn's marks are
+        (pixel boxes): a turn is shown by copying its boxes, with no drawing per click."""
+        key = (self.countermeasure.value, self.interleaving.value)
+        if key not in self._cache:
+            trace = self.trace
+            whole = draw_trace(self.scenario, trace, None, lines=self._lines, title=False)
+            empty = draw_trace(self.scenario, trace, 0, lines=self._lines, title=False)
+            boxes: list[list[tuple[int, int, int, int]]] = []
+            renderer = whole.canvas.get_renderer()  # type: ignore[attr-defined]
+            whole.canvas.draw()
+            empty.canvas.draw()
+            height = int(whole.bbox.height)
+            for i in range(len(trace.turns)):
+                gid = f"turn-{i}"
+                found = [a for a in whole.findobj() if a.get_gid() == gid]
+                turn = []
+                for artist in found:
+                    b = artist.get_window_extent(renderer).padded(3)
+                    turn.append((max(int(b.x0), 0), max(height - int(b.y1), 0),
+                                 int(b.x1) + 1, height - int(b.y0) + 1))  # fmt: skip
+                boxes.append(turn)
+            self._cache[key] = (
+                np.asarray(whole.canvas.buffer_rgba()).copy(),  # type: ignore[attr-defined]
+                np.asarray(empty.canvas.buffer_rgba()).copy(),  # type: ignore[attr-defined]
+                boxes,
+            )
+        return self._cache[key]
+
+    def picture(self) -> bytes:
+        """The PNG of the turns so far."""
+        whole, empty, boxes = self._layers()
+        frame = empty.copy()
+        for turn in boxes[: self.turn.value]:
+            for x0, y0, x1, y1 in turn:
+                frame[y0:y1, x0:x1] = whole[y0:y1, x0:x1]
+        return encode_png(frame)
 
     def _show(self) -> None:
-        trace = self.trace
-        self.image.value = trace_png(self.scenario, trace, self.turn.value)
-        bad = sum(1 for t in self._traces[self.countermeasure.value] if t.anomaly)
-        total = len(self._traces[self.countermeasure.value])
-        self.summary.value = (
-            f"<b>{self.scenario.title}</b>. Interleaving {self.interleaving.value + 1} of "
-            f"{total} (<code>{trace.schedule}</code>); the anomaly happens in {bad} of {total}."
+        words, colour = headline(self.trace, self.turn.value)
+        self.view.value = (
+            f"<div class='il-summary'>{self.summary_html()}</div>"
+            f"<div class='rl-caption' style='color:{colour}'>{html.escape(words)}</div>"
+            + png_img(self.picture(), words, "il-image")
         )
+        self.back.disabled = self.turn.value <= 1
+        self.next.disabled = self.turn.value >= self.turn.max
+
+    @property
+    def summary(self) -> str:
+        return self.summary_html()
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)

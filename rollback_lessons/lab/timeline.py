@@ -2,20 +2,23 @@
 
 A new frame only changes what is visible and blits it onto a cached background, so
 stepping through frames stays fast; notes are placed where they collide with no other
-text, and the state table abbreviates what does not fit its columns.
+text. Drawn at the size it is shown (80 dpi, 1:1 on screen), its smallest text is 12 px.
+A static picture can carry the state table (values wrapped, never cut short) and the
+event log; the panel shows both as HTML beside the picture instead.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import textwrap
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.patches import Rectangle
+from matplotlib.patches import Patch, Rectangle
 
 from ..events import Event
 from ..outcome import Outcome, Status
@@ -29,7 +32,8 @@ FAIL = "#D55E00"  # vermillion
 RETRY = "#E69F00"  # orange
 PIVOT = "#CC79A7"  # reddish purple
 REGISTER = "#56B4E9"  # sky blue
-HIGHLIGHT = "#F0E442"  # yellow
+HIGHLIGHT = "#F0E442"  # yellow: a value that changed
+CURRENT = "#D3E9F7"  # pale blue: the event the frame shows (a log row)
 INK = "#222222"
 FAINT = "#BBBBBB"
 
@@ -41,8 +45,15 @@ _UNDO_FAILED = {
     "retry": (RETRY_MARK, RETRY, "retry"),
     "halt": ("D", PIVOT, "halt: for a person"),
 }
-FONT = 13  # readable on a projector at the default size
+_CHAR = 12 * 0.602 / 72  # inches: a DejaVu Sans Mono character in the state table
+FONT = 13  # lane labels: 14.4 px at 80 dpi
+SMALL = 11  # the smallest text anywhere: 12.2 px, drawn at the size it is shown
 DPI = 80
+TABLE_FONT = "DejaVu Sans Mono"  # ships with matplotlib: every character is as wide
+SHADE = 0.1  # the rollback's background, in the lanes and in the legend
+MAX_LINES = 4  # a state value wraps onto at most this many lines
+PANEL_WIDTH = 7.0  # inches: the panel's picture, 560 px beside the state and the result
+PICTURE_WIDTH = 11.5  # inches: a static picture, 920 px, shown 1:1 in a notebook
 
 
 @dataclass
@@ -53,17 +64,21 @@ class _Glyph:
     artist: Any
 
 
-def _short(value: Any, width: int = 10, *, as_text: bool = False) -> str:
-    """``repr(value)`` (or the text itself), abbreviated with "…" to ``width`` characters."""
-    text = str(value) if as_text else repr(value)
-    return text if len(text) <= width else text[: max(width - 1, 1)] + "…"
+def wrap(text: str, chars: int) -> list[str]:
+    """``text`` on lines of at most ``chars`` characters, broken after a space or a comma
+    where it can be (a word longer than a line is split)."""
+    lines = textwrap.wrap(
+        text.replace(", ", ",\0"), max(chars, 1), break_on_hyphens=False, drop_whitespace=False
+    )
+    out = [line.replace("\0", " ").rstrip() for line in lines]
+    return [line for line in out if line] or [""]
 
 
-TABLE_FONT = "DejaVu Sans Mono"  # ships with matplotlib: every character is as wide
-COLUMNS = (0.0, 0.40, 0.70)  # state, before, now: where each column starts in its axes
+def value_text(value: Any) -> str:
+    return "-" if value is _NONE else repr(value)
 
 
-def _caption(event: Event) -> str:
+def caption(event: Event) -> str:
     step = f" {event.step}" if event.step else ""
     extra = ""
     if event.kind == "undo_failed":
@@ -75,8 +90,36 @@ def _caption(event: Event) -> str:
     return f"{event.kind}{step}{extra}"
 
 
+def legend_entries(*, table: bool) -> list[tuple[str, Any]]:
+    """(label, handle) for every colour and mark the picture can hold."""
+
+    def mark(marker: str, face: str, edge: str, size: float = 11) -> Line2D:
+        return Line2D([], [], ls="", marker=marker, mfc=face, mec=edge, mew=2, ms=size)
+
+    entries: list[tuple[str, Any]] = [
+        ("step done", mark(">", FORWARD, FORWARD)),
+        ("undo logged", mark("o", "white", REGISTER)),
+        ("failed", mark("X", FAIL, FAIL)),
+        ("retry", mark(RETRY_MARK, RETRY, RETRY)),
+        ("undone", mark("<", UNDO, UNDO)),
+        ("dead letter", mark("s", INK, INK)),
+        ("halted", mark("D", PIVOT, PIVOT)),
+        ("this event", mark("o", "none", INK, 15)),
+        ("run's path", Line2D([], [], color=INK, lw=1.2, alpha=0.6)),
+        ("run ends", Line2D([], [], color=INK, lw=2, ls="--")),
+        ("rollback", Patch(color=UNDO, alpha=SHADE, lw=0)),
+    ]
+    if table:
+        entries.append(("value changed", Patch(color=HIGHLIGHT, lw=0)))
+    return entries
+
+
 class Timeline:
-    """One reusable figure for a saga's steps; ``load`` a run, then ``render`` its frames."""
+    """One reusable figure for a saga's steps; ``load`` a run, then ``render`` its frames.
+
+    ``table`` draws the state (before and now) beside the lanes, each value on up to
+    ``table_lines`` lines; ``log_rows`` lists the events under the lanes (a static picture);
+    ``title`` says which event the frame shows (the panel says it in HTML instead)."""
 
     def __init__(
         self,
@@ -85,45 +128,75 @@ class Timeline:
         kinds: Mapping[str, str] | None = None,
         labels: Mapping[str, str] | None = None,
         state_keys: Sequence[str] = (),
-        width: float = 12.5,
+        width: float = PICTURE_WIDTH,
+        table: bool = True,
+        table_lines: int = 1,
+        value_chars: int = 20,
+        log_rows: int = 0,
+        title: bool = True,
     ) -> None:
-        """``width`` in inches (at 80 dpi): draw at the size it is shown, so the text keeps
-        its size on a projector; the panel uses a narrower figure than ``draw``."""
         self.steps = tuple(steps)
         self.kinds = dict(kinds or {})
         self.labels = dict(labels or {})
-        self.state_keys = tuple(state_keys)
+        self.state_keys = tuple(state_keys) if table else ()
+        self.table = table and bool(self.state_keys)
+        self.table_lines = max(1, min(table_lines, MAX_LINES))
+        self.log_rows = log_rows
         self.lane = {name: i for i, name in enumerate(self.steps)}
         n = len(self.steps)
-        rows = max(n, len(self.state_keys) + 1)
-        self.legend_rows = 1 if width >= 11 else 2
-        height = 2.1 + 0.3 * self.legend_rows + 0.55 * rows
+        self.chars = (
+            self.table_chars(width, self.state_keys, value_chars) if self.table else (0, 0, 0)
+        )
+        entries = legend_entries(table=self.table)
+        self.legend_columns = 6 if width >= 10 else 4
+        legend_rows = math.ceil(len(entries) / self.legend_columns)
+        lanes = 0.56 * n
+        row_h = 0.21 * self.table_lines + 0.08
+        table_h = (0.3 + len(self.state_keys) * row_h) if self.table else 0
+        self.area = max(lanes, table_h)
+        self.log_h = 0.2 * log_rows + (0.3 if log_rows else 0)
+        self.show_title = title  # the panel says the event in HTML instead (text is slow)
+        self.top, self.bottom = (0.5 if title else 0.18), 0.38 + 0.27 * legend_rows
+        height = self.top + self.area + self.log_h + self.bottom
         self.fig = Figure(figsize=(width, height), dpi=DPI)
         self.canvas = FigureCanvasAgg(self.fig)
-        self._build_static(n, height)
+        self.cut: list[str] = []  # what did not fit its cell (the picture's report says so)
+        self._build_static(n, height, entries)
+        self._static_cut = list(self.cut)
         self._glyphs: list[_Glyph] = []
         self._outcome: Outcome | None = None
         self._cache: dict[int, bytes] = {}
 
+    @staticmethod
+    def table_chars(
+        width: float, keys: Sequence[str], value_chars: int = 20
+    ) -> tuple[int, int, int]:
+        """How many characters fit on a line of each column (key, before, now): as many as
+        the longest value needs (``value_chars``), within 38% of the picture's width."""
+        key = min(max((len(str(k)) for k in keys), default=5), 14)
+        key = max(key, 6)  # the heading "state" fits above it
+        room = int((0.38 * width - 0.4) / _CHAR) - key
+        value = max(min(value_chars, room // 2), 6)
+        return (key, value, value)
+
+    @staticmethod
+    def lines_for(values: Iterable[str], chars: int) -> int:
+        return max((len(wrap(v, chars)) for v in values), default=1)
+
     # -- the parts that never change for these steps ---------------------------------
 
-    def _build_static(self, n: int, height: float) -> None:
-        top = 1 - 0.75 / height
-        bottom = (0.65 + 0.3 * self.legend_rows) / height
+    def _build_static(self, n: int, height: float, entries: list[tuple[str, Any]]) -> None:
         inches = self.fig.get_figwidth()
-        # the table: a fixed share of characters (key 11, before 9, now 9), in inches
-        char = FONT * 0.6 / 72  # a monospaced character at FONT points
-        table = min(0.34 * inches, 33 * char + 0.1)
-        # the lanes' labels: as wide as the widest one needs, measured below
+        top = 1 - self.top / height
+        bottom = (self.bottom + self.log_h) / height
+        table = (sum(self.chars) * _CHAR + 0.4) if self.table else 0.0
         self.ax = self.fig.add_axes((0.3, bottom, 0.1, top - bottom))
-        self.tax = self.fig.add_axes((1 - (table + 0.08) / inches, bottom, table / inches,
-                                      top - bottom))  # fmt: skip
-        ax, tax = self.ax, self.tax
+        ax = self.ax
         ax.set_ylim(n - 0.5, -0.5)
         ax.set_yticks(range(n))
         ax.set_yticklabels([self._lane_label(s) for s in self.steps], fontsize=FONT)
-
         for name, tick in zip(self.steps, ax.get_yticklabels(), strict=True):
+            tick.set_linespacing(1.0)
             if self.kinds.get(name) in ("pivot", "retriable"):
                 tick.set_color(PIVOT)
                 tick.set_fontweight("bold")
@@ -132,80 +205,88 @@ class Timeline:
             (t.get_window_extent(renderer).width for t in ax.get_yticklabels()), default=0.0
         )
         left = (widest + 14) / (inches * DPI)
-        right = 1 - (table + 0.3) / inches
+        right = 1 - (table + 0.25) / inches
         ax.set_position((left, bottom, max(right - left, 0.1), top - bottom))
         ax.set_xticks([])
-        ax.set_xlabel("time  →", fontsize=FONT, loc="right")
+        ax.set_xlabel("time  →", fontsize=SMALL + 1, loc="right", labelpad=2)
         for i in range(n):
             ax.axhline(i, color=FAINT, lw=1, zorder=0)
         for spine in ("top", "right"):
             ax.spines[spine].set_visible(False)
-        tax.set_axis_off()
-        tax.set_xlim(0, 1)
-        tax.set_ylim(max(len(self.state_keys), n) + 0.5, 0.3)
-        self.budget = self._column_budget()
-        for x, text in zip(COLUMNS, ("state", "before", "now"), strict=True):
-            tax.text(x, 0.5, text, fontsize=FONT, fontweight="bold", va="center")
-        for row, key in enumerate(self.state_keys, start=1):
-            tax.text(
-                COLUMNS[0], row + 0.2, _short(key, self.budget[0], as_text=True),
-                fontsize=FONT, va="center", family=TABLE_FONT,
-            )  # fmt: skip
-        legend = [
-            ("step done", ">", FORWARD, FORWARD),
-            ("undo logged", "o", "white", REGISTER),
-            ("failed", "X", FAIL, FAIL),
-            ("retry", RETRY_MARK, RETRY, RETRY),
-            ("undone", "<", UNDO, UNDO),
-            ("dead letter", "s", INK, INK),
-            ("halted", "D", PIVOT, PIVOT),
-        ]
-        handles = [
-            Line2D([], [], ls="", marker=m, mfc=face, mec=edge, mew=2, ms=11, label=label)
-            for label, m, face, edge in legend
-        ]
-        columns = math.ceil(len(handles) / self.legend_rows)
+        self._cells: list[tuple[Any, Any, Any]] = []
+        if self.table:
+            self._build_table(inches, table, top, bottom)
+        self._log_texts: list[tuple[Any, Any]] = []
+        if self.log_rows:
+            self._build_log(inches, height)
         self.fig.legend(
-            handles=handles, loc="lower center", ncol=columns, fontsize=FONT - 1,
-            frameon=False, bbox_to_anchor=(0.5, 0.0), columnspacing=1.2,
+            handles=[h for _, h in entries], labels=[label for label, _ in entries],
+            loc="lower left", ncol=self.legend_columns, fontsize=SMALL + 1, frameon=False,
+            bbox_to_anchor=(0.0, 0.0), columnspacing=1.0, handletextpad=0.4,
+            handlelength=1.6, borderaxespad=0.3,
         )  # fmt: skip
-        self.title = self.fig.text(0.02, 1 - 0.35 / height, "", fontsize=FONT + 2, va="center")
+        self.title = self.fig.text(
+            0.012,
+            1 - 0.25 / height,
+            "",
+            fontsize=FONT + 1,
+            va="center",
+            weight="bold",
+            visible=self.show_title,
+        )
         (self._path,) = ax.plot([], [], color=INK, lw=1.2, alpha=0.6, zorder=1)
         (self._cursor,) = ax.plot([], [], "o", ms=26, mfc="none", mec=INK, mew=2.5, zorder=5)
-        cell: dict[str, Any] = {"fontsize": FONT, "va": "center", "family": TABLE_FONT}
-        self._cells = [
-            (
-                tax.text(COLUMNS[1], row + 0.2, "", **cell),
-                tax.text(COLUMNS[2], row + 0.2, "", zorder=3, **cell),
-                tax.add_patch(
-                    Rectangle(
-                        (COLUMNS[2] - 0.02, row - 0.25),
-                        1.02 - COLUMNS[2],
-                        0.9,
-                        color=HIGHLIGHT,
-                        lw=0,
-                        zorder=2,
-                    )
-                ),
-            )
-            for row in range(1, len(self.state_keys) + 1)
-        ]
-        for artist in (self.title, self._path, self._cursor, *self._cell_artists()):
+        for artist in (self.title, self._path, self._cursor, *self._frame_artists()):
             artist.set_animated(True)  # drawn per frame, kept out of the cached background
         self.canvas.draw()
         self._background = self.canvas.copy_from_bbox(self.fig.bbox)
 
-    def _column_budget(self) -> tuple[int, int, int]:
-        """How many characters fit in each column of the state table, measured once."""
-        renderer = self.canvas.get_renderer()
-        probe = self.tax.text(0, 0, "M" * 10, fontsize=FONT, family=TABLE_FONT)
-        char = probe.get_window_extent(renderer).width / 10
-        probe.remove()
-        width = self.tax.get_window_extent(renderer).width
-        edges = (*COLUMNS, 1.0)
-        return tuple(  # type: ignore[return-value]
-            max(int((edges[i + 1] - edges[i]) * width / char) - 1, 3) for i in range(3)
-        )
+    def _build_table(self, inches: float, table: float, top: float, bottom: float) -> None:
+        self.tax = self.fig.add_axes((1 - (table + 0.05) / inches, bottom, table / inches,
+                                      top - bottom))  # fmt: skip
+        tax = self.tax
+        tax.set_axis_off()
+        height_in = (top - bottom) * self.fig.get_figheight()
+        tax.set_xlim(0, table)
+        tax.set_ylim(height_in, 0)  # inches from the top
+        key_w = self.chars[0] * _CHAR + 0.2
+        self.columns = (0.0, key_w, key_w + self.chars[1] * _CHAR + 0.2)
+        cell: dict[str, Any] = {"fontsize": SMALL + 1, "va": "top", "family": TABLE_FONT,
+                                "linespacing": 1.15}  # fmt: skip
+        for x, text in zip(self.columns, ("state", "before", "now"), strict=True):
+            tax.text(x, 0.02, text, fontsize=SMALL + 1, fontweight="bold", va="top")
+        row_h = 0.21 * self.table_lines + 0.08
+        for row, key in enumerate(self.state_keys):
+            y = 0.3 + row * row_h
+            lines = wrap(str(key), self.chars[0])
+            if len(lines) > self.table_lines:
+                self.cut.append(f"state key {key}")
+            tax.text(0.0, y, "\n".join(lines[: self.table_lines]), **cell)
+            mark = Rectangle((self.columns[2] - 0.05, y - 0.04), table - self.columns[2] + 0.05,
+                             row_h, color=HIGHLIGHT, lw=0, zorder=2)  # fmt: skip
+            tax.add_patch(mark)
+            self._cells.append(
+                (tax.text(self.columns[1], y, "", **cell),
+                 tax.text(self.columns[2], y, "", zorder=3, **cell), mark)
+            )  # fmt: skip
+
+    def _build_log(self, inches: float, height: float) -> None:
+        """One line per event under the lanes; a frame shows the events so far."""
+        top = (self.bottom + self.log_h - 0.3) / height
+        low = self.bottom / height
+        self.lax = self.fig.add_axes((0.012, low, 0.976, top - low))
+        lax = self.lax
+        lax.set_axis_off()
+        lax.set_xlim(0, 1)
+        lax.set_ylim(self.log_rows, 0)
+        self.log_chars = int((0.976 * inches - 0.1) / ((SMALL) * 0.602 / 72))
+        self.fig.text(0.012, top + 0.12 / height, "event log", fontsize=SMALL + 1,
+                      fontweight="bold", va="bottom")  # fmt: skip
+        for row in range(self.log_rows):
+            band = lax.add_patch(Rectangle((0, row), 1, 1, color=CURRENT, lw=0, zorder=1))
+            text = lax.text(0.005, row + 0.5, "", fontsize=SMALL, family=TABLE_FONT,
+                            va="center", zorder=2)  # fmt: skip
+            self._log_texts.append((text, band))
 
     def _lane_label(self, step: str) -> str:
         label = self.labels.get(step)
@@ -218,23 +299,31 @@ class Timeline:
     def _keep(self, seq: int, artist: Any) -> None:
         self._glyphs.append(_Glyph(seq, artist))
 
+    def _line(self, xs: list[float], ys: list[float], **style: Any) -> Line2D:
+        """A line added without ``plot``'s bookkeeping (the limits are set by hand): a
+        panel loads a run per click, and this is most of that work."""
+        line = Line2D(xs, ys, **style)
+        self.ax.add_artist(line)
+        return line
+
     def _bar(self, seq: int, start: int, y: int, colour: str, head: str) -> None:
         """A step or an undo, from its start to its end; the head points its way."""
-        self._keep(
-            seq, self.ax.plot([start, seq], [y, y], color=colour, lw=7, solid_capstyle="butt")[0]
-        )
-        self._keep(seq, self.ax.plot(seq, y, head, color=colour, ms=14)[0])
+        self._keep(seq, self._line([start, seq], [y, y], color=colour, lw=7,
+                                   solid_capstyle="butt"))  # fmt: skip
+        self._keep(seq, self._line([seq], [y], marker=head, color=colour, ms=14, ls=""))
 
     def _mark(self, seq: int, y: int, marker: str, colour: str, face: str | None = None) -> None:
         size = 17 if marker in ("X", RETRY_MARK) else 12
-        line = self.ax.plot(seq, y, marker, mfc=face or colour, mec=colour if face else "white",
-                            mew=2.5 if face else 1, ms=size)[0]  # fmt: skip
+        edge, width = (colour, 2.5) if face else ("white", 1)
+        line = self._line(
+            [seq], [y], marker=marker, ls="", mfc=face or colour, mec=edge, mew=width, ms=size
+        )
         self._keep(seq, line)
 
     def _note(
         self, seq: int, x: float, y: float, text: str, colour: str, ha: str = "center"
     ) -> None:
-        artist = self.ax.text(x, y - 0.3, text, color=colour, fontsize=FONT - 2, ha=ha)
+        artist = self.ax.text(x, y - 0.3, text, color=colour, fontsize=SMALL, ha=ha)
         self._notes.append((artist, x, y, ha))
         self._keep(seq, artist)
 
@@ -249,10 +338,10 @@ class Timeline:
         placed = [t.get_window_extent(renderer).padded(2) for t in fixed]
         for artist, x, y, ha in self._notes:
             spots = [(x, y - 0.3, ha), (x, y + 0.45, ha)]
-            for shift in (0.35, 1.5, 3.0):  # then beside it, further and further away
+            for shift in (0.35, 1.0, 1.5, 2.2, 3.0, 4.0):  # then beside it, further away
                 for dy in (-0.3, 0.45):
                     spots += [(x - shift, y + dy, "right"), (x + shift, y + dy, "left")]
-            for dy in (-0.62, 0.75):  # last: half way to the next lane
+            for dy in (-0.62, 0.75, -0.9, 1.0):  # last: half way to the next lane, or further
                 spots += [(x, y + dy, ha), (x - 0.35, y + dy, "right"), (x + 0.35, y + dy, "left")]
             chosen = None
             for sx, sy, sha in spots:
@@ -260,6 +349,7 @@ class Timeline:
                 artist.set_horizontalalignment(sha)
                 box = artist.get_window_extent(renderer).padded(2)
                 fits = inside.x0 <= box.x0 and box.x1 <= inside.x1
+                fits = fits and inside.y0 <= box.y0 and box.y1 <= inside.y1 + 4
                 if fits and not any(box.overlaps(other) for other in placed):
                     chosen = box
                     break
@@ -282,16 +372,18 @@ class Timeline:
         # shaded from where the undos start: a halt after the pivot has no rollback to show
         failed_at = next((e.seq for e in events if e.kind == "rollback_start"), None)
         if failed_at is not None:
-            span = self.ax.axvspan(failed_at - 0.5, len(events) + 1, color=UNDO, alpha=0.08, lw=0)
+            span = Rectangle(
+                (failed_at - 0.5, 0), len(events) + 1.5 - failed_at, 1,
+                color=UNDO, alpha=SHADE, lw=0, transform=self.ax.get_xaxis_transform(),
+            )  # fmt: skip
+            self.ax.add_artist(span)
             self._keep(failed_at, span)
             label = self.ax.text(
                 failed_at, -0.45, " rollback ←", color=UNDO, fontsize=FONT, va="top"
             )
             renderer = self.canvas.get_renderer()
             if label.get_window_extent(renderer).x1 > self.ax.get_window_extent(renderer).x1:
-                label.set_horizontalalignment(
-                    "right"
-                )  # a late rollback: keep its label inside the lanes
+                label.set_horizontalalignment("right")  # a late rollback: keep it inside
                 label.set_position((len(events) + 0.9, -0.45))
             self._keep(failed_at, label)
             fixed.append(label)
@@ -326,8 +418,10 @@ class Timeline:
                 self._mark(s, y, marker, colour)  # type: ignore[arg-type]
                 self._note(s, s, y, word, colour)  # type: ignore[arg-type]
             elif k in ("committed", "rollback_done", "halted"):
-                colour = {"committed": FORWARD, "halted": PIVOT}.get(k, UNDO)
-                self._keep(s, self.ax.axvline(s, color=colour, lw=2, ls="--"))
+                end = Line2D([s, s], [0, 1], color=INK, lw=2, ls="--",
+                             transform=self.ax.get_xaxis_transform())  # fmt: skip
+                self.ax.add_artist(end)
+                self._keep(s, end)
                 if k == "halted":
                     self._note(s, s, y, "halted: left for a person ", PIVOT, "right")  # type: ignore[arg-type]
                 if k == "rollback_done":
@@ -340,14 +434,29 @@ class Timeline:
         # This run's background: the static figure plus the state before, in both columns;
         # a frame then only draws the glyphs so far and the values that changed.
         before = outcome.state_before or {}
+        self.cut = list(self._static_cut)
         self.canvas.restore_region(self._background)
         for (b, a, _), key in zip(self._cells, self.state_keys, strict=True):
-            b.set_text(_short(before.get(key, "-"), self.budget[1]))
-            a.set_text(_short(before.get(key, "-"), self.budget[2]))
+            b.set_text(self._cell_text(key, before.get(key, _NONE), 1))
+            a.set_text(self._cell_text(key, before.get(key, _NONE), 2))
             self.tax.draw_artist(b)
             self.tax.draw_artist(a)
+        if len(events) > self.log_rows > 0:
+            self.cut.append(f"the event log shows {self.log_rows} of {len(events)} events")
         self._run_background = self.canvas.copy_from_bbox(self.fig.bbox)
         self._layer, self._layer_seq = self._run_background, 0
+
+    def _cell_text(self, key: str, value: Any, column: int) -> str:
+        """A value wrapped onto its cell's lines; what does not fit is cut with "…" and
+        recorded (a picture reports it)."""
+        lines = wrap(value_text(value), self.chars[column])
+        if len(lines) > self.table_lines:
+            lines = lines[: self.table_lines]
+            lines[-1] = lines[-1][: max(self.chars[column] - 1, 1)] + "…"
+            entry = f"{key}: {value_text(value)}"
+            if entry not in self.cut:
+                self.cut.append(entry)
+        return "\n".join(lines)
 
     @property
     def frame_count(self) -> int:
@@ -371,16 +480,31 @@ class Timeline:
         status = outcome.status if index == len(outcome.events) - 1 else None
         final = event.kind in ("rollback_done", "committed")
         suffix = f"   →  {status}" if status is not None and not final else ""
-        self.title.set_text(f"{index + 1}/{len(outcome.events)}  {_caption(event)}{suffix}")
+        total = len(outcome.events)
+        self.title.set_text(f"event {index + 1} of {total}: {caption(event)}{suffix}")
         self.title.set_color(
             FAIL if status not in (None, Status.COMMITTED, Status.ROLLED_BACK) else INK
         )
         before = outcome.state_before or {}
         now = outcome.state_at(index) or {}
         for (b, a, mark), key in zip(self._cells, self.state_keys, strict=True):
-            b.set_text(_short(before.get(key, "-"), self.budget[1]))
-            a.set_text(_short(now.get(key, "-"), self.budget[2]))
+            b.set_text(self._cell_text(key, before.get(key, _NONE), 1))
+            a.set_text(self._cell_text(key, now.get(key, _NONE), 2))
             mark.set_visible(now.get(key, _NONE) != before.get(key, _NONE))
+        for row, (text, band) in enumerate(self._log_texts):
+            shown = row < len(outcome.events) and row <= index
+            text.set_visible(shown)
+            band.set_visible(row == index)
+            if shown:
+                e = outcome.events[row]
+                line = f"{e.seq:>3} {e.kind:<16}{e.step or '-':<13}" + " ".join(
+                    f"{k}={v}" for k, v in e.details.items()
+                )
+                if len(line) > self.log_chars:
+                    line = line[: self.log_chars - 1] + "…"
+                    if f"event {e.seq}" not in self.cut:
+                        self.cut.append(f"event {e.seq}")
+                text.set_text(line)
 
     def state_cells(self, index: int) -> list[tuple[str, str, str, bool]]:
         """(key, before, now, highlighted) as frame ``index`` shows them."""
@@ -405,7 +529,13 @@ class Timeline:
             if mark.get_visible():
                 self.tax.draw_artist(mark)
                 self.tax.draw_artist(now)
-        self.fig.draw_artist(self.title)
+        for text, band in self._log_texts:
+            if band.get_visible():
+                self.lax.draw_artist(band)
+            if text.get_visible():
+                self.lax.draw_artist(text)
+        if self.show_title:
+            self.fig.draw_artist(self.title)
 
     def render(self, index: int) -> bytes:
         """The PNG of frame ``index`` (cached: stepping back costs nothing)."""
@@ -420,11 +550,20 @@ class Timeline:
         self._update(index)
         for artist in self._animated():
             artist.set_animated(False)
+        self.title.set_visible(self.show_title)
         return self.fig
 
-    def _cell_artists(self) -> list[Any]:
-        return [artist for cell in self._cells for artist in cell]
+    def _frame_artists(self) -> list[Any]:
+        cells = [artist for cell in self._cells for artist in cell]
+        return cells + [artist for pair in self._log_texts for artist in pair]
 
     def _animated(self) -> list[Any]:
         glyphs = [g.artist for g in self._glyphs]
-        return [*glyphs, self.title, self._path, self._cursor, *self._cell_artists()]
+        return [*glyphs, self.title, self._path, self._cursor, *self._frame_artists()]
+
+    @property
+    def min_text_px(self) -> float:
+        """The smallest text this picture draws, in pixels at its own size."""
+        from .quality import min_text_px
+
+        return min_text_px(self.fig)

@@ -1,8 +1,10 @@
 """Pictures of a run: lanes per step, the run going forward, then the undo walking back.
 
-``draw(outcome)`` gives the whole run as one figure, ``frames(outcome)`` one PNG per event,
-``animate`` a matplotlib animation and ``save_gif`` a GIF for pages that run no JavaScript.
-``Timeline`` (in ``timeline.py``) keeps one figure and its artists for all of them.
+``draw(outcome)`` gives the whole run as one figure, ``png(outcome)`` the same as PNG bytes
+(with its report: smallest text, anything cut or colliding), ``frames(outcome)`` one PNG
+per event, ``animate`` a matplotlib animation and ``save_gif`` a GIF for pages that run no
+JavaScript. ``log=True`` adds the event log under the lanes. ``Timeline`` (in
+``timeline.py``) keeps one figure and its artists for all of them.
 """
 
 from __future__ import annotations
@@ -17,18 +19,20 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from ..outcome import Outcome
-from .png import encode_png
+from .png import encode_png, figure_png
 from .timeline import (
     DPI,
     FAIL,
     FONT,
     FORWARD,
     HIGHLIGHT,
+    PICTURE_WIDTH,
     PIVOT,
     REGISTER,
     RETRY,
     UNDO,
     Timeline,
+    value_text,
 )
 
 __all__ = [
@@ -39,13 +43,32 @@ __all__ = [
 
 
 def timeline_for(
-    outcome: Outcome, labels: Mapping[str, str] | None = None, width: float = 12.5
+    outcome: Outcome,
+    labels: Mapping[str, str] | None = None,
+    width: float = PICTURE_WIDTH,
+    *,
+    log: bool = False,
 ) -> Timeline:
+    """A Timeline fitted to this run: every state value it takes shown whole (wrapped)."""
     keys = list(outcome.state_before or {})
     keys += [k for k in outcome.state_after or {} if k not in keys]
     labels = outcome.labels if labels is None else labels
+    states = [outcome.state_before or {}] + [
+        outcome.state_at(i) or {} for i in range(len(outcome.events))
+    ]
+    values = {value_text(s[k]) for s in states for k in keys if k in s}
+    longest = max((len(v) for v in values), default=1)
+    chars = Timeline.table_chars(width, keys, longest)
+    lines = Timeline.lines_for(values, chars[1])
     timeline = Timeline(
-        outcome.steps, kinds=outcome.kinds, labels=labels, state_keys=keys, width=width
+        outcome.steps,
+        kinds=outcome.kinds,
+        labels=labels,
+        state_keys=keys,
+        width=width,
+        table_lines=lines,
+        value_chars=longest,
+        log_rows=len(outcome.events) if log else 0,
     )
     timeline.load(outcome)
     return timeline
@@ -57,9 +80,9 @@ def frames(outcome: Outcome, labels: Mapping[str, str] | None = None) -> list[by
     return [timeline.render(i) for i in range(timeline.frame_count)]
 
 
-def draw(outcome: Outcome, labels: Mapping[str, str] | None = None) -> Figure:
+def draw(outcome: Outcome, labels: Mapping[str, str] | None = None, *, log: bool = False) -> Figure:
     """The whole run in one figure: its last frame."""
-    timeline = timeline_for(outcome, labels)
+    timeline = timeline_for(outcome, labels, log=log)
     return timeline.show(timeline.frame_count - 1)
 
 
@@ -107,7 +130,10 @@ def save_gif(
     return path
 
 
-def png(outcome: Outcome, labels: Mapping[str, str] | None = None) -> bytes:
-    """The last frame as PNG bytes (a static picture for readers without JavaScript)."""
-    timeline = timeline_for(outcome, labels)
-    return timeline.render(timeline.frame_count - 1)
+def png(outcome: Outcome, labels: Mapping[str, str] | None = None, *, log: bool = False) -> bytes:
+    """The last frame as PNG bytes (a static picture for readers without JavaScript), with
+    its report inside (``png.read_report``): smallest text, anything cut or colliding.
+    ``log=True`` lists the run's events under the lanes."""
+    timeline = timeline_for(outcome, labels, log=log)
+    fig = timeline.show(timeline.frame_count - 1)
+    return figure_png(fig, cut_values=timeline.cut)

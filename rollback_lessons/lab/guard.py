@@ -1,0 +1,164 @@
+"""A lesson cell run before the cells it needs says which cell to run first.
+
+Importing ``rollback_lessons.lab`` in a notebook installs one IPython handler for
+``NameError``: when a cell uses a name it has not got, and a cell of the notebook defines
+that name, the usual error gets one more line saying which cell that is (the heading it
+sits under and its first line) and how to run the cells above. A name no cell defines (a
+typo) gets the plain error. Outside IPython nothing is installed.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import RollbackLessonsError
+
+RUN_ABOVE = "Run → Run All Above Selected Cell"
+
+
+class RunTheCellsAbove(RollbackLessonsError):
+    """A panel was made before the cells it needs had run."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"{message}. Run the cells above this one first ({RUN_ABOVE}).")
+
+
+def bound_names(source: str) -> set[str]:
+    """The names a cell binds at its top level (assignments, defs, imports, loops)."""
+    lines = [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))]
+    try:
+        tree = ast.parse("\n".join(lines))
+    except SyntaxError:
+        return set()
+    found: set[str] = set()
+
+    def targets(node: ast.AST) -> None:
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Name):
+                found.add(sub.id)
+
+    def visit(body: list[ast.stmt]) -> None:
+        for stmt in body:
+            if isinstance(stmt, ast.Assign):
+                for t in stmt.targets:
+                    targets(t)
+            elif isinstance(stmt, ast.AnnAssign | ast.AugAssign):
+                targets(stmt.target)
+            elif isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                found.add(stmt.name)
+            elif isinstance(stmt, ast.Import | ast.ImportFrom):
+                for alias in stmt.names:
+                    found.add((alias.asname or alias.name).split(".")[0])
+            elif isinstance(stmt, ast.For | ast.AsyncFor):
+                targets(stmt.target)
+                visit(stmt.body)
+            elif isinstance(stmt, ast.With | ast.AsyncWith):
+                for item in stmt.items:
+                    if item.optional_vars is not None:
+                        targets(item.optional_vars)
+                visit(stmt.body)
+            elif isinstance(stmt, ast.If | ast.While):
+                visit(stmt.body)
+                visit(stmt.orelse)
+            elif isinstance(stmt, ast.Try):
+                visit(stmt.body)
+                visit(stmt.orelse)
+                visit(stmt.finalbody)
+            for sub in ast.walk(stmt):
+                if isinstance(sub, ast.NamedExpr):
+                    targets(sub.target)
+
+    visit(tree.body)
+    return found
+
+
+def where_defined(cells: list[dict[str, Any]], name: str, running: str | None) -> str | None:
+    """Which cell of the notebook defines ``name`` (not the one running), said so that a
+    learner finds it: the heading above it and its first line."""
+    heading = ""
+    for cell in cells:
+        source = "".join(cell.get("source", ""))
+        if cell.get("cell_type") == "markdown":
+            for line in source.splitlines():
+                if line.startswith("#"):
+                    heading = line.lstrip("#").strip()
+            continue
+        if cell.get("cell_type") != "code" or source.strip() == (running or "").strip():
+            continue
+        if name in bound_names(source):
+            first = next((ln for ln in source.splitlines() if ln.strip()), "")
+            where = f' under "{heading}"' if heading else ""
+            return f"the cell{where} that starts `{first.strip()[:60]}`"
+    return None
+
+
+def notebook_cells(shell: Any) -> list[dict[str, Any]] | None:
+    """The cells of the notebook this kernel serves, as saved (``None`` if not found)."""
+    session = shell.user_ns.get("__session__") or os.environ.get("JPY_SESSION_NAME")
+    if not session:
+        return None
+    path = Path(session)
+    if not path.is_absolute():
+        path = Path.cwd() / path.name
+    try:
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return cells if isinstance(cells, list) else None
+
+
+def hint(shell: Any, error: NameError, running: str | None) -> str | None:
+    """The line to add to a NameError raised by a lesson cell, or ``None``."""
+    name = getattr(error, "name", None)
+    if not name:
+        return None
+    cells = notebook_cells(shell)
+    if cells is None:
+        return None
+    where = where_defined(cells, name, running)
+    if where is None:
+        return None  # no cell defines it: a typo, say nothing more
+    return (
+        f"`{name}` is made by a cell that has not run yet in this kernel: {where}. "
+        f"Run the cells above this one first ({RUN_ABOVE}), then this one again."
+    )
+
+
+def _is_cell(filename: str) -> bool:
+    """A notebook cell's code (ipykernel names it /tmp/ipykernel_<pid>/<hash>.py)."""
+    return "ipykernel_" in filename or filename.startswith("<ipython-input")
+
+
+def _handler(shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: Any = None) -> Any:
+    import linecache
+
+    stb = shell.InteractiveTB.structured_traceback(etype, value, tb, tb_offset=tb_offset)
+    last = tb
+    while last is not None and last.tb_next is not None:
+        last = last.tb_next
+    filename = last.tb_frame.f_code.co_filename if last is not None else ""
+    if not isinstance(value, NameError) or not _is_cell(filename):
+        return stb  # raised inside a library: not a cell run too early
+    running = "".join(linecache.getlines(filename))
+    line = hint(shell, value, running)
+    return [*stb, line] if line else stb
+
+
+def install() -> None:
+    """In IPython (a notebook's kernel), add the hint to NameErrors; elsewhere nothing."""
+    if "IPython" not in sys.modules:
+        return
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is None or getattr(shell, "_rollback_lessons_guard", False):
+        return
+    if shell.custom_exceptions:  # somebody else's handler: leave it alone
+        return
+    shell.set_custom_exc((NameError,), _handler)
+    shell._rollback_lessons_guard = True
