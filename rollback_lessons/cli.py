@@ -86,6 +86,22 @@ def build_parser() -> argparse.ArgumentParser:
         default="after",
         help="log each undo before its action runs, or after it succeeds (default)",
     )
+    lab = sub.add_parser(
+        "lab",
+        help="copy the lessons into a folder and open them in JupyterLab",
+        description=(
+            "Copy the lessons (they ship inside the package) into DIR on first use, and "
+            "open JupyterLab there on 127.0.0.1. A lesson you changed is never overwritten: "
+            "a newer one goes beside it, and this command says so."
+        ),
+    )
+    lab.add_argument(
+        "dir", nargs="?", default="rollback-lessons",
+        help="the folder for your copy of the lessons (default: ./rollback-lessons)",
+    )  # fmt: skip
+    lab.add_argument(
+        "--port", type=int, default=8888, help="JupyterLab's port on 127.0.0.1 (default 8888)"
+    )
     journal = sub.add_parser("journal", help="look into a journal file")
     journal_sub = journal.add_subparsers(dest="journal_command", required=True)
     show = journal_sub.add_parser("show", help="the sagas in a journal and their status")
@@ -189,10 +205,27 @@ def _journal_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lab_command(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .lab.launch import LabError, open_lab
+
+    if not 0 < args.port < 65536:
+        print(f"rollback-lessons: --port {args.port} is not a port (1-65535)", file=sys.stderr)
+        return 2
+    try:
+        return open_lab(Path(args.dir), args.port)
+    except (LabError, OSError) as exc:
+        print(f"rollback-lessons: {exc}", file=sys.stderr)
+        return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command in ("journal", "recover"):
         return _journal_command(args)
+    if args.command == "lab":
+        return _lab_command(args)
     if args.fail_at is None and not args.undo_fails:
         print_outcome(run_demo(), "a run that commits")
         print_outcome(run_demo("step3"), "the same run, step3 fails")

@@ -20,8 +20,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch, Patch, Polygon
 
+from .drawing import FAIL, FONT, FORWARD, INK, PIVOT, SMALL, UNDO
 from .png import figure_png
-from .timeline import FAIL, FONT, FORWARD, INK, PIVOT, SMALL, UNDO
 
 GREY = "#777777"
 WIDTH = 11.5  # inches: 920 px, shown 1:1 in a notebook at 1366x768 with the file browser open

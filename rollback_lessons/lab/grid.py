@@ -24,8 +24,9 @@ from ..explore import Exploration, Explored, Faults, single_faults
 from ..faults import Fault
 from ..outcome import Status
 from . import guard, timeline
-from .timeline import DPI, FAIL, FONT, FORWARD, INK, PIVOT, RETRY, SMALL, UNDO
-from .widgets import CSS, RollbackLab, key, lost_banner, png_img
+from .drawing import DPI, FAIL, FONT, FORWARD, INK, PIVOT, RETRY, SMALL, UNDO
+from .panel_html import CSS, key, lost_banner, png_img
+from .widgets import RollbackLab
 
 COLOURS = {
     "committed": FORWARD,

@@ -135,6 +135,8 @@ def _is_cell(filename: str) -> bool:
 
 
 def _handler(shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: Any = None) -> Any:
+    """IPython shows nothing for a custom handler: it shows the error itself (as the kernel
+    sends any error: name, value, traceback), with the hint as the last line."""
     import linecache
 
     stb = shell.InteractiveTB.structured_traceback(etype, value, tb, tb_offset=tb_offset)
@@ -142,11 +144,13 @@ def _handler(shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: 
     while last is not None and last.tb_next is not None:
         last = last.tb_next
     filename = last.tb_frame.f_code.co_filename if last is not None else ""
-    if not isinstance(value, NameError) or not _is_cell(filename):
-        return stb  # raised inside a library: not a cell run too early
-    running = "".join(linecache.getlines(filename))
-    line = hint(shell, value, running)
-    return [*stb, line] if line else stb
+    line = None
+    if isinstance(value, NameError) and _is_cell(filename):  # not raised inside a library
+        line = hint(shell, value, "".join(linecache.getlines(filename)))
+    if line:
+        stb = [*stb, line]
+    shell._showtraceback(etype, value, stb)
+    return stb
 
 
 def install() -> None:

@@ -22,9 +22,9 @@ from matplotlib.lines import Line2D
 
 from ..worlds.isolation import SCENARIOS, Scenario, Trace, interleavings
 from . import guard
+from .drawing import DPI, FAIL, FONT, FORWARD, INK, SMALL, UNDO
+from .panel_html import CSS, lost_banner, png_img
 from .png import encode_png, figure_png
-from .timeline import DPI, FAIL, FONT, FORWARD, INK, SMALL, UNDO
-from .widgets import CSS, lost_banner, png_img
 
 WIDTH = 11.5  # inches at 80 dpi: 920 px, shown 1:1 in a notebook and in the panel
 LANE_COLOURS = (FORWARD, UNDO)

@@ -10,7 +10,6 @@ event log; the panel shows both as HTML beside the picture instead.
 from __future__ import annotations
 
 import math
-import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,42 +17,42 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.patches import Patch, Rectangle
+from matplotlib.patches import Rectangle
 
-from ..events import Event
 from ..outcome import Outcome, Status
+from .drawing import (  # noqa: F401 (the colours and sizes, for the modules that import them here)
+    _CHAR,
+    _DEAD,
+    _ON_PATH,
+    _UNDO_FAILED,
+    CURRENT,
+    DPI,
+    FAIL,
+    FAINT,
+    FONT,
+    FORWARD,
+    HIGHLIGHT,
+    INK,
+    MAX_LINES,
+    NONE,
+    PANEL_WIDTH,
+    PICTURE_WIDTH,
+    PIVOT,
+    REGISTER,
+    RETRY,
+    RETRY_MARK,
+    SHADE,
+    SMALL,
+    TABLE_FONT,
+    UNDO,
+    caption,
+    legend_entries,
+    place_notes,
+    value_text,
+    wrap,
+)
+from .parts import TableAndLog
 from .png import encode_png
-
-# Okabe-Ito colours: distinguishable with the common colour-vision deficiencies; every
-# meaning also has its own marker shape, so nothing depends on colour alone.
-FORWARD = "#0072B2"  # blue
-UNDO = "#009E73"  # bluish green
-FAIL = "#D55E00"  # vermillion
-RETRY = "#E69F00"  # orange
-PIVOT = "#CC79A7"  # reddish purple
-REGISTER = "#56B4E9"  # sky blue
-HIGHLIGHT = "#F0E442"  # yellow: a value that changed
-CURRENT = "#D3E9F7"  # pale blue: the event the frame shows (a log row)
-INK = "#222222"
-FAINT = "#BBBBBB"
-
-_NONE = object()
-_ON_PATH = frozenset({"step_start", "step_done", "step_failed", "undo", "undo_done", "undo_failed"})
-_DEAD = ("s", INK, "dead letter")
-RETRY_MARK = "P"  # a filled plus: "tried again", in the lanes and in the legend
-_UNDO_FAILED = {
-    "retry": (RETRY_MARK, RETRY, "retry"),
-    "halt": ("D", PIVOT, "halt: for a person"),
-}
-_CHAR = 12 * 0.602 / 72  # inches: a DejaVu Sans Mono character in the state table
-FONT = 13  # lane labels: 14.4 px at 80 dpi
-SMALL = 11  # the smallest text anywhere: 12.2 px, drawn at the size it is shown
-DPI = 80
-TABLE_FONT = "DejaVu Sans Mono"  # ships with matplotlib: every character is as wide
-SHADE = 0.1  # the rollback's background, in the lanes and in the legend
-MAX_LINES = 4  # a state value wraps onto at most this many lines
-PANEL_WIDTH = 7.0  # inches: the panel's picture, 560 px beside the state and the result
-PICTURE_WIDTH = 11.5  # inches: a static picture, 920 px, shown 1:1 in a notebook
 
 
 @dataclass
@@ -64,57 +63,7 @@ class _Glyph:
     artist: Any
 
 
-def wrap(text: str, chars: int) -> list[str]:
-    """``text`` on lines of at most ``chars`` characters, broken after a space or a comma
-    where it can be (a word longer than a line is split)."""
-    lines = textwrap.wrap(
-        text.replace(", ", ",\0"), max(chars, 1), break_on_hyphens=False, drop_whitespace=False
-    )
-    out = [line.replace("\0", " ").rstrip() for line in lines]
-    return [line for line in out if line] or [""]
-
-
-def value_text(value: Any) -> str:
-    return "-" if value is _NONE else repr(value)
-
-
-def caption(event: Event) -> str:
-    step = f" {event.step}" if event.step else ""
-    extra = ""
-    if event.kind == "undo_failed":
-        extra = f" (then {event.details.get('then')})"
-    elif event.kind in ("undo", "undo_done") and event.details.get("attempt", 1) > 1:
-        extra = f" (attempt {event.details['attempt']})"
-    elif event.kind == "rollback_done":
-        extra = f": {event.details.get('status')}"
-    return f"{event.kind}{step}{extra}"
-
-
-def legend_entries(*, table: bool) -> list[tuple[str, Any]]:
-    """(label, handle) for every colour and mark the picture can hold."""
-
-    def mark(marker: str, face: str, edge: str, size: float = 11) -> Line2D:
-        return Line2D([], [], ls="", marker=marker, mfc=face, mec=edge, mew=2, ms=size)
-
-    entries: list[tuple[str, Any]] = [
-        ("step done", mark(">", FORWARD, FORWARD)),
-        ("undo logged", mark("o", "white", REGISTER)),
-        ("failed", mark("X", FAIL, FAIL)),
-        ("retry", mark(RETRY_MARK, RETRY, RETRY)),
-        ("undone", mark("<", UNDO, UNDO)),
-        ("dead letter", mark("s", INK, INK)),
-        ("halted", mark("D", PIVOT, PIVOT)),
-        ("this event", mark("o", "none", INK, 15)),
-        ("run's path", Line2D([], [], color=INK, lw=1.2, alpha=0.6)),
-        ("run ends", Line2D([], [], color=INK, lw=2, ls="--")),
-        ("rollback", Patch(color=UNDO, alpha=SHADE, lw=0)),
-    ]
-    if table:
-        entries.append(("value changed", Patch(color=HIGHLIGHT, lw=0)))
-    return entries
-
-
-class Timeline:
+class Timeline(TableAndLog):
     """One reusable figure for a saga's steps; ``load`` a run, then ``render`` its frames.
 
     ``table`` draws the state (before and now) beside the lanes, each value on up to
@@ -241,53 +190,6 @@ class Timeline:
         self.canvas.draw()
         self._background = self.canvas.copy_from_bbox(self.fig.bbox)
 
-    def _build_table(self, inches: float, table: float, top: float, bottom: float) -> None:
-        self.tax = self.fig.add_axes((1 - (table + 0.05) / inches, bottom, table / inches,
-                                      top - bottom))  # fmt: skip
-        tax = self.tax
-        tax.set_axis_off()
-        height_in = (top - bottom) * self.fig.get_figheight()
-        tax.set_xlim(0, table)
-        tax.set_ylim(height_in, 0)  # inches from the top
-        key_w = self.chars[0] * _CHAR + 0.2
-        self.columns = (0.0, key_w, key_w + self.chars[1] * _CHAR + 0.2)
-        cell: dict[str, Any] = {"fontsize": SMALL + 1, "va": "top", "family": TABLE_FONT,
-                                "linespacing": 1.15}  # fmt: skip
-        for x, text in zip(self.columns, ("state", "before", "now"), strict=True):
-            tax.text(x, 0.02, text, fontsize=SMALL + 1, fontweight="bold", va="top")
-        row_h = 0.21 * self.table_lines + 0.08
-        for row, key in enumerate(self.state_keys):
-            y = 0.3 + row * row_h
-            lines = wrap(str(key), self.chars[0])
-            if len(lines) > self.table_lines:
-                self.cut.append(f"state key {key}")
-            tax.text(0.0, y, "\n".join(lines[: self.table_lines]), **cell)
-            mark = Rectangle((self.columns[2] - 0.05, y - 0.04), table - self.columns[2] + 0.05,
-                             row_h, color=HIGHLIGHT, lw=0, zorder=2)  # fmt: skip
-            tax.add_patch(mark)
-            self._cells.append(
-                (tax.text(self.columns[1], y, "", **cell),
-                 tax.text(self.columns[2], y, "", zorder=3, **cell), mark)
-            )  # fmt: skip
-
-    def _build_log(self, inches: float, height: float) -> None:
-        """One line per event under the lanes; a frame shows the events so far."""
-        top = (self.bottom + self.log_h - 0.3) / height
-        low = self.bottom / height
-        self.lax = self.fig.add_axes((0.012, low, 0.976, top - low))
-        lax = self.lax
-        lax.set_axis_off()
-        lax.set_xlim(0, 1)
-        lax.set_ylim(self.log_rows, 0)
-        self.log_chars = int((0.976 * inches - 0.1) / ((SMALL) * 0.602 / 72))
-        self.fig.text(0.012, top + 0.12 / height, "event log", fontsize=SMALL + 1,
-                      fontweight="bold", va="bottom")  # fmt: skip
-        for row in range(self.log_rows):
-            band = lax.add_patch(Rectangle((0, row), 1, 1, color=CURRENT, lw=0, zorder=1))
-            text = lax.text(0.005, row + 0.5, "", fontsize=SMALL, family=TABLE_FONT,
-                            va="center", zorder=2)  # fmt: skip
-            self._log_texts.append((text, band))
-
     def _lane_label(self, step: str) -> str:
         label = self.labels.get(step)
         kind = self.kinds.get(step)
@@ -326,38 +228,6 @@ class Timeline:
         artist = self.ax.text(x, y - 0.3, text, color=colour, fontsize=SMALL, ha=ha)
         self._notes.append((artist, x, y, ha))
         self._keep(seq, artist)
-
-    def _place_notes(self, fixed: list[Any]) -> None:
-        """Move each note to the first spot near its marker where it overlaps no other text.
-
-        Tried in order: above, below, then beside (left or right) above and below. The
-        ``fixed`` texts (the rollback label) are placed first and never move.
-        """
-        renderer = self.canvas.get_renderer()
-        inside = self.ax.get_window_extent(renderer).padded(-2)
-        placed = [t.get_window_extent(renderer).padded(2) for t in fixed]
-        for artist, x, y, ha in self._notes:
-            spots = [(x, y - 0.3, ha), (x, y + 0.45, ha)]
-            for shift in (0.35, 1.0, 1.5, 2.2, 3.0, 4.0):  # then beside it, further away
-                for dy in (-0.3, 0.45):
-                    spots += [(x - shift, y + dy, "right"), (x + shift, y + dy, "left")]
-            for dy in (-0.62, 0.75, -0.9, 1.0):  # last: half way to the next lane, or further
-                spots += [(x, y + dy, ha), (x - 0.35, y + dy, "right"), (x + 0.35, y + dy, "left")]
-            chosen = None
-            for sx, sy, sha in spots:
-                artist.set_position((sx, sy))
-                artist.set_horizontalalignment(sha)
-                box = artist.get_window_extent(renderer).padded(2)
-                fits = inside.x0 <= box.x0 and box.x1 <= inside.x1
-                fits = fits and inside.y0 <= box.y0 and box.y1 <= inside.y1 + 4
-                if fits and not any(box.overlaps(other) for other in placed):
-                    chosen = box
-                    break
-            if chosen is None:  # nowhere free: keep the first spot (the tests catch it)
-                artist.set_position((x, y - 0.3))
-                artist.set_horizontalalignment(ha)
-                chosen = artist.get_window_extent(renderer).padded(2)
-            placed.append(chosen)
 
     def load(self, outcome: Outcome) -> None:
         """Make the artists for one run; they show up frame by frame."""
@@ -428,7 +298,7 @@ class Timeline:
                     for name in outcome.leaked:
                         self._note(s, s - 0.3, self.lane[name], "still done ", FAIL, "right")
         self._path_xy = (path_x, path_y)
-        self._place_notes(fixed)
+        place_notes(self.canvas, self.ax, self._notes, fixed)
         for glyph in self._glyphs:
             glyph.artist.set_animated(True)
         # This run's background: the static figure plus the state before, in both columns;
@@ -437,26 +307,14 @@ class Timeline:
         self.cut = list(self._static_cut)
         self.canvas.restore_region(self._background)
         for (b, a, _), key in zip(self._cells, self.state_keys, strict=True):
-            b.set_text(self._cell_text(key, before.get(key, _NONE), 1))
-            a.set_text(self._cell_text(key, before.get(key, _NONE), 2))
+            b.set_text(self._cell_text(key, before.get(key, NONE), 1))
+            a.set_text(self._cell_text(key, before.get(key, NONE), 2))
             self.tax.draw_artist(b)
             self.tax.draw_artist(a)
         if len(events) > self.log_rows > 0:
             self.cut.append(f"the event log shows {self.log_rows} of {len(events)} events")
         self._run_background = self.canvas.copy_from_bbox(self.fig.bbox)
         self._layer, self._layer_seq = self._run_background, 0
-
-    def _cell_text(self, key: str, value: Any, column: int) -> str:
-        """A value wrapped onto its cell's lines; what does not fit is cut with "…" and
-        recorded (a picture reports it)."""
-        lines = wrap(value_text(value), self.chars[column])
-        if len(lines) > self.table_lines:
-            lines = lines[: self.table_lines]
-            lines[-1] = lines[-1][: max(self.chars[column] - 1, 1)] + "…"
-            entry = f"{key}: {value_text(value)}"
-            if entry not in self.cut:
-                self.cut.append(entry)
-        return "\n".join(lines)
 
     @property
     def frame_count(self) -> int:
@@ -488,9 +346,9 @@ class Timeline:
         before = outcome.state_before or {}
         now = outcome.state_at(index) or {}
         for (b, a, mark), key in zip(self._cells, self.state_keys, strict=True):
-            b.set_text(self._cell_text(key, before.get(key, _NONE), 1))
-            a.set_text(self._cell_text(key, now.get(key, _NONE), 2))
-            mark.set_visible(now.get(key, _NONE) != before.get(key, _NONE))
+            b.set_text(self._cell_text(key, before.get(key, NONE), 1))
+            a.set_text(self._cell_text(key, now.get(key, NONE), 2))
+            mark.set_visible(now.get(key, NONE) != before.get(key, NONE))
         for row, (text, band) in enumerate(self._log_texts):
             shown = row < len(outcome.events) and row <= index
             text.set_visible(shown)
@@ -505,14 +363,6 @@ class Timeline:
                     if f"event {e.seq}" not in self.cut:
                         self.cut.append(f"event {e.seq}")
                 text.set_text(line)
-
-    def state_cells(self, index: int) -> list[tuple[str, str, str, bool]]:
-        """(key, before, now, highlighted) as frame ``index`` shows them."""
-        self._update(index)
-        return [
-            (key, b.get_text(), a.get_text(), mark.get_visible())
-            for key, (b, a, mark) in zip(self.state_keys, self._cells, strict=True)
-        ]
 
     def _blit(self, seq: int) -> None:
         """Draw a frame: glyphs build up on a cached layer, so the next frame adds only its own."""

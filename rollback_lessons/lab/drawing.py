@@ -1,0 +1,129 @@
+"""What every picture of the package shares: the Okabe-Ito colours, the font sizes (drawn
+at 80 dpi and shown 1:1, the smallest text is 12.2 px), text wrapping, the run's legend,
+and notes placed where they collide with nothing."""
+
+from __future__ import annotations
+
+import textwrap
+from typing import Any
+
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from ..events import Event
+
+# Okabe-Ito colours: distinguishable with the common colour-vision deficiencies; every
+# meaning also has its own marker shape, so nothing depends on colour alone.
+FORWARD = "#0072B2"  # blue
+UNDO = "#009E73"  # bluish green
+FAIL = "#D55E00"  # vermillion
+RETRY = "#E69F00"  # orange
+PIVOT = "#CC79A7"  # reddish purple
+REGISTER = "#56B4E9"  # sky blue
+HIGHLIGHT = "#F0E442"  # yellow: a value that changed
+CURRENT = "#D3E9F7"  # pale blue: the event the frame shows (a log row)
+INK = "#222222"
+FAINT = "#BBBBBB"
+
+NONE = object()  # a key the state does not have
+_ON_PATH = frozenset({"step_start", "step_done", "step_failed", "undo", "undo_done", "undo_failed"})
+_DEAD = ("s", INK, "dead letter")
+RETRY_MARK = "P"  # a filled plus: "tried again", in the lanes and in the legend
+_UNDO_FAILED = {
+    "retry": (RETRY_MARK, RETRY, "retry"),
+    "halt": ("D", PIVOT, "halt: for a person"),
+}
+_CHAR = 12 * 0.602 / 72  # inches: a DejaVu Sans Mono character in the state table
+FONT = 13  # lane labels: 14.4 px at 80 dpi
+SMALL = 11  # the smallest text anywhere: 12.2 px, drawn at the size it is shown
+DPI = 80
+TABLE_FONT = "DejaVu Sans Mono"  # ships with matplotlib: every character is as wide
+SHADE = 0.1  # the rollback's background, in the lanes and in the legend
+MAX_LINES = 4  # a state value wraps onto at most this many lines
+PANEL_WIDTH = 7.0  # inches: the panel's picture, 560 px beside the state and the result
+PICTURE_WIDTH = 11.5  # inches: a static picture, 920 px, shown 1:1 in a notebook
+
+
+def wrap(text: str, chars: int) -> list[str]:
+    """``text`` on lines of at most ``chars`` characters, broken after a space or a comma
+    where it can be (a word longer than a line is split)."""
+    lines = textwrap.wrap(
+        text.replace(", ", ",\0"), max(chars, 1), break_on_hyphens=False, drop_whitespace=False
+    )
+    out = [line.replace("\0", " ").rstrip() for line in lines]
+    return [line for line in out if line] or [""]
+
+
+def value_text(value: Any) -> str:
+    return "-" if value is NONE else repr(value)
+
+
+def caption(event: Event) -> str:
+    step = f" {event.step}" if event.step else ""
+    extra = ""
+    if event.kind == "undo_failed":
+        extra = f" (then {event.details.get('then')})"
+    elif event.kind in ("undo", "undo_done") and event.details.get("attempt", 1) > 1:
+        extra = f" (attempt {event.details['attempt']})"
+    elif event.kind == "rollback_done":
+        extra = f": {event.details.get('status')}"
+    return f"{event.kind}{step}{extra}"
+
+
+def legend_entries(*, table: bool) -> list[tuple[str, Any]]:
+    """(label, handle) for every colour and mark the picture can hold."""
+
+    def mark(marker: str, face: str, edge: str, size: float = 11) -> Line2D:
+        return Line2D([], [], ls="", marker=marker, mfc=face, mec=edge, mew=2, ms=size)
+
+    entries: list[tuple[str, Any]] = [
+        ("step done", mark(">", FORWARD, FORWARD)),
+        ("undo logged", mark("o", "white", REGISTER)),
+        ("failed", mark("X", FAIL, FAIL)),
+        ("retry", mark(RETRY_MARK, RETRY, RETRY)),
+        ("undone", mark("<", UNDO, UNDO)),
+        ("dead letter", mark("s", INK, INK)),
+        ("halted", mark("D", PIVOT, PIVOT)),
+        ("this event", mark("o", "none", INK, 15)),
+        ("run's path", Line2D([], [], color=INK, lw=1.2, alpha=0.6)),
+        ("run ends", Line2D([], [], color=INK, lw=2, ls="--")),
+        ("rollback", Patch(color=UNDO, alpha=SHADE, lw=0)),
+    ]
+    if table:
+        entries.append(("value changed", Patch(color=HIGHLIGHT, lw=0)))
+    return entries
+
+
+def place_notes(
+    canvas: Any, ax: Any, notes: list[tuple[Any, float, float, str]], fixed: list[Any]
+) -> None:
+    """Move each note to the first spot near its marker where it overlaps no other text.
+
+    Tried in order: above, below, then beside (left or right) above and below, then half
+    way to the next lane. The ``fixed`` texts (the rollback label) never move.
+    """
+    renderer = canvas.get_renderer()
+    inside = ax.get_window_extent(renderer).padded(-2)
+    placed = [t.get_window_extent(renderer).padded(2) for t in fixed]
+    for artist, x, y, ha in notes:
+        spots = [(x, y - 0.3, ha), (x, y + 0.45, ha)]
+        for shift in (0.35, 1.0, 1.5, 2.2, 3.0, 4.0):  # then beside it, further away
+            for dy in (-0.3, 0.45):
+                spots += [(x - shift, y + dy, "right"), (x + shift, y + dy, "left")]
+        for dy in (-0.62, 0.75, -0.9, 1.0):  # last: half way to the next lane, or further
+            spots += [(x, y + dy, ha), (x - 0.35, y + dy, "right"), (x + 0.35, y + dy, "left")]
+        chosen = None
+        for sx, sy, sha in spots:
+            artist.set_position((sx, sy))
+            artist.set_horizontalalignment(sha)
+            box = artist.get_window_extent(renderer).padded(2)
+            fits = inside.x0 <= box.x0 and box.x1 <= inside.x1
+            fits = fits and inside.y0 <= box.y0 and box.y1 <= inside.y1 + 4
+            if fits and not any(box.overlaps(other) for other in placed):
+                chosen = box
+                break
+        if chosen is None:  # nowhere free: keep the first spot (the tests catch it)
+            artist.set_position((x, y - 0.3))
+            artist.set_horizontalalignment(ha)
+            chosen = artist.get_window_extent(renderer).padded(2)
+        placed.append(chosen)

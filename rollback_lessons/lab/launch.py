@@ -1,0 +1,161 @@
+"""``rollback-lessons lab [DIR]``: the lessons that ship inside the package, copied into a
+folder of the learner's own and opened in JupyterLab (on 127.0.0.1, as ``make lab`` does).
+
+A lesson is copied on first use and never overwritten once the learner has changed it
+(running it counts: its outputs change): a newer lesson then goes beside it, and the
+command says so. A copy the learner never touched is simply brought up to date. What was
+copied is remembered in ``DIR/.rollback-lessons.json`` (each lesson's hash as shipped).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata, resources
+from pathlib import Path
+
+MANIFEST = ".rollback-lessons.json"
+LESSONS = "[0-9][0-9]_*.ipynb"
+# What `make lab` sets too: no "Get Jupyter news?" pop-up over a lesson. Shipped in the
+# wheel as share/jupyter/lab/settings/overrides.d/rollback-lessons.json.
+LAB_SETTINGS = {
+    "@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False}
+}
+
+
+class LabError(Exception):
+    """Something the learner can fix: printed as one line, exit status 2."""
+
+
+def shipped_lessons() -> Path:
+    """Where the lessons are: inside the installed package, or (an editable install, a
+    checkout) the repository's notebooks/ beside it."""
+    packaged = Path(str(resources.files("rollback_lessons"))) / "lessons"
+    if any(packaged.glob(LESSONS)):
+        return packaged
+    checkout = Path(__file__).resolve().parents[2] / "notebooks"
+    if any(checkout.glob(LESSONS)):
+        return checkout
+    raise LabError(
+        "the lessons are not installed with this package; reinstall it: "
+        "pip install --force-reinstall 'rollback-lessons[lab]'"
+    )
+
+
+def version() -> str:
+    try:
+        return metadata.version("rollback-lessons")
+    except metadata.PackageNotFoundError:  # pragma: no cover - run from a bare checkout
+        return "0"
+
+
+def _hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@dataclass
+class Copied:
+    """What ``install`` did, lesson by lesson (``lines()`` says it to the learner)."""
+
+    folder: Path
+    new: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    beside: list[tuple[str, str]] = field(default_factory=list)  # (yours, the newer one)
+    kept: list[str] = field(default_factory=list)  # yours, changed; nothing newer
+
+    def lines(self) -> list[str]:
+        out = []
+        if self.new:
+            out.append(f"copied {len(self.new)} lessons into {self.folder}")
+        for name in self.updated:
+            out.append(f"updated {name} (you had not changed it)")
+        for yours, newer in self.beside:
+            out.append(f"kept your {yours}; the newer lesson is beside it: {newer}")
+        return out
+
+
+def install(folder: Path, source: Path | None = None) -> Copied:
+    """Copy the lessons into ``folder``, never overwriting one the learner changed."""
+    source = source or shipped_lessons()
+    folder = folder.expanduser().resolve()
+    if folder.exists() and not folder.is_dir():
+        raise LabError(f"{folder} is a file, not a folder for the lessons")
+    done = Copied(folder)
+    if source.resolve() == folder:
+        return done  # the lessons' own folder (a checkout): nothing to copy
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest_path = folder / MANIFEST
+    try:
+        manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    except ValueError:
+        manifest = {}
+    shipped_hashes = dict(manifest.get("files", {}))
+    tag = version()
+    for lesson in sorted(source.glob(LESSONS)):
+        target = folder / lesson.name
+        new_hash = _hash(lesson)
+        if not target.exists():
+            target.write_bytes(lesson.read_bytes())
+            done.new.append(lesson.name)
+        else:
+            mine, came_from = _hash(target), shipped_hashes.get(lesson.name)
+            if mine == new_hash:
+                pass
+            elif came_from == mine:  # as shipped before, untouched: bring it up to date
+                target.write_bytes(lesson.read_bytes())
+                done.updated.append(lesson.name)
+            elif came_from == new_hash:  # the learner changed it; nothing newer shipped
+                done.kept.append(lesson.name)
+                continue
+            else:  # the learner's own copy, and a newer lesson: it goes beside it
+                newer = folder / f"{lesson.stem} (new in {tag}){lesson.suffix}"
+                if not newer.exists() or _hash(newer) != new_hash:
+                    newer.write_bytes(lesson.read_bytes())
+                    done.beside.append((lesson.name, newer.name))
+                else:
+                    done.kept.append(lesson.name)
+                continue  # keep the hash of what the learner's copy came from
+        shipped_hashes[lesson.name] = new_hash
+    manifest_path.write_text(json.dumps({"version": tag, "files": shipped_hashes}, indent=1))
+    return done
+
+
+def lab_command(folder: Path, port: int) -> list[str]:
+    """JupyterLab on 127.0.0.1 in ``folder``, as ``make lab`` starts it."""
+    command = [
+        sys.executable, "-m", "jupyter", "lab", "--ServerApp.ip=127.0.0.1", f"--port={port}",
+        "--ServerApp.port_retries=0", "--no-browser", "--LabApp.news_url=None",
+        f"--ServerApp.root_dir={folder}",
+    ]  # fmt: skip
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        command.append("--allow-root")  # JupyterLab refuses root without it (containers)
+    return command
+
+
+def open_lab(
+    folder: Path, port: int, *, say: Callable[[str], None] = print, run: bool = True
+) -> int:
+    """Copy the lessons into ``folder`` (see ``install``) and open JupyterLab there."""
+    try:
+        import jupyterlab  # noqa: F401
+    except ImportError:
+        raise LabError("JupyterLab is not installed: pip install 'rollback-lessons[lab]'") from None
+    done = install(folder)
+    for line in done.lines():
+        say(line)
+    first = "00_start_here.ipynb"
+    say(f"Open the http://127.0.0.1:{port}/lab?token=... link JupyterLab prints below, "
+        f"then {first}.")  # fmt: skip
+    command = lab_command(done.folder, port)
+    if not run:
+        return 0
+    sys.stdout.flush()
+    if os.name == "posix":
+        os.execv(command[0], command)  # JupyterLab takes this process over (Ctrl+C stops it)
+    import subprocess  # pragma: no cover - not POSIX
+
+    return subprocess.call(command)  # pragma: no cover

@@ -1,0 +1,197 @@
+"""The panel's HTML: one view per change (picture, cue, state, result, log), text of at
+least 12 px, a legend for every colour and highlight, and a banner for a lost kernel.
+Shared by every panel of the package (the isolation lab and the explorer's grid too)."""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ..events import Event
+from ..outcome import Outcome, Status
+from . import drawing
+from .drawing import CURRENT, FAIL, HIGHLIGHT, INK, PIVOT, RETRY, UNDO
+from .png import size
+
+STATUS_COLOURS = {
+    Status.COMMITTED: drawing.FORWARD,
+    Status.ROLLED_BACK: UNDO,
+    Status.HALTED: PIVOT,
+}
+
+LOG_ROWS = 4  # the event log shows this many rows around the current event
+PANEL_WIDTH = drawing.PANEL_WIDTH  # inches at 80 dpi: the picture, shown 1:1
+
+# Shared by every panel of the package (the isolation lab and the grid use it too): text at
+# least 12 px, compact tables, a chosen fault coloured like the pictures, and a panel that
+# lost its kernel says so (ipywidgets marks its views "jupyter-widgets-disconnected").
+CSS = f"""<style>
+.rl-panel {{font-size: 13px; line-height: 1.3; color: {INK}}}
+.rl-panel table {{border-collapse: collapse; font-size: 13px; line-height: 1.3}}
+.rl-panel td, .rl-panel th {{padding: 1px 6px; text-align: left; vertical-align: top;
+  border: none; white-space: normal}}
+.rl-panel th {{font-weight: bold; white-space: nowrap}}
+.rl-panel .rl-title {{font-size: 16px; font-weight: bold}}
+.rl-panel .widget-html-content, .rl-panel .widget-label {{font-size: 13px; line-height: 1.3}}
+.rl-panel select {{font-size: 13px}}
+.rl-panel .rl-row {{display: flex; gap: 12px; align-items: flex-start}}
+.rl-panel .rl-image {{flex: none; max-width: none; display: block}}
+.rl-panel .rl-side, .rl-panel .rl-result {{flex: 1 1 auto; min-width: 0}}
+.rl-panel .rl-cue {{color: {drawing.FORWARD}; font-weight: bold; min-height: 17px}}
+.rl-panel .rl-caption {{font-size: 15px; font-weight: bold; margin: 2px 0 4px}}
+.rl-panel .rl-state td:nth-child(n+2) {{font-family: monospace; overflow-wrap: anywhere}}
+.rl-panel tr.changed td:last-child {{background: {HIGHLIGHT}}}
+.rl-panel tr.now {{background: {CURRENT}}}
+.rl-panel .rl-log {{flex: none; width: {int(drawing.PANEL_WIDTH * drawing.DPI)}px}}
+.rl-panel .rl-log table {{table-layout: fixed; width: 100%}}
+.rl-panel .rl-log td {{white-space: nowrap; overflow: hidden; text-overflow: ellipsis}}
+.rl-panel .rl-details {{color: #444; overflow-wrap: anywhere}}
+.rl-panel .rl-log tr.gap td {{color: #555; font-style: italic}}
+.rl-panel .rl-key {{display: inline-block; width: 12px; height: 12px; vertical-align: -1px;
+  margin: 0 3px 0 8px; border: 1px solid #888}}
+.rl-panel .rl-legend {{color: #333}}
+.rl-panel .rl-action.rl-chosen select {{background: {FAIL}; color: white}}
+.rl-panel .rl-undo.rl-chosen select {{background: {RETRY}; color: black}}
+.rl-panel .rl-step {{font-weight: bold; white-space: nowrap; overflow: hidden;
+  text-overflow: ellipsis}}
+.rl-panel .rl-lost {{display: none; background: {FAIL}; color: white; font-weight: bold;
+  font-size: 15px; padding: 4px 8px; margin: 2px 0}}
+.rl-panel.jupyter-widgets-disconnected .rl-lost {{display: block}}
+.rl-panel.jupyter-widgets-disconnected .rl-dim {{opacity: 0.35; pointer-events: none}}
+</style>"""
+LOST = "this panel lost its kernel: run the cell again"
+
+
+def lost_banner() -> str:
+    """Hidden while the kernel lives; shown (by CSS alone) once ipywidgets marks the panel
+    disconnected, which it does when the kernel restarts."""
+    return f"<div class='rl-lost'>{LOST}</div>"
+
+
+def key(colour: str) -> str:
+    """A colour swatch for an HTML legend."""
+    return f"<span class='rl-key' style='background:{colour}'></span>"
+
+
+def png_img(png: bytes, alt: str, css: str = "rl-image") -> str:
+    """A PNG inline, at its own size (1:1: its text stays as large as it was drawn)."""
+    width, height = size(png)
+    data = base64.b64encode(png).decode("ascii")
+    return (
+        f"<img class='{css}' src='data:image/png;base64,{data}' width='{width}' "
+        f"height='{height}' style='width:{width}px;height:{height}px' alt='{html.escape(alt)}'>"
+    )
+
+
+def details(event: Event) -> str:
+    return " ".join(f"{k}={v}" for k, v in event.details.items())
+
+
+def log_html(events: list[Event] | tuple[Event, ...], current: int, rows: int = LOG_ROWS) -> str:
+    """A window of ``rows`` events that holds ``current`` (marked ▶, pale blue); a line above
+    and below says how many are not shown. Always the same number of lines, so the panel
+    keeps its height while it plays."""
+    start = max(0, min(current - rows // 2, len(events) - rows))
+    end = min(len(events), start + rows)
+    body = [
+        f"<tr class='gap'><td colspan=5>{f'… {start} earlier' if start else '&nbsp;'}</td></tr>"
+    ]
+    for i in range(start, end):
+        e = events[i]
+        now = i == current
+        body.append(
+            f"<tr{' class=now' if now else ''}><td>{'▶' if now else ''}</td><td>{e.seq}</td>"
+            f"<td>{html.escape(e.kind)}</td><td>{html.escape(e.step or '-')}</td>"
+            f"<td title='{html.escape(details(e))}'>{html.escape(details(e))}</td></tr>"
+        )
+    body += ["<tr><td colspan=5>&nbsp;</td></tr>"] * (rows - (end - start))
+    later = len(events) - end
+    after = f"… {later} later" if later else "&nbsp;"
+    body.append(f"<tr class='gap'><td colspan=5>{after}</td></tr>")
+    columns = (
+        "<colgroup><col style='width:18px'><col style='width:34px'><col style='width:124px'>"
+        "<col style='width:106px'><col></colgroup>"
+    )
+    head = "<tr><th></th><th>#</th><th>event</th><th>step</th><th>details</th></tr>"
+    return f"<table>{columns}<thead>{head}</thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def state_html(before: Mapping[str, Any], now: Mapping[str, Any], keys: Iterable[str]) -> str:
+    """The state before the run and at this frame; a value that changed is yellow."""
+    rows = []
+    for k in keys:
+        b, n = before.get(k, _MISSING), now.get(k, _MISSING)
+        changed = " class='changed'" if b != n else ""
+        rows.append(
+            f"<tr{changed}><td>{html.escape(str(k))}</td><td>{html.escape(_repr(b))}</td>"
+            f"<td>{html.escape(_repr(n))}</td></tr>"
+        )
+    head = "<tr><th>state</th><th>before</th><th>now</th></tr>"
+    return f"<table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+_MISSING = object()
+
+
+def _repr(value: Any) -> str:
+    return "-" if value is _MISSING else repr(value)
+
+
+def _names(names: Iterable[str]) -> str:
+    return ", ".join(names) or "none"
+
+
+def result_html(outcome: Outcome) -> str:
+    """How the run ended, in a few lines: the status, why, and what a person must know."""
+    colour = STATUS_COLOURS.get(outcome.status, FAIL)
+    head = f"<b style='color:{colour}'>{html.escape(str(outcome.status))}</b>"
+    if outcome.error is not None:
+        head += f": {html.escape(outcome.failed_step or 'the block')} failed with " + html.escape(
+            repr(outcome.error)
+        )
+    ran = {*outcome.completed, *([outcome.failed_step] if outcome.failed_step else [])}
+    not_run = [s for s in outcome.steps if s not in ran]
+    lines = [("undone", _names(outcome.compensated))]
+    dead = "; ".join(f"{d.step} ({d.attempts} attempt{'s' * (d.attempts != 1)})"
+                     for d in outcome.dead_letters)  # fmt: skip
+    lines.append(("dead letters", dead or "none"))
+    if outcome.pending:
+        lines.append(("pending", f"{_names(outcome.pending)} (left for a person)"))
+    if outcome.leaked:
+        lines.append(("not undone", f"{_names(outcome.leaked)} (no undo covers it)"))
+    if outcome.semantic:
+        lines.append(("compensated", f"{_names(outcome.semantic)} (by a new action)"))
+    if not_run:
+        lines.append(("not run", _names(not_run)))
+    rows = "".join(f"<tr><th>{k}</th><td>{html.escape(v)}</td></tr>" for k, v in lines)
+    return f"<div>{head}</div><table>{rows}</table>"
+
+
+def view_html(
+    outcome: Outcome, index: int, png: bytes, cue: str, result: str, keys: Iterable[str]
+) -> str:
+    """The panel's view at frame ``index``: the picture, and beside it the cue, the event it
+    shows (with its details in full) and the state; under it the event log and the result."""
+    event = outcome.events[index]
+    before = outcome.state_before or {}
+    now = outcome.state_at(index) or {}
+    total = len(outcome.events)
+    status = f" → {outcome.status}" if index == total - 1 else ""
+    caption = f"event {index + 1} of {total}: {drawing.caption(event)}{status}"
+    legend = (
+        f"<div class='rl-legend'>{key(HIGHLIGHT)}changed since before"
+        f"{key(CURRENT)}▶ the event shown</div>"
+    )
+    side = (
+        f"<div class='rl-cue'>{cue}</div>"
+        f"<div class='rl-caption'>{html.escape(caption)}</div>"
+        f"<div class='rl-details'>{html.escape(details(event))}</div>"
+        f"<div class='rl-state'>{state_html(before, now, keys)}</div>{legend}"
+    )
+    return (
+        f"<div class='rl-row'>{png_img(png, caption)}<div class='rl-side'>{side}</div></div>"
+        f"<div class='rl-row'><div class='rl-log'>{log_html(outcome.events, index)}</div>"
+        f"<div class='rl-result'>{result}</div></div>"
+    )

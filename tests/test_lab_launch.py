@@ -1,0 +1,87 @@
+"""`rollback-lessons lab [DIR]`: the lessons copied into a learner's folder on first use,
+never overwriting a lesson the learner changed (a newer one goes beside it, and the
+command says so), and JupyterLab started there on 127.0.0.1."""
+
+import json
+import sys
+
+import pytest
+
+from rollback_lessons import cli
+from rollback_lessons.lab import launch
+
+
+def lessons(folder, texts):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in texts.items():
+        (folder / name).write_text(text)
+    return folder
+
+
+def test_the_lessons_are_found_in_a_checkout_and_each_is_copied_on_first_use(tmp_path):
+    source = launch.shipped_lessons()
+    assert (source / "01_rollback_basics.ipynb").exists()
+    done = launch.install(tmp_path / "mine", source)
+    names = sorted(p.name for p in source.glob(launch.LESSONS))
+    assert done.new == names and sorted(p.name for p in done.folder.glob("*.ipynb")) == names
+    assert f"copied {len(names)} lessons into {done.folder}" in done.lines()
+    again = launch.install(tmp_path / "mine", source)
+    assert again.lines() == []  # nothing new, nothing said
+
+
+def test_a_lesson_the_learner_changed_is_kept_and_a_newer_one_goes_beside_it(tmp_path):
+    v1 = lessons(tmp_path / "v1", {"01_a.ipynb": "one", "02_b.ipynb": "two"})
+    mine = tmp_path / "mine"
+    launch.install(mine, v1)
+    (mine / "01_a.ipynb").write_text("one, with my answers")
+    assert launch.install(mine, v1).lines() == []  # changed, but nothing newer: kept quietly
+    v2 = lessons(tmp_path / "v2", {"01_a.ipynb": "one, better", "02_b.ipynb": "two, better"})
+    done = launch.install(mine, v2)
+    assert (mine / "01_a.ipynb").read_text() == "one, with my answers"  # never overwritten
+    [(yours, newer)] = done.beside
+    assert yours == "01_a.ipynb" and (mine / newer).read_text() == "one, better"
+    assert f"kept your 01_a.ipynb; the newer lesson is beside it: {newer}" in done.lines()
+    assert done.updated == ["02_b.ipynb"]  # untouched: brought up to date
+    assert (mine / "02_b.ipynb").read_text() == "two, better"
+    assert launch.install(mine, v2).lines() == []  # said once
+
+
+def test_a_folder_made_by_hand_counts_as_the_learners_own(tmp_path):
+    mine = lessons(tmp_path / "mine", {"01_a.ipynb": "my own"})
+    done = launch.install(mine, lessons(tmp_path / "v1", {"01_a.ipynb": "shipped"}))
+    assert (mine / "01_a.ipynb").read_text() == "my own" and done.beside
+    manifest = json.loads((mine / launch.MANIFEST).read_text())
+    assert "01_a.ipynb" not in manifest["files"]
+
+
+def test_the_lab_is_bound_to_localhost_on_the_given_port(tmp_path):
+    command = launch.lab_command(tmp_path, 8899)
+    assert command[:4] == [sys.executable, "-m", "jupyter", "lab"]
+    assert "--ServerApp.ip=127.0.0.1" in command and "--port=8899" in command
+    assert f"--ServerApp.root_dir={tmp_path}" in command and "--no-browser" in command
+    assert "--ServerApp.port_retries=0" in command
+
+
+def test_the_command_refuses_a_file_and_a_bad_port_in_one_line(tmp_path, capsys):
+    (tmp_path / "a file").write_text("")
+    assert cli.main(["lab", str(tmp_path / "a file"), "--port", "9999"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a file, not a folder" in err
+    assert cli.main(["lab", str(tmp_path / "x"), "--port", "0"]) == 2
+    assert "is not a port" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()  # nothing half-done
+
+
+def test_the_settings_shipped_with_the_wheel_are_the_commands_own():
+    from pathlib import Path
+
+    shipped = Path(__file__).resolve().parents[1] / "jupyter-config" / "rollback-lessons.json"
+    assert json.loads(shipped.read_text()) == launch.LAB_SETTINGS
+
+
+@pytest.mark.parametrize("argv", [["lab", "--help"]])
+def test_help_says_what_the_command_does(argv, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(argv)
+    out = capsys.readouterr().out
+    assert "never overwritten" in out and "127.0.0.1" in out
