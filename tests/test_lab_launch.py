@@ -56,7 +56,7 @@ def test_a_folder_made_by_hand_counts_as_the_learners_own(tmp_path):
 
 def test_the_lab_is_bound_to_localhost_on_the_given_port(tmp_path):
     command = launch.lab_command(tmp_path, 8899)
-    assert command[:4] == [sys.executable, "-m", "jupyter", "lab"]
+    assert command[:3] == [sys.executable, "-m", "jupyterlab"]  # this Python's own Lab
     assert "--ServerApp.ip=127.0.0.1" in command and "--port=8899" in command
     assert f"--ServerApp.root_dir={tmp_path}" in command and "--no-browser" in command
     assert "--ServerApp.port_retries=0" in command

@@ -25,6 +25,7 @@ from . import guard
 from .drawing import DPI, FAIL, FONT, FORWARD, INK, SMALL, UNDO
 from .panel_html import CSS, lost_banner, png_img
 from .png import encode_png, figure_png
+from .quality import min_text_px
 
 WIDTH = 11.5  # inches at 80 dpi: 920 px, shown 1:1 in a notebook and in the panel
 LANE_COLOURS = (FORWARD, UNDO)
@@ -173,6 +174,7 @@ class IsolationLab:
         self._traces = {key: interleavings(SCENARIOS[key]) for key in choices}
         self._lines = text_lines([t for ts in self._traces.values() for t in ts])
         self._cache: dict[tuple[str, int], Any] = {}
+        self._report: dict[str, Any] = {}
         self._quiet = False
         self.countermeasure = w.Dropdown(
             options=[("none", anomaly)] + [(k.split(", ", 1)[1], k) for k in choices[1:]],
@@ -305,6 +307,7 @@ class IsolationLab:
                     turn.append((max(int(b.x0), 0), max(height - int(b.y1), 0),
                                  int(b.x1) + 1, height - int(b.y0) + 1))  # fmt: skip
                 boxes.append(turn)
+            self._report = {"min_text_px": round(min_text_px(whole), 2)}
             self._cache[key] = (
                 np.asarray(whole.canvas.buffer_rgba()).copy(),  # type: ignore[attr-defined]
                 np.asarray(empty.canvas.buffer_rgba()).copy(),  # type: ignore[attr-defined]
@@ -319,7 +322,7 @@ class IsolationLab:
         for turn in boxes[: self.turn.value]:
             for x0, y0, x1, y1 in turn:
                 frame[y0:y1, x0:x1] = whole[y0:y1, x0:x1]
-        return encode_png(frame)
+        return encode_png(frame, self._report)
 
     def _show(self) -> None:
         words, colour = headline(self.trace, self.turn.value)

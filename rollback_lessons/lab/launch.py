@@ -127,7 +127,7 @@ def install(folder: Path, source: Path | None = None) -> Copied:
 def lab_command(folder: Path, port: int) -> list[str]:
     """JupyterLab on 127.0.0.1 in ``folder``, as ``make lab`` starts it."""
     command = [
-        sys.executable, "-m", "jupyter", "lab", "--ServerApp.ip=127.0.0.1", f"--port={port}",
+        sys.executable, "-m", "jupyterlab", "--ServerApp.ip=127.0.0.1", f"--port={port}",
         "--ServerApp.port_retries=0", "--no-browser", "--LabApp.news_url=None",
         f"--ServerApp.root_dir={folder}",
     ]  # fmt: skip

@@ -111,7 +111,7 @@ def log_html(events: list[Event] | tuple[Event, ...], current: int, rows: int = 
     after = f"… {later} later" if later else "&nbsp;"
     body.append(f"<tr class='gap'><td colspan=5>{after}</td></tr>")
     columns = (
-        "<colgroup><col style='width:18px'><col style='width:34px'><col style='width:124px'>"
+        "<colgroup><col style='width:26px'><col style='width:34px'><col style='width:124px'>"
         "<col style='width:106px'><col></colgroup>"
     )
     head = "<tr><th></th><th>#</th><th>event</th><th>step</th><th>details</th></tr>"

@@ -18,6 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
+from matplotlib.transforms import TransformedPatchPath
 
 from ..outcome import Outcome, Status
 from .drawing import (  # noqa: F401 (the colours and sizes, for the modules that import them here)
@@ -53,6 +54,7 @@ from .drawing import (  # noqa: F401 (the colours and sizes, for the modules tha
 )
 from .parts import TableAndLog
 from .png import encode_png
+from .quality import min_text_px
 
 
 @dataclass
@@ -183,12 +185,15 @@ class Timeline(TableAndLog):
             weight="bold",
             visible=self.show_title,
         )
+        self._clip = TransformedPatchPath(ax.patch)
         (self._path,) = ax.plot([], [], color=INK, lw=1.2, alpha=0.6, zorder=1)
         (self._cursor,) = ax.plot([], [], "o", ms=26, mfc="none", mec=INK, mew=2.5, zorder=5)
         for artist in (self.title, self._path, self._cursor, *self._frame_artists()):
             artist.set_animated(True)  # drawn per frame, kept out of the cached background
         self.canvas.draw()
         self._background = self.canvas.copy_from_bbox(self.fig.bbox)
+        # every frame says its smallest text (a note is SMALL): the browser tests read it
+        self._report = {"min_text_px": round(min(min_text_px(self.fig), SMALL * DPI / 72), 2)}
 
     def _lane_label(self, step: str) -> str:
         label = self.labels.get(step)
@@ -205,6 +210,7 @@ class Timeline(TableAndLog):
         """A line added without ``plot``'s bookkeeping (the limits are set by hand): a
         panel loads a run per click, and this is most of that work."""
         line = Line2D(xs, ys, **style)
+        line.set_clip_path(self._clip)  # made once: add_artist would make one per artist
         self.ax.add_artist(line)
         return line
 
@@ -246,6 +252,7 @@ class Timeline(TableAndLog):
                 (failed_at - 0.5, 0), len(events) + 1.5 - failed_at, 1,
                 color=UNDO, alpha=SHADE, lw=0, transform=self.ax.get_xaxis_transform(),
             )  # fmt: skip
+            span.set_clip_path(self._clip)
             self.ax.add_artist(span)
             self._keep(failed_at, span)
             label = self.ax.text(
@@ -290,6 +297,7 @@ class Timeline(TableAndLog):
             elif k in ("committed", "rollback_done", "halted"):
                 end = Line2D([s, s], [0, 1], color=INK, lw=2, ls="--",
                              transform=self.ax.get_xaxis_transform())  # fmt: skip
+                end.set_clip_path(self._clip)
                 self.ax.add_artist(end)
                 self._keep(s, end)
                 if k == "halted":
@@ -392,7 +400,7 @@ class Timeline(TableAndLog):
         if index not in self._cache:
             self._update(index)
             self._blit(self._outcome.events[index].seq)  # type: ignore[union-attr]
-            self._cache[index] = encode_png(self.canvas.buffer_rgba())
+            self._cache[index] = encode_png(self.canvas.buffer_rgba(), self._report)
         return self._cache[index]
 
     def show(self, index: int) -> Figure:
@@ -414,6 +422,4 @@ class Timeline(TableAndLog):
     @property
     def min_text_px(self) -> float:
         """The smallest text this picture draws, in pixels at its own size."""
-        from .quality import min_text_px
-
-        return min_text_px(self.fig)
+        return float(self._report["min_text_px"])

@@ -153,7 +153,9 @@ class RollbackLab:
             tooltip="drag through the run's events (numbered as in the log)",
             style={"description_width": "42px"}, layout=w.Layout(width="260px", flex="none"),
         )  # fmt: skip
-        w.jslink((self.play, "value"), (self.slider, "value"))
+        # one way, Play to the slider: a slider set by the kernel never bounces back through
+        # Play (a stale value there would redraw an old frame and race the next click)
+        w.jsdlink((self.play, "value"), (self.slider, "value"))
         self.back = w.Button(
             description="back", icon="step-backward", tooltip="the previous event",
             layout=w.Layout(width="80px", flex="none"),

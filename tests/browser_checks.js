@@ -1,0 +1,147 @@
+// What the browser tests measure inside the page (one place, read by test_browser.py).
+// Each function is evaluated by Playwright with an argument; all sizes in CSS pixels.
+({
+  // The notebook's scrolling area: what a learner sees of the lesson at once.
+  area: () => {
+    const outer = document.querySelector(".jp-NotebookPanel .jp-WindowedPanel-outer");
+    const b = outer.getBoundingClientRect();
+    return { top: b.top, bottom: b.bottom, left: b.left, right: b.right, height: b.height };
+  },
+
+  // Scroll so that element ``i`` matching ``sel`` starts at the top of the notebook's area
+  // (JupyterLab's default windowing estimates heights: repeat until it stays).
+  scrollTo: async ([sel, i]) => {
+    const el = document.querySelectorAll(sel)[i];
+    const outer = el.closest(".jp-WindowedPanel-outer");
+    for (let n = 0; n < 12; n++) {
+      const off = el.getBoundingClientRect().top - outer.getBoundingClientRect().top - 4;
+      if (Math.abs(off) < 2) break;
+      outer.scrollTop += off;
+      await new Promise((r) => setTimeout(r, 120));
+    }
+    return el.getBoundingClientRect().top - outer.getBoundingClientRect().top;
+  },
+
+  box: ([sel, i]) => {
+    const b = document.querySelectorAll(sel)[i].getBoundingClientRect();
+    return { top: b.top, bottom: b.bottom, left: b.left, right: b.right, height: b.height };
+  },
+
+  // The report a picture carries in its PNG (a tEXt chunk "rollback-lessons"), or null.
+  pictures: async ([sel, i]) => {
+    const root = document.querySelectorAll(sel)[i];
+    const out = [];
+    for (const img of root.querySelectorAll("img")) {
+      if (!img.getClientRects().length) continue;
+      await img.decode().catch(() => null);
+      const bytes = new Uint8Array(await (await fetch(img.src)).arrayBuffer());
+      let report = null;
+      const png = bytes[1] === 0x50 && bytes[2] === 0x4e && bytes[3] === 0x47;
+      for (let at = 8; png && at + 8 <= bytes.length; ) {
+        const len = (bytes[at] << 24) | (bytes[at + 1] << 16) | (bytes[at + 2] << 8) | bytes[at + 3];
+        const tag = String.fromCharCode(...bytes.slice(at + 4, at + 8));
+        if (tag === "tEXt") {
+          const body = new TextDecoder("latin1").decode(bytes.slice(at + 8, at + 8 + len));
+          if (body.startsWith("rollback-lessons\0")) report = JSON.parse(body.slice(17));
+        }
+        if (tag === "IDAT") break;
+        at += 12 + len;
+      }
+      const b = img.getBoundingClientRect();
+      out.push({
+        kind: png ? "png" : "other", report, natural: img.naturalWidth, shown: b.width,
+        top: b.top, bottom: b.bottom, left: b.left, right: b.right,
+      });
+    }
+    return out;
+  },
+
+  // Every piece of text a learner can see in the element: its font size, and whether
+  // two of them (or a text and a control) overlap, and whether one is cut by its box.
+  texts: ([sel, i]) => {
+    const root = document.querySelectorAll(sel)[i];
+    const visible = (el) => {
+      for (let e = el; e && e !== document.body; e = e.parentElement) {
+        const s = getComputedStyle(e);
+        if (s.display === "none" || s.visibility === "hidden" || s.opacity === "0") return false;
+      }
+      return el.getClientRects().length > 0;
+    };
+    const clipOf = (el, top) => {
+      let c = { left: -Infinity, right: Infinity, top: -Infinity, bottom: Infinity };
+      for (let e = el; e && e !== top.parentElement; e = e.parentElement) {
+        if (getComputedStyle(e).overflow !== "visible") {
+          const b = e.getBoundingClientRect();
+          c = { left: Math.max(c.left, b.left), right: Math.min(c.right, b.right),
+                top: Math.max(c.top, b.top), bottom: Math.min(c.bottom, b.bottom) };
+        }
+      }
+      return c;
+    };
+    const small = [], boxes = [], cut = [];
+    const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      const text = node.textContent.trim();
+      const el = node.parentElement;
+      if (!text || !visible(el) || el.closest("style")) continue;
+      const px = parseFloat(getComputedStyle(el).fontSize);
+      if (px < 12) small.push({ text: text.slice(0, 40), px });
+      const range = document.createRange();
+      range.selectNodeContents(node);
+      const clip = clipOf(el, root);
+      for (const whole of range.getClientRects()) {
+        const r = {  // what is drawn: clipped by an ancestor that hides its overflow
+          left: Math.max(whole.left, clip.left), right: Math.min(whole.right, clip.right),
+          top: Math.max(whole.top, clip.top), bottom: Math.min(whole.bottom, clip.bottom),
+        };
+        if (r.right > r.left && r.bottom > r.top) boxes.push({ el, text: text.slice(0, 30), r });
+      }
+      const titled = el.closest("[title]");
+      if (el.scrollWidth > el.clientWidth + 1 && getComputedStyle(el).overflow !== "visible"
+          && !titled) {
+        cut.push(text.slice(0, 40));
+      }
+    }
+    for (const el of root.querySelectorAll("img, select, button, input, .noUi-target")) {
+      if (visible(el)) boxes.push({ el, text: `<${el.tagName.toLowerCase()}>`, r: el.getBoundingClientRect() });
+    }
+    const overlaps = [];
+    for (let a = 0; a < boxes.length; a++) {
+      for (let b = a + 1; b < boxes.length; b++) {
+        const p = boxes[a], q = boxes[b];
+        if (p.el === q.el || p.el.contains(q.el) || q.el.contains(p.el)) continue;
+        const w = Math.min(p.r.right, q.r.right) - Math.max(p.r.left, q.r.left);
+        const h = Math.min(p.r.bottom, q.r.bottom) - Math.max(p.r.top, q.r.top);
+        if (w > 1 && h > 1) overlaps.push(`${p.text} / ${q.text}`);
+      }
+    }
+    return { small, overlaps, cut, count: boxes.length };
+  },
+
+  // Fault click to the new picture painted, timed in the page: pick option ``index`` of
+  // the select, as a click does (what Playwright's select_option does too); wait for the
+  // view's new picture, decoded and painted.
+  clickToPaint: async ([panel, select, index]) => {
+    const root = document.querySelectorAll(".rollback-lab")[panel];
+    const box = root.querySelector(select);
+    const view = root.querySelector(".rl-view");
+    const old = view.querySelector("img.rl-image")?.getAttribute("src");
+    const t0 = performance.now();
+    const changed = new Promise((resolve) => {
+      const check = () => {
+        const img = view.querySelector("img.rl-image");
+        if (img && img.getAttribute("src") !== old) { obs.disconnect(); resolve(img); }
+      };
+      const obs = new MutationObserver(check);
+      obs.observe(view, { childList: true, subtree: true, attributes: true });
+    });
+    box.selectedIndex = index;
+    box.dispatchEvent(new Event("change", { bubbles: true }));
+    const img = await Promise.race([changed, new Promise((_, no) => setTimeout(() => no(new Error("no new picture in 20 s")), 20000))]);
+    await img.decode();
+    // the frame with the new picture: rAF runs just before it is painted, a task queued
+    // there runs once it has been
+    await new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
+    return performance.now() - t0;
+  },
+})
