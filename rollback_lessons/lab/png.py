@@ -67,7 +67,11 @@ def size(png: bytes) -> tuple[int, int]:
 
 def figure_png(fig: Figure, cut_values: Sequence[str] = ()) -> bytes:
     """A finished figure as PNG bytes with its report (what a lesson stores)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     from .quality import report
 
+    if not isinstance(fig.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(fig)  # drawn to pixels, in a notebook or not
     found = report(fig, cut_values=list(cut_values))  # draws the figure
     return encode_png(fig.canvas.buffer_rgba(), found)  # type: ignore[attr-defined]
