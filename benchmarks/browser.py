@@ -62,7 +62,13 @@ def _notebook(path: Path) -> None:
         {"cell_type": "code", "source": s, "metadata": {}, "outputs": [], "execution_count": None}
         for s in (BASELINE, PANEL)
     ]
-    notebook = {"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    kernel = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    notebook = {
+        "cells": cells,
+        "metadata": {"kernelspec": kernel},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
     path.write_text(json.dumps(notebook))
 
 

@@ -192,6 +192,14 @@ class Timeline(TableAndLog):
             artist.set_animated(True)  # drawn per frame, kept out of the cached background
         self.canvas.draw()
         self._background = self.canvas.copy_from_bbox(self.fig.bbox)
+        renderer, height = self.canvas.get_renderer(), self.fig.bbox.height
+        boxes = [mark.get_window_extent(renderer) for _, _, mark in self._cells]
+        # the "now" column in pixels, top-left origin (restore_region's); only cells there
+        self._now_column = (
+            (int(min(b.x0 for b in boxes)) - 2, int(height - max(b.y1 for b in boxes)) - 2,
+             int(max(b.x1 for b in boxes)) + 2, int(height - min(b.y0 for b in boxes)) + 2)
+            if boxes else (0, 0, 0, 0)
+        )  # fmt: skip
         # every frame says its smallest text (a note is SMALL): the browser tests read it
         self._report = {"min_text_px": round(min(min_text_px(self.fig), SMALL * DPI / 72), 2)}
 
@@ -323,6 +331,9 @@ class Timeline(TableAndLog):
             self.cut.append(f"the event log shows {self.log_rows} of {len(events)} events")
         self._run_background = self.canvas.copy_from_bbox(self.fig.bbox)
         self._layer, self._layer_seq = self._run_background, 0
+        # what the layer shows in each "now" cell: the value before, not highlighted
+        self._initial = [(b.get_text(), False) for b, _, _ in self._cells]
+        self._drawn = list(self._initial)
 
     @property
     def frame_count(self) -> int:
@@ -373,20 +384,27 @@ class Timeline(TableAndLog):
                 text.set_text(line)
 
     def _blit(self, seq: int) -> None:
-        """Draw a frame: glyphs build up on a cached layer, so the next frame adds only its own."""
+        """Draw a frame: glyphs (and the state's cells) build up on a cached layer, so the
+        next frame draws only what it changes; text is what costs."""
         if seq < self._layer_seq:
             self._layer, self._layer_seq = self._run_background, 0
+            self._drawn = list(self._initial)
         self.canvas.restore_region(self._layer)
         for glyph in self._glyphs:
             if self._layer_seq < glyph.seq <= seq:
                 self.ax.draw_artist(glyph.artist)
+        want = [(now.get_text(), mark.get_visible()) for _, now, mark in self._cells]
+        if want != self._drawn:  # the state changed: clear its column, draw what changed
+            # xy: where the region's own origin goes (the whole figure's: 0, 0)
+            self.canvas.restore_region(self._run_background, bbox=self._now_column, xy=(0, 0))
+            for _, now, mark in self._cells:
+                if mark.get_visible():
+                    self.tax.draw_artist(mark)
+                    self.tax.draw_artist(now)
+            self._drawn = want
         self._layer, self._layer_seq = self.canvas.copy_from_bbox(self.fig.bbox), seq
         self.ax.draw_artist(self._path)
         self.ax.draw_artist(self._cursor)
-        for _, now, mark in self._cells:
-            if mark.get_visible():
-                self.tax.draw_artist(mark)
-                self.tax.draw_artist(now)
         for text, band in self._log_texts:
             if band.get_visible():
                 self.lax.draw_artist(band)
