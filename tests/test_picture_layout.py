@@ -1,6 +1,7 @@
 """Every lesson world's picture (static, and the panel's), under every single fault and
 every undo fault (with each undo policy): no two texts collide, no text or value is cut, no
-text is under 12 px, and every marker and colour in the lanes is one the legend explains."""
+text is under 12 px, the run's path crosses no note, and every marker and colour in the
+lanes is one the legend explains."""
 
 import matplotlib
 import pytest
@@ -10,7 +11,7 @@ from matplotlib.lines import Line2D
 from rollback_lessons import VirtualClock
 from rollback_lessons.faults import UNDO_FAULTS, fault_space
 from rollback_lessons.lab import viz
-from rollback_lessons.lab.quality import MIN_TEXT_PX, min_text_px, text_problems
+from rollback_lessons.lab.quality import MIN_TEXT_PX, crossings, min_text_px, text_problems
 from rollback_lessons.lab.timeline import FAINT
 from rollback_lessons.lab.widgets import RollbackLab
 from rollback_lessons.worlds import demo, examples, services
@@ -54,7 +55,7 @@ def runs(saga, state):
 
 def problems(timeline) -> list[str]:
     fig = timeline.show(timeline.frame_count - 1)
-    found = text_problems(fig) + [f"cut value: {v}" for v in timeline.cut]
+    found = text_problems(fig) + crossings(fig) + [f"cut value: {v}" for v in timeline.cut]
     if min_text_px(fig) < MIN_TEXT_PX:
         found.append(f"text of {min_text_px(fig):.1f} px")
     return found

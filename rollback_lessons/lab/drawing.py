@@ -4,6 +4,7 @@ and notes placed where they collide with nothing."""
 
 from __future__ import annotations
 
+import itertools
 import textwrap
 from typing import Any
 
@@ -70,7 +71,7 @@ def caption(event: Event) -> str:
     return f"{event.kind}{step}{extra}"
 
 
-def legend_entries(*, table: bool) -> list[tuple[str, Any]]:
+def legend_entries(*, table: bool, log: bool = False) -> list[tuple[str, Any]]:
     """(label, handle) for every colour and mark the picture can hold."""
 
     def mark(marker: str, face: str, edge: str, size: float = 11) -> Line2D:
@@ -91,20 +92,37 @@ def legend_entries(*, table: bool) -> list[tuple[str, Any]]:
     ]
     if table:
         entries.append(("value changed", Patch(color=HIGHLIGHT, lw=0)))
+    if log:
+        entries.append(("this event, in the log", Patch(color=CURRENT, lw=0)))
     return entries
 
 
 def place_notes(
-    canvas: Any, ax: Any, notes: list[tuple[Any, float, float, str]], fixed: list[Any]
+    canvas: Any,
+    ax: Any,
+    notes: list[tuple[Any, float, float, str]],
+    fixed: list[Any],
+    path: tuple[list[float], list[float]] = ([], []),
 ) -> None:
-    """Move each note to the first spot near its marker where it overlaps no other text.
+    """Move each note to the first spot near its marker where it overlaps no other text
+    and the run's ``path`` (data coordinates) does not run through it.
 
     Tried in order: above, below, then beside (left or right) above and below, then half
     way to the next lane. The ``fixed`` texts (the rollback label) never move.
     """
+    import numpy as np
+
     renderer = canvas.get_renderer()
     inside = ax.get_window_extent(renderer).padded(-2)
     placed = [t.get_window_extent(renderer).padded(2) for t in fixed]
+    points = np.empty((0, 2))
+    if len(path[0]) > 1:  # the path, a point every 2 px
+        corners = ax.transData.transform(np.column_stack(path))
+        pieces = [
+            a + (b - a) * np.linspace(0, 1, max(int(np.hypot(*(b - a)) / 2), 1) + 1)[:, None]
+            for a, b in itertools.pairwise(corners)
+        ]
+        points = np.concatenate(pieces)
     for artist, x, y, ha in notes:
         spots = [(x, y - 0.3, ha), (x, y + 0.45, ha)]
         for shift in (0.35, 1.0, 1.5, 2.2, 3.0, 4.0):  # then beside it, further away
@@ -119,7 +137,14 @@ def place_notes(
             box = artist.get_window_extent(renderer).padded(2)
             fits = inside.x0 <= box.x0 and box.x1 <= inside.x1
             fits = fits and inside.y0 <= box.y0 and box.y1 <= inside.y1 + 4
-            if fits and not any(box.overlaps(other) for other in placed):
+            crossed = bool(
+                len(points)
+                and (
+                    (points[:, 0] > box.x0) & (points[:, 0] < box.x1)
+                    & (points[:, 1] > box.y0) & (points[:, 1] < box.y1)
+                ).any()
+            )  # fmt: skip
+            if fits and not crossed and not any(box.overlaps(other) for other in placed):
                 chosen = box
                 break
         if chosen is None:  # nowhere free: keep the first spot (the tests catch it)

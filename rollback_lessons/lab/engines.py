@@ -319,7 +319,7 @@ def _shape(
                 (x, y), w, h, boxstyle="round,pad=0,rounding_size=10", fc="white", ec=colour, lw=2
             )
         )
-        chars = max(6, int((w * scale - 8) / (font * 80 / 72 * 0.55)))
+        chars = max(6, int((w * scale - 8) / (font * 80 / 72 * 0.6)))
         ax.text(
             x + w / 2,
             y + h / 2,

@@ -34,7 +34,7 @@ CSS = f"""<style>
   border: none; white-space: normal}}
 .rl-panel th {{font-weight: bold; white-space: nowrap}}
 .rl-panel .rl-title {{font-size: 16px; font-weight: bold}}
-.rl-panel .widget-html-content, .rl-panel .widget-label {{font-size: 13px; line-height: 1.3}}
+.rl-panel .widget-html-content {{font-size: 13px; line-height: 1.3}}
 .rl-panel select {{font-size: 13px}}
 .rl-panel .rl-row {{display: flex; gap: 12px; align-items: flex-start}}
 .rl-panel .rl-image {{flex: none; max-width: none; display: block}}

@@ -65,6 +65,9 @@ class _Glyph:
     artist: Any
 
 
+TOP = -0.8  # the lanes' top edge, above the first lane: the rollback's label clears its ring
+
+
 class Timeline(TableAndLog):
     """One reusable figure for a saga's steps; ``load`` a run, then ``render`` its frames.
 
@@ -98,10 +101,10 @@ class Timeline(TableAndLog):
         self.chars = (
             self.table_chars(width, self.state_keys, value_chars) if self.table else (0, 0, 0)
         )
-        entries = legend_entries(table=self.table)
+        entries = legend_entries(table=self.table, log=bool(log_rows))
         self.legend_columns = 6 if width >= 10 else 4
         legend_rows = math.ceil(len(entries) / self.legend_columns)
-        lanes = 0.56 * n
+        lanes = 0.56 * n + 0.15  # and room above the first lane for the rollback's label
         row_h = 0.21 * self.table_lines + 0.08
         table_h = (0.3 + len(self.state_keys) * row_h) if self.table else 0
         self.area = max(lanes, table_h)
@@ -143,7 +146,7 @@ class Timeline(TableAndLog):
         table = (sum(self.chars) * _CHAR + 0.4) if self.table else 0.0
         self.ax = self.fig.add_axes((0.3, bottom, 0.1, top - bottom))
         ax = self.ax
-        ax.set_ylim(n - 0.5, -0.5)
+        ax.set_ylim(n - 0.5, TOP)
         ax.set_yticks(range(n))
         ax.set_yticklabels([self._lane_label(s) for s in self.steps], fontsize=FONT)
         for name, tick in zip(self.steps, ax.get_yticklabels(), strict=True):
@@ -186,7 +189,7 @@ class Timeline(TableAndLog):
             visible=self.show_title,
         )
         self._clip = TransformedPatchPath(ax.patch)
-        (self._path,) = ax.plot([], [], color=INK, lw=1.2, alpha=0.6, zorder=1)
+        (self._path,) = ax.plot([], [], color=INK, lw=1.2, alpha=0.6, zorder=1, gid="connector")
         (self._cursor,) = ax.plot([], [], "o", ms=26, mfc="none", mec=INK, mew=2.5, zorder=5)
         for artist in (self.title, self._path, self._cursor, *self._frame_artists()):
             artist.set_animated(True)  # drawn per frame, kept out of the cached background
@@ -264,12 +267,12 @@ class Timeline(TableAndLog):
             self.ax.add_artist(span)
             self._keep(failed_at, span)
             label = self.ax.text(
-                failed_at, -0.45, " rollback ←", color=UNDO, fontsize=FONT, va="top"
+                failed_at, TOP + 0.05, " rollback ←", color=UNDO, fontsize=FONT, va="top"
             )
             renderer = self.canvas.get_renderer()
             if label.get_window_extent(renderer).x1 > self.ax.get_window_extent(renderer).x1:
                 label.set_horizontalalignment("right")  # a late rollback: keep it inside
-                label.set_position((len(events) + 0.9, -0.45))
+                label.set_position((len(events) + 0.9, TOP + 0.05))
             self._keep(failed_at, label)
             fixed.append(label)
         path_x: list[float] = []
@@ -292,7 +295,6 @@ class Timeline(TableAndLog):
                 self._mark(s, y, "o", REGISTER, face="white")  # type: ignore[arg-type]
             elif k == "step_retry":
                 self._mark(s, y, RETRY_MARK, RETRY)  # type: ignore[arg-type]
-                self._note(s, s, y, "retry", RETRY)  # type: ignore[arg-type]
             elif k == "step_failed":
                 if e.details.get("after_effect"):
                     self._bar(s, started[e.step], y, FORWARD, ">")  # type: ignore[arg-type,index]
@@ -309,12 +311,12 @@ class Timeline(TableAndLog):
                 self.ax.add_artist(end)
                 self._keep(s, end)
                 if k == "halted":
-                    self._note(s, s, y, "halted: left for a person ", PIVOT, "right")  # type: ignore[arg-type]
+                    self._note(s, s, y, "left for a person ", PIVOT, "right")  # type: ignore[arg-type]
                 if k == "rollback_done":
                     for name in outcome.leaked:
                         self._note(s, s - 0.3, self.lane[name], "still done ", FAIL, "right")
         self._path_xy = (path_x, path_y)
-        place_notes(self.canvas, self.ax, self._notes, fixed)
+        place_notes(self.canvas, self.ax, self._notes, fixed, self._path_xy)
         for glyph in self._glyphs:
             glyph.artist.set_animated(True)
         # This run's background: the static figure plus the state before, in both columns;
