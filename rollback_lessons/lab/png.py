@@ -28,8 +28,9 @@ def encode_png(rgba: Any, report: dict[str, Any] | None = None) -> bytes:
     """
     pixels = np.asarray(rgba)
     height, width = pixels.shape[:2]
-    rows = np.zeros((height, width * 3 + 1), np.uint8)  # each row: filter byte 0, then RGB
-    rows[:, 1:] = pixels[:, :, :3].reshape(height, width * 3)
+    rows = np.empty((height, width * 3 + 1), np.uint8)  # each row: filter byte 0, then RGB
+    rows[:, 0] = 0
+    rows[:, 1:].reshape(height, width, 3)[...] = pixels[:, :, :3]  # one copy, in place
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     text = b""
     if report is not None:
