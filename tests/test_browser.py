@@ -235,39 +235,45 @@ def wait_new_image(page, old: str) -> float:
     return time.perf_counter() - start
 
 
-def lesson_01(page) -> None:
-    """Set step 2 to fail: the frame jumps to the failure; Play walks through the run."""
+def lesson_02(page) -> None:
+    """Set write_file to fail: the frame jumps to the failure; Play walks through the run.
+    Then undo forwards: the folder's undo becomes a dead letter and the folder stays."""
     panel = page.locator(".rollback-lab").first
     panel.scroll_into_view_if_needed()
     before = image_src(page)
     start = time.perf_counter()
-    page.locator(".rl-action-step2 select").select_option(label="fail")
+    page.locator(".rl-action-write_file select").select_option(label="fail")
     wait_new_image(page, before)
-    wait_text(page, ".rl-result", "step2: injected failure")  # the run the click asked for
+    wait_text(page, ".rl-result", "write_file: injected failure")  # the run the click asked for
     click_to_frame = time.perf_counter() - start
-    assert "step2 fail" in wait_text(page, ".rl-cue", "step2 fail")  # the cue says it re-ran
+    assert "write_file fail" in wait_text(page, ".rl-cue", "write_file fail")  # it re-ran
     play_until_images_change(page, 4)
-    assert "rolled_back" in wait_text(page, ".rl-result", "step2: injected failure")
+    assert "rolled_back" in wait_text(page, ".rl-result", "write_file: injected failure")
     rows = [
         r.inner_text().split()
         for r in page.locator(".rl-result table").nth(1).locator("tbody tr").all()
     ]
-    assert rows == [["x", "0", "0"], ["y", "0", "0"], ["z", "0", "0"]]
+    assert rows == [["folders", "[]", "[]"], ["files", "[]", "[]"], ["published", "False", "False"]]
     # the speed goal (reported, not asserted): fault click -> new picture, p95 <= 100 ms
     samples = [click_to_frame]
     for value in ["ok", "fail"] * 6:
         before = image_src(page)
         start = time.perf_counter()
-        page.locator(".rl-action-step2 select").select_option(label=value)
+        page.locator(".rl-action-write_file select").select_option(label=value)
         wait_new_image(page, before)
         samples.append(time.perf_counter() - start)
     samples.sort()
     p50, p95 = samples[len(samples) // 2], samples[int(0.95 * (len(samples) - 1))]
     report(
-        f"lesson 01 panel in Chromium: fault click -> new picture on screen, "
+        f"lesson 02 panel in Chromium: fault click -> new picture on screen, "
         f"p50 {p50 * 1e3:.0f} ms, p95 {p95 * 1e3:.0f} ms over {len(samples)} clicks "
         "(goal p95 <= 100 ms)"
     )
+    choose(page, ".rl-action-write_file select", "publish: injected failure", option="ok")
+    result = choose(page, ".rl-order select", "rollback_incomplete", option="forward")
+    wait_text(page, ".rl-dead", "make_folder")
+    assert "report" in result
+    play_until_images_change(page)
 
 
 def wait_text(page, selector: str, text: str) -> str:
@@ -332,14 +338,6 @@ def fault_click_changes_the_frame(page, index: int) -> None:
     page.wait_for_function(
         "([e, old]) => e.src && e.src !== old", arg=[image.element_handle(), before]
     )
-
-
-def lesson_02(page) -> None:
-    """Undo forwards: the folder's undo becomes a dead letter and the folder stays."""
-    result = choose(page, ".rl-order select", "rollback_incomplete", option="forward")
-    wait_text(page, ".rl-dead", "make_folder")
-    assert "report" in result
-    play_until_images_change(page)
 
 
 def lesson_03(page) -> None:
@@ -412,7 +410,6 @@ def lesson_11(page) -> None:
 
 
 INTERACTIONS: dict[str, Callable] = {
-    "01_rollback_basics.ipynb": lesson_01,
     "02_why_reversed.ipynb": lesson_02,
     "03_when_an_undo_fails.ipynb": lesson_03,
     "04_irreversible_steps.ipynb": lesson_04,

@@ -114,7 +114,8 @@ def draw_grid(exploration: Exploration, policy: str = "continue", width: float =
     )
     total = len(grid)
     fig.suptitle(
-        f"{exploration.saga.name}, policy {policy}: {total} runs, {broken} break an invariant",
+        f"{exploration.saga.name}, policy {policy}: {total} runs with faults, "
+        f"{broken} break an invariant",
         x=0.01,
         ha="left",
         fontsize=FONT,

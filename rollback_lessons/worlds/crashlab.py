@@ -214,11 +214,13 @@ def spawn(
     fail_every: int = 0,
     pause_at: str | None = None,
     prefix: str = "saga",
+    register: str = "before",
 ) -> subprocess.Popen[str]:
     """Start this module in its own process (as lesson 07 does), ready to be killed."""
     args = [
         sys.executable, "-m", __name__, "--journal", str(journal), "--world", str(world),
         "--sagas", str(sagas), "--fail-every", str(fail_every), "--prefix", prefix,
+        "--register", register,
     ]  # fmt: skip
     if pause_at:
         args += ["--pause-at", pause_at]
