@@ -1,16 +1,31 @@
 """Lesson 10 exercises: an undo that commutes, and the countermeasure for a situation.
 
-10.1 runs the learner's ``undo_bonus`` as the bonus saga's undo against every
-interleaving with other writers the lesson does not show (a withdrawal, a larger deposit,
-another starting balance), and checks that their work survives and the bonus is gone.
+10.1 runs the learner's ``undo_bonus`` as the bonus saga's undo against every interleaving
+with other writers it draws (one or two, deposits and withdrawals of any amount), from any
+starting balance, with another record beside the balance, and checks that the others'
+work survives, the bonus is gone, and nothing else changed.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from ...worlds.isolation import Actor, Scenario, bonus_saga, interleavings
-from . import Exercise, Incorrect, attempted, function, register
+from . import (
+    Exercise,
+    Incorrect,
+    attempted,
+    canonical,
+    choose,
+    forall,
+    function,
+    generator,
+    raised,
+    register,
+)
+
+WRITERS = {"Deposit": 1, "Withdrawal": -1, "Payroll": 1, "Fee": -1}  # name: sign
 
 
 def _writer(name: str, amount: int) -> Any:
@@ -24,44 +39,78 @@ def _writer(name: str, amount: int) -> Any:
     return make
 
 
-# (starting balance, the other writer, its change); the lesson shows the first
-CASES = (
-    (100, "Deposit", 30),
-    (100, "Withdrawal", -20),
-    (250, "Deposit", 70),
-    (40, "Withdrawal", -40),
-)
+@dataclass(frozen=True)
+class World:
+    start: int
+    writers: tuple[tuple[str, int], ...]  # (name, change)
+    savings: int  # another record of the same customer, which nobody touches
+
+    def __str__(self) -> str:
+        others = " and ".join(f"a {name.lower()} of {amount:+d}" for name, amount in self.writers)
+        return f"starting at {self.start} (savings {self.savings}), with {others}"
+
+
+def worlds() -> list[World]:
+    rng = generator("10.1")
+    found = [World(100, (("Deposit", 30),), 0)]  # the lesson's
+    for _ in range(80):
+        names = rng.sample(list(WRITERS), rng.choice((1, 1, 2)))
+        writers = tuple((n, WRITERS[n] * rng.randint(1, 400)) for n in names)
+        start = rng.choice((100, rng.randint(0, 1000)))
+        found.append(World(start, writers, rng.choice((0, rng.randint(1, 500)))))
+    return found
+
+
+def size(world: World) -> tuple[int, ...]:
+    return (len(world.writers), world.start != 100, world.savings > 0)
 
 
 def _check_undo(undo_bonus: Any) -> str:
-    fn = function(undo_bonus, "undo_bonus")
-    attempted(fn, {"balance": 150})
-    runs = 0
-    for start, name, amount in CASES:
-        expected = start + amount
+    fn = function(undo_bonus, "undo_bonus(world)")
+    attempted(fn, {"balance": 150, "savings": 0})
+    runs = [0]
+    errors: list[Exception] = []
 
-        def ended(world: dict[str, Any], expected: int = expected) -> str | None:
-            return None if world["balance"] == expected else "wrong balance"
+    def undo(world: dict[str, Any]) -> None:
+        try:
+            fn(world)
+        except Exception as exc:
+            errors.append(exc)
+            raise
 
+    def holds(world: World) -> None:
+        expected = world.start + sum(amount for _, amount in world.writers)
+        actors = {"Saga": lambda: bonus_saga(undo=undo)}
+        actors |= {name: _writer(name, amount) for name, amount in world.writers}
         scenario = Scenario(
             "exercise",
-            {"balance": start},
-            {"Saga": lambda: bonus_saga(undo=fn), name: _writer(name, amount)},
-            ended,
+            {"balance": world.start, "savings": world.savings},
+            actors,
+            lambda w: None,
             ("balance",),
         )
         for trace in interleavings(scenario):
-            if "Saga" not in trace.failed:
-                raise Incorrect(f"the bonus saga did not fail as it should: {trace.turns}")
-            if trace.world["balance"] != expected:
-                story = ", then ".join(t.did for t in trace.turns)
+            runs[0] += 1
+            story = ", then ".join(t.did for t in trace.turns)
+            if errors:
+                raise Incorrect(f"{world}: {story}. Then {raised(errors[-1], 'undo_bonus')}")
+            balance, savings = trace.world["balance"], trace.world["savings"]
+            if savings != world.savings:
                 raise Incorrect(
-                    f"starting at {start}: {story}. The balance ends at "
-                    f"{trace.world['balance']}, not {expected}: the bonus must be gone and "
-                    f"the {name.lower()} of {amount:+d} must stay, whenever it lands"
+                    f"{world}: {story}. Savings ended at {savings}, not {world.savings}: "
+                    "the undo of the bonus changes the balance only"
                 )
-            runs += 1
-    return f"your undo commutes: {runs} interleavings with deposits and withdrawals all end right."
+            if balance != expected:
+                raise Incorrect(
+                    f"{world}: {story}. The balance ends at {balance}, not {expected}: the "
+                    "bonus must be gone and every other change must stay, whenever it lands"
+                )
+
+    forall(worlds(), holds, size=size)
+    return (
+        f"your undo commutes: {runs[0]} interleavings with deposits and withdrawals of "
+        "other amounts, from other balances, all end right."
+    )
 
 
 q1 = Exercise(
@@ -71,24 +120,11 @@ q1 = Exercise(
     answer_names=("undo_bonus",),
     hints=(
         "Restoring a saved balance erases whatever happened since. What did the step do?",
-        "The step added 50. Undo exactly that: whatever else changed the balance stays.",
-        'world["balance"] -= 50',
+        "The step changed the balance by a fixed amount: the undo changes it back by that "
+        "amount, whatever else changed it meanwhile.",
+        "Read the balance when the undo runs, not before, and change it relative to that.",
     ),
     solution_code=('# exercise: 10.1\ndef undo_bonus(world):\n    world["balance"] -= 50'),
-    wrong_answers=(
-        # restores the value the lesson started from
-        'def undo_bonus(world):\n    world["balance"] = 100',
-        # takes back the deposit the lesson shows, not the bonus
-        'def undo_bonus(world):\n    world["balance"] -= 80',
-        # undoes only when nothing happened in between, and tells no one otherwise
-        'def undo_bonus(world):\n    if world["balance"] == 150:\n        world["balance"] = 100',
-        # forgets the undo
-        "def undo_bonus(world):\n    pass",
-    ),
-    right_answers=(
-        'def undo_bonus(world):\n    world.update(balance=world["balance"] - 50)',
-        'BONUS = 50\n\ndef undo_bonus(world):\n    world["balance"] = world["balance"] - BONUS',
-    ),
 )
 
 COUNTERMEASURES = ("semantic lock", "commutative updates", "pessimistic view", "reread value")
@@ -116,28 +152,18 @@ WHY = {
 }
 
 
-def _normal(text: Any) -> str:
-    return " ".join(str(text).lower().replace("-", " ").replace("_", " ").split())
-
-
 def _check_choice(choices: Any) -> str:
     if not isinstance(choices, dict):
         raise Incorrect(f"answer with a dict like {{'a': 'semantic lock', ...}}, got {choices!r}")
-    given = {str(k).strip().lower(): _normal(v) for k, v in choices.items()}
-    said = {str(k).strip().lower(): v for k, v in choices.items()}
-    missing = sorted(set(SITUATIONS) - set(given))
+    given = {canonical(k): v for k, v in choices.items()}
+    missing = sorted(k for k in SITUATIONS if k not in given)
     if missing:
         raise Incorrect(f"no countermeasure for situation(s) {', '.join(missing)}")
-    for key in sorted(SITUATIONS):
-        if given[key] not in COUNTERMEASURES:
+    chosen = {k: choose(given[k], COUNTERMEASURES, f"situation {k}") for k in sorted(SITUATIONS)}
+    for key, choice in chosen.items():
+        if choice != ANSWERS[key]:
             raise Incorrect(
-                f"situation {key}: {said[key]!r} is not one of: {', '.join(COUNTERMEASURES)}"
-            )
-    for key in sorted(SITUATIONS):
-        if given[key] != ANSWERS[key]:
-            raise Incorrect(
-                f"situation {key}: {given[key]} would {WHY[given[key]]}; is that what goes "
-                "wrong there?"
+                f"situation {key}: {choice} would {WHY[choice]}; is that what goes wrong there?"
             )
     return "each situation gets the countermeasure that stops its anomaly."
 
@@ -163,19 +189,6 @@ q2 = Exercise(
         '    "c": "pessimistic view",\n'
         '    "d": "reread value",\n'
         "}"
-    ),
-    wrong_answers=(
-        'choices = {"a": "semantic lock", "b": "reread value", "c": "pessimistic view",'
-        ' "d": "commutative updates"}',
-        'choices = {"a": "pessimistic view", "b": "commutative updates",'
-        ' "c": "semantic lock", "d": "reread value"}',
-        'choices = {"a": "semantic lock", "b": "commutative updates", "c": "pessimistic view"}',
-        'choices = {"a": "locking", "b": "commutative updates", "c": "pessimistic view",'
-        ' "d": "reread value"}',
-    ),
-    right_answers=(
-        'choices = {"A": "Semantic lock", "b": "commutative-updates",'
-        ' "c": "Pessimistic View", "d": "reread_value"}',
     ),
 )
 
