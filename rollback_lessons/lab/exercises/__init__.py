@@ -88,10 +88,9 @@ class Result:
 
     def _repr_html_(self) -> str:
         colour = {"correct": "#009E73", "incorrect": "#D55E00", "not attempted": "#555555"}
-        return (
-            f'<div style="border-left:6px solid {colour[self.status]};padding:4px 10px;'
-            f'white-space:pre-wrap">{html.escape(str(self))}</div>'
-        )
+        text = html.escape(str(self)).replace("\n", "<br>")  # what the answer printed
+        style = f"border-left:6px solid {colour[self.status]};padding:4px 10px"
+        return f'<div style="{style}">{text}</div>'
 
 
 @dataclass(frozen=True)
@@ -238,7 +237,8 @@ def names_list(answer: Any, names: Sequence[str], what: str) -> list[str]:
     if answer is None or (isinstance(answer, str) and canonical(answer) in ("none", "")):
         return []
     if isinstance(answer, str):
-        answer = [part for part in re.split(r"[,;]|\s+|->|→", answer) if part.strip()]
+        parts = re.split(r"\s*(?:,|;|->|→)\s*", answer.strip())
+        answer = [p for p in (parts if len(parts) > 1 else answer.split()) if p.strip()]
     if not isinstance(answer, list | tuple):
         raise Incorrect(f"{what}: write a list of step names, such as {list(names[:2])}")
     return [choose(item, names, what) for item in answer]

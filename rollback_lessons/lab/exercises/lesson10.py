@@ -1,17 +1,18 @@
 """Lesson 10 exercises: an undo that commutes, and the countermeasure for a situation.
 
-10.1 runs the learner's ``undo_bonus`` as the bonus saga's undo against every interleaving
-with other writers it draws (one or two, deposits and withdrawals of any amount), from any
+10.1 runs the learner's ``undo_bonus`` as the bonus saga's undo in every interleaving with
+other writers it draws (one or two, deposits and withdrawals of any amount), from any
 starting balance, with another record beside the balance, and checks that the others'
 work survives, the bonus is gone, and nothing else changed.
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
-from ...worlds.isolation import Actor, Scenario, bonus_saga, interleavings
+from ...worlds.isolation import Actor, Scenario, bonus_saga, run
 from . import (
     Exercise,
     Incorrect,
@@ -53,7 +54,7 @@ class World:
 def worlds() -> list[World]:
     rng = generator("10.1")
     found = [World(100, (("Deposit", 30),), 0)]  # the lesson's
-    for _ in range(80):
+    for _ in range(150):
         names = rng.sample(list(WRITERS), rng.choice((1, 1, 2)))
         writers = tuple((n, WRITERS[n] * rng.randint(1, 400)) for n in names)
         start = rng.choice((100, rng.randint(0, 1000)))
@@ -89,7 +90,9 @@ def _check_undo(undo_bonus: Any) -> str:
             lambda w: None,
             ("balance",),
         )
-        for trace in interleavings(scenario):
+        turns = "SS" + "".join(name[0] for name, _ in world.writers)  # the saga moves twice
+        for schedule in sorted(set(itertools.permutations(turns))):
+            trace = run(scenario, "".join(schedule))
             runs[0] += 1
             story = ", then ".join(t.did for t in trace.turns)
             if errors:

@@ -87,7 +87,18 @@ def _money(state: Any) -> str:
 def _check_refund(refund: Any) -> str:
     fn = function(refund, "refund(state)")
     attempted(fn, examples.booking_state())
-    saga = examples.booking_saga(refund=fn)
+    erased: list[tuple[dict[str, Any], dict[str, Any]]] = []
+
+    def watched(state: Any) -> None:
+        """The learner's refund; a change to the charges themselves is noted."""
+        charges = dict(state["charges"])
+        try:
+            fn(state)
+        finally:
+            if dict(state["charges"]) != charges:
+                erased.append((charges, dict(state["charges"])))
+
+    saga = examples.booking_saga(refund=watched)
     cases = [  # the lesson's booking, every combination of up to two faults, every policy
         World(examples.KEY, examples.PRICE, (), faults, policy)
         for faults in combinations(saga, 2)
@@ -95,8 +106,16 @@ def _check_refund(refund: Any) -> str:
     ]
 
     def holds(world: World) -> None:
+        erased.clear()
         run = check(saga, world.state, world.faults, world.policy, examples.booking_restored)
         outcome = run.outcome
+        if erased:
+            before, after = erased[0]
+            raise Incorrect(
+                f"{world}, your refund changed the charges from {before} to {after}: the "
+                "charges are the card's history, and a refund is a new record beside its "
+                "charge, in state['refunds']"
+            )
         for dead in outcome.dead_letters:
             if dead.step == "charge_card" and not isinstance(dead.error, InjectedFault):
                 raise Incorrect(f"{world}, {raised(dead.error, 'refund')}")
