@@ -183,6 +183,23 @@ BANK = {
             Wrong(
                 OTHER, "def run_with_rollback(steps):\n    pass", ("with 2 arguments", "takes 1")
             ),
+            Wrong(
+                OTHER,  # a new error in place of the step's own
+                "def run_with_rollback(steps, dead_letters):\n"
+                "    done = []\n"
+                "    try:\n"
+                "        for do, undo in steps:\n"
+                "            do()\n"
+                "            done.append(undo)\n"
+                "    except Exception as e:\n"
+                "        for undo in reversed(done):\n"
+                "            try:\n"
+                "                undo()\n"
+                "            except Exception as error:\n"
+                "                dead_letters.append(error)\n"
+                '        raise RuntimeError("pipeline failed") from e',
+                ("raised RuntimeError: pipeline failed", "line 13", "step's own error"),
+            ),
         ),
         not_applicable={
             BY_NAME: NO_NAMES_01,
@@ -265,6 +282,16 @@ BANK = {
             Wrong(OTHER, "undo_deposit = 100", ("should be a function",)),
             Wrong(
                 OTHER,
+                'def undo_deposit(state):\n    state["accounts"] = None',
+                ("could not read what your answer left behind",),
+            ),
+            Wrong(
+                OTHER,
+                'async def undo_deposit(state):\n    state["accounts"]["acct-1"] -= 100',
+                ("must be `def`", "never runs"),
+            ),
+            Wrong(
+                OTHER,
                 'def undo_deposit(state, amount):\n    state["accounts"]["acct-1"] -= amount',
                 ("undo_deposit(state), with 1 argument", "give amount a default"),
             ),
@@ -285,6 +312,7 @@ BANK = {
             'predicted = ("insure", "label", "bill", "pack")',
             'predicted = "Insure, label, bill, pack"',
             'predicted = "insure -> label -> bill -> pack".split(" -> ")',
+            "predicted = \"['insure', 'label', 'bill', 'pack']\"",
         ),
         wrong=(
             Wrong(
@@ -327,6 +355,7 @@ BANK = {
             'choices = {"refund": "Retry", "temp_file": " continue ", "ledger": "HALT"}',
             'choices = {"Refund": "retries", "temp file": "continues", "ledger": "halts"}',
             'choices = dict(ledger="halt", refund="retry", temp_file="continue")',
+            'choices = {"refund": "retry.", "temp-file": "Continue!", "ledger": "halt"}',
         ),
         wrong=(
             Wrong(
@@ -372,6 +401,7 @@ BANK = {
             "retry = RetryPolicy(max_attempts=3, initial_delay=0.3, multiplier=1)\n"
             'policy = Retry(retry, then="halt")',
             "policy = Retry(RetryPolicy(max_attempts=3, retry_on=(ConnectionError,)))",
+            "policy = Retry()",
         ),
         wrong=(
             Wrong(
@@ -395,6 +425,7 @@ BANK = {
                 ("does not retry a ConnectionError",),
             ),
             Wrong(OTHER, 'policy = "continue"', ("'continue' does not try the undo again",)),
+            Wrong(OTHER, "policy = RetryPolicy(max_attempts=3)", ("Retry(RetryPolicy(...))",)),
             Wrong(OTHER, 'policy = "sometimes"', ("'sometimes' is not one of",)),
         ),
         not_applicable={
@@ -526,7 +557,15 @@ BANK = {
             Wrong(
                 SETS_VALUE,  # erases the charge instead of refunding it
                 'def refund(state):\n    state["charges"].pop(state["key"], None)',
-                ("times out after charging", "paid back nothing"),
+                ("times out after charging", "the charges after your refund are {}"),
+            ),
+            Wrong(
+                SETS_VALUE,  # refunds, then erases the charge too
+                "def refund(state):\n"
+                '    key = state["key"]\n'
+                '    if key in state["charges"]:\n'
+                '        state["refunds"][key] = state["charges"].pop(key)',
+                ("the charges after your refund are {}", "a new record beside its charge"),
             ),
             Wrong(
                 UNSHOWN_CASE,  # right only while this booking is the only one
@@ -607,6 +646,9 @@ BANK = {
             "def needs_a_person(event, *, threshold=logging.ERROR):\n"
             "    return level_of(event.kind, event.details) >= threshold",
             # a table of what pages
+            "def needs_a_person(event):\n"
+            '    return event.kind in ("undo_failed", "halted") and '
+            'event.details.get("then") != "retry"',
             "PAGES = {('undo_failed', 'dead_letter'), ('undo_failed', 'halt'),\n"
             "         ('halted', None)}\n\n"
             "def needs_a_person(event):\n"

@@ -57,6 +57,15 @@ BANK = {
                 ("created while it ran", "deleted evt-2", "this booking's event was evt-1"),
             ),
             Wrong(
+                BY_POSITION,  # the last event with this booking's title and time
+                "def undo_create_event(world):\n"
+                '    cal = world["calendar"]\n'
+                '    ada = [i for i, e in cal.events.items() if (e["title"], e["when"]) == '
+                '("Ada arrives", "Fri 15:00")]\n'
+                "    cal.delete(ada[-1])",
+                ("created while it ran", "deleted evt-2 ('Ada arrives', Fri 15:00)"),
+            ),
+            Wrong(
                 SORTS_BY_NAME,
                 "def undo_create_event(world):\n"
                 '    world["calendar"].delete(max(world["calendar"].events))',
@@ -149,6 +158,11 @@ BANK = {
                 ("another booking's charge",),
             ),
             Wrong(
+                SETS_VALUE,  # erases the charge instead of refunding it
+                REFUND_06 + '    world["payments"].charges.pop(world["booking"]["key"], None)',
+                ("holds the charges {}", "card's history"),
+            ),
+            Wrong(
                 OTHER,
                 'charge_register = "later"\n\ndef refund_booking(world):\n    pass',
                 ("'later' is not one of", "'before', 'after'"),
@@ -161,7 +175,6 @@ BANK = {
         ),
         not_applicable={
             BY_NAME: "a charge has only its key",
-            SETS_VALUE: "see HARD_CODED: the refunded amount set to the lesson's 240",
             UNSHOWN_CASE: "see BY_POSITION: right only while no other booking is charged",
         },
     ),
@@ -181,6 +194,18 @@ BANK = {
             "    return [u.step for u in undos[::-1] if u.state in wanted]",
         ),
         wrong=(
+            Wrong(
+                UNSHOWN_CASE,  # stops at the newest undo already done
+                "def recover_will_undo(undos):\n"
+                "    out = []\n"
+                "    for u in reversed(undos):\n"
+                '        if u.state == "done":\n'
+                "            break\n"
+                '        if u.state == "pending":\n'
+                "            out.append(u.step)\n"
+                "    return out",
+                ("=done", "you predicted []"),
+            ),
             Wrong(
                 BY_POSITION,  # oldest first, as the records come
                 "def recover_will_undo(undos):\n"
@@ -313,7 +338,30 @@ BANK = {
                 "async def compensate(compensations, undo, dead_letters):\n"
                 "    for call in reversed(compensations):\n"
                 "        undo(call)",
-                ("no undo ran", "await undo(call)"),
+                ("without await, so it did not run", "`await undo(call)`"),
+            ),
+            Wrong(
+                OTHER,  # skips the oldest compensation
+                "async def compensate(compensations, undo, dead_letters):\n"
+                "    for call in reversed(compensations[1:]):\n"
+                "        try:\n"
+                "            await undo(call)\n"
+                "        except ActivityError:\n"
+                "            dead_letters.append(call.step)",
+                ("the undos ran in the order []", "never undid"),
+            ),
+            Wrong(
+                OTHER,  # retries a failing undo itself
+                "async def compensate(compensations, undo, dead_letters):\n"
+                "    for call in reversed(compensations):\n"
+                "        for attempt in range(2):\n"
+                "            try:\n"
+                "                await undo(call)\n"
+                "                break\n"
+                "            except ActivityError:\n"
+                "                if attempt:\n"
+                "                    dead_letters.append(call.step)",
+                ("ran more than once", "RetryPolicy"),
             ),
             Wrong(
                 OTHER,  # lets the failure out
@@ -548,6 +596,10 @@ BANK = {
             '    charged = state["charges"].get(state["key"])\n'
             "    if charged:\n"
             '        state["refunds"].setdefault(state["key"], charged)',
+            "def refund(state):\n"
+            '    k = state["key"]\n'
+            '    if k in state["charges"]:\n'
+            '        state["refunds"][k] = state["charges"][k]',
             "def refund(state, *, key_field='key'):\n"
             "    key = state[key_field]\n"
             '    if key not in state["charges"]:\n'

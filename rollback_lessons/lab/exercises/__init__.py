@@ -139,7 +139,14 @@ class Exercise:
         except Incorrect as exc:
             return Result(self.id, "incorrect", str(exc))
         except Exception as exc:  # the learner's code broke where no world expected it
-            return Result(self.id, "incorrect", raised(exc, "code"))
+            if any(_learners(f) for f in traceback.extract_tb(exc.__traceback__)):
+                return Result(self.id, "incorrect", raised(exc, "code"))
+            return Result(  # the check tripped over what the answer left behind
+                self.id,
+                "incorrect",
+                f"the check could not read what your answer left behind "
+                f"({type(exc).__name__}: {exc}): did it replace a record with something else?",
+            )
         return Result(self.id, "correct", message)
 
     def hint(self, n: int | None = None) -> str:
@@ -168,14 +175,25 @@ class Exercise:
 # -- the shape of an answer ---------------------------------------------------------------
 
 
-def function(answer: Any, call: str) -> Callable[..., Any]:
+def function(answer: Any, call: str, *, asynchronous: bool = False) -> Callable[..., Any]:
     """The answer must be callable the way the engine calls it, ``call`` (such as
     ``"undo_deposit(state)"``): with that many positional arguments. More parameters are
-    fine when they have defaults (or are ``*args``); keyword-only ones need defaults."""
+    fine when they have defaults (or are ``*args``); keyword-only ones need defaults. The
+    engine awaits it only when ``asynchronous``."""
     name, _, args = call.partition("(")
     count = len([a for a in args.rstrip(")").split(",") if a.strip()])
+    kind = "async def" if asynchronous else "def"
     if not callable(answer):
-        raise Incorrect(f"{name} should be a function, `def {call}: ...`; got {answer!r}")
+        raise Incorrect(f"{name} should be a function, `{kind} {call}: ...`; got {answer!r}")
+    if inspect.iscoroutinefunction(answer) != asynchronous:
+        raise Incorrect(
+            f"{name} must be `{kind}`: "
+            + (
+                "it awaits what it calls"
+                if asynchronous
+                else "the engine calls it and does not await it, so an `async def` never runs"
+            )
+        )
     try:
         signature = inspect.signature(answer)
     except (TypeError, ValueError):
@@ -217,7 +235,8 @@ def _word(word: str) -> str:
 def canonical(text: Any) -> str:
     """A word answer as compared: case, spaces, hyphens and underscores, and a plural
     ending do not matter ("Commutative-update" is "commutative updates"); None is "none"."""
-    words = re.split(r"[\s\-_]+", str("none" if text is None else text).strip().lower())
+    text = re.sub(r"[^\w\s-]", "", str("none" if text is None else text))  # "halt." is "halt"
+    words = re.split(r"[\s\-_]+", text.strip().lower())
     return "".join(_word(w) for w in words if w)
 
 
@@ -237,6 +256,7 @@ def names_list(answer: Any, names: Sequence[str], what: str) -> list[str]:
     if answer is None or (isinstance(answer, str) and canonical(answer) in ("none", "")):
         return []
     if isinstance(answer, str):
+        answer = answer.strip().strip("[]()").replace('"', "").replace("'", "")
         parts = re.split(r"\s*(?:,|;|->|→)\s*", answer.strip())
         answer = [p for p in (parts if len(parts) > 1 else answer.split()) if p.strip()]
     if not isinstance(answer, list | tuple):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...clock import VirtualClock
-from ...policies import Retry, UndoPolicy, resolve_policy
+from ...policies import Retry, RetryPolicy, UndoPolicy, resolve_policy
 from ...saga import Saga, State, Step
 from ...worlds.examples import order_state
 from . import Exercise, Incorrect, canonical, choose, forall, register
@@ -89,6 +89,11 @@ FAILURES = (0, 1, 2)
 def _check_retry(policy: Any) -> str:
     if isinstance(policy, str):
         policy = choose(policy, POLICIES, "policy")
+    if isinstance(policy, RetryPolicy):
+        raise Incorrect(
+            "a RetryPolicy says how to retry; the undo policy that uses it is "
+            "Retry(RetryPolicy(...))"
+        )
     try:
         policy = resolve_policy(policy)
     except (ValueError, TypeError) as exc:

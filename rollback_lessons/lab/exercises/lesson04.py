@@ -217,6 +217,15 @@ def _check_refund(refund: Any) -> str:
         )
         for dead in outcome.dead_letters:
             raise Incorrect(f"{world}, {raised(dead.error, 'refund')}")
+        charges = {key: amount for key, amount, _ in world.before} | dict(world.after)
+        if world.fault != "fail":
+            charges[world.key] = world.price
+        if state["charges"] != charges:
+            raise Incorrect(
+                f"{world}, the charges after your refund are {state['charges']}, not "
+                f"{charges}: the charges are the card's history; a refund is a new record "
+                "beside its charge, in state['refunds']"
+            )
         check_refunds(world, dict(state["refunds"]), "your refund")
         again = copy.deepcopy(state)
         try:

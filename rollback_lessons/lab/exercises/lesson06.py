@@ -228,7 +228,7 @@ def _check_timeout(charge_register: Any, refund_booking: Any) -> str:
         failing = "send_email" if case.fault == "send_email" else "charge_card"
         inject = {failing: "fail" if failing == "send_email" else case.fault}
         outcome = _saga(register_at, fn, case.price).run(world, inject=inject, on_event=others)
-        charged = case.key in payments.charges
+        charged = case.fault != "fail"
         if register_at == "after" and case.fault == "fail_after_effect":
             raise Incorrect(
                 f"{case}: with 'after' the refund was never logged (the step raised), so "
@@ -240,7 +240,17 @@ def _check_timeout(charge_register: Any, refund_booking: Any) -> str:
         want |= {key: 0 for key, _ in case.after}
         if charged:
             want[case.key] = case.price
+        amounts = {key: amount for key, amount, _ in case.before} | dict(case.after)
+        if charged:
+            amounts[case.key] = case.price
         for calls in ("your refund", "a second call of your refund"):
+            kept = {k: c["amount"] for k, c in payments.charges.items()}
+            if kept != amounts:
+                raise Incorrect(
+                    f"{case}, after {calls} the payment service holds the charges {kept}, "
+                    f"not {amounts}: its charges are the card's history; refund through "
+                    "world['payments'].refund(key)"
+                )
             got = _refunded(world)
             for key in sorted(set(got) | set(want)):
                 if got.get(key) == want.get(key):

@@ -12,7 +12,6 @@ for undos that fail, and reads the world's own record of what was undone.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import tempfile
 from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor
@@ -91,6 +90,7 @@ class _Log:
     undone: list[str]
     running: list[str]
     overlaps: list[tuple[str, str]]
+    called: list[str]  # undo(call) called, awaited or not
 
 
 def _activity_error(step: str) -> Exception:
@@ -116,13 +116,14 @@ def _call(world: World, step: str) -> Any:
 
 
 async def _in_process(fn: Any, world: World) -> tuple[_Log, list[Any], BaseException | None]:
-    log = _Log([], [], [], [])
+    log = _Log([], [], [], [], [])
     slow = dict(zip(world.steps, world.slow, strict=True))
 
     def undo(call: Any) -> _Undo:  # awaitable: what the workflow's `undo` is to the learner
         step = getattr(call, "step", None)
         if step not in slow:
             raise TypeError(f"undo() takes one of the calls of compensations, got {call!r}")
+        log.called.append(step)
         return _Undo(log, step, slow[step], step in world.broken)
 
     dead: list[Any] = []
@@ -170,8 +171,19 @@ def _check_world(fn: Any, world: World, loop: asyncio.AbstractEventLoop) -> None
                 f"the undo of {', '.join(twice)} ran more than once; Temporal has already "
                 "retried it as its RetryPolicy says: a failing one is a dead letter"
             )
-        elif missing and set(missing) == set(newest_first):
-            why = "no undo ran: `await undo(call)` for each call (without await, nothing runs)"
+        elif [s for s in missing if s in log.called]:
+            never = [s for s in missing if s in log.called]
+            why = (
+                f"undo() was called for {', '.join(never)} without await, so it did not run: "
+                "`await undo(call)`"
+            )
+        elif missing and log.started and log.started[-1] in world.broken:
+            why = (
+                f"after the undo of {log.started[-1]} failed, no other undo ran: a failing "
+                "undo is a dead letter, and the rest still run (also past one that fails)"
+            )
+        elif missing:
+            why = f"your compensate never undid {', '.join(missing)}"
         raise Incorrect(
             f"{world}, the undos ran in the order {log.started}, expected {newest_first}: {why}"
         )
@@ -232,9 +244,7 @@ def _on_temporal(fn: Any) -> list[tuple[str, tuple[str, ...], Any, Any]]:
 def _check_compensate(compensate: Any) -> str:
     from ...worlds.temporal_booking.workflows import COMPENSABLE
 
-    fn = function(compensate, "compensate(compensations, undo, dead_letters)")
-    if not inspect.iscoroutinefunction(fn):
-        raise Incorrect("compensate must be `async def`: it awaits undo(call) for each step")
+    fn = function(compensate, "compensate(compensations, undo, dead_letters)", asynchronous=True)
 
     def in_a_thread() -> int:  # a notebook already runs an event loop here
         loop = asyncio.new_event_loop()

@@ -56,9 +56,14 @@ def worlds() -> list[World]:
     found = [World(100, (("Deposit", 30),), 0)]  # the lesson's
     for _ in range(150):
         names = rng.sample(list(WRITERS), rng.choice((1, 1, 2)))
-        writers = tuple((n, WRITERS[n] * rng.randint(1, 400)) for n in names)
         start = rng.choice((100, rng.randint(0, 1000)))
-        found.append(World(start, writers, rng.choice((0, rng.randint(1, 500)))))
+        room = start  # withdrawals and fees never take the balance below 0
+        writers = []
+        for name in names:
+            amount = rng.randint(1, 400) if WRITERS[name] > 0 else -rng.randint(0, min(room, 400))
+            room += min(amount, 0)
+            writers.append((name, amount))
+        found.append(World(start, tuple(writers), rng.choice((0, rng.randint(1, 500)))))
     return found
 
 
