@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from rollback_lessons.events import EventKind
-from rollback_lessons.worlds.temporal_booking import workflows
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -103,22 +102,7 @@ def test_the_schedules_lesson_10_names_are_the_ones_its_outputs_show():
 UNDONE = re.compile(r"(?<!not )undone\b[^|\n]*")
 
 
-@pytest.mark.parametrize(
-    "path",
-    [
-        pytest.param(
-            p,
-            marks=pytest.mark.xfail(
-                p.name.startswith("08") and not hasattr(workflows, "PIVOT"),
-                reason="lesson 08's hand-written Temporal sample still compensates its email "
-                "(issue 21 makes the email its pivot; then this passes)",
-                strict=True,
-            ),
-        )
-        for p in NOTEBOOKS
-    ],
-    ids=ids,
-)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
 def test_no_engine_in_any_lesson_undoes_the_email(path):
     """Lessons 04 and 06 teach that the email is the pivot: nothing unsends it. Every
     engine's output that lists what was undone agrees (a correction email is listed apart,
