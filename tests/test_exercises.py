@@ -4,6 +4,7 @@ every time, hints stop short of the solution, and progress is remembered across 
 A solved copy of each lesson passes all its checks. (The right and wrong answers of every
 exercise are in tests/bank, run by test_exercise_bank.py.)"""
 
+import ast
 import json
 import re
 from pathlib import Path
@@ -86,6 +87,62 @@ def test_hints_go_from_a_nudge_to_nearly_there_and_the_last_is_not_the_solution(
     for hint in exercise.hints:
         for line in body:
             assert line not in hint, (key, hint)  # no line of the solution, word for word
+
+
+def bound_names(source: str) -> dict[str, str]:
+    """The names a cell's top-level imports bind, and what each is bound to."""
+    names = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                top = alias.name.split(".")[0]
+                names[alias.asname or top] = alias.name if alias.asname else top
+        elif isinstance(node, ast.ImportFrom):
+            for alias in node.names:
+                names[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+    return names
+
+
+def imported_above() -> dict[str, dict[str, str]]:
+    """Exercise id -> what the code cells of its lesson above its cell have imported."""
+    found = {}
+    for path in NOTEBOOKS:
+        names: dict[str, str] = {}
+        for cell in json.loads(path.read_text())["cells"]:
+            if cell["cell_type"] != "code":
+                continue
+            source = "".join(cell["source"])
+            match = MARKER.search(source)
+            if match:
+                found[match.group(1)] = dict(names)
+            names.update(bound_names(source))
+    return found
+
+
+IMPORTED = imported_above()
+
+
+@pytest.mark.parametrize("key", sorted(EXERCISES))
+def test_an_exercise_runs_with_what_its_lesson_imported_above_its_cell(key):
+    """Exercise.run gives the learner's code the names the notebook gives it: setup is the
+    lesson's imports above the exercise cell, no more, no fewer."""
+    assert bound_names(EXERCISES[key].setup) == IMPORTED[key]
+
+
+@pytest.mark.parametrize(
+    ("key", "code", "says"),
+    [
+        ("01.1", "Rollback\nrun_with_rollback = 1", "should be a function"),  # imported in §2
+        ("03.1", "Retry\nchoices = 1", "answer with a dict"),
+        ("10.3", "charge_retry = LESSON_POLICY", "an outage of this gateway lasts up to 3 calls"),
+        ("03.1", "choices = Retry2", "your cell raised NameError: name 'Retry2' is not defined"),
+        ("02.2", "predicted = [", "your cell is not Python at line 1"),
+        ("02.2", "predicted = 1 / 0", "ZeroDivisionError"),
+    ],
+)
+def test_run_never_raises_and_knows_the_lessons_imports(key, code, says):
+    result = EXERCISES[key].run(code)
+    assert result.status == "incorrect" and says in result.message, result
 
 
 # Values the lessons print that an answer must not hard-code, so no exercise text suggests one

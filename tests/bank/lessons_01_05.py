@@ -64,6 +64,21 @@ BANK = {
             "            undo_all(undos, dead_letters)\n"
             "            raise\n"
             "        undos.append(undo)",
+            # this run's letters collected, then added after the caller's
+            "def run_with_rollback(steps, dead_letters):\n"
+            "    done, failed = [], []\n"
+            "    try:\n"
+            "        for do, undo in steps:\n"
+            "            do()\n"
+            "            done.append(undo)\n"
+            "    except Exception:\n"
+            "        for undo in done[::-1]:\n"
+            "            try:\n"
+            "                undo()\n"
+            "            except Exception as e:\n"
+            "                failed.append(e)\n"
+            "        dead_letters.extend(failed)\n"
+            "        raise",
         ),
         wrong=(
             Wrong(
@@ -200,13 +215,73 @@ BANK = {
                 '        raise RuntimeError("pipeline failed") from e',
                 ("raised RuntimeError: pipeline failed", "line 13", "step's own error"),
             ),
+            Wrong(
+                BY_POSITION,  # each new dead letter in front: reversed when 2+ undos fail
+                "def run_with_rollback(steps, dead_letters):\n"
+                "    done = []\n"
+                "    try:\n"
+                "        for do, undo in steps:\n"
+                "            do()\n"
+                "            done.append(undo)\n"
+                "    except Exception:\n"
+                "        for undo in reversed(done):\n"
+                "            try:\n"
+                "                undo()\n"
+                "            except Exception as e:\n"
+                "                dead_letters.insert(0, e)\n"
+                "        raise",
+                ("2 earlier dead letters already in dead_letters", "must stay, first"),
+            ),
+            Wrong(
+                NOT_ITS_OWN,  # wipes the caller's list
+                "def run_with_rollback(steps, dead_letters):\n"
+                "    dead_letters[:] = []\n"
+                "    done = []\n"
+                "    try:\n"
+                "        for do, undo in steps:\n"
+                "            do()\n"
+                "            done.append(undo)\n"
+                "    except Exception:\n"
+                "        for undo in reversed(done):\n"
+                "            try:\n"
+                "                undo()\n"
+                "            except Exception as e:\n"
+                "                dead_letters.append(e)\n"
+                "        raise",
+                ("with 1 step and none failing, dead_letters is []", "should still be"),
+            ),
+            Wrong(
+                NOT_ITS_OWN,  # replaces the caller's letters with this run's
+                "def run_with_rollback(steps, dead_letters):\n"
+                "    done, failed = [], []\n"
+                "    try:\n"
+                "        for do, undo in steps:\n"
+                "            do()\n"
+                "            done.append(undo)\n"
+                "    except Exception:\n"
+                "        for undo in reversed(done):\n"
+                "            try:\n"
+                "                undo()\n"
+                "            except Exception as e:\n"
+                "                failed.append(e)\n"
+                "        dead_letters[:] = failed\n"
+                "        raise",
+                ("1 earlier dead letter already in dead_letters", "must stay, first"),
+            ),
+            Wrong(
+                OTHER,  # the lesson's Rollback keeps its own dead letters
+                "def run_with_rollback(steps, dead_letters):\n"
+                "    with Rollback() as rb:\n"
+                "        for n, (do, undo) in enumerate(steps):\n"
+                '            rb.do(f"step{n}", do, undo)',
+                ("the undo of 1 fails too", "dead_letters is []", "append the exception"),
+            ),
         ),
         not_applicable={
             BY_NAME: NO_NAMES_01,
             SORTS_BY_NAME: NO_NAMES_01,
             NOT_IDEMPOTENT: "the loop runs once per pipeline; nothing calls it twice",
             SETS_VALUE: "the steps are functions: the loop has no value to set",
-            NOT_ITS_OWN: "the loop touches only the steps it is given",
         },
     ),
     "02.1": Bank(
@@ -402,6 +477,7 @@ BANK = {
             'policy = Retry(retry, then="halt")',
             "policy = Retry(RetryPolicy(max_attempts=3, retry_on=(ConnectionError,)))",
             "policy = Retry()",
+            "policy = Retry(RetryPolicy(max_attempts=3, initial_delay=0.5, multiplier=1))",  # 1 s
         ),
         wrong=(
             Wrong(
@@ -417,7 +493,18 @@ BANK = {
             Wrong(
                 OTHER,
                 "policy = Retry(RetryPolicy(max_attempts=3, initial_delay=0))",
-                ("waits were [0", "backoff"),
+                ("waits were [0", "a wait above 0"),
+            ),
+            Wrong(
+                OTHER,  # the cap at 0 makes every wait 0
+                "policy = Retry(RetryPolicy(max_attempts=3, initial_delay=0.2, max_delay=0))",
+                ("waits were [0, 0]", "capped by max_delay"),
+            ),
+            Wrong(
+                OTHER,  # just over 1 s: the message shows the digits that make it so
+                "policy = Retry(RetryPolicy(max_attempts=3, initial_delay=0.5, "
+                "multiplier=1.0000001))",
+                ("waited 1.00000005 s in total", "within 1 s"),
             ),
             Wrong(
                 UNSHOWN_CASE,  # retries only other errors than the 503
@@ -440,50 +527,114 @@ BANK = {
     ),
     "04.1": Bank(
         right=(
-            'safe_order = ("verify_card", "charge_card", "reserve_room", "send_email", '
-            '"award_points")',
-            "safe_order = list(SAFE_BOOKING_ORDER) + ['award_points']",
-            'safe_order = "Verify card, reserve room, charge card, send email, award points"',
+            # a list per kind
+            "def safe_order(steps):\n"
+            '    gates = [s.name for s in steps if s.kind == "gate"]\n'
+            '    middle = [s.name for s in steps if s.kind == "compensable"]\n'
+            '    pivot = [s.name for s in steps if s.kind == "pivot"]\n'
+            '    after = [s.name for s in steps if s.kind == "retriable"]\n'
+            "    return gates + middle + pivot + after",
+            # Step objects back, an extra optional parameter, nested loops
+            'ORDER = ("gate", "compensable", "pivot", "retriable")\n\n'
+            "def safe_order(steps, order=ORDER):\n"
+            "    out = []\n"
+            "    for kind in order:\n"
+            "        for step in steps:\n"
+            "            if step.kind == kind:\n"
+            "                out.append(step)\n"
+            "    return out",
+            # names sorted by the index of their kind (a stable sort)
+            "def safe_order(steps):\n"
+            "    kinds = {s.name: str(s.kind) for s in steps}\n"
+            '    rank = ["gate", "compensable", "pivot", "retriable"]\n'
+            "    return sorted(kinds, key=lambda n: rank.index(kinds[n]))",
         ),
         wrong=(
             Wrong(
-                OTHER,
-                'safe_order = ["verify_card", "send_email", "reserve_room", "charge_card", '
+                HARD_CODED,  # the booking's order the lesson built
+                "def safe_order(steps):\n"
+                '    return ["verify_card", "reserve_room", "charge_card", "send_email", '
                 '"award_points"]',
-                ("'send_email' is irreversible",),
+                ("for the steps charge_card (compensable)", "not a step of this pipeline"),
             ),
             Wrong(
-                OTHER,
-                'safe_order = ["reserve_room", "verify_card", "charge_card", "send_email", '
-                '"award_points"]',
-                ("reserve_room runs before verify_card", "declined", "gate"),
-            ),
-            Wrong(
-                OTHER,
-                'safe_order = ["verify_card", "reserve_room", "charge_card", "send_email"]',
-                ("missing: award_points",),
-            ),
-            Wrong(
-                OTHER,  # points before the email: if the email then fails, they stay awarded
-                'safe_order = ["verify_card", "reserve_room", "charge_card", "award_points", '
-                '"send_email"]',
-                ("'award_points' is never undone (retriable)",),
-            ),
-            Wrong(
-                OTHER,
+                HARD_CODED,  # the old form of the exercise: a list, not a function
                 'safe_order = ["verify_card", "reserve_room", "charge_card", "send_email", '
-                '"send_email", "award_points"]',
-                ("more than once: send_email",),
+                '"award_points"]',
+                ("should be a function", "def safe_order(steps)"),
+            ),
+            Wrong(
+                SORTS_BY_NAME,
+                "def safe_order(steps):\n    return sorted(s.name for s in steps)",
+                ("runs charge_card before validate_address", "put the gates first"),
+            ),
+            Wrong(
+                SORTS_BY_NAME,  # by kind, then by name
+                "def safe_order(steps):\n"
+                '    rank = {"gate": 0, "compensable": 1, "pivot": 2, "retriable": 3}\n'
+                "    return [s.name for s in sorted(steps, key=lambda s: (rank[s.kind], s.name))]",
+                (
+                    "they were written ['verify_card', 'check_stock']",
+                    "in the order they were given",
+                ),
+            ),
+            Wrong(
+                BY_POSITION,  # only moves the pivot to the end, as in the lesson's bad order
+                "def safe_order(steps):\n"
+                '    pivot = [s.name for s in steps if s.kind == "pivot"]\n'
+                "    return [s.name for s in steps if s.name not in pivot] + pivot",
+                ("runs charge_card before validate_address", "a failed check stops"),
+            ),
+            Wrong(
+                BY_POSITION,  # keeps each kind's steps, but reversed
+                "def safe_order(steps):\n"
+                '    rank = {"gate": 0, "compensable": 1, "pivot": 2, "retriable": 3}\n'
+                "    ordered = sorted(steps, key=lambda s: rank[s.kind], reverse=True)\n"
+                "    return [s.name for s in reversed(ordered)]",
+                ("puts the compensable steps as", "they were written"),
+            ),
+            Wrong(
+                UNSHOWN_CASE,  # every pipeline has a gate and a pivot, as the booking does
+                "def safe_order(steps):\n"
+                '    gate = [s.name for s in steps if s.kind == "gate"][0]\n'
+                '    rest = [s.name for s in steps if s.kind == "compensable"]\n'
+                '    pivot = [s.name for s in steps if s.kind == "pivot"][0]\n'
+                '    after = [s.name for s in steps if s.kind == "retriable"]\n'
+                "    return [gate, *rest, pivot, *after]",
+                ("IndexError", "line 2 of safe_order", 'if s.kind == "gate"][0]'),
+            ),
+            Wrong(
+                OTHER,  # a retriable step before the pivot
+                "def safe_order(steps):\n"
+                '    rank = {"gate": 0, "compensable": 1, "pivot": 3, "retriable": 2}\n'
+                "    return [s.name for s in sorted(steps, key=lambda s: rank[s.kind])]",
+                ("is unsafe", "is never undone (retriable) but runs before"),
+            ),
+            Wrong(
+                OTHER,  # the gates after the reversible steps
+                "def safe_order(steps):\n"
+                '    rank = {"compensable": 0, "gate": 1, "pivot": 2, "retriable": 3}\n'
+                "    return [s.name for s in sorted(steps, key=lambda s: rank[s.kind])]",
+                ("runs charge_card before validate_address", "has to be undone"),
+            ),
+            Wrong(
+                OTHER,
+                "def safe_order(steps):\n"
+                '    rank = {"gate": 0, "compensable": 1, "pivot": 2, "retriable": 3}\n'
+                "    names = [s.name for s in sorted(steps, key=lambda s: rank[s.kind])]\n"
+                "    return names + names[:1]",
+                ("more than once: charge_card",),
+            ),
+            Wrong(
+                OTHER,
+                'def safe_order(steps):\n    return ", ".join(s.name for s in steps)',
+                ("returned 'charge_card'", "return a list of names"),
             ),
         ),
         not_applicable={
-            HARD_CODED: "an order of the lesson's own steps",
-            BY_POSITION: "the order is the answer",
             BY_NAME: "names are the steps' ids here",
             NOT_IDEMPOTENT: "an order: nothing runs twice",
             SETS_VALUE: "an order sets nothing",
-            SORTS_BY_NAME: "see the check: any safe order passes, and alphabetical is not safe",
-            UNSHOWN_CASE: "the five steps are the whole question",
             NOT_ITS_OWN: "an order changes nothing",
         },
     ),
@@ -576,6 +727,31 @@ BANK = {
                 ("before it", "fails before charging anything", "KeyError"),
             ),
             Wrong(
+                BY_NAME,  # by amount: the first charge of this booking's price
+                "def refund(state):\n"
+                '    for key, amount in state["charges"].items():\n'
+                '        if amount == state["price"] and key not in state["refunds"]:\n'
+                '            state["refunds"][key] = amount\n'
+                "            return",
+                ("'booking-27' charged 120 before it", "paid back 120 under 'booking-27'"),
+            ),
+            Wrong(
+                BY_NAME,  # "was this price charged?" instead of "was this key charged?"
+                "def refund(state):\n"
+                '    key, refunds, price = state["key"], state["refunds"], state["price"]\n'
+                '    if price in state["charges"].values() and key not in refunds:\n'
+                "        refunds[key] = price",
+                ("charged 120 and refunded before it", "nothing was charged under that key"),
+            ),
+            Wrong(
+                OTHER,  # a refund of 0 when nothing was charged
+                "def refund(state):\n"
+                '    key = state["key"]\n'
+                '    if key not in state["refunds"]:\n'
+                '        state["refunds"][key] = state["charges"].get(key, 0)',
+                ("fails before charging anything", "paid back 0", "nothing was charged"),
+            ),
+            Wrong(
                 OTHER,  # refunds whether or not anything was charged
                 'def refund(state):\n    state["refunds"][state["key"]] = state["price"]',
                 ("fails before charging anything", "nothing was charged"),
@@ -587,9 +763,7 @@ BANK = {
                 ("fails before charging anything", "KeyError", "line 2"),
             ),
         ),
-        not_applicable={
-            BY_NAME: "a charge has only its key: there is no title to go by",
-        },
+        not_applicable={},
     ),
     "05.1": Bank(
         right=(
@@ -597,6 +771,7 @@ BANK = {
             'story = {"failed_step": "label", "undone": ("pay", "reserve"), '
             '"dead_letters": "none"}',
             'story = dict(failed_step="label", undone=["pay", "reserve"], dead_letters=())',
+            'story = {"failed_step": ["label"], "undone": ["pay", "reserve"], "dead_letters": []}',
         ),
         wrong=(
             Wrong(
@@ -622,6 +797,12 @@ BANK = {
                 ("needs 'dead_letters'",),
             ),
             Wrong(OTHER, 'story = "label failed"', ("answer with a dict",)),
+            Wrong(
+                OTHER,
+                'story = {"failed_step": ["label", "pay"], "undone": ["pay", "reserve"], '
+                '"dead_letters": []}',
+                ("failed_step: ['label', 'pay'] is a list", "one step failed"),
+            ),
         ),
         not_applicable={
             HARD_CODED: "reading one shown log: the answer is its values",
@@ -635,36 +816,130 @@ BANK = {
     ),
     "05.2": Bank(
         right=(
-            # by the end of the run instead of by each undo
+            # by the end of the run, in one expression
             "def needs_a_person(event):\n"
-            '    if event.kind == "rollback_done":\n'
-            '        return event.details["status"] != "rolled_back"\n'
-            '    return event.kind == "halted"',
-            # by the level the logger gives it
+            '    return event.kind in ("rollback_done", "halted") and '
+            'event.details.get("status", "halted") in ("rollback_incomplete", "halted")',
+            # by the level the logger gives it (lesson 05: ERROR is what a person acts on)
             "import logging\n"
             "from rollback_lessons.events import level_of\n\n"
             "def needs_a_person(event, *, threshold=logging.ERROR):\n"
             "    return level_of(event.kind, event.details) >= threshold",
-            # a table of what pages
+            # a dead letter or a halted undo pages at once, the end of the run for the rest
             "def needs_a_person(event):\n"
-            '    return event.kind in ("undo_failed", "halted") and '
-            'event.details.get("then") != "retry"',
-            "PAGES = {('undo_failed', 'dead_letter'), ('undo_failed', 'halt'),\n"
-            "         ('halted', None)}\n\n"
-            "def needs_a_person(event):\n"
-            "    return (event.kind, event.details.get('then')) in PAGES",
+            '    if event.kind == "undo_failed":\n'
+            '        return event.details["then"] != "retry"\n'
+            '    if event.kind == "rollback_done":\n'
+            '        return event.details["status"] != "rolled_back"\n'
+            '    return event.kind == "halted"',
         ),
         wrong=(
             Wrong(
-                OTHER,  # pages for a retry that works
-                'def needs_a_person(event):\n    return event.kind == "undo_failed"',
-                ("fails once, then works", "a retry was still coming"),
+                OTHER,  # pages for every failed undo, a retry that works too
+                "def needs_a_person(event):\n"
+                '    if event.kind == "rollback_done":\n'
+                '        return event.details["status"] != "rolled_back"\n'
+                '    return event.kind in ("undo_failed", "halted")',
+                ("fails twice, then works", "a retry of the undo was still coming"),
+            ),
+            Wrong(
+                UNSHOWN_CASE,  # failed undos only: misses an effect whose undo was never logged
+                "def needs_a_person(event):\n"
+                '    if event.kind == "undo_failed":\n'
+                '        return event.details["then"] != "retry"\n'
+                '    return event.kind == "halted"',
+                (
+                    "where insure fails after its effect",
+                    "insure's effect was never undone",
+                    "never paged",
+                ),
+            ),
+            Wrong(
+                UNSHOWN_CASE,  # the same, by the end of the run's counts
+                "def needs_a_person(event):\n"
+                "    d = event.details\n"
+                '    if event.kind == "rollback_done":\n'
+                '        return d["dead_letters"] > 0 or d["pending"] > 0\n'
+                '    return event.kind == "halted"',
+                ("rollback_incomplete: insure's effect was never undone", "never paged"),
+            ),
+            Wrong(
+                UNSHOWN_CASE,  # leaks found by hand, but not the email sent before the others
+                "logged = set()\n\n"
+                "def needs_a_person(event):\n"
+                "    if event.seq == 1:\n"
+                "        logged.clear()\n"
+                '    if event.kind == "undo_registered":\n'
+                "        logged.add(event.step)\n"
+                '    if event.kind == "step_failed":\n'
+                '        return bool(event.details.get("after_effect")) and '
+                "event.step not in logged\n"
+                '    if event.kind == "undo_failed":\n'
+                '        return event.details["then"] != "retry"\n'
+                '    return event.kind == "halted"',
+                ("an unsafe order: the email goes first", "the email stays sent", "never paged"),
             ),
             Wrong(
                 UNSHOWN_CASE,  # forgets the forward halt after the email
                 "def needs_a_person(event):\n"
-                '    return event.kind == "undo_failed" and event.details["then"] != "retry"',
+                '    if event.kind == "rollback_done":\n'
+                '        return event.details["status"] != "rolled_back"\n'
+                "    return False",
                 ("email, ship", "fails on every attempt", "never paged"),
+            ),
+            Wrong(
+                UNSHOWN_CASE,  # forgets that a rollback can end halted too
+                "def needs_a_person(event):\n"
+                '    if event.kind == "rollback_done":\n'
+                '        return event.details["status"] == "rollback_incomplete"\n'
+                '    return event.kind == "halted"',
+                ("under policy halt", "the run ended halted", "never paged"),
+            ),
+            Wrong(
+                OTHER,  # the right rule, and every forward retry as well
+                "def needs_a_person(event):\n"
+                '    if event.kind == "step_retry":\n'
+                "        return True\n"
+                '    if event.kind == "rollback_done":\n'
+                '        return event.details["status"] != "rolled_back"\n'
+                '    return event.kind == "halted"',
+                (
+                    "ship (retried forward after the email) fails once, then works",
+                    "the run ended committed",
+                    "retried forward, and it worked",
+                ),
+            ),
+            Wrong(
+                OTHER,  # the right rule, and a second failed attempt of an undo as well
+                "def needs_a_person(event):\n"
+                '    if event.kind == "undo_failed":\n'
+                '        return event.details["then"] != "retry" or event.details["attempt"] >= 2\n'
+                '    if event.kind == "rollback_done":\n'
+                '        return event.details["status"] != "rolled_back"\n'
+                '    return event.kind == "halted"',
+                ('"attempt": 2', "the run ended rolled_back", "the rollback completed"),
+            ),
+            Wrong(
+                OTHER,  # the right rule, and every failure after an effect as well
+                "def needs_a_person(event):\n"
+                '    if event.kind == "step_failed" and event.details.get("after_effect"):\n'
+                "        return True\n"
+                '    if event.kind == "rollback_done":\n'
+                '        return event.details["status"] != "rolled_back"\n'
+                '    return event.kind == "halted"',
+                (
+                    "its undo logged before it runs",
+                    "the run ended rolled_back",
+                    "the rollback undid its effect",
+                ),
+            ),
+            Wrong(
+                OTHER,  # everything the logger marks WARNING or worse
+                "import logging\n"
+                "from rollback_lessons.events import level_of\n\n"
+                "def needs_a_person(event):\n"
+                "    return level_of(event.kind, event.details) >= logging.WARNING",
+                ("you paged for", "step_failed", "finished on its own"),
             ),
             Wrong(
                 OTHER,

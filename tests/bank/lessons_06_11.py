@@ -86,6 +86,11 @@ BANK = {
                 "def undo_create_event(world):\n    pass",
                 ("this booking's event (evt-1) is still in the calendar",),
             ),
+            Wrong(
+                OTHER,  # forgets the id instead of deleting the event
+                'def undo_create_event(world):\n    world["booking"].pop("event", None)',
+                ("(evt-1) is still in the calendar", "took its id out of world['booking']"),
+            ),
         ),
         not_applicable={
             NOT_IDEMPOTENT: "the calendar refuses to delete an id twice, by design (lesson "
@@ -141,7 +146,7 @@ BANK = {
                 NOT_ITS_OWN,
                 REFUND_06 + '    for key in list(world["payments"].charges):\n'
                 '        world["payments"].refund(key)',
-                ("charged", "before it", "another booking's charge"),
+                ("charged", "while it ran", "another booking's charge"),
             ),
             Wrong(
                 BY_POSITION,  # the newest charge
@@ -477,6 +482,24 @@ BANK = {
                 ("go round in a circle",),
             ),
             Wrong(
+                OTHER,  # no state at all
+                "def wire(steps):\n"
+                '    return {f"{kind} {s}": None for s in steps for kind in ("Do", "Undo")}',
+                ("'Do step1' leads to None", "the name of a state, a string"),
+            ),
+            Wrong(
+                OTHER,  # a list of states, not one
+                "def wire(steps):\n"
+                "    wiring = {}\n"
+                '    before = ["Rolled back"]\n'
+                "    for step in steps:\n"
+                '        wiring[f"Do {step}"] = before\n'
+                '        wiring[f"Undo {step}"] = before\n'
+                '        before = [f"Undo {step}"]\n'
+                "    return wiring",
+                ("leads to ['Rolled back']", "the name of a state, a string"),
+            ),
+            Wrong(
                 OTHER,  # back to a step
                 "def wire(steps):\n"
                 '    return {f"{kind} {s}": f"Do {s}" for s in steps for kind in ("Do", "Undo")}',
@@ -524,12 +547,29 @@ BANK = {
                 "def undo_bonus(world):\n"
                 '    if world["balance"] == 150:\n'
                 '        world["balance"] = 100',
-                ("a deposit of +30", "ends at 180, not 130"),
+                ("a deposit of 30", "ends at 180, not 130"),
             ),
             Wrong(
                 NOT_ITS_OWN,
                 'def undo_bonus(world):\n    world["balance"] -= 50\n    world["savings"] = 0',
                 ("Savings ended at 0", "the balance only"),
+            ),
+            Wrong(
+                UNSHOWN_CASE,  # keeps the bonus when the balance is low
+                "def undo_bonus(world):\n"
+                '    if world["balance"] >= 50:\n'
+                '        world["balance"] -= 50',
+                ("starting at 0", "a fee of 5", "ends at 45, not -5", "an overdraft is allowed"),
+            ),
+            Wrong(
+                UNSHOWN_CASE,  # never below 0
+                'def undo_bonus(world):\n    world["balance"] = max(0, world["balance"] - 50)',
+                ("ends at 0, not -5", "an overdraft is allowed"),
+            ),
+            Wrong(
+                UNSHOWN_CASE,  # takes back at most what is there
+                'def undo_bonus(world):\n    world["balance"] -= min(50, world["balance"])',
+                ("ends at 0, not -5",),
             ),
             Wrong(OTHER, "def undo_bonus(world):\n    pass", ("ends at 180, not 130",)),
             Wrong(
@@ -592,48 +632,80 @@ BANK = {
     ),
     "10.3": Bank(
         right=(
-            "charge_retry = RetryPolicy(retry_on=(ConnectionError, TimeoutError))",
-            "charge_retry = RetryPolicy(retry_on=(OSError,))",
-            "charge_retry = RetryPolicy(max_attempts=4, initial_delay=0.2, multiplier=3,\n"
+            "charge_retry = RetryPolicy(max_attempts=4, initial_delay=0.1, multiplier=3,\n"
+            "                           retry_on=(ConnectionError, TimeoutError))",
+            "charge_retry = RetryPolicy(max_attempts=6, initial_delay=0.1, max_delay=0.3, "
+            "retry_on=(OSError,))",
+            "charge_retry = RetryPolicy(max_attempts=4, initial_delay=0.5, multiplier=1,\n"
             "                           no_retry_on=(BusinessFailure,))",
-            "charge_retry = RetryPolicy(retry_on=(TimeoutError, ConnectionError),"
-            " no_retry_on=(BusinessFailure,), max_delay=1)",
+            "charge_retry = RetryPolicy(retry_on=(TimeoutError, ConnectionError), max_attempts=5,"
+            " no_retry_on=(BusinessFailure,), initial_delay=0.05)",
         ),
         wrong=(
-            Wrong(OTHER, "charge_retry = RetryPolicy()", ("business failure", "tried 3 times")),
+            Wrong(
+                HARD_CODED,  # the policy lesson 10 showed, for a gateway whose outages were shorter
+                "charge_retry = LESSON_POLICY",
+                (
+                    "and the next call would have charged the card",
+                    "gave up after 3 attempt(s)",
+                    "lasts up to 3 calls",
+                ),
+            ),
+            Wrong(
+                HARD_CODED,  # the lesson's waits, one attempt more
+                "charge_retry = RetryPolicy(max_attempts=4, initial_delay=0.5, "
+                "no_retry_on=(BusinessFailure,))",
+                ("waited 3.5 s between calls ([0.5, 1.0, 2.0])", "a guest will wait"),
+            ),
+            Wrong(
+                OTHER,
+                "charge_retry = RetryPolicy(max_attempts=4, initial_delay=0.2)",
+                ("business failure", "tried 2 times", "Compensate at once"),
+            ),
             Wrong(
                 OTHER,
                 "charge_retry = RetryPolicy(max_attempts=1)",
-                ("ended rolled_back after 1 call(s)", "retry it"),
+                ("ended rolled_back after 1 call(s)", "gave up after 1 attempt(s)"),
+            ),
+            Wrong(
+                OTHER,  # no wait between calls
+                "charge_retry = RetryPolicy(max_attempts=4, initial_delay=0, "
+                "no_retry_on=(BusinessFailure,))",
+                ("the waits between calls were [0.0]", "a wait above 0"),
             ),
             Wrong(
                 UNSHOWN_CASE,  # only the business failure the lesson shows
-                "charge_retry = RetryPolicy(no_retry_on=(CardDeclined,))",
-                ("business failure",),
+                "charge_retry = RetryPolicy(max_attempts=4, initial_delay=0.2, "
+                "no_retry_on=(CardDeclined,))",
+                ("business failure", "Compensate at once"),
             ),
             Wrong(
                 UNSHOWN_CASE,  # only the technical failure the lesson shows
-                "charge_retry = RetryPolicy(retry_on=(ServiceUnavailable,))",
-                ("retry it",),
+                "charge_retry = RetryPolicy(max_attempts=4, initial_delay=0.2, "
+                "retry_on=(ServiceUnavailable,))",
+                ("does not retry a TimeoutError", "retry it"),
             ),
             Wrong(
                 UNSHOWN_CASE,  # forgets that a timeout is technical too
-                "charge_retry = RetryPolicy(retry_on=(ConnectionError,))",
-                ("retry it",),
+                "charge_retry = RetryPolicy(max_attempts=4, initial_delay=0.2, "
+                "retry_on=(ConnectionError,))",
+                ("does not retry a TimeoutError",),
             ),
             Wrong(
-                OTHER,  # not enough attempts for a two-call outage
-                "charge_retry = RetryPolicy(max_attempts=2, no_retry_on=(BusinessFailure,))",
-                ("retry it",),
+                OTHER,  # not enough attempts for a three-call outage
+                "charge_retry = RetryPolicy(max_attempts=3, initial_delay=0.2, "
+                "no_retry_on=(BusinessFailure,))",
+                ("gave up after 3 attempt(s) (max_attempts=3)",),
             ),
             Wrong(
                 OTHER,  # waits far too long between calls
-                "charge_retry = RetryPolicy(initial_delay=4, no_retry_on=(BusinessFailure,))",
+                "charge_retry = RetryPolicy(max_attempts=4, initial_delay=4, "
+                "no_retry_on=(BusinessFailure,))",
                 ("a guest will wait",),
             ),
+            Wrong(OTHER, "charge_retry = 3", ("give a RetryPolicy(...)", "got int")),
         ),
         not_applicable={
-            HARD_CODED: "a policy: no value of the lesson's world goes into it",
             BY_POSITION: "a policy: nothing is selected",
             BY_NAME: "a policy: nothing is selected by name",
             NOT_IDEMPOTENT: "a policy: it runs nothing itself",
@@ -664,14 +736,14 @@ BANK = {
             Wrong(
                 HARD_CODED,  # the lesson's flaw: a refund whatever happened
                 'def refund(state):\n    state["refunds"]["booking-1"] = 120',
-                ("charge_card fail", "phantom undo", "refunds {'booking-1': 120}"),
+                ("charge_card fail", "phantom undo", "refunds {} → {'booking-1': 120}"),
             ),
             Wrong(
                 HARD_CODED,  # the key the lesson printed
                 "def refund(state):\n"
                 '    if "booking-1" in state["charges"] and "booking-1" not in state["refunds"]:\n'
                 '        state["refunds"]["booking-1"] = state["charges"]["booking-1"]',
-                ("under key 'booking-", "not restored"),
+                ("under key 'booking-", "not restored", "as the customer sees the booking"),
             ),
             Wrong(
                 HARD_CODED,  # the price the lesson printed
@@ -679,14 +751,75 @@ BANK = {
                 '    key = state["key"]\n'
                 '    if key in state["charges"] and key not in state["refunds"]:\n'
                 '        state["refunds"][key] = 120',
-                ("priced", "not restored"),
+                ("priced 717", "not restored", "charged {} → {'booking-1': 597}"),
             ),
             Wrong(
                 UNSHOWN_CASE,  # any charge at all: right only for a new customer
                 "def refund(state):\n"
                 '    if state["charges"] and state["key"] not in state["refunds"]:\n'
                 '        state["refunds"][state["key"]] = state["price"]',
-                ("a returning customer", "charge_card fail", "phantom undo"),
+                (
+                    "a returning customer",
+                    "charge_card fail",
+                    "phantom undo",
+                    "Nothing was charged under",
+                ),
+            ),
+            Wrong(
+                BY_NAME,  # by amount: the first charge of this booking's price
+                "def refund(state):\n"
+                '    for key, amount in state["charges"].items():\n'
+                '        if amount == state["price"] and key not in state["refunds"]:\n'
+                '            state["refunds"][key] = amount\n'
+                "            return",
+                (
+                    "a returning customer: 'booking-13' charged 120",
+                    "changed the refund of 'booking-13', another booking",
+                ),
+            ),
+            Wrong(
+                BY_NAME,  # "was this price charged?" instead of "was this key charged?"
+                "def refund(state):\n"
+                '    key, refunds, price = state["key"], state["refunds"], state["price"]\n'
+                '    if price in state["charges"].values() and key not in refunds:\n'
+                "        refunds[key] = price",
+                ("charge_card fail", "phantom undo", "Nothing was charged under 'booking-1'"),
+            ),
+            Wrong(
+                OTHER,  # a refund of 0 for a charge that never happened (invariant 2)
+                "def refund(state):\n"
+                '    key = state["key"]\n'
+                '    if key not in state["refunds"]:\n'
+                '        state["refunds"][key] = state["charges"].get(key, 0)',
+                ("phantom undo", "refunds {} → {'booking-1': 0}", "not even a refund of 0"),
+            ),
+            Wrong(
+                NOT_ITS_OWN,  # also tells the guest, from inside the refund
+                "def refund(state):\n"
+                '    key = state["key"]\n'
+                '    if key in state["charges"] and key not in state["refunds"]:\n'
+                '        state["refunds"][key] = state["charges"][key]\n'
+                '    state["emails"].append("Your booking is cancelled")',
+                ("phantom undo", "emails [] → ['Your booking is cancelled']"),
+            ),
+            Wrong(
+                NOT_ITS_OWN,  # also frees the room (reserve_room's undo does that)
+                "def refund(state):\n"
+                '    key = state["key"]\n'
+                '    if key in state["charges"] and key not in state["refunds"]:\n'
+                '        state["refunds"][key] = state["charges"][key]\n'
+                '    state["room"] = None',
+                ("phantom undo", "room 'held' → None"),
+            ),
+            Wrong(
+                NOT_ITS_OWN,  # a key that looks like this booking's
+                "def refund(state):\n"
+                '    key = state["key"]\n'
+                '    for other, amount in state["charges"].items():\n'
+                '        if other[-1] == key[-1] and other not in state["refunds"]:\n'
+                '            state["refunds"][other] = amount\n'
+                "            return",
+                ("'booking-31' charged 878", "changed the refund of 'booking-31', another booking"),
             ),
             Wrong(
                 BY_POSITION,  # the newest charge
@@ -694,7 +827,7 @@ BANK = {
                 '    if state["charges"]:\n'
                 '        key = list(state["charges"])[-1]\n'
                 '        state["refunds"].setdefault(key, state["charges"][key])',
-                ("a returning customer", "phantom undo"),
+                ("a returning customer", "another booking"),
             ),
             Wrong(
                 SORTS_BY_NAME,
@@ -702,14 +835,14 @@ BANK = {
                 '    if state["charges"]:\n'
                 '        key = max(state["charges"])\n'
                 '        state["refunds"].setdefault(key, state["charges"][key])',
-                ("a returning customer",),
+                ("a returning customer", "another booking"),
             ),
             Wrong(
                 NOT_ITS_OWN,
                 "def refund(state):\n"
                 '    for key, amount in state["charges"].items():\n'
                 '        state["refunds"].setdefault(key, amount)',
-                ("a returning customer", "phantom undo"),
+                ("a returning customer", "another booking"),
             ),
             Wrong(
                 NOT_IDEMPOTENT,
@@ -718,17 +851,15 @@ BANK = {
                 '    if key in state["charges"]:\n'
                 '        state["refunds"][key] = state["refunds"].get(key, 0) + '
                 'state["charges"][key]',
-                ("a second call of your refund", "'booking-1': 240"),
+                ("a second call of your refund", "{'booking-1': 120} → {'booking-1': 240}"),
             ),
             Wrong(
                 SETS_VALUE,  # erases the charge instead of refunding it
                 'def refund(state):\n    state["charges"].pop(state["key"], None)',
                 ("charge_card fail after effect", "changed the charges", "a new record"),
             ),
-            Wrong(OTHER, "def refund(state):\n    pass", ("not restored",)),
+            Wrong(OTHER, "def refund(state):\n    pass", ("not restored", "charged {} →")),
         ),
-        not_applicable={
-            BY_NAME: "a charge has only its key",
-        },
+        not_applicable={},
     ),
 }

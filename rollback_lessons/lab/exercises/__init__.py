@@ -21,7 +21,9 @@ One grading core for every lesson (``lesson01`` ... ``lesson11``; ``ALL`` maps i
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import copy
 import html
 import inspect
 import io
@@ -165,14 +167,39 @@ class Exercise:
         return Code(self.solution_code)
 
     def run(self, code: str) -> Result:
-        """Check ``code`` as if it were typed into the exercise's cell (for tests)."""
+        """Check ``code`` as if it were typed into the exercise's cell, after the lesson's
+        imports (``setup``), and never raise: code that does not parse, or raises (a name
+        the lesson never imported), is feedback too."""
         namespace: dict[str, Any] = {"____": ____, "__name__": "__exercise__"}
-        exec(self.setup, namespace)
         filename = f"<exercise {self.id}>"
         lines = code.splitlines(keepends=True)
         linecache.cache[filename] = (len(code), None, lines, filename)  # for the learner's line
-        exec(compile(code, filename, "exec"), namespace)
+        try:
+            compiled = compile(code, filename, "exec")
+        except SyntaxError as exc:
+            where = f" at line {exc.lineno}" if exc.lineno else ""
+            return Result(self.id, "incorrect", f"your cell is not Python{where}: {exc.msg}")
+        _import_setup(self.setup, code, namespace)
+        try:
+            exec(compiled, namespace)
+        except Exception as exc:
+            return Result(self.id, "incorrect", raised(exc, "cell"))
         return self.check(*(namespace.get(name, ____) for name in self.answer_names))
+
+
+def _import_setup(setup: str, code: str, namespace: dict[str, Any]) -> None:
+    """Run the lesson's imports (``setup``) that bind a name ``code`` uses: the same names
+    as in the notebook, without importing a panel or an engine the answer never touches."""
+    used = {node.id for node in ast.walk(ast.parse(code)) if isinstance(node, ast.Name)}
+    for statement in ast.parse(setup).body:
+        if not isinstance(statement, ast.Import | ast.ImportFrom):
+            raise TypeError(f"an exercise's setup holds imports only, got {ast.unparse(statement)}")
+        for alias in statement.names:
+            bound = alias.asname or alias.name.split(".")[0]
+            if bound in used:
+                one = copy.copy(statement)
+                one.names = [alias]
+                exec(ast.unparse(one), namespace)
 
 
 # -- the shape of an answer ---------------------------------------------------------------

@@ -1,7 +1,9 @@
 """Lesson 01 exercise: write the rollback loop itself, as the first section does by hand.
 
 The check runs the learner's loop on pipelines of 1 to 12 steps, any one failing (or none),
-any of the undos before it failing too, each with its own kind of error.
+any of the undos before it failing too, each with its own kind of error, and a
+``dead_letters`` list that sometimes already holds an earlier run's letters (they stay, and
+the new ones follow, in the order the undos failed).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class World:
     fail_at: int | None  # the step that raises (1-based), or None
     broken: frozenset[int]  # the steps whose undo raises
     error: type[Exception]  # what a broken undo raises
+    earlier: int = 0  # dead letters of earlier runs already in the list passed in
 
     def __str__(self) -> str:
         where = f"with {self.steps} step{'s' * (self.steps != 1)}"
@@ -35,6 +38,9 @@ class World:
         if self.broken:
             which = " and ".join(map(str, sorted(self.broken, reverse=True)))
             where += f" (the undo of {which} fails too, with {self.error.__name__})"
+        if self.earlier:
+            where += f", and {self.earlier} earlier dead letter{'s' * (self.earlier != 1)} "
+            where += "already in dead_letters"
         return where
 
 
@@ -48,23 +54,30 @@ def worlds() -> list[World]:
             done = range(1, fail_at) if fail_at else range(0)
             for mask in range(2 ** len(done)):
                 broken = frozenset(i for i in done if mask >> (i - 1) & 1)
-                found.append(World(steps, fail_at, broken, UNDO_ERRORS[mask % 3]))
+                error = UNDO_ERRORS[mask % 3]
+                found.append(World(steps, fail_at, broken, error))
+                if broken or steps == 1:  # a caller's list that already holds letters
+                    found.append(World(steps, fail_at, broken, error, earlier=1 + mask % 2))
     for _ in range(150):
         steps = rng.randint(5, 12)
         fail_at = rng.choice([None, *range(1, steps + 1)])
         done = range(1, fail_at) if fail_at else range(0)
         broken = frozenset(i for i in done if rng.random() < 0.3)
-        found.append(World(steps, fail_at, broken, rng.choice(UNDO_ERRORS)))
+        earlier = rng.choice((0, 0, 1, 2))
+        found.append(World(steps, fail_at, broken, rng.choice(UNDO_ERRORS), earlier))
     return found
 
 
 def size(world: World) -> tuple[int, ...]:
-    return (world.steps, len(world.broken), world.fail_at or 0)
+    return (world.steps, len(world.broken), world.fail_at or 0, world.earlier)
+
+
+EARLIER = ("reserve: 503 (an earlier run)", "label: timeout (an earlier run)")
 
 
 def _run(fn: Callable[..., Any], world: World) -> tuple[list[str], list[Any], Any, Any]:
     """The learner's loop on ``world``: what ran (in order), the dead letters, what
-    escaped, and the step's own error."""
+    escaped, and the step's own error, the undos' errors and the earlier letters."""
     ran: list[str] = []
     failure = StepFailed(f"step {world.fail_at} failed")
     undo_errors: dict[int, Exception] = {}
@@ -88,7 +101,8 @@ def _run(fn: Callable[..., Any], world: World) -> tuple[list[str], list[Any], An
         return action
 
     pairs = [(do(i), undo(i)) for i in range(1, world.steps + 1)]
-    dead: list[Any] = []
+    earlier = [RuntimeError(EARLIER[n]) for n in range(world.earlier)]
+    dead: list[Any] = list(earlier)
     escaped: BaseException | None = None
     try:
         fn(pairs, dead)
@@ -96,22 +110,25 @@ def _run(fn: Callable[..., Any], world: World) -> tuple[list[str], list[Any], An
         raise NotAttempted("not attempted yet: replace `raise NotImplementedError`.") from None
     except Exception as exc:
         escaped = exc
-    return ran, dead, escaped, (failure, undo_errors)
+    return ran, dead, escaped, (failure, undo_errors, earlier)
 
 
 def _check_loop(run_with_rollback: Any) -> str:
     fn = function(run_with_rollback, "run_with_rollback(steps, dead_letters)")
 
     def holds(world: World) -> None:
-        ran, dead, escaped, (failure, undo_errors) = _run(fn, world)
+        ran, dead, escaped, (failure, undo_errors, earlier) = _run(fn, world)
         if world.fail_at is None:
             want = [f"do {i}" for i in range(1, world.steps + 1)]
             if escaped is not None:
                 raise Incorrect(f"{world}, {raised(escaped, 'loop')}; nothing failed")
             if ran != want:
                 raise Incorrect(f"{world}, the calls were {ran}; nothing failed, so {want}")
-            if dead:
-                raise Incorrect(f"{world}, dead_letters is {dead!r}; nothing failed")
+            if list(map(id, dead)) != list(map(id, earlier)):
+                raise Incorrect(
+                    f"{world}, dead_letters is {dead!r}; nothing failed, so it should still "
+                    f"be {earlier!r}"
+                )
             return
         done = range(1, world.fail_at)
         want = [f"do {i}" for i in done] + [f"do {world.fail_at} (fails)"]
@@ -136,18 +153,37 @@ def _check_loop(run_with_rollback: Any) -> str:
                 "object), after the undos"
             )
         expected = [undo_errors[i] for i in sorted(undo_errors, reverse=True)]
-        if sorted(map(id, dead)) != sorted(map(id, expected)):
+        new = dead[world.earlier :]
+        if list(map(id, dead[: world.earlier])) != list(map(id, earlier)):
             raise Incorrect(
-                f"{world}, dead_letters is {dead!r}; expected {expected!r}: append the "
-                "exception of each undo that failed (and nothing else)"
+                f"{world}, dead_letters is {dead!r}: the earlier letters "
+                f"{earlier!r} must stay, first; append the new ones after them"
+            )
+        if sorted(map(id, new)) != sorted(map(id, expected)):
+            raise Incorrect(
+                f"{world}, dead_letters is {dead!r}; expected {[*earlier, *expected]!r}: "
+                "append the exception of each undo that failed (and nothing else)"
+            )
+        if list(map(id, new)) != list(map(id, expected)):
+            raise Incorrect(
+                f"{world}, the new dead letters are {new!r}; expected {expected!r}: append "
+                "each in the order the undos failed (newest step first), at the end"
             )
 
     forall(worlds(), holds, size=size)
     return "newest first, past every failed undo (a dead letter each), then the original error."
 
 
+LESSON_IMPORTS = (
+    "from rollback_lessons import Rollback\nfrom rollback_lessons.lab.exercises import lesson01\n"
+)
+"""What lesson 01 has imported before its exercises (``Exercise.setup``: a test
+compares it with the notebook)."""
+
+
 q1 = Exercise(
     id="01.1",
+    setup=LESSON_IMPORTS,
     title="Write the rollback loop",
     checker=_check_loop,
     answer_names=("run_with_rollback",),

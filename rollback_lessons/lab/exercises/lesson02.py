@@ -146,8 +146,24 @@ def _check_undo_deposit(undo_deposit: Any) -> str:
     )
 
 
+LESSON_IMPORTS = (
+    "from rollback_lessons.worlds.demo import xyz_saga, xyz_state\n"
+    "from rollback_lessons.worlds.examples import folder_saga, folder_state\n"
+    "from rollback_lessons.outcome import compare_table\n"
+    "from rollback_lessons.lab.widgets import RollbackLab\n"
+    "from IPython.display import Image\n"
+    "from rollback_lessons.lab import viz\n"
+    "from rollback_lessons.worlds.examples import account_saga, account_state\n"
+    "from rollback_lessons.worlds.examples import user_saga, user_state\n"
+    "from rollback_lessons.lab.exercises import ____, lesson02\n"
+)
+"""What lesson 02 has imported before its exercises (``Exercise.setup``: a test
+compares it with the notebook)."""
+
+
 q1 = Exercise(
     id="02.1",
+    setup=LESSON_IMPORTS,
     title="Write the undo of the deposit",
     checker=_check_undo_deposit,
     answer_names=("undo_deposit",),
@@ -156,8 +172,8 @@ q1 = Exercise(
         "and nothing else.",
         "close_account runs right after your undo and refuses while acct-1 holds money; "
         "but money from someone else may have arrived meanwhile, and it must stay.",
-        "Setting the balance to a number erases whatever arrived in between; change it by "
-        "the deposit's amount instead.",
+        "Setting the balance to a number erases whatever arrived in between: the undo must "
+        "be right for whatever balance it finds when it runs.",
     ),
     solution_code=(
         '# exercise: 02.1\ndef undo_deposit(state):\n    state["accounts"]["acct-1"] -= 100'
@@ -214,6 +230,7 @@ def _check_order(predicted: Any) -> str:
 
 q2 = Exercise(
     id="02.2",
+    setup=LESSON_IMPORTS,
     title="Predict the undo order",
     checker=_check_order,
     answer_names=("predicted",),

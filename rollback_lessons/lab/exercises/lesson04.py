@@ -1,4 +1,8 @@
-"""Lesson 04 exercises: a safe order around an irreversible email; an idempotent refund.
+"""Lesson 04 exercises: a safe order for any pipeline; an idempotent refund.
+
+04.1 calls the learner's ``safe_order(steps)`` on pipelines it draws (1 to 12 steps of
+every kind, names the lesson does not show, written in any order) and holds the order it
+returns to ``check_order()``, gates first, and each kind's steps in the order given.
 
 04.2 runs the learner's ``refund`` as the undo of the booking's charge (logged before the
 charge) in bookings it draws: other keys and prices, other bookings' charges (and
@@ -14,63 +18,177 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...events import Event
-from ...worlds.examples import BOOKING_STEPS, KEY, PRICE, booking_saga, booking_state
+from ...saga import Saga, Step
+from ...worlds.examples import KEY, PRICE, booking_saga, booking_state
 from . import (
     Exercise,
     Incorrect,
     attempted,
+    call,
     forall,
     function,
     generator,
-    names_list,
     raised,
     register,
 )
 
+KINDS = ("gate", "compensable", "pivot", "retriable")
+POOL = {
+    "gate": ("verify_card", "check_stock", "check_fraud", "validate_address"),
+    "compensable": (
+        "reserve_room", "charge_card", "hold_seat", "book_taxi", "add_row", "create_event",
+        "reserve_stock",
+    ),
+    "pivot": ("send_email", "send_tickets", "ship_parcel"),
+    "retriable": ("award_points", "notify_partner", "update_crm", "send_survey"),
+}  # fmt: skip
 
-def _check_order(order: Any) -> str:
-    order = names_list(order, list(BOOKING_STEPS), "the order")
-    missing = [n for n in BOOKING_STEPS if n not in order]
-    twice = sorted({n for n in order if order.count(n) > 1})
-    if missing or twice:
-        raise Incorrect(
-            f"use each of {', '.join(BOOKING_STEPS)} exactly once"
-            + (f"; missing: {', '.join(missing)}" if missing else "")
-            + (f"; more than once: {', '.join(twice)}" if twice else "")
+
+@dataclass(frozen=True)
+class Pipeline:
+    steps: tuple[tuple[str, str], ...]  # (name, kind), in the order they were written
+
+    def saga(self, order: list[str]) -> Saga:
+        kinds = dict(self.steps)
+        return Saga(
+            [
+                Step(n, _nothing, _nothing if kinds[n] == "compensable" else None, kind=kinds[n])
+                for n in order
+            ],
+            name="pipeline",
+            allow_unsafe_order=True,
         )
-    problems = booking_saga(order, allow_unsafe_order=True).check_order().problems
-    if problems:
-        raise Incorrect(problems[0])
-    if order[0] != "verify_card":
-        raise Incorrect(
-            f"{order[0]} runs before verify_card: when the card is declined, {order[0]} has "
-            "to be undone. verify_card is a gate (it changes nothing): put it first, so a "
-            "bad card stops the booking before anything needs undoing"
-        )
-    return (
-        "check first, reversible steps next, then the irreversible email, and only what "
-        "can be retried forward after it."
+
+    def __str__(self) -> str:
+        return "for the steps " + ", ".join(f"{n} ({k})" for n, k in self.steps)
+
+
+def _nothing(state: Any) -> None:
+    return None
+
+
+LESSON_PIPELINE = Pipeline(
+    (
+        ("verify_card", "gate"),
+        ("reserve_room", "compensable"),
+        ("send_email", "pivot"),
+        ("charge_card", "compensable"),
+        ("award_points", "retriable"),
     )
+)  # lesson 04's bad order, with the loyalty points
+
+
+def pipelines() -> list[Pipeline]:
+    """Pipelines of 1 to 12 steps, in any written order: 0 to 3 gates, 1 to 5 compensable
+    steps, at most one pivot (two cannot both be safe), 0 to 3 retriable steps."""
+    rng = generator("04.1")
+    found = [LESSON_PIPELINE]
+    for _ in range(200):
+        counts = {
+            "gate": rng.choice((0, 1, 1, 2, 3)),
+            "compensable": rng.randint(1, 5),
+            "pivot": rng.choice((0, 1, 1)),
+            "retriable": rng.choice((0, 1, 2, 3)),
+        }
+        steps = [(n, kind) for kind in KINDS for n in rng.sample(POOL[kind], counts[kind])]
+        rng.shuffle(steps)
+        found.append(Pipeline(tuple(steps)))
+    return found
+
+
+def _names(order: Any) -> Any:
+    """A list of the learner's names (Step objects stand for their names)."""
+    if isinstance(order, list | tuple):
+        return [getattr(item, "name", item) for item in order]
+    return order
+
+
+def _check_order(safe_order: Any) -> str:
+    fn = function(safe_order, "safe_order(steps)")
+    attempted(fn, list(LESSON_PIPELINE.saga([n for n, _ in LESSON_PIPELINE.steps]).steps))
+
+    def holds(pipeline: Pipeline) -> None:
+        written = [n for n, _ in pipeline.steps]
+        steps = list(pipeline.saga(written).steps)
+        order = _names(call(fn, steps, name="safe_order", where=str(pipeline)))
+        if not isinstance(order, list) or not all(isinstance(n, str) for n in order):
+            raise Incorrect(f"{pipeline}, safe_order returned {order!r}: return a list of names")
+        missing = [n for n in written if n not in order]
+        twice = sorted({n for n in order if order.count(n) > 1})
+        strangers = [n for n in order if n not in written]
+        if missing or twice or strangers:
+            raise Incorrect(
+                f"{pipeline}, safe_order returned {order}: give each of these steps exactly "
+                "once"
+                + (f"; missing: {', '.join(missing)}" if missing else "")
+                + (f"; more than once: {', '.join(twice)}" if twice else "")
+                + (f"; not a step of this pipeline: {', '.join(strangers)}" if strangers else "")
+            )
+        problems = pipeline.saga(order).check_order().problems
+        if problems:
+            raise Incorrect(f"{pipeline}, your order {order} is unsafe: {problems[0]}")
+        kinds = dict(pipeline.steps)
+        first_change = next((n for n in order if kinds[n] != "gate"), None)
+        late_gates = [n for n in order[order.index(first_change) :] if kinds[n] == "gate"]
+        if first_change is not None and late_gates:
+            raise Incorrect(
+                f"{pipeline}, your order {order} runs {first_change} before {late_gates[0]}: "
+                f"when {late_gates[0]} fails, {first_change} has to be undone. A gate changes "
+                "nothing: put the gates first, so a failed check stops the pipeline before "
+                "anything needs undoing"
+            )
+        for kind in KINDS:
+            given = [n for n in written if kinds[n] == kind]
+            yours = [n for n in order if kinds[n] == kind]
+            if yours != given:
+                raise Incorrect(
+                    f"{pipeline}, your order {order} puts the {kind} steps as {yours}; they "
+                    f"were written {given}, and a later one may depend on an earlier one: "
+                    "keep steps of the same kind in the order they were given"
+                )
+
+    tried = forall(pipelines(), holds, size=lambda p: (len(p.steps), p != LESSON_PIPELINE))
+    return (
+        f"in {tried} pipelines: the gates first, the reversible steps next, then the "
+        "irreversible one, and only what can be retried forward after it."
+    )
+
+
+LESSON_IMPORTS = (
+    "from rollback_lessons.worlds.examples import booking_saga, booking_state\n"
+    "from rollback_lessons import UnsafeOrderError\n"
+    "from rollback_lessons.lab.widgets import RollbackLab\n"
+    "from IPython.display import Image\n"
+    "from rollback_lessons.lab import viz\n"
+    "from rollback_lessons import VirtualClock\n"
+    "from rollback_lessons.worlds.examples import SAFE_BOOKING_ORDER\n"
+    "from rollback_lessons.lab.exercises import ____, lesson04\n"
+    "from rollback_lessons.worlds.examples import booking_state\n"
+)
+"""What lesson 04 has imported before its exercises (``Exercise.setup``: a test
+compares it with the notebook)."""
 
 
 q1 = Exercise(
     id="04.1",
-    title="Put the booking in a safe order",
+    setup=LESSON_IMPORTS,
+    title="Put any pipeline in a safe order",
     checker=_check_order,
     answer_names=("safe_order",),
-    setup="from rollback_lessons.worlds.examples import SAFE_BOOKING_ORDER",
     hints=(
-        "saga.check_order() explains what is wrong with an order.",
-        "Once the email is sent it cannot be taken back: nothing that can fail and be undone "
-        "may come after it.",
-        "award_points is retriable: it is never undone, only retried forward.",
-        "A check that changes nothing should run before anything that needs undoing.",
+        "saga.check_order() explains what is wrong with an order; section 1 printed each "
+        "step's kind.",
+        "Once a pivot (the email) has happened it cannot be taken back, and a retriable step "
+        "is never undone: nothing that can fail and need undoing may come after either.",
+        "A check that changes nothing should run before anything that needs undoing. Then "
+        "group the steps by kind, in the order the kinds must run, without reordering "
+        "within a kind.",
     ),
     solution_code=(
         "# exercise: 04.1\n"
-        "safe_order = [\n"
-        '    "verify_card", "reserve_room", "charge_card", "send_email", "award_points"\n'
-        "]"
+        "def safe_order(steps):\n"
+        '    rank = {"gate": 0, "compensable": 1, "pivot": 2, "retriable": 3}\n'
+        "    return [s.name for s in sorted(steps, key=lambda s: rank[s.kind])]"
     ),
 )
 
@@ -113,7 +231,7 @@ def _keys(rng: Any, count: int, mine: str) -> list[str]:
 
 def worlds(seed: str = "04.2", count: int = 150) -> list[World]:
     """The lesson's booking first, then other keys and prices, and other bookings' charges
-    before and during this one."""
+    before and during this one (often of the same amount)."""
     rng = generator(seed)
     found = [World(KEY, PRICE, (), (), fault) for fault in FAULTS]
     for _ in range(count):
@@ -121,8 +239,12 @@ def worlds(seed: str = "04.2", count: int = 150) -> list[World]:
         price = rng.choice((PRICE, rng.randint(5, 900)))
         others = _keys(rng, rng.randint(0, 4), key)
         split = rng.randint(0, len(others))
-        before = tuple((k, rng.randint(5, 900), rng.random() < 0.3) for k in others[:split])
-        after = tuple((k, rng.randint(5, 900)) for k in others[split:])
+
+        def amount(price: int = price) -> int:  # often the same price: by key, not amount
+            return rng.choice((price, rng.randint(5, 900)))
+
+        before = tuple((k, amount(), rng.random() < 0.3) for k in others[:split])
+        after = tuple((k, amount()) for k in others[split:])
         found.append(World(key, price, before, after, rng.choice(list(FAULTS))))
     return found
 
@@ -170,7 +292,8 @@ def check_refunds(world: World, refunds: dict[str, Any], what: str) -> None:
     want = expected_refunds(world)
     if refunds == want:
         return
-    for key in sorted(set(refunds) | set(want)):
+    keys = sorted(set(refunds) | set(want), key=lambda k: (k == world.key, k))  # others first
+    for key in keys:
         got, wanted = refunds.get(key), want.get(key)
         if got == wanted:
             continue
@@ -245,17 +368,17 @@ def _check_refund(refund: Any) -> str:
 
 q2 = Exercise(
     id="04.2",
+    setup=LESSON_IMPORTS,
     title="An idempotent refund",
     checker=_check_refund,
     answer_names=("refund",),
-    setup="from rollback_lessons.worlds.examples import booking_state",
     hints=(
         "Logged before the charge, the refund also runs when the charge never happened, "
         "and it may be called again after it ran.",
         "The booking's own charge is the one under its key, state['key']: other bookings' "
         "charges sit in the same dict.",
-        "Refund what was charged under the key, and only when there is such a charge and "
-        "no refund under that key yet.",
+        "Before paying anything back, the refund has two things to ask of the state, one "
+        "of state['charges'] and one of state['refunds'].",
     ),
     solution_code=(
         "# exercise: 04.2\n"

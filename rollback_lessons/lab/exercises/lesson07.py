@@ -136,8 +136,24 @@ def _check_prediction(recover_will_undo: Any) -> str:
     return "pending undos, newest first; done and dead ones are skipped, intents reported."
 
 
+LESSON_IMPORTS = (
+    "import inspect\n"
+    "from rollback_lessons.worlds import crashlab\n"
+    "import tempfile\n"
+    "from pathlib import Path\n"
+    "from rollback_lessons.durable.journal import Journal\n"
+    "from rollback_lessons.durable.recovery import recover\n"
+    "from rollback_lessons.worlds.crashlab import effects_table, registry, spawn\n"
+    "import shutil\n"
+    "from rollback_lessons.lab.exercises import lesson07\n"
+)
+"""What lesson 07 has imported before its exercises (``Exercise.setup``: a test
+compares it with the notebook)."""
+
+
 q1 = Exercise(
     id="07.1",
+    setup=LESSON_IMPORTS,
     title="Predict what recover will do",
     checker=_check_prediction,
     answer_names=("recover_will_undo",),

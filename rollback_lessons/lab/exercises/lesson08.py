@@ -293,8 +293,28 @@ async def _never(call: Any) -> None:
     return None
 
 
+LESSON_IMPORTS = (
+    "from rollback_lessons.runners.temporal import TemporalRunner\n"
+    "from rollback_lessons.outcome import compare_table\n"
+    "from rollback_lessons.worlds.demo import xyz_saga, xyz_state\n"
+    "from rollback_lessons import Retry, RetryPolicy\n"
+    "import asyncio\n"
+    "from IPython.display import Markdown\n"
+    "import inspect\n"
+    "from rollback_lessons.worlds.temporal_booking import workflows\n"
+    "import tempfile\n"
+    "from pathlib import Path\n"
+    "from rollback_lessons.worlds.temporal_booking.demo import kill_a_worker_mid_rollback\n"
+    "from temporalio.exceptions import ActivityError\n"
+    "from rollback_lessons.lab.exercises import lesson08\n"
+)
+"""What lesson 08 has imported before its exercises (``Exercise.setup``: a test
+compares it with the notebook)."""
+
+
 q1 = Exercise(
     id="08.1",
+    setup=LESSON_IMPORTS,
     title="Write the compensation of a Temporal saga",
     checker=_check_compensate,
     answer_names=("compensate",),
@@ -314,7 +334,6 @@ q1 = Exercise(
         "        except ActivityError:\n"
         "            dead_letters.append(call.step)"
     ),
-    setup="from temporalio.exceptions import ActivityError",
 )
 
 register(q1)

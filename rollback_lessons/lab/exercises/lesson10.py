@@ -2,9 +2,10 @@
 retry policy that tells a business failure from a technical one.
 
 10.1 runs the learner's ``undo_bonus`` as the bonus saga's undo in every interleaving with
-other writers it draws (one or two, deposits and withdrawals of any amount), from any
-starting balance, with another record beside the balance, and checks that the others'
-work survives, the bonus is gone, and nothing else changed.
+other writers it draws (one or two, deposits and withdrawals of any amount, some taking the
+balance below the bonus or below 0: an overdraft is allowed), from any starting balance,
+with another record beside the balance, and checks that the others' work survives, the
+bonus is gone, and nothing else changed.
 10.3 books against generated gateways (short outages of every technical kind, business
 failures of every kind, with messages and kinds the lesson does not show) and checks that
 each answer is compensated at once and each outage retried into a booking.
@@ -54,28 +55,38 @@ class World:
     savings: int  # another record of the same customer, which nobody touches
 
     def __str__(self) -> str:
-        others = " and ".join(f"a {name.lower()} of {amount:+d}" for name, amount in self.writers)
+        others = " and ".join(f"a {name.lower()} of {abs(amount)}" for name, amount in self.writers)
         return f"starting at {self.start} (savings {self.savings}), with {others}"
 
 
+LESSON = World(100, (("Deposit", 30),), 0)
+
+
 def worlds() -> list[World]:
+    """The lesson's world, a low balance that a withdrawal takes below the bonus (the undo
+    must then overdraw it), and drawn ones: any start, withdrawals and fees that may take
+    the balance below 0."""
     rng = generator("10.1")
-    found = [World(100, (("Deposit", 30),), 0)]  # the lesson's
+    found = [
+        LESSON,
+        World(20, (("Withdrawal", -60),), 0),
+        World(0, (("Fee", -5),), 0),
+    ]
     for _ in range(150):
         names = rng.sample(list(WRITERS), rng.choice((1, 1, 2)))
-        start = rng.choice((100, rng.randint(0, 1000)))
-        room = start  # withdrawals and fees never take the balance below 0
+        start = rng.choice((100, rng.randint(0, 60), rng.randint(0, 1000)))
         writers = []
         for name in names:
-            amount = rng.randint(1, 400) if WRITERS[name] > 0 else -rng.randint(0, min(room, 400))
-            room += min(amount, 0)
-            writers.append((name, amount))
+            size = rng.choice((rng.randint(1, 60), rng.randint(1, 400)))
+            writers.append((name, size * WRITERS[name]))
         found.append(World(start, tuple(writers), rng.choice((0, rng.randint(1, 500)))))
     return found
 
 
 def size(world: World) -> tuple[int, ...]:
-    return (len(world.writers), world.start != 100, world.savings > 0)
+    """The lesson's world first, then by how many writers, and how much money moves."""
+    moved = abs(world.start) + sum(abs(amount) for _, amount in world.writers)
+    return (len(world.writers), world != LESSON, world.savings > 0, moved)
 
 
 def _check_undo(undo_bonus: Any) -> str:
@@ -116,9 +127,15 @@ def _check_undo(undo_bonus: Any) -> str:
                     "the undo of the bonus changes the balance only"
                 )
             if balance != expected:
+                overdraft = (
+                    " (an overdraft is allowed: the balance may end below 0)"
+                    if expected < 0
+                    else ""
+                )
                 raise Incorrect(
                     f"{world}: {story}. The balance ends at {balance}, not {expected}: the "
-                    "bonus must be gone and every other change must stay, whenever it lands"
+                    "bonus must be gone and every other change must stay, whenever it "
+                    f"lands{overdraft}"
                 )
 
     forall(worlds(), holds, size=size)
@@ -128,16 +145,33 @@ def _check_undo(undo_bonus: Any) -> str:
     )
 
 
+LESSON_IMPORTS = (
+    "from IPython.display import Image\n"
+    "from rollback_lessons.lab.interleave import IsolationLab, trace_png\n"
+    "from rollback_lessons.worlds.isolation import SCENARIOS, interleavings, run\n"
+    "from rollback_lessons import RetryPolicy\n"
+    "from rollback_lessons.worlds.failures import "
+    "LESSON_POLICY, CardDeclined, ServiceUnavailable, try_booking\n"
+    "from rollback_lessons.lab.exercises import ____, lesson10\n"
+)
+"""What lesson 10 has imported before its exercises (``Exercise.setup``: a test
+compares it with the notebook)."""
+
+
 q1 = Exercise(
     id="10.1",
+    setup=LESSON_IMPORTS,
     title="An undo that commutes",
     checker=_check_undo,
     answer_names=("undo_bonus",),
     hints=(
-        "Restoring a saved balance erases whatever happened since. What did the step do?",
-        "The step changed the balance by a fixed amount: the undo changes it back by that "
-        "amount, whatever else changed it meanwhile.",
-        "Read the balance when the undo runs, not before, and change it relative to that.",
+        "Restoring a saved balance erases whatever happened since. What did the step itself "
+        "do to the balance?",
+        "Others change the balance between the bonus and its undo, by amounts the undo "
+        "cannot know: it must be right for any balance it finds, even one lower than the "
+        "bonus (an overdraft is allowed).",
+        "Lesson 10 calls the fix commutative: like a deposit, the undo can land in any order "
+        "among the others' changes and the total comes out the same.",
     ),
     solution_code=('# exercise: 10.1\ndef undo_bonus(world):\n    world["balance"] -= 50'),
 )
@@ -185,6 +219,7 @@ def _check_choice(choices: Any) -> str:
 
 q2 = Exercise(
     id="10.2",
+    setup=LESSON_IMPORTS,
     title="Choose the countermeasure",
     checker=_check_choice,
     answer_names=("choices",),
@@ -212,7 +247,8 @@ register(q1, q2)
 
 # -- 10.3: retry what a retry can fix ------------------------------------------------------
 
-WAIT_BUDGET = 5.0  # seconds of backoff a booking may spend on a gateway's short outage
+OUTAGE = 3  # calls: this gateway's outages last up to three (lesson 10's lasted up to two)
+WAIT_BUDGET = 2.0  # seconds of backoff a booking may spend on a gateway's outage
 
 
 class FraudSuspected(BusinessFailure):
@@ -233,19 +269,36 @@ def _failure(kind: type[Exception], rng: random.Random) -> Exception:
 
 
 def _worlds(seed: int = 10_3, count: int = 80) -> list[tuple[list[Exception], bool]]:
-    """Generated gateways: up to two technical failures (an outage lasts at most two
-    calls), then either a charge or a business failure; every kind appears."""
+    """Generated gateways: an outage of up to OUTAGE technical failures, then either a
+    charge or a business failure; every kind appears, and the longest outage before
+    both. Shortest first, so a failure is reported in the smallest gateway."""
     rng = random.Random(seed)
     worlds: list[tuple[list[Exception], bool]] = []
     for n in range(count):
-        outage = [_failure(rng.choice(_TECHNICAL), rng) for _ in range(rng.randrange(3))]
+        outage = [_failure(rng.choice(_TECHNICAL), rng) for _ in range(rng.randrange(OUTAGE + 1))]
         if n < len(_TECHNICAL):  # each technical kind alone at least once
             outage = [_failure(_TECHNICAL[n], rng)]
+        elif n < len(_TECHNICAL) + 4:  # the longest outage, before a charge and an answer
+            outage = [_failure(rng.choice(_TECHNICAL), rng) for _ in range(OUTAGE)]
         answer = n % 2 == 1 or n >= count - len(_BUSINESS)
         if answer:
             outage.append(_failure(_BUSINESS[n % len(_BUSINESS)], rng))
         worlds.append((outage, answer))
-    return worlds
+    return sorted(worlds, key=lambda world: len(world[0]))
+
+
+def _gave_up(policy: RetryPolicy, failures: list[Exception], calls: int) -> str:
+    """Why the booking stopped retrying after ``calls`` calls of an outage."""
+    error = failures[calls - 1]
+    if not policy.retries(error):
+        return (
+            f"your policy does not retry a {type(error).__name__}. A technical failure says "
+            "nothing about the answer: retry it"
+        )
+    return (
+        f"your policy gave up after {calls} attempt(s) (max_attempts={policy.max_attempts}), "
+        f"before the outage was over: an outage of this gateway lasts up to {OUTAGE} calls"
+    )
 
 
 def _check_retry(charge_retry: Any) -> str:
@@ -260,8 +313,8 @@ def _check_retry(charge_retry: Any) -> str:
         if answered and tried.calls < len(failures):  # the outage before the answer won
             raise Incorrect(
                 f"the gateway raised {said}; the booking was undone after {tried.calls} "
-                "call(s), before the gateway got past its outage to its answer. A technical "
-                "failure says nothing about the answer: retry it."
+                f"call(s), before the gateway got past its outage to its answer: "
+                f"{_gave_up(charge_retry, failures, tried.calls)}."
             )
         if answered:
             if tried.calls > len(failures):
@@ -275,48 +328,52 @@ def _check_retry(charge_retry: Any) -> str:
                     f"the gateway raised {said}; the booking should be undone, "
                     f"it ended {tried.outcome.status}"
                 )
-            continue
-        if tried.outcome.status != "committed":
+        elif tried.outcome.status != "committed":
             raise Incorrect(
                 f"the gateway raised {said}, and the next call would have charged the card; "
-                f"the booking ended {tried.outcome.status} after {tried.calls} call(s). A "
-                "technical failure says nothing about the answer: retry it."
+                f"the booking ended {tried.outcome.status} after {tried.calls} call(s): "
+                f"{_gave_up(charge_retry, failures, tried.calls)}."
             )
-        if sum(tried.waited) > WAIT_BUDGET:
+        if any(wait <= 0 for wait in tried.waited):
             raise Incorrect(
-                f"the gateway raised {said}; the booking waited {sum(tried.waited):g} s "
-                f"between calls, more than the {WAIT_BUDGET:g} s a guest will wait"
+                f"the gateway raised {said}; the waits between calls were {list(tried.waited)}: "
+                "a call right after a failed one meets the same outage; give each retry a wait "
+                "above 0 (initial_delay, capped by max_delay)"
+            )
+        if sum(tried.waited) > WAIT_BUDGET + 1e-9:
+            raise Incorrect(
+                f"the gateway raised {said}; the booking waited {sum(tried.waited):.12g} s "
+                f"between calls ({list(tried.waited)}), more than the {WAIT_BUDGET:g} s a "
+                "guest will wait"
             )
     outages = sum(1 for _, answered in worlds if not answered)
     return (
         f"{len(worlds) - outages} business failures compensated at once and {outages} "
-        "gateways with short outages retried into a booking, with failures of kinds and "
-        "messages this lesson does not show."
+        f"gateways with outages of up to {OUTAGE} calls retried into a booking within "
+        f"{WAIT_BUDGET:g} s, with failures of kinds and messages this lesson does not show."
     )
 
 
 q3 = Exercise(
     id="10.3",
+    setup=LESSON_IMPORTS + "from rollback_lessons.worlds.failures import BusinessFailure\n",
     title="Retry what a retry can fix",
     checker=_check_retry,
     answer_names=("charge_retry",),
-    setup=(
-        "from rollback_lessons import RetryPolicy\n"
-        "from rollback_lessons.worlds.failures import BusinessFailure, CardDeclined, "
-        "ServiceUnavailable\n"
-    ),
     hints=(
         "Which failures would a second call answer differently? A declined card stays "
         "declined; a timeout or a 503 may be gone a second later.",
         "Every business failure is a BusinessFailure, and every technical one a "
-        "ConnectionError or a TimeoutError; name the family, not the cases you saw.",
-        "An outage lasts up to two calls, so a booking needs a third attempt; keep the waits "
-        "short (a guest waits a few seconds at most), and give no_retry_on= the family.",
+        "ConnectionError or a TimeoutError: name the family, not the cases you saw.",
+        "Count the calls of the longest outage and the answer after it, then the waits "
+        "between them (lesson 03: initial_delay, then times multiplier each time): they "
+        "must all fit in the guest's patience, and none may be 0.",
     ),
     solution_code=(
         "# exercise: 10.3\n"
-        "charge_retry = RetryPolicy(max_attempts=3, initial_delay=0.5, "
-        "no_retry_on=(BusinessFailure,))"
+        "charge_retry = RetryPolicy(\n"
+        "    max_attempts=4, initial_delay=0.2, multiplier=2, no_retry_on=(BusinessFailure,)\n"
+        ")"
     ),
 )
 

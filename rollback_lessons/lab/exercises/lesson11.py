@@ -1,4 +1,10 @@
-"""Lesson 11 exercise: fix the flaw the explorer found.
+"""Lesson 11 exercise: fix the flaw the explorer found, judged by the explorer.
+
+Exercise 04.2 asked for an idempotent refund case by case; here the refund is judged the
+way lesson 11 judges a saga, by its four invariants over every combination of faults, and
+each call of the refund is watched: it may change only its own booking's refund, and
+nothing at all when nothing was charged (invariant 2, stricter than "as the customer
+sees it": a refund of 0 is a change too).
 
 The booking's refund is logged before the charge (a timeout after the charge must still be
 refunded), so it also runs when the charge failed before charging anything. ``check`` puts
@@ -61,8 +67,8 @@ def worlds(saga: Any) -> list[World]:
         key = rng.choice((examples.KEY, f"booking-{rng.randint(2, 40)}"))
         price = rng.choice((examples.PRICE, rng.randint(5, 900)))
         pool = [f"booking-{n}" for n in range(0, 41) if f"booking-{n}" != key]
-        before = tuple(
-            (k, rng.randint(5, 900), rng.random() < 0.3)
+        before = tuple(  # often of the same amount: a refund goes by key, not by amount
+            (k, rng.choice((price, rng.randint(5, 900))), rng.random() < 0.3)
             for k in rng.sample(pool, rng.choice((0, 1, 1, 2, 3)))
         )
         faults = rng.choice(by_count[rng.choice((0, 1, 1, 2, 2))])
@@ -80,23 +86,73 @@ def size(world: World) -> tuple[int, ...]:
     return (sum(parts), *parts)
 
 
-def _money(state: Any) -> str:
-    return f"charges {dict(state['charges'])}, refunds {dict(state['refunds'])}"
+_MISSING = object()
+
+
+def _diff(before: Any, after: Any) -> str:
+    """Each field that differs, as ``name old → new`` ("refunds {} → {'booking-1': 0}")."""
+    keys = list(before) + [k for k in after if k not in before]
+    parts = [
+        f"{k} {before.get(k, '(none)')!r} → {after.get(k, '(none)')!r}"
+        for k in keys
+        if before.get(k, _MISSING) != after.get(k, _MISSING)
+    ]
+    return "; ".join(parts) or "nothing"
+
+
+def _others(key: str, before: Any, after: Any) -> list[str]:
+    """The other bookings whose refund a call changed."""
+    refunds = set(before["refunds"]) | set(after["refunds"])
+    return sorted(
+        k for k in refunds if k != key and before["refunds"].get(k) != after["refunds"].get(k)
+    )
+
+
+def _check_call(world: World, before: dict[str, Any], after: dict[str, Any]) -> None:
+    """One call of the learner's refund, from ``before`` to ``after``: it changed only this
+    booking's refund, and nothing at all when nothing was charged under its key."""
+    key = before["key"]
+    if before["charges"] != after["charges"]:
+        raise Incorrect(
+            f"{world}, your refund changed the charges: {_diff(before, after)}. The charges "
+            "are the card's history, and a refund is a new record beside its charge, in "
+            "state['refunds']"
+        )
+    for other in _others(key, before, after):
+        raise Incorrect(
+            f"{world}, your refund changed the refund of {other!r}, another booking "
+            f"({before['refunds'].get(other)} → {after['refunds'].get(other)}); this booking's "
+            f"key is {key!r}. A refund changes only its own booking's record, by its key, "
+            "state['key']"
+        )
+    if key not in before["charges"] and before != after:
+        zero = " (not even a refund of 0)" if after["refunds"].get(key) == 0 else ""
+        raise Incorrect(
+            f"{world}: phantom undo ({INVARIANTS['phantom undo']}). Nothing was charged under "
+            f"{key!r}, yet your refund changed {_diff(before, after)}: when its step never "
+            f"happened, an undo must change nothing{zero}"
+        )
+    rest = {k: v for k, v in before.items() if k != "refunds"}
+    changed = {k: v for k, v in after.items() if k != "refunds"}
+    if rest != changed:
+        raise Incorrect(
+            f"{world}, your refund also changed {_diff(rest, changed)}: a refund records a "
+            "refund, and changes nothing else (each other effect has its own undo)"
+        )
 
 
 def _check_refund(refund: Any) -> str:
     fn = function(refund, "refund(state)")
     attempted(fn, examples.booking_state())
-    erased: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    calls: list[tuple[dict[str, Any], dict[str, Any]]] = []
 
     def watched(state: Any) -> None:
-        """The learner's refund; a change to the charges themselves is noted."""
-        charges = dict(state["charges"])
+        """The learner's refund; each call's state before and after is noted."""
+        before = copy.deepcopy(dict(state))
         try:
             fn(state)
         finally:
-            if dict(state["charges"]) != charges:
-                erased.append((charges, dict(state["charges"])))
+            calls.append((before, copy.deepcopy(dict(state))))
 
     saga = examples.booking_saga(refund=watched)
     cases = [  # the lesson's booking, every combination of up to two faults, every policy
@@ -106,25 +162,26 @@ def _check_refund(refund: Any) -> str:
     ]
 
     def holds(world: World) -> None:
-        erased.clear()
+        calls.clear()
         run = check(saga, world.state, world.faults, world.policy, examples.booking_restored)
         outcome = run.outcome
-        if erased:
-            before, after = erased[0]
-            raise Incorrect(
-                f"{world}, your refund changed the charges from {before} to {after}: the "
-                "charges are the card's history, and a refund is a new record beside its "
-                "charge, in state['refunds']"
-            )
+        for before, after in calls:
+            _check_call(world, before, after)
         for dead in outcome.dead_letters:
             if dead.step == "charge_card" and not isinstance(dead.error, InjectedFault):
                 raise Incorrect(f"{world}, {raised(dead.error, 'refund')}")
         if run.violations:
-            kind = run.violations[0].split(":")[0]
-            raise Incorrect(
-                f"{world}: {kind} ({INVARIANTS.get(kind, kind)}). Before the run: "
-                f"{_money(outcome.state_before)}; after it: {_money(outcome.state_after)}"
-            )
+            violation = run.violations[0]
+            kind = violation.split(":")[0]
+            start, end = outcome.state_before or {}, outcome.state_after or {}
+            if kind == "not restored":
+                seen = _diff(examples.booking_as_seen(start), examples.booking_as_seen(end))
+                detail = f"as the customer sees the booking, {seen}"
+            elif kind == "phantom undo":
+                detail = f"from before the run to after it, {_diff(start, end)}"
+            else:
+                detail = violation.split(":", 1)[1].strip()
+            raise Incorrect(f"{world}: {kind} ({INVARIANTS.get(kind, kind)}): {detail}")
         if "charge_card" not in outcome.compensated:
             return  # the refund did not run: a call now would be its first
         after = copy.deepcopy(dict(outcome.state_after or {}))
@@ -136,7 +193,7 @@ def _check_refund(refund: Any) -> str:
         if again != after:
             raise Incorrect(
                 f"{world}, a second call of your refund (as recover makes after a crash) "
-                f"changed {_money(after)} to {_money(again)}: refund once"
+                f"changed {_diff(after, again)}: refund once"
             )
 
     tried = forall(cases + worlds(saga), holds, size=size)
@@ -146,18 +203,41 @@ def _check_refund(refund: Any) -> str:
     )
 
 
+LESSON_IMPORTS = (
+    "from IPython.display import Image\n"
+    "from rollback_lessons.explore import assert_every_failure_handled, explore\n"
+    "from rollback_lessons.lab.engines import to_png\n"
+    "from rollback_lessons.lab.grid import ExplorerGrid, draw_grid\n"
+    "from rollback_lessons.worlds.examples import booking_restored, booking_saga, booking_state\n"
+    "from dataclasses import replace\n"
+    "from rollback_lessons import Saga\n"
+    "import math\n"
+    "from hypothesis import given, settings\n"
+    "from rollback_lessons.explore import check, single_faults\n"
+    "from rollback_lessons.lab.testing import fault_combinations\n"
+    "from rollback_lessons.worlds.examples import chain_saga, chain_state\n"
+    "from rollback_lessons.lab.exercises import lesson11\n"
+)
+"""What lesson 11 has imported before its exercises (``Exercise.setup``: a test
+compares it with the notebook)."""
+
+
 q1 = Exercise(
     id="11.1",
+    setup=LESSON_IMPORTS,
     title="Fix the flaw the explorer found",
     checker=_check_refund,
     answer_names=("refund",),
     hints=(
+        "Explore your refund as section 3 explored refund_anyway: explore(booking_saga("
+        "refund=refund), booking_state, restored=booking_restored).smallest_failure is the "
+        "first run it breaks.",
         "The refund is logged before the charge, so it runs even when the charge never "
-        "happened. What must it look at first?",
-        "The booking's charge is recorded in state['charges'] under the booking's own key, "
-        "state['key']; a returning customer has other charges there too.",
-        "Refund only what was charged under this booking's key, and only if no refund "
-        "under that key exists yet.",
+        "happened: then it must change nothing at all. A returning customer has other "
+        "charges in state['charges'], perhaps of the same amount.",
+        "Invariant 2 says when the refund may act (what does state['charges'] hold under "
+        "this booking's key?); a crash's second call says when it must not act again "
+        "(state['refunds']).",
     ),
     solution_code=(
         "# exercise: 11.1\n"
