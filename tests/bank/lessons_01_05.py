@@ -79,6 +79,20 @@ BANK = {
             "                failed.append(e)\n"
             "        dead_letters.extend(failed)\n"
             "        raise",
+            # recursion: each step undoes itself after the rest of the pipeline failed
+            "def run_with_rollback(steps, dead_letters):\n"
+            "    if not steps:\n"
+            "        return\n"
+            "    do, undo = steps[0]\n"
+            "    do()\n"
+            "    try:\n"
+            "        run_with_rollback(steps[1:], dead_letters)\n"
+            "    except Exception:\n"
+            "        try:\n"
+            "            undo()\n"
+            "        except Exception as e:\n"
+            "            dead_letters.append(e)\n"
+            "        raise",
         ),
         wrong=(
             Wrong(
@@ -193,7 +207,7 @@ BANK = {
                 "            except Exception as error:\n"
                 "                dead_letters.append(str(error))\n"
                 "        raise",
-                ("dead_letters is ['undo 1: 503']", "exception of each undo"),
+                ("dead_letters got 'undo 1: 503', not an exception", "the exception each"),
             ),
             Wrong(
                 OTHER, "def run_with_rollback(steps):\n    pass", ("with 2 arguments", "takes 1")
@@ -267,6 +281,40 @@ BANK = {
                 "        dead_letters[:] = failed\n"
                 "        raise",
                 ("1 earlier dead letter already in dead_letters", "must stay, first"),
+            ),
+            Wrong(
+                OTHER,  # the undo that failed, not its exception
+                "def run_with_rollback(steps, dead_letters):\n"
+                "    done = []\n"
+                "    try:\n"
+                "        for do, undo in steps:\n"
+                "            do()\n"
+                "            done.append(undo)\n"
+                "    except Exception:\n"
+                "        for undo in reversed(done):\n"
+                "            try:\n"
+                "                undo()\n"
+                "            except Exception:\n"
+                "                dead_letters.append(undo)\n"
+                "        raise",
+                ("dead_letters got a function (the undo itself?)", "not an exception"),
+            ),
+            Wrong(
+                OTHER,  # a new list: the caller's never sees the letters
+                "def run_with_rollback(steps, dead_letters):\n"
+                "    done = []\n"
+                "    try:\n"
+                "        for do, undo in steps:\n"
+                "            do()\n"
+                "            done.append(undo)\n"
+                "    except Exception:\n"
+                "        for undo in reversed(done):\n"
+                "            try:\n"
+                "                undo()\n"
+                "            except Exception as e:\n"
+                "                dead_letters = dead_letters + [e]\n"
+                "        raise",
+                ("dead_letters is []; expected [TimeoutError('undo 1: 503')]",),
             ),
             Wrong(
                 OTHER,  # the lesson's Rollback keeps its own dead letters
@@ -478,6 +526,8 @@ BANK = {
             "policy = Retry(RetryPolicy(max_attempts=3, retry_on=(ConnectionError,)))",
             "policy = Retry()",
             "policy = Retry(RetryPolicy(max_attempts=3, initial_delay=0.5, multiplier=1))",  # 1 s
+            "policy = Retry(RetryPolicy(max_attempts=10, initial_delay=0.01, multiplier=1.5, "
+            "max_delay=0.1))",
         ),
         wrong=(
             Wrong(
@@ -505,6 +555,11 @@ BANK = {
                 "policy = Retry(RetryPolicy(max_attempts=3, initial_delay=0.5, "
                 "multiplier=1.0000001))",
                 ("waited 1.00000005 s in total", "within 1 s"),
+            ),
+            Wrong(
+                OTHER,
+                "policy = Retry(RetryPolicy(max_attempts=3, initial_delay=0.4, multiplier=1.6))",
+                ("waited 1.04 s in total", "within 1 s"),
             ),
             Wrong(
                 UNSHOWN_CASE,  # retries only other errors than the 503
@@ -548,6 +603,14 @@ BANK = {
             "    kinds = {s.name: str(s.kind) for s in steps}\n"
             '    rank = ["gate", "compensable", "pivot", "retriable"]\n'
             "    return sorted(kinds, key=lambda n: rank.index(kinds[n]))",
+            # grouped by kind in a dict, then chained
+            "from itertools import chain\n\n"
+            "def safe_order(steps):\n"
+            "    groups = {}\n"
+            "    for s in steps:\n"
+            "        groups.setdefault(s.kind, []).append(s.name)\n"
+            '    kinds = ("gate", "compensable", "pivot", "retriable")\n'
+            "    return list(chain.from_iterable(groups.get(k, []) for k in kinds))",
         ),
         wrong=(
             Wrong(
@@ -604,6 +667,20 @@ BANK = {
                 ("IndexError", "line 2 of safe_order", 'if s.kind == "gate"][0]'),
             ),
             Wrong(
+                UNSHOWN_CASE,  # the irreversible steps in the order written (the lesson's were)
+                "def safe_order(steps):\n"
+                '    gates = [s.name for s in steps if s.kind == "gate"]\n'
+                '    comps = [s.name for s in steps if s.kind == "compensable"]\n'
+                '    rest = [s.name for s in steps if s.kind in ("pivot", "retriable")]\n'
+                "    return gates + comps + rest",
+                ("'send_survey' is never undone (retriable) but runs before 'send_email'",),
+            ),
+            Wrong(
+                OTHER,  # leaves the gates out: "they change nothing"
+                'def safe_order(steps):\n    return [s.name for s in steps if s.kind != "gate"]',
+                ("returned ['charge_card']", "missing: validate_address"),
+            ),
+            Wrong(
                 OTHER,  # a retriable step before the pivot
                 "def safe_order(steps):\n"
                 '    rank = {"gate": 0, "compensable": 1, "pivot": 3, "retriable": 2}\n'
@@ -656,6 +733,13 @@ BANK = {
             '    for key, amount in state["charges"].items():\n'
             '        if key == state["key"] and key not in state["refunds"]:\n'
             '            state["refunds"][key] = amount',
+            "def refund(state):\n"
+            '    key = state["key"]\n'
+            "    try:\n"
+            '        amount = state["charges"][key]\n'
+            "    except KeyError:\n"
+            "        return\n"
+            '    state["refunds"].setdefault(key, amount)',
         ),
         wrong=(
             Wrong(
@@ -744,6 +828,14 @@ BANK = {
                 ("charged 120 and refunded before it", "nothing was charged under that key"),
             ),
             Wrong(
+                NOT_IDEMPOTENT,  # what is still owed, computed from the price: 0 the second time
+                "def refund(state):\n"
+                '    key = state["key"]\n'
+                '    if key in state["charges"]:\n'
+                '        state["refunds"][key] = state["price"] - state["refunds"].get(key, 0)',
+                ("a second call of your refund left the refund under 'booking-1' at 0",),
+            ),
+            Wrong(
                 OTHER,  # a refund of 0 when nothing was charged
                 "def refund(state):\n"
                 '    key = state["key"]\n'
@@ -772,6 +864,7 @@ BANK = {
             '"dead_letters": "none"}',
             'story = dict(failed_step="label", undone=["pay", "reserve"], dead_letters=())',
             'story = {"failed_step": ["label"], "undone": ["pay", "reserve"], "dead_letters": []}',
+            'story = {"Failed-Step": "LABEL", "Undone": ["Pay", "Reserve"], "Dead Letters": []}',
         ),
         wrong=(
             Wrong(
@@ -832,8 +925,26 @@ BANK = {
             '    if event.kind == "rollback_done":\n'
             '        return event.details["status"] != "rolled_back"\n'
             '    return event.kind == "halted"',
+            # a callable object and a table of endings
+            "class Pager:\n"
+            "    def __call__(self, event):\n"
+            '        ends = {"halted": True, "rollback_done": event.details.get("status") in '
+            '("halted", "rollback_incomplete")}\n'
+            "        return ends.get(event.kind, False)\n\n"
+            "needs_a_person = Pager()",
         ),
         wrong=(
+            Wrong(
+                UNSHOWN_CASE,  # counts the undos: a leak has no undo to count
+                "seen = {}\n\n"
+                "def needs_a_person(event):\n"
+                '    if event.kind == "rollback_start":\n'
+                '        seen["undos"] = event.details["undos"]\n'
+                '    if event.kind == "rollback_done":\n'
+                '        return event.details["undone"] < seen.get("undos", 0)\n'
+                '    return event.kind == "halted"',
+                ("insure's effect was never undone", "never paged"),
+            ),
             Wrong(
                 OTHER,  # pages for every failed undo, a retry that works too
                 "def needs_a_person(event):\n"

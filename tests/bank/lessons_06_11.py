@@ -87,6 +87,19 @@ BANK = {
                 ("this booking's event (evt-1) is still in the calendar",),
             ),
             Wrong(
+                BY_NAME,  # every event equal to this booking's (same title and time)
+                "def undo_create_event(world):\n"
+                '    cal = world["calendar"]\n'
+                '    mine = cal.events[world["booking"]["event"]]\n'
+                "    for i, e in list(cal.events.items()):\n"
+                "        if e == mine:\n"
+                "            cal.delete(i)",
+                (
+                    "your undo deleted evt-1 ('Ada arrives', Fri 15:00)",
+                    "this booking's event was evt-2",
+                ),
+            ),
+            Wrong(
                 OTHER,  # forgets the id instead of deleting the event
                 'def undo_create_event(world):\n    world["booking"].pop("event", None)',
                 ("(evt-1) is still in the calendar", "took its id out of world['booking']"),
@@ -156,6 +169,18 @@ BANK = {
                 ("while it ran", "another booking's charge"),
             ),
             Wrong(
+                BY_NAME,  # the first unrefunded charge of the same amount as this booking's
+                REFUND_06 + '    payments = world["payments"]\n'
+                '    mine = payments.charges.get(world["booking"]["key"])\n'
+                "    if mine is None:\n"
+                "        return\n"
+                "    for key, charge in payments.charges.items():\n"
+                '        if charge["amount"] == mine["amount"] and not charge["refunded"]:\n'
+                "            payments.refund(key)\n"
+                "            return",
+                ("'booking-7' charged 240 before it", "the refund of 'booking-7' is 240, not 0"),
+            ),
+            Wrong(
                 SORTS_BY_NAME,
                 REFUND_06 + '    charges = world["payments"].charges\n'
                 "    if charges:\n"
@@ -179,7 +204,6 @@ BANK = {
             ),
         ),
         not_applicable={
-            BY_NAME: "a charge has only its key",
             UNSHOWN_CASE: "see BY_POSITION: right only while no other booking is charged",
         },
     ),
@@ -409,6 +433,13 @@ BANK = {
             "        if n < len(steps) - 1:\n"
             '            wiring["Undo " + step] = undos[n]\n'
             "    return wiring",
+            "def wire(steps):\n"
+            '    back = ["Rolled back"] + [f"Undo {s}" for s in steps[:-1]]\n'
+            "    w = {}\n"
+            "    for s, b in zip(steps, back):\n"
+            '        w["Do " + s] = b\n'
+            '        w["Undo " + s] = b\n'
+            "    return w",
             "def previous(steps, n):\n"
             '    return f"Undo {steps[n - 1]}" if n > 0 else "Rolled back"\n\n'
             "def wire(steps):\n"
@@ -488,6 +519,14 @@ BANK = {
                 ("'Do step1' leads to None", "the name of a state, a string"),
             ),
             Wrong(
+                OTHER,  # a tuple of one state
+                "def wire(steps):\n"
+                '    back = ["Rolled back"] + [f"Undo {s}" for s in steps[:-1]]\n'
+                '    return {f"{k} {s}": (b,)\n'
+                '            for s, b in zip(steps, back) for k in ("Do", "Undo")}',
+                ("leads to ('Rolled back',)", "the name of a state, a string"),
+            ),
+            Wrong(
                 OTHER,  # a list of states, not one
                 "def wire(steps):\n"
                 "    wiring = {}\n"
@@ -519,6 +558,7 @@ BANK = {
             'def undo_bonus(world):\n    world.update(balance=world["balance"] - 50)',
             "BONUS = 50\n\ndef undo_bonus(world, bonus=BONUS):\n"
             '    world["balance"] = world["balance"] - bonus',
+            'undo_bonus = lambda world: world.__setitem__("balance", world["balance"] - 50)',
             "def take(world, amount):\n"
             '    world["balance"] += -amount\n\n'
             "def undo_bonus(world):\n    take(world, 50)",
@@ -565,6 +605,11 @@ BANK = {
                 UNSHOWN_CASE,  # never below 0
                 'def undo_bonus(world):\n    world["balance"] = max(0, world["balance"] - 50)',
                 ("ends at 0, not -5", "an overdraft is allowed"),
+            ),
+            Wrong(
+                UNSHOWN_CASE,  # only while the balance is above 0
+                'def undo_bonus(world):\n    world["balance"] -= 50 if world["balance"] > 0 else 0',
+                ("a fee of 109", "ends at -1, not -51"),
             ),
             Wrong(
                 UNSHOWN_CASE,  # takes back at most what is there
@@ -704,6 +749,12 @@ BANK = {
                 ("a guest will wait",),
             ),
             Wrong(OTHER, "charge_retry = 3", ("give a RetryPolicy(...)", "got int")),
+            Wrong(
+                OTHER,  # a family that is not the business failures'
+                "charge_retry = RetryPolicy(max_attempts=4, initial_delay=0.2, "
+                "no_retry_on=(ValueError,))",
+                ("FraudSuspected", "tried 2 times", "Compensate at once"),
+            ),
         ),
         not_applicable={
             BY_POSITION: "a policy: nothing is selected",
@@ -724,6 +775,10 @@ BANK = {
             '    k = state["key"]\n'
             '    if k in state["charges"]:\n'
             '        state["refunds"][k] = state["charges"][k]',
+            "def refund(state):\n"
+            '    key = state["key"]\n'
+            '    if state["charges"].get(key) and not state["refunds"].get(key):\n'
+            '        state["refunds"][key] = state["charges"][key]',
             "def refund(state, *, key_field='key'):\n"
             "    key = state[key_field]\n"
             '    if key not in state["charges"]:\n'
@@ -792,6 +847,14 @@ BANK = {
                 '    if key not in state["refunds"]:\n'
                 '        state["refunds"][key] = state["charges"].get(key, 0)',
                 ("phantom undo", "refunds {} → {'booking-1': 0}", "not even a refund of 0"),
+            ),
+            Wrong(
+                OTHER,  # what is still owed, written even when that is 0
+                "def refund(state):\n"
+                '    key = state["key"]\n'
+                '    owed = state["charges"].get(key, 0) - state["refunds"].get(key, 0)\n'
+                '    state["refunds"][key] = state["refunds"].get(key, 0) + owed',
+                ("phantom undo", "refunds {} → {'booking-1': 0}"),
             ),
             Wrong(
                 NOT_ITS_OWN,  # also tells the guest, from inside the refund

@@ -113,6 +113,15 @@ def _run(fn: Callable[..., Any], world: World) -> tuple[list[str], list[Any], An
     return ran, dead, escaped, (failure, undo_errors, earlier)
 
 
+def _shown(value: Any) -> str:
+    """A value as feedback shows it: never with a memory address, which changes each run."""
+    if callable(value):
+        return "a function (the undo itself?)"
+    if isinstance(value, str | int | float | bool | type(None)):
+        return repr(value)
+    return f"a {type(value).__name__}"
+
+
 def _check_loop(run_with_rollback: Any) -> str:
     fn = function(run_with_rollback, "run_with_rollback(steps, dead_letters)")
 
@@ -154,6 +163,12 @@ def _check_loop(run_with_rollback: Any) -> str:
             )
         expected = [undo_errors[i] for i in sorted(undo_errors, reverse=True)]
         new = dead[world.earlier :]
+        strange = [d for d in new if not isinstance(d, BaseException)]
+        if strange:
+            raise Incorrect(
+                f"{world}, dead_letters got {_shown(strange[0])}, not an exception: "
+                "append the exception each failed undo raised (`except Exception as error:`)"
+            )
         if list(map(id, dead[: world.earlier])) != list(map(id, earlier)):
             raise Incorrect(
                 f"{world}, dead_letters is {dead!r}: the earlier letters "
