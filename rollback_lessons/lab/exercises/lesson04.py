@@ -6,7 +6,8 @@ returns to ``check_order()``, gates first, and each kind's steps in the order gi
 
 04.2 runs the learner's ``refund`` as the undo of the booking's charge (logged before the
 charge) in bookings it draws: other keys and prices, other bookings' charges (and
-refunds) in the same state from before, another booking charged while this one runs; the
+refunds) in the same state from before, often of the same amount, another booking charged
+while this one runs; the
 charge failing before it charged, timing out after, or the email failing after it; and
 the refund called a second time.
 """

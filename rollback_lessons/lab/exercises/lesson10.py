@@ -6,9 +6,11 @@ other writers it draws (one or two, deposits and withdrawals of any amount, some
 balance below the bonus or below 0: an overdraft is allowed), from any starting balance,
 with another record beside the balance, and checks that the others' work survives, the
 bonus is gone, and nothing else changed.
-10.3 books against generated gateways (short outages of every technical kind, business
-failures of every kind, with messages and kinds the lesson does not show) and checks that
-each answer is compensated at once and each outage retried into a booking.
+10.3 books against generated gateways (outages of up to three calls, longer than the
+lesson's, of every technical kind; business failures of every kind; messages and kinds the
+lesson does not show) and checks that each answer is compensated at once and each outage
+retried into a booking, with a wait above 0 before each retry and 2 s of waits at most (so
+the lesson's own policy is not the answer).
 """
 
 from __future__ import annotations
