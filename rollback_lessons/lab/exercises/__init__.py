@@ -182,7 +182,7 @@ class Exercise:
         _import_setup(self.setup, code, namespace)
         try:
             exec(compiled, namespace)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # exit() in a cell is feedback too
             return Result(self.id, "incorrect", raised(exc, "cell"))
         return self.check(*(namespace.get(name, ____) for name in self.answer_names))
 

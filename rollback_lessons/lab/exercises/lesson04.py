@@ -163,7 +163,7 @@ LESSON_IMPORTS = (
     "from rollback_lessons.lab import viz\n"
     "from rollback_lessons import VirtualClock\n"
     "from rollback_lessons.worlds.examples import SAFE_BOOKING_ORDER\n"
-    "from rollback_lessons.lab.exercises import ____, lesson04\n"
+    "from rollback_lessons.lab.exercises import lesson04\n"
     "from rollback_lessons.worlds.examples import booking_state\n"
 )
 """What lesson 04 has imported before its exercises (``Exercise.setup``: a test

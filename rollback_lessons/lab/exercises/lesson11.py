@@ -119,9 +119,12 @@ def _check_call(world: World, before: dict[str, Any], after: dict[str, Any]) -> 
             "state['refunds']"
         )
     for other in _others(key, before, after):
+        was, now = (
+            refunds.get(other, "no refund") for refunds in (before["refunds"], after["refunds"])
+        )
         raise Incorrect(
             f"{world}, your refund changed the refund of {other!r}, another booking "
-            f"({before['refunds'].get(other)} → {after['refunds'].get(other)}); this booking's "
+            f"({was} → {now}); this booking's "
             f"key is {key!r}. A refund changes only its own booking's record, by its key, "
             "state['key']"
         )
