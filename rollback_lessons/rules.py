@@ -16,8 +16,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from .errors import InjectedFault, InjectedTimeout, InvalidPipelineError, RemoteError
-from .events import Event
-from .faults import Fault
+from .faults import Fault, action_error, undo_error, undo_fails  # noqa: F401 (remote.py, until step 3)
 from .outcome import DeadLetter, Outcome, Status
 from .policies import RetryPolicy
 
@@ -56,25 +55,6 @@ def check_register(value: object, what: str = "register") -> None:
 def check_undo_order(value: object) -> None:
     if value not in UNDO_ORDERS:
         raise InvalidPipelineError(f"undo_order must be 'reverse' or 'forward', got {value!r}")
-
-
-# -- injected faults --------------------------------------------------------------------
-
-
-def action_error(step: str, fault: Fault) -> InjectedFault:
-    """The error an injected action fault raises (before or after the step's effect)."""
-    if fault is Fault.FAIL_AFTER_EFFECT:
-        return InjectedTimeout(step, fault, f"{step}: injected timeout after its effect")
-    return InjectedFault(step, fault, f"{step}: injected failure before its effect")
-
-
-def undo_fails(fault: Fault | None, attempt: int) -> bool:
-    """Does an injected undo fault make attempt ``attempt`` (1-based) fail?"""
-    return fault is Fault.UNDO_FAILS or (fault is Fault.UNDO_FAILS_ONCE and attempt == 1)
-
-
-def undo_error(step: str, fault: Fault) -> InjectedFault:
-    return InjectedFault(step, fault, f"undo of {step}: injected failure")
 
 
 # -- how a run ends ---------------------------------------------------------------------
@@ -231,8 +211,8 @@ class RunRecord:
             semantic=tuple(self.semantic),
             error=self.error.to_exception() if self.error is not None else None,
             failed_step=self.failed_step,
-            events=tuple(
-                Event(seq, kind, step, details, run_id) for seq, kind, step, details in self.events
+            rows=tuple(
+                (kind, step, tuple(details.items()), None) for _, kind, step, details in self.events
             ),
             state_before=state_before,
             state_after=state_after,
