@@ -17,7 +17,7 @@ from .events import EventSink
 from .faults import InjectionLike
 from .operations import StepSpec
 from .outcome import Outcome
-from .policies import PolicyLike, Retry, RetryPolicy, resolve_policy
+from .policies import PolicyLike, RetryPolicy, resolve_policy
 from .ports import UndoJournal
 from .rules import (
     FORWARD_RETRY,
@@ -25,12 +25,8 @@ from .rules import (
     Kind,
     NamedUndo,
     Register,
-    RetrySpec,
-    SagaPlan,
-    StepPlan,
     UndoOrder,
     check_register,
-    check_undo_order,
 )
 
 State = MutableMapping[str, Any]
@@ -328,41 +324,3 @@ class Saga:
         if register is None:
             self._specs = specs
         return specs
-
-    def plan(
-        self,
-        run_id: str,
-        *,
-        policy: PolicyLike | None = None,
-        register: Register | None = None,
-        undo_order: UndoOrder = "reverse",
-        step_timeout: float = 60.0,
-        halt_wait: float | None = 0.0,
-    ) -> SagaPlan:
-        """This saga as data for a remote engine; every option is checked here, before it runs."""
-        if register is not None:
-            check_register(register)
-        check_undo_order(undo_order)
-        chosen = resolve_policy(policy if policy is not None else self.policy)
-        retry = chosen if isinstance(chosen, Retry) else None
-        return SagaPlan(
-            run_id=run_id,
-            name=self.name,
-            steps=[
-                StepPlan(
-                    name=s.name,
-                    kind=str(s.kind),
-                    has_undo=s.undo is not None,
-                    register=register or s.register,
-                    retry=RetrySpec.of(r) if (r := self._retry(s)) else None,
-                    semantic=s.semantic,
-                )
-                for s in self.steps
-            ],
-            policy=chosen.name,
-            undo_retry=RetrySpec.of(retry.retry) if retry is not None else None,
-            then=retry.then if retry is not None else "dead_letter",
-            undo_order=undo_order,
-            step_timeout=step_timeout,
-            halt_wait=halt_wait,
-        )

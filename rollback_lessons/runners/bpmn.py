@@ -13,6 +13,9 @@ it with a BPMN error; the error boundary event leads to a chain of undo tasks, n
 first, each behind a gateway that asks whether its undo was logged. It runs on
 SpiffWorkflow (a BPMN engine in pure Python): ``run_explicit(saga, state, inject=...)``
 gives the same Outcome as ``saga.run`` (policy *continue*; Camunda itself is not run here).
+Whether an undo was logged is the saga machine's answer, and the run is walked through the
+machine afterwards (``runners.history``), as Step Functions' is. A policy that decides in
+Python cannot be written into a model: it is refused before anything is written.
 """
 
 from __future__ import annotations
@@ -21,14 +24,16 @@ import uuid
 from dataclasses import dataclass, field
 from xml.sax.saxutils import quoteattr
 
-from .. import remote
 from ..errors import InvalidPipelineError
 from ..faults import InjectionLike, normalize_injection
+from ..machine import Machine
+from ..operations import RunStep
 from ..outcome import Outcome
-from ..policies import resolve_policy
+from ..policies import data_only
 from ..rules import Kind
 from ..saga import Saga, State, snapshot
-from .replay import Replay, Visit, Worker, do, undo
+from .history import Visit, Worker, do, undo, walk
+from .wire import outcome_of, plan_of
 
 BPMN = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 HEADER = (
@@ -47,6 +52,9 @@ W, H, GAP = 120, 80, 60  # a task's box, and the room between two
 
 class UnsupportedInBPMN(InvalidPipelineError):
     """The saga uses an option this BPMN form does not express."""
+
+
+ENGINE = "BPMN"
 
 
 def _id(prefix: str, n: int) -> str:
@@ -106,6 +114,7 @@ def _esc(text: str | None) -> str:
 def to_bpmn(saga: Saga) -> str:
     """The saga as BPMN 2.0 XML with compensation events, deployable to Camunda 8 as is
     (see the module's docstring for what the order of compensation is there)."""
+    data_only(saga.policy, ENGINE)
     m = _Model()
     steps = saga.steps
     y, top = 200, 60
@@ -186,6 +195,7 @@ def _document(saga: Saga, m: _Model, before: str = "", process: str = "saga") ->
 def to_bpmn_explicit(saga: Saga) -> str:
     """The explicit form: steps in a subprocess, a BPMN error on failure, and the undos
     chained newest first behind "was it logged?" gateways (runs on SpiffWorkflow)."""
+    data_only(saga.policy, ENGINE)
     m = _Model()
     steps = saga.steps
     y = 120
@@ -290,23 +300,22 @@ def to_bpmn_explicit(saga: Saga) -> str:
 @dataclass
 class _Host:
     """What the model's script tasks call: ``do`` and ``undo`` (the worker does the task
-    and records it), ``logged`` (the undo log, kept here: before or after each step)."""
+    and records it), ``logged`` (the undo log: a saga machine told how each step went)."""
 
     worker: Worker
-    log: list[str] = field(default_factory=list)
+    machine: Machine
 
     def do(self, step: str) -> bool:
-        logs = self.worker.saga[step].undo is not None
-        register = self.worker.saga[step].register
-        if logs and register == "before":
-            self.log.append(step)
-        ok = self.worker.task("action", step).error is None
-        if ok and logs and register == "after":
-            self.log.append(step)
-        return ok
+        error = self.worker.task("action", step).error
+        if self.machine.phase == "step" and self.machine.current == step:
+            if error is None:
+                self.machine.step_ok()
+            else:
+                self.machine.step_failed(error.to_exception())
+        return error is None
 
     def logged(self, step: str) -> bool:
-        return step in self.log
+        return self.machine.logged(step)
 
     def undo(self, step: str) -> None:
         self.worker.task("undo", step)  # a failed undo: a dead letter, and on to the next
@@ -319,7 +328,7 @@ def run_explicit(saga: Saga, state: State | None = None, *,
     from SpiffWorkflow.bpmn.parser import BpmnParser
     from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine, TaskDataEnvironment
 
-    if resolve_policy(saga.policy).name != "continue":
+    if data_only(saga.policy, ENGINE).name != "continue":
         raise UnsupportedInBPMN("the explicit BPMN form runs policy 'continue', undos newest first")
     pivot = next((n for n, s in enumerate(saga.steps) if s.kind == Kind.PIVOT), None)
     if pivot is not None and any(s.kind == Kind.RETRIABLE for s in saga.steps[pivot + 1 :]):
@@ -328,7 +337,11 @@ def run_explicit(saga: Saga, state: State | None = None, *,
     run_id = f"{saga.name}-{uuid.uuid4().hex[:12]}"
     world: State = {} if state is None else state
     before = snapshot(world) if state is not None else None
-    host = _Host(Worker(run_id, saga, world, faults))
+    plan = plan_of(saga, run_id)
+    machine = Machine(plan.undo_policy(), plan=plan.specs(), name=saga.name, run_id=run_id)
+    if type(machine.start()) is not RunStep:
+        raise RuntimeError("the machine does not start with a step")
+    host = _Host(Worker(run_id, saga, world, faults), machine)
     parser = BpmnParser()
     parser.add_bpmn_str(to_bpmn_explicit(saga).encode())
     engine = PythonScriptEngine(
@@ -345,5 +358,4 @@ def run_explicit(saga: Saga, state: State | None = None, *,
     calls = host.worker.calls  # each script task ran its task once: one visit each
     found = [Visit(do(c.step) if c.call == "action" else undo(c.step), 1, c.error is None)
              for c in calls]  # fmt: skip
-    record = Replay(saga.plan(run_id), found, calls).run()
-    return remote.outcome_of(saga, record, run_id, before=before, state=state)
+    return outcome_of(saga, walk(plan, found, calls), before=before, state=state)

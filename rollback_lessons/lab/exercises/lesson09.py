@@ -75,7 +75,7 @@ def _wired(asl: dict[str, Any], wiring: dict[str, Any], steps: tuple[str, ...]) 
 
 
 def _check_wire(wire: Any) -> str:
-    from ...runners.replay import HistoryDiverged
+    from ...runners.history import HistoryDiverged
     from ...runners.stepfunctions import StepFunctionsRunner, to_asl
 
     fn = function(wire, "wire")
