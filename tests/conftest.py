@@ -8,6 +8,15 @@ def clock() -> VirtualClock:
     return VirtualClock()
 
 
+@pytest.fixture(scope="session")
+def dbos_runner():
+    """DBOS, launched once for the session (it is one per process), on a temporary file."""
+    from rollback_lessons.runners.dbos import DBOSRunner
+
+    with DBOSRunner.start() as runner:
+        yield runner
+
+
 def same_outcome(local, remote, *, events: bool = True) -> None:
     """A saga run elsewhere (Temporal, Step Functions, BPMN) ended as it did in process:
     field by field, errors by their repr, and (unless told) event by event."""

@@ -52,7 +52,7 @@ def test_environment_yml_and_pyproject_list_the_same_dependencies():
 PACKAGE = ROOT / "rollback_lessons"
 LAYERS = ("durable", "runners", "lab", "worlds")
 FRONT = {"__init__.py", "__main__.py", "cli.py"}  # the public API and the terminal
-HEAVY = ("matplotlib", "ipywidgets", "IPython", "numpy", "sqlite3", "temporalio")
+HEAVY = ("matplotlib", "ipywidgets", "IPython", "numpy", "sqlite3", "temporalio", "dbos")
 
 
 def _engine_modules() -> list[Path]:

@@ -359,3 +359,26 @@ def run_explicit(saga: Saga, state: State | None = None, *,
     found = [Visit(do(c.step) if c.call == "action" else undo(c.step), 1, c.error is None)
              for c in calls]  # fmt: skip
     return outcome_of(saga, walk(plan, found, calls), before=before, state=state)
+
+
+class BpmnRunner:
+    """The explicit form on SpiffWorkflow as a ``Runner``: the engine is a library, so there
+    is nothing to start or stop; ``run`` is ``run_explicit``."""
+
+    @classmethod
+    def start(cls) -> BpmnRunner:
+        return cls()
+
+    def run(
+        self, saga: Saga, state: State | None = None, *, inject: InjectionLike | None = None
+    ) -> Outcome:
+        return run_explicit(saga, state, inject=inject)
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> BpmnRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
