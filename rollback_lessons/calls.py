@@ -88,7 +88,7 @@ def checked(result: Any, role: str, step: str) -> Any:
 
 
 def call_timed(
-    fn: Callable[..., Any], args: tuple[Any, ...], timeout: float, role: str, step: str
+    fn: Callable[..., Any], args: tuple[Any, ...], role: str, step: str, timeout: float
 ) -> Any:
     """Call with a deadline, in a helper thread: past ``timeout`` seconds the attempt fails.
 

@@ -66,7 +66,13 @@ class StepFaults(NamedTuple):
 NO_FAULTS = StepFaults(None, None)
 
 
+_BY_NAME = {f.value: f for f in Fault}
+
+
 def _fault(value: object, step: str) -> Fault:
+    found = _BY_NAME.get(value) if isinstance(value, str) else None  # (faster than Fault())
+    if found is not None:
+        return found
     try:
         return Fault(str(value))
     except ValueError:

@@ -210,10 +210,11 @@ class Machine:
         """Record an event as a row of plain data: its details as (key, value) pairs, so that
         the garbage collector need not visit a kept run's rows again (the explorer keeps tens
         of thousands of runs: ``make bench``)."""
-        pairs = details if type(details) is tuple else tuple(details.items())  # type: ignore[union-attr]
-        self.rows.append((kind._value_, step, pairs, self.now))
+        if type(details) is not tuple:
+            details = tuple(details.items())  # type: ignore[union-attr]
+        self.rows.append((kind._value_, step, details, self.now))  # type: ignore[arg-type]
         if self.watch is not None:
-            self.watch(self.first_seq + len(self.rows), kind, step, dict(pairs))
+            self.watch(self.first_seq + len(self.rows), kind, step, dict(details))  # type: ignore[arg-type]
 
     def note(self, kind: EventKind, text: str) -> None:
         """Something around the run failed (a journal write, a state snapshot): an event and

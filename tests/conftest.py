@@ -1,6 +1,6 @@
 import pytest
 
-from rollback_lessons import VirtualClock
+from rollback_lessons import UndoPolicy, VirtualClock
 
 
 @pytest.fixture
@@ -34,6 +34,29 @@ def same_outcome(local, remote, *, events: bool = True) -> None:
     assert remote.state_after == local.state_after
     if events:
         assert remote.events == local.events
+
+
+class HaltOnAnythingButTimeouts(UndoPolicy):
+    """A policy of one's own (it decides in code): a timeout is retried at once, twice;
+    anything else halts for a person."""
+
+    def decide(self, attempt, error):
+        if isinstance(error, TimeoutError) and attempt < 3:
+            return 0.0
+        return "halt"
+
+
+def every_single_fault_ends_the_same(run) -> set:
+    """``run(saga, state, inject=...)`` on an engine, for every single fault of the lesson
+    worlds, against ``saga.run`` in process; the statuses seen."""
+    worlds, seen = lesson_worlds(), set()
+    for name, inject in single_faults():
+        make_saga, make_state = worlds[name]
+        local = make_saga().run(make_state(), inject=inject, clock=VirtualClock())
+        remote = run(make_saga(), make_state(), inject=inject)
+        same_outcome(local, remote)
+        seen.add(remote.status)
+    return seen
 
 
 def lesson_worlds() -> dict:

@@ -7,35 +7,18 @@ import logging
 import threading
 
 import pytest
-from conftest import lesson_worlds, same_outcome, single_faults
+from conftest import HaltOnAnythingButTimeouts, every_single_fault_ends_the_same, same_outcome
 
-from rollback_lessons import Status, UndoPolicy, VirtualClock
+from rollback_lessons import Status
 from rollback_lessons.errors import InvalidPipelineError
 from rollback_lessons.runners import Runner, hosted
 from rollback_lessons.runners.dbos import DBOSRunner, DBOSUnavailable
 from rollback_lessons.worlds.crashlab import compare_worlds, crash_on_dbos, world_report
 from rollback_lessons.worlds.demo import xyz_saga, xyz_state
 
-WORLDS = lesson_worlds()
-
-
-class HaltOnAnythingButTimeouts(UndoPolicy):
-    """A policy of one's own: a timeout is retried at once, twice; anything else halts."""
-
-    def decide(self, attempt, error):
-        if isinstance(error, TimeoutError) and attempt < 3:
-            return 0.0
-        return "halt"
-
 
 def test_every_single_fault_of_the_lesson_sagas_ends_the_same_on_dbos(dbos_runner):
-    seen = set()
-    for name, inject in single_faults():
-        make_saga, make_state = WORLDS[name]
-        local = make_saga().run(make_state(), inject=inject, clock=VirtualClock())
-        remote = dbos_runner.run(make_saga(), make_state(), inject=inject)
-        same_outcome(local, remote)
-        seen.add(remote.status)
+    seen = every_single_fault_ends_the_same(dbos_runner.run)
     assert {Status.COMMITTED, Status.ROLLED_BACK, Status.ROLLBACK_INCOMPLETE} <= seen
     assert hosted.RUNS == {}  # each run released when it ended
     assert isinstance(dbos_runner, Runner)

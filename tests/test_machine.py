@@ -3,6 +3,7 @@ to the writers of state machines; and a policy of one's own, run where Python de
 refused, before anything runs, where a state machine is written beforehand."""
 
 import pytest
+from conftest import HaltOnAnythingButTimeouts
 
 from rollback_lessons import Kind, Retry, RetryPolicy, Saga, Status, Step, UndoPolicy
 from rollback_lessons.errors import InvalidPipelineError
@@ -28,15 +29,6 @@ from rollback_lessons.worlds.demo import xyz_saga, xyz_state
 
 class Boom(Exception):
     pass
-
-
-class HaltOnAnythingButTimeouts(UndoPolicy):
-    """A policy of one's own: a timeout is retried at once, twice; anything else halts."""
-
-    def decide(self, attempt, error):
-        if isinstance(error, TimeoutError) and attempt < 3:
-            return 0.0
-        return "halt"
 
 
 def test_the_machine_answers_operations_and_does_no_io():

@@ -12,7 +12,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import lesson_worlds, same_outcome, single_faults
+from conftest import HaltOnAnythingButTimeouts, lesson_worlds, same_outcome, single_faults
 
 from rollback_lessons import (
     InjectedFault,
@@ -22,7 +22,6 @@ from rollback_lessons import (
     Saga,
     Status,
     Step,
-    UndoPolicy,
     VirtualClock,
 )
 from rollback_lessons.runners import hosted
@@ -393,15 +392,6 @@ def test_every_single_fault_of_the_lesson_sagas_ends_the_same_on_temporal():
         same_outcome(local, remote)
         checked += 1
     assert checked == len(cases) > 40
-
-
-class HaltOnAnythingButTimeouts(UndoPolicy):
-    """A policy of one's own: a timeout is retried at once, twice; anything else halts."""
-
-    def decide(self, attempt, error):
-        if isinstance(error, TimeoutError) and attempt < 3:
-            return 0.0
-        return "halt"
 
 
 def test_a_policy_of_ones_own_decides_in_the_workflow():
