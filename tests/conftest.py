@@ -8,6 +8,37 @@ def clock() -> VirtualClock:
     return VirtualClock()
 
 
+class OnALoop:
+    """An async runner kept on an event loop of its own thread, so that a module's sync
+    tests share one (one Temporal dev server for the module, not one per test):
+    ``on(scenario)`` runs ``await scenario(runner)`` there and returns its result."""
+
+    def __init__(self, start) -> None:
+        import asyncio
+        import threading
+
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.runner = self.call(start())
+
+    def call(self, coroutine):
+        import asyncio
+
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(600)
+
+    def __call__(self, scenario):
+        return self.call(scenario(self.runner))
+
+    def close(self) -> None:
+        try:
+            self.call(self.runner.close())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(30)
+            self.loop.close()
+
+
 @pytest.fixture(scope="session")
 def dbos_runner():
     """DBOS, launched once for the session (it is one per process), on a temporary file."""

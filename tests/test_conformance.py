@@ -7,13 +7,11 @@ form can express it, and on DBOS; on Temporal, a fixed sample of 20 draws. Where
 cannot express a saga (a policy that decides in Python, written into a state machine), it
 must refuse it before anything runs: the world stays untouched."""
 
-import asyncio
-import threading
 from dataclasses import dataclass
 from functools import partial
 
 import pytest
-from conftest import same_outcome
+from conftest import OnALoop, same_outcome
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -143,21 +141,11 @@ def on_temporal():
     """One Temporal dev server for the module, its runner on a loop of its own thread."""
     from rollback_lessons.runners.temporal import TemporalRunner
 
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-
-    def call(coroutine):
-        return asyncio.run_coroutine_threadsafe(coroutine, loop).result(300)
-
-    runner = call(TemporalRunner.start())
+    on = OnALoop(TemporalRunner.start)
     try:
-        yield lambda make: call(make(runner))
+        yield on
     finally:
-        call(runner.close())
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(30)
-        loop.close()
+        on.close()
 
 
 @settings(PROPERTY, max_examples=20)

@@ -12,7 +12,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import HaltOnAnythingButTimeouts, lesson_worlds, same_outcome, single_faults
+from conftest import (
+    HaltOnAnythingButTimeouts,
+    OnALoop,
+    lesson_worlds,
+    same_outcome,
+    single_faults,
+)
 
 from rollback_lessons import (
     InjectedFault,
@@ -36,14 +42,22 @@ def run_async(coroutine_function):
         return pool.submit(lambda: asyncio.run(coroutine_function())).result()
 
 
+_SHARED: list[OnALoop] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_server_for_the_module():
+    yield
+    while _SHARED:
+        _SHARED.pop().close()
+
+
 def on_temporal(scenario):
-    """Run ``scenario(runner)`` against a fresh local dev server."""
-
-    async def main():
-        async with await TemporalRunner.start() as runner:
-            return await scenario(runner)
-
-    return run_async(main)
+    """Run ``scenario(runner)`` on the module's one local dev server (started when first
+    needed; the tests that restart a server start their own)."""
+    if not _SHARED:
+        _SHARED.append(OnALoop(TemporalRunner.start))
+    return _SHARED[0](scenario)
 
 
 SCENARIOS = [

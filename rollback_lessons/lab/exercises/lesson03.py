@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...clock import VirtualClock
-from ...policies import Retry, UndoPolicy, resolve_policy
+from ...policies import decides_in_code, resolve_policy
 from ...saga import Saga, State, Step
 from ...worlds.examples import order_state
 from . import Exercise, Incorrect, register
@@ -88,7 +88,7 @@ def _check_retry(policy: Any) -> str:
         policy = resolve_policy(policy)
     except (ValueError, TypeError) as exc:
         raise Incorrect(str(exc)) from None
-    if not isinstance(policy, UndoPolicy) or not isinstance(policy, Retry):
+    if policy.retry is None and not decides_in_code(policy):  # (any policy that retries)
         raise Incorrect(f"{policy.name!r} does not try the undo again: use Retry(RetryPolicy(...))")
     clock = VirtualClock()
     outcome = flaky_saga().run(order_state(), inject={"label": "fail"}, policy=policy, clock=clock)
