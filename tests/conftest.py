@@ -39,9 +39,10 @@ class OnALoop:
             self.loop.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def dbos_runner():
-    """DBOS, launched once for the session (it is one per process), on a temporary file."""
+    """DBOS, launched once for a module (it is one per process), on a temporary file; closed
+    when the module is done, so that its threads do not run beside other modules' tests."""
     from rollback_lessons.runners.dbos import DBOSRunner
 
     with DBOSRunner.start() as runner:

@@ -33,6 +33,7 @@ from ..policies import data_only
 from ..rules import Kind
 from ..saga import Saga, State, snapshot
 from .history import Visit, Worker, do, undo, walk
+from .owed import every_undo
 from .wire import outcome_of, plan_of
 
 BPMN = "http://www.omg.org/spec/BPMN/20100524/MODEL"
@@ -252,7 +253,8 @@ def to_bpmn_explicit(saga: Saga) -> str:
     )
     m.shape("failed", 60 + end_x / 2, y + H + 102, 36, 36)
     undo_y = y + H + 220
-    chain = [(n, s) for n, s in reversed(list(enumerate(steps))) if s.undo is not None]
+    index = {s.name: n for n, s in enumerate(steps)}  # the undos in the machine's order:
+    chain = [(index[name], saga[name]) for name in every_undo(saga.specs())]
     # what flows into the next gateway: (source, start point, the default flow's id or None)
     sources: list[tuple[str, tuple[float, float], str | None]] = [
         ("failed", (78 + end_x / 2, y + H + 138), None)
@@ -330,9 +332,11 @@ def run_explicit(saga: Saga, state: State | None = None, *,
 
     if data_only(saga.policy, ENGINE).name != "continue":
         raise UnsupportedInBPMN("the explicit BPMN form runs policy 'continue', undos newest first")
-    pivot = next((n for n, s in enumerate(saga.steps) if s.kind == Kind.PIVOT), None)
-    if pivot is not None and any(s.kind == Kind.RETRIABLE for s in saga.steps[pivot + 1 :]):
-        raise UnsupportedInBPMN("the explicit BPMN form does not retry forward after a pivot")
+    retried = [s.name for s in saga.specs() if s.retry is not None]  # (a retriable step too)
+    if retried:
+        raise UnsupportedInBPMN(
+            f"the explicit BPMN form runs each task once: it cannot retry {', '.join(retried)}"
+        )
     faults = normalize_injection(inject, saga.names)
     run_id = f"{saga.name}-{uuid.uuid4().hex[:12]}"
     world: State = {} if state is None else state
