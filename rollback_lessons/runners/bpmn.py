@@ -21,6 +21,9 @@ first, each behind a gateway that asks whether its undo was logged (a step's job
 to the ``logged`` list, before or after the step). It runs on SpiffWorkflow (a BPMN
 engine in pure Python): ``run_explicit(saga, state, inject=...)`` gives the same Outcome
 as ``saga.run`` (policy *continue*; Camunda itself is not run here).
+Whether an undo was logged is the saga machine's answer, and the run is walked through the
+machine afterwards (``runners.history``), as Step Functions' is. A policy that decides in
+Python cannot be written into a model: it is refused before anything is written.
 """
 
 from __future__ import annotations
@@ -31,14 +34,16 @@ from dataclasses import dataclass, field
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
-from .. import remote
 from ..errors import InvalidPipelineError
 from ..faults import InjectionLike, normalize_injection
+from ..machine import Machine
+from ..operations import RunStep, StepSpec
 from ..outcome import Outcome
-from ..policies import resolve_policy
-from ..rules import Kind, SagaPlan, StepPlan, halts_forward
+from ..policies import data_only
 from ..saga import Saga, State, snapshot
-from .replay import Replay, Visit, Worker, do, undo
+from .history import Visit, Worker, do, undo, walk
+from .owed import every_undo, owed
+from .wire import outcome_of, plan_of
 
 BPMN = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 CAMUNDA_VERSION = "8.5.0"
@@ -62,6 +67,9 @@ W, H, GAP = 120, 80, 60  # a task's box, and the room between two
 
 class UnsupportedInBPMN(InvalidPipelineError):
     """The saga uses an option this BPMN form does not express."""
+
+
+ENGINE = "BPMN"
 
 
 def _id(prefix: str, n: int) -> str:
@@ -187,27 +195,25 @@ def _job(kind: str, retries: int = 1) -> str:
     )
 
 
-def _attempts(step: StepPlan) -> int:
+def _attempts(step: StepSpec) -> int:
     return step.retry.max_attempts if step.retry is not None else 1
 
 
-def _error_paths(plan: SagaPlan) -> list[bool]:
-    """Which steps fail into the rollback: all but those after the pivot, which are retried
-    forward and then left for a person (the rules' ``halts_forward``)."""
-    paths, pivot_done = [], False
-    for step in plan.steps:
-        paths.append(not halts_forward(pivot_done, step.kind))
-        pivot_done = pivot_done or step.kind == Kind.PIVOT
-    return paths
+def _model_plan(saga: Saga) -> tuple[tuple[StepSpec, ...], list[bool], int]:
+    """What a model needs, asked of the saga machine: the steps; which of them fail into the
+    rollback (all but those the machine halts on: after the pivot, retried forward and then
+    left for a person); how many times an undo's job is handed out. A policy that decides
+    in Python is refused here, before anything is written."""
+    policy = data_only(saga.policy, ENGINE)
+    specs = saga.specs()
+    return specs, [not o.halts for o in owed(specs)], policy.max_attempts
 
 
 def to_bpmn(saga: Saga) -> str:
     """The saga as BPMN 2.0 XML with compensation events, deployable to Camunda 8 as is
     (see the module's docstring for what the order of compensation is there)."""
     m = _Model()
-    plan = saga.plan("to_bpmn")
-    undo_attempts = plan.undo_retry.max_attempts if plan.undo_retry is not None else 1
-    steps, paths = plan.steps, _error_paths(plan)
+    steps, paths, undo_attempts = _model_plan(saga)
     line, top, y = 38, 100, 240  # the failure line; the undos a failure leads to; the steps
     end_x = 140 + len(steps) * (W + GAP)
     m.node("startEvent", "start", "start", (40, y + H / 2 - 18, 36, 36))
@@ -290,9 +296,7 @@ def to_bpmn_explicit(saga: Saga) -> str:
     Each step's job answers ``ok`` and the ``logged`` list (its undo is added before or
     after the step); the conditions are FEEL, as Camunda 8 wants them."""
     m = _Model()
-    plan = saga.plan("to_bpmn_explicit")
-    undo_attempts = plan.undo_retry.max_attempts if plan.undo_retry is not None else 1
-    steps, paths = plan.steps, _error_paths(plan)
+    steps, paths, undo_attempts = _model_plan(saga)
     y, step_w = 120, W + GAP + 40
     end_x = 160 + len(steps) * step_w
     m.node("startEvent", "start", "start", (20, y + 22, 36, 36))
@@ -331,7 +335,8 @@ def to_bpmn_explicit(saga: Saga) -> str:
            tail='<bpmn:errorEventDefinition errorRef="step_failed"/>',
            attachedToRef="steps")  # fmt: skip
     undo_y, item_w = y + H + 220, W + 230
-    chain = [(n, s) for n, s in reversed(list(enumerate(steps))) if s.has_undo]
+    index = {s.name: n for n, s in enumerate(steps)}  # the undos in the machine's order
+    chain = [(index[name], steps[index[name]]) for name in every_undo(steps)]
     source, point = "failed", (118.0, float(y + H + 138))
     for k, (n, step) in enumerate(chain):
         x, mid = 160 + k * item_w, undo_y + H / 2
@@ -372,21 +377,20 @@ def _python(feel: str) -> str:
 @dataclass
 class _Host:
     """What the model's script tasks call, as a Camunda job worker would answer: ``do``
-    (the worker does the task and records it; it answers ``ok`` and the undo log, kept
-    here: each undo added before or after its step) and ``undo``."""
+    (the worker does the task and records it; it answers ``ok`` and the undo log, which is
+    the saga machine's: each undo logged before or after its step) and ``undo``."""
 
     worker: Worker
-    log: list[str] = field(default_factory=list)
+    machine: Machine
 
     def do(self, step: str) -> tuple[bool, list[str]]:
-        logs = self.worker.saga[step].undo is not None
-        register = self.worker.saga[step].register
-        if logs and register == "before":
-            self.log.append(step)
-        ok = self.worker.task("action", step).error is None
-        if ok and logs and register == "after":
-            self.log.append(step)
-        return ok, list(self.log)
+        error = self.worker.task("action", step).error
+        if self.machine.phase == "step" and self.machine.current == step:
+            if error is None:
+                self.machine.step_ok()
+            else:
+                self.machine.step_failed(error.to_exception())
+        return error is None, [n for n in self.worker.saga.names if self.machine.logged(n)]
 
     def undo(self, step: str) -> None:
         self.worker.task("undo", step)  # a failed undo: a dead letter, and on to the next
@@ -399,16 +403,22 @@ def run_explicit(saga: Saga, state: State | None = None, *,
     from SpiffWorkflow.bpmn.parser import BpmnParser
     from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine, TaskDataEnvironment
 
-    if resolve_policy(saga.policy).name != "continue":
+    if data_only(saga.policy, ENGINE).name != "continue":
         raise UnsupportedInBPMN("the explicit BPMN form runs policy 'continue', undos newest first")
-    pivot = next((n for n, s in enumerate(saga.steps) if s.kind == Kind.PIVOT), None)
-    if pivot is not None and any(s.kind == Kind.RETRIABLE for s in saga.steps[pivot + 1 :]):
-        raise UnsupportedInBPMN("the explicit BPMN form does not retry forward after a pivot")
+    retried = [s.name for s in saga.specs() if s.retry is not None]  # (a retriable step too)
+    if retried:
+        raise UnsupportedInBPMN(
+            f"the explicit BPMN form runs each task once: it cannot retry {', '.join(retried)}"
+        )
     faults = normalize_injection(inject, saga.names)
     run_id = f"{saga.name}-{uuid.uuid4().hex[:12]}"
     world: State = {} if state is None else state
     before = snapshot(world) if state is not None else None
-    host = _Host(Worker(run_id, saga, world, faults))
+    plan = plan_of(saga, run_id)
+    machine = Machine(plan.undo_policy(), plan=plan.specs(), name=saga.name, run_id=run_id)
+    if type(machine.start()) is not RunStep:
+        raise RuntimeError("the machine does not start with a step")
+    host = _Host(Worker(run_id, saga, world, faults), machine)
     parser = BpmnParser()
     parser.add_bpmn_str(to_bpmn_explicit(saga).encode())
 
@@ -428,5 +438,27 @@ def run_explicit(saga: Saga, state: State | None = None, *,
     calls = host.worker.calls  # each script task ran its task once: one visit each
     found = [Visit(do(c.step) if c.call == "action" else undo(c.step), 1, c.error is None)
              for c in calls]  # fmt: skip
-    record = Replay(saga.plan(run_id), found, calls).run()
-    return remote.outcome_of(saga, record, run_id, before=before, state=state)
+    return outcome_of(saga, walk(plan, found, calls), before=before, state=state)
+
+
+class BpmnRunner:
+    """The explicit form on SpiffWorkflow as a ``Runner``: the engine is a library, so there
+    is nothing to start or stop; ``run`` is ``run_explicit``."""
+
+    @classmethod
+    def start(cls) -> BpmnRunner:
+        return cls()
+
+    def run(
+        self, saga: Saga, state: State | None = None, *, inject: InjectionLike | None = None
+    ) -> Outcome:
+        return run_explicit(saga, state, inject=inject)
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> BpmnRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...clock import VirtualClock
-from ...policies import Retry, RetryPolicy, UndoPolicy, resolve_policy
+from ...policies import RetryPolicy, decides_in_code, resolve_policy
 from ...saga import Saga, State, Step
 from ...worlds.examples import order_state
 from . import Exercise, Incorrect, canonical, choose, forall, register
@@ -114,7 +114,7 @@ def _check_retry(policy: Any) -> str:
         policy = resolve_policy(policy)
     except (ValueError, TypeError) as exc:
         raise Incorrect(str(exc)) from None
-    if not isinstance(policy, UndoPolicy) or not isinstance(policy, Retry):
+    if policy.retry is None and not decides_in_code(policy):  # (any policy that retries)
         raise Incorrect(f"{policy.name!r} does not try the undo again: use Retry(RetryPolicy(...))")
     waits: dict[int, list[float]] = {}
 
@@ -124,7 +124,11 @@ def _check_retry(policy: Any) -> str:
             order_state(), inject={"label": "fail"}, policy=policy, clock=clock
         )
         times = "once" if failures == 1 else f"{failures} times"
-        if outcome.dead_letters and not policy.retry.retries(ConnectionError("503")):
+        if (
+            outcome.dead_letters
+            and policy.retry is not None
+            and not policy.retry.retries(ConnectionError("503"))
+        ):
             raise Incorrect(
                 "your RetryPolicy does not retry a ConnectionError (a 503): look at its "
                 "retry_on and no_retry_on"

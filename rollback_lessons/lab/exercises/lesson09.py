@@ -165,7 +165,7 @@ def _wired(asl: dict[str, Any], wiring: dict[str, str]) -> dict[str, Any]:
 
 
 def _check_wire(wire: Any) -> str:
-    from ...runners.replay import HistoryDiverged
+    from ...runners.history import HistoryDiverged
     from ...runners.stepfunctions import StepFunctionsRunner, to_asl
 
     fn = function(wire, "wire(steps)")
