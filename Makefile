@@ -45,7 +45,15 @@ format: $(VENV)/.test
 	$(BIN)/ruff check --fix $(LINT_PATHS)
 	$(BIN)/ruff format $(LINT_PATHS)
 
-test: lint
+# Camunda Modeler's lint rules for the BPMN test, on Node (skipped, with a message, without npm).
+NODE_MODULES := tests/node/node_modules/.package-lock.json
+
+$(NODE_MODULES): tests/node/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm ci --prefix tests/node --no-audit --no-fund --loglevel=error; \
+	else echo "npm not found: the BPMN lint test will be skipped"; fi
+
+test: lint $(NODE_MODULES)
 	$(BIN)/python -m pytest --nbval --nbval-current-env \
 	  --nbval-sanitize-with tests/nbval_sanitize.cfg tests notebooks
 

@@ -2,7 +2,7 @@
 
 import sys
 
-from . import durability, engine, explorer, journal, panel
+from . import durability, engine, exercises, explorer, journal, panel
 
 print(f"rollback-lessons benchmarks (python {sys.version.split()[0]})\n")
 engine.run()
@@ -14,3 +14,5 @@ print()
 journal.run()
 print()
 durability.run()
+print()
+exercises.run()

@@ -1,4 +1,5 @@
-"""What durability costs per step: in process, with the journal, and on Temporal, one run."""
+"""What durability costs per step: in process, with the journal, on DBOS and on Temporal,
+one run."""
 
 from __future__ import annotations
 
@@ -54,14 +55,28 @@ def on_temporal() -> float:
     return asyncio.run(main())
 
 
+def on_dbos(path: Path) -> float:
+    from rollback_lessons.runners.dbos import DBOSRunner
+
+    with DBOSRunner.start(path) as runner:
+        saga = _saga()
+        runner.run(saga, {})  # warm up
+        start = time.perf_counter()
+        for _ in range(RUNS):
+            runner.run(saga, {})
+        return (time.perf_counter() - start) / (RUNS * STEPS)
+
+
 def run() -> None:
     base = in_process()
     with tempfile.TemporaryDirectory() as tmp:
         durable = journaled(Path(tmp) / "journal.db")
+        dbos = on_dbos(Path(tmp) / "dbos.sqlite")
     remote = on_temporal()
     rows = [
         ("in process (memory)", f"{base * 1e3:.3f} ms", "1x"),
         ("with the SQLite journal", f"{durable * 1e3:.3f} ms", f"{durable / base:.0f}x"),
+        ("on DBOS (SQLite system database)", f"{dbos * 1e3:.3f} ms", f"{dbos / base:.0f}x"),
         ("on Temporal's dev server", f"{remote * 1e3:.3f} ms", f"{remote / base:.0f}x"),
     ]
     print(f"What durability costs: per step, sagas of {STEPS} no-op steps (no target)")

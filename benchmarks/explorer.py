@@ -1,5 +1,6 @@
-"""Issue #17's two speed goals: the engine against contextlib.ExitStack doing the same
-undo-on-failure job, and exploring every pair of faults of an 8-step saga."""
+"""Two speed goals (issues #17 and #23): the engine against contextlib.ExitStack doing the
+same undo-on-failure job, and exploring every combination of up to 3 faults of a 12-step
+saga under 3 policies (about 52,000 runs)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from rollback_lessons.worlds.examples import chain_saga, chain_state
 
 from .common import per_call, table
 
-RATIO_GOAL = 1.5
-EXPLORE_GOAL = 2.0  # seconds
+RATIO_GOAL = 2.0
+EXPLORE_GOAL = 5.0  # seconds
+EXPLORE_STEPS, EXPLORE_FAULTS = 12, 3
 
 
 class Boom(Exception):
@@ -72,20 +74,26 @@ def run() -> None:
     logging.disable(logging.WARNING)  # every injected failure would be logged
     try:
         best = float("inf")
-        for _ in range(3):
+        for _ in range(2):
             start = time.perf_counter()
             exploration = explore(
-                chain_saga(8), chain_state, policies=("continue", "retry", "halt")
+                chain_saga(EXPLORE_STEPS),
+                chain_state,
+                max_faults=EXPLORE_FAULTS,
+                policies=("continue", "retry", "halt"),
             )
             best = min(best, time.perf_counter() - start)
     finally:
         logging.disable(logging.NOTSET)
     verdict = "meets" if best <= EXPLORE_GOAL else "misses"
     print()
-    print("Exploring every combination of up to 2 faults of an 8-step saga, 3 policies")
+    print(
+        f"Exploring every combination of up to {EXPLORE_FAULTS} faults of a "
+        f"{EXPLORE_STEPS}-step saga, 3 policies"
+    )
     print(
         table(
             [(f"{len(exploration.runs)} runs", f"{best:.2f}", f"{verdict} <= {EXPLORE_GOAL:g} s")],
-            ("case", "seconds (best of 3)", "goal"),
+            ("case", "seconds (best of 2)", "goal"),
         )
     )

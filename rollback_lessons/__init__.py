@@ -1,8 +1,10 @@
 """Teach the rollback pattern: do steps, log their undos, and undo them in reverse on failure.
 
-The engine is standard library only. The rest is imported on its own: ``durable`` (the
-SQLite journal and recovery), ``runners`` (Temporal), ``lab`` (pictures, the panel,
-exercises) and ``worlds`` (the lessons' pipelines).
+The engine is standard library only; every rule of a saga is the saga machine's
+(``machine.py``), which the with-blocks, ``Saga.run`` and every engine drive. The rest is
+imported on its own: ``durable`` (the SQLite journal and recovery), ``runners`` (Temporal,
+Step Functions, BPMN, DBOS), ``lab`` (pictures, the panel, exercises) and ``worlds`` (the
+lessons' pipelines).
 """
 
 from .clock import Clock, SystemClock, VirtualClock
@@ -21,7 +23,7 @@ from .errors import (
 from .events import Event, EventKind
 from .faults import Fault
 from .outcome import DeadLetter, Outcome, Status
-from .policies import Continue, Halt, Retry, RetryPolicy, UndoPolicy
+from .policies import Continue, Halt, Retry, RetryPolicy, UndoPolicy, UnsupportedPolicy
 from .rollback import AsyncRollback, Rollback
 from .saga import Kind, OrderCheck, Saga, Step
 
@@ -59,6 +61,7 @@ __all__ = [
     "UnknownPolicyError",
     "UnknownStepError",
     "UnsafeOrderError",
+    "UnsupportedPolicy",
     "VirtualClock",
     "compensation",
     "default_registry",

@@ -1,45 +1,55 @@
-"""One run's record: its undo log, its events, and what became of each step.
+"""The in-process driver: the saga machine decides, this calls the steps and undos.
 
-``Run`` is shared by Rollback, AsyncRollback and Saga. Its retry and compensation loops
-are plans (``plan.py``) that a sync or an async driver carries out; the rules they follow
-(status, injected faults, options) live in ``rules.py``; a journal, when given, is any
-object with the ``UndoJournal`` shape (``durable.Journal`` is one).
+``Run`` is shared by ``Rollback``, ``AsyncRollback`` (a step at a time, as the with-block's
+code asks) and ``Saga.run`` (the machine runs the saga's steps in order). It does only what
+a process does: call the actions and undos (with their injected faults, idempotency keys and
+timeouts wrapped around them once, when they are handed over), sleep on the clock, stamp
+event times, keep each step's result and the state snapshots, and write a journal. ``drive``
+and ``adrive`` carry out the machine's operations, one synchronously, one awaiting; every
+rule they follow is the machine's.
+
+Events cost a tuple each: ``Event`` objects are built when the outcome's events are read,
+or for an observer that wants them (``on_event``, a logging handler, the journal); which
+observers there are is decided once, when the run starts.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from collections.abc import Callable, Collection, Mapping
 from functools import partial
 from typing import Any
 
-from ._backward import UndoEntry, compensation_plan
-from .clock import Clock, SystemClock
-from .errors import DuplicateStepError, InjectedFault, InvalidPipelineError, UnknownStepError
-from .events import Event, EventKind, EventSink, describe, level_of, log_event
-from .faults import NO_FAULTS, Fault, InjectionLike, normalize_injection
-from .outcome import DeadLetter, Outcome, Status
-from .plan import Call, Plan, Sleep, adrive, call_sync, check_callable, drive
+from ._drive import Driver
+from .calls import check_callable, plain
+from .clock import SYSTEM_CLOCK, Clock, SystemClock
+from .errors import InvalidPipelineError
+from .events import Event, EventKind, EventSink, describe, level_of, log_event, log_threshold
+from .faults import (
+    NO_FAULTS,
+    FailingUndo,
+    InjectionLike,
+    failing_action,
+    normalize_injection,
+)
+from .journaling import JournalWriter
+from .machine import Machine
+from .operations import PROCEED, Op, StepSpec
+from .outcome import DeadLetter, Outcome
 from .policies import PolicyLike, RetryPolicy, resolve_policy
 from .ports import UndoJournal
-from .rules import (
-    IRREVERSIBLE,
-    Kind,
-    NamedUndo,
-    Register,
-    UndoOrder,
-    action_error,
-    check_register,
-    check_undo_order,
-    status_of,
-)
+from .rules import Kind, NamedUndo, Register, UndoOrder, check_register, check_undo_order
 
 _log = logging.getLogger("rollback_lessons")
+_NO_ARGS: tuple[Any, ...] = ()
+_NO_FAULTS: dict[str, Any] = {}
+COMPENSABLE = Kind.COMPENSABLE
 
 
-class Run:
-    """One run's log of undos, its events, and what became of each step."""
+class Run(Driver):
+    """One run in process: its machine, and what only a process has."""
 
     def __init__(
         self,
@@ -48,6 +58,7 @@ class Run:
         policy: PolicyLike = "continue",
         inject: InjectionLike | None = None,
         steps: Collection[str] | None = None,
+        plan: tuple[StepSpec, ...] | None = None,
         undo_order: UndoOrder = "reverse",
         clock: Clock | None = None,
         on_event: EventSink | None = None,
@@ -59,210 +70,141 @@ class Run:
         if on_event is not None and not callable(on_event):
             raise TypeError(f"on_event must be callable, got {on_event!r}")
         self.name = name
-        self.policy = resolve_policy(policy)
-        self.steps = steps
-        self.allowed = frozenset(steps) if steps is not None else None
-        self.faults = normalize_injection(inject, steps)
-        self.undo_order = undo_order
-        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.faults = normalize_injection(inject, steps) if inject else _NO_FAULTS
+        clock = clock if clock is not None else SYSTEM_CLOCK
+        self.clock: Clock = clock
         self.on_event = on_event
         self.is_async = is_async
-        self.jrun = journal.start(name, run_id) if journal is not None else None
-        if self.jrun is not None:
-            self.run_id: str = self.jrun.saga_id
-        else:
-            self.run_id = run_id if run_id is not None else self.clock.run_id(name)
-        self.started = self.clock.monotonic()
-        self.tracer: Callable[[], Mapping[str, Any]] | None = None
-        self.states: list[Mapping[str, Any]] = []  # the state after each event, when traced
-
-        self.events: list[Event] = []
-        self.log: list[UndoEntry] = []
-        self.seen: list[str] = []
-        self.kinds: dict[str, str] = {}
-        self.completed: list[str] = []
-        self.results: dict[str, Any] = {}
-        self.compensated: list[str] = []
-        self.dead_letters: list[DeadLetter] = []
-        self.pending: list[str] = []
-        self.leaked: list[str] = []
-        self.semantic: list[str] = []  # compensated by a new action, not undone
-        self.semantic_steps: set[str] = set()  # steps whose undo is such an action
-        self.irreversible: list[str] = []
-        self.current: str | None = None
-        self.open: str | None = None  # registered by hand, its action runs in the caller's code
-        self.error: BaseException | None = None
-        self.failed_step: str | None = None
-        self.halted = False
-        self.interrupted: BaseException | None = None  # a KeyboardInterrupt during the undos
-        self.intents: dict[str, int] = {}  # journal positions of undos to log after their step
-        self.problems: list[str] = []  # notes on the outcome: what failed around the run
-
-    # -- events -------------------------------------------------------------------------
-
-    def emit(self, kind: EventKind, step: str | None = None, **details: Any) -> None:
-        event = Event(
-            len(self.events) + 1,
-            kind,
-            step,
-            details,
-            self.run_id,
-            self.clock.time(),
-            self.clock.monotonic() - self.started,
+        jrun = journal.start(name, run_id) if journal is not None else None
+        if jrun is not None:
+            run_id = jrun.saga_id
+        elif run_id is None and type(clock) is not SystemClock:  # its ids count up: now
+            run_id = clock.run_id(name)
+        self._run_id = run_id  # (a system clock's random id is drawn when first read)
+        # time.monotonic itself for the system clock: one call less per stamp (make bench's
+        # with-block stamps twice a step)
+        self.monotonic = time.monotonic if type(clock) is SystemClock else clock.monotonic
+        self.started = self.monotonic()
+        self.started_at = clock.time()
+        self.log_level = log_threshold()
+        watched = jrun is not None or on_event is not None or self.log_level <= logging.ERROR
+        self.m = Machine(
+            resolve_policy(policy),
+            plan=plan,
+            allowed=tuple(steps) if steps is not None else None,
+            undo_order=undo_order,
+            name=name,
+            watch=self._watch if watched else None,
         )
-        self.events.append(event)
-        if self.jrun is not None:
-            self.jrun.event(event)
+        if jrun is not None:
+            self.journal = JournalWriter(jrun, self.m)
+        self.actions: dict[str, Callable[..., Any]] = {}
+        self.undos: dict[str, Callable[..., Any]] = {}
+        self.results: dict[str, Any] = {}
+
+    # What the run holds besides, unset until needed (a with-block's cost is every run's).
+    journal: JournalWriter | None = None
+    snapshot: Mapping[str, Any] | None = None  # the state as of the last call
+    states: list[Mapping[str, Any]] = []  # noqa: RUF012 (the state after each event, when traced: a list of its own then)
+
+    @property
+    def run_id(self) -> str:
+        if self._run_id is None:
+            self._run_id = self.clock.run_id(self.name)
+        return self._run_id
+
+    # -- what the machine records, for the observers that want it ------------------------
+
+    def _watch(
+        self, seq: int, kind: EventKind, step: str | None, details: Mapping[str, Any]
+    ) -> None:
+        if self.journal is not None:
+            self.journal.watch(seq, kind, step, details)
         if self.tracer is not None:
-            try:
-                self.states.append(self.tracer())
-            except Exception as exc:  # a state that cannot be copied must not stop the run
-                self.tracer = None
-                self.states.clear()
-                self.problem(EventKind.TRACE_FAILED, f"state tracing stopped: {describe(exc)}")
-        if _log.isEnabledFor(level_of(kind, details)):
-            log_event(event, self.name)
-        if self.on_event is not None:
-            try:
-                self.on_event(event)
-            except Exception:  # a broken observer must never stop a rollback
-                _log.exception("on_event callback failed for %s", event.kind)
+            self.states.append(self.snapshot)  # type: ignore[arg-type]
+        want_log = self.log_level <= logging.ERROR and level_of(kind, details) >= self.log_level
+        if want_log or self.on_event is not None:
+            now = self.m.now
+            event = Event(
+                seq, kind, step, details, self.run_id,
+                self.started_at + now if now is not None else None, now,
+            )  # fmt: skip
+            if want_log:
+                log_event(event, self.name)
+            if self.on_event is not None:
+                try:
+                    self.on_event(event)
+                except Exception:  # a broken observer must never stop a rollback
+                    _log.exception("on_event callback failed for %s", kind)
 
-    def problem(self, kind: EventKind, note: str) -> None:
-        """Something around the run failed: say so as an event and a note, and go on."""
-        self.problems.append(note)
-        self.emit(kind, note=note)
+    def trace(self, tracer: Callable[[], Mapping[str, Any]]) -> None:
+        """Keep the state after every event (a snapshot after each call: only a call
+        changes it). A state that cannot be copied stops the tracing, not the run."""
+        self.tracer, self.states = tracer, []
+        self.snap()
+        self.m.watch = self._watch
 
-    def durably(self, write: Callable[..., None], *args: Any) -> None:
-        """A journal write during the rollback: if it fails, the undos still run in memory."""
-        if self.jrun is None:
-            return
+    def snap(self) -> None:
+        assert self.tracer is not None
         try:
-            write(*args)
+            self.snapshot = self.tracer()
         except Exception as exc:
-            self.jrun = None  # the journal keeps the saga unfinished: recover finishes it
-            self.problem(
-                EventKind.JOURNAL_FAILED,
-                f"journal write failed ({describe(exc)}); the rollback went on in memory, "
-                "and the journal still shows the saga unfinished",
-            )
+            self.tracer = None
+            self.states.clear()
+            self.m.note(EventKind.TRACE_FAILED, f"state tracing stopped: {describe(exc)}")
 
-    # -- forward ------------------------------------------------------------------------
-
-    def admit(self, step: str, kind: str) -> None:
-        """Check a step's name before it runs, and close a hand-registered step."""
-        if not isinstance(step, str) or not step:
-            raise TypeError(f"a step name must be a non-empty str, got {step!r}")
-        if step in self.kinds:
-            raise DuplicateStepError(f"step {step!r} appears twice; step names must be unique")
-        if self.allowed is not None and self.steps is not None and step not in self.allowed:
-            raise UnknownStepError(f"step {step!r} is not one of: {', '.join(self.steps)}")
-        self.close_open()
-        self.kinds[step] = str(kind)
-        self.seen.append(step)
-
-    def close_open(self) -> None:
-        if self.open is not None:
-            self.completed.append(self.open)
-            self.emit(EventKind.STEP_DONE, self.open)
-            self.open = None
+    # -- handing over the calls (wrapped once, here) -------------------------------------
 
     def check_undo(self, step: str, undo: object) -> None:
-        check_callable(undo, f"undo of step {step!r}", allow_async=self.is_async)
-        if self.jrun is not None and not isinstance(undo, NamedUndo):
+        check_callable(undo, "undo", step, allow_async=self.is_async)
+        if self.journal is not None and not isinstance(undo, NamedUndo):
             raise TypeError(
                 f"with a journal, the undo of step {step!r} must be a registered compensation "
                 "(compensation(name).bind(...)), so that it can still run after a crash"
             )
 
-    def push(self, step: str, undo: Callable[[], Any], timeout: float | None = None) -> None:
-        fault = self.faults.get(step, NO_FAULTS).undo
-        self.emit(EventKind.UNDO_REGISTERED, step)
-        semantic = step in self.semantic_steps
-        if self.jrun is None:
-            self.log.append(UndoEntry(step, undo, fault, timeout, semantic))
-            return
-        assert isinstance(undo, NamedUndo)
-        keyed = partial(undo, idempotency_key=self.jrun.key(step))
-        entry = UndoEntry(step, keyed, fault, timeout, semantic)
-        self.log.append(entry)  # in memory first: a failed write below still rolls it back
-        if step in self.intents:  # written before the step ran: now it is a real undo
-            entry.position = self.intents.pop(step)
-            self.jrun.confirm(entry.position)
-        else:
-            entry.position = self.jrun.register(step, undo)  # durable before anything relies on it
-
-    def register(self, step: str, undo: Callable[[], Any]) -> None:
-        """An undo for an action the caller runs next, in its own code."""
-        self.check_undo(step, undo)
-        self.admit(step, Kind.COMPENSABLE)
-        self.current = self.open = step
-        self.emit(EventKind.STEP_START, step, register="before")
-        self.push(step, undo)
-
-    def begin(
-        self,
-        step: str,
-        action: Callable[[], Any],
-        undo: Callable[[], Any] | None,
-        register: Register,
-        retry: RetryPolicy | None,
-        kind: str,
-        undo_timeout: float | None = None,
-    ) -> bool:
-        """Validate and start a step; returns whether a plan (faults/retries) is needed."""
-        check_callable(action, f"action of step {step!r}", allow_async=self.is_async)
-        if undo is not None:
-            self.check_undo(step, undo)
-        check_register(register)
-        if retry is not None and not isinstance(retry, RetryPolicy):
-            raise TypeError(f"retry of step {step!r} must be a RetryPolicy, got {retry!r}")
-        self.admit(step, kind)
-        self.current = step
-        if kind == Kind.PIVOT and self.jrun is not None:
-            self.jrun.pivot(step, "started")  # durable: recover never undoes across it
-        self.emit(EventKind.STEP_START, step, register=register if undo is not None else "none")
-        if undo_timeout is not None and not (
-            isinstance(undo_timeout, int | float) and undo_timeout > 0
-        ):
-            raise InvalidPipelineError(
-                f"undo_timeout of step {step!r} must be seconds > 0, got {undo_timeout!r}"
-            )
-        if undo is not None and register == "before":
-            self.push(step, undo, undo_timeout)
-        elif undo is not None and self.jrun is not None:
-            assert isinstance(undo, NamedUndo)
-            self.intents[step] = self.jrun.register(step, undo, "intent")
-        return retry is not None or self.faults.get(step, NO_FAULTS).action is not None
-
-    def failed(self, step: str, error: BaseException, undo_registered: bool) -> None:
-        after_effect = isinstance(error, InjectedFault) and error.after_effect
-        if after_effect:
-            self.emit(EventKind.STEP_FAILED, step, error=describe(error), after_effect=True)
-        else:
-            self.emit(EventKind.STEP_FAILED, step, error=describe(error))
-        if after_effect and not undo_registered:
-            self.leaked.append(step)  # the effect happened and nothing will undo it
-        if step in self.intents and self.jrun is not None and not after_effect:
-            self.jrun.abandon(self.intents.pop(step))
-
-    def done(
-        self,
-        step: str,
-        result: Any,
-        undo: Callable[[], Any] | None,
-        register: str,
-        undo_timeout: float | None = None,
+    def hand_over(
+        self, step: str, action: Callable[..., Any] | None, undo: Callable[..., Any] | None
     ) -> None:
-        self.completed.append(step)
-        self.results[step] = result
-        if self.kinds[step] in IRREVERSIBLE:
-            self.irreversible.append(step)
-        if self.kinds[step] == Kind.PIVOT and self.jrun is not None:
-            self.jrun.pivot(step, "done")
-        self.emit(EventKind.STEP_DONE, step)
-        if undo is not None and register == "after":
-            self.push(step, undo, undo_timeout)
+        """The calls of ``step``, with its injected faults and its idempotency key."""
+        if action is not None:
+            self.actions[step] = action
+        if undo is not None:
+            self.undos[step] = undo
+        if self.faults or self.journal is not None:
+            self._wrap(step)
+
+    def adopt(
+        self,
+        actions: dict[str, Callable[..., Any]],
+        undos: dict[str, Callable[..., Any]],
+        stateless: Collection[str],
+    ) -> None:
+        """A saga's calls, all at once (its own tables, shared by its runs unless a fault or
+        a journal wraps one of them for this run)."""
+        self.actions, self.undos, self.stateless = actions, undos, stateless
+        if self.faults or self.journal is not None:
+            self.actions, self.undos = dict(actions), dict(undos)
+            for step in self.faults if self.journal is None else actions:
+                self._wrap(step)
+
+    def _wrap(self, step: str) -> None:
+        """Wrap ``step``'s calls once, here, so that the loops below stay plain."""
+        faults = self.faults.get(step, NO_FAULTS)
+        if faults.action is not None and step in self.actions:
+            self.actions[step] = failing_action(self.actions[step], step, faults.action)
+        undo = self.undos.get(step)
+        if undo is None:
+            return
+        if self.journal is not None and self.journal.jrun is not None:
+            assert isinstance(undo, NamedUndo)
+            self.journal.named[step] = undo
+            undo = partial(undo, idempotency_key=self.journal.jrun.key(step))
+        if faults.undo is not None:
+            undo = FailingUndo(undo, step, faults.undo)
+        self.undos[step] = undo
+
+    # -- a with-block's steps ------------------------------------------------------------
 
     def step(
         self,
@@ -271,21 +213,22 @@ class Run:
         undo: Callable[[], Any] | None = None,
         register: Register = "after",
         retry: RetryPolicy | None = None,
-        kind: str = Kind.COMPENSABLE,
         undo_timeout: float | None = None,
     ) -> Any:
-        """Run one step synchronously: log its undo, inject its faults, retry it."""
-        planned = self.begin(step, action, undo, register, retry, kind, undo_timeout)
-        try:
-            if planned:
-                result = drive(self.action_plan(step, action, retry), self.clock)
-            else:
-                result = call_sync(action, f"action of step {step!r}")
-        except BaseException as exc:
-            self.failed(step, exc, undo is not None and register == "before")
-            raise
-        self.done(step, result, undo, register, undo_timeout)
-        return result
+        """Run one step of a with-block synchronously; its error is raised here."""
+        if not (
+            register == "after" and retry is None and undo_timeout is None and plain(action)
+            and (undo is None or plain(undo)) and self.journal is None
+        ):  # fmt: skip
+            self._check(step, action, undo, register, retry, undo_timeout)
+        self.hand_over(step, action, undo)
+        m = self.m
+        m.now = self.monotonic() - self.started
+        op = self.drive(m.begin(step, COMPENSABLE, undo is not None, register, retry, False,
+                                undo_timeout))  # fmt: skip
+        if op is PROCEED:
+            return self.results.get(step)
+        return self._raise()
 
     async def astep(
         self,
@@ -294,69 +237,75 @@ class Run:
         undo: Callable[[], Any] | None = None,
         register: Register = "after",
         retry: RetryPolicy | None = None,
-        kind: str = Kind.COMPENSABLE,
         undo_timeout: float | None = None,
     ) -> Any:
         """The async twin of ``step``: awaits the action (and what it returns)."""
-        self.begin(step, action, undo, register, retry, kind, undo_timeout)
-        try:
-            result = await adrive(self.action_plan(step, action, retry), self.clock)
-        except BaseException as exc:
-            self.failed(step, exc, undo is not None and register == "before")
-            raise
-        self.done(step, result, undo, register, undo_timeout)
-        return result
+        self._check(step, action, undo, register, retry, undo_timeout)
+        self.hand_over(step, action, undo)
+        self.tick()
+        begun = self.m.begin(step, Kind.COMPENSABLE, undo is not None, register, retry, False,
+                             undo_timeout)  # fmt: skip
+        op = await self.adrive(begun)
+        if op is PROCEED:
+            return self.results.get(step)
+        return self._raise()
 
-    def action_plan(self, step: str, fn: Callable[[], Any], retry: RetryPolicy | None) -> Plan:
-        fault = self.faults.get(step, NO_FAULTS).action
-        what = f"action of step {step!r}"
-        attempt = 1
-        while True:
-            if fault is Fault.FAIL:
-                error: BaseException | None = action_error(step, fault)
-            else:
-                error = yield Call(fn, what)
-                if error is None and fault is Fault.FAIL_AFTER_EFFECT:
-                    error = action_error(step, fault)
-            if error is None:
-                return
-            delay = retry.next_delay(attempt, error) if retry is not None else None
-            if delay is None:
-                raise error
-            self.emit(
-                EventKind.STEP_RETRY, step, attempt=attempt, delay=delay, error=describe(error)
+    def _raise(self) -> Any:
+        """The step failed for good: its error goes to the caller's code (which may catch
+        it and go on), so nothing is left to re-raise later."""
+        error, self.error, self.raise_after = self.error, None, None
+        assert error is not None
+        raise error
+
+    def _check(
+        self,
+        step: str,
+        action: object,
+        undo: object,
+        register: object,
+        retry: object,
+        undo_timeout: object,
+    ) -> None:
+        """Refuse bad input before the step is even begun."""
+        check_callable(action, "action", step, allow_async=self.is_async)
+        if undo is not None:
+            check_callable(undo, "undo", step, allow_async=self.is_async)
+            if self.journal is not None:
+                self.check_undo(step, undo)
+        if register != "after":
+            check_register(register)
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise TypeError(f"retry of step {step!r} must be a RetryPolicy, got {retry!r}")
+        if undo_timeout is not None and not (
+            isinstance(undo_timeout, int | float) and undo_timeout > 0
+        ):
+            raise InvalidPipelineError(
+                f"undo_timeout of step {step!r} must be seconds > 0, got {undo_timeout!r}"
             )
-            yield Sleep(delay)
-            attempt += 1
 
-    # -- backward -----------------------------------------------------------------------
+    def register(self, step: str, undo: Callable[[], Any]) -> None:
+        """An undo for an action the caller runs next, in its own code."""
+        self.check_undo(step, undo)
+        self.hand_over(step, None, undo)
+        self.tick()
+        self.m.register(step)
 
-    def fail(self, error: BaseException) -> None:
-        self.error = error
-        self.failed_step = self.current if self.current not in self.completed else None
-        if self.open is not None:
-            self.open = None  # the hand-run action is what failed
-        self.emit(EventKind.PIPELINE_FAILED, self.failed_step, error=describe(error))
+    # -- carrying out what the machine says ----------------------------------------------
 
-    def rollback(self) -> None:
-        drive(compensation_plan(self), self.clock)
-
-    async def arollback(self) -> None:
-        await adrive(compensation_plan(self), self.clock)
-
-    def halt_forward(self) -> None:
-        """A step after the point of no return failed: nothing to undo, a person goes on."""
-        assert self.failed_step is not None
-        self.halted = True
-        self.pending.append(self.failed_step)
-        self.emit(EventKind.HALTED, self.failed_step, reason="failed after an irreversible step")
+    def kept(self) -> bool:
+        """Does a journal keep what an interruption leaves, for ``recover``?"""
+        return self.journal is not None and self.journal.jrun is not None
 
     # -- the end ------------------------------------------------------------------------
 
+    def fail(self, error: BaseException) -> Op:
+        self.tick()
+        return self.m.fail(error)
+
     def commit(self) -> None:
-        self.close_open()
-        self.emit(EventKind.COMMITTED, steps=len(self.completed))
-        unused = [s for s in self.faults if s not in self.kinds]
+        self.tick()
+        self.m.commit()
+        unused = [s for s in self.faults if s not in self.m.kinds]
         if unused:
             warnings.warn(
                 f"inject named steps that never ran: {', '.join(unused)}",
@@ -364,69 +313,34 @@ class Run:
                 stacklevel=4,
             )
 
-    def status(self) -> Status:
-        return status_of(
-            failed=self.error is not None,
-            halted=self.halted,
-            dead_letters=bool(self.dead_letters),
-            leaked=bool(self.leaked),
-            semantic=bool(self.semantic),
-        )
+    def finish(self, error: BaseException | None) -> None:
+        """Close the run: notes on the error when the rollback is incomplete, and the
+        journal's end. An interrupted rollback is not ended in the journal: ``recover``
+        finishes it."""
+        m = self.m
+        if error is not None:
+            for note in m.exception_notes():
+                error.add_note(note)
+                if m.interruption is not None and m.interruption is not error:
+                    m.interruption.add_note(note)
+        if self.journal is not None:
+            self.journal.end(error)
 
-    def outcome(
-        self,
-        steps: tuple[str, ...] | None = None,
-        state_before: Mapping[str, Any] | None = None,
-        state_after: Mapping[str, Any] | None = None,
-        kinds: Mapping[str, str] | None = None,
-        labels: Mapping[str, str] | None = None,
-    ) -> Outcome:
-        return Outcome(
-            status=self.status(),
-            steps=steps if steps is not None else tuple(self.seen),
-            completed=tuple(self.completed),
-            compensated=tuple(self.compensated),
-            dead_letters=tuple(self.dead_letters),
-            pending=tuple(self.pending),
-            leaked=tuple(self.leaked),
-            semantic=tuple(self.semantic),
-            error=self.error,
-            failed_step=self.failed_step,
-            events=tuple(self.events),
-            state_before=state_before,
-            state_after=state_after,
+    @property
+    def dead_letters(self) -> list[DeadLetter]:
+        return list(self.m.dead_letters)
+
+    def events(self) -> list[Event]:
+        return list(self.outcome().events)
+
+    def outcome(self, **extra: Any) -> Outcome:
+        """The run's record, with what this process adds (results, states, ...)."""
+        self.m.run_id = self.run_id
+        record: Outcome = self.m.record(
+            Outcome,
+            started_at=self.started_at,
             results=dict(self.results),
             states=tuple(self.states),
-            run_id=self.run_id,
-            kinds=dict(kinds if kinds is not None else self.kinds),
-            labels=dict(labels or {}),
-            name=self.name,
-            notes=tuple(self.problems),
+            **extra,
         )
-
-    def finish(self) -> None:
-        """Close the run: a commit, or notes on the error when the rollback is incomplete.
-
-        An interrupted rollback is not ended in the journal: ``recover`` finishes it.
-        """
-        if self.error is None:
-            self.commit()
-        else:
-            for note in self.notes():
-                self.error.add_note(note)
-                if self.interrupted is not None:
-                    self.interrupted.add_note(note)
-        if self.jrun is not None and self.interrupted is None:
-            if self.error is None:  # a commit that cannot be written is the caller's error
-                self.jrun.end(str(self.status()), None)
-            else:
-                self.durably(self.jrun.end, str(self.status()), self.error)
-
-    def notes(self) -> list[str]:
-        """What the re-raised exception carries, so a caller sees an incomplete rollback."""
-        notes = [f"rollback: undo of {d} (dead letter)" for d in self.dead_letters]
-        if self.pending and self.interrupted is None:
-            notes.append(f"rollback halted; left for a person: {', '.join(self.pending)}")
-        if self.leaked:
-            notes.append(f"rollback: not undone (no undo covers it): {', '.join(self.leaked)}")
-        return notes + [f"rollback: {p}" for p in self.problems]
+        return record

@@ -4,8 +4,8 @@ notebooks never wait and print the same thing every time."""
 from __future__ import annotations
 
 import itertools
+import os
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import Protocol
@@ -41,7 +41,7 @@ class SystemClock:
         return time.monotonic()
 
     def run_id(self, name: str) -> str:
-        return f"{name}-{uuid.uuid4().hex[:12]}"
+        return f"{name}-{os.urandom(6).hex()}"
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
@@ -54,6 +54,9 @@ class SystemClock:
     def __repr__(self) -> str:
         return "SystemClock()"
 
+
+SYSTEM_CLOCK = SystemClock()
+"""The clock of every run not given one (it keeps no state, so one is enough)."""
 
 EPOCH = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC: where a VirtualClock's wall clock starts
 

@@ -50,11 +50,16 @@ class InjectedTimeout(InjectedFault, TimeoutError):
 
 
 class RemoteError(RollbackLessonsError):
-    """An error raised where the step ran (an activity, a worker), as that engine reported it."""
+    """An error raised where the step ran (an activity, a worker), as that engine reported it.
 
-    def __init__(self, type_name: str, message: str) -> None:
+    ``lineage`` names its class and the classes it derives from (``("PermissionError",
+    "OSError", ...)``), so a retry policy's exception types still match it by name.
+    """
+
+    def __init__(self, type_name: str, message: str, lineage: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.type_name = type_name
+        self.lineage = lineage or (type_name,)
 
     def __repr__(self) -> str:
         return f"{self.type_name}({str(self)!r})"

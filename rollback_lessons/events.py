@@ -115,6 +115,34 @@ def _iso(at: float) -> str:
 
 EventSink = Callable[[Event], object]
 
+_KINDS: dict[str, EventKind] = {k.value: k for k in EventKind}
+
+EventRow = tuple[str, str | None, tuple[tuple[str, Any], ...], float | None]
+"""An event as a run records it: (kind, step, details as (key, value) pairs, seconds since
+the run started). Cheap to keep; ``build_events`` makes ``Event`` objects of them when they
+are read."""
+
+
+def build_events(
+    rows: Sequence[EventRow],
+    run_id: str | None = None,
+    started_at: float | None = None,
+    first_seq: int = 0,
+) -> tuple[Event, ...]:
+    """Events of recorded rows; ``started_at`` (wall clock) dates them from their offsets."""
+    return tuple(
+        Event(
+            first_seq + n,
+            _KINDS.get(kind, kind),
+            step,
+            dict(details),
+            run_id,
+            started_at + offset if started_at is not None and offset is not None else None,
+            offset,
+        )
+        for n, (kind, step, details, offset) in enumerate(rows, start=1)
+    )
+
 
 def level_of(kind: str, details: Mapping[str, Any] | None = None) -> int:
     """The log level an event's meaning calls for: ERROR means a person must act.
@@ -150,6 +178,20 @@ def log_event(event: Event, run: str) -> None:
                 "details": dict(event.details),
             },
         )
+
+
+def log_threshold(log: logging.Logger = logger) -> int:
+    """The lowest level at which some handler would write one of this logger's records
+    (above CRITICAL: none would, so a run need not even build them). Asked once per run."""
+    level = max(log.getEffectiveLevel(), log.manager.disable + 1)
+    lowest = logging.CRITICAL + 1
+    found: logging.Logger | None = log
+    while found is not None:
+        for handler in found.handlers:
+            if not isinstance(handler, logging.NullHandler):
+                lowest = min(lowest, handler.level)
+        found = found.parent if found.propagate else None
+    return max(level, lowest)
 
 
 def describe(error: BaseException) -> str:

@@ -113,7 +113,7 @@ def violations(
 ) -> tuple[str, ...]:
     """What ``outcome`` (of ``saga`` under ``faults``, traced) violates."""
     found: list[str] = []
-    kinds = {s.name: s.kind for s in saga.steps}
+    kinds = outcome.kinds
     if outcome.status is not Status.COMMITTED:
         fault_of = {step: fault for step, fault in faults if fault in ACTION_FAULTS}
         happened = [s for s in outcome.completed if kinds[s] != Kind.GATE]
@@ -134,7 +134,7 @@ def violations(
             f"not restored: rolled back, but the state is {dict(after)}, not {dict(before)}"
         )
     pivots = [s for s in outcome.completed if kinds[s] == Kind.PIVOT]
-    if pivots and any(e.kind == EventKind.UNDO for e in outcome.events):
+    if pivots and any(kind == EventKind.UNDO for kind, *_ in outcome.rows):
         found.append(f"past the pivot: undos ran after the pivot {pivots[0]} had happened")
     return tuple(found)
 
@@ -142,10 +142,10 @@ def violations(
 def _phantom_undo(outcome: Outcome, step: str, restored: Restored) -> list[str]:
     """The undo of ``step``, which failed before its effect, must leave the state alone."""
     started = None
-    for index, event in enumerate(outcome.events):
-        if event.step == step and event.kind == EventKind.UNDO:
+    for index, (kind, at, *_) in enumerate(outcome.rows):  # (its events, not yet built)
+        if at == step and kind == EventKind.UNDO:
             started = index
-        elif event.step == step and event.kind == EventKind.UNDO_DONE and started is not None:
+        elif at == step and kind == EventKind.UNDO_DONE and started is not None:
             before, after = outcome.states[started], outcome.states[index]
             if not restored(before, after):
                 return [
@@ -153,6 +153,16 @@ def _phantom_undo(outcome: Outcome, step: str, restored: Restored) -> list[str]:
                     f"the state from {dict(before)} to {dict(after)}"
                 ]
     return []
+
+
+def _needs_states(saga: Saga, faults: Faults) -> bool:
+    """Only the phantom-undo check reads the states, around the undo of a step that failed
+    before its effect; that undo runs only if it was logged before the step (the other runs
+    skip the snapshots, most of an exploration's cost)."""
+    return any(
+        fault == Fault.FAIL and saga[step].undo is not None and saga[step].register == "before"
+        for step, fault in faults
+    )
 
 
 def check(
@@ -168,7 +178,7 @@ def check(
         inject=inject_of(faults),
         policy=policy,
         clock=VirtualClock(),
-        trace_state=True,
+        trace_state=_needs_states(saga, faults),
     )
     return Explored(faults, policy, outcome, violations(saga, faults, outcome, restored))
 

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from enum import StrEnum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from .errors import InvalidPipelineError, UnknownFaultError, UnknownStepError
+from .errors import (
+    InjectedFault,
+    InjectedTimeout,
+    InvalidPipelineError,
+    UnknownFaultError,
+    UnknownStepError,
+)
 
 
 class Fault(StrEnum):
@@ -60,7 +66,13 @@ class StepFaults(NamedTuple):
 NO_FAULTS = StepFaults(None, None)
 
 
+_BY_NAME = {f.value: f for f in Fault}
+
+
 def _fault(value: object, step: str) -> Fault:
+    found = _BY_NAME.get(value) if isinstance(value, str) else None  # (faster than Fault())
+    if found is not None:
+        return found
     try:
         return Fault(str(value))
     except ValueError:
@@ -98,3 +110,73 @@ def normalize_injection(
             )
         out[step] = StepFaults(action[0] if action else None, undo[0] if undo else None)
     return out
+
+
+# -- how an injected fault behaves ------------------------------------------------------
+
+
+def action_error(step: str, fault: Fault) -> InjectedFault:
+    """The error an injected action fault raises (before or after the step's effect)."""
+    if fault is Fault.FAIL_AFTER_EFFECT:
+        return InjectedTimeout(step, fault, f"{step}: injected timeout after its effect")
+    return InjectedFault(step, fault, f"{step}: injected failure before its effect")
+
+
+def undo_fails(fault: Fault | None, attempt: int) -> bool:
+    """Does an injected undo fault make attempt ``attempt`` (1-based) fail?"""
+    return fault is Fault.UNDO_FAILS or (fault is Fault.UNDO_FAILS_ONCE and attempt == 1)
+
+
+def undo_error(step: str, fault: Fault) -> InjectedFault:
+    return InjectedFault(step, fault, f"undo of {step}: injected failure")
+
+
+def failing_action(fn: Callable[..., Any], step: str, fault: Fault) -> Callable[..., Any]:
+    """``fn`` with an injected fault: it fails before its effect, or right after it (an
+    awaitable it returns is awaited first). Wrapped once, when the step is handed over."""
+    if fault is Fault.FAIL:
+
+        def before(*args: Any) -> Any:
+            raise action_error(step, fault)
+
+        return before
+
+    def after(*args: Any) -> Any:
+        result = fn(*args)
+        if result is not None and hasattr(result, "__await__"):
+            return _after_awaited(result, step, fault)
+        raise action_error(step, fault)
+
+    return after
+
+
+async def _after_awaited(result: Any, step: str, fault: Fault) -> Any:
+    await result
+    raise action_error(step, fault)
+
+
+class FailingUndo:
+    """An undo with an injected fault: attempt n fails as the fault says, else it runs."""
+
+    __slots__ = ("calls", "fault", "fn", "step")
+
+    def __init__(self, fn: Callable[..., Any], step: str, fault: Fault) -> None:
+        self.fn, self.step, self.fault, self.calls = fn, step, fault, 0
+
+    def __call__(self, *args: Any) -> Any:
+        self.calls += 1
+        if undo_fails(self.fault, self.calls):
+            raise undo_error(self.step, self.fault)
+        return self.fn(*args)
+
+
+def untraced(error: Exception) -> Exception:
+    """An injected fault loses its traceback: it shows only the engine's own frames, and
+    would keep them (and the whole run) alive as long as the outcome is kept; the explorer
+    keeps tens of thousands. A real error keeps its traceback."""
+    if type(error) in _INJECTED:
+        error.__traceback__ = None
+    return error
+
+
+_INJECTED = frozenset({InjectedFault, InjectedTimeout})

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
-from .events import Event, describe, format_events, to_jsonl
+from .events import Event, EventRow, build_events, describe, format_events, to_jsonl
 
 
 class Status(StrEnum):
@@ -36,8 +37,12 @@ def _names(names: tuple[str, ...]) -> str:
 
 
 @dataclass(frozen=True)
-class Outcome:
-    """The result of one run. ``raise_for_status()`` turns a failure back into its exception."""
+class RunRecord:
+    """How one run of a saga ended, as every engine tells it (in process, Temporal, Step
+    Functions, BPMN, DBOS, ``recover``): the same fields, the same events.
+
+    Events are kept as rows and become ``Event`` objects when ``events`` is first read.
+    """
 
     status: Status
     steps: tuple[str, ...]
@@ -51,35 +56,88 @@ class Outcome:
     ``compensated`` too, but the world is not as it was."""
     error: BaseException | None = None
     failed_step: str | None = None
-    events: tuple[Event, ...] = ()
+    kinds: Mapping[str, str] = field(default_factory=dict)
+    name: str = "saga"
+    run_id: str | None = None
+    """The run's id (its saga id in a journal, its workflow id on an engine)."""
+    notes: tuple[str, ...] = ()
+    """What went wrong around the run (a journal write, a state snapshot, an interruption)."""
+    rows: tuple[EventRow, ...] = field(default=(), repr=False, compare=False)
+    started_at: float | None = field(default=None, repr=False, compare=False)
+    """Wall-clock time the run started (events are dated from it), when a clock was read."""
+    first_seq: int = field(default=0, repr=False, compare=False)
+
+    @cached_property
+    def events(self) -> tuple[Event, ...]:
+        return build_events(self.rows, self.run_id, self.started_at, self.first_seq)
+
+    @classmethod
+    def build(cls, **values: Any) -> Any:
+        """Make one from its fields, without the frozen dataclass's setattr per field: a run
+        makes one, and the explorer tens of thousands (``make bench``)."""
+        names, defaults, factories = _layout(cls)
+        unknown = values.keys() - names
+        if unknown:
+            raise TypeError(f"{cls.__name__} has no field {', '.join(sorted(unknown))}")
+        record = object.__new__(cls)
+        fields_ = record.__dict__
+        fields_.update(defaults)
+        for name, factory in factories:
+            if name not in values:
+                fields_[name] = factory()
+        fields_.update(values)
+        return record
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.COMMITTED
+
+    def raise_for_status(self) -> Any:
+        """Return self when committed; otherwise re-raise the original error."""
+        if self.error is not None:
+            raise self.error
+        return self
+
+
+RECORD_FIELDS = tuple(f.name for f in fields(RunRecord))
+_LAYOUTS: dict[type, tuple[frozenset[str], dict[str, Any], tuple[tuple[str, Any], ...]]] = {}
+
+
+def _layout(cls: type) -> tuple[frozenset[str], dict[str, Any], tuple[tuple[str, Any], ...]]:
+    """A record class's field names, plain defaults and default factories (once per class)."""
+    if cls not in _LAYOUTS:
+        found = fields(cls)
+        _LAYOUTS[cls] = (
+            frozenset(f.name for f in found),
+            {f.name: f.default for f in found if f.default is not MISSING},
+            tuple((f.name, f.default_factory) for f in found if f.default_factory is not MISSING),
+        )
+    return _LAYOUTS[cls]
+
+
+@dataclass(frozen=True)
+class Outcome(RunRecord):
+    """The result of one run: its RunRecord, and what only the process that ran it has (the
+    state before and after, each step's result, snapshots). ``raise_for_status()`` turns a
+    failure back into its exception."""
+
     state_before: Mapping[str, Any] | None = None
     state_after: Mapping[str, Any] | None = None
     results: Mapping[str, Any] = field(default_factory=dict)
-    kinds: Mapping[str, str] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
-    name: str = "saga"
-    run_id: str | None = None
-    """The saga's id in its journal, when it ran with one."""
     states: tuple[Mapping[str, Any], ...] = field(default=(), repr=False)
     """With ``trace_state=True``: the state after each event, for pictures that replay it."""
-    notes: tuple[str, ...] = ()
-    """What went wrong around the run (a journal write, a state snapshot, an interruption)."""
+
+    @classmethod
+    def of(cls, record: RunRecord, **extra: Any) -> Outcome:
+        """``record`` with what this process adds (``state_before=``, ``labels=``, ...)."""
+        return cls.build(**{name: getattr(record, name) for name in RECORD_FIELDS}, **extra)  # type: ignore[no-any-return]
 
     def state_at(self, index: int) -> Mapping[str, Any] | None:
         """The state right after event ``index`` (0-based), as far as it is known."""
         if self.states:
             return self.states[index]
         return self.state_after if index >= len(self.events) - 1 else self.state_before
-
-    @property
-    def ok(self) -> bool:
-        return self.status is Status.COMMITTED
-
-    def raise_for_status(self) -> Outcome:
-        """Return self when committed; otherwise re-raise the original error."""
-        if self.error is not None:
-            raise self.error
-        return self
 
     def changed(self) -> list[str]:
         """Keys whose value differs between the state before and after."""

@@ -1,14 +1,39 @@
-"""Retry timing and the three answers to a failed undo, as small strategy objects."""
+"""Retry timing, and what a failed undo leads to, as data (tenacity-style).
+
+An ``UndoPolicy`` says what to retry and how (a ``RetryPolicy``), then what follows when
+retrying is over: a dead letter or a halt. ``"continue"``, ``"retry"`` and ``"halt"`` are
+named instances of it. Because it is data, it travels whole to every engine: the saga
+machine (``machine.py``) asks it, the ASL and BPMN writers read its fields.
+
+A policy class of your own overrides ``decide``: it runs wherever the decision can be made
+in Python (in process, in Temporal's workflow, in DBOS's workflow). An engine that can only
+read fields (a state machine written down beforehand) refuses it by name, before anything
+runs (``UnsupportedPolicy``). Don't write one for what fields can say: a state machine can
+carry a data policy, never code.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .errors import UnknownPolicyError
+from .errors import InvalidPipelineError, RemoteError, UnknownPolicyError
 
 Decision = float | Literal["dead_letter", "halt"]
 """What to do after a failed undo attempt: a delay in seconds means retry after it."""
+
+Then = Literal["dead_letter", "halt"]
+THEN_CHOICES = ("dead_letter", "halt")
+
+
+def matches(error: BaseException, types: tuple[type[BaseException], ...]) -> bool:
+    """Is ``error`` one of ``types``? An error that happened on another engine is known by
+    the names of its classes (``RemoteError.lineage``), so it matches by name."""
+    if isinstance(error, types):
+        return True
+    if isinstance(error, RemoteError):
+        return any(t.__name__ in error.lineage for t in types)
+    return False
 
 
 @dataclass(frozen=True)
@@ -57,70 +82,84 @@ class RetryPolicy:
         return self.delay(attempt)
 
     def retries(self, error: BaseException) -> bool:
-        return isinstance(error, self.retry_on) and not isinstance(error, self.no_retry_on)
+        return matches(error, self.retry_on) and not matches(error, self.no_retry_on)
 
 
+@dataclass(frozen=True)
 class UndoPolicy:
-    """Decides what a failed undo attempt leads to."""
+    """What a failed undo attempt leads to: retried as ``retry`` says (None: one attempt),
+    then ``then``: a dead letter (go on with the other undos) or a halt (stop, and leave
+    what is left to a person).
 
-    name: str = ""
-    max_attempts: int = 1
+    ``UndoPolicy(RetryPolicy(max_attempts=4), then="halt")`` is a policy; so are the named
+    ones, ``Continue()``, ``Retry(...)`` and ``Halt()``. Subclass it and override ``decide``
+    only for a rule fields cannot say; see the module's docstring for where that runs.
+    """
+
+    retry: RetryPolicy | None = None
+    then: Then = "dead_letter"
+
+    def __post_init__(self) -> None:
+        if self.then not in THEN_CHOICES:
+            raise ValueError(f"then must be 'dead_letter' or 'halt', got {self.then!r}")
+        if self.retry is not None and not isinstance(self.retry, RetryPolicy):
+            raise TypeError(f"retry must be a RetryPolicy, got {self.retry!r}")
+
+    @property
+    def name(self) -> str:
+        """How events and tables call it: continue, retry, halt, or a class's own name."""
+        if decides_in_code(self):
+            return type(self).__name__
+        if self.retry is not None:
+            return "retry"
+        return "halt" if self.then == "halt" else "continue"
+
+    @property
+    def max_attempts(self) -> int:
+        return self.retry.max_attempts if self.retry is not None else 1
 
     @property
     def timeout(self) -> float | None:
         """How long one undo attempt may take (a hung undo then fails like any other)."""
-        return None
+        return self.retry.timeout if self.retry is not None else None
 
     def decide(self, attempt: int, error: BaseException) -> Decision:
-        raise NotImplementedError
+        """After attempt ``attempt`` failed with ``error``: a delay (retry after it), or
+        ``"dead_letter"`` or ``"halt"``."""
+        delay = self.retry.next_delay(attempt, error) if self.retry is not None else None
+        return self.then if delay is None else delay
 
 
 @dataclass(frozen=True)
 class Continue(UndoPolicy):
     """Record a dead letter and go on undoing the rest (the default)."""
 
-    name = "continue"
-
-    def decide(self, attempt: int, error: BaseException) -> Decision:
-        return "dead_letter"
+    retry: RetryPolicy | None = field(default=None, init=False)
+    then: Then = field(default="dead_letter", init=False)
+    name = "continue"  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
 class Retry(UndoPolicy):
     """Retry the undo with backoff; when attempts run out, dead-letter it (or halt)."""
 
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    then: Literal["dead_letter", "halt"] = "dead_letter"
-    name = "retry"
-
-    def __post_init__(self) -> None:
-        if self.then not in ("dead_letter", "halt"):
-            raise ValueError(f"then must be 'dead_letter' or 'halt', got {self.then!r}")
-
-    @property
-    def max_attempts(self) -> int:  # type: ignore[override]
-        return self.retry.max_attempts
-
-    @property
-    def timeout(self) -> float | None:
-        return self.retry.timeout
-
-    def decide(self, attempt: int, error: BaseException) -> Decision:
-        delay = self.retry.next_delay(attempt, error)
-        return self.then if delay is None else delay
+    retry: RetryPolicy = field(default_factory=RetryPolicy)  # type: ignore[assignment]
+    then: Then = "dead_letter"
+    name = "retry"  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
 class Halt(UndoPolicy):
     """Stop compensating and hand what is left to a person."""
 
-    name = "halt"
+    retry: RetryPolicy | None = field(default=None, init=False)
+    then: Then = field(default="halt", init=False)
+    name = "halt"  # type: ignore[assignment]
 
-    def decide(self, attempt: int, error: BaseException) -> Decision:
-        return "halt"
 
-
-POLICIES: dict[str, type[UndoPolicy]] = {"continue": Continue, "retry": Retry, "halt": Halt}
+CONTINUE, RETRY, HALT = Continue(), Retry(), Halt()
+POLICIES: dict[str, UndoPolicy] = {"continue": CONTINUE, "retry": RETRY, "halt": HALT}
+"""The named policies (each an ``UndoPolicy``); ``resolve_policy`` looks names up here."""
 
 PolicyLike = str | UndoPolicy
 
@@ -130,7 +169,30 @@ def resolve_policy(policy: PolicyLike) -> UndoPolicy:
     if isinstance(policy, UndoPolicy):
         return policy
     if isinstance(policy, str) and policy in POLICIES:
-        return POLICIES[policy]()
+        return POLICIES[policy]
     raise UnknownPolicyError(
         f"unknown undo policy {policy!r}; choose one of: {', '.join(POLICIES)}"
     )
+
+
+def decides_in_code(policy: UndoPolicy) -> bool:
+    """Does this policy decide in Python (its own ``decide``), beyond what its fields say?"""
+    return type(policy).decide is not UndoPolicy.decide
+
+
+class UnsupportedPolicy(InvalidPipelineError):
+    """The engine can only carry a policy as data, and this one decides in Python code."""
+
+
+def data_only(policy: PolicyLike, engine: str) -> UndoPolicy:
+    """``policy`` as data for an engine that writes it down beforehand; a policy that
+    decides in code is refused by name, before anything runs (never silently downgraded)."""
+    chosen = resolve_policy(policy)
+    if decides_in_code(chosen):
+        raise UnsupportedPolicy(
+            f"{engine} cannot run the undo policy {type(chosen).__name__}: it decides in Python "
+            "(its own decide), and the state machine is written before the saga runs. Use a "
+            "policy of data (UndoPolicy(RetryPolicy(...), then=...)), or run it in process, "
+            "on Temporal or on DBOS, which decide in Python"
+        )
+    return chosen

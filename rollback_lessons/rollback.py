@@ -25,6 +25,7 @@ from .ports import UndoJournal
 from .rules import Register, UndoOrder
 
 T = TypeVar("T")
+_NEW, _OPEN, _CLOSED = "new", "open", "closed"
 
 
 class _Base:
@@ -55,13 +56,13 @@ class _Base:
             journal=journal,
             run_id=run_id,
         )
-        self._state = "new"
+        self._state = _NEW
         self._outcome: Outcome | None = None
 
     @property
     def outcome(self) -> Outcome | None:
         """What was done and undone; None until the block ends."""
-        if self._outcome is None and self._state == "closed":
+        if self._outcome is None and self._state is _CLOSED:
             self._outcome = self._run.outcome()
         return self._outcome
 
@@ -72,20 +73,21 @@ class _Base:
 
     @property
     def events(self) -> list[Event]:
-        return self._run.events
+        """The events so far (built from the run's records each time they are read)."""
+        return self._run.events()
 
     @property
     def dead_letters(self) -> list[DeadLetter]:
         return self._run.dead_letters
 
     def _check_open(self) -> None:
-        if self._state != "open":
+        if self._state is not _OPEN:
             raise RuntimeError(f"{type(self).__name__} is only usable inside its with block")
 
     def _enter(self) -> None:
-        if self._state != "new":
+        if self._state is not _NEW:
             raise RuntimeError(f"a {type(self).__name__} is single-use; make a new one")
-        self._state = "open"
+        self._state = _OPEN
 
 
 class Rollback(_Base):
@@ -111,10 +113,9 @@ class Rollback(_Base):
         failed. A blocking call cannot be pre-empted: it goes on in a helper thread and its
         result is dropped, so prefer a timeout inside the call itself.
         """
-        self._check_open()
-        return self._run.step(  # type: ignore[no-any-return]
-            name, action, undo, register, retry, undo_timeout=undo_timeout
-        )
+        if self._state is not _OPEN:
+            self._check_open()
+        return self._run.step(name, action, undo, register, retry, undo_timeout)  # type: ignore[no-any-return]
 
     def __exit__(
         self,
@@ -123,15 +124,16 @@ class Rollback(_Base):
         tb: TracebackType | None,
     ) -> None:
         run = self._run
-        self._state = "closed"
-        if exc is not None:
-            run.fail(exc)
-            try:
-                run.rollback()
-            except BaseException:  # Ctrl-C during an undo: say what is left, then stop
-                run.finish()
-                raise
-        run.finish()  # returning None re-raises the original exception, unchanged
+        self._state = _CLOSED
+        if exc is None:
+            run.commit()
+            run.finish(None)
+            return
+        run.drive(run.fail(exc))
+        run.finish(exc)
+        if run.raise_after is not None and run.raise_after is not exc:
+            raise run.raise_after  # Ctrl-C during an undo: what is left is pending
+        # returning None re-raises the original exception, unchanged
 
 
 class AsyncRollback(_Base):
@@ -156,7 +158,7 @@ class AsyncRollback(_Base):
         """Await ``action()`` and log ``undo``; an undo past ``undo_timeout`` is cancelled."""
         self._check_open()
         return await self._run.astep(  # type: ignore[no-any-return]
-            name, action, undo, register, retry, undo_timeout=undo_timeout
+            name, action, undo, register, retry, undo_timeout
         )
 
     async def __aexit__(
@@ -166,15 +168,15 @@ class AsyncRollback(_Base):
         tb: TracebackType | None,
     ) -> None:
         run = self._run
-        self._state = "closed"
+        self._state = _CLOSED
         if exc is None:
-            run.finish()
+            run.commit()
+            run.finish(None)
             return
         import asyncio  # only async users pay for importing asyncio
 
-        run.fail(exc)
         # Shield the undos: a cancellation that arrives now must not cut the rollback short.
-        task = asyncio.ensure_future(run.arollback())
+        task = asyncio.ensure_future(run.adrive(run.fail(exc)))
         cancelled_again = False
         while not task.done():
             try:
@@ -183,11 +185,9 @@ class AsyncRollback(_Base):
                 if task.done() and task.cancelled():
                     raise
                 cancelled_again = True
-        try:
-            task.result()
-        except BaseException:  # an undo raised KeyboardInterrupt / SystemExit: say what is left
-            run.finish()
-            raise
-        run.finish()
+        task.result()
+        run.finish(exc)
+        if run.raise_after is not None and run.raise_after is not exc:
+            raise run.raise_after  # an undo raised KeyboardInterrupt / SystemExit
         if cancelled_again and not isinstance(exc, asyncio.CancelledError):
             raise asyncio.CancelledError()  # honour the later cancellation, after undoing

@@ -1,24 +1,17 @@
-"""The saga's rules in one home, as data and small functions (like h11's ``_state.py``).
-
-The in-process engine, ``recover`` and every production runner (Temporal today) import
-these instead of restating them: which kinds of step exist, what status a run ends in,
-when a failure halts instead of compensating, how an injected fault behaves and what it
-says, which options are valid, and the saga as plain data (``SagaPlan``) that a remote
-engine can carry, with its result (``RunRecord``) turned back into the same ``Outcome``.
-Standard library only.
+"""The saga's vocabulary, shared by the engine and every layer above it: the kinds of step,
+which of them stay done when a saga rolls back, how a retriable step is retried forward by
+default, the options a run takes (checked before anything runs), and what an undo stored by
+name is. The rules that use them, and decide what happens next, are the saga machine's
+(``machine.py``); the saga as data for an engine is ``runners.wire``'s.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
 
-from .errors import InjectedFault, InjectedTimeout, InvalidPipelineError, RemoteError
-from .events import Event
-from .faults import Fault
-from .outcome import DeadLetter, Outcome, Status
+from .errors import InvalidPipelineError
 from .policies import RetryPolicy
 
 Register = Literal["before", "after"]
@@ -56,191 +49,6 @@ def check_register(value: object, what: str = "register") -> None:
 def check_undo_order(value: object) -> None:
     if value not in UNDO_ORDERS:
         raise InvalidPipelineError(f"undo_order must be 'reverse' or 'forward', got {value!r}")
-
-
-# -- injected faults --------------------------------------------------------------------
-
-
-def action_error(step: str, fault: Fault) -> InjectedFault:
-    """The error an injected action fault raises (before or after the step's effect)."""
-    if fault is Fault.FAIL_AFTER_EFFECT:
-        return InjectedTimeout(step, fault, f"{step}: injected timeout after its effect")
-    return InjectedFault(step, fault, f"{step}: injected failure before its effect")
-
-
-def undo_fails(fault: Fault | None, attempt: int) -> bool:
-    """Does an injected undo fault make attempt ``attempt`` (1-based) fail?"""
-    return fault is Fault.UNDO_FAILS or (fault is Fault.UNDO_FAILS_ONCE and attempt == 1)
-
-
-def undo_error(step: str, fault: Fault) -> InjectedFault:
-    return InjectedFault(step, fault, f"undo of {step}: injected failure")
-
-
-# -- how a run ends ---------------------------------------------------------------------
-
-
-def status_of(
-    *, failed: bool, halted: bool, dead_letters: bool, leaked: bool, semantic: bool = False
-) -> Status:
-    """The one status rule: committed, halted, rollback_incomplete or rolled_back.
-
-    ``rolled_back`` promises the world is as it was. A semantic compensation (a correction
-    email) makes things right without making them as they were, so it is incomplete.
-    """
-    if not failed:
-        return Status.COMMITTED
-    if halted:
-        return Status.HALTED
-    if dead_letters or leaked or semantic:
-        return Status.ROLLBACK_INCOMPLETE
-    return Status.ROLLED_BACK
-
-
-def halts_forward(pivot_done: bool, failed_kind: str | None) -> bool:
-    """A retriable step that fails after the pivot halts for a person: nothing is undone
-    across a point of no return."""
-    return pivot_done and failed_kind == Kind.RETRIABLE
-
-
-# -- the saga as data -------------------------------------------------------------------
-
-
-@dataclass
-class RetrySpec:
-    """A RetryPolicy as plain data (exception types by name)."""
-
-    max_attempts: int
-    initial_delay: float
-    multiplier: float
-    max_delay: float
-    non_retryable: list[str] = field(default_factory=list)
-
-    def delay(self, attempt: int) -> float:
-        """The wait before attempt ``attempt + 1`` (as ``RetryPolicy.delay``)."""
-        return min(self.initial_delay * self.multiplier ** (attempt - 1), self.max_delay)
-
-    @classmethod
-    def of(cls, policy: RetryPolicy) -> RetrySpec:
-        return cls(
-            max_attempts=policy.max_attempts,
-            initial_delay=policy.initial_delay,
-            multiplier=policy.multiplier,
-            max_delay=policy.max_delay,
-            non_retryable=[t.__name__ for t in policy.no_retry_on],
-        )
-
-
-@dataclass
-class StepPlan:
-    name: str
-    kind: str
-    has_undo: bool
-    register: str
-    retry: RetrySpec | None = None
-    semantic: bool = False
-
-
-@dataclass
-class SagaPlan:
-    """What a remote engine needs to run a saga: names, kinds, options; no code."""
-
-    run_id: str
-    name: str
-    steps: list[StepPlan]
-    policy: str  # continue | retry | halt
-    undo_retry: RetrySpec | None
-    then: str  # after undo retries run out: dead_letter | halt
-    undo_order: str
-    step_timeout: float = 60.0
-    halt_wait: float | None = 0.0
-    """On a halt, how long a remote engine waits for a person (None: as long as it takes)."""
-
-
-@dataclass
-class ErrorRecord:
-    """An exception as data; ``fault`` is set when it was injected, so nothing is parsed."""
-
-    type: str
-    message: str
-    step: str | None = None
-    fault: str | None = None
-
-    @classmethod
-    def of(cls, error: BaseException, step: str | None = None) -> ErrorRecord:
-        if isinstance(error, InjectedFault):
-            return cls(type(error).__name__, str(error), error.step, str(error.fault))
-        if isinstance(error, RemoteError):
-            return cls(error.type_name, str(error), step, None)
-        return cls(type(error).__name__, str(error), step, None)
-
-    def describe(self) -> str:
-        """Like ``events.describe`` for the live exception: ``Type('message')``."""
-        return f"{self.type}({self.message!r})"
-
-    def to_exception(self) -> BaseException:
-        if self.fault is not None:
-            cls = InjectedTimeout if self.fault == Fault.FAIL_AFTER_EFFECT else InjectedFault
-            return cls(self.step or "", self.fault, self.message)
-        return RemoteError(self.type, self.message)
-
-
-@dataclass
-class DeadLetterRecord:
-    step: str
-    error: ErrorRecord
-    attempts: int
-
-
-@dataclass
-class RunRecord:
-    """A run's result as plain data (what a workflow returns); ``to_outcome`` makes it whole."""
-
-    status: str
-    completed: list[str] = field(default_factory=list)
-    compensated: list[str] = field(default_factory=list)
-    dead_letters: list[DeadLetterRecord] = field(default_factory=list)
-    pending: list[str] = field(default_factory=list)
-    leaked: list[str] = field(default_factory=list)
-    semantic: list[str] = field(default_factory=list)
-    error: ErrorRecord | None = None
-    failed_step: str | None = None
-    events: list[list[Any]] = field(default_factory=list)  # [seq, kind, step, details]
-
-    def to_outcome(
-        self,
-        *,
-        steps: tuple[str, ...],
-        kinds: Mapping[str, str],
-        labels: Mapping[str, str],
-        name: str,
-        run_id: str | None,
-        state_before: Mapping[str, Any] | None = None,
-        state_after: Mapping[str, Any] | None = None,
-    ) -> Outcome:
-        return Outcome(
-            status=Status(self.status),
-            steps=steps,
-            completed=tuple(self.completed),
-            compensated=tuple(self.compensated),
-            dead_letters=tuple(
-                DeadLetter(d.step, d.error.to_exception(), d.attempts) for d in self.dead_letters
-            ),
-            pending=tuple(self.pending),
-            leaked=tuple(self.leaked),
-            semantic=tuple(self.semantic),
-            error=self.error.to_exception() if self.error is not None else None,
-            failed_step=self.failed_step,
-            events=tuple(
-                Event(seq, kind, step, details, run_id) for seq, kind, step, details in self.events
-            ),
-            state_before=state_before,
-            state_after=state_after,
-            kinds=dict(kinds),
-            labels=dict(labels),
-            name=name,
-            run_id=run_id,
-        )
 
 
 class NamedUndo:

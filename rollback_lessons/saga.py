@@ -10,13 +10,14 @@ from functools import partial
 from typing import Any
 
 from ._run import Run
+from .calls import check_callable
 from .clock import Clock
 from .errors import DuplicateStepError, InvalidPipelineError, UnsafeOrderError
 from .events import EventSink
 from .faults import InjectionLike
+from .operations import StepSpec
 from .outcome import Outcome
-from .plan import check_callable
-from .policies import PolicyLike, Retry, RetryPolicy, resolve_policy
+from .policies import PolicyLike, RetryPolicy, resolve_policy
 from .ports import UndoJournal
 from .rules import (
     FORWARD_RETRY,
@@ -24,13 +25,8 @@ from .rules import (
     Kind,
     NamedUndo,
     Register,
-    RetrySpec,
-    SagaPlan,
-    StepPlan,
     UndoOrder,
     check_register,
-    check_undo_order,
-    halts_forward,
 )
 
 State = MutableMapping[str, Any]
@@ -65,9 +61,9 @@ class Step:
                 f"step {self.name!r}: unknown kind {self.kind!r}; "
                 f"choose from: {', '.join(k.value for k in Kind)}"
             ) from None
-        check_callable(self.action, f"action of step {self.name!r}", allow_async=False)
+        check_callable(self.action, "action", self.name, allow_async=False)
         if self.undo is not None:
-            check_callable(self.undo, f"undo of step {self.name!r}", allow_async=False)
+            check_callable(self.undo, "undo", self.name, allow_async=False)
             if self.kind is Kind.GATE:
                 raise InvalidPipelineError(
                     f"step {self.name!r} is a gate: it changes nothing, so it has no undo "
@@ -109,7 +105,37 @@ class OrderCheck:
 def snapshot(state: Mapping[str, Any]) -> dict[str, Any]:
     """A copy that later changes to the state cannot reach."""
     taker = getattr(state, "snapshot", None)
-    return taker() if callable(taker) else copy.deepcopy(dict(state))
+    if callable(taker):
+        return taker()  # type: ignore[no-any-return]
+    try:  # plain data (dicts, lists, numbers, text) is copied by hand, much faster
+        return {key: _copy(value, 0) for key, value in state.items()}
+    except _NotPlain:
+        return copy.deepcopy(dict(state))
+
+
+class _NotPlain(Exception):
+    """A value ``_copy`` leaves to ``copy.deepcopy`` (with the whole state)."""
+
+
+_ATOMS = frozenset({str, int, float, bool, type(None), bytes})
+
+
+def _copy(value: Any, depth: int) -> Any:
+    """Plain data copied (each snapshot of a traced run, and the explorer's thousands of
+    runs, paid for copy.deepcopy's generality: ``make bench``); anything else, or data
+    nested deeper than 20 (perhaps a cycle), raises _NotPlain."""
+    kind = type(value)
+    if kind in _ATOMS:
+        return value
+    if depth > 20:
+        raise _NotPlain
+    if kind is dict:
+        return {k: _copy(v, depth + 1) for k, v in value.items()}
+    if kind is list:
+        return [_copy(v, depth + 1) for v in value]
+    if kind is tuple:
+        return tuple(_copy(v, depth + 1) for v in value)
+    raise _NotPlain
 
 
 def safe_snapshot(state: Mapping[str, Any]) -> dict[str, Any]:
@@ -158,6 +184,13 @@ class Saga:
         self.on_event = on_event
         self.journal = journal
         self.allow_unsafe_order = allow_unsafe_order
+        self._specs: tuple[StepSpec, ...] | None = None
+        # what every run uses, made once: each step's calls, its kind, its label
+        self._actions = {s.name: s.action for s in self.steps}
+        self._undos = {s.name: s.undo for s in self.steps if s.undo is not None}
+        self._stateless = frozenset(s.name for s in self.steps if isinstance(s.undo, NamedUndo))
+        self._kinds = {s.name: str(s.kind) for s in self.steps}
+        self._labels = {s.name: s.label for s in self.steps if s.label}
         check = self.check_order()
         if not check.ok and not allow_unsafe_order:
             raise UnsafeOrderError(
@@ -237,88 +270,57 @@ class Saga:
             policy=policy if policy is not None else self.policy,
             inject=inject,
             steps=self.names,
+            plan=self.specs(register),
             undo_order=undo_order,
             clock=clock if clock is not None else self.clock,
             on_event=on_event if on_event is not None else self.on_event,
             journal=journal if journal is not None else self.journal,
             run_id=run_id,
         )
-        if run.jrun is not None:  # refuse closures before anything runs, not half-way
+        if run.journal is not None:  # refuse closures before anything runs, not half-way
             for step in self.steps:
                 if step.undo is not None:
                     run.check_undo(step.name, step.undo)
         world: State = {} if state is None else state
         before = snapshot(world) if state is not None else None
+        run.args = (world,)
+        run.adopt(self._actions, self._undos, self._stateless)
         if trace_state and state is not None:
-            run.tracer = partial(snapshot, world)
-        run.semantic_steps = {s.name for s in self.steps if s.semantic}
-        pivot_done = False
+            run.trace(partial(snapshot, world))
+        run.tick()
         try:
-            for step in self.steps:
-                run.step(
-                    step.name,
-                    partial(step.action, world),
-                    self._undo(step, world),
-                    register or step.register,
-                    self._retry(step),
-                    step.kind,
-                    step.undo_timeout,
-                )
-                pivot_done = pivot_done or step.kind is Kind.PIVOT
-        except BaseException as exc:
-            run.fail(exc)
-            failed = self[run.failed_step] if run.failed_step else None
-            if halts_forward(pivot_done, failed.kind if failed is not None else None):
-                run.halt_forward()
-            else:
-                try:
-                    run.rollback()
-                except BaseException:  # Ctrl-C during an undo: what is left is pending
-                    run.finish()
-                    raise
-            if not isinstance(exc, Exception):
-                run.finish()
-                raise  # Ctrl-C: undone, but not swallowed
-        run.finish()
+            run.drive(run.m.start())
+        except Exception as exc:  # a journal write going forward: the run fails there
+            run.drive(run.fail(exc))
+        run.finish(run.m.error)
+        if run.raise_after is not None:
+            raise run.raise_after  # Ctrl-C: undone (or left pending), but not swallowed
         after = safe_snapshot(world) if state is not None else None
-        kinds = {s.name: str(s.kind) for s in self.steps}
-        labels = {s.name: s.label for s in self.steps if s.label}
-        return run.outcome(self.names, before, after, kinds, labels)
-
-    def plan(
-        self,
-        run_id: str,
-        *,
-        policy: PolicyLike | None = None,
-        register: Register | None = None,
-        undo_order: UndoOrder = "reverse",
-        step_timeout: float = 60.0,
-        halt_wait: float | None = 0.0,
-    ) -> SagaPlan:
-        """This saga as data for a remote engine; every option is checked here, before it runs."""
-        if register is not None:
-            check_register(register)
-        check_undo_order(undo_order)
-        chosen = resolve_policy(policy if policy is not None else self.policy)
-        retry = chosen if isinstance(chosen, Retry) else None
-        return SagaPlan(
-            run_id=run_id,
-            name=self.name,
-            steps=[
-                StepPlan(
-                    name=s.name,
-                    kind=str(s.kind),
-                    has_undo=s.undo is not None,
-                    register=register or s.register,
-                    retry=RetrySpec.of(r) if (r := self._retry(s)) else None,
-                    semantic=s.semantic,
-                )
-                for s in self.steps
-            ],
-            policy=chosen.name,
-            undo_retry=RetrySpec.of(retry.retry) if retry is not None else None,
-            then=retry.then if retry is not None else "dead_letter",
-            undo_order=undo_order,
-            step_timeout=step_timeout,
-            halt_wait=halt_wait,
+        return run.outcome(
+            steps=self.names,
+            kinds=dict(self._kinds),
+            state_before=before,
+            state_after=after,
+            labels=dict(self._labels),
         )
+
+    def specs(self, register: Register | None = None) -> tuple[StepSpec, ...]:
+        """The saga as the machine knows it: names, kinds, when each undo is logged, how each
+        step is retried; no code. ``register`` overrides when every undo is logged."""
+        if register is None and self._specs is not None:
+            return self._specs
+        specs = tuple(
+            StepSpec(
+                s.name,
+                s.kind,
+                s.undo is not None,
+                register or s.register,
+                self._retry(s),
+                s.semantic,
+                s.undo_timeout,
+            )
+            for s in self.steps
+        )
+        if register is None:
+            self._specs = specs
+        return specs

@@ -1,11 +1,52 @@
 import pytest
 
-from rollback_lessons import VirtualClock
+from rollback_lessons import UndoPolicy, VirtualClock
 
 
 @pytest.fixture
 def clock() -> VirtualClock:
     return VirtualClock()
+
+
+class OnALoop:
+    """An async runner kept on an event loop of its own thread, so that a module's sync
+    tests share one (one Temporal dev server for the module, not one per test):
+    ``on(scenario)`` runs ``await scenario(runner)`` there and returns its result."""
+
+    def __init__(self, start) -> None:
+        import asyncio
+        import threading
+
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.runner = self.call(start())
+
+    def call(self, coroutine):
+        import asyncio
+
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(600)
+
+    def __call__(self, scenario):
+        return self.call(scenario(self.runner))
+
+    def close(self) -> None:
+        try:
+            self.call(self.runner.close())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(30)
+            self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def dbos_runner():
+    """DBOS, launched once for a module (it is one per process), on a temporary file; closed
+    when the module is done, so that its threads do not run beside other modules' tests."""
+    from rollback_lessons.runners.dbos import DBOSRunner
+
+    with DBOSRunner.start() as runner:
+        yield runner
 
 
 def same_outcome(local, remote, *, events: bool = True) -> None:
@@ -25,6 +66,29 @@ def same_outcome(local, remote, *, events: bool = True) -> None:
     assert remote.state_after == local.state_after
     if events:
         assert remote.events == local.events
+
+
+class HaltOnAnythingButTimeouts(UndoPolicy):
+    """A policy of one's own (it decides in code): a timeout is retried at once, twice;
+    anything else halts for a person."""
+
+    def decide(self, attempt, error):
+        if isinstance(error, TimeoutError) and attempt < 3:
+            return 0.0
+        return "halt"
+
+
+def every_single_fault_ends_the_same(run) -> set:
+    """``run(saga, state, inject=...)`` on an engine, for every single fault of the lesson
+    worlds, against ``saga.run`` in process; the statuses seen."""
+    worlds, seen = lesson_worlds(), set()
+    for name, inject in single_faults():
+        make_saga, make_state = worlds[name]
+        local = make_saga().run(make_state(), inject=inject, clock=VirtualClock())
+        remote = run(make_saga(), make_state(), inject=inject)
+        same_outcome(local, remote)
+        seen.add(remote.status)
+    return seen
 
 
 def lesson_worlds() -> dict:

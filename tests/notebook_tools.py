@@ -7,8 +7,10 @@ static picture and printouts next to each widget stay, for readers of a static c
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -38,6 +40,10 @@ def execute(path: Path, timeout: int = 120) -> None:
 
 
 if __name__ == "__main__":
-    for name in sys.argv[1:]:
-        print(f"executing {name}")
-        execute(Path(name))
+    # an empty Jupyter data directory: the exercises' progress file of whoever runs this
+    # must not show in the stored outputs (conftest.py does the same for the tests)
+    with tempfile.TemporaryDirectory() as data_dir:
+        os.environ["JUPYTER_DATA_DIR"] = data_dir
+        for name in sys.argv[1:]:
+            print(f"executing {name}")
+            execute(Path(name))

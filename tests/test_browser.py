@@ -360,14 +360,6 @@ def choose(page, selector: str, expect: str, option: str, i: int = 0) -> str:
     return wait_text(page, ".rollback-lab .rl-result", expect, i)
 
 
-def lesson_01(page) -> None:
-    """Step 2 fails: the picture jumps to the failure; rolled back, the state as before."""
-    choose(page, ".rl-action-step2 select", "step2: injected failure", "fail")
-    assert "step2 fail" in wait_text(page, ".rollback-lab .rl-cue", "step2 fail")
-    result = wait_text(page, ".rollback-lab .rl-result", "rolled_back")
-    assert "undone" in result and "step1" in result
-
-
 def lesson_02(page) -> None:
     """Undo forwards: the folder's undo becomes a dead letter and the folder stays."""
     result = choose(page, ".rl-order select", "rollback_incomplete", "forward")
@@ -480,7 +472,6 @@ def lesson_11(page) -> None:
 
 
 INTERACTIONS: dict[str, Callable] = {
-    "01_rollback_basics.ipynb": lesson_01,
     "02_why_reversed.ipynb": lesson_02,
     "03_when_an_undo_fails.ipynb": lesson_03,
     "04_irreversible_steps.ipynb": lesson_04,
@@ -557,7 +548,7 @@ def stored_pictures_read_at_their_size(page, notebook: str) -> None:
 
 def test_a_panel_run_too_early_says_which_cell_to_run_first(page, lab_server: Lab) -> None:
     """In a fresh kernel, the panel cell alone: the error names the cell that makes `saga`."""
-    open_lesson(page, lab_server.url, lab_server.token, "01_rollback_basics.ipynb")
+    open_lesson(page, lab_server.url, lab_server.token, "02_why_reversed.ipynb")
     page.evaluate(
         """() => {
             const notebook = window.jupyterapp.shell.currentWidget.content;

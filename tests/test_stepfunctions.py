@@ -19,6 +19,7 @@ from rollback_lessons.runners.stepfunctions import (
     plan_asl,
     to_asl,
 )
+from rollback_lessons.runners.wire import plan_of
 from rollback_lessons.worlds.demo import xyz_saga, xyz_state
 
 WORLDS = lesson_worlds()
@@ -142,7 +143,7 @@ def test_bad_input_is_refused_before_an_execution_starts(runner):
     with pytest.raises(InvalidPipelineError):
         runner.execute(xyz_saga(), xyz_state(), inject={"nope": "fail"})
     with pytest.raises(UnsupportedOnStepFunctions):
-        plan_asl(xyz_saga().plan("x", undo_order="forward"))
+        plan_asl(plan_of(xyz_saga(), "x", undo_order="forward"))
     with pytest.raises(InvalidPipelineError):
         StepFunctionsRunner.start("azure")
     after = len(

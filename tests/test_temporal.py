@@ -12,7 +12,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import lesson_worlds, same_outcome, single_faults
+from conftest import (
+    HaltOnAnythingButTimeouts,
+    OnALoop,
+    lesson_worlds,
+    same_outcome,
+    single_faults,
+)
 
 from rollback_lessons import (
     InjectedFault,
@@ -24,8 +30,8 @@ from rollback_lessons import (
     Step,
     VirtualClock,
 )
+from rollback_lessons.runners import hosted
 from rollback_lessons.runners.temporal import TemporalRunner, TemporalUnavailable
-from rollback_lessons.runners.temporal import runner as temporal_module
 from rollback_lessons.runners.temporal import server as server_module
 from rollback_lessons.worlds.demo import xyz_saga, xyz_state
 
@@ -36,14 +42,22 @@ def run_async(coroutine_function):
         return pool.submit(lambda: asyncio.run(coroutine_function())).result()
 
 
+_SHARED: list[OnALoop] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_server_for_the_module():
+    yield
+    while _SHARED:
+        _SHARED.pop().close()
+
+
 def on_temporal(scenario):
-    """Run ``scenario(runner)`` against a fresh local dev server."""
-
-    async def main():
-        async with await TemporalRunner.start() as runner:
-            return await scenario(runner)
-
-    return run_async(main)
+    """Run ``scenario(runner)`` on the module's one local dev server (started when first
+    needed; the tests that restart a server start their own)."""
+    if not _SHARED:
+        _SHARED.append(OnALoop(TemporalRunner.start))
+    return _SHARED[0](scenario)
 
 
 SCENARIOS = [
@@ -75,7 +89,9 @@ def test_the_same_saga_gives_the_same_outcome_in_process_and_on_temporal():
         assert remote.run_id.startswith("xyz-")
 
 
-def test_undo_retries_are_temporal_activity_retries():
+def test_undo_retries_are_activity_attempts_with_durable_timers_between():
+    """The machine in the workflow decides each retry, as in process: each attempt is an
+    activity of its own, each wait a durable timer, so every attempt is an event."""
     policy = Retry(RetryPolicy(max_attempts=4, initial_delay=0.5, multiplier=2))
 
     async def scenario(runner):
@@ -105,7 +121,7 @@ def test_undo_retries_are_temporal_activity_retries():
     local = xyz_saga().run(
         xyz_state(), inject={"step3": "fail", "step1": "undo_fails"}, policy=policy
     )
-    same_outcome(local, gives_up, events=False)  # in process, each retry is an event of its own
+    same_outcome(local, gives_up)
 
 
 def test_non_retryable_errors_are_declared_to_temporal():
@@ -186,7 +202,7 @@ def test_cancelling_the_workflow_during_a_step_still_compensates():
 def test_the_dev_server_listens_on_loopback_only():
     async def scenario(runner):
         port = int(runner.env.client.service_client.config.target_host.rsplit(":", 1)[1])
-        return port, server_module.check_loopback_only(server_module._server_binary())
+        return port, server_module.check_loopback_only(server_module.server_binary())
 
     port, sockets = on_temporal(scenario)
     assert port in {p for _, p in sockets}  # the gRPC port is among those checked
@@ -229,7 +245,7 @@ def test_bad_input_is_refused_before_a_workflow_starts():
             await runner.start_saga(xyz_saga(), xyz_state(), inject={"step9": "fail"})
         with pytest.raises(ValueError, match="continue, retry, halt"):
             await runner.start_saga(xyz_saga(), xyz_state(), policy="maybe")
-        return dict(temporal_module._HOSTED)
+        return dict(hosted.RUNS)
 
     assert on_temporal(scenario) == {}  # nothing was handed to a worker
 
@@ -390,3 +406,15 @@ def test_every_single_fault_of_the_lesson_sagas_ends_the_same_on_temporal():
         same_outcome(local, remote)
         checked += 1
     assert checked == len(cases) > 40
+
+
+def test_a_policy_of_ones_own_decides_in_the_workflow():
+    """The machine in the workflow asks it, as in process: the saga halts for a person."""
+    faults = {"step3": "fail", "step2": "undo_fails"}
+    policy = HaltOnAnythingButTimeouts()
+    kept = set(hosted.POLICIES)
+    remote = on_temporal(lambda r: r.run(xyz_saga(), xyz_state(), inject=faults, policy=policy))
+    local = xyz_saga().run(xyz_state(), inject=faults, policy=policy)
+    same_outcome(local, remote)
+    assert remote.status is Status.HALTED and remote.pending == ("step2", "step1")
+    assert set(hosted.POLICIES) == kept  # released with the run

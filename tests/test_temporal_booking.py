@@ -2,7 +2,8 @@
 
 A worker process is killed with SIGKILL in the middle of the saga's compensation; a new
 worker takes over from the workflow's history and finishes it, and the world's own record
-shows every effect undone exactly once.
+shows every effect undone exactly once. The email is the pivot (lesson 04): it is never
+compensated, and the step after it is retried forward, never undone.
 """
 
 import asyncio
@@ -26,14 +27,12 @@ def test_a_worker_killed_mid_compensation_is_replaced_and_the_saga_finishes(tmp_
     # when the first worker died: the charge was refunded, the room not yet released
     assert takeover.before["effects"] == [("b1", "charge_card", 1), ("b1", "reserve_room", 0)]
     assert takeover.result.status == "rolled_back"
-    assert takeover.result.undone == ["send_email", "charge_card", "reserve_room"]
+    assert takeover.result.undone == ["charge_card", "reserve_room"]  # the email has no undo
     after = takeover.after
     assert after["effects"] == [("b1", "charge_card", 1), ("b1", "reserve_room", 1)]
     assert sorted(after["undo_applied"]) == [("b1", "charge_card"), ("b1", "reserve_room")]
-    # every undo ran once, send_email's harmlessly (its step never had an effect)
-    assert sorted(after["undo_calls"]) == [
-        ("b1", "charge_card", 1), ("b1", "reserve_room", 1), ("b1", "send_email", 0),
-    ]  # fmt: skip
+    # every undo ran once; nothing was called for the email
+    assert sorted(after["undo_calls"]) == [("b1", "charge_card", 1), ("b1", "reserve_room", 1)]
     assert takeover.workers == 2  # two worker processes did the saga's work
 
 
@@ -55,18 +54,49 @@ def test_the_hand_written_saga_ends_as_the_engine_does_for_every_single_fault(tm
 
     with ThreadPoolExecutor(1) as pool:
         results = pool.submit(lambda: asyncio.run(main())).result()
-    assert len(results) == len(cases) == 7
+    assert len(results) == len(cases) == 8
     statuses = set()
     for case, result in zip(cases, results, strict=True):
         local_world = str(tmp_path / f"local-{case.saga}.db")
-        local = booking_twin(local_world, case.saga).run({}, inject=faults_of(case))
+        twin = booking_twin(local_world, case.saga, points_down=case.points_down)
+        local = twin.run({}, inject=faults_of(case))
         statuses.add(result.status)
         assert result.status == local.status, case
         assert result.undone == list(local.compensated), case
         assert result.dead_letters == [d.step for d in local.dead_letters], case
+        assert result.pending == list(local.pending), case
         remote_world, local_world_report = world_report(case.world), world_report(local_world)
         assert remote_world == local_world_report, case
-    assert statuses == {"committed", "rolled_back", "rollback_incomplete"}
+        # nothing is ever compensated at or after the email (the pivot)
+        assert not {"send_email", "award_points"} & {s for _, s, _ in remote_world["undo_calls"]}
+    assert statuses == {"committed", "rolled_back", "rollback_incomplete", "halted"}
+
+
+def test_after_the_email_the_points_are_retried_forward_and_never_undone(tmp_path):
+    """The loyalty service down twice: Temporal's RetryPolicy gets the points through on
+    the third attempt. Down for good: the saga halts for a person, and the room, the charge
+    and the email all stay (nothing is compensated past the pivot)."""
+    from rollback_lessons.worlds.temporal_booking.demo import run_bookings
+    from rollback_lessons.worlds.temporal_booking.workflows import BookingInput
+
+    back = BookingInput(str(tmp_path / "back.db"), "b1", points_down=2)
+    down = BookingInput(str(tmp_path / "down.db"), "b2", fail_at="award_points")
+
+    async def main():
+        async with await TemporalRunner.start() as runner:
+            return await run_bookings(runner, [back, down])
+
+    with ThreadPoolExecutor(1) as pool:
+        came_back, stayed_down = pool.submit(lambda: asyncio.run(main())).result()
+    assert came_back.status == "committed"
+    assert ("b1", "award_points", 0) in world_report(back.world)["effects"]
+    assert stayed_down.status == "halted" and stayed_down.pending == ["award_points"]
+    assert stayed_down.undone == [] and stayed_down.dead_letters == []
+    world = world_report(down.world)
+    assert world["effects"] == [
+        ("b2", "charge_card", 0), ("b2", "reserve_room", 0), ("b2", "send_email", 0),
+    ]  # fmt: skip
+    assert world["undo_calls"] == []
 
 
 def test_a_server_restarted_mid_compensation_keeps_the_saga_and_it_finishes(tmp_path):
@@ -82,7 +112,7 @@ def test_a_server_restarted_mid_compensation_keeps_the_saga_and_it_finishes(tmp_
     assert restart.before["effects"] == [("b1", "charge_card", 1), ("b1", "reserve_room", 0)]
     assert restart.port_closed  # the first server really was gone
     assert restart.result.status == "rolled_back"
-    assert restart.result.undone == ["send_email", "charge_card", "reserve_room"]
+    assert restart.result.undone == ["charge_card", "reserve_room"]
     assert restart.after["effects"] == [("b1", "charge_card", 1), ("b1", "reserve_room", 1)]
     assert sorted(restart.after["undo_applied"]) == [("b1", "charge_card"), ("b1", "reserve_room")]
     # the new server's history holds the whole saga, from before the restart too

@@ -12,6 +12,9 @@ What ``recover`` promises, whatever the operator or the next crash does:
   (another host). The saga's owner never crashes on a take-over: it stops writing.
 - **Pivots.** A saga whose irreversible step started is never compensated across it: it
   becomes ``halted``, for a person, as it would in process.
+- **One machine.** It is a driver of the saga machine (``machine.py``), which it resumes in
+  its rollback from the journal: which undo runs next, what a failure leads to, the status
+  and the events are the machine's, as in process. This file only reads, runs and writes.
 - **Records.** Each undo's result is committed before the next undo runs (in batches when
   there are more undos than ``batch``). An undo that ran just before a crash runs again,
   which its idempotency key (``"<saga id>:<step>"``) makes harmless; none is reported that
@@ -26,29 +29,34 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..events import Event, EventKind, describe
+from ..machine import Machine
+from ..operations import Finished, RunUndo
+from ..outcome import RECORD_FIELDS, RunRecord, Status
 from .journal import Journal, JournalError
 from .records import JournalRun, SagaRecord, UndoRecord, me
 from .registry import Registry, call_compensation, default_registry
 
 
 @dataclass(frozen=True)
-class Recovery:
-    """What ``recover`` did for one saga."""
+class Recovery(RunRecord):
+    """What ``recover`` did for one saga: the run record of its resumed rollback (``leaked``:
+    steps that started with their undo to be logged after them: they may have happened, and
+    nothing undoes them), and why it was left for a person, if it was."""
 
-    saga_id: str
-    name: str
-    status: str
-    undone: tuple[str, ...]
-    dead_letters: tuple[tuple[str, str], ...]
     reason: str = ""
-    leaked: tuple[str, ...] = ()
-    """Steps that started with their undo to be logged after them: they may have happened,
-    and nothing undoes them (the window that logging an undo before its step closes)."""
+
+    @property
+    def saga_id(self) -> str:
+        return self.run_id or ""
+
+    @property
+    def undone(self) -> tuple[str, ...]:
+        return self.compensated
 
     def __str__(self) -> str:
-        if self.status == "halted":
+        if self.status is Status.HALTED:
             return f"{self.saga_id} ({self.name}): halted; {self.reason}"
-        dead = "; ".join(f"{step}: {why}" for step, why in self.dead_letters) or "-"
+        dead = "; ".join(f"{d.step}: {describe(d.error)}" for d in self.dead_letters) or "-"
         undone = ", ".join(self.undone) or "-"
         text = f"{self.saga_id} ({self.name}): {self.status}; undone {undone}; dead letters {dead}"
         if self.leaked:
@@ -85,18 +93,6 @@ class RecoveryReport:
         lines = [str(r) for r in self.recovered] + [str(s) for s in self.skipped]
         lines.append(f"recovered {len(self.recovered)} saga(s), left {len(self.skipped)}")
         return "\n".join(lines)
-
-
-class _Resumed:
-    """Continues a saga's event numbering where the crashed process left it."""
-
-    def __init__(self, journal: Journal, saga: SagaRecord, last_seq: int) -> None:
-        self.run = JournalRun(journal, saga.id, saga.name, new=False)
-        self.seq = last_seq
-
-    def emit(self, kind: EventKind, step: str | None = None, **details: Any) -> None:
-        self.seq += 1
-        self.run.event(Event(self.seq, kind, step, details))
 
 
 _one_at_a_time = threading.Lock()  # two recovers in one process would share its claims
@@ -168,19 +164,17 @@ def recover(
         writer = _Writer(journal, batch if total > batch else 1)
         try:
             for saga in claimed:
-                resumed = _Resumed(journal, saga, last_seq.get(saga.id, 0))
-                if saga.pivot_state is not None:
-                    report = _halt_at_pivot(resumed, saga)
-                else:
-                    report = _undo_all(
-                        resumed,
-                        saga,
-                        pending_of.get(saga.id, []),
-                        intents_of.get(saga.id, []),
-                        registry,
-                        writer,
-                    )
-                writer.finished(resumed.run, report)
+                run = JournalRun(journal, saga.id, saga.name, new=False)
+                report = _resume(
+                    run,
+                    saga,
+                    last_seq.get(saga.id, 0),
+                    pending_of.get(saga.id, []),
+                    intents_of.get(saga.id, []),
+                    registry,
+                    writer,
+                )
+                writer.finished(run, report)
         finally:
             writer.flush()
         return RecoveryReport(
@@ -226,62 +220,58 @@ class _Writer:
         self.staged = []
 
 
-def _halt_at_pivot(resumed: _Resumed, saga: SagaRecord) -> Recovery:
-    when = "happened" if saga.pivot_state == "done" else "started, and may have happened,"
-    reason = (
-        f"its irreversible step {saga.pivot!r} {when} before the crash: undoing the steps "
-        "before it would not take it back, so the saga is left for a person"
-    )
-    resumed.emit(EventKind.HALTED, saga.pivot, reason=reason, recovered=True)
-    resumed.run.add(
-        "UPDATE sagas SET status = 'halted', ended = ?, error = COALESCE(error, ?) WHERE id = ?",
-        (time.time(), reason, saga.id),
-    )
-    return Recovery(saga.id, saga.name, "halted", (), (), reason)
-
-
-def _undo_all(
-    resumed: _Resumed,
+def _resume(
+    run: JournalRun,
     saga: SagaRecord,
+    last_seq: int,
     pending: list[UndoRecord],
     intents: list[UndoRecord],
     registry: Registry,
     writer: _Writer,
 ) -> Recovery:
-    run = resumed.run  # its claim marks the saga as being recovered: no status until it ends
-    leaked = [u.step for u in intents]
-    for intent in intents:
+    """Drive the machine through the saga's rollback, from where the crash left it: run each
+    undo it answers, tell it how the undo went, and write down what it records."""
+    by_step = {u.step: u for u in pending}
+    undo: UndoRecord | None = None
+
+    def write(seq: int, kind: str, step: str | None, details: dict[str, Any]) -> None:
+        run.event(Event(seq, kind, step, details))
+        if undo is not None and kind == EventKind.UNDO_DONE:
+            run.undo_done(undo.position, 1, flush=False)
+        elif undo is not None and kind == EventKind.UNDO_FAILED:  # then: dead_letter
+            run.undo_dead(undo.position, 1, details["error"], flush=False)
+
+    pivot = None
+    if saga.pivot is not None and saga.pivot_state is not None:
+        pivot = (saga.pivot, saga.pivot_state)
+    m, op = Machine.resume_rollback(
+        [(u.step, u.attempts) for u in pending],
+        leaked=[u.step for u in intents],
+        dead_before=saga.dead,
+        pivot=pivot,
+        name=saga.name,
+        run_id=saga.id,
+        first_seq=last_seq,
+        watch=write,
+    )
+    for intent in intents if pivot is None else ():  # (its claim marks it being recovered)
         run.add(
             "UPDATE undos SET state = 'leaked' WHERE saga_id = ? AND position = ?",
             (saga.id, intent.position),
         )
-    resumed.emit(EventKind.ROLLBACK_START, undos=len(pending), recovered=True, policy="continue")
-    undone, dead = [], []
-    for undo in reversed(pending):
-        attempt = undo.attempts + 1
-        resumed.emit(EventKind.UNDO, undo.step, attempt=attempt)
+    while type(op) is RunUndo:
+        undo = by_step[op.step]
         try:
-            fn = registry.resolve(undo.compensation)
-            call_compensation(fn, undo.args, undo.key)
+            call_compensation(registry.resolve(undo.compensation), undo.args, undo.key)
         except Exception as exc:
-            reason = describe(exc)
-            resumed.emit(
-                EventKind.UNDO_FAILED, undo.step, attempt=attempt, error=reason, then="dead_letter"
-            )
-            run.undo_dead(undo.position, 1, reason, flush=False)
-            dead.append((undo.step, reason))
+            op = m.undo_failed(exc)
         else:
-            resumed.emit(EventKind.UNDO_DONE, undo.step, attempt=attempt)
-            run.undo_done(undo.position, 1, flush=False)
-            undone.append(undo.step)
+            op = m.undo_ok()
         writer.undo_ran(run)
-    status = "rollback_incomplete" if dead or leaked or saga.dead > 0 else "rolled_back"
-    details: dict[str, Any] = {"status": status, "undone": len(undone), "dead_letters": len(dead)}
-    if leaked:
-        details["leaked"] = leaked
-    resumed.emit(EventKind.ROLLBACK_DONE, None, **details)
+    assert isinstance(op, Finished)
+    record = op.record
     run.add(
         "UPDATE sagas SET status = ?, ended = ?, error = COALESCE(error, ?) WHERE id = ?",
-        (status, time.time(), "recovered after a crash", saga.id),
+        (str(record.status), time.time(), m.reason or "recovered after a crash", saga.id),
     )
-    return Recovery(saga.id, saga.name, status, tuple(undone), tuple(dead), leaked=tuple(leaked))
+    return Recovery.build(**{k: getattr(record, k) for k in RECORD_FIELDS}, reason=m.reason)

@@ -143,7 +143,8 @@ def draw_grid(exploration: Exploration, policy: str = "continue", width: float =
     total = len(grid)
     fig.text(
         0.01, 1 - 0.22 / height,
-        f"{exploration.saga.name}, policy {policy}: {total} runs, {broken} break an invariant",
+        f"{exploration.saga.name}, policy {policy}: {total} runs with faults, "
+        f"{broken} break an invariant",
         fontsize=FONT + 1, weight="bold", va="center", color=FAIL if broken else INK,
     )  # fmt: skip
     fig.text(0.01, 1 - (top - 0.05) / height, "first fault ↓", fontsize=font, va="bottom")

@@ -1,36 +1,54 @@
-"""The saga in BPMN 2.0 (Camunda's notation), in two forms.
+"""The saga in BPMN 2.0 (Camunda's notation), in two forms, each opening clean in Camunda
+Modeler (bpmnlint's recommended rules and Camunda 8's own find nothing: every flow node
+lists its incoming and outgoing flows, every event has a name).
 
 ``to_bpmn(saga)``: the form Camunda users draw. Each step is a service task (a Camunda 8
 job type per step, ``zeebe:taskDefinition``) with a compensation boundary event and its
 handler (``isForCompensation``); a step's failure is an error boundary event leading to a
-compensation throw event, which compensates every completed step that has a handler. A
-pivot has no handler. Beware the order: the BPMN spec compensates in reverse order of the
-sequence flows, Camunda 8 invokes the handlers *without any order*, so a saga whose undos
-depend on each other (lesson 02's folder and its file) must be modelled explicitly there.
+compensation throw event, which compensates every *completed* step that has a handler.
+A step whose undo is logged *before* it (it can fail after its effect: a charge that
+times out) is not completed when it fails, so no handler covers it: its error boundary
+event leads to its undo first, then to the compensation. A pivot has no handler; a step
+after the pivot has no error path at all: it is retried forward (job retries) and, when
+they run out, Camunda raises an incident for a person, as the saga halts. Beware the
+order: the BPMN spec compensates in reverse order of the sequence flows, Camunda 8 invokes
+the handlers *without any order*, so a saga whose undos depend on each other (lesson 02's
+folder and its file) must be modelled explicitly there.
 
 ``to_bpmn_explicit(saga)``: that explicit form. The steps in a subprocess; a failure ends
 it with a BPMN error; the error boundary event leads to a chain of undo tasks, newest
-first, each behind a gateway that asks whether its undo was logged. It runs on
-SpiffWorkflow (a BPMN engine in pure Python): ``run_explicit(saga, state, inject=...)``
-gives the same Outcome as ``saga.run`` (policy *continue*; Camunda itself is not run here).
+first, each behind a gateway that asks whether its undo was logged (a step's job adds it
+to the ``logged`` list, before or after the step). It runs on SpiffWorkflow (a BPMN
+engine in pure Python): ``run_explicit(saga, state, inject=...)`` gives the same Outcome
+as ``saga.run`` (policy *continue*; Camunda itself is not run here).
+Whether an undo was logged is the saga machine's answer, and the run is walked through the
+machine afterwards (``runners.history``), as Step Functions' is. A policy that decides in
+Python cannot be written into a model: it is refused before anything is written.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 from xml.sax.saxutils import quoteattr
 
-from .. import remote
 from ..errors import InvalidPipelineError
 from ..faults import InjectionLike, normalize_injection
+from ..machine import Machine
+from ..operations import RunStep, StepSpec
 from ..outcome import Outcome
-from ..policies import resolve_policy
-from ..rules import Kind
+from ..policies import data_only
 from ..saga import Saga, State, snapshot
-from .replay import Replay, Visit, Worker, do, undo
+from .history import Visit, Worker, do, undo, walk
+from .owed import every_undo, owed
+from .wire import outcome_of, plan_of
 
 BPMN = "http://www.omg.org/spec/BPMN/20100524/MODEL"
+CAMUNDA_VERSION = "8.5.0"
+"""The Camunda 8 version the files declare (compensation events need 8.5); Camunda
+Modeler, and this package's lint test, check a file against that version's rules."""
 HEADER = (
     '<?xml version="1.0" encoding="UTF-8"?>\n'
     f'<bpmn:definitions xmlns:bpmn="{BPMN}"\n'
@@ -39,9 +57,11 @@ HEADER = (
     '  xmlns:di="http://www.omg.org/spec/DD/20100524/DI"\n'
     '  xmlns:zeebe="http://camunda.org/schema/zeebe/1.0"\n'
     '  xmlns:modeler="http://camunda.org/schema/modeler/1.0"\n'
-    '  modeler:executionPlatform="Camunda Cloud" modeler:executionPlatformVersion="8.5.0"\n'
+    '  modeler:executionPlatform="Camunda Cloud" '
+    f'modeler:executionPlatformVersion="{CAMUNDA_VERSION}"\n'
     '  id="rollback_lessons" targetNamespace="https://github.com/rollback-lessons">\n'
 )
+ERROR = '  <bpmn:error id="step_failed" name="step failed" errorCode="StepFailed"/>\n'
 W, H, GAP = 120, 80, 60  # a task's box, and the room between two
 
 
@@ -49,18 +69,55 @@ class UnsupportedInBPMN(InvalidPipelineError):
     """The saga uses an option this BPMN form does not express."""
 
 
+ENGINE = "BPMN"
+
+
 def _id(prefix: str, n: int) -> str:
     return f"{prefix}_{n}"
+
+
+@dataclass
+class _Scope:
+    """A process's (or a subprocess's) flow nodes and sequence flows."""
+
+    nodes: list[_Node] = field(default_factory=list)
+    flows: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Node:
+    """A flow node; its incoming and outgoing flows are filled in as flows are drawn, and
+    written out as children, as modelers do (bpmnlint reads them, not the flows' refs)."""
+
+    tag: str
+    id: str
+    attrs: dict[str, str]
+    head: str = ""  # extension elements: before the flows, in the schema's order
+    tail: str = ""  # event definitions or a script: after them
+    incoming: list[str] = field(default_factory=list)
+    outgoing: list[str] = field(default_factory=list)
+    content: _Scope | None = None  # a subprocess's own nodes and flows
 
 
 @dataclass
 class _Model:
     """BPMN elements and their diagram shapes, written out together."""
 
-    elements: list[str] = field(default_factory=list)
+    scope: _Scope = field(default_factory=_Scope)
     artifacts: list[str] = field(default_factory=list)
     shapes: list[str] = field(default_factory=list)
+    nodes: dict[str, _Node] = field(default_factory=dict)
     flows: int = 0
+
+    def node(self, tag: str, ref: str, name: str, bounds: tuple[float, float, float, float],
+             *, head: str = "", tail: str = "", **attrs: str) -> _Node:  # fmt: skip
+        """A flow node in the current scope, and its shape."""
+        made = _Node(tag, ref, {"name": name, **attrs} if name else dict(attrs), head, tail)
+        self.scope.nodes.append(made)
+        self.nodes[ref] = made
+        x, y, w, h = bounds
+        self.shape(ref, x, y, w, h, **({"isExpanded": "true"} if tag == "subProcess" else {}))
+        return made
 
     def shape(self, ref: str, x: float, y: float, w: float, h: float, **extra: str) -> None:
         attrs = "".join(f" {k}={quoteattr(v)}" for k, v in extra.items())
@@ -79,7 +136,8 @@ class _Model:
     def flow(self, source: str, target: str, points: list[tuple[float, float]],
              condition: str | None = None, name: str | None = None,
              ref: str | None = None) -> str:  # fmt: skip
-        """A sequence flow and its edge; ``ref`` names it (a gateway's default flow)."""
+        """A sequence flow in the current scope, and its edge; ``ref`` names it (a
+        gateway's default flow)."""
         if ref is None:
             self.flows += 1
             ref = _id("flow", self.flows)
@@ -91,81 +149,124 @@ class _Model:
             if condition
             else ""
         )
-        self.elements.append(
-            f'    <bpmn:sequenceFlow id="{ref}" sourceRef="{source}" targetRef="{target}"{label}>'
+        self.scope.flows.append(
+            f'<bpmn:sequenceFlow id="{ref}" sourceRef="{source}" targetRef="{target}"{label}>'
             f"{body}</bpmn:sequenceFlow>"
         )
+        self.nodes[source].outgoing.append(ref)
+        self.nodes[target].incoming.append(ref)
         self.edge(ref, points)
         return ref
+
+    def join(self, ref: str, sources: list[tuple[str, list[tuple[float, float]]]],
+             at: tuple[float, float]) -> None:  # fmt: skip
+        """Flows that go on to one node meet at an exclusive gateway first (a task or an
+        event with two incoming flows would be a "fake join"); ``at``: its left corner."""
+        self.node("exclusiveGateway", ref, "", (at[0], at[1] - 25, 50, 50))  # asks nothing
+        for source, points in sources:
+            self.flow(source, ref, points)
+
+
+def _render(scope: _Scope, pad: str) -> list[str]:
+    lines = []
+    for n in scope.nodes:
+        attrs = "".join(f" {k}={quoteattr(v)}" for k, v in n.attrs.items())
+        flows = "".join(f"<bpmn:incoming>{r}</bpmn:incoming>" for r in n.incoming) + "".join(
+            f"<bpmn:outgoing>{r}</bpmn:outgoing>" for r in n.outgoing
+        )
+        opening = f'{pad}<bpmn:{n.tag} id="{n.id}"{attrs}>{n.head}{flows}'
+        if n.content is None:
+            lines.append(f"{opening}{n.tail}</bpmn:{n.tag}>")
+        else:
+            lines += [opening, *_render(n.content, pad + "  "), f"{pad}</bpmn:{n.tag}>"]
+    return lines + [pad + f for f in scope.flows]
 
 
 def _esc(text: str | None) -> str:
     return (text or "").replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def _job(kind: str, retries: int = 1) -> str:
+    """A Camunda 8 job: the type a worker subscribes to, and how many times Camunda hands
+    it out before it raises an incident for a person (``retries``)."""
+    return (
+        f"<bpmn:extensionElements><zeebe:taskDefinition type={quoteattr(kind)} "
+        f'retries="{retries}"/></bpmn:extensionElements>'
+    )
+
+
+def _attempts(step: StepSpec) -> int:
+    return step.retry.max_attempts if step.retry is not None else 1
+
+
+def _model_plan(saga: Saga) -> tuple[tuple[StepSpec, ...], list[bool], int]:
+    """What a model needs, asked of the saga machine: the steps; which of them fail into the
+    rollback (all but those the machine halts on: after the pivot, retried forward and then
+    left for a person); how many times an undo's job is handed out. A policy that decides
+    in Python is refused here, before anything is written."""
+    policy = data_only(saga.policy, ENGINE)
+    specs = saga.specs()
+    return specs, [not o.halts for o in owed(specs)], policy.max_attempts
+
+
 def to_bpmn(saga: Saga) -> str:
     """The saga as BPMN 2.0 XML with compensation events, deployable to Camunda 8 as is
     (see the module's docstring for what the order of compensation is there)."""
     m = _Model()
-    steps = saga.steps
-    y, top = 200, 60
-    m.elements.append('    <bpmn:startEvent id="start" name="start"/>')
-    m.shape("start", 40, y + H / 2 - 18, 36, 36)
+    steps, paths, undo_attempts = _model_plan(saga)
+    line, top, y = 38, 100, 240  # the failure line; the undos a failure leads to; the steps
+    end_x = 140 + len(steps) * (W + GAP)
+    m.node("startEvent", "start", "start", (40, y + H / 2 - 18, 36, 36))
     previous, px = "start", 76
+    failures: list[tuple[str, list[tuple[float, float]]]] = []  # paths to the compensation
     for n, step in enumerate(steps):
-        x = 140 + n * (W + GAP)
+        x, mid = 140 + n * (W + GAP), 140 + n * (W + GAP) + W / 2
         task = _id("do", n)
-        m.elements.append(
-            f'    <bpmn:serviceTask id="{task}" name={quoteattr("Do " + step.name)}>'
-            f"<bpmn:extensionElements><zeebe:taskDefinition type={quoteattr(step.name)}/>"
-            "</bpmn:extensionElements></bpmn:serviceTask>"
-        )
-        m.shape(task, x, y, W, H)
+        m.node("serviceTask", task, f"Do {step.name}", (x, y, W, H),
+               head=_job(step.name, _attempts(step)))  # fmt: skip
         m.flow(previous, task, [(px, y + H / 2), (x, y + H / 2)])
         previous, px = task, x + W
-        failed = _id("failed", n)
-        m.elements.append(
-            f'    <bpmn:boundaryEvent id="{failed}" name="failed" attachedToRef="{task}">'
-            '<bpmn:errorEventDefinition errorRef="step_failed"/></bpmn:boundaryEvent>'
-        )
-        m.shape(failed, x + W / 2 - 18, y - 18, 36, 36)
-        m.flow(failed, "compensate", [(x + W / 2, y - 18), (x + W / 2, top + 18), (
-            140 + len(steps) * (W + GAP) - 18, top + 18)])  # fmt: skip
-        if step.undo is None or step.kind == Kind.PIVOT:
+        if paths[n]:
+            failed = _id("failed", n)
+            m.node("boundaryEvent", failed, f"{step.name} failed", (mid - 18, y - 18, 36, 36),
+                   tail='<bpmn:errorEventDefinition errorRef="step_failed"/>',
+                   attachedToRef=task)  # fmt: skip
+            leaves, up = failed, y - 18
+            if step.has_undo and step.register == "before":  # not completed: no handler runs
+                first = _id("undo_failed", n)
+                m.node("serviceTask", first, f"Undo {step.name}", (x, top, W, H),
+                       head=_job("undo-" + step.name, undo_attempts))  # fmt: skip
+                m.flow(failed, first, [(mid, up), (mid, top + H)])
+                leaves, up = first, top
+            failures.append((leaves, [(mid, up), (mid, line), (end_x, line)]))
+        if not step.has_undo:
             continue  # nothing undoes it: no handler
         boundary, handler = _id("compensation", n), _id("undo", n)
-        m.elements.append(
-            f'    <bpmn:boundaryEvent id="{boundary}" attachedToRef="{task}" cancelActivity="true">'
-            "<bpmn:compensateEventDefinition/></bpmn:boundaryEvent>"
-        )
-        m.shape(boundary, x + W / 2 - 18, y + H - 18, 36, 36)
-        m.elements.append(
-            f'    <bpmn:serviceTask id="{handler}" name={quoteattr("Undo " + step.name)} '
-            'isForCompensation="true"><bpmn:extensionElements>'
-            f"<zeebe:taskDefinition type={quoteattr('undo-' + step.name)}/>"
-            "</bpmn:extensionElements></bpmn:serviceTask>"
-        )
-        m.shape(handler, x, y + H + 70, W, H)
+        m.node("boundaryEvent", boundary, f"compensate {step.name}",
+               (mid - 18, y + H - 18, 36, 36), tail="<bpmn:compensateEventDefinition/>",
+               attachedToRef=task, cancelActivity="true")  # fmt: skip
+        m.node("serviceTask", handler, f"Undo {step.name}", (x, y + H + 70, W, H),
+               head=_job("undo-" + step.name, undo_attempts), isForCompensation="true")  # fmt: skip
         m.artifacts.append(  # artifacts come after every flow element (the XSD's order)
             f'    <bpmn:association id="{_id("association", n)}" sourceRef="{boundary}" '
             f'targetRef="{handler}" associationDirection="One"/>'
         )
-        m.edge(_id("association", n), [(x + W / 2, y + H + 18), (x + W / 2, y + H + 70)])
-    end_x = 140 + len(steps) * (W + GAP)
-    m.elements.append('    <bpmn:endEvent id="committed" name="committed"/>')
-    m.shape("committed", end_x, y + H / 2 - 18, 36, 36)
+        m.edge(_id("association", n), [(mid, y + H + 18), (mid, y + H + 70)])
+    m.node("endEvent", "committed", "committed", (end_x, y + H / 2 - 18, 36, 36))
     m.flow(previous, "committed", [(px, y + H / 2), (end_x, y + H / 2)])
-    m.elements.append(
-        '    <bpmn:intermediateThrowEvent id="compensate" name="compensate">'
-        '<bpmn:compensateEventDefinition waitForCompletion="true"/>'
-        "</bpmn:intermediateThrowEvent>"
-    )
-    m.shape("compensate", end_x, top, 36, 36)
-    m.elements.append('    <bpmn:endEvent id="rolled_back" name="rolled back"/>')
-    m.shape("rolled_back", end_x + 100, top, 36, 36)
-    m.flow("compensate", "rolled_back", [(end_x + 36, top + 18), (end_x + 100, top + 18)])
-    return _document(saga, m, '  <bpmn:error id="step_failed" name="step failed" '
-                     'errorCode="StepFailed"/>\n')  # fmt: skip
+    compensate_x = end_x + 90 if len(failures) > 1 else end_x
+    if len(failures) > 1:
+        m.join("a_step_failed", failures, (end_x, line))
+    m.node("intermediateThrowEvent", "compensate", "compensate",
+           (compensate_x, line - 18, 36, 36),
+           tail='<bpmn:compensateEventDefinition waitForCompletion="true"/>')  # fmt: skip
+    if len(failures) > 1:
+        m.flow("a_step_failed", "compensate", [(end_x + 50, line), (compensate_x, line)])
+    else:
+        m.flow(failures[0][0], "compensate", failures[0][1])
+    m.node("endEvent", "rolled_back", "rolled back", (compensate_x + 100, line - 18, 36, 36))
+    m.flow("compensate", "rolled_back", [(compensate_x + 36, line), (compensate_x + 100, line)])
+    return _document(saga, m, ERROR)
 
 
 def _document(saga: Saga, m: _Model, before: str = "", process: str = "saga") -> str:
@@ -174,7 +275,7 @@ def _document(saga: Saga, m: _Model, before: str = "", process: str = "saga") ->
         HEADER
         + before
         + f'  <bpmn:process id="{process}" name={name} isExecutable="true">\n'
-        + "\n".join(m.elements + m.artifacts)
+        + "\n".join(_render(m.scope, "    ") + m.artifacts)
         + "\n  </bpmn:process>\n"
         + '  <bpmndi:BPMNDiagram id="diagram">\n'
         + f'    <bpmndi:BPMNPlane id="plane" bpmnElement="{process}">\n'
@@ -183,130 +284,113 @@ def _document(saga: Saga, m: _Model, before: str = "", process: str = "saga") ->
     )
 
 
+def _feel_string(text: str) -> str:
+    """A FEEL string literal (also a Python one)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def to_bpmn_explicit(saga: Saga) -> str:
     """The explicit form: steps in a subprocess, a BPMN error on failure, and the undos
-    chained newest first behind "was it logged?" gateways (runs on SpiffWorkflow)."""
+    chained newest first behind "was it logged?" gateways (runs on SpiffWorkflow).
+
+    Each step's job answers ``ok`` and the ``logged`` list (its undo is added before or
+    after the step); the conditions are FEEL, as Camunda 8 wants them."""
     m = _Model()
-    steps = saga.steps
-    y = 120
-    inner: list[str] = []
-    outer = m.elements
-    m.elements = inner
-    m.elements.append('      <bpmn:startEvent id="steps_start"/>')
-    m.shape("steps_start", 80, y + 22, 36, 36)
-    previous, px = "steps_start", 116
+    steps, paths, undo_attempts = _model_plan(saga)
+    y, step_w = 120, W + GAP + 40
+    end_x = 160 + len(steps) * step_w
+    m.node("startEvent", "start", "start", (20, y + 22, 36, 36))
+    outer = m.scope
+    box = m.node("subProcess", "steps", "steps", (60, y - 40, end_x, H + 160))
+    box.content = m.scope = _Scope()
+    m.node("startEvent", "steps_start", "begin", (80, y + 22, 36, 36))
+    previous, px = "steps_start", 116.0
+    condition: dict[str, str] = {}
     for n, step in enumerate(steps):
-        x = 160 + n * (W + GAP + 40)
+        x = 160 + n * step_w
         task, gate, fail = _id("do", n), _id("ok", n), _id("fail", n)
-        script = f"ok = do({step.name!r})"
-        m.elements.append(
-            f'      <bpmn:scriptTask id="{task}" name={quoteattr("Do " + step.name)} '
-            f'scriptFormat="python"><bpmn:script>{_esc(script)}</bpmn:script>'
-            "</bpmn:scriptTask>"
-        )
-        m.shape(task, x, y, W, H)
-        ok = {"condition": "ok", "name": "ok"} if n else {}  # from the step before's gateway
-        m.flow(previous, task, [(px, y + H / 2), (x, y + H / 2)], **ok)
-        m.elements.append(
-            f'      <bpmn:exclusiveGateway id="{gate}" name="ok?" default="{gate}_no"/>'
-        )
-        m.shape(gate, x + W + 20, y + H / 2 - 25, 50, 50)
+        name = _feel_string(step.name)
+        m.node("scriptTask", task, f"Do {step.name}", (x, y, W, H),
+               head=_job(step.name, _attempts(step)), scriptFormat="python",
+               tail=f"<bpmn:script>{_esc(f'ok, logged = do({name})')}</bpmn:script>")  # fmt: skip
+        m.flow(previous, task, [(px, y + H / 2), (x, y + H / 2)], **condition)
+        if not paths[n]:  # after the pivot: retried forward by its job, never a way back
+            previous, px, condition = task, x + W, {}
+            continue
+        m.node("exclusiveGateway", gate, f"{step.name} ok?", (x + W + 20, y + H / 2 - 25, 50, 50),
+               default=f"{gate}_no")  # fmt: skip
         m.flow(task, gate, [(x + W, y + H / 2), (x + W + 20, y + H / 2)])
-        m.elements.append(
-            f'      <bpmn:endEvent id="{fail}" name="failed">'
-            '<bpmn:errorEventDefinition errorRef="step_failed"/></bpmn:endEvent>'
-        )
-        m.shape(fail, x + W + 27, y + H + 40, 36, 36)
+        m.node("endEvent", fail, f"{step.name} failed", (x + W + 27, y + H + 40, 36, 36),
+               tail='<bpmn:errorEventDefinition errorRef="step_failed"/>')  # fmt: skip
         m.flow(gate, fail, [(x + W + 45, y + H / 2 + 25), (x + W + 45, y + H + 40)],
                ref=f"{gate}_no")  # fmt: skip
-        previous, px = gate, x + W + 70
-    end_x = 160 + len(steps) * (W + GAP + 40)
-    m.elements.append('      <bpmn:endEvent id="steps_done"/>')
-    m.shape("steps_done", end_x, y + 22, 36, 36)
-    m.flow(previous, "steps_done", [(px, y + H / 2), (end_x, y + H / 2)], condition="ok", name="ok")
-    inner_xml = "\n".join(m.elements)
-    m.elements = outer
-    m.elements.append('    <bpmn:startEvent id="start"/>')
-    m.shape("start", 20, y + 22, 36, 36)
-    m.elements.append(
-        f'    <bpmn:subProcess id="steps" name="steps">\n{inner_xml}\n    </bpmn:subProcess>'
-    )
-    m.shape("steps", 60, y - 40, end_x, H + 160, isExpanded="true")
+        previous, px, condition = gate, x + W + 70, {"condition": "=ok", "name": "ok"}
+    m.node("endEvent", "steps_done", "all done", (end_x, y + 22, 36, 36))
+    m.flow(previous, "steps_done", [(px, y + H / 2), (end_x, y + H / 2)], **condition)
+    m.scope = outer
     m.flow("start", "steps", [(56, y + 40), (60, y + 40)])
-    m.elements.append('    <bpmn:endEvent id="committed" name="committed"/>')
-    m.shape("committed", end_x + 100, y + 22, 36, 36)
+    m.node("endEvent", "committed", "committed", (end_x + 100, y + 22, 36, 36))
     m.flow("steps", "committed", [(end_x + 60, y + 40), (end_x + 100, y + 40)])
-    m.elements.append(
-        '    <bpmn:boundaryEvent id="failed" name="a step failed" attachedToRef="steps">'
-        '<bpmn:errorEventDefinition errorRef="step_failed"/></bpmn:boundaryEvent>'
-    )
-    m.shape("failed", 60 + end_x / 2, y + H + 102, 36, 36)
-    undo_y = y + H + 220
-    chain = [(n, s) for n, s in reversed(list(enumerate(steps))) if s.undo is not None]
-    # what flows into the next gateway: (source, start point, the default flow's id or None)
-    sources: list[tuple[str, tuple[float, float], str | None]] = [
-        ("failed", (78 + end_x / 2, y + H + 138), None)
-    ]
-
-    def connect(target: str, to: tuple[float, float]) -> None:
-        for source, point, ref in sources:
-            if ref is None:
-                m.flow(source, target, [point, to])
-            else:  # a gateway's default flow: round under the undo it skips
-                m.flow(source, target, [point, (point[0], undo_y + H + 30),
-                                        (to[0], undo_y + H + 30), to], ref=ref)  # fmt: skip
-
+    m.node("boundaryEvent", "failed", "a step failed", (100, y + H + 102, 36, 36),
+           tail='<bpmn:errorEventDefinition errorRef="step_failed"/>',
+           attachedToRef="steps")  # fmt: skip
+    undo_y, item_w = y + H + 220, W + 230
+    index = {s.name: n for n, s in enumerate(steps)}  # the undos in the machine's order
+    chain = [(index[name], steps[index[name]]) for name in every_undo(steps)]
+    source, point = "failed", (118.0, float(y + H + 138))
     for k, (n, step) in enumerate(chain):
-        x = 160 + k * (W + GAP + 40)
-        gate, task = _id("logged", n), _id("undo", n)
-        m.elements.append(
-            f'    <bpmn:exclusiveGateway id="{gate}" name="logged?" default="{gate}_no"/>'
-        )
-        m.shape(gate, x, undo_y + H / 2 - 25, 50, 50)
-        connect(gate, (x, undo_y + H / 2))
-        m.elements.append(
-            f'    <bpmn:scriptTask id="{task}" name={quoteattr("Undo " + step.name)} '
-            f'scriptFormat="python"><bpmn:script>{_esc(f"undo({step.name!r})")}</bpmn:script>'
-            "</bpmn:scriptTask>"
-        )
-        m.shape(task, x + 80, undo_y, W, H)
-        m.flow(gate, task, [(x + 50, undo_y + H / 2), (x + 80, undo_y + H / 2)],
-               condition=f"logged({step.name!r})", name="logged")  # fmt: skip
-        sources = [
-            (task, (x + W + 80, undo_y + H / 2), None),
-            (gate, (x + 25, undo_y + H / 2 + 25), f"{gate}_no"),
-        ]
-    end_x2 = 160 + len(chain) * (W + GAP + 40)
-    m.elements.append('    <bpmn:endEvent id="rolled_back" name="rolled back"/>')
-    m.shape("rolled_back", end_x2, undo_y + H / 2 - 18, 36, 36)
-    connect("rolled_back", (end_x2, undo_y + H / 2))
-    return _document(saga, m, '  <bpmn:error id="step_failed" name="step failed" '
-                     'errorCode="StepFailed"/>\n', process="saga_explicit")  # fmt: skip
+        x, mid = 160 + k * item_w, undo_y + H / 2
+        gate, task, joined = _id("logged", n), _id("undo", n), _id("undone", n)
+        m.node("exclusiveGateway", gate, f"{step.name} logged?", (x, mid - 25, 50, 50),
+               default=f"{gate}_no")  # fmt: skip
+        m.flow(source, gate, [point, (point[0], mid), (x, mid)] if k == 0 else [point, (x, mid)])
+        script = _esc(f"undo({_feel_string(step.name)})")
+        m.node("scriptTask", task, f"Undo {step.name}", (x + 80, undo_y, W, H),
+               head=_job("undo-" + step.name, undo_attempts), scriptFormat="python",
+               tail=f"<bpmn:script>{script}</bpmn:script>")  # fmt: skip
+        m.flow(gate, task, [(x + 50, mid), (x + 80, mid)],
+               condition=f"=list contains(logged, {_feel_string(step.name)})",
+               name="logged")  # fmt: skip
+        join_x = x + 80 + W + 30
+        m.join(joined, [(task, [(x + 80 + W, mid), (join_x, mid)])], (join_x, mid))
+        m.flow(gate, joined, [(x + 25, mid + 25), (x + 25, undo_y + H + 30),
+                              (join_x + 25, undo_y + H + 30), (join_x + 25, mid + 25)],
+               ref=f"{gate}_no")  # fmt: skip
+        source, point = joined, (join_x + 50, mid)
+    end = 160 + len(chain) * item_w
+    m.node("endEvent", "rolled_back", "rolled back", (end, undo_y + H / 2 - 18, 36, 36))
+    m.flow(source, "rolled_back", [point, (end, undo_y + H / 2)])
+    return _document(saga, m, ERROR, process="saga_explicit")
 
 
 # -- running the explicit form on SpiffWorkflow ---------------------------------------------
 
+_CONTAINS = re.compile(r'list contains\((\w+), ("(?:[^"\\]|\\.)*")\)')
+
+
+def _python(feel: str) -> str:
+    """The FEEL this module writes (``=ok``, ``=list contains(logged, "x")``) as Python,
+    for SpiffWorkflow's Python script engine."""
+    return _CONTAINS.sub(r"(\2 in \1)", feel.removeprefix("=").strip())
+
 
 @dataclass
 class _Host:
-    """What the model's script tasks call: ``do`` and ``undo`` (the worker does the task
-    and records it), ``logged`` (the undo log, kept here: before or after each step)."""
+    """What the model's script tasks call, as a Camunda job worker would answer: ``do``
+    (the worker does the task and records it; it answers ``ok`` and the undo log, which is
+    the saga machine's: each undo logged before or after its step) and ``undo``."""
 
     worker: Worker
-    log: list[str] = field(default_factory=list)
+    machine: Machine
 
-    def do(self, step: str) -> bool:
-        logs = self.worker.saga[step].undo is not None
-        register = self.worker.saga[step].register
-        if logs and register == "before":
-            self.log.append(step)
-        ok = self.worker.task("action", step).error is None
-        if ok and logs and register == "after":
-            self.log.append(step)
-        return ok
-
-    def logged(self, step: str) -> bool:
-        return step in self.log
+    def do(self, step: str) -> tuple[bool, list[str]]:
+        error = self.worker.task("action", step).error
+        if self.machine.phase == "step" and self.machine.current == step:
+            if error is None:
+                self.machine.step_ok()
+            else:
+                self.machine.step_failed(error.to_exception())
+        return error is None, [n for n in self.worker.saga.names if self.machine.logged(n)]
 
     def undo(self, step: str) -> None:
         self.worker.task("undo", step)  # a failed undo: a dead letter, and on to the next
@@ -319,21 +403,30 @@ def run_explicit(saga: Saga, state: State | None = None, *,
     from SpiffWorkflow.bpmn.parser import BpmnParser
     from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine, TaskDataEnvironment
 
-    if resolve_policy(saga.policy).name != "continue":
+    if data_only(saga.policy, ENGINE).name != "continue":
         raise UnsupportedInBPMN("the explicit BPMN form runs policy 'continue', undos newest first")
-    pivot = next((n for n, s in enumerate(saga.steps) if s.kind == Kind.PIVOT), None)
-    if pivot is not None and any(s.kind == Kind.RETRIABLE for s in saga.steps[pivot + 1 :]):
-        raise UnsupportedInBPMN("the explicit BPMN form does not retry forward after a pivot")
+    retried = [s.name for s in saga.specs() if s.retry is not None]  # (a retriable step too)
+    if retried:
+        raise UnsupportedInBPMN(
+            f"the explicit BPMN form runs each task once: it cannot retry {', '.join(retried)}"
+        )
     faults = normalize_injection(inject, saga.names)
     run_id = f"{saga.name}-{uuid.uuid4().hex[:12]}"
     world: State = {} if state is None else state
     before = snapshot(world) if state is not None else None
-    host = _Host(Worker(run_id, saga, world, faults))
+    plan = plan_of(saga, run_id)
+    machine = Machine(plan.undo_policy(), plan=plan.specs(), name=saga.name, run_id=run_id)
+    if type(machine.start()) is not RunStep:
+        raise RuntimeError("the machine does not start with a step")
+    host = _Host(Worker(run_id, saga, world, faults), machine)
     parser = BpmnParser()
     parser.add_bpmn_str(to_bpmn_explicit(saga).encode())
-    engine = PythonScriptEngine(
-        environment=TaskDataEnvironment({"do": host.do, "undo": host.undo, "logged": host.logged})
-    )
+
+    class FeelConditions(PythonScriptEngine):  # type: ignore[misc]
+        def evaluate(self, task: Any, expression: str, external_context: Any = None) -> Any:
+            return super().evaluate(task, _python(expression), external_context)
+
+    engine = FeelConditions(environment=TaskDataEnvironment({"do": host.do, "undo": host.undo}))
     workflow = BpmnWorkflow(
         parser.get_spec("saga_explicit"),
         parser.get_subprocess_specs("saga_explicit"),
@@ -345,5 +438,27 @@ def run_explicit(saga: Saga, state: State | None = None, *,
     calls = host.worker.calls  # each script task ran its task once: one visit each
     found = [Visit(do(c.step) if c.call == "action" else undo(c.step), 1, c.error is None)
              for c in calls]  # fmt: skip
-    record = Replay(saga.plan(run_id), found, calls).run()
-    return remote.outcome_of(saga, record, run_id, before=before, state=state)
+    return outcome_of(saga, walk(plan, found, calls), before=before, state=state)
+
+
+class BpmnRunner:
+    """The explicit form on SpiffWorkflow as a ``Runner``: the engine is a library, so there
+    is nothing to start or stop; ``run`` is ``run_explicit``."""
+
+    @classmethod
+    def start(cls) -> BpmnRunner:
+        return cls()
+
+    def run(
+        self, saga: Saga, state: State | None = None, *, inject: InjectionLike | None = None
+    ) -> Outcome:
+        return run_explicit(saga, state, inject=inject)
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> BpmnRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -5,7 +5,10 @@ database, so after a ``SIGKILL`` and a ``recover`` one can check that each effec
 happened was undone exactly once (or its saga committed), and that no undo touched an
 effect that never happened.
 
-``python -m rollback_lessons.worlds.crashlab --journal J --world W ...`` is the process to kill.
+``python -m rollback_lessons.worlds.crashlab --journal J --world W ...`` is the process to kill;
+with ``--dbos S`` instead of ``--journal``, the sagas run as DBOS workflows on the system
+database S, and ``--resume`` launches DBOS on it again, which finishes what a killed process
+left (lesson 07 shows both, side by side: ``crash_on_dbos``, ``compare_worlds``).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -156,7 +160,7 @@ def make_pivot_saga(world: str, saga_id: str) -> Saga:
 
 
 def run_sagas(
-    journal: Journal,
+    journal: Journal | Any,
     world: str,
     prefix: str,
     count: int,
@@ -167,7 +171,8 @@ def run_sagas(
     pivot: bool = False,
 ) -> list[str]:
     """Run ``count`` sagas; every ``fail_every``-th fails at its last step (and rolls back),
-    every ``undo_fails_every``-th has its first undo fail (a dead letter)."""
+    every ``undo_fails_every``-th has its first undo fail (a dead letter). ``journal`` may be
+    a DBOS runner instead: each saga is then a DBOS workflow."""
     statuses = []
     for n in range(1, count + 1):
         saga_id = f"{prefix}-{n}"
@@ -181,7 +186,10 @@ def run_sagas(
             inject[last] = ["fail"]
         if undo_fails_every and n % undo_fails_every == 0:
             inject.setdefault(saga.names[0], []).append("undo_fails")
-        outcome = saga.run({}, inject=inject, journal=journal, run_id=saga_id)
+        if isinstance(journal, Journal):
+            outcome = saga.run({}, inject=inject, journal=journal, run_id=saga_id)
+        else:
+            outcome = journal.run(saga, {}, inject=inject, run_id=saga_id)
         statuses.append(str(outcome.status))
     return statuses
 
@@ -214,11 +222,13 @@ def spawn(
     fail_every: int = 0,
     pause_at: str | None = None,
     prefix: str = "saga",
+    register: str = "before",
 ) -> subprocess.Popen[str]:
     """Start this module in its own process (as lesson 07 does), ready to be killed."""
     args = [
         sys.executable, "-m", __name__, "--journal", str(journal), "--world", str(world),
         "--sagas", str(sagas), "--fail-every", str(fail_every), "--prefix", prefix,
+        "--register", register,
     ]  # fmt: skip
     if pause_at:
         args += ["--pause-at", pause_at]
@@ -234,9 +244,89 @@ def effects_table(world: str | os.PathLike[str]) -> str:
     return "\n".join(lines) or "(no effects)"
 
 
+@dataclass(frozen=True)
+class DBOSCrash:
+    """Sagas run as DBOS workflows, their process killed, DBOS launched again on its file."""
+
+    killed: str  # where the first process was when it was killed
+    statuses: tuple[str, ...]  # how each saga ended, in the relaunched process
+    world: Path
+
+
+def crash_on_dbos(
+    work: str | os.PathLike[str],
+    *,
+    sagas: int = 1,
+    fail_every: int = 0,
+    pause_at: str,
+    prefix: str = "saga",
+) -> DBOSCrash:
+    """The crash of lesson 07 on DBOS: the sagas run as DBOS workflows in a process, killed
+    (SIGKILL) at ``pause_at``; then a new process launches DBOS on the same system database,
+    which resumes what the dead one left. Its world is ``work/dbos-world.db``."""
+    work = Path(work)
+    world, system = work / "dbos-world.db", work / "dbos.sqlite"
+    common = ["--dbos", str(system), "--world", str(world), "--prefix", prefix, "--sagas",
+              str(sagas), "--fail-every", str(fail_every)]  # fmt: skip
+    first = subprocess.Popen(
+        [sys.executable, "-m", __name__, *common, "--pause-at", pause_at],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    assert first.stdout is not None
+    killed = first.stdout.readline().strip().removeprefix("paused at ")
+    first.kill()
+    first.wait()
+    again = subprocess.run(
+        [sys.executable, "-m", __name__, *common, "--resume"],
+        capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    return DBOSCrash(killed, tuple(again.stdout.split()), world)
+
+
+def compare_worlds(worlds: dict[str, str | os.PathLike[str]], prefix: str = "") -> str:
+    """Worlds side by side: each effect (of the sagas whose id starts with ``prefix``),
+    whether it is undone, and how many times its undo was called (a second call changes
+    nothing: the effect was undone already)."""
+    reports = {label: world_report(path) for label, path in worlds.items()}
+    keys = sorted(
+        {(saga, step) for r in reports.values() for saga, step, _ in r["effects"]
+         if saga.startswith(prefix)}
+    )  # fmt: skip
+    lines = [f"{'':<14}" + "".join(f"{label:<22}" for label in reports)]
+    for saga, step in keys:
+        cells = []
+        for report in reports.values():
+            undone = {(a, b): u for a, b, u in report["effects"]}.get((saga, step))
+            calls = sum(1 for a, b, _ in report["undo_calls"] if (a, b) == (saga, step))
+            text = "-" if undone is None else "undone" if undone else "DONE"
+            cells.append(f"{text}{f', {calls} undo calls' if calls > 1 else ''}")
+        lines.append(f"{saga + ' ' + step:<14}" + "".join(f"{c:<22}" for c in cells))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _on_dbos(args: argparse.Namespace) -> list[str]:
+    """Run (or, with ``--resume``, resume) the sagas as DBOS workflows on ``--dbos``."""
+    from ..runners.dbos import DBOSRunner
+
+    def make(saga_id: str) -> Saga:
+        return make_saga(str(args.world), saga_id, args.steps, args.register)
+
+    with DBOSRunner.start(args.dbos, sagas={"crashlab": make}) as runner:
+        if not args.resume:
+            return run_sagas(
+                runner, str(args.world), args.prefix, args.sagas, args.steps,
+                args.fail_every, args.undo_fails_every, args.register,
+            )  # fmt: skip
+        ids = [f"{args.prefix}-{n}" for n in range(1, args.sagas + 1)]
+        return [str(runner.record(saga_id).status) for saga_id in ids]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run sagas on a world database until killed.")
-    parser.add_argument("--journal", required=True, type=Path)
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--journal", type=Path)
+    where.add_argument("--dbos", type=Path, help="run them as DBOS workflows on this file")
+    parser.add_argument("--resume", action="store_true", help="(DBOS) finish what was left")
     parser.add_argument("--world", required=True, type=Path)
     parser.add_argument("--prefix", default="saga")
     parser.add_argument("--sagas", type=int, default=1)
@@ -250,6 +340,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     checkpoint.kill_at = args.kill_at or checkpoint.kill_at
     checkpoint.pause_at = args.pause_at or checkpoint.pause_at
+    if args.dbos is not None:
+        print(" ".join(_on_dbos(args)), flush=True)
+        return 0
     with Journal(args.journal) as journal:
         statuses = run_sagas(
             journal, str(args.world), args.prefix, args.sagas, args.steps,

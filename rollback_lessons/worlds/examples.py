@@ -167,10 +167,21 @@ def order_saga() -> Saga:
 # -- lesson 04: an irreversible step ----------------------------------------------------
 
 KEY = "booking-1"  # the idempotency key this booking charges and refunds under
+PRICE = 120
 
 
-def booking_state() -> dict[str, Any]:
-    return {"card": "4242 valid", "room": None, "charges": {}, "refunds": {}, "emails": []}
+def booking_state(key: str = KEY, price: int = PRICE) -> dict[str, Any]:
+    """One booking: its card, its idempotency key and price, and what happened so far
+    (charges and refunds by key: other bookings' may be there too)."""
+    return {
+        "card": "4242 valid",
+        "key": key,
+        "price": price,
+        "room": None,
+        "charges": {},
+        "refunds": {},
+        "emails": [],
+    }
 
 
 def booking_as_seen(state: Mapping[str, Any]) -> dict[str, Any]:
@@ -207,13 +218,14 @@ def release_room(state: State) -> None:
 
 
 def charge_card(state: State) -> None:
-    state["charges"].setdefault(KEY, 120)  # the same key never charges twice
+    state["charges"].setdefault(state["key"], state["price"])  # a key never charges twice
 
 
 def refund_charge(state: State) -> None:
-    """Idempotent: refunds only what was charged under the key, and only once."""
-    if KEY in state["charges"] and KEY not in state["refunds"]:
-        state["refunds"][KEY] = state["charges"][KEY]
+    """Idempotent: refunds only what was charged under the booking's key, and only once."""
+    key = state["key"]
+    if key in state["charges"] and key not in state["refunds"]:
+        state["refunds"][key] = state["charges"][key]
 
 
 def send_email(state: State) -> None:

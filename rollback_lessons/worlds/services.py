@@ -141,6 +141,7 @@ def append_row(world: State) -> None:
 
 
 def revert_row(world: State) -> None:
+    """mark the row reverted, found by its row id"""
     world["sheet"].mark_reverted(world["booking"]["row"])
 
 
@@ -149,6 +150,7 @@ def create_event(world: State) -> None:
 
 
 def delete_event(world: State) -> None:
+    """delete the event, found by its event id (other events stay)"""
     world["calendar"].delete(world["booking"]["event"])
 
 
@@ -157,6 +159,7 @@ def charge(world: State) -> None:
 
 
 def refund(world: State) -> None:
+    """refund by the booking's idempotency key (once, and only what was charged)"""
     world["payments"].refund(world["booking"]["key"])  # idempotent: safe before a charge too
 
 
@@ -166,6 +169,7 @@ def send_confirmation(world: State) -> None:
 
 
 def send_correction(world: State) -> None:
+    """send a correction: a new email, not an unsent one"""
     b = world["booking"]
     world["mailer"].send(b["guest"], "Booking cancelled", "Sorry: we could not complete it.")
 
@@ -199,3 +203,39 @@ def booking_saga(
         return Saga([row, event, email, pay], name="booking", **options)
     email = Step("send_email", send_confirmation, kind="pivot", label="email: confirm")
     return Saga([row, event, pay, email], name="booking", **options)
+
+
+@dataclass(frozen=True)
+class ActionUndoTable:
+    """Each step's action and its undo, read from the steps themselves (lesson 06):
+    a table in a notebook, aligned text when printed."""
+
+    rows: tuple[tuple[str, str, str, str], ...]
+
+    HEADER = ("step", "action", "undo", "undo logged")
+
+    def _repr_markdown_(self) -> str:
+        lines = ["| " + " | ".join(self.HEADER) + " |", "| --- | --- | --- | --- |"]
+        lines += [f"| `{a}` | {b} | {c} | {d} |" for a, b, c, d in self.rows]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        table = [self.HEADER, *self.rows]
+        widths = [max(len(row[i]) for row in table) for i in range(4)]
+        return "\n".join(
+            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+            for row in table
+        )
+
+
+def action_undo_table(saga: Saga) -> ActionUndoTable:
+    """The source lesson's action/undo table for ``saga``'s own tools."""
+    rows = []
+    for step in saga.steps:
+        if step.undo is None:
+            undo, logged = f"none: the {step.kind}, it cannot be taken back", "-"
+        else:
+            doc = getattr(step.undo, "__doc__", None) or getattr(step.undo, "__name__", "")
+            undo, logged = str(doc).strip(), step.register
+        rows.append((step.name, step.label, undo, logged))
+    return ActionUndoTable(tuple(rows))

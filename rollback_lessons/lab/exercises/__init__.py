@@ -1,18 +1,49 @@
 """Exercises that answer back: ``check()``, ``hint()`` and ``solution()`` for each.
 
-``q.check(answer)`` runs the learner's answer against real cases and says precisely what
-is wrong (which undo ran when, which state was not restored), or "not attempted yet"
-while the starter code is untouched. Each lesson module (``lesson02`` ...) holds its
-questions as ``q1``, ``q2``...; ``ALL`` maps ids such as ``"02.1"`` to them.
+One grading core for every lesson (``lesson01`` ... ``lesson11``; ``ALL`` maps ids such as
+``"02.1"`` to the exercises):
+
+- **Shape**: an answer is accepted when it can be called the way the engine calls it
+  (``function``): extra parameters with defaults, ``*args`` and keyword-only parameters
+  with defaults are fine. Word answers are normalised (``choose``): case, spaces, hyphens
+  and underscores, singular or plural, ``None`` for "none".
+- **Behaviour**: a check is a property over worlds the learner never saw (``forall``): a
+  generator with a fixed seed draws the world's free values (amounts, keys, ids, how many
+  steps and their names, other people's records before and after the learner's, writes
+  in between), so the verdict is the same every time; the worlds are tried smallest
+  first, so a failure is reported in the smallest world where it happens, in the
+  lesson's terms.
+- **Errors**: when the answer raises, the feedback shows the learner's own line
+  (``raised``), never an engine's internals.
+- **Progress**: a correct check is remembered in a small JSON file in the Jupyter data
+  directory (``progress()``; ``progress(reset=True)`` forgets it).
 """
 
 from __future__ import annotations
 
+import ast
+import contextlib
+import copy
 import html
 import inspect
-from collections.abc import Callable
+import io
+import linecache
+import random
+import re
+import sysconfig
+import traceback
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .tracking import Progress as Progress
+from .tracking import progress as progress
+from .tracking import progress_file as progress_file
+from .tracking import record
+from .tracking import reset_progress as reset_progress
+
+W = TypeVar("W")
 
 
 class _Blank:
@@ -62,10 +93,9 @@ class Result:
 
     def _repr_html_(self) -> str:
         colour = {"correct": "#009E73", "incorrect": "#D55E00", "not attempted": "#555555"}
-        return (
-            f'<div style="border-left:6px solid {colour[self.status]};padding:4px 10px">'
-            f"{html.escape(str(self))}</div>"
-        )
+        text = html.escape(str(self)).replace("\n", "<br>")  # what the answer printed
+        style = f"border-left:6px solid {colour[self.status]};padding:4px 10px"
+        return f'<div style="{style}">{text}</div>'
 
 
 @dataclass(frozen=True)
@@ -90,10 +120,6 @@ class Exercise:
     checker: Callable[..., str]
     hints: tuple[str, ...]
     solution_code: str
-    wrong_answers: tuple[str, ...] = ()
-    """Deliberately wrong code: the tests make sure ``check`` rejects each."""
-    right_answers: tuple[str, ...] = ()
-    """Other shapes of a right answer (keywords, other control flow): each must pass."""
     answer_names: tuple[str, ...] = ()
     """The names the learner's cell defines, in the order ``check`` takes them."""
     setup: str = ""
@@ -101,16 +127,31 @@ class Exercise:
     _next_hint: int = field(default=0, repr=False)
 
     def check(self, *answers: Any) -> Result:
+        result = self._grade(answers)
+        if result.passed:
+            record(self.id)
+        return result
+
+    def _grade(self, answers: tuple[Any, ...]) -> Result:
         if not answers or any(_blank(a) for a in answers):
             return Result(self.id, "not attempted", "not attempted yet: fill in the blanks.")
+        printed = io.StringIO()
         try:
-            message = self.checker(*answers)
+            with contextlib.redirect_stdout(printed):  # a learner's prints, once per world
+                message = self.checker(*answers)
         except NotAttempted as exc:
             return Result(self.id, "not attempted", str(exc) or "not attempted yet.")
         except Incorrect as exc:
             return Result(self.id, "incorrect", str(exc))
-        except Exception as exc:  # the learner's code broke in a way no case expected
-            return Result(self.id, "incorrect", f"your code raised {exc!r}")
+        except Exception as exc:  # the learner's code broke where no world expected it
+            if any(_learners(f) for f in traceback.extract_tb(exc.__traceback__)):
+                return Result(self.id, "incorrect", raised(exc, "code"))
+            return Result(  # the check tripped over what the answer left behind
+                self.id,
+                "incorrect",
+                f"the check could not read what your answer left behind "
+                f"({type(exc).__name__}: {exc}): did it replace a record with something else?",
+            )
         return Result(self.id, "correct", message)
 
     def hint(self, n: int | None = None) -> str:
@@ -126,31 +167,177 @@ class Exercise:
         return Code(self.solution_code)
 
     def run(self, code: str) -> Result:
-        """Check ``code`` as if it were typed into the exercise's cell (for tests)."""
-        namespace: dict[str, Any] = {"____": ____}
-        exec(self.setup, namespace)
-        exec(code, namespace)
+        """Check ``code`` as if it were typed into the exercise's cell, after the lesson's
+        imports (``setup``), and never raise: code that does not parse, or raises (a name
+        the lesson never imported), is feedback too."""
+        namespace: dict[str, Any] = {"____": ____, "__name__": "__exercise__"}
+        filename = f"<exercise {self.id}>"
+        lines = code.splitlines(keepends=True)
+        linecache.cache[filename] = (len(code), None, lines, filename)  # for the learner's line
+        try:
+            compiled = compile(code, filename, "exec")
+        except SyntaxError as exc:
+            where = f" at line {exc.lineno}" if exc.lineno else ""
+            return Result(self.id, "incorrect", f"your cell is not Python{where}: {exc.msg}")
+        _import_setup(self.setup, code, namespace)
+        try:
+            exec(compiled, namespace)
+        except (Exception, SystemExit) as exc:  # exit() in a cell is feedback too
+            return Result(self.id, "incorrect", raised(exc, "cell"))
         return self.check(*(namespace.get(name, ____) for name in self.answer_names))
 
 
-def function(answer: Any, name: str, params: int = 1) -> Callable[..., Any]:
-    """The answer must be a function of ``params`` arguments."""
+def _import_setup(setup: str, code: str, namespace: dict[str, Any]) -> None:
+    """Run the lesson's imports (``setup``) that bind a name ``code`` uses: the same names
+    as in the notebook, without importing a panel or an engine the answer never touches."""
+    used = {node.id for node in ast.walk(ast.parse(code)) if isinstance(node, ast.Name)}
+    for statement in ast.parse(setup).body:
+        if not isinstance(statement, ast.Import | ast.ImportFrom):
+            raise TypeError(f"an exercise's setup holds imports only, got {ast.unparse(statement)}")
+        for alias in statement.names:
+            bound = alias.asname or alias.name.split(".")[0]
+            if bound in used:
+                one = copy.copy(statement)
+                one.names = [alias]
+                exec(ast.unparse(one), namespace)
+
+
+# -- the shape of an answer ---------------------------------------------------------------
+
+
+def function(answer: Any, call: str, *, asynchronous: bool = False) -> Callable[..., Any]:
+    """The answer must be callable the way the engine calls it, ``call`` (such as
+    ``"undo_deposit(state)"``): with that many positional arguments. More parameters are
+    fine when they have defaults (or are ``*args``); keyword-only ones need defaults. The
+    engine awaits it only when ``asynchronous``."""
+    name, _, args = call.partition("(")
+    count = len([a for a in args.rstrip(")").split(",") if a.strip()])
+    kind = "async def" if asynchronous else "def"
     if not callable(answer):
-        raise Incorrect(f"{name} should be a function, got {answer!r}")
+        raise Incorrect(f"{name} should be a function, `{kind} {call}: ...`; got {answer!r}")
+    if inspect.iscoroutinefunction(answer) != asynchronous:
+        raise Incorrect(
+            f"{name} must be `{kind}`: "
+            + (
+                "it awaits what it calls"
+                if asynchronous
+                else "the engine calls it and does not await it, so an `async def` never runs"
+            )
+        )
     try:
-        count = len(inspect.signature(answer).parameters)
+        signature = inspect.signature(answer)
     except (TypeError, ValueError):
-        return answer
-    if count != params:
-        raise Incorrect(f"{name} should take {params} argument(s), it takes {count}")
+        return answer  # a builtin or an object whose signature Python cannot read
+    try:
+        signature.bind(*range(count))
+    except TypeError:
+        params = list(signature.parameters.values())
+        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        required = [p.name for p in positional if p.default is p.empty]
+        keywords = [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.default is p.empty]
+        varargs = any(p.kind is p.VAR_POSITIONAL for p in params)
+        yours = f"def {name}({', '.join(str(p) for p in params)})"
+        if keywords:
+            names = ", ".join(keywords)
+            why = f"{names} must be given by keyword, and nobody will: give it a default"
+        elif len(required) > count:
+            extra = required[count:]
+            why = f"it needs {len(required)}; give {', '.join(extra)} a default, or drop it"
+        elif not varargs and len(positional) < count:
+            why = f"it takes {len(positional)}"
+        else:  # pragma: no cover - bind failed for a reason not foreseen
+            why = "Python cannot call it that way"
+        raise Incorrect(
+            f"{name} is called as {call}, with {count} argument{'s' * (count != 1)}; "
+            f"yours is `{yours}`: {why}."
+        ) from None
     return answer
 
 
-def step_names(answer: Any) -> list[str]:
-    """The answer must be a list of step names."""
-    if not isinstance(answer, list | tuple) or not all(isinstance(n, str) for n in answer):
-        raise Incorrect(f"write the order as a list of step names, got {answer!r}")
-    return list(answer)
+def _word(word: str) -> str:
+    if len(word) > 3 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        return word[:-1]
+    return word
+
+
+def canonical(text: Any) -> str:
+    """A word answer as compared: case, spaces, hyphens and underscores, and a plural
+    ending do not matter ("Commutative-update" is "commutative updates"); None is "none"."""
+    text = re.sub(r"[^\w\s-]", "", str("none" if text is None else text))  # "halt." is "halt"
+    words = re.split(r"[\s\-_]+", text.strip().lower())
+    return "".join(_word(w) for w in words if w)
+
+
+def choose(answer: Any, choices: Sequence[str], what: str) -> str:
+    """The one of ``choices`` that ``answer`` names, however it is spelled (see
+    ``canonical``); otherwise Incorrect, listing the choices."""
+    if isinstance(answer, str) or answer is None:
+        found = {canonical(c): c for c in choices}.get(canonical(answer))
+        if found is not None:
+            return found
+    raise Incorrect(f"{what}: {answer!r} is not one of: {', '.join(map(repr, choices))}")
+
+
+def names_list(answer: Any, names: Sequence[str], what: str) -> list[str]:
+    """A list of names from ``names``: a list or tuple of them, or one string with commas
+    ("d, c, b"), each spelled as ``choose`` allows; [] and None mean none."""
+    if answer is None or (isinstance(answer, str) and canonical(answer) in ("none", "")):
+        return []
+    if isinstance(answer, str):
+        answer = answer.strip().strip("[]()").replace('"', "").replace("'", "")
+        parts = re.split(r"\s*(?:,|;|->|→)\s*", answer.strip())
+        answer = [p for p in (parts if len(parts) > 1 else answer.split()) if p.strip()]
+    if not isinstance(answer, list | tuple):
+        raise Incorrect(f"{what}: write a list of step names, such as {list(names[:2])}")
+    return [choose(item, names, what) for item in answer]
+
+
+# -- the learner's own line ----------------------------------------------------------------
+
+_OURS = tuple(
+    str(Path(p).resolve())
+    for p in {
+        str(Path(__file__).resolve().parents[2]),  # rollback_lessons
+        *(sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")),
+    }
+)
+
+
+def _learners(frame: traceback.FrameSummary) -> bool:
+    name = frame.filename
+    if name.startswith("<frozen") or name == "<string>":
+        return False
+    if name.startswith("<"):
+        return True  # a cell run by Exercise.run, or an interactive prompt
+    return not str(Path(name).resolve()).startswith(_OURS)
+
+
+def raised(error: BaseException, name: str) -> str:
+    """'your refund raised KeyError('booking-7') at line 3: `...`': the error and the
+    learner's own line where it broke (the deepest frame of their code)."""
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if _learners(f)]
+    what = f"your {name} raised {type(error).__name__}: {error}"
+    if not str(error):
+        what = f"your {name} raised {type(error).__name__}"
+    if frames:
+        frame = frames[-1]
+        line = (frame.line or linecache.getline(frame.filename, frame.lineno or 0)).strip()
+        where = f"line {frame.lineno}" + (f" of {frame.name}" if frame.name != "<module>" else "")
+        what += f", at {where}" + (f": `{line}`" if line else "")
+    return what
+
+
+def call(fn: Callable[..., Any], *args: Any, name: str, where: str) -> Any:
+    """``fn(*args)``; when it raises, Incorrect saying where (in the lesson's terms) and the
+    learner's line."""
+    try:
+        return fn(*args)
+    except NotImplementedError:
+        raise NotAttempted("not attempted yet: replace `raise NotImplementedError`.") from None
+    except Exception as exc:
+        raise Incorrect(f"{where}, {raised(exc, name)}") from None
 
 
 def attempted(fn: Callable[..., Any], *args: Any) -> None:
@@ -160,8 +347,57 @@ def attempted(fn: Callable[..., Any], *args: Any) -> None:
     except NotImplementedError:
         raise NotAttempted("not attempted yet: replace `raise NotImplementedError`.") from None
     except Exception:
-        pass  # it may fail on scratch input; the real cases will say so
+        pass  # it may fail on scratch input; the real worlds will say where
 
+
+# -- properties over generated worlds -------------------------------------------------------
+
+
+def forall(worlds: Iterable[W], prop: Callable[[W], None], *, size: Callable[[W], Any]) -> int:
+    """Run ``prop(world)`` on every world, smallest first (by ``size``); ``prop`` raises
+    Incorrect for a world where the answer goes wrong. The first such world is the smallest
+    one: its Incorrect is raised (with what the learner's code printed in it). Returns how
+    many worlds were tried.
+
+    The worlds come from a generator with a fixed seed: the same worlds, so the same
+    verdict, every time. Each lesson draws them with ``generator(exercise id)``.
+    """
+    tried = 0
+    for world in sorted(worlds, key=size):
+        tried += 1
+        printed = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(printed):
+                prop(world)
+        except Incorrect as failure:
+            again = io.StringIO()
+            try:
+                with contextlib.redirect_stdout(again):
+                    prop(world)
+            except Incorrect:
+                raise Incorrect(str(failure) + _printed(printed.getvalue())) from None
+            raise Incorrect(
+                f"{failure} (Run again in the same world, your answer did the right thing: "
+                "does it keep something between calls, such as a global?)"
+            ) from None
+    return tried
+
+
+def generator(seed: str) -> random.Random:
+    """The seeded random generator a check draws its worlds from."""
+    return random.Random(f"rollback-lessons {seed}")
+
+
+def _printed(text: str, limit: int = 8) -> str:
+    """What the learner's code printed in that world (the first lines)."""
+    lines = text.rstrip().splitlines()
+    if not lines:
+        return ""
+    more = f"\n  ... ({len(lines) - limit} more lines)" if len(lines) > limit else ""
+    return "\nIn that world your code printed:\n  " + "\n  ".join(lines[:limit]) + more
+
+
+# -- the exercises -------------------------------------------------------------------------
 
 ALL: dict[str, Exercise] = {}
 
@@ -172,7 +408,7 @@ def register(*exercises: Exercise) -> None:
 
 
 def __getattr__(name: str) -> Any:
-    # ``from rollback_lessons.exercises import lesson02`` imports the module on demand.
+    # ``from rollback_lessons.lab.exercises import lesson02`` imports the module on demand.
     if name.startswith("lesson"):
         import importlib
 

@@ -1,29 +1,92 @@
-"""Lesson 01 exercise: write the rollback loop itself, as the first section does by hand."""
+"""Lesson 01 exercise: write the rollback loop itself, as the first section does by hand.
+
+The check runs the learner's loop on pipelines of 1 to 12 steps, any one failing (or none),
+any of the undos before it failing too, each with its own kind of error, and a
+``dead_letters`` list that sometimes already holds an earlier run's letters (they stay, and
+the new ones follow, in the order the undos failed).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from . import Exercise, Incorrect, NotAttempted, function, register
+from . import Exercise, Incorrect, NotAttempted, forall, function, generator, raised, register
 
 
-class _StepFailed(Exception):
-    """The failure the checker's step raises (the learner must re-raise this very object)."""
+class StepFailed(Exception):
+    """The failure the world's step raises (the loop must re-raise this very object)."""
 
 
-def _case(
-    fn: Callable[..., Any], steps: int, fail_at: int | None, broken_undos: set[int]
-) -> tuple[list[str], list[Any], BaseException | None, _StepFailed | None]:
-    """Run the learner's loop on ``steps`` steps; step ``fail_at`` raises, the undos in
-    ``broken_undos`` raise. Returns what ran (in order), the dead letters, what escaped."""
+UNDO_ERRORS: tuple[type[Exception], ...] = (ConnectionError, TimeoutError, PermissionError)
+
+
+@dataclass(frozen=True)
+class World:
+    steps: int
+    fail_at: int | None  # the step that raises (1-based), or None
+    broken: frozenset[int]  # the steps whose undo raises
+    error: type[Exception]  # what a broken undo raises
+    earlier: int = 0  # dead letters of earlier runs already in the list passed in
+
+    def __str__(self) -> str:
+        where = f"with {self.steps} step{'s' * (self.steps != 1)}"
+        if self.fail_at is None:
+            return where + " and none failing"
+        where += f" and step {self.fail_at} failing"
+        if self.broken:
+            which = " and ".join(map(str, sorted(self.broken, reverse=True)))
+            where += f" (the undo of {which} fails too, with {self.error.__name__})"
+        if self.earlier:
+            where += f", and {self.earlier} earlier dead letter{'s' * (self.earlier != 1)} "
+            where += "already in dead_letters"
+        return where
+
+
+def worlds() -> list[World]:
+    """Every pipeline of up to 4 steps (each failure, each set of failing undos), then
+    pipelines of 5 to 12 steps drawn at random."""
+    rng = generator("01.1")
+    found = []
+    for steps in range(1, 5):
+        for fail_at in (None, *range(1, steps + 1)):
+            done = range(1, fail_at) if fail_at else range(0)
+            for mask in range(2 ** len(done)):
+                broken = frozenset(i for i in done if mask >> (i - 1) & 1)
+                error = UNDO_ERRORS[mask % 3]
+                found.append(World(steps, fail_at, broken, error))
+                if broken or steps == 1:  # a caller's list that already holds letters
+                    found.append(World(steps, fail_at, broken, error, earlier=1 + mask % 2))
+    for _ in range(150):
+        steps = rng.randint(5, 12)
+        fail_at = rng.choice([None, *range(1, steps + 1)])
+        done = range(1, fail_at) if fail_at else range(0)
+        broken = frozenset(i for i in done if rng.random() < 0.3)
+        earlier = rng.choice((0, 0, 1, 2))
+        found.append(World(steps, fail_at, broken, rng.choice(UNDO_ERRORS), earlier))
+    return found
+
+
+def size(world: World) -> tuple[int, ...]:
+    return (world.steps, len(world.broken), world.fail_at or 0, world.earlier)
+
+
+EARLIER = ("reserve: 503 (an earlier run)", "label: timeout (an earlier run)")
+
+
+def _run(fn: Callable[..., Any], world: World) -> tuple[list[str], list[Any], Any, Any]:
+    """The learner's loop on ``world``: what ran (in order), the dead letters, what
+    escaped, and the step's own error, the undos' errors and the earlier letters."""
     ran: list[str] = []
-    failure = _StepFailed(f"step {fail_at} failed") if fail_at is not None else None
+    failure = StepFailed(f"step {world.fail_at} failed")
+    undo_errors: dict[int, Exception] = {}
 
     def do(i: int) -> Callable[[], None]:
         def action() -> None:
-            if i == fail_at:
-                raise failure  # type: ignore[misc]
+            if i == world.fail_at:
+                ran.append(f"do {i} (fails)")
+                raise failure
             ran.append(f"do {i}")
 
         return action
@@ -31,13 +94,15 @@ def _case(
     def undo(i: int) -> Callable[[], None]:
         def action() -> None:
             ran.append(f"undo {i}")
-            if i in broken_undos:
-                raise ConnectionError(f"undo {i}: 503")
+            if i in world.broken:
+                undo_errors[i] = world.error(f"undo {i}: 503")
+                raise undo_errors[i]
 
         return action
 
-    pairs = [(do(i), undo(i)) for i in range(1, steps + 1)]
-    dead: list[Any] = []
+    pairs = [(do(i), undo(i)) for i in range(1, world.steps + 1)]
+    earlier = [RuntimeError(EARLIER[n]) for n in range(world.earlier)]
+    dead: list[Any] = list(earlier)
     escaped: BaseException | None = None
     try:
         fn(pairs, dead)
@@ -45,58 +110,103 @@ def _case(
         raise NotAttempted("not attempted yet: replace `raise NotImplementedError`.") from None
     except Exception as exc:
         escaped = exc
-    return ran, dead, escaped, failure
+    return ran, dead, escaped, (failure, undo_errors, earlier)
+
+
+def _shown(value: Any) -> str:
+    """A value as feedback shows it: never with a memory address, which changes each run."""
+    if callable(value):
+        return "a function (the undo itself?)"
+    if isinstance(value, str | int | float | bool | type(None)):
+        return repr(value)
+    return f"a {type(value).__name__}"
 
 
 def _check_loop(run_with_rollback: Any) -> str:
-    fn = function(run_with_rollback, "run_with_rollback", params=2)
-    # (steps, failing step, undos that fail): the lesson's case first, then others
-    cases = [(3, 3, set()), (3, None, set()), (5, 4, set()), (4, 1, set()), (5, 5, {2}),
-             (6, 6, {5, 3})]  # fmt: skip
-    for steps, fail_at, broken in cases:
-        ran, dead, escaped, failure = _case(fn, steps, fail_at, broken)
-        done = list(range(1, fail_at if fail_at is not None else steps + 1))
-        want = [f"do {i}" for i in done] + [f"undo {i}" for i in reversed(done)]
-        where = f"with {steps} steps" + (f" and step {fail_at} failing" if fail_at else "")
-        if broken:
-            where += f" (the undo of {', '.join(map(str, sorted(broken)))} fails)"
-        if fail_at is None:
-            want = [f"do {i}" for i in done]
+    fn = function(run_with_rollback, "run_with_rollback(steps, dead_letters)")
+
+    def holds(world: World) -> None:
+        ran, dead, escaped, (failure, undo_errors, earlier) = _run(fn, world)
+        if world.fail_at is None:
+            want = [f"do {i}" for i in range(1, world.steps + 1)]
             if escaped is not None:
-                raise Incorrect(f"{where}, your loop raised {escaped!r}; nothing failed")
+                raise Incorrect(f"{world}, {raised(escaped, 'loop')}; nothing failed")
             if ran != want:
-                raise Incorrect(f"{where}, nothing failed, so nothing is undone; ran {ran}")
-            continue
+                raise Incorrect(f"{world}, the calls were {ran}; nothing failed, so {want}")
+            if list(map(id, dead)) != list(map(id, earlier)):
+                raise Incorrect(
+                    f"{world}, dead_letters is {dead!r}; nothing failed, so it should still "
+                    f"be {earlier!r}"
+                )
+            return
+        done = range(1, world.fail_at)
+        want = [f"do {i}" for i in done] + [f"do {world.fail_at} (fails)"]
+        want += [f"undo {i}" for i in reversed(done)]
         if ran != want:
             raise Incorrect(
-                f"{where}, the calls were {ran}; expected {want}: undo only the steps that "
+                f"{world}, the calls were {ran}; expected {want}: undo only the steps that "
                 "succeeded, newest first, and go on past an undo that fails"
             )
+        if escaped is None:
+            raise Incorrect(
+                f"{world}, your loop returned normally: re-raise the step's own error after "
+                "the undos, so the caller knows the pipeline failed"
+            )
         if escaped is not failure:
+            if any(escaped is e for e in undo_errors.values()):
+                what = f"let the undo's {escaped!r} out"
+            else:
+                what = raised(escaped, "loop").removeprefix("your loop ")
             raise Incorrect(
-                f"{where}, your loop "
-                + ("raised nothing" if escaped is None else f"raised {escaped!r}")
-                + ": re-raise the step's own error (the same object), after the undos"
+                f"{world}, your loop {what}: re-raise the step's own error (the same "
+                "object), after the undos"
             )
-        errors = [d for d in dead if isinstance(d, ConnectionError)]
-        if len(dead) != len(broken) or len(errors) != len(broken):
+        expected = [undo_errors[i] for i in sorted(undo_errors, reverse=True)]
+        new = dead[world.earlier :]
+        strange = [d for d in new if not isinstance(d, BaseException)]
+        if strange:
             raise Incorrect(
-                f"{where}, dead_letters is {dead!r}; append each failed undo's exception "
-                "(and nothing else)"
+                f"{world}, dead_letters got {_shown(strange[0])}, not an exception: "
+                "append the exception each failed undo raised (`except Exception as error:`)"
             )
+        if list(map(id, dead[: world.earlier])) != list(map(id, earlier)):
+            raise Incorrect(
+                f"{world}, dead_letters is {dead!r}: the earlier letters "
+                f"{earlier!r} must stay, first; append the new ones after them"
+            )
+        if sorted(map(id, new)) != sorted(map(id, expected)):
+            raise Incorrect(
+                f"{world}, dead_letters is {dead!r}; expected {[*earlier, *expected]!r}: "
+                "append the exception of each undo that failed (and nothing else)"
+            )
+        if list(map(id, new)) != list(map(id, expected)):
+            raise Incorrect(
+                f"{world}, the new dead letters are {new!r}; expected {expected!r}: append "
+                "each in the order the undos failed (newest step first), at the end"
+            )
+
+    forall(worlds(), holds, size=size)
     return "newest first, past every failed undo (a dead letter each), then the original error."
+
+
+LESSON_IMPORTS = (
+    "from rollback_lessons import Rollback\nfrom rollback_lessons.lab.exercises import lesson01\n"
+)
+"""What lesson 01 has imported before its exercises (``Exercise.setup``: a test
+compares it with the notebook)."""
 
 
 q1 = Exercise(
     id="01.1",
+    setup=LESSON_IMPORTS,
     title="Write the rollback loop",
     checker=_check_loop,
     answer_names=("run_with_rollback",),
     hints=(
         "Keep a list of the undos of the steps that succeeded, as the first cell does.",
-        "When a step raises, go through that list backwards: reversed(undos).",
-        "Wrap each undo in try/except Exception: append the error to dead_letters, go on.",
-        "After the loop, a bare `raise` inside the except block re-raises the step's error.",
+        "When a step raises, go through that list backwards, newest first.",
+        "Give each undo its own try/except: a failing undo becomes a dead letter and the "
+        "loop goes on; the step's error is re-raised only after the last undo.",
     ),
     solution_code=(
         "# exercise: 01.1\n"
@@ -113,101 +223,6 @@ q1 = Exercise(
         "            except Exception as error:\n"
         "                dead_letters.append(error)\n"
         "        raise"
-    ),
-    wrong_answers=(
-        # forward order
-        "def run_with_rollback(steps, dead_letters):\n"
-        "    done = []\n"
-        "    try:\n"
-        "        for do, undo in steps:\n"
-        "            do()\n"
-        "            done.append(undo)\n"
-        "    except Exception:\n"
-        "        for undo in done:\n"
-        "            try:\n"
-        "                undo()\n"
-        "            except Exception as error:\n"
-        "                dead_letters.append(error)\n"
-        "        raise",
-        # stops at the first failed undo
-        "def run_with_rollback(steps, dead_letters):\n"
-        "    done = []\n"
-        "    try:\n"
-        "        for do, undo in steps:\n"
-        "            do()\n"
-        "            done.append(undo)\n"
-        "    except Exception:\n"
-        "        for undo in reversed(done):\n"
-        "            undo()\n"
-        "        raise",
-        # swallows the error
-        "def run_with_rollback(steps, dead_letters):\n"
-        "    done = []\n"
-        "    try:\n"
-        "        for do, undo in steps:\n"
-        "            do()\n"
-        "            done.append(undo)\n"
-        "    except Exception:\n"
-        "        for undo in reversed(done):\n"
-        "            try:\n"
-        "                undo()\n"
-        "            except Exception as error:\n"
-        "                dead_letters.append(error)",
-        # also undoes the step that failed
-        "def run_with_rollback(steps, dead_letters):\n"
-        "    done = []\n"
-        "    try:\n"
-        "        for do, undo in steps:\n"
-        "            done.append(undo)\n"
-        "            do()\n"
-        "    except Exception:\n"
-        "        for undo in reversed(done):\n"
-        "            try:\n"
-        "                undo()\n"
-        "            except Exception as error:\n"
-        "                dead_letters.append(error)\n"
-        "        raise",
-        # fits the lesson's three steps only
-        "def run_with_rollback(steps, dead_letters):\n"
-        "    (do1, undo1), (do2, undo2), (do3, undo3) = steps\n"
-        "    do1()\n"
-        "    do2()\n"
-        "    try:\n"
-        "        do3()\n"
-        "    except Exception:\n"
-        "        undo2()\n"
-        "        undo1()\n"
-        "        raise",
-    ),
-    right_answers=(
-        # a stack, popped
-        "def run_with_rollback(steps, dead_letters):\n"
-        "    stack = []\n"
-        "    for do, undo in steps:\n"
-        "        try:\n"
-        "            do()\n"
-        "        except Exception as failure:\n"
-        "            while stack:\n"
-        "                try:\n"
-        "                    stack.pop()()\n"
-        "                except Exception as error:\n"
-        "                    dead_letters.append(error)\n"
-        "            raise failure\n"
-        "        stack.append(undo)",
-        # indexes, and the error re-raised by name
-        "def run_with_rollback(steps, dead_letters):\n"
-        "    count = 0\n"
-        "    try:\n"
-        "        for step in steps:\n"
-        "            step[0]()\n"
-        "            count += 1\n"
-        "    except BaseException as failure:\n"
-        "        for index in range(count - 1, -1, -1):\n"
-        "            try:\n"
-        "                steps[index][1]()\n"
-        "            except Exception as error:\n"
-        "                dead_letters.append(error)\n"
-        "        raise failure",
     ),
 )
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from ...clock import VirtualClock
-from ...policies import Retry, UndoPolicy, resolve_policy
+from ...policies import RetryPolicy, decides_in_code, resolve_policy
 from ...saga import Saga, State, Step
 from ...worlds.examples import order_state
-from . import Exercise, Incorrect, register
+from . import Exercise, Incorrect, canonical, choose, forall, register
 
 SCENARIOS = {
     "refund": "The payment provider's refund endpoint answers 503 now and then; "
@@ -18,6 +18,7 @@ SCENARIOS = {
     "half-written; the entries undone after it assume it is gone.",
 }
 EXPECTED = {"refund": "retry", "temp_file": "continue", "ledger": "halt"}
+POLICIES = ("continue", "retry", "halt")
 WHY = {
     "refund": "the failure is transient: retrying with backoff will most likely undo it",
     "temp_file": "it is harmless to leave: record a dead letter and undo the rest",
@@ -29,21 +30,41 @@ WHY = {
 def _check_policies(choices: Any) -> str:
     if not isinstance(choices, dict):
         raise Incorrect(f"answer with a dict of scenario to policy, got {choices!r}")
-    missing = [k for k in EXPECTED if k not in choices]
+    by_key = {canonical(k): k for k in EXPECTED}
+    given: dict[str, Any] = {}
+    for key, value in choices.items():
+        scenario = by_key.get(canonical(key))
+        if scenario is None:
+            raise Incorrect(f"{key!r} is not a scenario; the scenarios are: {', '.join(EXPECTED)}")
+        given[scenario] = value
+    missing = [k for k in EXPECTED if k not in given]
     if missing:
         raise Incorrect(f"choose a policy for: {', '.join(missing)}")
-    for key, policy in choices.items():
-        if policy not in ("continue", "retry", "halt"):
-            raise Incorrect(f"{key}: {policy!r} is not one of continue, retry, halt")
-    wrong = [k for k in EXPECTED if choices[k] != EXPECTED[k]]
-    if wrong:
-        k = wrong[0]
-        raise Incorrect(f"{k}: not {choices[k]!r}. {WHY[k][0].upper()}{WHY[k][1:]}.")
+    chosen = {k: choose(v, POLICIES, k) for k, v in given.items()}
+    for k in EXPECTED:
+        if chosen[k] != EXPECTED[k]:
+            raise Incorrect(f"{k}: not {chosen[k]!r}. {WHY[k][0].upper()}{WHY[k][1:]}.")
     return "retry the transient failure, continue past the harmless one, halt on the unknown."
+
+
+LESSON_IMPORTS = (
+    "from rollback_lessons import VirtualClock\n"
+    "from rollback_lessons.outcome import compare_table\n"
+    "from rollback_lessons.worlds.examples import order_saga, order_state\n"
+    "from rollback_lessons.worlds.examples import folder_saga, folder_state\n"
+    "from rollback_lessons import Retry, RetryPolicy\n"
+    "from rollback_lessons.lab.widgets import RollbackLab\n"
+    "from IPython.display import Image\n"
+    "from rollback_lessons.lab import viz\n"
+    "from rollback_lessons.lab.exercises import ____, lesson03\n"
+)
+"""What lesson 03 has imported before its exercises (``Exercise.setup``: a test
+compares it with the notebook)."""
 
 
 q1 = Exercise(
     id="03.1",
+    setup=LESSON_IMPORTS,
     title="Choose a policy for each failed undo",
     checker=_check_policies,
     answer_names=("choices",),
@@ -54,12 +75,6 @@ q1 = Exercise(
     ),
     solution_code=(
         '# exercise: 03.1\nchoices = {"refund": "retry", "temp_file": "continue", "ledger": "halt"}'
-    ),
-    wrong_answers=(
-        'choices = {"refund": "continue", "temp_file": "continue", "ledger": "continue"}',
-        'choices = {"refund": "retry", "temp_file": "halt", "ledger": "continue"}',
-        'choices = {"refund": "retry"}',
-        'choices = {"refund": "again", "temp_file": "continue", "ledger": "halt"}',
     ),
 )
 
@@ -83,59 +98,80 @@ def flaky_saga(failures: int = 2) -> Saga:
     )
 
 
+FAILURES = (0, 1, 2)
+"""How many times the refund fails before it works: the lesson's twice, and fewer."""
+
+
 def _check_retry(policy: Any) -> str:
+    if isinstance(policy, str):
+        policy = choose(policy, POLICIES, "policy")
+    if isinstance(policy, RetryPolicy):
+        raise Incorrect(
+            "a RetryPolicy says how to retry; the undo policy that uses it is "
+            "Retry(RetryPolicy(...))"
+        )
     try:
         policy = resolve_policy(policy)
     except (ValueError, TypeError) as exc:
         raise Incorrect(str(exc)) from None
-    if not isinstance(policy, UndoPolicy) or not isinstance(policy, Retry):
+    if policy.retry is None and not decides_in_code(policy):  # (any policy that retries)
         raise Incorrect(f"{policy.name!r} does not try the undo again: use Retry(RetryPolicy(...))")
-    clock = VirtualClock()
-    outcome = flaky_saga().run(order_state(), inject={"label": "fail"}, policy=policy, clock=clock)
-    if outcome.dead_letters:
-        attempts = outcome.dead_letters[0].attempts
-        raise Incorrect(
-            f"the refund was given up after {attempts} attempt(s); it needs 3 (it fails twice)"
+    waits: dict[int, list[float]] = {}
+
+    def holds(failures: int) -> None:
+        clock = VirtualClock()
+        outcome = flaky_saga(failures).run(
+            order_state(), inject={"label": "fail"}, policy=policy, clock=clock
         )
-    if any(wait <= 0 for wait in clock.sleeps):
-        raise Incorrect(
-            f"it worked, but the waits were {clock.sleeps}: a retry with no wait hits a service "
-            "that just answered 503 again at once; give it a small initial_delay (backoff)"
-        )
-    waited = sum(clock.sleeps)
-    if waited > 1.0:
-        raise Incorrect(
-            f"it worked, but waited {waited:g} s in total ({clock.sleeps}); keep it within 1 s"
-        )
-    return f"refunded on attempt 3 after waiting {waited:g} s in total."
+        times = "once" if failures == 1 else f"{failures} times"
+        if (
+            outcome.dead_letters
+            and policy.retry is not None
+            and not policy.retry.retries(ConnectionError("503"))
+        ):
+            raise Incorrect(
+                "your RetryPolicy does not retry a ConnectionError (a 503): look at its "
+                "retry_on and no_retry_on"
+            )
+        if outcome.dead_letters or outcome.pending:
+            attempts = outcome.dead_letters[0].attempts if outcome.dead_letters else "some"
+            raise Incorrect(
+                f"when the refund fails {times} with a 503, it was given up after {attempts} "
+                f"attempt(s); it needs {failures + 1}"
+            )
+        if any(wait <= 0 for wait in clock.sleeps):
+            raise Incorrect(
+                f"when the refund fails {times}, it worked, but the waits were {clock.sleeps}: "
+                "a retry with no wait hits a service that just answered 503 again at once; "
+                "wait a moment before each new attempt: a wait above 0 (initial_delay, capped by "
+                "max_delay)"
+            )
+        if sum(clock.sleeps) > 1.0 + 1e-9:  # more than float rounding over 1 s
+            raise Incorrect(
+                f"when the refund fails {times}, it worked, but waited "
+                f"{sum(clock.sleeps):.12g} s in total ({clock.sleeps}); keep it within 1 s"
+            )
+        waits[failures] = clock.sleeps
+
+    forall(FAILURES, holds, size=lambda failures: -failures)  # the lesson's case first
+    return f"refunded on attempt 3 after waiting {sum(waits[2]):g} s in total."
 
 
 q2 = Exercise(
     id="03.2",
+    setup=LESSON_IMPORTS,
     title="Tune a retry",
     checker=_check_retry,
     answer_names=("policy",),
-    setup="from rollback_lessons import Retry, RetryPolicy",
     hints=(
         "The refund fails twice, so it needs at least three attempts.",
         "The waits are initial_delay, then initial_delay * multiplier, ...: add them up.",
+        "Three attempts wait twice: add up the two waits your numbers give; the sum must "
+        "stay within 1 s, and each wait above 0.",
     ),
     solution_code=(
         "# exercise: 03.2\n"
         "policy = Retry(RetryPolicy(max_attempts=3, initial_delay=0.2, multiplier=2))"
-    ),
-    wrong_answers=(
-        "policy = Retry(RetryPolicy(max_attempts=2))",
-        "policy = Retry(RetryPolicy(max_attempts=3, initial_delay=1))",
-        'policy = "continue"',
-        'policy = "sometimes"',
-        "policy = Retry(RetryPolicy(max_attempts=3, initial_delay=0))",  # no backoff at all
-    ),
-    right_answers=(
-        "policy = Retry(retry=RetryPolicy(initial_delay=0.1, multiplier=3, max_attempts=4))",
-        "policy = Retry(RetryPolicy(5, 0.05, 2.0, 0.2))",
-        "retry = RetryPolicy(max_attempts=3, initial_delay=0.3, multiplier=1)\n"
-        'policy = Retry(retry, then="halt")',
     ),
 )
 

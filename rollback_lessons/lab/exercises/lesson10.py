@@ -1,16 +1,42 @@
-"""Lesson 10 exercises: an undo that commutes, and the countermeasure for a situation.
+"""Lesson 10 exercises: an undo that commutes, the countermeasure for a situation, and a
+retry policy that tells a business failure from a technical one.
 
-10.1 runs the learner's ``undo_bonus`` as the bonus saga's undo against every
-interleaving with other writers the lesson does not show (a withdrawal, a larger deposit,
-another starting balance), and checks that their work survives and the bonus is gone.
+10.1 runs the learner's ``undo_bonus`` as the bonus saga's undo in every interleaving with
+other writers it draws (one or two, deposits and withdrawals of any amount, some taking the
+balance below the bonus or below 0: an overdraft is allowed), from any starting balance,
+with another record beside the balance, and checks that the others' work survives, the
+bonus is gone, and nothing else changed.
+10.3 books against generated gateways (outages of up to three calls, longer than the
+lesson's, of every technical kind; business failures of every kind; messages and kinds the
+lesson does not show) and checks that each answer is compensated at once and each outage
+retried into a booking, with a wait above 0 before each retry and 2 s of waits at most (so
+the lesson's own policy is not the answer).
 """
 
 from __future__ import annotations
 
+import itertools
+import random
+from dataclasses import dataclass
 from typing import Any
 
-from ...worlds.isolation import Actor, Scenario, bonus_saga, interleavings
-from . import Exercise, Incorrect, attempted, function, register
+from ...policies import RetryPolicy
+from ...worlds.failures import BUSINESS, TECHNICAL, BusinessFailure, try_booking
+from ...worlds.isolation import Actor, Scenario, bonus_saga, run
+from . import (
+    Exercise,
+    Incorrect,
+    attempted,
+    canonical,
+    choose,
+    forall,
+    function,
+    generator,
+    raised,
+    register,
+)
+
+WRITERS = {"Deposit": 1, "Withdrawal": -1, "Payroll": 1, "Fee": -1}  # name: sign
 
 
 def _writer(name: str, amount: int) -> Any:
@@ -24,71 +50,132 @@ def _writer(name: str, amount: int) -> Any:
     return make
 
 
-# (starting balance, the other writer, its change); the lesson shows the first
-CASES = (
-    (100, "Deposit", 30),
-    (100, "Withdrawal", -20),
-    (250, "Deposit", 70),
-    (40, "Withdrawal", -40),
-)
+@dataclass(frozen=True)
+class World:
+    start: int
+    writers: tuple[tuple[str, int], ...]  # (name, change)
+    savings: int  # another record of the same customer, which nobody touches
+
+    def __str__(self) -> str:
+        others = " and ".join(f"a {name.lower()} of {abs(amount)}" for name, amount in self.writers)
+        return f"starting at {self.start} (savings {self.savings}), with {others}"
+
+
+LESSON = World(100, (("Deposit", 30),), 0)
+
+
+def worlds() -> list[World]:
+    """The lesson's world, a low balance that a withdrawal takes below the bonus (the undo
+    must then overdraw it), and drawn ones: any start, withdrawals and fees that may take
+    the balance below 0."""
+    rng = generator("10.1")
+    found = [
+        LESSON,
+        World(20, (("Withdrawal", -60),), 0),
+        World(0, (("Fee", -5),), 0),
+    ]
+    for _ in range(150):
+        names = rng.sample(list(WRITERS), rng.choice((1, 1, 2)))
+        start = rng.choice((100, rng.randint(0, 60), rng.randint(0, 1000)))
+        writers = []
+        for name in names:
+            size = rng.choice((rng.randint(1, 60), rng.randint(1, 400)))
+            writers.append((name, size * WRITERS[name]))
+        found.append(World(start, tuple(writers), rng.choice((0, rng.randint(1, 500)))))
+    return found
+
+
+def size(world: World) -> tuple[int, ...]:
+    """The lesson's world first, then by how many writers, and how much money moves."""
+    moved = abs(world.start) + sum(abs(amount) for _, amount in world.writers)
+    return (len(world.writers), world != LESSON, world.savings > 0, moved)
 
 
 def _check_undo(undo_bonus: Any) -> str:
-    fn = function(undo_bonus, "undo_bonus")
-    attempted(fn, {"balance": 150})
-    runs = 0
-    for start, name, amount in CASES:
-        expected = start + amount
+    fn = function(undo_bonus, "undo_bonus(world)")
+    attempted(fn, {"balance": 150, "savings": 0})
+    runs = [0]
+    errors: list[Exception] = []
 
-        def ended(world: dict[str, Any], expected: int = expected) -> str | None:
-            return None if world["balance"] == expected else "wrong balance"
+    def undo(world: dict[str, Any]) -> None:
+        try:
+            fn(world)
+        except Exception as exc:
+            errors.append(exc)
+            raise
 
+    def holds(world: World) -> None:
+        expected = world.start + sum(amount for _, amount in world.writers)
+        actors = {"Saga": lambda: bonus_saga(undo=undo)}
+        actors |= {name: _writer(name, amount) for name, amount in world.writers}
         scenario = Scenario(
             "exercise",
-            {"balance": start},
-            {"Saga": lambda: bonus_saga(undo=fn), name: _writer(name, amount)},
-            ended,
+            {"balance": world.start, "savings": world.savings},
+            actors,
+            lambda w: None,
             ("balance",),
         )
-        for trace in interleavings(scenario):
-            if "Saga" not in trace.failed:
-                raise Incorrect(f"the bonus saga did not fail as it should: {trace.turns}")
-            if trace.world["balance"] != expected:
-                story = ", then ".join(t.did for t in trace.turns)
+        turns = "SS" + "".join(name[0] for name, _ in world.writers)  # the saga moves twice
+        for schedule in sorted(set(itertools.permutations(turns))):
+            trace = run(scenario, "".join(schedule))
+            runs[0] += 1
+            story = ", then ".join(t.did for t in trace.turns)
+            if errors:
+                raise Incorrect(f"{world}: {story}. Then {raised(errors[-1], 'undo_bonus')}")
+            balance, savings = trace.world["balance"], trace.world["savings"]
+            if savings != world.savings:
                 raise Incorrect(
-                    f"starting at {start}: {story}. The balance ends at "
-                    f"{trace.world['balance']}, not {expected}: the bonus must be gone and "
-                    f"the {name.lower()} of {amount:+d} must stay, whenever it lands"
+                    f"{world}: {story}. Savings ended at {savings}, not {world.savings}: "
+                    "the undo of the bonus changes the balance only"
                 )
-            runs += 1
-    return f"your undo commutes: {runs} interleavings with deposits and withdrawals all end right."
+            if balance != expected:
+                overdraft = (
+                    " (an overdraft is allowed: the balance may end below 0)"
+                    if expected < 0
+                    else ""
+                )
+                raise Incorrect(
+                    f"{world}: {story}. The balance ends at {balance}, not {expected}: the "
+                    "bonus must be gone and every other change must stay, whenever it "
+                    f"lands{overdraft}"
+                )
+
+    forall(worlds(), holds, size=size)
+    return (
+        f"your undo commutes: {runs[0]} interleavings with deposits and withdrawals of "
+        "other amounts, from other balances, all end right."
+    )
+
+
+LESSON_IMPORTS = (
+    "from IPython.display import Image\n"
+    "from rollback_lessons.lab.interleave import IsolationLab, trace_png\n"
+    "from rollback_lessons.worlds.isolation import SCENARIOS, interleavings, run\n"
+    "from rollback_lessons import RetryPolicy\n"
+    "from rollback_lessons.worlds.failures import "
+    "LESSON_POLICY, CardDeclined, ServiceUnavailable, try_booking\n"
+    "from rollback_lessons.lab.exercises import ____, lesson10\n"
+)
+"""What lesson 10 has imported before its exercises (``Exercise.setup``: a test
+compares it with the notebook)."""
 
 
 q1 = Exercise(
     id="10.1",
+    setup=LESSON_IMPORTS,
     title="An undo that commutes",
     checker=_check_undo,
     answer_names=("undo_bonus",),
     hints=(
-        "Restoring a saved balance erases whatever happened since. What did the step do?",
-        "The step added 50. Undo exactly that: whatever else changed the balance stays.",
-        'world["balance"] -= 50',
+        "Restoring a saved balance erases whatever happened since. What did the step itself "
+        "do to the balance?",
+        "Others change the balance between the bonus and its undo, by amounts the undo "
+        "cannot know: it must be right for any balance it finds, even one lower than the "
+        "bonus (an overdraft is allowed).",
+        "Lesson 10 calls the fix commutative: like a deposit, the undo can land in any order "
+        "among the others' changes and the total comes out the same.",
     ),
     solution_code=('# exercise: 10.1\ndef undo_bonus(world):\n    world["balance"] -= 50'),
-    wrong_answers=(
-        # restores the value the lesson started from
-        'def undo_bonus(world):\n    world["balance"] = 100',
-        # takes back the deposit the lesson shows, not the bonus
-        'def undo_bonus(world):\n    world["balance"] -= 80',
-        # undoes only when nothing happened in between, and tells no one otherwise
-        'def undo_bonus(world):\n    if world["balance"] == 150:\n        world["balance"] = 100',
-        # forgets the undo
-        "def undo_bonus(world):\n    pass",
-    ),
-    right_answers=(
-        'def undo_bonus(world):\n    world.update(balance=world["balance"] - 50)',
-        'BONUS = 50\n\ndef undo_bonus(world):\n    world["balance"] = world["balance"] - BONUS',
-    ),
 )
 
 COUNTERMEASURES = ("semantic lock", "commutative updates", "pessimistic view", "reread value")
@@ -116,34 +203,25 @@ WHY = {
 }
 
 
-def _normal(text: Any) -> str:
-    return " ".join(str(text).lower().replace("-", " ").replace("_", " ").split())
-
-
 def _check_choice(choices: Any) -> str:
     if not isinstance(choices, dict):
         raise Incorrect(f"answer with a dict like {{'a': 'semantic lock', ...}}, got {choices!r}")
-    given = {str(k).strip().lower(): _normal(v) for k, v in choices.items()}
-    said = {str(k).strip().lower(): v for k, v in choices.items()}
-    missing = sorted(set(SITUATIONS) - set(given))
+    given = {canonical(k): v for k, v in choices.items()}
+    missing = sorted(k for k in SITUATIONS if k not in given)
     if missing:
         raise Incorrect(f"no countermeasure for situation(s) {', '.join(missing)}")
-    for key in sorted(SITUATIONS):
-        if given[key] not in COUNTERMEASURES:
+    chosen = {k: choose(given[k], COUNTERMEASURES, f"situation {k}") for k in sorted(SITUATIONS)}
+    for key, choice in chosen.items():
+        if choice != ANSWERS[key]:
             raise Incorrect(
-                f"situation {key}: {said[key]!r} is not one of: {', '.join(COUNTERMEASURES)}"
-            )
-    for key in sorted(SITUATIONS):
-        if given[key] != ANSWERS[key]:
-            raise Incorrect(
-                f"situation {key}: {given[key]} would {WHY[given[key]]}; is that what goes "
-                "wrong there?"
+                f"situation {key}: {choice} would {WHY[choice]}; is that what goes wrong there?"
             )
     return "each situation gets the countermeasure that stops its anomaly."
 
 
 q2 = Exercise(
     id="10.2",
+    setup=LESSON_IMPORTS,
     title="Choose the countermeasure",
     checker=_check_choice,
     answer_names=("choices",),
@@ -164,19 +242,141 @@ q2 = Exercise(
         '    "d": "reread value",\n'
         "}"
     ),
-    wrong_answers=(
-        'choices = {"a": "semantic lock", "b": "reread value", "c": "pessimistic view",'
-        ' "d": "commutative updates"}',
-        'choices = {"a": "pessimistic view", "b": "commutative updates",'
-        ' "c": "semantic lock", "d": "reread value"}',
-        'choices = {"a": "semantic lock", "b": "commutative updates", "c": "pessimistic view"}',
-        'choices = {"a": "locking", "b": "commutative updates", "c": "pessimistic view",'
-        ' "d": "reread value"}',
-    ),
-    right_answers=(
-        'choices = {"A": "Semantic lock", "b": "commutative-updates",'
-        ' "c": "Pessimistic View", "d": "reread_value"}',
-    ),
 )
 
 register(q1, q2)
+
+
+# -- 10.3: retry what a retry can fix ------------------------------------------------------
+
+OUTAGE = 3  # calls: this gateway's outages last up to three (lesson 10's lasted up to two)
+WAIT_BUDGET = 2.0  # seconds of backoff a booking may spend on a gateway's outage
+
+
+class FraudSuspected(BusinessFailure):
+    """A business failure the lesson never names: an answer all the same."""
+
+
+class ReadTimedOut(TimeoutError):
+    """A technical failure the lesson never names."""
+
+
+_BUSINESS = (*BUSINESS, FraudSuspected)
+_TECHNICAL = (*TECHNICAL, ReadTimedOut, BrokenPipeError)
+_WORDS = ("gateway", "card 4242", "bank", "booking-7", "acquirer", "node eu-2", "try later")
+
+
+def _failure(kind: type[Exception], rng: random.Random) -> Exception:
+    return kind(f"{rng.choice(_WORDS)}: {rng.randrange(100, 1000)}")
+
+
+def _worlds(seed: int = 10_3, count: int = 80) -> list[tuple[list[Exception], bool]]:
+    """Generated gateways: an outage of up to OUTAGE technical failures, then either a
+    charge or a business failure; every kind appears, and the longest outage before
+    both. Shortest first, so a failure is reported in the smallest gateway."""
+    rng = random.Random(seed)
+    worlds: list[tuple[list[Exception], bool]] = []
+    for n in range(count):
+        outage = [_failure(rng.choice(_TECHNICAL), rng) for _ in range(rng.randrange(OUTAGE + 1))]
+        if n < len(_TECHNICAL):  # each technical kind alone at least once
+            outage = [_failure(_TECHNICAL[n], rng)]
+        elif n < len(_TECHNICAL) + 4:  # the longest outage, before a charge and an answer
+            outage = [_failure(rng.choice(_TECHNICAL), rng) for _ in range(OUTAGE)]
+        answer = n % 2 == 1 or n >= count - len(_BUSINESS)
+        if answer:
+            outage.append(_failure(_BUSINESS[n % len(_BUSINESS)], rng))
+        worlds.append((outage, answer))
+    return sorted(worlds, key=lambda world: len(world[0]))
+
+
+def _gave_up(policy: RetryPolicy, failures: list[Exception], calls: int) -> str:
+    """Why the booking stopped retrying after ``calls`` calls of an outage."""
+    error = failures[calls - 1]
+    if not policy.retries(error):
+        return (
+            f"your policy does not retry a {type(error).__name__}. A technical failure says "
+            "nothing about the answer: retry it"
+        )
+    return (
+        f"your policy gave up after {calls} attempt(s) (max_attempts={policy.max_attempts}), "
+        f"before the outage was over: an outage of this gateway lasts up to {OUTAGE} calls"
+    )
+
+
+def _check_retry(charge_retry: Any) -> str:
+    if not isinstance(charge_retry, RetryPolicy):
+        raise Incorrect(
+            f"give a RetryPolicy(...), as in lesson 03, got {type(charge_retry).__name__}"
+        )
+    worlds = _worlds()
+    for failures, answered in worlds:
+        tried = try_booking(failures, charge_retry)
+        said = ", then ".join(f"{type(e).__name__}({str(e)!r})" for e in failures)
+        if answered and tried.calls < len(failures):  # the outage before the answer won
+            raise Incorrect(
+                f"the gateway raised {said}; the booking was undone after {tried.calls} "
+                f"call(s), before the gateway got past its outage to its answer: "
+                f"{_gave_up(charge_retry, failures, tried.calls)}."
+            )
+        if answered:
+            if tried.calls > len(failures):
+                raise Incorrect(
+                    f"the gateway raised {said}; the last is a business failure, an answer, "
+                    f"yet the charge was tried {tried.calls} times: retrying an answer only "
+                    "asks the same question again (and waits). Compensate at once."
+                )
+            if tried.outcome.status != "rolled_back":
+                raise Incorrect(
+                    f"the gateway raised {said}; the booking should be undone, "
+                    f"it ended {tried.outcome.status}"
+                )
+        elif tried.outcome.status != "committed":
+            raise Incorrect(
+                f"the gateway raised {said}, and the next call would have charged the card; "
+                f"the booking ended {tried.outcome.status} after {tried.calls} call(s): "
+                f"{_gave_up(charge_retry, failures, tried.calls)}."
+            )
+        if any(wait <= 0 for wait in tried.waited):
+            raise Incorrect(
+                f"the gateway raised {said}; the waits between calls were {list(tried.waited)}: "
+                "a call right after a failed one meets the same outage; give each retry a wait "
+                "above 0 (initial_delay, capped by max_delay)"
+            )
+        if sum(tried.waited) > WAIT_BUDGET + 1e-9:
+            raise Incorrect(
+                f"the gateway raised {said}; the booking waited {sum(tried.waited):.12g} s "
+                f"between calls ({list(tried.waited)}), more than the {WAIT_BUDGET:g} s a "
+                "guest will wait"
+            )
+    outages = sum(1 for _, answered in worlds if not answered)
+    return (
+        f"{len(worlds) - outages} business failures compensated at once and {outages} "
+        f"gateways with outages of up to {OUTAGE} calls retried into a booking within "
+        f"{WAIT_BUDGET:g} s, with failures of kinds and messages this lesson does not show."
+    )
+
+
+q3 = Exercise(
+    id="10.3",
+    setup=LESSON_IMPORTS + "from rollback_lessons.worlds.failures import BusinessFailure\n",
+    title="Retry what a retry can fix",
+    checker=_check_retry,
+    answer_names=("charge_retry",),
+    hints=(
+        "Which failures would a second call answer differently? A declined card stays "
+        "declined; a timeout or a 503 may be gone a second later.",
+        "Every business failure is a BusinessFailure, and every technical one a "
+        "ConnectionError or a TimeoutError: name the family, not the cases you saw.",
+        "Count the calls of the longest outage and the answer after it, then the waits "
+        "between them (lesson 03: initial_delay, then times multiplier each time): they "
+        "must all fit in the guest's patience, and none may be 0.",
+    ),
+    solution_code=(
+        "# exercise: 10.3\n"
+        "charge_retry = RetryPolicy(\n"
+        "    max_attempts=4, initial_delay=0.2, multiplier=2, no_retry_on=(BusinessFailure,)\n"
+        ")"
+    ),
+)
+
+register(q3)

@@ -1,83 +1,253 @@
-"""Lesson 11 exercise: fix the flaw the explorer found.
+"""Lesson 11 exercise: fix the flaw the explorer found, judged by the explorer.
+
+Exercise 04.2 asked for an idempotent refund case by case; here the refund is judged the
+way lesson 11 judges a saga, by its four invariants over every combination of faults, and
+each call of the refund is watched: it may change only its own booking's refund, and
+nothing at all when nothing was charged (invariant 2, stricter than "as the customer
+sees it": a refund of 0 is a change too).
 
 The booking's refund is logged before the charge (a timeout after the charge must still be
 refunded), so it also runs when the charge failed before charging anything. ``check`` puts
-the learner's ``refund`` into the booking saga and explores every combination of up to two
-faults under every policy, also from a world the lesson does not show (a customer with an
-earlier booking already charged), and wants no invariant broken.
+the learner's ``refund`` into the booking saga and runs every combination of up to two
+faults under every policy in the lesson's booking, as the explorer does; then, in bookings
+it draws (other keys and prices, a returning customer whose earlier bookings are charged,
+some refunded), it runs combinations of faults drawn at random. It wants no invariant
+broken, and calls the refund a second time after each rollback, as ``recover`` may after a
+crash.
 """
 
 from __future__ import annotations
 
+import copy
+from dataclasses import dataclass
 from typing import Any
 
-from ...explore import explore
+from ...errors import InjectedFault
+from ...explore import INVARIANTS, Faults, check, combinations
 from ...worlds import examples
-from . import Exercise, Incorrect, attempted, function, register
+from . import Exercise, Incorrect, attempted, forall, function, generator, raised, register
+
+POLICIES = ("continue", "retry", "halt")
 
 
-def _with_earlier_booking() -> dict[str, Any]:
-    state = examples.booking_state()
-    state["charges"]["booking-0"] = 80  # an earlier booking, charged and kept
-    return state
+@dataclass(frozen=True)
+class World:
+    key: str
+    price: int
+    before: tuple[tuple[str, int, bool], ...]  # earlier bookings: key, amount, refunded?
+    faults: Faults
+    policy: str
+
+    def state(self) -> dict[str, Any]:
+        state = examples.booking_state(self.key, self.price)
+        for key, amount, refunded in self.before:
+            state["charges"][key] = amount
+            if refunded:
+                state["refunds"][key] = amount
+        return state
+
+    def __str__(self) -> str:
+        text = f"for a booking under key {self.key!r} priced {self.price}"
+        if self.before:
+            earlier = " and ".join(
+                f"{k!r} charged {a}" + (" and refunded" if r else "") for k, a, r in self.before
+            )
+            text += f" (a returning customer: {earlier})"
+        faults = ", ".join(f"{step} {fault.replace('_', ' ')}" for step, fault in self.faults)
+        return f"{text}, with {faults or 'no fault'} (policy {self.policy})"
 
 
-STATES = {"a new customer": examples.booking_state, "a returning customer": _with_earlier_booking}
+def worlds(saga: Any) -> list[World]:
+    rng = generator("11.1")
+    by_count: dict[int, list[Faults]] = {}
+    for faults in combinations(saga, 2):
+        by_count.setdefault(len(faults), []).append(faults)
+    found = []
+    for _ in range(250):
+        key = rng.choice((examples.KEY, f"booking-{rng.randint(2, 40)}"))
+        price = rng.choice((examples.PRICE, rng.randint(5, 900)))
+        pool = [f"booking-{n}" for n in range(0, 41) if f"booking-{n}" != key]
+        before = tuple(  # often of the same amount: a refund goes by key, not by amount
+            (k, rng.choice((price, rng.randint(5, 900))), rng.random() < 0.3)
+            for k in rng.sample(pool, rng.choice((0, 1, 1, 2, 3)))
+        )
+        faults = rng.choice(by_count[rng.choice((0, 1, 1, 2, 2))])
+        found.append(World(key, price, before, faults, rng.choice(POLICIES)))
+    return found
+
+
+def size(world: World) -> tuple[int, ...]:
+    parts = (
+        len(world.before),
+        world.key != examples.KEY,
+        world.price != examples.PRICE,
+        len(world.faults),
+    )
+    return (sum(parts), *parts)
+
+
+_MISSING = object()
+
+
+def _diff(before: Any, after: Any) -> str:
+    """Each field that differs, as ``name old → new`` ("refunds {} → {'booking-1': 0}")."""
+    keys = list(before) + [k for k in after if k not in before]
+    parts = [
+        f"{k} {before.get(k, '(none)')!r} → {after.get(k, '(none)')!r}"
+        for k in keys
+        if before.get(k, _MISSING) != after.get(k, _MISSING)
+    ]
+    return "; ".join(parts) or "nothing"
+
+
+def _others(key: str, before: Any, after: Any) -> list[str]:
+    """The other bookings whose refund a call changed."""
+    refunds = set(before["refunds"]) | set(after["refunds"])
+    return sorted(
+        k for k in refunds if k != key and before["refunds"].get(k) != after["refunds"].get(k)
+    )
+
+
+def _check_call(world: World, before: dict[str, Any], after: dict[str, Any]) -> None:
+    """One call of the learner's refund, from ``before`` to ``after``: it changed only this
+    booking's refund, and nothing at all when nothing was charged under its key."""
+    key = before["key"]
+    if before["charges"] != after["charges"]:
+        raise Incorrect(
+            f"{world}, your refund changed the charges: {_diff(before, after)}. The charges "
+            "are the card's history, and a refund is a new record beside its charge, in "
+            "state['refunds']"
+        )
+    for other in _others(key, before, after):
+        was, now = (
+            refunds.get(other, "no refund") for refunds in (before["refunds"], after["refunds"])
+        )
+        raise Incorrect(
+            f"{world}, your refund changed the refund of {other!r}, another booking "
+            f"({was} → {now}); this booking's "
+            f"key is {key!r}. A refund changes only its own booking's record, by its key, "
+            "state['key']"
+        )
+    if key not in before["charges"] and before != after:
+        zero = " (not even a refund of 0)" if after["refunds"].get(key) == 0 else ""
+        raise Incorrect(
+            f"{world}: phantom undo ({INVARIANTS['phantom undo']}). Nothing was charged under "
+            f"{key!r}, yet your refund changed {_diff(before, after)}: when its step never "
+            f"happened, an undo must change nothing{zero}"
+        )
+    rest = {k: v for k, v in before.items() if k != "refunds"}
+    changed = {k: v for k, v in after.items() if k != "refunds"}
+    if rest != changed:
+        raise Incorrect(
+            f"{world}, your refund also changed {_diff(rest, changed)}: a refund records a "
+            "refund, and changes nothing else (each other effect has its own undo)"
+        )
 
 
 def _check_refund(refund: Any) -> str:
-    fn = function(refund, "refund")
+    fn = function(refund, "refund(state)")
     attempted(fn, examples.booking_state())
-    runs = 0
-    for who, state in STATES.items():
-        exploration = explore(
-            examples.booking_saga(refund=fn),
-            state,
-            policies=("continue", "retry", "halt"),
-            restored=examples.booking_restored,
-        )
-        worst = exploration.smallest_failure
-        if worst is not None:
-            raise Incorrect(f"for {who}, with {worst.describe()}: {worst.violations[0]}")
-        runs += len(exploration.runs)
+    calls: list[tuple[dict[str, Any], dict[str, Any]]] = []
+
+    def watched(state: Any) -> None:
+        """The learner's refund; each call's state before and after is noted."""
+        before = copy.deepcopy(dict(state))
+        try:
+            fn(state)
+        finally:
+            calls.append((before, copy.deepcopy(dict(state))))
+
+    saga = examples.booking_saga(refund=watched)
+    cases = [  # the lesson's booking, every combination of up to two faults, every policy
+        World(examples.KEY, examples.PRICE, (), faults, policy)
+        for faults in combinations(saga, 2)
+        for policy in POLICIES
+    ]
+
+    def holds(world: World) -> None:
+        calls.clear()
+        run = check(saga, world.state, world.faults, world.policy, examples.booking_restored)
+        outcome = run.outcome
+        for before, after in calls:
+            _check_call(world, before, after)
+        for dead in outcome.dead_letters:
+            if dead.step == "charge_card" and not isinstance(dead.error, InjectedFault):
+                raise Incorrect(f"{world}, {raised(dead.error, 'refund')}")
+        if run.violations:
+            violation = run.violations[0]
+            kind = violation.split(":")[0]
+            start, end = outcome.state_before or {}, outcome.state_after or {}
+            if kind == "not restored":
+                seen = _diff(examples.booking_as_seen(start), examples.booking_as_seen(end))
+                detail = f"as the customer sees the booking, {seen}"
+            elif kind == "phantom undo":
+                detail = f"from before the run to after it, {_diff(start, end)}"
+            else:
+                detail = violation.split(":", 1)[1].strip()
+            raise Incorrect(f"{world}: {kind} ({INVARIANTS.get(kind, kind)}): {detail}")
+        if "charge_card" not in outcome.compensated:
+            return  # the refund did not run: a call now would be its first
+        after = copy.deepcopy(dict(outcome.state_after or {}))
+        again = copy.deepcopy(after)
+        try:
+            fn(again)
+        except Exception as exc:
+            raise Incorrect(f"{world}, called a second time, {raised(exc, 'refund')}") from None
+        if again != after:
+            raise Incorrect(
+                f"{world}, a second call of your refund (as recover makes after a crash) "
+                f"changed {_diff(after, again)}: refund once"
+            )
+
+    tried = forall(cases + worlds(saga), holds, size=size)
     return (
-        f"the explorer finds no broken invariant in {runs} runs, for new and returning customers."
+        f"the explorer finds no broken invariant in {tried} runs, for new and returning "
+        "customers, and a second call changes nothing."
     )
+
+
+LESSON_IMPORTS = (
+    "from IPython.display import Image\n"
+    "from rollback_lessons.explore import assert_every_failure_handled, explore\n"
+    "from rollback_lessons.lab.engines import to_png\n"
+    "from rollback_lessons.lab.grid import ExplorerGrid, draw_grid\n"
+    "from rollback_lessons.worlds.examples import booking_restored, booking_saga, booking_state\n"
+    "from dataclasses import replace\n"
+    "from rollback_lessons import Saga\n"
+    "import math\n"
+    "from hypothesis import given, settings\n"
+    "from rollback_lessons.explore import check, single_faults\n"
+    "from rollback_lessons.lab.testing import fault_combinations\n"
+    "from rollback_lessons.worlds.examples import chain_saga, chain_state\n"
+    "from rollback_lessons.lab.exercises import lesson11\n"
+)
+"""What lesson 11 has imported before its exercises (``Exercise.setup``: a test
+compares it with the notebook)."""
 
 
 q1 = Exercise(
     id="11.1",
+    setup=LESSON_IMPORTS,
     title="Fix the flaw the explorer found",
     checker=_check_refund,
     answer_names=("refund",),
     hints=(
+        "Explore your refund as section 3 explored refund_anyway: explore(booking_saga("
+        "refund=refund), booking_state, restored=booking_restored).smallest_failure is the "
+        "first run it breaks.",
         "The refund is logged before the charge, so it runs even when the charge never "
-        "happened. What must it look at first?",
-        f"The charge is recorded in state['charges'] under the booking's key, {examples.KEY!r}.",
-        "Refund only what was charged under this booking's key, and only once.",
+        "happened: then it must change nothing at all. A returning customer has other "
+        "charges in state['charges'], perhaps of the same amount.",
+        "Invariant 2 says when the refund may act (what does state['charges'] hold under "
+        "this booking's key?); a crash's second call says when it must not act again "
+        "(state['refunds']).",
     ),
     solution_code=(
         "# exercise: 11.1\n"
         "def refund(state):\n"
-        f'    key = "{examples.KEY}"\n'
+        '    key = state["key"]\n'
         '    if key in state["charges"] and key not in state["refunds"]:\n'
         '        state["refunds"][key] = state["charges"][key]'
-    ),
-    wrong_answers=(
-        # refunds whether or not anything was charged: the flaw itself
-        f'def refund(state):\n    state["refunds"]["{examples.KEY}"] = 120',
-        # looks at any charge, not this booking's: wrong for a returning customer
-        "def refund(state):\n"
-        '    if state["charges"]:\n'
-        f'        state["refunds"]["{examples.KEY}"] = 120',
-        # does nothing: the charge stays
-        "def refund(state):\n    pass",
-    ),
-    right_answers=(
-        "def refund(state):\n"
-        f'    charged = state["charges"].get("{examples.KEY}")\n'
-        "    if charged:\n"
-        f'        state["refunds"].setdefault("{examples.KEY}", charged)',
     ),
 )
 

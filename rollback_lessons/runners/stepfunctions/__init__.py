@@ -14,7 +14,9 @@ wired into the ``Catch`` edges, and Step Functions' execution history is the rec
 ``StepFunctionsRunner`` runs it: on moto in this process (default), on a ``moto_server`` on
 127.0.0.1, or on AWS (``where="aws"``, with ``ROLLBACK_LESSONS_SFN_ROLE_ARN`` and the usual
 AWS environment). The Outcome is read back from the execution history, walked with the
-same rules as the engine (a history that strays from them is an error, not an outcome).
+saga machine, driven by what the history shows (a history that strays from what the machine
+would do is an error, ``HistoryDiverged``, not an outcome). A policy that decides in Python
+cannot be written into a state machine: it is refused before anything runs.
 """
 
 from .asl import (
@@ -25,7 +27,7 @@ from .asl import (
     plan_asl,
     to_asl,
 )
-from .replay import history_table
+from .history import history_table
 from .runner import Execution, StepFunctionsRunner
 
 __all__ = [

@@ -1,16 +1,22 @@
 """The saga in Amazon States Language: steps as callback tasks, Catch edges into a chain
-of undos newest first, the undo policy as Retry, Catch or a person's callback."""
+of undos newest first, the undo policy as Retry, Catch or a person's callback.
+
+Which undo a failure leads to, and whether it halts forward instead, is asked of the saga
+machine (``runners.owed``); the policy's fields become ``Retry`` and ``Catch``. A policy that
+decides in Python code cannot be written down: it is refused before anything is written."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
 from ...errors import InvalidPipelineError, RollbackLessonsError
-from ...policies import PolicyLike
-from ...rules import Kind, RetrySpec, SagaPlan, halts_forward
+from ...policies import PolicyLike, UnsupportedPolicy, data_only
 from ...saga import Saga
-from ..replay import ask, do, undo
+from ..history import ask, do, undo
+from ..owed import every_undo, owed
+from ..wire import RetrySpec, SagaPlan, plan_of
 
 CALLBACK = "arn:aws:states:::sqs:sendMessage.waitForTaskToken"
 ANSWERS = ("retry", "fixed", "leave")
@@ -20,6 +26,7 @@ COMMITTED, ROLLED_BACK, HALTED_FORWARD, LEFT = (
     "Halted after the pivot",
     "Left for a person",
 )
+ENGINE = "Step Functions"
 
 
 class StepFunctionsError(RollbackLessonsError):
@@ -53,15 +60,16 @@ def _callback(call: str, step: str, after: str) -> dict[str, Any]:
 
 
 def _retriers(spec: RetrySpec) -> list[dict[str, Any]]:
-    """A RetryPolicy as ASL retriers: never the exception types it must not retry, then
-    everything else, with backoff. ASL counts whole seconds (at least 1)."""
+    """A RetryPolicy as ASL retriers: never the exception types it must not retry, then the
+    ones it does, with backoff. ASL counts whole seconds (at least 1)."""
     retriers: list[dict[str, Any]] = []
     if spec.non_retryable:
         retriers.append({"ErrorEquals": list(spec.non_retryable), "MaxAttempts": 0})
     if spec.max_attempts > 1:
+        every = {"Exception", "BaseException"} & set(spec.retry_on)
         retriers.append(
             {
-                "ErrorEquals": ["States.ALL"],
+                "ErrorEquals": ["States.ALL"] if every else list(spec.retry_on),
                 "IntervalSeconds": max(1, math.ceil(spec.initial_delay)),
                 "MaxAttempts": spec.max_attempts - 1,
                 "BackoffRate": max(spec.multiplier, 1.0),
@@ -92,8 +100,7 @@ def _retried(name: str, task: dict[str, Any]) -> dict[str, Any]:
 
 
 def _reachable(states: dict[str, Any], start: str) -> dict[str, Any]:
-    """Only the states a run can reach (Step Functions refuses a machine with others: the
-    undo of a last step logged after it, a halt with no pivot before it)."""
+    """Only the states a run can reach (Step Functions refuses a machine with others)."""
     seen, todo = set(), [start]
     while todo:
         name = todo.pop()
@@ -113,36 +120,34 @@ def plan_asl(plan: SagaPlan, *, timeout: int = 300) -> dict[str, Any]:
         raise UnsupportedOnStepFunctions(
             f"undo_order={plan.undo_order!r}: the state machine chains the undos newest first"
         )
+    if plan.policy.in_code:
+        raise UnsupportedPolicy(f"{ENGINE} cannot run an undo policy that decides in Python")
+    specs = plan.specs()
+    chain = every_undo(specs)  # newest first: each undo leads to the one below it
+    below = {name: undo(n) for name, n in itertools.pairwise(chain)}
     states: dict[str, Any] = {}
-    logged: list[str] = []  # the undo log as it stands when each step may fail
-    pivot_done = False
-    halt = plan.policy == "halt" or (plan.policy == "retry" and plan.then == "halt")
-    for n, step in enumerate(plan.steps):
+    for n, (step, fails) in enumerate(zip(plan.steps, owed(specs), strict=True)):
+        if fails.undos != chain[len(chain) - len(fails.undos) :]:
+            raise UnsupportedOnStepFunctions(f"a failure at {step.name} undoes out of chain")
         after = do(plan.steps[n + 1].name) if n + 1 < len(plan.steps) else COMMITTED
         task = _callback("action", step.name, after)
         task["ResultPath"] = None  # a step's answer is not the saga's data
         task["TimeoutSeconds"] = timeout
         if step.retry is not None:
             task["Retry"] = _retriers(step.retry)
-        if step.has_undo and step.register == "before":
-            logged.append(step.name)
-        if halts_forward(pivot_done, step.kind):
-            target = HALTED_FORWARD
-        else:
-            target = undo(logged[-1]) if logged else ROLLED_BACK
+        target = (
+            HALTED_FORWARD if fails.halts else undo(fails.undos[0]) if fails.undos else ROLLED_BACK
+        )
         task["Catch"] = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": target}]
         states[do(step.name)] = _retried(do(step.name), task)
-        if step.has_undo and step.register == "after":
-            logged.append(step.name)
-        pivot_done = pivot_done or step.kind == Kind.PIVOT
-    chain = [s.name for s in reversed(plan.steps) if s.has_undo]
+    halt = plan.policy.then == "halt"
     for n, name in enumerate(chain):
-        below = undo(chain[n + 1]) if n + 1 < len(chain) else ROLLED_BACK
-        task = _callback("undo", name, below)
+        following = below.get(name, ROLLED_BACK)
+        task = _callback("undo", name, following)
         task["ResultPath"] = None
         task["TimeoutSeconds"] = timeout
-        if plan.policy == "retry" and plan.undo_retry is not None:
-            task["Retry"] = _retriers(plan.undo_retry)
+        if plan.policy.retry is not None:
+            task["Retry"] = _retriers(plan.policy.retry)
         if halt:
             task["Catch"] = [
                 {"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": ask(name)}
@@ -154,14 +159,15 @@ def plan_asl(plan: SagaPlan, *, timeout: int = 300) -> dict[str, Any]:
                 "Type": "Choice",
                 "Choices": [
                     {"Variable": "$.person.answer", "StringEquals": "retry", "Next": undo(name)},
-                    {"Variable": "$.person.answer", "StringEquals": "fixed", "Next": below},
+                    {"Variable": "$.person.answer", "StringEquals": "fixed", "Next": following},
                 ],
                 "Default": LEFT,
             }
         else:  # a dead letter: recorded in the execution's data, and on to the next undo
             task["Catch"] = [
-                {"ErrorEquals": ["States.ALL"], "ResultPath": f"$.dead_letter_{n}", "Next": below}
-            ]
+                {"ErrorEquals": ["States.ALL"], "ResultPath": f"$.dead_letter_{n}",
+                 "Next": following}
+            ]  # fmt: skip
         states[undo(name)] = _retried(undo(name), task)
     states[COMMITTED] = {"Type": "Succeed"}
     states[ROLLED_BACK] = {
@@ -196,6 +202,8 @@ def to_asl(
     timeout: int = 300,
 ) -> dict[str, Any]:
     """``saga`` as an ASL state machine (a dict; ``json.dumps`` it to deploy). Every option
-    is checked first. Start an execution with ``{"run": ID, "queue_url": URL}``."""
-    plan = saga.plan("asl", policy=policy, register=register)  # type: ignore[arg-type]
+    is checked first; a policy that decides in Python is refused (``UnsupportedPolicy``).
+    Start an execution with ``{"run": ID, "queue_url": URL}``."""
+    chosen = data_only(policy if policy is not None else saga.policy, ENGINE)
+    plan = plan_of(saga, "asl", policy=chosen, register=register)  # type: ignore[arg-type]
     return plan_asl(plan, timeout=timeout)

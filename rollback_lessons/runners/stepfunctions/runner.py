@@ -16,16 +16,16 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ... import remote
 from ...errors import InvalidPipelineError
 from ...faults import InjectionLike, normalize_injection
 from ...outcome import Outcome, Table
-from ...policies import PolicyLike
+from ...policies import PolicyLike, data_only
 from ...saga import Saga, State, snapshot
 from .. import free_port
-from ..replay import Call, Replay, Worker
-from .asl import ANSWERS, StepFunctionsError, plan_asl
-from .replay import history_table, visits
+from ..history import Call, Worker, walk
+from ..wire import outcome_of, plan_of
+from .asl import ANSWERS, ENGINE, StepFunctionsError, plan_asl
+from .history import history_table, visits
 
 REGION = "us-east-1"
 ROLE_ARN = "arn:aws:iam::123456789012:role/rollback-lessons"  # moto accepts any role
@@ -136,13 +136,14 @@ class StepFunctionsRunner:
         "leave" (halted, as in process). ``asl`` runs that state machine instead of
         ``to_asl``'s (one wired by hand): its run is held to the saga's rules all the same,
         and ``HistoryDiverged`` says where it strays. Everything is checked before anything
-        runs."""
+        runs (a policy that decides in Python: ``UnsupportedPolicy``)."""
         faults = normalize_injection(inject, saga.names)
         for said in answers:
             if said not in ANSWERS:
                 raise InvalidPipelineError(f"answer {said!r} is not one of: {', '.join(ANSWERS)}")
+        chosen = data_only(policy if policy is not None else saga.policy, ENGINE)
         run_id = f"{saga.name}-{uuid.uuid4().hex[:12]}"
-        plan = saga.plan(run_id, policy=policy, register=register)  # type: ignore[arg-type]
+        plan = plan_of(saga, run_id, policy=chosen, register=register)  # type: ignore[arg-type]
         asl = plan_asl(plan) if asl is None else asl
         world: State = {} if state is None else state
         before = snapshot(world) if state is not None else None
@@ -154,8 +155,8 @@ class StepFunctionsRunner:
         )["executionArn"]
         status = self._serve(arn, worker, timeout)
         history = self._history(arn)
-        record = Replay(plan, visits(history), worker.calls).run()
-        outcome = remote.outcome_of(saga, record, run_id, before=before, state=state)
+        record = walk(plan, visits(history), worker.calls)
+        outcome = outcome_of(saga, record, before=before, state=state)
         return Execution(outcome, asl, history, status, worker.calls)
 
     def run(self, saga: Saga, state: State | None = None, **options: Any) -> Outcome:

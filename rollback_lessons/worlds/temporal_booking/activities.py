@@ -21,14 +21,22 @@ class StepInput:
     step: str
     fail: bool = False  # a failure on purpose, to make the saga compensate
     undo_fails: bool = False  # its undo fails on purpose (a dead letter)
+    down_for: int = 0
+    """The service is down for this many attempts (a 503 each): a step after the pivot is
+    retried forward by its RetryPolicy, so it gets through if it comes back in time."""
 
 
 @activity.defn(name="booking.do")
 def do_step(step: StepInput) -> None:
-    """Do one step's effect; a step told to fail raises a non-retryable error."""
+    """Do one step's effect; a step told to fail raises a non-retryable error, a service
+    that is down a retryable one."""
     if step.fail:
         raise ApplicationError(
             f"{step.step} failed", type="StepFailed", non_retryable=True, category=ON_PURPOSE
+        )
+    if activity.info().attempt <= step.down_for:
+        raise ApplicationError(
+            f"{step.step}: service unavailable (503)", type="Unavailable", category=ON_PURPOSE
         )
     apply_effect(step.world, step.saga, step.step)
 

@@ -1,8 +1,12 @@
 """The booking saga as a Temporal workflow, written by hand.
 
-Each compensation is appended to a list (before its step when the step can fail after
-its effect, after it otherwise); on failure the list is run in reverse. Temporal keeps
-the workflow's history, so if the worker dies, another one replays it and carries on.
+The steps run in a safe order (lesson 04): the room and the charge can be undone, the
+email cannot (the pivot), and the loyalty points come after it. Each compensation is
+appended to a list before its step runs (the undos are idempotent); when a step up to the
+email fails, the list is run in reverse. The email gets no compensation: once it is sent,
+nothing before it is undone. A step after it is retried forward by its RetryPolicy and
+never compensated; if it still fails, the saga halts for a person. Temporal keeps the
+workflow's history, so if the worker dies, another one replays it and carries on.
 """
 
 from __future__ import annotations
@@ -18,7 +22,10 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from .activities import StepInput
 
-STEPS = ("reserve_room", "charge_card", "send_email")
+COMPENSABLE = ("reserve_room", "charge_card")
+PIVOT = "send_email"
+FORWARD = ("award_points",)
+STEPS = (*COMPENSABLE, PIVOT, *FORWARD)
 # a worker that dies mid-activity: its activity is retried elsewhere after this long
 ACTIVITY_TIMEOUT = timedelta(seconds=2)
 RETRY = RetryPolicy(
@@ -26,6 +33,13 @@ RETRY = RetryPolicy(
     maximum_attempts=5,
     non_retryable_error_types=["StepFailed", "UndoFailed"],
 )
+FORWARD_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=100),
+    backoff_coefficient=2.0,
+    maximum_attempts=3,
+)
+"""A step after the pivot: retried forward, three attempts (as the engine's FORWARD_RETRY),
+then the saga halts for a person; it is never compensated."""
 
 Undo = Callable[[StepInput], Awaitable[None]]
 
@@ -51,6 +65,8 @@ class BookingInput:
     saga: str
     fail_at: str | None = None
     undo_fails: list[str] = field(default_factory=list)
+    points_down: int = 0
+    """For how many attempts the loyalty service is down (award_points, after the pivot)."""
 
 
 @dataclass
@@ -58,6 +74,23 @@ class BookingResult:
     status: str
     undone: list[str] = field(default_factory=list)
     dead_letters: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)  # left for a person (halted)
+
+
+ALWAYS = 1_000  # attempts a service stays down when a step after the pivot is told to fail
+
+
+def step_input(booking: BookingInput, step: str) -> StepInput:
+    """The activity's input for ``step`` of ``booking``, with the faults asked for."""
+    forward = step in FORWARD
+    return StepInput(
+        booking.world,
+        booking.saga,
+        step,
+        fail=step == booking.fail_at and not forward,  # a step up to the pivot fails for good
+        undo_fails=step in booking.undo_fails,
+        down_for=(ALWAYS if step == booking.fail_at else booking.points_down) if forward else 0,
+    )
 
 
 @workflow.defn(name="BookingSaga")
@@ -66,15 +99,10 @@ class BookingSaga:
     async def run(self, booking: BookingInput) -> BookingResult:
         compensations: list[StepInput] = []
         try:
-            for step in STEPS:
-                call = StepInput(
-                    booking.world,
-                    booking.saga,
-                    step,
-                    fail=step == booking.fail_at,
-                    undo_fails=step in booking.undo_fails,
-                )
-                compensations.append(call)  # logged before: the undo is idempotent
+            for step in (*COMPENSABLE, PIVOT):
+                call = step_input(booking, step)
+                if step != PIVOT:  # the email gets no compensation: it cannot be unsent
+                    compensations.append(call)  # logged before: the undo is idempotent
                 await workflow.execute_activity(
                     "booking.do", call, start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=RETRY
                 )
@@ -93,4 +121,14 @@ class BookingSaga:
 
             await COMPENSATE[0](list(compensations), undo, dead)
             return BookingResult("rollback_incomplete" if dead else "rolled_back", undone, dead)
+        for step in FORWARD:  # past the point of no return: retried forward, never undone
+            try:
+                await workflow.execute_activity(
+                    "booking.do",
+                    step_input(booking, step),
+                    start_to_close_timeout=ACTIVITY_TIMEOUT,
+                    retry_policy=FORWARD_RETRY,
+                )
+            except ActivityError:
+                return BookingResult("halted", pending=[step])  # for a person, forward
         return BookingResult("committed")

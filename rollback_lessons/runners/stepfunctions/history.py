@@ -1,5 +1,5 @@
-"""Reading an execution back: the task states it visited (for ``runners.replay``), and its
-history as a table."""
+"""Reading an execution back: the task states it visited (what ``runners.history.walk``
+drives the saga machine with), and its history as a table."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ...outcome import Table
-from ..replay import Visit
+from ..history import Visit
 from .asl import TASK
 
 

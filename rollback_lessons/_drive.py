@@ -1,0 +1,179 @@
+"""Carrying out what the saga machine answers, in process: ``drive`` synchronously, ``adrive``
+awaiting. Each operation is a call (an action or an undo, wrapped once with its faults and
+key when it was handed over), a wait on the clock, or a person's answer (nobody is there in
+process: "leave"); how it went is told back to the machine, which decides the rest. That
+loop is written once (``operations``); the sync and async twins only make its calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Generator, Mapping
+from typing import Any, NamedTuple
+
+from .calls import PLAIN, call_timed, checked
+from .clock import Clock
+from .faults import untraced
+from .machine import Machine
+from .operations import Ask, Op, RunStep, RunUndo, Wait
+
+NO_ARGS: tuple[Any, ...] = ()
+
+
+class Call(NamedTuple):
+    """Call ``fn(*args)``: the ``role`` ("action", "undo") of ``step``; past ``timeout``
+    seconds it failed (as ``call_timed`` takes them)."""
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    role: str
+    step: str
+    timeout: float | None
+
+
+class Driver:
+    """What a run holds to carry out operations; ``Run`` fills it in."""
+
+    m: Machine
+    clock: Clock
+    monotonic: Callable[[], float]
+    started: float
+    actions: dict[str, Callable[..., Any]]
+    undos: dict[str, Callable[..., Any]]
+    results: dict[str, Any]
+    args: tuple[Any, ...] = NO_ARGS  # what each action is called with (Saga: the state)
+    stateless: Collection[str] = ()  # steps whose undo is called without the state (by name)
+    tracer: Callable[[], Mapping[str, Any]] | None = None
+    error: BaseException | None = None  # the last step error (a with-block raises it)
+    raise_after: BaseException | None = None  # a Ctrl-C to re-raise when the rollback is done
+
+    def snap(self) -> None:
+        """Snapshot the state (a traced run)."""
+
+    def kept(self) -> bool:
+        """Does a journal keep what an interruption leaves, for ``recover``?"""
+        return False
+
+    def tick(self) -> None:
+        """Stamp the time of what is about to be told to the machine."""
+        self.m.now = self.monotonic() - self.started
+
+    def operations(self, op: Op) -> Generator[Call | float, Any, Op]:
+        """The one loop: what the machine's answers mean in process, written once. It
+        yields each call to make (a ``Call``) or each wait (seconds), is sent back what the
+        call returned (or thrown what it raised), tells the machine, and returns the answer
+        that hands control back (``PROCEED``, ``RAISE``, ``Finished``). ``drive`` and
+        ``adrive`` only carry out what it yields."""
+        m = self.m
+        while True:
+            kind = type(op)
+            if kind is RunStep:
+                step = op.step  # type: ignore[union-attr]
+                try:
+                    result = yield Call(self.actions[step], self.args, "action", step, None)
+                except BaseException as exc:  # an Exception is the machine's to judge
+                    op = self.step_raised(exc)
+                    continue
+                self.results[step] = result
+                self.called()
+                op = m.step_ok()
+            elif kind is RunUndo:
+                step, _, timeout = op  # type: ignore[misc]
+                args = NO_ARGS if step in self.stateless else self.args
+                try:
+                    yield Call(self.undos[step], args, "undo", step, timeout)
+                except BaseException as exc:
+                    op = self.undo_raised(exc)
+                    continue
+                self.called()
+                op = m.undo_ok()
+            elif kind is Wait:
+                try:
+                    yield op.seconds  # type: ignore[union-attr]
+                except BaseException as exc:  # Ctrl-C while waiting to retry
+                    op = self.wait_raised(exc)
+                    continue
+                self.tick()
+                op = m.resume()
+            elif kind is Ask:
+                op = m.answer("leave")  # in process, nobody is there to answer: halted
+            else:
+                return op
+
+    def drive(self, op: Op) -> Op:
+        """Carry out the operations synchronously. A KeyboardInterrupt or SystemExit in a
+        call is thrown back in (what is left is pending) and re-raised once it is over."""
+        loop = self.operations(op)
+        try:
+            todo = next(loop)
+            while True:
+                try:
+                    if type(todo) is float or type(todo) is int:
+                        self.clock.sleep(todo)  # type: ignore[arg-type]
+                        done = None
+                    elif todo.timeout is None:  # type: ignore[union-attr]
+                        fn, args, role, step, _ = todo  # type: ignore[misc]
+                        done = fn(*args)
+                        if done is not None and type(done) not in PLAIN:
+                            checked(done, role, step)
+                    else:
+                        done = call_timed(*todo)  # type: ignore[misc]
+                except BaseException as exc:
+                    todo = loop.throw(exc)
+                    continue
+                todo = loop.send(done)
+        except StopIteration as over:
+            return over.value  # type: ignore[no-any-return]
+
+    async def adrive(self, op: Op) -> Op:
+        """Carry out the operations awaiting what the calls return; a timed-out undo is
+        cancelled."""
+        import asyncio  # only async users pay for importing asyncio
+
+        loop = self.operations(op)
+        try:
+            todo = next(loop)
+            while True:
+                try:
+                    if type(todo) is float or type(todo) is int:
+                        done = await self.clock.asleep(todo)  # type: ignore[arg-type, func-returns-value]
+                    else:
+                        fn, args, role, step, timeout = todo  # type: ignore[misc]
+                        done = fn(*args)
+                        if done is not None and hasattr(done, "__await__"):
+                            done = await (
+                                done if timeout is None else asyncio.wait_for(done, timeout)
+                            )
+                        elif done is not None and role == "action":
+                            checked(done, role, step)
+                except BaseException as exc:  # CancelledError too
+                    todo = loop.throw(exc)
+                    continue
+                todo = loop.send(done)
+        except StopIteration as over:
+            return over.value  # type: ignore[no-any-return]
+
+    def step_raised(self, exc: BaseException) -> Op:
+        self.called()
+        if isinstance(exc, Exception):
+            self.error = untraced(exc)
+            return self.m.step_failed(exc)
+        self.error = self.raise_after = exc  # Ctrl-C: the step failed for good, no retry
+        return self.m.interrupted(exc)
+
+    def undo_raised(self, exc: BaseException) -> Op:
+        self.called()
+        if isinstance(exc, Exception):
+            return self.m.undo_failed(untraced(exc))
+        self.raise_after = exc  # Ctrl-C: what is left is pending
+        return self.m.interrupted(exc, self.kept())
+
+    def wait_raised(self, exc: BaseException) -> Op:
+        self.tick()
+        self.error = self.raise_after = exc
+        return self.m.interrupted(exc, self.kept())
+
+    def called(self) -> None:
+        """A call returned or raised: stamp the time; a traced state may have changed."""
+        self.m.now = self.monotonic() - self.started
+        if self.tracer is not None:
+            self.snap()

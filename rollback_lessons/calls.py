@@ -1,0 +1,116 @@
+"""Calling a step's action or undo in process: what may be called, what it may return,
+and a deadline for a synchronous call. The saga machine (``machine.py``) decides which call
+comes next; these only make the call safely."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import threading
+import types
+from collections.abc import Callable
+from typing import Any
+
+PLAIN = frozenset({int, float, str, bool, bytes, dict, list, tuple, set})
+"""Results that are surely neither awaitables nor generators (checked without inspect)."""
+
+_GENERATORS = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
+
+
+_FUNCTION = types.FunctionType
+_NOT_PLAIN = _GENERATORS | inspect.CO_COROUTINE
+
+
+def _plain(fn: object) -> bool:
+    """A plain function (through partials and bound methods): neither a generator nor a
+    coroutine function, decided from its code flags without inspect's slower checks."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    fn = getattr(fn, "__func__", fn)
+    if type(fn) is not _FUNCTION:
+        return False
+    return not fn.__code__.co_flags & _NOT_PLAIN
+
+
+def plain(fn: object) -> bool:
+    """A plain Python function, told by its type and code flags alone: the common case, and
+    the one ``make bench`` times (a with-block of lambdas)."""
+    return type(fn) is _FUNCTION and not fn.__code__.co_flags & _NOT_PLAIN  # type: ignore[attr-defined]
+
+
+def check_callable(fn: object, role: str, step: str, *, allow_async: bool) -> None:
+    """Refuse what cannot run as ``step``'s ``role`` ("action", "undo"), before anything
+    runs."""
+    if _plain(fn):
+        return
+    if not callable(fn):
+        raise TypeError(f"{what(role, step)} must be callable, got {fn!r}")
+    # inspect looks through functools.partial, which is how Saga binds the state
+    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        raise TypeError(
+            f"{what(role, step)} is a generator function: calling it would not run its body. "
+            "Make it a plain function (return a value instead of yielding it)"
+        )
+    if not allow_async and inspect.iscoroutinefunction(fn):
+        raise TypeError(
+            f"{what(role, step)} is an async function; the synchronous Rollback cannot await "
+            "it (use AsyncRollback)"
+        )
+
+
+def what(role: str, step: str) -> str:
+    """How an error names a call: "undo of step 'charge'"."""
+    return f"{role} of step {step!r}"
+
+
+def call_sync(fn: Callable[..., Any], args: tuple[Any, ...], role: str, step: str) -> Any:
+    """Call ``fn(*args)`` (``role`` of ``step``: "action", "undo"); an awaitable or a
+    generator it returns is an error, never dropped silently."""
+    result = fn(*args)
+    if result is None or type(result) in PLAIN:
+        return result
+    return checked(result, role, step)
+
+
+def checked(result: Any, role: str, step: str) -> Any:
+    """A result, unless it is an awaitable or a generator (then a TypeError that says so)."""
+    if inspect.isawaitable(result):
+        if inspect.iscoroutine(result):
+            result.close()  # never leave it un-awaited and silently dropped
+        raise TypeError(
+            f"{what(role, step)} returned an awaitable; the synchronous Rollback cannot await "
+            "it (use AsyncRollback)"
+        )
+    if inspect.isgenerator(result):
+        result.close()
+        raise TypeError(f"{what(role, step)} returned a generator: its body never ran")
+    return result
+
+
+def call_timed(
+    fn: Callable[..., Any], args: tuple[Any, ...], role: str, step: str, timeout: float
+) -> Any:
+    """Call with a deadline, in a helper thread: past ``timeout`` seconds the attempt fails.
+
+    A synchronous call cannot be pre-empted: the hung call goes on in its thread and its
+    result is dropped. So an undo with a timeout must be idempotent (it may finish after a
+    retry did), and the better fix is a timeout inside the call itself (a socket or HTTP
+    timeout), or AsyncRollback, which cancels the awaited undo.
+    """
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["result"] = call_sync(fn, args, role, step)
+        except BaseException as exc:
+            box["error"] = exc
+
+    name = what(role, step)
+    thread = threading.Thread(target=target, name=f"rollback-lessons {name}", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise TimeoutError(f"{name} took longer than its timeout of {timeout} s")
+    if "error" in box:
+        raise box["error"]
+    return box.get("result")

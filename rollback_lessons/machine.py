@@ -1,0 +1,611 @@
+"""The saga machine: the one place that decides what happens next (sans-IO).
+
+Everything that makes a saga a saga lives in this file, as h11's ``_state.py`` holds its
+protocol: when a step's undo is logged, when a step is retried, the pivot rule (a retriable
+step failing after the point of no return halts forward; nothing is compensated across a
+pivot), the undo order, what a failed undo leads to (the policy's answer), what leaked, the
+status a run ends in, and the events that tell it. It does no I/O and reads no clock. A
+driver tells it what happened and it answers the next operation (``operations.py``), as
+tenacity's ``iter()`` does: ``RunStep`` (then ``step_ok()`` or ``step_failed(error)``),
+``RunUndo`` (then ``undo_ok()`` or ``undo_failed(error)``), ``Wait`` (then ``resume()``),
+``Ask`` (a person's ``answer()``), ``PROCEED`` / ``RAISE`` (a with-block's step is done /
+failed for good) and ``Finished`` (its ``record``). A BaseException that cuts a call or a
+wait short is ``interrupted(exc)``; the run failing outside a step is ``fail(error)``.
+``TRANSITIONS`` lists what each phase takes and where it leads.
+
+The drivers, each only I/O: ``_run.py`` (in process: ``Rollback``, ``AsyncRollback``,
+``Saga.run``), ``durable.recovery`` (a crashed saga's rollback, resumed), the Temporal
+workflow, the history walker (Step Functions, SpiffWorkflow) and the DBOS workflow. The
+state-machine writers (ASL, BPMN) cannot drive a machine at run time: they ask it beforehand
+(``runners.owed``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from enum import StrEnum
+from typing import Any, Final
+
+from .errors import DuplicateStepError, InjectedFault, RollbackLessonsError, UnknownStepError
+from .events import EventKind, EventRow, describe
+from .operations import (
+    ANSWERS,
+    PROCEED,
+    RAISE,
+    Ask,
+    Entry,
+    Finished,
+    Op,
+    Proceed,
+    RunStep,
+    RunUndo,
+    StepSpec,
+    Wait,
+)
+from .outcome import DeadLetter, RunRecord, Status
+from .policies import CONTINUE, RetryPolicy, UndoPolicy
+from .rules import IRREVERSIBLE, Kind
+
+# -- the rules ----------------------------------------------------------------------------
+
+
+def status_of(
+    *, failed: bool, halted: bool, dead_letters: bool, leaked: bool, semantic: bool = False
+) -> Status:
+    """The one status rule. ``rolled_back`` promises the world is as it was; a semantic
+    compensation (a correction email) makes things right, not as they were: incomplete."""
+    if not failed:
+        return Status.COMMITTED
+    if halted:
+        return Status.HALTED
+    if dead_letters or leaked or semantic:
+        return Status.ROLLBACK_INCOMPLETE
+    return Status.ROLLED_BACK
+
+
+def halts_forward(pivot_done: bool, failed_kind: str | None) -> bool:
+    """A retriable step failing after the pivot halts for a person: nothing is undone
+    across a point of no return."""
+    return pivot_done and failed_kind == Kind.RETRIABLE
+
+
+def after_effect(error: BaseException) -> bool:
+    """Did the failing step's effect happen anyway (a timeout after the charge)?"""
+    return isinstance(error, InjectedFault) and error.after_effect
+
+
+HALTED_FORWARD: Final = "failed after an irreversible step"
+
+
+def halted_at_pivot(pivot: str, state: str) -> str:
+    """Why a crashed saga whose pivot had started is left for a person."""
+    when = "happened" if state == "done" else "started, and may have happened,"
+    return (
+        f"its irreversible step {pivot!r} {when} before the crash: undoing the steps "
+        "before it would not take it back, so the saga is left for a person"
+    )
+
+
+class MachineError(RollbackLessonsError):
+    """A driver told the machine something that cannot happen now (a driver's bug)."""
+
+
+class Phase(StrEnum):
+    FORWARD = "forward"
+    """Between steps: the next one may begin, or the run commits or fails."""
+    STEP = "step"
+    """A step's action runs (registered by hand: it runs in the caller's own code)."""
+    STEP_WAIT = "step_wait"
+    """Waiting before the step's next attempt."""
+    UNDO = "undo"
+    """An undo attempt runs."""
+    UNDO_WAIT = "undo_wait"
+    """Waiting before the undo's next attempt."""
+    ASK = "ask"
+    """The rollback halted; a person may still answer."""
+    DONE = "done"
+
+
+F, S, SW, U, UW, A, D = Phase
+_FAIL = (U, A, D)  # failing leads to the first undo, a person, or the end
+TRANSITIONS: Final[Mapping[Phase, Mapping[str, tuple[Phase, ...]]]] = {
+    F: {"start": (S,), "begin": (S,), "register": (S,), "commit": (D,), "fail": _FAIL},
+    S: {
+        "step_ok": (F, S, D),  # a with-block's code goes on; a saga runs its next step
+        "step_failed": (SW, F, *_FAIL),  # retry, raise in the block, or roll back
+        "interrupted": (F, *_FAIL),
+        "begin": (S,),  # a step registered by hand is done when the next one begins
+        "register": (S,),
+        "commit": (D,),
+        "fail": _FAIL,
+        "stop": (S,),  # it fails when the step returns, instead of going on
+    },
+    SW: {"resume": (S,), "interrupted": (F, *_FAIL)},
+    U: {"undo_ok": _FAIL, "undo_failed": (UW, *_FAIL), "interrupted": (D,)},
+    UW: {"resume": (U,), "interrupted": (D,)},
+    A: {"answer": _FAIL, "interrupted": (D,)},
+    D: {},
+}
+"""Each phase, the inputs it takes, and the phases they can lead to."""
+
+Pairs = tuple[tuple[str, Any], ...]
+_NO: Final[Pairs] = ()
+_REGISTER: Final = {r: (("register", r),) for r in ("before", "after", "none")}
+
+
+# -- the machine --------------------------------------------------------------------------
+
+
+class Machine:
+    """One run of a saga, as state; the inputs below are all that change it.
+
+    With a ``plan`` (the steps in order) it runs them one after the other (a ``Saga``);
+    without, steps ``begin`` as a with-block's code asks, their names limited to ``allowed``.
+    The driver stamps ``now`` (seconds since the run started) before an input; ``watch``, if
+    given, is called with (seq, kind, step, details) after each event.
+    """
+
+    def __init__(
+        self,
+        policy: UndoPolicy = CONTINUE,
+        *,
+        plan: Sequence[StepSpec] | None = None,
+        allowed: Sequence[str] | None = None,
+        undo_order: str = "reverse",
+        name: str = "saga",
+        run_id: str | None = None,
+        watch: Any = None,
+        first_seq: int = 0,
+    ) -> None:
+        self.policy, self.undo_order, self.name, self.run_id = policy, undo_order, name, run_id
+        if plan is not None:
+            self.plan = tuple(plan)
+        if allowed is not None:
+            self.allowed = tuple(allowed)
+        if watch is not None:
+            self.watch = watch
+        if first_seq:
+            self.first_seq = first_seq
+        self.rows: list[EventRow] = []
+        self.kinds: dict[str, str] = {}
+        self.seen: list[str] = []
+        self.completed: list[str] = []
+        self.log: list[Entry] = []  # the undo log
+
+    # What the run holds besides; these start out empty or unset, in the class, so that a
+    # run that never needs them does not pay for them (every run is a with-block's cost).
+    plan: tuple[StepSpec, ...] | None = None
+    allowed: tuple[str, ...] | None = None
+    watch: Any = None
+    """Called with (seq, kind, step, details) after each event (a journal, a logger)."""
+    first_seq = 0
+    now: float | None = None
+    phase = Phase.FORWARD
+    spec: StepSpec | None = None  # the step running (or last begun)
+    current: str | None = None
+    open = False  # registered by hand: its action runs in the caller's code
+    next_step = 0  # with a plan: the index of the step running
+    attempt = base = 0  # base: attempts of this undo before this round (a crash, a person)
+    pivot_done = halted = resumed = False
+    dead_before = 0  # dead letters recorded before a crash
+    error: BaseException | None = None
+    failed_step: str | None = None
+    reason = ""  # why it halted forward, when it did
+    stopping: BaseException | None = None  # asked to stop when the running step returns
+    interruption: BaseException | None = None
+    irreversible: Sequence[str] = ()
+    leaked: Sequence[str] = ()
+    semantic: Sequence[str] = ()
+    notes: Sequence[str] = ()
+    compensated: Sequence[str] = ()  # the rollback's lists: made when it starts
+    dead_letters: Sequence[DeadLetter] = ()
+    pending: Sequence[str] = ()
+    todo: Sequence[Entry] = ()  # the log in undo order
+    index = 0
+    entry: Entry | None = None  # the undo being run
+
+    def _emit(
+        self, kind: EventKind, step: str | None = None, details: Mapping[str, Any] | Pairs = _NO
+    ) -> None:
+        """Record an event as a row of plain data: its details as (key, value) pairs, so that
+        the garbage collector need not visit a kept run's rows again (the explorer keeps tens
+        of thousands of runs: ``make bench``)."""
+        if type(details) is not tuple:
+            details = tuple(details.items())  # type: ignore[union-attr]
+        self.rows.append((kind._value_, step, details, self.now))  # type: ignore[arg-type]
+        if self.watch is not None:
+            self.watch(self.first_seq + len(self.rows), kind, step, dict(details))  # type: ignore[arg-type]
+
+    def note(self, kind: EventKind, text: str) -> None:
+        """Something around the run failed (a journal write, a state snapshot): an event and
+        a note; the run goes on."""
+        self.notes = [*self.notes, text]
+        self._emit(kind, None, {"note": text})
+
+    def _expect(self, name: str) -> None:
+        """Refuse an input the phase does not take (the hottest inputs check their one phase
+        first, inline: ``make bench``'s with-block makes several per step)."""
+        if name not in TRANSITIONS[self.phase]:
+            raise MachineError(f"{name}() cannot happen while the machine is {self.phase}")
+
+    # -- forward ------------------------------------------------------------------------
+
+    def start(self) -> RunStep:
+        """With a plan: its first step."""
+        self._expect("start")
+        if not self.plan:
+            raise MachineError("start() needs a plan of at least one step")
+        return self._begin(self.plan[0])
+
+    def begin(
+        self,
+        name: str,
+        kind: str = Kind.COMPENSABLE,
+        has_undo: bool = False,
+        register: str = "after",
+        retry: RetryPolicy | None = None,
+        semantic: bool = False,
+        undo_timeout: float | None = None,
+    ) -> RunStep:
+        """A with-block's code runs a step now (its name is checked first)."""
+        self._admit("begin", name)
+        return self._begin(StepSpec(name, kind, has_undo, register, retry, semantic, undo_timeout))
+
+    def register(self, name: str, semantic: bool = False) -> Proceed:
+        """A with-block logs an undo for an action its own code runs next (it may fail after
+        its effect and still be undone); the step is done when the next begins or the block
+        ends."""
+        self._admit("register", name)
+        self._begin(StepSpec(name, Kind.COMPENSABLE, True, "before", None, semantic))
+        self.open = True
+        return PROCEED
+
+    def _admit(self, what: str, name: str) -> None:
+        if self.phase is not Phase.FORWARD:
+            self._expect(what)
+            if not self.open:
+                raise MachineError(f"{what}({name!r}) while step {self.current!r} still runs")
+            self._close_open()
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"a step name must be a non-empty str, got {name!r}")
+        if name in self.kinds:
+            raise DuplicateStepError(f"step {name!r} appears twice; step names must be unique")
+        if self.allowed is not None and name not in self.allowed:
+            raise UnknownStepError(f"step {name!r} is not one of: {', '.join(self.allowed)}")
+
+    def _close_open(self) -> None:
+        if self.open:
+            self.open, self.phase = False, Phase.FORWARD
+            self.completed.append(self.current)  # type: ignore[arg-type]
+            self._emit(EventKind.STEP_DONE, self.current)
+
+    def _begin(self, spec: StepSpec) -> RunStep:
+        name = spec.name
+        self.kinds[name] = spec.kind
+        self.seen.append(name)
+        self.spec, self.current, self.attempt, self.phase = spec, name, 1, Phase.STEP
+        self._emit(
+            EventKind.STEP_START, name, _REGISTER[spec.register if spec.has_undo else "none"]
+        )
+        if spec.has_undo and spec.register == "before":
+            self._log(spec)
+        return RunStep(name, 1)
+
+    def _log(self, spec: StepSpec) -> None:
+        self.log.append(Entry(spec.name, spec.register, spec.semantic, spec.undo_timeout))
+        self._emit(EventKind.UNDO_REGISTERED, spec.name)
+
+    def step_ok(self) -> Op:
+        """The step's action returned."""
+        if self.phase is not Phase.STEP:
+            self._expect("step_ok")
+        spec = self.spec
+        assert spec is not None
+        self.completed.append(spec.name)
+        if spec.kind in IRREVERSIBLE:
+            self.irreversible = [*self.irreversible, spec.name]
+            self.pivot_done = self.pivot_done or spec.kind == Kind.PIVOT
+        self.phase = Phase.FORWARD
+        self._emit(EventKind.STEP_DONE, spec.name)
+        if spec.has_undo and spec.register == "after":
+            self._log(spec)
+        if self.plan is None:
+            return PROCEED
+        if self.stopping is not None:
+            return self.fail(self.stopping)
+        self.next_step += 1
+        if self.next_step < len(self.plan):
+            return self._begin(self.plan[self.next_step])
+        return self._commit()
+
+    def step_failed(self, error: BaseException) -> Op:
+        """The step's action raised ``error``: retried if its retry policy says so."""
+        self._expect("step_failed")
+        spec = self.spec
+        assert spec is not None
+        delay = spec.retry.next_delay(self.attempt, error) if spec.retry is not None else None
+        if delay is None:
+            return self._step_lost(error)
+        self.phase = Phase.STEP_WAIT
+        details = {"attempt": self.attempt, "delay": delay, "error": describe(error)}
+        self._emit(EventKind.STEP_RETRY, spec.name, details)
+        return Wait(delay)
+
+    def _step_lost(self, error: BaseException) -> Op:
+        """The step failed for good."""
+        spec = self.spec
+        assert spec is not None
+        effect = after_effect(error)
+        details: dict[str, Any] = {"error": describe(error)}
+        if effect:
+            details["after_effect"] = True
+            if not (spec.has_undo and spec.register == "before"):
+                self.leaked = [*self.leaked, spec.name]  # it happened; nothing will undo it
+        self.phase = Phase.FORWARD
+        self._emit(EventKind.STEP_FAILED, spec.name, details)
+        return RAISE if self.plan is None else self.fail(error)
+
+    def stop(self, error: BaseException) -> None:
+        """The run is asked to stop while a step runs that cannot hear it (a workflow
+        cancelled during a step that does not heartbeat): when the step returns, the run
+        fails there, with ``error``, instead of going on."""
+        self._expect("stop")
+        self.stopping = error
+
+    def resume(self) -> RunStep | RunUndo:
+        """The wait is over: the next attempt."""
+        self._expect("resume")
+        self.attempt += 1
+        if self.phase is Phase.STEP_WAIT:
+            self.phase = Phase.STEP
+            return RunStep(self.current, self.attempt)  # type: ignore[arg-type]
+        return self._undo_attempt()
+
+    def commit(self) -> Finished:
+        """A with-block ended without an error."""
+        self._expect("commit")
+        self._close_open()
+        return self._commit()
+
+    def _commit(self) -> Finished:
+        self.phase = Phase.DONE
+        self._emit(EventKind.COMMITTED, None, {"steps": len(self.completed)})
+        return Finished(self)
+
+    def fail(self, error: BaseException) -> Op:
+        """The run cannot go on (a step failed for good, the with-block raised, the workflow
+        was cancelled): halt forward after a pivot, or roll back."""
+        self._expect("fail")
+        self.error, current = error, self.current
+        self.failed_step = current if current not in self.completed else None
+        self.open = False
+        self._emit(EventKind.PIPELINE_FAILED, self.failed_step, {"error": describe(error)})
+        if halts_forward(self.pivot_done, self.kinds.get(self.failed_step or "")):
+            assert self.failed_step is not None
+            self.halted, self.phase, self.reason = True, Phase.DONE, HALTED_FORWARD
+            self.pending = [self.failed_step]
+            self._emit(EventKind.HALTED, self.failed_step, {"reason": self.reason})
+            return Finished(self)
+        self._rolling_back(self.log[::-1] if self.undo_order == "reverse" else list(self.log))
+        self.leaked = [*self.leaked, *self.irreversible]
+        details = {"undos": len(self.todo), "order": self.undo_order, "policy": self.policy.name}
+        self._emit(EventKind.ROLLBACK_START, None, details)
+        return self._next_undo()
+
+    # -- backward -----------------------------------------------------------------------
+
+    def _rolling_back(self, todo: list[Entry]) -> None:
+        self.todo = todo
+        self.compensated, self.dead_letters, self.pending, self.semantic = [], [], [], []
+
+    def _next_undo(self) -> RunUndo | Finished:
+        if self.index >= len(self.todo):
+            return self._rollback_done()
+        self.entry = self.todo[self.index]
+        self.base = self.entry.before
+        self.attempt = self.base + 1
+        return self._undo_attempt()
+
+    def _undo_attempt(self) -> RunUndo:
+        entry = self.entry
+        assert entry is not None
+        self.phase = Phase.UNDO
+        self._emit(EventKind.UNDO, entry.step, (("attempt", self.attempt),))
+        timeout = entry.timeout if entry.timeout is not None else self.policy.timeout
+        return RunUndo(entry.step, self.attempt, timeout)
+
+    def undo_ok(self) -> RunUndo | Finished:
+        """The undo attempt returned."""
+        if self.phase is not Phase.UNDO:
+            self._expect("undo_ok")
+        return self._undone((("attempt", self.attempt),))
+
+    def _undone(self, details: Pairs) -> RunUndo | Finished:
+        entry = self.entry
+        assert entry is not None
+        self.compensated.append(entry.step)  # type: ignore[attr-defined]
+        if entry.semantic:
+            self.semantic.append(entry.step)  # type: ignore[attr-defined]
+        self._emit(EventKind.UNDO_DONE, entry.step, details)
+        self.index += 1
+        return self._next_undo()
+
+    def undo_failed(self, error: BaseException) -> Op:
+        """The undo attempt raised ``error``: the policy decides (retry, dead letter, halt)."""
+        self._expect("undo_failed")
+        entry = self.entry
+        assert entry is not None
+        decision = self.policy.decide(self.attempt - self.base, error)
+        details: dict[str, Any] = {"attempt": self.attempt, "error": describe(error)}
+        if isinstance(decision, int | float) and not isinstance(decision, bool) and decision >= 0:
+            details["then"], details["delay"] = "retry", decision
+            self.phase = Phase.UNDO_WAIT
+            self._emit(EventKind.UNDO_FAILED, entry.step, details)
+            return Wait(decision)
+        if decision not in ("dead_letter", "halt"):
+            self.notes = [
+                *self.notes,
+                f"the undo policy {self.policy.name} decided {decision!r}, neither a delay nor "
+                "'dead_letter' nor 'halt'; the rollback halted for a person",
+            ]
+            decision = "halt"
+        details["then"] = decision
+        self._emit(EventKind.UNDO_FAILED, entry.step, details)
+        if decision == "halt":
+            self.phase = Phase.ASK
+            return Ask(tuple(e.step for e in self.todo[self.index :]))
+        self.dead_letters.append(DeadLetter(entry.step, error, self.attempt))  # type: ignore[attr-defined]
+        self.index += 1
+        return self._next_undo()
+
+    def answer(self, answer: str) -> RunUndo | Finished:
+        """A person's answer to ``Ask``: ``retry`` the undo (its retries start afresh), it
+        was ``fixed`` by hand, or ``leave`` it and the rest for later."""
+        self._expect("answer")
+        if answer == "retry":
+            self.base = self.attempt
+            self.attempt += 1
+            return self._undo_attempt()
+        if answer == "fixed":
+            return self._undone((("attempt", self.attempt), ("by_hand", True)))
+        if answer != "leave":
+            raise MachineError(f"answer {answer!r} is not one of: {', '.join(ANSWERS)}")
+        self.halted = True
+        self.pending.extend(e.step for e in self.todo[self.index :])  # type: ignore[attr-defined]
+        return self._rollback_done()
+
+    def interrupted(self, exc: BaseException, kept: bool = False) -> Op:
+        """A BaseException (Ctrl-C, SystemExit, a cancelled task) cut a call or a wait short.
+        In a step, the step failed for good (never retried); in the rollback, what is left
+        is pending, truthfully (``kept``: a journal keeps it for ``recover``)."""
+        self._expect("interrupted")
+        if self.phase in (Phase.STEP, Phase.STEP_WAIT):
+            return self._step_lost(exc)
+        left = [e.step for e in self.todo[self.index :]]
+        self.interruption, self.halted = exc, True
+        self.pending.extend(left)  # type: ignore[attr-defined]
+        self.notes = [
+            *self.notes,
+            f"rollback interrupted by {type(exc).__name__} during the undo of {left[0]}; "
+            f"not known to be undone: {', '.join(left)}"
+            + (" (the journal keeps them for recover)" if kept else ""),
+        ]
+        return self._rollback_done(interrupted=type(exc).__name__)
+
+    def _rollback_done(self, **extra: Any) -> Finished:
+        self.phase, self.entry = Phase.DONE, None
+        details = {
+            "status": str(self.status()),
+            "undone": len(self.compensated),
+            "dead_letters": len(self.dead_letters),
+            "pending": len(self.pending),
+        }
+        if self.resumed and self.leaked:
+            details["leaked"] = list(self.leaked)
+        self._emit(EventKind.ROLLBACK_DONE, None, {**details, **extra})
+        return Finished(self)
+
+    @classmethod
+    def resume_rollback(
+        cls,
+        undos: Sequence[tuple[str, int]],
+        *,
+        leaked: Sequence[str] = (),
+        dead_before: int = 0,
+        pivot: tuple[str, str] | None = None,
+        **options: Any,
+    ) -> tuple[Machine, Op]:
+        """Take up a crashed saga's rollback (``recover``): ``undos`` are (step, attempts
+        made) of the undos not yet done, oldest first; ``leaked`` steps started with their
+        undo still to be logged; ``pivot`` is (step, started | done) if the irreversible step
+        began. Policy ``continue``: one attempt each, then a dead letter for a person."""
+        m = cls(CONTINUE, **options)
+        m.resumed, m.dead_before = True, dead_before
+        m.log = [Entry(step, "before", False, None, attempts) for step, attempts in undos]
+        m.seen = [step for step, _ in undos]
+        if pivot is not None:
+            m.halted, m.phase, m.reason = True, Phase.DONE, halted_at_pivot(*pivot)
+            details = {"reason": m.reason, "recovered": True}
+            m._emit(EventKind.HALTED, pivot[0], details)
+            return m, Finished(m)
+        m.leaked = list(leaked)
+        m._rolling_back(m.log[::-1])
+        details = {
+            "undos": len(m.todo),
+            "order": "reverse",
+            "policy": "continue",
+            "recovered": True,
+        }
+        m._emit(EventKind.ROLLBACK_START, None, details)
+        return m, m._next_undo()
+
+    # -- how it ended -------------------------------------------------------------------
+
+    def status(self) -> Status:
+        return status_of(
+            failed=self.error is not None or self.resumed,
+            halted=self.halted,
+            dead_letters=bool(self.dead_letters) or self.dead_before > 0,
+            leaked=bool(self.leaked),
+            semantic=bool(self.semantic),
+        )
+
+    def logged(self, step: str) -> bool:
+        """Is ``step``'s undo in the log, so that a rollback would run it?"""
+        return any(e.step == step for e in self.log)
+
+    def exception_notes(self) -> list[str]:
+        """What a re-raised exception carries, so a caller sees an incomplete rollback."""
+        notes = [f"rollback: undo of {d} (dead letter)" for d in self.dead_letters]
+        if self.pending and self.interruption is None:
+            notes.append(f"rollback halted; left for a person: {', '.join(self.pending)}")
+        if self.leaked:
+            notes.append(f"rollback: not undone (no undo covers it): {', '.join(self.leaked)}")
+        return notes + [f"rollback: {n}" for n in self.notes]
+
+    def record(self, cls: type[RunRecord] = RunRecord, **extra: Any) -> Any:
+        """The run as a record (``cls``: a RunRecord with more fields, such as Outcome).
+        A driver that knows the steps and kinds already may pass them (``steps=, kinds=``)."""
+        if "steps" not in extra:
+            if self.plan is not None:
+                extra["steps"] = tuple(s.name for s in self.plan)
+                extra["kinds"] = {s.name: str(s.kind) for s in self.plan}
+            else:
+                extra["steps"] = tuple(self.seen)
+                extra["kinds"] = {k: str(v) for k, v in self.kinds.items()}
+        return cls.build(
+            status=self.status(),
+            completed=tuple(self.completed),
+            compensated=tuple(self.compensated),
+            dead_letters=tuple(self.dead_letters),
+            pending=tuple(self.pending),
+            leaked=tuple(self.leaked),
+            semantic=tuple(self.semantic),
+            error=self.error,
+            failed_step=self.failed_step,
+            name=self.name,
+            run_id=self.run_id,
+            notes=tuple(self.notes),
+            rows=tuple(self.rows),
+            first_seq=self.first_seq,
+            **extra,
+        )
+
+
+__all__ = [
+    "ANSWERS",
+    "PROCEED",
+    "RAISE",
+    "TRANSITIONS",
+    "Ask",
+    "Finished",
+    "Machine",
+    "MachineError",
+    "Phase",
+    "RunStep",
+    "RunUndo",
+    "StepSpec",
+    "Wait",
+    "halts_forward",
+    "status_of",
+]

@@ -1,0 +1,11 @@
+"""Run a ``Saga`` as a DBOS workflow (extra ``dbos``): ``DBOSRunner``.
+
+DBOS Transact is durable execution as a library: no server, the workflow's progress in a
+SQLite file (its *system database*). Each step and each undo attempt is a ``@DBOS.step``,
+the saga machine runs inside a ``@DBOS.workflow`` (``workflow.py``); a process killed in the
+middle and relaunched on the same file finishes the saga. The Outcome is ``saga.run``'s.
+"""
+
+from .runner import DBOSRunner, DBOSUnavailable
+
+__all__ = ["DBOSRunner", "DBOSUnavailable"]

@@ -1,0 +1,157 @@
+"""The DBOS runner: DBOS launched in this process on a SQLite system database, each saga a
+workflow (``workflow.py``), its record read back as ``saga.run``'s Outcome."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from dbos import DBOS, SetWorkflowID
+
+from ...errors import InvalidPipelineError, RollbackLessonsError
+from ...faults import InjectionLike, normalize_injection
+from ...outcome import Outcome, RunRecord
+from ...policies import PolicyLike, resolve_policy
+from ...saga import Saga, State, snapshot
+from .. import hosted
+from ..wire import outcome_of, plan_of, record_of
+from . import workflow
+from .workflow import saga_workflow
+
+NAME = "rollback-lessons"
+ANSWERS = ("retry", "fixed", "leave")
+
+
+class DBOSUnavailable(RollbackLessonsError):
+    """DBOS already runs in this process (it is one per process)."""
+
+
+_launched = threading.Lock()  # DBOS is process-global: one runner at a time
+
+
+class DBOSHandle:
+    """A saga running as a DBOS workflow: ``outcome()``; a halted one waits for a person
+    (``pending()``, ``resolve(answer)``)."""
+
+    def __init__(
+        self, saga: Saga, run_id: str, state: State | None, before: Any, result: Any
+    ) -> None:
+        self.saga, self.run_id = saga, run_id
+        self._state, self._before, self._result = state, before, result
+
+    def pending(self) -> list[str]:
+        """The undos the saga waits on a person for (empty otherwise)."""
+        return list(DBOS.get_event(self.run_id, "pending", timeout_seconds=0) or [])
+
+    def resolve(self, answer: str) -> None:
+        """A person's answer: "retry" the undo, it was "fixed" by hand, or "leave" it."""
+        if answer not in ANSWERS:
+            raise InvalidPipelineError(f"answer {answer!r} is not one of: {', '.join(ANSWERS)}")
+        DBOS.send(self.run_id, answer, "answer")
+
+    def outcome(self) -> Outcome:
+        try:
+            data: dict[str, Any] = self._result()
+        finally:
+            hosted.release(self.run_id)
+        return outcome_of(self.saga, record_of(data), before=self._before, state=self._state)
+
+
+class DBOSRunner:
+    """Runs sagas as DBOS workflows, in this process.
+
+    ``with DBOSRunner.start() as runner: outcome = runner.run(saga, state)``
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def start(
+        cls,
+        system_database: str | os.PathLike[str] | None = None,
+        *,
+        sagas: Mapping[str, Callable[[str], Saga]] | None = None,
+    ) -> DBOSRunner:
+        """Launch DBOS on the SQLite file ``system_database`` (a new temporary one by
+        default). Launching on the file of a process that died resumes its sagas: ``sagas``
+        says how to make each by name for a run id (its state is then empty; such a saga
+        acts on a world outside memory). DBOS's INFO logs are kept quiet."""
+        if not _launched.acquire(blocking=False):
+            raise DBOSUnavailable("DBOS already runs in this process: close that runner first")
+        try:
+            workflow.FACTORIES.update(sagas or {})
+            if system_database is None:
+                path = Path(tempfile.mkdtemp(prefix="rollback-lessons-dbos-")) / "dbos.sqlite"
+            else:
+                path = Path(system_database)
+            logging.getLogger("dbos").setLevel(logging.WARNING)
+            DBOS(config={"name": NAME, "system_database_url": f"sqlite:///{path}",
+                         "log_level": "WARNING"})  # fmt: skip
+            DBOS.launch()  # resumes the workflows a dead process left on this file
+        except BaseException:
+            _launched.release()
+            raise
+        return cls(path)
+
+    def start_saga(
+        self,
+        saga: Saga,
+        state: State | None = None,
+        *,
+        inject: InjectionLike | None = None,
+        policy: PolicyLike | None = None,
+        register: str | None = None,
+        undo_order: str = "reverse",
+        halt_wait: float | None = 0.0,
+        run_id: str | None = None,
+        wait: bool = False,
+    ) -> DBOSHandle:
+        """Start ``saga`` as a workflow; everything is checked before it starts. A policy
+        of one's own decides in the workflow (it is saved with it: its class must be
+        importable where the workflow resumes). ``wait``: run it in this thread, to its end
+        (``run`` does), rather than in DBOS's own threads."""
+        faults = normalize_injection(inject, saga.names)
+        chosen = resolve_policy(policy if policy is not None else saga.policy)
+        run_id = run_id or f"{saga.name}-{uuid.uuid4().hex[:12]}"
+        plan = plan_of(
+            saga, run_id, policy=chosen, register=register,  # type: ignore[arg-type]
+            undo_order=undo_order, halt_wait=halt_wait,  # type: ignore[arg-type]
+        )  # fmt: skip
+        world: State = {} if state is None else state
+        hosted.host(run_id, hosted.Hosted(saga, world, faults))
+        names = {s: (f.action and str(f.action), f.undo and str(f.undo)) for s, f in faults.items()}
+        before = snapshot(world) if state is not None else None
+        with SetWorkflowID(run_id):
+            if wait:
+                data = saga_workflow(plan, chosen, names)
+                return DBOSHandle(saga, run_id, state, before, lambda: data)
+            started = DBOS.start_workflow(saga_workflow, plan, chosen, names)
+        return DBOSHandle(saga, run_id, state, before, started.get_result)
+
+    def run(self, saga: Saga, state: State | None = None, **options: Any) -> Outcome:
+        """Run ``saga`` on DBOS and return its Outcome (like ``saga.run``)."""
+        return self.start_saga(saga, state, wait=True, **options).outcome()
+
+    def record(self, run_id: str) -> RunRecord:
+        """The record of run ``run_id``, once it ended (waited for): one this launch
+        resumed, say, after the process that started it died."""
+        return record_of(DBOS.retrieve_workflow(run_id).get_result())
+
+    def close(self) -> None:
+        try:
+            DBOS.destroy()
+        finally:
+            _launched.release()
+
+    def __enter__(self) -> DBOSRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

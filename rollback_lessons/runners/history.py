@@ -1,0 +1,167 @@
+"""A saga run by an engine that keeps its own history (Step Functions, SpiffWorkflow), told
+by this package: the worker that does each task in this process (recording every call), and
+``walk``, which drives the saga machine with what the history shows. The machine decides
+what should come next; where the engine did something else, ``HistoryDiverged`` says so.
+The record, its events included, is the machine's, as in process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import RollbackLessonsError
+from ..faults import NO_FAULTS, StepFaults
+from ..machine import Machine
+from ..operations import Ask, Finished, Op, RunStep, RunUndo, Wait
+from ..outcome import RunRecord
+from ..policies import UnsupportedPolicy
+from ..saga import Saga, State
+from . import remote
+from .wire import ErrorRecord, SagaPlan
+
+
+class HistoryDiverged(RollbackLessonsError):
+    """The engine ran something the saga's rules would not have run."""
+
+
+def do(step: str) -> str:
+    return f"Do {step}"
+
+
+def undo(step: str) -> str:
+    return f"Undo {step}"
+
+
+def ask(step: str) -> str:
+    return f"Ask a person about {step}"
+
+
+@dataclass
+class Call:
+    """One task the worker answered: which call, its attempt, and how it ended."""
+
+    call: str
+    step: str
+    attempt: int
+    error: ErrorRecord | None = None
+    answer: str | None = None
+
+
+@dataclass
+class Visit:
+    """A task state the engine entered, how many times it ran its task there."""
+
+    state: str
+    tries: int = 0
+    succeeded: bool = False
+
+
+@dataclass
+class Worker:
+    """Does the tasks an engine hands out, with the saga's own callables on ``state`` and
+    the run's injected faults; each call is recorded, in order. A person's answers to a halt
+    are given in turn ("leave" when none are left)."""
+
+    run_id: str
+    saga: Saga
+    state: State
+    faults: dict[str, StepFaults]
+    answers: list[str] = field(default_factory=list)
+    calls: list[Call] = field(default_factory=list)
+
+    def task(self, call: str, step: str) -> Call:
+        if call == "ask":
+            made = Call("ask", step, 0, answer=self.answers.pop(0) if self.answers else "leave")
+        else:
+            attempt = 1 + sum(1 for c in self.calls if (c.call, c.step) == (call, step))
+            faults = self.faults.get(step, NO_FAULTS)
+            if call == "action":
+                error = remote.run_action(self.saga, step, self.state, faults.action)
+            else:
+                error = remote.run_undo(
+                    self.saga, step, self.state, faults.undo, attempt, self.run_id
+                )
+            made = Call(call, step, attempt, error)
+        self.calls.append(made)
+        return made
+
+
+class _History:
+    """The engine's visits and the worker's calls, taken in order as the machine asks."""
+
+    def __init__(self, visits: list[Visit], calls: list[Call]) -> None:
+        self.visits, self.calls = list(visits), list(calls)
+        self.visit: Visit | None = None
+        self.used = 0  # tries of the current visit taken so far
+
+    def enter(self, state: str) -> None:
+        """The machine runs ``state``'s task: the engine must be there (the same visit while
+        it still has tries: a Retry; a new visit otherwise)."""
+        if self.visit is not None and self.visit.state == state and self.used < self.visit.tries:
+            return
+        self.leave()
+        if not self.visits:
+            raise HistoryDiverged(f"the engine stopped where the saga runs {state!r} next")
+        if self.visits[0].state != state:
+            raise HistoryDiverged(
+                f"the engine ran {self.visits[0].state!r} where the saga runs {state!r}"
+            )
+        self.visit, self.used = self.visits.pop(0), 0
+
+    def leave(self) -> None:
+        if self.visit is not None and self.used < self.visit.tries:
+            raise HistoryDiverged(
+                f"the engine tried {self.visit.state!r} {self.visit.tries} times, the saga "
+                f"{self.used}"
+            )
+        self.visit = None
+
+    def call(self, call: str, step: str) -> Call:
+        self.used += 1
+        for n, made in enumerate(self.calls):
+            if (made.call, made.step) == (call, step):
+                return self.calls.pop(n)
+        raise HistoryDiverged(f"the history has a {call} of {step} the worker never answered")
+
+    def end(self) -> None:
+        self.leave()
+        if self.visits:
+            raise HistoryDiverged(
+                f"the engine ran {self.visits[0].state!r} after the saga's run was over"
+            )
+
+
+def walk(plan: SagaPlan, visits: list[Visit], calls: list[Call]) -> RunRecord:
+    """Drive the saga machine with what the engine's history shows (its task states visited,
+    in order, and the worker's calls): the machine's record, or ``HistoryDiverged``. A plan
+    whose policy decides in Python is refused: no engine with a history of its own ran it."""
+    if plan.policy.in_code:
+        raise UnsupportedPolicy(
+            "an engine that keeps its own history ran this saga; a policy that decides in "
+            "Python cannot have been part of it"
+        )
+    m = Machine(
+        plan.undo_policy(), plan=plan.specs(), undo_order=plan.undo_order, name=plan.name,
+        run_id=plan.run_id,
+    )  # fmt: skip
+    history = _History(visits, calls)
+    op: Op = m.start()
+    while not isinstance(op, Finished):
+        if type(op) is RunStep:
+            history.enter(do(op.step))
+            error = history.call("action", op.step).error
+            op = m.step_ok() if error is None else m.step_failed(error.to_exception())
+        elif type(op) is RunUndo:
+            history.enter(undo(op.step))
+            error = history.call("undo", op.step).error
+            op = m.undo_ok() if error is None else m.undo_failed(error.to_exception())
+        elif type(op) is Wait:
+            op = m.resume()  # the engine waited, by its Retry
+        elif type(op) is Ask:
+            history.enter(ask(op.steps[0]))
+            said = history.call("ask", op.steps[0]).answer
+            history.leave()
+            op = m.answer(said or "leave")
+        else:  # a with-block's operations: never in a plan
+            raise HistoryDiverged(f"the machine answered {op!r}")
+    history.end()
+    return op.record

@@ -1,0 +1,67 @@
+"""What a run on an engine needs from the process that started it, by run id: the saga, its
+state and its injected faults (the activities or steps that run its calls here), and a
+policy that decides in Python code (the machine in the workflow asks it).
+
+Plain dictionaries, no I/O: Temporal's workflow sandbox imports this module passed through,
+so a workflow and its activities see the same entries. A run started in another process (a
+worker elsewhere) does not find them, and says so.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import RollbackLessonsError
+from ..faults import StepFaults
+from ..policies import UndoPolicy
+
+
+class NotHosted(RollbackLessonsError):
+    """The run's saga or policy lives in another process than the one asked for it."""
+
+
+@dataclass
+class Hosted:
+    """One run's saga, state and faults; ``started`` is set per step as its action begins."""
+
+    saga: Any  # a Saga (not imported: this module stays importable in a sandbox)
+    state: Any
+    faults: dict[str, StepFaults]
+    started: dict[str, threading.Event] = field(default_factory=dict)
+
+
+RUNS: dict[str, Hosted] = {}
+POLICIES: dict[str, UndoPolicy] = {}
+
+
+def host(run_id: str, run: Hosted) -> None:
+    RUNS[run_id] = run
+
+
+def hosted(run_id: str) -> Hosted:
+    try:
+        return RUNS[run_id]
+    except KeyError:
+        raise NotHosted(f"run {run_id!r} was started by another process") from None
+
+
+def host_policy(run_id: str, policy: UndoPolicy) -> None:
+    POLICIES[run_id] = policy
+
+
+def policy(run_id: str) -> UndoPolicy:
+    try:
+        return POLICIES[run_id]
+    except KeyError:
+        raise NotHosted(
+            f"run {run_id!r} has an undo policy that decides in Python; only the process that "
+            "started it has that code"
+        ) from None
+
+
+def release(run_id: str) -> None:
+    """The run is over: forget it."""
+    RUNS.pop(run_id, None)
+    POLICIES.pop(run_id, None)

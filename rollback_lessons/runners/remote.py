@@ -1,0 +1,42 @@
+"""One task of a saga done for an engine: run a step's action or undo in this process, with
+its injected fault, and hand the failure back as data. Temporal's activities, DBOS's steps,
+the Step Functions worker and the BPMN script tasks all do it here, so they fail alike."""
+
+from __future__ import annotations
+
+from ..faults import Fault, action_error, undo_error, undo_fails
+from ..rules import NamedUndo
+from ..saga import Saga, State
+from .wire import ErrorRecord
+
+
+def run_action(saga: Saga, step: str, state: State, fault: Fault | None) -> ErrorRecord | None:
+    """Do ``step``'s action (an injected fault fails it before or after its effect)."""
+    if fault is Fault.FAIL:
+        return ErrorRecord.of(action_error(step, fault), step)
+    try:
+        saga[step].action(state)
+    except Exception as exc:
+        return ErrorRecord.of(exc, step)
+    if fault is Fault.FAIL_AFTER_EFFECT:
+        return ErrorRecord.of(action_error(step, fault), step)
+    return None
+
+
+def run_undo(
+    saga: Saga, step: str, state: State, fault: Fault | None, attempt: int, run_id: str
+) -> ErrorRecord | None:
+    """Do attempt ``attempt`` of ``step``'s undo; a registered undo gets the run's own
+    idempotency key, so a repeat after a crash changes nothing."""
+    if undo_fails(fault, attempt):
+        assert fault is not None
+        return ErrorRecord.of(undo_error(step, fault), step)
+    undo = saga[step].undo
+    try:
+        if isinstance(undo, NamedUndo):
+            undo(idempotency_key=f"{run_id}:{step}")
+        elif undo is not None:
+            undo(state)
+    except Exception as exc:
+        return ErrorRecord.of(exc, step)
+    return None

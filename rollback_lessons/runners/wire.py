@@ -1,0 +1,303 @@
+"""A saga, its policy, its errors and its record as plain data: what crosses into an engine
+(a Temporal workflow's input, a DBOS workflow's arguments, a Step Functions message) and
+comes back out. No rule lives here: the machine reads the steps and the policy these make,
+and decides as it does in process.
+
+Exception types travel by name (with the names of their classes' ancestors, so a policy's
+types still match an error raised elsewhere); a policy that decides in Python code travels
+by its run's id only, to a machine in this process (``hosted``).
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import InjectedFault, InjectedTimeout, RemoteError
+from ..faults import Fault
+from ..operations import StepSpec
+from ..outcome import DeadLetter, Outcome, RunRecord, Status
+from ..policies import PolicyLike, RetryPolicy, UndoPolicy, decides_in_code, resolve_policy
+from ..rules import Register, UndoOrder, check_register, check_undo_order
+from ..saga import Saga, State, snapshot
+from . import hosted
+
+# -- the saga and its policy --------------------------------------------------------------
+
+
+def lineage(kind: type[BaseException]) -> list[str]:
+    """A class's name and its ancestors' names, most specific first."""
+    return [k.__name__ for k in kind.__mro__ if issubclass(k, BaseException)]
+
+
+def _exception_type(name: str) -> type[BaseException]:
+    """A built-in exception by name, or a stand-in of that name (a RemoteError matches a
+    policy's types by name)."""
+    found = getattr(builtins, name, None)
+    if isinstance(found, type) and issubclass(found, BaseException):
+        return found
+    return type(name, (Exception,), {})
+
+
+@dataclass
+class RetrySpec:
+    """A RetryPolicy as plain data (exception types by name)."""
+
+    max_attempts: int
+    initial_delay: float
+    multiplier: float
+    max_delay: float
+    retry_on: list[str] = field(default_factory=lambda: ["Exception"])
+    non_retryable: list[str] = field(default_factory=list)
+    timeout: float | None = None
+
+    @classmethod
+    def of(cls, policy: RetryPolicy) -> RetrySpec:
+        return cls(
+            max_attempts=policy.max_attempts,
+            initial_delay=policy.initial_delay,
+            multiplier=policy.multiplier,
+            max_delay=policy.max_delay,
+            retry_on=[t.__name__ for t in policy.retry_on],
+            non_retryable=[t.__name__ for t in policy.no_retry_on],
+            timeout=policy.timeout,
+        )
+
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            max_attempts=self.max_attempts,
+            initial_delay=self.initial_delay,
+            multiplier=self.multiplier,
+            max_delay=self.max_delay,
+            retry_on=tuple(_exception_type(n) for n in self.retry_on),
+            no_retry_on=tuple(_exception_type(n) for n in self.non_retryable),
+            timeout=self.timeout,
+        )
+
+
+@dataclass
+class PolicySpec:
+    """An UndoPolicy as data; ``in_code``: a policy of its own ``decide``, which only the
+    process that started the run has (looked up by run id in ``hosted``)."""
+
+    retry: RetrySpec | None = None
+    then: str = "dead_letter"
+    in_code: bool = False
+
+    @classmethod
+    def of(cls, policy: UndoPolicy) -> PolicySpec:
+        retry = RetrySpec.of(policy.retry) if policy.retry is not None else None
+        return cls(retry, policy.then, decides_in_code(policy))
+
+    def policy(self, run_id: str) -> UndoPolicy:
+        if self.in_code:
+            return hosted.policy(run_id)
+        retry = self.retry.policy() if self.retry is not None else None
+        return UndoPolicy(retry, self.then)  # type: ignore[arg-type]
+
+
+@dataclass
+class StepPlan:
+    name: str
+    kind: str
+    has_undo: bool
+    register: str
+    retry: RetrySpec | None = None
+    semantic: bool = False
+    undo_timeout: float | None = None
+
+    def spec(self) -> StepSpec:
+        retry = self.retry.policy() if self.retry is not None else None
+        return StepSpec(
+            self.name, self.kind, self.has_undo, self.register, retry, self.semantic,
+            self.undo_timeout,
+        )  # fmt: skip
+
+
+@dataclass
+class SagaPlan:
+    """What an engine needs to run a saga: names, kinds, options, the policy; no code."""
+
+    run_id: str
+    name: str
+    steps: list[StepPlan]
+    policy: PolicySpec
+    undo_order: str = "reverse"
+    step_timeout: float = 60.0
+    halt_wait: float | None = 0.0
+    """On a halt, how long a remote engine waits for a person (None: as long as it takes)."""
+
+    def specs(self) -> tuple[StepSpec, ...]:
+        return tuple(s.spec() for s in self.steps)
+
+    def undo_policy(self) -> UndoPolicy:
+        return self.policy.policy(self.run_id)
+
+
+def plan_of(
+    saga: Saga,
+    run_id: str,
+    *,
+    policy: PolicyLike | None = None,
+    register: Register | None = None,
+    undo_order: UndoOrder = "reverse",
+    step_timeout: float = 60.0,
+    halt_wait: float | None = 0.0,
+) -> SagaPlan:
+    """``saga`` as data for an engine; every option is checked here, before it runs. A
+    policy that decides in code is hosted in this process under ``run_id``."""
+    if register is not None:
+        check_register(register)
+    check_undo_order(undo_order)
+    chosen = resolve_policy(policy if policy is not None else saga.policy)
+    spec = PolicySpec.of(chosen)
+    if spec.in_code:
+        hosted.host_policy(run_id, chosen)
+    return SagaPlan(
+        run_id=run_id,
+        name=saga.name,
+        steps=[
+            StepPlan(
+                name=s.name,
+                kind=str(s.kind),
+                has_undo=s.has_undo,
+                register=s.register,
+                retry=RetrySpec.of(s.retry) if s.retry is not None else None,
+                semantic=s.semantic,
+                undo_timeout=s.undo_timeout,
+            )
+            for s in saga.specs(register)
+        ],
+        policy=spec,
+        undo_order=undo_order,
+        step_timeout=step_timeout,
+        halt_wait=halt_wait,
+    )
+
+
+# -- errors -------------------------------------------------------------------------------
+
+
+@dataclass
+class ErrorRecord:
+    """An exception as data; ``fault`` is set when it was injected, so nothing is parsed."""
+
+    type: str
+    message: str
+    step: str | None = None
+    fault: str | None = None
+    lineage: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, error: BaseException, step: str | None = None) -> ErrorRecord:
+        """The error as data; a badly behaved ``__str__`` must not take the worker down."""
+        if isinstance(error, InjectedFault):
+            return cls(type(error).__name__, str(error), error.step, str(error.fault))
+        if isinstance(error, RemoteError):
+            return cls(error.type_name, str(error), step, None, list(error.lineage))
+        try:
+            message = str(error)
+        except Exception:
+            message = f"<{type(error).__name__} with an unprintable message>"
+        return cls(type(error).__name__, message, step, None, lineage(type(error)))
+
+    def describe(self) -> str:
+        """Like ``events.describe`` for the live exception: ``Type('message')``."""
+        return f"{self.type}({self.message!r})"
+
+    def to_exception(self) -> BaseException:
+        if self.fault is not None:
+            cls = InjectedTimeout if self.fault == Fault.FAIL_AFTER_EFFECT else InjectedFault
+            return cls(self.step or "", self.fault, self.message)
+        return RemoteError(self.type, self.message, tuple(self.lineage))
+
+
+# -- the record ---------------------------------------------------------------------------
+
+
+def record_data(record: RunRecord) -> dict[str, Any]:
+    """A run record as JSON-friendly data (what a workflow returns)."""
+    return {
+        "status": str(record.status),
+        "steps": list(record.steps),
+        "completed": list(record.completed),
+        "compensated": list(record.compensated),
+        "dead_letters": [
+            {"step": d.step, "error": _error_data(d.error, d.step), "attempts": d.attempts}
+            for d in record.dead_letters
+        ],
+        "pending": list(record.pending),
+        "leaked": list(record.leaked),
+        "semantic": list(record.semantic),
+        "error": _error_data(record.error, record.failed_step) if record.error else None,
+        "failed_step": record.failed_step,
+        "kinds": dict(record.kinds),
+        "name": record.name,
+        "run_id": record.run_id,
+        "notes": list(record.notes),
+        "events": [[kind, step, dict(details)] for kind, step, details, _ in record.rows],
+    }
+
+
+def _error_data(error: BaseException, step: str | None) -> dict[str, Any]:
+    return vars(ErrorRecord.of(error, step))
+
+
+def _error(data: Mapping[str, Any]) -> BaseException:
+    return ErrorRecord(**data).to_exception()
+
+
+def record_of(data: Mapping[str, Any]) -> RunRecord:
+    """``record_data``'s inverse (errors come back as stand-ins: RemoteError, InjectedFault)."""
+    return RunRecord.build(
+        status=Status(data["status"]),
+        steps=tuple(data["steps"]),
+        completed=tuple(data["completed"]),
+        compensated=tuple(data["compensated"]),
+        dead_letters=tuple(
+            DeadLetter(d["step"], _error(d["error"]), d["attempts"]) for d in data["dead_letters"]
+        ),
+        pending=tuple(data["pending"]),
+        leaked=tuple(data["leaked"]),
+        semantic=tuple(data["semantic"]),
+        error=_error(data["error"]) if data["error"] else None,
+        failed_step=data["failed_step"],
+        kinds=dict(data["kinds"]),
+        name=data["name"],
+        run_id=data["run_id"],
+        notes=tuple(data["notes"]),
+        rows=tuple(
+            (kind, step, tuple(details.items()), None) for kind, step, details in data["events"]
+        ),
+    )
+
+
+def outcome_of(
+    saga: Saga,
+    record: RunRecord,
+    *,
+    before: Mapping[str, Any] | None,
+    state: State | None,
+) -> Outcome:
+    """An engine's record as ``saga.run``'s Outcome (state after: a snapshot of ``state``)."""
+    return Outcome.of(
+        record,
+        state_before=before,
+        state_after=snapshot(state) if state is not None else None,
+        labels={s.name: s.label for s in saga.steps if s.label},
+    )
+
+
+__all__ = [
+    "ErrorRecord",
+    "PolicySpec",
+    "RetrySpec",
+    "SagaPlan",
+    "StepPlan",
+    "outcome_of",
+    "plan_of",
+    "record_data",
+    "record_of",
+]

@@ -1,0 +1,156 @@
+"""Conformance as a property: every engine drives the one saga machine, so a saga ends the
+same wherever it runs. Hypothesis draws sagas (kinds of step, when each undo is logged,
+retry policies, up to two faults, undo policies including one of a user's own) and each
+must end as in process (status, undos in order, dead letters, pending, leaked, the world,
+every event) on Step Functions (moto, in this process), as BPMN on SpiffWorkflow where that
+form can express it, and on DBOS; on Temporal, a fixed sample of 20 draws. Where an engine
+cannot express a saga (a policy that decides in Python, written into a state machine), it
+must refuse it before anything runs: the world stays untouched."""
+
+from dataclasses import dataclass
+from functools import partial
+
+import pytest
+from conftest import OnALoop, same_outcome
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rollback_lessons import Kind, Retry, RetryPolicy, Saga, Step, UndoPolicy, VirtualClock
+from rollback_lessons.errors import InvalidPipelineError
+from rollback_lessons.explore import combinations, inject_of
+from rollback_lessons.policies import decides_in_code
+from rollback_lessons.runners.bpmn import BpmnRunner
+from rollback_lessons.runners.stepfunctions import StepFunctionsRunner
+
+QUICK = RetryPolicy(max_attempts=2, initial_delay=0.01, max_delay=0.01)
+"""Retries in the drawn sagas wait little (Step Functions still waits its whole second)."""
+
+
+class RetryThenHalt(UndoPolicy):
+    """A policy of one's own: one more attempt, then a person."""
+
+    def decide(self, attempt, error):
+        return 0.01 if attempt < 2 else "halt"
+
+
+POLICIES = {
+    "continue": "continue",
+    "retry": Retry(QUICK),
+    "halt": "halt",
+    "retry, then halt": Retry(QUICK, then="halt"),
+    "a user's own": RetryThenHalt(),
+}
+
+
+def act(name, state):
+    state[name] = "done"
+
+
+def undo(name, state):
+    if state.get(name) == "done":  # logged first, its step may never have happened
+        state[name] = "undone"
+
+
+@dataclass(frozen=True)
+class Drawn:
+    steps: tuple[Step, ...]
+    policy: str
+    faults: tuple
+
+    def saga(self) -> Saga:
+        return Saga(self.steps, name="drawn", policy=POLICIES[self.policy])
+
+    @property
+    def inject(self):
+        return inject_of(self.faults)
+
+    def __repr__(self):
+        shape = [(s.name, str(s.kind), s.register if s.undo else "-", bool(s.retry))
+                 for s in self.steps]  # fmt: skip
+        return f"Drawn({shape}, policy={self.policy!r}, faults={list(self.faults)})"
+
+
+@st.composite
+def drawn_sagas(draw):
+    steps = []
+    for i in range(draw(st.integers(1, 3))):
+        if draw(st.integers(0, 4)) == 0:
+            steps.append(Step(f"g{i}", partial(act, f"g{i}"), kind=Kind.GATE))
+            continue
+        name = f"s{i}"
+        steps.append(
+            Step(
+                name,
+                partial(act, name),
+                partial(undo, name) if draw(st.integers(0, 5)) else None,
+                register=draw(st.sampled_from(["before", "after"])),
+                retry=QUICK if draw(st.integers(0, 4)) == 0 else None,
+            )
+        )
+    if draw(st.integers(0, 3)) == 0:  # a pivot, and perhaps a step retried forward after it
+        steps.append(Step("email", partial(act, "email"), kind=Kind.PIVOT))
+        if draw(st.booleans()):
+            steps.append(Step("notify", partial(act, "notify"), kind=Kind.RETRIABLE, retry=QUICK))
+    policy = draw(st.sampled_from(sorted(POLICIES)))
+    # one or two faults (at most one action and one undo fault per step), rarely none
+    faults = draw(st.sampled_from(combinations(Saga(steps), max_faults=2)[1:] or [()]))
+    return Drawn(tuple(steps), policy, () if draw(st.integers(0, 7)) == 0 else faults)
+
+
+@pytest.fixture(scope="module")
+def step_functions():
+    with StepFunctionsRunner.start() as runner:
+        yield runner
+
+
+def _refused(run, drawn):
+    """An engine that cannot express the saga refuses it before anything runs."""
+    state = {}
+    with pytest.raises(InvalidPipelineError):
+        run(drawn.saga(), state, inject=drawn.inject)
+    assert state == {}
+
+
+PROPERTY = settings(
+    deadline=None,
+    derandomize=True,  # the same draws every run: a fixed, reviewable sample
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+@settings(PROPERTY, max_examples=25)
+@given(drawn=drawn_sagas())
+def test_a_drawn_saga_ends_the_same_on_every_engine(drawn, step_functions, dbos_runner):
+    local = drawn.saga().run({}, inject=drawn.inject, clock=VirtualClock())
+    own = decides_in_code(drawn.saga().policy)
+    if own:
+        _refused(step_functions.run, drawn)
+    else:
+        same_outcome(local, step_functions.run(drawn.saga(), {}, inject=drawn.inject))
+    expressible = drawn.policy == "continue" and not any(s.retry for s in drawn.steps)
+    if expressible:
+        same_outcome(local, BpmnRunner.start().run(drawn.saga(), {}, inject=drawn.inject))
+    else:
+        _refused(BpmnRunner.start().run, drawn)
+    same_outcome(local, dbos_runner.run(drawn.saga(), {}, inject=drawn.inject))
+
+
+@pytest.fixture(scope="module")
+def on_temporal():
+    """One Temporal dev server for the module, its runner on a loop of its own thread."""
+    from rollback_lessons.runners.temporal import TemporalRunner
+
+    on = OnALoop(TemporalRunner.start)
+    try:
+        yield on
+    finally:
+        on.close()
+
+
+@settings(PROPERTY, max_examples=20)
+@given(drawn=drawn_sagas())
+def test_a_fixed_sample_of_drawn_sagas_ends_the_same_on_temporal(drawn, on_temporal):
+    local = drawn.saga().run({}, inject=drawn.inject, clock=VirtualClock())
+    remote = on_temporal(lambda runner: runner.run(drawn.saga(), {}, inject=drawn.inject))
+    same_outcome(local, remote)

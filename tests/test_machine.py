@@ -1,0 +1,144 @@
+"""The saga machine on its own: sans-IO, its transitions, the policy as data, what it says
+to the writers of state machines; and a policy of one's own, run where Python decides and
+refused, before anything runs, where a state machine is written beforehand."""
+
+import pytest
+from conftest import HaltOnAnythingButTimeouts
+
+from rollback_lessons import Kind, Retry, RetryPolicy, Saga, Status, Step, UndoPolicy
+from rollback_lessons.errors import InvalidPipelineError
+from rollback_lessons.machine import TRANSITIONS, Machine, MachineError, Phase
+from rollback_lessons.operations import (
+    PROCEED,
+    RAISE,
+    Ask,
+    Finished,
+    RunStep,
+    RunUndo,
+    StepSpec,
+    Wait,
+)
+from rollback_lessons.policies import CONTINUE, HALT, RETRY, UnsupportedPolicy, resolve_policy
+from rollback_lessons.runners import hosted
+from rollback_lessons.runners.bpmn import run_explicit, to_bpmn, to_bpmn_explicit
+from rollback_lessons.runners.history import walk
+from rollback_lessons.runners.owed import every_undo, owed
+from rollback_lessons.runners.stepfunctions import to_asl
+from rollback_lessons.runners.wire import plan_of, record_data, record_of
+from rollback_lessons.worlds.demo import xyz_saga, xyz_state
+
+
+class Boom(Exception):
+    pass
+
+
+def test_the_machine_answers_operations_and_does_no_io():
+    plan = [StepSpec("a", has_undo=True), StepSpec("b", has_undo=True, register="before")]
+    m = Machine(RETRY, plan=plan)
+    assert m.start() == RunStep("a", 1)
+    assert m.step_ok() == RunStep("b", 1)
+    assert type(m.step_failed(Boom())) is RunUndo  # b's undo was logged first: it runs
+    assert m.phase is Phase.UNDO
+    assert m.undo_failed(Boom()) == Wait(0.1)  # the policy's retry, as data
+    assert m.resume() == RunUndo("b", 2, None)
+    assert m.undo_ok() == RunUndo("a", 1, None)
+    done = m.undo_ok()
+    assert isinstance(done, Finished) and done.record.status is Status.ROLLED_BACK
+    assert [row[0] for row in done.record.rows][-1] == "rollback_done"
+    with pytest.raises(MachineError, match="cannot happen while the machine is done"):
+        m.undo_ok()
+
+
+def test_a_with_block_is_told_to_proceed_or_raise():
+    m = Machine()
+    assert m.begin("a", has_undo=True) == RunStep("a", 1)
+    assert m.step_ok() is PROCEED
+    m.begin("b")
+    assert m.step_failed(Boom()) is RAISE
+    assert type(m.fail(Boom())) is RunUndo
+
+
+def test_every_input_is_in_the_transition_table():
+    inputs = {"start", "begin", "register", "step_ok", "step_failed", "resume", "commit",
+              "fail", "undo_ok", "undo_failed", "answer", "interrupted", "stop"}  # fmt: skip
+    assert {name for takes in TRANSITIONS.values() for name in takes} == inputs
+    assert all(hasattr(Machine, name) for name in inputs)
+
+
+def test_named_policies_are_data_and_a_class_of_ones_own_is_code():
+    assert resolve_policy("continue") is CONTINUE and resolve_policy("halt") is HALT
+    assert (CONTINUE.retry, CONTINUE.then) == (None, "dead_letter")
+    assert (HALT.retry, HALT.then) == (None, "halt")
+    patient = UndoPolicy(RetryPolicy(max_attempts=4), then="halt")
+    assert patient.name == "retry" and isinstance(Retry(), UndoPolicy)
+    assert HaltOnAnythingButTimeouts().name == "HaltOnAnythingButTimeouts"
+
+
+def test_the_writers_ask_the_machine_what_a_failure_leads_to():
+    plan = [
+        StepSpec("a", has_undo=True),
+        StepSpec("b", has_undo=True, register="before"),
+        StepSpec("email", Kind.PIVOT),
+        StepSpec("notify", Kind.RETRIABLE, retry=RetryPolicy()),
+    ]
+    found = {o.step: (o.halts, o.undos) for o in owed(plan)}
+    assert found == {
+        "a": (False, ()),
+        "b": (False, ("b", "a")),
+        "email": (False, ("b", "a")),
+        "notify": (True, ()),  # after the pivot: halted forward, nothing undone
+    }
+    assert every_undo(plan) == ("b", "a")
+
+
+def test_a_record_crosses_an_engine_and_comes_back_the_same():
+    outcome = xyz_saga().run(xyz_state(), inject={"step3": "fail", "step1": "undo_fails"})
+    back = record_of(record_data(outcome))
+    assert back.events == outcome.events and back.status is outcome.status
+    assert [(d.step, repr(d.error)) for d in back.dead_letters] == [
+        (d.step, repr(d.error)) for d in outcome.dead_letters
+    ]
+
+
+def _saga(policy):
+    return Saga(
+        [
+            Step("a", lambda s: s.update(a=1), lambda s: s.update(a=0)),
+            Step("b", lambda s: s.update(b=1), lambda s: s.update(b=0)),
+            Step("c", lambda s: s.update(c=1)),
+        ],
+        policy=policy,
+    )
+
+
+def test_a_policy_of_ones_own_halts_in_process():
+    outcome = _saga(HaltOnAnythingButTimeouts()).run({}, inject={"c": "fail", "b": "undo_fails"})
+    assert outcome.status is Status.HALTED and outcome.pending == ("b", "a")
+    timeouts = _saga(HaltOnAnythingButTimeouts()).run({}, inject={"c": "fail_after_effect"})
+    assert timeouts.status is Status.ROLLBACK_INCOMPLETE  # c leaked: no undo covers it
+
+
+def test_engines_that_write_the_saga_down_refuse_a_policy_of_ones_own_before_anything():
+    saga, mine = _saga(HaltOnAnythingButTimeouts()), HaltOnAnythingButTimeouts()
+    with pytest.raises(UnsupportedPolicy, match="Step Functions cannot run the undo policy"):
+        to_asl(xyz_saga(), policy=mine)
+    for write in (to_bpmn, to_bpmn_explicit, run_explicit):
+        with pytest.raises(UnsupportedPolicy, match="BPMN cannot run the undo policy"):
+            write(saga)
+    with pytest.raises(UnsupportedPolicy, match="cannot have been part of it"):
+        walk(plan_of(saga, "s1"), [], [])
+    hosted.release("s1")  # (plan_of keeps a policy of one's own for the run's machine)
+    assert issubclass(UnsupportedPolicy, InvalidPipelineError)  # bad input, before it runs
+
+
+def test_a_person_may_be_asked_and_answer():
+    m = Machine(HALT, plan=[StepSpec("a", has_undo=True), StepSpec("b")])
+    m.start()
+    m.step_ok()
+    assert m.step_failed(Boom()) == RunUndo("a", 1, None)
+    assert m.undo_failed(Boom()) == Ask(("a",))
+    assert m.answer("retry") == RunUndo("a", 2, None)
+    assert m.undo_failed(Boom()) == Ask(("a",))
+    done = m.answer("fixed")
+    assert done.record.status is Status.ROLLED_BACK
+    assert done.record.events[-2].details == {"attempt": 2, "by_hand": True}
