@@ -138,7 +138,8 @@ def test_the_explorer_grid_counts_its_runs_as_the_explorer_does():
 
     exploration = explore(booking_saga(), booking_state, restored=booking_restored)
     shown = grid_cells(exploration, "continue")
-    title = draw_grid(exploration)._suptitle.get_text()
+    fig = draw_grid(exploration)
+    title = next(t.get_text() for t in fig.texts if "policy continue" in t.get_text())
     assert f": {len(shown)} runs with faults," in title, title
     without = [run for run in exploration.runs if not run.faults]
     assert len(shown) + len(without) == len(exploration.runs)

@@ -227,6 +227,11 @@ def draw_bpmn(xml: str, *, width: float = WIDTH) -> Figure:
         ]
     x0 = min(x for x, _, _, _ in bounds.values()) - 20
     x1 = max(x + w for x, _, w, _ in bounds.values()) + 20
+    for ref, (x, _, w, _) in bounds.items():  # an end event's name may sit right of it
+        if elements[ref].tag == f"{_B}endEvent" and elements[ref].get("name"):
+            scale = width * 80 / (x1 - x0)
+            label = len(elements[ref].get("name", "")) * (SMALL + 1) * 80 / 72 * 0.7 / scale
+            x1 = max(x1, x + w + 10 + label)
     y0 = min(y for _, y, _, _ in bounds.values()) - 20
     y1 = max(y + h for _, y, _, h in bounds.values()) + 40
     height = max(3.0, width * (y1 - y0) / (x1 - x0))

@@ -144,6 +144,7 @@ LESSON_IMPORTS = (
     "from rollback_lessons.durable.journal import Journal\n"
     "from rollback_lessons.durable.recovery import recover\n"
     "from rollback_lessons.worlds.crashlab import effects_table, registry, spawn\n"
+    "from rollback_lessons.worlds.crashlab import compare_worlds, crash_on_dbos\n"
     "import shutil\n"
     "from rollback_lessons.lab.exercises import lesson07\n"
 )

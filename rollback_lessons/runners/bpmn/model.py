@@ -28,22 +28,14 @@ Python cannot be written into a model: it is refused before anything is written.
 
 from __future__ import annotations
 
-import re
-import uuid
 from dataclasses import dataclass, field
-from typing import Any
 from xml.sax.saxutils import quoteattr
 
 from ..errors import InvalidPipelineError
-from ..faults import InjectionLike, normalize_injection
-from ..machine import Machine
-from ..operations import RunStep, StepSpec
-from ..outcome import Outcome
+from ..operations import StepSpec
 from ..policies import data_only
-from ..saga import Saga, State, snapshot
-from .history import Visit, Worker, do, undo, walk
+from ..saga import Saga
 from .owed import every_undo, owed
-from .wire import outcome_of, plan_of
 
 BPMN = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 CAMUNDA_VERSION = "8.5.0"
@@ -361,104 +353,3 @@ def to_bpmn_explicit(saga: Saga) -> str:
     m.node("endEvent", "rolled_back", "rolled back", (end, undo_y + H / 2 - 18, 36, 36))
     m.flow(source, "rolled_back", [point, (end, undo_y + H / 2)])
     return _document(saga, m, ERROR, process="saga_explicit")
-
-
-# -- running the explicit form on SpiffWorkflow ---------------------------------------------
-
-_CONTAINS = re.compile(r'list contains\((\w+), ("(?:[^"\\]|\\.)*")\)')
-
-
-def _python(feel: str) -> str:
-    """The FEEL this module writes (``=ok``, ``=list contains(logged, "x")``) as Python,
-    for SpiffWorkflow's Python script engine."""
-    return _CONTAINS.sub(r"(\2 in \1)", feel.removeprefix("=").strip())
-
-
-@dataclass
-class _Host:
-    """What the model's script tasks call, as a Camunda job worker would answer: ``do``
-    (the worker does the task and records it; it answers ``ok`` and the undo log, which is
-    the saga machine's: each undo logged before or after its step) and ``undo``."""
-
-    worker: Worker
-    machine: Machine
-
-    def do(self, step: str) -> tuple[bool, list[str]]:
-        error = self.worker.task("action", step).error
-        if self.machine.phase == "step" and self.machine.current == step:
-            if error is None:
-                self.machine.step_ok()
-            else:
-                self.machine.step_failed(error.to_exception())
-        return error is None, [n for n in self.worker.saga.names if self.machine.logged(n)]
-
-    def undo(self, step: str) -> None:
-        self.worker.task("undo", step)  # a failed undo: a dead letter, and on to the next
-
-
-def run_explicit(saga: Saga, state: State | None = None, *,
-                 inject: InjectionLike | None = None) -> Outcome:  # fmt: skip
-    """Run the explicit BPMN form of ``saga`` on SpiffWorkflow (policy *continue*)."""
-    from SpiffWorkflow.bpmn import BpmnWorkflow
-    from SpiffWorkflow.bpmn.parser import BpmnParser
-    from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine, TaskDataEnvironment
-
-    if data_only(saga.policy, ENGINE).name != "continue":
-        raise UnsupportedInBPMN("the explicit BPMN form runs policy 'continue', undos newest first")
-    retried = [s.name for s in saga.specs() if s.retry is not None]  # (a retriable step too)
-    if retried:
-        raise UnsupportedInBPMN(
-            f"the explicit BPMN form runs each task once: it cannot retry {', '.join(retried)}"
-        )
-    faults = normalize_injection(inject, saga.names)
-    run_id = f"{saga.name}-{uuid.uuid4().hex[:12]}"
-    world: State = {} if state is None else state
-    before = snapshot(world) if state is not None else None
-    plan = plan_of(saga, run_id)
-    machine = Machine(plan.undo_policy(), plan=plan.specs(), name=saga.name, run_id=run_id)
-    if type(machine.start()) is not RunStep:
-        raise RuntimeError("the machine does not start with a step")
-    host = _Host(Worker(run_id, saga, world, faults), machine)
-    parser = BpmnParser()
-    parser.add_bpmn_str(to_bpmn_explicit(saga).encode())
-
-    class FeelConditions(PythonScriptEngine):  # type: ignore[misc]
-        def evaluate(self, task: Any, expression: str, external_context: Any = None) -> Any:
-            return super().evaluate(task, _python(expression), external_context)
-
-    engine = FeelConditions(environment=TaskDataEnvironment({"do": host.do, "undo": host.undo}))
-    workflow = BpmnWorkflow(
-        parser.get_spec("saga_explicit"),
-        parser.get_subprocess_specs("saga_explicit"),
-        script_engine=engine,
-    )
-    workflow.do_engine_steps()
-    if not workflow.is_completed():
-        raise RuntimeError("the BPMN workflow did not complete")
-    calls = host.worker.calls  # each script task ran its task once: one visit each
-    found = [Visit(do(c.step) if c.call == "action" else undo(c.step), 1, c.error is None)
-             for c in calls]  # fmt: skip
-    return outcome_of(saga, walk(plan, found, calls), before=before, state=state)
-
-
-class BpmnRunner:
-    """The explicit form on SpiffWorkflow as a ``Runner``: the engine is a library, so there
-    is nothing to start or stop; ``run`` is ``run_explicit``."""
-
-    @classmethod
-    def start(cls) -> BpmnRunner:
-        return cls()
-
-    def run(
-        self, saga: Saga, state: State | None = None, *, inject: InjectionLike | None = None
-    ) -> Outcome:
-        return run_explicit(saga, state, inject=inject)
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> BpmnRunner:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -1,0 +1,21 @@
+"""BPMN 2.0: the saga written as a model for Camunda 8 (``model``: compensation events, or
+the explicit form), and the explicit form run on SpiffWorkflow (``spiff``)."""
+
+from .model import (
+    CAMUNDA_VERSION,
+    ENGINE,
+    UnsupportedInBPMN,
+    to_bpmn,
+    to_bpmn_explicit,
+)
+from .spiff import BpmnRunner, run_explicit
+
+__all__ = [
+    "CAMUNDA_VERSION",
+    "ENGINE",
+    "BpmnRunner",
+    "UnsupportedInBPMN",
+    "run_explicit",
+    "to_bpmn",
+    "to_bpmn_explicit",
+]
