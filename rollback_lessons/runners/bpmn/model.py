@@ -31,11 +31,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from xml.sax.saxutils import quoteattr
 
-from ..errors import InvalidPipelineError
-from ..operations import StepSpec
-from ..policies import data_only
-from ..saga import Saga
-from .owed import every_undo, owed
+from ...errors import InvalidPipelineError
+from ...operations import StepSpec
+from ...policies import data_only
+from ...saga import Saga
+from ..owed import every_undo, owed
 
 BPMN = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 CAMUNDA_VERSION = "8.5.0"
