@@ -151,7 +151,7 @@ LESSON_IMPORTS = (
     "from rollback_lessons.worlds.examples import folder_saga, folder_state\n"
     "from rollback_lessons.outcome import compare_table\n"
     "from rollback_lessons.lab.widgets import RollbackLab\n"
-    "from IPython.display import Image\n"
+    "from IPython.display import Image, display\n"
     "from rollback_lessons.lab import viz\n"
     "from rollback_lessons.worlds.examples import account_saga, account_state\n"
     "from rollback_lessons.worlds.examples import user_saga, user_state\n"

@@ -306,6 +306,7 @@ LESSON_IMPORTS = (
     "from pathlib import Path\n"
     "from rollback_lessons.worlds.temporal_booking.demo import kill_a_worker_mid_rollback\n"
     "from temporalio.exceptions import ActivityError\n"
+    "import urllib.request\n"
     "from rollback_lessons.lab.exercises import lesson08\n"
 )
 """What lesson 08 has imported before its exercises (``Exercise.setup``: a test
