@@ -209,20 +209,35 @@ class Saga:
         for i, step in enumerate(self.steps):
             if step.kind not in IRREVERSIBLE:
                 continue
-            later = [s.name for s in self.steps[i + 1 :] if s.kind is not Kind.RETRIABLE]
+            later = [s for s in self.steps[i + 1 :] if s.kind is not Kind.RETRIABLE]
             if not later:
                 continue
             undone = [s.name for s in self.steps[:i] if s.undo is not None]
+            # a later step whose undo is logged before it is undone too, when it fails
+            first = [s.name for s in later if s.undo is not None and s.register == "before"]
+            one = len(later) == 1
+            if not first:
+                itself = ""
+            elif one:
+                itself = f"{first[0]}, its undo logged before it"
+            else:
+                itself = f"the failing step if its undo is logged before it ({', '.join(first)})"
+            if undone and itself:
+                undoes = f"undoes {', '.join(undone)} (and {itself})"
+            else:
+                undoes = f"undoes {', '.join(undone) or itself}"
             what = (
-                f"the rollback undoes {', '.join(undone)} but {step.name!r} stays done"
-                if undone
+                f"the rollback {undoes} but {step.name!r} stays done"
+                if undone or itself
                 else f"{step.name!r} stays done"
             )
             what_it_is = "irreversible" if step.kind is Kind.PIVOT else "never undone (retriable)"
+            names = ", ".join(repr(s.name) for s in later)
+            them = "it" if one else "them"
             problems.append(
-                f"{step.name!r} is {what_it_is} but runs before "
-                f"{', '.join(repr(n) for n in later)}, which can still fail. If one fails, "
-                f"{what}. Move {step.name!r} after them, or make them retriable."
+                f"{step.name!r} is {what_it_is} but runs before {names}, which can still "
+                f"fail. If {'it' if one else 'one of them'} fails, {what}. "
+                f"Move {step.name!r} after {them}, or make {them} retriable."
             )
         return OrderCheck(tuple(problems))
 

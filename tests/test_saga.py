@@ -114,6 +114,24 @@ def test_pivot_last_is_safe_and_a_compensable_after_a_pivot_is_refused():
     text = str(info.value)
     assert "'email' is irreversible but runs before 'charge'" in text
     assert "undoes reserve but 'email' stays done" in text
+    assert "If it fails" in text and "Move 'email' after it, or make it retriable." in text
+
+
+def test_an_unsafe_order_names_the_failing_step_whose_undo_is_logged_before_it():
+    """Its own undo runs too when it fails (lesson 04's charge): the message says so."""
+    reserve = Step("reserve", set_("room", "held"), set_("room", None))
+    email = Step("email", lambda s: None, kind="pivot")
+    charge = Step("charge", set_("paid", True), set_("paid", False), register="before")
+    ship = Step("ship", set_("shipped", True), set_("shipped", False))
+    one = str(Saga([reserve, email, charge], allow_unsafe_order=True).check_order())
+    assert "If it fails, the rollback undoes reserve (and charge, its undo logged before it)" in one
+    outcome = Saga([reserve, email, charge], allow_unsafe_order=True).run(
+        {}, inject={"charge": "fail"}
+    )
+    assert outcome.compensated == ("charge", "reserve")  # what the message says
+    two = str(Saga([reserve, email, charge, ship], allow_unsafe_order=True).check_order())
+    assert "If one of them fails" in two and "Move 'email' after them" in two
+    assert "(and the failing step if its undo is logged before it (charge))" in two
 
 
 def test_an_unsafe_order_when_allowed_reports_the_email_as_not_undone():
