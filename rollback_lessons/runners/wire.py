@@ -237,7 +237,12 @@ def record_data(record: RunRecord) -> dict[str, Any]:
         "name": record.name,
         "run_id": record.run_id,
         "notes": list(record.notes),
-        "events": [[kind, step, dict(details)] for kind, step, details, _ in record.rows],
+        # details as (key, value) pairs, not a dict: Temporal's JSON converter sorts a dict's
+        # keys, and the story would print them in another order than the run that made them
+        "events": [
+            [kind, step, [[key, value] for key, value in details]]
+            for kind, step, details, _ in record.rows
+        ],
     }
 
 
@@ -269,7 +274,8 @@ def record_of(data: Mapping[str, Any]) -> RunRecord:
         run_id=data["run_id"],
         notes=tuple(data["notes"]),
         rows=tuple(
-            (kind, step, tuple(details.items()), None) for kind, step, details in data["events"]
+            (kind, step, tuple((key, value) for key, value in details), None)
+            for kind, step, details in data["events"]
         ),
     )
 
