@@ -455,11 +455,16 @@ def lesson_11(page) -> None:
     assert grid.locator(".eg-col").count() == grid.locator(".eg-row").count()  # headings
     assert "breaks an invariant" in grid.locator(".eg-legend").inner_text()
     crossed = grid.locator(".eg-cell", has_text="✗").first
+    cell = next(c for c in crossed.get_attribute("class").split() if c[3:4].isdigit())[3:]
+    # the lesson opened a run in this view already: wait for the clicked cell's own picture
+    assert grid.locator(f".eg-view [data-cell='{cell}']").count() == 0
     start = time.perf_counter()
     crossed.click()
     page.wait_for_function(
-        "() => { const i = document.querySelector('.explorer-grid .eg-view img');"
-        " return i && i.complete && i.naturalWidth > 0; }"
+        "c => { const i = document.querySelector("
+        "`.explorer-grid .eg-view [data-cell='${c}'] ~ .rl-row img`);"
+        " return i && i.complete && i.naturalWidth > 0; }",
+        arg=cell,
     )
     took = (time.perf_counter() - start) * 1e3
     area = check(page, "area")

@@ -9,7 +9,6 @@ are the lessons' own: steps blue, undos green, failures vermillion, a person pur
 
 from __future__ import annotations
 
-import itertools
 import textwrap
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
@@ -20,6 +19,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch, Patch, Polygon
 
+from .bpmn_labels import B as _B
+from .bpmn_labels import Label, place_labels, wrap_name
 from .drawing import FAIL, FONT, FORWARD, INK, PIVOT, SMALL, UNDO
 from .png import figure_png
 
@@ -201,7 +202,6 @@ def _arrow(ax: Any, start: tuple[float, float], end: tuple[float, float], style:
 
 # -- BPMN --------------------------------------------------------------------------------
 
-_B = "{http://www.omg.org/spec/BPMN/20100524/MODEL}"
 _DI = "{http://www.omg.org/spec/BPMN/20100524/DI}"
 _DC = "{http://www.omg.org/spec/DD/20100524/DC}"
 _WP = "{http://www.omg.org/spec/DD/20100524/DI}waypoint"
@@ -210,7 +210,8 @@ _EVENTS = {"startEvent", "endEvent", "boundaryEvent", "intermediateThrowEvent"}
 
 
 def draw_bpmn(xml: str, *, width: float = WIDTH) -> Figure:
-    """A BPMN 2.0 document drawn from its own diagram (BPMNDI) coordinates."""
+    """A BPMN 2.0 document drawn from its own diagram (BPMNDI) coordinates; a gateway's
+    question and an end event's name go where no flow runs and no other label or shape is."""
     root = ET.fromstring(xml)
     elements = {e.get("id"): e for e in root.iter() if e.get("id")}
     bounds: dict[str, tuple[float, float, float, float]] = {}
@@ -227,13 +228,18 @@ def draw_bpmn(xml: str, *, width: float = WIDTH) -> Figure:
         ]
     x0 = min(x for x, _, _, _ in bounds.values()) - 20
     x1 = max(x + w for x, _, w, _ in bounds.values()) + 20
-    for ref, (x, _, w, _) in bounds.items():  # an end event's name may sit right of it
-        if elements[ref].tag == f"{_B}endEvent" and elements[ref].get("name"):
-            scale = width * 80 / (x1 - x0)
-            label = len(elements[ref].get("name", "")) * (SMALL + 1) * 80 / 72 * 0.7 / scale
-            x1 = max(x1, x + w + 10 + label)
     y0 = min(y for _, y, _, _ in bounds.values()) - 20
     y1 = max(y + h for _, y, _, h in bounds.values()) + 40
+    lines = list(edges.values())
+    labels: list[Label] = []
+    for _ in range(3):  # labels widen the diagram, which shrinks its scale: settle it
+        scale = width * 80 / (x1 - x0)  # pixels per diagram unit
+        font = max(SMALL, min(SMALL + 1, scale * 11))  # at least 12.2 px
+        labels = place_labels(elements, bounds, lines, font, scale)
+        x0 = min([x0, *(b[0] - 10 for *_, b in labels)])
+        x1 = max([x1, *(b[2] + 10 for *_, b in labels)])
+        y0 = min([y0, *(b[1] - 10 for *_, b in labels)])
+        y1 = max([y1, *(b[3] + 10 for *_, b in labels)])
     height = max(3.0, width * (y1 - y0) / (x1 - x0))
     total = height + 1.3  # the legend below, the title above
     fig = Figure(figsize=(width, total), dpi=80)
@@ -243,11 +249,10 @@ def draw_bpmn(xml: str, *, width: float = WIDTH) -> Figure:
     ax.set_ylim(y1, y0)  # BPMN's y grows downwards
     ax.set_aspect("equal")
     ax.axis("off")
-    scale = width * 80 / (x1 - x0)  # pixels per diagram unit
-    font = max(SMALL, min(SMALL + 1, scale * 11))  # at least 12.2 px
-    lines = list(edges.values())
     for ref, (x, y, w, h) in sorted(bounds.items(), key=lambda kv: -kv[1][2] * kv[1][3]):
-        _shape(ax, elements[ref], x, y, w, h, font, scale, lines)
+        _shape(ax, elements[ref], x, y, w, h, font, scale)
+    for text, (sx, sy, ha, va), _ in labels:
+        ax.text(sx, sy, text, ha=ha, va=va, fontsize=font, color=INK, linespacing=1.05)
     for ref, points in edges.items():
         kind = elements[ref].tag.removeprefix(_B)
         failure = (
@@ -283,36 +288,9 @@ def draw_bpmn(xml: str, *, width: float = WIDTH) -> Figure:
     return fig
 
 
-def _free_spot(
-    cx: float, cy: float, r: float, text: str, font: float, scale: float,
-    lines: list[list[tuple[float, float]]],
-) -> tuple[float, float, str]:  # fmt: skip
-    """Where an event's name goes: below it, above, right or left, wherever no flow runs."""
-    half_w = len(text) * font * 80 / 72 * 0.32 / scale + 4  # diagram units
-    half_h = font * 80 / 72 * 0.7 / scale
-    spots = [(cx, cy + r + 4 + half_h, "center"), (cx + r + 6, cy, "left"),
-             (cx, cy - r - 4 - half_h, "center"), (cx - r - 6, cy, "right")]  # fmt: skip
-    for sx, sy, ha in spots:
-        x0 = sx - half_w if ha == "center" else sx if ha == "left" else sx - 2 * half_w
-        box = (x0, sy - half_h, x0 + 2 * half_w, sy + half_h)
-        if not any(_crosses(box, points) for points in lines):
-            return sx, sy, ha
-    return spots[0]
-
-
-def _crosses(box: tuple[float, float, float, float], points: list[tuple[float, float]]) -> bool:
-    x0, y0, x1, y1 = box
-    for (ax_, ay), (bx, by) in itertools.pairwise(points):
-        for t in (i / 20 for i in range(21)):
-            px, py = ax_ + (bx - ax_) * t, ay + (by - ay) * t
-            if x0 < px < x1 and y0 < py < y1:
-                return True
-    return False
-
-
 def _shape(
     ax: Any, element: ET.Element, x: float, y: float, w: float, h: float, font: float,
-    scale: float, lines: list[list[tuple[float, float]]],
+    scale: float,
 ) -> None:  # fmt: skip
     kind = element.tag.removeprefix(_B)
     name = element.get("name") or ""
@@ -324,11 +302,11 @@ def _shape(
                 (x, y), w, h, boxstyle="round,pad=0,rounding_size=10", fc="white", ec=colour, lw=2
             )
         )
-        chars = max(6, int((w * scale - 8) / (font * 80 / 72 * 0.6)))
+        chars = max(6, int((w * scale - 10) / (font * 80 / 72 * 0.62)))
         ax.text(
             x + w / 2,
             y + h / 2,
-            "\n".join(textwrap.wrap(name, chars, break_long_words=False)),
+            "\n".join(wrap_name(name, chars)),
             ha="center",
             va="center",
             fontsize=font,
@@ -349,8 +327,6 @@ def _shape(
         )
         ax.plot([cx - w / 6, cx + w / 6], [cy - h / 6, cy + h / 6], color=INK, lw=1.5)
         ax.plot([cx - w / 6, cx + w / 6], [cy + h / 6, cy - h / 6], color=INK, lw=1.5)
-        if name:  # the question it asks
-            ax.text(cx, y - 12, name, ha="center", va="bottom", fontsize=font, color=INK)
     elif kind in _EVENTS:
         cx, cy, r = x + w / 2, y + h / 2, w / 2
         error = element.find(f"{_B}errorEventDefinition") is not None
@@ -380,9 +356,6 @@ def _shape(
                 color=colour,
                 lw=1.5,
             )
-        if kind == "endEvent" and name and not error:
-            sx, sy, ha = _free_spot(cx, cy, r, name, font, scale, lines)
-            ax.text(sx, sy, name, ha=ha, va="center", fontsize=font, color=INK)
 
 
 def _bpmn_legend(root: ET.Element) -> list[Any]:

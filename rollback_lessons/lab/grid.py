@@ -282,7 +282,8 @@ class ExplorerGrid:
             for v in run.violations
         )
         self.view.value = (
-            f"<div class='eg-note' style='color:{colour}'><b>row {row + 1}, column {col + 1}: "
+            f"<div class='eg-note' data-cell='{row}-{col}' style='color:{colour}'>"
+            f"<b>row {row + 1}, column {col + 1}: "
             f"{html.escape(run.describe())}</b> → {html.escape(str(run.status))}</div>"
             f"<div class='rl-row'>{png_img(png, run.describe())}"
             f"<div class='rl-side'>{broken}{_changed(run)}"

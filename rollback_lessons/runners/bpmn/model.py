@@ -54,7 +54,7 @@ HEADER = (
     '  id="rollback_lessons" targetNamespace="https://github.com/rollback-lessons">\n'
 )
 ERROR = '  <bpmn:error id="step_failed" name="step failed" errorCode="StepFailed"/>\n'
-W, H, GAP = 120, 80, 60  # a task's box, and the room between two
+W, H, GAP = 120, 80, 60  # a task's box (for names up to 14 characters), and the room between two
 
 
 class UnsupportedInBPMN(InvalidPipelineError):
@@ -187,6 +187,13 @@ def _job(kind: str, retries: int = 1) -> str:
     )
 
 
+def _task_size(steps: tuple[StepSpec, ...]) -> tuple[float, float]:
+    """A task's box, wider and taller for longer step names: a name is one word broken
+    after its underscores, so a long one needs a wider box and more lines in it."""
+    extra = max(0, max(len(s.name) for s in steps) - 14)
+    return W + min(6 * extra, 140), H + 2.7 * extra
+
+
 def _attempts(step: StepSpec) -> int:
     return step.retry.max_attempts if step.retry is not None else 1
 
@@ -206,10 +213,11 @@ def to_bpmn(saga: Saga) -> str:
     (see the module's docstring for what the order of compensation is there)."""
     m = _Model()
     steps, paths, undo_attempts = _model_plan(saga)
+    W, H = _task_size(steps)  # the module's names, sized for these steps
     line, top, y = 38, 100, 240  # the failure line; the undos a failure leads to; the steps
     end_x = 140 + len(steps) * (W + GAP)
     m.node("startEvent", "start", "start", (40, y + H / 2 - 18, 36, 36))
-    previous, px = "start", 76
+    previous, px = "start", 76.0
     failures: list[tuple[str, list[tuple[float, float]]]] = []  # paths to the compensation
     for n, step in enumerate(steps):
         x, mid = 140 + n * (W + GAP), 140 + n * (W + GAP) + W / 2
@@ -289,13 +297,15 @@ def to_bpmn_explicit(saga: Saga) -> str:
     after the step); the conditions are FEEL, as Camunda 8 wants them."""
     m = _Model()
     steps, paths, undo_attempts = _model_plan(saga)
-    y, step_w = 120, W + GAP + 40
+    W, H = _task_size(steps)  # the module's names, sized for these steps
+    room = 40 + 1.6 * (H - 80)  # above the steps: their gateways' questions (longer names)
+    y, step_w, mid_y = 80 + room, W + GAP + 40, 80 + room + H / 2
     end_x = 160 + len(steps) * step_w
-    m.node("startEvent", "start", "start", (20, y + 22, 36, 36))
+    m.node("startEvent", "start", "start", (20, mid_y - 18, 36, 36))
     outer = m.scope
-    box = m.node("subProcess", "steps", "steps", (60, y - 40, end_x, H + 160))
+    box = m.node("subProcess", "steps", "steps", (60, y - room, end_x, H + 120 + room))
     box.content = m.scope = _Scope()
-    m.node("startEvent", "steps_start", "begin", (80, y + 22, 36, 36))
+    m.node("startEvent", "steps_start", "begin", (80, mid_y - 18, 36, 36))
     previous, px = "steps_start", 116.0
     condition: dict[str, str] = {}
     for n, step in enumerate(steps):
@@ -317,16 +327,16 @@ def to_bpmn_explicit(saga: Saga) -> str:
         m.flow(gate, fail, [(x + W + 45, y + H / 2 + 25), (x + W + 45, y + H + 40)],
                ref=f"{gate}_no")  # fmt: skip
         previous, px, condition = gate, x + W + 70, {"condition": "=ok", "name": "ok"}
-    m.node("endEvent", "steps_done", "all done", (end_x, y + 22, 36, 36))
+    m.node("endEvent", "steps_done", "all done", (end_x, mid_y - 18, 36, 36))
     m.flow(previous, "steps_done", [(px, y + H / 2), (end_x, y + H / 2)], **condition)
     m.scope = outer
-    m.flow("start", "steps", [(56, y + 40), (60, y + 40)])
-    m.node("endEvent", "committed", "committed", (end_x + 100, y + 22, 36, 36))
-    m.flow("steps", "committed", [(end_x + 60, y + 40), (end_x + 100, y + 40)])
+    m.flow("start", "steps", [(56, mid_y), (60, mid_y)])
+    m.node("endEvent", "committed", "committed", (end_x + 100, mid_y - 18, 36, 36))
+    m.flow("steps", "committed", [(end_x + 60, mid_y), (end_x + 100, mid_y)])
     m.node("boundaryEvent", "failed", "a step failed", (100, y + H + 102, 36, 36),
            tail='<bpmn:errorEventDefinition errorRef="step_failed"/>',
            attachedToRef="steps")  # fmt: skip
-    undo_y, item_w = y + H + 220, W + 230
+    undo_y, item_w = y + H + 180 + room, W + 230
     index = {s.name: n for n, s in enumerate(steps)}  # the undos in the machine's order
     chain = [(index[name], steps[index[name]]) for name in every_undo(steps)]
     source, point = "failed", (118.0, float(y + H + 138))
