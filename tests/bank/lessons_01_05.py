@@ -589,15 +589,15 @@ BANK = {
             '    pivot = [s.name for s in steps if s.kind == "pivot"]\n'
             '    after = [s.name for s in steps if s.kind == "retriable"]\n'
             "    return gates + middle + pivot + after",
-            # Step objects back, an extra optional parameter, nested loops
+            # an extra optional parameter, nested loops, a tuple
             'ORDER = ("gate", "compensable", "pivot", "retriable")\n\n'
             "def safe_order(steps, order=ORDER):\n"
             "    out = []\n"
             "    for kind in order:\n"
             "        for step in steps:\n"
             "            if step.kind == kind:\n"
-            "                out.append(step)\n"
-            "    return out",
+            "                out.append(step.name)\n"
+            "    return tuple(out)",
             # names sorted by the index of their kind (a stable sort)
             "def safe_order(steps):\n"
             "    kinds = {s.name: str(s.kind) for s in steps}\n"
@@ -681,11 +681,18 @@ BANK = {
                 ("returned ['charge_card']", "missing: validate_address"),
             ),
             Wrong(
-                OTHER,  # a retriable step before the pivot
+                OTHER,  # a retriable step before the pivot: advice in terms of the order only
                 "def safe_order(steps):\n"
                 '    rank = {"gate": 0, "compensable": 1, "pivot": 3, "retriable": 2}\n'
                 "    return [s.name for s in sorted(steps, key=lambda s: rank[s.kind])]",
-                ("is unsafe", "is never undone (retriable) but runs before"),
+                ("is unsafe", "is never undone (retriable) but runs before", "after them."),
+            ),
+            Wrong(
+                OTHER,  # the steps themselves, sorted, where their names are asked for
+                "def safe_order(steps):\n"
+                '    rank = {"gate": 0, "compensable": 1, "pivot": 2, "retriable": 3}\n'
+                "    return sorted(steps, key=lambda s: rank[s.kind])",
+                ("returned Step objects, [Step('", "return the steps' names"),
             ),
             Wrong(
                 OTHER,  # the gates after the reversible steps
