@@ -732,7 +732,16 @@ BANK = {
             Wrong(
                 OTHER,
                 "charge_retry = RetryPolicy(max_attempts=4, initial_delay=0.2)",
-                ("business failure", "tried 2 times", "Compensate at once"),
+                (
+                    "answered FraudSuspected('booking-7: 119'), a business failure, and your "
+                    "policy retried it (call 2 came after that answer)",
+                    "Compensate at once",
+                ),
+            ),
+            Wrong(
+                OTHER,  # the lesson's waits, with no business failure left unretried
+                "charge_retry = RetryPolicy(max_attempts=3, initial_delay=0.5)",
+                ("a business failure, and your policy retried it", "Compensate at once"),
             ),
             Wrong(
                 OTHER,
@@ -780,7 +789,7 @@ BANK = {
                 OTHER,  # a family that is not the business failures'
                 "charge_retry = RetryPolicy(max_attempts=4, initial_delay=0.2, "
                 "no_retry_on=(ValueError,))",
-                ("FraudSuspected", "tried 2 times", "Compensate at once"),
+                ("FraudSuspected", "your policy retried it (call 2", "Compensate at once"),
             ),
         ),
         not_applicable={
