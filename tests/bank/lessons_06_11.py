@@ -842,7 +842,11 @@ BANK = {
                 '    key = state["key"]\n'
                 '    if key in state["charges"] and key not in state["refunds"]:\n'
                 '        state["refunds"][key] = 120',
-                ("priced 717", "not restored", "charged {} → {'booking-1': 597}"),
+                (
+                    "priced 717",
+                    "not restored",
+                    "charged {} → {'booking-1': 597}: 'booking-1' was charged 717 and refunded 120",
+                ),
             ),
             Wrong(
                 UNSHOWN_CASE,  # any charge at all: right only for a new customer
