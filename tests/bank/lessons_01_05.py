@@ -533,7 +533,12 @@ BANK = {
             Wrong(
                 OTHER,
                 "policy = Retry(RetryPolicy(max_attempts=2))",
-                ("fails 2 times", "after 2 attempt(s)", "needs 3"),
+                ("fails 2 times", "after 2 attempt(s), left as a dead letter", "needs 3"),
+            ),
+            Wrong(
+                OTHER,  # too few attempts, then a halt: the feedback names the number
+                'policy = Retry(RetryPolicy(max_attempts=2, initial_delay=0.1), then="halt")',
+                ("fails 2 times", "after 2 attempt(s), and the rollback halted", "needs 3"),
             ),
             Wrong(
                 OTHER,
@@ -941,6 +946,23 @@ BANK = {
             "needs_a_person = Pager()",
         ),
         wrong=(
+            Wrong(
+                OTHER,  # truthy and falsy text instead of True and False
+                "def needs_a_person(event):\n"
+                '    if event.kind == "rollback_done":\n'
+                '        return "page" if event.details["status"] != "rolled_back" else ""\n'
+                '    return "page" if event.kind == "halted" else ""',
+                ("needs_a_person returned ''", "it should return True or False"),
+            ),
+            Wrong(
+                OTHER,  # True for a page, and None (no return) for the rest
+                "def needs_a_person(event):\n"
+                '    if event.kind == "halted":\n'
+                "        return True\n"
+                '    if event.kind == "rollback_done":\n'
+                '        return event.details["status"] != "rolled_back"',
+                ("needs_a_person returned None", "it should return True or False"),
+            ),
             Wrong(
                 UNSHOWN_CASE,  # counts the undos: a leak has no undo to count
                 "seen = {}\n\n"

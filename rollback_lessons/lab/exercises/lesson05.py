@@ -288,12 +288,18 @@ def _check_pager(needs_a_person: Any) -> str:
         paged = []
         for event in outcome.events:
             try:
-                if fn(event):
-                    paged.append(event)
+                answer = fn(event)
             except Exception as exc:
                 raise Incorrect(
                     f"{world}, for the event {_shown(event)}, {raised(exc, 'needs_a_person')}"
                 ) from None
+            if not isinstance(answer, bool):
+                raise Incorrect(
+                    f"{world}, for the event {_shown(event)}, needs_a_person returned "
+                    f"{answer!r}: it should return True or False"
+                )
+            if answer:
+                paged.append(event)
         needed = outcome.status in (Status.HALTED, Status.ROLLBACK_INCOMPLETE)
         ending = _ending(outcome)
         if paged and not needed:
