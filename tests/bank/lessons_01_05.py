@@ -883,18 +883,18 @@ BANK = {
                 OTHER,
                 'story = {"failed_step": "reserve", "undone": ["pay", "reserve"], '
                 '"dead_letters": []}',
-                ("failed_step", "pipeline_failed"),
+                ("failed_step: 'reserve'", "the pipeline stopped", "a failed undo is not"),
             ),
             Wrong(
                 OTHER,  # a retried undo taken for a dead letter
                 'story = {"failed_step": "label", "undone": ["pay"], "dead_letters": ["reserve"]}',
-                ("undone: ['pay']", "undo_done"),
+                ("undone: ['pay']", "tried again may still have finished"),
             ),
             Wrong(
                 BY_POSITION,  # the undos in the order the steps ran
                 'story = {"failed_step": "label", "undone": ["reserve", "pay"], '
                 '"dead_letters": []}',
-                ("undone", "in order"),
+                ("undone", "in the order they finished"),
             ),
             Wrong(
                 OTHER,

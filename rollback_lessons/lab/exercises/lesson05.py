@@ -54,9 +54,11 @@ def mystery_log() -> str:
 
 FIELDS = ("failed_step", "undone", "dead_letters")
 WHERE = {
-    "failed_step": "the step of the pipeline_failed event",
-    "undone": "the undo_done events, in order",
-    "dead_letters": "the undo_failed events whose then is dead_letter",
+    "failed_step": "find the event that says the pipeline stopped, and its step (a failed "
+    "undo is not a failed step)",
+    "undone": "which undos finished, in the order they finished? An undo that failed and "
+    "was tried again may still have finished",
+    "dead_letters": "which undos were given up on for good, rather than tried again?",
 }
 
 
@@ -86,7 +88,7 @@ def _check_story(answer: Any) -> str:
         else:
             said = names_list(value, steps, key)
         if said != expected[key]:
-            raise Incorrect(f"{key}: {value!r} is not what the log says; look at {WHERE[key]}")
+            raise Incorrect(f"{key}: {value!r} is not what the log says; {WHERE[key]}")
     return "you read the whole story from the log alone."
 
 

@@ -253,8 +253,8 @@ q1 = Exercise(
         "nothing. Which undo is the newest one in the log then?",
         "The undos are chained newest first: after 'Undo X' comes the undo of the step "
         "that ran just before X; after the first step's undo, the saga is rolled back.",
-        "Walk the steps in the order they run, remembering the state a failure at this "
-        "point must go to (at first 'Rolled back'); both edges of a step lead there.",
+        "A step's Catch and an undo's Next answer the same question: what is left to undo "
+        "now? That depends only on which steps have succeeded so far.",
     ),
     solution_code=(
         "# exercise: 09.1\n"

@@ -229,9 +229,11 @@ q2 = Exercise(
         "Ask first: what goes wrong? Someone acts on a value that is undone (dirty read), "
         "an undo erases someone's change (lost update), or a step others see comes before "
         "the one that fails.",
-        "A hold others must respect: a lock. A count others add to: commute. A failing "
-        "check after a visible step: reorder. An overwrite of a value others may change: "
-        "look again first.",
+        "What each countermeasure stops: a reread value checks a record is still what the "
+        "saga wrote before overwriting it; a pessimistic view runs the step that may fail "
+        "before the one others can see; commutative updates change by an amount, so others' "
+        "changes keep their effect; a semantic lock marks a record held, so others wait or "
+        "treat it as tentative.",
     ),
     solution_code=(
         "# exercise: 10.2\n"
