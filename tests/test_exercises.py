@@ -63,6 +63,12 @@ def test_every_exercise_is_in_a_lesson_and_each_lesson_has_one_to_four():
 
 
 @pytest.mark.parametrize("key", sorted(EXERCISES))
+def test_each_exercise_heading_is_the_title_progress_shows(key):
+    heading = TEXTS[key].split("\n", 1)[0].removeprefix(f"### Exercise {key}: ")
+    assert heading.replace("`", "") == EXERCISES[key].title  # code font aside, one title
+
+
+@pytest.mark.parametrize("key", sorted(EXERCISES))
 def test_untouched_starter_is_not_attempted(key):
     result = EXERCISES[key].run(STARTERS[key])
     assert result.status == "not attempted", result

@@ -245,7 +245,7 @@ compares it with the notebook)."""
 q1 = Exercise(
     id="09.1",
     setup=LESSON_IMPORTS,
-    title="Wire the Catch and Next edges of a state machine",
+    title="Wire the state machine",
     checker=_check_wire,
     answer_names=("wire",),
     hints=(
