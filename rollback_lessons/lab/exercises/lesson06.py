@@ -152,7 +152,8 @@ q1 = Exercise(
     hints=(
         "Other people's events may have the same title and time as this booking's. What "
         "tells this booking's event apart?",
-        "The exercise says where create_event left what only this booking's event has.",
+        "The exercise's text says where create_event put what tells this booking's event "
+        "apart from all the others.",
         "What does the calendar need to be told to remove exactly one event, and only that one?",
     ),
     solution_code=(
