@@ -89,6 +89,9 @@ class OrderCheck:
     """Why an order is unsafe, in words; empty ``problems`` means it is safe."""
 
     problems: tuple[str, ...]
+    reorder: tuple[str, ...] = ()
+    """The same problems, each with only the fix that moves a step (for an answer that may
+    change the order and nothing else, such as exercise 04.1's)."""
 
     @property
     def ok(self) -> bool:
@@ -205,7 +208,7 @@ class Saga:
 
     def check_order(self) -> OrderCheck:
         """Explain each irreversible step that runs while a later step can still fail."""
-        problems = []
+        problems, reorder = [], []
         for i, step in enumerate(self.steps):
             if step.kind not in IRREVERSIBLE:
                 continue
@@ -234,12 +237,14 @@ class Saga:
             what_it_is = "irreversible" if step.kind is Kind.PIVOT else "never undone (retriable)"
             names = ", ".join(repr(s.name) for s in later)
             them = "it" if one else "them"
-            problems.append(
+            problem = (
                 f"{step.name!r} is {what_it_is} but runs before {names}, which can still "
                 f"fail. If {'it' if one else 'one of them'} fails, {what}. "
-                f"Move {step.name!r} after {them}, or make {them} retriable."
+                f"Move {step.name!r} after {them}"
             )
-        return OrderCheck(tuple(problems))
+            problems.append(f"{problem}, or make {them} retriable.")
+            reorder.append(f"{problem}.")
+        return OrderCheck(tuple(problems), tuple(reorder))
 
     @staticmethod
     def _retry(step: Step) -> RetryPolicy | None:

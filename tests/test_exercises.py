@@ -5,6 +5,7 @@ A solved copy of each lesson passes all its checks. (The right and wrong answers
 exercise are in tests/bank, run by test_exercise_bank.py.)"""
 
 import ast
+import inspect
 import json
 import re
 from pathlib import Path
@@ -59,6 +60,12 @@ def test_every_exercise_is_in_a_lesson_and_each_lesson_has_one_to_four():
         per_lesson.setdefault(key.split(".")[0], []).append(key)
     assert all(1 <= len(v) <= 4 for v in per_lesson.values()), per_lesson
     assert sorted(per_lesson) == ["01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11"]
+
+
+@pytest.mark.parametrize("key", sorted(EXERCISES))
+def test_each_exercise_heading_is_the_title_progress_shows(key):
+    heading = TEXTS[key].split("\n", 1)[0].removeprefix(f"### Exercise {key}: ")
+    assert heading.replace("`", "") == EXERCISES[key].title  # code font aside, one title
 
 
 @pytest.mark.parametrize("key", sorted(EXERCISES))
@@ -154,6 +161,15 @@ PRINTED = {
     "10.1": ("100", "130", "150"),
     "11.1": ('"booking-1"', "KEY", "120"),
 }
+
+
+def test_help_on_the_lesson_02_saga_does_not_name_the_undo_exercise_02_1_asks_for():
+    from rollback_lessons.worlds.examples import account_saga, account_state
+
+    default = inspect.signature(account_saga).parameters["undo_deposit"].default
+    assert default is None  # help() shows None, not the lesson's own undo
+    outcome = account_saga().run(account_state(), inject={"notify": "fail"})
+    assert outcome.status == "rolled_back" and outcome.state_after == account_state()
 
 
 @pytest.mark.parametrize("key", sorted(PRINTED))

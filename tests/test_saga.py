@@ -134,6 +134,17 @@ def test_an_unsafe_order_names_the_failing_step_whose_undo_is_logged_before_it()
     assert "(and the failing step if its undo is logged before it (charge))" in two
 
 
+def test_check_order_also_says_each_problem_with_a_fix_that_only_reorders():
+    reserve = Step("reserve", set_("room", "held"), set_("room", None))
+    email = Step("email", lambda s: None, kind="pivot")
+    points = Step("points", lambda s: None, kind="retriable")
+    check = Saga([reserve, points, email], allow_unsafe_order=True).check_order()
+    assert len(check.problems) == len(check.reorder) == 1
+    assert check.problems[0].endswith("Move 'points' after them, or make them retriable.")
+    assert check.reorder[0] == check.problems[0].replace(", or make them retriable.", ".")
+    assert Saga([reserve, email, points]).check_order().reorder == ()
+
+
 def test_an_unsafe_order_when_allowed_reports_the_email_as_not_undone():
     reserve = Step("reserve", set_("room", "held"), set_("room", None))
     email = Step("email", lambda s: s.setdefault("sent", []).append("ok"), kind="pivot")

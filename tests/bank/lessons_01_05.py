@@ -533,7 +533,12 @@ BANK = {
             Wrong(
                 OTHER,
                 "policy = Retry(RetryPolicy(max_attempts=2))",
-                ("fails 2 times", "after 2 attempt(s)", "needs 3"),
+                ("fails 2 times", "after 2 attempt(s), left as a dead letter", "needs 3"),
+            ),
+            Wrong(
+                OTHER,  # too few attempts, then a halt: the feedback names the number
+                'policy = Retry(RetryPolicy(max_attempts=2, initial_delay=0.1), then="halt")',
+                ("fails 2 times", "after 2 attempt(s), and the rollback halted", "needs 3"),
             ),
             Wrong(
                 OTHER,
@@ -589,15 +594,15 @@ BANK = {
             '    pivot = [s.name for s in steps if s.kind == "pivot"]\n'
             '    after = [s.name for s in steps if s.kind == "retriable"]\n'
             "    return gates + middle + pivot + after",
-            # Step objects back, an extra optional parameter, nested loops
+            # an extra optional parameter, nested loops, a tuple
             'ORDER = ("gate", "compensable", "pivot", "retriable")\n\n'
             "def safe_order(steps, order=ORDER):\n"
             "    out = []\n"
             "    for kind in order:\n"
             "        for step in steps:\n"
             "            if step.kind == kind:\n"
-            "                out.append(step)\n"
-            "    return out",
+            "                out.append(step.name)\n"
+            "    return tuple(out)",
             # names sorted by the index of their kind (a stable sort)
             "def safe_order(steps):\n"
             "    kinds = {s.name: str(s.kind) for s in steps}\n"
@@ -681,11 +686,18 @@ BANK = {
                 ("returned ['charge_card']", "missing: validate_address"),
             ),
             Wrong(
-                OTHER,  # a retriable step before the pivot
+                OTHER,  # a retriable step before the pivot: advice in terms of the order only
                 "def safe_order(steps):\n"
                 '    rank = {"gate": 0, "compensable": 1, "pivot": 3, "retriable": 2}\n'
                 "    return [s.name for s in sorted(steps, key=lambda s: rank[s.kind])]",
-                ("is unsafe", "is never undone (retriable) but runs before"),
+                ("is unsafe", "is never undone (retriable) but runs before", "after them."),
+            ),
+            Wrong(
+                OTHER,  # the steps themselves, sorted, where their names are asked for
+                "def safe_order(steps):\n"
+                '    rank = {"gate": 0, "compensable": 1, "pivot": 2, "retriable": 3}\n'
+                "    return sorted(steps, key=lambda s: rank[s.kind])",
+                ("returned Step objects, [Step('", "return the steps' names"),
             ),
             Wrong(
                 OTHER,  # the gates after the reversible steps
@@ -871,18 +883,18 @@ BANK = {
                 OTHER,
                 'story = {"failed_step": "reserve", "undone": ["pay", "reserve"], '
                 '"dead_letters": []}',
-                ("failed_step", "pipeline_failed"),
+                ("failed_step: 'reserve'", "the pipeline stopped", "a failed undo is not"),
             ),
             Wrong(
                 OTHER,  # a retried undo taken for a dead letter
                 'story = {"failed_step": "label", "undone": ["pay"], "dead_letters": ["reserve"]}',
-                ("undone: ['pay']", "undo_done"),
+                ("undone: ['pay']", "tried again may still have finished"),
             ),
             Wrong(
                 BY_POSITION,  # the undos in the order the steps ran
                 'story = {"failed_step": "label", "undone": ["reserve", "pay"], '
                 '"dead_letters": []}',
-                ("undone", "in order"),
+                ("undone", "in the order they finished"),
             ),
             Wrong(
                 OTHER,
@@ -934,6 +946,23 @@ BANK = {
             "needs_a_person = Pager()",
         ),
         wrong=(
+            Wrong(
+                OTHER,  # truthy and falsy text instead of True and False
+                "def needs_a_person(event):\n"
+                '    if event.kind == "rollback_done":\n'
+                '        return "page" if event.details["status"] != "rolled_back" else ""\n'
+                '    return "page" if event.kind == "halted" else ""',
+                ("needs_a_person returned ''", "it should return True or False"),
+            ),
+            Wrong(
+                OTHER,  # True for a page, and None (no return) for the rest
+                "def needs_a_person(event):\n"
+                '    if event.kind == "halted":\n'
+                "        return True\n"
+                '    if event.kind == "rollback_done":\n'
+                '        return event.details["status"] != "rolled_back"',
+                ("needs_a_person returned None", "it should return True or False"),
+            ),
             Wrong(
                 UNSHOWN_CASE,  # counts the undos: a leak has no undo to count
                 "seen = {}\n\n"

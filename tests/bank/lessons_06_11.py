@@ -491,7 +491,34 @@ BANK = {
                 '        wiring[f"Undo {step}"] = before\n'
                 '        before = f"Undo {step}"\n'
                 "    return wiring",
-                ("when step1 fails", "its own undo must not run"),
+                (
+                    "when step1 fails",
+                    "the Catch of 'Do step1' leads to 'Undo step1'",
+                    "its own undo must not run",
+                ),
+            ),
+            Wrong(
+                OTHER,  # each Catch right, the undos chained forwards (names that edge)
+                "def wire(steps):\n"
+                "    wiring = {}\n"
+                "    for i, s in enumerate(steps):\n"
+                '        wiring[f"Do {s}"] = "Rolled back" if i == 0 else f"Undo {steps[i-1]}"\n'
+                '        wiring[f"Undo {s}"] = f"Undo {steps[i+1]}" if i + 1 < len(steps) '
+                'else "Rolled back"\n'
+                "    return wiring",
+                (
+                    "when step2 fails, your edges run the undos of ['step1', 'step2']",
+                    "the Next of 'Undo step1' leads forward, to 'Undo step2'",
+                    "the saga goes to 'Rolled back'",
+                ),
+            ),
+            Wrong(
+                OTHER,  # the Catch of a step skips its predecessor's undo
+                "def wire(steps):\n"
+                '    return {f"{kind} {step}": "Rolled back" if kind == "Do" or n == 0 '
+                'else f"Undo {steps[n - 1]}"\n'
+                '            for n, step in enumerate(steps) for kind in ("Do", "Undo")}',
+                ("the Catch of 'Do step2' leads to 'Rolled back'", "should lead to 'Undo step1'"),
             ),
             Wrong(
                 OTHER,  # every failure straight to the end
@@ -705,7 +732,16 @@ BANK = {
             Wrong(
                 OTHER,
                 "charge_retry = RetryPolicy(max_attempts=4, initial_delay=0.2)",
-                ("business failure", "tried 2 times", "Compensate at once"),
+                (
+                    "answered FraudSuspected('booking-7: 119'), a business failure, and your "
+                    "policy retried it (call 2 came after that answer)",
+                    "Compensate at once",
+                ),
+            ),
+            Wrong(
+                OTHER,  # the lesson's waits, with no business failure left unretried
+                "charge_retry = RetryPolicy(max_attempts=3, initial_delay=0.5)",
+                ("a business failure, and your policy retried it", "Compensate at once"),
             ),
             Wrong(
                 OTHER,
@@ -753,7 +789,7 @@ BANK = {
                 OTHER,  # a family that is not the business failures'
                 "charge_retry = RetryPolicy(max_attempts=4, initial_delay=0.2, "
                 "no_retry_on=(ValueError,))",
-                ("FraudSuspected", "tried 2 times", "Compensate at once"),
+                ("FraudSuspected", "your policy retried it (call 2", "Compensate at once"),
             ),
         ),
         not_applicable={
@@ -806,7 +842,11 @@ BANK = {
                 '    key = state["key"]\n'
                 '    if key in state["charges"] and key not in state["refunds"]:\n'
                 '        state["refunds"][key] = 120',
-                ("priced 717", "not restored", "charged {} → {'booking-1': 597}"),
+                (
+                    "priced 717",
+                    "not restored",
+                    "charged {} → {'booking-1': 597}: 'booking-1' was charged 717 and refunded 120",
+                ),
             ),
             Wrong(
                 UNSHOWN_CASE,  # any charge at all: right only for a new customer

@@ -134,10 +134,12 @@ def _check_retry(policy: Any) -> str:
                 "retry_on and no_retry_on"
             )
         if outcome.dead_letters or outcome.pending:
-            attempts = outcome.dead_letters[0].attempts if outcome.dead_letters else "some"
+            undos = [e for e in outcome.events if e.kind == "undo" and e.step == "pay"]
+            attempts = max((e.details["attempt"] for e in undos), default=0)
+            then = "left as a dead letter" if outcome.dead_letters else "and the rollback halted"
             raise Incorrect(
                 f"when the refund fails {times} with a 503, it was given up after {attempts} "
-                f"attempt(s); it needs {failures + 1}"
+                f"attempt(s), {then}; it needs {failures + 1}"
             )
         if any(wait <= 0 for wait in clock.sleeps):
             raise Incorrect(
@@ -166,8 +168,8 @@ q2 = Exercise(
     hints=(
         "The refund fails twice, so it needs at least three attempts.",
         "The waits are initial_delay, then initial_delay * multiplier, ...: add them up.",
-        "Three attempts wait twice: add up the two waits your numbers give; the sum must "
-        "stay within 1 s, and each wait above 0.",
+        "Patient is a number of attempts, brief is the waits between them added up: which "
+        "of RetryPolicy's numbers sets each, and which one keeps a wait from being 0?",
     ),
     solution_code=(
         "# exercise: 03.2\n"

@@ -97,13 +97,6 @@ def pipelines() -> list[Pipeline]:
     return found
 
 
-def _names(order: Any) -> Any:
-    """A list of the learner's names (Step objects stand for their names)."""
-    if isinstance(order, list | tuple):
-        return [getattr(item, "name", item) for item in order]
-    return order
-
-
 def _check_order(safe_order: Any) -> str:
     fn = function(safe_order, "safe_order(steps)")
     attempted(fn, list(LESSON_PIPELINE.saga([n for n, _ in LESSON_PIPELINE.steps]).steps))
@@ -111,7 +104,15 @@ def _check_order(safe_order: Any) -> str:
     def holds(pipeline: Pipeline) -> None:
         written = [n for n, _ in pipeline.steps]
         steps = list(pipeline.saga(written).steps)
-        order = _names(call(fn, steps, name="safe_order", where=str(pipeline)))
+        order = call(fn, steps, name="safe_order", where=str(pipeline))
+        if isinstance(order, tuple):
+            order = list(order)
+        if isinstance(order, list) and any(isinstance(n, Step) for n in order):
+            shown = [f"Step({n.name!r})" if isinstance(n, Step) else repr(n) for n in order]
+            raise Incorrect(
+                f"{pipeline}, safe_order returned Step objects, [{', '.join(shown)}]: return "
+                "the steps' names (step.name), a list of strings"
+            )
         if not isinstance(order, list) or not all(isinstance(n, str) for n in order):
             raise Incorrect(f"{pipeline}, safe_order returned {order!r}: return a list of names")
         missing = [n for n in written if n not in order]
@@ -125,7 +126,7 @@ def _check_order(safe_order: Any) -> str:
                 + (f"; more than once: {', '.join(twice)}" if twice else "")
                 + (f"; not a step of this pipeline: {', '.join(strangers)}" if strangers else "")
             )
-        problems = pipeline.saga(order).check_order().problems
+        problems = pipeline.saga(order).check_order().reorder  # safe_order changes no kind
         if problems:
             raise Incorrect(f"{pipeline}, your order {order} is unsafe: {problems[0]}")
         kinds = dict(pipeline.steps)

@@ -54,9 +54,11 @@ def mystery_log() -> str:
 
 FIELDS = ("failed_step", "undone", "dead_letters")
 WHERE = {
-    "failed_step": "the step of the pipeline_failed event",
-    "undone": "the undo_done events, in order",
-    "dead_letters": "the undo_failed events whose then is dead_letter",
+    "failed_step": "find the event that says the pipeline stopped, and its step (a failed "
+    "undo is not a failed step)",
+    "undone": "which undos finished, in the order they finished? An undo that failed and "
+    "was tried again may still have finished",
+    "dead_letters": "which undos were given up on for good, rather than tried again?",
 }
 
 
@@ -86,7 +88,7 @@ def _check_story(answer: Any) -> str:
         else:
             said = names_list(value, steps, key)
         if said != expected[key]:
-            raise Incorrect(f"{key}: {value!r} is not what the log says; look at {WHERE[key]}")
+            raise Incorrect(f"{key}: {value!r} is not what the log says; {WHERE[key]}")
     return "you read the whole story from the log alone."
 
 
@@ -288,12 +290,18 @@ def _check_pager(needs_a_person: Any) -> str:
         paged = []
         for event in outcome.events:
             try:
-                if fn(event):
-                    paged.append(event)
+                answer = fn(event)
             except Exception as exc:
                 raise Incorrect(
                     f"{world}, for the event {_shown(event)}, {raised(exc, 'needs_a_person')}"
                 ) from None
+            if not isinstance(answer, bool):
+                raise Incorrect(
+                    f"{world}, for the event {_shown(event)}, needs_a_person returned "
+                    f"{answer!r}: it should return True or False"
+                )
+            if answer:
+                paged.append(event)
         needed = outcome.status in (Status.HALTED, Status.ROLLBACK_INCOMPLETE)
         ending = _ending(outcome)
         if paged and not needed:

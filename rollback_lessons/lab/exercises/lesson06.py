@@ -152,8 +152,9 @@ q1 = Exercise(
     hints=(
         "Other people's events may have the same title and time as this booking's. What "
         "tells this booking's event apart?",
-        "create_event stored the new event's id in world['booking']['event'].",
-        "world['calendar'] deletes one event by its id.",
+        "The exercise's text says where create_event put what tells this booking's event "
+        "apart from all the others.",
+        "What does the calendar need to be told to remove exactly one event, and only that one?",
     ),
     solution_code=(
         "# exercise: 06.1\n"

@@ -160,10 +160,10 @@ q1 = Exercise(
     answer_names=("recover_will_undo",),
     hints=(
         "Each undo record has .step, .position and .state.",
-        "Only undos whose state is 'pending' still need running; 'intent' means the undo "
-        "was never logged, so recover reports the step instead of running anything.",
-        "The records come oldest first (by .position), whatever the steps are called; "
-        "recover runs the newest first.",
+        "A record's state says how far its undo got before the crash: which states leave "
+        "an undo that recover still has to run?",
+        "A rollback undoes in one order and the journal lists its records in another: "
+        "which does recover follow, whatever the steps are called?",
     ),
     solution_code=(
         "# exercise: 07.1\n"

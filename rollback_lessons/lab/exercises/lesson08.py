@@ -316,7 +316,7 @@ compares it with the notebook)."""
 q1 = Exercise(
     id="08.1",
     setup=LESSON_IMPORTS,
-    title="Write the compensation of a Temporal saga",
+    title="Write the compensation",
     checker=_check_compensate,
     answer_names=("compensate",),
     hints=(

@@ -121,21 +121,49 @@ def _path(wiring: dict[str, str], failed: str, steps: tuple[str, ...]) -> list[s
     return [state.removeprefix("Undo ") for state in seen]
 
 
+def _wrong_edge(
+    wiring: dict[str, str], failed: str, ran: list[str], want: list[str], steps: tuple[str, ...]
+) -> str:
+    """The first edge on the path from 'Do failed' that leads elsewhere than the saga goes,
+    and why (the edges before it were right)."""
+    targets = [f"Undo {s}" for s in ran]
+    wanted = [f"Undo {s}" for s in want]
+    n = 0
+    while n < len(targets) and n < len(wanted) and targets[n] == wanted[n]:
+        n += 1
+    source = f"Do {failed}" if n == 0 else f"Undo {want[n - 1]}"
+    target = targets[n] if n < len(targets) else END
+    should = wanted[n] if n < len(wanted) else END
+    if n == 0:
+        edge = f"the Catch of {source!r} leads to {target!r}"
+        if target == f"Undo {failed}":
+            return (
+                f"{edge}: {failed} did nothing (its undo is logged after it succeeds), so its "
+                "own undo must not run"
+            )
+        if should == END:
+            return f"{edge}; nothing succeeded before {failed}, so it should lead to {END!r}"
+        return f"{edge}; it should lead to {should!r}, the undo of the newest step that succeeded"
+    done = want[n - 1]
+    if target != END and steps.index(target.removeprefix("Undo ")) > steps.index(done):
+        return (
+            f"the Next of {source!r} leads forward, to {target!r} ({target.removeprefix('Undo ')} "
+            f"ran after {done}); after {source!r} the saga goes to {should!r}: the undos run "
+            "newest first"
+        )
+    return f"the Next of {source!r} leads to {target!r}; it should lead to {should!r}"
+
+
 def _check_world(wire: Any, world: World) -> None:
     wiring = _edges(wire, world.steps)
     for n, failed in enumerate(world.steps):
         ran = _path(wiring, failed, world.steps)
         want = list(reversed(world.steps[:n]))
         if ran != want:
-            why = (
-                f"{failed} did nothing (its undo is logged after it succeeds), so its own "
-                "undo must not run"
-                if failed in ran
-                else "the steps that succeeded, newest first, each once"
-            )
             raise Incorrect(
                 f"{world}, when {failed} fails, your edges run the undos of {ran or 'nothing'}; "
-                f"the saga undoes {want or 'nothing'}: {why}"
+                f"the saga undoes {want or 'nothing'}: "
+                f"{_wrong_edge(wiring, failed, ran, want, world.steps)}"
             )
 
 
@@ -217,7 +245,7 @@ compares it with the notebook)."""
 q1 = Exercise(
     id="09.1",
     setup=LESSON_IMPORTS,
-    title="Wire the Catch and Next edges of a state machine",
+    title="Wire the state machine",
     checker=_check_wire,
     answer_names=("wire",),
     hints=(
@@ -225,8 +253,8 @@ q1 = Exercise(
         "nothing. Which undo is the newest one in the log then?",
         "The undos are chained newest first: after 'Undo X' comes the undo of the step "
         "that ran just before X; after the first step's undo, the saga is rolled back.",
-        "Walk the steps in the order they run, remembering the state a failure at this "
-        "point must go to (at first 'Rolled back'); both edges of a step lead there.",
+        "A step's Catch and an undo's Next answer the same question: what is left to undo "
+        "now? That depends only on which steps have succeeded so far.",
     ),
     solution_code=(
         "# exercise: 09.1\n"

@@ -229,9 +229,11 @@ q2 = Exercise(
         "Ask first: what goes wrong? Someone acts on a value that is undone (dirty read), "
         "an undo erases someone's change (lost update), or a step others see comes before "
         "the one that fails.",
-        "A hold others must respect: a lock. A count others add to: commute. A failing "
-        "check after a visible step: reorder. An overwrite of a value others may change: "
-        "look again first.",
+        "What each countermeasure stops: a reread value checks a record is still what the "
+        "saga wrote before overwriting it; a pessimistic view runs the step that may fail "
+        "before the one others can see; commutative updates change by an amount, so others' "
+        "changes keep their effect; a semantic lock marks a record held, so others wait or "
+        "treat it as tentative.",
     ),
     solution_code=(
         "# exercise: 10.2\n"
@@ -289,6 +291,10 @@ def _worlds(seed: int = 10_3, count: int = 80) -> list[tuple[list[Exception], bo
     return sorted(worlds, key=lambda world: len(world[0]))
 
 
+def _shown(error: Exception) -> str:
+    return f"{type(error).__name__}({str(error)!r})"
+
+
 def _gave_up(policy: RetryPolicy, failures: list[Exception], calls: int) -> str:
     """Why the booking stopped retrying after ``calls`` calls of an outage."""
     error = failures[calls - 1]
@@ -311,7 +317,7 @@ def _check_retry(charge_retry: Any) -> str:
     worlds = _worlds()
     for failures, answered in worlds:
         tried = try_booking(failures, charge_retry)
-        said = ", then ".join(f"{type(e).__name__}({str(e)!r})" for e in failures)
+        said = ", then ".join(_shown(e) for e in failures)
         if answered and tried.calls < len(failures):  # the outage before the answer won
             raise Incorrect(
                 f"the gateway raised {said}; the booking was undone after {tried.calls} "
@@ -320,10 +326,14 @@ def _check_retry(charge_retry: Any) -> str:
             )
         if answered:
             if tried.calls > len(failures):
+                answer = failures[-1]
+                outage = ", then ".join(_shown(e) for e in failures[:-1])
+                before = f"raised {outage}, then " if outage else ""
                 raise Incorrect(
-                    f"the gateway raised {said}; the last is a business failure, an answer, "
-                    f"yet the charge was tried {tried.calls} times: retrying an answer only "
-                    "asks the same question again (and waits). Compensate at once."
+                    f"the gateway {before}answered {_shown(answer)}, a business failure, and "
+                    f"your policy retried it (call {len(failures) + 1} came after that "
+                    "answer): asking again only gets the same answer, and makes the guest "
+                    "wait. Compensate at once."
                 )
             if tried.outcome.status != "rolled_back":
                 raise Incorrect(

@@ -100,6 +100,26 @@ def _diff(before: Any, after: Any) -> str:
     return "; ".join(parts) or "nothing"
 
 
+def _money(start: Any, end: Any) -> str:
+    """What makes up each net amount that changed, in the records the learner wrote to
+    (": 'booking-1' was charged 717 and refunded 120")."""
+    if not start or not end:
+        return ""
+    was = examples.booking_as_seen(start)["charged"]
+    now = examples.booking_as_seen(end)["charged"]
+    parts = []
+    for key in sorted(set(was) | set(now)):
+        if was.get(key) != now.get(key):
+            charged = end["charges"].get(key)
+            refunded = end["refunds"].get(key)
+            parts.append(
+                f"{key!r} was "
+                + (f"charged {charged}" if charged is not None else "never charged")
+                + (f" and refunded {refunded}" if refunded is not None else ", never refunded")
+            )
+    return (": " + "; ".join(parts)) if parts else ""
+
+
 def _others(key: str, before: Any, after: Any) -> list[str]:
     """The other bookings whose refund a call changed."""
     refunds = set(before["refunds"]) | set(after["refunds"])
@@ -179,7 +199,7 @@ def _check_refund(refund: Any) -> str:
             start, end = outcome.state_before or {}, outcome.state_after or {}
             if kind == "not restored":
                 seen = _diff(examples.booking_as_seen(start), examples.booking_as_seen(end))
-                detail = f"as the customer sees the booking, {seen}"
+                detail = f"as the customer sees the booking, {seen}{_money(start, end)}"
             elif kind == "phantom undo":
                 detail = f"from before the run to after it, {_diff(start, end)}"
             else:
