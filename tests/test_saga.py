@@ -140,8 +140,8 @@ def test_check_order_also_says_each_problem_with_a_fix_that_only_reorders():
     points = Step("points", lambda s: None, kind="retriable")
     check = Saga([reserve, points, email], allow_unsafe_order=True).check_order()
     assert len(check.problems) == len(check.reorder) == 1
-    assert check.problems[0].endswith("Move 'points' after them, or make them retriable.")
-    assert check.reorder[0] == check.problems[0].replace(", or make them retriable.", ".")
+    assert check.problems[0].endswith("Move 'points' after it, or make it retriable.")
+    assert check.reorder[0] == check.problems[0].replace(", or make it retriable.", ".")
     assert Saga([reserve, email, points]).check_order().reorder == ()
 
 

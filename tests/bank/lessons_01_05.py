@@ -690,7 +690,11 @@ BANK = {
                 "def safe_order(steps):\n"
                 '    rank = {"gate": 0, "compensable": 1, "pivot": 3, "retriable": 2}\n'
                 "    return [s.name for s in sorted(steps, key=lambda s: rank[s.kind])]",
-                ("is unsafe", "is never undone (retriable) but runs before", "after them."),
+                (
+                    "is unsafe",
+                    "is never undone (retriable) but runs before",
+                    "Move 'send_survey' after it.",
+                ),
             ),
             Wrong(
                 OTHER,  # the steps themselves, sorted, where their names are asked for
