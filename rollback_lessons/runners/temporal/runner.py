@@ -16,12 +16,14 @@ state, as in the lessons.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import threading
 import uuid
-from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
+import warnings
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -49,6 +51,8 @@ from .server import (
 )
 from .workflow import ACTION, ANSWERS, UNDO, SagaWorkflow, StepCall
 
+GRACE = 2.0
+"""Seconds ``close`` gives the steps and undos still running to end."""
 BENIGN = ApplicationErrorCategory.BENIGN  # injected on purpose: logged at DEBUG, not WARNING
 
 
@@ -60,12 +64,30 @@ def step_started(run_id: str, step: str) -> threading.Event:
     return hosted.hosted(run_id).started.setdefault(step, threading.Event())
 
 
+RUNNING: dict[str, dict[str, str]] = {}
+"""The calls under way, by task queue (one per runner): what ``close`` reports as
+abandoned when a call does not end in time."""
+
+
+@contextlib.contextmanager
+def _running(what: str) -> Iterator[None]:
+    info = activity.info()
+    calls = RUNNING.setdefault(info.task_queue, {})
+    key = f"{info.workflow_id}/{info.activity_id}"
+    calls[key] = f"{what} (run {info.workflow_id})"
+    try:
+        yield
+    finally:
+        calls.pop(key, None)
+
+
 @activity.defn(name=ACTION)
 def run_action(call: StepCall) -> None:
     run = hosted.hosted(call.run_id)
     step_started(call.run_id, call.step).set()
     fault = run.faults.get(call.step, NO_FAULTS).action
-    error = remote.run_action(run.saga, call.step, run.state, fault)
+    with _running(f"the action of {call.step!r}"):
+        error = remote.run_action(run.saga, call.step, run.state, fault)
     if error is not None:
         raise _application_error(error)
 
@@ -74,9 +96,56 @@ def run_action(call: StepCall) -> None:
 def run_undo(call: StepCall) -> None:
     run = hosted.hosted(call.run_id)
     fault = run.faults.get(call.step, NO_FAULTS).undo
-    error = remote.run_undo(run.saga, call.step, run.state, fault, call.attempt, call.run_id)
+    with _running(f"attempt {call.attempt} of the undo of {call.step!r}"):
+        error = remote.run_undo(
+            run.saga, call.step, run.state, fault, call.attempt, call.run_id, call.timeout
+        )
     if error is not None:
         raise _application_error(error)
+
+
+class AbandonedCalls(RuntimeWarning):
+    """A runner closed while steps or undos were still running in this process: they were
+    left to finish (or hang) on their own threads; Temporal's history says what they were."""
+
+
+class _Threads(ThreadPoolExecutor):
+    """Each activity on a daemon thread of its own: a step or an undo that never returns
+    can be abandoned (``abandon``: its activity fails, the worker can stop) and does not
+    hold up the interpreter's exit (a thread pool's threads are joined at exit). A
+    ThreadPoolExecutor by type, as the SDK asks of the executor of synchronous
+    activities; its pool is never used."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+        self._pending: set[Future[Any]] = set()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+
+        def work() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                with contextlib.suppress(InvalidStateError):  # abandoned meanwhile
+                    future.set_exception(exc)
+            else:
+                with contextlib.suppress(InvalidStateError):
+                    future.set_result(result)
+            finally:
+                self._pending.discard(future)
+
+        self._pending.add(future)
+        threading.Thread(target=work, name="rollback-lessons activity", daemon=True).start()
+        return future
+
+    def abandon(self) -> None:
+        """Fail every call still running (its thread runs on, its result is dropped)."""
+        for future in list(self._pending):
+            with contextlib.suppress(InvalidStateError):
+                future.set_exception(AbandonedCall("abandoned when the runner closed"))
 
 
 def _application_error(error: ErrorRecord) -> ApplicationError:
@@ -90,6 +159,10 @@ def _application_error(error: ErrorRecord) -> ApplicationError:
         non_retryable=True,
         category=BENIGN if error.fault is not None else ApplicationErrorCategory.UNSPECIFIED,
     )
+
+
+class AbandonedCall(Exception):
+    """The activity's call was still running when its runner closed."""
 
 
 # -- the server ------------------------------------------------------------------------
@@ -189,7 +262,9 @@ class TemporalRunner:
         self.client, self.env, self.address = client, env, address
         self.ui_url: str | None = None  # Temporal's Web UI, when started with ui=True
         self.task_queue = f"rollback-lessons-{uuid.uuid4().hex[:8]}"
-        self._executor = ThreadPoolExecutor(max_workers=8)
+        self.abandoned: tuple[str, ...] = ()
+        """What ``close`` left running: steps or undos that did not end within its grace."""
+        self._executor = _Threads()
         self._worker = Worker(
             client,
             task_queue=self.task_queue,
@@ -207,6 +282,7 @@ class TemporalRunner:
             # deliver cancellation to a heartbeating step quickly
             max_heartbeat_throttle_interval=timedelta(seconds=0.5),
             default_heartbeat_throttle_interval=timedelta(seconds=0.5),
+            graceful_shutdown_timeout=timedelta(seconds=GRACE),
         )
         self._worker_task = asyncio.ensure_future(self._worker.run())
 
@@ -315,9 +391,28 @@ class TemporalRunner:
         return await handle.outcome()
 
     async def close(self) -> None:
-        await self._worker.shutdown()
-        await self._worker_task
-        self._executor.shutdown(wait=True)
+        """Stop the worker, then the server (if it is ours). Calls still running get
+        ``GRACE`` seconds to end; a call that does not (an undo that blocks forever) is
+        abandoned on its thread, named in ``self.abandoned`` and in an ``AbandonedCalls``
+        warning, and close returns all the same."""
+        shutdown = asyncio.ensure_future(self._worker.shutdown())
+        done, _ = await asyncio.wait({shutdown}, timeout=GRACE + 0.5)
+        if not done:
+            self.abandoned = tuple(RUNNING.get(self.task_queue, {}).values())
+            self._executor.abandon()  # their activities fail: the worker can stop
+            done, _ = await asyncio.wait({shutdown}, timeout=GRACE + 0.5)
+            if not done:
+                shutdown.cancel()
+                self._worker_task.cancel()
+            warnings.warn(
+                AbandonedCalls(
+                    f"closed with {len(self.abandoned)} call(s) still running after {GRACE:g} s, "
+                    f"left on their threads: {'; '.join(self.abandoned) or 'unknown'}"
+                ),
+                stacklevel=2,
+            )
+        await asyncio.gather(shutdown, self._worker_task, return_exceptions=True)
+        RUNNING.pop(self.task_queue, None)
         if self.env is not None:
             await self.env.shutdown()
 

