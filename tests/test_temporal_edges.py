@@ -9,6 +9,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import pytest
 from conftest import OnALoop, same_outcome
@@ -16,7 +17,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rollback_lessons import Retry, RetryPolicy, Saga, Step
-from rollback_lessons.runners.temporal import TemporalRunner, TemporalUnavailable
+from rollback_lessons.runners import hosted
+from rollback_lessons.runners.temporal import (
+    TemporalLimitExceeded,
+    TemporalRunner,
+    TemporalUnavailable,
+)
 from rollback_lessons.runners.temporal import runner as runner_module
 from rollback_lessons.runners.temporal import server as server_module
 
@@ -161,3 +167,44 @@ def test_the_server_log_is_never_opened_through_a_planted_symlink(tmp_path, monk
         assert victim.read_text() == "precious\n"
     finally:
         getattr(forget, "cache_clear", lambda: None)()
+
+
+# -- Temporal's limits: refused before anything runs, with the limit named -------------------
+
+
+def test_names_beyond_temporals_limits_are_refused_before_anything_runs(on_temporal):
+    ran = []
+    step = partial(Step, action=lambda s: ran.append(1), undo=lambda s: ran.append(-1))
+    huge = Saga([step("x" * 300_000), step("b")])
+    long_name = Saga([step("a")], name="n" * 1000)
+    many = Saga([step(f"s{i}") for i in range(20_000)])
+
+    async def scenario(runner):
+        refused = []
+        for saga in (huge, long_name, many):
+            with pytest.raises(TemporalLimitExceeded) as caught:
+                await runner.start_saga(saga, {})
+            refused.append(str(caught.value))
+        return refused, dict(hosted.RUNS)
+
+    (payload, identifier, history), runs = on_temporal(scenario)
+    assert "over Temporal's payload limit of 2.0 MB" in payload
+    assert "limit of 1000 characters for identifiers" in identifier
+    assert "limit of 51200 events" in history
+    assert ran == [] and runs == {}  # nothing started, nothing handed to a worker
+
+
+def test_a_record_that_outgrows_a_payload_at_run_time_ends_with_the_limit_named(on_temporal):
+    """Within the limits before it starts, but its failures (each naming a 200,000-character
+    step) make a record over 2 MB: the run ends with that said, instead of never ending."""
+    name = "x" * 200_000
+    saga = Saga([Step(name, lambda s: None, lambda s: None), Step("b", lambda s: None)],
+                policy=Retry(RetryPolicy(max_attempts=3, initial_delay=0.01)))  # fmt: skip
+
+    async def scenario(runner):
+        with pytest.raises(TemporalLimitExceeded, match="it ran, but its Outcome cannot be"):
+            await asyncio.wait_for(
+                runner.run(saga, {}, inject={"b": "fail", name: "undo_fails"}), 60
+            )
+
+    on_temporal(scenario)

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..machine import Machine
-from ..operations import Op, RunUndo, StepSpec
+from ..operations import Finished, Op, RunUndo, StepSpec
+from ..outcome import RunRecord
 from ..policies import CONTINUE
 
 
@@ -50,12 +51,27 @@ def owed(plan: Sequence[StepSpec], undo_order: str = "reverse") -> list[Owed]:
     return found
 
 
-def every_undo(plan: Sequence[StepSpec], undo_order: str = "reverse") -> tuple[str, ...]:
-    """The whole undo log, in the order the machine runs it: every step succeeds, then the
-    run fails after the last (a workflow cancelled there)."""
+def _all_undone(plan: Sequence[StepSpec], undo_order: str) -> tuple[Machine, Op]:
     m = Machine(CONTINUE, plan=plan, undo_order=undo_order)
     m.start()
     for _ in range(len(plan) - 1):
         m.step_ok()
     m.stop(_Failed())
-    return _undos(m, m.step_ok())
+    return m, m.step_ok()
+
+
+def every_undo(plan: Sequence[StepSpec], undo_order: str = "reverse") -> tuple[str, ...]:
+    """The whole undo log, in the order the machine runs it: every step succeeds, then the
+    run fails after the last (a workflow cancelled there)."""
+    return _undos(*_all_undone(plan, undo_order))
+
+
+def all_undone(plan: Sequence[StepSpec], undo_order: str = "reverse") -> RunRecord:
+    """The record of that run, every undo done: what any run that rolls back everything
+    records at the least (an engine checks it against its own size limits)."""
+    m, op = _all_undone(plan, undo_order)
+    while type(op) is RunUndo:
+        op = m.undo_ok()
+    if type(op) is not Finished:
+        raise RuntimeError(f"the machine answered {op!r} after its last undo")
+    return op.record

@@ -28,7 +28,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import activity
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -41,6 +41,7 @@ from ...policies import PolicyLike
 from ...saga import Saga, State, snapshot
 from .. import free_port, hosted, remote
 from ..wire import ErrorRecord, outcome_of, plan_of, record_of
+from .limits import TemporalLimitExceeded, check_plan
 from .server import (
     TemporalUnavailable,
     check_loopback_only,
@@ -50,7 +51,7 @@ from .server import (
     server_binary,
     server_log,
 )
-from .workflow import ACTION, ANSWERS, UNDO, SagaWorkflow, StepCall
+from .workflow import ACTION, ANSWERS, LIMIT, UNDO, SagaWorkflow, StepCall
 
 GRACE = 2.0
 """Seconds ``close`` gives the steps and undos still running to end."""
@@ -248,6 +249,11 @@ class SagaHandle:
     async def outcome(self) -> Outcome:
         try:
             result: dict[str, Any] = await self.workflow.result()
+        except WorkflowFailureError as exc:
+            cause = exc.cause
+            if isinstance(cause, ApplicationError) and cause.type == LIMIT:
+                raise TemporalLimitExceeded(cause.message) from None
+            raise
         finally:
             hosted.release(self.run_id)
         return outcome_of(self.saga, record_of(result), before=self._before, state=self._state)
@@ -372,6 +378,12 @@ class TemporalRunner:
             step_timeout=step_timeout,
             halt_wait=halt_wait,
         )
+        try:
+            [payload] = await self.client.data_converter.encode([plan])
+            check_plan(plan, payload.ByteSize())
+        except BaseException:
+            hosted.release(plan.run_id)  # a policy of one's own, hosted by plan_of
+            raise
         world: State = {} if state is None else state
         hosted.host(plan.run_id, hosted.Hosted(saga, world, faults))
         before = snapshot(world) if state is not None else None

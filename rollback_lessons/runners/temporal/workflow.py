@@ -27,9 +27,11 @@ with workflow.unsafe.imports_passed_through():  # plain data and the machine, no
     from ...machine import Machine
     from ...operations import ANSWERS, Ask, Finished, Op, RunStep, RunUndo, Wait
     from ..wire import ErrorRecord, SagaPlan, record_data
+    from .limits import TemporalLimitExceeded, check_result
 
 ACTION = "rollback_lessons.action"
 UNDO = "rollback_lessons.undo"
+LIMIT = "TemporalLimitExceeded"
 ONCE = RetryPolicy(maximum_attempts=1)  # each attempt is the machine's to decide
 
 
@@ -132,7 +134,12 @@ class SagaWorkflow:
             except asyncio.CancelledError:  # cancelled while nothing could hear it
                 _keep_going()
                 op = m.interrupted(CANCELLED) if m.phase != "forward" else m.fail(CANCELLED)
-        return record_data(op.record)
+        data = record_data(op.record)
+        try:
+            check_result(data)
+        except TemporalLimitExceeded as exc:  # fail the workflow: never a result it can't return
+            raise ApplicationError(str(exc), type=LIMIT, non_retryable=True) from None
+        return data
 
     async def _carry_out(self, m: Machine, plan: SagaPlan, op: Op) -> Op:
         """One operation of the machine, as Temporal does it; the machine's next answer."""
