@@ -295,7 +295,7 @@ def test_the_lint_sees_what_camunda_modeler_would_flag(tmp_path):
     command = linter()
     xml = to_bpmn(xyz_saga())
     broken = (
-        xml.replace('<zeebe:taskDefinition type="step1" retries="1"/>', "")
+        xml.replace('<zeebe:taskDefinition type="do-step1" retries="1"/>', "")
         .replace('name="rolled back"', "")
         .replace("<bpmn:incoming>flow_1</bpmn:incoming>", "")
     )

@@ -3,7 +3,8 @@ Modeler (bpmnlint's recommended rules and Camunda 8's own find nothing: every fl
 lists its incoming and outgoing flows, every event has a name).
 
 ``to_bpmn(saga)``: the form Camunda users draw. Each step is a service task (a Camunda 8
-job type per step, ``zeebe:taskDefinition``) with a compensation boundary event and its
+job type per step, ``zeebe:taskDefinition``: ``do-<step>``, its undo ``undo-<step>``, so
+that no two are the same) with a compensation boundary event and its
 handler (``isForCompensation``); a step's failure is an error boundary event leading to a
 compensation throw event, which compensates every *completed* step that has a handler.
 A step whose undo is logged *before* it (it can fail after its effect: a charge that
@@ -186,6 +187,12 @@ def _esc(text: str | None) -> str:
     return (text or "").replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def job_type(call: str, step: str) -> str:
+    """The Camunda 8 job type of a step's action (``call`` "do") or its undo ("undo"): both
+    prefixed, so that no two are ever the same (steps ``x`` and ``undo-x`` included)."""
+    return f"{call}-{step}"
+
+
 def _job(kind: str, retries: int = 1) -> str:
     """A Camunda 8 job: the type a worker subscribes to, and how many times Camunda hands
     it out before it raises an incident for a person (``retries``)."""
@@ -223,7 +230,7 @@ def to_bpmn(saga: Saga) -> str:
         x, mid = 140 + n * (W + GAP), 140 + n * (W + GAP) + W / 2
         task = _id("do", n)
         m.node("serviceTask", task, f"Do {step.name}", (x, y, W, H),
-               head=_job(step.name, _attempts(step)))  # fmt: skip
+               head=_job(job_type("do", step.name), _attempts(step)))  # fmt: skip
         m.flow(previous, task, [(px, y + H / 2), (x, y + H / 2)])
         previous, px = task, x + W
         if paths[n]:
@@ -235,7 +242,7 @@ def to_bpmn(saga: Saga) -> str:
             if step.has_undo and step.register == "before":  # not completed: no handler runs
                 first = _id("undo_failed", n)
                 m.node("serviceTask", first, f"Undo {step.name}", (x, top, W, H),
-                       head=_job("undo-" + step.name, undo_attempts))  # fmt: skip
+                       head=_job(job_type("undo", step.name), undo_attempts))  # fmt: skip
                 m.flow(failed, first, [(mid, up), (mid, top + H)])
                 leaves, up = first, top
             failures.append((leaves, [(mid, up), (mid, line), (end_x, line)]))
@@ -246,7 +253,8 @@ def to_bpmn(saga: Saga) -> str:
                (mid - 18, y + H - 18, 36, 36), tail="<bpmn:compensateEventDefinition/>",
                attachedToRef=task, cancelActivity="true")  # fmt: skip
         m.node("serviceTask", handler, f"Undo {step.name}", (x, y + H + 70, W, H),
-               head=_job("undo-" + step.name, undo_attempts), isForCompensation="true")  # fmt: skip
+               head=_job(job_type("undo", step.name), undo_attempts),
+               isForCompensation="true")  # fmt: skip
         m.artifacts.append(  # artifacts come after every flow element (the XSD's order)
             f'    <bpmn:association id="{_id("association", n)}" sourceRef="{boundary}" '
             f'targetRef="{handler}" associationDirection="One"/>'
@@ -285,8 +293,13 @@ def _document(saga: Saga, m: _Model, before: str = "", process: str = "saga") ->
 
 
 def _feel_string(text: str) -> str:
-    """A FEEL string literal (also a Python one)."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A FEEL string literal (also a Python one): quotes, backslashes and line breaks
+    escaped, so that a name of any characters ``rules.check_name`` allows fits."""
+    escaped = (
+        text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        .replace("\r", "\\r").replace("\t", "\\t")
+    )  # fmt: skip
+    return f'"{escaped}"'
 
 
 def to_bpmn_explicit(saga: Saga) -> str:
@@ -311,7 +324,7 @@ def to_bpmn_explicit(saga: Saga) -> str:
         task, gate, fail = _id("do", n), _id("ok", n), _id("fail", n)
         name = _feel_string(step.name)
         m.node("scriptTask", task, f"Do {step.name}", (x, y, W, H),
-               head=_job(step.name, _attempts(step)), scriptFormat="python",
+               head=_job(job_type("do", step.name), _attempts(step)), scriptFormat="python",
                tail=f"<bpmn:script>{_esc(f'ok, logged = do({name})')}</bpmn:script>")  # fmt: skip
         m.flow(previous, task, [(px, y + H / 2), (x, y + H / 2)], **condition)
         if not paths[n]:  # after the pivot: retried forward by its job, never a way back
@@ -346,7 +359,7 @@ def to_bpmn_explicit(saga: Saga) -> str:
         m.flow(source, gate, [point, (point[0], mid), (x, mid)] if k == 0 else [point, (x, mid)])
         script = _esc(f"undo({_feel_string(step.name)})")
         m.node("scriptTask", task, f"Undo {step.name}", (x + 80, undo_y, W, H),
-               head=_job("undo-" + step.name, undo_attempts), scriptFormat="python",
+               head=_job(job_type("undo", step.name), undo_attempts), scriptFormat="python",
                tail=f"<bpmn:script>{script}</bpmn:script>")  # fmt: skip
         m.flow(gate, task, [(x + 50, mid), (x + 80, mid)],
                condition=f"=list contains(logged, {_feel_string(step.name)})",
