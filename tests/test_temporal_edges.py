@@ -253,3 +253,47 @@ def test_a_server_lost_mid_saga_is_one_clear_error_and_the_saga_resumes_on_its_d
     assert "stopped answering" in str(lost) and "still in effect: a." in str(lost)
     assert resumed.status is Status.ROLLED_BACK and resumed.compensated == ("a",)
     assert state == {}
+
+
+def test_a_step_whose_answer_died_with_the_server_is_undone_or_named(tmp_path):
+    """The server is killed while step b runs; b's effect happens here, but its answer never
+    reaches the server, which (started again on its database) times b out and rolls back
+    without undoing it. Every effect is undone or named in the Outcome's notes."""
+    db, port = tmp_path / "temporal.db", free_port()
+    gate = threading.Event()
+
+    def b(state):
+        gate.wait(30)
+        state["b"] = 1
+
+    saga = Saga([Step("a", lambda s: s.update(a=1), lambda s: s.pop("a")),
+                 Step("b", b, lambda s: s.pop("b")), Step("c", lambda s: 1 / 0)])  # fmt: skip
+    state = {}
+
+    async def main():
+        first = await TemporalRunner.start(db_file=db, port=port)
+        try:
+            handle = await first.start_saga(saga, state, step_timeout=3)
+            while not handle.started("b").is_set():
+                await asyncio.sleep(0.02)
+            for pid in server_module._server_processes(server_module.server_binary()):
+                os.kill(pid, signal.SIGKILL)
+            gate.set()
+            with pytest.raises(ServerLost) as lost:
+                await handle.outcome()
+            again = await TemporalRunner.start(db_file=db, port=port, task_queue=first.task_queue)
+            async with again:
+                resumed = await asyncio.wait_for(
+                    again.handle_for(saga, handle.run_id).outcome(), 60
+                )
+        finally:
+            gate.set()
+            await first.close()
+        return lost.value, resumed
+
+    lost, resumed = run_async(main)
+    assert lost.done == ("a", "b") and "still in effect: a, b." in str(lost)
+    assert resumed.status is Status.ROLLED_BACK and "a" in resumed.compensated
+    still = [step for step in ("a", "b") if step in state]
+    named = [step for step in ("a", "b") if any(n.startswith(f"{step}: ") for n in resumed.notes)]
+    assert still == named  # b's effect: undone, or named as left

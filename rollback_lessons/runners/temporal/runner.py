@@ -24,6 +24,7 @@ import uuid
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -37,7 +38,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from ...errors import InvalidPipelineError
 from ...faults import NO_FAULTS, InjectionLike, normalize_injection
-from ...outcome import Outcome, Table
+from ...outcome import Outcome, RunRecord, Table
 from ...policies import PolicyLike
 from ...saga import Saga, State, snapshot
 from .. import free_port, hosted, remote
@@ -263,8 +264,32 @@ class SagaHandle:
         except BaseException:
             hosted.release(self.run_id)
             raise
+        record = record_of(result)
+        run = hosted.RUNS.get(self.run_id)
+        if run is not None:
+            record = replace(record, notes=(*record.notes, *_unheard(run, record)))
         hosted.release(self.run_id)
-        return outcome_of(self.saga, record_of(result), before=self._before, state=self._state)
+        return outcome_of(self.saga, record, before=self._before, state=self._state)
+
+
+def _unheard(run: hosted.Hosted, record: RunRecord) -> list[str]:
+    """What this process did that the server never heard of (its answer was lost with a
+    server that stopped): a step done here that the record does not count done (its effect
+    stays, undone by nobody), an undo done here that the record does not count done."""
+    done, undone, _ = run.effects()
+    notes = [
+        f"{step}: its action succeeded in this process, but the server lost the answer "
+        "(it stopped meanwhile) and counted the step failed: its effect is not undone"
+        for step in dict.fromkeys(done)
+        if step not in record.completed
+    ]
+    notes += [
+        f"{step}: its undo succeeded in this process, but the server lost the answer: the "
+        "record does not count it undone"
+        for step in dict.fromkeys(undone)
+        if step not in record.compensated
+    ]
+    return notes
 
 
 class ServerLost(TemporalUnavailable):
