@@ -191,14 +191,14 @@ def named_sagas(draw):
 
 @settings(PROPERTY, max_examples=30)
 @given(drawn=named_sagas())
-def test_any_step_names_end_the_same_on_every_engine_that_writes_the_saga_down(
-    drawn, step_functions
-):
+def test_any_step_names_end_the_same_on_every_engine(drawn, step_functions, dbos_runner):
     """Unicode, quotes, backslashes, tabs, line breaks, long names, names that look like
-    the state machines' own: Step Functions and BPMN run them as in process; every state
-    name is within ASL's 80 characters, and every BPMN job type is its own."""
+    the state machines' own: Step Functions, BPMN and DBOS run them as in process; every
+    state name is within ASL's 80 characters, and every BPMN job type is its own. (On
+    Temporal: a fixed sample, in test_temporal_edges.)"""
     saga, inject = drawn
     local = saga.run({}, inject=inject, clock=VirtualClock())
+    same_outcome(local, dbos_runner.run(saga, {}, inject=inject))
     execution = step_functions.execute(saga, {}, inject=inject)
     same_outcome(local, execution.outcome)
     states = [e["stateEnteredEventDetails"]["name"] for e in execution.history

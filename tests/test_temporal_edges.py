@@ -297,3 +297,21 @@ def test_a_step_whose_answer_died_with_the_server_is_undone_or_named(tmp_path):
     still = [step for step in ("a", "b") if step in state]
     named = [step for step in ("a", "b") if any(n.startswith(f"{step}: ") for n in resumed.notes)]
     assert still == named  # b's effect: undone, or named as left
+
+
+def test_awkward_step_names_end_the_same_on_temporal(on_temporal):
+    """The names the other engines are tried with (test_conformance), on Temporal."""
+    from test_conformance import AWKWARD
+
+    def make():
+        return Saga([Step(n, lambda s, n=n: s.update({n: 1}), lambda s, n=n: s.pop(n))
+                     for n in AWKWARD], name="awkward names ✓")  # fmt: skip
+
+    cases = [{}, {AWKWARD[-1]: "fail"}, {AWKWARD[-1]: "fail", AWKWARD[3]: "undo_fails"}]
+
+    async def scenario(runner):
+        return await asyncio.gather(*(runner.run(make(), {}, inject=i) for i in cases))
+
+    remotes = on_temporal(scenario)
+    for inject, remote in zip(cases, remotes, strict=True):
+        same_outcome(make().run({}, inject=inject), remote)
