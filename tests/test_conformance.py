@@ -226,3 +226,26 @@ def test_a_name_no_engine_can_carry_is_refused_when_the_saga_is_made():
 def test_execution_names_are_valid_for_aws(saga_name, suffix):
     made = execution_name(saga_name, suffix)
     assert re.fullmatch(r"[A-Za-z0-9_.\-]{1,80}", made) and made.endswith("-" + suffix)
+
+
+# -- an undo attempt's timeout: measured by every engine's worker, as in process ---------------
+
+
+def test_an_undo_past_its_timeout_failed_on_every_engine(step_functions, dbos_runner):
+    """A step's own undo timeout, and a policy's: the late undo is a failed attempt (then a
+    dead letter, or retried) wherever the saga runs."""
+    import time
+
+    def make(policy):
+        return Saga([Step("a", partial(act, "a"), lambda s: time.sleep(1.0), undo_timeout=0.3),
+                     Step("b", partial(act, "b"), partial(undo, "b")),
+                     Step("c", lambda s: 1 / 0)], policy=policy)  # fmt: skip
+
+    timed = Retry(RetryPolicy(max_attempts=2, initial_delay=0.01, timeout=0.3))
+    for policy in ("continue", timed):
+        local = make(policy).run({}, clock=VirtualClock())
+        assert [d.step for d in local.dead_letters] == ["a"]
+        same_outcome(local, step_functions.run(make(policy), {}))
+        same_outcome(local, dbos_runner.run(make(policy), {}))
+        if policy == "continue":
+            same_outcome(local, BpmnRunner.start().run(make(policy), {}))

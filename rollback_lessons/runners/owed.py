@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from ..machine import Machine
 from ..operations import Finished, Op, RunUndo, StepSpec
 from ..outcome import RunRecord
-from ..policies import CONTINUE
+from ..policies import CONTINUE, UndoPolicy
 
 
 @dataclass(frozen=True)
@@ -51,8 +51,10 @@ def owed(plan: Sequence[StepSpec], undo_order: str = "reverse") -> list[Owed]:
     return found
 
 
-def _all_undone(plan: Sequence[StepSpec], undo_order: str) -> tuple[Machine, Op]:
-    m = Machine(CONTINUE, plan=plan, undo_order=undo_order)
+def _all_undone(
+    plan: Sequence[StepSpec], undo_order: str, policy: UndoPolicy = CONTINUE
+) -> tuple[Machine, Op]:
+    m = Machine(policy, plan=plan, undo_order=undo_order)
     m.start()
     for _ in range(len(plan) - 1):
         m.step_ok()
@@ -64,6 +66,20 @@ def every_undo(plan: Sequence[StepSpec], undo_order: str = "reverse") -> tuple[s
     """The whole undo log, in the order the machine runs it: every step succeeds, then the
     run fails after the last (a workflow cancelled there)."""
     return _undos(*_all_undone(plan, undo_order))
+
+
+def undo_timeouts(
+    plan: Sequence[StepSpec], policy: UndoPolicy, undo_order: str = "reverse"
+) -> dict[str, float | None]:
+    """How long each undo's attempt may take (its step's own timeout, or its policy's), as
+    the machine gives it: the worker of an engine that was handed the saga written down
+    measures it, as in process."""
+    m, op = _all_undone(plan, undo_order, policy)
+    found: dict[str, float | None] = {}
+    while type(op) is RunUndo:
+        found[op.step] = op.timeout
+        op = m.undo_ok()
+    return found
 
 
 def all_undone(plan: Sequence[StepSpec], undo_order: str = "reverse") -> RunRecord:

@@ -15,7 +15,7 @@ from ...errors import InvalidPipelineError, RollbackLessonsError
 from ...policies import PolicyLike, UnsupportedPolicy, data_only
 from ...saga import Saga
 from ..history import ask, do, undo
-from ..owed import every_undo, owed
+from ..owed import every_undo, owed, undo_timeouts
 from ..wire import RetrySpec, SagaPlan, plan_of
 
 CALLBACK = "arn:aws:states:::sqs:sendMessage.waitForTaskToken"
@@ -126,6 +126,7 @@ def plan_asl(plan: SagaPlan, *, timeout: int = 300) -> dict[str, Any]:
     specs = plan.specs()
     key = {s.name: s.key for s in plan.steps}  # state names and messages carry keys
     chain = every_undo(specs)  # newest first: each undo leads to the one below it
+    timeouts = undo_timeouts(specs, plan.undo_policy())
     below = {name: undo(key[n]) for name, n in itertools.pairwise(chain)}
     states: dict[str, Any] = {}
     for n, (step, fails) in enumerate(zip(plan.steps, owed(specs), strict=True)):
@@ -150,6 +151,8 @@ def plan_asl(plan: SagaPlan, *, timeout: int = 300) -> dict[str, Any]:
     for n, name in enumerate(chain):
         following = below.get(name, ROLLED_BACK)
         task = _callback("undo", key[name], following)
+        if timeouts.get(name) is not None:  # the worker measures it, as in process
+            task["Parameters"]["MessageBody"]["timeout"] = timeouts[name]
         task["ResultPath"] = None
         task["TimeoutSeconds"] = timeout
         if plan.policy.retry is not None:

@@ -186,7 +186,7 @@ class StepFunctionsRunner:
                 body = json.loads(message["Body"])
                 if body.get("run") != worker.run_id:
                     continue  # another execution's task
-                made = worker.task(body["call"], plan.step_of(body["step"]))
+                made = worker.task(body["call"], plan.step_of(body["step"]), body.get("timeout"))
                 if made.error is None:
                     output = {"answer": made.answer} if made.call == "ask" else {}
                     self.sfn.send_task_success(taskToken=body["token"], output=json.dumps(output))
