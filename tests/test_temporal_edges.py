@@ -213,6 +213,17 @@ def test_a_record_that_outgrows_a_payload_at_run_time_ends_with_the_limit_named(
     on_temporal(scenario)
 
 
+def kill_server_on(port):
+    """SIGKILL the dev server (a child of this process) that listens on ``port``, and only
+    that one (the module's own server goes on)."""
+    killed = 0
+    for pid in server_module._server_processes(server_module.server_binary()):
+        if port in {p for _, p in server_module.listening_sockets(pid)}:
+            os.kill(pid, signal.SIGKILL)
+            killed += 1
+    assert killed == 1
+
+
 # -- the server dies mid-saga -------------------------------------------------------------------
 
 
@@ -235,8 +246,7 @@ def test_a_server_lost_mid_saga_is_one_clear_error_and_the_saga_resumes_on_its_d
             run = hosted.RUNS[handle.run_id]
             while ("undo", "a", False) not in run.calls:  # now waiting 3 s to retry
                 await asyncio.sleep(0.02)
-            for pid in server_module._server_processes(server_module.server_binary()):
-                os.kill(pid, signal.SIGKILL)
+            kill_server_on(port)
             with pytest.raises(ServerLost) as lost:
                 await handle.outcome()
             again = await TemporalRunner.start(db_file=db, port=port, task_queue=first.task_queue)
@@ -276,8 +286,7 @@ def test_a_step_whose_answer_died_with_the_server_is_undone_or_named(tmp_path):
             handle = await first.start_saga(saga, state, step_timeout=3)
             while not handle.started("b").is_set():
                 await asyncio.sleep(0.02)
-            for pid in server_module._server_processes(server_module.server_binary()):
-                os.kill(pid, signal.SIGKILL)
+            kill_server_on(port)
             gate.set()
             with pytest.raises(ServerLost) as lost:
                 await handle.outcome()

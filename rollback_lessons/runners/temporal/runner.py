@@ -16,34 +16,33 @@ state, as in the lessons.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import threading
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from temporalio import activity
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
-from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from ...errors import InvalidPipelineError
-from ...faults import NO_FAULTS, InjectionLike, normalize_injection
-from ...outcome import Outcome, RunRecord, Table
+from ...faults import InjectionLike, normalize_injection
+from ...outcome import Outcome, Table
 from ...policies import PolicyLike
 from ...saga import Saga, State, snapshot
-from .. import free_port, hosted, remote
-from ..wire import ErrorRecord, outcome_of, plan_of, record_of
+from .. import free_port, hosted
+from ..wire import outcome_of, plan_of, record_of
+from .activities import RUNNING, AbandonedCalls, Threads, run_action, run_undo, step_started
 from .limits import TemporalLimitExceeded, check_plan
+from .lost import ServerLost, unheard
 from .server import (
     TemporalUnavailable,
     check_loopback_only,
@@ -53,125 +52,11 @@ from .server import (
     server_binary,
     server_log,
 )
-from .workflow import ACTION, ANSWERS, LIMIT, UNDO, SagaWorkflow, StepCall
+from .workflow import ANSWERS, LIMIT, SagaWorkflow
 
 GRACE = 2.0
 """Seconds ``close`` gives the steps and undos still running to end."""
-BENIGN = ApplicationErrorCategory.BENIGN  # injected on purpose: logged at DEBUG, not WARNING
-
-
-# -- the activities: they run the saga's own callables, in this process ------------------
-
-
-def step_started(run_id: str, step: str) -> threading.Event:
-    """Set when ``step``'s action activity has started (tests wait on it to cancel)."""
-    return hosted.hosted(run_id).started.setdefault(step, threading.Event())
-
-
-RUNNING: dict[str, dict[str, str]] = {}
-"""The calls under way, by task queue (one per runner): what ``close`` reports as
-abandoned when a call does not end in time."""
-
-
-@contextlib.contextmanager
-def _running(what: str) -> Iterator[None]:
-    info = activity.info()
-    calls = RUNNING.setdefault(info.task_queue, {})
-    key = f"{info.workflow_id}/{info.activity_id}"
-    calls[key] = f"{what} (run {info.workflow_id})"
-    try:
-        yield
-    finally:
-        calls.pop(key, None)
-
-
-@activity.defn(name=ACTION)
-def run_action(call: StepCall) -> None:
-    run = hosted.hosted(call.run_id)
-    step_started(call.run_id, call.step).set()
-    fault = run.faults.get(call.step, NO_FAULTS).action
-    with _running(f"the action of {call.step!r}"):
-        error = remote.run_action(run.saga, call.step, run.state, fault)
-    run.calls.append(("action", call.step, error is None))
-    if error is not None:
-        raise _application_error(error)
-
-
-@activity.defn(name=UNDO)
-def run_undo(call: StepCall) -> None:
-    run = hosted.hosted(call.run_id)
-    fault = run.faults.get(call.step, NO_FAULTS).undo
-    with _running(f"attempt {call.attempt} of the undo of {call.step!r}"):
-        error = remote.run_undo(
-            run.saga, call.step, run.state, fault, call.attempt, call.run_id, call.timeout
-        )
-    run.calls.append(("undo", call.step, error is None))
-    if error is not None:
-        raise _application_error(error)
-
-
-class AbandonedCalls(RuntimeWarning):
-    """A runner closed while steps or undos were still running in this process: they were
-    left to finish (or hang) on their own threads; Temporal's history says what they were."""
-
-
-class _Threads(ThreadPoolExecutor):
-    """Each activity on a daemon thread of its own: a step or an undo that never returns
-    can be abandoned (``abandon``: its activity fails, the worker can stop) and does not
-    hold up the interpreter's exit (a thread pool's threads are joined at exit). A
-    ThreadPoolExecutor by type, as the SDK asks of the executor of synchronous
-    activities; its pool is never used."""
-
-    def __init__(self) -> None:
-        super().__init__(max_workers=1)
-        self._pending: set[Future[Any]] = set()
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        future: Future[Any] = Future()
-
-        def work() -> None:
-            if not future.set_running_or_notify_cancel():
-                return
-            try:
-                result = fn(*args, **kwargs)
-            except BaseException as exc:
-                with contextlib.suppress(InvalidStateError):  # abandoned meanwhile
-                    future.set_exception(exc)
-            else:
-                with contextlib.suppress(InvalidStateError):
-                    future.set_result(result)
-            finally:
-                self._pending.discard(future)
-
-        self._pending.add(future)
-        threading.Thread(target=work, name="rollback-lessons activity", daemon=True).start()
-        return future
-
-    def abandon(self) -> None:
-        """Fail every call still running (its thread runs on, its result is dropped)."""
-        for future in list(self._pending):
-            with contextlib.suppress(InvalidStateError):
-                future.set_exception(AbandonedCall("abandoned when the runner closed"))
-
-
-def _application_error(error: ErrorRecord) -> ApplicationError:
-    """A failure as Temporal carries it: the facts (type and its ancestors, the injected
-    fault) in ``details``, not in the message, and no cause (its own ``__str__`` may not
-    print). Never retried by Temporal: the machine in the workflow decides."""
-    return ApplicationError(
-        error.message,
-        vars(error),
-        type=error.type,
-        non_retryable=True,
-        category=BENIGN if error.fault is not None else ApplicationErrorCategory.UNSPECIFIED,
-    )
-
-
-class AbandonedCall(Exception):
-    """The activity's call was still running when its runner closed."""
-
-
-# -- the server ------------------------------------------------------------------------
+# -- the runner ------------------------------------------------------------------------
 
 
 _ACTIVITY_ENDS = {
@@ -267,64 +152,9 @@ class SagaHandle:
         record = record_of(result)
         run = hosted.RUNS.get(self.run_id)
         if run is not None:
-            record = replace(record, notes=(*record.notes, *_unheard(run, record)))
+            record = replace(record, notes=(*record.notes, *unheard(run, record)))
         hosted.release(self.run_id)
         return outcome_of(self.saga, record, before=self._before, state=self._state)
-
-
-def _unheard(run: hosted.Hosted, record: RunRecord) -> list[str]:
-    """What this process did that the server never heard of (its answer was lost with a
-    server that stopped): a step done here that the record does not count done (its effect
-    stays, undone by nobody), an undo done here that the record does not count done."""
-    done, undone, _ = run.effects()
-    notes = [
-        f"{step}: its action succeeded in this process, but the server lost the answer "
-        "(it stopped meanwhile) and counted the step failed: its effect is not undone"
-        for step in dict.fromkeys(done)
-        if step not in record.completed
-    ]
-    notes += [
-        f"{step}: its undo succeeded in this process, but the server lost the answer: the "
-        "record does not count it undone"
-        for step in dict.fromkeys(undone)
-        if step not in record.compensated
-    ]
-    return notes
-
-
-class ServerLost(TemporalUnavailable):
-    """The Temporal server stopped answering while a saga ran. ``done``, ``undone`` and
-    ``failed`` are what this process's worker did for it: steps whose action succeeded,
-    undos that succeeded, actions that failed (perhaps after their effect). The saga's
-    history is in the server's database: started again on it (``db_file``, the same
-    ``port`` and ``task_queue``), the server hands the saga to a worker again, which
-    finishes it (``runner.handle_for(saga, run_id).outcome()``)."""
-
-    def __init__(self, message: str, run_id: str, done: tuple[str, ...] = (),
-                 undone: tuple[str, ...] = (), failed: tuple[str, ...] = ()) -> None:  # fmt: skip
-        super().__init__(message)
-        self.run_id, self.done, self.undone, self.failed = run_id, done, undone, failed
-
-    @classmethod
-    def of(cls, run_id: str, error: RPCError) -> ServerLost:
-        run = hosted.RUNS.get(run_id)
-        done, undone, failed = run.effects() if run is not None else ((), (), ())
-        left = [s for s in done if s not in undone]
-
-        def names(steps: Sequence[str]) -> str:
-            return ", ".join(steps) if steps else "none"
-
-        return cls(
-            f"the Temporal server stopped answering during saga {run_id} ({error.message}). "
-            f"This process did: {names(done)}; undid: {names(undone)}; failed: "
-            f"{names(failed)}; so still in effect: {names(left)}. Its history is in the "
-            "server's database: start the server again on it (same db_file, port and "
-            "task_queue) to finish the saga.",
-            run_id,
-            done,
-            undone,
-            failed,
-        )
 
 
 class TemporalRunner:
@@ -340,7 +170,7 @@ class TemporalRunner:
         self.task_queue = task_queue or f"rollback-lessons-{uuid.uuid4().hex[:8]}"
         self.abandoned: tuple[str, ...] = ()
         """What ``close`` left running: steps or undos that did not end within its grace."""
-        self._executor = _Threads()
+        self._executor = Threads()
         self._worker = Worker(
             client,
             task_queue=self.task_queue,
