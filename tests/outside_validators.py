@@ -1,5 +1,6 @@
 """The users' own tools, pinned in tests/node (installed by .ci/run and make test with
-``npm ci --prefix tests/node``): asl-validator for the state machines ``to_asl`` writes."""
+``npm ci --prefix tests/node``): Camunda Modeler's lint rules for BPMN (test_bpmn) and
+asl-validator for the state machines ``to_asl`` writes."""
 
 import json
 import os

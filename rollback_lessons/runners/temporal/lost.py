@@ -13,19 +13,20 @@ from .server import TemporalUnavailable
 
 
 def unheard(run: hosted.Hosted, record: RunRecord) -> list[str]:
-    """What this process did that the server never heard of (its answer was lost with a
-    server that stopped): a step done here that the record does not count done (its effect
-    stays, undone by nobody), an undo done here that the record does not count done."""
+    """What this process did that the server did not hear in time (the answer was lost
+    with a server that stopped, or came after the activity's timeout): a step done here
+    that the record does not count done (its effect stays, undone by nobody), an undo done
+    here that the record does not count done."""
     done, undone, _ = run.effects()
     notes = [
-        f"{step}: its action succeeded in this process, but the server lost the answer "
-        "(it stopped meanwhile) and counted the step failed: its effect is not undone"
+        f"{step}: its action succeeded in this process, but the server counted it failed "
+        "(the answer was lost with the server, or came too late): its effect is not undone"
         for step in dict.fromkeys(done)
         if step not in record.completed
     ]
     notes += [
-        f"{step}: its undo succeeded in this process, but the server lost the answer: the "
-        "record does not count it undone"
+        f"{step}: its undo succeeded in this process, but the server did not hear it in "
+        "time: the record does not count it undone"
         for step in dict.fromkeys(undone)
         if step not in record.compensated
     ]
