@@ -324,3 +324,19 @@ def test_awkward_step_names_end_the_same_on_temporal(on_temporal):
     remotes = on_temporal(scenario)
     for inject, remote in zip(cases, remotes, strict=True):
         same_outcome(make().run({}, inject=inject), remote)
+
+
+def test_starting_a_saga_on_a_server_that_is_gone_is_one_clear_error():
+    ran = []
+    saga = Saga([Step("a", lambda s: ran.append("a"))])
+
+    async def main():
+        port = free_port()
+        async with await TemporalRunner.start(port=port) as runner:
+            kill_server_on(port)
+            with pytest.raises(TemporalUnavailable, match="did not answer when saga") as caught:
+                await runner.start_saga(saga, {})
+            return str(caught.value)
+
+    message = run_async(main)
+    assert "none of its steps ran here" in message and ran == []

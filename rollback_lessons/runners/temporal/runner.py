@@ -289,12 +289,19 @@ class TemporalRunner:
         world: State = {} if state is None else state
         hosted.host(plan.run_id, hosted.Hosted(saga, world, faults))
         before = snapshot(world) if state is not None else None
-        handle = await self.client.start_workflow(
-            SagaWorkflow.run,
-            plan,
-            id=plan.run_id,
-            task_queue=self.task_queue,
-        )
+        try:
+            handle = await self.client.start_workflow(
+                SagaWorkflow.run,
+                plan,
+                id=plan.run_id,
+                task_queue=self.task_queue,
+            )
+        except RPCError as exc:
+            hosted.release(plan.run_id)
+            raise TemporalUnavailable(
+                f"the Temporal server ({self.address}) did not answer when saga {plan.run_id} "
+                f"was started ({exc.message}): none of its steps ran here. Is it running?"
+            ) from None
         return SagaHandle(self, saga, handle, state, before)
 
     def handle_for(self, saga: Saga, run_id: str) -> SagaHandle:
