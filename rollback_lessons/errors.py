@@ -11,6 +11,10 @@ class InvalidPipelineError(RollbackLessonsError, ValueError):
     """The pipeline or its run options are wrong; raised before any step runs."""
 
 
+class InvalidNameError(InvalidPipelineError):
+    """A step's or a saga's name has a character no engine can carry (``rules.check_name``)."""
+
+
 class DuplicateStepError(InvalidPipelineError):
     """Two steps share a name, so an undo could not be told apart from another."""
 

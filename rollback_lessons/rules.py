@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any, Literal
 
-from .errors import InvalidPipelineError
+from .errors import InvalidNameError, InvalidPipelineError
 from .policies import RetryPolicy
 
 Register = Literal["before", "after"]
@@ -36,6 +36,38 @@ IRREVERSIBLE = frozenset({Kind.PIVOT, Kind.RETRIABLE})
 
 FORWARD_RETRY = RetryPolicy(max_attempts=3, initial_delay=0.5, multiplier=2.0, max_delay=5.0)
 """How a retriable step with no retry policy of its own is retried before the saga halts."""
+
+
+# -- names ----------------------------------------------------------------------------
+
+
+def _carried(c: str) -> bool:
+    """Is ``c`` a character of XML 1.0 (the ``Char`` production)?"""
+    n = ord(c)
+    return (
+        n in (0x9, 0xA, 0xD)
+        or 0x20 <= n <= 0xD7FF
+        or 0xE000 <= n <= 0xFFFD
+        or 0x10000 <= n <= 0x10FFFF
+    )
+
+
+def check_name(name: object, what: str) -> None:
+    """The one rule for names, whatever engine runs the saga: a non-empty str of characters
+    that XML can carry (a BPMN file is XML; JSON, Temporal and SQLite carry all of them):
+    no NUL, no control character but tab and line breaks, no lone surrogate. Lengths, and
+    the characters a state name allows, are each engine's own: its writer maps the names
+    (``runners.names``)."""
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"{what} must be a non-empty str, got {name!r}")
+    bad = next((c for c in name if not _carried(c)), None)
+    if bad is not None:
+        shown = name if len(name) <= 60 else name[:57] + "..."
+        raise InvalidNameError(
+            f"{what} {shown!r} has the character U+{ord(bad):04X}, which no engine can "
+            "carry (a BPMN file is XML): no NUL, no control character but tab and line "
+            "breaks, no lone surrogate"
+        )
 
 
 # -- options --------------------------------------------------------------------------

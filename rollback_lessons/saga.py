@@ -26,6 +26,7 @@ from .rules import (
     NamedUndo,
     Register,
     UndoOrder,
+    check_name,
     check_register,
 )
 
@@ -52,8 +53,7 @@ class Step:
     """A short human description, shown by the widgets and the pictures."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name:
-            raise TypeError(f"a step name must be a non-empty str, got {self.name!r}")
+        check_name(self.name, "a step name")
         try:
             object.__setattr__(self, "kind", Kind(self.kind))
         except ValueError:
@@ -181,6 +181,7 @@ class Saga:
             raise DuplicateStepError(f"step names must be unique; repeated: {', '.join(dupes)}")
         self.names: tuple[str, ...] = tuple(names)
         self._by_name = {s.name: s for s in self.steps}
+        check_name(name, "the saga's name")
         self.name = name
         self.policy = resolve_policy(policy)
         self.clock = clock

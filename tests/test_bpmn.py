@@ -6,14 +6,13 @@ single fault; every file the package writes linted by Camunda Modeler's own rule
 (bpmnlint's recommended rules and Camunda 8's, on Node)."""
 
 import json
-import os
-import shutil
 import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 from conftest import lesson_worlds, same_outcome, single_faults
+from outside_validators import node_script
 from SpiffWorkflow.bpmn.parser import BpmnParser, BpmnValidator
 
 from rollback_lessons import Kind, Saga, Step, VirtualClock
@@ -238,26 +237,10 @@ def test_options_the_explicit_form_cannot_express_are_refused_before_it_runs():
 
 # -- the users' own tools: Camunda Modeler's lint rules -------------------------------------
 
-NODE_DIR = Path(__file__).resolve().parent / "node"
-
 
 def linter() -> list[str]:
     """The command that lints BPMN files, or a skip (a failure in CI) saying what is missing."""
-    node = shutil.which("node")
-    missing = (
-        "Node.js is not installed" if node is None
-        else "the lint packages are not installed" if not (NODE_DIR / "node_modules").is_dir()
-        else None
-    )  # fmt: skip
-    if missing:
-        message = (
-            f"{missing}: install Node.js 20 and npm, then `npm ci --prefix tests/node` "
-            "(.ci/run and make test do it)"
-        )
-        if os.environ.get("CI"):
-            pytest.fail(message)  # in CI a missing linter is a failure, never a skip
-        pytest.skip(message)
-    return [str(node), str(NODE_DIR / "lint_bpmn.cjs")]
+    return node_script("lint_bpmn.cjs")
 
 
 def every_bpmn_the_package_writes() -> dict[str, str]:
@@ -295,7 +278,7 @@ def test_the_lint_sees_what_camunda_modeler_would_flag(tmp_path):
     command = linter()
     xml = to_bpmn(xyz_saga())
     broken = (
-        xml.replace('<zeebe:taskDefinition type="step1" retries="1"/>', "")
+        xml.replace('<zeebe:taskDefinition type="do-step1" retries="1"/>', "")
         .replace('name="rolled back"', "")
         .replace("<bpmn:incoming>flow_1</bpmn:incoming>", "")
     )

@@ -7,6 +7,8 @@ form can express it, and on DBOS; on Temporal, a fixed sample of 20 draws. Where
 cannot express a saga (a policy that decides in Python, written into a state machine), it
 must refuse it before anything runs: the world stays untouched."""
 
+import re
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from functools import partial
 
@@ -16,12 +18,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rollback_lessons import Kind, Retry, RetryPolicy, Saga, Step, UndoPolicy, VirtualClock
-from rollback_lessons.errors import InvalidPipelineError
+from rollback_lessons.errors import InvalidNameError, InvalidPipelineError
 from rollback_lessons.explore import combinations, inject_of
 from rollback_lessons.policies import decides_in_code
-from rollback_lessons.runners.bpmn import BpmnRunner
+from rollback_lessons.runners.bpmn import BpmnRunner, to_bpmn, to_bpmn_explicit
+from rollback_lessons.runners.names import execution_name
 from rollback_lessons.runners.stepfunctions import StepFunctionsRunner
 
+BPMN = "{http://www.omg.org/spec/BPMN/20100524/MODEL}"
+ZEEBE = "{http://camunda.org/schema/zeebe/1.0}"
 QUICK = RetryPolicy(max_attempts=2, initial_delay=0.01, max_delay=0.01)
 """Retries in the drawn sagas wait little (Step Functions still waits its whole second)."""
 
@@ -154,3 +159,93 @@ def test_a_fixed_sample_of_drawn_sagas_ends_the_same_on_temporal(drawn, on_tempo
     local = drawn.saga().run({}, inject=drawn.inject, clock=VirtualClock())
     remote = on_temporal(lambda runner: runner.run(drawn.saga(), {}, inject=drawn.inject))
     same_outcome(local, remote)
+
+
+# -- names: whatever a step is called, every engine carries it ----------------------------------
+
+AWKWARD = ["x", "undo-x", "Do x", "x (task)", "#1 x", "1", 'say "hi"', "back\\slash",
+           "tab\there", "line\nbreak", "  spaced  ", "café", "日本", "x" * 100, "é" * 90,
+           "Committed", "Ask a person about x", "=ok", "list contains(logged, x)"]  # fmt: skip
+
+
+def carried(name: str) -> bool:
+    try:
+        Step(name, act)
+    except InvalidPipelineError:
+        return False
+    return True
+
+
+step_names = st.one_of(st.sampled_from(AWKWARD), st.text(min_size=1, max_size=120).filter(carried))
+
+
+@st.composite
+def named_sagas(draw):
+    names = draw(st.lists(step_names, min_size=1, max_size=4, unique=True))
+    steps = [Step(n, partial(act, n), partial(undo, n)) for n in names]
+    name = draw(step_names)
+    saga = Saga(steps, name=name)
+    faults = draw(st.sampled_from(combinations(saga, max_faults=2)))
+    return saga, inject_of(faults)
+
+
+@settings(PROPERTY, max_examples=30)
+@given(drawn=named_sagas())
+def test_any_step_names_end_the_same_on_every_engine(drawn, step_functions, dbos_runner):
+    """Unicode, quotes, backslashes, tabs, line breaks, long names, names that look like
+    the state machines' own: Step Functions, BPMN and DBOS run them as in process; every
+    state name is within ASL's 80 characters, and every BPMN job type is its own. (On
+    Temporal: a fixed sample, in test_temporal_edges.)"""
+    saga, inject = drawn
+    local = saga.run({}, inject=inject, clock=VirtualClock())
+    same_outcome(local, dbos_runner.run(saga, {}, inject=inject))
+    execution = step_functions.execute(saga, {}, inject=inject)
+    same_outcome(local, execution.outcome)
+    states = [e["stateEnteredEventDetails"]["name"] for e in execution.history
+              if "stateEnteredEventDetails" in e]  # fmt: skip
+    assert all(0 < len(s) <= 80 for s in states + list(execution.asl["States"]))
+    same_outcome(local, BpmnRunner.start().run(saga, {}, inject=inject))
+    for xml in (to_bpmn(saga), to_bpmn_explicit(saga)):
+        jobs = {(job.get("type"), task.get("name")) for task in ET.fromstring(xml).iter()
+                if (job := task.find(f"{BPMN}extensionElements/{ZEEBE}taskDefinition"))
+                is not None}  # fmt: skip
+        # one job type per task ("Do x", "Undo x"), one task per job type
+        assert len({t for t, _ in jobs}) == len({n for _, n in jobs}) == len(jobs)
+
+
+def test_a_name_no_engine_can_carry_is_refused_when_the_saga_is_made():
+    for bad in ("nul\x00", "bell\x07", "\ud800"):
+        with pytest.raises(InvalidNameError, match=r"U\+"):
+            Step(bad, act)
+        with pytest.raises(InvalidNameError, match="the saga's name"):
+            Saga([Step("a", act)], name=bad)
+
+
+@settings(PROPERTY, max_examples=200)
+@given(saga_name=st.text(min_size=1), suffix=st.from_regex(r"[0-9a-f]{12}", fullmatch=True))
+def test_execution_names_are_valid_for_aws(saga_name, suffix):
+    made = execution_name(saga_name, suffix)
+    assert re.fullmatch(r"[A-Za-z0-9_.\-]{1,80}", made) and made.endswith("-" + suffix)
+
+
+# -- an undo attempt's timeout: measured by every engine's worker, as in process ---------------
+
+
+def test_an_undo_past_its_timeout_failed_on_every_engine(step_functions, dbos_runner):
+    """A step's own undo timeout, and a policy's: the late undo is a failed attempt (then a
+    dead letter, or retried) wherever the saga runs."""
+    import time
+
+    def make(policy):
+        return Saga([Step("a", partial(act, "a"), lambda s: time.sleep(1.0), undo_timeout=0.3),
+                     Step("b", partial(act, "b"), partial(undo, "b")),
+                     Step("c", lambda s: 1 / 0)], policy=policy)  # fmt: skip
+
+    timed = Retry(RetryPolicy(max_attempts=2, initial_delay=0.01, timeout=0.3))
+    for policy in ("continue", timed):
+        local = make(policy).run({}, clock=VirtualClock())
+        assert [d.step for d in local.dead_letters] == ["a"]
+        same_outcome(local, step_functions.run(make(policy), {}))
+        same_outcome(local, dbos_runner.run(make(policy), {}))
+        if policy == "continue":
+            same_outcome(local, BpmnRunner.start().run(make(policy), {}))

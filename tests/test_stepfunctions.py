@@ -9,8 +9,9 @@ import time
 
 import pytest
 from conftest import lesson_worlds, same_outcome, single_faults
+from outside_validators import asl_errors
 
-from rollback_lessons import Retry, RetryPolicy, Status, VirtualClock
+from rollback_lessons import Retry, RetryPolicy, Saga, Status, Step, VirtualClock
 from rollback_lessons.errors import InvalidPipelineError
 from rollback_lessons.runners.stepfunctions import (
     CALLBACK,
@@ -165,3 +166,30 @@ def test_a_moto_server_on_loopback_runs_the_same_saga():
     with pytest.raises(OSError):  # stopped with the runner
         urllib.request.urlopen(url + "/moto-api/", timeout=2)
     assert time.monotonic() - started < 60
+
+
+# -- the users' own tools: asl-validator ----------------------------------------------------
+
+
+def test_asl_validator_finds_nothing_in_any_state_machine_the_package_writes():
+    machines = {}
+    for world, (make_saga, _) in sorted(WORLDS.items()):
+        for policy in ("continue", "retry", "halt"):
+            machines[f"{world}, {policy}"] = to_asl(make_saga(), policy=policy)
+    awkward = ["x" * 100, 'a "quoted" name', "back\\slash", "tab\there", "café crème",
+               "ends with (task)", "undo-x", "x", " spaced ", "line\nbreak", "#1 x"]  # fmt: skip
+    saga = Saga([Step(n, lambda s: None, lambda s: None) for n in awkward], name="awkward names")
+    for policy in ("continue", "retry", "halt"):
+        machines[f"awkward names, {policy}"] = to_asl(saga, policy=policy)
+    assert asl_errors(machines) == {}
+    assert len(machines) >= 18
+
+
+def test_asl_validator_sees_what_aws_would_refuse():
+    """The check can fail: a state name over 80 characters, a Next that lands nowhere."""
+    asl = to_asl(xyz_saga())
+    long = dict(asl, States={**asl["States"], "x" * 81: {"Type": "Succeed"}})
+    lost = json.loads(json.dumps(asl))
+    lost["States"]["Do step1"]["Next"] = "Nowhere"
+    found = asl_errors({"long": long, "lost": lost, "fine": asl})
+    assert set(found) == {"long", "lost"}

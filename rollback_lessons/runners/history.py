@@ -68,7 +68,8 @@ class Worker:
     answers: list[str] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
 
-    def task(self, call: str, step: str) -> Call:
+    def task(self, call: str, step: str, timeout: float | None = None) -> Call:
+        """Do one task; an undo attempt past ``timeout`` seconds failed, as in process."""
         if call == "ask":
             made = Call("ask", step, 0, answer=self.answers.pop(0) if self.answers else "leave")
         else:
@@ -78,7 +79,7 @@ class Worker:
                 error = remote.run_action(self.saga, step, self.state, faults.action)
             else:
                 error = remote.run_undo(
-                    self.saga, step, self.state, faults.undo, attempt, self.run_id
+                    self.saga, step, self.state, faults.undo, attempt, self.run_id, timeout
                 )
             made = Call(call, step, attempt, error)
         self.calls.append(made)

@@ -24,12 +24,23 @@ class NotHosted(RollbackLessonsError):
 
 @dataclass
 class Hosted:
-    """One run's saga, state and faults; ``started`` is set per step as its action begins."""
+    """One run's saga, state and faults; ``started`` is set per step as its action begins;
+    ``calls``: each call this process made for the run, in order, as (``"action"`` or
+    ``"undo"``, step, whether it succeeded): what it can report if its engine is lost."""
 
     saga: Any  # a Saga (not imported: this module stays importable in a sandbox)
     state: Any
     faults: dict[str, StepFaults]
     started: dict[str, threading.Event] = field(default_factory=dict)
+    calls: list[tuple[str, str, bool]] = field(default_factory=list)
+
+    def effects(self) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+        """(steps done, steps undone, steps whose action failed: perhaps after its
+        effect), as this process's calls tell it."""
+        done = tuple(s for call, s, ok in self.calls if call == "action" and ok)
+        undone = tuple(s for call, s, ok in self.calls if call == "undo" and ok)
+        failed = tuple(s for call, s, ok in self.calls if call == "action" and not ok)
+        return done, undone, failed
 
 
 RUNS: dict[str, Hosted] = {}

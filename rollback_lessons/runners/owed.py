@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..machine import Machine
-from ..operations import Op, RunUndo, StepSpec
-from ..policies import CONTINUE
+from ..operations import Finished, Op, RunUndo, StepSpec
+from ..outcome import RunRecord
+from ..policies import CONTINUE, UndoPolicy
 
 
 @dataclass(frozen=True)
@@ -50,12 +51,43 @@ def owed(plan: Sequence[StepSpec], undo_order: str = "reverse") -> list[Owed]:
     return found
 
 
-def every_undo(plan: Sequence[StepSpec], undo_order: str = "reverse") -> tuple[str, ...]:
-    """The whole undo log, in the order the machine runs it: every step succeeds, then the
-    run fails after the last (a workflow cancelled there)."""
-    m = Machine(CONTINUE, plan=plan, undo_order=undo_order)
+def _all_undone(
+    plan: Sequence[StepSpec], undo_order: str, policy: UndoPolicy = CONTINUE
+) -> tuple[Machine, Op]:
+    m = Machine(policy, plan=plan, undo_order=undo_order)
     m.start()
     for _ in range(len(plan) - 1):
         m.step_ok()
     m.stop(_Failed())
-    return _undos(m, m.step_ok())
+    return m, m.step_ok()
+
+
+def every_undo(plan: Sequence[StepSpec], undo_order: str = "reverse") -> tuple[str, ...]:
+    """The whole undo log, in the order the machine runs it: every step succeeds, then the
+    run fails after the last (a workflow cancelled there)."""
+    return _undos(*_all_undone(plan, undo_order))
+
+
+def undo_timeouts(
+    plan: Sequence[StepSpec], policy: UndoPolicy, undo_order: str = "reverse"
+) -> dict[str, float | None]:
+    """How long each undo's attempt may take (its step's own timeout, or its policy's), as
+    the machine gives it: the worker of an engine that was handed the saga written down
+    measures it, as in process."""
+    m, op = _all_undone(plan, undo_order, policy)
+    found: dict[str, float | None] = {}
+    while type(op) is RunUndo:
+        found[op.step] = op.timeout
+        op = m.undo_ok()
+    return found
+
+
+def all_undone(plan: Sequence[StepSpec], undo_order: str = "reverse") -> RunRecord:
+    """The record of that run, every undo done: what any run that rolls back everything
+    records at the least (an engine checks it against its own size limits)."""
+    m, op = _all_undone(plan, undo_order)
+    while type(op) is RunUndo:
+        op = m.undo_ok()
+    if type(op) is not Finished:
+        raise RuntimeError(f"the machine answered {op!r} after its last undo")
+    return op.record

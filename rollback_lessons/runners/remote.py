@@ -4,6 +4,11 @@ the Step Functions worker and the BPMN script tasks all do it here, so they fail
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from ..calls import call_timed
 from ..faults import Fault, action_error, undo_error, undo_fails
 from ..rules import NamedUndo
 from ..saga import Saga, State
@@ -24,19 +29,34 @@ def run_action(saga: Saga, step: str, state: State, fault: Fault | None) -> Erro
 
 
 def run_undo(
-    saga: Saga, step: str, state: State, fault: Fault | None, attempt: int, run_id: str
+    saga: Saga,
+    step: str,
+    state: State,
+    fault: Fault | None,
+    attempt: int,
+    run_id: str,
+    timeout: float | None = None,
 ) -> ErrorRecord | None:
     """Do attempt ``attempt`` of ``step``'s undo; a registered undo gets the run's own
-    idempotency key, so a repeat after a crash changes nothing."""
+    idempotency key, so a repeat after a crash changes nothing. Past ``timeout`` seconds
+    the attempt failed, measured here as in process (``call_timed``): an engine's own
+    timer fires late, and an undo that ends in between must not count as done there."""
     if undo_fails(fault, attempt):
         assert fault is not None
         return ErrorRecord.of(undo_error(step, fault), step)
     undo = saga[step].undo
+    if undo is None:
+        return None
+    if isinstance(undo, NamedUndo):
+        fn: Callable[..., Any] = functools.partial(undo, idempotency_key=f"{run_id}:{step}")
+        args: tuple[Any, ...] = ()
+    else:
+        fn, args = undo, (state,)
     try:
-        if isinstance(undo, NamedUndo):
-            undo(idempotency_key=f"{run_id}:{step}")
-        elif undo is not None:
-            undo(state)
+        if timeout is None:
+            fn(*args)
+        else:
+            call_timed(fn, args, "undo", step, timeout)
     except Exception as exc:
         return ErrorRecord.of(exc, step)
     return None

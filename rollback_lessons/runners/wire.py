@@ -23,6 +23,7 @@ from ..policies import PolicyLike, RetryPolicy, UndoPolicy, decides_in_code, res
 from ..rules import Register, UndoOrder, check_register, check_undo_order
 from ..saga import Saga, State, snapshot
 from . import hosted
+from .names import keys
 
 # -- the saga and its policy --------------------------------------------------------------
 
@@ -107,6 +108,8 @@ class StepPlan:
     retry: RetrySpec | None = None
     semantic: bool = False
     undo_timeout: float | None = None
+    key: str = ""
+    """The step's name as an engine that writes the saga down carries it (``names``)."""
 
     def spec(self) -> StepSpec:
         retry = self.retry.policy() if self.retry is not None else None
@@ -135,6 +138,17 @@ class SagaPlan:
     def undo_policy(self) -> UndoPolicy:
         return self.policy.policy(self.run_id)
 
+    def key(self, step: str) -> str:
+        """``step``'s key (``names.keys``): what a state machine names it by."""
+        return next(s.key for s in self.steps if s.name == step)
+
+    def step_of(self, key: str) -> str:
+        """The step a key stands for."""
+        found = [s.name for s in self.steps if s.key == key]
+        if not found:
+            raise KeyError(f"no step has the key {key!r}")
+        return found[0]
+
 
 def plan_of(
     saga: Saga,
@@ -155,6 +169,7 @@ def plan_of(
     spec = PolicySpec.of(chosen)
     if spec.in_code:
         hosted.host_policy(run_id, chosen)
+    specs = saga.specs(register)
     return SagaPlan(
         run_id=run_id,
         name=saga.name,
@@ -167,8 +182,9 @@ def plan_of(
                 retry=RetrySpec.of(s.retry) if s.retry is not None else None,
                 semantic=s.semantic,
                 undo_timeout=s.undo_timeout,
+                key=key,
             )
-            for s in saga.specs(register)
+            for s, key in zip(specs, keys([s.name for s in specs]), strict=True)
         ],
         policy=spec,
         undo_order=undo_order,

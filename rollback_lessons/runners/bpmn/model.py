@@ -3,7 +3,8 @@ Modeler (bpmnlint's recommended rules and Camunda 8's own find nothing: every fl
 lists its incoming and outgoing flows, every event has a name).
 
 ``to_bpmn(saga)``: the form Camunda users draw. Each step is a service task (a Camunda 8
-job type per step, ``zeebe:taskDefinition``) with a compensation boundary event and its
+job type per step, ``zeebe:taskDefinition``: ``do-<step>``, its undo ``undo-<step>``, so
+that no two are the same) with a compensation boundary event and its
 handler (``isForCompensation``); a step's failure is an error boundary event leading to a
 compensation throw event, which compensates every *completed* step that has a handler.
 A step whose undo is logged *before* it (it can fail after its effect: a charge that
@@ -28,7 +29,6 @@ Python cannot be written into a model: it is refused before anything is written.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from xml.sax.saxutils import quoteattr
 
 from ...errors import InvalidPipelineError
@@ -36,6 +36,11 @@ from ...operations import StepSpec
 from ...policies import data_only
 from ...saga import Saga
 from ..owed import every_undo, owed
+from .document import Model as _Model
+from .document import Scope as _Scope
+from .document import esc as _esc
+from .document import ident as _id
+from .document import render as _render
 
 BPMN = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 CAMUNDA_VERSION = "8.5.0"
@@ -64,118 +69,10 @@ class UnsupportedInBPMN(InvalidPipelineError):
 ENGINE = "BPMN"
 
 
-def _id(prefix: str, n: int) -> str:
-    return f"{prefix}_{n}"
-
-
-@dataclass
-class _Scope:
-    """A process's (or a subprocess's) flow nodes and sequence flows."""
-
-    nodes: list[_Node] = field(default_factory=list)
-    flows: list[str] = field(default_factory=list)
-
-
-@dataclass
-class _Node:
-    """A flow node; its incoming and outgoing flows are filled in as flows are drawn, and
-    written out as children, as modelers do (bpmnlint reads them, not the flows' refs)."""
-
-    tag: str
-    id: str
-    attrs: dict[str, str]
-    head: str = ""  # extension elements: before the flows, in the schema's order
-    tail: str = ""  # event definitions or a script: after them
-    incoming: list[str] = field(default_factory=list)
-    outgoing: list[str] = field(default_factory=list)
-    content: _Scope | None = None  # a subprocess's own nodes and flows
-
-
-@dataclass
-class _Model:
-    """BPMN elements and their diagram shapes, written out together."""
-
-    scope: _Scope = field(default_factory=_Scope)
-    artifacts: list[str] = field(default_factory=list)
-    shapes: list[str] = field(default_factory=list)
-    nodes: dict[str, _Node] = field(default_factory=dict)
-    flows: int = 0
-
-    def node(self, tag: str, ref: str, name: str, bounds: tuple[float, float, float, float],
-             *, head: str = "", tail: str = "", **attrs: str) -> _Node:  # fmt: skip
-        """A flow node in the current scope, and its shape."""
-        made = _Node(tag, ref, {"name": name, **attrs} if name else dict(attrs), head, tail)
-        self.scope.nodes.append(made)
-        self.nodes[ref] = made
-        x, y, w, h = bounds
-        self.shape(ref, x, y, w, h, **({"isExpanded": "true"} if tag == "subProcess" else {}))
-        return made
-
-    def shape(self, ref: str, x: float, y: float, w: float, h: float, **extra: str) -> None:
-        attrs = "".join(f" {k}={quoteattr(v)}" for k, v in extra.items())
-        self.shapes.append(
-            f'      <bpmndi:BPMNShape id="{ref}_di" bpmnElement="{ref}"{attrs}>'
-            f'<dc:Bounds x="{x:g}" y="{y:g}" width="{w:g}" height="{h:g}"/></bpmndi:BPMNShape>'
-        )
-
-    def edge(self, ref: str, points: list[tuple[float, float]]) -> None:
-        waypoints = "".join(f'<di:waypoint x="{x:g}" y="{y:g}"/>' for x, y in points)
-        self.shapes.append(
-            f'      <bpmndi:BPMNEdge id="{ref}_di" bpmnElement="{ref}">{waypoints}'
-            "</bpmndi:BPMNEdge>"
-        )
-
-    def flow(self, source: str, target: str, points: list[tuple[float, float]],
-             condition: str | None = None, name: str | None = None,
-             ref: str | None = None) -> str:  # fmt: skip
-        """A sequence flow in the current scope, and its edge; ``ref`` names it (a
-        gateway's default flow)."""
-        if ref is None:
-            self.flows += 1
-            ref = _id("flow", self.flows)
-        label = f" name={quoteattr(name)}" if name else ""
-        body = (
-            f'<bpmn:conditionExpression xsi:type="bpmn:tFormalExpression" '
-            f'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">{_esc(condition)}'
-            "</bpmn:conditionExpression>"
-            if condition
-            else ""
-        )
-        self.scope.flows.append(
-            f'<bpmn:sequenceFlow id="{ref}" sourceRef="{source}" targetRef="{target}"{label}>'
-            f"{body}</bpmn:sequenceFlow>"
-        )
-        self.nodes[source].outgoing.append(ref)
-        self.nodes[target].incoming.append(ref)
-        self.edge(ref, points)
-        return ref
-
-    def join(self, ref: str, sources: list[tuple[str, list[tuple[float, float]]]],
-             at: tuple[float, float]) -> None:  # fmt: skip
-        """Flows that go on to one node meet at an exclusive gateway first (a task or an
-        event with two incoming flows would be a "fake join"); ``at``: its left corner."""
-        self.node("exclusiveGateway", ref, "", (at[0], at[1] - 25, 50, 50))  # asks nothing
-        for source, points in sources:
-            self.flow(source, ref, points)
-
-
-def _render(scope: _Scope, pad: str) -> list[str]:
-    lines = []
-    for n in scope.nodes:
-        attrs = "".join(f" {k}={quoteattr(v)}" for k, v in n.attrs.items())
-        flows = "".join(f"<bpmn:incoming>{r}</bpmn:incoming>" for r in n.incoming) + "".join(
-            f"<bpmn:outgoing>{r}</bpmn:outgoing>" for r in n.outgoing
-        )
-        opening = f'{pad}<bpmn:{n.tag} id="{n.id}"{attrs}>{n.head}{flows}'
-        if n.content is None:
-            lines.append(f"{opening}{n.tail}</bpmn:{n.tag}>")
-        else:
-            lines += [opening, *_render(n.content, pad + "  "), f"{pad}</bpmn:{n.tag}>"]
-    return lines + [pad + f for f in scope.flows]
-
-
-def _esc(text: str | None) -> str:
-    return (text or "").replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+def job_type(call: str, step: str) -> str:
+    """The Camunda 8 job type of a step's action (``call`` "do") or its undo ("undo"): both
+    prefixed, so that no two are ever the same (steps ``x`` and ``undo-x`` included)."""
+    return f"{call}-{step}"
 
 
 def _job(kind: str, retries: int = 1) -> str:
@@ -223,7 +120,7 @@ def to_bpmn(saga: Saga) -> str:
         x, mid = 140 + n * (W + GAP), 140 + n * (W + GAP) + W / 2
         task = _id("do", n)
         m.node("serviceTask", task, f"Do {step.name}", (x, y, W, H),
-               head=_job(step.name, _attempts(step)))  # fmt: skip
+               head=_job(job_type("do", step.name), _attempts(step)))  # fmt: skip
         m.flow(previous, task, [(px, y + H / 2), (x, y + H / 2)])
         previous, px = task, x + W
         if paths[n]:
@@ -235,7 +132,7 @@ def to_bpmn(saga: Saga) -> str:
             if step.has_undo and step.register == "before":  # not completed: no handler runs
                 first = _id("undo_failed", n)
                 m.node("serviceTask", first, f"Undo {step.name}", (x, top, W, H),
-                       head=_job("undo-" + step.name, undo_attempts))  # fmt: skip
+                       head=_job(job_type("undo", step.name), undo_attempts))  # fmt: skip
                 m.flow(failed, first, [(mid, up), (mid, top + H)])
                 leaves, up = first, top
             failures.append((leaves, [(mid, up), (mid, line), (end_x, line)]))
@@ -246,7 +143,8 @@ def to_bpmn(saga: Saga) -> str:
                (mid - 18, y + H - 18, 36, 36), tail="<bpmn:compensateEventDefinition/>",
                attachedToRef=task, cancelActivity="true")  # fmt: skip
         m.node("serviceTask", handler, f"Undo {step.name}", (x, y + H + 70, W, H),
-               head=_job("undo-" + step.name, undo_attempts), isForCompensation="true")  # fmt: skip
+               head=_job(job_type("undo", step.name), undo_attempts),
+               isForCompensation="true")  # fmt: skip
         m.artifacts.append(  # artifacts come after every flow element (the XSD's order)
             f'    <bpmn:association id="{_id("association", n)}" sourceRef="{boundary}" '
             f'targetRef="{handler}" associationDirection="One"/>'
@@ -285,8 +183,13 @@ def _document(saga: Saga, m: _Model, before: str = "", process: str = "saga") ->
 
 
 def _feel_string(text: str) -> str:
-    """A FEEL string literal (also a Python one)."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A FEEL string literal (also a Python one): quotes, backslashes and line breaks
+    escaped, so that a name of any characters ``rules.check_name`` allows fits."""
+    escaped = (
+        text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        .replace("\r", "\\r").replace("\t", "\\t")
+    )  # fmt: skip
+    return f'"{escaped}"'
 
 
 def to_bpmn_explicit(saga: Saga) -> str:
@@ -313,7 +216,7 @@ def to_bpmn_explicit(saga: Saga) -> str:
         task, gate, fail = _id("do", n), _id("ok", n), _id("fail", n)
         name = _feel_string(step.name)
         m.node("scriptTask", task, f"Do {step.name}", (x, y, W, H),
-               head=_job(step.name, _attempts(step)), scriptFormat="python",
+               head=_job(job_type("do", step.name), _attempts(step)), scriptFormat="python",
                tail=f"<bpmn:script>{_esc(f'ok, logged = do({name})')}</bpmn:script>")  # fmt: skip
         m.flow(previous, task, [(px, y + H / 2), (x, y + H / 2)], **condition)
         if not paths[n]:  # after the pivot: retried forward by its job, never a way back
@@ -348,7 +251,7 @@ def to_bpmn_explicit(saga: Saga) -> str:
         m.flow(source, gate, [point, (point[0], mid), (x, mid)] if k == 0 else [point, (x, mid)])
         script = _esc(f"undo({_feel_string(step.name)})")
         m.node("scriptTask", task, f"Undo {step.name}", (x + 80, undo_y, W, H),
-               head=_job("undo-" + step.name, undo_attempts), scriptFormat="python",
+               head=_job(job_type("undo", step.name), undo_attempts), scriptFormat="python",
                tail=f"<bpmn:script>{script}</bpmn:script>")  # fmt: skip
         m.flow(gate, task, [(x + 50, mid), (x + 80, mid)],
                condition=f"=list contains(logged, {_feel_string(step.name)})",

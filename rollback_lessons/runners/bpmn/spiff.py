@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ...faults import InjectionLike, normalize_injection
@@ -16,6 +16,7 @@ from ...outcome import Outcome
 from ...policies import data_only
 from ...saga import Saga, State, snapshot
 from ..history import Visit, Worker, do, undo, walk
+from ..owed import undo_timeouts
 from ..wire import outcome_of, plan_of
 from .model import ENGINE, UnsupportedInBPMN, to_bpmn_explicit
 
@@ -38,6 +39,7 @@ class _Host:
 
     worker: Worker
     machine: Machine
+    timeouts: dict[str, float | None] = field(default_factory=dict)
 
     def do(self, step: str) -> tuple[bool, list[str]]:
         error = self.worker.task("action", step).error
@@ -49,7 +51,8 @@ class _Host:
         return error is None, [n for n in self.worker.saga.names if self.machine.logged(n)]
 
     def undo(self, step: str) -> None:
-        self.worker.task("undo", step)  # a failed undo: a dead letter, and on to the next
+        # a failed undo (past its timeout too, as in process): a dead letter, and on
+        self.worker.task("undo", step, self.timeouts.get(step))
 
 
 def run_explicit(saga: Saga, state: State | None = None, *,
@@ -74,7 +77,8 @@ def run_explicit(saga: Saga, state: State | None = None, *,
     machine = Machine(plan.undo_policy(), plan=plan.specs(), name=saga.name, run_id=run_id)
     if type(machine.start()) is not RunStep:
         raise RuntimeError("the machine does not start with a step")
-    host = _Host(Worker(run_id, saga, world, faults), machine)
+    timeouts = undo_timeouts(plan.specs(), plan.undo_policy())
+    host = _Host(Worker(run_id, saga, world, faults), machine, timeouts)
     parser = BpmnParser()
     parser.add_bpmn_str(to_bpmn_explicit(saga).encode())
 

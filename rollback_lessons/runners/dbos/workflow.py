@@ -53,11 +53,17 @@ def run_action(run_id: str, name: str, step: str, fault: str | None) -> dict[str
 
 @DBOS.step(name="rollback_lessons.undo")
 def run_undo(
-    run_id: str, name: str, step: str, attempt: int, fault: str | None
+    run_id: str,
+    name: str,
+    step: str,
+    attempt: int,
+    fault: str | None,
+    timeout: float | None = None,
 ) -> dict[str, Any] | None:
-    """Do attempt ``attempt`` of ``step``'s undo (with the run's idempotency key)."""
+    """Do attempt ``attempt`` of ``step``'s undo (with the run's idempotency key); past
+    ``timeout`` seconds it failed, as in process."""
     saga, state = _saga(run_id, name)
-    error = remote.run_undo(saga, step, state, _fault(fault), attempt, run_id)
+    error = remote.run_undo(saga, step, state, _fault(fault), attempt, run_id, timeout)
     return vars(error) if error is not None else None
 
 
@@ -83,7 +89,7 @@ def saga_workflow(
             op = m.step_ok() if error is None else m.step_failed(_error(error))
         elif type(op) is RunUndo:
             undo = faults.get(op.step, (None, None))[1]
-            error = run_undo(plan.run_id, plan.name, op.step, op.attempt, undo)
+            error = run_undo(plan.run_id, plan.name, op.step, op.attempt, undo, op.timeout)
             op = m.undo_ok() if error is None else m.undo_failed(_error(error))
         elif type(op) is Wait:
             DBOS.sleep(op.seconds)  # durable: a relaunch sleeps only what is left

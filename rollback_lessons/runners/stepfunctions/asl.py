@@ -15,7 +15,7 @@ from ...errors import InvalidPipelineError, RollbackLessonsError
 from ...policies import PolicyLike, UnsupportedPolicy, data_only
 from ...saga import Saga
 from ..history import ask, do, undo
-from ..owed import every_undo, owed
+from ..owed import every_undo, owed, undo_timeouts
 from ..wire import RetrySpec, SagaPlan, plan_of
 
 CALLBACK = "arn:aws:states:::sqs:sendMessage.waitForTaskToken"
@@ -42,7 +42,8 @@ def answer(step: str) -> str:
     return f"Answer about {step}"
 
 
-def _callback(call: str, step: str, after: str) -> dict[str, Any]:
+def _callback(call: str, key: str, after: str) -> dict[str, Any]:
+    """A callback task; its message names the step by its key (``names``)."""
     return {
         "Type": "Task",
         "Resource": CALLBACK,
@@ -51,7 +52,7 @@ def _callback(call: str, step: str, after: str) -> dict[str, Any]:
             "MessageBody": {
                 "run.$": "$.run",
                 "call": call,
-                "step": step,
+                "step": key,
                 "token.$": "$$.Task.Token",
             },
         },
@@ -123,52 +124,61 @@ def plan_asl(plan: SagaPlan, *, timeout: int = 300) -> dict[str, Any]:
     if plan.policy.in_code:
         raise UnsupportedPolicy(f"{ENGINE} cannot run an undo policy that decides in Python")
     specs = plan.specs()
+    key = {s.name: s.key for s in plan.steps}  # state names and messages carry keys
     chain = every_undo(specs)  # newest first: each undo leads to the one below it
-    below = {name: undo(n) for name, n in itertools.pairwise(chain)}
+    timeouts = undo_timeouts(specs, plan.undo_policy())
+    below = {name: undo(key[n]) for name, n in itertools.pairwise(chain)}
     states: dict[str, Any] = {}
     for n, (step, fails) in enumerate(zip(plan.steps, owed(specs), strict=True)):
         if fails.undos != chain[len(chain) - len(fails.undos) :]:
             raise UnsupportedOnStepFunctions(f"a failure at {step.name} undoes out of chain")
-        after = do(plan.steps[n + 1].name) if n + 1 < len(plan.steps) else COMMITTED
-        task = _callback("action", step.name, after)
+        after = do(plan.steps[n + 1].key) if n + 1 < len(plan.steps) else COMMITTED
+        task = _callback("action", step.key, after)
         task["ResultPath"] = None  # a step's answer is not the saga's data
         task["TimeoutSeconds"] = timeout
         if step.retry is not None:
             task["Retry"] = _retriers(step.retry)
         target = (
-            HALTED_FORWARD if fails.halts else undo(fails.undos[0]) if fails.undos else ROLLED_BACK
+            HALTED_FORWARD
+            if fails.halts
+            else undo(key[fails.undos[0]])
+            if fails.undos
+            else ROLLED_BACK
         )
         task["Catch"] = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": target}]
-        states[do(step.name)] = _retried(do(step.name), task)
+        states[do(step.key)] = _retried(do(step.key), task)
     halt = plan.policy.then == "halt"
     for n, name in enumerate(chain):
         following = below.get(name, ROLLED_BACK)
-        task = _callback("undo", name, following)
+        task = _callback("undo", key[name], following)
+        if timeouts.get(name) is not None:  # the worker measures it, as in process
+            task["Parameters"]["MessageBody"]["timeout"] = timeouts[name]
         task["ResultPath"] = None
         task["TimeoutSeconds"] = timeout
         if plan.policy.retry is not None:
             task["Retry"] = _retriers(plan.policy.retry)
         if halt:
             task["Catch"] = [
-                {"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": ask(name)}
+                {"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": ask(key[name])}
             ]
-            person = _callback("ask", name, answer(name))
+            person = _callback("ask", key[name], answer(key[name]))
             person["ResultPath"] = "$.person"
-            states[ask(name)] = person
-            states[answer(name)] = {
+            states[ask(key[name])] = person
+            states[answer(key[name])] = {
                 "Type": "Choice",
                 "Choices": [
-                    {"Variable": "$.person.answer", "StringEquals": "retry", "Next": undo(name)},
+                    {"Variable": "$.person.answer", "StringEquals": "retry",
+                     "Next": undo(key[name])},
                     {"Variable": "$.person.answer", "StringEquals": "fixed", "Next": following},
                 ],
                 "Default": LEFT,
-            }
+            }  # fmt: skip
         else:  # a dead letter: recorded in the execution's data, and on to the next undo
             task["Catch"] = [
                 {"ErrorEquals": ["States.ALL"], "ResultPath": f"$.dead_letter_{n}",
                  "Next": following}
             ]  # fmt: skip
-        states[undo(name)] = _retried(undo(name), task)
+        states[undo(key[name])] = _retried(undo(key[name]), task)
     states[COMMITTED] = {"Type": "Succeed"}
     states[ROLLED_BACK] = {
         "Type": "Fail",
@@ -186,7 +196,7 @@ def plan_asl(plan: SagaPlan, *, timeout: int = 300) -> dict[str, Any]:
             "Error": "SagaHalted",
             "Cause": "an undo failed; a person took it over",
         }
-    start = do(plan.steps[0].name)
+    start = do(plan.steps[0].key)
     return {
         "Comment": f"The {plan.name} saga (rollback-lessons): steps, then undos newest first",
         "StartAt": start,

@@ -7,18 +7,26 @@ from collections.abc import Sequence
 from typing import Any
 
 from ...outcome import Table
-from ..history import Visit
+from ..history import Visit, ask, do, undo
+from ..wire import SagaPlan
 from .asl import TASK
 
 
-def visits(history: Sequence[dict[str, Any]]) -> list[Visit]:
+def visits(history: Sequence[dict[str, Any]], plan: SagaPlan) -> list[Visit]:
     """Each task state entered, with how many times its task ran and whether it succeeded.
-    A task retried inside its Parallel enters again right after failing: one visit."""
+    A task retried inside its Parallel enters again right after failing: one visit. The
+    states are named by the steps' keys; the visits, by the steps (what ``walk`` reads). A
+    state no step has is kept as it is named (a hand-wired machine: ``walk`` says so)."""
+    named = {
+        state(s.key): state(s.name) for s in plan.steps for state in (do, undo, ask)
+    }  # fmt: skip
     found: list[Visit] = []
     for event in history:
         kind = event["type"]
         if kind == "TaskStateEntered":
-            name = event["stateEnteredEventDetails"]["name"].removesuffix(TASK)
+            entered = event["stateEnteredEventDetails"]["name"]
+            inner = entered.removesuffix(TASK)
+            name = named.get(entered, named.get(inner, inner))
             if not (found and found[-1].state == name and not found[-1].succeeded):
                 found.append(Visit(name))
         elif kind == "TaskScheduled":

