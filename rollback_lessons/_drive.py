@@ -122,7 +122,24 @@ class Driver:
                     continue
                 todo = loop.send(done)
         except StopIteration as over:
-            return over.value  # type: ignore[no-any-return]
+            return self.over(over.value)
+        except BaseException as exc:  # raised outside a call: in an event, a write, here
+            if not self.m.rolling:
+                raise  # going forward it is the caller's: the run fails there
+            return self.cut(exc)
+
+    def cut(self, exc: BaseException) -> Op:
+        """Something outside a call raised once the run failed: the machine ends the
+        rollback, what is left pending."""
+        return self.over(self.m.interrupted(exc, self.kept()))
+
+    def over(self, op: Op) -> Op:
+        """The loop handed control back: a Ctrl-C that cut the rollback short anywhere is
+        re-raised once the rollback is over (an Exception there is the outcome's note)."""
+        cause = self.m.interruption
+        if cause is not None and self.raise_after is None and not isinstance(cause, Exception):
+            self.raise_after = cause
+        return op
 
     async def adrive(self, op: Op) -> Op:
         """Carry out the operations awaiting what the calls return; a timed-out undo is
@@ -150,7 +167,11 @@ class Driver:
                     continue
                 todo = loop.send(done)
         except StopIteration as over:
-            return over.value  # type: ignore[no-any-return]
+            return self.over(over.value)
+        except BaseException as exc:  # raised outside a call: in an event, a write, here
+            if not self.m.rolling:
+                raise  # going forward it is the caller's: the run fails there
+            return self.cut(exc)
 
     def step_raised(self, exc: BaseException) -> Op:
         self.called()

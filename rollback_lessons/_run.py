@@ -98,6 +98,7 @@ class Run(Driver):
         )
         if jrun is not None:
             self.journal = JournalWriter(jrun, self.m)
+            self.m.kept = True
         self.actions: dict[str, Callable[..., Any]] = {}
         self.undos: dict[str, Callable[..., Any]] = {}
         self.results: dict[str, Any] = {}

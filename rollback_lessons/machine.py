@@ -126,7 +126,9 @@ TRANSITIONS: Final[Mapping[Phase, Mapping[str, tuple[Phase, ...]]]] = {
     A: {"answer": _FAIL, "interrupted": (D,)},
     D: {},
 }
-"""Each phase, the inputs it takes, and the phases they can lead to."""
+"""Each phase, the inputs it takes, and the phases they can lead to. Once the run fails
+(``fail``), ``interrupted`` is taken in any phase: whatever cut the rollback short, and
+wherever (an undo, an event's observer, a journal write), ends it ``halted``."""
 
 Pairs = tuple[tuple[str, Any], ...]
 _NO: Final[Pairs] = ()
@@ -187,12 +189,15 @@ class Machine:
     next_step = 0  # with a plan: the index of the step running
     attempt = base = 0  # base: attempts of this undo before this round (a crash, a person)
     pivot_done = halted = resumed = False
+    rolling = False  # the run failed: from here on, nothing may end the rollback silently
+    kept = False  # a journal keeps what an interruption leaves, for ``recover``
     dead_before = 0  # dead letters recorded before a crash
     error: BaseException | None = None
     failed_step: str | None = None
     reason = ""  # why it halted forward, when it did
     stopping: BaseException | None = None  # asked to stop when the running step returns
     interruption: BaseException | None = None
+    interrupted_where = ""
     irreversible: Sequence[str] = ()
     leaked: Sequence[str] = ()
     semantic: Sequence[str] = ()
@@ -214,7 +219,18 @@ class Machine:
             details = tuple(details.items())  # type: ignore[union-attr]
         self.rows.append((kind._value_, step, details, self.now))  # type: ignore[arg-type]
         if self.watch is not None:
-            self.watch(self.first_seq + len(self.rows), kind, step, dict(details))  # type: ignore[arg-type]
+            try:
+                self.watch(self.first_seq + len(self.rows), kind, step, dict(details))  # type: ignore[arg-type]
+            except BaseException as exc:  # an observer, a journal write, a Ctrl-C in one
+                if not self.rolling:
+                    raise  # going forward, the run fails there (its driver tells ``fail``)
+                self._cut(exc, f"at the {kind._value_} event" + (f" of {step}" if step else ""))
+
+    def _cut(self, exc: BaseException, where: str) -> None:
+        """Something outside an undo raised during the rollback: no further undo runs (the
+        next decision halts it, what is left pending); the first such exception is kept."""
+        if self.interruption is None:
+            self.interruption, self.interrupted_where = exc, where
 
     def note(self, kind: EventKind, text: str) -> None:
         """Something around the run failed (a journal write, a state snapshot): an event and
@@ -352,7 +368,7 @@ class Machine:
         self._expect("stop")
         self.stopping = error
 
-    def resume(self) -> RunStep | RunUndo:
+    def resume(self) -> RunStep | RunUndo | Finished:
         """The wait is over: the next attempt."""
         self._expect("resume")
         self.attempt += 1
@@ -376,6 +392,7 @@ class Machine:
         """The run cannot go on (a step failed for good, the with-block raised, the workflow
         was cancelled): halt forward after a pivot, or roll back."""
         self._expect("fail")
+        self.rolling = True
         self.error, current = error, self.current
         self.failed_step = current if current not in self.completed else None
         self.open = False
@@ -406,11 +423,14 @@ class Machine:
         self.attempt = self.base + 1
         return self._undo_attempt()
 
-    def _undo_attempt(self) -> RunUndo:
+    def _undo_attempt(self) -> RunUndo | Finished:
         entry = self.entry
         assert entry is not None
         self.phase = Phase.UNDO
-        self._emit(EventKind.UNDO, entry.step, (("attempt", self.attempt),))
+        if self.interruption is None:
+            self._emit(EventKind.UNDO, entry.step, (("attempt", self.attempt),))
+        if self.interruption is not None:  # cut short around the rollback: no more undos
+            return self._cut_short()
         timeout = entry.timeout if entry.timeout is not None else self.policy.timeout
         return RunUndo(entry.step, self.attempt, timeout)
 
@@ -441,6 +461,8 @@ class Machine:
             details["then"], details["delay"] = "retry", decision
             self.phase = Phase.UNDO_WAIT
             self._emit(EventKind.UNDO_FAILED, entry.step, details)
+            if self.interruption is not None:
+                return self._cut_short()
             return Wait(decision)
         if decision not in ("dead_letter", "halt"):
             self.notes = [
@@ -476,20 +498,41 @@ class Machine:
 
     def interrupted(self, exc: BaseException, kept: bool = False) -> Op:
         """A BaseException (Ctrl-C, SystemExit, a cancelled task) cut a call or a wait short.
-        In a step, the step failed for good (never retried); in the rollback, what is left
-        is pending, truthfully (``kept``: a journal keeps it for ``recover``)."""
-        self._expect("interrupted")
-        if self.phase in (Phase.STEP, Phase.STEP_WAIT):
+        In a step, the step failed for good (never retried). Once the run failed, anything
+        that raised anywhere (an undo, a wait, an event's observer, the driver's own code)
+        ends the rollback: what is not known to be done is pending, truthfully (``kept``: a
+        journal keeps it for ``recover``)."""
+        if not self.rolling:
+            self._expect("interrupted")
             return self._step_lost(exc)
-        left = [e.step for e in self.todo[self.index :]]
-        self.interruption, self.halted = exc, True
+        self.kept = self.kept or kept
+        if self.interruption is None:
+            entry = self.entry
+            where = f"during the undo of {entry.step}" if entry is not None else ""
+            self._cut(exc, where or "during the rollback")
+        if self.phase is Phase.DONE:
+            return Finished(self)
+        return self._cut_short()
+
+    def _cut_short(self) -> Finished:
+        """End a rollback something cut short: every undo not known to be done (or dead, or
+        left for a person) is pending, and the run halted; the first cause is the note."""
+        exc = self.interruption
+        assert exc is not None
+        if self.todo is Machine.todo:  # cut before the rollback's lists were made
+            self._rolling_back(self.log[::-1] if self.undo_order == "reverse" else list(self.log))
+        over = {*self.compensated, *(d.step for d in self.dead_letters), *self.pending}
+        left = [e.step for e in self.todo if e.step not in over]
         self.pending.extend(left)  # type: ignore[attr-defined]
+        self.halted = self.halted or bool(left)
+        what = type(exc).__name__ if not isinstance(exc, Exception) else describe(exc)
+        rest = f"not known to be undone: {', '.join(left)}" if left else "every undo had run"
         self.notes = [
             *self.notes,
-            f"rollback interrupted by {type(exc).__name__} during the undo of {left[0]}; "
-            f"not known to be undone: {', '.join(left)}"
-            + (" (the journal keeps them for recover)" if kept else ""),
+            f"rollback interrupted by {what} {self.interrupted_where}; {rest}"
+            + (" (the journal keeps them for recover)" if self.kept and left else ""),
         ]
+        self.index = len(self.todo)
         return self._rollback_done(interrupted=type(exc).__name__)
 
     def _rollback_done(self, **extra: Any) -> Finished:
@@ -520,7 +563,7 @@ class Machine:
         undo still to be logged; ``pivot`` is (step, started | done) if the irreversible step
         began. Policy ``continue``: one attempt each, then a dead letter for a person."""
         m = cls(CONTINUE, **options)
-        m.resumed, m.dead_before = True, dead_before
+        m.resumed, m.dead_before, m.rolling = True, dead_before, True
         m.log = [Entry(step, "before", False, None, attempts) for step, attempts in undos]
         m.seen = [step for step, _ in undos]
         if pivot is not None:
