@@ -26,7 +26,13 @@ from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any, Final
 
-from .errors import DuplicateStepError, InjectedFault, RollbackLessonsError, UnknownStepError
+from .errors import (
+    DuplicateStepError,
+    InjectedFault,
+    RollbackLessonsError,
+    TakenOver,
+    UnknownStepError,
+)
 from .events import EventKind, EventRow, describe
 from .operations import (
     ANSWERS,
@@ -397,6 +403,11 @@ class Machine:
         self.failed_step = current if current not in self.completed else None
         self.open = False
         self._emit(EventKind.PIPELINE_FAILED, self.failed_step, {"error": describe(error)})
+        if isinstance(error, TakenOver):  # another process holds the saga: it undoes, not us
+            self.halted, self.phase, self.reason = True, Phase.DONE, describe(error)
+            self.pending = [e.step for e in self.log[::-1]]
+            self._emit(EventKind.HALTED, self.failed_step, {"reason": self.reason})
+            return Finished(self)
         if halts_forward(self.pivot_done, self.kinds.get(self.failed_step or "")):
             assert self.failed_step is not None
             self.halted, self.phase, self.reason = True, Phase.DONE, HALTED_FORWARD

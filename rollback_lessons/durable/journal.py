@@ -19,18 +19,19 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from ..errors import RollbackLessonsError
+from ..errors import RollbackLessonsError, TakenOver
 from ..events import Event
-from .records import JournalRun, SagaRecord, UndoRecord, me
+from .records import Claimed, JournalRun, SagaRecord, UndoRecord, me
 
 APP = "rollback-lessons"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 FINISHED = ("committed", "rolled_back", "rollback_incomplete", "halted")
+_IDS = "SELECT id FROM sagas WHERE status IN ('running', 'rolling_back')"
 _UNFINISHED = "SELECT id FROM sagas WHERE status IN ('running', 'rolling_back')"
 
 _SCHEMA = """
@@ -50,7 +51,8 @@ CREATE TABLE IF NOT EXISTS sagas (
     claim_pid INTEGER,
     claim_host TEXT,
     claim_started REAL,
-    claimed_at REAL
+    claimed_at REAL,
+    claim_gen INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS sagas_status ON sagas (status);
 CREATE TABLE IF NOT EXISTS events (
@@ -75,7 +77,7 @@ CREATE TABLE IF NOT EXISTS undos (
 """
 
 
-# Version 1 journals gain the columns of version 2 when opened for writing.
+# Older journals gain the columns of the versions after theirs when opened for writing.
 _MIGRATE_1_TO_2 = [
     "ALTER TABLE sagas ADD COLUMN owner_started REAL",  # tells a reused pid from its owner
     "ALTER TABLE sagas ADD COLUMN pivot TEXT",  # the irreversible step, once it started
@@ -85,14 +87,20 @@ _MIGRATE_1_TO_2 = [
     "ALTER TABLE sagas ADD COLUMN claim_started REAL",
     "ALTER TABLE sagas ADD COLUMN claimed_at REAL",
 ]
+_MIGRATE_2_TO_3 = [
+    # the fencing token: bumped by every claim; a claimant's writes check it is still theirs
+    "ALTER TABLE sagas ADD COLUMN claim_gen INTEGER NOT NULL DEFAULT 0",
+]
+_MIGRATIONS = {1: _MIGRATE_1_TO_2, 2: _MIGRATE_2_TO_3}
 
 
 class JournalError(RollbackLessonsError):
     """The file is not a journal this version can use; it was left untouched."""
 
 
-class JournalTakenOver(JournalError):
-    """Another process claimed this saga (``recover --force``); its owner stops writing."""
+class JournalTakenOver(JournalError, TakenOver):
+    """Another process claimed this saga (``recover``, ``--force``): the process that held it
+    (its owner or an earlier claimant) neither writes nor runs another undo."""
 
 
 def _open_read_only(path: Path, timeout: float = 30.0) -> sqlite3.Connection:
@@ -176,7 +184,7 @@ class Journal:
         version = _inspect(self.path, create and not readonly)
         if readonly:
             assert version is not None
-            if version < SCHEMA_VERSION:
+            if version < 2:  # (a version-2 journal reads as it is: it lacks only fencing)
                 raise JournalError(
                     f"{self.path} uses journal schema {version}; open it once for writing "
                     "(any rollback-lessons command but show) to upgrade it"
@@ -218,9 +226,11 @@ class Journal:
                 current = self._con.execute(
                     "SELECT value FROM meta WHERE key = 'schema_version'"
                 ).fetchone()
-                if int(current[0]) == 1:  # another process may have migrated it meanwhile
-                    for statement in _MIGRATE_1_TO_2:
-                        self._con.execute(statement)
+                at = int(current[0])  # another process may have migrated it meanwhile
+                if at < SCHEMA_VERSION:
+                    for step in range(at, SCHEMA_VERSION):
+                        for statement in _MIGRATIONS[step]:
+                            self._con.execute(statement)
                     self._con.execute(
                         "UPDATE meta SET value = ? WHERE key = 'schema_version'",
                         (str(SCHEMA_VERSION),),
@@ -233,14 +243,18 @@ class Journal:
     # -- writing -------------------------------------------------------------------------
 
     def write(
-        self, statements: list[tuple[str, tuple[Any, ...]]], *, owner_of: str | None = None
+        self,
+        statements: list[tuple[str, tuple[Any, ...]]],
+        *,
+        fences: Mapping[str, int] | None = None,
     ) -> None:
         """Apply statements in one durable transaction.
 
         Statements of the same text run together (in the order each text first appears),
         which keeps every insert before the updates of the rows it adds. So a batch must
-        not hold two statements of different texts that update the same row. With ``owner_of``,
-        the transaction first checks that no other process claimed that saga.
+        not hold two statements of different texts that update the same row. ``fences``
+        maps saga ids to the claim generation the writer holds (0: its owner, never
+        claimed); the transaction first checks each is still so, or writes nothing.
         """
         if not statements:
             return
@@ -252,8 +266,8 @@ class Journal:
         with self._lock:
             self._con.execute("BEGIN IMMEDIATE")
             try:
-                if owner_of is not None:
-                    self._check_owner(owner_of)
+                for saga_id, gen in (fences or {}).items():
+                    self._check_fence(saga_id, gen)
                 for sql, rows in grouped.items():
                     self._con.executemany(sql, rows)
             except BaseException:
@@ -261,44 +275,63 @@ class Journal:
                 raise
             self._con.execute("COMMIT")
 
-    def _check_owner(self, saga_id: str) -> None:
+    def _check_fence(self, saga_id: str, gen: int) -> None:
         row = self._con.execute(
-            "SELECT claim_pid, claim_host, claim_started FROM sagas WHERE id = ?", (saga_id,)
+            "SELECT claim_gen, claim_pid, claim_host FROM sagas WHERE id = ?", (saga_id,)
         ).fetchone()
-        if row is not None and row[0] is not None and (row[0], row[1], row[2]) != me():
+        if row is not None and row[0] != gen:
             raise JournalTakenOver(
-                f"saga {saga_id!r} was taken over by process {row[0]} on {row[1]} "
-                "(recover --force); this process no longer writes its records"
+                f"saga {saga_id!r} was taken over by process {row[1]} on {row[2]} "
+                "(recover); this process stopped: it writes and undoes nothing more of it"
             )
 
-    def claim(
-        self, decide: Callable[[SagaRecord], str | None]
-    ) -> tuple[list[SagaRecord], list[tuple[SagaRecord, str]]]:
-        """Claim unfinished sagas for recovery, in one transaction (no two claimers).
+    def holds(self, saga_id: str, gen: int) -> None:
+        """Raise JournalTakenOver unless the claim ``gen`` on the saga is still current
+        (checked before each undo a claimant runs, so a taken-over one runs no other)."""
+        with self._lock:
+            self._check_fence(saga_id, gen)
 
-        ``decide`` returns None to claim a saga, or the reason to leave it alone.
+    def claim(
+        self, decide: Callable[[SagaRecord, list[UndoRecord]], str | None]
+    ) -> tuple[list[Claimed], list[tuple[SagaRecord, str]]]:
+        """Claim unfinished sagas for recovery and read what is left of each, in ONE
+        transaction: no two claimers, and no undo logged or done between the read and the
+        claim. Each claim bumps the saga's generation (its fencing token).
+
+        ``decide`` (given the saga and its pending undos) returns None to claim a saga, or
+        the reason to leave it alone.
         """
         pid, host, started = me()
         with self._lock:
             self._con.execute("BEGIN IMMEDIATE")
             try:
+                pending = self._unfinished_undos("pending")
+                intents = self._unfinished_undos("intent")
                 claimed, skipped = [], []
                 for saga in self._sagas_locked("WHERE s.status IN ('running', 'rolling_back')", ()):
-                    reason = decide(saga)
+                    reason = decide(saga, pending.get(saga.id, []))
                     if reason is None:
                         claimed.append(saga)
                     else:
                         skipped.append((saga, reason))
                 self._con.executemany(
                     "UPDATE sagas SET claim_pid = ?, claim_host = ?, claim_started = ?,"
-                    " claimed_at = ? WHERE id = ?",
+                    " claimed_at = ?, claim_gen = claim_gen + 1 WHERE id = ?",
                     [(pid, host, started, time.time(), s.id) for s in claimed],
                 )
+                gens = dict(
+                    self._con.execute(f"SELECT id, claim_gen FROM sagas WHERE id IN ({_IDS})")
+                )
+                seqs = self._last_seqs_locked()
             except BaseException:
                 self._con.execute("ROLLBACK")
                 raise
             self._con.execute("COMMIT")
-        return claimed, skipped
+        out = [
+            Claimed(s, gens[s.id], pending.get(s.id, []), intents.get(s.id, []), seqs.get(s.id, 0))
+            for s in claimed
+        ]
+        return out, skipped
 
     def start(self, name: str, saga_id: str | None = None) -> JournalRun:
         """A new saga in this journal (written with its first commit)."""
@@ -383,11 +416,14 @@ class Journal:
 
     def _unfinished_undos(self, state: str) -> dict[str, list[UndoRecord]]:
         out: dict[str, list[UndoRecord]] = {}
-        for r in self._rows(
-            "SELECT saga_id, position, step, compensation, args, state, attempts, error FROM undos"
-            f" WHERE state = ? AND saga_id IN ({_UNFINISHED}) ORDER BY saga_id, position",
-            (state,),
-        ):
+        with self._lock:
+            rows = self._con.execute(
+                "SELECT saga_id, position, step, compensation, args, state, attempts, error"
+                f" FROM undos WHERE state = ? AND saga_id IN ({_UNFINISHED})"
+                " ORDER BY saga_id, position",
+                (state,),
+            ).fetchall()
+        for r in rows:
             out.setdefault(r[0], []).append(
                 UndoRecord(r[0], r[1], r[2], r[3], json.loads(r[4]), *r[5:])
             )
@@ -395,10 +431,14 @@ class Journal:
 
     def last_seqs(self) -> dict[str, int]:
         """The last event number of every unfinished saga."""
-        rows = self._rows(
+        with self._lock:
+            return self._last_seqs_locked()
+
+    def _last_seqs_locked(self) -> dict[str, int]:
+        rows = self._con.execute(
             "SELECT saga_id, MAX(seq) FROM events"
             f" WHERE saga_id IN ({_UNFINISHED}) GROUP BY saga_id"
-        )
+        ).fetchall()
         return {saga_id: seq for saga_id, seq in rows}
 
     def integrity_check(self) -> str:

@@ -111,6 +111,17 @@ class UndoRecord:
         return idempotency_key(self.saga_id, self.step)
 
 
+@dataclass(frozen=True)
+class Claimed:
+    """A saga claimed for recovery, and what was left of it when claimed (one read)."""
+
+    saga: SagaRecord
+    gen: int  # the claim's generation: every write checks it is still current
+    pending: list[UndoRecord]
+    intents: list[UndoRecord]
+    last_seq: int
+
+
 def idempotency_key(saga_id: str, step: str) -> str:
     return f"{saga_id}:{step}"
 
@@ -118,11 +129,13 @@ def idempotency_key(saga_id: str, step: str) -> str:
 class JournalRun:
     """One saga's records; the engine calls it, and it commits at the points that matter."""
 
-    def __init__(self, journal: Journal, saga_id: str, name: str, *, new: bool) -> None:
+    def __init__(
+        self, journal: Journal, saga_id: str, name: str, *, new: bool, gen: int = 0
+    ) -> None:
         self.journal, self.saga_id, self.name = journal, saga_id, name
         self._pending: list[tuple[str, tuple[Any, ...]]] = []
         self._position = 0
-        self._owner = new  # the process that runs the saga; recover writes as its claimer
+        self.gen = gen  # the claim it writes under: 0 for its owner, never claimed
         if new:
             pid, host, started = me()
             self._pending.append(
@@ -238,4 +251,9 @@ class JournalRun:
         self._pending.append((sql, params))
 
     def flush(self) -> None:
-        self.journal.write(self.take(), owner_of=self.saga_id if self._owner else None)
+        statements = self.take()
+        try:
+            self.journal.write(statements, fences={self.saga_id: self.gen})
+        except BaseException:
+            self._pending[:0] = statements  # nothing was written: they go with the next
+            raise
