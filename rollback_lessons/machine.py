@@ -83,11 +83,12 @@ def after_effect(error: BaseException) -> bool:
 HALTED_FORWARD: Final = "failed after an irreversible step"
 
 
-def halted_at_pivot(pivot: str, state: str) -> str:
-    """Why a crashed saga whose pivot had started is left for a person."""
+def halted_at_pivot(pivot: str, state: str, cause: str = "the crash") -> str:
+    """Why a saga whose pivot may have happened is left for a person (in process: the run
+    failed after it, or it failed after its effect; in ``recover``: a crash)."""
     when = "happened" if state == "done" else "started, and may have happened,"
     return (
-        f"its irreversible step {pivot!r} {when} before the crash: undoing the steps "
+        f"its irreversible step {pivot!r} {when} before {cause}: undoing the steps "
         "before it would not take it back, so the saga is left for a person"
     )
 
@@ -408,10 +409,17 @@ class Machine:
             self.pending = [e.step for e in self.log[::-1]]
             self._emit(EventKind.HALTED, self.failed_step, {"reason": self.reason})
             return Finished(self)
-        if halts_forward(self.pivot_done, self.kinds.get(self.failed_step or "")):
+        failed_kind = self.kinds.get(self.failed_step or "")
+        if halts_forward(self.pivot_done, failed_kind):
             assert self.failed_step is not None
             self.halted, self.phase, self.reason = True, Phase.DONE, HALTED_FORWARD
             self.pending = [self.failed_step]
+            self._emit(EventKind.HALTED, self.failed_step, {"reason": self.reason})
+            return Finished(self)
+        pivot = self._pivot_at_stake(error)
+        if pivot is not None:  # never compensated across: a person decides
+            self.halted, self.phase, self.reason = True, Phase.DONE, pivot
+            self.pending = [e.step for e in self.log[::-1]]
             self._emit(EventKind.HALTED, self.failed_step, {"reason": self.reason})
             return Finished(self)
         self._rolling_back(self.log[::-1] if self.undo_order == "reverse" else list(self.log))
@@ -419,6 +427,16 @@ class Machine:
         details = {"undos": len(self.todo), "order": self.undo_order, "policy": self.policy.name}
         self._emit(EventKind.ROLLBACK_START, None, details)
         return self._next_undo()
+
+    def _pivot_at_stake(self, error: BaseException) -> str | None:
+        """A pivot that happened is never compensated across when the run fails for a
+        reason no step gave (a journal write after it): a person decides. (A later step
+        failing in an order ``check_order`` refuses, allowed on purpose, and a cancellation,
+        ``stop``, still roll back across it.)"""
+        if self.pivot_done and self.failed_step is None and error is not self.stopping:
+            done = [s for s in self.completed if self.kinds[s] == Kind.PIVOT]
+            return halted_at_pivot(done[-1], "done", "the run failed")
+        return None
 
     # -- backward -----------------------------------------------------------------------
 
@@ -579,6 +597,7 @@ class Machine:
         m.seen = [step for step, _ in undos]
         if pivot is not None:
             m.halted, m.phase, m.reason = True, Phase.DONE, halted_at_pivot(*pivot)
+            m.pending = [step for step, _ in reversed(undos)]  # left for a person, as in process
             details = {"reason": m.reason, "recovered": True}
             m._emit(EventKind.HALTED, pivot[0], details)
             return m, Finished(m)

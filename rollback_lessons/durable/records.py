@@ -165,15 +165,25 @@ class JournalRun:
         (it may have happened, and nothing may undo it) instead of losing it silently.
         """
         self._position += 1
-        self._pending.append(
-            (
-                "INSERT INTO undos (saga_id, position, step, compensation, args, state)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (self.saga_id, self._position, step, undo.name, json.dumps(dict(undo.args)), state),
-            )
+        statement = (
+            "INSERT INTO undos (saga_id, position, step, compensation, args, state)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (self.saga_id, self._position, step, undo.name, json.dumps(dict(undo.args)), state),
         )
-        self.flush()
+        self._flush_with(statement, keep=state != "intent")
         return self._position
+
+    def _flush_with(self, statement: tuple[str, tuple[Any, ...]], *, keep: bool) -> None:
+        """Write ``statement`` with what is pending. If that fails, ``keep`` it for the next
+        write (an undo the engine logged) or drop it (an intent, a pivot about to start:
+        the step will not run, so nothing of it must be written)."""
+        self._pending.append(statement)
+        try:
+            self.flush()
+        except BaseException:
+            if not keep:
+                self._pending.remove(statement)
+            raise
 
     def confirm(self, position: int) -> None:
         """The step of an ``intent`` succeeded: its undo is logged (with the next commit)."""
@@ -202,13 +212,11 @@ class JournalRun:
         Both are written at once (one saga has one pivot): recover never compensates
         across it, and the person it is left for learns whether it surely happened.
         """
-        self._pending.append(
-            (
-                "UPDATE sagas SET pivot = ?, pivot_state = ? WHERE id = ?",
-                (step, state, self.saga_id),
-            )
+        statement = (
+            "UPDATE sagas SET pivot = ?, pivot_state = ? WHERE id = ?",
+            (step, state, self.saga_id),
         )
-        self.flush()
+        self._flush_with(statement, keep=state != "started")
 
     def undo_done(self, position: int, attempts: int, *, flush: bool = True) -> None:
         self._pending.append(
