@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
 
 from ..errors import RollbackLessonsError, TakenOver
 from ..events import Event
@@ -103,11 +104,18 @@ class JournalTakenOver(JournalError, TakenOver):
     (its owner or an earlier claimant) neither writes nor runs another undo."""
 
 
+def _uri(path: Path, query: str) -> str:
+    """A file URI for SQLite with every character of the path escaped (``#``, ``?``, ``%``,
+    spaces, any Unicode): the path names exactly this file, never another."""
+    return f"file:{quote(os.fspath(path.absolute()), safe='/')}?{query}"
+
+
 def _open_read_only(path: Path, timeout: float = 30.0) -> sqlite3.Connection:
-    """Open for reading only. On a read-only file system SQLite cannot make the WAL's
-    shared-memory file; nothing can write there either, so the file is read as immutable."""
+    """Open for reading only. In a folder nobody may write, SQLite cannot make the WAL's
+    shared-memory file: without a WAL the file is read as immutable (nothing can change it
+    there); with one, it is refused, as the sagas the WAL holds would be left out."""
     con = sqlite3.connect(
-        f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False,
+        _uri(path, "mode=ro"), uri=True, isolation_level=None, check_same_thread=False,
         timeout=timeout,
     )  # fmt: skip
     try:
@@ -116,14 +124,37 @@ def _open_read_only(path: Path, timeout: float = 30.0) -> sqlite3.Connection:
         con.close()
         if os.access(path.parent, os.W_OK):
             raise
+        wal = path.with_name(path.name + "-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            raise JournalError(
+                f"{path} has a write-ahead log ({wal.name}) that SQLite can read only with "
+                f"{path.name}-shm beside it, and its folder is read-only: copy the journal "
+                "with its -wal file to a writable folder (or make this one writable)"
+            ) from None
         con = sqlite3.connect(
-            f"file:{path}?immutable=1", uri=True, isolation_level=None, check_same_thread=False
+            _uri(path, "immutable=1"), uri=True, isolation_level=None, check_same_thread=False
         )
     return con
 
 
+def _schema_version(path: Path, meta: Mapping[str, Any]) -> int:
+    """The journal's schema version, or one line saying why it has none that can be used."""
+    raw = meta.get("schema_version")
+    try:
+        version = int(raw) if isinstance(raw, str | int) and str(raw).strip().isdigit() else 0
+    except ValueError:
+        version = 0
+    if version < 1:
+        raise JournalError(
+            f"{path} has no valid journal schema_version ({raw!r}); it was not changed"
+        )
+    return version
+
+
 def _inspect(path: Path, create: bool) -> int | None:
     """The schema version of an existing journal, None for a new one; never writes."""
+    if path.is_dir():
+        raise JournalError(f"{path} is a directory, not a journal")
     if not path.exists() or path.stat().st_size == 0:
         if not create:
             what = "no journal at" if not path.exists() else "an empty file, not a journal:"
@@ -154,7 +185,7 @@ def _inspect(path: Path, create: bool) -> int | None:
         con.close()
     if meta.get("app") != APP:
         raise JournalError(f"{path} is not a {APP} journal (app={meta.get('app')!r})")
-    version = int(meta.get("schema_version", "0"))
+    version = _schema_version(path, meta)
     if version > SCHEMA_VERSION:
         raise JournalError(
             f"{path} uses journal schema {version}; this version of {APP} understands up to "
@@ -424,10 +455,25 @@ class Journal:
                 (state,),
             ).fetchall()
         for r in rows:
-            out.setdefault(r[0], []).append(
-                UndoRecord(r[0], r[1], r[2], r[3], json.loads(r[4]), *r[5:])
-            )
+            out.setdefault(r[0], []).append(self._undo_record(r))
         return out
+
+    def _undo_record(self, r: tuple[Any, ...]) -> UndoRecord:
+        """An undo as recover reads it, checked: a record damaged into something else
+        (an overwritten page that SQLite's checks pass) is refused before any undo runs."""
+        try:
+            args = json.loads(r[4])
+        except (TypeError, ValueError):
+            args = None
+        if not (
+            isinstance(args, dict) and isinstance(r[1], int) and isinstance(r[2], str)
+            and isinstance(r[3], str) and isinstance(r[6], int)
+        ):  # fmt: skip
+            raise JournalError(
+                f"{self.path} is damaged (undo {r[1]!r} of saga {r[0]!r} cannot be read); "
+                "no undo was run"
+            )
+        return UndoRecord(r[0], r[1], r[2], r[3], args, *r[5:])
 
     def last_seqs(self) -> dict[str, int]:
         """The last event number of every unfinished saga."""
@@ -444,11 +490,13 @@ class Journal:
     def integrity_check(self) -> str:
         return str(self._rows("PRAGMA integrity_check")[0][0])
 
-    def quick_check(self) -> str:
-        """SQLite's quick check of every page: "ok", or the first damage found, in one line."""
+    def quick_check(self, pragma: str = "quick_check") -> str:
+        """SQLite's quick check of every page: "ok", or the first damage found, in one line
+        (``pragma="integrity_check"``: also every index against its table, which ``recover``
+        asks before any undo, as an overwritten page may pass the quick check)."""
         problems = [
             line.strip()
-            for row in self._rows("PRAGMA quick_check")
+            for row in self._rows(f"PRAGMA {pragma}")
             for line in str(row[0]).splitlines()
             if line.strip() and not line.startswith("***")
         ]

@@ -137,7 +137,7 @@ def recover(
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     with _one_at_a_time:
-        damage = journal.quick_check()
+        damage = journal.quick_check("integrity_check")
         if damage != "ok":
             raise JournalError(
                 f"{journal.path} is damaged ({damage}); no undo was run. "
