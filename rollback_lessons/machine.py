@@ -585,15 +585,20 @@ class Machine:
         leaked: Sequence[str] = (),
         dead_before: int = 0,
         pivot: tuple[str, str] | None = None,
+        semantic: Sequence[str] = (),
         **options: Any,
     ) -> tuple[Machine, Op]:
         """Take up a crashed saga's rollback (``recover``): ``undos`` are (step, attempts
         made) of the undos not yet done, oldest first; ``leaked`` steps started with their
         undo still to be logged; ``pivot`` is (step, started | done) if the irreversible step
-        began. Policy ``continue``: one attempt each, then a dead letter for a person."""
+        began; ``semantic`` steps' undos are corrections. Policy ``continue``: one attempt each,
+        then a dead letter for a person."""
         m = cls(CONTINUE, **options)
         m.resumed, m.dead_before, m.rolling = True, dead_before, True
-        m.log = [Entry(step, "before", False, None, attempts) for step, attempts in undos]
+        corrections = set(semantic)  # undone by a correction: rollback_incomplete, as in process
+        m.log = [
+            Entry(step, "before", step in corrections, None, attempts) for step, attempts in undos
+        ]
         m.seen = [step for step, _ in undos]
         if pivot is not None:
             m.halted, m.phase, m.reason = True, Phase.DONE, halted_at_pivot(*pivot)

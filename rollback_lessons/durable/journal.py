@@ -73,6 +73,7 @@ CREATE TABLE IF NOT EXISTS undos (
     state TEXT NOT NULL DEFAULT 'pending',
     attempts INTEGER NOT NULL DEFAULT 0,
     error TEXT,
+    semantic INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (saga_id, position)
 ) WITHOUT ROWID;
 """
@@ -91,6 +92,8 @@ _MIGRATE_1_TO_2 = [
 _MIGRATE_2_TO_3 = [
     # the fencing token: bumped by every claim; a claimant's writes check it is still theirs
     "ALTER TABLE sagas ADD COLUMN claim_gen INTEGER NOT NULL DEFAULT 0",
+    # a correction (semantic undo): recover keeps the run rollback_incomplete, as in process
+    "ALTER TABLE undos ADD COLUMN semantic INTEGER NOT NULL DEFAULT 0",
 ]
 _MIGRATIONS = {1: _MIGRATE_1_TO_2, 2: _MIGRATE_2_TO_3}
 
@@ -449,8 +452,8 @@ class Journal:
         out: dict[str, list[UndoRecord]] = {}
         with self._lock:
             rows = self._con.execute(
-                "SELECT saga_id, position, step, compensation, args, state, attempts, error"
-                f" FROM undos WHERE state = ? AND saga_id IN ({_UNFINISHED})"
+                "SELECT saga_id, position, step, compensation, args, state, attempts, error,"
+                f" semantic FROM undos WHERE state = ? AND saga_id IN ({_UNFINISHED})"
                 " ORDER BY saga_id, position",
                 (state,),
             ).fetchall()
@@ -473,7 +476,7 @@ class Journal:
                 f"{self.path} is damaged (undo {r[1]!r} of saga {r[0]!r} cannot be read); "
                 "no undo was run"
             )
-        return UndoRecord(r[0], r[1], r[2], r[3], args, *r[5:])
+        return UndoRecord(r[0], r[1], r[2], r[3], args, r[5], r[6], r[7], bool(r[8]))
 
     def last_seqs(self) -> dict[str, int]:
         """The last event number of every unfinished saga."""

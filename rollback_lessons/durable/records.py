@@ -105,6 +105,7 @@ class UndoRecord:
     state: str
     attempts: int
     error: str | None
+    semantic: bool = False
 
     @property
     def key(self) -> str:
@@ -157,7 +158,9 @@ class JournalRun:
             )
         )
 
-    def register(self, step: str, undo: NamedUndo, state: str = "pending") -> int:
+    def register(
+        self, step: str, undo: NamedUndo, state: str = "pending", semantic: bool = False
+    ) -> int:
         """Write the undo durably; returns its position (the engine undoes in reverse).
 
         ``state="intent"``: the step is about to run and its undo will be logged only after
@@ -165,10 +168,11 @@ class JournalRun:
         (it may have happened, and nothing may undo it) instead of losing it silently.
         """
         self._position += 1
+        args = json.dumps(dict(undo.args))
         statement = (
-            "INSERT INTO undos (saga_id, position, step, compensation, args, state)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (self.saga_id, self._position, step, undo.name, json.dumps(dict(undo.args)), state),
+            "INSERT INTO undos (saga_id, position, step, compensation, args, state, semantic)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (self.saga_id, self._position, step, undo.name, args, state, int(semantic)),
         )
         self._flush_with(statement, keep=state != "intent")
         return self._position

@@ -240,6 +240,7 @@ def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: _Writ
         leaked=[u.step for u in intents],
         dead_before=saga.dead,
         pivot=pivot,
+        semantic=[u.step for u in pending if u.semantic],
         name=saga.name,
         run_id=saga.id,
         first_seq=claimed.last_seq,
