@@ -197,6 +197,37 @@ def _inspect(path: Path, create: bool) -> int | None:
     return version
 
 
+def _schema_statements() -> list[tuple[str, tuple[Any, ...]]]:
+    return [
+        *((s, ()) for s in _SCHEMA.split(";") if s.strip()),
+        ("INSERT OR IGNORE INTO meta VALUES ('app', ?)", (APP,)),
+        ("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,)),
+    ]
+
+
+def _create_whole(path: Path) -> None:
+    """Make a new journal beside ``path`` and link it into place only once its schema is
+    written: a process killed while creating it leaves no half-made journal that ``recover``
+    would refuse (only a hidden ``.creating`` file). If another process linked its own
+    first, theirs is used."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.creating")
+    con = sqlite3.connect(tmp, isolation_level=None)
+    try:  # written into the file itself (a rollback journal), then switched to WAL
+        con.execute("BEGIN IMMEDIATE")
+        for sql, params in _schema_statements():
+            con.execute(sql, params)
+        con.execute("COMMIT")
+        con.execute("PRAGMA journal_mode=WAL")
+    finally:
+        con.close()
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+
+
 class Journal:
     """A journal file; thread-safe, and shareable by processes (SQLite WAL)."""
 
@@ -236,20 +267,15 @@ class Journal:
         if readonly:
             self._con = _open_read_only(self.path, timeout)
             return
+        if version is None and not self.path.exists():
+            _create_whole(self.path)  # it exists whole, or not at all
         self._con = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=timeout
         )
         self._con.execute("PRAGMA journal_mode=WAL")
         self._con.execute("PRAGMA synchronous=FULL")  # a commit survives power loss
-        if version is None:  # several processes may race to create it: IF NOT EXISTS
-            statements: list[tuple[str, tuple[Any, ...]]] = [
-                (s, ()) for s in _SCHEMA.split(";") if s.strip()
-            ]
-            statements += [
-                ("INSERT OR IGNORE INTO meta VALUES ('app', ?)", (APP,)),
-                ("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,)),
-            ]
-            self.write(statements)
+        if version is None:  # an empty file found in place: IF NOT EXISTS, as others may
+            self.write(_schema_statements())
         elif version < SCHEMA_VERSION:
             self._migrate(version)
 
