@@ -294,7 +294,7 @@ class Saga:
         try:
             run.drive(run.m.start())
         except Exception as exc:  # a journal write going forward: the run fails there
-            run.drive(run.fail(exc))
+            run.roll_back(exc)
         run.finish(run.m.error)
         if run.raise_after is not None:
             raise run.raise_after  # Ctrl-C: undone (or left pending), but not swallowed
