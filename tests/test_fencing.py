@@ -209,3 +209,37 @@ def test_a_recover_taken_over_by_force_stops_with_one_line(tmp_path):
     with Journal(path) as journal:
         assert journal.saga("s").status == "rolled_back"
         assert {u.state for u in journal.undos("s")} == {"done"}
+
+
+def test_a_claim_taken_over_while_another_saga_is_recovered_is_still_noticed(tmp_path):
+    """Recover A holds sagas x and y; while it undoes x, recover B (whose registry knows
+    only y's undo) takes y over and finishes it. A finishes x, then finds y is no longer
+    its own: it stops there, and y's undo ran once."""
+    path = tmp_path / "j.db"
+    scene = Scene(path, [])
+    full, only_y = Registry(), Registry()
+    calls = []
+
+    def undo_x(idempotency_key=None):
+        calls.append((scene.stack[-1], "x"))
+        scene.registry = only_y
+        scene.run_recover("b")
+
+    def undo_y(idempotency_key=None):
+        calls.append((scene.stack[-1], "y"))
+
+    x = compensation("fx", full)(undo_x)
+    y = compensation("fy", full)(undo_y)
+    compensation("fy", only_y)(undo_y)
+    scene.identity("owner")
+    with Journal(path) as journal:
+        journal.start("saga", "x").register("x", x.bind())
+        journal.start("saga", "y").register("y", y.bind())
+    scene.stack.append("a")
+    scene.identity("a")
+    with Journal(path) as journal:
+        with pytest.raises(JournalTakenOver, match="saga 'y' was taken over"):
+            recover(journal, full, force=True)
+    assert calls == [("a", "x"), ("b", "y")]
+    with Journal(path) as journal:
+        assert {s.id: s.status for s in journal.sagas()} == {"x": "rolled_back", "y": "rolled_back"}

@@ -264,6 +264,7 @@ class Journal:
                 "beside it"
             )
         self._lock = threading.RLock()
+        self._claimed_at: int | None = None  # data_version as this connection last claimed
         if readonly:
             self._con = _open_read_only(self.path, timeout)
             return
@@ -326,8 +327,9 @@ class Journal:
         with self._lock:
             self._con.execute("BEGIN IMMEDIATE")
             try:
-                for saga_id, gen in (fences or {}).items():
-                    self._check_fence(saga_id, gen)
+                if fences and not self._quiet():
+                    for saga_id, gen in fences.items():
+                        self._check_fence(saga_id, gen)
                 for sql, rows in grouped.items():
                     self._con.executemany(sql, rows)
             except BaseException:
@@ -347,9 +349,18 @@ class Journal:
 
     def holds(self, saga_id: str, gen: int) -> None:
         """Raise JournalTakenOver unless the claim ``gen`` on the saga is still current
-        (checked before each undo a claimant runs, so a taken-over one runs no other)."""
+        (checked before each undo a claimant runs, so a taken-over one runs no other). While
+        no other connection has committed since this one claimed (SQLite's data_version),
+        nobody can have taken it over: the row is read only when someone has written."""
         with self._lock:
-            self._check_fence(saga_id, gen)
+            if not self._quiet():
+                self._check_fence(saga_id, gen)
+
+    def _quiet(self) -> bool:
+        """Has no other connection committed since this one last claimed? Then no claim it
+        holds can have been taken over (an owner, which never claims, always checks)."""
+        version = self._con.execute("PRAGMA data_version").fetchone()[0]
+        return self._claimed_at is not None and version == self._claimed_at
 
     def claim(
         self, decide: Callable[[SagaRecord, list[UndoRecord]], str | None]
@@ -383,10 +394,12 @@ class Journal:
                     self._con.execute(f"SELECT id, claim_gen FROM sagas WHERE id IN ({_IDS})")
                 )
                 seqs = self._last_seqs_locked()
+                version = self._con.execute("PRAGMA data_version").fetchone()[0]
             except BaseException:
                 self._con.execute("ROLLBACK")
                 raise
             self._con.execute("COMMIT")
+            self._claimed_at = version  # (read inside: no other commit could come between)
         out = [
             Claimed(s, gens[s.id], pending.get(s.id, []), intents.get(s.id, []), seqs.get(s.id, 0))
             for s in claimed
