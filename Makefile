@@ -68,3 +68,5 @@ notebooks: $(VENV)/.test
 
 soak: $(VENV)/.test
 	SOAK_TRIALS=300 $(BIN)/python -m pytest tests/test_crash.py -q
+	HARNESS_STEPS=12 FENCING_EXAMPLES=500 SIGINT_TRIALS=40 $(BIN)/python -m pytest -q \
+	  tests/test_fault_harness.py tests/test_fencing.py tests/test_interrupts.py

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Generator, Mapping
 from typing import Any, NamedTuple
 
-from .calls import PLAIN, call_timed, checked
+from .calls import PLAIN, call_timed, checked, what
 from .clock import Clock
 from .faults import untraced
 from .machine import Machine
@@ -28,6 +28,27 @@ class Call(NamedTuple):
     role: str
     step: str
     timeout: float | None
+
+
+async def within(awaitable: Any, timeout: float, role: str, step: str) -> Any:
+    """Await with a deadline: past ``timeout`` seconds the awaited call is cancelled and the
+    attempt fails. One that will not stop (it swallows the cancellation) is not waited for
+    again beyond a grace as long as its timeout: it is left behind, its outcome dropped."""
+    import asyncio
+
+    task = asyncio.ensure_future(awaitable)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+    except BaseException:
+        task.cancel()  # this run is cancelled itself: so is its call
+        raise
+    if task in done:
+        return task.result()
+    task.cancel()
+    await asyncio.wait({task}, timeout=timeout)
+    if not task.done():
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # never "unretrieved"
+    raise TimeoutError(f"{what(role, step)} took longer than its timeout of {timeout} s")
 
 
 class Driver:
@@ -122,12 +143,28 @@ class Driver:
                     continue
                 todo = loop.send(done)
         except StopIteration as over:
-            return over.value  # type: ignore[no-any-return]
+            return self.over(over.value)
+        except BaseException as exc:  # raised outside a call: in an event, a write, here
+            if not self.m.rolling:
+                raise  # going forward it is the caller's: the run fails there
+            return self.cut(exc)
+
+    def cut(self, exc: BaseException) -> Op:
+        """Something outside a call raised once the run failed: the machine ends the
+        rollback, what is left pending."""
+        return self.over(self.m.interrupted(exc, self.kept()))
+
+    def over(self, op: Op) -> Op:
+        """The loop handed control back: a Ctrl-C that cut the rollback short anywhere is
+        re-raised once the rollback is over (an Exception there is the outcome's note)."""
+        cause = self.m.interruption
+        if cause is not None and self.raise_after is None and not isinstance(cause, Exception):
+            self.raise_after = cause
+        return op
 
     async def adrive(self, op: Op) -> Op:
         """Carry out the operations awaiting what the calls return; a timed-out undo is
         cancelled."""
-        import asyncio  # only async users pay for importing asyncio
 
         loop = self.operations(op)
         try:
@@ -141,7 +178,7 @@ class Driver:
                         done = fn(*args)
                         if done is not None and hasattr(done, "__await__"):
                             done = await (
-                                done if timeout is None else asyncio.wait_for(done, timeout)
+                                done if timeout is None else within(done, timeout, role, step)
                             )
                         elif done is not None and role == "action":
                             checked(done, role, step)
@@ -150,7 +187,11 @@ class Driver:
                     continue
                 todo = loop.send(done)
         except StopIteration as over:
-            return over.value  # type: ignore[no-any-return]
+            return self.over(over.value)
+        except BaseException as exc:  # raised outside a call: in an event, a write, here
+            if not self.m.rolling:
+                raise  # going forward it is the caller's: the run fails there
+            return self.cut(exc)
 
     def step_raised(self, exc: BaseException) -> Op:
         self.called()

@@ -98,6 +98,7 @@ class Run(Driver):
         )
         if jrun is not None:
             self.journal = JournalWriter(jrun, self.m)
+            self.m.kept = True
         self.actions: dict[str, Callable[..., Any]] = {}
         self.undos: dict[str, Callable[..., Any]] = {}
         self.results: dict[str, Any] = {}
@@ -299,8 +300,21 @@ class Run(Driver):
     # -- the end ------------------------------------------------------------------------
 
     def fail(self, error: BaseException) -> Op:
-        self.tick()
-        return self.m.fail(error)
+        """Tell the machine the run failed. A Ctrl-C that lands while it is being told
+        still leaves it told, and the rollback cut short there (everything pending)."""
+        try:
+            self.tick()
+            return self.m.fail(error)
+        except BaseException as exc:
+            if not self.m.rolling:  # it never heard of the failure: tell it now
+                self.m.fail(error)
+            return self.cut(exc)
+
+    def roll_back(self, error: BaseException) -> Op:
+        return self.drive(self.fail(error))  # (a Finished op only passes through)
+
+    async def aroll_back(self, error: BaseException) -> Op:
+        return await self.adrive(self.fail(error))
 
     def commit(self) -> None:
         self.tick()

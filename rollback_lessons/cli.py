@@ -157,6 +157,10 @@ def load_registry(name: str) -> Registry:
                 f"no module named {name!r} (is it importable from here? check PYTHONPATH)"
             ) from None
         raise CommandError(f"importing {name!r} failed: {exc!r}") from None
+    except SystemExit as exc:  # an import that exits is no registry, whatever its code
+        raise CommandError(
+            f"importing {name!r} failed: it called sys.exit({exc.code!r}); nothing was recovered"
+        ) from None
     except Exception as exc:
         raise CommandError(f"importing {name!r} failed: {exc!r}") from None
     registry = getattr(module, "registry", None)
@@ -196,13 +200,19 @@ def _journal_command(args: argparse.Namespace) -> int:
         print(f"rollback-lessons: {args.file} is damaged: {exc}; no undo was run", file=sys.stderr)
         return 2
     print(report)
+    dead = [r for r in report.recovered if r.dead_letters]
+    if dead:
+        print(
+            f"rollback-lessons: {len(dead)} saga(s) left dead letters, undos that failed "
+            "(see above): a person must finish them",
+            file=sys.stderr,
+        )
     if report.skipped:
         print(
             f"rollback-lessons: {len(report.skipped)} saga(s) left unfinished (see above)",
             file=sys.stderr,
         )
-        return 1
-    return 0
+    return 1 if report.skipped or dead else 0
 
 
 def _lab_command(args: argparse.Namespace) -> int:

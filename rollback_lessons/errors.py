@@ -67,3 +67,8 @@ class RemoteError(RollbackLessonsError):
 
     def __repr__(self) -> str:
         return f"{self.type_name}({str(self)!r})"
+
+
+class TakenOver(RollbackLessonsError):
+    """Another process took the saga over (a journal's fence, ``recover``): this run stops
+    at once, writes nothing more and runs no undo; the new holder finishes the rollback."""

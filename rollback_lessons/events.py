@@ -195,8 +195,19 @@ def log_threshold(log: logging.Logger = logger) -> int:
 
 
 def describe(error: BaseException) -> str:
-    """A deterministic one-line description of an exception for events and printouts."""
-    return repr(error)
+    """A deterministic one-line description of an exception for events and printouts; one
+    whose ``repr`` raises (or returns no text) is described by its type, never stops a run."""
+    try:
+        text = repr(error)
+    except Exception:
+        text = None
+    if type(text) is str:
+        return text
+    try:
+        name = type(error).__qualname__
+    except Exception:
+        name = "exception"
+    return f"<{name} (its repr failed)>"
 
 
 def format_events(events: list[Event]) -> str:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
+from .errors import TakenOver
 from .events import Event, EventKind, describe
 from .machine import Machine
 from .ports import UndoJournalRun
@@ -42,7 +43,8 @@ class JournalWriter:
             if m.kinds[step] == Kind.PIVOT:
                 jrun.pivot(step, "started")  # durable: recover never undoes across it
             elif details["register"] == "after":  # a real undo once the step succeeded
-                self.intents[step] = jrun.register(step, self.named[step], "intent")
+                semantic = bool(m.spec and m.spec.semantic)
+                self.intents[step] = jrun.register(step, self.named[step], "intent", semantic)
         elif kind is EventKind.UNDO_REGISTERED:
             assert step is not None
             entry = m.log[-1]
@@ -50,7 +52,7 @@ class JournalWriter:
                 entry.position = self.intents.pop(step)
                 jrun.confirm(entry.position)
             else:  # durable before anything relies on it
-                entry.position = jrun.register(step, self.named[step])
+                entry.position = jrun.register(step, self.named[step], "pending", entry.semantic)
         elif kind is EventKind.STEP_FAILED:
             if step in self.intents and not details.get("after_effect"):
                 jrun.abandon(self.intents.pop(step))  # nothing happened: nothing to undo
@@ -70,6 +72,9 @@ class JournalWriter:
         """A write during the rollback: if it fails, the undos still run in memory."""
         try:
             write(*args)
+        except TakenOver:
+            self.jrun = None  # another process holds the saga now: stop, write nothing
+            raise  # (the machine ends the rollback there: no other undo runs)
         except Exception as exc:
             self.jrun = None  # the journal keeps the saga unfinished: recover finishes it
             self.m.note(
@@ -82,8 +87,40 @@ class JournalWriter:
         """The run ended: its status, unless a Ctrl-C left it for ``recover`` to finish."""
         if self.jrun is None or self.m.interruption is not None:
             return
+        if isinstance(self.m.error, TakenOver):
+            return  # the new holder ends it
         status = str(self.m.status())
-        if error is None:  # a commit that cannot be written is the caller's error
-            self.jrun.end(status, None)
-        else:
+        if error is not None:
             self.durably(self.jrun.end, status, error)
+            return
+        try:  # a commit: every step is done, whatever the journal can say
+            self.jrun.end(status, None)
+        except TakenOver as exc:
+            self.jrun = None
+            self.m.note(
+                EventKind.JOURNAL_FAILED,
+                f"every step is done, but {describe(exc)}: that process may undo them",
+            )
+        except Exception as exc:
+            self._commit_again(exc)
+
+    def _commit_again(self, exc: Exception) -> None:
+        """The commit's write failed: once more (a busy file, a moment's I/O error), then
+        a note; the run committed either way, and its outcome says so."""
+        assert self.jrun is not None
+        try:
+            self.jrun.flush()
+        except Exception as again:
+            self.jrun = None
+            self.m.note(
+                EventKind.JOURNAL_FAILED,
+                f"journal write failed ({describe(again)}): every step is done, but the journal "
+                "could not record the commit and still shows the saga unfinished; do not run "
+                "recover on it (it would undo a committed saga) until the journal is writable "
+                "and the saga marked committed",
+            )
+        else:
+            self.m.note(
+                EventKind.JOURNAL_FAILED,
+                f"journal write failed ({describe(exc)}); written at the second attempt",
+            )

@@ -26,7 +26,13 @@ from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any, Final
 
-from .errors import DuplicateStepError, InjectedFault, RollbackLessonsError, UnknownStepError
+from .errors import (
+    DuplicateStepError,
+    InjectedFault,
+    RollbackLessonsError,
+    TakenOver,
+    UnknownStepError,
+)
 from .events import EventKind, EventRow, describe
 from .operations import (
     ANSWERS,
@@ -77,11 +83,12 @@ def after_effect(error: BaseException) -> bool:
 HALTED_FORWARD: Final = "failed after an irreversible step"
 
 
-def halted_at_pivot(pivot: str, state: str) -> str:
-    """Why a crashed saga whose pivot had started is left for a person."""
+def halted_at_pivot(pivot: str, state: str, cause: str = "the crash") -> str:
+    """Why a saga whose pivot may have happened is left for a person (in process: the run
+    failed after it, or it failed after its effect; in ``recover``: a crash)."""
     when = "happened" if state == "done" else "started, and may have happened,"
     return (
-        f"its irreversible step {pivot!r} {when} before the crash: undoing the steps "
+        f"its irreversible step {pivot!r} {when} before {cause}: undoing the steps "
         "before it would not take it back, so the saga is left for a person"
     )
 
@@ -126,7 +133,9 @@ TRANSITIONS: Final[Mapping[Phase, Mapping[str, tuple[Phase, ...]]]] = {
     A: {"answer": _FAIL, "interrupted": (D,)},
     D: {},
 }
-"""Each phase, the inputs it takes, and the phases they can lead to."""
+"""Each phase, the inputs it takes, and the phases they can lead to. Once the run fails
+(``fail``), ``interrupted`` is taken in any phase: whatever cut the rollback short, and
+wherever (an undo, an event's observer, a journal write), ends it ``halted``."""
 
 Pairs = tuple[tuple[str, Any], ...]
 _NO: Final[Pairs] = ()
@@ -187,12 +196,15 @@ class Machine:
     next_step = 0  # with a plan: the index of the step running
     attempt = base = 0  # base: attempts of this undo before this round (a crash, a person)
     pivot_done = halted = resumed = False
+    rolling = False  # the run failed: from here on, nothing may end the rollback silently
+    kept = False  # a journal keeps what an interruption leaves, for ``recover``
     dead_before = 0  # dead letters recorded before a crash
     error: BaseException | None = None
     failed_step: str | None = None
     reason = ""  # why it halted forward, when it did
     stopping: BaseException | None = None  # asked to stop when the running step returns
     interruption: BaseException | None = None
+    interrupted_where = ""
     irreversible: Sequence[str] = ()
     leaked: Sequence[str] = ()
     semantic: Sequence[str] = ()
@@ -214,7 +226,18 @@ class Machine:
             details = tuple(details.items())  # type: ignore[union-attr]
         self.rows.append((kind._value_, step, details, self.now))  # type: ignore[arg-type]
         if self.watch is not None:
-            self.watch(self.first_seq + len(self.rows), kind, step, dict(details))  # type: ignore[arg-type]
+            try:
+                self.watch(self.first_seq + len(self.rows), kind, step, dict(details))  # type: ignore[arg-type]
+            except BaseException as exc:  # an observer, a journal write, a Ctrl-C in one
+                if not self.rolling:
+                    raise  # going forward, the run fails there (its driver tells ``fail``)
+                self._cut(exc, f"at the {kind._value_} event" + (f" of {step}" if step else ""))
+
+    def _cut(self, exc: BaseException, where: str) -> None:
+        """Something outside an undo raised during the rollback: no further undo runs (the
+        next decision halts it, what is left pending); the first such exception is kept."""
+        if self.interruption is None:
+            self.interruption, self.interrupted_where = exc, where
 
     def note(self, kind: EventKind, text: str) -> None:
         """Something around the run failed (a journal write, a state snapshot): an event and
@@ -352,7 +375,7 @@ class Machine:
         self._expect("stop")
         self.stopping = error
 
-    def resume(self) -> RunStep | RunUndo:
+    def resume(self) -> RunStep | RunUndo | Finished:
         """The wait is over: the next attempt."""
         self._expect("resume")
         self.attempt += 1
@@ -376,14 +399,27 @@ class Machine:
         """The run cannot go on (a step failed for good, the with-block raised, the workflow
         was cancelled): halt forward after a pivot, or roll back."""
         self._expect("fail")
+        self.rolling = True
         self.error, current = error, self.current
         self.failed_step = current if current not in self.completed else None
         self.open = False
         self._emit(EventKind.PIPELINE_FAILED, self.failed_step, {"error": describe(error)})
-        if halts_forward(self.pivot_done, self.kinds.get(self.failed_step or "")):
+        if isinstance(error, TakenOver):  # another process holds the saga: it undoes, not us
+            self.halted, self.phase, self.reason = True, Phase.DONE, describe(error)
+            self.pending = [e.step for e in self.log[::-1]]
+            self._emit(EventKind.HALTED, self.failed_step, {"reason": self.reason})
+            return Finished(self)
+        failed_kind = self.kinds.get(self.failed_step or "")
+        if halts_forward(self.pivot_done, failed_kind):
             assert self.failed_step is not None
             self.halted, self.phase, self.reason = True, Phase.DONE, HALTED_FORWARD
             self.pending = [self.failed_step]
+            self._emit(EventKind.HALTED, self.failed_step, {"reason": self.reason})
+            return Finished(self)
+        pivot = self._pivot_at_stake(error)
+        if pivot is not None:  # never compensated across: a person decides
+            self.halted, self.phase, self.reason = True, Phase.DONE, pivot
+            self.pending = [e.step for e in self.log[::-1]]
             self._emit(EventKind.HALTED, self.failed_step, {"reason": self.reason})
             return Finished(self)
         self._rolling_back(self.log[::-1] if self.undo_order == "reverse" else list(self.log))
@@ -391,6 +427,16 @@ class Machine:
         details = {"undos": len(self.todo), "order": self.undo_order, "policy": self.policy.name}
         self._emit(EventKind.ROLLBACK_START, None, details)
         return self._next_undo()
+
+    def _pivot_at_stake(self, error: BaseException) -> str | None:
+        """A pivot that happened is never compensated across when the run fails for a
+        reason no step gave (a journal write after it): a person decides. (A later step
+        failing in an order ``check_order`` refuses, allowed on purpose, and a cancellation,
+        ``stop``, still roll back across it.)"""
+        if self.pivot_done and self.failed_step is None and error is not self.stopping:
+            done = [s for s in self.completed if self.kinds[s] == Kind.PIVOT]
+            return halted_at_pivot(done[-1], "done", "the run failed")
+        return None
 
     # -- backward -----------------------------------------------------------------------
 
@@ -406,11 +452,14 @@ class Machine:
         self.attempt = self.base + 1
         return self._undo_attempt()
 
-    def _undo_attempt(self) -> RunUndo:
+    def _undo_attempt(self) -> RunUndo | Finished:
         entry = self.entry
         assert entry is not None
         self.phase = Phase.UNDO
-        self._emit(EventKind.UNDO, entry.step, (("attempt", self.attempt),))
+        if self.interruption is None:
+            self._emit(EventKind.UNDO, entry.step, (("attempt", self.attempt),))
+        if self.interruption is not None:  # cut short around the rollback: no more undos
+            return self._cut_short()
         timeout = entry.timeout if entry.timeout is not None else self.policy.timeout
         return RunUndo(entry.step, self.attempt, timeout)
 
@@ -441,6 +490,8 @@ class Machine:
             details["then"], details["delay"] = "retry", decision
             self.phase = Phase.UNDO_WAIT
             self._emit(EventKind.UNDO_FAILED, entry.step, details)
+            if self.interruption is not None:
+                return self._cut_short()
             return Wait(decision)
         if decision not in ("dead_letter", "halt"):
             self.notes = [
@@ -476,20 +527,41 @@ class Machine:
 
     def interrupted(self, exc: BaseException, kept: bool = False) -> Op:
         """A BaseException (Ctrl-C, SystemExit, a cancelled task) cut a call or a wait short.
-        In a step, the step failed for good (never retried); in the rollback, what is left
-        is pending, truthfully (``kept``: a journal keeps it for ``recover``)."""
-        self._expect("interrupted")
-        if self.phase in (Phase.STEP, Phase.STEP_WAIT):
+        In a step, the step failed for good (never retried). Once the run failed, anything
+        that raised anywhere (an undo, a wait, an event's observer, the driver's own code)
+        ends the rollback: what is not known to be done is pending, truthfully (``kept``: a
+        journal keeps it for ``recover``)."""
+        if not self.rolling:
+            self._expect("interrupted")
             return self._step_lost(exc)
-        left = [e.step for e in self.todo[self.index :]]
-        self.interruption, self.halted = exc, True
+        self.kept = self.kept or kept
+        if self.interruption is None:
+            entry = self.entry
+            where = f"during the undo of {entry.step}" if entry is not None else ""
+            self._cut(exc, where or "during the rollback")
+        if self.phase is Phase.DONE:
+            return Finished(self)
+        return self._cut_short()
+
+    def _cut_short(self) -> Finished:
+        """End a rollback something cut short: every undo not known to be done (or dead, or
+        left for a person) is pending, and the run halted; the first cause is the note."""
+        exc = self.interruption
+        assert exc is not None
+        if self.todo is Machine.todo:  # cut before the rollback's lists were made
+            self._rolling_back(self.log[::-1] if self.undo_order == "reverse" else list(self.log))
+        over = {*self.compensated, *(d.step for d in self.dead_letters), *self.pending}
+        left = [e.step for e in self.todo if e.step not in over]
         self.pending.extend(left)  # type: ignore[attr-defined]
+        self.halted = self.halted or bool(left)
+        what = type(exc).__name__ if not isinstance(exc, Exception) else describe(exc)
+        rest = f"not known to be undone: {', '.join(left)}" if left else "every undo had run"
         self.notes = [
             *self.notes,
-            f"rollback interrupted by {type(exc).__name__} during the undo of {left[0]}; "
-            f"not known to be undone: {', '.join(left)}"
-            + (" (the journal keeps them for recover)" if kept else ""),
+            f"rollback interrupted by {what} {self.interrupted_where}; {rest}"
+            + (" (the journal keeps them for recover)" if self.kept and left else ""),
         ]
+        self.index = len(self.todo)
         return self._rollback_done(interrupted=type(exc).__name__)
 
     def _rollback_done(self, **extra: Any) -> Finished:
@@ -513,18 +585,24 @@ class Machine:
         leaked: Sequence[str] = (),
         dead_before: int = 0,
         pivot: tuple[str, str] | None = None,
+        semantic: Sequence[str] = (),
         **options: Any,
     ) -> tuple[Machine, Op]:
         """Take up a crashed saga's rollback (``recover``): ``undos`` are (step, attempts
         made) of the undos not yet done, oldest first; ``leaked`` steps started with their
         undo still to be logged; ``pivot`` is (step, started | done) if the irreversible step
-        began. Policy ``continue``: one attempt each, then a dead letter for a person."""
+        began; ``semantic`` steps' undos are corrections. Policy ``continue``: one attempt each,
+        then a dead letter for a person."""
         m = cls(CONTINUE, **options)
-        m.resumed, m.dead_before = True, dead_before
-        m.log = [Entry(step, "before", False, None, attempts) for step, attempts in undos]
+        m.resumed, m.dead_before, m.rolling = True, dead_before, True
+        corrections = set(semantic)  # undone by a correction: rollback_incomplete, as in process
+        m.log = [
+            Entry(step, "before", step in corrections, None, attempts) for step, attempts in undos
+        ]
         m.seen = [step for step, _ in undos]
         if pivot is not None:
             m.halted, m.phase, m.reason = True, Phase.DONE, halted_at_pivot(*pivot)
+            m.pending = [step for step, _ in reversed(undos)]  # left for a person, as in process
             details = {"reason": m.reason, "recovered": True}
             m._emit(EventKind.HALTED, pivot[0], details)
             return m, Finished(m)

@@ -124,12 +124,13 @@ class Rollback(_Base):
         tb: TracebackType | None,
     ) -> None:
         run = self._run
-        self._state = _CLOSED
         if exc is None:
+            self._state = _CLOSED
             run.commit()
             run.finish(None)
             return
-        run.drive(run.fail(exc))
+        run.roll_back(exc)
+        self._state = _CLOSED  # (only now: an outcome never says committed for a failed block)
         run.finish(exc)
         if run.raise_after is not None and run.raise_after is not exc:
             raise run.raise_after  # Ctrl-C during an undo: what is left is pending
@@ -168,15 +169,15 @@ class AsyncRollback(_Base):
         tb: TracebackType | None,
     ) -> None:
         run = self._run
-        self._state = _CLOSED
         if exc is None:
+            self._state = _CLOSED
             run.commit()
             run.finish(None)
             return
         import asyncio  # only async users pay for importing asyncio
 
         # Shield the undos: a cancellation that arrives now must not cut the rollback short.
-        task = asyncio.ensure_future(run.adrive(run.fail(exc)))
+        task = asyncio.ensure_future(run.aroll_back(exc))
         cancelled_again = False
         while not task.done():
             try:
@@ -186,6 +187,7 @@ class AsyncRollback(_Base):
                     raise
                 cancelled_again = True
         task.result()
+        self._state = _CLOSED
         run.finish(exc)
         if run.raise_after is not None and run.raise_after is not exc:
             raise run.raise_after  # an undo raised KeyboardInterrupt / SystemExit

@@ -13,7 +13,7 @@ from ._run import Run
 from .calls import check_callable
 from .clock import Clock
 from .errors import DuplicateStepError, InvalidPipelineError, UnsafeOrderError
-from .events import EventSink
+from .events import EventKind, EventSink, describe
 from .faults import InjectionLike
 from .operations import StepSpec
 from .outcome import Outcome
@@ -209,13 +209,17 @@ class Saga:
 
     def check_order(self) -> OrderCheck:
         """Explain each irreversible step that runs while a later step can still fail."""
-        problems, reorder = [], []
+        problems: list[str] = []
+        reorder: list[str] = []
+        # the last step that can still fail for good (not retriable): an irreversible
+        # step after it is safe; found once, so that a long saga is not checked in n^2
+        last = max(
+            (i for i, s in enumerate(self.steps) if s.kind is not Kind.RETRIABLE), default=-1
+        )
         for i, step in enumerate(self.steps):
-            if step.kind not in IRREVERSIBLE:
+            if step.kind not in IRREVERSIBLE or i >= last:
                 continue
             later = [s for s in self.steps[i + 1 :] if s.kind is not Kind.RETRIABLE]
-            if not later:
-                continue
             undone = [s.name for s in self.steps[:i] if s.undo is not None]
             # a later step whose undo is logged before it is undone too, when it fails
             first = [s.name for s in later if s.undo is not None and s.register == "before"]
@@ -303,7 +307,7 @@ class Saga:
                 if step.undo is not None:
                     run.check_undo(step.name, step.undo)
         world: State = {} if state is None else state
-        before = snapshot(world) if state is not None else None
+        before = self._before(run, world) if state is not None else None
         run.args = (world,)
         run.adopt(self._actions, self._undos, self._stateless)
         if trace_state and state is not None:
@@ -312,7 +316,7 @@ class Saga:
         try:
             run.drive(run.m.start())
         except Exception as exc:  # a journal write going forward: the run fails there
-            run.drive(run.fail(exc))
+            run.roll_back(exc)
         run.finish(run.m.error)
         if run.raise_after is not None:
             raise run.raise_after  # Ctrl-C: undone (or left pending), but not swallowed
@@ -324,6 +328,20 @@ class Saga:
             state_after=after,
             labels=dict(self._labels),
         )
+
+    @staticmethod
+    def _before(run: Run, world: State) -> dict[str, Any]:
+        """The state before the run: a snapshot that cannot be taken is a note, not a stop
+        (values that cannot be copied are shown by their type)."""
+        try:
+            return snapshot(world)
+        except Exception as exc:
+            run.m.note(
+                EventKind.TRACE_FAILED,
+                f"the state before the run could not be copied ({describe(exc)}); "
+                "values that cannot be copied are shown by their type",
+            )
+            return safe_snapshot(world)
 
     def specs(self, register: Register | None = None) -> tuple[StepSpec, ...]:
         """The saga as the machine knows it: names, kinds, when each undo is logged, how each

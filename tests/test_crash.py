@@ -145,8 +145,8 @@ def test_crash_trial(tmp_path, trial):
     crashes = 1
     if kind == "kill recover":  # recover itself dies at one of its undos
         killer = recover_process(tmp_path, CRASHLAB_KILL_AT=str(rng.randint(1, 6)))
-        killer.communicate(timeout=60)
-        assert killer.returncode in (0, 1, -signal.SIGKILL), killer.stderr
+        _out, err = killer.communicate(timeout=60)
+        assert killer.returncode in (0, 1, -signal.SIGKILL), err
         crashes = 2
     elif kind == "two recovers":  # both at once: each undo still runs once
         first, second = recover_process(tmp_path), recover_process(tmp_path)
@@ -155,6 +155,42 @@ def test_crash_trial(tmp_path, trial):
             assert process.returncode in (0, 1), err
             assert "Traceback" not in err
     check_world(tmp_path, crashes=crashes)
+
+
+def test_a_process_killed_while_creating_its_journal_leaves_none_half_made(tmp_path, monkeypatch):
+    """The instant that made ``recover`` exit 2 in a "kill recover" trial: the saga process
+    died after SQLite made the file, before the schema was in it; recover then refused it
+    as "not a rollback-lessons journal". Now a journal exists whole or not at all."""
+    import sqlite3
+
+    from rollback_lessons.durable import journal as journal_module
+
+    class Killed(BaseException):
+        pass
+
+    real = sqlite3.connect
+
+    class Dying:
+        def __init__(self, con):
+            self.con = con
+
+        def execute(self, sql, *args):
+            if "CREATE TABLE" in sql:
+                raise Killed
+            return self.con.execute(sql, *args)
+
+        def close(self):
+            pass  # (a killed process closes nothing)
+
+    monkeypatch.setattr(journal_module.sqlite3, "connect", lambda *a, **k: Dying(real(*a, **k)))
+    with pytest.raises(Killed):
+        Journal(tmp_path / "journal.db")
+    monkeypatch.undo()
+    assert not (tmp_path / "journal.db").exists()
+    recovered = subprocess.run(recover_command(tmp_path), capture_output=True, text=True)
+    assert recovered.returncode == 2 and "no journal at" in recovered.stderr
+    with Journal(tmp_path / "journal.db") as journal:  # the next run makes it whole
+        assert journal.sagas() == []
 
 
 def test_a_kill_between_steps_and_one_during_the_rollback_are_both_recovered(tmp_path):

@@ -121,9 +121,10 @@ def test_importing_the_engine_pulls_in_no_heavy_libraries():
     assert out.stdout.strip() == "[]"
 
 
-LONGER = {"machine.py": 620}
+LONGER = {"machine.py": 700}
 """The saga machine keeps every transition in one file (as h11's _state.py does): the one
-module allowed to be longer."""
+module allowed to be longer (700: issue 25 moved the rules for interrupts anywhere, a
+takeover and a failed write after a pivot into it)."""
 
 
 def test_no_module_is_much_over_400_lines():

@@ -284,3 +284,74 @@ def _ops(n):
 def test_building_and_running_a_saga_grows_linearly_with_its_steps():
     small, large = _ops(500), _ops(5000)
     assert large / small < 12  # linear: ~10x; the quadratic version was ~100x
+
+
+# -- issue 25: smaller -----------------------------------------------------------------
+
+
+def test_a_state_that_cannot_be_copied_does_not_stop_the_run_before_any_step():
+    ran = []
+    saga = Saga(
+        [
+            Step("a", lambda s: ran.append("a"), lambda s: ran.append("undo a")),
+            Step("boom", lambda s: 1 / 0),
+        ]
+    )
+    outcome = saga.run({"lock": threading.Lock(), "x": 1})
+    assert ran == ["a", "undo a"] and outcome.status is Status.ROLLED_BACK
+    assert outcome.state_before == {"lock": "<uncopyable lock>", "x": 1}
+    assert any("state before the run could not be copied" in n for n in outcome.notes)
+
+
+def _build_lines(n):
+    """Lines of saga.py run to build a saga of one step and n retriable ones (a measure of
+    work that does not depend on the machine's speed; comprehensions' iterations count)."""
+    import sys
+
+    from rollback_lessons import saga as saga_module
+
+    steps = [Step("first", lambda s: None, lambda s: None)]
+    steps += [Step(f"r{i}", lambda s: None, kind="retriable") for i in range(n)]
+    count = [0]
+
+    def tracer(frame, event, arg):
+        if frame.f_code.co_filename != saga_module.__file__:
+            return None
+        if event == "line":
+            count[0] += 1
+        return tracer
+
+    sys.settrace(tracer)
+    try:
+        Saga(steps)
+    finally:
+        sys.settrace(None)
+    return count[0]
+
+
+def test_many_retriable_steps_build_in_linear_time():
+    small, large = _build_lines(200), _build_lines(2000)
+    assert large / small < 12  # linear: ~10x; the quadratic check_order was ~100x
+
+
+def test_an_async_undo_that_swallows_a_cancellation_is_not_waited_for_to_its_end():
+    finished = []
+
+    async def stubborn():
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:  # swallowed once: it goes on "cleaning up" for 30 s
+            await asyncio.sleep(30)
+            finished.append(True)
+
+    async def main():
+        with pytest.raises(ValueError):
+            async with AsyncRollback() as rb:
+                await rb.do("a", lambda: None, stubborn, undo_timeout=0.05)
+                raise ValueError("boom")
+        return rb.outcome
+
+    outcome = asyncio.run(main())
+    assert finished == []  # the rollback ended without waiting for it
+    [dead] = outcome.dead_letters
+    assert isinstance(dead.error, TimeoutError) and "timeout of 0.05 s" in str(dead.error)

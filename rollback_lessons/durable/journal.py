@@ -19,140 +19,27 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from ..errors import RollbackLessonsError
 from ..events import Event
-from .records import JournalRun, SagaRecord, UndoRecord, me
-
-APP = "rollback-lessons"
-SCHEMA_VERSION = 2
-FINISHED = ("committed", "rolled_back", "rollback_incomplete", "halted")
-_UNFINISHED = "SELECT id FROM sagas WHERE status IN ('running', 'rolling_back')"
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS sagas (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    status TEXT NOT NULL,
-    owner_pid INTEGER NOT NULL,
-    owner_host TEXT NOT NULL,
-    error TEXT,
-    started REAL NOT NULL,
-    ended REAL,
-    owner_started REAL,
-    pivot TEXT,
-    pivot_state TEXT,
-    claim_pid INTEGER,
-    claim_host TEXT,
-    claim_started REAL,
-    claimed_at REAL
-);
-CREATE INDEX IF NOT EXISTS sagas_status ON sagas (status);
-CREATE TABLE IF NOT EXISTS events (
-    saga_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    step TEXT,
-    details TEXT NOT NULL,
-    PRIMARY KEY (saga_id, seq)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS undos (
-    saga_id TEXT NOT NULL,
-    position INTEGER NOT NULL,
-    step TEXT NOT NULL,
-    compensation TEXT NOT NULL,
-    args TEXT NOT NULL,
-    state TEXT NOT NULL DEFAULT 'pending',
-    attempts INTEGER NOT NULL DEFAULT 0,
-    error TEXT,
-    PRIMARY KEY (saga_id, position)
-) WITHOUT ROWID;
-"""
-
-
-# Version 1 journals gain the columns of version 2 when opened for writing.
-_MIGRATE_1_TO_2 = [
-    "ALTER TABLE sagas ADD COLUMN owner_started REAL",  # tells a reused pid from its owner
-    "ALTER TABLE sagas ADD COLUMN pivot TEXT",  # the irreversible step, once it started
-    "ALTER TABLE sagas ADD COLUMN pivot_state TEXT",  # started | done
-    "ALTER TABLE sagas ADD COLUMN claim_pid INTEGER",  # who is recovering it
-    "ALTER TABLE sagas ADD COLUMN claim_host TEXT",
-    "ALTER TABLE sagas ADD COLUMN claim_started REAL",
-    "ALTER TABLE sagas ADD COLUMN claimed_at REAL",
-]
-
-
-class JournalError(RollbackLessonsError):
-    """The file is not a journal this version can use; it was left untouched."""
-
-
-class JournalTakenOver(JournalError):
-    """Another process claimed this saga (``recover --force``); its owner stops writing."""
-
-
-def _open_read_only(path: Path, timeout: float = 30.0) -> sqlite3.Connection:
-    """Open for reading only. On a read-only file system SQLite cannot make the WAL's
-    shared-memory file; nothing can write there either, so the file is read as immutable."""
-    con = sqlite3.connect(
-        f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False,
-        timeout=timeout,
-    )  # fmt: skip
-    try:
-        con.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
-    except sqlite3.OperationalError:
-        con.close()
-        if os.access(path.parent, os.W_OK):
-            raise
-        con = sqlite3.connect(
-            f"file:{path}?immutable=1", uri=True, isolation_level=None, check_same_thread=False
-        )
-    return con
-
-
-def _inspect(path: Path, create: bool) -> int | None:
-    """The schema version of an existing journal, None for a new one; never writes."""
-    if not path.exists() or path.stat().st_size == 0:
-        if not create:
-            what = "no journal at" if not path.exists() else "an empty file, not a journal:"
-            raise JournalError(f"{what} {path}")
-        return None
-    if not os.access(path, os.R_OK):
-        raise JournalError(f"cannot read {path}: permission denied")
-    try:
-        con = _open_read_only(path)
-    except sqlite3.OperationalError as exc:
-        raise JournalError(f"cannot open {path}: {exc}") from None
-    except sqlite3.DatabaseError as exc:
-        raise JournalError(f"{path} is not a readable journal (corrupt?): {exc}") from None
-    try:
-        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if not tables and create:
-            return None  # another process is creating it right now, or it is empty: ours
-        if "meta" not in tables:
-            raise JournalError(f"{path} is an SQLite file but not a {APP} journal")
-        meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
-        if meta.get("app") != APP:
-            damage = [str(r[0]).splitlines()[-1] for r in con.execute("PRAGMA quick_check")]
-            if damage != ["ok"]:
-                raise JournalError(f"{path} is damaged ({damage[0][:200]}); it was not changed")
-    except sqlite3.DatabaseError as exc:
-        raise JournalError(f"{path} is not a readable journal (corrupt?): {exc}") from None
-    finally:
-        con.close()
-    if meta.get("app") != APP:
-        raise JournalError(f"{path} is not a {APP} journal (app={meta.get('app')!r})")
-    version = int(meta.get("schema_version", "0"))
-    if version > SCHEMA_VERSION:
-        raise JournalError(
-            f"{path} uses journal schema {version}; this version of {APP} understands up to "
-            f"{SCHEMA_VERSION}. Upgrade rollback-lessons to read it."
-        )
-    return version
+from .files import (  # noqa: F401 (re-exported: the journal's names, as before)
+    _IDS,
+    _MIGRATIONS,
+    _UNFINISHED,
+    APP,
+    FINISHED,
+    SCHEMA_VERSION,
+    JournalError,
+    JournalTakenOver,
+    _create_whole,
+    _inspect,
+    _open_read_only,
+    _schema_statements,
+)
+from .records import Claimed, JournalRun, SagaRecord, UndoRecord, me
 
 
 class Journal:
@@ -176,7 +63,7 @@ class Journal:
         version = _inspect(self.path, create and not readonly)
         if readonly:
             assert version is not None
-            if version < SCHEMA_VERSION:
+            if version < 2:  # (a version-2 journal reads as it is: it lacks only fencing)
                 raise JournalError(
                     f"{self.path} uses journal schema {version}; open it once for writing "
                     "(any rollback-lessons command but show) to upgrade it"
@@ -191,23 +78,19 @@ class Journal:
                 "beside it"
             )
         self._lock = threading.RLock()
+        self._claimed_at: int | None = None  # data_version as this connection last claimed
         if readonly:
             self._con = _open_read_only(self.path, timeout)
             return
+        if version is None and not self.path.exists():
+            _create_whole(self.path)  # it exists whole, or not at all
         self._con = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=timeout
         )
         self._con.execute("PRAGMA journal_mode=WAL")
         self._con.execute("PRAGMA synchronous=FULL")  # a commit survives power loss
-        if version is None:  # several processes may race to create it: IF NOT EXISTS
-            statements: list[tuple[str, tuple[Any, ...]]] = [
-                (s, ()) for s in _SCHEMA.split(";") if s.strip()
-            ]
-            statements += [
-                ("INSERT OR IGNORE INTO meta VALUES ('app', ?)", (APP,)),
-                ("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,)),
-            ]
-            self.write(statements)
+        if version is None:  # an empty file found in place: IF NOT EXISTS, as others may
+            self.write(_schema_statements())
         elif version < SCHEMA_VERSION:
             self._migrate(version)
 
@@ -218,9 +101,11 @@ class Journal:
                 current = self._con.execute(
                     "SELECT value FROM meta WHERE key = 'schema_version'"
                 ).fetchone()
-                if int(current[0]) == 1:  # another process may have migrated it meanwhile
-                    for statement in _MIGRATE_1_TO_2:
-                        self._con.execute(statement)
+                at = int(current[0])  # another process may have migrated it meanwhile
+                if at < SCHEMA_VERSION:
+                    for step in range(at, SCHEMA_VERSION):
+                        for statement in _MIGRATIONS[step]:
+                            self._con.execute(statement)
                     self._con.execute(
                         "UPDATE meta SET value = ? WHERE key = 'schema_version'",
                         (str(SCHEMA_VERSION),),
@@ -233,14 +118,18 @@ class Journal:
     # -- writing -------------------------------------------------------------------------
 
     def write(
-        self, statements: list[tuple[str, tuple[Any, ...]]], *, owner_of: str | None = None
+        self,
+        statements: list[tuple[str, tuple[Any, ...]]],
+        *,
+        fences: Mapping[str, int] | None = None,
     ) -> None:
         """Apply statements in one durable transaction.
 
         Statements of the same text run together (in the order each text first appears),
         which keeps every insert before the updates of the rows it adds. So a batch must
-        not hold two statements of different texts that update the same row. With ``owner_of``,
-        the transaction first checks that no other process claimed that saga.
+        not hold two statements of different texts that update the same row. ``fences``
+        maps saga ids to the claim generation the writer holds (0: its owner, never
+        claimed); the transaction first checks each is still so, or writes nothing.
         """
         if not statements:
             return
@@ -252,8 +141,9 @@ class Journal:
         with self._lock:
             self._con.execute("BEGIN IMMEDIATE")
             try:
-                if owner_of is not None:
-                    self._check_owner(owner_of)
+                if fences and not self._quiet():
+                    for saga_id, gen in fences.items():
+                        self._check_fence(saga_id, gen)
                 for sql, rows in grouped.items():
                     self._con.executemany(sql, rows)
             except BaseException:
@@ -261,44 +151,74 @@ class Journal:
                 raise
             self._con.execute("COMMIT")
 
-    def _check_owner(self, saga_id: str) -> None:
+    def _check_fence(self, saga_id: str, gen: int) -> None:
         row = self._con.execute(
-            "SELECT claim_pid, claim_host, claim_started FROM sagas WHERE id = ?", (saga_id,)
+            "SELECT claim_gen, claim_pid, claim_host FROM sagas WHERE id = ?", (saga_id,)
         ).fetchone()
-        if row is not None and row[0] is not None and (row[0], row[1], row[2]) != me():
+        if row is not None and row[0] != gen:
             raise JournalTakenOver(
-                f"saga {saga_id!r} was taken over by process {row[0]} on {row[1]} "
-                "(recover --force); this process no longer writes its records"
+                f"saga {saga_id!r} was taken over by process {row[1]} on {row[2]} "
+                "(recover); this process stopped: it writes and undoes nothing more of it"
             )
 
-    def claim(
-        self, decide: Callable[[SagaRecord], str | None]
-    ) -> tuple[list[SagaRecord], list[tuple[SagaRecord, str]]]:
-        """Claim unfinished sagas for recovery, in one transaction (no two claimers).
+    def holds(self, saga_id: str, gen: int) -> None:
+        """Raise JournalTakenOver unless the claim ``gen`` on the saga is still current
+        (checked before each undo a claimant runs, so a taken-over one runs no other). While
+        no other connection has committed since this one claimed (SQLite's data_version),
+        nobody can have taken it over: the row is read only when someone has written."""
+        with self._lock:
+            if not self._quiet():
+                self._check_fence(saga_id, gen)
 
-        ``decide`` returns None to claim a saga, or the reason to leave it alone.
+    def _quiet(self) -> bool:
+        """Has no other connection committed since this one last claimed? Then no claim it
+        holds can have been taken over (an owner, which never claims, always checks)."""
+        version = self._con.execute("PRAGMA data_version").fetchone()[0]
+        return self._claimed_at is not None and version == self._claimed_at
+
+    def claim(
+        self, decide: Callable[[SagaRecord, list[UndoRecord]], str | None]
+    ) -> tuple[list[Claimed], list[tuple[SagaRecord, str]]]:
+        """Claim unfinished sagas for recovery and read what is left of each, in ONE
+        transaction: no two claimers, and no undo logged or done between the read and the
+        claim. Each claim bumps the saga's generation (its fencing token).
+
+        ``decide`` (given the saga and its pending undos) returns None to claim a saga, or
+        the reason to leave it alone.
         """
         pid, host, started = me()
         with self._lock:
             self._con.execute("BEGIN IMMEDIATE")
             try:
+                pending = self._unfinished_undos("pending")
+                intents = self._unfinished_undos("intent")
                 claimed, skipped = [], []
                 for saga in self._sagas_locked("WHERE s.status IN ('running', 'rolling_back')", ()):
-                    reason = decide(saga)
+                    reason = decide(saga, pending.get(saga.id, []))
                     if reason is None:
                         claimed.append(saga)
                     else:
                         skipped.append((saga, reason))
                 self._con.executemany(
                     "UPDATE sagas SET claim_pid = ?, claim_host = ?, claim_started = ?,"
-                    " claimed_at = ? WHERE id = ?",
+                    " claimed_at = ?, claim_gen = claim_gen + 1 WHERE id = ?",
                     [(pid, host, started, time.time(), s.id) for s in claimed],
                 )
+                gens = dict(
+                    self._con.execute(f"SELECT id, claim_gen FROM sagas WHERE id IN ({_IDS})")
+                )
+                seqs = self._last_seqs_locked()
+                version = self._con.execute("PRAGMA data_version").fetchone()[0]
             except BaseException:
                 self._con.execute("ROLLBACK")
                 raise
             self._con.execute("COMMIT")
-        return claimed, skipped
+            self._claimed_at = version  # (read inside: no other commit could come between)
+        out = [
+            Claimed(s, gens[s.id], pending.get(s.id, []), intents.get(s.id, []), seqs.get(s.id, 0))
+            for s in claimed
+        ]
+        return out, skipped
 
     def start(self, name: str, saga_id: str | None = None) -> JournalRun:
         """A new saga in this journal (written with its first commit)."""
@@ -383,32 +303,56 @@ class Journal:
 
     def _unfinished_undos(self, state: str) -> dict[str, list[UndoRecord]]:
         out: dict[str, list[UndoRecord]] = {}
-        for r in self._rows(
-            "SELECT saga_id, position, step, compensation, args, state, attempts, error FROM undos"
-            f" WHERE state = ? AND saga_id IN ({_UNFINISHED}) ORDER BY saga_id, position",
-            (state,),
-        ):
-            out.setdefault(r[0], []).append(
-                UndoRecord(r[0], r[1], r[2], r[3], json.loads(r[4]), *r[5:])
-            )
+        with self._lock:
+            rows = self._con.execute(
+                "SELECT saga_id, position, step, compensation, args, state, attempts, error,"
+                f" semantic FROM undos WHERE state = ? AND saga_id IN ({_UNFINISHED})"
+                " ORDER BY saga_id, position",
+                (state,),
+            ).fetchall()
+        for r in rows:
+            out.setdefault(r[0], []).append(self._undo_record(r))
         return out
+
+    def _undo_record(self, r: tuple[Any, ...]) -> UndoRecord:
+        """An undo as recover reads it, checked: a record damaged into something else
+        (an overwritten page that SQLite's checks pass) is refused before any undo runs."""
+        try:
+            args = json.loads(r[4])
+        except (TypeError, ValueError):
+            args = None
+        if not (
+            isinstance(args, dict) and isinstance(r[1], int) and isinstance(r[2], str)
+            and isinstance(r[3], str) and isinstance(r[6], int)
+        ):  # fmt: skip
+            raise JournalError(
+                f"{self.path} is damaged (undo {r[1]!r} of saga {r[0]!r} cannot be read); "
+                "no undo was run"
+            )
+        return UndoRecord(r[0], r[1], r[2], r[3], args, r[5], r[6], r[7], bool(r[8]))
 
     def last_seqs(self) -> dict[str, int]:
         """The last event number of every unfinished saga."""
-        rows = self._rows(
+        with self._lock:
+            return self._last_seqs_locked()
+
+    def _last_seqs_locked(self) -> dict[str, int]:
+        rows = self._con.execute(
             "SELECT saga_id, MAX(seq) FROM events"
             f" WHERE saga_id IN ({_UNFINISHED}) GROUP BY saga_id"
-        )
+        ).fetchall()
         return {saga_id: seq for saga_id, seq in rows}
 
     def integrity_check(self) -> str:
         return str(self._rows("PRAGMA integrity_check")[0][0])
 
-    def quick_check(self) -> str:
-        """SQLite's quick check of every page: "ok", or the first damage found, in one line."""
+    def quick_check(self, pragma: str = "quick_check") -> str:
+        """SQLite's quick check of every page: "ok", or the first damage found, in one line
+        (``pragma="integrity_check"``: also every index against its table, which ``recover``
+        asks before any undo, as an overwritten page may pass the quick check)."""
         problems = [
             line.strip()
-            for row in self._rows("PRAGMA quick_check")
+            for row in self._rows(f"PRAGMA {pragma}")
             for line in str(row[0]).splitlines()
             if line.strip() and not line.startswith("***")
         ]

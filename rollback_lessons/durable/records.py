@@ -105,10 +105,22 @@ class UndoRecord:
     state: str
     attempts: int
     error: str | None
+    semantic: bool = False
 
     @property
     def key(self) -> str:
         return idempotency_key(self.saga_id, self.step)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A saga claimed for recovery, and what was left of it when claimed (one read)."""
+
+    saga: SagaRecord
+    gen: int  # the claim's generation: every write checks it is still current
+    pending: list[UndoRecord]
+    intents: list[UndoRecord]
+    last_seq: int
 
 
 def idempotency_key(saga_id: str, step: str) -> str:
@@ -118,11 +130,13 @@ def idempotency_key(saga_id: str, step: str) -> str:
 class JournalRun:
     """One saga's records; the engine calls it, and it commits at the points that matter."""
 
-    def __init__(self, journal: Journal, saga_id: str, name: str, *, new: bool) -> None:
+    def __init__(
+        self, journal: Journal, saga_id: str, name: str, *, new: bool, gen: int = 0
+    ) -> None:
         self.journal, self.saga_id, self.name = journal, saga_id, name
         self._pending: list[tuple[str, tuple[Any, ...]]] = []
         self._position = 0
-        self._owner = new  # the process that runs the saga; recover writes as its claimer
+        self.gen = gen  # the claim it writes under: 0 for its owner, never claimed
         if new:
             pid, host, started = me()
             self._pending.append(
@@ -144,7 +158,9 @@ class JournalRun:
             )
         )
 
-    def register(self, step: str, undo: NamedUndo, state: str = "pending") -> int:
+    def register(
+        self, step: str, undo: NamedUndo, state: str = "pending", semantic: bool = False
+    ) -> int:
         """Write the undo durably; returns its position (the engine undoes in reverse).
 
         ``state="intent"``: the step is about to run and its undo will be logged only after
@@ -152,15 +168,26 @@ class JournalRun:
         (it may have happened, and nothing may undo it) instead of losing it silently.
         """
         self._position += 1
-        self._pending.append(
-            (
-                "INSERT INTO undos (saga_id, position, step, compensation, args, state)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (self.saga_id, self._position, step, undo.name, json.dumps(dict(undo.args)), state),
-            )
+        args = json.dumps(dict(undo.args))
+        statement = (
+            "INSERT INTO undos (saga_id, position, step, compensation, args, state, semantic)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (self.saga_id, self._position, step, undo.name, args, state, int(semantic)),
         )
-        self.flush()
+        self._flush_with(statement, keep=state != "intent")
         return self._position
+
+    def _flush_with(self, statement: tuple[str, tuple[Any, ...]], *, keep: bool) -> None:
+        """Write ``statement`` with what is pending. If that fails, ``keep`` it for the next
+        write (an undo the engine logged) or drop it (an intent, a pivot about to start:
+        the step will not run, so nothing of it must be written)."""
+        self._pending.append(statement)
+        try:
+            self.flush()
+        except BaseException:
+            if not keep:
+                self._pending.remove(statement)
+            raise
 
     def confirm(self, position: int) -> None:
         """The step of an ``intent`` succeeded: its undo is logged (with the next commit)."""
@@ -189,13 +216,11 @@ class JournalRun:
         Both are written at once (one saga has one pivot): recover never compensates
         across it, and the person it is left for learns whether it surely happened.
         """
-        self._pending.append(
-            (
-                "UPDATE sagas SET pivot = ?, pivot_state = ? WHERE id = ?",
-                (step, state, self.saga_id),
-            )
+        statement = (
+            "UPDATE sagas SET pivot = ?, pivot_state = ? WHERE id = ?",
+            (step, state, self.saga_id),
         )
-        self.flush()
+        self._flush_with(statement, keep=state != "started")
 
     def undo_done(self, position: int, attempts: int, *, flush: bool = True) -> None:
         self._pending.append(
@@ -238,4 +263,9 @@ class JournalRun:
         self._pending.append((sql, params))
 
     def flush(self) -> None:
-        self.journal.write(self.take(), owner_of=self.saga_id if self._owner else None)
+        statements = self.take()
+        try:
+            self.journal.write(statements, fences={self.saga_id: self.gen})
+        except BaseException:
+            self._pending[:0] = statements  # nothing was written: they go with the next
+            raise

@@ -23,6 +23,7 @@ What ``recover`` promises, whatever the operator or the next crash does:
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass, field
@@ -32,8 +33,8 @@ from ..events import Event, EventKind, describe
 from ..machine import Machine
 from ..operations import Finished, RunUndo
 from ..outcome import RECORD_FIELDS, RunRecord, Status
-from .journal import Journal, JournalError
-from .records import JournalRun, SagaRecord, UndoRecord, me
+from .journal import Journal, JournalError, JournalTakenOver
+from .records import Claimed, JournalRun, SagaRecord, UndoRecord, me
 from .registry import Registry, call_compensation, default_registry
 
 
@@ -136,21 +137,15 @@ def recover(
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     with _one_at_a_time:
-        damage = journal.quick_check()
+        damage = journal.quick_check("integrity_check")
         if damage != "ok":
             raise JournalError(
                 f"{journal.path} is damaged ({damage}); no undo was run. "
                 "Restore it from a copy, or finish its sagas by hand"
             )
-        pending_of = journal.pending_undos()
-        intents_of = journal.intents()
-        unknown_of = {
-            saga_id: sorted({u.compensation for u in undos if u.compensation not in registry})
-            for saga_id, undos in pending_of.items()
-        }
 
-        def decide(saga: SagaRecord) -> str | None:
-            unknown = unknown_of.get(saga.id)
+        def decide(saga: SagaRecord, pending: list[UndoRecord]) -> str | None:
+            unknown = sorted({u.compensation for u in pending if u.compensation not in registry})
             if unknown and saga.pivot_state is None:
                 return (
                     f"the registry has no compensation named {', '.join(map(repr, unknown))}; "
@@ -158,25 +153,21 @@ def recover(
                 )
             return _decide(saga, force)
 
+        # one transaction: who holds each saga, and what is left of it, read together
         claimed, skipped = journal.claim(decide)
-        last_seq = journal.last_seqs()
-        total = sum(len(pending_of.get(s.id, [])) for s in claimed)
+        total = sum(len(c.pending) for c in claimed)
         writer = _Writer(journal, batch if total > batch else 1)
         try:
-            for saga in claimed:
-                run = JournalRun(journal, saga.id, saga.name, new=False)
-                report = _resume(
-                    run,
-                    saga,
-                    last_seq.get(saga.id, 0),
-                    pending_of.get(saga.id, []),
-                    intents_of.get(saga.id, []),
-                    registry,
-                    writer,
-                )
+            for c in claimed:
+                run = JournalRun(journal, c.saga.id, c.saga.name, new=False, gen=c.gen)
+                writer.fences[c.saga.id] = c.gen
+                report = _resume(run, c, registry, writer)
                 writer.finished(run, report)
-        finally:
-            writer.flush()
+        except BaseException:
+            with contextlib.suppress(JournalError):  # what ran is recorded if it can be;
+                writer.flush()  # the first error is the one told
+            raise
+        writer.flush()
         return RecoveryReport(
             tuple(writer.recorded), tuple(Skipped(s.id, s.name, why) for s, why in skipped)
         )
@@ -191,6 +182,8 @@ class _Writer:
         self.undos = 0
         self.staged: list[Recovery] = []
         self.recorded: list[Recovery] = []
+        self.fences: dict[str, int] = {}  # the claims the statements are written under
+        self.current = ""  # the saga being recovered
 
     def undo_ran(self, run: JournalRun) -> None:
         self.statements += run.take()
@@ -208,7 +201,9 @@ class _Writer:
         if not self.statements:
             return
         try:
-            self.journal.write(self.statements)
+            self.journal.write(self.statements, fences=self.fences)
+        except JournalTakenOver:
+            raise  # its own one line: another recover holds the saga now
         except Exception as exc:
             raise JournalError(
                 f"recover could not write to {self.journal.path} ({describe(exc)}); the undos it "
@@ -216,21 +211,17 @@ class _Writer:
                 "make that harmless)"
             ) from None
         self.statements, self.undos = [], 0
+        self.fences = {s: g for s, g in self.fences.items() if s == self.current}
         self.recorded += self.staged
         self.staged = []
 
 
-def _resume(
-    run: JournalRun,
-    saga: SagaRecord,
-    last_seq: int,
-    pending: list[UndoRecord],
-    intents: list[UndoRecord],
-    registry: Registry,
-    writer: _Writer,
-) -> Recovery:
+def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: _Writer) -> Recovery:
     """Drive the machine through the saga's rollback, from where the crash left it: run each
-    undo it answers, tell it how the undo went, and write down what it records."""
+    undo it answers, tell it how the undo went, and write down what it records. Before each
+    undo, the claim is checked: a recover taken over runs no other."""
+    saga, pending, intents = claimed.saga, claimed.pending, claimed.intents
+    writer.current = saga.id
     by_step = {u.step: u for u in pending}
     undo: UndoRecord | None = None
 
@@ -249,9 +240,10 @@ def _resume(
         leaked=[u.step for u in intents],
         dead_before=saga.dead,
         pivot=pivot,
+        semantic=[u.step for u in pending if u.semantic],
         name=saga.name,
         run_id=saga.id,
-        first_seq=last_seq,
+        first_seq=claimed.last_seq,
         watch=write,
     )
     for intent in intents if pivot is None else ():  # (its claim marks it being recovered)
@@ -259,8 +251,11 @@ def _resume(
             "UPDATE undos SET state = 'leaked' WHERE saga_id = ? AND position = ?",
             (saga.id, intent.position),
         )
+    first = by_step[op.step] if type(op) is RunUndo else None
     while type(op) is RunUndo:
         undo = by_step[op.step]
+        if writer.every > 1 or undo is first:  # (else the last undo's write checked it)
+            run.journal.holds(saga.id, claimed.gen)
         try:
             call_compensation(registry.resolve(undo.compensation), undo.args, undo.key)
         except Exception as exc:

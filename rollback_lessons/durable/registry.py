@@ -80,11 +80,18 @@ class BoundUndo(NamedUndo):
 
     def __post_init__(self) -> None:
         try:
-            json.dumps(self.args, allow_nan=False)
+            text = json.dumps(self.args, allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise TypeError(
                 f"arguments of compensation {self.name!r} must be JSON-serialisable: {exc}"
             ) from None
+        back = json.loads(text)
+        if not _same(back, self.args):  # what recover reads must be what ran in process
+            raise TypeError(
+                f"arguments of compensation {self.name!r} would not survive the journal: "
+                f"JSON gives back {back!r} for {dict(self.args)!r} (use str keys, lists, "
+                "and plain numbers, text, booleans and None)"
+            )
         self.registry.resolve(self.name)  # unknown names fail now, not during a rollback
 
     def __call__(self, idempotency_key: str | None = None) -> Any:
@@ -93,6 +100,19 @@ class BoundUndo(NamedUndo):
 
     def to_json(self) -> str:
         return json.dumps({"name": self.name, "args": self.args}, sort_keys=True)
+
+
+def _same(back: Any, value: Any) -> bool:
+    """Is ``back`` (read from JSON) exactly ``value``: same types, not only equal?"""
+    if isinstance(value, Mapping):
+        return (
+            type(back) is dict
+            and list(back) == list(value)
+            and all(type(k) is str and _same(back[k], value[k]) for k in value)
+        )
+    if isinstance(value, list):
+        return type(back) is list and len(back) == len(value) and all(map(_same, back, value))
+    return type(back) is type(value) and back == value
 
 
 @functools.lru_cache(maxsize=256)

@@ -1,0 +1,277 @@
+"""Faults at every write and every instant (issue 25), the way SQLite tests itself by
+failing its n-th I/O operation: for every n over a saga's whole run, rollback and first
+``recover``, the n-th journal write fails (disk full), or a KeyboardInterrupt lands at the
+n-th event; then ``recover`` runs again, and the world's own record is checked: every
+effect undone once or reported, no undo of an effect that never happened, nothing undone
+across a pivot that happened, a committed saga never undone, nothing left unfinished.
+
+The sagas are lesson 07's shapes (three steps with undos logged before, after or mixed;
+charge -> email (pivot) -> ship), on a world kept in memory so that ``make test`` runs every
+n in seconds; ``make soak`` (HARNESS_STEPS) runs larger ones.
+"""
+
+import contextlib
+import os
+import sqlite3
+from functools import partial
+
+import pytest
+from conftest import dead_pid
+
+from rollback_lessons import Kind, Saga, Status, Step, VirtualClock
+from rollback_lessons.durable.journal import Journal, JournalError
+from rollback_lessons.durable.recovery import recover
+from rollback_lessons.durable.registry import Registry, compensation
+
+registry = Registry()
+WORLDS: dict[str, "World"] = {}
+
+
+class World:
+    """What happened, by the world's own record: effects, and each undo's calls."""
+
+    def __init__(self, name):
+        self.name = name
+        self.effects: list[str] = []
+        self.undone: list[str] = []  # each undo that changed something
+        self.calls: list[str] = []  # each call, harmless or not
+        WORLDS[name] = self
+
+    def act(self, step, state):
+        self.effects.append(step)
+
+
+@compensation("harness.undo", registry)
+def undo(world, step, idempotency_key=None):
+    w = WORLDS[world]
+    w.calls.append(step)
+    if step in w.effects and step not in w.undone:  # idempotent: once per effect
+        w.undone.append(step)
+
+
+def three_steps(world, register, n=3):
+    def when(i):
+        if register == "mixed":
+            return "before" if i % 2 else "after"
+        return register
+
+    return Saga(
+        [
+            Step(f"step{i}", partial(world.act, f"step{i}"),
+                 undo.bind(world=world.name, step=f"step{i}"), register=when(i))
+            for i in range(1, n + 1)
+        ]
+    )  # fmt: skip
+
+
+def pivot_saga(world, register="before"):
+    return Saga(
+        [
+            Step("charge", partial(world.act, "charge"),
+                 undo.bind(world=world.name, step="charge"), register=register),
+            Step("email", partial(world.act, "email"), kind=Kind.PIVOT),
+            Step("ship", partial(world.act, "ship"), kind=Kind.RETRIABLE),
+        ]
+    )  # fmt: skip
+
+
+STEPS = int(os.environ.get("HARNESS_STEPS", "3"))
+SCENARIOS = [
+    *[
+        (f"{register}-{fault}", partial(three_steps, register=register, n=STEPS), inject)
+        for register in ("before", "after", "mixed")
+        for fault, inject in (
+            ("commits", {}),
+            ("last-fails", {f"step{STEPS}": "fail"}),
+            ("timeout", {f"step{STEPS}": "fail_after_effect"}),
+            ("dead-letter", {f"step{STEPS}": "fail", "step1": "undo_fails"}),
+        )
+    ],
+    ("pivot-commits", pivot_saga, {}),
+    ("pivot-charge-fails", pivot_saga, {"charge": "fail_after_effect"}),
+    ("pivot-email-fails", pivot_saga, {"email": "fail"}),
+    ("pivot-ship-fails", pivot_saga, {"ship": "fail"}),
+    ("pivot-after", partial(pivot_saga, register="after"), {"ship": "fail"}),
+]
+
+
+class DiskFull(sqlite3.OperationalError):
+    pass
+
+
+class Faults:
+    """Counts the journal's writes and the run's events; fails the chosen one."""
+
+    def __init__(self, write_at=0, event_at=0):
+        self.write_at, self.event_at = write_at, event_at
+        self.writes = self.events = 0
+
+    def wrap(self, journal):
+        real = journal.write
+
+        def write(statements, **kw):
+            if statements:
+                self.writes += 1
+                if self.writes == self.write_at:
+                    raise DiskFull("database or disk is full")
+            return real(statements, **kw)
+
+        journal.write = write  # type: ignore[method-assign]
+
+    def on_event(self, event):
+        self.events += 1
+        if self.events == self.event_at:
+            raise KeyboardInterrupt
+
+
+_DEAD = []
+
+
+def _orphan(journal):
+    """The saga's process died: its owner pid is a dead one (made once, kept)."""
+    if not _DEAD:
+        _DEAD.append(dead_pid())
+    journal.write([("UPDATE sagas SET owner_pid = ?, owner_started = NULL", (_DEAD[0],))])
+
+
+def trial(tmp_path, name, make, inject, faults):
+    """One run under ``faults``, its first recover (under the same faults), a second one;
+    returns what went wrong (the world checked against the journal's last word)."""
+    world = World(f"{name}-{faults.write_at}-{faults.event_at}-{len(WORLDS)}")
+    path = tmp_path / f"{world.name}.db"
+    journal = Journal(path)
+    faults.wrap(journal)
+    saga = make(world)
+    outcome = None
+    with contextlib.suppress(KeyboardInterrupt, sqlite3.Error):
+        outcome = saga.run(
+            {}, inject=inject, journal=journal, run_id="s", on_event=faults.on_event,
+            clock=VirtualClock(),
+        )  # fmt: skip
+    journal.close()
+    with Journal(path) as journal:
+        faults.wrap(journal)
+        if journal.sagas() and journal.unfinished():
+            _orphan(journal)
+            with contextlib.suppress(JournalError, KeyboardInterrupt):
+                recover(journal, registry)
+        faults.write_at = faults.event_at = 0
+        if journal.unfinished():
+            recover(journal, registry)
+        problems = check(world, journal, saga, outcome)
+    return problems
+
+
+def check(world, journal, saga, outcome):
+    problems = []
+    effects, undone = set(world.effects), world.undone
+    if len(undone) != len(set(undone)):
+        problems.append(f"an effect undone twice: {undone}")
+    if not set(undone) <= effects:
+        problems.append(f"an undo of an effect that never happened: {undone}")
+    if journal.unfinished():
+        problems.append("left unfinished after recover")
+    if not journal.sagas():  # the very first write failed: nothing ran, or it is reported
+        return problems if outcome is None or not effects else [*problems, "no journal"]
+    status = journal.saga("s").status
+    states = {u.step: u.state for u in journal.undos("s")}
+    # an intent: the step started, its undo not logged: reported leaked (outcome, recover)
+    reported = {s for s, state in states.items() if state in ("leaked", "dead", "intent")}
+    if outcome is not None and outcome.status is Status.COMMITTED and undone:
+        problems.append(f"a committed saga undone: {undone}")
+    if status == "committed" and undone:
+        problems.append(f"journal says committed, but undone: {undone}")
+    kinds = {s.name: s.kind for s in saga.steps}
+    pivots = [s for s in effects if kinds[s] == Kind.PIVOT]
+    if pivots and undone:
+        problems.append(f"undone across the pivot {pivots}: {undone}")
+    compensable = {s for s in effects if kinds[s] == Kind.COMPENSABLE}
+    if status in ("rolled_back", "rollback_incomplete") and compensable - set(undone) - reported:
+        problems.append(f"{status}: not undone nor reported: {compensable - set(undone)}")
+    if status == "rolled_back" and (reported or compensable - set(undone)):
+        problems.append("rolled_back, but something was not undone")
+    return problems
+
+
+def _count(tmp_path, make, inject):
+    faults = Faults()
+    assert trial(tmp_path, "count", make, inject, faults) == []
+    return faults.writes, faults.events
+
+
+@pytest.mark.parametrize(("name", "make", "inject"), SCENARIOS, ids=[s[0] for s in SCENARIOS])
+def test_a_failed_write_at_every_n(tmp_path, name, make, inject):
+    writes, _ = _count(tmp_path, make, inject)
+    found = {}
+    for n in range(1, writes + 2):
+        problems = trial(tmp_path, name, make, inject, Faults(write_at=n))
+        if problems:
+            found[n] = problems
+    assert found == {}
+
+
+@pytest.mark.parametrize(("name", "make", "inject"), SCENARIOS, ids=[s[0] for s in SCENARIOS])
+def test_a_keyboard_interrupt_at_every_event(tmp_path, name, make, inject):
+    _, events = _count(tmp_path, make, inject)
+    found = {}
+    for n in range(1, events + 2):
+        problems = trial(tmp_path, name, make, inject, Faults(event_at=n))
+        if problems:
+            found[n] = problems
+    assert found == {}
+
+
+def test_the_harness_finds_a_false_state(tmp_path, monkeypatch):
+    """The harness can fail: a journal that forgets the pivot makes recover compensate
+    across it, and the harness says so."""
+    from rollback_lessons.durable import records
+
+    monkeypatch.setattr(records.JournalRun, "pivot", lambda self, step, state: None)
+    problems = trial(tmp_path, "forgets", pivot_saga, {}, Faults(event_at=6))
+    assert any("across the pivot" in p for p in problems), problems
+
+
+def _failing(journal, when):
+    real = journal.write
+
+    def write(statements, **kw):
+        if when(statements):
+            raise DiskFull("database or disk is full")
+        return real(statements, **kw)
+
+    journal.write = write  # type: ignore[method-assign]
+
+
+def _ends(statements):
+    return any(sql.startswith("UPDATE sagas SET status = ?, error = ?") for sql, _ in statements)
+
+
+def test_disk_full_at_the_commit_returns_the_committed_outcome(tmp_path):
+    """The defect: all steps done, ``saga.run`` raised ``database or disk is full`` and the
+    saga stayed ``running``, so ``recover`` undid a committed saga."""
+    world = World("commit-once")
+    with Journal(tmp_path / "j.db") as journal:
+        failed = []
+        _failing(journal, lambda st: _ends(st) and not failed and not failed.append(1))
+        outcome = three_steps(world, "after").run({}, journal=journal, run_id="s")
+        assert outcome.status is Status.COMMITTED
+        assert any("written at the second attempt" in n for n in outcome.notes)
+        assert journal.saga("s").status == "committed" and journal.unfinished() == []
+    world = World("commit-never")
+    with Journal(tmp_path / "k.db") as journal:
+        _failing(journal, _ends)
+        outcome = three_steps(world, "after").run({}, journal=journal, run_id="s")
+        assert outcome.status is Status.COMMITTED  # returned, not raised
+        assert any("could not record the commit" in n for n in outcome.notes)
+
+
+def test_a_failed_write_after_the_pivot_never_compensates_across_it(tmp_path):
+    """The defect: the email sent, the pivot's record failed, and the charge was refunded."""
+    world = World("pivot-write")
+    with Journal(tmp_path / "j.db") as journal:
+        _failing(journal, lambda st: any("pivot_state" in sql and p[1] == "done" for sql, p in st))
+        outcome = pivot_saga(world).run({}, journal=journal, run_id="s")
+        assert world.effects == ["charge", "email"] and world.undone == []
+        halted = [e.details["reason"] for e in outcome.events if e.kind == "halted"]
+        assert outcome.status is Status.HALTED and "'email' happened" in halted[0]
+        assert outcome.pending == ("charge",)

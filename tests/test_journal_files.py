@@ -1,0 +1,138 @@
+"""Journal paths and files (issue 25): any character in a path names that file and no other;
+a read-only journal with a write-ahead log is read with it or refused in one line; schema
+values of the wrong type, directories and overwritten pages are refused in one line before
+any undo runs."""
+
+import os
+import random
+import shutil
+import sqlite3
+import stat
+
+import pytest
+from conftest import orphan
+
+from rollback_lessons.cli import main
+from rollback_lessons.durable import journal as journal_module
+from rollback_lessons.durable.journal import Journal, JournalError
+from rollback_lessons.durable.recovery import recover
+from rollback_lessons.durable.registry import Registry, compensation
+
+registry = Registry()
+CALLS: list[str] = []
+
+
+@compensation("files.undo", registry)
+def undo(step, idempotency_key=None):
+    CALLS.append(step)
+
+
+def _unfinished(path, n=3, run_id="s"):
+    """A journal holding one saga that crashed mid-run, its undos pending."""
+    with Journal(path) as journal:
+        jrun = journal.start("saga", run_id)
+        for i in range(n):
+            jrun.register(f"step{i}", undo.bind(step=f"step{i}"))
+    orphan(path, run_id)
+
+
+@pytest.mark.parametrize("name", ["orders#2.db", "what?.db", "%41.db", "a b.db", "jöurnal ☃.db"])
+def test_any_character_in_a_path_names_that_file(tmp_path, capsys, name):
+    _unfinished(tmp_path / name, run_id="mine")
+    with Journal(tmp_path / "orders.db") as other:  # a journal the bad parse would open
+        other.start("theirs", "theirs").status("running", flush=True)
+    with Journal(tmp_path / "A.db") as other:
+        other.start("theirs", "theirs").status("running", flush=True)
+    assert main(["journal", "show", str(tmp_path / name)]) == 0
+    shown = capsys.readouterr().out
+    assert "mine" in shown and "theirs" not in shown
+    with Journal(tmp_path / name, readonly=True) as journal:
+        assert [s.id for s in journal.sagas()] == ["mine"]
+
+
+def test_a_read_only_folder_with_a_write_ahead_log_is_refused_in_one_line(tmp_path, monkeypatch):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    path = folder / "j.db"
+    with Journal(path) as journal:
+        journal.start("saga", "s").status("running", flush=True)
+        copy = sqlite3.connect(path)  # keep a reader so that the WAL stays on close
+        copy.execute("SELECT 1").fetchall()
+        shutil.copy(path, tmp_path / "snap.db")
+        shutil.copy(folder / "j.db-wal", tmp_path / "snap.db-wal")
+        copy.close()
+    shutil.rmtree(folder)
+    folder.mkdir()
+    shutil.copy(tmp_path / "snap.db", path)
+    shutil.copy(tmp_path / "snap.db-wal", folder / "j.db-wal")  # no -shm: a bare copy
+    assert (folder / "j.db-wal").stat().st_size > 0
+    os.chmod(folder, stat.S_IRUSR | stat.S_IXUSR)
+    if os.access(folder, os.W_OK):  # root may write anywhere: as SQLite would fail for others
+        real_connect, real_access = sqlite3.connect, os.access
+
+        class Unopenable:  # SQLite opens lazily: the first read fails (no -shm possible)
+            def execute(self, *args):
+                raise sqlite3.OperationalError("unable to open database file")
+
+            def close(self):
+                pass
+
+        def connect(target, *args, **kw):
+            if "mode=ro" in str(target):
+                return Unopenable()
+            return real_connect(target, *args, **kw)
+
+        monkeypatch.setattr(journal_module.sqlite3, "connect", connect)
+        monkeypatch.setattr(
+            journal_module.os, "access", lambda p, m: False if p == folder else real_access(p, m)
+        )
+    try:
+        with pytest.raises(JournalError, match=r"write-ahead log .* folder is read-only"):
+            Journal(path, readonly=True)
+    finally:
+        os.chmod(folder, stat.S_IRWXU)
+
+
+@pytest.mark.parametrize("value", ["two", "", None, "-1", "2.5"])
+def test_a_schema_version_of_the_wrong_type_or_missing_is_refused_in_one_line(tmp_path, value):
+    path = tmp_path / "j.db"
+    _unfinished(path)
+    con = sqlite3.connect(path)
+    if value is None:
+        con.execute("DELETE FROM meta WHERE key = 'schema_version'")
+    else:
+        con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (value,))
+    con.commit()
+    con.close()
+    for readonly in (False, True):
+        with pytest.raises(JournalError, match="no valid journal schema_version"):
+            Journal(path, readonly=readonly)
+
+
+def test_a_directory_as_the_journal_is_refused(tmp_path, capsys):
+    assert main(["journal", "show", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip().endswith("is a directory, not a journal")
+    with pytest.raises(JournalError, match="is a directory"):
+        Journal(tmp_path)
+
+
+def test_overwritten_pages_are_refused_before_any_undo(tmp_path):
+    """Random pages overwritten with random bytes: recover either refuses the file in one
+    line (a JournalError) having run no undo, or finishes it."""
+    rng = random.Random(25)
+    _unfinished(tmp_path / "clean.db", n=12)
+    for trial in range(int(os.environ.get("OVERWRITE_TRIALS", "30"))):
+        path = tmp_path / f"t{trial}.db"
+        shutil.copy(tmp_path / "clean.db", path)
+        size = path.stat().st_size
+        page = 4096
+        with open(path, "r+b") as f:
+            f.seek(rng.randrange(1, size // page) * page + rng.randrange(0, page // 2))
+            f.write(rng.randbytes(rng.choice([8, 64, 512, page])))
+        CALLS.clear()
+        try:
+            with Journal(path, create=False) as journal:
+                recover(journal, registry)
+        except (JournalError, sqlite3.DatabaseError) as exc:  # the CLI: one line, exit 2
+            assert "\n" not in str(exc)
+            assert CALLS == [], (trial, str(exc))
