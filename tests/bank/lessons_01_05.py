@@ -571,6 +571,12 @@ BANK = {
                 "policy = Retry(RetryPolicy(max_attempts=3, retry_on=(TimeoutError,)))",
                 ("does not retry a ConnectionError",),
             ),
+            Wrong(
+                UNSHOWN_CASE,  # the same, halting when retrying is over (a learner's, 2026-11-30)
+                "policy = Retry(RetryPolicy(max_attempts=3, initial_delay=0.1, "
+                "no_retry_on=(ConnectionError,)), then='halt')",
+                ("does not retry a ConnectionError",),
+            ),
             Wrong(OTHER, 'policy = "continue"', ("'continue' does not try the undo again",)),
             Wrong(OTHER, "policy = RetryPolicy(max_attempts=3)", ("Retry(RetryPolicy(...))",)),
             Wrong(OTHER, 'policy = "sometimes"', ("'sometimes' is not one of",)),

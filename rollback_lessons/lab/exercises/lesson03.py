@@ -125,7 +125,7 @@ def _check_retry(policy: Any) -> str:
         )
         times = "once" if failures == 1 else f"{failures} times"
         if (
-            outcome.dead_letters
+            (outcome.dead_letters or outcome.pending)
             and policy.retry is not None
             and not policy.retry.retries(ConnectionError("503"))
         ):
