@@ -53,9 +53,9 @@ $(NODE_MODULES): tests/node/package-lock.json
 	  npm ci --prefix tests/node --no-audit --no-fund --loglevel=error; \
 	else echo "npm not found: the BPMN lint test will be skipped"; fi
 
-# On every core (WORKERS=1 for one process): a file is a unit of work (a notebook's cells share
-# a kernel, a module its servers), the browser tests and crash trials are spread one by one
-# (conftest.py); the 20 slowest tests are printed at the end.
+# On every core (WORKERS=1 for one process): the tests are shared out one by one, a notebook
+# and a module with its own servers as one unit (conftest.py); the 20 slowest tests are
+# printed at the end.
 WORKERS ?= auto
 XDIST = $(if $(filter 1,$(WORKERS)),-p no:xdist,-n $(WORKERS) --dist loadfile)
 

@@ -27,13 +27,28 @@ def _own_jupyter_data_dir(tmp_path_factory, monkeypatch):
 
 
 # -- make test on every core (pytest-xdist: -n auto --dist loadfile) -------------------------
-# A unit of work is a file: a notebook's cells share one kernel, and a module's servers
-# (Temporal, moto, the mail server) are started once for it. The files in SPREAD hold long,
-# independent tests: each of their tests is a unit of its own, shared out between the
-# workers (their servers, JupyterLab and Chromium, are one per worker session).
-# xdist's own way to say this (--dist loadgroup with xdist_group marks) groups nothing under
-# pytest 9.2 (pytest-dev/pytest-xdist#1386), so the scheduler below says it instead.
-SPREAD = ("tests/test_browser.py", "tests/test_crash.py")
+# Each test is a unit of work of its own, shared out between the workers, except where a
+# file must stay on one worker: a notebook (its cells share one kernel) and the modules in
+# TOGETHER, whose module-scoped fixtures start a server (Temporal, moto, the mail server,
+# DBOS, a built wheel) once for the module. JupyterLab and Chromium for the browser tests
+# are one per worker session. xdist's own way to say this (--dist loadgroup with xdist_group
+# marks) groups nothing under pytest 9.2 (pytest-dev/pytest-xdist#1386): this scheduler says
+# it instead. A new module with a module-scoped server belongs in TOGETHER.
+TOGETHER = (
+    "tests/test_bpmn.py",
+    "tests/test_conformance.py",
+    "tests/test_dbos.py",
+    "tests/test_packaging.py",
+    "tests/test_services.py",
+    "tests/test_stepfunctions.py",
+    "tests/test_temporal.py",
+    "tests/test_viz.py",
+)
+
+
+def unit_of_work(nodeid: str) -> str:
+    path = nodeid.split("::", 1)[0]
+    return path if path.endswith(".ipynb") or path in TOGETHER else nodeid
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -42,9 +57,8 @@ def pytest_xdist_make_scheduler(config, log):
         return None
     from xdist.scheduler import LoadScopeScheduling
 
-    class FilesAndSpreadTests(LoadScopeScheduling):
+    class FilesThatMustStayTogether(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            path = nodeid.split("::", 1)[0]
-            return nodeid if path in SPREAD else path
+            return unit_of_work(nodeid)
 
-    return FilesAndSpreadTests(config, log)
+    return FilesThatMustStayTogether(config, log)
