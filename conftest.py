@@ -30,12 +30,15 @@ def _own_jupyter_data_dir(tmp_path_factory, monkeypatch):
 # Each test is a unit of work of its own, shared out between the workers, except where a
 # file must stay on one worker: a notebook (its cells share one kernel) and the modules in
 # TOGETHER, whose module-scoped fixtures start a server (Temporal, moto, the mail server,
-# DBOS, a built wheel) once for the module. JupyterLab and Chromium for the browser tests
-# are one per worker session. xdist's own way to say this (--dist loadgroup with xdist_group
-# marks) groups nothing under pytest 9.2 (pytest-dev/pytest-xdist#1386): this scheduler says
-# it instead. A new module with a module-scoped server belongs in TOGETHER.
+# DBOS, a built wheel, JupyterLab and Chromium) once for the module. The browser tests'
+# Playwright (sync API) keeps an event loop running in the worker's main thread while it is
+# open, so it must close with its module: asyncio.run fails beside it. xdist's own way to
+# say this (--dist loadgroup, xdist_group marks) groups nothing under pytest 9.2
+# (pytest-dev/pytest-xdist#1386): this scheduler says it instead. A new module with a
+# module-scoped server belongs in TOGETHER.
 TOGETHER = (
     "tests/test_bpmn.py",
+    "tests/test_browser.py",
     "tests/test_conformance.py",
     "tests/test_dbos.py",
     "tests/test_packaging.py",

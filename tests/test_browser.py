@@ -131,7 +131,7 @@ def stop(process: subprocess.Popen) -> None:
         process.kill()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     _chromium()  # no browser, no point starting a server
     base = tmp_path_factory.mktemp("jupyterlab")
@@ -168,7 +168,7 @@ def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         stop(process)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(lab_server: Lab):
     from playwright.sync_api import sync_playwright
 
