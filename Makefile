@@ -53,8 +53,14 @@ $(NODE_MODULES): tests/node/package-lock.json
 	  npm ci --prefix tests/node --no-audit --no-fund --loglevel=error; \
 	else echo "npm not found: the BPMN lint test will be skipped"; fi
 
+# On every core (WORKERS=1 for one process): the tests are shared out one by one, a notebook
+# and a module with its own servers as one unit (conftest.py); the 20 slowest tests are
+# printed at the end.
+WORKERS ?= auto
+XDIST = $(if $(filter 1,$(WORKERS)),-p no:xdist,-n $(WORKERS) --dist loadfile)
+
 test: lint $(NODE_MODULES)
-	$(BIN)/python -m pytest --nbval --nbval-current-env \
+	$(BIN)/python -m pytest $(XDIST) --durations=20 --nbval --nbval-current-env \
 	  --nbval-sanitize-with tests/nbval_sanitize.cfg tests notebooks
 
 bench: $(VENV)/.test
@@ -66,7 +72,10 @@ clean:
 notebooks: $(VENV)/.test
 	$(BIN)/python tests/notebook_tools.py notebooks/*.ipynb
 
+# The long run: 300 crash trials and the property tests with many more examples (the
+# "soak" profile in tests/conftest.py); make test runs a few trials and the "test" profile.
 soak: $(VENV)/.test
-	SOAK_TRIALS=300 $(BIN)/python -m pytest tests/test_crash.py -q
+	SOAK_TRIALS=300 HYPOTHESIS_PROFILE=soak $(BIN)/python -m pytest $(XDIST) --durations=20 \
+	  tests/test_crash.py tests/test_properties.py tests/test_journal.py -q
 	HARNESS_STEPS=12 FENCING_EXAMPLES=500 SIGINT_TRIALS=40 $(BIN)/python -m pytest -q \
 	  tests/test_fault_harness.py tests/test_fencing.py tests/test_interrupts.py

@@ -24,3 +24,46 @@ def pytest_unconfigure(config):
 @pytest.fixture(autouse=True)
 def _own_jupyter_data_dir(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path_factory.mktemp("jupyter-data")))
+
+
+# -- make test on every core (pytest-xdist: -n auto --dist loadfile) -------------------------
+# Each test is a unit of work of its own, shared out between the workers, except where a
+# file must stay on one worker: a notebook (its cells share one kernel) and the modules in
+# TOGETHER, whose module-scoped fixtures start a server (Temporal, moto, the mail server,
+# DBOS, a built wheel, JupyterLab and Chromium) once for the module. The browser tests'
+# Playwright (sync API) keeps an event loop running in the worker's main thread while it is
+# open, so it must close with its module: asyncio.run fails beside it. xdist's own way to
+# say this (--dist loadgroup, xdist_group marks) groups nothing under pytest 9.2
+# (pytest-dev/pytest-xdist#1386): this scheduler says it instead. A new module with a
+# module-scoped server belongs in TOGETHER.
+TOGETHER = (
+    "tests/test_bpmn.py",
+    "tests/test_browser.py",
+    "tests/test_conformance.py",
+    "tests/test_dbos.py",
+    "tests/test_packaging.py",
+    "tests/test_services.py",
+    "tests/test_stepfunctions.py",
+    "tests/test_temporal.py",
+    "tests/test_temporal_booking.py",
+    "tests/test_temporal_edges.py",
+    "tests/test_viz.py",
+)
+
+
+def unit_of_work(nodeid: str) -> str:
+    path = nodeid.split("::", 1)[0]
+    return path if path.endswith(".ipynb") or path in TOGETHER else nodeid
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FilesThatMustStayTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return unit_of_work(nodeid)
+
+    return FilesThatMustStayTogether(config, log)

@@ -1,6 +1,21 @@
+import os
+
 import pytest
+from hypothesis import settings
 
 from rollback_lessons import UndoPolicy, VirtualClock
+
+# Property tests: ``make test`` runs the "test" profile, ``make soak`` (HYPOTHESIS_PROFILE=soak)
+# ten times as many examples of every property (see examples()).
+HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "test")
+settings.register_profile("test", deadline=None)
+settings.register_profile("soak", deadline=None, max_examples=1000)
+settings.load_profile(HYPOTHESIS_PROFILE)
+
+
+def examples(n: int) -> int:
+    """A property's example count: ``n`` in make test, ten times as many in make soak."""
+    return n * 10 if HYPOTHESIS_PROFILE == "soak" else n
 
 
 @pytest.fixture

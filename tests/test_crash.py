@@ -3,7 +3,7 @@
 ``recover`` itself), then ``recover`` runs, sometimes twice at once. Every trial checks the
 journal's promise on the world's own record of effects and undo calls.
 
-``make test`` runs 30 trials; ``make soak`` runs 300 (SOAK_TRIALS).
+``make test`` runs 10 trials (each kind twice); ``make soak`` runs 300 (SOAK_TRIALS).
 """
 
 import collections
@@ -21,7 +21,7 @@ from rollback_lessons.durable.journal import FINISHED, Journal
 from rollback_lessons.durable.recovery import recover
 from rollback_lessons.worlds.crashlab import registry, world_report
 
-TRIALS = int(os.environ.get("SOAK_TRIALS", "30"))
+TRIALS = int(os.environ.get("SOAK_TRIALS", "10"))
 SAGAS, STEPS = 4, 3
 # Before and after each effect and each undo: a committed saga has 3 effects (6 moments);
 # a failing one (every 2nd) has 2 effects and 3 undos (10): the trial picks one of them.

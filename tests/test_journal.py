@@ -6,7 +6,7 @@ import sqlite3
 import threading
 
 import pytest
-from conftest import orphan
+from conftest import examples, orphan
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_properties import Spec, check, expected, inject_of, policies, policy_of, specs
@@ -242,7 +242,7 @@ def prop_undo(world, name):
     WORLDS[world].undo(name)()
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(pipeline=st.lists(specs, min_size=1, max_size=8), policy=policies)
 def test_injection_cases_hold_with_a_journal(tmp_path_factory, pipeline, policy):
     from test_properties import World

@@ -6,6 +6,7 @@ An independent model below says what must happen; the engine must agree with it.
 from dataclasses import dataclass
 
 import pytest
+from conftest import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -163,7 +164,7 @@ def check(names, pipeline, policy, world, outcome, raised):
         assert outcome.status is Status.ROLLED_BACK
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(pipeline=st.lists(specs, min_size=1, max_size=12), policy=policies)
 def test_rollback_keeps_its_promises(pipeline, policy):
     names = [f"s{i}" for i in range(len(pipeline))]
@@ -184,7 +185,7 @@ def test_rollback_keeps_its_promises(pipeline, policy):
     check(names, pipeline, policy, world, rb.outcome, raised)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(pipeline=st.lists(specs, min_size=1, max_size=12), policy=policies)
 def test_saga_keeps_the_same_promises(pipeline, policy):
     names = [f"s{i}" for i in range(len(pipeline))]

@@ -92,7 +92,7 @@ def test_the_same_saga_gives_the_same_outcome_in_process_and_on_temporal():
 def test_undo_retries_are_activity_attempts_with_durable_timers_between():
     """The machine in the workflow decides each retry, as in process: each attempt is an
     activity of its own, each wait a durable timer, so every attempt is an event."""
-    policy = Retry(RetryPolicy(max_attempts=4, initial_delay=0.5, multiplier=2))
+    policy = Retry(RetryPolicy(max_attempts=4, initial_delay=0.05, multiplier=2))
 
     async def scenario(runner):
         gives_up = await runner.run(
@@ -119,7 +119,10 @@ def test_undo_retries_are_activity_attempts_with_durable_timers_between():
     assert recovers.status is Status.ROLLED_BACK and recovers.state_after == xyz_state()
     assert halts.status is Status.HALTED and halts.pending == ("step2", "step1")
     local = xyz_saga().run(
-        xyz_state(), inject={"step3": "fail", "step1": "undo_fails"}, policy=policy
+        xyz_state(),
+        inject={"step3": "fail", "step1": "undo_fails"},
+        policy=policy,
+        clock=VirtualClock(),
     )
     same_outcome(local, gives_up)
 
