@@ -18,9 +18,10 @@ from rollback_lessons.worlds.demo import xyz_saga, xyz_state
 
 
 def test_every_single_fault_of_the_lesson_sagas_ends_the_same_on_dbos(dbos_runner):
+    before = set(hosted.RUNS)  # another module's runs in this worker are not this test's
     seen = every_single_fault_ends_the_same(dbos_runner.run)
     assert {Status.COMMITTED, Status.ROLLED_BACK, Status.ROLLBACK_INCOMPLETE} <= seen
-    assert hosted.RUNS == {}  # each run released when it ended
+    assert set(hosted.RUNS) <= before  # each run released when it ended
     assert isinstance(dbos_runner, Runner)
 
 
