@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from . import _graph_drive
 from ._run import Run
 from .calls import check_callable
 from .clock import Clock
@@ -29,6 +30,7 @@ from .rules import (
     check_name,
     check_register,
 )
+from .schedule import concurrent, dependants
 
 State = MutableMapping[str, Any]
 
@@ -82,6 +84,82 @@ class Step:
                 f"step {self.name!r} is semantic but has no undo (its correction) to run"
             )
         check_register(self.register, f"step {self.name!r}: register")
+
+
+CancelLike = Callable[[], bool] | Any
+"""A cancel token: a ``threading.Event`` (or anything with ``is_set()``), or a function
+answering True once the run should stop."""
+
+
+def _asked(cancel: CancelLike | None) -> Callable[[], bool] | None:
+    if cancel is None:
+        return None
+    is_set = getattr(cancel, "is_set", None)
+    if callable(is_set):
+        return is_set  # type: ignore[no-any-return]
+    if callable(cancel):
+        return cancel  # type: ignore[no-any-return]
+    raise TypeError(f"cancel must be an Event (is_set()) or a function, got {cancel!r}")
+
+
+class Parallel:
+    """A parallel group: its branches run at once (``await saga.arun``), or one after the
+    other (``saga.run``), with the same rules. A branch is a ``Step``, a list of steps (and
+    groups) run in order, or another group. The step after the group starts once every
+    branch is done; if a step of one branch fails for good, nothing more starts, the steps
+    still running finish, and everything done is undone (``schedule``)."""
+
+    def __init__(self, *branches: Step | Parallel | Sequence[Step | Parallel]) -> None:
+        if not branches:
+            raise InvalidPipelineError("a Parallel group needs at least one branch")
+        found: list[tuple[Step | Parallel, ...]] = []
+        for branch in branches:
+            items = (branch,) if isinstance(branch, Step | Parallel) else tuple(branch)
+            if not items:
+                raise InvalidPipelineError("a branch of a Parallel group is empty")
+            for item in items:
+                if not isinstance(item, Step | Parallel):
+                    raise TypeError(
+                        f"a Parallel branch holds Step objects or Parallel groups, got {item!r}"
+                    )
+            found.append(items)
+        self.branches: tuple[tuple[Step | Parallel, ...], ...] = tuple(found)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(
+            "[" + ", ".join(_shown(i) for i in b) + "]" if len(b) > 1 else _shown(b[0])
+            for b in self.branches
+        )
+        return f"Parallel({inner})"
+
+
+def _shown(item: Step | Parallel) -> str:
+    return item.name if isinstance(item, Step) else repr(item)
+
+
+def flatten(
+    items: Sequence[Step | Parallel], before: tuple[str, ...] = ()
+) -> tuple[list[Step], dict[str, tuple[str, ...]], tuple[str, ...]]:
+    """A definition as a graph: its steps in definition order, each step's dependencies
+    (the steps that must be done before it starts), and the steps it ends with."""
+    steps: list[Step] = []
+    after: dict[str, tuple[str, ...]] = {}
+    frontier = before
+    for item in items:
+        if isinstance(item, Step):
+            steps.append(item)
+            after.setdefault(item.name, frontier)
+            frontier = (item.name,)
+            continue
+        ends: list[str] = []
+        for branch in item.branches:
+            more, deps, last = flatten(branch, frontier)
+            steps += more
+            for name, dep in deps.items():
+                after.setdefault(name, dep)
+            ends += last
+        frontier = tuple(ends)
+    return steps, after, frontier
 
 
 @dataclass(frozen=True)
@@ -160,7 +238,7 @@ class Saga:
 
     def __init__(
         self,
-        steps: Iterable[Step],
+        steps: Iterable[Step | Parallel],
         *,
         name: str = "saga",
         policy: PolicyLike = "continue",
@@ -169,9 +247,16 @@ class Saga:
         on_event: EventSink | None = None,
         journal: UndoJournal | None = None,
     ) -> None:
-        self.steps: tuple[Step, ...] = tuple(steps)
+        self.steps: tuple[Step, ...] = tuple(steps)  # type: ignore[arg-type]
         if not self.steps:
             raise InvalidPipelineError("a saga needs at least one step")
+        self.after: dict[str, tuple[str, ...]] | None = None
+        """Each step's dependencies, when the saga has parallel groups (a graph); None for
+        a list of steps."""
+        self.definition: tuple[Step | Parallel, ...] = self.steps
+        if any(isinstance(step, Parallel) for step in self.steps):
+            flat, self.after, _ = flatten(self.steps)
+            self.steps = tuple(flat)
         for step in self.steps:
             if not isinstance(step, Step):
                 raise TypeError(f"saga steps must be Step objects, got {step!r}")
@@ -209,6 +294,8 @@ class Saga:
 
     def check_order(self) -> OrderCheck:
         """Explain each irreversible step that runs while a later step can still fail."""
+        if self.after is not None:
+            return self._check_graph_order(self.after)
         problems: list[str] = []
         reorder: list[str] = []
         # the last step that can still fail for good (not retriable): an irreversible
@@ -251,6 +338,52 @@ class Saga:
             reorder.append(f"{problem}.")
         return OrderCheck(tuple(problems), tuple(reorder))
 
+    def _check_graph_order(self, after: Mapping[str, tuple[str, ...]]) -> OrderCheck:
+        """``check_order`` for a saga with parallel groups: an irreversible step is unsafe
+        while a step that can still fail (not retriable) runs after it *or at the same time*
+        (in another branch of its group): a pivot inside a parallel group is refused."""
+        below = dependants(after)
+        beside = concurrent(after)
+        problems: list[str] = []
+        reorder: list[str] = []
+        for step in self.steps:
+            if step.kind not in IRREVERSIBLE:
+                continue
+            can_fail = lambda names: [n for n in names if self[n].kind is not Kind.RETRIABLE]  # noqa: E731
+            same_time = can_fail(beside[step.name])
+            later = can_fail(n for n in self.names if n in below[step.name])
+            if not same_time and not later:
+                continue
+            before = [n for n in self.names if step.name in below[n] and self[n].undo is not None]
+            undone = before + [n for n in same_time if self[n].undo is not None]
+            what_it_is = "irreversible" if step.kind is Kind.PIVOT else "never undone (retriable)"
+            what = (
+                f"the rollback undoes what was done of {', '.join(undone)} but {step.name!r} "
+                "stays done"
+                if undone
+                else f"{step.name!r} stays done"
+            )
+            names = ", ".join(repr(n) for n in [*same_time, *later])
+            them = "it" if len(same_time) + len(later) == 1 else "them"
+            if same_time:
+                where = ", ".join(repr(n) for n in same_time)
+                problem = (
+                    f"{step.name!r} is {what_it_is} but runs in a parallel group at the same "
+                    f"time as {where}"
+                    + (f", and before {', '.join(repr(n) for n in later)}" if later else "")
+                    + f", which can still fail. If one fails, {what}. Move {step.name!r} "
+                    "out of the group, after every step that can still fail"
+                )
+            else:
+                problem = (
+                    f"{step.name!r} is {what_it_is} but runs before {names}, which can still "
+                    f"fail. If {'it' if them == 'it' else 'one of them'} fails, {what}. "
+                    f"Move {step.name!r} after {them}"
+                )
+            problems.append(f"{problem}, or make {them} retriable.")
+            reorder.append(f"{problem}.")
+        return OrderCheck(tuple(problems), tuple(reorder))
+
     @staticmethod
     def _retry(step: Step) -> RetryPolicy | None:
         """A retriable step is retried forward before the saga halts: its own policy, or
@@ -277,15 +410,113 @@ class Saga:
         trace_state: bool = False,
         journal: UndoJournal | None = None,
         run_id: str | None = None,
+        cancel: CancelLike | None = None,
     ) -> Outcome:
         """Run the steps on ``state``; on failure undo what was done. Never raises for a step.
 
         ``inject`` maps step names to faults; ``register`` overrides when every undo is
-        logged; ``undo_order="forward"`` exists only to show why reverse is right;
-        ``trace_state`` keeps a snapshot of the state after every event (for replays);
-        with a ``journal`` every undo must be a registered compensation, written durably
-        so that ``recover`` can finish the rollback after a crash (``run_id`` names the saga).
+        logged; ``undo_order="forward"`` exists only to show why reverse is right (a saga
+        with parallel groups may also say ``"reverse_start"`` or ``"by_dependency"``:
+        ``schedule``); ``trace_state`` keeps a snapshot of the state after every event (for
+        replays); with a ``journal`` every undo must be a registered compensation, written
+        durably so that ``recover`` can finish the rollback after a crash (``run_id`` names
+        the saga). ``cancel`` (a ``threading.Event``, or a function answering True) stops
+        the run when set: a step running then finishes (a synchronous call cannot be
+        pre-empted), nothing more starts, what was done is undone, and the outcome says
+        ``cancelled``. The parallel groups' branches run one after the other, in order.
         """
+        run, world, before = self._prepare(
+            state, inject, policy, register, undo_order, clock, on_event, journal, run_id
+        )
+        asked = _asked(cancel)
+        if trace_state and state is not None:
+            run.trace(partial(snapshot, world))
+        run.tick()
+        try:
+            if self.after is not None:
+                _graph_drive.drive_graph(run, asked)
+            else:
+                run.asked = asked
+                cut = run.m.cancel(run.cancelling()) if asked is not None and asked() else None
+                run.drive(cut if cut is not None else run.m.start())
+        except Exception as exc:  # a journal write going forward: the run fails there
+            run.roll_back(exc)
+        run.finish(run.m.error)
+        if run.raise_after is not None:
+            raise run.raise_after  # Ctrl-C: undone (or left pending), but not swallowed
+        return self._outcome(run, world, before, state)
+
+    async def arun(
+        self,
+        state: State | None = None,
+        *,
+        inject: InjectionLike | None = None,
+        policy: PolicyLike | None = None,
+        register: Register | None = None,
+        undo_order: UndoOrder = "reverse",
+        clock: Clock | None = None,
+        on_event: EventSink | None = None,
+        trace_state: bool = False,
+        journal: UndoJournal | None = None,
+        run_id: str | None = None,
+        cancel: CancelLike | None = None,
+    ) -> Outcome:
+        """``run``, awaiting: the branches of a parallel group run at once, as asyncio
+        tasks (an action may return an awaitable: ``lambda s: book_room(s)``). A list of
+        steps runs in order, by the same machine.
+
+        Cancelled (its task, or ``cancel``), nothing more starts, the steps running finish
+        their attempt, and what was done is undone, shielded from the cancellation (a
+        second one too); the outcome says ``cancelled``. A cancelled task still raises its
+        CancelledError once that is done, carrying the outcome (``error.outcome``)."""
+        import asyncio
+
+        run, world, before = self._prepare(
+            state, inject, policy, register, undo_order, clock, on_event, journal, run_id,
+            graph=True,
+        )  # fmt: skip
+        if trace_state and state is not None:
+            run.trace(partial(snapshot, world))
+        run.tick()
+        inner = asyncio.ensure_future(_graph_drive.adrive_graph(run, _asked(cancel)))
+        stopped: asyncio.CancelledError | None = None
+        while not inner.done():
+            try:
+                await asyncio.shield(inner)
+            except asyncio.CancelledError as exc:
+                if inner.done() and inner.cancelled():
+                    raise
+                if stopped is None:
+                    stopped = exc
+                    run.tick()
+                    run.m.cancel(exc)  # (steps run: the machine answers when they end)
+        try:
+            inner.result()
+        except Exception as exc:  # a journal write going forward: the run fails there
+            await run.aroll_back(exc)
+        run.finish(run.m.error)
+        if run.raise_after is not None:
+            raise run.raise_after
+        outcome = self._outcome(run, world, before, state)
+        if stopped is not None:
+            stopped.outcome = outcome  # type: ignore[attr-defined]
+            raise stopped
+        return outcome
+
+    def _prepare(
+        self,
+        state: State | None,
+        inject: InjectionLike | None,
+        policy: PolicyLike | None,
+        register: Register | None,
+        undo_order: UndoOrder,
+        clock: Clock | None,
+        on_event: EventSink | None,
+        journal: UndoJournal | None,
+        run_id: str | None,
+        graph: bool = False,
+    ) -> tuple[Run, State, dict[str, Any] | None]:
+        """A run of this saga, checked before anything runs, and its world."""
         if state is not None and not isinstance(state, MutableMapping):
             raise TypeError(f"state must be a mutable mapping, got {type(state).__name__}")
         if register is not None:
@@ -301,6 +532,7 @@ class Saga:
             on_event=on_event if on_event is not None else self.on_event,
             journal=journal if journal is not None else self.journal,
             run_id=run_id,
+            after=self.after if self.after is not None or not graph else self._chain(),
         )
         if run.journal is not None:  # refuse closures before anything runs, not half-way
             for step in self.steps:
@@ -310,16 +542,15 @@ class Saga:
         before = self._before(run, world) if state is not None else None
         run.args = (world,)
         run.adopt(self._actions, self._undos, self._stateless)
-        if trace_state and state is not None:
-            run.trace(partial(snapshot, world))
-        run.tick()
-        try:
-            run.drive(run.m.start())
-        except Exception as exc:  # a journal write going forward: the run fails there
-            run.roll_back(exc)
-        run.finish(run.m.error)
-        if run.raise_after is not None:
-            raise run.raise_after  # Ctrl-C: undone (or left pending), but not swallowed
+        return run, world, before
+
+    def _chain(self) -> dict[str, tuple[str, ...]]:
+        """A list of steps as a graph: each step after the one before."""
+        return {s: self.names[i - 1 : i] for i, s in enumerate(self.names)}
+
+    def _outcome(
+        self, run: Run, world: State, before: dict[str, Any] | None, state: State | None
+    ) -> Outcome:
         after = safe_snapshot(world) if state is not None else None
         return run.outcome(
             steps=self.names,
