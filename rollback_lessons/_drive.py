@@ -12,9 +12,11 @@ from typing import Any, NamedTuple
 
 from .calls import PLAIN, call_timed, checked, what
 from .clock import Clock
+from .errors import Cancelled
 from .faults import untraced
 from .machine import Machine
 from .operations import Ask, Op, RunStep, RunUndo, Wait
+from .schedule import cancel
 
 NO_ARGS: tuple[Any, ...] = ()
 
@@ -98,7 +100,7 @@ class Driver:
                 self.results[step] = result
                 self.called()
                 if self.asked is not None and self.asked():
-                    m.cancel(self.cancelling())  # it stops here, once this step is done
+                    cancel(m, self.cancelling())  # it stops here, once this step is done
                 op = m.step_ok()
             elif kind is RunUndo:
                 step, _, timeout = op  # type: ignore[misc]
@@ -118,9 +120,9 @@ class Driver:
                     continue
                 self.tick()
                 if self.asked is not None and self.asked():
-                    cut = m.cancel(self.cancelling())  # a step waiting to retry is lost
+                    cut = cancel(m, self.cancelling())  # a step waiting to retry is lost
                     if cut is not None:
-                        op = cut
+                        op = cut  # type: ignore[assignment]
                         continue
                 op = m.resume()
             elif kind is Ask:
@@ -130,8 +132,6 @@ class Driver:
 
     def cancelling(self) -> BaseException:
         """The error a cancelled run fails with (``Saga.run(cancel=...)``)."""
-        from .errors import Cancelled
-
         return Cancelled("the run was cancelled by its caller")
 
     def drive(self, op: Op) -> Op:

@@ -13,7 +13,7 @@ then). That is the async engine with its timing made explicit, for the explorer 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._drive import Call
@@ -37,6 +37,29 @@ def _cancel(run: Run, asked: Asked) -> GraphOp | None:
     if asked is not None and not gm.cancelled and asked():
         return gm.cancel(run.cancelling())
     return None
+
+
+CancelLike = Callable[[], bool] | Any
+"""A cancel token: a ``threading.Event`` (or anything with ``is_set()``), or a function
+answering True once the run should stop."""
+
+
+def asked_of(cancel: CancelLike | None) -> Callable[[], bool] | None:
+    if cancel is None:
+        return None
+    is_set = getattr(cancel, "is_set", None)
+    if callable(is_set):
+        return is_set  # type: ignore[no-any-return]
+    if callable(cancel):
+        return cancel  # type: ignore[no-any-return]
+    raise TypeError(f"cancel must be an Event (is_set()) or a function, got {cancel!r}")
+
+
+def first_of(completion: Sequence[str]) -> Pick:
+    """Of the running steps, the one named first in ``completion`` finishes next (unnamed
+    ones last, in the order they started)."""
+    rank = {step: n for n, step in enumerate(completion)}
+    return lambda running: min(running, key=lambda s: rank.get(s, len(rank)))
 
 
 def step_ops(run: Run, step: str, asked: Asked) -> Generator[Call | float, Any, GraphOp]:

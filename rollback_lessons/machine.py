@@ -56,18 +56,12 @@ from .rules import IRREVERSIBLE, Kind
 
 
 def status_of(
-    *,
-    failed: bool,
-    halted: bool,
-    dead_letters: bool,
-    leaked: bool,
-    semantic: bool = False,
+    *, failed: bool, halted: bool, dead_letters: bool, leaked: bool, semantic: bool = False,
     cancelled: bool = False,
-) -> Status:
+) -> Status:  # fmt: skip
     """The one status rule. ``rolled_back`` promises the world is as it was; a semantic
     compensation (a correction email) makes things right, not as they were: incomplete.
-    ``cancelled`` promises what ``rolled_back`` does, for a run its caller cancelled; an
-    incomplete rollback says so whatever started it."""
+    ``cancelled`` promises what ``rolled_back`` does, for a run its caller cancelled."""
     if not failed:
         return Status.COMMITTED
     if halted:
@@ -204,7 +198,7 @@ class Machine:
     next_step = 0  # with a plan: the index of the step running
     attempt = base = 0  # base: attempts of this undo before this round (a crash, a person)
     pivot_done = halted = resumed = False
-    cancelled = False  # the run's caller cancelled it (``cancel``)
+    cancelled = False  # the run's caller cancelled it (``schedule.cancel``)
     rolling = False  # the run failed: from here on, nothing may end the rollback silently
     kept = False  # a journal keeps what an interruption leaves, for ``recover``
     dead_before = 0  # dead letters recorded before a crash
@@ -384,23 +378,6 @@ class Machine:
         self._expect("stop")
         self.stopping = error
 
-    def cancel(self, error: BaseException) -> Op | None:
-        """The run's caller cancels it (a cancel token, a cancelled task): nothing more
-        starts and what was done is undone; the status says ``cancelled``. A step running
-        now finishes first (None: tell the machine how it went, as usual); a step waiting
-        to retry is not tried again. Once the run failed, a cancel changes nothing (None):
-        the rollback goes on."""
-        if self.rolling or self.phase is Phase.DONE:
-            return None
-        self.cancelled = True
-        if self.phase is Phase.STEP:
-            self.stop(error)
-            return None
-        if self.phase is Phase.STEP_WAIT:
-            return self._step_lost(error)
-        self.stopping = error  # as ``stop`` would have: the same rules for the same cancel
-        return self.fail(error)
-
     def resume(self) -> RunStep | RunUndo | Finished:
         """The wait is over: the next attempt."""
         self._expect("resume")
@@ -448,7 +425,7 @@ class Machine:
             self.pending = [e.step for e in self.log[::-1]]
             self._emit(EventKind.HALTED, self.failed_step, {"reason": self.reason})
             return Finished(self)
-        self._rolling_back(self._order(self.log))
+        self._rolling_back(self.log[::-1] if self.undo_order == "reverse" else list(self.log))
         self.leaked = [*self.leaked, *self.irreversible]
         details = {"undos": len(self.todo), "order": self.undo_order, "policy": self.policy.name}
         self._emit(EventKind.ROLLBACK_START, None, details)
@@ -465,12 +442,6 @@ class Machine:
         return None
 
     # -- backward -----------------------------------------------------------------------
-
-    def _order(self, log: list[Entry]) -> list[Entry]:
-        """The undo log in the order its undos run: newest first, or ``forward`` (only to
-        show why that is wrong). On a list every other order is the same as newest first;
-        a graph's (``schedule.GraphMachine``) are its own."""
-        return list(log) if self.undo_order == "forward" else log[::-1]
 
     def _rolling_back(self, todo: list[Entry]) -> None:
         self.todo = todo
@@ -581,7 +552,7 @@ class Machine:
         exc = self.interruption
         assert exc is not None
         if self.todo is Machine.todo:  # cut before the rollback's lists were made
-            self._rolling_back(self._order(self.log))
+            self._rolling_back(self.log[::-1] if self.undo_order == "reverse" else list(self.log))
         over = {*self.compensated, *(d.step for d in self.dead_letters), *self.pending}
         left = [e.step for e in self.todo if e.step not in over]
         self.pending.extend(left)  # type: ignore[attr-defined]

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import copy
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -16,6 +15,7 @@ from .clock import Clock
 from .errors import DuplicateStepError, InvalidPipelineError, UnsafeOrderError
 from .events import EventKind, EventSink, describe
 from .faults import InjectionLike
+from .graph import Parallel, check_graph_order, flatten
 from .operations import StepSpec
 from .outcome import Outcome
 from .policies import PolicyLike, RetryPolicy, resolve_policy
@@ -23,6 +23,7 @@ from .ports import UndoJournal
 from .rules import (
     FORWARD_RETRY,
     IRREVERSIBLE,
+    UNDO_ORDERS,
     Kind,
     NamedUndo,
     Register,
@@ -30,7 +31,8 @@ from .rules import (
     check_name,
     check_register,
 )
-from .schedule import concurrent, dependants
+from .schedule import cancel as cancel_run
+from .snapshots import safe_snapshot, snapshot
 
 State = MutableMapping[str, Any]
 
@@ -86,82 +88,6 @@ class Step:
         check_register(self.register, f"step {self.name!r}: register")
 
 
-CancelLike = Callable[[], bool] | Any
-"""A cancel token: a ``threading.Event`` (or anything with ``is_set()``), or a function
-answering True once the run should stop."""
-
-
-def _asked(cancel: CancelLike | None) -> Callable[[], bool] | None:
-    if cancel is None:
-        return None
-    is_set = getattr(cancel, "is_set", None)
-    if callable(is_set):
-        return is_set  # type: ignore[no-any-return]
-    if callable(cancel):
-        return cancel  # type: ignore[no-any-return]
-    raise TypeError(f"cancel must be an Event (is_set()) or a function, got {cancel!r}")
-
-
-class Parallel:
-    """A parallel group: its branches run at once (``await saga.arun``), or one after the
-    other (``saga.run``), with the same rules. A branch is a ``Step``, a list of steps (and
-    groups) run in order, or another group. The step after the group starts once every
-    branch is done; if a step of one branch fails for good, nothing more starts, the steps
-    still running finish, and everything done is undone (``schedule``)."""
-
-    def __init__(self, *branches: Step | Parallel | Sequence[Step | Parallel]) -> None:
-        if not branches:
-            raise InvalidPipelineError("a Parallel group needs at least one branch")
-        found: list[tuple[Step | Parallel, ...]] = []
-        for branch in branches:
-            items = (branch,) if isinstance(branch, Step | Parallel) else tuple(branch)
-            if not items:
-                raise InvalidPipelineError("a branch of a Parallel group is empty")
-            for item in items:
-                if not isinstance(item, Step | Parallel):
-                    raise TypeError(
-                        f"a Parallel branch holds Step objects or Parallel groups, got {item!r}"
-                    )
-            found.append(items)
-        self.branches: tuple[tuple[Step | Parallel, ...], ...] = tuple(found)
-
-    def __repr__(self) -> str:
-        inner = ", ".join(
-            "[" + ", ".join(_shown(i) for i in b) + "]" if len(b) > 1 else _shown(b[0])
-            for b in self.branches
-        )
-        return f"Parallel({inner})"
-
-
-def _shown(item: Step | Parallel) -> str:
-    return item.name if isinstance(item, Step) else repr(item)
-
-
-def flatten(
-    items: Sequence[Step | Parallel], before: tuple[str, ...] = ()
-) -> tuple[list[Step], dict[str, tuple[str, ...]], tuple[str, ...]]:
-    """A definition as a graph: its steps in definition order, each step's dependencies
-    (the steps that must be done before it starts), and the steps it ends with."""
-    steps: list[Step] = []
-    after: dict[str, tuple[str, ...]] = {}
-    frontier = before
-    for item in items:
-        if isinstance(item, Step):
-            steps.append(item)
-            after.setdefault(item.name, frontier)
-            frontier = (item.name,)
-            continue
-        ends: list[str] = []
-        for branch in item.branches:
-            more, deps, last = flatten(branch, frontier)
-            steps += more
-            for name, dep in deps.items():
-                after.setdefault(name, dep)
-            ends += last
-        frontier = tuple(ends)
-    return steps, after, frontier
-
-
 @dataclass(frozen=True)
 class OrderCheck:
     """Why an order is unsafe, in words; empty ``problems`` means it is safe."""
@@ -181,56 +107,6 @@ class OrderCheck:
                 "The order is safe: nothing irreversible happens while a later step can still fail."
             )
         return "\n".join(f"- {p}" for p in self.problems)
-
-
-def snapshot(state: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy that later changes to the state cannot reach."""
-    taker = getattr(state, "snapshot", None)
-    if callable(taker):
-        return taker()  # type: ignore[no-any-return]
-    try:  # plain data (dicts, lists, numbers, text) is copied by hand, much faster
-        return {key: _copy(value, 0) for key, value in state.items()}
-    except _NotPlain:
-        return copy.deepcopy(dict(state))
-
-
-class _NotPlain(Exception):
-    """A value ``_copy`` leaves to ``copy.deepcopy`` (with the whole state)."""
-
-
-_ATOMS = frozenset({str, int, float, bool, type(None), bytes})
-
-
-def _copy(value: Any, depth: int) -> Any:
-    """Plain data copied (each snapshot of a traced run, and the explorer's thousands of
-    runs, paid for copy.deepcopy's generality: ``make bench``); anything else, or data
-    nested deeper than 20 (perhaps a cycle), raises _NotPlain."""
-    kind = type(value)
-    if kind in _ATOMS:
-        return value
-    if depth > 20:
-        raise _NotPlain
-    if kind is dict:
-        return {k: _copy(v, depth + 1) for k, v in value.items()}
-    if kind is list:
-        return [_copy(v, depth + 1) for v in value]
-    if kind is tuple:
-        return tuple(_copy(v, depth + 1) for v in value)
-    raise _NotPlain
-
-
-def safe_snapshot(state: Mapping[str, Any]) -> dict[str, Any]:
-    """A snapshot that never raises: a value that cannot be copied is shown by its repr."""
-    try:
-        return snapshot(state)
-    except Exception:
-        out: dict[str, Any] = {}
-        for key, value in dict(state).items():
-            try:
-                out[key] = copy.deepcopy(value)
-            except Exception:
-                out[key] = f"<uncopyable {type(value).__name__}>"
-        return out
 
 
 class Saga:
@@ -295,7 +171,8 @@ class Saga:
     def check_order(self) -> OrderCheck:
         """Explain each irreversible step that runs while a later step can still fail."""
         if self.after is not None:
-            return self._check_graph_order(self.after)
+            found, moves = check_graph_order(self.steps, self.after)
+            return OrderCheck(tuple(found), tuple(moves))
         problems: list[str] = []
         reorder: list[str] = []
         # the last step that can still fail for good (not retriable): an irreversible
@@ -338,52 +215,6 @@ class Saga:
             reorder.append(f"{problem}.")
         return OrderCheck(tuple(problems), tuple(reorder))
 
-    def _check_graph_order(self, after: Mapping[str, tuple[str, ...]]) -> OrderCheck:
-        """``check_order`` for a saga with parallel groups: an irreversible step is unsafe
-        while a step that can still fail (not retriable) runs after it *or at the same time*
-        (in another branch of its group): a pivot inside a parallel group is refused."""
-        below = dependants(after)
-        beside = concurrent(after)
-        problems: list[str] = []
-        reorder: list[str] = []
-        for step in self.steps:
-            if step.kind not in IRREVERSIBLE:
-                continue
-            can_fail = lambda names: [n for n in names if self[n].kind is not Kind.RETRIABLE]  # noqa: E731
-            same_time = can_fail(beside[step.name])
-            later = can_fail(n for n in self.names if n in below[step.name])
-            if not same_time and not later:
-                continue
-            before = [n for n in self.names if step.name in below[n] and self[n].undo is not None]
-            undone = before + [n for n in same_time if self[n].undo is not None]
-            what_it_is = "irreversible" if step.kind is Kind.PIVOT else "never undone (retriable)"
-            what = (
-                f"the rollback undoes what was done of {', '.join(undone)} but {step.name!r} "
-                "stays done"
-                if undone
-                else f"{step.name!r} stays done"
-            )
-            names = ", ".join(repr(n) for n in [*same_time, *later])
-            them = "it" if len(same_time) + len(later) == 1 else "them"
-            if same_time:
-                where = ", ".join(repr(n) for n in same_time)
-                problem = (
-                    f"{step.name!r} is {what_it_is} but runs in a parallel group at the same "
-                    f"time as {where}"
-                    + (f", and before {', '.join(repr(n) for n in later)}" if later else "")
-                    + f", which can still fail. If one fails, {what}. Move {step.name!r} "
-                    "out of the group, after every step that can still fail"
-                )
-            else:
-                problem = (
-                    f"{step.name!r} is {what_it_is} but runs before {names}, which can still "
-                    f"fail. If {'it' if them == 'it' else 'one of them'} fails, {what}. "
-                    f"Move {step.name!r} after {them}"
-                )
-            problems.append(f"{problem}, or make {them} retriable.")
-            reorder.append(f"{problem}.")
-        return OrderCheck(tuple(problems), tuple(reorder))
-
     @staticmethod
     def _retry(step: Step) -> RetryPolicy | None:
         """A retriable step is retried forward before the saga halts: its own policy, or
@@ -410,7 +241,8 @@ class Saga:
         trace_state: bool = False,
         journal: UndoJournal | None = None,
         run_id: str | None = None,
-        cancel: CancelLike | None = None,
+        cancel: _graph_drive.CancelLike | None = None,
+        completion: Sequence[str] | None = None,
     ) -> Outcome:
         """Run the steps on ``state``; on failure undo what was done. Never raises for a step.
 
@@ -424,21 +256,29 @@ class Saga:
         the run when set: a step running then finishes (a synchronous call cannot be
         pre-empted), nothing more starts, what was done is undone, and the outcome says
         ``cancelled``. The parallel groups' branches run one after the other, in order.
+
+        ``completion`` plays one timing of ``arun`` without asyncio: every ready step starts
+        at once, and of the steps running, the one named first in ``completion`` finishes
+        next (its action is called then; unnamed steps last, in definition order). The
+        explorer and the property tests try the completion orders that way.
         """
         run, world, before = self._prepare(
-            state, inject, policy, register, undo_order, clock, on_event, journal, run_id
-        )
-        asked = _asked(cancel)
+            state, inject, policy, register, undo_order, clock, on_event, journal, run_id,
+            graph=completion is not None,
+        )  # fmt: skip
+        asked = _graph_drive.asked_of(cancel)
         if trace_state and state is not None:
             run.trace(partial(snapshot, world))
         run.tick()
         try:
-            if self.after is not None:
+            if completion is not None:
+                _graph_drive.drive_graph(run, asked, _graph_drive.first_of(completion))
+            elif self.after is not None:
                 _graph_drive.drive_graph(run, asked)
             else:
                 run.asked = asked
-                cut = run.m.cancel(run.cancelling()) if asked is not None and asked() else None
-                run.drive(cut if cut is not None else run.m.start())
+                cut = cancel_run(run.m, run.cancelling()) if asked is not None and asked() else None
+                run.drive(cut if cut is not None else run.m.start())  # type: ignore[arg-type]
         except Exception as exc:  # a journal write going forward: the run fails there
             run.roll_back(exc)
         run.finish(run.m.error)
@@ -459,7 +299,7 @@ class Saga:
         trace_state: bool = False,
         journal: UndoJournal | None = None,
         run_id: str | None = None,
-        cancel: CancelLike | None = None,
+        cancel: _graph_drive.CancelLike | None = None,
     ) -> Outcome:
         """``run``, awaiting: the branches of a parallel group run at once, as asyncio
         tasks (an action may return an awaitable: ``lambda s: book_room(s)``). A list of
@@ -478,7 +318,7 @@ class Saga:
         if trace_state and state is not None:
             run.trace(partial(snapshot, world))
         run.tick()
-        inner = asyncio.ensure_future(_graph_drive.adrive_graph(run, _asked(cancel)))
+        inner = asyncio.ensure_future(_graph_drive.adrive_graph(run, _graph_drive.asked_of(cancel)))
         stopped: asyncio.CancelledError | None = None
         while not inner.done():
             try:
@@ -489,7 +329,7 @@ class Saga:
                 if stopped is None:
                     stopped = exc
                     run.tick()
-                    run.m.cancel(exc)  # (steps run: the machine answers when they end)
+                    cancel_run(run.m, exc)  # (steps run: the machine answers when they end)
         try:
             inner.result()
         except Exception as exc:  # a journal write going forward: the run fails there
@@ -532,7 +372,10 @@ class Saga:
             on_event=on_event if on_event is not None else self.on_event,
             journal=journal if journal is not None else self.journal,
             run_id=run_id,
-            after=self.after if self.after is not None or not graph else self._chain(),
+            # a list in an order of a graph's (reverse_start, by_dependency) is a chain
+            after=self.dependencies
+            if graph or self.after is not None or undo_order not in UNDO_ORDERS
+            else None,
         )
         if run.journal is not None:  # refuse closures before anything runs, not half-way
             for step in self.steps:
@@ -544,8 +387,12 @@ class Saga:
         run.adopt(self._actions, self._undos, self._stateless)
         return run, world, before
 
-    def _chain(self) -> dict[str, tuple[str, ...]]:
-        """A list of steps as a graph: each step after the one before."""
+    @property
+    def dependencies(self) -> dict[str, tuple[str, ...]]:
+        """Each step's dependencies, the steps that must be done before it starts (a list
+        of steps is a chain: each step after the one before)."""
+        if self.after is not None:
+            return dict(self.after)
         return {s: self.names[i - 1 : i] for i, s in enumerate(self.names)}
 
     def _outcome(

@@ -255,7 +255,7 @@ class GraphMachine(Machine):
         self._emit(EventKind.STEP_FAILED, step, details)
         return self._next()
 
-    def cancel(self, error: BaseException) -> GraphOp | None:  # type: ignore[override]
+    def cancel(self, error: BaseException) -> GraphOp | None:
         """The run's caller cancels it: nothing more starts; the steps running finish (tell
         their outcome as usual), then what was done is undone and the status says
         ``cancelled``. Answers the rollback at once when no step runs; None once the run
@@ -284,7 +284,13 @@ class GraphMachine(Machine):
 
     # -- the undo order ---------------------------------------------------------------------
 
+    def _rolling_back(self, todo: list[Entry]) -> None:
+        super()._rolling_back(self._order(todo))
+
     def _order(self, log: list[Entry]) -> list[Entry]:
+        """The undo log in the declared order (``forward``: as logged)."""
+        if self.undo_order == "forward":
+            return sorted(log, key=self.log.index)
         entry = {e.step: e for e in log}
         steps = undo_order(
             self.undo_order,
@@ -297,4 +303,33 @@ class GraphMachine(Machine):
         return [entry[step] for step in steps]
 
 
-__all__ = ["After", "GraphMachine", "GraphOp", "Ready", "concurrent", "dependants", "undo_order"]
+def cancel(m: Machine, error: BaseException) -> Op | GraphOp | None:
+    """The run's caller cancels it (a cancel token, a cancelled task): nothing more starts,
+    what was done is undone, and the status says ``cancelled`` (``status_of``). A step
+    running now finishes first (None: tell the machine how it went, as usual); a step
+    waiting to retry is not tried again. Once the run failed, a cancel changes nothing
+    (None): the rollback goes on. (A graph's own rule: ``GraphMachine.cancel``.)"""
+    if isinstance(m, GraphMachine):
+        return m.cancel(error)
+    if m.rolling or m.phase is Phase.DONE:
+        return None
+    m.cancelled = True
+    if m.phase is Phase.STEP:
+        m.stop(error)
+        return None
+    if m.phase is Phase.STEP_WAIT:
+        return m._step_lost(error)
+    m.stopping = error  # as ``stop`` would have: the same rules for the same cancel
+    return m.fail(error)
+
+
+__all__ = [
+    "After",
+    "GraphMachine",
+    "GraphOp",
+    "Ready",
+    "cancel",
+    "concurrent",
+    "dependants",
+    "undo_order",
+]

@@ -212,3 +212,11 @@ def test_the_machine_refuses_what_cannot_happen():
     with pytest.raises(MachineError, match="not started"):
         m.step_done("b")
     assert m.step_done("a") == Ready(("b",))
+
+
+@pytest.mark.parametrize("order", ["reverse", "reverse_start", "by_dependency"])
+def test_on_a_list_every_order_but_forward_is_newest_first(order):
+    log = []
+    saga = Saga([Step(n, lambda s: None, lambda s, n=n: log.append(n)) for n in "abc"])
+    outcome = saga.run({}, inject={"c": "fail"}, undo_order=order)
+    assert log == ["b", "a"] and outcome.status is Status.ROLLED_BACK
