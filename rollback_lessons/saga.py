@@ -31,6 +31,7 @@ from .rules import (
     check_name,
     check_register,
 )
+from .schedule import GraphMachine
 from .schedule import cancel as cancel_run
 from .snapshots import safe_snapshot, snapshot
 
@@ -273,7 +274,7 @@ class Saga:
         try:
             if completion is not None:
                 _graph_drive.drive_graph(run, asked, _graph_drive.first_of(completion))
-            elif self.after is not None:
+            elif isinstance(run.m, GraphMachine):
                 _graph_drive.drive_graph(run, asked)
             else:
                 run.asked = asked
