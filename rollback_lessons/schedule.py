@@ -131,7 +131,14 @@ class GraphMachine(Machine):
         self.after = after
         self.specs = {spec.name: spec for spec in plan}
         self.definition = tuple(spec.name for spec in plan)
-        self.below = dependants(after)
+        # kept as it changes, not searched for: the explorer runs thousands (``make bench``)
+        self.children: dict[str, list[str]] = {step: [] for step in self.definition}
+        self.unmet = {step: len(after[step]) for step in self.definition}
+        for step in self.definition:
+            for dep in after[step]:
+                self.children[dep].append(step)
+        self.waiting = [step for step in self.definition if not after[step]]  # may start
+        self.busy_count = 0
         self.where: dict[str, str] = {}  # step -> running, waiting, done, failed
         self.attempts: dict[str, int] = {}
         self.last_error: dict[str, BaseException] = {}
@@ -147,20 +154,20 @@ class GraphMachine(Machine):
         return bool(self.failures) or self.stopping is not None
 
     @property
+    def below(self) -> dict[str, frozenset[str]]:
+        """Each step's dependants (only the ``by_dependency`` order needs them)."""
+        return dependants(self.after)
+
+    @property
     def busy(self) -> tuple[str, ...]:
         """The steps started and not yet ended (running, or waiting to retry)."""
         return tuple(s for s, w in self.where.items() if w in (_RUNNING, _WAITING))
 
     def ready(self) -> tuple[str, ...]:
-        """The steps that may start now, in definition order."""
-        if self.failing or self.phase is not Phase.FORWARD:
+        """The steps that may start now (all they depend on is done), in definition order."""
+        if self.failures or self.stopping is not None or self.phase is not Phase.FORWARD:
             return ()
-        where = self.where
-        return tuple(
-            step
-            for step in self.definition
-            if step not in where and all(where.get(d) == _DONE for d in self.after[step])
-        )
+        return tuple(self.waiting)
 
     def start(self) -> Ready:  # type: ignore[override]
         self._expect("start")
@@ -170,6 +177,8 @@ class GraphMachine(Machine):
         """Start ``step`` (one of ``ready()``)."""
         if step not in self.ready():
             raise MachineError(f"launch({step!r}): it may not start now")
+        self.waiting.remove(step)
+        self.busy_count += 1
         spec = self.specs[step]
         self.kinds[step] = spec.kind
         self.seen.append(step)
@@ -194,8 +203,17 @@ class GraphMachine(Machine):
         """``step``'s action returned."""
         spec = self._running(step, _RUNNING)
         self.where[step] = _DONE
+        self.busy_count -= 1
         self.completed.append(step)
         self.ended.append(step)
+        freed = False
+        for child in self.children[step]:
+            self.unmet[child] -= 1
+            if not self.unmet[child]:
+                self.waiting.append(child)
+                freed = True
+        if freed:
+            self.waiting.sort(key=self.definition.index)
         if spec.kind in IRREVERSIBLE:
             self.irreversible = [*self.irreversible, step]
             self.pivot_done = self.pivot_done or spec.kind == Kind.PIVOT
@@ -242,6 +260,7 @@ class GraphMachine(Machine):
         and no undo was logged before it, leaked."""
         spec = self.specs[step]
         self.where[step] = _FAILED
+        self.busy_count -= 1
         self.ended.append(step)
         details: dict[str, Any] = {"error": describe(error)}
         if after_effect(error):
@@ -263,12 +282,12 @@ class GraphMachine(Machine):
         if self.rolling or self.phase is Phase.DONE or self.failing:
             return None
         self.cancelled, self.stopping = True, error
-        return self._next() if not self.busy else None
+        return self._next() if not self.busy_count else None
 
     def _next(self) -> GraphOp:
         """What follows an ended step: more may start, or wait for the running, or the run
         is over (committed, or failed: the first failure's rollback)."""
-        if self.busy:
+        if self.busy_count:
             return Ready(self.ready())
         ready = self.ready()
         if ready:
@@ -298,7 +317,7 @@ class GraphMachine(Machine):
             started=self.started,
             ended=self.ended + [s for s in self.started if s not in self.ended],
             definition=self.definition,
-            below=self.below,
+            below=self.below if self.undo_order == "by_dependency" else {},
         )
         return [entry[step] for step in steps]
 
