@@ -159,7 +159,9 @@ class Outcome(RunRecord):
 
     def summary_lines(self) -> list[str]:
         head = str(self.status)
-        if self.error is not None:
+        if self.error is not None and self.status is Status.CANCELLED and not self.failed_step:
+            head += f": stopped by {describe(self.error)}"
+        elif self.error is not None:
             head += f": {self.failed_step or 'the block'} failed with {describe(self.error)}"
         lines = [
             head,
