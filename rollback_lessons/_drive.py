@@ -67,6 +67,7 @@ class Driver:
     stateless: Collection[str] = ()  # steps whose undo is called without the state (by name)
     tracer: Callable[[], Mapping[str, Any]] | None = None
     asked: Callable[[], bool] | None = None  # has the caller asked the run to stop?
+    stopped_by: BaseException | None = None  # what stopped it (a task's CancelledError)
     error: BaseException | None = None  # the last step error (a with-block raises it)
     raise_after: BaseException | None = None  # a Ctrl-C to re-raise when the rollback is done
 
@@ -131,8 +132,9 @@ class Driver:
                 return op
 
     def cancelling(self) -> BaseException:
-        """The error a cancelled run fails with (``Saga.run(cancel=...)``)."""
-        return Cancelled("the run was cancelled by its caller")
+        """The error a cancelled run fails with (``Saga.run(cancel=...)``, or the
+        CancelledError of a cancelled ``arun``)."""
+        return self.stopped_by or Cancelled("the run was cancelled by its caller")
 
     def drive(self, op: Op) -> Op:
         """Carry out the operations synchronously. A KeyboardInterrupt or SystemExit in a

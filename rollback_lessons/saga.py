@@ -319,8 +319,13 @@ class Saga:
         if trace_state and state is not None:
             run.trace(partial(snapshot, world))
         run.tick()
-        inner = asyncio.ensure_future(_graph_drive.adrive_graph(run, _graph_drive.asked_of(cancel)))
+        asked = _graph_drive.asked_of(cancel)
         stopped: asyncio.CancelledError | None = None
+
+        def stop_asked() -> bool:  # heard when a running step ends, as a token is
+            return stopped is not None or (asked is not None and asked())
+
+        inner = asyncio.ensure_future(_graph_drive.adrive_graph(run, stop_asked))
         while not inner.done():
             try:
                 await asyncio.shield(inner)
@@ -328,9 +333,7 @@ class Saga:
                 if inner.done() and inner.cancelled():
                     raise
                 if stopped is None:
-                    stopped = exc
-                    run.tick()
-                    cancel_run(run.m, exc)  # (steps run: the machine answers when they end)
+                    stopped = run.stopped_by = exc
         try:
             inner.result()
         except Exception as exc:  # a journal write going forward: the run fails there
