@@ -35,6 +35,8 @@ from rollback_lessons.runners.temporal import TemporalRunner, TemporalUnavailabl
 from rollback_lessons.runners.temporal import server as server_module
 from rollback_lessons.worlds.demo import xyz_saga, xyz_state
 
+pytestmark = pytest.mark.usefixtures("no_run_left_behind")
+
 
 def run_async(coroutine_function):
     """asyncio.run in a thread of its own: the test session may have a loop running."""
@@ -323,9 +325,10 @@ def test_halt_waits_for_a_person_who_answers_with_a_signal():
         return pending, await handle.outcome()
 
     async def scenario(runner):
+        handle = await runner.start_saga(xyz_saga(), xyz_state())
         with pytest.raises(ValueError, match="not one of: retry, fixed, leave"):
-            handle = await runner.start_saga(xyz_saga(), xyz_state())
             await handle.resolve("shrug")
+        await handle.outcome()  # it commits, and its run is released
         return (
             await ask(runner, {"step3": "fail", "step1": "undo_fails_once"}, "retry"),
             await ask(runner, {"step3": "fail", "step1": "undo_fails"}, "fixed"),
