@@ -207,11 +207,16 @@ def test_cancelling_the_workflow_during_a_step_still_compensates():
 def test_the_dev_server_listens_on_loopback_only():
     async def scenario(runner):
         port = int(runner.env.client.service_client.config.target_host.rsplit(":", 1)[1])
-        return port, server_module.check_loopback_only(server_module.server_binary())
+        async with await TemporalRunner.start(runner.address) as connected:  # not a server
+            said = runner.address, runner.server, connected.server
+        return port, server_module.check_loopback_only(server_module.server_binary()), said
 
-    port, sockets = on_temporal(scenario)
+    port, sockets, (told, started, connected) = on_temporal(scenario)
     assert port in {p for _, p in sockets}  # the gRPC port is among those checked
     assert {address for address, _ in sockets} <= server_module._LOOPBACK
+    assert told == f"127.0.0.1:{port}"  # what the runner tells (lesson 08) is what happened
+    assert started == "Temporal's dev server, which it started on 127.0.0.1"
+    assert connected == f"the Temporal server at {told}, which it connected to"
 
 
 def test_a_server_listening_beyond_loopback_is_refused():
