@@ -22,11 +22,9 @@ from ...events import Event
 from ...saga import Saga, Step
 from ...worlds.examples import KEY, PRICE, booking_saga, booking_state
 from . import (
-    BookingWorld,
     Exercise,
     Incorrect,
     attempted,
-    booking_worlds,
     call,
     forall,
     function,
@@ -34,6 +32,7 @@ from . import (
     raised,
     register,
 )
+from .booking import BookingWorld, booking_worlds
 
 KINDS = ("gate", "compensable", "pivot", "retriable")
 POOL = {

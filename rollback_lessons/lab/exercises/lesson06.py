@@ -17,11 +17,9 @@ from ...events import Event
 from ...saga import Saga
 from ...worlds.services import booking_saga, new_world
 from . import (
-    BookingWorld,
     Exercise,
     Incorrect,
     attempted,
-    booking_worlds,
     choose,
     forall,
     function,
@@ -29,6 +27,7 @@ from . import (
     raised,
     register,
 )
+from .booking import BookingWorld, booking_worlds
 
 KEY, PRICE = "booking-42", 240  # the booking of worlds.services that the lesson runs
 NO_MAIL = ("127.0.0.1", 9)  # the failures are injected before the email step or in it
