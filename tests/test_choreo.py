@@ -94,8 +94,8 @@ def _one_message(variant):
 
 def test_a_redelivered_message_changes_nothing_with_an_inbox():
     _, room, message = _one_message(SAFE)
-    assert room.handle(message) is True
-    assert room.handle(message) is False  # the inbox knows its id
+    assert room.handle(message).effects == ("reserve",)
+    assert room.handle(message) is None  # the inbox knows its id
     assert room.effects() == [("b1", "reserve")]
     assert [m.type for m in room.unsent()] == [E.ROOM_RESERVED]  # one event, not two
 
@@ -185,7 +185,7 @@ def test_on_sqs_every_path_ends_right_and_a_relay_crash_duplicate_is_absorbed(wh
         queue.restart()  # died before deleting: SQS delivers it again
         again = queue.receive("room")
         assert again.message == delivery.message  # (SQS order is not promised: b1 first here)
-        assert room.handle(again.message) is False
+        assert room.handle(again.message) is None
         queue.delete("room", again)
         choreo.run()
         assert violations(choreo.effects(), EVERY_PATH) == {}

@@ -14,42 +14,15 @@ from rollback_lessons.choreo import (
     SAFE,
     Booking,
     Choreography,
-    Crash,
     EventType,
     MemoryQueue,
+    run_crashing,
     violations,
 )
 from rollback_lessons.choreo.explore import Fault, explore_choreography, run_once, single_faults
 
 E = EventType
 DECLINED = Booking("b2", card="bad")
-
-
-def _crash_once(moment, when):
-    """A checkpoint that crashes at the first ``moment`` at which ``when()`` is true."""
-    fired = []
-
-    def checkpoint(name):
-        if name == moment and not fired and when():
-            fired.append(name)
-            raise Crash(name)
-
-    return checkpoint, fired
-
-
-def _run_with_crash(variant, moment, when, bookings):
-    queue = MemoryQueue()
-    holder = {}
-    checkpoint, fired = _crash_once(moment, lambda: when(holder["choreo"]))
-    choreo = holder["choreo"] = Choreography(queue, variant, checkpoint=checkpoint)
-    choreo.ask(bookings)
-    try:
-        choreo.run()
-    except Crash:
-        choreo.restart()
-        choreo.run()
-    assert fired == [moment]
-    return choreo
 
 
 def _declined(choreo):
@@ -60,7 +33,8 @@ def test_a_crash_between_commit_and_publish_loses_the_event_without_an_outbox():
     """The card is declined and committed; the process dies before publishing
     PaymentFailed. The message comes back, but the decline is done: nothing to publish.
     The room is held for ever."""
-    choreo = _run_with_crash(NAIVE, "committed", _declined, [DECLINED])
+    choreo = run_crashing(MemoryQueue(), [DECLINED], NAIVE, "committed", _declined)
+    assert choreo.crashed == "crashed at committed"
     assert choreo.services["room"].state("b2") == "reserved"
     assert violations(choreo.effects(), [DECLINED]) == {
         "b2": ["stuck: reserve neither completed nor compensated"]
@@ -68,33 +42,25 @@ def test_a_crash_between_commit_and_publish_loses_the_event_without_an_outbox():
 
 
 def test_with_an_outbox_the_relay_sends_it_after_the_restart():
-    choreo = _run_with_crash(SAFE, "committed", _declined, [DECLINED])
+    choreo = run_crashing(MemoryQueue(), [DECLINED], SAFE, "committed", _declined)
+    assert choreo.crashed == "crashed at committed"
     assert choreo.services["room"].state("b2") == "released"
     assert violations(choreo.effects(), [DECLINED]) == {}
 
 
 def test_a_relay_crash_after_publishing_sends_the_event_twice_and_the_inbox_absorbs_it():
-    handled = []
-
     def room_reserved_published(choreo):
-        return choreo.queue.depth("payment") == 1 and not handled
+        return choreo.queue.depth("payment") == 1
 
-    queue = MemoryQueue()
-    holder = {}
-    checkpoint, _ = _crash_once("relayed", lambda: room_reserved_published(holder["choreo"]))
-    choreo = holder["choreo"] = Choreography(queue, SAFE, checkpoint=checkpoint)
-    payment = choreo.services["payment"]
-    original = payment.handle
-    payment.handle = lambda m: handled.append((m.type, original(m))) or handled[-1][1]
-    choreo.ask([Booking("b1")])
-    try:
-        choreo.run()
-    except Crash:
-        assert queue.depth("payment") == 1 and len(payment.unsent()) == 0
-        choreo.restart()
-        choreo.run()
-    assert handled[:2] == [(E.ROOM_RESERVED, True), (E.ROOM_RESERVED, False)]
-    assert payment.effects() == [("b1", "charge")]
+    choreo = run_crashing(MemoryQueue(), [Booking("b1")], SAFE, "relayed", room_reserved_published)
+    assert choreo.crashed == "crashed at relayed"
+    payment = [h for h in choreo.log if h.service == "payment"]
+    assert [(h.message.type, h.reaction is not None) for h in payment[:2]] == [
+        (E.ROOM_RESERVED, True),
+        (E.ROOM_RESERVED, False),  # the same id again: the inbox had it
+    ]
+    assert payment[0].message == payment[1].message
+    assert choreo.services["payment"].effects() == [("b1", "charge")]
     assert violations(choreo.effects(), [Booking("b1")]) == {}
 
 

@@ -20,6 +20,7 @@ from .run import (
     Variant,
     book,
     plan,
+    run_crashing,
     violations,
 )
 from .services import Relay, Service
@@ -46,5 +47,6 @@ __all__ = [
     "book",
     "plan",
     "react",
+    "run_crashing",
     "violations",
 ]

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .events import ACTIONS, SERVICES, E, Message
+from .events import ACTIONS, SERVICES, E, Message, Reaction
 from .queues import Queue
 from .services import Checkpoint, Relay, Service, _nothing, connect, publish
 
@@ -66,6 +66,15 @@ def plan(seed: int, n: int) -> tuple[Booking, ...]:
 
 
 @dataclass(frozen=True)
+class Handled:
+    """One message a service handled, and its reaction (``None``: the inbox had it)."""
+
+    service: str
+    message: Message
+    reaction: Reaction | None
+
+
+@dataclass(frozen=True)
 class Variant:
     """How the services are written: with an outbox and an inbox (or the naive commit,
     then publish, no inbox), and remembering a cancellation that overtakes its action."""
@@ -107,6 +116,9 @@ class Choreography:
             for name in SERVICES
         }
         self.relay = Relay(queue, checkpoint)
+        self.crashed = ""
+        self.log: list[Handled] = []
+        """Every message handled, in order (this process's view: a lesson's trace)."""
 
     def ask(self, bookings: Iterable[Booking]) -> None:
         """The guests' requests go on the queue (the guest is outside: no outbox)."""
@@ -123,7 +135,8 @@ class Choreography:
             if delivery is None:
                 continue
             self.checkpoint("received")
-            service.handle(delivery.message)
+            reaction = service.handle(delivery.message)
+            self.log.append(Handled(name, delivery.message, reaction))
             self.checkpoint("handled")
             self.queue.delete(name, delivery)
             moved = True
@@ -149,6 +162,33 @@ class Choreography:
     def close(self) -> None:
         for service in self.services.values():
             service.con.close()
+
+
+def run_crashing(
+    queue: Queue,
+    bookings: Sequence[Booking],
+    variant: Variant,
+    moment: str,
+    when: Callable[[Choreography], bool],
+) -> Choreography:
+    """Run ``bookings``; the process dies at the first ``moment`` at which ``when`` holds,
+    starts again on the same databases and queue, and runs to the end. Its ``crashed``
+    says where it died (empty if it never did)."""
+    choreo: Choreography
+
+    def checkpoint(name: str) -> None:
+        if name == moment and not choreo.crashed and when(choreo):
+            choreo.crashed = f"crashed at {name}"
+            raise Crash(choreo.crashed)
+
+    choreo = Choreography(queue, variant, checkpoint=checkpoint)
+    choreo.ask(bookings)
+    try:
+        choreo.run()
+    except Crash:
+        choreo.restart()
+        choreo.run()
+    return choreo
 
 
 COMPENSATION = {undo: action for action, undo in ACTIONS.items()}

@@ -17,7 +17,7 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-from .events import SUBSCRIBERS, Message, react
+from .events import SUBSCRIBERS, Message, Reaction, react
 from .queues import Queue
 
 Checkpoint = Callable[[str], None]
@@ -67,8 +67,8 @@ class Service:
         self.name, self.con, self.queue = name, con, queue
         self.outbox, self.tombstones, self.checkpoint = outbox, tombstones, checkpoint
 
-    def handle(self, message: Message) -> bool:
-        """React to ``message``; ``False`` if the inbox says it was handled already."""
+    def handle(self, message: Message) -> Reaction | None:
+        """React to ``message``; ``None`` if the inbox says it was handled already."""
         con = self.con
         con.execute("BEGIN IMMEDIATE")
         try:
@@ -76,7 +76,7 @@ class Service:
                 seen = con.execute("INSERT OR IGNORE INTO inbox VALUES (?)", (message.id,)).rowcount
                 if not seen:
                     con.execute("ROLLBACK")
-                    return False
+                    return None
             row = con.execute(
                 "SELECT state FROM bookings WHERE booking = ?", (message.booking,)
             ).fetchone()
@@ -109,7 +109,7 @@ class Service:
         if not self.outbox:  # the dual write: the commit above, the publish here
             for event in out:
                 publish(self.queue, event)
-        return True
+        return reaction
 
     def state(self, booking: str) -> str | None:
         row = self.con.execute(
