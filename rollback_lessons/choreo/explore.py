@@ -122,6 +122,15 @@ class ChoreoExploration:
         rows = tuple((str(r.variant), str(r.fault or "no fault"), r.describe()) for r in runs)
         return Table(("variant", "fault", "violated"), rows)
 
+    def first_failures(self) -> Table:
+        """The first broken run of each variant and kind of fault: what broke."""
+        first: dict[tuple[str, str], Run] = {}
+        for run in self.failures:
+            key = (str(run.variant), run.fault.family if run.fault else "no fault")
+            first.setdefault(key, run)
+        rows = tuple((v, str(r.fault), r.describe()) for (v, _), r in first.items())
+        return Table(("variant", "first broken run", "violated"), rows)
+
     def summary(self) -> Table:
         """Per variant and kind of fault: runs, and runs that broke an invariant."""
         counts: dict[tuple[str, str], list[int]] = {}
