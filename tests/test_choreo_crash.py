@@ -20,7 +20,6 @@ TRIALS = int(os.environ.get("SOAK_TRIALS", "30"))
 @pytest.mark.parametrize("seed", range(TRIALS))
 def test_killed_anywhere_nothing_is_lost_or_doubled_with_outbox_and_inbox(tmp_path, seed):
     trial = crash_trial(tmp_path, "safe", seed)
-    assert trial.kills  # it was started, and killed or finished, at least once before the end
     assert trial.broken == {}, trial
     assert trial.left == 0, trial
 

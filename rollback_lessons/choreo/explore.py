@@ -66,7 +66,8 @@ class _CrashAt:
     every moment (for the clean run)."""
 
     def __init__(self, moment: str = "", n: int = 0) -> None:
-        self.moment, self.n, self.seen, self.fired = moment, n, dict[str, int](), False
+        self.moment, self.n, self.fired = moment, n, False
+        self.seen: dict[str, int] = {}
 
     def __call__(self, moment: str) -> None:
         self.seen[moment] = self.seen.get(moment, 0) + 1

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .events import ACTIONS, SERVICES, E, Message, Reaction
 from .queues import Queue
-from .services import Checkpoint, Relay, Service, _nothing, connect, publish
+from .services import Checkpoint, Relay, Service, connect, no_checkpoint, publish
 
 
 class Crash(Exception):
@@ -101,7 +101,7 @@ class Choreography:
         variant: Variant = SAFE,
         *,
         folder: str | Path | None = None,
-        checkpoint: Checkpoint = _nothing,
+        checkpoint: Checkpoint = no_checkpoint,
     ) -> None:
         self.queue, self.variant, self.checkpoint = queue, variant, checkpoint
         self.services = {
