@@ -47,3 +47,13 @@ def test_the_pictures_are_readable_and_nothing_collides():
         assert report["problems"] == []
         assert report["min_text_px"] >= MIN_TEXT_PX
         assert report["width_px"] == 920
+
+
+def test_it_says_where_each_service_put_its_events():
+    from rollback_lessons.choreo import NAIVE, SAFE
+
+    for variant, where in ((SAFE, "to its outbox"), (NAIVE, "published")):
+        fig = draw_sequence(book(MemoryQueue(), EVERY_PATH, variant).log)
+        texts = [t.get_text() for t in fig.axes[0].texts]
+        assert "reserve; RoomReserved " + where in texts
+        assert "release" in texts  # nothing emitted: nothing said

@@ -72,6 +72,8 @@ class Handled:
     service: str
     message: Message
     reaction: Reaction | None
+    outbox: bool = True
+    """Its events went to the service's outbox (for the relay), not straight to the queue."""
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,7 @@ class Choreography:
                 continue
             self.checkpoint("received")
             reaction = service.handle(delivery.message)
-            self.log.append(Handled(name, delivery.message, reaction))
+            self.log.append(Handled(name, delivery.message, reaction, self.variant.outbox))
             self.checkpoint("handled")
             self.queue.delete(name, delivery)
             moved = True

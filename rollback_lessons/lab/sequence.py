@@ -1,5 +1,6 @@
 """A choreography as a sequence diagram: one lane per participant, one arrow per message a
-service handled, in the order handled; what the receiver did on the right. A message its
+service handled, in the order handled; what the receiver did on the right, and where its
+events went (its outbox, for the relay; or, naive, published straight away). A message its
 inbox already had is dashed and grey (the redelivery is visible, and so is that it changed
 nothing)."""
 
@@ -52,7 +53,11 @@ def _did(handled: Handled) -> str:
     if handled.reaction is None:
         return "nothing: its inbox had it"
     reaction = handled.reaction
-    return ", ".join(reaction.effects) or f"no effect ({reaction.state or 'unchanged'})"
+    did = ", ".join(reaction.effects) or f"no effect ({reaction.state or 'unchanged'})"
+    if not reaction.emit:
+        return did
+    where = "to its outbox" if handled.outbox else "published"
+    return f"{did}; {', '.join(map(str, reaction.emit))} {where}"
 
 
 def draw_sequence(log: Sequence[Handled], *, title: str = "") -> Figure:
