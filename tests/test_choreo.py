@@ -196,3 +196,18 @@ def test_on_sqs_every_path_ends_right_and_a_relay_crash_duplicate_is_absorbed(wh
             0,
             2,
         ]
+
+
+def test_the_trace_tells_what_each_service_got_did_and_sent():
+    from rollback_lessons.worlds.choreography import BOUNCES, relay_crash, trace
+
+    rows = trace(book(MemoryQueue(), [BOUNCES]).log).rows
+    assert [(r[1], r[2], r[3], r[4]) for r in rows] == [
+        ("room", "BookingRequested", "reserve (reserved)", "RoomReserved"),
+        ("payment", "RoomReserved", "charge (charged)", "PaymentCharged"),
+        ("notification", "PaymentCharged", "no effect (failed)", "NotificationFailed"),
+        ("payment", "NotificationFailed", "refund (refunded)", "PaymentRefunded"),
+        ("room", "PaymentRefunded", "release (released)", "-"),
+    ]
+    payment = trace(relay_crash().log, "payment").rows
+    assert [r[3] for r in payment] == ["charge (charged)", "nothing: its inbox had this message"]
