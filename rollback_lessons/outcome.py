@@ -239,8 +239,8 @@ def compare_table(outcomes: Mapping[str, Outcome]) -> Table:
     rows = [
         ("status", lambda o: str(o.status)),
         ("undone", lambda o: _names(o.compensated)),
-        # both rows are work for a person: a dead letter was tried and given up on; a
-        # pending undo was never tried, because the rollback halted
+        # both rows are work for a person: a dead letter was tried and given up on; the
+        # pending undos were left when the rollback halted (one that failed, and the rest)
         ("dead letters", lambda o: _names(tuple(d.step for d in o.dead_letters))),
         ("pending (halted)", lambda o: _names(o.pending)),
         ("undo attempts", lambda o: str(sum(e.kind == "undo" for e in o.events))),

@@ -57,11 +57,34 @@ class OnALoop:
 @pytest.fixture(scope="module")
 def dbos_runner():
     """DBOS, launched once for a module (it is one per process), on a temporary file; closed
-    when the module is done, so that its threads do not run beside other modules' tests."""
+    when the module is done, so that its threads do not run beside other modules' tests.
+
+    DBOS's queue thread jitters its polling with the global ``random`` (dbos/_queue.py:
+    ``random.uniform``, ``random.shuffle``), every second or so: Hypothesis saw the global
+    state change while a strategy was drawing and blamed the strategy ("Do not use the
+    `random` module inside strategies"). Here that thread draws from a Random of its own."""
+    import random
+
+    import dbos._queue
+
     from rollback_lessons.runners.dbos import DBOSRunner
 
-    with DBOSRunner.start() as runner:
-        yield runner
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(dbos._queue, "random", random.Random())
+        with DBOSRunner.start() as runner:
+            yield runner
+
+
+@pytest.fixture
+def no_run_left_behind():
+    """A test on an engine releases every run it hosted in this process (``hosted.RUNS``,
+    ``hosted.POLICIES``): one left there stays for the rest of the xdist worker's tests."""
+    from rollback_lessons.runners import hosted
+
+    before = set(hosted.RUNS) | set(hosted.POLICIES)
+    yield
+    left = (set(hosted.RUNS) | set(hosted.POLICIES)) - before
+    assert not left, f"this test left runs hosted (never awaited to their outcome): {sorted(left)}"
 
 
 def same_outcome(local, remote, *, events: bool = True) -> None:

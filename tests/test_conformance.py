@@ -153,6 +153,7 @@ def on_temporal():
         on.close()
 
 
+@pytest.mark.usefixtures("no_run_left_behind")
 @settings(PROPERTY, max_examples=20)
 @given(drawn=drawn_sagas())
 def test_a_fixed_sample_of_drawn_sagas_ends_the_same_on_temporal(drawn, on_temporal):

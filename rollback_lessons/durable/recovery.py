@@ -1,5 +1,10 @@
 """Finish, after a crash, the rollback of every saga a journal shows unfinished.
 
+A saga cut short going forward is rolled back too, never resumed: a journal keeps the
+undos (registered names, JSON arguments), not the steps' code, their inputs or the caller
+waiting for the result, so undoing is all that can be done from it. (DBOS and Temporal keep
+the workflow itself and its inputs, and resume it forward; lesson 07 shows both.)
+
 What ``recover`` promises, whatever the operator or the next crash does:
 
 - **Registries.** It runs an undo only by its registered name. A saga with a compensation
