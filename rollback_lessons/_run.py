@@ -40,7 +40,16 @@ from .operations import PROCEED, Op, StepSpec
 from .outcome import DeadLetter, Outcome
 from .policies import PolicyLike, RetryPolicy, resolve_policy
 from .ports import UndoJournal
-from .rules import Kind, NamedUndo, Register, UndoOrder, check_register, check_undo_order
+from .rules import (
+    GRAPH_UNDO_ORDERS,
+    Kind,
+    NamedUndo,
+    Register,
+    UndoOrder,
+    check_register,
+    check_undo_order,
+)
+from .schedule import After, GraphMachine
 
 _log = logging.getLogger("rollback_lessons")
 _NO_ARGS: tuple[Any, ...] = ()
@@ -65,8 +74,9 @@ class Run(Driver):
         is_async: bool = False,
         journal: UndoJournal | None = None,
         run_id: str | None = None,
+        after: After | None = None,
     ) -> None:
-        check_undo_order(undo_order)
+        check_undo_order(undo_order, GRAPH_UNDO_ORDERS)
         if on_event is not None and not callable(on_event):
             raise TypeError(f"on_event must be callable, got {on_event!r}")
         self.name = name
@@ -88,14 +98,25 @@ class Run(Driver):
         self.started_at = clock.time()
         self.log_level = log_threshold()
         watched = jrun is not None or on_event is not None or self.log_level <= logging.ERROR
-        self.m = Machine(
-            resolve_policy(policy),
-            plan=plan,
-            allowed=tuple(steps) if steps is not None else None,
-            undo_order=undo_order,
-            name=name,
-            watch=self._watch if watched else None,
-        )
+        if after is not None:  # a saga with parallel groups: a graph of steps
+            assert plan is not None
+            self.m = GraphMachine(
+                resolve_policy(policy),
+                plan=plan,
+                after=after,
+                undo_order=undo_order,
+                name=name,
+                watch=self._watch if watched else None,
+            )
+        else:
+            self.m = Machine(
+                resolve_policy(policy),
+                plan=plan,
+                allowed=tuple(steps) if steps is not None else None,
+                undo_order=undo_order,
+                name=name,
+                watch=self._watch if watched else None,
+            )
         if jrun is not None:
             self.journal = JournalWriter(jrun, self.m)
             self.m.kept = True

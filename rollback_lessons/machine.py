@@ -56,17 +56,19 @@ from .rules import IRREVERSIBLE, Kind
 
 
 def status_of(
-    *, failed: bool, halted: bool, dead_letters: bool, leaked: bool, semantic: bool = False
-) -> Status:
+    *, failed: bool, halted: bool, dead_letters: bool, leaked: bool, semantic: bool = False,
+    cancelled: bool = False,
+) -> Status:  # fmt: skip
     """The one status rule. ``rolled_back`` promises the world is as it was; a semantic
-    compensation (a correction email) makes things right, not as they were: incomplete."""
+    compensation (a correction email) makes things right, not as they were: incomplete.
+    ``cancelled`` promises what ``rolled_back`` does, for a run its caller cancelled."""
     if not failed:
         return Status.COMMITTED
     if halted:
         return Status.HALTED
     if dead_letters or leaked or semantic:
         return Status.ROLLBACK_INCOMPLETE
-    return Status.ROLLED_BACK
+    return Status.CANCELLED if cancelled else Status.ROLLED_BACK
 
 
 def halts_forward(pivot_done: bool, failed_kind: str | None) -> bool:
@@ -196,6 +198,7 @@ class Machine:
     next_step = 0  # with a plan: the index of the step running
     attempt = base = 0  # base: attempts of this undo before this round (a crash, a person)
     pivot_done = halted = resumed = False
+    cancelled = False  # the run's caller cancelled it (``schedule.cancel``)
     rolling = False  # the run failed: from here on, nothing may end the rollback silently
     kept = False  # a journal keeps what an interruption leaves, for ``recover``
     dead_before = 0  # dead letters recorded before a crash
@@ -626,6 +629,7 @@ class Machine:
             dead_letters=bool(self.dead_letters) or self.dead_before > 0,
             leaked=bool(self.leaked),
             semantic=bool(self.semantic),
+            cancelled=self.cancelled,
         )
 
     def logged(self, step: str) -> bool:

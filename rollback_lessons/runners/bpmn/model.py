@@ -36,6 +36,7 @@ from ...operations import StepSpec
 from ...policies import data_only
 from ...saga import Saga
 from ..owed import every_undo, owed
+from ..wire import refuse_graph
 from .document import Model as _Model
 from .document import Scope as _Scope
 from .document import esc as _esc
@@ -100,6 +101,7 @@ def _model_plan(saga: Saga) -> tuple[tuple[StepSpec, ...], list[bool], int]:
     rollback (all but those the machine halts on: after the pivot, retried forward and then
     left for a person); how many times an undo's job is handed out. A policy that decides
     in Python is refused here, before anything is written."""
+    refuse_graph(saga)  # (parallel groups: in process only, so far)
     policy = data_only(saga.policy, ENGINE)
     specs = saga.specs()
     return specs, [not o.halts for o in owed(specs)], policy.max_attempts
