@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import partial
 
 import pytest
-from conftest import OnALoop, same_outcome
+from conftest import OnALoop, examples, same_outcome
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -124,7 +124,7 @@ PROPERTY = settings(
 )
 
 
-@settings(PROPERTY, max_examples=25)
+@settings(PROPERTY, max_examples=examples(12))  # make soak: 120
 @given(drawn=drawn_sagas())
 def test_a_drawn_saga_ends_the_same_on_every_engine(drawn, step_functions, dbos_runner):
     local = drawn.saga().run({}, inject=drawn.inject, clock=VirtualClock())
@@ -190,7 +190,7 @@ def named_sagas(draw):
     return saga, inject_of(faults)
 
 
-@settings(PROPERTY, max_examples=30)
+@settings(PROPERTY, max_examples=examples(15))  # make soak: 150
 @given(drawn=named_sagas())
 def test_any_step_names_end_the_same_on_every_engine(drawn, step_functions, dbos_runner):
     """Unicode, quotes, backslashes, tabs, line breaks, long names, names that look like
