@@ -56,6 +56,8 @@ class JournalWriter:
         elif kind is EventKind.STEP_FAILED:
             if step in self.intents and not details.get("after_effect"):
                 jrun.abandon(self.intents.pop(step))  # nothing happened: nothing to undo
+            elif step is not None and m.kinds.get(step) == Kind.PIVOT and m.doubt != step:
+                jrun.pivot(step, "refused")  # before any effect: recover may roll back
         elif kind is EventKind.STEP_DONE:
             if step is not None and m.kinds.get(step) == Kind.PIVOT:
                 jrun.pivot(step, "done")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from .events import Event
+from .policies import UndoPolicy
 from .rules import NamedUndo
 
 
@@ -35,4 +36,11 @@ class UndoJournalRun(Protocol):
 class UndoJournal(Protocol):
     """Where undos are written before the engine relies on them (``durable.Journal``)."""
 
-    def start(self, name: str, saga_id: str | None = None) -> UndoJournalRun: ...
+    def start(
+        self,
+        name: str,
+        saga_id: str | None = None,
+        *,
+        policy: UndoPolicy | None = None,
+        undo_order: str = "reverse",
+    ) -> UndoJournalRun: ...

@@ -15,15 +15,16 @@ from ...errors import InvalidPipelineError, RollbackLessonsError
 from ...policies import PolicyLike, UnsupportedPolicy, data_only
 from ...saga import Saga
 from ..history import ask, do, undo
-from ..owed import every_undo, owed, undo_timeouts
+from ..owed import AFTER_EFFECT_ERRORS, Owed, every_undo, owed, undo_timeouts
 from ..wire import RetrySpec, SagaPlan, plan_of
 
 CALLBACK = "arn:aws:states:::sqs:sendMessage.waitForTaskToken"
 ANSWERS = ("retry", "fixed", "leave")
-COMMITTED, ROLLED_BACK, HALTED_FORWARD, LEFT = (
+COMMITTED, ROLLED_BACK, HALTED_FORWARD, HALTED_AT_PIVOT, LEFT = (
     "Committed",
     "Rolled back",
     "Halted after the pivot",
+    "Halted at the pivot",
     "Left for a person",
 )
 ENGINE = "Step Functions"
@@ -115,6 +116,14 @@ def _reachable(states: dict[str, Any], start: str) -> dict[str, Any]:
     return {name: state for name, state in states.items() if name in seen}
 
 
+def _target(fails: Owed, key: dict[str, str], halted: str) -> str:
+    """Where a failure goes, as the machine answered (``owed``): a person, the first undo
+    it runs, or the end."""
+    if fails.halts:
+        return halted
+    return undo(key[fails.undos[0]]) if fails.undos else ROLLED_BACK
+
+
 def plan_asl(plan: SagaPlan, *, timeout: int = 300) -> dict[str, Any]:
     """A SagaPlan as an ASL state machine (see the module's docstring)."""
     if plan.undo_order != "reverse":
@@ -138,14 +147,15 @@ def plan_asl(plan: SagaPlan, *, timeout: int = 300) -> dict[str, Any]:
         task["TimeoutSeconds"] = timeout
         if step.retry is not None:
             task["Retry"] = _retriers(step.retry)
-        target = (
-            HALTED_FORWARD
-            if fails.halts
-            else undo(key[fails.undos[0]])
-            if fails.undos
-            else ROLLED_BACK
-        )
+        target = _target(fails, key, HALTED_FORWARD)
         task["Catch"] = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": target}]
+        halted = HALTED_FORWARD if fails.halts else HALTED_AT_PIVOT
+        late = _target(fails.after, key, halted) if fails.after else target
+        if late != target:  # a failure after its effect goes elsewhere (a pivot: a person)
+            task["Catch"].insert(
+                0, {"ErrorEquals": list(AFTER_EFFECT_ERRORS), "ResultPath": "$.failure",
+                    "Next": late},
+            )  # fmt: skip
         states[do(step.key)] = _retried(do(step.key), task)
     halt = plan.policy.then == "halt"
     for n, name in enumerate(chain):
@@ -189,6 +199,12 @@ def plan_asl(plan: SagaPlan, *, timeout: int = 300) -> dict[str, Any]:
         "Type": "Fail",
         "Error": "SagaHalted",
         "Cause": "a step after the pivot failed: a person finishes it",
+    }
+    states[HALTED_AT_PIVOT] = {
+        "Type": "Fail",
+        "Error": "SagaHalted",
+        "Cause": "the irreversible step failed after its effect, which may have happened: "
+        "nothing before it is undone, a person decides",
     }
     if halt:
         states[LEFT] = {
