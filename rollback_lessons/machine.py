@@ -3,15 +3,16 @@
 Everything that makes a saga a saga lives in this file, as h11's ``_state.py`` holds its
 protocol: when a step's undo is logged, when a step is retried, the pivot rules (a retriable
 step failing after the point of no return halts forward; nothing is compensated across a
-pivot that may have happened, ``pivot_in_doubt``), the undo order, what a failed undo leads to (the policy's answer), what leaked, the
-status a run ends in, and the events that tell it. It does no I/O and reads no clock. A
-driver tells it what happened and it answers the next operation (``operations.py``), as
-tenacity's ``iter()`` does: ``RunStep`` (then ``step_ok()`` or ``step_failed(error)``),
-``RunUndo`` (then ``undo_ok()`` or ``undo_failed(error)``), ``Wait`` (then ``resume()``),
-``Ask`` (a person's ``answer()``), ``PROCEED`` / ``RAISE`` (a with-block's step is done /
-failed for good) and ``Finished`` (its ``record``). A BaseException that cuts a call or a
-wait short is ``interrupted(exc)``; the run failing outside a step is ``fail(error)``.
-``TRANSITIONS`` lists what each phase takes and where it leads.
+pivot that may have happened, ``pivot_in_doubt``), the undo order, what a failed undo leads
+to (the policy's answer), what leaked, the status a run ends in, and the events that tell
+it. It does no I/O and reads no clock. A driver tells it what happened and it answers the
+next operation (``operations.py``), as tenacity's ``iter()`` does: ``RunStep`` (then
+``step_ok()`` or ``step_failed(error)``), ``RunUndo`` (then ``undo_ok()`` or
+``undo_failed(error)``), ``Wait`` (then ``resume()``), ``Ask`` (a person's ``answer()``),
+``PROCEED`` / ``RAISE`` (a with-block's step is done / failed for good) and ``Finished``
+(its ``record``). A BaseException that cuts a call or a wait short is ``interrupted(exc)``;
+the run failing outside a step is ``fail(error)``. ``TRANSITIONS`` lists what each phase
+takes and where it leads.
 
 The drivers, each only I/O: ``_run.py`` (in process: ``Rollback``, ``AsyncRollback``,
 ``Saga.run``), ``durable.recovery`` (a crashed saga's rollback, resumed), the Temporal
@@ -477,8 +478,8 @@ class Machine:
         if self.index >= len(self.todo):
             return self._rollback_done()
         self.entry = self.todo[self.index]
-        self.base = self.entry.before
-        self.attempt = self.base + 1
+        # attempts made before a crash count toward the policy's, as if it had not crashed
+        self.base, self.attempt = 0, self.entry.before + 1
         return self._undo_attempt()
 
     def _undo_attempt(self) -> RunUndo | Finished:

@@ -21,9 +21,9 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import asdict
 from pathlib import Path
 from types import TracebackType
-from dataclasses import asdict
 from typing import Any
 
 from ..events import Event

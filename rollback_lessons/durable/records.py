@@ -247,6 +247,18 @@ class JournalRun:
         if flush:
             self.flush()
 
+    def undo_retried(self, position: int, *, flush: bool = True) -> None:
+        """An attempt of the undo failed and it will be tried again (or a person asked): the
+        attempt is counted, so a recover after a crash goes on with the policy's count."""
+        self._pending.append(
+            (
+                "UPDATE undos SET attempts = attempts + 1 WHERE saga_id = ? AND position = ?",
+                (self.saga_id, position),
+            )
+        )
+        if flush:
+            self.flush()
+
     def undo_dead(self, position: int, attempts: int, error: str, *, flush: bool = True) -> None:
         self._pending.append(
             (

@@ -36,8 +36,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..events import Event, EventKind, describe
 from ..errors import RemoteError
+from ..events import Event, EventKind, describe
 from ..machine import Machine, pivot_at_stake
 from ..operations import Ask, Finished, RunUndo, Wait
 from ..outcome import RECORD_FIELDS, DeadLetter, RunRecord, Status
@@ -268,18 +268,14 @@ def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: _Writ
 
     def write(seq: int, kind: str, step: str | None, details: dict[str, Any]) -> None:
         run.event(Event(seq, kind, step, details))
-        if undo is None:
+        if undo is None:  # each attempt is counted once, as the run counts them
             return
-        made = details.get("attempt", 0) - undo.attempts  # attempts in this recover
         if kind == EventKind.UNDO_DONE:
-            run.undo_done(undo.position, made, flush=False)
+            run.undo_done(undo.position, 0 if details.get("by_hand") else 1, flush=False)
         elif kind == EventKind.UNDO_FAILED and details["then"] == "dead_letter":
-            run.undo_dead(undo.position, made, details["error"], flush=False)
-        elif kind == EventKind.UNDO_FAILED and details["then"] == "halt":  # left pending
-            run.add(
-                "UPDATE undos SET attempts = ? WHERE saga_id = ? AND position = ?",
-                (details["attempt"], saga.id, undo.position),
-            )
+            run.undo_dead(undo.position, 1, details["error"], flush=False)
+        elif kind == EventKind.UNDO_FAILED:  # retried after a wait, or left for a person
+            run.undo_retried(undo.position, flush=False)
 
     pivot = None
     if saga.pivot is not None and saga.pivot_state is not None:

@@ -252,7 +252,8 @@ def to_bpmn_explicit(saga: Saga, *, policy: PolicyLike | None = None) -> str:
         name = _feel_string(step.name)
         m.node("scriptTask", task, f"Do {step.name}", (x, y, W, H),
                head=_job(job_type("do", step.name), _attempts(step)), scriptFormat="python",
-               tail=f"<bpmn:script>{_esc(f'ok, logged, halted = do({name})')}</bpmn:script>")  # fmt: skip
+               tail=f"<bpmn:script>{_esc(f'ok, logged, halted = do({name})')}</bpmn:script>",
+               )  # fmt: skip
         m.flow(previous, task, [(px, y + H / 2), (x, y + H / 2)], **condition)
         if not paths[n]:  # after the pivot: retried forward by its job, never a way back
             previous, px, condition = task, x + W, {}

@@ -19,7 +19,6 @@ from ..owed import AFTER_EFFECT_ERRORS, Owed, every_undo, owed, undo_timeouts
 from ..wire import RetrySpec, SagaPlan, plan_of
 
 CALLBACK = "arn:aws:states:::sqs:sendMessage.waitForTaskToken"
-ANSWERS = ("retry", "fixed", "leave")
 COMMITTED, ROLLED_BACK, HALTED_FORWARD, HALTED_AT_PIVOT, LEFT = (
     "Committed",
     "Rolled back",
@@ -61,17 +60,39 @@ def _callback(call: str, key: str, after: str) -> dict[str, Any]:
     }
 
 
+def known_subclasses(names: list[str]) -> list[str]:
+    """Each exception type named, then every subclass of it this process knows, by name:
+    a policy matches an error by ``isinstance`` (``policies.matches``), but a Retry's
+    ErrorEquals names exact types, and the worker reports the type it caught. So that a
+    ``ConnectionResetError`` is retried under ``retry_on=(ConnectionError,)`` on Step
+    Functions too, the retrier names it. (A subclass defined after the state machine is
+    written is not in it: ``StepFunctionsRunner`` writes it just before each run.)"""
+    found: dict[str, None] = dict.fromkeys(names)
+    todo: list[type] = [BaseException]
+    classes: list[type] = []
+    while todo:  # every exception class this process has defined or imported
+        kind = todo.pop()
+        classes.append(kind)
+        todo.extend(type.__subclasses__(kind))
+    wanted = set(names)
+    for kind in classes:
+        if any(k.__name__ in wanted for k in kind.__mro__[1:]):
+            found.setdefault(kind.__name__, None)
+    return list(found)
+
+
 def _retriers(spec: RetrySpec) -> list[dict[str, Any]]:
     """A RetryPolicy as ASL retriers: never the exception types it must not retry, then the
-    ones it does, with backoff. ASL counts whole seconds (at least 1)."""
+    ones it does, with backoff; each type with its known subclasses (``known_subclasses``).
+    ASL counts whole seconds (at least 1)."""
     retriers: list[dict[str, Any]] = []
     if spec.non_retryable:
-        retriers.append({"ErrorEquals": list(spec.non_retryable), "MaxAttempts": 0})
+        retriers.append({"ErrorEquals": known_subclasses(spec.non_retryable), "MaxAttempts": 0})
     if spec.max_attempts > 1:
         every = {"Exception", "BaseException"} & set(spec.retry_on)
         retriers.append(
             {
-                "ErrorEquals": ["States.ALL"] if every else list(spec.retry_on),
+                "ErrorEquals": ["States.ALL"] if every else known_subclasses(spec.retry_on),
                 "IntervalSeconds": max(1, math.ceil(spec.initial_delay)),
                 "MaxAttempts": spec.max_attempts - 1,
                 "BackoffRate": max(spec.multiplier, 1.0),
