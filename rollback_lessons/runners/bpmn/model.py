@@ -268,10 +268,10 @@ def to_bpmn_explicit(saga: Saga, *, policy: PolicyLike | None = None) -> str:
         if doubts[n]:  # failed after its effect: it may have happened, a person decides
             doubt = _id("in_doubt", n)
             m.node("endEvent", doubt, f"{step.name} may have happened",
-                   (x + W + 77, y + H + 40, 36, 36),
+                   (x + W - 23, y + H + 40, 36, 36),
                    tail='<bpmn:errorEventDefinition errorRef="step_in_doubt"/>')  # fmt: skip
-            m.flow(gate, doubt, [(x + W + 60, y + H / 2 + 10), (x + W + 95, y + H / 2 + 10),
-                                 (x + W + 95, y + H + 40)],
+            m.flow(gate, doubt, [(x + W + 32, y + H / 2 + 13), (x + W + 32, y + H + 25),
+                                 (x + W - 5, y + H + 25), (x + W - 5, y + H + 40)],
                    condition="=halted", name="halted")  # fmt: skip
         previous, px, condition = gate, x + W + 70, {"condition": "=ok", "name": "ok"}
     m.node("endEvent", "steps_done", "all done", (end_x, mid_y - 18, 36, 36))
