@@ -1,8 +1,10 @@
 """The saga in Amazon States Language: steps as callback tasks, Catch edges into a chain
 of undos newest first, the undo policy as Retry, Catch or a person's callback.
 
-Which undo a failure leads to, and whether it halts forward instead, is asked of the saga
-machine (``runners.owed``); the policy's fields become ``Retry`` and ``Catch``. A policy that
+Which undo a failure leads to, and whether it halts for a person instead, is asked of the
+saga machine (``runners.owed``), for a failure before the step's effect and after it (a
+pivot failing after its effect halts: its ``Catch`` of ``InjectedTimeout`` leads to
+``Halted at the pivot``); the policy's fields become ``Retry`` and ``Catch``. A policy that
 decides in Python code cannot be written down: it is refused before anything is written."""
 
 from __future__ import annotations
