@@ -30,6 +30,7 @@ from typing import Any, Final
 from .errors import (
     DuplicateStepError,
     InjectedFault,
+    RemoteError,
     RollbackLessonsError,
     TakenOver,
     UnknownStepError,
@@ -83,13 +84,22 @@ def after_effect(error: BaseException) -> bool:
     return isinstance(error, InjectedFault) and error.after_effect
 
 
+def timed_out(error: BaseException) -> bool:
+    """A timeout (here, or as an engine reported it): the caller cannot tell whether the
+    call's effect happened."""
+    if isinstance(error, RemoteError):
+        return "TimeoutError" in error.lineage
+    return isinstance(error, TimeoutError)
+
+
 def pivot_in_doubt(kind: str | None, error: BaseException, cut: bool = False) -> bool:
     """The pivot rule: an irreversible step that failed after its effect (``after_effect``),
-    or was cut short while it ran (``cut``: a Ctrl-C, a crash), may have happened; the
-    steps before it are never undone then (that would not take it back), and it is never
-    run again blindly: the saga halts for a person. A pivot that refused cleanly, before
-    any effect, is compensated across like any failed step."""
-    return kind == Kind.PIVOT and (cut or after_effect(error))
+    timed out (``timed_out``: it cannot tell), or was cut short while it ran (``cut``: a
+    Ctrl-C, a crash) may have happened; the steps before it are never undone then (that
+    would not take it back), and it is never run again blindly: the saga halts for a
+    person. A pivot that refused cleanly, any other error, is compensated across like any
+    failed step."""
+    return kind == Kind.PIVOT and (cut or after_effect(error) or timed_out(error))
 
 
 def pivot_at_stake(state: str | None) -> bool:
@@ -461,7 +471,13 @@ class Machine:
         step failing in an order ``check_order`` refuses, allowed on purpose, and a
         cancellation, ``stop``, still roll back across it.)"""
         if self.doubt is not None and self.failed_step == self.doubt:
-            cause = "after its effect" if after_effect(error) else "while it ran (cut short)"
+            cause = (
+                "after its effect"
+                if after_effect(error)
+                else "with a timeout"
+                if timed_out(error)
+                else "while it ran (cut short)"
+            )
             return halted_at_pivot(self.doubt, "failed", cause)
         if self.pivot_done and self.failed_step is None and error is not self.stopping:
             done = [s for s in self.completed if self.kinds[s] == Kind.PIVOT]
@@ -728,4 +744,5 @@ __all__ = [
     "pivot_at_stake",
     "pivot_in_doubt",
     "status_of",
+    "timed_out",
 ]

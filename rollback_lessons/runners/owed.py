@@ -34,9 +34,10 @@ class _Failed(Exception):
     """The failure these questions feed the machine."""
 
 
-AFTER_EFFECT_ERRORS: tuple[str, ...] = (InjectedTimeout.__name__,)
-"""The names an engine reports a failure after the effect by: the one error type a
-worker sends for it (``faults.action_error``, carried by ``wire.ErrorRecord``)."""
+AFTER_EFFECT_ERRORS: tuple[str, ...] = ("TimeoutError",)
+"""The error types (with their subclasses: an injected failure after the effect is an
+``InjectedTimeout``) an engine reports a failure that may have come after the effect by:
+a timeout, which ``owed``'s ``after`` answers for (``machine.pivot_in_doubt``)."""
 
 
 def _undos(m: Machine, op: Op) -> tuple[str, ...]:

@@ -3,9 +3,10 @@ of undos newest first, the undo policy as Retry, Catch or a person's callback.
 
 Which undo a failure leads to, and whether it halts for a person instead, is asked of the
 saga machine (``runners.owed``), for a failure before the step's effect and after it (a
-pivot failing after its effect halts: its ``Catch`` of ``InjectedTimeout`` leads to
-``Halted at the pivot``); the policy's fields become ``Retry`` and ``Catch``. A policy that
-decides in Python code cannot be written down: it is refused before anything is written."""
+pivot failing after its effect, or timing out, halts: its ``Catch`` of ``TimeoutError``, its
+subclasses and ``States.Timeout`` leads to ``Halted at the pivot``); the policy's fields
+become ``Retry`` and ``Catch``. A policy that decides in Python code cannot be written down:
+it is refused before anything is written."""
 
 from __future__ import annotations
 
@@ -175,9 +176,9 @@ def plan_asl(plan: SagaPlan, *, timeout: int = 300) -> dict[str, Any]:
         halted = HALTED_FORWARD if fails.halts else HALTED_AT_PIVOT
         late = _target(fails.after, key, halted) if fails.after else target
         if late != target:  # a failure after its effect goes elsewhere (a pivot: a person)
+            late_errors = ["States.Timeout", *known_subclasses(list(AFTER_EFFECT_ERRORS))]
             task["Catch"].insert(
-                0, {"ErrorEquals": list(AFTER_EFFECT_ERRORS), "ResultPath": "$.failure",
-                    "Next": late},
+                0, {"ErrorEquals": late_errors, "ResultPath": "$.failure", "Next": late},
             )  # fmt: skip
         states[do(step.key)] = _retried(do(step.key), task)
     halt = plan.policy.then == "halt"
