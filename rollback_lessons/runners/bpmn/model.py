@@ -11,8 +11,8 @@ A step whose undo is logged *before* it (it can fail after its effect: a charge 
 times out) is not completed when it fails, so no handler covers it: its error boundary
 event leads to its undo first, then to the compensation. A pivot has no handler, and a
 second error boundary event (the BPMN error ``StepInDoubt``, which its worker throws for a
-failure after the effect or a timeout) ends at a person: nothing is compensated across an email that may
-have been sent (the saga machine's pivot rule). Each undo's job carries the undo policy's
+failure after the effect or a timeout) ends at a person: nothing is compensated across an
+email that may have been sent (the saga machine's pivot rule). Each undo's job carries the undo policy's
 ``then`` as a task header (``on-failure``) its worker obeys. A step after the pivot has no
 error path at all: it is retried forward (job retries) and, when
 they run out, Camunda raises an incident for a person, as the saga halts. Beware the
