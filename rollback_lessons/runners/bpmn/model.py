@@ -2,23 +2,23 @@
 Modeler (bpmnlint's recommended rules and Camunda 8's own find nothing: every flow node
 lists its incoming and outgoing flows, every event has a name).
 
-``to_bpmn(saga)``: the form Camunda users draw. Each step is a service task (a Camunda 8
-job type per step, ``zeebe:taskDefinition``: ``do-<step>``, its undo ``undo-<step>``, so
-that no two are the same) with a compensation boundary event and its
-handler (``isForCompensation``); a step's failure is an error boundary event leading to a
-compensation throw event, which compensates every *completed* step that has a handler.
-A step whose undo is logged *before* it (it can fail after its effect: a charge that
-times out) is not completed when it fails, so no handler covers it: its error boundary
-event leads to its undo first, then to the compensation. A pivot has no handler, and a
-second error boundary event (the BPMN error ``StepInDoubt``, which its worker throws for a
-failure after the effect or a timeout) ends at a person: nothing is compensated across an
-email that may have been sent (the saga machine's pivot rule). Each undo's job carries the undo policy's
+``to_bpmn(saga)``: the form Camunda users draw. Each step is a service task (a Camunda 8 job
+type per step, ``zeebe:taskDefinition``: ``do-<step>``, its undo ``undo-<step>``, so that no
+two are the same) with a compensation boundary event and its handler
+(``isForCompensation``); a step's failure is an error boundary event leading to a
+compensation throw event, which compensates every *completed* step that has a handler. A
+step whose undo is logged *before* it (it can fail after its effect: a charge that times
+out) is not completed when it fails, so no handler covers it: its error boundary event leads
+to its undo first, then to the compensation. A pivot has no handler, and a second error
+boundary event (the BPMN error ``StepInDoubt``, which its worker throws for a failure after
+the effect or a timeout) ends at a person: nothing is compensated across an email that may
+have been sent (the saga machine's pivot rule). Each undo's job carries the undo policy's
 ``then`` as a task header (``on-failure``) its worker obeys. A step after the pivot has no
-error path at all: it is retried forward (job retries) and, when
-they run out, Camunda raises an incident for a person, as the saga halts. Beware the
-order: the BPMN spec compensates in reverse order of the sequence flows, Camunda 8 invokes
-the handlers *without any order*, so a saga whose undos depend on each other (lesson 02's
-folder and its file) must be modelled explicitly there.
+error path at all: it is retried forward (job retries) and, when they run out, Camunda
+raises an incident for a person, as the saga halts. Beware the order: the BPMN spec
+compensates in reverse order of the sequence flows, Camunda 8 invokes the handlers *without
+any order*, so a saga whose undos depend on each other (lesson 02's folder and its file)
+must be modelled explicitly there.
 
 ``to_bpmn_explicit(saga)``: that explicit form. The steps in a subprocess; a failure ends
 it with a BPMN error; the error boundary event leads to a chain of undo tasks, newest
