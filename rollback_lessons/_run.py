@@ -85,7 +85,10 @@ class Run(Driver):
         self.clock: Clock = clock
         self.on_event = on_event
         self.is_async = is_async
-        jrun = journal.start(name, run_id) if journal is not None else None
+        policy = resolve_policy(policy)
+        jrun = None
+        if journal is not None:  # (a policy it cannot keep is refused here, before any step)
+            jrun = journal.start(name, run_id, policy=policy, undo_order=undo_order)
         if jrun is not None:
             run_id = jrun.saga_id
         elif run_id is None and type(clock) is not SystemClock:  # its ids count up: now
@@ -101,7 +104,7 @@ class Run(Driver):
         if after is not None:  # a saga with parallel groups: a graph of steps
             assert plan is not None
             self.m = GraphMachine(
-                resolve_policy(policy),
+                policy,
                 plan=plan,
                 after=after,
                 undo_order=undo_order,
@@ -110,7 +113,7 @@ class Run(Driver):
             )
         else:
             self.m = Machine(
-                resolve_policy(policy),
+                policy,
                 plan=plan,
                 allowed=tuple(steps) if steps is not None else None,
                 undo_order=undo_order,

@@ -56,17 +56,22 @@ class JournalWriter:
         elif kind is EventKind.STEP_FAILED:
             if step in self.intents and not details.get("after_effect"):
                 jrun.abandon(self.intents.pop(step))  # nothing happened: nothing to undo
+            elif step is not None and m.kinds.get(step) == Kind.PIVOT and m.doubt != step:
+                jrun.pivot(step, "refused")  # before any effect: recover may roll back
         elif kind is EventKind.STEP_DONE:
             if step is not None and m.kinds.get(step) == Kind.PIVOT:
                 jrun.pivot(step, "done")
         elif kind is EventKind.ROLLBACK_START:  # every undo logged is durable before one runs
             self.durably(partial(jrun.status, flush=True), "rolling_back")
-        elif kind is EventKind.UNDO_DONE:
+        elif kind is EventKind.UNDO_DONE:  # each attempt is counted once (a fix by hand: none)
             assert m.entry is not None
-            self.durably(jrun.undo_done, m.entry.position, details["attempt"])
+            self.durably(jrun.undo_done, m.entry.position, 0 if details.get("by_hand") else 1)
         elif kind is EventKind.UNDO_FAILED and details["then"] == "dead_letter":
             assert m.entry is not None
-            self.durably(jrun.undo_dead, m.entry.position, details["attempt"], details["error"])
+            self.durably(jrun.undo_dead, m.entry.position, 1, details["error"])
+        elif kind is EventKind.UNDO_FAILED:  # retried, or a person asked: counted now
+            assert m.entry is not None
+            self.durably(jrun.undo_retried, m.entry.position)
 
     def durably(self, write: Callable[..., None], *args: Any) -> None:
         """A write during the rollback: if it fails, the undos still run in memory."""

@@ -90,6 +90,7 @@ SCENARIOS = [
     ("pivot-commits", pivot_saga, {}),
     ("pivot-charge-fails", pivot_saga, {"charge": "fail_after_effect"}),
     ("pivot-email-fails", pivot_saga, {"email": "fail"}),
+    ("pivot-email-timeout", pivot_saga, {"email": "fail_after_effect"}),
     ("pivot-ship-fails", pivot_saga, {"ship": "fail"}),
     ("pivot-after", partial(pivot_saga, register="after"), {"ship": "fail"}),
 ]

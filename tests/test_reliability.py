@@ -128,8 +128,8 @@ class _FailingJournal:
         self.journal = Journal(path)
         self.broken = False
 
-    def start(self, name, saga_id=None):
-        run = self.journal.start(name, saga_id)
+    def start(self, name, saga_id=None, **options):
+        run = self.journal.start(name, saga_id, **options)
         original = run.flush
 
         def flush():

@@ -19,7 +19,7 @@ from urllib.parse import quote
 from ..errors import RollbackLessonsError, TakenOver
 
 APP = "rollback-lessons"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 FINISHED = ("committed", "rolled_back", "rollback_incomplete", "halted")
 _IDS = "SELECT id FROM sagas WHERE status IN ('running', 'rolling_back')"
 _UNFINISHED = "SELECT id FROM sagas WHERE status IN ('running', 'rolling_back')"
@@ -42,7 +42,9 @@ CREATE TABLE IF NOT EXISTS sagas (
     claim_host TEXT,
     claim_started REAL,
     claimed_at REAL,
-    claim_gen INTEGER NOT NULL DEFAULT 0
+    claim_gen INTEGER NOT NULL DEFAULT 0,
+    policy TEXT,
+    undo_order TEXT NOT NULL DEFAULT 'reverse'
 );
 CREATE INDEX IF NOT EXISTS sagas_status ON sagas (status);
 CREATE TABLE IF NOT EXISTS events (
@@ -84,7 +86,13 @@ _MIGRATE_2_TO_3 = [
     # a correction (semantic undo): recover keeps the run rollback_incomplete, as in process
     "ALTER TABLE undos ADD COLUMN semantic INTEGER NOT NULL DEFAULT 0",
 ]
-_MIGRATIONS = {1: _MIGRATE_1_TO_2, 2: _MIGRATE_2_TO_3}
+_MIGRATE_3_TO_4 = [
+    # the run's undo policy (wire.PolicySpec as JSON) and undo order, which recover obeys;
+    # a saga written before has none: recover says which it falls back to (continue)
+    "ALTER TABLE sagas ADD COLUMN policy TEXT",
+    "ALTER TABLE sagas ADD COLUMN undo_order TEXT NOT NULL DEFAULT 'reverse'",
+]
+_MIGRATIONS = {1: _MIGRATE_1_TO_2, 2: _MIGRATE_2_TO_3, 3: _MIGRATE_3_TO_4}
 
 
 class JournalError(RollbackLessonsError):

@@ -13,6 +13,7 @@ next commit, because nothing about them is needed to recover.
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import sqlite3
@@ -20,11 +21,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import asdict
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from ..events import Event
+from ..policies import UndoPolicy, UnsupportedPolicy, decides_in_code
+from ..runners.wire import PolicySpec, RetrySpec
 from .files import (  # noqa: F401 (re-exported: the journal's names, as before)
     _IDS,
     _MIGRATIONS,
@@ -40,6 +44,45 @@ from .files import (  # noqa: F401 (re-exported: the journal's names, as before)
     _schema_statements,
 )
 from .records import Claimed, JournalRun, SagaRecord, UndoRecord, me
+
+
+class UnjournaledPolicy(UnsupportedPolicy):
+    """An undo policy a journal cannot write down, so ``recover`` could not obey it after a
+    crash: refused before the saga starts."""
+
+
+def policy_data(policy: UndoPolicy) -> str:
+    """``policy`` as the JSON a journal keeps (``wire.PolicySpec``), or UnjournaledPolicy:
+    a policy of its own ``decide`` is code, and exception types other than Python's own
+    would come back after a crash as stand-ins that match nothing raised here."""
+    if decides_in_code(policy):
+        raise UnjournaledPolicy(
+            f"a journal cannot keep the undo policy {type(policy).__name__}: it decides in "
+            "Python (its own decide), so recover could not obey it after a crash. Use a "
+            "policy of data (UndoPolicy(RetryPolicy(...), then=...)), or run without a journal"
+        )
+    spec = PolicySpec.of(policy)
+    if spec.retry is not None:
+        foreign = [
+            n for n in spec.retry.retry_on + spec.retry.non_retryable
+            if not isinstance(getattr(builtins, n, None), type)
+        ]  # fmt: skip
+        if foreign:
+            raise UnjournaledPolicy(
+                f"a journal cannot keep the undo policy's exception types {', '.join(foreign)}:"
+                " recover could only match them by name; use Python's own exception types"
+                " (OSError, TimeoutError, ...) in a journalled saga's undo policy"
+            )
+    return json.dumps(asdict(spec))
+
+
+def policy_of(data: str | None) -> UndoPolicy | None:
+    """``policy_data``'s inverse (None: a saga journalled before policies were kept)."""
+    if data is None:
+        return None
+    found = json.loads(data)
+    retry = RetrySpec(**found["retry"]) if found.get("retry") else None
+    return PolicySpec(retry, found["then"]).policy("")
 
 
 class Journal:
@@ -77,6 +120,7 @@ class Journal:
                 f"the folder of {self.path} is read-only; SQLite writes {self.path.name}-wal "
                 "beside it"
             )
+        self._version = version if version is not None else SCHEMA_VERSION
         self._lock = threading.RLock()
         self._claimed_at: int | None = None  # data_version as this connection last claimed
         if readonly:
@@ -93,6 +137,7 @@ class Journal:
             self.write(_schema_statements())
         elif version < SCHEMA_VERSION:
             self._migrate(version)
+            self._version = SCHEMA_VERSION
 
     def _migrate(self, version: int) -> None:
         with self._lock:
@@ -220,11 +265,24 @@ class Journal:
         ]
         return out, skipped
 
-    def start(self, name: str, saga_id: str | None = None) -> JournalRun:
-        """A new saga in this journal (written with its first commit)."""
+    def start(
+        self,
+        name: str,
+        saga_id: str | None = None,
+        *,
+        policy: UndoPolicy | None = None,
+        undo_order: str = "reverse",
+    ) -> JournalRun:
+        """A new saga in this journal (written with its first commit), with the undo
+        ``policy`` and ``undo_order`` its run obeys, which ``recover`` obeys too. A policy
+        that cannot be written down (``policy_data``) is refused here, before any step."""
+        written = policy_data(policy) if policy is not None else None
         if saga_id is not None and self._rows("SELECT 1 FROM sagas WHERE id = ?", (saga_id,)):
             raise JournalError(f"saga {saga_id!r} is already in {self.path}; ids must be unique")
-        return JournalRun(self, saga_id or uuid.uuid4().hex, name, new=True)
+        return JournalRun(
+            self, saga_id or uuid.uuid4().hex, name, new=True, policy=written,
+            undo_order=undo_order,
+        )  # fmt: skip
 
     # -- reading -------------------------------------------------------------------------
 
@@ -242,8 +300,9 @@ class Journal:
             " SUM(u.state IN ('pending', 'done', 'dead')), SUM(u.state = 'done'),"
             " SUM(u.state = 'dead'),"
             " s.owner_started, s.pivot, s.pivot_state, s.claim_pid, s.claim_host,"
-            " s.claim_started"
-            f" FROM sagas s LEFT JOIN undos u ON u.saga_id = s.id {where}"
+            " s.claim_started,"
+            + (" s.policy, s.undo_order" if self._version >= 4 else " NULL, 'reverse'")
+            + f" FROM sagas s LEFT JOIN undos u ON u.saga_id = s.id {where}"
             " GROUP BY s.id ORDER BY s.started, s.id",
             params,
         ).fetchall()
@@ -264,6 +323,8 @@ class Journal:
                 claim_pid=r[12],
                 claim_host=r[13],
                 claim_started=r[14],
+                policy=r[15],
+                undo_order=r[16],
             )
             for r in rows
         ]

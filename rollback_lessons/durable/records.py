@@ -83,6 +83,9 @@ class SagaRecord:
     claim_pid: int | None = None
     claim_host: str | None = None
     claim_started: float | None = None
+    policy: str | None = None
+    """The run's undo policy as JSON (``wire.PolicySpec``); None in older journals."""
+    undo_order: str = "reverse"
 
     def owner_alive(self) -> bool | None:
         """Is the process that ran this saga still running? None: cannot tell from here."""
@@ -131,7 +134,15 @@ class JournalRun:
     """One saga's records; the engine calls it, and it commits at the points that matter."""
 
     def __init__(
-        self, journal: Journal, saga_id: str, name: str, *, new: bool, gen: int = 0
+        self,
+        journal: Journal,
+        saga_id: str,
+        name: str,
+        *,
+        new: bool,
+        gen: int = 0,
+        policy: str | None = None,
+        undo_order: str = "reverse",
     ) -> None:
         self.journal, self.saga_id, self.name = journal, saga_id, name
         self._pending: list[tuple[str, tuple[Any, ...]]] = []
@@ -142,8 +153,9 @@ class JournalRun:
             self._pending.append(
                 (
                     "INSERT INTO sagas (id, name, status, owner_pid, owner_host, started,"
-                    " owner_started) VALUES (?, ?, 'running', ?, ?, ?, ?)",
-                    (saga_id, name, pid, host, time.time(), started),
+                    " owner_started, policy, undo_order) VALUES (?, ?, 'running', ?, ?, ?, ?,"
+                    " ?, ?)",
+                    (saga_id, name, pid, host, time.time(), started, policy, undo_order),
                 )
             )
 
@@ -211,10 +223,12 @@ class JournalRun:
             self.flush()
 
     def pivot(self, step: str, state: str) -> None:
-        """An irreversible step ``started`` (written before it runs) or is ``done``.
+        """An irreversible step ``started`` (written before it runs), is ``done``, or
+        ``refused`` (it failed before any effect, so the rollback goes on across it).
 
         Both are written at once (one saga has one pivot): recover never compensates
-        across it, and the person it is left for learns whether it surely happened.
+        across one that started or is done, and the person it is left for learns whether
+        it surely happened.
         """
         statement = (
             "UPDATE sagas SET pivot = ?, pivot_state = ? WHERE id = ?",
@@ -228,6 +242,18 @@ class JournalRun:
                 "UPDATE undos SET state = 'done', attempts = attempts + ?"
                 " WHERE saga_id = ? AND position = ?",
                 (attempts, self.saga_id, position),
+            )
+        )
+        if flush:
+            self.flush()
+
+    def undo_retried(self, position: int, *, flush: bool = True) -> None:
+        """An attempt of the undo failed and it will be tried again (or a person asked): the
+        attempt is counted, so a recover after a crash goes on with the policy's count."""
+        self._pending.append(
+            (
+                "UPDATE undos SET attempts = attempts + 1 WHERE saga_id = ? AND position = ?",
+                (self.saga_id, position),
             )
         )
         if flush:
