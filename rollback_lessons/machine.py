@@ -354,11 +354,12 @@ class Machine:
         self._emit(EventKind.STEP_RETRY, spec.name, details)
         return Wait(delay)
 
-    def _step_lost(self, error: BaseException) -> Op:
-        """The step failed for good."""
+    def _step_lost(self, error: BaseException, unknown: bool = False) -> Op:
+        """The step failed for good (``unknown``: cut short inside its call, by a Ctrl-C: its
+        effect may have happened, so it is treated as one that failed after it)."""
         spec = self.spec
         assert spec is not None
-        effect = after_effect(error)
+        effect = after_effect(error) or unknown
         details: dict[str, Any] = {"error": describe(error)}
         if effect:
             details["after_effect"] = True
@@ -391,8 +392,14 @@ class Machine:
         return self._commit()
 
     def _commit(self) -> Finished:
+        """Every step is done. A journal records the commit at this event; if it cannot, the
+        run is not committed: the error goes to the driver, which fails the run there."""
+        try:
+            self._emit(EventKind.COMMITTED, None, {"steps": len(self.completed)})
+        except BaseException:
+            self.rows.pop()  # (never committed: the event is not the run's)
+            raise
         self.phase = Phase.DONE
-        self._emit(EventKind.COMMITTED, None, {"steps": len(self.completed)})
         return Finished(self)
 
     def fail(self, error: BaseException) -> Op:
@@ -533,7 +540,7 @@ class Machine:
         journal keeps it for ``recover``)."""
         if not self.rolling:
             self._expect("interrupted")
-            return self._step_lost(exc)
+            return self._step_lost(exc, unknown=self.phase is Phase.STEP)
         self.kept = self.kept or kept
         if self.interruption is None:
             entry = self.entry

@@ -197,6 +197,11 @@ class JournalRun:
         """The step of an ``intent`` failed before its effect: nothing to undo."""
         self._set_state(position, "not_run")
 
+    def leaked(self, position: int) -> None:
+        """The step of an ``intent`` may have happened (cut short in its call), and no undo
+        was logged for it: reported, never undone (written with the saga's end)."""
+        self._set_state(position, "leaked")
+
     def _set_state(self, position: int, state: str) -> None:
         self._pending.append(
             (
@@ -243,6 +248,20 @@ class JournalRun:
         )
         if flush:
             self.flush()
+
+    def commit(self, event: Event) -> None:
+        """Every step is done: the commit and its event, written now or not at all."""
+        self.event(event)
+        recorded = self._pending[-1]
+        end = (
+            "UPDATE sagas SET status = 'committed', error = NULL, ended = ? WHERE id = ?",
+            (time.time(), self.saga_id),
+        )
+        try:
+            self._flush_with(end, keep=False)
+        except BaseException:
+            self._pending = [st for st in self._pending if st is not recorded]  # its event too
+            raise
 
     def end(self, status: str, error: BaseException | str | None) -> None:
         text = describe(error) if isinstance(error, BaseException) else error
