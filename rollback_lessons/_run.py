@@ -25,7 +25,7 @@ from typing import Any
 from ._drive import Driver
 from .calls import check_callable, plain
 from .clock import SYSTEM_CLOCK, Clock, SystemClock
-from .errors import InvalidPipelineError
+from .errors import InvalidNameError, InvalidPipelineError
 from .events import Event, EventKind, EventSink, describe, level_of, log_event, log_threshold
 from .faults import (
     NO_FAULTS,
@@ -158,6 +158,11 @@ class Run(Driver):
 
     def check_undo(self, step: str, undo: object) -> None:
         check_callable(undo, "undo", step, allow_async=self.is_async)
+        if self.journal is not None and not step.isprintable():  # (one line in recover's report)
+            raise InvalidNameError(
+                f"with a journal, step names must be printable (no line break, tab or control "
+                f"character): {step!r}"
+            )
         if self.journal is not None and not isinstance(undo, NamedUndo):
             raise TypeError(
                 f"with a journal, the undo of step {step!r} must be a registered compensation "

@@ -42,6 +42,24 @@ from .files import (  # noqa: F401 (re-exported: the journal's names, as before)
 from .records import Claimed, JournalRun, SagaRecord, UndoRecord, me
 
 
+def _check_text(value: object, what: str) -> None:
+    """A name or id the journal stores and prints on one line: a non-empty str of printable
+    characters (a line break or a control character would forge a row of ``journal show``)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str, got {type(value).__name__} {value!r}")
+    if not value or not value.isprintable():
+        raise ValueError(
+            f"{what} must be a non-empty str of printable characters (no line break, tab or "
+            f"control character), got {value!r}"
+        )
+
+
+def _cell(text: str) -> str:
+    """A value as one cell of a table: as it is, or quoted and escaped if it would break
+    the line (a journal written before names were checked)."""
+    return text if text.isprintable() else repr(text)
+
+
 class Journal:
     """A journal file; thread-safe, and shareable by processes (SQLite WAL)."""
 
@@ -221,7 +239,18 @@ class Journal:
         return out, skipped
 
     def start(self, name: str, saga_id: str | None = None) -> JournalRun:
-        """A new saga in this journal (written with its first commit)."""
+        """A new saga in this journal (written with its first commit). Its name and id are
+        refused if a line of ``journal show`` or ``recover`` could not carry them as one
+        cell (a line break would forge a row), and an id with ':' too: an undo's idempotency
+        key is ``"<saga id>:<step>"``, so its first ':' must end the saga id."""
+        _check_text(name, "a journalled saga's name")
+        if saga_id is not None:
+            _check_text(saga_id, "a journalled saga's run_id")
+            if ":" in saga_id:
+                raise ValueError(
+                    f"a journalled saga's run_id must not contain ':' (got {saga_id!r}): an "
+                    "undo's idempotency key is '<run id>:<step>', and must name one undo only"
+                )
         if saga_id is not None and self._rows("SELECT 1 FROM sagas WHERE id = ?", (saga_id,)):
             raise JournalError(f"saga {saga_id!r} is already in {self.path}; ids must be unique")
         return JournalRun(self, saga_id or uuid.uuid4().hex, name, new=True)
@@ -365,7 +394,8 @@ class Journal:
         """The sagas and their status, as a text table (``rollback-lessons journal show``)."""
         header = ("saga", "name", "status", "undos", "undone", "dead letters")
         rows = [
-            (s.id, s.name, s.status, str(s.undos), str(s.undone), str(s.dead)) for s in self.sagas()
+            (_cell(s.id), _cell(s.name), _cell(s.status), str(s.undos), str(s.undone), str(s.dead))
+            for s in self.sagas()
         ]
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
         lines = [

@@ -133,9 +133,18 @@ def recover(
     Each undo not yet done runs once, newest first; done ones are skipped. See the
     module's docstring for what is promised about registries, claims, pivots and records.
     """
+    if not isinstance(journal, Journal):
+        raise TypeError(f"recover needs a Journal (Journal(path)), got {journal!r}")
+    if registry is not None and not isinstance(registry, Registry):
+        raise TypeError(
+            f"recover's registry must be a Registry (compensation names -> functions, "
+            f"registered with @compensation), got {type(registry).__name__}; nothing was claimed"
+        )
     registry = registry if registry is not None else default_registry
-    if batch < 1:
-        raise ValueError(f"batch must be >= 1, got {batch}")
+    if not isinstance(force, bool):
+        raise TypeError(f"force must be True or False, got {force!r}")
+    if type(batch) is not int or batch < 1:
+        raise ValueError(f"batch must be an int >= 1, got {batch!r}")
     with _one_at_a_time:
         damage = journal.quick_check("integrity_check")
         if damage != "ok":

@@ -1,0 +1,289 @@
+"""The attacker's breaks of the README's recovery promises (issue 25, second round), each
+as a test: an interrupt inside a step, input refused before anything happens, journal
+paths, damaged values, exits during recover, the CLI's one-line errors."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from rollback_lessons import Rollback, Saga, Status, Step
+from rollback_lessons.durable.journal import Journal
+from rollback_lessons.durable.recovery import recover
+from rollback_lessons.durable.registry import Registry, compensation
+
+registry = Registry()
+LOG: list[str] = []
+
+
+@compensation("attacks.undo", registry)
+def undo(step, idempotency_key=None):
+    if ("undo", step) not in [tuple(x.split(" ", 1)) for x in LOG]:
+        LOG.append(f"undo {step}")
+
+
+def effect(step, then=None):
+    def act(state):
+        LOG.append(f"do {step}")
+        if then is not None:
+            raise then
+
+    return act
+
+
+# -- 3. a Ctrl-C inside a step, just after its effect: reported, never lost ----------------
+
+
+@pytest.mark.parametrize("register", ["after", "before"])
+def test_a_ctrl_c_inside_a_step_after_its_effect_is_never_lost(tmp_path, register):
+    """The defect: the journal said rolled_back, the charge was neither undone nor reported
+    (a SIGKILL at the same instant reported it leaked). A step cut short inside its call
+    may have happened: with its undo logged after it, it is reported leaked; logged before
+    it, it is undone."""
+    LOG.clear()
+    saga = Saga(
+        [
+            Step("reserve", effect("reserve"), undo.bind(step="reserve")),
+            Step("charge", effect("charge", KeyboardInterrupt()), undo.bind(step="charge"),
+                 register=register),
+        ]
+    )  # fmt: skip
+    with Journal(tmp_path / "j.db") as journal:
+        with pytest.raises(KeyboardInterrupt) as caught:
+            saga.run({}, journal=journal, run_id="s")
+        states = {u.step: u.state for u in journal.undos("s")}
+        status = journal.saga("s").status
+        assert journal.unfinished() == []
+    if register == "after":
+        assert LOG == ["do reserve", "do charge", "undo reserve"]
+        assert status == "rollback_incomplete" and states == {"reserve": "done", "charge": "leaked"}
+        assert "rollback: not undone (no undo covers it): charge" in caught.value.__notes__
+    else:
+        assert LOG == ["do reserve", "do charge", "undo charge", "undo reserve"]
+        assert status == "rolled_back" and states == {"reserve": "done", "charge": "done"}
+
+
+def test_a_ctrl_c_inside_a_with_block_step_is_reported_leaked_without_a_journal():
+    LOG.clear()
+    with pytest.raises(KeyboardInterrupt), Rollback() as rb:
+        rb.do("reserve", lambda: LOG.append("do reserve"), lambda: LOG.append("undo reserve"))
+        rb.do("charge", lambda: effect("charge", KeyboardInterrupt())({}), lambda: None)
+    assert rb.outcome.status is Status.ROLLBACK_INCOMPLETE
+    assert rb.outcome.leaked == ("charge",) and rb.outcome.compensated == ("reserve",)
+
+
+_SIGINT_CHILD = textwrap.dedent(
+    """
+    import sys, time
+    sys.path.insert(0, sys.argv[2])
+    import sigint_world as w
+    from rollback_lessons import Saga, Step
+    from rollback_lessons.durable.journal import Journal
+
+    def act(step):
+        def f(state):
+            time.sleep(0.02)
+            w.record(f"do {step}")
+        return f
+
+    steps = [Step(n, act(n), w.undo.bind(step=n), register=r)
+             for n, r in zip("abcdef", ["after", "before"] * 3)] + [Step("g", act("g"))]
+    with Journal(sys.argv[1]) as j:
+        print("ready", flush=True)
+        try:
+            Saga(steps, name="sigint").run({}, inject={"g": "fail"}, journal=j, run_id="s")
+        except KeyboardInterrupt:
+            pass
+    """
+)
+
+_SIGINT_WORLD = textwrap.dedent(
+    """
+    import os
+    from rollback_lessons.durable.registry import Registry, compensation
+    registry = Registry()
+    LOG = os.environ["SIGINT_WORLD"]
+
+    def record(line):
+        with open(LOG, "a") as f:
+            f.write(line + "\\n")
+
+    @compensation("undo", registry)
+    def undo(step, idempotency_key=None):
+        done = open(LOG).read().split("\\n") if os.path.exists(LOG) else []
+        if f"undo {step}" not in done:
+            record(f"undo {step}")
+    """
+)
+
+
+def test_real_sigint_at_random_instants_of_a_journalled_saga_loses_no_step(tmp_path):
+    """The attacker's soak (1 of 25 broke): SIGINT anywhere in a saga of steps logged
+    after and before, the process exits, ``recover`` runs. Every step whose effect happened
+    is undone or reported leaked; a journal that says rolled_back undid every one. Seeded;
+    SIGINT_TRIALS sets the count (make soak: 40)."""
+    (tmp_path / "sigint_world.py").write_text(_SIGINT_WORLD)
+    rng = random.Random(31)
+    for trial in range(int(os.environ.get("SIGINT_TRIALS", "4"))):
+        db, log = tmp_path / f"j{trial}.db", tmp_path / f"world{trial}.log"
+        env = dict(os.environ, SIGINT_WORLD=str(log), PYTHONPATH=str(tmp_path))
+        child = subprocess.Popen(
+            [sys.executable, "-c", _SIGINT_CHILD, str(db), str(tmp_path)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert child.stdout is not None
+        child.stdout.readline()
+        time.sleep(rng.uniform(0, 0.45))
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=60)
+        assert "Traceback" not in err, err[-800:]
+        lines = log.read_text().splitlines() if log.exists() else []
+        done = {x.split()[1] for x in lines if x.startswith("do ")}
+        first = {x.split()[1] for x in lines if x.startswith("undo ")}
+        with Journal(db) as journal:
+            if journal.saga("s").status == "rolled_back":
+                assert done <= first, (trial, lines)
+        r = subprocess.run(
+            [sys.executable, "-m", "rollback_lessons", "recover", str(db),
+             "--registry", "sigint_world"],
+            env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert "Traceback" not in r.stderr, r.stderr
+        lines = log.read_text().splitlines() if log.exists() else []
+        undone = {x.split()[1] for x in lines if x.startswith("undo ")}
+        with Journal(db) as journal:
+            status = journal.saga("s").status
+            leaked = {u.step for u in journal.undos("s") if u.state == "leaked"}
+        assert status not in ("running", "rolling_back"), trial
+        if status != "halted":
+            assert done <= undone | leaked, (trial, status, lines)
+
+
+# -- 6. recover's and the journal's input, refused before anything happens -------------
+
+
+def _crashed(tmp_path):
+    """A journal with one saga whose process died after logging two undos."""
+    from conftest import dead_pid
+
+    LOG.clear()
+    path = tmp_path / "j.db"
+    with Journal(path) as journal:
+        saga = Saga(
+            [Step(n, effect(n), undo.bind(step=n)) for n in ("a", "b")] + [Step("c", effect("c"))]
+        )
+        saga.run({}, inject={"c": "fail"}, journal=journal, run_id="s")
+        journal.write(
+            [("UPDATE sagas SET status = 'rolling_back', owner_pid = ?", (dead_pid(),)),
+             ("UPDATE undos SET state = 'pending'", ())]
+        )  # fmt: skip
+    LOG.clear()
+    return path
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"attacks.undo": undo}, [undo], "attacks"],
+    ids=["dict", "list", "str"],
+)
+def test_recover_refuses_a_registry_that_is_not_one_before_claiming(tmp_path, bad):
+    """The defect: a dict claimed the saga and dead-lettered every undo; a later recover
+    with the right registry could never run them."""
+    path = _crashed(tmp_path)
+    with Journal(path) as journal:
+        with pytest.raises(TypeError, match="must be a Registry"):
+            recover(journal, bad)
+        saga = journal.saga("s")
+        assert (saga.status, saga.claim_pid, saga.dead) == ("rolling_back", None, 0)
+        recover(journal, registry)
+        assert journal.saga("s").status == "rolled_back"
+    assert LOG == ["undo b", "undo a"]
+
+
+def test_recover_refuses_what_is_not_a_journal(tmp_path):
+    path = _crashed(tmp_path)
+    with pytest.raises(TypeError, match="needs a Journal"):
+        recover(str(path), registry)  # type: ignore[arg-type]
+    with Journal(path) as journal:
+        with pytest.raises(ValueError, match="batch"):
+            recover(journal, registry, batch=0.5)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="force"):
+            recover(journal, registry, force="yes")  # type: ignore[arg-type]
+        assert journal.saga("s").claim_pid is None
+
+
+@pytest.mark.parametrize(
+    ("run_id", "name", "error", "match"),
+    [
+        (("t",), "saga", TypeError, "run_id must be a str"),
+        ("", "saga", ValueError, "non-empty"),
+        ("a\nb", "saga", ValueError, "printable"),
+        ("ok", "order\nsaga-42  refund  committed  0  0  0", ValueError, "printable"),
+        ("shop:7", "saga", ValueError, "must not contain ':'"),
+    ],
+)
+def test_a_journalled_run_id_or_name_is_refused_before_any_step(tmp_path, run_id, name, error,
+                                                                match):  # fmt: skip
+    LOG.clear()
+    saga = Saga([Step("a", effect("a"), undo.bind(step="a"))], name=name)
+    with Journal(tmp_path / "j.db") as journal:
+        with pytest.raises(error, match=match):
+            saga.run({}, journal=journal, run_id=run_id)
+        assert journal.sagas() == []
+    assert LOG == []
+
+
+def test_a_journalled_step_name_with_a_line_break_is_refused_before_any_step(tmp_path):
+    from rollback_lessons.errors import InvalidNameError
+
+    LOG.clear()
+    saga = Saga([Step("a", effect("a"), undo.bind(step="a")),
+                 Step("b\nforged", effect("b"), undo.bind(step="b"))])  # fmt: skip
+    with Journal(tmp_path / "j.db") as journal:
+        with pytest.raises(InvalidNameError, match="printable"):
+            saga.run({}, journal=journal, run_id="s")
+    assert LOG == []
+
+
+def test_journal_show_never_prints_a_forged_row(tmp_path):
+    """A journal written before names were checked: the name is one cell, escaped."""
+    path = tmp_path / "j.db"
+    with Journal(path) as journal:
+        saga = Saga([Step("a", effect("a"), undo.bind(step="a"))], name="order")
+        saga.run({}, journal=journal, run_id="s")
+        journal.write([("UPDATE sagas SET name = ?", ("order\nsaga-42  refund  committed",))])
+        table = journal.table()
+    assert len(table.splitlines()) == 2 and "'order\\nsaga-42" in table
+
+
+# -- 11. idempotency keys name one undo ---------------------------------------------------
+
+
+def test_idempotency_keys_of_two_sagas_never_collide(tmp_path):
+    """The attack: run id "shop:7" with step "charge", run id "shop" with step "7:charge":
+    both keys were "shop:7:charge", and the provider skipped the second refund. Run ids
+    with ':' are refused; a step name may hold ':' (the key's first ':' ends the id)."""
+    keys: list[str] = []
+    reg = Registry()
+
+    @compensation("refund", reg)
+    def refund(order, idempotency_key):
+        keys.append(idempotency_key)
+
+    def boom(state):
+        raise RuntimeError("shipping failed")
+
+    with Journal(tmp_path / "j.db") as journal:
+        s1 = Saga([Step("charge", lambda s: None, refund.bind(order=7)), Step("ship", boom)])
+        with pytest.raises(ValueError, match="':'"):
+            s1.run({}, journal=journal, run_id="shop:7")
+        s2 = Saga([Step("7:charge", lambda s: None, refund.bind(order=99)), Step("ship", boom)])
+        assert s2.run({}, journal=journal, run_id="shop").status is Status.ROLLED_BACK
+        assert s1.run({}, journal=journal, run_id="shop7").status is Status.ROLLED_BACK
+    assert keys == ["shop:7:charge", "shop7:charge"]
+    assert [k.split(":", 1) for k in keys] == [["shop", "7:charge"], ["shop7", "charge"]]
