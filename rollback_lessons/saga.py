@@ -17,7 +17,7 @@ from .events import EventKind, EventSink, describe
 from .faults import InjectionLike
 from .operations import StepSpec
 from .outcome import Outcome
-from .policies import PolicyLike, RetryPolicy, resolve_policy
+from .policies import PolicyLike, RetryPolicy, check_seconds, resolve_policy
 from .ports import UndoJournal
 from .rules import (
     FORWARD_RETRY,
@@ -82,6 +82,8 @@ class Step:
                 f"step {self.name!r} is semantic but has no undo (its correction) to run"
             )
         check_register(self.register, f"step {self.name!r}: register")
+        if self.undo_timeout is not None:
+            check_seconds(self.undo_timeout, f"undo_timeout of step {self.name!r}")
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 as a test: an interrupt inside a step, input refused before anything happens, journal
 paths, damaged values, exits during recover, the CLI's one-line errors."""
 
+import math
 import os
 import random
 import signal
@@ -12,7 +13,7 @@ import time
 
 import pytest
 
-from rollback_lessons import Rollback, Saga, Status, Step
+from rollback_lessons import RetryPolicy, Rollback, Saga, Status, Step
 from rollback_lessons.durable.journal import Journal
 from rollback_lessons.durable.recovery import recover
 from rollback_lessons.durable.registry import Registry, compensation
@@ -287,3 +288,44 @@ def test_idempotency_keys_of_two_sagas_never_collide(tmp_path):
         assert s1.run({}, journal=journal, run_id="shop7").status is Status.ROLLED_BACK
     assert keys == ["shop:7:charge", "shop7:charge"]
     assert [k.split(":", 1) for k in keys] == [["shop", "7:charge"], ["shop7", "charge"]]
+
+
+# -- 12. durations that cannot be waited are refused when made ----------------------------
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: RetryPolicy(initial_delay=math.nan),
+        lambda: RetryPolicy(max_delay=math.nan),
+        lambda: RetryPolicy(multiplier=math.nan),
+        lambda: RetryPolicy(multiplier=math.inf),
+        lambda: RetryPolicy(initial_delay=math.inf, max_delay=math.inf),
+        lambda: RetryPolicy(timeout=math.nan),
+        lambda: RetryPolicy(timeout=-0.0),
+        lambda: RetryPolicy(max_attempts=True),
+        lambda: Step("x", lambda s: None, lambda s: None, undo_timeout=math.nan),
+        lambda: Step("x", lambda s: None, lambda s: None, undo_timeout=math.inf),
+        lambda: Step("x", lambda s: None, lambda s: None, undo_timeout=-0.0),
+        lambda: Step("x", lambda s: None, lambda s: None, undo_timeout=True),
+    ],
+)
+def test_non_finite_or_negative_durations_are_refused_at_construction(make):
+    from rollback_lessons.errors import InvalidPipelineError
+
+    with pytest.raises(InvalidPipelineError, match="must be"):
+        make()
+
+
+def test_a_with_block_refuses_a_non_finite_undo_timeout_before_the_step():
+    from rollback_lessons.errors import InvalidPipelineError
+
+    ran = []
+    with pytest.raises(InvalidPipelineError, match="finite"), Rollback() as rb:
+        rb.do("a", lambda: ran.append("a"), lambda: None, undo_timeout=math.inf)
+    assert ran == []
+
+
+def test_a_long_run_of_retries_waits_the_cap_never_overflows():
+    policy = RetryPolicy(max_attempts=5000, initial_delay=1.0, multiplier=2.0, max_delay=5.0)
+    assert policy.delay(4000) == 5.0
