@@ -5,7 +5,9 @@ paths, damaged values, exits during recover, the CLI's one-line errors."""
 import math
 import os
 import random
+import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -329,3 +331,48 @@ def test_a_with_block_refuses_a_non_finite_undo_timeout_before_the_step():
 def test_a_long_run_of_retries_waits_the_cap_never_overflows():
     policy = RetryPolicy(max_attempts=5000, initial_delay=1.0, multiplier=2.0, max_delay=5.0)
     assert policy.delay(4000) == 5.0
+
+
+# -- 8. a value the journal never writes is damage: refused before any undo ---------------
+
+
+@pytest.mark.parametrize(
+    ("sql", "what"),
+    [
+        ("UPDATE undos SET state = 'pendinG' WHERE step = 'a'", "an undo's state is 'pendinG'"),
+        ("UPDATE sagas SET status = 'rolling_bacK'", "a saga's status is 'rolling_bacK'"),
+        ("UPDATE sagas SET status = 42", "a saga's status is '42'"),
+        ("UPDATE sagas SET pivot_state = 'donE'", "a saga's pivot state is 'donE'"),
+        ("UPDATE undos SET semantic = 7 WHERE step = 'b'", "an undo's semantic flag is 7"),
+    ],
+)
+def test_a_value_outside_the_journals_own_is_refused_before_any_undo(tmp_path, sql, what):
+    """The defect: ``pending`` changed to ``pendinG`` on disk (one byte) and recover skipped
+    that undo and reported the saga rolled_back; a status of garbage was shown as is."""
+    from rollback_lessons.cli import main
+    from rollback_lessons.durable.journal import JournalError
+
+    path = _crashed(tmp_path)
+    con = sqlite3.connect(path)
+    con.execute(sql)
+    con.commit()
+    con.close()
+    with Journal(path) as journal:
+        with pytest.raises(JournalError, match=f"damaged .*{re.escape(what)}.*no undo was run"):
+            recover(journal, registry)
+    assert LOG == []
+    assert main(["journal", "show", str(path)]) == 2
+
+
+def test_a_changed_byte_of_an_undos_state_in_the_file_is_refused(tmp_path, capsys):
+    """The attack itself: a byte of the file changed (SQLite's checks pass it)."""
+    from rollback_lessons.cli import main
+
+    path = _crashed(tmp_path)
+    data = path.read_bytes()  # (the last connection closed: the WAL is in the file)
+    at = data.rindex(b"pending")  # a row's (the first is the schema's default)
+    path.write_bytes(data[: at + 6] + b"G" + data[at + 7 :])
+    assert main(["recover", str(path), "--registry", __name__]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "'pendinG'" in err and "no undo was run" in err
+    assert LOG == []

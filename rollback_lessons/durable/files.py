@@ -215,3 +215,41 @@ def _create_whole(path: Path) -> None:
         pass
     finally:
         tmp.unlink()
+
+
+SAGA_STATUSES = (
+    "running", "rolling_back", "committed", "rolled_back", "rollback_incomplete", "halted",
+)  # fmt: skip
+UNDO_STATES = ("pending", "intent", "done", "dead", "leaked", "not_run")
+_VALUE_CHECKS = (
+    (
+        "a saga's status",
+        "SELECT id, status FROM sagas WHERE typeof(status) != 'text'"
+        f" OR status NOT IN ({', '.join(map(repr, SAGA_STATUSES))}) LIMIT 1",
+    ),
+    (
+        "a saga's pivot state",
+        "SELECT id, pivot_state FROM sagas WHERE pivot_state IS NOT NULL"
+        " AND (typeof(pivot_state) != 'text' OR pivot_state NOT IN ('started', 'done')) LIMIT 1",
+    ),
+    (
+        "an undo's state",
+        "SELECT saga_id || ' #' || position, state FROM undos WHERE typeof(state) != 'text'"
+        f" OR state NOT IN ({', '.join(map(repr, UNDO_STATES))}) LIMIT 1",
+    ),
+    (
+        "an undo's semantic flag",
+        "SELECT saga_id || ' #' || position, semantic FROM undos"
+        " WHERE semantic IS NOT NULL AND semantic NOT IN (0, 1) LIMIT 1",
+    ),
+)
+
+
+def _bad_value(con: sqlite3.Connection) -> str | None:
+    """The first value outside what the journal ever writes (a byte changed on disk, which
+    SQLite's checks pass: there are no checksums of the values), or None."""
+    for what, sql in _VALUE_CHECKS:
+        row = con.execute(sql).fetchone()
+        if row is not None:
+            return f"{what} is {row[1]!r} (in {row[0]!r}), which the journal never writes"
+    return None

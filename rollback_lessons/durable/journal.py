@@ -34,6 +34,7 @@ from .files import (  # noqa: F401 (re-exported: the journal's names, as before)
     SCHEMA_VERSION,
     JournalError,
     JournalTakenOver,
+    _bad_value,
     _create_whole,
     _inspect,
     _open_read_only,
@@ -385,8 +386,9 @@ class Journal:
             for line in str(row[0]).splitlines()
             if line.strip() and not line.startswith("***")
         ]
-        if problems == ["ok"]:
-            return "ok"
+        if problems == ["ok"]:  # the pages are sound; are the values ones it writes?
+            with self._lock:
+                return _bad_value(self._con) or "ok"
         more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
         return f"{problems[0]}{more}"
 
