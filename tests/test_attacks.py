@@ -376,3 +376,118 @@ def test_a_changed_byte_of_an_undos_state_in_the_file_is_refused(tmp_path, capsy
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "'pendinG'" in err and "no undo was run" in err
     assert LOG == []
+
+
+# -- 9, 10. the CLI: an exit in an undo, Ctrl-C, long names, a closed pipe ----------------
+
+exiting = Registry()
+
+
+@compensation("attacks.undo", exiting)
+def exits(step, idempotency_key=None):
+    if step == "b":
+        sys.exit(0)
+    LOG.append(f"undo {step}")
+
+
+def _cli(*args, env=None, **kw):
+    return subprocess.run(
+        [sys.executable, "-m", "rollback_lessons", *args],
+        capture_output=True, text=True, timeout=120, env=env, **kw,
+    )  # fmt: skip
+
+
+def test_an_undo_calling_sys_exit_during_recover_leaves_the_saga_unfinished(tmp_path, capsys):
+    """The defect: the CLI exited 0, silently, the saga unfinished. SystemExit from an undo
+    is an interrupt: one line, non-zero, and the next recover finishes the saga."""
+    from rollback_lessons.cli import main
+
+    path = _crashed(tmp_path)
+    (tmp_path / "exiting_registry.py").write_text(
+        "from test_attacks import exiting as registry\n"
+    )  # (the test module's registry, importable by name)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        assert main(["recover", str(path), "--registry", "exiting_registry"]) == 2
+    finally:
+        sys.path.remove(str(tmp_path))
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "called sys.exit(0)" in err and "unfinished" in err
+    with Journal(path) as journal:
+        assert journal.saga("s").status == "rolling_back"
+        assert [u.state for u in journal.undos("s")] == ["pending", "pending"]
+        recover(journal, registry)
+        assert journal.saga("s").status == "rolled_back"
+    assert LOG == ["undo b", "undo a"]
+
+
+def test_a_file_name_too_long_is_one_line(tmp_path):
+    for command in (["journal", "show"], ["recover"]):
+        extra = ["--registry", "json"] if command == ["recover"] else []
+        r = _cli(*command, str(tmp_path / ("x" * 300 + ".db")), *extra)
+        assert r.returncode == 2 and len(r.stderr.splitlines()) == 1, r.stderr
+        assert "File name too long" in r.stderr or "name too long" in r.stderr.lower()
+
+
+_SLOW_REGISTRY = textwrap.dedent(
+    """
+    import os, time
+    from rollback_lessons.durable.registry import Registry, compensation
+    registry = Registry()
+
+    @compensation("attacks.undo", registry)
+    def undo(step, idempotency_key=None):
+        with open(os.environ["SLOW_LOG"], "a") as f:
+            f.write(f"start {step}\\n")
+        time.sleep(0.3)
+        with open(os.environ["SLOW_LOG"], "a") as f:
+            f.write(f"undo {step}\\n")
+    """
+)
+
+
+def test_ctrl_c_during_recover_is_one_line_and_leaves_the_saga_for_the_next(tmp_path):
+    """The defect: a KeyboardInterrupt traceback (5 of 10 trials)."""
+    path = _crashed(tmp_path)
+    (tmp_path / "slow_registry.py").write_text(_SLOW_REGISTRY)
+    log = tmp_path / "slow.log"
+    env = dict(os.environ, PYTHONPATH=str(tmp_path), SLOW_LOG=str(log))
+    child = subprocess.Popen(
+        [sys.executable, "-m", "rollback_lessons", "recover", str(path), "--registry",
+         "slow_registry"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not (log.exists() and "start" in log.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == 130 and err.splitlines() == [
+        "rollback-lessons: recover interrupted (Ctrl-C); what it undid is recorded, and the "
+        "sagas it did not finish are left for the next recover"
+    ], err
+    with Journal(path) as journal:
+        assert journal.saga("s").status == "rolling_back"
+    r = _cli("recover", str(path), "--registry", "slow_registry", env=env)
+    assert r.returncode == 0, r.stderr
+    with Journal(path) as journal:
+        assert journal.saga("s").status == "rolled_back"
+
+
+def test_output_piped_into_a_reader_that_stops_early_ends_quietly(tmp_path):
+    """The defect: a BrokenPipeError traceback under ``journal show j.db | head -1``."""
+    path = tmp_path / "j.db"
+    with Journal(path) as journal:
+        saga = Saga([Step("a", effect("a"), undo.bind(step="a")), Step("b", effect("b"))],
+                    name="order-" + "x" * 300)  # fmt: skip
+        for i in range(300):
+            saga.run({}, inject={"b": "fail"}, journal=journal, run_id=f"s{i}")
+    child = subprocess.Popen(
+        [sys.executable, "-m", "rollback_lessons", "journal", "show", str(path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert child.stdout is not None and child.stderr is not None
+    child.stdout.readline()
+    child.stdout.close()  # (head -1)
+    err = child.stderr.read().decode()
+    assert child.wait(timeout=60) == 1 and err == "", err

@@ -38,6 +38,11 @@ from .records import Claimed, JournalRun, SagaRecord, UndoRecord, me
 from .registry import Registry, call_compensation, default_registry
 
 
+class RecoveryInterrupted(JournalError):
+    """An undo ended the process's work (``sys.exit``) during ``recover``: an interrupt,
+    not a failure; what ran is recorded, the rest left for the next ``recover``."""
+
+
 @dataclass(frozen=True)
 class Recovery(RunRecord):
     """What ``recover`` did for one saga: the run record of its resumed rollback (``leaked``:
@@ -269,6 +274,12 @@ def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: _Writ
             call_compensation(registry.resolve(undo.compensation), undo.args, undo.key)
         except Exception as exc:
             op = m.undo_failed(exc)
+        except (SystemExit, GeneratorExit) as exc:  # (a Ctrl-C stays a KeyboardInterrupt)
+            raise RecoveryInterrupted(
+                f"the undo of {undo.step!r} (saga {saga.id!r}) called sys.exit"
+                f"({getattr(exc, 'code', None)!r}): recover stopped there; the saga is left "
+                "unfinished, that undo and the ones before it pending, for the next recover"
+            ) from None
         else:
             op = m.undo_ok()
         writer.undo_ran(run)
