@@ -491,3 +491,45 @@ def test_output_piped_into_a_reader_that_stops_early_ends_quietly(tmp_path):
     child.stdout.close()  # (head -1)
     err = child.stderr.read().decode()
     assert child.wait(timeout=60) == 1 and err == "", err
+
+
+# -- 7, 13. a journal path is a file path; creating one fails whole ------------------------
+
+
+@pytest.mark.parametrize("name", [":memory:", "file:orders.db", "file:orders.db?mode=memory"])
+def test_a_journal_path_sqlite_treats_as_special_is_a_plain_file(tmp_path, monkeypatch, name):
+    """The defects: ``Journal(":memory:")`` kept nothing (and a file named :memory: appeared),
+    ``Journal("file:orders.db")`` wrote to orders.db."""
+    monkeypatch.chdir(tmp_path)
+    LOG.clear()
+    saga = Saga([Step("a", effect("a"), undo.bind(step="a")), Step("b", effect("b"))])
+    with Journal(name) as journal:
+        saga.run({}, inject={"b": "fail"}, journal=journal, run_id="s")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+    with Journal(name, create=False) as journal:
+        assert journal.saga("s").status == "rolled_back"
+
+
+def test_a_full_disk_while_creating_a_journal_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
+    from rollback_lessons.durable import files
+    from rollback_lessons.durable.journal import JournalError
+
+    real = sqlite3.connect
+
+    class Full:
+        def __init__(self, con):
+            self.con = con
+
+        def execute(self, sql, *args):
+            if sql == "COMMIT":
+                raise sqlite3.OperationalError("database or disk is full")
+            return self.con.execute(sql, *args)
+
+        def close(self):
+            self.con.close()
+
+    monkeypatch.setattr(files.sqlite3, "connect", lambda *a, **kw: Full(real(*a, **kw)))
+    with pytest.raises(JournalError, match=r"cannot create the journal .*disk is full") as caught:
+        Journal(tmp_path / "j.db")
+    assert len(str(caught.value).splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []

@@ -8,6 +8,7 @@ place only once complete (a process killed while making it leaves no half-made j
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import uuid
@@ -200,21 +201,23 @@ def _create_whole(path: Path) -> None:
     would refuse (only a hidden ``.creating`` file). If another process linked its own
     first, theirs is used."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.creating")
-    con = sqlite3.connect(tmp, isolation_level=None)
-    try:  # written into the file itself (a rollback journal), then switched to WAL
-        con.execute("BEGIN IMMEDIATE")
-        for sql, params in _schema_statements():
-            con.execute(sql, params)
-        con.execute("COMMIT")
-        con.execute("PRAGMA journal_mode=WAL")
-    finally:
-        con.close()
     try:
-        os.link(tmp, path)
-    except FileExistsError:
-        pass
+        con = sqlite3.connect(_uri(tmp, "mode=rwc"), uri=True, isolation_level=None)
+        try:  # written into the file itself (a rollback journal), then switched to WAL
+            con.execute("BEGIN IMMEDIATE")
+            for sql, params in _schema_statements():
+                con.execute(sql, params)
+            con.execute("COMMIT")
+            con.execute("PRAGMA journal_mode=WAL")
+        finally:
+            con.close()
+        with contextlib.suppress(FileExistsError):  # another process linked its own first
+            os.link(tmp, path)
+    except (sqlite3.Error, OSError) as exc:  # a full disk, a folder gone: one line
+        raise JournalError(f"cannot create the journal {path}: {exc}") from None
     finally:
-        tmp.unlink()
+        for leftover in (tmp, *(tmp.with_name(tmp.name + x) for x in ("-journal", "-wal", "-shm"))):
+            leftover.unlink(missing_ok=True)
 
 
 SAGA_STATUSES = (

@@ -39,6 +39,7 @@ from .files import (  # noqa: F401 (re-exported: the journal's names, as before)
     _inspect,
     _open_read_only,
     _schema_statements,
+    _uri,
 )
 from .records import Claimed, JournalRun, SagaRecord, UndoRecord, me
 
@@ -103,9 +104,10 @@ class Journal:
             return
         if version is None and not self.path.exists():
             _create_whole(self.path)  # it exists whole, or not at all
-        self._con = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=timeout
-        )
+        self._con = sqlite3.connect(  # always this file (never ":memory:", never a URI)
+            _uri(self.path, "mode=rw"), uri=True, isolation_level=None,
+            check_same_thread=False, timeout=timeout,
+        )  # fmt: skip
         self._con.execute("PRAGMA journal_mode=WAL")
         self._con.execute("PRAGMA synchronous=FULL")  # a commit survives power loss
         if version is None:  # an empty file found in place: IF NOT EXISTS, as others may
