@@ -60,7 +60,9 @@ class JournalWriter:
             if step in self.intents and not details.get("after_effect"):
                 jrun.abandon(self.intents.pop(step))  # nothing happened: nothing to undo
         elif kind is EventKind.STEP_DONE:
-            if step is not None and m.kinds.get(step) == Kind.PIVOT:
+            assert step is not None
+            self.returned(step)
+            if m.kinds.get(step) == Kind.PIVOT:
                 jrun.pivot(step, "done")
         elif kind is EventKind.ROLLBACK_START:  # every undo logged is durable before one runs
             self.durably(partial(jrun.status, flush=True), "rolling_back")
@@ -70,6 +72,22 @@ class JournalWriter:
         elif kind is EventKind.UNDO_FAILED and details["then"] == "dead_letter":
             assert m.entry is not None
             self.durably(jrun.undo_dead, m.entry.position, details["attempt"], details["error"])
+
+    def returned(self, step: str) -> None:
+        """A step's call returned: is the saga still this run's? If ``recover --force`` took
+        it over while the step ran, its effect may have landed after recover undid it:
+        reported in the journal (the step leaked, the saga rollback_incomplete, if recover
+        had ended it rolled_back) and in the outcome (TakenOver, the run halted)."""
+        assert self.jrun is not None
+        try:
+            self.jrun.holds()
+        except TakenOver as exc:
+            self.jrun.late_effect(step, describe(exc))
+            self.jrun = None
+            raise TakenOver(
+                f"step {step!r} returned after {exc}: its effect may have landed after "
+                f"recover undid the saga; check {step!r} by hand"
+            ) from None
 
     def durably(self, write: Callable[..., None], *args: Any) -> None:
         """A write during the rollback: if it fails, the undos still run in memory."""

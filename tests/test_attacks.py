@@ -533,3 +533,44 @@ def test_a_full_disk_while_creating_a_journal_is_one_line_and_leaves_nothing(tmp
         Journal(tmp_path / "j.db")
     assert len(str(caught.value).splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+# -- 5. recover --force takes over an owner whose step is in flight ------------------------
+
+
+@pytest.mark.parametrize("register", ["before", "after"])
+def test_a_step_landing_after_a_forced_takeover_is_reported_never_rolled_back(tmp_path, register):
+    """The attack: the owner (on "another host") is inside the charge, logged before it;
+    ``recover --force`` undoes the charge and ends the saga rolled_back; then the charge
+    happens. The owner checks its claim when each step returns: it reports the effect
+    (the journal says rollback_incomplete, the charge leaked; its outcome is halted and
+    says to check the charge by hand)."""
+    from rollback_lessons.errors import TakenOver
+
+    LOG.clear()
+    path = tmp_path / "j.db"
+
+    def charge(state):
+        with Journal(path) as other:  # the other host's operator, while the charge is sent
+            other.write([("UPDATE sagas SET owner_host = 'elsewhere'", ())])
+            recover(other, registry, force=True)
+        LOG.append("do charge")  # the provider answers: the card is charged
+
+    saga = Saga(
+        [
+            Step("reserve", effect("reserve"), undo.bind(step="reserve")),
+            Step("charge", charge, undo.bind(step="charge"), register=register),
+            Step("ship", effect("ship"), undo.bind(step="ship")),
+        ]
+    )
+    with Journal(path) as journal:
+        outcome = saga.run({}, journal=journal, run_id="s")
+        saga_row = journal.saga("s")
+        states = {u.step: u.state for u in journal.undos("s")}
+    assert isinstance(outcome.error, TakenOver) and outcome.status is Status.HALTED
+    assert "step 'charge' returned after" in str(outcome.error)
+    assert "check 'charge' by hand" in str(outcome.error)
+    assert "ship" not in " ".join(LOG)  # (the owner went no further)
+    assert saga_row.status == "rollback_incomplete"
+    assert states == {"reserve": "done", "charge": "leaked"}
+    assert LOG[-1] == "do charge" and "undo reserve" in LOG
