@@ -44,9 +44,8 @@ def _finite(value: object) -> bool:
 def check_seconds(value: object, what: str, *, zero: bool = False) -> None:
     """A duration: a finite number of seconds > 0 (``zero``: >= 0). NaN, infinities, -0.0
     and booleans are refused here, not found failing half-way through a run."""
-    if not _finite(value) or value < 0 or (not zero and value <= 0) or (
-        value == 0 and math.copysign(1.0, value) < 0  # type: ignore[arg-type]
-    ):  # fmt: skip
+    seconds = float(value) if _finite(value) else math.nan  # type: ignore[arg-type]
+    if not (seconds > 0 or (zero and seconds == 0)) or math.copysign(1.0, seconds) < 0:
         bound = ">= 0" if zero else "> 0"
         raise InvalidPipelineError(
             f"{what} must be a finite number of seconds {bound}, got {value!r}"

@@ -124,8 +124,8 @@ class Rollback(_Base):
         tb: TracebackType | None,
     ) -> None:
         run = self._run
-        failed = exc
-        if exc is None:
+        failed: BaseException | None = exc
+        if failed is None:
             self._state = _CLOSED
             try:
                 run.commit()
@@ -134,6 +134,7 @@ class Rollback(_Base):
             else:
                 run.finish(None)
                 return
+        assert failed is not None
         run.roll_back(failed)
         self._state = _CLOSED  # (only now: an outcome never says committed for a failed block)
         run.finish(failed)
@@ -176,8 +177,8 @@ class AsyncRollback(_Base):
         tb: TracebackType | None,
     ) -> None:
         run = self._run
-        failed = exc
-        if exc is None:
+        failed: BaseException | None = exc
+        if failed is None:
             self._state = _CLOSED
             try:
                 run.commit()
@@ -189,6 +190,7 @@ class AsyncRollback(_Base):
         import asyncio  # only async users pay for importing asyncio
 
         # Shield the undos: a cancellation that arrives now must not cut the rollback short.
+        assert failed is not None
         task = asyncio.ensure_future(run.aroll_back(failed))
         cancelled_again = False
         while not task.done():
