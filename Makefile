@@ -78,4 +78,4 @@ soak: $(VENV)/.test
 	SOAK_TRIALS=300 HYPOTHESIS_PROFILE=soak $(BIN)/python -m pytest $(XDIST) --durations=20 \
 	  tests/test_crash.py tests/test_properties.py tests/test_journal.py -q
 	HARNESS_STEPS=12 FENCING_EXAMPLES=500 SIGINT_TRIALS=40 $(BIN)/python -m pytest -q \
-	  tests/test_fault_harness.py tests/test_fencing.py tests/test_interrupts.py
+	  tests/test_fault_harness.py tests/test_fencing.py tests/test_interrupts.py tests/test_attacks.py
