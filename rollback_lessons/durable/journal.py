@@ -24,6 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from ..errors import InvalidNameError
 from ..events import Event
 from .files import (  # noqa: F401 (re-exported: the journal's names, as before)
     _IDS,
@@ -50,7 +51,7 @@ def _check_text(value: object, what: str) -> None:
     if not isinstance(value, str):
         raise TypeError(f"{what} must be a str, got {type(value).__name__} {value!r}")
     if not value or not value.isprintable():
-        raise ValueError(
+        raise InvalidNameError(
             f"{what} must be a non-empty str of printable characters (no line break, tab or "
             f"control character), got {value!r}"
         )
@@ -250,7 +251,7 @@ class Journal:
         if saga_id is not None:
             _check_text(saga_id, "a journalled saga's run_id")
             if ":" in saga_id:
-                raise ValueError(
+                raise InvalidNameError(
                     f"a journalled saga's run_id must not contain ':' (got {saga_id!r}): an "
                     "undo's idempotency key is '<run id>:<step>', and must name one undo only"
                 )
