@@ -72,10 +72,12 @@ clean:
 notebooks: $(VENV)/.test
 	$(BIN)/python tests/notebook_tools.py notebooks/*.ipynb
 
-# The long run: 300 crash trials and the property tests with many more examples (the
-# "soak" profile in tests/conftest.py); make test runs a few trials and the "test" profile.
+# The long run: 300 crash trials (and 300 of the choreography's) and the property tests with
+# many more examples (the "soak" profile in tests/conftest.py); make test runs a few trials
+# and the "test" profile.
 soak: $(VENV)/.test
 	SOAK_TRIALS=300 HYPOTHESIS_PROFILE=soak $(BIN)/python -m pytest $(XDIST) --durations=20 \
-	  tests/test_crash.py tests/test_properties.py tests/test_journal.py -q
+	  tests/test_crash.py tests/test_properties.py tests/test_journal.py \
+	  tests/test_choreo_crash.py tests/test_choreo_faults.py -q
 	HARNESS_STEPS=12 FENCING_EXAMPLES=500 SIGINT_TRIALS=40 $(BIN)/python -m pytest -q \
 	  tests/test_fault_harness.py tests/test_fencing.py tests/test_interrupts.py tests/test_attacks.py

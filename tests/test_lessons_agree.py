@@ -14,6 +14,9 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 LESSONS = [p for p in NOTEBOOKS if p.name[:2] != "00"]
 WORD_LIMIT = 1000
+NO_EXERCISES_YET = {"13_choreography.ipynb"}
+"""Lessons whose exercises are still to write (issue 28: an idempotent consumer, the order
+of compensating events); README's table says so."""
 
 
 def cells(path: Path) -> list[dict]:
@@ -59,6 +62,9 @@ def test_each_lesson_opens_with_its_goals_and_ends_with_what_you_learned_and_the
     assert f"]({following})" in last
     headings = [m.split("\n")[0] for m in markdown]
     exercises = [i for i, h in enumerate(headings) if h.startswith("## Exercise")]
+    if path.name in NO_EXERCISES_YET:
+        assert not exercises, f"{path.name} has exercises now: take it out of NO_EXERCISES_YET"
+        return
     assert exercises and exercises[-1] < len(markdown) - 1  # exercises before the summary
 
 

@@ -103,7 +103,7 @@ def test_the_direction_check_catches_a_violation(tmp_path):
 
 
 def test_durable_and_runners_do_not_reach_into_lab_or_worlds():
-    for layer in ("durable", "runners"):
+    for layer in ("durable", "runners", "choreo"):
         for path in (PACKAGE / layer).rglob("*.py"):
             for level, module in _imports(path):
                 if level:
