@@ -96,12 +96,12 @@ _SIGINT_CHILD = textwrap.dedent(
 
     steps = [Step(n, act(n), w.undo.bind(step=n), register=r)
              for n, r in zip("abcdef", ["after", "before"] * 3)] + [Step("g", act("g"))]
-    with Journal(sys.argv[1]) as j:
-        print("ready", flush=True)
-        try:
+    try:  # (a SIGINT after the run, while the journal closes, is this script's, not the saga's)
+        with Journal(sys.argv[1]) as j:
+            print("ready", flush=True)
             Saga(steps, name="sigint").run({}, inject={"g": "fail"}, journal=j, run_id="s")
-        except KeyboardInterrupt:
-            pass
+    except KeyboardInterrupt:
+        pass
     """
 )
 
