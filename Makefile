@@ -90,7 +90,7 @@ notebooks: $(VENV)/.test
 # picture under every fault and policy, 16 timed clicks per panel, ten times the examples of
 # the property tests, tests/conftest.py), 300 crash trials (the saga's and the choreography's); then the fault harness, fencing
 # and SIGINT trials at length, in one process.
-SOAK_ALONE = tests/test_fault_harness.py tests/test_fencing.py tests/test_interrupts.py
+SOAK_ALONE = tests/test_fault_harness.py tests/test_fencing.py tests/test_interrupts.py tests/test_attacks.py
 
 soak: $(VENV)/.test $(NODE_MODULES)
 	SOAK=1 SOAK_TRIALS=300 $(BIN)/python -m pytest $(XDIST) --durations=20 $(NBVAL) \

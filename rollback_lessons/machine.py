@@ -392,10 +392,11 @@ class Machine:
         return Wait(delay)
 
     def _step_lost(self, error: BaseException, cut: bool = False) -> Op:
-        """The step failed for good (``cut``: something cut its call short)."""
+        """The step failed for good (``cut``: cut short inside its call, by a Ctrl-C or a
+        crash: its effect may have happened, so it is treated as one that failed after it)."""
         spec = self.spec
         assert spec is not None
-        effect = after_effect(error)
+        effect = after_effect(error) or cut
         details: dict[str, Any] = {"error": describe(error)}
         if effect:
             details["after_effect"] = True
@@ -430,8 +431,14 @@ class Machine:
         return self._commit()
 
     def _commit(self) -> Finished:
+        """Every step is done. A journal records the commit at this event; if it cannot, the
+        run is not committed: the error goes to the driver, which fails the run there."""
+        try:
+            self._emit(EventKind.COMMITTED, None, {"steps": len(self.completed)})
+        except BaseException:
+            self.rows.pop()  # (never committed: the event is not the run's)
+            raise
         self.phase = Phase.DONE
-        self._emit(EventKind.COMMITTED, None, {"steps": len(self.completed)})
         return Finished(self)
 
     def fail(self, error: BaseException) -> Op:
@@ -582,7 +589,7 @@ class Machine:
         journal keeps it for ``recover``)."""
         if not self.rolling:
             self._expect("interrupted")
-            return self._step_lost(exc, cut=True)
+            return self._step_lost(exc, cut=self.phase is Phase.STEP)
         self.kept = self.kept or kept
         if self.interruption is None:
             entry = self.entry

@@ -8,6 +8,7 @@ place only once complete (a process killed while making it leaves no half-made j
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import uuid
@@ -208,18 +209,58 @@ def _create_whole(path: Path) -> None:
     would refuse (only a hidden ``.creating`` file). If another process linked its own
     first, theirs is used."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.creating")
-    con = sqlite3.connect(tmp, isolation_level=None)
-    try:  # written into the file itself (a rollback journal), then switched to WAL
-        con.execute("BEGIN IMMEDIATE")
-        for sql, params in _schema_statements():
-            con.execute(sql, params)
-        con.execute("COMMIT")
-        con.execute("PRAGMA journal_mode=WAL")
-    finally:
-        con.close()
     try:
-        os.link(tmp, path)
-    except FileExistsError:
-        pass
+        con = sqlite3.connect(_uri(tmp, "mode=rwc"), uri=True, isolation_level=None)
+        try:  # written into the file itself (a rollback journal), then switched to WAL
+            con.execute("BEGIN IMMEDIATE")
+            for sql, params in _schema_statements():
+                con.execute(sql, params)
+            con.execute("COMMIT")
+            con.execute("PRAGMA journal_mode=WAL")
+        finally:
+            con.close()
+        with contextlib.suppress(FileExistsError):  # another process linked its own first
+            os.link(tmp, path)
+    except (sqlite3.Error, OSError) as exc:  # a full disk, a folder gone: one line
+        raise JournalError(f"cannot create the journal {path}: {exc}") from None
     finally:
-        tmp.unlink()
+        for leftover in (tmp, *(tmp.with_name(tmp.name + x) for x in ("-journal", "-wal", "-shm"))):
+            leftover.unlink(missing_ok=True)
+
+
+SAGA_STATUSES = (
+    "running", "rolling_back", "committed", "rolled_back", "rollback_incomplete", "halted",
+)  # fmt: skip
+UNDO_STATES = ("pending", "intent", "done", "dead", "leaked", "not_run")
+_VALUE_CHECKS = (
+    (
+        "a saga's status",
+        "SELECT id, status FROM sagas WHERE typeof(status) != 'text'"
+        f" OR status NOT IN ({', '.join(map(repr, SAGA_STATUSES))}) LIMIT 1",
+    ),
+    (
+        "a saga's pivot state",
+        "SELECT id, pivot_state FROM sagas WHERE pivot_state IS NOT NULL"
+        " AND (typeof(pivot_state) != 'text' OR pivot_state NOT IN ('started', 'done')) LIMIT 1",
+    ),
+    (
+        "an undo's state",
+        "SELECT saga_id || ' #' || position, state FROM undos WHERE typeof(state) != 'text'"
+        f" OR state NOT IN ({', '.join(map(repr, UNDO_STATES))}) LIMIT 1",
+    ),
+    (
+        "an undo's semantic flag",
+        "SELECT saga_id || ' #' || position, semantic FROM undos"
+        " WHERE semantic IS NOT NULL AND semantic NOT IN (0, 1) LIMIT 1",
+    ),
+)
+
+
+def _bad_value(con: sqlite3.Connection) -> str | None:
+    """The first value outside what the journal ever writes (a byte changed on disk, which
+    SQLite's checks pass: there are no checksums of the values), or None."""
+    for what, sql in _VALUE_CHECKS:
+        row = con.execute(sql).fetchone()
+        if row is not None:
+            return f"{what} is {row[1]!r} (in {row[0]!r}), which the journal never writes"
+    return None

@@ -26,6 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from ..errors import InvalidNameError
 from ..events import Event
 from ..policies import UndoPolicy, UnsupportedPolicy, decides_in_code
 from ..runners.wire import PolicySpec, RetrySpec
@@ -38,10 +39,12 @@ from .files import (  # noqa: F401 (re-exported: the journal's names, as before)
     SCHEMA_VERSION,
     JournalError,
     JournalTakenOver,
+    _bad_value,
     _create_whole,
     _inspect,
     _open_read_only,
     _schema_statements,
+    _uri,
 )
 from .records import Claimed, JournalRun, SagaRecord, UndoRecord, me
 
@@ -83,6 +86,24 @@ def policy_of(data: str | None) -> UndoPolicy | None:
     found = json.loads(data)
     retry = RetrySpec(**found["retry"]) if found.get("retry") else None
     return PolicySpec(retry, found["then"]).policy("")
+
+
+def _check_text(value: object, what: str) -> None:
+    """A name or id the journal stores and prints on one line: a non-empty str of printable
+    characters (a line break or a control character would forge a row of ``journal show``)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str, got {type(value).__name__} {value!r}")
+    if not value or not value.isprintable():
+        raise InvalidNameError(
+            f"{what} must be a non-empty str of printable characters (no line break, tab or "
+            f"control character), got {value!r}"
+        )
+
+
+def _cell(text: str) -> str:
+    """A value as one cell of a table: as it is, or quoted and escaped if it would break
+    the line (a journal written before names were checked)."""
+    return text if text.isprintable() else repr(text)
 
 
 class Journal:
@@ -128,9 +149,10 @@ class Journal:
             return
         if version is None and not self.path.exists():
             _create_whole(self.path)  # it exists whole, or not at all
-        self._con = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=timeout
-        )
+        self._con = sqlite3.connect(  # always this file (never ":memory:", never a URI)
+            _uri(self.path, "mode=rw"), uri=True, isolation_level=None,
+            check_same_thread=False, timeout=timeout,
+        )  # fmt: skip
         self._con.execute("PRAGMA journal_mode=WAL")
         self._con.execute("PRAGMA synchronous=FULL")  # a commit survives power loss
         if version is None:  # an empty file found in place: IF NOT EXISTS, as others may
@@ -275,7 +297,18 @@ class Journal:
     ) -> JournalRun:
         """A new saga in this journal (written with its first commit), with the undo
         ``policy`` and ``undo_order`` its run obeys, which ``recover`` obeys too. A policy
-        that cannot be written down (``policy_data``) is refused here, before any step."""
+        that cannot be written down (``policy_data``) is refused here, before any step. Its
+        name and id are refused if a line of ``journal show`` or ``recover`` could not carry
+        them as one cell (a line break would forge a row), and an id with ':' too: an undo's
+        idempotency key is ``"<saga id>:<step>"``, so its first ':' must end the saga id."""
+        _check_text(name, "a journalled saga's name")
+        if saga_id is not None:
+            _check_text(saga_id, "a journalled saga's run_id")
+            if ":" in saga_id:
+                raise InvalidNameError(
+                    f"a journalled saga's run_id must not contain ':' (got {saga_id!r}): an "
+                    "undo's idempotency key is '<run id>:<step>', and must name one undo only"
+                )
         written = policy_data(policy) if policy is not None else None
         if saga_id is not None and self._rows("SELECT 1 FROM sagas WHERE id = ?", (saga_id,)):
             raise JournalError(f"saga {saga_id!r} is already in {self.path}; ids must be unique")
@@ -417,8 +450,9 @@ class Journal:
             for line in str(row[0]).splitlines()
             if line.strip() and not line.startswith("***")
         ]
-        if problems == ["ok"]:
-            return "ok"
+        if problems == ["ok"]:  # the pages are sound; are the values ones it writes?
+            with self._lock:
+                return _bad_value(self._con) or "ok"
         more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
         return f"{problems[0]}{more}"
 
@@ -426,7 +460,8 @@ class Journal:
         """The sagas and their status, as a text table (``rollback-lessons journal show``)."""
         header = ("saga", "name", "status", "undos", "undone", "dead letters")
         rows = [
-            (s.id, s.name, s.status, str(s.undos), str(s.undone), str(s.dead)) for s in self.sagas()
+            (_cell(s.id), _cell(s.name), _cell(s.status), str(s.undos), str(s.undone), str(s.dead))
+            for s in self.sagas()
         ]
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
         lines = [

@@ -209,6 +209,36 @@ class JournalRun:
         """The step of an ``intent`` failed before its effect: nothing to undo."""
         self._set_state(position, "not_run")
 
+    def leaked(self, position: int) -> None:
+        """The step of an ``intent`` may have happened (cut short in its call), and no undo
+        was logged for it: reported, never undone (written with the saga's end)."""
+        self._set_state(position, "leaked")
+
+    def holds(self) -> None:
+        """Raise JournalTakenOver unless the saga is still this run's (after each step)."""
+        self.journal.holds(self.saga_id, self.gen)
+
+    def late_effect(self, step: str, why: str) -> None:
+        """The step's call returned after another process took the saga over: its effect
+        may have landed after that process undid it. Written past the fence, and only ever
+        to say less (an undo done becomes leaked; a saga rolled_back, rollback_incomplete):
+        the journal never keeps saying rolled_back over an effect that may stand."""
+        text = f"its step returned after the saga was taken over ({why}): it may stand"
+        self.journal.write(
+            [
+                (
+                    "UPDATE undos SET state = 'leaked', error = ?"
+                    " WHERE saga_id = ? AND step = ? AND state IN ('done', 'pending')",
+                    (text, self.saga_id, step),
+                ),
+                (
+                    "UPDATE sagas SET status = 'rollback_incomplete', error = ?"
+                    " WHERE id = ? AND status = 'rolled_back'",
+                    (f"step {step!r}: {text}", self.saga_id),
+                ),
+            ]
+        )
+
     def _set_state(self, position: int, state: str) -> None:
         self._pending.append(
             (
@@ -269,6 +299,20 @@ class JournalRun:
         )
         if flush:
             self.flush()
+
+    def commit(self, event: Event) -> None:
+        """Every step is done: the commit and its event, written now or not at all."""
+        self.event(event)
+        recorded = self._pending[-1]
+        end = (
+            "UPDATE sagas SET status = 'committed', error = NULL, ended = ? WHERE id = ?",
+            (time.time(), self.saga_id),
+        )
+        try:
+            self._flush_with(end, keep=False)
+        except BaseException:
+            self._pending = [st for st in self._pending if st is not recorded]  # its event too
+            raise
 
     def end(self, status: str, error: BaseException | str | None) -> None:
         text = describe(error) if isinstance(error, BaseException) else error

@@ -52,6 +52,11 @@ from .records import Claimed, JournalRun, SagaRecord, UndoRecord, me
 from .registry import Registry, call_compensation, default_registry
 
 
+class RecoveryInterrupted(JournalError):
+    """An undo ended the process's work (``sys.exit``) during ``recover``: an interrupt,
+    not a failure; what ran is recorded, the rest left for the next ``recover``."""
+
+
 @dataclass(frozen=True)
 class Recovery(RunRecord):
     """What ``recover`` did for one saga: the run record of its resumed rollback (``leaked``:
@@ -148,9 +153,18 @@ def recover(
     skipped. See the
     module's docstring for what is promised about registries, claims, pivots and records.
     """
+    if not isinstance(journal, Journal):
+        raise TypeError(f"recover needs a Journal (Journal(path)), got {journal!r}")
+    if registry is not None and not isinstance(registry, Registry):
+        raise TypeError(
+            f"recover's registry must be a Registry (compensation names -> functions, "
+            f"registered with @compensation), got {type(registry).__name__}; nothing was claimed"
+        )
     registry = registry if registry is not None else default_registry
-    if batch < 1:
-        raise ValueError(f"batch must be >= 1, got {batch}")
+    if not isinstance(force, bool):
+        raise TypeError(f"force must be True or False, got {force!r}")
+    if type(batch) is not int or batch < 1:
+        raise ValueError(f"batch must be an int >= 1, got {batch!r}")
     with _one_at_a_time:
         damage = journal.quick_check("integrity_check")
         if damage != "ok":
@@ -323,6 +337,12 @@ def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: _Writ
             call_compensation(registry.resolve(undo.compensation), undo.args, undo.key)
         except Exception as exc:
             op = m.undo_failed(exc)
+        except (SystemExit, GeneratorExit) as exc:  # (a Ctrl-C stays a KeyboardInterrupt)
+            raise RecoveryInterrupted(
+                f"the undo of {undo.step!r} (saga {saga.id!r}) called sys.exit"
+                f"({getattr(exc, 'code', None)!r}): recover stopped there; the saga is left "
+                "unfinished, that undo and the ones before it pending, for the next recover"
+            ) from None
         else:
             op = m.undo_ok()
         writer.undo_ran(run)
