@@ -230,7 +230,9 @@ def _create_whole(path: Path) -> None:
 
 SAGA_STATUSES = (
     "running", "rolling_back", "committed", "rolled_back", "rollback_incomplete", "halted",
+    "cancelled",
 )  # fmt: skip
+PIVOT_STATES = ("started", "done", "refused")
 UNDO_STATES = ("pending", "intent", "done", "dead", "leaked", "not_run")
 _VALUE_CHECKS = (
     (
@@ -241,7 +243,8 @@ _VALUE_CHECKS = (
     (
         "a saga's pivot state",
         "SELECT id, pivot_state FROM sagas WHERE pivot_state IS NOT NULL"
-        " AND (typeof(pivot_state) != 'text' OR pivot_state NOT IN ('started', 'done')) LIMIT 1",
+        " AND (typeof(pivot_state) != 'text'"
+        f" OR pivot_state NOT IN ({', '.join(map(repr, PIVOT_STATES))})) LIMIT 1",
     ),
     (
         "an undo's state",
