@@ -291,7 +291,7 @@ LESSON_IMPORTS = (
     "from rollback_lessons.choreo import MemoryQueue, book\n"
     "from rollback_lessons.choreo.explore import explore_choreography\n"
     "from rollback_lessons.lab.engines import to_png\n"
-    "from rollback_lessons.lab.sequence import draw_sequence, orchestrated_and_choreographed\n"
+    "from rollback_lessons.lab.sequence import draw_sequence\n"
     "from rollback_lessons.lab.viz import png\n"
     "from rollback_lessons.worlds.choreography import "
     "BOUNCES, dual_write, killed, orchestrated, overtaken, relay_crash, side_by_side\n"
