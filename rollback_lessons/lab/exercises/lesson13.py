@@ -288,13 +288,11 @@ def _judge(world: World, db: dict[str, Any]) -> None:
 
 LESSON_IMPORTS = (
     "from IPython.display import Image\n"
-    "from rollback_lessons.choreo import MemoryQueue, book\n"
     "from rollback_lessons.choreo.explore import explore_choreography\n"
     "from rollback_lessons.lab.engines import to_png\n"
     "from rollback_lessons.lab.sequence import draw_sequence\n"
-    "from rollback_lessons.lab.viz import png\n"
     "from rollback_lessons.worlds.choreography import "
-    "BOUNCES, dual_write, killed, orchestrated, overtaken, relay_crash, side_by_side\n"
+    "both_ways, dual_write, killed, overtaken, relay_crash, side_by_side\n"
     "from rollback_lessons.lab.exercises import lesson13\n"
 )
 """What lesson 13 has imported before its exercises (``Exercise.setup``: a test compares
