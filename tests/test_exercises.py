@@ -59,7 +59,20 @@ def test_every_exercise_is_in_a_lesson_and_each_lesson_has_one_to_four():
     for key in EXERCISES:
         per_lesson.setdefault(key.split(".")[0], []).append(key)
     assert all(1 <= len(v) <= 4 for v in per_lesson.values()), per_lesson
-    assert sorted(per_lesson) == ["01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11", "13"]
+    assert sorted(per_lesson) == [
+        "01",
+        "02",
+        "03",
+        "04",
+        "05",
+        "06",
+        "07",
+        "08",
+        "09",
+        "10",
+        "11",
+        "13",
+    ]
 
 
 @pytest.mark.parametrize("key", sorted(EXERCISES))
@@ -427,7 +440,11 @@ def test_the_rule_exercise_13_2_grades_is_what_the_choreography_does():
     cancel = Booking("b1", cancel=True).requests()[-1]  # the guest's CancelRequested
     publish(choreo.queue, cancel)
     choreo.run()
-    assert undone(choreo.log) == expected(LESSON_CHAIN, CANCEL) == ["release", "refund", "cancel_notice"]
+    assert (
+        undone(choreo.log)
+        == expected(LESSON_CHAIN, CANCEL)
+        == ["release", "refund", "cancel_notice"]
+    )
 
 
 def test_start_here_names_the_lessons_that_have_exercises_and_shows_progress():

@@ -28,6 +28,8 @@ from ..saga import Saga, Step
 
 BOUNCES = Booking("b3", email="bad")
 """The booking whose confirmation bounces: the charge and the room must be undone."""
+COMPLETES = Booking("b1")
+"""A booking that goes through."""
 
 
 def _set(key: str, value: Any) -> Callable[[MutableMapping[str, Any]], None]:
@@ -135,7 +137,7 @@ def dual_write() -> Table:
     return Table(("services", "process", "room", "checked"), tuple(rows))
 
 
-def relay_crash(booking: Booking = Booking("b1")) -> Choreography:
+def relay_crash(booking: Booking = COMPLETES) -> Choreography:
     """The relay publishes ``RoomReserved`` and dies before marking it sent: after the
     restart it publishes it again."""
     return run_crashing(

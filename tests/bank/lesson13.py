@@ -41,10 +41,15 @@ BANK = {
             "    table.append((message.id, message.booking))\n" + CHARGE,
         ),
         wrong=(
-            Wrong(NOT_IDEMPOTENT, "def handle(db, message):\n" + CHARGE, (
-                "msg-6924 (b1, 120) again", "charged 2 times, for 1 message id(s)",
-                "a message delivered again must change nothing",
-            )),  # fmt: skip
+            Wrong(
+                NOT_IDEMPOTENT,
+                "def handle(db, message):\n" + CHARGE,
+                (
+                    "msg-6924 (b1, 120) again",
+                    "charged 2 times, for 1 message id(s)",
+                    "a message delivered again must change nothing",
+                ),
+            ),
             Wrong(
                 BY_NAME,  # dedup by content (booking and amount) instead of the message id
                 "def handle(db, message):\n"
@@ -54,18 +59,24 @@ BANK = {
                 "        return\n"
                 "    seen.add(key)\n"
                 '    db["charges"].append(key)',
-                ("msg-6924 (b1, 120); msg-6203 (b1, 120)", "charged 1 time(s), for 2 message",
-                 "a duplicate is the same message id, not the same content"),
-            ),  # fmt: skip
+                (
+                    "msg-6924 (b1, 120); msg-6203 (b1, 120)",
+                    "charged 1 time(s), for 2 message",
+                    "a duplicate is the same message id, not the same content",
+                ),
+            ),
             Wrong(
                 BY_POSITION,  # only the last message handled is remembered
                 "def handle(db, message):\n"
                 '    if db.get("last") == message.id:\n'
                 "        return\n"
                 '    db["last"] = message.id\n' + CHARGE,
-                ("msg-0d7c (b2, 80); msg-6924 (b1, 120) again", "charged 2 times",
-                 "a redelivery can come after other messages"),
-            ),  # fmt: skip
+                (
+                    "msg-0d7c (b2, 80); msg-6924 (b1, 120) again",
+                    "charged 2 times",
+                    "a redelivery can come after other messages",
+                ),
+            ),
             Wrong(
                 UNSHOWN_CASE,  # marks the message handled outside db, before the charge
                 "handled = set()\n\n"
@@ -73,17 +84,23 @@ BANK = {
                 "    if message.id in handled:\n"
                 "        return\n"
                 "    handled.add(message.id)\n" + CHARGE,
-                ("a crash inside your handler rolled back its writes to db",
-                 "marked the message handled outside db", "b5 is never charged"),
-            ),  # fmt: skip
+                (
+                    "a crash inside your handler rolled back its writes to db",
+                    "marked the message handled outside db",
+                    "b5 is never charged",
+                ),
+            ),
             Wrong(
                 UNSHOWN_CASE,  # an inbox in memory, after the charge: a restart forgets it
                 "def handle(db, message, seen=set()):\n"
                 "    if message.id in seen:\n"
                 "        return\n" + CHARGE + "    seen.add(message.id)",
-                ("was not charged on a second new one", "remembers message ids outside db",
-                 "A restarted service forgets that memory"),
-            ),  # fmt: skip
+                (
+                    "was not charged on a second new one",
+                    "remembers message ids outside db",
+                    "A restarted service forgets that memory",
+                ),
+            ),
             Wrong(
                 SETS_VALUE,  # the booking's charge is set, not added: two rooms, one charge
                 "def handle(db, message):\n"
@@ -98,9 +115,11 @@ BANK = {
                 "    if message.id not in inbox:\n"
                 "        inbox.add(message.id)\n"
                 '        db["charges"] = [(message.booking, message.data["amount"])]',
-                ("db['charges'] held [('b15', 120)] before", "of another booking, in db before, "
-                 "is gone"),
-            ),  # fmt: skip
+                (
+                    "db['charges'] held [('b15', 120)] before",
+                    "of another booking, in db before, is gone",
+                ),
+            ),
             Wrong(
                 HARD_CODED,  # the booking and amount of one message, for every message
                 "def handle(db, message):\n"
@@ -143,15 +162,21 @@ BANK = {
             Wrong(
                 UNSHOWN_CASE,  # the conductor's habit: always last first
                 RULE + UPTO + "    return [c[2] for c in chain[:n]][::-1]",
-                ("all done, then the guest cancels", "not ['return_car', 'void_policy']",
-                 "a cancellation travels forward"),
-            ),  # fmt: skip
+                (
+                    "all done, then the guest cancels",
+                    "not ['return_car', 'void_policy']",
+                    "a cancellation travels forward",
+                ),
+            ),
             Wrong(
                 OTHER,  # first first, after a failure too
                 RULE + UPTO + "    return [c[2] for c in chain[:n]]",
-                ("when notification's step fails", "not ['refund', 'release']",
-                 "a failure travels back, last first"),
-            ),  # fmt: skip
+                (
+                    "when notification's step fails",
+                    "not ['refund', 'release']",
+                    "a failure travels back, last first",
+                ),
+            ),
             Wrong(
                 OTHER,  # the failed service compensates too
                 RULE + '    if fault == "cancelled":\n        return [c[2] for c in chain]\n'
@@ -167,9 +192,12 @@ BANK = {
                 BY_NAME,  # every service but the one named, whether it acted or not
                 "def compensations(chain, fault):\n"
                 "    return [u for s, _, u in chain if s != fault][::-1]",
-                ("when car's step fails", "your answer is ['void_policy'], not []",
-                 "the services that acted compensate"),
-            ),  # fmt: skip
+                (
+                    "when car's step fails",
+                    "your answer is ['void_policy'], not []",
+                    "the services that acted compensate",
+                ),
+            ),
             Wrong(
                 BY_POSITION,  # all but the last service, whatever the fault
                 "def compensations(chain, fault):\n    return [c[2] for c in chain[:-1]][::-1]",

@@ -64,7 +64,7 @@ class Ledger(list):  # type: ignore[type-arg]
         super().insert(index, item)
         self._write()
 
-    def __iadd__(self, items: Any) -> Ledger:
+    def __iadd__(self, items: Any) -> Ledger:  # type: ignore[override,misc]
         super().__iadd__(items)
         self._write()
         return self
@@ -256,10 +256,11 @@ def _judge(world: World, db: dict[str, Any]) -> None:
             again = [
                 j
                 for j, d in enumerate(world.deliveries)
-                if d.message in ids
-                and any(e.message == d.message for e in world.deliveries[:j])
+                if d.message in ids and any(e.message == d.message for e in world.deliveries[:j])
             ]
-            late = any(world.deliveries[j - 1].message != world.deliveries[j].message for j in again)
+            late = any(
+                world.deliveries[j - 1].message != world.deliveries[j].message for j in again
+            )
             why = (
                 ": a redelivery can come after other messages, not only right after the first"
                 if late
@@ -355,7 +356,7 @@ def expected(chain: tuple[tuple[str, str, str], ...], fault: str) -> list[str]:
 
 def chains() -> list[tuple[tuple[str, str, str], ...]]:
     rng = generator("13.2")
-    found = [LESSON_CHAIN]
+    found: list[tuple[tuple[str, str, str], ...]] = [LESSON_CHAIN]
     for _ in range(40):
         found.append(tuple(rng.sample(_SERVICES, rng.randint(2, 5))))
     return found
@@ -392,9 +393,7 @@ def _check_rule(compensations: Any) -> str:
                 "and tells the one before it: a failure travels back, last first"
             )
         if fault != CANCEL and undos[[n for n, _, _ in chain].index(fault)] in got:
-            raise Incorrect(
-                f"{said}: {fault}'s own step failed, so it has nothing to compensate"
-            )
+            raise Incorrect(f"{said}: {fault}'s own step failed, so it has nothing to compensate")
         raise Incorrect(f"{said}: the services that acted compensate, each once")
 
     tried = forall(cases, holds, size=lambda case: (len(case[0]), case[0] != LESSON_CHAIN))
