@@ -2,12 +2,14 @@
 
 import sys
 
-from . import durability, engine, exercises, explorer, journal, panel
+from . import durability, engine, exercises, explorer, journal, panel, parallel
 
 print(f"rollback-lessons benchmarks (python {sys.version.split()[0]})\n")
 engine.run()
 print()
 explorer.run()
+print()
+parallel.run()
 print()
 panel.run()
 print()

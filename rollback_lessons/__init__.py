@@ -10,6 +10,7 @@ lessons' pipelines).
 from .clock import Clock, SystemClock, VirtualClock
 from .durable.registry import BoundUndo, Compensation, Registry, compensation, default_registry
 from .errors import (
+    Cancelled,
     DuplicateStepError,
     InjectedFault,
     InjectedTimeout,
@@ -25,13 +26,14 @@ from .faults import Fault
 from .outcome import DeadLetter, Outcome, Status
 from .policies import Continue, Halt, Retry, RetryPolicy, UndoPolicy, UnsupportedPolicy
 from .rollback import AsyncRollback, Rollback
-from .saga import Kind, OrderCheck, Saga, Step
+from .saga import Kind, OrderCheck, Parallel, Saga, Step
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AsyncRollback",
     "BoundUndo",
+    "Cancelled",
     "Clock",
     "Compensation",
     "Continue",
@@ -47,6 +49,7 @@ __all__ = [
     "Kind",
     "OrderCheck",
     "Outcome",
+    "Parallel",
     "Registry",
     "Retry",
     "RetryPolicy",

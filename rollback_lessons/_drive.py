@@ -12,9 +12,11 @@ from typing import Any, NamedTuple
 
 from .calls import PLAIN, call_timed, checked, what
 from .clock import Clock
+from .errors import Cancelled
 from .faults import untraced
 from .machine import Machine
 from .operations import Ask, Op, RunStep, RunUndo, Wait
+from .schedule import cancel
 
 NO_ARGS: tuple[Any, ...] = ()
 
@@ -64,6 +66,8 @@ class Driver:
     args: tuple[Any, ...] = NO_ARGS  # what each action is called with (Saga: the state)
     stateless: Collection[str] = ()  # steps whose undo is called without the state (by name)
     tracer: Callable[[], Mapping[str, Any]] | None = None
+    asked: Callable[[], bool] | None = None  # has the caller asked the run to stop?
+    stopped_by: BaseException | None = None  # what stopped it (a task's CancelledError)
     error: BaseException | None = None  # the last step error (a with-block raises it)
     raise_after: BaseException | None = None  # a Ctrl-C to re-raise when the rollback is done
 
@@ -96,6 +100,8 @@ class Driver:
                     continue
                 self.results[step] = result
                 self.called()
+                if self.asked is not None and self.asked():
+                    cancel(m, self.cancelling())  # it stops here, once this step is done
                 op = m.step_ok()
             elif kind is RunUndo:
                 step, _, timeout = op  # type: ignore[misc]
@@ -114,11 +120,21 @@ class Driver:
                     op = self.wait_raised(exc)
                     continue
                 self.tick()
+                if self.asked is not None and self.asked():
+                    cut = cancel(m, self.cancelling())  # a step waiting to retry is lost
+                    if cut is not None:
+                        op = cut  # type: ignore[assignment]
+                        continue
                 op = m.resume()
             elif kind is Ask:
                 op = m.answer("leave")  # in process, nobody is there to answer: halted
             else:
                 return op
+
+    def cancelling(self) -> BaseException:
+        """The error a cancelled run fails with (``Saga.run(cancel=...)``, or the
+        CancelledError of a cancelled ``arun``)."""
+        return self.stopped_by or Cancelled("the run was cancelled by its caller")
 
     def drive(self, op: Op) -> Op:
         """Carry out the operations synchronously. A KeyboardInterrupt or SystemExit in a

@@ -29,7 +29,7 @@ from .events import EventKind
 from .faults import ACTION_FAULTS, Fault, fault_space
 from .outcome import Outcome, Status, Table
 from .rules import Kind
-from .saga import Saga
+from .saga import Parallel, Saga
 
 Faults = tuple[tuple[str, Fault], ...]
 """A combination of faults: (step, fault) pairs, in the saga's order."""
@@ -50,6 +50,8 @@ class Explored:
     policy: str
     outcome: Outcome
     violations: tuple[str, ...]
+    completion: tuple[str, ...] | None = None
+    """The order the steps of parallel groups finished in (None: one after the other)."""
 
     @property
     def status(self) -> Status:
@@ -61,6 +63,8 @@ class Explored:
 
     def describe(self) -> str:
         faults = ", ".join(f"{step} {fault}" for step, fault in self.faults) or "no fault"
+        if self.completion is not None:
+            return f"{faults} (policy {self.policy}, finishing {' '.join(self.completion)})"
         return f"{faults} (policy {self.policy})"
 
 
@@ -91,6 +95,43 @@ def combinations(saga: Saga, max_faults: int = 2) -> list[Faults]:
             if len(set(kinds)) == len(kinds):
                 found.append(combo)
     return found
+
+
+def completion_orders(saga: Saga) -> list[tuple[str, ...]]:
+    """The completion orders the explorer tries (``saga.run(completion=...)``): for each
+    parallel group, each order in which its branches finish, a branch's steps one after the
+    other (3 branches: 6 orders). Interleavings of steps of different branches are left to
+    the property tests (``tests/test_parallel_properties.py``). A list has one order."""
+
+    def orders(items: Sequence[Any]) -> list[list[str]]:
+        found: list[list[str]] = [[]]
+        for item in items:
+            if isinstance(item, Parallel):
+                options = [
+                    [step for part in parts for step in part]
+                    for branches in itertools.permutations(item.branches)
+                    for parts in itertools.product(*(orders(b) for b in branches))
+                ]
+            else:
+                options = [[item.name]]
+            found = [done + more for done in found for more in options]
+        return found
+
+    return [tuple(order) for order in orders(saga.definition)]
+
+
+def _overlapped(outcome: Outcome) -> bool:
+    """Did a step start while another was running (so another completion order could
+    differ)? A run that failed before its first group did not."""
+    running = 0
+    for kind, *_ in outcome.rows:
+        if kind == EventKind.STEP_START:
+            if running:
+                return True
+            running += 1
+        elif kind in (EventKind.STEP_DONE, EventKind.STEP_FAILED):
+            running -= 1
+    return False
 
 
 def _fresh(state: Mapping[str, Any] | Callable[[], Any] | None) -> Any:
@@ -171,16 +212,20 @@ def check(
     faults: Faults,
     policy: str = "continue",
     restored: Restored = _equal,
+    completion: tuple[str, ...] | None = None,
 ) -> Explored:
-    """Run ``saga`` once with ``faults`` on a fresh state and check the invariants."""
+    """Run ``saga`` once with ``faults`` on a fresh state and check the invariants (the
+    steps of its parallel groups finishing in the order ``completion``, if given)."""
     outcome = saga.run(
         _fresh(state),
         inject=inject_of(faults),
         policy=policy,
         clock=VirtualClock(),
         trace_state=_needs_states(saga, faults),
+        completion=completion,
     )
-    return Explored(faults, policy, outcome, violations(saga, faults, outcome, restored))
+    found = violations(saga, faults, outcome, restored)
+    return Explored(faults, policy, outcome, found, completion)
 
 
 @dataclass(frozen=True)
@@ -222,16 +267,29 @@ def explore(
     max_faults: int = 2,
     policies: Sequence[str] = ("continue",),
     restored: Restored = _equal,
+    orders: bool = False,
 ) -> Exploration:
     """Run every combination of up to ``max_faults`` faults under each policy.
-    ``restored(before, after)`` says when the world is as it was (equality by default)."""
+    ``restored(before, after)`` says when the world is as it was (equality by default).
+    With ``orders``, a saga with parallel groups is run in each of its completion orders
+    (``completion_orders``: which branch finishes first), not only one after the other."""
     if max_faults < 0:
         raise ValueError(f"max_faults must be 0 or more, got {max_faults}")
-    runs = [
-        check(saga, state, faults, policy, restored)
-        for faults in combinations(saga, max_faults)
-        for policy in policies
-    ]
+    if not orders or saga.after is None:
+        runs = [
+            check(saga, state, faults, policy, restored)
+            for faults in combinations(saga, max_faults)
+            for policy in policies
+        ]
+        return Exploration(saga, tuple(runs))
+    timings = completion_orders(saga)
+    runs = []
+    for faults in combinations(saga, max_faults):
+        for policy in policies:
+            first = check(saga, state, faults, policy, restored, timings[0])
+            runs.append(first)
+            if _overlapped(first.outcome):  # else every order runs the same
+                runs += [check(saga, state, faults, policy, restored, t) for t in timings[1:]]
     return Exploration(saga, tuple(runs))
 
 
@@ -242,10 +300,13 @@ def assert_every_failure_handled(
     max_faults: int = 2,
     policies: Sequence[str] = ("continue",),
     restored: Restored = _equal,
+    orders: bool = False,
 ) -> Exploration:
     """A test: fails with the smallest combination of faults that breaks an invariant,
     and the story of that run."""
-    exploration = explore(saga, state, max_faults=max_faults, policies=policies, restored=restored)
+    exploration = explore(
+        saga, state, max_faults=max_faults, policies=policies, restored=restored, orders=orders
+    )
     worst = exploration.smallest_failure
     if worst is not None:
         raise AssertionError(
@@ -264,6 +325,7 @@ __all__ = [
     "assert_every_failure_handled",
     "check",
     "combinations",
+    "completion_orders",
     "explore",
     "inject_of",
     "single_faults",

@@ -17,6 +17,10 @@ class Status(StrEnum):
     ROLLED_BACK = "rolled_back"
     ROLLBACK_INCOMPLETE = "rollback_incomplete"
     HALTED = "halted"
+    CANCELLED = "cancelled"
+    """The run's caller cancelled it (a cancel token, a cancelled task) and every effect was
+    undone: the world is as it was, as with ``rolled_back``. A cancelled run whose rollback
+    is incomplete says ``rollback_incomplete`` or ``halted``, like any other."""
 
 
 @dataclass(frozen=True)
@@ -155,7 +159,9 @@ class Outcome(RunRecord):
 
     def summary_lines(self) -> list[str]:
         head = str(self.status)
-        if self.error is not None:
+        if self.error is not None and self.status is Status.CANCELLED and not self.failed_step:
+            head += f": stopped by {describe(self.error)}"
+        elif self.error is not None:
             head += f": {self.failed_step or 'the block'} failed with {describe(self.error)}"
         lines = [
             head,
@@ -233,8 +239,8 @@ def compare_table(outcomes: Mapping[str, Outcome]) -> Table:
     rows = [
         ("status", lambda o: str(o.status)),
         ("undone", lambda o: _names(o.compensated)),
-        # both rows are work for a person: a dead letter was tried and given up on; a
-        # pending undo was never tried, because the rollback halted
+        # both rows are work for a person: a dead letter was tried and given up on; the
+        # pending undos were left when the rollback halted (one that failed, and the rest)
         ("dead letters", lambda o: _names(tuple(d.step for d in o.dead_letters))),
         ("pending (halted)", lambda o: _names(o.pending)),
         ("undo attempts", lambda o: str(sum(e.kind == "undo" for e in o.events))),
@@ -251,6 +257,7 @@ _STATUS_COLOURS = {  # Okabe-Ito: readable for the common colour-vision deficien
     Status.ROLLED_BACK: "#009E73",
     Status.ROLLBACK_INCOMPLETE: "#D55E00",
     Status.HALTED: "#CC79A7",
+    Status.CANCELLED: "#56B4E9",
 }
 
 

@@ -15,9 +15,13 @@ from .errors import InvalidNameError, InvalidPipelineError
 from .policies import RetryPolicy
 
 Register = Literal["before", "after"]
-UndoOrder = Literal["reverse", "forward"]
+UndoOrder = Literal["reverse", "forward", "reverse_start", "by_dependency"]
 REGISTER_CHOICES = ("before", "after")
 UNDO_ORDERS = ("reverse", "forward")
+"""The undo orders every engine can carry (a list of steps)."""
+GRAPH_UNDO_ORDERS = ("reverse", "forward", "reverse_start", "by_dependency")
+"""In process, a saga with parallel groups may also be undone in reverse *start* order or by
+dependency (``schedule.undo_order``); on a list all but ``forward`` are the same."""
 
 
 class Kind(StrEnum):
@@ -78,9 +82,13 @@ def check_register(value: object, what: str = "register") -> None:
         raise InvalidPipelineError(f"{what} must be 'before' or 'after', got {value!r}")
 
 
-def check_undo_order(value: object) -> None:
-    if value not in UNDO_ORDERS:
-        raise InvalidPipelineError(f"undo_order must be 'reverse' or 'forward', got {value!r}")
+def check_undo_order(value: object, choices: tuple[str, ...] = UNDO_ORDERS) -> None:
+    if value not in choices:
+        if choices == UNDO_ORDERS:
+            raise InvalidPipelineError(f"undo_order must be 'reverse' or 'forward', got {value!r}")
+        raise InvalidPipelineError(
+            f"undo_order must be one of {', '.join(map(repr, choices))}, got {value!r}"
+        )
 
 
 class NamedUndo:

@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
-import copy
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from . import _graph_drive
 from ._run import Run
 from .calls import check_callable
 from .clock import Clock
 from .errors import DuplicateStepError, InvalidPipelineError, UnsafeOrderError
 from .events import EventKind, EventSink, describe
 from .faults import InjectionLike
+from .graph import Parallel, check_graph_order, flatten
 from .operations import StepSpec
 from .outcome import Outcome
-from .policies import PolicyLike, RetryPolicy, resolve_policy
+from .policies import PolicyLike, RetryPolicy, check_seconds, resolve_policy
 from .ports import UndoJournal
 from .rules import (
     FORWARD_RETRY,
     IRREVERSIBLE,
+    UNDO_ORDERS,
     Kind,
     NamedUndo,
     Register,
@@ -29,6 +31,9 @@ from .rules import (
     check_name,
     check_register,
 )
+from .schedule import GraphMachine
+from .schedule import cancel as cancel_run
+from .snapshots import safe_snapshot, snapshot
 
 State = MutableMapping[str, Any]
 
@@ -82,6 +87,8 @@ class Step:
                 f"step {self.name!r} is semantic but has no undo (its correction) to run"
             )
         check_register(self.register, f"step {self.name!r}: register")
+        if self.undo_timeout is not None:
+            check_seconds(self.undo_timeout, f"undo_timeout of step {self.name!r}")
 
 
 @dataclass(frozen=True)
@@ -105,62 +112,12 @@ class OrderCheck:
         return "\n".join(f"- {p}" for p in self.problems)
 
 
-def snapshot(state: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy that later changes to the state cannot reach."""
-    taker = getattr(state, "snapshot", None)
-    if callable(taker):
-        return taker()  # type: ignore[no-any-return]
-    try:  # plain data (dicts, lists, numbers, text) is copied by hand, much faster
-        return {key: _copy(value, 0) for key, value in state.items()}
-    except _NotPlain:
-        return copy.deepcopy(dict(state))
-
-
-class _NotPlain(Exception):
-    """A value ``_copy`` leaves to ``copy.deepcopy`` (with the whole state)."""
-
-
-_ATOMS = frozenset({str, int, float, bool, type(None), bytes})
-
-
-def _copy(value: Any, depth: int) -> Any:
-    """Plain data copied (each snapshot of a traced run, and the explorer's thousands of
-    runs, paid for copy.deepcopy's generality: ``make bench``); anything else, or data
-    nested deeper than 20 (perhaps a cycle), raises _NotPlain."""
-    kind = type(value)
-    if kind in _ATOMS:
-        return value
-    if depth > 20:
-        raise _NotPlain
-    if kind is dict:
-        return {k: _copy(v, depth + 1) for k, v in value.items()}
-    if kind is list:
-        return [_copy(v, depth + 1) for v in value]
-    if kind is tuple:
-        return tuple(_copy(v, depth + 1) for v in value)
-    raise _NotPlain
-
-
-def safe_snapshot(state: Mapping[str, Any]) -> dict[str, Any]:
-    """A snapshot that never raises: a value that cannot be copied is shown by its repr."""
-    try:
-        return snapshot(state)
-    except Exception:
-        out: dict[str, Any] = {}
-        for key, value in dict(state).items():
-            try:
-                out[key] = copy.deepcopy(value)
-            except Exception:
-                out[key] = f"<uncopyable {type(value).__name__}>"
-        return out
-
-
 class Saga:
     """Ordered steps that either all complete or are undone; ``run()`` returns an Outcome."""
 
     def __init__(
         self,
-        steps: Iterable[Step],
+        steps: Iterable[Step | Parallel],
         *,
         name: str = "saga",
         policy: PolicyLike = "continue",
@@ -169,9 +126,16 @@ class Saga:
         on_event: EventSink | None = None,
         journal: UndoJournal | None = None,
     ) -> None:
-        self.steps: tuple[Step, ...] = tuple(steps)
+        self.steps: tuple[Step, ...] = tuple(steps)  # type: ignore[arg-type]
         if not self.steps:
             raise InvalidPipelineError("a saga needs at least one step")
+        self.after: dict[str, tuple[str, ...]] | None = None
+        """Each step's dependencies, when the saga has parallel groups (a graph); None for
+        a list of steps."""
+        self.definition: tuple[Step | Parallel, ...] = self.steps
+        if any(isinstance(step, Parallel) for step in self.steps):
+            flat, self.after, _ = flatten(self.steps)
+            self.steps = tuple(flat)
         for step in self.steps:
             if not isinstance(step, Step):
                 raise TypeError(f"saga steps must be Step objects, got {step!r}")
@@ -209,6 +173,9 @@ class Saga:
 
     def check_order(self) -> OrderCheck:
         """Explain each irreversible step that runs while a later step can still fail."""
+        if self.after is not None:
+            found, moves = check_graph_order(self.steps, self.after)
+            return OrderCheck(tuple(found), tuple(moves))
         problems: list[str] = []
         reorder: list[str] = []
         # the last step that can still fail for good (not retriable): an irreversible
@@ -277,15 +244,125 @@ class Saga:
         trace_state: bool = False,
         journal: UndoJournal | None = None,
         run_id: str | None = None,
+        cancel: _graph_drive.CancelLike | None = None,
+        completion: Sequence[str] | None = None,
     ) -> Outcome:
         """Run the steps on ``state``; on failure undo what was done. Never raises for a step.
 
         ``inject`` maps step names to faults; ``register`` overrides when every undo is
-        logged; ``undo_order="forward"`` exists only to show why reverse is right;
-        ``trace_state`` keeps a snapshot of the state after every event (for replays);
-        with a ``journal`` every undo must be a registered compensation, written durably
-        so that ``recover`` can finish the rollback after a crash (``run_id`` names the saga).
+        logged; ``undo_order="forward"`` exists only to show why reverse is right (a saga
+        with parallel groups may also say ``"reverse_start"`` or ``"by_dependency"``:
+        ``schedule``); ``trace_state`` keeps a snapshot of the state after every event (for
+        replays); with a ``journal`` every undo must be a registered compensation, written
+        durably so that ``recover`` can finish the rollback after a crash (``run_id`` names
+        the saga). ``cancel`` (a ``threading.Event``, or a function answering True) stops
+        the run when set: a step running then finishes (a synchronous call cannot be
+        pre-empted), nothing more starts, what was done is undone, and the outcome says
+        ``cancelled``. The parallel groups' branches run one after the other, in order.
+
+        ``completion`` plays one timing of ``arun`` without asyncio: every ready step starts
+        at once, and of the steps running, the one named first in ``completion`` finishes
+        next (its action is called then; unnamed steps last, in definition order). The
+        explorer and the property tests try the completion orders that way.
         """
+        run, world, before = self._prepare(
+            state, inject, policy, register, undo_order, clock, on_event, journal, run_id,
+            graph=completion is not None,
+        )  # fmt: skip
+        asked = _graph_drive.asked_of(cancel)
+        if trace_state and state is not None:
+            run.trace(partial(snapshot, world))
+        run.tick()
+        try:
+            if completion is not None:
+                _graph_drive.drive_graph(run, asked, _graph_drive.first_of(completion))
+            elif isinstance(run.m, GraphMachine):
+                _graph_drive.drive_graph(run, asked)
+            else:
+                run.asked = asked
+                cut = cancel_run(run.m, run.cancelling()) if asked is not None and asked() else None
+                run.drive(cut if cut is not None else run.m.start())  # type: ignore[arg-type]
+        except Exception as exc:  # a journal write going forward: the run fails there
+            run.roll_back(exc)
+        run.finish(run.m.error)
+        if run.raise_after is not None:
+            raise run.raise_after  # Ctrl-C: undone (or left pending), but not swallowed
+        return self._outcome(run, world, before, state)
+
+    async def arun(
+        self,
+        state: State | None = None,
+        *,
+        inject: InjectionLike | None = None,
+        policy: PolicyLike | None = None,
+        register: Register | None = None,
+        undo_order: UndoOrder = "reverse",
+        clock: Clock | None = None,
+        on_event: EventSink | None = None,
+        trace_state: bool = False,
+        journal: UndoJournal | None = None,
+        run_id: str | None = None,
+        cancel: _graph_drive.CancelLike | None = None,
+    ) -> Outcome:
+        """``run``, awaiting: the branches of a parallel group run at once, as asyncio
+        tasks (an action may return an awaitable: ``lambda s: book_room(s)``). A list of
+        steps runs in order, by the same machine.
+
+        Cancelled (its task, or ``cancel``), nothing more starts, the steps running finish
+        their attempt, and what was done is undone, shielded from the cancellation (a
+        second one too); the outcome says ``cancelled``. A cancelled task still raises its
+        CancelledError once that is done, carrying the outcome (``error.outcome``)."""
+        import asyncio
+
+        run, world, before = self._prepare(
+            state, inject, policy, register, undo_order, clock, on_event, journal, run_id,
+            graph=True,
+        )  # fmt: skip
+        if trace_state and state is not None:
+            run.trace(partial(snapshot, world))
+        run.tick()
+        asked = _graph_drive.asked_of(cancel)
+        stopped: asyncio.CancelledError | None = None
+
+        def stop_asked() -> bool:  # heard when a running step ends, as a token is
+            return stopped is not None or (asked is not None and asked())
+
+        inner = asyncio.ensure_future(_graph_drive.adrive_graph(run, stop_asked))
+        while not inner.done():
+            try:
+                await asyncio.shield(inner)
+            except asyncio.CancelledError as exc:
+                if inner.done() and inner.cancelled():
+                    raise
+                if stopped is None:
+                    stopped = run.stopped_by = exc
+        try:
+            inner.result()
+        except Exception as exc:  # a journal write going forward: the run fails there
+            await run.aroll_back(exc)
+        run.finish(run.m.error)
+        if run.raise_after is not None:
+            raise run.raise_after
+        outcome = self._outcome(run, world, before, state)
+        if stopped is not None:
+            stopped.outcome = outcome  # type: ignore[attr-defined]
+            raise stopped
+        return outcome
+
+    def _prepare(
+        self,
+        state: State | None,
+        inject: InjectionLike | None,
+        policy: PolicyLike | None,
+        register: Register | None,
+        undo_order: UndoOrder,
+        clock: Clock | None,
+        on_event: EventSink | None,
+        journal: UndoJournal | None,
+        run_id: str | None,
+        graph: bool = False,
+    ) -> tuple[Run, State, dict[str, Any] | None]:
+        """A run of this saga, checked before anything runs, and its world."""
         if state is not None and not isinstance(state, MutableMapping):
             raise TypeError(f"state must be a mutable mapping, got {type(state).__name__}")
         if register is not None:
@@ -301,6 +378,10 @@ class Saga:
             on_event=on_event if on_event is not None else self.on_event,
             journal=journal if journal is not None else self.journal,
             run_id=run_id,
+            # a list in an order of a graph's (reverse_start, by_dependency) is a chain
+            after=self.dependencies
+            if graph or self.after is not None or undo_order not in UNDO_ORDERS
+            else None,
         )
         if run.journal is not None:  # refuse closures before anything runs, not half-way
             for step in self.steps:
@@ -310,16 +391,19 @@ class Saga:
         before = self._before(run, world) if state is not None else None
         run.args = (world,)
         run.adopt(self._actions, self._undos, self._stateless)
-        if trace_state and state is not None:
-            run.trace(partial(snapshot, world))
-        run.tick()
-        try:
-            run.drive(run.m.start())
-        except Exception as exc:  # a journal write going forward: the run fails there
-            run.roll_back(exc)
-        run.finish(run.m.error)
-        if run.raise_after is not None:
-            raise run.raise_after  # Ctrl-C: undone (or left pending), but not swallowed
+        return run, world, before
+
+    @property
+    def dependencies(self) -> dict[str, tuple[str, ...]]:
+        """Each step's dependencies, the steps that must be done before it starts (a list
+        of steps is a chain: each step after the one before)."""
+        if self.after is not None:
+            return dict(self.after)
+        return {s: self.names[i - 1 : i] for i, s in enumerate(self.names)}
+
+    def _outcome(
+        self, run: Run, world: State, before: dict[str, Any] | None, state: State | None
+    ) -> Outcome:
         after = safe_snapshot(world) if state is not None else None
         return run.outcome(
             steps=self.names,

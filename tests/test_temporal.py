@@ -35,6 +35,8 @@ from rollback_lessons.runners.temporal import TemporalRunner, TemporalUnavailabl
 from rollback_lessons.runners.temporal import server as server_module
 from rollback_lessons.worlds.demo import xyz_saga, xyz_state
 
+pytestmark = pytest.mark.usefixtures("no_run_left_behind")
+
 
 def run_async(coroutine_function):
     """asyncio.run in a thread of its own: the test session may have a loop running."""
@@ -205,11 +207,16 @@ def test_cancelling_the_workflow_during_a_step_still_compensates():
 def test_the_dev_server_listens_on_loopback_only():
     async def scenario(runner):
         port = int(runner.env.client.service_client.config.target_host.rsplit(":", 1)[1])
-        return port, server_module.check_loopback_only(server_module.server_binary())
+        async with await TemporalRunner.start(runner.address) as connected:  # not a server
+            said = runner.address, runner.server, connected.server
+        return port, server_module.check_loopback_only(server_module.server_binary()), said
 
-    port, sockets = on_temporal(scenario)
+    port, sockets, (told, started, connected) = on_temporal(scenario)
     assert port in {p for _, p in sockets}  # the gRPC port is among those checked
     assert {address for address, _ in sockets} <= server_module._LOOPBACK
+    assert told == f"127.0.0.1:{port}"  # what the runner tells (lesson 08) is what happened
+    assert started == "Temporal's dev server, which it started on 127.0.0.1"
+    assert connected == f"the Temporal server at {told}, which it connected to"
 
 
 def test_a_server_listening_beyond_loopback_is_refused():
@@ -323,9 +330,10 @@ def test_halt_waits_for_a_person_who_answers_with_a_signal():
         return pending, await handle.outcome()
 
     async def scenario(runner):
+        handle = await runner.start_saga(xyz_saga(), xyz_state())
         with pytest.raises(ValueError, match="not one of: retry, fixed, leave"):
-            handle = await runner.start_saga(xyz_saga(), xyz_state())
             await handle.resolve("shrug")
+        await handle.outcome()  # it commits, and its run is released
         return (
             await ask(runner, {"step3": "fail", "step1": "undo_fails_once"}, "retry"),
             await ask(runner, {"step3": "fail", "step1": "undo_fails"}, "fixed"),

@@ -10,9 +10,13 @@ import asyncio
 import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from rollback_lessons.runners.temporal import TemporalRunner
 from rollback_lessons.worlds.crashlab import world_report
 from rollback_lessons.worlds.temporal_booking.demo import kill_a_worker_mid_rollback
+
+pytestmark = pytest.mark.usefixtures("no_run_left_behind")
 
 
 def test_a_worker_killed_mid_compensation_is_replaced_and_the_saga_finishes(tmp_path):

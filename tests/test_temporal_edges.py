@@ -29,6 +29,8 @@ from rollback_lessons.runners.temporal import (
 from rollback_lessons.runners.temporal import runner as runner_module
 from rollback_lessons.runners.temporal import server as server_module
 
+pytestmark = pytest.mark.usefixtures("no_run_left_behind")
+
 
 def run_async(coroutine_function):
     """asyncio.run in a thread of its own: the test session may have a loop running."""

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import InjectedFault, InjectedTimeout, RemoteError
+from ..errors import InjectedFault, InjectedTimeout, InvalidPipelineError, RemoteError
 from ..faults import Fault
 from ..operations import StepSpec
 from ..outcome import DeadLetter, Outcome, RunRecord, Status
@@ -150,6 +150,16 @@ class SagaPlan:
         return found[0]
 
 
+def refuse_graph(saga: Saga) -> None:
+    """A saga with parallel groups runs in process only, so far: an engine refuses it
+    before anything runs, rather than run its branches as a list."""
+    if saga.after is not None:
+        raise InvalidPipelineError(
+            f"saga {saga.name!r} has parallel groups; only the in-process engine runs them "
+            "so far (saga.run, await saga.arun)"
+        )
+
+
 def plan_of(
     saga: Saga,
     run_id: str,
@@ -165,6 +175,7 @@ def plan_of(
     if register is not None:
         check_register(register)
     check_undo_order(undo_order)
+    refuse_graph(saga)
     chosen = resolve_policy(policy if policy is not None else saga.policy)
     spec = PolicySpec.of(chosen)
     if spec.in_code:

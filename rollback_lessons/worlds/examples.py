@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
-from ..saga import Saga, State, Step
+from ..saga import Parallel, Saga, State, Step
 
 # -- lesson 02: later steps depend on earlier ones ------------------------------------
 
@@ -281,6 +281,15 @@ def booking_saga(
 
 def chain_state() -> dict[str, Any]:
     return {"done": []}
+
+
+def graph_saga(steps: int = 8, branches: int = 3) -> Saga:
+    """``chain_saga``'s steps as a graph: the first, then ``branches`` branches at once
+    (the steps between shared out in turn), then the last (``make bench``'s explored graph)."""
+    chain = chain_saga(steps).steps
+    middle = chain[1:-1]
+    split = [list(middle[b::branches]) for b in range(branches)]
+    return Saga([chain[0], Parallel(*split), chain[-1]], name=f"graph of {steps}")
 
 
 def chain_saga(steps: int = 12) -> Saga:

@@ -830,7 +830,7 @@ BANK = {
                 '    if len(state["charges"]) == 1 and not state["refunds"]:\n'
                 '        key = state["key"]\n'
                 '        state["refunds"][key] = state["charges"][key]',
-                ("before it", "fails before charging anything", "KeyError"),
+                ("charged 120 while it ran", "fails before charging anything", "KeyError"),
             ),
             Wrong(
                 BY_NAME,  # by amount: the first charge of this booking's price
@@ -839,7 +839,7 @@ BANK = {
                 '        if amount == state["price"] and key not in state["refunds"]:\n'
                 '            state["refunds"][key] = amount\n'
                 "            return",
-                ("'booking-27' charged 120 before it", "paid back 120 under 'booking-27'"),
+                ("'booking-53' charged 120 while it ran", "paid back 120 under 'booking-53'"),
             ),
             Wrong(
                 BY_NAME,  # "was this price charged?" instead of "was this key charged?"
@@ -847,7 +847,7 @@ BANK = {
                 '    key, refunds, price = state["key"], state["refunds"], state["price"]\n'
                 '    if price in state["charges"].values() and key not in refunds:\n'
                 "        refunds[key] = price",
-                ("charged 120 and refunded before it", "nothing was charged under that key"),
+                ("'booking-53' charged 120 while it ran", "nothing was charged under that key"),
             ),
             Wrong(
                 NOT_IDEMPOTENT,  # what is still owed, computed from the price: 0 the second time

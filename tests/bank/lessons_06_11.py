@@ -134,12 +134,12 @@ BANK = {
                 'charge_register = "after"\n\n'
                 "def refund_booking(world):\n"
                 '    world["payments"].refund(world["booking"]["key"])',
-                ("charges the card and then times out", "with 'after'", "never logged"),
+                ("times out after charging", "with 'after'", "never logged"),
             ),
             Wrong(
                 HARD_CODED,  # the key the lesson's booking had
                 REFUND_06 + '    world["payments"].refund("booking-42")',
-                ("for booking 'booking-", "0 of the 240 charged"),
+                ("under key 'booking-", "0 of the 240 charged"),
             ),
             Wrong(
                 HARD_CODED,  # the amount the lesson charged
@@ -159,14 +159,14 @@ BANK = {
                 NOT_ITS_OWN,
                 REFUND_06 + '    for key in list(world["payments"].charges):\n'
                 '        world["payments"].refund(key)',
-                ("charged", "while it ran", "another booking's charge"),
+                ("charged 240 before it", "another booking's charge"),
             ),
             Wrong(
                 BY_POSITION,  # the newest charge
                 REFUND_06 + '    charges = world["payments"].charges\n'
                 "    if charges:\n"
                 '        world["payments"].refund(list(charges)[-1])',
-                ("while it ran", "another booking's charge"),
+                ("'booking-27' charged 240 before it", "another booking's charge"),
             ),
             Wrong(
                 BY_NAME,  # the first unrefunded charge of the same amount as this booking's
@@ -178,7 +178,7 @@ BANK = {
                 '        if charge["amount"] == mine["amount"] and not charge["refunded"]:\n'
                 "            payments.refund(key)\n"
                 "            return",
-                ("'booking-7' charged 240 before it", "the refund of 'booking-7' is 240, not 0"),
+                ("'booking-47' charged 240 before it", "the refund of 'booking-47' is 240, not 0"),
             ),
             Wrong(
                 SORTS_BY_NAME,

@@ -32,6 +32,7 @@ from . import (
     raised,
     register,
 )
+from .booking import BookingWorld, booking_worlds
 
 KINDS = ("gate", "compensable", "pivot", "retriable")
 POOL = {
@@ -195,72 +196,7 @@ q1 = Exercise(
 )
 
 
-FAULTS = {
-    "fail": "the charge fails before charging anything",
-    "fail_after_effect": "the charge times out after charging",
-    "send_email": "the email fails after the charge",
-}
-
-
-@dataclass(frozen=True)
-class World:
-    key: str
-    price: int
-    before: tuple[tuple[str, int, bool], ...]  # other bookings: key, amount, refunded?
-    after: tuple[tuple[str, int], ...]  # other bookings charged while this one runs
-    fault: str
-
-    def __str__(self) -> str:
-        text = f"for a booking under key {self.key!r} priced {self.price}"
-        if self.before:
-            text += ", with " + " and ".join(
-                f"{key!r} charged {amount}" + (" and refunded" if refunded else "")
-                for key, amount, refunded in self.before
-            )
-            text += " before it"
-        if self.after:
-            text += (" and " if self.before else ", with ") + " and ".join(
-                f"{key!r} charged {amount}" for key, amount in self.after
-            )
-            text += " while it ran"
-        return f"{text}, when {FAULTS[self.fault]}"
-
-
-def _keys(rng: Any, count: int, mine: str) -> list[str]:
-    pool = [f"booking-{n}" for n in range(0, 40) if f"booking-{n}" != mine]
-    return rng.sample(pool, count)
-
-
-def worlds(seed: str = "04.2", count: int = 150) -> list[World]:
-    """The lesson's booking first, then other keys and prices, and other bookings' charges
-    before and during this one (often of the same amount)."""
-    rng = generator(seed)
-    found = [World(KEY, PRICE, (), (), fault) for fault in FAULTS]
-    for _ in range(count):
-        key = rng.choice((KEY, f"booking-{rng.randint(2, 40)}"))
-        price = rng.choice((PRICE, rng.randint(5, 900)))
-        others = _keys(rng, rng.randint(0, 4), key)
-        split = rng.randint(0, len(others))
-
-        def amount(price: int = price) -> int:  # often the same price: by key, not amount
-            return rng.choice((price, rng.randint(5, 900)))
-
-        before = tuple((k, amount(), rng.random() < 0.3) for k in others[:split])
-        after = tuple((k, amount()) for k in others[split:])
-        found.append(World(key, price, before, after, rng.choice(list(FAULTS))))
-    return found
-
-
-def size(world: World) -> tuple[int, ...]:
-    return (
-        len(world.before) + len(world.after),
-        world.key != KEY,
-        world.price != PRICE,
-        list(FAULTS).index(world.fault),
-    )
-
-
-def start(world: World) -> dict[str, Any]:
+def start(world: BookingWorld) -> dict[str, Any]:
     state = booking_state(world.key, world.price)
     for key, amount, refunded in world.before:
         state["charges"][key] = amount
@@ -269,7 +205,7 @@ def start(world: World) -> dict[str, Any]:
     return state
 
 
-def others_meanwhile(world: World, state: dict[str, Any]) -> Any:
+def others_meanwhile(world: BookingWorld, state: dict[str, Any]) -> Any:
     """An on_event hook: the other bookings of ``world.after`` are charged right after
     this booking's charge was attempted."""
 
@@ -281,14 +217,14 @@ def others_meanwhile(world: World, state: dict[str, Any]) -> Any:
     return hook
 
 
-def expected_refunds(world: World) -> dict[str, int]:
+def expected_refunds(world: BookingWorld) -> dict[str, int]:
     refunds = {key: amount for key, amount, refunded in world.before if refunded}
     if world.fault != "fail":
         refunds[world.key] = world.price
     return refunds
 
 
-def check_refunds(world: World, refunds: dict[str, Any], what: str) -> None:
+def check_refunds(world: BookingWorld, refunds: dict[str, Any], what: str) -> None:
     """The refunds after ``what`` are this booking's price (when it was charged) and the
     other bookings' as they were."""
     want = expected_refunds(world)
@@ -333,7 +269,7 @@ def _check_refund(refund: Any) -> str:
     fn = function(refund, "refund(state)")
     attempted(fn, booking_state())
 
-    def holds(world: World) -> None:
+    def holds(world: BookingWorld) -> None:
         state = start(world)
         failing = "send_email" if world.fault == "send_email" else "charge_card"
         inject = {failing: "fail" if failing == "send_email" else world.fault}
@@ -361,7 +297,7 @@ def _check_refund(refund: Any) -> str:
             check_refunds(world, dict(again["refunds"]), "a second call of your refund")
             raise Incorrect(f"{world}, a second call of your refund changed the state")
 
-    forall(worlds(), holds, size=size)
+    forall(booking_worlds("04.2", KEY, PRICE), holds, size=lambda w: w.size(KEY, PRICE))
     return (
         "it refunds this booking's charge once, by its key, leaves every other booking "
         "alone, and does nothing when nothing was charged."

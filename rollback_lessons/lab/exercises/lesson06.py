@@ -27,7 +27,9 @@ from . import (
     raised,
     register,
 )
+from .booking import BookingWorld, booking_worlds
 
+KEY, PRICE = "booking-42", 240  # the booking of worlds.services that the lesson runs
 NO_MAIL = ("127.0.0.1", 9)  # the failures are injected before the email step or in it
 ADA = ("Ada arrives", "Fri 15:00")  # the title and time create_event gives this booking
 OTHERS = (
@@ -164,60 +166,6 @@ q1 = Exercise(
 )
 
 
-FAULTS = {
-    "fail_after_effect": "the gateway charges the card and then times out",
-    "fail": "the charge fails before charging anything",
-    "send_email": "the email fails after the charge",
-}
-
-
-@dataclass(frozen=True)
-class BookingWorld:
-    key: str
-    price: int
-    before: tuple[tuple[str, int, bool], ...]  # other bookings: key, amount, refunded?
-    after: tuple[tuple[str, int], ...]  # other bookings charged while this one runs
-    fault: str
-
-    def __str__(self) -> str:
-        text = f"for booking {self.key!r} priced {self.price}"
-        if self.before:
-            text += ", with " + " and ".join(
-                f"{k!r} charged {a}" + (" and refunded" if r else "") for k, a, r in self.before
-            )
-            text += " before it"
-        if self.after:
-            text += (" and " if self.before else ", with ") + " and ".join(
-                f"{k!r} charged {a}" for k, a in self.after
-            )
-            text += " while it ran"
-        return f"{text}, when {FAULTS[self.fault]}"
-
-
-def booking_worlds() -> list[BookingWorld]:
-    rng = generator("06.2")
-    found = [BookingWorld("booking-42", 240, (), (), fault) for fault in FAULTS]
-    for _ in range(150):
-        key = rng.choice(("booking-42", f"booking-{rng.randint(1, 60)}"))
-        pool = [f"booking-{n}" for n in range(1, 61) if f"booking-{n}" != key]
-        others = rng.sample(pool, rng.randint(0, 3))
-        split = rng.randint(0, len(others))
-        price = rng.choice((240, rng.randint(5, 900)))
-
-        def amount(price: int = price) -> int:  # often the same price: by key, not amount
-            return rng.choice((price, rng.randint(5, 900)))
-
-        before = tuple((k, amount(), rng.random() < 0.3) for k in others[:split])
-        after = tuple((k, amount()) for k in others[split:])
-        found.append(BookingWorld(key, price, before, after, rng.choice(list(FAULTS))))
-    return found
-
-
-def booking_size(world: BookingWorld) -> tuple[int, ...]:
-    others = len(world.before) + len(world.after)
-    return (others, world.key != "booking-42", world.price != 240, list(FAULTS).index(world.fault))
-
-
 def _saga(charge_register: str, refund: Any, price: int) -> Saga:
     """The lesson's booking, with the learner's refund, charging ``price``."""
     saga = booking_saga(charge_register=charge_register, refund_charge=refund)
@@ -299,7 +247,7 @@ def _check_timeout(charge_register: Any, refund_booking: Any) -> str:
             except Exception as exc:
                 raise Incorrect(f"{case}, called again, {raised(exc, 'refund_booking')}") from None
 
-    forall(booking_worlds(), holds, size=booking_size)
+    forall(booking_worlds("06.2", KEY, PRICE), holds, size=lambda w: w.size(KEY, PRICE))
     return "the timeout is covered: refunded once, by key, and harmless when nothing was charged."
 
 

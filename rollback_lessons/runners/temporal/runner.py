@@ -251,9 +251,17 @@ class TemporalRunner:
         except TemporalUnavailable:
             await env.shutdown()
             raise
-        runner = cls(env.client, env, "the local dev server", task_queue)
+        runner = cls(env.client, env, f"127.0.0.1:{port}", task_queue)
         runner.ui_url = f"http://127.0.0.1:{ui_port}" if ui_port else None
         return runner
+
+    @property
+    def server(self) -> str:
+        """The server this runner uses, in words: the dev server it started (and stops on
+        ``close``), or the one at ``address`` that it connected to."""
+        if self.env is not None:
+            return "Temporal's dev server, which it started on 127.0.0.1"
+        return f"the Temporal server at {self.address}, which it connected to"
 
     async def start_saga(
         self,

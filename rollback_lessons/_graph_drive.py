@@ -1,0 +1,199 @@
+"""Carrying out a graph saga in process (``schedule.GraphMachine`` decides, this calls).
+
+Each step is a small loop written once (``step_ops``: call the action, tell the machine,
+wait and try again when it says so); ``drive_graph`` runs the ready steps one at a time, in
+definition order (the branches of a group one after the other), and ``adrive_graph`` runs
+them at once as asyncio tasks. Both hand the rollback to the machine's own loop
+(``Driver.drive`` / ``adrive``): undos run one at a time, in the declared order.
+
+``drive_graph(..., pick=...)`` plays a chosen completion order without asyncio: every ready
+step starts at once and ``pick`` names which running step finishes next (its action is called
+then). That is the async engine with its timing made explicit, for the explorer and tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._drive import Call
+from .calls import call_sync, call_timed, checked
+from .faults import untraced
+from .operations import Op, RunStep, Wait
+from .schedule import GraphMachine, GraphOp, Ready
+
+if TYPE_CHECKING:
+    from ._run import Run
+
+Asked = Callable[[], bool] | None
+"""Has the run's caller asked it to stop? (a cancel token's ``is_set``)"""
+Pick = Callable[[tuple[str, ...]], str]
+"""Which of the running steps finishes next (a chosen completion order)."""
+
+
+def _cancel(run: Run, asked: Asked) -> GraphOp | None:
+    """Tell the machine if the caller asked to stop (once)."""
+    gm: GraphMachine = run.m  # type: ignore[assignment]
+    if asked is not None and not gm.cancelled and asked():
+        return gm.cancel(run.cancelling())
+    return None
+
+
+CancelLike = Callable[[], bool] | Any
+"""A cancel token: a ``threading.Event`` (or anything with ``is_set()``), or a function
+answering True once the run should stop."""
+
+
+def asked_of(cancel: CancelLike | None) -> Callable[[], bool] | None:
+    if cancel is None:
+        return None
+    is_set = getattr(cancel, "is_set", None)
+    if callable(is_set):
+        return is_set  # type: ignore[no-any-return]
+    if callable(cancel):
+        return cancel  # type: ignore[no-any-return]
+    raise TypeError(f"cancel must be an Event (is_set()) or a function, got {cancel!r}")
+
+
+def first_of(completion: Sequence[str]) -> Pick:
+    """Of the running steps, the one named first in ``completion`` finishes next (unnamed
+    ones last, in the order they started)."""
+    rank = {step: n for n, step in enumerate(completion)}
+    return lambda running: min(running, key=lambda s: rank.get(s, len(rank)))
+
+
+def step_ops(run: Run, step: str, asked: Asked) -> Generator[Call | float, Any, GraphOp]:
+    """One step, launched already: its attempts, waits and retries, told to the machine;
+    returns the machine's answer once the step ended (more steps ready, or the run over)."""
+    gm: GraphMachine = run.m  # type: ignore[assignment]
+    while True:
+        try:
+            result = yield Call(run.actions[step], run.args, "action", step, None)
+        except BaseException as exc:
+            run.called()
+            if isinstance(exc, Exception):
+                run.error = untraced(exc)
+                op = gm.step_error(step, exc)
+            else:  # Ctrl-C: failed for good, never retried; re-raised once it is all over
+                run.error = run.raise_after = exc
+                op = gm.step_cut(step, exc)
+            if type(op) is not Wait:
+                return op
+            try:
+                yield float(op.seconds)
+            except BaseException as exc:
+                run.tick()
+                if not isinstance(exc, Exception):
+                    run.raise_after = exc
+                return gm.step_cut(step, exc)
+            run.tick()
+            _cancel(run, asked)
+            op = gm.step_resume(step)
+            if type(op) is RunStep:
+                continue
+            return op
+        run.results[step] = result
+        run.called()
+        _cancel(run, asked)
+        return gm.step_done(step)
+
+
+def _carry(run: Run, loop: Generator[Call | float, Any, GraphOp]) -> GraphOp:
+    """Carry out one step's loop synchronously."""
+    try:
+        todo = next(loop)
+        while True:
+            try:
+                if isinstance(todo, Call):
+                    fn, args, role, name, timeout = todo
+                    if timeout is None:
+                        done = call_sync(fn, args, role, name)
+                    else:
+                        done = call_timed(fn, args, role, name, timeout)
+                else:
+                    run.clock.sleep(todo)
+                    done = None
+            except BaseException as exc:
+                todo = loop.throw(exc)
+                continue
+            todo = loop.send(done)
+    except StopIteration as over:
+        return over.value  # type: ignore[no-any-return]
+
+
+def drive_graph(run: Run, asked: Asked = None, pick: Pick | None = None) -> Op:
+    """Run the graph synchronously: one step at a time, the first ready in definition order
+    (or, with ``pick``, every ready step started at once and ``pick`` choosing which running
+    step finishes next); then the rollback, if any."""
+    gm: GraphMachine = run.m  # type: ignore[assignment]
+    op: GraphOp = _cancel(run, asked) or gm.start()
+    loops: dict[str, Generator[Call | float, Any, GraphOp]] = {}
+    while type(op) is Ready:
+        cut = _cancel(run, asked)
+        if cut is not None:
+            op = cut
+            continue
+        if pick is None:
+            step = gm.ready()[0]
+            run.tick()
+            gm.launch(step)
+            op = _carry(run, step_ops(run, step, asked))
+            continue
+        for step in gm.ready():
+            run.tick()
+            gm.launch(step)
+            loops[step] = step_ops(run, step, asked)
+        step = pick(tuple(loops))
+        op = _carry(run, loops.pop(step))
+    return run.drive(op)  # type: ignore[arg-type]
+
+
+async def _acarry(run: Run, loop: Generator[Call | float, Any, GraphOp]) -> GraphOp:
+    """Carry out one step's loop, awaiting what its calls return."""
+    try:
+        todo = next(loop)
+        while True:
+            try:
+                if isinstance(todo, Call):
+                    fn, args, role, name, _ = todo
+                    done = fn(*args)
+                    if done is not None and hasattr(done, "__await__"):
+                        done = await done
+                    elif done is not None:
+                        checked(done, role, name)
+                else:
+                    done = await run.clock.asleep(todo)  # type: ignore[func-returns-value]
+            except BaseException as exc:
+                todo = loop.throw(exc)
+                continue
+            todo = loop.send(done)
+    except StopIteration as over:
+        return over.value  # type: ignore[no-any-return]
+
+
+async def adrive_graph(run: Run, asked: Asked = None) -> Op:
+    """Run the graph's ready steps at once, as asyncio tasks, until the run is over; then
+    the rollback, if any. Called shielded (``Saga.arun``): a cancellation of the caller's
+    task is told to the machine there, and this goes on to undo."""
+    import asyncio
+
+    gm: GraphMachine = run.m  # type: ignore[assignment]
+    tasks: dict[asyncio.Future[GraphOp], str] = {}
+    op: GraphOp = _cancel(run, asked) or gm.start()
+    while type(op) is Ready:
+        cut = _cancel(run, asked)
+        if cut is not None:
+            op = cut
+            continue
+        for step in gm.ready():
+            run.tick()
+            gm.launch(step)  # here, not in the task: no step is launched twice
+            tasks[asyncio.ensure_future(_acarry(run, step_ops(run, step, asked)))] = step
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        answers = []
+        for task in done:
+            del tasks[task]
+            answers.append(task.result())
+        over = [a for a in answers if type(a) is not Ready]
+        op = over[0] if over else Ready(gm.ready())
+    return await run.adrive(op)  # type: ignore[arg-type]

@@ -1,0 +1,127 @@
+"""A saga's definition as a graph: parallel groups (``Parallel``), the dependencies they
+make (``flatten``), and ``check_order``'s rule for them (``check_graph_order``). Which steps
+may start and the undo order are the machine's (``schedule.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from .errors import InvalidPipelineError
+from .rules import IRREVERSIBLE, Kind
+from .schedule import concurrent, dependants
+
+if TYPE_CHECKING:
+    from .saga import Step
+
+
+class Parallel:
+    """A parallel group: its branches run at once (``await saga.arun``), or one after the
+    other (``saga.run``), with the same rules. A branch is a ``Step``, a list of steps (and
+    groups) run in order, or another group. The step after the group starts once every
+    branch is done; if a step of one branch fails for good, nothing more starts, the steps
+    still running finish, and everything done is undone (``schedule``)."""
+
+    def __init__(self, *branches: Step | Parallel | Sequence[Step | Parallel]) -> None:
+        if not branches:
+            raise InvalidPipelineError("a Parallel group needs at least one branch")
+        from .saga import Step  # (saga.py builds on this module)
+
+        found: list[tuple[Step | Parallel, ...]] = []
+        for branch in branches:
+            items = (branch,) if isinstance(branch, Step | Parallel) else tuple(branch)
+            if not items:
+                raise InvalidPipelineError("a branch of a Parallel group is empty")
+            for item in items:
+                if not isinstance(item, Step | Parallel):
+                    raise TypeError(
+                        f"a Parallel branch holds Step objects or Parallel groups, got {item!r}"
+                    )
+            found.append(items)
+        self.branches: tuple[tuple[Step | Parallel, ...], ...] = tuple(found)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(
+            "[" + ", ".join(_shown(i) for i in b) + "]" if len(b) > 1 else _shown(b[0])
+            for b in self.branches
+        )
+        return f"Parallel({inner})"
+
+
+def _shown(item: Step | Parallel) -> str:
+    return repr(item) if isinstance(item, Parallel) else item.name
+
+
+def flatten(
+    items: Sequence[Step | Parallel], before: tuple[str, ...] = ()
+) -> tuple[list[Step], dict[str, tuple[str, ...]], tuple[str, ...]]:
+    """A definition as a graph: its steps in definition order, each step's dependencies
+    (the steps that must be done before it starts), and the steps it ends with."""
+    steps: list[Step] = []
+    after: dict[str, tuple[str, ...]] = {}
+    frontier = before
+    for item in items:
+        if not isinstance(item, Parallel):
+            steps.append(item)
+            after.setdefault(item.name, frontier)
+            frontier = (item.name,)
+            continue
+        ends: list[str] = []
+        for branch in item.branches:
+            more, deps, last = flatten(branch, frontier)
+            steps += more
+            for name, dep in deps.items():
+                after.setdefault(name, dep)
+            ends += last
+        frontier = tuple(ends)
+    return steps, after, frontier
+
+
+def check_graph_order(
+    steps: Sequence[Step], after: Mapping[str, tuple[str, ...]]
+) -> tuple[list[str], list[str]]:
+    """``check_order`` for a saga with parallel groups: an irreversible step is unsafe
+    while a step that can still fail (not retriable) runs after it *or at the same time*
+    (in another branch of its group): a pivot inside a parallel group is refused."""
+    below = dependants(after)
+    beside = concurrent(after)
+    problems: list[str] = []
+    reorder: list[str] = []
+    by_name = {s.name: s for s in steps}
+    order = [s.name for s in steps]
+    for step in steps:
+        if step.kind not in IRREVERSIBLE:
+            continue
+        can_fail = lambda names: [n for n in names if by_name[n].kind is not Kind.RETRIABLE]  # noqa: E731
+        same_time = can_fail(beside[step.name])
+        later = can_fail(n for n in order if n in below[step.name])
+        if not same_time and not later:
+            continue
+        before = [n for n in order if step.name in below[n] and by_name[n].undo is not None]
+        undone = before + [n for n in same_time if by_name[n].undo is not None]
+        what_it_is = "irreversible" if step.kind is Kind.PIVOT else "never undone (retriable)"
+        what = (
+            f"the rollback undoes what was done of {', '.join(undone)} but {step.name!r} stays done"
+            if undone
+            else f"{step.name!r} stays done"
+        )
+        names = ", ".join(repr(n) for n in [*same_time, *later])
+        them = "it" if len(same_time) + len(later) == 1 else "them"
+        if same_time:
+            where = ", ".join(repr(n) for n in same_time)
+            problem = (
+                f"{step.name!r} is {what_it_is} but runs in a parallel group at the same "
+                f"time as {where}"
+                + (f", and before {', '.join(repr(n) for n in later)}" if later else "")
+                + f", which can still fail. If one fails, {what}. Move {step.name!r} "
+                "out of the group, after every step that can still fail"
+            )
+        else:
+            problem = (
+                f"{step.name!r} is {what_it_is} but runs before {names}, which can still "
+                f"fail. If {'it' if them == 'it' else 'one of them'} fails, {what}. "
+                f"Move {step.name!r} after {them}"
+            )
+        problems.append(f"{problem}, or make {them} retriable.")
+        reorder.append(f"{problem}.")
+    return problems, reorder

@@ -1,0 +1,73 @@
+"""The booking world of exercises 04.2 and 06.2: a refund among other bookings' charges.
+
+One world and one generator for both (each lesson builds its own state from a world), so
+their feedback names a booking the same way."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import generator
+
+BOOKING_FAULTS = {
+    "fail": "the charge fails before charging anything",
+    "fail_after_effect": "the charge times out after charging",
+    "send_email": "the email fails after the charge",
+}
+"""What goes wrong in a booking world, and how its feedback says it."""
+
+
+@dataclass(frozen=True)
+class BookingWorld:
+    """One booking a learner's refund must serve: its idempotency key and price, other
+    bookings charged (and perhaps refunded) before it, others charged while it runs (often
+    of the same amount: a refund finds its own charge by key, not by amount), and what goes
+    wrong (a key of ``BOOKING_FAULTS``). Each lesson builds its own state from it."""
+
+    key: str
+    price: int
+    before: tuple[tuple[str, int, bool], ...]  # other bookings: key, amount, refunded?
+    after: tuple[tuple[str, int], ...]  # other bookings charged while this one runs
+    fault: str
+
+    def __str__(self) -> str:
+        text = f"for a booking under key {self.key!r} priced {self.price}"
+        if self.before:
+            text += ", with " + " and ".join(
+                f"{key!r} charged {amount}" + (" and refunded" if refunded else "")
+                for key, amount, refunded in self.before
+            )
+            text += " before it"
+        if self.after:
+            text += (" and " if self.before else ", with ") + " and ".join(
+                f"{key!r} charged {amount}" for key, amount in self.after
+            )
+            text += " while it ran"
+        return f"{text}, when {BOOKING_FAULTS[self.fault]}"
+
+    def size(self, key: str, price: int) -> tuple[int, ...]:
+        """For ``forall``: fewer other bookings first, then the lesson's own key and price."""
+        others = len(self.before) + len(self.after)
+        fault = list(BOOKING_FAULTS).index(self.fault)
+        return (others, self.key != key, self.price != price, fault)
+
+
+def booking_worlds(seed: str, key: str, price: int, count: int = 150) -> list[BookingWorld]:
+    """The lesson's booking (``key``, ``price``) under each fault, then ``count`` drawn ones:
+    other keys and prices, up to four other bookings charged before it or while it runs."""
+    rng = generator(seed)
+    found = [BookingWorld(key, price, (), (), fault) for fault in BOOKING_FAULTS]
+    for _ in range(count):
+        mine = rng.choice((key, f"booking-{rng.randint(1, 60)}"))
+        cost = rng.choice((price, rng.randint(5, 900)))
+        pool = [f"booking-{n}" for n in range(1, 61) if f"booking-{n}" != mine]
+        others = rng.sample(pool, rng.randint(0, 4))
+        split = rng.randint(0, len(others))
+
+        def amount(cost: int = cost) -> int:  # often the same price: by key, not amount
+            return rng.choice((cost, rng.randint(5, 900)))
+
+        before = tuple((k, amount(), rng.random() < 0.3) for k in others[:split])
+        after = tuple((k, amount()) for k in others[split:])
+        found.append(BookingWorld(mine, cost, before, after, rng.choice(list(BOOKING_FAULTS))))
+    return found

@@ -1,0 +1,354 @@
+"""A saga that is a graph: which steps may start, what is owed when one fails, the undo order.
+
+A saga with parallel groups (``Parallel``) is a graph: each step names the steps that must
+be done before it starts (``after``). ``GraphMachine`` is the saga machine (``machine.py``)
+for such a saga, sans I/O as it is: it answers which steps may start now (``Ready``), takes
+each step's outcome by name (several run at once), and once the run cannot go on, hands
+over to the machine's own rollback, with the undo log in the order declared. Every other
+rule (the pivot, what a failed undo leads to, the status, the events) is the machine's.
+
+What it decides, and why:
+
+- **A failure stops the graph, and the running siblings are awaited.** Once a step fails for
+  good (or the run is cancelled) no step starts; the steps still running finish their
+  attempt (a step cut off mid-call leaves an effect nobody knows happened), a step waiting
+  to retry is not tried again; then the rollback undoes everything logged. So every effect
+  that happened is undone or reported.
+- **The undo order is declared** (``undo_order``): ``reverse`` (the default) undoes in
+  reverse *completion* order, ``reverse_start`` in reverse *start* order (Cloudflare
+  Workflows' rule), ``by_dependency`` so that a step's undo runs after the undos of every
+  step that depended on it (independent undos could run at once; here they run one at a
+  time, in reverse definition order, so the order does not depend on which branch happened
+  to finish first). ``forward`` is the log's order, only to show why it is wrong.
+- Undos run one at a time, in that order (the machine's rollback, unchanged).
+
+The in-process drivers (``_graph_drive.py``) run the ready steps one at a time, in definition
+order (synchronously), or at once as asyncio tasks (``Saga.arun``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+from .events import EventKind, describe
+from .machine import Machine, MachineError, Phase, after_effect
+from .operations import Entry, Op, RunStep, StepSpec, Wait
+from .policies import UndoPolicy
+from .rules import IRREVERSIBLE, Kind
+
+After = Mapping[str, tuple[str, ...]]
+"""Each step's dependencies: the steps that must be done before it starts."""
+
+
+class Ready(NamedTuple):
+    """These steps may start now (``launch`` each, at once or one at a time). Empty: wait
+    for a running step's outcome."""
+
+    steps: tuple[str, ...]
+
+
+GraphOp = Op | Ready
+
+
+def dependants(after: After) -> dict[str, frozenset[str]]:
+    """Each step's dependants: every step that (transitively) depends on it."""
+    direct: dict[str, set[str]] = {step: set() for step in after}
+    for step, deps in after.items():
+        for dep in deps:
+            direct[dep].add(step)
+    found: dict[str, frozenset[str]] = {}
+
+    def of(step: str) -> frozenset[str]:
+        if step not in found:
+            out: set[str] = set()
+            for child in direct[step]:
+                out |= {child, *of(child)}
+            found[step] = frozenset(out)
+        return found[step]
+
+    for step in after:
+        of(step)
+    return found
+
+
+def concurrent(after: After) -> dict[str, tuple[str, ...]]:
+    """Each step's concurrent steps: neither depends on the other, so they may run at once."""
+    below = dependants(after)
+    names = list(after)
+    return {
+        a: tuple(b for b in names if b != a and b not in below[a] and a not in below[b])
+        for a in names
+    }
+
+
+def undo_order(
+    order: str,
+    steps: Sequence[str],
+    *,
+    started: Sequence[str],
+    ended: Sequence[str],
+    definition: Sequence[str],
+    below: Mapping[str, frozenset[str]],
+) -> list[str]:
+    """``steps`` (undos to run) in the order ``order`` runs them (see the module's text):
+    ``started`` and ``ended`` are every step in the order it started and ended (done or
+    failed for good); ``below`` each step's dependants."""
+    if order == "forward":
+        return list(steps)
+    if order == "reverse_start":
+        at = {step: n for n, step in enumerate(started)}
+        return sorted(steps, key=lambda s: -at[s])
+    if order == "by_dependency":
+        place = {step: n for n, step in enumerate(definition)}
+        left = set(steps)
+        out: list[str] = []
+        while left:  # the newest defined of those whose dependants' undos have all run
+            free = [s for s in left if not (below[s] & left)]
+            step = max(free, key=place.__getitem__)
+            out.append(step)
+            left.remove(step)
+        return out
+    at = {step: n for n, step in enumerate(ended)}
+    return sorted(steps, key=lambda s: -at[s])
+
+
+_RUNNING, _WAITING, _DONE, _FAILED = "running", "waiting", "done", "failed"
+
+
+class GraphMachine(Machine):
+    """The saga machine for a graph of steps (``after``: each step's dependencies; ``plan``
+    the steps in definition order). Inputs: ``start``, ``launch(step)``, then for each step
+    ``step_done(step)``, ``step_error(step, error)`` (a ``Wait`` answer: the step waits, then
+    ``step_resume(step)``), ``step_cut(step, exc)`` (a BaseException cut it short);
+    ``cancel(error)`` any time. Answers: ``Ready``, ``RunStep``, ``Wait``, and, once no step
+    runs and the run is over, what the machine answers (``Finished``, or the first undo)."""
+
+    def __init__(
+        self, policy: UndoPolicy, *, plan: Sequence[StepSpec], after: After, **options: Any
+    ) -> None:
+        super().__init__(policy, plan=plan, **options)
+        self.after = after
+        self.specs = {spec.name: spec for spec in plan}
+        self.definition = tuple(spec.name for spec in plan)
+        # kept as it changes, not searched for: the explorer runs thousands (``make bench``)
+        self.children: dict[str, list[str]] = {step: [] for step in self.definition}
+        self.unmet = {step: len(after[step]) for step in self.definition}
+        for step in self.definition:
+            for dep in after[step]:
+                self.children[dep].append(step)
+        self.waiting = [step for step in self.definition if not after[step]]  # may start
+        self.busy_count = 0
+        self.where: dict[str, str] = {}  # step -> running, waiting, done, failed
+        self.attempts: dict[str, int] = {}
+        self.last_error: dict[str, BaseException] = {}
+        self.started: list[str] = []
+        self.ended: list[str] = []
+        self.failures: list[tuple[str, BaseException]] = []
+
+    # -- which steps may start --------------------------------------------------------------
+
+    @property
+    def failing(self) -> bool:
+        """Nothing more starts: a step failed for good, or the run was cancelled."""
+        return bool(self.failures) or self.stopping is not None
+
+    @property
+    def below(self) -> dict[str, frozenset[str]]:
+        """Each step's dependants (only the ``by_dependency`` order needs them)."""
+        return dependants(self.after)
+
+    @property
+    def busy(self) -> tuple[str, ...]:
+        """The steps started and not yet ended (running, or waiting to retry)."""
+        return tuple(s for s, w in self.where.items() if w in (_RUNNING, _WAITING))
+
+    def ready(self) -> tuple[str, ...]:
+        """The steps that may start now (all they depend on is done), in definition order."""
+        if self.failures or self.stopping is not None or self.phase is not Phase.FORWARD:
+            return ()
+        return tuple(self.waiting)
+
+    def start(self) -> Ready:  # type: ignore[override]
+        self._expect("start")
+        return Ready(self.ready())
+
+    def launch(self, step: str) -> RunStep:
+        """Start ``step`` (one of ``ready()``)."""
+        if step not in self.ready():
+            raise MachineError(f"launch({step!r}): it may not start now")
+        self.waiting.remove(step)
+        self.busy_count += 1
+        spec = self.specs[step]
+        self.kinds[step] = spec.kind
+        self.seen.append(step)
+        self.started.append(step)
+        self.where[step], self.attempts[step] = _RUNNING, 1
+        self.spec, self.current = spec, step
+        register = spec.register if spec.has_undo else "none"
+        self._emit(EventKind.STEP_START, step, (("register", register),))
+        if spec.has_undo and spec.register == "before":
+            self._log(spec)
+        return RunStep(step, 1)
+
+    # -- how each step went ---------------------------------------------------------------
+
+    def _running(self, step: str, *states: str) -> StepSpec:
+        if self.where.get(step) not in states:
+            now = self.where.get(step, "not started")
+            raise MachineError(f"step {step!r} is {now}, not {' or '.join(states)}")
+        return self.specs[step]
+
+    def step_done(self, step: str) -> GraphOp:
+        """``step``'s action returned."""
+        spec = self._running(step, _RUNNING)
+        self.where[step] = _DONE
+        self.busy_count -= 1
+        self.completed.append(step)
+        self.ended.append(step)
+        freed = False
+        for child in self.children[step]:
+            self.unmet[child] -= 1
+            if not self.unmet[child]:
+                self.waiting.append(child)
+                freed = True
+        if freed:
+            self.waiting.sort(key=self.definition.index)
+        if spec.kind in IRREVERSIBLE:
+            self.irreversible = [*self.irreversible, step]
+            self.pivot_done = self.pivot_done or spec.kind == Kind.PIVOT
+        self._emit(EventKind.STEP_DONE, step)
+        if spec.has_undo and spec.register == "after":
+            self._log(spec)
+        return self._next()
+
+    def step_error(self, step: str, error: BaseException) -> GraphOp:
+        """``step``'s action raised ``error``: retried if its policy says so and nothing
+        else failed meanwhile."""
+        spec = self._running(step, _RUNNING)
+        attempt = self.attempts[step]
+        delay = None
+        if spec.retry is not None and not self.failing:
+            delay = spec.retry.next_delay(attempt, error)
+        if delay is None:
+            return self._lost(step, error)
+        self.where[step], self.last_error[step] = _WAITING, error
+        details = {"attempt": attempt, "delay": delay, "error": describe(error)}
+        self._emit(EventKind.STEP_RETRY, step, details)
+        return Wait(delay)
+
+    def step_resume(self, step: str) -> GraphOp:
+        """``step``'s wait is over: its next attempt, unless the run failed meanwhile (then
+        it failed for good, with its last error)."""
+        self._running(step, _WAITING)
+        if self.failing:
+            self.where[step] = _RUNNING
+            return self._lost(step, self.last_error.pop(step))
+        self.where[step] = _RUNNING
+        self.attempts[step] += 1
+        self.spec, self.current = self.specs[step], step
+        return RunStep(step, self.attempts[step])
+
+    def step_cut(self, step: str, exc: BaseException) -> GraphOp:
+        """A BaseException (Ctrl-C, a cancelled task) cut ``step`` short: failed for good."""
+        self._running(step, _RUNNING, _WAITING)
+        self.where[step] = _RUNNING
+        return self._lost(step, exc)
+
+    def _lost(self, step: str, error: BaseException) -> GraphOp:
+        """``step`` failed for good: nothing more starts; its effect, if it happened anyway
+        and no undo was logged before it, leaked."""
+        spec = self.specs[step]
+        self.where[step] = _FAILED
+        self.busy_count -= 1
+        self.ended.append(step)
+        details: dict[str, Any] = {"error": describe(error)}
+        if after_effect(error):
+            details["after_effect"] = True
+            if not (spec.has_undo and spec.register == "before"):
+                self.leaked = [*self.leaked, step]
+        if self.failures:
+            also = f"{step} also failed, while the running steps finished: {describe(error)}"
+            self.notes = [*self.notes, also]
+        self.failures.append((step, error))
+        self._emit(EventKind.STEP_FAILED, step, details)
+        return self._next()
+
+    def cancel(self, error: BaseException) -> GraphOp | None:
+        """The run's caller cancels it: nothing more starts; the steps running finish (tell
+        their outcome as usual), then what was done is undone and the status says
+        ``cancelled``. Answers the rollback at once when no step runs; None once the run
+        failed (the rollback goes on) or while steps still run."""
+        if self.rolling or self.phase is Phase.DONE or self.failing:
+            return None
+        self.cancelled, self.stopping = True, error
+        return self._next() if not self.busy_count else None
+
+    def _next(self) -> GraphOp:
+        """What follows an ended step: more may start, or wait for the running, or the run
+        is over (committed, or failed: the first failure's rollback)."""
+        if self.busy_count:
+            return Ready(self.ready())
+        ready = self.ready()
+        if ready:
+            return Ready(ready)
+        if self.failures:
+            step, error = self.failures[0]
+            self.current = step
+            return self.fail(error)
+        if self.stopping is not None:
+            self.current = self.completed[-1] if self.completed else None
+            return self.fail(self.stopping)
+        return self._commit()
+
+    # -- the undo order ---------------------------------------------------------------------
+
+    def _rolling_back(self, todo: list[Entry]) -> None:
+        super()._rolling_back(self._graph_order(todo))
+
+    def _graph_order(self, log: list[Entry]) -> list[Entry]:
+        """The undo log in the declared order (``forward``: as logged)."""
+        if self.undo_order == "forward":
+            return sorted(log, key=self.log.index)
+        entry = {e.step: e for e in log}
+        steps = undo_order(
+            self.undo_order,
+            [e.step for e in log],
+            started=self.started,
+            ended=self.ended + [s for s in self.started if s not in self.ended],
+            definition=self.definition,
+            below=self.below if self.undo_order == "by_dependency" else {},
+        )
+        return [entry[step] for step in steps]
+
+
+def cancel(m: Machine, error: BaseException) -> Op | GraphOp | None:
+    """The run's caller cancels it (a cancel token, a cancelled task): nothing more starts,
+    what was done is undone, and the status says ``cancelled`` (``status_of``). A step
+    running now finishes first (None: tell the machine how it went, as usual); a step
+    waiting to retry is not tried again. Once the run failed, a cancel changes nothing
+    (None): the rollback goes on. (A graph's own rule: ``GraphMachine.cancel``.)"""
+    if isinstance(m, GraphMachine):
+        return m.cancel(error)
+    if m.rolling or m.phase is Phase.DONE:
+        return None
+    m.cancelled = True
+    if m.phase is Phase.STEP:
+        m.stop(error)
+        return None
+    if m.phase is Phase.STEP_WAIT:
+        return m._step_lost(error)
+    m.stopping = error  # as ``stop`` would have: the same rules for the same cancel
+    return m.fail(error)
+
+
+__all__ = [
+    "After",
+    "GraphMachine",
+    "GraphOp",
+    "Ready",
+    "cancel",
+    "concurrent",
+    "dependants",
+    "undo_order",
+]

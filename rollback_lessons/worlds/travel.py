@@ -1,0 +1,119 @@
+"""The travel booking as a graph (lesson 12, issue 27): the room, the car and the flight at
+once, then the charge.
+
+One world where the undo order matters: the car company delivers the car to the hotel room
+when the room is booked by the time the car's booking is made (else to the airport), and
+the hotel will not cancel a room a car is delivered to. Nothing in the saga's definition says
+the car depends on the room: it depends on timing. The car's booking starts first and
+finishes after the room's, so
+
+- reverse *completion* undoes the car, then the room: right;
+- reverse *start* undoes the room first: the hotel refuses (a dead letter);
+- *by dependency* knows no dependency between them, so it undoes them in reverse definition
+  order: the room first, refused too.
+
+Declared (``declared=True``: the car after the room, in one branch), every order the engine
+may pick is right; the car's booking then waits for the room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ..outcome import Outcome, Table, compare_table
+from ..saga import Parallel, Saga, State, Step
+
+ROOM, CAR, FLIGHT = "room-12", "car-7", "LH-400"
+ORDERS = ("reverse", "reverse_start", "by_dependency")
+TIMING = ("room", "car", "flight", "charge")
+"""The order the steps finish in, as ``saga.run(completion=...)`` plays it: the car's
+booking, started first, finishes after the room's."""
+
+
+class HotelRefuses(Exception):
+    """The hotel will not cancel a room a car is still delivered to."""
+
+
+def state() -> dict[str, Any]:
+    return {"hotel": {}, "cars": {}, "flights": {}, "charged": 0}
+
+
+def book_room(state: State) -> None:
+    state["hotel"][ROOM] = "booked"
+
+
+def cancel_room(state: State) -> None:
+    cars = [car for car, where in state["cars"].items() if where == ROOM]
+    if cars:
+        raise HotelRefuses(f"{ROOM} has {', '.join(cars)} delivered to it: cancel the car first")
+    state["hotel"].pop(ROOM, None)
+
+
+def book_car(state: State) -> None:
+    state["cars"][CAR] = ROOM if ROOM in state["hotel"] else "airport"
+
+
+def cancel_car(state: State) -> None:
+    state["cars"].pop(CAR, None)
+
+
+def book_flight(state: State) -> None:
+    state["flights"][FLIGHT] = "booked"
+
+
+def cancel_flight(state: State) -> None:
+    state["flights"].pop(FLIGHT, None)
+
+
+def charge(state: State) -> None:
+    state["charged"] += 600
+
+
+def booking(*, declared: bool = False) -> Saga:
+    """Car, room and flight at once (the car's booking listed, so started, first), then the
+    charge; ``declared``: the car after the room, in one branch."""
+    room = Step("room", book_room, cancel_room, label="book the hotel room")
+    car = Step("car", book_car, cancel_car, label="rent a car, delivered to the room")
+    flight = Step("flight", book_flight, cancel_flight, label="book the flight")
+    group = Parallel([room, car], flight) if declared else Parallel(car, room, flight)
+    return Saga([group, Step("charge", charge, label="charge the card")], name="travel")
+
+
+def orders_side_by_side(*, declared: bool = False) -> tuple[Table, dict[str, Outcome]]:
+    """The charge fails; each undo order, played with the car finishing after the room."""
+    saga = booking(declared=declared)
+    outcomes = {
+        order: saga.run(state(), inject={"charge": "fail"}, undo_order=order, completion=TIMING)  # type: ignore[arg-type]
+        for order in ORDERS
+    }
+    return compare_table(outcomes), outcomes
+
+
+def in_flight(seconds: float = 0.05) -> Saga:
+    """The booking with the car's booking taking ``seconds`` (a slow rental company), for a
+    cancel while it runs (``await saga.arun``)."""
+
+    async def slow_car(state: State) -> None:
+        await asyncio.sleep(seconds)
+        book_car(state)
+
+    car = Step("car", lambda s: slow_car(s), cancel_car, label="rent a car (slow)")
+    room = Step("room", book_room, cancel_room)
+    flight = Step("flight", book_flight, cancel_flight)
+    return Saga([Parallel(car, room, flight), Step("charge", charge)], name="travel")
+
+
+async def cancelled_midway(world: dict[str, Any] | None = None) -> Outcome:
+    """Start the booking, cancel its task while the car's booking runs (the room and the
+    flight booked): the car's booking finishes, nothing more starts, everything is undone."""
+    world = state() if world is None else world
+    task = asyncio.ensure_future(in_flight().arun(world))
+    while not (world["hotel"] and world["flights"]):
+        await asyncio.sleep(0)
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError as cancelled:
+        return cancelled.outcome  # type: ignore[attr-defined, no-any-return]
+    raise AssertionError("the booking was not cancelled")  # pragma: no cover
