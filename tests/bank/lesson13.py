@@ -127,7 +127,7 @@ BANK = {
                 "    if message.id not in inbox:\n"
                 "        inbox.add(message.id)\n"
                 '        db["charges"].append(("b1", 120))',
-                ("which no message asks for", "message.data['amount']"),
+                ("became [('b1', 120)], not [('b5', 150)]", "message.data['amount']"),
             ),
             Wrong(
                 OTHER,  # "already charged" read from the ledger: content again
@@ -137,6 +137,12 @@ BANK = {
                 '        db["charges"].append(charge)',
                 ("two rooms, two charges", "not the same content"),
             ),
+            Wrong(
+                OTHER,  # the inbox's entry in the ledger
+                "def handle(db, message):\n    db['charges'].append(message.id)",
+                ("became [message.id], not [('b5', 150)]",),
+            ),
+            Wrong(OTHER, "def handle(db, message):\n    pass", ("became [], not [('b5', 150)]",)),
             Wrong(
                 OTHER,
                 "def handle(db, message):\n    db['charges'].append(message.amount)",

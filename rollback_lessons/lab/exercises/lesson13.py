@@ -97,7 +97,8 @@ class World:
             again = " again" if d.message in seen else ""
             seen.add(d.message)
             crash = {
-                "inside": ", a crash inside your handler (its writes to db rolled back)",
+                "inside": ", the process dies at your handler's write to db['charges'], if "
+                "it writes (its writes to db rolled back)",
                 "after": ", a crash after your handler committed (the queue delivers it again)",
             }.get(d.crash, "")
             parts.append(f"{self.label(d.message)}{again}{crash}")
@@ -167,8 +168,18 @@ def _probe(fn: Any) -> None:
     """A crash inside the handler, then the redelivery; then the same message to a new
     database. The id is drawn afresh each time (never shown), so nothing remembered from
     an earlier check can hold it: what the handler remembers outside ``db`` shows."""
-    message = Message(EventType.ROOM_RESERVED, "b5", {"amount": 150}, id=uuid.uuid4().hex[:8])
+    first = Message(EventType.ROOM_RESERVED, "b5", {"amount": 150}, id=uuid.uuid4().hex[:8])
     db: dict[str, Any] = {"charges": Ledger()}
+    call(fn, db, first, name="handle", where="On a new database")
+    if list(db.get("charges", ())) != [("b5", 150)]:
+        shown = repr(db.get("charges")).replace(repr(first.id), "message.id")  # drawn afresh
+        raise Incorrect(
+            f"one message (b5, 150) to a new database: db['charges'] became "
+            f"{shown}, not [('b5', 150)]: each message asks to charge "
+            "(message.booking, message.data['amount'])"
+        )
+    message = Message(EventType.ROOM_RESERVED, "b5", {"amount": 150}, id=uuid.uuid4().hex[:8])
+    db = {"charges": Ledger()}
     db["charges"].crash_next = True
     try:
         call(fn, db, message, name="handle", where="On a new database")
