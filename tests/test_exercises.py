@@ -59,7 +59,20 @@ def test_every_exercise_is_in_a_lesson_and_each_lesson_has_one_to_four():
     for key in EXERCISES:
         per_lesson.setdefault(key.split(".")[0], []).append(key)
     assert all(1 <= len(v) <= 4 for v in per_lesson.values()), per_lesson
-    assert sorted(per_lesson) == ["01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11"]
+    assert sorted(per_lesson) == [
+        "01",
+        "02",
+        "03",
+        "04",
+        "05",
+        "06",
+        "07",
+        "08",
+        "09",
+        "10",
+        "11",
+        "13",
+    ]
 
 
 @pytest.mark.parametrize("key", sorted(EXERCISES))
@@ -405,9 +418,39 @@ def test_solved_copy_passes_every_check_and_the_progress_file_says_so(path, tmp_
     assert ex.progress().solved == mine  # the kernel wrote it where this test looks
 
 
+def test_the_rule_exercise_13_2_grades_is_what_the_choreography_does():
+    """13.2's answer key, on the lesson's own chain, is the order in which the real
+    choreography (rollback_lessons.choreo) compensates: after a failure, and after the
+    guest cancels a booking every service acted on."""
+    from rollback_lessons.choreo import Booking, Choreography, MemoryQueue, book
+    from rollback_lessons.choreo.run import COMPENSATION
+    from rollback_lessons.choreo.services import publish
+    from rollback_lessons.lab.exercises.lesson13 import CANCEL, LESSON_CHAIN, expected
+
+    def undone(log):
+        return [e for h in log if h.reaction for e in h.reaction.effects if e in COMPENSATION]
+
+    for booking, fault in ((Booking("b2", card="bad"), "payment"),
+                           (Booking("b3", email="bad"), "notification")):  # fmt: skip
+        assert undone(book(MemoryQueue(), [booking]).log) == expected(LESSON_CHAIN, fault)
+    choreo = Choreography(MemoryQueue())
+    choreo.ask([Booking("b1")])
+    choreo.run()  # completed: reserved, charged, confirmed
+    assert undone(choreo.log) == []
+    cancel = Booking("b1", cancel=True).requests()[-1]  # the guest's CancelRequested
+    publish(choreo.queue, cancel)
+    choreo.run()
+    assert (
+        undone(choreo.log)
+        == expected(LESSON_CHAIN, CANCEL)
+        == ["release", "refund", "cancel_notice"]
+    )
+
+
 def test_start_here_names_the_lessons_that_have_exercises_and_shows_progress():
     start = (ROOT / "notebooks" / "00_start_here.ipynb").read_text()
     lessons = sorted({key.split(".")[0] for key in EXERCISES})
     assert f"Lessons {lessons[0]} to {lessons[-1]} end with exercises" in start
-    assert lessons == [f"{n:02d}" for n in range(int(lessons[0]), int(lessons[-1]) + 1)]
+    between = [p.name[:2] for p in NOTEBOOKS if lessons[0] <= p.name[:2] <= lessons[-1]]
+    assert lessons == between  # every lesson between the first and the last has exercises
     assert "progress()" in start

@@ -57,3 +57,30 @@ def test_it_says_where_each_service_put_its_events():
         texts = [t.get_text() for t in fig.axes[0].texts]
         assert "reserve; RoomReserved " + where in texts
         assert "release" in texts  # nothing emitted: nothing said
+
+
+def test_the_same_fault_both_ways_is_one_readable_picture_with_the_relay_marked():
+    from matplotlib.lines import Line2D
+
+    from rollback_lessons.lab.png import size
+    from rollback_lessons.lab.sequence import RELAY, draw_compact
+    from rollback_lessons.worlds.choreography import BOUNCES, both_ways
+
+    picture = both_ways()
+    report = read_report(picture)
+    assert report["problems"] == [] and report["min_text_px"] >= MIN_TEXT_PX
+    assert size(picture)[0] == report["width_px"] == 920  # two halves of 460 px
+    log = relay_crash(BOUNCES).log
+    fig = draw_compact(log, title="t")
+    relayed = [line for line in fig.axes[0].get_lines() if line.get_gid() == "relay"]
+    from_services = [h for h in log if SENDER[h.message.type] != "guest"]
+    assert len(relayed) == len(from_services) > 0  # every event a service sent, via the relay
+    again = [a for a in _arrows(fig) if a.get_linestyle() not in ("-", "solid")]
+    assert len(again) == sum(h.reaction is None for h in log) == 1
+    legend = fig.legends[0]
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert RELAY in labels and "delivered again" in labels
+    assert len(labels) == len(set(labels))
+    glyphs = [(h.get_color(), h.get_marker(), h.get_linestyle()) for h in legend.legend_handles
+              if isinstance(h, Line2D)]  # fmt: skip
+    assert len(glyphs) == len(set(glyphs))  # one entry per colour and mark

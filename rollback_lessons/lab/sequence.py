@@ -14,6 +14,7 @@ from matplotlib.patches import FancyArrowPatch
 
 from ..choreo.events import EventType
 from ..choreo.run import Handled
+from ..outcome import Outcome
 from .drawing import FAIL, FONT, FORWARD, INK, PICTURE_WIDTH, PIVOT, SMALL, UNDO
 
 E = EventType
@@ -106,3 +107,97 @@ def draw_sequence(log: Sequence[Handled], *, title: str = "") -> Figure:
         handles.append(Line2D([], [], color=GREY, lw=2, ls="--", label="delivered again"))
     fig.legend(handles=handles, loc="lower center", ncol=3, frameon=False, fontsize=SMALL + 1)
     return fig
+
+
+# -- the same fault, orchestrated and choreographed, side by side ----------------------------
+
+HALF = PICTURE_WIDTH / 2  # inches: each side of the pair, 460 px
+RELAY = "relay: from the outbox"
+
+
+def draw_compact(log: Sequence[Handled], *, title: str) -> Figure:
+    """The sequence diagram at half width (the messages only, no column of what the
+    receiver did), with a star where the relay published a service's outbox row."""
+    x = {lane: 0.45 + 1.5 * i for i, lane in enumerate(LANES)}
+    rows = len(log)
+    top = 0.75
+    height = top + 0.45 + ROW * rows + 0.95
+    fig = Figure(figsize=(HALF, height), dpi=80)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(0, HALF)
+    ax.set_ylim(height, 0)
+    ax.axis("off")
+    ax.text(0.1, 0.3, title, fontsize=FONT, weight="bold", color=INK, va="center")
+    for lane, lx in x.items():
+        ax.text(lx, top, lane, fontsize=FONT, weight="bold", ha="center", va="center", color=INK)
+        ax.plot([lx, lx], [top + 0.2, top + 0.3 + ROW * rows], color="#BBBBBB", lw=1.5, zorder=0)
+    kinds: dict[str, tuple[str, str]] = {}
+    relayed = False
+    for i, handled in enumerate(log):
+        y = top + 0.55 + ROW * i
+        colour, kind = KIND[handled.message.type]
+        sender = SENDER[handled.message.type]
+        start, end = x[sender], x[handled.service]
+        again = handled.reaction is None
+        if not again:
+            kinds[kind] = (colour, kind)
+        ax.add_patch(
+            FancyArrowPatch(
+                (start, y), (end, y), arrowstyle="-|>", mutation_scale=14, lw=1.8,
+                color=GREY if again else colour, linestyle="--" if again else "-",
+                gid=f"{sender}->{handled.service}",
+            )
+        )  # fmt: skip
+        ax.text(
+            (start + end) / 2, y - 0.06, str(handled.message.type), fontsize=SMALL,
+            ha="center", va="bottom", color=GREY if again else INK,
+        )  # fmt: skip
+        if sender != "guest" and handled.outbox:
+            relayed = True
+            ax.plot([start], [y], marker="*", ms=12, color=INK, zorder=3, gid="relay")
+    handles = [Line2D([], [], color=c, lw=2, label=k) for c, k in kinds.values()]
+    if any(h.reaction is None for h in log):
+        handles.append(Line2D([], [], color=GREY, lw=2, ls="--", label="delivered again"))
+    if relayed:
+        handles.append(Line2D([], [], color=INK, ls="", marker="*", ms=12, label=RELAY))
+    fig.legend(handles=handles, loc="lower center", ncol=2, frameon=False, fontsize=SMALL + 1)
+    return fig
+
+
+def side_by_side_png(outcome: Outcome, log: Sequence[Handled]) -> bytes:
+    """The conductor's run (drawn as lessons 02 and 06 draw a run) and the choreography's
+    messages, one picture: each half checked as every picture is (its report: the smaller
+    text, the problems of both), then put side by side, top-aligned, on white."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from .png import encode_png
+    from .quality import report
+    from .timeline import Timeline
+
+    timeline = Timeline(
+        outcome.steps, kinds=outcome.kinds, labels=outcome.labels, width=HALF, table=False
+    )
+    timeline.load(outcome)
+    left = timeline.show(timeline.frame_count - 1)
+    timeline.title.set_text(f"orchestrated (Saga.run): {outcome.status}")
+    booking = log[0].message.booking if log else ""
+    right = draw_compact(log, title=f"choreographed ({booking}): its messages")
+    FigureCanvasAgg(right)
+    reports = [report(left), report(right)]
+    pixels = [np.asarray(f.canvas.buffer_rgba()) for f in (left, right)]  # type: ignore[attr-defined]
+    height = max(p.shape[0] for p in pixels)
+    both = np.full((height, sum(p.shape[1] for p in pixels), 4), 255, np.uint8)
+    at = 0
+    for p in pixels:
+        both[: p.shape[0], at : at + p.shape[1]] = p
+        at += p.shape[1]
+    return encode_png(
+        both,
+        {
+            "min_text_px": min(r["min_text_px"] for r in reports),
+            "width_px": int(both.shape[1]),
+            "problems": [f"{side}: {p}" for side, r in zip(("left", "right"), reports, strict=True)
+                         for p in r["problems"]],
+        },
+    )  # fmt: skip

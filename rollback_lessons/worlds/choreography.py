@@ -28,6 +28,8 @@ from ..saga import Saga, Step
 
 BOUNCES = Booking("b3", email="bad")
 """The booking whose confirmation bounces: the charge and the room must be undone."""
+COMPLETES = Booking("b1")
+"""A booking that goes through."""
 
 
 def _set(key: str, value: Any) -> Callable[[MutableMapping[str, Any]], None]:
@@ -135,12 +137,12 @@ def dual_write() -> Table:
     return Table(("services", "process", "room", "checked"), tuple(rows))
 
 
-def relay_crash() -> Choreography:
+def relay_crash(booking: Booking = COMPLETES) -> Choreography:
     """The relay publishes ``RoomReserved`` and dies before marking it sent: after the
     restart it publishes it again."""
     return run_crashing(
         MemoryQueue(),
-        [Booking("b1")],
+        [booking],
         SAFE,
         "relayed",
         lambda c: c.queue.depth("payment") == 1,
@@ -170,6 +172,14 @@ def overtaken() -> Table:
             )
         )
     return Table(("room service", "room got", "effects", "checked"), tuple(rows))
+
+
+def both_ways() -> bytes:
+    """The bounced booking orchestrated (the conductor's run) and choreographed (its
+    messages, the relay dying once after publishing ``RoomReserved``), side by side."""
+    from ..lab.sequence import side_by_side_png
+
+    return side_by_side_png(orchestrated(), relay_crash(BOUNCES).log)
 
 
 def killed(seed: int = 0) -> Table:

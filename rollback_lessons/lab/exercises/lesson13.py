@@ -1,0 +1,447 @@
+"""Lesson 13 exercises: an idempotent consumer, and the order of compensating events.
+
+13.1 runs the learner's ``handle(db, message)`` as the payment service's consumer over
+generated deliveries (one to four messages, some with the same booking and amount but
+another id: a second room of the same booking; each delivered at least once, again right
+away or after others; a crash inside the handler, which rolls its writes to ``db`` back,
+or after it committed and before the queue forgot the message; other bookings' charges
+already in ``db``) and checks that each message id is charged exactly once. It also
+gives the same message to two new databases: a handler that remembers ids outside ``db``
+charges only the first.
+13.2 asks for the rule, ``compensations(chain, fault)``, over generated chains of services
+(two to five, names the lesson never shows) and every fault: a service's step fails (the
+failure travels back, so the services before it compensate, last first), or the guest
+cancels after the whole chain acted (the cancellation travels forward, first first).
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from ...choreo.events import EventType, Message
+from . import (
+    Exercise,
+    Incorrect,
+    attempted,
+    call,
+    forall,
+    function,
+    generator,
+    names_list,
+    register,
+)
+
+
+class Crash(BaseException):
+    """The payment service's process dies here (the check's stand-in for SIGKILL: not an
+    ``Exception``, so no handler's ``except Exception`` swallows it)."""
+
+
+class Ledger(list):  # type: ignore[type-arg]
+    """``db["charges"]``: a list of (booking, amount); in a world with a crash inside the
+    handler, adding to it is where the process dies (after the write, before the commit)."""
+
+    crash_next = False
+
+    def _write(self) -> None:
+        if self.crash_next:
+            self.crash_next = False
+            raise Crash("the payment service's process died before its transaction committed")
+
+    def append(self, item: Any) -> None:
+        super().append(item)
+        self._write()
+
+    def extend(self, items: Any) -> None:
+        super().extend(items)
+        self._write()
+
+    def insert(self, index: Any, item: Any) -> None:
+        super().insert(index, item)
+        self._write()
+
+    def __iadd__(self, items: Any) -> Ledger:  # type: ignore[override,misc]
+        super().__iadd__(items)
+        self._write()
+        return self
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """The queue hands ``message`` (its index in the world) to the service; ``crash``:
+    ``"inside"`` (the handler's transaction rolls back) or ``"after"`` (it committed, the
+    message is not yet deleted): either way the message is delivered again later."""
+
+    message: int
+    crash: str = ""
+
+
+@dataclass(frozen=True)
+class World:
+    messages: tuple[Message, ...]
+    deliveries: tuple[Delivery, ...]
+    before: tuple[tuple[str, int], ...]  # other bookings' charges already in db
+
+    def label(self, i: int) -> str:
+        m = self.messages[i]
+        return f"{m.id} ({m.booking}, {m.data['amount']})"
+
+    def story(self) -> str:
+        seen: set[int] = set()
+        parts = []
+        for d in self.deliveries:
+            again = " again" if d.message in seen else ""
+            seen.add(d.message)
+            crash = {
+                "inside": ", the process dies at your handler's write to db['charges'], if "
+                "it writes (its writes to db rolled back)",
+                "after": ", a crash after your handler committed (the queue delivers it again)",
+            }.get(d.crash, "")
+            parts.append(f"{self.label(d.message)}{again}{crash}")
+        before = f" (db['charges'] held {list(self.before)} before)" if self.before else ""
+        return "; ".join(parts) + before
+
+
+def _message(rng: Any, booking: str, amount: int) -> Message:
+    return Message(
+        EventType.ROOM_RESERVED, booking, {"amount": amount}, id=f"msg-{rng.randrange(16**4):04x}"
+    )
+
+
+def worlds() -> list[World]:
+    """The lesson's duplicate (one message twice), a second room at the same price (same
+    content, another id), a redelivery after another message, crashes inside and after
+    the handler, and drawn ones."""
+    rng = generator("13.1")
+    a = _message(rng, "b1", 120)
+    b = _message(rng, "b1", 120)  # a second room of the same booking, the same price
+    c = _message(rng, "b2", 80)
+    found = [
+        World((a,), (Delivery(0), Delivery(0)), ()),
+        World((a, b), (Delivery(0), Delivery(1)), ()),
+        World((a, c), (Delivery(0), Delivery(1), Delivery(0)), ()),
+        World((a,), (Delivery(0, "inside"), Delivery(0)), ()),
+        World((a, c), (Delivery(0, "after"), Delivery(1), Delivery(0)), (("b0", 95),)),
+    ]
+    for _ in range(120):
+        messages: list[Message] = []
+        for _ in range(rng.randint(1, 4)):
+            if messages and rng.random() < 0.35:  # same booking and amount, another id
+                twin = rng.choice(messages)
+                messages.append(_message(rng, twin.booking, twin.data["amount"]))
+            else:
+                messages.append(
+                    _message(rng, f"b{rng.randint(1, 9)}", rng.choice((80, 95, 120, 240)))
+                )
+        order = list(range(len(messages))) + [
+            rng.randrange(len(messages)) for _ in range(rng.randint(0, 3))
+        ]
+        rng.shuffle(order)
+        deliveries: list[Delivery] = []
+        later: list[Delivery] = []
+        for i in order:
+            crash = rng.choice(("", "", "", "inside", "after"))
+            deliveries.append(Delivery(i, crash))
+            if crash:  # the queue delivers it again, now or after the others
+                (deliveries if rng.random() < 0.5 else later).append(Delivery(i))
+        deliveries += later
+        before = tuple(
+            (f"b{rng.randint(10, 19)}", rng.choice((80, 120))) for _ in range(rng.randint(0, 2))
+        )
+        found.append(World(tuple(messages), tuple(deliveries), before))
+    return found
+
+
+def size(world: World) -> tuple[int, ...]:
+    return (len(world.messages), len(world.deliveries), len(world.before))
+
+
+def _fresh_db(world: World) -> dict[str, Any]:
+    return {"charges": Ledger(world.before)}
+
+
+def _probe(fn: Any) -> None:
+    """A crash inside the handler, then the redelivery; then the same message to a new
+    database. The id is drawn afresh each time (never shown), so nothing remembered from
+    an earlier check can hold it: what the handler remembers outside ``db`` shows."""
+    first = Message(EventType.ROOM_RESERVED, "b5", {"amount": 150}, id=uuid.uuid4().hex[:8])
+    db: dict[str, Any] = {"charges": Ledger()}
+    call(fn, db, first, name="handle", where="On a new database")
+    if list(db.get("charges", ())) != [("b5", 150)]:
+        shown = repr(db.get("charges")).replace(repr(first.id), "message.id")  # drawn afresh
+        raise Incorrect(
+            f"one message (b5, 150) to a new database: db['charges'] became "
+            f"{shown}, not [('b5', 150)]: each message asks to charge "
+            "(message.booking, message.data['amount'])"
+        )
+    message = Message(EventType.ROOM_RESERVED, "b5", {"amount": 150}, id=uuid.uuid4().hex[:8])
+    db = {"charges": Ledger()}
+    db["charges"].crash_next = True
+    try:
+        call(fn, db, message, name="handle", where="On a new database")
+    except Crash:
+        db = {"charges": Ledger()}  # rolled back to what it was: nothing
+    if isinstance(db.get("charges"), Ledger):
+        db["charges"].crash_next = False
+    call(fn, db, message, name="handle", where="On a new database, after a crash")
+    if not db["charges"]:
+        raise Incorrect(
+            "a message (b5, 150) to a new database: a crash inside your handler rolled back "
+            "its writes to db, then the queue delivered the message again, and your handler "
+            "charged nothing: it marked the message handled outside db (a global, a default "
+            "argument), where the rollback does not reach, so b5 is never charged. Mark it "
+            "in db, so the mark commits, or rolls back, with the charge."
+        )
+    again: dict[str, Any] = {"charges": Ledger()}
+    call(fn, again, message, name="handle", where="On a second new database")
+    if not again["charges"]:
+        raise Incorrect(
+            "a message (b5, 150) charged on one new database was not charged on a second new "
+            "one: your handler remembers message ids outside db (a global, a default "
+            "argument). A restarted service forgets that memory, so a message redelivered "
+            "after a crash is charged again. Keep the inbox in db, where it is committed "
+            "with the charge."
+        )
+
+
+def _check_handle(handle: Any) -> str:
+    fn = function(handle, "handle(db, message)")
+    attempted(fn, {"charges": Ledger()}, _message(generator("scratch"), "b0", 1))
+    _probe(fn)
+
+    def holds(world: World) -> None:
+        db = _fresh_db(world)
+        for d in world.deliveries:
+            message = world.messages[d.message]
+            saved = copy.deepcopy(db)
+            if d.crash == "inside":
+                db["charges"].crash_next = True
+            try:
+                call(fn, db, message, name="handle", where=f"In {world.story()}")
+            except Crash:
+                db = saved  # the transaction never committed
+                db["charges"].crash_next = False
+                continue
+            charges = db.get("charges")
+            if not isinstance(charges, list):
+                raise Incorrect(
+                    f"In {world.story()}: db['charges'] is now {charges!r}; add the charge "
+                    "to the list, do not replace it"
+                )
+            if isinstance(charges, Ledger):  # no crash came: nothing was added to the list
+                charges.crash_next = False
+        _judge(world, db)
+
+    tried = forall(worlds(), holds, size=size)
+    return (
+        f"each message charged once in {tried} runs of deliveries with duplicates, redeliveries "
+        "after other messages, crashes inside and after your handler, and second rooms "
+        "at the same price."
+    )
+
+
+def _judge(world: World, db: dict[str, Any]) -> None:
+    got = Counter(tuple(c) if isinstance(c, list | tuple) else c for c in db["charges"])
+    for charge in world.before:
+        got[charge] -= 1
+        if got[charge] < 0:
+            raise Incorrect(
+                f"In {world.story()}: the charge {charge} of another booking, in db before, "
+                "is gone: the handler adds a charge and removes none"
+            )
+    want = Counter((m.booking, m.data["amount"]) for m in world.messages)
+    strange = sorted((c for c in got if got[c] > 0 and c not in want), key=str)
+    if strange:
+        raise Incorrect(
+            f"In {world.story()}: db['charges'] got {strange[0]!r}, which no message asks for: "
+            "each message asks to charge (message.booking, message.data['amount'])"
+        )
+    for payload in sorted(set(got) | set(want), key=str):
+        ids = [i for i, m in enumerate(world.messages) if (m.booking, m.data["amount"]) == payload]
+        names = ", ".join(world.messages[i].id for i in ids)
+        if got[payload] > want[payload]:
+            again = [
+                j
+                for j, d in enumerate(world.deliveries)
+                if d.message in ids and any(e.message == d.message for e in world.deliveries[:j])
+            ]
+            late = any(
+                world.deliveries[j - 1].message != world.deliveries[j].message for j in again
+            )
+            why = (
+                ": a redelivery can come after other messages, not only right after the first"
+                if late
+                else ": a message delivered again must change nothing"
+                if again
+                else ""
+            )
+            raise Incorrect(
+                f"In {world.story()}: {payload} was charged {got[payload]} times, for "
+                f"{want[payload]} message id(s) ({names}){why}"
+            )
+        if got[payload] < want[payload]:
+            if len(ids) > 1:
+                why = (
+                    f": {names} carry the same booking and amount with different ids (two "
+                    "rooms, two charges); a duplicate is the same message id, not the same "
+                    "content"
+                )
+            else:
+                why = ": each message id must be charged once"
+            raise Incorrect(
+                f"In {world.story()}: {payload} was charged {got[payload]} time(s), for "
+                f"{want[payload]} message id(s) ({names}){why}"
+            )
+
+
+LESSON_IMPORTS = (
+    "from IPython.display import Image\n"
+    "from rollback_lessons.choreo.explore import explore_choreography\n"
+    "from rollback_lessons.lab.engines import to_png\n"
+    "from rollback_lessons.lab.sequence import draw_sequence\n"
+    "from rollback_lessons.worlds.choreography import "
+    "both_ways, dual_write, killed, overtaken, relay_crash, side_by_side\n"
+    "from rollback_lessons.lab.exercises import lesson13\n"
+)
+"""What lesson 13 has imported before its exercises (``Exercise.setup``: a test compares
+it with the notebook)."""
+
+q1 = Exercise(
+    id="13.1",
+    setup=LESSON_IMPORTS,
+    title="Make a consumer idempotent",
+    checker=_check_handle,
+    answer_names=("handle",),
+    hints=(
+        "What tells a redelivery from a new message? Two rooms of one booking at one price "
+        "have the same content; only the message id says they are two.",
+        "A duplicate can come right away, after other messages, or after a crash: remember "
+        "every id handled, not only the last.",
+        "Where you remember it matters: a crash rolls back what the handler wrote to db, "
+        "and nothing else. Remember the id in db, beside the charge, so both commit or "
+        "neither does.",
+    ),
+    solution_code=(
+        "# exercise: 13.1\n"
+        "def handle(db, message):\n"
+        '    inbox = db.setdefault("inbox", set())\n'
+        "    if message.id in inbox:\n"
+        "        return\n"
+        '    db["charges"].append((message.booking, message.data["amount"]))\n'
+        "    inbox.add(message.id)"
+    ),
+)
+
+
+# -- 13.2: the order of the compensating events ----------------------------------------------
+
+_SERVICES = (
+    ("flight", "book_seat", "cancel_seat"),
+    ("hotel", "reserve", "release"),
+    ("car", "rent", "return_car"),
+    ("payment", "charge", "refund"),
+    ("insurance", "insure", "void_policy"),
+    ("loyalty", "award_points", "revoke_points"),
+    ("email", "confirm", "cancel_notice"),
+)
+LESSON_CHAIN = (
+    ("room", "reserve", "release"),
+    ("payment", "charge", "refund"),
+    ("notification", "confirm", "cancel_notice"),
+)
+CANCEL = "cancelled"
+
+
+def expected(chain: tuple[tuple[str, str, str], ...], fault: str) -> list[str]:
+    """A failure travels back: the services before it compensate, last first. The guest's
+    cancellation travels forward from the first service: each compensates, first first."""
+    if fault == CANCEL:
+        return [undo for _, _, undo in chain]
+    at = [name for name, _, _ in chain].index(fault)
+    return [undo for _, _, undo in reversed(chain[:at])]
+
+
+def chains() -> list[tuple[tuple[str, str, str], ...]]:
+    rng = generator("13.2")
+    found: list[tuple[tuple[str, str, str], ...]] = [LESSON_CHAIN]
+    for _ in range(40):
+        found.append(tuple(rng.sample(_SERVICES, rng.randint(2, 5))))
+    return found
+
+
+def _shown(chain: tuple[tuple[str, str, str], ...]) -> str:
+    return " -> ".join(f"{name} ({action})" for name, action, _ in chain)
+
+
+def _check_rule(compensations: Any) -> str:
+    fn = function(compensations, "compensations(chain, fault)")
+    attempted(fn, list(LESSON_CHAIN), "payment")
+    cases = [(chain, fault) for chain in chains() for fault in [n for n, _, _ in chain] + [CANCEL]]
+
+    def holds(case: tuple[tuple[tuple[str, str, str], ...], str]) -> None:
+        chain, fault = case
+        answer = call(
+            fn, [tuple(s) for s in chain], fault, name="compensations", where=_where(chain, fault)
+        )
+        undos = [undo for _, _, undo in chain]
+        got = names_list(answer, undos, f"{_where(chain, fault)}, your answer")
+        want = expected(chain, fault)
+        if got == want:
+            return
+        said = f"{_where(chain, fault)}, your answer is {got}, not {want}"
+        if sorted(got) == sorted(want):
+            if fault == CANCEL:
+                raise Incorrect(
+                    f"{said}: the guest's CancelRequested goes to the first service, which "
+                    "compensates and tells the next: a cancellation travels forward"
+                )
+            raise Incorrect(
+                f"{said}: the failing service tells the one before it, which compensates "
+                "and tells the one before it: a failure travels back, last first"
+            )
+        if fault != CANCEL and undos[[n for n, _, _ in chain].index(fault)] in got:
+            raise Incorrect(f"{said}: {fault}'s own step failed, so it has nothing to compensate")
+        raise Incorrect(f"{said}: the services that acted compensate, each once")
+
+    tried = forall(cases, holds, size=lambda case: (len(case[0]), case[0] != LESSON_CHAIN))
+    return (
+        f"the right compensations in the right order for {tried} faults: every failure "
+        "point and the guest's cancellation, in chains of two to five services."
+    )
+
+
+def _where(chain: tuple[tuple[str, str, str], ...], fault: str) -> str:
+    if fault == CANCEL:
+        return f"In {_shown(chain)}, all done, then the guest cancels"
+    return f"In {_shown(chain)}, when {fault}'s step fails"
+
+
+q2 = Exercise(
+    id="13.2",
+    setup=LESSON_IMPORTS,
+    title="Order the compensating events",
+    checker=_check_rule,
+    answer_names=("compensations",),
+    hints=(
+        "Follow the events: who publishes the failure, and who hears it first?",
+        "A failure is published by the service that failed, to the one before it in the "
+        "chain; the guest's cancellation goes where the guest's request went.",
+        "Each service that compensates publishes the next event, to its neighbour on the "
+        "side the first event came from.",
+    ),
+    solution_code=(
+        "# exercise: 13.2\n"
+        "def compensations(chain, fault):\n"
+        "    undos = [undo for service, action, undo in chain]\n"
+        '    if fault == "cancelled":\n'
+        "        return undos\n"
+        "    failed = [service for service, action, undo in chain].index(fault)\n"
+        "    return undos[:failed][::-1]"
+    ),
+)
+
+register(q1, q2)

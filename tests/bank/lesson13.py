@@ -1,0 +1,224 @@
+"""The misconception bank of lesson 13."""
+
+from . import (
+    BY_NAME,
+    BY_POSITION,
+    HARD_CODED,
+    NOT_IDEMPOTENT,
+    NOT_ITS_OWN,
+    OTHER,
+    SETS_VALUE,
+    SORTS_BY_NAME,
+    UNSHOWN_CASE,
+    Bank,
+    Wrong,
+)
+
+CHARGE = '    db["charges"].append((message.booking, message.data["amount"]))\n'
+RULE = "def compensations(chain, fault):\n    names = [s for s, _, _ in chain]\n"
+UPTO = '    n = len(chain) if fault == "cancelled" else names.index(fault)\n'
+
+BANK = {
+    "13.1": Bank(
+        right=(
+            # a dict of results, keyed by message id
+            "def handle(db, message):\n"
+            '    results = db.setdefault("handled", {})\n'
+            "    if message.id not in results:\n"
+            '        db["charges"].append((message.booking, message.data["amount"]))\n'
+            '        results[message.id] = "charged"',
+            # a list, marked before the charge: both in db, one transaction
+            "def handle(db, message):\n"
+            '    if message.id in db.get("inbox", []):\n'
+            "        return\n"
+            '    db.setdefault("inbox", []).append(message.id)\n'
+            '    db["charges"] += [(message.booking, message.data["amount"])]',
+            # a table of rows (id, booking), read before writing
+            "def handle(db, message):\n"
+            '    table = db.setdefault("inbox_rows", [])\n'
+            "    if any(row[0] == message.id for row in table):\n"
+            "        return None\n"
+            "    table.append((message.id, message.booking))\n" + CHARGE,
+        ),
+        wrong=(
+            Wrong(
+                NOT_IDEMPOTENT,
+                "def handle(db, message):\n" + CHARGE,
+                (
+                    "msg-6924 (b1, 120) again",
+                    "charged 2 times, for 1 message id(s)",
+                    "a message delivered again must change nothing",
+                ),
+            ),
+            Wrong(
+                BY_NAME,  # dedup by content (booking and amount) instead of the message id
+                "def handle(db, message):\n"
+                '    seen = db.setdefault("inbox", set())\n'
+                '    key = (message.booking, message.data["amount"])\n'
+                "    if key in seen:\n"
+                "        return\n"
+                "    seen.add(key)\n"
+                '    db["charges"].append(key)',
+                (
+                    "msg-6924 (b1, 120); msg-6203 (b1, 120)",
+                    "charged 1 time(s), for 2 message",
+                    "a duplicate is the same message id, not the same content",
+                ),
+            ),
+            Wrong(
+                BY_POSITION,  # only the last message handled is remembered
+                "def handle(db, message):\n"
+                '    if db.get("last") == message.id:\n'
+                "        return\n"
+                '    db["last"] = message.id\n' + CHARGE,
+                (
+                    "msg-0d7c (b2, 80); msg-6924 (b1, 120) again",
+                    "charged 2 times",
+                    "a redelivery can come after other messages",
+                ),
+            ),
+            Wrong(
+                UNSHOWN_CASE,  # marks the message handled outside db, before the charge
+                "handled = set()\n\n"
+                "def handle(db, message):\n"
+                "    if message.id in handled:\n"
+                "        return\n"
+                "    handled.add(message.id)\n" + CHARGE,
+                (
+                    "a crash inside your handler rolled back its writes to db",
+                    "marked the message handled outside db",
+                    "b5 is never charged",
+                ),
+            ),
+            Wrong(
+                UNSHOWN_CASE,  # an inbox in memory, after the charge: a restart forgets it
+                "def handle(db, message, seen=set()):\n"
+                "    if message.id in seen:\n"
+                "        return\n" + CHARGE + "    seen.add(message.id)",
+                (
+                    "was not charged on a second new one",
+                    "remembers message ids outside db",
+                    "A restarted service forgets that memory",
+                ),
+            ),
+            Wrong(
+                SETS_VALUE,  # the booking's charge is set, not added: two rooms, one charge
+                "def handle(db, message):\n"
+                '    rest = [c for c in db["charges"] if c[0] != message.booking]\n'
+                '    db["charges"][:] = rest + [(message.booking, message.data["amount"])]',
+                ("msg-6924 (b1, 120); msg-6203 (b1, 120)", "two rooms, two charges"),
+            ),
+            Wrong(
+                NOT_ITS_OWN,  # replaces the ledger, and the other bookings' charges with it
+                "def handle(db, message):\n"
+                '    inbox = db.setdefault("inbox", set())\n'
+                "    if message.id not in inbox:\n"
+                "        inbox.add(message.id)\n"
+                '        db["charges"] = [(message.booking, message.data["amount"])]',
+                (
+                    "db['charges'] held [('b15', 120)] before",
+                    "of another booking, in db before, is gone",
+                ),
+            ),
+            Wrong(
+                HARD_CODED,  # the booking and amount of one message, for every message
+                "def handle(db, message):\n"
+                '    inbox = db.setdefault("inbox", set())\n'
+                "    if message.id not in inbox:\n"
+                "        inbox.add(message.id)\n"
+                '        db["charges"].append(("b1", 120))',
+                ("became [('b1', 120)], not [('b5', 150)]", "message.data['amount']"),
+            ),
+            Wrong(
+                OTHER,  # "already charged" read from the ledger: content again
+                "def handle(db, message):\n"
+                '    charge = (message.booking, message.data["amount"])\n'
+                '    if charge not in db["charges"]:\n'
+                '        db["charges"].append(charge)',
+                ("two rooms, two charges", "not the same content"),
+            ),
+            Wrong(
+                OTHER,  # the inbox's entry in the ledger
+                "def handle(db, message):\n    db['charges'].append(message.id)",
+                ("became [message.id], not [('b5', 150)]",),
+            ),
+            Wrong(OTHER, "def handle(db, message):\n    pass", ("became [], not [('b5', 150)]",)),
+            Wrong(
+                OTHER,
+                "def handle(db, message):\n    db['charges'].append(message.amount)",
+                ("AttributeError", "message.amount"),
+            ),
+        ),
+        not_applicable={SORTS_BY_NAME: "one message at a time: nothing is ordered"},
+    ),
+    "13.2": Bank(
+        right=(
+            RULE + '    if fault == "cancelled":\n'
+            "        return ', '.join(c[2] for c in chain)\n"
+            "    return ' -> '.join(c[2] for c in reversed(chain[: names.index(fault)]))",
+            "def compensations(chain, fault):\n"
+            "    done = []\n"
+            "    for service, action, undo in chain:\n"
+            "        if service == fault:\n"
+            "            return tuple(reversed(done))\n"
+            "        done.append(undo)\n"
+            "    return tuple(done)",
+        ),
+        wrong=(
+            Wrong(
+                UNSHOWN_CASE,  # the conductor's habit: always last first
+                RULE + UPTO + "    return [c[2] for c in chain[:n]][::-1]",
+                (
+                    "all done, then the guest cancels",
+                    "not ['return_car', 'void_policy']",
+                    "a cancellation travels forward",
+                ),
+            ),
+            Wrong(
+                OTHER,  # first first, after a failure too
+                RULE + UPTO + "    return [c[2] for c in chain[:n]]",
+                (
+                    "when notification's step fails",
+                    "not ['refund', 'release']",
+                    "a failure travels back, last first",
+                ),
+            ),
+            Wrong(
+                OTHER,  # the failed service compensates too
+                RULE + '    if fault == "cancelled":\n        return [c[2] for c in chain]\n'
+                "    return [c[2] for c in chain[: names.index(fault) + 1]][::-1]",
+                ("when car's step fails", "car's own step failed, so it has nothing"),
+            ),
+            Wrong(
+                HARD_CODED,  # the bounced email's compensations
+                'def compensations(chain, fault):\n    return ["refund", "release"]',
+                ("'refund' is not one of: 'return_car', 'void_policy'",),
+            ),
+            Wrong(
+                BY_NAME,  # every service but the one named, whether it acted or not
+                "def compensations(chain, fault):\n"
+                "    return [u for s, _, u in chain if s != fault][::-1]",
+                (
+                    "when car's step fails",
+                    "your answer is ['void_policy'], not []",
+                    "the services that acted compensate",
+                ),
+            ),
+            Wrong(
+                BY_POSITION,  # all but the last service, whatever the fault
+                "def compensations(chain, fault):\n    return [c[2] for c in chain[:-1]][::-1]",
+                ("when car's step fails", "not []"),
+            ),
+            Wrong(
+                SORTS_BY_NAME,
+                RULE + UPTO + "    return sorted(c[2] for c in chain[:n])",
+                ("all done, then the guest cancels", "not ['return_car', 'release']"),
+            ),
+        ),
+        not_applicable={
+            NOT_IDEMPOTENT: "a rule: it runs no effect",
+            SETS_VALUE: "a rule: it sets nothing",
+            NOT_ITS_OWN: "a rule: it changes no record",
+        },
+    ),
+}
