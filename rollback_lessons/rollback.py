@@ -138,7 +138,8 @@ class Rollback(_Base):
 
 
 class AsyncRollback(_Base):
-    """The ``async with`` twin: steps and undos may be coroutines; cancellation still undoes."""
+    """The ``async with`` twin: steps and undos may be coroutines; a cancelled task still
+    undoes (shielded, a second cancel too) and its outcome says ``cancelled``."""
 
     _is_async = True
 
@@ -177,7 +178,9 @@ class AsyncRollback(_Base):
         import asyncio  # only async users pay for importing asyncio
 
         # Shield the undos: a cancellation that arrives now must not cut the rollback short.
-        task = asyncio.ensure_future(run.aroll_back(exc))
+        # A cancelled task's rollback says ``cancelled`` (the machine's rule, as ``arun``'s).
+        cancelled = isinstance(exc, asyncio.CancelledError)
+        task = asyncio.ensure_future(run.aroll_back(exc, cancelled))
         cancelled_again = False
         while not task.done():
             try:
