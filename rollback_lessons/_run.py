@@ -49,7 +49,7 @@ from .rules import (
     check_register,
     check_undo_order,
 )
-from .schedule import After, GraphMachine
+from .schedule import After, GraphMachine, Ready
 from .schedule import cancel as cancel_run
 
 _log = logging.getLogger("rollback_lessons")
@@ -330,6 +330,7 @@ class Run(Driver):
             if cancelled:
                 op = cancel_run(self.m, error)
                 if op is not None:
+                    assert not isinstance(op, Ready)  # (a list's machine: never "start these")
                     return op
             return self.m.fail(error)
         except BaseException as exc:
