@@ -14,10 +14,9 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 LESSONS = [p for p in NOTEBOOKS if p.name[:2] != "00"]
 WORD_LIMIT = 1000
-NO_EXERCISES_YET = {"12_parallel.ipynb", "13_choreography.ipynb"}
-"""Lessons whose exercises are still to write (12, issue 27: declare the dependencies so
-every undo order is safe, predict what a cancel undoes; 13, issue 28: an idempotent
-consumer, the order of compensating events); README's table says so."""
+NO_EXERCISES_YET = {"13_choreography.ipynb"}
+"""Lessons whose exercises are still to write (issue 28: an idempotent consumer, the order
+of compensating events); README's table says so."""
 
 
 def cells(path: Path) -> list[dict]:

@@ -1,6 +1,6 @@
 """Exercises that answer back: ``check()``, ``hint()`` and ``solution()`` for each.
 
-One grading core for every lesson (``lesson01`` ... ``lesson11``; ``ALL`` maps ids such as
+One grading core for every lesson (``lesson01`` ... ``lesson12``; ``ALL`` maps ids such as
 ``"02.1"`` to the exercises):
 
 - **Shape**: an answer is accepted when it can be called the way the engine calls it
@@ -430,6 +430,7 @@ def load_all() -> dict[str, Exercise]:
         lesson09,
         lesson10,
         lesson11,
+        lesson12,
     )
 
     return ALL
