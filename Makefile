@@ -53,15 +53,29 @@ $(NODE_MODULES): tests/node/package-lock.json
 	  npm ci --prefix tests/node --no-audit --no-fund --loglevel=error; \
 	else echo "npm not found: the BPMN lint test will be skipped"; fi
 
-# On every core (WORKERS=1 for one process): the tests are shared out one by one, a notebook
-# and a module with its own servers as one unit (conftest.py); the 20 slowest tests are
-# printed at the end.
-WORKERS ?= auto
+# On every core and one more (WORKERS=1 for one process): the browser tests' worker mostly
+# waits on Chromium and JupyterLab, so a third worker keeps two cores busy. The tests are
+# shared out one by one, a notebook and a module with its own servers as one unit
+# (conftest.py). The 20 slowest tests are printed at the end, then one line: the wall time
+# of all of make test and the CPU time (user+sys) pytest used. make test runs a
+# representative part of the costliest checks; make soak runs them all (SOAK=1).
+WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) + 1 )))
 XDIST = $(if $(filter 1,$(WORKERS)),-p no:xdist,-n $(WORKERS) --dist loadfile)
+NBVAL = --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+START := $(shell date +%s)
+# the CPU time (user+sys, seconds) of what the recipe's shell has run, from its `times`
+# written to a file by that shell itself (a pipe or $(...) would ask a fresh subshell)
+CPU_SECONDS = awk 'END { split($$1, u, /[ms]/); split($$2, s, /[ms]/); \
+	printf "%d", u[1] * 60 + u[2] + s[1] * 60 + s[2] }'
 
 test: lint $(NODE_MODULES)
-	$(BIN)/python -m pytest $(XDIST) --durations=20 --nbval --nbval-current-env \
-	  --nbval-sanitize-with tests/nbval_sanitize.cfg tests notebooks
+	@echo "$(BIN)/python -m pytest $(XDIST) --durations=20 $(NBVAL) tests notebooks"
+	@status=0; $(BIN)/python -m pytest $(XDIST) --durations=20 $(NBVAL) tests notebooks \
+	  || status=$$?; \
+	  times >$(VENV)/.times; cpu=$$($(CPU_SECONDS) $(VENV)/.times); \
+	  echo "make test: $$(( $$(date +%s) - $(START) )) s in all (lint, mypy, pytest);" \
+	    "pytest used $$cpu s of CPU (user+sys) on $(WORKERS) workers"; \
+	  exit $$status
 
 bench: $(VENV)/.test
 	$(BIN)/python -m benchmarks
@@ -72,12 +86,14 @@ clean:
 notebooks: $(VENV)/.test
 	$(BIN)/python tests/notebook_tools.py notebooks/*.ipynb
 
-# The long run: 300 crash trials (and 300 of the choreography's) and the property tests with
-# many more examples (the "soak" profile in tests/conftest.py); make test runs a few trials
-# and the "test" profile.
-soak: $(VENV)/.test
-	SOAK_TRIALS=300 HYPOTHESIS_PROFILE=soak $(BIN)/python -m pytest $(XDIST) --durations=20 \
-	  tests/test_crash.py tests/test_properties.py tests/test_journal.py \
-	  tests/test_choreo_crash.py tests/test_choreo_faults.py -q
-	HARNESS_STEPS=12 FENCING_EXAMPLES=500 SIGINT_TRIALS=40 $(BIN)/python -m pytest -q \
-	  tests/test_fault_harness.py tests/test_fencing.py tests/test_interrupts.py
+# The long run: every test and lesson, with all of the costliest checks (SOAK=1: every
+# picture under every fault and policy, 16 timed clicks per panel, ten times the examples of
+# the property tests, tests/conftest.py), 300 crash trials (the saga's and the choreography's); then the fault harness, fencing
+# and SIGINT trials at length, in one process.
+SOAK_ALONE = tests/test_fault_harness.py tests/test_fencing.py tests/test_interrupts.py tests/test_attacks.py
+
+soak: $(VENV)/.test $(NODE_MODULES)
+	SOAK=1 SOAK_TRIALS=300 $(BIN)/python -m pytest $(XDIST) --durations=20 $(NBVAL) \
+	  tests notebooks $(SOAK_ALONE:%=--ignore=%) -q
+	SOAK=1 HARNESS_STEPS=12 FENCING_EXAMPLES=500 SIGINT_TRIALS=40 $(BIN)/python -m pytest -q \
+	  $(SOAK_ALONE)

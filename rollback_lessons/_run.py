@@ -25,7 +25,7 @@ from typing import Any
 from ._drive import Driver
 from .calls import check_callable, plain
 from .clock import SYSTEM_CLOCK, Clock, SystemClock
-from .errors import InvalidPipelineError
+from .errors import InvalidNameError
 from .events import Event, EventKind, EventSink, describe, level_of, log_event, log_threshold
 from .faults import (
     NO_FAULTS,
@@ -38,7 +38,7 @@ from .journaling import JournalWriter
 from .machine import Machine
 from .operations import PROCEED, Op, StepSpec
 from .outcome import DeadLetter, Outcome
-from .policies import PolicyLike, RetryPolicy, resolve_policy
+from .policies import PolicyLike, RetryPolicy, check_seconds, resolve_policy
 from .ports import UndoJournal
 from .rules import (
     GRAPH_UNDO_ORDERS,
@@ -86,7 +86,10 @@ class Run(Driver):
         self.clock: Clock = clock
         self.on_event = on_event
         self.is_async = is_async
-        jrun = journal.start(name, run_id) if journal is not None else None
+        policy = resolve_policy(policy)
+        jrun = None
+        if journal is not None:  # (a policy it cannot keep is refused here, before any step)
+            jrun = journal.start(name, run_id, policy=policy, undo_order=undo_order)
         if jrun is not None:
             run_id = jrun.saga_id
         elif run_id is None and type(clock) is not SystemClock:  # its ids count up: now
@@ -102,7 +105,7 @@ class Run(Driver):
         if after is not None:  # a saga with parallel groups: a graph of steps
             assert plan is not None
             self.m = GraphMachine(
-                resolve_policy(policy),
+                policy,
                 plan=plan,
                 after=after,
                 undo_order=undo_order,
@@ -111,7 +114,7 @@ class Run(Driver):
             )
         else:
             self.m = Machine(
-                resolve_policy(policy),
+                policy,
                 plan=plan,
                 allowed=tuple(steps) if steps is not None else None,
                 undo_order=undo_order,
@@ -180,6 +183,11 @@ class Run(Driver):
 
     def check_undo(self, step: str, undo: object) -> None:
         check_callable(undo, "undo", step, allow_async=self.is_async)
+        if self.journal is not None and not step.isprintable():  # (one line in recover's report)
+            raise InvalidNameError(
+                f"with a journal, step names must be printable (no line break, tab or control "
+                f"character): {step!r}"
+            )
         if self.journal is not None and not isinstance(undo, NamedUndo):
             raise TypeError(
                 f"with a journal, the undo of step {step!r} must be a registered compensation "
@@ -299,12 +307,8 @@ class Run(Driver):
             check_register(register)
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry of step {step!r} must be a RetryPolicy, got {retry!r}")
-        if undo_timeout is not None and not (
-            isinstance(undo_timeout, int | float) and undo_timeout > 0
-        ):
-            raise InvalidPipelineError(
-                f"undo_timeout of step {step!r} must be seconds > 0, got {undo_timeout!r}"
-            )
+        if undo_timeout is not None:
+            check_seconds(undo_timeout, f"undo_timeout of step {step!r}")
 
     def register(self, step: str, undo: Callable[[], Any]) -> None:
         """An undo for an action the caller runs next, in its own code."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -179,8 +180,8 @@ def _journal_command(args: argparse.Namespace) -> int:
     from .durable.journal import Journal, JournalError
     from .durable.recovery import recover
 
+    readonly = args.command == "journal"
     try:
-        readonly = args.command == "journal"
         with Journal(args.file, create=False, readonly=readonly, timeout=args.wait) as journal:
             if readonly:
                 damage = journal.quick_check()
@@ -192,12 +193,26 @@ def _journal_command(args: argparse.Namespace) -> int:
     except (CommandError, JournalError) as exc:
         print(f"rollback-lessons: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if readonly:
+            raise
+        print(
+            "rollback-lessons: recover interrupted (Ctrl-C); what it undid is recorded, and "
+            "the sagas it did not finish are left for the next recover",
+            file=sys.stderr,
+        )
+        return 130
     except sqlite3.OperationalError as exc:
         hint = " (another process holds it; try --wait)" if "locked" in str(exc) else ""
         print(f"rollback-lessons: cannot use {args.file}: {exc}{hint}", file=sys.stderr)
         return 2
     except sqlite3.DatabaseError as exc:
         print(f"rollback-lessons: {args.file} is damaged: {exc}; no undo was run", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        raise  # (main's: the reader stopped early)
+    except OSError as exc:  # a name too long, a folder that cannot be read, ...
+        print(f"rollback-lessons: cannot use {args.file}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     print(report)
     dead = [r for r in report.recovered if r.dead_letters]
@@ -231,6 +246,22 @@ def _lab_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command; a Ctrl-C is one line (exit 130), and output piped into a reader that
+    stops early (``| head``) ends quietly, as Python's documentation on SIGPIPE advises."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # (a closed pipe is found here, not at exit)
+        return code
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes at exit
+        return 1
+    except KeyboardInterrupt:
+        print("rollback-lessons: interrupted (Ctrl-C)", file=sys.stderr)
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.command in ("journal", "recover"):
         return _journal_command(args)

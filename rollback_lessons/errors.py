@@ -77,3 +77,9 @@ class TakenOver(RollbackLessonsError):
 class Cancelled(RollbackLessonsError):
     """The run's caller cancelled it (``saga.run(cancel=...)``): nothing more starts, what
     was done is undone, and the outcome says ``cancelled``."""
+
+
+class CommitNotRecorded(RollbackLessonsError):
+    """Every step was done, but the journal could not record the commit (tried three
+    times): the run is not committed, it fails there and is rolled back, as ``recover``
+    would roll it back later from what the journal says."""

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
-from .errors import TakenOver
+from .errors import CommitNotRecorded, TakenOver
 from .events import Event, EventKind, describe
 from .machine import Machine
 from .ports import UndoJournalRun
@@ -37,6 +37,9 @@ class JournalWriter:
         jrun, m = self.jrun, self.m
         if jrun is None:
             return
+        if kind is EventKind.COMMITTED:  # durable, or the run is not committed
+            self.commit(Event(seq, kind, step, details))
+            return
         jrun.event(Event(seq, kind, step, details))
         if kind is EventKind.STEP_START:
             assert step is not None
@@ -56,17 +59,40 @@ class JournalWriter:
         elif kind is EventKind.STEP_FAILED:
             if step in self.intents and not details.get("after_effect"):
                 jrun.abandon(self.intents.pop(step))  # nothing happened: nothing to undo
+            elif step is not None and m.kinds.get(step) == Kind.PIVOT and m.doubt != step:
+                jrun.pivot(step, "refused")  # before any effect: recover may roll back
         elif kind is EventKind.STEP_DONE:
-            if step is not None and m.kinds.get(step) == Kind.PIVOT:
+            assert step is not None
+            self.returned(step)
+            if m.kinds.get(step) == Kind.PIVOT:
                 jrun.pivot(step, "done")
         elif kind is EventKind.ROLLBACK_START:  # every undo logged is durable before one runs
             self.durably(partial(jrun.status, flush=True), "rolling_back")
-        elif kind is EventKind.UNDO_DONE:
+        elif kind is EventKind.UNDO_DONE:  # each attempt is counted once (a fix by hand: none)
             assert m.entry is not None
-            self.durably(jrun.undo_done, m.entry.position, details["attempt"])
+            self.durably(jrun.undo_done, m.entry.position, 0 if details.get("by_hand") else 1)
         elif kind is EventKind.UNDO_FAILED and details["then"] == "dead_letter":
             assert m.entry is not None
-            self.durably(jrun.undo_dead, m.entry.position, details["attempt"], details["error"])
+            self.durably(jrun.undo_dead, m.entry.position, 1, details["error"])
+        elif kind is EventKind.UNDO_FAILED:  # retried, or a person asked: counted now
+            assert m.entry is not None
+            self.durably(jrun.undo_retried, m.entry.position)
+
+    def returned(self, step: str) -> None:
+        """A step's call returned: is the saga still this run's? If ``recover --force`` took
+        it over while the step ran, its effect may have landed after recover undid it:
+        reported in the journal (the step leaked, the saga rollback_incomplete, if recover
+        had ended it rolled_back) and in the outcome (TakenOver, the run halted)."""
+        assert self.jrun is not None
+        try:
+            self.jrun.holds()
+        except TakenOver as exc:
+            self.jrun.late_effect(step, describe(exc))
+            self.jrun = None
+            raise TakenOver(
+                f"step {step!r} returned after {exc}: its effect may have landed after "
+                f"recover undid the saga; check {step!r} by hand"
+            ) from None
 
     def durably(self, write: Callable[..., None], *args: Any) -> None:
         """A write during the rollback: if it fails, the undos still run in memory."""
@@ -83,44 +109,45 @@ class JournalWriter:
                 "and the journal still shows the saga unfinished",
             )
 
+    def commit(self, event: Event, attempts: int = 3) -> None:
+        """Record the commit (and its event) in one write, tried ``attempts`` times (a busy
+        file, a moment's I/O error). If it cannot be written, the run is not committed: the
+        journal shows it unfinished, and ``recover`` would undo it, so the process rolls it
+        back now instead of saying ``committed`` (CommitNotRecorded, to the driver)."""
+        assert self.jrun is not None
+        errors: list[str] = []
+        for _ in range(attempts):
+            try:
+                self.jrun.commit(event)
+            except TakenOver:
+                self.jrun = None  # another process holds the saga: it undoes, not us
+                raise
+            except Exception as exc:
+                errors.append(describe(exc))
+            else:
+                if errors:
+                    self.m.notes = [
+                        *self.m.notes,
+                        f"journal write failed ({errors[0]}); the commit was written at "
+                        f"attempt {len(errors) + 1}",
+                    ]
+                return
+        raise CommitNotRecorded(
+            f"every step was done, but the journal could not record the commit "
+            f"({attempts} attempts: {errors[-1]}); the saga is not committed and is rolled "
+            "back (recover undoes again what this process could not record)"
+        )
+
     def end(self, error: BaseException | None) -> None:
-        """The run ended: its status, unless a Ctrl-C left it for ``recover`` to finish."""
+        """The run ended: its status (a commit is written at its event), unless a Ctrl-C
+        left it for ``recover`` to finish."""
         if self.jrun is None or self.m.interruption is not None:
             return
         if isinstance(self.m.error, TakenOver):
             return  # the new holder ends it
-        status = str(self.m.status())
-        if error is not None:
-            self.durably(self.jrun.end, status, error)
-            return
-        try:  # a commit: every step is done, whatever the journal can say
-            self.jrun.end(status, None)
-        except TakenOver as exc:
-            self.jrun = None
-            self.m.note(
-                EventKind.JOURNAL_FAILED,
-                f"every step is done, but {describe(exc)}: that process may undo them",
-            )
-        except Exception as exc:
-            self._commit_again(exc)
-
-    def _commit_again(self, exc: Exception) -> None:
-        """The commit's write failed: once more (a busy file, a moment's I/O error), then
-        a note; the run committed either way, and its outcome says so."""
-        assert self.jrun is not None
-        try:
-            self.jrun.flush()
-        except Exception as again:
-            self.jrun = None
-            self.m.note(
-                EventKind.JOURNAL_FAILED,
-                f"journal write failed ({describe(again)}): every step is done, but the journal "
-                "could not record the commit and still shows the saga unfinished; do not run "
-                "recover on it (it would undo a committed saga) until the journal is writable "
-                "and the saga marked committed",
-            )
-        else:
-            self.m.note(
-                EventKind.JOURNAL_FAILED,
-                f"journal write failed ({describe(exc)}); written at the second attempt",
-            )
+        for step in self.m.leaked:  # a step cut short after it began: it may have happened
+            if step in self.intents:
+                self.jrun.leaked(self.intents.pop(step))
+        if error is None:
+            return  # committed: written at its event
+        self.durably(self.jrun.end, str(self.m.status()), error)

@@ -1,17 +1,18 @@
 """The saga machine: the one place that decides what happens next (sans-IO).
 
 Everything that makes a saga a saga lives in this file, as h11's ``_state.py`` holds its
-protocol: when a step's undo is logged, when a step is retried, the pivot rule (a retriable
+protocol: when a step's undo is logged, when a step is retried, the pivot rules (a retriable
 step failing after the point of no return halts forward; nothing is compensated across a
-pivot), the undo order, what a failed undo leads to (the policy's answer), what leaked, the
-status a run ends in, and the events that tell it. It does no I/O and reads no clock. A
-driver tells it what happened and it answers the next operation (``operations.py``), as
-tenacity's ``iter()`` does: ``RunStep`` (then ``step_ok()`` or ``step_failed(error)``),
-``RunUndo`` (then ``undo_ok()`` or ``undo_failed(error)``), ``Wait`` (then ``resume()``),
-``Ask`` (a person's ``answer()``), ``PROCEED`` / ``RAISE`` (a with-block's step is done /
-failed for good) and ``Finished`` (its ``record``). A BaseException that cuts a call or a
-wait short is ``interrupted(exc)``; the run failing outside a step is ``fail(error)``.
-``TRANSITIONS`` lists what each phase takes and where it leads.
+pivot that may have happened, ``pivot_in_doubt``), the undo order, what a failed undo leads
+to (the policy's answer), what leaked, the status a run ends in, and the events that tell
+it. It does no I/O and reads no clock. A driver tells it what happened and it answers the
+next operation (``operations.py``), as tenacity's ``iter()`` does: ``RunStep`` (then
+``step_ok()`` or ``step_failed(error)``), ``RunUndo`` (then ``undo_ok()`` or
+``undo_failed(error)``), ``Wait`` (then ``resume()``), ``Ask`` (a person's ``answer()``),
+``PROCEED`` / ``RAISE`` (a with-block's step is done / failed for good) and ``Finished``
+(its ``record``). A BaseException that cuts a call or a wait short is ``interrupted(exc)``;
+the run failing outside a step is ``fail(error)``. ``TRANSITIONS`` lists what each phase
+takes and where it leads.
 
 The drivers, each only I/O: ``_run.py`` (in process: ``Rollback``, ``AsyncRollback``,
 ``Saga.run``), ``durable.recovery`` (a crashed saga's rollback, resumed), the Temporal
@@ -29,6 +30,7 @@ from typing import Any, Final
 from .errors import (
     DuplicateStepError,
     InjectedFault,
+    RemoteError,
     RollbackLessonsError,
     TakenOver,
     UnknownStepError,
@@ -78,8 +80,34 @@ def halts_forward(pivot_done: bool, failed_kind: str | None) -> bool:
 
 
 def after_effect(error: BaseException) -> bool:
-    """Did the failing step's effect happen anyway (a timeout after the charge)?"""
+    """Did the failing step's effect happen anyway (a timeout after the charge)? Only the
+    error can tell: an injected fault says which it is (``Fault.FAIL_AFTER_EFFECT``), on
+    every engine (``runners.wire.ErrorRecord`` carries it)."""
     return isinstance(error, InjectedFault) and error.after_effect
+
+
+def timed_out(error: BaseException) -> bool:
+    """A timeout (here, or as an engine reported it): the caller cannot tell whether the
+    call's effect happened."""
+    if isinstance(error, RemoteError):
+        return "TimeoutError" in error.lineage
+    return isinstance(error, TimeoutError)
+
+
+def pivot_in_doubt(kind: str | None, error: BaseException, cut: bool = False) -> bool:
+    """The pivot rule: an irreversible step that failed after its effect (``after_effect``),
+    timed out (``timed_out``: it cannot tell), or was cut short while it ran (``cut``: a
+    Ctrl-C, a crash) may have happened; the steps before it are never undone then (that
+    would not take it back), and it is never run again blindly: the saga halts for a
+    person. A pivot that refused cleanly, any other error, is compensated across like any
+    failed step."""
+    return kind == Kind.PIVOT and (cut or after_effect(error) or timed_out(error))
+
+
+def pivot_at_stake(state: str | None) -> bool:
+    """Does a journal's pivot state (``started``, ``done``, ``refused``: it failed before
+    any effect) keep ``recover`` from compensating across it?"""
+    return state in ("started", "done")
 
 
 HALTED_FORWARD: Final = "failed after an irreversible step"
@@ -88,6 +116,12 @@ HALTED_FORWARD: Final = "failed after an irreversible step"
 def halted_at_pivot(pivot: str, state: str, cause: str = "the crash") -> str:
     """Why a saga whose pivot may have happened is left for a person (in process: the run
     failed after it, or it failed after its effect; in ``recover``: a crash)."""
+    if state == "failed":  # the pivot itself failed, after its effect or cut short
+        return (
+            f"its irreversible step {pivot!r} failed {cause}, so it may have happened: "
+            "undoing the steps before it would not take it back, so the saga is left for a "
+            "person"
+        )
     when = "happened" if state == "done" else "started, and may have happened,"
     return (
         f"its irreversible step {pivot!r} {when} before {cause}: undoing the steps "
@@ -199,9 +233,9 @@ class Machine:
     attempt = base = 0  # base: attempts of this undo before this round (a crash, a person)
     pivot_done = halted = resumed = False
     cancelled = False  # the run's caller cancelled it (``schedule.cancel``)
+    doubt: str | None = None  # a pivot that failed, and may have happened (``pivot_in_doubt``)
     rolling = False  # the run failed: from here on, nothing may end the rollback silently
     kept = False  # a journal keeps what an interruption leaves, for ``recover``
-    dead_before = 0  # dead letters recorded before a crash
     error: BaseException | None = None
     failed_step: str | None = None
     reason = ""  # why it halted forward, when it did
@@ -357,16 +391,19 @@ class Machine:
         self._emit(EventKind.STEP_RETRY, spec.name, details)
         return Wait(delay)
 
-    def _step_lost(self, error: BaseException) -> Op:
-        """The step failed for good."""
+    def _step_lost(self, error: BaseException, cut: bool = False) -> Op:
+        """The step failed for good (``cut``: cut short inside its call, by a Ctrl-C or a
+        crash: its effect may have happened, so it is treated as one that failed after it)."""
         spec = self.spec
         assert spec is not None
-        effect = after_effect(error)
+        effect = after_effect(error) or cut
         details: dict[str, Any] = {"error": describe(error)}
         if effect:
             details["after_effect"] = True
             if not (spec.has_undo and spec.register == "before"):
                 self.leaked = [*self.leaked, spec.name]  # it happened; nothing will undo it
+        if pivot_in_doubt(spec.kind, error, cut):
+            self.doubt = spec.name
         self.phase = Phase.FORWARD
         self._emit(EventKind.STEP_FAILED, spec.name, details)
         return RAISE if self.plan is None else self.fail(error)
@@ -394,8 +431,14 @@ class Machine:
         return self._commit()
 
     def _commit(self) -> Finished:
+        """Every step is done. A journal records the commit at this event; if it cannot, the
+        run is not committed: the error goes to the driver, which fails the run there."""
+        try:
+            self._emit(EventKind.COMMITTED, None, {"steps": len(self.completed)})
+        except BaseException:
+            self.rows.pop()  # (never committed: the event is not the run's)
+            raise
         self.phase = Phase.DONE
-        self._emit(EventKind.COMMITTED, None, {"steps": len(self.completed)})
         return Finished(self)
 
     def fail(self, error: BaseException) -> Op:
@@ -425,17 +468,27 @@ class Machine:
             self.pending = [e.step for e in self.log[::-1]]
             self._emit(EventKind.HALTED, self.failed_step, {"reason": self.reason})
             return Finished(self)
-        self._rolling_back(self.log[::-1] if self.undo_order == "reverse" else list(self.log))
+        self._rolling_back(self._order())
         self.leaked = [*self.leaked, *self.irreversible]
         details = {"undos": len(self.todo), "order": self.undo_order, "policy": self.policy.name}
         self._emit(EventKind.ROLLBACK_START, None, details)
         return self._next_undo()
 
     def _pivot_at_stake(self, error: BaseException) -> str | None:
-        """A pivot that happened is never compensated across when the run fails for a
-        reason no step gave (a journal write after it): a person decides. (A later step
-        failing in an order ``check_order`` refuses, allowed on purpose, and a cancellation,
-        ``stop``, still roll back across it.)"""
+        """A pivot that may have happened is never compensated across: when it failed
+        itself after its effect, or was cut short (``pivot_in_doubt``), or when the run fails
+        for a reason no step gave (a journal write after it), a person decides. (A later
+        step failing in an order ``check_order`` refuses, allowed on purpose, and a
+        cancellation, ``stop``, still roll back across it.)"""
+        if self.doubt is not None and self.failed_step == self.doubt:
+            cause = (
+                "after its effect"
+                if after_effect(error)
+                else "with a timeout"
+                if timed_out(error)
+                else "while it ran (cut short)"
+            )
+            return halted_at_pivot(self.doubt, "failed", cause)
         if self.pivot_done and self.failed_step is None and error is not self.stopping:
             done = [s for s in self.completed if self.kinds[s] == Kind.PIVOT]
             return halted_at_pivot(done[-1], "done", "the run failed")
@@ -451,8 +504,8 @@ class Machine:
         if self.index >= len(self.todo):
             return self._rollback_done()
         self.entry = self.todo[self.index]
-        self.base = self.entry.before
-        self.attempt = self.base + 1
+        # attempts made before a crash count toward the policy's, as if it had not crashed
+        self.base, self.attempt = 0, self.entry.before + 1
         return self._undo_attempt()
 
     def _undo_attempt(self) -> RunUndo | Finished:
@@ -536,7 +589,7 @@ class Machine:
         journal keeps it for ``recover``)."""
         if not self.rolling:
             self._expect("interrupted")
-            return self._step_lost(exc)
+            return self._step_lost(exc, cut=self.phase is Phase.STEP)
         self.kept = self.kept or kept
         if self.interruption is None:
             entry = self.entry
@@ -552,7 +605,7 @@ class Machine:
         exc = self.interruption
         assert exc is not None
         if self.todo is Machine.todo:  # cut before the rollback's lists were made
-            self._rolling_back(self.log[::-1] if self.undo_order == "reverse" else list(self.log))
+            self._rolling_back(self._order())
         over = {*self.compensated, *(d.step for d in self.dead_letters), *self.pending}
         left = [e.step for e in self.todo if e.step not in over]
         self.pending.extend(left)  # type: ignore[attr-defined]
@@ -586,39 +639,48 @@ class Machine:
         undos: Sequence[tuple[str, int]],
         *,
         leaked: Sequence[str] = (),
-        dead_before: int = 0,
+        dead: Sequence[DeadLetter] = (),
         pivot: tuple[str, str] | None = None,
         semantic: Sequence[str] = (),
+        policy: UndoPolicy = CONTINUE,
+        undo_order: str = "reverse",
         **options: Any,
     ) -> tuple[Machine, Op]:
         """Take up a crashed saga's rollback (``recover``): ``undos`` are (step, attempts
-        made) of the undos not yet done, oldest first; ``leaked`` steps started with their
-        undo still to be logged; ``pivot`` is (step, started | done) if the irreversible step
-        began; ``semantic`` steps' undos are corrections. Policy ``continue``: one attempt each,
-        then a dead letter for a person."""
-        m = cls(CONTINUE, **options)
-        m.resumed, m.dead_before, m.rolling = True, dead_before, True
+        made) of the undos not yet done, in the order they were logged; ``leaked`` steps
+        started with their undo still to be logged; ``dead`` the dead letters recorded
+        before the crash; ``pivot`` is (step, started | done | refused) if the irreversible
+        step began; ``semantic`` steps' undos are corrections. The run's own ``policy`` and
+        ``undo_order`` decide, as they did before the crash."""
+        m = cls(policy, undo_order=undo_order, **options)
+        m.resumed, m.rolling = True, True
         corrections = set(semantic)  # undone by a correction: rollback_incomplete, as in process
         m.log = [
             Entry(step, "before", step in corrections, None, attempts) for step, attempts in undos
         ]
         m.seen = [step for step, _ in undos]
-        if pivot is not None:
+        if pivot is not None and pivot_at_stake(pivot[1]):
             m.halted, m.phase, m.reason = True, Phase.DONE, halted_at_pivot(*pivot)
-            m.pending = [step for step, _ in reversed(undos)]  # left for a person, as in process
+            m.pending = [e.step for e in m.log[::-1]]  # left for a person, as in process
+            m.dead_letters = list(dead)
             details = {"reason": m.reason, "recovered": True}
             m._emit(EventKind.HALTED, pivot[0], details)
             return m, Finished(m)
         m.leaked = list(leaked)
-        m._rolling_back(m.log[::-1])
+        m._rolling_back(m._order())
+        m.dead_letters = list(dead)  # (recorded before the crash: the record keeps them)
         details = {
             "undos": len(m.todo),
-            "order": "reverse",
-            "policy": "continue",
+            "order": undo_order,
+            "policy": policy.name,
             "recovered": True,
         }
         m._emit(EventKind.ROLLBACK_START, None, details)
         return m, m._next_undo()
+
+    def _order(self) -> list[Entry]:
+        """The undo log in the run's undo order."""
+        return self.log[::-1] if self.undo_order == "reverse" else list(self.log)
 
     # -- how it ended -------------------------------------------------------------------
 
@@ -626,7 +688,7 @@ class Machine:
         return status_of(
             failed=self.error is not None or self.resumed,
             halted=self.halted,
-            dead_letters=bool(self.dead_letters) or self.dead_before > 0,
+            dead_letters=bool(self.dead_letters),
             leaked=bool(self.leaked),
             semantic=bool(self.semantic),
             cancelled=self.cancelled,
@@ -688,6 +750,10 @@ __all__ = [
     "RunUndo",
     "StepSpec",
     "Wait",
+    "after_effect",
     "halts_forward",
+    "pivot_at_stake",
+    "pivot_in_doubt",
     "status_of",
+    "timed_out",
 ]

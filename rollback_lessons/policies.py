@@ -14,6 +14,7 @@ carry a data policy, never code.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -36,6 +37,21 @@ def matches(error: BaseException, types: tuple[type[BaseException], ...]) -> boo
     return False
 
 
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_seconds(value: object, what: str, *, zero: bool = False) -> None:
+    """A duration: a finite number of seconds > 0 (``zero``: >= 0). NaN, infinities, -0.0
+    and booleans are refused here, not found failing half-way through a run."""
+    seconds = float(value) if _finite(value) else math.nan  # type: ignore[arg-type]
+    if not (seconds > 0 or (zero and seconds == 0)) or math.copysign(1.0, seconds) < 0:
+        bound = ">= 0" if zero else "> 0"
+        raise InvalidPipelineError(
+            f"{what} must be a finite number of seconds {bound}, got {value!r}"
+        )
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """Exponential backoff with a cap, for actions and for undos.
@@ -54,16 +70,18 @@ class RetryPolicy:
     """Seconds one undo attempt may take before it counts as failed (None: no limit)."""
 
     def __post_init__(self) -> None:
-        if self.timeout is not None and not (
-            isinstance(self.timeout, int | float) and self.timeout > 0
-        ):
-            raise ValueError(f"timeout must be a number of seconds > 0, got {self.timeout!r}")
-        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be an int >= 1, got {self.max_attempts!r}")
-        if self.initial_delay < 0 or self.max_delay < 0:
-            raise ValueError("delays must be >= 0")
-        if self.multiplier < 1:
-            raise ValueError(f"multiplier must be >= 1, got {self.multiplier!r}")
+        if self.timeout is not None:
+            check_seconds(self.timeout, "timeout")
+        if type(self.max_attempts) is not int or self.max_attempts < 1:
+            raise InvalidPipelineError(
+                f"max_attempts must be an int >= 1, got {self.max_attempts!r}"
+            )
+        check_seconds(self.initial_delay, "initial_delay", zero=True)
+        check_seconds(self.max_delay, "max_delay", zero=True)
+        if not _finite(self.multiplier) or self.multiplier < 1:
+            raise InvalidPipelineError(
+                f"multiplier must be a finite number >= 1, got {self.multiplier!r}"
+            )
         for label in ("retry_on", "no_retry_on"):
             types = getattr(self, label)
             if not isinstance(types, tuple) or not all(
@@ -73,7 +91,10 @@ class RetryPolicy:
 
     def delay(self, attempt: int) -> float:
         """The wait before attempt ``attempt + 1``."""
-        return min(self.initial_delay * self.multiplier ** (attempt - 1), self.max_delay)
+        try:
+            return min(self.initial_delay * self.multiplier ** (attempt - 1), self.max_delay)
+        except OverflowError:  # (a long run of attempts: the cap long reached)
+            return self.max_delay
 
     def next_delay(self, attempt: int, error: BaseException) -> float | None:
         """The wait before another attempt, or None when there should be none."""

@@ -124,16 +124,24 @@ class Rollback(_Base):
         tb: TracebackType | None,
     ) -> None:
         run = self._run
-        if exc is None:
+        failed: BaseException | None = exc
+        if failed is None:
             self._state = _CLOSED
-            run.commit()
-            run.finish(None)
-            return
-        run.roll_back(exc)
+            try:
+                run.commit()
+            except Exception as error:  # a journal could not record the commit: it failed
+                failed = error
+            else:
+                run.finish(None)
+                return
+        assert failed is not None
+        run.roll_back(failed)
         self._state = _CLOSED  # (only now: an outcome never says committed for a failed block)
-        run.finish(exc)
+        run.finish(failed)
         if run.raise_after is not None and run.raise_after is not exc:
             raise run.raise_after  # Ctrl-C during an undo: what is left is pending
+        if failed is not exc:
+            raise failed
         # returning None re-raises the original exception, unchanged
 
 
@@ -170,17 +178,23 @@ class AsyncRollback(_Base):
         tb: TracebackType | None,
     ) -> None:
         run = self._run
-        if exc is None:
+        failed: BaseException | None = exc
+        if failed is None:
             self._state = _CLOSED
-            run.commit()
-            run.finish(None)
-            return
+            try:
+                run.commit()
+            except Exception as error:  # a journal could not record the commit: it failed
+                failed = error
+            else:
+                run.finish(None)
+                return
         import asyncio  # only async users pay for importing asyncio
 
         # Shield the undos: a cancellation that arrives now must not cut the rollback short.
+        assert failed is not None
         # A cancelled task's rollback says ``cancelled`` (the machine's rule, as ``arun``'s).
-        cancelled = isinstance(exc, asyncio.CancelledError)
-        task = asyncio.ensure_future(run.aroll_back(exc, cancelled))
+        cancelled = isinstance(failed, asyncio.CancelledError)
+        task = asyncio.ensure_future(run.aroll_back(failed, cancelled))
         cancelled_again = False
         while not task.done():
             try:
@@ -191,8 +205,11 @@ class AsyncRollback(_Base):
                 cancelled_again = True
         task.result()
         self._state = _CLOSED
-        run.finish(exc)
+        run.finish(failed)
         if run.raise_after is not None and run.raise_after is not exc:
             raise run.raise_after  # an undo raised KeyboardInterrupt / SystemExit
         if cancelled_again and not isinstance(exc, asyncio.CancelledError):
             raise asyncio.CancelledError()  # honour the later cancellation, after undoing
+        if failed is not exc:
+            assert failed is not None
+            raise failed

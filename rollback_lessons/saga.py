@@ -18,7 +18,7 @@ from .faults import InjectionLike
 from .graph import Parallel, check_graph_order, flatten
 from .operations import StepSpec
 from .outcome import Outcome
-from .policies import PolicyLike, RetryPolicy, resolve_policy
+from .policies import PolicyLike, RetryPolicy, check_seconds, resolve_policy
 from .ports import UndoJournal
 from .rules import (
     FORWARD_RETRY,
@@ -87,6 +87,8 @@ class Step:
                 f"step {self.name!r} is semantic but has no undo (its correction) to run"
             )
         check_register(self.register, f"step {self.name!r}: register")
+        if self.undo_timeout is not None:
+            check_seconds(self.undo_timeout, f"undo_timeout of step {self.name!r}")
 
 
 @dataclass(frozen=True)

@@ -304,9 +304,9 @@ class GraphMachine(Machine):
     # -- the undo order ---------------------------------------------------------------------
 
     def _rolling_back(self, todo: list[Entry]) -> None:
-        super()._rolling_back(self._order(todo))
+        super()._rolling_back(self._graph_order(todo))
 
-    def _order(self, log: list[Entry]) -> list[Entry]:
+    def _graph_order(self, log: list[Entry]) -> list[Entry]:
         """The undo log in the declared order (``forward``: as logged)."""
         if self.undo_order == "forward":
             return sorted(log, key=self.log.index)

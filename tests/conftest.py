@@ -1,13 +1,18 @@
 import os
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
 
 from rollback_lessons import UndoPolicy, VirtualClock
 
-# Property tests: ``make test`` runs the "test" profile, ``make soak`` (HYPOTHESIS_PROFILE=soak)
-# ten times as many examples of every property (see examples()).
-HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "test")
+ROOT = Path(__file__).resolve().parent.parent
+
+# ``make test`` runs a representative part of the costliest checks, ``make soak`` (SOAK=1) all
+# of them: SOAK says which. Property tests: the "test" profile, or with SOAK the "soak" one
+# (HYPOTHESIS_PROFILE=soak), ten times as many examples of every property (see examples()).
+SOAK = os.environ.get("SOAK", "") not in ("", "0")
+HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "soak" if SOAK else "test")
 settings.register_profile("test", deadline=None)
 settings.register_profile("soak", deadline=None, max_examples=1000)
 settings.load_profile(HYPOTHESIS_PROFILE)
@@ -52,6 +57,56 @@ class OnALoop:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(30)
             self.loop.close()
+
+
+@pytest.fixture(scope="session")
+def wheel_venv(tmp_path_factory) -> tuple[Path, Path]:
+    """The wheel built from this tree, alone in a fresh venv (its third-party libraries come
+    from the test venv through a path entry, so only our own packaging is under test): (venv,
+    wheel). Built once for the whole run: under xdist the first worker to ask builds it and
+    the other waits on a lock and uses it (test_packaging and test_browser both need it)."""
+    import fcntl
+    import shutil
+    import subprocess
+    import sys
+    import sysconfig
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # shared by the workers of this run
+    tmp = root / "wheel"
+    with open(root / "wheel.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        venv = tmp / "venv"
+        if not (tmp / "built").exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+            src = tmp / "src"
+            files = subprocess.run(
+                ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                cwd=ROOT, capture_output=True, text=True, check=True,
+            ).stdout.split()  # fmt: skip
+            for name in files:
+                if (ROOT / name).is_file():
+                    (src / name).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(ROOT / name, src / name)
+            subprocess.run(
+                [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w",
+                 str(tmp / "dist"), str(src)], check=True,
+            )  # fmt: skip
+            wheel = next((tmp / "dist").glob("rollback_lessons-*.whl"))
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+            python = venv / "bin" / "python"
+            subprocess.run(
+                [python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
+                check=True,
+            )
+            purelib = subprocess.run(
+                [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                capture_output=True, text=True, check=True,
+            ).stdout.strip()  # fmt: skip
+            (Path(purelib) / "test_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+            (tmp / "built").touch()
+    return venv, next((tmp / "dist").glob("rollback_lessons-*.whl"))
 
 
 @pytest.fixture(scope="module")

@@ -90,6 +90,7 @@ SCENARIOS = [
     ("pivot-commits", pivot_saga, {}),
     ("pivot-charge-fails", pivot_saga, {"charge": "fail_after_effect"}),
     ("pivot-email-fails", pivot_saga, {"email": "fail"}),
+    ("pivot-email-timeout", pivot_saga, {"email": "fail_after_effect"}),
     ("pivot-ship-fails", pivot_saga, {"ship": "fail"}),
     ("pivot-after", partial(pivot_saga, register="after"), {"ship": "fail"}),
 ]
@@ -179,6 +180,8 @@ def check(world, journal, saga, outcome):
     reported = {s for s, state in states.items() if state in ("leaked", "dead", "intent")}
     if outcome is not None and outcome.status is Status.COMMITTED and undone:
         problems.append(f"a committed saga undone: {undone}")
+    if outcome is not None and outcome.status is Status.COMMITTED and status != "committed":
+        problems.append(f"committed in process, {status} in the journal")
     if status == "committed" and undone:
         problems.append(f"journal says committed, but undone: {undone}")
     kinds = {s.name: s.kind for s in saga.steps}
@@ -242,27 +245,90 @@ def _failing(journal, when):
     journal.write = write  # type: ignore[method-assign]
 
 
-def _ends(statements):
-    return any(sql.startswith("UPDATE sagas SET status = ?, error = ?") for sql, _ in statements)
+def _commits(statements):
+    return any(sql.startswith("UPDATE sagas SET status = 'committed'") for sql, _ in statements)
 
 
-def test_disk_full_at_the_commit_returns_the_committed_outcome(tmp_path):
-    """The defect: all steps done, ``saga.run`` raised ``database or disk is full`` and the
-    saga stayed ``running``, so ``recover`` undid a committed saga."""
+def test_disk_full_at_the_commit_is_retried_then_the_saga_is_not_committed(tmp_path):
+    """The defects: all steps done, ``saga.run`` raised ``database or disk is full`` and the
+    saga stayed ``running``; then, returned ``committed`` with a note while the journal said
+    ``running``, so a later ``recover`` undid a saga its process had called committed. A
+    saga is committed only once its journal says so."""
+    from rollback_lessons.errors import CommitNotRecorded
+
     world = World("commit-once")
     with Journal(tmp_path / "j.db") as journal:
         failed = []
-        _failing(journal, lambda st: _ends(st) and not failed and not failed.append(1))
+        _failing(journal, lambda st: _commits(st) and not failed and not failed.append(1))
         outcome = three_steps(world, "after").run({}, journal=journal, run_id="s")
-        assert outcome.status is Status.COMMITTED
-        assert any("written at the second attempt" in n for n in outcome.notes)
+        assert outcome.status is Status.COMMITTED and world.undone == []
+        assert any("the commit was written at attempt 2" in n for n in outcome.notes)
         assert journal.saga("s").status == "committed" and journal.unfinished() == []
-    world = World("commit-never")
-    with Journal(tmp_path / "k.db") as journal:
-        _failing(journal, _ends)
-        outcome = three_steps(world, "after").run({}, journal=journal, run_id="s")
-        assert outcome.status is Status.COMMITTED  # returned, not raised
-        assert any("could not record the commit" in n for n in outcome.notes)
+        assert [e.kind for e in journal.events("s")][-1] == "committed"
+    for name, register in (("commit-never", "after"), ("commit-never-before", "before")):
+        world = World(name)
+        with Journal(tmp_path / f"{name}.db") as journal:
+            _failing(journal, _commits)
+            outcome = three_steps(world, register).run({}, journal=journal, run_id="s")
+            assert outcome.status is Status.ROLLED_BACK and isinstance(
+                outcome.error, CommitNotRecorded
+            )
+            assert "could not record the commit (3 attempts" in str(outcome.error)
+            assert sorted(world.undone) == ["step1", "step2", "step3"]
+            assert journal.saga("s").status == "rolled_back"
+            assert "committed" not in [e.kind for e in journal.events("s")]
+            assert [e.kind for e in journal.events("s")] == [e.kind for e in outcome.events]
+
+
+def test_a_commit_the_journal_cannot_record_is_never_undone_by_recover_later(tmp_path):
+    """The attack: another connection holds the write lock past the journal's timeout
+    while the last step finishes; the process returned ``committed``, and a later
+    ``recover`` (a cron job) undid the saga. Now the process rolls it back itself, and the
+    journal, once writable, agrees: recover finds nothing to do."""
+    world = World("commit-locked")
+    path = tmp_path / "j.db"
+    holder = []
+
+    def ship(state):
+        world.act("ship", state)
+        con = sqlite3.connect(path, isolation_level=None)
+        con.execute("BEGIN IMMEDIATE")  # an operator's sqlite3 shell, a transaction open
+        holder.append(con)
+
+    saga = Saga(
+        [
+            Step("charge", partial(world.act, "charge"),
+                 undo.bind(world=world.name, step="charge")),
+            Step("ship", ship, undo.bind(world=world.name, step="ship"), register="before"),
+        ]
+    )  # fmt: skip
+    with Journal(path, timeout=0.05) as journal:
+        outcome = saga.run({}, journal=journal, run_id="s")
+    holder[0].execute("ROLLBACK")
+    holder[0].close()
+    assert outcome.status is Status.ROLLED_BACK and "could not record" in str(outcome.error)
+    assert any("journal write failed" in n for n in outcome.notes)  # (the rollback's too)
+    assert sorted(world.undone) == ["charge", "ship"]
+    with Journal(path) as journal:
+        assert journal.saga("s").status != "committed"
+        _orphan(journal)
+        recover(journal, registry)
+        assert journal.saga("s").status == "rolled_back" and journal.unfinished() == []
+    assert sorted(world.undone) == ["charge", "ship"]  # (again, by key: harmless)
+
+
+def test_a_with_block_whose_commit_cannot_be_recorded_raises_and_rolls_back(tmp_path):
+    from rollback_lessons import Rollback
+    from rollback_lessons.errors import CommitNotRecorded
+
+    world = World("commit-block")
+    with Journal(tmp_path / "j.db") as journal:
+        _failing(journal, _commits)
+        rb = Rollback(journal=journal, run_id="s")
+        with pytest.raises(CommitNotRecorded), rb:
+            rb.do("a", partial(world.act, "a", {}), undo.bind(world=world.name, step="a"))
+        assert rb.outcome.status is Status.ROLLED_BACK and world.undone == ["a"]
+        assert journal.saga("s").status == "rolled_back"
 
 
 def test_a_failed_write_after_the_pivot_never_compensates_across_it(tmp_path):

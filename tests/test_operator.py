@@ -205,10 +205,12 @@ def test_a_take_over_never_crashes_the_owner_and_it_undoes_nothing(tmp_path):
     )
     with Journal(path) as journal:
         outcome = saga.run({}, journal=journal, run_id="s1")
-        # b never written; a's confirmation went with the next commit, which was refused:
+        # b never begun; a's confirmation went with the next commit, which was refused:
         # the new holder reports a as leaked (it may have happened), never loses it
         assert [u.state for u in journal.undos("s1")] == ["intent"]
-    assert outcome.failed_step == "b"
+    # found when grab returned (the owner checks its claim after each step): b never began
+    assert outcome.failed_step is None and outcome.completed == ("a", "grab")
+    assert "step 'grab' returned after" in str(outcome.error)
     assert "taken over by process 1 on elsewhere" in repr(outcome.error)
     assert undone == [] and outcome.status is Status.HALTED
-    assert outcome.pending == ("b", "a")
+    assert outcome.pending == ("a",)

@@ -2,10 +2,8 @@
 
 import ast
 import re
-import shutil
 import subprocess
 import sys
-import sysconfig
 import tomllib
 import zipfile
 from pathlib import Path
@@ -121,10 +119,11 @@ def test_importing_the_engine_pulls_in_no_heavy_libraries():
     assert out.stdout.strip() == "[]"
 
 
-LONGER = {"machine.py": 700}
+LONGER = {"machine.py": 780}
 """The saga machine keeps every transition in one file (as h11's _state.py does): the one
-module allowed to be longer (700: issue 25 moved the rules for interrupts anywhere, a
-takeover and a failed write after a pivot into it)."""
+module allowed to be longer (780: issue 25 moved the rules for interrupts anywhere, a
+takeover and a failed write after a pivot into it; issue 22/23 the pivot in doubt and the
+resumed policy; parallel groups' scheduling lives beside it, in schedule.py)."""
 
 
 def test_no_module_is_much_over_400_lines():
@@ -163,37 +162,11 @@ print(" ".join(sorted(names)))
 
 
 @pytest.fixture(scope="module")
-def installed_wheel(tmp_path_factory):
-    """The wheel built from this tree, alone in a fresh venv; third-party libraries come from
-    the test venv through a path entry, so only our own packaging is under test."""
-    tmp = tmp_path_factory.mktemp("wheel")
-    src = tmp / "src"
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
-    ).stdout.split()  # fmt: skip
-    for name in files:
-        if (ROOT / name).is_file():
-            (src / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, src / name)
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp / "dist"),
-         str(src)], check=True,
-    )  # fmt: skip
-    wheel = next((tmp / "dist").glob("rollback_lessons-*.whl"))
-    venv = tmp / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    subprocess.run(
-        [python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True
-    )
-    purelib = subprocess.run(
-        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
-    deps = sysconfig.get_paths()["purelib"]
-    (Path(purelib) / "test_deps.pth").write_text(deps + "\n")
-    return python, wheel
+def installed_wheel(wheel_venv):
+    """The wheel built from this tree, alone in a fresh venv (conftest's wheel_venv, built
+    once for the run): (its python, the wheel)."""
+    venv, wheel = wheel_venv
+    return venv / "bin" / "python", wheel
 
 
 def test_the_wheel_ships_every_subpackage_and_the_data(installed_wheel):

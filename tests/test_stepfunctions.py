@@ -5,7 +5,6 @@ two Outcomes are compared field by field (events too). The state machine's Catch
 decide what runs; the worker in this process only does each task it is handed."""
 
 import json
-import time
 
 import pytest
 from conftest import lesson_worlds, same_outcome, single_faults
@@ -154,7 +153,6 @@ def test_bad_input_is_refused_before_an_execution_starts(runner):
 
 
 def test_a_moto_server_on_loopback_runs_the_same_saga():
-    started = time.monotonic()
     with StepFunctionsRunner.start("moto_server") as server:
         assert server.sfn.meta.endpoint_url.startswith("http://127.0.0.1:")
         inject = {"step3": "fail", "step1": "undo_fails"}
@@ -165,7 +163,6 @@ def test_a_moto_server_on_loopback_runs_the_same_saga():
 
     with pytest.raises(OSError):  # stopped with the runner
         urllib.request.urlopen(url + "/moto-api/", timeout=2)
-    assert time.monotonic() - started < 60
 
 
 # -- the users' own tools: asl-validator ----------------------------------------------------

@@ -8,6 +8,7 @@ place only once complete (a process killed while making it leaves no half-made j
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import uuid
@@ -19,7 +20,7 @@ from urllib.parse import quote
 from ..errors import RollbackLessonsError, TakenOver
 
 APP = "rollback-lessons"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 FINISHED = ("committed", "rolled_back", "rollback_incomplete", "halted")
 _IDS = "SELECT id FROM sagas WHERE status IN ('running', 'rolling_back')"
 _UNFINISHED = "SELECT id FROM sagas WHERE status IN ('running', 'rolling_back')"
@@ -42,7 +43,9 @@ CREATE TABLE IF NOT EXISTS sagas (
     claim_host TEXT,
     claim_started REAL,
     claimed_at REAL,
-    claim_gen INTEGER NOT NULL DEFAULT 0
+    claim_gen INTEGER NOT NULL DEFAULT 0,
+    policy TEXT,
+    undo_order TEXT NOT NULL DEFAULT 'reverse'
 );
 CREATE INDEX IF NOT EXISTS sagas_status ON sagas (status);
 CREATE TABLE IF NOT EXISTS events (
@@ -84,7 +87,13 @@ _MIGRATE_2_TO_3 = [
     # a correction (semantic undo): recover keeps the run rollback_incomplete, as in process
     "ALTER TABLE undos ADD COLUMN semantic INTEGER NOT NULL DEFAULT 0",
 ]
-_MIGRATIONS = {1: _MIGRATE_1_TO_2, 2: _MIGRATE_2_TO_3}
+_MIGRATE_3_TO_4 = [
+    # the run's undo policy (wire.PolicySpec as JSON) and undo order, which recover obeys;
+    # a saga written before has none: recover says which it falls back to (continue)
+    "ALTER TABLE sagas ADD COLUMN policy TEXT",
+    "ALTER TABLE sagas ADD COLUMN undo_order TEXT NOT NULL DEFAULT 'reverse'",
+]
+_MIGRATIONS = {1: _MIGRATE_1_TO_2, 2: _MIGRATE_2_TO_3, 3: _MIGRATE_3_TO_4}
 
 
 class JournalError(RollbackLessonsError):
@@ -200,18 +209,61 @@ def _create_whole(path: Path) -> None:
     would refuse (only a hidden ``.creating`` file). If another process linked its own
     first, theirs is used."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.creating")
-    con = sqlite3.connect(tmp, isolation_level=None)
-    try:  # written into the file itself (a rollback journal), then switched to WAL
-        con.execute("BEGIN IMMEDIATE")
-        for sql, params in _schema_statements():
-            con.execute(sql, params)
-        con.execute("COMMIT")
-        con.execute("PRAGMA journal_mode=WAL")
-    finally:
-        con.close()
     try:
-        os.link(tmp, path)
-    except FileExistsError:
-        pass
+        con = sqlite3.connect(_uri(tmp, "mode=rwc"), uri=True, isolation_level=None)
+        try:  # written into the file itself (a rollback journal), then switched to WAL
+            con.execute("BEGIN IMMEDIATE")
+            for sql, params in _schema_statements():
+                con.execute(sql, params)
+            con.execute("COMMIT")
+            con.execute("PRAGMA journal_mode=WAL")
+        finally:
+            con.close()
+        with contextlib.suppress(FileExistsError):  # another process linked its own first
+            os.link(tmp, path)
+    except (sqlite3.Error, OSError) as exc:  # a full disk, a folder gone: one line
+        raise JournalError(f"cannot create the journal {path}: {exc}") from None
     finally:
-        tmp.unlink()
+        for leftover in (tmp, *(tmp.with_name(tmp.name + x) for x in ("-journal", "-wal", "-shm"))):
+            leftover.unlink(missing_ok=True)
+
+
+SAGA_STATUSES = (
+    "running", "rolling_back", "committed", "rolled_back", "rollback_incomplete", "halted",
+    "cancelled",
+)  # fmt: skip
+PIVOT_STATES = ("started", "done", "refused")
+UNDO_STATES = ("pending", "intent", "done", "dead", "leaked", "not_run")
+_VALUE_CHECKS = (
+    (
+        "a saga's status",
+        "SELECT id, status FROM sagas WHERE typeof(status) != 'text'"
+        f" OR status NOT IN ({', '.join(map(repr, SAGA_STATUSES))}) LIMIT 1",
+    ),
+    (
+        "a saga's pivot state",
+        "SELECT id, pivot_state FROM sagas WHERE pivot_state IS NOT NULL"
+        " AND (typeof(pivot_state) != 'text'"
+        f" OR pivot_state NOT IN ({', '.join(map(repr, PIVOT_STATES))})) LIMIT 1",
+    ),
+    (
+        "an undo's state",
+        "SELECT saga_id || ' #' || position, state FROM undos WHERE typeof(state) != 'text'"
+        f" OR state NOT IN ({', '.join(map(repr, UNDO_STATES))}) LIMIT 1",
+    ),
+    (
+        "an undo's semantic flag",
+        "SELECT saga_id || ' #' || position, semantic FROM undos"
+        " WHERE semantic IS NOT NULL AND semantic NOT IN (0, 1) LIMIT 1",
+    ),
+)
+
+
+def _bad_value(con: sqlite3.Connection) -> str | None:
+    """The first value outside what the journal ever writes (a byte changed on disk, which
+    SQLite's checks pass: there are no checksums of the values), or None."""
+    for what, sql in _VALUE_CHECKS:
+        row = con.execute(sql).fetchone()
+        if row is not None:
+            return f"{what} is {row[1]!r} (in {row[0]!r}), which the journal never writes"
+    return None

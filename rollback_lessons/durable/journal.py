@@ -24,7 +24,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from ..errors import InvalidNameError
 from ..events import Event
+from ..policies import UndoPolicy
 from .files import (  # noqa: F401 (re-exported: the journal's names, as before)
     _IDS,
     _MIGRATIONS,
@@ -34,12 +36,33 @@ from .files import (  # noqa: F401 (re-exported: the journal's names, as before)
     SCHEMA_VERSION,
     JournalError,
     JournalTakenOver,
+    _bad_value,
     _create_whole,
     _inspect,
     _open_read_only,
     _schema_statements,
+    _uri,
 )
+from .kept import UnjournaledPolicy, policy_data, policy_of  # noqa: F401 (re-exported)
 from .records import Claimed, JournalRun, SagaRecord, UndoRecord, me
+
+
+def _check_text(value: object, what: str) -> None:
+    """A name or id the journal stores and prints on one line: a non-empty str of printable
+    characters (a line break or a control character would forge a row of ``journal show``)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str, got {type(value).__name__} {value!r}")
+    if not value or not value.isprintable():
+        raise InvalidNameError(
+            f"{what} must be a non-empty str of printable characters (no line break, tab or "
+            f"control character), got {value!r}"
+        )
+
+
+def _cell(text: str) -> str:
+    """A value as one cell of a table: as it is, or quoted and escaped if it would break
+    the line (a journal written before names were checked)."""
+    return text if text.isprintable() else repr(text)
 
 
 class Journal:
@@ -77,6 +100,7 @@ class Journal:
                 f"the folder of {self.path} is read-only; SQLite writes {self.path.name}-wal "
                 "beside it"
             )
+        self._version = version if version is not None else SCHEMA_VERSION
         self._lock = threading.RLock()
         self._claimed_at: int | None = None  # data_version as this connection last claimed
         if readonly:
@@ -84,15 +108,17 @@ class Journal:
             return
         if version is None and not self.path.exists():
             _create_whole(self.path)  # it exists whole, or not at all
-        self._con = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=timeout
-        )
+        self._con = sqlite3.connect(  # always this file (never ":memory:", never a URI)
+            _uri(self.path, "mode=rw"), uri=True, isolation_level=None,
+            check_same_thread=False, timeout=timeout,
+        )  # fmt: skip
         self._con.execute("PRAGMA journal_mode=WAL")
         self._con.execute("PRAGMA synchronous=FULL")  # a commit survives power loss
         if version is None:  # an empty file found in place: IF NOT EXISTS, as others may
             self.write(_schema_statements())
         elif version < SCHEMA_VERSION:
             self._migrate(version)
+            self._version = SCHEMA_VERSION
 
     def _migrate(self, version: int) -> None:
         with self._lock:
@@ -220,11 +246,35 @@ class Journal:
         ]
         return out, skipped
 
-    def start(self, name: str, saga_id: str | None = None) -> JournalRun:
-        """A new saga in this journal (written with its first commit)."""
+    def start(
+        self,
+        name: str,
+        saga_id: str | None = None,
+        *,
+        policy: UndoPolicy | None = None,
+        undo_order: str = "reverse",
+    ) -> JournalRun:
+        """A new saga in this journal (written with its first commit), with the undo
+        ``policy`` and ``undo_order`` its run obeys, which ``recover`` obeys too. A policy
+        that cannot be written down (``policy_data``) is refused here, before any step. Its
+        name and id are refused if a line of ``journal show`` or ``recover`` could not carry
+        them as one cell (a line break would forge a row), and an id with ':' too: an undo's
+        idempotency key is ``"<saga id>:<step>"``, so its first ':' must end the saga id."""
+        _check_text(name, "a journalled saga's name")
+        if saga_id is not None:
+            _check_text(saga_id, "a journalled saga's run_id")
+            if ":" in saga_id:
+                raise InvalidNameError(
+                    f"a journalled saga's run_id must not contain ':' (got {saga_id!r}): an "
+                    "undo's idempotency key is '<run id>:<step>', and must name one undo only"
+                )
+        written = policy_data(policy) if policy is not None else None
         if saga_id is not None and self._rows("SELECT 1 FROM sagas WHERE id = ?", (saga_id,)):
             raise JournalError(f"saga {saga_id!r} is already in {self.path}; ids must be unique")
-        return JournalRun(self, saga_id or uuid.uuid4().hex, name, new=True)
+        return JournalRun(
+            self, saga_id or uuid.uuid4().hex, name, new=True, policy=written,
+            undo_order=undo_order,
+        )  # fmt: skip
 
     # -- reading -------------------------------------------------------------------------
 
@@ -242,8 +292,9 @@ class Journal:
             " SUM(u.state IN ('pending', 'done', 'dead')), SUM(u.state = 'done'),"
             " SUM(u.state = 'dead'),"
             " s.owner_started, s.pivot, s.pivot_state, s.claim_pid, s.claim_host,"
-            " s.claim_started"
-            f" FROM sagas s LEFT JOIN undos u ON u.saga_id = s.id {where}"
+            " s.claim_started,"
+            + (" s.policy, s.undo_order" if self._version >= 4 else " NULL, 'reverse'")
+            + f" FROM sagas s LEFT JOIN undos u ON u.saga_id = s.id {where}"
             " GROUP BY s.id ORDER BY s.started, s.id",
             params,
         ).fetchall()
@@ -264,6 +315,8 @@ class Journal:
                 claim_pid=r[12],
                 claim_host=r[13],
                 claim_started=r[14],
+                policy=r[15],
+                undo_order=r[16],
             )
             for r in rows
         ]
@@ -356,8 +409,9 @@ class Journal:
             for line in str(row[0]).splitlines()
             if line.strip() and not line.startswith("***")
         ]
-        if problems == ["ok"]:
-            return "ok"
+        if problems == ["ok"]:  # the pages are sound; are the values ones it writes?
+            with self._lock:
+                return _bad_value(self._con) or "ok"
         more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
         return f"{problems[0]}{more}"
 
@@ -365,7 +419,8 @@ class Journal:
         """The sagas and their status, as a text table (``rollback-lessons journal show``)."""
         header = ("saga", "name", "status", "undos", "undone", "dead letters")
         rows = [
-            (s.id, s.name, s.status, str(s.undos), str(s.undone), str(s.dead)) for s in self.sagas()
+            (_cell(s.id), _cell(s.name), _cell(s.status), str(s.undos), str(s.undone), str(s.dead))
+            for s in self.sagas()
         ]
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
         lines = [

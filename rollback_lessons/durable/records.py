@@ -83,6 +83,9 @@ class SagaRecord:
     claim_pid: int | None = None
     claim_host: str | None = None
     claim_started: float | None = None
+    policy: str | None = None
+    """The run's undo policy as JSON (``wire.PolicySpec``); None in older journals."""
+    undo_order: str = "reverse"
 
     def owner_alive(self) -> bool | None:
         """Is the process that ran this saga still running? None: cannot tell from here."""
@@ -131,7 +134,15 @@ class JournalRun:
     """One saga's records; the engine calls it, and it commits at the points that matter."""
 
     def __init__(
-        self, journal: Journal, saga_id: str, name: str, *, new: bool, gen: int = 0
+        self,
+        journal: Journal,
+        saga_id: str,
+        name: str,
+        *,
+        new: bool,
+        gen: int = 0,
+        policy: str | None = None,
+        undo_order: str = "reverse",
     ) -> None:
         self.journal, self.saga_id, self.name = journal, saga_id, name
         self._pending: list[tuple[str, tuple[Any, ...]]] = []
@@ -142,8 +153,9 @@ class JournalRun:
             self._pending.append(
                 (
                     "INSERT INTO sagas (id, name, status, owner_pid, owner_host, started,"
-                    " owner_started) VALUES (?, ?, 'running', ?, ?, ?, ?)",
-                    (saga_id, name, pid, host, time.time(), started),
+                    " owner_started, policy, undo_order) VALUES (?, ?, 'running', ?, ?, ?, ?,"
+                    " ?, ?)",
+                    (saga_id, name, pid, host, time.time(), started, policy, undo_order),
                 )
             )
 
@@ -197,6 +209,36 @@ class JournalRun:
         """The step of an ``intent`` failed before its effect: nothing to undo."""
         self._set_state(position, "not_run")
 
+    def leaked(self, position: int) -> None:
+        """The step of an ``intent`` may have happened (cut short in its call), and no undo
+        was logged for it: reported, never undone (written with the saga's end)."""
+        self._set_state(position, "leaked")
+
+    def holds(self) -> None:
+        """Raise JournalTakenOver unless the saga is still this run's (after each step)."""
+        self.journal.holds(self.saga_id, self.gen)
+
+    def late_effect(self, step: str, why: str) -> None:
+        """The step's call returned after another process took the saga over: its effect
+        may have landed after that process undid it. Written past the fence, and only ever
+        to say less (an undo done becomes leaked; a saga rolled_back, rollback_incomplete):
+        the journal never keeps saying rolled_back over an effect that may stand."""
+        text = f"its step returned after the saga was taken over ({why}): it may stand"
+        self.journal.write(
+            [
+                (
+                    "UPDATE undos SET state = 'leaked', error = ?"
+                    " WHERE saga_id = ? AND step = ? AND state IN ('done', 'pending')",
+                    (text, self.saga_id, step),
+                ),
+                (
+                    "UPDATE sagas SET status = 'rollback_incomplete', error = ?"
+                    " WHERE id = ? AND status = 'rolled_back'",
+                    (f"step {step!r}: {text}", self.saga_id),
+                ),
+            ]
+        )
+
     def _set_state(self, position: int, state: str) -> None:
         self._pending.append(
             (
@@ -211,10 +253,12 @@ class JournalRun:
             self.flush()
 
     def pivot(self, step: str, state: str) -> None:
-        """An irreversible step ``started`` (written before it runs) or is ``done``.
+        """An irreversible step ``started`` (written before it runs), is ``done``, or
+        ``refused`` (it failed before any effect, so the rollback goes on across it).
 
         Both are written at once (one saga has one pivot): recover never compensates
-        across it, and the person it is left for learns whether it surely happened.
+        across one that started or is done, and the person it is left for learns whether
+        it surely happened.
         """
         statement = (
             "UPDATE sagas SET pivot = ?, pivot_state = ? WHERE id = ?",
@@ -233,6 +277,18 @@ class JournalRun:
         if flush:
             self.flush()
 
+    def undo_retried(self, position: int, *, flush: bool = True) -> None:
+        """An attempt of the undo failed and it will be tried again (or a person asked): the
+        attempt is counted, so a recover after a crash goes on with the policy's count."""
+        self._pending.append(
+            (
+                "UPDATE undos SET attempts = attempts + 1 WHERE saga_id = ? AND position = ?",
+                (self.saga_id, position),
+            )
+        )
+        if flush:
+            self.flush()
+
     def undo_dead(self, position: int, attempts: int, error: str, *, flush: bool = True) -> None:
         self._pending.append(
             (
@@ -243,6 +299,20 @@ class JournalRun:
         )
         if flush:
             self.flush()
+
+    def commit(self, event: Event) -> None:
+        """Every step is done: the commit and its event, written now or not at all."""
+        self.event(event)
+        recorded = self._pending[-1]
+        end = (
+            "UPDATE sagas SET status = 'committed', error = NULL, ended = ? WHERE id = ?",
+            (time.time(), self.saga_id),
+        )
+        try:
+            self._flush_with(end, keep=False)
+        except BaseException:
+            self._pending = [st for st in self._pending if st is not recorded]  # its event too
+            raise
 
     def end(self, status: str, error: BaseException | str | None) -> None:
         text = describe(error) if isinstance(error, BaseException) else error

@@ -15,8 +15,13 @@ What ``recover`` promises, whatever the operator or the next crash does:
   ``recover`` claimed, is left alone and reported; a claim or owner that is dead (or a
   reused pid) is taken over. ``force`` also takes over what cannot be checked from here
   (another host). The saga's owner never crashes on a take-over: it stops writing.
-- **Pivots.** A saga whose irreversible step started is never compensated across it: it
-  becomes ``halted``, for a person, as it would in process.
+- **Pivots.** A saga whose irreversible step started (and may have happened) is never
+  compensated across it: it becomes ``halted``, for a person, as it would in process. One
+  whose pivot refused before any effect (``refused``) is rolled back, as in process.
+- **Policy and order.** The run's undo policy and undo order, kept in the journal, decide
+  here as they did before the crash: a retry waits and retries, a halt leaves the rest
+  pending for a person. A saga journalled before they were kept (schema 3) is recovered
+  with policy continue, and its record says so in a note.
 - **One machine.** It is a driver of the saga machine (``machine.py``), which it resumes in
   its rollback from the journal: which undo runs next, what a failure leads to, the status
   and the events are the machine's, as in process. This file only reads, runs and writes.
@@ -28,19 +33,28 @@ What ``recover`` promises, whatever the operator or the next crash does:
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import re
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import RemoteError
 from ..events import Event, EventKind, describe
-from ..machine import Machine
-from ..operations import Finished, RunUndo
-from ..outcome import RECORD_FIELDS, RunRecord, Status
-from .journal import Journal, JournalError, JournalTakenOver
+from ..machine import Machine, pivot_at_stake
+from ..operations import Ask, Finished, RunUndo, Wait
+from ..outcome import RECORD_FIELDS, DeadLetter, RunRecord, Status
+from ..policies import CONTINUE
+from .journal import Journal, JournalError, JournalTakenOver, policy_of
 from .records import Claimed, JournalRun, SagaRecord, UndoRecord, me
 from .registry import Registry, call_compensation, default_registry
+
+
+class RecoveryInterrupted(JournalError):
+    """An undo ended the process's work (``sys.exit``) during ``recover``: an interrupt,
+    not a failure; what ran is recorded, the rest left for the next ``recover``."""
 
 
 @dataclass(frozen=True)
@@ -135,12 +149,22 @@ def recover(
 ) -> RecoveryReport:
     """Finish the rollback of every saga that did not end; returns what was done and left.
 
-    Each undo not yet done runs once, newest first; done ones are skipped. See the
+    Each undo not yet done runs as the run's policy says, in its undo order; done ones are
+    skipped. See the
     module's docstring for what is promised about registries, claims, pivots and records.
     """
+    if not isinstance(journal, Journal):
+        raise TypeError(f"recover needs a Journal (Journal(path)), got {journal!r}")
+    if registry is not None and not isinstance(registry, Registry):
+        raise TypeError(
+            f"recover's registry must be a Registry (compensation names -> functions, "
+            f"registered with @compensation), got {type(registry).__name__}; nothing was claimed"
+        )
     registry = registry if registry is not None else default_registry
-    if batch < 1:
-        raise ValueError(f"batch must be >= 1, got {batch}")
+    if not isinstance(force, bool):
+        raise TypeError(f"force must be True or False, got {force!r}")
+    if type(batch) is not int or batch < 1:
+        raise ValueError(f"batch must be an int >= 1, got {batch!r}")
     with _one_at_a_time:
         damage = journal.quick_check("integrity_check")
         if damage != "ok":
@@ -151,7 +175,7 @@ def recover(
 
         def decide(saga: SagaRecord, pending: list[UndoRecord]) -> str | None:
             unknown = sorted({u.compensation for u in pending if u.compensation not in registry})
-            if unknown and saga.pivot_state is None:
+            if unknown and not pivot_at_stake(saga.pivot_state):
                 return (
                     f"the registry has no compensation named {', '.join(map(repr, unknown))}; "
                     "run recover again with the registry that registers them"
@@ -221,6 +245,37 @@ class _Writer:
         self.staged = []
 
 
+FALLBACK = (
+    "the journal does not say which undo policy the run had (written before schema 4): "
+    "recover used policy continue (one attempt each, then a dead letter)"
+)
+
+
+def _dead_letters(journal: Journal, saga: SagaRecord) -> list[DeadLetter]:
+    """The dead letters recorded before the crash, as records (their errors as the journal
+    wrote them: ``Type('message')``)."""
+    if not saga.dead:
+        return []
+    return [
+        DeadLetter(u.step, _error_of(u.error or ""), u.attempts)
+        for u in journal.undos(saga.id)
+        if u.state == "dead"
+    ]
+
+
+def _error_of(text: str) -> RemoteError:
+    """An error the journal wrote as ``describe`` does (``Type('message')``), back as a
+    stand-in of that type."""
+    found = re.fullmatch(r"([\w.]+)\((.*)\)", text, re.S)
+    if found is None:
+        return RemoteError("Exception", text)
+    try:
+        message = ast.literal_eval(found[2]) if found[2] else ""
+    except (ValueError, SyntaxError):
+        message = found[2]
+    return RemoteError(found[1], str(message))
+
+
 def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: _Writer) -> Recovery:
     """Drive the machine through the saga's rollback, from where the crash left it: run each
     undo it answers, tell it how the undo went, and write down what it records. Before each
@@ -232,32 +287,49 @@ def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: _Writ
 
     def write(seq: int, kind: str, step: str | None, details: dict[str, Any]) -> None:
         run.event(Event(seq, kind, step, details))
-        if undo is not None and kind == EventKind.UNDO_DONE:
-            run.undo_done(undo.position, 1, flush=False)
-        elif undo is not None and kind == EventKind.UNDO_FAILED:  # then: dead_letter
+        if undo is None:  # each attempt is counted once, as the run counts them
+            return
+        if kind == EventKind.UNDO_DONE:
+            run.undo_done(undo.position, 0 if details.get("by_hand") else 1, flush=False)
+        elif kind == EventKind.UNDO_FAILED and details["then"] == "dead_letter":
             run.undo_dead(undo.position, 1, details["error"], flush=False)
+        elif kind == EventKind.UNDO_FAILED:  # retried after a wait, or left for a person
+            run.undo_retried(undo.position, flush=False)
 
     pivot = None
     if saga.pivot is not None and saga.pivot_state is not None:
         pivot = (saga.pivot, saga.pivot_state)
+    policy = policy_of(saga.policy)
     m, op = Machine.resume_rollback(
         [(u.step, u.attempts) for u in pending],
         leaked=[u.step for u in intents],
-        dead_before=saga.dead,
+        dead=_dead_letters(run.journal, saga),
         pivot=pivot,
+        policy=policy if policy is not None else CONTINUE,
+        undo_order=saga.undo_order,
         semantic=[u.step for u in pending if u.semantic],
         name=saga.name,
         run_id=saga.id,
         first_seq=claimed.last_seq,
         watch=write,
     )
-    for intent in intents if pivot is None else ():  # (its claim marks it being recovered)
+    if policy is None:  # journalled before policies were kept (schema 3 and older)
+        m.notes = [FALLBACK]
+    for intent in intents if m.reason == "" else ():  # (its claim marks it being recovered)
         run.add(
             "UPDATE undos SET state = 'leaked' WHERE saga_id = ? AND position = ?",
             (saga.id, intent.position),
         )
     first = by_step[op.step] if type(op) is RunUndo else None
-    while type(op) is RunUndo:
+    while not isinstance(op, Finished):
+        if type(op) is Wait:  # the run's policy retries after a backoff
+            time.sleep(op.seconds)
+            op = m.resume()
+            continue
+        if type(op) is Ask:  # the run's policy halts: no person here, so it stays pending
+            op = m.answer("leave")
+            continue
+        assert type(op) is RunUndo
         undo = by_step[op.step]
         if writer.every > 1 or undo is first:  # (else the last undo's write checked it)
             run.journal.holds(saga.id, claimed.gen)
@@ -265,10 +337,15 @@ def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: _Writ
             call_compensation(registry.resolve(undo.compensation), undo.args, undo.key)
         except Exception as exc:
             op = m.undo_failed(exc)
+        except (SystemExit, GeneratorExit) as exc:  # (a Ctrl-C stays a KeyboardInterrupt)
+            raise RecoveryInterrupted(
+                f"the undo of {undo.step!r} (saga {saga.id!r}) called sys.exit"
+                f"({getattr(exc, 'code', None)!r}): recover stopped there; the saga is left "
+                "unfinished, that undo and the ones before it pending, for the next recover"
+            ) from None
         else:
             op = m.undo_ok()
         writer.undo_ran(run)
-    assert isinstance(op, Finished)
     record = op.record
     run.add(
         "UPDATE sagas SET status = ?, ended = ?, error = COALESCE(error, ?) WHERE id = ?",

@@ -66,6 +66,10 @@ def _place_asl(asl: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
             where[name] = (len(steps), 3.0)
         elif name == "Halted after the pivot":
             where[name] = (len(steps), 2.0)
+        elif name == "Halted at the pivot":  # under the pivot, which has no undo there
+            pivot = next(n for n, s in states.items() if n.startswith("Do ")
+                         and any(c["Next"] == name for c in s.get("Catch", [])))  # fmt: skip
+            where[name] = (column[pivot.removeprefix("Do ")], 2.0)
         elif state["Type"] == "Fail" and "person" in name:
             where[name] = ((len(steps) - 2) / 2, -1.0)  # wide: under every answer
         else:

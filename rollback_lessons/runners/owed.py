@@ -7,8 +7,10 @@ machine itself, never from a second telling of its rules."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from ..errors import InjectedTimeout
+from ..faults import Fault
 from ..machine import Machine
 from ..operations import Finished, Op, RunUndo, StepSpec
 from ..outcome import RunRecord
@@ -17,16 +19,25 @@ from ..policies import CONTINUE, UndoPolicy
 
 @dataclass(frozen=True)
 class Owed:
-    """When step ``step`` fails for good, before its effect: the machine ``halts`` forward
-    for a person, or runs ``undos``, in that order."""
+    """When step ``step`` fails for good before its effect (a clean refusal): the machine
+    ``halts`` for a person, or runs ``undos``, in that order. ``after`` is the same question
+    for a failure after its effect (a timeout after the email left): for a pivot the machine
+    halts there (``machine.pivot_in_doubt``), so a writer must route it apart."""
 
     step: str
     halts: bool
     undos: tuple[str, ...]
+    after: Owed | None = None
 
 
 class _Failed(Exception):
     """The failure these questions feed the machine."""
+
+
+AFTER_EFFECT_ERRORS: tuple[str, ...] = ("TimeoutError",)
+"""The error types (with their subclasses: an injected failure after the effect is an
+``InjectedTimeout``) an engine reports a failure that may have come after the effect by:
+a timeout, which ``owed``'s ``after`` answers for (``machine.pivot_in_doubt``)."""
 
 
 def _undos(m: Machine, op: Op) -> tuple[str, ...]:
@@ -37,17 +48,26 @@ def _undos(m: Machine, op: Op) -> tuple[str, ...]:
     return tuple(found)
 
 
+def _fails_at(plan: Sequence[StepSpec], k: int, error: BaseException, undo_order: str) -> Owed:
+    """Steps before ``k`` succeed, step ``k`` fails for good with ``error`` (its retries are
+    left out: they are the engine's own Retry), every undo succeeds."""
+    m = Machine(CONTINUE, plan=[s._replace(retry=None) for s in plan], undo_order=undo_order)
+    m.start()
+    for _ in range(k):
+        m.step_ok()
+    undos = _undos(m, m.step_failed(error))
+    return Owed(plan[k].name, m.halted, undos)
+
+
 def owed(plan: Sequence[StepSpec], undo_order: str = "reverse") -> list[Owed]:
     """For each step of ``plan``: the steps before it succeed, it fails for good (as after
-    its last retry), every undo succeeds. What does the machine do?"""
+    its last retry), before its effect and (``after``) after it; every undo succeeds. What
+    does the machine do?"""
     found = []
     for k, spec in enumerate(plan):
-        m = Machine(CONTINUE, plan=plan, undo_order=undo_order)
-        m.start()
-        for _ in range(k):
-            m.step_ok()
-        undos = _undos(m, m.interrupted(_Failed()))  # interrupted: never retried
-        found.append(Owed(spec.name, m.halted, undos))
+        late = InjectedTimeout(spec.name, Fault.FAIL_AFTER_EFFECT, "a failure after its effect")
+        after = _fails_at(plan, k, late, undo_order)
+        found.append(replace(_fails_at(plan, k, _Failed(), undo_order), after=after))
     return found
 
 

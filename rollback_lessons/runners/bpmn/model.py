@@ -2,19 +2,23 @@
 Modeler (bpmnlint's recommended rules and Camunda 8's own find nothing: every flow node
 lists its incoming and outgoing flows, every event has a name).
 
-``to_bpmn(saga)``: the form Camunda users draw. Each step is a service task (a Camunda 8
-job type per step, ``zeebe:taskDefinition``: ``do-<step>``, its undo ``undo-<step>``, so
-that no two are the same) with a compensation boundary event and its
-handler (``isForCompensation``); a step's failure is an error boundary event leading to a
-compensation throw event, which compensates every *completed* step that has a handler.
-A step whose undo is logged *before* it (it can fail after its effect: a charge that
-times out) is not completed when it fails, so no handler covers it: its error boundary
-event leads to its undo first, then to the compensation. A pivot has no handler; a step
-after the pivot has no error path at all: it is retried forward (job retries) and, when
-they run out, Camunda raises an incident for a person, as the saga halts. Beware the
-order: the BPMN spec compensates in reverse order of the sequence flows, Camunda 8 invokes
-the handlers *without any order*, so a saga whose undos depend on each other (lesson 02's
-folder and its file) must be modelled explicitly there.
+``to_bpmn(saga)``: the form Camunda users draw. Each step is a service task (a Camunda 8 job
+type per step, ``zeebe:taskDefinition``: ``do-<step>``, its undo ``undo-<step>``, so that no
+two are the same) with a compensation boundary event and its handler
+(``isForCompensation``); a step's failure is an error boundary event leading to a
+compensation throw event, which compensates every *completed* step that has a handler. A
+step whose undo is logged *before* it (it can fail after its effect: a charge that times
+out) is not completed when it fails, so no handler covers it: its error boundary event leads
+to its undo first, then to the compensation. A pivot has no handler, and a second error
+boundary event (the BPMN error ``StepInDoubt``, which its worker throws for a failure after
+the effect or a timeout) ends at a person: nothing is compensated across an email that may
+have been sent (the saga machine's pivot rule). Each undo's job carries the undo policy's
+``then`` as a task header (``on-failure``) its worker obeys. A step after the pivot has no
+error path at all: it is retried forward (job retries) and, when they run out, Camunda
+raises an incident for a person, as the saga halts. Beware the order: the BPMN spec
+compensates in reverse order of the sequence flows, Camunda 8 invokes the handlers *without
+any order*, so a saga whose undos depend on each other (lesson 02's folder and its file)
+must be modelled explicitly there.
 
 ``to_bpmn_explicit(saga)``: that explicit form. The steps in a subprocess; a failure ends
 it with a BPMN error; the error boundary event leads to a chain of undo tasks, newest
@@ -33,7 +37,7 @@ from xml.sax.saxutils import quoteattr
 
 from ...errors import InvalidPipelineError
 from ...operations import StepSpec
-from ...policies import data_only
+from ...policies import PolicyLike, UndoPolicy, data_only
 from ...saga import Saga
 from ..owed import every_undo, owed
 from ..wire import refuse_graph
@@ -60,6 +64,12 @@ HEADER = (
     '  id="rollback_lessons" targetNamespace="https://github.com/rollback-lessons">\n'
 )
 ERROR = '  <bpmn:error id="step_failed" name="step failed" errorCode="StepFailed"/>\n'
+IN_DOUBT = (
+    '  <bpmn:error id="step_in_doubt" name="step may have happened" errorCode="StepInDoubt"/>\n'
+)
+"""A pivot that fails after its effect (a timeout after the email left) may have happened:
+its worker throws this error, not StepFailed, and the saga halts for a person (the saga
+machine's pivot rule): nothing before it is compensated."""
 W, H, GAP = 120, 80, 60  # a task's box (for names up to 14 characters), and the room between two
 
 
@@ -96,22 +106,41 @@ def _attempts(step: StepSpec) -> int:
     return step.retry.max_attempts if step.retry is not None else 1
 
 
-def _model_plan(saga: Saga) -> tuple[tuple[StepSpec, ...], list[bool], int]:
+def _model_plan(
+    saga: Saga, policy: PolicyLike | None = None
+) -> tuple[tuple[StepSpec, ...], list[bool], list[bool], UndoPolicy]:
     """What a model needs, asked of the saga machine: the steps; which of them fail into the
     rollback (all but those the machine halts on: after the pivot, retried forward and then
-    left for a person); how many times an undo's job is handed out. A policy that decides
-    in Python is refused here, before anything is written."""
+    left for a person); which halt when they fail after their effect (a pivot: the
+    machine's pivot rule); the undo policy. A policy that decides in Python is refused
+    here, before anything is written."""
     refuse_graph(saga)  # (parallel groups: in process only, so far)
-    policy = data_only(saga.policy, ENGINE)
+    chosen = data_only(policy if policy is not None else saga.policy, ENGINE)
     specs = saga.specs()
-    return specs, [not o.halts for o in owed(specs)], policy.max_attempts
+    found = owed(specs)
+    doubts = [o.after is not None and o.after.halts and not o.halts for o in found]
+    return specs, [not o.halts for o in found], doubts, chosen
 
 
-def to_bpmn(saga: Saga) -> str:
+def _undo_job(step: str, policy: UndoPolicy) -> str:
+    """An undo's job: handed out as many times as the policy's attempts, and what its last
+    failure leads to, as a task header the worker reads (``on-failure``): ``dead_letter``
+    (the worker records it and completes the job: the other undos go on) or ``halt`` (the
+    worker fails the job for good: Camunda raises an incident, a person takes over)."""
+    return _job(job_type("undo", step), policy.max_attempts).replace(
+        "</bpmn:extensionElements>",
+        f'<zeebe:taskHeaders><zeebe:header key="on-failure" value="{policy.then}"/>'
+        "</zeebe:taskHeaders></bpmn:extensionElements>",
+    )
+
+
+def to_bpmn(saga: Saga, *, policy: PolicyLike | None = None) -> str:
     """The saga as BPMN 2.0 XML with compensation events, deployable to Camunda 8 as is
-    (see the module's docstring for what the order of compensation is there)."""
+    (see the module's docstring for what the order of compensation is there). The undo
+    ``policy`` (the saga's own by default) is written into each undo's job: its attempts,
+    and what its last failure leads to (``_undo_job``)."""
     m = _Model()
-    steps, paths, undo_attempts = _model_plan(saga)
+    steps, paths, doubts, undo_policy = _model_plan(saga, policy)
     W, H = _task_size(steps)  # the module's names, sized for these steps
     line, top, y = 38, 100, 240  # the failure line; the undos a failure leads to; the steps
     end_x = 140 + len(steps) * (W + GAP)
@@ -134,10 +163,19 @@ def to_bpmn(saga: Saga) -> str:
             if step.has_undo and step.register == "before":  # not completed: no handler runs
                 first = _id("undo_failed", n)
                 m.node("serviceTask", first, f"Undo {step.name}", (x, top, W, H),
-                       head=_job(job_type("undo", step.name), undo_attempts))  # fmt: skip
+                       head=_undo_job(step.name, undo_policy))  # fmt: skip
                 m.flow(failed, first, [(mid, up), (mid, top + H)])
                 leaves, up = first, top
             failures.append((leaves, [(mid, up), (mid, line), (end_x, line)]))
+        if doubts[n]:  # it may have happened: a person decides, nothing is compensated
+            doubt, halted = _id("in_doubt", n), _id("halted", n)
+            m.node("boundaryEvent", doubt, f"{step.name} may have happened",
+                   (mid - 18, y + H - 18, 36, 36),
+                   tail='<bpmn:errorEventDefinition errorRef="step_in_doubt"/>',
+                   attachedToRef=task)  # fmt: skip
+            m.node("endEvent", halted, "halted: a person decides",
+                   (mid - 18, y + H + 70, 36, 36))  # fmt: skip
+            m.flow(doubt, halted, [(mid, y + H + 18), (mid, y + H + 70)])
         if not step.has_undo:
             continue  # nothing undoes it: no handler
         boundary, handler = _id("compensation", n), _id("undo", n)
@@ -145,7 +183,7 @@ def to_bpmn(saga: Saga) -> str:
                (mid - 18, y + H - 18, 36, 36), tail="<bpmn:compensateEventDefinition/>",
                attachedToRef=task, cancelActivity="true")  # fmt: skip
         m.node("serviceTask", handler, f"Undo {step.name}", (x, y + H + 70, W, H),
-               head=_job(job_type("undo", step.name), undo_attempts),
+               head=_undo_job(step.name, undo_policy),
                isForCompensation="true")  # fmt: skip
         m.artifacts.append(  # artifacts come after every flow element (the XSD's order)
             f'    <bpmn:association id="{_id("association", n)}" sourceRef="{boundary}" '
@@ -166,7 +204,7 @@ def to_bpmn(saga: Saga) -> str:
         m.flow(failures[0][0], "compensate", failures[0][1])
     m.node("endEvent", "rolled_back", "rolled back", (compensate_x + 100, line - 18, 36, 36))
     m.flow("compensate", "rolled_back", [(compensate_x + 36, line), (compensate_x + 100, line)])
-    return _document(saga, m, ERROR)
+    return _document(saga, m, ERROR + (IN_DOUBT if any(doubts) else ""))
 
 
 def _document(saga: Saga, m: _Model, before: str = "", process: str = "saga") -> str:
@@ -194,14 +232,15 @@ def _feel_string(text: str) -> str:
     return f'"{escaped}"'
 
 
-def to_bpmn_explicit(saga: Saga) -> str:
+def to_bpmn_explicit(saga: Saga, *, policy: PolicyLike | None = None) -> str:
     """The explicit form: steps in a subprocess, a BPMN error on failure, and the undos
     chained newest first behind "was it logged?" gateways (runs on SpiffWorkflow).
 
-    Each step's job answers ``ok`` and the ``logged`` list (its undo is added before or
-    after the step); the conditions are FEEL, as Camunda 8 wants them."""
+    Each step's job answers ``ok``, the ``logged`` list (its undo is added before or
+    after the step) and ``halted`` (a pivot that failed after its effect: a person
+    decides); the conditions are FEEL, as Camunda 8 wants them."""
     m = _Model()
-    steps, paths, undo_attempts = _model_plan(saga)
+    steps, paths, doubts, undo_policy = _model_plan(saga, policy)
     W, H = _task_size(steps)  # the module's names, sized for these steps
     room = 40 + 1.6 * (H - 80)  # above the steps: their gateways' questions (longer names)
     y, step_w, mid_y = 80 + room, W + GAP + 40, 80 + room + H / 2
@@ -219,7 +258,8 @@ def to_bpmn_explicit(saga: Saga) -> str:
         name = _feel_string(step.name)
         m.node("scriptTask", task, f"Do {step.name}", (x, y, W, H),
                head=_job(job_type("do", step.name), _attempts(step)), scriptFormat="python",
-               tail=f"<bpmn:script>{_esc(f'ok, logged = do({name})')}</bpmn:script>")  # fmt: skip
+               tail=f"<bpmn:script>{_esc(f'ok, logged, halted = do({name})')}</bpmn:script>",
+               )  # fmt: skip
         m.flow(previous, task, [(px, y + H / 2), (x, y + H / 2)], **condition)
         if not paths[n]:  # after the pivot: retried forward by its job, never a way back
             previous, px, condition = task, x + W, {}
@@ -231,6 +271,14 @@ def to_bpmn_explicit(saga: Saga) -> str:
                tail='<bpmn:errorEventDefinition errorRef="step_failed"/>')  # fmt: skip
         m.flow(gate, fail, [(x + W + 45, y + H / 2 + 25), (x + W + 45, y + H + 40)],
                ref=f"{gate}_no")  # fmt: skip
+        if doubts[n]:  # failed after its effect: it may have happened, a person decides
+            doubt = _id("in_doubt", n)
+            m.node("endEvent", doubt, f"{step.name} may have happened",
+                   (x + W - 23, y + H + 40, 36, 36),
+                   tail='<bpmn:errorEventDefinition errorRef="step_in_doubt"/>')  # fmt: skip
+            m.flow(gate, doubt, [(x + W + 32, y + H / 2 + 13), (x + W + 32, y + H + 25),
+                                 (x + W - 5, y + H + 25), (x + W - 5, y + H + 40)],
+                   condition="=halted", name="halted")  # fmt: skip
         previous, px, condition = gate, x + W + 70, {"condition": "=ok", "name": "ok"}
     m.node("endEvent", "steps_done", "all done", (end_x, mid_y - 18, 36, 36))
     m.flow(previous, "steps_done", [(px, y + H / 2), (end_x, y + H / 2)], **condition)
@@ -253,7 +301,7 @@ def to_bpmn_explicit(saga: Saga) -> str:
         m.flow(source, gate, [point, (point[0], mid), (x, mid)] if k == 0 else [point, (x, mid)])
         script = _esc(f"undo({_feel_string(step.name)})")
         m.node("scriptTask", task, f"Undo {step.name}", (x + 80, undo_y, W, H),
-               head=_job(job_type("undo", step.name), undo_attempts), scriptFormat="python",
+               head=_undo_job(step.name, undo_policy), scriptFormat="python",
                tail=f"<bpmn:script>{script}</bpmn:script>")  # fmt: skip
         m.flow(gate, task, [(x + 50, mid), (x + 80, mid)],
                condition=f"=list contains(logged, {_feel_string(step.name)})",
@@ -267,4 +315,13 @@ def to_bpmn_explicit(saga: Saga) -> str:
     end = 160 + len(chain) * item_w
     m.node("endEvent", "rolled_back", "rolled back", (end, undo_y + H / 2 - 18, 36, 36))
     m.flow(source, "rolled_back", [point, (end, undo_y + H / 2)])
-    return _document(saga, m, ERROR, process="saga_explicit")
+    if any(doubts):
+        m.node("boundaryEvent", "in_doubt", "a step may have happened",
+               (end_x - 40, y - room - 18, 36, 36),
+               tail='<bpmn:errorEventDefinition errorRef="step_in_doubt"/>',
+               attachedToRef="steps")  # fmt: skip
+        m.node("endEvent", "halted", "halted: a person decides",
+               (end_x + 100, y - room - 80, 36, 36))  # fmt: skip
+        m.flow("in_doubt", "halted", [(end_x - 22, y - room - 18), (end_x - 22, y - room - 62),
+                                      (end_x + 100, y - room - 62)])  # fmt: skip
+    return _document(saga, m, ERROR + (IN_DOUBT if any(doubts) else ""), process="saga_explicit")

@@ -13,7 +13,7 @@ from ...faults import InjectionLike, normalize_injection
 from ...machine import Machine
 from ...operations import RunStep
 from ...outcome import Outcome
-from ...policies import data_only
+from ...policies import PolicyLike, data_only
 from ...saga import Saga, State, snapshot
 from ..history import Visit, Worker, do, undo, walk
 from ..owed import undo_timeouts
@@ -41,28 +41,31 @@ class _Host:
     machine: Machine
     timeouts: dict[str, float | None] = field(default_factory=dict)
 
-    def do(self, step: str) -> tuple[bool, list[str]]:
+    def do(self, step: str) -> tuple[bool, list[str], bool]:
         error = self.worker.task("action", step).error
         if self.machine.phase == "step" and self.machine.current == step:
             if error is None:
                 self.machine.step_ok()
             else:
                 self.machine.step_failed(error.to_exception())
-        return error is None, [n for n in self.worker.saga.names if self.machine.logged(n)]
+        logged = [n for n in self.worker.saga.names if self.machine.logged(n)]
+        return error is None, logged, self.machine.halted  # halted: a person decides
 
     def undo(self, step: str) -> None:
         # a failed undo (past its timeout too, as in process): a dead letter, and on
         self.worker.task("undo", step, self.timeouts.get(step))
 
 
-def run_explicit(saga: Saga, state: State | None = None, *,
-                 inject: InjectionLike | None = None) -> Outcome:  # fmt: skip
-    """Run the explicit BPMN form of ``saga`` on SpiffWorkflow (policy *continue*)."""
+def run_explicit(saga: Saga, state: State | None = None, *, inject: InjectionLike | None = None,
+                 policy: PolicyLike | None = None) -> Outcome:  # fmt: skip
+    """Run the explicit BPMN form of ``saga`` on SpiffWorkflow (policy *continue*: another
+    is refused before anything runs)."""
     from SpiffWorkflow.bpmn import BpmnWorkflow
     from SpiffWorkflow.bpmn.parser import BpmnParser
     from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine, TaskDataEnvironment
 
-    if data_only(saga.policy, ENGINE).name != "continue":
+    chosen = data_only(policy if policy is not None else saga.policy, ENGINE)
+    if chosen.name != "continue":
         raise UnsupportedInBPMN("the explicit BPMN form runs policy 'continue', undos newest first")
     retried = [s.name for s in saga.specs() if s.retry is not None]  # (a retriable step too)
     if retried:
@@ -73,14 +76,14 @@ def run_explicit(saga: Saga, state: State | None = None, *,
     run_id = f"{saga.name}-{uuid.uuid4().hex[:12]}"
     world: State = {} if state is None else state
     before = snapshot(world) if state is not None else None
-    plan = plan_of(saga, run_id)
+    plan = plan_of(saga, run_id, policy=chosen)
     machine = Machine(plan.undo_policy(), plan=plan.specs(), name=saga.name, run_id=run_id)
     if type(machine.start()) is not RunStep:
         raise RuntimeError("the machine does not start with a step")
     timeouts = undo_timeouts(plan.specs(), plan.undo_policy())
     host = _Host(Worker(run_id, saga, world, faults), machine, timeouts)
     parser = BpmnParser()
-    parser.add_bpmn_str(to_bpmn_explicit(saga).encode())
+    parser.add_bpmn_str(to_bpmn_explicit(saga, policy=chosen).encode())
 
     class FeelConditions(PythonScriptEngine):  # type: ignore[misc]
         def evaluate(self, task: Any, expression: str, external_context: Any = None) -> Any:
@@ -110,9 +113,14 @@ class BpmnRunner:
         return cls()
 
     def run(
-        self, saga: Saga, state: State | None = None, *, inject: InjectionLike | None = None
+        self,
+        saga: Saga,
+        state: State | None = None,
+        *,
+        inject: InjectionLike | None = None,
+        policy: PolicyLike | None = None,
     ) -> Outcome:
-        return run_explicit(saga, state, inject=inject)
+        return run_explicit(saga, state, inject=inject, policy=policy)
 
     def close(self) -> None:
         pass

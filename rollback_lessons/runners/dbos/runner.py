@@ -16,6 +16,7 @@ from dbos import DBOS, SetWorkflowID
 
 from ...errors import InvalidPipelineError, RollbackLessonsError
 from ...faults import InjectionLike, normalize_injection
+from ...operations import ANSWERS
 from ...outcome import Outcome, RunRecord
 from ...policies import PolicyLike, resolve_policy
 from ...saga import Saga, State, snapshot
@@ -25,7 +26,6 @@ from . import workflow
 from .workflow import saga_workflow
 
 NAME = "rollback-lessons"
-ANSWERS = ("retry", "fixed", "leave")
 
 
 class DBOSUnavailable(RollbackLessonsError):

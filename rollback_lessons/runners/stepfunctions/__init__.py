@@ -19,8 +19,8 @@ would do is an error, ``HistoryDiverged``, not an outcome). A policy that decide
 cannot be written into a state machine: it is refused before anything runs.
 """
 
+from ...operations import ANSWERS
 from .asl import (
-    ANSWERS,
     CALLBACK,
     StepFunctionsError,
     UnsupportedOnStepFunctions,

@@ -1,9 +1,12 @@
 """The saga in Amazon States Language: steps as callback tasks, Catch edges into a chain
 of undos newest first, the undo policy as Retry, Catch or a person's callback.
 
-Which undo a failure leads to, and whether it halts forward instead, is asked of the saga
-machine (``runners.owed``); the policy's fields become ``Retry`` and ``Catch``. A policy that
-decides in Python code cannot be written down: it is refused before anything is written."""
+Which undo a failure leads to, and whether it halts for a person instead, is asked of the
+saga machine (``runners.owed``), for a failure before the step's effect and after it (a
+pivot failing after its effect, or timing out, halts: its ``Catch`` of ``TimeoutError``, its
+subclasses and ``States.Timeout`` leads to ``Halted at the pivot``); the policy's fields
+become ``Retry`` and ``Catch``. A policy that decides in Python code cannot be written down:
+it is refused before anything is written."""
 
 from __future__ import annotations
 
@@ -15,15 +18,15 @@ from ...errors import InvalidPipelineError, RollbackLessonsError
 from ...policies import PolicyLike, UnsupportedPolicy, data_only
 from ...saga import Saga
 from ..history import ask, do, undo
-from ..owed import every_undo, owed, undo_timeouts
+from ..owed import AFTER_EFFECT_ERRORS, Owed, every_undo, owed, undo_timeouts
 from ..wire import RetrySpec, SagaPlan, plan_of
 
 CALLBACK = "arn:aws:states:::sqs:sendMessage.waitForTaskToken"
-ANSWERS = ("retry", "fixed", "leave")
-COMMITTED, ROLLED_BACK, HALTED_FORWARD, LEFT = (
+COMMITTED, ROLLED_BACK, HALTED_FORWARD, HALTED_AT_PIVOT, LEFT = (
     "Committed",
     "Rolled back",
     "Halted after the pivot",
+    "Halted at the pivot",
     "Left for a person",
 )
 ENGINE = "Step Functions"
@@ -60,17 +63,39 @@ def _callback(call: str, key: str, after: str) -> dict[str, Any]:
     }
 
 
+def known_subclasses(names: list[str]) -> list[str]:
+    """Each exception type named, then every subclass of it this process knows, by name:
+    a policy matches an error by ``isinstance`` (``policies.matches``), but a Retry's
+    ErrorEquals names exact types, and the worker reports the type it caught. So that a
+    ``ConnectionResetError`` is retried under ``retry_on=(ConnectionError,)`` on Step
+    Functions too, the retrier names it. (A subclass defined after the state machine is
+    written is not in it: ``StepFunctionsRunner`` writes it just before each run.)"""
+    found: dict[str, None] = dict.fromkeys(names)
+    todo: list[type] = [BaseException]
+    classes: list[type] = []
+    while todo:  # every exception class this process has defined or imported
+        kind = todo.pop()
+        classes.append(kind)
+        todo.extend(type.__subclasses__(kind))
+    wanted = set(names)
+    for kind in classes:
+        if any(k.__name__ in wanted for k in kind.__mro__[1:]):
+            found.setdefault(kind.__name__, None)
+    return list(found)
+
+
 def _retriers(spec: RetrySpec) -> list[dict[str, Any]]:
     """A RetryPolicy as ASL retriers: never the exception types it must not retry, then the
-    ones it does, with backoff. ASL counts whole seconds (at least 1)."""
+    ones it does, with backoff; each type with its known subclasses (``known_subclasses``).
+    ASL counts whole seconds (at least 1)."""
     retriers: list[dict[str, Any]] = []
     if spec.non_retryable:
-        retriers.append({"ErrorEquals": list(spec.non_retryable), "MaxAttempts": 0})
+        retriers.append({"ErrorEquals": known_subclasses(spec.non_retryable), "MaxAttempts": 0})
     if spec.max_attempts > 1:
         every = {"Exception", "BaseException"} & set(spec.retry_on)
         retriers.append(
             {
-                "ErrorEquals": ["States.ALL"] if every else list(spec.retry_on),
+                "ErrorEquals": ["States.ALL"] if every else known_subclasses(spec.retry_on),
                 "IntervalSeconds": max(1, math.ceil(spec.initial_delay)),
                 "MaxAttempts": spec.max_attempts - 1,
                 "BackoffRate": max(spec.multiplier, 1.0),
@@ -115,6 +140,14 @@ def _reachable(states: dict[str, Any], start: str) -> dict[str, Any]:
     return {name: state for name, state in states.items() if name in seen}
 
 
+def _target(fails: Owed, key: dict[str, str], halted: str) -> str:
+    """Where a failure goes, as the machine answered (``owed``): a person, the first undo
+    it runs, or the end."""
+    if fails.halts:
+        return halted
+    return undo(key[fails.undos[0]]) if fails.undos else ROLLED_BACK
+
+
 def plan_asl(plan: SagaPlan, *, timeout: int = 300) -> dict[str, Any]:
     """A SagaPlan as an ASL state machine (see the module's docstring)."""
     if plan.undo_order != "reverse":
@@ -138,14 +171,15 @@ def plan_asl(plan: SagaPlan, *, timeout: int = 300) -> dict[str, Any]:
         task["TimeoutSeconds"] = timeout
         if step.retry is not None:
             task["Retry"] = _retriers(step.retry)
-        target = (
-            HALTED_FORWARD
-            if fails.halts
-            else undo(key[fails.undos[0]])
-            if fails.undos
-            else ROLLED_BACK
-        )
+        target = _target(fails, key, HALTED_FORWARD)
         task["Catch"] = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": target}]
+        halted = HALTED_FORWARD if fails.halts else HALTED_AT_PIVOT
+        late = _target(fails.after, key, halted) if fails.after else target
+        if late != target:  # a failure after its effect goes elsewhere (a pivot: a person)
+            late_errors = ["States.Timeout", *known_subclasses(list(AFTER_EFFECT_ERRORS))]
+            task["Catch"].insert(
+                0, {"ErrorEquals": late_errors, "ResultPath": "$.failure", "Next": late},
+            )  # fmt: skip
         states[do(step.key)] = _retried(do(step.key), task)
     halt = plan.policy.then == "halt"
     for n, name in enumerate(chain):
@@ -189,6 +223,12 @@ def plan_asl(plan: SagaPlan, *, timeout: int = 300) -> dict[str, Any]:
         "Type": "Fail",
         "Error": "SagaHalted",
         "Cause": "a step after the pivot failed: a person finishes it",
+    }
+    states[HALTED_AT_PIVOT] = {
+        "Type": "Fail",
+        "Error": "SagaHalted",
+        "Cause": "the irreversible step failed after its effect, which may have happened: "
+        "nothing before it is undone, a person decides",
     }
     if halt:
         states[LEFT] = {

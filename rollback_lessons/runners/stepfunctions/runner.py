@@ -18,6 +18,7 @@ from typing import Any
 
 from ...errors import InvalidPipelineError
 from ...faults import InjectionLike, normalize_injection
+from ...operations import ANSWERS
 from ...outcome import Outcome, Table
 from ...policies import PolicyLike, data_only
 from ...saga import Saga, State, snapshot
@@ -25,7 +26,7 @@ from .. import free_port
 from ..history import Call, Worker, walk
 from ..names import execution_name
 from ..wire import SagaPlan, outcome_of, plan_of
-from .asl import ANSWERS, ENGINE, StepFunctionsError, plan_asl
+from .asl import ENGINE, StepFunctionsError, plan_asl
 from .history import history_table, visits
 
 REGION = "us-east-1"

@@ -1,0 +1,494 @@
+"""The saga's remaining rules, decided once in the machine and obeyed by every driver:
+
+- the pivot rule: a pivot whose failure may have come after its effect (a timeout after the
+  email left, or a call cut short) halts for a person, and nothing before it is undone; one
+  that refused cleanly, before any effect, is compensated across like any failed step. In
+  process, on Step Functions (its Catch), as BPMN on SpiffWorkflow, on DBOS, in ``recover``.
+- ``recover`` obeys the run's own undo policy and order, kept in the journal (schema 4): a
+  retry retries, a halt halts; a policy a journal cannot keep is refused before the saga
+  starts; a journal written before says which policy it falls back to.
+- Step Functions retries what the machine retries: a subclass of a ``retry_on`` type too.
+"""
+
+import contextlib
+import sqlite3
+from functools import partial
+
+import pytest
+from conftest import dead_pid, same_outcome
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rollback_lessons import (
+    Halt,
+    Kind,
+    Retry,
+    RetryPolicy,
+    Saga,
+    Status,
+    Step,
+    UndoPolicy,
+    VirtualClock,
+)
+from rollback_lessons.durable.files import SCHEMA_VERSION
+from rollback_lessons.durable.journal import Journal, UnjournaledPolicy
+from rollback_lessons.durable.recovery import FALLBACK, recover
+from rollback_lessons.durable.registry import Registry, compensation
+from rollback_lessons.events import EventKind
+from rollback_lessons.machine import Machine, after_effect
+from rollback_lessons.operations import StepSpec
+from rollback_lessons.runners.bpmn import BpmnRunner, to_bpmn
+from rollback_lessons.runners.owed import owed
+from rollback_lessons.runners.stepfunctions import StepFunctionsRunner, to_asl
+from rollback_lessons.runners.stepfunctions.asl import HALTED_AT_PIVOT
+
+QUICK = RetryPolicy(max_attempts=3, initial_delay=0.01, max_delay=0.01)
+PROPERTY = settings(
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+def act(name, state):
+    state[name] = "done"
+
+
+def undo_of(name, state):
+    if state.get(name) == "done":
+        state[name] = "undone"
+
+
+def booking(register="after"):
+    """charge -> email (the pivot) -> ship, retried forward after it."""
+    return Saga(
+        [
+            Step("reserve", partial(act, "reserve"), partial(undo_of, "reserve")),
+            Step("charge", partial(act, "charge"), partial(undo_of, "charge"), register=register),
+            Step("email", partial(act, "email"), kind=Kind.PIVOT),
+            Step("ship", partial(act, "ship"), kind=Kind.RETRIABLE, retry=QUICK),
+        ],
+        name="booking",
+    )
+
+
+# -- the rule, in process --------------------------------------------------------------------
+
+
+def test_a_pivot_that_fails_after_its_effect_halts_and_nothing_before_it_is_undone():
+    state = {}
+    outcome = booking().run(state, inject={"email": "fail_after_effect"}, clock=VirtualClock())
+    assert outcome.status is Status.HALTED
+    assert outcome.compensated == () and outcome.pending == ("charge", "reserve")
+    assert state == {"reserve": "done", "charge": "done", "email": "done"}
+    halted = [e for e in outcome.events if e.kind == EventKind.HALTED]
+    assert "'email' failed after its effect, so it may have happened" in halted[0].details["reason"]
+
+
+def test_a_pivot_that_refuses_cleanly_is_compensated_across():
+    state = {}
+    outcome = booking().run(state, inject={"email": "fail"}, clock=VirtualClock())
+    assert outcome.status is Status.ROLLED_BACK
+    assert outcome.compensated == ("charge", "reserve")
+    assert state == {"reserve": "undone", "charge": "undone"}
+
+
+def test_a_pivot_cut_short_while_it_runs_halts_too():
+    def interrupted(state):
+        state["email"] = "done"
+        raise KeyboardInterrupt  # Ctrl-C while the mail server answers
+
+    saga = booking()
+    saga = Saga([*saga.steps[:2], Step("email", interrupted, kind=Kind.PIVOT)], name="b")
+    state = {}
+    with pytest.raises(KeyboardInterrupt):
+        saga.run(state)
+    assert state == {"reserve": "done", "charge": "done", "email": "done"}  # nothing undone
+
+
+@st.composite
+def pivot_sagas(draw):
+    """Steps before a pivot (undos logged before or after), perhaps steps after it; one
+    fault at the pivot (before or after its effect) and perhaps an undo fault."""
+    before = []
+    for i in range(draw(st.integers(0, 3))):
+        before.append(
+            Step(f"s{i}", partial(act, f"s{i}"), partial(undo_of, f"s{i}"),
+                 register=draw(st.sampled_from(["before", "after"])))
+        )  # fmt: skip
+    after = [Step("ship", partial(act, "ship"), kind=Kind.RETRIABLE, retry=QUICK)]
+    steps = [*before, Step("email", partial(act, "email"), kind=Kind.PIVOT)]
+    steps += after if draw(st.booleans()) else []
+    inject = {"email": draw(st.sampled_from(["fail", "fail_after_effect"]))}
+    if before and draw(st.booleans()):
+        inject[draw(st.sampled_from([s.name for s in before]))] = "undo_fails"
+    policy = draw(st.sampled_from(["continue", "halt", Retry(QUICK)]))
+    return Saga(steps, name="drawn", policy=policy), inject
+
+
+@settings(PROPERTY, max_examples=60)
+@given(drawn=pivot_sagas())
+def test_no_step_before_a_pivot_that_may_have_happened_is_ever_undone(drawn):
+    saga, inject = drawn
+    state = {}
+    outcome = saga.run(state, inject=inject, clock=VirtualClock())
+    if inject["email"] == "fail_after_effect":
+        assert outcome.status is Status.HALTED
+        assert not any(e.kind == EventKind.UNDO for e in outcome.events)
+        assert set(outcome.pending) == {s.name for s in saga.steps if s.undo is not None}
+    else:  # refused cleanly: every undo logged runs, as for any failed step
+        assert outcome.status is not Status.HALTED or saga.policy.name == "halt"
+        assert all(state.get(s.name) != "done" or s.undo is None for s in saga.steps
+                   if s.name in outcome.compensated)  # fmt: skip
+
+
+class ReadTimedOut(TimeoutError):
+    """A mail client's own timeout: the message may have gone out."""
+
+
+def timing_out(state):
+    state["email"] = "done"
+    raise ReadTimedOut("the mail server did not answer in time")
+
+
+def refusing(state):
+    raise ConnectionRefusedError("the mail server is down")
+
+
+def with_email(action):
+    return Saga([*booking().steps[:2], Step("email", action, kind=Kind.PIVOT)], name="booking")
+
+
+def test_a_pivot_that_times_out_halts_and_one_that_is_refused_is_compensated_across():
+    state = {}
+    outcome = with_email(timing_out).run(state, clock=VirtualClock())
+    assert outcome.status is Status.HALTED and outcome.compensated == ()
+    assert "failed with a timeout" in outcome.events[-1].details["reason"]
+    state = {}
+    outcome = with_email(refusing).run(state, clock=VirtualClock())
+    assert outcome.status is Status.ROLLED_BACK
+    assert state == {"reserve": "undone", "charge": "undone"}
+
+
+# -- the writers ask the machine about both failures --------------------------------------
+
+
+def test_owed_answers_a_failure_after_the_effect_too():
+    found = {o.step: o for o in owed(booking().specs())}
+    assert not found["email"].halts and found["email"].undos == ("charge", "reserve")
+    assert found["email"].after is not None and found["email"].after.halts
+    assert found["charge"].after is not None and not found["charge"].after.halts
+    assert found["ship"].halts and found["ship"].after.halts  # retried forward, then a person
+
+
+def test_after_effect_is_what_the_error_says():
+    from rollback_lessons.faults import Fault, action_error
+
+    assert after_effect(action_error("x", Fault.FAIL_AFTER_EFFECT))
+    assert not after_effect(action_error("x", Fault.FAIL))
+    assert not after_effect(ValueError("x"))
+
+
+def test_the_state_machine_routes_a_pivots_failure_after_its_effect_to_a_person():
+    asl = to_asl(booking())
+    email = next(v for k, v in asl["States"].items() if k.startswith("Do email"))
+    catches = email["Catch"]
+    assert catches[0]["Next"] == HALTED_AT_PIVOT
+    late = catches[0]["ErrorEquals"]
+    assert {"States.Timeout", "TimeoutError", "InjectedTimeout", "ReadTimedOut"} <= {*late}
+    assert "InjectedFault" not in late and "States.ALL" not in late
+    assert catches[1]["ErrorEquals"] == ["States.ALL"] and catches[1]["Next"].startswith("Undo")
+    charge = next(v for k, v in asl["States"].items() if k.startswith("Do charge"))
+    assert len(charge["Catch"]) == 1  # a compensable step: the same undos either way
+
+
+@pytest.fixture(scope="module")
+def step_functions():
+    with StepFunctionsRunner.start() as runner:
+        yield runner
+
+
+@pytest.mark.parametrize("register", ["before", "after"])
+@pytest.mark.parametrize("fault", ["fail", "fail_after_effect"])
+def test_every_engine_ends_a_pivots_failure_as_in_process(
+    fault, register, step_functions, dbos_runner
+):
+    inject = {"email": fault, "charge": "undo_fails_once"}
+    local = booking(register).run({}, inject=inject, policy=Retry(QUICK), clock=VirtualClock())
+    assert local.status is (Status.HALTED if fault == "fail_after_effect" else Status.ROLLED_BACK)
+    same_outcome(local, step_functions.run(booking(register), {}, inject=inject,
+                                           policy=Retry(QUICK)))  # fmt: skip
+    same_outcome(local, dbos_runner.run(booking(register), {}, inject=inject,
+                                        policy=Retry(QUICK)))  # fmt: skip
+    for action in (timing_out, refusing):  # a real error, as the engine reports it
+        local = with_email(action).run({}, clock=VirtualClock())
+        same_outcome(local, step_functions.run(with_email(action), {}))
+        same_outcome(local, dbos_runner.run(with_email(action), {}))
+    plain = {"email": fault}
+    saga = Saga(booking(register).steps[:3], name="booking")  # (BPMN here: no retries)
+    local = saga.run({}, inject=plain, clock=VirtualClock())
+    same_outcome(local, BpmnRunner.start().run(saga, {}, inject=plain))
+
+
+def test_the_compensation_form_writes_the_policys_then():
+    halt, cont = to_bpmn(booking(), policy=Halt()), to_bpmn(booking(), policy="continue")
+    assert halt != cont
+    assert '<zeebe:header key="on-failure" value="halt"/>' in halt
+    assert '<zeebe:header key="on-failure" value="dead_letter"/>' in cont
+    assert 'errorCode="StepInDoubt"' in halt  # the pivot's failure after its effect
+
+
+def test_bpmn_runner_takes_a_policy_and_refuses_one_it_cannot_run_before_anything_runs():
+    from rollback_lessons.runners.bpmn import UnsupportedInBPMN
+
+    state = {}
+    with pytest.raises(UnsupportedInBPMN):
+        BpmnRunner.start().run(booking(), state, policy="halt")
+    assert state == {}
+    saga = Saga(booking().steps[:3], name="booking")
+    assert BpmnRunner.start().run(saga, {}, policy="continue").status is Status.COMMITTED
+
+
+# -- Step Functions retries what the machine retries ----------------------------------------
+
+
+class FlakyGateway:
+    def __init__(self):
+        self.calls = 0
+
+    def charge(self, state):
+        self.calls += 1
+        if self.calls == 1:
+            raise ConnectionResetError("reset by peer")  # a subclass of the policy's type
+        state["charged"] = True
+
+
+def test_a_subclass_of_a_retry_on_type_is_retried_on_step_functions_as_in_process(
+    step_functions,
+):
+    def saga(gateway):
+        retry = RetryPolicy(max_attempts=2, initial_delay=0.01, retry_on=(ConnectionError,))
+        return Saga([Step("charge", gateway.charge, lambda s: None, retry=retry)], name="pay")
+
+    local = saga(FlakyGateway()).run({}, clock=VirtualClock())
+    assert local.status is Status.COMMITTED
+    same_outcome(local, step_functions.run(saga(FlakyGateway()), {}))
+    asl = to_asl(saga(FlakyGateway()))
+    [task] = [v for k, v in asl["States"].items() if k.startswith("Do charge")]
+    assert "ConnectionResetError" in task["Retry"][0]["ErrorEquals"]
+
+
+# -- recover: the pivot, the run's policy and order ------------------------------------------
+
+registry = Registry()
+WORLD: dict[str, dict] = {}
+
+
+@compensation("rules.undo", registry)
+def journal_undo(world, step, idempotency_key=None):
+    w = WORLD[world]
+    w["calls"].append(step)
+    fails = w["fails"].get(step, 0)
+    if fails:
+        w["fails"][step] = fails - 1
+        raise ConnectionError(f"undo of {step}: down")
+    w["undone"].append(step)
+
+
+def journalled(world, n=3, pivot_at=None):
+    WORLD[world] = {"calls": [], "undone": [], "fails": {}}
+    steps = [Step(f"s{i}", partial(act, f"s{i}"), journal_undo.bind(world=world, step=f"s{i}"),
+                  register="before") for i in range(n)]  # fmt: skip
+    if pivot_at is not None:
+        steps.insert(pivot_at, Step("email", partial(act, "email"), kind=Kind.PIVOT))
+    return Saga(steps, name=world)
+
+
+def crash_at_undo(k):
+    """An on_event that kills the run (as a crash would) at its ``k``-th undo attempt."""
+    seen = []
+
+    def on_event(event):
+        if event.kind == EventKind.UNDO:
+            seen.append(event)
+            if len(seen) == k:
+                raise KeyboardInterrupt
+
+    return on_event
+
+
+def orphan(journal):
+    journal.write([("UPDATE sagas SET owner_pid = ?, owner_started = NULL", (dead_pid(),))])
+
+
+def test_recover_goes_on_with_the_rollback_when_the_pivot_refused_before_its_effect(tmp_path):
+    saga = journalled("refused", n=2, pivot_at=2)
+    with Journal(tmp_path / "j.db") as journal:
+        with pytest.raises(KeyboardInterrupt):
+            saga.run({}, inject={"email": "fail"}, journal=journal, run_id="r",
+                     on_event=crash_at_undo(1))  # fmt: skip
+        assert journal.saga("r").pivot_state == "refused"
+        orphan(journal)
+        [done] = recover(journal, registry)
+    assert done.status is Status.ROLLED_BACK and "s0" in done.undone
+    assert sorted(WORLD["refused"]["undone"]) == ["s0", "s1"]
+
+
+def test_recover_halts_when_the_pivot_failed_after_its_effect_and_the_run_was_cut(tmp_path):
+    saga = journalled("doubt", n=2, pivot_at=2)
+    with Journal(tmp_path / "j.db") as journal:
+        outcome = saga.run({}, inject={"email": "fail_after_effect"}, journal=journal,
+                           run_id="d")  # fmt: skip
+        assert outcome.status is Status.HALTED
+        assert journal.saga("d").status == "halted" and journal.saga("d").pivot_state == "started"
+    assert WORLD["doubt"]["calls"] == []
+
+
+def uninterrupted_and_recovered(tmp_path, name, policy, order, fails, crash):
+    """The same saga, with the same failing undos: run straight through, and crashed at
+    its ``crash``-th undo attempt then recovered. Both records, and both worlds."""
+    saga = journalled(f"{name}-straight")
+    WORLD[f"{name}-straight"]["fails"] = dict(fails)
+    kw = {"inject": {"s2": "fail"}, "policy": policy, "undo_order": order}
+    with Journal(tmp_path / f"{name}-a.db") as journal:
+        straight = saga.run({}, journal=journal, run_id="a", clock=VirtualClock(), **kw)
+    saga = journalled(f"{name}-crashed")
+    WORLD[f"{name}-crashed"]["fails"] = dict(fails)
+    with Journal(tmp_path / f"{name}-b.db") as journal:
+        with contextlib.suppress(KeyboardInterrupt):
+            saga.run({}, journal=journal, run_id="b", on_event=crash_at_undo(crash),
+                     clock=VirtualClock(), **kw)  # fmt: skip
+        orphan(journal)
+        report = recover(journal, registry)
+        final = journal.saga("b")
+    return straight, report, final
+
+
+POLICIES = {
+    "continue": "continue",
+    "halt": "halt",
+    "retry": Retry(RetryPolicy(max_attempts=3, initial_delay=0.001, max_delay=0.001)),
+    "retry, then halt": Retry(
+        RetryPolicy(max_attempts=2, initial_delay=0.001, max_delay=0.001), then="halt"
+    ),
+}
+
+
+@settings(PROPERTY, max_examples=40)
+@given(
+    policy=st.sampled_from(sorted(POLICIES)),
+    order=st.sampled_from(["reverse", "forward"]),
+    fails=st.dictionaries(st.sampled_from(["s0", "s1", "s2"]), st.integers(0, 3), max_size=2),
+    crash=st.integers(1, 3),
+)
+def test_recover_with_policy_p_ends_as_an_uninterrupted_run_with_policy_p(
+    tmp_path_factory, policy, order, fails, crash
+):
+    tmp = tmp_path_factory.mktemp("p")
+    name = f"{policy}-{order}-{sorted(fails.items())}-{crash}"
+    straight, report, final = uninterrupted_and_recovered(
+        tmp, name, POLICIES[policy], order, fails, crash
+    )
+    assert final.status == str(straight.status)
+    if report.recovered:  # (else the crash came after the rollback was over)
+        [recovered] = report.recovered
+        assert recovered.status == straight.status
+        assert [d.step for d in recovered.dead_letters] == [d.step for d in straight.dead_letters]
+        assert [d.attempts for d in recovered.dead_letters] == [
+            d.attempts for d in straight.dead_letters
+        ]
+        assert recovered.pending == straight.pending
+    # the same undo calls, in the same order, and the same world
+    assert WORLD[f"{name}-crashed"]["calls"] == WORLD[f"{name}-straight"]["calls"]
+    assert WORLD[f"{name}-crashed"]["undone"] == WORLD[f"{name}-straight"]["undone"]
+
+
+def test_a_halting_policy_halts_in_recover_too(tmp_path):
+    straight, report, final = uninterrupted_and_recovered(
+        tmp_path, "halt", "halt", "reverse", {"s0": 1}, 1
+    )
+    assert straight.status is Status.HALTED and straight.pending == ("s0",)
+    [recovered] = report.recovered
+    assert recovered.status is Status.HALTED and recovered.pending == ("s0",)
+    assert final.status == "halted"
+
+
+def test_a_retry_policy_retries_in_recover(tmp_path):
+    straight, report, _ = uninterrupted_and_recovered(
+        tmp_path, "retry", POLICIES["retry"], "reverse", {"s0": 2}, 1
+    )
+    [recovered] = report.recovered
+    assert straight.status is recovered.status is Status.ROLLED_BACK
+    assert recovered.dead_letters == ()
+    assert WORLD["retry-crashed"]["calls"].count("s0") == 3  # two failures, then done
+
+
+def test_recover_keeps_the_undo_order_of_the_run(tmp_path):
+    _, report, _ = uninterrupted_and_recovered(tmp_path, "fwd", "continue", "forward", {}, 1)
+    [recovered] = report.recovered  # cut at its first undo: recover runs them all, oldest first
+    assert recovered.undone == ("s0", "s1", "s2") == tuple(WORLD["fwd-crashed"]["calls"])
+
+
+def test_dead_letters_recorded_before_the_crash_come_back_as_records(tmp_path):
+    _, report, _ = uninterrupted_and_recovered(tmp_path, "dead", "continue", "reverse",
+                                               {"s1": 9}, 3)  # fmt: skip
+    [recovered] = report.recovered
+    [dead] = recovered.dead_letters
+    assert dead.step == "s1" and dead.attempts == 1
+    assert type(dead.error).__name__ == "RemoteError" and repr(dead.error) == (
+        "ConnectionError('undo of s1: down')"
+    )
+    assert recovered.status is Status.ROLLBACK_INCOMPLETE
+
+
+def test_a_policy_a_journal_cannot_keep_is_refused_before_the_saga_starts(tmp_path):
+    class Mine(UndoPolicy):
+        def decide(self, attempt, error):
+            return "halt"
+
+    saga = journalled("mine")
+    state = {}
+    with Journal(tmp_path / "j.db") as journal:
+        with pytest.raises(UnjournaledPolicy, match="recover could not obey it"):
+            saga.run(state, journal=journal, policy=Mine())
+        assert journal.sagas() == [] and state == {}
+
+        class Own(Exception):
+            pass
+
+        foreign = Retry(RetryPolicy(retry_on=(Own,)))
+        with pytest.raises(UnjournaledPolicy, match="exception types Own"):
+            saga.run(state, journal=journal, policy=foreign)
+        assert journal.sagas() == [] and state == {}
+
+
+def test_a_journal_written_before_policies_were_kept_says_what_recover_used(tmp_path):
+    path = tmp_path / "old.db"
+    saga = journalled("old")
+    with Journal(path) as journal:
+        with pytest.raises(KeyboardInterrupt):
+            saga.run({}, inject={"s2": "fail"}, journal=journal, run_id="o", policy="halt",
+                     on_event=crash_at_undo(1))  # fmt: skip
+        orphan(journal)
+    con = sqlite3.connect(path)  # as schema 3 wrote it: no policy, no order
+    con.execute("ALTER TABLE sagas DROP COLUMN policy")
+    con.execute("ALTER TABLE sagas DROP COLUMN undo_order")
+    con.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    con.commit()
+    con.close()
+    with Journal(path) as journal:
+        [recovered] = recover(journal, registry)
+    assert FALLBACK in recovered.notes and "continue" in FALLBACK
+    assert SCHEMA_VERSION == 4
+
+
+def test_the_machine_resumes_with_the_policy_it_is_given():
+    m, op = Machine.resume_rollback([("a", 0), ("b", 0)], policy=Halt(), undo_order="forward")
+    assert op.step == "a"
+    op = m.undo_failed(ValueError("no"))
+    assert type(op).__name__ == "Ask"
+    assert type(m.answer("leave")).__name__ == "Finished"
+    assert m.record().status is Status.HALTED and m.record().pending == ("a", "b")
+    spec = StepSpec("email", Kind.PIVOT)
+    assert spec.kind == Kind.PIVOT
