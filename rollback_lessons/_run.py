@@ -49,7 +49,8 @@ from .rules import (
     check_register,
     check_undo_order,
 )
-from .schedule import After, GraphMachine
+from .schedule import After, GraphMachine, Ready
+from .schedule import cancel as cancel_run
 
 _log = logging.getLogger("rollback_lessons")
 _NO_ARGS: tuple[Any, ...] = ()
@@ -324,11 +325,17 @@ class Run(Driver):
 
     # -- the end ------------------------------------------------------------------------
 
-    def fail(self, error: BaseException) -> Op:
-        """Tell the machine the run failed. A Ctrl-C that lands while it is being told
+    def fail(self, error: BaseException, cancelled: bool = False) -> Op:
+        """Tell the machine the run failed (``cancelled``: its caller cancelled it, by the
+        cancel rule, ``schedule.cancel``). A Ctrl-C that lands while it is being told
         still leaves it told, and the rollback cut short there (everything pending)."""
         try:
             self.tick()
+            if cancelled:
+                op = cancel_run(self.m, error)
+                if op is not None:
+                    assert not isinstance(op, Ready)  # (a list's machine: never "start these")
+                    return op
             return self.m.fail(error)
         except BaseException as exc:
             if not self.m.rolling:  # it never heard of the failure: tell it now
@@ -338,8 +345,8 @@ class Run(Driver):
     def roll_back(self, error: BaseException) -> Op:
         return self.drive(self.fail(error))  # (a Finished op only passes through)
 
-    async def aroll_back(self, error: BaseException) -> Op:
-        return await self.adrive(self.fail(error))
+    async def aroll_back(self, error: BaseException, cancelled: bool = False) -> Op:
+        return await self.adrive(self.fail(error, cancelled))
 
     def commit(self) -> None:
         self.tick()

@@ -148,12 +148,14 @@ def level_of(kind: str, details: Mapping[str, Any] | None = None) -> int:
     """The log level an event's meaning calls for: ERROR means a person must act.
 
     A failed undo that will be retried is a WARNING; one given up on (dead letter, halt)
-    is an ERROR; a rollback that ends incomplete or halted is an ERROR, a complete one INFO.
+    is an ERROR; a rollback that ends incomplete or halted is an ERROR, a complete one
+    (``rolled_back``, or ``cancelled``: the world is as it was too) INFO.
     """
     if kind == EventKind.UNDO_FAILED and details is not None:
         return logging.WARNING if details.get("then") == "retry" else logging.ERROR
     if kind == EventKind.ROLLBACK_DONE and details is not None:
-        return logging.INFO if details.get("status") == "rolled_back" else logging.ERROR
+        complete = details.get("status") in ("rolled_back", "cancelled")
+        return logging.INFO if complete else logging.ERROR
     return _LEVELS.get(kind, logging.INFO)
 
 

@@ -146,7 +146,8 @@ class Rollback(_Base):
 
 
 class AsyncRollback(_Base):
-    """The ``async with`` twin: steps and undos may be coroutines; cancellation still undoes."""
+    """The ``async with`` twin: steps and undos may be coroutines; a cancelled task still
+    undoes (shielded, a second cancel too) and its outcome says ``cancelled``."""
 
     _is_async = True
 
@@ -191,7 +192,9 @@ class AsyncRollback(_Base):
 
         # Shield the undos: a cancellation that arrives now must not cut the rollback short.
         assert failed is not None
-        task = asyncio.ensure_future(run.aroll_back(failed))
+        # A cancelled task's rollback says ``cancelled`` (the machine's rule, as ``arun``'s).
+        cancelled = isinstance(failed, asyncio.CancelledError)
+        task = asyncio.ensure_future(run.aroll_back(failed, cancelled))
         cancelled_again = False
         while not task.done():
             try:

@@ -69,3 +69,10 @@ def test_log_levels_follow_meaning(caplog):
 def test_level_of_a_halted_rollback_is_error():
     assert level_of("rollback_done", {"status": "halted"}) == logging.ERROR
     assert level_of("undo_failed", {"then": "halt"}) == logging.ERROR
+
+
+def test_a_complete_rollback_is_info_cancelled_or_not_and_an_incomplete_one_error():
+    """Cancelled promises what rolled_back does (the world as it was): nobody is paged."""
+    for status in ("rolled_back", "cancelled"):
+        assert level_of("rollback_done", {"status": status}) == logging.INFO
+    assert level_of("rollback_done", {"status": "rollback_incomplete"}) == logging.ERROR

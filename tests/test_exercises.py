@@ -59,20 +59,7 @@ def test_every_exercise_is_in_a_lesson_and_each_lesson_has_one_to_four():
     for key in EXERCISES:
         per_lesson.setdefault(key.split(".")[0], []).append(key)
     assert all(1 <= len(v) <= 4 for v in per_lesson.values()), per_lesson
-    assert sorted(per_lesson) == [
-        "01",
-        "02",
-        "03",
-        "04",
-        "05",
-        "06",
-        "07",
-        "08",
-        "09",
-        "10",
-        "11",
-        "13",
-    ]
+    assert sorted(per_lesson) == [f"{n:02d}" for n in range(1, 14)]
 
 
 @pytest.mark.parametrize("key", sorted(EXERCISES))
@@ -378,8 +365,8 @@ def test_a_damaged_progress_file_starts_again_and_never_fails_a_check(data_dir):
 
 
 def test_progress_of_an_unknown_lesson_is_refused(data_dir):
-    with pytest.raises(ValueError, match="no exercises in lesson '12'"):
-        ex.progress("12")
+    with pytest.raises(ValueError, match="no exercises in lesson '13'"):
+        ex.progress("13")
 
 
 # -- the lessons ---------------------------------------------------------------------------

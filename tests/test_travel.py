@@ -39,3 +39,30 @@ def test_a_booking_cancelled_midway_is_undone_and_says_cancelled():
     assert set(outcome.compensated) == {"room", "car", "flight"}
     assert world == travel.state()
     assert str(outcome).startswith("cancelled: stopped by CancelledError")
+
+
+def test_every_undo_order_an_all_at_once_engine_may_finish_in_is_tabled_truthfully():
+    table, wrong = travel.every_undo_order()
+    assert len(table.rows) == 6 and wrong == 3
+    declared = travel.booking(declared=True)
+    for order_text, left, allowed in table.rows:
+        order = tuple(order_text.split(" → "))
+        world = travel.booked()
+        refused = travel.undo_in(order, world)
+        assert (left == "all undone") == (not refused) == (world == travel.state())
+        # the dependency declared, the engine may pick exactly the orders that undo all
+        assert (allowed == "yes") == travel.allowed(order, declared) == (not refused)
+
+
+def test_the_engines_that_do_not_run_groups_yet_refuse_the_booking():
+    said = travel.engines_refuse()
+    assert len(said) == 3 and all(": refused (" in line for line in said), said
+
+
+def test_the_plan_table_is_read_from_the_saga_graph():
+    from rollback_lessons.lab.graphs import plan_table
+
+    rows = {row[0]: row[2:] for row in plan_table(travel.booking(declared=True)).rows}
+    assert rows["car"] == ("room", "flight")
+    assert rows["charge"] == ("car, flight", "-")
+    assert rows["flight"] == ("-", "room, car")

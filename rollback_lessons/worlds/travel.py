@@ -19,10 +19,12 @@ may pick is right; the car's booking then waits for the room.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 from ..outcome import Outcome, Table, compare_table
 from ..saga import Parallel, Saga, State, Step
+from ..schedule import dependants
 
 ROOM, CAR, FLIGHT = "room-12", "car-7", "LH-400"
 ORDERS = ("reverse", "reverse_start", "by_dependency")
@@ -117,3 +119,75 @@ async def cancelled_midway(world: dict[str, Any] | None = None) -> Outcome:
     except asyncio.CancelledError as cancelled:
         return cancelled.outcome  # type: ignore[attr-defined, no-any-return]
     raise AssertionError("the booking was not cancelled")  # pragma: no cover
+
+
+UNDOS = {"room": cancel_room, "car": cancel_car, "flight": cancel_flight}
+
+
+def booked() -> dict[str, Any]:
+    """The world once the three bookings are made, the room's before the car's (the car is
+    delivered to the room), before the charge."""
+    world = state()
+    for book in (book_room, book_car, book_flight):
+        book(world)
+    return world
+
+
+def undo_in(order: tuple[str, ...], world: dict[str, Any]) -> list[str]:
+    """Run the bookings' undos on ``world`` in ``order``, going on past a refusal (as the
+    ``continue`` policy does); the steps whose undo was refused."""
+    refused = []
+    for step in order:
+        try:
+            UNDOS[step](world)
+        except HotelRefuses:
+            refused.append(step)
+    return refused
+
+
+def allowed(order: tuple[str, ...], saga: Saga) -> bool:
+    """May a by-dependency engine pick ``order`` for ``saga``: does every undo run after the
+    undos of every step that depended on it?"""
+    below = dependants(saga.dependencies)
+    return all(not (below[step] & set(order[i + 1 :])) for i, step in enumerate(order))
+
+
+def every_undo_order() -> tuple[Table, int]:
+    """Each of the 6 orders an engine that runs every undo at once might end up in, on the
+    booked world: what it leaves, and whether the declared dependency allows it. Also how
+    many orders leave something booked."""
+    declared = booking(declared=True)
+    rows, wrong = [], 0
+    for order in itertools.permutations(UNDOS):
+        world = booked()
+        refused = undo_in(order, world)
+        wrong += bool(refused)
+        left = "the hotel refuses: the room stays booked" if refused else "all undone"
+        rows.append((" → ".join(order), left, "yes" if allowed(order, declared) else "no"))
+    header = ("undo order", "what it leaves", "allowed, car declared after room")
+    return Table(header=header, rows=tuple(rows)), wrong
+
+
+def engines_refuse() -> list[str]:
+    """What this project's engines say when given the booking with its parallel group: the
+    plan every runner builds before it runs (Temporal, Step Functions, DBOS, SpiffWorkflow)
+    and the two writers (ASL, BPMN) refuse it, before anything runs."""
+    from ..errors import InvalidPipelineError
+    from ..runners.bpmn import to_bpmn
+    from ..runners.stepfunctions import to_asl
+    from ..runners.wire import plan_of
+
+    said = []
+    engines = (
+        ("every runner's plan", lambda saga: plan_of(saga, "lesson-12")),
+        ("to_asl", to_asl),
+        ("to_bpmn", to_bpmn),
+    )
+    for engine, write in engines:
+        try:
+            write(booking())
+        except InvalidPipelineError as refused:
+            said.append(f"{engine}: refused ({refused})")
+        else:  # pragma: no cover (the lesson would then be wrong: a test says so)
+            said.append(f"{engine}: accepted it")
+    return said

@@ -45,6 +45,6 @@ class Bank:
 
 
 def bank() -> dict[str, Bank]:
-    from . import lesson13, lessons_01_05, lessons_06_11
+    from . import lesson13, lesson_12, lessons_01_05, lessons_06_11
 
-    return {**lessons_01_05.BANK, **lessons_06_11.BANK, **lesson13.BANK}
+    return {**lessons_01_05.BANK, **lessons_06_11.BANK, **lesson_12.BANK, **lesson13.BANK}

@@ -430,6 +430,7 @@ def load_all() -> dict[str, Exercise]:
         lesson09,
         lesson10,
         lesson11,
+        lesson12,
         lesson13,
     )
 

@@ -1,0 +1,162 @@
+"""The misconception bank for lesson 12 (parallel steps and cancellation)."""
+
+from . import (
+    BY_NAME,
+    BY_POSITION,
+    HARD_CODED,
+    NOT_IDEMPOTENT,
+    NOT_ITS_OWN,
+    OTHER,
+    SETS_VALUE,
+    SORTS_BY_NAME,
+    UNSHOWN_CASE,
+    Bank,
+    Wrong,
+)
+
+BANK = {
+    "12.1": Bank(
+        right=(
+            # chains followed from the used end, each a branch of one group
+            "def declare(steps, uses):\n"
+            "    by_name = {s.name: s for s in steps}\n"
+            "    user_of = {b: a for a, b in uses.items()}\n"
+            "    branches = []\n"
+            "    for s in steps:\n"
+            "        if s.name not in uses:\n"
+            "            chain = [s]\n"
+            "            while chain[-1].name in user_of:\n"
+            "                chain.append(by_name[user_of[chain[-1].name]])\n"
+            "            branches.append(chain)\n"
+            "    return [Parallel(*branches)]",
+            # walked back from the end of each chain, a single booking as a Step
+            "def declare(steps, uses, *, alone_as_step=True):\n"
+            "    by_name = {s.name: s for s in steps}\n"
+            "    used = set(uses.values())\n"
+            "    branches = []\n"
+            "    for s in steps:\n"
+            "        if s.name in used:\n"
+            "            continue\n"
+            "        chain = [s]\n"
+            "        while chain[0].name in uses:\n"
+            "            chain.insert(0, by_name[uses[chain[0].name]])\n"
+            "        branches.append(chain[0] if len(chain) == 1 and alone_as_step else chain)\n"
+            "    return Parallel(*branches)",
+        ),
+        wrong=(
+            Wrong(
+                HARD_CODED,  # the lesson's declaration
+                "def declare(steps, uses):\n"
+                "    s = {step.name: step for step in steps}\n"
+                '    return Parallel([s["room"], s["car"]], s["flight"])',
+                ("your declare raised KeyError",),
+            ),
+            Wrong(
+                UNSHOWN_CASE,  # chains of two only, as in the lesson
+                "def declare(steps, uses):\n"
+                "    by_name = {s.name: s for s in steps}\n"
+                "    used = set(uses.values())\n"
+                "    branches = []\n"
+                "    for s in steps:\n"
+                "        if s.name in uses:\n"
+                "            branches.append([by_name[uses[s.name]], s])\n"
+                "        elif s.name not in used:\n"
+                "            branches.append([s])\n"
+                "    return Parallel(*branches)",
+                ("uses flight's effect", "your steps do not make a saga", "repeated: flight"),
+            ),
+            Wrong(
+                BY_POSITION,  # the user after the used... in the order given
+                "def declare(steps, uses):\n    return Parallel(*steps)",
+                ("does not make", "wait for", "refused"),
+            ),
+            Wrong(
+                OTHER,  # backwards: the used after the user
+                "def declare(steps, uses):\n"
+                "    by_name = {s.name: s for s in steps}\n"
+                "    user_of = {b: a for a, b in uses.items()}\n"
+                "    branches = []\n"
+                "    for s in steps:\n"
+                "        if s.name not in uses:\n"
+                "            chain = [s]\n"
+                "            while chain[-1].name in user_of:\n"
+                "                chain.append(by_name[user_of[chain[-1].name]])\n"
+                "            branches.append(chain[::-1])\n"
+                "    return Parallel(*branches)",
+                ("does not make", "wait for"),
+            ),
+            Wrong(
+                OTHER,  # safe, but everything in one line: nothing at once any more
+                "def declare(steps, uses):\n    return list(steps)",
+                ("wait for", "neither uses the other's effect", "could run at once"),
+            ),
+        ),
+        not_applicable={
+            BY_NAME: "the bookings are Step objects, found by the names uses gives",
+            NOT_IDEMPOTENT: "a declaration changes nothing when made twice",
+            SETS_VALUE: "a declaration sets no value",
+            SORTS_BY_NAME: "the check never asks for an order of names",
+            NOT_ITS_OWN: "a declaration touches no record",
+        },
+    ),
+    "12.2": Bank(
+        right=(
+            "def undone_by_cancel(saga, moment):\n"
+            "    ended = set(moment.done) | set(moment.running) - set(moment.will_fail)\n"
+            "    return {s for s in ended if saga[s].undo is not None}",
+            "def undone_by_cancel(saga, moment):\n"
+            "    out = []\n"
+            "    for step in saga.steps:\n"
+            "        if step.undo is None or step.name in moment.will_fail:\n"
+            "            continue\n"
+            "        if step.name in moment.done or step.name in moment.running:\n"
+            "            out.append(step.name)\n"
+            "    return ', '.join(reversed(out))",
+        ),
+        wrong=(
+            Wrong(
+                HARD_CODED,  # the lesson's answer
+                "def undone_by_cancel(saga, moment):\n    return ['car', 'flight', 'room']",
+                ("you predicted ['car', 'flight', 'room']", "is not a step of this saga"),
+            ),
+            Wrong(
+                OTHER,  # the running step taken for cut off
+                "def undone_by_cancel(saga, moment):\n"
+                "    return [s for s in moment.done if saga[s].undo is not None]",
+                ("was running: it finished, then was undone",),
+            ),
+            Wrong(
+                UNSHOWN_CASE,  # a running step that fails
+                "def undone_by_cancel(saga, moment):\n"
+                "    return [s for s in (*moment.done, *moment.running) if saga[s].undo]",
+                ("will fail", "failed: it had no effect to undo"),
+            ),
+            Wrong(
+                UNSHOWN_CASE,  # a step with no undo
+                "def undone_by_cancel(saga, moment):\n"
+                "    done = (*moment.done, *moment.running)\n"
+                "    return [s for s in done if s not in moment.will_fail]",
+                ("(no undo: ", "has no undo"),
+            ),
+            Wrong(
+                BY_POSITION,  # the first steps of the saga, as many as had started
+                "def undone_by_cancel(saga, moment):\n"
+                "    return saga.names[: len(moment.done) + len(moment.running)]",
+                ("you predicted", "and the engine undid"),
+            ),
+            Wrong(
+                OTHER,  # everything, as if the run had gone on
+                "def undone_by_cancel(saga, moment):\n"
+                "    return [s.name for s in saga.steps if s.undo is not None]",
+                ("you predicted ['ferry', 'guide']", "ferry failed: it had no effect to undo"),
+            ),
+        ),
+        not_applicable={
+            BY_NAME: "steps have names only",
+            NOT_IDEMPOTENT: "a prediction changes nothing",
+            SETS_VALUE: "a prediction sets nothing",
+            SORTS_BY_NAME: "any order is accepted: the check compares which steps",
+            NOT_ITS_OWN: "a prediction changes nothing",
+        },
+    ),
+}
