@@ -365,8 +365,8 @@ def test_a_damaged_progress_file_starts_again_and_never_fails_a_check(data_dir):
 
 
 def test_progress_of_an_unknown_lesson_is_refused(data_dir):
-    with pytest.raises(ValueError, match="no exercises in lesson '13'"):
-        ex.progress("13")
+    with pytest.raises(ValueError, match="no exercises in lesson '14'"):
+        ex.progress("14")
 
 
 # -- the lessons ---------------------------------------------------------------------------
