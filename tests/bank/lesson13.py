@@ -21,6 +21,13 @@ UPTO = '    n = len(chain) if fault == "cancelled" else names.index(fault)\n'
 BANK = {
     "13.1": Bank(
         right=(
+            # the ledger replaced by a longer one, not appended to (a learner's first pass)
+            "def handle(db, message):\n"
+            '    seen = db.setdefault("inbox", set())\n'
+            "    if message.id in seen:\n"
+            "        return\n"
+            "    seen.add(message.id)\n"
+            '    db["charges"] = db["charges"] + [(message.booking, message.data["amount"])]',
             # a dict of results, keyed by message id
             "def handle(db, message):\n"
             '    results = db.setdefault("handled", {})\n'
@@ -41,6 +48,15 @@ BANK = {
             "    table.append((message.id, message.booking))\n" + CHARGE,
         ),
         wrong=(
+            Wrong(
+                OTHER,  # Python's id() of the object, not message.id: a redelivery is a new object
+                "def handle(db, message):\n"
+                '    seen = db.setdefault("seen", set())\n'
+                "    if id(message) in seen:\n"
+                "        return\n"
+                "    seen.add(id(message))\n" + CHARGE,
+                ("msg-6924 (b1, 120) again", "charged 2 times, for 1 message id(s)"),
+            ),
             Wrong(
                 NOT_IDEMPOTENT,
                 "def handle(db, message):\n" + CHARGE,
@@ -153,6 +169,12 @@ BANK = {
     ),
     "13.2": Bank(
         right=(
+            # a generator and reversed(...): iterables in order
+            "def compensations(chain, fault):\n"
+            "    undos = [u for _, _, u in chain]\n"
+            '    if fault == "cancelled":\n'
+            "        return (u for u in undos)\n"
+            "    return reversed(undos[: [s for s, _, _ in chain].index(fault)])",
             RULE + '    if fault == "cancelled":\n'
             "        return ', '.join(c[2] for c in chain)\n"
             "    return ' -> '.join(c[2] for c in reversed(chain[: names.index(fault)]))",

@@ -32,7 +32,7 @@ import random
 import re
 import sysconfig
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -289,8 +289,10 @@ def names_list(answer: Any, names: Sequence[str], what: str) -> list[str]:
         answer = answer.strip().strip("[]()").replace('"', "").replace("'", "")
         parts = re.split(r"\s*(?:,|;|->|→)\s*", answer.strip())
         answer = [p for p in (parts if len(parts) > 1 else answer.split()) if p.strip()]
+    if isinstance(answer, Iterable) and not isinstance(answer, list | tuple | Set | Mapping):
+        answer = list(answer)  # a generator, reversed(...), a deque: its order is kept
     if not isinstance(answer, list | tuple):
-        raise Incorrect(f"{what}: write a list of step names, such as {list(names[:2])}")
+        raise Incorrect(f"{what}: write a list, in order, of names such as {list(names[:2])}")
     return [choose(item, names, what) for item in answer]
 
 

@@ -34,40 +34,7 @@ from . import (
     names_list,
     register,
 )
-
-
-class Crash(BaseException):
-    """The payment service's process dies here (the check's stand-in for SIGKILL: not an
-    ``Exception``, so no handler's ``except Exception`` swallows it)."""
-
-
-class Ledger(list):  # type: ignore[type-arg]
-    """``db["charges"]``: a list of (booking, amount); in a world with a crash inside the
-    handler, adding to it is where the process dies (after the write, before the commit)."""
-
-    crash_next = False
-
-    def _write(self) -> None:
-        if self.crash_next:
-            self.crash_next = False
-            raise Crash("the payment service's process died before its transaction committed")
-
-    def append(self, item: Any) -> None:
-        super().append(item)
-        self._write()
-
-    def extend(self, items: Any) -> None:
-        super().extend(items)
-        self._write()
-
-    def insert(self, index: Any, item: Any) -> None:
-        super().insert(index, item)
-        self._write()
-
-    def __iadd__(self, items: Any) -> Ledger:  # type: ignore[override,misc]
-        super().__iadd__(items)
-        self._write()
-        return self
+from .ledger import Crash, Db, Ledger
 
 
 @dataclass(frozen=True)
@@ -161,7 +128,7 @@ def size(world: World) -> tuple[int, ...]:
 
 
 def _fresh_db(world: World) -> dict[str, Any]:
-    return {"charges": Ledger(world.before)}
+    return Db(charges=Ledger(world.before))
 
 
 def _probe(fn: Any) -> None:
@@ -169,7 +136,7 @@ def _probe(fn: Any) -> None:
     database. The id is drawn afresh each time (never shown), so nothing remembered from
     an earlier check can hold it: what the handler remembers outside ``db`` shows."""
     first = Message(EventType.ROOM_RESERVED, "b5", {"amount": 150}, id=uuid.uuid4().hex[:8])
-    db: dict[str, Any] = {"charges": Ledger()}
+    db: dict[str, Any] = Db(charges=Ledger())
     call(fn, db, first, name="handle", where="On a new database")
     if list(db.get("charges", ())) != [("b5", 150)]:
         shown = repr(db.get("charges")).replace(repr(first.id), "message.id")  # drawn afresh
@@ -179,14 +146,15 @@ def _probe(fn: Any) -> None:
             "(message.booking, message.data['amount'])"
         )
     message = Message(EventType.ROOM_RESERVED, "b5", {"amount": 150}, id=uuid.uuid4().hex[:8])
-    db = {"charges": Ledger()}
+    db = Db(charges=Ledger())
     db["charges"].crash_next = True
     try:
         call(fn, db, message, name="handle", where="On a new database")
     except Crash:
-        db = {"charges": Ledger()}  # rolled back to what it was: nothing
+        db = Db(charges=Ledger())  # rolled back to what it was: nothing
     if isinstance(db.get("charges"), Ledger):
         db["charges"].crash_next = False
+    message = copy.deepcopy(message)  # redelivered: a new object, as from the queue
     call(fn, db, message, name="handle", where="On a new database, after a crash")
     if not db["charges"]:
         raise Incorrect(
@@ -196,7 +164,7 @@ def _probe(fn: Any) -> None:
             "argument), where the rollback does not reach, so b5 is never charged. Mark it "
             "in db, so the mark commits, or rolls back, with the charge."
         )
-    again: dict[str, Any] = {"charges": Ledger()}
+    again: dict[str, Any] = Db(charges=Ledger())
     call(fn, again, message, name="handle", where="On a second new database")
     if not again["charges"]:
         raise Incorrect(
@@ -210,13 +178,14 @@ def _probe(fn: Any) -> None:
 
 def _check_handle(handle: Any) -> str:
     fn = function(handle, "handle(db, message)")
-    attempted(fn, {"charges": Ledger()}, _message(generator("scratch"), "b0", 1))
+    attempted(fn, Db(charges=Ledger()), _message(generator("scratch"), "b0", 1))
     _probe(fn)
 
     def holds(world: World) -> None:
         db = _fresh_db(world)
         for d in world.deliveries:
-            message = world.messages[d.message]
+            # each delivery a new object, as a queue gives (a relay rebuilds it from JSON)
+            message = copy.deepcopy(world.messages[d.message])
             saved = copy.deepcopy(db)
             if d.crash == "inside":
                 db["charges"].crash_next = True
@@ -430,8 +399,9 @@ q2 = Exercise(
         "Follow the events: who publishes the failure, and who hears it first?",
         "A failure is published by the service that failed, to the one before it in the "
         "chain; the guest's cancellation goes where the guest's request went.",
-        "Each service that compensates publishes the next event, to its neighbour on the "
-        "side the first event came from.",
+        "Each service that compensates publishes the next event, which goes on the way the "
+        "first one went: a failure back towards the start of the chain, a cancellation on "
+        "towards its end.",
     ),
     solution_code=(
         "# exercise: 13.2\n"
