@@ -679,8 +679,10 @@ class Machine:
         return m, m._next_undo()
 
     def _order(self) -> list[Entry]:
-        """The undo log in the run's undo order."""
-        return self.log[::-1] if self.undo_order == "reverse" else list(self.log)
+        """The undo log in the run's undo order: as logged for ``forward``, newest first for
+        every other (a graph's own orders are ``GraphMachine``'s; resumed by ``recover``,
+        which has no graph, newest first respects every dependency a graph declared)."""
+        return list(self.log) if self.undo_order == "forward" else self.log[::-1]
 
     # -- how it ended -------------------------------------------------------------------
 

@@ -336,6 +336,8 @@ class Saga:
                     raise
                 if stopped is None:
                     stopped = run.stopped_by = exc
+            except Exception:  # inner failed: its error is handled just below
+                pass
         try:
             inner.result()
         except Exception as exc:  # a journal write going forward: the run fails there

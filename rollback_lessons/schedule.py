@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from .events import EventKind, describe
-from .machine import Machine, MachineError, Phase, after_effect
+from .machine import Machine, MachineError, Phase, after_effect, pivot_in_doubt
 from .operations import Entry, Op, RunStep, StepSpec, Wait
 from .policies import UndoPolicy
 from .rules import IRREVERSIBLE, Kind
@@ -251,22 +251,27 @@ class GraphMachine(Machine):
 
     def step_cut(self, step: str, exc: BaseException) -> GraphOp:
         """A BaseException (Ctrl-C, a cancelled task) cut ``step`` short: failed for good."""
+        cut = self.where[step] == _RUNNING  # inside its call: its effect may have happened
         self._running(step, _RUNNING, _WAITING)
         self.where[step] = _RUNNING
-        return self._lost(step, exc)
+        return self._lost(step, exc, cut)
 
-    def _lost(self, step: str, error: BaseException) -> GraphOp:
+    def _lost(self, step: str, error: BaseException, cut: bool = False) -> GraphOp:
         """``step`` failed for good: nothing more starts; its effect, if it happened anyway
-        and no undo was logged before it, leaked."""
+        (after its effect, or ``cut`` short inside its call) and no undo was logged before
+        it, leaked; a pivot that may have happened halts for a person (the machine's rule,
+        ``pivot_in_doubt``)."""
         spec = self.specs[step]
         self.where[step] = _FAILED
         self.busy_count -= 1
         self.ended.append(step)
         details: dict[str, Any] = {"error": describe(error)}
-        if after_effect(error):
+        if after_effect(error) or cut:
             details["after_effect"] = True
             if not (spec.has_undo and spec.register == "before"):
                 self.leaked = [*self.leaked, step]
+        if pivot_in_doubt(spec.kind, error, cut):
+            self.doubt = step
         if self.failures:
             also = f"{step} also failed, while the running steps finished: {describe(error)}"
             self.notes = [*self.notes, also]
@@ -280,6 +285,10 @@ class GraphMachine(Machine):
         ``cancelled``. Answers the rollback at once when no step runs; None once the run
         failed (the rollback goes on) or while steps still run."""
         if self.rolling or self.phase is Phase.DONE or self.failing:
+            return None
+        if past_pivot(self):
+            if PAST_PIVOT not in self.notes:
+                self.notes = [*self.notes, PAST_PIVOT]
             return None
         self.cancelled, self.stopping = True, error
         return self._next() if not self.busy_count else None
@@ -322,12 +331,36 @@ class GraphMachine(Machine):
         return [entry[step] for step in steps]
 
 
+PAST_PIVOT = (
+    "a cancel came once the irreversible step had started: declined, the run goes on "
+    "forward (undoing the steps before it would not take it back)"
+)
+
+
+def past_pivot(m: Machine) -> bool:
+    """Has the run's irreversible step started (running now, or done)? A cancel then is
+    declined, as a failure after the pivot is retried forward: never compensated across."""
+    if m.pivot_done:
+        return True
+    if isinstance(m, GraphMachine):
+        return any(m.specs[s].kind == Kind.PIVOT for s in m.busy)
+    return (
+        m.phase in (Phase.STEP, Phase.STEP_WAIT)
+        and m.spec is not None
+        and m.spec.kind == Kind.PIVOT
+    )
+
+
 def cancel(m: Machine, error: BaseException) -> Op | GraphOp | None:
     """The run's caller cancels it (a cancel token, a cancelled task): nothing more starts,
     what was done is undone, and the status says ``cancelled`` (``status_of``). A step
     running now finishes first (None: tell the machine how it went, as usual); a step
     waiting to retry is not tried again. Once the run failed, a cancel changes nothing
     (None): the rollback goes on. (A graph's own rule: ``GraphMachine.cancel``.)"""
+    if not (m.rolling or m.phase is Phase.DONE) and past_pivot(m):
+        if PAST_PIVOT not in m.notes:
+            m.notes = [*m.notes, PAST_PIVOT]
+        return None
     if isinstance(m, GraphMachine):
         return m.cancel(error)
     if m.rolling or m.phase is Phase.DONE:
@@ -350,5 +383,6 @@ __all__ = [
     "cancel",
     "concurrent",
     "dependants",
+    "past_pivot",
     "undo_order",
 ]

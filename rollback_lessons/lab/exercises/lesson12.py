@@ -70,6 +70,14 @@ def trips() -> list[Trip]:
             else:
                 chain = [name]
         found.append(Trip(tuple(names), tuple(uses)))
+    rng = generator("12.1 trees")  # a booking two others use: a chain answer is not enough
+    for _ in range(30):
+        names = rng.sample(NAMES, rng.randint(3, 7))
+        uses = [(names[1], names[0]), (names[2], names[0])]
+        for i, name in enumerate(names[3:], 3):
+            if rng.random() < 0.7:
+                uses.append((name, rng.choice(names[:i])))
+        found.append(Trip(tuple(rng.sample(names, len(names))), tuple(uses)))
     return found
 
 
@@ -350,22 +358,21 @@ q1 = Exercise(
         "A branch of a Parallel group is a list of steps run in order: put a booking in "
         "the same branch, after the one it uses. Bookings that use nothing of each other "
         "go in different branches.",
-        "Follow each chain from a booking that uses nothing: who uses it, who uses that...",
+        "Follow each chain from a booking that uses nothing: who uses it, who uses that... "
+        "Two bookings using the same one go after it, in branches of their own.",
     ),
     solution_code=(
         "# exercise: 12.1\n"
         "def declare(steps, uses):\n"
         "    by_name = {step.name: step for step in steps}\n"
-        "    user_of = {used: user for user, used in uses.items()}\n"
-        "    chains = []\n"
-        "    for step in steps:\n"
-        "        if step.name in uses:\n"
-        "            continue  # it goes after the booking it uses, in that one's chain\n"
-        "        chain = [step]\n"
-        "        while chain[-1].name in user_of:\n"
-        "            chain.append(by_name[user_of[chain[-1].name]])\n"
-        "        chains.append(chain)\n"
-        "    return Parallel(*chains)"
+        "\n"
+        "    def branch(step):  # the step, then (at once) the branches of those using it\n"
+        "        users = [by_name[u] for u, used in uses.items() if used == step.name]\n"
+        "        if len(users) <= 1:\n"
+        "            return [step, *(branch(users[0]) if users else [])]\n"
+        "        return [step, Parallel(*(branch(user) for user in users))]\n"
+        "\n"
+        "    return Parallel(*(branch(step) for step in steps if step.name not in uses))"
     ),
 )
 
@@ -378,8 +385,8 @@ q2 = Exercise(
     hints=(
         "`moment.done` have finished, `moment.running` were started and have not: what "
         "does the engine do with a running step when it is cancelled?",
-        "A running step is not cut off: it finishes. One that fails has no effect to undo "
-        "(`moment.will_fail`).",
+        "A running step is not cut off: it finishes. One that fails (`moment.will_fail`) "
+        "is not undone here: its undo is logged after it, and it never succeeded.",
         "A step with no undo (`saga[name].undo is None`) is never undone; a step not yet "
         "started never starts.",
     ),
