@@ -23,7 +23,7 @@ from functools import partial
 from typing import Any
 
 from ._drive import Driver
-from .calls import check_callable, plain
+from .calls import PLAIN, check_callable, checked, plain
 from .clock import SYSTEM_CLOCK, Clock, SystemClock
 from .errors import InvalidNameError
 from .events import Event, EventKind, EventSink, describe, level_of, log_event, log_threshold
@@ -255,8 +255,29 @@ class Run(Driver):
         self.hand_over(step, action, undo)
         m = self.m
         m.now = self.monotonic() - self.started
-        op = self.drive(m.begin(step, COMPENSABLE, undo is not None, register, retry, False,
-                                undo_timeout))  # fmt: skip
+        m.begin(step, COMPENSABLE, undo is not None, register, retry, False, undo_timeout)
+        # The machine's answer is this step's one call (RunStep): made here, inline, as
+        # ``operations`` and ``drive`` would make it (a generator per step is most of a
+        # with-block's cost: make bench); what follows the call is theirs again.
+        try:
+            try:
+                result = self.actions[step](*self.args)
+                if result is not None and type(result) not in PLAIN:
+                    checked(result, "action", step)
+            except BaseException as exc:  # an Exception is the machine's to judge
+                op = self.step_raised(exc)
+            else:
+                self.results[step] = result
+                self.called()
+                if self.asked is not None and self.asked():
+                    cancel_run(m, self.cancelling())
+                op = m.step_ok()
+        except BaseException as exc:  # raised outside the call: in an event, a snapshot
+            if not m.rolling:
+                raise  # going forward it is the caller's: the run fails there
+            op = self.cut(exc)
+        else:
+            op = self.over(op) if op is PROCEED else self.drive(op)
         if op is PROCEED:
             return self.results.get(step)
         return self._raise()
