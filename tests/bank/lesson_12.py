@@ -17,33 +17,65 @@ from . import (
 BANK = {
     "12.1": Bank(
         right=(
-            # chains followed from the used end, each a branch of one group
+            # a tree followed from the used end: two users of one booking, branches after it
             "def declare(steps, uses):\n"
             "    by_name = {s.name: s for s in steps}\n"
-            "    user_of = {b: a for a, b in uses.items()}\n"
-            "    branches = []\n"
-            "    for s in steps:\n"
-            "        if s.name not in uses:\n"
-            "            chain = [s]\n"
-            "            while chain[-1].name in user_of:\n"
-            "                chain.append(by_name[user_of[chain[-1].name]])\n"
-            "            branches.append(chain)\n"
-            "    return [Parallel(*branches)]",
-            # walked back from the end of each chain, a single booking as a Step
-            "def declare(steps, uses, *, alone_as_step=True):\n"
+            "    def after(s):\n"
+            "        users = [by_name[a] for a, b in uses.items() if b == s.name]\n"
+            "        if not users:\n"
+            "            return [s]\n"
+            "        if len(users) == 1:\n"
+            "            return [s, *after(users[0])]\n"
+            "        return [s, Parallel(*(after(u) for u in users))]\n"
+            "    return [Parallel(*(after(s) for s in steps if s.name not in uses))]",
+            # the same, built iteratively with a stack, a single booking as a Step
+            "def declare(steps, uses):\n"
             "    by_name = {s.name: s for s in steps}\n"
-            "    used = set(uses.values())\n"
-            "    branches = []\n"
-            "    for s in steps:\n"
-            "        if s.name in used:\n"
-            "            continue\n"
-            "        chain = [s]\n"
-            "        while chain[0].name in uses:\n"
-            "            chain.insert(0, by_name[uses[chain[0].name]])\n"
-            "        branches.append(chain[0] if len(chain) == 1 and alone_as_step else chain)\n"
-            "    return Parallel(*branches)",
+            "    kids = {s.name: [] for s in steps}\n"
+            "    for a, b in uses.items():\n"
+            "        kids[b].append(a)\n"
+            "    def build(name):\n"
+            "        branch = [by_name[name]]\n"
+            "        while len(kids[name]) == 1:\n"
+            "            name = kids[name][0]\n"
+            "            branch.append(by_name[name])\n"
+            "        if kids[name]:\n"
+            "            branch.append(Parallel(*(build(k) for k in kids[name])))\n"
+            "        return branch[0] if len(branch) == 1 else branch\n"
+            "    return Parallel(*(build(s.name) for s in steps if s.name not in uses))",
         ),
         wrong=(
+            Wrong(
+                UNSHOWN_CASE,  # chains only: a booking two others use keeps one of them
+                "def declare(steps, uses):\n"
+                "    by_name = {s.name: s for s in steps}\n"
+                "    user_of = {b: a for a, b in uses.items()}\n"
+                "    branches = []\n"
+                "    for s in steps:\n"
+                "        if s.name not in uses:\n"
+                "            chain = [s]\n"
+                "            while chain[-1].name in user_of:\n"
+                "                chain.append(by_name[user_of[chain[-1].name]])\n"
+                "            branches.append(chain)\n"
+                "    return [Parallel(*branches)]",
+                ("visa uses flight's effect", "your saga leaves out ['ferry']"),
+            ),
+            Wrong(
+                UNSHOWN_CASE,  # walked back from each end: a shared booking in two branches
+                "def declare(steps, uses):\n"
+                "    by_name = {s.name: s for s in steps}\n"
+                "    used = set(uses.values())\n"
+                "    branches = []\n"
+                "    for s in steps:\n"
+                "        if s.name in used:\n"
+                "            continue\n"
+                "        chain = [s]\n"
+                "        while chain[0].name in uses:\n"
+                "            chain.insert(0, by_name[uses[chain[0].name]])\n"
+                "        branches.append(chain[0] if len(chain) == 1 else chain)\n"
+                "    return Parallel(*branches)",
+                ("step names must be unique; repeated: flight",),
+            ),
             Wrong(
                 HARD_CODED,  # the lesson's declaration
                 "def declare(steps, uses):\n"
