@@ -304,9 +304,8 @@ class Saga:
         run_id: str | None = None,
         cancel: _graph_drive.CancelLike | None = None,
     ) -> Outcome:
-        """``run``, awaiting: the branches of a parallel group run at once, as asyncio
-        tasks (an action may return an awaitable: ``lambda s: book_room(s)``). A list of
-        steps runs in order, by the same machine.
+        """``run``, awaiting: the branches of a parallel group run at once, as asyncio tasks
+        (an action may return an awaitable); a list of steps in order, by the same machine.
 
         Cancelled (its task, or ``cancel``), nothing more starts, the steps running finish
         their attempt, and what was done is undone, shielded from the cancellation (a
@@ -337,7 +336,7 @@ class Saga:
                 if stopped is None:
                     stopped = run.stopped_by = exc
             except Exception:  # inner failed: its error is handled just below
-                pass
+                break
         try:
             inner.result()
         except Exception as exc:  # a journal write going forward: the run fails there
