@@ -20,7 +20,7 @@ from ._drive import Call
 from .calls import call_sync, call_timed, checked
 from .faults import untraced
 from .operations import Op, RunStep, Wait
-from .schedule import GraphMachine, GraphOp, Ready
+from .schedule import GraphMachine, GraphOp, Ready, cancel
 
 if TYPE_CHECKING:
     from ._run import Run
@@ -33,9 +33,8 @@ Pick = Callable[[tuple[str, ...]], str]
 
 def _cancel(run: Run, asked: Asked) -> GraphOp | None:
     """Tell the machine if the caller asked to stop (once)."""
-    gm: GraphMachine = run.m  # type: ignore[assignment]
-    if asked is not None and not gm.cancelled and asked():
-        return gm.cancel(run.cancelling())
+    if asked is not None and not run.m.cancelled and asked():
+        return cancel(run.m, run.cancelling())  # type: ignore[return-value]
     return None
 
 

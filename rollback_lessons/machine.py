@@ -396,17 +396,23 @@ class Machine:
         crash: its effect may have happened, so it is treated as one that failed after it)."""
         spec = self.spec
         assert spec is not None
-        effect = after_effect(error) or cut
+        details = self._lost_effect(spec, error, cut)
+        self.phase = Phase.FORWARD
+        self._emit(EventKind.STEP_FAILED, spec.name, details)
+        return RAISE if self.plan is None else self.fail(error)
+
+    def _lost_effect(self, spec: StepSpec, error: BaseException, cut: bool) -> dict[str, Any]:
+        """What a step failing for good leaves (a list's, or a graph's): its effect, if it
+        happened anyway and no undo was logged before it, leaked; a pivot that may have
+        happened is in doubt (``pivot_in_doubt``). Answers its STEP_FAILED details."""
         details: dict[str, Any] = {"error": describe(error)}
-        if effect:
+        if after_effect(error) or cut:
             details["after_effect"] = True
             if not (spec.has_undo and spec.register == "before"):
                 self.leaked = [*self.leaked, spec.name]  # it happened; nothing will undo it
         if pivot_in_doubt(spec.kind, error, cut):
             self.doubt = spec.name
-        self.phase = Phase.FORWARD
-        self._emit(EventKind.STEP_FAILED, spec.name, details)
-        return RAISE if self.plan is None else self.fail(error)
+        return details
 
     def stop(self, error: BaseException) -> None:
         """The run is asked to stop while a step runs that cannot hear it (a workflow
