@@ -176,6 +176,12 @@ wherever (an undo, an event's observer, a journal write), ends it ``halted``."""
 Pairs = tuple[tuple[str, Any], ...]
 _NO: Final[Pairs] = ()
 _REGISTER: Final = {r: (("register", r),) for r in ("before", "after", "none")}
+# a row's kind, for the inputs that record their rows inline when no one watches
+_ROW_START, _ROW_DONE, _ROW_LOGGED, _ROW_UNDO = "step_start", "step_done", "undo_registered", "undo"
+# the phases and the kind the hottest inputs read, as plain names (``Phase.STEP`` is a lookup)
+_FORWARD, _STEP, _STEP_WAIT, _UNDO, _UNDO_WAIT, _ASK, _DONE = Phase
+_COMPENSABLE: Final = Kind.COMPENSABLE
+_new = tuple.__new__  # a StepSpec made without its Python-level __new__
 
 
 # -- the machine --------------------------------------------------------------------------
@@ -225,7 +231,7 @@ class Machine:
     """Called with (seq, kind, step, details) after each event (a journal, a logger)."""
     first_seq = 0
     now: float | None = None
-    phase = Phase.FORWARD
+    phase = _FORWARD
     spec: StepSpec | None = None  # the step running (or last begun)
     current: str | None = None
     open = False  # registered by hand: its action runs in the caller's code
@@ -300,7 +306,7 @@ class Machine:
     def begin(
         self,
         name: str,
-        kind: str = Kind.COMPENSABLE,
+        kind: str = _COMPENSABLE,
         has_undo: bool = False,
         register: str = "after",
         retry: RetryPolicy | None = None,
@@ -311,17 +317,31 @@ class Machine:
         self._admit("begin", name)
         return self._begin(StepSpec(name, kind, has_undo, register, retry, semantic, undo_timeout))
 
+    def begin_plain(self, name: str, has_undo: bool) -> None:
+        """``begin`` for a with-block's plain step (compensable, its undo logged once it
+        succeeds, never retried), its answer always ``RunStep(name, 1)``, left unmade: a
+        with-block's step is most of its cost (``make bench``). Anything else: ``begin``."""
+        if not (self.phase is _FORWARD and self.watch is None and type(name) is str
+                and name and name not in self.kinds and self.allowed is None):  # fmt: skip
+            self.begin(name, _COMPENSABLE, has_undo)
+            return
+        self.kinds[name] = _COMPENSABLE
+        self.seen.append(name)
+        self.spec = _new(StepSpec, (name, _COMPENSABLE, has_undo, "after", None, False, None))
+        self.current, self.attempt, self.phase = name, 1, _STEP
+        self.rows.append((_ROW_START, name, _REGISTER["after" if has_undo else "none"], self.now))
+
     def register(self, name: str, semantic: bool = False) -> Proceed:
         """A with-block logs an undo for an action its own code runs next (it may fail after
         its effect and still be undone); the step is done when the next begins or the block
         ends."""
         self._admit("register", name)
-        self._begin(StepSpec(name, Kind.COMPENSABLE, True, "before", None, semantic))
+        self._begin(StepSpec(name, _COMPENSABLE, True, "before", None, semantic))
         self.open = True
         return PROCEED
 
     def _admit(self, what: str, name: str) -> None:
-        if self.phase is not Phase.FORWARD:
+        if self.phase is not _FORWARD:
             self._expect(what)
             if not self.open:
                 raise MachineError(f"{what}({name!r}) while step {self.current!r} still runs")
@@ -335,7 +355,7 @@ class Machine:
 
     def _close_open(self) -> None:
         if self.open:
-            self.open, self.phase = False, Phase.FORWARD
+            self.open, self.phase = False, _FORWARD
             self.completed.append(self.current)  # type: ignore[arg-type]
             self._emit(EventKind.STEP_DONE, self.current)
 
@@ -343,10 +363,12 @@ class Machine:
         name = spec.name
         self.kinds[name] = spec.kind
         self.seen.append(name)
-        self.spec, self.current, self.attempt, self.phase = spec, name, 1, Phase.STEP
-        self._emit(
-            EventKind.STEP_START, name, _REGISTER[spec.register if spec.has_undo else "none"]
-        )
+        self.spec, self.current, self.attempt, self.phase = spec, name, 1, _STEP
+        details = _REGISTER[spec.register if spec.has_undo else "none"]
+        if self.watch is None:
+            self.rows.append((_ROW_START, name, details, self.now))
+        else:
+            self._emit(EventKind.STEP_START, name, details)
         if spec.has_undo and spec.register == "before":
             self._log(spec)
         return RunStep(name, 1)
@@ -357,7 +379,7 @@ class Machine:
 
     def step_ok(self) -> Op:
         """The step's action returned."""
-        if self.phase is not Phase.STEP:
+        if self.phase is not _STEP:
             self._expect("step_ok")
         spec = self.spec
         assert spec is not None
@@ -365,10 +387,16 @@ class Machine:
         if spec.kind in IRREVERSIBLE:
             self.irreversible = [*self.irreversible, spec.name]
             self.pivot_done = self.pivot_done or spec.kind == Kind.PIVOT
-        self.phase = Phase.FORWARD
-        self._emit(EventKind.STEP_DONE, spec.name)
-        if spec.has_undo and spec.register == "after":
-            self._log(spec)
+        self.phase = _FORWARD
+        if self.watch is not None:
+            self._emit(EventKind.STEP_DONE, spec.name)
+            if spec.has_undo and spec.register == "after":
+                self._log(spec)
+        else:  # no one watches: its rows, inline (a step is most of a saga's cost)
+            self.rows.append((_ROW_DONE, spec.name, _NO, self.now))
+            if spec.has_undo and spec.register == "after":
+                self.log.append(Entry(spec.name, "after", spec.semantic, spec.undo_timeout))
+                self.rows.append((_ROW_LOGGED, spec.name, _NO, self.now))
         if self.plan is None:
             return PROCEED
         if self.stopping is not None:
@@ -386,7 +414,7 @@ class Machine:
         delay = spec.retry.next_delay(self.attempt, error) if spec.retry is not None else None
         if delay is None:
             return self._step_lost(error)
-        self.phase = Phase.STEP_WAIT
+        self.phase = _STEP_WAIT
         details = {"attempt": self.attempt, "delay": delay, "error": describe(error)}
         self._emit(EventKind.STEP_RETRY, spec.name, details)
         return Wait(delay)
@@ -397,7 +425,7 @@ class Machine:
         spec = self.spec
         assert spec is not None
         details = self._lost_effect(spec, error, cut)
-        self.phase = Phase.FORWARD
+        self.phase = _FORWARD
         self._emit(EventKind.STEP_FAILED, spec.name, details)
         return RAISE if self.plan is None else self.fail(error)
 
@@ -425,15 +453,16 @@ class Machine:
         """The wait is over: the next attempt."""
         self._expect("resume")
         self.attempt += 1
-        if self.phase is Phase.STEP_WAIT:
-            self.phase = Phase.STEP
+        if self.phase is _STEP_WAIT:
+            self.phase = _STEP
             return RunStep(self.current, self.attempt)  # type: ignore[arg-type]
         return self._undo_attempt()
 
     def commit(self) -> Finished:
         """A with-block ended without an error."""
-        self._expect("commit")
-        self._close_open()
+        if self.phase is not _FORWARD:
+            self._expect("commit")
+            self._close_open()
         return self._commit()
 
     def _commit(self) -> Finished:
@@ -444,7 +473,7 @@ class Machine:
         except BaseException:
             self.rows.pop()  # (never committed: the event is not the run's)
             raise
-        self.phase = Phase.DONE
+        self.phase = _DONE
         return Finished(self)
 
     def fail(self, error: BaseException) -> Op:
@@ -457,20 +486,20 @@ class Machine:
         self.open = False
         self._emit(EventKind.PIPELINE_FAILED, self.failed_step, {"error": describe(error)})
         if isinstance(error, TakenOver):  # another process holds the saga: it undoes, not us
-            self.halted, self.phase, self.reason = True, Phase.DONE, describe(error)
+            self.halted, self.phase, self.reason = True, _DONE, describe(error)
             self.pending = [e.step for e in self.log[::-1]]
             self._emit(EventKind.HALTED, self.failed_step, {"reason": self.reason})
             return Finished(self)
         failed_kind = self.kinds.get(self.failed_step or "")
         if halts_forward(self.pivot_done, failed_kind):
             assert self.failed_step is not None
-            self.halted, self.phase, self.reason = True, Phase.DONE, HALTED_FORWARD
+            self.halted, self.phase, self.reason = True, _DONE, HALTED_FORWARD
             self.pending = [self.failed_step]
             self._emit(EventKind.HALTED, self.failed_step, {"reason": self.reason})
             return Finished(self)
         pivot = self._pivot_at_stake(error)
         if pivot is not None:  # never compensated across: a person decides
-            self.halted, self.phase, self.reason = True, Phase.DONE, pivot
+            self.halted, self.phase, self.reason = True, _DONE, pivot
             self.pending = [e.step for e in self.log[::-1]]
             self._emit(EventKind.HALTED, self.failed_step, {"reason": self.reason})
             return Finished(self)
@@ -517,8 +546,10 @@ class Machine:
     def _undo_attempt(self) -> RunUndo | Finished:
         entry = self.entry
         assert entry is not None
-        self.phase = Phase.UNDO
-        if self.interruption is None:
+        self.phase = _UNDO
+        if self.watch is None and self.interruption is None:
+            self.rows.append((_ROW_UNDO, entry.step, (("attempt", self.attempt),), self.now))
+        elif self.interruption is None:
             self._emit(EventKind.UNDO, entry.step, (("attempt", self.attempt),))
         if self.interruption is not None:  # cut short around the rollback: no more undos
             return self._cut_short()
@@ -527,7 +558,7 @@ class Machine:
 
     def undo_ok(self) -> RunUndo | Finished:
         """The undo attempt returned."""
-        if self.phase is not Phase.UNDO:
+        if self.phase is not _UNDO:
             self._expect("undo_ok")
         return self._undone((("attempt", self.attempt),))
 
@@ -550,7 +581,7 @@ class Machine:
         details: dict[str, Any] = {"attempt": self.attempt, "error": describe(error)}
         if isinstance(decision, int | float) and not isinstance(decision, bool) and decision >= 0:
             details["then"], details["delay"] = "retry", decision
-            self.phase = Phase.UNDO_WAIT
+            self.phase = _UNDO_WAIT
             self._emit(EventKind.UNDO_FAILED, entry.step, details)
             if self.interruption is not None:
                 return self._cut_short()
@@ -565,7 +596,7 @@ class Machine:
         details["then"] = decision
         self._emit(EventKind.UNDO_FAILED, entry.step, details)
         if decision == "halt":
-            self.phase = Phase.ASK
+            self.phase = _ASK
             return Ask(tuple(e.step for e in self.todo[self.index :]))
         self.dead_letters.append(DeadLetter(entry.step, error, self.attempt))  # type: ignore[attr-defined]
         self.index += 1
@@ -595,13 +626,13 @@ class Machine:
         journal keeps it for ``recover``)."""
         if not self.rolling:
             self._expect("interrupted")
-            return self._step_lost(exc, cut=self.phase is Phase.STEP)
+            return self._step_lost(exc, cut=self.phase is _STEP)
         self.kept = self.kept or kept
         if self.interruption is None:
             entry = self.entry
             where = f"during the undo of {entry.step}" if entry is not None else ""
             self._cut(exc, where or "during the rollback")
-        if self.phase is Phase.DONE:
+        if self.phase is _DONE:
             return Finished(self)
         return self._cut_short()
 
@@ -627,7 +658,7 @@ class Machine:
         return self._rollback_done(interrupted=type(exc).__name__)
 
     def _rollback_done(self, **extra: Any) -> Finished:
-        self.phase, self.entry = Phase.DONE, None
+        self.phase, self.entry = _DONE, None
         details = {
             "status": str(self.status()),
             "undone": len(self.compensated),
@@ -666,7 +697,7 @@ class Machine:
         ]
         m.seen = [step for step, _ in undos]
         if pivot is not None and pivot_at_stake(pivot[1]):
-            m.halted, m.phase, m.reason = True, Phase.DONE, halted_at_pivot(*pivot)
+            m.halted, m.phase, m.reason = True, _DONE, halted_at_pivot(*pivot)
             m.pending = [e.step for e in m.log[::-1]]  # left for a person, as in process
             m.dead_letters = list(dead)
             details = {"reason": m.reason, "recovered": True}
