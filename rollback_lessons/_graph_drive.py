@@ -61,13 +61,19 @@ def first_of(completion: Sequence[str]) -> Pick:
     return lambda running: min(running, key=lambda s: rank.get(s, len(rank)))
 
 
-def step_ops(run: Run, step: str, asked: Asked) -> Generator[Call | float, Any, GraphOp]:
+def step_ops(
+    run: Run, step: str, asked: Asked, inline: bool = False
+) -> Generator[Call | float, Any, GraphOp]:
     """One step, launched already: its attempts, waits and retries, told to the machine;
-    returns the machine's answer once the step ended (more steps ready, or the run over)."""
+    returns the machine's answer once the step ended (more steps ready, or the run over).
+    ``inline`` (synchronously): it makes its calls itself, as ``_carry`` would."""
     gm: GraphMachine = run.m  # type: ignore[assignment]
     while True:
         try:
-            result = yield Call(run.actions[step], run.args, "action", step, None)
+            if inline:
+                result = call_sync(run.actions[step], run.args, "action", step)
+            else:
+                result = yield Call(run.actions[step], run.args, "action", step, None)
         except BaseException as exc:
             run.called()
             if isinstance(exc, Exception):
@@ -136,12 +142,12 @@ def drive_graph(run: Run, asked: Asked = None, pick: Pick | None = None) -> Op:
             step = gm.ready()[0]
             run.tick()
             gm.launch(step)
-            op = _carry(run, step_ops(run, step, asked))
+            op = _carry(run, step_ops(run, step, asked, inline=True))
             continue
         for step in gm.ready():
             run.tick()
             gm.launch(step)
-            loops[step] = step_ops(run, step, asked)
+            loops[step] = step_ops(run, step, asked, inline=True)
         step = pick(tuple(loops))
         op = _carry(run, loops.pop(step))
     return run.drive(op)  # type: ignore[arg-type]

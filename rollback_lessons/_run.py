@@ -90,9 +90,10 @@ class Run(Driver):
         self.clock: Clock = clock
         self.on_event = on_event
         self.is_async = is_async
-        policy = POLICIES[policy] if type(policy) is str and policy in POLICIES else (
-            resolve_policy(policy)
-        )
+        if type(policy) is str and policy in POLICIES:
+            policy = POLICIES[policy]  # (resolve_policy, inline: every run starts here)
+        else:
+            policy = resolve_policy(policy)
         jrun = None
         if journal is not None:  # (a policy it cannot keep is refused here, before any step)
             jrun = journal.start(name, run_id, policy=policy, undo_order=undo_order)
@@ -257,7 +258,8 @@ class Run(Driver):
         m = self.m
         if (  # (``plain``, inline: this is a with-block's every step)
             type(action) is FUNCTION and not action.__code__.co_flags & NOT_PLAIN
-            and (undo is None or type(undo) is FUNCTION and not undo.__code__.co_flags & NOT_PLAIN)
+            and (undo is None
+                 or (type(undo) is FUNCTION and not undo.__code__.co_flags & NOT_PLAIN))
             and register == "after" and retry is None and undo_timeout is None
             and not self.faults and m.watch is None
         ):  # fmt: skip
@@ -422,6 +424,7 @@ class Run(Driver):
                     m.interruption.add_note(note)
         if self.journal is not None:
             self.journal.end(error)
+        self.m.watch = None  # nothing more to watch: no cycle left (run -> machine -> run)
 
     @property
     def dead_letters(self) -> list[DeadLetter]:

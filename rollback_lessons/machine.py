@@ -134,18 +134,12 @@ class MachineError(RollbackLessonsError):
 
 
 class Phase(StrEnum):
-    FORWARD = "forward"
-    """Between steps: the next one may begin, or the run commits or fails."""
-    STEP = "step"
-    """A step's action runs (registered by hand: it runs in the caller's own code)."""
-    STEP_WAIT = "step_wait"
-    """Waiting before the step's next attempt."""
-    UNDO = "undo"
-    """An undo attempt runs."""
-    UNDO_WAIT = "undo_wait"
-    """Waiting before the undo's next attempt."""
-    ASK = "ask"
-    """The rollback halted; a person may still answer."""
+    FORWARD = "forward"  # between steps: the next one may begin, or the run commits or fails
+    STEP = "step"  # a step's action runs (registered by hand: in the caller's own code)
+    STEP_WAIT = "step_wait"  # waiting before the step's next attempt
+    UNDO = "undo"  # an undo attempt runs
+    UNDO_WAIT = "undo_wait"  # waiting before the undo's next attempt
+    ASK = "ask"  # the rollback halted; a person may still answer
     DONE = "done"
 
 
@@ -176,12 +170,12 @@ wherever (an undo, an event's observer, a journal write), ends it ``halted``."""
 Pairs = tuple[tuple[str, Any], ...]
 _NO: Final[Pairs] = ()
 _REGISTER: Final = {r: (("register", r),) for r in ("before", "after", "none")}
-# a row's kind, for the inputs that record their rows inline when no one watches
+# For the hottest inputs: the kinds of the rows they record inline when no one watches, the
+# phases and a kind as plain names (``Phase.STEP`` is a lookup), a tuple's own ``__new__``.
 _ROW_START, _ROW_DONE, _ROW_LOGGED, _ROW_UNDO = "step_start", "step_done", "undo_registered", "undo"
-# the phases and the kind the hottest inputs read, as plain names (``Phase.STEP`` is a lookup)
 _FORWARD, _STEP, _STEP_WAIT, _UNDO, _UNDO_WAIT, _ASK, _DONE = Phase
 _COMPENSABLE: Final = Kind.COMPENSABLE
-_new = tuple.__new__  # a StepSpec made without its Python-level __new__
+_new = tuple.__new__
 
 
 # -- the machine --------------------------------------------------------------------------
@@ -262,9 +256,8 @@ class Machine:
     def _emit(
         self, kind: EventKind, step: str | None = None, details: Mapping[str, Any] | Pairs = _NO
     ) -> None:
-        """Record an event as a row of plain data: its details as (key, value) pairs, so that
-        the garbage collector need not visit a kept run's rows again (the explorer keeps tens
-        of thousands of runs: ``make bench``)."""
+        """Record an event as a row of plain data: its details as (key, value) pairs, which
+        the garbage collector need not visit again (the explorer keeps thousands of runs)."""
         if type(details) is not tuple:
             details = tuple(details.items())  # type: ignore[union-attr]
         self.rows.append((kind._value_, step, details, self.now))  # type: ignore[arg-type]
@@ -317,24 +310,22 @@ class Machine:
         self._admit("begin", name)
         return self._begin(StepSpec(name, kind, has_undo, register, retry, semantic, undo_timeout))
 
-    def begin_plain(self, name: str, has_undo: bool) -> None:
-        """``begin`` for a with-block's plain step (compensable, its undo logged once it
-        succeeds, never retried), its answer always ``RunStep(name, 1)``, left unmade: a
-        with-block's step is most of its cost (``make bench``). Anything else: ``begin``."""
+    def begin_plain(self, name: str, has_undo: bool) -> RunStep:
+        """``begin`` of a with-block's plain step (compensable, its undo logged once it is
+        done, never retried), in as little work as can be (``make bench``)."""
         if not (self.phase is _FORWARD and self.watch is None and type(name) is str
                 and name and name not in self.kinds and self.allowed is None):  # fmt: skip
-            self.begin(name, _COMPENSABLE, has_undo)
-            return
+            return self.begin(name, _COMPENSABLE, has_undo)
         self.kinds[name] = _COMPENSABLE
         self.seen.append(name)
         self.spec = _new(StepSpec, (name, _COMPENSABLE, has_undo, "after", None, False, None))
         self.current, self.attempt, self.phase = name, 1, _STEP
         self.rows.append((_ROW_START, name, _REGISTER["after" if has_undo else "none"], self.now))
+        return _new(RunStep, (name, 1))
 
     def register(self, name: str, semantic: bool = False) -> Proceed:
         """A with-block logs an undo for an action its own code runs next (it may fail after
-        its effect and still be undone); the step is done when the next begins or the block
-        ends."""
+        its effect, still undone); the step is done when the next begins or the block ends."""
         self._admit("register", name)
         self._begin(StepSpec(name, _COMPENSABLE, True, "before", None, semantic))
         self.open = True
@@ -371,7 +362,7 @@ class Machine:
             self._emit(EventKind.STEP_START, name, details)
         if spec.has_undo and spec.register == "before":
             self._log(spec)
-        return RunStep(name, 1)
+        return _new(RunStep, (name, 1))
 
     def _log(self, spec: StepSpec) -> None:
         self.log.append(Entry(spec.name, spec.register, spec.semantic, spec.undo_timeout))
@@ -538,8 +529,7 @@ class Machine:
     def _next_undo(self) -> RunUndo | Finished:
         if self.index >= len(self.todo):
             return self._rollback_done()
-        self.entry = self.todo[self.index]
-        # attempts made before a crash count toward the policy's, as if it had not crashed
+        self.entry = self.todo[self.index]  # (attempts made before a crash count, below)
         self.base, self.attempt = 0, self.entry.before + 1
         return self._undo_attempt()
 
@@ -547,14 +537,13 @@ class Machine:
         entry = self.entry
         assert entry is not None
         self.phase = _UNDO
-        if self.watch is None and self.interruption is None:
-            self.rows.append((_ROW_UNDO, entry.step, (("attempt", self.attempt),), self.now))
-        elif self.interruption is None:
-            self._emit(EventKind.UNDO, entry.step, (("attempt", self.attempt),))
+        if self.interruption is None:  # (no one watches: its row, inline)
+            row = (_ROW_UNDO, entry.step, (("attempt", self.attempt),), self.now)
+            self.rows.append(row) if self.watch is None else self._emit(EventKind.UNDO, *row[1:3])
         if self.interruption is not None:  # cut short around the rollback: no more undos
             return self._cut_short()
         timeout = entry.timeout if entry.timeout is not None else self.policy.timeout
-        return RunUndo(entry.step, self.attempt, timeout)
+        return _new(RunUndo, (entry.step, self.attempt, timeout))
 
     def undo_ok(self) -> RunUndo | Finished:
         """The undo attempt returned."""
@@ -568,7 +557,10 @@ class Machine:
         self.compensated.append(entry.step)  # type: ignore[attr-defined]
         if entry.semantic:
             self.semantic.append(entry.step)  # type: ignore[attr-defined]
-        self._emit(EventKind.UNDO_DONE, entry.step, details)
+        if self.watch is None:
+            self.rows.append(("undo_done", entry.step, details, self.now))
+        else:
+            self._emit(EventKind.UNDO_DONE, entry.step, details)
         self.index += 1
         return self._next_undo()
 
@@ -607,8 +599,7 @@ class Machine:
         was ``fixed`` by hand, or ``leave`` it and the rest for later."""
         self._expect("answer")
         if answer == "retry":
-            self.base = self.attempt
-            self.attempt += 1
+            self.base, self.attempt = self.attempt, self.attempt + 1
             return self._undo_attempt()
         if answer == "fixed":
             return self._undone((("attempt", self.attempt), ("by_hand", True)))
@@ -659,12 +650,8 @@ class Machine:
 
     def _rollback_done(self, **extra: Any) -> Finished:
         self.phase, self.entry = _DONE, None
-        details = {
-            "status": str(self.status()),
-            "undone": len(self.compensated),
-            "dead_letters": len(self.dead_letters),
-            "pending": len(self.pending),
-        }
+        details = {"status": str(self.status()), "undone": len(self.compensated)}
+        details.update(dead_letters=len(self.dead_letters), pending=len(self.pending))
         if self.resumed and self.leaked:
             details["leaked"] = list(self.leaked)
         self._emit(EventKind.ROLLBACK_DONE, None, {**details, **extra})
@@ -706,13 +693,8 @@ class Machine:
         m.leaked = list(leaked)
         m._rolling_back(m._order())
         m.dead_letters = list(dead)  # (recorded before the crash: the record keeps them)
-        details = {
-            "undos": len(m.todo),
-            "order": undo_order,
-            "policy": policy.name,
-            "recovered": True,
-        }
-        m._emit(EventKind.ROLLBACK_START, None, details)
+        details = {"undos": len(m.todo), "order": undo_order, "policy": policy.name}
+        m._emit(EventKind.ROLLBACK_START, None, {**details, "recovered": True})
         return m, m._next_undo()
 
     def _order(self) -> list[Entry]:

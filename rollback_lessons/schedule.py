@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from .events import EventKind, describe
-from .machine import Machine, MachineError, Phase
+from .machine import _FORWARD, _REGISTER, _ROW_DONE, _ROW_START, Machine, MachineError, Phase, _new
 from .operations import Entry, Op, RunStep, StepSpec, Wait
 from .policies import UndoPolicy
 from .rules import IRREVERSIBLE, Kind
@@ -165,7 +165,7 @@ class GraphMachine(Machine):
 
     def ready(self) -> tuple[str, ...]:
         """The steps that may start now (all they depend on is done), in definition order."""
-        if self.failures or self.stopping is not None or self.phase is not Phase.FORWARD:
+        if self.failures or self.stopping is not None or self.phase is not _FORWARD:
             return ()
         return tuple(self.waiting)
 
@@ -185,11 +185,14 @@ class GraphMachine(Machine):
         self.started.append(step)
         self.where[step], self.attempts[step] = _RUNNING, 1
         self.spec, self.current = spec, step
-        register = spec.register if spec.has_undo else "none"
-        self._emit(EventKind.STEP_START, step, (("register", register),))
+        details = _REGISTER[spec.register if spec.has_undo else "none"]
+        if self.watch is None:  # (its row, inline: the explorer runs thousands)
+            self.rows.append((_ROW_START, step, details, self.now))
+        else:
+            self._emit(EventKind.STEP_START, step, details)
         if spec.has_undo and spec.register == "before":
             self._log(spec)
-        return RunStep(step, 1)
+        return _new(RunStep, (step, 1))
 
     # -- how each step went ---------------------------------------------------------------
 
@@ -217,7 +220,10 @@ class GraphMachine(Machine):
         if spec.kind in IRREVERSIBLE:
             self.irreversible = [*self.irreversible, step]
             self.pivot_done = self.pivot_done or spec.kind == Kind.PIVOT
-        self._emit(EventKind.STEP_DONE, step)
+        if self.watch is None:
+            self.rows.append((_ROW_DONE, step, (), self.now))
+        else:
+            self._emit(EventKind.STEP_DONE, step)
         if spec.has_undo and spec.register == "after":
             self._log(spec)
         return self._next()
