@@ -132,7 +132,7 @@ class BookingSaga:
                     "booking.do", call, start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=RETRY
                 )
         except ActivityError:
-            return await self.compensate(compensations)
+            return await self.roll_back(compensations)
         try:  # the pivot: no compensation (it cannot be unsent) and one attempt
             await workflow.execute_activity(
                 "booking.do",
@@ -142,10 +142,10 @@ class BookingSaga:
             )
         except ActivityError as err:
             if not isinstance(err.cause, TimedOut):  # refused: it was not sent
-                return await self.compensate(compensations)
+                return await self.roll_back(compensations)
             # timed out: it may have gone, so undo nothing unless a person says it did not
             if await self.ask_a_person(compensations) == "not sent":
-                return await self.compensate(compensations)
+                return await self.roll_back(compensations)
         for step in FORWARD:  # past the point of no return: retried forward, never undone
             try:
                 await workflow.execute_activity(
@@ -166,7 +166,7 @@ class BookingSaga:
         self.waiting = []
         return str(self.answer)
 
-    async def compensate(self, compensations: list[StepInput]) -> BookingResult:
+    async def roll_back(self, compensations: list[StepInput]) -> BookingResult:
         """Run the compensations through ``COMPENSATE[0]``, each undo an activity."""
         undone: list[str] = []
         dead: list[str] = []
