@@ -4,11 +4,12 @@ The steps run in a safe order (lesson 04): the room and the charge can be undone
 email cannot (the pivot), and the loyalty points come after it. Each compensation is
 appended to a list before its step runs (the undos are idempotent); when the room or the
 charge fails, the list is run in reverse. The email gets no compensation and one attempt
-(a second attempt could send it twice). Refused (it was not sent), the room and the charge are
-undone; timed out (it may have gone), nothing is undone: the saga waits for a person's
-Signal, as the generic runner's halt does. A step after it is retried forward by its
-RetryPolicy and never compensated; if it still fails, the saga halts for a person. Temporal
-keeps the workflow's history, so if the worker dies, another one replays it and carries on.
+(a second attempt could send it twice). Refused (it was not sent), the room and the charge
+are undone; timed out (it may have gone), nothing is undone: the saga waits for a person's
+Signal, as the generic runner's halt does (the engine's pivot rule,
+``machine.pivot_in_doubt``). A step after it is retried forward by its RetryPolicy and
+never compensated; if it still fails, the saga halts for a person. Temporal keeps the
+workflow's history, so if the worker dies, another one replays it and carries on.
 """
 
 from __future__ import annotations
