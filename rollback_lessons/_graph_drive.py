@@ -134,7 +134,7 @@ def drive_graph(run: Run, asked: Asked = None, pick: Pick | None = None) -> Op:
     op: GraphOp = _cancel(run, asked) or gm.start()
     loops: dict[str, Generator[Call | float, Any, GraphOp]] = {}
     while type(op) is Ready:
-        cut = _cancel(run, asked)
+        cut = _cancel(run, asked) if asked is not None else None
         if cut is not None:
             op = cut
             continue
