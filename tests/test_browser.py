@@ -1,6 +1,7 @@
 """Every lesson in a real JupyterLab in a real Chromium, as a learner opens it: 1366x768,
-the file browser open, JupyterLab's default settings (only its news pop-up switched off,
-as `make lab` and `rollback-lessons lab` do), Run All.
+the file browser open, JupyterLab started as `make lab` and `rollback-lessons lab` start it
+(``launch.lab_command``: its default settings but the news pop-up, the kernel's websocket
+without Nagle's algorithm), Run All.
 
 strict nbval proves the kernel side; only a browser sees "Error displaying widget", a
 panel taller than the screen, text too small to read from the back row, a picture shown
@@ -32,7 +33,7 @@ import pytest
 from conftest import SOAK
 from notebook_tools import clean
 
-from rollback_lessons.lab.launch import LAB_SETTINGS
+from rollback_lessons.lab.launch import LAB_SETTINGS, lab_command
 from rollback_lessons.lab.quality import MIN_TEXT_PX
 from rollback_lessons.runners import free_port
 
@@ -149,13 +150,11 @@ def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     port, token = free_port(), secrets.token_hex(16)
     log = base / "lab.log"
     process = subprocess.Popen(
-        [
-            sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root",
-            f"--port={port}", "--ServerApp.ip=127.0.0.1", "--ServerApp.port_retries=0",
-            f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+        [  # as `rollback-lessons lab` and `make lab` start it, plus a token and temp dirs
+            *lab_command(root, port), f"--IdentityProvider.token={token}",
             f"--LabApp.app_settings_dir={settings}",
             f"--LabApp.user_settings_dir={base / 'user-settings'}",
-            f"--LabApp.workspaces_dir={base / 'workspaces'}", "--LabApp.news_url=None",
+            f"--LabApp.workspaces_dir={base / 'workspaces'}",
             "--LabApp.extension_manager=readonly", "--LabApp.expose_app_in_browser=True",
         ],
         env=jupyter_env(base), stdout=log.open("w"), stderr=subprocess.STDOUT,
