@@ -138,6 +138,9 @@ def place_notes(
                 spots += [(x - shift, y + dy, "right"), (x + shift, y + dy, "left")]
         for dy in (-0.62, 0.75, -0.9, 1.0):  # last: half way to the next lane, or further
             spots += [(x, y + dy, ha), (x - 0.35, y + dy, "right"), (x + 0.35, y + dy, "left")]
+        for shift in (1.0, 2.0, 3.0, 4.5, 6.0):  # a crowded graph: further along, between lanes
+            for dy in (-0.62, 0.75):
+                spots += [(x - shift, y + dy, "right"), (x + shift, y + dy, "left")]
         chosen = None
         for sx, sy, sha in spots:
             artist.set_position((sx, sy))
