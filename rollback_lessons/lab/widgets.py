@@ -7,8 +7,7 @@ also a method, so lesson cells and tests drive the same panel without a browser.
 Made for a classroom: it fits one 1366x768 screen with JupyterLab's file browser open
 (about 600 px tall), its text is at least 12 px, and each change reaches the browser as
 ONE widget message (the view: picture, state, result and event log together), sent before
-anything else the change updates (then one for the slider, one for the chosen fault's
-colour); the kernel's share of a click is about 12 ms.
+anything else the change updates; the kernel's share of a click is about 12 ms.
 """
 
 from __future__ import annotations
@@ -437,12 +436,11 @@ class RollbackLab:
         self._result = result_html(outcome)
         frame = self.telling_frame(outcome, opening)
         self._show(frame)  # the view first: it is what the learner watches (one message)
-        self._quiet = True  # then the slider follows (one message), drawing nothing again
+        self._quiet = True  # then the player follows, without drawing the frame again
         try:
             self.play.playing = False
-            with self.slider.hold_sync():
-                self.slider.max = len(outcome.events)
-                self.slider.value = frame + 1
+            self.play.max = self.slider.max = len(outcome.events)
+            self.slider.value = frame + 1
         finally:
             self._quiet = False
         self._ends()
@@ -467,9 +465,7 @@ class RollbackLab:
             return
         if self.frame >= self.frame_count - 1:
             self.show_frame(0)
-        with self.play.hold_sync():  # Play learns the run's length only when it plays
-            self.play.max = self.frame_count
-            self.play.value = self.frame + 1
+        self.play.value = self.frame + 1
         self.play.playing = True
 
     def show_frame(self, index: int) -> bytes:
