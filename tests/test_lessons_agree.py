@@ -314,3 +314,16 @@ def test_what_an_exercise_needs_is_shown_above_it():
             break
         above.append(source)
     assert any("saga[" in source for source in above)
+
+
+def test_lesson_11_names_each_check_before_its_outputs_use_the_name():
+    """The explorer's outputs say 'phantom undo', 'not restored'...: section 1 gives each of
+    the four checks its name (a fresh reader met the names in outputs before the text)."""
+    from rollback_lessons.explore import INVARIANTS
+
+    lesson = next(p for p in NOTEBOOKS if p.name.startswith("11_"))
+    first = next(
+        "".join(c["source"]) for c in cells(lesson) if "## 1." in "".join(c["source"])
+    )
+    for name in INVARIANTS:
+        assert f"*{name}*" in first, f"lesson 11 section 1 does not name the check {name!r}"
