@@ -12,8 +12,10 @@ arrives for a step the machine says may not start is answered ``SagaStopping``.
 A cancel (``cancel``, heard whenever a step returns and before each step starts) is told to
 the machine: nothing more starts, the next task is answered ``SagaStopping`` and its branch
 ends, and what was done is undone (status ``cancelled``). ``stop_execution=True`` does what
-Step Functions' ``StopExecution`` does instead: the execution is stopped (``ABORTED``) and
-nothing is undone: the outcome says so (``halted``, every undo pending).
+Step Functions' ``StopExecution`` does instead, heard before a step starts (one at a time:
+while its task waits): the execution is stopped (``ABORTED`` on AWS; moto 5.2.5 ends it
+``FAILED``, an error of its interpreter's) and nothing is undone: the outcome says so
+(``halted``, every undo pending, a note naming StopExecution).
 """
 
 from __future__ import annotations
@@ -198,6 +200,10 @@ class Live:
             if self.pick is None:
                 step = m.ready()[0]
                 token = self.task("action", step)
+                cut = self._cancel()  # (StopExecution: stopped while its task waits)
+                if cut is not None:
+                    op = cut
+                    continue
                 m.launch(step)
                 op = self.carry(step, token)
                 continue
