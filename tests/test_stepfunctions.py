@@ -5,12 +5,14 @@ two Outcomes are compared field by field (events too). The state machine's Catch
 decide what runs; the worker in this process only does each task it is handed."""
 
 import json
+import threading
+from functools import partial
 
 import pytest
 from conftest import lesson_worlds, same_outcome, single_faults
 from outside_validators import asl_errors
 
-from rollback_lessons import Retry, RetryPolicy, Saga, Status, Step, VirtualClock
+from rollback_lessons import Kind, Parallel, Retry, RetryPolicy, Saga, Status, Step, VirtualClock
 from rollback_lessons.errors import InvalidPipelineError
 from rollback_lessons.runners.stepfunctions import (
     CALLBACK,
@@ -20,6 +22,7 @@ from rollback_lessons.runners.stepfunctions import (
     to_asl,
 )
 from rollback_lessons.runners.wire import plan_of
+from rollback_lessons.worlds import travel
 from rollback_lessons.worlds.demo import xyz_saga, xyz_state
 
 WORLDS = lesson_worlds()
@@ -194,12 +197,6 @@ def test_asl_validator_sees_what_aws_would_refuse():
 
 # -- parallel groups: a Parallel state, the undos ordered by the saga machine at run time ----
 
-from functools import partial  # noqa: E402
-import threading  # noqa: E402
-
-from rollback_lessons import Kind, Parallel  # noqa: E402
-from rollback_lessons.worlds import travel  # noqa: E402
-
 
 def _act(name, state):
     state[name] = "done"
@@ -256,7 +253,9 @@ def test_each_undo_order_on_step_functions_is_the_one_in_process(runner, order):
 @pytest.mark.parametrize("completion", [None, (), ("flight", "gps", "room")])
 @pytest.mark.parametrize("inject", [{}, {"car": "fail"}, {"flight": "fail_after_effect"},
                                     {"charge": "fail", "room": "undo_fails"}])  # fmt: skip
-def test_a_failing_branch_leaves_the_others_to_finish_then_all_is_undone(runner, inject, completion):
+def test_a_failing_branch_leaves_the_others_to_finish_then_all_is_undone(
+    runner, inject, completion
+):
     """One step at a time (saga.run), or every ready step at once in a chosen timing: a
     failing branch stops nothing running, nothing more starts (its task is answered
     SagaStopping), every finished step of every branch is undone, as in process."""
@@ -272,7 +271,8 @@ def test_a_failing_branch_leaves_the_others_to_finish_then_all_is_undone(runner,
     if "car" in inject:  # its branch ends there: gps is never handed out
         assert "gps" not in started
         # one at a time, the flight's task was handed out with the room's: refused
-        assert bool(refused) == (completion is None) and ("flight" in started) == bool(completion is not None)
+        assert bool(refused) == (completion is None)
+        assert ("flight" in started) == (completion is not None)
 
 
 def test_undo_policies_and_a_person_on_a_graph(runner):
@@ -288,8 +288,10 @@ def test_undo_policies_and_a_person_on_a_graph(runner):
 
 
 def test_the_pivot_after_a_group_is_never_compensated_across(runner):
-    saga = lambda: Saga([*trip().definition, Step("email", partial(_act, "email"), kind=Kind.PIVOT)],  # noqa: E731
-                        name="trip")  # fmt: skip
+    def saga():
+        email = Step("email", partial(_act, "email"), kind=Kind.PIVOT)
+        return Saga([*trip().definition, email], name="trip")
+
     for inject in ({"email": "fail_after_effect"}, {"email": "fail"}):
         local = saga().run({}, inject=inject, clock=VirtualClock())
         execution = runner.execute(saga(), {}, inject=inject)

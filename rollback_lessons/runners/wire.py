@@ -162,7 +162,9 @@ class SagaPlan:
         return found[0]
 
 
-GRAPH_ENGINES = "in process (saga.run, await saga.arun), on Step Functions and as BPMN on SpiffWorkflow"
+GRAPH_ENGINES = (
+    "in process (saga.run, await saga.arun), on Step Functions and as BPMN on SpiffWorkflow"
+)
 """Where a saga with parallel groups runs (an engine not among them refuses it)."""
 
 
@@ -367,8 +369,8 @@ __all__ = [
     "StepPlan",
     "outcome_of",
     "plan_of",
-    "refuse_graph",
-    "shape_of",
     "record_data",
     "record_of",
+    "refuse_graph",
+    "shape_of",
 ]

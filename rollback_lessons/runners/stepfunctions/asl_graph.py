@@ -94,9 +94,7 @@ class _Writer:
             written["End"] = True
         return written
 
-    def chain(
-        self, items: list[Any], follow: str | None, stop: str, states: dict[str, Any]
-    ) -> str:
+    def chain(self, items: list[Any], follow: str | None, stop: str, states: dict[str, Any]) -> str:
         """The states of ``items`` in order (into ``states``); ``follow`` after the last (None:
         the branch ends), ``stop`` where a failure goes. Returns the first state's name."""
         for item in reversed(items):

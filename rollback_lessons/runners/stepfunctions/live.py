@@ -254,4 +254,4 @@ class Live:
             raise StepFunctionsError(f"the saga machine answered {op!r}")  # pragma: no cover
 
 
-__all__ = ["ExecutionStopped", "Live", "WHAT_NEXT", "end_state"]
+__all__ = ["WHAT_NEXT", "ExecutionStopped", "Live", "end_state"]

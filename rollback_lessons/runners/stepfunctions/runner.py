@@ -16,22 +16,22 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..._graph_drive import CancelLike, asked_of, first_of
 from ...errors import InvalidPipelineError
 from ...faults import InjectionLike, normalize_injection
 from ...operations import ANSWERS
 from ...outcome import Outcome, Table
 from ...policies import PolicyLike, data_only
 from ...saga import Saga, State, snapshot
-from .. import free_port
-from ..._graph_drive import CancelLike, asked_of, first_of
 from ...schedule import GraphMachine
+from .. import free_port
 from ..history import Call, Worker, walk
 from ..names import execution_name
 from ..wire import SagaPlan, outcome_of, plan_of
 from .asl import ENGINE, StepFunctionsError, plan_asl
 from .asl_graph import graph_asl
-from .live import Live
 from .history import history_table, visits
+from .live import Live
 
 REGION = "us-east-1"
 ROLE_ARN = "arn:aws:iam::123456789012:role/rollback-lessons"  # moto accepts any role
@@ -215,8 +215,9 @@ class StepFunctionsRunner:
             name=execution_name(saga.name, suffix),
             input=json.dumps({"run": plan.run_id, "queue_url": self.queue_url}),
         )["executionArn"]
+        deadline = time.monotonic() + timeout
         served = Live(self, arn, plan, worker, machine, pick=pick, asked=asked,
-                      stop_execution=stop_execution, deadline=time.monotonic() + timeout)  # fmt: skip
+                      stop_execution=stop_execution, deadline=deadline)  # fmt: skip
         served.run()
         while (status := self.sfn.describe_execution(executionArn=arn)["status"]) == "RUNNING":
             if time.monotonic() > served.deadline:
