@@ -58,12 +58,16 @@ def documentation(saga: Saga, undo_order: str) -> str:
 class Layout:
     """Places steps in columns, a group's branches in rows, and draws the flows."""
 
-    def __init__(self, m: Model, w: float, h: float, gap: float, row: float) -> None:
+    def __init__(
+        self, m: Model, w: float, h: float, gap: float, row: float, extra: float = 0
+    ) -> None:
         self.m, self.w, self.h, self.gap, self.row = m, w, h, gap, row
+        self.extra = extra  # what a step draws right of its task (a gateway)
         self.groups = 0
 
     def width(self, items: list[Any]) -> float:
-        return sum(self.w + self.gap if isinstance(i, str) else self.group_width(i) for i in items)
+        step = self.w + self.extra + self.gap
+        return sum(step if isinstance(i, str) else self.group_width(i) for i in items)
 
     def group_width(self, item: dict[str, Any]) -> float:
         return 2 * (50 + self.gap) + max(self.width(b) for b in item["parallel"])
@@ -208,13 +212,13 @@ def compensation_form(
 
 def explicit_form(
     saga: Saga, m: Model, undo_job: Callable[[str], str], do_job: Callable[[str], str],
-    size: tuple[float, float], feel: Callable[[str], str],
+    size: tuple[float, float], feel: Callable[[str], str], next_job: str,
 ) -> None:  # fmt: skip
     """``to_bpmn_explicit``'s body for a graph (into ``m``)."""
     from ..wire import shape_of
 
     w, h = size
-    lay = Layout(m, w, h, 60, h + 160)
+    lay = Layout(m, w, h, 60, h + 160, extra=70)
     lay.ok = {"condition": "=ok", "name": "ok"}
     y = 120
     shape = shape_of(saga.definition)
@@ -259,7 +263,7 @@ def explicit_form(
     ly = by + 120
     m.join("asked", [("failed", [(118, by + 18), (118, ly), (160, ly)])], (160, ly))
     m.node("scriptTask", "what_next", "What next", (250, ly - h / 2, w, h),
-           scriptFormat="python", tail="<bpmn:script>go = what_next()</bpmn:script>")  # fmt: skip
+           head=next_job, scriptFormat="python", tail="<bpmn:script>go = what_next()</bpmn:script>")  # fmt: skip
     m.flow("asked", "what_next", [(210, ly), (250, ly)])
     m.node("exclusiveGateway", "which", "which undo?", (250 + w + 40, ly - 25, 50, 50),
            default="which_none")  # fmt: skip
@@ -346,4 +350,4 @@ def run_workflow(workflow: Any, host: GraphHost) -> None:
             if sub.parent_task_id is not None:
                 parent = workflow.get_task_from_id(sub.parent_task_id)
                 parent.task_spec._update(parent)
-        workflow.refresh_waiting_tasks()
+        workflow.refresh_timers()

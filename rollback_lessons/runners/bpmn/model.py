@@ -267,7 +267,7 @@ def to_bpmn_explicit(saga: Saga, *, policy: PolicyLike | None = None) -> str:
         graph.explicit_form(
             saga, m, lambda n: _undo_job(n, chosen),
             lambda n: _job(job_type("do", n), _attempts(specs[n])),
-            _task_size(saga.specs()), _feel_string,
+            _task_size(saga.specs()), _feel_string, _job("what-next"),
         )  # fmt: skip
         return _document(saga, m, ERROR, process="saga_explicit")
     steps, paths, doubts, undo_policy = _model_plan(saga, policy)
