@@ -235,7 +235,13 @@ def test_a_group_is_a_parallel_state_whose_branches_each_catch_their_own_failure
     undos = {n: s for n, s in asl["States"].items() if n.startswith("Undo ")}
     assert set(undos) == {f"Undo {n}" for n in trip().names}
     assert {s["Next"] for s in undos.values()} == {"What next"}
-    assert asl_errors({"trip": asl, "booking": to_asl(travel.booking(declared=True))}) == {}
+    nested = Saga([Parallel([_step("x"), Parallel(_step("y"), _step("z"))], _step("w"))])
+    retry = Retry(RetryPolicy(max_attempts=3))
+    machines = {"trip": asl, "trip, halt": to_asl(trip(), policy="halt"),
+                "trip, retry": to_asl(trip(), policy=retry),
+                "by dependency": to_asl(trip(), undo_order="by_dependency"),
+                "booking": to_asl(travel.booking(declared=True)), "nested": to_asl(nested)}  # fmt: skip
+    assert asl_errors(machines) == {}
 
 
 @pytest.mark.parametrize("order", ["reverse", "reverse_start", "by_dependency", "forward"])
