@@ -7,8 +7,8 @@ single fault; every file the package writes linted by Camunda Modeler's own rule
 
 import json
 import subprocess
-from functools import partial
 import xml.etree.ElementTree as ET
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -364,7 +364,8 @@ def test_a_group_is_a_parallel_gateway_and_the_document_says_camunda_8_has_no_or
 def test_a_graph_on_spiffworkflow_ends_as_in_process_in_every_undo_order(order):
     saga = trip()
     cases = [{}, *({s: f} for s in saga.names for f in ("fail", "fail_after_effect")),
-             {"charge": "fail", "room": "undo_fails"}, {"y": "fail", "car": "undo_fails"}]  # fmt: skip
+             {"charge": "fail", "room": "undo_fails"},
+             {"y": "fail", "car": "undo_fails"}]  # fmt: skip
     seen = set()
     for inject in cases:
         local = trip().run({}, inject=inject, undo_order=order, clock=VirtualClock())

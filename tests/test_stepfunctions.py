@@ -240,7 +240,8 @@ def test_a_group_is_a_parallel_state_whose_branches_each_catch_their_own_failure
     machines = {"trip": asl, "trip, halt": to_asl(trip(), policy="halt"),
                 "trip, retry": to_asl(trip(), policy=retry),
                 "by dependency": to_asl(trip(), undo_order="by_dependency"),
-                "booking": to_asl(travel.booking(declared=True)), "nested": to_asl(nested)}  # fmt: skip
+                "booking": to_asl(travel.booking(declared=True)),
+                "nested": to_asl(nested)}  # fmt: skip
     assert asl_errors(machines) == {}
 
 
@@ -385,3 +386,25 @@ def test_stop_execution_after_a_group_leaves_every_branch_done(runner):
     assert state == dict.fromkeys(["a", "room", "car", "gps", "flight", "charge"], "done")
     assert execution.outcome.status is Status.HALTED and execution.outcome.compensated == ()
     assert set(execution.outcome.pending) == set(state)
+
+
+def test_the_history_holds_the_tasks_the_worker_did_and_the_undos_in_the_machines_order(runner):
+    """What the runner checks after each graph execution (else HistoryDiverged): the
+    history's answered tasks are the worker's, its undos in the machine's order; a history
+    in which two undos changed places is seen."""
+    from rollback_lessons.runners.stepfunctions.history import answered
+
+    options = {"inject": {"charge": "fail"}, "completion": travel.TIMING}
+    execution = runner.execute(travel.booking(), travel.state(), **options)
+    plan = plan_of(travel.booking(), "x", graphs=True)
+    seen = answered(execution.history, plan)
+    assert sorted(seen) == sorted((c.call, c.step) for c in execution.calls)
+    undos = [i for i, (call, _) in enumerate(seen) if call == "undo"]
+    assert [seen[i][1] for i in undos] == list(execution.outcome.compensated)
+    # an engine that undid the room before the car: its history names them the other way
+    other = {"Undo car": "Undo room", "Undo room": "Undo car"}
+    swapped = json.loads(json.dumps(execution.history, default=str))
+    for event in swapped:
+        details = event.get("stateEnteredEventDetails", {})
+        details["name"] = other.get(details.get("name"), details.get("name"))
+    assert [s for c, s in answered(swapped, plan) if c == "undo"] == ["flight", "room", "car"]

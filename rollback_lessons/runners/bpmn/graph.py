@@ -263,7 +263,8 @@ def explicit_form(
     ly = by + 120
     m.join("asked", [("failed", [(118, by + 18), (118, ly), (160, ly)])], (160, ly))
     m.node("scriptTask", "what_next", "What next", (250, ly - h / 2, w, h),
-           head=next_job, scriptFormat="python", tail="<bpmn:script>go = what_next()</bpmn:script>")  # fmt: skip
+           head=next_job, scriptFormat="python",
+           tail="<bpmn:script>go = what_next()</bpmn:script>")  # fmt: skip
     m.flow("asked", "what_next", [(210, ly), (250, ly)])
     m.node("exclusiveGateway", "which", "which undo?", (250 + w + 40, ly - 25, 50, 50),
            default="which_none")  # fmt: skip

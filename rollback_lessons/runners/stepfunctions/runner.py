@@ -25,12 +25,12 @@ from ...policies import PolicyLike, data_only
 from ...saga import Saga, State, snapshot
 from ...schedule import GraphMachine
 from .. import free_port
-from ..history import Call, Worker, walk
+from ..history import Call, HistoryDiverged, Worker, walk
 from ..names import execution_name
 from ..wire import SagaPlan, outcome_of, plan_of
 from .asl import ENGINE, StepFunctionsError, plan_asl
 from .asl_graph import graph_asl
-from .history import history_table, visits
+from .history import answered, history_table, visits
 from .live import Live
 
 REGION = "us-east-1"
@@ -232,6 +232,15 @@ class StepFunctionsRunner:
             if not served.stopped:
                 raise
             history = []
+        if history:  # the engine ran what the machine said, or it is an error: the same
+            # tasks (branches record theirs in any order), the undos in the machine's order
+            done = [(c.call, c.step) for c in worker.calls]
+            seen = answered(history, plan)
+            undos = [c for c in done if c[0] != "action"]
+            if sorted(seen) != sorted(done) or [c for c in seen if c[0] != "action"] != undos:
+                raise HistoryDiverged(
+                    f"the execution took the answers of {seen}, the worker gave {done}"
+                )
         return Execution(outcome, asl, history, str(status), worker.calls)
 
     def run(self, saga: Saga, state: State | None = None, **options: Any) -> Outcome:
