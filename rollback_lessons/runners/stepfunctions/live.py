@@ -14,7 +14,8 @@ the machine: nothing more starts, the next task is answered ``SagaStopping`` and
 ends, and what was done is undone (status ``cancelled``). ``stop_execution=True`` does what
 Step Functions' ``StopExecution`` does instead, heard before a step starts (one at a time:
 while its task waits): the execution is stopped (``ABORTED`` on AWS; moto 5.2.5 ends it
-``FAILED``, an error of its interpreter's) and nothing is undone: the outcome says so
+``FAILED``, an error of its interpreter's, or, stopped between two states, leaves it
+``RUNNING`` forever: the runner waits 5 s, then reports what moto says) and nothing is undone: the outcome says so
 (``halted``, every undo pending, a note naming StopExecution).
 """
 
@@ -164,6 +165,8 @@ class Live:
         op: Any = m.cancel(exc)
         for step in m.busy:  # launched, its task stopped with the execution
             op = m.step_cut(step, exc)
+        if op is None:  # past the pivot the machine declines a cancel; the engine stopped
+            op = m.fail(exc)  # anyway: the run failed outside a step (a person decides)
         return op  # type: ignore[no-any-return]
 
     def carry(self, step: str, token: str) -> GraphOp:
