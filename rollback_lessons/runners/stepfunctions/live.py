@@ -15,8 +15,8 @@ ends, and what was done is undone (status ``cancelled``). ``stop_execution=True`
 Step Functions' ``StopExecution`` does instead, heard before a step starts (one at a time:
 while its task waits): the execution is stopped (``ABORTED`` on AWS; moto 5.2.5 ends it
 ``FAILED``, an error of its interpreter's, or, stopped between two states, leaves it
-``RUNNING`` forever: the runner waits 5 s, then reports what moto says) and nothing is undone: the outcome says so
-(``halted``, every undo pending, a note naming StopExecution).
+``RUNNING`` forever: the runner waits 5 s, then reports what moto says) and nothing is
+undone: the outcome says so (``halted``, every undo pending, a note naming StopExecution).
 """
 
 from __future__ import annotations

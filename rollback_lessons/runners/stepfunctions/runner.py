@@ -236,8 +236,9 @@ class StepFunctionsRunner:
             if not served.stopped:
                 raise
             history = []
-        if history and not served.stopped:  # the engine ran what the machine said, or it is an error: the same
-            # tasks (branches record theirs in any order), the undos in the machine's order
+        if history and not served.stopped:  # the engine ran what the machine said, or it is
+            # an error: the same tasks (branches record theirs in any order), the undos in
+            # the machine's order
             done = [(c.call, c.step) for c in worker.calls]
             seen = answered(history, plan)
             undos = [c for c in done if c[0] != "action"]
