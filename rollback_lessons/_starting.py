@@ -24,13 +24,16 @@ def _interrupted(signum: int, frame: FrameType | None) -> None:
 
 def _is_the_command() -> bool:
     argv = list(getattr(sys, "orig_argv", []))
-    for i, arg in enumerate(argv[1:], 1):
+    i = 1
+    while i < len(argv):
+        arg = argv[i]
         if arg == "-m":
             return argv[i + 1 : i + 2] == ["rollback_lessons"]
         if arg.startswith("-m"):
             return arg == "-mrollback_lessons"
-        if arg == "-c" or not arg.startswith("-"):  # a script or code: which one is below
+        if arg == "-c" or not arg.startswith("-"):  # code, or a script: which one is below
             break
+        i += 2 if arg in ("-X", "-W") else 1  # (the options that take a value)
     return os.path.basename(sys.argv[0] if sys.argv else "") == "rollback-lessons"
 
 

@@ -560,3 +560,5 @@ def test_a_journal_that_cannot_record_is_refused_before_any_step(tmp_path, how):
     with pytest.raises(ValueError, match=how.replace("read-only", "opened read-only")):
         saga.run({}, journal=journal)
     assert ran == []
+    with pytest.raises(ValueError, match="nothing was claimed"):
+        recover(journal, reg)

@@ -7,8 +7,11 @@ the engine relies on it, and ``recover`` finishes the rollback of every saga tha
 end. Undos receive an idempotency key (``"<saga id>:<step>"``), so one that ran just
 before a crash can safely run again.
 
-One commit per compensable step: events in between are buffered and written with the
-next commit, because nothing about them is needed to recover.
+One durable commit per compensable step: events in between are buffered and written with
+the next commit, because nothing about them is needed to recover. An undo logged after its
+step is written as the step returns, without waiting for the disk (``JournalRun.confirm``):
+a process killed during the next step (one with nothing to write) leaves it to be undone,
+not reported leaked; the next durable commit syncs it.
 """
 
 from __future__ import annotations

@@ -51,7 +51,14 @@ from ..machine import Machine, pivot_at_stake
 from ..operations import Ask, Finished, RunUndo, Wait
 from ..outcome import RECORD_FIELDS, DeadLetter, RunRecord, Status
 from ..policies import CONTINUE
-from .journal import Journal, JournalError, JournalTakenOver, _cell, policy_of
+from .journal import (
+    Journal,
+    JournalError,
+    JournalTakenOver,
+    JournalUnusable,
+    _cell,
+    policy_of,
+)
 from .records import Claimed, JournalRun, SagaRecord, UndoRecord, me
 from .registry import Registry, call_compensation, default_registry
 
@@ -175,6 +182,11 @@ def recover(
     """
     if not isinstance(journal, Journal):
         raise TypeError(f"recover needs a Journal (Journal(path)), got {journal!r}")
+    if journal.readonly or journal.closed:
+        raise JournalUnusable(
+            f"{journal!r} is {'closed' if journal.closed else 'opened read-only'}: recover "
+            "writes to it (open it with Journal(path)); nothing was claimed"
+        )
     if registry is not None and not isinstance(registry, Registry):
         raise TypeError(
             f"recover's registry must be a Registry (compensation names -> functions, "
