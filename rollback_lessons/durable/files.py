@@ -9,6 +9,7 @@ place only once complete (a process killed while making it leaves no half-made j
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sqlite3
 import uuid
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ..errors import RollbackLessonsError, TakenOver
+from ..errors import InvalidNameError, RollbackLessonsError, TakenOver
 
 APP = "rollback-lessons"
 SCHEMA_VERSION = 5
@@ -102,6 +103,25 @@ _MIGRATE_4_TO_5 = [
 _MIGRATIONS = {1: _MIGRATE_1_TO_2, 2: _MIGRATE_2_TO_3, 3: _MIGRATE_3_TO_4, 4: _MIGRATE_4_TO_5}
 
 
+def _migrate(con: sqlite3.Connection) -> None:
+    """Bring a journal opened for writing to this version's schema, in one transaction."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        current = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        at = int(current[0])  # another process may have migrated it meanwhile
+        if at < SCHEMA_VERSION:
+            for step in range(at, SCHEMA_VERSION):
+                for statement in _MIGRATIONS[step]:
+                    con.execute(statement)
+            con.execute(
+                "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
+            )
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
 class JournalError(RollbackLessonsError):
     """The file is not a journal this version can use; it was left untouched."""
 
@@ -109,6 +129,50 @@ class JournalError(RollbackLessonsError):
 class JournalTakenOver(JournalError, TakenOver):
     """Another process claimed this saga (``recover``, ``--force``): the process that held it
     (its owner or an earlier claimant) neither writes nor runs another undo."""
+
+
+class JournalUnusable(JournalError, ValueError):
+    """A Journal that cannot record a saga (closed, or opened read-only), given to a run:
+    refused before any step."""
+
+
+def _check_text(value: object, what: str) -> None:
+    """A name or id the journal stores and prints on one line: a non-empty str of printable
+    characters (a line break or a control character would forge a row of ``journal show``)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str, got {type(value).__name__} {value!r}")
+    if not value or not value.isprintable():
+        raise InvalidNameError(
+            f"{what} must be a non-empty str of printable characters (no line break, tab or "
+            f"control character), got {value!r}"
+        )
+
+
+def _duration(value: object) -> bool:
+    """A timeout as the journal writes one: a finite number of seconds above 0."""
+    return type(value) in (int, float) and 0 < value < math.inf  # type: ignore[operator]
+
+
+def _cell(text: str) -> str:
+    """A value as one cell of a table: as it is, or quoted and escaped if it would break
+    the line (a journal written before names were checked)."""
+    return text if text.isprintable() else repr(text)
+
+
+def _check_arguments(path: object, create: object, readonly: object, timeout: object) -> None:
+    """Journal's arguments, refused before any file is touched."""
+    for name, flag in (("create", create), ("readonly", readonly)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"Journal's {name} must be True or False, got {flag!r}")
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(
+            f"Journal's timeout must be a number of seconds, got {type(timeout).__name__} "
+            f"{timeout!r}"
+        )
+    if not (math.isfinite(timeout) and timeout >= 0):
+        raise ValueError(f"Journal's timeout must be finite and 0 or more, got {timeout!r}")
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"a journal's path must be a str or a path, got {path!r}")
 
 
 def _uri(path: Path, query: str) -> str:

@@ -17,7 +17,6 @@ not reported leaked; the next durable commit syncs it.
 from __future__ import annotations
 
 import json
-import math
 import os
 import sqlite3
 import threading
@@ -40,43 +39,21 @@ from .files import (  # noqa: F401 (re-exported: the journal's names, as before)
     SCHEMA_VERSION,
     JournalError,
     JournalTakenOver,
+    JournalUnusable,
     _bad_value,
+    _cell,
+    _check_arguments,
+    _check_text,
     _create_whole,
+    _duration,
     _inspect,
+    _migrate,
     _open_read_only,
     _schema_statements,
     _uri,
 )
 from .kept import UnjournaledPolicy, policy_data, policy_of  # noqa: F401 (re-exported)
 from .records import Claimed, JournalRun, SagaRecord, UndoRecord, me
-
-
-class JournalUnusable(JournalError, ValueError):
-    """A Journal that cannot record a saga (closed, or opened read-only), given to a run:
-    refused before any step."""
-
-
-def _check_text(value: object, what: str) -> None:
-    """A name or id the journal stores and prints on one line: a non-empty str of printable
-    characters (a line break or a control character would forge a row of ``journal show``)."""
-    if not isinstance(value, str):
-        raise TypeError(f"{what} must be a str, got {type(value).__name__} {value!r}")
-    if not value or not value.isprintable():
-        raise InvalidNameError(
-            f"{what} must be a non-empty str of printable characters (no line break, tab or "
-            f"control character), got {value!r}"
-        )
-
-
-def _duration(value: object) -> bool:
-    """A timeout as the journal writes one: a finite number of seconds above 0."""
-    return type(value) in (int, float) and 0 < value < math.inf  # type: ignore[operator]
-
-
-def _cell(text: str) -> str:
-    """A value as one cell of a table: as it is, or quoted and escaped if it would break
-    the line (a journal written before names were checked)."""
-    return text if text.isprintable() else repr(text)
 
 
 class Journal:
@@ -98,18 +75,7 @@ class Journal:
         lock another process holds (a finite number of seconds, 0 or more). Arguments of
         the wrong type or value are refused before any file is touched.
         """
-        for name, flag in (("create", create), ("readonly", readonly)):
-            if not isinstance(flag, bool):
-                raise TypeError(f"Journal's {name} must be True or False, got {flag!r}")
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-            raise TypeError(
-                f"Journal's timeout must be a number of seconds, got {type(timeout).__name__} "
-                f"{timeout!r}"
-            )
-        if not (math.isfinite(timeout) and timeout >= 0):
-            raise ValueError(f"Journal's timeout must be finite and 0 or more, got {timeout!r}")
-        if not isinstance(path, str | os.PathLike):
-            raise TypeError(f"a journal's path must be a str or a path, got {path!r}")
+        _check_arguments(path, create, readonly, timeout)
         self.path = Path(path)
         self.readonly = readonly
         self.closed = False
@@ -152,24 +118,7 @@ class Journal:
 
     def _migrate(self, version: int) -> None:
         with self._lock:
-            self._con.execute("BEGIN IMMEDIATE")
-            try:
-                current = self._con.execute(
-                    "SELECT value FROM meta WHERE key = 'schema_version'"
-                ).fetchone()
-                at = int(current[0])  # another process may have migrated it meanwhile
-                if at < SCHEMA_VERSION:
-                    for step in range(at, SCHEMA_VERSION):
-                        for statement in _MIGRATIONS[step]:
-                            self._con.execute(statement)
-                    self._con.execute(
-                        "UPDATE meta SET value = ? WHERE key = 'schema_version'",
-                        (str(SCHEMA_VERSION),),
-                    )
-            except BaseException:
-                self._con.execute("ROLLBACK")
-                raise
-            self._con.execute("COMMIT")
+            _migrate(self._con)
 
     # -- writing -------------------------------------------------------------------------
 
