@@ -26,7 +26,7 @@ from rollback_lessons.durable.files import SCHEMA_VERSION
 from rollback_lessons.durable.journal import Journal, JournalError, JournalTakenOver
 from rollback_lessons.durable.recovery import RecoveryInterrupted, recover
 from rollback_lessons.durable.registry import Registry
-from rollback_lessons.events import EventKind
+from rollback_lessons.events import Event, EventKind
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -313,6 +313,7 @@ DAMAGE = {
     "undo order": f"{S} undo_order = 'reversf'",
     "undo timeout": f"{U} timeout = -1",
     "undo attempts": f"{U} attempts = 'x'",
+    "event number": "UPDATE events SET seq = 'x'",
 }
 
 
@@ -328,12 +329,13 @@ def test_a_damaged_value_of_any_saga_is_refused_before_any_undo(tmp_path, damage
     with Journal(path) as journal:
         for i in range(2):
             run = journal.start("s", f"saga{i}", policy=UndoPolicy(RetryPolicy(max_attempts=2)))
+            run.event(Event(1, EventKind.STEP_START, "a", {}))
             run.register("a", undo.bind(room=f"a{i}"), "pending")
-            run.flush()
     orphan(path)
     con = sqlite3.connect(path)
     sql = DAMAGE[damage]
     con.execute(sql + (" WHERE id = 'saga1'" if sql.startswith(S) else " WHERE saga_id = 'saga1'"))
+    assert con.total_changes
     con.commit()
     con.close()
     with Journal(path) as journal, pytest.raises(JournalError, match="never writes"):

@@ -363,6 +363,7 @@ _VALUE_CHECKS: tuple[tuple[str, str, str, str, str, int], ...] = (
         _optional("policy", "typeof(policy) != 'text' OR NOT json_valid(policy)"), 4,
     ),
     ("a saga's undo order", "sagas", _SAGA, "undo_order", _one_of("undo_order", UNDO_ORDERS), 4),
+    ("an event's number", "events", "saga_id", "seq", "typeof(seq) != 'integer' OR seq < 0", 1),
     ("an undo's position", "undos", "saga_id", "position", "typeof(position) != 'integer'", 1),
     ("an undo's step", "undos", _UNDO, "step", "typeof(step) != 'text'", 1),
     ("an undo's compensation", "undos", _UNDO, "compensation", "typeof(compensation) != 'text'", 1),
