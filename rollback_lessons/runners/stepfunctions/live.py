@@ -32,6 +32,7 @@ from ...machine import HALTED_FORWARD as HALTS_FORWARD
 from ...machine import Machine
 from ...operations import Ask, Finished, Op, RunStep, RunUndo, Wait
 from ...outcome import Status
+from ... import schedule
 from ...schedule import GraphMachine, GraphOp, Ready
 from ..history import Worker, ask, undo
 from ..wire import SagaPlan
@@ -152,7 +153,7 @@ class Live:
             return None
         if self.stop_execution:
             return self._stop()
-        return m.cancel(Cancelled("the run was cancelled by its caller"))
+        return schedule.cancel(m, Cancelled("the run was cancelled by its caller"))
 
     def _stop(self) -> Op:
         """What ``StopExecution`` does: Step Functions stops; nothing is undone. The
@@ -162,7 +163,7 @@ class Live:
         exc = ExecutionStopped(STOPPED)
         m = self.m
         m._cut(exc, "before any undo ran (StopExecution)")
-        op: Any = m.cancel(exc)
+        op: Any = schedule.cancel(m, exc)  # (declined past the pivot: the one rule)
         for step in m.busy:  # launched, its task stopped with the execution
             op = m.step_cut(step, exc)
         if op is None:  # past the pivot the machine declines a cancel; the engine stopped
