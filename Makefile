@@ -3,8 +3,6 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8888
-# JupyterLab refuses to run as root without this (CI and containers run as root).
-ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 LINT_PATHS := rollback_lessons tests notebooks benchmarks
 
 .PHONY: lab test lint format bench clean notebooks soak
@@ -31,10 +29,10 @@ $(LAB_SETTINGS): | $(VENV)/.lab
 	printf '%s\n' '{"@jupyterlab/apputils-extension:notification":' \
 	  '{"fetchNews": "false", "checkForUpdates": false}}' > $@
 
+# Started as `rollback-lessons lab` starts it (rollback_lessons/lab/launch.py): on 127.0.0.1,
+# the kernel's websocket without Nagle's algorithm; here on the repository's own lessons.
 lab: $(VENV)/.lab $(LAB_SETTINGS)
-	@echo "Open the http://127.0.0.1:$(PORT)/lab?token=... link printed below (Ctrl+click it)."
-	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --port=$(PORT) --ServerApp.port_retries=0 \
-	  --no-browser --LabApp.news_url=None --ServerApp.root_dir=notebooks $(ROOT_FLAG)
+	$(BIN)/rollback-lessons lab notebooks --port $(PORT)
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check $(LINT_PATHS)

@@ -1,9 +1,11 @@
 """The panel in a real JupyterLab in Chromium: fault click -> new picture painted.
 
 Measured in the page (tests/browser_checks.js, the measure the browser tests print), with
-JupyterLab's default settings, at 1366x768 with the file browser open, against a baseline
-timed in the same run: the smallest widget round trip (a dropdown whose change sets a
-short HTML text), which no panel can beat. Skipped, saying why, without Chromium.
+JupyterLab started as `rollback-lessons lab` and `make lab` start it (``launch.lab_command``:
+its default settings, the kernel's websocket without Nagle's algorithm), at 1366x768 with
+the file browser open, against a baseline timed in the same run: the smallest widget round
+trip (a dropdown whose change sets a short HTML text), which no panel can beat.
+Skipped, saying why, without Chromium.
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ def measure(rounds: int = 3, clicks: int = 16) -> dict[str, list[float]] | str:
         from playwright.sync_api import sync_playwright
     except ImportError:
         return "skipped: playwright is not installed (pip install -e '.[test]')"
-    from rollback_lessons.lab.launch import LAB_SETTINGS
+    from rollback_lessons.lab.launch import LAB_SETTINGS, lab_command
     from rollback_lessons.runners import free_port
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -107,12 +109,12 @@ def measure(rounds: int = 3, clicks: int = 16) -> dict[str, list[float]] | str:
             env[f"JUPYTER_{name}_DIR"] = str(base / name.lower())
         env["JUPYTER_PATH"] = str(Path(sys.prefix) / "share" / "jupyter")
         port, token = free_port(), secrets.token_hex(16)
+        # started as `rollback-lessons lab` starts it (launch.lab_command), plus a token and
+        # temp dirs: the measure is what a learner gets
         lab = subprocess.Popen(
             [
-                sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root",
-                f"--port={port}", "--ServerApp.ip=127.0.0.1", "--ServerApp.port_retries=0",
-                f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={base / 'nb'}",
-                f"--LabApp.app_settings_dir={base / 'settings'}", "--LabApp.news_url=None",
+                *lab_command(base / "nb", port), f"--IdentityProvider.token={token}",
+                f"--LabApp.app_settings_dir={base / 'settings'}",
                 f"--LabApp.user_settings_dir={base / 'us'}",
                 f"--LabApp.workspaces_dir={base / 'ws'}", "--LabApp.expose_app_in_browser=True",
             ],

@@ -7,6 +7,8 @@ Step Functions, BPMN, DBOS), ``lab`` (pictures, the panel, exercises) and ``worl
 lessons' pipelines).
 """
 
+# first of all: when this process is the command, a Ctrl-C while it imports is one line
+from . import _starting  # noqa: F401 (its import installs that, for the command only)
 from .clock import Clock, SystemClock, VirtualClock
 from .durable.registry import BoundUndo, Compensation, Registry, compensation, default_registry
 from .errors import (

@@ -15,6 +15,7 @@ observers there are is decided once, when the run starts.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 import warnings
@@ -38,7 +39,7 @@ from .journaling import JournalWriter
 from .machine import Machine
 from .operations import PROCEED, Op, StepSpec
 from .outcome import DeadLetter, Outcome
-from .policies import PolicyLike, RetryPolicy, check_seconds, resolve_policy
+from .policies import POLICIES, PolicyLike, RetryPolicy, check_seconds, resolve_policy
 from .ports import UndoJournal
 from .rules import (
     GRAPH_UNDO_ORDERS,
@@ -55,6 +56,8 @@ from .schedule import cancel as cancel_run
 _log = logging.getLogger("rollback_lessons")
 _NO_ARGS: tuple[Any, ...] = ()
 _NO_FAULTS: dict[str, Any] = {}
+FUNCTION = type(lambda: None)
+NOT_PLAIN = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR | inspect.CO_COROUTINE
 COMPENSABLE = Kind.COMPENSABLE
 
 
@@ -77,7 +80,8 @@ class Run(Driver):
         run_id: str | None = None,
         after: After | None = None,
     ) -> None:
-        check_undo_order(undo_order, GRAPH_UNDO_ORDERS)
+        if undo_order != "reverse":
+            check_undo_order(undo_order, GRAPH_UNDO_ORDERS)
         if on_event is not None and not callable(on_event):
             raise TypeError(f"on_event must be callable, got {on_event!r}")
         self.name = name
@@ -86,7 +90,10 @@ class Run(Driver):
         self.clock: Clock = clock
         self.on_event = on_event
         self.is_async = is_async
-        policy = resolve_policy(policy)
+        if type(policy) is str and policy in POLICIES:
+            policy = POLICIES[policy]  # (resolve_policy, inline: every run starts here)
+        else:
+            policy = resolve_policy(policy)
         jrun = None
         if journal is not None:  # (a policy it cannot keep is refused here, before any step)
             jrun = journal.start(name, run_id, policy=policy, undo_order=undo_order)
@@ -97,9 +104,10 @@ class Run(Driver):
         self._run_id = run_id  # (a system clock's random id is drawn when first read)
         # time.monotonic itself for the system clock: one call less per stamp (make bench's
         # with-block stamps twice a step)
-        self.monotonic = time.monotonic if type(clock) is SystemClock else clock.monotonic
+        system = type(clock) is SystemClock
+        self.monotonic = time.monotonic if system else clock.monotonic
         self.started = self.monotonic()
-        self.started_at = clock.time()
+        self.started_at = time.time() if system else clock.time()
         self.log_level = log_threshold()
         watched = jrun is not None or on_event is not None or self.log_level <= logging.ERROR
         if after is not None:  # a saga with parallel groups: a graph of steps
@@ -116,7 +124,7 @@ class Run(Driver):
             self.m = Machine(
                 policy,
                 plan=plan,
-                allowed=tuple(steps) if steps is not None else None,
+                allowed=tuple(steps) if steps is not None and plan is None else None,
                 undo_order=undo_order,
                 name=name,
                 watch=self._watch if watched else None,
@@ -247,13 +255,37 @@ class Run(Driver):
         undo_timeout: float | None = None,
     ) -> Any:
         """Run one step of a with-block synchronously; its error is raised here."""
+        m = self.m
+        if (  # (``plain``, inline: this is a with-block's every step)
+            type(action) is FUNCTION and not action.__code__.co_flags & NOT_PLAIN
+            and (undo is None
+                 or (type(undo) is FUNCTION and not undo.__code__.co_flags & NOT_PLAIN))
+            and register == "after" and retry is None and undo_timeout is None
+            and not self.faults and m.watch is None
+        ):  # fmt: skip
+            # the plain step, the with-block's common case (and make bench's): one machine
+            # input before its call, one after, nothing else
+            if undo is not None:
+                self.undos[step] = undo
+            m.now = self.monotonic() - self.started
+            m.begin_plain(step, undo is not None)
+            try:
+                result = action()
+                if result is not None and type(result) not in PLAIN:
+                    checked(result, "action", step)
+            except BaseException as exc:  # an Exception is the machine's to judge
+                self.step_raised(exc)  # (RAISE: a plain step is never retried)
+                return self._raise()
+            self.results[step] = result
+            m.now = self.monotonic() - self.started
+            m.step_ok()  # (PROCEED: a with-block's step is its code's, never a saga's)
+            return result
         if not (
             register == "after" and retry is None and undo_timeout is None and plain(action)
             and (undo is None or plain(undo)) and self.journal is None
         ):  # fmt: skip
             self._check(step, action, undo, register, retry, undo_timeout)
         self.hand_over(step, action, undo)
-        m = self.m
         m.now = self.monotonic() - self.started
         m.begin(step, COMPENSABLE, undo is not None, register, retry, False, undo_timeout)
         # The machine's answer is this step's one call (RunStep): made here, inline, as
@@ -372,7 +404,7 @@ class Run(Driver):
     def commit(self) -> None:
         self.tick()
         self.m.commit()
-        unused = [s for s in self.faults if s not in self.m.kinds]
+        unused = [s for s in self.faults if s not in self.m.kinds] if self.faults else None
         if unused:
             warnings.warn(
                 f"inject named steps that never ran: {', '.join(unused)}",
@@ -392,6 +424,7 @@ class Run(Driver):
                     m.interruption.add_note(note)
         if self.journal is not None:
             self.journal.end(error)
+        self.m.watch = None  # nothing more to watch: no cycle left (run -> machine -> run)
 
     @property
     def dead_letters(self) -> list[DeadLetter]:

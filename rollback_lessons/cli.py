@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .events import UNDO_KINDS, Event, EventKind
 from .outcome import Outcome
@@ -39,7 +41,60 @@ def _line(event: Event) -> str:
     return f"{indent}{mark} {event.kind:<15} {event.step or '':<6} {details}".rstrip()
 
 
-def print_outcome(outcome: Outcome, title: str, out=sys.stdout) -> None:
+class OutputError(Exception):
+    """Standard output cannot be written (a full disk, a closed or broken device): told as
+    such, never as the journal's fault."""
+
+
+class _Stdout:
+    """Standard output for the command's own printing: a write that fails is OutputError
+    (a reader that stopped early stays a BrokenPipeError: it ends quietly)."""
+
+    def write(self, text: str) -> int:
+        try:
+            return sys.stdout.write(text)
+        except BrokenPipeError:
+            raise
+        except (OSError, ValueError) as exc:  # (ValueError: closed under us)
+            raise OutputError(getattr(exc, "strerror", None) or str(exc)) from None
+
+    def flush(self) -> None:
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            raise
+        except (OSError, ValueError) as exc:
+            raise OutputError(getattr(exc, "strerror", None) or str(exc)) from None
+
+
+STDOUT: Any = _Stdout()
+
+
+def _say(*lines: str) -> None:
+    for line in lines:
+        print(line, file=STDOUT)
+
+
+def _warn(line: str) -> None:
+    """One line on standard error (if there is one: a closed stderr is no reason to fail)."""
+    if sys.stderr is not None:
+        with contextlib.suppress(OSError, ValueError):
+            print(f"rollback-lessons: {line}", file=sys.stderr)
+
+
+def _seconds(text: str) -> float:
+    """--wait's value: a finite number of seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 or more)")
+    return value
+
+
+def print_outcome(outcome: Outcome, title: str, out: Any = None) -> None:
+    out = out if out is not None else sys.stdout
     print(f"== {title}", file=out)
     print(f"   state before: {dict(outcome.state_before or {})}", file=out)
     for event in outcome.events:
@@ -132,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     for command in (show, recover):
         command.add_argument(
             "--wait",
-            type=float,
+            type=_seconds,
             default=30.0,
             metavar="SECONDS",
             help="how long to wait for a lock another process holds (default 30)",
@@ -187,47 +242,57 @@ def _journal_command(args: argparse.Namespace) -> int:
                 damage = journal.quick_check()
                 if damage != "ok":  # a damaged file would show wrong numbers: say so instead
                     raise JournalError(f"{args.file} is damaged ({damage[:200]})")
-                print(journal.table())
-                return 0
-            report = recover(journal, load_registry(args.registry), force=args.force)
+                table = journal.table()
+            else:
+                report = recover(journal, load_registry(args.registry), force=args.force)
     except (CommandError, JournalError) as exc:
-        print(f"rollback-lessons: {exc}", file=sys.stderr)
+        _warn(str(exc))
         return 2
     except KeyboardInterrupt:
         if readonly:
             raise
-        print(
-            "rollback-lessons: recover interrupted (Ctrl-C); what it undid is recorded, and "
-            "the sagas it did not finish are left for the next recover",
-            file=sys.stderr,
+        _warn(
+            "recover interrupted (Ctrl-C); what it undid is recorded, and the sagas it did "
+            "not finish are left for the next recover"
         )
         return 130
     except sqlite3.OperationalError as exc:
         hint = " (another process holds it; try --wait)" if "locked" in str(exc) else ""
-        print(f"rollback-lessons: cannot use {args.file}: {exc}{hint}", file=sys.stderr)
+        _warn(f"cannot use {args.file}: {exc}{hint}")
         return 2
     except sqlite3.DatabaseError as exc:
-        print(f"rollback-lessons: {args.file} is damaged: {exc}; no undo was run", file=sys.stderr)
+        _warn(f"{args.file} is damaged: {exc}; no undo was run")
         return 2
-    except BrokenPipeError:
-        raise  # (main's: the reader stopped early)
     except OSError as exc:  # a name too long, a folder that cannot be read, ...
-        print(f"rollback-lessons: cannot use {args.file}: {exc.strerror or exc}", file=sys.stderr)
+        _warn(f"cannot use {args.file}: {exc.strerror or exc}")
         return 2
-    print(report)
+    # (printed once the journal is closed: an output that fails is the output's, not its)
+    if readonly:
+        _say(table)
+        return 0
+    try:
+        _say(str(report))
+        STDOUT.flush()
+    except OutputError as exc:
+        raise OutputError(
+            f"{exc}; what recover did is recorded in {args.file} (journal show)"
+        ) from None
     dead = [r for r in report.recovered if r.dead_letters]
+    person = [r for r in report.recovered if r.for_a_person and not r.dead_letters]
     if dead:
-        print(
-            f"rollback-lessons: {len(dead)} saga(s) left dead letters, undos that failed "
-            "(see above): a person must finish them",
-            file=sys.stderr,
+        _warn(
+            f"{len(dead)} saga(s) left dead letters, undos that failed (see above): a person "
+            "must finish them"
+        )
+    if person:
+        _warn(
+            f"{len(person)} saga(s) left for a person (see above): halted (at a pivot, or by "
+            "the undo policy), or with a step that may have happened and has no undo: a "
+            "person must check them and finish them by hand"
         )
     if report.skipped:
-        print(
-            f"rollback-lessons: {len(report.skipped)} saga(s) left unfinished (see above)",
-            file=sys.stderr,
-        )
-    return 1 if report.skipped or dead else 0
+        _warn(f"{len(report.skipped)} saga(s) left unfinished (see above)")
+    return 1 if report.skipped or dead or person else 0
 
 
 def _lab_command(args: argparse.Namespace) -> int:
@@ -247,18 +312,41 @@ def _lab_command(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The command; a Ctrl-C is one line (exit 130), and output piped into a reader that
-    stops early (``| head``) ends quietly, as Python's documentation on SIGPIPE advises."""
+    stops early (``| head``) ends quietly, as Python's documentation on SIGPIPE advises. An
+    output that cannot be written at all (closed, a full disk) is one line (exit 2)."""
+    from . import _starting
+
     try:
+        _starting.started()  # a Ctrl-C is KeyboardInterrupt again, caught here
+        if sys.stdout is None:  # started with it closed (>&-): nothing is done
+            _warn(
+                "standard output is closed; nothing was done (send it somewhere: "
+                "> file, or > /dev/null)"
+            )
+            return 2
         code = _main(argv)
-        sys.stdout.flush()  # (a closed pipe is found here, not at exit)
+        STDOUT.flush()  # (a closed pipe or a full disk is found here, not at exit)
         return code
     except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes at exit
+        _quiet_stdout()
         return 1
+    except OutputError as exc:
+        _quiet_stdout()
+        _warn(f"cannot write to standard output: {exc}")
+        return 2
     except KeyboardInterrupt:
-        print("rollback-lessons: interrupted (Ctrl-C)", file=sys.stderr)
+        _warn("interrupted (Ctrl-C)")
         return 130
+
+
+def _quiet_stdout() -> None:
+    """What stdout still buffers goes nowhere: no second error when Python flushes at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # (no file behind it: nothing to flush)
+        pass
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -268,8 +356,8 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command == "lab":
         return _lab_command(args)
     if args.fail_at is None and not args.undo_fails:
-        print_outcome(run_demo(), "a run that commits")
-        print_outcome(run_demo("step3"), "the same run, step3 fails")
+        print_outcome(run_demo(), "a run that commits", STDOUT)
+        print_outcome(run_demo("step3"), "the same run, step3 fails", STDOUT)
         return 0
     options = dict(
         fault=args.fault,
@@ -279,7 +367,7 @@ def _main(argv: Sequence[str] | None) -> int:
     )
     outcome = run_demo(args.fail_at, **options)
     title = f"{args.fail_at} fails ({args.fault})" if args.fail_at else "no step fails"
-    print_outcome(outcome, f"{title}, policy={args.policy}, register={args.register}")
+    print_outcome(outcome, f"{title}, policy={args.policy}, register={args.register}", STDOUT)
     return 0
 
 

@@ -122,6 +122,6 @@ def check_graph_order(
                 f"fail. If {'it' if them == 'it' else 'one of them'} fails, {what}. "
                 f"Move {step.name!r} after {them}"
             )
-        problems.append(f"{problem}, or make {them} retriable.")
+        problems.append(f"{problem}, or make {names} retriable.")
         reorder.append(f"{problem}.")
     return problems, reorder

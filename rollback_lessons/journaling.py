@@ -46,8 +46,11 @@ class JournalWriter:
             if m.kinds[step] == Kind.PIVOT:
                 jrun.pivot(step, "started")  # durable: recover never undoes across it
             elif details["register"] == "after":  # a real undo once the step succeeded
-                semantic = bool(m.spec and m.spec.semantic)
-                self.intents[step] = jrun.register(step, self.named[step], "intent", semantic)
+                spec = m.spec
+                semantic, timeout = bool(spec and spec.semantic), spec and spec.undo_timeout
+                self.intents[step] = jrun.register(
+                    step, self.named[step], "intent", semantic, timeout or None
+                )
         elif kind is EventKind.UNDO_REGISTERED:
             assert step is not None
             entry = m.log[-1]
@@ -55,7 +58,9 @@ class JournalWriter:
                 entry.position = self.intents.pop(step)
                 jrun.confirm(entry.position)
             else:  # durable before anything relies on it
-                entry.position = jrun.register(step, self.named[step], "pending", entry.semantic)
+                entry.position = jrun.register(
+                    step, self.named[step], "pending", entry.semantic, entry.timeout
+                )
         elif kind is EventKind.STEP_FAILED:
             if step in self.intents and not details.get("after_effect"):
                 jrun.abandon(self.intents.pop(step))  # nothing happened: nothing to undo

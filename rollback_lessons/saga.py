@@ -214,7 +214,7 @@ class Saga:
                 f"fail. If {'it' if one else 'one of them'} fails, {what}. "
                 f"Move {step.name!r} after {them}"
             )
-            problems.append(f"{problem}, or make {them} retriable.")
+            problems.append(f"{problem}, or make {names} retriable.")
             reorder.append(f"{problem}.")
         return OrderCheck(tuple(problems), tuple(reorder))
 

@@ -8,6 +8,7 @@ single fault; every file the package writes linted by Camunda Modeler's own rule
 import json
 import subprocess
 import xml.etree.ElementTree as ET
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -15,14 +16,16 @@ from conftest import lesson_worlds, same_outcome, single_faults
 from outside_validators import node_script
 from SpiffWorkflow.bpmn.parser import BpmnParser, BpmnValidator
 
-from rollback_lessons import Kind, Saga, Step, VirtualClock
+from rollback_lessons import Kind, Parallel, RetryPolicy, Saga, Step, VirtualClock
+from rollback_lessons.errors import InvalidPipelineError
 from rollback_lessons.runners.bpmn import (
     UnsupportedInBPMN,
     run_explicit,
     to_bpmn,
     to_bpmn_explicit,
 )
-from rollback_lessons.worlds import examples, services
+from rollback_lessons.runners.bpmn.graph import ORDER_TEXT
+from rollback_lessons.worlds import examples, services, travel
 from rollback_lessons.worlds.demo import xyz_saga, xyz_state
 from rollback_lessons.worlds.mailserver import MailServer
 
@@ -263,6 +266,10 @@ def every_bpmn_the_package_writes() -> dict[str, str]:
             saga = Saga(saga.steps, name=saga.name, policy=policy, allow_unsafe_order=True)
             found[f"{world}, {policy}.bpmn"] = to_bpmn(saga)
             found[f"{world}, {policy}.explicit.bpmn"] = to_bpmn_explicit(saga)
+    for name, make in (("trip", trip), ("travel", travel.booking),
+                       ("travel declared", lambda: travel.booking(declared=True))):  # fmt: skip
+        found[f"{name} (a graph).bpmn"] = to_bpmn(make())
+        found[f"{name} (a graph).explicit.bpmn"] = to_bpmn_explicit(make())
     return found
 
 
@@ -301,3 +308,85 @@ def test_the_lint_sees_what_camunda_modeler_would_flag(tmp_path):
                           check=False)  # fmt: skip
     rules = {p["rule"] for p in json.loads(done.stdout)[str(path)]}
     assert {"camunda-compat/implementation", "label-required", "no-implicit-start"} <= rules
+
+
+# -- parallel groups: parallel gateways; the undo order, the saga machine's -----------------
+
+
+def _act(name, state):
+    state[name] = "done"
+
+
+def _undo(name, state):
+    if state.get(name) == "done":
+        state[name] = "undone"
+
+
+def _step(name, **options):
+    return Step(name, partial(_act, name), partial(_undo, name), **options)
+
+
+def trip():
+    """a, then room, car-then-gps (then x and y at once) and flight at once, the charge, and
+    the email (a pivot)."""
+    inner = Parallel(_step("x"), _step("y"))
+    return Saga([_step("a"), Parallel(_step("room"), [_step("car"), _step("gps"), inner],
+                                      _step("flight")),
+                 _step("charge"), Step("email", partial(_act, "email"), kind=Kind.PIVOT)],
+                name="trip")  # fmt: skip
+
+
+def test_a_group_is_a_parallel_gateway_and_the_document_says_camunda_8_has_no_order():
+    for order in ("reverse", "by_dependency"):
+        xml = to_bpmn(trip(), undo_order=order)
+        assert read_back(xml).get_process_ids() == ["saga"]
+        process = ET.fromstring(xml).find("bpmn:process", NS)
+        gateways = process.findall("bpmn:parallelGateway", NS)
+        assert len(gateways) == 4  # two groups: a split and a join each
+        split = next(g for g in gateways if g.get("name") == "group 1: at once")
+        assert len(split.findall("bpmn:outgoing", NS)) == 3
+        text = process.find("bpmn:documentation", NS).text
+        assert "all compensation handlers at once, without any specific order" in text
+        assert ORDER_TEXT[order] in text
+        handlers = [t for t in process.findall("bpmn:serviceTask", NS)
+                    if t.get("isForCompensation") == "true"]  # fmt: skip
+        assert len(handlers) == len([s for s in trip().steps if s.undo is not None])
+    explicit = to_bpmn_explicit(trip())
+    read_back(explicit)
+    root = ET.fromstring(explicit)
+    assert len(list(root.iter(f"{B}parallelGateway"))) == 4
+    # the undo order is not in the model: every undo goes back to What next
+    assert [t.get("name") for t in root.iter(f"{B}scriptTask")
+            if t.get("name") == "What next"] == ["What next"]  # fmt: skip
+
+
+@pytest.mark.parametrize("order", ["reverse", "reverse_start", "by_dependency", "forward"])
+def test_a_graph_on_spiffworkflow_ends_as_in_process_in_every_undo_order(order):
+    saga = trip()
+    cases = [{}, *({s: f} for s in saga.names for f in ("fail", "fail_after_effect")),
+             {"charge": "fail", "room": "undo_fails"},
+             {"y": "fail", "car": "undo_fails"}]  # fmt: skip
+    seen = set()
+    for inject in cases:
+        local = trip().run({}, inject=inject, undo_order=order, clock=VirtualClock())
+        remote = run_explicit(trip(), {}, inject=inject, undo_order=order)
+        same_outcome(local, remote)
+        seen.add(str(remote.status))
+    assert seen == {"committed", "rolled_back", "rollback_incomplete", "halted"}
+
+
+def test_lesson_12s_booking_on_spiffworkflow_undoes_in_the_declared_order():
+    for order in travel.ORDERS:
+        options = {"inject": {"charge": "fail"}, "undo_order": order}
+        local = travel.booking().run(travel.state(), **options)
+        same_outcome(local, run_explicit(travel.booking(), travel.state(), **options))
+
+
+def test_what_the_graph_form_cannot_express_is_refused_before_it_runs():
+    state = {}
+    retried = Saga([Parallel(_step("a", retry=RetryPolicy(max_attempts=2)), _step("b"))])
+    for saga, options in ((retried, {}), (trip(), {"policy": "halt"}),
+                          (trip(), {"undo_order": "sideways"})):  # fmt: skip
+        with pytest.raises(InvalidPipelineError):
+            run_explicit(saga, state, **options)
+    assert state == {}

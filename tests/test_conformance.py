@@ -18,7 +18,16 @@ from conftest import OnALoop, examples, same_outcome
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from rollback_lessons import Kind, Retry, RetryPolicy, Saga, Step, UndoPolicy, VirtualClock
+from rollback_lessons import (
+    Kind,
+    Parallel,
+    Retry,
+    RetryPolicy,
+    Saga,
+    Step,
+    UndoPolicy,
+    VirtualClock,
+)
 from rollback_lessons.errors import InvalidNameError, InvalidPipelineError
 from rollback_lessons.explore import combinations, inject_of
 from rollback_lessons.policies import decides_in_code
@@ -186,6 +195,106 @@ def on_temporal():
 def test_a_fixed_sample_of_drawn_sagas_ends_the_same_on_temporal(drawn, on_temporal):
     local = drawn.saga().run({}, inject=drawn.inject, clock=VirtualClock())
     remote = on_temporal(lambda runner: runner.run(drawn.saga(), {}, inject=drawn.inject))
+    same_outcome(local, remote)
+
+
+# -- graphs: parallel groups, undo orders, timings, a cancel ---------------------------------
+
+
+@dataclass(frozen=True)
+class DrawnGraph:
+    """A saga with a parallel group (a branch may be a sequence, or hold a group of its
+    own), an undo order, a timing (None: one step at a time, as ``saga.run``), faults and
+    perhaps a cancel heard when a drawn step returns."""
+
+    shape: tuple
+    policy: str
+    undo_order: str
+    completion: tuple | None
+    faults: tuple
+    cancel_at: str | None
+
+    def saga(self, cancel=None) -> Saga:
+        def build(item):
+            if isinstance(item, str):
+                if item == self.cancel_at and cancel is not None:
+                    return Step(item, lambda s, n=item: (act(n, s), cancel.set()),
+                                partial(undo, item))  # fmt: skip
+                return Step(item, partial(act, item), partial(undo, item))
+            return Parallel(*[[build(i) for i in branch] for branch in item])
+
+        return Saga([build(i) for i in self.shape], name="graph", policy=POLICIES[self.policy])
+
+    @property
+    def inject(self):
+        return inject_of(self.faults)
+
+    def options(self, cancel=None):
+        found = {"inject": inject_of(self.faults), "undo_order": self.undo_order}
+        if self.completion is not None:
+            found["completion"] = self.completion
+        if cancel is not None:
+            found["cancel"] = cancel
+        return found
+
+
+@st.composite
+def drawn_graphs(draw):
+    names = iter(f"s{i}" for i in range(20))
+    shape: list = []
+    if draw(st.booleans()):
+        shape.append(next(names))
+    branches = []
+    for _ in range(draw(st.integers(2, 3))):
+        branch: list = [next(names) for _ in range(draw(st.integers(1, 2)))]
+        if draw(st.integers(0, 5)) == 0:  # a group inside a branch
+            branch.append(((next(names),), (next(names),)))
+        branches.append(tuple(branch))
+    shape.append(tuple(branches))
+    if draw(st.booleans()):
+        shape.append(next(names))
+    probe = DrawnGraph(tuple(shape), "continue", "reverse", None, (), None).saga()
+    every = combinations(probe, max_faults=2)[1:]
+    steps = list(probe.names)
+    completion = draw(st.one_of(st.none(), st.permutations(steps).map(tuple)))
+    policy = draw(st.sampled_from(["continue", "halt", "retry"]))
+    return DrawnGraph(
+        shape=tuple(shape),
+        policy=policy,
+        undo_order=draw(st.sampled_from(["reverse", "reverse_start", "by_dependency", "forward"])),
+        completion=completion,
+        faults=() if draw(st.integers(0, 7)) == 0 else draw(st.sampled_from(every)),
+        cancel_at=draw(st.sampled_from(steps)) if draw(st.booleans()) else None,
+    )
+
+
+@settings(PROPERTY, max_examples=examples(6))  # make soak: 60
+@given(drawn=drawn_graphs())
+def test_a_drawn_graph_ends_the_same_on_step_functions(drawn, step_functions):
+    """Groups as Parallel states, the undos ordered at run time by the saga machine:
+    every undo order, timing, fault and cancel ends as ``saga.run`` ends it."""
+    import threading
+
+    here, there = threading.Event(), threading.Event()
+    local = drawn.saga(here).run({}, clock=VirtualClock(), **drawn.options(here))
+    remote = step_functions.run(drawn.saga(there), {}, **drawn.options(there))
+    same_outcome(local, remote)
+
+
+@settings(PROPERTY, max_examples=examples(15))  # make soak: 150
+@given(drawn=drawn_graphs())
+def test_a_drawn_graph_ends_the_same_as_bpmn_on_spiffworkflow(drawn):
+    """The explicit BPMN form (parallel gateways, the undos asked of the saga machine) on
+    SpiffWorkflow ends as ``saga.run`` ends, one step at a time, in every undo order;
+    what the form cannot express (a policy other than *continue*, a timing of one's own,
+    a cancel) it does not take."""
+    if drawn.policy != "continue":
+        _refused(partial(BpmnRunner.start().run, undo_order=drawn.undo_order), drawn)
+        return
+    local = drawn.saga().run({}, clock=VirtualClock(), inject=drawn.inject,
+                             undo_order=drawn.undo_order)  # fmt: skip
+    remote = BpmnRunner.start().run(drawn.saga(), {}, inject=drawn.inject,
+                                    undo_order=drawn.undo_order)  # fmt: skip
     same_outcome(local, remote)
 
 

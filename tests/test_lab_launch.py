@@ -85,3 +85,28 @@ def test_help_says_what_the_command_does(argv, capsys):
         cli.main(argv)
     out = capsys.readouterr().out
     assert "never overwritten" in out and "127.0.0.1" in out
+
+
+def test_the_kernels_websocket_is_started_without_nagles_algorithm(monkeypatch):
+    """Every start of JupyterLab (this command, make lab, the browser tests, the benchmark)
+    names the connection class that sets TCP_NODELAY on the kernel's websocket once it is
+    open: without it, the messages after a click's "busy" waited ~45 ms for the browser's
+    delayed ACK (kernel_ws.py)."""
+    from jupyter_server.services.kernels.connection.channels import (
+        ZMQChannelsWebsocketConnection,
+    )
+    from jupyter_server.services.kernels.websocket import KernelWebsocketHandler
+
+    from rollback_lessons.lab import kernel_ws
+
+    flag = f"--ServerApp.kernel_websocket_connection_class={launch.KERNEL_CONNECTION}"
+    assert flag in launch.lab_command(launch.shipped_lessons(), 8899)
+    assert f"{kernel_ws.__name__}.NoDelayConnection" == launch.KERNEL_CONNECTION
+    assert issubclass(kernel_ws.NoDelayConnection, ZMQChannelsWebsocketConnection)
+
+    done = []
+    monkeypatch.setattr(ZMQChannelsWebsocketConnection, "connect", lambda self: done.append(1))
+    handler = KernelWebsocketHandler.__new__(KernelWebsocketHandler)
+    handler.set_nodelay = lambda value: done.append(("nodelay", value))  # type: ignore[method-assign]
+    kernel_ws.NoDelayConnection(websocket_handler=handler).connect()
+    assert done == [("nodelay", True), 1]  # set before the connection's own work

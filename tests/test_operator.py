@@ -205,9 +205,9 @@ def test_a_take_over_never_crashes_the_owner_and_it_undoes_nothing(tmp_path):
     )
     with Journal(path) as journal:
         outcome = saga.run({}, journal=journal, run_id="s1")
-        # b never begun; a's confirmation went with the next commit, which was refused:
-        # the new holder reports a as leaked (it may have happened), never loses it
-        assert [u.state for u in journal.undos("s1")] == ["intent"]
+        # b never begun; a's undo was written when a returned, before grab began (issue
+        # 25, attack 06): the new holder finds it pending and undoes it
+        assert [u.state for u in journal.undos("s1")] == ["pending"]
     # found when grab returned (the owner checks its claim after each step): b never began
     assert outcome.failed_step is None and outcome.completed == ("a", "grab")
     assert "step 'grab' returned after" in str(outcome.error)

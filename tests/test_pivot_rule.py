@@ -471,16 +471,17 @@ def test_a_journal_written_before_policies_were_kept_says_what_recover_used(tmp_
             saga.run({}, inject={"s2": "fail"}, journal=journal, run_id="o", policy="halt",
                      on_event=crash_at_undo(1))  # fmt: skip
         orphan(journal)
-    con = sqlite3.connect(path)  # as schema 3 wrote it: no policy, no order
+    con = sqlite3.connect(path)  # as schema 3 wrote it: no policy, no order, no undo timeout
     con.execute("ALTER TABLE sagas DROP COLUMN policy")
     con.execute("ALTER TABLE sagas DROP COLUMN undo_order")
+    con.execute("ALTER TABLE undos DROP COLUMN timeout")
     con.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     con.commit()
     con.close()
     with Journal(path) as journal:
         [recovered] = recover(journal, registry)
     assert FALLBACK in recovered.notes and "continue" in FALLBACK
-    assert SCHEMA_VERSION == 4
+    assert SCHEMA_VERSION == 5
 
 
 def test_the_machine_resumes_with_the_policy_it_is_given():

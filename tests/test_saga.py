@@ -114,7 +114,7 @@ def test_pivot_last_is_safe_and_a_compensable_after_a_pivot_is_refused():
     text = str(info.value)
     assert "'email' is irreversible but runs before 'charge'" in text
     assert "undoes reserve but 'email' stays done" in text
-    assert "If it fails" in text and "Move 'email' after it, or make it retriable." in text
+    assert "If it fails" in text and "Move 'email' after it, or make 'charge' retriable." in text
 
 
 def test_an_unsafe_order_names_the_failing_step_whose_undo_is_logged_before_it():
@@ -140,8 +140,9 @@ def test_check_order_also_says_each_problem_with_a_fix_that_only_reorders():
     points = Step("points", lambda s: None, kind="retriable")
     check = Saga([reserve, points, email], allow_unsafe_order=True).check_order()
     assert len(check.problems) == len(check.reorder) == 1
-    assert check.problems[0].endswith("Move 'points' after it, or make it retriable.")
-    assert check.reorder[0] == check.problems[0].replace(", or make it retriable.", ".")
+    # the fix names the later step, never the step already retriable (a reader's confusion)
+    assert check.problems[0].endswith("Move 'points' after it, or make 'email' retriable.")
+    assert check.reorder[0] == check.problems[0].replace(", or make 'email' retriable.", ".")
     assert Saga([reserve, email, points]).check_order().reorder == ()
 
 

@@ -5,12 +5,14 @@ two Outcomes are compared field by field (events too). The state machine's Catch
 decide what runs; the worker in this process only does each task it is handed."""
 
 import json
+import threading
+from functools import partial
 
 import pytest
 from conftest import lesson_worlds, same_outcome, single_faults
 from outside_validators import asl_errors
 
-from rollback_lessons import Retry, RetryPolicy, Saga, Status, Step, VirtualClock
+from rollback_lessons import Kind, Parallel, Retry, RetryPolicy, Saga, Status, Step, VirtualClock
 from rollback_lessons.errors import InvalidPipelineError
 from rollback_lessons.runners.stepfunctions import (
     CALLBACK,
@@ -20,6 +22,7 @@ from rollback_lessons.runners.stepfunctions import (
     to_asl,
 )
 from rollback_lessons.runners.wire import plan_of
+from rollback_lessons.worlds import travel
 from rollback_lessons.worlds.demo import xyz_saga, xyz_state
 
 WORLDS = lesson_worlds()
@@ -190,3 +193,237 @@ def test_asl_validator_sees_what_aws_would_refuse():
     lost["States"]["Do step1"]["Next"] = "Nowhere"
     found = asl_errors({"long": long, "lost": lost, "fine": asl})
     assert set(found) == {"long", "lost"}
+
+
+# -- parallel groups: a Parallel state, the undos ordered by the saga machine at run time ----
+
+
+def _act(name, state):
+    state[name] = "done"
+
+
+def _undo(name, state):
+    if state.get(name) == "done":
+        state[name] = "undone"
+
+
+def _step(name, **options):
+    return Step(name, partial(_act, name), partial(_undo, name), **options)
+
+
+def trip(*, cancel_at=None):
+    """a, then room, car-then-gps and flight at once, then the charge; ``cancel_at``: an
+    Event the named step sets once it is done (a cancel heard when it returns)."""
+
+    def step(name):
+        if name != (cancel_at and cancel_at[0]):
+            return _step(name)
+        return Step(name, lambda s: (_act(name, s), cancel_at[1].set()), partial(_undo, name))
+
+    return Saga([step("a"), Parallel(step("room"), [step("car"), step("gps")], step("flight")),
+                 step("charge")], name="trip")  # fmt: skip
+
+
+def test_a_group_is_a_parallel_state_whose_branches_each_catch_their_own_failure():
+    asl = to_asl(trip())
+    group = asl["States"]["Group 1"]
+    assert group["Type"] == "Parallel" and len(group["Branches"]) == 3
+    for branch in group["Branches"]:
+        tasks = [s for s in branch["States"].values() if s["Type"] == "Task"]
+        assert tasks and all(t["Catch"][0]["Next"].endswith("stopped") for t in tasks)
+    # the undo order is nowhere in the state machine: every undo goes back to What next
+    undos = {n: s for n, s in asl["States"].items() if n.startswith("Undo ")}
+    assert set(undos) == {f"Undo {n}" for n in trip().names}
+    assert {s["Next"] for s in undos.values()} == {"What next"}
+    nested = Saga([Parallel([_step("x"), Parallel(_step("y"), _step("z"))], _step("w"))])
+    retry = Retry(RetryPolicy(max_attempts=3))
+    machines = {"trip": asl, "trip, halt": to_asl(trip(), policy="halt"),
+                "trip, retry": to_asl(trip(), policy=retry),
+                "by dependency": to_asl(trip(), undo_order="by_dependency"),
+                "booking": to_asl(travel.booking(declared=True)),
+                "nested": to_asl(nested)}  # fmt: skip
+    assert asl_errors(machines) == {}
+
+
+@pytest.mark.parametrize("order", ["reverse", "reverse_start", "by_dependency", "forward"])
+def test_each_undo_order_on_step_functions_is_the_one_in_process(runner, order):
+    """Lesson 12's booking, the charge failing, the car finishing after the room: each
+    undo order undoes as in process (only reverse completion leaves nothing behind)."""
+    options = {"inject": {"charge": "fail"}, "undo_order": order, "completion": travel.TIMING}
+    local = travel.booking().run(travel.state(), clock=VirtualClock(), **options)
+    execution = runner.execute(travel.booking(), travel.state(), **options)
+    same_outcome(local, execution.outcome)
+    assert execution.status == "FAILED"
+    assert any(e["type"] == "ParallelStateEntered" for e in execution.history)
+
+
+@pytest.mark.parametrize("completion", [None, (), ("flight", "gps", "room")])
+@pytest.mark.parametrize("inject", [{}, {"car": "fail"}, {"flight": "fail_after_effect"},
+                                    {"charge": "fail", "room": "undo_fails"}])  # fmt: skip
+def test_a_failing_branch_leaves_the_others_to_finish_then_all_is_undone(
+    runner, inject, completion
+):
+    """One step at a time (saga.run), or every ready step at once in a chosen timing: a
+    failing branch stops nothing running, nothing more starts (its task is answered
+    SagaStopping), every finished step of every branch is undone, as in process."""
+    options = {"inject": inject} if completion is None else {"inject": inject,
+                                                             "completion": completion}  # fmt: skip
+    local = trip().run({}, clock=VirtualClock(), **options)
+    execution = runner.execute(trip(), {}, **options)
+    same_outcome(local, execution.outcome)
+    refused = [e for e in execution.history if e["type"] == "TaskFailed"
+               and e["taskFailedEventDetails"]["error"] == "SagaStopping"]  # fmt: skip
+    started = {c.step for c in execution.calls if c.call == "action"}
+    assert started == {*local.completed, *([local.failed_step] if local.failed_step else [])}
+    if "car" in inject:  # its branch ends there: gps is never handed out
+        assert "gps" not in started
+        # one at a time, the flight's task was handed out with the room's: refused
+        assert bool(refused) == (completion is None)
+        assert ("flight" in started) == (completion is not None)
+
+
+def test_undo_policies_and_a_person_on_a_graph(runner):
+    retry = Retry(RetryPolicy(max_attempts=2, initial_delay=0.01))
+    for inject, policy in (({"charge": "fail", "car": "undo_fails_once"}, retry),
+                           ({"charge": "fail", "car": "undo_fails"}, "halt")):  # fmt: skip
+        local = trip().run({}, inject=inject, policy=policy, clock=VirtualClock())
+        same_outcome(local, runner.run(trip(), {}, inject=inject, policy=policy))
+    fixed = runner.execute(trip(), {}, inject={"charge": "fail", "car": "undo_fails"},
+                           policy="halt", answers=["fixed"])  # fmt: skip
+    assert fixed.outcome.status is Status.ROLLED_BACK and "car" in fixed.outcome.compensated
+    assert [c.answer for c in fixed.calls if c.call == "ask"] == ["fixed"]
+
+
+def test_the_pivot_after_a_group_is_never_compensated_across(runner):
+    def saga():
+        email = Step("email", partial(_act, "email"), kind=Kind.PIVOT)
+        return Saga([*trip().definition, email], name="trip")
+
+    for inject in ({"email": "fail_after_effect"}, {"email": "fail"}):
+        local = saga().run({}, inject=inject, clock=VirtualClock())
+        execution = runner.execute(saga(), {}, inject=inject)
+        same_outcome(local, execution.outcome)
+    assert execution.outcome.status is Status.ROLLED_BACK  # refused before its effect
+
+
+# -- cancellation: the runner's cancel compensates; StopExecution does not -----------------
+
+
+@pytest.mark.parametrize("completion", [None, ("flight", "room", "car")])
+def test_the_runners_cancel_compensates_everything_done_and_says_cancelled(runner, completion):
+    """The cancel comes when the car's booking returns: the next task is answered
+    SagaStopping (its branch ends), the rest of the group finishes, everything done is
+    undone, as ``saga.run(..., cancel=...)`` does."""
+    options = {} if completion is None else {"completion": completion}
+    local_cancel, cancel = threading.Event(), threading.Event()
+    local = trip(cancel_at=("car", local_cancel)).run({}, cancel=local_cancel,
+                                                      clock=VirtualClock(), **options)  # fmt: skip
+    state = {}
+    execution = runner.execute(trip(cancel_at=("car", cancel)), state, cancel=cancel, **options)
+    same_outcome(local, execution.outcome)
+    assert execution.outcome.status is Status.CANCELLED and "car" in execution.outcome.compensated
+    assert set(state.values()) == {"undone"} and "charge" not in state
+    rows = execution.history_table().rows
+    assert ("FailStateEntered", "Cancelled", "") in rows
+
+
+def test_a_cancelled_list_saga_is_compensated_as_in_process(runner):
+    cancel, local_cancel = threading.Event(), threading.Event()
+
+    def saga(event):
+        return Saga([_step("x"), Step("y", lambda s: (_act("y", s), event.set()),
+                                      partial(_undo, "y")), _step("z")])  # fmt: skip
+
+    local = saga(local_cancel).run({}, cancel=local_cancel, clock=VirtualClock())
+    execution = runner.execute(saga(cancel), {}, cancel=cancel)
+    same_outcome(local, execution.outcome)
+    assert execution.outcome.status is Status.CANCELLED
+
+
+MOTO_STOPPED = ("ABORTED", "FAILED", "RUNNING")
+"""AWS ends a stopped execution ABORTED; moto (5.2.5) ends one stopped while a callback task
+waits FAILED (``States.Runtime``, an error of its own interpreter's), one stopped between
+two states never (its thread raises: RUNNING), and cannot always list its history (the
+runner then keeps none). Whatever it says, no task of it is answered any more."""
+
+
+def test_stop_execution_compensates_nothing(runner):
+    """Step Functions' own StopExecution, while the receipt's task waits: the execution
+    stops, the charge and the steps before it stay, and the outcome says so: nothing
+    undone, every undo pending. The runner's own cancel at the same moment undoes them."""
+    cancel = threading.Event()
+
+    def saga(steps=("a", "b", "charge", "receipt")):
+        made = [_step(n) for n in steps]
+        made[2] = Step("charge", lambda s: (_act("charge", s), cancel.set()),
+                       partial(_undo, "charge"))  # fmt: skip
+        return Saga(made, name="order")
+
+    state = {}
+    execution = runner.execute(saga(), state, cancel=cancel, stop_execution=True)
+    assert execution.status in MOTO_STOPPED
+    assert state == dict.fromkeys(["a", "b", "charge"], "done")
+    outcome = execution.outcome
+    assert outcome.status is Status.HALTED and outcome.compensated == ()
+    assert outcome.pending == ("charge", "b", "a") and "StopExecution" in outcome.notes[0]
+    rows = execution.history_table().rows  # (moto 5.2.5 cannot always list it: then none)
+    assert not any(state.startswith(("Undo", "What next")) for _, state, _ in rows)
+    cancel.clear()
+    state = {}
+    assert runner.run(saga(), state, cancel=cancel).status is Status.CANCELLED
+    assert set(state.values()) == {"undone"}
+
+
+def test_stop_execution_after_a_group_leaves_every_branch_done(runner):
+    """The same after a Parallel state: nothing of any branch is undone. (moto 5.2.5 cannot
+    list such an execution's history: the runner keeps an empty one.)"""
+    cancel = threading.Event()
+    saga = trip(cancel_at=("charge", cancel))
+    saga = Saga([*saga.definition, _step("receipt")], name="trip")
+    state = {}
+    execution = runner.execute(saga, state, cancel=cancel, stop_execution=True)
+    assert execution.status in MOTO_STOPPED
+    assert state == dict.fromkeys(["a", "room", "car", "gps", "flight", "charge"], "done")
+    assert execution.outcome.status is Status.HALTED and execution.outcome.compensated == ()
+    assert set(execution.outcome.pending) == set(state)
+
+
+def test_the_history_holds_the_tasks_the_worker_did_and_the_undos_in_the_machines_order(runner):
+    """What the runner checks after each graph execution (else HistoryDiverged): the
+    history's answered tasks are the worker's, its undos in the machine's order; a history
+    in which two undos changed places is seen."""
+    from rollback_lessons.runners.stepfunctions.history import answered
+
+    options = {"inject": {"charge": "fail"}, "completion": travel.TIMING}
+    execution = runner.execute(travel.booking(), travel.state(), **options)
+    plan = plan_of(travel.booking(), "x", graphs=True)
+    seen = answered(execution.history, plan)
+    assert sorted(seen) == sorted((c.call, c.step) for c in execution.calls)
+    undos = [i for i, (call, _) in enumerate(seen) if call == "undo"]
+    assert [seen[i][1] for i in undos] == list(execution.outcome.compensated)
+    # an engine that undid the room before the car: its history names them the other way
+    other = {"Undo car": "Undo room", "Undo room": "Undo car"}
+    swapped = json.loads(json.dumps(execution.history, default=str))
+    for event in swapped:
+        details = event.get("stateEnteredEventDetails", {})
+        details["name"] = other.get(details.get("name"), details.get("name"))
+    assert [s for c, s in answered(swapped, plan) if c == "undo"] == ["flight", "room", "car"]
+
+
+def test_a_cancel_once_the_email_went_is_declined_and_stop_execution_halts(runner):
+    """Past the pivot the runner's cancel is declined, as in process (the run goes on);
+    StopExecution stops it anyway: halted, a person decides, nothing undone."""
+    cancel, local_cancel = threading.Event(), threading.Event()
+
+    def saga(event):
+        email = Step("email", lambda s: (_act("email", s), event.set()), kind=Kind.PIVOT)
+        return Saga([_step("a"), email, Step("ship", partial(_act, "ship"), kind=Kind.RETRIABLE)])
+
+    local = saga(local_cancel).run({}, cancel=local_cancel, clock=VirtualClock())
+    same_outcome(local, runner.run(saga(cancel), {}, cancel=cancel))
+    assert local.status is Status.COMMITTED and local.notes
+    cancel.clear()
+    state = {}
+    stopped = runner.execute(saga(cancel), state, cancel=cancel, stop_execution=True)
+    assert stopped.outcome.status is Status.HALTED and stopped.outcome.pending == ("a",)
+    assert state == {"a": "done", "email": "done"}

@@ -7,6 +7,7 @@ import itertools
 import pytest
 from PIL import Image
 
+from rollback_lessons import Saga, Step
 from rollback_lessons.lab import viz
 from rollback_lessons.lab.png import read_report
 from rollback_lessons.lab.quality import MIN_TEXT_PX, SCREEN_WIDTH_PX
@@ -144,3 +145,36 @@ def test_the_log_picture_lists_every_event_and_marks_the_last():
     assert any("then=retry" in line for line in lines)
     report = read_report(viz.png(outcome, log=True))
     assert report["problems"] == [] and report["min_text_px"] >= MIN_TEXT_PX
+
+
+def test_branch_groups_read_the_sagas_definition_nested_groups_too():
+    from rollback_lessons import Parallel
+    from rollback_lessons.lab.graphs import branch_groups
+
+    def step(name):
+        return Step(name, lambda s: None, lambda s: None)
+
+    saga = Saga([
+        step("a"), Parallel([step("b"), Parallel(step("c"), step("d"))], step("e")), step("f"),
+    ])  # fmt: skip
+    assert branch_groups(saga) == ((("b", "c", "d"), ("e",)), (("c",), ("d",)))
+    assert branch_groups(xyz_saga()) == ()
+
+
+def test_a_list_sagas_picture_has_no_branch_bands_and_a_graphs_has_one_per_branch():
+    from rollback_lessons.lab.graphs import branch_groups
+    from rollback_lessons.worlds import travel
+
+    plain = viz.timeline_for(xyz_saga().run(xyz_state(), trace_state=True))
+    [legend] = plain.fig.legends
+    assert "a branch (runs at once)" not in [t.get_text() for t in legend.get_texts()]
+    saga = travel.booking(declared=True)
+    outcome = saga.run(travel.state(), completion=travel.TIMING, trace_state=True)
+    drawn = viz.timeline_for(outcome, groups=branch_groups(saga))
+    from matplotlib.colors import to_hex
+
+    from rollback_lessons.lab.drawing import BRANCH
+
+    bands = [p for p in drawn.ax.patches if to_hex(p.get_facecolor()) == BRANCH.lower()]
+    assert len(bands) == 2  # the branch [room, car] and the branch [flight]
+    assert viz.png(outcome, groups=branch_groups(saga))  # the static picture too

@@ -278,3 +278,98 @@ def test_a_chosen_fault_stands_out_and_goes_back_to_plain(lab):
     assert "rl-chosen" in lab.actions["step2"]._dom_classes
     lab.set_fault("step2", "ok")
     assert "rl-chosen" not in lab.actions["step2"]._dom_classes
+
+
+# -- a saga with parallel groups, and the Stop button (issue 27) ----------------------------
+
+
+@pytest.fixture
+def trip():
+    from rollback_lessons.worlds import travel
+
+    return RollbackLab(travel.booking(), state=travel.state)
+
+
+def test_which_branch_finishes_first_is_a_control_and_the_engine_plays_it(trip):
+    from rollback_lessons.worlds import travel
+
+    assert [v for _, v in trip.first.options] == ["", "car", "room", "flight"]
+    assert {v for _, v in trip.order.options} == {
+        "reverse", "reverse_start", "by_dependency", "forward",
+    }  # fmt: skip
+    one_by_one = trip.outcome
+    assert one_by_one.state_after["cars"][travel.CAR] == "airport"  # the car booked first
+    outcome = trip.set_first("room")
+    assert trip.completion == ("room",)
+    # the engine's own run with that timing: the room done first, the car sent there
+    assert outcome.state_after["cars"][travel.CAR] == travel.ROOM
+    assert outcome.events == travel.booking().run(travel.state(), completion=("room",)).events
+    kinds = [(e.kind, e.step) for e in outcome.events[:3]]
+    assert kinds == [("step_start", "car"), ("step_start", "room"), ("step_start", "flight")]
+    trip.set_first(None)
+    assert trip.completion is None and trip.outcome.events == one_by_one.events
+    with pytest.raises(InvalidPipelineError, match="no branch holds"):
+        trip.set_first("charge")
+
+
+def test_the_trips_undos_are_drawn_in_their_real_order_on_branch_lanes(trip):
+    trip.set_first("room")
+    outcome = trip.set_fault("charge", "fail")
+    undone = [e.step for e in outcome.events if e.kind == "undo_done"]
+    assert undone == list(outcome.compensated) == ["flight", "car", "room"]
+    assert trip.timeline.groups == ((("car",), ("room",), ("flight",)),)
+    trip.set_order("reverse_start")  # the room undone before the car: the hotel refuses
+    assert "room" in {d.step for d in trip.outcome.dead_letters}
+
+
+def test_a_list_saga_has_no_branch_control(lab):
+    assert lab.first is None and lab.completion is None
+    assert [v for _, v in lab.order.options] == ["reverse", "forward"]
+    with pytest.raises(InvalidPipelineError, match="no parallel group"):
+        lab.set_first("step1")
+
+
+def test_stop_cancels_mid_run_and_the_compensations_run_anyway(trip):
+    trip.set_first("room")
+    room_done = next(
+        i for i, e in enumerate(trip.outcome.events) if (e.kind, e.step) == ("step_done", "room")
+    )
+    trip.show_frame(room_done)
+    trip.stop_button.click()  # the event shown: the room booked, car and flight running
+    outcome = trip.outcome
+    assert outcome.status is Status.CANCELLED and trip.stopped_at == room_done + 1
+    # the running bookings finished, nothing more started, and everything was undone
+    assert set(outcome.compensated) == {"room", "car", "flight"}
+    assert "charge" not in outcome.completed
+    assert outcome.state_after == outcome.state_before
+    assert "Stop after event" in part(trip, "rl-cue") and "cancelled" in part(trip, "rl-cue")
+    assert "cancelled" in part(trip, "rl-result")
+    trip.set_fault("flight", "fail")  # any other change: a run without the Stop
+    assert trip.stopped_at is None and trip.outcome.status is Status.ROLLED_BACK
+
+
+def test_stop_past_the_pivot_is_declined_with_the_engines_note():
+    from rollback_lessons.schedule import PAST_PIVOT
+    from rollback_lessons.worlds import examples
+
+    saga = examples.booking_saga([*examples.SAFE_BOOKING_ORDER, "award_points"])
+    lab = RollbackLab(saga, state=examples.booking_state)
+    events = lab.outcome.events
+    pivot = next(
+        i for i, e in enumerate(events) if (e.kind, e.step) == ("step_done", "charge_card")
+    )
+    before = next(
+        i for i, e in enumerate(events) if (e.kind, e.step) == ("step_done", "reserve_room")
+    )
+    assert lab.stop(before).status is Status.CANCELLED
+    done = [s for s in lab.outcome.completed if saga[s].undo is not None]
+    assert "send_email" not in lab.outcome.completed  # the pivot never started
+    assert sorted(lab.outcome.compensated) == sorted(done)  # and all that was done, undone
+    lab.reset()
+    outcome = lab.stop(pivot)
+    assert outcome.status is Status.COMMITTED and PAST_PIVOT in outcome.notes
+    assert "declined" in part(lab, "rl-cue")
+    assert PAST_PIVOT.split(":")[0] in part(lab, "rl-result")  # the engine's own words
+    lab.reset()
+    late = lab.stop(lab.frame_count - 1)  # the run had ended: nothing to cancel
+    assert late.status is Status.COMMITTED and "too late" in part(lab, "rl-cue")

@@ -9,6 +9,7 @@ place only once complete (a process killed while making it leaves no half-made j
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sqlite3
 import uuid
@@ -17,10 +18,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ..errors import RollbackLessonsError, TakenOver
+from ..errors import InvalidNameError, RollbackLessonsError, TakenOver
 
 APP = "rollback-lessons"
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 FINISHED = ("committed", "rolled_back", "rollback_incomplete", "halted")
 _IDS = "SELECT id FROM sagas WHERE status IN ('running', 'rolling_back')"
 _UNFINISHED = "SELECT id FROM sagas WHERE status IN ('running', 'rolling_back')"
@@ -66,6 +67,7 @@ CREATE TABLE IF NOT EXISTS undos (
     attempts INTEGER NOT NULL DEFAULT 0,
     error TEXT,
     semantic INTEGER NOT NULL DEFAULT 0,
+    timeout REAL,
     PRIMARY KEY (saga_id, position)
 ) WITHOUT ROWID;
 """
@@ -93,7 +95,31 @@ _MIGRATE_3_TO_4 = [
     "ALTER TABLE sagas ADD COLUMN policy TEXT",
     "ALTER TABLE sagas ADD COLUMN undo_order TEXT NOT NULL DEFAULT 'reverse'",
 ]
-_MIGRATIONS = {1: _MIGRATE_1_TO_2, 2: _MIGRATE_2_TO_3, 3: _MIGRATE_3_TO_4}
+_MIGRATE_4_TO_5 = [
+    # the step's own undo timeout (Step(undo_timeout=...)), which recover applies as the run
+    # did; NULL: none (the policy's timeout, if any, applies)
+    "ALTER TABLE undos ADD COLUMN timeout REAL",
+]
+_MIGRATIONS = {1: _MIGRATE_1_TO_2, 2: _MIGRATE_2_TO_3, 3: _MIGRATE_3_TO_4, 4: _MIGRATE_4_TO_5}
+
+
+def _migrate(con: sqlite3.Connection) -> None:
+    """Bring a journal opened for writing to this version's schema, in one transaction."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        current = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        at = int(current[0])  # another process may have migrated it meanwhile
+        if at < SCHEMA_VERSION:
+            for step in range(at, SCHEMA_VERSION):
+                for statement in _MIGRATIONS[step]:
+                    con.execute(statement)
+            con.execute(
+                "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
+            )
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
 
 
 class JournalError(RollbackLessonsError):
@@ -105,10 +131,56 @@ class JournalTakenOver(JournalError, TakenOver):
     (its owner or an earlier claimant) neither writes nor runs another undo."""
 
 
+class JournalUnusable(JournalError, ValueError):
+    """A Journal that cannot record a saga (closed, or opened read-only), given to a run:
+    refused before any step."""
+
+
+def _check_text(value: object, what: str) -> None:
+    """A name or id the journal stores and prints on one line: a non-empty str of printable
+    characters (a line break or a control character would forge a row of ``journal show``)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str, got {type(value).__name__} {value!r}")
+    if not value or not value.isprintable():
+        raise InvalidNameError(
+            f"{what} must be a non-empty str of printable characters (no line break, tab or "
+            f"control character), got {value!r}"
+        )
+
+
+def _duration(value: object) -> bool:
+    """A timeout as the journal writes one: a finite number of seconds above 0."""
+    return type(value) in (int, float) and 0 < value < math.inf  # type: ignore[operator]
+
+
+def _cell(text: str) -> str:
+    """A value as one cell of a table: as it is, or quoted and escaped if it would break
+    the line (a journal written before names were checked)."""
+    return text if text.isprintable() else repr(text)
+
+
+def _check_arguments(path: object, create: object, readonly: object, timeout: object) -> None:
+    """Journal's arguments, refused before any file is touched."""
+    for name, flag in (("create", create), ("readonly", readonly)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"Journal's {name} must be True or False, got {flag!r}")
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(
+            f"Journal's timeout must be a number of seconds, got {type(timeout).__name__} "
+            f"{timeout!r}"
+        )
+    if not (math.isfinite(timeout) and timeout >= 0):
+        raise ValueError(f"Journal's timeout must be finite and 0 or more, got {timeout!r}")
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"a journal's path must be a str or a path, got {path!r}")
+
+
 def _uri(path: Path, query: str) -> str:
-    """A file URI for SQLite with every character of the path escaped (``#``, ``?``, ``%``,
-    spaces, any Unicode): the path names exactly this file, never another."""
-    return f"file:{quote(os.fspath(path.absolute()), safe='/')}?{query}"
+    """A file URI for SQLite with every byte of the path escaped (``#``, ``?``, ``%``,
+    spaces, any Unicode, a byte that is not UTF-8): the path names exactly this file, never
+    another. Its authority is always empty (``file://`` and the absolute path), so a path
+    that starts with two slashes (``//tmp/j.db``) is a path, not a host."""
+    return f"file://{quote(os.fsencode(path.absolute()), safe='/')}?{query}"
 
 
 def _open_read_only(path: Path, timeout: float = 30.0) -> sqlite3.Connection:
@@ -156,6 +228,8 @@ def _inspect(path: Path, create: bool) -> int | None:
     """The schema version of an existing journal, None for a new one; never writes."""
     if path.is_dir():
         raise JournalError(f"{path} is a directory, not a journal")
+    if path.exists() and not path.is_file():  # SQLite would wait on a FIFO, fail on a device
+        raise JournalError(f"{path} is not a regular file (a device, a FIFO or a socket)")
     if not path.exists() or path.stat().st_size == 0:
         if not create:
             what = "no journal at" if not path.exists() else "an empty file, not a journal:"
@@ -234,36 +308,114 @@ SAGA_STATUSES = (
 )  # fmt: skip
 PIVOT_STATES = ("started", "done", "refused")
 UNDO_STATES = ("pending", "intent", "done", "dead", "leaked", "not_run")
-_VALUE_CHECKS = (
-    (
-        "a saga's status",
-        "SELECT id, status FROM sagas WHERE typeof(status) != 'text'"
-        f" OR status NOT IN ({', '.join(map(repr, SAGA_STATUSES))}) LIMIT 1",
-    ),
-    (
-        "a saga's pivot state",
-        "SELECT id, pivot_state FROM sagas WHERE pivot_state IS NOT NULL"
-        " AND (typeof(pivot_state) != 'text'"
-        f" OR pivot_state NOT IN ({', '.join(map(repr, PIVOT_STATES))})) LIMIT 1",
-    ),
-    (
-        "an undo's state",
-        "SELECT saga_id || ' #' || position, state FROM undos WHERE typeof(state) != 'text'"
-        f" OR state NOT IN ({', '.join(map(repr, UNDO_STATES))}) LIMIT 1",
-    ),
-    (
-        "an undo's semantic flag",
-        "SELECT saga_id || ' #' || position, semantic FROM undos"
-        " WHERE semantic IS NOT NULL AND semantic NOT IN (0, 1) LIMIT 1",
-    ),
-)
+UNDO_ORDERS = ("reverse", "forward", "reverse_start", "by_dependency")  # (rules.GRAPH_UNDO_ORDERS)
 
 
-def _bad_value(con: sqlite3.Connection) -> str | None:
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    return f"typeof({column}) != 'text' OR {column} NOT IN ({', '.join(map(repr, values))})"
+
+
+def _optional(column: str, condition: str) -> str:
+    return f"{column} IS NOT NULL AND ({condition})"
+
+
+_NUMBER = "NOT IN ('integer', 'real')"
+_SAGA = "id"
+_UNDO = "saga_id || ' #' || position"
+# (what, table, the row's name, the column, a condition true of a value the journal never
+# writes, the schema version that has the column)
+_VALUE_CHECKS: tuple[tuple[str, str, str, str, str, int], ...] = (
+    ("a saga's id", "sagas", "rowid", "id", "typeof(id) != 'text'", 1),
+    ("a saga's name", "sagas", _SAGA, "name", "typeof(name) != 'text'", 1),
+    ("a saga's status", "sagas", _SAGA, "status", _one_of("status", SAGA_STATUSES), 1),
+    ("a saga's owner pid", "sagas", _SAGA, "owner_pid", "typeof(owner_pid) != 'integer'", 1),
+    ("a saga's owner host", "sagas", _SAGA, "owner_host", "typeof(owner_host) != 'text'", 1),
+    (
+        "a saga's owner start time", "sagas", _SAGA, "owner_started",
+        _optional("owner_started", f"typeof(owner_started) {_NUMBER}"), 2,
+    ),
+    (
+        "a saga's pivot", "sagas", _SAGA, "pivot",
+        _optional("pivot", "typeof(pivot) != 'text'"), 2,
+    ),
+    (
+        "a saga's pivot state", "sagas", _SAGA, "pivot_state",
+        _optional("pivot_state", _one_of("pivot_state", PIVOT_STATES)), 2,
+    ),
+    (
+        "a saga's claimer pid", "sagas", _SAGA, "claim_pid",
+        _optional("claim_pid", "typeof(claim_pid) != 'integer'"), 2,
+    ),
+    (
+        "a saga's claimer host", "sagas", _SAGA, "claim_host",
+        _optional("claim_host", "typeof(claim_host) != 'text'"), 2,
+    ),
+    (
+        "a saga's claimer start time", "sagas", _SAGA, "claim_started",
+        _optional("claim_started", f"typeof(claim_started) {_NUMBER}"), 2,
+    ),
+    (
+        "a saga's claim generation", "sagas", _SAGA, "claim_gen",
+        "typeof(claim_gen) != 'integer' OR claim_gen < 0", 3,
+    ),
+    (
+        "a saga's undo policy", "sagas", _SAGA, "policy",
+        _optional("policy", "typeof(policy) != 'text' OR NOT json_valid(policy)"), 4,
+    ),
+    ("a saga's undo order", "sagas", _SAGA, "undo_order", _one_of("undo_order", UNDO_ORDERS), 4),
+    ("an event's number", "events", "saga_id", "seq", "typeof(seq) != 'integer' OR seq < 0", 1),
+    ("an undo's position", "undos", "saga_id", "position", "typeof(position) != 'integer'", 1),
+    ("an undo's step", "undos", _UNDO, "step", "typeof(step) != 'text'", 1),
+    ("an undo's compensation", "undos", _UNDO, "compensation", "typeof(compensation) != 'text'", 1),
+    (
+        "an undo's arguments", "undos", _UNDO, "args",
+        "typeof(args) != 'text' OR NOT json_valid(args)", 1,
+    ),
+    ("an undo's state", "undos", _UNDO, "state", _one_of("state", UNDO_STATES), 1),
+    (
+        "an undo's attempts", "undos", _UNDO, "attempts",
+        "typeof(attempts) != 'integer' OR attempts < 0", 1,
+    ),
+    (
+        "an undo's semantic flag", "undos", _UNDO, "semantic",
+        _optional("semantic", "semantic NOT IN (0, 1)"), 3,
+    ),
+    (
+        "an undo's timeout", "undos", _UNDO, "timeout",
+        _optional("timeout", f"typeof(timeout) {_NUMBER} OR timeout <= 0 OR timeout > 1e308"), 5,
+    ),
+)  # fmt: skip
+
+
+def _bad_value(con: sqlite3.Connection, version: int = SCHEMA_VERSION) -> str | None:
     """The first value outside what the journal ever writes (a byte changed on disk, which
-    SQLite's checks pass: there are no checksums of the values), or None."""
-    for what, sql in _VALUE_CHECKS:
-        row = con.execute(sql).fetchone()
-        if row is not None:
-            return f"{what} is {row[1]!r} (in {row[0]!r}), which the journal never writes"
+    SQLite's checks pass: there are no checksums of the values), or None. The undo policy
+    an unfinished saga keeps is read back as ``recover`` reads it: one byte changed can
+    leave valid JSON that is no policy, found then only after another saga was undone."""
+    for what, table, row, column, bad, since in _VALUE_CHECKS:
+        if version < since:
+            continue
+        found = con.execute(f"SELECT {row}, {column} FROM {table} WHERE {bad} LIMIT 1").fetchone()
+        if found is not None:
+            return f"{what} is {_shown(found[1])} (in {found[0]!r}), which the journal never writes"
+    if version >= 4:
+        from .kept import policy_of
+
+        for saga_id, policy in con.execute(  # (each policy once: most sagas share theirs)
+            "SELECT MIN(id), policy FROM sagas WHERE policy IS NOT NULL"
+            f" AND id IN ({_UNFINISHED}) GROUP BY policy"
+        ):
+            try:
+                policy_of(policy)
+            except Exception as exc:  # any: it is read back before any undo, never during
+                return (
+                    f"a saga's undo policy is {_shown(policy)} (in {saga_id!r}), which the "
+                    f"journal never writes ({type(exc).__name__}: {_shown(str(exc))[1:-1]})"
+                )
     return None
+
+
+def _shown(value: object, limit: int = 80) -> str:
+    """A value in a one-line message: its repr, cut short if long."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 5]}...{text[-1]}"

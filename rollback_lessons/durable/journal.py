@@ -7,8 +7,11 @@ the engine relies on it, and ``recover`` finishes the rollback of every saga tha
 end. Undos receive an idempotency key (``"<saga id>:<step>"``), so one that ran just
 before a crash can safely run again.
 
-One commit per compensable step: events in between are buffered and written with the
-next commit, because nothing about them is needed to recover.
+One durable commit per compensable step: events in between are buffered and written with
+the next commit, because nothing about them is needed to recover. An undo logged after its
+step is written as the step returns, without waiting for the disk (``JournalRun.confirm``):
+a process killed during the next step (one with nothing to write) leaves it to be undone,
+not reported leaked; the next durable commit syncs it.
 """
 
 from __future__ import annotations
@@ -36,9 +39,15 @@ from .files import (  # noqa: F401 (re-exported: the journal's names, as before)
     SCHEMA_VERSION,
     JournalError,
     JournalTakenOver,
+    JournalUnusable,
     _bad_value,
+    _cell,
+    _check_arguments,
+    _check_text,
     _create_whole,
+    _duration,
     _inspect,
+    _migrate,
     _open_read_only,
     _schema_statements,
     _uri,
@@ -47,26 +56,10 @@ from .kept import UnjournaledPolicy, policy_data, policy_of  # noqa: F401 (re-ex
 from .records import Claimed, JournalRun, SagaRecord, UndoRecord, me
 
 
-def _check_text(value: object, what: str) -> None:
-    """A name or id the journal stores and prints on one line: a non-empty str of printable
-    characters (a line break or a control character would forge a row of ``journal show``)."""
-    if not isinstance(value, str):
-        raise TypeError(f"{what} must be a str, got {type(value).__name__} {value!r}")
-    if not value or not value.isprintable():
-        raise InvalidNameError(
-            f"{what} must be a non-empty str of printable characters (no line break, tab or "
-            f"control character), got {value!r}"
-        )
-
-
-def _cell(text: str) -> str:
-    """A value as one cell of a table: as it is, or quoted and escaped if it would break
-    the line (a journal written before names were checked)."""
-    return text if text.isprintable() else repr(text)
-
-
 class Journal:
     """A journal file; thread-safe, and shareable by processes (SQLite WAL)."""
+
+    closed: bool
 
     def __init__(
         self,
@@ -79,10 +72,13 @@ class Journal:
         """Open (or, with ``create``, make) a journal; anything else is refused untouched.
 
         ``readonly`` only reads (``journal show``); ``timeout`` is how long to wait for a
-        lock another process holds.
+        lock another process holds (a finite number of seconds, 0 or more). Arguments of
+        the wrong type or value are refused before any file is touched.
         """
+        _check_arguments(path, create, readonly, timeout)
         self.path = Path(path)
         self.readonly = readonly
+        self.closed = False
         version = _inspect(self.path, create and not readonly)
         if readonly:
             assert version is not None
@@ -122,24 +118,7 @@ class Journal:
 
     def _migrate(self, version: int) -> None:
         with self._lock:
-            self._con.execute("BEGIN IMMEDIATE")
-            try:
-                current = self._con.execute(
-                    "SELECT value FROM meta WHERE key = 'schema_version'"
-                ).fetchone()
-                at = int(current[0])  # another process may have migrated it meanwhile
-                if at < SCHEMA_VERSION:
-                    for step in range(at, SCHEMA_VERSION):
-                        for statement in _MIGRATIONS[step]:
-                            self._con.execute(statement)
-                    self._con.execute(
-                        "UPDATE meta SET value = ? WHERE key = 'schema_version'",
-                        (str(SCHEMA_VERSION),),
-                    )
-            except BaseException:
-                self._con.execute("ROLLBACK")
-                raise
-            self._con.execute("COMMIT")
+            _migrate(self._con)
 
     # -- writing -------------------------------------------------------------------------
 
@@ -148,6 +127,7 @@ class Journal:
         statements: list[tuple[str, tuple[Any, ...]]],
         *,
         fences: Mapping[str, int] | None = None,
+        sync: bool = True,
     ) -> None:
         """Apply statements in one durable transaction.
 
@@ -156,6 +136,9 @@ class Journal:
         not hold two statements of different texts that update the same row. ``fences``
         maps saga ids to the claim generation the writer holds (0: its owner, never
         claimed); the transaction first checks each is still so, or writes nothing.
+        ``sync=False``: committed without waiting for the disk (SQLite's synchronous=NORMAL
+        in WAL mode): it survives the process being killed at once, and a power loss once
+        the next durable commit has synced the log after it.
         """
         if not statements:
             return
@@ -165,17 +148,23 @@ class Journal:
         for sql, params in statements:
             grouped.setdefault(sql, []).append(params)
         with self._lock:
-            self._con.execute("BEGIN IMMEDIATE")
+            if not sync:
+                self._con.execute("PRAGMA synchronous=NORMAL")
             try:
-                if fences and not self._quiet():
-                    for saga_id, gen in fences.items():
-                        self._check_fence(saga_id, gen)
-                for sql, rows in grouped.items():
-                    self._con.executemany(sql, rows)
-            except BaseException:
-                self._con.execute("ROLLBACK")
-                raise
-            self._con.execute("COMMIT")
+                self._con.execute("BEGIN IMMEDIATE")
+                try:
+                    if fences and not self._quiet():
+                        for saga_id, gen in fences.items():
+                            self._check_fence(saga_id, gen)
+                    for sql, rows in grouped.items():
+                        self._con.executemany(sql, rows)
+                except BaseException:
+                    self._con.execute("ROLLBACK")
+                    raise
+                self._con.execute("COMMIT")
+            finally:
+                if not sync:
+                    self._con.execute("PRAGMA synchronous=FULL")
 
     def _check_fence(self, saga_id: str, gen: int) -> None:
         row = self._con.execute(
@@ -260,6 +249,11 @@ class Journal:
         name and id are refused if a line of ``journal show`` or ``recover`` could not carry
         them as one cell (a line break would forge a row), and an id with ':' too: an undo's
         idempotency key is ``"<saga id>:<step>"``, so its first ':' must end the saga id."""
+        if self.readonly or self.closed:
+            raise JournalUnusable(
+                f"{self!r} is {'closed' if self.closed else 'opened read-only'}: a saga cannot "
+                "be journalled in it (open it with Journal(path))"
+            )
         _check_text(name, "a journalled saga's name")
         if saga_id is not None:
             _check_text(saga_id, "a journalled saga's run_id")
@@ -356,11 +350,12 @@ class Journal:
 
     def _unfinished_undos(self, state: str) -> dict[str, list[UndoRecord]]:
         out: dict[str, list[UndoRecord]] = {}
+        timeout = "timeout" if self._version >= 5 else "NULL"  # (read-only: as it is)
         with self._lock:
             rows = self._con.execute(
                 "SELECT saga_id, position, step, compensation, args, state, attempts, error,"
-                f" semantic FROM undos WHERE state = ? AND saga_id IN ({_UNFINISHED})"
-                " ORDER BY saga_id, position",
+                f" semantic, {timeout} FROM undos WHERE state = ?"
+                f" AND saga_id IN ({_UNFINISHED}) ORDER BY saga_id, position",
                 (state,),
             ).fetchall()
         for r in rows:
@@ -377,12 +372,13 @@ class Journal:
         if not (
             isinstance(args, dict) and isinstance(r[1], int) and isinstance(r[2], str)
             and isinstance(r[3], str) and isinstance(r[6], int)
+            and (r[9] is None or _duration(r[9]))
         ):  # fmt: skip
             raise JournalError(
                 f"{self.path} is damaged (undo {r[1]!r} of saga {r[0]!r} cannot be read); "
                 "no undo was run"
             )
-        return UndoRecord(r[0], r[1], r[2], r[3], args, r[5], r[6], r[7], bool(r[8]))
+        return UndoRecord(r[0], r[1], r[2], r[3], args, r[5], r[6], r[7], bool(r[8]), r[9])
 
     def last_seqs(self) -> dict[str, int]:
         """The last event number of every unfinished saga."""
@@ -411,7 +407,7 @@ class Journal:
         ]
         if problems == ["ok"]:  # the pages are sound; are the values ones it writes?
             with self._lock:
-                return _bad_value(self._con) or "ok"
+                return _bad_value(self._con, self._version) or "ok"
         more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
         return f"{problems[0]}{more}"
 
@@ -431,6 +427,7 @@ class Journal:
     def close(self) -> None:
         with self._lock:
             self._con.close()
+            self.closed = True
 
     def __enter__(self) -> Journal:
         return self

@@ -7,6 +7,7 @@ reused), so the process's start time goes with it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -109,6 +110,8 @@ class UndoRecord:
     attempts: int
     error: str | None
     semantic: bool = False
+    timeout: float | None = None
+    """The step's own undo timeout (``Step(undo_timeout=...)``), kept since schema 5."""
 
     @property
     def key(self) -> str:
@@ -171,20 +174,26 @@ class JournalRun:
         )
 
     def register(
-        self, step: str, undo: NamedUndo, state: str = "pending", semantic: bool = False
+        self,
+        step: str,
+        undo: NamedUndo,
+        state: str = "pending",
+        semantic: bool = False,
+        timeout: float | None = None,
     ) -> int:
         """Write the undo durably; returns its position (the engine undoes in reverse).
 
         ``state="intent"``: the step is about to run and its undo will be logged only after
         it succeeds. If the process dies in between, recover reports the step as leaked
         (it may have happened, and nothing may undo it) instead of losing it silently.
+        ``timeout``: the step's own undo timeout, which recover applies as the run does.
         """
         self._position += 1
         args = json.dumps(dict(undo.args))
         statement = (
-            "INSERT INTO undos (saga_id, position, step, compensation, args, state, semantic)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (self.saga_id, self._position, step, undo.name, args, state, int(semantic)),
+            "INSERT INTO undos (saga_id, position, step, compensation, args, state, semantic,"
+            " timeout) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (self.saga_id, self._position, step, undo.name, args, state, int(semantic), timeout),
         )
         self._flush_with(statement, keep=state != "intent")
         return self._position
@@ -202,8 +211,15 @@ class JournalRun:
             raise
 
     def confirm(self, position: int) -> None:
-        """The step of an ``intent`` succeeded: its undo is logged (with the next commit)."""
+        """The step of an ``intent`` succeeded: its undo is logged, written at once (what is
+        done from here on, a slow next step with nothing to write, may be killed: recover
+        must find the undo, not a step that leaked). Without waiting for the disk: the
+        next durable commit syncs it, and until then a power loss leaves the step reported
+        leaked, as before it returned. If it cannot be written now, it goes with the next
+        write (a step's call returned: the run is not failed for that)."""
         self._set_state(position, "pending")
+        with contextlib.suppress(Exception):  # (kept in _pending by flush)
+            self.flush(sync=False)
 
     def abandon(self, position: int) -> None:
         """The step of an ``intent`` failed before its effect: nothing to undo."""
@@ -332,10 +348,10 @@ class JournalRun:
     def add(self, sql: str, params: tuple[Any, ...]) -> None:
         self._pending.append((sql, params))
 
-    def flush(self) -> None:
+    def flush(self, *, sync: bool = True) -> None:
         statements = self.take()
         try:
-            self.journal.write(statements, fences={self.saga_id: self.gen})
+            self.journal.write(statements, fences={self.saga_id: self.gen}, sync=sync)
         except BaseException:
             self._pending[:0] = statements  # nothing was written: they go with the next
             raise

@@ -35,26 +35,46 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import inspect
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._drive import within
+from ..calls import call_timed, checked
 from ..errors import RemoteError
 from ..events import Event, EventKind, describe
 from ..machine import Machine, pivot_at_stake
 from ..operations import Ask, Finished, RunUndo, Wait
 from ..outcome import RECORD_FIELDS, DeadLetter, RunRecord, Status
 from ..policies import CONTINUE
-from .journal import Journal, JournalError, JournalTakenOver, policy_of
+from .journal import (
+    Journal,
+    JournalError,
+    JournalTakenOver,
+    JournalUnusable,
+    _cell,
+    policy_of,
+)
 from .records import Claimed, JournalRun, SagaRecord, UndoRecord, me
 from .registry import Registry, call_compensation, default_registry
 
 
 class RecoveryInterrupted(JournalError):
-    """An undo ended the process's work (``sys.exit``) during ``recover``: an interrupt,
-    not a failure; what ran is recorded, the rest left for the next ``recover``."""
+    """An undo ended the process's work during ``recover`` (``sys.exit``, or another
+    BaseException that is not a Ctrl-C: an asyncio ``CancelledError``, a library's own): an
+    interrupt, not a failure; what ran is recorded, the rest left for the next ``recover``."""
+
+
+def _safe(text: str) -> str:
+    """A line of the report as one line: a character that would break it (a line break in
+    a saga name a journal kept before names were checked) is written escaped."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 @dataclass(frozen=True)
@@ -73,12 +93,19 @@ class Recovery(RunRecord):
     def undone(self) -> tuple[str, ...]:
         return self.compensated
 
+    @property
+    def for_a_person(self) -> bool:
+        """Left for a person: halted (at its pivot, or by its policy), or a step that may
+        have happened with nothing to undo it (leaked)."""
+        return self.status is Status.HALTED or bool(self.leaked)
+
     def __str__(self) -> str:
+        who = f"{_cell(self.saga_id)} ({_cell(self.name)})"  # quoted if it would break a line
         if self.status is Status.HALTED:
-            return f"{self.saga_id} ({self.name}): halted; {self.reason}"
+            return f"{who}: halted; {self.reason}"
         dead = "; ".join(f"{d.step}: {describe(d.error)}" for d in self.dead_letters) or "-"
         undone = ", ".join(self.undone) or "-"
-        text = f"{self.saga_id} ({self.name}): {self.status}; undone {undone}; dead letters {dead}"
+        text = f"{who}: {self.status}; undone {undone}; dead letters {dead}"
         if self.leaked:
             text += f"; leaked (may have happened, no undo logged) {', '.join(self.leaked)}"
         return text
@@ -93,7 +120,7 @@ class Skipped:
     reason: str
 
     def __str__(self) -> str:
-        return f"{self.saga_id} ({self.name}): left unfinished; {self.reason}"
+        return f"{_cell(self.saga_id)} ({_cell(self.name)}): left unfinished; {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -110,7 +137,7 @@ class RecoveryReport:
         return len(self.recovered)
 
     def __str__(self) -> str:
-        lines = [str(r) for r in self.recovered] + [str(s) for s in self.skipped]
+        lines = [_safe(str(r)) for r in self.recovered] + [_safe(str(s)) for s in self.skipped]
         lines.append(f"recovered {len(self.recovered)} saga(s), left {len(self.skipped)}")
         return "\n".join(lines)
 
@@ -155,6 +182,11 @@ def recover(
     """
     if not isinstance(journal, Journal):
         raise TypeError(f"recover needs a Journal (Journal(path)), got {journal!r}")
+    if journal.readonly or journal.closed:
+        raise JournalUnusable(
+            f"{journal!r} is {'closed' if journal.closed else 'opened read-only'}: recover "
+            "writes to it (open it with Journal(path)); nothing was claimed"
+        )
     if registry is not None and not isinstance(registry, Registry):
         raise TypeError(
             f"recover's registry must be a Registry (compensation names -> functions, "
@@ -276,6 +308,50 @@ def _error_of(text: str) -> RemoteError:
     return RemoteError(found[1], str(message))
 
 
+def run_undo(fn: Callable[..., Any], undo: UndoRecord, timeout: float | None) -> None:
+    """One attempt of an undo, as the run would have made it: a coroutine it returns is
+    awaited (``saga.arun`` awaits it too), a generator is the in-process drivers' error (its
+    body never ran: a failed attempt), and past ``timeout`` seconds the attempt failed (an
+    awaited undo is cancelled; a blocking one goes on in its helper thread, as in process)."""
+
+    def attempt() -> None:
+        result = call_compensation(fn, undo.args, undo.key)
+        if inspect.isawaitable(result):
+            _await(result, timeout, undo.step)
+        elif result is not None:
+            checked(result, "undo", undo.step)
+
+    if timeout is None or _is_async(fn):
+        attempt()
+    else:
+        call_timed(attempt, (), "undo", undo.step, timeout)
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 (an object whose __call__ is async)
+    )
+
+
+def _await(awaitable: Any, timeout: float | None, step: str) -> None:
+    """Await an undo's awaitable to its end in an event loop of its own (``recover`` is
+    synchronous); from a thread whose loop is running (a notebook), in a helper thread."""
+    import asyncio
+
+    async def main() -> None:
+        await (awaitable if timeout is None else within(awaitable, timeout, "undo", step))
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(main())
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="rollback-lessons recover") as pool:
+        pool.submit(asyncio.run, main()).result()
+
+
 def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: _Writer) -> Recovery:
     """Drive the machine through the saga's rollback, from where the crash left it: run each
     undo it answers, tell it how the undo went, and write down what it records. Before each
@@ -315,12 +391,19 @@ def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: _Writ
     )
     if policy is None:  # journalled before policies were kept (schema 3 and older)
         m.notes = [FALLBACK]
+    # each step's own undo timeout (schema 5), which wins over the policy's as in process.
+    # (Given to the machine's entries here, as resume_rollback takes none; the first undo
+    # was asked for before they had it: its operation takes the entry's timeout here.)
+    own = {u.step: u.timeout for u in pending if u.timeout is not None}
+    for entry in m.log:
+        entry.timeout = own.get(entry.step)
+    if type(op) is RunUndo and m.entry is not None and m.entry.timeout is not None:
+        op = op._replace(timeout=m.entry.timeout)
     for intent in intents if m.reason == "" else ():  # (its claim marks it being recovered)
         run.add(
             "UPDATE undos SET state = 'leaked' WHERE saga_id = ? AND position = ?",
             (saga.id, intent.position),
         )
-    first = by_step[op.step] if type(op) is RunUndo else None
     while not isinstance(op, Finished):
         if type(op) is Wait:  # the run's policy retries after a backoff
             time.sleep(op.seconds)
@@ -331,17 +414,26 @@ def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: _Writ
             continue
         assert type(op) is RunUndo
         undo = by_step[op.step]
-        if writer.every > 1 or undo is first:  # (else the last undo's write checked it)
-            run.journal.holds(saga.id, claimed.gen)
+        # before EVERY attempt, whatever came before it (a wait, the last write): a recover
+        # taken over meanwhile runs nothing more (cheap: the row is read only if another
+        # connection has written since this one claimed)
+        run.journal.holds(saga.id, claimed.gen)
         try:
-            call_compensation(registry.resolve(undo.compensation), undo.args, undo.key)
+            run_undo(registry.resolve(undo.compensation), undo, op.timeout)
         except Exception as exc:
             op = m.undo_failed(exc)
-        except (SystemExit, GeneratorExit) as exc:  # (a Ctrl-C stays a KeyboardInterrupt)
+        except KeyboardInterrupt:
+            raise  # (a Ctrl-C stays one: the CLI's one line, exit 130)
+        except BaseException as exc:  # sys.exit, CancelledError, a library's own
+            what = (
+                f"called sys.exit({exc.code!r})"
+                if isinstance(exc, SystemExit)
+                else f"raised {describe(exc)} (not an Exception: an interrupt)"
+            )
             raise RecoveryInterrupted(
-                f"the undo of {undo.step!r} (saga {saga.id!r}) called sys.exit"
-                f"({getattr(exc, 'code', None)!r}): recover stopped there; the saga is left "
-                "unfinished, that undo and the ones before it pending, for the next recover"
+                f"the undo of {undo.step!r} (saga {saga.id!r}) {what}: recover stopped "
+                "there; the saga is left unfinished, that undo and the ones before it "
+                "pending, for the next recover"
             ) from None
         else:
             op = m.undo_ok()

@@ -25,6 +25,8 @@ HIGHLIGHT = "#F0E442"  # yellow: a value that changed
 CURRENT = "#D3E9F7"  # pale blue: the event the frame shows (a log row)
 INK = "#222222"
 FAINT = "#BBBBBB"
+BRANCH = "#ECE6F5"  # pale lavender: the lanes of one branch of a parallel group
+BRANCH_EDGE = "#8E7CC3"
 
 NONE = object()  # a key the state does not have
 _ON_PATH = frozenset({"step_start", "step_done", "step_failed", "undo", "undo_done", "undo_failed"})
@@ -71,7 +73,9 @@ def caption(event: Event) -> str:
     return f"{event.kind}{step}{extra}"
 
 
-def legend_entries(*, table: bool, log: bool = False) -> list[tuple[str, Any]]:
+def legend_entries(
+    *, table: bool, log: bool = False, parallel: bool = False
+) -> list[tuple[str, Any]]:
     """(label, handle) for every colour and mark the picture can hold."""
 
     def mark(marker: str, face: str, edge: str, size: float = 11) -> Line2D:
@@ -94,6 +98,8 @@ def legend_entries(*, table: bool, log: bool = False) -> list[tuple[str, Any]]:
         entries.append(("value changed", Patch(color=HIGHLIGHT, lw=0)))
     if log:
         entries.append(("this event, in the log", Patch(color=CURRENT, lw=0)))
+    if parallel:
+        entries.append(("a branch (runs at once)", Patch(fc=BRANCH, ec=BRANCH_EDGE, lw=1)))
     return entries
 
 
@@ -103,9 +109,10 @@ def place_notes(
     notes: list[tuple[Any, float, float, str]],
     fixed: list[Any],
     path: tuple[list[float], list[float]] = ([], []),
-) -> None:
+) -> int:
     """Move each note to the first spot near its marker where it overlaps no other text
-    and the run's ``path`` (data coordinates) does not run through it.
+    and the run's ``path`` (data coordinates) does not run through it; returns how many
+    found no such spot.
 
     Tried in order: above, below, then beside (left or right) above and below, then half
     way to the next lane. The ``fixed`` texts (the rollback label) never move.
@@ -123,6 +130,7 @@ def place_notes(
             for a, b in itertools.pairwise(corners)
         ]
         points = np.concatenate(pieces)
+    unplaced = 0
     for artist, x, y, ha in notes:
         spots = [(x, y - 0.3, ha), (x, y + 0.45, ha)]
         for shift in (0.35, 1.0, 1.5, 2.2, 3.0, 4.0):  # then beside it, further away
@@ -130,6 +138,9 @@ def place_notes(
                 spots += [(x - shift, y + dy, "right"), (x + shift, y + dy, "left")]
         for dy in (-0.62, 0.75, -0.9, 1.0):  # last: half way to the next lane, or further
             spots += [(x, y + dy, ha), (x - 0.35, y + dy, "right"), (x + 0.35, y + dy, "left")]
+        for shift in (1.0, 2.0, 3.0, 4.5, 6.0):  # a crowded graph: further along, between lanes
+            for dy in (-0.62, 0.75):
+                spots += [(x - shift, y + dy, "right"), (x + shift, y + dy, "left")]
         chosen = None
         for sx, sy, sha in spots:
             artist.set_position((sx, sy))
@@ -151,4 +162,6 @@ def place_notes(
             artist.set_position((x, y - 0.3))
             artist.set_horizontalalignment(ha)
             chosen = artist.get_window_extent(renderer).padded(2)
+            unplaced += 1
         placed.append(chosen)
+    return unplaced

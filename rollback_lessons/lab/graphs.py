@@ -4,8 +4,11 @@ and the machine's ``schedule.concurrent``), so the table cannot disagree with a 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from ..graph import Parallel
 from ..outcome import Table
-from ..saga import Saga
+from ..saga import Saga, Step
 from ..schedule import concurrent
 
 
@@ -28,4 +31,30 @@ def plan_table(saga: Saga) -> Table:
     )
 
 
-__all__ = ["plan_table"]
+Groups = tuple[tuple[tuple[str, ...], ...], ...]
+"""Parallel groups: each a tuple of branches, each branch the names of the steps it holds."""
+
+
+def branch_groups(saga: Saga) -> Groups:
+    """Every parallel group of the saga's definition (nested ones too, after the group
+    that holds them): its branches, each as the steps it holds, for the pictures' lanes."""
+    found: list[tuple[tuple[str, ...], ...]] = []
+
+    def names(items: Sequence[Step | Parallel]) -> tuple[str, ...]:
+        out: list[str] = []
+        for item in items:
+            if isinstance(item, Parallel):
+                at = len(found)
+                found.insert(at, ())  # this group before the groups inside it
+                branches = tuple(names(branch) for branch in item.branches)
+                found[at] = branches
+                out += [name for branch in branches for name in branch]
+            else:
+                out.append(item.name)
+        return tuple(out)
+
+    names(saga.definition)
+    return tuple(found)
+
+
+__all__ = ["Groups", "branch_groups", "plan_table"]

@@ -124,11 +124,25 @@ def install(folder: Path, source: Path | None = None) -> Copied:
     return done
 
 
+# How JupyterLab is started for the lessons, wherever that is: `rollback-lessons lab`,
+# `make lab` (which runs that command), the browser tests and benchmarks/browser.py (which
+# add only their token and temp dirs), so a test measures what a learner gets. The kernel's
+# websocket without Nagle's algorithm (kernel_ws.py): a click reaches the screen about 45 ms
+# sooner. A name, not an import: this module loads without JupyterLab installed.
+KERNEL_CONNECTION = "rollback_lessons.lab.kernel_ws.NoDelayConnection"
+SERVER_FLAGS = (
+    "--ServerApp.ip=127.0.0.1",
+    "--ServerApp.port_retries=0",
+    "--no-browser",
+    "--LabApp.news_url=None",
+    f"--ServerApp.kernel_websocket_connection_class={KERNEL_CONNECTION}",
+)
+
+
 def lab_command(folder: Path, port: int) -> list[str]:
     """JupyterLab on 127.0.0.1 in ``folder``, as ``make lab`` starts it."""
     command = [
-        sys.executable, "-m", "jupyterlab", "--ServerApp.ip=127.0.0.1", f"--port={port}",
-        "--ServerApp.port_retries=0", "--no-browser", "--LabApp.news_url=None",
+        sys.executable, "-m", "jupyterlab", *SERVER_FLAGS, f"--port={port}",
         f"--ServerApp.root_dir={folder}",
     ]  # fmt: skip
     if hasattr(os, "geteuid") and os.geteuid() == 0:

@@ -18,6 +18,7 @@ from .png import size
 STATUS_COLOURS = {
     Status.COMMITTED: drawing.FORWARD,
     Status.ROLLED_BACK: UNDO,
+    Status.CANCELLED: UNDO,
     Status.HALTED: PIVOT,
 }
 
@@ -165,6 +166,7 @@ def result_html(outcome: Outcome) -> str:
         lines.append(("compensated", f"{_names(outcome.semantic)} (by a new action)"))
     if not_run:
         lines.append(("not run", _names(not_run)))
+    lines += [("note", note) for note in outcome.notes]  # the engine's own words
     rows = "".join(f"<tr><th>{k}</th><td>{html.escape(v)}</td></tr>" for k, v in lines)
     return f"<div>{head}</div><table>{rows}</table>"
 

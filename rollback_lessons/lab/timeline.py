@@ -26,6 +26,8 @@ from .drawing import (  # noqa: F401 (the colours and sizes, for the modules tha
     _DEAD,
     _ON_PATH,
     _UNDO_FAILED,
+    BRANCH,
+    BRANCH_EDGE,
     CURRENT,
     DPI,
     FAIL,
@@ -88,8 +90,10 @@ class Timeline(TableAndLog):
         value_chars: int = 20,
         log_rows: int = 0,
         title: bool = True,
+        groups: Sequence[Sequence[Sequence[str]]] = (),
     ) -> None:
         self.steps = tuple(steps)
+        self.groups = tuple(tuple(tuple(b) for b in g) for g in groups)
         self.kinds = dict(kinds or {})
         self.labels = dict(labels or {})
         self.state_keys = tuple(state_keys) if table else ()
@@ -101,7 +105,7 @@ class Timeline(TableAndLog):
         self.chars = (
             self.table_chars(width, self.state_keys, value_chars) if self.table else (0, 0, 0)
         )
-        entries = legend_entries(table=self.table, log=bool(log_rows))
+        entries = legend_entries(table=self.table, log=bool(log_rows), parallel=bool(groups))
         self.legend_columns = 6 if width >= 10 else 4
         legend_rows = math.ceil(len(entries) / self.legend_columns)
         lanes = 0.56 * n + 0.15  # and room above the first lane for the rollback's label
@@ -165,6 +169,7 @@ class Timeline(TableAndLog):
         ax.set_xlabel("time  →", fontsize=SMALL + 1, loc="right", labelpad=2)
         for i in range(n):
             ax.axhline(i, color=FAINT, lw=1, zorder=0)
+        self._draw_branches(ax)
         for spine in ("top", "right"):
             ax.spines[spine].set_visible(False)
         self._cells: list[tuple[Any, Any, Any]] = []
@@ -205,6 +210,26 @@ class Timeline(TableAndLog):
         )  # fmt: skip
         # every frame says its smallest text (a note is SMALL): the browser tests read it
         self._report = {"min_text_px": round(min(min_text_px(self.fig), SMALL * DPI / 72), 2)}
+
+    def _draw_branches(self, ax: Any) -> None:
+        """Each branch of a parallel group: its lanes side by side on one pale band, a gap
+        between branches (a nested group's band sits inside its branch's, narrower)."""
+        for group in self.groups:
+            for branch in group:
+                lanes = [self.lane[s] for s in branch if s in self.lane]
+                if not lanes:
+                    continue
+                depth = sum(
+                    1 for other in self.groups for b in other
+                    if set(branch) < set(b)
+                )  # fmt: skip
+                inset = 0.015 * depth
+                band = Rectangle(
+                    (inset, min(lanes) - 0.42 + 0.05 * depth), 1 - 2 * inset,
+                    max(lanes) - min(lanes) + 0.84 - 0.1 * depth, fc=BRANCH, ec=BRANCH_EDGE,
+                    lw=1, zorder=0, transform=ax.get_yaxis_transform(),
+                )  # fmt: skip
+                ax.add_patch(band)
 
     def _lane_label(self, step: str) -> str:
         label = self.labels.get(step)
@@ -316,7 +341,17 @@ class Timeline(TableAndLog):
                     for name in outcome.leaked:
                         self._note(s, s - 0.3, self.lane[name], "still done ", FAIL, "right")
         self._path_xy = (path_x, path_y)
-        place_notes(self.canvas, self.ax, self._notes, fixed, self._path_xy)
+        if place_notes(self.canvas, self.ax, self._notes, fixed, self._path_xy) and fixed:
+            # a note found no free spot: the rollback's label goes to the shade's other end
+            # (the top corner the notes did not need), and the notes are placed again
+            [label] = fixed
+            if label.get_horizontalalignment() == "right":
+                label.set_horizontalalignment("left")
+                label.set_position((failed_at, TOP + 0.05))
+            else:
+                label.set_horizontalalignment("right")
+                label.set_position((len(events) + 0.9, TOP + 0.05))
+            place_notes(self.canvas, self.ax, self._notes, fixed, self._path_xy)
         for glyph in self._glyphs:
             glyph.artist.set_animated(True)
         # This run's background: the static figure plus the state before, in both columns;

@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from ..outcome import Outcome
+from .graphs import Groups
 from .png import encode_png, figure_png
 from .timeline import (
     DPI,
@@ -48,8 +49,11 @@ def timeline_for(
     width: float = PICTURE_WIDTH,
     *,
     log: bool = False,
+    groups: Groups = (),
 ) -> Timeline:
-    """A Timeline fitted to this run: every state value it takes shown whole (wrapped)."""
+    """A Timeline fitted to this run: every state value it takes shown whole (wrapped);
+    ``groups`` (``graphs.branch_groups(saga)``) draws a parallel group's branches as bands
+    of lanes side by side."""
     keys = list(outcome.state_before or {})
     keys += [k for k in outcome.state_after or {} if k not in keys]
     labels = outcome.labels if labels is None else labels
@@ -69,20 +73,29 @@ def timeline_for(
         table_lines=lines,
         value_chars=longest,
         log_rows=len(outcome.events) if log else 0,
+        groups=groups,
     )
     timeline.load(outcome)
     return timeline
 
 
-def frames(outcome: Outcome, labels: Mapping[str, str] | None = None) -> list[bytes]:
+def frames(
+    outcome: Outcome, labels: Mapping[str, str] | None = None, *, groups: Groups = ()
+) -> list[bytes]:
     """One PNG per event: played in order, the run unfolds and then unwinds."""
-    timeline = timeline_for(outcome, labels)
+    timeline = timeline_for(outcome, labels, groups=groups)
     return [timeline.render(i) for i in range(timeline.frame_count)]
 
 
-def draw(outcome: Outcome, labels: Mapping[str, str] | None = None, *, log: bool = False) -> Figure:
+def draw(
+    outcome: Outcome,
+    labels: Mapping[str, str] | None = None,
+    *,
+    log: bool = False,
+    groups: Groups = (),
+) -> Figure:
     """The whole run in one figure: its last frame."""
-    timeline = timeline_for(outcome, labels, log=log)
+    timeline = timeline_for(outcome, labels, log=log, groups=groups)
     return timeline.show(timeline.frame_count - 1)
 
 
@@ -130,10 +143,16 @@ def save_gif(
     return path
 
 
-def png(outcome: Outcome, labels: Mapping[str, str] | None = None, *, log: bool = False) -> bytes:
+def png(
+    outcome: Outcome,
+    labels: Mapping[str, str] | None = None,
+    *,
+    log: bool = False,
+    groups: Groups = (),
+) -> bytes:
     """The last frame as PNG bytes (a static picture for readers without JavaScript), with
     its report inside (``png.read_report``): smallest text, anything cut or colliding.
     ``log=True`` lists the run's events under the lanes."""
-    timeline = timeline_for(outcome, labels, log=log)
+    timeline = timeline_for(outcome, labels, log=log, groups=groups)
     fig = timeline.show(timeline.frame_count - 1)
     return figure_png(fig, cut_values=timeline.cut)

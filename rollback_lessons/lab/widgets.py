@@ -24,10 +24,12 @@ from .. import faults
 from ..clock import VirtualClock
 from ..errors import InvalidPipelineError, UnknownFaultError, UnknownStepError
 from ..faults import LABELS, Fault
-from ..outcome import Outcome
+from ..outcome import Outcome, Status
 from ..saga import Kind, Saga, snapshot
+from ..schedule import PAST_PIVOT
 from . import guard, timeline
 from .drawing import FAIL, RETRY
+from .graphs import branch_groups
 from .panel_html import (  # noqa: F401 (the panel's HTML parts, as the other panels import them)
     CSS,
     LOG_ROWS,
@@ -55,6 +57,16 @@ UNDO_TIPS = ("its undo works", "its undo fails on every attempt", "its undo fail
 POLICIES = (("continue", "continue"), ("retry", "retry"), ("halt", "halt"))
 REGISTERS = (("as each step says", "step"), ("all after", "after"), ("all before", "before"))
 ORDERS = (("reverse", "reverse"), ("forward", "forward"))
+# a saga with parallel groups: the orders the engine declares for a graph (``schedule``)
+GRAPH_ORDERS = (
+    ("reverse completion", "reverse"), ("reverse start", "reverse_start"),
+    ("by dependency", "by_dependency"), ("forward", "forward"),
+)  # fmt: skip
+IN_ORDER = "one after another"  # the branches one at a time, as saga.run runs them
+STOP_TIP = (
+    "cancel the run at the event shown: nothing more starts, what was done is undone "
+    "(declined once the irreversible step has started)"
+)
 FAULTS = ("ok", "undo_ok", *(f.value for f in Fault))
 
 
@@ -109,8 +121,10 @@ class RollbackLab:
         self._make_state = self._state_factory(state)
         first = self._make_state()
         self.state_keys = list(snapshot(first)) if first is not None else []
+        self.groups = branch_groups(saga)
         self.timeline = timeline.Timeline(
             saga.names,
+            groups=self.groups,
             kinds={s.name: str(s.kind) for s in saga.steps},
             labels={s.name: s.label for s in saga.steps if s.label},
             width=PANEL_WIDTH,
@@ -134,9 +148,30 @@ class RollbackLab:
         self.register = _dropdown(
             REGISTERS, register, "log each undo", "before its step runs, or after it succeeds"
         )
+        graph = saga.after is not None
         self.order = _dropdown(
-            ORDERS, undo_order, "undo order", "reverse is right; forward shows why"
-        )
+            GRAPH_ORDERS if graph else ORDERS, undo_order, "undo order",
+            "the order the undos run in (forward only shows why it is wrong)",
+        )  # fmt: skip
+        # a saga with parallel groups: which branch finishes first (every ready step starts
+        # at once: saga.run(completion=...)), or the branches one after another
+        firsts = [(IN_ORDER, "")] + [
+            (f"{' → '.join(branch)} first", ",".join(branch))
+            for group in self.groups
+            for branch in group
+        ]
+        self.first: w.Dropdown | None = (
+            _dropdown(
+                tuple(firsts), "", "finishes first",
+                "which branch of a parallel group finishes first (the others start with it)",
+            )
+            if graph
+            else None
+        )  # fmt: skip
+        self.stop_button = w.Button(
+            description="Stop", icon="stop", tooltip=STOP_TIP,
+            layout=w.Layout(width="80px", flex="none"),
+        )  # fmt: skip
         self.play_button = w.Button(
             description="Play",
             icon="play",
@@ -168,12 +203,15 @@ class RollbackLab:
         self.runs = 0
         self._cue = ""
         self._result = ""
+        self.stopped_at: int | None = None  # the event a Stop cancelled the run after
 
         for control in [*self.actions.values(), *self.undos.values()]:
             control.observe(self._on_control, names="value")
-        for control in (self.policy, self.register, self.order):
-            control.observe(self._on_control, names="value")
+        for control in (self.policy, self.register, self.order, self.first):
+            if control is not None:
+                control.observe(self._on_control, names="value")
         self.play_button.on_click(lambda _: self.toggle_play())
+        self.stop_button.on_click(lambda _: self.stop())
         self.play.observe(self._on_playing, names="playing")
         self.slider.observe(self._on_slider, names="value")
         self.back.on_click(lambda _: self.show_frame(self.frame - 1))
@@ -203,15 +241,25 @@ class RollbackLab:
             (self.policy, "rl-policy"), (self.register, "rl-register"), (self.order, "rl-order"),
             (self.play_button, "rl-play-button"), (self.play, "rl-play"),
             (self.slider, "rl-frame"), (self.back, "rl-back"), (self.forward, "rl-forward"),
-            (self.view, "rl-view"),
+            (self.view, "rl-view"), (self.stop_button, "rl-stop"),
         ):  # fmt: skip
-            control.add_class(css)  # stable hooks for styling and for the browser tests
+            control.add_class(css)
+        if self.first is not None:
+            self.first.add_class("rl-first")  # stable hooks for styling and for the browser tests
         head = w.HTML(
             f"{CSS}<span class='rl-title'>{html.escape(title)}</span>",
             layout=w.Layout(flex="1 1 auto", overflow="hidden"),
         )
         top = w.HBox(
-            [head, self.play_button, self.back, self.slider, self.forward, self.play],
+            [
+                head,
+                self.play_button,
+                self.stop_button,
+                self.back,
+                self.slider,
+                self.forward,
+                self.play,
+            ],
             layout=w.Layout(align_items="center", width="100%"),
         )
         columns = []
@@ -232,8 +280,10 @@ class RollbackLab:
             "<b>break it</b> <span class='rl-legend'>(coloured: a fault you chose,"
             f"{key(FAIL)}in a step{key(RETRY)}in its undo)</span>"
         )
+        choices = [self.policy, self.register, self.order]
         options = w.VBox(
-            [self.policy, self.register, self.order], layout=w.Layout(flex="none", width="300px")
+            choices + ([self.first] if self.first is not None else []),
+            layout=w.Layout(flex="none", width="300px"),
         )
         band = w.VBox(
             [legend, w.HBox([*columns, options], layout=w.Layout(flex_flow="row wrap"))],
@@ -273,6 +323,37 @@ class RollbackLab:
 
     def set_order(self, order: str) -> Outcome:
         return self._set(self.order, order, "undo order")
+
+    def set_first(self, branch: str | Iterable[str] | None) -> Outcome:
+        """Which branch of a parallel group finishes first: a step of it (or its steps);
+        None: the branches one after another. Re-runs the saga."""
+        if self.first is None:
+            raise InvalidPipelineError(f"{self.saga.name!r} has no parallel group")
+        if branch is None:
+            return self._set(self.first, "", "branch")
+        names = {branch} if isinstance(branch, str) else set(branch)
+        for _, value in self.first.options:
+            if value and names <= set(value.split(",")):
+                return self._set(self.first, value, "branch")
+        branches = ", ".join(v.replace(",", " → ") for _, v in self.first.options if v)
+        raise InvalidPipelineError(f"no branch holds {sorted(names)}; the branches: {branches}")
+
+    @property
+    def completion(self) -> tuple[str, ...] | None:
+        """The ``saga.run(completion=...)`` the "finishes first" control describes."""
+        if self.first is None or not self.first.value:
+            return None
+        return tuple(self.first.value.split(","))
+
+    def stop(self, at: int | None = None) -> Outcome:
+        """Stop (cancel) the run right after event ``at`` (0-based; the event shown):
+        the same run again, its cancel token set once that event has happened. Nothing
+        more starts, what was done is undone and the outcome says ``cancelled``; once the
+        irreversible step has started the engine declines (its note says so); once the
+        run has failed or ended a cancel changes nothing."""
+        assert self.outcome is not None
+        at = self.frame if at is None else max(0, min(at, self.frame_count - 1))
+        return self.run(stop_after=at + 1)
 
     def reset(self) -> Outcome:
         """Every step ok, every undo ok."""
@@ -317,9 +398,16 @@ class RollbackLab:
                 out[name] = faults
         return out
 
-    def run(self, *, opening: bool = False) -> Outcome:
+    def run(self, *, opening: bool = False, stop_after: int | None = None) -> Outcome:
         """Run the saga with the chosen faults on a fresh state and show its telling frame:
-        where it fails (after a change), or the whole run (when the panel opens)."""
+        where it fails (after a change), or the whole run (when the panel opens).
+        ``stop_after``: cancel the run once that many events have happened (``stop``)."""
+        happened = 0
+
+        def count(event: object) -> None:
+            nonlocal happened
+            happened += 1
+
         outcome = self.saga.run(
             self._make_state(),
             inject=self.inject,
@@ -328,14 +416,23 @@ class RollbackLab:
             undo_order=self.order.value,
             clock=VirtualClock(),
             trace_state=True,
+            completion=self.completion,
+            on_event=count if stop_after is not None else None,
+            cancel=(lambda: happened >= stop_after) if stop_after is not None else None,
         )
+        self.stopped_at = stop_after
         self.outcome = outcome
         self.timeline.load(outcome)
         self.runs += 1
         faults = ", ".join(f"{k} {'+'.join(v)}" for k, v in self.inject.items()) or "no faults"
-        self._cue = (
-            "" if opening else f"↻ run {self.runs}: {html.escape(faults)} → {outcome.status}"
-        )
+        said = str(outcome.status)
+        if stop_after is not None:
+            faults += f", Stop after event {stop_after}"
+            if PAST_PIVOT in outcome.notes:
+                said += " (the cancel was declined: see the note)"
+            elif outcome.status is not Status.CANCELLED:
+                said += " (too late: the run had already failed or ended)"
+        self._cue = "" if opening else f"↻ run {self.runs}: {html.escape(faults)} → {said}"
         self._result = result_html(outcome)
         frame = self.telling_frame(outcome, opening)
         self._show(frame)  # the view first: it is what the learner watches (one message)

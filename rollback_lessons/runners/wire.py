@@ -11,7 +11,7 @@ by its run's id only, to a machine in this process (``hosted``).
 from __future__ import annotations
 
 import builtins
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +20,14 @@ from ..faults import Fault
 from ..operations import StepSpec
 from ..outcome import DeadLetter, Outcome, RunRecord, Status
 from ..policies import PolicyLike, RetryPolicy, UndoPolicy, decides_in_code, resolve_policy
-from ..rules import Register, UndoOrder, check_register, check_undo_order
+from ..rules import (
+    GRAPH_UNDO_ORDERS,
+    UNDO_ORDERS,
+    Register,
+    UndoOrder,
+    check_register,
+    check_undo_order,
+)
 from ..saga import Saga, State, snapshot
 from . import hosted
 from .names import keys
@@ -131,6 +138,11 @@ class SagaPlan:
     step_timeout: float = 60.0
     halt_wait: float | None = 0.0
     """On a halt, how long a remote engine waits for a person (None: as long as it takes)."""
+    after: dict[str, list[str]] | None = None
+    """A saga with parallel groups: each step's dependencies (``Saga.after``); None: a list."""
+    shape: list[Any] | None = None
+    """A saga with parallel groups as its definition reads (``shape_of``): what a writer
+    (ASL, BPMN) draws its branches from; None: a list."""
 
     def specs(self) -> tuple[StepSpec, ...]:
         return tuple(s.spec() for s in self.steps)
@@ -150,14 +162,34 @@ class SagaPlan:
         return found[0]
 
 
+GRAPH_ENGINES = (
+    "in process (saga.run, await saga.arun), on Step Functions and as BPMN on SpiffWorkflow"
+)
+"""Where a saga with parallel groups runs (an engine not among them refuses it)."""
+
+
 def refuse_graph(saga: Saga) -> None:
-    """A saga with parallel groups runs in process only, so far: an engine refuses it
-    before anything runs, rather than run its branches as a list."""
+    """A saga with parallel groups runs only where ``GRAPH_ENGINES`` says, so far: Temporal
+    and DBOS (whose plans ``plan_of`` makes without ``graphs=True``) refuse it before
+    anything runs, rather than run its branches as a list."""
     if saga.after is not None:
         raise InvalidPipelineError(
-            f"saga {saga.name!r} has parallel groups; only the in-process engine runs them "
-            "so far (saga.run, await saga.arun)"
+            f"saga {saga.name!r} has parallel groups, which Temporal and DBOS do not run "
+            f"yet; it runs {GRAPH_ENGINES}"
         )
+
+
+def shape_of(items: Sequence[Any]) -> list[Any]:
+    """A definition as plain data: a step by its name, a parallel group as
+    ``{"parallel": [branch, ...]}``, each branch a list of the same."""
+    from ..graph import Parallel
+
+    return [
+        {"parallel": [shape_of(branch) for branch in item.branches]}
+        if isinstance(item, Parallel)
+        else item.name
+        for item in items
+    ]
 
 
 def plan_of(
@@ -169,13 +201,17 @@ def plan_of(
     undo_order: UndoOrder = "reverse",
     step_timeout: float = 60.0,
     halt_wait: float | None = 0.0,
+    graphs: bool = False,
 ) -> SagaPlan:
     """``saga`` as data for an engine; every option is checked here, before it runs. A
-    policy that decides in code is hosted in this process under ``run_id``."""
+    policy that decides in code is hosted in this process under ``run_id``. A saga with
+    parallel groups is refused (``refuse_graph``) unless the engine runs them (``graphs``);
+    so is an undo order of a graph's (``reverse_start``, ``by_dependency``) without it."""
     if register is not None:
         check_register(register)
-    check_undo_order(undo_order)
-    refuse_graph(saga)
+    check_undo_order(undo_order, GRAPH_UNDO_ORDERS if graphs else UNDO_ORDERS)
+    if not graphs:
+        refuse_graph(saga)
     chosen = resolve_policy(policy if policy is not None else saga.policy)
     spec = PolicySpec.of(chosen)
     if spec.in_code:
@@ -201,6 +237,8 @@ def plan_of(
         undo_order=undo_order,
         step_timeout=step_timeout,
         halt_wait=halt_wait,
+        after={s: list(d) for s, d in saga.after.items()} if saga.after is not None else None,
+        shape=shape_of(saga.definition) if saga.after is not None else None,
     )
 
 
@@ -333,4 +371,6 @@ __all__ = [
     "plan_of",
     "record_data",
     "record_of",
+    "refuse_graph",
+    "shape_of",
 ]

@@ -118,6 +118,23 @@ BANK = {
                 ("does not make", "wait for"),
             ),
             Wrong(
+                UNSHOWN_CASE,  # each group of linked bookings one line: two users of one wait
+                "def declare(steps, uses):\n"
+                "    by_name = {s.name: s for s in steps}\n"
+                "    lines = []\n"
+                "    for s in steps:\n"
+                "        if s.name in uses:\n"
+                "            continue\n"
+                "        line, todo = [], [s.name]\n"
+                "        while todo:\n"
+                "            name = todo.pop(0)\n"
+                "            line.append(by_name[name])\n"
+                "            todo += [a for a, b in uses.items() if b == name]\n"
+                "        lines.append(line)\n"
+                "    return Parallel(*lines)",
+                ("neither uses the other's effect", "could run at once"),
+            ),
+            Wrong(
                 OTHER,  # safe, but everything in one line: nothing at once any more
                 "def declare(steps, uses):\n    return list(steps)",
                 ("wait for", "neither uses the other's effect", "could run at once"),

@@ -6,7 +6,8 @@ which use another's effect (a car delivered to a room, a tour met at the ferry),
 of any length. The check builds the learner's saga and asks the engine's own graph
 (``saga.dependencies``, ``schedule.dependants``, ``schedule.concurrent``) whether every step
 waits for what it uses, so no order the engine may pick undoes a used booking first, and
-whether steps that use nothing of each other still run at once.
+whether steps that use nothing of each other (two users of one booking too) still run at
+once.
 
 12.2's moments come from the real engine: random graphs (groups of chains, then more steps),
 steps without an undo, a finishing order, a cancel asked after the k-th step ends, and some
@@ -97,13 +98,17 @@ def _definition(answer: Any) -> list[Any]:
 
 
 def _related(trip: Trip) -> set[frozenset[str]]:
-    """Pairs in one chain of uses (one waits for the other, directly or not)."""
-    chain_of = {name: {name} for name in trip.names}
-    for user, used in trip.uses:
-        merged = chain_of[user] | chain_of[used]
-        for name in merged:
-            chain_of[name] = merged
-    return {frozenset((a, b)) for a in trip.names for b in chain_of[a] if a != b}
+    """Pairs where one uses the other's effect, directly or through others (a user's user):
+    those must wait; every other pair, two users of one booking too, can run at once."""
+    used_by = dict(trip.uses)
+    pairs: set[frozenset[str]] = set()
+    for name in trip.names:
+        seen, at = set(), name
+        while at in used_by and at not in seen:
+            seen.add(at)
+            at = used_by[at]
+            pairs.add(frozenset((name, at)))
+    return pairs
 
 
 def _check_declare(declare: Any) -> str:

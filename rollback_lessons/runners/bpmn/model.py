@@ -40,7 +40,6 @@ from ...operations import StepSpec
 from ...policies import PolicyLike, UndoPolicy, data_only
 from ...saga import Saga
 from ..owed import every_undo, owed
-from ..wire import refuse_graph
 from .document import Model as _Model
 from .document import Scope as _Scope
 from .document import esc as _esc
@@ -114,7 +113,6 @@ def _model_plan(
     left for a person); which halt when they fail after their effect (a pivot: the
     machine's pivot rule); the undo policy. A policy that decides in Python is refused
     here, before anything is written."""
-    refuse_graph(saga)  # (parallel groups: in process only, so far)
     chosen = data_only(policy if policy is not None else saga.policy, ENGINE)
     specs = saga.specs()
     found = owed(specs)
@@ -134,12 +132,29 @@ def _undo_job(step: str, policy: UndoPolicy) -> str:
     )
 
 
-def to_bpmn(saga: Saga, *, policy: PolicyLike | None = None) -> str:
+def to_bpmn(saga: Saga, *, policy: PolicyLike | None = None, undo_order: str = "reverse") -> str:
     """The saga as BPMN 2.0 XML with compensation events, deployable to Camunda 8 as is
     (see the module's docstring for what the order of compensation is there). The undo
     ``policy`` (the saga's own by default) is written into each undo's job: its attempts,
-    and what its last failure leads to (``_undo_job``)."""
+    and what its last failure leads to (``_undo_job``). A saga with parallel groups:
+    parallel gateways, and the document states which order Camunda 8 undoes in (none)
+    beside the saga's declared ``undo_order`` (``graph``)."""
     m = _Model()
+    if saga.after is not None:
+        from ...rules import GRAPH_UNDO_ORDERS, check_undo_order
+        from . import graph
+
+        check_undo_order(undo_order, GRAPH_UNDO_ORDERS)
+        chosen = data_only(policy if policy is not None else saga.policy, ENGINE)
+        specs = {s.name: s for s in saga.specs()}
+        graph.compensation_form(
+            saga, m, lambda n: _undo_job(n, chosen),
+            lambda n: _job(job_type("do", n), _attempts(specs[n])),
+            _task_size(saga.specs()), undo_order,
+        )  # fmt: skip
+        pivot = any(s.kind == "pivot" for s in saga.specs())
+        return _document(saga, m, ERROR + (IN_DOUBT if pivot else ""),
+                         doc=graph.documentation(saga, undo_order))  # fmt: skip
     steps, paths, doubts, undo_policy = _model_plan(saga, policy)
     W, H = _task_size(steps)  # the module's names, sized for these steps
     line, top, y = 38, 100, 240  # the failure line; the undos a failure leads to; the steps
@@ -207,12 +222,14 @@ def to_bpmn(saga: Saga, *, policy: PolicyLike | None = None) -> str:
     return _document(saga, m, ERROR + (IN_DOUBT if any(doubts) else ""))
 
 
-def _document(saga: Saga, m: _Model, before: str = "", process: str = "saga") -> str:
+def _document(saga: Saga, m: _Model, before: str = "", process: str = "saga", doc: str = "") -> str:
     name = quoteattr(f"the {saga.name} saga")
+    documented = f"    <bpmn:documentation>{_esc(doc)}</bpmn:documentation>\n" if doc else ""
     return (
         HEADER
         + before
         + f'  <bpmn:process id="{process}" name={name} isExecutable="true">\n'
+        + documented
         + "\n".join(_render(m.scope, "    ") + m.artifacts)
         + "\n  </bpmn:process>\n"
         + '  <bpmndi:BPMNDiagram id="diagram">\n'
@@ -238,8 +255,21 @@ def to_bpmn_explicit(saga: Saga, *, policy: PolicyLike | None = None) -> str:
 
     Each step's job answers ``ok``, the ``logged`` list (its undo is added before or
     after the step) and ``halted`` (a pivot that failed after its effect: a person
-    decides); the conditions are FEEL, as Camunda 8 wants them."""
+    decides); the conditions are FEEL, as Camunda 8 wants them. A saga with parallel
+    groups: parallel gateways, then a loop asking the saga machine which undo runs next
+    (``graph``)."""
     m = _Model()
+    if saga.after is not None:
+        from . import graph
+
+        chosen = data_only(policy if policy is not None else saga.policy, ENGINE)
+        specs = {s.name: s for s in saga.specs()}
+        graph.explicit_form(
+            saga, m, lambda n: _undo_job(n, chosen),
+            lambda n: _job(job_type("do", n), _attempts(specs[n])),
+            _task_size(saga.specs()), _feel_string, _job("what-next"),
+        )  # fmt: skip
+        return _document(saga, m, ERROR, process="saga_explicit")
     steps, paths, doubts, undo_policy = _model_plan(saga, policy)
     W, H = _task_size(steps)  # the module's names, sized for these steps
     room = 40 + 1.6 * (H - 80)  # above the steps: their gateways' questions (longer names)

@@ -11,13 +11,15 @@ from typing import Any
 
 from ...faults import InjectionLike, normalize_injection
 from ...machine import Machine
-from ...operations import RunStep
+from ...operations import Finished, RunStep
 from ...outcome import Outcome
 from ...policies import PolicyLike, data_only
 from ...saga import Saga, State, snapshot
+from ...schedule import GraphMachine
 from ..history import Visit, Worker, do, undo, walk
 from ..owed import undo_timeouts
-from ..wire import outcome_of, plan_of
+from ..wire import SagaPlan, outcome_of, plan_of
+from .graph import GraphHost, run_workflow
 from .model import ENGINE, UnsupportedInBPMN, to_bpmn_explicit
 
 # -- running the explicit form on SpiffWorkflow ---------------------------------------------
@@ -28,7 +30,8 @@ _CONTAINS = re.compile(r'list contains\((\w+), ("(?:[^"\\]|\\.)*")\)')
 def _python(feel: str) -> str:
     """The FEEL this module writes (``=ok``, ``=list contains(logged, "x")``) as Python,
     for SpiffWorkflow's Python script engine."""
-    return _CONTAINS.sub(r"(\2 in \1)", feel.removeprefix("=").strip())
+    python = _CONTAINS.sub(r"(\2 in \1)", feel.removeprefix("=").strip())
+    return "go == " + python.removeprefix("go = ") if python.startswith("go = ") else python
 
 
 @dataclass
@@ -56,10 +59,14 @@ class _Host:
         self.worker.task("undo", step, self.timeouts.get(step))
 
 
-def run_explicit(saga: Saga, state: State | None = None, *, inject: InjectionLike | None = None,
-                 policy: PolicyLike | None = None) -> Outcome:  # fmt: skip
+def run_explicit(
+    saga: Saga, state: State | None = None, *, inject: InjectionLike | None = None,
+    policy: PolicyLike | None = None, undo_order: str = "reverse",
+) -> Outcome:  # fmt: skip
     """Run the explicit BPMN form of ``saga`` on SpiffWorkflow (policy *continue*: another
-    is refused before anything runs)."""
+    is refused before anything runs). A saga with parallel groups (or an undo order of a
+    graph's) runs the graph form, whose undos the saga machine orders (``graph``): as
+    ``saga.run(state, undo_order=...)``, one step at a time."""
     from SpiffWorkflow.bpmn import BpmnWorkflow
     from SpiffWorkflow.bpmn.parser import BpmnParser
     from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine, TaskDataEnvironment
@@ -74,9 +81,12 @@ def run_explicit(saga: Saga, state: State | None = None, *, inject: InjectionLik
         )
     faults = normalize_injection(inject, saga.names)
     run_id = f"{saga.name}-{uuid.uuid4().hex[:12]}"
+    plan = plan_of(saga, run_id, policy=chosen, undo_order=undo_order,  # type: ignore[arg-type]
+                   graphs=True)  # fmt: skip
     world: State = {} if state is None else state
     before = snapshot(world) if state is not None else None
-    plan = plan_of(saga, run_id, policy=chosen)
+    if plan.after is not None or undo_order not in ("reverse",):
+        return _run_graph(saga, state, world, before, plan, faults, chosen)
     machine = Machine(plan.undo_policy(), plan=plan.specs(), name=saga.name, run_id=run_id)
     if type(machine.start()) is not RunStep:
         raise RuntimeError("the machine does not start with a step")
@@ -104,6 +114,47 @@ def run_explicit(saga: Saga, state: State | None = None, *, inject: InjectionLik
     return outcome_of(saga, walk(plan, found, calls), before=before, state=state)
 
 
+def _parsed(saga: Saga, chosen: Any, host: dict[str, Any]) -> Any:
+    """The explicit form of ``saga`` as a SpiffWorkflow workflow whose scripts call ``host``."""
+    from SpiffWorkflow.bpmn import BpmnWorkflow
+    from SpiffWorkflow.bpmn.parser import BpmnParser
+    from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine, TaskDataEnvironment
+
+    parser = BpmnParser()
+    parser.add_bpmn_str(to_bpmn_explicit(saga, policy=chosen).encode())
+
+    class FeelConditions(PythonScriptEngine):  # type: ignore[misc]
+        def evaluate(self, task: Any, expression: str, external_context: Any = None) -> Any:
+            return super().evaluate(task, _python(expression), external_context)
+
+    engine = FeelConditions(environment=TaskDataEnvironment(host))
+    return BpmnWorkflow(
+        parser.get_spec("saga_explicit"),
+        parser.get_subprocess_specs("saga_explicit"),
+        script_engine=engine,
+    )
+
+
+def _run_graph(saga: Saga, state: State | None, world: State, before: Any, plan: SagaPlan,
+               faults: dict[str, Any], chosen: Any) -> Outcome:  # fmt: skip
+    """The graph form on SpiffWorkflow: the saga machine, driven live, picks which ready
+    step runs and answers each ``What next`` (``graph.run_workflow``)."""
+    after = plan.after or {s.name: [p.name] if p else [] for s, p in
+                           zip(plan.steps, [None, *plan.steps], strict=False)}  # fmt: skip
+    machine = GraphMachine(
+        plan.undo_policy(), plan=plan.specs(), after={s: tuple(d) for s, d in after.items()},
+        undo_order=plan.undo_order, name=plan.name, run_id=plan.run_id,
+    )  # fmt: skip
+    host = GraphHost(plan, Worker(plan.run_id, saga, world, faults), machine)
+    machine.start()
+    workflow = _parsed(saga, chosen, {"do": host.do, "undo": host.undo,
+                                      "what_next": host.what_next})  # fmt: skip
+    run_workflow(workflow, host)
+    if not workflow.is_completed() or not isinstance(host.op, Finished):
+        raise RuntimeError("the BPMN workflow did not complete")
+    return outcome_of(saga, machine.record(), before=before, state=state)
+
+
 class BpmnRunner:
     """The explicit form on SpiffWorkflow as a ``Runner``: the engine is a library, so there
     is nothing to start or stop; ``run`` is ``run_explicit``."""
@@ -119,8 +170,9 @@ class BpmnRunner:
         *,
         inject: InjectionLike | None = None,
         policy: PolicyLike | None = None,
+        undo_order: str = "reverse",
     ) -> Outcome:
-        return run_explicit(saga, state, inject=inject, policy=policy)
+        return run_explicit(saga, state, inject=inject, policy=policy, undo_order=undo_order)
 
     def close(self) -> None:
         pass

@@ -11,6 +11,11 @@ for a person (*halt*). Steps after a pivot are retried forward and never compens
 Who keeps the undo log here? The state machine itself: which undo a failure leads to is
 wired into the ``Catch`` edges, and Step Functions' execution history is the record.
 
+A saga with parallel groups (or a run with ``cancel``, a ``completion`` timing, an undo order
+of a graph's) is written in the graph form (``asl_graph``): each group a ``Parallel`` state
+whose branches catch their own failures, and a ``What next`` task the runner answers with
+the saga machine's decision (``live``): the undo order is decided at run time, never wired.
+
 ``StepFunctionsRunner`` runs it: on moto in this process (default), on a ``moto_server`` on
 127.0.0.1, or on AWS (``where="aws"``, with ``ROLLBACK_LESSONS_SFN_ROLE_ARN`` and the usual
 AWS environment). The Outcome is read back from the execution history, walked with the

@@ -51,3 +51,33 @@ def history_table(history: Sequence[dict[str, Any]]) -> Table:
         elif kind == "ExecutionFailed":
             rows.append((kind, "", event["executionFailedEventDetails"].get("error", "")))
     return Table(("event", "state", "error"), tuple(rows))
+
+
+def answered(history: Sequence[dict[str, Any]], plan: SagaPlan) -> list[tuple[str, str]]:
+    """The tasks whose answer the execution took, in its order, as (call, step): each
+    ``TaskSucceeded`` or ``TaskFailed`` traced back to the state it was in (by its
+    ``previousEventId``). The ``What next`` tasks and the steps answered ``SagaStopping``
+    (never started) are left out: what is left is what the worker did."""
+    from .asl_graph import STOPPING
+
+    named = {
+        state(s.key): (call, s.name)
+        for s in plan.steps
+        for state, call in ((do, "action"), (undo, "undo"), (ask, "ask"))
+    }
+    where: dict[int, str] = {}
+    found: list[tuple[str, str]] = []
+    for event in history:
+        kind = event["type"]
+        if kind.endswith("StateEntered"):
+            where[event["id"]] = event["stateEnteredEventDetails"]["name"]
+            continue
+        where[event["id"]] = where.get(event.get("previousEventId", 0), "")
+        if kind not in ("TaskSucceeded", "TaskFailed"):
+            continue
+        if kind == "TaskFailed" and event["taskFailedEventDetails"].get("error") == STOPPING:
+            continue
+        state = where[event["id"]].removesuffix(TASK)
+        if state in named:  # (else What next)
+            found.append(named[state])
+    return found

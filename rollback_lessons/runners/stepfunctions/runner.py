@@ -16,18 +16,22 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..._graph_drive import CancelLike, asked_of, first_of
 from ...errors import InvalidPipelineError
 from ...faults import InjectionLike, normalize_injection
 from ...operations import ANSWERS
 from ...outcome import Outcome, Table
 from ...policies import PolicyLike, data_only
 from ...saga import Saga, State, snapshot
+from ...schedule import GraphMachine
 from .. import free_port
-from ..history import Call, Worker, walk
+from ..history import Call, HistoryDiverged, Worker, walk
 from ..names import execution_name
 from ..wire import SagaPlan, outcome_of, plan_of
 from .asl import ENGINE, StepFunctionsError, plan_asl
-from .history import history_table, visits
+from .asl_graph import graph_asl
+from .history import answered, history_table, visits
+from .live import Live
 
 REGION = "us-east-1"
 ROLE_ARN = "arn:aws:iam::123456789012:role/rollback-lessons"  # moto accepts any role
@@ -132,13 +136,25 @@ class StepFunctionsRunner:
         answers: Sequence[str] = (),
         timeout: float = 120.0,
         asl: dict[str, Any] | None = None,
+        undo_order: str = "reverse",
+        completion: Sequence[str] | None = None,
+        cancel: CancelLike | None = None,
+        stop_execution: bool = False,
     ) -> Execution:
         """Run ``saga`` as an execution and read it back. ``answers`` are what the person
         says, in turn, when a halted undo asks ("retry", "fixed", "leave"); with none left,
         "leave" (halted, as in process). ``asl`` runs that state machine instead of
         ``to_asl``'s (one wired by hand): its run is held to the saga's rules all the same,
         and ``HistoryDiverged`` says where it strays. Everything is checked before anything
-        runs (a policy that decides in Python: ``UnsupportedPolicy``)."""
+        runs (a policy that decides in Python: ``UnsupportedPolicy``).
+
+        A saga with parallel groups, an undo order of a graph's, ``completion`` or
+        ``cancel`` run the graph form (``asl_graph``), served by ``live``: the saga machine
+        in this process answers what comes next. ``completion`` plays a timing as
+        ``saga.run(..., completion=...)`` does; ``cancel`` (an Event, or a function
+        answering True) cancels the run as ``saga.run(..., cancel=...)`` does: compensated,
+        ``cancelled``. With ``stop_execution=True`` the cancel is Step Functions' own
+        ``StopExecution`` instead: the execution is ``ABORTED`` and nothing is undone."""
         faults = normalize_injection(inject, saga.names)
         for said in answers:
             if said not in ANSWERS:
@@ -146,11 +162,31 @@ class StepFunctionsRunner:
         chosen = data_only(policy if policy is not None else saga.policy, ENGINE)
         suffix = uuid.uuid4().hex[:12]
         run_id = f"{saga.name}-{suffix}"
-        plan = plan_of(saga, run_id, policy=chosen, register=register)  # type: ignore[arg-type]
+        plan = plan_of(
+            saga, run_id, policy=chosen, register=register,  # type: ignore[arg-type]
+            undo_order=undo_order, graphs=True,  # type: ignore[arg-type]
+        )  # fmt: skip
+        live = (
+            plan.after is not None
+            or plan.undo_order not in ("reverse", "forward")
+            or completion is not None
+            or cancel is not None
+        )
+        asked = asked_of(cancel)
+        if live and asl is not None:
+            raise InvalidPipelineError("a state machine wired by hand runs a list saga only")
+        if stop_execution and cancel is None:
+            raise InvalidPipelineError("stop_execution=True needs a cancel to stop on")
+        if live:
+            asl = graph_asl(plan)
         asl = plan_asl(plan) if asl is None else asl
         world: State = {} if state is None else state
         before = snapshot(world) if state is not None else None
         worker = Worker(run_id, saga, world, faults, list(answers))
+        if live:
+            return self._live(saga, state, plan, asl, worker, before, suffix, timeout,
+                              first_of(completion) if completion is not None else None,
+                              asked, stop_execution)  # fmt: skip
         arn = self.sfn.start_execution(
             stateMachineArn=self.machine(asl),
             name=execution_name(saga.name, suffix),
@@ -161,6 +197,56 @@ class StepFunctionsRunner:
         record = walk(plan, visits(history, plan), worker.calls)
         outcome = outcome_of(saga, record, before=before, state=state)
         return Execution(outcome, asl, history, status, worker.calls)
+
+    def _live(
+        self, saga: Saga, state: State | None, plan: SagaPlan, asl: dict[str, Any],
+        worker: Worker, before: dict[str, Any] | None, suffix: str, timeout: float,
+        pick: Any, asked: Any, stop_execution: bool,
+    ) -> Execution:  # fmt: skip
+        """An execution of the graph form, served by ``live.Live`` (the machine decides)."""
+        after = plan.after or {s.name: [p.name] if p else [] for s, p in
+                               zip(plan.steps, [None, *plan.steps], strict=False)}  # fmt: skip
+        machine = GraphMachine(
+            plan.undo_policy(), plan=plan.specs(), after={s: tuple(d) for s, d in after.items()},
+            undo_order=plan.undo_order, name=plan.name, run_id=plan.run_id,
+        )  # fmt: skip
+        arn = self.sfn.start_execution(
+            stateMachineArn=self.machine(asl),
+            name=execution_name(saga.name, suffix),
+            input=json.dumps({"run": plan.run_id, "queue_url": self.queue_url}),
+        )["executionArn"]
+        deadline = time.monotonic() + timeout
+        served = Live(self, arn, plan, worker, machine, pick=pick, asked=asked,
+                      stop_execution=stop_execution, deadline=deadline)  # fmt: skip
+        served.run()
+        if served.stopped:  # moto 5.2.5 may never end an execution stopped mid-transition
+            deadline = min(deadline, time.monotonic() + 5)
+        while (status := self.sfn.describe_execution(executionArn=arn)["status"]) == "RUNNING":
+            if served.stopped and time.monotonic() > deadline:
+                break  # stopped as far as this runner goes: the status moto reports
+            if time.monotonic() > served.deadline:
+                self.sfn.stop_execution(executionArn=arn, error="Timeout")
+                raise StepFunctionsError(f"the execution did not end within {timeout:g} s")
+            time.sleep(0.002)
+        record = machine.record()
+        outcome = outcome_of(saga, record, before=before, state=state)
+        try:
+            history = self._history(arn)
+        except Exception:  # moto (5.2.5) cannot list a Parallel state stopped mid-way
+            if not served.stopped:
+                raise
+            history = []
+        if history and not served.stopped:  # the engine ran what the machine said, or it is
+            # an error: the same tasks (branches record theirs in any order), the undos in
+            # the machine's order
+            done = [(c.call, c.step) for c in worker.calls]
+            seen = answered(history, plan)
+            undos = [c for c in done if c[0] != "action"]
+            if sorted(seen) != sorted(done) or [c for c in seen if c[0] != "action"] != undos:
+                raise HistoryDiverged(
+                    f"the execution took the answers of {seen}, the worker gave {done}"
+                )
+        return Execution(outcome, asl, history, str(status), worker.calls)
 
     def run(self, saga: Saga, state: State | None = None, **options: Any) -> Outcome:
         """Run ``saga`` on Step Functions and return its Outcome (like ``saga.run``)."""

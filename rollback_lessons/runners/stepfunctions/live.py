@@ -1,0 +1,260 @@
+"""Serving a graph-form execution (``asl_graph``): the worker in this process drives the
+saga machine (``schedule.GraphMachine``) with what each task does, and answers Step
+Functions with the machine's decisions. Only I/O here: which step may start, which undo
+runs next, a person, the status, are the machine's answers.
+
+The tasks of a group's branches arrive at once. Which runs when is the driver's, as in
+process (``_graph_drive.drive_graph``): by default one step at a time, the first ready in
+definition order (``saga.run``); with ``completion`` every ready step starts at once and the
+running step named first finishes next (``saga.run(..., completion=...)``). A task that
+arrives for a step the machine says may not start is answered ``SagaStopping``.
+
+A cancel (``cancel``, heard whenever a step returns and before each step starts) is told to
+the machine: nothing more starts, the next task is answered ``SagaStopping`` and its branch
+ends, and what was done is undone (status ``cancelled``). ``stop_execution=True`` does what
+Step Functions' ``StopExecution`` does instead, heard before a step starts (one at a time:
+while its task waits): the execution is stopped (``ABORTED`` on AWS; moto 5.2.5 ends it
+``FAILED``, an error of its interpreter's, or, stopped between two states, leaves it
+``RUNNING`` forever: the runner waits 5 s, then reports what moto says) and nothing is
+undone: the outcome says so (``halted``, every undo pending, a note naming StopExecution).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+from ...errors import Cancelled
+from ...machine import HALTED_FORWARD as HALTS_FORWARD
+from ...machine import Machine
+from ...operations import Ask, Finished, Op, RunStep, RunUndo, Wait
+from ...outcome import Status
+from ...schedule import GraphMachine, GraphOp, Ready
+from ..history import Worker, ask, undo
+from ..wire import SagaPlan
+from .asl import HALTED_AT_PIVOT, HALTED_FORWARD, LEFT, ROLLED_BACK, StepFunctionsError
+from .asl_graph import CANCELLED, COMMITTED, INCOMPLETE, STOPPING, WHAT_NEXT
+
+Pick = Callable[[tuple[str, ...]], str]
+
+
+class ExecutionStopped(BaseException):
+    """``StopExecution``: Step Functions stopped the execution; nothing more runs there,
+    no undo either."""
+
+
+STOPPED = "StopExecution stopped the execution"
+
+
+def end_state(m: Machine) -> str:
+    """The end state a finished run goes to (its Fail state's name says how it ended)."""
+    status = m.status()
+    if status is Status.COMMITTED:
+        return COMMITTED
+    if status is Status.CANCELLED:
+        return CANCELLED
+    if status is Status.ROLLED_BACK:
+        return ROLLED_BACK
+    if status is Status.ROLLBACK_INCOMPLETE:
+        return INCOMPLETE
+    if m.reason == HALTS_FORWARD:
+        return HALTED_FORWARD
+    return LEFT if m.reason is None else HALTED_AT_PIVOT
+
+
+class Live:
+    """One execution served: its messages, the machine, the worker."""
+
+    def __init__(
+        self,
+        runner: Any,
+        arn: str,
+        plan: SagaPlan,
+        worker: Worker,
+        machine: GraphMachine,
+        *,
+        pick: Pick | None,
+        asked: Callable[[], bool] | None,
+        stop_execution: bool,
+        deadline: float,
+    ) -> None:
+        self.runner, self.arn, self.plan, self.worker = runner, arn, plan, worker
+        self.m = machine
+        self.pick, self.asked, self.stop_execution = pick, asked, stop_execution
+        self.deadline = deadline
+        self.inbox: list[dict[str, Any]] = []  # task messages not yet answered
+        self.stopped = False
+
+    # -- messages ---------------------------------------------------------------------------
+
+    def _receive(self) -> None:
+        """Take in the task messages waiting (this run's), answering at once those for a
+        step the machine says may not start."""
+        if time.monotonic() > self.deadline:
+            self.runner.sfn.stop_execution(executionArn=self.arn, error="Timeout")
+            raise StepFunctionsError("the execution did not end in time")
+        got = self.runner.sqs.receive_message(
+            QueueUrl=self.runner.queue_url, MaxNumberOfMessages=10,
+            WaitTimeSeconds=1 if self.runner.where == "aws" else 0,
+        ).get("Messages", [])  # fmt: skip
+        for message in got:
+            self.runner.sqs.delete_message(
+                QueueUrl=self.runner.queue_url, ReceiptHandle=message["ReceiptHandle"]
+            )
+            body = json.loads(message["Body"])
+            if body.get("run") == self.worker.run_id:
+                self.inbox.append(body)
+        self._refuse()
+        if not got:
+            if self.runner.sfn.describe_execution(executionArn=self.arn)["status"] != "RUNNING":
+                raise StepFunctionsError("the execution ended while the saga still ran")
+            time.sleep(0.002)
+
+    def _refuse(self) -> None:
+        """A step's task that may not start now and never will: the run failed, or was
+        cancelled, and the step was not launched (``SagaStopping``)."""
+        if not self.m.failing:
+            return
+        for body in list(self.inbox):
+            if body["call"] != "action":
+                continue
+            step = self.plan.step_of(body["step"])
+            if step in self.m.where and self.m.where[step] in ("running", "waiting"):
+                continue  # launched: its outcome is awaited
+            self.inbox.remove(body)
+            self._fail(body["token"], STOPPING, "the saga machine says it may not start")
+
+    def task(self, call: str, step: str = "") -> str:
+        """Wait for the task ``call`` of ``step`` (its token)."""
+        while True:
+            for body in self.inbox:
+                key = body.get("step", "")
+                if body["call"] == call and (not step or self.plan.step_of(key) == step):
+                    self.inbox.remove(body)
+                    return str(body["token"])
+            self._receive()
+
+    def _ok(self, token: str, output: dict[str, Any]) -> None:
+        self.runner.sfn.send_task_success(taskToken=token, output=json.dumps(output))
+
+    def _fail(self, token: str, error: str, cause: str) -> None:
+        self.runner.sfn.send_task_failure(taskToken=token, error=error[:256], cause=cause[:32768])
+
+    # -- forward ----------------------------------------------------------------------------
+
+    def _cancel(self) -> GraphOp | Op | None:
+        """Tell the machine if the caller asked to stop (once)."""
+        m = self.m
+        if self.asked is None or m.cancelled or self.stopped or not self.asked():
+            return None
+        if self.stop_execution:
+            return self._stop()
+        return m.cancel(Cancelled("the run was cancelled by its caller"))
+
+    def _stop(self) -> Op:
+        """What ``StopExecution`` does: Step Functions stops; nothing is undone. The
+        machine hears it as an interruption before any undo (every undo pending)."""
+        self.stopped = True
+        self.runner.sfn.stop_execution(executionArn=self.arn, error="Stopped", cause=STOPPED)
+        exc = ExecutionStopped(STOPPED)
+        m = self.m
+        m._cut(exc, "before any undo ran (StopExecution)")
+        op: Any = m.cancel(exc)
+        for step in m.busy:  # launched, its task stopped with the execution
+            op = m.step_cut(step, exc)
+        if op is None:  # past the pivot the machine declines a cancel; the engine stopped
+            op = m.fail(exc)  # anyway: the run failed outside a step (a person decides)
+        return op  # type: ignore[no-any-return]
+
+    def carry(self, step: str, token: str) -> GraphOp:
+        """One launched step: its attempts (the state machine's Retry hands out each),
+        told to the machine; the machine's answer once it ended."""
+        m = self.m
+        while True:
+            made = self.worker.task("action", step)
+            if made.error is None:
+                self._ok(token, {})
+                if not self.stop_execution:  # (StopExecution: heard before a step starts)
+                    self._cancel()
+                return m.step_done(step)
+            self._fail(token, made.error.type, json.dumps(asdict(made.error)))
+            op = m.step_error(step, made.error.to_exception())
+            if type(op) is not Wait:
+                return op
+            if not self.stop_execution:
+                self._cancel()
+            op = m.step_resume(step)
+            if type(op) is not RunStep:
+                return op  # the retry's task will be answered SagaStopping
+            token = self.task("action", step)
+
+    def forward(self) -> Op:
+        m = self.m
+        op: Any = self._cancel() or m.start()
+        tokens: dict[str, str] = {}
+        while type(op) is Ready:
+            cut = self._cancel()
+            if cut is not None:
+                op = cut
+                continue
+            if self.pick is None:
+                step = m.ready()[0]
+                token = self.task("action", step)
+                cut = self._cancel()  # (StopExecution: stopped while its task waits)
+                if cut is not None:
+                    op = cut
+                    continue
+                m.launch(step)
+                op = self.carry(step, token)
+                continue
+            for step in m.ready():
+                tokens[step] = self.task("action", step)
+                m.launch(step)
+            step = self.pick(tuple(tokens))
+            op = self.carry(step, tokens.pop(step))
+        return op  # type: ignore[no-any-return]
+
+    # -- what next --------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Serve the execution to its end: forward, then each ``What next``."""
+        op = self.forward()
+        if self.stopped:
+            if not isinstance(op, Finished):
+                op = self.m.interrupted(ExecutionStopped(STOPPED))
+            return
+        while True:
+            token = self.task("next")
+            if isinstance(op, Finished):
+                self._ok(token, {"go": end_state(self.m)})
+                return
+            if type(op) is RunUndo:
+                step = op.step
+                self._ok(token, {"go": undo(self.plan.key(step))})
+                while type(op) is RunUndo and op.step == step:
+                    token = self.task("undo", step)
+                    made = self.worker.task("undo", step, op.timeout)
+                    if made.error is None:
+                        self._ok(token, {})
+                        op = self.m.undo_ok()
+                        break
+                    self._fail(token, made.error.type, json.dumps(asdict(made.error)))
+                    op = self.m.undo_failed(made.error.to_exception())
+                    if type(op) is Wait:  # the undo state's Retry hands it out again
+                        op = self.m.resume()
+                continue
+            if type(op) is Ask:
+                step = op.steps[0]
+                self._ok(token, {"go": ask(self.plan.key(step))})
+                token = self.task("ask", step)
+                said = self.worker.task("ask", step).answer or "leave"
+                self._ok(token, {"answer": said})
+                op = self.m.answer(said)
+                continue
+            raise StepFunctionsError(f"the saga machine answered {op!r}")  # pragma: no cover
+
+
+__all__ = ["WHAT_NEXT", "ExecutionStopped", "Live", "end_state"]
