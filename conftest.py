@@ -51,8 +51,22 @@ TOGETHER = (
 )
 
 
+# The browser tests are the longest unit (a JupyterLab and a Chromium, every lesson run in
+# them): in two halves, on two workers at once, each with its own JupyterLab and Chromium
+# (a few CPU seconds more, half the wall time). Each half still runs as one unit, so that a
+# worker's Playwright closes with its half.
+BROWSER = "tests/test_browser.py"
+BROWSER_FIRST_HALF = (
+    *(f"[0{n}_" for n in range(8)),  # lessons 00-07
+    "::test_a_panel_run_too_early_says_which_cell_to_run_first",
+    "::test_a_panel_whose_kernel_restarted_says_so",
+)
+
+
 def unit_of_work(nodeid: str) -> str:
     path = nodeid.split("::", 1)[0]
+    if path == BROWSER:
+        return f"{path} (half {1 if any(m in nodeid for m in BROWSER_FIRST_HALF) else 2})"
     return path if path.endswith(".ipynb") or path in TOGETHER else nodeid
 
 

@@ -94,12 +94,14 @@ def wheel_venv(tmp_path_factory) -> tuple[Path, Path]:
                  str(tmp / "dist"), str(src)], check=True,
             )  # fmt: skip
             wheel = next((tmp / "dist").glob("rollback_lessons-*.whl"))
-            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+            # no pip of its own (ensurepip is most of a venv's cost): this venv's pip
+            # installs into it, as it would its own
+            subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
             python = venv / "bin" / "python"
             subprocess.run(
-                [python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
-                check=True,
-            )
+                [sys.executable, "-m", "pip", "--python", str(python), "install", "-q",
+                 "--no-deps", "--no-index", str(wheel)], check=True,
+            )  # fmt: skip
             purelib = subprocess.run(
                 [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                 capture_output=True, text=True, check=True,

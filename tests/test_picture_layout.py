@@ -65,9 +65,10 @@ def runs(saga, state, turn: int = 0):
 
 def problems(timeline) -> list[str]:
     fig = timeline.show(timeline.frame_count - 1)
-    found = text_problems(fig) + crossings(fig) + [f"cut value: {v}" for v in timeline.cut]
-    if min_text_px(fig) < MIN_TEXT_PX:
-        found.append(f"text of {min_text_px(fig):.1f} px")
+    found = text_problems(fig)  # draws the figure, once for both checks
+    found += crossings(fig, drawn=True) + [f"cut value: {v}" for v in timeline.cut]
+    if (smallest := min_text_px(fig)) < MIN_TEXT_PX:
+        found.append(f"text of {smallest:.1f} px")
     return found
 
 

@@ -63,9 +63,12 @@ def text_problems(fig: Figure) -> list[str]:
     return found
 
 
-def crossings(fig: Figure) -> list[str]:
-    """Arrows and connecting lines that pass through a label (a text's box, shrunk by 1 px)."""
-    fig.canvas.draw()
+def crossings(fig: Figure, *, drawn: bool = False) -> list[str]:
+    """Arrows and connecting lines that pass through a label (a text's box, shrunk by 1 px).
+    ``drawn``: the caller has just drawn the figure (text_problems did), so it is not drawn
+    a second time (a full draw is most of the cost of a picture's report)."""
+    if not drawn:
+        fig.canvas.draw()
     renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
     boxes = [(t.get_text(), t.get_window_extent(renderer).padded(-1)) for t in visible_texts(fig)]
     found = []
@@ -113,7 +116,8 @@ def _sample(path: Any, step: float = 2.0) -> Any:
 def report(fig: Figure, *, cut_values: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
     """The picture's own account of itself: its smallest text and everything wrong with it
     (``cut_values``: values the drawer had to abbreviate)."""
-    problems = [*text_problems(fig), *crossings(fig), *(f"cut value: {v}" for v in cut_values)]
+    texts = text_problems(fig)  # draws the figure, once for both checks
+    problems = [*texts, *crossings(fig, drawn=True), *(f"cut value: {v}" for v in cut_values)]
     return {
         "min_text_px": round(min_text_px(fig), 2),
         "width_px": round(fig.bbox.width),
