@@ -322,8 +322,6 @@ def test_lesson_11_names_each_check_before_its_outputs_use_the_name():
     from rollback_lessons.explore import INVARIANTS
 
     lesson = next(p for p in NOTEBOOKS if p.name.startswith("11_"))
-    first = next(
-        "".join(c["source"]) for c in cells(lesson) if "## 1." in "".join(c["source"])
-    )
+    first = next("".join(c["source"]) for c in cells(lesson) if "## 1." in "".join(c["source"]))
     for name in INVARIANTS:
         assert f"*{name}*" in first, f"lesson 11 section 1 does not name the check {name!r}"

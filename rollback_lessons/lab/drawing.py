@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import itertools
 import textwrap
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
+from matplotlib.patches import Patch, Rectangle
 
 from ..events import Event
 
@@ -165,3 +166,38 @@ def place_notes(
             unplaced += 1
         placed.append(chosen)
     return unplaced
+
+
+def table_chars(width: float, keys: Sequence[str], value_chars: int = 20) -> tuple[int, int, int]:
+    """How many characters fit on a line of each column (key, before, now): as many as
+    the longest value needs (``value_chars``), within 38% of the picture's width."""
+    key = min(max((len(str(k)) for k in keys), default=5), 14)
+    key = max(key, 6)  # the heading "state" fits above it
+    room = int((0.38 * width - 0.4) / _CHAR) - key
+    value = max(min(value_chars, room // 2), 6)
+    return (key, value, value)
+
+
+def lines_for(values: Iterable[str], chars: int) -> int:
+    return max((len(wrap(v, chars)) for v in values), default=1)
+
+
+def draw_branches(ax: Any, groups: Any, lane: Mapping[str, int]) -> None:
+    """Each branch of a parallel group: its lanes side by side on one pale band, a gap
+    between branches (a nested group's band sits inside its branch's, narrower)."""
+    for group in groups:
+        for branch in group:
+            lanes = [lane[s] for s in branch if s in lane]
+            if not lanes:
+                continue
+            depth = sum(
+                1 for other in groups for b in other
+                if set(branch) < set(b)
+            )  # fmt: skip
+            inset = 0.015 * depth
+            band = Rectangle(
+                (inset, min(lanes) - 0.42 + 0.05 * depth), 1 - 2 * inset,
+                max(lanes) - min(lanes) + 0.84 - 0.1 * depth, fc=BRANCH, ec=BRANCH_EDGE,
+                lw=1, zorder=0, transform=ax.get_yaxis_transform(),
+            )  # fmt: skip
+            ax.add_patch(band)

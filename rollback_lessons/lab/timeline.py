@@ -10,7 +10,7 @@ event log; the panel shows both as HTML beside the picture instead.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,8 +49,11 @@ from .drawing import (  # noqa: F401 (the colours and sizes, for the modules tha
     TABLE_FONT,
     UNDO,
     caption,
+    draw_branches,
     legend_entries,
+    lines_for,
     place_notes,
+    table_chars,
     value_text,
     wrap,
 )
@@ -125,21 +128,8 @@ class Timeline(TableAndLog):
         self._outcome: Outcome | None = None
         self._cache: dict[int, bytes] = {}
 
-    @staticmethod
-    def table_chars(
-        width: float, keys: Sequence[str], value_chars: int = 20
-    ) -> tuple[int, int, int]:
-        """How many characters fit on a line of each column (key, before, now): as many as
-        the longest value needs (``value_chars``), within 38% of the picture's width."""
-        key = min(max((len(str(k)) for k in keys), default=5), 14)
-        key = max(key, 6)  # the heading "state" fits above it
-        room = int((0.38 * width - 0.4) / _CHAR) - key
-        value = max(min(value_chars, room // 2), 6)
-        return (key, value, value)
-
-    @staticmethod
-    def lines_for(values: Iterable[str], chars: int) -> int:
-        return max((len(wrap(v, chars)) for v in values), default=1)
+    table_chars = staticmethod(table_chars)
+    lines_for = staticmethod(lines_for)
 
     # -- the parts that never change for these steps ---------------------------------
 
@@ -169,7 +159,7 @@ class Timeline(TableAndLog):
         ax.set_xlabel("time  →", fontsize=SMALL + 1, loc="right", labelpad=2)
         for i in range(n):
             ax.axhline(i, color=FAINT, lw=1, zorder=0)
-        self._draw_branches(ax)
+        draw_branches(ax, self.groups, self.lane)
         for spine in ("top", "right"):
             ax.spines[spine].set_visible(False)
         self._cells: list[tuple[Any, Any, Any]] = []
@@ -210,26 +200,6 @@ class Timeline(TableAndLog):
         )  # fmt: skip
         # every frame says its smallest text (a note is SMALL): the browser tests read it
         self._report = {"min_text_px": round(min(min_text_px(self.fig), SMALL * DPI / 72), 2)}
-
-    def _draw_branches(self, ax: Any) -> None:
-        """Each branch of a parallel group: its lanes side by side on one pale band, a gap
-        between branches (a nested group's band sits inside its branch's, narrower)."""
-        for group in self.groups:
-            for branch in group:
-                lanes = [self.lane[s] for s in branch if s in self.lane]
-                if not lanes:
-                    continue
-                depth = sum(
-                    1 for other in self.groups for b in other
-                    if set(branch) < set(b)
-                )  # fmt: skip
-                inset = 0.015 * depth
-                band = Rectangle(
-                    (inset, min(lanes) - 0.42 + 0.05 * depth), 1 - 2 * inset,
-                    max(lanes) - min(lanes) + 0.84 - 0.1 * depth, fc=BRANCH, ec=BRANCH_EDGE,
-                    lw=1, zorder=0, transform=ax.get_yaxis_transform(),
-                )  # fmt: skip
-                ax.add_patch(band)
 
     def _lane_label(self, step: str) -> str:
         label = self.labels.get(step)

@@ -27,12 +27,12 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
+from ... import schedule
 from ...errors import Cancelled
 from ...machine import HALTED_FORWARD as HALTS_FORWARD
 from ...machine import Machine
 from ...operations import Ask, Finished, Op, RunStep, RunUndo, Wait
 from ...outcome import Status
-from ... import schedule
 from ...schedule import GraphMachine, GraphOp, Ready
 from ..history import Worker, ask, undo
 from ..wire import SagaPlan

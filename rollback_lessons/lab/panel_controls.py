@@ -1,0 +1,137 @@
+"""The controls of ``RollbackLab`` (widgets.py): the fault space as options with their
+tooltips, and the panel's layout for a 1366x768 screen. Kept apart so that the panel's
+module holds what a click does, and this one what a learner sees to click."""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Any
+
+import ipywidgets as w
+
+from .. import faults
+from ..faults import LABELS, Fault
+from ..saga import Kind
+from .drawing import FAIL, RETRY
+from .panel_html import CSS, key, lost_banner
+
+# The engine's fault space, as control options (label, value), with a tooltip for each
+ACTION_CHOICES = (("ok", "ok"), *((LABELS[f], f.value) for f in faults.ACTION_CHOICES))
+UNDO_CHOICES = (("undo ok", "undo_ok"), *((LABELS[f], f.value) for f in faults.UNDO_CHOICES))
+ACTION_TIPS = (
+    "the step works",
+    "the step fails before its effect",
+    "the effect happens, then the call fails anyway (a timeout)",
+)
+UNDO_TIPS = ("its undo works", "its undo fails on every attempt", "its undo fails once, then works")
+POLICIES = (("continue", "continue"), ("retry", "retry"), ("halt", "halt"))
+REGISTERS = (("as each step says", "step"), ("all after", "after"), ("all before", "before"))
+ORDERS = (("reverse", "reverse"), ("forward", "forward"))
+# a saga with parallel groups: the orders the engine declares for a graph (``schedule``)
+GRAPH_ORDERS = (
+    ("reverse completion", "reverse"), ("reverse start", "reverse_start"),
+    ("by dependency", "by_dependency"), ("forward", "forward"),
+)  # fmt: skip
+IN_ORDER = "one after another"  # the branches one at a time, as saga.run runs them
+STOP_TIP = (
+    "cancel the run at the event shown: nothing more starts, what was done is undone "
+    "(declined once the irreversible step has started)"
+)
+FAULTS = ("ok", "undo_ok", *(f.value for f in Fault))
+
+
+def _css(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", name)
+
+
+def _choice(
+    options: tuple[tuple[str, str], ...],
+    value: str,
+    tips: tuple[str, ...],
+    width: str,
+    **kw: Any,
+) -> w.Dropdown:
+    """One compact choice; its tooltip lists what each option means."""
+    tooltip = "; ".join(f"{label}: {tip}" for (label, _), tip in zip(options, tips, strict=True))
+    return w.Dropdown(
+        options=list(options), value=value, tooltip=tooltip, layout=w.Layout(width=width), **kw
+    )
+
+
+def _dropdown(options: tuple[tuple[str, str], ...], value: str, label: str, tip: str) -> Any:
+    return w.Dropdown(
+        options=list(options),
+        value=value,
+        description=label,
+        tooltip=tip,
+        style={"description_width": "128px"},
+        layout=w.Layout(width="296px"),
+    )
+
+
+def layout(lab: Any, title: str) -> w.VBox:
+    """Made for 1366x768 with JupyterLab's file browser open (934 px wide, 647 px high):
+    the title and the player on top, the view (picture; state and result beside it; the
+    log under it), the faults and options underneath."""
+    for name, control in lab.actions.items():
+        control.add_class("rl-action").add_class(f"rl-action-{_css(name)}")
+    for name, control in lab.undos.items():
+        control.add_class("rl-undo").add_class(f"rl-undo-{_css(name)}")
+    for control, css in (
+        (lab.policy, "rl-policy"), (lab.register, "rl-register"), (lab.order, "rl-order"),
+        (lab.play_button, "rl-play-button"), (lab.play, "rl-play"),
+        (lab.slider, "rl-frame"), (lab.back, "rl-back"), (lab.forward, "rl-forward"),
+        (lab.view, "rl-view"), (lab.stop_button, "rl-stop"),
+    ):  # fmt: skip
+        control.add_class(css)
+    if lab.first is not None:
+        lab.first.add_class("rl-first")  # stable hooks for styling and for the browser tests
+    head = w.HTML(
+        f"{CSS}<span class='rl-title'>{html.escape(title)}</span>",
+        layout=w.Layout(flex="1 1 auto", overflow="hidden"),
+    )
+    top = w.HBox(
+        [
+            head,
+            lab.play_button,
+            lab.stop_button,
+            lab.back,
+            lab.slider,
+            lab.forward,
+            lab.play,
+        ],
+        layout=w.Layout(align_items="center", width="100%"),
+    )
+    columns = []
+    for step in lab.saga.steps:
+        tag = "" if step.kind is Kind.COMPENSABLE else f" ({step.kind})"
+        name = w.HTML(
+            f"<div class='rl-step' title='{html.escape(step.label or step.name)}'>"
+            f"{html.escape(step.name)}{html.escape(tag)}</div>",
+            layout=w.Layout(width="132px", margin="0"),
+        )
+        columns.append(
+            w.VBox(
+                [name, lab.actions[step.name], lab.undos[step.name]],
+                layout=w.Layout(width="136px", flex="none"),
+            )
+        )
+    legend = w.HTML(
+        "<b>break it</b> <span class='rl-legend'>(coloured: a fault you chose,"
+        f"{key(FAIL)}in a step{key(RETRY)}in its undo)</span>"
+    )
+    choices = [lab.policy, lab.register, lab.order]
+    options = w.VBox(
+        choices + ([lab.first] if lab.first is not None else []),
+        layout=w.Layout(flex="none", width="300px"),
+    )
+    band = w.VBox(
+        [legend, w.HBox([*columns, options], layout=w.Layout(flex_flow="row wrap"))],
+        layout=w.Layout(width="100%"),
+    )
+    body = w.VBox([top, lab.view, band], layout=w.Layout(width="100%"))
+    body.add_class("rl-dim")
+    panel = w.VBox([w.HTML(lost_banner()), body], layout=w.Layout(width="100%"))
+    panel.add_class("rl-panel").add_class("rollback-lab")
+    return panel
