@@ -14,9 +14,10 @@ from .calls import PLAIN, call_timed, checked, what
 from .clock import Clock
 from .errors import Cancelled
 from .faults import untraced
-from .machine import Machine
+from .events import describe
+from .machine import Machine, Phase
 from .operations import Ask, Op, RunStep, RunUndo, Wait
-from .schedule import cancel
+from .schedule import cancel, past_pivot
 
 NO_ARGS: tuple[Any, ...] = ()
 
@@ -53,6 +54,24 @@ async def within(awaitable: Any, timeout: float, role: str, step: str) -> Any:
     raise TimeoutError(f"{what(role, step)} took longer than its timeout of {timeout} s")
 
 
+def failed_asking(m: Machine, error: BaseException) -> Op | None:
+    """The cancel function raised ``error``: the run fails with it, as if a step had (what
+    was done is undone; the outcome says ``rolled_back``, not ``cancelled``). Once the
+    irreversible step started it is declined and noted, as a cancel is (``schedule``)."""
+    if m.rolling or m.phase is Phase.DONE:
+        return None
+    if past_pivot(m):
+        m.notes = [*m.notes, f"the cancel function raised ({describe(error)}) once the "
+                   "irreversible step had started: ignored, the run goes on forward"]  # fmt: skip
+        return None
+    if m.phase is Phase.STEP:
+        m.stop(error)  # told done first: its undo is logged, then the run fails
+        return None
+    if m.phase is Phase.STEP_WAIT:
+        return m.interrupted(error)  # (the step waiting to retry failed for good)
+    return m.fail(error)
+
+
 class Driver:
     """What a run holds to carry out operations; ``Run`` fills it in."""
 
@@ -78,6 +97,10 @@ class Driver:
         """Does a journal keep what an interruption leaves, for ``recover``?"""
         return False
 
+    def fenced(self) -> BaseException | None:
+        """The error if another process took the saga over (a journal's fence), else None."""
+        return None
+
     def tick(self) -> None:
         """Stamp the time of what is about to be told to the machine."""
         self.m.now = self.monotonic() - self.started
@@ -100,8 +123,8 @@ class Driver:
                     continue
                 self.results[step] = result
                 self.called()
-                if self.asked is not None and self.asked():
-                    cancel(m, self.cancelling())  # it stops here, once this step is done
+                if self.asked is not None:
+                    self.heard()  # it stops here, once this step is done
                 op = m.step_ok()
             elif kind is RunUndo:
                 step, _, timeout = op  # type: ignore[misc]
@@ -120,8 +143,13 @@ class Driver:
                     op = self.wait_raised(exc)
                     continue
                 self.tick()
-                if self.asked is not None and self.asked():
-                    cut = cancel(m, self.cancelling())  # a step waiting to retry is lost
+                if m.rolling:  # another undo attempt: is the saga still this run's?
+                    taken = self.fenced()
+                    if taken is not None:
+                        op = m.interrupted(taken)
+                        continue
+                if self.asked is not None:
+                    cut = self.heard()  # a step waiting to retry is lost
                     if cut is not None:
                         op = cut  # type: ignore[assignment]
                         continue
@@ -130,6 +158,17 @@ class Driver:
                 op = m.answer("leave")  # in process, nobody is there to answer: halted
             else:
                 return op
+
+    def heard(self) -> Op | None:
+        """Ask the caller's cancel (a step returned, a wait ended): the machine's answer if
+        the run stops now, else None (a running step's run stops when it is told done)."""
+        m = self.m
+        try:
+            if not self.asked():  # type: ignore[misc]
+                return None
+        except Exception as exc:  # a failure, not a cancel (a store it reads is down)
+            return failed_asking(m, untraced(exc))
+        return cancel(m, self.cancelling())  # type: ignore[return-value]
 
     def cancelling(self) -> BaseException:
         """The error a cancelled run fails with (``Saga.run(cancel=...)``, or the

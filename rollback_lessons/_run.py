@@ -25,7 +25,7 @@ from typing import Any
 from ._drive import Driver
 from .calls import PLAIN, check_callable, checked, plain
 from .clock import SYSTEM_CLOCK, Clock, SystemClock
-from .errors import InvalidNameError
+from .errors import InvalidNameError, TakenOver
 from .events import Event, EventKind, EventSink, describe, level_of, log_event, log_threshold
 from .faults import (
     NO_FAULTS,
@@ -35,8 +35,8 @@ from .faults import (
     normalize_injection,
 )
 from .journaling import JournalWriter
-from .machine import Machine
-from .operations import PROCEED, Op, StepSpec
+from .machine import Machine, Phase
+from .operations import PROCEED, RAISE, Entry, Op, StepSpec
 from .outcome import DeadLetter, Outcome
 from .policies import PolicyLike, RetryPolicy, check_seconds, resolve_policy
 from .ports import UndoJournal
@@ -56,6 +56,16 @@ _log = logging.getLogger("rollback_lessons")
 _NO_ARGS: tuple[Any, ...] = ()
 _NO_FAULTS: dict[str, Any] = {}
 COMPENSABLE = Kind.COMPENSABLE
+
+
+def _noted(error: BaseException, notes: list[str]) -> bool:
+    """Add ``notes`` to ``error``; False if it refuses them (the original is never replaced)."""
+    try:
+        for note in notes:
+            error.add_note(note)
+    except Exception:
+        return False
+    return True
 
 
 class Run(Driver):
@@ -344,6 +354,20 @@ class Run(Driver):
         """Does a journal keep what an interruption leaves, for ``recover``?"""
         return self.journal is not None and self.journal.jrun is not None
 
+    def fenced(self) -> BaseException | None:
+        """Checked after a wait, before another undo attempt: ``recover --force`` may have
+        taken the saga over meanwhile (and undone it); then this run runs no other undo and
+        writes nothing more (the machine halts it, the takeover its note)."""
+        journal = self.journal
+        if journal is None or journal.jrun is None:
+            return None
+        try:
+            journal.jrun.holds()
+        except TakenOver as exc:
+            journal.jrun = None
+            return exc
+        return None
+
     # -- the end ------------------------------------------------------------------------
 
     def fail(self, error: BaseException, cancelled: bool = False) -> Op:
@@ -357,17 +381,57 @@ class Run(Driver):
                 if op is not None:
                     assert not isinstance(op, Ready)  # (a list's machine: never "start these")
                     return op
+            if not isinstance(error, Exception):
+                cut = self._cut_forward(error)
+                if cut is not None:
+                    return cut
             return self.m.fail(error)
         except BaseException as exc:
             if not self.m.rolling:  # it never heard of the failure: tell it now
                 self.m.fail(error)
             return self.cut(exc)
 
+    def _cut_forward(self, error: BaseException) -> Op | None:
+        """A Ctrl-C outside a step's call going forward (in an event, a stamp, between a
+        call's return and the machine hearing of it): the steps running are cut short, as
+        one interrupted inside its call is (it may have happened: leaked, or undone if its
+        undo was logged before it); then the run fails. None: nothing was running."""
+        m = self.m
+        if m.rolling or m.phase is Phase.DONE:
+            return None
+        if m.completed:  # cut between a step's done and its undo's log: logged now
+            last = m.completed[-1]
+            spec = m.specs[last] if isinstance(m, GraphMachine) else m.spec
+            if spec is not None and spec.name == last and spec.has_undo and not m.logged(last):
+                m.log.append(Entry(last, spec.register, spec.semantic, spec.undo_timeout))
+        if isinstance(m, GraphMachine):
+            op = None
+            for step in m.busy:
+                op = m.step_cut(step, error)
+            return op if op is not None and type(op) is not Ready else None
+        if m.phase in (Phase.STEP, Phase.STEP_WAIT):
+            op = m.interrupted(error)
+            return op if op is not RAISE else None  # (a with-block's: then it fails)
+        return None
+
     def roll_back(self, error: BaseException) -> Op:
         return self.drive(self.fail(error))  # (a Finished op only passes through)
 
     async def aroll_back(self, error: BaseException, cancelled: bool = False) -> Op:
         return await self.adrive(self.fail(error, cancelled))
+
+    def forward_broke(self, error: BaseException) -> Op:
+        """Something outside a step's call raised going forward (``Saga.run``): the run
+        fails there, as a with-block's does when its code raises; a Ctrl-C is re-raised once
+        what was done is undone (or left pending, said so), never swallowed."""
+        if not isinstance(error, Exception) and self.raise_after is None:
+            self.raise_after = error
+        return self.roll_back(error)
+
+    async def aforward_broke(self, error: BaseException) -> Op:
+        if not isinstance(error, Exception) and self.raise_after is None:
+            self.raise_after = error
+        return await self.aroll_back(error)
 
     def commit(self) -> None:
         self.tick()
@@ -386,10 +450,14 @@ class Run(Driver):
         finishes it."""
         m = self.m
         if error is not None:
-            for note in m.exception_notes():
-                error.add_note(note)
-                if m.interruption is not None and m.interruption is not error:
-                    m.interruption.add_note(note)
+            notes = m.exception_notes()
+            carriers = [error]
+            if m.interruption is not None and m.interruption is not error:
+                carriers.append(m.interruption)
+            for carrier in carriers:
+                if notes and not _noted(carrier, notes):  # (a frozen dataclass, a tuple)
+                    m.notes = [*m.notes, f"the {type(carrier).__name__} raised refused these "
+                               "notes (add_note failed); the outcome keeps them"]  # fmt: skip
         if self.journal is not None:
             self.journal.end(error)
 

@@ -366,9 +366,7 @@ class Machine:
             self.irreversible = [*self.irreversible, spec.name]
             self.pivot_done = self.pivot_done or spec.kind == Kind.PIVOT
         self.phase = Phase.FORWARD
-        self._emit(EventKind.STEP_DONE, spec.name)
-        if spec.has_undo and spec.register == "after":
-            self._log(spec)
+        self._done_event(spec)
         if self.plan is None:
             return PROCEED
         if self.stopping is not None:
@@ -377,6 +375,19 @@ class Machine:
         if self.next_step < len(self.plan):
             return self._begin(self.plan[self.next_step])
         return self._commit()
+
+    def _done_event(self, spec: StepSpec) -> None:
+        """The step is done: its event, then its undo logged. If the event's observer raises
+        (a Ctrl-C in it, a journal write), the undo is logged all the same, so the run that
+        fails there undoes the step rather than leaving it standing unsaid."""
+        try:
+            self._emit(EventKind.STEP_DONE, spec.name)
+        except BaseException:
+            if spec.has_undo and spec.register == "after":
+                self.log.append(Entry(spec.name, spec.register, spec.semantic, spec.undo_timeout))
+            raise
+        if spec.has_undo and spec.register == "after":
+            self._log(spec)
 
     def step_failed(self, error: BaseException) -> Op:
         """The step's action raised ``error``: retried if its retry policy says so."""
@@ -501,8 +512,8 @@ class Machine:
         self.compensated, self.dead_letters, self.pending, self.semantic = [], [], [], []
 
     def _next_undo(self) -> RunUndo | Finished:
-        if self.index >= len(self.todo):
-            return self._rollback_done()
+        if self.index >= len(self.todo):  # (cut short at the last undo's event: said so)
+            return self._rollback_done() if self.interruption is None else self._cut_short()
         self.entry = self.todo[self.index]
         # attempts made before a crash count toward the policy's, as if it had not crashed
         self.base, self.attempt = 0, self.entry.before + 1
@@ -609,7 +620,8 @@ class Machine:
         over = {*self.compensated, *(d.step for d in self.dead_letters), *self.pending}
         left = [e.step for e in self.todo if e.step not in over]
         self.pending.extend(left)  # type: ignore[attr-defined]
-        self.halted = self.halted or bool(left)
+        # taken over (a journal's fence): the new holder finishes it, not this run
+        self.halted = self.halted or bool(left) or isinstance(exc, TakenOver)
         what = type(exc).__name__ if not isinstance(exc, Exception) else describe(exc)
         rest = f"not known to be undone: {', '.join(left)}" if left else "every undo had run"
         self.notes = [

@@ -32,7 +32,6 @@ from .rules import (
     check_register,
 )
 from .schedule import GraphMachine
-from .schedule import cancel as cancel_run
 from .snapshots import safe_snapshot, snapshot
 
 State = MutableMapping[str, Any]
@@ -280,10 +279,10 @@ class Saga:
                 _graph_drive.drive_graph(run, asked)
             else:
                 run.asked = asked
-                cut = cancel_run(run.m, run.cancelling()) if asked is not None and asked() else None
+                cut = run.heard() if asked is not None else None
                 run.drive(cut if cut is not None else run.m.start())  # type: ignore[arg-type]
-        except Exception as exc:  # a journal write going forward: the run fails there
-            run.roll_back(exc)
+        except BaseException as exc:  # a journal write, a Ctrl-C going forward: fails there
+            run.forward_broke(exc)
         run.finish(run.m.error)
         if run.raise_after is not None:
             raise run.raise_after  # Ctrl-C: undone (or left pending), but not swallowed

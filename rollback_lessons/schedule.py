@@ -144,7 +144,7 @@ class GraphMachine(Machine):
         self.last_error: dict[str, BaseException] = {}
         self.started: list[str] = []
         self.ended: list[str] = []
-        self.failures: list[tuple[str, BaseException]] = []
+        self.failures: list[tuple[str | None, BaseException]] = []
 
     # -- which steps may start --------------------------------------------------------------
 
@@ -217,9 +217,7 @@ class GraphMachine(Machine):
         if spec.kind in IRREVERSIBLE:
             self.irreversible = [*self.irreversible, step]
             self.pivot_done = self.pivot_done or spec.kind == Kind.PIVOT
-        self._emit(EventKind.STEP_DONE, step)
-        if spec.has_undo and spec.register == "after":
-            self._log(spec)
+        self._done_event(spec)
         return self._next()
 
     def step_error(self, step: str, error: BaseException) -> GraphOp:
@@ -278,6 +276,18 @@ class GraphMachine(Machine):
         self.failures.append((step, error))
         self._emit(EventKind.STEP_FAILED, step, details)
         return self._next()
+
+    def broken(self, error: BaseException) -> GraphOp | None:
+        """Something outside a step's call raised going forward (a journal write as a step
+        starts or ends): nothing more starts, and once the running steps have ended (each
+        told as usual) the run fails with it, by the machine's rules (rolled back, or halted
+        after a pivot). The driver awaits them first: a branch still running is never left
+        behind by a rollback. Answers the run's end at once when no step runs (None while
+        steps still run, or once the run failed)."""
+        if self.rolling or self.phase is Phase.DONE:
+            return None
+        self.failures.append((None, error))
+        return self._next() if not self.busy_count else None
 
     def cancel(self, error: BaseException) -> GraphOp | None:
         """The run's caller cancels it: nothing more starts; the steps running finish (tell
