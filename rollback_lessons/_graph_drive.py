@@ -234,7 +234,9 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
                 answers.append(gm.broken(exc))
         over = [a for a in answers if a is not None and type(a) is not Ready]
         op = over[0] if over else Ready(gm.ready())
+    if broken is not None and not isinstance(broken, Exception) and run.raise_after is None:
+        run.raise_after = broken  # a Ctrl-C: re-raised once what was done is undone
     if type(op) is Ready:  # no step's end answered the run's end: it fails here
         assert broken is not None
-        return await run.aforward_broke(broken)
+        return await run.aroll_back(broken)
     return await run.adrive(op)  # type: ignore[arg-type]

@@ -428,11 +428,6 @@ class Run(Driver):
             self.raise_after = error
         return self.roll_back(error)
 
-    async def aforward_broke(self, error: BaseException) -> Op:
-        if not isinstance(error, Exception) and self.raise_after is None:
-            self.raise_after = error
-        return await self.aroll_back(error)
-
     def commit(self) -> None:
         self.tick()
         self.m.commit()

@@ -620,14 +620,16 @@ class Machine:
         over = {*self.compensated, *(d.step for d in self.dead_letters), *self.pending}
         left = [e.step for e in self.todo if e.step not in over]
         self.pending.extend(left)  # type: ignore[attr-defined]
-        # taken over (a journal's fence): the new holder finishes it, not this run
-        self.halted = self.halted or bool(left) or isinstance(exc, TakenOver)
+        taken = isinstance(exc, TakenOver)  # (a journal's fence): the new holder finishes it
+        self.halted = self.halted or bool(left) or taken
         what = type(exc).__name__ if not isinstance(exc, Exception) else describe(exc)
         rest = f"not known to be undone: {', '.join(left)}" if left else "every undo had run"
+        if taken:
+            rest += "; the process that took the saga over finishes its rollback"
         self.notes = [
             *self.notes,
             f"rollback interrupted by {what} {self.interrupted_where}; {rest}"
-            + (" (the journal keeps them for recover)" if self.kept and left else ""),
+            + (" (the journal keeps them for recover)" if self.kept and left and not taken else ""),
         ]
         self.index = len(self.todo)
         return self._rollback_done(interrupted=type(exc).__name__)
