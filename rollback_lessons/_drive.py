@@ -7,14 +7,15 @@ loop is written once (``operations``); the sync and async twins only make its ca
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Collection, Generator, Mapping
 from typing import Any, NamedTuple
 
-from .calls import PLAIN, call_timed, checked, what
+from .calls import PLAIN, call_timed, checked, is_async, what
 from .clock import Clock
 from .errors import Cancelled
-from .faults import untraced
 from .events import describe
+from .faults import untraced
 from .machine import Machine, Phase
 from .operations import Ask, Op, RunStep, RunUndo, Wait
 from .schedule import cancel, past_pivot
@@ -72,6 +73,64 @@ def failed_asking(m: Machine, error: BaseException) -> Op | None:
     return m.fail(error)
 
 
+async def acall_timed(
+    fn: Callable[..., Any], args: tuple[Any, ...], role: str, step: str, timeout: float
+) -> Any:
+    """``call_timed`` for the async engine: an undo that is not a coroutine function, with a
+    timeout, is called in a helper thread (a blocking call must neither freeze the event
+    loop nor outlast its timeout: past it the attempt fails and the call goes on there, its
+    result dropped, as in ``saga.run``); an awaitable it returns is awaited here, within the
+    time left (``within``)."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    box: asyncio.Future[Any] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if not box.done():
+            box.set_exception(error) if error is not None else box.set_result(result)
+
+    def target() -> None:
+        try:
+            result, error = fn(*args), None
+        except BaseException as exc:
+            result, error = None, exc
+        try:
+            loop.call_soon_threadsafe(settle, result, error)
+        except RuntimeError:  # the loop closed meanwhile: nobody waits for it
+            pass
+
+    start = loop.time()
+    threading.Thread(target=target, name=f"rollback-lessons {what(role, step)}", daemon=True).start()
+    try:
+        done, _ = await asyncio.wait({box}, timeout=timeout)
+    except BaseException:
+        box.cancel()
+        raise
+    if box not in done:
+        box.cancel()
+        raise TimeoutError(f"{what(role, step)} took longer than its timeout of {timeout} s")
+    result = box.result()
+    if result is not None and hasattr(result, "__await__"):
+        return await within(result, max(timeout - (loop.time() - start), 0.0), role, step)
+    return result
+
+
+def own_cancel(exc: BaseException) -> bool:
+    """A step's (or undo's) own CancelledError (a library it awaits cancelled a future),
+    told from a real cancel: the task running it is not being cancelled. A failure then,
+    not an interrupt."""
+    if type(exc).__name__ != "CancelledError":
+        return False
+    import asyncio
+
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no event loop running
+        return False
+    return isinstance(exc, asyncio.CancelledError) and task is not None and not task.cancelling()
+
+
 class Driver:
     """What a run holds to carry out operations; ``Run`` fills it in."""
 
@@ -89,6 +148,7 @@ class Driver:
     stopped_by: BaseException | None = None  # what stopped it (a task's CancelledError)
     error: BaseException | None = None  # the last step error (a with-block raises it)
     raise_after: BaseException | None = None  # a Ctrl-C to re-raise when the rollback is done
+    wake: Any = None  # (arun) an asyncio.Event set once the run stops: retry waits end then
 
     def snap(self) -> None:
         """Snapshot the state (a traced run)."""
@@ -230,13 +290,16 @@ class Driver:
                         done = await self.clock.asleep(todo)  # type: ignore[arg-type, func-returns-value]
                     else:
                         fn, args, role, step, timeout = todo  # type: ignore[misc]
-                        done = fn(*args)
-                        if done is not None and hasattr(done, "__await__"):
-                            done = await (
-                                done if timeout is None else within(done, timeout, role, step)
-                            )
-                        elif done is not None and role == "action":
-                            checked(done, role, step)
+                        if timeout is not None and not is_async(fn):  # (it may block)
+                            done = await acall_timed(fn, args, role, step, timeout)
+                        else:
+                            done = fn(*args)
+                            if done is not None and hasattr(done, "__await__"):
+                                done = await (
+                                    done if timeout is None else within(done, timeout, role, step)
+                                )
+                            elif done is not None and role == "action":
+                                checked(done, role, step)
                 except BaseException as exc:  # CancelledError too
                     todo = loop.throw(exc)
                     continue
@@ -250,7 +313,7 @@ class Driver:
 
     def step_raised(self, exc: BaseException) -> Op:
         self.called()
-        if isinstance(exc, Exception):
+        if isinstance(exc, Exception) or own_cancel(exc):
             self.error = untraced(exc)
             return self.m.step_failed(exc)
         self.error = self.raise_after = exc  # Ctrl-C: the step failed for good, no retry
@@ -258,7 +321,7 @@ class Driver:
 
     def undo_raised(self, exc: BaseException) -> Op:
         self.called()
-        if isinstance(exc, Exception):
+        if isinstance(exc, Exception) or own_cancel(exc):
             return self.m.undo_failed(untraced(exc))
         self.raise_after = exc  # Ctrl-C: what is left is pending
         return self.m.interrupted(exc, self.kept())

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._drive import Call, failed_asking
+from ._drive import Call, failed_asking, own_cancel
 from .calls import call_sync, call_timed, checked
 from .faults import untraced
 from .operations import Op, RunStep, Wait
@@ -82,7 +82,7 @@ def step_ops(run: Run, step: str, asked: Asked) -> Generator[Call | float, Any, 
             result = yield Call(run.actions[step], run.args, "action", step, None)
         except BaseException as exc:
             run.called()
-            if isinstance(exc, Exception):
+            if isinstance(exc, Exception) or own_cancel(exc):  # (its own CancelledError)
                 run.error = untraced(exc)
                 op = gm.step_error(step, exc)
             else:  # Ctrl-C: failed for good, never retried; re-raised once it is all over
@@ -173,7 +173,7 @@ async def _acarry(run: Run, loop: Generator[Call | float, Any, GraphOp]) -> Grap
                     elif done is not None:
                         checked(done, role, name)
                 else:
-                    done = await run.clock.asleep(todo)  # type: ignore[func-returns-value]
+                    done = await _wait(run, todo)
             except BaseException as exc:
                 todo = loop.throw(exc)
                 continue
@@ -182,6 +182,28 @@ async def _acarry(run: Run, loop: Generator[Call | float, Any, GraphOp]) -> Grap
         return over.value  # type: ignore[no-any-return]
     except (KeyboardInterrupt, SystemExit) as exc:  # outside the step's call: asyncio would
         raise Escaped(exc) from None  # end the event loop with it; adrive_graph fails the run
+
+
+async def _wait(run: Run, seconds: float) -> None:
+    """A branch's wait before its next attempt, cut short once the run stops meanwhile (a
+    cancel, a sibling failing for good): it will not be tried again, so nothing is waited
+    for (its machine hears the wait is over and ends it)."""
+    import asyncio
+
+    if run.wake is None:
+        return await run.clock.asleep(seconds)  # type: ignore[func-returns-value]
+    sleep = asyncio.ensure_future(run.clock.asleep(seconds))
+    woken = asyncio.ensure_future(run.wake.wait())
+    try:
+        await asyncio.wait({sleep, woken}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        sleep.cancel()
+        woken.cancel()
+    return None
+
+
+POLL = 0.05
+"""Seconds between two looks at the cancel while every branch runs or waits (``arun``)."""
 
 
 class Escaped(Exception):
@@ -206,12 +228,15 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
     gm: GraphMachine = run.m  # type: ignore[assignment]
     tasks: dict[asyncio.Future[GraphOp], str] = {}
     broken: BaseException | None = None
+    run.wake = asyncio.Event()  # set once the run stops: a branch's retry wait ends then
     op: GraphOp = _cancel(run, asked) or gm.start()
     while type(op) is Ready:
         cut = _cancel(run, asked) if broken is None else None
         if cut is not None:
             op = cut
             continue
+        if gm.failing:
+            run.wake.set()
         try:
             for step in gm.ready():
                 run.tick()
@@ -222,7 +247,8 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
             gm.broken(exc)  # (that step still counts as running: no answer ends the run)
         if not tasks:
             break
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        poll = POLL if asked is not None and not gm.failing else None
+        done, _ = await asyncio.wait(tasks, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
         answers = []
         for task in done:
             del tasks[task]

@@ -39,7 +39,7 @@ from .machine import Machine, Phase
 from .operations import PROCEED, RAISE, Entry, Op, StepSpec
 from .outcome import DeadLetter, Outcome
 from .policies import PolicyLike, RetryPolicy, check_seconds, resolve_policy
-from .ports import UndoJournal
+from .ports import UndoJournal, UndoJournalRun
 from .rules import (
     GRAPH_UNDO_ORDERS,
     Kind,
@@ -56,6 +56,16 @@ _log = logging.getLogger("rollback_lessons")
 _NO_ARGS: tuple[Any, ...] = ()
 _NO_FAULTS: dict[str, Any] = {}
 COMPENSABLE = Kind.COMPENSABLE
+
+
+def _check_clock(clock: object) -> None:
+    missing = [a for a in ("sleep", "time", "monotonic", "run_id") if not callable(
+        getattr(clock, a, None))]  # fmt: skip
+    if missing:
+        raise TypeError(
+            f"clock must be a Clock (SystemClock(), VirtualClock(), ...), got {clock!r}, "
+            f"which has no {', '.join(missing)}"
+        )
 
 
 def _noted(error: BaseException, notes: list[str]) -> bool:
@@ -90,6 +100,13 @@ class Run(Driver):
         check_undo_order(undo_order, GRAPH_UNDO_ORDERS)
         if on_event is not None and not callable(on_event):
             raise TypeError(f"on_event must be callable, got {on_event!r}")
+        if clock is not None:
+            _check_clock(clock)
+        if journal is not None and not callable(getattr(journal, "start", None)):
+            raise TypeError(
+                f"journal must be a Journal (rollback_lessons.durable.journal.Journal(path)), "
+                f"got {journal!r}"
+            )
         self.name = name
         self.faults = normalize_injection(inject, steps) if inject else _NO_FAULTS
         clock = clock if clock is not None else SYSTEM_CLOCK
@@ -155,7 +172,7 @@ class Run(Driver):
         self, seq: int, kind: EventKind, step: str | None, details: Mapping[str, Any]
     ) -> None:
         if self.journal is not None:
-            self.journal.watch(seq, kind, step, details)
+            self._journal_watch(seq, kind, step, details)
         if self.tracer is not None:
             self.states.append(self.snapshot)  # type: ignore[arg-type]
         want_log = self.log_level <= logging.ERROR and level_of(kind, details) >= self.log_level
@@ -172,6 +189,34 @@ class Run(Driver):
                     self.on_event(event)
                 except Exception:  # a broken observer must never stop a rollback
                     _log.exception("on_event callback failed for %s", kind)
+
+    taken: tuple[UndoJournalRun, TakenOver] | None = None  # the run a takeover ended, and how
+
+    def _journal_watch(
+        self, seq: int, kind: EventKind, step: str | None, details: Mapping[str, Any]
+    ) -> None:
+        """The journal writes the event down. Once a step returned after ``recover --force``
+        took the saga over (the writer then drops the run), every other branch that returns
+        later is reported too: it may also have landed after recover undid it."""
+        journal = self.journal
+        assert journal is not None
+        jrun = journal.jrun
+        if jrun is None and self.taken is not None and kind is EventKind.STEP_DONE:
+            assert step is not None
+            taken, why = self.taken
+            taken.late_effect(step, describe(why))
+            self.m.notes = [
+                *self.m.notes,
+                f"step {step!r} also returned after the saga was taken over: its effect may "
+                f"have landed after recover undid it; check {step!r} by hand",
+            ]
+            return
+        try:
+            journal.watch(seq, kind, step, details)
+        except TakenOver as exc:
+            if kind is EventKind.STEP_DONE and jrun is not None:
+                self.taken = (jrun, exc)
+            raise
 
     def trace(self, tracer: Callable[[], Mapping[str, Any]]) -> None:
         """Keep the state after every event (a snapshot after each call: only a call
