@@ -7,6 +7,7 @@ loop is written once (``operations``); the sync and async twins only make its ca
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Collection, Generator, Mapping
 from typing import Any, NamedTuple
@@ -95,13 +96,13 @@ async def acall_timed(
             result, error = fn(*args), None
         except BaseException as exc:
             result, error = None, exc
-        try:
+        with contextlib.suppress(RuntimeError):  # (the loop closed meanwhile: nobody waits)
             loop.call_soon_threadsafe(settle, result, error)
-        except RuntimeError:  # the loop closed meanwhile: nobody waits for it
-            pass
 
     start = loop.time()
-    threading.Thread(target=target, name=f"rollback-lessons {what(role, step)}", daemon=True).start()
+    threading.Thread(
+        target=target, name=f"rollback-lessons {what(role, step)}", daemon=True
+    ).start()
     try:
         done, _ = await asyncio.wait({box}, timeout=timeout)
     except BaseException:

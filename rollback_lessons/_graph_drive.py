@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 from ._drive import Call, failed_asking, own_cancel
 from .calls import call_sync, call_timed, checked
 from .faults import untraced
-from .operations import Op, RunStep, Wait
 from .machine import Phase
+from .operations import Op, RunStep, Wait
 from .schedule import GraphMachine, GraphOp, Ready, past_pivot
 
 if TYPE_CHECKING:
@@ -173,7 +173,8 @@ async def _acarry(run: Run, loop: Generator[Call | float, Any, GraphOp]) -> Grap
                     elif done is not None:
                         checked(done, role, name)
                 else:
-                    done = await _wait(run, todo)
+                    await _wait(run, todo)
+                    done = None
             except BaseException as exc:
                 todo = loop.throw(exc)
                 continue
@@ -249,7 +250,7 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
             break
         poll = POLL if asked is not None and not gm.failing else None
         done, _ = await asyncio.wait(tasks, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
-        answers = []
+        answers: list[GraphOp | None] = []
         for task in done:
             del tasks[task]
             try:

@@ -49,7 +49,7 @@ from .rules import (
     check_register,
     check_undo_order,
 )
-from .schedule import After, GraphMachine, Ready
+from .schedule import After, GraphMachine, GraphOp, Ready
 from .schedule import cancel as cancel_run
 
 _log = logging.getLogger("rollback_lessons")
@@ -450,10 +450,10 @@ class Run(Driver):
             if spec is not None and spec.name == last and spec.has_undo and not m.logged(last):
                 m.log.append(Entry(last, spec.register, spec.semantic, spec.undo_timeout))
         if isinstance(m, GraphMachine):
-            op = None
+            cut: GraphOp | None = None
             for step in m.busy:
-                op = m.step_cut(step, error)
-            return op if op is not None and type(op) is not Ready else None
+                cut = m.step_cut(step, error)
+            return cut if cut is not None and type(cut) is not Ready else None  # type: ignore[return-value]
         if m.phase in (Phase.STEP, Phase.STEP_WAIT):
             op = m.interrupted(error)
             return op if op is not RAISE else None  # (a with-block's: then it fails)

@@ -369,7 +369,9 @@ class Saga:
         for step, spec in inject.items():
             if step in self._undos or step not in self._by_name:
                 continue
-            specs = (spec,) if isinstance(spec, str) else spec if isinstance(spec, tuple | list) else ()
+            specs = (
+                (spec,) if isinstance(spec, str) else spec if isinstance(spec, tuple | list) else ()
+            )
             wrong = [str(f) for f in specs if str(f) in UNDO_FAULTS]
             if wrong:
                 raise InvalidPipelineError(

@@ -83,9 +83,7 @@ def test_arun_awaits_a_running_branch_when_a_sibling_launch_write_fails(tmp_path
 
 
 @pytest.mark.parametrize("sticky", [False, True])
-def test_arun_every_failing_write_is_told_truly_and_recover_finishes(
-    tmp_path, monkeypatch, sticky
-):
+def test_arun_every_failing_write_is_told_truly_and_recover_finishes(tmp_path, monkeypatch, sticky):
     """Attack 10 for ``arun`` (``saga.run`` held already): for every n, the n-th journal
     write fails; the outcome never says rolled_back, cancelled or committed against the
     world, no undo runs twice, and after ``recover`` nothing stands unreported."""
@@ -377,15 +375,194 @@ def test_an_error_that_refuses_notes_is_never_replaced(error, tmp_path):
     def pay(state):
         raise error
 
-    outcome = Saga([Step("charge", lambda s: None, lambda s: refund_fails()), Step("pay", pay)]).run(
-        {}
-    )
+    outcome = Saga(
+        [Step("charge", lambda s: None, lambda s: refund_fails()), Step("pay", pay)]
+    ).run({})
     assert outcome.status is Status.ROLLBACK_INCOMPLETE and outcome.error is error
     assert any("refused" in n for n in outcome.notes)
 
     registry = Registry()
     refund = registry.add("refund", refund_fails)
     journal = Journal(tmp_path / "j.db")
-    saga = Saga([Step("charge", lambda s: None, refund.bind(), register="before"), Step("pay", pay)])
+    saga = Saga(
+        [Step("charge", lambda s: None, refund.bind(), register="before"), Step("pay", pay)]
+    )
     assert saga.run({}, journal=journal).status is Status.ROLLBACK_INCOMPLETE
     assert journal.sagas()[0].status == "rollback_incomplete"
+
+
+# -- 6. arun keeps a synchronous undo's timeout (attack 15) --------------------------------
+
+
+def test_arun_keeps_the_timeout_of_a_synchronous_undo_as_run_does():
+    import time
+
+    def hung_undo(state):
+        time.sleep(1.0)  # (a real one may hang for ever)
+
+    def declined(state):
+        raise RuntimeError("card declined")
+
+    saga = Saga([Step("hold", lambda s: None, hung_undo, undo_timeout=0.1), Step("pay", declined)])
+    in_run = saga.run({})
+    in_arun = asyncio.run(saga.arun({}))  # main: waited the whole second and said rolled_back
+    assert in_run.status is in_arun.status is Status.ROLLBACK_INCOMPLETE
+    assert [type(d.error) for d in in_arun.dead_letters] == [TimeoutError]
+
+
+# -- 7. a step's own CancelledError is a step failure (attack 19) ---------------------------
+
+
+def test_a_steps_own_cancelled_error_is_a_failure_and_arun_returns_its_outcome():
+    world: dict[str, int] = {}
+
+    async def book(state):
+        world["room"] = 1
+
+    def unbook(state):
+        world["room"] = 0
+
+    async def quote(state):
+        fut = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(0.01, fut.cancel)  # its client gives up
+        await fut
+
+    saga = Saga(
+        [Parallel(Step("room", lambda s: book(s), unbook), Step("quote", lambda s: quote(s))),
+         Step("pay", lambda s: None)]
+    )  # fmt: skip
+    outcome = asyncio.run(saga.arun({}))  # main: raised CancelledError, no outcome
+    assert outcome.status is Status.ROLLED_BACK and world == {"room": 0}
+    assert outcome.failed_step == "quote"
+    assert isinstance(outcome.error, asyncio.CancelledError)
+
+
+# -- 8. a cancel ends a branch's retry wait (attack 11) ------------------------------------
+
+
+class Sleeps:
+    """The system's time, recording each wait that ran to its end."""
+
+    def __init__(self) -> None:
+        from rollback_lessons.clock import SystemClock
+
+        self.system = SystemClock()
+        self.finished: list[float] = []
+
+    def time(self) -> float:
+        return self.system.time()
+
+    def monotonic(self) -> float:
+        return self.system.monotonic()
+
+    def run_id(self, name: str) -> str:
+        return self.system.run_id(name)
+
+    def sleep(self, seconds: float) -> None:  # pragma: no cover (arun only)
+        self.system.sleep(seconds)
+        self.finished.append(seconds)
+
+    async def asleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        self.finished.append(seconds)
+
+
+@pytest.mark.parametrize("how", ["token", "task"])
+def test_a_cancel_ends_a_branch_waiting_to_retry(how):
+    import threading
+
+    attempts: list[int] = []
+
+    def busy(state):
+        attempts.append(1)
+        raise ConnectionError("busy, try later")
+
+    saga = Saga(
+        [Parallel(Step("a", busy, lambda s: None, retry=RetryPolicy(3, initial_delay=2.0)),
+                  Step("b", lambda s: None, lambda s: None)),
+         Step("c", lambda s: None)]
+    )  # fmt: skip
+    clock = Sleeps()
+
+    async def go():
+        token = threading.Event()
+        task = asyncio.ensure_future(saga.arun({}, cancel=token, clock=clock))
+        await asyncio.sleep(0.2)
+        if how == "token":
+            token.set()
+            return await task
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError) as caught:
+            await task
+        return caught.value.outcome
+
+    outcome = asyncio.run(go())
+    assert outcome.status is Status.CANCELLED
+    assert attempts == [1] and clock.finished == []  # main: the 2 s wait ran to its end
+
+
+# -- 9. bad input refused with a typed error before anything runs (attack 12) ---------------
+
+
+def test_bad_run_arguments_are_refused_before_any_step():
+    calls: list[str] = []
+    saga = Saga(
+        [Parallel(Step("a", lambda s: calls.append("a"), lambda s: None),
+                  Step("b", lambda s: calls.append("b"), lambda s: None)),
+         Step("c", lambda s: calls.append("c"))]
+    )  # fmt: skip
+    from rollback_lessons.errors import InvalidPipelineError
+
+    with pytest.raises(TypeError, match="journal must be a Journal"):
+        saga.run({}, journal="orders.db")
+    with pytest.raises(TypeError, match="journal must be a Journal"):
+        asyncio.run(saga.arun({}, journal="orders.db"))
+    with pytest.raises(TypeError, match="journal must be a Journal"):
+        Rollback(journal="orders.db")
+    with pytest.raises(TypeError, match="clock must be a Clock"):
+        saga.run({}, clock="fast")
+    with pytest.raises(InvalidPipelineError, match="has no undo"):
+        saga.run({}, inject={"c": "undo_fails"})
+    with pytest.raises(InvalidPipelineError, match="has no undo"):
+        saga.run({}, inject={"c": ("fail", "undo_fails_once")})
+    with pytest.raises(InvalidPipelineError, match="unknown steps 'zz'"):
+        saga.run({}, completion=["zz"])
+    with pytest.raises(TypeError, match="completion"):
+        saga.run({}, completion="ab")
+    assert calls == []
+    assert (
+        saga.run({}, inject={"a": "undo_fails", "c": "fail"}).status is Status.ROLLBACK_INCOMPLETE
+    )
+
+
+# -- 10. every branch that lands after a --force takeover is reported (attack 02) ---------
+
+
+def test_two_branches_landing_after_a_takeover_are_both_reported(tmp_path):
+    path = tmp_path / "j.db"
+    registry = Registry()
+    undo = registry.add("undo", lambda step, idempotency_key=None: None)
+    landed: list[str] = []
+
+    def branch(name, delay):
+        async def act(state):
+            await asyncio.sleep(delay)
+            landed.append(name)
+
+        return Step(name, lambda s: act(s), undo.bind(step=name), register="before")
+
+    saga = Saga([Parallel(branch("a", 0.1), branch("b", 0.2)), Step("c", lambda s: None)])
+    journal = Journal(path)
+
+    async def go():
+        task = asyncio.ensure_future(saga.arun({}, journal=journal))
+        await asyncio.sleep(0.05)
+        take_over(path)  # recover --force, on another host, while both branches run
+        return await task
+
+    outcome = asyncio.run(go())
+    assert landed == ["a", "b"] and outcome.status is Status.HALTED
+    row = journal.sagas()[0]
+    states = {u.step: u.state for u in journal.undos(row.id)}
+    assert states == {"a": "leaked", "b": "leaked"}  # main: b still pending, unreported
+    assert any("'b'" in note for note in outcome.notes)
