@@ -36,7 +36,7 @@ from .faults import (
 )
 from .journaling import JournalWriter
 from .machine import Machine, Phase
-from .operations import PROCEED, RAISE, Entry, Op, StepSpec
+from .operations import PROCEED, RAISE, Op, StepSpec
 from .outcome import DeadLetter, Outcome
 from .policies import PolicyLike, RetryPolicy, check_seconds, resolve_policy
 from .ports import UndoJournal, UndoJournalRun
@@ -173,6 +173,19 @@ class Run(Driver):
     ) -> None:
         if self.journal is not None:
             self._journal_watch(seq, kind, step, details)
+        if kind is EventKind.COMMITTED:  # committed now (and written): a Ctrl-C in an
+            try:  # observer of it is re-raised once the run is over, never undoes it
+                self._observe(seq, kind, step, details)
+            except BaseException as exc:
+                if isinstance(exc, Exception) or self.raise_after is not None:
+                    raise
+                self.raise_after = exc
+            return
+        self._observe(seq, kind, step, details)
+
+    def _observe(
+        self, seq: int, kind: EventKind, step: str | None, details: Mapping[str, Any]
+    ) -> None:
         if self.tracer is not None:
             self.states.append(self.snapshot)  # type: ignore[arg-type]
         want_log = self.log_level <= logging.ERROR and level_of(kind, details) >= self.log_level
@@ -448,7 +461,7 @@ class Run(Driver):
             last = m.completed[-1]
             spec = m.specs[last] if isinstance(m, GraphMachine) else m.spec
             if spec is not None and spec.name == last and spec.has_undo and not m.logged(last):
-                m.log.append(Entry(last, spec.register, spec.semantic, spec.undo_timeout))
+                m.log_anyway(spec)
         if isinstance(m, GraphMachine):
             cut: GraphOp | None = None
             for step in m.busy:

@@ -23,6 +23,7 @@ state-machine writers (ASL, BPMN) cannot drive a machine at run time: they ask i
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any, Final
@@ -384,9 +385,16 @@ class Machine:
             self._emit(EventKind.STEP_DONE, spec.name)
         except BaseException:
             if spec.has_undo and spec.register == "after":
-                self.log.append(Entry(spec.name, spec.register, spec.semantic, spec.undo_timeout))
+                self.log_anyway(spec)
             raise
         if spec.has_undo and spec.register == "after":
+            self._log(spec)
+
+    def log_anyway(self, spec: StepSpec) -> None:
+        """Log a done step's undo although something raised around it (an observer of its
+        event, a Ctrl-C): the run that fails there undoes it. The entry is kept in memory
+        even if its own event raises too (the first error is the one that goes on)."""
+        with contextlib.suppress(BaseException):
             self._log(spec)
 
     def step_failed(self, error: BaseException) -> Op:

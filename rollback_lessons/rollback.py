@@ -133,6 +133,8 @@ class Rollback(_Base):
                 failed = error
             else:
                 run.finish(None)
+                if run.raise_after is not None:  # a Ctrl-C in an observer of the commit
+                    raise run.raise_after
                 return
         assert failed is not None
         run.roll_back(failed)
@@ -187,6 +189,8 @@ class AsyncRollback(_Base):
                 failed = error
             else:
                 run.finish(None)
+                if run.raise_after is not None:  # a Ctrl-C in an observer of the commit
+                    raise run.raise_after
                 return
         import asyncio  # only async users pay for importing asyncio
 
