@@ -36,7 +36,7 @@ from .faults import (
 )
 from .journaling import JournalWriter
 from .machine import Machine, Phase
-from .operations import PROCEED, RAISE, Op, StepSpec
+from .operations import PROCEED, RAISE, Finished, Op, StepSpec
 from .outcome import DeadLetter, Outcome
 from .policies import PolicyLike, RetryPolicy, check_seconds, resolve_policy
 from .ports import UndoJournal, UndoJournalRun
@@ -172,7 +172,12 @@ class Run(Driver):
         self, seq: int, kind: EventKind, step: str | None, details: Mapping[str, Any]
     ) -> None:
         if self.journal is not None:
-            self._journal_watch(seq, kind, step, details)
+            try:
+                self._journal_watch(seq, kind, step, details)
+            except BaseException as exc:
+                if kind is EventKind.COMMITTED and not isinstance(exc, Exception):
+                    self.in_doubt = exc  # a Ctrl-C as the commit was written: did it land?
+                raise
         if kind is EventKind.COMMITTED:  # committed now (and written): a Ctrl-C in an
             try:  # observer of it is re-raised once the run is over, never undoes it
                 self._observe(seq, kind, step, details)
@@ -204,6 +209,7 @@ class Run(Driver):
                     _log.exception("on_event callback failed for %s", kind)
 
     taken: tuple[UndoJournalRun, TakenOver] | None = None  # the run a takeover ended, and how
+    in_doubt: BaseException | None = None  # a Ctrl-C that came as the commit was written
 
     def _journal_watch(
         self, seq: int, kind: EventKind, step: str | None, details: Mapping[str, Any]
@@ -484,6 +490,12 @@ class Run(Driver):
         what was done is undone (or left pending, said so), never swallowed."""
         if not isinstance(error, Exception) and self.raise_after is None:
             self.raise_after = error
+        if error is self.in_doubt:  # the journal alone knows whether the commit landed
+            error.add_note(
+                "rollback: the Ctrl-C came as the journal recorded the commit: nothing was "
+                "undone; the journal says whether it committed (if not, recover rolls it back)"
+            )
+            return Finished(self.m)
         return self.roll_back(error)
 
     def commit(self) -> None:

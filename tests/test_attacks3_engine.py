@@ -566,3 +566,33 @@ def test_two_branches_landing_after_a_takeover_are_both_reported(tmp_path):
     states = {u.step: u.state for u in journal.undos(row.id)}
     assert states == {"a": "leaked", "b": "leaked"}  # main: b still pending, unreported
     assert any("'b'" in note for note in outcome.notes)
+
+
+def test_a_ctrl_c_as_the_commit_is_written_undoes_nothing(tmp_path, monkeypatch):
+    """Attack 18's instant, for the engine: a Ctrl-C just after the journal committed the
+    commit. The process cannot tell whether it landed, so it undoes nothing (the journal
+    decides; here it says committed) and re-raises the KeyboardInterrupt with a note. (A
+    guard for the Ctrl-C handling above: it must never undo a committed saga.)"""
+    world = World()
+    journal = Journal(tmp_path / "j.db")
+    real = Journal.write
+
+    def write(self, statements, **kw):
+        real(self, statements, **kw)
+        if any("status = 'committed'" in sql for sql, _ in statements):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Journal, "write", write)
+    def step(name):
+        def act(state):
+            world.seen.setdefault(name, []).append("do")
+
+        return Step(name, act, world.undo.bind(step=name))
+
+    saga = Saga([step("a"), step("b")])
+    with pytest.raises(KeyboardInterrupt) as caught:
+        saga.run({}, journal=journal)
+    monkeypatch.undo()
+    assert world.standing() == ["a", "b"]
+    assert journal.sagas()[0].status == "committed"
+    assert any("commit" in note for note in caught.value.__notes__)
