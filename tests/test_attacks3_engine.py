@@ -583,6 +583,7 @@ def test_a_ctrl_c_as_the_commit_is_written_undoes_nothing(tmp_path, monkeypatch)
             raise KeyboardInterrupt
 
     monkeypatch.setattr(Journal, "write", write)
+
     def step(name):
         def act(state):
             world.seen.setdefault(name, []).append("do")
