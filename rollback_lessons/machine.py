@@ -367,7 +367,14 @@ class Machine:
             self.irreversible = [*self.irreversible, spec.name]
             self.pivot_done = self.pivot_done or spec.kind == Kind.PIVOT
         self.phase = Phase.FORWARD
-        self._done_event(spec)
+        try:  # (inline: ``_done_event``'s rule, on the with-block's hot path)
+            self._emit(EventKind.STEP_DONE, spec.name)
+        except BaseException:
+            if spec.has_undo and spec.register == "after":
+                self.log_anyway(spec)
+            raise
+        if spec.has_undo and spec.register == "after":
+            self._log(spec)
         if self.plan is None:
             return PROCEED
         if self.stopping is not None:
