@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import time
 import timeit
 from collections.abc import Callable
 
 
 def per_call(fn: Callable[[], object], *, repeat: int = 7, min_time: float = 0.2) -> float:
-    """Seconds per call: the best of ``repeat`` rounds (the least disturbed by the machine)."""
-    timer = timeit.Timer(fn)
+    """CPU seconds per call: the best of ``repeat`` rounds (the least disturbed by the
+    machine; CPU time, as other processes share it)."""
+    timer = timeit.Timer(fn, timer=time.process_time)
     number, _ = timer.autorange()
     number = max(number, int(number * min_time / 0.2))
     return min(timer.repeat(repeat=repeat, number=number)) / number

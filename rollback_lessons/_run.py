@@ -15,6 +15,7 @@ observers there are is decided once, when the run starts.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 import warnings
@@ -38,7 +39,7 @@ from .journaling import JournalWriter
 from .machine import Machine, Phase
 from .operations import PROCEED, RAISE, Finished, Op, StepSpec
 from .outcome import DeadLetter, Outcome
-from .policies import PolicyLike, RetryPolicy, check_seconds, resolve_policy
+from .policies import POLICIES, PolicyLike, RetryPolicy, check_seconds, resolve_policy
 from .ports import UndoJournal, UndoJournalRun
 from .rules import (
     GRAPH_UNDO_ORDERS,
@@ -49,12 +50,14 @@ from .rules import (
     check_register,
     check_undo_order,
 )
-from .schedule import After, GraphMachine, GraphOp, Ready
+from .schedule import After, GraphMachine, GraphOp, Ready, log_anyway
 from .schedule import cancel as cancel_run
 
 _log = logging.getLogger("rollback_lessons")
 _NO_ARGS: tuple[Any, ...] = ()
 _NO_FAULTS: dict[str, Any] = {}
+FUNCTION = type(lambda: None)
+NOT_PLAIN = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR | inspect.CO_COROUTINE
 COMPENSABLE = Kind.COMPENSABLE
 
 
@@ -97,7 +100,8 @@ class Run(Driver):
         run_id: str | None = None,
         after: After | None = None,
     ) -> None:
-        check_undo_order(undo_order, GRAPH_UNDO_ORDERS)
+        if undo_order != "reverse":
+            check_undo_order(undo_order, GRAPH_UNDO_ORDERS)
         if on_event is not None and not callable(on_event):
             raise TypeError(f"on_event must be callable, got {on_event!r}")
         if clock is not None and type(clock) is not VirtualClock:
@@ -113,7 +117,10 @@ class Run(Driver):
         self.clock: Clock = clock
         self.on_event = on_event
         self.is_async = is_async
-        policy = resolve_policy(policy)
+        if type(policy) is str and policy in POLICIES:
+            policy = POLICIES[policy]  # (resolve_policy, inline: every run starts here)
+        else:
+            policy = resolve_policy(policy)
         jrun = None
         if journal is not None:  # (a policy it cannot keep is refused here, before any step)
             jrun = journal.start(name, run_id, policy=policy, undo_order=undo_order)
@@ -124,9 +131,10 @@ class Run(Driver):
         self._run_id = run_id  # (a system clock's random id is drawn when first read)
         # time.monotonic itself for the system clock: one call less per stamp (make bench's
         # with-block stamps twice a step)
-        self.monotonic = time.monotonic if type(clock) is SystemClock else clock.monotonic
+        system = type(clock) is SystemClock
+        self.monotonic = time.monotonic if system else clock.monotonic
         self.started = self.monotonic()
-        self.started_at = clock.time()
+        self.started_at = time.time() if system else clock.time()
         self.log_level = log_threshold()
         watched = jrun is not None or on_event is not None or self.log_level <= logging.ERROR
         if after is not None:  # a saga with parallel groups: a graph of steps
@@ -143,7 +151,7 @@ class Run(Driver):
             self.m = Machine(
                 policy,
                 plan=plan,
-                allowed=tuple(steps) if steps is not None else None,
+                allowed=tuple(steps) if steps is not None and plan is None else None,
                 undo_order=undo_order,
                 name=name,
                 watch=self._watch if watched else None,
@@ -321,13 +329,37 @@ class Run(Driver):
         undo_timeout: float | None = None,
     ) -> Any:
         """Run one step of a with-block synchronously; its error is raised here."""
+        m = self.m
+        if (  # (``plain``, inline: this is a with-block's every step)
+            type(action) is FUNCTION and not action.__code__.co_flags & NOT_PLAIN
+            and (undo is None
+                 or (type(undo) is FUNCTION and not undo.__code__.co_flags & NOT_PLAIN))
+            and register == "after" and retry is None and undo_timeout is None
+            and not self.faults and m.watch is None
+        ):  # fmt: skip
+            # the plain step, the with-block's common case (and make bench's): one machine
+            # input before its call, one after, nothing else
+            if undo is not None:
+                self.undos[step] = undo
+            m.now = self.monotonic() - self.started
+            m.begin_plain(step, undo is not None)
+            try:
+                result = action()
+                if result is not None and type(result) not in PLAIN:
+                    checked(result, "action", step)
+            except BaseException as exc:  # an Exception is the machine's to judge
+                self.step_raised(exc)  # (RAISE: a plain step is never retried)
+                return self._raise()
+            self.results[step] = result
+            m.now = self.monotonic() - self.started
+            m.step_ok()  # (PROCEED: a with-block's step is its code's, never a saga's)
+            return result
         if not (
             register == "after" and retry is None and undo_timeout is None and plain(action)
             and (undo is None or plain(undo)) and self.journal is None
         ):  # fmt: skip
             self._check(step, action, undo, register, retry, undo_timeout)
         self.hand_over(step, action, undo)
-        m = self.m
         m.now = self.monotonic() - self.started
         m.begin(step, COMPENSABLE, undo is not None, register, retry, False, undo_timeout)
         # The machine's answer is this step's one call (RunStep): made here, inline, as
@@ -445,10 +477,9 @@ class Run(Driver):
                 if op is not None:
                     assert not isinstance(op, Ready)  # (a list's machine: never "start these")
                     return op
-            if not isinstance(error, Exception):
-                cut = self._cut_forward(error)
-                if cut is not None:
-                    return cut
+            cut = self._cut_forward(error)
+            if cut is not None:
+                return cut
             return self.m.fail(error)
         except BaseException as exc:
             if not self.m.rolling:  # it never heard of the failure: tell it now
@@ -467,7 +498,9 @@ class Run(Driver):
             last = m.completed[-1]
             spec = m.specs[last] if isinstance(m, GraphMachine) else m.spec
             if spec is not None and spec.name == last and spec.has_undo and not m.logged(last):
-                m.log_anyway(spec)
+                log_anyway(m, spec)
+        if isinstance(error, Exception):
+            return None
         if isinstance(m, GraphMachine):
             cut: GraphOp | None = None
             for step in m.busy:
@@ -501,7 +534,7 @@ class Run(Driver):
     def commit(self) -> None:
         self.tick()
         self.m.commit()
-        unused = [s for s in self.faults if s not in self.m.kinds]
+        unused = [s for s in self.faults if s not in self.m.kinds] if self.faults else None
         if unused:
             warnings.warn(
                 f"inject named steps that never ran: {', '.join(unused)}",
@@ -525,6 +558,7 @@ class Run(Driver):
                                "notes (add_note failed); the outcome keeps them"]  # fmt: skip
         if self.journal is not None:
             self.journal.end(error)
+        self.m.watch = None  # nothing more to watch: no cycle left (run -> machine -> run)
 
     @property
     def dead_letters(self) -> list[DeadLetter]:

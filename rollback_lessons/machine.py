@@ -23,7 +23,6 @@ state-machine writers (ASL, BPMN) cannot drive a machine at run time: they ask i
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any, Final
@@ -135,18 +134,12 @@ class MachineError(RollbackLessonsError):
 
 
 class Phase(StrEnum):
-    FORWARD = "forward"
-    """Between steps: the next one may begin, or the run commits or fails."""
-    STEP = "step"
-    """A step's action runs (registered by hand: it runs in the caller's own code)."""
-    STEP_WAIT = "step_wait"
-    """Waiting before the step's next attempt."""
-    UNDO = "undo"
-    """An undo attempt runs."""
-    UNDO_WAIT = "undo_wait"
-    """Waiting before the undo's next attempt."""
-    ASK = "ask"
-    """The rollback halted; a person may still answer."""
+    FORWARD = "forward"  # between steps: the next one may begin, or the run commits or fails
+    STEP = "step"  # a step's action runs (registered by hand: in the caller's own code)
+    STEP_WAIT = "step_wait"  # waiting before the step's next attempt
+    UNDO = "undo"  # an undo attempt runs
+    UNDO_WAIT = "undo_wait"  # waiting before the undo's next attempt
+    ASK = "ask"  # the rollback halted; a person may still answer
     DONE = "done"
 
 
@@ -177,6 +170,12 @@ wherever (an undo, an event's observer, a journal write), ends it ``halted``."""
 Pairs = tuple[tuple[str, Any], ...]
 _NO: Final[Pairs] = ()
 _REGISTER: Final = {r: (("register", r),) for r in ("before", "after", "none")}
+# For the hottest inputs: the kinds of the rows they record inline when no one watches, the
+# phases and a kind as plain names (``Phase.STEP`` is a lookup), a tuple's own ``__new__``.
+_ROW_START, _ROW_DONE, _ROW_LOGGED, _ROW_UNDO = "step_start", "step_done", "undo_registered", "undo"
+_FORWARD, _STEP, _STEP_WAIT, _UNDO, _UNDO_WAIT, _ASK, _DONE = Phase
+_COMPENSABLE: Final = Kind.COMPENSABLE
+_new = tuple.__new__
 
 
 # -- the machine --------------------------------------------------------------------------
@@ -226,7 +225,7 @@ class Machine:
     """Called with (seq, kind, step, details) after each event (a journal, a logger)."""
     first_seq = 0
     now: float | None = None
-    phase = Phase.FORWARD
+    phase = _FORWARD
     spec: StepSpec | None = None  # the step running (or last begun)
     current: str | None = None
     open = False  # registered by hand: its action runs in the caller's code
@@ -257,9 +256,8 @@ class Machine:
     def _emit(
         self, kind: EventKind, step: str | None = None, details: Mapping[str, Any] | Pairs = _NO
     ) -> None:
-        """Record an event as a row of plain data: its details as (key, value) pairs, so that
-        the garbage collector need not visit a kept run's rows again (the explorer keeps tens
-        of thousands of runs: ``make bench``)."""
+        """Record an event as a row of plain data: its details as (key, value) pairs, which
+        the garbage collector need not visit again (the explorer keeps thousands of runs)."""
         if type(details) is not tuple:
             details = tuple(details.items())  # type: ignore[union-attr]
         self.rows.append((kind._value_, step, details, self.now))  # type: ignore[arg-type]
@@ -301,7 +299,7 @@ class Machine:
     def begin(
         self,
         name: str,
-        kind: str = Kind.COMPENSABLE,
+        kind: str = _COMPENSABLE,
         has_undo: bool = False,
         register: str = "after",
         retry: RetryPolicy | None = None,
@@ -312,17 +310,29 @@ class Machine:
         self._admit("begin", name)
         return self._begin(StepSpec(name, kind, has_undo, register, retry, semantic, undo_timeout))
 
+    def begin_plain(self, name: str, has_undo: bool) -> RunStep:
+        """``begin`` of a with-block's plain step (compensable, its undo logged once it is
+        done, never retried), in as little work as can be (``make bench``)."""
+        if not (self.phase is _FORWARD and self.watch is None and type(name) is str
+                and name and name not in self.kinds and self.allowed is None):  # fmt: skip
+            return self.begin(name, _COMPENSABLE, has_undo)
+        self.kinds[name] = _COMPENSABLE
+        self.seen.append(name)
+        self.spec = _new(StepSpec, (name, _COMPENSABLE, has_undo, "after", None, False, None))
+        self.current, self.attempt, self.phase = name, 1, _STEP
+        self.rows.append((_ROW_START, name, _REGISTER["after" if has_undo else "none"], self.now))
+        return _new(RunStep, (name, 1))
+
     def register(self, name: str, semantic: bool = False) -> Proceed:
         """A with-block logs an undo for an action its own code runs next (it may fail after
-        its effect and still be undone); the step is done when the next begins or the block
-        ends."""
+        its effect, still undone); the step is done when the next begins or the block ends."""
         self._admit("register", name)
-        self._begin(StepSpec(name, Kind.COMPENSABLE, True, "before", None, semantic))
+        self._begin(StepSpec(name, _COMPENSABLE, True, "before", None, semantic))
         self.open = True
         return PROCEED
 
     def _admit(self, what: str, name: str) -> None:
-        if self.phase is not Phase.FORWARD:
+        if self.phase is not _FORWARD:
             self._expect(what)
             if not self.open:
                 raise MachineError(f"{what}({name!r}) while step {self.current!r} still runs")
@@ -336,7 +346,7 @@ class Machine:
 
     def _close_open(self) -> None:
         if self.open:
-            self.open, self.phase = False, Phase.FORWARD
+            self.open, self.phase = False, _FORWARD
             self.completed.append(self.current)  # type: ignore[arg-type]
             self._emit(EventKind.STEP_DONE, self.current)
 
@@ -344,13 +354,15 @@ class Machine:
         name = spec.name
         self.kinds[name] = spec.kind
         self.seen.append(name)
-        self.spec, self.current, self.attempt, self.phase = spec, name, 1, Phase.STEP
-        self._emit(
-            EventKind.STEP_START, name, _REGISTER[spec.register if spec.has_undo else "none"]
-        )
+        self.spec, self.current, self.attempt, self.phase = spec, name, 1, _STEP
+        details = _REGISTER[spec.register if spec.has_undo else "none"]
+        if self.watch is None:
+            self.rows.append((_ROW_START, name, details, self.now))
+        else:
+            self._emit(EventKind.STEP_START, name, details)
         if spec.has_undo and spec.register == "before":
             self._log(spec)
-        return RunStep(name, 1)
+        return _new(RunStep, (name, 1))
 
     def _log(self, spec: StepSpec) -> None:
         self.log.append(Entry(spec.name, spec.register, spec.semantic, spec.undo_timeout))
@@ -358,7 +370,7 @@ class Machine:
 
     def step_ok(self) -> Op:
         """The step's action returned."""
-        if self.phase is not Phase.STEP:
+        if self.phase is not _STEP:
             self._expect("step_ok")
         spec = self.spec
         assert spec is not None
@@ -366,15 +378,16 @@ class Machine:
         if spec.kind in IRREVERSIBLE:
             self.irreversible = [*self.irreversible, spec.name]
             self.pivot_done = self.pivot_done or spec.kind == Kind.PIVOT
-        self.phase = Phase.FORWARD
-        try:  # (inline: ``_done_event``'s rule, on the with-block's hot path)
-            self._emit(EventKind.STEP_DONE, spec.name)
-        except BaseException:
+        self.phase = _FORWARD
+        if self.watch is not None:
+            self._emit(EventKind.STEP_DONE, spec.name)  # (if it raises: ``Run._cut_forward``)
             if spec.has_undo and spec.register == "after":
-                self.log_anyway(spec)
-            raise
-        if spec.has_undo and spec.register == "after":
-            self._log(spec)
+                self._log(spec)
+        else:  # no one watches: its rows, inline (a step is most of a saga's cost)
+            self.rows.append((_ROW_DONE, spec.name, _NO, self.now))
+            if spec.has_undo and spec.register == "after":
+                self.log.append(Entry(spec.name, "after", spec.semantic, spec.undo_timeout))
+                self.rows.append((_ROW_LOGGED, spec.name, _NO, self.now))
         if self.plan is None:
             return PROCEED
         if self.stopping is not None:
@@ -384,26 +397,6 @@ class Machine:
             return self._begin(self.plan[self.next_step])
         return self._commit()
 
-    def _done_event(self, spec: StepSpec) -> None:
-        """The step is done: its event, then its undo logged. If the event's observer raises
-        (a Ctrl-C in it, a journal write), the undo is logged all the same, so the run that
-        fails there undoes the step rather than leaving it standing unsaid."""
-        try:
-            self._emit(EventKind.STEP_DONE, spec.name)
-        except BaseException:
-            if spec.has_undo and spec.register == "after":
-                self.log_anyway(spec)
-            raise
-        if spec.has_undo and spec.register == "after":
-            self._log(spec)
-
-    def log_anyway(self, spec: StepSpec) -> None:
-        """Log a done step's undo although something raised around it (an observer of its
-        event, a Ctrl-C): the run that fails there undoes it. The entry is kept in memory
-        even if its own event raises too (the first error is the one that goes on)."""
-        with contextlib.suppress(BaseException):
-            self._log(spec)
-
     def step_failed(self, error: BaseException) -> Op:
         """The step's action raised ``error``: retried if its retry policy says so."""
         self._expect("step_failed")
@@ -412,7 +405,7 @@ class Machine:
         delay = spec.retry.next_delay(self.attempt, error) if spec.retry is not None else None
         if delay is None:
             return self._step_lost(error)
-        self.phase = Phase.STEP_WAIT
+        self.phase = _STEP_WAIT
         details = {"attempt": self.attempt, "delay": delay, "error": describe(error)}
         self._emit(EventKind.STEP_RETRY, spec.name, details)
         return Wait(delay)
@@ -422,17 +415,23 @@ class Machine:
         crash: its effect may have happened, so it is treated as one that failed after it)."""
         spec = self.spec
         assert spec is not None
-        effect = after_effect(error) or cut
+        details = self._lost_effect(spec, error, cut)
+        self.phase = _FORWARD
+        self._emit(EventKind.STEP_FAILED, spec.name, details)
+        return RAISE if self.plan is None else self.fail(error)
+
+    def _lost_effect(self, spec: StepSpec, error: BaseException, cut: bool) -> dict[str, Any]:
+        """What a step failing for good leaves (a list's, or a graph's): its effect, if it
+        happened anyway and no undo was logged before it, leaked; a pivot that may have
+        happened is in doubt (``pivot_in_doubt``). Answers its STEP_FAILED details."""
         details: dict[str, Any] = {"error": describe(error)}
-        if effect:
+        if after_effect(error) or cut:
             details["after_effect"] = True
             if not (spec.has_undo and spec.register == "before"):
                 self.leaked = [*self.leaked, spec.name]  # it happened; nothing will undo it
         if pivot_in_doubt(spec.kind, error, cut):
             self.doubt = spec.name
-        self.phase = Phase.FORWARD
-        self._emit(EventKind.STEP_FAILED, spec.name, details)
-        return RAISE if self.plan is None else self.fail(error)
+        return details
 
     def stop(self, error: BaseException) -> None:
         """The run is asked to stop while a step runs that cannot hear it (a workflow
@@ -445,15 +444,16 @@ class Machine:
         """The wait is over: the next attempt."""
         self._expect("resume")
         self.attempt += 1
-        if self.phase is Phase.STEP_WAIT:
-            self.phase = Phase.STEP
+        if self.phase is _STEP_WAIT:
+            self.phase = _STEP
             return RunStep(self.current, self.attempt)  # type: ignore[arg-type]
         return self._undo_attempt()
 
     def commit(self) -> Finished:
         """A with-block ended without an error."""
-        self._expect("commit")
-        self._close_open()
+        if self.phase is not _FORWARD:
+            self._expect("commit")
+            self._close_open()
         return self._commit()
 
     def _commit(self) -> Finished:
@@ -464,7 +464,7 @@ class Machine:
         except BaseException:
             self.rows.pop()  # (never committed: the event is not the run's)
             raise
-        self.phase = Phase.DONE
+        self.phase = _DONE
         return Finished(self)
 
     def fail(self, error: BaseException) -> Op:
@@ -477,20 +477,20 @@ class Machine:
         self.open = False
         self._emit(EventKind.PIPELINE_FAILED, self.failed_step, {"error": describe(error)})
         if isinstance(error, TakenOver):  # another process holds the saga: it undoes, not us
-            self.halted, self.phase, self.reason = True, Phase.DONE, describe(error)
+            self.halted, self.phase, self.reason = True, _DONE, describe(error)
             self.pending = [e.step for e in self.log[::-1]]
             self._emit(EventKind.HALTED, self.failed_step, {"reason": self.reason})
             return Finished(self)
         failed_kind = self.kinds.get(self.failed_step or "")
         if halts_forward(self.pivot_done, failed_kind):
             assert self.failed_step is not None
-            self.halted, self.phase, self.reason = True, Phase.DONE, HALTED_FORWARD
+            self.halted, self.phase, self.reason = True, _DONE, HALTED_FORWARD
             self.pending = [self.failed_step]
             self._emit(EventKind.HALTED, self.failed_step, {"reason": self.reason})
             return Finished(self)
         pivot = self._pivot_at_stake(error)
         if pivot is not None:  # never compensated across: a person decides
-            self.halted, self.phase, self.reason = True, Phase.DONE, pivot
+            self.halted, self.phase, self.reason = True, _DONE, pivot
             self.pending = [e.step for e in self.log[::-1]]
             self._emit(EventKind.HALTED, self.failed_step, {"reason": self.reason})
             return Finished(self)
@@ -529,25 +529,25 @@ class Machine:
     def _next_undo(self) -> RunUndo | Finished:
         if self.index >= len(self.todo):  # (cut short at the last undo's event: said so)
             return self._rollback_done() if self.interruption is None else self._cut_short()
-        self.entry = self.todo[self.index]
-        # attempts made before a crash count toward the policy's, as if it had not crashed
+        self.entry = self.todo[self.index]  # (attempts made before a crash count, below)
         self.base, self.attempt = 0, self.entry.before + 1
         return self._undo_attempt()
 
     def _undo_attempt(self) -> RunUndo | Finished:
         entry = self.entry
         assert entry is not None
-        self.phase = Phase.UNDO
-        if self.interruption is None:
-            self._emit(EventKind.UNDO, entry.step, (("attempt", self.attempt),))
+        self.phase = _UNDO
+        if self.interruption is None:  # (no one watches: its row, inline)
+            row = (_ROW_UNDO, entry.step, (("attempt", self.attempt),), self.now)
+            self.rows.append(row) if self.watch is None else self._emit(EventKind.UNDO, *row[1:3])
         if self.interruption is not None:  # cut short around the rollback: no more undos
             return self._cut_short()
         timeout = entry.timeout if entry.timeout is not None else self.policy.timeout
-        return RunUndo(entry.step, self.attempt, timeout)
+        return _new(RunUndo, (entry.step, self.attempt, timeout))
 
     def undo_ok(self) -> RunUndo | Finished:
         """The undo attempt returned."""
-        if self.phase is not Phase.UNDO:
+        if self.phase is not _UNDO:
             self._expect("undo_ok")
         return self._undone((("attempt", self.attempt),))
 
@@ -557,7 +557,10 @@ class Machine:
         self.compensated.append(entry.step)  # type: ignore[attr-defined]
         if entry.semantic:
             self.semantic.append(entry.step)  # type: ignore[attr-defined]
-        self._emit(EventKind.UNDO_DONE, entry.step, details)
+        if self.watch is None:
+            self.rows.append(("undo_done", entry.step, details, self.now))
+        else:
+            self._emit(EventKind.UNDO_DONE, entry.step, details)
         self.index += 1
         return self._next_undo()
 
@@ -570,7 +573,7 @@ class Machine:
         details: dict[str, Any] = {"attempt": self.attempt, "error": describe(error)}
         if isinstance(decision, int | float) and not isinstance(decision, bool) and decision >= 0:
             details["then"], details["delay"] = "retry", decision
-            self.phase = Phase.UNDO_WAIT
+            self.phase = _UNDO_WAIT
             self._emit(EventKind.UNDO_FAILED, entry.step, details)
             if self.interruption is not None:
                 return self._cut_short()
@@ -585,7 +588,7 @@ class Machine:
         details["then"] = decision
         self._emit(EventKind.UNDO_FAILED, entry.step, details)
         if decision == "halt":
-            self.phase = Phase.ASK
+            self.phase = _ASK
             return Ask(tuple(e.step for e in self.todo[self.index :]))
         self.dead_letters.append(DeadLetter(entry.step, error, self.attempt))  # type: ignore[attr-defined]
         self.index += 1
@@ -596,8 +599,7 @@ class Machine:
         was ``fixed`` by hand, or ``leave`` it and the rest for later."""
         self._expect("answer")
         if answer == "retry":
-            self.base = self.attempt
-            self.attempt += 1
+            self.base, self.attempt = self.attempt, self.attempt + 1
             return self._undo_attempt()
         if answer == "fixed":
             return self._undone((("attempt", self.attempt), ("by_hand", True)))
@@ -615,13 +617,13 @@ class Machine:
         journal keeps it for ``recover``)."""
         if not self.rolling:
             self._expect("interrupted")
-            return self._step_lost(exc, cut=self.phase is Phase.STEP)
+            return self._step_lost(exc, cut=self.phase is _STEP)
         self.kept = self.kept or kept
         if self.interruption is None:
             entry = self.entry
             where = f"during the undo of {entry.step}" if entry is not None else ""
             self._cut(exc, where or "during the rollback")
-        if self.phase is Phase.DONE:
+        if self.phase is _DONE:
             return Finished(self)
         return self._cut_short()
 
@@ -639,24 +641,17 @@ class Machine:
         self.halted = self.halted or bool(left) or taken
         what = type(exc).__name__ if not isinstance(exc, Exception) else describe(exc)
         rest = f"not known to be undone: {', '.join(left)}" if left else "every undo had run"
-        if taken:
-            rest += "; the process that took the saga over finishes its rollback"
-        self.notes = [
-            *self.notes,
-            f"rollback interrupted by {what} {self.interrupted_where}; {rest}"
-            + (" (the journal keeps them for recover)" if self.kept and left and not taken else ""),
-        ]
+        kept = " (the journal keeps them for recover)" if self.kept and left else ""
+        then = "; the process that took the saga over finishes its rollback" if taken else kept
+        note = f"rollback interrupted by {what} {self.interrupted_where}; {rest}"
+        self.notes = [*self.notes, note + then]
         self.index = len(self.todo)
         return self._rollback_done(interrupted=type(exc).__name__)
 
     def _rollback_done(self, **extra: Any) -> Finished:
-        self.phase, self.entry = Phase.DONE, None
-        details = {
-            "status": str(self.status()),
-            "undone": len(self.compensated),
-            "dead_letters": len(self.dead_letters),
-            "pending": len(self.pending),
-        }
+        self.phase, self.entry = _DONE, None
+        details = {"status": str(self.status()), "undone": len(self.compensated)}
+        details.update(dead_letters=len(self.dead_letters), pending=len(self.pending))
         if self.resumed and self.leaked:
             details["leaked"] = list(self.leaked)
         self._emit(EventKind.ROLLBACK_DONE, None, {**details, **extra})
@@ -689,7 +684,7 @@ class Machine:
         ]
         m.seen = [step for step, _ in undos]
         if pivot is not None and pivot_at_stake(pivot[1]):
-            m.halted, m.phase, m.reason = True, Phase.DONE, halted_at_pivot(*pivot)
+            m.halted, m.phase, m.reason = True, _DONE, halted_at_pivot(*pivot)
             m.pending = [e.step for e in m.log[::-1]]  # left for a person, as in process
             m.dead_letters = list(dead)
             details = {"reason": m.reason, "recovered": True}
@@ -698,13 +693,8 @@ class Machine:
         m.leaked = list(leaked)
         m._rolling_back(m._order())
         m.dead_letters = list(dead)  # (recorded before the crash: the record keeps them)
-        details = {
-            "undos": len(m.todo),
-            "order": undo_order,
-            "policy": policy.name,
-            "recovered": True,
-        }
-        m._emit(EventKind.ROLLBACK_START, None, details)
+        details = {"undos": len(m.todo), "order": undo_order, "policy": policy.name}
+        m._emit(EventKind.ROLLBACK_START, None, {**details, "recovered": True})
         return m, m._next_undo()
 
     def _order(self) -> list[Entry]:

@@ -84,6 +84,19 @@ class _Base:
         if self._state is not _OPEN:
             raise RuntimeError(f"{type(self).__name__} is only usable inside its with block")
 
+    def _commit(self) -> BaseException | None:
+        """The block ended without an error: commit. A commit that fails (a journal could
+        not record it) is the block's failure, returned to be rolled back."""
+        self._state = _CLOSED
+        try:
+            self._run.commit()
+        except Exception as error:
+            return error
+        self._run.finish(None)
+        if self._run.raise_after is not None:  # a Ctrl-C in an observer of the commit
+            raise self._run.raise_after
+        return None
+
     def _enter(self) -> None:
         if self._state is not _NEW:
             raise RuntimeError(f"a {type(self).__name__} is single-use; make a new one")
@@ -123,20 +136,10 @@ class Rollback(_Base):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        run = self._run
-        failed: BaseException | None = exc
+        failed = exc if exc is not None else self._commit()
         if failed is None:
-            self._state = _CLOSED
-            try:
-                run.commit()
-            except Exception as error:  # a journal could not record the commit: it failed
-                failed = error
-            else:
-                run.finish(None)
-                if run.raise_after is not None:  # a Ctrl-C in an observer of the commit
-                    raise run.raise_after
-                return
-        assert failed is not None
+            return
+        run = self._run
         run.roll_back(failed)
         self._state = _CLOSED  # (only now: an outcome never says committed for a failed block)
         run.finish(failed)
@@ -179,23 +182,13 @@ class AsyncRollback(_Base):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        run = self._run
-        failed: BaseException | None = exc
+        failed = exc if exc is not None else self._commit()
         if failed is None:
-            self._state = _CLOSED
-            try:
-                run.commit()
-            except Exception as error:  # a journal could not record the commit: it failed
-                failed = error
-            else:
-                run.finish(None)
-                if run.raise_after is not None:  # a Ctrl-C in an observer of the commit
-                    raise run.raise_after
-                return
+            return
         import asyncio  # only async users pay for importing asyncio
 
+        run = self._run
         # Shield the undos: a cancellation that arrives now must not cut the rollback short.
-        assert failed is not None
         # A cancelled task's rollback says ``cancelled`` (the machine's rule, as ``arun``'s).
         cancelled = isinstance(failed, asyncio.CancelledError)
         task = asyncio.ensure_future(run.aroll_back(failed, cancelled))
@@ -215,5 +208,4 @@ class AsyncRollback(_Base):
         if cancelled_again and not isinstance(exc, asyncio.CancelledError):
             raise asyncio.CancelledError()  # honour the later cancellation, after undoing
         if failed is not exc:
-            assert failed is not None
             raise failed

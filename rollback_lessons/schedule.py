@@ -28,11 +28,12 @@ order (synchronously), or at once as asyncio tasks (``Saga.arun``).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from .events import EventKind, describe
-from .machine import Machine, MachineError, Phase, after_effect, pivot_in_doubt
+from .machine import _FORWARD, _REGISTER, _ROW_DONE, _ROW_START, Machine, MachineError, Phase, _new
 from .operations import Entry, Op, RunStep, StepSpec, Wait
 from .policies import UndoPolicy
 from .rules import IRREVERSIBLE, Kind
@@ -165,7 +166,7 @@ class GraphMachine(Machine):
 
     def ready(self) -> tuple[str, ...]:
         """The steps that may start now (all they depend on is done), in definition order."""
-        if self.failures or self.stopping is not None or self.phase is not Phase.FORWARD:
+        if self.failures or self.stopping is not None or self.phase is not _FORWARD:
             return ()
         return tuple(self.waiting)
 
@@ -185,11 +186,14 @@ class GraphMachine(Machine):
         self.started.append(step)
         self.where[step], self.attempts[step] = _RUNNING, 1
         self.spec, self.current = spec, step
-        register = spec.register if spec.has_undo else "none"
-        self._emit(EventKind.STEP_START, step, (("register", register),))
+        details = _REGISTER[spec.register if spec.has_undo else "none"]
+        if self.watch is None:  # (its row, inline: the explorer runs thousands)
+            self.rows.append((_ROW_START, step, details, self.now))
+        else:
+            self._emit(EventKind.STEP_START, step, details)
         if spec.has_undo and spec.register == "before":
             self._log(spec)
-        return RunStep(step, 1)
+        return _new(RunStep, (step, 1))
 
     # -- how each step went ---------------------------------------------------------------
 
@@ -217,7 +221,19 @@ class GraphMachine(Machine):
         if spec.kind in IRREVERSIBLE:
             self.irreversible = [*self.irreversible, step]
             self.pivot_done = self.pivot_done or spec.kind == Kind.PIVOT
-        self._done_event(spec)
+        if self.watch is None:
+            self.rows.append((_ROW_DONE, step, (), self.now))
+            if spec.has_undo and spec.register == "after":
+                self._log(spec)
+        else:
+            try:
+                self._emit(EventKind.STEP_DONE, step)
+            except BaseException:  # (an observer, a journal write): undone all the same
+                if spec.has_undo and spec.register == "after":
+                    log_anyway(self, spec)
+                raise
+            if spec.has_undo and spec.register == "after":
+                self._log(spec)
         return self._next()
 
     def step_error(self, step: str, error: BaseException) -> GraphOp:
@@ -259,17 +275,10 @@ class GraphMachine(Machine):
         (after its effect, or ``cut`` short inside its call) and no undo was logged before
         it, leaked; a pivot that may have happened halts for a person (the machine's rule,
         ``pivot_in_doubt``)."""
-        spec = self.specs[step]
         self.where[step] = _FAILED
         self.busy_count -= 1
         self.ended.append(step)
-        details: dict[str, Any] = {"error": describe(error)}
-        if after_effect(error) or cut:
-            details["after_effect"] = True
-            if not (spec.has_undo and spec.register == "before"):
-                self.leaked = [*self.leaked, step]
-        if pivot_in_doubt(spec.kind, error, cut):
-            self.doubt = step
+        details = self._lost_effect(self.specs[step], error, cut)
         if self.failures:
             also = f"{step} also failed, while the running steps finished: {describe(error)}"
             self.notes = [*self.notes, also]
@@ -290,16 +299,11 @@ class GraphMachine(Machine):
         return self._next() if not self.busy_count else None
 
     def cancel(self, error: BaseException) -> GraphOp | None:
-        """The run's caller cancels it: nothing more starts; the steps running finish (tell
-        their outcome as usual), then what was done is undone and the status says
-        ``cancelled``. Answers the rollback at once when no step runs; None once the run
-        failed (the rollback goes on) or while steps still run."""
-        if self.rolling or self.phase is Phase.DONE or self.failing:
-            return None
-        if past_pivot(self):
-            if PAST_PIVOT not in self.notes:
-                self.notes = [*self.notes, PAST_PIVOT]
-            return None
+        """The run's caller cancels it (told through ``schedule.cancel``, which declines it
+        once the run failed or past the pivot): nothing more starts; the steps running
+        finish (tell their outcome as usual), then what was done is undone and the status
+        says ``cancelled``. Answers the rollback at once when no step runs; None while
+        steps still run."""
         self.cancelled, self.stopping = True, error
         return self._next() if not self.busy_count else None
 
@@ -341,6 +345,14 @@ class GraphMachine(Machine):
         return [entry[step] for step in steps]
 
 
+def log_anyway(m: Machine, spec: StepSpec) -> None:
+    """Log a done step's undo although something raised around it (an observer of its
+    event, a Ctrl-C): the run that fails there undoes it. The entry is kept in memory even
+    if its own event raises too (the first error is the one that goes on)."""
+    with contextlib.suppress(BaseException):
+        m._log(spec)
+
+
 PAST_PIVOT = (
     "a cancel came once the irreversible step had started: declined, the run goes on "
     "forward (undoing the steps before it would not take it back)"
@@ -367,14 +379,15 @@ def cancel(m: Machine, error: BaseException) -> Op | GraphOp | None:
     running now finishes first (None: tell the machine how it went, as usual); a step
     waiting to retry is not tried again. Once the run failed, a cancel changes nothing
     (None): the rollback goes on. (A graph's own rule: ``GraphMachine.cancel``.)"""
-    if not (m.rolling or m.phase is Phase.DONE) and past_pivot(m):
+    graph = isinstance(m, GraphMachine)
+    if m.rolling or m.phase is Phase.DONE or (graph and m.failing):  # type: ignore[attr-defined]
+        return None  # (a graph whose step failed for good is failing: its rollback follows)
+    if past_pivot(m):
         if PAST_PIVOT not in m.notes:
             m.notes = [*m.notes, PAST_PIVOT]
         return None
-    if isinstance(m, GraphMachine):
-        return m.cancel(error)
-    if m.rolling or m.phase is Phase.DONE:
-        return None
+    if graph:
+        return m.cancel(error)  # type: ignore[attr-defined]
     m.cancelled = True
     if m.phase is Phase.STEP:
         m.stop(error)
@@ -393,6 +406,7 @@ __all__ = [
     "cancel",
     "concurrent",
     "dependants",
+    "log_anyway",
     "past_pivot",
     "undo_order",
 ]

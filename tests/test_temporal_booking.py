@@ -3,7 +3,8 @@
 A worker process is killed with SIGKILL in the middle of the saga's compensation; a new
 worker takes over from the workflow's history and finishes it, and the world's own record
 shows every effect undone exactly once. The email is the pivot (lesson 04): it is never
-compensated, and the step after it is retried forward, never undone.
+compensated and tried once; refused, the steps before it are compensated; timed out after it
+went, nothing is, and a person decides; the step after it is retried forward, never undone.
 """
 
 import asyncio
@@ -74,6 +75,47 @@ def test_the_hand_written_saga_ends_as_the_engine_does_for_every_single_fault(tm
         # nothing is ever compensated at or after the email (the pivot)
         assert not {"send_email", "award_points"} & {s for _, s, _ in remote_world["undo_calls"]}
     assert statuses == {"committed", "rolled_back", "rollback_incomplete", "halted"}
+    refused = results[[c.fail_at for c in cases].index("send_email")]  # the mail server said no
+    assert (refused.status, refused.undone) == ("rolled_back", ["charge_card", "reserve_room"])
+
+
+def test_an_email_that_times_out_after_it_went_is_tried_once_and_left_to_a_person(tmp_path):
+    """The pivot rule (``machine.pivot_in_doubt``): the email's call times out after the
+    mail server took it. It is not tried again, nothing is compensated while the saga waits
+    for a person (as the engine's twin halts, with the same undos pending), and the person's
+    Signal decides: "sent" carries the booking forward, "not sent" compensates."""
+    from rollback_lessons.worlds.temporal_booking.demo import email_in_doubt
+    from rollback_lessons.worlds.temporal_booking.twin import booking_twin, faults_of
+    from rollback_lessons.worlds.temporal_booking.workflows import ANSWERS, BookingInput
+
+    async def main():
+        async with await TemporalRunner.start() as runner:
+            return [await email_in_doubt(runner, str(tmp_path / f"{a}.db"), a) for a in ANSWERS]
+
+    with ThreadPoolExecutor(1) as pool:
+        sent, not_sent = pool.submit(lambda: asyncio.run(main())).result()
+    local_world = str(tmp_path / "local.db")
+    twin = booking_twin(local_world, "b1")
+    local = twin.run({}, inject=faults_of(BookingInput("", "b1", email_times_out=True)))
+    assert local.status == "halted" and local.compensated == ()
+    for doubt in (sent, not_sent):
+        assert doubt.email_attempts == 1  # never tried again: it may have gone
+        assert ("activity timed out", "action", "send_email") in doubt.history.rows
+        assert doubt.asked == list(local.pending) == ["charge_card", "reserve_room"]
+        # while the person is asked: the email went once, nothing was undone, as in process
+        assert doubt.waiting == world_report(local_world)
+        assert doubt.waiting["effects"] == [
+            ("b1", "charge_card", 0), ("b1", "reserve_room", 0), ("b1", "send_email", 0),
+        ]  # fmt: skip
+        assert doubt.waiting["undo_calls"] == []
+    assert ("signal resolve", "sent", "") in sent.history.rows
+    assert sent.result.status == "committed" and sent.result.undone == []
+    assert ("b1", "award_points", 0) in sent.after["effects"]
+    assert sent.after["undo_calls"] == []
+    assert ("signal resolve", "not sent", "") in not_sent.history.rows
+    assert not_sent.result.status == "rolled_back"
+    assert not_sent.result.undone == ["charge_card", "reserve_room"]
+    assert ("b1", "award_points", 0) not in not_sent.after["effects"]
 
 
 def test_after_the_email_the_points_are_retried_forward_and_never_undone(tmp_path):

@@ -305,6 +305,7 @@ LESSON_IMPORTS = (
     "import tempfile\n"
     "from pathlib import Path\n"
     "from rollback_lessons.worlds.temporal_booking.demo import kill_a_worker_mid_rollback\n"
+    "from rollback_lessons.worlds.temporal_booking.demo import email_in_doubt\n"
     "from temporalio.exceptions import ActivityError\n"
     "import urllib.request\n"
     "from rollback_lessons.lab.exercises import lesson08\n"

@@ -4,7 +4,9 @@ idempotent (an undo that ran just before a crash may run again)."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from datetime import timedelta
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
@@ -24,12 +26,15 @@ class StepInput:
     down_for: int = 0
     """The service is down for this many attempts (a 503 each): a step after the pivot is
     retried forward by its RetryPolicy, so it gets through if it comes back in time."""
+    times_out: bool = False
+    """The step takes effect, then its reply never comes: the call times out after it."""
 
 
 @activity.defn(name="booking.do")
 def do_step(step: StepInput) -> None:
-    """Do one step's effect; a step told to fail raises a non-retryable error, a service
-    that is down a retryable one."""
+    """Do one step's effect; a step told to fail raises a non-retryable error (a refusal:
+    no effect), a service that is down a retryable one; one told to time out does its
+    effect and outlasts its timeout."""
     if step.fail:
         raise ApplicationError(
             f"{step.step} failed", type="StepFailed", non_retryable=True, category=ON_PURPOSE
@@ -39,6 +44,9 @@ def do_step(step: StepInput) -> None:
             f"{step.step}: service unavailable (503)", type="Unavailable", category=ON_PURPOSE
         )
     apply_effect(step.world, step.saga, step.step)
+    if step.times_out:  # done, but the caller never hears so: it cannot tell
+        timeout = activity.info().start_to_close_timeout or timedelta(seconds=2)
+        time.sleep(timeout.total_seconds() + 0.5)
 
 
 @activity.defn(name="booking.undo")

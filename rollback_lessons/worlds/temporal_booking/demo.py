@@ -4,13 +4,15 @@ start another, and watch the saga finish from Temporal's history (lesson 08 and 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -147,6 +149,25 @@ async def restart_the_server_mid_rollback(
             worker.wait()
 
 
+@contextlib.asynccontextmanager
+async def _worker(runner: Any, **options: Any) -> AsyncIterator[str]:
+    """A worker in this process (Temporal's sandbox on, unless ``options`` say otherwise)
+    on a task queue of its own, which it yields."""
+    from temporalio.worker import Worker
+
+    queue = f"booking-{uuid.uuid4().hex[:8]}"
+    with ThreadPoolExecutor(4) as pool:
+        async with Worker(
+            runner.client,
+            task_queue=queue,
+            workflows=[BookingSaga],
+            activities=[do_step, undo_step],
+            activity_executor=pool,
+            **options,
+        ):
+            yield queue
+
+
 async def run_bookings(
     runner: Any,
     bookings: Sequence[BookingInput],
@@ -159,7 +180,7 @@ async def run_bookings(
     workflows unsandboxed, so it sees the learner's function, and an error raised in it
     fails the workflow (``WorkflowFailureError``) instead of being retried for ever.
     """
-    from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+    from temporalio.worker import UnsandboxedWorkflowRunner
 
     options: dict[str, Any] = {}
     if compensate is not None:
@@ -168,26 +189,79 @@ async def run_bookings(
             "workflow_failure_exception_types": [Exception],
         }
         workflows.COMPENSATE[0] = compensate
-    queue = f"booking-{uuid.uuid4().hex[:8]}"
     try:
-        with ThreadPoolExecutor(4) as pool:
-            async with Worker(
-                runner.client,
-                task_queue=queue,
-                workflows=[BookingSaga],
-                activities=[do_step, undo_step],
-                activity_executor=pool,
-                **options,
-            ):
-                return [
-                    await runner.client.execute_workflow(
-                        BookingSaga.run,
-                        booking,
-                        id=f"booking-{uuid.uuid4().hex[:8]}",
-                        task_queue=queue,
-                        execution_timeout=timedelta(seconds=60),
-                    )
-                    for booking in bookings
-                ]
+        async with _worker(runner, **options) as queue:
+            return [
+                await runner.client.execute_workflow(
+                    BookingSaga.run,
+                    booking,
+                    id=f"booking-{uuid.uuid4().hex[:8]}",
+                    task_queue=queue,
+                    execution_timeout=timedelta(seconds=60),
+                )
+                for booking in bookings
+            ]
     finally:
         workflows.COMPENSATE[0] = workflows.compensate
+
+
+@dataclass
+class InDoubt:
+    """The email timed out after the mail server took it: what the saga asked a person
+    about, the world while it waited, its result after the answer, the world after, and
+    its history."""
+
+    asked: list[str]
+    waiting: dict[str, Any]
+    result: BookingResult
+    after: dict[str, Any]
+    history: Any
+    email_attempts: int
+
+
+async def attempts(events: AsyncIterator[Any], step: str) -> int:
+    """How many times a history's activities for ``step`` were attempted (a retried
+    activity is scheduled once; its started event says which attempt ended it)."""
+    scheduled: set[int] = set()
+    count = 0
+    async for event in events:
+        kind = event.WhichOneof("attributes")
+        if kind == "activity_task_scheduled_event_attributes":
+            payload = event.activity_task_scheduled_event_attributes.input.payloads[0].data
+            if json.loads(payload)["step"] == step:
+                scheduled.add(event.event_id)
+        elif kind == "activity_task_started_event_attributes":
+            started = event.activity_task_started_event_attributes
+            if started.scheduled_event_id in scheduled:
+                count += started.attempt
+    return count
+
+
+async def email_in_doubt(runner: Any, world: str, answer: str, saga: str = "b1") -> InDoubt:
+    """Run the booking with its email timing out after it went; when the saga asks a person
+    (its ``pending`` Query), send ``answer`` ("sent" or "not sent") as the Signal."""
+    from ...runners.temporal.runner import history_table
+
+    if answer not in workflows.ANSWERS:
+        raise ValueError(f"answer {answer!r} is not one of: {', '.join(workflows.ANSWERS)}")
+    async with _worker(runner) as queue:
+        handle = await runner.client.start_workflow(
+            BookingSaga.run,
+            BookingInput(world, saga, email_times_out=True),
+            id=f"booking-{uuid.uuid4().hex[:8]}",
+            task_queue=queue,
+            execution_timeout=timedelta(seconds=60),
+        )
+
+        async def asked() -> list[str]:
+            while not (steps := await handle.query(BookingSaga.pending)):
+                await asyncio.sleep(0.05)
+            return steps
+
+        steps = await asyncio.wait_for(asked(), 30)
+        waiting = world_report(world)
+        await handle.signal(BookingSaga.resolve, answer)
+        result = await asyncio.wait_for(handle.result(), 30)
+        history = await history_table(handle.fetch_history_events(), ids=False)
+        tried = await attempts(handle.fetch_history_events(), workflows.PIVOT)
+    return InDoubt(steps, waiting, result, world_report(world), history, tried)

@@ -59,11 +59,14 @@ def booking_twin(world: str, saga_id: str, points_down: int = 0) -> Saga:
 
 
 def faults_of(booking: BookingInput) -> dict[str, str | tuple[str, str]]:
-    """The workflow's input as the engine's ``inject=`` faults."""
+    """The workflow's input as the engine's ``inject=`` faults (an email that times out
+    after it went: ``fail_after_effect``)."""
     faults: dict[str, str | tuple[str, str]] = {step: "undo_fails" for step in booking.undo_fails}
     if booking.fail_at is not None:
         both = booking.fail_at in faults
         faults[booking.fail_at] = ("fail", "undo_fails") if both else "fail"
+    if booking.email_times_out:
+        faults[PIVOT] = "fail_after_effect"
     return faults
 
 
