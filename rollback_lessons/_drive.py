@@ -150,6 +150,8 @@ class Driver:
     error: BaseException | None = None  # the last step error (a with-block raises it)
     raise_after: BaseException | None = None  # a Ctrl-C to re-raise when the rollback is done
     wake: Any = None  # (arun) an asyncio.Event set once the run stops: retry waits end then
+    taken: Any = None  # (journal run, TakenOver): the run a takeover ended, and how
+    in_doubt: BaseException | None = None  # a Ctrl-C that came as the commit was written
 
     def snap(self) -> None:
         """Snapshot the state (a traced run)."""

@@ -23,10 +23,11 @@ from collections.abc import Callable, Collection, Mapping
 from functools import partial
 from typing import Any
 
+from . import _guards
 from ._drive import Driver
 from .calls import PLAIN, check_callable, checked, plain
-from .clock import SYSTEM_CLOCK, Clock, SystemClock, VirtualClock
-from .errors import InvalidNameError, TakenOver
+from .clock import SYSTEM_CLOCK, Clock, SystemClock
+from .errors import InvalidNameError
 from .events import Event, EventKind, EventSink, describe, level_of, log_event, log_threshold
 from .faults import (
     NO_FAULTS,
@@ -36,11 +37,11 @@ from .faults import (
     normalize_injection,
 )
 from .journaling import JournalWriter
-from .machine import Machine, Phase
-from .operations import PROCEED, RAISE, Finished, Op, StepSpec
+from .machine import Machine
+from .operations import PROCEED, Op, StepSpec
 from .outcome import DeadLetter, Outcome
 from .policies import POLICIES, PolicyLike, RetryPolicy, check_seconds, resolve_policy
-from .ports import UndoJournal, UndoJournalRun
+from .ports import UndoJournal
 from .rules import (
     GRAPH_UNDO_ORDERS,
     Kind,
@@ -50,7 +51,7 @@ from .rules import (
     check_register,
     check_undo_order,
 )
-from .schedule import After, GraphMachine, GraphOp, Ready, log_anyway
+from .schedule import After, GraphMachine, Ready
 from .schedule import cancel as cancel_run
 
 _log = logging.getLogger("rollback_lessons")
@@ -59,26 +60,6 @@ _NO_FAULTS: dict[str, Any] = {}
 FUNCTION = type(lambda: None)
 NOT_PLAIN = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR | inspect.CO_COROUTINE
 COMPENSABLE = Kind.COMPENSABLE
-
-
-def _check_clock(clock: object) -> None:
-    missing = [a for a in ("sleep", "time", "monotonic", "run_id") if not callable(
-        getattr(clock, a, None))]  # fmt: skip
-    if missing:
-        raise TypeError(
-            f"clock must be a Clock (SystemClock(), VirtualClock(), ...), got {clock!r}, "
-            f"which has no {', '.join(missing)}"
-        )
-
-
-def _noted(error: BaseException, notes: list[str]) -> bool:
-    """Add ``notes`` to ``error``; False if it refuses them (the original is never replaced)."""
-    try:
-        for note in notes:
-            error.add_note(note)
-    except Exception:
-        return False
-    return True
 
 
 class Run(Driver):
@@ -104,13 +85,7 @@ class Run(Driver):
             check_undo_order(undo_order, GRAPH_UNDO_ORDERS)
         if on_event is not None and not callable(on_event):
             raise TypeError(f"on_event must be callable, got {on_event!r}")
-        if clock is not None and type(clock) is not VirtualClock:
-            _check_clock(clock)
-        if journal is not None and not callable(getattr(journal, "start", None)):
-            raise TypeError(
-                f"journal must be a Journal (rollback_lessons.durable.journal.Journal(path)), "
-                f"got {journal!r}"
-            )
+        _guards.check_run(clock, journal)
         self.name = name
         self.faults = normalize_injection(inject, steps) if inject else _NO_FAULTS
         clock = clock if clock is not None else SYSTEM_CLOCK
@@ -180,25 +155,7 @@ class Run(Driver):
         self, seq: int, kind: EventKind, step: str | None, details: Mapping[str, Any]
     ) -> None:
         if self.journal is not None:
-            try:
-                self._journal_watch(seq, kind, step, details)
-            except BaseException as exc:
-                if kind is EventKind.COMMITTED and not isinstance(exc, Exception):
-                    self.in_doubt = exc  # a Ctrl-C as the commit was written: did it land?
-                raise
-        if kind is EventKind.COMMITTED:  # committed now (and written): a Ctrl-C in an
-            try:  # observer of it is re-raised once the run is over, never undoes it
-                self._observe(seq, kind, step, details)
-            except BaseException as exc:
-                if isinstance(exc, Exception) or self.raise_after is not None:
-                    raise
-                self.raise_after = exc
-            return
-        self._observe(seq, kind, step, details)
-
-    def _observe(
-        self, seq: int, kind: EventKind, step: str | None, details: Mapping[str, Any]
-    ) -> None:
+            _guards.journal_watch(self, seq, kind, step, details)
         if self.tracer is not None:
             self.states.append(self.snapshot)  # type: ignore[arg-type]
         want_log = self.log_level <= logging.ERROR and level_of(kind, details) >= self.log_level
@@ -215,35 +172,10 @@ class Run(Driver):
                     self.on_event(event)
                 except Exception:  # a broken observer must never stop a rollback
                     _log.exception("on_event callback failed for %s", kind)
-
-    taken: tuple[UndoJournalRun, TakenOver] | None = None  # the run a takeover ended, and how
-    in_doubt: BaseException | None = None  # a Ctrl-C that came as the commit was written
-
-    def _journal_watch(
-        self, seq: int, kind: EventKind, step: str | None, details: Mapping[str, Any]
-    ) -> None:
-        """The journal writes the event down. Once a step returned after ``recover --force``
-        took the saga over (the writer then drops the run), every other branch that returns
-        later is reported too: it may also have landed after recover undid it."""
-        journal = self.journal
-        assert journal is not None
-        jrun = journal.jrun
-        if jrun is None and self.taken is not None and kind is EventKind.STEP_DONE:
-            assert step is not None
-            taken, why = self.taken
-            taken.late_effect(step, describe(why))
-            self.m.notes = [
-                *self.m.notes,
-                f"step {step!r} also returned after the saga was taken over: its effect may "
-                f"have landed after recover undid it; check {step!r} by hand",
-            ]
-            return
-        try:
-            journal.watch(seq, kind, step, details)
-        except TakenOver as exc:
-            if kind is EventKind.STEP_DONE and jrun is not None:
-                self.taken = (jrun, exc)
-            raise
+                except BaseException as exc:  # a Ctrl-C once committed: re-raised after
+                    if kind is not EventKind.COMMITTED or self.raise_after is not None:
+                        raise
+                    self.raise_after = exc
 
     def trace(self, tracer: Callable[[], Mapping[str, Any]]) -> None:
         """Keep the state after every event (a snapshot after each call: only a call
@@ -450,19 +382,7 @@ class Run(Driver):
         """Does a journal keep what an interruption leaves, for ``recover``?"""
         return self.journal is not None and self.journal.jrun is not None
 
-    def fenced(self) -> BaseException | None:
-        """Checked after a wait, before another undo attempt: ``recover --force`` may have
-        taken the saga over meanwhile (and undone it); then this run runs no other undo and
-        writes nothing more (the machine halts it, the takeover its note)."""
-        journal = self.journal
-        if journal is None or journal.jrun is None:
-            return None
-        try:
-            journal.jrun.holds()
-        except TakenOver as exc:
-            journal.jrun = None
-            return exc
-        return None
+    fenced = _guards.fenced  # (after a wait, before another undo: taken over meanwhile?)
 
     # -- the end ------------------------------------------------------------------------
 
@@ -477,59 +397,17 @@ class Run(Driver):
                 if op is not None:
                     assert not isinstance(op, Ready)  # (a list's machine: never "start these")
                     return op
-            cut = self._cut_forward(error)
-            if cut is not None:
-                return cut
-            return self.m.fail(error)
+            return _guards.cut_forward(self, error) or self.m.fail(error)
         except BaseException as exc:
             if not self.m.rolling:  # it never heard of the failure: tell it now
                 self.m.fail(error)
             return self.cut(exc)
-
-    def _cut_forward(self, error: BaseException) -> Op | None:
-        """A Ctrl-C outside a step's call going forward (in an event, a stamp, between a
-        call's return and the machine hearing of it): the steps running are cut short, as
-        one interrupted inside its call is (it may have happened: leaked, or undone if its
-        undo was logged before it); then the run fails. None: nothing was running."""
-        m = self.m
-        if m.rolling or m.phase is Phase.DONE:
-            return None
-        if m.completed:  # cut between a step's done and its undo's log: logged now
-            last = m.completed[-1]
-            spec = m.specs[last] if isinstance(m, GraphMachine) else m.spec
-            if spec is not None and spec.name == last and spec.has_undo and not m.logged(last):
-                log_anyway(m, spec)
-        if isinstance(error, Exception):
-            return None
-        if isinstance(m, GraphMachine):
-            cut: GraphOp | None = None
-            for step in m.busy:
-                cut = m.step_cut(step, error)
-            return cut if cut is not None and type(cut) is not Ready else None  # type: ignore[return-value]
-        if m.phase in (Phase.STEP, Phase.STEP_WAIT):
-            op = m.interrupted(error)
-            return op if op is not RAISE else None  # (a with-block's: then it fails)
-        return None
 
     def roll_back(self, error: BaseException) -> Op:
         return self.drive(self.fail(error))  # (a Finished op only passes through)
 
     async def aroll_back(self, error: BaseException, cancelled: bool = False) -> Op:
         return await self.adrive(self.fail(error, cancelled))
-
-    def forward_broke(self, error: BaseException) -> Op:
-        """Something outside a step's call raised going forward (``Saga.run``): the run
-        fails there, as a with-block's does when its code raises; a Ctrl-C is re-raised once
-        what was done is undone (or left pending, said so), never swallowed."""
-        if not isinstance(error, Exception) and self.raise_after is None:
-            self.raise_after = error
-        if error is self.in_doubt:  # the journal alone knows whether the commit landed
-            error.add_note(
-                "rollback: the Ctrl-C came as the journal recorded the commit: nothing was "
-                "undone; the journal says whether it committed (if not, recover rolls it back)"
-            )
-            return Finished(self.m)
-        return self.roll_back(error)
 
     def commit(self) -> None:
         self.tick()
@@ -546,16 +424,8 @@ class Run(Driver):
         """Close the run: notes on the error when the rollback is incomplete, and the
         journal's end. An interrupted rollback is not ended in the journal: ``recover``
         finishes it."""
-        m = self.m
         if error is not None:
-            notes = m.exception_notes()
-            carriers = [error]
-            if m.interruption is not None and m.interruption is not error:
-                carriers.append(m.interruption)
-            for carrier in carriers:
-                if notes and not _noted(carrier, notes):  # (a frozen dataclass, a tuple)
-                    m.notes = [*m.notes, f"the {type(carrier).__name__} raised refused these "
-                               "notes (add_note failed); the outcome keeps them"]  # fmt: skip
+            _guards.add_notes(self, error)
         if self.journal is not None:
             self.journal.end(error)
         self.m.watch = None  # nothing more to watch: no cycle left (run -> machine -> run)

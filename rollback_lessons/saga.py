@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from . import _graph_drive
+from . import _graph_drive, _guards
 from ._run import Run
 from .calls import check_callable
 from .clock import Clock
-from .errors import DuplicateStepError, InvalidPipelineError, UnknownStepError, UnsafeOrderError
+from .errors import DuplicateStepError, InvalidPipelineError, UnsafeOrderError
 from .events import EventKind, EventSink, describe
-from .faults import UNDO_FAULTS, InjectionLike
+from .faults import InjectionLike
 from .graph import Parallel, check_graph_order, flatten
 from .operations import StepSpec
 from .outcome import Outcome
@@ -264,8 +264,7 @@ class Saga:
         next (its action is called then; unnamed steps last, in definition order). The
         explorer and the property tests try the completion orders that way.
         """
-        if completion is not None:
-            self._check_completion(completion)
+        _guards.check_completion(completion, self.names)
         run, world, before = self._prepare(
             state, inject, policy, register, undo_order, clock, on_event, journal, run_id,
             graph=completion is not None,
@@ -281,10 +280,9 @@ class Saga:
                 _graph_drive.drive_graph(run, asked)
             else:
                 run.asked = asked
-                cut = run.heard() if asked is not None else None
-                run.drive(cut if cut is not None else run.m.start())  # type: ignore[arg-type]
+                run.drive((asked and run.heard()) or run.m.start())  # type: ignore[arg-type]
         except BaseException as exc:  # a journal write, a Ctrl-C going forward: fails there
-            run.forward_broke(exc)
+            _guards.forward_broke(run, exc)
         run.finish(run.m.error)
         if run.raise_after is not None:
             raise run.raise_after  # Ctrl-C: undone (or left pending), but not swallowed
@@ -351,34 +349,6 @@ class Saga:
             raise stopped
         return outcome
 
-    def _check_completion(self, completion: Sequence[str]) -> None:
-        if isinstance(completion, str) or not all(isinstance(s, str) for s in completion):
-            raise TypeError(f"completion must be a list of step names, got {completion!r}")
-        unknown = [s for s in completion if s not in self._by_name]
-        if unknown:
-            raise UnknownStepError(
-                f"completion names unknown steps {', '.join(map(repr, unknown))}; the steps "
-                f"are: {', '.join(self.names)}"
-            )
-
-    def _check_inject(self, inject: InjectionLike) -> None:
-        """An undo fault on a step without an undo could never happen: refused, as an
-        unknown step is (the rest is checked by ``faults.normalize_injection``)."""
-        if not isinstance(inject, Mapping):
-            return
-        for step, spec in inject.items():
-            if step in self._undos or step not in self._by_name:
-                continue
-            specs = (
-                (spec,) if isinstance(spec, str) else spec if isinstance(spec, tuple | list) else ()
-            )
-            wrong = [str(f) for f in specs if str(f) in UNDO_FAULTS]
-            if wrong:
-                raise InvalidPipelineError(
-                    f"inject gives step {step!r} the fault {wrong[0]!r}, but it has no undo: "
-                    "the fault could never happen"
-                )
-
     def _prepare(
         self,
         state: State | None,
@@ -397,8 +367,7 @@ class Saga:
             raise TypeError(f"state must be a mutable mapping, got {type(state).__name__}")
         if register is not None:
             check_register(register)
-        if inject:
-            self._check_inject(inject)
+        _guards.check_inject(inject, self.names, self._undos)
         run = Run(
             name=self.name,
             policy=policy if policy is not None else self.policy,
