@@ -7,7 +7,7 @@ these; every rule they apply is still the machine's."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .clock import VirtualClock
@@ -20,6 +20,7 @@ from .schedule import GraphMachine, GraphOp, Ready, log_anyway
 
 if TYPE_CHECKING:
     from ._run import Run
+    from .outcome import Outcome
 
 # -- refused before anything runs -----------------------------------------------------------
 
@@ -84,12 +85,20 @@ def check_inject(inject: object, names: Collection[str], undos: Collection[str])
 # -- a Ctrl-C (or a write) that breaks the run going forward -------------------------------
 
 
+AFTER_COMMIT = "rollback: the Ctrl-C came once the saga had committed: there is nothing to undo"
+
+
 def forward_broke(run: Run, error: BaseException) -> Op:
     """Something outside a step's call raised going forward (``Saga.run``): the run fails
     there, as a with-block's does when its code raises; a Ctrl-C is re-raised once what was
     done is undone (or left pending, said so), never swallowed."""
     if not isinstance(error, Exception) and run.raise_after is None:
         run.raise_after = error
+    if run.m.phase is Phase.DONE and not run.m.rolling:  # committed already: re-raised as is
+        run.raise_after = run.raise_after or error
+        if not isinstance(error, Exception):
+            error.add_note(AFTER_COMMIT)
+        return Finished(run.m)
     if error is run.in_doubt:  # the journal alone knows whether the commit landed
         error.add_note(
             "rollback: the Ctrl-C came as the journal recorded the commit: nothing was "
@@ -97,6 +106,23 @@ def forward_broke(run: Run, error: BaseException) -> Op:
         )
         return Finished(run.m)
     return run.roll_back(error)
+
+
+def end(run: Run, outcome: Callable[[], Outcome]) -> Outcome:
+    """``Saga.run``'s end: the run closed, a Ctrl-C re-raised (never swallowed), else its
+    outcome. A Ctrl-C that lands once the saga committed (while its outcome is built) says
+    so: nothing was undone, and nothing needed to be."""
+    try:
+        run.finish(run.m.error)
+        if run.raise_after is not None:
+            raise run.raise_after
+        return outcome()
+    except BaseException as exc:
+        committed = run.m.phase is Phase.DONE and not run.m.rolling
+        noted = AFTER_COMMIT in getattr(exc, "__notes__", ())
+        if committed and not noted and not isinstance(exc, Exception):
+            exc.add_note(AFTER_COMMIT)
+        raise
 
 
 def cut_forward(run: Run, error: BaseException) -> Op | None:

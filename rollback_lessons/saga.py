@@ -283,10 +283,7 @@ class Saga:
                 run.drive((asked and run.heard()) or run.m.start())  # type: ignore[arg-type]
         except BaseException as exc:  # a journal write, a Ctrl-C going forward: fails there
             _guards.forward_broke(run, exc)
-        run.finish(run.m.error)
-        if run.raise_after is not None:
-            raise run.raise_after  # Ctrl-C: undone (or left pending), but not swallowed
-        return self._outcome(run, world, before, state)
+        return _guards.end(run, partial(self._outcome, run, world, before, state))
 
     async def arun(
         self,

@@ -597,3 +597,21 @@ def test_a_ctrl_c_as_the_commit_is_written_undoes_nothing(tmp_path, monkeypatch)
     assert world.standing() == ["a", "b"]
     assert journal.sagas()[0].status == "committed"
     assert any("commit" in note for note in caught.value.__notes__)
+
+
+@pytest.mark.parametrize("graph", [False, True])
+def test_a_ctrl_c_once_the_saga_committed_undoes_nothing_and_says_so(graph):
+    """A Ctrl-C in an observer of the commit: the saga committed, so nothing is undone; the
+    KeyboardInterrupt is re-raised, with a note saying the saga had committed."""
+    world: dict[str, int] = {}
+    steps = three_steps(world)
+    saga = Saga([Parallel(steps[0], steps[1]), steps[2]] if graph else steps)
+
+    def observer(event):
+        if event.kind == "committed":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt) as caught:
+        saga.run({}, on_event=observer)
+    assert world == {"a": 1, "b": 1, "c": 1}
+    assert any("committed" in note for note in caught.value.__notes__)
