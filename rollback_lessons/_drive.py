@@ -7,16 +7,19 @@ loop is written once (``operations``); the sync and async twins only make its ca
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Callable, Collection, Generator, Mapping
 from typing import Any, NamedTuple
 
-from .calls import PLAIN, call_timed, checked, what
+from .calls import PLAIN, call_timed, checked, is_async, what
 from .clock import Clock
 from .errors import Cancelled
+from .events import describe
 from .faults import untraced
-from .machine import Machine
+from .machine import Machine, Phase
 from .operations import Ask, Op, RunStep, RunUndo, Wait
-from .schedule import cancel
+from .schedule import cancel, past_pivot
 
 NO_ARGS: tuple[Any, ...] = ()
 
@@ -53,6 +56,82 @@ async def within(awaitable: Any, timeout: float, role: str, step: str) -> Any:
     raise TimeoutError(f"{what(role, step)} took longer than its timeout of {timeout} s")
 
 
+def failed_asking(m: Machine, error: BaseException) -> Op | None:
+    """The cancel function raised ``error``: the run fails with it, as if a step had (what
+    was done is undone; the outcome says ``rolled_back``, not ``cancelled``). Once the
+    irreversible step started it is declined and noted, as a cancel is (``schedule``)."""
+    if m.rolling or m.phase is Phase.DONE:
+        return None
+    if past_pivot(m):
+        m.notes = [*m.notes, f"the cancel function raised ({describe(error)}) once the "
+                   "irreversible step had started: ignored, the run goes on forward"]  # fmt: skip
+        return None
+    if m.phase is Phase.STEP:
+        m.stop(error)  # told done first: its undo is logged, then the run fails
+        return None
+    if m.phase is Phase.STEP_WAIT:
+        return m.interrupted(error)  # (the step waiting to retry failed for good)
+    return m.fail(error)
+
+
+async def acall_timed(
+    fn: Callable[..., Any], args: tuple[Any, ...], role: str, step: str, timeout: float
+) -> Any:
+    """``call_timed`` for the async engine: an undo that is not a coroutine function, with a
+    timeout, is called in a helper thread (a blocking call must neither freeze the event
+    loop nor outlast its timeout: past it the attempt fails and the call goes on there, its
+    result dropped, as in ``saga.run``); an awaitable it returns is awaited here, within the
+    time left (``within``)."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    box: asyncio.Future[Any] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if not box.done():
+            box.set_exception(error) if error is not None else box.set_result(result)
+
+    def target() -> None:
+        try:
+            result, error = fn(*args), None
+        except BaseException as exc:
+            result, error = None, exc
+        with contextlib.suppress(RuntimeError):  # (the loop closed meanwhile: nobody waits)
+            loop.call_soon_threadsafe(settle, result, error)
+
+    start = loop.time()
+    threading.Thread(
+        target=target, name=f"rollback-lessons {what(role, step)}", daemon=True
+    ).start()
+    try:
+        done, _ = await asyncio.wait({box}, timeout=timeout)
+    except BaseException:
+        box.cancel()
+        raise
+    if box not in done:
+        box.cancel()
+        raise TimeoutError(f"{what(role, step)} took longer than its timeout of {timeout} s")
+    result = box.result()
+    if result is not None and hasattr(result, "__await__"):
+        return await within(result, max(timeout - (loop.time() - start), 0.0), role, step)
+    return result
+
+
+def own_cancel(exc: BaseException) -> bool:
+    """A step's (or undo's) own CancelledError (a library it awaits cancelled a future),
+    told from a real cancel: the task running it is not being cancelled. A failure then,
+    not an interrupt."""
+    if type(exc).__name__ != "CancelledError":
+        return False
+    import asyncio
+
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no event loop running
+        return False
+    return isinstance(exc, asyncio.CancelledError) and task is not None and not task.cancelling()
+
+
 class Driver:
     """What a run holds to carry out operations; ``Run`` fills it in."""
 
@@ -70,6 +149,9 @@ class Driver:
     stopped_by: BaseException | None = None  # what stopped it (a task's CancelledError)
     error: BaseException | None = None  # the last step error (a with-block raises it)
     raise_after: BaseException | None = None  # a Ctrl-C to re-raise when the rollback is done
+    wake: Any = None  # (arun) an asyncio.Event set once the run stops: retry waits end then
+    taken: Any = None  # (journal run, TakenOver): the run a takeover ended, and how
+    in_doubt: BaseException | None = None  # a Ctrl-C that came as the commit was written
 
     def snap(self) -> None:
         """Snapshot the state (a traced run)."""
@@ -77,6 +159,10 @@ class Driver:
     def kept(self) -> bool:
         """Does a journal keep what an interruption leaves, for ``recover``?"""
         return False
+
+    def fenced(self) -> BaseException | None:
+        """The error if another process took the saga over (a journal's fence), else None."""
+        return None
 
     def tick(self) -> None:
         """Stamp the time of what is about to be told to the machine."""
@@ -107,8 +193,8 @@ class Driver:
                     continue
                 self.results[step] = result
                 self.called()
-                if self.asked is not None and self.asked():
-                    cancel(m, self.cancelling())  # it stops here, once this step is done
+                if self.asked is not None:
+                    self.heard()  # it stops here, once this step is done
                 op = m.step_ok()
             elif kind is RunUndo:
                 step, _, timeout = op  # type: ignore[misc]
@@ -132,8 +218,13 @@ class Driver:
                     op = self.wait_raised(exc)
                     continue
                 self.tick()
-                if self.asked is not None and self.asked():
-                    cut = cancel(m, self.cancelling())  # a step waiting to retry is lost
+                if m.rolling:  # another undo attempt: is the saga still this run's?
+                    taken = self.fenced()
+                    if taken is not None:
+                        op = m.interrupted(taken)
+                        continue
+                if self.asked is not None:
+                    cut = self.heard()  # a step waiting to retry is lost
                     if cut is not None:
                         op = cut  # type: ignore[assignment]
                         continue
@@ -142,6 +233,17 @@ class Driver:
                 op = m.answer("leave")  # in process, nobody is there to answer: halted
             else:
                 return op
+
+    def heard(self) -> Op | None:
+        """Ask the caller's cancel (a step returned, a wait ended): the machine's answer if
+        the run stops now, else None (a running step's run stops when it is told done)."""
+        m = self.m
+        try:
+            if not self.asked():  # type: ignore[misc]
+                return None
+        except Exception as exc:  # a failure, not a cancel (a store it reads is down)
+            return failed_asking(m, untraced(exc))
+        return cancel(m, self.cancelling())  # type: ignore[return-value]
 
     def cancelling(self) -> BaseException:
         """The error a cancelled run fails with (``Saga.run(cancel=...)``, or the
@@ -198,13 +300,16 @@ class Driver:
                         done = await self.clock.asleep(todo)  # type: ignore[arg-type, func-returns-value]
                     else:
                         fn, args, role, step, timeout = todo  # type: ignore[misc]
-                        done = fn(*args)
-                        if done is not None and hasattr(done, "__await__"):
-                            done = await (
-                                done if timeout is None else within(done, timeout, role, step)
-                            )
-                        elif done is not None and role == "action":
-                            checked(done, role, step)
+                        if timeout is not None and not is_async(fn):  # (it may block)
+                            done = await acall_timed(fn, args, role, step, timeout)
+                        else:
+                            done = fn(*args)
+                            if done is not None and hasattr(done, "__await__"):
+                                done = await (
+                                    done if timeout is None else within(done, timeout, role, step)
+                                )
+                            elif done is not None and role == "action":
+                                checked(done, role, step)
                 except BaseException as exc:  # CancelledError too
                     todo = loop.throw(exc)
                     continue
@@ -218,7 +323,7 @@ class Driver:
 
     def step_raised(self, exc: BaseException) -> Op:
         self.called()
-        if isinstance(exc, Exception):
+        if isinstance(exc, Exception) or own_cancel(exc):
             self.error = untraced(exc)
             return self.m.step_failed(exc)
         self.error = self.raise_after = exc  # Ctrl-C: the step failed for good, no retry
@@ -226,7 +331,7 @@ class Driver:
 
     def undo_raised(self, exc: BaseException) -> Op:
         self.called()
-        if isinstance(exc, Exception):
+        if isinstance(exc, Exception) or own_cancel(exc):
             return self.m.undo_failed(untraced(exc))
         self.raise_after = exc  # Ctrl-C: what is left is pending
         return self.m.interrupted(exc, self.kept())

@@ -16,11 +16,12 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._drive import Call
+from ._drive import Call, failed_asking, own_cancel
 from .calls import call_sync, call_timed, checked
 from .faults import untraced
+from .machine import Phase
 from .operations import Op, RunStep, Wait
-from .schedule import GraphMachine, GraphOp, Ready, cancel
+from .schedule import GraphMachine, GraphOp, Ready, cancel, past_pivot
 
 if TYPE_CHECKING:
     from ._run import Run
@@ -33,9 +34,20 @@ Pick = Callable[[tuple[str, ...]], str]
 
 def _cancel(run: Run, asked: Asked) -> GraphOp | None:
     """Tell the machine if the caller asked to stop (once)."""
-    if asked is not None and not run.m.cancelled and asked():
-        return cancel(run.m, run.cancelling())  # type: ignore[return-value]
-    return None
+    gm: GraphMachine = run.m  # type: ignore[assignment]
+    if asked is None or gm.cancelled:
+        return None
+    try:
+        if not asked():
+            return None
+    except Exception as exc:  # a failure, not a cancel (``_drive.failed_asking``)
+        if gm.rolling or gm.phase is Phase.DONE or gm.failing:
+            return None
+        if past_pivot(gm):
+            failed_asking(gm, untraced(exc))  # (declined, and noted)
+            return None
+        return gm.broken(untraced(exc))
+    return cancel(gm, run.cancelling())  # type: ignore[return-value]
 
 
 CancelLike = Callable[[], bool] | Any
@@ -76,7 +88,7 @@ def step_ops(
                 result = yield Call(run.actions[step], run.args, "action", step, None)
         except BaseException as exc:
             run.called()
-            if isinstance(exc, Exception):
+            if isinstance(exc, Exception) or own_cancel(exc):  # (its own CancelledError)
                 run.error = untraced(exc)
                 op = gm.step_error(step, exc)
             else:  # Ctrl-C: failed for good, never retried; re-raised once it is all over
@@ -99,8 +111,8 @@ def step_ops(
             return op
         run.results[step] = result
         run.called()
-        _cancel(run, asked)
-        return gm.step_done(step)
+        done = gm.step_done(step)  # told done first: what stops the run then undoes it
+        return _cancel(run, asked) or done
 
 
 def _carry(run: Run, loop: Generator[Call | float, Any, GraphOp]) -> GraphOp:
@@ -167,38 +179,97 @@ async def _acarry(run: Run, loop: Generator[Call | float, Any, GraphOp]) -> Grap
                     elif done is not None:
                         checked(done, role, name)
                 else:
-                    done = await run.clock.asleep(todo)  # type: ignore[func-returns-value]
+                    await _wait(run, todo)
+                    done = None
             except BaseException as exc:
                 todo = loop.throw(exc)
                 continue
             todo = loop.send(done)
     except StopIteration as over:
         return over.value  # type: ignore[no-any-return]
+    except (KeyboardInterrupt, SystemExit) as exc:  # outside the step's call: asyncio would
+        raise Escaped(exc) from None  # end the event loop with it; adrive_graph fails the run
+
+
+async def _wait(run: Run, seconds: float) -> None:
+    """A branch's wait before its next attempt, cut short once the run stops meanwhile (a
+    cancel, a sibling failing for good): it will not be tried again, so nothing is waited
+    for (its machine hears the wait is over and ends it)."""
+    import asyncio
+
+    if run.wake is None:
+        return await run.clock.asleep(seconds)  # type: ignore[func-returns-value]
+    sleep = asyncio.ensure_future(run.clock.asleep(seconds))
+    woken = asyncio.ensure_future(run.wake.wait())
+    try:
+        await asyncio.wait({sleep, woken}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        sleep.cancel()
+        woken.cancel()
+    return None
+
+
+POLL = 0.05
+"""Seconds between two looks at the cancel while every branch runs or waits (``arun``)."""
+
+
+class Escaped(Exception):
+    """A KeyboardInterrupt or SystemExit raised in a step's task outside its call, carried
+    out of the task (asyncio re-raises these out of the event loop, leaving every other
+    branch behind); ``adrive_graph`` takes the original back out."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(type(exc).__name__)
+        self.exc = exc
 
 
 async def adrive_graph(run: Run, asked: Asked = None) -> Op:
     """Run the graph's ready steps at once, as asyncio tasks, until the run is over; then
     the rollback, if any. Called shielded (``Saga.arun``): a cancellation of the caller's
-    task is told to the machine there, and this goes on to undo."""
+    task is told to the machine there, and this goes on to undo. Whatever raises going
+    forward outside a step's call (a journal write as a step starts or ends) never leaves a
+    branch behind: the machine hears it (``broken``), the branches still running are
+    awaited and told, and only then is the run failed with it."""
     import asyncio
 
     gm: GraphMachine = run.m  # type: ignore[assignment]
     tasks: dict[asyncio.Future[GraphOp], str] = {}
+    broken: BaseException | None = None
+    run.wake = asyncio.Event()  # set once the run stops: a branch's retry wait ends then
     op: GraphOp = _cancel(run, asked) or gm.start()
     while type(op) is Ready:
-        cut = _cancel(run, asked)
+        cut = _cancel(run, asked) if broken is None else None
         if cut is not None:
             op = cut
             continue
-        for step in gm.ready():
-            run.tick()
-            gm.launch(step)  # here, not in the task: no step is launched twice
-            tasks[asyncio.ensure_future(_acarry(run, step_ops(run, step, asked)))] = step
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        answers = []
+        if gm.failing:
+            run.wake.set()
+        try:
+            for step in gm.ready():
+                run.tick()
+                gm.launch(step)  # here, not in the task: no step is launched twice
+                tasks[asyncio.ensure_future(_acarry(run, step_ops(run, step, asked)))] = step
+        except BaseException as exc:  # (a step whose start was not written never runs)
+            broken = broken or exc
+            gm.broken(exc)  # (that step still counts as running: no answer ends the run)
+        if not tasks:
+            break
+        poll = POLL if asked is not None and not gm.failing else None
+        done, _ = await asyncio.wait(tasks, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
+        answers: list[GraphOp | None] = []
         for task in done:
             del tasks[task]
-            answers.append(task.result())
-        over = [a for a in answers if type(a) is not Ready]
+            try:
+                answers.append(task.result())
+            except BaseException as exc:  # told the machine in part: the run fails there
+                exc = exc.exc if isinstance(exc, Escaped) else exc
+                broken = broken or exc
+                answers.append(gm.broken(exc))
+        over = [a for a in answers if a is not None and type(a) is not Ready]
         op = over[0] if over else Ready(gm.ready())
+    if broken is not None and not isinstance(broken, Exception) and run.raise_after is None:
+        run.raise_after = broken  # a Ctrl-C: re-raised once what was done is undone
+    if type(op) is Ready:  # no step's end answered the run's end: it fails here
+        assert broken is not None
+        return await run.aroll_back(broken)
     return await run.adrive(op)  # type: ignore[arg-type]

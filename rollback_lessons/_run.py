@@ -23,6 +23,7 @@ from collections.abc import Callable, Collection, Mapping
 from functools import partial
 from typing import Any
 
+from . import _guards
 from ._drive import Driver
 from .calls import PLAIN, check_callable, checked, plain
 from .clock import SYSTEM_CLOCK, Clock, SystemClock
@@ -84,6 +85,7 @@ class Run(Driver):
             check_undo_order(undo_order, GRAPH_UNDO_ORDERS)
         if on_event is not None and not callable(on_event):
             raise TypeError(f"on_event must be callable, got {on_event!r}")
+        _guards.check_run(clock, journal)
         self.name = name
         self.faults = normalize_injection(inject, steps) if inject else _NO_FAULTS
         clock = clock if clock is not None else SYSTEM_CLOCK
@@ -153,7 +155,7 @@ class Run(Driver):
         self, seq: int, kind: EventKind, step: str | None, details: Mapping[str, Any]
     ) -> None:
         if self.journal is not None:
-            self.journal.watch(seq, kind, step, details)
+            _guards.journal_watch(self, seq, kind, step, details)
         if self.tracer is not None:
             self.states.append(self.snapshot)  # type: ignore[arg-type]
         want_log = self.log_level <= logging.ERROR and level_of(kind, details) >= self.log_level
@@ -170,6 +172,10 @@ class Run(Driver):
                     self.on_event(event)
                 except Exception:  # a broken observer must never stop a rollback
                     _log.exception("on_event callback failed for %s", kind)
+                except BaseException as exc:  # a Ctrl-C once committed: re-raised after
+                    if kind is not EventKind.COMMITTED or self.raise_after is not None:
+                        raise
+                    self.raise_after = exc
 
     def trace(self, tracer: Callable[[], Mapping[str, Any]]) -> None:
         """Keep the state after every event (a snapshot after each call: only a call
@@ -376,6 +382,8 @@ class Run(Driver):
         """Does a journal keep what an interruption leaves, for ``recover``?"""
         return self.journal is not None and self.journal.jrun is not None
 
+    fenced = _guards.fenced  # (after a wait, before another undo: taken over meanwhile?)
+
     # -- the end ------------------------------------------------------------------------
 
     def fail(self, error: BaseException, cancelled: bool = False) -> Op:
@@ -389,7 +397,7 @@ class Run(Driver):
                 if op is not None:
                     assert not isinstance(op, Ready)  # (a list's machine: never "start these")
                     return op
-            return self.m.fail(error)
+            return _guards.cut_forward(self, error) or self.m.fail(error)
         except BaseException as exc:
             if not self.m.rolling:  # it never heard of the failure: tell it now
                 self.m.fail(error)
@@ -416,12 +424,8 @@ class Run(Driver):
         """Close the run: notes on the error when the rollback is incomplete, and the
         journal's end. An interrupted rollback is not ended in the journal: ``recover``
         finishes it."""
-        m = self.m
         if error is not None:
-            for note in m.exception_notes():
-                error.add_note(note)
-                if m.interruption is not None and m.interruption is not error:
-                    m.interruption.add_note(note)
+            _guards.add_notes(self, error)
         if self.journal is not None:
             self.journal.end(error)
         self.m.watch = None  # nothing more to watch: no cycle left (run -> machine -> run)

@@ -38,6 +38,11 @@ def plain(fn: object) -> bool:
     return type(fn) is _FUNCTION and not fn.__code__.co_flags & _NOT_PLAIN  # type: ignore[attr-defined]
 
 
+def is_async(fn: object) -> bool:
+    """A coroutine function (through partials and bound methods)?"""
+    return not _plain(fn) and inspect.iscoroutinefunction(fn)
+
+
 def check_callable(fn: object, role: str, step: str, *, allow_async: bool) -> None:
     """Refuse what cannot run as ``step``'s ``role`` ("action", "undo"), before anything
     runs."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from .errors import (
     InjectedFault,
@@ -170,7 +170,10 @@ class FailingUndo:
         return self.fn(*args)
 
 
-def untraced(error: Exception) -> Exception:
+_E = TypeVar("_E", bound=BaseException)
+
+
+def untraced(error: _E) -> _E:
     """An injected fault loses its traceback: it shows only the engine's own frames, and
     would keep them (and the whole run) alive as long as the outcome is kept; the explorer
     keeps tens of thousands. A real error keeps its traceback."""

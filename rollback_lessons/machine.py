@@ -380,7 +380,7 @@ class Machine:
             self.pivot_done = self.pivot_done or spec.kind == Kind.PIVOT
         self.phase = _FORWARD
         if self.watch is not None:
-            self._emit(EventKind.STEP_DONE, spec.name)
+            self._emit(EventKind.STEP_DONE, spec.name)  # (if it raises: ``Run._cut_forward``)
             if spec.has_undo and spec.register == "after":
                 self._log(spec)
         else:  # no one watches: its rows, inline (a step is most of a saga's cost)
@@ -527,8 +527,8 @@ class Machine:
         self.compensated, self.dead_letters, self.pending, self.semantic = [], [], [], []
 
     def _next_undo(self) -> RunUndo | Finished:
-        if self.index >= len(self.todo):
-            return self._rollback_done()
+        if self.index >= len(self.todo):  # (cut short at the last undo's event: said so)
+            return self._rollback_done() if self.interruption is None else self._cut_short()
         self.entry = self.todo[self.index]  # (attempts made before a crash count, below)
         self.base, self.attempt = 0, self.entry.before + 1
         return self._undo_attempt()
@@ -637,14 +637,14 @@ class Machine:
         over = {*self.compensated, *(d.step for d in self.dead_letters), *self.pending}
         left = [e.step for e in self.todo if e.step not in over]
         self.pending.extend(left)  # type: ignore[attr-defined]
-        self.halted = self.halted or bool(left)
+        taken = isinstance(exc, TakenOver)  # (a journal's fence): the new holder finishes it
+        self.halted = self.halted or bool(left) or taken
         what = type(exc).__name__ if not isinstance(exc, Exception) else describe(exc)
         rest = f"not known to be undone: {', '.join(left)}" if left else "every undo had run"
-        self.notes = [
-            *self.notes,
-            f"rollback interrupted by {what} {self.interrupted_where}; {rest}"
-            + (" (the journal keeps them for recover)" if self.kept and left else ""),
-        ]
+        kept = " (the journal keeps them for recover)" if self.kept and left else ""
+        then = "; the process that took the saga over finishes its rollback" if taken else kept
+        note = f"rollback interrupted by {what} {self.interrupted_where}; {rest}"
+        self.notes = [*self.notes, note + then]
         self.index = len(self.todo)
         return self._rollback_done(interrupted=type(exc).__name__)
 

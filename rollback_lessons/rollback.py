@@ -93,6 +93,8 @@ class _Base:
         except Exception as error:
             return error
         self._run.finish(None)
+        if self._run.raise_after is not None:  # a Ctrl-C in an observer of the commit
+            raise self._run.raise_after
         return None
 
     def _enter(self) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from . import _graph_drive
+from . import _graph_drive, _guards
 from ._run import Run
 from .calls import check_callable
 from .clock import Clock
@@ -32,7 +32,6 @@ from .rules import (
     check_register,
 )
 from .schedule import GraphMachine
-from .schedule import cancel as cancel_run
 from .snapshots import safe_snapshot, snapshot
 
 State = MutableMapping[str, Any]
@@ -265,6 +264,7 @@ class Saga:
         next (its action is called then; unnamed steps last, in definition order). The
         explorer and the property tests try the completion orders that way.
         """
+        _guards.check_completion(completion, self.names)
         run, world, before = self._prepare(
             state, inject, policy, register, undo_order, clock, on_event, journal, run_id,
             graph=completion is not None,
@@ -280,14 +280,10 @@ class Saga:
                 _graph_drive.drive_graph(run, asked)
             else:
                 run.asked = asked
-                cut = cancel_run(run.m, run.cancelling()) if asked is not None and asked() else None
-                run.drive(cut if cut is not None else run.m.start())  # type: ignore[arg-type]
-        except Exception as exc:  # a journal write going forward: the run fails there
-            run.roll_back(exc)
-        run.finish(run.m.error)
-        if run.raise_after is not None:
-            raise run.raise_after  # Ctrl-C: undone (or left pending), but not swallowed
-        return self._outcome(run, world, before, state)
+                run.drive((asked and run.heard()) or run.m.start())  # type: ignore[arg-type]
+        except BaseException as exc:  # a journal write, a Ctrl-C going forward: fails there
+            _guards.forward_broke(run, exc)
+        return _guards.end(run, partial(self._outcome, run, world, before, state))
 
     async def arun(
         self,
@@ -368,6 +364,7 @@ class Saga:
             raise TypeError(f"state must be a mutable mapping, got {type(state).__name__}")
         if register is not None:
             check_register(register)
+        _guards.check_inject(inject, self.names, self._undos)
         run = Run(
             name=self.name,
             policy=policy if policy is not None else self.policy,

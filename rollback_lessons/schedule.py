@@ -28,6 +28,7 @@ order (synchronously), or at once as asyncio tasks (``Saga.arun``).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -144,7 +145,7 @@ class GraphMachine(Machine):
         self.last_error: dict[str, BaseException] = {}
         self.started: list[str] = []
         self.ended: list[str] = []
-        self.failures: list[tuple[str, BaseException]] = []
+        self.failures: list[tuple[str | None, BaseException]] = []
 
     # -- which steps may start --------------------------------------------------------------
 
@@ -222,10 +223,17 @@ class GraphMachine(Machine):
             self.pivot_done = self.pivot_done or spec.kind == Kind.PIVOT
         if self.watch is None:
             self.rows.append((_ROW_DONE, step, (), self.now))
+            if spec.has_undo and spec.register == "after":
+                self._log(spec)
         else:
-            self._emit(EventKind.STEP_DONE, step)
-        if spec.has_undo and spec.register == "after":
-            self._log(spec)
+            try:
+                self._emit(EventKind.STEP_DONE, step)
+            except BaseException:  # (an observer, a journal write): undone all the same
+                if spec.has_undo and spec.register == "after":
+                    log_anyway(self, spec)
+                raise
+            if spec.has_undo and spec.register == "after":
+                self._log(spec)
         return self._next()
 
     def step_error(self, step: str, error: BaseException) -> GraphOp:
@@ -278,6 +286,18 @@ class GraphMachine(Machine):
         self._emit(EventKind.STEP_FAILED, step, details)
         return self._next()
 
+    def broken(self, error: BaseException) -> GraphOp | None:
+        """Something outside a step's call raised going forward (a journal write as a step
+        starts or ends): nothing more starts, and once the running steps have ended (each
+        told as usual) the run fails with it, by the machine's rules (rolled back, or halted
+        after a pivot). The driver awaits them first: a branch still running is never left
+        behind by a rollback. Answers the run's end at once when no step runs (None while
+        steps still run, or once the run failed)."""
+        if self.rolling or self.phase is Phase.DONE:
+            return None
+        self.failures.append((None, error))
+        return self._next() if not self.busy_count else None
+
     def cancel(self, error: BaseException) -> GraphOp | None:
         """The run's caller cancels it (told through ``schedule.cancel``, which declines it
         once the run failed or past the pivot): nothing more starts; the steps running
@@ -323,6 +343,14 @@ class GraphMachine(Machine):
             below=self.below if self.undo_order == "by_dependency" else {},
         )
         return [entry[step] for step in steps]
+
+
+def log_anyway(m: Machine, spec: StepSpec) -> None:
+    """Log a done step's undo although something raised around it (an observer of its
+    event, a Ctrl-C): the run that fails there undoes it. The entry is kept in memory even
+    if its own event raises too (the first error is the one that goes on)."""
+    with contextlib.suppress(BaseException):
+        m._log(spec)
 
 
 PAST_PIVOT = (
@@ -378,6 +406,7 @@ __all__ = [
     "cancel",
     "concurrent",
     "dependants",
+    "log_anyway",
     "past_pivot",
     "undo_order",
 ]

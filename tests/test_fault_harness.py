@@ -227,9 +227,14 @@ def test_a_keyboard_interrupt_at_every_event(tmp_path, name, make, inject):
 def test_the_harness_finds_a_false_state(tmp_path, monkeypatch):
     """The harness can fail: a journal that forgets the pivot makes recover compensate
     across it, and the harness says so."""
+    from rollback_lessons import _guards
     from rollback_lessons.durable import records
 
+    def dies(run, error):  # the Ctrl-C ends the process there: the saga is left to recover
+        raise error
+
     monkeypatch.setattr(records.JournalRun, "pivot", lambda self, step, state: None)
+    monkeypatch.setattr(_guards, "forward_broke", dies)
     problems = trial(tmp_path, "forgets", pivot_saga, {}, Faults(event_at=6))
     assert any("across the pivot" in p for p in problems), problems
 

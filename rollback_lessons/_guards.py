@@ -1,0 +1,224 @@
+"""What goes wrong around a run in process, and what its drivers do then (issue 25, the
+third attack on the engine): bad arguments refused before anything runs; a Ctrl-C going
+forward (the steps running cut short, a done step's undo logged, a commit in doubt left to
+the journal); a saga taken over by ``recover --force`` (every branch that lands later
+reported); an error that refuses notes (the outcome keeps them). ``Run`` and ``Saga`` call
+these; every rule they apply is still the machine's."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .clock import VirtualClock
+from .errors import InvalidPipelineError, TakenOver, UnknownStepError
+from .events import EventKind, describe
+from .faults import UNDO_FAULTS
+from .machine import Phase
+from .operations import RAISE, Finished, Op
+from .schedule import GraphMachine, GraphOp, Ready, log_anyway
+
+if TYPE_CHECKING:
+    from ._run import Run
+    from .outcome import Outcome
+
+# -- refused before anything runs -----------------------------------------------------------
+
+
+def check_run(clock: object, journal: object) -> None:
+    """A run's clock and journal, checked before anything (a journal) is started."""
+    if clock is not None and type(clock) is not VirtualClock:
+        check_clock(clock)
+    if journal is not None:
+        check_journal(journal)
+
+
+def check_clock(clock: object) -> None:
+    missing = [a for a in ("sleep", "time", "monotonic", "run_id") if not callable(
+        getattr(clock, a, None))]  # fmt: skip
+    if missing:
+        raise TypeError(
+            f"clock must be a Clock (SystemClock(), VirtualClock(), ...), got {clock!r}, "
+            f"which has no {', '.join(missing)}"
+        )
+
+
+def check_journal(journal: object) -> None:
+    if not callable(getattr(journal, "start", None)):
+        raise TypeError(
+            f"journal must be a Journal (rollback_lessons.durable.journal.Journal(path)), "
+            f"got {journal!r}"
+        )
+
+
+def check_completion(completion: Sequence[str] | None, names: Sequence[str]) -> None:
+    """``Saga.run(completion=...)``: step names of the saga, in a list."""
+    if completion is None:
+        return
+    if isinstance(completion, str) or not all(isinstance(s, str) for s in completion):
+        raise TypeError(f"completion must be a list of step names, got {completion!r}")
+    unknown = [s for s in completion if s not in names]
+    if unknown:
+        raise UnknownStepError(
+            f"completion names unknown steps {', '.join(map(repr, unknown))}; the steps "
+            f"are: {', '.join(names)}"
+        )
+
+
+def check_inject(inject: object, names: Collection[str], undos: Collection[str]) -> None:
+    """An undo fault on a step without an undo could never happen: refused, as an unknown
+    step is (the rest is checked by ``faults.normalize_injection``)."""
+    if not inject or not isinstance(inject, Mapping):
+        return
+    for step, spec in inject.items():
+        if step in undos or step not in names:
+            continue
+        specs = (spec,) if isinstance(spec, str) else spec if isinstance(spec, tuple | list) else ()
+        wrong = [str(f) for f in specs if str(f) in UNDO_FAULTS]
+        if wrong:
+            raise InvalidPipelineError(
+                f"inject gives step {step!r} the fault {wrong[0]!r}, but it has no undo: "
+                "the fault could never happen"
+            )
+
+
+# -- a Ctrl-C (or a write) that breaks the run going forward -------------------------------
+
+
+AFTER_COMMIT = "rollback: the Ctrl-C came once the saga had committed: there is nothing to undo"
+
+
+def forward_broke(run: Run, error: BaseException) -> Op:
+    """Something outside a step's call raised going forward (``Saga.run``): the run fails
+    there, as a with-block's does when its code raises; a Ctrl-C is re-raised once what was
+    done is undone (or left pending, said so), never swallowed."""
+    if not isinstance(error, Exception) and run.raise_after is None:
+        run.raise_after = error
+    if run.m.phase is Phase.DONE and not run.m.rolling:  # committed already: re-raised as is
+        run.raise_after = run.raise_after or error
+        if not isinstance(error, Exception):
+            error.add_note(AFTER_COMMIT)
+        return Finished(run.m)
+    if error is run.in_doubt:  # the journal alone knows whether the commit landed
+        error.add_note(
+            "rollback: the Ctrl-C came as the journal recorded the commit: nothing was "
+            "undone; the journal says whether it committed (if not, recover rolls it back)"
+        )
+        return Finished(run.m)
+    return run.roll_back(error)
+
+
+def end(run: Run, outcome: Callable[[], Outcome]) -> Outcome:
+    """``Saga.run``'s end: the run closed, a Ctrl-C re-raised (never swallowed), else its
+    outcome. A Ctrl-C that lands once the saga committed (while its outcome is built) says
+    so: nothing was undone, and nothing needed to be."""
+    try:
+        run.finish(run.m.error)
+        if run.raise_after is not None:
+            raise run.raise_after
+        return outcome()
+    except BaseException as exc:
+        committed = run.m.phase is Phase.DONE and not run.m.rolling
+        noted = AFTER_COMMIT in getattr(exc, "__notes__", ())
+        if committed and not noted and not isinstance(exc, Exception):
+            exc.add_note(AFTER_COMMIT)
+        raise
+
+
+def cut_forward(run: Run, error: BaseException) -> Op | None:
+    """The run fails going forward (``Run.fail``): a step done whose undo's log was cut off
+    (its done event raised) is logged now; and for a Ctrl-C outside a step's call (in an
+    event, a stamp, between a call's return and the machine hearing of it) the steps
+    running are cut short, as one interrupted inside its call is (it may have happened:
+    leaked, or undone if its undo was logged before it). None: the machine's ``fail``."""
+    m = run.m
+    if m.rolling or m.phase is Phase.DONE:
+        return None
+    if m.completed:
+        last = m.completed[-1]
+        spec = m.specs[last] if isinstance(m, GraphMachine) else m.spec
+        if spec is not None and spec.name == last and spec.has_undo and not m.logged(last):
+            log_anyway(m, spec)
+    if isinstance(error, Exception):
+        return None
+    if isinstance(m, GraphMachine):
+        cut: GraphOp | None = None
+        for step in m.busy:
+            cut = m.step_cut(step, error)
+        return cut if cut is not None and type(cut) is not Ready else None  # type: ignore[return-value]
+    if m.phase in (Phase.STEP, Phase.STEP_WAIT):
+        op = m.interrupted(error)
+        return op if op is not RAISE else None  # (a with-block's: then it fails)
+    return None
+
+
+# -- a takeover; an error that refuses notes ----------------------------------------------
+
+
+def journal_watch(
+    run: Run, seq: int, kind: EventKind, step: str | None, details: Mapping[str, Any]
+) -> None:
+    """The journal writes the event down. Once a step returned after ``recover --force``
+    took the saga over (the writer then drops the run), every other branch that returns
+    later is reported too: it may also have landed after recover undid it."""
+    journal = run.journal
+    assert journal is not None
+    jrun = journal.jrun
+    if jrun is None and run.taken is not None and kind is EventKind.STEP_DONE:
+        assert step is not None
+        taken, why = run.taken
+        taken.late_effect(step, describe(why))
+        run.m.notes = [
+            *run.m.notes,
+            f"step {step!r} also returned after the saga was taken over: its effect may "
+            f"have landed after recover undid it; check {step!r} by hand",
+        ]
+        return
+    try:
+        journal.watch(seq, kind, step, details)
+    except TakenOver as exc:
+        if kind is EventKind.STEP_DONE and jrun is not None:
+            run.taken = (jrun, exc)
+        raise
+    except BaseException as exc:
+        if kind is EventKind.COMMITTED and not isinstance(exc, Exception):
+            run.in_doubt = exc  # a Ctrl-C as the commit was written: did it land?
+        raise
+
+
+def fenced(run: Run) -> BaseException | None:
+    """``Run.fenced``, checked after a wait, before another undo attempt: ``recover
+    --force`` may have taken the saga over meanwhile (and undone it); then this run runs no
+    other undo and writes nothing more (the machine halts it, the takeover its note)."""
+    journal = run.journal
+    if journal is None or journal.jrun is None:
+        return None
+    try:
+        journal.jrun.holds()
+    except TakenOver as exc:
+        journal.jrun = None
+        return exc
+    return None
+
+
+def add_notes(run: Run, error: BaseException) -> None:
+    """The notes of an incomplete rollback on the error (and on the interruption); one
+    that refuses them (a frozen dataclass, a tuple of notes) is never replaced: the
+    outcome keeps them, and says so."""
+    m = run.m
+    notes = m.exception_notes()
+    if not notes:
+        return
+    carriers = [error]
+    if m.interruption is not None and m.interruption is not error:
+        carriers.append(m.interruption)
+    for carrier in carriers:
+        try:
+            for note in notes:
+                carrier.add_note(note)
+        except Exception:
+            m.notes = [
+                *m.notes,
+                f"the {type(carrier).__name__} raised refused these notes (add_note "
+                "failed); the outcome keeps them",
+            ]
