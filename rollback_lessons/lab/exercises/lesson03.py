@@ -168,8 +168,8 @@ q2 = Exercise(
     hints=(
         "The refund fails twice, so it needs at least three attempts.",
         "The waits are initial_delay, then initial_delay * multiplier, ...: add them up.",
-        "Patient is a number of attempts, brief is the waits between them added up: which "
-        "of RetryPolicy's numbers sets each, and which one keeps a wait from being 0?",
+        "Getting it refunded is a number of attempts; within 1 s is the waits added up: "
+        "which of RetryPolicy's numbers sets each, and which one keeps a wait from being 0?",
     ),
     solution_code=(
         "# exercise: 03.2\n"
