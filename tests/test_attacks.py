@@ -450,6 +450,12 @@ _SLOW_REGISTRY = textwrap.dedent(
 )
 
 
+def _ctrl_c_default() -> None:
+    """The child hears Ctrl-C as from a terminal, even when this run was started in the
+    background (a shell starts background jobs with SIGINT ignored, and children inherit it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_during_recover_is_one_line_and_leaves_the_saga_for_the_next(tmp_path):
     """The defect: a KeyboardInterrupt traceback (5 of 10 trials)."""
     path = _crashed(tmp_path)
@@ -460,6 +466,7 @@ def test_ctrl_c_during_recover_is_one_line_and_leaves_the_saga_for_the_next(tmp_
         [sys.executable, "-m", "rollback_lessons", "recover", str(path), "--registry",
          "slow_registry"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_ctrl_c_default,
     )  # fmt: skip
     deadline = time.monotonic() + 60
     while not (log.exists() and "start" in log.read_text()) and time.monotonic() < deadline:

@@ -477,6 +477,13 @@ def test_a_file_that_is_not_a_regular_file_is_refused_in_one_line(tmp_path, what
 
 # -- J. a Ctrl-C while the command is still importing --------------------------------------
 
+
+def _ctrl_c_default() -> None:
+    """The child hears Ctrl-C as from a terminal, even when this run was started in the
+    background (a shell starts background jobs with SIGINT ignored, and children inherit it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 EARLY_CTRL_C = textwrap.dedent(
     """
     import os, runpy, signal, sys
@@ -498,7 +505,10 @@ EARLY_CTRL_C = textwrap.dedent(
 def test_a_ctrl_c_while_the_command_imports_is_one_line_and_exit_130():
     """The defect: a KeyboardInterrupt traceback and exit -2 (the command's handler was
     installed only once the package had been imported)."""
-    done = subprocess.run([sys.executable, "-c", EARLY_CTRL_C], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", EARLY_CTRL_C], capture_output=True, text=True,
+        preexec_fn=_ctrl_c_default,
+    )  # fmt: skip
     assert (done.returncode, done.stderr) == (130, "rollback-lessons: interrupted (Ctrl-C)\n")
 
 
@@ -507,7 +517,7 @@ def test_importing_the_package_elsewhere_changes_no_signal_handler():
         "import signal, rollback_lessons, rollback_lessons.cli;"
         "assert signal.getsignal(signal.SIGINT) is signal.default_int_handler"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code], check=True, preexec_fn=_ctrl_c_default)
 
 
 def test_the_command_catches_a_ctrl_c_itself_once_started(monkeypatch, capsys):
