@@ -13,7 +13,7 @@ import math
 import os
 import sqlite3
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -103,10 +103,37 @@ _MIGRATE_4_TO_5 = [
 _MIGRATIONS = {1: _MIGRATE_1_TO_2, 2: _MIGRATE_2_TO_3, 3: _MIGRATE_3_TO_4, 4: _MIGRATE_4_TO_5}
 
 
+class Written:
+    """Whether a transaction's COMMIT took effect (``transaction``)."""
+
+    committed = False
+
+
+@contextlib.contextmanager
+def transaction(con: sqlite3.Connection, written: Written | None = None) -> Iterator[None]:
+    """BEGIN IMMEDIATE ... COMMIT, whatever lands when: a Ctrl-C is raised as a call
+    returns, so after BEGIN took the write lock or after COMMIT wrote. An open transaction
+    is rolled back (never left holding the lock); one that committed is said so
+    (``written``), so that its caller does not write it again."""
+    at_commit = False
+    try:
+        con.execute("BEGIN IMMEDIATE")
+        yield
+        at_commit = True
+        con.execute("COMMIT")
+        if written is not None:
+            written.committed = True
+    except BaseException:
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+        elif at_commit and written is not None:
+            written.committed = True
+        raise
+
+
 def _migrate(con: sqlite3.Connection) -> None:
     """Bring a journal opened for writing to this version's schema, in one transaction."""
-    con.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(con):
         current = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         at = int(current[0])  # another process may have migrated it meanwhile
         if at < SCHEMA_VERSION:
@@ -116,10 +143,6 @@ def _migrate(con: sqlite3.Connection) -> None:
             con.execute(
                 "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
             )
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    con.execute("COMMIT")
 
 
 class JournalError(RollbackLessonsError):

@@ -16,6 +16,7 @@ not reported leaked; the next durable commit syncs it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -40,6 +41,7 @@ from .files import (  # noqa: F401 (re-exported: the journal's names, as before)
     JournalError,
     JournalTakenOver,
     JournalUnusable,
+    Written,
     _bad_value,
     _cell,
     _check_arguments,
@@ -51,6 +53,7 @@ from .files import (  # noqa: F401 (re-exported: the journal's names, as before)
     _open_read_only,
     _schema_statements,
     _uri,
+    transaction,
 )
 from .kept import UnjournaledPolicy, policy_data, policy_of  # noqa: F401 (re-exported)
 from .records import Claimed, JournalRun, SagaRecord, UndoRecord, me
@@ -128,8 +131,10 @@ class Journal:
         *,
         fences: Mapping[str, int] | None = None,
         sync: bool = True,
+        written: Written | None = None,
     ) -> None:
-        """Apply statements in one durable transaction.
+        """Apply statements in one durable transaction (``written`` says, even when an
+        exception ends the call, whether they were committed).
 
         Statements of the same text run together (in the order each text first appears),
         which keeps every insert before the updates of the rows it adds. So a batch must
@@ -147,24 +152,21 @@ class Journal:
         grouped: dict[str, list[tuple[Any, ...]]] = {}
         for sql, params in statements:
             grouped.setdefault(sql, []).append(params)
+        written = written if written is not None else Written()
         with self._lock:
-            if not sync:
-                self._con.execute("PRAGMA synchronous=NORMAL")
             try:
-                self._con.execute("BEGIN IMMEDIATE")
-                try:
+                if not sync:
+                    self._con.execute("PRAGMA synchronous=NORMAL")
+                with transaction(self._con, written):
                     if fences and not self._quiet():
                         for saga_id, gen in fences.items():
                             self._check_fence(saga_id, gen)
                     for sql, rows in grouped.items():
                         self._con.executemany(sql, rows)
-                except BaseException:
-                    self._con.execute("ROLLBACK")
-                    raise
-                self._con.execute("COMMIT")
             finally:
-                if not sync:
-                    self._con.execute("PRAGMA synchronous=FULL")
+                if not sync:  # (never raising over the error that ended the write)
+                    with contextlib.suppress(Exception):
+                        self._con.execute("PRAGMA synchronous=FULL")
 
     def _check_fence(self, saga_id: str, gen: int) -> None:
         row = self._con.execute(
@@ -202,33 +204,25 @@ class Journal:
         the reason to leave it alone.
         """
         pid, host, started = me()
-        with self._lock:
-            self._con.execute("BEGIN IMMEDIATE")
-            try:
-                pending = self._unfinished_undos("pending")
-                intents = self._unfinished_undos("intent")
-                claimed, skipped = [], []
-                for saga in self._sagas_locked("WHERE s.status IN ('running', 'rolling_back')", ()):
-                    reason = decide(saga, pending.get(saga.id, []))
-                    if reason is None:
-                        claimed.append(saga)
-                    else:
-                        skipped.append((saga, reason))
-                self._con.executemany(
-                    "UPDATE sagas SET claim_pid = ?, claim_host = ?, claim_started = ?,"
-                    " claimed_at = ?, claim_gen = claim_gen + 1 WHERE id = ?",
-                    [(pid, host, started, time.time(), s.id) for s in claimed],
-                )
-                gens = dict(
-                    self._con.execute(f"SELECT id, claim_gen FROM sagas WHERE id IN ({_IDS})")
-                )
-                seqs = self._last_seqs_locked()
-                version = self._con.execute("PRAGMA data_version").fetchone()[0]
-            except BaseException:
-                self._con.execute("ROLLBACK")
-                raise
-            self._con.execute("COMMIT")
-            self._claimed_at = version  # (read inside: no other commit could come between)
+        with self._lock, transaction(self._con):  # one transaction: read, decide, claim
+            pending = self._unfinished_undos("pending")
+            intents = self._unfinished_undos("intent")
+            claimed, skipped = [], []
+            for saga in self._sagas_locked("WHERE s.status IN ('running', 'rolling_back')", ()):
+                reason = decide(saga, pending.get(saga.id, []))
+                if reason is None:
+                    claimed.append(saga)
+                else:
+                    skipped.append((saga, reason))
+            self._con.executemany(
+                "UPDATE sagas SET claim_pid = ?, claim_host = ?, claim_started = ?,"
+                " claimed_at = ?, claim_gen = claim_gen + 1 WHERE id = ?",
+                [(pid, host, started, time.time(), s.id) for s in claimed],
+            )
+            gens = dict(self._con.execute(f"SELECT id, claim_gen FROM sagas WHERE id IN ({_IDS})"))
+            seqs = self._last_seqs_locked()
+            version = self._con.execute("PRAGMA data_version").fetchone()[0]
+        self._claimed_at = version  # (read inside: no other commit could come between)
         out = [
             Claimed(s, gens[s.id], pending.get(s.id, []), intents.get(s.id, []), seqs.get(s.id, 0))
             for s in claimed

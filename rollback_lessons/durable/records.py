@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..events import Event, describe
 from ..rules import NamedUndo
+from .files import Written
 
 if TYPE_CHECKING:
     from .journal import Journal
@@ -206,8 +207,8 @@ class JournalRun:
         try:
             self.flush()
         except BaseException:
-            if not keep:
-                self._pending.remove(statement)
+            if not keep:  # (gone already if it was written: a Ctrl-C as COMMIT returned)
+                self._pending = [st for st in self._pending if st is not statement]
             raise
 
     def confirm(self, position: int) -> None:
@@ -349,9 +350,12 @@ class JournalRun:
         self._pending.append((sql, params))
 
     def flush(self, *, sync: bool = True) -> None:
-        statements = self.take()
+        statements, written = self.take(), Written()
         try:
-            self.journal.write(statements, fences={self.saga_id: self.gen}, sync=sync)
-        except BaseException:
-            self._pending[:0] = statements  # nothing was written: they go with the next
+            self.journal.write(
+                statements, fences={self.saga_id: self.gen}, sync=sync, written=written
+            )
+        except BaseException:  # (a Ctrl-C as COMMIT returned, or after: written, not again)
+            if not written.committed:
+                self._pending[:0] = statements  # nothing written: they go with the next
             raise
