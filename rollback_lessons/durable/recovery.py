@@ -9,7 +9,9 @@ What ``recover`` promises, whatever the operator or the next crash does:
 
 - **Registries.** It runs an undo only by its registered name. A saga with a compensation
   the given registry does not know is left unfinished and reported, so a later run with
-  the right registry can still finish it; nothing is imported, nothing falls back.
+  the right registry can still finish it; nothing is imported, nothing falls back. A
+  registry whose lookup raises stops it (``RegistryFailed``): nothing claimed if asked while
+  claiming; asked before an undo, that saga left unfinished, what ran before recorded.
 - **Claims.** It claims each saga (its pid, host and process start time, in one SQLite
   transaction) before touching it. A saga whose process still runs, or that a running
   ``recover`` claimed, is left alone and reported; a claim or owner that is dead (or a
@@ -60,13 +62,33 @@ from .journal import (
     policy_of,
 )
 from .records import Claimed, JournalRun, SagaRecord, UndoRecord, me
-from .registry import Registry, call_compensation, default_registry
+from .registry import Registry, UnknownCompensationError, call_compensation, default_registry
 
 
 class RecoveryInterrupted(JournalError):
     """An undo ended the process's work during ``recover`` (``sys.exit``, or another
     BaseException that is not a Ctrl-C: an asyncio ``CancelledError``, a library's own): an
     interrupt, not a failure; what ran is recorded, the rest left for the next ``recover``."""
+
+
+class RegistryFailed(JournalError):
+    """The registry raised when asked for a compensation (one backed by a service that is
+    down, say): recover stops there, the saga left unfinished for the next recover; asked
+    while claiming, nothing at all is claimed (the claim's transaction is rolled back)."""
+
+
+def _ask(registry: Registry, lookup: Callable[[str], Any], name: str, then: str) -> Any:
+    """``lookup(name)``, a question to ``registry`` about compensation ``name``; if it
+    raises, a ``RegistryFailed`` that says so in one line (``then``: what was left)."""
+    try:
+        return lookup(name)
+    except UnknownCompensationError:
+        raise
+    except Exception as exc:
+        raise RegistryFailed(
+            f"the registry ({type(registry).__name__}) raised {describe(exc)} when asked for "
+            f"compensation {name!r}; {then}"
+        ) from None
 
 
 def _safe(text: str) -> str:
@@ -205,8 +227,12 @@ def recover(
                 "Restore it from a copy, or finish its sagas by hand"
             )
 
+        def known(name: str) -> bool:
+            then = "nothing was claimed or undone; run recover again when it answers"
+            return bool(_ask(registry, registry.__contains__, name, then))
+
         def decide(saga: SagaRecord, pending: list[UndoRecord]) -> str | None:
-            unknown = sorted({u.compensation for u in pending if u.compensation not in registry})
+            unknown = sorted({u.compensation for u in pending if not known(u.compensation)})
             if unknown and not pivot_at_stake(saga.pivot_state):
                 return (
                     f"the registry has no compensation named {', '.join(map(repr, unknown))}; "
@@ -334,22 +360,50 @@ def _is_async(fn: Callable[..., Any]) -> bool:
 
 
 def _await(awaitable: Any, timeout: float | None, step: str) -> None:
-    """Await an undo's awaitable to its end in an event loop of its own (``recover`` is
-    synchronous); from a thread whose loop is running (a notebook), in a helper thread."""
+    """Await an undo's awaitable to its end (``recover`` is synchronous), on an event loop
+    of its own in a daemon thread, from any thread (a notebook's has a running loop).
+
+    Past ``timeout`` the awaited call is cancelled and the attempt fails (``within``, as in
+    process); one that will not stop (it swallows the cancellation) is left behind on that
+    loop, which goes on in its thread, nobody waiting for it, as a blocking undo goes on in
+    its helper thread. (``asyncio.run`` would wait for it at its shutdown: forever.)"""
     import asyncio
 
     async def main() -> None:
         await (awaitable if timeout is None else within(awaitable, timeout, "undo", step))
 
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        asyncio.run(main())
-        return
-    from concurrent.futures import ThreadPoolExecutor
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(main())  # (its thread has not started: nothing runs it yet)
+    error: list[BaseException] = []
+    settled = threading.Event()
 
-    with ThreadPoolExecutor(1, thread_name_prefix="rollback-lessons recover") as pool:
-        pool.submit(asyncio.run, main()).result()
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            try:
+                loop.run_until_complete(task)
+            except BaseException as exc:  # told in the caller's thread, whatever it is
+                error.append(exc)
+            settled.set()
+            left = asyncio.all_tasks(loop)
+            if left:  # an undo that would not stop: it goes on here, its outcome dropped
+                loop.run_until_complete(asyncio.wait(left))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            settled.set()
+            asyncio.set_event_loop(None)
+            loop.close()
+
+    threading.Thread(target=serve, name=f"rollback-lessons undo of {step!r}", daemon=True).start()
+    try:
+        settled.wait()
+    except BaseException:  # a Ctrl-C while it runs: its call is cancelled, as in process
+        with contextlib.suppress(RuntimeError):  # (the loop closed meanwhile: it ended)
+            loop.call_soon_threadsafe(task.cancel)
+        raise
+    if error:
+        raise error[0]
 
 
 def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: _Writer) -> Recovery:
@@ -418,8 +472,15 @@ def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: _Writ
         # taken over meanwhile runs nothing more (cheap: the row is read only if another
         # connection has written since this one claimed)
         run.journal.holds(saga.id, claimed.gen)
+        fn = _ask(
+            registry,
+            registry.resolve,
+            undo.compensation,
+            f"recover stopped before the undo of {undo.step!r} (saga {saga.id!r}); the saga is "
+            "left unfinished, that undo pending, for the next recover",
+        )
         try:
-            run_undo(registry.resolve(undo.compensation), undo, op.timeout)
+            run_undo(fn, undo, op.timeout)
         except Exception as exc:
             op = m.undo_failed(exc)
         except KeyboardInterrupt:
