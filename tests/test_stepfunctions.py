@@ -436,6 +436,7 @@ def test_a_cancel_heard_while_a_steps_task_waits_answers_it_and_undoes_what_was_
     """The cancel comes just as ``waited``'s task arrives (before it is launched): that task
     is answered SagaStopping and what was done is undone, as ``saga.run`` does with the
     cancel set once the step before it returned; it never waits for a task left unanswered."""
+
     def saga(event):
         steps = [_step(n) for n in ("hold", "room", "car")]
         if waited == "room":  # in process: the cancel is heard once the hold returned
