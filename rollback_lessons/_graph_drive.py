@@ -40,14 +40,22 @@ def _cancel(run: Run, asked: Asked) -> GraphOp | None:
     try:
         if not asked():
             return None
-    except Exception as exc:  # a failure, not a cancel (``_drive.failed_asking``)
-        if gm.rolling or gm.phase is Phase.DONE or gm.failing:
-            return None
-        if past_pivot(gm):
-            failed_asking(gm, untraced(exc))  # (declined, and noted)
-            return None
-        return gm.broken(untraced(exc))
+    except Exception as exc:
+        return asking_failed(gm, exc)
     return cancel(gm, run.cancelling())  # type: ignore[return-value]
+
+
+def asking_failed(gm: GraphMachine, error: Exception) -> GraphOp | None:
+    """The cancel function raised ``error``: a failure, not a cancel (``_drive.failed_asking``):
+    nothing more starts, and once the running steps ended the run fails with it, as a step's
+    error would (what was done is undone); past the pivot declined, and noted. Also the Step
+    Functions runner's rule (``runners/stepfunctions/live.py``)."""
+    if gm.rolling or gm.phase is Phase.DONE or gm.failing:
+        return None
+    if past_pivot(gm):
+        failed_asking(gm, untraced(error))  # (declined, and noted)
+        return None
+    return gm.broken(untraced(error))
 
 
 CancelLike = Callable[[], bool] | Any

@@ -427,3 +427,95 @@ def test_a_cancel_once_the_email_went_is_declined_and_stop_execution_halts(runne
     stopped = runner.execute(saga(cancel), state, cancel=cancel, stop_execution=True)
     assert stopped.outcome.status is Status.HALTED and stopped.outcome.pending == ("a",)
     assert state == {"a": "done", "email": "done"}
+
+
+@pytest.mark.parametrize("waited", ["hold", "room"])
+def test_a_cancel_heard_while_a_steps_task_waits_answers_it_and_undoes_what_was_done(
+    runner, monkeypatch, waited
+):
+    """The cancel comes just as ``waited``'s task arrives (before it is launched): that task
+    is answered SagaStopping and what was done is undone, as ``saga.run`` does with the
+    cancel set once the step before it returned; it never waits for a task left unanswered."""
+
+    def saga(event):
+        steps = [_step(n) for n in ("hold", "room", "car")]
+        if waited == "room":  # in process: the cancel is heard once the hold returned
+            steps[0] = Step("hold", lambda s: (_act("hold", s), event.set()),
+                            partial(_undo, "hold"))  # fmt: skip
+        return Saga(steps, name="trip")
+
+    local_cancel = threading.Event()
+    if waited == "hold":
+        local_cancel.set()
+    local = saga(local_cancel).run({}, cancel=local_cancel, clock=VirtualClock())
+    cancel, receive = threading.Event(), runner.sqs.receive_message
+
+    def received(**options):  # the cancel comes with the waited step's task message
+        got = receive(**options)
+        for message in got.get("Messages", []):
+            body = json.loads(message["Body"])
+            if (body.get("call"), body.get("step")) == ("action", waited):
+                cancel.set()
+        return got
+
+    monkeypatch.setattr(runner.sqs, "receive_message", received)
+    state = {}
+    execution = runner.execute(saga(threading.Event()), state, cancel=cancel, timeout=10)
+    assert cancel.is_set()
+    same_outcome(local, execution.outcome)
+    assert execution.outcome.status is Status.CANCELLED
+    assert state == ({"hold": "undone"} if waited == "room" else {})
+    assert execution.status == "FAILED"  # its Cancelled state, not a timeout
+
+
+def test_stop_execution_before_the_execution_entered_a_state_stops_it_nothing_done(runner):
+    """StopExecution asked before the first step: moto (5.2.5) cannot stop an execution not
+    yet in a state, so the runner stops it once its first task came; nothing ran, nothing is
+    undone, the outcome says cancelled (nothing was done) and names StopExecution."""
+    cancel = threading.Event()
+    cancel.set()
+    state = {}
+    execution = runner.execute(Saga([_step("a"), _step("b")]), state, cancel=cancel,
+                               stop_execution=True)  # fmt: skip
+    assert execution.status in MOTO_STOPPED and state == {}
+    outcome = execution.outcome
+    assert outcome.status is Status.CANCELLED and outcome.completed == ()
+    assert "StopExecution" in repr(outcome.error) and "StopExecution" in outcome.notes[0]
+
+
+@pytest.mark.parametrize("stop_execution", [False, True])
+@pytest.mark.parametrize("raises_after", ["a", "b"])
+def test_a_cancel_function_that_raises_fails_the_run_as_in_process(
+    runner, raises_after, stop_execution
+):
+    """A cancel function that raises (its source is down) once ``raises_after`` returned:
+    the run fails with its error and what was done is undone, as ``saga.run`` does (with
+    StopExecution too: nothing was asked to stop, an error happened)."""
+
+    def make():
+        flags = {"up": True}
+
+        def step(name):
+            def act(state):
+                _act(name, state)
+                flags["up"] = flags["up"] and name != raises_after
+
+            return Step(name, act, partial(_undo, name))
+
+        def cancel():
+            if not flags["up"]:
+                raise RuntimeError("cancel source down")
+            return False
+
+        return Saga([step(n) for n in "abc"], name="abc"), cancel
+
+    saga, cancel = make()
+    local_state = {}
+    local = saga.run(local_state, cancel=cancel, clock=VirtualClock())
+    saga, cancel = make()
+    state = {}
+    outcome = runner.run(saga, state, cancel=cancel, stop_execution=stop_execution)
+    same_outcome(local, outcome)
+    assert outcome.status is Status.ROLLED_BACK and repr(outcome.error) == repr(
+        RuntimeError("cancel source down"))  # fmt: skip
+    assert state == local_state and set(state.values()) == {"undone"}

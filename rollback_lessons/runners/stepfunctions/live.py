@@ -9,14 +9,18 @@ definition order (``saga.run``); with ``completion`` every ready step starts at 
 running step named first finishes next (``saga.run(..., completion=...)``). A task that
 arrives for a step the machine says may not start is answered ``SagaStopping``.
 
-A cancel (``cancel``, heard whenever a step returns and before each step starts) is told to
-the machine: nothing more starts, the next task is answered ``SagaStopping`` and its branch
-ends, and what was done is undone (status ``cancelled``). ``stop_execution=True`` does what
+A cancel (``cancel``, heard whenever a step returns, before each step starts and once its
+task came) is told to the machine: nothing more starts, the next task (or the one that just
+came) is answered ``SagaStopping`` and its branch ends, and what was done is undone (status
+``cancelled``). A cancel function that raises fails the run with its error, as in process
+(``_graph_drive.asking_failed``). ``stop_execution=True`` does what
 Step Functions' ``StopExecution`` does instead, heard before a step starts (one at a time:
 while its task waits): the execution is stopped (``ABORTED`` on AWS; moto 5.2.5 ends it
 ``FAILED``, an error of its interpreter's, or, stopped between two states, leaves it
-``RUNNING`` forever: the runner waits 5 s, then reports what moto says) and nothing is
-undone: the outcome says so (``halted``, every undo pending, a note naming StopExecution).
+``RUNNING`` forever: the runner waits 5 s, then reports what moto says; one not yet in a
+state moto cannot stop: stopped again once its first task came) and nothing is undone: the
+outcome says so (``halted``, every undo pending, a note naming StopExecution; ``cancelled``
+when nothing was done yet).
 """
 
 from __future__ import annotations
@@ -25,9 +29,11 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict
+from functools import partial
 from typing import Any
 
 from ... import schedule
+from ..._graph_drive import asking_failed
 from ...errors import Cancelled
 from ...machine import HALTED_FORWARD as HALTS_FORWARD
 from ...machine import Machine
@@ -87,6 +93,7 @@ class Live:
         self.pick, self.asked, self.stop_execution = pick, asked, stop_execution
         self.deadline = deadline
         self.inbox: list[dict[str, Any]] = []  # task messages not yet answered
+        self.entered = False  # a task message of this execution came: it is in a state
         self.stopped = False
 
     # -- messages ---------------------------------------------------------------------------
@@ -108,6 +115,7 @@ class Live:
             body = json.loads(message["Body"])
             if body.get("run") == self.worker.run_id:
                 self.inbox.append(body)
+                self.entered = True
         self._refuse()
         if not got:
             if self.runner.sfn.describe_execution(executionArn=self.arn)["status"] != "RUNNING":
@@ -116,8 +124,9 @@ class Live:
 
     def _refuse(self) -> None:
         """A step's task that may not start now and never will: the run failed, or was
-        cancelled, and the step was not launched (``SagaStopping``)."""
-        if not self.m.failing:
+        cancelled, and the step was not launched (``SagaStopping``). Once StopExecution
+        stopped the execution, nothing of it is answered any more."""
+        if not self.m.failing or self.stopped:
             return
         for body in list(self.inbox):
             if body["call"] != "action":
@@ -130,12 +139,16 @@ class Live:
 
     def task(self, call: str, step: str = "") -> str:
         """Wait for the task ``call`` of ``step`` (its token)."""
+        return str(self._take(call, step)["token"])
+
+    def _take(self, call: str, step: str = "") -> dict[str, Any]:
+        """Wait for the task ``call`` of ``step`` (its message, out of the inbox)."""
         while True:
             for body in self.inbox:
                 key = body.get("step", "")
                 if body["call"] == call and (not step or self.plan.step_of(key) == step):
                     self.inbox.remove(body)
-                    return str(body["token"])
+                    return body
             self._receive()
 
     def _ok(self, token: str, output: dict[str, Any]) -> None:
@@ -147,10 +160,16 @@ class Live:
     # -- forward ----------------------------------------------------------------------------
 
     def _cancel(self) -> GraphOp | Op | None:
-        """Tell the machine if the caller asked to stop (once)."""
+        """Tell the machine if the caller asked to stop (once); a cancel function that
+        raises fails the run with its error, as in process (``_graph_drive``)."""
         m = self.m
-        if self.asked is None or m.cancelled or self.stopped or not self.asked():
+        if self.asked is None or m.cancelled or self.stopped:
             return None
+        try:
+            if not self.asked():
+                return None
+        except Exception as exc:
+            return asking_failed(m, exc)
         if self.stop_execution:
             return self._stop()
         return schedule.cancel(m, Cancelled("the run was cancelled by its caller"))
@@ -159,7 +178,19 @@ class Live:
         """What ``StopExecution`` does: Step Functions stops; nothing is undone. The
         machine hears it as an interruption before any undo (every undo pending)."""
         self.stopped = True
-        self.runner.sfn.stop_execution(executionArn=self.arn, error="Stopped", cause=STOPPED)
+        stop = partial(self.runner.sfn.stop_execution, executionArn=self.arn, error="Stopped",
+                       cause=STOPPED)  # fmt: skip
+        try:
+            stop()
+        except Exception:
+            # moto 5.2.5 cannot stop an execution whose interpreter has not yet entered a
+            # state (AttributeError; AWS can): stopped again once it has, its first task
+            # come (never answered)
+            if self.entered:
+                raise
+            while not self.inbox:
+                self._receive()
+            stop()
         exc = ExecutionStopped(STOPPED)
         m = self.m
         m._cut(exc, "before any undo ran (StopExecution)")
@@ -203,13 +234,15 @@ class Live:
                 continue
             if self.pick is None:
                 step = m.ready()[0]
-                token = self.task("action", step)
-                cut = self._cancel()  # (StopExecution: stopped while its task waits)
+                task = self._take("action", step)
+                cut = self._cancel()  # (heard while its task waited: it is not launched)
                 if cut is not None:
+                    self.inbox.append(task)  # answered SagaStopping (or, stopped, never)
+                    self._refuse()
                     op = cut
                     continue
                 m.launch(step)
-                op = self.carry(step, token)
+                op = self.carry(step, str(task["token"]))
                 continue
             for step in m.ready():
                 tokens[step] = self.task("action", step)
