@@ -1,0 +1,88 @@
+"""One attempt of a journaled undo during ``recover``, made as the run would have made it
+(awaited, timed, a generator refused): kept apart from ``recovery``, which decides what
+runs; this only calls it."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from .._drive import within
+from ..calls import call_timed, checked
+from .records import UndoRecord
+from .registry import call_compensation
+
+
+def run_undo(fn: Callable[..., Any], undo: UndoRecord, timeout: float | None) -> None:
+    """One attempt of an undo, as the run would have made it: a coroutine it returns is
+    awaited (``saga.arun`` awaits it too), a generator is the in-process drivers' error (its
+    body never ran: a failed attempt), and past ``timeout`` seconds the attempt failed (an
+    awaited undo is cancelled; a blocking one goes on in its helper thread, as in process)."""
+
+    def attempt() -> None:
+        result = call_compensation(fn, undo.args, undo.key)
+        if inspect.isawaitable(result):
+            _await(result, timeout, undo.step)
+        elif result is not None:
+            checked(result, "undo", undo.step)
+
+    if timeout is None or _is_async(fn):
+        attempt()
+    else:
+        call_timed(attempt, (), "undo", undo.step, timeout)
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 (an object whose __call__ is async)
+    )
+
+
+def _await(awaitable: Any, timeout: float | None, step: str) -> None:
+    """Await an undo's awaitable to its end (``recover`` is synchronous), on an event loop
+    of its own in a daemon thread, from any thread (a notebook's has a running loop).
+
+    Past ``timeout`` the awaited call is cancelled and the attempt fails (``within``, as in
+    process); one that will not stop (it swallows the cancellation) is left behind on that
+    loop, which goes on in its thread, nobody waiting for it, as a blocking undo goes on in
+    its helper thread. (``asyncio.run`` would wait for it at its shutdown: forever.)"""
+    import asyncio
+
+    async def main() -> None:
+        await (awaitable if timeout is None else within(awaitable, timeout, "undo", step))
+
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(main())  # (its thread has not started: nothing runs it yet)
+    error: list[BaseException] = []
+    settled = threading.Event()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            try:
+                loop.run_until_complete(task)
+            except BaseException as exc:  # told in the caller's thread, whatever it is
+                error.append(exc)
+            settled.set()
+            left = asyncio.all_tasks(loop)
+            if left:  # an undo that would not stop: it goes on here, its outcome dropped
+                loop.run_until_complete(asyncio.wait(left))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            settled.set()
+            asyncio.set_event_loop(None)
+            loop.close()
+
+    threading.Thread(target=serve, name=f"rollback-lessons undo of {step!r}", daemon=True).start()
+    try:
+        settled.wait()
+    except BaseException:  # a Ctrl-C while it runs: its call is cancelled, as in process
+        with contextlib.suppress(RuntimeError):  # (the loop closed meanwhile: it ended)
+            loop.call_soon_threadsafe(task.cancel)
+        raise
+    if error:
+        raise error[0]
