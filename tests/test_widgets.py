@@ -273,6 +273,15 @@ def test_play_starts_from_the_frame_shown_and_from_the_start_at_the_end(lab):
     assert lab.play.value == 4  # the slider's number: frame 3 is the 4th event
 
 
+def test_play_after_a_change_walks_the_run_from_its_first_event(lab):
+    """A change shows the new run's failure; Play then walks down the lanes from event 1
+    (a new user saw only the last two events of a run play: it went on from the failure)."""
+    lab.set_fault("step3", "fail")
+    assert 0 < lab.frame < lab.frame_count - 1  # the failure, mid-run
+    lab.play_button.click()
+    assert lab.play.playing and lab.frame == 0 and lab.play.value == 1
+
+
 def test_a_chosen_fault_stands_out_and_goes_back_to_plain(lab):
     lab.set_fault("step2", "fail")
     assert "rl-chosen" in lab.actions["step2"]._dom_classes

@@ -92,6 +92,7 @@ class RollbackLab:
         )
         self.outcome: Outcome | None = None
         self._quiet = False  # True while several controls change as one
+        self._jumped = False  # the frame shown was the panel's choice, not the learner's
         self._frame = 0
 
         self.actions = {
@@ -341,6 +342,7 @@ class RollbackLab:
             self._quiet = False
         self._ends()
         self._mark_chosen()
+        self._jumped = True  # the panel chose this frame: Play walks the run from event 1
         return outcome
 
     @staticmethod
@@ -355,17 +357,21 @@ class RollbackLab:
         return last if failed is None else failed
 
     def toggle_play(self) -> None:
-        """Play from the frame shown (from the start when at the end), or pause."""
+        """Play from the frame the learner chose, or from the start (at the end, or where
+        a change of fault left the panel: its failure, the lesson's "walk down the lanes,
+        to the failure, and the undo back up"); or pause."""
         if self.play.playing:
             self.play.playing = False
             return
-        if self.frame >= self.frame_count - 1:
+        if self._jumped or self.frame >= self.frame_count - 1:
             self.show_frame(0)
+        self._jumped = False
         self.play.value = self.frame + 1
         self.play.playing = True
 
     def show_frame(self, index: int) -> bytes:
         """Show frame ``index`` (0-based, clamped to the run) and return its PNG."""
+        self._jumped = False  # (the learner's choice: Play goes on from it)
         index = max(0, min(index, self.frame_count - 1))
         if self.slider.value != index + 1:
             self.slider.value = index + 1  # the slider's observer draws it
@@ -395,6 +401,7 @@ class RollbackLab:
 
     def _on_slider(self, change: dict[str, Any]) -> None:
         if not self._quiet:
+            self._jumped = False
             self._show(change["new"] - 1)
             self._ends()
 
