@@ -382,3 +382,15 @@ def test_stop_past_the_pivot_is_declined_with_the_engines_note():
     lab.reset()
     late = lab.stop(lab.frame_count - 1)  # the run had ended: nothing to cancel
     assert late.status is Status.COMMITTED and "too late" in part(lab, "rl-cue")
+
+
+def test_the_cue_names_each_option_that_differs_from_the_engines_default():
+    """A new user switched the undo order and read only the faults in the cue."""
+    from rollback_lessons.worlds.demo import xyz_saga, xyz_state
+
+    lab = RollbackLab(xyz_saga(), state=xyz_state())
+    lab.set_fault("step3", "fail")
+    assert "policy" not in lab._cue and "order" not in lab._cue
+    lab.set_order("forward")
+    lab.set_policy("halt")
+    assert "step3 fail; policy halt; order forward →" in lab._cue

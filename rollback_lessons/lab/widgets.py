@@ -322,9 +322,17 @@ class RollbackLab:
         self.timeline.load(outcome)
         self.runs += 1
         faults = ", ".join(f"{k} {'+'.join(v)}" for k, v in self.inject.items()) or "no faults"
+        faults += "".join(  # the options that differ from the engine's defaults, named too
+            f"; {name} {control.label}"
+            for name, control, usual in (
+                ("policy", self.policy, "continue"), ("log", self.register, "step"),
+                ("order", self.order, "reverse"), ("", self.first, ""),
+            )
+            if control is not None and control.value != usual
+        ).replace(";  ", "; ")  # fmt: skip
         said = str(outcome.status)
         if stop_after is not None:
-            faults += f", Stop after event {stop_after}"
+            faults += f", Stop after event {stop_after} (running steps finish first)"
             if PAST_PIVOT in outcome.notes:
                 said += " (the cancel was declined: see the note)"
             elif outcome.status is not Status.CANCELLED:
