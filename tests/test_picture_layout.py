@@ -222,4 +222,4 @@ def test_a_graphs_branches_are_bands_of_lanes_and_every_mark_is_in_the_legend(mo
     assert bad == []
     [legend] = timeline.fig.legends
     labels = [t.get_text() for t in legend.get_texts()]
-    assert len(labels) == len(set(labels)) and "a branch (runs at once)" in labels
+    assert len(labels) == len(set(labels)) and "a parallel branch" in labels

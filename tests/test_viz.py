@@ -167,7 +167,7 @@ def test_a_list_sagas_picture_has_no_branch_bands_and_a_graphs_has_one_per_branc
 
     plain = viz.timeline_for(xyz_saga().run(xyz_state(), trace_state=True))
     [legend] = plain.fig.legends
-    assert "a branch (runs at once)" not in [t.get_text() for t in legend.get_texts()]
+    assert "a parallel branch" not in [t.get_text() for t in legend.get_texts()]
     saga = travel.booking(declared=True)
     outcome = saga.run(travel.state(), completion=travel.TIMING, trace_state=True)
     drawn = viz.timeline_for(outcome, groups=branch_groups(saga))

@@ -100,7 +100,7 @@ def legend_entries(
     if log:
         entries.append(("this event, in the log", Patch(color=CURRENT, lw=0)))
     if parallel:
-        entries.append(("a branch (runs at once)", Patch(fc=BRANCH, ec=BRANCH_EDGE, lw=1)))
+        entries.append(("a parallel branch", Patch(fc=BRANCH, ec=BRANCH_EDGE, lw=1)))
     return entries
 
 
