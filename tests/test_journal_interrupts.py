@@ -56,9 +56,7 @@ class _CtrlC:
         return getattr(self.con, name)
 
 
-def _trial(
-    tmp: Path, sql: str, n: int, commits: bool
-) -> tuple[bool, bool, bool, Counter, str] | None:
+def _trial(tmp: Path, sql: str, n: int, commits: bool) -> tuple[bool, bool, Counter, str] | None:
     WORLD.clear()
     KEYS.clear()
     journal = Journal(tmp / "j.db")
@@ -86,7 +84,7 @@ def _trial(
     with Journal(tmp / "j.db") as again:
         recover(again, REGISTRY)
     done = Counter(WORLD)
-    return reraised, left_open, bool(done), done, status
+    return reraised, left_open, done, status
 
 
 @pytest.mark.parametrize("commits", [False, True], ids=["fails", "commits"])
@@ -104,7 +102,7 @@ def test_a_ctrl_c_as_a_journal_call_returns_is_raised_and_nothing_runs_twice(
         found = _trial(trial, sql, n, commits)
         if found is None:
             break
-        raised, left_open, _, done, status = found
+        raised, left_open, done, status = found
         assert raised, f"{sql} #{n}: the Ctrl-C was swallowed"
         assert not left_open, f"{sql} #{n}: the write transaction was left open"
         twice = [k for k, v in done.items() if v > 1]

@@ -323,13 +323,13 @@ class RollbackLab:
         self.runs += 1
         faults = ", ".join(f"{k} {'+'.join(v)}" for k, v in self.inject.items()) or "no faults"
         faults += "".join(  # the options that differ from the engine's defaults, named too
-            f"; {name} {control.label}"
+            f"; {name}{control.label}"
             for name, control, usual in (
-                ("policy", self.policy, "continue"), ("log", self.register, "step"),
-                ("order", self.order, "reverse"), ("", self.first, ""),
+                ("policy ", self.policy, "continue"), ("log ", self.register, "step"),
+                ("order ", self.order, "reverse"), ("", self.first, ""),
             )
             if control is not None and control.value != usual
-        ).replace(";  ", "; ")  # fmt: skip
+        )  # fmt: skip
         said = str(outcome.status)
         if stop_after is not None:
             faults += f", Stop after event {stop_after} (running steps finish first)"
