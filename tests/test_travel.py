@@ -54,17 +54,12 @@ def test_every_undo_order_an_all_at_once_engine_may_finish_in_is_tabled_truthful
         assert (allowed == "yes") == travel.allowed(order, declared) == (not refused)
 
 
-def test_the_engines_that_do_not_run_groups_yet_refuse_the_booking():
-    said = travel.engines_refuse()
-    assert len(said) == 3 and ": refused (" in said[0] and "Temporal and DBOS" in said[0]
-    assert said[1] == "to_asl: written, with 1 Parallel state"
-    assert said[2] == "to_bpmn: written, with 2 parallel gateways (a split and a join)"
-
-
-def test_the_plan_table_is_read_from_the_saga_graph():
-    from rollback_lessons.lab.graphs import plan_table
-
-    rows = {row[0]: row[2:] for row in plan_table(travel.booking(declared=True)).rows}
-    assert rows["car"] == ("room", "flight")
-    assert rows["charge"] == ("car, flight", "-")
-    assert rows["flight"] == ("-", "room, car")
+def test_temporal_plans_the_booking_and_dbos_refuses_it():
+    said = travel.engines_say()
+    assert said[:3] == [
+        "Temporal's plan:",
+        "  car, room, flight: start at once, as concurrent activities",
+        "  charge: starts after car, room, flight",
+    ]
+    assert said[3].startswith("DBOS's plan: refused (") and "DBOS does not run" in said[3]
+    assert said[4] == "to_asl: written, with 1 Parallel state"
