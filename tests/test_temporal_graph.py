@@ -19,7 +19,7 @@ from dataclasses import replace
 import pytest
 from conftest import OnALoop, same_outcome
 
-from rollback_lessons import Parallel, Retry, RetryPolicy, Saga, Status, Step, VirtualClock
+from rollback_lessons import Kind, Parallel, Retry, RetryPolicy, Saga, Status, Step, VirtualClock
 from rollback_lessons.explore import combinations, inject_of
 from rollback_lessons.faults import UNDO_FAULTS, fault_space
 from rollback_lessons.runners.temporal import TemporalRunner
@@ -156,9 +156,11 @@ def test_a_cancel_mid_group_compensates_what_finished_and_says_cancelled():
         await handle.cancel()
         await asyncio.sleep(0.3)  # the cancel is heard while the car's booking runs
         release.set()
-        return await handle.outcome(), world
+        outcome = await handle.outcome()
+        return outcome, world, await replay_failures([await handle.workflow.fetch_history()])
 
-    remote, world = on_temporal(scenario)
+    remote, world, replayed = on_temporal(scenario)
+    assert replayed == [None]  # the cancel's place in the history replays the same path
     local = asyncio.run(travel.cancelled_midway())
     assert remote.status is local.status is Status.CANCELLED
     assert remote.completed == local.completed == ("room", "flight", "car")
@@ -195,11 +197,6 @@ def test_the_histories_replay_deterministically():
     """Temporal replays the workflow's code against its history (a worker restarted, a
     cache evicted): the order the steps are told to the machine must come from the
     history, and the replay must take exactly the same path."""
-    from temporalio.worker import Replayer
-    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
-
-    from rollback_lessons.runners.temporal.workflow import SagaWorkflow
-
     runs = [
         (travel.booking(), {"charge": "fail"}, {"policy": QUICK}),
         (travel.booking(), {"room": "fail", "car": "undo_fails"}, {"undo_order": "reverse_start"}),
@@ -212,19 +209,27 @@ def test_the_histories_replay_deterministically():
             handle = await runner.start_saga(saga, travel.state(), inject=inject, **options)
             await handle.outcome()
             histories.append(await handle.workflow.fetch_history())
-        replayer = Replayer(
-            workflows=[SagaWorkflow],
-            workflow_runner=SandboxedWorkflowRunner(
-                restrictions=SandboxRestrictions.default.with_passthrough_modules(
-                    "rollback_lessons"
-                )
-            ),
-        )
-        return [await replayer.replay_workflow(h, raise_on_replay_failure=False)
-                for h in histories]  # fmt: skip
+        return await replay_failures(histories)
 
-    results = on_temporal(scenario)
-    assert [r.replay_failure for r in results] == [None] * len(runs)
+    assert on_temporal(scenario) == [None] * len(runs)
+
+
+async def replay_failures(histories) -> list:
+    """Replay each history with the workflow's code, as a worker does after a restart:
+    what failed (a nondeterminism error), None for each that took the same path."""
+    from temporalio.worker import Replayer
+    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+    from rollback_lessons.runners.temporal.workflow import SagaWorkflow
+
+    replayer = Replayer(
+        workflows=[SagaWorkflow],
+        workflow_runner=SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules("rollback_lessons")
+        ),
+    )
+    return [(await replayer.replay_workflow(h, raise_on_replay_failure=False)).replay_failure
+            for h in histories]  # fmt: skip
 
 
 def test_a_list_in_a_graphs_undo_order_runs_as_a_chain():
@@ -291,3 +296,47 @@ def test_a_branch_waiting_to_retry_is_not_tried_again_once_a_sibling_failed():
     assert kinds.count(("step_retry", "room")) == 1 and ("step_failed", "room") in kinds
     assert kinds.index(("step_failed", "car")) < kinds.index(("step_failed", "room"))
     assert [d for d in outcome.notes if "also failed" in d]
+
+
+def booking_with_an_email(send=None):
+    """The group, the charge, then the email (the pivot) and a notice retried forward."""
+    made = travel.booking()
+    email = Step("email", send or (lambda s: s.update(email="sent")), kind=Kind.PIVOT)
+    quick = RetryPolicy(max_attempts=2, initial_delay=0.01, max_delay=0.01)
+    notify = Step("notify", lambda s: s.update(notified=True), kind=Kind.RETRIABLE, retry=quick)
+    return Saga([*made.definition, email, notify], name="travel")
+
+
+def test_the_pivot_rule_after_a_group_is_the_machines():
+    """The email refused before its effect: everything is undone; timed out after it: a
+    person decides, nothing undone; the notice after it fails: retried forward, then a
+    halt. As in process, in each undo order."""
+    cases = [{"email": "fail"}, {"email": "fail_after_effect"}, {"notify": "fail"},
+             {"email": "fail", "room": "undo_fails"}]  # fmt: skip
+    options = [{"undo_order": o, "completion": travel.TIMING} for o in ("reverse", "by_dependency")]
+    cases, options = [c for c in cases for _ in options], options * len(cases)
+    remote = played(booking_with_an_email, cases, options)
+    assert {o.status for o in remote} == {
+        Status.ROLLED_BACK, Status.HALTED, Status.ROLLBACK_INCOMPLETE,
+    }  # fmt: skip
+
+
+def test_a_cancel_once_the_email_started_is_declined_and_the_run_goes_on():
+    release = threading.Event()
+
+    def slow_email(state):
+        release.wait(20)
+        state["email"] = "sent"
+
+    async def scenario(runner):
+        handle = await runner.start_saga(booking_with_an_email(slow_email), travel.state())
+        await asyncio.get_running_loop().run_in_executor(None, handle.started("email").wait, 20)
+        await handle.cancel()
+        await asyncio.sleep(0.3)
+        release.set()
+        return await handle.outcome()
+
+    outcome = on_temporal(scenario)
+    assert outcome.status is Status.COMMITTED and outcome.compensated == ()
+    assert outcome.state_after["email"] == "sent" and outcome.state_after["notified"]
+    assert any("declined" in note for note in outcome.notes)
