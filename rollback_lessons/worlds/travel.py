@@ -122,7 +122,9 @@ async def cancelled_midway(world: dict[str, Any] | None = None) -> Outcome:
     raise AssertionError("the booking was not cancelled")  # pragma: no cover
 
 
-def stopped_on_step_functions(runner: Any, *, stop_execution: bool) -> tuple[Outcome, dict[str, Any]]:
+def stopped_on_step_functions(
+    runner: Any, *, stop_execution: bool
+) -> tuple[Outcome, dict[str, Any]]:
     """The booking on Step Functions (``runner``: a started ``StepFunctionsRunner``), stopped
     once the flight is booked, before the charge: by Step Functions' own ``StopExecution``
     (the execution ends, nothing is undone: the bookings stay held) or by the runner's cancel
