@@ -40,6 +40,15 @@ def _one_server_for_the_module():
         _SHARED.pop().close()
 
 
+@pytest.fixture(autouse=True)
+def _no_timing_left_behind():
+    """A run that played a timing forgets it once its outcome is read."""
+    from rollback_lessons.runners.temporal.activities import GATES
+
+    yield
+    assert not GATES, f"timings left behind: {sorted(GATES)}"
+
+
 def on_temporal(scenario):
     """``await scenario(runner)`` on the module's one dev server (started when first needed)."""
     if not _SHARED:
