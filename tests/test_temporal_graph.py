@@ -209,6 +209,7 @@ def test_the_histories_replay_deterministically():
     runs = [
         (travel.booking(), {"charge": "fail"}, {"policy": QUICK}),
         (travel.booking(), {"room": "fail", "car": "undo_fails"}, {"undo_order": "reverse_start"}),
+        (travel.booking(), {"charge": "fail"}, {"completion": travel.TIMING}),  # Updates
         (travel.booking(declared=True), {"flight": "fail_after_effect"}, {}),
     ]
 

@@ -22,7 +22,6 @@ import asyncio
 import json
 import os
 import threading
-import time
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -75,32 +74,22 @@ def _release(run_id: str) -> None:
     GATES.pop(run_id, None)
 
 
-TURN = 0.005
-"""Seconds between two looks at the workflow's running steps while an action waits for its
-turn (``completion``)."""
-
-
 def _turns(handle: WorkflowHandle[Any, Any], completion: Sequence[str],
            timeout: float) -> Callable[[str], None]:  # fmt: skip
     """What an action of a run playing ``completion`` waits on (in its activity's thread):
     every ready step was started at once (their activities are scheduled together), and of
     the steps the workflow says are running, the one named first in ``completion`` (unnamed
-    ones last, in the order they started) is the one whose action is called next. It waits
-    until the workflow has heard the one before it end (the Query answers from the history
-    it has seen), so that its completion is in the history first: the order Temporal
-    resolves the steps in is the order they ran."""
+    ones last, in the order they started) is the one whose action is called next. The
+    workflow answers (an Update, ``turn``) once it has heard the step before it end, so
+    that step's completion is in the history first: the order Temporal resolves the steps
+    in is the order they ran."""
     loop = asyncio.get_running_loop()
-    rank = {step: n for n, step in enumerate(completion)}
+    order = list(completion)
 
     def wait_turn(step: str) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            running = asyncio.run_coroutine_threadsafe(handle.query("running"), loop).result(30)
-            if running and min(running, key=lambda s: rank.get(s, len(rank))) == step:
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{step}'s turn (completion) did not come in {timeout:g} s")
-            time.sleep(TURN)
+        asyncio.run_coroutine_threadsafe(
+            handle.execute_update("turn", args=[step, order]), loop
+        ).result(timeout)
 
     return wait_turn
 

@@ -114,6 +114,21 @@ class SagaWorkflow:
         """The undos left for a person while the saga waits for one (empty otherwise)."""
         return list(self.waiting)
 
+    @workflow.update(name="turn")
+    async def turn(self, step: str, completion: list[str]) -> None:
+        """Return once ``step`` is, of the steps running, the one named first in
+        ``completion`` (unnamed ones last, in the order they started): what a worker playing
+        that timing waits on before it calls the step's action. Answered from the history
+        the workflow has heard, so the step before it has been told to the machine."""
+        rank = {name: n for n, name in enumerate(completion)}
+
+        def first() -> bool:
+            m = self.machine
+            busy = m.busy if isinstance(m, GraphMachine) else ()
+            return bool(busy) and min(busy, key=lambda s: rank.get(s, len(rank))) == step
+
+        await workflow.wait_condition(first)
+
     @workflow.signal(name="resolve")
     def resolve(self, answer: str) -> None:
         """A person's answer: "retry" the undo, it was "fixed" by hand, or "leave" it."""
