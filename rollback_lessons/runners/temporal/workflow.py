@@ -17,7 +17,10 @@ them, which is the history's (replayed, the same order again, whatever the wall 
 did); a branch's retry waits on a durable timer, cut short once the run fails or is
 cancelled. A cancel of the workflow is told to the machine (``schedule.cancel``): the steps
 running finish, nothing more starts, and the undos run shielded from it. The undos are the
-machine's rollback, one at a time, in the order it declares.
+machine's rollback, one at a time, in the order it declares. A run that plays a chosen
+timing (the runner's ``completion``) asks, before each action, for its turn (the Update
+``turn``): the workflow answers once that step is the first running in that order, so the
+steps end, and are heard, in that order; nothing the workflow decides depends on it.
 """
 
 from __future__ import annotations
