@@ -350,3 +350,37 @@ def test_a_cancel_once_the_email_started_is_declined_and_the_run_goes_on():
     assert outcome.status is Status.COMMITTED and outcome.compensated == ()
     assert outcome.state_after["email"] == "sent" and outcome.state_after["notified"]
     assert any("declined" in note for note in outcome.notes)
+
+
+def test_a_cancel_during_the_undos_does_not_cut_them_short():
+    """The charge fails; while the room's undo runs, the workflow is cancelled: the undos
+    are shielded from it, every one runs, and the rollback ends as it would have."""
+    release, undoing = threading.Event(), threading.Event()
+
+    def slow_cancel_room(state):
+        undoing.set()
+        release.wait(20)
+        travel.cancel_room(state)
+
+    def saga():
+        return Saga([Parallel(Step("car", travel.book_car, travel.cancel_car),
+                              Step("room", travel.book_room, slow_cancel_room),
+                              Step("flight", travel.book_flight, travel.cancel_flight)),
+                     Step("charge", travel.charge)], name="travel")  # fmt: skip
+
+    options = {"inject": {"charge": "fail"}, "completion": ("car", "room", "flight")}
+
+    async def scenario(runner):
+        handle = await runner.start_saga(saga(), travel.state(), **options)
+        await asyncio.get_running_loop().run_in_executor(None, undoing.wait, 20)
+        await handle.cancel()
+        await asyncio.sleep(0.3)
+        release.set()
+        return await handle.outcome()
+
+    remote = on_temporal(scenario)
+    release.set()
+    local = saga().run(travel.state(), clock=VirtualClock(), **options)
+    same_outcome(local, remote)
+    assert remote.status is Status.ROLLED_BACK
+    assert remote.compensated == ("flight", "room", "car")
