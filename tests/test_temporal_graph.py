@@ -56,6 +56,19 @@ def on_temporal(scenario):
     return _SHARED[0](scenario)
 
 
+async def cancel_heard(handle) -> None:
+    """Cancel the workflow and wait until it has heard it: a workflow task completed after
+    the request, in its history (however loaded the machine)."""
+    await handle.cancel()
+    for _ in range(1000):
+        kinds = [e.WhichOneof("attributes") async for e in handle.workflow.fetch_history_events()]
+        asked = kinds.index("workflow_execution_cancel_requested_event_attributes")
+        if "workflow_task_completed_event_attributes" in kinds[asked:]:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the workflow never heard the cancel")
+
+
 def single_faults(saga) -> list[dict]:
     """No fault, each action fault of each step, each undo fault with the last step failing
     (so that the undo runs)."""
@@ -162,8 +175,7 @@ def test_a_cancel_mid_group_compensates_what_finished_and_says_cancelled():
             if await handle.workflow.query("running") == ["car"]:
                 break
             await asyncio.sleep(0.02)
-        await handle.cancel()
-        await asyncio.sleep(0.3)  # the cancel is heard while the car's booking runs
+        await cancel_heard(handle)  # while the car's booking runs
         release.set()
         outcome = await handle.outcome()
         return outcome, world, await replay_failures([await handle.workflow.fetch_history()])
@@ -341,8 +353,7 @@ def test_a_cancel_once_the_email_started_is_declined_and_the_run_goes_on():
     async def scenario(runner):
         handle = await runner.start_saga(booking_with_an_email(slow_email), travel.state())
         await asyncio.get_running_loop().run_in_executor(None, handle.started("email").wait, 20)
-        await handle.cancel()
-        await asyncio.sleep(0.3)
+        await cancel_heard(handle)
         release.set()
         return await handle.outcome()
 
@@ -373,8 +384,7 @@ def test_a_cancel_during_the_undos_does_not_cut_them_short():
     async def scenario(runner):
         handle = await runner.start_saga(saga(), travel.state(), **options)
         await asyncio.get_running_loop().run_in_executor(None, undoing.wait, 20)
-        await handle.cancel()
-        await asyncio.sleep(0.3)
+        await cancel_heard(handle)
         release.set()
         return await handle.outcome()
 
