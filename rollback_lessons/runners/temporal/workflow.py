@@ -39,7 +39,7 @@ from temporalio.workflow import ActivityCancellationType
 with workflow.unsafe.imports_passed_through():  # plain data and the machine, no I/O
     from ... import schedule
     from ...errors import RemoteError
-    from ...machine import Machine
+    from ...machine import Machine, Phase
     from ...operations import ANSWERS, Ask, Finished, Op, RunStep, RunUndo, Wait
     from ...schedule import GraphMachine, GraphOp, Ready
     from ..wire import ErrorRecord, SagaPlan, record_data
@@ -102,6 +102,7 @@ class SagaWorkflow:
         self.waiting: list[str] = []  # undos a person is asked about (a halt)
         self.answer: str | None = None
         self.machine: Machine | None = None
+        self.cancel_heard = False  # the workflow was cancelled during the undos
         self.over: list[GraphOp | BaseException] = []  # a graph's forward run is over
         self.branches: list[asyncio.Future[None]] = []  # its steps' tasks, kept referenced
 
@@ -139,13 +140,16 @@ class SagaWorkflow:
             self.answer = answer
 
     async def _ask_a_person(self, left: tuple[str, ...], wait: float | None) -> str:
-        """Wait (up to ``wait`` seconds; None: for as long as it takes) for a Signal."""
+        """Wait (up to ``wait`` seconds; None: for as long as it takes) for a Signal. A
+        cancel of the workflow ends the wait: the undos are left for later."""
         if wait is not None and wait <= 0:
             return "leave"  # as in process: halted at once, for a person to pick up
         self.waiting, self.answer = list(left), None
         try:
             timeout = timedelta(seconds=wait) if wait is not None else None
-            await workflow.wait_condition(lambda: self.answer is not None, timeout=timeout)
+            await workflow.wait_condition(
+                lambda: self.answer is not None or self.cancel_heard, timeout=timeout
+            )
         except TimeoutError:
             return "leave"
         finally:
@@ -178,11 +182,18 @@ class SagaWorkflow:
         self.machine = m
         op: Op = m.start()
         while not isinstance(op, Finished):
+            if m.rolling:  # the undos: shielded from a cancel of the workflow
+                op = await self._shielded(self._carry_out(m, plan, op))
+                continue
             try:
                 op = await self._carry_out(m, plan, op)
             except asyncio.CancelledError:  # cancelled while nothing could hear it
                 _keep_going()
-                op = m.interrupted(CANCELLED) if m.phase != "forward" else m.fail(CANCELLED)
+                cut = schedule.cancel(m, CANCELLED)  # the machine's rule (declined past the
+                if cut is not None:  # pivot, and noted); a retry's wait ends there
+                    op = cut  # type: ignore[assignment]  # (a list's machine: never Ready)
+                elif m.phase is Phase.STEP:  # its activity was left: how it went is unknown
+                    op = m.interrupted(CANCELLED)
         return self._result(op)
 
     @staticmethod
@@ -238,6 +249,7 @@ class SagaWorkflow:
                 if task.done() and task.cancelled():
                     raise
                 _keep_going()
+                self.cancel_heard = True  # a person asked meanwhile is not waited for
                 schedule.cancel(self.machine, CANCELLED)  # type: ignore[arg-type]
 
     async def _branch(self, gm: GraphMachine, plan: SagaPlan, step: str) -> None:
@@ -276,13 +288,15 @@ class SagaWorkflow:
                 await self._activity(ACTION, plan, StepCall(plan.run_id, *op), plan.step_timeout)
             except ActivityError as err:
                 error, cancelled = _cause(err)
-                if cancelled:
-                    _keep_going()
+                if cancelled or _cancel_requested():  # it heard the cancel (a heartbeat):
+                    _keep_going()  # the machine is told of the cancel, then how it ended
+                    schedule.cancel(m, CANCELLED)
+                if cancelled:  # stopped by Temporal: cut short
                     return m.interrupted(error)
                 return m.step_failed(error)
             if _cancel_requested():  # asked while a step that could not hear it ran
                 _keep_going()
-                m.stop(CANCELLED)
+                schedule.cancel(m, CANCELLED)  # it stops the run once told the step is done
             return m.step_ok()
         if type(op) is RunUndo:
             call = StepCall(plan.run_id, op.step, op.attempt, op.timeout)
