@@ -291,6 +291,27 @@ def test_the_plan_keeps_the_groups_dependencies():
     assert replace(plan, after=None).after is None
 
 
+def test_the_plan_in_words_says_what_starts_at_once_and_what_waits():
+    from rollback_lessons.runners.temporal import plan_for, plan_text
+
+    def step(name):
+        return Step(name, lambda s: None, lambda s: None)
+
+    nested = Saga([step("first"), Parallel(step("room"), [step("car"), step("gps")],
+                                           step("flight")), step("charge")])  # fmt: skip
+    assert plan_text(plan_for(nested)) == [
+        "first: starts first",
+        "room, car, flight: start at once after first, as concurrent activities",
+        "gps: starts after car",
+        "charge: starts after room, gps, flight",
+    ]
+    listed = Saga([step("a"), step("b")])
+    assert plan_text(plan_for(listed)) == ["a, b: one after the other, each an activity"]
+    assert plan_text(plan_for(listed, undo_order="by_dependency")) == [
+        "a: starts first", "b: starts after a",
+    ]  # fmt: skip
+
+
 def test_a_branch_waiting_to_retry_is_not_tried_again_once_a_sibling_failed():
     """A branch fails and waits 20 s (a durable timer) to try again; its sibling fails for
     good meanwhile: the wait ends then, the branch is not tried again (its last error is

@@ -127,19 +127,16 @@ def plan_for(
 
 
 def plan_text(plan: SagaPlan) -> list[str]:
-    """A plan's steps as the workflow runs them, one line per run of steps that wait on the
-    same steps: those that start at once (concurrent activities), and what each waits for."""
+    """A plan's steps as the workflow runs them, one line per set of steps that wait on the
+    same steps (in the order they are first defined): those that start at once (concurrent
+    activities), and what they wait for."""
     if plan.after is None:
         return [f"{', '.join(s.name for s in plan.steps)}: one after the other, each an activity"]
-    lines: list[tuple[list[str], list[str]]] = []
+    lines: dict[tuple[str, ...], list[str]] = {}
     for step in plan.steps:
-        deps = plan.after[step.name]
-        if lines and lines[-1][1] == deps:
-            lines[-1][0].append(step.name)
-        else:
-            lines.append(([step.name], deps))
+        lines.setdefault(tuple(plan.after[step.name]), []).append(step.name)
     said = []
-    for steps, deps in lines:
+    for deps, steps in lines.items():
         after = f" after {', '.join(deps)}" if deps else ""
         if len(steps) > 1:
             said.append(f"{', '.join(steps)}: start at once{after}, as concurrent activities")
