@@ -63,21 +63,30 @@ def run_explicit(
     saga: Saga, state: State | None = None, *, inject: InjectionLike | None = None,
     policy: PolicyLike | None = None, undo_order: str = "reverse",
 ) -> Outcome:  # fmt: skip
-    """Run the explicit BPMN form of ``saga`` on SpiffWorkflow (policy *continue*: another
-    is refused before anything runs). A saga with parallel groups (or an undo order of a
-    graph's) runs the graph form, whose undos the saga machine orders (``graph``): as
-    ``saga.run(state, undo_order=...)``, one step at a time."""
+    """Run the explicit BPMN form of ``saga`` on SpiffWorkflow (a list: policy *continue*,
+    each task once; anything else is refused before anything runs). A saga with parallel
+    groups (or an undo order of a graph's) runs the graph form, whose undos the saga
+    machine orders (``graph``): as ``saga.run(state, undo_order=...)``, one step at a time,
+    under any policy written as data (retries as its jobs' retries, a halt as an incident:
+    ``halted``, the rest pending) and with steps retried by their own policy. A policy that
+    decides in Python cannot be written into a model: refused (``UnsupportedPolicy``)."""
     from SpiffWorkflow.bpmn import BpmnWorkflow
     from SpiffWorkflow.bpmn.parser import BpmnParser
     from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine, TaskDataEnvironment
 
     chosen = data_only(policy if policy is not None else saga.policy, ENGINE)
-    if chosen.name != "continue":
-        raise UnsupportedInBPMN("the explicit BPMN form runs policy 'continue', undos newest first")
-    retried = [s.name for s in saga.specs() if s.retry is not None]  # (a retriable step too)
-    if retried:
+    graph = saga.after is not None or undo_order != "reverse"
+    if chosen.name != "continue" and not graph:
         raise UnsupportedInBPMN(
-            f"the explicit BPMN form runs each task once: it cannot retry {', '.join(retried)}"
+            "the explicit BPMN form of a list runs policy 'continue', undos newest first (a "
+            "saga with parallel groups, or an undo order of a graph's, runs any policy "
+            "written as data)"
+        )
+    retried = [s.name for s in saga.specs() if s.retry is not None]  # (a retriable step too)
+    if retried and not graph:
+        raise UnsupportedInBPMN(
+            f"the explicit BPMN form of a list runs each task once: it cannot retry "
+            f"{', '.join(retried)} (a saga with parallel groups' form can)"
         )
     faults = normalize_injection(inject, saga.names)
     run_id = f"{saga.name}-{uuid.uuid4().hex[:12]}"
@@ -149,8 +158,8 @@ def _run_graph(saga: Saga, state: State | None, world: State, before: Any, plan:
     machine.start()
     workflow = _parsed(saga, chosen, {"do": host.do, "undo": host.undo,
                                       "what_next": host.what_next})  # fmt: skip
-    run_workflow(workflow, host)
-    if not workflow.is_completed() or not isinstance(host.op, Finished):
+    completed = run_workflow(workflow, host)  # False: it waits at an incident, a person's
+    if not isinstance(host.op, Finished) or completed != workflow.is_completed():
         raise RuntimeError("the BPMN workflow did not complete")
     return outcome_of(saga, machine.record(), before=before, state=state)
 
