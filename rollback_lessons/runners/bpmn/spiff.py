@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +63,7 @@ class _Host:
 def run_explicit(
     saga: Saga, state: State | None = None, *, inject: InjectionLike | None = None,
     policy: PolicyLike | None = None, undo_order: str = "reverse",
+    completion: Sequence[str] | None = None, cancel: Any = None,
 ) -> Outcome:  # fmt: skip
     """Run the explicit BPMN form of ``saga`` on SpiffWorkflow (a list: policy *continue*,
     each task once; anything else is refused before anything runs). A saga with parallel
@@ -69,7 +71,16 @@ def run_explicit(
     machine orders (``graph``): as ``saga.run(state, undo_order=...)``, one step at a time,
     under any policy written as data (retries as its jobs' retries, a halt as an incident:
     ``halted``, the rest pending) and with steps retried by their own policy. A policy that
-    decides in Python cannot be written into a model: refused (``UnsupportedPolicy``)."""
+    decides in Python cannot be written into a model: refused (``UnsupportedPolicy``).
+    ``completion`` and ``cancel`` are refused too (``UnsupportedInBPMN``): the form runs one
+    step at a time, and a failure ends every branch at once, so it cannot let the steps
+    still running finish, which a timing of one's own and a cancel need."""
+    for option, given in (("completion", completion), ("cancel", cancel)):
+        if given is not None:
+            raise UnsupportedInBPMN(
+                f"the explicit BPMN form runs one step at a time, with no {option}: a failure "
+                "there ends every branch, so the steps still running could not finish"
+            )
     from SpiffWorkflow.bpmn import BpmnWorkflow
     from SpiffWorkflow.bpmn.parser import BpmnParser
     from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine, TaskDataEnvironment
@@ -180,8 +191,11 @@ class BpmnRunner:
         inject: InjectionLike | None = None,
         policy: PolicyLike | None = None,
         undo_order: str = "reverse",
+        completion: Sequence[str] | None = None,
+        cancel: Any = None,
     ) -> Outcome:
-        return run_explicit(saga, state, inject=inject, policy=policy, undo_order=undo_order)
+        return run_explicit(saga, state, inject=inject, policy=policy, undo_order=undo_order,
+                            completion=completion, cancel=cancel)  # fmt: skip
 
     def close(self) -> None:
         pass

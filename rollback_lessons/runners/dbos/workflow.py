@@ -11,9 +11,11 @@ decides everything (retries, dead letters, a halt, the status, the events); a wa
 A saga with parallel groups is ``graph_workflow``: the graph machine
 (``schedule.GraphMachine``) decides which steps may start, what a failure or a cancel stops,
 and the undo order. Its branches run one after the other, in definition order, as
-``saga.run`` runs them (or in the timing ``completion`` plays): a run's undo order depends
-on which branch finished first, and a relaunch must tell the machine the same story, which
-DBOS replays step by step, in the order the steps were called. A cancel token is asked as a
+``saga.run`` runs them (or in the timing ``completion`` plays), not yet at once: a run's
+undo order depends on which branch finished first, and a relaunch must tell the machine the
+same story (DBOS hands back saved step results in the order the steps were called; branches
+at once would need each finish saved as it came: a child workflow per step, telling the
+parent with ``DBOS.send``). A cancel token is asked as a
 ``@DBOS.step`` (its answer checkpointed) where ``saga.run`` asks it: compensated,
 ``cancelled``. ``DBOS.cancel_workflow`` is DBOS's own stop: the workflow ends at its next
 step and nothing is undone (what Step Functions' ``StopExecution`` does); the machine is
