@@ -279,10 +279,10 @@ def test_dbos_cancel_workflow_stops_the_saga_and_undoes_nothing(dbos_runner):
 
 
 def test_a_graph_saga_killed_mid_compensation_and_launched_again_undoes_each_step_once(tmp_path):
-    """step1, step2 and step3 at once, step4 failing; the process is killed (SIGKILL) after
-    the undo of step3 (the last to finish, undone first), before DBOS checkpointed it. DBOS,
-    launched again on the same file, runs that undo again (it changes nothing), then the
-    undos of step2 and step1."""
+    """step1, then step2 and step3 (one after the other), step4 failing; the process is
+    killed (SIGKILL) after the undo of step3 (the last to finish, undone first), before DBOS
+    checkpointed it. DBOS, launched again on the same file, runs that undo again (it changes
+    nothing), then the undos of step2 and step1."""
     crash = crash_on_dbos(tmp_path, sagas=2, fail_every=2, pause_at="after undo step3",
                           prefix="graph", graph=True)  # fmt: skip
     assert crash.killed == "after undo step3"
@@ -297,4 +297,84 @@ def test_a_graph_saga_killed_mid_compensation_and_launched_again_undoes_each_ste
     ]
     assert [e for e in report["effects"] if e[0] == "graph-1"] == [
         ("graph-1", f"step{i}", 0) for i in range(1, 5)
+    ]
+
+
+def _timed_trip(log, slow="car"):
+    """``trip`` whose steps log their start and end, ``slow`` taking 0.3 s."""
+    import time
+
+    def step(name):
+        def act(state):
+            log.append(f"start {name}")
+            if name == slow:
+                time.sleep(0.3)
+            state[name] = "done"
+            log.append(f"end {name}")
+
+        return Step(name, act, partial(_undo, name))
+
+    return Saga([step("a"), Parallel(step("room"), [step("car"), step("gps")], step("flight")),
+                 step("charge")], name="trip")  # fmt: skip
+
+
+@pytest.mark.parametrize("inject", [{}, {"charge": "fail"}, {"room": "fail"},
+                                    {"charge": "fail", "flight": "undo_fails"}])  # fmt: skip
+def test_at_once_the_branches_run_at_the_same_time_and_end_as_that_timing_in_process(
+    dbos_runner, inject
+):
+    """``at_once``: each attempt a child workflow, the machine told as each ends. The room
+    and the flight start while the slow car is booked; the Outcome is ``saga.run``'s for the
+    order the steps finished in (a failing branch leaves the car to finish, then undoes)."""
+    log, state = [], {}
+    remote = dbos_runner.run(_timed_trip(log), state, inject=inject, at_once=True)
+    assert log.index("start flight") < log.index("end car")  # (an injected fail never starts)
+    assert "room" in inject or log.index("start room") < log.index("end car")
+    finished = [e.step for e in remote.events if e.kind in ("step_done", "step_failed")]
+    local = _timed_trip([]).run({}, inject=inject, completion=finished, clock=VirtualClock())
+    same_outcome(local, remote)
+    if "room" in inject:  # the car and the flight, already running, finished; gps never ran
+        assert "gps" not in state and state["car"] == state["flight"] == "undone"
+
+
+def test_at_once_a_retried_step_waits_in_its_own_branch_and_a_cancel_compensates(dbos_runner):
+    flaky = {"n": 0}
+
+    def room(state):  # fails once, then books: retried by its own policy
+        flaky["n"] += 1
+        if flaky["n"] == 1:
+            raise ConnectionError("the hotel did not answer")
+        state["room"] = "done"
+
+    quick = RetryPolicy(max_attempts=2, initial_delay=0.05)
+    saga = Saga([Parallel(_step("car"), Step("room", room, partial(_undo, "room"), retry=quick)),
+                 _step("charge")])  # fmt: skip
+    outcome = dbos_runner.run(saga, {}, at_once=True)
+    assert outcome.status is Status.COMMITTED and outcome.completed[-1] == "charge"
+    assert [e.kind for e in outcome.events].count("step_retry") == 1
+    cancel, state = threading.Event(), {}
+    outcome = dbos_runner.run(trip(cancel_at=("car", cancel)), state, cancel=cancel,
+                              at_once=True)  # fmt: skip
+    assert outcome.status is Status.CANCELLED and "car" in outcome.compensated
+    assert set(state.values()) == {"undone"} and "charge" not in state and "gps" not in state
+    with pytest.raises(InvalidPipelineError, match="at_once"):
+        dbos_runner.run(trip(), {}, at_once=True, completion=["a"])
+
+
+def test_run_at_once_killed_mid_compensation_and_launched_again_undoes_each_step_once(tmp_path):
+    """The same saga with step2 and step3 run at once (a child workflow each), killed after
+    the undo of step1 (the last); the relaunched workflow hears its children's messages
+    again, in the order they came, and finishes: the undo of step1 runs again (it changes
+    nothing), nothing else is repeated."""
+    crash = crash_on_dbos(tmp_path, sagas=2, fail_every=2, pause_at="after undo step1",
+                          prefix="once", graph=True, at_once=True)  # fmt: skip
+    assert crash.killed == "after undo step1"
+    assert crash.statuses == ("committed", "rolled_back")
+    report = world_report(crash.world)
+    assert report["undo_applied"] == [("once-2", s) for s in ("step1", "step2", "step3")]
+    calls = report["undo_calls"]
+    assert sorted(calls[:2]) == [("once-2", "step2", 1), ("once-2", "step3", 1)]
+    assert calls[2:] == [("once-2", "step1", 1), ("once-2", "step1", 0)]
+    assert [e for e in report["effects"] if e[0] == "once-1"] == [
+        ("once-1", f"step{i}", 0) for i in range(1, 5)
     ]

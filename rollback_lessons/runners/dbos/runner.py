@@ -137,6 +137,7 @@ class DBOSRunner:
         wait: bool = False,
         completion: Sequence[str] | None = None,
         cancel: CancelLike | None = None,
+        at_once: bool = False,
     ) -> DBOSHandle:
         """Start ``saga`` as a workflow; everything is checked before it starts. A policy
         of one's own decides in the workflow (it is saved with it: its class must be
@@ -148,9 +149,14 @@ class DBOSRunner:
         one after the other, in definition order, as ``saga.run`` runs them, or in the
         timing ``completion`` plays (``saga.run(..., completion=...)``); ``cancel`` (an
         Event, or a function answering True) cancels as ``saga.run(..., cancel=...)`` does:
-        nothing more starts, what was done is undone, the status says ``cancelled``."""
+        nothing more starts, what was done is undone, the status says ``cancelled``.
+        ``at_once``: the ready steps run at once instead, as ``await saga.arun`` runs them,
+        each attempt a child workflow telling this one when it ended; the Outcome is then
+        ``saga.run(..., completion=...)``'s for the order they finished in."""
         faults = normalize_injection(inject, saga.names)
         check_completion(completion, saga.names)
+        if at_once and completion is not None:
+            raise InvalidPipelineError("completion plays a timing; at_once runs the real one")
         asked = asked_of(cancel)
         chosen = resolve_policy(policy if policy is not None else saga.policy)
         run_id = run_id or f"{saga.name}-{uuid.uuid4().hex[:12]}"
@@ -163,6 +169,7 @@ class DBOSRunner:
             or undo_order not in ("reverse", "forward")
             or completion is not None
             or asked is not None
+            or at_once
         )
         world: State = {} if state is None else state
         hosted.host(run_id, hosted.Hosted(saga, world, faults))
@@ -173,7 +180,8 @@ class DBOSRunner:
         args: tuple[Any, ...] = (plan, chosen, names)
         run: Callable[..., dict[str, Any]] = saga_workflow
         if graph:
-            args = (*args, list(completion) if completion is not None else None, asked is not None)
+            timing = list(completion) if completion is not None else None
+            args = (*args, timing, asked is not None, at_once)
             run = graph_workflow
         with SetWorkflowID(run_id):
             if wait:

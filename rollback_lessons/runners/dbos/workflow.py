@@ -11,11 +11,10 @@ decides everything (retries, dead letters, a halt, the status, the events); a wa
 A saga with parallel groups is ``graph_workflow``: the graph machine
 (``schedule.GraphMachine``) decides which steps may start, what a failure or a cancel stops,
 and the undo order. Its branches run one after the other, in definition order, as
-``saga.run`` runs them (or in the timing ``completion`` plays), not yet at once: a run's
-undo order depends on which branch finished first, and a relaunch must tell the machine the
-same story (DBOS hands back saved step results in the order the steps were called; branches
-at once would need each finish saved as it came: a child workflow per step, telling the
-parent with ``DBOS.send``). A cancel token is asked as a
+``saga.run`` runs them (or in the timing ``completion`` plays), or, ``at_once``, at the
+same time: each attempt a child workflow telling the saga's workflow when it ended
+(``DBOS.send``); ``DBOS.recv`` saves the order they finished in, which decides the undo
+order, so a relaunch tells the machine the same story. A cancel token is asked as a
 ``@DBOS.step`` (its answer checkpointed) where ``saga.run`` asks it: compensated,
 ``cancelled``. ``DBOS.cancel_workflow`` is DBOS's own stop: the workflow ends at its next
 step and nothing is undone (what Step Functions' ``StopExecution`` does); the machine is
@@ -237,6 +236,96 @@ class _Graph:
         return m.interrupted(exc)  # type: ignore[return-value]
 
 
+# -- branches at once: a child workflow per attempt, each telling the saga when it ended -----
+
+DONE = "rollback_lessons.done"
+"""The topic on which an attempt's child workflow tells the saga's workflow it ended (its
+messages arrive, and are replayed after a relaunch, in the order they came)."""
+
+
+@DBOS.workflow(name="rollback_lessons.attempt")
+def attempt_workflow(
+    parent: str, name: str, step: str, token: int, fault: str | None, wait: float | None
+) -> None:
+    """In a workflow of its own (so that the branches run at once): one attempt of
+    ``step``'s action, or (``wait``) a retry's backoff, slept durably; then it tells the
+    saga's workflow ``parent`` how it went (``DBOS.send``). The next attempt starts only if
+    the saga's machine says so once the wait is over."""
+    if wait is not None:
+        DBOS.sleep(wait)
+        DBOS.send(parent, {"step": step, "token": token, "woke": True, "error": None}, DONE)
+        return
+    error = run_action(parent, name, step, fault)
+    DBOS.send(parent, {"step": step, "token": token, "woke": False, "error": error}, DONE)
+
+
+class _AtOnce(_Graph):
+    """The graph machine's forward part with every ready step started at once: each attempt
+    (and each retry's wait) a child workflow (``attempt_workflow``), the machine told of
+    each as its message comes (in the order the branches finished, saved by DBOS: a relaunch
+    hears the same). Once the run stops (a failure, a cancel), a step waiting to retry is not
+    tried again, as in ``saga.arun``."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.token: dict[str, int] = {}  # each step's child awaited now (-1: none)
+        self.count = 0
+
+    def child(self, step: str, wait: float | None = None) -> None:
+        plan = self.plan
+        self.count += 1
+        self.token[step] = self.count
+        fault = self.faults.get(step, (None, None))[0]
+        DBOS.start_workflow(attempt_workflow, plan.run_id, plan.name, step, self.count, fault,
+                            wait)  # fmt: skip
+
+    def told(self, message: dict[str, Any]) -> GraphOp | None:
+        """A child ended: the machine's answer (None: a message no longer awaited)."""
+        m, step = self.m, message["step"]
+        if self.token.get(step) != message["token"]:
+            return None
+        self.token[step] = -1
+        if message["woke"]:  # its wait is over: tried again, unless the run stopped
+            self.cancel()
+            op = m.step_resume(step)
+            if type(op) is not RunStep:
+                return op
+            self.child(step)
+            return Ready(m.ready())
+        if message["error"] is None:
+            done = m.step_done(step)
+            return self.cancel() or done  # type: ignore[no-any-return]
+        op = m.step_error(step, _error(message["error"]))
+        if type(op) is not Wait:
+            return op
+        self.child(step, float(op.seconds))
+        return Ready(m.ready())
+
+    def forward(self, pick: Callable[[tuple[str, ...]], str] | None = None) -> Op:
+        m = self.m
+        op: Any = self.cancel() or m.start()
+        while type(op) is Ready:
+            cut = self.cancel()
+            if cut is not None:
+                op = cut
+                continue
+            for step in m.ready():
+                m.launch(step)
+                self.child(step)
+            if m.failing:  # a step waiting to retry is not tried again: failed for good
+                for step in [s for s in m.busy if m.where[s] == "waiting"]:
+                    self.token[step] = -1  # (its wait's message, when it comes, is stale)
+                    op = m.step_resume(step)
+                if type(op) is not Ready:
+                    break
+            if not m.busy:
+                break
+            while (answer := self.told(DBOS.recv(DONE, timeout_seconds=10**9))) is None:
+                pass
+            op = answer
+        return op  # type: ignore[no-any-return]
+
+
 @DBOS.workflow(name="rollback_lessons.graph_saga")
 def graph_workflow(
     plan: SagaPlan,
@@ -244,13 +333,15 @@ def graph_workflow(
     faults: Faults,
     completion: list[str] | None = None,
     cancellable: bool = False,
+    at_once: bool = False,
 ) -> dict[str, Any]:
     """Drive the graph machine for ``plan`` (``schedule.GraphMachine``: a saga with parallel
     groups, or a list run with a timing, a cancel or an undo order of a graph's); its record,
     as data. The branches of a group run one after the other, in definition order (as
     ``saga.run``), or in the timing ``completion`` plays; the undos one at a time, in the
     declared order. ``cancellable``: the caller's cancel token is asked (a ``@DBOS.step``)
-    where ``saga.run`` asks it."""
+    where ``saga.run`` asks it. ``at_once``: every ready step starts at once, each attempt
+    a child workflow (``_AtOnce``)."""
     after = plan.after or {
         s.name: [p.name] if p else [] for s, p in zip(plan.steps, [None, *plan.steps], strict=False)
     }
@@ -258,7 +349,7 @@ def graph_workflow(
         policy, plan=plan.specs(), after={s: tuple(d) for s, d in after.items()},
         undo_order=plan.undo_order, name=plan.name, run_id=plan.run_id,
     )  # fmt: skip
-    graph = _Graph(plan, m, faults, cancellable)
+    graph = (_AtOnce if at_once else _Graph)(plan, m, faults, cancellable)
     try:
         op = graph.forward(first_of(completion) if completion is not None else None)
         return record_data(_carry_out(m, op, plan, faults).record)
