@@ -151,8 +151,9 @@ class DBOSRunner:
         Event, or a function answering True) cancels as ``saga.run(..., cancel=...)`` does:
         nothing more starts, what was done is undone, the status says ``cancelled``.
         ``at_once``: the ready steps run at once instead, as ``await saga.arun`` runs them,
-        each attempt a child workflow telling this one when it ended; the Outcome is then
-        ``saga.run(..., completion=...)``'s for the order they finished in."""
+        each attempt a child workflow telling this one when it ended; without step retries
+        the Outcome is then ``saga.run(..., completion=...)``'s for the order they finished
+        in. ``DBOSHandle.stop`` then leaves running children to finish their attempt."""
         faults = normalize_injection(inject, saga.names)
         check_completion(completion, saga.names)
         if at_once and completion is not None:
