@@ -406,6 +406,20 @@ def test_the_graph_form_runs_each_undo_policy_as_in_process(order):
     assert halted.compensated == ("flight", "y", "x", "gps", "car")
 
 
+def test_a_person_resolves_the_incident_of_a_halted_undo():
+    """``answers``: at the incident, a person retries the job (the undo runs again and
+    succeeds), or says it was fixed by hand; either way the rollback goes on to its end."""
+    retried = run_explicit(trip(), {}, inject={"charge": "fail", "car": "undo_fails_once"},
+                           policy="halt", answers=["retry"])  # fmt: skip
+    assert retried.status.value == "rolled_back" and "car" in retried.compensated
+    assert [e.kind for e in retried.events].count("undo_failed") == 1
+    fixed = run_explicit(trip(), {}, inject={"charge": "fail", "car": "undo_fails"},
+                         policy="halt", answers=["fixed", "leave"])  # fmt: skip
+    assert fixed.status.value == "rolled_back" and "car" in fixed.compensated
+    with pytest.raises(InvalidPipelineError, match="not one of"):
+        run_explicit(trip(), {}, policy="halt", answers=["shrug"])
+
+
 def test_the_graph_form_retries_a_step_by_its_own_policy():
     """A step's retry policy is its job's retries: a flaky booking tried again after the
     backoff, as in process; one failing every attempt fails for good, then the rollback."""

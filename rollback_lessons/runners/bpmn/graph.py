@@ -30,7 +30,7 @@ leaves them).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ...operations import Ask, Finished, RunStep, RunUndo, Wait
@@ -312,13 +312,16 @@ class GraphHost:
     ``do`` runs a step the saga machine launched, ``what_next`` answers the machine's next
     undo, ``undo`` runs it. A job is handed out as many times as its ``retries`` say (the
     step's retry policy, the undo policy's attempts), after the machine's backoff
-    (``sleep``); an undo whose policy halts ends in an ``Incident``."""
+    (``sleep``); an undo whose policy halts ends in an incident, which a person resolves
+    (``answers``, in turn: ``retry`` the job, ``fixed`` by hand) or leaves (``Incident``:
+    the saga halted, the rest pending; with no answer left, as in process)."""
 
     def __init__(
         self, plan: SagaPlan, worker: Worker, machine: GraphMachine,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = time.sleep, answers: Sequence[str] = (),
     ) -> None:  # fmt: skip
         self.plan, self.worker, self.m, self.sleep = plan, worker, machine, sleep
+        self.answers = list(answers)  # what the person says at each incident, in turn
         self.op: Any = None
 
     def pick(self, ready: list[str]) -> str | None:
@@ -363,10 +366,13 @@ class GraphHost:
             if type(op) is Wait:  # the job handed out again, after the policy's backoff
                 self.sleep(op.seconds)
                 op = self.m.resume()
+            if type(op) is Ask:  # an incident: a person resolves it, or it stays
+                said = self.answers.pop(0) if self.answers else "leave"
+                op = self.m.answer(said)  # retry: the job again; fixed: done by hand
+                if said == "leave":
+                    self.op = op
+                    raise Incident(f"undo {step} failed for good: an incident, for a person")
         self.op = op
-        if type(op) is Ask:  # no person here: the incident stays, the rest left for later
-            self.op = self.m.answer("leave")
-            raise Incident(f"undo {step} failed for good: an incident, for a person")
 
 
 def run_workflow(workflow: Any, host: GraphHost) -> bool:

@@ -10,9 +10,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...errors import InvalidPipelineError
 from ...faults import InjectionLike, normalize_injection
 from ...machine import Machine
-from ...operations import Finished, RunStep
+from ...operations import ANSWERS, Finished, RunStep
 from ...outcome import Outcome
 from ...policies import PolicyLike, data_only
 from ...saga import Saga, State, snapshot
@@ -63,7 +64,7 @@ class _Host:
 def run_explicit(
     saga: Saga, state: State | None = None, *, inject: InjectionLike | None = None,
     policy: PolicyLike | None = None, undo_order: str = "reverse",
-    completion: Sequence[str] | None = None, cancel: Any = None,
+    completion: Sequence[str] | None = None, cancel: Any = None, answers: Sequence[str] = (),
 ) -> Outcome:  # fmt: skip
     """Run the explicit BPMN form of ``saga`` on SpiffWorkflow (a list: policy *continue*,
     each task once; anything else is refused before anything runs). A saga with parallel
@@ -72,9 +73,11 @@ def run_explicit(
     under any policy written as data (retries as its jobs' retries, a halt as an incident:
     ``halted``, the rest pending) and with steps retried by their own policy. A policy that
     decides in Python cannot be written into a model: refused (``UnsupportedPolicy``).
-    ``completion`` and ``cancel`` are refused too (``UnsupportedInBPMN``): the form runs one
-    step at a time, and a failure ends every branch at once, so it cannot let the steps
-    still running finish, which a timing of one's own and a cancel need."""
+    ``answers``: what a person says, in turn, at each incident (``retry``, ``fixed``,
+    ``leave``; none left: ``leave``). ``completion`` and ``cancel`` are refused too
+    (``UnsupportedInBPMN``): the form runs one step at a time, and a failure ends every
+    branch at once, so it cannot let the steps still running finish, which a timing of
+    one's own and a cancel need."""
     for option, given in (("completion", completion), ("cancel", cancel)):
         if given is not None:
             raise UnsupportedInBPMN(
@@ -99,6 +102,9 @@ def run_explicit(
             f"the explicit BPMN form of a list runs each task once: it cannot retry "
             f"{', '.join(retried)} (a saga with parallel groups' form can)"
         )
+    for said in answers:
+        if said not in ANSWERS:
+            raise InvalidPipelineError(f"answer {said!r} is not one of: {', '.join(ANSWERS)}")
     faults = normalize_injection(inject, saga.names)
     run_id = f"{saga.name}-{uuid.uuid4().hex[:12]}"
     plan = plan_of(saga, run_id, policy=chosen, undo_order=undo_order,  # type: ignore[arg-type]
@@ -106,7 +112,7 @@ def run_explicit(
     world: State = {} if state is None else state
     before = snapshot(world) if state is not None else None
     if plan.after is not None or undo_order not in ("reverse",):
-        return _run_graph(saga, state, world, before, plan, faults, chosen)
+        return _run_graph(saga, state, world, before, plan, faults, chosen, answers)
     machine = Machine(plan.undo_policy(), plan=plan.specs(), name=saga.name, run_id=run_id)
     if type(machine.start()) is not RunStep:
         raise RuntimeError("the machine does not start with a step")
@@ -156,7 +162,7 @@ def _parsed(saga: Saga, chosen: Any, host: dict[str, Any]) -> Any:
 
 
 def _run_graph(saga: Saga, state: State | None, world: State, before: Any, plan: SagaPlan,
-               faults: dict[str, Any], chosen: Any) -> Outcome:  # fmt: skip
+               faults: dict[str, Any], chosen: Any, answers: Sequence[str]) -> Outcome:  # fmt: skip
     """The graph form on SpiffWorkflow: the saga machine, driven live, picks which ready
     step runs and answers each ``What next`` (``graph.run_workflow``)."""
     after = plan.after or {s.name: [p.name] if p else [] for s, p in
@@ -165,7 +171,7 @@ def _run_graph(saga: Saga, state: State | None, world: State, before: Any, plan:
         plan.undo_policy(), plan=plan.specs(), after={s: tuple(d) for s, d in after.items()},
         undo_order=plan.undo_order, name=plan.name, run_id=plan.run_id,
     )  # fmt: skip
-    host = GraphHost(plan, Worker(plan.run_id, saga, world, faults), machine)
+    host = GraphHost(plan, Worker(plan.run_id, saga, world, faults), machine, answers=answers)
     machine.start()
     workflow = _parsed(saga, chosen, {"do": host.do, "undo": host.undo,
                                       "what_next": host.what_next})  # fmt: skip
@@ -193,9 +199,10 @@ class BpmnRunner:
         undo_order: str = "reverse",
         completion: Sequence[str] | None = None,
         cancel: Any = None,
+        answers: Sequence[str] = (),
     ) -> Outcome:
         return run_explicit(saga, state, inject=inject, policy=policy, undo_order=undo_order,
-                            completion=completion, cancel=cancel)  # fmt: skip
+                            completion=completion, cancel=cancel, answers=answers)  # fmt: skip
 
     def close(self) -> None:
         pass
