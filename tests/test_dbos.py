@@ -378,3 +378,19 @@ def test_run_at_once_killed_mid_compensation_and_launched_again_undoes_each_step
     assert [e for e in report["effects"] if e[0] == "once-1"] == [
         ("once-1", f"step{i}", 0) for i in range(1, 5)
     ]
+
+
+def test_a_halted_graph_saga_waits_for_a_persons_answer(dbos_runner):
+    handle = dbos_runner.start_saga(trip(), {}, inject={"charge": "fail", "car": "undo_fails_once"},
+                                    policy="halt", halt_wait=30)  # fmt: skip
+    waited = threading.Event()
+    for _ in range(600):
+        if handle.pending() == ["car", "room", "a"]:
+            waited.set()
+            break
+        waited.wait(0.05)
+    assert waited.is_set()
+    handle.resolve("retry")
+    outcome = handle.outcome()
+    assert outcome.status is Status.ROLLED_BACK
+    assert outcome.compensated == ("flight", "gps", "car", "room", "a")
