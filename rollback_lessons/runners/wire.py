@@ -163,18 +163,19 @@ class SagaPlan:
 
 
 GRAPH_ENGINES = (
-    "in process (saga.run, await saga.arun), on Step Functions and as BPMN on SpiffWorkflow"
+    "in process (saga.run, await saga.arun), on Step Functions, on DBOS and as BPMN on "
+    "SpiffWorkflow"
 )
 """Where a saga with parallel groups runs (an engine not among them refuses it)."""
 
 
 def refuse_graph(saga: Saga) -> None:
     """A saga with parallel groups runs only where ``GRAPH_ENGINES`` says, so far: Temporal
-    and DBOS (whose plans ``plan_of`` makes without ``graphs=True``) refuse it before
-    anything runs, rather than run its branches as a list."""
+    (whose plans ``plan_of`` makes without ``graphs=True``) refuses it before anything
+    runs, rather than run its branches as a list."""
     if saga.after is not None:
         raise InvalidPipelineError(
-            f"saga {saga.name!r} has parallel groups, which Temporal and DBOS do not run "
+            f"saga {saga.name!r} has parallel groups, which Temporal does not run "
             f"yet; it runs {GRAPH_ENGINES}"
         )
 

@@ -201,9 +201,9 @@ def every_undo_order() -> tuple[Table, int]:
 
 def engines_refuse() -> list[str]:
     """What this project's engines say when given the booking with its parallel group: the
-    plan Temporal's and DBOS's runners build before they run refuses it, before anything
-    runs; the two writers take it (ASL: a Parallel state; BPMN: parallel gateways), and
-    their runners (Step Functions, SpiffWorkflow) run it."""
+    plan Temporal's runner builds before it runs refuses it, before anything runs; the two
+    writers take it (ASL: a Parallel state; BPMN: parallel gateways), and their runners
+    (Step Functions, SpiffWorkflow) run it, as DBOS's does."""
     from ..errors import InvalidPipelineError
     from ..runners.bpmn import to_bpmn
     from ..runners.stepfunctions import to_asl
@@ -213,9 +213,9 @@ def engines_refuse() -> list[str]:
     try:
         plan_of(booking(), "lesson-12")
     except InvalidPipelineError as refused:
-        said.append(f"Temporal's and DBOS's plan: refused ({refused})")
+        said.append(f"Temporal's plan: refused ({refused})")
     else:  # pragma: no cover (the lesson would then be wrong: a test says so)
-        said.append("Temporal's and DBOS's plan: accepted it")
+        said.append("Temporal's plan: accepted it")
     states = to_asl(booking())["States"].values()
     parallel = sum(1 for state in states if state["Type"] == "Parallel")
     said.append(f"to_asl: written, with {parallel} Parallel state")
