@@ -13,7 +13,6 @@ anything else the change updates; the kernel's share of a click is about 12 ms.
 from __future__ import annotations
 
 import copy
-import html
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -21,9 +20,8 @@ import ipywidgets as w
 
 from ..clock import VirtualClock
 from ..errors import InvalidPipelineError, UnknownFaultError, UnknownStepError
-from ..outcome import Outcome, Status
+from ..outcome import Outcome
 from ..saga import Saga, snapshot
-from ..schedule import PAST_PIVOT
 from . import guard, timeline
 from .graphs import branch_groups
 from .panel_controls import (
@@ -41,6 +39,7 @@ from .panel_controls import (
     _choice,
     _dropdown,
     layout,
+    run_said,
 )
 from .panel_html import (  # noqa: F401 (the panel's HTML parts, as the other panels import them)
     CSS,
@@ -321,23 +320,8 @@ class RollbackLab:
         self.stopped_at = stop_after
         self.outcome = outcome
         self.timeline.load(outcome)
-        faults = ", ".join(f"{k} {'+'.join(v)}" for k, v in self.inject.items()) or "no faults"
-        faults += "".join(  # the options that differ from the engine's defaults, named too
-            f"; {name}{control.label}"
-            for name, control, usual in (
-                ("policy ", self.policy, "continue"), ("log ", self.register, "step"),
-                ("order ", self.order, "reverse"), ("", self.first, ""),
-            )
-            if control is not None and control.value != usual
-        )  # fmt: skip
-        said = str(outcome.status)
-        if stop_after is not None:
-            faults += f", Stop after event {stop_after} (running steps finish first)"
-            if PAST_PIVOT in outcome.notes:
-                said += " (the cancel was declined: see the note)"
-            elif outcome.status is not Status.CANCELLED:
-                said += " (too late: the run had already failed or ended)"
-        self._said = "" if opening else f"{html.escape(faults)} → {html.escape(said)}"
+        faults, said = run_said(self, outcome, stop_after)
+        self._said = "" if opening else f"{faults} → {said}"
         if not opening:
             self.runs += 1
         self._cue = f"↻ run {self.runs}: {self._said}" if self._said else ""
