@@ -54,12 +54,21 @@ def test_every_undo_order_an_all_at_once_engine_may_finish_in_is_tabled_truthful
         assert (allowed == "yes") == travel.allowed(order, declared) == (not refused)
 
 
-def test_temporal_plans_the_booking_and_dbos_refuses_it():
+def test_temporal_plans_the_booking_and_the_writers_take_it():
     said = travel.engines_say()
-    assert said[:3] == [
+    assert said == [
         "Temporal's plan:",
         "  car, room, flight: start at once, as concurrent activities",
         "  charge: starts after car, room, flight",
+        "to_asl: written, with 1 Parallel state",
+        "to_bpmn: written, with 2 parallel gateways (a split and a join)",
     ]
-    assert said[3].startswith("DBOS's plan: refused (") and "DBOS does not run" in said[3]
-    assert said[4] == "to_asl: written, with 1 Parallel state"
+
+
+def test_the_plan_table_is_read_from_the_saga_graph():
+    from rollback_lessons.lab.graphs import plan_table
+
+    rows = {row[0]: row[2:] for row in plan_table(travel.booking(declared=True)).rows}
+    assert rows["car"] == ("room", "flight")
+    assert rows["charge"] == ("car, flight", "-")
+    assert rows["flight"] == ("-", "room, car")
