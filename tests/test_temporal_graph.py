@@ -415,3 +415,18 @@ def test_a_cancel_during_the_undos_does_not_cut_them_short():
     same_outcome(local, remote)
     assert remote.status is Status.ROLLED_BACK
     assert remote.compensated == ("flight", "room", "car")
+
+
+def test_a_policy_of_ones_own_decides_in_the_workflow_for_a_group():
+    """A policy whose ``decide`` is code (one more attempt, then a person) runs in the
+    workflow, as in process, for the undos of a group."""
+    from rollback_lessons import UndoPolicy
+
+    class OnceMoreThenHalt(UndoPolicy):
+        def decide(self, attempt, error):
+            return 0.01 if attempt < 2 else "halt"
+
+    cases = [{"charge": "fail", "room": "undo_fails"}, {"charge": "fail", "car": "undo_fails_once"}]
+    options = [{"policy": OnceMoreThenHalt(), "completion": travel.TIMING}] * 2
+    remote = played(travel.booking, cases, options)
+    assert [o.status for o in remote] == [Status.HALTED, Status.ROLLED_BACK]
