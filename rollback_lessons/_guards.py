@@ -188,9 +188,9 @@ def add_notes(run: Run, error: BaseException) -> None:
     that refuses them (a frozen dataclass, a tuple of notes) is never replaced: the
     outcome keeps them, and says so."""
     m = run.m
+    if not (m.dead_letters or m.pending or m.leaked or m.notes):
+        return  # (complete: nothing to say, the common case)
     notes = m.exception_notes()
-    if not notes:
-        return
     carriers = [error]
     if m.interruption is not None and m.interruption is not error:
         carriers.append(m.interruption)

@@ -461,7 +461,7 @@ class Machine:
         """Every step is done. A journal records the commit at this event; if it cannot, the
         run is not committed: the error goes to the driver, which fails the run there."""
         try:
-            self._emit(EventKind.COMMITTED, None, {"steps": len(self.completed)})
+            self._emit(EventKind.COMMITTED, None, (("steps", len(self.completed)),))
         except BaseException:
             self.rows.pop()  # (never committed: the event is not the run's)
             raise
@@ -476,7 +476,7 @@ class Machine:
         self.error, current = error, self.current
         self.failed_step = current if current not in self.completed else None
         self.open = False
-        self._emit(EventKind.PIPELINE_FAILED, self.failed_step, {"error": describe(error)})
+        self._emit(EventKind.PIPELINE_FAILED, self.failed_step, (("error", describe(error)),))
         if isinstance(error, TakenOver):  # another process holds the saga: it undoes, not us
             self.halted, self.phase, self.reason = True, _DONE, describe(error)
             self.pending = [e.step for e in self.log[::-1]]
@@ -496,9 +496,10 @@ class Machine:
             self._emit(EventKind.HALTED, self.failed_step, {"reason": self.reason})
             return Finished(self)
         self._rolling_back(self._order())
-        self.leaked = [*self.leaked, *self.irreversible]
-        details = {"undos": len(self.todo), "order": self.undo_order, "policy": self.policy.name}
-        self._emit(EventKind.ROLLBACK_START, None, details)
+        if self.irreversible:
+            self.leaked = [*self.leaked, *self.irreversible]
+        details = (("undos", len(self.todo)), ("order", self.undo_order))
+        self._emit(EventKind.ROLLBACK_START, None, (*details, ("policy", self.policy.name)))
         return self._next_undo()
 
     def _pivot_at_stake(self, error: BaseException) -> str | None:
@@ -651,11 +652,13 @@ class Machine:
 
     def _rollback_done(self, **extra: Any) -> Finished:
         self.phase, self.entry = _DONE, None
-        details = {"status": str(self.status()), "undone": len(self.compensated)}
-        details.update(dead_letters=len(self.dead_letters), pending=len(self.pending))
+        details: Pairs = (
+            ("status", self.status()._value_), ("undone", len(self.compensated)),
+            ("dead_letters", len(self.dead_letters)), ("pending", len(self.pending)),
+        )  # fmt: skip
         if self.resumed and self.leaked:
-            details["leaked"] = list(self.leaked)
-        self._emit(EventKind.ROLLBACK_DONE, None, {**details, **extra})
+            details += (("leaked", list(self.leaked)),)
+        self._emit(EventKind.ROLLBACK_DONE, None, details + tuple(extra.items()))
         return Finished(self)
 
     @classmethod
@@ -719,7 +722,8 @@ class Machine:
 
     def logged(self, step: str) -> bool:
         """Is ``step``'s undo in the log, so that a rollback would run it?"""
-        return any(e.step == step for e in self.log)
+        log = self.log  # (most often asked of the newest entry)
+        return (bool(log) and log[-1].step == step) or any(e.step == step for e in log)
 
     def exception_notes(self) -> list[str]:
         """What a re-raised exception carries, so a caller sees an incomplete rollback."""
