@@ -12,8 +12,7 @@ import ipywidgets as w
 
 from .. import faults
 from ..faults import LABELS, Fault
-from ..saga import Kind
-from .drawing import FAIL, RETRY
+from .drawing import FAIL, RETRY, kind_word
 from .panel_html import CSS, key, lost_banner
 
 # The engine's fault space, as control options (label, value), with a tooltip for each
@@ -104,11 +103,16 @@ def layout(lab: Any, title: str) -> w.VBox:
         layout=w.Layout(align_items="center", width="100%"),
     )
     columns = []
+    tagged = any(kind_word(step.kind) for step in lab.saga.steps)
     for step in lab.saga.steps:
-        tag = "" if step.kind is Kind.COMPENSABLE else f" ({step.kind})"
+        # the kind in the lanes' own word, on a line of its own (never cut); every column
+        # keeps that line when one step has it, so the controls stay in rows
+        word = kind_word(step.kind)
+        said = f"({html.escape(word)})" if word else "&nbsp;"
+        kind = f"<div class='rl-kind'>{said}</div>" if tagged else ""
         name = w.HTML(
             f"<div class='rl-step' title='{html.escape(step.label or step.name)}'>"
-            f"{html.escape(step.name)}{html.escape(tag)}</div>",
+            f"{html.escape(step.name)}</div>{kind}",
             layout=w.Layout(width="132px", margin="0"),
         )
         columns.append(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 from typing import Any
 
 from ..outcome import Outcome, Table, compare_table
@@ -119,6 +120,36 @@ async def cancelled_midway(world: dict[str, Any] | None = None) -> Outcome:
     except asyncio.CancelledError as cancelled:
         return cancelled.outcome  # type: ignore[attr-defined, no-any-return]
     raise AssertionError("the booking was not cancelled")  # pragma: no cover
+
+
+def stopped_on_step_functions(
+    runner: Any, *, stop_execution: bool
+) -> tuple[Outcome, dict[str, Any]]:
+    """The booking on Step Functions (``runner``: a started ``StepFunctionsRunner``), stopped
+    once the flight is booked, before the charge: by Step Functions' own ``StopExecution``
+    (the execution ends, nothing is undone: the bookings stay held) or by the runner's cancel
+    (the saga machine compensates: ``cancelled``, everything released). The outcome and the
+    world after it."""
+    stop = threading.Event()
+
+    def flight_then_stop(world: State) -> None:
+        book_flight(world)
+        stop.set()
+
+    room = Step("room", book_room, cancel_room, label="book the hotel room")
+    car = Step("car", book_car, cancel_car, label="rent a car, delivered to the room")
+    flight = Step("flight", flight_then_stop, cancel_flight, label="book the flight")
+    stopped = Saga([Parallel(car, room, flight), Step("charge", charge)], name="travel")
+    world = state()
+    outcome = runner.run(stopped, world, cancel=stop, stop_execution=stop_execution)
+    return outcome, world
+
+
+def held(world: dict[str, Any]) -> list[str]:
+    """What the traveller still holds in ``world``: bookings and the charge."""
+    kinds = {"hotel": "room", "cars": "car", "flights": "flight"}
+    return [kinds[k] for k, booked in world.items() if k in kinds and booked] + (
+        ["charge"] if world["charged"] else [])  # fmt: skip
 
 
 UNDOS = {"room": cancel_room, "car": cancel_car, "flight": cancel_flight}
