@@ -2,8 +2,9 @@
 
 ``explore(saga, state)`` runs the saga once for every combination of up to ``max_faults``
 faults (each step failing before or after its effect, each undo failing always or once),
-under each chosen policy, each on a fresh state, and checks what must hold for any correct
-saga, whatever it does:
+under each chosen policy, each on a fresh state (a combination whose extra faults its run
+never reached is that run: ``_Runs``), and checks what must hold for any correct saga,
+whatever it does:
 
 1. every effect that happened is undone or reported (a dead letter, pending for a person,
    leaked), never silently left;
