@@ -188,3 +188,14 @@ def test_a_combination_whose_extra_faults_were_never_reached_tells_what_its_own_
         alone = check(saga, chain_state, run.faults, run.policy, completion=run.completion)
         assert told(run) == told(alone), run.describe()
     assert len({id(run.outcome) for run in exploration.runs}) < len(exploration.runs) / 2
+
+
+@pytest.mark.parametrize("name", sorted(lesson_worlds()))
+def test_each_run_of_a_lesson_saga_tells_what_its_combination_run_alone_tells(name):
+    """The same on the lessons' sagas: pivots, retriable steps, gates, undos logged first."""
+    make_saga, make_state = lesson_worlds()[name]
+    saga, options = make_saga(), restored_for(name)
+    exploration = explore(saga, make_state, policies=("continue", "retry", "halt"), **options)
+    for run in exploration.runs:
+        alone = check(saga, make_state, run.faults, run.policy, **options)
+        assert told(run) == told(alone), run.describe()
