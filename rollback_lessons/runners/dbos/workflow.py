@@ -225,7 +225,7 @@ class _Graph:
         may have stopped it as it began or as its result was saved, after its effect."""
         m = self.m
         if not m.rolling and m.phase is not Phase.DONE:
-            m._cut(exc, "before any undo ran (DBOS.cancel_workflow)")
+            m.cut(exc, "before any undo ran (DBOS.cancel_workflow)")
             op: Any = schedule.cancel(m, exc)  # (declined past the pivot: the one rule)
             for step in m.busy:  # running (perhaps after its effect), or waiting to retry
                 op = m.step_cut(step, exc)
