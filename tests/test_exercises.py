@@ -1,8 +1,8 @@
 """Exercises answer back: untouched starters are "not attempted", solutions pass, the grading
 core judges shapes and words fairly and shows the learner's own line, checks are the same
 every time, hints stop short of the solution, and progress is remembered across sessions.
-Every solution, put in its lesson's exercise cell, passes the lesson's check in a kernel;
-one lesson is run whole, solved. (The right and wrong answers of every
+Every solution, put in its lesson's exercise cell, passes the lesson's check in a kernel,
+where one lesson is run whole, solved. (The right and wrong answers of every
 exercise are in tests/bank, run by test_exercise_bank.py.)"""
 
 import ast
@@ -412,6 +412,9 @@ def exercise_section(path: Path) -> tuple[str, list[str]]:
 
 FRESH = "from rollback_lessons.lab.exercises import reset_progress\nreset_progress()\n%reset -f"
 """Before each lesson's section: no exercise solved yet, and no name left by the last one."""
+WHOLE = "10_sagas_are_not_isolated.ipynb"
+"""The lesson run whole, solved, first in the kernel: three exercises, and among the
+quickest lessons to run."""
 
 
 def test_every_solved_exercise_passes_its_lessons_check_in_a_kernel(tmp_path, data_dir):
@@ -422,15 +425,23 @@ def test_every_solved_exercise_passes_its_lessons_check_in_a_kernel(tmp_path, da
     as the lesson calls it (its names, in its order), the kernel's event loop already
     running (08.1), the displayed result and the Jupyter data directory. This is where
     every exercise's own solution is checked (the bank's right answers go through
-    ``Exercise.run``). The rest of each lesson runs under strict nbval; one whole solved
-    lesson runs below."""
+    ``Exercise.run``). One lesson (``WHOLE``) runs first and whole, top to bottom in the
+    fresh kernel, as a learner's Run All of a solved copy; the rest of each lesson runs
+    under strict nbval."""
+    whole = ROOT / "notebooks" / WHOLE
+    assert whole in LESSONS_WITH_EXERCISES
     nb = nbformat.v4.new_notebook()
     sections = {}
-    for path in LESSONS_WITH_EXERCISES:
-        imports, cells = exercise_section(path)
+    for path in [whole] + [p for p in LESSONS_WITH_EXERCISES if p != whole]:
+        if path == whole:
+            code = nbformat.read(solved_copy(path, tmp_path), as_version=4).cells
+            cells = [c.source for c in code if c.cell_type == "code"]
+        else:
+            imports, section = exercise_section(path)
+            cells = [imports, *section]
         nb.cells.append(nbformat.v4.new_code_cell(FRESH))
         first = len(nb.cells)
-        nb.cells += [nbformat.v4.new_code_cell(s) for s in (imports, *cells)]
+        nb.cells += [nbformat.v4.new_code_cell(source) for source in cells]
         nb.cells.append(nbformat.v4.new_code_cell(
             "import json\nfrom rollback_lessons.lab.exercises import progress\n"
             "print(json.dumps(sorted(progress().solved)))"
@@ -448,28 +459,6 @@ def test_every_solved_exercise_passes_its_lessons_check_in_a_kernel(tmp_path, da
             assert text.startswith("✓ Correct"), f"{name}: {cell.source!r} -> {text!r}"
         printed = "".join(o.get("text", "") for o in nb.cells[last].outputs)
         assert json.loads(printed) == mine, name  # the kernel wrote it where this test looks
-
-
-WHOLE = "10_sagas_are_not_isolated.ipynb"
-"""The lesson run whole, solved: three exercises, and among the quickest lessons to run."""
-
-
-def test_a_solved_copy_of_a_whole_lesson_passes_every_check(tmp_path, data_dir):
-    """A lesson saved with every exercise solved, run top to bottom in a fresh kernel as a
-    learner's Run All runs it: every check passes, the progress file says so."""
-    path = ROOT / "notebooks" / WHOLE
-    assert path in LESSONS_WITH_EXERCISES
-    nb = nbformat.read(solved_copy(path, tmp_path), as_version=4)
-    NotebookClient(nb, timeout=120, kernel_name="python3",
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()  # fmt: skip
-    checks = [c for c in nb.cells if c.cell_type == "code" and ".check(" in c.source]
-    assert len(checks) >= 1
-    for cell in checks:
-        text = "".join(o.get("data", {}).get("text/plain", "") for o in cell.outputs)
-        assert text.startswith("✓ Correct"), f"{path.name}: {cell.source!r} -> {text!r}"
-    lesson = path.name[:2]
-    mine = {key for key in EXERCISES if key.startswith(f"{lesson}.")}
-    assert ex.progress().solved == mine  # the kernel wrote it where this test looks
 
 
 def test_the_rule_exercise_13_2_grades_is_what_the_choreography_does():
