@@ -410,8 +410,16 @@ def exercise_section(path: Path) -> tuple[str, list[str]]:
     return "\n".join(imports), [solved(c) for c in code[start:]]
 
 
-FRESH = "from rollback_lessons.lab.exercises import reset_progress\nreset_progress()\n%reset -f"
-"""Before each lesson's section: no exercise solved yet, and no name left by the last one."""
+FRESH = """\
+from rollback_lessons.lab.exercises import reset_progress
+
+reset_progress()
+_ns, _hidden = get_ipython().user_ns, get_ipython().user_ns_hidden
+for _name in [n for n in _ns if not n.startswith("_") and n not in _hidden]:
+    del _ns[_name]
+"""
+"""Before each lesson's section: no exercise solved yet, and no name left by the last one
+(what ``%reset -f`` clears, without its second of garbage collection each time)."""
 WHOLE = "10_sagas_are_not_isolated.ipynb"
 """The lesson run whole, solved, first in the kernel: three exercises, and among the
 quickest lessons to run."""
