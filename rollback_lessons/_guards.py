@@ -7,13 +7,12 @@ these; every rule they apply is still the machine's."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .clock import VirtualClock
-from .errors import InvalidPipelineError, TakenOver, UnknownStepError
+from .errors import TakenOver, UnknownStepError
 from .events import EventKind, describe
-from .faults import UNDO_FAULTS
 from .machine import Phase
 from .operations import RAISE, Finished, Op
 from .schedule import GraphMachine, GraphOp, Ready, log_anyway
@@ -63,23 +62,6 @@ def check_completion(completion: Sequence[str] | None, names: Sequence[str]) -> 
             f"completion names unknown steps {', '.join(map(repr, unknown))}; the steps "
             f"are: {', '.join(names)}"
         )
-
-
-def check_inject(inject: object, names: Collection[str], undos: Collection[str]) -> None:
-    """An undo fault on a step without an undo could never happen: refused, as an unknown
-    step is (the rest is checked by ``faults.normalize_injection``)."""
-    if not inject or not isinstance(inject, Mapping):
-        return
-    for step, spec in inject.items():
-        if step in undos or step not in names:
-            continue
-        specs = (spec,) if isinstance(spec, str) else spec if isinstance(spec, tuple | list) else ()
-        wrong = [str(f) for f in specs if str(f) in UNDO_FAULTS]
-        if wrong:
-            raise InvalidPipelineError(
-                f"inject gives step {step!r} the fault {wrong[0]!r}, but it has no undo: "
-                "the fault could never happen"
-            )
 
 
 # -- a Ctrl-C (or a write) that breaks the run going forward -------------------------------
@@ -206,9 +188,9 @@ def add_notes(run: Run, error: BaseException) -> None:
     that refuses them (a frozen dataclass, a tuple of notes) is never replaced: the
     outcome keeps them, and says so."""
     m = run.m
+    if not (m.dead_letters or m.pending or m.leaked or m.notes):
+        return  # (complete: nothing to say, the common case)
     notes = m.exception_notes()
-    if not notes:
-        return
     carriers = [error]
     if m.interruption is not None and m.interruption is not error:
         carriers.append(m.interruption)

@@ -72,6 +72,7 @@ class Run(Driver):
         policy: PolicyLike = "continue",
         inject: InjectionLike | None = None,
         steps: Collection[str] | None = None,
+        undos: Collection[str] | None = None,
         plan: tuple[StepSpec, ...] | None = None,
         undo_order: UndoOrder = "reverse",
         clock: Clock | None = None,
@@ -87,7 +88,7 @@ class Run(Driver):
             raise TypeError(f"on_event must be callable, got {on_event!r}")
         _guards.check_run(clock, journal)
         self.name = name
-        self.faults = normalize_injection(inject, steps) if inject else _NO_FAULTS
+        self.faults = normalize_injection(inject, steps, undos) if inject else _NO_FAULTS
         clock = clock if clock is not None else SYSTEM_CLOCK
         self.clock: Clock = clock
         self.on_event = on_event
@@ -104,8 +105,7 @@ class Run(Driver):
         elif run_id is None and type(clock) is not SystemClock:  # its ids count up: now
             run_id = clock.run_id(name)
         self._run_id = run_id  # (a system clock's random id is drawn when first read)
-        # time.monotonic itself for the system clock: one call less per stamp (make bench's
-        # with-block stamps twice a step)
+        # time.monotonic itself for the system clock: one call less per stamp (make bench)
         system = type(clock) is SystemClock
         self.monotonic = time.monotonic if system else clock.monotonic
         self.started = self.monotonic()

@@ -83,11 +83,15 @@ def _fault(value: object, step: str) -> Fault:
 
 
 def normalize_injection(
-    inject: InjectionLike | None, steps: Collection[str] | None = None
+    inject: InjectionLike | None,
+    steps: Collection[str] | None = None,
+    undos: Collection[str] | None = None,
 ) -> dict[str, StepFaults]:
     """Validate ``{"step": "fail" | ("fail_after_effect", "undo_fails"), ...}``.
 
     With ``steps`` given, a name outside it is refused; every error lists the valid choices.
+    With ``undos`` given (the steps that have an undo), an undo fault on any other step is
+    refused: it could never happen.
     """
     if not inject:
         return {}
@@ -107,6 +111,11 @@ def normalize_injection(
         if len(action) > 1 or len(undo) > 1:
             raise InvalidPipelineError(
                 f"step {step!r} gets at most one action fault and one undo fault, got {faults}"
+            )
+        if undo and undos is not None and step not in undos:
+            raise InvalidPipelineError(
+                f"inject gives step {step!r} the fault {str(undo[0])!r}, but it has no undo: "
+                "the fault could never happen"
             )
         out[step] = StepFaults(action[0] if action else None, undo[0] if undo else None)
     return out

@@ -16,9 +16,10 @@ takes and where it leads.
 
 The drivers, each only I/O: ``_run.py`` (in process: ``Rollback``, ``AsyncRollback``,
 ``Saga.run``), ``durable.recovery`` (a crashed saga's rollback, resumed), the Temporal
-workflow, the history walker (Step Functions, SpiffWorkflow) and the DBOS workflow. The
-state-machine writers (ASL, BPMN) cannot drive a machine at run time: they ask it beforehand
-(``runners.owed``).
+workflow, the history walker (Step Functions, SpiffWorkflow), the DBOS workflow, and the
+graph forms of Step Functions and BPMN (their worker or script task asks a ``GraphMachine``
+at run time). Only the list forms the state-machine writers produce (ASL, BPMN) cannot
+drive a machine at run time: they ask it beforehand (``runners.owed``).
 """
 
 from __future__ import annotations
@@ -169,10 +170,10 @@ wherever (an undo, an event's observer, a journal write), ends it ``halted``."""
 
 Pairs = tuple[tuple[str, Any], ...]
 _NO: Final[Pairs] = ()
-_REGISTER: Final = {r: (("register", r),) for r in ("before", "after", "none")}
-# For the hottest inputs: the kinds of the rows they record inline when no one watches, the
-# phases and a kind as plain names (``Phase.STEP`` is a lookup), a tuple's own ``__new__``.
-_ROW_START, _ROW_DONE, _ROW_LOGGED, _ROW_UNDO = "step_start", "step_done", "undo_registered", "undo"
+REGISTERED: Final = {r: (("register", r),) for r in ("before", "after", "none")}  # step_start's
+# The kinds of the rows the hottest inputs record inline when no one watches (``schedule``'s
+# too); the phases and a kind as plain names (``Phase.STEP`` is a lookup), tuple.__new__.
+ROW_START, ROW_DONE, ROW_LOGGED, ROW_UNDO = "step_start", "step_done", "undo_registered", "undo"
 _FORWARD, _STEP, _STEP_WAIT, _UNDO, _UNDO_WAIT, _ASK, _DONE = Phase
 _COMPENSABLE: Final = Kind.COMPENSABLE
 _new = tuple.__new__
@@ -267,9 +268,9 @@ class Machine:
             except BaseException as exc:  # an observer, a journal write, a Ctrl-C in one
                 if not self.rolling:
                     raise  # going forward, the run fails there (its driver tells ``fail``)
-                self._cut(exc, f"at the {kind._value_} event" + (f" of {step}" if step else ""))
+                self.cut(exc, f"at the {kind._value_} event" + (f" of {step}" if step else ""))
 
-    def _cut(self, exc: BaseException, where: str) -> None:
+    def cut(self, exc: BaseException, where: str) -> None:
         """Something outside an undo raised during the rollback: no further undo runs (the
         next decision halts it, what is left pending); the first such exception is kept."""
         if self.interruption is None:
@@ -320,7 +321,7 @@ class Machine:
         self.seen.append(name)
         self.spec = _new(StepSpec, (name, _COMPENSABLE, has_undo, "after", None, False, None))
         self.current, self.attempt, self.phase = name, 1, _STEP
-        self.rows.append((_ROW_START, name, _REGISTER["after" if has_undo else "none"], self.now))
+        self.rows.append((ROW_START, name, REGISTERED["after" if has_undo else "none"], self.now))
         return _new(RunStep, (name, 1))
 
     def register(self, name: str, semantic: bool = False) -> Proceed:
@@ -355,9 +356,9 @@ class Machine:
         self.kinds[name] = spec.kind
         self.seen.append(name)
         self.spec, self.current, self.attempt, self.phase = spec, name, 1, _STEP
-        details = _REGISTER[spec.register if spec.has_undo else "none"]
+        details = REGISTERED[spec.register if spec.has_undo else "none"]
         if self.watch is None:
-            self.rows.append((_ROW_START, name, details, self.now))
+            self.rows.append((ROW_START, name, details, self.now))
         else:
             self._emit(EventKind.STEP_START, name, details)
         if spec.has_undo and spec.register == "before":
@@ -384,10 +385,10 @@ class Machine:
             if spec.has_undo and spec.register == "after":
                 self._log(spec)
         else:  # no one watches: its rows, inline (a step is most of a saga's cost)
-            self.rows.append((_ROW_DONE, spec.name, _NO, self.now))
+            self.rows.append((ROW_DONE, spec.name, _NO, self.now))
             if spec.has_undo and spec.register == "after":
                 self.log.append(Entry(spec.name, "after", spec.semantic, spec.undo_timeout))
-                self.rows.append((_ROW_LOGGED, spec.name, _NO, self.now))
+                self.rows.append((ROW_LOGGED, spec.name, _NO, self.now))
         if self.plan is None:
             return PROCEED
         if self.stopping is not None:
@@ -460,7 +461,7 @@ class Machine:
         """Every step is done. A journal records the commit at this event; if it cannot, the
         run is not committed: the error goes to the driver, which fails the run there."""
         try:
-            self._emit(EventKind.COMMITTED, None, {"steps": len(self.completed)})
+            self._emit(EventKind.COMMITTED, None, (("steps", len(self.completed)),))
         except BaseException:
             self.rows.pop()  # (never committed: the event is not the run's)
             raise
@@ -475,7 +476,7 @@ class Machine:
         self.error, current = error, self.current
         self.failed_step = current if current not in self.completed else None
         self.open = False
-        self._emit(EventKind.PIPELINE_FAILED, self.failed_step, {"error": describe(error)})
+        self._emit(EventKind.PIPELINE_FAILED, self.failed_step, (("error", describe(error)),))
         if isinstance(error, TakenOver):  # another process holds the saga: it undoes, not us
             self.halted, self.phase, self.reason = True, _DONE, describe(error)
             self.pending = [e.step for e in self.log[::-1]]
@@ -495,9 +496,10 @@ class Machine:
             self._emit(EventKind.HALTED, self.failed_step, {"reason": self.reason})
             return Finished(self)
         self._rolling_back(self._order())
-        self.leaked = [*self.leaked, *self.irreversible]
-        details = {"undos": len(self.todo), "order": self.undo_order, "policy": self.policy.name}
-        self._emit(EventKind.ROLLBACK_START, None, details)
+        if self.irreversible:
+            self.leaked = [*self.leaked, *self.irreversible]
+        details = (("undos", len(self.todo)), ("order", self.undo_order))
+        self._emit(EventKind.ROLLBACK_START, None, (*details, ("policy", self.policy.name)))
         return self._next_undo()
 
     def _pivot_at_stake(self, error: BaseException) -> str | None:
@@ -538,7 +540,7 @@ class Machine:
         assert entry is not None
         self.phase = _UNDO
         if self.interruption is None:  # (no one watches: its row, inline)
-            row = (_ROW_UNDO, entry.step, (("attempt", self.attempt),), self.now)
+            row = (ROW_UNDO, entry.step, (("attempt", self.attempt),), self.now)
             self.rows.append(row) if self.watch is None else self._emit(EventKind.UNDO, *row[1:3])
         if self.interruption is not None:  # cut short around the rollback: no more undos
             return self._cut_short()
@@ -622,7 +624,7 @@ class Machine:
         if self.interruption is None:
             entry = self.entry
             where = f"during the undo of {entry.step}" if entry is not None else ""
-            self._cut(exc, where or "during the rollback")
+            self.cut(exc, where or "during the rollback")
         if self.phase is _DONE:
             return Finished(self)
         return self._cut_short()
@@ -650,11 +652,13 @@ class Machine:
 
     def _rollback_done(self, **extra: Any) -> Finished:
         self.phase, self.entry = _DONE, None
-        details = {"status": str(self.status()), "undone": len(self.compensated)}
-        details.update(dead_letters=len(self.dead_letters), pending=len(self.pending))
+        details: Pairs = (
+            ("status", self.status()._value_), ("undone", len(self.compensated)),
+            ("dead_letters", len(self.dead_letters)), ("pending", len(self.pending)),
+        )  # fmt: skip
         if self.resumed and self.leaked:
-            details["leaked"] = list(self.leaked)
-        self._emit(EventKind.ROLLBACK_DONE, None, {**details, **extra})
+            details += (("leaked", list(self.leaked)),)
+        self._emit(EventKind.ROLLBACK_DONE, None, details + tuple(extra.items()))
         return Finished(self)
 
     @classmethod
@@ -668,20 +672,21 @@ class Machine:
         semantic: Sequence[str] = (),
         policy: UndoPolicy = CONTINUE,
         undo_order: str = "reverse",
+        timeouts: Mapping[str, float] | None = None,
         **options: Any,
     ) -> tuple[Machine, Op]:
         """Take up a crashed saga's rollback (``recover``): ``undos`` are (step, attempts
         made) of the undos not yet done, in the order they were logged; ``leaked`` steps
         started with their undo still to be logged; ``dead`` the dead letters recorded
         before the crash; ``pivot`` is (step, started | done | refused) if the irreversible
-        step began; ``semantic`` steps' undos are corrections. The run's own ``policy`` and
+        step began; ``semantic`` steps' undos are corrections; ``timeouts`` the steps' own
+        undo timeouts, which win over the policy's. The run's own ``policy`` and
         ``undo_order`` decide, as they did before the crash."""
         m = cls(policy, undo_order=undo_order, **options)
         m.resumed, m.rolling = True, True
-        corrections = set(semantic)  # undone by a correction: rollback_incomplete, as in process
-        m.log = [
-            Entry(step, "before", step in corrections, None, attempts) for step, attempts in undos
-        ]
+        corrections, own = set(semantic), timeouts or {}  # (a correction: rollback_incomplete)
+        m.log = [Entry(step, "before", step in corrections, own.get(step), attempts)
+                 for step, attempts in undos]  # fmt: skip
         m.seen = [step for step, _ in undos]
         if pivot is not None and pivot_at_stake(pivot[1]):
             m.halted, m.phase, m.reason = True, _DONE, halted_at_pivot(*pivot)
@@ -717,7 +722,8 @@ class Machine:
 
     def logged(self, step: str) -> bool:
         """Is ``step``'s undo in the log, so that a rollback would run it?"""
-        return any(e.step == step for e in self.log)
+        log = self.log  # (most often asked of the newest entry)
+        return (bool(log) and log[-1].step == step) or any(e.step == step for e in log)
 
     def exception_notes(self) -> list[str]:
         """What a re-raised exception carries, so a caller sees an incomplete rollback."""
@@ -758,23 +764,8 @@ class Machine:
 
 
 __all__ = [
-    "ANSWERS",
-    "PROCEED",
-    "RAISE",
-    "TRANSITIONS",
-    "Ask",
-    "Finished",
-    "Machine",
-    "MachineError",
-    "Phase",
-    "RunStep",
-    "RunUndo",
-    "StepSpec",
-    "Wait",
-    "after_effect",
-    "halts_forward",
-    "pivot_at_stake",
-    "pivot_in_doubt",
-    "status_of",
-    "timed_out",
-]
+    "ANSWERS", "PROCEED", "RAISE", "REGISTERED", "ROW_DONE", "ROW_LOGGED", "ROW_START", "ROW_UNDO",
+    "TRANSITIONS", "Ask", "Finished", "Machine", "MachineError", "Phase", "RunStep", "RunUndo",
+    "StepSpec", "Wait", "after_effect", "halts_forward", "pivot_at_stake", "pivot_in_doubt",
+    "status_of", "timed_out",
+]  # fmt: skip

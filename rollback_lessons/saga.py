@@ -364,12 +364,12 @@ class Saga:
             raise TypeError(f"state must be a mutable mapping, got {type(state).__name__}")
         if register is not None:
             check_register(register)
-        _guards.check_inject(inject, self.names, self._undos)
         run = Run(
             name=self.name,
             policy=policy if policy is not None else self.policy,
             inject=inject,
             steps=self.names,
+            undos=self._undos,
             plan=self.specs(register),
             undo_order=undo_order,
             clock=clock if clock is not None else self.clock,

@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from .events import EventKind, describe
-from .machine import _FORWARD, _REGISTER, _ROW_DONE, _ROW_START, Machine, MachineError, Phase, _new
+from .machine import REGISTERED, ROW_DONE, ROW_START, Machine, MachineError, Phase
 from .operations import Entry, Op, RunStep, StepSpec, Wait
 from .policies import UndoPolicy
 from .rules import IRREVERSIBLE, Kind
@@ -115,6 +115,7 @@ def undo_order(
 
 
 _RUNNING, _WAITING, _DONE, _FAILED = "running", "waiting", "done", "failed"
+_FORWARD, _new = Phase.FORWARD, tuple.__new__  # (the hottest inputs: plain names)
 
 
 class GraphMachine(Machine):
@@ -186,9 +187,9 @@ class GraphMachine(Machine):
         self.started.append(step)
         self.where[step], self.attempts[step] = _RUNNING, 1
         self.spec, self.current = spec, step
-        details = _REGISTER[spec.register if spec.has_undo else "none"]
+        details = REGISTERED[spec.register if spec.has_undo else "none"]
         if self.watch is None:  # (its row, inline: the explorer runs thousands)
-            self.rows.append((_ROW_START, step, details, self.now))
+            self.rows.append((ROW_START, step, details, self.now))
         else:
             self._emit(EventKind.STEP_START, step, details)
         if spec.has_undo and spec.register == "before":
@@ -222,7 +223,7 @@ class GraphMachine(Machine):
             self.irreversible = [*self.irreversible, step]
             self.pivot_done = self.pivot_done or spec.kind == Kind.PIVOT
         if self.watch is None:
-            self.rows.append((_ROW_DONE, step, (), self.now))
+            self.rows.append((ROW_DONE, step, (), self.now))
             if spec.has_undo and spec.register == "after":
                 self._log(spec)
         else:

@@ -162,3 +162,40 @@ def test_a_pivot_saga_that_halts_forward_is_not_compensation_past_the_pivot():
     )
     exploration = explore(saga, lambda: {}, policies=("continue", "halt"))
     assert exploration.failures == [], exploration.table(only_failures=True)
+
+
+def told(run):
+    """Everything a run of the exploration says, its events with their times."""
+    o = run.outcome
+    events = [(e.seq, e.kind, e.step, dict(e.details), e.offset) for e in o.events]
+    dead = [(d.step, repr(d.error), d.attempts) for d in o.dead_letters]
+    return (
+        run.violations, o.status, o.completed, o.compensated, dead, o.pending, o.leaked,
+        o.failed_step, repr(o.error), o.notes, o.state_before, o.state_after, events, o.states,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("orders", [False, True])
+def test_a_combination_whose_extra_faults_were_never_reached_tells_what_its_own_run_tells(orders):
+    """The explorer runs a combination once per set of faults its run reached (a fault on a
+    step never started, or an undo never run, is never felt) and shares that run's outcome;
+    each run it reports says exactly what running that combination by itself says."""
+    saga = examples.graph_saga(6, 2) if orders else chain_saga(6)
+    exploration = explore(
+        saga, chain_state, max_faults=2, policies=("continue", "retry", "halt"), orders=orders
+    )
+    for run in exploration.runs:
+        alone = check(saga, chain_state, run.faults, run.policy, completion=run.completion)
+        assert told(run) == told(alone), run.describe()
+    assert len({id(run.outcome) for run in exploration.runs}) < len(exploration.runs) / 2
+
+
+@pytest.mark.parametrize("name", sorted(lesson_worlds()))
+def test_each_run_of_a_lesson_saga_tells_what_its_combination_run_alone_tells(name):
+    """The same on the lessons' sagas: pivots, retriable steps, gates, undos logged first."""
+    make_saga, make_state = lesson_worlds()[name]
+    saga, options = make_saga(), restored_for(name)
+    exploration = explore(saga, make_state, policies=("continue", "retry", "halt"), **options)
+    for run in exploration.runs:
+        alone = check(saga, make_state, run.faults, run.policy, **options)
+        assert told(run) == told(alone), run.describe()

@@ -519,3 +519,19 @@ def test_a_cancel_function_that_raises_fails_the_run_as_in_process(
     assert outcome.status is Status.ROLLED_BACK and repr(outcome.error) == repr(
         RuntimeError("cancel source down"))  # fmt: skip
     assert state == local_state and set(state.values()) == {"undone"}
+
+
+def test_lesson_12s_stop_on_step_functions_leaves_the_bookings_and_the_runners_cancel_does_not(
+    runner,
+):
+    """Lesson 12's claim: stopped once the flight is booked (before the charge),
+    StopExecution undoes nothing (halted, every booking pending and still held); the
+    runner's cancel compensates every booking (cancelled, nothing held, nothing charged)."""
+    stopped, world = travel.stopped_on_step_functions(runner, stop_execution=True)
+    assert stopped.status is Status.HALTED and stopped.compensated == ()
+    assert set(stopped.pending) == {"room", "car", "flight"}
+    assert travel.held(world) == ["room", "car", "flight"] and world["charged"] == 0
+    cancelled, world = travel.stopped_on_step_functions(runner, stop_execution=False)
+    assert cancelled.status is Status.CANCELLED
+    assert set(cancelled.compensated) == {"room", "car", "flight"}
+    assert travel.held(world) == [] and world == travel.state()

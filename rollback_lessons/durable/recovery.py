@@ -364,6 +364,8 @@ def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: _Writ
         policy=policy if policy is not None else CONTINUE,
         undo_order=saga.undo_order,
         semantic=[u.step for u in pending if u.semantic],
+        # each step's own undo timeout (schema 5) wins over the policy's, as in process
+        timeouts={u.step: u.timeout for u in pending if u.timeout is not None},
         name=saga.name,
         run_id=saga.id,
         first_seq=claimed.last_seq,
@@ -371,14 +373,6 @@ def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: _Writ
     )
     if policy is None:  # journalled before policies were kept (schema 3 and older)
         m.notes = [FALLBACK]
-    # each step's own undo timeout (schema 5), which wins over the policy's as in process.
-    # (Given to the machine's entries here, as resume_rollback takes none; the first undo
-    # was asked for before they had it: its operation takes the entry's timeout here.)
-    own = {u.step: u.timeout for u in pending if u.timeout is not None}
-    for entry in m.log:
-        entry.timeout = own.get(entry.step)
-    if type(op) is RunUndo and m.entry is not None and m.entry.timeout is not None:
-        op = op._replace(timeout=m.entry.timeout)
     for intent in intents if m.reason == "" else ():  # (its claim marks it being recovered)
         run.add(
             "UPDATE undos SET state = 'leaked' WHERE saga_id = ? AND position = ?",

@@ -210,7 +210,7 @@ class Live:
             stop()
         exc = ExecutionStopped(STOPPED)
         m = self.m
-        m._cut(exc, "before any undo ran (StopExecution)")
+        m.cut(exc, "before any undo ran (StopExecution)")
         op: Any = schedule.cancel(m, exc)  # (declined past the pivot: the one rule)
         for step in m.busy:  # launched, its task stopped with the execution
             op = m.step_cut(step, exc)
