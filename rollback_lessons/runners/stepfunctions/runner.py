@@ -31,7 +31,7 @@ from ..wire import SagaPlan, outcome_of, plan_of
 from .asl import ENGINE, StepFunctionsError, plan_asl
 from .asl_graph import graph_asl
 from .history import answered, history_table, visits
-from .live import Live
+from .live import Idle, Live
 
 REGION = "us-east-1"
 ROLE_ARN = "arn:aws:iam::123456789012:role/rollback-lessons"  # moto accepts any role
@@ -253,24 +253,17 @@ class StepFunctionsRunner:
         return self.execute(saga, state, **options).outcome
 
     def _serve(self, arn: str, plan: SagaPlan, worker: Worker, timeout: float) -> str:
-        """Be the worker until the execution ends: each SQS message is one task to do."""
+        """Be the worker until the execution ends: each SQS message is one task to do. The
+        execution's status is asked only when no task came (one that came says it runs)."""
         deadline = time.monotonic() + timeout
         wait = 1 if self.where == "aws" else 0
+        idle = Idle()
         while True:
-            status = self.sfn.describe_execution(executionArn=arn)["status"]
-            if status != "RUNNING":
-                return str(status)
             if time.monotonic() > deadline:
                 self.sfn.stop_execution(executionArn=arn, error="Timeout")
                 raise StepFunctionsError(f"the execution did not end within {timeout:g} s")
-            messages = self.sqs.receive_message(
-                QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait
-            ).get("Messages", [])
-            for message in messages:
-                self.sqs.delete_message(
-                    QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"]
-                )
-                body = json.loads(message["Body"])
+            messages = self.receive(wait)
+            for body in messages:
                 if body.get("run") != worker.run_id:
                     continue  # another execution's task
                 made = worker.task(body["call"], plan.step_of(body["step"]), body.get("timeout"))
@@ -283,8 +276,30 @@ class StepFunctionsRunner:
                         error=made.error.type[:256],
                         cause=json.dumps(asdict(made.error))[:32768],
                     )
-            if not messages:
-                time.sleep(0.002)
+            if messages:
+                idle.reset()  # the engine takes a moment to go on: the first wait is short
+            else:
+                status = self.sfn.describe_execution(executionArn=arn)["status"]
+                if status != "RUNNING":
+                    return str(status)
+            idle.wait()
+
+    def receive(self, wait: int = 0) -> list[dict[str, Any]]:
+        """The task messages waiting in the queue (up to 10), taken out of it (one request
+        to delete them all): their bodies."""
+        messages = self.sqs.receive_message(
+            QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait
+        ).get("Messages", [])
+        if messages:
+            entries = [
+                {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(messages)
+            ]
+            failed = self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries).get(
+                "Failed", []
+            )
+            if failed:
+                raise StepFunctionsError(f"SQS did not delete a task message: {failed[0]}")
+        return [json.loads(m["Body"]) for m in messages]
 
     def _history(self, arn: str) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []

