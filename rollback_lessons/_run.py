@@ -86,13 +86,13 @@ class Run(Driver):
             check_undo_order(undo_order, GRAPH_UNDO_ORDERS)
         if on_event is not None and not callable(on_event):
             raise TypeError(f"on_event must be callable, got {on_event!r}")
-        _guards.check_run(clock, journal)
+        if clock is not None or journal is not None:
+            _guards.check_run(clock, journal)
         self.name = name
         self.faults = normalize_injection(inject, steps, undos) if inject else _NO_FAULTS
         clock = clock if clock is not None else SYSTEM_CLOCK
         self.clock: Clock = clock
-        self.on_event = on_event
-        self.is_async = is_async
+        self.on_event, self.is_async = on_event, is_async
         if type(policy) is str and policy in POLICIES:
             policy = POLICIES[policy]  # (resolve_policy, inline: every run starts here)
         else:

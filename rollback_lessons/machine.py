@@ -253,6 +253,7 @@ class Machine:
     todo: Sequence[Entry] = ()  # the log in undo order
     index = 0
     entry: Entry | None = None  # the undo being run
+    policy_timeout: float | None = None  # the policy's undo timeout (set as the rollback starts)
 
     def _emit(
         self, kind: EventKind, step: str | None = None, details: Mapping[str, Any] | Pairs = _NO
@@ -471,7 +472,8 @@ class Machine:
     def fail(self, error: BaseException) -> Op:
         """The run cannot go on (a step failed for good, the with-block raised, the workflow
         was cancelled): halt forward after a pivot, or roll back."""
-        self._expect("fail")
+        if self.phase is not _FORWARD:
+            self._expect("fail")
         self.rolling = True
         self.error, current = error, self.current
         self.failed_step = current if current not in self.completed else None
@@ -525,7 +527,7 @@ class Machine:
     # -- backward -----------------------------------------------------------------------
 
     def _rolling_back(self, todo: list[Entry]) -> None:
-        self.todo = todo
+        self.todo, self.policy_timeout = todo, self.policy.timeout  # (read once, not per undo)
         self.compensated, self.dead_letters, self.pending, self.semantic = [], [], [], []
 
     def _next_undo(self) -> RunUndo | Finished:
@@ -544,7 +546,7 @@ class Machine:
             self.rows.append(row) if self.watch is None else self._emit(EventKind.UNDO, *row[1:3])
         if self.interruption is not None:  # cut short around the rollback: no more undos
             return self._cut_short()
-        timeout = entry.timeout if entry.timeout is not None else self.policy.timeout
+        timeout = entry.timeout if entry.timeout is not None else self.policy_timeout
         return _new(RunUndo, (entry.step, self.attempt, timeout))
 
     def undo_ok(self) -> RunUndo | Finished:
