@@ -233,7 +233,8 @@ class Machine:
     attempt = base = 0  # base: attempts of this undo before this round (a crash, a person)
     pivot_done = halted = resumed = False
     cancelled = False  # the run's caller cancelled it (``schedule.cancel``)
-    doubt: str | None = None  # a pivot that failed, and may have happened (``pivot_in_doubt``)
+    doubt: str | None = None  # a pivot one attempt of which may have happened (``_doubted``)
+    doubt_cause = ""  # how that attempt failed: after its effect, a timeout, cut short
     rolling = False  # the run failed: from here on, nothing may end the rollback silently
     kept = False  # a journal keeps what an interruption leaves, for ``recover``
     error: BaseException | None = None
@@ -402,6 +403,7 @@ class Machine:
         self._expect("step_failed")
         spec = self.spec
         assert spec is not None
+        self._doubted(spec, error)
         delay = spec.retry.next_delay(self.attempt, error) if spec.retry is not None else None
         if delay is None:
             return self._step_lost(error)
@@ -421,17 +423,23 @@ class Machine:
         return RAISE if self.plan is None else self.fail(error)
 
     def _lost_effect(self, spec: StepSpec, error: BaseException, cut: bool) -> dict[str, Any]:
-        """What a step failing for good leaves (a list's, or a graph's): its effect, if it
-        happened anyway and no undo was logged before it, leaked; a pivot that may have
-        happened is in doubt (``pivot_in_doubt``). Answers its STEP_FAILED details."""
+        """What a step failing for good leaves (a list's, or a graph's; its STEP_FAILED details):
+        its effect, if it happened and no undo was logged before it, leaked; a pivot in doubt."""
         details: dict[str, Any] = {"error": describe(error)}
         if after_effect(error) or cut:
             details["after_effect"] = True
             if not (spec.has_undo and spec.register == "before"):
                 self.leaked = [*self.leaked, spec.name]  # it happened; nothing will undo it
-        if pivot_in_doubt(spec.kind, error, cut):
-            self.doubt = spec.name
+        self._doubted(spec, error, cut)
         return details
+
+    def _doubted(self, spec: StepSpec, error: BaseException, cut: bool = False) -> None:
+        """A pivot's attempt that may have happened (``pivot_in_doubt``) keeps it in doubt for
+        good: a later attempt's clean refusal does not prove this one did nothing."""
+        if pivot_in_doubt(spec.kind, error, cut) and self.doubt != spec.name:
+            how = "with a timeout" if timed_out(error) else "while it ran (cut short)"
+            self.doubt_cause = "after its effect" if after_effect(error) else how
+            self.doubt = spec.name
 
     def stop(self, error: BaseException) -> None:
         """The run is asked to stop while a step runs that cannot hear it (a workflow
@@ -501,20 +509,12 @@ class Machine:
         return self._next_undo()
 
     def _pivot_at_stake(self, error: BaseException) -> str | None:
-        """A pivot that may have happened is never compensated across: when it failed
-        itself after its effect, or was cut short (``pivot_in_doubt``), or when the run fails
-        for a reason no step gave (a journal write after it), a person decides. (A later
-        step failing in an order ``check_order`` refuses, allowed on purpose, and a
-        cancellation, ``stop``, still roll back across it.)"""
+        """A pivot that may have happened is never compensated across: when an attempt of it
+        may have (``_doubted``), or the run fails for a reason no step gave (a journal write
+        after it), a person decides. (A later step failing in an order ``check_order``
+        refuses, allowed on purpose, and a cancellation, ``stop``, still roll back across.)"""
         if self.doubt is not None and self.failed_step == self.doubt:
-            cause = (
-                "after its effect"
-                if after_effect(error)
-                else "with a timeout"
-                if timed_out(error)
-                else "while it ran (cut short)"
-            )
-            return halted_at_pivot(self.doubt, "failed", cause)
+            return halted_at_pivot(self.doubt, "failed", self.doubt_cause)
         if self.pivot_done and self.failed_step is None and error is not self.stopping:
             done = [s for s in self.completed if self.kinds[s] == Kind.PIVOT]
             return halted_at_pivot(done[-1], "done", "the run failed")

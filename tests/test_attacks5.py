@@ -1,0 +1,111 @@
+"""The fifth attacker's breaks of the recovery promises, each as a test (its scenario, not its
+script): a pivot retried after a timeout stays in doubt; a step that lands after ``--force``
+undid it is never overwritten by recover's record; a COMMIT that SQLite refused (a real
+file-size limit) is not taken as written; a cancelled run recovered ends ``cancelled``; a NUL
+or a dead symbolic link in a journal path is refused; odd registry modules are one line;
+``bind`` refuses arguments the compensation cannot be called with; an async action in a
+Step is told what to do instead."""
+
+import asyncio
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+from conftest import orphan
+
+import rollback_lessons
+from rollback_lessons import Kind, Parallel, Registry, RetryPolicy, Saga, Step, compensation
+from rollback_lessons.durable.files import JournalError
+from rollback_lessons.durable.journal import Journal
+from rollback_lessons.durable.recovery import recover
+
+HERE = os.path.dirname(os.path.dirname(rollback_lessons.__file__))  # (children import this)
+
+# -- 1. a pivot retried after a timeout, then refused: still in doubt --------------------
+
+
+def _email(answers):
+    """A pivot whose attempts fail in turn with ``answers`` (a timeout: it may have gone)."""
+    tries = iter(answers)
+
+    def email(state):
+        raise next(tries)
+
+    return email
+
+
+PIVOTS = Registry()
+REFUNDS: list[str] = []
+
+
+@compensation("pivot.refund", PIVOTS)
+def _refund(order: str, idempotency_key: str | None = None) -> None:
+    REFUNDS.append(order)
+
+
+def _pivot_saga(refunds, answers, attempts, graph=False):
+    refunds.clear()  # (REFUNDS: the compensation's record)
+    charge = Step("charge", lambda s: None, _refund.bind(order="refund"))
+    first = Parallel(charge, Step("note", lambda s: None)) if graph else charge
+    retry = RetryPolicy(max_attempts=attempts, initial_delay=0.01)
+    return Saga([first, Step("email", _email(answers), kind=Kind.PIVOT, retry=retry)])
+
+
+TIMED_OUT_THEN_REFUSED = [TimeoutError("SMTP timed out after DATA"), ValueError("SMTP 550")]
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["list", "graph"])
+def test_a_pivot_that_timed_out_then_refused_is_never_compensated_across(tmp_path, graph):
+    refunds = REFUNDS
+    saga = _pivot_saga(refunds, TIMED_OUT_THEN_REFUSED, 2, graph)
+    with Journal(tmp_path / "j.db") as journal:
+        out = saga.run({}, journal=journal, run_id="s1")
+        record = journal.saga("s1")
+    assert (str(out.status), refunds) == ("halted", [])
+    halted = [e.details["reason"] for e in out.events if e.kind == "halted"]
+    assert "'email' failed with a timeout, so it may have happened" in halted[0]
+    assert (record.pivot_state, record.status) == ("started", "halted")  # recover halts too
+
+
+def test_a_pivot_refused_cleanly_every_time_is_still_compensated_across():
+    refunds = REFUNDS
+    out = _pivot_saga(refunds, [ValueError("550"), ValueError("550")], 2).run({})
+    assert (str(out.status), refunds) == ("rolled_back", ["refund"])
+
+
+def test_a_ctrl_c_in_the_backoff_after_a_pivot_timed_out_compensates_nothing(tmp_path):
+    refunds = REFUNDS
+    saga = _pivot_saga(refunds, [TimeoutError("t/o")] * 3, 3)
+
+    def ctrl_c(event):
+        if event.kind == "step_retry":
+            raise KeyboardInterrupt
+
+    with Journal(tmp_path / "j.db") as journal:
+        with pytest.raises(KeyboardInterrupt):
+            saga.run({}, journal=journal, run_id="s2", on_event=ctrl_c)
+        record = journal.saga("s2")
+    assert refunds == []
+    assert (record.pivot_state, record.status) == ("started", "halted")
+
+
+def test_step_functions_refuses_a_pivot_retried_after_a_timeout_before_anything_runs():
+    """Its Retry would forget the timed-out attempt, and its Catch compensate across the
+    pivot on a later clean refusal: refused when written (BPMN refuses every retried task)."""
+    from rollback_lessons.runners.stepfunctions.asl import UnsupportedOnStepFunctions, to_asl
+
+    with pytest.raises(UnsupportedOnStepFunctions, match="retried after a failure"):
+        to_asl(_pivot_saga(REFUNDS, [], 2))
+    before_its_effect = RetryPolicy(max_attempts=2, retry_on=(ConnectionError,))
+    saga = Saga(
+        [
+            Step("charge", lambda s: None, _refund.bind(order="o")),
+            Step("email", lambda s: None, kind=Kind.PIVOT, retry=before_its_effect),
+        ]
+    )
+    assert "States" in to_asl(saga)
