@@ -109,3 +109,69 @@ def test_step_functions_refuses_a_pivot_retried_after_a_timeout_before_anything_
         ]
     )
     assert "States" in to_asl(saga)
+
+
+# -- 2. a step that lands after recover --force undid it ---------------------------------
+
+
+def test_a_late_effect_reported_during_recover_is_not_overwritten(tmp_path):
+    """The owner (made to look as if on another host) is inside step S; ``recover --force``
+    runs S's undo (nothing to undo yet); S's effect lands and its owner reports it; recover's
+    own record must not say ``rolled_back`` over it."""
+    path = tmp_path / "j.db"
+    world: dict[str, int] = {}
+    in_s, go = threading.Event(), threading.Event()
+    registry = Registry()
+
+    def leaked() -> bool:
+        con = sqlite3.connect(path, timeout=30)
+        try:
+            row = con.execute("SELECT state FROM undos WHERE step = 'S'").fetchone()
+        finally:
+            con.close()
+        return row is not None and row[0] == "leaked"
+
+    @compensation("late.undo", registry)
+    def undo(step: str, idempotency_key: str | None = None) -> None:
+        world.pop(step, None)  # S: nothing there yet
+        if step == "S":
+            go.set()  # ... and now the owner's step lands, and it reports it
+            end = time.monotonic() + 20
+            while not leaked() and time.monotonic() < end:
+                time.sleep(0.01)
+
+    def s(state):
+        in_s.set()
+        go.wait(20)
+        world["S"] = 1  # the effect lands after its undo ran
+
+    saga = Saga(
+        [
+            Step("a", lambda st: world.update(a=1), undo.bind(step="a"), register="before"),
+            Step("S", s, undo.bind(step="S"), register="before"),
+        ]
+    )
+    outcomes = []
+
+    def owner() -> None:
+        with Journal(path) as journal:
+            outcomes.append(saga.run({}, journal=journal, run_id="s1"))
+
+    thread = threading.Thread(target=owner)
+    thread.start()
+    assert in_s.wait(20)
+    con = sqlite3.connect(path, timeout=30)
+    con.execute("UPDATE sagas SET owner_host = 'another-host' WHERE id = 's1'")
+    con.commit()
+    con.close()
+    with Journal(path) as journal:
+        report = recover(journal, registry, force=True)
+        status = journal.saga("s1").status
+        undos = {u.step: u.state for u in journal.undos("s1")}
+    thread.join(30)
+    assert world == {"S": 1}  # S's effect stands
+    assert str(outcomes[0].status) == "halted"
+    assert undos == {"a": "done", "S": "leaked"}
+    assert status == "rollback_incomplete"
+    assert str(report.recovered[0].status) == "rollback_incomplete"
+    assert "S" in report.recovered[0].leaked

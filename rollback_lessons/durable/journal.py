@@ -334,6 +334,11 @@ class Journal:
         )
         return [Event(seq, kind, step, json.loads(details)) for seq, kind, step, details in rows]
 
+    def leaked(self, saga_id: str) -> list[str]:
+        """The steps of a saga whose effect may stand with nothing to undo it (``leaked``)."""
+        sql = "SELECT step FROM undos WHERE saga_id = ? AND state = 'leaked' ORDER BY position"
+        return [step for (step,) in self._rows(sql, (saga_id,))]
+
     def pending_undos(self) -> dict[str, list[UndoRecord]]:
         """The undos not yet done of every unfinished saga, by saga, oldest first."""
         return self._unfinished_undos("pending")

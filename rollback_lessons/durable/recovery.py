@@ -425,9 +425,16 @@ def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: _Writ
         else:
             op = m.undo_ok()
         writer.undo_ran(run)
+    late = [s for s in run.journal.leaked(saga.id) if s not in m.leaked]  # (its owner's)
+    if late:  # a step that landed after it was undone (``--force``): never rolled_back
+        m.leaked = [*m.leaked, *late]
+        m.notes = [*m.notes, f"returned after the take-over, may stand: {', '.join(late)}"]
     record = op.record
-    run.add(
-        "UPDATE sagas SET status = ?, ended = ?, error = COALESCE(error, ?) WHERE id = ?",
+    run.add(  # (and if the owner reports one before this is written: not rolled_back either)
+        "UPDATE sagas SET status = CASE WHEN ?1 IN ('rolled_back', 'cancelled') AND EXISTS"
+        " (SELECT 1 FROM undos WHERE saga_id = ?4 AND state = 'leaked')"
+        " THEN 'rollback_incomplete' ELSE ?1 END, ended = ?2, error = COALESCE(error, ?3)"
+        " WHERE id = ?4",
         (str(record.status), time.time(), m.reason or "recovered after a crash", saga.id),
     )
     return Recovery.build(**{k: getattr(record, k) for k in RECORD_FIELDS}, reason=m.reason)
