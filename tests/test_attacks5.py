@@ -175,3 +175,69 @@ def test_a_late_effect_reported_during_recover_is_not_overwritten(tmp_path):
     assert status == "rollback_incomplete"
     assert str(report.recovered[0].status) == "rollback_incomplete"
     assert "S" in report.recovered[0].leaked
+
+
+# -- 3. a COMMIT that SQLite refused (a real file-size limit) ----------------------------
+
+DISK_FULL_CHILD = textwrap.dedent(
+    """
+    import os, resource, signal, sys
+    from rollback_lessons import Saga, Step
+    from rollback_lessons.durable.journal import Journal
+    from regfull import undo
+
+    SOFT, HARD = resource.getrlimit(resource.RLIMIT_FSIZE)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG)
+    journal, effects = sys.argv[1], sys.argv[2]
+
+    def step1(state):
+        with open(effects, "a") as f:
+            f.write("step1\\n")
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1, HARD))  # full as step1 returns
+
+    def step2(state):
+        os.kill(os.getpid(), signal.SIGKILL)  # the process dies inside step2
+
+    def free(event):  # told after the (failed) write that confirms step1's undo
+        if event.kind == "undo_registered":
+            resource.setrlimit(resource.RLIMIT_FSIZE, (SOFT, HARD))
+
+    saga = Saga([Step("step1", step1, undo.bind(effects=effects, step="step1")),
+                 Step("step2", step2, undo.bind(effects=effects, step="step2"))])
+    with Journal(journal) as j:
+        saga.run({}, journal=j, run_id="s1", on_event=free)
+    """
+)
+
+REG_FULL = textwrap.dedent(
+    """
+    from rollback_lessons import Registry, compensation
+    registry = Registry()
+
+    @compensation("full.undo", registry)
+    def undo(effects, step, idempotency_key=None):
+        with open(effects, "a") as f:
+            f.write("undo " + step + "\\n")
+    """
+)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_FSIZE and SIGXFSZ as on Linux")
+def test_a_commit_refused_for_a_full_disk_is_written_with_the_next_write(tmp_path, monkeypatch):
+    (tmp_path / "regfull.py").write_text(REG_FULL)
+    journal, effects = tmp_path / "j.db", tmp_path / "effects.txt"
+    Journal(journal).close()  # made before the limit: the limit hits the confirm's COMMIT
+    child = subprocess.run(
+        [sys.executable, "-c", DISK_FULL_CHILD, str(journal), str(effects)],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{HERE}"),
+    )  # fmt: skip
+    assert child.returncode == -9, child.stderr
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import regfull
+
+    with Journal(journal) as j:
+        assert {u.step: u.state for u in j.undos("s1")}["step1"] == "pending"
+        report = recover(j, regfull.registry)
+    assert report.recovered[0].undone == ("step1",)
+    assert effects.read_text().splitlines() == ["step1", "undo step1"]

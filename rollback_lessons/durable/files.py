@@ -114,7 +114,8 @@ def transaction(con: sqlite3.Connection, written: Written | None = None) -> Iter
     """BEGIN IMMEDIATE ... COMMIT, whatever lands when: a Ctrl-C is raised as a call
     returns, so after BEGIN took the write lock or after COMMIT wrote. An open transaction
     is rolled back (never left holding the lock); one that committed is said so
-    (``written``), so that its caller does not write it again."""
+    (``written``), so that its caller does not write it again. A COMMIT that SQLite itself
+    refused (disk full, an I/O error: it rolls back by itself) did not commit."""
     at_commit = False
     try:
         con.execute("BEGIN IMMEDIATE")
@@ -123,11 +124,11 @@ def transaction(con: sqlite3.Connection, written: Written | None = None) -> Iter
         con.execute("COMMIT")
         if written is not None:
             written.committed = True
-    except BaseException:
+    except BaseException as exc:
         if con.in_transaction:
             con.execute("ROLLBACK")
-        elif at_commit and written is not None:
-            written.committed = True
+        elif at_commit and written is not None and not isinstance(exc, sqlite3.Error):
+            written.committed = True  # (the COMMIT returned; a Ctrl-C came as it did)
         raise
 
 
