@@ -505,6 +505,8 @@ class Machine:
         self._rolling_back(self._order())
         self.leaked = [*self.leaked, *self.irreversible]
         details = {"undos": len(self.todo), "order": self.undo_order, "policy": self.policy.name}
+        if self.cancelled:  # (a journal keeps it: recover ends the rollback ``cancelled`` too)
+            details["cancelled"] = True
         self._emit(EventKind.ROLLBACK_START, None, details)
         return self._next_undo()
 
@@ -666,6 +668,7 @@ class Machine:
         dead: Sequence[DeadLetter] = (),
         pivot: tuple[str, str] | None = None,
         semantic: Sequence[str] = (),
+        cancelled: bool = False,
         policy: UndoPolicy = CONTINUE,
         undo_order: str = "reverse",
         **options: Any,
@@ -674,10 +677,10 @@ class Machine:
         made) of the undos not yet done, in the order they were logged; ``leaked`` steps
         started with their undo still to be logged; ``dead`` the dead letters recorded
         before the crash; ``pivot`` is (step, started | done | refused) if the irreversible
-        step began; ``semantic`` steps' undos are corrections. The run's own ``policy`` and
-        ``undo_order`` decide, as they did before the crash."""
+        step began; ``semantic`` steps' undos are corrections; ``cancelled``: its caller had
+        cancelled the run. Its own ``policy`` and ``undo_order`` decide, as before the crash."""
         m = cls(policy, undo_order=undo_order, **options)
-        m.resumed, m.rolling = True, True
+        m.resumed, m.rolling, m.cancelled = True, True, cancelled
         corrections = set(semantic)  # undone by a correction: rollback_incomplete, as in process
         m.log = [
             Entry(step, "before", step in corrections, None, attempts) for step, attempts in undos
@@ -687,8 +690,7 @@ class Machine:
             m.halted, m.phase, m.reason = True, _DONE, halted_at_pivot(*pivot)
             m.pending = [e.step for e in m.log[::-1]]  # left for a person, as in process
             m.dead_letters = list(dead)
-            details = {"reason": m.reason, "recovered": True}
-            m._emit(EventKind.HALTED, pivot[0], details)
+            m._emit(EventKind.HALTED, pivot[0], {"reason": m.reason, "recovered": True})
             return m, Finished(m)
         m.leaked = list(leaked)
         m._rolling_back(m._order())
@@ -706,14 +708,9 @@ class Machine:
     # -- how it ended -------------------------------------------------------------------
 
     def status(self) -> Status:
-        return status_of(
-            failed=self.error is not None or self.resumed,
-            halted=self.halted,
-            dead_letters=bool(self.dead_letters),
-            leaked=bool(self.leaked),
-            semantic=bool(self.semantic),
-            cancelled=self.cancelled,
-        )
+        return status_of(failed=self.error is not None or self.resumed, halted=self.halted,
+                         dead_letters=bool(self.dead_letters), leaked=bool(self.leaked),
+                         semantic=bool(self.semantic), cancelled=self.cancelled)  # fmt: skip
 
     def logged(self, step: str) -> bool:
         """Is ``step``'s undo in the log, so that a rollback would run it?"""

@@ -241,3 +241,36 @@ def test_a_commit_refused_for_a_full_disk_is_written_with_the_next_write(tmp_pat
         report = recover(j, regfull.registry)
     assert report.recovered[0].undone == ("step1",)
     assert effects.read_text().splitlines() == ["step1", "undo step1"]
+
+
+# -- 4. a cancelled run, crashed in its rollback, recovered ------------------------------
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["list", "graph"])
+def test_a_cancelled_run_recovered_after_a_crash_ends_cancelled(tmp_path, graph):
+    stop, undone, crash = threading.Event(), [], [True]
+    registry = Registry()
+
+    @compensation("c.undo", registry)
+    def undo(step: str, idempotency_key: str | None = None) -> None:
+        if step == "b" and crash and crash.pop():
+            raise KeyboardInterrupt  # the process is cut short during its rollback
+        undone.append(step)
+
+    b, c = Step("b", lambda s: None, undo.bind(step="b")), Step("c", lambda s: stop.set())
+    middle = [Parallel(b, c)] if graph else [b, c]
+    saga = Saga([Step("a", lambda s: None, undo.bind(step="a")), *middle, Step("d", print)])
+    path = tmp_path / "j.db"
+    with Journal(path) as journal:
+        with pytest.raises(KeyboardInterrupt):
+            saga.run({}, journal=journal, run_id="s1", cancel=stop)
+        assert journal.saga("s1").status == "rolling_back"
+    orphan(path, "s1")
+    with Journal(path) as journal:
+        report = recover(journal, registry)
+        status = journal.saga("s1").status
+    assert undone == ["b", "a"]
+    assert (status, str(report.recovered[0].status)) == ("cancelled", "cancelled")
+    stop.clear()
+    with Journal(tmp_path / "control.db") as journal:  # the same run, uncut: cancelled too
+        assert str(saga.run({}, journal=journal, run_id="s1", cancel=stop).status) == "cancelled"

@@ -364,6 +364,7 @@ def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: _Writ
         policy=policy if policy is not None else CONTINUE,
         undo_order=saga.undo_order,
         semantic=[u.step for u in pending if u.semantic],
+        cancelled=run.journal.cancelled(saga.id),  # its caller's cancel: ends cancelled
         name=saga.name,
         run_id=saga.id,
         first_seq=claimed.last_seq,
