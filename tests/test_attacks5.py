@@ -274,3 +274,31 @@ def test_a_cancelled_run_recovered_after_a_crash_ends_cancelled(tmp_path, graph)
     stop.clear()
     with Journal(tmp_path / "control.db") as journal:  # the same run, uncut: cancelled too
         assert str(saga.run({}, journal=journal, run_id="s1", cancel=stop).status) == "cancelled"
+
+
+# -- 5. a NUL or a dead symbolic link in a journal's path -------------------------------
+
+
+def test_a_nul_in_a_journal_path_is_refused_before_any_file_is_touched(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    other = sqlite3.connect(".x")  # SQLite would cut 'x\0y' to '.x' for its temporary file
+    other.execute("CREATE TABLE mine (v TEXT)")
+    other.commit()
+    other.close()
+    for path in ("a\0b", "x\0y", tmp_path / "x\0y"):
+        with pytest.raises(ValueError, match="NUL"):
+            Journal(path)
+    assert sorted(os.listdir(tmp_path)) == [".x"]
+    con = sqlite3.connect(".x")
+    assert [t for (t,) in con.execute("SELECT name FROM sqlite_master")] == ["mine"]
+    con.close()
+
+
+@pytest.mark.parametrize("readonly", [False, True])
+def test_a_dangling_or_looping_symlink_is_a_journal_error(tmp_path, readonly):
+    (tmp_path / "loop1").symlink_to(tmp_path / "loop2")
+    (tmp_path / "loop2").symlink_to(tmp_path / "loop1")
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone" / "j.db")
+    for name in ("loop1", "dangling"):
+        with pytest.raises(JournalError, match="symbolic link"):
+            Journal(tmp_path / name, readonly=readonly)
