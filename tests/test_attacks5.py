@@ -302,3 +302,41 @@ def test_a_dangling_or_looping_symlink_is_a_journal_error(tmp_path, readonly):
     for name in ("loop1", "dangling"):
         with pytest.raises(JournalError, match="symbolic link"):
             Journal(tmp_path / name, readonly=readonly)
+
+
+# -- 6. odd registry modules on the command line -----------------------------------------
+
+ODD_REGISTRIES = {
+    "raises_a_base_exception": "class Stop(BaseException):\n    pass\nraise Stop('no')\n",
+    "raises_an_error_whose_repr_raises": (
+        "class E(Exception):\n    def __repr__(self):\n        raise ValueError('repr')\n"
+        "    def __str__(self):\n        raise ValueError('str')\nraise E()\n"
+    ),
+    "contains_raises_generator_exit": (
+        "from rollback_lessons import Registry\nclass R(Registry):\n"
+        "    def __contains__(self, name):\n        raise GeneratorExit('down')\nregistry = R()\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ODD_REGISTRIES))
+def test_an_odd_registry_module_is_one_line_and_the_saga_stays(tmp_path, case):
+    path = tmp_path / "j.db"
+    undo = Registry().add("odd.undo", lambda k, idempotency_key=None: None)
+    with Journal(path) as journal:
+        run = journal.start("odd", "s1")
+        run.register("step1", undo.bind(k=1), "pending")  # (a name to ask the registry)
+        run.flush()
+    orphan(path, "s1")
+    (tmp_path / "oddreg.py").write_text(ODD_REGISTRIES[case])
+    result = subprocess.run(
+        [sys.executable, "-m", "rollback_lessons", "recover", str(path), "--registry", "oddreg"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{HERE}"),
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("rollback-lessons: ")
+    with Journal(path, readonly=True) as journal:
+        assert journal.saga("s1").status == "running"

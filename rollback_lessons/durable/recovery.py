@@ -80,9 +80,9 @@ def _ask(registry: Registry, lookup: Callable[[str], Any], name: str, then: str)
     raises, a ``RegistryFailed`` that says so in one line (``then``: what was left)."""
     try:
         return lookup(name)
-    except UnknownCompensationError:
+    except (UnknownCompensationError, KeyboardInterrupt):
         raise
-    except Exception as exc:
+    except BaseException as exc:  # (GeneratorExit, sys.exit too: one line, nothing claimed)
         raise RegistryFailed(
             f"the registry ({type(registry).__name__}) raised {describe(exc)} when asked for "
             f"compensation {name!r}; {then}"
