@@ -340,3 +340,29 @@ def test_an_odd_registry_module_is_one_line_and_the_saga_stays(tmp_path, case):
     assert result.stderr.startswith("rollback-lessons: ")
     with Journal(path, readonly=True) as journal:
         assert journal.saga("s1").status == "running"
+
+
+# -- 7. bind checks the call it binds ----------------------------------------------------
+
+
+def test_bind_refuses_arguments_the_compensation_cannot_be_called_with():
+    registry = Registry()
+
+    @compensation("b.undo", registry)
+    def undo(k, idempotency_key=None):
+        pass
+
+    @compensation("b.any", registry)
+    def undo_any(**kwargs):
+        pass
+
+    with pytest.raises(TypeError, match="idempotency_key"):
+        undo.bind(k=1, idempotency_key="mine")  # the engine passes its own key
+    with pytest.raises(TypeError, match="cannot be called with"):
+        undo.bind(wrong=1)
+    with pytest.raises(TypeError, match="cannot be called with"):
+        undo.bind()
+    with pytest.raises(TypeError, match="idempotency_key"):
+        undo_any.bind(idempotency_key="mine")
+    assert undo.bind(k=1).args == {"k": 1}
+    assert undo_any.bind(anything=[1]).args == {"anything": [1]}
