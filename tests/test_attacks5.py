@@ -366,3 +366,18 @@ def test_bind_refuses_arguments_the_compensation_cannot_be_called_with():
         undo_any.bind(idempotency_key="mine")
     assert undo.bind(k=1).args == {"k": 1}
     assert undo_any.bind(anything=[1]).args == {"anything": [1]}
+
+
+# -- minor: an async action in a Step -----------------------------------------------------
+
+
+def test_an_async_action_in_a_step_is_told_to_return_an_awaitable_for_arun():
+    async def book(state):
+        return None
+
+    with pytest.raises(TypeError) as refused:
+        Step("book", book)
+    assert "saga.arun" in str(refused.value)
+    assert "synchronous Rollback" not in str(refused.value)
+    saga = Saga([Step("book", lambda state: book(state))])  # what the message says works
+    assert str(asyncio.run(saga.arun({})).status) == "committed"
