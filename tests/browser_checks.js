@@ -118,6 +118,15 @@
     return { small, overlaps, cut, count: boxes.length };
   },
 
+  // The event log's cells and their parts that do not show their whole text (a title
+  // tooltip does not count: a learner reads the log as it plays).
+  logCut: ([sel, i]) => {
+    const root = document.querySelectorAll(sel)[i];
+    return [...root.querySelectorAll(".rl-log td, .rl-log td span")]
+      .filter((el) => el.scrollWidth > el.clientWidth + 1 || el.scrollHeight > el.clientHeight + 1)
+      .map((el) => el.textContent.slice(0, 60));
+  },
+
   // Fault click to the new picture painted, timed in the page: pick option ``index`` of
   // the select, as a click does (what Playwright's select_option does too); wait for the
   // view's new picture, decoded and painted.

@@ -12,11 +12,11 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from conftest import lesson_worlds, same_outcome, single_faults
+from conftest import HaltOnAnythingButTimeouts, lesson_worlds, same_outcome, single_faults
 from outside_validators import node_script
 from SpiffWorkflow.bpmn.parser import BpmnParser, BpmnValidator
 
-from rollback_lessons import Kind, Parallel, RetryPolicy, Saga, Step, VirtualClock
+from rollback_lessons import Kind, Parallel, Retry, RetryPolicy, Saga, Step, VirtualClock
 from rollback_lessons.errors import InvalidPipelineError
 from rollback_lessons.runners.bpmn import (
     UnsupportedInBPMN,
@@ -382,11 +382,80 @@ def test_lesson_12s_booking_on_spiffworkflow_undoes_in_the_declared_order():
         same_outcome(local, run_explicit(travel.booking(), travel.state(), **options))
 
 
+@pytest.mark.parametrize("order", ["reverse", "by_dependency"])
+def test_the_graph_form_runs_each_undo_policy_as_in_process(order):
+    """Retries are the undo jobs' retries (the machine's backoff between them), a halt is an
+    incident on the undo's task: the saga ends halted, the rest pending for a person, as
+    ``saga.run`` leaves it (Camunda's job worker would fail the job for good)."""
+    retry = RetryPolicy(max_attempts=2, initial_delay=0.01)
+    policies = ("halt", Retry(retry), Retry(retry, then="halt"))
+    cases = [{"charge": "fail", "room": "undo_fails"}, {"charge": "fail", "car": "undo_fails_once"},
+             {"y": "fail", "car": "undo_fails"}, {"car": "fail_after_effect"}, {}]  # fmt: skip
+    seen = set()
+    for policy in policies:
+        for inject in cases:
+            options = {"inject": inject, "policy": policy, "undo_order": order}
+            local = trip().run({}, clock=VirtualClock(), **options)
+            remote = run_explicit(trip(), {}, **options)
+            same_outcome(local, remote)
+            seen.add((str(policy)[:5], str(remote.status)))
+    assert ("halt", "halted") in seen and ("Retry", "rolled_back") in seen
+    halted = run_explicit(trip(), {}, inject={"charge": "fail", "room": "undo_fails"},
+                          policy="halt")  # fmt: skip
+    assert halted.pending == ("room", "a")
+    assert halted.compensated == ("flight", "y", "x", "gps", "car")
+
+
+def test_a_person_resolves_the_incident_of_a_halted_undo():
+    """``answers``: at the incident, a person retries the job (the undo runs again and
+    succeeds), or says it was fixed by hand; either way the rollback goes on to its end."""
+    retried = run_explicit(trip(), {}, inject={"charge": "fail", "car": "undo_fails_once"},
+                           policy="halt", answers=["retry"])  # fmt: skip
+    assert retried.status.value == "rolled_back" and "car" in retried.compensated
+    assert [e.kind for e in retried.events].count("undo_failed") == 1
+    fixed = run_explicit(trip(), {}, inject={"charge": "fail", "car": "undo_fails"},
+                         policy="halt", answers=["fixed", "leave"])  # fmt: skip
+    assert fixed.status.value == "rolled_back" and "car" in fixed.compensated
+    with pytest.raises(InvalidPipelineError, match="not one of"):
+        run_explicit(trip(), {}, policy="halt", answers=["shrug"])
+
+
+def test_the_graph_form_retries_a_step_by_its_own_policy():
+    """A step's retry policy is its job's retries: a flaky booking tried again after the
+    backoff, as in process; one failing every attempt fails for good, then the rollback."""
+
+    def flaky(name, tries):
+        def act(state):
+            tries[name] = tries.get(name, 0) + 1
+            if tries[name] < 2:
+                raise ConnectionError(f"{name}: no answer")
+            state[name] = "done"
+
+        return act
+
+    def saga(tries):
+        quick = RetryPolicy(max_attempts=2, initial_delay=0.01)
+        room = Step("room", flaky("room", tries), partial(_undo, "room"), retry=quick)
+        return Saga([_step("a"), Parallel(room, _step("car")), _step("charge")], name="trip")
+
+    for inject in ({}, {"room": "fail"}, {"charge": "fail"}):
+        local = saga({}).run({}, inject=inject, clock=VirtualClock())
+        remote = run_explicit(saga({}), {}, inject=inject)
+        same_outcome(local, remote)
+        assert "step_retry" in [e.kind for e in remote.events]
+    root = ET.fromstring(to_bpmn_explicit(saga({})))
+    jobs = {t.get("name"): t.find("bpmn:extensionElements/zeebe:taskDefinition", NS)
+            for t in root.iter(f"{B}scriptTask")}  # fmt: skip
+    assert jobs["Do room"].get("retries") == "2" and jobs["Do car"].get("retries") == "1"
+
+
 def test_what_the_graph_form_cannot_express_is_refused_before_it_runs():
     state = {}
-    retried = Saga([Parallel(_step("a", retry=RetryPolicy(max_attempts=2)), _step("b"))])
-    for saga, options in ((retried, {}), (trip(), {"policy": "halt"}),
-                          (trip(), {"undo_order": "sideways"})):  # fmt: skip
+    for saga, options in ((trip(), {"policy": HaltOnAnythingButTimeouts()}),
+                          (trip(), {"undo_order": "sideways"}),
+                          (trip(), {"completion": ["room", "a"]}),
+                          (trip(), {"cancel": lambda: True}),
+                          (Saga([_step("a"), _step("b")]), {"policy": "halt"})):  # fmt: skip
         with pytest.raises(InvalidPipelineError):
             run_explicit(saga, state, **options)
     assert state == {}

@@ -265,6 +265,7 @@ def panel_fits_and_reads(page, sel: str, i: int, where: str) -> None:
     assert texts["small"] == [], f"{where}: text under 12 px: {texts['small']}"
     assert texts["overlaps"] == [], f"{where}: overlapping: {texts['overlaps'][:5]}"
     assert texts["cut"] == [], f"{where}: cut: {texts['cut']}"
+    assert check(page, "logCut", [sel, i]) == [], f"{where}: the event log cuts a detail"
     for picture in check(page, "pictures", [sel, i]):
         assert picture["kind"] == "png" and picture["report"], (
             f"{where}: a picture without its report"
@@ -380,10 +381,18 @@ def lesson_03(page) -> None:
 
 
 def lesson_04(page) -> None:
-    """The room fails before the email: nothing irreversible happened, the rollback is whole."""
+    """The room fails before the email: nothing irreversible happened, the rollback is whole.
+    Neither change moves the panel: it keeps its height (a new user saw it jump 16 px)."""
+    check(page, "scrollTo", [".rollback-lab", 0])
+    height = check(page, "box", [".rollback-lab", 0])["height"]
     choose(page, ".rl-action-charge_card select", "committed", "ok")
+    assert check(page, "box", [".rollback-lab", 0])["height"] == height
     result = choose(page, ".rl-action-reserve_room select", "rolled_back", "fail")
     assert "not run" in result  # the email never went out
+    assert check(page, "box", [".rollback-lab", 0])["height"] == height
+    assert "run 2:" in page.locator(".rollback-lab .rl-cue").first.inner_text()  # counted from 1
+    steps = page.locator(".rollback-lab .rl-kind").all_inner_texts()
+    assert "(irreversible)" in steps  # the lanes' word, over the controls too
 
 
 def lesson_05(page) -> None:
@@ -426,6 +435,9 @@ def lesson_10(page) -> None:
     disabled at the ends."""
     lab = page.locator(".isolation-lab").first
     summary = lab.locator(".il-summary")
+    # it opens on the interleaving the lesson's text names, where the anomaly happens
+    assert lab.locator(".rl-caption").inner_text().startswith("Anomaly: ")
+    assert "(ABA)" in summary.inner_text()
     readout = lab.locator(".il-interleaving .widget-readout").inner_text()
     assert f"Interleaving {readout} of 3" in summary.inner_text()
     assert "the anomaly happens in 1 of 3" in summary.inner_text()
@@ -477,6 +489,11 @@ def lesson_11(page) -> None:
     area = check(page, "area")
     [picture] = check(page, "pictures", [".explorer-grid .eg-view", 0])
     assert area["top"] - 1 <= picture["top"] and picture["bottom"] <= area["bottom"] + 1
+    clicked = page.locator(f".explorer-grid .eg-{cell}")
+    assert "eg-open" in (clicked.get_attribute("class") or "")  # outlined: the run shown
+    assert grid.locator(".eg-open").count() == 1
+    at = clicked.bounding_box()
+    assert at and area["top"] <= at["y"] and at["y"] + at["height"] <= area["bottom"]  # together
     note = grid.locator(".eg-view").inner_text()
     assert "phantom undo" in note or "not restored" in note, note
     assert "{'" not in note.split("left changed")[0]  # what broke, in words
@@ -552,7 +569,10 @@ def test_lesson_renders_runs_and_every_panel_fits_one_screen(
     for i in range(page.locator(".rollback-lab").count()):
         ends_disabled(page, i)
         still_fits_while_playing(page, i)
+        height = check(page, "box", [".rollback-lab", i])["height"]
         samples = click_timings(page, i)
+        moved = check(page, "box", [".rollback-lab", i])["height"] - height
+        assert moved == 0, f"{notebook} panel {i + 1}: a fault click moved it {moved:.0f} px"
         report(
             f"{notebook} panel {i + 1}: fault click -> new picture painted, p50 "
             f"{statistics.median(samples):.0f} ms, p95 {p95(samples):.0f} ms over "
@@ -698,6 +718,18 @@ def test_the_lab_command_from_the_wheel_opens_lesson_01(
             p.name for p in NOTEBOOKS
         ]
         assert (venv / "share/jupyter/lab/settings/overrides.d/rollback-lessons.json").exists()
+        # the command's own settings: no news pop-up and no update check, whatever the venv
+        # JupyterLab's files come from (here another venv's, which has none of ours)
+        plugin = "@jupyterlab/apputils-extension:notification"
+        request = urllib.request.Request(
+            f"{url}/lab/api/settings/{plugin}",
+            headers={"Authorization": f"token {found.group(1)}"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            served = json.loads(response.read())
+        defaults = served["schema"]["properties"]
+        assert defaults["fetchNews"]["default"] == "false", defaults["fetchNews"]
+        assert defaults["checkForUpdates"]["default"] is False
         context = browser.new_context(viewport=VIEWPORT)
         page = context.new_page()
         page.set_default_timeout(WAIT_MS)

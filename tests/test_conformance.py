@@ -4,13 +4,14 @@ policies, up to two faults, half the pivots failing before or after their effect
 policies including one of a user's own) and each must end as in process (status, undos in
 order, dead letters, pending, leaked, the world, every event) on Step Functions (moto, in
 this process), as BPMN on SpiffWorkflow where that form can express it, and on DBOS; on
-Temporal, a fixed sample of 20 draws. Where an engine cannot express a saga (a policy that
-decides in Python, written into a state machine), it must refuse it before anything runs:
-the world stays untouched."""
+Temporal, a fixed sample of 20 draws. Graphs (parallel groups, undo orders, timings, a
+cancel) are drawn too, for Step Functions, DBOS and BPMN. Where an engine cannot express a
+saga (a policy that decides in Python, written into a state machine), it must refuse it
+before anything runs: the world stays untouched."""
 
 import re
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import pytest
@@ -281,21 +282,64 @@ def test_a_drawn_graph_ends_the_same_on_step_functions(drawn, step_functions):
     same_outcome(local, remote)
 
 
+@pytest.mark.usefixtures("no_run_left_behind")
+@settings(PROPERTY, max_examples=10)
+@given(drawn=drawn_graphs())
+def test_a_fixed_sample_of_drawn_graphs_ends_the_same_on_temporal(drawn, on_temporal):
+    """The groups' branches as concurrent activities, the graph machine in the workflow:
+    each draw's timing played (``completion``; one step at a time in definition order where
+    the draw has none, since a free run's order is the server's) ends as ``saga.run`` ends
+    it, event by event. A cancel on Temporal is the workflow's (``test_temporal_graph``),
+    not one heard as a drawn step returns: the draws' cancels are left out here."""
+    drawn = replace(drawn, cancel_at=None, completion=drawn.completion or probe_names(drawn))
+    local = drawn.saga().run({}, clock=VirtualClock(), **drawn.options())
+    remote = on_temporal(lambda runner: runner.run(drawn.saga(), {}, **drawn.options()))
+    same_outcome(local, remote)
+
+
+def probe_names(drawn: DrawnGraph) -> tuple:
+    return tuple(drawn.saga().names)
+
+
+@settings(PROPERTY, max_examples=examples(10))  # make soak: 100
+@given(drawn=drawn_graphs())
+def test_a_drawn_graph_ends_the_same_on_dbos(drawn, dbos_runner):
+    """The graph machine driven in a DBOS workflow: every undo order, timing, fault, policy
+    and cancel ends as ``saga.run`` ends it."""
+    import threading
+
+    here, there = threading.Event(), threading.Event()
+    local = drawn.saga(here).run({}, clock=VirtualClock(), **drawn.options(here))
+    same_outcome(local, dbos_runner.run(drawn.saga(there), {}, **drawn.options(there)))
+
+
+def _graph_example(policy: str, faults: tuple, order: str = "reverse") -> DrawnGraph:
+    """s0, then s1 and s2-then-s3 at once, then s4: a fixed draw, always in the sample."""
+    shape = ("s0", (("s1",), ("s2", "s3")), "s4")
+    return DrawnGraph(shape, policy, order, None, faults, None)
+
+
 @settings(PROPERTY, max_examples=examples(15))  # make soak: 150
 @given(drawn=drawn_graphs())
+@example(drawn=_graph_example("halt", (("s4", "fail"), ("s2", "undo_fails"))))
+@example(
+    drawn=_graph_example("retry", (("s4", "fail"), ("s3", "undo_fails_once")), "by_dependency")
+)
+@example(drawn=_graph_example("retry", (("s3", "fail"), ("s1", "undo_fails")), "reverse_start"))
 def test_a_drawn_graph_ends_the_same_as_bpmn_on_spiffworkflow(drawn):
     """The explicit BPMN form (parallel gateways, the undos asked of the saga machine) on
-    SpiffWorkflow ends as ``saga.run`` ends, one step at a time, in every undo order;
-    what the form cannot express (a policy other than *continue*, a timing of one's own,
-    a cancel) it does not take."""
-    if drawn.policy != "continue":
-        _refused(partial(BpmnRunner.start().run, undo_order=drawn.undo_order), drawn)
-        return
+    SpiffWorkflow ends as ``saga.run`` ends, one step at a time, in every undo order and
+    under each drawn policy (*continue*; *retry*: the undo jobs' retries; *halt*: an
+    incident, the rest pending for a person); a policy that decides in Python, which no
+    model can carry, is refused before anything runs. (A timing of one's own and a cancel
+    are not the form's: it runs one step at a time and has no cancel.)"""
     local = drawn.saga().run({}, clock=VirtualClock(), inject=drawn.inject,
                              undo_order=drawn.undo_order)  # fmt: skip
     remote = BpmnRunner.start().run(drawn.saga(), {}, inject=drawn.inject,
                                     undo_order=drawn.undo_order)  # fmt: skip
     same_outcome(local, remote)
+    run = partial(BpmnRunner.start().run, undo_order=drawn.undo_order, policy=RetryThenHalt())
+    _refused(run, drawn)
 
 
 # -- names: whatever a step is called, every engine carries it ----------------------------------

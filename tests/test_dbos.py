@@ -1,18 +1,34 @@
 """Sagas as DBOS workflows (DBOS Transact on a SQLite system database, in this process):
 every single fault of the lesson worlds ends as in process; a policy of one's own decides
 in the workflow; a process killed in the middle of the compensation and launched again
-finishes the saga, each undo applied once (checked on the world's own record)."""
+finishes the saga, each undo applied once (checked on the world's own record). Sagas with
+parallel groups drive the graph machine: every single fault of lesson 12's booking ends as
+in process, in each undo order and timing; a cancel compensates, DBOS's own
+``cancel_workflow`` does not; a graph saga killed mid-compensation finishes, each undo
+applied once."""
 
 import logging
 import threading
+from functools import partial
 
 import pytest
 from conftest import HaltOnAnythingButTimeouts, every_single_fault_ends_the_same, same_outcome
 
-from rollback_lessons import Status
+from rollback_lessons import (
+    Kind,
+    Parallel,
+    Retry,
+    RetryPolicy,
+    Saga,
+    Status,
+    Step,
+    VirtualClock,
+)
 from rollback_lessons.errors import InvalidPipelineError
+from rollback_lessons.faults import UNDO_FAULTS, fault_space
 from rollback_lessons.runners import Runner, hosted
 from rollback_lessons.runners.dbos import DBOSRunner, DBOSUnavailable
+from rollback_lessons.worlds import travel
 from rollback_lessons.worlds.crashlab import compare_worlds, crash_on_dbos, world_report
 from rollback_lessons.worlds.demo import xyz_saga, xyz_state
 
@@ -78,3 +94,303 @@ def test_killed_mid_compensation_and_launched_again_it_finishes_each_undo_once(t
         ("next-1", "step1", 0), ("next-1", "step2", 0), ("next-1", "step3", 0),
     ]  # fmt: skip
     assert "undone, 2 undo calls" in compare_worlds({"DBOS": crash.world})
+
+
+# -- parallel groups and cancellation: the graph machine, driven in a DBOS workflow ----------
+
+
+def _act(name, state):
+    state[name] = "done"
+
+
+def _undo(name, state):
+    if state.get(name) == "done":
+        state[name] = "undone"
+
+
+def _step(name, **options):
+    return Step(name, partial(_act, name), partial(_undo, name), **options)
+
+
+def trip(*, cancel_at=None):
+    """a, then room, car-then-gps and flight at once, then the charge; ``cancel_at``: (a
+    step, an Event it sets once it is done: a cancel heard when it returns)."""
+
+    def step(name):
+        if name != (cancel_at and cancel_at[0]):
+            return _step(name)
+        return Step(name, lambda s: (_act(name, s), cancel_at[1].set()), partial(_undo, name))
+
+    return Saga([step("a"), Parallel(step("room"), [step("car"), step("gps")], step("flight")),
+                 step("charge")], name="trip")  # fmt: skip
+
+
+def travel_faults():
+    """Every single fault of lesson 12's booking: each action fault of each step, each undo
+    fault with the charge (the last step) failing, and none."""
+    saga = travel.booking()
+    cases = [{}]
+    for step, fault in fault_space((s.name, s.undo is not None) for s in saga.steps):
+        cases.append({step: fault, "charge": "fail"} if fault in UNDO_FAULTS else {step: fault})
+    return cases
+
+
+@pytest.mark.parametrize("order", ["reverse", "reverse_start", "by_dependency"])
+def test_every_single_fault_of_the_travel_graph_ends_as_in_process_on_dbos(dbos_runner, order):
+    """Lesson 12's booking (the car, the room and the flight at once, then the charge), one
+    step at a time and in the lesson's timing: status, undos in order, dead letters, pending,
+    every event and the world, as ``saga.run``."""
+    seen = set()
+    for inject in travel_faults():
+        for timing in ({}, {"completion": travel.TIMING}):
+            options = {"inject": inject, "undo_order": order, **timing}
+            local = travel.booking().run(travel.state(), clock=VirtualClock(), **options)
+            remote = dbos_runner.run(travel.booking(), travel.state(), **options)
+            same_outcome(local, remote)
+            seen.add(remote.status)
+    assert {Status.COMMITTED, Status.ROLLED_BACK, Status.ROLLBACK_INCOMPLETE} <= seen
+
+
+@pytest.mark.parametrize("completion", [None, ("flight", "gps", "room")])
+@pytest.mark.parametrize("inject", [{"car": "fail"}, {"flight": "fail_after_effect"},
+                                    {"charge": "fail", "room": "undo_fails"}])  # fmt: skip
+def test_a_failing_branch_leaves_the_others_to_finish_then_all_is_undone(
+    dbos_runner, inject, completion
+):
+    options = {"inject": inject} if completion is None else {"inject": inject,
+                                                             "completion": completion}  # fmt: skip
+    local = trip().run({}, clock=VirtualClock(), **options)
+    same_outcome(local, dbos_runner.run(trip(), {}, **options))
+
+
+def test_undo_policies_a_person_a_policy_of_ones_own_and_retried_steps_on_a_graph(dbos_runner):
+    retry = Retry(RetryPolicy(max_attempts=2, initial_delay=0.01))
+    cases = (({"charge": "fail", "car": "undo_fails_once"}, retry),
+             ({"charge": "fail", "car": "undo_fails"}, "halt"),
+             ({"charge": "fail", "gps": "undo_fails"}, HaltOnAnythingButTimeouts()))  # fmt: skip
+    for inject, policy in cases:
+        local = trip().run({}, inject=inject, policy=policy, clock=VirtualClock())
+        same_outcome(local, dbos_runner.run(trip(), {}, inject=inject, policy=policy))
+    flaky = {"n": 0}
+
+    def room(state):  # fails once, then books: retried by its own policy
+        flaky["n"] += 1
+        if flaky["n"] % 2:
+            raise ConnectionError("the hotel did not answer")
+        state["room"] = "done"
+
+    def saga():
+        quick = RetryPolicy(max_attempts=2, initial_delay=0.01)
+        return Saga([Parallel(_step("car"), Step("room", room, partial(_undo, "room"),
+                                                 retry=quick)), _step("charge")])  # fmt: skip
+
+    local = saga().run({}, clock=VirtualClock())
+    remote = dbos_runner.run(saga(), {})
+    same_outcome(local, remote)
+    assert remote.status is Status.COMMITTED and "step_retry" in [e.kind for e in remote.events]
+
+
+def test_the_pivot_after_a_group_is_never_compensated_across(dbos_runner):
+    def saga():
+        email = Step("email", partial(_act, "email"), kind=Kind.PIVOT)
+        return Saga([*trip().definition, email], name="trip")
+
+    for inject in ({"email": "fail_after_effect"}, {"email": "fail"}):
+        local = saga().run({}, inject=inject, clock=VirtualClock())
+        same_outcome(local, dbos_runner.run(saga(), {}, inject=inject))
+
+
+@pytest.mark.parametrize("completion", [None, ("flight", "room", "car")])
+def test_a_cancel_mid_run_compensates_everything_done_and_says_cancelled(dbos_runner, completion):
+    """The cancel comes when the car's booking returns: nothing more starts, the rest of the
+    group finishes, everything done is undone, as ``saga.run(..., cancel=...)`` does."""
+    options = {} if completion is None else {"completion": completion}
+    local_cancel, cancel = threading.Event(), threading.Event()
+    local = trip(cancel_at=("car", local_cancel)).run({}, cancel=local_cancel,
+                                                      clock=VirtualClock(), **options)  # fmt: skip
+    state = {}
+    remote = dbos_runner.run(trip(cancel_at=("car", cancel)), state, cancel=cancel, **options)
+    same_outcome(local, remote)
+    assert remote.status is Status.CANCELLED and "car" in remote.compensated
+    assert set(state.values()) == {"undone"} and "charge" not in state
+
+
+def test_a_cancelled_list_saga_and_a_cancel_function_that_raises_end_as_in_process(dbos_runner):
+    def saga(event):
+        return Saga([_step("x"), Step("y", lambda s: (_act("y", s), event.set()),
+                                      partial(_undo, "y")), _step("z")])  # fmt: skip
+
+    local_cancel, cancel = threading.Event(), threading.Event()
+    local = saga(local_cancel).run({}, cancel=local_cancel, clock=VirtualClock())
+    same_outcome(local, dbos_runner.run(saga(cancel), {}, cancel=cancel))
+    assert local.status is Status.CANCELLED
+
+    def down(state={}):  # noqa: B006 (the cancel's source goes down once y is done)
+        if state.get("y"):
+            raise ConnectionError("the cancel service is down")
+        return False
+
+    here, there = {}, {}
+    local = saga(threading.Event()).run(here, cancel=lambda: down(here), clock=VirtualClock())
+    remote = dbos_runner.run(saga(threading.Event()), there, cancel=lambda: down(there))
+    same_outcome(local, remote)
+    assert remote.status is Status.ROLLED_BACK and "ConnectionError" in repr(remote.error)
+
+
+def test_dbos_cancel_workflow_stops_the_saga_and_undoes_nothing(dbos_runner):
+    """DBOS's own ``cancel_workflow`` (``handle.stop()``) while the charge runs: the
+    workflow stops (the charge's result is never saved) and nothing is undone: the outcome
+    says ``halted``, every undo pending, the charge's effect leaked, and names it (Step
+    Functions' StopExecution does the same). The runner's own cancel, heard as the charge
+    returns, undoes everything, the charge too."""
+    charging, stopped = threading.Event(), threading.Event()
+
+    def charge(state):
+        charging.set()
+        stopped.wait(10)  # until the workflow was cancelled
+        state["charge"] = "done"
+
+    def saga():
+        return Saga(
+            [
+                _step("a"),
+                Parallel(_step("room"), _step("car")),
+                Step("charge", charge, partial(_undo, "charge")),
+                _step("receipt"),
+            ]
+        )
+
+    state = {}
+    handle = dbos_runner.start_saga(saga(), state)
+    assert charging.wait(10)
+    handle.stop()
+    stopped.set()
+    outcome = handle.outcome()
+    assert outcome.status is Status.HALTED and outcome.compensated == ()
+    assert outcome.pending == ("car", "room", "a") and outcome.leaked == ("charge",)
+    assert "DBOS.cancel_workflow" in outcome.notes[0]
+    assert state == dict.fromkeys(["a", "room", "car", "charge"], "done")
+    cancel, state = threading.Event(), {}
+    stopped.set()
+    charging = cancel  # the runner's own cancel, set as the charge runs: heard as it returns
+    outcome = dbos_runner.run(saga(), state, cancel=cancel)
+    assert outcome.status is Status.CANCELLED and outcome.compensated[0] == "charge"
+    assert state == dict.fromkeys(["a", "room", "car", "charge"], "undone")
+
+
+def test_a_graph_saga_killed_mid_compensation_and_launched_again_undoes_each_step_once(tmp_path):
+    """step1, then step2 and step3 (one after the other), step4 failing; the process is
+    killed (SIGKILL) after the undo of step3 (the last to finish, undone first), before DBOS
+    checkpointed it. DBOS, launched again on the same file, runs that undo again (it changes
+    nothing), then the undos of step2 and step1."""
+    crash = crash_on_dbos(tmp_path, sagas=2, fail_every=2, pause_at="after undo step3",
+                          prefix="graph", graph=True)  # fmt: skip
+    assert crash.killed == "after undo step3"
+    assert crash.statuses == ("committed", "rolled_back")
+    report = world_report(crash.world)
+    assert report["undo_applied"] == [("graph-2", s) for s in ("step1", "step2", "step3")]
+    assert report["undo_calls"] == [
+        ("graph-2", "step3", 1),
+        ("graph-2", "step3", 0),  # [killed] run again on relaunch: changes nothing
+        ("graph-2", "step2", 1),
+        ("graph-2", "step1", 1),
+    ]
+    assert [e for e in report["effects"] if e[0] == "graph-1"] == [
+        ("graph-1", f"step{i}", 0) for i in range(1, 5)
+    ]
+
+
+def _timed_trip(log, slow="car"):
+    """``trip`` whose steps log their start and end, ``slow`` taking 0.3 s."""
+    import time
+
+    def step(name):
+        def act(state):
+            log.append(f"start {name}")
+            if name == slow:
+                time.sleep(0.3)
+            state[name] = "done"
+            log.append(f"end {name}")
+
+        return Step(name, act, partial(_undo, name))
+
+    return Saga([step("a"), Parallel(step("room"), [step("car"), step("gps")], step("flight")),
+                 step("charge")], name="trip")  # fmt: skip
+
+
+@pytest.mark.parametrize("inject", [{"charge": "fail"}, {"room": "fail"},
+                                    {"charge": "fail", "flight": "undo_fails"}])  # fmt: skip
+def test_at_once_the_branches_run_at_the_same_time_and_end_as_that_timing_in_process(
+    dbos_runner, inject
+):
+    """``at_once``: each attempt a child workflow, the machine told as each ends. The room
+    and the flight start while the slow car is booked; the Outcome is ``saga.run``'s for the
+    order the steps finished in (a failing branch leaves the car to finish, then undoes)."""
+    log, state = [], {}
+    remote = dbos_runner.run(_timed_trip(log), state, inject=inject, at_once=True)
+    assert log.index("start flight") < log.index("end car")  # (an injected fail never starts)
+    assert "room" in inject or log.index("start room") < log.index("end car")
+    finished = [e.step for e in remote.events if e.kind in ("step_done", "step_failed")]
+    local = _timed_trip([]).run({}, inject=inject, completion=finished, clock=VirtualClock())
+    same_outcome(local, remote)
+    if "room" in inject:  # the car and the flight, already running, finished; gps never ran
+        assert "gps" not in state and state["car"] == state["flight"] == "undone"
+
+
+def test_at_once_a_retried_step_waits_in_its_own_branch_and_a_cancel_compensates(dbos_runner):
+    flaky = {"n": 0}
+
+    def room(state):  # fails once, then books: retried by its own policy
+        flaky["n"] += 1
+        if flaky["n"] == 1:
+            raise ConnectionError("the hotel did not answer")
+        state["room"] = "done"
+
+    quick = RetryPolicy(max_attempts=2, initial_delay=0.05)
+    saga = Saga([Parallel(_step("car"), Step("room", room, partial(_undo, "room"), retry=quick)),
+                 _step("charge")])  # fmt: skip
+    outcome = dbos_runner.run(saga, {}, at_once=True)
+    assert outcome.status is Status.COMMITTED and outcome.completed[-1] == "charge"
+    assert [e.kind for e in outcome.events].count("step_retry") == 1
+    cancel, state = threading.Event(), {}
+    outcome = dbos_runner.run(trip(cancel_at=("car", cancel)), state, cancel=cancel,
+                              at_once=True)  # fmt: skip
+    assert outcome.status is Status.CANCELLED and "car" in outcome.compensated
+    assert set(state.values()) == {"undone"} and "charge" not in state and "gps" not in state
+    with pytest.raises(InvalidPipelineError, match="at_once"):
+        dbos_runner.run(trip(), {}, at_once=True, completion=["a"])
+
+
+def test_run_at_once_killed_mid_compensation_and_launched_again_undoes_each_step_once(tmp_path):
+    """The same saga with step2 and step3 run at once (a child workflow each), killed after
+    the undo of step1 (the last); the relaunched workflow hears its children's messages
+    again, in the order they came, and finishes: the undo of step1 runs again (it changes
+    nothing), nothing else is repeated."""
+    crash = crash_on_dbos(tmp_path, sagas=2, fail_every=2, pause_at="after undo step1",
+                          prefix="once", graph=True, at_once=True)  # fmt: skip
+    assert crash.killed == "after undo step1"
+    assert crash.statuses == ("committed", "rolled_back")
+    report = world_report(crash.world)
+    assert report["undo_applied"] == [("once-2", s) for s in ("step1", "step2", "step3")]
+    calls = report["undo_calls"]
+    assert sorted(calls[:2]) == [("once-2", "step2", 1), ("once-2", "step3", 1)]
+    assert calls[2:] == [("once-2", "step1", 1), ("once-2", "step1", 0)]
+    assert [e for e in report["effects"] if e[0] == "once-1"] == [
+        ("once-1", f"step{i}", 0) for i in range(1, 5)
+    ]
+
+
+def test_a_halted_graph_saga_waits_for_a_persons_answer(dbos_runner):
+    handle = dbos_runner.start_saga(trip(), {}, inject={"charge": "fail", "car": "undo_fails_once"},
+                                    policy="halt", halt_wait=30)  # fmt: skip
+    waited = threading.Event()
+    for _ in range(600):
+        if handle.pending() == ["car", "room", "a"]:
+            waited.set()
+            break
+        waited.wait(0.05)
+    assert waited.is_set()
+    handle.resolve("retry")
+    outcome = handle.outcome()
+    assert outcome.status is Status.ROLLED_BACK
+    assert outcome.compensated == ("flight", "gps", "car", "room", "a")

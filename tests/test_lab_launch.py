@@ -110,3 +110,51 @@ def test_the_kernels_websocket_is_started_without_nagles_algorithm(monkeypatch):
     handler.set_nodelay = lambda value: done.append(("nodelay", value))  # type: ignore[method-assign]
     kernel_ws.NoDelayConnection(websocket_handler=handler).connect()
     assert done == [("nodelay", True), 1]  # set before the connection's own work
+
+
+def test_the_command_passes_its_own_settings_so_news_and_update_checks_are_off_in_any_venv(
+    tmp_path, monkeypatch
+):
+    """A venv built without `make lab`, or the wheel's, has no overrides.json of ours in
+    JupyterLab's own settings folder: the command writes its own and names it."""
+    pytest.importorskip("jupyterlab")
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "data"))
+    started = []
+
+    def execv(path, command):  # JupyterLab would take the process over here
+        started.append(command)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(launch.os, "name", "posix")
+    monkeypatch.setattr(launch.os, "execv", execv)
+    with pytest.raises(SystemExit):
+        launch.open_lab(tmp_path / "class", 8899, say=lambda line: None)
+    [command] = started
+    [flag] = [c for c in command if c.startswith("--LabApp.app_settings_dir=")]
+    settings = launch.Path(flag.split("=", 1)[1])
+    assert settings == launch.settings_home() and str(tmp_path / "data") in str(settings)
+    overrides = json.loads((settings / "overrides.json").read_text())
+    news = overrides["@jupyterlab/apputils-extension:notification"]
+    assert news["fetchNews"] == "false" and news["checkForUpdates"] is False
+
+
+def test_the_settings_keep_what_jupyterlab_would_read_and_put_ours_on_top(tmp_path):
+    source = tmp_path / "lab-settings"
+    (source / "overrides.d").mkdir(parents=True)
+    (source / "overrides.d" / "other.json").write_text('{"x": {"y": 1}}')
+    (source / "page_config.json").write_text('{"disabledExtensions": {}}')
+    plugin = "@jupyterlab/apputils-extension:notification"
+    (source / "overrides.json").write_text(
+        json.dumps({plugin: {"fetchNews": "true", "doNotDisturbMode": True}, "a": {"b": 2}})
+    )
+    target = launch.lab_settings(tmp_path / "ours", source)
+    assert (target / "overrides.d" / "other.json").exists() and (
+        target / "page_config.json"
+    ).exists()
+    overrides = json.loads((target / "overrides.json").read_text())
+    assert overrides["a"] == {"b": 2}
+    assert overrides[plugin] == {**launch.LAB_SETTINGS[plugin], "doNotDisturbMode": True}
+    (source / "overrides.json").write_text("not json")  # a broken file: ours still hold
+    again = launch.lab_settings(tmp_path / "ours", source)
+    assert json.loads((again / "overrides.json").read_text()) == launch.LAB_SETTINGS
+    assert launch.lab_settings(tmp_path / "none", tmp_path / "missing").is_dir()

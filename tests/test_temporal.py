@@ -198,7 +198,7 @@ def test_cancelling_the_workflow_during_a_step_still_compensates():
         return await handle.outcome()
 
     outcome = on_temporal(scenario)
-    assert outcome.status is Status.ROLLED_BACK
+    assert outcome.status is Status.CANCELLED  # the machine's rule for a cancel, as in process
     assert outcome.compensated == ("b", "a")
     assert outcome.state_after == {"a": 0, "b": "undone"}
     assert repr(outcome.error) == "CancelledError('Cancelled')" and outcome.failed_step == "b"
@@ -291,11 +291,19 @@ def test_cancelling_during_a_last_step_that_never_heartbeats_still_compensates()
 
     outcome = on_temporal(scenario)
     assert outcome.status is not Status.COMMITTED
-    assert outcome.status is Status.ROLLED_BACK
+    assert outcome.status is Status.CANCELLED
     assert outcome.compensated == ("c", "a")
     assert outcome.state_after == {"a": 0, "c": 0}
     assert outcome.failed_step is None  # every step had finished: the cancellation failed it
     assert repr(outcome.error) == "CancelledError('the workflow was cancelled')"
+    # as the same cancel, heard when c returns, ends the run in process
+    token = threading.Event()
+    here = Saga([Step("a", lambda s: s.update(a=1), lambda s: s.update(a=0)),
+                 Step("c", lambda s: (s.update(c=1), token.set()), lambda s: s.update(c=0),
+                      register="before")]).run({}, cancel=token)  # fmt: skip
+    assert (here.status, here.compensated, here.state_after, here.failed_step) == (
+        outcome.status, outcome.compensated, outcome.state_after, outcome.failed_step,
+    )  # fmt: skip
 
 
 def test_an_error_whose_str_raises_is_reported_and_close_does_not_hang():
@@ -429,3 +437,42 @@ def test_a_policy_of_ones_own_decides_in_the_workflow():
     same_outcome(local, remote)
     assert remote.status is Status.HALTED and remote.pending == ("step2", "step1")
     assert set(hosted.POLICIES) == kept  # released with the run
+
+
+def test_a_cancel_once_the_email_started_is_declined_and_a_person_asked_is_not_waited_for():
+    """The machine's rule for a cancel, on a list: past the irreversible step it is declined
+    (noted) and the run goes on; during the undos it is shielded from, a person the saga
+    waits on is no longer waited for (the undos left pending, halted)."""
+    release = threading.Event()
+
+    def slow_email(state):
+        release.wait(20)
+        state["email"] = "sent"
+
+    sent = Saga([Step("a", lambda s: s.update(a=1), lambda s: s.update(a=0)),
+                 Step("email", slow_email, kind=Kind.PIVOT),
+                 Step("notify", lambda s: s.update(notify=1), kind=Kind.RETRIABLE)])  # fmt: skip
+
+    async def scenario(runner):
+        handle = await runner.start_saga(sent, {})
+        await asyncio.get_running_loop().run_in_executor(None, handle.started("email").wait, 20)
+        await handle.cancel()
+        await asyncio.sleep(0.5)
+        release.set()
+        declined = await handle.outcome()
+        asking = await runner.start_saga(
+            xyz_saga(), xyz_state(), inject={"step3": "fail", "step1": "undo_fails"},
+            policy="halt", halt_wait=60,
+        )  # fmt: skip
+        while not await asking.pending():
+            await asyncio.sleep(0.05)
+        began = time.monotonic()
+        await asking.cancel()
+        return declined, await asking.outcome(), time.monotonic() - began
+
+    declined, left, took = on_temporal(scenario)
+    assert declined.status is Status.COMMITTED and declined.state_after == {
+        "a": 1, "email": "sent", "notify": 1,
+    }  # fmt: skip
+    assert any("declined" in note for note in declined.notes)
+    assert left.status is Status.HALTED and left.pending == ("step1",) and took < 30

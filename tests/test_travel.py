@@ -54,11 +54,15 @@ def test_every_undo_order_an_all_at_once_engine_may_finish_in_is_tabled_truthful
         assert (allowed == "yes") == travel.allowed(order, declared) == (not refused)
 
 
-def test_the_engines_that_do_not_run_groups_yet_refuse_the_booking():
-    said = travel.engines_refuse()
-    assert len(said) == 3 and ": refused (" in said[0] and "Temporal and DBOS" in said[0]
-    assert said[1] == "to_asl: written, with 1 Parallel state"
-    assert said[2] == "to_bpmn: written, with 2 parallel gateways (a split and a join)"
+def test_temporal_plans_the_booking_and_the_writers_take_it():
+    said = travel.engines_say()
+    assert said == [
+        "Temporal's plan:",
+        "  car, room, flight: start at once, as concurrent activities",
+        "  charge: starts after car, room, flight",
+        "to_asl: written, with 1 Parallel state",
+        "to_bpmn: written, with 2 parallel gateways (a split and a join)",
+    ]
 
 
 def test_the_plan_table_is_read_from_the_saga_graph():

@@ -48,6 +48,16 @@ PANEL_WIDTH = 7.0  # inches: the panel's picture, 560 px beside the state and th
 PICTURE_WIDTH = 11.5  # inches: a static picture, 920 px, shown 1:1 in a notebook
 
 
+# A step's kind, in the one word a learner reads beside its name: in the lanes' labels and
+# over the panel's controls alike (a compensable step says nothing).
+KIND_WORDS = {"pivot": "irreversible", "retriable": "retried"}
+
+
+def kind_word(kind: object) -> str:
+    """``kind``'s word (``KIND_WORDS``), or "" for a compensable step."""
+    return KIND_WORDS.get(str(kind), "")
+
+
 def wrap(text: str, chars: int) -> list[str]:
     """``text`` on lines of at most ``chars`` characters, broken after a space or a comma
     where it can be (a word longer than a line is split)."""

@@ -43,6 +43,7 @@ FAULT_WORDS = {
 }
 CROSS = "✗"
 BLANK = "blank: no run of its own (shown across the diagonal, or the two cannot happen together)"
+OPENED = "outlined: the run shown under the grid"
 
 
 def verdict(run: Explored) -> str:
@@ -237,6 +238,7 @@ class ExplorerGrid:
         if any(run.violations for run in self.grid.values()):
             entries.append(f"<div><span class='eg-x'>{CROSS}</span> breaks an invariant</div>")
         entries.append(f"<div>{key('white')}{html.escape(BLANK)}</div>")
+        entries.append(f"<div><span class='eg-key-open'></span>{html.escape(OPENED)}</div>")
         broken = sum(1 for run in self.grid.values() if run.violations)
         title = (
             f"{exploration.saga.name}, policy {policy}: {len(self.grid)} runs, "
@@ -257,6 +259,10 @@ class ExplorerGrid:
             " line-height: 1}"
             " .explorer-grid .eg-x {font-size: 18px; font-weight: bold}"
             " .explorer-grid .eg-legend div {margin: 3px 0}"
+            f" .explorer-grid .eg-cell.eg-open {{outline: 3px solid {INK}; outline-offset: 1px;"
+            " z-index: 1}"
+            " .explorer-grid .eg-key-open {display: inline-block; width: 10px; height: 10px;"
+            f" margin: 0 5px 0 8px; outline: 3px solid {INK}; vertical-align: -1px}}"
             " .explorer-grid .eg-how {margin: 4px 0 8px}"
             " .explorer-grid .eg-view table td {padding: 0 6px}</style>",
             layout=w.Layout(display="none"),
@@ -288,7 +294,11 @@ class ExplorerGrid:
             f"<div class='rl-row'>{png_img(png, run.describe())}"
             f"<div class='rl-side'>{broken}{_changed(run)}"
             "<div>Play it in the panel under this grid.</div></div></div>"
-        )  # the picture first (one message); the panel follows
+        )  # the picture first (one message); the outlined cell and the panel follow
+        for button in self.buttons.values():  # the cell shown is outlined, and only it
+            if "eg-open" in button._dom_classes:
+                button.remove_class("eg-open")
+        self.buttons[(row, col)].add_class("eg-open")
         self.lab.open_run([(s, str(f)) for s, f in run.faults], run.policy)
         return run
 
@@ -304,4 +314,5 @@ class ExplorerGrid:
         raise KeyError(f"no cell for {faults!r} under policy {self.policy!r}")
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        self.lab.displayed()
         return self.widget._repr_mimebundle_(**kwargs)

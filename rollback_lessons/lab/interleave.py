@@ -160,9 +160,13 @@ def trace_png(scenario: Scenario, trace: Trace, upto: int | None = None) -> byte
 
 
 class IsolationLab:
-    """Pick a countermeasure (or none) and an interleaving; step through its turns."""
+    """Pick a countermeasure (or none) and an interleaving; step through its turns.
 
-    def __init__(self, anomaly: str | None = None) -> None:
+    It opens on ``interleaving`` (numbered from 1); by default on the first one where the
+    anomaly happens, the one a lesson talks about (a panel opening on an interleaving
+    where nothing goes wrong shows nothing)."""
+
+    def __init__(self, anomaly: str | None = None, interleaving: int | None = None) -> None:
         if anomaly is None:
             raise guard.RunTheCellsAbove(
                 "IsolationLab needs an anomaly: IsolationLab('dirty read')"
@@ -184,8 +188,13 @@ class IsolationLab:
             style={"description_width": "initial"},
             layout=w.Layout(width="320px"),
         )
+        traces = self._traces[anomaly]
+        if interleaving is None:
+            interleaving = next((n for n, t in enumerate(traces, 1) if t.anomaly), 1)
+        if not 1 <= interleaving <= len(traces):
+            raise IndexError(f"interleaving {interleaving} of {len(traces)} (numbered from 1)")
         self.interleaving = w.IntSlider(
-            1, 1, len(self._traces[anomaly]),
+            interleaving, 1, len(traces),
             description="interleaving", tooltip="which order of turns (numbered from 1)",
             continuous_update=False, style={"description_width": "initial"},
             layout=w.Layout(width="340px"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,8 +21,11 @@ from pathlib import Path
 
 MANIFEST = ".rollback-lessons.json"
 LESSONS = "[0-9][0-9]_*.ipynb"
-# What `make lab` sets too: no "Get Jupyter news?" pop-up over a lesson. Shipped in the
-# wheel as share/jupyter/lab/settings/overrides.d/rollback-lessons.json.
+# No "Get Jupyter news?" pop-up over a lesson, no update check. The command passes them
+# itself (``lab_settings``), so they hold in any venv: one built without `make lab` (which
+# writes them into the venv too), or the wheel's (which ships them as
+# share/jupyter/lab/settings/overrides.d/rollback-lessons.json, read only where JupyterLab's
+# own files are in the same prefix).
 LAB_SETTINGS = {
     "@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False}
 }
@@ -139,12 +143,49 @@ SERVER_FLAGS = (
 )
 
 
-def lab_command(folder: Path, port: int) -> list[str]:
-    """JupyterLab on 127.0.0.1 in ``folder``, as ``make lab`` starts it."""
+def lab_settings(target: Path, source: Path | None = None) -> Path:
+    """JupyterLab's app settings for the lessons, in ``target``: what JupyterLab would read
+    anyway (``source``: its app settings folder, copied whole: page config, overrides.d),
+    with ``LAB_SETTINGS`` on top of its overrides.json. Written afresh at each start."""
+    if source is None:
+        from jupyterlab.commands import get_app_dir
+
+        source = Path(get_app_dir()) / "settings"
+    if target.exists():
+        shutil.rmtree(target)
+    if source.is_dir():
+        shutil.copytree(source, target)
+    target.mkdir(parents=True, exist_ok=True)
+    overrides_path = target / "overrides.json"
+    try:
+        overrides = json.loads(overrides_path.read_text()) if overrides_path.exists() else {}
+    except ValueError:
+        overrides = {}
+    if not isinstance(overrides, dict):
+        overrides = {}
+    for plugin, values in LAB_SETTINGS.items():
+        overrides[plugin] = {**overrides.get(plugin, {}), **values}
+    overrides_path.write_text(json.dumps(overrides, indent=1))
+    return target
+
+
+def settings_home() -> Path:
+    """Where the command keeps its JupyterLab settings: ``rollback_lessons/lab-settings`` in
+    the Jupyter data directory (beside the learner's progress)."""
+    from jupyter_core.paths import jupyter_data_dir
+
+    return Path(jupyter_data_dir()) / "rollback_lessons" / "lab-settings"
+
+
+def lab_command(folder: Path, port: int, settings: Path | None = None) -> list[str]:
+    """JupyterLab on 127.0.0.1 in ``folder``, as ``make lab`` starts it; ``settings``: the
+    app settings folder ``lab_settings`` wrote (the news and update checks off)."""
     command = [
         sys.executable, "-m", "jupyterlab", *SERVER_FLAGS, f"--port={port}",
         f"--ServerApp.root_dir={folder}",
     ]  # fmt: skip
+    if settings is not None:
+        command.append(f"--LabApp.app_settings_dir={settings}")
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         command.append("--allow-root")  # JupyterLab refuses root without it (containers)
     return command
@@ -164,7 +205,7 @@ def open_lab(
     first = "00_start_here.ipynb"
     say(f"Open the http://127.0.0.1:{port}/lab?token=... link JupyterLab prints below, "
         f"then {first}.")  # fmt: skip
-    command = lab_command(done.folder, port)
+    command = lab_command(done.folder, port, lab_settings(settings_home()))
     if not run:
         return 0
     sys.stdout.flush()

@@ -12,8 +12,9 @@ import ipywidgets as w
 
 from .. import faults
 from ..faults import LABELS, Fault
-from ..saga import Kind
-from .drawing import FAIL, RETRY
+from ..outcome import Outcome, Status
+from ..schedule import PAST_PIVOT
+from .drawing import FAIL, RETRY, kind_word
 from .panel_html import CSS, key, lost_banner
 
 # The engine's fault space, as control options (label, value), with a tooltip for each
@@ -104,11 +105,16 @@ def layout(lab: Any, title: str) -> w.VBox:
         layout=w.Layout(align_items="center", width="100%"),
     )
     columns = []
+    tagged = any(kind_word(step.kind) for step in lab.saga.steps)
     for step in lab.saga.steps:
-        tag = "" if step.kind is Kind.COMPENSABLE else f" ({step.kind})"
+        # the kind in the lanes' own word, on a line of its own (never cut); every column
+        # keeps that line when one step has it, so the controls stay in rows
+        word = kind_word(step.kind)
+        said = f"({html.escape(word)})" if word else "&nbsp;"
+        kind = f"<div class='rl-kind'>{said}</div>" if tagged else ""
         name = w.HTML(
             f"<div class='rl-step' title='{html.escape(step.label or step.name)}'>"
-            f"{html.escape(step.name)}{html.escape(tag)}</div>",
+            f"{html.escape(step.name)}</div>{kind}",
             layout=w.Layout(width="132px", margin="0"),
         )
         columns.append(
@@ -135,3 +141,25 @@ def layout(lab: Any, title: str) -> w.VBox:
     panel = w.VBox([w.HTML(lost_banner()), body], layout=w.Layout(width="100%"))
     panel.add_class("rl-panel").add_class("rollback-lab")
     return panel
+
+
+def run_said(lab: Any, outcome: Outcome, stop_after: int | None) -> tuple[str, str]:
+    """What a run's cue says, escaped: its faults and the options that differ from the
+    engine's defaults (so a learner sees what they chose), and how it ended."""
+    faults = ", ".join(f"{k} {'+'.join(v)}" for k, v in lab.inject.items()) or "no faults"
+    faults += "".join(  # the options that differ from the engine's defaults, named too
+        f"; {name}{control.label}"
+        for name, control, usual in (
+            ("policy ", lab.policy, "continue"), ("log ", lab.register, "step"),
+            ("order ", lab.order, "reverse"), ("", lab.first, ""),
+        )
+        if control is not None and control.value != usual
+    )  # fmt: skip
+    said = str(outcome.status)
+    if stop_after is not None:
+        faults += f", Stop after event {stop_after} (running steps finish first)"
+        if PAST_PIVOT in outcome.notes:
+            said += " (the cancel was declined: see the note)"
+        elif outcome.status is not Status.CANCELLED:
+            said += " (too late: the run had already failed or ended)"
+    return html.escape(faults), html.escape(said)

@@ -22,7 +22,7 @@ STATUS_COLOURS = {
     Status.HALTED: PIVOT,
 }
 
-LOG_ROWS = 4  # the event log shows this many rows around the current event
+LOG_ROWS = 3  # the event log shows this many events around the current one (two lines each)
 PANEL_WIDTH = drawing.PANEL_WIDTH  # inches at 80 dpi: the picture, shown 1:1
 
 # Shared by every panel of the package (the isolation lab and the grid use it too): text at
@@ -40,16 +40,20 @@ CSS = f"""<style>
 .rl-panel .rl-row {{display: flex; gap: 12px; align-items: flex-start}}
 .rl-panel .rl-image {{flex: none; max-width: none; display: block}}
 .rl-panel .rl-side, .rl-panel .rl-result {{flex: 1 1 auto; min-width: 0}}
-.rl-panel .rl-cue {{color: {drawing.FORWARD}; font-weight: bold; min-height: 17px}}
+.rl-panel .rl-cue {{color: {drawing.FORWARD}; font-weight: bold; min-height: 2.6em}}
 .rl-panel .rl-caption {{font-size: 15px; font-weight: bold; margin: 2px 0 4px}}
 .rl-panel .rl-state td:nth-child(n+2) {{font-family: monospace; overflow-wrap: anywhere}}
 .rl-panel tr.changed td:last-child {{background: {HIGHLIGHT}}}
 .rl-panel tr.now {{background: {CURRENT}}}
 .rl-panel .rl-log {{flex: none; width: {int(drawing.PANEL_WIDTH * drawing.DPI)}px}}
 .rl-panel .rl-log table {{table-layout: fixed; width: 100%}}
-.rl-panel .rl-log td {{white-space: nowrap; overflow: hidden; text-overflow: ellipsis}}
+.rl-panel .rl-log td {{height: 2.6em; overflow-wrap: anywhere}}
+.rl-panel .rl-log .rl-what {{display: inline-block; min-width: 118px; padding-right: 6px;
+  white-space: nowrap; vertical-align: top}}
+.rl-panel .rl-log .rl-where {{min-width: 100px}}
 .rl-panel .rl-details {{color: #444; overflow-wrap: anywhere}}
-.rl-panel .rl-log tr.gap td {{color: #555; font-style: italic}}
+.rl-panel .rl-more {{color: #555; font-weight: normal; font-style: italic}}
+.rl-panel .rl-side .rl-caption {{min-height: 2.6em}}
 .rl-panel .rl-key {{display: inline-block; width: 12px; height: 12px; vertical-align: -1px;
   margin: 0 3px 0 8px; border: 1px solid #888}}
 .rl-panel .rl-legend {{color: #333}}
@@ -57,6 +61,7 @@ CSS = f"""<style>
 .rl-panel .rl-undo.rl-chosen select {{background: {RETRY}; color: black}}
 .rl-panel .rl-step {{font-weight: bold; white-space: nowrap; overflow: hidden;
   text-overflow: ellipsis}}
+.rl-panel .rl-kind {{font-weight: bold; white-space: nowrap}}
 .rl-panel .rl-lost {{display: none; background: {FAIL}; color: white; font-weight: bold;
   font-size: 15px; padding: 4px 8px; margin: 2px 0}}
 .rl-panel.jupyter-widgets-disconnected .rl-lost {{display: block}}
@@ -91,31 +96,33 @@ def details(event: Event) -> str:
 
 
 def log_html(events: list[Event] | tuple[Event, ...], current: int, rows: int = LOG_ROWS) -> str:
-    """A window of ``rows`` events that holds ``current`` (marked ▶, pale blue); a line above
-    and below says how many are not shown. Always the same number of lines, so the panel
-    keeps its height while it plays."""
+    """A window of ``rows`` events that holds ``current`` (marked ▶, pale blue); the heading
+    says how many are not shown. Each event's details are whole: they follow its kind and
+    step and wrap onto its second line (each row keeps two lines, so the panel keeps its
+    height while it plays and after a change; only details longer than both lines add one)."""
     start = max(0, min(current - rows // 2, len(events) - rows))
     end = min(len(events), start + rows)
-    body = [
-        f"<tr class='gap'><td colspan=5>{f'… {start} earlier' if start else '&nbsp;'}</td></tr>"
-    ]
+    body = []
     for i in range(start, end):
         e = events[i]
         now = i == current
         body.append(
             f"<tr{' class=now' if now else ''}><td>{'▶' if now else ''}</td><td>{e.seq}</td>"
-            f"<td>{html.escape(e.kind)}</td><td>{html.escape(e.step or '-')}</td>"
-            f"<td title='{html.escape(details(e))}'>{html.escape(details(e))}</td></tr>"
+            f"<td><span class='rl-what'>{html.escape(e.kind)}</span>"
+            f"<span class='rl-what rl-where'>{html.escape(e.step or '-')}</span>"
+            f"<span class='rl-details'>{html.escape(details(e))}</span></td></tr>"
         )
-    body += ["<tr><td colspan=5>&nbsp;</td></tr>"] * (rows - (end - start))
+    body += ["<tr><td colspan=3>&nbsp;</td></tr>"] * (rows - (end - start))
     later = len(events) - end
-    after = f"… {later} later" if later else "&nbsp;"
-    body.append(f"<tr class='gap'><td colspan=5>{after}</td></tr>")
-    columns = (
-        "<colgroup><col style='width:26px'><col style='width:34px'><col style='width:124px'>"
-        "<col style='width:106px'><col></colgroup>"
+    more = ", ".join(
+        f"{n} {word}" for n, word in ((start, "earlier"), (later, "later")) if n
+    )  # fmt: skip
+    columns = "<colgroup><col style='width:26px'><col style='width:34px'><col></colgroup>"
+    head = (
+        "<tr><th></th><th>#</th><th><span class='rl-what'>event</span>"
+        "<span class='rl-what rl-where'>step</span>details"
+        f"{f' <span class=rl-more>(… {more})</span>' if more else ''}</th></tr>"
     )
-    head = "<tr><th></th><th>#</th><th>event</th><th>step</th><th>details</th></tr>"
     return f"<table>{columns}<thead>{head}</thead><tbody>{''.join(body)}</tbody></table>"
 
 
@@ -175,7 +182,8 @@ def view_html(
     outcome: Outcome, index: int, png: bytes, cue: str, result: str, keys: Iterable[str]
 ) -> str:
     """The panel's view at frame ``index``: the picture, and beside it the cue, the event it
-    shows (with its details in full) and the state; under it the event log and the result."""
+    shows and the state; under it the event log (the event's details in full) and the
+    result. The cue and the caption keep two lines each, so a change never moves the panel."""
     event = outcome.events[index]
     before = outcome.state_before or {}
     now = outcome.state_at(index) or {}
@@ -189,7 +197,6 @@ def view_html(
     side = (
         f"<div class='rl-cue'>{cue}</div>"
         f"<div class='rl-caption'>{html.escape(caption)}</div>"
-        f"<div class='rl-details'>{html.escape(details(event))}</div>"
         f"<div class='rl-state'>{state_html(before, now, keys)}</div>{legend}"
     )
     return (

@@ -50,6 +50,7 @@ from .drawing import (  # noqa: F401 (the colours and sizes, for the modules tha
     UNDO,
     caption,
     draw_branches,
+    kind_word,
     legend_entries,
     lines_for,
     place_notes,
@@ -145,8 +146,7 @@ class Timeline(TableAndLog):
         ax.set_yticklabels([self._lane_label(s) for s in self.steps], fontsize=FONT)
         for name, tick in zip(self.steps, ax.get_yticklabels(), strict=True):
             tick.set_linespacing(1.0)
-            if self.kinds.get(name) in ("pivot", "retriable"):
-                tick.set_color(PIVOT)
+            if kind_word(self.kinds.get(name)):  # in ink: its word says it, no colour to explain
                 tick.set_fontweight("bold")
         renderer = self.canvas.get_renderer()
         widest = max(
@@ -203,8 +203,8 @@ class Timeline(TableAndLog):
 
     def _lane_label(self, step: str) -> str:
         label = self.labels.get(step)
-        kind = self.kinds.get(step)
-        tag = " (irreversible)" if kind == "pivot" else " (retried)" if kind == "retriable" else ""
+        word = kind_word(self.kinds.get(step))
+        tag = f" ({word})" if word else ""
         return f"{step}{tag}\n{label}" if label else f"{step}{tag}"
 
     # -- a run -----------------------------------------------------------------------

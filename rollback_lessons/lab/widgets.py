@@ -13,7 +13,6 @@ anything else the change updates; the kernel's share of a click is about 12 ms.
 from __future__ import annotations
 
 import copy
-import html
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -21,9 +20,8 @@ import ipywidgets as w
 
 from ..clock import VirtualClock
 from ..errors import InvalidPipelineError, UnknownFaultError, UnknownStepError
-from ..outcome import Outcome, Status
+from ..outcome import Outcome
 from ..saga import Saga, snapshot
-from ..schedule import PAST_PIVOT
 from . import guard, timeline
 from .graphs import branch_groups
 from .panel_controls import (
@@ -41,6 +39,7 @@ from .panel_controls import (
     _choice,
     _dropdown,
     layout,
+    run_said,
 )
 from .panel_html import (  # noqa: F401 (the panel's HTML parts, as the other panels import them)
     CSS,
@@ -160,7 +159,8 @@ class RollbackLab:
             layout=w.Layout(width="80px", flex="none"),
         )  # fmt: skip
         self.view = w.HTML()  # picture, cue, state, result and log: one message per change
-        self.runs = 0
+        self.runs = 0  # the runs the learner caused since the panel was displayed ("run N")
+        self._said = ""  # the last run: its faults and options, and how it ended
         self._cue = ""
         self._result = ""
         self.stopped_at: int | None = None  # the event a Stop cancelled the run after
@@ -320,24 +320,11 @@ class RollbackLab:
         self.stopped_at = stop_after
         self.outcome = outcome
         self.timeline.load(outcome)
-        self.runs += 1
-        faults = ", ".join(f"{k} {'+'.join(v)}" for k, v in self.inject.items()) or "no faults"
-        faults += "".join(  # the options that differ from the engine's defaults, named too
-            f"; {name}{control.label}"
-            for name, control, usual in (
-                ("policy ", self.policy, "continue"), ("log ", self.register, "step"),
-                ("order ", self.order, "reverse"), ("", self.first, ""),
-            )
-            if control is not None and control.value != usual
-        )  # fmt: skip
-        said = str(outcome.status)
-        if stop_after is not None:
-            faults += f", Stop after event {stop_after} (running steps finish first)"
-            if PAST_PIVOT in outcome.notes:
-                said += " (the cancel was declined: see the note)"
-            elif outcome.status is not Status.CANCELLED:
-                said += " (too late: the run had already failed or ended)"
-        self._cue = "" if opening else f"↻ run {self.runs}: {html.escape(faults)} → {said}"
+        faults, said = run_said(self, outcome, stop_after)
+        self._said = "" if opening else f"{faults} → {said}"
+        if not opening:
+            self.runs += 1
+        self._cue = f"↻ run {self.runs}: {self._said}" if self._said else ""
         self._result = result_html(outcome)
         frame = self.telling_frame(outcome, opening)
         self._show(frame)  # the view first: it is what the learner watches (one message)
@@ -444,5 +431,15 @@ class RollbackLab:
         self._frame = index
         self.view.value = self.view_html(index)
 
+    def displayed(self) -> None:
+        """The panel goes on screen: its run count starts again (the runs a lesson cell
+        made before, with ``set_fault``, are not the learner's), and the cue says what it
+        opens on."""
+        self.runs = 0
+        self._cue = f"opens on: {self._said}" if self._said else ""
+        if self.outcome is not None:
+            self._show(self._frame)
+
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        self.displayed()
         return self.widget._repr_mimebundle_(**kwargs)

@@ -163,19 +163,20 @@ class SagaPlan:
 
 
 GRAPH_ENGINES = (
-    "in process (saga.run, await saga.arun), on Step Functions and as BPMN on SpiffWorkflow"
+    "in process (saga.run, await saga.arun), on Temporal, on Step Functions, on DBOS and as "
+    "BPMN on SpiffWorkflow"
 )
 """Where a saga with parallel groups runs (an engine not among them refuses it)."""
 
 
 def refuse_graph(saga: Saga) -> None:
-    """A saga with parallel groups runs only where ``GRAPH_ENGINES`` says, so far: Temporal
-    and DBOS (whose plans ``plan_of`` makes without ``graphs=True``) refuse it before
-    anything runs, rather than run its branches as a list."""
+    """A saga with parallel groups runs only where ``GRAPH_ENGINES`` says: an engine whose
+    plan ``plan_of`` makes without ``graphs=True`` refuses it before anything runs, rather
+    than run its branches as a list."""
     if saga.after is not None:
         raise InvalidPipelineError(
-            f"saga {saga.name!r} has parallel groups, which Temporal and DBOS do not run "
-            f"yet; it runs {GRAPH_ENGINES}"
+            f"saga {saga.name!r} has parallel groups, which this engine does not run; it "
+            f"runs {GRAPH_ENGINES}"
         )
 
 

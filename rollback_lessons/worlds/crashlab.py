@@ -159,6 +159,20 @@ def make_pivot_saga(world: str, saga_id: str) -> Saga:
     )
 
 
+def make_graph_saga(world: str, saga_id: str) -> Saga:
+    """step1, then step2 and step3 at once (a parallel group), then step4; each writes an
+    effect, each undo logged after its step (issue 27: a graph saga killed mid-rollback)."""
+    from ..graph import Parallel
+
+    world = str(world)
+
+    def step(i: int) -> Step:
+        return Step(f"step{i}", partial(_effect_step, world, saga_id, f"step{i}"),
+                    undo_effect.bind(world=world, saga=saga_id, step=f"step{i}"))  # fmt: skip
+
+    return Saga([step(1), Parallel(step(2), step(3)), step(4)], name="crashlab-graph")
+
+
 def run_sagas(
     journal: Journal | Any,
     world: str,
@@ -169,16 +183,22 @@ def run_sagas(
     undo_fails_every: int = 0,
     register: str = "before",
     pivot: bool = False,
+    graph: bool = False,
+    at_once: bool = False,
 ) -> list[str]:
     """Run ``count`` sagas; every ``fail_every``-th fails at its last step (and rolls back),
     every ``undo_fails_every``-th has its first undo fail (a dead letter). ``journal`` may be
-    a DBOS runner instead: each saga is then a DBOS workflow."""
+    a DBOS runner instead: each saga is then a DBOS workflow. ``graph``: the saga with a
+    parallel group (``make_graph_saga``), its branches run at once on DBOS with
+    ``at_once``."""
     statuses = []
     for n in range(1, count + 1):
         saga_id = f"{prefix}-{n}"
         if pivot:
             saga = make_pivot_saga(world, saga_id)
             last = "ship"
+        elif graph:
+            saga, last = make_graph_saga(world, saga_id), "step4"
         else:
             saga, last = make_saga(world, saga_id, steps, register), f"step{steps}"
         inject: dict[str, Any] = {}
@@ -189,7 +209,8 @@ def run_sagas(
         if isinstance(journal, Journal):
             outcome = saga.run({}, inject=inject, journal=journal, run_id=saga_id)
         else:
-            outcome = journal.run(saga, {}, inject=inject, run_id=saga_id)
+            more = {"at_once": True} if at_once else {}
+            outcome = journal.run(saga, {}, inject=inject, run_id=saga_id, **more)
         statuses.append(str(outcome.status))
     return statuses
 
@@ -260,14 +281,22 @@ def crash_on_dbos(
     fail_every: int = 0,
     pause_at: str,
     prefix: str = "saga",
+    graph: bool = False,
+    at_once: bool = False,
 ) -> DBOSCrash:
     """The crash of lesson 07 on DBOS: the sagas run as DBOS workflows in a process, killed
     (SIGKILL) at ``pause_at``; then a new process launches DBOS on the same system database,
-    which resumes what the dead one left. Its world is ``work/dbos-world.db``."""
+    which resumes what the dead one left. Its world is ``work/dbos-world.db``. ``graph``:
+    sagas with a parallel group (``make_graph_saga``), run ``at_once`` or one step at a
+    time."""
     work = Path(work)
     world, system = work / "dbos-world.db", work / "dbos.sqlite"
     common = ["--dbos", str(system), "--world", str(world), "--prefix", prefix, "--sagas",
               str(sagas), "--fail-every", str(fail_every)]  # fmt: skip
+    if graph:
+        common.append("--graph")
+    if at_once:
+        common.append("--at-once")
     first = subprocess.Popen(
         [sys.executable, "-m", __name__, *common, "--pause-at", pause_at],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
@@ -311,11 +340,16 @@ def _on_dbos(args: argparse.Namespace) -> list[str]:
     def make(saga_id: str) -> Saga:
         return make_saga(str(args.world), saga_id, args.steps, args.register)
 
-    with DBOSRunner.start(args.dbos, sagas={"crashlab": make}) as runner:
+    def make_graph(saga_id: str) -> Saga:
+        return make_graph_saga(str(args.world), saga_id)
+
+    sagas = {"crashlab": make, "crashlab-graph": make_graph}
+    with DBOSRunner.start(args.dbos, sagas=sagas) as runner:
         if not args.resume:
             return run_sagas(
                 runner, str(args.world), args.prefix, args.sagas, args.steps,
-                args.fail_every, args.undo_fails_every, args.register,
+                args.fail_every, args.undo_fails_every, args.register, graph=args.graph,
+                at_once=args.at_once,
             )  # fmt: skip
         ids = [f"{args.prefix}-{n}" for n in range(1, args.sagas + 1)]
         return [str(runner.record(saga_id).status) for saga_id in ids]
@@ -335,6 +369,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--undo-fails-every", type=int, default=0)
     parser.add_argument("--register", choices=REGISTERS, default="before")
     parser.add_argument("--pivot", action="store_true", help="charge -> email (pivot) -> ship")
+    parser.add_argument("--graph", action="store_true", help="(DBOS) step1, step2 and step3 "
+                        "at once, step4")  # fmt: skip
+    parser.add_argument("--at-once", action="store_true", help="(DBOS, --graph) run the "
+                        "branches at the same time")  # fmt: skip
     parser.add_argument("--kill-at", type=int, help="SIGKILL itself at this checkpoint number")
     parser.add_argument("--pause-at", help="stop at this checkpoint ('after step2') and wait")
     args = parser.parse_args(argv)

@@ -17,14 +17,23 @@ dependency, forward); never written in the model. ``run_graph`` runs it on Spiff
 of the script tasks the engine has ready at once (the branches' first steps), the runner
 runs the one the machine starts next (one at a time, in definition order, as ``saga.run``),
 so the outcome is ``saga.run``'s.
+
+The undo policy is in the model as Camunda writes it, on each job: its ``retries`` (the
+policy's attempts; a step's own retry policy on its job) and the header ``on-failure``
+(``dead_letter``: recorded, the job completed, the loop goes on; ``halt``: the job fails
+for good, an incident: the process instance waits on that task for a person). The runner
+plays Camunda's job worker: each retry after the machine's backoff, and on a halt the
+incident (no person here: the saga ends ``halted``, the undos left pending, as ``saga.run``
+leaves them).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from ...operations import Finished, RunUndo
+from ...operations import Ask, Finished, RunStep, RunUndo, Wait
 from ...rules import Kind
 from ...saga import Saga
 from ...schedule import GraphMachine, Ready
@@ -292,12 +301,27 @@ def explicit_form(
 # -- running the explicit form ------------------------------------------------------------
 
 
-class GraphHost:
-    """What the explicit form's script tasks call: ``do`` runs a step the saga machine
-    launched, ``what_next`` answers the machine's next undo, ``undo`` runs it."""
+class Incident(Exception):
+    """An undo's job failed for good under a policy whose ``on-failure`` is ``halt``: the
+    worker fails the job with no retries left, and Camunda raises an incident on its task
+    (the process instance waits there for a person)."""
 
-    def __init__(self, plan: SagaPlan, worker: Worker, machine: GraphMachine) -> None:
-        self.plan, self.worker, self.m = plan, worker, machine
+
+class GraphHost:
+    """What the explicit form's script tasks call, as Camunda's job worker would answer:
+    ``do`` runs a step the saga machine launched, ``what_next`` answers the machine's next
+    undo, ``undo`` runs it. A job is handed out as many times as its ``retries`` say (the
+    step's retry policy, the undo policy's attempts), after the machine's backoff
+    (``sleep``); an undo whose policy halts ends in an incident, which a person resolves
+    (``answers``, in turn: ``retry`` the job, ``fixed`` by hand) or leaves (``Incident``:
+    the saga halted, the rest pending; with no answer left, as in process)."""
+
+    def __init__(
+        self, plan: SagaPlan, worker: Worker, machine: GraphMachine,
+        sleep: Callable[[float], None] = time.sleep, answers: Sequence[str] = (),
+    ) -> None:  # fmt: skip
+        self.plan, self.worker, self.m, self.sleep = plan, worker, machine, sleep
+        self.answers = list(answers)  # what the person says at each incident, in turn
         self.op: Any = None
 
     def pick(self, ready: list[str]) -> str | None:
@@ -309,9 +333,19 @@ class GraphHost:
         m = self.m
         if step not in m.ready():  # the run failed: it may not start (not reached here)
             return False
-        m.launch(step)
-        error = self.worker.task("action", step).error
-        op = m.step_done(step) if error is None else m.step_error(step, error.to_exception())
+        op: Any = m.launch(step)
+        while True:
+            error = self.worker.task("action", step).error
+            if error is None:
+                op = m.step_done(step)
+                break
+            op = m.step_error(step, error.to_exception())
+            if type(op) is not Wait:
+                break
+            self.sleep(op.seconds)  # the job's retry backoff
+            op = m.step_resume(step)
+            if type(op) is not RunStep:
+                break
         if type(op) is not Ready:
             self.op = op
         return error is None
@@ -326,19 +360,31 @@ class GraphHost:
     def undo(self, step: str) -> None:
         op = self.op
         assert type(op) is RunUndo and op.step == step
-        error = self.worker.task("undo", step, op.timeout).error
-        self.op = self.m.undo_ok() if error is None else self.m.undo_failed(error.to_exception())
+        while type(op) is RunUndo and op.step == step:
+            error = self.worker.task("undo", step, op.timeout).error
+            op = self.m.undo_ok() if error is None else self.m.undo_failed(error.to_exception())
+            if type(op) is Wait:  # the job handed out again, after the policy's backoff
+                self.sleep(op.seconds)
+                op = self.m.resume()
+            if type(op) is Ask:  # an incident: a person resolves it, or it stays
+                said = self.answers.pop(0) if self.answers else "leave"
+                op = self.m.answer(said)  # retry: the job again; fixed: done by hand
+                if said == "leave":
+                    self.op = op
+                    raise Incident(f"undo {step} failed for good: an incident, for a person")
+        self.op = op
 
 
-def run_workflow(workflow: Any, host: GraphHost) -> None:
+def run_workflow(workflow: Any, host: GraphHost) -> bool:
     """Run the workflow's engine tasks one at a time: of the steps' script tasks ready at
-    once (parallel branches), the one the saga machine starts next; anything else first."""
+    once (parallel branches), the one the saga machine starts next; anything else first.
+    False if it stopped at an incident (an undo's task failed for good: a person decides)."""
     from SpiffWorkflow.util.task import TaskState
 
     while True:
         ready = [t for t in workflow.get_tasks(state=TaskState.READY) if not t.task_spec.manual]
         if not ready:
-            return
+            return True
         steps = {}
         for task in ready:
             name = task.task_spec.bpmn_name or ""
@@ -346,7 +392,13 @@ def run_workflow(workflow: Any, host: GraphHost) -> None:
                 steps[name.removeprefix("Do ")] = task
         others = [t for t in ready if t not in steps.values()]
         chosen = others[0] if others else steps.get(host.pick(list(steps)) or "", ready[0])
-        chosen.run()
+        try:
+            chosen.run()
+        except Exception as exc:
+            if isinstance(exc, Incident) or isinstance(exc.__cause__ or exc.__context__,
+                                                       Incident):  # fmt: skip
+                return False
+            raise
         for sub in sorted(workflow.get_active_subprocesses(), key=lambda v: v.depth, reverse=True):
             if sub.parent_task_id is not None:
                 parent = workflow.get_task_from_id(sub.parent_task_id)

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...errors import InvalidPipelineError
 from ...faults import InjectionLike, normalize_injection
 from ...machine import Machine
-from ...operations import Finished, RunStep
+from ...operations import ANSWERS, Finished, RunStep
 from ...outcome import Outcome
 from ...policies import PolicyLike, data_only
 from ...saga import Saga, State, snapshot
@@ -62,23 +64,47 @@ class _Host:
 def run_explicit(
     saga: Saga, state: State | None = None, *, inject: InjectionLike | None = None,
     policy: PolicyLike | None = None, undo_order: str = "reverse",
+    completion: Sequence[str] | None = None, cancel: Any = None, answers: Sequence[str] = (),
 ) -> Outcome:  # fmt: skip
-    """Run the explicit BPMN form of ``saga`` on SpiffWorkflow (policy *continue*: another
-    is refused before anything runs). A saga with parallel groups (or an undo order of a
-    graph's) runs the graph form, whose undos the saga machine orders (``graph``): as
-    ``saga.run(state, undo_order=...)``, one step at a time."""
+    """Run the explicit BPMN form of ``saga`` on SpiffWorkflow (a list: policy *continue*,
+    each task once; anything else is refused before anything runs). A saga with parallel
+    groups (or an undo order of a graph's) runs the graph form, whose undos the saga
+    machine orders (``graph``): as ``saga.run(state, undo_order=...)``, one step at a time,
+    under any policy written as data (retries as its jobs' retries, a halt as an incident:
+    ``halted``, the rest pending) and with steps retried by their own policy. A policy that
+    decides in Python cannot be written into a model: refused (``UnsupportedPolicy``).
+    ``answers``: what a person says, in turn, at each incident (``retry``, ``fixed``,
+    ``leave``; none left: ``leave``). ``completion`` and ``cancel`` are refused too
+    (``UnsupportedInBPMN``): the form runs one step at a time, and a failure ends every
+    branch at once, so it cannot let the steps still running finish, which a timing of
+    one's own and a cancel need."""
+    for option, given in (("completion", completion), ("cancel", cancel)):
+        if given is not None:
+            raise UnsupportedInBPMN(
+                f"the explicit BPMN form runs one step at a time, with no {option}: a failure "
+                "there ends every branch, so the steps still running could not finish"
+            )
     from SpiffWorkflow.bpmn import BpmnWorkflow
     from SpiffWorkflow.bpmn.parser import BpmnParser
     from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine, TaskDataEnvironment
 
     chosen = data_only(policy if policy is not None else saga.policy, ENGINE)
-    if chosen.name != "continue":
-        raise UnsupportedInBPMN("the explicit BPMN form runs policy 'continue', undos newest first")
-    retried = [s.name for s in saga.specs() if s.retry is not None]  # (a retriable step too)
-    if retried:
+    graph = saga.after is not None or undo_order != "reverse"
+    if chosen.name != "continue" and not graph:
         raise UnsupportedInBPMN(
-            f"the explicit BPMN form runs each task once: it cannot retry {', '.join(retried)}"
+            "the explicit BPMN form of a list runs policy 'continue', undos newest first (a "
+            "saga with parallel groups, or an undo order of a graph's, runs any policy "
+            "written as data)"
         )
+    retried = [s.name for s in saga.specs() if s.retry is not None]  # (a retriable step too)
+    if retried and not graph:
+        raise UnsupportedInBPMN(
+            f"the explicit BPMN form of a list runs each task once: it cannot retry "
+            f"{', '.join(retried)} (a saga with parallel groups' form can)"
+        )
+    for said in answers:
+        if said not in ANSWERS:
+            raise InvalidPipelineError(f"answer {said!r} is not one of: {', '.join(ANSWERS)}")
     faults = normalize_injection(inject, saga.names)
     run_id = f"{saga.name}-{uuid.uuid4().hex[:12]}"
     plan = plan_of(saga, run_id, policy=chosen, undo_order=undo_order,  # type: ignore[arg-type]
@@ -86,7 +112,7 @@ def run_explicit(
     world: State = {} if state is None else state
     before = snapshot(world) if state is not None else None
     if plan.after is not None or undo_order not in ("reverse",):
-        return _run_graph(saga, state, world, before, plan, faults, chosen)
+        return _run_graph(saga, state, world, before, plan, faults, chosen, answers)
     machine = Machine(plan.undo_policy(), plan=plan.specs(), name=saga.name, run_id=run_id)
     if type(machine.start()) is not RunStep:
         raise RuntimeError("the machine does not start with a step")
@@ -136,7 +162,7 @@ def _parsed(saga: Saga, chosen: Any, host: dict[str, Any]) -> Any:
 
 
 def _run_graph(saga: Saga, state: State | None, world: State, before: Any, plan: SagaPlan,
-               faults: dict[str, Any], chosen: Any) -> Outcome:  # fmt: skip
+               faults: dict[str, Any], chosen: Any, answers: Sequence[str]) -> Outcome:  # fmt: skip
     """The graph form on SpiffWorkflow: the saga machine, driven live, picks which ready
     step runs and answers each ``What next`` (``graph.run_workflow``)."""
     after = plan.after or {s.name: [p.name] if p else [] for s, p in
@@ -145,12 +171,12 @@ def _run_graph(saga: Saga, state: State | None, world: State, before: Any, plan:
         plan.undo_policy(), plan=plan.specs(), after={s: tuple(d) for s, d in after.items()},
         undo_order=plan.undo_order, name=plan.name, run_id=plan.run_id,
     )  # fmt: skip
-    host = GraphHost(plan, Worker(plan.run_id, saga, world, faults), machine)
+    host = GraphHost(plan, Worker(plan.run_id, saga, world, faults), machine, answers=answers)
     machine.start()
     workflow = _parsed(saga, chosen, {"do": host.do, "undo": host.undo,
                                       "what_next": host.what_next})  # fmt: skip
-    run_workflow(workflow, host)
-    if not workflow.is_completed() or not isinstance(host.op, Finished):
+    completed = run_workflow(workflow, host)  # False: it waits at an incident, a person's
+    if not isinstance(host.op, Finished) or completed != workflow.is_completed():
         raise RuntimeError("the BPMN workflow did not complete")
     return outcome_of(saga, machine.record(), before=before, state=state)
 
@@ -171,8 +197,12 @@ class BpmnRunner:
         inject: InjectionLike | None = None,
         policy: PolicyLike | None = None,
         undo_order: str = "reverse",
+        completion: Sequence[str] | None = None,
+        cancel: Any = None,
+        answers: Sequence[str] = (),
     ) -> Outcome:
-        return run_explicit(saga, state, inject=inject, policy=policy, undo_order=undo_order)
+        return run_explicit(saga, state, inject=inject, policy=policy, undo_order=undo_order,
+                            completion=completion, cancel=cancel, answers=answers)  # fmt: skip
 
     def close(self) -> None:
         pass

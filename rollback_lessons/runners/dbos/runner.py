@@ -8,12 +8,19 @@ import os
 import tempfile
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from dbos import DBOS, SetWorkflowID
+from dbos._error import (
+    DBOSAwaitedWorkflowCancelledError,
+    DBOSWorkflowCancelledError,
+    DBOSWorkflowConflictIDError,
+)
 
+from ..._graph_drive import CancelLike, asked_of
+from ..._guards import check_completion
 from ...errors import InvalidPipelineError, RollbackLessonsError
 from ...faults import InjectionLike, normalize_injection
 from ...operations import ANSWERS
@@ -23,7 +30,7 @@ from ...saga import Saga, State, snapshot
 from .. import hosted
 from ..wire import outcome_of, plan_of, record_of
 from . import workflow
-from .workflow import saga_workflow
+from .workflow import graph_workflow, saga_workflow
 
 NAME = "rollback-lessons"
 
@@ -37,7 +44,8 @@ _launched = threading.Lock()  # DBOS is process-global: one runner at a time
 
 class DBOSHandle:
     """A saga running as a DBOS workflow: ``outcome()``; a halted one waits for a person
-    (``pending()``, ``resolve(answer)``)."""
+    (``pending()``, ``resolve(answer)``); ``stop()`` is DBOS's own ``cancel_workflow``
+    (nothing undone)."""
 
     def __init__(
         self, saga: Saga, run_id: str, state: State | None, before: Any, result: Any
@@ -55,11 +63,26 @@ class DBOSHandle:
             raise InvalidPipelineError(f"answer {answer!r} is not one of: {', '.join(ANSWERS)}")
         DBOS.send(self.run_id, answer, "answer")
 
+    def stop(self) -> None:
+        """``DBOS.cancel_workflow``: DBOS stops the workflow as its next step begins, and
+        nothing is undone (the outcome says ``halted``, every undo pending, and names it). A
+        cancel that compensates is the run's ``cancel`` token instead."""
+        DBOS.cancel_workflow(self.run_id)
+
     def outcome(self) -> Outcome:
         try:
             data: dict[str, Any] = self._result()
+        except (DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError,
+                DBOSAwaitedWorkflowCancelledError):  # fmt: skip
+            stopped = workflow.STOPPED.get(self.run_id)
+            status = DBOS.get_workflow_status(self.run_id)
+            if stopped is None or status is None or status.status != "CANCELLED":
+                raise  # not cancelled, or stopped before its machine ran here
+            data = stopped
         finally:
             hosted.release(self.run_id)
+            workflow.CANCELS.pop(self.run_id, None)
+            workflow.STOPPED.pop(self.run_id, None)
         return outcome_of(self.saga, record_of(data), before=self._before, state=self._state)
 
 
@@ -112,27 +135,69 @@ class DBOSRunner:
         halt_wait: float | None = 0.0,
         run_id: str | None = None,
         wait: bool = False,
+        completion: Sequence[str] | None = None,
+        cancel: CancelLike | None = None,
+        at_once: bool = False,
     ) -> DBOSHandle:
         """Start ``saga`` as a workflow; everything is checked before it starts. A policy
         of one's own decides in the workflow (it is saved with it: its class must be
         importable where the workflow resumes). ``wait``: run it in this thread, to its end
-        (``run`` does), rather than in DBOS's own threads."""
+        (``run`` does), rather than in DBOS's own threads.
+
+        A saga with parallel groups (or a list with an undo order of a graph's, a timing or
+        a cancel) drives the graph machine (``workflow.graph_workflow``): a group's branches
+        one after the other, in definition order, as ``saga.run`` runs them, or in the
+        timing ``completion`` plays (``saga.run(..., completion=...)``); ``cancel`` (an
+        Event, or a function answering True) cancels as ``saga.run(..., cancel=...)`` does:
+        nothing more starts, what was done is undone, the status says ``cancelled``.
+        ``at_once``: the ready steps run at once instead, as ``await saga.arun`` runs them,
+        each attempt a child workflow telling this one when it ended; without step retries
+        the Outcome is then ``saga.run(..., completion=...)``'s for the order they finished
+        in. ``DBOSHandle.stop`` then leaves running children to finish their attempt."""
         faults = normalize_injection(inject, saga.names)
+        check_completion(completion, saga.names)
+        if at_once and completion is not None:
+            raise InvalidPipelineError("completion plays a timing; at_once runs the real one")
+        asked = asked_of(cancel)
         chosen = resolve_policy(policy if policy is not None else saga.policy)
         run_id = run_id or f"{saga.name}-{uuid.uuid4().hex[:12]}"
         plan = plan_of(
             saga, run_id, policy=chosen, register=register,  # type: ignore[arg-type]
-            undo_order=undo_order, halt_wait=halt_wait,  # type: ignore[arg-type]
+            undo_order=undo_order, halt_wait=halt_wait, graphs=True,  # type: ignore[arg-type]
         )  # fmt: skip
+        graph = (
+            plan.after is not None
+            or undo_order not in ("reverse", "forward")
+            or completion is not None
+            or asked is not None
+            or at_once
+        )
         world: State = {} if state is None else state
         hosted.host(run_id, hosted.Hosted(saga, world, faults))
+        if asked is not None:
+            workflow.CANCELS[run_id] = asked
         names = {s: (f.action and str(f.action), f.undo and str(f.undo)) for s, f in faults.items()}
         before = snapshot(world) if state is not None else None
+        args: tuple[Any, ...] = (plan, chosen, names)
+        run: Callable[..., dict[str, Any]] = saga_workflow
+        if graph:
+            timing = list(completion) if completion is not None else None
+            args = (*args, timing, asked is not None, at_once)
+            run = graph_workflow
         with SetWorkflowID(run_id):
             if wait:
-                data = saga_workflow(plan, chosen, names)
+                try:
+                    data = run(*args)
+                except (DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError,
+                        DBOSAwaitedWorkflowCancelledError) as exc:  # fmt: skip
+                    stopped = exc
+
+                    def result() -> dict[str, Any]:
+                        raise stopped
+
+                    return DBOSHandle(saga, run_id, state, before, result)
                 return DBOSHandle(saga, run_id, state, before, lambda: data)
-            started = DBOS.start_workflow(saga_workflow, plan, chosen, names)
+            started = DBOS.start_workflow(run, *args)
         return DBOSHandle(saga, run_id, state, before, started.get_result)
 
     def run(self, saga: Saga, state: State | None = None, **options: Any) -> Outcome:

@@ -1,7 +1,15 @@
 """Run a ``Saga`` on Temporal (extra ``temporal``): ``TemporalRunner``."""
 
 from .limits import TemporalLimitExceeded
-from .runner import AbandonedCalls, SagaHandle, ServerLost, TemporalRunner, TemporalUnavailable
+from .runner import (
+    AbandonedCalls,
+    SagaHandle,
+    ServerLost,
+    TemporalRunner,
+    TemporalUnavailable,
+    plan_for,
+    plan_text,
+)
 
 __all__ = [
     "AbandonedCalls",
@@ -10,4 +18,6 @@ __all__ = [
     "TemporalLimitExceeded",
     "TemporalRunner",
     "TemporalUnavailable",
+    "plan_for",
+    "plan_text",
 ]

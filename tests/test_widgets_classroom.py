@@ -1,0 +1,221 @@
+"""What a new user at 1366x768 found in the panels (issue 24, third round): one word for
+an irreversible step and no colour the legend does not name, a run count that starts at
+1 when the panel is shown, an event log that never cuts a detail, a panel that keeps its
+height, lesson 10's panel opening on the interleaving its text talks about, and lesson
+11's grid outlining the cell whose run it shows."""
+
+import html
+import json
+import re
+from pathlib import Path
+
+import pytest
+from matplotlib.colors import to_hex
+
+from rollback_lessons.lab.drawing import INK, KIND_WORDS, kind_word
+from rollback_lessons.lab.grid import OPENED, ExplorerGrid
+from rollback_lessons.lab.interleave import IsolationLab
+from rollback_lessons.lab.panel_html import CSS, LOG_ROWS, details
+from rollback_lessons.lab.timeline import Timeline
+from rollback_lessons.lab.widgets import RollbackLab
+from rollback_lessons.worlds.demo import xyz_saga, xyz_state
+from rollback_lessons.worlds.examples import (
+    booking_restored,
+    booking_saga,
+    booking_state,
+)
+from rollback_lessons.worlds.isolation import SCENARIOS
+
+ROOT = Path(__file__).resolve().parent.parent
+# every kind a step can have, and a saga with each
+TRIP = ("verify_card", "reserve_room", "charge_card", "send_email", "award_points")
+
+
+def texts(widget) -> list[str]:
+    """Every HTML text in a widget tree (the panel's headings, legends, view)."""
+    found = (
+        [str(widget.value)] if hasattr(widget, "value") and isinstance(widget.value, str) else []
+    )
+    for child in getattr(widget, "children", ()):
+        found += texts(child)
+    return found
+
+
+@pytest.fixture
+def trip_lab():
+    return RollbackLab(booking_saga(TRIP), state=booking_state)
+
+
+# -- 1. one word for an irreversible step; no colour the legend does not name ---------------
+
+
+def test_the_lanes_and_the_controls_call_a_steps_kind_by_the_same_word(trip_lab):
+    saga = trip_lab.saga
+    kinds = {s.name: str(s.kind) for s in saga.steps}
+    assert set(kinds.values()) >= set(KIND_WORDS)  # a pivot and a retried step
+    timeline = trip_lab.timeline
+    ticks = timeline.ax.get_yticklabels()
+    lanes = {s: t.get_text() for s, t in zip(timeline.steps, ticks, strict=True)}
+    controls = html.unescape("".join(texts(trip_lab.widget)))
+    for step, kind in kinds.items():
+        word = kind_word(kind)
+        if word:
+            assert f"({word})" in lanes[step]
+            assert re.search(rf">{step}</div><div class='rl-kind'>\({word}\)<", controls)
+        assert f"({kind})" not in controls and f"({kind})" not in lanes[step]
+
+
+def test_every_lane_label_is_in_ink_not_a_colour_the_legend_gives_another_meaning(trip_lab):
+    for tick in trip_lab.timeline.ax.get_yticklabels():
+        # the label's word says its kind: a colour would be a second meaning to explain
+        assert to_hex(tick.get_color()) in (to_hex(INK), "#000000"), tick.get_text()
+    bold = [t.get_text() for t in trip_lab.timeline.ax.get_yticklabels()
+            if t.get_fontweight() == "bold"]  # fmt: skip
+    assert bold == [t for t in bold if "(irreversible)" in t or "(retried)" in t] and bold
+
+
+def test_a_static_picture_says_the_same_word_as_the_panel():
+    steps = [s.name for s in booking_saga(TRIP).steps]
+    timeline = Timeline(steps, kinds={"send_email": "pivot", "award_points": "retriable"})
+    labels = [t.get_text() for t in timeline.ax.get_yticklabels()]
+    assert "send_email (irreversible)" in labels and "award_points (retried)" in labels
+
+
+# -- 2. the run count: from 1 per display, one per run the learner caused -------------------
+
+
+def shown_cue(lab) -> str:
+    return html.unescape(lab.view.value.split("class='rl-cue'>")[1].split("</div>")[0])
+
+
+def test_the_run_count_starts_at_1_on_display_and_counts_each_run_the_learner_caused():
+    lab = RollbackLab(xyz_saga(), state=xyz_state())
+    runs = []
+    real = lab.saga.run
+    lab.saga.run = lambda *a, **k: runs.append(1) or real(*a, **k)  # type: ignore[method-assign]
+    lab.set_fault("step2", "fail")  # a lesson cell, before the panel is shown
+    lab.set_fault("step1", "undo_fails")
+    lab._repr_mimebundle_()  # shown
+    assert lab.runs == 0 and "run" not in shown_cue(lab).split(":")[0]
+    assert shown_cue(lab).startswith("opens on: step1 undo_fails, step2 fail")
+    runs.clear()
+    for n, change in enumerate(
+        [
+            lambda: lab.set_fault("step3", "fail"),
+            lambda: lab.set_policy("halt"),
+            lambda: lab.set_order("forward"),
+            lambda: lab.set_register("after"),
+            lambda: lab.actions["step1"].set_state({"index": 1}),  # as the browser sends it
+            lambda: lab.stop(0),
+            lambda: lab.reset(),
+        ],
+        start=1,
+    ):
+        change()
+        assert len(runs) == n == lab.runs  # one run per change
+        assert shown_cue(lab).startswith(f"↻ run {n}: ")
+    lab._repr_mimebundle_()  # shown again: counted from 1 again
+    lab.set_fault("step2", "fail")
+    assert shown_cue(lab).startswith("↻ run 1: ")
+
+
+def test_the_cue_names_every_option_the_learner_set():
+    lab = RollbackLab(xyz_saga(), state=xyz_state())
+    lab._repr_mimebundle_()
+    lab.set_policy("retry")
+    assert "policy retry" in shown_cue(lab)
+    lab.set_register("before")
+    assert "policy retry; log all before" in shown_cue(lab)
+    lab.set_order("forward")
+    assert "order forward" in shown_cue(lab) and "policy retry" in shown_cue(lab)
+
+
+def test_a_grid_shown_counts_its_panels_runs_from_1():
+    grid = ExplorerGrid(booking_explored(), booking_state)
+    grid.open(*grid.find((("charge_card", "fail"),)))
+    grid._repr_mimebundle_()
+    grid.open(*grid.find((("reserve_room", "fail"),)))
+    assert shown_cue(grid.lab).startswith("↻ run 1: reserve_room fail")
+
+
+# -- 3. the event log: every detail whole -------------------------------------------------
+
+
+def test_the_log_shows_every_events_details_whole_and_the_css_cuts_none(trip_lab):
+    rules = [line for line in CSS.splitlines() if ".rl-log" in line or ".rl-details" in line]
+    assert rules and not [r for r in rules if "ellipsis" in r or "overflow: hidden" in r]
+    assert not [r for r in rules if "nowrap" in r and ".rl-what" not in r]  # details wrap
+    trip_lab.set_fault("charge_card", "fail_after_effect")
+    trip_lab.set_fault("reserve_room", "undo_fails")
+    events = trip_lab.outcome.events
+    seen = set()
+    for i in range(len(events)):
+        trip_lab.show_frame(i)
+        log = trip_lab.view.value.split("class='rl-log'>")[1].split("class='rl-result'")[0]
+        spans = re.findall(r"<span class='rl-details'>(.*?)</span>", log)
+        assert len(spans) == LOG_ROWS  # the same rows in every frame: the same height
+        for text in spans:
+            seen.add(html.unescape(text))
+    assert seen == {details(e) for e in events}  # every detail, whole, somewhere
+    assert max(len(s) for s in seen) > 60  # long ones too
+
+
+# -- 4. a change keeps the panel's height (the browser test measures it) ------------------
+
+
+def test_the_cue_and_the_caption_keep_two_lines_whatever_they_say():
+    assert re.search(r"\.rl-cue \{\{?[^}]*min-height: 2\.6em", CSS)
+    assert re.search(r"\.rl-side \.rl-caption \{\{?[^}]*min-height: 2\.6em", CSS)
+    assert re.search(r"\.rl-log td \{\{?[^}]*height: 2\.6em", CSS)
+
+
+# -- 5. lesson 10's panel opens on the interleaving its text talks about ------------------
+
+
+def test_the_isolation_panel_opens_on_an_interleaving_where_the_anomaly_happens():
+    for key in (k for k in SCENARIOS if "," not in k):
+        lab = IsolationLab(key)
+        assert lab.trace.anomaly, key
+        first = next(n for n, t in enumerate(lab.traces, 1) if t.anomaly)
+        assert lab.interleaving.value == first
+        assert lab.turn.value == len(lab.trace.turns)  # the whole of it: the anomaly shows
+        assert "Anomaly: " in lab.view.value
+    assert IsolationLab("dirty read", interleaving=1).trace.anomaly is None
+    with pytest.raises(IndexError):
+        IsolationLab("dirty read", interleaving=9)
+
+
+def test_lesson_10s_text_names_the_interleaving_its_panel_opens_on():
+    cells = json.loads((ROOT / "notebooks" / "10_sagas_are_not_isolated.ipynb").read_text())
+    cells = cells["cells"]
+    [at] = [i for i, c in enumerate(cells) if "IsolationLab(" in "".join(c["source"])
+            and c["cell_type"] == "code" and "lab = " in "".join(c["source"])]  # fmt: skip
+    source = "".join(cells[at]["source"])
+    args = re.search(r"lab = IsolationLab\((.*)\)", source).group(1)  # type: ignore[union-attr]
+    lab = eval(f"IsolationLab({args})")  # the lesson cell's own arguments
+    text = "".join(cells[at - 1]["source"])
+    assert f"`{lab.trace.schedule}`" in text and "goes wrong" in text
+    assert lab.trace.schedule in lab.summary
+
+
+# -- 6. lesson 11's grid outlines the cell whose run it shows -------------------------------
+
+
+def booking_explored():
+    from rollback_lessons.explore import explore
+
+    return explore(booking_saga(), booking_state, restored=booking_restored)
+
+
+def test_the_grid_outlines_the_clicked_cell_and_only_it_and_its_legend_says_so():
+    grid = ExplorerGrid(booking_explored(), booking_state)
+    first = grid.find((("charge_card", "fail"),))
+    second = grid.find((("reserve_room", "fail"),))
+    grid.buttons[first].click()
+    assert [k for k, b in grid.buttons.items() if "eg-open" in b._dom_classes] == [first]
+    assert f"data-cell='{first[0]}-{first[1]}'" in grid.note
+    grid.buttons[second].click()
+    assert [k for k, b in grid.buttons.items() if "eg-open" in b._dom_classes] == [second]
+    shown = "".join(texts(grid.panel))
+    assert OPENED in html.unescape(shown) and "eg-key-open" in shown
+    assert shown.count("class='eg-col'") == shown.count("class='eg-row'") == len(grid.faults)
