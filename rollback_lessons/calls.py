@@ -43,9 +43,18 @@ def is_async(fn: object) -> bool:
     return not _plain(fn) and inspect.iscoroutinefunction(fn)
 
 
-def check_callable(fn: object, role: str, step: str, *, allow_async: bool) -> None:
+SYNC_ONLY = "the synchronous Rollback cannot await it (use AsyncRollback)"
+IN_A_STEP = (
+    "a Step takes a plain function, which may return an awaitable for `await saga.arun(state)`"
+    " (`lambda state: book(state)`)"
+)
+
+
+def check_callable(
+    fn: object, role: str, step: str, *, allow_async: bool, why: str = SYNC_ONLY
+) -> None:
     """Refuse what cannot run as ``step``'s ``role`` ("action", "undo"), before anything
-    runs."""
+    runs (``why``: what an async function is told)."""
     if _plain(fn):
         return
     if not callable(fn):
@@ -57,10 +66,7 @@ def check_callable(fn: object, role: str, step: str, *, allow_async: bool) -> No
             "Make it a plain function (return a value instead of yielding it)"
         )
     if not allow_async and inspect.iscoroutinefunction(fn):
-        raise TypeError(
-            f"{what(role, step)} is an async function; the synchronous Rollback cannot await "
-            "it (use AsyncRollback)"
-        )
+        raise TypeError(f"{what(role, step)} is an async function; {why}")
 
 
 def what(role: str, step: str) -> str:

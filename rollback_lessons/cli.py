@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .events import UNDO_KINDS, Event, EventKind
+from .events import UNDO_KINDS, Event, EventKind, describe
 from .outcome import Outcome
 
 if TYPE_CHECKING:
@@ -212,13 +212,15 @@ def load_registry(name: str) -> Registry:
             raise CommandError(
                 f"no module named {name!r} (is it importable from here? check PYTHONPATH)"
             ) from None
-        raise CommandError(f"importing {name!r} failed: {exc!r}") from None
+        raise CommandError(f"importing {name!r} failed: {describe(exc)}") from None
     except SystemExit as exc:  # an import that exits is no registry, whatever its code
         raise CommandError(
             f"importing {name!r} failed: it called sys.exit({exc.code!r}); nothing was recovered"
         ) from None
-    except Exception as exc:
-        raise CommandError(f"importing {name!r} failed: {exc!r}") from None
+    except KeyboardInterrupt:
+        raise  # (a Ctrl-C stays one)
+    except BaseException as exc:  # an Exception, or another BaseException: no registry
+        raise CommandError(f"importing {name!r} failed: {describe(exc)}") from None
     registry = getattr(module, "registry", None)
     if not isinstance(registry, Registry):
         what = "has no `registry`" if registry is None else "has a `registry` that is not one"

@@ -234,7 +234,8 @@ class Machine:
     attempt = base = 0  # base: attempts of this undo before this round (a crash, a person)
     pivot_done = halted = resumed = False
     cancelled = False  # the run's caller cancelled it (``schedule.cancel``)
-    doubt: str | None = None  # a pivot that failed, and may have happened (``pivot_in_doubt``)
+    doubt: str | None = None  # a pivot one attempt of which may have happened (``_doubted``)
+    doubt_cause = ""  # how that attempt failed: after its effect, a timeout, cut short
     rolling = False  # the run failed: from here on, nothing may end the rollback silently
     kept = False  # a journal keeps what an interruption leaves, for ``recover``
     error: BaseException | None = None
@@ -404,6 +405,7 @@ class Machine:
         self._expect("step_failed")
         spec = self.spec
         assert spec is not None
+        self._doubted(spec, error)
         delay = spec.retry.next_delay(self.attempt, error) if spec.retry is not None else None
         if delay is None:
             return self._step_lost(error)
@@ -423,17 +425,23 @@ class Machine:
         return RAISE if self.plan is None else self.fail(error)
 
     def _lost_effect(self, spec: StepSpec, error: BaseException, cut: bool) -> dict[str, Any]:
-        """What a step failing for good leaves (a list's, or a graph's): its effect, if it
-        happened anyway and no undo was logged before it, leaked; a pivot that may have
-        happened is in doubt (``pivot_in_doubt``). Answers its STEP_FAILED details."""
+        """What a step failing for good leaves (a list's, or a graph's; its STEP_FAILED details):
+        its effect, if it happened and no undo was logged before it, leaked; a pivot in doubt."""
         details: dict[str, Any] = {"error": describe(error)}
         if after_effect(error) or cut:
             details["after_effect"] = True
             if not (spec.has_undo and spec.register == "before"):
                 self.leaked = [*self.leaked, spec.name]  # it happened; nothing will undo it
-        if pivot_in_doubt(spec.kind, error, cut):
-            self.doubt = spec.name
+        self._doubted(spec, error, cut)
         return details
+
+    def _doubted(self, spec: StepSpec, error: BaseException, cut: bool = False) -> None:
+        """A pivot's attempt that may have happened (``pivot_in_doubt``) keeps it in doubt for
+        good: a later attempt's clean refusal does not prove this one did nothing."""
+        if pivot_in_doubt(spec.kind, error, cut) and self.doubt != spec.name:
+            how = "with a timeout" if timed_out(error) else "while it ran (cut short)"
+            self.doubt_cause = "after its effect" if after_effect(error) else how
+            self.doubt = spec.name
 
     def stop(self, error: BaseException) -> None:
         """The run is asked to stop while a step runs that cannot hear it (a workflow
@@ -500,25 +508,21 @@ class Machine:
         self._rolling_back(self._order())
         if self.irreversible:
             self.leaked = [*self.leaked, *self.irreversible]
-        details = (("undos", len(self.todo)), ("order", self.undo_order))
-        self._emit(EventKind.ROLLBACK_START, None, (*details, ("policy", self.policy.name)))
+        details: tuple[tuple[str, Any], ...] = (
+            ("undos", len(self.todo)), ("order", self.undo_order), ("policy", self.policy.name),
+        )  # fmt: skip
+        if self.cancelled:  # (a journal keeps it: recover ends the rollback ``cancelled`` too)
+            details += (("cancelled", True),)
+        self._emit(EventKind.ROLLBACK_START, None, details)
         return self._next_undo()
 
     def _pivot_at_stake(self, error: BaseException) -> str | None:
-        """A pivot that may have happened is never compensated across: when it failed
-        itself after its effect, or was cut short (``pivot_in_doubt``), or when the run fails
-        for a reason no step gave (a journal write after it), a person decides. (A later
-        step failing in an order ``check_order`` refuses, allowed on purpose, and a
-        cancellation, ``stop``, still roll back across it.)"""
+        """A pivot that may have happened is never compensated across: when an attempt of it
+        may have (``_doubted``), or the run fails for a reason no step gave (a journal write
+        after it), a person decides. (A later step failing in an order ``check_order``
+        refuses, allowed on purpose, and a cancellation, ``stop``, still roll back across.)"""
         if self.doubt is not None and self.failed_step == self.doubt:
-            cause = (
-                "after its effect"
-                if after_effect(error)
-                else "with a timeout"
-                if timed_out(error)
-                else "while it ran (cut short)"
-            )
-            return halted_at_pivot(self.doubt, "failed", cause)
+            return halted_at_pivot(self.doubt, "failed", self.doubt_cause)
         if self.pivot_done and self.failed_step is None and error is not self.stopping:
             done = [s for s in self.completed if self.kinds[s] == Kind.PIVOT]
             return halted_at_pivot(done[-1], "done", "the run failed")
@@ -672,6 +676,7 @@ class Machine:
         dead: Sequence[DeadLetter] = (),
         pivot: tuple[str, str] | None = None,
         semantic: Sequence[str] = (),
+        cancelled: bool = False,
         policy: UndoPolicy = CONTINUE,
         undo_order: str = "reverse",
         timeouts: Mapping[str, float] | None = None,
@@ -681,11 +686,11 @@ class Machine:
         made) of the undos not yet done, in the order they were logged; ``leaked`` steps
         started with their undo still to be logged; ``dead`` the dead letters recorded
         before the crash; ``pivot`` is (step, started | done | refused) if the irreversible
-        step began; ``semantic`` steps' undos are corrections; ``timeouts`` the steps' own
-        undo timeouts, which win over the policy's. The run's own ``policy`` and
-        ``undo_order`` decide, as they did before the crash."""
+        step began; ``semantic`` steps' undos are corrections; ``cancelled``: its caller had
+        cancelled the run; ``timeouts`` the steps' own undo timeouts, which win over the
+        policy's. Its own ``policy`` and ``undo_order`` decide, as before the crash."""
         m = cls(policy, undo_order=undo_order, **options)
-        m.resumed, m.rolling = True, True
+        m.resumed, m.rolling, m.cancelled = True, True, cancelled
         corrections, own = set(semantic), timeouts or {}  # (a correction: rollback_incomplete)
         m.log = [Entry(step, "before", step in corrections, own.get(step), attempts)
                  for step, attempts in undos]  # fmt: skip
@@ -694,8 +699,7 @@ class Machine:
             m.halted, m.phase, m.reason = True, _DONE, halted_at_pivot(*pivot)
             m.pending = [e.step for e in m.log[::-1]]  # left for a person, as in process
             m.dead_letters = list(dead)
-            details = {"reason": m.reason, "recovered": True}
-            m._emit(EventKind.HALTED, pivot[0], details)
+            m._emit(EventKind.HALTED, pivot[0], {"reason": m.reason, "recovered": True})
             return m, Finished(m)
         m.leaked = list(leaked)
         m._rolling_back(m._order())
@@ -713,14 +717,9 @@ class Machine:
     # -- how it ended -------------------------------------------------------------------
 
     def status(self) -> Status:
-        return status_of(
-            failed=self.error is not None or self.resumed,
-            halted=self.halted,
-            dead_letters=bool(self.dead_letters),
-            leaked=bool(self.leaked),
-            semantic=bool(self.semantic),
-            cancelled=self.cancelled,
-        )
+        return status_of(failed=self.error is not None or self.resumed, halted=self.halted,
+                         dead_letters=bool(self.dead_letters), leaked=bool(self.leaked),
+                         semantic=bool(self.semantic), cancelled=self.cancelled)  # fmt: skip
 
     def logged(self, step: str) -> bool:
         """Is ``step``'s undo in the log, so that a rollback would run it?"""

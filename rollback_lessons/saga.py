@@ -10,7 +10,7 @@ from typing import Any
 
 from . import _graph_drive, _guards
 from ._run import Run
-from .calls import check_callable
+from .calls import IN_A_STEP, check_callable
 from .clock import Clock
 from .errors import DuplicateStepError, InvalidPipelineError, UnsafeOrderError
 from .events import EventKind, EventSink, describe
@@ -65,9 +65,9 @@ class Step:
                 f"step {self.name!r}: unknown kind {self.kind!r}; "
                 f"choose from: {', '.join(k.value for k in Kind)}"
             ) from None
-        check_callable(self.action, "action", self.name, allow_async=False)
+        check_callable(self.action, "action", self.name, allow_async=False, why=IN_A_STEP)
         if self.undo is not None:
-            check_callable(self.undo, "undo", self.name, allow_async=False)
+            check_callable(self.undo, "undo", self.name, allow_async=False, why=IN_A_STEP)
             if self.kind is Kind.GATE:
                 raise InvalidPipelineError(
                     f"step {self.name!r} is a gate: it changes nothing, so it has no undo "

@@ -242,6 +242,7 @@ class GraphMachine(Machine):
         else failed meanwhile."""
         spec = self._running(step, _RUNNING)
         attempt = self.attempts[step]
+        self._doubted(spec, error)  # (a pivot's doubt outlives its later attempts)
         delay = None
         if spec.retry is not None and not self.failing:
             delay = spec.retry.next_delay(attempt, error)

@@ -114,7 +114,8 @@ def transaction(con: sqlite3.Connection, written: Written | None = None) -> Iter
     """BEGIN IMMEDIATE ... COMMIT, whatever lands when: a Ctrl-C is raised as a call
     returns, so after BEGIN took the write lock or after COMMIT wrote. An open transaction
     is rolled back (never left holding the lock); one that committed is said so
-    (``written``), so that its caller does not write it again."""
+    (``written``), so that its caller does not write it again. A COMMIT that SQLite itself
+    refused (disk full, an I/O error: it rolls back by itself) did not commit."""
     at_commit = False
     try:
         con.execute("BEGIN IMMEDIATE")
@@ -123,11 +124,11 @@ def transaction(con: sqlite3.Connection, written: Written | None = None) -> Iter
         con.execute("COMMIT")
         if written is not None:
             written.committed = True
-    except BaseException:
+    except BaseException as exc:
         if con.in_transaction:
             con.execute("ROLLBACK")
-        elif at_commit and written is not None:
-            written.committed = True
+        elif at_commit and written is not None and not isinstance(exc, sqlite3.Error):
+            written.committed = True  # (the COMMIT returned; a Ctrl-C came as it did)
         raise
 
 
@@ -196,6 +197,8 @@ def _check_arguments(path: object, create: object, readonly: object, timeout: ob
         raise ValueError(f"Journal's timeout must be finite and 0 or more, got {timeout!r}")
     if not isinstance(path, str | os.PathLike):
         raise TypeError(f"a journal's path must be a str or a path, got {path!r}")
+    if "\0" in os.fsdecode(path):  # (SQLite would cut the name there: another file)
+        raise ValueError(f"a journal's path cannot hold a NUL character, got {path!r}")
 
 
 def _uri(path: Path, query: str) -> str:
@@ -251,6 +254,8 @@ def _inspect(path: Path, create: bool) -> int | None:
     """The schema version of an existing journal, None for a new one; never writes."""
     if path.is_dir():
         raise JournalError(f"{path} is a directory, not a journal")
+    if path.is_symlink() and not path.exists():  # (SQLite: "unable to open database file")
+        raise JournalError(f"{path} is a symbolic link to no file (dangling, or a loop)")
     if path.exists() and not path.is_file():  # SQLite would wait on a FIFO, fail on a device
         raise JournalError(f"{path} is not a regular file (a device, a FIFO or a socket)")
     if not path.exists() or path.stat().st_size == 0:

@@ -334,6 +334,17 @@ class Journal:
         )
         return [Event(seq, kind, step, json.loads(details)) for seq, kind, step, details in rows]
 
+    def cancelled(self, saga_id: str) -> bool:
+        """Was the saga's rollback its caller's cancel (its ``rollback_start`` event says so)?
+        ``recover`` then ends it ``cancelled``, as the run would have."""
+        sql = "SELECT details FROM events WHERE saga_id = ? AND kind = 'rollback_start'"
+        return any(json.loads(d).get("cancelled") is True for (d,) in self._rows(sql, (saga_id,)))
+
+    def leaked(self, saga_id: str) -> list[str]:
+        """The steps of a saga whose effect may stand with nothing to undo it (``leaked``)."""
+        sql = "SELECT step FROM undos WHERE saga_id = ? AND state = 'leaked' ORDER BY position"
+        return [step for (step,) in self._rows(sql, (saga_id,))]
+
     def pending_undos(self) -> dict[str, list[UndoRecord]]:
         """The undos not yet done of every unfinished saga, by saga, oldest first."""
         return self._unfinished_undos("pending")

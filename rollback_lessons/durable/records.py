@@ -250,7 +250,7 @@ class JournalRun:
                 ),
                 (
                     "UPDATE sagas SET status = 'rollback_incomplete', error = ?"
-                    " WHERE id = ? AND status = 'rolled_back'",
+                    " WHERE id = ? AND status IN ('rolled_back', 'cancelled')",
                     (f"step {step!r}: {text}", self.saga_id),
                 ),
             ]
@@ -284,10 +284,12 @@ class JournalRun:
         self._flush_with(statement, keep=state != "started")
 
     def undo_done(self, position: int, attempts: int, *, flush: bool = True) -> None:
+        """The undo ran; never over a step reported ``leaked`` (``late_effect``: its effect
+        landed after recover undid it, and may stand)."""
         self._pending.append(
             (
                 "UPDATE undos SET state = 'done', attempts = attempts + ?"
-                " WHERE saga_id = ? AND position = ?",
+                " WHERE saga_id = ? AND position = ? AND state != 'leaked'",
                 (attempts, self.saga_id, position),
             )
         )

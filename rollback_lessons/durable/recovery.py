@@ -80,9 +80,9 @@ def _ask(registry: Registry, lookup: Callable[[str], Any], name: str, then: str)
     raises, a ``RegistryFailed`` that says so in one line (``then``: what was left)."""
     try:
         return lookup(name)
-    except UnknownCompensationError:
+    except (UnknownCompensationError, KeyboardInterrupt):
         raise
-    except Exception as exc:
+    except BaseException as exc:  # (GeneratorExit, sys.exit too: one line, nothing claimed)
         raise RegistryFailed(
             f"the registry ({type(registry).__name__}) raised {describe(exc)} when asked for "
             f"compensation {name!r}; {then}"
@@ -366,6 +366,7 @@ def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: _Writ
         semantic=[u.step for u in pending if u.semantic],
         # each step's own undo timeout (schema 5) wins over the policy's, as in process
         timeouts={u.step: u.timeout for u in pending if u.timeout is not None},
+        cancelled=run.journal.cancelled(saga.id),  # its caller's cancel: ends cancelled
         name=saga.name,
         run_id=saga.id,
         first_seq=claimed.last_seq,
@@ -419,9 +420,16 @@ def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: _Writ
         else:
             op = m.undo_ok()
         writer.undo_ran(run)
+    late = [s for s in run.journal.leaked(saga.id) if s not in m.leaked]  # (its owner's)
+    if late:  # a step that landed after it was undone (``--force``): never rolled_back
+        m.leaked = [*m.leaked, *late]
+        m.notes = [*m.notes, f"returned after the take-over, may stand: {', '.join(late)}"]
     record = op.record
-    run.add(
-        "UPDATE sagas SET status = ?, ended = ?, error = COALESCE(error, ?) WHERE id = ?",
+    run.add(  # (and if the owner reports one before this is written: not rolled_back either)
+        "UPDATE sagas SET status = CASE WHEN ?1 IN ('rolled_back', 'cancelled') AND EXISTS"
+        " (SELECT 1 FROM undos WHERE saga_id = ?4 AND state = 'leaked')"
+        " THEN 'rollback_incomplete' ELSE ?1 END, ended = ?2, error = COALESCE(error, ?3)"
+        " WHERE id = ?4",
         (str(record.status), time.time(), m.reason or "recovered after a crash", saga.id),
     )
     return Recovery.build(**{k: getattr(record, k) for k in RECORD_FIELDS}, reason=m.reason)

@@ -92,7 +92,23 @@ class BoundUndo(NamedUndo):
                 f"JSON gives back {back!r} for {dict(self.args)!r} (use str keys, lists, "
                 "and plain numbers, text, booleans and None)"
             )
-        self.registry.resolve(self.name)  # unknown names fail now, not during a rollback
+        fn = self.registry.resolve(self.name)  # unknown names fail now, not in a rollback
+        if "idempotency_key" in self.args:
+            raise TypeError(
+                f"compensation {self.name!r} cannot be bound an idempotency_key: the engine "
+                "passes its own, the same in process and after a crash"
+            )
+        try:
+            signature = inspect.signature(fn)
+        except (TypeError, ValueError):
+            return  # (a callable without one: its call is the check)
+        key = {"idempotency_key": "key"} if takes_key(fn) else {}  # (the engine's own)
+        try:
+            signature.bind(**self.args, **key)
+        except TypeError as exc:  # refused now, not as a dead letter during a rollback
+            raise TypeError(
+                f"compensation {self.name!r} cannot be called with {dict(self.args)!r}: {exc}"
+            ) from None
 
     def __call__(self, idempotency_key: str | None = None) -> Any:
         """Run the compensation; ``idempotency_key`` reaches it if it takes one."""

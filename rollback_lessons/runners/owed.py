@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from ..errors import InjectedTimeout
 from ..faults import Fault
 from ..machine import Machine
-from ..operations import Finished, Op, RunUndo, StepSpec
+from ..operations import Finished, Op, RunUndo, StepSpec, Wait
 from ..outcome import RunRecord
 from ..policies import CONTINUE, UndoPolicy
 
@@ -80,6 +80,24 @@ def _all_undone(
         m.step_ok()
     m.stop(_Failed())
     return m, m.step_ok()
+
+
+def doubt_outlives_retry(spec: StepSpec) -> bool:
+    """Would the machine retry ``spec`` after a failure that may have come after its effect
+    (a timeout), and then halt however cleanly the next attempts fail? (A pivot: its doubt
+    outlives its retries.) A state machine's Retry forgets the earlier attempt, and its Catch
+    sees only the last error: a writer cannot wire that in, so it refuses such a step."""
+    if spec.retry is None:
+        return False
+    m = Machine(CONTINUE, plan=[spec._replace(has_undo=False)])
+    m.start()
+    op = m.step_failed(InjectedTimeout(spec.name, Fault.FAIL_AFTER_EFFECT, "after its effect"))
+    if type(op) is not Wait:
+        return False
+    while type(op) is Wait:
+        m.resume()
+        op = m.step_failed(_Failed())
+    return m.halted
 
 
 def every_undo(plan: Sequence[StepSpec], undo_order: str = "reverse") -> tuple[str, ...]:

@@ -18,7 +18,14 @@ from ...errors import InvalidPipelineError, RollbackLessonsError
 from ...policies import PolicyLike, UnsupportedPolicy, data_only
 from ...saga import Saga
 from ..history import ask, do, undo
-from ..owed import AFTER_EFFECT_ERRORS, Owed, every_undo, owed, undo_timeouts
+from ..owed import (
+    AFTER_EFFECT_ERRORS,
+    Owed,
+    doubt_outlives_retry,
+    every_undo,
+    owed,
+    undo_timeouts,
+)
 from ..wire import RetrySpec, SagaPlan, plan_of
 
 CALLBACK = "arn:aws:states:::sqs:sendMessage.waitForTaskToken"
@@ -170,6 +177,13 @@ def plan_asl(plan: SagaPlan, *, timeout: int = 300) -> dict[str, Any]:
         task["ResultPath"] = None  # a step's answer is not the saga's data
         task["TimeoutSeconds"] = timeout
         if step.retry is not None:
+            if doubt_outlives_retry(specs[n]):
+                raise UnsupportedOnStepFunctions(
+                    f"step {step.name!r} is irreversible and retried after a failure that may "
+                    "have come after its effect (a timeout): a person must decide even if a "
+                    "later attempt refuses cleanly, but the state machine's Retry forgets the "
+                    "earlier attempt; retry it only on errors that come before its effect"
+                )
             task["Retry"] = _retriers(step.retry)
         target = _target(fails, key, HALTED_FORWARD)
         task["Catch"] = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": target}]
