@@ -219,3 +219,36 @@ def test_the_grid_outlines_the_clicked_cell_and_only_it_and_its_legend_says_so()
     shown = "".join(texts(grid.panel))
     assert OPENED in html.unescape(shown) and "eg-key-open" in shown
     assert shown.count("class='eg-col'") == shown.count("class='eg-row'") == len(grid.faults)
+
+
+# -- 7. the event heading: how the run ended, said once, in the two lines it has ------------
+
+CAPTION_CHARS = 34  # the side column at 1366x768 (about 350 px) holds this many at 15 px bold
+
+
+@pytest.mark.parametrize("policy", ["continue", "halt"])
+def test_every_event_heading_says_the_status_once_and_fits_two_lines(trip_lab, policy):
+    import textwrap
+
+    from rollback_lessons.lab.drawing import frame_caption
+
+    combos = [[(step, f)] for step in TRIP for f in ("fail", "fail_after_effect")]
+    combos.append([("reserve_room", "undo_fails"), ("charge_card", "fail")])
+    seen_last = set()
+    for faults in [[], *combos]:
+        trip_lab.reset()
+        trip_lab.set_policy(policy)
+        for step, fault in faults:
+            trip_lab.set_fault(step, fault)
+        outcome = trip_lab.outcome
+        total = len(outcome.events)
+        for i, event in enumerate(outcome.events):
+            said = frame_caption(event, i, total, outcome.status)
+            assert len(textwrap.wrap(said, CAPTION_CHARS)) <= 2, said
+            assert "→" not in said
+        last = frame_caption(outcome.events[-1], total - 1, total, outcome.status)
+        assert last.replace(":", " ").split().count(str(outcome.status)) == 1, last
+        seen_last.add(last.split(": ", 1)[1])
+        trip_lab.show_frame(total - 1)
+        assert html.escape(last) in trip_lab.view.value
+    assert len(seen_last) >= 4  # committed, rolled back, incomplete, halted: each its own way

@@ -188,8 +188,7 @@ def view_html(
     before = outcome.state_before or {}
     now = outcome.state_at(index) or {}
     total = len(outcome.events)
-    status = f" → {outcome.status}" if index == total - 1 else ""
-    caption = f"event {index + 1} of {total}: {drawing.caption(event)}{status}"
+    caption = drawing.frame_caption(event, index, total, outcome.status)
     legend = (
         f"<div class='rl-legend'>{key(HIGHLIGHT)}changed since before"
         f"{key(CURRENT)}▶ the event shown</div>"
