@@ -85,11 +85,12 @@ def caption(event: Event) -> str:
 
 
 def frame_caption(event: Event, index: int, total: int, status: object = None) -> str:
-    """"event 9 of 15: undo reserve_room"; on the last event (``status`` given) how the run
+    """ "event 9 of 15: undo reserve_room"; on the last event (``status`` given) how the run
     ended too, said once: "rollback_done: rolled_back", "halted send_email", never
     "rolled_back → rolled_back"."""
     said = caption(event)
-    if status is not None and index == total - 1 and str(status) not in said.replace(":", " ").split():
+    said_already = str(status) in said.replace(":", " ").split()
+    if status is not None and index == total - 1 and not said_already:
         said += f"; the run ends {status}"
     return f"event {index + 1} of {total}: {said}"
 
