@@ -252,3 +252,23 @@ def test_every_event_heading_says_the_status_once_and_fits_two_lines(trip_lab, p
         trip_lab.show_frame(total - 1)
         assert html.escape(last) in trip_lab.view.value
     assert len(seen_last) >= 4  # committed, rolled back, incomplete, halted: each its own way
+
+
+COLOURS = ("pink", "red", "orange", "yellow", "green", "blue", "purple", "grey")
+
+
+def test_lesson_04_describes_the_email_label_as_the_panel_draws_it():
+    """The text beside lesson 04's panel says how the email's lane label looks: in the
+    words of the picture (its kind's word, bold) and in no colour it is not drawn in."""
+    cells = json.loads((ROOT / "notebooks" / "04_irreversible_steps.ipynb").read_text())["cells"]
+    [at] = [i for i, c in enumerate(cells) if "RollbackLab(unsafe" in "".join(c["source"])]
+    said = re.search(r"email step \(([^)]*)\)", "".join(cells[at - 1]["source"]))
+    assert said, "the text says how the email step is shown"
+    words = set(re.findall(r"[a-z]+", said.group(1)))
+    lab = RollbackLab(booking_saga(TRIP), state=booking_state)
+    [label] = [t for t in lab.timeline.ax.get_yticklabels() if "send_email" in t.get_text()]
+    word = KIND_WORDS["pivot"]
+    assert word in words and f"({word})" in label.get_text()
+    assert ("bold" in words) == (label.get_fontweight() == "bold")
+    assert to_hex(label.get_color()) in (to_hex(INK), "#000000")
+    assert not words & set(COLOURS), said.group(1)  # drawn in ink: no colour to name
