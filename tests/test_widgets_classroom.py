@@ -272,3 +272,29 @@ def test_lesson_04_describes_the_email_label_as_the_panel_draws_it():
     assert ("bold" in words) == (label.get_fontweight() == "bold")
     assert to_hex(label.get_color()) in (to_hex(INK), "#000000")
     assert not words & set(COLOURS), said.group(1)  # drawn in ink: no colour to name
+
+
+# -- 8. a step with no undo says so, and why ---------------------------------------------
+
+
+def test_a_step_without_an_undo_says_no_undo_and_why(trip_lab):
+    from rollback_lessons.worlds import travel
+
+    why = {
+        "verify_card": "a gate",
+        "send_email": "irreversible",
+        "award_points": "retried forward",
+    }
+    for step in trip_lab.saga.steps:
+        control = trip_lab.undos[step.name]
+        labels = [label for label, _ in control.options]
+        if step.undo is None:
+            assert control.disabled and labels == ["no undo"], step.name
+            assert control.tooltip.startswith("no undo: ") and why[step.name] in control.tooltip
+        else:
+            assert not control.disabled and labels[0] == "undo ok", step.name
+            assert "no undo" not in control.tooltip
+    assert set(why) == {s.name for s in trip_lab.saga.steps if s.undo is None}
+    trip = RollbackLab(travel.booking(), state=travel.state)
+    last = trip.saga.steps[-1]
+    assert last.undo is None and "the last step" in trip.undos[last.name].tooltip
