@@ -324,7 +324,7 @@ class RollbackLab:
         if not opening:
             self.runs += 1
         self._cue = f"↻ run {self.runs}: {self._said}" if self._said else ""
-        self._result = result_html(outcome)
+        self._result = result_html(outcome, stop_after)
         frame = self.telling_frame(outcome, opening)
         self._show(frame)  # the view first: it is what the learner watches (one message)
         self._quiet = True  # then the player follows, without drawing the frame again
