@@ -56,6 +56,15 @@ def test_a_panel_cell_run_first_names_the_cell_that_makes_the_saga(shell, capfd)
     assert "`saga` is made by a cell that has not run yet in this kernel: the cell under " in out
     assert '"3. The declarative form" that starts `from rollback_lessons.worlds.demo' in out
     assert "Run → Run All Above Selected Cell" in out
+    # the hint first, then the error in one line: no traceback to scroll past
+    assert out.index("is made by a cell") < out.index("NameError: name 'saga' is not defined")
+    assert "Traceback" not in out and "Cell In[" not in out and "----" not in out
+
+
+def test_the_hint_quotes_the_cells_first_line_whole(tmp_path):
+    first = "from rollback_lessons.worlds.examples import folder_saga, folder_state, other_name"
+    cells = [{"cell_type": "code", "source": f"{first}\n\nsaga = folder_saga()"}]
+    assert guard.where_defined(cells, "saga", None) == f"the cell that starts `{first}`"
 
 
 def test_a_typo_gets_the_plain_error(shell, capfd):

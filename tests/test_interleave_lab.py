@@ -1,14 +1,16 @@
 """Lesson 10's picture and panel: every scenario, every interleaving, every turn drawn
 without colliding or cut text; the panel's controls change what it shows."""
 
+import dataclasses
+
 import matplotlib
 import pytest
 from conftest import SOAK, text_problems
 
-from rollback_lessons.lab.interleave import IsolationLab, draw_trace, trace_png
+from rollback_lessons.lab.interleave import IsolationLab, draw_trace, headline, trace_png
 from rollback_lessons.lab.png import read_report
 from rollback_lessons.lab.quality import MIN_TEXT_PX
-from rollback_lessons.worlds.isolation import SCENARIOS, interleavings
+from rollback_lessons.worlds.isolation import SCENARIOS, interleavings, run
 
 matplotlib.use("Agg")
 
@@ -72,3 +74,55 @@ def test_the_panel_switches_countermeasure_and_interleaving_and_steps_through_tu
         lab.choose("prayer")
     with pytest.raises(KeyError):
         IsolationLab("phantom read")
+
+
+ROOMS = [key for key in SCENARIOS if key.startswith("dirty read")]
+
+
+@pytest.mark.parametrize("key", ROOMS)
+def test_no_interleaving_ever_holds_more_rooms_than_there_are(key):
+    """One room: after every turn of every interleaving, with or without a countermeasure,
+    the rooms held and the rooms free add up to one, never below 0 free."""
+    for trace in interleavings(SCENARIOS[key]):
+        for turn in trace.turns:
+            free, holds = turn.records["rooms free"], turn.records["holds"]
+            assert free >= 0 and free + len(holds) == 1, (trace.schedule, turn.did)
+
+
+@pytest.mark.parametrize("key", ROOMS)
+def test_a_booking_after_bob_took_the_last_room_is_refused(key):
+    """Bob first (BAA): he books the room; Ann's hold finds none free and is refused,
+    lock or no lock (a semantic lock must never let a second hold through); charged
+    first (pessimistic view), her declined card ends her booking before it holds anything."""
+    trace = run(SCENARIOS[key], "BAA")
+    assert trace.turns[0].did == "Bob: told 'booked'"
+    why = "Ann's card is declined" if "pessimistic" in key else "no room is free"
+    assert trace.turns[1].did == f"Ann: fails: {why} (nothing to undo)"
+    assert trace.world["rooms free"] == 0 and trace.world["holds"] == ["bob"]
+    assert trace.anomaly is None
+
+
+def test_an_oversell_is_an_anomaly_even_when_the_count_comes_back():
+    """A hold that does not check the count (the bug lesson 10's panel once showed): Bob
+    books, Ann holds anyway (-1 free), her card is declined and the count is 0 again at
+    the end; the oversell after turn 2 is still named."""
+
+    def careless_ann():
+        def actor(world):
+            world["rooms free"] -= 1
+            world["holds"].append("ann")
+            yield "Ann: hold the last room"
+            world["rooms free"] += 1
+            world["holds"].remove("ann")
+            yield "Ann: card declined, room released"
+
+        return actor
+
+    scenario = dataclasses.replace(
+        SCENARIOS["dirty read, semantic lock"],
+        actors={"Ann": careless_ann, "Bob": SCENARIOS["dirty read"].actors["Bob"]},
+    )
+    trace = run(scenario, "BAA")
+    assert trace.world["rooms free"] == 0  # the end looks fine
+    assert trace.anomaly == "turn 2: the room is oversold (-1 free, held by bob and ann)"
+    assert headline(trace)[0].startswith("Anomaly: turn 2: the room is oversold")

@@ -219,3 +219,82 @@ def test_the_grid_outlines_the_clicked_cell_and_only_it_and_its_legend_says_so()
     shown = "".join(texts(grid.panel))
     assert OPENED in html.unescape(shown) and "eg-key-open" in shown
     assert shown.count("class='eg-col'") == shown.count("class='eg-row'") == len(grid.faults)
+
+
+# -- 7. the event heading: how the run ended, said once, in the two lines it has ------------
+
+CAPTION_CHARS = 34  # the side column at 1366x768 (about 350 px) holds this many at 15 px bold
+
+
+@pytest.mark.parametrize("policy", ["continue", "halt"])
+def test_every_event_heading_says_the_status_once_and_fits_two_lines(trip_lab, policy):
+    import textwrap
+
+    from rollback_lessons.lab.drawing import frame_caption
+
+    combos = [[(step, f)] for step in TRIP for f in ("fail", "fail_after_effect")]
+    combos.append([("reserve_room", "undo_fails"), ("charge_card", "fail")])
+    seen_last = set()
+    for faults in [[], *combos]:
+        trip_lab.reset()
+        trip_lab.set_policy(policy)
+        for step, fault in faults:
+            trip_lab.set_fault(step, fault)
+        outcome = trip_lab.outcome
+        total = len(outcome.events)
+        for i, event in enumerate(outcome.events):
+            said = frame_caption(event, i, total, outcome.status)
+            assert len(textwrap.wrap(said, CAPTION_CHARS)) <= 2, said
+            assert "→" not in said
+        last = frame_caption(outcome.events[-1], total - 1, total, outcome.status)
+        assert last.replace(":", " ").split().count(str(outcome.status)) == 1, last
+        seen_last.add(last.split(": ", 1)[1])
+        trip_lab.show_frame(total - 1)
+        assert html.escape(last) in trip_lab.view.value
+    assert len(seen_last) >= 4  # committed, rolled back, incomplete, halted: each its own way
+
+
+COLOURS = ("pink", "red", "orange", "yellow", "green", "blue", "purple", "grey")
+
+
+def test_lesson_04_describes_the_email_label_as_the_panel_draws_it():
+    """The text beside lesson 04's panel says how the email's lane label looks: in the
+    words of the picture (its kind's word, bold) and in no colour it is not drawn in."""
+    cells = json.loads((ROOT / "notebooks" / "04_irreversible_steps.ipynb").read_text())["cells"]
+    [at] = [i for i, c in enumerate(cells) if "RollbackLab(unsafe" in "".join(c["source"])]
+    said = re.search(r"email step \(([^)]*)\)", "".join(cells[at - 1]["source"]))
+    assert said, "the text says how the email step is shown"
+    words = set(re.findall(r"[a-z]+", said.group(1)))
+    lab = RollbackLab(booking_saga(TRIP), state=booking_state)
+    [label] = [t for t in lab.timeline.ax.get_yticklabels() if "send_email" in t.get_text()]
+    word = KIND_WORDS["pivot"]
+    assert word in words and f"({word})" in label.get_text()
+    assert ("bold" in words) == (label.get_fontweight() == "bold")
+    assert to_hex(label.get_color()) in (to_hex(INK), "#000000")
+    assert not words & set(COLOURS), said.group(1)  # drawn in ink: no colour to name
+
+
+# -- 8. a step with no undo says so, and why ---------------------------------------------
+
+
+def test_a_step_without_an_undo_says_no_undo_and_why(trip_lab):
+    from rollback_lessons.worlds import travel
+
+    why = {
+        "verify_card": "a gate",
+        "send_email": "irreversible",
+        "award_points": "retried forward",
+    }
+    for step in trip_lab.saga.steps:
+        control = trip_lab.undos[step.name]
+        labels = [label for label, _ in control.options]
+        if step.undo is None:
+            assert control.disabled and labels == ["no undo"], step.name
+            assert control.tooltip.startswith("no undo: ") and why[step.name] in control.tooltip
+        else:
+            assert not control.disabled and labels[0] == "undo ok", step.name
+            assert "no undo" not in control.tooltip
+    assert set(why) == {s.name for s in trip_lab.saga.steps if s.undo is None}
+    trip = RollbackLab(travel.booking(), state=travel.state)
+    last = trip.saga.steps[-1]
+    assert last.undo is None and "the last step" in trip.undos[last.name].tooltip

@@ -84,6 +84,17 @@ def caption(event: Event) -> str:
     return f"{event.kind}{step}{extra}"
 
 
+def frame_caption(event: Event, index: int, total: int, status: object = None) -> str:
+    """ "event 9 of 15: undo reserve_room"; on the last event (``status`` given) how the run
+    ended too, said once: "rollback_done: rolled_back", "halted send_email", never
+    "rolled_back → rolled_back"."""
+    said = caption(event)
+    said_already = str(status) in said.replace(":", " ").split()
+    if status is not None and index == total - 1 and not said_already:
+        said += f"; the run ends {status}"
+    return f"event {index + 1} of {total}: {said}"
+
+
 def legend_entries(
     *, table: bool, log: bool = False, parallel: bool = False
 ) -> list[tuple[str, Any]]:

@@ -2,9 +2,10 @@
 
 Importing ``rollback_lessons.lab`` in a notebook installs one IPython handler for
 ``NameError``: when a cell uses a name it has not got, and a cell of the notebook defines
-that name, the usual error gets one more line saying which cell that is (the heading it
-sits under and its first line) and how to run the cells above. A name no cell defines (a
-typo) gets the plain error. Outside IPython nothing is installed.
+that name, the learner reads first which cell that is (the heading it sits under and its
+first line, whole) and how to run the cells above, then the error in one line: no
+traceback, since nothing in it is theirs to fix. A name no cell defines (a typo) gets the
+plain error. Outside IPython nothing is installed.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def where_defined(cells: list[dict[str, Any]], name: str, running: str | None) -
         if name in bound_names(source):
             first = next((ln for ln in source.splitlines() if ln.strip()), "")
             where = f' under "{heading}"' if heading else ""
-            return f"the cell{where} that starts `{first.strip()[:60]}`"
+            return f"the cell{where} that starts `{first.strip()}`"
     return None
 
 
@@ -136,7 +137,8 @@ def _is_cell(filename: str) -> bool:
 
 def _handler(shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: Any = None) -> Any:
     """IPython shows nothing for a custom handler: it shows the error itself (as the kernel
-    sends any error: name, value, traceback), with the hint as the last line."""
+    sends any error: name, value, traceback). With a hint, the hint comes first and the
+    error follows in one line, instead of a traceback that buries it."""
     import linecache
 
     stb = shell.InteractiveTB.structured_traceback(etype, value, tb, tb_offset=tb_offset)
@@ -148,7 +150,7 @@ def _handler(shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: 
     if isinstance(value, NameError) and _is_cell(filename):  # not raised inside a library
         line = hint(shell, value, "".join(linecache.getlines(filename)))
     if line:
-        stb = [*stb, line]
+        stb = [line, f"{etype.__name__}: {value}"]
     shell._showtraceback(etype, value, stb)
     return stb
 

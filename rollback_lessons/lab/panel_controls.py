@@ -60,6 +60,27 @@ def _choice(
     )
 
 
+def no_undo_reason(kind: str, last: bool) -> str:
+    """Why a step has no undo to break, in the words its lane uses."""
+    if kind_word(kind) == "irreversible":
+        return "irreversible: once it has happened, nothing takes it back"
+    if kind_word(kind):
+        return "retried forward until it succeeds: it is never undone"
+    if last:
+        return "the last step: nothing after it can fail, so nothing is ever undone"
+    return "a check that changes nothing (a gate): there is nothing to undo"
+
+
+def undo_choice(kind: str, has_undo: bool, last: bool, width: str = "132px") -> w.Dropdown:
+    """The undo's faults; a step with no undo says "no undo", and its tooltip says why."""
+    if has_undo:
+        return _choice(UNDO_CHOICES, "undo_ok", UNDO_TIPS, width)
+    return w.Dropdown(
+        options=[("no undo", "undo_ok")], value="undo_ok", disabled=True,
+        tooltip=f"no undo: {no_undo_reason(kind, last)}", layout=w.Layout(width=width),
+    )  # fmt: skip
+
+
 def _dropdown(options: tuple[tuple[str, str], ...], value: str, label: str, tip: str) -> Any:
     return w.Dropdown(
         options=list(options),

@@ -151,11 +151,15 @@ def _names(names: Iterable[str]) -> str:
     return ", ".join(names) or "none"
 
 
-def result_html(outcome: Outcome) -> str:
-    """How the run ended, in a few lines: the status, why, and what a person must know."""
+def result_html(outcome: Outcome, stopped_after: int | None = None) -> str:
+    """How the run ended, in a few lines: the status, why, and what a person must know.
+    ``stopped_after``: the events that had happened when Stop cancelled the run."""
     colour = STATUS_COLOURS.get(outcome.status, FAIL)
     head = f"<b style='color:{colour}'>{html.escape(str(outcome.status))}</b>"
-    if outcome.error is not None:
+    if outcome.status is Status.CANCELLED:  # the learner's Stop, not a failure
+        after = f" after event {stopped_after}" if stopped_after else ""
+        head += f": the saga was cancelled (Stop){after}"
+    elif outcome.error is not None:
         head += f": {html.escape(outcome.failed_step or 'the block')} failed with " + html.escape(
             repr(outcome.error)
         )
@@ -188,8 +192,7 @@ def view_html(
     before = outcome.state_before or {}
     now = outcome.state_at(index) or {}
     total = len(outcome.events)
-    status = f" → {outcome.status}" if index == total - 1 else ""
-    caption = f"event {index + 1} of {total}: {drawing.caption(event)}{status}"
+    caption = drawing.frame_caption(event, index, total, outcome.status)
     legend = (
         f"<div class='rl-legend'>{key(HIGHLIGHT)}changed since before"
         f"{key(CURRENT)}▶ the event shown</div>"

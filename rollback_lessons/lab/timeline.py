@@ -48,8 +48,8 @@ from .drawing import (  # noqa: F401 (the colours and sizes, for the modules tha
     SMALL,
     TABLE_FONT,
     UNDO,
-    caption,
     draw_branches,
+    frame_caption,
     kind_word,
     legend_entries,
     lines_for,
@@ -362,10 +362,8 @@ class Timeline(TableAndLog):
         y = self.lane.get(event.step) if event.step is not None else None
         self._cursor.set_data([seq] if y is not None else [], [y] if y is not None else [])
         status = outcome.status if index == len(outcome.events) - 1 else None
-        final = event.kind in ("rollback_done", "committed")
-        suffix = f"   →  {status}" if status is not None and not final else ""
         total = len(outcome.events)
-        self.title.set_text(f"event {index + 1} of {total}: {caption(event)}{suffix}")
+        self.title.set_text(frame_caption(event, index, total, status))
         self.title.set_color(
             FAIL if status not in (None, Status.COMMITTED, Status.ROLLED_BACK) else INK
         )

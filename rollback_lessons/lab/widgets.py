@@ -34,12 +34,11 @@ from .panel_controls import (
     POLICIES,
     REGISTERS,
     STOP_TIP,
-    UNDO_CHOICES,
-    UNDO_TIPS,
     _choice,
     _dropdown,
     layout,
     run_said,
+    undo_choice,
 )
 from .panel_html import (  # noqa: F401 (the panel's HTML parts, as the other panels import them)
     CSS,
@@ -97,9 +96,9 @@ class RollbackLab:
         self.actions = {
             s.name: _choice(ACTION_CHOICES, "ok", ACTION_TIPS, "132px") for s in saga.steps
         }
+        last = saga.steps[-1].name
         self.undos = {
-            s.name: _choice(UNDO_CHOICES, "undo_ok", UNDO_TIPS, "132px", disabled=s.undo is None)
-            for s in saga.steps
+            s.name: undo_choice(str(s.kind), s.undo is not None, s.name == last) for s in saga.steps
         }
         self.policy = _dropdown(
             POLICIES, policy, "when an undo fails", "what a failed undo leads to"
@@ -325,7 +324,7 @@ class RollbackLab:
         if not opening:
             self.runs += 1
         self._cue = f"↻ run {self.runs}: {self._said}" if self._said else ""
-        self._result = result_html(outcome)
+        self._result = result_html(outcome, stop_after)
         frame = self.telling_frame(outcome, opening)
         self._show(frame)  # the view first: it is what the learner watches (one message)
         self._quiet = True  # then the player follows, without drawing the frame again

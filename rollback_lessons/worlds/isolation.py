@@ -8,10 +8,12 @@ threads, and every interleaving can be enumerated (``interleavings``) and checke
 
 Scenarios (``SCENARIOS``), each with and without its countermeasure:
 
-- ``last room``: Ann's booking holds the last room, then her card is declined and the room
-  is released; Bob asks meanwhile. *Dirty read*: Bob is told "sold out" for a room that
-  ends up free. Countermeasures: a *semantic lock* (the hold is ``PENDING``; Bob waits), a
-  *pessimistic view* (charge the card before holding the room).
+- ``last room``: Ann's booking holds the last room (or is refused if none is free), then her
+  card is declined and the room is released; Bob asks meanwhile. A room held twice (fewer
+  than 0 free) is an anomaly whenever it happens (``Scenario.always``). *Dirty read*: Bob
+  is told "sold out" for a room that ends up free. Countermeasures: a *semantic lock* (the
+  hold is ``PENDING``; Bob waits), a *pessimistic view* (charge the card before holding
+  the room).
 - ``bonus and deposit``: a saga adds a bonus of 50, then fails; its undo restores the
   balance it saved. A deposit of 30 lands in between. *Lost update*: the undo erases the
   deposit. Countermeasures: *commutative updates* (undo by subtracting 50), *reread value*
@@ -40,6 +42,10 @@ class NotEligible(Exception):
     """The account is not eligible for the bonus after all."""
 
 
+class SoldOut(Exception):
+    """No room is free: a booking is refused before it holds anything."""
+
+
 class Changed(Exception):
     """The record is not what this saga wrote: restoring it would erase someone's work."""
 
@@ -52,6 +58,8 @@ def ann_books(*, lock: bool = False, pessimistic: bool = False) -> Actor:
     ``lock``: the hold is PENDING until the saga ends. ``pessimistic``: the card first."""
 
     def hold(world: dict[str, Any]) -> None:
+        if world["rooms free"] <= 0:  # a hold is a booking's check and take in one turn
+            raise SoldOut("no room is free")
         world["rooms free"] -= 1
         world["holds"].append("ann (pending)" if lock else "ann")
 
@@ -100,6 +108,17 @@ def dirty_read(world: dict[str, Any]) -> str | None:
     if world["bob was told"] == "sold out" and world["rooms free"] > 0:
         return "Bob was told 'sold out', but the room is free in the end"
     return None
+
+
+def oversold(world: dict[str, Any]) -> str | None:
+    """More rooms held than there are: whatever happens next, this is wrong."""
+    if world["rooms free"] < 0:
+        return f"the room is oversold ({world['rooms free']} free, held by {_held(world)})"
+    return None
+
+
+def _held(world: dict[str, Any]) -> str:
+    return " and ".join(world["holds"]) or "nobody"
 
 
 # -- bonus and deposit: lost update ------------------------------------------------------
@@ -223,13 +242,17 @@ class Trace:
     anomaly: str | None = None
 
 
+Check = Callable[[dict[str, Any]], str | None]
+
+
 @dataclass(frozen=True)
 class Scenario:
     title: str
     start: dict[str, Any]
     actors: dict[str, Callable[[], Actor]]  # by name; a schedule names them by initial
-    anomaly: Callable[[dict[str, Any]], str | None]
+    anomaly: Check  # judged on the world at the end
     shown: tuple[str, ...]  # the records the picture follows
+    always: Check | None = None  # must hold after every turn; its first breach is the anomaly
 
     def initial(self, name: str) -> str:
         return name[0]
@@ -244,6 +267,7 @@ def run(scenario: Scenario, schedule: str = "") -> Trace:
     trace = Trace("")
     blocked: set[str] = set()
     wanted = [by_initial[c] for c in schedule]
+    breach: str | None = None
     while running:
         name = wanted.pop(0) if wanted else next(iter(running))
         free = [n for n in running if n not in blocked]
@@ -257,7 +281,11 @@ def run(scenario: Scenario, schedule: str = "") -> Trace:
         except Exception as exc:  # the saga failed; its Rollback has run its undos
             del running[name]
             trace.failed[name] = f"{type(exc).__name__}: {exc}"
-            ended = "an undo failed" if getattr(exc, "__notes__", None) else "undos ran"
+            stepped = any(t.actor == name and not t.did.endswith(WAIT) for t in trace.turns)
+            if getattr(exc, "__notes__", None):
+                ended = "an undo failed"
+            else:
+                ended = "undos ran" if stepped else "nothing to undo"
             did = f"{name}: fails: {exc} ({ended})"
         if did.endswith(WAIT):
             blocked.add(name)
@@ -266,8 +294,12 @@ def run(scenario: Scenario, schedule: str = "") -> Trace:
         trace.schedule += scenario.initial(name)
         records = {key: copy.deepcopy(world.get(key)) for key in scenario.shown}
         trace.turns.append(Turn(name, did, records))
+        if scenario.always and breach is None:
+            breach = scenario.always(world)
+            if breach:
+                breach = f"turn {len(trace.turns)}: {breach}"
     trace.world = world
-    trace.anomaly = scenario.anomaly(world)
+    trace.anomaly = breach or scenario.anomaly(world)
     return trace
 
 
@@ -295,6 +327,7 @@ SCENARIOS: dict[str, Scenario] = {
         {"Ann": ann_books, "Bob": bob_asks},
         dirty_read,
         ("rooms free", "holds", "bob was told"),
+        oversold,
     ),
     "dirty read, semantic lock": Scenario(
         "The hold is PENDING, and Bob waits while it is",
@@ -302,6 +335,7 @@ SCENARIOS: dict[str, Scenario] = {
         {"Ann": lambda: ann_books(lock=True), "Bob": lambda: bob_asks(respects_lock=True)},
         dirty_read,
         ("rooms free", "holds", "bob was told"),
+        oversold,
     ),
     "dirty read, pessimistic view": Scenario(
         "Ann's card is charged before the room is held",
@@ -309,6 +343,7 @@ SCENARIOS: dict[str, Scenario] = {
         {"Ann": lambda: ann_books(pessimistic=True), "Bob": bob_asks},
         dirty_read,
         ("rooms free", "holds", "bob was told"),
+        oversold,
     ),
     "lost update": Scenario(
         "A bonus saga fails and restores the balance it saved; a deposit lands meanwhile",
