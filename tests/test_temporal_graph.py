@@ -469,3 +469,28 @@ def test_a_real_step_failure_is_data_for_the_machine_logged_without_a_traceback(
     same_outcome(here, remote)
     assert repr(remote.error) == "ConnectionError('the hotel did not answer')"
     assert [r.getMessage() for r in caplog.records if "activity as failed" in r.getMessage()] == []
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_an_awaitable_or_a_generator_returned_fails_as_in_process_never_done():
+    """The car's action returns a coroutine, the room's undo a generator: neither body runs,
+    so the car failed and the room's undo is a dead letter, as ``saga.run`` says."""
+
+    async def later(state):
+        travel.book_car(state)
+
+    def saga():
+        room = Step("room", travel.book_room, lambda s: (travel.cancel_room(s) for _ in "x"))
+        return Saga([Parallel(room, Step("car", lambda s: later(s), travel.cancel_car))],
+                    name="travel")  # fmt: skip
+
+    async def scenario(runner):
+        world = travel.state()
+        return await runner.run(saga(), world, completion=["room", "car"]), world
+
+    remote, world = on_temporal(scenario)
+    here = saga().run(travel.state(), completion=["room", "car"], clock=VirtualClock())
+    assert (remote.status, remote.failed_step, [str(d) for d in remote.dead_letters]) == (
+        here.status, here.failed_step, [str(d) for d in here.dead_letters],
+    )  # fmt: skip
+    assert remote.status is Status.ROLLBACK_INCOMPLETE and not world["cars"] and world["hotel"]
