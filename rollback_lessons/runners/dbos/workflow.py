@@ -4,7 +4,10 @@ attempt a ``@DBOS.step``.
 DBOS checkpoints each step's output in its system database (SQLite here); a process that
 dies is relaunched, and DBOS runs the workflow function again, handing back the outputs it
 checkpointed, so the machine is told the same story and goes on where the process died.
-A step that ran but was not checkpointed runs again: undos must be idempotent. The machine
+An undo attempt that ran but was not checkpointed runs again: undos must be idempotent. An
+action is never run again: its intent is saved first (``began``), and one started by a
+process that died before its end was saved is in doubt, cut short for the machine (its undo
+run if logged before, else leaked), as the journal's ``recover`` does. The machine
 decides everything (retries, dead letters, a halt, the status, the events); a wait is
 ``DBOS.sleep`` (durable), a person answers with ``DBOS.send`` to the topic ``answer``.
 
