@@ -139,10 +139,17 @@ LOST = "lost"
 """An action's answer marked so: started by a process that died before its end was saved."""
 
 
+STARTING: list[Callable[[str], None]] = []
+"""Told each step's name as its attempt begins, before its intent is saved (crashlab's
+checkpoint between two steps: a process killed there has nothing in doubt)."""
+
+
 def attempt(
     run_id: str, name: str, step: str, fault: str | None, hold: str | None = None
 ) -> dict[str, Any] | None:
     """One attempt of ``step``'s action: its intent saved first, then the action."""
+    for told in STARTING:
+        told(step)
     return run_action(run_id, name, step, fault, began(step), hold)
 
 
