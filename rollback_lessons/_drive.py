@@ -248,7 +248,7 @@ class Driver:
     def cancelling(self) -> BaseException:
         """The error a cancelled run fails with (``Saga.run(cancel=...)``, or the
         CancelledError of a cancelled ``arun``)."""
-        return self.stopped_by or Cancelled("the run was cancelled by its caller")
+        return self.stopped_by or Cancelled.by_caller()
 
     def drive(self, op: Op) -> Op:
         """Carry out the operations synchronously. A KeyboardInterrupt or SystemExit in a

@@ -78,6 +78,11 @@ class Cancelled(RollbackLessonsError):
     """The run's caller cancelled it (``saga.run(cancel=...)``): nothing more starts, what
     was done is undone, and the outcome says ``cancelled``."""
 
+    @classmethod
+    def by_caller(cls) -> Cancelled:
+        """The error every engine's cancelled run fails with (one text, here)."""
+        return cls("the run was cancelled by its caller")
+
 
 class CommitNotRecorded(RollbackLessonsError):
     """Every step was done, but the journal could not record the commit (tried three

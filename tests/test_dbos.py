@@ -394,3 +394,118 @@ def test_a_halted_graph_saga_waits_for_a_persons_answer(dbos_runner):
     outcome = handle.outcome()
     assert outcome.status is Status.ROLLED_BACK
     assert outcome.compensated == ("flight", "gps", "car", "room", "a")
+
+
+# -- what saga.run refuses, and a step in doubt after a crash (issue 27, groupcheck) --------
+
+
+async def _later(state):
+    state["car"] = "booked"
+
+
+def _a_generator(state):
+    return (state.pop("room", None) for _ in range(1))
+
+
+def awaiting_saga():
+    """The car's action returns a coroutine (its body never runs unawaited); the room's
+    undo returns a generator."""
+    return Saga([Step("room", lambda s: s.update(room="booked"), _a_generator),
+                 Step("car", lambda s: _later(s), lambda s: s.pop("car", None))])  # fmt: skip
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_an_awaitable_or_a_generator_returned_fails_as_in_process_never_done(dbos_runner):
+    here, state = awaiting_saga().run({}), {}
+    remote = dbos_runner.run(awaiting_saga(), state)
+    same_outcome(here, remote)
+    assert remote.status is Status.ROLLBACK_INCOMPLETE and remote.failed_step == "car"
+    assert "its body never ran" in str(remote.dead_letters[0])
+    assert state == {"room": "booked"}  # the truth: no car, the room never undone
+
+
+def test_a_step_whose_end_dbos_never_saved_is_in_doubt_never_run_again(tmp_path):
+    """Killed after step1's effect, before DBOS saved its end: the relaunch runs it not
+    again; its undo (logged after it) never ran, so it leaked: never rolled_back over it."""
+    crash = crash_on_dbos(tmp_path, pause_at="after step1", prefix="doubt", graph=True)
+    assert crash.killed == "after step1"
+    assert crash.statuses == ("rollback_incomplete",)
+    assert world_report(crash.world)["effects"] == [("doubt-1", "step1", 0)]
+
+
+def test_a_step_in_doubt_whose_undo_was_logged_before_is_undone(tmp_path):
+    crash = crash_on_dbos(tmp_path, pause_at="after step2", prefix="doubt")
+    assert crash.statuses == ("rolled_back",)
+    report = world_report(crash.world)
+    assert report["effects"] == [("doubt-1", "step1", 1), ("doubt-1", "step2", 1)]
+    assert report["undo_applied"] == [("doubt-1", "step1"), ("doubt-1", "step2")]
+
+
+def test_at_once_the_undo_order_is_the_order_the_actions_ended_not_their_messages(
+    dbos_runner, monkeypatch
+):
+    """room ends first, but its message is slow to go out (a busy system database): the
+    car's, sent later, must not be heard first. Reverse completion undoes the car first."""
+    import time
+
+    from dbos import DBOS
+
+    send = DBOS.send
+
+    def slow_for_room(to, message, topic=None, **options):
+        if isinstance(message, dict) and message.get("step") == "room":
+            time.sleep(0.6)
+        return send(to, message, topic, **options)
+
+    monkeypatch.setattr(DBOS, "send", staticmethod(slow_for_room))
+
+    def car(state):
+        time.sleep(0.2)
+        state["car"] = "done"
+
+    saga = Saga([Parallel(_step("room"), Step("car", car, partial(_undo, "car"))),
+                 _step("charge")])  # fmt: skip
+    remote = dbos_runner.run(saga, {}, inject={"charge": "fail"}, at_once=True)
+    assert remote.completed == ("room", "car") and remote.compensated == ("car", "room")
+
+
+def test_a_list_sagas_cancel_is_asked_exactly_where_saga_run_asks_it(dbos_runner):
+    def token(answer_true_at):
+        asked = []
+
+        def cancel():
+            asked.append(1)
+            return len(asked) >= answer_true_at
+
+        return cancel, asked
+
+    retried = RetryPolicy(max_attempts=2, initial_delay=0.01)
+    for at in range(1, 7):
+        for inject in ({}, {"step2": "fail"}):
+            saga = lambda: Saga([*xyz_saga().steps[:1], Step(  # noqa: E731
+                "step2", lambda s: s.update(b=1), lambda s: s.pop("b", None), retry=retried,
+            ), *xyz_saga().steps[2:]])  # fmt: skip
+            here_cancel, here_asked = token(at)
+            remote_cancel, remote_asked = token(at)
+            here = saga().run(xyz_state(), inject=inject, cancel=here_cancel, clock=VirtualClock())
+            remote = dbos_runner.run(saga(), xyz_state(), inject=inject, cancel=remote_cancel)
+            same_outcome(here, remote, events=False)
+            assert len(remote_asked) == len(here_asked), (at, inject)
+
+
+def test_at_once_a_branch_waiting_to_retry_is_cancelled_with_its_saga(dbos_runner):
+    from dbos import DBOS
+
+    slow = RetryPolicy(max_attempts=3, initial_delay=60)
+    saga = Saga(
+        [
+            Parallel(
+                Step("room", lambda s: 1 / 0, None, retry=slow),
+                Step("car", lambda s: __import__("time").sleep(0.3) or 1 / 0),
+            )
+        ]
+    )
+    outcome = dbos_runner.run(saga, {}, at_once=True, run_id="waiting-child")
+    assert outcome.status is Status.ROLLED_BACK
+    children = DBOS.list_workflows(parent_workflow_id="waiting-child")
+    assert children and {c.status for c in children} <= {"SUCCESS", "CANCELLED"}

@@ -535,3 +535,22 @@ def test_lesson_12s_stop_on_step_functions_leaves_the_bookings_and_the_runners_c
     assert cancelled.status is Status.CANCELLED
     assert set(cancelled.compensated) == {"room", "car", "flight"}
     assert travel.held(world) == [] and world == travel.state()
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_an_awaitable_or_a_generator_returned_fails_as_in_process_never_done(runner):
+    async def later(state):
+        state["car"] = "booked"
+
+    def saga():
+        return Saga([Step("room", lambda s: s.update(room="booked"),
+                          lambda s: (s.pop("room", None) for _ in range(1))),
+                     Step("car", lambda s: later(s), lambda s: s.pop("car", None))])  # fmt: skip
+
+    state = {}
+    remote = runner.run(saga(), state)
+    here = saga().run({})
+    assert (remote.status, remote.failed_step, [str(d) for d in remote.dead_letters]) == (
+        here.status, here.failed_step, [str(d) for d in here.dead_letters],
+    )  # fmt: skip
+    assert remote.status is Status.ROLLBACK_INCOMPLETE and state == {"room": "booked"}

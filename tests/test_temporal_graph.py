@@ -12,6 +12,7 @@ process, ends the same. A cancel mid-group compensates what finished and says
 One dev server for the module."""
 
 import asyncio
+import logging
 import random
 import threading
 from dataclasses import replace
@@ -19,7 +20,18 @@ from dataclasses import replace
 import pytest
 from conftest import OnALoop, same_outcome
 
-from rollback_lessons import Kind, Parallel, Retry, RetryPolicy, Saga, Status, Step, VirtualClock
+from rollback_lessons import (
+    Cancelled,
+    Kind,
+    Parallel,
+    Retry,
+    RetryPolicy,
+    Saga,
+    Status,
+    Step,
+    VirtualClock,
+)
+from rollback_lessons.events import describe
 from rollback_lessons.explore import combinations, inject_of
 from rollback_lessons.faults import UNDO_FAULTS, fault_space
 from rollback_lessons.runners.temporal import TemporalRunner
@@ -188,6 +200,10 @@ def test_a_cancel_mid_group_compensates_what_finished_and_says_cancelled():
     assert remote.compensated == local.compensated == ("car", "flight", "room")
     assert "charge" not in [e.step for e in remote.events if e.kind == "step_start"]
     assert world == remote.state_after == local.state_after == travel.state()
+    # its error is the engine's own for a caller's cancel (issue 27, groupcheck attack 6)
+    assert repr(remote.error) == repr(Cancelled.by_caller())
+    [failed] = [e for e in remote.events if e.kind == "pipeline_failed"]
+    assert failed.details["error"] == describe(Cancelled.by_caller())
 
 
 def test_a_person_answers_a_halted_group_by_signal():
@@ -430,3 +446,51 @@ def test_a_policy_of_ones_own_decides_in_the_workflow_for_a_group():
     options = [{"policy": OnceMoreThenHalt(), "completion": travel.TIMING}] * 2
     remote = played(travel.booking, cases, options)
     assert [o.status for o in remote] == [Status.HALTED, Status.ROLLED_BACK]
+
+
+def test_a_real_step_failure_is_data_for_the_machine_logged_without_a_traceback(caplog):
+    """A step's own error (not injected) fails its activity as BENIGN: Temporal's SDK logs
+    no WARNING with a traceback for it; the Outcome still says what failed and why."""
+
+    def hotel_down(state):
+        raise ConnectionError("the hotel did not answer")
+
+    def saga():
+        return Saga([Parallel(Step("room", hotel_down, travel.cancel_room),
+                              Step("flight", travel.book_flight, travel.cancel_flight))],
+                    name="travel")  # fmt: skip
+
+    async def scenario(runner):
+        return await runner.run(saga(), travel.state(), completion=["flight", "room"])
+
+    with caplog.at_level(logging.WARNING, logger="temporalio"):
+        remote = on_temporal(scenario)
+    here = saga().run(travel.state(), completion=["flight", "room"], clock=VirtualClock())
+    same_outcome(here, remote)
+    assert repr(remote.error) == "ConnectionError('the hotel did not answer')"
+    assert [r.getMessage() for r in caplog.records if "activity as failed" in r.getMessage()] == []
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_an_awaitable_or_a_generator_returned_fails_as_in_process_never_done():
+    """The car's action returns a coroutine, the room's undo a generator: neither body runs,
+    so the car failed and the room's undo is a dead letter, as ``saga.run`` says."""
+
+    async def later(state):
+        travel.book_car(state)
+
+    def saga():
+        room = Step("room", travel.book_room, lambda s: (travel.cancel_room(s) for _ in "x"))
+        return Saga([Parallel(room, Step("car", lambda s: later(s), travel.cancel_car))],
+                    name="travel")  # fmt: skip
+
+    async def scenario(runner):
+        world = travel.state()
+        return await runner.run(saga(), world, completion=["room", "car"]), world
+
+    remote, world = on_temporal(scenario)
+    here = saga().run(travel.state(), completion=["room", "car"], clock=VirtualClock())
+    assert (remote.status, remote.failed_step, [str(d) for d in remote.dead_letters]) == (
+        here.status, here.failed_step, [str(d) for d in here.dead_letters],
+    )  # fmt: skip
+    assert remote.status is Status.ROLLBACK_INCOMPLETE and not world["cars"] and world["hotel"]

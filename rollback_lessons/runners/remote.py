@@ -8,7 +8,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from ..calls import call_timed
+from ..calls import call_sync, call_timed
 from ..faults import Fault, action_error, undo_error, undo_fails
 from ..rules import NamedUndo
 from ..saga import Saga, State
@@ -16,11 +16,13 @@ from .wire import ErrorRecord
 
 
 def run_action(saga: Saga, step: str, state: State, fault: Fault | None) -> ErrorRecord | None:
-    """Do ``step``'s action (an injected fault fails it before or after its effect)."""
+    """Do ``step``'s action (an injected fault fails it before or after its effect). It is
+    called as ``saga.run`` calls it (``call_sync``): an awaitable or a generator it returns
+    fails the step (its body never ran), never dropped and reported done."""
     if fault is Fault.FAIL:
         return ErrorRecord.of(action_error(step, fault), step)
     try:
-        saga[step].action(state)
+        call_sync(saga[step].action, (state,), "action", step)
     except Exception as exc:
         return ErrorRecord.of(exc, step)
     if fault is Fault.FAIL_AFTER_EFFECT:
@@ -54,7 +56,7 @@ def run_undo(
         fn, args = undo, (state,)
     try:
         if timeout is None:
-            fn(*args)
+            call_sync(fn, args, "undo", step)  # an awaitable or generator: a failed undo
         else:
             call_timed(fn, args, "undo", step, timeout)
     except Exception as exc:

@@ -69,6 +69,10 @@ class _Checkpoints:
         self.count += 1
         if self.kill_at == self.count:
             os.kill(os.getpid(), signal.SIGKILL)
+        self.pause(name)
+
+    def pause(self, name: str) -> None:
+        """Stop and wait at ``name`` if asked to (a moment not numbered for ``kill_at``)."""
         if self.pause_at == name:
             print(f"paused at {name}", flush=True)
             sys.stdin.readline()  # waits for the parent (which kills it), not for a clock
@@ -344,6 +348,10 @@ def _on_dbos(args: argparse.Namespace) -> list[str]:
         return make_graph_saga(str(args.world), saga_id)
 
     sagas = {"crashlab": make, "crashlab-graph": make_graph}
+    from ..runners.dbos import workflow
+
+    # "before step3 began": step2's end saved, step3's intent not yet (nothing in doubt)
+    workflow.STARTING[:] = [lambda step: checkpoint.pause(f"before {step} began")]
     with DBOSRunner.start(args.dbos, sagas=sagas) as runner:
         if not args.resume:
             return run_sagas(

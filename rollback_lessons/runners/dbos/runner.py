@@ -67,7 +67,9 @@ class DBOSHandle:
         """``DBOS.cancel_workflow``: DBOS stops the workflow as its next step begins, and
         nothing is undone (the outcome says ``halted``, every undo pending, and names it). A
         cancel that compensates is the run's ``cancel`` token instead."""
-        DBOS.cancel_workflow(self.run_id)
+        DBOS.cancel_workflow(self.run_id, cancel_children=True)  # a branch's too (at_once)
+        for child in DBOS.list_workflows(parent_workflow_id=self.run_id, status="PENDING"):
+            DBOS.send(child.workflow_id, "stop", workflow.WAKE)  # a retry's wait ends now
 
     def outcome(self) -> Outcome:
         try:
@@ -110,6 +112,7 @@ class DBOSRunner:
             raise DBOSUnavailable("DBOS already runs in this process: close that runner first")
         try:
             workflow.FACTORIES.update(sagas or {})
+            workflow.new_launch()  # an intent an earlier launch saved is a dead process's
             if system_database is None:
                 path = Path(tempfile.mkdtemp(prefix="rollback-lessons-dbos-")) / "dbos.sqlite"
             else:
@@ -144,8 +147,8 @@ class DBOSRunner:
         importable where the workflow resumes). ``wait``: run it in this thread, to its end
         (``run`` does), rather than in DBOS's own threads.
 
-        A saga with parallel groups (or a list with an undo order of a graph's, a timing or
-        a cancel) drives the graph machine (``workflow.graph_workflow``): a group's branches
+        A saga with parallel groups (or a list with an undo order of a graph's or a timing)
+        drives the graph machine (``workflow.graph_workflow``): a group's branches
         one after the other, in definition order, as ``saga.run`` runs them, or in the
         timing ``completion`` plays (``saga.run(..., completion=...)``); ``cancel`` (an
         Event, or a function answering True) cancels as ``saga.run(..., cancel=...)`` does:
@@ -153,7 +156,7 @@ class DBOSRunner:
         ``at_once``: the ready steps run at once instead, as ``await saga.arun`` runs them,
         each attempt a child workflow telling this one when it ended; without step retries
         the Outcome is then ``saga.run(..., completion=...)``'s for the order they finished
-        in. ``DBOSHandle.stop`` then leaves running children to finish their attempt."""
+        in. ``DBOSHandle.stop`` cancels the children too (a running call ends, nothing follows)."""
         faults = normalize_injection(inject, saga.names)
         check_completion(completion, saga.names)
         if at_once and completion is not None:
@@ -169,7 +172,6 @@ class DBOSRunner:
             plan.after is not None
             or undo_order not in ("reverse", "forward")
             or completion is not None
-            or asked is not None
             or at_once
         )
         world: State = {} if state is None else state
@@ -184,6 +186,8 @@ class DBOSRunner:
             timing = list(completion) if completion is not None else None
             args = (*args, timing, asked is not None, at_once)
             run = graph_workflow
+        else:  # a list: its cancel asked where saga.run asks a list's
+            args = (*args, asked is not None)
         with SetWorkflowID(run_id):
             if wait:
                 try:

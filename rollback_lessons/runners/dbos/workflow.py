@@ -4,7 +4,10 @@ attempt a ``@DBOS.step``.
 DBOS checkpoints each step's output in its system database (SQLite here); a process that
 dies is relaunched, and DBOS runs the workflow function again, handing back the outputs it
 checkpointed, so the machine is told the same story and goes on where the process died.
-A step that ran but was not checkpointed runs again: undos must be idempotent. The machine
+An undo attempt that ran but was not checkpointed runs again: undos must be idempotent. An
+action is never run again: its intent is saved first (``began``), and one started by a
+process that died before its end was saved is in doubt, cut short for the machine (its undo
+run if logged before, else leaked), as the journal's ``recover`` does. The machine
 decides everything (retries, dead letters, a halt, the status, the events); a wait is
 ``DBOS.sleep`` (durable), a person answers with ``DBOS.send`` to the topic ``answer``.
 
@@ -23,6 +26,8 @@ told so, and the runner reports it (halted, every undo pending).
 
 from __future__ import annotations
 
+import threading
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -30,8 +35,9 @@ from dbos import DBOS
 from dbos._error import DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError
 
 from ... import schedule
+from ..._drive import failed_asking
 from ..._graph_drive import asking_failed, first_of
-from ...errors import Cancelled
+from ...errors import Cancelled, RollbackLessonsError
 from ...faults import Fault
 from ...machine import Machine, Phase
 from ...operations import Ask, Finished, Op, RunStep, RunUndo, Wait
@@ -62,13 +68,89 @@ def _fault(name: str | None) -> Fault | None:
     return Fault(name) if name else None
 
 
+LAUNCH = uuid.uuid4().hex
+"""This launch of DBOS (a new one each ``DBOSRunner.start``): an intent saved by another
+launch is one a dead process left."""
+
+
+class EndNotSaved(RollbackLessonsError):
+    """A step started in a process that died before DBOS saved its end: it may have
+    happened (the journal's intent without a done), so it is never run again."""
+
+
+def new_launch() -> None:
+    """A new launch of DBOS in this process (``DBOSRunner.start``)."""
+    global LAUNCH
+    LAUNCH = uuid.uuid4().hex
+
+
+@DBOS.step(name="rollback_lessons.began")
+def began(step: str) -> str:
+    """The intent: ``step``'s action is about to run, saved before it runs (the journal's
+    rule). Its answer is the launch that saved it; a relaunch hears the dead one's."""
+    return LAUNCH
+
+
+FINISHING = threading.Lock()
+"""Held by a branch run at once from its action's end until the saga's workflow is told
+(``attempt_workflow``): the saga hears its branches in the order their actions ended, and
+saves that order (``DBOS.recv``), never the order their messages happened to arrive in."""
+
+_HOLDING: set[str] = set()  # the attempts holding FINISHING (by key)
+
+
+def _hold(key: str | None) -> None:
+    if key is not None:
+        FINISHING.acquire()
+        _HOLDING.add(key)
+
+
+def _let_go(key: str) -> None:
+    if key in _HOLDING:
+        _HOLDING.discard(key)
+        FINISHING.release()
+
+
 @DBOS.step(name="rollback_lessons.action")
-def run_action(run_id: str, name: str, step: str, fault: str | None) -> dict[str, Any] | None:
+def run_action(
+    run_id: str,
+    name: str,
+    step: str,
+    fault: str | None,
+    intent: str | None = None,
+    hold: str | None = None,
+) -> dict[str, Any] | None:
     """Do ``step``'s action; its failure comes back as data (checkpointed, never retried
-    by DBOS: the machine decides)."""
+    by DBOS: the machine decides). Its ``intent`` saved by another launch: the process that
+    started it died before its end was saved, so it is in doubt and not run again
+    (``lost``: the machine hears it cut short, as the journal's recover does)."""
+    if intent is not None and intent != LAUNCH:
+        died = EndNotSaved(f"the process running {step} died before its end was saved; "
+                           "it may have happened")  # fmt: skip
+        _hold(hold)
+        return {**vars(ErrorRecord.of(died, step)), LOST: True}
     saga, state = _saga(run_id, name)
     error = remote.run_action(saga, step, state, _fault(fault))
+    _hold(hold)  # (``hold``: a branch at once, its end in order: ``FINISHING``)
     return vars(error) if error is not None else None
+
+
+LOST = "lost"
+"""An action's answer marked so: started by a process that died before its end was saved."""
+
+
+STARTING: list[Callable[[str], None]] = []
+"""Told each step's name as its attempt begins, before its intent is saved (crashlab's
+checkpoint between two steps: a process killed there has nothing in doubt)."""
+
+
+def attempt(
+    run_id: str, name: str, step: str, fault: str | None, hold: str | None = None
+) -> dict[str, Any] | None:
+    """One attempt of ``step``'s action: its intent saved first, then the action."""
+    for told in STARTING:
+        told(step)
+    return run_action(run_id, name, step, fault, began(step), hold)
 
 
 @DBOS.step(name="rollback_lessons.undo")
@@ -88,37 +170,64 @@ def run_undo(
 
 
 def _error(data: dict[str, Any]) -> BaseException:
-    return ErrorRecord(**data).to_exception()
+    return ErrorRecord(**{k: v for k, v in data.items() if k != LOST}).to_exception()
 
 
 @DBOS.workflow(name="rollback_lessons.saga")
 def saga_workflow(
-    plan: SagaPlan, policy: UndoPolicy, faults: dict[str, tuple[str | None, str | None]]
+    plan: SagaPlan,
+    policy: UndoPolicy,
+    faults: dict[str, tuple[str | None, str | None]],
+    cancellable: bool = False,
 ) -> dict[str, Any]:
     """Drive the machine for ``plan`` (a list of steps); its record, as data. ``faults``:
-    (action, undo) by step, as names, so that a relaunched process injects them too."""
+    (action, undo) by step, as names, so that a relaunched process injects them too.
+    ``cancellable``: the caller's cancel token is asked where ``saga.run`` asks a list's
+    (``_drive``: before the start, after each step done, after each wait)."""
     m = Machine(
         policy, plan=plan.specs(), undo_order=plan.undo_order, name=plan.name,
         run_id=plan.run_id,
     )  # fmt: skip
-    return record_data(_carry_out(m, m.start(), plan, faults).record)
+    op = _heard(m, plan.run_id) if cancellable else None  # asked before the start too
+    return record_data(_carry_out(m, op or m.start(), plan, faults, cancellable).record)
 
 
-def _carry_out(m: Machine, op: Op, plan: SagaPlan, faults: Faults) -> Finished:
+def _heard(m: Machine, run_id: str) -> Op | None:
+    """Ask the caller's cancel token (``_drive.Run.heard``'s rule): the machine's answer if
+    the run stops now, else None."""
+    said = ask_cancel(run_id)
+    if said is False:
+        return None
+    if isinstance(said, dict):
+        return failed_asking(m, _error(said))
+    return schedule.cancel(m, Cancelled.by_caller())  # type: ignore[return-value]
+
+
+def _carry_out(
+    m: Machine, op: Op, plan: SagaPlan, faults: Faults, cancellable: bool = False
+) -> Finished:
     """Carry out the machine's answers to the end: each step (a list's), undo attempt,
-    wait and question to a person."""
+    wait and question to a person (``cancellable``: a list's, asking its cancel token)."""
     while not isinstance(op, Finished):
         if type(op) is RunStep:
             action = faults.get(op.step, (None, None))[0]
-            error = run_action(plan.run_id, plan.name, op.step, action)
-            op = m.step_ok() if error is None else m.step_failed(_error(error))
+            error = attempt(plan.run_id, plan.name, op.step, action)
+            if error is None:
+                if cancellable:
+                    _heard(m, plan.run_id)  # it stops here, once this step is done
+                op = m.step_ok()
+            elif LOST in error:  # in doubt (its end never saved): cut short, never retried
+                op = m.interrupted(_error(error))
+            else:
+                op = m.step_failed(_error(error))
         elif type(op) is RunUndo:
             undo = faults.get(op.step, (None, None))[1]
             error = run_undo(plan.run_id, plan.name, op.step, op.attempt, undo, op.timeout)
             op = m.undo_ok() if error is None else m.undo_failed(_error(error))
         elif type(op) is Wait:
             DBOS.sleep(op.seconds)  # durable: a relaunch sleeps only what is left
-            op = m.resume()
+            cut = _heard(m, plan.run_id) if cancellable else None
+            op = cut if cut is not None else m.resume()
         elif type(op) is Ask:
             op = m.answer(_ask(op.steps, plan.halt_wait))
         else:
@@ -175,17 +284,19 @@ class _Graph:
             return None
         if isinstance(said, dict):
             return asking_failed(m, _error(said))  # type: ignore[arg-type]
-        return schedule.cancel(m, Cancelled("the run was cancelled by its caller"))
+        return schedule.cancel(m, Cancelled.by_caller())
 
     def carry(self, step: str) -> GraphOp:
         """One launched step: its attempts and waits, told to the machine."""
         m, plan = self.m, self.plan
         action = self.faults.get(step, (None, None))[0]
         while True:
-            error = run_action(plan.run_id, plan.name, step, action)
+            error = attempt(plan.run_id, plan.name, step, action)
             if error is None:
                 done = m.step_done(step)  # told done first: what stops the run undoes it
                 return self.cancel() or done  # type: ignore[no-any-return]
+            if LOST in error:  # in doubt (its end never saved): cut short, never retried
+                return m.step_cut(step, _error(error))
             op = m.step_error(step, _error(error))
             if type(op) is not Wait:
                 return op
@@ -238,6 +349,10 @@ class _Graph:
 
 # -- branches at once: a child workflow per attempt, each telling the saga when it ended -----
 
+WAKE = "rollback_lessons.wake"
+"""The topic on which a saga ends a branch's retry wait early (``_AtOnce.forward``): it
+will not be tried again, and no wait outlives its saga."""
+
 DONE = "rollback_lessons.done"
 """The topic on which an attempt's child workflow tells the saga's workflow it ended (its
 messages arrive, and are replayed after a relaunch, in the order they came)."""
@@ -251,12 +366,17 @@ def attempt_workflow(
     ``step``'s action, or (``wait``) a retry's backoff, slept durably; then it tells the
     saga's workflow ``parent`` how it went (``DBOS.send``). The next attempt starts only if
     the saga's machine says so once the wait is over."""
-    if wait is not None:
-        DBOS.sleep(wait)
+    if wait is not None:  # durable, and ended early once its saga stops (``WAKE``)
+        if DBOS.recv(WAKE, timeout_seconds=wait) is not None:
+            return  # the saga no longer waits for it: nothing more
         DBOS.send(parent, {"step": step, "token": token, "woke": True, "error": None}, DONE)
         return
-    error = run_action(parent, name, step, fault)
-    DBOS.send(parent, {"step": step, "token": token, "woke": False, "error": error}, DONE)
+    key = f"{parent}:{token}"
+    try:  # told in the order the actions ended (``FINISHING``, held from there to here)
+        error = attempt(parent, name, step, fault, hold=key)
+        DBOS.send(parent, {"step": step, "token": token, "woke": False, "error": error}, DONE)
+    finally:
+        _let_go(key)
 
 
 class _AtOnce(_Graph):
@@ -269,6 +389,7 @@ class _AtOnce(_Graph):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.token: dict[str, int] = {}  # each step's child awaited now (-1: none)
+        self.children: dict[str, Any] = {}  # each step's latest child workflow (a handle)
         self.count = 0
 
     def child(self, step: str, wait: float | None = None) -> None:
@@ -276,8 +397,9 @@ class _AtOnce(_Graph):
         self.count += 1
         self.token[step] = self.count
         fault = self.faults.get(step, (None, None))[0]
-        DBOS.start_workflow(attempt_workflow, plan.run_id, plan.name, step, self.count, fault,
-                            wait)  # fmt: skip
+        started = DBOS.start_workflow(attempt_workflow, plan.run_id, plan.name, step,
+                                      self.count, fault, wait)  # fmt: skip
+        self.children[step] = started
 
     def told(self, message: dict[str, Any]) -> GraphOp | None:
         """A child ended: the machine's answer (None: a message no longer awaited)."""
@@ -295,6 +417,8 @@ class _AtOnce(_Graph):
         if message["error"] is None:
             done = m.step_done(step)
             return self.cancel() or done  # type: ignore[no-any-return]
+        if LOST in message["error"]:  # in doubt (its end never saved): cut short
+            return m.step_cut(step, _error(message["error"]))
         op = m.step_error(step, _error(message["error"]))
         if type(op) is not Wait:
             return op
@@ -314,7 +438,10 @@ class _AtOnce(_Graph):
                 self.child(step)
             if m.failing:  # a step waiting to retry is not tried again: failed for good
                 for step in [s for s in m.busy if m.where[s] == "waiting"]:
-                    self.token[step] = -1  # (its wait's message, when it comes, is stale)
+                    self.token[step] = -1  # its wait is over: never outlives its saga
+                    child = self.children[step]
+                    DBOS.send(child.get_workflow_id(), "stop", WAKE)
+                    child.get_result()  # ended before its saga: nothing left running
                     op = m.step_resume(step)
                 if type(op) is not Ready:
                     break
@@ -336,7 +463,7 @@ def graph_workflow(
     at_once: bool = False,
 ) -> dict[str, Any]:
     """Drive the graph machine for ``plan`` (``schedule.GraphMachine``: a saga with parallel
-    groups, or a list run with a timing, a cancel or an undo order of a graph's); its record,
+    groups, or a list run with a timing or an undo order of a graph's); its record,
     as data. The branches of a group run one after the other, in definition order (as
     ``saga.run``), or in the timing ``completion`` plays; the undos one at a time, in the
     declared order. ``cancellable``: the caller's cancel token is asked (a ``@DBOS.step``)

@@ -189,7 +189,7 @@ class Live:
             return asking_failed(m, exc)
         if self.stop_execution:
             return self._stop()
-        return schedule.cancel(m, Cancelled("the run was cancelled by its caller"))
+        return schedule.cancel(m, Cancelled.by_caller())
 
     def _stop(self) -> Op:
         """What ``StopExecution`` does: Step Functions stops; nothing is undone. The

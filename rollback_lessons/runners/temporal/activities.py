@@ -18,7 +18,7 @@ from .. import hosted, remote
 from ..wire import ErrorRecord
 from .workflow import ACTION, UNDO, StepCall
 
-BENIGN = ApplicationErrorCategory.BENIGN  # injected on purpose: logged at DEBUG, not WARNING
+BENIGN = ApplicationErrorCategory.BENIGN  # a step's failure is data: logged at DEBUG, no WARNING
 
 
 # -- the activities: they run the saga's own callables, in this process ------------------
@@ -131,7 +131,7 @@ def _application_error(error: ErrorRecord) -> ApplicationError:
         vars(error),
         type=error.type,
         non_retryable=True,
-        category=BENIGN if error.fault is not None else ApplicationErrorCategory.UNSPECIFIED,
+        category=BENIGN,
     )
 
 

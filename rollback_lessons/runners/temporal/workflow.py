@@ -38,7 +38,7 @@ from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():  # plain data and the machine, no I/O
     from ... import schedule
-    from ...errors import RemoteError
+    from ...errors import Cancelled, RemoteError
     from ...machine import Machine, Phase
     from ...operations import ANSWERS, Ask, Finished, Op, RunStep, RunUndo, Wait
     from ...schedule import GraphMachine, GraphOp, Ready
@@ -81,6 +81,10 @@ def _keep_going() -> None:
         task.uncancel()
 
 
+CANCEL = Cancelled.by_caller
+"""The error a cancelled run fails with: the engine's own (``errors.Cancelled``)."""
+
+
 def _cause(err: BaseException) -> tuple[BaseException, bool]:
     """What really failed inside an activity (the activity put the facts in its details),
     and whether it was a cancellation (never retried: the machine is told it interrupted)."""
@@ -89,9 +93,6 @@ def _cause(err: BaseException) -> tuple[BaseException, bool]:
         return ErrorRecord(**cause.details[0]).to_exception(), False
     name = type(cause).__name__
     return RemoteError(name, str(cause), (name,)), "Cancel" in name
-
-
-CANCELLED = RemoteError("CancelledError", "the workflow was cancelled", ("CancelledError",))
 
 
 @workflow.defn(name="RollbackLessonsSaga")
@@ -189,11 +190,11 @@ class SagaWorkflow:
                 op = await self._carry_out(m, plan, op)
             except asyncio.CancelledError:  # cancelled while nothing could hear it
                 _keep_going()
-                cut = schedule.cancel(m, CANCELLED)  # the machine's rule (declined past the
+                cut = schedule.cancel(m, CANCEL())  # the machine's rule (declined past the
                 if cut is not None:  # pivot, and noted); a retry's wait ends there
                     op = cut  # type: ignore[assignment]  # (a list's machine: never Ready)
                 elif m.phase is Phase.STEP:  # its activity was left: how it went is unknown
-                    op = m.interrupted(CANCELLED)
+                    op = m.interrupted(CANCEL())
         return self._result(op)
 
     @staticmethod
@@ -217,7 +218,7 @@ class SagaWorkflow:
                 await workflow.wait_condition(lambda: bool(self.over))
             except asyncio.CancelledError:  # the workflow is cancelled: the machine is told
                 _keep_going()
-                op = schedule.cancel(gm, CANCELLED)  # None while steps run (declined past
+                op = schedule.cancel(gm, CANCEL())  # None while steps run (declined past
                 continue  # the pivot, and noted); the rollback at once when none does
             answer = self.over[0]
             if isinstance(answer, BaseException):
@@ -250,7 +251,7 @@ class SagaWorkflow:
                     raise
                 _keep_going()
                 self.cancel_heard = True  # a person asked meanwhile is not waited for
-                schedule.cancel(self.machine, CANCELLED)  # type: ignore[arg-type]
+                schedule.cancel(self.machine, CANCEL())  # type: ignore[arg-type]
 
     async def _branch(self, gm: GraphMachine, plan: SagaPlan, step: str) -> None:
         """One launched step: its attempts (activities), told to the machine; a retry waits
@@ -290,13 +291,13 @@ class SagaWorkflow:
                 error, cancelled = _cause(err)
                 if cancelled or _cancel_requested():  # it heard the cancel (a heartbeat):
                     _keep_going()  # the machine is told of the cancel, then how it ended
-                    schedule.cancel(m, CANCELLED)
+                    schedule.cancel(m, CANCEL())
                 if cancelled:  # stopped by Temporal: cut short
                     return m.interrupted(error)
                 return m.step_failed(error)
             if _cancel_requested():  # asked while a step that could not hear it ran
                 _keep_going()
-                schedule.cancel(m, CANCELLED)  # it stops the run once told the step is done
+                schedule.cancel(m, CANCEL())  # it stops the run once told the step is done
             return m.step_ok()
         if type(op) is RunUndo:
             call = StepCall(plan.run_id, op.step, op.attempt, op.timeout)
