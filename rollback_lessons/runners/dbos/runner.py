@@ -29,8 +29,9 @@ from ...policies import PolicyLike, resolve_policy
 from ...saga import Saga, State, snapshot
 from .. import hosted
 from ..wire import outcome_of, plan_of, record_of
-from . import workflow
-from .workflow import graph_workflow, saga_workflow
+from . import graph, workflow
+from .graph import graph_workflow
+from .workflow import saga_workflow
 
 NAME = "rollback-lessons"
 
@@ -69,7 +70,7 @@ class DBOSHandle:
         cancel that compensates is the run's ``cancel`` token instead."""
         DBOS.cancel_workflow(self.run_id, cancel_children=True)  # a branch's too (at_once)
         for child in DBOS.list_workflows(parent_workflow_id=self.run_id, status="PENDING"):
-            DBOS.send(child.workflow_id, "stop", workflow.WAKE)  # a retry's wait ends now
+            DBOS.send(child.workflow_id, "stop", graph.WAKE)  # a retry's wait ends now
 
     def outcome(self) -> Outcome:
         try:
@@ -148,7 +149,7 @@ class DBOSRunner:
         (``run`` does), rather than in DBOS's own threads.
 
         A saga with parallel groups (or a list with an undo order of a graph's or a timing)
-        drives the graph machine (``workflow.graph_workflow``): a group's branches
+        drives the graph machine (``graph.graph_workflow``): a group's branches
         one after the other, in definition order, as ``saga.run`` runs them, or in the
         timing ``completion`` plays (``saga.run(..., completion=...)``); ``cancel`` (an
         Event, or a function answering True) cancels as ``saga.run(..., cancel=...)`` does:
