@@ -15,6 +15,7 @@ import pytest
 from conftest import HaltOnAnythingButTimeouts, lesson_worlds, same_outcome, single_faults
 from outside_validators import node_script
 from SpiffWorkflow.bpmn.parser import BpmnParser, BpmnValidator
+from trips import _act, _step, _undo
 
 from rollback_lessons import Kind, Parallel, Retry, RetryPolicy, Saga, Step, VirtualClock
 from rollback_lessons.errors import InvalidPipelineError
@@ -311,19 +312,6 @@ def test_the_lint_sees_what_camunda_modeler_would_flag(tmp_path):
 
 
 # -- parallel groups: parallel gateways; the undo order, the saga machine's -----------------
-
-
-def _act(name, state):
-    state[name] = "done"
-
-
-def _undo(name, state):
-    if state.get(name) == "done":
-        state[name] = "undone"
-
-
-def _step(name, **options):
-    return Step(name, partial(_act, name), partial(_undo, name), **options)
 
 
 def trip():

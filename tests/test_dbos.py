@@ -13,6 +13,7 @@ from functools import partial
 
 import pytest
 from conftest import HaltOnAnythingButTimeouts, every_single_fault_ends_the_same, same_outcome
+from trips import _act, _step, _undo, trip
 
 from rollback_lessons import (
     Kind,
@@ -97,32 +98,6 @@ def test_killed_mid_compensation_and_launched_again_it_finishes_each_undo_once(t
 
 
 # -- parallel groups and cancellation: the graph machine, driven in a DBOS workflow ----------
-
-
-def _act(name, state):
-    state[name] = "done"
-
-
-def _undo(name, state):
-    if state.get(name) == "done":
-        state[name] = "undone"
-
-
-def _step(name, **options):
-    return Step(name, partial(_act, name), partial(_undo, name), **options)
-
-
-def trip(*, cancel_at=None):
-    """a, then room, car-then-gps and flight at once, then the charge; ``cancel_at``: (a
-    step, an Event it sets once it is done: a cancel heard when it returns)."""
-
-    def step(name):
-        if name != (cancel_at and cancel_at[0]):
-            return _step(name)
-        return Step(name, lambda s: (_act(name, s), cancel_at[1].set()), partial(_undo, name))
-
-    return Saga([step("a"), Parallel(step("room"), [step("car"), step("gps")], step("flight")),
-                 step("charge")], name="trip")  # fmt: skip
 
 
 def travel_faults():

@@ -11,6 +11,7 @@ from functools import partial
 import pytest
 from conftest import lesson_worlds, same_outcome, single_faults
 from outside_validators import asl_errors
+from trips import _act, _step, _undo, trip
 
 from rollback_lessons import Kind, Parallel, Retry, RetryPolicy, Saga, Status, Step, VirtualClock
 from rollback_lessons.errors import InvalidPipelineError
@@ -196,32 +197,6 @@ def test_asl_validator_sees_what_aws_would_refuse():
 
 
 # -- parallel groups: a Parallel state, the undos ordered by the saga machine at run time ----
-
-
-def _act(name, state):
-    state[name] = "done"
-
-
-def _undo(name, state):
-    if state.get(name) == "done":
-        state[name] = "undone"
-
-
-def _step(name, **options):
-    return Step(name, partial(_act, name), partial(_undo, name), **options)
-
-
-def trip(*, cancel_at=None):
-    """a, then room, car-then-gps and flight at once, then the charge; ``cancel_at``: an
-    Event the named step sets once it is done (a cancel heard when it returns)."""
-
-    def step(name):
-        if name != (cancel_at and cancel_at[0]):
-            return _step(name)
-        return Step(name, lambda s: (_act(name, s), cancel_at[1].set()), partial(_undo, name))
-
-    return Saga([step("a"), Parallel(step("room"), [step("car"), step("gps")], step("flight")),
-                 step("charge")], name="trip")  # fmt: skip
 
 
 def test_a_group_is_a_parallel_state_whose_branches_each_catch_their_own_failure():
