@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .clock import VirtualClock
-from .errors import TakenOver, UnknownStepError
+from .errors import InvalidPipelineError, TakenOver, UnknownStepError
 from .events import EventKind, describe
 from .machine import Phase
 from .operations import RAISE, Finished, Op
@@ -51,7 +51,8 @@ def check_journal(journal: object) -> None:
 
 
 def check_completion(completion: Sequence[str] | None, names: Sequence[str]) -> None:
-    """``Saga.run(completion=...)``: step names of the saga, in a list."""
+    """``Saga.run(completion=...)`` (and every runner's): step names of the saga, each once,
+    in a list."""
     if completion is None:
         return
     if isinstance(completion, str) or not all(isinstance(s, str) for s in completion):
@@ -61,6 +62,12 @@ def check_completion(completion: Sequence[str] | None, names: Sequence[str]) -> 
         raise UnknownStepError(
             f"completion names unknown steps {', '.join(map(repr, unknown))}; the steps "
             f"are: {', '.join(names)}"
+        )
+    twice = sorted({s for s in completion if list(completion).count(s) > 1})
+    if twice:  # (a step finishes once: which mention would count is not for us to guess)
+        raise InvalidPipelineError(
+            f"completion names {', '.join(map(repr, twice))} more than once; name each step "
+            f"once, in the order the steps finish"
         )
 
 

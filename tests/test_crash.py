@@ -350,3 +350,22 @@ def test_processes_share_a_journal(tmp_path):
             assert len(journal.undos(saga.id)) == 3  # each step logs its undo before it runs
     assert sum(o.count("committed") for o in outputs) == 24
     check_world(tmp_path, crashes=0)
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [["--dbos", "d.sqlite", "--pivot"], ["--journal", "j.db", "--graph"],
+     ["--journal", "j.db", "--at-once"], ["--dbos", "d.sqlite", "--at-once"],
+     ["--dbos", "d.sqlite", "--graph", "--steps", "5"], ["--journal", "j.db", "--resume"]],
+)  # fmt: skip
+def test_crashlab_refuses_a_flag_its_mode_would_drop(tmp_path, flags):
+    """A sixth attacker's find: ``--dbos --pivot`` ran the plain saga and ``--journal --graph``
+    the list, silently. A flag the mode cannot take is refused before anything runs."""
+    flags = [str(tmp_path / f) if f.endswith((".db", ".sqlite")) else f for f in flags]
+    done = subprocess.run(
+        [sys.executable, "-m", "rollback_lessons.worlds.crashlab", *flags,
+         "--world", str(tmp_path / "w.db")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2 and "cannot be used in this mode" in done.stderr
+    assert "Traceback" not in done.stderr and not list(tmp_path.iterdir())

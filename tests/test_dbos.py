@@ -275,15 +275,22 @@ def test_a_graph_saga_killed_mid_compensation_and_launched_again_undoes_each_ste
     ]
 
 
-def _timed_trip(log, slow="car"):
-    """``trip`` whose steps log their start and end, ``slow`` taking 0.3 s."""
+def _timed_trip(log, slow="car", waits_for=()):
+    """``trip`` whose steps log their start and end; ``slow`` takes 0.3 s and ends only once
+    the steps ``waits_for`` have started (at most 30 s more: on a loaded machine a child
+    workflow can take longer to start than any fixed sleep)."""
     import time
 
     def step(name):
         def act(state):
             log.append(f"start {name}")
             if name == slow:
-                time.sleep(0.3)
+                time.sleep(0.3)  # (time for a failing sibling to be heard before it ends)
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline and not all(
+                    f"start {other}" in log for other in waits_for
+                ):
+                    time.sleep(0.01)
             state[name] = "done"
             log.append(f"end {name}")
 
@@ -302,7 +309,12 @@ def test_at_once_the_branches_run_at_the_same_time_and_end_as_that_timing_in_pro
     and the flight start while the slow car is booked; the Outcome is ``saga.run``'s for the
     order the steps finished in (a failing branch leaves the car to finish, then undoes)."""
     log, state = [], {}
-    remote = dbos_runner.run(_timed_trip(log), state, inject=inject, at_once=True)
+    started = (
+        ("flight",) if "room" in inject else ("room", "flight")
+    )  # (an injected fail never starts)
+    remote = dbos_runner.run(
+        _timed_trip(log, waits_for=started), state, inject=inject, at_once=True
+    )
     assert log.index("start flight") < log.index("end car")  # (an injected fail never starts)
     assert "room" in inject or log.index("start room") < log.index("end car")
     finished = [e.step for e in remote.events if e.kind in ("step_done", "step_failed")]

@@ -220,3 +220,20 @@ def test_on_a_list_every_order_but_forward_is_newest_first(order):
     saga = Saga([Step(n, lambda s: None, lambda s, n=n: log.append(n)) for n in "abc"])
     outcome = saga.run({}, inject={"c": "fail"}, undo_order=order)
     assert log == ["b", "a"] and outcome.status is Status.ROLLED_BACK
+
+
+def test_a_completion_naming_a_step_twice_is_refused_before_any_step():
+    """A sixth attacker's find: ``completion=["c", "b", "c"]`` was accepted and the last
+    mention counted, so b finished before c, named first. Each step finishes once: a name
+    twice is refused (saga.run's check, which every runner calls) before anything runs."""
+    from rollback_lessons.runners.temporal.runner import plan_for
+    from rollback_lessons.worlds import travel
+
+    saga, world = travel.booking(), travel.state()
+    for run in (
+        lambda: saga.run(world, completion=["room", "car", "room"]),
+        lambda: plan_for(saga, completion=["room", "car", "room"]),
+    ):
+        with pytest.raises(InvalidPipelineError, match="'room' more than once"):
+            run()
+    assert world == travel.state()

@@ -384,6 +384,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--kill-at", type=int, help="SIGKILL itself at this checkpoint number")
     parser.add_argument("--pause-at", help="stop at this checkpoint ('after step2') and wait")
     args = parser.parse_args(argv)
+    ignored = [  # flags this mode would drop: refused, not run as another saga than asked
+        flag for flag, given in (
+            ("--pivot", args.pivot and (args.dbos is not None or args.graph)),
+            ("--graph", args.graph and args.dbos is None),
+            ("--at-once", args.at_once and not (args.graph and args.dbos is not None)),
+            ("--steps", args.steps != 3 and args.graph),
+            ("--register", args.register != "before" and args.graph),
+            ("--resume", args.resume and args.dbos is None),
+        ) if given
+    ]  # fmt: skip
+    if ignored:
+        parser.error(f"{', '.join(ignored)} cannot be used in this mode (see --help)")
     checkpoint.kill_at = args.kill_at or checkpoint.kill_at
     checkpoint.pause_at = args.pause_at or checkpoint.pause_at
     if args.dbos is not None:

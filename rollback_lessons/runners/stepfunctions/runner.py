@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..._graph_drive import CancelLike, asked_of, first_of
+from ..._guards import check_completion
 from ...errors import InvalidPipelineError
 from ...faults import InjectionLike, normalize_injection
 from ...operations import ANSWERS
@@ -159,6 +160,7 @@ class StepFunctionsRunner:
         for said in answers:
             if said not in ANSWERS:
                 raise InvalidPipelineError(f"answer {said!r} is not one of: {', '.join(ANSWERS)}")
+        check_completion(completion, saga.names)
         chosen = data_only(policy if policy is not None else saga.policy, ENGINE)
         suffix = uuid.uuid4().hex[:12]
         run_id = f"{saga.name}-{suffix}"
