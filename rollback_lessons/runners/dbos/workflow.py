@@ -38,7 +38,7 @@ from ..._drive import failed_asking
 from ...errors import Cancelled, RollbackLessonsError
 from ...faults import Fault
 from ...machine import Machine
-from ...operations import Ask, Finished, Op, RunStep, RunUndo, Wait
+from ...operations import ANSWERS, Ask, Finished, Op, RunStep, RunUndo, Wait
 from ...policies import UndoPolicy
 from ...saga import Saga, State
 from .. import hosted, remote
@@ -178,7 +178,7 @@ def _ask(steps: tuple[str, ...], wait: float | None) -> str:
     DBOS.set_event("pending", list(steps))
     said = DBOS.recv("answer", timeout_seconds=wait if wait is not None else 10**9)
     DBOS.set_event("pending", [])
-    return str(said) if said in ("retry", "fixed", "leave") else "leave"
+    return str(said) if said in ANSWERS else "leave"
 
 
 @DBOS.workflow(name="rollback_lessons.saga")
