@@ -618,9 +618,10 @@ def state_values_whole(page, notebook: str) -> None:
     broken = page.evaluate(
         """() => [...document.querySelectorAll('.rollback-lab .rl-state td:nth-child(n+2)')]
             .filter(td => { const t = td.innerText.trim();
-                return t && !/\\s/.test(t) && t.length <= 24 &&
-                    td.getBoundingClientRect().height >
-                    1.6 * parseFloat(getComputedStyle(td).lineHeight); })
+                if (!t || /\\s/.test(t) || t.length > 24) return false;
+                const r = document.createRange(); r.selectNodeContents(td);
+                const lines = new Set([...r.getClientRects()].map(b => Math.round(b.top)));
+                return lines.size > 1; })
             .map(td => td.innerText)"""
     )
     assert broken == [], f"{notebook}: state values broken mid-word: {broken}"
