@@ -137,13 +137,15 @@ def place_notes(
     notes: list[tuple[Any, float, float, str]],
     fixed: list[Any],
     path: tuple[list[float], list[float]] = ([], []),
+    far: bool = False,
 ) -> int:
     """Move each note to the first spot near its marker where it overlaps no other text
     and the run's ``path`` (data coordinates) does not run through it; returns how many
     found no such spot.
 
     Tried in order: above, below, then beside (left or right) above and below, then half
-    way to the next lane. The ``fixed`` texts (the rollback label) never move.
+    way to the next lane (``far``: then above each higher lane). The ``fixed`` texts (the
+    rollback label) never move.
     """
     import numpy as np
 
@@ -170,8 +172,8 @@ def place_notes(
             for dy in (-0.62, 0.75):
                 spots += [(x - shift, y + dy, "right"), (x + shift, y + dy, "left")]
         top = min(ax.get_ylim())
-        for up in itertools.count(1):  # last of all: above a higher lane, at the same time
-            if y - 0.3 - up < top:
+        for up in itertools.count(1):  # far: last of all, above a higher lane, at its time
+            if not far or y - 0.3 - up < top:
                 break
             spots += [(x, y - 0.3 - up, ha), (x - 0.35, y - 0.3 - up, "right")]
         chosen = None

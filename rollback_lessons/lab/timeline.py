@@ -324,7 +324,8 @@ class Timeline(TableAndLog):
             self.ax.add_artist(stop)
             self._keep(events[stopped_after].seq, stop)
         self._path_xy = (path_x, path_y)
-        if place_notes(self.canvas, self.ax, self._notes, fixed, self._path_xy) and fixed:
+        unplaced = place_notes(self.canvas, self.ax, self._notes, fixed, self._path_xy)
+        if unplaced and fixed:
             # a note found no free spot: the rollback's label goes to the shade's other end
             # (the top corner the notes did not need), and the notes are placed again
             [label] = fixed
@@ -334,7 +335,9 @@ class Timeline(TableAndLog):
             else:
                 label.set_horizontalalignment("right")
                 label.set_position((len(events) + 0.9, TOP + 0.05))
-            place_notes(self.canvas, self.ax, self._notes, fixed, self._path_xy)
+            unplaced = place_notes(self.canvas, self.ax, self._notes, fixed, self._path_xy)
+        if unplaced:  # still none: a note may go above a higher lane, at its own time
+            place_notes(self.canvas, self.ax, self._notes, fixed, self._path_xy, far=True)
         for glyph in self._glyphs:
             glyph.artist.set_animated(True)
         # This run's background: the static figure plus the state before, in both columns;
