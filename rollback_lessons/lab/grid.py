@@ -3,9 +3,10 @@
 Rows are the first fault, columns the second (numbered as the rows; the diagonal: that
 fault alone); each cell is coloured by how the run ended, and a cross marks a run that
 breaks an invariant. ``draw_grid`` gives the picture; ``ExplorerGrid`` the same as buttons,
-with its legend beside it: a click shows that run's picture under the grid at once (the
-grid and the picture fit one screen together), and opens it in a ``RollbackLab`` panel
-further down to play.
+with its legend beside it: a click shows that run's picture under the grid at once, with
+Play/back/next and the event slider beside it (the ``RollbackLab`` panel further down opens
+the same run; those are its controls, and the picture follows its frame), so the grid, the
+picture and its controls fit one screen together.
 """
 
 from __future__ import annotations
