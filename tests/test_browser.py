@@ -481,7 +481,7 @@ def lesson_11(page) -> None:
     crossed.click()
     page.wait_for_function(
         "c => { const i = document.querySelector("
-        "`.explorer-grid .eg-view [data-cell='${c}'] ~ .rl-row img`);"
+        "`.explorer-grid .eg-view [data-cell='${c}'] img`);"
         " return i && i.complete && i.naturalWidth > 0; }",
         arg=cell,
     )
@@ -494,10 +494,39 @@ def lesson_11(page) -> None:
     assert grid.locator(".eg-open").count() == 1
     at = clicked.bounding_box()
     assert at and area["top"] <= at["y"] and at["y"] + at["height"] <= area["bottom"]  # together
+    for control in ("Play", "back", "next"):  # the run's controls on the same screen
+        button = grid.locator(".eg-view .eg-controls button", has_text=control).first
+        box = button.bounding_box()
+        assert box and area["top"] <= box["y"] and box["y"] + box["height"] <= area["bottom"], (
+            control, box, area)  # fmt: skip
+    height = check(page, "box", [".explorer-grid", 0])["height"]
+    halted = [key for key in grid_cells(page) if key != cell]
+    for other in halted[:3]:  # any cell: the grid's height stays
+        page.locator(f".explorer-grid .eg-{other}").click()
+        page.wait_for_function(
+            "c => document.querySelector(`.explorer-grid .eg-view [data-cell='${c}']`)",
+            arg=other,
+        )
+        moved = check(page, "box", [".explorer-grid", 0])["height"] - height
+        assert moved == 0, f"lesson 11: a click on cell {other} moved the grid {moved:.0f} px"
+    crossed.click()
+    page.wait_for_function(
+        "c => document.querySelector(`.explorer-grid .eg-view [data-cell='${c}']`)", arg=cell
+    )
     note = grid.locator(".eg-view").inner_text()
     assert "phantom undo" in note or "not restored" in note, note
     assert "{'" not in note.split("left changed")[0]  # what broke, in words
     report(f"lesson 11 grid: cell click -> its run's picture on screen in {took:.0f} ms")
+
+
+def grid_cells(page) -> list[str]:
+    """The grid's cells as 'row-column', a halted run's (the tallest view) first."""
+    found = page.evaluate(
+        "() => [...document.querySelectorAll('.explorer-grid .eg-cell')].map(b => "
+        "[[...b.classList].find(c => /^eg-\\d/.test(c)).slice(3), b.title])"
+    )
+    halted = [c for c, tip in found if "halted" in tip]
+    return halted + [c for c, tip in found if "halted" not in tip]
 
 
 def lesson_12(page) -> None:
@@ -563,6 +592,7 @@ def test_lesson_renders_runs_and_every_panel_fits_one_screen(
     stored_pictures_read_at_their_size(page, notebook)
     for i in range(page.locator(".rollback-lab").count()):
         numbered_from_1(page, i)
+    state_values_whole(page, notebook)
     if notebook in INTERACTIONS:
         INTERACTIONS[notebook](page)
     every_panel_fits(page, notebook)  # after the clicks too
@@ -580,6 +610,21 @@ def test_lesson_renders_runs_and_every_panel_fits_one_screen(
         )
     real = [e for e in page.errors if not _ignorable(e)]
     assert real == [], real
+
+
+def state_values_whole(page, notebook: str) -> None:
+    """A state value of one short word ('booking-1', "['row-1:reverted']") stays on one line:
+    the table gives its columns room before it breaks a word."""
+    broken = page.evaluate(
+        """() => [...document.querySelectorAll('.rollback-lab .rl-state td:nth-child(n+2)')]
+            .filter(td => { const t = td.innerText.trim();
+                if (!t || /\\s/.test(t) || t.length > 24) return false;
+                const r = document.createRange(); r.selectNodeContents(td);
+                const lines = new Set([...r.getClientRects()].map(b => Math.round(b.top)));
+                return lines.size > 1; })
+            .map(td => td.innerText)"""
+    )
+    assert broken == [], f"{notebook}: state values broken mid-word: {broken}"
 
 
 def stored_pictures_read_at_their_size(page, notebook: str) -> None:

@@ -109,3 +109,85 @@ def test_a_grid_given_nothing_says_which_cells_to_run_first():
 
     with pytest.raises(RunTheCellsAbove):
         ExplorerGrid()
+
+
+def _lesson_11_grid():
+    """Lesson 11's grid: the booking whose refund never looks at what was charged."""
+
+    def refund_anyway(state):
+        state["refunds"]["booking-1"] = 120
+
+    saga = examples.booking_saga(refund=refund_anyway)
+    state = examples.booking_state
+    return ExplorerGrid(explore(saga, state, restored=examples.booking_restored), state)
+
+
+def test_the_clicked_run_plays_beside_its_picture_and_the_picture_follows():
+    grid = _lesson_11_grid()
+    import base64
+
+    [picture, side] = grid.view.children
+    assert picture is grid.picture  # the picture first, beside it: what ran, its controls
+    assert side.children[0] is grid.side
+    controls = side.children[1].children
+    assert list(controls) == [grid.lab.play_button, grid.lab.back, grid.lab.forward]
+    assert side.children[2] is grid.lab.slider
+    key = next(k for k, run in grid.grid.items() if run.violations)
+    grid.open(*key)
+    last = grid.lab.frame_count - 1
+    assert grid.lab.frame == last  # opened on the whole run
+
+    def shown(index):
+        return base64.b64encode(grid.lab.timeline.render(index)).decode() in grid.picture.value
+
+    assert shown(last)
+    grid.lab.show_frame(0)  # back to the start in the panel: the picture here follows
+    assert shown(0) and not shown(last)
+    grid.lab.forward.click()
+    assert shown(1)
+    kept = grid.picture.value
+    grid.lab.set_fault(grid.lab.saga.names[0], "fail")  # another run: the cell's picture stays
+    assert grid.picture.value == kept and f"data-cell='{key[0]}-{key[1]}'" in kept
+
+
+def test_the_view_keeps_its_height_whatever_cell_is_clicked():
+    grid = _lesson_11_grid()
+    height = grid.view.layout.height
+    assert height and height.endswith("px")
+    for key in grid.grid:
+        grid.open(*key)
+        assert grid.view.layout.height == height
+    # the fixed row holds the picture (drawn 1:1); what ran and its controls are beside it
+    png = grid.lab.timeline.render(0)
+    import struct
+
+    drawn = struct.unpack(">I", png[20:24])[0]
+    assert drawn <= int(height[:-2]) <= drawn + 10, (drawn, height)
+
+
+def test_a_halted_cell_is_coloured_as_the_legend_says():
+    from rollback_lessons.lab.grid import COLOURS, verdict
+
+    grid = _lesson_11_grid()
+    runs = [run for run in grid.grid.values()]
+    halted = [run for run in runs if str(run.status) == "halted"]
+    assert halted, "lesson 11's grid has halted runs"
+    for key, run in grid.grid.items():
+        colour = grid.buttons[key].style.button_color
+        said = next(v for v, c in COLOURS.items() if c == colour)
+        assert ("halted" in said) == (str(run.status) == "halted"), (run.describe(), said)
+        assert verdict(run) == said
+    # "a person" appears under one colour only: the halt's
+    assert [v for v in COLOURS if "person" in v] == ["halted: for a person"]
+
+
+def test_the_opened_cells_outline_is_inside_the_grid_box():
+    import re
+
+    grid = _lesson_11_grid()
+    board = grid.panel.children[2].children[0].children[0]
+    style = grid.panel.children[1].value
+    rule = re.search(r"eg-open \{outline: (\d+)px[^;]*; outline-offset: (\d+)px", style)
+    assert rule, style
+    reach = int(rule[1]) + int(rule[2])
+    assert board.layout.padding and int(board.layout.padding.split("px")[0]) >= reach

@@ -29,6 +29,8 @@ WORLDS = {
         lambda: examples.booking_saga([*examples.SAFE_BOOKING_ORDER, "award_points"]),
         examples.booking_state,
     ),
+    # lesson 11's: the email last, so a halt's note sits on the bottom lane
+    "booking, email last": (examples.booking_saga, examples.booking_state),
     "booking unsafe": (
         lambda: examples.booking_saga(
             ["verify_card", "reserve_room", "send_email", "charge_card"], allow_unsafe_order=True

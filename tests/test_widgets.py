@@ -181,6 +181,18 @@ def test_state_tables_show_before_and_now_with_changes_highlighted(lab):
     assert "changed since before" in lab.view.value  # the yellow is in the legend
 
 
+def test_state_values_break_only_where_the_column_cannot_hold_a_word():
+    """'anywhere' lets a table size a column below its longest word ('booking-/1' beside a
+    roomy 'now' column); 'break-word' breaks a value only when a word cannot fit at all."""
+    from rollback_lessons.lab.panel_html import CSS
+
+    rules = re.findall(r"\.rl-state td[^{]*\{\{?([^}]*)\}", CSS)
+    assert rules, CSS
+    for rule in rules:
+        assert "anywhere" not in rule and "break-all" not in rule, rule
+    assert any("overflow-wrap: break-word" in rule for rule in rules)
+
+
 def test_forward_order_from_the_panel_breaks_dependent_steps():
     def rm_dir(s):
         if s["files"]:
@@ -358,6 +370,30 @@ def test_stop_cancels_mid_run_and_the_compensations_run_anyway(trip):
     assert "failed with" not in result and "the block" not in result
     trip.set_fault("flight", "fail")  # any other change: a run without the Stop
     assert trip.stopped_at is None and trip.outcome.status is Status.ROLLED_BACK
+
+
+def test_stop_is_marked_in_the_picture_where_the_cancel_landed(trip):
+    from rollback_lessons.lab.drawing import STOP_LABEL
+    from rollback_lessons.lab.quality import crossings, text_problems
+
+    def stops():
+        return [g for g in trip.timeline._glyphs if g.artist.get_gid() == "stop"]
+
+    legend = [t.get_text() for t in trip.timeline.fig.legends[0].get_texts()]
+    assert legend.count(STOP_LABEL) == 1  # one entry, in the panel's legend from the start
+    assert stops() == []  # no Stop, no mark
+    events = trip.outcome.events
+    at = 3
+    trip.stop(at)
+    events = trip.outcome.events
+    [mark] = stops()
+    x = mark.artist.get_xdata()[0]
+    assert events[at].seq < x < events[at + 1].seq  # between the event shown and the next
+    assert mark.seq == events[at + 1].seq  # it appears once the run passes it
+    fig = trip.timeline.show(trip.frame_count - 1)
+    assert text_problems(fig) == [] and crossings(fig, drawn=True) == []
+    trip.set_fault("flight", "fail")  # a run without the Stop: no mark
+    assert stops() == []
 
 
 def test_stop_past_the_pivot_is_declined_with_the_engines_note():

@@ -95,8 +95,12 @@ def frame_caption(event: Event, index: int, total: int, status: object = None) -
     return f"event {index + 1} of {total}: {said}"
 
 
+STOP_STYLE: dict[str, Any] = {"color": FAIL, "lw": 2.5, "ls": (0, (1, 1.5))}  # Stop: dotted
+STOP_LABEL = "Stop pressed"
+
+
 def legend_entries(
-    *, table: bool, log: bool = False, parallel: bool = False
+    *, table: bool, log: bool = False, parallel: bool = False, stop: bool = False
 ) -> list[tuple[str, Any]]:
     """(label, handle) for every colour and mark the picture can hold."""
 
@@ -122,6 +126,8 @@ def legend_entries(
         entries.append(("this event, in the log", Patch(color=CURRENT, lw=0)))
     if parallel:
         entries.append(("a parallel branch", Patch(fc=BRANCH, ec=BRANCH_EDGE, lw=1)))
+    if stop:
+        entries.append((STOP_LABEL, Line2D([], [], **STOP_STYLE)))
     return entries
 
 
@@ -131,13 +137,15 @@ def place_notes(
     notes: list[tuple[Any, float, float, str]],
     fixed: list[Any],
     path: tuple[list[float], list[float]] = ([], []),
+    far: bool = False,
 ) -> int:
     """Move each note to the first spot near its marker where it overlaps no other text
     and the run's ``path`` (data coordinates) does not run through it; returns how many
     found no such spot.
 
     Tried in order: above, below, then beside (left or right) above and below, then half
-    way to the next lane. The ``fixed`` texts (the rollback label) never move.
+    way to the next lane (``far``: then above each higher lane). The ``fixed`` texts (the
+    rollback label) never move.
     """
     import numpy as np
 
@@ -163,6 +171,11 @@ def place_notes(
         for shift in (1.0, 2.0, 3.0, 4.5, 6.0):  # a crowded graph: further along, between lanes
             for dy in (-0.62, 0.75):
                 spots += [(x - shift, y + dy, "right"), (x + shift, y + dy, "left")]
+        top = min(ax.get_ylim())
+        for up in itertools.count(1):  # far: last of all, above a higher lane, at its time
+            if not far or y - 0.3 - up < top:
+                break
+            spots += [(x, y - 0.3 - up, ha), (x - 0.35, y - 0.3 - up, "right")]
         chosen = None
         for sx, sy, sha in spots:
             artist.set_position((sx, sy))

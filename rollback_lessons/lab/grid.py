@@ -3,9 +3,10 @@
 Rows are the first fault, columns the second (numbered as the rows; the diagonal: that
 fault alone); each cell is coloured by how the run ended, and a cross marks a run that
 breaks an invariant. ``draw_grid`` gives the picture; ``ExplorerGrid`` the same as buttons,
-with its legend beside it: a click shows that run's picture under the grid at once (the
-grid and the picture fit one screen together), and opens it in a ``RollbackLab`` panel
-further down to play.
+with its legend beside it: a click shows that run's picture under the grid at once, with
+Play/back/next and the event slider beside it (the ``RollbackLab`` panel further down opens
+the same run; those are its controls, and the picture follows its frame), so the grid, the
+picture and its controls fit one screen together.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from matplotlib.patches import Patch, Rectangle
 from ..explore import Exploration, Explored, Faults, single_faults
 from ..faults import Fault
 from ..outcome import Status
-from . import guard, timeline
+from . import guard
 from .drawing import DPI, FAIL, FONT, FORWARD, INK, PIVOT, RETRY, SMALL, UNDO
 from .panel_html import CSS, key, lost_banner, png_img
 from .widgets import RollbackLab
@@ -31,7 +32,7 @@ from .widgets import RollbackLab
 COLOURS = {
     "committed": FORWARD,
     "rolled back": UNDO,
-    "reported: a dead letter or a person": RETRY,
+    "reported: a dead letter": RETRY,
     "leaked: an effect no undo covers": FAIL,
     "halted: for a person": PIVOT,
 }
@@ -44,17 +45,21 @@ FAULT_WORDS = {
 CROSS = "✗"
 BLANK = "blank: no run of its own (shown across the diagonal, or the two cannot happen together)"
 OPENED = "outlined: the run shown under the grid"
+OUTLINE_PX = 4  # the opened cell's outline (3 px) and its offset (1 px), outside the cell
+VIEW_PX = 306  # the clicked run's row: its note and picture (the controls and what broke beside)
 
 
 def verdict(run: Explored) -> str:
-    """How a run ended, as the grid colours it (a leak apart: it is the weak spot)."""
+    """How a run ended, as the grid colours it: a halt is handed to a person (whatever it
+    left), otherwise a leak stands apart (the weak spot), and a dead letter is reported."""
+    if run.status == Status.HALTED:
+        return "halted: for a person"
     if run.outcome.leaked:
         return "leaked: an effect no undo covers"
     return {
         Status.COMMITTED: "committed",
         Status.ROLLED_BACK: "rolled back",
-        Status.HALTED: "halted: for a person",
-    }.get(run.status, "reported: a dead letter or a person")
+    }.get(run.status, "reported: a dead letter")
 
 
 def axes_of(exploration: Exploration) -> list[tuple[str, Fault]]:
@@ -182,18 +187,28 @@ class ExplorerGrid:
         self.grid = cells(exploration, policy)
         self.lab = RollbackLab(exploration.saga, state, policy=policy)
         self.opened: Explored | None = None
-        self.timeline = timeline.Timeline(
-            exploration.saga.names,
-            kinds={s.name: str(s.kind) for s in exploration.saga.steps},
-            labels={s.name: s.label for s in exploration.saga.steps if s.label},
-            width=timeline.PANEL_WIDTH,
-            table=False,
-            title=False,
+        self.cell = (0, 0)
+        # the clicked run: its picture (following the panel's frame), and beside it the
+        # panel's own Play/back/next and slider, then what broke: grid, picture and controls
+        # on one screen, the view's height fixed whatever the run says
+        self.picture = w.HTML(layout=w.Layout(flex="none"))
+        self.picture.add_class("eg-pic")
+        self.side = w.HTML()
+        self.side.add_class("eg-side")
+        controls = w.HBox(
+            [self.lab.play_button, self.lab.back, self.lab.forward],
+            layout=w.Layout(flex="none"),
         )
-        self.view = w.HTML()  # the clicked run: what broke, and its picture (one message)
+        controls.add_class("eg-controls")
+        self.view = w.HBox(
+            [self.picture, w.VBox([self.side, controls, self.lab.slider],
+                                  layout=w.Layout(flex="1 1 auto", min_width="0"))],
+            layout=w.Layout(align_items="flex-start", height=f"{VIEW_PX}px",
+                            overflow="hidden"),
+        )  # fmt: skip
         self.view.add_class("eg-view")
         n = len(self.faults)
-        size = "24px" if n <= 16 else "18px"
+        size = "22px" if n <= 16 else "18px"
         items: list[Any] = [w.HTML("<b>first fault ↓</b>", layout=w.Layout(width="auto"))]
         for col in range(n):
             items.append(
@@ -231,6 +246,7 @@ class ExplorerGrid:
                 grid_gap="0px",
                 align_items="center",
                 flex="none",
+                padding=f"{OUTLINE_PX}px",  # the outlined cell whole, in the last column too
             ),
         )
         used = sorted({verdict(run) for run in self.grid.values()}, key=list(COLOURS).index)
@@ -247,7 +263,7 @@ class ExplorerGrid:
         legend = w.HTML(
             f"{CSS}<div class='rl-title'>{html.escape(title)}</div>"
             "<div class='eg-how'>Columns: the second fault, numbered as the rows. "
-            "Click a cell: its run appears under the grid.</div>"
+            "Click a cell: its run appears under the grid, to play there.</div>"
             f"<div class='eg-legend'>{''.join(entries)}</div>",
             layout=w.Layout(flex="1 1 auto", margin="0 0 0 16px"),
         )
@@ -259,11 +275,15 @@ class ExplorerGrid:
             " line-height: 1}"
             " .explorer-grid .eg-x {font-size: 18px; font-weight: bold}"
             " .explorer-grid .eg-legend div {margin: 3px 0}"
-            f" .explorer-grid .eg-cell.eg-open {{outline: 3px solid {INK}; outline-offset: 1px;"
+            f" .explorer-grid .eg-cell.eg-open {{outline: {OUTLINE_PX - 1}px solid {INK};"
+            " outline-offset: 1px;"
             " z-index: 1}"
             " .explorer-grid .eg-key-open {display: inline-block; width: 10px; height: 10px;"
             f" margin: 0 5px 0 8px; outline: 3px solid {INK}; vertical-align: -1px}}"
             " .explorer-grid .eg-how {margin: 4px 0 8px}"
+            " .explorer-grid .eg-view {gap: 12px; margin-top: 6px}"
+            " .explorer-grid .eg-controls {gap: 4px}"
+            " .explorer-grid .eg-event {font-weight: normal; color: #333}"
             " .explorer-grid .eg-view table td {padding: 0 6px}</style>",
             layout=w.Layout(display="none"),
         )
@@ -272,39 +292,55 @@ class ExplorerGrid:
         self.panel = w.VBox([w.HTML(lost_banner()), style, body])
         self.panel.add_class("rl-panel").add_class("explorer-grid")
         self.widget = w.VBox([self.panel, self.lab.widget])
-        self.view.value = "<div class='eg-note'>Click a cell to see its run here.</div>"
+        self.side.value = "<div class='eg-note'>Click a cell to see its run here.</div>"
+        self.lab.view.observe(self._follow, names="value")
 
     def open(self, row: int, col: int) -> Explored:
-        """Show the run of cell (row, column) under the grid, and open it in the panel."""
+        """Show the run of cell (row, column) beside its controls: the panel under the grid
+        opens it at its last event, and the picture here follows the panel's frame."""
         run = self.grid[(row, col)]
         self.opened = run
-        self.timeline.load(run.outcome)
-        last = self.timeline.frame_count - 1
-        png = self.timeline.render(last)
-        colour = FAIL if run.violations else INK
+        self.cell = (row, col)
         broken = "".join(
             f"<div style='color:{FAIL}' title='{html.escape(v)}'><b>breaks:</b> "
             f"{html.escape(v.split(' from ')[0].split(', but the state is')[0])}</div>"
             for v in run.violations
         )
-        self.view.value = (
-            f"<div class='eg-note' data-cell='{row}-{col}' style='color:{colour}'>"
-            f"<b>row {row + 1}, column {col + 1}: "
+        colour = FAIL if run.violations else INK
+        self.side.value = (
+            f"<div class='eg-note' style='color:{colour}'><b>row {row + 1}, column {col + 1}: "
             f"{html.escape(run.describe())}</b> → {html.escape(str(run.status))}</div>"
-            f"<div class='rl-row'>{png_img(png, run.describe())}"
-            f"<div class='rl-side'>{broken}{_changed(run)}"
-            "<div>Play it in the panel under this grid.</div></div></div>"
-        )  # the picture first (one message); the outlined cell and the panel follow
+            f"{broken}{_changed(run)}"
+        )
         for button in self.buttons.values():  # the cell shown is outlined, and only it
             if "eg-open" in button._dom_classes:
                 button.remove_class("eg-open")
         self.buttons[(row, col)].add_class("eg-open")
         self.lab.open_run([(s, str(f)) for s, f in run.faults], run.policy)
+        self.lab.show_frame(self.lab.frame_count - 1)
+        self._follow()
         return run
+
+    def _follow(self, change: Any = None) -> None:
+        """The picture here is the panel's frame, while the panel shows the opened run."""
+        run = self.opened
+        if run is None or self.lab.outcome is None:
+            return
+        wanted: dict[str, list[str]] = {}
+        for step, fault in run.faults:
+            wanted.setdefault(step, []).append(str(fault))
+        if self.lab.inject != wanted or self.lab.policy.value != run.policy:
+            return  # the learner changed the panel's faults: this picture stays the cell's
+        row, col = self.cell
+        png = self.lab.timeline.render(self.lab.frame)
+        value = f"<div class='rl-row' data-cell='{row}-{col}'>{png_img(png, run.describe())}</div>"
+        if value != self.picture.value:
+            self.picture.value = value
 
     @property
     def note(self) -> str:
-        return str(self.view.value)
+        """What the view says: the clicked run's heading and picture, then what broke."""
+        return f"{self.picture.value}{self.side.value}"
 
     def find(self, faults: Faults) -> tuple[int, int]:
         """The cell of a combination of one or two faults."""

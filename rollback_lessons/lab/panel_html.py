@@ -42,7 +42,7 @@ CSS = f"""<style>
 .rl-panel .rl-side, .rl-panel .rl-result {{flex: 1 1 auto; min-width: 0}}
 .rl-panel .rl-cue {{color: {drawing.FORWARD}; font-weight: bold; min-height: 2.6em}}
 .rl-panel .rl-caption {{font-size: 15px; font-weight: bold; margin: 2px 0 4px}}
-.rl-panel .rl-state td:nth-child(n+2) {{font-family: monospace; overflow-wrap: anywhere}}
+.rl-panel .rl-state td:nth-child(n+2) {{font-family: monospace; overflow-wrap: break-word}}
 .rl-panel tr.changed td:last-child {{background: {HIGHLIGHT}}}
 .rl-panel tr.now {{background: {CURRENT}}}
 .rl-panel .rl-log {{flex: none; width: {int(drawing.PANEL_WIDTH * drawing.DPI)}px}}

@@ -46,6 +46,7 @@ from .drawing import (  # noqa: F401 (the colours and sizes, for the modules tha
     RETRY_MARK,
     SHADE,
     SMALL,
+    STOP_STYLE,
     TABLE_FONT,
     UNDO,
     draw_branches,
@@ -95,6 +96,7 @@ class Timeline(TableAndLog):
         log_rows: int = 0,
         title: bool = True,
         groups: Sequence[Sequence[Sequence[str]]] = (),
+        stop: bool = False,
     ) -> None:
         self.steps = tuple(steps)
         self.groups = tuple(tuple(tuple(b) for b in g) for g in groups)
@@ -109,7 +111,9 @@ class Timeline(TableAndLog):
         self.chars = (
             self.table_chars(width, self.state_keys, value_chars) if self.table else (0, 0, 0)
         )
-        entries = legend_entries(table=self.table, log=bool(log_rows), parallel=bool(groups))
+        entries = legend_entries(
+            table=self.table, log=bool(log_rows), parallel=bool(groups), stop=stop
+        )
         self.legend_columns = 6 if width >= 10 else 4
         legend_rows = math.ceil(len(entries) / self.legend_columns)
         lanes = 0.56 * n + 0.15  # and room above the first lane for the rollback's label
@@ -241,8 +245,10 @@ class Timeline(TableAndLog):
         self._notes.append((artist, x, y, ha))
         self._keep(seq, artist)
 
-    def load(self, outcome: Outcome) -> None:
-        """Make the artists for one run; they show up frame by frame."""
+    def load(self, outcome: Outcome, stopped_after: int | None = None) -> None:
+        """Make the artists for one run; they show up frame by frame. ``stopped_after``:
+        the panel's Stop was pressed once that many events had happened (a dotted line
+        there, from the frame after it)."""
         for glyph in self._glyphs:
             glyph.artist.remove()
         self._glyphs, self._cache, self._outcome = [], {}, outcome
@@ -310,8 +316,16 @@ class Timeline(TableAndLog):
                 if k == "rollback_done":
                     for name in outcome.leaked:
                         self._note(s, s - 0.3, self.lane[name], "still done ", FAIL, "right")
+        if stopped_after is not None and 0 < stopped_after < len(events):
+            x = (events[stopped_after - 1].seq + events[stopped_after].seq) / 2
+            stop = Line2D([x, x], [0, 1], transform=self.ax.get_xaxis_transform(),
+                          gid="stop", **STOP_STYLE)  # fmt: skip
+            stop.set_clip_path(self._clip)
+            self.ax.add_artist(stop)
+            self._keep(events[stopped_after].seq, stop)
         self._path_xy = (path_x, path_y)
-        if place_notes(self.canvas, self.ax, self._notes, fixed, self._path_xy) and fixed:
+        unplaced = place_notes(self.canvas, self.ax, self._notes, fixed, self._path_xy)
+        if unplaced and fixed:
             # a note found no free spot: the rollback's label goes to the shade's other end
             # (the top corner the notes did not need), and the notes are placed again
             [label] = fixed
@@ -321,7 +335,9 @@ class Timeline(TableAndLog):
             else:
                 label.set_horizontalalignment("right")
                 label.set_position((len(events) + 0.9, TOP + 0.05))
-            place_notes(self.canvas, self.ax, self._notes, fixed, self._path_xy)
+            unplaced = place_notes(self.canvas, self.ax, self._notes, fixed, self._path_xy)
+        if unplaced:  # still none: a note may go above a higher lane, at its own time
+            place_notes(self.canvas, self.ax, self._notes, fixed, self._path_xy, far=True)
         for glyph in self._glyphs:
             glyph.artist.set_animated(True)
         # This run's background: the static figure plus the state before, in both columns;

@@ -82,6 +82,7 @@ class RollbackLab:
         self.timeline = timeline.Timeline(
             saga.names,
             groups=self.groups,
+            stop=True,  # the panel has a Stop button: its mark is in the legend
             kinds={s.name: str(s.kind) for s in saga.steps},
             labels={s.name: s.label for s in saga.steps if s.label},
             width=PANEL_WIDTH,
@@ -318,7 +319,7 @@ class RollbackLab:
         )
         self.stopped_at = stop_after
         self.outcome = outcome
-        self.timeline.load(outcome)
+        self.timeline.load(outcome, stopped_after=stop_after)
         faults, said = run_said(self, outcome, stop_after)
         self._said = "" if opening else f"{faults} → {said}"
         if not opening:
