@@ -205,8 +205,11 @@ class GraphMachine(Machine):
         return self.specs[step]
 
     def step_done(self, step: str) -> GraphOp:
-        """``step``'s action returned."""
+        """``step``'s action returned (a cancel is heard first, ``hear``: the last step's too,
+        before the run commits)."""
         spec = self._running(step, _RUNNING)
+        if self.hear is not None:
+            self.hear()
         self.where[step] = _DONE
         self.busy_count -= 1
         self.completed.append(step)
