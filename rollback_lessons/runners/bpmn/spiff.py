@@ -20,7 +20,7 @@ from ...saga import Saga, State, snapshot
 from ...schedule import GraphMachine
 from ..history import Visit, Worker, do, undo, walk
 from ..owed import undo_timeouts
-from ..wire import SagaPlan, outcome_of, plan_of
+from ..wire import WRITTEN_LIST, SagaPlan, needs_graph, outcome_of, plan_of
 from .graph import GraphHost, run_workflow
 from .model import ENGINE, UnsupportedInBPMN, to_bpmn_explicit
 
@@ -89,7 +89,7 @@ def run_explicit(
     from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine, TaskDataEnvironment
 
     chosen = data_only(policy if policy is not None else saga.policy, ENGINE)
-    graph = saga.after is not None or undo_order != "reverse"
+    graph = needs_graph(saga, undo_order=undo_order, cancel=cancel, form=WRITTEN_LIST)
     if chosen.name != "continue" and not graph:
         raise UnsupportedInBPMN(
             "the explicit BPMN form of a list runs policy 'continue', undos newest first (a "
@@ -111,7 +111,7 @@ def run_explicit(
                    graphs=True)  # fmt: skip
     world: State = {} if state is None else state
     before = snapshot(world) if state is not None else None
-    if plan.after is not None or undo_order not in ("reverse",):
+    if graph:
         return _run_graph(saga, state, world, before, plan, faults, chosen, answers)
     machine = Machine(plan.undo_policy(), plan=plan.specs(), name=saga.name, run_id=run_id)
     if type(machine.start()) is not RunStep:

@@ -28,7 +28,7 @@ from ...schedule import GraphMachine
 from .. import free_port
 from ..history import Call, HistoryDiverged, Worker, walk
 from ..names import execution_name
-from ..wire import SagaPlan, outcome_of, plan_of
+from ..wire import WRITTEN_LIST, SagaPlan, needs_graph, outcome_of, plan_of
 from .asl import ENGINE, StepFunctionsError, plan_asl
 from .asl_graph import graph_asl
 from .history import answered, history_table, visits
@@ -168,12 +168,8 @@ class StepFunctionsRunner:
             saga, run_id, policy=chosen, register=register,  # type: ignore[arg-type]
             undo_order=undo_order, graphs=True,  # type: ignore[arg-type]
         )  # fmt: skip
-        live = (
-            plan.after is not None
-            or plan.undo_order not in ("reverse", "forward")
-            or completion is not None
-            or cancel is not None
-        )
+        live = needs_graph(plan, undo_order=plan.undo_order, completion=completion,
+                           cancel=cancel, form=WRITTEN_LIST)  # fmt: skip
         asked = asked_of(cancel)
         if live and asl is not None:
             raise InvalidPipelineError("a state machine wired by hand runs a list saga only")
