@@ -5,9 +5,9 @@ policies including one of a user's own) and each must end as in process (status,
 order, dead letters, pending, leaked, the world, every event) on Step Functions (moto, in
 this process), as BPMN on SpiffWorkflow where that form can express it, and on DBOS; on
 Temporal, a fixed sample of 20 draws. Graphs (parallel groups, undo orders, timings, a
-cancel) are drawn too, for Step Functions, DBOS and BPMN. Where an engine cannot express a
-saga (a policy that decides in Python, written into a state machine), it must refuse it
-before anything runs: the world stays untouched."""
+cancel) are drawn too, for Step Functions, DBOS and BPMN (no timing there). Where an engine
+cannot express a saga (a policy that decides in Python, written into a state machine), it
+must refuse it before anything runs: the world stays untouched."""
 
 import re
 import xml.etree.ElementTree as ET
@@ -331,12 +331,18 @@ def test_a_drawn_graph_ends_the_same_as_bpmn_on_spiffworkflow(drawn):
     SpiffWorkflow ends as ``saga.run`` ends, one step at a time, in every undo order and
     under each drawn policy (*continue*; *retry*: the undo jobs' retries; *halt*: an
     incident, the rest pending for a person); a policy that decides in Python, which no
-    model can carry, is refused before anything runs. (A timing of one's own and a cancel
-    are not the form's: it runs one step at a time and has no cancel.)"""
-    local = drawn.saga().run({}, clock=VirtualClock(), inject=drawn.inject,
-                             undo_order=drawn.undo_order)  # fmt: skip
-    remote = BpmnRunner.start().run(drawn.saga(), {}, inject=drawn.inject,
-                                    undo_order=drawn.undo_order)  # fmt: skip
+    model can carry, is refused before anything runs; a drawn cancel, heard as its step
+    returns, ends as it does in process. (A timing of one's own is not the form's: it runs
+    one step at a time.)"""
+    import threading
+
+    here, there = threading.Event(), threading.Event()
+    asked = drawn.cancel_at is not None
+    options = {"inject": drawn.inject, "undo_order": drawn.undo_order}
+    local = drawn.saga(here).run({}, clock=VirtualClock(), cancel=here if asked else None,
+                                 **options)  # fmt: skip
+    remote = BpmnRunner.start().run(drawn.saga(there), {}, cancel=there if asked else None,
+                                    **options)  # fmt: skip
     same_outcome(local, remote)
     run = partial(BpmnRunner.start().run, undo_order=drawn.undo_order, policy=RetryThenHalt())
     _refused(run, drawn)
