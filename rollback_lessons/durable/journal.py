@@ -290,29 +290,8 @@ class Journal:
             " GROUP BY s.id ORDER BY s.started, s.id",
             params,
         ).fetchall()
-        return [
-            SagaRecord(
-                id=r[0],
-                name=r[1],
-                status=r[2],
-                owner_pid=r[3],
-                owner_host=r[4],
-                error=r[5],
-                undos=r[6] or 0,
-                undone=r[7] or 0,
-                dead=r[8] or 0,
-                owner_started=r[9],
-                pivot=r[10],
-                pivot_state=r[11],
-                claim_pid=r[12],
-                claim_host=r[13],
-                claim_started=r[14],
-                policy=r[15],
-                undo_order=r[16],
-                graph=r[17],
-            )
-            for r in rows
-        ]
+        # the columns in SagaRecord's field order (its counts 0, not NULL, with no undo)
+        return [SagaRecord(*r[:6], *(n or 0 for n in r[6:9]), *r[9:]) for r in rows]
 
     def saga(self, saga_id: str) -> SagaRecord:
         found = self.sagas("WHERE s.id = ?", (saga_id,))
