@@ -345,9 +345,10 @@ class GraphHost:
         try:
             if not self.asked():
                 return
-            op = schedule.cancel(m, Cancelled.by_caller())
         except Exception as exc:
             op = asking_failed(m, exc)
+        else:
+            op = schedule.cancel(m, Cancelled.by_caller())
         if op is not None and type(op) is not Ready:
             self.op = op
 
