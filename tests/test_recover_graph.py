@@ -46,15 +46,21 @@ def act(world, step, state):
         os.fsync(out.fileno())
 
 
-def trip(world):
+BEFORE = ("car", "flight")
+"""With ``before``, these steps log their undo before they run (the rest after)."""
+
+
+def trip(world, before=False):
     def step(name):
-        return Step(name, partial(act, world, name), undo.bind(world=world, step=name))
+        register = "before" if before and name in BEFORE else "after"
+        return Step(name, partial(act, world, name), undo.bind(world=world, step=name),
+                    register=register)  # fmt: skip
 
     return Saga([step("a"), Parallel(step("room"), [step("car"), step("gps")], step("flight")),
                  step("charge")], name="trip")  # fmt: skip
 
 
-def crashed_run(tmp, order, inject, kill_at):
+def crashed_run(tmp, order, inject, kill_at, before):
     """Run the trip journalled in a child process killed at its ``kill_at``-th event;
     True if it was killed (False: the run ended first)."""
     pid = os.fork()
@@ -68,7 +74,7 @@ def crashed_run(tmp, order, inject, kill_at):
                     os.kill(os.getpid(), signal.SIGKILL)
 
             with Journal(tmp / "journal.db") as journal:
-                trip(str(tmp / "world")).run({}, journal=journal, undo_order=order,
+                trip(str(tmp / "world"), before).run({}, journal=journal, undo_order=order,
                                              inject=inject, completion=COMPLETION,
                                              on_event=watch, run_id="t")  # fmt: skip
         finally:
@@ -77,36 +83,45 @@ def crashed_run(tmp, order, inject, kill_at):
     return os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
 
 
-def in_process(order, completed, inject):
+def in_process(order, completed, inject, before=False, started=()):
     """The in-process run for the same completed steps: the trip (and a last step that
     fails, so that a run where every step completed rolls back too) with the same
-    completion order, each step that had not completed failing."""
+    completion order, each step that had not completed failing (those that had started
+    ending in the order they started: as recover counts a step that never ended)."""
     names = ["a", "room", "car", "gps", "flight", "charge"]
     failing = {s: "fail" for s in names if s not in completed}
-    steps = [Step(s, lambda state: None, lambda state: None) for s in names]
+    # a step the crashed run never started logs nothing here either (it will fail)
+    logged_first = {s for s in BEFORE if before and s in started}
+    steps = [Step(s, lambda state: None, lambda state: None,
+                  register="before" if s in logged_first else "after")
+             for s in names]  # fmt: skip
     saga = Saga([steps[0], Parallel(steps[1], steps[2:4], steps[4]), steps[5],
                  Step("z", lambda state: None)], name="trip")  # fmt: skip
-    timing = [*completed, *(s for s in COMPLETION if s not in completed)]
+    timing = [*completed, *(s for s in started if s not in completed)]
+    timing += [s for s in COMPLETION if s not in timing]
     outcome = saga.run({}, undo_order=order, completion=timing,
                        inject={**failing, **inject, "z": "fail"}, clock=VirtualClock())  # fmt: skip
     return list(outcome.compensated)
 
 
+@pytest.mark.parametrize("before", [False, True], ids=["logged after", "some logged before"])
 @pytest.mark.parametrize("inject", [{}, {"charge": "fail"}], ids=["forward", "rollback"])
 @pytest.mark.parametrize("order", ["reverse", "reverse_start", "by_dependency"])
 def test_a_graph_saga_killed_anywhere_is_undone_by_recover_in_its_declared_order(
-    tmp_path, order, inject
+    tmp_path, order, inject, before
 ):
     kills, orders = 0, set()
     for kill_at in range(1, 60):
         tmp = tmp_path / str(kill_at)
         tmp.mkdir()
         world = str(tmp / "world")
-        if not crashed_run(tmp, order, inject, kill_at):
+        if not crashed_run(tmp, order, inject, kill_at, before):
             break  # the run ended before its kill_at-th event: every point was tried
         kills += 1
         with Journal(tmp / "journal.db") as journal:
-            completed = [e.step for e in journal.events("t") if e.kind == "step_done"]
+            events = journal.events("t")
+            completed = [e.step for e in events if e.kind == "step_done"]
+            started = [e.step for e in events if e.kind == "step_start"]
             reports = list(recover(journal, registry))
             status = journal.saga("t").status
         seen = [line.split()[1] for line in lines(world) if line.startswith("undo")]
@@ -114,7 +129,7 @@ def test_a_graph_saga_killed_anywhere_is_undone_by_recover_in_its_declared_order
             assert status == ("committed" if not inject else "rolled_back"), kill_at
             continue
         [report] = reports
-        assert seen == in_process(order, completed, inject), (kill_at, completed)
+        assert seen == in_process(order, completed, inject, before, started), (kill_at, events)
         done = [line.split()[1] for line in lines(world) if line.startswith("do")]
         # every effect is undone, or reported (started, its undo never logged: it may have
         # happened, leaked)
