@@ -269,8 +269,9 @@ def to_asl(
     """``saga`` as an ASL state machine (a dict; ``json.dumps`` it to deploy). Every option
     is checked first; a policy that decides in Python is refused (``UnsupportedPolicy``).
     Start an execution with ``{"run": ID, "queue_url": URL}``. A saga with parallel groups
-    (or an undo order of a graph's) is written in the graph form (``asl_graph``): its
-    undos are ordered at run time by the saga machine, which ``StepFunctionsRunner`` serves."""
+    (or an undo order other than ``reverse``) is written in the graph form (``asl_graph``):
+    its undos are ordered at run time by the saga machine, which ``StepFunctionsRunner``
+    serves."""
     from .asl_graph import graph_asl
 
     chosen = data_only(policy if policy is not None else saga.policy, ENGINE)

@@ -149,13 +149,14 @@ class StepFunctionsRunner:
         and ``HistoryDiverged`` says where it strays. Everything is checked before anything
         runs (a policy that decides in Python: ``UnsupportedPolicy``).
 
-        A saga with parallel groups, an undo order of a graph's, ``completion`` or
-        ``cancel`` run the graph form (``asl_graph``), served by ``live``: the saga machine
-        in this process answers what comes next. ``completion`` plays a timing as
-        ``saga.run(..., completion=...)`` does; ``cancel`` (an Event, or a function
-        answering True) cancels the run as ``saga.run(..., cancel=...)`` does: compensated,
-        ``cancelled``. With ``stop_execution=True`` the cancel is Step Functions' own
-        ``StopExecution`` instead: the execution is ``ABORTED`` and nothing is undone."""
+        A saga with parallel groups, an undo order other than ``reverse``, ``completion``
+        or ``cancel`` run the graph form (``asl_graph``; ``wire.needs_graph`` decides),
+        served by ``live``: the saga machine in this process answers what comes next.
+        ``completion`` plays a timing as ``saga.run(..., completion=...)`` does; ``cancel``
+        (an Event, or a function answering True) cancels the run as ``saga.run(...,
+        cancel=...)`` does: compensated, ``cancelled``. With ``stop_execution=True`` the
+        cancel is Step Functions' own ``StopExecution`` instead: the execution is
+        ``ABORTED`` and nothing is undone."""
         faults = normalize_injection(inject, saga.names)
         for said in answers:
             if said not in ANSWERS:
