@@ -7,13 +7,13 @@ declined; a cancel function that raises fails the run with its error."""
 import threading
 
 import pytest
+from conftest import same_outcome
+from trips import _act, _step, _undo, trip
 
 from rollback_lessons import Saga, Status, Step
 from rollback_lessons.clock import VirtualClock
 from rollback_lessons.runners.bpmn import run_explicit
 from rollback_lessons.worlds import travel
-from tests.conftest import same_outcome
-from tests.trips import _act, _step, _undo, trip
 
 
 def effects(state):

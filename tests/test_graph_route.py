@@ -248,3 +248,19 @@ def test_the_rule_itself():
     assert not needs_graph(chain, undo_order="forward", cancel=object())
     assert needs_graph(chain, undo_order="forward", form=WRITTEN_LIST)
     assert needs_graph(chain, cancel=object(), form=WRITTEN_LIST)
+
+
+def test_a_list_undone_forward_runs_on_step_functions_as_in_process():
+    """Refused before the one rule (the written list chains its undos newest first); now
+    the graph form runs it, and it ends as ``saga.run`` ends it."""
+    from conftest import same_outcome
+    from trips import _step
+
+    from rollback_lessons.clock import VirtualClock
+    from rollback_lessons.runners.stepfunctions import StepFunctionsRunner
+
+    with StepFunctionsRunner.start() as runner:
+        for inject in ({}, {"z": "fail"}, {"z": "fail", "x": "undo_fails"}):
+            saga = Saga([_step("x"), _step("y"), _step("z")])
+            local = saga.run({}, inject=inject, undo_order="forward", clock=VirtualClock())
+            same_outcome(local, runner.run(saga, {}, inject=inject, undo_order="forward"))
