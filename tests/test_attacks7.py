@@ -102,6 +102,24 @@ def test_step_functions_and_dbos_agree_with_saga_run_on_a_cancel_at_the_last_ste
     assert world == {}
 
 
+@pytest.mark.parametrize(("shape", "order"), [c for c in CASES if c != ("list", "reverse")])
+def test_bpmn_agrees_with_saga_run_on_a_cancel_at_the_last_step(shape: str, order: str) -> None:
+    """The graph form on SpiffWorkflow (a list in the default order runs no cancel there)."""
+    from conftest import same_outcome
+
+    from rollback_lessons.runners.bpmn.spiff import run_explicit
+
+    make = SHAPES[shape][0]
+    here_saga, here = make(), {}
+    local = here_saga.run(here, cancel=lambda: _last_returned(here_saga, here),
+                          undo_order=order, clock=VirtualClock())  # fmt: skip
+    there_saga, there = make(), {}
+    remote = run_explicit(there_saga, there, cancel=lambda: _last_returned(there_saga, there),
+                          undo_order=order)  # fmt: skip
+    same_outcome(local, remote)
+    assert remote.status is Status.CANCELLED and there == {}
+
+
 # -- F3: Temporal's history, counted at worst -----------------------------------------------
 
 

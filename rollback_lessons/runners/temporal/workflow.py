@@ -212,6 +212,13 @@ class SagaWorkflow:
     async def _graph(self, gm: GraphMachine, plan: SagaPlan) -> Finished:
         """Forward (the ready steps launched at once, each outcome told as Temporal resolves
         it), then the machine's rollback, shielded from a cancel of the workflow."""
+        main = asyncio.current_task()
+
+        def hear() -> None:  # a cancel requested as a branch's step returns (perhaps in the
+            if main is not None and main.cancelling():  # same workflow task, not yet
+                schedule.cancel(gm, CANCEL())  # delivered here): heard before the commit
+
+        gm.hear = hear
         self._launch(gm, plan, gm.start())
         op: GraphOp | None = None
         while op is None:
