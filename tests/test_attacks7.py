@@ -212,3 +212,59 @@ def test_help_to_a_full_disk_is_one_line_and_exit_2(args: list[str]) -> None:
         done = subprocess.run([str(BIN), *args], stdout=full, stderr=subprocess.PIPE, text=True)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "cannot write to standard output" in done.stderr
+
+
+# -- the observation: a Temporal undo done here whose end the restarted server never heard ----
+
+
+def test_an_undo_whose_end_died_with_the_server_is_not_a_dead_letter(tmp_path: Path) -> None:
+    """The server is killed while b's undo runs; the undo succeeds here but its answer never
+    reaches the server, which (started again on its database) times the attempt out. The
+    attempt's end is unknown, not a failure: asked again (an undo is idempotent; this
+    process knows it did it), b counts undone, each undo ran once, no dead letter a person
+    would undo a second time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from test_temporal_edges import kill_server_on
+
+    from rollback_lessons.runners import free_port, hosted
+    from rollback_lessons.runners.temporal import ServerLost, TemporalRunner
+
+    db, port = tmp_path / "temporal.db", free_port()
+    gate, in_undo, undos = threading.Event(), threading.Event(), []
+
+    def undo_b(state: dict) -> None:
+        in_undo.set()
+        gate.wait(30)
+        undos.append("b")
+        state.pop("b")
+
+    undo_a = lambda s: (undos.append("a"), s.pop("a"))  # noqa: E731
+    steps = [Step("a", lambda s: s.update(a=1), undo_a), Step("b", lambda s: s.update(b=1), undo_b)]
+    saga = Saga([*steps, Step("c", lambda s: 1 / 0)])
+    state: dict = {}
+
+    async def main():
+        first = await TemporalRunner.start(db_file=db, port=port)
+        try:
+            handle = await first.start_saga(saga, state, step_timeout=3)
+            while not in_undo.is_set():
+                await asyncio.sleep(0.02)
+            kill_server_on(port)
+            gate.set()
+            with pytest.raises(ServerLost):
+                await handle.outcome()
+            again = await TemporalRunner.start(db_file=db, port=port, task_queue=first.task_queue)
+            async with again:
+                return await asyncio.wait_for(again.handle_for(saga, handle.run_id).outcome(), 60)
+        finally:
+            gate.set()
+            await first.close()
+
+    before = set(hosted.RUNS)
+    with ThreadPoolExecutor(1) as pool:
+        resumed = pool.submit(lambda: asyncio.run(main())).result()
+    assert set(hosted.RUNS) == before
+    assert resumed.status is Status.ROLLED_BACK, (resumed.status, resumed.notes)
+    assert resumed.compensated == ("b", "a") and not resumed.dead_letters
+    assert undos == ["b", "a"] and state == {}
