@@ -292,6 +292,7 @@ class ExplorerGrid:
         self.panel = w.VBox([w.HTML(lost_banner()), style, body])
         self.panel.add_class("rl-panel").add_class("explorer-grid")
         self.widget = w.VBox([self.panel, self.lab.widget])
+        self.widget.add_class("rl-panels")  # (a lost kernel: no broken-link icon on it either)
         self.side.value = "<div class='eg-note'>Click a cell to see its run here.</div>"
         self.lab.view.observe(self._follow, names="value")
 
