@@ -190,8 +190,7 @@ def result_at(outcome: Outcome, index: int, final: str) -> str:
     """The result box at frame ``index``: ``final`` (``result_html``) from the last event on;
     before it, what the run has done so far, never how it ends: "running…" until a step
     fails (or Stop lands: "cancelled…"), "failed…" until the rollback starts (a halt has
-    none), then "rolling back…"
-    (the same two rows, so the box never grows)."""
+    none), then "rolling back…"; the same two rows throughout, so the box never grows."""
     if index >= len(outcome.events) - 1:
         return final
     done: list[str] = []
