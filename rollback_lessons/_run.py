@@ -99,7 +99,7 @@ class Run(Driver):
             policy = resolve_policy(policy)
         jrun = None
         if journal is not None:  # (a policy it cannot keep is refused here, before any step)
-            jrun = journal.start(name, run_id, policy=policy, undo_order=undo_order)
+            jrun = journal.start(name, run_id, policy=policy, undo_order=undo_order, after=after)
         if jrun is not None:
             run_id = jrun.saga_id
         elif run_id is None and type(clock) is not SystemClock:  # its ids count up: now

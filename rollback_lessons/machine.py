@@ -710,8 +710,8 @@ class Machine:
 
     def _order(self) -> list[Entry]:
         """The undo log in the run's undo order: as logged for ``forward``, newest first for
-        every other (a graph's own orders are ``GraphMachine``'s; resumed by ``recover``,
-        which has no graph, newest first respects every dependency a graph declared)."""
+        every other (a graph's own orders are ``GraphMachine``'s, also when ``recover``
+        resumes one: ``GraphMachine.resume_rollback``)."""
         return list(self.log) if self.undo_order == "forward" else self.log[::-1]
 
     # -- how it ended -------------------------------------------------------------------
