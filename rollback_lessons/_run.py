@@ -20,7 +20,7 @@ import logging
 import time
 import warnings
 from collections.abc import Callable, Collection, Mapping
-from functools import partial
+from functools import cached_property, partial
 from typing import Any
 
 from . import _guards
@@ -155,11 +155,11 @@ class Run(Driver):
     snapshot: Mapping[str, Any] | None = None  # the state as of the last call
     states: list[Mapping[str, Any]] = []  # noqa: RUF012 (the state after each event, when traced: a list of its own then)
 
-    def __getattr__(self, name: str) -> Any:
-        """``m``, the machine, made when first asked (a recording run's: ``_recorded``)."""
-        if name == "m" and self.history is not None:
-            return told(self)
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+    @cached_property
+    def m(self) -> Machine:  # type: ignore[override]
+        """The machine: a recording run's is made and told when first asked (``_recorded``);
+        every other run's is made as it starts (set, it is read as any attribute)."""
+        return told(self)
 
     @property
     def run_id(self) -> str:
