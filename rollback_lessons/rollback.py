@@ -136,6 +136,7 @@ class Rollback(_Base):
                  or (type(undo) is FUNCTION and not undo.__code__.co_flags & NOT_PLAIN))
             and register == "after" and retry is None and undo_timeout is None
             and type(name) is str and name and name not in run.results
+            and (not history or len(history[-1]) == 4)  # (none still runs: not one nested)
         ):  # fmt: skip
             # a plain step nobody watches (the common case, and make bench's): recorded as
             # begun, then as done; the machine hears of both when it is first asked
@@ -149,6 +150,10 @@ class Rollback(_Base):
                 run.step_raised(exc)  # (RAISE: a plain step is never retried)
                 return run._raise()  # type: ignore[no-any-return]
             run.results[name] = result
+            if run.history is not history:  # told meanwhile (its action read the events)
+                run.called()
+                run.m.step_ok()  # (PROCEED: as it hears of a step live)
+                return result
             history[-1] = (name, undo, begun, run.monotonic())
             return result
         if self._state is not _OPEN:

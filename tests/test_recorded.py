@@ -21,6 +21,7 @@ from rollback_lessons._run import Run
 from rollback_lessons.durable.journal import Journal
 from rollback_lessons.durable.registry import Registry, compensation
 from rollback_lessons.events import describe
+from rollback_lessons.machine import MachineError
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,8 @@ class StepCase:
     action: str  # ok, fail (ValueError), interrupt (KeyboardInterrupt)
     undo_fails: int  # how many of its undo's first attempts raise
     undo_interrupt: bool  # its undo's first attempt is cut short by a Ctrl-C
-    how: str  # do, register (the action then runs in the block's code), retry, events
+    how: str  # do, register (its action then runs in the block's code), retry, events (read
+    # before it), inside (read in its action), nested (its action begins another step)
     tick: float
 
 
@@ -53,7 +55,7 @@ step_cases = st.builds(
     action=st.sampled_from(["ok"] * 6 + ["fail", "interrupt"]),
     undo_fails=st.sampled_from([0, 0, 0, 1, 2, 9]),
     undo_interrupt=st.sampled_from([False] * 9 + [True]),
-    how=st.sampled_from(["do"] * 8 + ["register", "retry", "events"]),
+    how=st.sampled_from(["do"] * 8 + ["register", "retry", "events", "inside", "nested"]),
     tick=st.sampled_from([0.0, 0.125, 1.5]),
 )
 POLICIES = {
@@ -132,6 +134,10 @@ def play(case: BlockCase, recording: bool, tmp_path, monkeypatch) -> dict:
     def action_of(name: str, s: StepCase):
         def action() -> str:
             clock.now += s.tick
+            if s.how == "inside":  # what the block did so far, read from inside a step
+                midway.append(event_facts(rb.events))  # type: ignore[union-attr]
+            if s.how == "nested":  # a step begun inside another: refused, as ever
+                rb.do(f"{name} inside", lambda: None)  # type: ignore[union-attr]
             if s.action == "fail":
                 raise ValueError(f"{name} failed")
             if s.action == "interrupt":
@@ -168,7 +174,7 @@ def play(case: BlockCase, recording: bool, tmp_path, monkeypatch) -> dict:
                         if s.how == "events":
                             midway.append(event_facts(rb.events))
                         rb.do(name, action, undo)
-                except ValueError:
+                except (ValueError, MachineError):
                     if not case.catch:
                         raise
             clock.now += 0.5
