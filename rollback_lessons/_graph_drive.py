@@ -77,9 +77,9 @@ def asked_of(cancel: CancelLike | None) -> Callable[[], bool] | None:
 
 def listen(run: Run, asked: Asked) -> None:
     """Hand the machine the caller's cancel: it asks it as each step returns (the last one
-    too, before the run commits), the one rule every engine keeps (``Machine.hear``)."""
+    too, before the run commits), the one rule every engine keeps (``GraphMachine.hear``)."""
     if asked is not None:
-        run.m.hear = partial(_cancel, run, asked)
+        run.m.hear = partial(_cancel, run, asked)  # type: ignore[attr-defined]
 
 
 def first_of(completion: Sequence[str]) -> Pick:

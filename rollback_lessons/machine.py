@@ -24,7 +24,7 @@ drive a machine at run time: they ask it beforehand (``runners.owed``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any, Final
 
@@ -242,7 +242,6 @@ class Machine:
     failed_step: str | None = None
     reason = ""  # why it halted forward, when it did
     stopping: BaseException | None = None  # asked to stop when the running step returns
-    hear: Callable[[], object] | None = None  # the caller's cancel, asked as a step returns
     interruption: BaseException | None = None
     interrupted_where = ""
     irreversible: Sequence[str] = ()
@@ -380,12 +379,9 @@ class Machine:
         self._emit(EventKind.UNDO_REGISTERED, spec.name)
 
     def step_ok(self) -> Op:
-        """The step's action returned (a cancel is heard first: the last step's too, before
-        the run commits; ``schedule.cancel``)."""
+        """The step's action returned."""
         if self.phase is not _STEP:
             self._expect("step_ok")
-        if self.hear is not None:
-            self.hear()
         spec = self.spec
         assert spec is not None
         self.completed.append(spec.name)

@@ -184,8 +184,7 @@ def _cell(text: str) -> str:
     return text if text.isprintable() else repr(text)
 
 
-MAX_WAIT = 2147483.647
-"""SQLite's longest wait for a lock (its busy timeout is an int of ms: longer, no wait)."""
+MAX_WAIT = 2147483.647  # SQLite's longest wait for a lock (its busy timeout: an int of ms)
 
 
 def _check_arguments(path: object, create: object, readonly: object, timeout: object) -> None:

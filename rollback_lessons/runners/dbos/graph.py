@@ -42,7 +42,9 @@ class _Graph:
 
     def __init__(self, plan: SagaPlan, m: GraphMachine, faults: Faults, cancellable: bool) -> None:
         self.plan, self.m, self.faults, self.cancellable = plan, m, faults, cancellable
-        if cancellable:  # asked as each step returns, before the run commits (``Machine.hear``)
+        if (
+            cancellable
+        ):  # asked as each step returns, before the run commits (``GraphMachine.hear``)
             m.hear = self.cancel
 
     def cancel(self) -> Any:
