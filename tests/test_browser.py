@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 CHECKS = (Path(__file__).parent / "browser_checks.js").read_text()
+SERVER_SITE = Path(__file__).parent / "plugins" / "server"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -103,6 +104,10 @@ def jupyter_env(base: Path) -> dict[str, str]:
         (base / name.lower()).mkdir(exist_ok=True)
         env[f"JUPYTER_{name}_DIR"] = str(base / name.lower())
     env["JUPYTER_PATH"] = str(Path(sys.prefix) / "share" / "jupyter")
+    # the server without rfc3987-syntax's parsers (~2.4 CPU s; see its sitecustomize.py)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(SERVER_SITE), *filter(None, [os.environ.get("PYTHONPATH")])]
+    )
     # the tests drive JupyterLab through its app object (a test-only setting)
     (base / "config" / "jupyter_lab_config.json").write_text(
         json.dumps({"LabApp": {"expose_app_in_browser": True}})
@@ -177,8 +182,11 @@ def browser(lab_server: Lab):
         chromium.close()
 
 
-@pytest.fixture
-def page(browser, lab_server: Lab, request: pytest.FixtureRequest):
+@pytest.fixture(scope="module")
+def lab_page(browser, lab_server: Lab):
+    """One JupyterLab page for the module, as a learner keeps one open and opens lesson
+    after lesson in it: JupyterLab's code is loaded, compiled and served once, not once a
+    test. Each test gets it with no notebook open (``page``)."""
     context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
     page.errors = []  # type: ignore[attr-defined]
@@ -188,14 +196,37 @@ def page(browser, lab_server: Lab, request: pytest.FixtureRequest):
         lambda m: m.type == "error" and page.errors.append(f"console: {m.text}"),
     )
     page.set_default_timeout(WAIT_MS)
+    page.goto(f"{lab_server.url}/lab?reset&token={lab_server.token}")
+    page.wait_for_function("window.jupyterapp?.shell")
+    page.evaluate("() => window.jupyterapp.restored")
+    close_lessons(page)  # the launcher too: a lesson opens alone, as from its link
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def page(lab_page, lab_server: Lab, request: pytest.FixtureRequest):
+    page = lab_page
+    page.errors.clear()  # type: ignore[attr-defined]
     yield page
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     spec = getattr(request.node, "callspec", None)
     name = spec.params.get("notebook", request.node.name) if spec else request.node.name
     page.screenshot(path=str(SCREENSHOTS / f"{Path(str(name)).stem}.png"))
-    context.close()
+    close_lessons(page)
     for session in lab_server.api("GET", "/api/sessions"):  # type: ignore[union-attr]
         lab_server.api("DELETE", f"/api/sessions/{session['id']}")
+
+
+def close_lessons(page) -> None:
+    """Close every open notebook, unsaved as it is (no dialog), with its panels' DOM and
+    styles: the next lesson opens alone, as in a fresh page."""
+    page.evaluate(
+        "() => { for (const w of [...window.jupyterapp.shell.widgets('main')]) w.dispose(); }"
+    )
+    page.wait_for_function(
+        "() => !document.querySelector('.jp-NotebookPanel, .rl-panel, .rollback-lab')"
+    )
 
 
 def _ignorable(error: str) -> bool:
@@ -206,9 +237,20 @@ def _ignorable(error: str) -> bool:
 IDLE = "window.jupyterapp?.shell?.currentWidget?.sessionContext?.session?.kernel?.status === 'idle'"
 
 
-def open_lesson(page, url: str, token: str, name: str) -> None:
-    page.goto(f"{url}/lab/tree/{name}?reset&token={token}")
-    page.wait_for_selector(".jp-NotebookPanel .jp-Cell")
+def open_lesson(page, url: str | None, token: str | None, name: str) -> None:
+    """Lesson ``name`` opened as a learner opens it, the file browser open: in the module's
+    page (``url`` None: JupyterLab is loaded there, no lesson open), or in a new one."""
+    if url is None:
+        page.evaluate(
+            "name => window.jupyterapp.commands.execute('docmanager:open', {path: name})", name
+        )
+    else:
+        page.goto(f"{url}/lab/tree/{name}?reset&token={token}")
+    page.wait_for_function(
+        "name => window.jupyterapp?.shell?.currentWidget?.context?.path === name"
+        " && document.querySelector('.jp-NotebookPanel .jp-Cell')",
+        arg=name,
+    )
     page.evaluate("window.jupyterapp.commands.execute('filebrowser:activate')")
     page.wait_for_selector(".jp-FileBrowser", state="visible")  # as a learner has it: open
     page.wait_for_function(IDLE)
@@ -573,7 +615,7 @@ def panel_cells(notebook: str) -> int:
 def test_lesson_renders_runs_and_every_panel_fits_one_screen(
     page, lab_server: Lab, notebook: str
 ) -> None:
-    open_lesson(page, lab_server.url, lab_server.token, notebook)
+    open_lesson(page, None, None, notebook)
     run_all(page)
     panel = page.locator(".jp-NotebookPanel").first
     text = panel.inner_text()
@@ -646,7 +688,7 @@ def stored_pictures_read_at_their_size(page, notebook: str) -> None:
 
 def test_a_panel_run_too_early_says_which_cell_to_run_first(page, lab_server: Lab) -> None:
     """In a fresh kernel, the panel cell alone: the error names the cell that makes `saga`."""
-    open_lesson(page, lab_server.url, lab_server.token, "02_why_reversed.ipynb")
+    open_lesson(page, None, None, "02_why_reversed.ipynb")
     page.evaluate(
         """() => {
             const notebook = window.jupyterapp.shell.currentWidget.content;
@@ -665,7 +707,7 @@ def test_a_panel_run_too_early_says_which_cell_to_run_first(page, lab_server: La
 
 
 def test_a_panel_whose_kernel_restarted_says_so(page, lab_server: Lab) -> None:
-    open_lesson(page, lab_server.url, lab_server.token, "03_when_an_undo_fails.ipynb")
+    open_lesson(page, None, None, "03_when_an_undo_fails.ipynb")
     run_all(page)
     check(page, "scrollTo", [".rollback-lab", 0])
     lost = page.locator(".rollback-lab .rl-lost").first
