@@ -199,7 +199,6 @@ def lab_page(browser, lab_server: Lab):
     page.goto(f"{lab_server.url}/lab?reset&token={lab_server.token}")
     page.wait_for_function("window.jupyterapp?.shell")
     page.evaluate("() => window.jupyterapp.restored")
-    close_lessons(page)  # the launcher too: a lesson opens alone, as from its link
     yield page
     context.close()
 
@@ -220,7 +219,8 @@ def page(lab_page, lab_server: Lab, request: pytest.FixtureRequest):
 
 def close_lessons(page) -> None:
     """Close every open notebook, unsaved as it is (no dialog), with its panels' DOM and
-    styles: the next lesson opens alone, as in a fresh page."""
+    styles: the next lesson opens alone, as in a fresh page (``open_lesson`` closes the
+    launcher JupyterLab puts in the empty main area)."""
     page.evaluate(
         "() => { for (const w of [...window.jupyterapp.shell.widgets('main')]) w.dispose(); }"
     )
@@ -251,6 +251,12 @@ def open_lesson(page, url: str | None, token: str | None, name: str) -> None:
         " && document.querySelector('.jp-NotebookPanel .jp-Cell')",
         arg=name,
     )
+    if url is None:  # alone: the launcher JupyterLab opens in an empty main area closed
+        page.evaluate(
+            """() => { const shell = window.jupyterapp.shell;
+                for (const w of [...shell.widgets('main')])
+                    if (w !== shell.currentWidget) w.dispose(); }"""
+        )
     page.evaluate("window.jupyterapp.commands.execute('filebrowser:activate')")
     page.wait_for_selector(".jp-FileBrowser", state="visible")  # as a learner has it: open
     page.wait_for_function(IDLE)
