@@ -234,6 +234,16 @@ def _ignorable(error: str) -> bool:
     return "favicon" in error or "ERR_INTERNET_DISCONNECTED" in error or "net::ERR_" in error
 
 
+def command(page, name: str, args: dict | None = None) -> None:
+    """Run a JupyterLab command, to its end. What it resolves to (a widget: an object graph
+    of some 60,000 values, with regexes Playwright compiles one by one in Python) stays in
+    the page: sent back, it cost the test process 2-3 CPU s per lesson opened."""
+    page.evaluate(
+        "async ([name, args]) => { await window.jupyterapp.commands.execute(name, args); }",
+        [name, args or {}],
+    )
+
+
 IDLE = "window.jupyterapp?.shell?.currentWidget?.sessionContext?.session?.kernel?.status === 'idle'"
 
 
@@ -241,9 +251,7 @@ def open_lesson(page, url: str | None, token: str | None, name: str) -> None:
     """Lesson ``name`` opened as a learner opens it, the file browser open: in the module's
     page (``url`` None: JupyterLab is loaded there, no lesson open), or in a new one."""
     if url is None:
-        page.evaluate(
-            "name => window.jupyterapp.commands.execute('docmanager:open', {path: name})", name
-        )
+        command(page, "docmanager:open", {"path": name})
     else:
         page.goto(f"{url}/lab/tree/{name}?reset&token={token}")
     page.wait_for_function(
@@ -257,13 +265,13 @@ def open_lesson(page, url: str | None, token: str | None, name: str) -> None:
                 for (const w of [...shell.widgets('main')])
                     if (w !== shell.currentWidget) w.dispose(); }"""
         )
-    page.evaluate("window.jupyterapp.commands.execute('filebrowser:activate')")
+    command(page, "filebrowser:activate")
     page.wait_for_selector(".jp-FileBrowser", state="visible")  # as a learner has it: open
     page.wait_for_function(IDLE)
 
 
 def run_all(page) -> None:
-    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    command(page, "notebook:run-all-cells")
     page.wait_for_function(
         """() => {
             const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
@@ -343,21 +351,51 @@ def numbered_from_1(page, i: int) -> None:
     assert int(row) == readout >= 1
 
 
-def ends_disabled(page, i: int) -> None:
-    """Next to the last event: next is disabled there; back to the first: back is."""
+NEAR_AN_END = 1  # events clicked to each end after the slider's jump (make soak: every one)
+
+
+def shown_event(panel) -> tuple[int, int, str]:
+    """The panel's caption: (the event shown, how many there are, the caption)."""
+    caption = panel.locator(".rl-caption").inner_text()
+    shown, total = re.match(r"event (\d+) of (\d+)", caption).groups()  # type: ignore[union-attr]
+    return int(shown), int(total), caption
+
+
+def click_to(page, i: int, button: str, target: int) -> None:
+    """Click ``button`` until the caption shows event ``target``, each click moving it."""
     panel = page.locator(".rollback-lab").nth(i)
-    for button, other, at_end in ((".rl-forward", ".rl-back", -1), (".rl-back", ".rl-forward", 0)):
-        for _ in range(80):
-            caption = panel.locator(".rl-caption").inner_text()
-            shown, total = re.match(r"event (\d+) of (\d+)", caption).groups()  # type: ignore[union-attr]
-            if int(shown) == (int(total) if at_end else 1):
-                break  # the caption comes first; its button's state follows in a moment
-            panel.locator(button).click()
+    for _ in range(80):
+        shown, _total, caption = shown_event(panel)
+        if shown == target:
+            return  # the caption comes first; its button's state follows in a moment
+        panel.locator(button).click()
+        page.wait_for_function(
+            "([i, old]) => document.querySelectorAll('.rollback-lab')[i]"
+            ".querySelector('.rl-caption').innerText !== old",
+            arg=[i, caption],
+        )
+
+
+def ends_disabled(page, i: int) -> None:
+    """Next to the last event: next is disabled there; back to the first: back is. The
+    slider's End (Home) jumps to the end, back (next) steps NEAR_AN_END events away, and
+    next (back) clicks the way to it again; make soak clicks every event of the way."""
+    panel = page.locator(".rollback-lab").nth(i)
+    total = shown_event(panel)[1]
+    for key, button, other, end in (
+        ("End", ".rl-forward", ".rl-back", total),
+        ("Home", ".rl-back", ".rl-forward", 1),
+    ):
+        if not SOAK:
+            panel.locator(".rl-frame .noUi-handle").press(key)
             page.wait_for_function(
-                "([i, old]) => document.querySelectorAll('.rollback-lab')[i]"
-                ".querySelector('.rl-caption').innerText !== old",
-                arg=[i, caption],
+                "([i, text]) => document.querySelectorAll('.rollback-lab')[i]"
+                ".querySelector('.rl-caption').innerText.startsWith(text)",
+                arg=[i, f"event {end} of {total}"],
             )
+            away = min(NEAR_AN_END, total - 1)
+            click_to(page, i, other, end - away if end == total else end + away)
+        click_to(page, i, button, end)
         page.wait_for_function(
             "([i, sel]) => document.querySelectorAll('.rollback-lab')[i]"
             ".querySelector(sel).disabled",
@@ -700,7 +738,7 @@ def test_a_panel_run_too_early_says_which_cell_to_run_first(page, lab_server: La
             const notebook = window.jupyterapp.shell.currentWidget.content;
             notebook.activeCellIndex = notebook.widgets.findIndex(
                 c => c.model.sharedModel.source.includes('RollbackLab(saga'));
-            return window.jupyterapp.commands.execute('notebook:run-cell');
+            return window.jupyterapp.commands.execute('notebook:run-cell').then(() => null);
         }"""
     )
     output = ".jp-OutputArea-output[data-mime-type*='{}']"
@@ -718,7 +756,10 @@ def test_a_panel_whose_kernel_restarted_says_so(page, lab_server: Lab) -> None:
     check(page, "scrollTo", [".rollback-lab", 0])
     lost = page.locator(".rollback-lab .rl-lost").first
     assert not lost.is_visible()
-    page.evaluate("window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.restart()")
+    page.evaluate(
+        "async () => { await window.jupyterapp.shell.currentWidget.sessionContext.session"
+        ".kernel.restart(); }"
+    )
     lost.wait_for(state="visible")
     assert lost.inner_text() == "this panel lost its kernel: run the cell again"
 
