@@ -100,8 +100,8 @@ notebooks: $(VENV)/.test
 	$(BIN)/python tests/notebook_tools.py notebooks/*.ipynb
 
 # The long run: every test and lesson, with all of the costliest checks (SOAK=1: every
-# picture under every fault and policy, 16 timed clicks per panel, ten times the examples of
-# the property tests, tests/conftest.py), 300 crash trials (the saga's and the choreography's); then the fault harness, fencing
+# picture under every fault and policy, 16 timed clicks per panel, every event clicked to
+# each end of a panel, ten times the examples of the property tests, tests/conftest.py), 300 crash trials (the saga's and the choreography's); then the fault harness, fencing
 # and SIGINT trials at length, in one process.
 SOAK_ALONE = tests/test_fault_harness.py tests/test_fencing.py tests/test_interrupts.py tests/test_attacks.py
 
