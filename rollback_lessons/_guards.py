@@ -191,13 +191,19 @@ def fenced(run: Run) -> BaseException | None:
 
 
 def add_notes(run: Run, error: BaseException) -> None:
-    """The notes of an incomplete rollback on the error (and on the interruption); one
+    """The notes of an incomplete rollback (what the machine left: dead letters, pending,
+    leaked, its notes) on the error (and on the interruption), so a caller sees it; one
     that refuses them (a frozen dataclass, a tuple of notes) is never replaced: the
     outcome keeps them, and says so."""
     m = run.m
     if not (m.dead_letters or m.pending or m.leaked or m.notes):
         return  # (complete: nothing to say, the common case)
-    notes = m.exception_notes()
+    notes = [f"rollback: undo of {d} (dead letter)" for d in m.dead_letters]
+    if m.pending and m.interruption is None:
+        notes.append(f"rollback halted; left for a person: {', '.join(m.pending)}")
+    if m.leaked:
+        notes.append(f"rollback: not undone (no undo covers it): {', '.join(m.leaked)}")
+    notes += [f"rollback: {n}" for n in m.notes]
     carriers = [error]
     if m.interruption is not None and m.interruption is not error:
         carriers.append(m.interruption)

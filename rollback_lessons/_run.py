@@ -20,11 +20,12 @@ import logging
 import time
 import warnings
 from collections.abc import Callable, Collection, Mapping
-from functools import partial
+from functools import cached_property, partial
 from typing import Any
 
 from . import _guards
 from ._drive import Driver
+from ._recorded import told
 from .calls import PLAIN, check_callable, checked, plain
 from .clock import SYSTEM_CLOCK, Clock, SystemClock
 from .errors import InvalidNameError
@@ -99,7 +100,7 @@ class Run(Driver):
             policy = resolve_policy(policy)
         jrun = None
         if journal is not None:  # (a policy it cannot keep is refused here, before any step)
-            jrun = journal.start(name, run_id, policy=policy, undo_order=undo_order)
+            jrun = journal.start(name, run_id, policy=policy, undo_order=undo_order, after=after)
         if jrun is not None:
             run_id = jrun.saga_id
         elif run_id is None and type(clock) is not SystemClock:  # its ids count up: now
@@ -112,7 +113,13 @@ class Run(Driver):
         self.started_at = time.time() if system else clock.time()
         self.log_level = log_threshold()
         watched = jrun is not None or on_event is not None or self.log_level <= logging.ERROR
-        if after is not None:  # a saga with parallel groups: a graph of steps
+        if (
+            plan is None
+            and self.recording
+            and not (watched or is_async or self.faults or steps is not None)
+        ):  # a plain with-block nobody watches: its steps are recorded (``_recorded``)
+            self.history, self.made = [], (policy, undo_order)
+        elif after is not None:  # a saga with parallel groups: a graph of steps
             assert plan is not None
             self.m = GraphMachine(
                 policy,
@@ -138,10 +145,21 @@ class Run(Driver):
         self.undos: dict[str, Callable[..., Any]] = {}
         self.results: dict[str, Any] = {}
 
+    recording = True  # (False: the machine hears of every step as it happens; tests compare)
+
     # What the run holds besides, unset until needed (a with-block's cost is every run's).
+    history: list[tuple[Any, ...]] | None = None  # recorded steps the machine is yet to hear of
+    committed_at: float | None = None  # (recorded) when the block ended without an error
+    made: tuple[Any, str]  # (recorded) the machine's policy and undo order
     journal: JournalWriter | None = None
     snapshot: Mapping[str, Any] | None = None  # the state as of the last call
     states: list[Mapping[str, Any]] = []  # noqa: RUF012 (the state after each event, when traced: a list of its own then)
+
+    @cached_property
+    def m(self) -> Machine:  # type: ignore[override]
+        """The machine: a recording run's is made and told when first asked (``_recorded``);
+        every other run's is made as it starts (set, it is read as any attribute)."""
+        return told(self)
 
     @property
     def run_id(self) -> str:
@@ -260,32 +278,9 @@ class Run(Driver):
         retry: RetryPolicy | None = None,
         undo_timeout: float | None = None,
     ) -> Any:
-        """Run one step of a with-block synchronously; its error is raised here."""
+        """Run one step of a with-block synchronously; its error is raised here (a plain
+        step nobody watches is recorded instead: ``Rollback.do``)."""
         m = self.m
-        if (  # (``plain``, inline: this is a with-block's every step)
-            type(action) is FUNCTION and not action.__code__.co_flags & NOT_PLAIN
-            and (undo is None
-                 or (type(undo) is FUNCTION and not undo.__code__.co_flags & NOT_PLAIN))
-            and register == "after" and retry is None and undo_timeout is None
-            and not self.faults and m.watch is None
-        ):  # fmt: skip
-            # the plain step, the with-block's common case (and make bench's): one machine
-            # input before its call, one after, nothing else
-            if undo is not None:
-                self.undos[step] = undo
-            m.now = self.monotonic() - self.started
-            m.begin_plain(step, undo is not None)
-            try:
-                result = action()
-                if result is not None and type(result) not in PLAIN:
-                    checked(result, "action", step)
-            except BaseException as exc:  # an Exception is the machine's to judge
-                self.step_raised(exc)  # (RAISE: a plain step is never retried)
-                return self._raise()
-            self.results[step] = result
-            m.now = self.monotonic() - self.started
-            m.step_ok()  # (PROCEED: a with-block's step is its code's, never a saga's)
-            return result
         if not (
             register == "after" and retry is None and undo_timeout is None and plain(action)
             and (undo is None or plain(undo)) and self.journal is None
@@ -410,6 +405,9 @@ class Run(Driver):
         return await self.adrive(self.fail(error, cancelled))
 
     def commit(self) -> None:
+        if self.history is not None:  # (recording: the machine hears of it when first asked)
+            self.committed_at = self.monotonic()
+            return
         self.tick()
         self.m.commit()
         unused = [s for s in self.faults if s not in self.m.kinds] if self.faults else None
@@ -424,6 +422,8 @@ class Run(Driver):
         """Close the run: notes on the error when the rollback is incomplete, and the
         journal's end. An interrupted rollback is not ended in the journal: ``recover``
         finishes it."""
+        if error is None and self.history is not None:
+            return  # (recording: no journal, nothing watches)
         if error is not None:
             _guards.add_notes(self, error)
         if self.journal is not None:

@@ -184,16 +184,18 @@ def log_event(event: Event, run: str) -> None:
 
 def log_threshold(log: logging.Logger = logger) -> int:
     """The lowest level at which some handler would write one of this logger's records
-    (above CRITICAL: none would, so a run need not even build them). Asked once per run."""
-    level = max(log.getEffectiveLevel(), log.manager.disable + 1)
-    lowest = logging.CRITICAL + 1
+    (above CRITICAL: none would, so a run need not even build them). Asked once per run:
+    the handlers first (most often there are none, and then the levels do not matter)."""
+    lowest = none = logging.CRITICAL + 1
     found: logging.Logger | None = log
     while found is not None:
         for handler in found.handlers:
-            if not isinstance(handler, logging.NullHandler):
-                lowest = min(lowest, handler.level)
+            if handler.level < lowest and not isinstance(handler, logging.NullHandler):
+                lowest = handler.level
         found = found.parent if found.propagate else None
-    return max(level, lowest)
+    if lowest == none:
+        return none
+    return max(log.getEffectiveLevel(), log.manager.disable + 1, lowest)
 
 
 def describe(error: BaseException) -> str:

@@ -259,8 +259,7 @@ class Machine:
     def _emit(
         self, kind: EventKind, step: str | None = None, details: Mapping[str, Any] | Pairs = _NO
     ) -> None:
-        """Record an event as a row of plain data: its details as (key, value) pairs, which
-        the garbage collector need not visit again (the explorer keeps thousands of runs)."""
+        """An event as a row of plain data (details as pairs: nothing for the gc to revisit)."""
         if type(details) is not tuple:
             details = tuple(details.items())  # type: ignore[union-attr]
         self.rows.append((kind._value_, step, details, self.now))  # type: ignore[arg-type]
@@ -273,20 +272,17 @@ class Machine:
                 self.cut(exc, f"at the {kind._value_} event" + (f" of {step}" if step else ""))
 
     def cut(self, exc: BaseException, where: str) -> None:
-        """Something outside an undo raised during the rollback: no further undo runs (the
-        next decision halts it, what is left pending); the first such exception is kept."""
+        """Something outside an undo raised in the rollback: no more undos; the first kept."""
         if self.interruption is None:
             self.interruption, self.interrupted_where = exc, where
 
     def note(self, kind: EventKind, text: str) -> None:
-        """Something around the run failed (a journal write, a state snapshot): an event and
-        a note; the run goes on."""
+        """Something around the run failed (a journal write, a snapshot): an event, a note."""
         self.notes = [*self.notes, text]
         self._emit(kind, None, {"note": text})
 
     def _expect(self, name: str) -> None:
-        """Refuse an input the phase does not take (the hottest inputs check their one phase
-        first, inline: ``make bench``'s with-block makes several per step)."""
+        """Refuse an input the phase does not take (the hottest check their phase inline)."""
         if name not in TRANSITIONS[self.phase]:
             raise MachineError(f"{name}() cannot happen while the machine is {self.phase}")
 
@@ -313,18 +309,29 @@ class Machine:
         self._admit("begin", name)
         return self._begin(StepSpec(name, kind, has_undo, register, retry, semantic, undo_timeout))
 
-    def begin_plain(self, name: str, has_undo: bool) -> RunStep:
-        """``begin`` of a with-block's plain step (compensable, its undo logged once it is
-        done, never retried), in as little work as can be (``make bench``)."""
-        if not (self.phase is _FORWARD and self.watch is None and type(name) is str
-                and name and name not in self.kinds and self.allowed is None):  # fmt: skip
-            return self.begin(name, _COMPENSABLE, has_undo)
-        self.kinds[name] = _COMPENSABLE
-        self.seen.append(name)
-        self.spec = _new(StepSpec, (name, _COMPENSABLE, has_undo, "after", None, False, None))
-        self.current, self.attempt, self.phase = name, 1, _STEP
-        self.rows.append((ROW_START, name, REGISTERED["after" if has_undo else "none"], self.now))
-        return _new(RunStep, (name, 1))
+    def plain_steps(self, steps: Sequence[tuple[Any, ...]], started: float) -> None:
+        """A new with-block's plain steps run unwatched, told at once as ``begin``, ``step_ok``
+        would take each (``_recorded``): (name, undo or None, begun, done since ``started``)."""
+        if self.phase is not _FORWARD or self.watch or self.allowed is not None or self.kinds:
+            raise MachineError("plain_steps() is for a new with-block's machine, unwatched")
+        rows, kinds, seen, log = self.rows, self.kinds, self.seen, self.log
+        for entry in steps:
+            name, has_undo = entry[0], entry[1] is not None
+            if type(name) is not str or not name or name in kinds:  # (the recorder checks)
+                raise MachineError(f"plain_steps() got step {name!r} unnamed or twice")
+            kinds[name], self.now = _COMPENSABLE, entry[2] - started
+            seen.append(name)
+            rows.append((ROW_START, name, REGISTERED["after" if has_undo else "none"], self.now))
+            self.spec = _new(StepSpec, (name, _COMPENSABLE, has_undo, "after", None, False, None))
+            self.current, self.attempt, self.phase = name, 1, _STEP
+            if len(entry) < 4:  # begun, not done: it still runs
+                break
+            self.now, self.phase = entry[3] - started, _FORWARD
+            self.completed.append(name)
+            rows.append((ROW_DONE, name, _NO, self.now))
+            if has_undo:
+                log.append(Entry(name, "after", False, None))
+                rows.append((ROW_LOGGED, name, _NO, self.now))
 
     def register(self, name: str, semantic: bool = False) -> Proceed:
         """A with-block logs an undo for an action its own code runs next (it may fail after
@@ -554,10 +561,20 @@ class Machine:
         return _new(RunUndo, (entry.step, self.attempt, timeout))
 
     def undo_ok(self) -> RunUndo | Finished:
-        """The undo attempt returned."""
+        """The undo attempt returned (unwatched, uncut, an undo next: all of it inline)."""
         if self.phase is not _UNDO:
             self._expect("undo_ok")
-        return self._undone((("attempt", self.attempt),))
+        entry: Entry = self.entry  # type: ignore[assignment]
+        index, attempt = self.index + 1, self.attempt
+        if self.watch or entry.semantic or self.interruption or index >= len(self.todo):
+            return self._undone((("attempt", attempt),))
+        self.compensated.append(entry.step)  # type: ignore[attr-defined]
+        self.entry = after = self.todo[index]
+        self.index, self.base, self.attempt = index, 0, after.before + 1
+        self.rows += (("undo_done", entry.step, (("attempt", attempt),), self.now),
+                      (ROW_UNDO, after.step, (("attempt", self.attempt),), self.now))  # fmt: skip
+        timeout = after.timeout if after.timeout is not None else self.policy_timeout
+        return _new(RunUndo, (after.step, self.attempt, timeout))
 
     def _undone(self, details: Pairs) -> RunUndo | Finished:
         entry = self.entry
@@ -710,8 +727,8 @@ class Machine:
 
     def _order(self) -> list[Entry]:
         """The undo log in the run's undo order: as logged for ``forward``, newest first for
-        every other (a graph's own orders are ``GraphMachine``'s; resumed by ``recover``,
-        which has no graph, newest first respects every dependency a graph declared)."""
+        every other (a graph's own orders are ``GraphMachine``'s, also when ``recover``
+        resumes one: ``GraphMachine.resume_rollback``)."""
         return list(self.log) if self.undo_order == "forward" else self.log[::-1]
 
     # -- how it ended -------------------------------------------------------------------
@@ -725,15 +742,6 @@ class Machine:
         """Is ``step``'s undo in the log, so that a rollback would run it?"""
         log = self.log  # (most often asked of the newest entry)
         return (bool(log) and log[-1].step == step) or any(e.step == step for e in log)
-
-    def exception_notes(self) -> list[str]:
-        """What a re-raised exception carries, so a caller sees an incomplete rollback."""
-        notes = [f"rollback: undo of {d} (dead letter)" for d in self.dead_letters]
-        if self.pending and self.interruption is None:
-            notes.append(f"rollback halted; left for a person: {', '.join(self.pending)}")
-        if self.leaked:
-            notes.append(f"rollback: not undone (no undo covers it): {', '.join(self.leaked)}")
-        return notes + [f"rollback: {n}" for n in self.notes]
 
     def record(self, cls: type[RunRecord] = RunRecord, **extra: Any) -> Any:
         """The run as a record (``cls``: a RunRecord with more fields, such as Outcome).

@@ -6,6 +6,7 @@ through it before relying on it, and ``recover`` reads it back after a crash.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from .events import Event
@@ -53,4 +54,5 @@ class UndoJournal(Protocol):
         *,
         policy: UndoPolicy | None = None,
         undo_order: str = "reverse",
+        after: Mapping[str, Sequence[str]] | None = None,
     ) -> UndoJournalRun: ...

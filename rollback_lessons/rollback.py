@@ -15,7 +15,8 @@ from collections.abc import Awaitable, Callable, Collection
 from types import TracebackType
 from typing import Any, TypeVar
 
-from ._run import Run
+from ._run import FUNCTION, NOT_PLAIN, Run
+from .calls import PLAIN, checked
 from .clock import Clock
 from .events import Event, EventSink
 from .faults import InjectionLike
@@ -126,9 +127,38 @@ class Rollback(_Base):
         failed. A blocking call cannot be pre-empted: it goes on in a helper thread and its
         result is dropped, so prefer a timeout inside the call itself.
         """
+        run = self._run
+        history = run.history
+        if (  # (``calls.plain``, inline: this is a with-block's every step)
+            history is not None and self._state is _OPEN
+            and type(action) is FUNCTION and not action.__code__.co_flags & NOT_PLAIN
+            and (undo is None
+                 or (type(undo) is FUNCTION and not undo.__code__.co_flags & NOT_PLAIN))
+            and register == "after" and retry is None and undo_timeout is None
+            and type(name) is str and name and name not in run.results
+            and (not history or len(history[-1]) == 4)  # (none still runs: not one nested)
+        ):  # fmt: skip
+            # a plain step nobody watches (the common case, and make bench's): recorded as
+            # begun, then as done; the machine hears of both when it is first asked
+            begun = run.monotonic()
+            history.append((name, undo, begun))
+            try:
+                result = action()
+                if result is not None and type(result) not in PLAIN:
+                    checked(result, "action", name)
+            except BaseException as exc:  # the machine hears of everything now, and judges
+                run.step_raised(exc)  # (RAISE: a plain step is never retried)
+                return run._raise()  # type: ignore[no-any-return]
+            run.results[name] = result
+            if run.history is not history:  # told meanwhile (its action read the events)
+                run.called()
+                run.m.step_ok()  # (PROCEED: as it hears of a step live)
+                return result
+            history[-1] = (name, undo, begun, run.monotonic())
+            return result
         if self._state is not _OPEN:
             self._check_open()
-        return self._run.step(name, action, undo, register, retry, undo_timeout)  # type: ignore[no-any-return]
+        return run.step(name, action, undo, register, retry, undo_timeout)  # type: ignore[no-any-return]
 
     def __exit__(
         self,

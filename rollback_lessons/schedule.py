@@ -127,7 +127,13 @@ class GraphMachine(Machine):
     runs and the run is over, what the machine answers (``Finished``, or the first undo)."""
 
     def __init__(
-        self, policy: UndoPolicy, *, plan: Sequence[StepSpec], after: After, **options: Any
+        self,
+        policy: UndoPolicy,
+        *,
+        plan: Sequence[StepSpec],
+        after: After,
+        history: tuple[Sequence[str], Sequence[str]] = ((), ()),
+        **options: Any,
     ) -> None:
         super().__init__(policy, plan=plan, **options)
         self.after = after
@@ -144,8 +150,8 @@ class GraphMachine(Machine):
         self.where: dict[str, str] = {}  # step -> running, waiting, done, failed
         self.attempts: dict[str, int] = {}
         self.last_error: dict[str, BaseException] = {}
-        self.started: list[str] = []
-        self.ended: list[str] = []
+        self.started: list[str] = list(history[0])
+        self.ended: list[str] = list(history[1])
         self.failures: list[tuple[str | None, BaseException]] = []
 
     # -- which steps may start --------------------------------------------------------------
@@ -327,6 +333,28 @@ class GraphMachine(Machine):
         return self._commit()
 
     # -- the undo order ---------------------------------------------------------------------
+
+    @classmethod
+    def resume_rollback(  # type: ignore[override]
+        cls,
+        undos: Sequence[tuple[str, int]],
+        *,
+        after: After,
+        started: Sequence[str] = (),
+        ended: Sequence[str] = (),
+        **options: Any,
+    ) -> tuple[Machine, Op]:
+        """Take up a crashed graph saga's rollback (``recover``), as ``Machine.resume_rollback``
+        does a list's, with what its journal kept: ``after`` each step's dependencies (in
+        definition order), ``started`` and ``ended`` the steps in the order they started and
+        ended (done or failed) before the crash. Its undos run in its declared order as the
+        run would have ordered them (``undo_order``); a step that started and never ended
+        counts as ending last, as it does in the run."""
+        plan = [StepSpec(step) for step in after]
+        started = [*started, *(s for s, _ in undos if s not in started)]  # (its start unread)
+        return super().resume_rollback(
+            undos, plan=plan, after=after, history=(started, ended), **options
+        )
 
     def _rolling_back(self, todo: list[Entry]) -> None:
         super()._rolling_back(self._graph_order(todo))

@@ -194,7 +194,7 @@ def test_the_steps_own_undo_timeout_is_kept_in_the_journal(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         saga.run({}, journal=journal, run_id="t", on_event=crash_at_undo)
     assert {u.step: u.timeout for u in journal.pending_undos()["t"]} == {"a": 2.5, "b": None}
-    assert SCHEMA_VERSION == 5
+    assert SCHEMA_VERSION == 6
 
 
 def test_a_schema_4_journal_gains_the_undo_timeout_column_and_recovers(tmp_path):
@@ -205,6 +205,7 @@ def test_a_schema_4_journal_gains_the_undo_timeout_column_and_recovers(tmp_path)
     journal.close()
     con = sqlite3.connect(path)  # as schema 4 wrote it: no timeout
     con.execute("ALTER TABLE undos DROP COLUMN timeout")
+    con.execute("ALTER TABLE sagas DROP COLUMN graph")  # (schema 6)
     con.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
     con.commit()
     con.close()

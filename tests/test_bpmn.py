@@ -442,7 +442,6 @@ def test_what_the_graph_form_cannot_express_is_refused_before_it_runs():
     for saga, options in ((trip(), {"policy": HaltOnAnythingButTimeouts()}),
                           (trip(), {"undo_order": "sideways"}),
                           (trip(), {"completion": ["room", "a"]}),
-                          (trip(), {"cancel": lambda: True}),
                           (Saga([_step("a"), _step("b")]), {"policy": "halt"})):  # fmt: skip
         with pytest.raises(InvalidPipelineError):
             run_explicit(saga, state, **options)

@@ -413,8 +413,29 @@ def ends_disabled(page, i: int) -> None:
     assert panel.locator(".rl-caption").inner_text().startswith("event 1 of ")
 
 
+VIEW_NOW = """([i]) => {
+    const view = document.querySelectorAll('.rollback-lab')[i].querySelector('.rl-view');
+    return {caption: view.querySelector('.rl-caption').innerText,
+            result: view.querySelector('.rl-result').innerText,
+            cue: view.querySelector('.rl-cue').innerText,
+            src: view.querySelector('img.rl-image').getAttribute('src')};
+}"""
+PHASE_WORDS = ("running…", "failed…", "rolling back…", "cancelled…")
+
+
+def result_as_of_the_frame(view: dict) -> None:
+    """The result box says the result only at the run's last event; before, what is going on."""
+    shown, total = map(int, re.match(r"event (\d+) of (\d+)", view["caption"]).groups())  # type: ignore[union-attr]
+    head = view["result"].split("\n")[0]
+    if shown < total:
+        assert any(head.startswith(w) for w in PHASE_WORDS), (view["caption"], head)
+    else:
+        assert not any(head.startswith(w) for w in PHASE_WORDS), (view["caption"], head)
+
+
 def still_fits_while_playing(page, i: int) -> None:
-    """Play: the picture changes, and the panel stays on one screen all along."""
+    """Play: the picture changes, the panel stays on one screen all along, and the result
+    box says the result as of each frame shown (caption and result: one message)."""
     sel = ".rollback-lab"
     check(page, "scrollTo", [sel, i])
     area = check(page, "area")
@@ -423,13 +444,55 @@ def still_fits_while_playing(page, i: int) -> None:
     panel.locator(".rl-play-button").click()
     deadline = time.monotonic() + 30
     while len(seen) < 4 and time.monotonic() < deadline:
-        seen.add(panel.locator("img.rl-image").get_attribute("src"))
+        view = page.evaluate(VIEW_NOW, [i])
+        result_as_of_the_frame(view)
+        seen.add(view["src"])
         tallest = max(tallest, check(page, "box", [sel, i])["height"])
         page.wait_for_timeout(100)  # sampling while it plays
     if "Pause" in panel.locator(".rl-play-button").inner_text():
         panel.locator(".rl-play-button").click()
     assert len(seen) >= 4, "the picture did not change while playing"
     assert tallest <= area["height"], f"{tallest:.0f} px tall while playing"
+
+
+def a_change_stops_play(page, i: int) -> None:
+    """A fault chosen while Play runs: Play stops on the new run's telling frame, and no
+    frame after it shows (a tick already on its way is not drawn)."""
+    panel = page.locator(".rollback-lab").nth(i)
+    check(page, "scrollTo", [".rollback-lab", i])
+    shown, total = caption_of(page, i)
+    if shown == total:
+        panel.locator(".rl-back").click()  # (not at the end: Play goes on from here)
+        page.wait_for_function(
+            "i => !document.querySelectorAll('.rollback-lab')[i]"
+            ".querySelector('.rl-forward').disabled", arg=i,
+        )  # fmt: skip
+    start = page.evaluate(VIEW_NOW, [i])
+    panel.locator(".rl-play-button").click()
+    page.wait_for_function(  # playing: at least one new frame painted
+        "([i, old]) => document.querySelectorAll('.rollback-lab')[i]"
+        ".querySelector('.rl-caption').innerText !== old",
+        arg=[i, start["caption"]],
+    )
+    runs = int(found.group(1)) if (found := re.search(r"run (\d+):", start["cue"])) else 0
+    select = panel.locator(".rl-action select").first
+    now = select.input_value()
+    values = select.locator("option").evaluate_all("os => os.map(o => o.value)")
+    select.select_option(value=next(v for v in values if v != now))
+    wait_text(page, ".rollback-lab .rl-cue", f"run {runs + 1}:", i)
+    page.wait_for_function(
+        "i => document.querySelectorAll('.rollback-lab')[i]"
+        ".querySelector('.rl-play-button').innerText.includes('Play')", arg=i,
+    )  # fmt: skip
+    after = page.evaluate(VIEW_NOW, [i])
+    for _ in range(12):  # 2.4 s: more than three of Play's 700 ms ticks
+        page.wait_for_timeout(200)
+        later = page.evaluate(VIEW_NOW, [i])
+        assert later["caption"] == after["caption"], (after["caption"], later["caption"])
+        assert later["cue"] == after["cue"]
+    assert "Play" in panel.locator(".rl-play-button").inner_text()
+    select.select_option(value=now)  # as it was
+    wait_text(page, ".rollback-lab .rl-cue", f"run {runs + 2}:", i)
 
 
 CLICKS = 16 if SOAK else 4  # the timing is printed, never asserted; make bench measures it
@@ -456,9 +519,39 @@ def p95(samples: list[float]) -> float:
 
 
 def choose(page, selector: str, expect: str, option: str, i: int = 0) -> str:
-    """Pick ``option`` in a dropdown of panel ``i``; wait until its result says ``expect``."""
+    """Pick ``option`` in a dropdown of panel ``i``; wait until its cue says the new run ends
+    ``expect``, step to its last event, and return its result (the result box says the
+    result as of the event shown: the whole of it at the last)."""
+    cue = page.locator(".rollback-lab").nth(i).locator(".rl-cue").inner_text()
+    runs = int(found.group(1)) if (found := re.search(r"run (\d+):", cue)) else 0
     page.locator(".rollback-lab").nth(i).locator(selector).first.select_option(label=option)
+    said = wait_text(page, ".rollback-lab .rl-cue", f"run {runs + 1}:", i)
+    assert f"→ {expect}" in said, said
+    to_last_event(page, i)
     return wait_text(page, ".rollback-lab .rl-result", expect, i)
+
+
+def caption_of(page, i: int) -> tuple[int, int]:
+    caption = page.locator(".rollback-lab").nth(i).locator(".rl-caption").inner_text()
+    shown, total = re.match(r"event (\d+) of (\d+)", caption).groups()  # type: ignore[union-attr]
+    return int(shown), int(total)
+
+
+def to_last_event(page, i: int) -> None:
+    """next, until the panel shows its run's last event."""
+    panel = page.locator(".rollback-lab").nth(i)
+    for _ in range(60):
+        shown, total = caption_of(page, i)
+        if shown == total:
+            return
+        caption = panel.locator(".rl-caption").inner_text()
+        panel.locator(".rl-forward").click()
+        page.wait_for_function(
+            "([i, old]) => document.querySelectorAll('.rollback-lab')[i]"
+            ".querySelector('.rl-caption').innerText !== old",
+            arg=[i, caption],
+        )
+    raise AssertionError("next never reached the last event")
 
 
 def lesson_02(page) -> None:
@@ -490,13 +583,13 @@ def lesson_04(page) -> None:
 
 def lesson_05(page) -> None:
     """Retry the refund that fails once: the log shows the retry, the run rolls back whole."""
-    choose(page, ".rl-policy select", "rolled_back", "retry")
+    choose(page, ".rl-policy select", "rolled_back", "retry")  # (at its last event)
     panel = page.locator(".rollback-lab").first
-    for _ in range(30):  # step through with next: the retry shows up in the log
+    for _ in range(30):  # step back with back: the retry shows up in the log
         if "then=retry" in panel.locator(".rl-log").inner_text():
             break
         caption = panel.locator(".rl-caption").inner_text()
-        panel.locator(".rl-forward").click()
+        panel.locator(".rl-back").click()
         page.wait_for_function(
             "old => document.querySelector('.rollback-lab .rl-caption').innerText !== old",
             arg=caption,
@@ -631,9 +724,11 @@ def lesson_12(page) -> None:
     jump(page, 0, 1, total)  # the slider to the start, then next to event 5
     click_to(page, 0, ".rl-forward", min(5, total))
     panel.locator(".rl-stop").click()
+    assert "→ cancelled" in wait_text(page, ".rollback-lab .rl-cue", "Stop after event")
+    assert "cancelled…" in panel.locator(".rl-result").inner_text()  # where the cancel landed
+    to_last_event(page, 0)
     result = wait_text(page, ".rollback-lab .rl-result", "cancelled")
     assert "room" in result.split("undone")[1]
-    assert "Stop after event" in panel.locator(".rl-cue").inner_text()
 
 
 INTERACTIONS: dict[str, Callable] = {
@@ -686,6 +781,7 @@ def test_lesson_renders_runs_and_every_panel_fits_one_screen(
     for i in range(page.locator(".rollback-lab").count()):
         ends_disabled(page, i)
         still_fits_while_playing(page, i)
+        a_change_stops_play(page, i)
         height = check(page, "box", [".rollback-lab", i])["height"]
         samples = click_timings(page, i)
         moved = check(page, "box", [".rollback-lab", i])["height"] - height
@@ -763,6 +859,27 @@ def test_a_panel_whose_kernel_restarted_says_so(page, lab_server: Lab) -> None:
     )
     lost.wait_for(state="visible")
     assert lost.inner_text() == "this panel lost its kernel: run the cell again"
+    page.wait_for_function(IDLE)
+    # the message in place of the panel: nothing left to choose, press or focus, and no
+    # broken-link icon squeezing anything (ipywidgets draws one per disconnected widget)
+    dead = page.evaluate(
+        """() => {
+            const panel = document.querySelector('.rollback-lab');
+            const shown = el => el.getClientRects().length > 0;
+            const inputs = [...panel.querySelectorAll('select, button, input, .noUi-target')]
+                .filter(shown).map(el => el.outerHTML.slice(0, 60));
+            const icons = [panel, ...panel.querySelectorAll('*')]
+                .filter(el => shown(el) && !['none', 'normal'].includes(
+                    getComputedStyle(el, '::before').content))
+                .map(el => el.className);
+            const banner = panel.querySelector('.rl-lost').getBoundingClientRect();
+            const box = panel.getBoundingClientRect();
+            return {inputs, icons, banner: banner.width, panel: box.width};
+        }"""
+    )
+    assert dead["inputs"] == [], dead["inputs"]
+    assert dead["icons"] == [], dead["icons"]
+    assert dead["banner"] >= dead["panel"] - 20, dead  # whole: the message spans the panel
 
 
 def test_temporals_web_ui_shows_a_compensated_workflow(browser) -> None:

@@ -5,9 +5,9 @@ policies including one of a user's own) and each must end as in process (status,
 order, dead letters, pending, leaked, the world, every event) on Step Functions (moto, in
 this process), as BPMN on SpiffWorkflow where that form can express it, and on DBOS; on
 Temporal, a fixed sample of 20 draws. Graphs (parallel groups, undo orders, timings, a
-cancel) are drawn too, for Step Functions, DBOS and BPMN. Where an engine cannot express a
-saga (a policy that decides in Python, written into a state machine), it must refuse it
-before anything runs: the world stays untouched."""
+cancel) are drawn too, for Step Functions, DBOS and BPMN (no timing there). Where an engine
+cannot express a saga (a policy that decides in Python, written into a state machine), it
+must refuse it before anything runs: the world stays untouched."""
 
 import re
 import xml.etree.ElementTree as ET
@@ -282,19 +282,61 @@ def test_a_drawn_graph_ends_the_same_on_step_functions(drawn, step_functions):
     same_outcome(local, remote)
 
 
+CANCEL_MID_GROUP = DrawnGraph(
+    ("s0", (("s1",), ("s2", "s3")), "s4"), "continue", "reverse", ("s2", "s1", "s3"), (), "s1"
+)
+"""A cancel as s1 returns, s3 (begun once s2 ended) still running: it finishes, then all four
+are undone (``cancelled``): always in Temporal's sample."""
+
+
 @pytest.mark.usefixtures("no_run_left_behind")
 @settings(PROPERTY, max_examples=10)
 @given(drawn=drawn_graphs())
+@example(drawn=CANCEL_MID_GROUP)
 def test_a_fixed_sample_of_drawn_graphs_ends_the_same_on_temporal(drawn, on_temporal):
     """The groups' branches as concurrent activities, the graph machine in the workflow:
     each draw's timing played (``completion``; one step at a time in definition order where
     the draw has none, since a free run's order is the server's) ends as ``saga.run`` ends
-    it, event by event. A cancel on Temporal is the workflow's (``test_temporal_graph``),
-    not one heard as a drawn step returns: the draws' cancels are left out here."""
-    drawn = replace(drawn, cancel_at=None, completion=drawn.completion or probe_names(drawn))
-    local = drawn.saga().run({}, clock=VirtualClock(), **drawn.options())
-    remote = on_temporal(lambda runner: runner.run(drawn.saga(), {}, **drawn.options()))
-    same_outcome(local, remote)
+    it, event by event. A drawn cancel is the workflow's own (``handle.cancel()``), asked as
+    the drawn step's action returns and heard by the workflow before that step's end: as
+    ``saga.run(..., cancel=...)`` hears it when the step returns. (Not on a step whose
+    action fails: in process a failing step's end is no place where a cancel is heard.)"""
+    import threading
+
+    faulty = {step for step, fault in drawn.faults if str(fault) in ("fail", "fail_after_effect")}
+    cancel_at = drawn.cancel_at if drawn.cancel_at not in faulty else None
+    drawn = replace(drawn, cancel_at=cancel_at, completion=drawn.completion or probe_names(drawn))
+    here, there = threading.Event(), CancelOnTemporal()
+    local = drawn.saga(here).run({}, clock=VirtualClock(), **drawn.options(
+        here if cancel_at else None))  # fmt: skip
+
+    async def scenario(runner):
+        import asyncio
+
+        there.loop = asyncio.get_running_loop()
+        there.handle = await runner.start_saga(drawn.saga(there), {}, **drawn.options())
+        there.started.set()
+        return await there.handle.outcome()
+
+    same_outcome(local, on_temporal(scenario))
+
+
+class CancelOnTemporal:
+    """A drawn step's ``set()`` on Temporal: cancel its workflow (``handle.cancel()``) and
+    wait until the workflow has heard it (from the activity's thread, on the runner's loop)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.started, self.loop, self.handle = threading.Event(), None, None
+
+    def set(self) -> None:
+        import asyncio
+
+        from test_temporal_graph import cancel_heard
+
+        assert self.started.wait(60), "the workflow was never started"
+        asyncio.run_coroutine_threadsafe(cancel_heard(self.handle), self.loop).result(120)
 
 
 def probe_names(drawn: DrawnGraph) -> tuple:
@@ -331,12 +373,18 @@ def test_a_drawn_graph_ends_the_same_as_bpmn_on_spiffworkflow(drawn):
     SpiffWorkflow ends as ``saga.run`` ends, one step at a time, in every undo order and
     under each drawn policy (*continue*; *retry*: the undo jobs' retries; *halt*: an
     incident, the rest pending for a person); a policy that decides in Python, which no
-    model can carry, is refused before anything runs. (A timing of one's own and a cancel
-    are not the form's: it runs one step at a time and has no cancel.)"""
-    local = drawn.saga().run({}, clock=VirtualClock(), inject=drawn.inject,
-                             undo_order=drawn.undo_order)  # fmt: skip
-    remote = BpmnRunner.start().run(drawn.saga(), {}, inject=drawn.inject,
-                                    undo_order=drawn.undo_order)  # fmt: skip
+    model can carry, is refused before anything runs; a drawn cancel, heard as its step
+    returns, ends as it does in process. (A timing of one's own is not the form's: it runs
+    one step at a time.)"""
+    import threading
+
+    here, there = threading.Event(), threading.Event()
+    asked = drawn.cancel_at is not None
+    options = {"inject": drawn.inject, "undo_order": drawn.undo_order}
+    local = drawn.saga(here).run({}, clock=VirtualClock(), cancel=here if asked else None,
+                                 **options)  # fmt: skip
+    remote = BpmnRunner.start().run(drawn.saga(there), {}, cancel=there if asked else None,
+                                    **options)  # fmt: skip
     same_outcome(local, remote)
     run = partial(BpmnRunner.start().run, undo_order=drawn.undo_order, policy=RetryThenHalt())
     _refused(run, drawn)

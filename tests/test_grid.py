@@ -102,6 +102,8 @@ def test_a_click_shows_what_broke_without_a_dict_dump():
         part.split(">", 1)[1] for part in grid.note.split("title=")[1:]
     )
     assert "{'" not in visible.replace("&#x27;", "'").split("left changed:")[0]
+    # what broke is said in words, in ink: red is the grid legend's "leaked" (issue 24)
+    assert "<b>breaks:</b>" in grid.side.value and "color" not in grid.side.value
 
 
 def test_a_grid_given_nothing_says_which_cells_to_run_first():

@@ -130,6 +130,8 @@ def test_set_fault_reruns_and_everything_follows_the_new_run(lab):
     assert "step2 fail → rolled_back" in cue and "run 1" in cue  # the first change
     assert lab.play.max == lab.slider.max == len(outcome.events)
     assert len(log_rows(lab)) == LOG_ROWS  # a window, always (what is not shown: in its heading)
+    assert "failed…" in part(lab, "rl-result")  # the result as of the failure: not yet its end
+    lab.show_frame(lab.frame_count - 1)
     assert "rolled_back" in part(lab, "rl-result")
 
 
@@ -164,6 +166,7 @@ def test_policies_from_the_panel(lab):
     lab.set_fault("step3", "fail")
     lab.set_fault("step1", "undo_fails")
     assert lab.outcome.status is Status.ROLLBACK_INCOMPLETE
+    lab.show_frame(lab.frame_count - 1)
     assert "step1 (1 attempt)" in part(lab, "rl-result")
     assert lab.set_policy("halt").status is Status.HALTED
     assert lab.set_policy("retry").dead_letters[0].attempts == 3
@@ -365,6 +368,8 @@ def test_stop_cancels_mid_run_and_the_compensations_run_anyway(trip):
     assert "charge" not in outcome.completed
     assert outcome.state_after == outcome.state_before
     assert "Stop after event" in part(trip, "rl-cue") and "cancelled" in part(trip, "rl-cue")
+    assert "cancelled…" in part(trip, "rl-result")  # where the cancel landed: not yet the end
+    trip.show_frame(trip.frame_count - 1)
     result = re.sub(r"<[^>]+>", "", part(trip, "rl-result"))
     assert f"cancelled: the saga was cancelled (Stop) after event {room_done + 1}" in result
     assert "failed with" not in result and "the block" not in result

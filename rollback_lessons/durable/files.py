@@ -21,7 +21,7 @@ from urllib.parse import quote
 from ..errors import InvalidNameError, RollbackLessonsError, TakenOver
 
 APP = "rollback-lessons"
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 FINISHED = ("committed", "rolled_back", "rollback_incomplete", "halted")
 _IDS = "SELECT id FROM sagas WHERE status IN ('running', 'rolling_back')"
 _UNFINISHED = "SELECT id FROM sagas WHERE status IN ('running', 'rolling_back')"
@@ -46,7 +46,7 @@ CREATE TABLE IF NOT EXISTS sagas (
     claimed_at REAL,
     claim_gen INTEGER NOT NULL DEFAULT 0,
     policy TEXT,
-    undo_order TEXT NOT NULL DEFAULT 'reverse'
+    undo_order TEXT NOT NULL DEFAULT 'reverse', graph TEXT  -- graph: a graph's dependencies
 );
 CREATE INDEX IF NOT EXISTS sagas_status ON sagas (status);
 CREATE TABLE IF NOT EXISTS events (
@@ -100,7 +100,9 @@ _MIGRATE_4_TO_5 = [
     # did; NULL: none (the policy's timeout, if any, applies)
     "ALTER TABLE undos ADD COLUMN timeout REAL",
 ]
-_MIGRATIONS = {1: _MIGRATE_1_TO_2, 2: _MIGRATE_2_TO_3, 3: _MIGRATE_3_TO_4, 4: _MIGRATE_4_TO_5}
+_MIGRATE_5_TO_6 = ["ALTER TABLE sagas ADD COLUMN graph TEXT"]  # a graph's dependencies (JSON)
+_MIGRATIONS = {1: _MIGRATE_1_TO_2, 2: _MIGRATE_2_TO_3, 3: _MIGRATE_3_TO_4, 4: _MIGRATE_4_TO_5,
+               5: _MIGRATE_5_TO_6}  # fmt: skip
 
 
 class Written:
@@ -330,10 +332,8 @@ def _create_whole(path: Path) -> None:
             leftover.unlink(missing_ok=True)
 
 
-SAGA_STATUSES = (
-    "running", "rolling_back", "committed", "rolled_back", "rollback_incomplete", "halted",
-    "cancelled",
-)  # fmt: skip
+SAGA_STATUSES = ("running", "rolling_back", "committed", "rolled_back", "rollback_incomplete",
+                 "halted", "cancelled")  # fmt: skip
 PIVOT_STATES = ("started", "done", "refused")
 UNDO_STATES = ("pending", "intent", "done", "dead", "leaked", "not_run")
 UNDO_ORDERS = ("reverse", "forward", "reverse_start", "by_dependency")  # (rules.GRAPH_UNDO_ORDERS)
@@ -391,6 +391,7 @@ _VALUE_CHECKS: tuple[tuple[str, str, str, str, str, int], ...] = (
         _optional("policy", "typeof(policy) != 'text' OR NOT json_valid(policy)"), 4,
     ),
     ("a saga's undo order", "sagas", _SAGA, "undo_order", _one_of("undo_order", UNDO_ORDERS), 4),
+    ("a saga's graph", "sagas", _SAGA, "graph", _optional("graph", "NOT json_valid(graph)"), 6),
     ("an event's number", "events", "saga_id", "seq", "typeof(seq) != 'integer' OR seq < 0", 1),
     ("an undo's position", "undos", "saga_id", "position", "typeof(position) != 'integer'", 1),
     ("an undo's step", "undos", _UNDO, "step", "typeof(step) != 'text'", 1),

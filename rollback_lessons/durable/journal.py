@@ -23,7 +23,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -236,9 +236,11 @@ class Journal:
         *,
         policy: UndoPolicy | None = None,
         undo_order: str = "reverse",
+        after: Mapping[str, Sequence[str]] | None = None,
     ) -> JournalRun:
         """A new saga in this journal (written with its first commit), with the undo
-        ``policy`` and ``undo_order`` its run obeys, which ``recover`` obeys too. A policy
+        ``policy`` and ``undo_order`` its run obeys, which ``recover`` obeys too (``after``:
+        a graph's steps' dependencies, which its undo order needs). A policy
         that cannot be written down (``policy_data``) is refused here, before any step. Its
         name and id are refused if a line of ``journal show`` or ``recover`` could not carry
         them as one cell (a line break would forge a row), and an id with ':' too: an undo's
@@ -262,6 +264,7 @@ class Journal:
         return JournalRun(
             self, saga_id or uuid.uuid4().hex, name, new=True, policy=written,
             undo_order=undo_order,
+            graph=None if after is None else json.dumps([[s, list(d)] for s, d in after.items()]),
         )  # fmt: skip
 
     # -- reading -------------------------------------------------------------------------
@@ -282,32 +285,13 @@ class Journal:
             " s.owner_started, s.pivot, s.pivot_state, s.claim_pid, s.claim_host,"
             " s.claim_started,"
             + (" s.policy, s.undo_order" if self._version >= 4 else " NULL, 'reverse'")
+            + (", s.graph" if self._version >= 6 else ", NULL")
             + f" FROM sagas s LEFT JOIN undos u ON u.saga_id = s.id {where}"
             " GROUP BY s.id ORDER BY s.started, s.id",
             params,
         ).fetchall()
-        return [
-            SagaRecord(
-                id=r[0],
-                name=r[1],
-                status=r[2],
-                owner_pid=r[3],
-                owner_host=r[4],
-                error=r[5],
-                undos=r[6] or 0,
-                undone=r[7] or 0,
-                dead=r[8] or 0,
-                owner_started=r[9],
-                pivot=r[10],
-                pivot_state=r[11],
-                claim_pid=r[12],
-                claim_host=r[13],
-                claim_started=r[14],
-                policy=r[15],
-                undo_order=r[16],
-            )
-            for r in rows
-        ]
+        # the columns in SagaRecord's field order (its counts 0, not NULL, with no undo)
+        return [SagaRecord(*r[:6], *(n or 0 for n in r[6:9]), *r[9:]) for r in rows]
 
     def saga(self, saga_id: str) -> SagaRecord:
         found = self.sagas("WHERE s.id = ?", (saga_id,))

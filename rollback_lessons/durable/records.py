@@ -88,6 +88,15 @@ class SagaRecord:
     policy: str | None = None
     """The run's undo policy as JSON (``wire.PolicySpec``); None in older journals."""
     undo_order: str = "reverse"
+    graph: str | None = None
+    """A saga run as a graph: each step's dependencies as JSON (``Journal.start``); None: a
+    list, or a journal older than schema 6."""
+
+    def after(self) -> dict[str, tuple[str, ...]] | None:
+        """Each step's dependencies, in definition order (None: a list)."""
+        if self.graph is None:
+            return None
+        return {step: tuple(deps) for step, deps in json.loads(self.graph)}
 
     def owner_alive(self) -> bool | None:
         """Is the process that ran this saga still running? None: cannot tell from here."""
@@ -147,6 +156,7 @@ class JournalRun:
         gen: int = 0,
         policy: str | None = None,
         undo_order: str = "reverse",
+        graph: str | None = None,
     ) -> None:
         self.journal, self.saga_id, self.name = journal, saga_id, name
         self._pending: list[tuple[str, tuple[Any, ...]]] = []
@@ -157,9 +167,9 @@ class JournalRun:
             self._pending.append(
                 (
                     "INSERT INTO sagas (id, name, status, owner_pid, owner_host, started,"
-                    " owner_started, policy, undo_order) VALUES (?, ?, 'running', ?, ?, ?, ?,"
-                    " ?, ?)",
-                    (saga_id, name, pid, host, time.time(), started, policy, undo_order),
+                    " owner_started, policy, undo_order, graph) VALUES (?, ?, 'running', ?, ?,"
+                    " ?, ?, ?, ?, ?)",
+                    (saga_id, name, pid, host, time.time(), started, policy, undo_order, graph),
                 )
             )
 

@@ -21,7 +21,8 @@ What ``recover`` promises, whatever the operator or the next crash does:
   compensated across it: it becomes ``halted``, for a person, as it would in process. One
   whose pivot refused before any effect (``refused``) is rolled back, as in process.
 - **Policy and order.** The run's undo policy and undo order, kept in the journal, decide
-  here as they did before the crash: a retry waits and retries, a halt leaves the rest
+  here as they did before the crash (a graph's from its dependencies and the order its
+  steps started and ended, kept too): a retry waits and retries, a halt leaves the rest
   pending for a person. A saga journalled before they were kept (schema 3) is recovered
   with policy continue, and its record says so in a note.
 - **One machine.** It is a driver of the saga machine (``machine.py``), which it resumes in
@@ -42,6 +43,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from ..errors import RemoteError
@@ -50,6 +52,7 @@ from ..machine import Machine, pivot_at_stake
 from ..operations import Ask, Finished, RunUndo, Wait
 from ..outcome import RECORD_FIELDS, DeadLetter, RunRecord, Status
 from ..policies import CONTINUE
+from ..schedule import GraphMachine
 from .journal import (
     Journal,
     JournalError,
@@ -332,6 +335,17 @@ def _error_of(text: str) -> RemoteError:
     return RemoteError(found[1], str(message))
 
 
+def _machine(journal: Journal, saga: SagaRecord) -> Callable[..., tuple[Machine, Any]]:
+    """What takes up ``saga``'s rollback: a list's ``Machine``, or a graph's ``GraphMachine``
+    told its dependencies and the order its steps started and ended (its events)."""
+    if (after := saga.after()) is None:
+        return Machine.resume_rollback
+    events = journal.events(saga.id)
+    started = list(dict.fromkeys(str(e.step) for e in events if e.kind == EventKind.STEP_START))
+    ended = [str(e.step) for e in events if e.kind in (EventKind.STEP_DONE, EventKind.STEP_FAILED)]
+    return partial(GraphMachine.resume_rollback, after=after, started=started, ended=ended)
+
+
 def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: _Writer) -> Recovery:
     """Drive the machine through the saga's rollback, from where the crash left it: run each
     undo it answers, tell it how the undo went, and write down what it records. Before each
@@ -356,7 +370,7 @@ def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: _Writ
     if saga.pivot is not None and saga.pivot_state is not None:
         pivot = (saga.pivot, saga.pivot_state)
     policy = policy_of(saga.policy)
-    m, op = Machine.resume_rollback(
+    m, op = _machine(run.journal, saga)(
         [(u.step, u.attempts) for u in pending],
         leaked=[u.step for u in intents],
         dead=_dead_letters(run.journal, saga),

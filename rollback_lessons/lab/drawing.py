@@ -13,6 +13,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
 from ..events import Event
+from ..outcome import Status
 
 # Okabe-Ito colours: distinguishable with the common colour-vision deficiencies; every
 # meaning also has its own marker shape, so nothing depends on colour alone.
@@ -33,9 +34,10 @@ NONE = object()  # a key the state does not have
 _ON_PATH = frozenset({"step_start", "step_done", "step_failed", "undo", "undo_done", "undo_failed"})
 _DEAD = ("s", INK, "dead letter")
 RETRY_MARK = "P"  # a filled plus: "tried again", in the lanes and in the legend
+_HALTED = ("D", PIVOT)  # a diamond: "halted", a person goes on from here
 _UNDO_FAILED = {
     "retry": (RETRY_MARK, RETRY, "retry"),
-    "halt": ("D", PIVOT, "halt: for a person"),
+    "halt": (*_HALTED, "halt: for a person"),
 }
 _CHAR = 12 * 0.602 / 72  # inches: a DejaVu Sans Mono character in the state table
 FONT = 13  # lane labels: 14.4 px at 80 dpi
@@ -56,6 +58,13 @@ KIND_WORDS = {"pivot": "irreversible", "retriable": "retried"}
 def kind_word(kind: object) -> str:
     """``kind``'s word (``KIND_WORDS``), or "" for a compensable step."""
     return KIND_WORDS.get(str(kind), "")
+
+
+def lane_label(step: str, labels: Mapping[str, str], kinds: Mapping[str, str]) -> str:
+    """A lane's label: the step, its kind's word, and its own label under it."""
+    word = kind_word(kinds.get(step))
+    tag = f" ({word})" if word else ""
+    return f"{step}{tag}\n{labels[step]}" if labels.get(step) else f"{step}{tag}"
 
 
 def wrap(text: str, chars: int) -> list[str]:
@@ -95,6 +104,18 @@ def frame_caption(event: Event, index: int, total: int, status: object = None) -
     return f"event {index + 1} of {total}: {said}"
 
 
+# How each way a run can end shows in its picture: the legend entries (or a note's words)
+# of which its last frame holds at least one (tests/test_widgets_playback.py draws every
+# status, in the panel and in a lesson's picture)
+ENDING_MARKS: dict[Status, frozenset[str]] = {
+    Status.COMMITTED: frozenset({"step done"}),  # every step's bar, and no failure
+    Status.ROLLED_BACK: frozenset({"rollback"}),  # the shade, from where the undos start
+    Status.ROLLBACK_INCOMPLETE: frozenset({"dead letter", "still done"}),  # (the note says it)
+    Status.HALTED: frozenset({"halted"}),  # a diamond: where a person takes over
+    Status.CANCELLED: frozenset({"Stop pressed", "rollback"}),
+}
+
+
 STOP_STYLE: dict[str, Any] = {"color": FAIL, "lw": 2.5, "ls": (0, (1, 1.5))}  # Stop: dotted
 STOP_LABEL = "Stop pressed"
 
@@ -114,7 +135,7 @@ def legend_entries(
         ("retry", mark(RETRY_MARK, RETRY, RETRY)),
         ("undone", mark("<", UNDO, UNDO)),
         ("dead letter", mark("s", INK, INK)),
-        ("halted", mark("D", PIVOT, PIVOT)),
+        ("halted", mark(*_HALTED, PIVOT)),
         ("this event", mark("o", "none", INK, 15)),
         ("run's path", Line2D([], [], color=INK, lw=1.2, alpha=0.6)),
         ("run ends", Line2D([], [], color=INK, lw=2, ls="--")),
@@ -235,3 +256,19 @@ def draw_branches(ax: Any, groups: Any, lane: Mapping[str, int]) -> None:
                 lw=1, zorder=0, transform=ax.get_yaxis_transform(),
             )  # fmt: skip
             ax.add_patch(band)
+
+
+def rollback_shade(canvas: Any, ax: Any, start: int, events: int, top: float) -> tuple[Any, Any]:
+    """The rollback's shade, from event ``start`` to the end of the lanes, and its label at
+    the top (kept inside the lanes: a late rollback's goes left of the end)."""
+    span = Rectangle(
+        (start - 0.5, 0), events + 1.5 - start, 1,
+        color=UNDO, alpha=SHADE, lw=0, transform=ax.get_xaxis_transform(),
+    )  # fmt: skip
+    ax.add_artist(span)
+    label = ax.text(start, top + 0.05, " rollback ←", color=UNDO, fontsize=FONT, va="top")
+    renderer = canvas.get_renderer()
+    if label.get_window_extent(renderer).x1 > ax.get_window_extent(renderer).x1:
+        label.set_horizontalalignment("right")
+        label.set_position((events + 0.9, top + 0.05))
+    return span, label

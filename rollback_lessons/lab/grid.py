@@ -292,6 +292,7 @@ class ExplorerGrid:
         self.panel = w.VBox([w.HTML(lost_banner()), style, body])
         self.panel.add_class("rl-panel").add_class("explorer-grid")
         self.widget = w.VBox([self.panel, self.lab.widget])
+        self.widget.add_class("rl-panels")  # (a lost kernel: no broken-link icon on it either)
         self.side.value = "<div class='eg-note'>Click a cell to see its run here.</div>"
         self.lab.view.observe(self._follow, names="value")
 
@@ -302,13 +303,12 @@ class ExplorerGrid:
         self.opened = run
         self.cell = (row, col)
         broken = "".join(
-            f"<div style='color:{FAIL}' title='{html.escape(v)}'><b>breaks:</b> "
+            f"<div title='{html.escape(v)}'><b>breaks:</b> "
             f"{html.escape(v.split(' from ')[0].split(', but the state is')[0])}</div>"
             for v in run.violations
         )
-        colour = FAIL if run.violations else INK
-        self.side.value = (
-            f"<div class='eg-note' style='color:{colour}'><b>row {row + 1}, column {col + 1}: "
+        self.side.value = (  # in ink: red is the legend's "leaked", the cross says "breaks"
+            f"<div class='eg-note'><b>row {row + 1}, column {col + 1}: "
             f"{html.escape(run.describe())}</b> → {html.escape(str(run.status))}</div>"
             f"{broken}{_changed(run)}"
         )

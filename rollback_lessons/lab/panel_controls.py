@@ -184,3 +184,24 @@ def run_said(lab: Any, outcome: Outcome, stop_after: int | None) -> tuple[str, s
         elif outcome.status is not Status.CANCELLED:
             said += " (too late: the run had already failed or ended)"
     return html.escape(faults), html.escape(said)
+
+
+def telling_frame(outcome: Outcome, opening: bool) -> int:
+    """The frame worth seeing first: the failure, or (opening, or a commit) the end."""
+    last = len(outcome.events) - 1
+    if opening:
+        return last
+    failed = next((i for i, e in enumerate(outcome.events) if e.kind == "pipeline_failed"), None)
+    return last if failed is None else failed
+
+
+def mark_chosen(actions: dict[str, Any], undos: dict[str, Any]) -> None:
+    """A chosen fault stands out, coloured like the pictures (on a projector too)."""
+    for controls, plain in ((actions, "ok"), (undos, "undo_ok")):
+        for control in controls.values():
+            chosen = "rl-chosen" in control._dom_classes
+            if (control.value != plain) != chosen:
+                if chosen:
+                    control.remove_class("rl-chosen")
+                else:
+                    control.add_class("rl-chosen")

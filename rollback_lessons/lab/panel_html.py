@@ -12,22 +12,17 @@ from typing import Any
 from ..events import Event
 from ..outcome import Outcome, Status
 from . import drawing
-from .drawing import CURRENT, FAIL, HIGHLIGHT, INK, PIVOT, RETRY, UNDO
+from .drawing import CURRENT, FAIL, HIGHLIGHT, INK, RETRY
 from .png import size
-
-STATUS_COLOURS = {
-    Status.COMMITTED: drawing.FORWARD,
-    Status.ROLLED_BACK: UNDO,
-    Status.CANCELLED: UNDO,
-    Status.HALTED: PIVOT,
-}
 
 LOG_ROWS = 3  # the event log shows this many events around the current one (two lines each)
 PANEL_WIDTH = drawing.PANEL_WIDTH  # inches at 80 dpi: the picture, shown 1:1
 
 # Shared by every panel of the package (the isolation lab and the grid use it too): text at
 # least 12 px, compact tables, a chosen fault coloured like the pictures, and a panel that
-# lost its kernel says so (ipywidgets marks its views "jupyter-widgets-disconnected").
+# lost its kernel says so (ipywidgets marks its views "jupyter-widgets-disconnected"): the
+# message replaces its body, so nothing is left to click or type into, and ipywidgets'
+# broken-link icons (one per widget, squeezing the controls) are not drawn.
 CSS = f"""<style>
 .rl-panel {{font-size: 13px; line-height: 1.3; color: {INK}}}
 .rl-panel table {{border-collapse: collapse; font-size: 13px; line-height: 1.3}}
@@ -65,14 +60,16 @@ CSS = f"""<style>
 .rl-panel .rl-lost {{display: none; background: {FAIL}; color: white; font-weight: bold;
   font-size: 15px; padding: 4px 8px; margin: 2px 0}}
 .rl-panel.jupyter-widgets-disconnected .rl-lost {{display: block}}
-.rl-panel.jupyter-widgets-disconnected .rl-dim {{opacity: 0.35; pointer-events: none}}
+.rl-panel.jupyter-widgets-disconnected .rl-dim {{display: none}}
+.rl-panel.jupyter-widgets-disconnected::before, .rl-panels.jupyter-widgets-disconnected::before,
+.rl-panel .jupyter-widgets-disconnected::before {{content: none; display: none}}
 </style>"""
 LOST = "this panel lost its kernel: run the cell again"
 
 
 def lost_banner() -> str:
-    """Hidden while the kernel lives; shown (by CSS alone) once ipywidgets marks the panel
-    disconnected, which it does when the kernel restarts."""
+    """Hidden while the kernel lives; shown (by CSS alone) in place of the panel's body
+    once ipywidgets marks the panel disconnected, which it does when the kernel restarts."""
     return f"<div class='rl-lost'>{LOST}</div>"
 
 
@@ -153,9 +150,9 @@ def _names(names: Iterable[str]) -> str:
 
 def result_html(outcome: Outcome, stopped_after: int | None = None) -> str:
     """How the run ended, in a few lines: the status, why, and what a person must know.
-    ``stopped_after``: the events that had happened when Stop cancelled the run."""
-    colour = STATUS_COLOURS.get(outcome.status, FAIL)
-    head = f"<b style='color:{colour}'>{html.escape(str(outcome.status))}</b>"
+    ``stopped_after``: the events that had happened when Stop cancelled the run. The status
+    is a word in bold ink: the words say it, no colour a legend would have to explain."""
+    head = f"<b>{html.escape(str(outcome.status))}</b>"
     if outcome.status is Status.CANCELLED:  # the learner's Stop, not a failure
         after = f" after event {stopped_after}" if stopped_after else ""
         head += f": the saga was cancelled (Stop){after}"
@@ -178,8 +175,39 @@ def result_html(outcome: Outcome, stopped_after: int | None = None) -> str:
     if not_run:
         lines.append(("not run", _names(not_run)))
     lines += [("note", note) for note in outcome.notes]  # the engine's own words
+    return _result_box(head, lines)
+
+
+def _result_box(head: str, lines: list[tuple[str, str]]) -> str:
     rows = "".join(f"<tr><th>{k}</th><td>{html.escape(v)}</td></tr>" for k, v in lines)
     return f"<div>{head}</div><table>{rows}</table>"
+
+
+PHASES = {"pipeline_failed": "failed…", "rollback_start": "rolling back…"}  # (from this event)
+
+
+def result_at(outcome: Outcome, index: int, final: str) -> str:
+    """The result box at frame ``index``: ``final`` (``result_html``) from the last event on;
+    before it, what the run has done so far, never how it ends: "running…" until a step
+    fails (or Stop lands: "cancelled…"), "failed…" until the rollback starts (a halt has
+    none), then "rolling back…"; the same two rows throughout, so the box never grows."""
+    if index >= len(outcome.events) - 1:
+        return final
+    done: list[str] = []
+    undone: list[str] = []
+    word = "running…"
+    for event in outcome.events[: index + 1]:
+        if event.kind == "step_done" and event.step:
+            done.append(event.step)
+        elif event.kind == "undo_done" and event.step:
+            undone.append(event.step)
+        elif event.kind in PHASES:
+            word = PHASES[event.kind]
+            if str(event.details.get("error", "")).startswith("Cancelled("):
+                word = "cancelled…"  # the learner's Stop landed: not a failure
+    last = len(outcome.events)
+    head = f"<b>{word}</b> <span class='rl-more'>(the result shows at event {last})</span>"
+    return _result_box(head, [("done so far", _names(done)), ("undone so far", _names(undone))])
 
 
 def view_html(

@@ -17,13 +17,13 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.patches import Rectangle
 from matplotlib.transforms import TransformedPatchPath
 
 from ..outcome import Outcome, Status
 from .drawing import (  # noqa: F401 (the colours and sizes, for the modules that import them here)
     _CHAR,
     _DEAD,
+    _HALTED,
     _ON_PATH,
     _UNDO_FAILED,
     BRANCH,
@@ -52,9 +52,11 @@ from .drawing import (  # noqa: F401 (the colours and sizes, for the modules tha
     draw_branches,
     frame_caption,
     kind_word,
+    lane_label,
     legend_entries,
     lines_for,
     place_notes,
+    rollback_shade,
     table_chars,
     value_text,
     wrap,
@@ -146,8 +148,8 @@ class Timeline(TableAndLog):
         self.ax = self.fig.add_axes((0.3, bottom, 0.1, top - bottom))
         ax = self.ax
         ax.set_ylim(n - 0.5, TOP)
-        ax.set_yticks(range(n))
-        ax.set_yticklabels([self._lane_label(s) for s in self.steps], fontsize=FONT)
+        lanes = [lane_label(s, self.labels, self.kinds) for s in self.steps]
+        ax.set_yticks(range(n), lanes, fontsize=FONT)
         for name, tick in zip(self.steps, ax.get_yticklabels(), strict=True):
             tick.set_linespacing(1.0)
             if kind_word(self.kinds.get(name)):  # in ink: its word says it, no colour to explain
@@ -205,12 +207,6 @@ class Timeline(TableAndLog):
         # every frame says its smallest text (a note is SMALL): the browser tests read it
         self._report = {"min_text_px": round(min(min_text_px(self.fig), SMALL * DPI / 72), 2)}
 
-    def _lane_label(self, step: str) -> str:
-        label = self.labels.get(step)
-        word = kind_word(self.kinds.get(step))
-        tag = f" ({word})" if word else ""
-        return f"{step}{tag}\n{label}" if label else f"{step}{tag}"
-
     # -- a run -----------------------------------------------------------------------
 
     def _keep(self, seq: int, artist: Any) -> None:
@@ -260,20 +256,9 @@ class Timeline(TableAndLog):
         # shaded from where the undos start: a halt after the pivot has no rollback to show
         failed_at = next((e.seq for e in events if e.kind == "rollback_start"), None)
         if failed_at is not None:
-            span = Rectangle(
-                (failed_at - 0.5, 0), len(events) + 1.5 - failed_at, 1,
-                color=UNDO, alpha=SHADE, lw=0, transform=self.ax.get_xaxis_transform(),
-            )  # fmt: skip
+            span, label = rollback_shade(self.canvas, self.ax, failed_at, len(events), TOP)
             span.set_clip_path(self._clip)
-            self.ax.add_artist(span)
             self._keep(failed_at, span)
-            label = self.ax.text(
-                failed_at, TOP + 0.05, " rollback ←", color=UNDO, fontsize=FONT, va="top"
-            )
-            renderer = self.canvas.get_renderer()
-            if label.get_window_extent(renderer).x1 > self.ax.get_window_extent(renderer).x1:
-                label.set_horizontalalignment("right")  # a late rollback: keep it inside
-                label.set_position((len(events) + 0.9, TOP + 0.05))
             self._keep(failed_at, label)
             fixed.append(label)
         path_x: list[float] = []
@@ -311,8 +296,9 @@ class Timeline(TableAndLog):
                 end.set_clip_path(self._clip)
                 self.ax.add_artist(end)
                 self._keep(s, end)
-                if k == "halted":
-                    self._note(s, s, y, "left for a person ", PIVOT, "right")  # type: ignore[arg-type]
+                if k == "halted" and y is not None:  # a step past the point of no return
+                    self._mark(s, y, *_HALTED)  # failed: its lane says "halted" (the legend's)
+                    self._note(s, s, y, "left for a person ", PIVOT, "right")
                 if k == "rollback_done":
                     for name in outcome.leaked:
                         self._note(s, s - 0.3, self.lane[name], "still done ", FAIL, "right")

@@ -37,7 +37,9 @@ from .panel_controls import (
     _choice,
     _dropdown,
     layout,
+    mark_chosen,
     run_said,
+    telling_frame,
     undo_choice,
 )
 from .panel_html import (  # noqa: F401 (the panel's HTML parts, as the other panels import them)
@@ -50,6 +52,7 @@ from .panel_html import (  # noqa: F401 (the panel's HTML parts, as the other pa
     log_html,
     lost_banner,
     png_img,
+    result_at,
     result_html,
     state_html,
     view_html,
@@ -147,9 +150,6 @@ class RollbackLab:
             tooltip="drag through the run's events (numbered as in the log)",
             style={"description_width": "42px"}, layout=w.Layout(width="260px", flex="none"),
         )  # fmt: skip
-        # one way, Play to the slider: a slider set by the kernel never bounces back through
-        # Play (a stale value there would redraw an old frame and race the next click)
-        w.jsdlink((self.play, "value"), (self.slider, "value"))
         self.back = w.Button(
             description="back", icon="step-backward", tooltip="the previous event",
             layout=w.Layout(width="80px", flex="none"),
@@ -173,6 +173,7 @@ class RollbackLab:
         self.play_button.on_click(lambda _: self.toggle_play())
         self.stop_button.on_click(lambda _: self.stop())
         self.play.observe(self._on_playing, names="playing")
+        self.play.observe(self._on_tick, names="value")
         self.slider.observe(self._on_slider, names="value")
         self.back.on_click(lambda _: self.show_frame(self.frame - 1))
         self.forward.on_click(lambda _: self.show_frame(self.frame + 1))
@@ -336,20 +337,11 @@ class RollbackLab:
         finally:
             self._quiet = False
         self._ends()
-        self._mark_chosen()
+        mark_chosen(self.actions, self.undos)
         self._jumped = True  # the panel chose this frame: Play walks the run from event 1
         return outcome
 
-    @staticmethod
-    def telling_frame(outcome: Outcome, opening: bool) -> int:
-        """The frame worth seeing first: the failure, or (opening, or a commit) the end."""
-        last = len(outcome.events) - 1
-        if opening:
-            return last
-        failed = next(
-            (i for i, e in enumerate(outcome.events) if e.kind == "pipeline_failed"), None
-        )
-        return last if failed is None else failed
+    telling_frame = staticmethod(telling_frame)
 
     def toggle_play(self) -> None:
         """Play from the frame the learner chose, or from the start (at the end, or where
@@ -367,6 +359,7 @@ class RollbackLab:
     def show_frame(self, index: int) -> bytes:
         """Show frame ``index`` (0-based, clamped to the run) and return its PNG."""
         self._jumped = False  # (the learner's choice: Play goes on from it)
+        self.play.playing = False  # back or next while playing: Play pauses there
         index = max(0, min(index, self.frame_count - 1))
         if self.slider.value != index + 1:
             self.slider.value = index + 1  # the slider's observer draws it
@@ -396,9 +389,25 @@ class RollbackLab:
 
     def _on_slider(self, change: dict[str, Any]) -> None:
         if not self._quiet:
+            self.play.playing = False  # the learner took the slider: Play pauses
             self._jumped = False
             self._show(change["new"] - 1)
             self._ends()
+
+    def _on_tick(self, change: dict[str, Any]) -> None:
+        """Play's next frame (Play counts in the browser; the kernel draws). A tick that
+        arrives once the kernel has stopped Play is ignored: it left the browser before the
+        stop got there, and would move the new run to a frame nobody chose."""
+        if self._quiet or not self.play.playing:
+            return
+        index = max(0, min(change["new"] - 1, self.frame_count - 1))
+        self._show(index)  # the view first, then the slider follows it
+        self._quiet = True
+        try:
+            self.slider.value = index + 1
+        finally:
+            self._quiet = False
+        self._ends()
 
     def _on_playing(self, change: dict[str, Any]) -> None:
         playing = bool(change["new"])
@@ -410,22 +419,12 @@ class RollbackLab:
         self.back.disabled = self._frame <= 0
         self.forward.disabled = self._frame >= self.frame_count - 1
 
-    def _mark_chosen(self) -> None:
-        """A chosen fault stands out, coloured like the pictures (on a projector too)."""
-        for controls, plain in ((self.actions, "ok"), (self.undos, "undo_ok")):
-            for control in controls.values():
-                chosen = "rl-chosen" in control._dom_classes
-                if (control.value != plain) != chosen:
-                    if chosen:
-                        control.remove_class("rl-chosen")
-                    else:
-                        control.add_class("rl-chosen")
-
     def view_html(self, index: int) -> str:
         """The view at frame ``index`` (see ``panel_html.view_html``)."""
         assert self.outcome is not None
         png = self.timeline.render(index)
-        return view_html(self.outcome, index, png, self._cue, self._result, self.state_keys)
+        result = result_at(self.outcome, index, self._result)  # as of this frame
+        return view_html(self.outcome, index, png, self._cue, result, self.state_keys)
 
     def _show(self, index: int) -> None:
         self._frame = index

@@ -145,6 +145,43 @@ def stopped_on_step_functions(
     return outcome, world
 
 
+async def cancelled_on_temporal(runner: Any) -> tuple[Outcome, dict[str, Any]]:
+    """The booking on Temporal (``runner``: a started ``TemporalRunner``; the room's, the
+    flight's, then the slow car's booking finishing), its workflow cancelled with Temporal's
+    own ``handle.cancel()`` once the room and the flight are booked, while the car's
+    booking runs: the car's activity finishes, the charge never starts, and the saga machine
+    in the workflow undoes everything, shielded from the cancel: ``cancelled``. The outcome
+    and the world after it."""
+    release = threading.Event()
+
+    def slow_car(world: State) -> None:
+        release.wait(60)
+        book_car(world)
+
+    slow = Saga([Parallel(Step("car", slow_car, cancel_car), Step("room", book_room, cancel_room),
+                          Step("flight", book_flight, cancel_flight)), Step("charge", charge)],
+                name="travel")  # fmt: skip
+    world = state()
+    handle = await runner.start_saga(slow, world, completion=("room", "flight", "car"))
+    try:
+        while await handle.workflow.query("running") != ["car"]:
+            await asyncio.sleep(0.02)
+        await handle.cancel()
+        while not await _heard(handle.workflow):  # the workflow took the cancel in
+            await asyncio.sleep(0.02)
+    finally:
+        release.set()
+    return await handle.outcome(), world
+
+
+async def _heard(workflow: Any) -> bool:
+    """Has the workflow heard its cancel: a workflow task completed after the request?"""
+    kinds = [e.WhichOneof("attributes") async for e in workflow.fetch_history_events()]
+    asked = "workflow_execution_cancel_requested_event_attributes"
+    return asked in kinds and "workflow_task_completed_event_attributes" in kinds[
+        kinds.index(asked):]  # fmt: skip
+
+
 def held(world: dict[str, Any]) -> list[str]:
     """What the traveller still holds in ``world``: bookings and the charge."""
     kinds = {"hotel": "room", "cars": "car", "flights": "flight"}

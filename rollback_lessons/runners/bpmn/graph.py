@@ -33,6 +33,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ... import schedule
+from ..._graph_drive import asking_failed
+from ...errors import Cancelled
+from ...machine import Phase
 from ...operations import Ask, Finished, RunStep, RunUndo, Wait
 from ...rules import Kind
 from ...saga import Saga
@@ -314,15 +318,39 @@ class GraphHost:
     step's retry policy, the undo policy's attempts), after the machine's backoff
     (``sleep``); an undo whose policy halts ends in an incident, which a person resolves
     (``answers``, in turn: ``retry`` the job, ``fixed`` by hand) or leaves (``Incident``:
-    the saga halted, the rest pending; with no answer left, as in process)."""
+    the saga halted, the rest pending; with no answer left, as in process).
+
+    A cancel (``asked``) is heard where ``saga.run`` hears it: before a step starts, when a
+    step returns, after a retry's wait. The machine decides (``schedule.cancel``: declined
+    past the pivot); once it stops the run, ``do`` answers False (nothing more starts: the
+    steps' subprocess ends with its error, which stops every branch), and the loop runs the
+    machine's undos, shielded from the cancel (nothing asks it again): ``cancelled``."""
 
     def __init__(
         self, plan: SagaPlan, worker: Worker, machine: GraphMachine,
         sleep: Callable[[float], None] = time.sleep, answers: Sequence[str] = (),
+        asked: Callable[[], bool] | None = None,
     ) -> None:  # fmt: skip
         self.plan, self.worker, self.m, self.sleep = plan, worker, machine, sleep
         self.answers = list(answers)  # what the person says at each incident, in turn
+        self.asked = asked
         self.op: Any = None
+
+    def cancel(self) -> None:
+        """Tell the machine if the caller asked to stop (once); a cancel function that raises
+        fails the run with its error, as in process (``_graph_drive.asking_failed``)."""
+        m = self.m
+        if self.asked is None or m.cancelled or m.failing or m.phase is not Phase.FORWARD:
+            return
+        try:
+            if not self.asked():
+                return
+        except Exception as exc:
+            op = asking_failed(m, exc)
+        else:
+            op = schedule.cancel(m, Cancelled.by_caller())
+        if op is not None and type(op) is not Ready:
+            self.op = op
 
     def pick(self, ready: list[str]) -> str | None:
         """Of the steps whose tasks the engine has ready, the one the machine starts next."""
@@ -330,8 +358,11 @@ class GraphHost:
         return next((s for s in wanted if s in ready), None)
 
     def do(self, step: str) -> bool:
+        """Run ``step``'s job; True if the run goes on (False: it failed, or was cancelled,
+        and nothing more starts)."""
         m = self.m
-        if step not in m.ready():  # the run failed: it may not start (not reached here)
+        self.cancel()
+        if step not in m.ready():  # the run failed or was cancelled: it may not start
             return False
         op: Any = m.launch(step)
         while True:
@@ -343,12 +374,14 @@ class GraphHost:
             if type(op) is not Wait:
                 break
             self.sleep(op.seconds)  # the job's retry backoff
+            self.cancel()
             op = m.step_resume(step)
             if type(op) is not RunStep:
                 break
         if type(op) is not Ready:
             self.op = op
-        return error is None
+        self.cancel()
+        return error is None and not m.failing
 
     def what_next(self) -> str:
         op = self.op

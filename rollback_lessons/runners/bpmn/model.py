@@ -249,7 +249,9 @@ def _feel_string(text: str) -> str:
     return f'"{escaped}"'
 
 
-def to_bpmn_explicit(saga: Saga, *, policy: PolicyLike | None = None) -> str:
+def to_bpmn_explicit(
+    saga: Saga, *, policy: PolicyLike | None = None, graph: bool | None = None
+) -> str:
     """The explicit form: steps in a subprocess, a BPMN error on failure, and the undos
     chained newest first behind "was it logged?" gateways (runs on SpiffWorkflow).
 
@@ -257,14 +259,15 @@ def to_bpmn_explicit(saga: Saga, *, policy: PolicyLike | None = None) -> str:
     after the step) and ``halted`` (a pivot that failed after its effect: a person
     decides); the conditions are FEEL, as Camunda 8 wants them. A saga with parallel
     groups: parallel gateways, then a loop asking the saga machine which undo runs next
-    (``graph``)."""
+    (``graph``); so is a list with ``graph=True`` (as a chain: what ``run_explicit`` runs
+    when ``wire.needs_graph`` says so)."""
     m = _Model()
-    if saga.after is not None:
-        from . import graph
+    if graph or (graph is None and saga.after is not None):
+        from . import graph as form
 
         chosen = data_only(policy if policy is not None else saga.policy, ENGINE)
         specs = {s.name: s for s in saga.specs()}
-        graph.explicit_form(
+        form.explicit_form(
             saga, m, lambda n: _undo_job(n, chosen),
             lambda n: _job(job_type("do", n), _attempts(specs[n])),
             _task_size(saga.specs()), _feel_string, _job("what-next"),

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..._graph_drive import asked_of
 from ...errors import InvalidPipelineError
 from ...faults import InjectionLike, normalize_injection
 from ...machine import Machine
@@ -20,7 +21,7 @@ from ...saga import Saga, State, snapshot
 from ...schedule import GraphMachine
 from ..history import Visit, Worker, do, undo, walk
 from ..owed import undo_timeouts
-from ..wire import SagaPlan, outcome_of, plan_of
+from ..wire import WRITTEN_LIST, SagaPlan, needs_graph, outcome_of, plan_of
 from .graph import GraphHost, run_workflow
 from .model import ENGINE, UnsupportedInBPMN, to_bpmn_explicit
 
@@ -74,22 +75,24 @@ def run_explicit(
     ``halted``, the rest pending) and with steps retried by their own policy. A policy that
     decides in Python cannot be written into a model: refused (``UnsupportedPolicy``).
     ``answers``: what a person says, in turn, at each incident (``retry``, ``fixed``,
-    ``leave``; none left: ``leave``). ``completion`` and ``cancel`` are refused too
-    (``UnsupportedInBPMN``): the form runs one step at a time, and a failure ends every
-    branch at once, so it cannot let the steps still running finish, which a timing of
-    one's own and a cancel need."""
-    for option, given in (("completion", completion), ("cancel", cancel)):
-        if given is not None:
-            raise UnsupportedInBPMN(
-                f"the explicit BPMN form runs one step at a time, with no {option}: a failure "
-                "there ends every branch, so the steps still running could not finish"
-            )
+    ``leave``; none left: ``leave``). ``cancel`` (an Event, or a function answering True)
+    cancels as ``saga.run(..., cancel=...)`` does, in the graph form (a list's too): heard
+    before a step starts and when one returns, nothing more starts, what was done is undone,
+    the status says ``cancelled``. ``completion`` is refused (``UnsupportedInBPMN``): the form
+    runs one step at a time, and a failure ends every branch at once, so it cannot let the
+    steps still running finish, which a timing of one's own needs."""
+    if completion is not None:
+        raise UnsupportedInBPMN(
+            "the explicit BPMN form runs one step at a time, with no completion: a failure "
+            "there ends every branch, so the steps still running could not finish"
+        )
+    asked = asked_of(cancel)
     from SpiffWorkflow.bpmn import BpmnWorkflow
     from SpiffWorkflow.bpmn.parser import BpmnParser
     from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine, TaskDataEnvironment
 
     chosen = data_only(policy if policy is not None else saga.policy, ENGINE)
-    graph = saga.after is not None or undo_order != "reverse"
+    graph = needs_graph(saga, undo_order=undo_order, cancel=cancel, form=WRITTEN_LIST)
     if chosen.name != "continue" and not graph:
         raise UnsupportedInBPMN(
             "the explicit BPMN form of a list runs policy 'continue', undos newest first (a "
@@ -111,8 +114,8 @@ def run_explicit(
                    graphs=True)  # fmt: skip
     world: State = {} if state is None else state
     before = snapshot(world) if state is not None else None
-    if plan.after is not None or undo_order not in ("reverse",):
-        return _run_graph(saga, state, world, before, plan, faults, chosen, answers)
+    if graph:
+        return _run_graph(saga, state, world, before, plan, faults, chosen, answers, asked)
     machine = Machine(plan.undo_policy(), plan=plan.specs(), name=saga.name, run_id=run_id)
     if type(machine.start()) is not RunStep:
         raise RuntimeError("the machine does not start with a step")
@@ -140,14 +143,14 @@ def run_explicit(
     return outcome_of(saga, walk(plan, found, calls), before=before, state=state)
 
 
-def _parsed(saga: Saga, chosen: Any, host: dict[str, Any]) -> Any:
+def _parsed(saga: Saga, chosen: Any, host: dict[str, Any], graph: bool = False) -> Any:
     """The explicit form of ``saga`` as a SpiffWorkflow workflow whose scripts call ``host``."""
     from SpiffWorkflow.bpmn import BpmnWorkflow
     from SpiffWorkflow.bpmn.parser import BpmnParser
     from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine, TaskDataEnvironment
 
     parser = BpmnParser()
-    parser.add_bpmn_str(to_bpmn_explicit(saga, policy=chosen).encode())
+    parser.add_bpmn_str(to_bpmn_explicit(saga, policy=chosen, graph=graph).encode())
 
     class FeelConditions(PythonScriptEngine):  # type: ignore[misc]
         def evaluate(self, task: Any, expression: str, external_context: Any = None) -> Any:
@@ -162,7 +165,8 @@ def _parsed(saga: Saga, chosen: Any, host: dict[str, Any]) -> Any:
 
 
 def _run_graph(saga: Saga, state: State | None, world: State, before: Any, plan: SagaPlan,
-               faults: dict[str, Any], chosen: Any, answers: Sequence[str]) -> Outcome:  # fmt: skip
+               faults: dict[str, Any], chosen: Any, answers: Sequence[str],
+               asked: Callable[[], bool] | None = None) -> Outcome:  # fmt: skip
     """The graph form on SpiffWorkflow: the saga machine, driven live, picks which ready
     step runs and answers each ``What next`` (``graph.run_workflow``)."""
     after = plan.after or {s.name: [p.name] if p else [] for s, p in
@@ -171,10 +175,11 @@ def _run_graph(saga: Saga, state: State | None, world: State, before: Any, plan:
         plan.undo_policy(), plan=plan.specs(), after={s: tuple(d) for s, d in after.items()},
         undo_order=plan.undo_order, name=plan.name, run_id=plan.run_id,
     )  # fmt: skip
-    host = GraphHost(plan, Worker(plan.run_id, saga, world, faults), machine, answers=answers)
+    host = GraphHost(plan, Worker(plan.run_id, saga, world, faults), machine, answers=answers,
+                     asked=asked)  # fmt: skip
     machine.start()
     workflow = _parsed(saga, chosen, {"do": host.do, "undo": host.undo,
-                                      "what_next": host.what_next})  # fmt: skip
+                                      "what_next": host.what_next}, graph=True)  # fmt: skip
     completed = run_workflow(workflow, host)  # False: it waits at an incident, a person's
     if not isinstance(host.op, Finished) or completed != workflow.is_completed():
         raise RuntimeError("the BPMN workflow did not complete")

@@ -28,7 +28,7 @@ from ...outcome import Outcome, RunRecord
 from ...policies import PolicyLike, resolve_policy
 from ...saga import Saga, State, snapshot
 from .. import hosted
-from ..wire import outcome_of, plan_of, record_of
+from ..wire import needs_graph, outcome_of, plan_of, record_of
 from . import graph, workflow
 from .graph import graph_workflow
 from .workflow import saga_workflow
@@ -176,12 +176,7 @@ class DBOSRunner:
             saga, run_id, policy=chosen, register=register,  # type: ignore[arg-type]
             undo_order=undo_order, halt_wait=halt_wait, graphs=True,  # type: ignore[arg-type]
         )  # fmt: skip
-        graph = (
-            plan.after is not None
-            or undo_order not in ("reverse", "forward")
-            or completion is not None
-            or at_once
-        )
+        graph = needs_graph(plan, undo_order=undo_order, completion=completion, at_once=at_once)
         world: State = {} if state is None else state
         hosted.host(run_id, hosted.Hosted(saga, world, faults))
         if asked is not None:

@@ -26,7 +26,7 @@ from ..owed import (
     owed,
     undo_timeouts,
 )
-from ..wire import RetrySpec, SagaPlan, plan_of
+from ..wire import WRITTEN_LIST, RetrySpec, SagaPlan, needs_graph, plan_of
 
 CALLBACK = "arn:aws:states:::sqs:sendMessage.waitForTaskToken"
 COMMITTED, ROLLED_BACK, HALTED_FORWARD, HALTED_AT_PIVOT, LEFT = (
@@ -269,13 +269,14 @@ def to_asl(
     """``saga`` as an ASL state machine (a dict; ``json.dumps`` it to deploy). Every option
     is checked first; a policy that decides in Python is refused (``UnsupportedPolicy``).
     Start an execution with ``{"run": ID, "queue_url": URL}``. A saga with parallel groups
-    (or an undo order of a graph's) is written in the graph form (``asl_graph``): its
-    undos are ordered at run time by the saga machine, which ``StepFunctionsRunner`` serves."""
+    (or an undo order other than ``reverse``) is written in the graph form (``asl_graph``):
+    its undos are ordered at run time by the saga machine, which ``StepFunctionsRunner``
+    serves."""
     from .asl_graph import graph_asl
 
     chosen = data_only(policy if policy is not None else saga.policy, ENGINE)
     plan = plan_of(saga, "asl", policy=chosen, register=register,  # type: ignore[arg-type]
                    undo_order=undo_order, graphs=True)  # type: ignore[arg-type]  # fmt: skip
-    if plan.after is not None or undo_order not in ("reverse", "forward"):
+    if needs_graph(plan, undo_order=undo_order, form=WRITTEN_LIST):
         return graph_asl(plan, timeout=timeout)
     return plan_asl(plan, timeout=timeout)

@@ -28,7 +28,7 @@ from ...schedule import GraphMachine
 from .. import free_port
 from ..history import Call, HistoryDiverged, Worker, walk
 from ..names import execution_name
-from ..wire import SagaPlan, outcome_of, plan_of
+from ..wire import WRITTEN_LIST, SagaPlan, needs_graph, outcome_of, plan_of
 from .asl import ENGINE, StepFunctionsError, plan_asl
 from .asl_graph import graph_asl
 from .history import answered, history_table, visits
@@ -149,13 +149,14 @@ class StepFunctionsRunner:
         and ``HistoryDiverged`` says where it strays. Everything is checked before anything
         runs (a policy that decides in Python: ``UnsupportedPolicy``).
 
-        A saga with parallel groups, an undo order of a graph's, ``completion`` or
-        ``cancel`` run the graph form (``asl_graph``), served by ``live``: the saga machine
-        in this process answers what comes next. ``completion`` plays a timing as
-        ``saga.run(..., completion=...)`` does; ``cancel`` (an Event, or a function
-        answering True) cancels the run as ``saga.run(..., cancel=...)`` does: compensated,
-        ``cancelled``. With ``stop_execution=True`` the cancel is Step Functions' own
-        ``StopExecution`` instead: the execution is ``ABORTED`` and nothing is undone."""
+        A saga with parallel groups, an undo order other than ``reverse``, ``completion``
+        or ``cancel`` run the graph form (``asl_graph``; ``wire.needs_graph`` decides),
+        served by ``live``: the saga machine in this process answers what comes next.
+        ``completion`` plays a timing as ``saga.run(..., completion=...)`` does; ``cancel``
+        (an Event, or a function answering True) cancels the run as ``saga.run(...,
+        cancel=...)`` does: compensated, ``cancelled``. With ``stop_execution=True`` the
+        cancel is Step Functions' own ``StopExecution`` instead: the execution is
+        ``ABORTED`` and nothing is undone."""
         faults = normalize_injection(inject, saga.names)
         for said in answers:
             if said not in ANSWERS:
@@ -168,12 +169,8 @@ class StepFunctionsRunner:
             saga, run_id, policy=chosen, register=register,  # type: ignore[arg-type]
             undo_order=undo_order, graphs=True,  # type: ignore[arg-type]
         )  # fmt: skip
-        live = (
-            plan.after is not None
-            or plan.undo_order not in ("reverse", "forward")
-            or completion is not None
-            or cancel is not None
-        )
+        live = needs_graph(plan, undo_order=plan.undo_order, completion=completion,
+                           cancel=cancel, form=WRITTEN_LIST)  # fmt: skip
         asked = asked_of(cancel)
         if live and asl is not None:
             raise InvalidPipelineError("a state machine wired by hand runs a list saga only")

@@ -39,10 +39,9 @@ from ...errors import InvalidPipelineError
 from ...faults import InjectionLike, normalize_injection
 from ...outcome import Outcome, Table
 from ...policies import PolicyLike
-from ...rules import UNDO_ORDERS
 from ...saga import Saga, State, snapshot
 from .. import free_port, hosted
-from ..wire import SagaPlan, outcome_of, plan_of, record_of
+from ..wire import SagaPlan, needs_graph, outcome_of, plan_of, record_of
 from .activities import (
     GATES,
     RUNNING,
@@ -120,7 +119,7 @@ def plan_for(
         halt_wait=halt_wait,
         graphs=True,
     )
-    if plan.after is None and (completion is not None or undo_order not in UNDO_ORDERS):
+    if plan.after is None and needs_graph(plan, undo_order=undo_order, completion=completion):
         plan.after = {s: list(d) for s, d in saga.dependencies.items()}  # a chain
     return plan
 

@@ -1,0 +1,284 @@
+"""A plain with-block nobody watches is recorded, and its machine told at the end (issue 23,
+"Cheap events"): every observable thing must be what the machine hearing of each step as it
+happens gives (``Run.recording = False``, the reference): the outcome, every event with its
+times and run id, what an ``on_event`` saw, the exception raised and its notes, the undos
+called, the journal's rows."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections import Counter
+from dataclasses import dataclass
+
+import pytest
+from conftest import examples
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rollback_lessons import RetryPolicy, Rollback, UndoPolicy, VirtualClock
+from rollback_lessons._run import Run
+from rollback_lessons.durable.journal import Journal
+from rollback_lessons.durable.registry import Registry, compensation
+from rollback_lessons.events import describe
+from rollback_lessons.machine import MachineError
+
+
+@dataclass(frozen=True)
+class StepCase:
+    has_undo: bool
+    action: str  # ok, fail (ValueError), interrupt (KeyboardInterrupt)
+    undo_fails: int  # how many of its undo's first attempts raise
+    undo_interrupt: bool  # its undo's first attempt is cut short by a Ctrl-C
+    how: str  # do, register (its action then runs in the block's code), retry, events (read
+    # before it), inside (read in its action), nested (its action begins another step)
+    tick: float
+
+
+@dataclass(frozen=True)
+class BlockCase:
+    steps: tuple[StepCase, ...]
+    catch: bool  # the block's code catches a step's ValueError and goes on
+    end: str  # commit, raise (LookupError), interrupt (KeyboardInterrupt)
+    policy: str
+    undo_order: str
+    on_event: bool
+    journal: bool
+    read_outcome: bool  # the block's outcome read (the first time) before its events
+    ctrl_c_at: int | None  # a Ctrl-C lands as the clock is read this many times
+    logged: bool  # a logging handler wants the events (then they are logged as they happen)
+
+
+step_cases = st.builds(
+    StepCase,
+    has_undo=st.booleans(),
+    action=st.sampled_from(["ok"] * 6 + ["fail", "interrupt"]),
+    undo_fails=st.sampled_from([0, 0, 0, 1, 2, 9]),
+    undo_interrupt=st.sampled_from([False] * 9 + [True]),
+    how=st.sampled_from(["do"] * 8 + ["register", "retry", "events", "inside", "nested"]),
+    tick=st.sampled_from([0.0, 0.125, 1.5]),
+)
+POLICIES = {
+    "continue": "continue",
+    "retry": UndoPolicy(RetryPolicy(max_attempts=3, initial_delay=0.5)),
+    "halt": "halt",
+}
+
+
+def block_cases(journal: st.SearchStrategy[bool]) -> st.SearchStrategy[BlockCase]:
+    return st.builds(
+        BlockCase,
+        steps=st.lists(step_cases, max_size=5).map(tuple),
+        catch=st.booleans(),
+        end=st.sampled_from(["commit", "commit", "raise", "interrupt"]),
+        policy=st.sampled_from(sorted(POLICIES)),
+        undo_order=st.sampled_from(["reverse", "reverse", "forward"]),
+        on_event=st.booleans(),
+        journal=journal,
+        read_outcome=st.booleans(),
+        ctrl_c_at=st.none() | st.integers(1, 24),
+        logged=st.sampled_from([False, False, False, True]),
+    )
+
+
+JOURNALS = itertools.count()
+
+
+def event_facts(events):
+    return [(e.seq, e.kind, e.step, dict(e.details), e.run_id, e.at, e.offset) for e in events]
+
+
+class CtrlCClock(VirtualClock):
+    """A virtual clock a Ctrl-C lands on as it is read the ``at``-th time (a stamp before or
+    after a step's call, the commit's, an undo's: the moments the two paths share)."""
+
+    def __init__(self, at: int | None) -> None:
+        super().__init__()
+        self.at, self.reads = at, 0
+
+    def monotonic(self) -> float:
+        self.reads += 1
+        if self.reads == self.at:
+            raise KeyboardInterrupt
+        return self.now
+
+
+def play(case: BlockCase, recording: bool, tmp_path, monkeypatch) -> dict:
+    """Run ``case``'s block; everything anyone could see of it."""
+    monkeypatch.setattr(Run, "recording", recording)
+    # pytest's log capture is a handler: a run it watches is never recorded (its events are
+    # logged as they happen). Without it, only when the case says so.
+    monkeypatch.setattr(logging.getLogger("rollback_lessons"), "propagate", case.logged)
+    clock = CtrlCClock(case.ctrl_c_at)
+    seen: list = []
+    called: list = []
+    attempts: Counter = Counter()
+    behaviour = {f"s{i}": s for i, s in enumerate(case.steps)}
+
+    def undo_of(step: str) -> None:
+        s = behaviour[step]
+        attempts[step] += 1
+        called.append((step, attempts[step]))
+        clock.now += 0.25
+        if s.undo_interrupt and attempts[step] == 1:
+            raise KeyboardInterrupt
+        if attempts[step] <= s.undo_fails:
+            raise RuntimeError(f"undo of {step} failed, attempt {attempts[step]}")
+
+    journal = None
+    if case.journal:
+        registry = Registry()
+        comp = compensation("undo", registry)(lambda step: undo_of(step))
+        journal = Journal(tmp_path / f"journal-{next(JOURNALS)}.db")
+
+    def action_of(name: str, s: StepCase):
+        def action() -> str:
+            clock.now += s.tick
+            if s.how == "inside":  # what the block did so far, read from inside a step
+                midway.append(event_facts(rb.events))  # type: ignore[union-attr]
+            if s.how == "nested":  # a step begun inside another: refused, as ever
+                rb.do(f"{name} inside", lambda: None)  # type: ignore[union-attr]
+            if s.action == "fail":
+                raise ValueError(f"{name} failed")
+            if s.action == "interrupt":
+                raise KeyboardInterrupt
+            return f"{name} done"
+
+        return action
+
+    raised = None
+    midway: list = []
+    rb = None
+    try:
+        rb = Rollback(
+            policy=POLICIES[case.policy],
+            clock=clock,
+            undo_order=case.undo_order,  # type: ignore[arg-type]
+            on_event=seen.append if case.on_event else None,
+            journal=journal,
+            run_id="r1" if journal is not None else None,
+        )
+        with rb:
+            for name, s in behaviour.items():
+                undo = None
+                if s.has_undo or s.how == "register":
+                    undo = comp.bind(step=name) if journal else (lambda n=name: undo_of(n))
+                action = action_of(name, s)
+                try:
+                    if s.how == "register":
+                        rb.register(name, undo)
+                        action()
+                    elif s.how == "retry":
+                        rb.do(name, action, undo, retry=RetryPolicy(max_attempts=2))
+                    else:
+                        if s.how == "events":
+                            midway.append(event_facts(rb.events))
+                        rb.do(name, action, undo)
+                except (ValueError, MachineError):
+                    if not case.catch:
+                        raise
+            clock.now += 0.5
+            if case.end == "raise":
+                raise LookupError("the block failed")
+            if case.end == "interrupt":
+                raise KeyboardInterrupt
+    except BaseException as exc:  # (what the block let out is compared)
+        raised = (type(exc).__name__, str(exc), tuple(getattr(exc, "__notes__", ())))
+    if rb is None:  # (the Ctrl-C landed as it started)
+        if journal is not None:
+            journal.close()
+        return {"raised": raised, "reads": clock.reads}
+    if case.read_outcome:
+        rb.outcome  # noqa: B018 (read first: its events built then)
+    o = rb.outcome
+    assert o is not None
+    facts = {
+        "raised": raised,
+        "midway": midway,
+        "called": called,
+        "seen": event_facts(seen),
+        "events": event_facts(o.events),
+        "dead": [(d.step, describe(d.error), d.attempts) for d in o.dead_letters],
+        "error": describe(o.error) if o.error is not None else None,
+        "results": dict(o.results),
+        "rb_events": event_facts(rb.events),
+        "rb_dead": [(d.step, d.attempts) for d in rb.dead_letters],
+        "sleeps": list(clock.sleeps),
+        "reads": clock.reads,
+    }
+    fields = "status steps completed compensated pending leaked semantic failed_step kinds name"
+    for field in (*fields.split(), "run_id", "notes", "started_at"):
+        facts[field] = getattr(o, field)
+    if journal is not None:
+        run_id = o.run_id
+        assert run_id is not None
+        sagas = journal.sagas()
+        facts["journal"] = (
+            [(s.id, s.status, s.error, s.undos, s.undone, s.dead, s.policy) for s in sagas],
+            event_facts(journal.events(run_id)),
+            [(u.position, u.step, u.state, u.attempts, u.error) for u in journal.undos(run_id)],
+        )
+        journal.close()
+    return facts
+
+
+def same(case: BlockCase, tmp_path, monkeypatch) -> None:
+    reference = play(case, False, tmp_path, monkeypatch)
+    recorded = play(case, True, tmp_path, monkeypatch)
+    for key in reference:
+        assert recorded[key] == reference[key], key
+
+
+@settings(max_examples=examples(400), suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=block_cases(st.just(False)))
+def test_a_recorded_block_is_what_the_machine_heard_live(case, tmp_path, monkeypatch):
+    same(case, tmp_path, monkeypatch)
+
+
+@settings(max_examples=examples(25), suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=block_cases(st.just(True)))
+def test_a_journalled_block_writes_what_it_wrote(case, tmp_path, monkeypatch):
+    same(case, tmp_path, monkeypatch)
+
+
+def test_the_plain_block_nobody_watches_is_recorded(monkeypatch):
+    """The fast path is taken where it may be (else the property above compares nothing)."""
+    monkeypatch.setattr(logging.getLogger("rollback_lessons"), "propagate", False)
+    with Rollback() as rb:
+        rb.do("a", lambda: 1, lambda: None)
+        run = rb._run
+        assert run.history is not None and "m" not in vars(run)
+    assert rb.outcome is not None and rb.outcome.status == "committed"
+    assert "m" in vars(run) and run.history is None
+    for watched in ({"on_event": print}, {"inject": {"a": "fail"}, "steps": ["a"]}):
+        assert Rollback(**watched)._run.history is None  # type: ignore[arg-type]
+
+
+def ctrl_c_around_a_step(where: str) -> tuple:
+    undone: list = []
+    rb = Rollback(clock=VirtualClock())
+
+    def action() -> None:
+        if where == "during":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        with rb:
+            rb.do("a", lambda: None, lambda: undone.append("a"))
+            if where == "before":
+                raise KeyboardInterrupt
+            rb.do("b", action, lambda: undone.append("b"))
+            raise KeyboardInterrupt
+    o = rb.outcome
+    assert o is not None
+    return o.status, o.completed, o.compensated, o.leaked, undone, event_facts(o.events)
+
+
+@pytest.mark.parametrize("where", ["before", "during", "after"])
+def test_a_ctrl_c_around_a_recorded_step_loses_nothing(where, monkeypatch):
+    """A Ctrl-C as a step is recorded: told to the machine exactly as one heard live."""
+    monkeypatch.setattr(logging.getLogger("rollback_lessons"), "propagate", False)
+    monkeypatch.setattr(Run, "recording", False)
+    reference = ctrl_c_around_a_step(where)
+    monkeypatch.setattr(Run, "recording", True)
+    assert ctrl_c_around_a_step(where) == reference
