@@ -145,8 +145,6 @@ class Run(Driver):
         self.undos: dict[str, Callable[..., Any]] = {}
         self.results: dict[str, Any] = {}
 
-    recording = True  # (False: the machine hears of every step as it happens; tests compare)
-
     # What the run holds besides, unset until needed (a with-block's cost is every run's).
     history: list[tuple[Any, ...]] | None = None  # recorded steps the machine is yet to hear of
     committed_at: float | None = None  # (recorded) when the block ended without an error
@@ -373,8 +371,7 @@ class Run(Driver):
 
     # -- carrying out what the machine says ----------------------------------------------
 
-    def kept(self) -> bool:
-        """Does a journal keep what an interruption leaves, for ``recover``?"""
+    def kept(self) -> bool:  # (Driver.kept)
         return self.journal is not None and self.journal.jrun is not None
 
     fenced = _guards.fenced  # (after a wait, before another undo: taken over meanwhile?)
@@ -432,6 +429,7 @@ class Run(Driver):
 
     @property
     def dead_letters(self) -> list[DeadLetter]:
+        self.told_undos()  # (read by an undo called in a row: told what returned so far)
         return list(self.m.dead_letters)
 
     def events(self) -> list[Event]:
@@ -439,12 +437,12 @@ class Run(Driver):
 
     def outcome(self, **extra: Any) -> Outcome:
         """The run's record, with what this process adds (results, states, ...)."""
+        self.told_undos()
         self.m.run_id = self.run_id
-        record: Outcome = self.m.record(
+        return self.m.record(  # type: ignore[no-any-return]
             Outcome,
             started_at=self.started_at,
             results=dict(self.results),
             states=tuple(self.states),
             **extra,
         )
-        return record

@@ -496,20 +496,50 @@ class Machine:
         return _new(RunUndo, (entry.step, self.attempt, timeout))
 
     def undo_ok(self) -> RunUndo | Finished:
-        """The undo attempt returned (unwatched, uncut, an undo next: all of it inline)."""
+        """The undo attempt returned (unwatched, uncut, no correction: ``undos_ok``)."""
         if self.phase is not _UNDO:
             self._expect("undo_ok")
         entry: Entry = self.entry  # type: ignore[assignment]
-        index, attempt = self.index + 1, self.attempt
-        if self.watch or entry.semantic or self.interruption or index >= len(self.todo):
-            return self._undone((("attempt", attempt),))
-        self.compensated.append(entry.step)  # type: ignore[attr-defined]
-        self.entry = after = self.todo[index]
-        self.index, self.base, self.attempt = index, 0, after.before + 1
-        self.rows += (("undo_done", entry.step, (("attempt", attempt),), self.now),
-                      (ROW_UNDO, after.step, (("attempt", self.attempt),), self.now))  # fmt: skip
+        if self.watch or entry.semantic or self.interruption:
+            return self._undone((("attempt", self.attempt),))
+        return self.undos_ok((self.now,))  # type: ignore[arg-type]
+
+    def undo_plan(self) -> tuple[str, ...]:
+        """The undos this rollback asks for from here, in order, as long as each returns (the
+        one asked, then the rest of the log), when nothing can come between them: nothing
+        watches, none has a timeout or is a correction, nothing cut the rollback short. A
+        driver may call them in a row and tell ``undos_ok`` when they returned; () when they
+        are to be asked one at a time."""
+        if self.phase is not _UNDO or self.watch or self.interruption or self.policy_timeout:
+            return ()
+        plan = []
+        for entry in self.todo[self.index :]:
+            if entry.timeout is not None or entry.semantic:
+                return ()
+            plan.append(entry.step)
+        return tuple(plan)
+
+    def undos_ok(self, times: Sequence[float]) -> RunUndo | Finished:
+        """The undo asked, and after it as many of the next as ``times`` has, returned, each
+        at its time: recorded at once, as told one at a time (unwatched, no correction)."""
+        if self.phase is not _UNDO or self.watch or self.interruption:
+            raise MachineError("undos_ok() is for an unwatched rollback's undos, uncut")
+        todo, rows, compensated = self.todo, self.rows, self.compensated
+        index, attempt, now = self.index, self.attempt, self.now
+        for now in times:
+            step = todo[index].step
+            compensated.append(step)  # type: ignore[attr-defined]
+            rows.append(("undo_done", step, (("attempt", attempt),), now))
+            index += 1
+            if index < len(todo):
+                attempt = todo[index].before + 1
+                rows.append((ROW_UNDO, todo[index].step, (("attempt", attempt),), now))
+        self.now, self.index, self.base, self.attempt = now, index, 0, attempt
+        if index >= len(todo):
+            return self._rollback_done()
+        self.entry = after = todo[index]
         timeout = after.timeout if after.timeout is not None else self.policy_timeout
-        return _new(RunUndo, (after.step, self.attempt, timeout))
+        return _new(RunUndo, (after.step, attempt, timeout))
 
     def _undone(self, details: Pairs) -> RunUndo | Finished:
         entry = self.entry
