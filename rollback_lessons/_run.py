@@ -20,12 +20,12 @@ import logging
 import time
 import warnings
 from collections.abc import Callable, Collection, Mapping
-from functools import cached_property, partial
+from functools import partial
 from typing import Any
 
 from . import _guards
 from ._drive import Driver
-from ._recorded import told
+from ._recorded import Told
 from .calls import PLAIN, check_callable, checked, plain
 from .clock import SYSTEM_CLOCK, Clock, SystemClock
 from .errors import InvalidNameError
@@ -153,11 +153,9 @@ class Run(Driver):
     snapshot: Mapping[str, Any] | None = None  # the state as of the last call
     states: list[Mapping[str, Any]] = []  # noqa: RUF012 (the state after each event, when traced: a list of its own then)
 
-    @cached_property
-    def m(self) -> Machine:  # type: ignore[override]
-        """The machine: a recording run's is made and told when first asked (``_recorded``);
-        every other run's is made as it starts (set, it is read as any attribute)."""
-        return told(self)
+    m = Told()  # type: ignore[assignment]
+    """The machine: a recording run's is made and told when first read (``_recorded``);
+    every other run's is made as it starts (set, it is read as any attribute)."""
 
     @property
     def run_id(self) -> str:
