@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 CHECKS = (Path(__file__).parent / "browser_checks.js").read_text()
+SERVER_SITE = Path(__file__).parent / "plugins" / "server"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -103,6 +104,10 @@ def jupyter_env(base: Path) -> dict[str, str]:
         (base / name.lower()).mkdir(exist_ok=True)
         env[f"JUPYTER_{name}_DIR"] = str(base / name.lower())
     env["JUPYTER_PATH"] = str(Path(sys.prefix) / "share" / "jupyter")
+    # the server without rfc3987-syntax's parsers (~2.4 CPU s; see its sitecustomize.py)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(SERVER_SITE), *filter(None, [os.environ.get("PYTHONPATH")])]
+    )
     # the tests drive JupyterLab through its app object (a test-only setting)
     (base / "config" / "jupyter_lab_config.json").write_text(
         json.dumps({"LabApp": {"expose_app_in_browser": True}})
@@ -177,8 +182,11 @@ def browser(lab_server: Lab):
         chromium.close()
 
 
-@pytest.fixture
-def page(browser, lab_server: Lab, request: pytest.FixtureRequest):
+@pytest.fixture(scope="module")
+def lab_page(browser, lab_server: Lab):
+    """One JupyterLab page for the module, as a learner keeps one open and opens lesson
+    after lesson in it: JupyterLab's code is loaded, compiled and served once, not once a
+    test. Each test gets it with no notebook open (``page``)."""
     context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
     page.errors = []  # type: ignore[attr-defined]
@@ -188,14 +196,37 @@ def page(browser, lab_server: Lab, request: pytest.FixtureRequest):
         lambda m: m.type == "error" and page.errors.append(f"console: {m.text}"),
     )
     page.set_default_timeout(WAIT_MS)
+    page.goto(f"{lab_server.url}/lab?reset&token={lab_server.token}")
+    page.wait_for_function("window.jupyterapp?.shell")
+    page.evaluate("() => window.jupyterapp.restored")
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def page(lab_page, lab_server: Lab, request: pytest.FixtureRequest):
+    page = lab_page
+    page.errors.clear()  # type: ignore[attr-defined]
     yield page
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     spec = getattr(request.node, "callspec", None)
     name = spec.params.get("notebook", request.node.name) if spec else request.node.name
     page.screenshot(path=str(SCREENSHOTS / f"{Path(str(name)).stem}.png"))
-    context.close()
+    close_lessons(page)
     for session in lab_server.api("GET", "/api/sessions"):  # type: ignore[union-attr]
         lab_server.api("DELETE", f"/api/sessions/{session['id']}")
+
+
+def close_lessons(page) -> None:
+    """Close every open notebook, unsaved as it is (no dialog), with its panels' DOM and
+    styles: the next lesson opens alone, as in a fresh page (``open_lesson`` closes the
+    launcher JupyterLab puts in the empty main area)."""
+    page.evaluate(
+        "() => { for (const w of [...window.jupyterapp.shell.widgets('main')]) w.dispose(); }"
+    )
+    page.wait_for_function(
+        "() => !document.querySelector('.jp-NotebookPanel, .rl-panel, .rollback-lab')"
+    )
 
 
 def _ignorable(error: str) -> bool:
@@ -203,19 +234,44 @@ def _ignorable(error: str) -> bool:
     return "favicon" in error or "ERR_INTERNET_DISCONNECTED" in error or "net::ERR_" in error
 
 
+def command(page, name: str, args: dict | None = None) -> None:
+    """Run a JupyterLab command, to its end. What it resolves to (a widget: an object graph
+    of some 60,000 values, with regexes Playwright compiles one by one in Python) stays in
+    the page: sent back, it cost the test process 2-3 CPU s per lesson opened."""
+    page.evaluate(
+        "async ([name, args]) => { await window.jupyterapp.commands.execute(name, args); }",
+        [name, args or {}],
+    )
+
+
 IDLE = "window.jupyterapp?.shell?.currentWidget?.sessionContext?.session?.kernel?.status === 'idle'"
 
 
-def open_lesson(page, url: str, token: str, name: str) -> None:
-    page.goto(f"{url}/lab/tree/{name}?reset&token={token}")
-    page.wait_for_selector(".jp-NotebookPanel .jp-Cell")
-    page.evaluate("window.jupyterapp.commands.execute('filebrowser:activate')")
+def open_lesson(page, url: str | None, token: str | None, name: str) -> None:
+    """Lesson ``name`` opened as a learner opens it, the file browser open: in the module's
+    page (``url`` None: JupyterLab is loaded there, no lesson open), or in a new one."""
+    if url is None:
+        command(page, "docmanager:open", {"path": name})
+    else:
+        page.goto(f"{url}/lab/tree/{name}?reset&token={token}")
+    page.wait_for_function(
+        "name => window.jupyterapp?.shell?.currentWidget?.context?.path === name"
+        " && document.querySelector('.jp-NotebookPanel .jp-Cell')",
+        arg=name,
+    )
+    if url is None:  # alone: the launcher JupyterLab opens in an empty main area closed
+        page.evaluate(
+            """() => { const shell = window.jupyterapp.shell;
+                for (const w of [...shell.widgets('main')])
+                    if (w !== shell.currentWidget) w.dispose(); }"""
+        )
+    command(page, "filebrowser:activate")
     page.wait_for_selector(".jp-FileBrowser", state="visible")  # as a learner has it: open
     page.wait_for_function(IDLE)
 
 
 def run_all(page) -> None:
-    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    command(page, "notebook:run-all-cells")
     page.wait_for_function(
         """() => {
             const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
@@ -295,21 +351,58 @@ def numbered_from_1(page, i: int) -> None:
     assert int(row) == readout >= 1
 
 
-def ends_disabled(page, i: int) -> None:
-    """Next to the last event: next is disabled there; back to the first: back is."""
+NEAR_AN_END = 1  # events clicked to each end after the slider's jump (make soak: every one)
+
+
+def shown_event(panel) -> tuple[int, int, str]:
+    """The panel's caption: (the event shown, how many there are, the caption)."""
+    caption = panel.locator(".rl-caption").inner_text()
+    shown, total = re.match(r"event (\d+) of (\d+)", caption).groups()  # type: ignore[union-attr]
+    return int(shown), int(total), caption
+
+
+def click_to(page, i: int, button: str, target: int) -> None:
+    """Click ``button`` until the caption shows event ``target``, each click moving it."""
     panel = page.locator(".rollback-lab").nth(i)
-    for button, other, at_end in ((".rl-forward", ".rl-back", -1), (".rl-back", ".rl-forward", 0)):
-        for _ in range(80):
-            caption = panel.locator(".rl-caption").inner_text()
-            shown, total = re.match(r"event (\d+) of (\d+)", caption).groups()  # type: ignore[union-attr]
-            if int(shown) == (int(total) if at_end else 1):
-                break  # the caption comes first; its button's state follows in a moment
-            panel.locator(button).click()
-            page.wait_for_function(
-                "([i, old]) => document.querySelectorAll('.rollback-lab')[i]"
-                ".querySelector('.rl-caption').innerText !== old",
-                arg=[i, caption],
-            )
+    for _ in range(80):
+        shown, _total, caption = shown_event(panel)
+        if shown == target:
+            return  # the caption comes first; its button's state follows in a moment
+        panel.locator(button).click()
+        page.wait_for_function(
+            "([i, old]) => document.querySelectorAll('.rollback-lab')[i]"
+            ".querySelector('.rl-caption').innerText !== old",
+            arg=[i, caption],
+        )
+
+
+def jump(page, i: int, end: int, total: int) -> None:
+    """The slider to event ``end`` (the first or the last), by a click at that end of its
+    track. (Its End key would jump to the end of the panel's first run: noUiSlider keeps
+    its first range for Home and End once the run's length changed.)"""
+    track = page.locator(".rollback-lab").nth(i).locator(".rl-frame .noUi-base")
+    box = track.bounding_box()
+    assert box is not None
+    track.click(position={"x": 0 if end == 1 else box["width"] - 1, "y": box["height"] / 2})
+    page.wait_for_function(
+        "([i, text]) => document.querySelectorAll('.rollback-lab')[i]"
+        ".querySelector('.rl-caption').innerText.startsWith(text)",
+        arg=[i, f"event {end} of {total}"],
+    )
+
+
+def ends_disabled(page, i: int) -> None:
+    """Next to the last event: next is disabled there; back to the first: back is. The
+    slider jumps to the end, back (next) steps NEAR_AN_END events away, and next (back)
+    clicks the way to it again; make soak clicks every event of the way."""
+    panel = page.locator(".rollback-lab").nth(i)
+    total = shown_event(panel)[1]
+    for button, other, end in ((".rl-forward", ".rl-back", total), (".rl-back", ".rl-forward", 1)):
+        if not SOAK:
+            jump(page, i, end, total)
+            away = min(NEAR_AN_END, total - 1)
+            click_to(page, i, other, end - away if end == total else end + away)
+        click_to(page, i, button, end)
         page.wait_for_function(
             "([i, sel]) => document.querySelectorAll('.rollback-lab')[i]"
             ".querySelector(sel).disabled",
@@ -627,15 +720,9 @@ def lesson_12(page) -> None:
     Stop: the run is cancelled and what was done is undone."""
     choose(page, ".rl-first select", "committed", "room first")
     panel = page.locator(".rollback-lab").first
-    for _ in range(40):
-        caption = panel.locator(".rl-caption").inner_text()
-        if int(re.match(r"event (\d+) of", caption).group(1)) <= 5:  # type: ignore[union-attr]
-            break
-        panel.locator(".rl-back").click()
-        page.wait_for_function(
-            "old => document.querySelector('.rollback-lab .rl-caption').innerText !== old",
-            arg=caption,
-        )
+    total = shown_event(panel)[1]
+    jump(page, 0, 1, total)  # the slider to the start, then next to event 5
+    click_to(page, 0, ".rl-forward", min(5, total))
     panel.locator(".rl-stop").click()
     assert "→ cancelled" in wait_text(page, ".rollback-lab .rl-cue", "Stop after event")
     assert "cancelled…" in panel.locator(".rl-result").inner_text()  # where the cancel landed
@@ -668,7 +755,7 @@ def panel_cells(notebook: str) -> int:
 def test_lesson_renders_runs_and_every_panel_fits_one_screen(
     page, lab_server: Lab, notebook: str
 ) -> None:
-    open_lesson(page, lab_server.url, lab_server.token, notebook)
+    open_lesson(page, None, None, notebook)
     run_all(page)
     panel = page.locator(".jp-NotebookPanel").first
     text = panel.inner_text()
@@ -742,13 +829,13 @@ def stored_pictures_read_at_their_size(page, notebook: str) -> None:
 
 def test_a_panel_run_too_early_says_which_cell_to_run_first(page, lab_server: Lab) -> None:
     """In a fresh kernel, the panel cell alone: the error names the cell that makes `saga`."""
-    open_lesson(page, lab_server.url, lab_server.token, "02_why_reversed.ipynb")
+    open_lesson(page, None, None, "02_why_reversed.ipynb")
     page.evaluate(
         """() => {
             const notebook = window.jupyterapp.shell.currentWidget.content;
             notebook.activeCellIndex = notebook.widgets.findIndex(
                 c => c.model.sharedModel.source.includes('RollbackLab(saga'));
-            return window.jupyterapp.commands.execute('notebook:run-cell');
+            return window.jupyterapp.commands.execute('notebook:run-cell').then(() => null);
         }"""
     )
     output = ".jp-OutputArea-output[data-mime-type*='{}']"
@@ -761,12 +848,15 @@ def test_a_panel_run_too_early_says_which_cell_to_run_first(page, lab_server: La
 
 
 def test_a_panel_whose_kernel_restarted_says_so(page, lab_server: Lab) -> None:
-    open_lesson(page, lab_server.url, lab_server.token, "03_when_an_undo_fails.ipynb")
+    open_lesson(page, None, None, "03_when_an_undo_fails.ipynb")
     run_all(page)
     check(page, "scrollTo", [".rollback-lab", 0])
     lost = page.locator(".rollback-lab .rl-lost").first
     assert not lost.is_visible()
-    page.evaluate("window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.restart()")
+    page.evaluate(
+        "async () => { await window.jupyterapp.shell.currentWidget.sessionContext.session"
+        ".kernel.restart(); }"
+    )
     lost.wait_for(state="visible")
     assert lost.inner_text() == "this panel lost its kernel: run the cell again"
     page.wait_for_function(IDLE)

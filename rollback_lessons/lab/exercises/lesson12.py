@@ -349,6 +349,7 @@ SETUP = (
     "from rollback_lessons import Parallel\n"
     "from rollback_lessons.lab.widgets import RollbackLab\n"
     "from rollback_lessons.runners.stepfunctions import StepFunctionsRunner\n"
+    "from rollback_lessons.runners.temporal import TemporalRunner\n"
 )
 """What lesson 12 has imported before its exercises (``Exercise.setup``)."""
 

@@ -34,6 +34,12 @@ from .graph import graph_workflow
 from .workflow import saga_workflow
 
 NAME = "rollback-lessons"
+LISTEN = 0.02
+"""How often (s) DBOS looks in its SQLite file for a message a workflow waits on
+(``DBOS.recv``: an at-once branch ending, a person's answer): SQLite has no LISTEN/NOTIFY,
+so its listener thread polls, by default every second, and every wait for a message lasted
+up to that second (most of a graph run at once). One query per waiting workflow per look,
+nothing when none waits."""
 
 
 class DBOSUnavailable(RollbackLessonsError):
@@ -120,7 +126,8 @@ class DBOSRunner:
                 path = Path(system_database)
             logging.getLogger("dbos").setLevel(logging.WARNING)
             DBOS(config={"name": NAME, "system_database_url": f"sqlite:///{path}",
-                         "log_level": "WARNING"})  # fmt: skip
+                         "log_level": "WARNING",
+                         "notification_listener_polling_interval_sec": LISTEN})  # fmt: skip
             DBOS.launch()  # resumes the workflows a dead process left on this file
         except BaseException:
             _launched.release()
