@@ -18,7 +18,7 @@ from .errors import Cancelled
 from .events import describe
 from .faults import untraced
 from .machine import Machine, Phase
-from .operations import Ask, Op, RunStep, RunUndo, Wait
+from .operations import Ask, Finished, Op, RunStep, RunUndo, Wait
 from .schedule import cancel, past_pivot
 
 NO_ARGS: tuple[Any, ...] = ()
@@ -152,6 +152,9 @@ class Driver:
     wake: Any = None  # (arun) an asyncio.Event set once the run stops: retry waits end then
     taken: Any = None  # (journal run, TakenOver): the run a takeover ended, and how
     in_doubt: BaseException | None = None  # a Ctrl-C that came as the commit was written
+    undone: list[float] | None = None  # (in_a_row) when undos returned, not yet told
+    recording = True  # (False: the machine hears of every step and undo as it happens: the
+    # reference ``tests/test_recorded.py`` compares a recorded with-block and ``in_a_row`` to)
 
     def snap(self) -> None:
         """Snapshot the state (a traced run)."""
@@ -253,6 +256,33 @@ class Driver:
     def drive(self, op: Op) -> Op:
         """Carry out the operations synchronously. A KeyboardInterrupt or SystemExit in a
         call is thrown back in (what is left is pending) and re-raised once it is over."""
+        # Undos without a deadline are called here, as ``operations`` would call them, and
+        # in a row when the machine can say them at once (``in_a_row``): a generator per
+        # rollback and a send per undo were most of its cost (make bench).
+        m = self.m
+        try:
+            while type(op) is RunUndo and op[2] is None:
+                plan = m.undo_plan() if self.tracer is None and self.recording else ()
+                if plan:
+                    op = self.in_a_row(plan)
+                    continue
+                step = op[0]
+                try:
+                    done = self.undos[step](*(NO_ARGS if step in self.stateless else self.args))
+                    if done is not None and type(done) not in PLAIN:
+                        checked(done, "undo", step)
+                except BaseException as exc:
+                    op = self.undo_raised(exc)
+                    continue
+                self.called()
+                op = m.undo_ok()
+            if type(op) is Finished:
+                return self.over(op)
+        except BaseException as exc:  # raised outside a call: a stamp, an event, here
+            self.told_undos()
+            if not m.rolling:
+                raise
+            return self.cut(exc)
         loop = self.operations(op, inline=True)
         try:
             todo = next(loop)
@@ -273,6 +303,34 @@ class Driver:
             if not self.m.rolling:
                 raise  # going forward it is the caller's: the run fails there
             return self.cut(exc)
+
+    def in_a_row(self, plan: tuple[str, ...]) -> Op:
+        """Call the machine's ``undo_plan`` one undo after another, stamping when each
+        returned; the machine is told at once (``undos_ok``), or as soon as anything reads
+        the run meanwhile (``told_undos``), or before one raises: it decides the rest."""
+        undos, stateless, args = self.undos, self.stateless, self.args
+        done = self.undone = []
+        for step in plan:
+            try:
+                result = undos[step](*(NO_ARGS if step in stateless else args))
+                if result is not None and type(result) not in PLAIN:
+                    checked(result, "undo", step)
+            except BaseException as exc:
+                self.told_undos()
+                return self.undo_raised(exc)
+            done.append(self.monotonic() - self.started)
+        op = self.told_undos()
+        self.undone = None
+        assert op is not None
+        return op
+
+    def told_undos(self) -> Op | None:
+        """Tell the machine the undos called in a row that returned so far (``in_a_row``)."""
+        done = self.undone
+        if not done:
+            return None
+        told, done[:] = tuple(done), ()
+        return self.m.undos_ok(told)
 
     def cut(self, exc: BaseException) -> Op:
         """Something outside a call raised once the run failed: the machine ends the

@@ -15,7 +15,7 @@ blocks: outcome, events, exceptions, journals, interrupts at every clock reading
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .machine import Machine
 
@@ -41,3 +41,13 @@ def told(run: Run) -> Machine:
     run.m = m  # (only now, whole: a Ctrl-C on the way leaves it to be told again)
     run.history = None
     return m
+
+
+class Told:
+    """``Run.m``: a recording run's machine, made and told when first read (``told`` puts
+    it in the run's ``__dict__``, where every later read finds it). A non-data descriptor,
+    as ``functools.cached_property`` is, without the lock Python 3.11's takes on a first
+    read (a failed with-block's cost: make bench)."""
+
+    def __get__(self, run: Run | None, owner: Any = None) -> Any:
+        return self if run is None else told(run)

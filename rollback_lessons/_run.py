@@ -20,12 +20,12 @@ import logging
 import time
 import warnings
 from collections.abc import Callable, Collection, Mapping
-from functools import cached_property, partial
+from functools import partial
 from typing import Any
 
 from . import _guards
 from ._drive import Driver
-from ._recorded import told
+from ._recorded import Told
 from .calls import PLAIN, check_callable, checked, plain
 from .clock import SYSTEM_CLOCK, Clock, SystemClock
 from .errors import InvalidNameError
@@ -145,8 +145,6 @@ class Run(Driver):
         self.undos: dict[str, Callable[..., Any]] = {}
         self.results: dict[str, Any] = {}
 
-    recording = True  # (False: the machine hears of every step as it happens; tests compare)
-
     # What the run holds besides, unset until needed (a with-block's cost is every run's).
     history: list[tuple[Any, ...]] | None = None  # recorded steps the machine is yet to hear of
     committed_at: float | None = None  # (recorded) when the block ended without an error
@@ -155,11 +153,9 @@ class Run(Driver):
     snapshot: Mapping[str, Any] | None = None  # the state as of the last call
     states: list[Mapping[str, Any]] = []  # noqa: RUF012 (the state after each event, when traced: a list of its own then)
 
-    @cached_property
-    def m(self) -> Machine:  # type: ignore[override]
-        """The machine: a recording run's is made and told when first asked (``_recorded``);
-        every other run's is made as it starts (set, it is read as any attribute)."""
-        return told(self)
+    m = Told()  # type: ignore[assignment]
+    """The machine: a recording run's is made and told when first read (``_recorded``);
+    every other run's is made as it starts (set, it is read as any attribute)."""
 
     @property
     def run_id(self) -> str:
@@ -373,8 +369,7 @@ class Run(Driver):
 
     # -- carrying out what the machine says ----------------------------------------------
 
-    def kept(self) -> bool:
-        """Does a journal keep what an interruption leaves, for ``recover``?"""
+    def kept(self) -> bool:  # (Driver.kept)
         return self.journal is not None and self.journal.jrun is not None
 
     fenced = _guards.fenced  # (after a wait, before another undo: taken over meanwhile?)
@@ -432,6 +427,7 @@ class Run(Driver):
 
     @property
     def dead_letters(self) -> list[DeadLetter]:
+        self.told_undos()  # (read by an undo called in a row: told what returned so far)
         return list(self.m.dead_letters)
 
     def events(self) -> list[Event]:
@@ -439,12 +435,12 @@ class Run(Driver):
 
     def outcome(self, **extra: Any) -> Outcome:
         """The run's record, with what this process adds (results, states, ...)."""
+        self.told_undos()
         self.m.run_id = self.run_id
-        record: Outcome = self.m.record(
+        return self.m.record(  # type: ignore[no-any-return]
             Outcome,
             started_at=self.started_at,
             results=dict(self.results),
             states=tuple(self.states),
             **extra,
         )
-        return record

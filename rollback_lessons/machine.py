@@ -1,9 +1,10 @@
 """The saga machine: the one place that decides what happens next (sans-IO).
 
-Everything that makes a saga a saga lives in this file, as h11's ``_state.py`` holds its
-protocol: when a step's undo is logged, when a step is retried, the pivot rules (a retriable
-step failing after the point of no return halts forward; nothing is compensated across a
-pivot that may have happened, ``pivot_in_doubt``), the undo order, what a failed undo leads
+Everything that makes a saga a saga lives in this file (its verdicts, the status and pivot
+rules, in ``verdicts.py``), as h11's ``_state.py`` holds its protocol: when a step's undo is
+logged, when a step is retried, the pivot rules (a retriable step failing after the point
+of no return halts forward; nothing is compensated across a pivot that may have happened,
+``pivot_in_doubt``), the undo order, what a failed undo leads
 to (the policy's answer), what leaked, the status a run ends in, and the events that tell
 it. It does no I/O and reads no clock. A driver tells it what happened and it answers the
 next operation (``operations.py``), as tenacity's ``iter()`` does: ``RunStep`` (then
@@ -30,8 +31,6 @@ from typing import Any, Final
 
 from .errors import (
     DuplicateStepError,
-    InjectedFault,
-    RemoteError,
     RollbackLessonsError,
     TakenOver,
     UnknownStepError,
@@ -54,80 +53,16 @@ from .operations import (
 from .outcome import DeadLetter, RunRecord, Status
 from .policies import CONTINUE, RetryPolicy, UndoPolicy
 from .rules import IRREVERSIBLE, Kind
-
-# -- the rules ----------------------------------------------------------------------------
-
-
-def status_of(
-    *, failed: bool, halted: bool, dead_letters: bool, leaked: bool, semantic: bool = False,
-    cancelled: bool = False,
-) -> Status:  # fmt: skip
-    """The one status rule. ``rolled_back`` promises the world is as it was; a semantic
-    compensation (a correction email) makes things right, not as they were: incomplete.
-    ``cancelled`` promises what ``rolled_back`` does, for a run its caller cancelled."""
-    if not failed:
-        return Status.COMMITTED
-    if halted:
-        return Status.HALTED
-    if dead_letters or leaked or semantic:
-        return Status.ROLLBACK_INCOMPLETE
-    return Status.CANCELLED if cancelled else Status.ROLLED_BACK
-
-
-def halts_forward(pivot_done: bool, failed_kind: str | None) -> bool:
-    """A retriable step failing after the pivot halts for a person: nothing is undone
-    across a point of no return."""
-    return pivot_done and failed_kind == Kind.RETRIABLE
-
-
-def after_effect(error: BaseException) -> bool:
-    """Did the failing step's effect happen anyway (a timeout after the charge)? Only the
-    error can tell: an injected fault says which it is (``Fault.FAIL_AFTER_EFFECT``), on
-    every engine (``runners.wire.ErrorRecord`` carries it)."""
-    return isinstance(error, InjectedFault) and error.after_effect
-
-
-def timed_out(error: BaseException) -> bool:
-    """A timeout (here, or as an engine reported it): the caller cannot tell whether the
-    call's effect happened."""
-    if isinstance(error, RemoteError):
-        return "TimeoutError" in error.lineage
-    return isinstance(error, TimeoutError)
-
-
-def pivot_in_doubt(kind: str | None, error: BaseException, cut: bool = False) -> bool:
-    """The pivot rule: an irreversible step that failed after its effect (``after_effect``),
-    timed out (``timed_out``: it cannot tell), or was cut short while it ran (``cut``: a
-    Ctrl-C, a crash) may have happened; the steps before it are never undone then (that
-    would not take it back), and it is never run again blindly: the saga halts for a
-    person. A pivot that refused cleanly, any other error, is compensated across like any
-    failed step."""
-    return kind == Kind.PIVOT and (cut or after_effect(error) or timed_out(error))
-
-
-def pivot_at_stake(state: str | None) -> bool:
-    """Does a journal's pivot state (``started``, ``done``, ``refused``: it failed before
-    any effect) keep ``recover`` from compensating across it?"""
-    return state in ("started", "done")
-
-
-HALTED_FORWARD: Final = "failed after an irreversible step"
-
-
-def halted_at_pivot(pivot: str, state: str, cause: str = "the crash") -> str:
-    """Why a saga whose pivot may have happened is left for a person (in process: the run
-    failed after it, or it failed after its effect; in ``recover``: a crash)."""
-    if state == "failed":  # the pivot itself failed, after its effect or cut short
-        return (
-            f"its irreversible step {pivot!r} failed {cause}, so it may have happened: "
-            "undoing the steps before it would not take it back, so the saga is left for a "
-            "person"
-        )
-    when = "happened" if state == "done" else "started, and may have happened,"
-    return (
-        f"its irreversible step {pivot!r} {when} before {cause}: undoing the steps "
-        "before it would not take it back, so the saga is left for a person"
-    )
+from .verdicts import (  # the status and pivot rules, the machine's (one place each)
+    HALTED_FORWARD,
+    after_effect,
+    halted_at_pivot,
+    halts_forward,
+    pivot_at_stake,
+    pivot_in_doubt,
+    status_of,
+    timed_out,
+)
 
 
 class MachineError(RollbackLessonsError):
@@ -561,20 +496,50 @@ class Machine:
         return _new(RunUndo, (entry.step, self.attempt, timeout))
 
     def undo_ok(self) -> RunUndo | Finished:
-        """The undo attempt returned (unwatched, uncut, an undo next: all of it inline)."""
+        """The undo attempt returned (unwatched, uncut, no correction: ``undos_ok``)."""
         if self.phase is not _UNDO:
             self._expect("undo_ok")
         entry: Entry = self.entry  # type: ignore[assignment]
-        index, attempt = self.index + 1, self.attempt
-        if self.watch or entry.semantic or self.interruption or index >= len(self.todo):
-            return self._undone((("attempt", attempt),))
-        self.compensated.append(entry.step)  # type: ignore[attr-defined]
-        self.entry = after = self.todo[index]
-        self.index, self.base, self.attempt = index, 0, after.before + 1
-        self.rows += (("undo_done", entry.step, (("attempt", attempt),), self.now),
-                      (ROW_UNDO, after.step, (("attempt", self.attempt),), self.now))  # fmt: skip
+        if self.watch or entry.semantic or self.interruption:
+            return self._undone((("attempt", self.attempt),))
+        return self.undos_ok((self.now,))  # type: ignore[arg-type]
+
+    def undo_plan(self) -> tuple[str, ...]:
+        """The undos this rollback asks for from here, in order, as long as each returns (the
+        one asked, then the rest of the log), when nothing can come between them: nothing
+        watches, none has a timeout or is a correction, nothing cut the rollback short. A
+        driver may call them in a row and tell ``undos_ok`` when they returned; () when they
+        are to be asked one at a time."""
+        if self.phase is not _UNDO or self.watch or self.interruption or self.policy_timeout:
+            return ()
+        plan = []
+        for entry in self.todo[self.index :]:
+            if entry.timeout is not None or entry.semantic:
+                return ()
+            plan.append(entry.step)
+        return tuple(plan)
+
+    def undos_ok(self, times: Sequence[float]) -> RunUndo | Finished:
+        """The undo asked, and after it as many of the next as ``times`` has, returned, each
+        at its time: recorded at once, as told one at a time (unwatched, no correction)."""
+        if self.phase is not _UNDO or self.watch or self.interruption:
+            raise MachineError("undos_ok() is for an unwatched rollback's undos, uncut")
+        todo, rows, compensated = self.todo, self.rows, self.compensated
+        index, attempt, now = self.index, self.attempt, self.now
+        for now in times:
+            step = todo[index].step
+            compensated.append(step)  # type: ignore[attr-defined]
+            rows.append(("undo_done", step, (("attempt", attempt),), now))
+            index += 1
+            if index < len(todo):
+                attempt = todo[index].before + 1
+                rows.append((ROW_UNDO, todo[index].step, (("attempt", attempt),), now))
+        self.now, self.index, self.base, self.attempt = now, index, 0, attempt
+        if index >= len(todo):
+            return self._rollback_done()
+        self.entry = after = todo[index]
         timeout = after.timeout if after.timeout is not None else self.policy_timeout
-        return _new(RunUndo, (after.step, self.attempt, timeout))
+        return _new(RunUndo, (after.step, attempt, timeout))
 
     def _undone(self, details: Pairs) -> RunUndo | Finished:
         entry = self.entry

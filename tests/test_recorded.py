@@ -30,6 +30,8 @@ class StepCase:
     action: str  # ok, fail (ValueError), interrupt (KeyboardInterrupt)
     undo_fails: int  # how many of its undo's first attempts raise
     undo_interrupt: bool  # its undo's first attempt is cut short by a Ctrl-C
+    undo_how: str  # plain; events, dead_letters (read in its undo); base (its first attempt
+    # raises a BaseException of its own); returns (its first attempt returns a generator)
     how: str  # do, register (its action then runs in the block's code), retry, events (read
     # before it), inside (read in its action), nested (its action begins another step)
     tick: float
@@ -55,6 +57,7 @@ step_cases = st.builds(
     action=st.sampled_from(["ok"] * 6 + ["fail", "interrupt"]),
     undo_fails=st.sampled_from([0, 0, 0, 1, 2, 9]),
     undo_interrupt=st.sampled_from([False] * 9 + [True]),
+    undo_how=st.sampled_from(["plain"] * 5 + ["events", "dead_letters", "base", "returns"]),
     how=st.sampled_from(["do"] * 8 + ["register", "retry", "events", "inside", "nested"]),
     tick=st.sampled_from([0.0, 0.125, 1.5]),
 )
@@ -88,6 +91,10 @@ def event_facts(events):
     return [(e.seq, e.kind, e.step, dict(e.details), e.run_id, e.at, e.offset) for e in events]
 
 
+class Stop(BaseException):
+    """A BaseException of an undo's own (neither Ctrl-C nor SystemExit)."""
+
+
 class CtrlCClock(VirtualClock):
     """A virtual clock a Ctrl-C lands on as it is read the ``at``-th time (a stamp before or
     after a step's call, the commit's, an undo's: the moments the two paths share)."""
@@ -115,15 +122,24 @@ def play(case: BlockCase, recording: bool, tmp_path, monkeypatch) -> dict:
     attempts: Counter = Counter()
     behaviour = {f"s{i}": s for i, s in enumerate(case.steps)}
 
-    def undo_of(step: str) -> None:
+    def undo_of(step: str) -> object:
         s = behaviour[step]
         attempts[step] += 1
         called.append((step, attempts[step]))
         clock.now += 0.25
+        if s.undo_how == "events":  # the rollback so far, read from inside an undo
+            midway.append(event_facts(rb.events))  # type: ignore[union-attr]
+        if s.undo_how == "dead_letters":
+            midway.append([(d.step, d.attempts) for d in rb.dead_letters])  # type: ignore[union-attr]
         if s.undo_interrupt and attempts[step] == 1:
             raise KeyboardInterrupt
+        if s.undo_how == "base" and attempts[step] == 1:
+            raise Stop(f"undo of {step} stopped")
         if attempts[step] <= s.undo_fails:
             raise RuntimeError(f"undo of {step} failed, attempt {attempts[step]}")
+        if s.undo_how == "returns" and attempts[step] == 1:
+            return (n for n in range(1))  # refused: its body never ran (a failed attempt)
+        return None
 
     journal = None
     if case.journal:
@@ -282,3 +298,44 @@ def test_a_ctrl_c_around_a_recorded_step_loses_nothing(where, monkeypatch):
     reference = ctrl_c_around_a_step(where)
     monkeypatch.setattr(Run, "recording", True)
     assert ctrl_c_around_a_step(where) == reference
+
+
+def test_a_plain_rollback_calls_its_undos_in_a_row(monkeypatch):
+    """The rollback's fast path is taken where it may be (else the property compares nothing):
+    the machine says the undos at once, and hears of them at once."""
+    monkeypatch.setattr(logging.getLogger("rollback_lessons"), "propagate", False)
+    plans: list = []
+    in_a_row = Run.in_a_row
+    monkeypatch.setattr(
+        Run, "in_a_row", lambda run, plan: plans.append(plan) or in_a_row(run, plan)
+    )
+    undone: list = []
+    with pytest.raises(LookupError):
+        with Rollback() as rb:
+            for name in "abc":
+                rb.do(name, lambda: None, lambda n=name: undone.append(n))
+            raise LookupError
+    assert plans == [("c", "b", "a")] and undone == ["c", "b", "a"]
+    assert rb.outcome is not None and rb.outcome.status == "rolled_back"
+
+
+@pytest.mark.parametrize("policy", sorted(POLICIES))
+@pytest.mark.parametrize("ctrl_c_at", range(1, 16))
+def test_a_ctrl_c_at_every_clock_reading_of_a_rollback(ctrl_c_at, policy, tmp_path, monkeypatch):
+    """A Ctrl-C at each clock reading of a plain block's rollback (before, between and after
+    its undos, one of which fails once): as the machine hearing of each undo live."""
+    plain = StepCase(True, "ok", 0, False, undo_how="plain", how="do", tick=0.125)
+    failing = StepCase(True, "ok", 1, False, undo_how="plain", how="do", tick=0.0)
+    case = BlockCase(
+        steps=(plain, failing, plain, plain),
+        catch=False,
+        end="raise",
+        policy=policy,
+        undo_order="reverse",
+        on_event=False,
+        journal=False,
+        read_outcome=False,
+        ctrl_c_at=ctrl_c_at,
+        logged=False,
+    )
+    same(case, tmp_path, monkeypatch)

@@ -1,0 +1,87 @@
+"""The saga machine's verdicts: the status a run ends in, and the pivot rule (when an
+irreversible step may have happened, and why a saga is then left for a person).
+
+They are the machine's rules (``machine.py`` decides with them and re-exports them), kept
+here, one place each, so that the machine's file holds its transitions; ``recover`` reads
+``pivot_at_stake`` and the runners ``HALTED_FORWARD`` through the machine.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from .errors import InjectedFault, RemoteError
+from .outcome import Status
+from .rules import Kind
+
+
+def status_of(
+    *, failed: bool, halted: bool, dead_letters: bool, leaked: bool, semantic: bool = False,
+    cancelled: bool = False,
+) -> Status:  # fmt: skip
+    """The one status rule. ``rolled_back`` promises the world is as it was; a semantic
+    compensation (a correction email) makes things right, not as they were: incomplete.
+    ``cancelled`` promises what ``rolled_back`` does, for a run its caller cancelled."""
+    if not failed:
+        return Status.COMMITTED
+    if halted:
+        return Status.HALTED
+    if dead_letters or leaked or semantic:
+        return Status.ROLLBACK_INCOMPLETE
+    return Status.CANCELLED if cancelled else Status.ROLLED_BACK
+
+
+def halts_forward(pivot_done: bool, failed_kind: str | None) -> bool:
+    """A retriable step failing after the pivot halts for a person: nothing is undone
+    across a point of no return."""
+    return pivot_done and failed_kind == Kind.RETRIABLE
+
+
+def after_effect(error: BaseException) -> bool:
+    """Did the failing step's effect happen anyway (a timeout after the charge)? Only the
+    error can tell: an injected fault says which it is (``Fault.FAIL_AFTER_EFFECT``), on
+    every engine (``runners.wire.ErrorRecord`` carries it)."""
+    return isinstance(error, InjectedFault) and error.after_effect
+
+
+def timed_out(error: BaseException) -> bool:
+    """A timeout (here, or as an engine reported it): the caller cannot tell whether the
+    call's effect happened."""
+    if isinstance(error, RemoteError):
+        return "TimeoutError" in error.lineage
+    return isinstance(error, TimeoutError)
+
+
+def pivot_in_doubt(kind: str | None, error: BaseException, cut: bool = False) -> bool:
+    """The pivot rule: an irreversible step that failed after its effect (``after_effect``),
+    timed out (``timed_out``: it cannot tell), or was cut short while it ran (``cut``: a
+    Ctrl-C, a crash) may have happened; the steps before it are never undone then (that
+    would not take it back), and it is never run again blindly: the saga halts for a
+    person. A pivot that refused cleanly, any other error, is compensated across like any
+    failed step."""
+    return kind == Kind.PIVOT and (cut or after_effect(error) or timed_out(error))
+
+
+def pivot_at_stake(state: str | None) -> bool:
+    """Does a journal's pivot state (``started``, ``done``, ``refused``: it failed before
+    any effect) keep ``recover`` from compensating across it?"""
+    return state in ("started", "done")
+
+
+HALTED_FORWARD: Final = "failed after an irreversible step"
+
+
+def halted_at_pivot(pivot: str, state: str, cause: str = "the crash") -> str:
+    """Why a saga whose pivot may have happened is left for a person (in process: the run
+    failed after it, or it failed after its effect; in ``recover``: a crash)."""
+    if state == "failed":  # the pivot itself failed, after its effect or cut short
+        return (
+            f"its irreversible step {pivot!r} failed {cause}, so it may have happened: "
+            "undoing the steps before it would not take it back, so the saga is left for a "
+            "person"
+        )
+    when = "happened" if state == "done" else "started, and may have happened,"
+    return (
+        f"its irreversible step {pivot!r} {when} before {cause}: undoing the steps "
+        "before it would not take it back, so the saga is left for a person"
+    )
