@@ -14,6 +14,7 @@ then). That is the async engine with its timing made explicit, for the explorer 
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ._drive import Call, failed_asking, own_cancel
@@ -74,6 +75,13 @@ def asked_of(cancel: CancelLike | None) -> Callable[[], bool] | None:
     raise TypeError(f"cancel must be an Event (is_set()) or a function, got {cancel!r}")
 
 
+def listen(run: Run, asked: Asked) -> None:
+    """Hand the machine the caller's cancel: it asks it as each step returns (the last one
+    too, before the run commits), the one rule every engine keeps (``GraphMachine.hear``)."""
+    if asked is not None:
+        run.m.hear = partial(_cancel, run, asked)  # type: ignore[attr-defined]
+
+
 def first_of(completion: Sequence[str]) -> Pick:
     """Of the running steps, the one named first in ``completion`` finishes next (unnamed
     ones last, in the order they started)."""
@@ -119,8 +127,7 @@ def step_ops(
             return op
         run.results[step] = result
         run.called()
-        done = gm.step_done(step)  # told done first: what stops the run then undoes it
-        return _cancel(run, asked) or done
+        return gm.step_done(step)  # (the machine hears the cancel first: ``listen``)
 
 
 def _carry(run: Run, loop: Generator[Call | float, Any, GraphOp]) -> GraphOp:
@@ -151,6 +158,7 @@ def drive_graph(run: Run, asked: Asked = None, pick: Pick | None = None) -> Op:
     (or, with ``pick``, every ready step started at once and ``pick`` choosing which running
     step finishes next); then the rollback, if any."""
     gm: GraphMachine = run.m  # type: ignore[assignment]
+    listen(run, asked)
     op: GraphOp = _cancel(run, asked) or gm.start()
     loops: dict[str, Generator[Call | float, Any, GraphOp]] = {}
     while type(op) is Ready:
@@ -244,6 +252,7 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
     tasks: dict[asyncio.Future[GraphOp], str] = {}
     broken: BaseException | None = None
     run.wake = asyncio.Event()  # set once the run stops: a branch's retry wait ends then
+    listen(run, asked)
     op: GraphOp = _cancel(run, asked) or gm.start()
     while type(op) is Ready:
         cut = _cancel(run, asked) if broken is None else None

@@ -5,20 +5,21 @@ all, and only when this process *is* the command (``rollback-lessons ...`` or ``
 rollback_lessons ...``): importing the package anywhere else changes no signal handler.
 Importing this module installs it (the package imports it before anything else)."""
 
-from __future__ import annotations
-
-import contextlib
+# only modules Python has loaded before any script runs (``_signal``, not ``signal``, which
+# imports ``enum``): the gap before the handler is installed is as short as the package can
+# make it. (Python's own start-up, before the command's first line, is not the package's.)
+import _signal as signal
 import os
-import signal
 import sys
-from types import FrameType
 
 _LINE = b"rollback-lessons: interrupted (Ctrl-C)\n"
 
 
-def _interrupted(signum: int, frame: FrameType | None) -> None:
-    with contextlib.suppress(OSError):
+def _interrupted(signum: int, frame: object) -> None:
+    try:  # noqa: SIM105 (contextlib is not imported here: a module of its own to load)
         os.write(2, _LINE)
+    except OSError:
+        pass
     os._exit(130)
 
 
@@ -40,8 +41,10 @@ def _is_the_command() -> bool:
 def install() -> None:
     """While starting: a Ctrl-C ends the process with one line (exit 130)."""
     if _is_the_command() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        with contextlib.suppress(ValueError):  # (not the main thread: not the command)
+        try:  # noqa: SIM105 (as above)
             signal.signal(signal.SIGINT, _interrupted)
+        except ValueError:  # (not the main thread: not the command)
+            pass
 
 
 def started() -> None:

@@ -83,13 +83,19 @@ def _warn(line: str) -> None:
 
 
 def _seconds(text: str) -> float:
-    """--wait's value: a finite number of seconds, 0 or more."""
+    """--wait's value: a finite number of seconds, 0 or more, no longer than SQLite waits."""
+    from .durable.files import MAX_WAIT
+
     try:
         value = float(text)
     except ValueError:
         value = math.nan
     if not (math.isfinite(value) and value >= 0):
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 or more)")
+    if value > MAX_WAIT:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is longer than SQLite can wait for a lock ({MAX_WAIT} seconds at most)"
+        )
     return value
 
 
@@ -104,8 +110,19 @@ def print_outcome(outcome: Outcome, title: str, out: Any = None) -> None:
     print(file=out)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, its ``--help`` written as the command's own output: a write that fails is
+    one line and exit 2, as any (argparse itself would drop the error and exit 0)."""
+
+    def _print_message(self, message: str, file: Any = None) -> None:
+        if message and file is sys.stdout:
+            STDOUT.write(message)
+        else:
+            super()._print_message(message, file)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rollback-lessons",
         description="Teach the rollback pattern: run a pipeline, break it, watch it undo.",
     )
@@ -326,7 +343,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "> file, or > /dev/null)"
             )
             return 2
-        code = _main(argv)
+        try:
+            code = _main(argv)
+        except SystemExit as exc:  # argparse: --help (its text flushed below) or bad usage
+            if exc.code:
+                raise
+            code = 0
         STDOUT.flush()  # (a closed pipe or a full disk is found here, not at exit)
         return code
     except BrokenPipeError:

@@ -29,7 +29,7 @@ order (synchronously), or at once as asyncio tasks (``Saga.arun``).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from .events import EventKind, describe
@@ -126,6 +126,11 @@ class GraphMachine(Machine):
     ``cancel(error)`` any time. Answers: ``Ready``, ``RunStep``, ``Wait``, and, once no step
     runs and the run is over, what the machine answers (``Finished``, or the first undo)."""
 
+    hear: Callable[[], object] | None = None
+    """The caller's cancel as its driver asks it: asked as each step returns, the last one
+    too, before the run commits (a list's drivers ask just before ``step_ok``, the same
+    point: ``_drive``, ``_run``, Temporal's and DBOS's lists)."""
+
     def __init__(
         self,
         policy: UndoPolicy,
@@ -211,8 +216,11 @@ class GraphMachine(Machine):
         return self.specs[step]
 
     def step_done(self, step: str) -> GraphOp:
-        """``step``'s action returned."""
+        """``step``'s action returned (a cancel is heard first, ``hear``: the last step's too,
+        before the run commits)."""
         spec = self._running(step, _RUNNING)
+        if self.hear is not None:
+            self.hear()
         self.where[step] = _DONE
         self.busy_count -= 1
         self.completed.append(step)

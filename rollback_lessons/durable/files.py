@@ -143,9 +143,8 @@ def _migrate(con: sqlite3.Connection) -> None:
             for step in range(at, SCHEMA_VERSION):
                 for statement in _MIGRATIONS[step]:
                     con.execute(statement)
-            con.execute(
-                "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
-            )
+            version = (str(SCHEMA_VERSION),)
+            con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", version)
 
 
 class JournalError(RollbackLessonsError):
@@ -185,18 +184,19 @@ def _cell(text: str) -> str:
     return text if text.isprintable() else repr(text)
 
 
+MAX_WAIT = 2147483.647  # SQLite's longest wait for a lock (its busy timeout: an int of ms)
+
+
 def _check_arguments(path: object, create: object, readonly: object, timeout: object) -> None:
     """Journal's arguments, refused before any file is touched."""
     for name, flag in (("create", create), ("readonly", readonly)):
         if not isinstance(flag, bool):
             raise TypeError(f"Journal's {name} must be True or False, got {flag!r}")
     if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-        raise TypeError(
-            f"Journal's timeout must be a number of seconds, got {type(timeout).__name__} "
-            f"{timeout!r}"
-        )
-    if not (math.isfinite(timeout) and timeout >= 0):
-        raise ValueError(f"Journal's timeout must be finite and 0 or more, got {timeout!r}")
+        kind = type(timeout).__name__
+        raise TypeError(f"Journal's timeout must be a number of seconds, got {kind} {timeout!r}")
+    if not (math.isfinite(timeout) and 0 <= timeout <= MAX_WAIT):
+        raise ValueError(f"Journal's timeout must be 0 to {MAX_WAIT} seconds, got {timeout!r}")
     if not isinstance(path, str | os.PathLike):
         raise TypeError(f"a journal's path must be a str or a path, got {path!r}")
     if "\0" in os.fsdecode(path):  # (SQLite would cut the name there: another file)

@@ -335,6 +335,8 @@ class GraphHost:
         self.answers = list(answers)  # what the person says at each incident, in turn
         self.asked = asked
         self.op: Any = None
+        if asked is not None:  # asked as each step returns, before the run commits
+            machine.hear = self.cancel
 
     def cancel(self) -> None:
         """Tell the machine if the caller asked to stop (once); a cancel function that raises

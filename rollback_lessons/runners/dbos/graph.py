@@ -42,6 +42,10 @@ class _Graph:
 
     def __init__(self, plan: SagaPlan, m: GraphMachine, faults: Faults, cancellable: bool) -> None:
         self.plan, self.m, self.faults, self.cancellable = plan, m, faults, cancellable
+        if (
+            cancellable
+        ):  # asked as each step returns, before the run commits (``GraphMachine.hear``)
+            m.hear = self.cancel
 
     def cancel(self) -> Any:
         m = self.m
@@ -61,8 +65,7 @@ class _Graph:
         while True:
             error = attempt(plan.run_id, plan.name, step, action)
             if error is None:
-                done = m.step_done(step)  # told done first: what stops the run undoes it
-                return self.cancel() or done  # type: ignore[no-any-return]
+                return m.step_done(step)  # (it hears the cancel first: ``hear``)
             if LOST in error:  # in doubt (its end never saved): cut short, never retried
                 return m.step_cut(step, _error(error))
             op = m.step_error(step, _error(error))

@@ -226,9 +226,7 @@ class Live:
             made = self.worker.task("action", step)
             if made.error is None:
                 self._ok(token, {})
-                if not self.stop_execution:  # (StopExecution: heard before a step starts)
-                    self._cancel()
-                return m.step_done(step)
+                return m.step_done(step)  # (it hears the cancel first: ``hear``, below)
             self._fail(token, made.error.type, json.dumps(asdict(made.error)))
             op = m.step_error(step, made.error.to_exception())
             if type(op) is not Wait:
@@ -242,6 +240,8 @@ class Live:
 
     def forward(self) -> Op:
         m = self.m
+        if not self.stop_execution:  # (StopExecution: heard before a step starts)
+            m.hear = self._cancel  # asked as each step returns, before the run commits
         op: Any = self._cancel() or m.start()
         tokens: dict[str, str] = {}
         while type(op) is Ready:

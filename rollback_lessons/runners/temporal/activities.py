@@ -68,6 +68,8 @@ def run_action(call: StepCall) -> None:
 @activity.defn(name=UNDO)
 def run_undo(call: StepCall) -> None:
     run = hosted.hosted(call.run_id)
+    if ("undo", call.step, True) in run.calls:  # done here, its end lost with the server
+        return  # (``workflow``: the attempt's end unheard, it is asked again)
     fault = run.faults.get(call.step, NO_FAULTS).undo
     with _running(f"attempt {call.attempt} of the undo of {call.step!r}"):
         error = remote.run_undo(

@@ -8,7 +8,7 @@ import json
 
 from ...errors import InvalidPipelineError
 from ..owed import all_undone
-from ..wire import SagaPlan, record_data
+from ..wire import RetrySpec, SagaPlan, record_data
 
 PAYLOAD_LIMIT = 2 * 1024 * 1024
 """Bytes of one payload (a workflow's input or result, an activity's input): 2 MB."""
@@ -16,8 +16,37 @@ ID_LIMIT = 1000
 """Characters of an identifier such as a workflow id (``limit.maxIDLength``)."""
 HISTORY_EVENTS_LIMIT = 51_200
 """Events in one workflow's history."""
-EVENTS_PER_ACTIVITY = 3
-"""An activity's events in the history: scheduled, started, and how it ended."""
+WORKFLOW_TASK = 3
+"""A workflow task's events (scheduled, started, completed): at worst one after each event
+the workflow waits on."""
+EVENTS_PER_ATTEMPT = 3 + WORKFLOW_TASK
+"""An activity's events (scheduled, started, how it ended) and the workflow task that hears
+it."""
+EVENTS_PER_WAIT = 2 + WORKFLOW_TASK
+"""A retry's durable timer (started, fired) and the workflow task that hears it."""
+RUN_EVENTS = 1 + WORKFLOW_TASK + 1 + 1 + WORKFLOW_TASK
+"""The run's own: started, its first workflow task, how it ended; a cancel request and the
+workflow task that hears it."""
+A_PERSON = 2 + 1 + WORKFLOW_TASK
+"""A halt's wait for a person: its timer, the answer (a Signal), the workflow task."""
+
+
+def _tries(retry: RetrySpec | None) -> int:
+    """The events of one action's or undo's attempts at worst: every attempt, every wait."""
+    n = retry.max_attempts if retry is not None else 1
+    return n * EVENTS_PER_ATTEMPT + (n - 1) * EVENTS_PER_WAIT
+
+
+def worst_history(plan: SagaPlan) -> int:
+    """The events a run of ``plan`` writes at worst: every step's action retried as its
+    RetryPolicy allows, every undo as the undo policy allows, a cancel, a person asked once
+    (a policy that decides in code, or a person who answers "retry" again and again, are not
+    bounded: counted as the policy's retry, and one answer)."""
+    undo = _tries(plan.policy.retry)
+    total = RUN_EVENTS + (A_PERSON if plan.halt_wait != 0 else 0)
+    for step in plan.steps:
+        total += _tries(step.retry) + (undo if step.has_undo else 0)
+    return total
 
 
 class TemporalLimitExceeded(InvalidPipelineError):
@@ -33,20 +62,23 @@ def _mb(n: int) -> str:
     return f"{n / 1024 / 1024:.1f} MB"
 
 
-def check_plan(plan: SagaPlan, input_size: int) -> None:
+def check_plan(plan: SagaPlan, input_size: int, history_limit: int = HISTORY_EVENTS_LIMIT) -> None:
     """Refuse a plan that cannot run within Temporal's limits: its workflow id, the history
-    of a run that does every step, its input (``input_size`` bytes), the record of a run
+    of its worst run (``worst_history``: a run that reaches ``history_limit`` is terminated
+    by the server, nothing undone), its input (``input_size`` bytes), the record of a run
     that undoes every step (any run that rolls back everything records at least that)."""
     if len(plan.run_id) > ID_LIMIT:
         raise TemporalLimitExceeded(
             f"the workflow id ({len(plan.run_id)} characters, from the saga's name) is over "
             f"Temporal's limit of {ID_LIMIT} characters for identifiers: name the saga shorter"
         )
-    activities = EVENTS_PER_ACTIVITY * len(plan.steps)
-    if activities > HISTORY_EVENTS_LIMIT:
+    worst = worst_history(plan)
+    if worst > history_limit:
         raise TemporalLimitExceeded(
-            f"a run of its {len(plan.steps)} steps writes at least {activities} events, over "
-            f"Temporal's limit of {HISTORY_EVENTS_LIMIT} events in a workflow's history"
+            f"a run of its {len(plan.steps)} steps can write {worst} events (every retry and "
+            f"undo attempt, their timers and workflow tasks), over Temporal's limit of "
+            f"{history_limit} events in a workflow's history (the server would terminate it "
+            "mid-run, nothing undone): fewer max_attempts, or fewer steps"
         )
     if input_size > PAYLOAD_LIMIT:
         raise TemporalLimitExceeded(

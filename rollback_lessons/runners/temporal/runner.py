@@ -51,7 +51,7 @@ from .activities import (
     run_undo,
     step_started,
 )
-from .limits import TemporalLimitExceeded, check_plan
+from .limits import HISTORY_EVENTS_LIMIT, TemporalLimitExceeded, check_plan
 from .lost import ServerLost, unheard
 from .server import (
     TemporalUnavailable,
@@ -259,6 +259,7 @@ class TemporalRunner:
         self.task_queue = task_queue or f"rollback-lessons-{uuid.uuid4().hex[:8]}"
         self.abandoned: tuple[str, ...] = ()
         """What ``close`` left running: steps or undos that did not end within its grace."""
+        self.history_limit = HISTORY_EVENTS_LIMIT  # the server's: limit.historyCount.error
         self._executor = Threads()
         self._worker = Worker(
             client,
@@ -374,7 +375,7 @@ class TemporalRunner:
         )  # fmt: skip
         try:
             [payload] = await self.client.data_converter.encode([plan])
-            check_plan(plan, payload.ByteSize())
+            check_plan(plan, payload.ByteSize(), self.history_limit)
         except BaseException:
             _release(plan.run_id)  # a policy of one's own, hosted by plan_of
             raise

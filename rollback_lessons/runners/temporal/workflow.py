@@ -34,6 +34,7 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import TimeoutError as ServerTimeout
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():  # plain data and the machine, no I/O
@@ -211,6 +212,13 @@ class SagaWorkflow:
     async def _graph(self, gm: GraphMachine, plan: SagaPlan) -> Finished:
         """Forward (the ready steps launched at once, each outcome told as Temporal resolves
         it), then the machine's rollback, shielded from a cancel of the workflow."""
+        main = asyncio.current_task()
+
+        def hear() -> None:  # a cancel requested as a branch's step returns (perhaps in the
+            if main is not None and main.cancelling():  # same workflow task, not yet
+                schedule.cancel(gm, CANCEL())  # delivered here): heard before the commit
+
+        gm.hear = hear
         self._launch(gm, plan, gm.start())
         op: GraphOp | None = None
         while op is None:
@@ -305,7 +313,12 @@ class SagaWorkflow:
             try:
                 await self._activity(UNDO, plan, call, timeout)
             except ActivityError as err:
-                return m.undo_failed(_cause(err)[0])
+                if not isinstance(err.cause, ServerTimeout):
+                    return m.undo_failed(_cause(err)[0])
+                try:  # the server never heard the attempt end (it was lost, or its worker):
+                    await self._activity(UNDO, plan, call, timeout)  # it may be done, and an
+                except ActivityError as again:  # undo is idempotent: run again (or known done)
+                    return m.undo_failed(_cause(again)[0])
             return m.undo_ok()
         if type(op) is Wait:
             if op.seconds > 0:
