@@ -97,7 +97,7 @@ def test_the_run_count_starts_at_1_on_display_and_counts_each_run_the_learner_ca
     lab.set_fault("step1", "undo_fails")
     lab._repr_mimebundle_()  # shown
     assert lab.runs == 0 and "run" not in shown_cue(lab).split(":")[0]
-    assert shown_cue(lab).startswith("opens on: step1 undo_fails, step2 fail")
+    assert shown_cue(lab).startswith("opens on: step1 undo fails, step2 fail")  # the dropdowns
     runs.clear()
     for n, change in enumerate(
         [
