@@ -119,6 +119,16 @@ def test_the_run_count_starts_at_1_on_display_and_counts_each_run_the_learner_ca
     assert shown_cue(lab).startswith("↻ run 1: ")
 
 
+def test_a_panel_opened_without_a_fault_says_so_too():
+    """newuser7: lesson 12's panel (no fault chosen) showed an empty band where lessons
+    02-06 say what the panel opens on."""
+    lab = RollbackLab(xyz_saga(), state=xyz_state())
+    assert "rl-cue'></div>" in lab.view.value  # not shown yet: no cue
+    lab._repr_mimebundle_()
+    assert shown_cue(lab) == f"opens on: no faults → {lab.outcome.status}"
+    assert lab.runs == 0
+
+
 def test_the_cue_names_every_option_the_learner_set():
     lab = RollbackLab(xyz_saga(), state=xyz_state())
     lab._repr_mimebundle_()

@@ -328,10 +328,10 @@ class RollbackLab:
         self.outcome = outcome
         self.timeline.load(outcome, stopped_after=stop_after)
         faults, said = run_said(self, outcome, stop_after)
-        self._said = "" if opening else f"{faults} → {said}"
+        self._said = f"{faults} → {said}"  # (the opening run's too: "opens on: no faults")
         if not opening:
             self.runs += 1
-        self._cue = f"↻ run {self.runs}: {self._said}" if self._said else ""
+        self._cue = "" if opening else f"↻ run {self.runs}: {self._said}"
         self._result = result_html(outcome, stop_after)
         frame = self.telling_frame(outcome, opening)
         self._show(frame)  # the view first: it is what the learner watches (one message)
