@@ -324,3 +324,39 @@ def test_the_this_event_circle_is_on_a_steps_event_only_and_never_left_from_anot
             assert ys[0] == played.timeline.lane[event.step]
     for index in range(fresh.frame_count - 1, -1, -1):  # backwards, each afresh
         assert fresh.timeline.render(index) == played.timeline.render(index), index
+
+
+def test_the_rollback_shade_leaves_a_parallel_branchs_band_its_own_colour():
+    """newuser7: where the rollback's shade lay over a branch's lavender band, a grey-blue
+    appeared that no legend names. A band keeps its colour; the rollback shades the rest."""
+    import io
+
+    from matplotlib.colors import to_rgb
+    from PIL import Image
+
+    from rollback_lessons.lab.drawing import BRANCH, SHADE, UNDO
+
+    trip = RollbackLab(travel.booking(), state=travel.state)
+    trip.show_frame(4)
+    trip.stop()
+    last = trip.frame_count - 1
+    picture = Image.open(io.BytesIO(trip.timeline.render(last))).convert("RGB")
+    start = next(e.seq for e in trip.outcome.events if e.kind == "rollback_start")
+    ax = trip.timeline.ax
+
+    def colour(x: float, y: float) -> tuple[int, ...]:
+        px, py = ax.transData.transform((x, y))
+        return picture.getpixel((int(px), picture.height - int(py)))
+
+    def rgb(colour: str, alpha: float = 1.0) -> tuple[int, ...]:
+        return tuple(round(255 * (alpha * c + 1 - alpha)) for c in to_rgb(colour))
+
+    lane = trip.timeline.lane
+    inside = (start + last + 1) / 2 + 0.5  # in the rollback, between the glyphs
+    for step in ("flight",):  # a branch's lane, nothing drawn on it there
+        assert max(abs(a - b) for a, b in zip(colour(inside, lane[step] + 0.3), rgb(BRANCH),
+                                                strict=True)) <= 2  # fmt: skip
+    plain = colour(inside, lane["charge"] + 0.3)  # no branch: the legend's rollback shade
+    assert max(abs(a - b) for a, b in zip(plain, rgb(UNDO, SHADE), strict=True)) <= 2
+    before = colour(start - 1.5, lane["flight"] + 0.3)  # the band before the rollback too
+    assert max(abs(a - b) for a, b in zip(before, rgb(BRANCH), strict=True)) <= 2
