@@ -36,9 +36,10 @@ LABELS = {
     Fault.FAIL: "fail",
     Fault.FAIL_AFTER_EFFECT: "fail after effect",
     Fault.UNDO_FAILS: "undo fails",
-    Fault.UNDO_FAILS_ONCE: "fails once",
+    Fault.UNDO_FAILS_ONCE: "undo fails once",
 }
-"""Short names for controls and picture legends."""
+"""Short names for controls and picture legends: the words a learner reads for a fault,
+wherever a panel names one (its dropdowns, its run line, the explorer's grid)."""
 
 
 def fault_space(steps: Iterable[tuple[str, bool]]) -> list[tuple[str, Fault]]:

@@ -686,6 +686,8 @@ def lesson_11(page) -> None:
         assert box and area["top"] <= box["y"] and box["y"] + box["height"] <= area["bottom"], (
             control, box, area)  # fmt: skip
     height = check(page, "box", [".explorer-grid", 0])["height"]
+    play = grid.locator(".eg-view .eg-controls button", has_text="Play").first
+    spot = play.bounding_box()
     halted = [key for key in grid_cells(page) if key != cell]
     for other in halted[:3]:  # any cell: the grid's height stays
         page.locator(f".explorer-grid .eg-{other}").click()
@@ -695,6 +697,16 @@ def lesson_11(page) -> None:
         )
         moved = check(page, "box", [".explorer-grid", 0])["height"] - height
         assert moved == 0, f"lesson 11: a click on cell {other} moved the grid {moved:.0f} px"
+        assert play.bounding_box() == spot, f"lesson 11: cell {other} moved Play"  # newuser7
+    # the frame's event and the result as of it, as the main panel says them (newuser7)
+    page.wait_for_function(  # the last cell's run, at its last event
+        "() => /event (\\d+) of \\1:/.test("
+        "document.querySelector('.explorer-grid .eg-now')?.textContent)"
+    )
+    total = int(wait_text(page, ".explorer-grid .eg-now", " of ").split(" of ")[1].split(":")[0])
+    grid.locator(".eg-view .eg-controls button", has_text="back").first.click()
+    now = wait_text(page, ".explorer-grid .eg-now", f"event {total - 1} of {total}:")
+    assert f"the result shows at event {total}" in now, now
     crossed.click()
     page.wait_for_function(
         "c => document.querySelector(`.explorer-grid .eg-view [data-cell='${c}']`)", arg=cell
@@ -726,6 +738,9 @@ def lesson_12(page) -> None:
     panel.locator(".rl-stop").click()
     assert "→ cancelled" in wait_text(page, ".rollback-lab .rl-cue", "Stop after event")
     assert "cancelled…" in panel.locator(".rl-result").inner_text()  # where the cancel landed
+    # a stopped run is not run again by a Stop at one of its events (newuser7): disabled
+    page.wait_for_function("() => document.querySelector('.rollback-lab .rl-stop').disabled")
+    assert "already stopped" in (panel.locator(".rl-stop").get_attribute("title") or "")
     to_last_event(page, 0)
     result = wait_text(page, ".rollback-lab .rl-result", "cancelled")
     assert "room" in result.split("undone")[1]

@@ -23,6 +23,12 @@ def quiet():
     logging.disable(logging.NOTSET)
 
 
+def words(html: str) -> str:
+    import re
+
+    return re.sub(r"<[^>]+>", " ", html.split(">", 1)[1])
+
+
 def marks(fig):
     return [line for ax in fig.axes for line in ax.get_lines() if line.get_marker() == "X"]
 
@@ -129,11 +135,12 @@ def test_the_clicked_run_plays_beside_its_picture_and_the_picture_follows():
     import base64
 
     [picture, side] = grid.view.children
-    assert picture is grid.picture  # the picture first, beside it: what ran, its controls
-    assert side.children[0] is grid.side
-    controls = side.children[1].children
+    assert picture is grid.picture  # the picture first, beside it: its controls, what ran
+    # the controls on top: the texts under them change length, they never move (newuser7)
+    controls = side.children[0].children
     assert list(controls) == [grid.lab.play_button, grid.lab.back, grid.lab.forward]
-    assert side.children[2] is grid.lab.slider
+    assert side.children[1] is grid.lab.slider
+    assert list(side.children[2:]) == [grid.now, grid.side]
     key = next(k for k, run in grid.grid.items() if run.violations)
     grid.open(*key)
     last = grid.lab.frame_count - 1
@@ -147,6 +154,18 @@ def test_the_clicked_run_plays_beside_its_picture_and_the_picture_follows():
     assert shown(0) and not shown(last)
     grid.lab.forward.click()
     assert shown(1)
+    total = grid.lab.frame_count
+    for index in range(total):  # the event shown and the result as of it, as the panel says
+        grid.lab.show_frame(index)
+        panel = grid.lab.view.value
+        caption = panel.split("class='rl-caption'>")[1].split("</div>")[0]
+        assert caption.startswith(f"event {index + 1} of {total}: ")
+        assert f"class='rl-caption'>{caption}</div>" in grid.now.value
+        result = panel.split("class='rl-result'>")[1].removesuffix("</div></div>")
+        assert grid.now.value.split("class='rl-result'>")[1] == f"{result}</div>"
+        ended = str(grid.opened.status) in words(grid.now.value.split("rl-result")[1]).split()[:1]
+        assert ended == (index == total - 1), (index, grid.now.value)
+    grid.lab.show_frame(1)
     kept = grid.picture.value
     grid.lab.set_fault(grid.lab.saga.names[0], "fail")  # another run: the cell's picture stays
     assert grid.picture.value == kept and f"data-cell='{key[0]}-{key[1]}'" in kept
@@ -193,3 +212,26 @@ def test_the_opened_cells_outline_is_inside_the_grid_box():
     assert rule, style
     reach = int(rule[1]) + int(rule[2])
     assert board.layout.padding and int(board.layout.padding.split("px")[0]) >= reach
+
+
+def test_faults_are_named_in_the_dropdowns_words_everywhere_a_learner_reads_them():
+    """newuser7: the run line and the cell's heading said "undo_fails_once", the dropdowns
+    and the grid's rows other words. One spelling: the dropdowns'."""
+    import re
+
+    grid = _lesson_11_grid()
+    lab = grid.lab
+    words = {value: label for control in [*lab.actions.values(), *lab.undos.values()]
+             for label, value in control.options if value not in ("ok", "undo_ok")}  # fmt: skip
+    assert set(words) == {"fail", "fail_after_effect", "undo_fails", "undo_fails_once"}
+    rows = grid.panel.children[2].children[0].children[0].children
+    heads = "".join(getattr(w, "value", "") for w in rows)
+    for key, run in grid.grid.items():
+        grid.open(*key)
+        for step, fault in run.faults:
+            said = f"{step} {words[str(fault)]}"
+            assert said in grid.side.value, (said, grid.side.value)
+            assert words[str(fault)] in lab._cue.split(step, 1)[1], (said, lab._cue)
+            assert f"{step} · {words[str(fault)]}" in heads
+        for text in (grid.side.value, lab._cue, grid.buttons[key].tooltip):  # no engine spelling
+            assert not re.search(r"fail_after_effect|undo_fails", text), text

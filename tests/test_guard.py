@@ -51,7 +51,10 @@ def shell(tmp_path, capfd):
 
 def test_a_panel_cell_run_first_names_the_cell_that_makes_the_saga(shell, capfd):
     shell.run_cell("from rollback_lessons.lab.widgets import RollbackLab\n\nRollbackLab(saga)")
-    out = capfd.readouterr().out
+    printed = capfd.readouterr().out
+    # in lines JupyterLab never breaks (it breaks a long one mid-word: newuser7), whole words
+    assert max(len(line) for line in printed.splitlines()) <= guard.WIDTH
+    out = " ".join(printed.split())
     assert "NameError" in out and "name 'saga' is not defined" in out
     assert "`saga` is made by a cell that has not run yet in this kernel: the cell under " in out
     assert '"3. The declarative form" that starts `from rollback_lessons.worlds.demo' in out

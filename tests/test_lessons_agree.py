@@ -139,18 +139,25 @@ def test_the_explorer_grid_counts_its_runs_as_the_explorer_does():
     """Lesson 11's grid has a cell per run with faults; its title says so, and with the one
     run without a fault it makes the explorer's count (no "61 runs" beside "62 runs")."""
     from rollback_lessons.explore import explore
+    from rollback_lessons.lab.grid import ExplorerGrid, draw_grid
     from rollback_lessons.lab.grid import cells as grid_cells
-    from rollback_lessons.lab.grid import draw_grid
     from rollback_lessons.worlds.examples import booking_restored, booking_saga, booking_state
 
     exploration = explore(booking_saga(), booking_state, restored=booking_restored)
     shown = grid_cells(exploration, "continue")
     fig = draw_grid(exploration)
     title = next(t.get_text() for t in fig.texts if "policy continue" in t.get_text())
-    assert f": {len(shown)} runs with faults," in title, title
     without = [run for run in exploration.runs if not run.faults]
     assert len(shown) + len(without) == len(exploration.runs)
     assert exploration.summary().startswith(f"{len(exploration.runs)} runs")
+    said = f": {len(exploration.runs)} runs ({len(shown)} with faults, the cells; 1 without)"
+    assert said in title, title
+    broken = len(exploration.failures)
+    assert f"), {broken} break an invariant" in title
+    # newuser7: the widget grid said "61 runs" under the cell printing "62 runs"
+    grid = ExplorerGrid(exploration, booking_state)
+    legend = grid.legend.value
+    assert said in legend and f"{broken} break an invariant" in legend
 
 
 def sentences(text: str) -> list[str]:

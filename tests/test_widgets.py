@@ -15,6 +15,7 @@ from rollback_lessons import (
     UnknownFaultError,
     UnknownStepError,
 )
+from rollback_lessons.lab.panel_controls import STOP_TIP
 from rollback_lessons.lab.widgets import LOG_ROWS, RollbackLab
 from rollback_lessons.worlds.demo import xyz_saga, xyz_state
 
@@ -265,7 +266,9 @@ def test_the_state_table_uses_the_states_own_snapshot_and_shows_values_whole():
     lab.show_frame(lab.frame_count - 1)
     assert lab.state_keys == ["sheet rows", "calendar", "charged", "refunded", "emails sent"]
     state = part(lab, "rl-state")
-    assert "['row-1:reverted']" in state.replace("&#x27;", "'")  # whole: the lesson's point
+    assert "['row-\u20601:reverted']" in state.replace("&#x27;", "'")  # whole: the lesson's point
+    # and on one line: no break after its hyphen (newuser7 saw "['row-" / "1:reverted']")
+    assert "row-1" not in state and "-\u2060" in state
 
 
 def test_every_button_and_choice_says_what_it_does(lab):
@@ -375,6 +378,24 @@ def test_stop_cancels_mid_run_and_the_compensations_run_anyway(trip):
     assert "failed with" not in result and "the block" not in result
     trip.set_fault("flight", "fail")  # any other change: a run without the Stop
     assert trip.stopped_at is None and trip.outcome.status is Status.ROLLED_BACK
+
+
+def test_stop_on_a_stopped_run_never_starts_another_run(trip):
+    """newuser7: Play on a stopped run, Stop at its event 5 started a run without the first
+    Stop, cancelled after ITS event 5 (a step_done the learner never saw)."""
+    trip.set_first("room")
+    assert not trip.stop_button.disabled
+    trip.stop(2)
+    stopped, runs = trip.outcome, trip.runs
+    assert trip.stop_button.disabled and "already stopped after event 3" in trip.stop_button.tooltip
+    for index in range(trip.frame_count):  # replaying it: Stop anywhere changes nothing
+        trip.show_frame(index)
+        trip.stop_button.click()
+        assert trip.stop() is stopped and trip.outcome is stopped and trip.runs == runs
+    trip.set_fault("flight", "fail")  # a new run: Stop is back
+    assert not trip.stop_button.disabled and trip.stop_button.tooltip == STOP_TIP
+    trip.show_frame(1)
+    assert trip.stop().status is Status.CANCELLED and trip.stopped_at == 2
 
 
 def test_stop_is_marked_in_the_picture_where_the_cancel_landed(trip):

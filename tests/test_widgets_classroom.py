@@ -97,7 +97,7 @@ def test_the_run_count_starts_at_1_on_display_and_counts_each_run_the_learner_ca
     lab.set_fault("step1", "undo_fails")
     lab._repr_mimebundle_()  # shown
     assert lab.runs == 0 and "run" not in shown_cue(lab).split(":")[0]
-    assert shown_cue(lab).startswith("opens on: step1 undo_fails, step2 fail")
+    assert shown_cue(lab).startswith("opens on: step1 undo fails, step2 fail")  # the dropdowns
     runs.clear()
     for n, change in enumerate(
         [
@@ -117,6 +117,16 @@ def test_the_run_count_starts_at_1_on_display_and_counts_each_run_the_learner_ca
     lab._repr_mimebundle_()  # shown again: counted from 1 again
     lab.set_fault("step2", "fail")
     assert shown_cue(lab).startswith("↻ run 1: ")
+
+
+def test_a_panel_opened_without_a_fault_says_so_too():
+    """newuser7: lesson 12's panel (no fault chosen) showed an empty band where lessons
+    02-06 say what the panel opens on."""
+    lab = RollbackLab(xyz_saga(), state=xyz_state())
+    assert "rl-cue'></div>" in lab.view.value  # not shown yet: no cue
+    lab._repr_mimebundle_()
+    assert shown_cue(lab) == f"opens on: no faults → {lab.outcome.status}"
+    assert lab.runs == 0
 
 
 def test_the_cue_names_every_option_the_learner_set():

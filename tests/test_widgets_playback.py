@@ -295,3 +295,68 @@ def test_every_status_has_its_mark_in_the_picture_and_in_the_legend():
             said = ENDING_MARKS[outcome.status] & shown
             assert said, (where, outcome.status, inject, policy, stop, sorted(shown))
     assert seen == set(Status)
+
+
+def test_the_this_event_circle_is_on_a_steps_event_only_and_never_left_from_another_frame():
+    """newuser7 saw the circle on pay's arrow at lesson 03's "event 7: pipeline_failed"
+    after a Stop (an event of no step). The rule: a step's event is circled on its lane; an
+    event of the whole run (no step) is not; a frame reached by playing is the same picture
+    as the frame drawn afresh."""
+    from rollback_lessons.worlds.examples import order_saga, order_state
+
+    def panel() -> RollbackLab:
+        lab = RollbackLab(order_saga(), state=order_state)
+        lab.set_fault("pay", "undo_fails_once")
+        lab.set_fault("label", "fail")
+        lab.set_policy("retry")
+        lab.show_frame(3)
+        lab.stop()  # as lesson 03's learner did: Stop after event 4
+        return lab
+
+    played, fresh = panel(), panel()
+    for index in range(played.frame_count):
+        played.show_frame(index)
+        event = played.outcome.events[index]
+        played.timeline.show(index)  # (a cached frame is not set up again: set it up)
+        xs, ys = played.timeline._cursor.get_data()
+        assert (len(xs) == 1) == (event.step is not None), (index, event.kind, event.step)
+        if event.step is not None:
+            assert ys[0] == played.timeline.lane[event.step]
+    for index in range(fresh.frame_count - 1, -1, -1):  # backwards, each afresh
+        assert fresh.timeline.render(index) == played.timeline.render(index), index
+
+
+def test_the_rollback_shade_leaves_a_parallel_branchs_band_its_own_colour():
+    """newuser7: where the rollback's shade lay over a branch's lavender band, a grey-blue
+    appeared that no legend names. A band keeps its colour; the rollback shades the rest."""
+    import io
+
+    from matplotlib.colors import to_rgb
+    from PIL import Image
+
+    from rollback_lessons.lab.drawing import BRANCH, SHADE, UNDO
+
+    trip = RollbackLab(travel.booking(), state=travel.state)
+    trip.show_frame(4)
+    trip.stop()
+    last = trip.frame_count - 1
+    picture = Image.open(io.BytesIO(trip.timeline.render(last))).convert("RGB")
+    start = next(e.seq for e in trip.outcome.events if e.kind == "rollback_start")
+    ax = trip.timeline.ax
+
+    def colour(x: float, y: float) -> tuple[int, ...]:
+        px, py = ax.transData.transform((x, y))
+        return picture.getpixel((int(px), picture.height - int(py)))
+
+    def rgb(colour: str, alpha: float = 1.0) -> tuple[int, ...]:
+        return tuple(round(255 * (alpha * c + 1 - alpha)) for c in to_rgb(colour))
+
+    lane = trip.timeline.lane
+    inside = (start + last + 1) / 2 + 0.5  # in the rollback, between the glyphs
+    for step in ("flight",):  # a branch's lane, nothing drawn on it there
+        assert max(abs(a - b) for a, b in zip(colour(inside, lane[step] + 0.3), rgb(BRANCH),
+                                                strict=True)) <= 2  # fmt: skip
+    plain = colour(inside, lane["charge"] + 0.3)  # no branch: the legend's rollback shade
+    assert max(abs(a - b) for a, b in zip(plain, rgb(UNDO, SHADE), strict=True)) <= 2
+    before = colour(start - 1.5, lane["flight"] + 0.3)  # the band before the rollback too
+    assert max(abs(a - b) for a, b in zip(before, rgb(BRANCH), strict=True)) <= 2

@@ -11,6 +11,7 @@ from typing import Any
 
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
+from matplotlib.path import Path
 
 from ..events import Event
 from ..outcome import Status
@@ -237,6 +238,12 @@ def lines_for(values: Iterable[str], chars: int) -> int:
     return max((len(wrap(v, chars)) for v in values), default=1)
 
 
+def _band(branch: Any, lane: Mapping[str, int]) -> tuple[float, float] | None:
+    """Where a branch's band spans, in lanes (as ``draw_branches`` draws its outermost)."""
+    lanes = [lane[s] for s in branch if s in lane]
+    return (min(lanes) - 0.42, max(lanes) + 0.42) if lanes else None
+
+
 def draw_branches(ax: Any, groups: Any, lane: Mapping[str, int]) -> None:
     """Each branch of a parallel group: its lanes side by side on one pale band, a gap
     between branches (a nested group's band sits inside its branch's, narrower)."""
@@ -258,13 +265,27 @@ def draw_branches(ax: Any, groups: Any, lane: Mapping[str, int]) -> None:
             ax.add_patch(band)
 
 
-def rollback_shade(canvas: Any, ax: Any, start: int, events: int, top: float) -> tuple[Any, Any]:
+def rollback_shade(timeline: Any, start: int, events: int, top: float) -> tuple[Any, Any]:
     """The rollback's shade, from event ``start`` to the end of the lanes, and its label at
-    the top (kept inside the lanes: a late rollback's goes left of the end)."""
+    the top (kept inside the lanes: a late rollback's goes left of the end). The shade
+    leaves out the bands of parallel branches: over their lavender it made a grey-blue no
+    legend names (newuser7); a band keeps its own colour, the rollback shades the rest."""
+    canvas, ax = timeline.canvas, timeline.ax
     span = Rectangle(
         (start - 0.5, 0), events + 1.5 - start, 1,
         color=UNDO, alpha=SHADE, lw=0, transform=ax.get_xaxis_transform(),
     )  # fmt: skip
+    bands = [_band(branch, timeline.lane) for group in timeline.groups for branch in group]
+    outer = [b for b in bands if b and not any(o and o != b and o[0] <= b[0] and b[1] <= o[1]
+                                                for o in bands)]  # fmt: skip
+    if outer:  # the lanes' area, with a hole (drawn the other way round) for each band
+        (x0, x1), (y1, y0) = ax.get_xlim(), ax.get_ylim()
+        rings = [[(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]]
+        rings += [[(x0, a), (x0, b), (x1, b), (x1, a), (x0, a)] for a, b in outer]
+        codes = [Path.MOVETO, *[Path.LINETO] * 3, Path.CLOSEPOLY] * len(rings)
+        span.set_clip_path(Path([v for r in rings for v in r], codes), ax.transData)
+    else:
+        span.set_clip_path(timeline._clip)
     ax.add_artist(span)
     label = ax.text(start, top + 0.05, " rollback ←", color=UNDO, fontsize=FONT, va="top")
     renderer = canvas.get_renderer()

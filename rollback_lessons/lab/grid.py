@@ -22,11 +22,12 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
 from ..explore import Exploration, Explored, Faults, single_faults
-from ..faults import Fault
-from ..outcome import Status
+from ..faults import LABELS, Fault
+from ..outcome import Outcome, Status
 from . import guard
-from .drawing import DPI, FAIL, FONT, FORWARD, INK, PIVOT, RETRY, SMALL, UNDO
-from .panel_html import CSS, key, lost_banner, png_img
+from .drawing import DPI, FAIL, FONT, FORWARD, INK, PIVOT, RETRY, SMALL, UNDO, frame_caption
+from .panel_controls import faults_said
+from .panel_html import CSS, key, lost_banner, png_img, result_at
 from .widgets import RollbackLab
 
 COLOURS = {
@@ -36,17 +37,17 @@ COLOURS = {
     "leaked: an effect no undo covers": FAIL,
     "halted: for a person": PIVOT,
 }
-FAULT_WORDS = {
-    Fault.FAIL: "fails",
-    Fault.FAIL_AFTER_EFFECT: "fails after effect",
-    Fault.UNDO_FAILS: "undo fails",
-    Fault.UNDO_FAILS_ONCE: "undo fails once",
-}
 CROSS = "✗"
 BLANK = "blank: no run of its own (shown across the diagonal, or the two cannot happen together)"
 OPENED = "outlined: the run shown under the grid"
 OUTLINE_PX = 4  # the opened cell's outline (3 px) and its offset (1 px), outside the cell
 VIEW_PX = 306  # the clicked run's row: its note and picture (the controls and what broke beside)
+
+
+def said(run: Explored) -> str:
+    """A run's faults in the dropdowns' words, and its policy (``Explored.describe``'s form)."""
+    faults = faults_said((step, [str(fault)]) for step, fault in run.faults) or "no fault"
+    return f"{faults} (policy {run.policy})"
 
 
 def verdict(run: Explored) -> str:
@@ -79,8 +80,21 @@ def cells(exploration: Exploration, policy: str) -> dict[tuple[int, int], Explor
     return found
 
 
+def grid_title(exploration: Exploration, policy: str) -> str:
+    """The grid's count, as the explorer counts (``summary``: every run, the one without a
+    fault too), so that "61 runs" never stands unexplained beside "62 runs"."""
+    runs = [run for run in exploration.runs if run.policy == policy and len(run.faults) <= 2]
+    grid = cells(exploration, policy)
+    without = sum(1 for run in runs if not run.faults)
+    broken = sum(1 for run in runs if run.violations)
+    return (
+        f"{exploration.saga.name}, policy {policy}: {len(runs)} runs ({len(grid)} with faults, "
+        f"the cells; {without} without), {broken} break an invariant"
+    )
+
+
 def _label(fault: tuple[str, Fault]) -> str:
-    return f"{fault[0]} · {FAULT_WORDS[fault[1]]}"
+    return f"{fault[0]} · {LABELS[fault[1]]}"
 
 
 def row_heading(n: int, fault: tuple[str, Fault]) -> str:
@@ -146,11 +160,8 @@ def draw_grid(exploration: Exploration, policy: str = "continue", width: float =
     else:
         fig.legend(handles=handles, loc="lower left", frameon=False, fontsize=font, ncol=3,
                    bbox_to_anchor=(0.0, 0.0))  # fmt: skip
-    total = len(grid)
     fig.text(
-        0.01, 1 - 0.22 / height,
-        f"{exploration.saga.name}, policy {policy}: {total} runs with faults, "
-        f"{broken} break an invariant",
+        0.01, 1 - 0.22 / height, grid_title(exploration, policy),
         fontsize=FONT + 1, weight="bold", va="center", color=FAIL if broken else INK,
     )  # fmt: skip
     fig.text(0.01, 1 - (top - 0.05) / height, "first fault ↓", fontsize=font, va="bottom")
@@ -169,6 +180,17 @@ def _changed(run: Explored) -> str:
     if not rows:
         return "<div>the state is as it was before</div>"
     return f"<div>left changed:</div><table>{''.join(rows)}</table>"
+
+
+def now_html(outcome: Outcome, index: int, final: str) -> str:
+    """The frame shown, as the panel says it: its caption and the result as of that event
+    (``panel_html.result_at``: "running…" until the end, then ``final``)."""
+    event = outcome.events[index]
+    caption = frame_caption(event, index, len(outcome.events), outcome.status)
+    return (
+        f"<div class='rl-caption'>{html.escape(caption)}</div>"
+        f"<div class='rl-result'>{result_at(outcome, index, final)}</div>"
+    )
 
 
 class ExplorerGrid:
@@ -200,8 +222,12 @@ class ExplorerGrid:
             layout=w.Layout(flex="none"),
         )
         controls.add_class("eg-controls")
+        # the frame shown, in the panel's own words: its caption and the result as of it
+        self.now = w.HTML()
+        self.now.add_class("eg-now")
+        # the controls first: what is under them changes length, they never move (newuser7)
         self.view = w.HBox(
-            [self.picture, w.VBox([self.side, controls, self.lab.slider],
+            [self.picture, w.VBox([controls, self.lab.slider, self.now, self.side],
                                   layout=w.Layout(flex="1 1 auto", min_width="0"))],
             layout=w.Layout(align_items="flex-start", height=f"{VIEW_PX}px",
                             overflow="hidden"),
@@ -230,7 +256,7 @@ class ExplorerGrid:
                     continue
                 button = w.Button(
                     description=CROSS if run.violations else "",
-                    tooltip=f"{run.describe()}: {run.status}"
+                    tooltip=f"{said(run)}: {run.status}"
                     + (f" - {run.violations[0].split(' from ')[0]}" if run.violations else ""),
                     layout=w.Layout(width=size, height=size, padding="0", margin="1px"),
                 )
@@ -255,12 +281,8 @@ class ExplorerGrid:
             entries.append(f"<div><span class='eg-x'>{CROSS}</span> breaks an invariant</div>")
         entries.append(f"<div>{key('white')}{html.escape(BLANK)}</div>")
         entries.append(f"<div><span class='eg-key-open'></span>{html.escape(OPENED)}</div>")
-        broken = sum(1 for run in self.grid.values() if run.violations)
-        title = (
-            f"{exploration.saga.name}, policy {policy}: {len(self.grid)} runs, "
-            f"{broken} break an invariant"
-        )
-        legend = w.HTML(
+        title = grid_title(exploration, policy)
+        legend = self.legend = w.HTML(
             f"{CSS}<div class='rl-title'>{html.escape(title)}</div>"
             "<div class='eg-how'>Columns: the second fault, numbered as the rows. "
             "Click a cell: its run appears under the grid, to play there.</div>"
@@ -309,7 +331,7 @@ class ExplorerGrid:
         )
         self.side.value = (  # in ink: red is the legend's "leaked", the cross says "breaks"
             f"<div class='eg-note'><b>row {row + 1}, column {col + 1}: "
-            f"{html.escape(run.describe())}</b> → {html.escape(str(run.status))}</div>"
+            f"{html.escape(said(run))}</b> → {html.escape(str(run.status))}</div>"
             f"{broken}{_changed(run)}"
         )
         for button in self.buttons.values():  # the cell shown is outlined, and only it
@@ -323,8 +345,8 @@ class ExplorerGrid:
 
     def _follow(self, change: Any = None) -> None:
         """The picture here is the panel's frame, while the panel shows the opened run."""
-        run = self.opened
-        if run is None or self.lab.outcome is None:
+        run, outcome = self.opened, self.lab.outcome
+        if run is None or outcome is None:
             return
         wanted: dict[str, list[str]] = {}
         for step, fault in run.faults:
@@ -332,15 +354,20 @@ class ExplorerGrid:
         if self.lab.inject != wanted or self.lab.policy.value != run.policy:
             return  # the learner changed the panel's faults: this picture stays the cell's
         row, col = self.cell
-        png = self.lab.timeline.render(self.lab.frame)
-        value = f"<div class='rl-row' data-cell='{row}-{col}'>{png_img(png, run.describe())}</div>"
+        lab = self.lab
+        png = lab.timeline.render(lab.frame)
+        value = f"<div class='rl-row' data-cell='{row}-{col}'>{png_img(png, said(run))}</div>"
         if value != self.picture.value:
             self.picture.value = value
+        now = now_html(outcome, lab.frame, lab._result)
+        if now != self.now.value:
+            self.now.value = now
 
     @property
     def note(self) -> str:
-        """What the view says: the clicked run's heading and picture, then what broke."""
-        return f"{self.picture.value}{self.side.value}"
+        """What the view says: the clicked run's picture, its frame's event and result as
+        of it, then the run's heading and what broke."""
+        return f"{self.picture.value}{self.now.value}{self.side.value}"
 
     def find(self, faults: Faults) -> tuple[int, int]:
         """The cell of a combination of one or two faults."""

@@ -14,6 +14,7 @@ import ast
 import json
 import os
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -124,10 +125,24 @@ def hint(shell: Any, error: NameError, running: str | None) -> str | None:
     where = where_defined(cells, name, running)
     if where is None:
         return None  # no cell defines it: a typo, say nothing more
-    return (
+    return lines(
         f"`{name}` is made by a cell that has not run yet in this kernel: {where}. "
         f"Run the cells above this one first ({RUN_ABOVE}), then this one again."
     )
+
+
+WIDTH = 88  # characters: JupyterLab's error box breaks a longer line anywhere, mid-word too
+
+
+def lines(text: str, width: int = WIDTH) -> str:
+    """``text`` in lines of at most ``width`` characters, broken between words only, and
+    never inside a `quoted` span or the menu path (JupyterLab's error output breaks
+    lines anywhere: "Ru" / "n All Above", seen by newuser7)."""
+    keep = "\x00"
+    parts = text.replace(RUN_ABOVE, RUN_ABOVE.replace(" ", keep)).split("`")
+    joined = "`".join(p.replace(" ", keep) if i % 2 else p for i, p in enumerate(parts))
+    wrapped = textwrap.fill(joined, width, break_long_words=False, break_on_hyphens=False)
+    return wrapped.replace(keep, " ")
 
 
 def _is_cell(filename: str) -> bool:

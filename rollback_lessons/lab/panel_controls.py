@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Iterable
 from typing import Any
 
 import ipywidgets as w
@@ -40,6 +41,23 @@ STOP_TIP = (
     "(declined once the irreversible step has started)"
 )
 FAULTS = ("ok", "undo_ok", *(f.value for f in Fault))
+
+
+def stopped_tip(button: w.Button, stopped_after: int | None) -> None:
+    """Stop is for a run that was not stopped: the run shown after a Stop is not the run
+    without it (a Stop there would cancel that other run, at an event never shown)."""
+    button.disabled = stopped_after is not None
+    button.tooltip = (
+        STOP_TIP
+        if stopped_after is None
+        else f"this run was already stopped after event {stopped_after}: "
+        "change a fault or an option to run it again"
+    )
+
+
+def faults_said(faults: Iterable[tuple[str, Iterable[str]]]) -> str:
+    """Faults in the dropdowns' words ("room undo fails once"), not the engine's spelling."""
+    return ", ".join(f"{step} {' and '.join(LABELS[Fault(f)] for f in fs)}" for step, fs in faults)
 
 
 def _css(name: str) -> str:
@@ -167,7 +185,7 @@ def layout(lab: Any, title: str) -> w.VBox:
 def run_said(lab: Any, outcome: Outcome, stop_after: int | None) -> tuple[str, str]:
     """What a run's cue says, escaped: its faults and the options that differ from the
     engine's defaults (so a learner sees what they chose), and how it ended."""
-    faults = ", ".join(f"{k} {'+'.join(v)}" for k, v in lab.inject.items()) or "no faults"
+    faults = faults_said(lab.inject.items()) or "no faults"
     faults += "".join(  # the options that differ from the engine's defaults, named too
         f"; {name}{control.label}"
         for name, control, usual in (

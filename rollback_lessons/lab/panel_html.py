@@ -130,14 +130,21 @@ def state_html(before: Mapping[str, Any], now: Mapping[str, Any], keys: Iterable
         b, n = before.get(k, _MISSING), now.get(k, _MISSING)
         changed = " class='changed'" if b != n else ""
         rows.append(
-            f"<tr{changed}><td>{html.escape(str(k))}</td><td>{html.escape(_repr(b))}</td>"
-            f"<td>{html.escape(_repr(n))}</td></tr>"
+            f"<tr{changed}><td>{html.escape(str(k))}</td><td>{tokens(_repr(b))}</td>"
+            f"<td>{tokens(_repr(n))}</td></tr>"
         )
     head = "<tr><th>state</th><th>before</th><th>now</th></tr>"
     return f"<table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
 
 
 _MISSING = object()
+
+
+def tokens(value: str) -> str:
+    """A value, escaped, that a line never breaks at a hyphen inside a word ("['row-" /
+    "1:reverted']", seen by newuser7): a word joiner after each hyphen. The table then
+    gives the column room for the whole word, as it does for one without a hyphen."""
+    return html.escape(value).replace("-", "-\u2060")
 
 
 def _repr(value: Any) -> str:

@@ -256,8 +256,7 @@ class Timeline(TableAndLog):
         # shaded from where the undos start: a halt after the pivot has no rollback to show
         failed_at = next((e.seq for e in events if e.kind == "rollback_start"), None)
         if failed_at is not None:
-            span, label = rollback_shade(self.canvas, self.ax, failed_at, len(events), TOP)
-            span.set_clip_path(self._clip)
+            span, label = rollback_shade(self, failed_at, len(events), TOP)  # (clipped)
             self._keep(failed_at, span)
             self._keep(failed_at, label)
             fixed.append(label)

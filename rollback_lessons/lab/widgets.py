@@ -39,6 +39,7 @@ from .panel_controls import (
     layout,
     mark_chosen,
     run_said,
+    stopped_tip,
     telling_frame,
     undo_choice,
 )
@@ -248,8 +249,12 @@ class RollbackLab:
         the same run again, its cancel token set once that event has happened. Nothing
         more starts, what was done is undone and the outcome says ``cancelled``; once the
         irreversible step has started the engine declines (its note says so); once the
-        run has failed or ended a cancel changes nothing."""
+        run has failed or ended a cancel changes nothing. A run that was stopped already
+        is not run again (its events are not the run's without the Stop): Stop is
+        disabled, and this returns that run as it is."""
         assert self.outcome is not None
+        if self.stopped_at is not None:
+            return self.outcome
         at = self.frame if at is None else max(0, min(at, self.frame_count - 1))
         return self.run(stop_after=at + 1)
 
@@ -319,13 +324,14 @@ class RollbackLab:
             cancel=(lambda: happened >= stop_after) if stop_after is not None else None,
         )
         self.stopped_at = stop_after
+        stopped_tip(self.stop_button, stop_after)
         self.outcome = outcome
         self.timeline.load(outcome, stopped_after=stop_after)
         faults, said = run_said(self, outcome, stop_after)
-        self._said = "" if opening else f"{faults} → {said}"
+        self._said = f"{faults} → {said}"  # (the opening run's too: "opens on: no faults")
         if not opening:
             self.runs += 1
-        self._cue = f"↻ run {self.runs}: {self._said}" if self._said else ""
+        self._cue = "" if opening else f"↻ run {self.runs}: {self._said}"
         self._result = result_html(outcome, stop_after)
         frame = self.telling_frame(outcome, opening)
         self._show(frame)  # the view first: it is what the learner watches (one message)
