@@ -524,9 +524,10 @@ def test_importing_the_package_elsewhere_changes_no_signal_handler():
 def test_the_command_catches_a_ctrl_c_itself_once_started(monkeypatch, capsys):
     from rollback_lessons import _starting, cli
 
-    monkeypatch.setattr(signal, "getsignal", lambda s: _starting._interrupted)
+    # (_starting uses _signal, the module Python loads before any script, as ``signal``)
+    monkeypatch.setattr(_starting.signal, "getsignal", lambda s: _starting._interrupted)
     restored = []
-    monkeypatch.setattr(signal, "signal", lambda s, h: restored.append(h))
+    monkeypatch.setattr(_starting.signal, "signal", lambda s, h: restored.append(h))
 
     def interrupted(argv):
         raise KeyboardInterrupt
