@@ -5,10 +5,11 @@ may start and the undo order are the machine's (``schedule.py``)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 from .errors import InvalidPipelineError
-from .rules import IRREVERSIBLE, Kind
+from .rules import IRREVERSIBLE, UNDO_ORDERS, Kind
 from .schedule import concurrent, dependants
 
 if TYPE_CHECKING:
@@ -125,3 +126,59 @@ def check_graph_order(
         problems.append(f"{problem}, or make {names} retriable.")
         reorder.append(f"{problem}.")
     return problems, reorder
+
+
+class _Defined(Protocol):
+    """A saga, or an engine's plan of one: its dependencies when it has parallel groups."""
+
+    @property
+    def after(self) -> Mapping[str, Sequence[str]] | None: ...
+
+
+@dataclass(frozen=True)
+class ListForm:
+    """What an engine's *list form* runs by itself; anything more runs on the graph machine
+    (``schedule.GraphMachine``, a list as a chain). Here in the engine, so that ``saga.run``
+    and every runner (``runners.wire`` re-exports it) ask one rule. ``orders``: the undo
+    orders it runs; ``cancel``: whether it hears a cancel mid-run. No list form plays a
+    timing of one's own (``completion``) or runs steps at once (``at_once``)."""
+
+    orders: tuple[str, ...] = UNDO_ORDERS
+    cancel: bool = True
+
+
+MACHINE_LIST = ListForm()
+"""A list run by the saga machine in code (in process, Temporal's workflow, DBOS's): it
+undoes newest first or, to show why that is right, as logged (``forward``); it hears a
+cancel between and during steps, as ``saga.run(..., cancel=...)`` does."""
+
+WRITTEN_LIST = ListForm(orders=("reverse",), cancel=False)
+"""A list written down before it runs (Step Functions' ASL, BPMN's explicit model): the
+undos are chained into the document newest first, so ``forward`` runs the graph form (the
+machine orders the undos at run time); nothing in a written chain asks whether the run was
+cancelled, so a ``cancel`` runs the graph form too (the one whose worker the machine
+answers). Deliberately unlike ``MACHINE_LIST``: the outcome is the same, only the form
+differs."""
+
+
+def needs_graph(
+    saga: _Defined,
+    *,
+    undo_order: str = "reverse",
+    completion: Sequence[str] | None = None,
+    cancel: object | None = None,
+    at_once: bool = False,
+    form: ListForm = MACHINE_LIST,
+) -> bool:
+    """Does this run need the graph machine? The one rule every engine asks (``form``: what
+    its list form runs by itself). Yes for a saga with parallel groups; for a list, when its
+    undo order is not one ``form`` runs, when ``completion`` plays a timing, when
+    ``at_once`` runs ready steps at once, or when a ``cancel`` is given and ``form`` cannot
+    hear one. (``saga.run`` in process asks it too, as ``MACHINE_LIST``.)"""
+    return (
+        saga.after is not None
+        or undo_order not in form.orders
+        or completion is not None
+        or at_once
+        or (cancel is not None and not form.cancel)
+    )

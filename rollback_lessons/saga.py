@@ -15,7 +15,7 @@ from .clock import Clock
 from .errors import DuplicateStepError, InvalidPipelineError, UnsafeOrderError
 from .events import EventKind, EventSink, describe
 from .faults import InjectionLike
-from .graph import Parallel, check_graph_order, flatten
+from .graph import Parallel, check_graph_order, flatten, needs_graph
 from .operations import StepSpec
 from .outcome import Outcome
 from .policies import PolicyLike, RetryPolicy, check_seconds, resolve_policy
@@ -23,7 +23,6 @@ from .ports import UndoJournal
 from .rules import (
     FORWARD_RETRY,
     IRREVERSIBLE,
-    UNDO_ORDERS,
     Kind,
     NamedUndo,
     Register,
@@ -377,9 +376,7 @@ class Saga:
             journal=journal if journal is not None else self.journal,
             run_id=run_id,
             # a list in an order of a graph's (reverse_start, by_dependency) is a chain
-            after=self.dependencies
-            if graph or self.after is not None or undo_order not in UNDO_ORDERS
-            else None,
+            after=self.dependencies if graph or needs_graph(self, undo_order=undo_order) else None,
         )
         if run.journal is not None:  # refuse closures before anything runs, not half-way
             for step in self.steps:
