@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import pytest
 
-from rollback_lessons import Rollback, Status, _run, machine
+from rollback_lessons import Rollback, Status, machine
 from rollback_lessons.clock import VirtualClock
 
 SCENARIOS = {  # policy, and how many times s0's undo fails before it works
@@ -18,11 +19,17 @@ SCENARIOS = {  # policy, and how many times s0's undo fails before it works
 }
 
 
-def _failed_block_interrupted_at(n: int, scenario: str, on_event, where=(machine.__file__,)):
+ENGINE = os.path.dirname(machine.__file__) + os.sep
+EXIT = Rollback.__exit__.__code__
+"""Its own lines are not interrupted (a real signal is heard at a function's entry or a
+loop's jump, and it has neither between its statements); everything it calls is."""
+
+
+def _failed_block_interrupted_at(n: int, scenario: str, on_event, where=ENGINE):
     """A with-block does s0 and s1, then raises; a KeyboardInterrupt lands at the n-th line
-    event of the files ``where`` (machine.py) once the block has failed. Returns what the
-    caller got (None: n is past the last line the rollback ran), the undos that really
-    worked, and the outcome."""
+    or call of the engine's files that start with ``where`` once the block has failed. Returns
+    what the caller got (None: n is past the last line the rollback ran), the undos that
+    really worked, and the outcome."""
     policy, failures = SCENARIOS[scenario]
     undone: list[str] = []
     tries = [0]
@@ -34,16 +41,24 @@ def _failed_block_interrupted_at(n: int, scenario: str, on_event, where=(machine
             raise OSError("s0's undo failed")
         undone.append("s0")
 
+    def land(event: str) -> None:
+        seen[0] += 1
+        if seen[0] == n:
+            armed[0] = False
+            raise KeyboardInterrupt(f"{event} event {n}")
+
     def local(frame, event, arg):
-        if event == "line" and armed[0]:
-            seen[0] += 1
-            if seen[0] == n:
-                armed[0] = False
-                raise KeyboardInterrupt(f"line event {n}")
+        if event == "line" and armed[0] and frame.f_code is not EXIT:
+            land(event)
         return local
 
     def glob(frame, event, arg):
-        return local if frame.f_code.co_filename in where else None
+        name = frame.f_code.co_filename
+        if not name.startswith(where) or os.sep in name[len(ENGINE) :]:
+            return None
+        if armed[0] and frame.f_code is not EXIT:  # a function's entry: where Python checks
+            land(event)  # for a signal
+        return local
 
     rb = Rollback(policy=policy, on_event=on_event, clock=VirtualClock())
     caught: BaseException | None = None
@@ -114,12 +129,9 @@ def test_closing_a_driver_loop_left_by_an_interrupt_is_not_taken_for_an_interrup
             return _original(self, exc)
 
         monkeypatch.setattr(_drive.Driver, name, spy)
-    package = {machine.__file__, _drive.__file__, _run.__file__}
     n = 1
     while True:
-        caught, _, _ = _failed_block_interrupted_at(
-            n, "retry, an undo that fails once", None, package
-        )
+        caught, _, _ = _failed_block_interrupted_at(n, "retry, an undo that fails once", None)
         if caught is None:
             break
         for loop in made:  # closed as a gc pass would, later (amid another run, say)
