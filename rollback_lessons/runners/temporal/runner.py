@@ -28,7 +28,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, TerminatedError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -52,7 +52,7 @@ from .activities import (
     step_started,
 )
 from .limits import HISTORY_EVENTS_LIMIT, TemporalLimitExceeded, check_plan
-from .lost import ServerLost, unheard
+from .lost import SagaTerminated, ServerLost, unheard
 from .server import (
     TemporalUnavailable,
     check_loopback_only,
@@ -228,11 +228,16 @@ class SagaHandle:
         try:
             result: dict[str, Any] = await self.workflow.result()
         except WorkflowFailureError as exc:
-            _release(self.run_id)
             cause = exc.cause
-            if isinstance(cause, ApplicationError) and cause.type == LIMIT:
-                raise TemporalLimitExceeded(cause.message) from None
-            raise
+            try:
+                if isinstance(cause, ApplicationError) and cause.type == LIMIT:
+                    raise TemporalLimitExceeded(cause.message) from None
+                if isinstance(cause, TerminatedError):  # (read before the run is released)
+                    history = await self.history()
+                    raise SagaTerminated.of(self.run_id, cause.message, history) from None
+                raise
+            finally:
+                _release(self.run_id)
         except RPCError as exc:  # kept hosted: a server back on its database resumes it
             raise ServerLost.of(self.run_id, exc) from None
         except BaseException:
@@ -373,9 +378,10 @@ class TemporalRunner:
             saga, policy=policy, register=register, undo_order=undo_order,
             step_timeout=step_timeout, halt_wait=halt_wait, completion=completion,
         )  # fmt: skip
+        plan.history_limit = self.history_limit
         try:
             [payload] = await self.client.data_converter.encode([plan])
-            check_plan(plan, payload.ByteSize(), self.history_limit)
+            check_plan(plan, payload.ByteSize(), self.history_limit, completion is not None)
         except BaseException:
             _release(plan.run_id)  # a policy of one's own, hosted by plan_of
             raise
