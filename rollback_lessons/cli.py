@@ -82,6 +82,15 @@ def _warn(line: str) -> None:
             print(f"rollback-lessons: {line}", file=sys.stderr)
 
 
+def _module_name(text: str) -> str:
+    """--registry's value: a module's name (dotted Python names), checked before anything."""
+    if not all(part.isidentifier() for part in text.split(".")):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a module name: dotted Python names, such as myapp.compensations"
+        )
+    return text
+
+
 def _seconds(text: str) -> float:
     """--wait's value: a finite number of seconds, 0 or more, no longer than SQLite waits."""
     from .durable.files import MAX_WAIT
@@ -191,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     recover.add_argument(
         "--registry",
         required=True,
+        type=_module_name,
         metavar="MODULE",
         help="the importable module whose `registry` (a rollback_lessons Registry) has the "
         "compensations; sagas with names it does not know are left unfinished",
@@ -231,11 +241,10 @@ def load_registry(name: str) -> Registry:
 
     from .durable.registry import Registry
 
-    if not all(part.isidentifier() for part in name.split(".")):
-        raise CommandError(
-            f"--registry {name!r} is not a module name: dotted Python names, such as "
-            "myapp.compensations"
-        )
+    try:
+        _module_name(name)
+    except argparse.ArgumentTypeError as exc:
+        raise CommandError(f"--registry {exc}") from None
     try:
         module = importlib.import_module(name)
     except ModuleNotFoundError as exc:
