@@ -15,9 +15,9 @@ import pytest
 from conftest import SOAK, OnALoop
 
 from rollback_lessons import RetryPolicy, Saga, Status, Step, UndoPolicy
-from rollback_lessons.policies import POLICIES
 from rollback_lessons.machine import Finished, Machine
 from rollback_lessons.operations import RunUndo, StepSpec
+from rollback_lessons.policies import POLICIES
 from rollback_lessons.runners import free_port, hosted
 from rollback_lessons.runners.temporal import SagaTerminated, TemporalRunner
 from rollback_lessons.runners.temporal.limits import HISTORY_EVENTS_LIMIT, worst_history
@@ -206,7 +206,8 @@ def test_a_saga_past_the_servers_limit_is_terminated_and_says_so(on_temporal):
 
     error = on_temporal(scenario)
     assert error.done == ("a", "b", "c") and error.undone == ("c",)
-    assert error.in_effect == ("a", "b") and "still in effect, for someone to undo: a, b" in str(error)
+    assert error.in_effect == ("a", "b")
+    assert "still in effect, for someone to undo: a, b" in str(error)
 
 
 # -- what no count bounds stops retrying before the limit -------------------------------------

@@ -5,7 +5,9 @@ done and not undone."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from temporalio.service import RPCError
 
@@ -36,6 +38,42 @@ def unheard(run: hosted.Hosted, record: RunRecord) -> list[str]:
     return notes
 
 
+_ACTIVITY_ENDS = {
+    "activity_task_completed_event_attributes": "activity completed",
+    "activity_task_failed_event_attributes": "activity failed",
+    "activity_task_timed_out_event_attributes": "activity timed out",
+    "activity_task_canceled_event_attributes": "activity cancelled",
+}
+
+
+async def history_table(events: AsyncIterator[Any], *, ids: bool = True) -> Table:
+    """A workflow's event history as a table: each activity scheduled (action or undo, and
+    its step), how it ended, and each signal; workflow-task bookkeeping left out.
+    ``ids=False`` leaves out the event ids (they depend on timing; the order does not)."""
+    scheduled: dict[int, tuple[str, str]] = {}
+    rows = []
+    async for event in events:
+        kind = event.WhichOneof("attributes")
+        if kind == "activity_task_scheduled_event_attributes":
+            attributes = event.activity_task_scheduled_event_attributes
+            call = json.loads(attributes.input.payloads[0].data)
+            what = "undo" if attributes.activity_type.name.endswith("undo") else "action"
+            scheduled[event.event_id] = (what, call["step"])
+            rows.append((str(event.event_id), "activity scheduled", what, call["step"]))
+        elif kind in _ACTIVITY_ENDS:
+            ended = getattr(event, kind)
+            what, step = scheduled.get(ended.scheduled_event_id, ("?", "?"))
+            rows.append((str(event.event_id), _ACTIVITY_ENDS[kind], what, step))
+        elif kind == "workflow_execution_signaled_event_attributes":
+            signal = event.workflow_execution_signaled_event_attributes
+            answer = json.loads(signal.input.payloads[0].data) if signal.input.payloads else ""
+            rows.append((str(event.event_id), f"signal {signal.signal_name}", answer, ""))
+    header = ("event", "what happened", "activity", "step")
+    if not ids:
+        return Table(header[1:], tuple(row[1:] for row in rows))
+    return Table(header, tuple(rows))
+
+
 def _names(steps: Sequence[str]) -> str:
     return ", ".join(steps) if steps else "none"
 
@@ -55,7 +93,7 @@ class SagaTerminated(RollbackLessonsError):
 
     @classmethod
     def of(cls, run_id: str, reason: str, history: Table) -> SagaTerminated:
-        """From the workflow's history (``runner.history_table``) and the termination's
+        """From the workflow's history (``history_table``) and the termination's
         reason; a step this process's worker did that the history missed counts too."""
         ended = {"activity completed": "ok", "activity failed": "failed"}
         seen: dict[tuple[str, str], str] = {}
