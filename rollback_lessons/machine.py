@@ -370,7 +370,7 @@ class Machine:
         """What a step failing for good leaves (a list's, or a graph's; its STEP_FAILED details):
         its effect, if it happened and no undo was logged before it, leaked; a pivot in doubt."""
         details: dict[str, Any] = {"error": describe(error)}
-        if after_effect(error) or cut:
+        if (after_effect(error) or cut) and spec.kind != Kind.GATE:  # (a gate changes nothing)
             details["after_effect"] = True
             if not (spec.has_undo and spec.register == "before"):
                 self.leaked = [*self.leaked, spec.name]  # it happened; nothing will undo it

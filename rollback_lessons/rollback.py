@@ -234,7 +234,10 @@ class AsyncRollback(_Base):
                 if task.done() and task.cancelled():
                     raise
                 cancelled_again = True
-        task.result()
+        try:
+            task.result()
+        except BaseException as late:  # a Ctrl-C before the rollback's own guards
+            _guards.landed_late(run, failed, late)
         self._state = _CLOSED
         run.finish(failed)
         if run.raise_after is not None and run.raise_after is not exc:

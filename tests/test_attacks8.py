@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
 
 import pytest
 
-from rollback_lessons import Rollback, Status, machine
+from rollback_lessons import AsyncRollback, Rollback, Status, machine
 from rollback_lessons.clock import VirtualClock
 
 SCENARIOS = {  # policy, and how many times s0's undo fails before it works
@@ -20,12 +21,12 @@ SCENARIOS = {  # policy, and how many times s0's undo fails before it works
 
 
 ENGINE = os.path.dirname(machine.__file__) + os.sep
-EXIT = Rollback.__exit__.__code__
+EXITS = (Rollback.__exit__.__code__, AsyncRollback.__aexit__.__code__)
 """Its own lines are not interrupted (a real signal is heard at a function's entry or a
 loop's jump, and it has neither between its statements); everything it calls is."""
 
 
-def _failed_block_interrupted_at(n: int, scenario: str, on_event, where=ENGINE):
+def _failed_block_interrupted_at(n: int, scenario: str, on_event, where=ENGINE, block="with"):
     """A with-block does s0 and s1, then raises; a KeyboardInterrupt lands at the n-th line
     or call of the engine's files that start with ``where`` once the block has failed. Returns
     what the caller got (None: n is past the last line the rollback ran), the undos that
@@ -48,7 +49,7 @@ def _failed_block_interrupted_at(n: int, scenario: str, on_event, where=ENGINE):
             raise KeyboardInterrupt(f"{event} event {n}")
 
     def local(frame, event, arg):
-        if event == "line" and armed[0] and frame.f_code is not EXIT:
+        if event == "line" and armed[0] and frame.f_code not in EXITS:
             land(event)
         return local
 
@@ -56,13 +57,25 @@ def _failed_block_interrupted_at(n: int, scenario: str, on_event, where=ENGINE):
         name = frame.f_code.co_filename
         if not name.startswith(where) or os.sep in name[len(ENGINE) :]:
             return None
-        if armed[0] and frame.f_code is not EXIT:  # a function's entry: where Python checks
+        if armed[0] and frame.f_code not in EXITS:  # a function's entry: where Python checks
             land(event)  # for a signal
         return local
 
-    rb = Rollback(policy=policy, on_event=on_event, clock=VirtualClock())
+    kind = Rollback if block == "with" else AsyncRollback
+    rb = kind(policy=policy, on_event=on_event, clock=VirtualClock())
+
+    async def async_block():
+        async with rb:
+            await rb.do("s0", lambda: None, undo_s0)
+            await rb.do("s1", lambda: None, lambda: undone.append("s1"))
+            armed[0] = True
+            sys.settrace(glob)
+            raise ValueError("block failed")
+
     caught: BaseException | None = None
     try:
+        if block != "with":
+            asyncio.run(async_block())
         with rb:
             rb.do("s0", lambda: None, undo_s0)
             rb.do("s1", lambda: None, lambda: undone.append("s1"))
@@ -77,9 +90,13 @@ def _failed_block_interrupted_at(n: int, scenario: str, on_event, where=ENGINE):
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
-@pytest.mark.parametrize("on_event", [None, lambda e: None], ids=["recorded", "on_event"])
-def test_an_interrupt_at_any_line_of_the_machine_while_a_block_fails_is_told_truly(
-    scenario, on_event, monkeypatch
+@pytest.mark.parametrize(
+    ("block", "on_event"),
+    [("with", None), ("with", lambda e: None), ("async with", None)],
+    ids=["recorded", "on_event", "async"],
+)
+def test_an_interrupt_anywhere_in_the_engine_while_a_block_fails_is_told_truly(
+    scenario, block, on_event, monkeypatch
 ):
     """attack8's F1: an interrupt between ``rolling = True`` and ``error = ...`` in
     Machine.fail left a failed block ``committed``, nothing undone; one between a rollback's
@@ -87,7 +104,7 @@ def test_an_interrupt_at_any_line_of_the_machine_while_a_block_fails_is_told_tru
     monkeypatch.setattr(logging.getLogger("rollback_lessons"), "propagate", False)
     n = 1
     while True:
-        caught, undone, outcome = _failed_block_interrupted_at(n, scenario, on_event)
+        caught, undone, outcome = _failed_block_interrupted_at(n, scenario, on_event, block=block)
         if caught is None:  # past the last line: every instant was tried
             break
         assert outcome is not None, (n, caught)
