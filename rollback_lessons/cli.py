@@ -82,6 +82,15 @@ def _warn(line: str) -> None:
             print(f"rollback-lessons: {line}", file=sys.stderr)
 
 
+def _module_name(text: str) -> str:
+    """--registry's value: a module's name (dotted Python names), checked before anything."""
+    if not all(part.isidentifier() for part in text.split(".")):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a module name: dotted Python names, such as myapp.compensations"
+        )
+    return text
+
+
 def _seconds(text: str) -> float:
     """--wait's value: a finite number of seconds, 0 or more, no longer than SQLite waits."""
     from .durable.files import MAX_WAIT
@@ -191,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     recover.add_argument(
         "--registry",
         required=True,
+        type=_module_name,
         metavar="MODULE",
         help="the importable module whose `registry` (a rollback_lessons Registry) has the "
         "compensations; sagas with names it does not know are left unfinished",
@@ -216,6 +226,15 @@ class CommandError(Exception):
     """A mistake the operator can fix: printed as one line, exit status 2."""
 
 
+def _said(exc: BaseException) -> str:
+    """An error as an operator reads it: its type and its message (never a repr)."""
+    try:
+        text = str(exc)
+    except Exception:
+        return describe(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def load_registry(name: str) -> Registry:
     """The ``registry`` of module ``name``; never a fallback to another registry."""
     import importlib
@@ -223,13 +242,17 @@ def load_registry(name: str) -> Registry:
     from .durable.registry import Registry
 
     try:
+        _module_name(name)
+    except argparse.ArgumentTypeError as exc:
+        raise CommandError(f"--registry {exc}") from None
+    try:
         module = importlib.import_module(name)
     except ModuleNotFoundError as exc:
         if exc.name is not None and name.startswith(exc.name):
             raise CommandError(
                 f"no module named {name!r} (is it importable from here? check PYTHONPATH)"
             ) from None
-        raise CommandError(f"importing {name!r} failed: {describe(exc)}") from None
+        raise CommandError(f"importing {name!r} failed: {_said(exc)}") from None
     except SystemExit as exc:  # an import that exits is no registry, whatever its code
         raise CommandError(
             f"importing {name!r} failed: it called sys.exit({exc.code!r}); nothing was recovered"
@@ -237,7 +260,7 @@ def load_registry(name: str) -> Registry:
     except KeyboardInterrupt:
         raise  # (a Ctrl-C stays one)
     except BaseException as exc:  # an Exception, or another BaseException: no registry
-        raise CommandError(f"importing {name!r} failed: {describe(exc)}") from None
+        raise CommandError(f"importing {name!r} failed: {_said(exc)}") from None
     registry = getattr(module, "registry", None)
     if not isinstance(registry, Registry):
         what = "has no `registry`" if registry is None else "has a `registry` that is not one"
@@ -324,8 +347,13 @@ def _lab_command(args: argparse.Namespace) -> int:
         return 2
     try:
         return open_lab(Path(args.dir), args.port)
-    except (LabError, OSError) as exc:
+    except LabError as exc:
         print(f"rollback-lessons: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the folder cannot hold the lessons
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"rollback-lessons: cannot put the lessons in {args.dir}: "
+              f"{exc.strerror or exc}{where}", file=sys.stderr)  # fmt: skip
         return 2
 
 

@@ -554,13 +554,20 @@ class Machine:
         self.index += 1
         return self._next_undo()
 
-    def undo_failed(self, error: BaseException) -> Op:
-        """The undo attempt raised ``error``: the policy decides (retry, dead letter, halt)."""
+    def undo_failed(self, error: BaseException, limit: str | None = None) -> Op:
+        """The undo attempt raised ``error``: the policy decides (retry, dead letter, halt).
+        ``limit``: the engine has no room for another attempt (why, in words: Temporal's
+        history near its limit): a retry becomes a dead letter, a halt leaves the undos
+        pending at once (no person waited for), each noted with ``limit``."""
         self._expect("undo_failed")
         entry = self.entry
         assert entry is not None
         decision = self.policy.decide(self.attempt - self.base, error)
         details: dict[str, Any] = {"attempt": self.attempt, "error": describe(error)}
+        if limit is not None and decision != "dead_letter":
+            self.notes = [*self.notes, f"the undo of {entry.step}: {limit}"]
+            decision = "halt" if decision == "halt" else "dead_letter"
+            details["limit"] = limit
         if isinstance(decision, int | float) and not isinstance(decision, bool) and decision >= 0:
             details["then"], details["delay"] = "retry", decision
             self.phase = _UNDO_WAIT
@@ -579,6 +586,8 @@ class Machine:
         self._emit(EventKind.UNDO_FAILED, entry.step, details)
         if decision == "halt":
             self.phase = _ASK
+            if limit is not None:
+                return self.answer("leave")
             return Ask(tuple(e.step for e in self.todo[self.index :]))
         self.dead_letters.append(DeadLetter(entry.step, error, self.attempt))  # type: ignore[attr-defined]
         self.index += 1

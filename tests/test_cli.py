@@ -1,7 +1,12 @@
 """The terminal demo, run as a user would: a subprocess."""
 
+import re
 import subprocess
 import sys
+
+import pytest
+
+from rollback_lessons.cli import CommandError, load_registry, main
 
 
 def demo(*args):
@@ -86,3 +91,44 @@ def test_journal_commands_refuse_a_file_that_is_not_a_journal(tmp_path):
     assert "not a readable journal" in done.stderr
     assert other.read_text() == "hello"
     assert "no journal at" in cli("recover", str(tmp_path / "nope.db"), "--registry", "x").stderr
+
+
+# -- bad input: one clear line naming the problem, never a repr or a bare errno ----------------
+
+
+@pytest.mark.parametrize("name", ["", ".bad", "a..b", "os:path", "1x", "a b"])
+def test_a_registry_that_is_no_module_name_is_one_clear_line(name, tmp_path, capsys):
+    from rollback_lessons.durable.journal import Journal
+
+    with Journal(tmp_path / "j.db"):
+        pass
+    with pytest.raises(SystemExit) as exit_:
+        main(["recover", str(tmp_path / "j.db"), "--registry", name])
+    assert exit_.value.code == 2  # argparse's: its usage line, then the one error line
+    err = capsys.readouterr().err
+    assert err.startswith("usage:") and err.count("error:") == 1
+    assert f"argument --registry: {name!r} is not a module name" in err.splitlines()[-1]
+    assert "Error(" not in err and "Traceback" not in err  # (no repr)
+    with pytest.raises(CommandError, match=f"--registry {re.escape(repr(name))} is not a module"):
+        load_registry(name)  # (called from code, the same check)
+
+
+def test_a_registry_whose_import_fails_says_the_error_not_its_repr(tmp_path, capsys, monkeypatch):
+    from rollback_lessons.durable.journal import Journal
+
+    (tmp_path / "broken_reg.py").write_text("raise ValueError('no database configured')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with Journal(tmp_path / "j.db"):
+        pass
+    assert main(["recover", str(tmp_path / "j.db"), "--registry", "broken_reg"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "importing 'broken_reg' failed: ValueError: no database configured" in err
+
+
+def test_lab_in_a_folder_that_cannot_hold_the_lessons_is_one_clear_line(tmp_path, capsys):
+    pytest.importorskip("jupyterlab")
+    assert main(["lab", "/proc/1", "--port", "9999"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot put the lessons in /proc/1" in err
+    assert "[Errno" not in err and "No such file or directory" in err

@@ -144,6 +144,9 @@ class SagaPlan:
     shape: list[Any] | None = None
     """A saga with parallel groups as its definition reads (``shape_of``): what a writer
     (ASL, BPMN) draws its branches from; None: a list."""
+    history_limit: int | None = None
+    """Temporal's: the events its server keeps in a workflow's history (None: the default,
+    ``limits.HISTORY_EVENTS_LIMIT``); the workflow stops retrying undos before it."""
 
     def specs(self) -> tuple[StepSpec, ...]:
         return tuple(s.spec() for s in self.steps)

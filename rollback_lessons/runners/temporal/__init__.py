@@ -4,6 +4,7 @@ from .limits import TemporalLimitExceeded
 from .runner import (
     AbandonedCalls,
     SagaHandle,
+    SagaTerminated,
     ServerLost,
     TemporalRunner,
     TemporalUnavailable,
@@ -14,6 +15,7 @@ from .runner import (
 __all__ = [
     "AbandonedCalls",
     "SagaHandle",
+    "SagaTerminated",
     "ServerLost",
     "TemporalLimitExceeded",
     "TemporalRunner",

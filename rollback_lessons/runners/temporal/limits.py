@@ -8,7 +8,7 @@ import json
 
 from ...errors import InvalidPipelineError
 from ..owed import all_undone
-from ..wire import RetrySpec, SagaPlan, record_data
+from ..wire import SagaPlan, record_data
 
 PAYLOAD_LIMIT = 2 * 1024 * 1024
 """Bytes of one payload (a workflow's input or result, an activity's input): 2 MB."""
@@ -22,31 +22,68 @@ the workflow waits on."""
 EVENTS_PER_ATTEMPT = 3 + WORKFLOW_TASK
 """An activity's events (scheduled, started, how it ended) and the workflow task that hears
 it."""
+UNDO_ATTEMPT = 2 * EVENTS_PER_ATTEMPT
+"""An undo attempt's at worst: its activity, and once more if the server timed it out (the
+workflow asks an undo whose end it never heard again: ``workflow._carry_out``)."""
 EVENTS_PER_WAIT = 2 + WORKFLOW_TASK
-"""A retry's durable timer (started, fired) and the workflow task that hears it."""
-RUN_EVENTS = 1 + WORKFLOW_TASK + 1 + 1 + WORKFLOW_TASK
-"""The run's own: started, its first workflow task, how it ended; a cancel request and the
-workflow task that hears it."""
+"""A retry's durable timer (started, fired or cancelled) and the workflow task that hears it."""
+TURN = 2 + WORKFLOW_TASK
+"""An action's turn when the run plays a timing (``completion``): the Update ``turn``'s
+accepted and completed events and the workflow task that accepts it (it completes in the
+task that hears the step before it end)."""
+RUN_EVENTS = 1 + WORKFLOW_TASK + 1
+"""The run's own: started, its first workflow task, how it ended."""
+A_CANCEL = 1 + WORKFLOW_TASK + 1
+"""A cancel request, the workflow task that hears it, and the request to cancel the
+activity it interrupts (a second request is the server's no-op)."""
 A_PERSON = 2 + 1 + WORKFLOW_TASK
 """A halt's wait for a person: its timer, the answer (a Signal), the workflow task."""
+RESERVE = RUN_EVENTS - 1 + A_CANCEL
+"""What a run keeps in hand to end once its last undo is decided: the workflow task that
+returns the record and the completed event, and a cancel still to come."""
 
 
-def _tries(retry: RetrySpec | None) -> int:
-    """The events of one action's or undo's attempts at worst: every attempt, every wait."""
-    n = retry.max_attempts if retry is not None else 1
-    return n * EVENTS_PER_ATTEMPT + (n - 1) * EVENTS_PER_WAIT
+def _tries(n: int, attempt: int = EVENTS_PER_ATTEMPT) -> int:
+    """The events of ``n`` attempts of an action or an undo: every attempt, every wait."""
+    return n * attempt + (n - 1) * EVENTS_PER_WAIT
 
 
-def worst_history(plan: SagaPlan) -> int:
+def worst_history(plan: SagaPlan, completion: bool = False) -> int:
     """The events a run of ``plan`` writes at worst: every step's action retried as its
-    RetryPolicy allows, every undo as the undo policy allows, a cancel, a person asked once
-    (a policy that decides in code, or a person who answers "retry" again and again, are not
-    bounded: counted as the policy's retry, and one answer)."""
-    undo = _tries(plan.policy.retry)
-    total = RUN_EVENTS + (A_PERSON if plan.halt_wait != 0 else 0)
+    RetryPolicy allows (each waiting for its ``turn`` when the run plays a timing,
+    ``completion``), every undo attempt as the undo policy allows (each perhaps asked
+    twice), a person asked about each undo (when the plan waits for one), a cancel. What a
+    policy that decides in code or a person answering "retry" add is not bounded here: the
+    workflow asks ``room`` before each such retry (and stops retrying where there is none).
+    Signals nobody asked for, and workflow tasks a lost worker makes the server retry,
+    are beyond any count (``room`` reads the real history)."""
+    policy = plan.policy.retry
+    undo = _tries(policy.max_attempts if policy is not None else 1, UNDO_ATTEMPT)
+    if plan.halt_wait != 0:
+        undo += A_PERSON
+    total = RUN_EVENTS + A_CANCEL
     for step in plan.steps:
-        total += _tries(step.retry) + (undo if step.has_undo else 0)
+        n = step.retry.max_attempts if step.retry is not None else 1
+        total += _tries(n, EVENTS_PER_ATTEMPT + (TURN if completion else 0))
+        total += undo if step.has_undo else 0
     return total
+
+
+def room(length: int, limit: int, cost: int, undos_left: int) -> bool:
+    """Is there room in a history of ``length`` events (``limit`` at most) for ``cost`` more
+    events (another undo attempt, its wait or a person's answer) and, after them, one
+    attempt of each of the ``undos_left`` undos still to run and the run's end? Where there
+    is not, the undo is not retried (``Machine.undo_failed``'s ``limit``): the server would
+    terminate the run mid-rollback, its effects held."""
+    return length + WORKFLOW_TASK + cost + undos_left * UNDO_ATTEMPT + RESERVE <= limit
+
+
+def no_room(limit: int) -> str:
+    """Why an undo was not retried, in words."""
+    return (
+        f"not retried: the workflow's history is near Temporal's limit of {limit} events "
+        "(the server would terminate it mid-rollback, its effects held)"
+    )
 
 
 class TemporalLimitExceeded(InvalidPipelineError):
@@ -62,7 +99,8 @@ def _mb(n: int) -> str:
     return f"{n / 1024 / 1024:.1f} MB"
 
 
-def check_plan(plan: SagaPlan, input_size: int, history_limit: int = HISTORY_EVENTS_LIMIT) -> None:
+def check_plan(plan: SagaPlan, input_size: int, history_limit: int = HISTORY_EVENTS_LIMIT,
+               completion: bool = False) -> None:  # fmt: skip
     """Refuse a plan that cannot run within Temporal's limits: its workflow id, the history
     of its worst run (``worst_history``: a run that reaches ``history_limit`` is terminated
     by the server, nothing undone), its input (``input_size`` bytes), the record of a run
@@ -72,7 +110,7 @@ def check_plan(plan: SagaPlan, input_size: int, history_limit: int = HISTORY_EVE
             f"the workflow id ({len(plan.run_id)} characters, from the saga's name) is over "
             f"Temporal's limit of {ID_LIMIT} characters for identifiers: name the saga shorter"
         )
-    worst = worst_history(plan)
+    worst = worst_history(plan, completion)
     if worst > history_limit:
         raise TemporalLimitExceeded(
             f"a run of its {len(plan.steps)} steps can write {worst} events (every retry and "

@@ -1,13 +1,18 @@
-"""A server lost mid-saga: the one error that says so, with what this process did; and,
-once the saga is finished on a server started again, what that server never heard."""
+"""A server lost mid-saga: the one error that says so, with what this process did; once the
+saga is finished on a server started again, what that server never heard; and a saga the
+server terminated (its history limit, or anyone's ``terminate``): what its history says was
+done and not undone."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from temporalio.service import RPCError
 
-from ...outcome import RunRecord
+from ...errors import RollbackLessonsError
+from ...outcome import RunRecord, Table
 from .. import hosted
 from .server import TemporalUnavailable
 
@@ -33,6 +38,86 @@ def unheard(run: hosted.Hosted, record: RunRecord) -> list[str]:
     return notes
 
 
+_ACTIVITY_ENDS = {
+    "activity_task_completed_event_attributes": "activity completed",
+    "activity_task_failed_event_attributes": "activity failed",
+    "activity_task_timed_out_event_attributes": "activity timed out",
+    "activity_task_canceled_event_attributes": "activity cancelled",
+}
+
+
+async def history_table(events: AsyncIterator[Any], *, ids: bool = True) -> Table:
+    """A workflow's event history as a table: each activity scheduled (action or undo, and
+    its step), how it ended, and each signal; workflow-task bookkeeping left out.
+    ``ids=False`` leaves out the event ids (they depend on timing; the order does not)."""
+    scheduled: dict[int, tuple[str, str]] = {}
+    rows = []
+    async for event in events:
+        kind = event.WhichOneof("attributes")
+        if kind == "activity_task_scheduled_event_attributes":
+            attributes = event.activity_task_scheduled_event_attributes
+            call = json.loads(attributes.input.payloads[0].data)
+            what = "undo" if attributes.activity_type.name.endswith("undo") else "action"
+            scheduled[event.event_id] = (what, call["step"])
+            rows.append((str(event.event_id), "activity scheduled", what, call["step"]))
+        elif kind in _ACTIVITY_ENDS:
+            ended = getattr(event, kind)
+            what, step = scheduled.get(ended.scheduled_event_id, ("?", "?"))
+            rows.append((str(event.event_id), _ACTIVITY_ENDS[kind], what, step))
+        elif kind == "workflow_execution_signaled_event_attributes":
+            signal = event.workflow_execution_signaled_event_attributes
+            answer = json.loads(signal.input.payloads[0].data) if signal.input.payloads else ""
+            rows.append((str(event.event_id), f"signal {signal.signal_name}", answer, ""))
+    header = ("event", "what happened", "activity", "step")
+    if not ids:
+        return Table(header[1:], tuple(row[1:] for row in rows))
+    return Table(header, tuple(rows))
+
+
+def _names(steps: Sequence[str]) -> str:
+    return ", ".join(steps) if steps else "none"
+
+
+class SagaTerminated(RollbackLessonsError):
+    """The server terminated the saga's workflow before it ended (its history reached the
+    server's limit, or someone terminated it): nothing more runs, nothing more is undone.
+    ``done``, ``undone`` and ``failed`` are what its history (and this process's worker)
+    say: actions that succeeded, undos that succeeded, actions that failed (perhaps after
+    their effect); ``in_effect`` is what is left for someone to undo."""
+
+    def __init__(self, message: str, run_id: str, done: tuple[str, ...] = (),
+                 undone: tuple[str, ...] = (), failed: tuple[str, ...] = ()) -> None:  # fmt: skip
+        super().__init__(message)
+        self.run_id, self.done, self.undone, self.failed = run_id, done, undone, failed
+        self.in_effect = tuple(s for s in done if s not in undone)
+
+    @classmethod
+    def of(cls, run_id: str, reason: str, history: Table) -> SagaTerminated:
+        """From the workflow's history (``history_table``) and the termination's
+        reason; a step this process's worker did that the history missed counts too."""
+        ended = {"activity completed": "ok", "activity failed": "failed"}
+        seen: dict[tuple[str, str], str] = {}
+        for row in history.rows:
+            if row[1] in ended:
+                seen[(row[2], row[3])] = ended[row[1]]
+        done = [s for (what, s), how in seen.items() if what == "action" and how == "ok"]
+        undone = [s for (what, s), how in seen.items() if what == "undo" and how == "ok"]
+        failed = [s for (what, s), how in seen.items() if what == "action" and how != "ok"]
+        run = hosted.RUNS.get(run_id)
+        if run is not None:  # done here, the answer not yet in the history
+            here, undid, _ = run.effects()
+            done += [s for s in dict.fromkeys(here) if s not in done]
+            undone += [s for s in dict.fromkeys(undid) if s not in undone]
+        left = [s for s in done if s not in undone]
+        return cls(
+            f"the Temporal server terminated saga {run_id} before it ended ({reason}): nothing "
+            f"more runs or is undone. Its history says done: {_names(done)}; undone: "
+            f"{_names(undone)}; failed (perhaps after their effect): {_names(failed)}; so "
+            f"still in effect, for someone to undo: {_names(left)}.",
+            run_id, tuple(done), tuple(undone), tuple(failed),
+        )  # fmt: skip
+
+
 class ServerLost(TemporalUnavailable):
     """The Temporal server stopped answering while a saga ran. ``done``, ``undone`` and
     ``failed`` are what this process's worker did for it: steps whose action succeeded,
@@ -51,10 +136,7 @@ class ServerLost(TemporalUnavailable):
         run = hosted.RUNS.get(run_id)
         done, undone, failed = run.effects() if run is not None else ((), (), ())
         left = [s for s in done if s not in undone]
-
-        def names(steps: Sequence[str]) -> str:
-            return ", ".join(steps) if steps else "none"
-
+        names = _names
         return cls(
             f"the Temporal server stopped answering during saga {run_id} ({error.message}). "
             f"This process did: {names(done)}; undid: {names(undone)}; failed: "

@@ -17,18 +17,17 @@ that server instead. The worker runs in this process: the steps act on its state
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import threading
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, TerminatedError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -52,7 +51,7 @@ from .activities import (
     step_started,
 )
 from .limits import HISTORY_EVENTS_LIMIT, TemporalLimitExceeded, check_plan
-from .lost import ServerLost, unheard
+from .lost import SagaTerminated, ServerLost, history_table, unheard
 from .server import (
     TemporalUnavailable,
     check_loopback_only,
@@ -148,42 +147,6 @@ GRACE = 2.0
 # -- the runner ------------------------------------------------------------------------
 
 
-_ACTIVITY_ENDS = {
-    "activity_task_completed_event_attributes": "activity completed",
-    "activity_task_failed_event_attributes": "activity failed",
-    "activity_task_timed_out_event_attributes": "activity timed out",
-    "activity_task_canceled_event_attributes": "activity cancelled",
-}
-
-
-async def history_table(events: AsyncIterator[Any], *, ids: bool = True) -> Table:
-    """A workflow's event history as a table: each activity scheduled (action or undo, and
-    its step), how it ended, and each signal; workflow-task bookkeeping left out.
-    ``ids=False`` leaves out the event ids (they depend on timing; the order does not)."""
-    scheduled: dict[int, tuple[str, str]] = {}
-    rows = []
-    async for event in events:
-        kind = event.WhichOneof("attributes")
-        if kind == "activity_task_scheduled_event_attributes":
-            attributes = event.activity_task_scheduled_event_attributes
-            call = json.loads(attributes.input.payloads[0].data)
-            what = "undo" if attributes.activity_type.name.endswith("undo") else "action"
-            scheduled[event.event_id] = (what, call["step"])
-            rows.append((str(event.event_id), "activity scheduled", what, call["step"]))
-        elif kind in _ACTIVITY_ENDS:
-            ended = getattr(event, kind)
-            what, step = scheduled.get(ended.scheduled_event_id, ("?", "?"))
-            rows.append((str(event.event_id), _ACTIVITY_ENDS[kind], what, step))
-        elif kind == "workflow_execution_signaled_event_attributes":
-            signal = event.workflow_execution_signaled_event_attributes
-            answer = json.loads(signal.input.payloads[0].data) if signal.input.payloads else ""
-            rows.append((str(event.event_id), f"signal {signal.signal_name}", answer, ""))
-    header = ("event", "what happened", "activity", "step")
-    if not ids:
-        return Table(header[1:], tuple(row[1:] for row in rows))
-    return Table(header, tuple(rows))
-
-
 class SagaHandle:
     """A saga running on Temporal: ``await handle.outcome()``, or ``await handle.cancel()``."""
 
@@ -228,11 +191,16 @@ class SagaHandle:
         try:
             result: dict[str, Any] = await self.workflow.result()
         except WorkflowFailureError as exc:
-            _release(self.run_id)
             cause = exc.cause
-            if isinstance(cause, ApplicationError) and cause.type == LIMIT:
-                raise TemporalLimitExceeded(cause.message) from None
-            raise
+            try:
+                if isinstance(cause, ApplicationError) and cause.type == LIMIT:
+                    raise TemporalLimitExceeded(cause.message) from None
+                if isinstance(cause, TerminatedError):  # (read before the run is released)
+                    history = await self.history()
+                    raise SagaTerminated.of(self.run_id, cause.message, history) from None
+                raise
+            finally:
+                _release(self.run_id)
         except RPCError as exc:  # kept hosted: a server back on its database resumes it
             raise ServerLost.of(self.run_id, exc) from None
         except BaseException:
@@ -373,9 +341,10 @@ class TemporalRunner:
             saga, policy=policy, register=register, undo_order=undo_order,
             step_timeout=step_timeout, halt_wait=halt_wait, completion=completion,
         )  # fmt: skip
+        plan.history_limit = self.history_limit
         try:
             [payload] = await self.client.data_converter.encode([plan])
-            check_plan(plan, payload.ByteSize(), self.history_limit)
+            check_plan(plan, payload.ByteSize(), self.history_limit, completion is not None)
         except BaseException:
             _release(plan.run_id)  # a policy of one's own, hosted by plan_of
             raise

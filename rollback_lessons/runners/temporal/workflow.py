@@ -44,7 +44,16 @@ with workflow.unsafe.imports_passed_through():  # plain data and the machine, no
     from ...operations import ANSWERS, Ask, Finished, Op, RunStep, RunUndo, Wait
     from ...schedule import GraphMachine, GraphOp, Ready
     from ..wire import ErrorRecord, SagaPlan, record_data
-    from .limits import TemporalLimitExceeded, check_result
+    from .limits import (
+        A_PERSON,
+        EVENTS_PER_WAIT,
+        HISTORY_EVENTS_LIMIT,
+        UNDO_ATTEMPT,
+        TemporalLimitExceeded,
+        check_result,
+        no_room,
+        room,
+    )
 
 ACTION = "rollback_lessons.action"
 UNDO = "rollback_lessons.undo"
@@ -290,6 +299,19 @@ class SagaWorkflow:
         except Exception as exc:  # (a bug here must not leave the run waiting forever)
             self.over.append(exc)
 
+    @staticmethod
+    def _limit(m: Machine, plan: SagaPlan) -> str | None:
+        """Is there room in the history for another round of this undo (a retry's timer or
+        a person's answer, and its attempt) and one attempt of each undo after it? None if
+        there is; why not otherwise (the machine then stops retrying: ``undo_failed``).
+        Read from the history itself, so a policy deciding in code, a person answering
+        "retry" again and again, and Signals nobody asked for are bounded too."""
+        limit = plan.history_limit or HISTORY_EVENTS_LIMIT
+        person = A_PERSON if plan.halt_wait != 0 else 0
+        cost = UNDO_ATTEMPT + max(EVENTS_PER_WAIT, person)
+        length = workflow.info().get_current_history_length()
+        return None if room(length, limit, cost, len(m.todo) - m.index - 1) else no_room(limit)
+
     async def _carry_out(self, m: Machine, plan: SagaPlan, op: Op) -> Op:
         """One operation of the machine, as Temporal does it; the machine's next answer."""
         if type(op) is RunStep:
@@ -314,11 +336,11 @@ class SagaWorkflow:
                 await self._activity(UNDO, plan, call, timeout)
             except ActivityError as err:
                 if not isinstance(err.cause, ServerTimeout):
-                    return m.undo_failed(_cause(err)[0])
+                    return m.undo_failed(_cause(err)[0], self._limit(m, plan))
                 try:  # the server never heard the attempt end (it was lost, or its worker):
                     await self._activity(UNDO, plan, call, timeout)  # it may be done, and an
                 except ActivityError as again:  # undo is idempotent: run again (or known done)
-                    return m.undo_failed(_cause(again)[0])
+                    return m.undo_failed(_cause(again)[0], self._limit(m, plan))
             return m.undo_ok()
         if type(op) is Wait:
             if op.seconds > 0:

@@ -1,0 +1,292 @@
+"""Temporal's history limit, on a real dev server started with a lowered limit
+(``limit.historyCount.error``, the mechanism of the default 51,200): the count checked before
+a saga starts (``worst_history``) bounds every run's real history; a saga the server
+terminates is one clear error naming what is left in effect; and the runs no count can bound
+(a policy deciding in code, a person answering "retry" again and again) stop retrying before
+the limit, their record intact."""
+
+import asyncio
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+from conftest import SOAK, OnALoop
+
+from rollback_lessons import RetryPolicy, Saga, Status, Step, UndoPolicy
+from rollback_lessons.machine import Finished, Machine
+from rollback_lessons.operations import RunUndo, StepSpec
+from rollback_lessons.policies import POLICIES
+from rollback_lessons.runners import free_port, hosted
+from rollback_lessons.runners.temporal import SagaTerminated, TemporalRunner
+from rollback_lessons.runners.temporal.limits import HISTORY_EVENTS_LIMIT, worst_history
+from rollback_lessons.runners.temporal.runner import plan_for
+from rollback_lessons.runners.temporal.server import server_binary
+from rollback_lessons.worlds import travel
+
+pytestmark = pytest.mark.usefixtures("no_run_left_behind")
+LIMIT = 120
+"""The server's history limit here: a few undo retries past a short saga's run."""
+
+
+@pytest.fixture(scope="module")
+def on_temporal():
+    port = free_port()
+    server = subprocess.Popen(
+        [server_binary(), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port),
+         "--headless", "--log-level", "error",
+         "--dynamic-config-value", f"limit.historyCount.error={LIMIT}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        on = OnALoop(lambda: TemporalRunner.start(f"127.0.0.1:{port}"))
+        try:
+            yield on
+        finally:
+            on.close()
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def _step(name: str, undo=None) -> Step:
+    return Step(name, lambda s: s.update({name: 1}), undo or (lambda s: s.pop(name, None)))
+
+
+def _fails(state: dict) -> None:
+    raise ValueError("no")
+
+
+async def _length(handle) -> int:
+    info = (await handle.workflow.describe()).raw_description.workflow_execution_info
+    return int(info.history_length)
+
+
+def _worst(saga: Saga, **options) -> int:
+    completion = options.get("completion")
+    plan = plan_for(saga, **{k: v for k, v in options.items() if k != "inject"})
+    hosted.release(plan.run_id)
+    return worst_history(plan, completion is not None)
+
+
+# -- the count bounds every run's real history ----------------------------------------------
+
+
+def flaky_saga() -> Saga:
+    tries = []
+
+    def twice_then_ok(state: dict) -> None:
+        tries.append(1)
+        if len(tries) < 3:
+            raise ConnectionError("not yet")
+
+    retry = RetryPolicy(max_attempts=3, initial_delay=0.01, max_delay=0.01)
+    return Saga([_step("a"), Step("b", twice_then_ok, lambda s: None, retry=retry),
+                 _step("c"), Step("d", _fails)], name="flaky")  # fmt: skip
+
+
+def list_saga() -> Saga:
+    return Saga([_step(f"s{i}") for i in range(4)], name="plain")
+
+
+UNDO_RETRY = UndoPolicy(RetryPolicy(max_attempts=3, initial_delay=0.01, max_delay=0.01))
+CASES = {
+    "a graph playing a timing (turn Updates)": (travel.booking, {
+        "completion": travel.TIMING, "inject": {"charge": "fail"}}),
+    "a list: step retries, then a rollback": (flaky_saga, {}),
+    "a list: an undo retried": (list_saga, {
+        "policy": UNDO_RETRY, "inject": {"s3": "fail", "s1": "undo_fails_once"}}),
+    "a halt: a person answers retry": (list_saga, {
+        "policy": "halt", "halt_wait": 30, "inject": {"s3": "fail", "s2": "undo_fails_once"}}),
+}  # fmt: skip
+SOAK_CASES = {
+    "a graph playing a timing, an undo retried": (travel.booking, {
+        "completion": travel.TIMING, "policy": UNDO_RETRY,
+        "inject": {"charge": "fail", "room": "undo_fails_once"}}),
+    "a graph, its undos retried to a dead letter": (travel.booking, {
+        "policy": UNDO_RETRY, "inject": {"charge": "fail", "car": "undo_fails"}}),
+    "a halt: a person answers fixed": (list_saga, {
+        "policy": "halt", "halt_wait": 30, "inject": {"s3": "fail", "s1": "undo_fails"}}),
+    "a list rolled back": (list_saga, {"inject": {"s3": "fail"}}),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", [*CASES, *(SOAK_CASES if SOAK else ())])
+def test_a_runs_real_history_is_within_the_count_checked_before_it_starts(on_temporal, case):
+    make, options = {**CASES, **SOAK_CASES}[case]
+    state = travel.state() if make is travel.booking else {}
+
+    async def scenario(runner):
+        handle = await runner.start_saga(make(), state, step_timeout=10, **options)
+        if options.get("policy") == "halt":
+            for _ in range(400):  # the Query says when the saga waits for a person
+                if await handle.pending():
+                    break
+                await asyncio.sleep(0.05)
+            await handle.resolve("retry" if "retry" in case else "fixed")
+        outcome = await asyncio.wait_for(handle.outcome(), 60)
+        return outcome, await _length(handle)
+
+    outcome, length = on_temporal(scenario)
+    assert outcome.status is not Status.COMMITTED and outcome.compensated
+    assert length <= _worst(make(), **options), (case, length)
+
+
+def test_a_cancelled_runs_real_history_is_within_the_count(on_temporal):
+    from temporalio import activity
+
+    def slow(state):
+        while not activity.is_cancelled():
+            activity.heartbeat()
+            time.sleep(0.05)
+
+    saga = Saga([_step("a"), Step("b", slow, lambda s: None, register="before"), _step("c")])
+
+    async def scenario(runner):
+        handle = await runner.start_saga(saga, {}, step_timeout=30)
+        await asyncio.get_running_loop().run_in_executor(None, handle.started("b").wait, 20)
+        await handle.cancel()
+        await handle.cancel()  # twice: the server writes one request
+        return await asyncio.wait_for(handle.outcome(), 60), await _length(handle)
+
+    outcome, length = on_temporal(scenario)
+    assert outcome.status is Status.CANCELLED and outcome.compensated == ("b", "a")
+    assert length <= _worst(saga), length
+
+
+# -- a saga the server terminates: one error, what is left in effect ------------------------
+
+
+def test_a_saga_terminated_by_hand_says_what_is_left_in_effect(on_temporal):
+    gate = threading.Event()
+    saga = Saga([_step("a"), _step("b"), Step("c", lambda s: gate.wait(20))], name="cut")
+
+    async def scenario(runner):
+        handle = await runner.start_saga(saga, {}, step_timeout=30)
+        await asyncio.get_running_loop().run_in_executor(None, handle.started("c").wait, 20)
+        await handle.workflow.terminate(reason="an operator's")
+        with pytest.raises(SagaTerminated) as raised:
+            await asyncio.wait_for(handle.outcome(), 30)
+        return raised.value
+
+    try:
+        error = on_temporal(scenario)
+    finally:
+        gate.set()
+    assert error.done == ("a", "b") and error.undone == () and error.in_effect == ("a", "b")
+    said = str(error)
+    assert said.count("\n") == 0 and "terminated saga" in said and "an operator's" in said
+    assert "still in effect, for someone to undo: a, b" in said
+
+
+@pytest.mark.skipif(not SOAK, reason="make soak: ~9 s of retries up to the server's limit")
+def test_a_saga_past_the_servers_limit_is_terminated_and_says_so(on_temporal):
+    """The runner told a higher limit than the server's (a misconfiguration): the server
+    terminates the saga mid-rollback; the error names the undos done and the effects left
+    (make test: the same error for a saga terminated by hand, above)."""
+    forever = UndoPolicy(RetryPolicy(max_attempts=100, initial_delay=0.01, max_delay=0.01))
+    saga = Saga([_step("a"), _step("b"), _step("c"), Step("d", _fails)], name="past")
+
+    async def scenario(runner):
+        runner.history_limit = 100 * LIMIT
+        try:
+            handle = await runner.start_saga(saga, {}, policy=forever, inject={"b": "undo_fails"})
+            with pytest.raises(SagaTerminated) as raised:
+                await asyncio.wait_for(handle.outcome(), 60)
+            return raised.value
+        finally:
+            runner.history_limit = HISTORY_EVENTS_LIMIT
+
+    error = on_temporal(scenario)
+    assert error.done == ("a", "b", "c") and error.undone == ("c",)
+    assert error.in_effect == ("a", "b")
+    assert "still in effect, for someone to undo: a, b" in str(error)
+
+
+# -- what no count bounds stops retrying before the limit -------------------------------------
+
+
+class Forever(UndoPolicy):
+    """A policy of one's own that always retries: no count can bound it."""
+
+    def decide(self, attempt, error):
+        return 0.01
+
+
+def test_a_policy_that_retries_for_ever_stops_before_the_limit_with_a_dead_letter(on_temporal):
+    saga = Saga([_step("a"), _step("b"), _step("c"), Step("d", _fails)], name="forever")
+    world: dict = {}
+
+    async def scenario(runner):
+        runner.history_limit = LIMIT
+        try:
+            handle = await runner.start_saga(saga, world, policy=Forever(),
+                                             inject={"b": "undo_fails"})  # fmt: skip
+            outcome = await asyncio.wait_for(handle.outcome(), 60)
+            return outcome, await _length(handle)
+        finally:
+            runner.history_limit = HISTORY_EVENTS_LIMIT
+
+    outcome, length = on_temporal(scenario)
+    assert outcome.status is Status.ROLLBACK_INCOMPLETE and length <= LIMIT
+    assert outcome.compensated == ("c", "a") and world == {"b": 1}
+    [dead] = outcome.dead_letters
+    assert dead.step == "b" and dead.attempts > 2  # it was retried until the room ran out
+    assert any(f"Temporal's limit of {LIMIT} events" in n for n in outcome.notes)
+    failed = [e for e in outcome.events if e.kind == "undo_failed"]
+    assert failed[-1].details["then"] == "dead_letter" and "limit" in failed[-1].details
+
+
+def test_a_person_answering_retry_again_and_again_is_not_waited_for_near_the_limit(on_temporal):
+    saga = Saga([_step("a"), _step("b"), Step("c", _fails)], name="again")
+
+    async def scenario(runner):
+        runner.history_limit = LIMIT
+        try:
+            handle = await runner.start_saga(saga, {}, policy="halt", halt_wait=30,
+                                             inject={"b": "undo_fails"})  # fmt: skip
+            answers = 0
+            result = asyncio.ensure_future(handle.outcome())
+            while not result.done():
+                if await handle.pending():
+                    await handle.resolve("retry")
+                    answers += 1
+                await asyncio.sleep(0.02)
+            return await result, await _length(handle), answers
+        finally:
+            runner.history_limit = HISTORY_EVENTS_LIMIT
+
+    outcome, length, answers = on_temporal(scenario)
+    assert outcome.status is Status.HALTED and length <= LIMIT and answers > 2
+    assert outcome.pending == ("b", "a") and not outcome.compensated
+    assert any(f"Temporal's limit of {LIMIT} events" in n for n in outcome.notes)
+
+
+def test_the_machine_turns_a_retry_into_a_dead_letter_and_a_halt_into_pending_at_a_limit():
+    """The rule, in process: ``undo_failed(error, limit)``; without a limit, the policy's."""
+    plan = [StepSpec("a", has_undo=True), StepSpec("b", has_undo=True), StepSpec("c")]
+    for policy, status in [("retry", Status.ROLLBACK_INCOMPLETE), ("halt", Status.HALTED)]:
+        m = Machine(POLICIES[policy], plan=plan)
+        m.start()
+        m.step_ok()
+        m.step_ok()
+        op = m.step_failed(ValueError("c"))
+        assert isinstance(op, RunUndo) and op.step == "b"
+        assert type(m.undo_failed(ValueError("x"))) is not Finished  # the policy's answer
+        if policy == "retry":
+            m.resume()
+        else:
+            m.answer("retry")
+        op = m.undo_failed(ValueError("x"), "no room")
+        if policy == "retry":
+            assert isinstance(op, RunUndo) and op.step == "a"  # b dead, a still undone
+            op = m.undo_ok()
+        assert isinstance(op, Finished) and m.status() is status
+        assert m.notes == ["the undo of b: no room"]
