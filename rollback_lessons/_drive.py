@@ -329,8 +329,11 @@ class Driver:
         done = self.undone
         if not done:
             return None
+        m = self.m  # (first: a recorded block's machine, made now, is told them as it is)
+        if not done:
+            return None
         told, done[:] = tuple(done), ()
-        return self.m.undos_ok(told)
+        return m.undos_ok(told)
 
     def cut(self, exc: BaseException) -> Op:
         """Something outside a call raised once the run failed: the machine ends the

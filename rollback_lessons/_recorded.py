@@ -4,12 +4,14 @@ A plain with-block nobody watches (no ``on_event``, no journal, no logging handl
 wants its events, no injected faults) is most with-blocks, and ``contextlib.ExitStack``'s
 job: it should cost about what ExitStack does. So ``Rollback.do`` records each plain step
 as a tuple (begun, then done: its name, its undo, the clock's two readings) and makes no
-machine. The machine is made and told everything (``Machine.plain_steps``, then the
-commit) the first time anyone asks for it (``Run.m``): when a step fails, the block raises,
-a step is not plain (a retry, a register, an undo timeout), or the outcome is read. Only
-then does it decide anything (what is undone and in which order, the policy, the status),
-as it would have: it hears of the same steps at the same times, and nothing could have
-seen the difference meanwhile (``tests/test_recorded.py`` compares the two over drawn
+machine. When the block raises, its undos are called from those tuples (``roll_back``),
+newest first by the machine's own order rule, each stamped as it returns. The machine is
+made and told everything (``Machine.plain_steps``, the commit or the failure, the undos
+that returned) the first time anyone asks for it (``Run.m``): when a step fails, a step is
+not plain (a retry, a register, an undo timeout), an undo raises, or the outcome is read.
+Only then does it decide anything (the policy, dead letters, the status, the notes), as
+it would have: it hears of the same steps and undos at the same times, and nothing could
+have seen the difference meanwhile (``tests/test_recorded.py`` compares the two over drawn
 blocks: outcome, events, exceptions, journals, interrupts at every clock reading).
 """
 
@@ -17,7 +19,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .calls import PLAIN, checked
 from .machine import Machine
+from .policies import UndoPolicy
+from .verdicts import in_undo_order
 
 if TYPE_CHECKING:
     from ._run import Run
@@ -38,9 +43,63 @@ def told(run: Run) -> Machine:
     if run.committed_at is not None:
         m.now = run.committed_at - run.started
         m.commit()
-    run.m = m  # (only now, whole: a Ctrl-C on the way leaves it to be told again)
-    run.history = None
+    done = run.undone
+    if run.failing is not None:  # (``roll_back``) its failure, and the undos returned so far
+        error, m.now = run.failing
+        m.fail(error)
+        if done:
+            m.undos_ok(tuple(done))
+    run.m = m  # (only now, whole: a Ctrl-C on the way leaves it to be told again; nothing
+    run.history = None  # below checks for one: no call, no loop)
+    if done:
+        del done[:]
     return m
+
+
+def roll_back(run: Run, error: BaseException) -> None:
+    """A recorded block failed: its undos are called from the recorded steps, newest first
+    (``in_undo_order``, the machine's rule), each stamped as it returns, and no machine is
+    made. This is ``Driver.in_a_row`` before the machine is told: the machine hears of the
+    failure at the time it was stamped (``told``) and of the undos that returned so far
+    (``told_undos``) when anything reads it, or before anything it must decide happens (an
+    undo raises, a Ctrl-C at a stamp); from there on it decides as it always does. A
+    rollback the machine could not say at once (``undo_plan``: the policy times its undos;
+    a step still runs) is the machine's from the start (``Run.roll_back``)."""
+    history = run.history
+    policy, order = run.made
+    retry = policy.retry
+    if (
+        history is None or run.committed_at is not None or (history and len(history[-1]) < 4)
+        or type(policy).timeout is not UndoPolicy.timeout
+        or (retry is not None and retry.timeout is not None)
+    ):  # fmt: skip
+        run.roll_back(error)
+        return
+    monotonic, started = run.monotonic, run.started
+    try:
+        run.failing = (error, monotonic() - started)
+        run.undone = done = []
+        for entry in in_undo_order([e for e in history if e[1] is not None], order):
+            try:
+                result = entry[1]()
+                if result is not None and type(result) not in PLAIN:
+                    checked(result, "undo", entry[0])
+            except BaseException as exc:  # the machine told, and it decides the rest
+                run.told_undos()
+                run.drive(run.undo_raised(exc))
+                return
+            done.append(monotonic() - started)
+        if run.history is None:  # told meanwhile (an undo read the run): it hears of the rest
+            op = run.told_undos()
+            run.undone = None
+            assert op is not None
+            run.drive(op)
+        # else: every undo returned, and the machine is told when first asked (``told``)
+    except BaseException as exc:  # a Ctrl-C at a stamp, or anywhere outside a call
+        if run.failing is None:  # (at the failure's own stamp: as ``Run.fail``'s)
+            run.m.fail(error)
+        run.told_undos()  # (as ``Driver.drive``'s)
+        run.cut(exc)
 
 
 class Told:

@@ -148,6 +148,7 @@ class Run(Driver):
     # What the run holds besides, unset until needed (a with-block's cost is every run's).
     history: list[tuple[Any, ...]] | None = None  # recorded steps the machine is yet to hear of
     committed_at: float | None = None  # (recorded) when the block ended without an error
+    failing: tuple[BaseException, float] | None = None  # (recorded) its failure, and when
     made: tuple[Any, str]  # (recorded) the machine's policy and undo order
     journal: JournalWriter | None = None
     snapshot: Mapping[str, Any] | None = None  # the state as of the last call
@@ -417,8 +418,8 @@ class Run(Driver):
         """Close the run: notes on the error when the rollback is incomplete, and the
         journal's end. An interrupted rollback is not ended in the journal: ``recover``
         finishes it."""
-        if error is None and self.history is not None:
-            return  # (recording: no journal, nothing watches)
+        if self.history is not None:
+            return  # (recorded: committed, or every undo returned; no journal, no notes)
         if error is not None:
             _guards.add_notes(self, error)
         if self.journal is not None:

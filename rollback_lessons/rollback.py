@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Collection
 from types import TracebackType
 from typing import Any, TypeVar
 
+from ._recorded import roll_back
 from ._run import FUNCTION, NOT_PLAIN, Run
 from .calls import PLAIN, checked
 from .clock import Clock
@@ -170,7 +171,10 @@ class Rollback(_Base):
         if failed is None:
             return
         run = self._run
-        run.roll_back(failed)
+        if run.history is None:
+            run.roll_back(failed)
+        else:  # (a recorded block: its undos called before any machine is made)
+            roll_back(run, failed)
         self._state = _CLOSED  # (only now: an outcome never says committed for a failed block)
         run.finish(failed)
         if run.raise_after is not None and run.raise_after is not exc:
