@@ -34,8 +34,7 @@ def told(run: Run) -> Machine:
     here on it hears of everything as it happens."""
     history = run.history
     assert history is not None
-    policy, undo_order = run.made
-    m = Machine(policy, undo_order=undo_order, name=run.name)
+    m = Machine(run.policy, undo_order=run.undo_order, name=run.name)
     m.plain_steps(history, run.started)
     for entry in history:
         if entry[1] is not None:
@@ -44,9 +43,9 @@ def told(run: Run) -> Machine:
         m.now = run.committed_at - run.started
         m.commit()
     done = run.undone
-    if run.failing is not None:  # (``roll_back``) its failure, and the undos returned so far
-        error, m.now = run.failing
-        m.fail(error)
+    if run.failure is not None:  # (``roll_back``) its failure, and the undos returned so far
+        m.now = run.failed_at
+        m.fail(run.failure)
         if done:
             m.undos_ok(tuple(done))
     run.m = m  # (only now, whole: a Ctrl-C on the way leaves it to be told again; nothing
@@ -66,7 +65,7 @@ def roll_back(run: Run, error: BaseException) -> None:
     rollback the machine could not say at once (``undo_plan``: the policy times its undos;
     a step still runs) is the machine's from the start (``Run.roll_back``)."""
     history = run.history
-    policy, order = run.made
+    policy = run.policy
     retry = policy.retry
     if (
         history is None or run.committed_at is not None or (history and len(history[-1]) < 4)
@@ -77,9 +76,10 @@ def roll_back(run: Run, error: BaseException) -> None:
         return
     monotonic, started = run.monotonic, run.started
     try:
-        run.failing = (error, monotonic() - started)
+        run.failed_at = monotonic() - started
+        run.failure = error  # (last: told the failure only once it is stamped)
         run.undone = done = []
-        for entry in in_undo_order([e for e in history if e[1] is not None], order):
+        for entry in in_undo_order([e for e in history if e[1] is not None], run.undo_order):
             try:
                 result = entry[1]()
                 if result is not None and type(result) not in PLAIN:
@@ -96,7 +96,7 @@ def roll_back(run: Run, error: BaseException) -> None:
             run.drive(op)
         # else: every undo returned, and the machine is told when first asked (``told``)
     except BaseException as exc:  # a Ctrl-C at a stamp, or anywhere outside a call
-        if run.failing is None:  # (at the failure's own stamp: as ``Run.fail``'s)
+        if run.failure is None:  # (at the failure's own stamp: as ``Run.fail``'s)
             run.m.fail(error)
         run.told_undos()  # (as ``Driver.drive``'s)
         run.cut(exc)
