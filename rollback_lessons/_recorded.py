@@ -79,9 +79,12 @@ def roll_back(run: Run, error: BaseException) -> None:
         run.failed_at = monotonic() - started
         run.failure = error  # (last: told the failure only once it is stamped)
         run.undone = done = []
-        for entry in in_undo_order([e for e in history if e[1] is not None], run.undo_order):
+        for entry in in_undo_order(history, run.undo_order):
+            undo = entry[1]
+            if undo is None:
+                continue  # (a step with no undo: nothing in the log)
             try:
-                result = entry[1]()
+                result = undo()
                 if result is not None and type(result) not in PLAIN:
                     checked(result, "undo", entry[0])
             except BaseException as exc:  # the machine told, and it decides the rest

@@ -176,7 +176,8 @@ class Rollback(_Base):
         else:  # (a recorded block: its undos called before any machine is made)
             roll_back(run, failed)
         self._state = _CLOSED  # (only now: an outcome never says committed for a failed block)
-        run.finish(failed)
+        if run.history is None:  # (else recorded, every undo returned: nothing to finish)
+            run.finish(failed)
         if run.raise_after is not None and run.raise_after is not exc:
             raise run.raise_after  # Ctrl-C during an undo: what is left is pending
         if failed is not exc:
