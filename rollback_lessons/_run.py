@@ -66,9 +66,8 @@ COMPENSABLE = Kind.COMPENSABLE
 class Run(Driver):
     """One run in process: its machine, and what only a process has."""
 
-    def __init__(
+    def __init__(  # (positional too: a with-block passes them so, the cheapest way)
         self,
-        *,
         name: str = "rollback",
         policy: PolicyLike = "continue",
         inject: InjectionLike | None = None,
