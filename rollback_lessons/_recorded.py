@@ -13,6 +13,17 @@ Only then does it decide anything (the policy, dead letters, the status, the not
 it would have: it hears of the same steps and undos at the same times, and nothing could
 have seen the difference meanwhile (``tests/test_recorded.py`` compares the two over drawn
 blocks: outcome, events, exceptions, journals, interrupts at every clock reading).
+
+A failed block's error stays in a reference cycle, on purpose: ``outcome.error`` is the
+very exception the block raised, its ``__traceback__`` holds the user's frame that raised
+it, and that frame's local ``rb`` holds the run. Measured (make bench's failed 3-step block,
+CPU time, best of 25, with and without the run holding the error): 1.1-1.6 us of about
+10 us, fresh memory for what the cycle keeps and, with the gc on, its collection. When the
+block itself raises, no frame of ours is in that traceback (``__exit__`` returns, it does
+not re-raise), so there is nothing of ours to clear or ``del``; breaking the cycle would
+take either giving up ``outcome.error is e`` or clearing the user's own frame (its locals,
+which pytest and a debugger show). So it is kept, and kept small: no machine, and the run
+holds its policy, order and failure as attributes, not tuples.
 """
 
 from __future__ import annotations

@@ -389,6 +389,7 @@ def test_a_plain_rollback_makes_no_machine(monkeypatch):
     assert raised.value is error and undone == ["c", "b", "a"]
     assert error.__traceback__ is not None
     assert error.__traceback__.tb_frame.f_code is test_a_plain_rollback_makes_no_machine.__code__
+    assert error.__traceback__.tb_next is None  # (no frame of the engine's in it)
     assert "m" not in vars(rb._run)
     o = rb.outcome
     assert o is not None and o.status == "rolled_back" and o.error is error
