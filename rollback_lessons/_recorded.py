@@ -59,10 +59,9 @@ def told(run: Run) -> Machine:
         m.fail(run.failure)
         if done:
             m.undos_ok(tuple(done))
-    run.m = m  # (only now, whole: a Ctrl-C on the way leaves it to be told again; nothing
-    run.history = None  # below checks for one: no call, no loop)
-    if done:
-        del done[:]
+    # Only now, whole, in one statement (a Ctrl-C on the way leaves it to be told again):
+    # its undos told, a new list for those that return from here on.
+    run.m, run.history, run.undone = m, None, (None if done is None else [])
     return m
 
 
@@ -89,7 +88,7 @@ def roll_back(run: Run, error: BaseException) -> None:
     try:
         run.failed_at = monotonic() - started
         run.failure = error  # (last: told the failure only once it is stamped)
-        run.undone = done = []
+        run.undone = []
         for entry in in_undo_order(history, run.undo_order):
             undo = entry[1]
             if undo is None:
@@ -102,7 +101,7 @@ def roll_back(run: Run, error: BaseException) -> None:
                 run.told_undos()
                 run.drive(run.undo_raised(exc))
                 return
-            done.append(monotonic() - started)
+            run.undone.append(monotonic() - started)  # (a new list once told: ``told``)
         if run.history is None:  # told meanwhile (an undo read the run): it hears of the rest
             op = run.told_undos()
             run.undone = None

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Collection
 from types import TracebackType
 from typing import Any, TypeVar
 
+from . import _guards
 from ._recorded import roll_back
 from ._run import FUNCTION, NOT_PLAIN, Run
 from .calls import PLAIN, checked
@@ -164,10 +165,13 @@ class Rollback(_Base):
         if failed is None:
             return
         run = self._run
-        if run.history is None:
-            run.roll_back(failed)
-        else:  # (a recorded block: its undos called before any machine is made)
-            roll_back(run, failed)
+        try:
+            if run.history is None:
+                run.roll_back(failed)
+            else:  # (a recorded block: its undos called before any machine is made)
+                roll_back(run, failed)
+        except BaseException as late:  # a Ctrl-C before the rollback's own guards
+            _guards.landed_late(run, failed, late)
         self._state = _CLOSED  # (only now: an outcome never says committed for a failed block)
         if run.history is None:  # (else recorded, every undo returned: nothing to finish)
             run.finish(failed)
@@ -228,7 +232,10 @@ class AsyncRollback(_Base):
                 if task.done() and task.cancelled():
                     raise
                 cancelled_again = True
-        task.result()
+        try:
+            task.result()
+        except BaseException as late:  # a Ctrl-C before the rollback's own guards
+            _guards.landed_late(run, failed, late)
         self._state = _CLOSED
         run.finish(failed)
         if run.raise_after is not None and run.raise_after is not exc:
