@@ -41,8 +41,9 @@ if TYPE_CHECKING:
 
 def told(run: Run) -> Machine:
     """``run``'s machine, told what its recorded steps did, each at its time, as it would
-    have heard of them then (a step begun and not yet done still runs), and the commit. From
-    here on it hears of everything as it happens."""
+    have heard of them then (a step begun and not yet done still runs), and the commit, or
+    the failure and the undos that returned since (``roll_back``). From here on it hears of
+    everything as it happens."""
     history = run.history
     assert history is not None
     m = Machine(run.policy, undo_order=run.undo_order, name=run.name)
