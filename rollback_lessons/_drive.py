@@ -334,11 +334,14 @@ class Driver:
 
     def told_undos(self) -> Op | None:
         """Tell the machine the undos called in a row that returned so far (``in_a_row``)."""
+        if not self.undone:
+            return None
+        m = self.m  # (first: a recorded block's machine, made now, is told them as it is)
         done = self.undone
         if not done:
             return None
         told, done[:] = tuple(done), ()
-        return self.m.undos_ok(told)
+        return m.undos_ok(told)
 
     def cut(self, exc: BaseException) -> Op:
         """Something outside a call raised once the run failed: the machine ends the

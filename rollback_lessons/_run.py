@@ -41,7 +41,7 @@ from .journaling import JournalWriter
 from .machine import Machine
 from .operations import PROCEED, Op, StepSpec
 from .outcome import DeadLetter, Outcome
-from .policies import POLICIES, PolicyLike, RetryPolicy, check_seconds, resolve_policy
+from .policies import POLICIES, PolicyLike, RetryPolicy, UndoPolicy, check_seconds, resolve_policy
 from .ports import UndoJournal
 from .rules import (
     GRAPH_UNDO_ORDERS,
@@ -66,9 +66,8 @@ COMPENSABLE = Kind.COMPENSABLE
 class Run(Driver):
     """One run in process: its machine, and what only a process has."""
 
-    def __init__(
+    def __init__(  # (positional too: a with-block passes them so, the cheapest way)
         self,
-        *,
         name: str = "rollback",
         policy: PolicyLike = "continue",
         inject: InjectionLike | None = None,
@@ -118,7 +117,7 @@ class Run(Driver):
             and self.recording
             and not (watched or is_async or self.faults or steps is not None)
         ):  # a plain with-block nobody watches: its steps are recorded (``_recorded``)
-            self.history, self.made = [], (policy, undo_order)
+            self.history, self.policy, self.undo_order = [], policy, undo_order
         elif after is not None:  # a saga with parallel groups: a graph of steps
             assert plan is not None
             self.m = GraphMachine(
@@ -148,7 +147,10 @@ class Run(Driver):
     # What the run holds besides, unset until needed (a with-block's cost is every run's).
     history: list[tuple[Any, ...]] | None = None  # recorded steps the machine is yet to hear of
     committed_at: float | None = None  # (recorded) when the block ended without an error
-    made: tuple[Any, str]  # (recorded) the machine's policy and undo order
+    failure: BaseException | None = None  # (recorded) what the block failed with, and when:
+    failed_at = 0.0
+    policy: UndoPolicy  # (recorded) the machine's policy and undo order
+    undo_order: str
     journal: JournalWriter | None = None
     snapshot: Mapping[str, Any] | None = None  # the state as of the last call
     states: list[Mapping[str, Any]] = []  # noqa: RUF012 (the state after each event, when traced: a list of its own then)
@@ -417,8 +419,8 @@ class Run(Driver):
         """Close the run: notes on the error when the rollback is incomplete, and the
         journal's end. An interrupted rollback is not ended in the journal: ``recover``
         finishes it."""
-        if error is None and self.history is not None:
-            return  # (recording: no journal, nothing watches)
+        if self.history is not None:
+            return  # (recorded: committed, or every undo returned; no journal, no notes)
         if error is not None:
             _guards.add_notes(self, error)
         if self.journal is not None:

@@ -58,6 +58,7 @@ from .verdicts import (  # the status and pivot rules, the machine's (one place 
     after_effect,
     halted_at_pivot,
     halts_forward,
+    in_undo_order,
     pivot_at_stake,
     pivot_in_doubt,
     status_of,
@@ -700,10 +701,9 @@ class Machine:
         return m, m._next_undo()
 
     def _order(self) -> list[Entry]:
-        """The undo log in the run's undo order: as logged for ``forward``, newest first for
-        every other (a graph's own orders are ``GraphMachine``'s, also when ``recover``
-        resumes one: ``GraphMachine.resume_rollback``)."""
-        return list(self.log) if self.undo_order == "forward" else self.log[::-1]
+        """The undo log in the run's undo order (``in_undo_order``; a graph's own orders are
+        ``GraphMachine``'s, also when ``recover`` resumes one)."""
+        return in_undo_order(self.log, self.undo_order)
 
     # -- how it ended -------------------------------------------------------------------
 

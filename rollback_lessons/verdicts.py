@@ -1,5 +1,6 @@
-"""The saga machine's verdicts: the status a run ends in, and the pivot rule (when an
-irreversible step may have happened, and why a saga is then left for a person).
+"""The saga machine's verdicts: the status a run ends in, the pivot rule (when an
+irreversible step may have happened, and why a saga is then left for a person), and the
+order a list's undos run in.
 
 They are the machine's rules (``machine.py`` decides with them and re-exports them), kept
 here, one place each, so that the machine's file holds its transitions; ``recover`` reads
@@ -8,7 +9,7 @@ here, one place each, so that the machine's file holds its transitions; ``recove
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, TypeVar
 
 from .errors import InjectedFault, RemoteError
 from .outcome import Status
@@ -66,6 +67,17 @@ def pivot_at_stake(state: str | None) -> bool:
     """Does a journal's pivot state (``started``, ``done``, ``refused``: it failed before
     any effect) keep ``recover`` from compensating across it?"""
     return state in ("started", "done")
+
+
+T = TypeVar("T")
+
+
+def in_undo_order(log: list[T], undo_order: str) -> list[T]:
+    """The one undo order rule of a list's run: its undo log as logged for ``forward``,
+    newest first (last in, first out) for every other order (a graph's own orders are
+    ``GraphMachine``'s). The machine's ``fail`` and a recorded with-block's rollback
+    (``_recorded.roll_back``, which runs its undos before any machine is made) both ask it."""
+    return list(log) if undo_order == "forward" else log[::-1]
 
 
 HALTED_FORWARD: Final = "failed after an irreversible step"

@@ -21,7 +21,7 @@ from rollback_lessons._run import Run
 from rollback_lessons.durable.journal import Journal
 from rollback_lessons.durable.registry import Registry, compensation
 from rollback_lessons.events import describe
-from rollback_lessons.machine import MachineError
+from rollback_lessons.machine import Machine, MachineError
 
 
 @dataclass(frozen=True)
@@ -61,10 +61,27 @@ step_cases = st.builds(
     how=st.sampled_from(["do"] * 8 + ["register", "retry", "events", "inside", "nested"]),
     tick=st.sampled_from([0.0, 0.125, 1.5]),
 )
+
+
+class HaltsOnStop(UndoPolicy):
+    """A user's own policy (it decides in code): a Stop halts, any other error is retried
+    once, then dead-lettered."""
+
+    def decide(self, attempt: int, error: BaseException):  # type: ignore[override]
+        if isinstance(error, Stop):
+            return "halt"
+        return 0.25 if attempt < 2 else "dead_letter"
+
+
 POLICIES = {
     "continue": "continue",
     "retry": UndoPolicy(RetryPolicy(max_attempts=3, initial_delay=0.5)),
     "halt": "halt",
+}
+MORE_POLICIES = {  # (drawn for the rollback's own property)
+    **POLICIES,
+    "own": HaltsOnStop(),
+    "timed": UndoPolicy(RetryPolicy(max_attempts=2, initial_delay=0.5, timeout=30.0)),
 }
 
 
@@ -83,6 +100,33 @@ def block_cases(journal: st.SearchStrategy[bool]) -> st.SearchStrategy[BlockCase
         logged=st.sampled_from([False, False, False, True]),
     )
 
+
+plain_steps = st.builds(
+    StepCase,
+    has_undo=st.sampled_from([True, True, True, False]),
+    action=st.just("ok"),
+    undo_fails=st.sampled_from([0, 0, 0, 0, 1, 2, 9]),
+    undo_interrupt=st.sampled_from([False] * 7 + [True]),
+    undo_how=st.sampled_from(["plain"] * 6 + ["events", "dead_letters", "base", "returns"]),
+    how=st.just("do"),
+    tick=st.sampled_from([0.0, 0.125, 1.5]),
+)
+plain_failed_blocks = st.builds(
+    BlockCase,
+    steps=st.lists(plain_steps, max_size=5).map(tuple),
+    catch=st.just(False),
+    end=st.sampled_from(["raise", "raise", "interrupt"]),
+    policy=st.sampled_from(sorted(MORE_POLICIES)),
+    undo_order=st.sampled_from(["reverse", "reverse", "forward", "reverse_start"]),
+    on_event=st.just(False),
+    journal=st.just(False),
+    read_outcome=st.booleans(),
+    ctrl_c_at=st.none() | st.none() | st.integers(1, 16),
+    logged=st.just(False),
+)
+"""A plain block nobody watches that fails after its steps: its rollback is recorded
+(``_recorded.roll_back``), its undos doing everything an undo can (return, raise once or
+for good, a Ctrl-C, a BaseException of its own, refuse a generator, read the run)."""
 
 JOURNALS = itertools.count()
 
@@ -167,7 +211,7 @@ def play(case: BlockCase, recording: bool, tmp_path, monkeypatch) -> dict:
     rb = None
     try:
         rb = Rollback(
-            policy=POLICIES[case.policy],
+            policy=MORE_POLICIES[case.policy],
             clock=clock,
             undo_order=case.undo_order,  # type: ignore[arg-type]
             on_event=seen.append if case.on_event else None,
@@ -204,6 +248,7 @@ def play(case: BlockCase, recording: bool, tmp_path, monkeypatch) -> dict:
         if journal is not None:
             journal.close()
         return {"raised": raised, "reads": clock.reads}
+    made = "m" in vars(rb._run)  # (not compared: was the machine made as the block ended?)
     if case.read_outcome:
         rb.outcome  # noqa: B018 (read first: its events built then)
     o = rb.outcome
@@ -221,6 +266,7 @@ def play(case: BlockCase, recording: bool, tmp_path, monkeypatch) -> dict:
         "rb_dead": [(d.step, d.attempts) for d in rb.dead_letters],
         "sleeps": list(clock.sleeps),
         "reads": clock.reads,
+        "made": made,
     }
     fields = "status steps completed compensated pending leaked semantic failed_step kinds name"
     for field in (*fields.split(), "run_id", "notes", "started_at"):
@@ -238,11 +284,15 @@ def play(case: BlockCase, recording: bool, tmp_path, monkeypatch) -> dict:
     return facts
 
 
-def same(case: BlockCase, tmp_path, monkeypatch) -> None:
+def same(case: BlockCase, tmp_path, monkeypatch) -> bool | None:
+    """Compare the two paths; was the recorded block's machine made as it ended?"""
     reference = play(case, False, tmp_path, monkeypatch)
     recorded = play(case, True, tmp_path, monkeypatch)
+    reference.pop("made", None)
+    made = recorded.pop("made", None)
     for key in reference:
         assert recorded[key] == reference[key], key
+    return made
 
 
 @settings(max_examples=examples(400), suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -255,6 +305,30 @@ def test_a_recorded_block_is_what_the_machine_heard_live(case, tmp_path, monkeyp
 @given(case=block_cases(st.just(True)))
 def test_a_journalled_block_writes_what_it_wrote(case, tmp_path, monkeypatch):
     same(case, tmp_path, monkeypatch)
+
+
+def undos_all_return(case: BlockCase) -> bool:
+    """Does every undo of ``case`` return at its first attempt, nothing reading the run, no
+    Ctrl-C, under a policy that does not time them (then no machine is needed to end it)?"""
+    return (
+        case.ctrl_c_at is None
+        and case.policy != "timed"
+        and all(
+            not s.has_undo or (s.undo_fails == 0 and not s.undo_interrupt and s.undo_how == "plain")
+            for s in case.steps
+        )
+    )
+
+
+@settings(max_examples=examples(300), suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=plain_failed_blocks)
+def test_a_recorded_rollback_is_what_the_machine_decided_live(case, tmp_path, monkeypatch):
+    """A plain block that fails after its steps, its undos doing anything an undo can, under
+    every policy (a user's own, one that times its undos) and order, a Ctrl-C at any clock
+    reading: as the machine hearing of each undo live; no machine made when none is needed."""
+    made = same(case, tmp_path, monkeypatch)
+    if undos_all_return(case):
+        assert made is False  # (the recorded path was taken: else this compares nothing)
 
 
 def test_the_plain_block_nobody_watches_is_recorded(monkeypatch):
@@ -300,9 +374,31 @@ def test_a_ctrl_c_around_a_recorded_step_loses_nothing(where, monkeypatch):
     assert ctrl_c_around_a_step(where) == reference
 
 
-def test_a_plain_rollback_calls_its_undos_in_a_row(monkeypatch):
-    """The rollback's fast path is taken where it may be (else the property compares nothing):
-    the machine says the undos at once, and hears of them at once."""
+def test_a_plain_rollback_makes_no_machine(monkeypatch):
+    """A recorded block's rollback calls its undos, newest first, and makes no machine until
+    the outcome is read (else the property above compares nothing); the error raised is
+    the block's own, its traceback the block's."""
+    monkeypatch.setattr(logging.getLogger("rollback_lessons"), "propagate", False)
+    undone: list = []
+    error = LookupError("the block failed")
+    with pytest.raises(LookupError) as raised:
+        with Rollback() as rb:
+            for name in "abc":
+                rb.do(name, lambda: None, lambda n=name: undone.append(n))
+            raise error
+    assert raised.value is error and undone == ["c", "b", "a"]
+    assert error.__traceback__ is not None
+    assert error.__traceback__.tb_frame.f_code is test_a_plain_rollback_makes_no_machine.__code__
+    assert error.__traceback__.tb_next is None  # (no frame of the engine's in it)
+    assert "m" not in vars(rb._run)
+    o = rb.outcome
+    assert o is not None and o.status == "rolled_back" and o.error is error
+    assert o.compensated == ("c", "b", "a") and "m" in vars(rb._run)
+
+
+def test_a_told_machine_calls_its_undos_in_a_row(monkeypatch):
+    """Once a block's machine is made (its events read), its plain rollback is still said at
+    once by the machine, and its undos called in a row (``in_a_row``)."""
     monkeypatch.setattr(logging.getLogger("rollback_lessons"), "propagate", False)
     plans: list = []
     in_a_row = Run.in_a_row
@@ -314,6 +410,7 @@ def test_a_plain_rollback_calls_its_undos_in_a_row(monkeypatch):
         with Rollback() as rb:
             for name in "abc":
                 rb.do(name, lambda: None, lambda n=name: undone.append(n))
+            assert len(rb.events) == 9
             raise LookupError
     assert plans == [("c", "b", "a")] and undone == ["c", "b", "a"]
     assert rb.outcome is not None and rb.outcome.status == "rolled_back"
@@ -339,3 +436,56 @@ def test_a_ctrl_c_at_every_clock_reading_of_a_rollback(ctrl_c_at, policy, tmp_pa
         logged=False,
     )
     same(case, tmp_path, monkeypatch)
+
+
+def test_a_policy_that_times_its_undos_is_the_machines(monkeypatch):
+    """A policy's undo timeout is kept by a recorded block too: an undo past it fails (and is
+    dead-lettered), as the machine decides (a recorded rollback never calls it untimed)."""
+    import time
+
+    monkeypatch.setattr(logging.getLogger("rollback_lessons"), "propagate", False)
+    timed = UndoPolicy(RetryPolicy(max_attempts=1, timeout=0.02))
+    with pytest.raises(LookupError) as raised:
+        with Rollback(policy=timed) as rb:
+            rb.do("a", lambda: None, lambda: time.sleep(0.2))
+            raise LookupError
+    o = rb.outcome
+    assert o is not None and o.status == "rollback_incomplete"
+    assert [d.step for d in o.dead_letters] == ["a"]
+    assert isinstance(o.dead_letters[0].error, TimeoutError)
+    assert "rollback: undo of a" in raised.value.__notes__[0]
+
+
+def failed_plain_block() -> Rollback:
+    with pytest.raises(LookupError):
+        with Rollback(clock=VirtualClock()) as rb:
+            for name in "abc":
+                rb.do(name, lambda: None, lambda: None)
+            raise LookupError("the block failed")
+    return rb
+
+
+@pytest.mark.parametrize("where", ["plain_steps", "fail", "undos_ok"])
+def test_a_ctrl_c_as_a_recorded_rollback_is_told_leaves_it_to_tell_again(where, monkeypatch):
+    """A Ctrl-C as a recorded rollback's machine is made (the outcome read first) interrupts
+    that read only: the next read tells it again, whole (nothing told twice, nothing lost)."""
+    monkeypatch.setattr(logging.getLogger("rollback_lessons"), "propagate", False)
+    whole = failed_plain_block().outcome
+    assert whole is not None and whole.compensated == ("c", "b", "a")
+    rb = failed_plain_block()
+    real = getattr(Machine, where)
+    cuts = iter([True])
+
+    def cut(m, *args):
+        if next(cuts, False):
+            raise KeyboardInterrupt
+        return real(m, *args)
+
+    monkeypatch.setattr(Machine, where, cut)
+    with pytest.raises(KeyboardInterrupt):
+        rb.outcome  # noqa: B018
+    o = rb.outcome
+    assert o is not None
+    assert (o.status, o.compensated, event_facts(o.events)) == (
+        whole.status, whole.compensated, event_facts(whole.events),
+    )  # fmt: skip
