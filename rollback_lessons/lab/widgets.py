@@ -20,13 +20,12 @@ import ipywidgets as w
 
 from ..clock import VirtualClock
 from ..errors import InvalidPipelineError, UnknownFaultError, UnknownStepError
+from ..explore import single_faults
 from ..outcome import Outcome
 from ..saga import Saga, snapshot
 from . import guard, timeline
 from .graphs import branch_groups
 from .panel_controls import (
-    ACTION_CHOICES,
-    ACTION_TIPS,
     FAULTS,
     GRAPH_ORDERS,
     IN_ORDER,
@@ -34,8 +33,8 @@ from .panel_controls import (
     POLICIES,
     REGISTERS,
     STOP_TIP,
-    _choice,
     _dropdown,
+    action_choice,
     layout,
     mark_chosen,
     run_said,
@@ -99,8 +98,10 @@ class RollbackLab(Player):
         self._jumped = False  # the frame shown was the panel's choice, not the learner's
         self._frame = 0
 
+        offered = single_faults(saga)  # the explorer's fault space: one rule for both
         self.actions = {
-            s.name: _choice(ACTION_CHOICES, "ok", ACTION_TIPS, "132px") for s in saga.steps
+            s.name: action_choice(f.value for step, f in offered if step == s.name)
+            for s in saga.steps
         }
         last = saga.steps[-1].name
         self.undos = {
@@ -210,6 +211,10 @@ class RollbackLab(Player):
             if self.undos[step].disabled:
                 raise InvalidPipelineError(f"step {step!r} has no undo to break")
             self.undos[step].value = fault
+        elif fault not in [v for _, v in self.actions[step].options]:
+            raise InvalidPipelineError(
+                f"step {step!r} is a gate: it changes nothing, so it has no effect to fail after"
+            )
         else:
             self.actions[step].value = fault
         assert self.outcome is not None
