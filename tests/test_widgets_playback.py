@@ -13,7 +13,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from rollback_lessons import Status, VirtualClock
-from rollback_lessons.faults import fault_space
+from rollback_lessons.explore import single_faults
 from rollback_lessons.lab import viz
 from rollback_lessons.lab.drawing import ENDING_MARKS, legend_entries
 from rollback_lessons.lab.grid import ExplorerGrid
@@ -159,7 +159,7 @@ def every_ending():
         saga = make()
         last = saga.names[-1]
         yield saga, state, {}, "continue"  # committed
-        for step, fault in fault_space((s.name, s.undo is not None) for s in saga.steps):
+        for step, fault in single_faults(saga):  # what the panel offers (a gate: no effect)
             if not str(fault).startswith("undo"):
                 yield saga, state, {step: [str(fault)]}, "continue"
                 continue

@@ -273,7 +273,9 @@ class RollbackLab(Player):
         explorer's grid opens a cell here)."""
         faults = list(faults)
         for step, fault in faults:
-            if step not in self.actions or fault not in FAULTS:
+            controls = self.undos if str(fault).startswith("undo") else self.actions
+            offered = [v for _, v in controls[step].options] if step in controls else []
+            if fault not in offered:  # (a gate has no "fail after effect", ...)
                 raise InvalidPipelineError(f"cannot set {fault!r} on {step!r} in this panel")
         self._quiet = True  # every control set first, then one run
         try:
