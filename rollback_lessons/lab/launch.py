@@ -30,7 +30,7 @@ LESSONS = "[0-9][0-9]_*.ipynb"
 # lesson reopened once its kernel has gone shows each panel as it was, marked "this panel
 # lost its kernel: run the cell again", not "Error displaying widget: model not found"
 # (and that error in the browser's console).
-LAB_SETTINGS = {
+LAB_SETTINGS: dict[str, dict[str, object]] = {
     "@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False},
     "@jupyter-widgets/jupyterlab-manager:plugin": {"saveState": True},
 }

@@ -74,6 +74,7 @@ class RunArtists:
     ``state_keys``, ``_clip``, ``_cells``, ``_background`` and ``log_rows``."""
 
     canvas: Any
+    fig: Any
     ax: Any
     tax: Any
     lane: dict[str, int]
