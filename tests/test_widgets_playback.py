@@ -360,3 +360,25 @@ def test_the_rollback_shade_leaves_a_parallel_branchs_band_its_own_colour():
     assert max(abs(a - b) for a, b in zip(plain, rgb(UNDO, SHADE), strict=True)) <= 2
     before = colour(start - 1.5, lane["flight"] + 0.3)  # the band before the rollback too
     assert max(abs(a - b) for a, b in zip(before, rgb(BRANCH), strict=True)) <= 2
+
+
+def test_a_run_shown_before_is_not_drawn_again_and_shows_the_same_frames(monkeypatch):
+    """A fault clicked on, off and on again: the third run is the first one again, so its
+    frames are the ones kept (no artist made, nothing drawn), the same bytes as a panel
+    that draws every run afresh; a run with another ending (a Stop) is drawn."""
+    lab = RollbackLab(xyz_saga(), state=xyz_state())
+    lab.set_fault("step2", "fail")
+    frames = [lab.timeline.render(i) for i in range(lab.frame_count)]
+    lab.set_fault("step2", "ok")
+    built = []
+    real = lab.timeline._build_run
+    monkeypatch.setattr(lab.timeline, "_build_run", lambda *a: built.append(a) or real(*a))
+    lab.set_fault("step2", "fail")
+    assert built == [] and [lab.timeline.render(i) for i in range(lab.frame_count)] == frames
+    fresh = RollbackLab(xyz_saga(), state=xyz_state())
+    fresh.timeline.frames.runs = 0
+    fresh.set_fault("step2", "fail")
+    assert [fresh.timeline.render(i) for i in range(fresh.frame_count)] == frames
+    lab.show_frame(0)
+    lab.stop()  # cancelled after event 1: another picture, drawn
+    assert len(built) == 1 and lab.picture not in frames
