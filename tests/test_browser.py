@@ -897,6 +897,70 @@ def test_a_panel_whose_kernel_restarted_says_so(page, lab_server: Lab) -> None:
     assert dead["banner"] >= dead["panel"] - 20, dead  # whole: the message spans the panel
 
 
+def run_cell(page, needle: str) -> None:
+    """Run the first cell whose source holds ``needle``, as Shift+Enter on it does."""
+    page.evaluate(
+        """(needle) => {
+            const notebook = window.jupyterapp.shell.currentWidget.content;
+            notebook.activeCellIndex = notebook.widgets.findIndex(
+                c => c.model.sharedModel.source.includes(needle));
+            return window.jupyterapp.commands.execute('notebook:run-cell').then(() => null);
+        }""",
+        needle,
+    )
+
+
+def test_no_widget_model_is_ever_missing_and_a_reopened_lesson_says_its_kernel_went(
+    page, lab_server: Lab
+) -> None:
+    """A new user once saw "Error: widget model not found" in the console: a lesson saved
+    with its panels' views (JupyterLab autosaves every two minutes) and opened again once
+    its kernel had gone. The panels' state is saved with the lesson (launch.LAB_SETTINGS):
+    reopened, each panel shows as it was, marked "this panel lost its kernel". On the way
+    the other suspects, none of which may log the error either: Run All twice, Play then
+    the panel's cell run again while playing, rapid fault clicks, a kernel restart while
+    playing, Run All after it."""
+    name = "03_when_an_undo_fails.ipynb"
+    open_lesson(page, None, None, name)
+    run_all(page)
+    run_all(page)
+    check(page, "scrollTo", [".rollback-lab", 0])
+    page.locator(".rollback-lab .rl-play-button").first.click()
+    run_cell(page, "RollbackLab(saga")  # while playing
+    page.wait_for_function(IDLE)
+    page.locator(".rollback-lab .rl-image").first.wait_for()
+    check(page, "scrollTo", [".rollback-lab", 0])
+    for n in range(8):
+        page.locator(".rollback-lab .rl-action select").first.select_option(index=n % 2)
+    page.wait_for_function(IDLE)
+    page.locator(".rollback-lab .rl-play-button").first.click()
+    page.evaluate(
+        "async () => { await window.jupyterapp.shell.currentWidget.sessionContext.session"
+        ".kernel.restart(); }"
+    )
+    page.wait_for_function(IDLE)
+    run_all(page)
+    command(page, "docmanager:save")
+    saved = json.loads((lab_server.root / name).read_text())
+    assert saved["metadata"].get("widgets"), "the panels' state is not saved with the lesson"
+    page.evaluate(
+        "async () => { await window.jupyterapp.shell.currentWidget.sessionContext.shutdown(); }"
+    )
+    close_lessons(page)
+    open_lesson(page, None, None, name)  # a new kernel: the saved panels' models are gone
+    page.wait_for_selector(".rollback-lab", state="attached")  # drawn from the saved state
+    check(page, "scrollTo", [".rollback-lab", 0])
+    lost = page.locator(".rollback-lab .rl-lost").first
+    lost.wait_for(state="visible")
+    assert lost.inner_text() == "this panel lost its kernel: run the cell again"
+    page.wait_for_timeout(2500)  # ipywidgets looks for a missing model for 2 s, then says so
+    text = page.locator(".jp-NotebookPanel").first.inner_text()
+    assert not [bad for bad in WIDGET_ERRORS if bad in text]
+    real = [e for e in page.errors if not _ignorable(e)]
+    assert not [e for e in real if "model not found" in e], real
+    assert real == [], real
+
+
 def test_temporals_web_ui_shows_a_compensated_workflow(browser) -> None:
     """Temporal's own Web UI (the dev server's, on 127.0.0.1) shows the saga's history:
     the failed step and the undo activities that compensated it."""

@@ -137,10 +137,11 @@ def test_the_clicked_run_plays_beside_its_picture_and_the_picture_follows():
     [picture, side] = grid.view.children
     assert picture is grid.picture  # the picture first, beside it: its controls, what ran
     # the controls on top: the texts under them change length, they never move (newuser7)
-    controls = side.children[0].children
+    [player, note] = side.children
+    assert player is grid.player and note is grid.side
+    controls = player.children[0].children
     assert list(controls) == [grid.lab.play_button, grid.lab.back, grid.lab.forward]
-    assert side.children[1] is grid.lab.slider
-    assert list(side.children[2:]) == [grid.now, grid.side]
+    assert list(player.children[1:]) == [grid.lab.slider, grid.now]
     key = next(k for k, run in grid.grid.items() if run.violations)
     grid.open(*key)
     last = grid.lab.frame_count - 1
@@ -166,9 +167,32 @@ def test_the_clicked_run_plays_beside_its_picture_and_the_picture_follows():
         ended = str(grid.opened.status) in words(grid.now.value.split("rl-result")[1]).split()[:1]
         assert ended == (index == total - 1), (index, grid.now.value)
     grid.lab.show_frame(1)
-    kept = grid.picture.value
-    grid.lab.set_fault(grid.lab.saga.names[0], "fail")  # another run: the cell's picture stays
-    assert grid.picture.value == kept and f"data-cell='{key[0]}-{key[1]}'" in kept
+    assert "eg-open" in grid.buttons[key]._dom_classes
+
+
+def test_a_change_in_the_panel_under_the_grid_lets_go_of_the_grids_player():
+    """newuser8: after a fault was changed in the panel under the grid, the grid's Play,
+    back, next and slider moved the panel's new run while its picture, caption and result
+    stayed the cell's. The grid now says the panel runs other faults, shows no player
+    until a cell is clicked again, and outlines no cell."""
+    grid = _lesson_11_grid()
+    key = next(k for k, run in grid.grid.items() if run.violations)
+    grid.open(*key)
+    assert grid.player.layout.display is None and grid.picture.value
+    first = grid.lab.saga.names[0]
+    grid.lab.set_fault(first, "fail" if grid.lab.actions[first].value == "ok" else "ok")
+    assert grid.player.layout.display == "none"  # nothing beside the grid moves another run
+    assert grid.picture.value == grid.now.value == "" and grid.opened is None
+    said = words(grid.side.value)
+    assert f"row {key[0] + 1}, column {key[1] + 1}" in said and "click a cell" in said
+    assert not [b for b in grid.buttons.values() if "eg-open" in b._dom_classes]
+    grid.lab.show_frame(0)  # the panel's own player still works; the grid stays let go
+    assert grid.picture.value == ""
+    grid.open(*key)  # a click on the cell: its run, its player, its outline again
+    assert grid.player.layout.display is None and f"data-cell='{key[0]}-{key[1]}'" in (
+        grid.picture.value
+    )
+    assert "eg-open" in grid.buttons[key]._dom_classes
 
 
 def test_the_view_keeps_its_height_whatever_cell_is_clicked():

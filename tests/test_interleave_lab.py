@@ -126,3 +126,46 @@ def test_an_oversell_is_an_anomaly_even_when_the_count_comes_back():
     assert trace.world["rooms free"] == 0  # the end looks fine
     assert trace.anomaly == "turn 2: the room is oversold (-1 free, held by bob and ann)"
     assert headline(trace)[0].startswith("Anomaly: turn 2: the room is oversold")
+
+
+def test_an_interleaving_drawn_in_layers_is_the_picture_drawn_whole_and_empty():
+    """The panel draws an interleaving once, without its turns, then its turns onto it: the
+    same pixels as the picture drawn whole, and as drawn with no turn."""
+    import numpy as np
+
+    from rollback_lessons.lab.interleave import layers, text_lines
+
+    scenario = SCENARIOS["fuzzy read"]
+    for trace in interleavings(scenario)[:2]:
+        lines = text_lines([trace])
+        whole, empty, boxes, _ = layers(scenario, trace, lines)
+        for upto, layer in ((None, whole), (0, empty)):
+            fig = draw_trace(scenario, trace, upto, lines=lines, title=False)
+            fig.canvas.draw()
+            assert (np.asarray(fig.canvas.buffer_rgba()) == layer).all(), (trace.schedule, upto)
+        assert len(boxes) == len(trace.turns) and all(boxes)
+
+
+def test_a_move_of_the_interleaving_slider_draws_nothing_and_its_text_says_its_value(
+    monkeypatch,
+):
+    """Lesson 10's text lagged its slider (about 1 s at load 10): each move drew its
+    interleaving, one move after another. Every interleaving of the countermeasure shown is
+    drawn when it is chosen, so a move draws nothing, and the text under the slider is its
+    interleaving's at once: the view a panel opened on that interleaving shows."""
+    import rollback_lessons.lab.interleave as interleave
+
+    lab = IsolationLab("dirty read")
+    lab.choose("semantic lock", 1)
+    drawn = []
+    real = interleave.draw_trace
+    monkeypatch.setattr(interleave, "draw_trace", lambda *a, **k: drawn.append(a) or real(*a, **k))
+    n = lab.interleaving.max
+    for number in (2, n, 1, n, 2):
+        lab.interleaving.value = number  # what the slider does
+        assert f"Interleaving {number} of {n}" in lab.view.value
+        assert lab.turn.value == lab.turn.max == len(lab.trace.turns)
+    assert drawn == []
+    fresh = IsolationLab("dirty read")
+    fresh.choose("semantic lock", 2)
+    assert fresh.view.value == lab.view.value

@@ -242,7 +242,9 @@ def test_every_event_heading_says_the_status_once_and_fits_two_lines(trip_lab, p
 
     from rollback_lessons.lab.drawing import frame_caption
 
-    combos = [[(step, f)] for step in TRIP for f in ("fail", "fail_after_effect")]
+    offered = {step: [v for _, v in trip_lab.actions[step].options] for step in TRIP}
+    combos = [[(step, f)] for step in TRIP for f in ("fail", "fail_after_effect")
+              if f in offered[step]]  # fmt: skip
     combos.append([("reserve_room", "undo_fails"), ("charge_card", "fail")])
     seen_last = set()
     for faults in [[], *combos]:
@@ -308,3 +310,24 @@ def test_a_step_without_an_undo_says_no_undo_and_why(trip_lab):
     trip = RollbackLab(travel.booking(), state=travel.state)
     last = trip.saga.steps[-1]
     assert last.undo is None and "the last step" in trip.undos[last.name].tooltip
+
+
+def test_each_step_is_offered_the_faults_the_explorer_tries_for_it(trip_lab):
+    """newuser8 (lesson 04): a gate offered "fail after effect", and the run then told of an
+    effect a gate never has. The panel offers each step the faults of the explorer's space
+    (``explore.single_faults``, one rule for both): a gate fails, or works."""
+    from rollback_lessons.errors import InvalidPipelineError
+    from rollback_lessons.explore import single_faults
+    from rollback_lessons.faults import ACTION_FAULTS
+
+    space = single_faults(trip_lab.saga)
+    for step in trip_lab.saga.steps:
+        offered = {v for _, v in trip_lab.actions[step.name].options} - {"ok"}
+        explored = {f.value for s, f in space if s == step.name and f in ACTION_FAULTS}
+        assert offered == explored, step.name
+    gate = trip_lab.actions["verify_card"]
+    assert [v for _, v in gate.options] == ["ok", "fail"]
+    assert "fails before its effect" in gate.tooltip and "effect happens" not in gate.tooltip
+    with pytest.raises(InvalidPipelineError, match="gate"):
+        trip_lab.set_fault("verify_card", "fail_after_effect")
+    assert trip_lab.set_fault("reserve_room", "fail_after_effect").status is not None

@@ -13,7 +13,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from rollback_lessons import Status, VirtualClock
-from rollback_lessons.faults import fault_space
+from rollback_lessons.explore import single_faults
 from rollback_lessons.lab import viz
 from rollback_lessons.lab.drawing import ENDING_MARKS, legend_entries
 from rollback_lessons.lab.grid import ExplorerGrid
@@ -159,7 +159,7 @@ def every_ending():
         saga = make()
         last = saga.names[-1]
         yield saga, state, {}, "continue"  # committed
-        for step, fault in fault_space((s.name, s.undo is not None) for s in saga.steps):
+        for step, fault in single_faults(saga):  # what the panel offers (a gate: no effect)
             if not str(fault).startswith("undo"):
                 yield saga, state, {step: [str(fault)]}, "continue"
                 continue
@@ -360,3 +360,25 @@ def test_the_rollback_shade_leaves_a_parallel_branchs_band_its_own_colour():
     assert max(abs(a - b) for a, b in zip(plain, rgb(UNDO, SHADE), strict=True)) <= 2
     before = colour(start - 1.5, lane["flight"] + 0.3)  # the band before the rollback too
     assert max(abs(a - b) for a, b in zip(before, rgb(BRANCH), strict=True)) <= 2
+
+
+def test_a_run_shown_before_is_not_drawn_again_and_shows_the_same_frames(monkeypatch):
+    """A fault clicked on, off and on again: the third run is the first one again, so its
+    frames are the ones kept (no artist made, nothing drawn), the same bytes as a panel
+    that draws every run afresh; a run with another ending (a Stop) is drawn."""
+    lab = RollbackLab(xyz_saga(), state=xyz_state())
+    lab.set_fault("step2", "fail")
+    frames = [lab.timeline.render(i) for i in range(lab.frame_count)]
+    lab.set_fault("step2", "ok")
+    built = []
+    real = lab.timeline._build_run
+    monkeypatch.setattr(lab.timeline, "_build_run", lambda *a: built.append(a) or real(*a))
+    lab.set_fault("step2", "fail")
+    assert built == [] and [lab.timeline.render(i) for i in range(lab.frame_count)] == frames
+    fresh = RollbackLab(xyz_saga(), state=xyz_state())
+    fresh.timeline.frames.runs = 0
+    fresh.set_fault("step2", "fail")
+    assert [fresh.timeline.render(i) for i in range(fresh.frame_count)] == frames
+    lab.show_frame(0)
+    lab.stop()  # cancelled after event 1: another picture, drawn
+    assert len(built) == 1 and lab.picture not in frames

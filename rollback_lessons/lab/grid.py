@@ -226,8 +226,10 @@ class ExplorerGrid:
         self.now = w.HTML()
         self.now.add_class("eg-now")
         # the controls first: what is under them changes length, they never move (newuser7)
+        # the panel's player, here while the panel shows the clicked cell's run
+        self.player = w.VBox([controls, self.lab.slider, self.now])
         self.view = w.HBox(
-            [self.picture, w.VBox([controls, self.lab.slider, self.now, self.side],
+            [self.picture, w.VBox([self.player, self.side],
                                   layout=w.Layout(flex="1 1 auto", min_width="0"))],
             layout=w.Layout(align_items="flex-start", height=f"{VIEW_PX}px",
                             overflow="hidden"),
@@ -338,6 +340,7 @@ class ExplorerGrid:
             if "eg-open" in button._dom_classes:
                 button.remove_class("eg-open")
         self.buttons[(row, col)].add_class("eg-open")
+        self.player.layout.display = None  # (shown again, if a change had let it go)
         self.lab.open_run([(s, str(f)) for s, f in run.faults], run.policy)
         self.lab.show_frame(self.lab.frame_count - 1)
         self._follow()
@@ -352,7 +355,8 @@ class ExplorerGrid:
         for step, fault in run.faults:
             wanted.setdefault(step, []).append(str(fault))
         if self.lab.inject != wanted or self.lab.policy.value != run.policy:
-            return  # the learner changed the panel's faults: this picture stays the cell's
+            self._let_go()
+            return
         row, col = self.cell
         lab = self.lab
         png = lab.timeline.render(lab.frame)
@@ -362,6 +366,21 @@ class ExplorerGrid:
         now = now_html(outcome, lab.frame, lab._result)
         if now != self.now.value:
             self.now.value = now
+
+    def _let_go(self) -> None:
+        """The learner changed the panel's faults or policy: its run is no longer the
+        cell's. The grid says so and lets go of the panel's player (its Play, back, next
+        and slider would move a run the picture here does not show: newuser8) until a
+        cell is clicked again."""
+        row, col = self.cell
+        self.opened = None
+        self.buttons[(row, col)].remove_class("eg-open")
+        self.player.layout.display = "none"
+        self.picture.value = self.now.value = ""
+        self.side.value = (
+            f"<div class='eg-note'>The panel under the grid now runs other faults than row "
+            f"{row + 1}, column {col + 1}: click a cell to see its run here.</div>"
+        )
 
     @property
     def note(self) -> str:

@@ -159,6 +159,48 @@ def trace_png(scenario: Scenario, trace: Trace, upto: int | None = None) -> byte
     return figure_png(draw_trace(scenario, trace, upto))
 
 
+LAYERS: dict[Any, Any] = {}  # (countermeasure, interleaving, lines) -> ``layers``
+KEPT = 12  # interleavings kept drawn (about 2.5 MB each): a scenario's with its countermeasures
+
+
+def layers(scenario: Scenario, trace: Trace, lines: int) -> tuple[Any, Any, Any, dict[str, Any]]:
+    """The interleaving's picture whole and without its turns (RGBA arrays), each turn's
+    pixel boxes, and its report: one figure drawn once without the turns' artists (gid
+    ``turn-<i>``), then the turns drawn onto it."""
+    fig = draw_trace(scenario, trace, None, lines=lines, title=False)
+    turns: dict[str, list[Any]] = {}
+    [ax] = fig.axes
+    for artist in [*ax.lines, *ax.texts]:  # (not findobj: it makes the hidden axes' ticks)
+        gid = artist.get_gid()
+        if gid and gid.startswith("turn-"):
+            turns.setdefault(gid, []).append(artist)
+    for artist in (a for found in turns.values() for a in found):
+        artist.set_visible(False)
+    canvas = fig.canvas
+    canvas.draw()  # type: ignore[attr-defined]
+    empty = np.asarray(canvas.buffer_rgba()).copy()  # type: ignore[attr-defined]
+    renderer = canvas.get_renderer()  # type: ignore[attr-defined]
+    height = int(fig.bbox.height)
+    boxes: list[list[tuple[int, int, int, int]]] = []
+    for i in range(len(trace.turns)):
+        turn = []
+        for artist in turns.get(f"turn-{i}", []):
+            artist.set_visible(True)
+            artist.axes.draw_artist(artist)
+            b = artist.get_window_extent(renderer).padded(3)
+            turn.append((max(int(b.x0), 0), max(height - int(b.y1), 0),
+                         int(b.x1) + 1, height - int(b.y0) + 1))  # fmt: skip
+        boxes.append(turn)
+    whole = np.asarray(canvas.buffer_rgba()).copy()  # type: ignore[attr-defined]
+    return whole, empty, boxes, {"min_text_px": round(min_text_px(fig), 2)}
+
+
+def _keep(key: Any, drawn: Any) -> None:
+    LAYERS[key] = drawn
+    while len(LAYERS) > KEPT:  # the oldest first
+        LAYERS.pop(next(iter(LAYERS)))
+
+
 class IsolationLab:
     """Pick a countermeasure (or none) and an interleaving; step through its turns.
 
@@ -177,7 +219,6 @@ class IsolationLab:
         self.anomaly = anomaly
         self._traces = {key: interleavings(SCENARIOS[key]) for key in choices}
         self._lines = text_lines([t for ts in self._traces.values() for t in ts])
-        self._cache: dict[tuple[str, int], Any] = {}
         self._report: dict[str, Any] = {}
         self._quiet = False
         self.countermeasure = w.Dropdown(
@@ -277,6 +318,17 @@ class IsolationLab:
         finally:
             self._quiet = False
         self._show()
+        self._warm()
+
+    def _warm(self) -> None:
+        """Every interleaving of the countermeasure shown drawn now, after the one shown:
+        a move of the slider then draws nothing, so the text under it never lags behind
+        (drawn per move, the kernel fell a second behind a learner's arrow keys at load 10,
+        each move waiting for the moves before it)."""
+        for number, trace in enumerate(self.traces, 1):
+            key = (self.countermeasure.value, number, self._lines)
+            if key not in LAYERS:
+                _keep(key, layers(self.scenario, trace, self._lines))
 
     def _on_turn(self, change: Any) -> None:
         if not self._quiet:
@@ -296,33 +348,14 @@ class IsolationLab:
 
     def _layers(self) -> tuple[Any, Any, list[list[tuple[int, int, int, int]]]]:
         """This interleaving drawn whole and drawn empty, and where each turn's marks are
-        (pixel boxes): a turn is shown by copying its boxes, with no drawing per click."""
-        key = (self.countermeasure.value, self.interleaving.value)
-        if key not in self._cache:
-            trace = self.trace
-            whole = draw_trace(self.scenario, trace, None, lines=self._lines, title=False)
-            empty = draw_trace(self.scenario, trace, 0, lines=self._lines, title=False)
-            boxes: list[list[tuple[int, int, int, int]]] = []
-            renderer = whole.canvas.get_renderer()  # type: ignore[attr-defined]
-            whole.canvas.draw()
-            empty.canvas.draw()
-            height = int(whole.bbox.height)
-            for i in range(len(trace.turns)):
-                gid = f"turn-{i}"
-                found = [a for a in whole.findobj() if a.get_gid() == gid]
-                turn = []
-                for artist in found:
-                    b = artist.get_window_extent(renderer).padded(3)
-                    turn.append((max(int(b.x0), 0), max(height - int(b.y1), 0),
-                                 int(b.x1) + 1, height - int(b.y0) + 1))  # fmt: skip
-                boxes.append(turn)
-            self._report = {"min_text_px": round(min_text_px(whole), 2)}
-            self._cache[key] = (
-                np.asarray(whole.canvas.buffer_rgba()).copy(),  # type: ignore[attr-defined]
-                np.asarray(empty.canvas.buffer_rgba()).copy(),  # type: ignore[attr-defined]
-                boxes,
-            )
-        return self._cache[key]
+        (pixel boxes): a turn is shown by copying its boxes, with no drawing per click.
+        Drawn once per kernel (``LAYERS``): one figure, drawn without its turns, then the
+        turns drawn onto it."""
+        key = (self.countermeasure.value, self.interleaving.value, self._lines)
+        if key not in LAYERS:
+            _keep(key, layers(self.scenario, self.trace, self._lines))
+        whole, empty, boxes, self._report = LAYERS[key]
+        return whole, empty, boxes
 
     def picture(self) -> bytes:
         """The PNG of the turns so far."""

@@ -26,8 +26,13 @@ LESSONS = "[0-9][0-9]_*.ipynb"
 # writes them into the venv too), or the wheel's (which ships them as
 # share/jupyter/lab/settings/overrides.d/rollback-lessons.json, read only where JupyterLab's
 # own files are in the same prefix).
-LAB_SETTINGS = {
-    "@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False}
+# And the panels' state saved with a lesson (JupyterLab autosaves every two minutes): a
+# lesson reopened once its kernel has gone shows each panel as it was, marked "this panel
+# lost its kernel: run the cell again", not "Error displaying widget: model not found"
+# (and that error in the browser's console).
+LAB_SETTINGS: dict[str, dict[str, object]] = {
+    "@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False},
+    "@jupyter-widgets/jupyterlab-manager:plugin": {"saveState": True},
 }
 
 

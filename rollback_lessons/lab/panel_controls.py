@@ -78,6 +78,20 @@ def _choice(
     )
 
 
+def action_choice(offered: Iterable[str], width: str = "132px") -> w.Dropdown:
+    """A step's faults: only those the explorer's fault space has for it
+    (``explore.single_faults``, one rule: a gate changes nothing, so it has no effect to
+    fail after), each with its tooltip."""
+    allowed = {"ok", *offered}
+    kept = [
+        (choice, tip)
+        for choice, tip in zip(ACTION_CHOICES, ACTION_TIPS, strict=True)
+        if choice[1] in allowed
+    ]
+    options, tips = tuple(c for c, _ in kept), tuple(t for _, t in kept)
+    return _choice(options, "ok", tips, width)
+
+
 def no_undo_reason(kind: str, last: bool) -> str:
     """Why a step has no undo to break, in the words its lane uses."""
     if kind_word(kind) == "irreversible":

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 from matplotlib.transforms import TransformedPatchPath
 
 from ..outcome import Outcome, Status
@@ -64,20 +62,10 @@ from .drawing import (  # noqa: F401 (the colours and sizes, for the modules tha
 from .parts import TableAndLog
 from .png import encode_png
 from .quality import min_text_px
+from .timeline_run import TOP, Frames, RunArtists, _Glyph, run_key
 
 
-@dataclass
-class _Glyph:
-    """An artist that appears at event ``seq`` and stays."""
-
-    seq: int
-    artist: Any
-
-
-TOP = -0.8  # the lanes' top edge, above the first lane: the rollback's label clears its ring
-
-
-class Timeline(TableAndLog):
+class Timeline(TableAndLog, RunArtists):
     """One reusable figure for a saga's steps; ``load`` a run, then ``render`` its frames.
 
     ``table`` draws the state (before and now) beside the lanes, each value on up to
@@ -133,6 +121,9 @@ class Timeline(TableAndLog):
         self._static_cut = list(self.cut)
         self._glyphs: list[_Glyph] = []
         self._outcome: Outcome | None = None
+        self._built: Outcome | None = None  # the run whose artists are made
+        self._stopped_after: int | None = None
+        self.frames = Frames()  # the frames of the runs drawn last (a panel's: no table)
         self._cache: dict[int, bytes] = {}
 
     table_chars = staticmethod(table_chars)
@@ -209,139 +200,26 @@ class Timeline(TableAndLog):
 
     # -- a run -----------------------------------------------------------------------
 
-    def _keep(self, seq: int, artist: Any) -> None:
-        self._glyphs.append(_Glyph(seq, artist))
-
-    def _line(self, xs: list[float], ys: list[float], **style: Any) -> Line2D:
-        """A line added without ``plot``'s bookkeeping (the limits are set by hand): a
-        panel loads a run per click, and this is most of that work."""
-        line = Line2D(xs, ys, **style)
-        line.set_clip_path(self._clip)  # made once: add_artist would make one per artist
-        self.ax.add_artist(line)
-        return line
-
-    def _bar(self, seq: int, start: int, y: int, colour: str, head: str) -> None:
-        """A step or an undo, from its start to its end; the head points its way."""
-        self._keep(seq, self._line([start, seq], [y, y], color=colour, lw=7,
-                                   solid_capstyle="butt"))  # fmt: skip
-        self._keep(seq, self._line([seq], [y], marker=head, color=colour, ms=14, ls=""))
-
-    def _mark(self, seq: int, y: int, marker: str, colour: str, face: str | None = None) -> None:
-        size = 17 if marker in ("X", RETRY_MARK) else 12
-        edge, width = (colour, 2.5) if face else ("white", 1)
-        line = self._line(
-            [seq], [y], marker=marker, ls="", mfc=face or colour, mec=edge, mew=width, ms=size
-        )
-        self._keep(seq, line)
-
-    def _note(
-        self, seq: int, x: float, y: float, text: str, colour: str, ha: str = "center"
-    ) -> None:
-        artist = self.ax.text(x, y - 0.3, text, color=colour, fontsize=SMALL, ha=ha)
-        self._notes.append((artist, x, y, ha))
-        self._keep(seq, artist)
-
     def load(self, outcome: Outcome, stopped_after: int | None = None) -> None:
-        """Make the artists for one run; they show up frame by frame. ``stopped_after``:
-        the panel's Stop was pressed once that many events had happened (a dotted line
-        there, from the frame after it)."""
-        for glyph in self._glyphs:
-            glyph.artist.remove()
-        self._glyphs, self._cache, self._outcome = [], {}, outcome
-        self._notes: list[tuple[Any, float, float, str]] = []
-        fixed: list[Any] = []
-        events = outcome.events
-        self.ax.set_xlim(0, max(len(events), 1) + 1)
-        started: dict[str, int] = {}
-        # shaded from where the undos start: a halt after the pivot has no rollback to show
-        failed_at = next((e.seq for e in events if e.kind == "rollback_start"), None)
-        if failed_at is not None:
-            span, label = rollback_shade(self, failed_at, len(events), TOP)  # (clipped)
-            self._keep(failed_at, span)
-            self._keep(failed_at, label)
-            fixed.append(label)
-        path_x: list[float] = []
-        path_y: list[float] = []
-        self._path_len: list[int] = []
-        for e in events:
-            k, s = e.kind, e.seq
-            y = self.lane.get(e.step) if e.step is not None else None
-            if y is not None and k in _ON_PATH:
-                path_x.append(s)
-                path_y.append(y)
-            self._path_len.append(len(path_x))
-            if k in ("step_start", "undo"):
-                started[e.step] = s  # type: ignore[index]
-            elif k == "step_done":
-                self._bar(s, started[e.step], y, FORWARD, ">")  # type: ignore[arg-type,index]
-            elif k == "undo_done":
-                self._bar(s, started[e.step], y, UNDO, "<")  # type: ignore[arg-type,index]
-            elif k == "undo_registered":
-                self._mark(s, y, "o", REGISTER, face="white")  # type: ignore[arg-type]
-            elif k == "step_retry":
-                self._mark(s, y, RETRY_MARK, RETRY)  # type: ignore[arg-type]
-            elif k == "step_failed":
-                if e.details.get("after_effect"):
-                    self._bar(s, started[e.step], y, FORWARD, ">")  # type: ignore[arg-type,index]
-                    self._note(s, s, y, "effect happened", FAIL)  # type: ignore[arg-type]
-                self._mark(s, y, "X", FAIL)  # type: ignore[arg-type]
-            elif k == "undo_failed":
-                marker, colour, word = _UNDO_FAILED.get(str(e.details.get("then")), _DEAD)
-                self._mark(s, y, marker, colour)  # type: ignore[arg-type]
-                self._note(s, s, y, word, colour)  # type: ignore[arg-type]
-            elif k in ("committed", "rollback_done", "halted"):
-                end = Line2D([s, s], [0, 1], color=INK, lw=2, ls="--",
-                             transform=self.ax.get_xaxis_transform())  # fmt: skip
-                end.set_clip_path(self._clip)
-                self.ax.add_artist(end)
-                self._keep(s, end)
-                if k == "halted" and y is not None:  # a step past the point of no return
-                    self._mark(s, y, *_HALTED)  # failed: its lane says "halted" (the legend's)
-                    self._note(s, s, y, "left for a person ", PIVOT, "right")
-                if k == "rollback_done":
-                    for name in outcome.leaked:
-                        self._note(s, s - 0.3, self.lane[name], "still done ", FAIL, "right")
-        if stopped_after is not None and 0 < stopped_after < len(events):
-            x = (events[stopped_after - 1].seq + events[stopped_after].seq) / 2
-            stop = Line2D([x, x], [0, 1], transform=self.ax.get_xaxis_transform(),
-                          gid="stop", **STOP_STYLE)  # fmt: skip
-            stop.set_clip_path(self._clip)
-            self.ax.add_artist(stop)
-            self._keep(events[stopped_after].seq, stop)
-        self._path_xy = (path_x, path_y)
-        unplaced = place_notes(self.canvas, self.ax, self._notes, fixed, self._path_xy)
-        if unplaced and fixed:
-            # a note found no free spot: the rollback's label goes to the shade's other end
-            # (the top corner the notes did not need), and the notes are placed again
-            [label] = fixed
-            if label.get_horizontalalignment() == "right":
-                label.set_horizontalalignment("left")
-                label.set_position((failed_at, TOP + 0.05))
-            else:
-                label.set_horizontalalignment("right")
-                label.set_position((len(events) + 0.9, TOP + 0.05))
-            unplaced = place_notes(self.canvas, self.ax, self._notes, fixed, self._path_xy)
-        if unplaced:  # still none: a note may go above a higher lane, at its own time
-            place_notes(self.canvas, self.ax, self._notes, fixed, self._path_xy, far=True)
-        for glyph in self._glyphs:
-            glyph.artist.set_animated(True)
-        # This run's background: the static figure plus the state before, in both columns;
-        # a frame then only draws the glyphs so far and the values that changed.
-        before = outcome.state_before or {}
+        """Show one run; its artists show up frame by frame. ``stopped_after``: the panel's
+        Stop was pressed once that many events had happened (a dotted line there, from the
+        frame after it). A run drawn before is not drawn again: its frames are kept
+        (``frames``, by ``run_key``), and its artists are made again only when a frame not
+        kept is asked for."""
+        self._outcome, self._stopped_after = outcome, stopped_after
+        self._cache = self.frames.of(None if self.table else run_key(outcome, stopped_after))
         self.cut = list(self._static_cut)
-        self.canvas.restore_region(self._background)
-        for (b, a, _), key in zip(self._cells, self.state_keys, strict=True):
-            b.set_text(self._cell_text(key, before.get(key, NONE), 1))
-            a.set_text(self._cell_text(key, before.get(key, NONE), 2))
-            self.tax.draw_artist(b)
-            self.tax.draw_artist(a)
-        if len(events) > self.log_rows > 0:
-            self.cut.append(f"the event log shows {self.log_rows} of {len(events)} events")
-        self._run_background = self.canvas.copy_from_bbox(self.fig.bbox)
-        self._layer, self._layer_seq = self._run_background, 0
-        # what the layer shows in each "now" cell: the value before, not highlighted
-        self._initial = [(b.get_text(), False) for b, _, _ in self._cells]
-        self._drawn = list(self._initial)
+        events = len(outcome.events)
+        if events > self.log_rows > 0:
+            self.cut.append(f"the event log shows {self.log_rows} of {events} events")
+        if not self._cache:
+            self._ensure()
+
+    def _ensure(self) -> None:
+        """The artists of the run loaded (a run whose frames were all kept has none yet)."""
+        if self._built is not self._outcome and self._outcome is not None:
+            self._build_run(self._outcome, self._stopped_after)
+            self._built = self._outcome
 
     @property
     def frame_count(self) -> int:
@@ -351,6 +229,7 @@ class Timeline(TableAndLog):
         """Set every artist to how it looks after event ``index``."""
         outcome = self._outcome
         assert outcome is not None
+        self._ensure()
         if not 0 <= index < len(outcome.events):
             raise IndexError(f"frame {index} is out of range 0..{len(outcome.events) - 1}")
         event = outcome.events[index]

@@ -7,7 +7,9 @@ also a method, so lesson cells and tests drive the same panel without a browser.
 Made for a classroom: it fits one 1366x768 screen with JupyterLab's file browser open
 (about 600 px tall), its text is at least 12 px, and each change reaches the browser as
 ONE widget message (the view: picture, state, result and event log together), sent before
-anything else the change updates; the kernel's share of a click is about 12 ms.
+anything else the change updates (the slider's max and value: one message). The kernel's
+share of a click: about 12 ms CPU for a run not drawn before, 1-2 ms for one drawn before
+(its frames are kept: ``Timeline.frames``).
 """
 
 from __future__ import annotations
@@ -20,13 +22,12 @@ import ipywidgets as w
 
 from ..clock import VirtualClock
 from ..errors import InvalidPipelineError, UnknownFaultError, UnknownStepError
+from ..explore import single_faults
 from ..outcome import Outcome
 from ..saga import Saga, snapshot
 from . import guard, timeline
 from .graphs import branch_groups
 from .panel_controls import (
-    ACTION_CHOICES,
-    ACTION_TIPS,
     FAULTS,
     GRAPH_ORDERS,
     IN_ORDER,
@@ -34,8 +35,8 @@ from .panel_controls import (
     POLICIES,
     REGISTERS,
     STOP_TIP,
-    _choice,
     _dropdown,
+    action_choice,
     layout,
     mark_chosen,
     run_said,
@@ -58,9 +59,10 @@ from .panel_html import (  # noqa: F401 (the panel's HTML parts, as the other pa
     state_html,
     view_html,
 )
+from .player import Player, one_message_each
 
 
-class RollbackLab:
+class RollbackLab(Player):
     """A failure-injection panel for ``saga``; ``state`` is a mapping or a factory of one."""
 
     def __init__(
@@ -98,8 +100,10 @@ class RollbackLab:
         self._jumped = False  # the frame shown was the panel's choice, not the learner's
         self._frame = 0
 
+        offered = single_faults(saga)  # the explorer's fault space: one rule for both
         self.actions = {
-            s.name: _choice(ACTION_CHOICES, "ok", ACTION_TIPS, "132px") for s in saga.steps
+            s.name: action_choice(f.value for step, f in offered if step == s.name)
+            for s in saga.steps
         }
         last = saga.steps[-1].name
         self.undos = {
@@ -209,6 +213,10 @@ class RollbackLab:
             if self.undos[step].disabled:
                 raise InvalidPipelineError(f"step {step!r} has no undo to break")
             self.undos[step].value = fault
+        elif fault not in [v for _, v in self.actions[step].options]:
+            raise InvalidPipelineError(
+                f"step {step!r} is a gate: it changes nothing, so it has no effect to fail after"
+            )
         else:
             self.actions[step].value = fault
         assert self.outcome is not None
@@ -267,7 +275,9 @@ class RollbackLab:
         explorer's grid opens a cell here)."""
         faults = list(faults)
         for step, fault in faults:
-            if step not in self.actions or fault not in FAULTS:
+            controls = self.undos if str(fault).startswith("undo") else self.actions
+            offered = [v for _, v in controls[step].options] if step in controls else []
+            if fault not in offered:  # (a gate has no "fail after effect", ...)
                 raise InvalidPipelineError(f"cannot set {fault!r} on {step!r} in this panel")
         self._quiet = True  # every control set first, then one run
         try:
@@ -337,9 +347,10 @@ class RollbackLab:
         self._show(frame)  # the view first: it is what the learner watches (one message)
         self._quiet = True  # then the player follows, without drawing the frame again
         try:
-            self.play.playing = False
-            self.play.max = self.slider.max = len(outcome.events)
-            self.slider.value = frame + 1
+            with one_message_each(self.play, self.slider):
+                self.play.playing = False
+                self.play.max = self.slider.max = len(outcome.events)
+                self.slider.value = frame + 1
         finally:
             self._quiet = False
         self._ends()
@@ -349,81 +360,11 @@ class RollbackLab:
 
     telling_frame = staticmethod(telling_frame)
 
-    def toggle_play(self) -> None:
-        """Play from the frame the learner chose, or from the start (at the end, or where
-        a change of fault left the panel: its failure, the lesson's "walk down the lanes,
-        to the failure, and the undo back up"); or pause."""
-        if self.play.playing:
-            self.play.playing = False
-            return
-        if self._jumped or self.frame >= self.frame_count - 1:
-            self.show_frame(0)
-        self._jumped = False
-        self.play.value = self.frame + 1
-        self.play.playing = True
-
-    def show_frame(self, index: int) -> bytes:
-        """Show frame ``index`` (0-based, clamped to the run) and return its PNG."""
-        self._jumped = False  # (the learner's choice: Play goes on from it)
-        self.play.playing = False  # back or next while playing: Play pauses there
-        index = max(0, min(index, self.frame_count - 1))
-        if self.slider.value != index + 1:
-            self.slider.value = index + 1  # the slider's observer draws it
-        else:
-            self._show(index)
-        return self.picture
-
-    @property
-    def frame(self) -> int:
-        """The frame shown, 0-based (the slider and the log say ``frame + 1``)."""
-        return self._frame
-
-    @property
-    def frame_count(self) -> int:
-        return self.timeline.frame_count
-
-    @property
-    def picture(self) -> bytes:
-        """The PNG of the frame shown."""
-        return self.timeline.render(self._frame)
-
     # -- plumbing ----------------------------------------------------------------------
 
     def _on_control(self, change: dict[str, Any]) -> None:
         if not self._quiet:
             self.run()
-
-    def _on_slider(self, change: dict[str, Any]) -> None:
-        if not self._quiet:
-            self.play.playing = False  # the learner took the slider: Play pauses
-            self._jumped = False
-            self._show(change["new"] - 1)
-            self._ends()
-
-    def _on_tick(self, change: dict[str, Any]) -> None:
-        """Play's next frame (Play counts in the browser; the kernel draws). A tick that
-        arrives once the kernel has stopped Play is ignored: it left the browser before the
-        stop got there, and would move the new run to a frame nobody chose."""
-        if self._quiet or not self.play.playing:
-            return
-        index = max(0, min(change["new"] - 1, self.frame_count - 1))
-        self._show(index)  # the view first, then the slider follows it
-        self._quiet = True
-        try:
-            self.slider.value = index + 1
-        finally:
-            self._quiet = False
-        self._ends()
-
-    def _on_playing(self, change: dict[str, Any]) -> None:
-        playing = bool(change["new"])
-        self.play_button.description = "Pause" if playing else "Play"
-        self.play_button.icon = "pause" if playing else "play"
-
-    def _ends(self) -> None:
-        """Back and next are disabled at either end of the run."""
-        self.back.disabled = self._frame <= 0
-        self.forward.disabled = self._frame >= self.frame_count - 1
 
     def view_html(self, index: int) -> str:
         """The view at frame ``index`` (see ``panel_html.view_html``)."""

@@ -1,0 +1,110 @@
+"""The player of ``RollbackLab`` (widgets.py): Play, the event slider, back and next,
+and the frame they show. Kept apart so that the panel's module holds what a change of
+fault does (a new run), and this one how a learner walks through the run shown."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+import ipywidgets as w
+
+
+@contextmanager
+def one_message_each(*widgets: w.Widget) -> Iterator[None]:
+    """Several properties of each widget changed together reach the browser as one
+    message per widget (max and value: not two, each moving the slider and its readout)."""
+    with ExitStack() as stack:
+        for widget in widgets:
+            stack.enter_context(widget.hold_sync())
+        yield
+
+
+class Player:
+    """Mixed into ``RollbackLab``: it sets ``timeline``, ``play``, ``slider``, ``back``,
+    ``forward``, ``play_button``, ``_frame``, ``_quiet`` and ``_jumped``, and draws a frame
+    with ``_show``."""
+
+    timeline: Any
+    play: w.Play
+    slider: w.IntSlider
+    back: w.Button
+    forward: w.Button
+    play_button: w.Button
+    _frame: int
+    _quiet: bool
+    _jumped: bool
+
+    def _show(self, index: int) -> None:  # pragma: no cover - RollbackLab's
+        raise NotImplementedError
+
+    def toggle_play(self) -> None:
+        """Play from the frame the learner chose, or from the start (at the end, or where
+        a change of fault left the panel: its failure, the lesson's "walk down the lanes,
+        to the failure, and the undo back up"); or pause."""
+        if self.play.playing:
+            self.play.playing = False
+            return
+        if self._jumped or self.frame >= self.frame_count - 1:
+            self.show_frame(0)
+        self._jumped = False
+        self.play.value = self.frame + 1
+        self.play.playing = True
+
+    def show_frame(self, index: int) -> bytes:
+        """Show frame ``index`` (0-based, clamped to the run) and return its PNG."""
+        self._jumped = False  # (the learner's choice: Play goes on from it)
+        self.play.playing = False  # back or next while playing: Play pauses there
+        index = max(0, min(index, self.frame_count - 1))
+        if self.slider.value != index + 1:
+            self.slider.value = index + 1  # the slider's observer draws it
+        else:
+            self._show(index)
+        return self.picture
+
+    @property
+    def frame(self) -> int:
+        """The frame shown, 0-based (the slider and the log say ``frame + 1``)."""
+        return self._frame
+
+    @property
+    def frame_count(self) -> int:
+        return self.timeline.frame_count
+
+    @property
+    def picture(self) -> bytes:
+        """The PNG of the frame shown."""
+        return self.timeline.render(self._frame)
+
+    def _on_slider(self, change: dict[str, Any]) -> None:
+        if not self._quiet:
+            self.play.playing = False  # the learner took the slider: Play pauses
+            self._jumped = False
+            self._show(change["new"] - 1)
+            self._ends()
+
+    def _on_tick(self, change: dict[str, Any]) -> None:
+        """Play's next frame (Play counts in the browser; the kernel draws). A tick that
+        arrives once the kernel has stopped Play is ignored: it left the browser before the
+        stop got there, and would move the new run to a frame nobody chose."""
+        if self._quiet or not self.play.playing:
+            return
+        index = max(0, min(change["new"] - 1, self.frame_count - 1))
+        self._show(index)  # the view first, then the slider follows it
+        self._quiet = True
+        try:
+            self.slider.value = index + 1
+        finally:
+            self._quiet = False
+        self._ends()
+
+    def _on_playing(self, change: dict[str, Any]) -> None:
+        playing = bool(change["new"])
+        self.play_button.description = "Pause" if playing else "Play"
+        self.play_button.icon = "pause" if playing else "play"
+
+    def _ends(self) -> None:
+        """Back and next are disabled at either end of the run."""
+        self.back.disabled = self._frame <= 0
+        self.forward.disabled = self._frame >= self.frame_count - 1
