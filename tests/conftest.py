@@ -132,6 +132,19 @@ def dbos_runner():
             yield runner
 
 
+LOST_SOON = 2.0
+"""Seconds a Temporal client keeps asking a server these tests killed (the SDK's 10 s, kept
+by the runner, otherwise): ``ServerLost`` or ``TemporalUnavailable`` the same, sooner."""
+
+
+@pytest.fixture
+def server_lost_soon(monkeypatch):
+    """A Temporal server that stops answering is given up on after ``LOST_SOON`` seconds."""
+    from rollback_lessons.runners.temporal import server
+
+    monkeypatch.setattr(server, "LOST_AFTER", LOST_SOON)
+
+
 @pytest.fixture
 def no_run_left_behind():
     """A test on an engine releases every run it hosted in this process (``hosted.RUNS``,

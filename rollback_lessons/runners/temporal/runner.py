@@ -57,8 +57,8 @@ from .server import (
     TemporalUnavailable,
     check_loopback_only,
     check_ports,
+    client_options,
     quiet_stdout,
-    runtime,
     server_binary,
     start_failure,
     startup_timeout,
@@ -304,7 +304,7 @@ class TemporalRunner:
         if address:
             namespace = os.environ.get("TEMPORAL_NAMESPACE", "default")
             try:
-                client = await Client.connect(address, namespace=namespace, runtime=runtime())
+                client = await Client.connect(address, namespace=namespace, **client_options())
             except Exception as exc:
                 raise TemporalUnavailable(
                     f"could not reach the Temporal server at {address} (TEMPORAL_ADDRESS): {exc}. "
@@ -327,7 +327,7 @@ class TemporalRunner:
                     dev_server_log_level="error",
                     dev_server_extra_args=["--ui-disable-news-fetch"] if ui else ["--headless"],
                     dev_server_startup_timeout=startup_timeout(),
-                    runtime=runtime(),
+                    **client_options(),
                 )
         except Exception as exc:
             check_ports({"the server's port": port, "the Web UI's port": ui_port})  # taken since?
