@@ -202,7 +202,8 @@ def test_a_graphs_branches_are_bands_of_lanes_and_every_mark_is_in_the_legend(mo
     of lanes side by side, under every single fault, undo order and branch finishing first:
     nothing collides or is cut, and the bands' colour is in the legend (once). (The declared
     booking, its car and room in one branch, still crowds a note onto the run's path under
-    a timeout after the car's effect: not yet drawn in a lesson.)"""
+    a timeout after the car's effect: not yet drawn in a lesson.) make test draws a third of
+    the runs, a different third each run (conftest's a_part); make soak all."""
     from rollback_lessons.lab.drawing import BRANCH
     from rollback_lessons.lab.graphs import branch_groups
     from rollback_lessons.worlds import travel
@@ -211,7 +212,8 @@ def test_a_graphs_branches_are_bands_of_lanes_and_every_mark_is_in_the_legend(mo
     groups = branch_groups(saga)
     panel = panel_timeline(saga, travel.state) if mode == "panel" else None
     bad = []
-    for label, outcome in graph_runs(saga, travel.state):
+    runs = a_part(list(graph_runs(saga, travel.state)), 3, name=f"travel {mode}")
+    for label, outcome in runs:
         if panel is not None:
             panel.load(outcome)
             timeline = panel
