@@ -238,7 +238,7 @@ def test_a_server_listening_beyond_loopback_is_refused():
         child.wait()
 
 
-def test_clear_errors_when_there_is_no_server(monkeypatch, tmp_path, server_lost_soon):
+def test_clear_errors_when_there_is_no_server(monkeypatch, tmp_path):
     monkeypatch.setenv("TEMPORAL_ADDRESS", "127.0.0.1:1")
     with pytest.raises(
         TemporalUnavailable, match=r"could not reach the Temporal server at 127\.0\.0\.1:1"

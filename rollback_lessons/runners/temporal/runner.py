@@ -421,13 +421,15 @@ class TemporalRunner:
         warning, and close returns all the same."""
         shutdown = asyncio.ensure_future(self._worker.shutdown())
         done, _ = await asyncio.wait({shutdown}, timeout=GRACE + 0.5)
-        if not done:
+        calls = 0
+        if not done:  # calls still running, or none: the worker waits on a server gone
             self.abandoned = tuple(RUNNING.get(self.task_queue, {}).values())
-            self._executor.abandon()  # their activities fail: the worker can stop
-            done, _ = await asyncio.wait({shutdown}, timeout=GRACE + 0.5)
+            if calls := self._executor.abandon():  # their activities fail: it can stop
+                done, _ = await asyncio.wait({shutdown}, timeout=GRACE + 0.5)
             if not done:
                 shutdown.cancel()
                 self._worker_task.cancel()
+        if calls or self.abandoned:
             warnings.warn(
                 AbandonedCalls(
                     f"closed with {len(self.abandoned)} call(s) still running after {GRACE:g} s, "
