@@ -191,6 +191,8 @@ class Driver:
                             checked(result, "action", step)
                     else:
                         result = yield Call(self.actions[step], self.args, "action", step, None)
+                except GeneratorExit:  # closed, not interrupted: nothing to tell
+                    raise
                 except BaseException as exc:  # an Exception is the machine's to judge
                     op = self.step_raised(exc)
                     continue
@@ -209,6 +211,8 @@ class Driver:
                             checked(done, "undo", step)
                     else:
                         yield Call(self.undos[step], args, "undo", step, timeout)
+                except GeneratorExit:  # closed, not interrupted: nothing to tell
+                    raise
                 except BaseException as exc:
                     op = self.undo_raised(exc)
                     continue
@@ -217,6 +221,8 @@ class Driver:
             elif kind is Wait:
                 try:
                     yield op.seconds  # type: ignore[union-attr]
+                except GeneratorExit:  # closed, not interrupted: nothing to tell
+                    raise
                 except BaseException as exc:  # Ctrl-C while waiting to retry
                     op = self.wait_raised(exc)
                     continue
@@ -303,6 +309,8 @@ class Driver:
             if not self.m.rolling:
                 raise  # going forward it is the caller's: the run fails there
             return self.cut(exc)
+        finally:
+            loop.close()  # now, not when a later gc pass would (amid another run)
 
     def in_a_row(self, plan: tuple[str, ...]) -> Op:
         """Call the machine's ``undo_plan`` one undo after another, stamping when each
@@ -378,6 +386,8 @@ class Driver:
             if not self.m.rolling:
                 raise  # going forward it is the caller's: the run fails there
             return self.cut(exc)
+        finally:
+            loop.close()  # now, not when a later gc pass would (amid another run)
 
     def step_raised(self, exc: BaseException) -> Op:
         self.called()

@@ -144,6 +144,20 @@ def cut_forward(run: Run, error: BaseException) -> Op | None:
 # -- a takeover; an error that refuses notes ----------------------------------------------
 
 
+def landed_late(run: Run, error: BaseException, exc: BaseException) -> None:
+    """A Ctrl-C landed in the engine's own code as the run failed, before the rollback's
+    guards (entering ``roll_back``, ``fail``, ``drive``): the machine hears the failure if it
+    has not, and the rollback is cut short there (everything not known undone pending); one
+    that lands after the rollback ended is only re-raised once the run is closed."""
+    m = run.m
+    if not m.rolling and m.phase is not Phase.DONE:
+        m.fail(error)
+    if m.phase is not Phase.DONE:
+        run.cut(exc)
+    elif run.raise_after is None and not isinstance(exc, Exception):
+        run.raise_after = exc
+
+
 def journal_watch(
     run: Run, seq: int, kind: EventKind, step: str | None, details: Mapping[str, Any]
 ) -> None:

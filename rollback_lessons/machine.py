@@ -370,7 +370,7 @@ class Machine:
         """What a step failing for good leaves (a list's, or a graph's; its STEP_FAILED details):
         its effect, if it happened and no undo was logged before it, leaked; a pivot in doubt."""
         details: dict[str, Any] = {"error": describe(error)}
-        if after_effect(error) or cut:
+        if (after_effect(error) or cut) and spec.kind != Kind.GATE:  # (a gate changes nothing)
             details["after_effect"] = True
             if not (spec.has_undo and spec.register == "before"):
                 self.leaked = [*self.leaked, spec.name]  # it happened; nothing will undo it
@@ -424,8 +424,8 @@ class Machine:
         was cancelled): halt forward after a pivot, or roll back."""
         if self.phase is not _FORWARD:
             self._expect("fail")
-        self.rolling = True
-        self.error, current = error, self.current
+        self.error, current = error, self.current  # (before ``rolling``: an interrupt
+        self.rolling = True  # between them must never leave a failed run "committed")
         self.failed_step = current if current not in self.completed else None
         self.open = False
         self._emit(EventKind.PIPELINE_FAILED, self.failed_step, (("error", describe(error)),))
@@ -473,8 +473,8 @@ class Machine:
     # -- backward -----------------------------------------------------------------------
 
     def _rolling_back(self, todo: list[Entry]) -> None:
-        self.todo, self.policy_timeout = todo, self.policy.timeout  # (read once, not per undo)
         self.compensated, self.dead_letters, self.pending, self.semantic = [], [], [], []
+        self.todo, self.policy_timeout = todo, self.policy.timeout  # (read once, not per undo)
 
     def _next_undo(self) -> RunUndo | Finished:
         if self.index >= len(self.todo):  # (cut short at the last undo's event: said so)

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Collection
 from types import TracebackType
 from typing import Any, TypeVar
 
+from . import _guards
 from ._run import FUNCTION, NOT_PLAIN, Run
 from .calls import PLAIN, checked
 from .clock import Clock
@@ -170,7 +171,10 @@ class Rollback(_Base):
         if failed is None:
             return
         run = self._run
-        run.roll_back(failed)
+        try:
+            run.roll_back(failed)
+        except BaseException as late:  # a Ctrl-C before the rollback's own guards
+            _guards.landed_late(run, failed, late)
         self._state = _CLOSED  # (only now: an outcome never says committed for a failed block)
         run.finish(failed)
         if run.raise_after is not None and run.raise_after is not exc:
@@ -230,7 +234,10 @@ class AsyncRollback(_Base):
                 if task.done() and task.cancelled():
                     raise
                 cancelled_again = True
-        task.result()
+        try:
+            task.result()
+        except BaseException as late:  # a Ctrl-C before the rollback's own guards
+            _guards.landed_late(run, failed, late)
         self._state = _CLOSED
         run.finish(failed)
         if run.raise_after is not None and run.raise_after is not exc:

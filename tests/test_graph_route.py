@@ -78,6 +78,19 @@ def chosen(run):
     raise AssertionError("the run went past where its form is chosen")
 
 
+def stub_forms(mp, graph_at, graph_name, list_at, list_name):
+    """Stop a runner where it builds one form or the other: raise ``Graph`` or ``List``."""
+
+    def raiser(kind):
+        def stopped(*args, **kwargs):
+            raise kind
+
+        return stopped
+
+    mp.setattr(graph_at, graph_name, raiser(Graph))
+    mp.setattr(list_at, list_name, raiser(List))
+
+
 def in_process(mp, items, options):
     from rollback_lessons.saga import Saga as SagaClass
 
@@ -118,14 +131,7 @@ def dbos(mp, items, options):
     from rollback_lessons.runners.dbos import runner as module
     from rollback_lessons.runners.dbos import workflow
 
-    def graph(*args):
-        raise Graph
-
-    def listed(*args):
-        raise List
-
-    mp.setattr(module, "graph_workflow", graph)
-    mp.setattr(module, "saga_workflow", listed)
+    stub_forms(mp, module, "graph_workflow", module, "saga_workflow")
     completion = options["completion"]
     run_id = "route-dbos"
     try:
@@ -143,14 +149,7 @@ def step_functions(mp, items, options):
     """No moto needed: the runner is stopped where it writes its state machine."""
     from rollback_lessons.runners.stepfunctions import runner as module
 
-    def graph(*args, **kwargs):
-        raise Graph
-
-    def listed(*args, **kwargs):
-        raise List
-
-    mp.setattr(module, "graph_asl", graph)
-    mp.setattr(module, "plan_asl", listed)
+    stub_forms(mp, module, "graph_asl", module, "plan_asl")
     runner = module.StepFunctionsRunner.__new__(module.StepFunctionsRunner)
     return chosen(lambda: runner.execute(
         saga_of(items), {}, undo_order=options["undo_order"],
@@ -163,28 +162,14 @@ def to_asl(mp, items, options):
     """A definition only: no timing, no cancel."""
     from rollback_lessons.runners.stepfunctions import asl, asl_graph
 
-    def graph(*args, **kwargs):
-        raise Graph
-
-    def listed(*args, **kwargs):
-        raise List
-
-    mp.setattr(asl_graph, "graph_asl", graph)
-    mp.setattr(asl, "plan_asl", listed)
+    stub_forms(mp, asl_graph, "graph_asl", asl, "plan_asl")
     return chosen(lambda: asl.to_asl(saga_of(items), undo_order=options["undo_order"]))
 
 
 def bpmn(mp, items, options):
     from rollback_lessons.runners.bpmn import spiff
 
-    def graph(*args, **kwargs):
-        raise Graph
-
-    def listed(*args, **kwargs):
-        raise List
-
-    mp.setattr(spiff, "_run_graph", graph)
-    mp.setattr(spiff, "to_bpmn_explicit", listed)
+    stub_forms(mp, spiff, "_run_graph", spiff, "to_bpmn_explicit")
     return chosen(lambda: spiff.run_explicit(
         saga_of(items), {}, undo_order=options["undo_order"],
         completion=options["completion"],

@@ -147,3 +147,26 @@ def test_a_person_may_be_asked_and_answer():
     done = m.answer("fixed")
     assert done.record.status is Status.ROLLED_BACK
     assert done.record.events[-2].details == {"attempt": 2, "by_hand": True}
+
+
+@pytest.mark.parametrize("where", ["first", "after a step"])
+def test_a_gate_that_fails_after_its_effect_or_is_cut_short_leaves_nothing_behind(where):
+    """A gate changes nothing (its kind says so): a failure "after its effect", or a Ctrl-C
+    inside its call, leaks nothing and the run rolls back (newuser8: lesson 04's panel said
+    ``rollback_incomplete``, "not undone: verify_card", with every state row unchanged)."""
+    done: list[str] = []
+    steps = [Step("book", lambda s: done.append("book"), lambda s: done.append("unbook"))]
+    gate = Step("check", lambda s: None, kind="gate")
+    saga = Saga([gate, *steps] if where == "first" else [*steps, gate])
+    outcome = saga.run({}, inject={"check": "fail_after_effect"})
+    assert outcome.status is Status.ROLLED_BACK and outcome.leaked == ()
+    [failed] = [e for e in outcome.events if e.kind == "step_failed"]
+    assert "after_effect" not in failed.details
+
+    def interrupted(state):
+        raise KeyboardInterrupt
+
+    cut = Saga([*steps, Step("check", interrupted, kind="gate")])
+    with pytest.raises(KeyboardInterrupt):
+        cut.run({})
+    assert done[-1] == "unbook"
