@@ -54,9 +54,13 @@ $(NODE_MODULES): tests/node/package-lock.json
 # On every core and one more (WORKERS=1 for one process): the browser tests' worker mostly
 # waits on Chromium and JupyterLab, so a third worker keeps two cores busy. The tests are
 # shared out one by one, a notebook and a module with its own servers as one unit
-# (conftest.py). The 20 slowest tests are printed at the end, then one line: the wall time
-# of all of make test and the CPU time (user+sys) pytest used. make test runs a
-# representative part of the costliest checks; make soak runs them all (SOAK=1).
+# (conftest.py). The 20 slowest tests are printed at the end, and the 15 files that used
+# the most CPU (conftest.py), then one line: the wall time of all of make test and the CPU
+# time (user+sys) pytest used. make test runs a representative part of the costliest
+# checks; make soak runs them all (SOAK=1). Of the costliest sweeps (every single fault on
+# Step Functions and on Temporal, Temporal's travel faults, the layout of every picture)
+# it runs a third, a different third each run: the header's TEST_SLICE=N says which
+# (make test TEST_SLICE=N runs that part again).
 WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) + 1 )))
 XDIST = $(if $(filter 1,$(WORKERS)),-p no:xdist,-n $(WORKERS) --dist loadfile)
 NBVAL = --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg

@@ -14,9 +14,13 @@ shared disk that was most of the crash, journal, fault-harness and DBOS tests' w
 machine, only processes, which a commit survives in memory as on a disk. A TMPDIR of one's
 own is kept as it is."""
 
+import json
 import os
+import random
+import resource
 import shutil
 import tempfile
+import time
 
 import pytest
 
@@ -40,6 +44,9 @@ def _in_memory() -> str | None:
 
 def pytest_configure(config):
     if not os.environ.get("PYTEST_XDIST_WORKER"):  # the workers inherit the controller's
+        # which part of the costliest sweeps make test runs this time (tests/conftest.py's
+        # a_part): a new one each run unless TEST_SLICE is given (to repeat a run's)
+        os.environ.setdefault("TEST_SLICE", str(random.SystemRandom().randrange(1 << 16)))
         ram = _in_memory()
         if ram is not None:
             config._rollback_lessons_ram = ram
@@ -48,6 +55,10 @@ def pytest_configure(config):
         prefix="rollback-lessons-jupyter-data-"
     )
     os.environ["JUPYTER_DATA_DIR"] = config._rollback_lessons_data.name
+
+
+def pytest_report_header(config):
+    return f"TEST_SLICE={os.environ['TEST_SLICE']} (make test's part of the costliest sweeps)"
 
 
 def pytest_unconfigure(config):
@@ -119,3 +130,52 @@ def pytest_xdist_make_scheduler(config, log):
             return unit_of_work(nodeid)
 
     return FilesThatMustStayTogether(config, log)
+
+
+# -- where make test's CPU goes: each file's, printed at the end --------------------------
+# The durations say which tests wait longest; on two cores what bounds make test is the CPU
+# all of them use. Each test's CPU (user+sys: its process's, and its children's once they
+# end: kernels, servers, browsers) is summed per file; under xdist each worker sends its
+# sums to the controller, which prints the costliest files after the durations.
+COSTLIEST = 15
+
+
+def _cpu_seconds() -> float:
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def _costs(config) -> dict[str, float]:
+    if not hasattr(config, "_rollback_lessons_cpu"):
+        config._rollback_lessons_cpu = {}
+    return config._rollback_lessons_cpu
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    start = _cpu_seconds()
+    yield
+    costs, path = _costs(item.config), item.nodeid.split("::", 1)[0]
+    costs[path] = costs.get(path, 0.0) + _cpu_seconds() - start
+
+
+def pytest_sessionfinish(session):
+    if hasattr(session.config, "workeroutput"):  # an xdist worker: to the controller
+        session.config.workeroutput["cpu_by_file"] = json.dumps(_costs(session.config))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    costs = _costs(node.config)
+    for path, seconds in json.loads(node.workeroutput.get("cpu_by_file", "{}")).items():
+        costs[path] = costs.get(path, 0.0) + seconds
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    costs = _costs(config)
+    if not costs:
+        return
+    terminalreporter.section(f"CPU by file (the {COSTLIEST} costliest, user+sys, children too)")
+    for path, seconds in sorted(costs.items(), key=lambda c: -c[1])[:COSTLIEST]:
+        terminalreporter.write_line(f"{seconds:7.1f} s  {path}")
+    terminalreporter.write_line(f"{sum(costs.values()):7.1f} s  in all ({len(costs)} files)")

@@ -1,4 +1,5 @@
 import os
+import zlib
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,22 @@ HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "soak" if SOAK else "t
 settings.register_profile("test", deadline=None)
 settings.register_profile("soak", deadline=None, max_examples=1000)
 settings.load_profile(HYPOTHESIS_PROFILE)
+
+
+# A sweep too costly to run whole in make test (every single fault of five sagas on Step
+# Functions, say) runs a part of its cases there, a different part each run: TEST_SLICE (a
+# number the run draws, printed in its header; give it to repeat a run's part) picks which.
+# Over runs every case is run; make soak runs them all every time.
+SLICE = int(os.environ.get("TEST_SLICE", "0"))
+
+
+def a_part(cases: list, every: int, *, name: str) -> list:
+    """Every ``every``-th of ``cases`` in make test, from an offset that TEST_SLICE and
+    ``name`` (the sweep's: sweeps of one run start at different offsets) choose; all of
+    them in make soak."""
+    if SOAK:
+        return list(cases)
+    return list(cases)[(SLICE + zlib.crc32(name.encode())) % every :: every]
 
 
 def examples(n: int) -> int:
@@ -130,6 +147,19 @@ def dbos_runner():
         patch.setattr(dbos._queue, "random", random.Random())
         with DBOSRunner.start() as runner:
             yield runner
+
+
+LOST_SOON = 2.0
+"""Seconds a Temporal client keeps asking a server these tests killed (the SDK's 10 s, kept
+by the runner, otherwise): ``ServerLost`` or ``TemporalUnavailable`` the same, sooner."""
+
+
+@pytest.fixture
+def server_lost_soon(monkeypatch):
+    """A Temporal server that stops answering is given up on after ``LOST_SOON`` seconds."""
+    from rollback_lessons.runners.temporal import server
+
+    monkeypatch.setattr(server, "LOST_AFTER", LOST_SOON)
 
 
 @pytest.fixture

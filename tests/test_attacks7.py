@@ -217,7 +217,9 @@ def test_help_to_a_full_disk_is_one_line_and_exit_2(args: list[str]) -> None:
 # -- the observation: a Temporal undo done here whose end the restarted server never heard ----
 
 
-def test_an_undo_whose_end_died_with_the_server_is_not_a_dead_letter(tmp_path: Path) -> None:
+def test_an_undo_whose_end_died_with_the_server_is_not_a_dead_letter(
+    tmp_path: Path, server_lost_soon: None
+) -> None:
     """The server is killed while b's undo runs; the undo succeeds here but its answer never
     reaches the server, which (started again on its database) times the attempt out. The
     attempt's end is unknown, not a failure: asked again (an undo is idempotent; this

@@ -1,11 +1,11 @@
 """Every lesson world's picture (static, and the panel's), under every single fault and
-every undo fault (with each undo policy; in make test each under one, see runs()): no two
+every undo fault (with each undo policy; in make test a part of them, see runs()): no two
 texts collide, no text or value is cut, no text is under 12 px, the run's path crosses no
 note, and every marker and colour in the lanes is one the legend explains."""
 
 import matplotlib
 import pytest
-from conftest import SOAK
+from conftest import SOAK, a_part
 from matplotlib.colors import to_hex
 from matplotlib.lines import Line2D
 
@@ -48,12 +48,12 @@ WORLDS = {
 POLICIES = ("continue", "retry", "halt")
 
 
-def runs(saga, state, turn: int = 0):
+def runs(saga, turn: int = 0):
     """Each single action fault; each undo fault (the last step failing) under each policy.
-    make test draws each picture a lesson can show under every action fault and every undo
-    fault, but each undo fault under one policy, in turn (``turn`` shifts it: the picture and
-    the panel take different ones), so that every world is drawn under every policy, in the
-    picture or the panel; make soak (SOAK=1) draws every fault under every policy in both."""
+    make test draws each undo fault under one policy, in turn (``turn`` shifts it: the
+    picture and the panel take different ones), and of those runs a third, a different third
+    each run (conftest's a_part; a picture took 0.3-1 CPU s to draw and check: 106 CPU s for
+    the file); make soak (SOAK=1) draws every fault under every policy in both."""
     last = saga.names[-1]
     n = turn
     for step, fault in fault_space((s.name, s.undo is not None) for s in saga.steps):
@@ -136,7 +136,8 @@ def test_no_text_collides_or_is_cut_and_every_mark_is_in_the_legend(world, mode)
     saga = make_saga()
     panel = panel_timeline(saga, make_state) if mode == "panel" else None
     bad = []
-    for label, inject, policy in runs(saga, make_state, turn=int(mode == "panel")):
+    turn = int(mode == "panel")
+    for label, inject, policy in a_part(list(runs(saga, turn)), 3, name=f"{world} {mode}"):
         outcome = saga.run(
             make_state(), inject=inject, policy=policy, clock=VirtualClock(), trace_state=True
         )
@@ -201,7 +202,8 @@ def test_a_graphs_branches_are_bands_of_lanes_and_every_mark_is_in_the_legend(mo
     of lanes side by side, under every single fault, undo order and branch finishing first:
     nothing collides or is cut, and the bands' colour is in the legend (once). (The declared
     booking, its car and room in one branch, still crowds a note onto the run's path under
-    a timeout after the car's effect: not yet drawn in a lesson.)"""
+    a timeout after the car's effect: not yet drawn in a lesson.) make test draws a third of
+    the runs, a different third each run (conftest's a_part); make soak all."""
     from rollback_lessons.lab.drawing import BRANCH
     from rollback_lessons.lab.graphs import branch_groups
     from rollback_lessons.worlds import travel
@@ -210,7 +212,8 @@ def test_a_graphs_branches_are_bands_of_lanes_and_every_mark_is_in_the_legend(mo
     groups = branch_groups(saga)
     panel = panel_timeline(saga, travel.state) if mode == "panel" else None
     bad = []
-    for label, outcome in graph_runs(saga, travel.state):
+    runs = a_part(list(graph_runs(saga, travel.state)), 3, name=f"travel {mode}")
+    for label, outcome in runs:
         if panel is not None:
             panel.load(outcome)
             timeline = panel

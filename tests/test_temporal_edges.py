@@ -125,10 +125,12 @@ def test_retried_undos_give_the_in_process_events_attempt_by_attempt(
     behaviours, attempts, on_temporal
 ):
     """An attempt that outlasts its timeout failed, in process and on Temporal alike (the
-    worker measures it, as in process; the server's own timer fires late)."""
-    local = timed_saga(behaviours, attempts).run({})
-    remote = on_temporal(lambda r: r.run(timed_saga(behaviours, attempts), {}))
-    same_outcome(local, remote)
+    worker measures it, as in process; the server's own timer fires late). The two runs
+    (each waits out its late attempts: 1.5 s apiece) run at once."""
+    with ThreadPoolExecutor(1) as pool:
+        local = pool.submit(timed_saga(behaviours, attempts).run, {})
+        remote = on_temporal(lambda r: r.run(timed_saga(behaviours, attempts), {}))
+        same_outcome(local.result(), remote)
 
 
 # -- starting the server: a port in use, its log file -----------------------------------------
@@ -231,15 +233,19 @@ def kill_server_on(port):
 
 
 def test_a_server_lost_mid_saga_is_one_clear_error_and_the_saga_resumes_on_its_database(
-    tmp_path,
+    tmp_path, server_lost_soon
 ):
     """The dev server is killed while the saga waits to retry an undo: ``outcome`` raises
     ServerLost, which says what this process did (and what is still in effect); started
-    again on the same database file, the server hands the saga back, and it finishes."""
+    again on the same database file, the server hands the saga back, and it finishes.
+
+    The retry waits 1.5 s: long enough that the kill comes first, short enough that its
+    timer is due when the server is back (``LOST_SOON`` later); a timer still to come then
+    fired seconds late on the restarted dev server (3 s: 4-9 s for the whole test)."""
     db, port = tmp_path / "temporal.db", free_port()
     saga = Saga([Step("a", lambda s: s.update(a=1), lambda s: s.pop("a")),
                  Step("b", lambda s: 1 / 0)],
-                policy=Retry(RetryPolicy(max_attempts=2, initial_delay=3)))  # fmt: skip
+                policy=Retry(RetryPolicy(max_attempts=2, initial_delay=1.5)))  # fmt: skip
     state = {}
 
     async def main():
@@ -247,7 +253,7 @@ def test_a_server_lost_mid_saga_is_one_clear_error_and_the_saga_resumes_on_its_d
         try:
             handle = await first.start_saga(saga, state, inject={"a": "undo_fails_once"})
             run = hosted.RUNS[handle.run_id]
-            while ("undo", "a", False) not in run.calls:  # now waiting 3 s to retry
+            while ("undo", "a", False) not in run.calls:  # now waiting 1.5 s to retry
                 await asyncio.sleep(0.02)
             kill_server_on(port)
             with pytest.raises(ServerLost) as lost:
@@ -268,7 +274,7 @@ def test_a_server_lost_mid_saga_is_one_clear_error_and_the_saga_resumes_on_its_d
     assert state == {}
 
 
-def test_a_step_whose_answer_died_with_the_server_is_undone_or_named(tmp_path):
+def test_a_step_whose_answer_died_with_the_server_is_undone_or_named(tmp_path, server_lost_soon):
     """The server is killed while step b runs; b's effect happens here, but its answer never
     reaches the server, which (started again on its database) times b out and rolls back
     without undoing it. Every effect is undone or named in the Outcome's notes."""
@@ -329,7 +335,7 @@ def test_awkward_step_names_end_the_same_on_temporal(on_temporal):
         same_outcome(make().run({}, inject=inject), remote)
 
 
-def test_starting_a_saga_on_a_server_that_is_gone_is_one_clear_error():
+def test_starting_a_saga_on_a_server_that_is_gone_is_one_clear_error(server_lost_soon):
     ran = []
     saga = Saga([Step("a", lambda s: ran.append("a"))])
 

@@ -117,11 +117,14 @@ class Threads(ThreadPoolExecutor):
         threading.Thread(target=work, name="rollback-lessons activity", daemon=True).start()
         return future
 
-    def abandon(self) -> None:
-        """Fail every call still running (its thread runs on, its result is dropped)."""
-        for future in list(self._pending):
+    def abandon(self) -> int:
+        """Fail every call still running (its thread runs on, its result is dropped): how
+        many there were."""
+        pending = list(self._pending)
+        for future in pending:
             with contextlib.suppress(InvalidStateError):
                 future.set_exception(AbandonedCall("abandoned when the runner closed"))
+        return len(pending)
 
 
 def _application_error(error: ErrorRecord) -> ApplicationError:

@@ -56,8 +56,8 @@ from .server import (
     TemporalUnavailable,
     check_loopback_only,
     check_ports,
+    client_options,
     quiet_stdout,
-    runtime,
     server_binary,
     start_failure,
     startup_timeout,
@@ -272,7 +272,7 @@ class TemporalRunner:
         if address:
             namespace = os.environ.get("TEMPORAL_NAMESPACE", "default")
             try:
-                client = await Client.connect(address, namespace=namespace, runtime=runtime())
+                client = await Client.connect(address, namespace=namespace, **client_options())
             except Exception as exc:
                 raise TemporalUnavailable(
                     f"could not reach the Temporal server at {address} (TEMPORAL_ADDRESS): {exc}. "
@@ -295,7 +295,7 @@ class TemporalRunner:
                     dev_server_log_level="error",
                     dev_server_extra_args=["--ui-disable-news-fetch"] if ui else ["--headless"],
                     dev_server_startup_timeout=startup_timeout(),
-                    runtime=runtime(),
+                    **client_options(),
                 )
         except Exception as exc:
             check_ports({"the server's port": port, "the Web UI's port": ui_port})  # taken since?
@@ -390,13 +390,15 @@ class TemporalRunner:
         warning, and close returns all the same."""
         shutdown = asyncio.ensure_future(self._worker.shutdown())
         done, _ = await asyncio.wait({shutdown}, timeout=GRACE + 0.5)
-        if not done:
+        calls = 0
+        if not done:  # calls still running, or none: the worker waits on a server gone
             self.abandoned = tuple(RUNNING.get(self.task_queue, {}).values())
-            self._executor.abandon()  # their activities fail: the worker can stop
-            done, _ = await asyncio.wait({shutdown}, timeout=GRACE + 0.5)
+            if calls := self._executor.abandon():  # their activities fail: it can stop
+                done, _ = await asyncio.wait({shutdown}, timeout=GRACE + 0.5)
             if not done:
                 shutdown.cancel()
                 self._worker_task.cancel()
+        if calls or self.abandoned:
             warnings.warn(
                 AbandonedCalls(
                     f"closed with {len(self.abandoned)} call(s) still running after {GRACE:g} s, "

@@ -15,8 +15,10 @@ import tempfile
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
+from temporalio.service import RetryConfig
 
 from ...errors import RollbackLessonsError
 
@@ -194,6 +196,20 @@ def _release_runtime() -> None:
 
 
 atexit.register(_release_runtime)
+
+
+LOST_AFTER = 10.0
+"""Seconds a client call keeps asking a server that stopped answering before it fails (then
+``ServerLost``, ``TemporalUnavailable``): the SDK's own default. Tests of a lost server
+lower it; nothing else waits on it."""
+
+
+def client_options() -> dict[str, Any]:
+    """What every runner's client is made with: the one runtime, and ``LOST_AFTER``."""
+    return {
+        "runtime": runtime(),
+        "retry_config": RetryConfig(max_elapsed_time_millis=int(LOST_AFTER * 1000)),
+    }
 
 
 @functools.cache
