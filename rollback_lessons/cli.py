@@ -261,8 +261,14 @@ def load_registry(name: str) -> Registry:
         raise  # (a Ctrl-C stays one)
     except BaseException as exc:  # an Exception, or another BaseException: no registry
         raise CommandError(f"importing {name!r} failed: {_said(exc)}") from None
-    registry = getattr(module, "registry", None)
-    if not isinstance(registry, Registry):
+    try:
+        registry = getattr(module, "registry", None)
+        is_one = isinstance(registry, Registry)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # a module ``__getattr__`` or a metaclass that raises
+        raise CommandError(f"reading {name}.registry failed: {_said(exc)}") from None
+    if not is_one:
         what = "has no `registry`" if registry is None else "has a `registry` that is not one"
         raise CommandError(
             f"module {name!r} {what}: define `registry = Registry()` there and register the "

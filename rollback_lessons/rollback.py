@@ -132,6 +132,7 @@ class Rollback(_Base):
             and register == "after" and retry is None and undo_timeout is None
             and type(name) is str and name and name not in run.results
             and (not history or len(history[-1]) == 4)  # (none still runs: not one nested)
+            and run.failure is None  # (not from an undo: the machine refuses that)
         ):  # fmt: skip
             # a plain step nobody watches (the common case, and make bench's): recorded as
             # begun, then as done; the machine hears of both when it is first asked

@@ -126,6 +126,30 @@ def test_a_registry_whose_import_fails_says_the_error_not_its_repr(tmp_path, cap
     assert "importing 'broken_reg' failed: ValueError: no database configured" in err
 
 
+@pytest.mark.parametrize(
+    "source",
+    [
+        "def __getattr__(name):\n    raise RuntimeError('lazy attribute failed')\n",
+        "class Meta(type):\n    def __instancecheck__(cls, obj):\n        raise OSError('x')\n"
+        "import rollback_lessons.durable.registry as r\nregistry = r.Registry()\n"
+        "class Odd(metaclass=Meta): pass\nregistry = Odd\n",
+    ],
+    ids=["module __getattr__ raises", "an odd registry"],
+)
+def test_a_registry_that_raises_when_read_is_one_line(source, tmp_path, capsys, monkeypatch):
+    """attack9: a module whose ``__getattr__`` raises gave a traceback and exit 1."""
+    from rollback_lessons.durable.journal import Journal
+
+    module = f"lazy_reg_{len(source)}"  # (one module per case: imports are cached)
+    (tmp_path / f"{module}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with Journal(tmp_path / "j.db"):
+        pass
+    assert main(["recover", str(tmp_path / "j.db"), "--registry", module]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
 def test_lab_in_a_folder_that_cannot_hold_the_lessons_is_one_clear_line(tmp_path, capsys):
     pytest.importorskip("jupyterlab")
     assert main(["lab", "/proc/1", "--port", "9999"]) == 2
