@@ -263,18 +263,17 @@ def load_registry(name: str) -> Registry:
         raise CommandError(f"importing {name!r} failed: {_said(exc)}") from None
     try:
         registry = getattr(module, "registry", None)
-        is_one = isinstance(registry, Registry)
+        if isinstance(registry, Registry):
+            return registry
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # a module ``__getattr__`` or a metaclass that raises
         raise CommandError(f"reading {name}.registry failed: {_said(exc)}") from None
-    if not is_one:
-        what = "has no `registry`" if registry is None else "has a `registry` that is not one"
-        raise CommandError(
-            f"module {name!r} {what}: define `registry = Registry()` there and register the "
-            "compensations on it"
-        )
-    return registry
+    what = "has no `registry`" if registry is None else "has a `registry` that is not one"
+    raise CommandError(
+        f"module {name!r} {what}: define `registry = Registry()` there and register the "
+        "compensations on it"
+    )
 
 
 def _journal_command(args: argparse.Namespace) -> int:
