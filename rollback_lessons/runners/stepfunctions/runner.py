@@ -332,6 +332,9 @@ def _moto_in_process() -> Iterator[None]:
         raise StepFunctionsError(
             "moto is not installed: pip install 'rollback-lessons[stepfunctions]'"
         ) from None
+    from .moto_parse import install
+
+    install()  # each definition parsed once, not at every execution
     quiet = logging.getLogger("moto.stepfunctions")
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)  # it logs every Fail state as an ERROR with a stack
