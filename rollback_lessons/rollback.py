@@ -163,7 +163,7 @@ class Rollback(_Base):
         tb: TracebackType | None,
     ) -> None:
         failed = exc
-        if exc is None:
+        if failed is None:
             try:  # (inline: a function's entry is where CPython hears a Ctrl-C)
                 failed = self._commit()
             except BaseException as late:  # heard at _commit's entry: nothing committed,
@@ -224,7 +224,7 @@ class AsyncRollback(_Base):
         tb: TracebackType | None,
     ) -> None:
         failed = exc
-        if exc is None:
+        if failed is None:
             try:  # (inline: a function's entry is where CPython hears a Ctrl-C)
                 failed = self._commit()
             except BaseException as late:  # heard at _commit's entry: nothing committed,
