@@ -14,7 +14,7 @@ import time
 import pytest
 from conftest import SOAK, OnALoop
 
-from rollback_lessons import RetryPolicy, Saga, Status, Step, UndoPolicy
+from rollback_lessons import Parallel, RetryPolicy, Saga, Status, Step, UndoPolicy
 from rollback_lessons.machine import Finished, Machine
 from rollback_lessons.operations import RunUndo, StepSpec
 from rollback_lessons.policies import POLICIES
@@ -292,17 +292,20 @@ def test_the_machine_turns_a_retry_into_a_dead_letter_and_a_halt_into_pending_at
         assert m.notes == ["the undo of b: no room"]
 
 
+@pytest.mark.parametrize("shape", ["list", "graph"])
 def test_signals_nobody_asked_for_stop_the_run_forward_while_it_can_still_be_undone(
-    on_temporal,
+    on_temporal, shape
 ):
     """The server writes every Signal (and the workflow task it wakes) whatever the workflow
     does with it, so no count bounds them. Sent while a step runs until the history is near
     the limit: the run stops going forward as the step returns and is undone while there is
     room, a note naming the limit. (Before: it went on, and the server terminated it
-    mid-run, s0 and s1 held: SagaTerminated.)"""
+    mid-run, s0 and s1 held: SagaTerminated.) In a graph, s0 runs beside s1 and ends
+    first."""
     gate = threading.Event()
-    saga = Saga([_step("s0"), Step("s1", lambda s: gate.wait(30), lambda s: None),
-                 *(_step(f"s{n}") for n in range(2, 6))], name="signals")  # fmt: skip
+    s1 = Step("s1", lambda s: gate.wait(30), lambda s: None)
+    first = [_step("s0"), s1] if shape == "list" else [Parallel(_step("s0"), s1)]
+    saga = Saga([*first, *(_step(f"s{n}") for n in range(2, 6))], name="signals")
     world: dict = {}
     target = LIMIT - 28  # the forward run's rest (30 events) would not fit; its rollback would
 
