@@ -131,6 +131,33 @@ def test_a_ctrl_c_at_the_very_entry_of_the_exit_undoes_nothing_and_the_block_sta
     )
 
 
+def test_under_asyncio_run_a_first_real_ctrl_c_is_a_cancellation_and_is_undone():
+    """Why the instant is rarer for ``async with``: ``asyncio.run`` turns a first SIGINT into
+    a cancellation of its main task, heard at an await, never at a function's entry; the
+    block is undone and says cancelled; ``asyncio.run`` raises the KeyboardInterrupt after."""
+    _in_a_process(
+        """
+        import os, signal
+        from rollback_lessons import Status
+        undone, rb = [], AsyncRollback()
+
+        async def main():
+            async with rb:
+                await rb.do("a", lambda: None, lambda: undone.append("a"))
+                os.kill(os.getpid(), signal.SIGINT)  # a real one, heard by asyncio's handler
+                await asyncio.Event().wait()  # (only the cancellation ends this)
+
+        try:
+            asyncio.run(main())
+        except KeyboardInterrupt:
+            pass
+        else:
+            raise AssertionError("asyncio.run did not re-raise the Ctrl-C")
+        assert undone == ["a"] and rb.outcome.status is Status.CANCELLED, rb.outcome
+        """
+    )
+
+
 def test_with_a_journal_a_ctrl_c_at_the_exits_entry_is_left_to_recover(tmp_path):
     """The same Ctrl-C with a journal: the saga stays ``running`` with its undo pending;
     once the process has exited, ``recover`` undoes it, once."""
