@@ -131,6 +131,37 @@ def test_a_ctrl_c_at_the_very_entry_of_the_exit_undoes_nothing_and_the_block_sta
     )
 
 
+@pytest.mark.parametrize("call", ["ensure_future", "shield"])
+def test_in_aexit_asyncios_own_calls_are_that_instant_too(call):
+    """``__aexit__`` hands the rollback to a task (``asyncio.ensure_future``) and waits for it
+    shielded (``asyncio.shield``): both are Python functions, so a KeyboardInterrupt raised
+    in the coroutine at their entry leaves the block as one at ``__aexit__``'s does (README):
+    nothing undone, the outcome None (``asyncio.run`` cancels the task left behind)."""
+    _in_a_process(
+        f"""
+        import asyncio.tasks, warnings
+        warnings.simplefilter("ignore", RuntimeWarning)  # (the rollback never awaited)
+        undone, rb = [], AsyncRollback()
+
+        async def main():
+            async with rb:
+                await rb.do("a", lambda: None, lambda: undone.append("a"))
+                interrupt_at(asyncio.tasks.{call}.__code__)
+                raise ValueError("the block failed")
+
+        try:
+            asyncio.run(main())
+        except KeyboardInterrupt as exc:
+            assert "{call}" in str(exc), exc
+        else:
+            raise AssertionError("no KeyboardInterrupt")
+        finally:
+            sys.settrace(None)
+        assert undone == [] and rb.outcome is None, (undone, rb.outcome)
+        """
+    )
+
+
 def test_under_asyncio_run_a_first_real_ctrl_c_is_a_cancellation_and_is_undone():
     """Why the instant is rarer for ``async with``: ``asyncio.run`` turns a first SIGINT into
     a cancellation of its main task, heard at an await, never at a function's entry; the
