@@ -162,7 +162,7 @@ def test_the_clicked_run_plays_beside_its_picture_and_the_picture_follows():
         caption = panel.split("class='rl-caption'>")[1].split("</div>")[0]
         assert caption.startswith(f"event {index + 1} of {total}: ")
         assert f"class='rl-caption'>{caption}</div>" in grid.now.value
-        result = panel.split("class='rl-result'>")[1].removesuffix("</div></div>")
+        result = panel.split("class='rl-result'>")[1].removesuffix("</div></div></div>")
         assert grid.now.value.split("class='rl-result'>")[1] == f"{result}</div>"
         ended = str(grid.opened.status) in words(grid.now.value.split("rl-result")[1]).split()[:1]
         assert ended == (index == total - 1), (index, grid.now.value)

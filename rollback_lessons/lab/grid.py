@@ -24,7 +24,7 @@ from matplotlib.patches import Patch, Rectangle
 from ..explore import Exploration, Explored, Faults, single_faults
 from ..faults import LABELS, Fault
 from ..outcome import Outcome, Status
-from . import guard
+from . import guard, reuse
 from .drawing import DPI, FAIL, FONT, FORWARD, INK, PIVOT, RETRY, SMALL, UNDO, frame_caption
 from .panel_controls import faults_said
 from .panel_html import CSS, key, lost_banner, png_img, result_at
@@ -319,6 +319,7 @@ class ExplorerGrid:
         self.widget.add_class("rl-panels")  # (a lost kernel: no broken-link icon on it either)
         self.side.value = "<div class='eg-note'>Click a cell to see its run here.</div>"
         self.lab.view.observe(self._follow, names="value")
+        reuse.replace(self, exploration.saga.name)  # made again: the old grid's widgets go
 
     def open(self, row: int, col: int) -> Explored:
         """Show the run of cell (row, column) beside its controls: the panel under the grid

@@ -25,7 +25,7 @@ from ..errors import InvalidPipelineError, UnknownFaultError, UnknownStepError
 from ..explore import single_faults
 from ..outcome import Outcome
 from ..saga import Saga, snapshot
-from . import guard, timeline
+from . import guard, reuse, timeline
 from .graphs import branch_groups
 from .panel_controls import (
     FAULTS,
@@ -56,6 +56,7 @@ from .panel_html import (  # noqa: F401 (the panel's HTML parts, as the other pa
     png_img,
     result_at,
     result_html,
+    run_results,
     state_html,
     view_html,
 )
@@ -168,6 +169,7 @@ class RollbackLab(Player):
         self._said = ""  # the last run: its faults and options, and how it ended
         self._cue = ""
         self._result = ""
+        self._reserve: tuple[str, ...] = ()
         self.stopped_at: int | None = None  # the event a Stop cancelled the run after
 
         for control in [*self.actions.values(), *self.undos.values()]:
@@ -183,6 +185,7 @@ class RollbackLab(Player):
         self.back.on_click(lambda _: self.show_frame(self.frame - 1))
         self.forward.on_click(lambda _: self.show_frame(self.frame + 1))
         self.widget = self._layout(title or f"Break '{saga.name}' and watch it undo")
+        reuse.replace(self, saga.name)  # the same panel made again: the old one's widgets go
         self.run(opening=True)
 
     @staticmethod
@@ -343,6 +346,7 @@ class RollbackLab(Player):
             self.runs += 1
         self._cue = "" if opening else f"↻ run {self.runs}: {self._said}"
         self._result = result_html(outcome, stop_after)
+        self._reserve = run_results(outcome, self._result)  # every frame's box: the tallest
         frame = self.telling_frame(outcome, opening)
         self._show(frame)  # the view first: it is what the learner watches (one message)
         self._quiet = True  # then the player follows, without drawing the frame again
@@ -371,7 +375,9 @@ class RollbackLab(Player):
         assert self.outcome is not None
         png = self.timeline.render(index)
         result = result_at(self.outcome, index, self._result)  # as of this frame
-        return view_html(self.outcome, index, png, self._cue, result, self.state_keys)
+        return view_html(
+            self.outcome, index, png, self._cue, result, self.state_keys, self._reserve
+        )
 
     def _show(self, index: int) -> None:
         self._frame = index

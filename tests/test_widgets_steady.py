@@ -1,0 +1,84 @@
+"""The panel never moves or grows while a run plays (issue 24, newuser8's finding 3: lesson
+04's result box wrapped to five rows at one frame and the panel grew 17 px), and a panel
+made again does not leave the old one's widgets alive in the kernel."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import lesson_worlds
+from ipywidgets.widgets import widget as widget_module
+
+from rollback_lessons.explore import single_faults
+from rollback_lessons.faults import UNDO_FAULTS
+from rollback_lessons.lab.widgets import RollbackLab
+from rollback_lessons.worlds import examples, services
+
+UNSAFE = ["verify_card", "reserve_room", "send_email", "charge_card"]  # lesson 04's bad order
+
+
+def worlds() -> dict:
+    """Lessons 02-06's panels' worlds: the lesson sagas, 04's unsafe order, 06's services."""
+    out = dict(lesson_worlds())
+    out["booking (04, unsafe order)"] = (
+        lambda: examples.booking_saga(UNSAFE, allow_unsafe_order=True),
+        examples.booking_state,
+    )
+    out["services (06)"] = (services.booking_saga, lambda: services.new_world("127.0.0.1", 9))
+    return out
+
+
+def box(view: str) -> tuple[str, str]:
+    """The result box's reserve (the run's boxes, hidden) and the box shown."""
+    assert "class='rl-box'>" in view, "the result box reserves no height"
+    inside = view.split("class='rl-box'>")[1]
+    reserve, shown = inside.split("<div class='rl-result'>")
+    return reserve, shown.removesuffix("</div></div></div>")
+
+
+@pytest.mark.parametrize("world", list(worlds()))
+def test_the_result_box_reserves_the_tallest_frame_of_the_run_at_every_frame(world):
+    make_saga, make_state = worlds()[world]
+    lab = RollbackLab(make_saga(), state=make_state)
+    last = lab.saga.names[-1]
+    for step, fault in single_faults(lab.saga):
+        faults = [(step, fault.value)]
+        if fault.value in UNDO_FAULTS and step != last:
+            faults.append((last, "fail"))  # so that the undo runs
+        lab.open_run(faults)
+        reserves = set()
+        for index in range(lab.frame_count):
+            reserve, shown = box(lab.view_html(index))
+            reserves.add(reserve)
+            hidden = f"<div class='rl-reserve' aria-hidden='true'>{shown}</div>"
+            assert hidden in reserve, (world, faults, index)  # the tallest is at least this one
+        assert len(reserves) == 1, (world, faults)  # the same reserve at every frame
+
+
+def live_widgets() -> int:
+    return len(widget_module._instances)
+
+
+def test_a_panel_made_again_closes_the_old_ones_widgets():
+    make_saga, make_state = lesson_worlds()["booking"]
+    RollbackLab(make_saga(), state=make_state)
+    after_first = live_widgets()
+    for _ in range(4):
+        lab = RollbackLab(make_saga(), state=make_state)
+        lab.set_fault("charge_card", "fail")
+    assert live_widgets() == after_first
+    assert lab.view.comm is not None  # the newest panel still lives
+
+
+def test_a_grid_and_the_isolation_panel_made_again_do_not_grow_the_registry():
+    from rollback_lessons.explore import explore
+    from rollback_lessons.lab.grid import ExplorerGrid
+    from rollback_lessons.lab.interleave import IsolationLab
+
+    make_saga, make_state = lesson_worlds()["order"]
+    exploration = explore(make_saga(), make_state)
+    counts = []
+    for _ in range(3):
+        ExplorerGrid(exploration, make_state)
+        IsolationLab("dirty read")
+        counts.append(live_widgets())
+    assert counts[1:] == counts[:1] * 2
