@@ -12,14 +12,17 @@ _LIVE: dict[tuple[str, ...], list[w.Widget]] = {}
 
 
 def _cell() -> str:
-    """The id of the notebook cell being run (JupyterLab sends it with each execute
-    request), or "" outside a kernel or from a client that does not."""
+    """The notebook cell being run: its id (JupyterLab sends it with each execute request),
+    else its code (nbclient sends no id: two cells of a lesson differ, a re-run does not);
+    "" outside a kernel."""
     try:
         from IPython import get_ipython
 
         kernel = getattr(get_ipython(), "kernel", None)
         parent = kernel.get_parent() if kernel is not None else {}
-        return str((parent or {}).get("metadata", {}).get("cellId", ""))
+        parent = parent or {}
+        cell = parent.get("metadata", {}).get("cellId") or parent.get("content", {}).get("code")
+        return str(cell or "")
     except Exception:  # no kernel, an older one: no cell to tell apart
         return ""
 
