@@ -104,9 +104,10 @@ def jupyter_env(base: Path) -> dict[str, str]:
         (base / name.lower()).mkdir(exist_ok=True)
         env[f"JUPYTER_{name}_DIR"] = str(base / name.lower())
     env["JUPYTER_PATH"] = str(Path(sys.prefix) / "share" / "jupyter")
-    # the server without rfc3987-syntax's parsers (~2.4 CPU s; see its sitecustomize.py)
+    # the server without rfc3987-syntax's parsers (~2.4 CPU s), its kernels on ports no
+    # outgoing connection takes (see its sitecustomize.py; kernel_ports is beside it)
     env["PYTHONPATH"] = os.pathsep.join(
-        [str(SERVER_SITE), *filter(None, [os.environ.get("PYTHONPATH")])]
+        [str(SERVER_SITE), str(SERVER_SITE.parent), *filter(None, [os.environ.get("PYTHONPATH")])]
     )
     # the tests drive JupyterLab through its app object (a test-only setting)
     (base / "config" / "jupyter_lab_config.json").write_text(

@@ -9,7 +9,6 @@ a consumer died (it sets the visibility of what this process holds to 0).
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+from ..runners import free_port
 from .events import Message
 from .queues import Delivery
 
@@ -95,9 +95,7 @@ def on_moto_server() -> Iterator[SqsQueue]:
     leaving (a queue other processes could share)."""
     import boto3
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,

@@ -12,14 +12,36 @@ from the process that started it). They share one shape, ``Runner``.
 
 from __future__ import annotations
 
+import random
 import socket
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from ..saga import Saga, State
 
+EPHEMERAL = "/proc/sys/net/ipv4/ip_local_port_range"
+
 
 def free_port() -> int:
-    """A free TCP port on 127.0.0.1, for a server to listen on (and nowhere else)."""
+    """A free TCP port on 127.0.0.1, for a server to listen on (and nowhere else).
+
+    Below the system's ephemeral range where there is room: the kernel hands out ports in
+    that range to every outgoing connection, so a port found free there can be taken by one
+    between this probe and the server's bind (on a busy machine, a server that then cannot
+    start, or a Jupyter kernel that hangs half-bound). Elsewhere, any port the system gives."""
+    try:
+        low = int(Path(EPHEMERAL).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 0
+    if low - 1024 >= 4096:
+        for _ in range(64):
+            port = random.randrange(max(1024, low - 16384), low)
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])

@@ -11,3 +11,8 @@ their own, are untouched."""
 import sys
 
 sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[assignment]
+
+# nbval's kernels: ports no outgoing connection can take before the kernel binds them
+import kernel_ports  # noqa: E402
+
+kernel_ports.install()

@@ -54,9 +54,9 @@ def worst_history(plan: SagaPlan, completion: bool = False) -> int:
     ``completion``), every undo attempt as the undo policy allows (each perhaps asked
     twice), a person asked about each undo (when the plan waits for one), a cancel. What a
     policy that decides in code or a person answering "retry" add is not bounded here: the
-    workflow asks ``room`` before each such retry (and stops retrying where there is none).
+    workflow asks ``no_room`` before each such retry (and stops retrying where there is none).
     Signals nobody asked for, and workflow tasks a lost worker makes the server retry,
-    are beyond any count (``room`` reads the real history)."""
+    are beyond any count (``no_room`` reads the real history)."""
     policy = plan.policy.retry
     undo = _tries(policy.max_attempts if policy is not None else 1, UNDO_ATTEMPT)
     if plan.halt_wait != 0:
@@ -69,17 +69,17 @@ def worst_history(plan: SagaPlan, completion: bool = False) -> int:
     return total
 
 
-def room(length: int, limit: int, cost: int, undos_left: int) -> bool:
-    """Is there room in a history of ``length`` events (``limit`` at most) for ``cost`` more
-    events (another undo attempt, its wait or a person's answer) and, after them, one
-    attempt of each of the ``undos_left`` undos still to run and the run's end? Where there
-    is not, the undo is not retried (``Machine.undo_failed``'s ``limit``): the server would
-    terminate the run mid-rollback, its effects held."""
-    return length + WORKFLOW_TASK + cost + undos_left * UNDO_ATTEMPT + RESERVE <= limit
-
-
-def no_room(limit: int) -> str:
-    """Why an undo was not retried, in words."""
+def no_room(plan: SagaPlan, length: int, undos_left: int) -> str | None:
+    """Why an undo may not be retried, or None if it may: is there room in a history of
+    ``length`` events (the plan's ``history_limit`` at most) for another round of it (a
+    retry's timer or a person's answer, and its attempt) and, after it, one attempt of each
+    of the ``undos_left`` undos still to run and the run's end? Where there is not, the
+    machine stops retrying (``Machine.undo_failed``'s ``limit``): the server would terminate
+    the run mid-rollback, its effects held."""
+    limit = plan.history_limit or HISTORY_EVENTS_LIMIT
+    cost = UNDO_ATTEMPT + max(EVENTS_PER_WAIT, A_PERSON if plan.halt_wait != 0 else 0)
+    if length + WORKFLOW_TASK + cost + undos_left * UNDO_ATTEMPT + RESERVE <= limit:
+        return None
     return (
         f"not retried: the workflow's history is near Temporal's limit of {limit} events "
         "(the server would terminate it mid-rollback, its effects held)"

@@ -44,16 +44,7 @@ with workflow.unsafe.imports_passed_through():  # plain data and the machine, no
     from ...operations import ANSWERS, Ask, Finished, Op, RunStep, RunUndo, Wait
     from ...schedule import GraphMachine, GraphOp, Ready
     from ..wire import ErrorRecord, SagaPlan, record_data
-    from .limits import (
-        A_PERSON,
-        EVENTS_PER_WAIT,
-        HISTORY_EVENTS_LIMIT,
-        UNDO_ATTEMPT,
-        TemporalLimitExceeded,
-        check_result,
-        no_room,
-        room,
-    )
+    from .limits import TemporalLimitExceeded, check_result, no_room
 
 ACTION = "rollback_lessons.action"
 UNDO = "rollback_lessons.undo"
@@ -306,11 +297,8 @@ class SagaWorkflow:
         there is; why not otherwise (the machine then stops retrying: ``undo_failed``).
         Read from the history itself, so a policy deciding in code, a person answering
         "retry" again and again, and Signals nobody asked for are bounded too."""
-        limit = plan.history_limit or HISTORY_EVENTS_LIMIT
-        person = A_PERSON if plan.halt_wait != 0 else 0
-        cost = UNDO_ATTEMPT + max(EVENTS_PER_WAIT, person)
         length = workflow.info().get_current_history_length()
-        return None if room(length, limit, cost, len(m.todo) - m.index - 1) else no_room(limit)
+        return no_room(plan, length, len(m.todo) - m.index - 1)
 
     async def _carry_out(self, m: Machine, plan: SagaPlan, op: Op) -> Op:
         """One operation of the machine, as Temporal does it; the machine's next answer."""

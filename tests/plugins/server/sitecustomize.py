@@ -8,3 +8,10 @@ without it jsonschema leaves that format unchecked. Nothing a learner sees chang
 import sys
 
 sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[assignment]
+
+# the server's kernels: ports no outgoing connection can take before the kernel binds them
+# (tests/plugins/kernel_ports.py); only in JupyterLab itself, not in every Python it starts
+if "jupyterlab" in sys.orig_argv:  # python -m jupyterlab ...
+    import kernel_ports
+
+    kernel_ports.install()
