@@ -82,3 +82,30 @@ def test_a_grid_and_the_isolation_panel_made_again_do_not_grow_the_registry():
         IsolationLab("dirty read")
         counts.append(live_widgets())
     assert counts[1:] == counts[:1] * 2
+
+
+def test_a_panel_made_again_stops_the_old_play_in_the_browser_before_closing_it(monkeypatch):
+    """A Play ticks in the browser: closed while playing there, each tick syncs a model
+    whose comm is gone (a page error). The browser may play what the kernel thinks stopped,
+    so the stop is sent either way, before the close (JupyterLab keeps their order)."""
+    from comm import DummyComm
+
+    sent: list[tuple[str, str, dict]] = []
+
+    def record(self, msg_type, data=None, metadata=None, buffers=None, **keys):
+        sent.append((self.comm_id, msg_type, data or {}))
+
+    monkeypatch.setattr(DummyComm, "publish_msg", record)
+    make_saga, make_state = lesson_worlds()["booking"]
+    playing = RollbackLab(make_saga(), state=make_state)
+    playing.toggle_play()
+    assert playing.play.playing
+    ids = [playing.play.model_id]
+    still = RollbackLab(make_saga(), state=make_state)  # the kernel thinks it stopped
+    ids.append(still.play.model_id)
+    RollbackLab(make_saga(), state=make_state)
+    for model_id in ids:
+        mine = [(kind, data) for comm, kind, data in sent if comm == model_id]
+        assert mine[-1][0] == "comm_close", mine[-3:]
+        stop = {"method": "update", "state": {"playing": False}, "buffer_paths": []}
+        assert ("comm_msg", stop) in mine[:-1], mine[-3:]

@@ -44,10 +44,23 @@ def widgets_of(*roots: Any) -> list[w.Widget]:
     return list(found.values())
 
 
+def retire(widgets: list[w.Widget]) -> None:
+    """Close ``widgets``, each Play among them stopped first. A Play ticks in the browser,
+    on its model, not its view: a Play closed while playing goes on ticking there, and
+    each tick syncs a model whose comm is gone ("Syncing error: no comm channel defined",
+    a page error every interval). Stopped first, always sent (the browser may still play
+    what the kernel thinks stopped): JupyterLab applies each update before it handles the
+    next message, so the Play is still by the time its comm closes."""
+    for play in (widget for widget in widgets if isinstance(widget, w.Play)):
+        play.playing = False
+        play.send_state("playing")
+    for widget in widgets:
+        widget.close()
+
+
 def replace(panel: Any, *name: str) -> None:
     """Close the widgets of the panel of the same kind and ``name`` made before in this
     cell (by id, where the kernel knows it), and remember ``panel``'s in its place."""
     key = (type(panel).__name__, _cell(), *name)
-    for widget in _LIVE.pop(key, []):
-        widget.close()
+    retire(_LIVE.pop(key, []))
     _LIVE[key] = widgets_of(*vars(panel).values())
