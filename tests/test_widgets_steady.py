@@ -109,3 +109,27 @@ def test_a_panel_made_again_stops_the_old_play_in_the_browser_before_closing_it(
         assert mine[-1][0] == "comm_close", mine[-3:]
         stop = {"method": "update", "state": {"playing": False}, "buffer_paths": []}
         assert ("comm_msg", stop) in mine[:-1], mine[-3:]
+
+
+def test_a_panel_shown_in_another_cell_too_is_left_alive_when_its_cell_runs_again(monkeypatch):
+    """Its view there stays, and the saved lesson keeps the models it needs: closed, the
+    other cell's output would reopen as "model not found". Shown only where it was made,
+    its cell's new output replaces it: closed."""
+    from rollback_lessons.lab import reuse
+
+    cell = ["A"]
+    monkeypatch.setattr(reuse, "_cell", lambda: cell[0])
+    make_saga, make_state = lesson_worlds()["booking"]
+    alone = RollbackLab(make_saga(), state=make_state)
+    alone._repr_mimebundle_()  # shown in A, where it was made
+    elsewhere = RollbackLab(make_saga(), state=make_state)
+    assert alone.view.comm is None and alone.play.comm is None
+    elsewhere._repr_mimebundle_()
+    cell[0] = "B"
+    elsewhere._repr_mimebundle_()  # the learner's `lab` in a cell of their own
+    cell[0] = "A"
+    newest = RollbackLab(make_saga(), state=make_state)
+    assert elsewhere.view.comm is not None and elsewhere.play.comm is not None
+    newest._repr_mimebundle_()
+    RollbackLab(make_saga(), state=make_state)  # the one left alive is not closed later either
+    assert elsewhere.view.comm is not None and newest.view.comm is None

@@ -397,5 +397,6 @@ class ExplorerGrid:
         raise KeyError(f"no cell for {faults!r} under policy {self.policy!r}")
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        reuse.shown(self)
         self.lab.displayed()
         return self.widget._repr_mimebundle_(**kwargs)

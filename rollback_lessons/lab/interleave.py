@@ -382,4 +382,5 @@ class IsolationLab:
         return self.summary_html()
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        reuse.shown(self)
         return self.widget._repr_mimebundle_(**kwargs)

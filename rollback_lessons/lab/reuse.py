@@ -8,7 +8,8 @@ from typing import Any
 
 import ipywidgets as w
 
-_LIVE: dict[tuple[str, ...], list[w.Widget]] = {}
+# by kind, cell and name: the panel made last and its widgets
+_LIVE: dict[tuple[str, ...], tuple[Any, list[w.Widget]]] = {}
 
 
 def _cell() -> str:
@@ -58,9 +59,19 @@ def retire(widgets: list[w.Widget]) -> None:
         widget.close()
 
 
+def shown(panel: Any) -> None:
+    """``panel`` goes on screen in the cell being run (its ``_repr_mimebundle_``)."""
+    vars(panel).setdefault("_shown_in", set()).add(_cell())
+
+
 def replace(panel: Any, *name: str) -> None:
     """Close the widgets of the panel of the same kind and ``name`` made before in this
-    cell (by id, where the kernel knows it), and remember ``panel``'s in its place."""
+    cell (by id, where the kernel knows it), and remember ``panel``'s in its place. One
+    shown in another cell too (a learner's ``lab`` in a cell of their own) is left alive:
+    its view there stays, and saved, the lesson holds the models that view needs (closed,
+    it would reopen as "model not found")."""
     key = (type(panel).__name__, _cell(), *name)
-    retire(_LIVE.pop(key, []))
-    _LIVE[key] = widgets_of(*vars(panel).values())
+    old = _LIVE.pop(key, None)
+    if old is not None and vars(old[0]).get("_shown_in", set()) <= {key[1]}:
+        retire(old[1])
+    _LIVE[key] = (panel, widgets_of(*vars(panel).values()))

@@ -387,6 +387,7 @@ class RollbackLab(Player):
         """The panel goes on screen: its run count starts again (the runs a lesson cell
         made before, with ``set_fault``, are not the learner's), and the cue says what it
         opens on."""
+        reuse.shown(self)
         self.runs = 0
         self._cue = f"opens on: {self._said}" if self._said else ""
         if self.outcome is not None:
