@@ -295,6 +295,33 @@ class RollbackLab(Player):
             self._quiet = False
         return self.run()
 
+    def open_explored(
+        self, faults: Iterable[tuple[str, str]], policy: str, completion: tuple[str, ...] | None
+    ) -> Outcome:
+        """The explorer's run exactly (the grid opens a cell here): its faults and policy
+        (``open_run``), and what the explorer leaves as the saga says (``explored_as``):
+        each step's own register, the reverse undo order, the branches finishing as
+        ``completion`` says (None: in order). A learner's earlier change of these would
+        show another run beside the cell's words (newuser8)."""
+        first = ",".join(completion or ())
+        self._quiet = True
+        try:
+            self._set(self.register, "step", "register")
+            self._set(self.order, "reverse", "undo order")
+            if self.first is not None:
+                self._set(self.first, first, "branch")
+            elif first:
+                raise InvalidPipelineError(f"no parallel branches to finish first: {first}")
+        finally:
+            self._quiet = False
+        return self.open_run(faults, policy)
+
+    def explored_as(self, completion: tuple[str, ...] | None) -> bool:
+        """The panel's other settings are the explorer's (``open_explored``)."""
+        return (self.register.value, self.order.value, self.completion) == (
+            "step", "reverse", completion or None,
+        )  # fmt: skip
+
     def _set(self, control: w.Dropdown, value: str, what: str) -> Outcome:
         valid = [v for _, v in control.options]
         if value not in valid:
