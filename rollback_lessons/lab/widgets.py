@@ -184,7 +184,8 @@ class RollbackLab(Player):
         self.slider.observe(self._on_slider, names="value")
         self.back.on_click(lambda _: self.show_frame(self.frame - 1))
         self.forward.on_click(lambda _: self.show_frame(self.frame + 1))
-        self.widget = self._layout(title or f"Break '{saga.name}' and watch it undo")
+        # the saga named as a saga: quoted alone, a learner looked for a step called so
+        self.widget = self._layout(title or f"Break a step of the {saga.name} saga, watch it undo")
         reuse.replace(self, saga.name)  # the same panel made again: the old one's widgets go
         self.run(opening=True)
 
