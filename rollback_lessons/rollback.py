@@ -162,9 +162,17 @@ class Rollback(_Base):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        failed = exc if exc is not None else self._commit()
+        failed = exc
         if failed is None:
-            return
+            try:  # (inline: a function's entry is where CPython hears a Ctrl-C)
+                failed = self._commit()
+            except BaseException as late:  # heard at _commit's entry: nothing committed,
+                if self._state is not _CLOSED:  # the block fails there, as in its last
+                    failed = late  # step (undone, then re-raised); the commit's own: as is
+                else:
+                    raise
+            if failed is None:
+                return
         run = self._run
         try:
             if run.history is None:
@@ -215,9 +223,17 @@ class AsyncRollback(_Base):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        failed = exc if exc is not None else self._commit()
+        failed = exc
         if failed is None:
-            return
+            try:  # (inline: a function's entry is where CPython hears a Ctrl-C)
+                failed = self._commit()
+            except BaseException as late:  # heard at _commit's entry: nothing committed,
+                if self._state is not _CLOSED:  # the block fails there, as in its last
+                    failed = late  # step (undone, then re-raised); the commit's own: as is
+                else:
+                    raise
+            if failed is None:
+                return
         import asyncio  # only async users pay for importing asyncio
 
         run = self._run

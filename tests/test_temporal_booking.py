@@ -146,14 +146,23 @@ def test_after_the_email_the_points_are_retried_forward_and_never_undone(tmp_pat
 
 
 def test_a_server_restarted_mid_compensation_keeps_the_saga_and_it_finishes(tmp_path):
-    """Stop the server while the saga is between two undos, start a new server process on
-    the same database file, and the saga finishes its compensation, each undo once."""
+    """Stop the server while the saga is in an undo, start a new server process on the same
+    database file, and the saga finishes its compensation, each undo applied once.
+
+    The server stays down longer than the undo's timeout, as it does whenever a loaded
+    machine restarts it slowly (CI): the new server times out the attempt it never heard
+    end, and the retry must finish the undo, not make it a dead letter. (A slower machine
+    only keeps the server down longer: nothing here waits for less than the time given.)"""
     from rollback_lessons.worlds.temporal_booking.demo import restart_the_server_mid_rollback
+    from rollback_lessons.worlds.temporal_booking.workflows import ACTIVITY_TIMEOUT
 
     world = str(tmp_path / "world.db")
+    down = ACTIVITY_TIMEOUT.total_seconds() + 1
     with ThreadPoolExecutor(1) as pool:
         restart = pool.submit(
-            lambda: asyncio.run(restart_the_server_mid_rollback(tmp_path / "temporal.db", world))
+            lambda: asyncio.run(
+                restart_the_server_mid_rollback(tmp_path / "temporal.db", world, down=down)
+            )
         ).result()
     assert restart.before["effects"] == [("b1", "charge_card", 1), ("b1", "reserve_room", 0)]
     assert restart.port_closed  # the first server really was gone

@@ -215,6 +215,72 @@ def test_a_cancel_mid_group_compensates_what_finished_and_says_cancelled():
     assert failed.details["error"] == describe(Cancelled.by_caller())
 
 
+def _retried_branches(calls: list, gate, aio: bool) -> Saga:
+    """``a``, then four branches, each failing its first attempt; the second waits on
+    ``gate`` (an asyncio.Event in process, where the actions are awaited on the loop; a
+    threading.Event on Temporal, where each runs on a thread of its own)."""
+
+    def flaky(name):
+        def act(state):
+            calls.append(name)
+            if calls.count(name) == 1:
+                raise ConnectionError("not yet")
+            return gate.wait() if aio else gate.wait(20)
+
+        return Step(name, act, None, retry=RetryPolicy(max_attempts=3, initial_delay=0.1))
+
+    undo_a = lambda s: calls.append("undo a")  # noqa: E731
+    return Saga([Step("a", lambda s: calls.append("a"), undo_a),
+                 Parallel(*(flaky(f"p{i}") for i in range(4)))], name="branches")  # fmt: skip
+
+
+SECOND_ATTEMPTS = ["a", *[f"p{i}" for i in range(4)] * 2]
+
+
+def test_branches_retried_then_cancelled_run_as_in_process():
+    """attack10's observation (only p0 was ever called) came from ``Parallel([p0, ..., p3])``,
+    one branch of four steps in order, which both engines run one after the other. As four
+    branches, each failing its first attempt and cancelled while the second attempts run:
+    on Temporal as in ``saga.arun``, every branch is tried twice, their second attempts
+    finish, ``a`` is undone, and the outcome says cancelled."""
+
+    async def in_process():
+        calls: list = []
+        gate = asyncio.Event()
+        task = asyncio.ensure_future(_retried_branches(calls, gate, aio=True).arun({}))
+        while sorted(calls) != sorted(SECOND_ATTEMPTS):
+            await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.sleep(0)
+        gate.set()
+        with pytest.raises(asyncio.CancelledError) as cancelled:
+            await task
+        return cancelled.value.outcome, calls
+
+    async def scenario(runner):
+        calls: list = []
+        gate = threading.Event()
+        handle = await runner.start_saga(_retried_branches(calls, gate, aio=False), {})
+        try:
+            while sorted(calls) != sorted(SECOND_ATTEMPTS):
+                await asyncio.sleep(0.01)
+            await cancel_heard(handle)  # while the four second attempts run
+        finally:
+            gate.set()
+        return await handle.outcome(), calls
+
+    local, local_calls = asyncio.run(in_process())
+    remote, remote_calls = on_temporal(scenario)
+    for outcome, calls in ((local, local_calls), (remote, remote_calls)):
+        assert outcome.status is Status.CANCELLED, outcome
+        assert sorted(calls) == sorted([*SECOND_ATTEMPTS, "undo a"]), calls
+        assert outcome.compensated == ("a",)
+        assert sorted(outcome.completed) == ["a", "p0", "p1", "p2", "p3"]
+    retries = sorted(e.step for e in remote.events if e.kind == "step_retry")
+    assert retries == sorted(e.step for e in local.events if e.kind == "step_retry")
+    assert retries == ["p0", "p1", "p2", "p3"]
+
+
 def test_a_person_answers_a_halted_group_by_signal():
     """The room's undo fails once; the policy halts for a person, who answers "retry" by
     Signal: the undos the in-process halt leaves pending are asked about, then done."""

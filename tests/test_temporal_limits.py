@@ -14,7 +14,7 @@ import time
 import pytest
 from conftest import SOAK, OnALoop
 
-from rollback_lessons import RetryPolicy, Saga, Status, Step, UndoPolicy
+from rollback_lessons import Parallel, RetryPolicy, Saga, Status, Step, UndoPolicy
 from rollback_lessons.machine import Finished, Machine
 from rollback_lessons.operations import RunUndo, StepSpec
 from rollback_lessons.policies import POLICIES
@@ -290,3 +290,46 @@ def test_the_machine_turns_a_retry_into_a_dead_letter_and_a_halt_into_pending_at
             op = m.undo_ok()
         assert isinstance(op, Finished) and m.status() is status
         assert m.notes == ["the undo of b: no room"]
+
+
+@pytest.mark.parametrize("shape", ["list", "graph"])
+def test_signals_nobody_asked_for_stop_the_run_forward_while_it_can_still_be_undone(
+    on_temporal, shape
+):
+    """The server writes every Signal (and the workflow task it wakes) whatever the workflow
+    does with it, so no count bounds them. Sent while a step runs until the history is near
+    the limit: the run stops going forward as the step returns and is undone while there is
+    room, a note naming the limit. (Before: it went on, and the server terminated it
+    mid-run, s0 and s1 held: SagaTerminated.) In a graph, s0 runs beside s1 and ends
+    first."""
+    gate = threading.Event()
+    s1 = Step("s1", lambda s: gate.wait(30), lambda s: None)
+    first = [_step("s0"), s1] if shape == "list" else [Parallel(_step("s0"), s1)]
+    saga = Saga([*first, *(_step(f"s{n}") for n in range(2, 6))], name="signals")
+    world: dict = {}
+    target = LIMIT - 28  # the forward run's rest (30 events) would not fit; its rollback would
+
+    async def scenario(runner):
+        runner.history_limit = LIMIT
+        try:
+            handle = await runner.start_saga(saga, world, step_timeout=30)
+            await asyncio.get_running_loop().run_in_executor(None, handle.started("s1").wait, 20)
+            signals = 0
+            while await _length(handle) < target:
+                await handle.workflow.signal("resolve", "retry")  # nobody asked
+                signals += 1
+            gate.set()
+            outcome = await asyncio.wait_for(handle.outcome(), 60)
+            return outcome, await _length(handle), signals
+        finally:
+            gate.set()
+            runner.history_limit = HISTORY_EVENTS_LIMIT
+
+    assert _worst(saga) <= LIMIT  # the count alone lets it start
+    outcome, length, signals = on_temporal(scenario)
+    assert signals > 10 and length <= LIMIT
+    assert outcome.status is Status.ROLLED_BACK and outcome.compensated == ("s1", "s0")
+    assert world == {}
+    assert any(f"Temporal's limit of {LIMIT} events" in n for n in outcome.notes)
+    [failed] = [e for e in outcome.events if e.kind == "pipeline_failed"]
+    assert "stopped going forward" in str(failed.details["error"])

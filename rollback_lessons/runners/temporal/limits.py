@@ -56,7 +56,7 @@ def worst_history(plan: SagaPlan, completion: bool = False) -> int:
     policy that decides in code or a person answering "retry" add is not bounded here: the
     workflow asks ``no_room`` before each such retry (and stops retrying where there is none).
     Signals nobody asked for, and workflow tasks a lost worker makes the server retry,
-    are beyond any count (``no_room`` reads the real history)."""
+    are beyond any count (``no_room`` and ``no_room_forward`` read the real history)."""
     policy = plan.policy.retry
     undo = _tries(policy.max_attempts if policy is not None else 1, UNDO_ATTEMPT)
     if plan.halt_wait != 0:
@@ -83,6 +83,26 @@ def no_room(plan: SagaPlan, length: int, undos_left: int) -> str | None:
     return (
         f"not retried: the workflow's history is near Temporal's limit of {limit} events "
         "(the server would terminate it mid-rollback, its effects held)"
+    )
+
+
+def no_room_forward(plan: SagaPlan, length: int, undos: int, running: int = 1) -> str | None:
+    """Why the run may not go on forward, or None if it may: before another step starts,
+    is there room in a history of ``length`` events for the ``running`` steps' attempts and
+    then one attempt of each of the ``undos`` of the steps done and the run's end? The count
+    checked before the start (``worst_history``) says yes for every run of the plan; what
+    it cannot know is a Signal nobody asked for (the server writes each one, and the
+    workflow task it wakes, whatever the workflow does with it). Where there is no room the
+    run stops going forward and is undone while it still can be, rather than be terminated
+    by the server mid-run, its effects held."""
+    limit = plan.history_limit or HISTORY_EVENTS_LIMIT
+    need = WORKFLOW_TASK + running * EVENTS_PER_ATTEMPT + undos * UNDO_ATTEMPT + RESERVE
+    if length + need <= limit:
+        return None
+    return (
+        f"stopped going forward: the workflow's history is near Temporal's limit of {limit} "
+        "events (Signals nobody asked for filled it); what was done is undone while there "
+        "is room"
     )
 
 

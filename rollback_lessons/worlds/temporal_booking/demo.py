@@ -107,11 +107,17 @@ def _port_closed(port: int) -> bool:
 
 
 async def restart_the_server_mid_rollback(
-    db_file: str | os.PathLike[str], world: str, saga: str = "b1"
+    db_file: str | os.PathLike[str], world: str, saga: str = "b1", *, down: float = 0.0
 ) -> Restart:
     """Run the booking (its email fails) on a worker process that stops before the room's
-    undo; stop the server there, start a new server process on the same database file and
-    port, let the worker go on, and read the saga's result and history from the new server."""
+    undo; stop the server there (for at least ``down`` seconds), start a new server process
+    on the same database file and port, let the worker go on, and read the saga's result and
+    history from the new server.
+
+    The worker is let go once, then its stdin is closed: a server down longer than the
+    undo's timeout (``ACTIVITY_TIMEOUT``; a slow machine's restart, or ``down``) times the
+    paused attempt out and the saga asks again, and that attempt must not wait for a word
+    nobody will send (it runs the undo again, harmlessly: the undo is idempotent)."""
     from ...runners import free_port
     from ...runners.temporal import TemporalRunner
     from ...runners.temporal.runner import history_table
@@ -136,9 +142,10 @@ async def restart_the_server_mid_rollback(
                 raise RuntimeError(f"the worker did not pause (it said {paused!r})")
             before = world_report(world)
         closed = _port_closed(port)  # the first server process is gone
+        await asyncio.sleep(down)  # (at least: a slower machine only keeps it down longer)
         async with await TemporalRunner.start(db_file=db_file, port=port) as second:
             worker.stdin.write("go on\n")  # the worker finishes the undo it was in
-            worker.stdin.flush()
+            worker.stdin.close()
             handle = second.client.get_workflow_handle(workflow_id, result_type=BookingResult)
             result = await asyncio.wait_for(handle.result(), 90)
             history = await history_table(handle.fetch_history_events(), ids=False)
