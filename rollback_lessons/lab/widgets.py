@@ -185,7 +185,7 @@ class RollbackLab(Player):
         self.back.on_click(lambda _: self.show_frame(self.frame - 1))
         self.forward.on_click(lambda _: self.show_frame(self.frame + 1))
         # the saga named as a saga: quoted alone, a learner looked for a step called so
-        self.widget = self._layout(title or f"Break a step of the {saga.name} saga, watch it undo")
+        self.widget = self._layout(title or f"Break the {saga.name} saga")
         reuse.replace(self, saga.name)  # the same panel made again: the old one's widgets go
         self.run(opening=True)
 
