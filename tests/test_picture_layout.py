@@ -258,3 +258,24 @@ def test_no_band_edge_crosses_a_note_under_any_fault_of_lesson_12s_world(mode):
         fig = timeline.show(timeline.frame_count - 1)
         bad += [f"{label}: {p}" for p in crossings(fig) + text_problems(fig)]
     assert bad == []
+
+
+def test_the_text_check_finds_a_collision_and_a_cut_text_without_painting():
+    """text_problems measures texts on a figure laid out but never painted: it still finds
+    two texts on one another and one past the figure's edge (and nothing on a clean one)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4, 2))
+    FigureCanvasAgg(fig)  # as the lessons' pictures are drawn
+    ax = fig.add_subplot()
+    ax.text(0.2, 0.5, "charge_card undone")
+    ax.text(0.25, 0.5, "refund sent")
+    ax.text(1.3, 0.5, "past the edge")
+    found = text_problems(fig)
+    assert "overlap: 'charge_card undone' / 'refund sent'" in found
+    assert "cut: 'past the edge'" in found
+    clean = Figure(figsize=(4, 2))
+    FigureCanvasAgg(clean)
+    clean.add_subplot().text(0.1, 0.5, "alone")
+    assert [p for p in text_problems(clean) if "alone" in p] == []

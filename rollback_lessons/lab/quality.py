@@ -46,7 +46,7 @@ def min_text_px(fig: Figure) -> float:
 
 def text_problems(fig: Figure) -> list[str]:
     """Texts of a drawn figure that collide with each other or are cut by its edge."""
-    fig.canvas.draw()
+    fig.draw_without_rendering()  # where the texts are, without painting a pixel
     renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
     edge = fig.bbox
     boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in visible_texts(fig)]
@@ -69,7 +69,7 @@ def crossings(fig: Figure, *, drawn: bool = False) -> list[str]:
     ``drawn``: the caller has just drawn the figure (text_problems did), so it is not drawn
     a second time (a full draw is most of the cost of a picture's report)."""
     if not drawn:
-        fig.canvas.draw()
+        fig.draw_without_rendering()
     renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
     boxes = [(t.get_text(), t.get_window_extent(renderer).padded(-1)) for t in visible_texts(fig)]
     found = []
