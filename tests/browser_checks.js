@@ -146,7 +146,7 @@
     });
     box.selectedIndex = index;
     box.dispatchEvent(new Event("change", { bubbles: true }));
-    const img = await Promise.race([changed, new Promise((_, no) => setTimeout(() => no(new Error("no new picture in 20 s")), 20000))]);
+    const img = await Promise.race([changed, new Promise((_, no) => setTimeout(() => no(new Error("no new picture in 60 s")), 60000))]);
     await img.decode();
     // the frame with the new picture: rAF runs just before it is painted, a task queued
     // there runs once it has been

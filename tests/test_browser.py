@@ -962,6 +962,58 @@ def test_no_widget_model_is_ever_missing_and_a_reopened_lesson_says_its_kernel_w
     assert real == [], real
 
 
+def saved_models(page, lab_server: Lab, name: str) -> int:
+    """How many widget models the lesson is saved with (JupyterLab's saveState is on)."""
+    command(page, "docmanager:save")
+    saved = json.loads((lab_server.root / name).read_text())
+    return len(saved["metadata"]["widgets"]["application/vnd.jupyter.widget-state+json"]["state"])
+
+
+def played_to(page, event: int) -> None:
+    """Press the newest panel's Play and wait until it shows ``event``: Play starts from
+    the first event here (a new panel shows its failure), so time has passed in the page."""
+    panel = page.locator(".rollback-lab").last
+    panel.locator(".rl-play-button").click()
+    page.wait_for_function(
+        """(event) => {
+            const panels = document.querySelectorAll('.rollback-lab');
+            const caption = panels[panels.length - 1].querySelector('.rl-caption');
+            return caption && caption.innerText.startsWith(`event ${event} of`);
+        }""",
+        arg=event,
+    )
+
+
+def test_a_panel_cell_run_again_and_again_while_playing_leaves_no_error_and_no_old_models(
+    page, lab_server: Lab
+) -> None:
+    """A learner re-runs a panel's cell, several times, plays, re-runs it while it plays:
+    the old panel's widgets are closed (the kernel and the saved lesson keep one panel's
+    models, not one per run), and its Play stops first: closed while playing, it ticked on
+    in the page against a closed comm ("no comm channel defined", a page error a tick)."""
+    name = "02_why_reversed.ipynb"
+    clean_copy = (lab_server.root / name).read_text()
+    try:
+        open_lesson(page, None, None, name)
+        run_all(page)
+        once = saved_models(page, lab_server, name)
+        for _ in range(3):
+            run_cell(page, "RollbackLab(saga")
+            page.wait_for_function(IDLE)
+        assert saved_models(page, lab_server, name) == once
+        check(page, "scrollTo", [".rollback-lab", 0])
+        played_to(page, 2)
+        run_cell(page, "RollbackLab(saga")  # while it plays
+        page.wait_for_function(IDLE)
+        played_to(page, 4)  # two of the old Play's ticks later (and more): it ticks no more
+        text = page.locator(".jp-NotebookPanel").first.inner_text()
+        assert not [bad for bad in WIDGET_ERRORS if bad in text]
+        assert [e for e in page.errors if not _ignorable(e)] == []
+        assert saved_models(page, lab_server, name) == once
+    finally:
+        (lab_server.root / name).write_text(clean_copy)  # later tests open it unrun
+
+
 def test_temporals_web_ui_shows_a_compensated_workflow(browser) -> None:
     """Temporal's own Web UI (the dev server's, on 127.0.0.1) shows the saga's history:
     the failed step and the undo activities that compensated it."""

@@ -162,7 +162,7 @@ def test_the_clicked_run_plays_beside_its_picture_and_the_picture_follows():
         caption = panel.split("class='rl-caption'>")[1].split("</div>")[0]
         assert caption.startswith(f"event {index + 1} of {total}: ")
         assert f"class='rl-caption'>{caption}</div>" in grid.now.value
-        result = panel.split("class='rl-result'>")[1].removesuffix("</div></div>")
+        result = panel.split("class='rl-result'>")[1].removesuffix("</div></div></div>")
         assert grid.now.value.split("class='rl-result'>")[1] == f"{result}</div>"
         ended = str(grid.opened.status) in words(grid.now.value.split("rl-result")[1]).split()[:1]
         assert ended == (index == total - 1), (index, grid.now.value)
@@ -193,6 +193,26 @@ def test_a_change_in_the_panel_under_the_grid_lets_go_of_the_grids_player():
         grid.picture.value
     )
     assert "eg-open" in grid.buttons[key]._dom_classes
+
+
+@pytest.mark.parametrize(("control", "value"), [("order", "forward"), ("register", "before")])
+def test_any_change_of_the_panels_run_lets_go_and_a_click_opens_the_cells_run(control, value):
+    """Not only faults and policy: the undo order or the register changed in the panel
+    under the grid made another run, shown beside the cell's words (row 3, column 3 said
+    rollback_incomplete beside a rolled_back picture). And a cell clicked after such a
+    change opened the cell's faults with the changed order: not the cell's run either."""
+    grid = _lesson_11_grid()
+    for key, run in grid.grid.items():
+        grid.open(*key)
+        assert grid.lab.outcome.status == run.status, key  # the cell's run, as it says
+        getattr(grid.lab, control).value = value
+        if grid.opened is not None:  # still the cell's: the change made the same run
+            assert grid.lab.outcome.events == run.outcome.events, (key, control)
+        else:
+            assert grid.player.layout.display == "none" and grid.picture.value == ""
+        grid.open(*key)  # with the changed control: the cell's run again
+        assert grid.lab.outcome.events == run.outcome.events, (key, control)
+        assert grid.opened is run and grid.player.layout.display is None
 
 
 def test_the_view_keeps_its_height_whatever_cell_is_clicked():

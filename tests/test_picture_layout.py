@@ -228,3 +228,33 @@ def test_a_graphs_branches_are_bands_of_lanes_and_every_mark_is_in_the_legend(mo
     [legend] = timeline.fig.legends
     labels = [t.get_text() for t in legend.get_texts()]
     assert len(labels) == len(set(labels)) and "a parallel branch" in labels
+
+
+@pytest.mark.parametrize("mode", ["picture", "panel"])
+def test_no_band_edge_crosses_a_note_under_any_fault_of_lesson_12s_world(mode):
+    """newuser8: the "a parallel branch" band's edge ran through "effect happened" above the
+    car's cross (and "still done", "dead letter" elsewhere). Every fault of the travel
+    booking, each undo order and branch first (graph_runs, all of them): no band's edge
+    crosses a text; the notes go beside their marks, on their lanes, inside their bands."""
+    from rollback_lessons.lab.graphs import branch_groups
+    from rollback_lessons.worlds import travel
+
+    saga = travel.booking()
+    groups = branch_groups(saga)
+    panel = panel_timeline(saga, travel.state) if mode == "panel" else None
+    bad = []
+    for label, outcome in graph_runs(saga, travel.state):
+        noted = outcome.leaked or any(
+            e.kind in ("undo_failed", "halted") or e.details.get("after_effect")
+            for e in outcome.events
+        )
+        if not noted:  # no note to cross (and a third of the cost)
+            continue
+        if panel is not None:
+            panel.load(outcome)
+            timeline = panel
+        else:
+            timeline = viz.timeline_for(outcome, groups=groups)
+        fig = timeline.show(timeline.frame_count - 1)
+        bad += [f"{label}: {p}" for p in crossings(fig) + text_problems(fig)]
+    assert bad == []

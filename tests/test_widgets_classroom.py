@@ -331,3 +331,47 @@ def test_each_step_is_offered_the_faults_the_explorer_tries_for_it(trip_lab):
     with pytest.raises(InvalidPipelineError, match="gate"):
         trip_lab.set_fault("verify_card", "fail_after_effect")
     assert trip_lab.set_fault("reserve_room", "fail_after_effect").status is not None
+
+
+def test_each_undo_order_is_named_as_the_event_log_says_it():
+    """newuser8: lesson 12's dropdown said "reverse completion" / "reverse start" while the
+    log's rollback_start said ``order=reverse`` / ``order=reverse_start``: a learner could not
+    tell them for the same thing. Each choice starts with the word the log shows."""
+    from rollback_lessons.lab.widgets import RollbackLab
+    from rollback_lessons.worlds import examples, travel
+
+    for lab in (
+        RollbackLab(travel.booking(), state=travel.state),
+        RollbackLab(examples.folder_saga(), state=examples.folder_state),
+    ):
+        lab.set_fault(lab.saga.names[-1], "fail")
+        for label, value in lab.order.options:
+            lab.order.value = value
+            [start] = [e for e in lab.outcome.events if e.kind == "rollback_start"]
+            assert label.split()[0] == f"{start.details['order']}", (label, start.details)
+
+
+def test_the_panels_title_names_its_saga_as_a_saga_not_as_a_step():
+    """newuser8: "Break 'folder' and watch it undo": a learner looked for a step called
+    `folder` among make_folder, write_file, publish. The title says what the name is."""
+    import html
+    import re
+
+    import ipywidgets as w
+    from conftest import lesson_worlds
+
+    from rollback_lessons.lab import reuse
+    from rollback_lessons.lab.widgets import RollbackLab
+
+    for make_saga, make_state in lesson_worlds().values():
+        saga = make_saga()
+        lab = RollbackLab(saga, state=make_state)
+        [title] = [
+            html.unescape(m)
+            for v in reuse.widgets_of(lab.widget)
+            if isinstance(v, w.HTML)
+            for m in re.findall(r"class='rl-title'>([^<]*)<", v.value)
+        ]
+        assert f"the {saga.name} saga" in title, title
+        quoted = re.findall(r"'([^']+)'", title.split("Break", 1)[1])
+        assert set(quoted) <= set(saga.names), quoted  # a quoted word is a step, if any

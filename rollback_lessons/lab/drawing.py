@@ -15,6 +15,7 @@ from matplotlib.path import Path
 
 from ..events import Event
 from ..outcome import Status
+from .quality import BAND, band_edges, sample
 
 # Okabe-Ito colours: distinguishable with the common colour-vision deficiencies; every
 # meaning also has its own marker shape, so nothing depends on colour alone.
@@ -160,14 +161,17 @@ def place_notes(
     fixed: list[Any],
     path: tuple[list[float], list[float]] = ([], []),
     far: bool = False,
+    marks: Sequence[Any] = (),
 ) -> int:
     """Move each note to the first spot near its marker where it overlaps no other text
-    and the run's ``path`` (data coordinates) does not run through it; returns how many
-    found no such spot.
+    and neither the run's ``path`` (data coordinates) nor a branch band's edge runs through
+    it; returns how many found no such spot.
 
     Tried in order: above, below, then beside (left or right) above and below, then half
     way to the next lane (``far``: then above each higher lane). The ``fixed`` texts (the
-    rollback label) never move.
+    rollback label) never move. Lanes on bands (a graph's branches): a note above or below
+    its marker crosses the band's edge, so next it goes beside the marker on its own lane,
+    clear of the run's ``marks`` (its bars and markers: Line2D), before any spot further off.
     """
     import numpy as np
 
@@ -182,9 +186,22 @@ def place_notes(
             for a, b in itertools.pairwise(corners)
         ]
         points = np.concatenate(pieces)
+    edges = [sample(edge) for edge in band_edges(ax)]  # a band's edge crosses no note either
+    points = np.concatenate([points, *edges]) if edges else points
+    if edges:  # the marks and bars a note beside its marker must leave clear
+        placed += [m.get_window_extent(renderer).padded(4) for m in marks]
     unplaced = 0
     for artist, x, y, ha in notes:
         spots = [(x, y - 0.3, ha), (x, y + 0.45, ha)]
+        # on its lane, in its band: just above its line, just below it, or across it; the
+        # text itself (19 px of the band's 38, the text 15) clear of the path and the edges
+        beside = [(d, a) for d in (0.45, 1.0, 1.5, 2.2, 3.0, 4.5, 6.0) for a in ("left", "right")]
+        spots += [
+            (x + d if a == "left" else x - d, y + dy, a)
+            for dy in ((-0.08, 0.33, 0.12) if edges else ())
+            for d, a in beside
+        ]
+        tight = len(spots)  # the spots before it are checked with a 2 px margin
         for shift in (0.35, 1.0, 1.5, 2.2, 3.0, 4.0):  # then beside it, further away
             for dy in (-0.3, 0.45):
                 spots += [(x - shift, y + dy, "right"), (x + shift, y + dy, "left")]
@@ -199,17 +216,18 @@ def place_notes(
                 break
             spots += [(x, y - 0.3 - up, ha), (x - 0.35, y - 0.3 - up, "right")]
         chosen = None
-        for sx, sy, sha in spots:
+        for n, (sx, sy, sha) in enumerate(spots):
             artist.set_position((sx, sy))
             artist.set_horizontalalignment(sha)
             box = artist.get_window_extent(renderer).padded(2)
             fits = inside.x0 <= box.x0 and box.x1 <= inside.x1
             fits = fits and inside.y0 <= box.y0 and box.y1 <= inside.y1 + 4
+            on = box.padded(-2) if 1 < n < tight else box
             crossed = bool(
                 len(points)
                 and (
-                    (points[:, 0] > box.x0) & (points[:, 0] < box.x1)
-                    & (points[:, 1] > box.y0) & (points[:, 1] < box.y1)
+                    (points[:, 0] > on.x0) & (points[:, 0] < on.x1)
+                    & (points[:, 1] > on.y0) & (points[:, 1] < on.y1)
                 ).any()
             )  # fmt: skip
             if fits and not crossed and not any(box.overlaps(other) for other in placed):
@@ -260,7 +278,7 @@ def draw_branches(ax: Any, groups: Any, lane: Mapping[str, int]) -> None:
             band = Rectangle(
                 (inset, min(lanes) - 0.42 + 0.05 * depth), 1 - 2 * inset,
                 max(lanes) - min(lanes) + 0.84 - 0.1 * depth, fc=BRANCH, ec=BRANCH_EDGE,
-                lw=1, zorder=0, transform=ax.get_yaxis_transform(),
+                lw=1, zorder=0, transform=ax.get_yaxis_transform(), gid=BAND,
             )  # fmt: skip
             ax.add_patch(band)
 

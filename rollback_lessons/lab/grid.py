@@ -24,7 +24,7 @@ from matplotlib.patches import Patch, Rectangle
 from ..explore import Exploration, Explored, Faults, single_faults
 from ..faults import LABELS, Fault
 from ..outcome import Outcome, Status
-from . import guard
+from . import guard, reuse
 from .drawing import DPI, FAIL, FONT, FORWARD, INK, PIVOT, RETRY, SMALL, UNDO, frame_caption
 from .panel_controls import faults_said
 from .panel_html import CSS, key, lost_banner, png_img, result_at
@@ -319,6 +319,7 @@ class ExplorerGrid:
         self.widget.add_class("rl-panels")  # (a lost kernel: no broken-link icon on it either)
         self.side.value = "<div class='eg-note'>Click a cell to see its run here.</div>"
         self.lab.view.observe(self._follow, names="value")
+        reuse.replace(self, exploration.saga.name)  # made again: the old grid's widgets go
 
     def open(self, row: int, col: int) -> Explored:
         """Show the run of cell (row, column) beside its controls: the panel under the grid
@@ -341,7 +342,7 @@ class ExplorerGrid:
                 button.remove_class("eg-open")
         self.buttons[(row, col)].add_class("eg-open")
         self.player.layout.display = None  # (shown again, if a change had let it go)
-        self.lab.open_run([(s, str(f)) for s, f in run.faults], run.policy)
+        self.lab.open_explored([(s, str(f)) for s, f in run.faults], run.policy, run.completion)
         self.lab.show_frame(self.lab.frame_count - 1)
         self._follow()
         return run
@@ -354,7 +355,11 @@ class ExplorerGrid:
         wanted: dict[str, list[str]] = {}
         for step, fault in run.faults:
             wanted.setdefault(step, []).append(str(fault))
-        if self.lab.inject != wanted or self.lab.policy.value != run.policy:
+        if (
+            self.lab.inject != wanted
+            or self.lab.policy.value != run.policy
+            or not self.lab.explored_as(run.completion)
+        ):  # the panel now runs another run than the cell's
             self._let_go()
             return
         row, col = self.cell
@@ -368,10 +373,10 @@ class ExplorerGrid:
             self.now.value = now
 
     def _let_go(self) -> None:
-        """The learner changed the panel's faults or policy: its run is no longer the
-        cell's. The grid says so and lets go of the panel's player (its Play, back, next
-        and slider would move a run the picture here does not show: newuser8) until a
-        cell is clicked again."""
+        """The learner changed the panel's faults, policy, undo order, register or branch
+        first: its run is no longer the cell's. The grid says so and lets go of the panel's
+        player (its Play, back, next and slider would move a run the picture here does not
+        show: newuser8) until a cell is clicked again."""
         row, col = self.cell
         self.opened = None
         self.buttons[(row, col)].remove_class("eg-open")
@@ -396,5 +401,6 @@ class ExplorerGrid:
         raise KeyError(f"no cell for {faults!r} under policy {self.policy!r}")
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        reuse.shown(self)
         self.lab.displayed()
         return self.widget._repr_mimebundle_(**kwargs)

@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from ..worlds.isolation import SCENARIOS, Scenario, Trace, interleavings
-from . import guard
+from . import guard, reuse
 from .drawing import DPI, FAIL, FONT, FORWARD, INK, SMALL, UNDO
 from .panel_html import CSS, lost_banner, png_img
 from .png import encode_png, figure_png
@@ -276,6 +276,7 @@ class IsolationLab:
         body.add_class("rl-dim")
         self.widget = w.VBox([w.HTML(lost_banner()), body])
         self.widget.add_class("rl-panel").add_class("isolation-lab")
+        reuse.replace(self)  # made again: the old panel's widgets go
         self._on_choice(None)
 
     @property
@@ -381,4 +382,5 @@ class IsolationLab:
         return self.summary_html()
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        reuse.shown(self)
         return self.widget._repr_mimebundle_(**kwargs)

@@ -31,9 +31,11 @@ POLICIES = (("continue", "continue"), ("retry", "retry"), ("halt", "halt"))
 REGISTERS = (("as each step says", "step"), ("all after", "after"), ("all before", "before"))
 ORDERS = (("reverse", "reverse"), ("forward", "forward"))
 # a saga with parallel groups: the orders the engine declares for a graph (``schedule``)
+# each named as the event log's ``order=`` and lesson 12 say it (newuser8: "reverse
+# completion" beside ``order=reverse``); the lesson says what each means
 GRAPH_ORDERS = (
-    ("reverse completion", "reverse"), ("reverse start", "reverse_start"),
-    ("by dependency", "by_dependency"), ("forward", "forward"),
+    ("reverse", "reverse"), ("reverse_start", "reverse_start"),
+    ("by_dependency", "by_dependency"), ("forward", "forward"),
 )  # fmt: skip
 IN_ORDER = "one after another"  # the branches one at a time, as saga.run runs them
 STOP_TIP = (

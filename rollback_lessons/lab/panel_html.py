@@ -35,6 +35,10 @@ CSS = f"""<style>
 .rl-panel .rl-row {{display: flex; gap: 12px; align-items: flex-start}}
 .rl-panel .rl-image {{flex: none; max-width: none; display: block}}
 .rl-panel .rl-side, .rl-panel .rl-result {{flex: 1 1 auto; min-width: 0}}
+.rl-panel .rl-box {{flex: 1 1 auto; min-width: 0; display: grid;
+  grid-template-columns: minmax(0, 1fr)}}
+.rl-panel .rl-box > div {{grid-area: 1 / 1}}
+.rl-panel .rl-box > .rl-reserve {{visibility: hidden}}
 .rl-panel .rl-cue {{color: {drawing.FORWARD}; font-weight: bold; min-height: 2.6em}}
 .rl-panel .rl-caption {{font-size: 15px; font-weight: bold; margin: 2px 0 4px}}
 .rl-panel .rl-state td:nth-child(n+2) {{font-family: monospace; overflow-wrap: break-word}}
@@ -217,12 +221,34 @@ def result_at(outcome: Outcome, index: int, final: str) -> str:
     return _result_box(head, [("done so far", _names(done)), ("undone so far", _names(undone))])
 
 
+def run_results(outcome: Outcome, final: str) -> tuple[str, ...]:
+    """Every result box the run's frames show (``result_at``), once each: known when the
+    run is chosen, so the box can reserve the tallest of them (``view_html``)."""
+    boxes = (result_at(outcome, i, final) for i in range(len(outcome.events)))
+    return tuple(dict.fromkeys(boxes))
+
+
+def reserved_result(result: str, reserve: Iterable[str]) -> str:
+    """The result box shown over the run's other boxes, hidden (one grid cell): the box is
+    as tall as the tallest frame of the run, as the browser wraps it, so a longer frame
+    (the final result, a row that wraps) never grows the panel while it plays (newuser8)."""
+    hidden = "".join(f"<div class='rl-reserve' aria-hidden='true'>{r}</div>" for r in reserve)
+    return f"<div class='rl-box'>{hidden}<div class='rl-result'>{result}</div></div>"
+
+
 def view_html(
-    outcome: Outcome, index: int, png: bytes, cue: str, result: str, keys: Iterable[str]
+    outcome: Outcome,
+    index: int,
+    png: bytes,
+    cue: str,
+    result: str,
+    keys: Iterable[str],
+    reserve: Iterable[str] = (),
 ) -> str:
     """The panel's view at frame ``index``: the picture, and beside it the cue, the event it
     shows and the state; under it the event log (the event's details in full) and the
-    result. The cue and the caption keep two lines each, so a change never moves the panel."""
+    result (as tall as the tallest of ``reserve``: ``reserved_result``). The cue and the
+    caption keep two lines each, so a change never moves the panel."""
     event = outcome.events[index]
     before = outcome.state_before or {}
     now = outcome.state_at(index) or {}
@@ -240,5 +266,5 @@ def view_html(
     return (
         f"<div class='rl-row'>{png_img(png, caption)}<div class='rl-side'>{side}</div></div>"
         f"<div class='rl-row'><div class='rl-log'>{log_html(outcome.events, index)}</div>"
-        f"<div class='rl-result'>{result}</div></div>"
+        f"{reserved_result(result, reserve)}</div>"
     )

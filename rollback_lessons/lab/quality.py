@@ -64,7 +64,8 @@ def text_problems(fig: Figure) -> list[str]:
 
 
 def crossings(fig: Figure, *, drawn: bool = False) -> list[str]:
-    """Arrows and connecting lines that pass through a label (a text's box, shrunk by 1 px).
+    """Arrows, connecting lines and the edges of parallel branches' bands that pass through
+    a label (a text's box, shrunk by 1 px).
     ``drawn``: the caller has just drawn the figure (text_problems did), so it is not drawn
     a second time (a full draw is most of the cost of a picture's report)."""
     if not drawn:
@@ -81,7 +82,9 @@ def crossings(fig: Figure, *, drawn: bool = False) -> list[str]:
         for line in ax.get_lines():
             if line.get_visible() and _is_connector(line):
                 paths.append(line.get_path().transformed(line.get_transform()))
-        for path in paths:
+        edges = band_edges(ax)
+        for path in paths + edges:
+            what = "a band's edge" if any(path is e for e in edges) else "an arrow"
             points = _sample(path)
             for text, box in boxes:
                 if box.width <= 0 or box.height <= 0:
@@ -91,12 +94,30 @@ def crossings(fig: Figure, *, drawn: bool = False) -> list[str]:
                     & (points[:, 1] > box.y0) & (points[:, 1] < box.y1)
                 )  # fmt: skip
                 if inside.any():
-                    found.append(f"an arrow crosses {text!r}")
+                    found.append(f"{what} crosses {text!r}")
     return sorted(set(found))
 
 
 def _is_connector(line: Line2D) -> bool:
     return bool(line.get_gid() == "connector")
+
+
+BAND = "band"  # the gid of a parallel branch's band (drawing.draw_branches)
+
+
+def band_edges(ax: Any) -> list[Any]:
+    """The outlines of the axes' branch bands, in pixels: lines a note must not sit on
+    (lesson 12: a band's edge ran through "effect happened", newuser8)."""
+    return [
+        p.get_path().transformed(p.get_transform())
+        for p in ax.patches
+        if p.get_gid() == BAND and p.get_visible()
+    ]
+
+
+def sample(path: Any, step: float = 2.0) -> Any:
+    """Points every ``step`` pixels along ``path`` (curves flattened first)."""
+    return _sample(path, step)
 
 
 def _sample(path: Any, step: float = 2.0) -> Any:

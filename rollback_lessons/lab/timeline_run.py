@@ -101,9 +101,11 @@ class RunArtists:
 
     def _bar(self, seq: int, start: int, y: int, colour: str, head: str) -> None:
         """A step or an undo, from its start to its end; the head points its way."""
-        self._keep(seq, self._line([start, seq], [y, y], color=colour, lw=7,
-                                   solid_capstyle="butt"))  # fmt: skip
-        self._keep(seq, self._line([seq], [y], marker=head, color=colour, ms=14, ls=""))
+        bar = self._line([start, seq], [y, y], color=colour, lw=7, solid_capstyle="butt")
+        tip = self._line([seq], [y], marker=head, color=colour, ms=14, ls="")
+        for line in (bar, tip):
+            self._keep(seq, line)
+            self._marks.append(line)
 
     def _mark(self, seq: int, y: int, marker: str, colour: str, face: str | None = None) -> None:
         size = 17 if marker in ("X", RETRY_MARK) else 12
@@ -112,6 +114,7 @@ class RunArtists:
             [seq], [y], marker=marker, ls="", mfc=face or colour, mec=edge, mew=width, ms=size
         )
         self._keep(seq, line)
+        self._marks.append(line)
 
     def _note(
         self, seq: int, x: float, y: float, text: str, colour: str, ha: str = "center"
@@ -128,6 +131,7 @@ class RunArtists:
             glyph.artist.remove()
         self._glyphs = []
         self._notes: list[tuple[Any, float, float, str]] = []
+        self._marks: list[Line2D] = []  # the run's bars and markers: no note on them
         fixed: list[Any] = []
         events = outcome.events
         self.ax.set_xlim(0, max(len(events), 1) + 1)
@@ -188,7 +192,9 @@ class RunArtists:
             self.ax.add_artist(stop)
             self._keep(events[stopped_after].seq, stop)
         self._path_xy = (path_x, path_y)
-        unplaced = place_notes(self.canvas, self.ax, self._notes, fixed, self._path_xy)
+        unplaced = place_notes(
+            self.canvas, self.ax, self._notes, fixed, self._path_xy, marks=self._marks
+        )
         if unplaced and fixed:
             # a note found no free spot: the rollback's label goes to the shade's other end
             # (the top corner the notes did not need), and the notes are placed again
@@ -199,9 +205,13 @@ class RunArtists:
             else:
                 label.set_horizontalalignment("right")
                 label.set_position((len(events) + 0.9, TOP + 0.05))
-            unplaced = place_notes(self.canvas, self.ax, self._notes, fixed, self._path_xy)
+            unplaced = place_notes(
+                self.canvas, self.ax, self._notes, fixed, self._path_xy, marks=self._marks
+            )
         if unplaced:  # still none: a note may go above a higher lane, at its own time
-            place_notes(self.canvas, self.ax, self._notes, fixed, self._path_xy, far=True)
+            place_notes(
+                self.canvas, self.ax, self._notes, fixed, self._path_xy, far=True, marks=self._marks
+            )
         for glyph in self._glyphs:
             glyph.artist.set_animated(True)
         # This run's background: the static figure plus the state before, in both columns;

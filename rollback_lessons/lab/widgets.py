@@ -25,7 +25,7 @@ from ..errors import InvalidPipelineError, UnknownFaultError, UnknownStepError
 from ..explore import single_faults
 from ..outcome import Outcome
 from ..saga import Saga, snapshot
-from . import guard, timeline
+from . import guard, reuse, timeline
 from .graphs import branch_groups
 from .panel_controls import (
     FAULTS,
@@ -56,6 +56,7 @@ from .panel_html import (  # noqa: F401 (the panel's HTML parts, as the other pa
     png_img,
     result_at,
     result_html,
+    run_results,
     state_html,
     view_html,
 )
@@ -168,6 +169,7 @@ class RollbackLab(Player):
         self._said = ""  # the last run: its faults and options, and how it ended
         self._cue = ""
         self._result = ""
+        self._reserve: tuple[str, ...] = ()
         self.stopped_at: int | None = None  # the event a Stop cancelled the run after
 
         for control in [*self.actions.values(), *self.undos.values()]:
@@ -182,7 +184,9 @@ class RollbackLab(Player):
         self.slider.observe(self._on_slider, names="value")
         self.back.on_click(lambda _: self.show_frame(self.frame - 1))
         self.forward.on_click(lambda _: self.show_frame(self.frame + 1))
-        self.widget = self._layout(title or f"Break '{saga.name}' and watch it undo")
+        # the saga named as a saga: quoted alone, a learner looked for a step called so
+        self.widget = self._layout(title or f"Break the {saga.name} saga")
+        reuse.replace(self, saga.name)  # the same panel made again: the old one's widgets go
         self.run(opening=True)
 
     @staticmethod
@@ -292,6 +296,33 @@ class RollbackLab(Player):
             self._quiet = False
         return self.run()
 
+    def open_explored(
+        self, faults: Iterable[tuple[str, str]], policy: str, completion: tuple[str, ...] | None
+    ) -> Outcome:
+        """The explorer's run exactly (the grid opens a cell here): its faults and policy
+        (``open_run``), and what the explorer leaves as the saga says (``explored_as``):
+        each step's own register, the reverse undo order, the branches finishing as
+        ``completion`` says (None: in order). A learner's earlier change of these would
+        show another run beside the cell's words (newuser8)."""
+        first = ",".join(completion or ())
+        self._quiet = True
+        try:
+            self._set(self.register, "step", "register")
+            self._set(self.order, "reverse", "undo order")
+            if self.first is not None:
+                self._set(self.first, first, "branch")
+            elif first:
+                raise InvalidPipelineError(f"no parallel branches to finish first: {first}")
+        finally:
+            self._quiet = False
+        return self.open_run(faults, policy)
+
+    def explored_as(self, completion: tuple[str, ...] | None) -> bool:
+        """The panel's other settings are the explorer's (``open_explored``)."""
+        return (self.register.value, self.order.value, self.completion) == (
+            "step", "reverse", completion or None,
+        )  # fmt: skip
+
     def _set(self, control: w.Dropdown, value: str, what: str) -> Outcome:
         valid = [v for _, v in control.options]
         if value not in valid:
@@ -343,6 +374,7 @@ class RollbackLab(Player):
             self.runs += 1
         self._cue = "" if opening else f"↻ run {self.runs}: {self._said}"
         self._result = result_html(outcome, stop_after)
+        self._reserve = run_results(outcome, self._result)  # every frame's box: the tallest
         frame = self.telling_frame(outcome, opening)
         self._show(frame)  # the view first: it is what the learner watches (one message)
         self._quiet = True  # then the player follows, without drawing the frame again
@@ -371,7 +403,9 @@ class RollbackLab(Player):
         assert self.outcome is not None
         png = self.timeline.render(index)
         result = result_at(self.outcome, index, self._result)  # as of this frame
-        return view_html(self.outcome, index, png, self._cue, result, self.state_keys)
+        return view_html(
+            self.outcome, index, png, self._cue, result, self.state_keys, self._reserve
+        )
 
     def _show(self, index: int) -> None:
         self._frame = index
@@ -381,6 +415,7 @@ class RollbackLab(Player):
         """The panel goes on screen: its run count starts again (the runs a lesson cell
         made before, with ``set_fault``, are not the learner's), and the cue says what it
         opens on."""
+        reuse.shown(self)
         self.runs = 0
         self._cue = f"opens on: {self._said}" if self._said else ""
         if self.outcome is not None:

@@ -220,13 +220,14 @@ class StepFunctionsRunner:
         served.run()
         if served.stopped:  # moto 5.2.5 may never end an execution stopped mid-transition
             deadline = min(deadline, time.monotonic() + 5)
+        finishing = Idle()  # each ask a request: 2 ms, then longer
         while (status := self.sfn.describe_execution(executionArn=arn)["status"]) == "RUNNING":
             if served.stopped and time.monotonic() > deadline:
                 break  # stopped as far as this runner goes: the status moto reports
             if time.monotonic() > served.deadline:
                 self.sfn.stop_execution(executionArn=arn, error="Timeout")
                 raise StepFunctionsError(f"the execution did not end within {timeout:g} s")
-            time.sleep(0.002)
+            finishing.wait()
         record = machine.record()
         outcome = outcome_of(saga, record, before=before, state=state)
         try:
@@ -277,7 +278,7 @@ class StepFunctionsRunner:
                     )
             if messages:
                 idle.reset()  # the engine takes a moment to go on: the first wait is short
-            else:
+            elif idle.settled:  # (a task most often comes within the first short waits)
                 status = self.sfn.describe_execution(executionArn=arn)["status"]
                 if status != "RUNNING":
                     return str(status)
@@ -331,6 +332,9 @@ def _moto_in_process() -> Iterator[None]:
         raise StepFunctionsError(
             "moto is not installed: pip install 'rollback-lessons[stepfunctions]'"
         ) from None
+    from .moto_parse import install
+
+    install()  # each definition parsed once, not at every execution
     quiet = logging.getLogger("moto.stepfunctions")
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)  # it logs every Fail state as an ERROR with a stack
