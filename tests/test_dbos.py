@@ -7,6 +7,7 @@ in process, in each undo order and timing; a cancel compensates, DBOS's own
 ``cancel_workflow`` does not; a graph saga killed mid-compensation finishes, each undo
 applied once."""
 
+import contextlib
 import logging
 import threading
 from functools import partial
@@ -56,14 +57,14 @@ def test_a_halted_saga_waits_for_a_persons_answer(dbos_runner):
                                     halt_wait=30)  # fmt: skip
     waited = threading.Event()
     for _ in range(600):
-        if handle.pending() == ["step1"]:
+        if (asked := handle.pending()) is not None and asked.undos == ("step1",):
             waited.set()
             break
         waited.wait(0.05)
     assert waited.is_set()
     with pytest.raises(InvalidPipelineError, match="not one of: retry, fixed, leave"):
-        handle.resolve("shrug")
-    handle.resolve("retry")
+        handle.resolve(asked, "shrug")
+    handle.resolve(asked, "retry")
     outcome = handle.outcome()
     assert outcome.status is Status.ROLLED_BACK and outcome.compensated == ("step2", "step1")
 
@@ -372,12 +373,12 @@ def test_a_halted_graph_saga_waits_for_a_persons_answer(dbos_runner):
                                     policy="halt", halt_wait=30)  # fmt: skip
     waited = threading.Event()
     for _ in range(600):
-        if handle.pending() == ["car", "room", "a"]:
+        if (asked := handle.pending()) is not None and asked.undos == ("car", "room", "a"):
             waited.set()
             break
         waited.wait(0.05)
     assert waited.is_set()
-    handle.resolve("retry")
+    handle.resolve(asked, "retry")
     outcome = handle.outcome()
     assert outcome.status is Status.ROLLED_BACK
     assert outcome.compensated == ("flight", "gps", "car", "room", "a")
@@ -496,3 +497,53 @@ def test_at_once_a_branch_waiting_to_retry_is_cancelled_with_its_saga(dbos_runne
     assert outcome.status is Status.ROLLED_BACK
     children = DBOS.list_workflows(parent_workflow_id="waiting-child")
     assert children and {c.status for c in children} <= {"SUCCESS", "CANCELLED"}
+
+
+def test_an_answer_is_taken_only_for_the_question_it_names(dbos_runner):
+    """attack11's B4: answers were queued messages on one topic, so a double click, or an
+    answer sent before the halt, answered the next question (a's undo settled "by hand",
+    ``rolled_back``, a's effect in place). Each question has a topic of its own now; the
+    caller is refused an answer to a question not asked now (before the halt, after the
+    end); a message for another question, or on the old topic, answers nothing."""
+    from dbos import DBOS
+
+    from rollback_lessons.runners.dbos import AnswerRefused, Question
+
+    gate = threading.Event()
+    world: list[str] = []
+
+    def act(name):
+        return lambda state: (gate.wait(30) if name == "a" else None, world.append(f"do {name}"))
+
+    steps = [Step(n, act(n), lambda s, n=n: world.append(f"undo {n}")) for n in "ab"]
+    saga = Saga([*steps, Step("c", lambda s: 1 / 0)], name="asked")
+    handle = dbos_runner.start_saga(saga, {}, policy="halt", halt_wait=30,
+                                    inject={"a": "undo_fails", "b": "undo_fails"})  # fmt: skip
+    try:
+        with pytest.raises(AnswerRefused, match="asks nothing now"):  # before the halt
+            handle.resolve(Question(1, ("b", "a")), "fixed")
+        DBOS.send(handle.run_id, "fixed", "answer")  # the old topic: answers nothing
+    finally:
+        gate.set()
+
+    def until_asked(number):
+        waited = threading.Event()
+        while (asked := handle.pending()) is None or asked.number != number:
+            waited.wait(0.05)
+        return asked
+
+    first = until_asked(1)
+    handle.resolve(first, "fixed")  # b fixed by hand
+    with contextlib.suppress(AnswerRefused):  # the double click: queued for question 1
+        handle.resolve(first, "fixed")  # (or refused, if the saga asks question 2 by now)
+    second = until_asked(2)
+    with pytest.raises(AnswerRefused, match="asks question 2, about a"):
+        handle.resolve(first, "fixed")
+    DBOS.send(handle.run_id, {"step": "b", "answer": "fixed"}, "answer-2")  # names b: ignored
+    handle.resolve(second, "leave")
+    outcome = handle.outcome()
+    with pytest.raises(AnswerRefused, match="is over"):
+        handle.resolve(second, "retry")
+    assert (first.undos, second.undos) == (("b", "a"), ("a",))
+    assert outcome.status is Status.HALTED and outcome.pending == ("a",)
+    assert outcome.compensated == ("b",) and "undo a" not in world

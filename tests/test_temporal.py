@@ -35,7 +35,7 @@ from rollback_lessons import (
     VirtualClock,
 )
 from rollback_lessons.runners import hosted
-from rollback_lessons.runners.temporal import TemporalRunner, TemporalUnavailable
+from rollback_lessons.runners.temporal import Question, TemporalRunner, TemporalUnavailable
 from rollback_lessons.runners.temporal import server as server_module
 from rollback_lessons.worlds.demo import xyz_saga, xyz_state
 
@@ -364,13 +364,13 @@ def test_halt_waits_for_a_person_who_answers_with_a_signal():
             if pending:
                 break
             await asyncio.sleep(0.05)
-        await handle.resolve(answer)
-        return pending, await handle.outcome()
+        await handle.resolve(pending, answer)
+        return list(pending.undos), await handle.outcome()
 
     async def scenario(runner):
         handle = await runner.start_saga(xyz_saga(), xyz_state())
         with pytest.raises(ValueError, match="not one of: retry, fixed, leave"):
-            await handle.resolve("shrug")
+            await handle.resolve(Question(1, ("step1",)), "shrug")
         await handle.outcome()  # it commits, and its run is released
         return (
             await ask(runner, {"step3": "fail", "step1": "undo_fails_once"}, "retry"),

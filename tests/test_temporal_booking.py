@@ -173,3 +173,40 @@ def test_a_server_restarted_mid_compensation_keeps_the_saga_and_it_finishes(tmp_
     # the new server's history holds the whole saga, from before the restart too
     assert ("activity scheduled", "action", "reserve_room") in restart.history.rows
     assert restart.history.rows[-1] == ("activity completed", "undo", "reserve_room")
+
+
+def test_a_worker_killed_after_each_effect_leaves_the_booking_committed_each_effect_once(
+    tmp_path,
+):
+    """attack11's B5: the worker SIGKILLed right after a step's effect, before Temporal
+    heard the activity end. Temporal retries the activity on the next worker; its action
+    was an INSERT, so the retry failed (UNIQUE constraint) and a booking that commits
+    uninterrupted was rolled back, or halted with the points awarded. The action is
+    idempotent now (as the undos are): the retry finds its own effect and carries on. The
+    email is tried once (a retry could send it twice): killed after it, it times out, and a
+    person who looks at the mail server answers "sent"."""
+    from rollback_lessons.worlds.temporal_booking.demo import kill_a_worker_at
+    from rollback_lessons.worlds.temporal_booking.workflows import STEPS, BookingInput
+
+    def person(world):  # looks at the mail server's own record
+        sent = any(step == "send_email" for _, step, _ in world["effects"])
+        return "sent" if sent else "not sent"
+
+    async def main():
+        async with await TemporalRunner.start() as runner:
+            return await asyncio.gather(*(
+                kill_a_worker_at(runner, world, f"after {step}", BookingInput(world, "b1"),
+                                 answer=person)
+                for step, world in worlds.items()
+            ))  # fmt: skip
+
+    worlds = {step: str(tmp_path / f"{step}.db") for step in STEPS}
+    with ThreadPoolExecutor(1) as pool:
+        takeovers = pool.submit(lambda: asyncio.run(main())).result()
+    for (step, world), takeover in zip(worlds.items(), takeovers, strict=True):
+        assert ("b1", step, 0) in takeover.before["effects"], step  # killed after it
+        assert takeover.result.status == "committed", (step, takeover)
+        assert takeover.result.undone == [] and takeover.result.pending == []
+        after = world_report(world)
+        assert after["effects"] == sorted(("b1", s, 0) for s in STEPS), step  # each once
+        assert after["undo_calls"] == [], step

@@ -349,3 +349,64 @@ def test_starting_a_saga_on_a_server_that_is_gone_is_one_clear_error(server_lost
 
     message = run_async(main)
     assert "none of its steps ran here" in message and ran == []
+
+
+def _asked_twice(gate):
+    """a (its action waits on ``gate``), b, then c fails; a's and b's undos fail, so a halt
+    asks a person twice: question 1 about b, question 2 about a."""
+    world: list[str] = []
+
+    def action(name):
+        def act(state):
+            if name == "a":
+                gate.wait(30)
+            world.append(f"do {name}")
+
+        return act
+
+    steps = [Step(n, action(n), lambda s, n=n: world.append(f"undo {n}")) for n in "ab"]
+    return Saga([*steps, Step("c", lambda s: 1 / 0)], name="asked"), world
+
+
+def test_an_answer_is_taken_only_for_the_question_it_names(on_temporal):
+    """attack11's B3: a duplicate of the answer about b (a double click, a client's retry)
+    that arrives once the saga asks about a settled a's undo, and the saga said
+    ``rolled_back`` with a's effect in place. Each answer names its question now: the
+    caller is refused one not asked now (before the halt, a second time, after the end);
+    the workflow ignores a raw Signal naming another question, or none."""
+    from rollback_lessons.runners.temporal import AnswerRefused, Question
+
+    gate = threading.Event()
+    saga, world = _asked_twice(gate)
+
+    async def until_asked(handle, number):
+        while (asked := await handle.pending()) is None or asked.number != number:
+            await asyncio.sleep(0.05)
+        return asked
+
+    async def scenario(runner):
+        handle = await runner.start_saga(saga, {}, policy="halt", halt_wait=30,
+                                         inject={"a": "undo_fails", "b": "undo_fails"})  # fmt: skip
+        try:
+            with pytest.raises(AnswerRefused, match="asks nothing now"):  # before the halt
+                await handle.resolve(Question(1, ("b", "a")), "fixed")
+        finally:
+            gate.set()
+        first = await until_asked(handle, 1)
+        await handle.resolve(first, "fixed")  # b fixed by hand
+        second = await until_asked(handle, 2)
+        with pytest.raises(AnswerRefused, match="asks question 2, about a"):
+            await handle.resolve(first, "fixed")  # the double click
+        await handle.workflow.signal("resolve", args=["fixed", 1, "b"])  # a raw retry of it
+        await handle.workflow.signal("resolve", "fixed")  # one naming no question
+        await handle.resolve(second, "leave")
+        outcome = await handle.outcome()
+        with pytest.raises(AnswerRefused, match="is over"):
+            await handle.resolve(second, "retry")
+        return first, second, outcome
+
+    first, second, outcome = on_temporal(scenario)
+    assert (first.step, first.undos, second.step, second.undos) == ("b", ("b", "a"), "a", ("a",))
+    assert outcome.status is Status.HALTED and outcome.pending == ("a",)
+    assert outcome.compensated == ("b",) and "undo a" not in world
+    assert [e.details.get("by_hand") for e in outcome.events if e.kind == "undo_done"] == [True]

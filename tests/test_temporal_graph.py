@@ -294,8 +294,8 @@ def test_a_person_answers_a_halted_group_by_signal():
             if pending:
                 break
             await asyncio.sleep(0.05)
-        await handle.resolve("retry")
-        return pending, await handle.outcome()
+        await handle.resolve(pending, "retry")
+        return list(pending.undos), await handle.outcome()
 
     pending, outcome = on_temporal(scenario)
     halted = travel.booking().run(travel.state(), clock=VirtualClock(), **options)

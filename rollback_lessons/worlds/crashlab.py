@@ -81,11 +81,15 @@ class _Checkpoints:
 checkpoint = _Checkpoints()
 
 
-def apply_effect(world: str, saga: str, step: str) -> None:
+def apply_effect(world: str, saga: str, step: str, *, once: bool = False) -> None:
+    """Do ``step``'s effect for ``saga``. Twice is an error (a step run again), unless
+    ``once``: then the saga and step are its idempotency key, and a repeat (an engine's
+    retry after a lost worker) finds its own effect and changes nothing."""
     checkpoint(f"before {step}")
     con = connect(world)
     try:
-        con.execute("INSERT INTO effects (saga, step) VALUES (?, ?)", (saga, step))
+        ignore = " ON CONFLICT DO NOTHING" if once else ""
+        con.execute(f"INSERT INTO effects (saga, step) VALUES (?, ?){ignore}", (saga, step))
     finally:
         con.close()
     checkpoint(f"after {step}")

@@ -6,6 +6,7 @@ the saga machine runs inside a ``@DBOS.workflow`` (``workflow.py``); a process k
 middle and relaunched on the same file finishes the saga. The Outcome is ``saga.run``'s.
 """
 
-from .runner import DBOSRunner, DBOSUnavailable
+from ..asking import AnswerRefused, Question
+from .runner import DBOSHandle, DBOSRunner, DBOSUnavailable
 
-__all__ = ["DBOSRunner", "DBOSUnavailable"]
+__all__ = ["AnswerRefused", "DBOSHandle", "DBOSRunner", "DBOSUnavailable", "Question"]

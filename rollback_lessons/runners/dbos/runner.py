@@ -23,11 +23,11 @@ from ..._graph_drive import CancelLike, asked_of
 from ..._guards import check_completion
 from ...errors import InvalidPipelineError, RollbackLessonsError
 from ...faults import InjectionLike, normalize_injection
-from ...operations import ANSWERS
 from ...outcome import Outcome, RunRecord
 from ...policies import PolicyLike, resolve_policy
 from ...saga import Saga, State, snapshot
 from .. import hosted
+from ..asking import AnswerRefused, Question, check_answer, refuse_unless_asked
 from ..wire import needs_graph, outcome_of, plan_of, record_of
 from . import graph, workflow
 from .graph import graph_workflow
@@ -51,8 +51,8 @@ _launched = threading.Lock()  # DBOS is process-global: one runner at a time
 
 class DBOSHandle:
     """A saga running as a DBOS workflow: ``outcome()``; a halted one waits for a person
-    (``pending()``, ``resolve(answer)``); ``stop()`` is DBOS's own ``cancel_workflow``
-    (nothing undone)."""
+    (``pending()``, ``resolve(question, answer)``); ``stop()`` is DBOS's own
+    ``cancel_workflow`` (nothing undone)."""
 
     def __init__(
         self, saga: Saga, run_id: str, state: State | None, before: Any, result: Any
@@ -60,15 +60,23 @@ class DBOSHandle:
         self.saga, self.run_id = saga, run_id
         self._state, self._before, self._result = state, before, result
 
-    def pending(self) -> list[str]:
-        """The undos the saga waits on a person for (empty otherwise)."""
-        return list(DBOS.get_event(self.run_id, "pending", timeout_seconds=0) or [])
+    def pending(self) -> Question | None:
+        """The question the saga waits on a person for (its number and the undos at stake,
+        the one asked about first), or None when it asks nothing."""
+        return Question.of(DBOS.get_event(self.run_id, "pending", timeout_seconds=0))
 
-    def resolve(self, answer: str) -> None:
-        """A person's answer: "retry" the undo, it was "fixed" by hand, or "leave" it."""
-        if answer not in ANSWERS:
-            raise InvalidPipelineError(f"answer {answer!r} is not one of: {', '.join(ANSWERS)}")
-        DBOS.send(self.run_id, answer, "answer")
+    def resolve(self, question: Question, answer: str) -> None:
+        """Answer ``question`` (as ``pending()`` gave it): "retry" the undo, it was "fixed"
+        by hand, or "leave" it. An answer to a question the saga is not asking now (already
+        answered, given up on, not yet asked, the saga over) is refused (``AnswerRefused``);
+        sent to the question's own topic, one that arrives too late answers nothing."""
+        check_answer(question, answer)
+        status = DBOS.get_workflow_status(self.run_id)
+        if status is not None and status.status not in ("PENDING", "ENQUEUED"):
+            raise AnswerRefused(f"saga {self.run_id} is over: nothing was answered")
+        refuse_unless_asked(question, self.pending(), self.run_id)
+        said = {"step": question.step, "answer": answer}
+        DBOS.send(self.run_id, said, f"answer-{question.number}")
 
     def stop(self) -> None:
         """``DBOS.cancel_workflow``: DBOS stops the workflow as its next step begins, and

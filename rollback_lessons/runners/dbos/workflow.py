@@ -27,6 +27,7 @@ told so, and the runner reports it (halted, every undo pending).
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -170,15 +171,33 @@ def _error(data: dict[str, Any]) -> BaseException:
     return ErrorRecord(**{k: v for k, v in data.items() if k != LOST}).to_exception()
 
 
-def _ask(steps: tuple[str, ...], wait: float | None) -> str:
-    """A person answers (``DBOS.send(run_id, answer, "answer")``) within ``wait`` seconds;
-    0 halts at once, as in process; no answer in time is "leave"."""
+def _ask(steps: tuple[str, ...], wait: float | None, number: int) -> str:
+    """A person answers question ``n`` (the n-th this saga asks, shown with the undos at
+    stake as the event ``pending``) by ``DBOS.send(run_id, {"step", "answer"},
+    "answer-<n>")`` within ``wait`` seconds; 0 halts at once, as in process; no answer in
+    time is "leave". Each question has a topic of its own: a message queued for another
+    (a double click, an answer before the question) never answers this one; one that does
+    not name this undo is ignored."""
     if wait is not None and wait <= 0:
         return "leave"
-    DBOS.set_event("pending", list(steps))
-    said = DBOS.recv("answer", timeout_seconds=wait if wait is not None else 10**9)
-    DBOS.set_event("pending", [])
-    return str(said) if said in ANSWERS else "leave"
+    DBOS.set_event("pending", {"number": number, "undos": list(steps)})
+    deadline = _now() + (wait if wait is not None else 10**9)
+    said = None
+    while said is None and (left := deadline - _now()) > 0:
+        told = DBOS.recv(f"answer-{number}", timeout_seconds=left)
+        if told is None:
+            break
+        ours = isinstance(told, dict) and told.get("step") == steps[0]
+        if ours and told.get("answer") in ANSWERS:
+            said = str(told["answer"])
+    DBOS.set_event("pending", {})
+    return said or "leave"
+
+
+@DBOS.step(name="rollback_lessons.now")
+def _now() -> float:
+    """The time, saved (a relaunch waits only what is left)."""
+    return time.time()
 
 
 @DBOS.workflow(name="rollback_lessons.saga")
@@ -216,6 +235,7 @@ def _carry_out(
 ) -> Finished:
     """Carry out the machine's answers to the end: each step (a list's), undo attempt,
     wait and question to a person (``cancellable``: a list's, asking its cancel token)."""
+    asked = 0  # the questions asked a person
     while not isinstance(op, Finished):
         if type(op) is RunStep:
             action = faults.get(op.step, (None, None))[0]
@@ -237,7 +257,8 @@ def _carry_out(
             cut = _heard(m, plan.run_id) if cancellable else None
             op = cut if cut is not None else m.resume()
         elif type(op) is Ask:
-            op = m.answer(_ask(op.steps, plan.halt_wait))
+            asked += 1  # (the same count when a relaunch runs the workflow again)
+            op = m.answer(_ask(op.steps, plan.halt_wait, asked))
         else:
             raise RuntimeError(f"the machine answered {op!r}, which no plan gives")
     return op

@@ -1,5 +1,6 @@
 """Run a ``Saga`` on Temporal (extra ``temporal``): ``TemporalRunner``."""
 
+from ..asking import AnswerRefused, Question
 from .limits import TemporalLimitExceeded
 from .runner import (
     AbandonedCalls,
@@ -14,6 +15,8 @@ from .runner import (
 
 __all__ = [
     "AbandonedCalls",
+    "AnswerRefused",
+    "Question",
     "SagaHandle",
     "SagaTerminated",
     "ServerLost",

@@ -27,19 +27,20 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.client import WorkflowExecutionStatus as Running
 from temporalio.exceptions import ApplicationError, TerminatedError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from ..._guards import check_completion
-from ...errors import InvalidPipelineError
 from ...faults import InjectionLike, normalize_injection
 from ...outcome import Outcome, Table
 from ...policies import PolicyLike
 from ...saga import Saga, State, snapshot
 from .. import free_port, hosted
+from ..asking import AnswerRefused, Question, check_answer, refuse_unless_asked
 from ..wire import SagaPlan, needs_graph, outcome_of, plan_of, record_of
 from .activities import (
     GATES,
@@ -62,7 +63,7 @@ from .server import (
     start_failure,
     startup_timeout,
 )
-from .workflow import ANSWERS, LIMIT, SagaWorkflow
+from .workflow import LIMIT, SagaWorkflow
 
 
 def _release(run_id: str) -> None:
@@ -176,16 +177,35 @@ class SagaHandle:
 
         return await history_table(self.workflow.fetch_history_events(), ids=ids)
 
-    async def pending(self) -> list[str]:
-        """The undos a halted saga is waiting on a person for (a Query; empty otherwise)."""
-        return list(await self.workflow.query("pending"))
+    async def pending(self) -> Question | None:
+        """The question a halted saga waits on a person for (a Query: its number and the
+        undos at stake, the one asked about first), or None when it asks nothing."""
+        try:
+            return Question.of(await self.workflow.query("question"))
+        except RPCError as exc:
+            raise self._lost(exc) from None
 
-    async def resolve(self, answer: str) -> None:
-        """Answer a halted saga (a Signal): "retry" the undo, it was "fixed" by hand, or
-        "leave" it for later."""
-        if answer not in ANSWERS:
-            raise InvalidPipelineError(f"answer {answer!r} is not one of: {', '.join(ANSWERS)}")
-        await self.workflow.signal("resolve", answer)
+    async def resolve(self, question: Question, answer: str) -> None:
+        """Answer ``question`` (as ``pending()`` gave it) by a Signal: "retry" the undo, it
+        was "fixed" by hand, or "leave" it for later. An answer to a question the saga is
+        not asking now (already answered, given up on, not yet asked, the saga over) is
+        refused (``AnswerRefused``); the workflow ignores one that arrives too late."""
+        check_answer(question, answer)
+        try:
+            asked = await self.pending()
+            if asked is None and (await self.workflow.describe()).status is not Running.RUNNING:
+                raise AnswerRefused(f"saga {self.run_id} is over: nothing was answered")
+            refuse_unless_asked(question, asked, self.run_id)
+            await self.workflow.signal("resolve", args=[answer, question.number, question.step])
+        except RPCError as exc:
+            raise self._lost(exc) from None
+
+    def _lost(self, exc: RPCError) -> Exception:
+        """An RPC refused: the saga is over (``AnswerRefused``), or the server is gone."""
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            over = f"saga {self.run_id} is over ({exc.message}): nothing was answered"
+            return AnswerRefused(over)
+        return ServerLost.of(self.run_id, exc)
 
     async def outcome(self) -> Outcome:
         try:

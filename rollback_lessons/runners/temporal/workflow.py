@@ -104,6 +104,7 @@ class SagaWorkflow:
     def __init__(self) -> None:
         self.waiting: list[str] = []  # undos a person is asked about (a halt)
         self.answer: str | None = None
+        self.asked = 0  # the number of the question a person is asked (1, 2, ...)
         self.machine: Machine | None = None
         self.cancel_heard = False  # the workflow was cancelled during the undos
         self.over: list[GraphOp | BaseException] = []  # a graph's forward run is over
@@ -121,6 +122,12 @@ class SagaWorkflow:
         """The undos left for a person while the saga waits for one (empty otherwise)."""
         return list(self.waiting)
 
+    @workflow.query(name="question")
+    def question(self) -> dict[str, Any]:
+        """The question a person is asked now (its number and the undos at stake), empty
+        when none is: what an answer must name."""
+        return {"number": self.asked, "undos": list(self.waiting)} if self.waiting else {}
+
     @workflow.update(name="turn")
     async def turn(self, step: str, completion: list[str]) -> None:
         """Return once ``step`` is, of the steps running, the one named first in
@@ -137,9 +144,14 @@ class SagaWorkflow:
         await workflow.wait_condition(first)
 
     @workflow.signal(name="resolve")
-    def resolve(self, answer: str) -> None:
-        """A person's answer: "retry" the undo, it was "fixed" by hand, or "leave" it."""
-        if self.waiting and answer in ANSWERS:
+    def resolve(self, answer: str, number: int = 0, step: str = "") -> None:
+        """A person's answer to question ``number`` (about ``step``'s undo): "retry" the
+        undo, it was "fixed" by hand, or "leave" it. Taken only while that very question
+        waits, and only the first: a duplicate (a double click, a client's retry), an answer
+        to an earlier question or one naming none is ignored, never the next question's."""
+        if not self.waiting or self.answer is not None or answer not in ANSWERS:
+            return
+        if number == self.asked and step == self.waiting[0]:
             self.answer = answer
 
     async def _ask_a_person(self, left: tuple[str, ...], wait: float | None) -> str:
@@ -147,6 +159,7 @@ class SagaWorkflow:
         cancel of the workflow ends the wait: the undos are left for later."""
         if wait is not None and wait <= 0:
             return "leave"  # as in process: halted at once, for a person to pick up
+        self.asked += 1
         self.waiting, self.answer = list(left), None
         try:
             timeout = timedelta(seconds=wait) if wait is not None else None
@@ -154,7 +167,7 @@ class SagaWorkflow:
                 lambda: self.answer is not None or self.cancel_heard, timeout=timeout
             )
         except TimeoutError:
-            return "leave"
+            pass  # (an answer heard with the timer's firing still counts)
         finally:
             self.waiting = []
         return self.answer or "leave"

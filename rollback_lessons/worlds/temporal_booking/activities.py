@@ -1,6 +1,7 @@
 """The booking's activities: each step and each undo is one. They act on a SQLite world
-(``worlds.crashlab``), so any worker process sees the same effects, and the undos are
-idempotent (an undo that ran just before a crash may run again)."""
+(``worlds.crashlab``), so any worker process sees the same effects, and every one is
+idempotent: Temporal retries an activity whose worker died, perhaps after its effect (an
+action or an undo that ran just before a crash runs again, and changes nothing)."""
 
 from __future__ import annotations
 
@@ -32,9 +33,10 @@ class StepInput:
 
 @activity.defn(name="booking.do")
 def do_step(step: StepInput) -> None:
-    """Do one step's effect; a step told to fail raises a non-retryable error (a refusal:
-    no effect), a service that is down a retryable one; one told to time out does its
-    effect and outlasts its timeout."""
+    """Do one step's effect, once: a retry after a lost worker finds it done (the booking
+    and the step are its idempotency key). A step told to fail raises a non-retryable
+    error (a refusal: no effect), a service that is down a retryable one; one told to time
+    out does its effect and outlasts its timeout."""
     if step.fail:
         raise ApplicationError(
             f"{step.step} failed", type="StepFailed", non_retryable=True, category=ON_PURPOSE
@@ -43,7 +45,7 @@ def do_step(step: StepInput) -> None:
         raise ApplicationError(
             f"{step.step}: service unavailable (503)", type="Unavailable", category=ON_PURPOSE
         )
-    apply_effect(step.world, step.saga, step.step)
+    apply_effect(step.world, step.saga, step.step, once=True)
     if step.times_out:  # done, but the caller never hears so: it cannot tell
         timeout = activity.info().start_to_close_timeout or timedelta(seconds=2)
         time.sleep(timeout.total_seconds() + 0.5)

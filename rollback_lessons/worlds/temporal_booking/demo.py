@@ -44,44 +44,65 @@ def start_worker(address: str, task_queue: str, **env: str) -> subprocess.Popen[
 @dataclass
 class Takeover:
     """What happened: the world when the first worker died, the saga's result, the world
-    after, and how many worker processes did the saga's work (from its history)."""
+    after, how many worker processes did the saga's work, and each activity's failures
+    (both from its history)."""
 
     before: dict[str, Any]
     result: BookingResult
     after: dict[str, Any]
     workers: int
+    failures: tuple[str, ...] = ()
 
 
 async def kill_a_worker_mid_rollback(runner: Any, world: str, saga: str = "b1") -> Takeover:
     """Run the booking (its email fails) on a worker that stops before the room's undo;
     SIGKILL it there, start a second worker, and wait for the saga to finish."""
+    return await kill_a_worker_at(runner, world, PAUSE, BookingInput(world, saga, "send_email"))
+
+
+async def kill_a_worker_at(
+    runner: Any,
+    world: str,
+    at: str,
+    booking: BookingInput,
+    answer: Callable[[dict[str, Any]], str] | None = None,
+) -> Takeover:
+    """Run ``booking`` on a worker in its own process that stops at crashlab's checkpoint
+    ``at`` ("after charge_card", "before undo reserve_room"...); SIGKILL it there, start a
+    second worker, and wait for the saga to finish. If the saga asks a person (the email in
+    doubt), ``answer`` says what they answer, having looked at the world."""
     address = runner.env.client.service_client.config.target_host
     queue = f"booking-{uuid.uuid4().hex[:8]}"
-    first = start_worker(address, queue, CRASHLAB_PAUSE_AT=PAUSE)
+    first = start_worker(address, queue, CRASHLAB_PAUSE_AT=at)
     second = None
     try:
         handle = await runner.client.start_workflow(
-            BookingSaga.run,
-            BookingInput(world, saga, fail_at="send_email"),
-            id=f"booking-{uuid.uuid4().hex[:8]}",
-            task_queue=queue,
+            BookingSaga.run, booking, id=f"booking-{uuid.uuid4().hex[:8]}", task_queue=queue
         )
         loop = asyncio.get_running_loop()
         assert first.stdout is not None
         paused = await asyncio.wait_for(loop.run_in_executor(None, first.stdout.readline), 60)
-        if paused.strip() != f"paused at {PAUSE}":
+        if paused.strip() != f"paused at {at}":
             raise RuntimeError(f"the first worker did not pause (it said {paused!r})")
         before = world_report(world)
-        first.send_signal(signal.SIGKILL)  # dies in the middle of the rollback
+        first.send_signal(signal.SIGKILL)  # dies there, no cleanup
         first.wait()
         second = start_worker(address, queue)
-        result = await asyncio.wait_for(handle.result(), 90)
-        workers = {
-            e.activity_task_started_event_attributes.identity
+        ended = asyncio.ensure_future(handle.result())
+        while answer is not None and not ended.done():
+            if await handle.query(BookingSaga.pending):  # a person is asked
+                await handle.signal(BookingSaga.resolve, answer(world_report(world)))
+                break
+            await asyncio.wait({ended}, timeout=0.1)
+        result = await asyncio.wait_for(ended, 90)
+        started = [
+            e.activity_task_started_event_attributes
             async for e in handle.fetch_history_events()
             if e.WhichOneof("attributes") == "activity_task_started_event_attributes"
-        }
-        return Takeover(before, result, world_report(world), len(workers))
+        ]
+        workers = {e.identity for e in started}
+        failures = tuple(e.last_failure.message for e in started if e.last_failure.message)
+        return Takeover(before, result, world_report(world), len(workers), failures)
     finally:
         for process in (first, second):
             if process is not None and process.poll() is None:

@@ -26,6 +26,11 @@ async def serve(address: str, task_queue: str) -> None:
             workflows=[BookingSaga],
             activities=[do_step, undo_step],
             activity_executor=pool,
+            # one activity at a time (a booking runs one): while it runs, the worker keeps
+            # no activity poll open, so once it is killed mid-activity the server does not
+            # hand the retry to a poll of the dead process (seen here: that attempt was
+            # lost too, and a step with three attempts ran out of them)
+            max_concurrent_activities=1,
             # if this worker dies, another one takes the workflow over after this long
             sticky_queue_schedule_to_start_timeout=timedelta(seconds=1),
         )
