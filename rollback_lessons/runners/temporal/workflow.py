@@ -50,6 +50,9 @@ with workflow.unsafe.imports_passed_through():  # plain data and the machine, no
 ACTION = "rollback_lessons.action"
 UNDO = "rollback_lessons.undo"
 LIMIT = "TemporalLimitExceeded"
+IN_DOUBT = "StepTimedOut"
+"""The error of an action still running past ``step_timeout`` (the worker measures it,
+from its turn): its call goes on, its end unknown."""
 ONCE = RetryPolicy(maximum_attempts=1)  # each attempt is the machine's to decide
 
 
@@ -63,9 +66,9 @@ class StepCall:
 
 
 MARGIN = 5.0
-"""Seconds Temporal waits beyond an undo's own timeout before it times the activity out
-itself: the worker measures the timeout (as in process); the server's timer, which fires
-late, only catches a worker that is gone."""
+"""Seconds Temporal waits beyond an undo's own timeout (or an action's ``step_timeout``)
+before it times the activity out itself: the worker measures the timeout (as in process);
+the server's timer, which fires late, only catches a worker that is gone."""
 
 
 def _cancel_requested() -> bool:
@@ -95,6 +98,23 @@ def _cause(err: BaseException) -> tuple[BaseException, bool]:
         return ErrorRecord(**cause.details[0]).to_exception(), False
     name = type(cause).__name__
     return RemoteError(name, str(cause), (name,)), "Cancel" in name
+
+
+def turn_wait(plan: SagaPlan) -> float:
+    """How long an action may wait for its turn (``completion``): every other step's action
+    in turn before it, each within ``step_timeout``; 0 with no turns to wait for."""
+    return plan.step_timeout * len(plan.steps) if plan.turns else 0.0
+
+
+def _end_unknown(err: ActivityError) -> bool:
+    """Did an action's call go on unheard: past ``step_timeout`` in its worker (``IN_DOUBT``),
+    or timed out by the server (its worker gone, or too slow)? Its effect may land yet: the
+    step was cut short (undone if its undo was logged before it, reported leaked if not),
+    never a clean failure with nothing to undo."""
+    cause = err.cause
+    return isinstance(cause, ServerTimeout) or (
+        isinstance(cause, ApplicationError) and cause.type == IN_DOUBT
+    )
 
 
 @workflow.defn(name="RollbackLessonsSaga")
@@ -158,6 +178,13 @@ class SagaWorkflow:
         finally:
             self.waiting = []
         return self.answer or "leave"
+
+    async def _act(self, plan: SagaPlan, step: str, attempt: int) -> None:
+        """A step's action: the worker measures ``step_timeout`` from its turn; the server
+        allows the turn's wait too (``turn_wait``), and catches a worker that is gone."""
+        call = StepCall(plan.run_id, step, attempt, plan.step_timeout)
+        timeout = turn_wait(plan) + plan.step_timeout + MARGIN
+        await self._activity(ACTION, plan, call, timeout)
 
     async def _activity(self, name: str, plan: SagaPlan, call: StepCall, timeout: float) -> None:
         await workflow.execute_activity(
@@ -269,12 +296,11 @@ class SagaWorkflow:
         try:
             attempt = 1
             while True:
-                call = StepCall(plan.run_id, step, attempt)
                 try:
-                    await self._activity(ACTION, plan, call, plan.step_timeout)
+                    await self._act(plan, step, attempt)
                 except ActivityError as err:
                     error, cancelled = _cause(err)
-                    if cancelled:
+                    if cancelled or _end_unknown(err):
                         return self._launch(gm, plan, gm.step_cut(step, error))
                     op = gm.step_error(step, error)
                     if type(op) is not Wait:
@@ -327,13 +353,13 @@ class SagaWorkflow:
         """One operation of the machine, as Temporal does it; the machine's next answer."""
         if type(op) is RunStep:
             try:
-                await self._activity(ACTION, plan, StepCall(plan.run_id, *op), plan.step_timeout)
+                await self._act(plan, *op)
             except ActivityError as err:
                 error, cancelled = _cause(err)
                 if cancelled or _cancel_requested():  # it heard the cancel (a heartbeat):
                     _keep_going()  # the machine is told of the cancel, then how it ended
                     schedule.cancel(m, CANCEL())
-                if cancelled:  # stopped by Temporal: cut short
+                if cancelled or _end_unknown(err):  # stopped by Temporal, or unheard: cut short
                     return m.interrupted(error)
                 return m.step_failed(error)
             if _cancel_requested():  # asked while a step that could not hear it ran
