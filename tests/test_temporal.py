@@ -562,6 +562,7 @@ def test_a_step_past_step_timeout_is_in_doubt_never_a_clean_failure(register):
     else:
         assert outcome.status is Status.ROLLED_BACK and outcome.compensated == ("s2", "s1")
         assert log == ["do s1", "do s2", "undo s2", "undo s1"]
+        assert not any("not undone" in note for note in outcome.notes)  # it was
 
 
 def test_an_undo_slower_than_step_timeout_runs_once_and_the_next_waits_for_it():
