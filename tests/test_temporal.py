@@ -27,6 +27,7 @@ from rollback_lessons import (
     Cancelled,
     InjectedFault,
     Kind,
+    Parallel,
     Retry,
     RetryPolicy,
     Saga,
@@ -509,3 +510,156 @@ def test_a_cancel_once_the_email_started_is_declined_and_a_person_asked_is_not_w
     }  # fmt: skip
     assert any("declined" in note for note in declined.notes)
     assert left.status is Status.HALTED and left.pending == ("step1",) and took < 30
+
+
+async def _ended(handle, what: str, step: str, limit: float = 60.0) -> None:
+    """Wait until the workflow's history has ``what``'s activity for ``step`` ended."""
+    end = time.monotonic() + limit
+    ends = {(how, what, step) for how in ("activity failed", "activity timed out")}
+    while not ends & set((await handle.history(ids=False)).rows):
+        assert time.monotonic() < end, f"the {what} of {step} never ended"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("register", ["after", "before", "after, in a group"])
+def test_a_step_past_step_timeout_is_in_doubt_never_a_clean_failure(register):
+    """An action still running past ``step_timeout`` goes on in its thread, its end unknown:
+    the step was cut short. Its undo logged after it: reported leaked (and, once it landed,
+    named in the notes), never "rolled_back, nothing to undo"; logged before it: undone, and
+    only once its call ended (the effect never lands after its undo). No undo runs while the
+    call goes on: the undo order holds."""
+    log: list[str] = []
+    release = threading.Event()
+
+    def slow(state):
+        release.wait(60)  # the service answers once the server gave up on the step
+        log.append("do s2")
+
+    s1 = Step("s1", lambda s: log.append("do s1"), lambda s: log.append("undo s1"))
+    s2 = Step("s2", slow, lambda s: log.append("undo s2"), register=register.split(",")[0])
+    s3 = Step("s3", lambda s: log.append("do s3"), lambda s: log.append("undo s3"))
+    group = "group" in register
+    saga = Saga([s1, Parallel(s2, s3)] if group else [s1, s2, s3], name="slow-step")
+
+    async def scenario(runner):
+        handle = await runner.start_saga(saga, {}, step_timeout=1)
+        await _ended(handle, "action", "s2")
+        release.set()
+        return await handle.outcome()
+
+    try:
+        outcome = on_temporal(scenario)
+    finally:
+        release.set()
+    assert outcome.failed_step == "s2" and "StepTimedOut" in repr(outcome.error)
+    if group:  # s3 done meanwhile, undone (only once s2's call ended)
+        assert outcome.status is Status.ROLLBACK_INCOMPLETE and outcome.leaked == ("s2",)
+        assert outcome.compensated == ("s3", "s1") and log[-3:] == ["do s2", "undo s3", "undo s1"]
+    elif register == "after":
+        assert outcome.status is Status.ROLLBACK_INCOMPLETE and outcome.leaked == ("s2",)
+        assert outcome.compensated == ("s1",) and log == ["do s1", "do s2", "undo s1"]
+        assert any(n.startswith("s2: its action succeeded in this process") for n in outcome.notes)
+    else:
+        assert outcome.status is Status.ROLLED_BACK and outcome.compensated == ("s2", "s1")
+        assert log == ["do s1", "do s2", "undo s2", "undo s1"]
+        assert not any("not undone" in note for note in outcome.notes)  # it was
+
+
+def test_an_undo_slower_than_step_timeout_runs_once_and_the_next_waits_for_it():
+    """An undo with no timeout of its own, still running when the server times its activity
+    out (``step_timeout``), is asked again: the second attempt waits for the call under way
+    and reports its end (never a second call at once), and the next undo starts only then."""
+    from temporalio import activity
+
+    from rollback_lessons.runners.temporal.activities import RUNNING
+
+    log: list[str] = []
+    at_once = [0, 0]  # now, most
+
+    def asked_again(mine: str) -> bool:  # another activity of this undo in this process
+        calls = [item for each in list(RUNNING.values()) for item in list(each.items())]
+        return any("undo of 'slow'" in what and not key.endswith(f"/{mine}") for key, what in calls)
+
+    def slow_undo(state):
+        at_once[0] += 1
+        at_once[1] = max(at_once)
+        mine, end = activity.info().activity_id, time.monotonic() + 60
+        while not asked_again(mine) and time.monotonic() < end:  # the server asked again
+            time.sleep(0.02)
+        log.append("undo slow")
+        at_once[0] -= 1
+
+    saga = Saga([Step("s1", lambda s: log.append("do s1"), lambda s: log.append("undo s1")),
+                 Step("slow", lambda s: log.append("do slow"), slow_undo),
+                 Step("s3", lambda s: 1 / 0)], name="slow-undo")  # fmt: skip
+
+    async def scenario(runner):
+        return await runner.run(saga, {}, step_timeout=2)
+
+    outcome = on_temporal(scenario)
+    assert at_once[1] == 1 and log == ["do s1", "do slow", "undo slow", "undo s1"]
+    assert outcome.status is Status.ROLLED_BACK and outcome.compensated == ("slow", "s1")
+    assert not outcome.dead_letters
+
+
+def test_the_wait_for_a_turn_does_not_count_against_step_timeout():
+    """With ``completion=``, each action waits for its turn in its activity: the last of
+    three branches waits longer than ``step_timeout`` although no action takes that long;
+    it commits, as in process."""
+
+    def branch(name):
+        def act(state):
+            time.sleep(1.2)  # at least: each wait after it only longer
+            state[name] = 1
+
+        return Step(name, act, lambda s: s.pop(name))
+
+    saga = Saga([Parallel(*(branch(n) for n in ("a", "b", "c")))], name="turns")
+    local = saga.run({}, completion=["a", "b", "c"])
+
+    async def scenario(runner):
+        return await runner.run(saga, {}, completion=["a", "b", "c"], step_timeout=2)
+
+    same_outcome(local, on_temporal(scenario))
+
+
+def test_a_cancel_while_a_failing_step_runs_ends_as_in_process():
+    """A cancel asked while a step runs that then fails on its own: in process the failure
+    wins (``rolled_back``: a failing step's end is no place where a cancel is heard); on
+    Temporal too, event by event, for a list and for a group's branch; with a retry to come,
+    the cancel is heard at its wait (``cancelled``), as in process."""
+    sent = threading.Event()
+    in_process: list = [None]
+
+    def failing(state):
+        if in_process[0] is not None:
+            in_process[0].set()  # in process: asked while the step runs
+        else:
+            assert sent.wait(60)  # on Temporal: once the cancel was sent
+        raise RuntimeError("t1 fails")
+
+    def make(retry, graph):
+        t1 = Step("t1", failing, lambda s: s.pop("t1", None), retry=retry)
+        t2 = Step("t2", lambda s: s.update(t2=1), lambda s: s.pop("t2"))
+        rest = [Parallel(t1, t2)] if graph else [t1, t2]
+        return Saga([Step("t0", lambda s: s.update(t0=1), lambda s: s.pop("t0")), *rest],
+                    name="b6")  # fmt: skip
+
+    retry = RetryPolicy(max_attempts=3, initial_delay=0.05, max_delay=0.05)
+    for policy, graph in ((None, False), (retry, False), (None, True), (retry, True)):
+        options = {"completion": ["t0", "t2", "t1"]} if graph else {}
+        sent.clear()
+        in_process[0] = threading.Event()
+        local = make(policy, graph).run({}, cancel=in_process[0], clock=VirtualClock(), **options)
+        in_process[0] = None
+
+        async def scenario(runner, policy=policy, graph=graph, options=options):
+            handle = await runner.start_saga(make(policy, graph), {}, **options)
+            await asyncio.get_running_loop().run_in_executor(None, handle.started("t1").wait, 60)
+            await handle.cancel()
+            sent.set()
+            return await handle.outcome()
+
+        remote = on_temporal(scenario)
+        assert local.status is (Status.ROLLED_BACK if policy is None else Status.CANCELLED)
+        same_outcome(local, remote)

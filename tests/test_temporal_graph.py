@@ -68,13 +68,19 @@ def on_temporal(scenario):
     return _SHARED[0](scenario)
 
 
+CANCEL_REQUESTED = "workflow_execution_cancel_requested_event_attributes"
+
+
 async def cancel_heard(handle) -> None:
     """Cancel the workflow and wait until it has heard it: a workflow task completed after
-    the request, in its history (however loaded the machine)."""
+    the request, in its history (however loaded the machine). The request itself shows in
+    the history only once the workflow task under way (if any) has completed: the server
+    buffers it till then, so it is waited for too (never looked up at once: a drawn step
+    whose action calls this must not fail after its effect)."""
     await handle.cancel()
-    for _ in range(1000):
+    for _ in range(3000):
         kinds = [e.WhichOneof("attributes") async for e in handle.workflow.fetch_history_events()]
-        asked = kinds.index("workflow_execution_cancel_requested_event_attributes")
+        asked = kinds.index(CANCEL_REQUESTED) if CANCEL_REQUESTED in kinds else len(kinds)
         if "workflow_task_completed_event_attributes" in kinds[asked:]:
             return
         await asyncio.sleep(0.02)

@@ -144,6 +144,9 @@ class SagaPlan:
     shape: list[Any] | None = None
     """A saga with parallel groups as its definition reads (``shape_of``): what a writer
     (ASL, BPMN) draws its branches from; None: a list."""
+    turns: bool = False
+    """Temporal's: each action waits for its turn (``completion``) before its call, a wait
+    ``step_timeout`` does not count (the server allows it as long again)."""
     history_limit: int | None = None
     """Temporal's: the events its server keeps in a workflow's history (None: the default,
     ``limits.HISTORY_EVENTS_LIMIT``); the workflow stops retrying undos before it."""

@@ -5,9 +5,13 @@ never returns can be abandoned when the runner closes."""
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import functools
 import threading
+import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
+from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor, wait
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from temporalio import activity
@@ -15,8 +19,8 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from ...faults import NO_FAULTS
 from .. import hosted, remote
-from ..wire import ErrorRecord
-from .workflow import ACTION, UNDO, StepCall
+from ..wire import ErrorRecord, lineage
+from .workflow import ACTION, IN_DOUBT, UNDO, StepCall
 
 BENIGN = ApplicationErrorCategory.BENIGN  # a step's failure is data: logged at DEBUG, no WARNING
 
@@ -50,8 +54,55 @@ def _running(what: str) -> Iterator[None]:
         calls.pop(key, None)
 
 
+IN_FLIGHT: dict[str, dict[tuple[str, str], Future[ErrorRecord | None]]] = {}
+"""By run id: its calls still running in this process, by (``"action"`` or ``"undo"``,
+step). A call the server stopped waiting for (its activity timed out) goes on in its
+thread: an undo waits for it (``_undo_call``)."""
+_LOCK = threading.RLock()
+
+
+def _start(run: hosted.Hosted, run_id: str, kind: str, step: str,
+           fn: Callable[[], ErrorRecord | None]) -> Future[ErrorRecord | None]:  # fmt: skip
+    """``fn()`` on a thread of its own, in ``IN_FLIGHT`` until it ends (then in ``run.calls``)."""
+    future: Future[ErrorRecord | None] = Future()
+    context = contextvars.copy_context()  # the activity's: a step may heartbeat
+    with _LOCK:
+        IN_FLIGHT.setdefault(run_id, {})[(kind, step)] = future
+
+    def work() -> None:
+        try:
+            error = context.run(fn)
+        except BaseException as exc:  # (remote's calls hand failures back as data)
+            error = ErrorRecord.of(exc, step)
+        run.calls.append((kind, step, error is None))
+        with _LOCK:
+            calls = IN_FLIGHT.get(run_id, {})
+            if calls.get((kind, step)) is future:
+                del calls[(kind, step)]
+        future.set_result(error)
+
+    threading.Thread(target=work, name=f"rollback-lessons {kind} of {step}", daemon=True).start()
+    return future
+
+
+def _deadline() -> float:
+    """When the server stops waiting for this activity (``time.monotonic``), give or take:
+    a wait here never starts a call past it."""
+    timeout = activity.info().start_to_close_timeout
+    return time.monotonic() + (timeout.total_seconds() if timeout else 1e9)
+
+
+def _left(end: float) -> float:
+    left = end - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("the server stopped waiting for this call")  # (it hears nothing)
+    return left
+
+
 @activity.defn(name=ACTION)
 def run_action(call: StepCall) -> None:
+    """The action's call; past ``step_timeout`` (``call.timeout``, measured from its turn)
+    its end is unknown: it goes on in its thread, and the step is in doubt (``IN_DOUBT``)."""
     run = hosted.hosted(call.run_id)
     gate = GATES.get(call.run_id)
     if gate is not None:
@@ -59,8 +110,16 @@ def run_action(call: StepCall) -> None:
     step_started(call.run_id, call.step).set()
     fault = run.faults.get(call.step, NO_FAULTS).action
     with _running(f"the action of {call.step!r}"):
-        error = remote.run_action(run.saga, call.step, run.state, fault)
-    run.calls.append(("action", call.step, error is None))
+        act = functools.partial(remote.run_action, run.saga, call.step, run.state, fault)
+        future = _start(run, call.run_id, "action", call.step, act)
+        try:
+            error = future.result(call.timeout)
+        except FutureTimeout:
+            error = ErrorRecord(
+                IN_DOUBT, f"the action of {call.step!r} did not return within step_timeout "
+                f"({call.timeout:g} s): it goes on, its end unknown", call.step, None,
+                [IN_DOUBT, *lineage(TimeoutError)],
+            )  # fmt: skip
     if error is not None:
         raise _application_error(error)
 
@@ -70,14 +129,32 @@ def run_undo(call: StepCall) -> None:
     run = hosted.hosted(call.run_id)
     if ("undo", call.step, True) in run.calls:  # done here, its end lost with the server
         return  # (``workflow``: the attempt's end unheard, it is asked again)
-    fault = run.faults.get(call.step, NO_FAULTS).undo
+    end = _deadline()
     with _running(f"attempt {call.attempt} of the undo of {call.step!r}"):
-        error = remote.run_undo(
-            run.saga, call.step, run.state, fault, call.attempt, call.run_id, call.timeout
-        )
-    run.calls.append(("undo", call.step, error is None))
+        error = _undo_call(run, call, end).result(_left(end))
     if error is not None:
         raise _application_error(error)
+
+
+def _undo_call(run: hosted.Hosted, call: StepCall, end: float) -> Future[ErrorRecord | None]:
+    """The undo's call: the one still running here (asked before, its end unheard by the
+    server: this attempt's end is its end), or a new one once no other call of the run runs
+    here (an undo never runs twice at once, nor before an earlier call of its run ended: the
+    undo order holds, and an action in doubt lands before its undo)."""
+    key = ("undo", call.step)
+    while True:
+        with _LOCK:
+            calls = IN_FLIGHT.get(call.run_id, {})
+            if key in calls:
+                return calls[key]
+            others = list(calls.values())
+            if not others:
+                _left(end)
+                fault = run.faults.get(call.step, NO_FAULTS).undo
+                undo = functools.partial(remote.run_undo, run.saga, call.step, run.state, fault,
+                                         call.attempt, call.run_id, call.timeout)  # fmt: skip
+                return _start(run, call.run_id, "undo", call.step, undo)
+        wait(others, _left(end))
 
 
 class AbandonedCalls(RuntimeWarning):

@@ -27,7 +27,7 @@ def unheard(run: hosted.Hosted, record: RunRecord) -> list[str]:
         f"{step}: its action succeeded in this process, but the server counted it failed "
         "(the answer was lost with the server, or came too late): its effect is not undone"
         for step in dict.fromkeys(done)
-        if step not in record.completed
+        if step not in record.completed and step not in record.compensated  # (in doubt, undone)
     ]
     notes += [
         f"{step}: its undo succeeded in this process, but the server did not hear it in "

@@ -44,6 +44,7 @@ from ..asking import AnswerRefused, Question, check_answer, refuse_unless_asked
 from ..wire import SagaPlan, needs_graph, outcome_of, plan_of, record_of
 from .activities import (
     GATES,
+    IN_FLIGHT,
     RUNNING,
     AbandonedCalls,
     Threads,
@@ -63,13 +64,14 @@ from .server import (
     start_failure,
     startup_timeout,
 )
-from .workflow import LIMIT, SagaWorkflow
+from .workflow import LIMIT, SagaWorkflow, turn_wait
 
 
 def _release(run_id: str) -> None:
     """The run is over here: forget its saga, policy and timing."""
     hosted.release(run_id)
     GATES.pop(run_id, None)
+    IN_FLIGHT.pop(run_id, None)
 
 
 def _turns(handle: WorkflowHandle[Any, Any], completion: Sequence[str],
@@ -361,7 +363,7 @@ class TemporalRunner:
             saga, policy=policy, register=register, undo_order=undo_order,
             step_timeout=step_timeout, halt_wait=halt_wait, completion=completion,
         )  # fmt: skip
-        plan.history_limit = self.history_limit
+        plan.history_limit, plan.turns = self.history_limit, completion is not None
         try:
             [payload] = await self.client.data_converter.encode([plan])
             check_plan(plan, payload.ByteSize(), self.history_limit, completion is not None)
@@ -373,7 +375,7 @@ class TemporalRunner:
         before = snapshot(world) if state is not None else None
         if completion is not None:
             GATES[plan.run_id] = _turns(
-                self.client.get_workflow_handle(plan.run_id), completion, step_timeout
+                self.client.get_workflow_handle(plan.run_id), completion, turn_wait(plan)
             )
         try:
             handle = await self.client.start_workflow(

@@ -15,8 +15,9 @@ each a task of the workflow running its activities (so a group's branches are co
 activities); each step's outcome is told to the machine in the order Temporal resolves
 them, which is the history's (replayed, the same order again, whatever the wall clock
 did); a branch's retry waits on a durable timer, cut short once the run fails or is
-cancelled. A cancel of the workflow is told to the machine (``schedule.cancel``): the steps
-running finish, nothing more starts, and the undos run shielded from it. The undos are the
+cancelled. A cancel of the workflow is told to the machine (``schedule.cancel``) where
+``saga.run`` hears it (a step's action returning, a retry's wait ending): the steps running
+finish, nothing more starts, and the undos run shielded from it. The undos are the
 machine's rollback, one at a time, in the order it declares. A run that plays a chosen
 timing (the runner's ``completion``) asks, before each action, for its turn (the Update
 ``turn``): the workflow answers once that step is the first running in that order, so the
@@ -50,6 +51,9 @@ with workflow.unsafe.imports_passed_through():  # plain data and the machine, no
 ACTION = "rollback_lessons.action"
 UNDO = "rollback_lessons.undo"
 LIMIT = "TemporalLimitExceeded"
+IN_DOUBT = "StepTimedOut"
+"""The error of an action still running past ``step_timeout`` (the worker measures it,
+from its turn): its call goes on, its end unknown."""
 ONCE = RetryPolicy(maximum_attempts=1)  # each attempt is the machine's to decide
 
 
@@ -63,9 +67,9 @@ class StepCall:
 
 
 MARGIN = 5.0
-"""Seconds Temporal waits beyond an undo's own timeout before it times the activity out
-itself: the worker measures the timeout (as in process); the server's timer, which fires
-late, only catches a worker that is gone."""
+"""Seconds Temporal waits beyond an undo's own timeout (or an action's ``step_timeout``)
+before it times the activity out itself: the worker measures the timeout (as in process);
+the server's timer, which fires late, only catches a worker that is gone."""
 
 
 def _cancel_requested() -> bool:
@@ -97,6 +101,23 @@ def _cause(err: BaseException) -> tuple[BaseException, bool]:
     return RemoteError(name, str(cause), (name,)), "Cancel" in name
 
 
+def turn_wait(plan: SagaPlan) -> float:
+    """How long an action may wait for its turn (``completion``): every other step's action
+    in turn before it, each within ``step_timeout``; 0 with no turns to wait for."""
+    return plan.step_timeout * len(plan.steps) if plan.turns else 0.0
+
+
+def _end_unknown(err: ActivityError) -> bool:
+    """Did an action's call go on unheard: past ``step_timeout`` in its worker (``IN_DOUBT``),
+    or timed out by the server (its worker gone, or too slow)? Its effect may land yet: the
+    step was cut short (undone if its undo was logged before it, reported leaked if not),
+    never a clean failure with nothing to undo."""
+    cause = err.cause
+    return isinstance(cause, ServerTimeout) or (
+        isinstance(cause, ApplicationError) and cause.type == IN_DOUBT
+    )
+
+
 @workflow.defn(name="RollbackLessonsSaga")
 class SagaWorkflow:
     """Drives the machine for a SagaPlan; returns its record as data."""
@@ -107,6 +128,7 @@ class SagaWorkflow:
         self.asked = 0  # the number of the question a person is asked (1, 2, ...)
         self.machine: Machine | None = None
         self.cancel_heard = False  # the workflow was cancelled during the undos
+        self.cancel_asked = False  # ... while a graph's steps ran (told as ``saga.run`` hears it)
         self.over: list[GraphOp | BaseException] = []  # a graph's forward run is over
         self.branches: list[asyncio.Future[None]] = []  # its steps' tasks, kept referenced
 
@@ -172,6 +194,13 @@ class SagaWorkflow:
             self.waiting = []
         return self.answer or "leave"
 
+    async def _act(self, plan: SagaPlan, step: str, attempt: int) -> None:
+        """A step's action: the worker measures ``step_timeout`` from its turn; the server
+        allows the turn's wait too (``turn_wait``), and catches a worker that is gone."""
+        call = StepCall(plan.run_id, step, attempt, plan.step_timeout)
+        timeout = turn_wait(plan) + plan.step_timeout + MARGIN
+        await self._activity(ACTION, plan, call, timeout)
+
     async def _activity(self, name: str, plan: SagaPlan, call: StepCall, timeout: float) -> None:
         await workflow.execute_activity(
             name,
@@ -229,8 +258,9 @@ class SagaWorkflow:
         main = asyncio.current_task()
 
         def hear() -> None:  # a cancel requested as a branch's step returns (perhaps in the
-            if main is not None and main.cancelling():  # same workflow task, not yet
-                schedule.cancel(gm, CANCEL())  # delivered here): heard before the commit
+            asked = main is not None and main.cancelling()  # same workflow task, not yet
+            if (asked or self.cancel_asked) and not gm.cancelled:  # delivered here): heard
+                schedule.cancel(gm, CANCEL())  # before the commit
 
         gm.hear = hear
         self._launch(gm, plan, gm.start())
@@ -239,9 +269,11 @@ class SagaWorkflow:
             try:
                 await workflow.wait_condition(lambda: bool(self.over))
             except asyncio.CancelledError:  # the workflow is cancelled: the machine is told
-                _keep_going()
-                op = schedule.cancel(gm, CANCEL())  # None while steps run (declined past
-                continue  # the pivot, and noted); the rollback at once when none does
+                _keep_going()  # where ``saga.run`` hears it: as a step's action returns
+                self.cancel_asked = True  # (``hear``) or a retry's wait ends, never as one
+                if gm.busy:  # fails (its failure wins); the steps running finish first
+                    continue
+                op = schedule.cancel(gm, CANCEL())  # (declined past the pivot, and noted)
             answer = self.over[0]
             if isinstance(answer, BaseException):
                 raise answer  # the driver's own bug: the workflow task fails (and is retried)
@@ -282,19 +314,22 @@ class SagaWorkflow:
         try:
             attempt = 1
             while True:
-                call = StepCall(plan.run_id, step, attempt)
                 try:
-                    await self._activity(ACTION, plan, call, plan.step_timeout)
+                    await self._act(plan, step, attempt)
                 except ActivityError as err:
                     error, cancelled = _cause(err)
-                    if cancelled:
+                    if cancelled or _end_unknown(err):
                         return self._launch(gm, plan, gm.step_cut(step, error))
                     op = gm.step_error(step, error)
                     if type(op) is not Wait:
                         return self._launch(gm, plan, op)
                     if op.seconds > 0:
                         with contextlib.suppress(TimeoutError):  # (the wait is over)
-                            await workflow.wait_condition(lambda: gm.failing, timeout=op.seconds)
+                            await workflow.wait_condition(
+                                lambda: gm.failing or self.cancel_asked, timeout=op.seconds
+                            )
+                    if self.cancel_asked and not gm.cancelled:  # heard as its wait ends
+                        schedule.cancel(gm, CANCEL())
                     op = gm.step_resume(step)
                     if type(op) is not RunStep:
                         return self._launch(gm, plan, op)
@@ -340,15 +375,21 @@ class SagaWorkflow:
         """One operation of the machine, as Temporal does it; the machine's next answer."""
         if type(op) is RunStep:
             try:
-                await self._activity(ACTION, plan, StepCall(plan.run_id, *op), plan.step_timeout)
+                await self._act(plan, *op)
             except ActivityError as err:
                 error, cancelled = _cause(err)
-                if cancelled or _cancel_requested():  # it heard the cancel (a heartbeat):
-                    _keep_going()  # the machine is told of the cancel, then how it ended
-                    schedule.cancel(m, CANCEL())
-                if cancelled:  # stopped by Temporal: cut short
+                asked = _cancel_requested()
+                if cancelled or asked:
+                    _keep_going()
+                if cancelled or _end_unknown(err):  # stopped by Temporal, or unheard: cut short
+                    if cancelled or asked:  # the machine is told of the cancel, then the cut
+                        schedule.cancel(m, CANCEL())
                     return m.interrupted(error)
-                return m.step_failed(error)
+                failed = m.step_failed(error)  # its own failure wins over a cancel asked
+                if asked and type(failed) is Wait:  # meanwhile (as in process, where a
+                    cut = schedule.cancel(m, CANCEL())  # retry's wait hears it)
+                    return cut if cut is not None else failed  # type: ignore[return-value]
+                return failed
             if _cancel_requested():  # asked while a step that could not hear it ran
                 _keep_going()
                 schedule.cancel(m, CANCEL())  # it stops the run once told the step is done
