@@ -30,6 +30,7 @@ UNDO_TIPS = ("its undo works", "its undo fails on every attempt", "its undo fail
 POLICIES = (("continue", "continue"), ("retry", "retry"), ("halt", "halt"))
 REGISTERS = (("as each step says", "step"), ("all after", "after"), ("all before", "before"))
 ORDERS = (("reverse", "reverse"), ("forward", "forward"))
+EACH_STEP, REVERSE = REGISTERS[0][1], ORDERS[0][1]  # the engine's own: what the explorer runs
 # a saga with parallel groups: the orders the engine declares for a graph (``schedule``)
 # each named as the event log's ``order=`` and lesson 12 say it (newuser8: "reverse
 # completion" beside ``order=reverse``); the lesson says what each means
@@ -205,8 +206,8 @@ def run_said(lab: Any, outcome: Outcome, stop_after: int | None) -> tuple[str, s
     faults += "".join(  # the options that differ from the engine's defaults, named too
         f"; {name}{control.label}"
         for name, control, usual in (
-            ("policy ", lab.policy, "continue"), ("log ", lab.register, "step"),
-            ("order ", lab.order, "reverse"), ("", lab.first, ""),
+            ("policy ", lab.policy, "continue"), ("log ", lab.register, EACH_STEP),
+            ("order ", lab.order, REVERSE), ("", lab.first, ""),
         )
         if control is not None and control.value != usual
     )  # fmt: skip

@@ -28,12 +28,14 @@ from ..saga import Saga, snapshot
 from . import guard, reuse, timeline
 from .graphs import branch_groups
 from .panel_controls import (
+    EACH_STEP,
     FAULTS,
     GRAPH_ORDERS,
     IN_ORDER,
     ORDERS,
     POLICIES,
     REGISTERS,
+    REVERSE,
     STOP_TIP,
     _dropdown,
     action_choice,
@@ -307,8 +309,8 @@ class RollbackLab(Player):
         first = ",".join(completion or ())
         self._quiet = True
         try:
-            self._set(self.register, "step", "register")
-            self._set(self.order, "reverse", "undo order")
+            self._set(self.register, EACH_STEP, "register")
+            self._set(self.order, REVERSE, "undo order")
             if self.first is not None:
                 self._set(self.first, first, "branch")
             elif first:
@@ -320,7 +322,7 @@ class RollbackLab(Player):
     def explored_as(self, completion: tuple[str, ...] | None) -> bool:
         """The panel's other settings are the explorer's (``open_explored``)."""
         return (self.register.value, self.order.value, self.completion) == (
-            "step", "reverse", completion or None,
+            EACH_STEP, REVERSE, completion or None,
         )  # fmt: skip
 
     def _set(self, control: w.Dropdown, value: str, what: str) -> Outcome:
