@@ -221,6 +221,23 @@ class Timeline(TableAndLog, RunArtists):
             self._build_run(self._outcome, self._stopped_after)
             self._built = self._outcome
 
+    def rebuild(self) -> None:
+        """The loaded run's artists made again (after ``draw_ahead`` drew other runs)."""
+        self._ensure()
+
+    def draw_ahead(self, outcome: Outcome, index: int) -> bool:
+        """Frame ``index`` of ``outcome``, a run not shown, drawn into ``frames`` (``ahead``);
+        the loaded run stays loaded. False: kept already, nothing drawn."""
+        key = run_key(outcome, None)
+        if self.table or index in self.frames.peek(key):
+            return False
+        shown, stopped = self._outcome, self._stopped_after
+        self.load(outcome)
+        self.render(index)
+        if shown is not None:
+            self.load(shown, stopped)  # (its frames are kept: nothing drawn)
+        return True
+
     @property
     def frame_count(self) -> int:
         return len(self._outcome.events) if self._outcome is not None else 0

@@ -52,9 +52,10 @@ def run_key(outcome: Outcome, stopped_after: int | None) -> Hashable:
 
 class Frames:
     """The PNG frames of the last ``runs`` runs drawn, by ``run_key``: a change back to a
-    run shown before (a fault clicked on, then off) draws nothing; its frames are kept."""
+    run shown before (a fault clicked on, then off) draws nothing; its frames are kept
+    (and those drawn ahead: ``ahead``, some 20-40 runs a panel, a frame or two each)."""
 
-    def __init__(self, runs: int = 24) -> None:
+    def __init__(self, runs: int = 64) -> None:
         self.runs = runs
         self._by: OrderedDict[Hashable, dict[int, bytes]] = OrderedDict()
 
@@ -67,6 +68,10 @@ class Frames:
         while len(self._by) > self.runs:
             self._by.popitem(last=False)
         return frames
+
+    def peek(self, key: Hashable) -> dict[int, bytes]:
+        """The frames kept for ``key``, as they are (none made, none moved)."""
+        return self._by.get(key, {})
 
 
 class RunArtists:
