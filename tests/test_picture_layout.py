@@ -279,3 +279,42 @@ def test_the_text_check_finds_a_collision_and_a_cut_text_without_painting():
     FigureCanvasAgg(clean)
     clean.add_subplot().text(0.1, 0.5, "alone")
     assert [p for p in text_problems(clean) if "alone" in p] == []
+
+
+def test_the_crossing_check_sees_the_runs_end_line_through_a_text():
+    """The dashed "run ends" line is a line no text may sit on, as a band's edge is."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from rollback_lessons.lab.quality import RUN_END
+
+    fig = Figure(figsize=(4, 2))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.set_xlim(0, 10)
+    ax.text(4, 0.5, "rollback ←")
+    ax.axvline(5, ls="--", gid=RUN_END)
+    assert "the run's end line crosses 'rollback ←'" in crossings(fig)
+    ax.lines[0].set_xdata([9, 9])
+    assert crossings(fig) == []
+
+
+def test_no_text_sits_on_the_runs_end_line_in_any_run_of_lesson_11s_grid():
+    """newuser9: in lesson 11's grid player (row 1, column 4) the run's end line ran through
+    "rollback ←" (and in others through "dead letter"): in every run of the exploration
+    (the grid's cells, the panel's picture they open), the line crosses no text and no text
+    collides. (The static pictures are drawn by the same Timeline.)"""
+    from rollback_lessons.explore import explore
+
+    def refund_anyway(state):  # lesson 11's flawed refund
+        state["refunds"]["booking-1"] = 120
+
+    saga = examples.booking_saga(refund=refund_anyway)
+    found = explore(saga, examples.booking_state, restored=examples.booking_restored)
+    timeline = panel_timeline(saga, examples.booking_state)
+    bad = []
+    for run in found.runs:
+        timeline.load(run.outcome)
+        fig = timeline.show(timeline.frame_count - 1)
+        bad += [f"{run.faults}: {p}" for p in crossings(fig) + text_problems(fig)]
+    assert bad == []

@@ -31,6 +31,7 @@ from .drawing import (
     place_notes,
     rollback_shade,
 )
+from .quality import RUN_END
 
 TOP = -0.8  # the lanes' top edge, above the first lane: the rollback's label clears its ring
 
@@ -143,8 +144,9 @@ class RunArtists:
         started: dict[str, int] = {}
         # shaded from where the undos start: a halt after the pivot has no rollback to show
         failed_at = next((e.seq for e in events if e.kind == "rollback_start"), None)
-        if failed_at is not None:
-            span, label = rollback_shade(self, failed_at, len(events), TOP)  # (clipped)
+        ends = [e.seq for e in events if e.kind in ("committed", "rollback_done", "halted")]
+        if failed_at is not None:  # (its label clear of the run's end line)
+            span, label = rollback_shade(self, failed_at, len(events), TOP, ends[-1:])
             self._keep(failed_at, span)
             self._keep(failed_at, label)
             fixed.append(label)
@@ -178,7 +180,7 @@ class RunArtists:
                 self._mark(s, y, marker, colour)  # type: ignore[arg-type]
                 self._note(s, s, y, word, colour)  # type: ignore[arg-type]
             elif k in ("committed", "rollback_done", "halted"):
-                end = Line2D([s, s], [0, 1], color=INK, lw=2, ls="--",
+                end = Line2D([s, s], [0, 1], color=INK, lw=2, ls="--", gid=RUN_END,
                              transform=self.ax.get_xaxis_transform())  # fmt: skip
                 end.set_clip_path(self._clip)
                 self.ax.add_artist(end)
@@ -207,9 +209,9 @@ class RunArtists:
             if label.get_horizontalalignment() == "right":
                 label.set_horizontalalignment("left")
                 label.set_position((failed_at, TOP + 0.05))
-            else:
+            else:  # (just before the run's end line, or the lanes' end)
                 label.set_horizontalalignment("right")
-                label.set_position((len(events) + 0.9, TOP + 0.05))
+                label.set_position(((ends[-1] - 0.15) if ends else len(events) + 0.9, TOP + 0.05))
             unplaced = place_notes(
                 self.canvas, self.ax, self._notes, fixed, self._path_xy, marks=self._marks
             )
