@@ -318,3 +318,37 @@ def test_no_text_sits_on_the_runs_end_line_in_any_run_of_lesson_11s_grid():
         fig = timeline.show(timeline.frame_count - 1)
         bad += [f"{run.faults}: {p}" for p in crossings(fig) + text_problems(fig)]
     assert bad == []
+
+
+@pytest.mark.parametrize("mode", ["picture", "panel"])
+def test_the_this_event_ring_leaves_the_failed_cross_whole(mode):
+    """newuser9: the ring that marks the event shown covered part of the failed cross
+    beside it (lessons 04, 06): every pixel of the cross is there with the ring as without."""
+    import numpy as np
+    from matplotlib.colors import to_rgb
+
+    from rollback_lessons.lab.timeline import FAIL
+
+    saga, state = WORLDS["booking"]
+    lab = RollbackLab(saga(), state=state)
+    lab.set_fault("charge_card", "fail")  # shown at its failure: the ring beside the cross
+    timeline = lab.timeline
+    [cross] = [g.artist for g in timeline._glyphs if getattr(g.artist, "get_marker", str)() == "X"]
+    red = np.array(to_rgb(FAIL)) * 255
+
+    def cross_pixels() -> int:
+        if mode == "panel":
+            timeline._cache.clear()
+            timeline.render(lab.frame)
+        else:
+            timeline.show(lab.frame).canvas.draw()
+        pixels = np.asarray(timeline.canvas.buffer_rgba())[:, :, :3].astype(float)
+        box = cross.get_window_extent(timeline.canvas.get_renderer())
+        height = pixels.shape[0]
+        part = pixels[int(height - box.y1) : int(height - box.y0), int(box.x0) : int(box.x1)]
+        return int((np.abs(part - red).max(axis=2) < 8).sum())
+
+    with_ring = cross_pixels()
+    timeline._cursor.set_visible(False)
+    alone = cross_pixels()
+    assert alone > 50 and with_ring >= alone - 2, (with_ring, alone)

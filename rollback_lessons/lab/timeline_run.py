@@ -33,6 +33,7 @@ from .drawing import (
 )
 from .quality import RUN_END
 
+MARK = "mark"  # the gid of a run's single-point marks (a bar's head, a cross, a ring, ...)
 TOP = -0.8  # the lanes' top edge, above the first lane: the rollback's label clears its ring
 
 
@@ -108,7 +109,7 @@ class RunArtists:
     def _bar(self, seq: int, start: int, y: int, colour: str, head: str) -> None:
         """A step or an undo, from its start to its end; the head points its way."""
         bar = self._line([start, seq], [y, y], color=colour, lw=7, solid_capstyle="butt")
-        tip = self._line([seq], [y], marker=head, color=colour, ms=14, ls="")
+        tip = self._line([seq], [y], marker=head, color=colour, ms=14, ls="", gid=MARK)
         for line in (bar, tip):
             self._keep(seq, line)
             self._marks.append(line)
@@ -117,8 +118,9 @@ class RunArtists:
         size = 17 if marker in ("X", RETRY_MARK) else 12
         edge, width = (colour, 2.5) if face else ("white", 1)
         line = self._line(
-            [seq], [y], marker=marker, ls="", mfc=face or colour, mec=edge, mew=width, ms=size
-        )
+            [seq], [y], marker=marker, ls="", mfc=face or colour, mec=edge, mew=width, ms=size,
+            gid=MARK,
+        )  # fmt: skip
         self._keep(seq, line)
         self._marks.append(line)
 
