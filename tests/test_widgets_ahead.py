@@ -43,9 +43,7 @@ async def drawn_ahead(lab: RollbackLab) -> None:
 
 
 @pytest.mark.parametrize("world", list(lesson_worlds()))
-def test_a_change_finds_its_picture_drawn_ahead_and_the_same_as_drawn_on_demand(
-    world, monkeypatch
-):
+def test_a_change_finds_its_picture_drawn_ahead_and_the_same_as_drawn_on_demand(world, monkeypatch):
     make_saga, make_state = lesson_worlds()[world]
 
     async def walk() -> None:
