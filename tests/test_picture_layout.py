@@ -352,3 +352,24 @@ def test_the_this_event_ring_leaves_the_failed_cross_whole(mode):
     timeline._cursor.set_visible(False)
     alone = cross_pixels()
     assert alone > 50 and with_ring >= alone - 2, (with_ring, alone)
+
+
+def test_every_stored_picture_is_painted_not_only_measured():
+    """The checks lay a figure out without painting it (draw_without_rendering): a picture
+    made after them must still be painted (s37: lessons 02-06 re-executed stored blank
+    white pictures). Each kind of stored picture has ink on it."""
+    import io
+
+    import numpy as np
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    from rollback_lessons.lab.engines import to_png
+    from rollback_lessons.worlds.choreography import both_ways
+
+    outcome = demo.xyz_saga().run(demo.xyz_state(), inject={"step3": "fail"}, trace_state=True)
+    fig = Figure(figsize=(3, 2))
+    fig.text(0.1, 0.5, "a label", fontsize=14)
+    for picture in (viz.png(outcome), to_png(fig), both_ways()):
+        pixels = np.asarray(Image.open(io.BytesIO(picture)).convert("L"))
+        assert (pixels < 100).sum() > 200, "a blank picture"
