@@ -80,6 +80,16 @@ def test_a_change_finds_its_picture_drawn_ahead_and_the_same_as_drawn_on_demand(
     asyncio.run(walk())
 
 
+def test_a_panel_put_on_screen_draws_the_runs_one_change_away_while_it_is_read():
+    async def shown() -> None:
+        lab = RollbackLab(order_saga(), state=order_state)
+        lab.set_fault("label", "fail")  # as a lesson's cell does before showing it
+        lab._repr_mimebundle_()
+        await drawn_ahead(lab)
+
+    asyncio.run(shown())
+
+
 def test_nothing_is_drawn_ahead_for_services_outside_a_kernel_or_over_a_newer_change():
     world = RollbackLab(services.booking_saga(), state=lambda: services.new_world("127.0.0.1", 9))
     assert not world.draw_ahead  # a state of services: their runs would act unasked

@@ -435,12 +435,13 @@ class RollbackLab(Player):
     def displayed(self) -> None:
         """The panel goes on screen: its run count starts again (the runs a lesson cell
         made before, with ``set_fault``, are not the learner's), and the cue says what it
-        opens on."""
+        opens on; the runs one change away are drawn while it is read (``ahead``)."""
         reuse.shown(self)
         self.runs = 0
         self._cue = f"opens on: {self._said}" if self._said else ""
         if self.outcome is not None:
             self._show(self._frame)
+            ahead.schedule(self)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         self.displayed()
