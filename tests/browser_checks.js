@@ -146,7 +146,14 @@
     });
     box.selectedIndex = index;
     box.dispatchEvent(new Event("change", { bubbles: true }));
-    const img = await Promise.race([changed, new Promise((_, no) => setTimeout(() => no(new Error("no new picture in 60 s")), 60000))]);
+    const said = () => {  // what the panel shows, for the error (which option, which run)
+      const src = view.querySelector("img.rl-image")?.getAttribute("src") || "";
+      return `option ${box.selectedIndex} of ${box.options.length} (asked ${index}), ` +
+        `picture ${src === old ? "unchanged" : "changed"}, cue ` +
+        JSON.stringify(root.querySelector(".rl-cue")?.textContent || "");
+    };
+    const late = new Promise((_, no) => setTimeout(() => no(new Error(`no new picture in 60 s: ${said()}`)), 60000));
+    const img = await Promise.race([changed, late]);
     await img.decode();
     // the frame with the new picture: rAF runs just before it is painted, a task queued
     // there runs once it has been
