@@ -117,6 +117,25 @@ def _end_unknown(err: ActivityError) -> bool:
     )
 
 
+async def _ended(handle: workflow.ActivityHandle[Any]) -> None:
+    """Await an activity to the end Temporal resolved for it (its ActivityError raised). A
+    cancel of the workflow heard meanwhile is passed on to the activity (a step that
+    heartbeats hears it; its end is still awaited: WAIT_CANCELLATION_COMPLETED) only once
+    this workflow task's jobs are applied and the activity has not ended. Awaited directly,
+    an activity that ended in the same workflow task as the cancel came (a worker slow to
+    take it, or away) gives CancelledError, its end dropped (temporalio's
+    ``_await_temporal_operation``, sdk-python#620): a step that failed, or was done, would
+    be told cut short. The cancel stays asked on the task for the machine to hear it."""
+    while not handle.done():
+        try:
+            await asyncio.wait([handle])  # (a cancel of this task leaves the activity be)
+        except asyncio.CancelledError:
+            await workflow.wait_condition(lambda: True)  # the rest of this task's jobs
+            if not handle.done():  # still running: its end is unknown, it is asked to stop
+                handle.cancel()
+    handle.result()
+
+
 @workflow.defn(name="RollbackLessonsSaga")
 class SagaWorkflow:
     """Drives the machine for a SagaPlan; returns its record as data."""
@@ -200,7 +219,7 @@ class SagaWorkflow:
         await self._activity(ACTION, plan, call, timeout)
 
     async def _activity(self, name: str, plan: SagaPlan, call: StepCall, timeout: float) -> None:
-        await workflow.execute_activity(
+        handle = workflow.start_activity(
             name,
             call,
             start_to_close_timeout=timedelta(seconds=timeout),
@@ -208,6 +227,7 @@ class SagaWorkflow:
             retry_policy=ONCE,
             cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )
+        await _ended(handle)
 
     @workflow.run
     async def run(self, plan: SagaPlan) -> dict[str, Any]:
