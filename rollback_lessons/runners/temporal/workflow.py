@@ -15,8 +15,9 @@ each a task of the workflow running its activities (so a group's branches are co
 activities); each step's outcome is told to the machine in the order Temporal resolves
 them, which is the history's (replayed, the same order again, whatever the wall clock
 did); a branch's retry waits on a durable timer, cut short once the run fails or is
-cancelled. A cancel of the workflow is told to the machine (``schedule.cancel``): the steps
-running finish, nothing more starts, and the undos run shielded from it. The undos are the
+cancelled. A cancel of the workflow is told to the machine (``schedule.cancel``) where
+``saga.run`` hears it (a step's action returning, a retry's wait ending): the steps running
+finish, nothing more starts, and the undos run shielded from it. The undos are the
 machine's rollback, one at a time, in the order it declares. A run that plays a chosen
 timing (the runner's ``completion``) asks, before each action, for its turn (the Update
 ``turn``): the workflow answers once that step is the first running in that order, so the
@@ -146,6 +147,7 @@ class SagaWorkflow:
         self.asked = 0  # the number of the question a person is asked (1, 2, ...)
         self.machine: Machine | None = None
         self.cancel_heard = False  # the workflow was cancelled during the undos
+        self.cancel_asked = False  # ... while a graph's steps ran (told as ``saga.run`` hears it)
         self.over: list[GraphOp | BaseException] = []  # a graph's forward run is over
         self.branches: list[asyncio.Future[None]] = []  # its steps' tasks, kept referenced
 
@@ -250,7 +252,7 @@ class SagaWorkflow:
                 continue
             try:
                 op = await self._carry_out(m, plan, op)
-            except asyncio.CancelledError:  # cancelled while nothing could hear it
+            except asyncio.CancelledError:  # cancelled in a retry's wait (or as a step began)
                 _keep_going()
                 cut = schedule.cancel(m, CANCEL())  # the machine's rule (declined past the
                 if cut is not None:  # pivot, and noted); a retry's wait ends there
@@ -276,8 +278,9 @@ class SagaWorkflow:
         main = asyncio.current_task()
 
         def hear() -> None:  # a cancel requested as a branch's step returns (perhaps in the
-            if main is not None and main.cancelling():  # same workflow task, not yet
-                schedule.cancel(gm, CANCEL())  # delivered here): heard before the commit
+            asked = main is not None and main.cancelling()  # same workflow task, not yet
+            if (asked or self.cancel_asked) and not gm.cancelled:  # delivered here): heard
+                schedule.cancel(gm, CANCEL())  # before the commit
 
         gm.hear = hear
         self._launch(gm, plan, gm.start())
@@ -286,9 +289,11 @@ class SagaWorkflow:
             try:
                 await workflow.wait_condition(lambda: bool(self.over))
             except asyncio.CancelledError:  # the workflow is cancelled: the machine is told
-                _keep_going()
-                op = schedule.cancel(gm, CANCEL())  # None while steps run (declined past
-                continue  # the pivot, and noted); the rollback at once when none does
+                _keep_going()  # where ``saga.run`` hears it: as a step's action returns
+                self.cancel_asked = True  # (``hear``) or a retry's wait ends, never as one
+                if gm.busy:  # fails (its failure wins); the steps running finish first
+                    continue
+                op = schedule.cancel(gm, CANCEL())  # (declined past the pivot, and noted)
             answer = self.over[0]
             if isinstance(answer, BaseException):
                 raise answer  # the driver's own bug: the workflow task fails (and is retried)
@@ -340,7 +345,11 @@ class SagaWorkflow:
                         return self._launch(gm, plan, op)
                     if op.seconds > 0:
                         with contextlib.suppress(TimeoutError):  # (the wait is over)
-                            await workflow.wait_condition(lambda: gm.failing, timeout=op.seconds)
+                            await workflow.wait_condition(
+                                lambda: gm.failing or self.cancel_asked, timeout=op.seconds
+                            )
+                    if self.cancel_asked and not gm.cancelled:  # heard as its wait ends
+                        schedule.cancel(gm, CANCEL())
                     op = gm.step_resume(step)
                     if type(op) is not RunStep:
                         return self._launch(gm, plan, op)
@@ -389,12 +398,18 @@ class SagaWorkflow:
                 await self._act(plan, *op)
             except ActivityError as err:
                 error, cancelled = _cause(err)
-                if cancelled or _cancel_requested():  # it heard the cancel (a heartbeat):
-                    _keep_going()  # the machine is told of the cancel, then how it ended
-                    schedule.cancel(m, CANCEL())
+                asked = _cancel_requested()
+                if cancelled or asked:
+                    _keep_going()
                 if cancelled or _end_unknown(err):  # stopped by Temporal, or unheard: cut short
+                    if cancelled or asked:  # the machine is told of the cancel, then the cut
+                        schedule.cancel(m, CANCEL())
                     return m.interrupted(error)
-                return m.step_failed(error)
+                failed = m.step_failed(error)  # its own failure wins over a cancel asked
+                if asked and type(failed) is Wait:  # meanwhile (as in process, where a
+                    cut = schedule.cancel(m, CANCEL())  # retry's wait hears it)
+                    return cut if cut is not None else failed  # type: ignore[return-value]
+                return failed
             if _cancel_requested():  # asked while a step that could not hear it ran
                 _keep_going()
                 schedule.cancel(m, CANCEL())  # it stops the run once told the step is done
