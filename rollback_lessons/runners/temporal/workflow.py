@@ -43,7 +43,6 @@ with workflow.unsafe.imports_passed_through():  # plain data and the machine, no
     from ...errors import Cancelled, RemoteError
     from ...machine import Machine, Phase
     from ...operations import ANSWERS, Ask, Finished, Op, RunStep, RunUndo, Wait
-    from ...rules import IRREVERSIBLE
     from ...schedule import GraphMachine, GraphOp, Ready
     from ..wire import ErrorRecord, SagaPlan, record_data
     from .limits import TemporalLimitExceeded, check_result, no_room, no_room_forward
@@ -357,7 +356,7 @@ class SagaWorkflow:
                     continue
                 if not gm.failing and len(gm.started) < len(gm.specs):  # more to start
                     undos = sum(gm.specs[s].has_undo for s in (*gm.completed, *gm.busy))
-                    self._room_forward(gm, plan, gm.specs[step].kind, undos, len(gm.busy))
+                    self._room_forward(gm, plan, undos, len(gm.busy))
                 return self._launch(gm, plan, gm.step_done(step))
         except Exception as exc:  # (a bug here must not leave the run waiting forever)
             self.over.append(exc)
@@ -373,23 +372,15 @@ class SagaWorkflow:
         return no_room(plan, length, len(m.todo) - m.index - 1)
 
     @staticmethod
-    def _room_forward(m: Machine, plan: SagaPlan, kind: str, undos: int, running: int) -> None:
+    def _room_forward(m: Machine, plan: SagaPlan, undos: int, running: int) -> None:
         """A step returned with more to start: is there room in the history to go on and
         still undo what was done (``no_room_forward``: Signals nobody asked for count in
-        the real length)? If not, the run stops there and is rolled back, with a note naming
-        the limit; never past an irreversible step (nothing is compensated across it)."""
-        if m.irreversible or kind in IRREVERSIBLE:
-            return
+        the real length)? If not, the run stops there (``schedule.stop_forward``: declined
+        past the pivot, as a cancel is) and is rolled back, with a note naming the limit."""
         reason = no_room_forward(plan, workflow.info().get_current_history_length(), undos,
                                  running)  # fmt: skip
-        if reason is None:
-            return
-        m.notes = [*m.notes, reason]
-        error = TemporalLimitExceeded(reason)
-        if isinstance(m, GraphMachine):
-            m.broken(error)  # (nothing more starts; the run fails once the running end)
-        else:
-            m.stop(error)  # (the run fails as the machine hears the step done)
+        if reason is not None:
+            schedule.stop_forward(m, TemporalLimitExceeded(reason))
 
     async def _carry_out(self, m: Machine, plan: SagaPlan, op: Op) -> Op:
         """One operation of the machine, as Temporal does it; the machine's next answer."""
@@ -416,7 +407,7 @@ class SagaWorkflow:
             spec = m.spec
             if spec is not None and m.stopping is None and m.next_step + 1 < len(m.plan or ()):
                 logged = len(m.log) + (spec.has_undo and spec.register == "after")
-                self._room_forward(m, plan, spec.kind, logged, 1)
+                self._room_forward(m, plan, logged, 1)
             return m.step_ok()
         if type(op) is RunUndo:
             call = StepCall(plan.run_id, op.step, op.attempt, op.timeout)
