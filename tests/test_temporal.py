@@ -665,14 +665,33 @@ def test_a_cancel_while_a_failing_step_runs_ends_as_in_process():
         same_outcome(local, remote)
 
 
+def _workers(runner, task_queue: str):
+    """The runner's worker split in two, on ``task_queue``: one for the activities (the
+    steps and undos), one for the workflow (as a deployment may run them)."""
+    from temporalio.worker import Worker
+    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+    from rollback_lessons.runners.temporal.activities import Threads, run_action, run_undo
+    from rollback_lessons.runners.temporal.workflow import SagaWorkflow
+
+    def workflows():
+        sandbox = SandboxRestrictions.default.with_passthrough_modules("rollback_lessons")
+        return Worker(runner.client, task_queue=task_queue, workflows=[SagaWorkflow],
+                      workflow_runner=SandboxedWorkflowRunner(restrictions=sandbox))  # fmt: skip
+
+    steps = Worker(runner.client, task_queue=task_queue, activities=[run_action, run_undo],
+                   activity_executor=Threads())  # fmt: skip
+    return steps, workflows
+
+
 @pytest.mark.parametrize("ends", ["fails", "succeeds"])
 def test_a_step_that_ends_in_the_workflow_task_its_cancel_came_in_is_told_as_it_ended(ends):
-    """The worker is away (shut down) while the cancel is asked and the step then ends, so
-    both reach the next worker in one workflow task (the CI's slow worker did that by
-    chance). Awaited directly, temporalio gave that activity's end as CancelledError, and
-    the step was told cut short: a failed one leaked, a done one left in effect. Told as it
-    ended, the run ends as in process: a failure wins (rolled back), a step done hears the
-    cancel as it returns (cancelled, both undone)."""
+    """No workflow worker runs while the cancel is asked and the step then ends, so both
+    reach the next one in one workflow task (the CI's slow worker did that by chance).
+    Awaited directly, temporalio gave that activity's end as CancelledError, and the step
+    was told cut short: a failed one leaked, a done one left in effect. Told as it ended,
+    the run ends as in process: a failure wins (rolled back), a step done hears the cancel
+    as it returns (cancelled, both undone)."""
     from temporalio.api.enums.v1 import EventType
 
     gate, asked = threading.Event(), [threading.Event()]
@@ -694,32 +713,47 @@ def test_a_step_that_ends_in_the_workflow_task_its_cancel_came_in_is_told_as_it_
     local = make().run({}, cancel=asked[0], clock=VirtualClock())
     gate.clear()
     asked[0] = threading.Event()
-
-    async def scenario(shared):
-        away = TemporalRunner(shared.client, None, shared.address)
-        saga, state = make(), {}
-        handle = await away.start_saga(saga, state)
-        await asyncio.get_running_loop().run_in_executor(None, handle.started("t1").wait, 60)
-        down = asyncio.ensure_future(away.close())
-        cached = away._worker._workflow_worker._running_workflows  # the worker's open runs
-        while handle.run_id in cached:  # evicted: this worker takes no more workflow tasks
-            await asyncio.sleep(0.01)
-        await handle.cancel()
-        gate.set()
-        await down
-        again = TemporalRunner(shared.client, None, shared.address, away.task_queue)
-        async with again:
-            outcome = await again.handle_for(saga, handle.run_id).outcome()
-        kinds = [e.event_type async for e in handle.workflow.fetch_history_events()]
-        return outcome, kinds
-
-    remote, kinds = on_temporal(scenario)
-    asked_at = kinds.index(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED)
+    CANCEL_ASKED = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED
     ended = {
         EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED,
         EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
     }
+
+    async def scenario(shared):
+        queue = f"split-{time.monotonic_ns()}"
+        steps, workflows = _workers(shared, queue)
+        first = workflows()
+        tasks = [asyncio.ensure_future(w.run()) for w in (steps, first)]
+        saga, state = make(), {}
+        runner_queue, shared.task_queue = shared.task_queue, queue
+        try:
+            handle = await shared.start_saga(saga, state)
+        finally:
+            shared.task_queue = runner_queue
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, handle.started("t1").wait, 60)
+            await first.shutdown()  # no workflow worker now: nothing takes a workflow task
+            await handle.cancel()
+            gate.set()
+            while True:  # the step's end is in the history
+                kinds = [e.event_type async for e in handle.workflow.fetch_history_events()]
+                if ended & set(kinds[kinds.index(CANCEL_ASKED) :]):
+                    break
+                await asyncio.sleep(0.02)
+            again = workflows()
+            tasks.append(asyncio.ensure_future(again.run()))
+            outcome = await asyncio.wait_for(handle.outcome(), 60)
+            kinds = [e.event_type async for e in handle.workflow.fetch_history_events()]
+            await again.shutdown()
+        finally:
+            gate.set()
+            await steps.shutdown()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        return outcome, kinds
+
+    remote, kinds = on_temporal(scenario)
+    asked_at = kinds.index(CANCEL_ASKED)
     ended_at = next(n for n in range(asked_at, len(kinds)) if kinds[n] in ended)
-    assert EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED not in kinds[asked_at:ended_at]
+    assert EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED not in kinds[asked_at:ended_at]
     assert local.status is (Status.ROLLED_BACK if ends == "fails" else Status.CANCELLED)
     same_outcome(local, remote)
