@@ -177,11 +177,19 @@ class SagaWorkflow:
         rank = {name: n for n, name in enumerate(completion)}
 
         def first() -> bool:
-            m = self.machine
-            busy = m.busy if isinstance(m, GraphMachine) else ()
+            busy = self.running()
             return bool(busy) and min(busy, key=lambda s: rank.get(s, len(rank))) == step
 
-        await workflow.wait_condition(first)
+        await workflow.wait_condition(lambda: first() or step not in self.running())
+        if not first():  # it ended meanwhile (its activity timed out by the server): no turn
+            raise ApplicationError(f"step {step!r} ended: no turn to give", non_retryable=True)
+
+    @turn.validator
+    def _a_running_step(self, step: str, completion: list[str]) -> None:
+        """A turn is asked by a running step's activity: any other ask is refused at once,
+        never left waiting past the run's end (Temporal warns of an unfinished handler)."""
+        if step not in self.running():
+            raise ValueError(f"step {step!r} is not running: no turn to give")
 
     @workflow.signal(name="resolve")
     def resolve(self, answer: str, number: int = 0, step: str = "") -> None:
