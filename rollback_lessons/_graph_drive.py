@@ -252,6 +252,19 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
     tasks: dict[asyncio.Future[GraphOp], str] = {}
     broken: BaseException | None = None
     run.wake = asyncio.Event()  # set once the run stops: a branch's retry wait ends then
+
+    def start_ready() -> None:
+        for step in gm.ready():
+            run.tick()
+            gm.launch(step)  # here or as a step ends, not in its task: never launched twice
+            tasks[asyncio.ensure_future(branch(step))] = step
+
+    async def branch(step: str) -> GraphOp:
+        op = await _acarry(run, step_ops(run, step, asked))
+        if type(op) is Ready:  # the steps its end frees start now, before another step's
+            start_ready()  # end is told (two ending in one turn of the loop): the order a
+        return op  # timing of ``saga.run(completion=...)`` gives
+
     listen(run, asked)
     op: GraphOp = _cancel(run, asked) or gm.start()
     while type(op) is Ready:
@@ -262,10 +275,7 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
         if gm.failing:
             run.wake.set()
         try:
-            for step in gm.ready():
-                run.tick()
-                gm.launch(step)  # here, not in the task: no step is launched twice
-                tasks[asyncio.ensure_future(_acarry(run, step_ops(run, step, asked)))] = step
+            start_ready()
         except BaseException as exc:  # (a step whose start was not written never runs)
             broken = broken or exc
             gm.broken(exc)  # (that step still counts as running: no answer ends the run)

@@ -33,13 +33,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from .events import EventKind, describe
+from .graph_shape import After, concurrent, dependants
 from .machine import REGISTERED, ROW_DONE, ROW_START, Machine, MachineError, Phase
 from .operations import Entry, Op, RunStep, StepSpec, Wait
 from .policies import UndoPolicy
 from .rules import IRREVERSIBLE, Kind
-
-After = Mapping[str, tuple[str, ...]]
-"""Each step's dependencies: the steps that must be done before it starts."""
 
 
 class Ready(NamedTuple):
@@ -50,37 +48,6 @@ class Ready(NamedTuple):
 
 
 GraphOp = Op | Ready
-
-
-def dependants(after: After) -> dict[str, frozenset[str]]:
-    """Each step's dependants: every step that (transitively) depends on it."""
-    direct: dict[str, set[str]] = {step: set() for step in after}
-    for step, deps in after.items():
-        for dep in deps:
-            direct[dep].add(step)
-    found: dict[str, frozenset[str]] = {}
-
-    def of(step: str) -> frozenset[str]:
-        if step not in found:
-            out: set[str] = set()
-            for child in direct[step]:
-                out |= {child, *of(child)}
-            found[step] = frozenset(out)
-        return found[step]
-
-    for step in after:
-        of(step)
-    return found
-
-
-def concurrent(after: After) -> dict[str, tuple[str, ...]]:
-    """Each step's concurrent steps: neither depends on the other, so they may run at once."""
-    below = dependants(after)
-    names = list(after)
-    return {
-        a: tuple(b for b in names if b != a and b not in below[a] and a not in below[b])
-        for a in names
-    }
 
 
 def undo_order(
@@ -436,6 +403,24 @@ def cancel(m: Machine, error: BaseException) -> Op | GraphOp | None:
     return m.fail(error)
 
 
+def stop_forward(m: Machine, error: BaseException) -> bool:
+    """Stop the forward run for a reason of the engine's own (``error``: no room left in a
+    workflow's history): noted, nothing more starts, and once the running steps are told the
+    run fails with ``error`` by the machine's rules. Declined (False) as a cancel is: once
+    the run failed or stops already, or past the pivot (``past_pivot``: it goes on forward)."""
+    graph = isinstance(m, GraphMachine)
+    if m.rolling or m.phase is Phase.DONE or m.stopping is not None or past_pivot(m):
+        return False
+    if graph and m.failing:  # type: ignore[attr-defined]
+        return False
+    m.notes = [*m.notes, str(error)]
+    if graph:
+        m.broken(error)  # type: ignore[attr-defined]
+    else:
+        m.stop(error)
+    return True
+
+
 __all__ = [
     "After",
     "GraphMachine",
@@ -446,5 +431,6 @@ __all__ = [
     "dependants",
     "log_anyway",
     "past_pivot",
+    "stop_forward",
     "undo_order",
 ]

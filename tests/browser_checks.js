@@ -127,10 +127,8 @@
       .map((el) => el.textContent.slice(0, 60));
   },
 
-  // Fault click to the new picture painted, timed in the page: pick option ``index`` of
-  // the select, as a click does (what Playwright's select_option does too); wait for the
-  // view's new picture, decoded and painted.
-  // A fault change (option ``index`` of the ``k``-th ``select`` of panel ``panel``) to its
+  // A fault change, picked as a click does (what Playwright's select_option does too):
+  // option ``index`` of the ``k``-th ``select`` of panel ``panel``, to its
   // new picture painted, in ms: from the change event to the new image decoded and the frame
   // holding it painted. null: the change made a run with the same picture (its view came,
   // the picture did not change: a fault on a step the run never reaches).
@@ -152,7 +150,14 @@
     });
     box.selectedIndex = index;
     box.dispatchEvent(new Event("change", { bubbles: true }));
-    const img = await Promise.race([changed, new Promise((_, no) => setTimeout(() => no(new Error("no new picture in 60 s")), 60000))]);
+    const said = () => {  // what the panel shows, for the error (which option, which run)
+      const src = view.querySelector("img.rl-image")?.getAttribute("src") || "";
+      return `option ${box.selectedIndex} of ${box.options.length} (asked ${index}), ` +
+        `picture ${src === old ? "unchanged" : "changed"}, cue ` +
+        JSON.stringify(root.querySelector(".rl-cue")?.textContent || "");
+    };
+    const late = new Promise((_, no) => setTimeout(() => no(new Error(`no new picture in 60 s: ${said()}`)), 60000));
+    const img = await Promise.race([changed, late]);
     if (img === null) return null;
     await img.decode();
     // the frame with the new picture: rAF runs just before it is painted, a task queued

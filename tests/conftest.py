@@ -1,4 +1,5 @@
 import os
+import signal
 import zlib
 from pathlib import Path
 
@@ -8,6 +9,14 @@ from hypothesis import settings
 from rollback_lessons import UndoPolicy, VirtualClock
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# The tests that press Ctrl-C (a real SIGINT to a child) need the child to hear it as from a
+# terminal. A shell starts a background job (``make test &``, a CI step run in the background)
+# with SIGINT ignored, and every child inherits that: asyncio.run then installs no handler and
+# a child waiting for the cancellation waits forever. Heard here, the children inherit the
+# default (Python's KeyboardInterrupt).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # ``make test`` runs a representative part of the costliest checks, ``make soak`` (SOAK=1) all
 # of them: SOAK says which. Property tests: the "test" profile, or with SOAK the "soak" one

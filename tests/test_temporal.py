@@ -27,6 +27,7 @@ from rollback_lessons import (
     Cancelled,
     InjectedFault,
     Kind,
+    Parallel,
     Retry,
     RetryPolicy,
     Saga,
@@ -520,7 +521,7 @@ async def _ended(handle, what: str, step: str, limit: float = 60.0) -> None:
         await asyncio.sleep(0.05)
 
 
-@pytest.mark.parametrize("register", ["after", "before"])
+@pytest.mark.parametrize("register", ["after", "before", "after, in a group"])
 def test_a_step_past_step_timeout_is_in_doubt_never_a_clean_failure(register):
     """An action still running past ``step_timeout`` goes on in its thread, its end unknown:
     the step was cut short. Its undo logged after it: reported leaked (and, once it landed,
@@ -534,9 +535,11 @@ def test_a_step_past_step_timeout_is_in_doubt_never_a_clean_failure(register):
         release.wait(60)  # the service answers once the server gave up on the step
         log.append("do s2")
 
-    saga = Saga([Step("s1", lambda s: log.append("do s1"), lambda s: log.append("undo s1")),
-                 Step("s2", slow, lambda s: log.append("undo s2"), register=register),
-                 Step("s3", lambda s: log.append("do s3"))], name="slow-step")  # fmt: skip
+    s1 = Step("s1", lambda s: log.append("do s1"), lambda s: log.append("undo s1"))
+    s2 = Step("s2", slow, lambda s: log.append("undo s2"), register=register.split(",")[0])
+    s3 = Step("s3", lambda s: log.append("do s3"), lambda s: log.append("undo s3"))
+    group = "group" in register
+    saga = Saga([s1, Parallel(s2, s3)] if group else [s1, s2, s3], name="slow-step")
 
     async def scenario(runner):
         handle = await runner.start_saga(saga, {}, step_timeout=1)
@@ -549,7 +552,10 @@ def test_a_step_past_step_timeout_is_in_doubt_never_a_clean_failure(register):
     finally:
         release.set()
     assert outcome.failed_step == "s2" and "StepTimedOut" in repr(outcome.error)
-    if register == "after":
+    if group:  # s3 done meanwhile, undone (only once s2's call ended)
+        assert outcome.status is Status.ROLLBACK_INCOMPLETE and outcome.leaked == ("s2",)
+        assert outcome.compensated == ("s3", "s1") and log[-3:] == ["do s2", "undo s3", "undo s1"]
+    elif register == "after":
         assert outcome.status is Status.ROLLBACK_INCOMPLETE and outcome.leaked == ("s2",)
         assert outcome.compensated == ("s1",) and log == ["do s1", "do s2", "undo s1"]
         assert any(n.startswith("s2: its action succeeded in this process") for n in outcome.notes)
@@ -600,7 +606,6 @@ def test_the_wait_for_a_turn_does_not_count_against_step_timeout():
     """With ``completion=``, each action waits for its turn in its activity: the last of
     three branches waits longer than ``step_timeout`` although no action takes that long;
     it commits, as in process."""
-    from rollback_lessons import Parallel
 
     def branch(name):
         def act(state):
@@ -616,3 +621,139 @@ def test_the_wait_for_a_turn_does_not_count_against_step_timeout():
         return await runner.run(saga, {}, completion=["a", "b", "c"], step_timeout=2)
 
     same_outcome(local, on_temporal(scenario))
+
+
+def test_a_cancel_while_a_failing_step_runs_ends_as_in_process():
+    """A cancel asked while a step runs that then fails on its own: in process the failure
+    wins (``rolled_back``: a failing step's end is no place where a cancel is heard); on
+    Temporal too, event by event, for a list and for a group's branch; with a retry to come,
+    the cancel is heard at its wait (``cancelled``), as in process."""
+    sent = threading.Event()
+    in_process: list = [None]
+
+    def failing(state):
+        if in_process[0] is not None:
+            in_process[0].set()  # in process: asked while the step runs
+        else:
+            assert sent.wait(60)  # on Temporal: once the cancel was sent
+        raise RuntimeError("t1 fails")
+
+    def make(retry, graph):
+        t1 = Step("t1", failing, lambda s: s.pop("t1", None), retry=retry)
+        t2 = Step("t2", lambda s: s.update(t2=1), lambda s: s.pop("t2"))
+        rest = [Parallel(t1, t2)] if graph else [t1, t2]
+        return Saga([Step("t0", lambda s: s.update(t0=1), lambda s: s.pop("t0")), *rest],
+                    name="b6")  # fmt: skip
+
+    retry = RetryPolicy(max_attempts=3, initial_delay=0.05, max_delay=0.05)
+    for policy, graph in ((None, False), (retry, False), (None, True), (retry, True)):
+        options = {"completion": ["t0", "t2", "t1"]} if graph else {}
+        sent.clear()
+        in_process[0] = threading.Event()
+        local = make(policy, graph).run({}, cancel=in_process[0], clock=VirtualClock(), **options)
+        in_process[0] = None
+
+        async def scenario(runner, policy=policy, graph=graph, options=options):
+            handle = await runner.start_saga(make(policy, graph), {}, **options)
+            await asyncio.get_running_loop().run_in_executor(None, handle.started("t1").wait, 60)
+            await handle.cancel()
+            sent.set()
+            return await handle.outcome()
+
+        remote = on_temporal(scenario)
+        assert local.status is (Status.ROLLED_BACK if policy is None else Status.CANCELLED)
+        same_outcome(local, remote)
+
+
+def _workers(runner, task_queue: str):
+    """The runner's worker split in two, on ``task_queue``: one for the activities (the
+    steps and undos), one for the workflow (as a deployment may run them)."""
+    from temporalio.worker import Worker
+    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+    from rollback_lessons.runners.temporal.activities import Threads, run_action, run_undo
+    from rollback_lessons.runners.temporal.workflow import SagaWorkflow
+
+    def workflows():
+        sandbox = SandboxRestrictions.default.with_passthrough_modules("rollback_lessons")
+        return Worker(runner.client, task_queue=task_queue, workflows=[SagaWorkflow],
+                      workflow_runner=SandboxedWorkflowRunner(restrictions=sandbox))  # fmt: skip
+
+    steps = Worker(runner.client, task_queue=task_queue, activities=[run_action, run_undo],
+                   activity_executor=Threads())  # fmt: skip
+    return steps, workflows
+
+
+@pytest.mark.parametrize("ends", ["fails", "succeeds"])
+def test_a_step_that_ends_in_the_workflow_task_its_cancel_came_in_is_told_as_it_ended(ends):
+    """No workflow worker runs while the cancel is asked and the step then ends, so both
+    reach the next one in one workflow task (the CI's slow worker did that by chance).
+    Awaited directly, temporalio gave that activity's end as CancelledError, and the step
+    was told cut short: a failed one leaked, a done one left in effect. Told as it ended,
+    the run ends as in process: a failure wins (rolled back), a step done hears the cancel
+    as it returns (cancelled, both undone)."""
+    from temporalio.api.enums.v1 import EventType
+
+    gate, asked = threading.Event(), [threading.Event()]
+
+    def t1(state):
+        asked[0].set()  # (in process: the cancel is asked while the step runs)
+        assert gate.wait(60)
+        if ends == "fails":
+            raise RuntimeError("t1 fails")
+        state["t1"] = 1
+
+    def make():
+        return Saga([Step("t0", lambda s: s.update(t0=1), lambda s: s.pop("t0")),
+                     Step("t1", t1, lambda s: s.pop("t1")),
+                     Step("t2", lambda s: s.update(t2=1), lambda s: s.pop("t2"))],
+                    name="cancel-meets-end")  # fmt: skip
+
+    gate.set()
+    local = make().run({}, cancel=asked[0], clock=VirtualClock())
+    gate.clear()
+    asked[0] = threading.Event()
+    CANCEL_ASKED = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED
+    ended = {
+        EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED,
+        EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
+    }
+
+    async def scenario(shared):
+        queue = f"split-{time.monotonic_ns()}"
+        steps, workflows = _workers(shared, queue)
+        first = workflows()
+        tasks = [asyncio.ensure_future(w.run()) for w in (steps, first)]
+        saga, state = make(), {}
+        runner_queue, shared.task_queue = shared.task_queue, queue
+        try:
+            handle = await shared.start_saga(saga, state)
+        finally:
+            shared.task_queue = runner_queue
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, handle.started("t1").wait, 60)
+            await first.shutdown()  # no workflow worker now: nothing takes a workflow task
+            await handle.cancel()
+            gate.set()
+            while True:  # the step's end is in the history
+                kinds = [e.event_type async for e in handle.workflow.fetch_history_events()]
+                if ended & set(kinds[kinds.index(CANCEL_ASKED) :]):
+                    break
+                await asyncio.sleep(0.02)
+            again = workflows()
+            tasks.append(asyncio.ensure_future(again.run()))
+            outcome = await asyncio.wait_for(handle.outcome(), 60)
+            kinds = [e.event_type async for e in handle.workflow.fetch_history_events()]
+            await again.shutdown()
+        finally:
+            gate.set()
+            await steps.shutdown()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        return outcome, kinds
+
+    remote, kinds = on_temporal(scenario)
+    asked_at = kinds.index(CANCEL_ASKED)
+    ended_at = next(n for n in range(asked_at, len(kinds)) if kinds[n] in ended)
+    assert EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED not in kinds[asked_at:ended_at]
+    assert local.status is (Status.ROLLED_BACK if ends == "fails" else Status.CANCELLED)
+    same_outcome(local, remote)

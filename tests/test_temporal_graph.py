@@ -575,3 +575,42 @@ def test_an_awaitable_or_a_generator_returned_fails_as_in_process_never_done():
         here.status, here.failed_step, [str(d) for d in here.dead_letters],
     )  # fmt: skip
     assert remote.status is Status.ROLLBACK_INCOMPLETE and not world["cars"] and world["hotel"]
+
+
+def test_a_turn_asked_for_a_step_not_running_is_refused_never_left_waiting():
+    """``turn`` is asked by a running step's activity (``completion``). Asked for any other
+    step (a list's, which plays no timing; one not started), it is refused at once: before,
+    it waited for ever, and the run ended with the Update unfinished (temporalio's
+    UnfinishedUpdateHandlersWarning). The runs end as they would have."""
+    import warnings
+
+    from temporalio.client import WorkflowUpdateFailedError
+    from temporalio.workflow import UnfinishedUpdateHandlersWarning
+
+    gate = threading.Event()
+    a = Step("a", lambda s: gate.wait(30) and s.update(a=1), lambda s: s.pop("a"))
+    b = Step("b", lambda s: s.update(b=1), lambda s: s.pop("b"))
+    shapes = {"a list": ([a, b], {}), "a group": ([Parallel(a, b)], {"completion": ["a", "b"]})}
+
+    async def scenario(runner):
+        said = {}
+        for shape, (steps, options) in shapes.items():
+            gate.clear()
+            handle = await runner.start_saga(Saga(steps, name="turns"), {}, **options)
+            await asyncio.get_running_loop().run_in_executor(None, handle.started("a").wait, 30)
+            asks = ["a", "c"] if shape == "a list" else ["c"]  # (a group's b waits its turn)
+            for step in asks:
+                with pytest.raises(WorkflowUpdateFailedError) as refused:
+                    await asyncio.wait_for(
+                        handle.workflow.execute_update("turn", args=[step, []]), 30
+                    )
+                assert "no turn to give" in str(refused.value.cause)
+            gate.set()
+            said[shape] = (await handle.outcome()).status
+        return said
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        said = on_temporal(scenario)
+    assert said == {"a list": Status.COMMITTED, "a group": Status.COMMITTED}
+    assert not [w for w in seen if issubclass(w.category, UnfinishedUpdateHandlersWarning)]

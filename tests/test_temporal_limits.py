@@ -7,6 +7,7 @@ the limit, their record intact."""
 
 import asyncio
 import contextlib
+import itertools
 import socket
 import subprocess
 import threading
@@ -15,13 +16,28 @@ import time
 import pytest
 from conftest import SOAK, OnALoop
 
-from rollback_lessons import Parallel, RetryPolicy, Saga, Status, Step, UndoPolicy
+from rollback_lessons import (
+    Cancelled,
+    Kind,
+    Parallel,
+    RetryPolicy,
+    Saga,
+    Status,
+    Step,
+    UndoPolicy,
+    VirtualClock,
+    schedule,
+)
 from rollback_lessons.machine import Finished, Machine
 from rollback_lessons.operations import RunUndo, StepSpec
 from rollback_lessons.policies import POLICIES
 from rollback_lessons.runners import free_port, hosted
 from rollback_lessons.runners.temporal import AnswerRefused, SagaTerminated, TemporalRunner
-from rollback_lessons.runners.temporal.limits import HISTORY_EVENTS_LIMIT, worst_history
+from rollback_lessons.runners.temporal.limits import (
+    HISTORY_EVENTS_LIMIT,
+    TemporalLimitExceeded,
+    worst_history,
+)
 from rollback_lessons.runners.temporal.runner import plan_for
 from rollback_lessons.runners.temporal.server import server_binary
 from rollback_lessons.worlds import travel
@@ -97,6 +113,7 @@ def list_saga() -> Saga:
     return Saga([_step(f"s{i}") for i in range(4)], name="plain")
 
 
+ONCE = RetryPolicy(max_attempts=1)
 UNDO_RETRY = UndoPolicy(RetryPolicy(max_attempts=3, initial_delay=0.01, max_delay=0.01))
 CASES = {
     "a graph playing a timing (turn Updates)": (travel.booking, {
@@ -294,7 +311,7 @@ def test_the_machine_turns_a_retry_into_a_dead_letter_and_a_halt_into_pending_at
         assert m.notes == ["the undo of b: no room"]
 
 
-@pytest.mark.parametrize("shape", ["list", "graph"])
+@pytest.mark.parametrize("shape", ["list", "graph", "list, s0 retriable"])
 def test_signals_nobody_asked_for_stop_the_run_forward_while_it_can_still_be_undone(
     on_temporal, shape
 ):
@@ -304,10 +321,14 @@ def test_signals_nobody_asked_for_stop_the_run_forward_while_it_can_still_be_und
     room, a note naming the limit. (Before: it went on, and the server terminated it
     mid-run, s0 and s1 held: SagaTerminated.) In a graph, s0 runs beside s1 and ends
     first."""
-    gate = threading.Event()
-    s1 = Step("s1", lambda s: gate.wait(30), lambda s: None)
-    first = [_step("s0"), s1] if shape == "list" else [Parallel(_step("s0"), s1)]
-    saga = Saga([*first, *(_step(f"s{n}") for n in range(2, 6))], name="signals")
+    gate, asked = threading.Event(), threading.Event()  # (asked: in process, as s1 runs)
+    s1 = Step("s1", lambda s: asked.set() or gate.wait(30), lambda s: None)
+    s0 = _step("s0")
+    if "retriable" in shape:  # done, no pivot: stopped, as a cancel would stop it
+        s0 = Step("s0", lambda s: s.update(s0=1), kind=Kind.RETRIABLE, retry=ONCE)
+    first = [Parallel(s0, s1)] if shape == "graph" else [s0, s1]
+    rest = [_step(f"s{n}") for n in range(2, 6)]  # (a retriable s0 first: an unsafe order)
+    saga = Saga([*first, *rest], name="signals", allow_unsafe_order="retriable" in shape)
     world: dict = {}
     target = LIMIT - 28  # the forward run's rest (30 events) would not fit; its rollback would
 
@@ -330,8 +351,77 @@ def test_signals_nobody_asked_for_stop_the_run_forward_while_it_can_still_be_und
     assert _worst(saga) <= LIMIT  # the count alone lets it start
     outcome, length, signals = on_temporal(scenario)
     assert signals > 10 and length <= LIMIT
-    assert outcome.status is Status.ROLLED_BACK and outcome.compensated == ("s1", "s0")
-    assert world == {}
+    if "retriable" in shape:  # as in process a cancel asked there (the one rule): s0 stays
+        asked.clear()
+        local = saga.run({}, cancel=asked, clock=VirtualClock())
+        assert (outcome.completed, outcome.compensated) == (local.completed, local.compensated)
+        assert outcome.leaked == local.leaked == ("s0",) and world == local.state_after
+        assert outcome.status is local.status is Status.ROLLBACK_INCOMPLETE
+    else:
+        assert outcome.status is Status.ROLLED_BACK and outcome.compensated == ("s1", "s0")
+        assert world == {}
     assert any(f"Temporal's limit of {LIMIT} events" in n for n in outcome.notes)
     [failed] = [e for e in outcome.events if e.kind == "pipeline_failed"]
     assert "stopped going forward" in str(failed.details["error"])
+
+
+KINDS = (Kind.GATE, Kind.COMPENSABLE, Kind.PIVOT, Kind.RETRIABLE)
+
+
+def _running(shape: str, kinds: tuple[Kind, ...], upto: int) -> Machine:
+    """A machine of steps of ``kinds`` (a list, or a graph: a chain), the steps before
+    ``upto`` done and ``upto`` running."""
+    specs = [StepSpec(f"s{n}", k, has_undo=k != Kind.GATE) for n, k in enumerate(kinds)]
+    if shape == "list":
+        m = Machine(plan=specs)
+        m.start()
+        for _ in range(upto):
+            m.step_ok()
+        return m
+    after = {s.name: ((f"s{n - 1}",) if n else ()) for n, s in enumerate(specs)}
+    gm = schedule.GraphMachine(POLICIES["continue"], plan=specs, after=after)
+    gm.start()
+    for n in range(upto + 1):
+        gm.launch(f"s{n}")
+        if n < upto:
+            gm.step_done(f"s{n}")
+    return gm
+
+
+def _told_done(m: Machine, step: str) -> Finished:
+    """``step`` done, then every step after it (declined: the run goes on), every undo."""
+    graph = isinstance(m, schedule.GraphMachine)
+    op = m.step_done(step) if graph else m.step_ok()
+    while not isinstance(op, Finished):
+        if isinstance(op, schedule.Ready):
+            [step] = op.steps
+            m.launch(step)
+            op = m.step_done(step)
+        else:
+            op = m.undo_ok() if isinstance(op, RunUndo) else m.step_ok()
+    return op
+
+
+@pytest.mark.parametrize("shape", ["list", "graph"])
+def test_a_stop_for_want_of_room_is_declined_exactly_where_a_cancel_is(shape):
+    """One rule for stopping the forward run (``schedule.stop_forward``, what Temporal's
+    workflow calls when its history has no room to go on): declined exactly where a cancel
+    is (past the pivot: ``past_pivot``); where taken, the run ends as the cancelled one
+    does, but for its error (its own, not the caller's cancel). Every run of three
+    steps of any kinds, asked as each step returns (a retriable step done with no pivot is
+    stopped: the steps before it are undone, it is reported left in effect)."""
+    for kinds in itertools.product(KINDS, repeat=3):
+        for upto in range(len(kinds)):
+            step = f"s{upto}"
+            cancelled, stopped = _running(shape, kinds, upto), _running(shape, kinds, upto)
+            schedule.cancel(cancelled, Cancelled.by_caller())
+            error = TemporalLimitExceeded("no room")
+            taken = schedule.stop_forward(stopped, error)
+            assert taken is (cancelled.stopping is not None), (kinds, upto)
+            assert taken is not (Kind.PIVOT in kinds[: upto + 1]), (kinds, upto)
+            a, b = _told_done(cancelled, step).record, _told_done(stopped, step).record
+            assert (b.completed, b.compensated, b.leaked) == (a.completed, a.compensated, a.leaked)
+            if taken:
+                assert b.error is error and stopped.notes == ["no room"]
+                cancelled_says = Status.ROLLED_BACK if a.status is Status.CANCELLED else a.status
+                assert b.status is cancelled_says  # (a step left in effect: incomplete, both)

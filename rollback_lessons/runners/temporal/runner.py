@@ -185,7 +185,7 @@ class SagaHandle:
         try:
             return Question.of(await self.workflow.query("question"))
         except RPCError as exc:
-            raise self._lost(exc) from None
+            raise self._lost(exc, "no question can be read") from None
 
     async def resolve(self, question: Question, answer: str) -> None:
         """Answer ``question`` (as ``pending()`` gave it) by a Signal: "retry" the undo, it
@@ -200,12 +200,13 @@ class SagaHandle:
             refuse_unless_asked(question, asked, self.run_id)
             await self.workflow.signal("resolve", args=[answer, question.number, question.step])
         except RPCError as exc:
-            raise self._lost(exc) from None
+            raise self._lost(exc, "nothing was answered") from None
 
-    def _lost(self, exc: RPCError) -> Exception:
-        """An RPC refused: the saga is over (``AnswerRefused``), or the server is gone."""
+    def _lost(self, exc: RPCError, so: str) -> Exception:
+        """An RPC refused: the saga is over (``AnswerRefused``, saying ``so``: what the
+        caller could not do), or the server is gone."""
         if exc.status is RPCStatusCode.NOT_FOUND:
-            over = f"saga {self.run_id} is over ({exc.message}): nothing was answered"
+            over = f"saga {self.run_id} is over ({exc.message}): {so}"
             return AnswerRefused(over)
         return ServerLost.of(self.run_id, exc)
 

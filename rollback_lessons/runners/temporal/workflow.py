@@ -15,8 +15,9 @@ each a task of the workflow running its activities (so a group's branches are co
 activities); each step's outcome is told to the machine in the order Temporal resolves
 them, which is the history's (replayed, the same order again, whatever the wall clock
 did); a branch's retry waits on a durable timer, cut short once the run fails or is
-cancelled. A cancel of the workflow is told to the machine (``schedule.cancel``): the steps
-running finish, nothing more starts, and the undos run shielded from it. The undos are the
+cancelled. A cancel of the workflow is told to the machine (``schedule.cancel``) where
+``saga.run`` hears it (a step's action returning, a retry's wait ending): the steps running
+finish, nothing more starts, and the undos run shielded from it. The undos are the
 machine's rollback, one at a time, in the order it declares. A run that plays a chosen
 timing (the runner's ``completion``) asks, before each action, for its turn (the Update
 ``turn``): the workflow answers once that step is the first running in that order, so the
@@ -42,7 +43,6 @@ with workflow.unsafe.imports_passed_through():  # plain data and the machine, no
     from ...errors import Cancelled, RemoteError
     from ...machine import Machine, Phase
     from ...operations import ANSWERS, Ask, Finished, Op, RunStep, RunUndo, Wait
-    from ...rules import IRREVERSIBLE
     from ...schedule import GraphMachine, GraphOp, Ready
     from ..wire import ErrorRecord, SagaPlan, record_data
     from .limits import TemporalLimitExceeded, check_result, no_room, no_room_forward
@@ -117,6 +117,25 @@ def _end_unknown(err: ActivityError) -> bool:
     )
 
 
+async def _ended(handle: workflow.ActivityHandle[Any]) -> None:
+    """Await an activity to the end Temporal resolved for it (its ActivityError raised). A
+    cancel of the workflow heard meanwhile is passed on to the activity (a step that
+    heartbeats hears it; its end is still awaited: WAIT_CANCELLATION_COMPLETED) only once
+    this workflow task's jobs are applied and the activity has not ended. Awaited directly,
+    an activity that ended in the same workflow task as the cancel came (a worker slow to
+    take it, or away) gives CancelledError, its end dropped (temporalio's
+    ``_await_temporal_operation``, sdk-python#620): a step that failed, or was done, would
+    be told cut short. The cancel stays asked on the task for the machine to hear it."""
+    while not handle.done():
+        try:
+            await asyncio.wait([handle])  # (a cancel of this task leaves the activity be)
+        except asyncio.CancelledError:
+            await workflow.wait_condition(lambda: True)  # the rest of this task's jobs
+            if not handle.done():  # still running: its end is unknown, it is asked to stop
+                handle.cancel()
+    handle.result()
+
+
 @workflow.defn(name="RollbackLessonsSaga")
 class SagaWorkflow:
     """Drives the machine for a SagaPlan; returns its record as data."""
@@ -127,6 +146,7 @@ class SagaWorkflow:
         self.asked = 0  # the number of the question a person is asked (1, 2, ...)
         self.machine: Machine | None = None
         self.cancel_heard = False  # the workflow was cancelled during the undos
+        self.cancel_asked = False  # ... while a graph's steps ran (told as ``saga.run`` hears it)
         self.over: list[GraphOp | BaseException] = []  # a graph's forward run is over
         self.branches: list[asyncio.Future[None]] = []  # its steps' tasks, kept referenced
 
@@ -157,11 +177,19 @@ class SagaWorkflow:
         rank = {name: n for n, name in enumerate(completion)}
 
         def first() -> bool:
-            m = self.machine
-            busy = m.busy if isinstance(m, GraphMachine) else ()
+            busy = self.running()
             return bool(busy) and min(busy, key=lambda s: rank.get(s, len(rank))) == step
 
-        await workflow.wait_condition(first)
+        await workflow.wait_condition(lambda: first() or step not in self.running())
+        if not first():  # it ended meanwhile (its activity timed out by the server): no turn
+            raise ApplicationError(f"step {step!r} ended: no turn to give", non_retryable=True)
+
+    @turn.validator
+    def _a_running_step(self, step: str, completion: list[str]) -> None:
+        """A turn is asked by a running step's activity: any other ask is refused at once,
+        never left waiting past the run's end (Temporal warns of an unfinished handler)."""
+        if step not in self.running():
+            raise ValueError(f"step {step!r} is not running: no turn to give")
 
     @workflow.signal(name="resolve")
     def resolve(self, answer: str, number: int = 0, step: str = "") -> None:
@@ -200,7 +228,7 @@ class SagaWorkflow:
         await self._activity(ACTION, plan, call, timeout)
 
     async def _activity(self, name: str, plan: SagaPlan, call: StepCall, timeout: float) -> None:
-        await workflow.execute_activity(
+        handle = workflow.start_activity(
             name,
             call,
             start_to_close_timeout=timedelta(seconds=timeout),
@@ -208,6 +236,7 @@ class SagaWorkflow:
             retry_policy=ONCE,
             cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )
+        await _ended(handle)
 
     @workflow.run
     async def run(self, plan: SagaPlan) -> dict[str, Any]:
@@ -230,7 +259,7 @@ class SagaWorkflow:
                 continue
             try:
                 op = await self._carry_out(m, plan, op)
-            except asyncio.CancelledError:  # cancelled while nothing could hear it
+            except asyncio.CancelledError:  # cancelled in a retry's wait (or as a step began)
                 _keep_going()
                 cut = schedule.cancel(m, CANCEL())  # the machine's rule (declined past the
                 if cut is not None:  # pivot, and noted); a retry's wait ends there
@@ -256,8 +285,9 @@ class SagaWorkflow:
         main = asyncio.current_task()
 
         def hear() -> None:  # a cancel requested as a branch's step returns (perhaps in the
-            if main is not None and main.cancelling():  # same workflow task, not yet
-                schedule.cancel(gm, CANCEL())  # delivered here): heard before the commit
+            asked = main is not None and main.cancelling()  # same workflow task, not yet
+            if (asked or self.cancel_asked) and not gm.cancelled:  # delivered here): heard
+                schedule.cancel(gm, CANCEL())  # before the commit
 
         gm.hear = hear
         self._launch(gm, plan, gm.start())
@@ -266,9 +296,11 @@ class SagaWorkflow:
             try:
                 await workflow.wait_condition(lambda: bool(self.over))
             except asyncio.CancelledError:  # the workflow is cancelled: the machine is told
-                _keep_going()
-                op = schedule.cancel(gm, CANCEL())  # None while steps run (declined past
-                continue  # the pivot, and noted); the rollback at once when none does
+                _keep_going()  # where ``saga.run`` hears it: as a step's action returns
+                self.cancel_asked = True  # (``hear``) or a retry's wait ends, never as one
+                if gm.busy:  # fails (its failure wins); the steps running finish first
+                    continue
+                op = schedule.cancel(gm, CANCEL())  # (declined past the pivot, and noted)
             answer = self.over[0]
             if isinstance(answer, BaseException):
                 raise answer  # the driver's own bug: the workflow task fails (and is retried)
@@ -320,7 +352,11 @@ class SagaWorkflow:
                         return self._launch(gm, plan, op)
                     if op.seconds > 0:
                         with contextlib.suppress(TimeoutError):  # (the wait is over)
-                            await workflow.wait_condition(lambda: gm.failing, timeout=op.seconds)
+                            await workflow.wait_condition(
+                                lambda: gm.failing or self.cancel_asked, timeout=op.seconds
+                            )
+                    if self.cancel_asked and not gm.cancelled:  # heard as its wait ends
+                        schedule.cancel(gm, CANCEL())
                     op = gm.step_resume(step)
                     if type(op) is not RunStep:
                         return self._launch(gm, plan, op)
@@ -328,7 +364,7 @@ class SagaWorkflow:
                     continue
                 if not gm.failing and len(gm.started) < len(gm.specs):  # more to start
                     undos = sum(gm.specs[s].has_undo for s in (*gm.completed, *gm.busy))
-                    self._room_forward(gm, plan, gm.specs[step].kind, undos, len(gm.busy))
+                    self._room_forward(gm, plan, undos, len(gm.busy))
                 return self._launch(gm, plan, gm.step_done(step))
         except Exception as exc:  # (a bug here must not leave the run waiting forever)
             self.over.append(exc)
@@ -344,23 +380,15 @@ class SagaWorkflow:
         return no_room(plan, length, len(m.todo) - m.index - 1)
 
     @staticmethod
-    def _room_forward(m: Machine, plan: SagaPlan, kind: str, undos: int, running: int) -> None:
+    def _room_forward(m: Machine, plan: SagaPlan, undos: int, running: int) -> None:
         """A step returned with more to start: is there room in the history to go on and
         still undo what was done (``no_room_forward``: Signals nobody asked for count in
-        the real length)? If not, the run stops there and is rolled back, with a note naming
-        the limit; never past an irreversible step (nothing is compensated across it)."""
-        if m.irreversible or kind in IRREVERSIBLE:
-            return
+        the real length)? If not, the run stops there (``schedule.stop_forward``: declined
+        past the pivot, as a cancel is) and is rolled back, with a note naming the limit."""
         reason = no_room_forward(plan, workflow.info().get_current_history_length(), undos,
                                  running)  # fmt: skip
-        if reason is None:
-            return
-        m.notes = [*m.notes, reason]
-        error = TemporalLimitExceeded(reason)
-        if isinstance(m, GraphMachine):
-            m.broken(error)  # (nothing more starts; the run fails once the running end)
-        else:
-            m.stop(error)  # (the run fails as the machine hears the step done)
+        if reason is not None:
+            schedule.stop_forward(m, TemporalLimitExceeded(reason))
 
     async def _carry_out(self, m: Machine, plan: SagaPlan, op: Op) -> Op:
         """One operation of the machine, as Temporal does it; the machine's next answer."""
@@ -369,19 +397,25 @@ class SagaWorkflow:
                 await self._act(plan, *op)
             except ActivityError as err:
                 error, cancelled = _cause(err)
-                if cancelled or _cancel_requested():  # it heard the cancel (a heartbeat):
-                    _keep_going()  # the machine is told of the cancel, then how it ended
-                    schedule.cancel(m, CANCEL())
+                asked = _cancel_requested()
+                if cancelled or asked:
+                    _keep_going()
                 if cancelled or _end_unknown(err):  # stopped by Temporal, or unheard: cut short
+                    if cancelled or asked:  # the machine is told of the cancel, then the cut
+                        schedule.cancel(m, CANCEL())
                     return m.interrupted(error)
-                return m.step_failed(error)
+                failed = m.step_failed(error)  # its own failure wins over a cancel asked
+                if asked and type(failed) is Wait:  # meanwhile (as in process, where a
+                    cut = schedule.cancel(m, CANCEL())  # retry's wait hears it)
+                    return cut if cut is not None else failed  # type: ignore[return-value]
+                return failed
             if _cancel_requested():  # asked while a step that could not hear it ran
                 _keep_going()
                 schedule.cancel(m, CANCEL())  # it stops the run once told the step is done
             spec = m.spec
             if spec is not None and m.stopping is None and m.next_step + 1 < len(m.plan or ()):
                 logged = len(m.log) + (spec.has_undo and spec.register == "after")
-                self._room_forward(m, plan, spec.kind, logged, 1)
+                self._room_forward(m, plan, logged, 1)
             return m.step_ok()
         if type(op) is RunUndo:
             call = StepCall(plan.run_id, op.step, op.attempt, op.timeout)
