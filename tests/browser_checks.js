@@ -127,19 +127,23 @@
       .map((el) => el.textContent.slice(0, 60));
   },
 
-  // Fault click to the new picture painted, timed in the page: pick option ``index`` of
-  // the select, as a click does (what Playwright's select_option does too); wait for the
-  // view's new picture, decoded and painted.
-  clickToPaint: async ([panel, select, index]) => {
+  // A fault change, picked as a click does (what Playwright's select_option does too):
+  // option ``index`` of the ``k``-th ``select`` of panel ``panel``, to its
+  // new picture painted, in ms: from the change event to the new image decoded and the frame
+  // holding it painted. null: the change made a run with the same picture (its view came,
+  // the picture did not change: a fault on a step the run never reaches).
+  clickToPaint: async ([panel, select, index, k = 0]) => {
     const root = document.querySelectorAll(".rollback-lab")[panel];
-    const box = root.querySelector(select);
+    const box = root.querySelectorAll(select)[k];
     const view = root.querySelector(".rl-view");
     const old = view.querySelector("img.rl-image")?.getAttribute("src");
+    const cue = view.querySelector(".rl-cue")?.textContent;
     const t0 = performance.now();
     const changed = new Promise((resolve) => {
       const check = () => {
         const img = view.querySelector("img.rl-image");
         if (img && img.getAttribute("src") !== old) { obs.disconnect(); resolve(img); }
+        else if (view.querySelector(".rl-cue")?.textContent !== cue) { obs.disconnect(); resolve(null); }
       };
       const obs = new MutationObserver(check);
       obs.observe(view, { childList: true, subtree: true, attributes: true });
@@ -154,10 +158,26 @@
     };
     const late = new Promise((_, no) => setTimeout(() => no(new Error(`no new picture in 60 s: ${said()}`)), 60000));
     const img = await Promise.race([changed, late]);
+    if (img === null) return null;
     await img.decode();
     // the frame with the new picture: rAF runs just before it is painted, a task queued
     // there runs once it has been
     await new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
     return performance.now() - t0;
+  },
+
+  // Every option of every enabled fault control of panel ``panel``, each chosen and then set
+  // back, as a learner tries them: [select, k, option] for clickToPaint.
+  faultChanges: ([panel]) => {
+    const root = document.querySelectorAll(".rollback-lab")[panel];
+    const out = [];
+    for (const select of [".rl-action select", ".rl-undo select"]) {
+      root.querySelectorAll(select).forEach((box, k) => {
+        if (box.disabled) return;
+        const now = box.selectedIndex;
+        for (let i = 0; i < box.options.length; i++) if (i !== now) out.push([select, k, i], [select, k, now]);
+      });
+    }
+    return out;
   },
 })

@@ -508,6 +508,7 @@ def click_timings(page, i: int, clicks: int = CLICKS) -> list[float]:
     for n in range(clicks):
         samples.append(check(page, "clickToPaint", [i, select, 1 if n % 2 == 0 else 0]))
     page.wait_for_function(IDLE)
+    assert None not in samples, f"panel {i + 1}: a fault click painted no new picture"
     return samples
 
 

@@ -279,3 +279,21 @@ def test_faults_are_named_in_the_dropdowns_words_everywhere_a_learner_reads_them
             assert f"{step} · {words[str(fault)]}" in heads
         for text in (grid.side.value, lab._cue, grid.buttons[key].tooltip):  # no engine spelling
             assert not re.search(r"fail_after_effect|undo_fails", text), text
+
+
+def test_the_opened_run_says_how_it_ends_and_what_it_breaks_only_at_its_last_event():
+    """newuser9: while the opened run played, "breaks: ..." and "left changed" stood under
+    "running…": beside the picture, only what is true at the frame shown."""
+    grid = _lesson_11_grid()
+    key = next(k for k, run in grid.grid.items() if run.violations)
+    run = grid.open(*key)
+    assert "<b>breaks:</b>" in grid.side.value and "left changed" in grid.side.value
+    assert f"→ {run.status}" in grid.side.value
+    for frame in range(grid.lab.frame_count - 1):  # as Play, back and the slider show them
+        grid.lab.show_frame(frame)
+        side = grid.side.value
+        assert "breaks:" not in side and "left changed" not in side and "→" not in side, side
+        assert f"row {key[0] + 1}, column {key[1] + 1}" in side
+        assert "running…" in grid.now.value or "…</b>" in grid.now.value
+    grid.lab.show_frame(grid.lab.frame_count - 1)
+    assert "<b>breaks:</b>" in grid.side.value

@@ -279,3 +279,97 @@ def test_the_text_check_finds_a_collision_and_a_cut_text_without_painting():
     FigureCanvasAgg(clean)
     clean.add_subplot().text(0.1, 0.5, "alone")
     assert [p for p in text_problems(clean) if "alone" in p] == []
+
+
+def test_the_crossing_check_sees_the_runs_end_line_through_a_text():
+    """The dashed "run ends" line is a line no text may sit on, as a band's edge is."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from rollback_lessons.lab.quality import RUN_END
+
+    fig = Figure(figsize=(4, 2))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.set_xlim(0, 10)
+    ax.text(4, 0.5, "rollback ←")
+    ax.axvline(5, ls="--", gid=RUN_END)
+    assert "the run's end line crosses 'rollback ←'" in crossings(fig)
+    ax.lines[0].set_xdata([9, 9])
+    assert crossings(fig) == []
+
+
+def test_no_text_sits_on_the_runs_end_line_in_any_run_of_lesson_11s_grid():
+    """newuser9: in lesson 11's grid player (row 1, column 4) the run's end line ran through
+    "rollback ←" (and in others through "dead letter"): in every run of the exploration
+    (the grid's cells, the panel's picture they open), the line crosses no text and no text
+    collides. (The static pictures are drawn by the same Timeline.)"""
+    from rollback_lessons.explore import explore
+
+    def refund_anyway(state):  # lesson 11's flawed refund
+        state["refunds"]["booking-1"] = 120
+
+    saga = examples.booking_saga(refund=refund_anyway)
+    found = explore(saga, examples.booking_state, restored=examples.booking_restored)
+    timeline = panel_timeline(saga, examples.booking_state)
+    bad = []
+    for run in found.runs:
+        timeline.load(run.outcome)
+        fig = timeline.show(timeline.frame_count - 1)
+        bad += [f"{run.faults}: {p}" for p in crossings(fig) + text_problems(fig)]
+    assert bad == []
+
+
+@pytest.mark.parametrize("mode", ["picture", "panel"])
+def test_the_this_event_ring_leaves_the_failed_cross_whole(mode):
+    """newuser9: the ring that marks the event shown covered part of the failed cross
+    beside it (lessons 04, 06): every pixel of the cross is there with the ring as without."""
+    import numpy as np
+    from matplotlib.colors import to_rgb
+
+    from rollback_lessons.lab.timeline import FAIL
+
+    saga, state = WORLDS["booking"]
+    lab = RollbackLab(saga(), state=state)
+    lab.set_fault("charge_card", "fail")  # shown at its failure: the ring beside the cross
+    timeline = lab.timeline
+    [cross] = [g.artist for g in timeline._glyphs if getattr(g.artist, "get_marker", str)() == "X"]
+    red = np.array(to_rgb(FAIL)) * 255
+
+    def cross_pixels() -> int:
+        if mode == "panel":
+            timeline._cache.clear()
+            timeline.render(lab.frame)
+        else:
+            timeline.show(lab.frame).canvas.draw()
+        pixels = np.asarray(timeline.canvas.buffer_rgba())[:, :, :3].astype(float)
+        box = cross.get_window_extent(timeline.canvas.get_renderer())
+        height = pixels.shape[0]
+        part = pixels[int(height - box.y1) : int(height - box.y0), int(box.x0) : int(box.x1)]
+        return int((np.abs(part - red).max(axis=2) < 8).sum())
+
+    with_ring = cross_pixels()
+    timeline._cursor.set_visible(False)
+    alone = cross_pixels()
+    assert alone > 50 and with_ring >= alone - 2, (with_ring, alone)
+
+
+def test_every_stored_picture_is_painted_not_only_measured():
+    """The checks lay a figure out without painting it (draw_without_rendering): a picture
+    made after them must still be painted (s37: lessons 02-06 re-executed stored blank
+    white pictures). Each kind of stored picture has ink on it."""
+    import io
+
+    import numpy as np
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    from rollback_lessons.lab.engines import to_png
+    from rollback_lessons.worlds.choreography import both_ways
+
+    outcome = demo.xyz_saga().run(demo.xyz_state(), inject={"step3": "fail"}, trace_state=True)
+    fig = Figure(figsize=(3, 2))
+    fig.text(0.1, 0.5, "a label", fontsize=14)
+    for picture in (viz.png(outcome), to_png(fig), both_ways()):
+        pixels = np.asarray(Image.open(io.BytesIO(picture)).convert("L"))
+        assert (pixels < 100).sum() > 200, "a blank picture"

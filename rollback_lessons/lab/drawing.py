@@ -15,7 +15,7 @@ from matplotlib.path import Path
 
 from ..events import Event
 from ..outcome import Status
-from .quality import BAND, band_edges, sample
+from .quality import BAND, band_edges, run_ends, sample
 
 # Okabe-Ito colours: distinguishable with the common colour-vision deficiencies; every
 # meaning also has its own marker shape, so nothing depends on colour alone.
@@ -187,6 +187,9 @@ def place_notes(
         ]
         points = np.concatenate(pieces)
     edges = [sample(edge) for edge in band_edges(ax)]  # a band's edge crosses no note either
+    # nor the run's end line (on the note's own box, shrunk by 1 px, as quality.crossings)
+    ends = [sample(end) for end in run_ends(ax)]
+    ends_at = np.concatenate(ends) if ends else np.empty((0, 2))
     points = np.concatenate([points, *edges]) if edges else points
     if edges:  # the marks and bars a note beside its marker must leave clear
         placed += [m.get_window_extent(renderer).padded(4) for m in marks]
@@ -228,6 +231,14 @@ def place_notes(
                 and (
                     (points[:, 0] > on.x0) & (points[:, 0] < on.x1)
                     & (points[:, 1] > on.y0) & (points[:, 1] < on.y1)
+                ).any()
+            )  # fmt: skip
+            own = box.padded(-3)
+            crossed = crossed or bool(
+                len(ends_at)
+                and (
+                    (ends_at[:, 0] > own.x0) & (ends_at[:, 0] < own.x1)
+                    & (ends_at[:, 1] > own.y0) & (ends_at[:, 1] < own.y1)
                 ).any()
             )  # fmt: skip
             if fits and not crossed and not any(box.overlaps(other) for other in placed):
@@ -283,11 +294,14 @@ def draw_branches(ax: Any, groups: Any, lane: Mapping[str, int]) -> None:
             ax.add_patch(band)
 
 
-def rollback_shade(timeline: Any, start: int, events: int, top: float) -> tuple[Any, Any]:
+def rollback_shade(
+    timeline: Any, start: int, events: int, top: float, ends: Sequence[float] = ()
+) -> tuple[Any, Any]:
     """The rollback's shade, from event ``start`` to the end of the lanes, and its label at
     the top (kept inside the lanes: a late rollback's goes left of the end). The shade
     leaves out the bands of parallel branches: over their lavender it made a grey-blue no
-    legend names (newuser7); a band keeps its own colour, the rollback shades the rest."""
+    legend names (newuser7); a band keeps its own colour, the rollback shades the rest.
+    ``ends``: where the run's end line is (its label never sits on it)."""
     canvas, ax = timeline.canvas, timeline.ax
     span = Rectangle(
         (start - 0.5, 0), events + 1.5 - start, 1,
@@ -307,7 +321,17 @@ def rollback_shade(timeline: Any, start: int, events: int, top: float) -> tuple[
     ax.add_artist(span)
     label = ax.text(start, top + 0.05, " rollback ←", color=UNDO, fontsize=FONT, va="top")
     renderer = canvas.get_renderer()
-    if label.get_window_extent(renderer).x1 > ax.get_window_extent(renderer).x1:
-        label.set_horizontalalignment("right")
-        label.set_position((events + 0.9, top + 0.05))
+    inside = ax.get_window_extent(renderer)
+    lines = [ax.transData.transform((x, 0))[0] for x in ends]  # the run's end line (pixels)
+    # after the rollback's start; else just before the run's end line; else at the lanes' end
+    for x, ha in ((start, "left"), *((x - 0.15, "right") for x in ends), (events + 0.9, "right")):
+        label.set_horizontalalignment(ha)
+        label.set_position((x, top + 0.05))
+        box = label.get_window_extent(renderer).padded(-1)
+        if (
+            inside.x0 <= box.x0
+            and box.x1 <= inside.x1
+            and not any(box.x0 < line < box.x1 for line in lines)
+        ):
+            break
     return span, label

@@ -182,6 +182,27 @@ def _changed(run: Explored) -> str:
     return f"<div>left changed:</div><table>{''.join(rows)}</table>"
 
 
+def side_html(run: Explored, row: int, col: int, final: bool) -> str:
+    """The opened cell's run beside its picture: its faults, and (``final``: at its last
+    event) how it ended, what it breaks and what it left changed; before that, only what is
+    true at the frame shown (newuser9: "breaks" stood under "running…")."""
+    head = f"<b>row {row + 1}, column {col + 1}: {html.escape(said(run))}</b>"
+    if not final:
+        last = len(run.outcome.events)
+        return (
+            f"<div class='eg-note'>{head} <span class='rl-more'>(how it ends and what it "
+            f"breaks show at event {last})</span></div>"
+        )
+    broken = "".join(
+        f"<div title='{html.escape(v)}'><b>breaks:</b> "
+        f"{html.escape(v.split(' from ')[0].split(', but the state is')[0])}</div>"
+        for v in run.violations
+    )  # in ink: red is the legend's "leaked", the cross says "breaks"
+    return (
+        f"<div class='eg-note'>{head} → {html.escape(str(run.status))}</div>{broken}{_changed(run)}"
+    )
+
+
 def now_html(outcome: Outcome, index: int, final: str) -> str:
     """The frame shown, as the panel says it: its caption and the result as of that event
     (``panel_html.result_at``: "running…" until the end, then ``final``)."""
@@ -327,16 +348,6 @@ class ExplorerGrid:
         run = self.grid[(row, col)]
         self.opened = run
         self.cell = (row, col)
-        broken = "".join(
-            f"<div title='{html.escape(v)}'><b>breaks:</b> "
-            f"{html.escape(v.split(' from ')[0].split(', but the state is')[0])}</div>"
-            for v in run.violations
-        )
-        self.side.value = (  # in ink: red is the legend's "leaked", the cross says "breaks"
-            f"<div class='eg-note'><b>row {row + 1}, column {col + 1}: "
-            f"{html.escape(said(run))}</b> → {html.escape(str(run.status))}</div>"
-            f"{broken}{_changed(run)}"
-        )
         for button in self.buttons.values():  # the cell shown is outlined, and only it
             if "eg-open" in button._dom_classes:
                 button.remove_class("eg-open")
@@ -371,6 +382,9 @@ class ExplorerGrid:
         now = now_html(outcome, lab.frame, lab._result)
         if now != self.now.value:
             self.now.value = now
+        side = side_html(run, row, col, lab.frame >= lab.frame_count - 1)
+        if side != self.side.value:
+            self.side.value = side
 
     def _let_go(self) -> None:
         """The learner changed the panel's faults, policy, undo order, register or branch

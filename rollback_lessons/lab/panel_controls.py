@@ -240,3 +240,13 @@ def mark_chosen(actions: dict[str, Any], undos: dict[str, Any]) -> None:
                     control.remove_class("rl-chosen")
                 else:
                     control.add_class("rl-chosen")
+
+
+def value_after(control: Any, change: tuple[Any, str] | None) -> Any:
+    """The control's value, or the one ``change`` gives it."""
+    return change[1] if change is not None and control is change[0] else control.value
+
+
+def completion_of(first: str) -> tuple[str, ...] | None:
+    """A "finishes first" value as ``saga.run(completion=...)`` takes it."""
+    return tuple(first.split(",")) if first else None

@@ -74,5 +74,6 @@ def figure_png(fig: Figure, cut_values: Sequence[str] = ()) -> bytes:
 
     if not isinstance(fig.canvas, FigureCanvasAgg):
         FigureCanvasAgg(fig)  # drawn to pixels, in a notebook or not
-    found = report(fig, cut_values=list(cut_values))  # draws the figure
+    found = report(fig, cut_values=list(cut_values))  # (lays the figure out, paints nothing)
+    fig.canvas.draw()  # painted: a blank picture otherwise (lessons 02-06 re-executed, s37)
     return encode_png(fig.canvas.buffer_rgba(), found)  # type: ignore[attr-defined]

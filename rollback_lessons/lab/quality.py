@@ -64,8 +64,8 @@ def text_problems(fig: Figure) -> list[str]:
 
 
 def crossings(fig: Figure, *, drawn: bool = False) -> list[str]:
-    """Arrows, connecting lines and the edges of parallel branches' bands that pass through
-    a label (a text's box, shrunk by 1 px).
+    """Arrows, connecting lines, the edges of parallel branches' bands and the run's end
+    line that pass through a label (a text's box, shrunk by 1 px).
     ``drawn``: the caller has just drawn the figure (text_problems did), so it is not drawn
     a second time (a full draw is most of the cost of a picture's report)."""
     if not drawn:
@@ -82,9 +82,12 @@ def crossings(fig: Figure, *, drawn: bool = False) -> list[str]:
         for line in ax.get_lines():
             if line.get_visible() and _is_connector(line):
                 paths.append(line.get_path().transformed(line.get_transform()))
-        edges = band_edges(ax)
-        for path in paths + edges:
-            what = "a band's edge" if any(path is e for e in edges) else "an arrow"
+        edges, ends = band_edges(ax), run_ends(ax)
+        for path in paths + edges + ends:
+            what = (
+                "a band's edge" if any(path is e for e in edges)
+                else "the run's end line" if any(path is e for e in ends) else "an arrow"
+            )  # fmt: skip
             points = _sample(path)
             for text, box in boxes:
                 if box.width <= 0 or box.height <= 0:
@@ -112,6 +115,19 @@ def band_edges(ax: Any) -> list[Any]:
         p.get_path().transformed(p.get_transform())
         for p in ax.patches
         if p.get_gid() == BAND and p.get_visible()
+    ]
+
+
+RUN_END = "run-end"  # the gid of the dashed line where a run ends (timeline_run)
+
+
+def run_ends(ax: Any) -> list[Any]:
+    """The dashed "run ends" lines of the axes, in pixels: lines no text may sit on
+    (lesson 11's grid: it ran through "rollback ←" and "dead letter", newuser9)."""
+    return [
+        line.get_path().transformed(line.get_transform())
+        for line in ax.get_lines()
+        if line.get_gid() == RUN_END and line.get_visible()
     ]
 
 

@@ -184,7 +184,9 @@ def side_by_side_png(outcome: Outcome, log: Sequence[Handled]) -> bytes:
     booking = log[0].message.booking if log else ""
     right = draw_compact(log, title=f"choreographed ({booking}): its messages")
     FigureCanvasAgg(right)
-    reports = [report(left), report(right)]
+    reports = [report(left), report(right)]  # (they lay the figures out, paint nothing)
+    for fig in (left, right):
+        fig.canvas.draw()  # type: ignore[attr-defined]
     pixels = [np.asarray(f.canvas.buffer_rgba()) for f in (left, right)]  # type: ignore[attr-defined]
     height = max(p.shape[0] for p in pixels)
     both = np.full((height, sum(p.shape[1] for p in pixels), 4), 255, np.uint8)

@@ -62,7 +62,7 @@ from .drawing import (  # noqa: F401 (the colours and sizes, for the modules tha
 from .parts import TableAndLog
 from .png import encode_png
 from .quality import min_text_px
-from .timeline_run import TOP, Frames, RunArtists, _Glyph, run_key
+from .timeline_run import MARK, TOP, Frames, RunArtists, _Glyph, run_key
 
 
 class Timeline(TableAndLog, RunArtists):
@@ -182,7 +182,8 @@ class Timeline(TableAndLog, RunArtists):
         )
         self._clip = TransformedPatchPath(ax.patch)
         (self._path,) = ax.plot([], [], color=INK, lw=1.2, alpha=0.6, zorder=1, gid="connector")
-        (self._cursor,) = ax.plot([], [], "o", ms=26, mfc="none", mec=INK, mew=2.5, zorder=5)
+        # "this event": a ring under the marks (a failed cross beside it stays whole)
+        (self._cursor,) = ax.plot([], [], "o", ms=26, mfc="none", mec=INK, mew=2.5, zorder=1.9)
         for artist in (self.title, self._path, self._cursor, *self._frame_artists()):
             artist.set_animated(True)  # drawn per frame, kept out of the cached background
         self.canvas.draw()
@@ -220,6 +221,23 @@ class Timeline(TableAndLog, RunArtists):
         if self._built is not self._outcome and self._outcome is not None:
             self._build_run(self._outcome, self._stopped_after)
             self._built = self._outcome
+
+    def rebuild(self) -> None:
+        """The loaded run's artists made again (after ``draw_ahead`` drew other runs)."""
+        self._ensure()
+
+    def draw_ahead(self, outcome: Outcome, index: int) -> bool:
+        """Frame ``index`` of ``outcome``, a run not shown, drawn into ``frames`` (``ahead``);
+        the loaded run stays loaded. False: kept already, nothing drawn."""
+        key = run_key(outcome, None)
+        if self.table or index in self.frames.peek(key):
+            return False
+        shown, stopped = self._outcome, self._stopped_after
+        self.load(outcome)
+        self.render(index)
+        if shown is not None:
+            self.load(shown, stopped)  # (its frames are kept: nothing drawn)
+        return True
 
     @property
     def frame_count(self) -> int:
@@ -290,6 +308,8 @@ class Timeline(TableAndLog, RunArtists):
         self._layer, self._layer_seq = self.canvas.copy_from_bbox(self.fig.bbox), seq
         self.ax.draw_artist(self._path)
         self.ax.draw_artist(self._cursor)
+        for mark in self._near_cursor(seq):  # drawn again over the ring: a cross stays whole
+            self.ax.draw_artist(mark)
         for text, band in self._log_texts:
             if band.get_visible():
                 self.lax.draw_artist(band)
@@ -297,6 +317,17 @@ class Timeline(TableAndLog, RunArtists):
                 self.lax.draw_artist(text)
         if self.show_title:
             self.fig.draw_artist(self.title)
+
+    def _near_cursor(self, seq: int) -> list[Any]:
+        """The marks shown on the ring's lane within its reach (one event either side)."""
+        xs, ys = self._cursor.get_data()
+        if not len(xs):
+            return []
+        return [
+            g.artist for g in self._glyphs
+            if g.seq <= seq and g.artist.get_gid() == MARK
+            and abs(g.artist.get_xdata()[0] - xs[0]) <= 1.5 and g.artist.get_ydata()[0] == ys[0]
+        ]  # fmt: skip
 
     def render(self, index: int) -> bytes:
         """The PNG of frame ``index`` (cached: stepping back costs nothing)."""

@@ -31,7 +31,9 @@ from .drawing import (
     place_notes,
     rollback_shade,
 )
+from .quality import RUN_END
 
+MARK = "mark"  # the gid of a run's single-point marks (a bar's head, a cross, a ring, ...)
 TOP = -0.8  # the lanes' top edge, above the first lane: the rollback's label clears its ring
 
 
@@ -52,9 +54,10 @@ def run_key(outcome: Outcome, stopped_after: int | None) -> Hashable:
 
 class Frames:
     """The PNG frames of the last ``runs`` runs drawn, by ``run_key``: a change back to a
-    run shown before (a fault clicked on, then off) draws nothing; its frames are kept."""
+    run shown before (a fault clicked on, then off) draws nothing; its frames are kept
+    (and those drawn ahead: ``ahead``, some 20-40 runs a panel, a frame or two each)."""
 
-    def __init__(self, runs: int = 24) -> None:
+    def __init__(self, runs: int = 64) -> None:
         self.runs = runs
         self._by: OrderedDict[Hashable, dict[int, bytes]] = OrderedDict()
 
@@ -67,6 +70,10 @@ class Frames:
         while len(self._by) > self.runs:
             self._by.popitem(last=False)
         return frames
+
+    def peek(self, key: Hashable) -> dict[int, bytes]:
+        """The frames kept for ``key``, as they are (none made, none moved)."""
+        return self._by.get(key, {})
 
 
 class RunArtists:
@@ -102,7 +109,7 @@ class RunArtists:
     def _bar(self, seq: int, start: int, y: int, colour: str, head: str) -> None:
         """A step or an undo, from its start to its end; the head points its way."""
         bar = self._line([start, seq], [y, y], color=colour, lw=7, solid_capstyle="butt")
-        tip = self._line([seq], [y], marker=head, color=colour, ms=14, ls="")
+        tip = self._line([seq], [y], marker=head, color=colour, ms=14, ls="", gid=MARK)
         for line in (bar, tip):
             self._keep(seq, line)
             self._marks.append(line)
@@ -111,8 +118,9 @@ class RunArtists:
         size = 17 if marker in ("X", RETRY_MARK) else 12
         edge, width = (colour, 2.5) if face else ("white", 1)
         line = self._line(
-            [seq], [y], marker=marker, ls="", mfc=face or colour, mec=edge, mew=width, ms=size
-        )
+            [seq], [y], marker=marker, ls="", mfc=face or colour, mec=edge, mew=width, ms=size,
+            gid=MARK,
+        )  # fmt: skip
         self._keep(seq, line)
         self._marks.append(line)
 
@@ -138,8 +146,9 @@ class RunArtists:
         started: dict[str, int] = {}
         # shaded from where the undos start: a halt after the pivot has no rollback to show
         failed_at = next((e.seq for e in events if e.kind == "rollback_start"), None)
-        if failed_at is not None:
-            span, label = rollback_shade(self, failed_at, len(events), TOP)  # (clipped)
+        ends = [e.seq for e in events if e.kind in ("committed", "rollback_done", "halted")]
+        if failed_at is not None:  # (its label clear of the run's end line)
+            span, label = rollback_shade(self, failed_at, len(events), TOP, ends[-1:])
             self._keep(failed_at, span)
             self._keep(failed_at, label)
             fixed.append(label)
@@ -173,7 +182,7 @@ class RunArtists:
                 self._mark(s, y, marker, colour)  # type: ignore[arg-type]
                 self._note(s, s, y, word, colour)  # type: ignore[arg-type]
             elif k in ("committed", "rollback_done", "halted"):
-                end = Line2D([s, s], [0, 1], color=INK, lw=2, ls="--",
+                end = Line2D([s, s], [0, 1], color=INK, lw=2, ls="--", gid=RUN_END,
                              transform=self.ax.get_xaxis_transform())  # fmt: skip
                 end.set_clip_path(self._clip)
                 self.ax.add_artist(end)
@@ -202,9 +211,9 @@ class RunArtists:
             if label.get_horizontalalignment() == "right":
                 label.set_horizontalalignment("left")
                 label.set_position((failed_at, TOP + 0.05))
-            else:
+            else:  # (just before the run's end line, or the lanes' end)
                 label.set_horizontalalignment("right")
-                label.set_position((len(events) + 0.9, TOP + 0.05))
+                label.set_position(((ends[-1] - 0.15) if ends else len(events) + 0.9, TOP + 0.05))
             unplaced = place_notes(
                 self.canvas, self.ax, self._notes, fixed, self._path_xy, marks=self._marks
             )

@@ -8,8 +8,8 @@ Made for a classroom: it fits one 1366x768 screen with JupyterLab's file browser
 (about 600 px tall), its text is at least 12 px, and each change reaches the browser as
 ONE widget message (the view: picture, state, result and event log together), sent before
 anything else the change updates (the slider's max and value: one message). The kernel's
-share of a click: about 12 ms CPU for a run not drawn before, 1-2 ms for one drawn before
-(its frames are kept: ``Timeline.frames``).
+share of a change: about 5 ms CPU for a run not drawn before, 1-2 ms for one drawn before
+or drawn ahead while the learner looked (``Timeline.frames``, ``ahead``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from ..errors import InvalidPipelineError, UnknownFaultError, UnknownStepError
 from ..explore import single_faults
 from ..outcome import Outcome
 from ..saga import Saga, snapshot
-from . import guard, reuse, timeline
+from . import ahead, guard, reuse, timeline
 from .graphs import branch_groups
 from .panel_controls import (
     EACH_STEP,
@@ -46,6 +46,8 @@ from .panel_controls import (
     telling_frame,
     undo_choice,
 )
+from .panel_controls import completion_of as _completion
+from .panel_controls import value_after as _value
 from .panel_html import (  # noqa: F401 (the panel's HTML parts, as the other panels import them)
     CSS,
     LOG_ROWS,
@@ -78,6 +80,7 @@ class RollbackLab(Player):
         undo_order: str = "reverse",
         title: str | None = None,
         interval_ms: int = 700,
+        draw_ahead: bool | None = None,
     ) -> None:
         if saga is None:
             raise guard.RunTheCellsAbove("RollbackLab needs a saga: RollbackLab(saga, state=...)")
@@ -87,6 +90,10 @@ class RollbackLab(Player):
         self._make_state = self._state_factory(state)
         first = self._make_state()
         self.state_keys = list(snapshot(first)) if first is not None else []
+        # the runs one change away drawn while the learner looks (``ahead``): by default
+        # only for a state of plain data (a world of services would act unasked)
+        self.draw_ahead = ahead.plain(first) if draw_ahead is None else draw_ahead
+        self._ahead = 0  # changes so far: a drawing ahead stops at the next
         self.groups = branch_groups(saga)
         self.timeline = timeline.Timeline(
             saga.names,
@@ -254,9 +261,7 @@ class RollbackLab(Player):
     @property
     def completion(self) -> tuple[str, ...] | None:
         """The ``saga.run(completion=...)`` the "finishes first" control describes."""
-        if self.first is None or not self.first.value:
-            return None
-        return tuple(self.first.value.split(","))
+        return _completion(self.first.value if self.first is not None else "")
 
     def stop(self, at: int | None = None) -> Outcome:
         """Stop (cancel) the run right after event ``at`` (0-based; the event shown):
@@ -336,36 +341,48 @@ class RollbackLab(Player):
     @property
     def inject(self) -> dict[str, list[str]]:
         """The faults the controls describe, as ``saga.run(inject=...)`` takes them."""
+        return self._inject()
+
+    def _inject(self, change: tuple[Any, str] | None = None) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
         for name in self.saga.names:
-            faults = [self.actions[name].value, self.undos[name].value]
+            faults = [_value(self.actions[name], change), _value(self.undos[name], change)]
             faults = [f for f in faults if f not in ("ok", "undo_ok")]
             if faults:
                 out[name] = faults
         return out
 
-    def run(self, *, opening: bool = False, stop_after: int | None = None) -> Outcome:
-        """Run the saga with the chosen faults on a fresh state and show its telling frame:
-        where it fails (after a change), or the whole run (when the panel opens).
-        ``stop_after``: cancel the run once that many events have happened (``stop``)."""
+    def _run_saga(
+        self, change: tuple[Any, str] | None = None, stop_after: int | None = None
+    ) -> Outcome:
+        """The saga run as the controls say, ``change`` (control, value) made to one of
+        them; cancelled once ``stop_after`` events have happened."""
         happened = 0
 
         def count(event: object) -> None:
             nonlocal happened
             happened += 1
 
-        outcome = self.saga.run(
+        register = _value(self.register, change)
+        first = _value(self.first, change) if self.first is not None else ""
+        return self.saga.run(
             self._make_state(),
-            inject=self.inject,
-            policy=self.policy.value,
-            register=None if self.register.value == "step" else self.register.value,
-            undo_order=self.order.value,
+            inject=self._inject(change),
+            policy=_value(self.policy, change),
+            register=None if register == "step" else register,
+            undo_order=_value(self.order, change),
             clock=VirtualClock(),
             trace_state=True,
-            completion=self.completion,
+            completion=_completion(first),
             on_event=count if stop_after is not None else None,
             cancel=(lambda: happened >= stop_after) if stop_after is not None else None,
         )
+
+    def run(self, *, opening: bool = False, stop_after: int | None = None) -> Outcome:
+        """Run the saga with the chosen faults on a fresh state and show its telling frame:
+        where it fails (after a change), or the whole run (when the panel opens).
+        ``stop_after``: cancel the run once that many events have happened (``stop``)."""
+        outcome = self._run_saga(stop_after=stop_after)
         self.stopped_at = stop_after
         stopped_tip(self.stop_button, stop_after)
         self.outcome = outcome
@@ -390,6 +407,7 @@ class RollbackLab(Player):
         self._ends()
         mark_chosen(self.actions, self.undos)
         self._jumped = True  # the panel chose this frame: Play walks the run from event 1
+        ahead.schedule(self)  # the next change's pictures, while the learner looks at this
         return outcome
 
     telling_frame = staticmethod(telling_frame)
@@ -410,18 +428,20 @@ class RollbackLab(Player):
         )
 
     def _show(self, index: int) -> None:
+        self._ahead += 1  # (a frame of its own asked for: no drawing ahead over it)
         self._frame = index
         self.view.value = self.view_html(index)
 
     def displayed(self) -> None:
         """The panel goes on screen: its run count starts again (the runs a lesson cell
         made before, with ``set_fault``, are not the learner's), and the cue says what it
-        opens on."""
+        opens on; the runs one change away are drawn while it is read (``ahead``)."""
         reuse.shown(self)
         self.runs = 0
         self._cue = f"opens on: {self._said}" if self._said else ""
         if self.outcome is not None:
             self._show(self._frame)
+            ahead.schedule(self)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         self.displayed()

@@ -1,0 +1,84 @@
+"""Runs one change away from the panel's, drawn while the kernel waits for the learner.
+
+A fault change shows a run the panel may never have drawn: the saga runs, its artists are
+made, its telling frame drawn and encoded (about 5 ms of CPU; 10-60 ms on a loaded 2-core
+machine, most of a change's kernel share). While the learner looks at the picture, the
+kernel is idle: ``schedule`` then draws, one per turn of the kernel's event loop, the telling
+frame of every run a single change of one control leads to, into the panel's frames
+(``Timeline.frames``, by ``run_key``). The change the learner makes next then finds its
+picture drawn and only sends it.
+
+It starts a moment after a change (``DELAY_S``: the browser is still painting the picture
+just sent, on the same cores) and stops at the next change, while Play plays, and outside
+a kernel (no running event loop: a script, a test). A click that arrives meanwhile waits
+for at most one run's drawing. Only a panel whose state is plain data (numbers, strings,
+lists, dicts) draws ahead: a state holding services (lesson 06's mail server) would have
+runs the learner never asked for send real messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+DELAY_S = 0.25  # after a change: its picture painted first, a quick next click unhindered
+PLAIN = (str, int, float, bool, type(None))
+
+
+def plain(value: Any) -> bool:
+    """Numbers, strings, None, and lists, tuples, sets and dicts of them."""
+    if isinstance(value, PLAIN):
+        return True
+    if isinstance(value, dict):
+        return all(plain(k) and plain(v) for k, v in value.items())
+    if isinstance(value, list | tuple | set | frozenset):
+        return all(plain(v) for v in value)
+    return False
+
+
+def changes(lab: Any) -> Iterator[tuple[Any, str]]:
+    """(control, value): every single change a learner can make to the panel's run, the
+    fault controls first (what the lessons ask a learner to click)."""
+    controls = [*lab.actions.values(), *lab.undos.values()]
+    controls += [lab.policy, lab.register, lab.order, lab.first]
+    for control in controls:
+        if control is None or control.disabled:
+            continue
+        for _, value in control.options:
+            if value != control.value:
+                yield control, value
+
+
+def draw_for(lab: Any, control: Any, value: str) -> bool:
+    """Draw the picture ``control`` set to ``value`` would show; False: drawn before, or a
+    run the engine refuses (the change itself says why, if the learner makes it)."""
+    try:
+        outcome = lab._run_saga((control, value))
+    except Exception:  # (any: a run refused is simply not drawn ahead)
+        return False
+    return bool(lab.timeline.draw_ahead(outcome, lab.telling_frame(outcome, False)))
+
+
+def schedule(lab: Any) -> None:
+    """Draw the runs one change away from ``lab``'s, from ``DELAY_S`` on, one per turn of
+    the kernel's event loop, until the panel changes again (``lab._ahead`` counts changes)."""
+    lab._ahead += 1
+    if not lab.draw_ahead or lab.timeline.frames.runs <= 0:
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # no kernel loop: nothing to wait for
+        return
+    turn, todo = lab._ahead, changes(lab)
+
+    def step() -> None:
+        if turn != lab._ahead or lab.play.playing:
+            return  # changed since, or playing: the panel's own frames come first
+        for control, value in todo:
+            if draw_for(lab, control, value):
+                loop.call_soon(step)  # one run a turn: a click waits for one at most
+                return
+        lab.timeline.rebuild()  # done: the shown run's artists again, for Play and back
+
+    loop.call_later(DELAY_S, step)

@@ -1,0 +1,109 @@
+"""The panel draws the runs one change away while the kernel waits for the learner (issue
+24's speed: a change then finds its picture drawn), the same pictures a change draws
+itself, and never for a state of services (their runs would act unasked)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from conftest import lesson_worlds
+
+from rollback_lessons.lab import ahead
+from rollback_lessons.lab.timeline import Timeline
+from rollback_lessons.lab.timeline_run import run_key
+from rollback_lessons.lab.widgets import RollbackLab
+from rollback_lessons.worlds import services
+from rollback_lessons.worlds.examples import order_saga, order_state
+
+
+def twin(lab: RollbackLab, other: RollbackLab, control: object) -> object:
+    """``other``'s control at the place of ``lab``'s ``control``."""
+    for mine, theirs in ((lab.actions, other.actions), (lab.undos, other.undos)):
+        for name, c in mine.items():
+            if c is control:
+                return theirs[name]
+    for name in ("policy", "register", "order", "first"):
+        if getattr(lab, name) is control:
+            return getattr(other, name)
+    raise KeyError(control)
+
+
+async def drawn_ahead(lab: RollbackLab) -> None:
+    """Wait (the kernel's loop turning) until every run one change away is kept."""
+    wanted = []
+    for control, value in ahead.changes(lab):
+        outcome = lab._run_saga((control, value))
+        wanted.append((run_key(outcome, None), lab.telling_frame(outcome, False)))
+    for _ in range(2000):
+        if all(index in lab.timeline.frames.peek(key) for key, index in wanted):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the runs one change away were not drawn ahead")
+
+
+@pytest.mark.parametrize("world", list(lesson_worlds()))
+def test_a_change_finds_its_picture_drawn_ahead_and_the_same_as_drawn_on_demand(world, monkeypatch):
+    make_saga, make_state = lesson_worlds()[world]
+
+    async def walk() -> None:
+        lab = RollbackLab(make_saga(), state=make_state)
+        plain = RollbackLab(make_saga(), state=make_state, draw_ahead=False)
+        assert lab.draw_ahead and not plain.draw_ahead
+        first = next(iter(lab.actions))
+        lab.set_fault(first, "fail")
+        plain.set_fault(first, "fail")
+        await drawn_ahead(lab)
+        built: list[object] = []
+        original = Timeline._build_run
+
+        def spy(timeline: Timeline, *args: object) -> None:
+            built.append(timeline)
+            original(timeline, *args)
+
+        monkeypatch.setattr(Timeline, "_build_run", spy)
+        for control, value in list(ahead.changes(lab)):
+            other = twin(lab, plain, control)
+            old = control.value
+            built.clear()
+            control.value = value  # as a click does
+            assert lab.timeline not in built, f"{value}: drawn again, not ahead"
+            other.value = value
+            assert lab.picture == plain.picture, f"{value}: another picture than on demand"
+            assert lab.view.value == plain.view.value
+            control.value, other.value = old, old
+        monkeypatch.undo()
+        lab.show_frame(0)  # the run's other frames: its own artists again
+        plain.show_frame(0)
+        assert lab.picture == plain.picture
+
+    asyncio.run(walk())
+
+
+def test_a_panel_put_on_screen_draws_the_runs_one_change_away_while_it_is_read():
+    async def shown() -> None:
+        lab = RollbackLab(order_saga(), state=order_state)
+        lab.set_fault("label", "fail")  # as a lesson's cell does before showing it
+        lab._repr_mimebundle_()
+        await drawn_ahead(lab)
+
+    asyncio.run(shown())
+
+
+def test_nothing_is_drawn_ahead_for_services_outside_a_kernel_or_over_a_newer_change():
+    world = RollbackLab(services.booking_saga(), state=lambda: services.new_world("127.0.0.1", 9))
+    assert not world.draw_ahead  # a state of services: their runs would act unasked
+    lab = RollbackLab(order_saga(), state=order_state)
+    lab.set_fault("label", "fail")  # no running loop (a script): nothing scheduled
+    assert len(lab.timeline.frames._by) == 2  # the opening run and this one
+
+    async def quick() -> None:
+        lab.set_fault("pay", "fail")
+        lab.set_fault("pay", "ok")  # changed again before the drawing started
+        await asyncio.sleep(ahead.DELAY_S / 2)
+        kept = len(lab.timeline.frames._by)
+        lab.show_frame(0)  # a frame asked for: the drawing ahead stops
+        await asyncio.sleep(ahead.DELAY_S * 2)
+        assert len(lab.timeline.frames._by) == kept
+
+    asyncio.run(quick())
