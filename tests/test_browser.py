@@ -370,11 +370,32 @@ def click_to(page, i: int, button: str, target: int) -> None:
         if shown == target:
             return  # the caption comes first; its button's state follows in a moment
         panel.locator(button).click()
-        page.wait_for_function(
+        wait_panel(
+            page, i,
             "([i, old]) => document.querySelectorAll('.rollback-lab')[i]"
             ".querySelector('.rl-caption').innerText !== old",
-            arg=[i, caption],
-        )
+            [i, caption], f"{button} clicked at {caption!r}, on the way to event {target}",
+        )  # fmt: skip
+
+
+PANEL_NOW = """i => { const p = document.querySelectorAll('.rollback-lab')[i];
+    const t = s => p.querySelector(s)?.innerText;
+    return {caption: t('.rl-caption'), readout: t('.rl-frame .widget-readout'),
+            cue: t('.rl-cue'), back_disabled: p.querySelector('.rl-back')?.disabled,
+            next_disabled: p.querySelector('.rl-forward')?.disabled,
+            slider: p.querySelector('.rl-frame .noUi-target')?.className}; }"""
+
+
+def wait_panel(page, i: int, condition: str, arg: object, what: str) -> None:
+    """Wait for ``condition``; on a timeout, fail saying what panel ``i`` showed (its
+    caption, the slider's readout, back and next), not only that the time ran out."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function(condition, arg=arg)
+    except PlaywrightTimeout:
+        shown = page.evaluate(PANEL_NOW, i)
+        raise AssertionError(f"panel {i + 1}: {what}; it shows {shown}") from None
 
 
 def jump(page, i: int, end: int, total: int) -> None:
@@ -384,12 +405,24 @@ def jump(page, i: int, end: int, total: int) -> None:
     track = page.locator(".rollback-lab").nth(i).locator(".rl-frame .noUi-base")
     box = track.bounding_box()
     assert box is not None
-    track.click(position={"x": 0 if end == 1 else box["width"] - 1, "y": box["height"] / 2})
+    # noUiSlider ignores a press on its track for 300 ms after a tap (its class
+    # noUi-state-tap, set for its animationDuration even with animate off): the jump to the
+    # start, soon after the jump to the end, was dropped in the browser (slider and caption
+    # both still at the end). Wait for that state to end, as a learner's next click would.
     page.wait_for_function(
+        "i => !document.querySelectorAll('.rollback-lab')[i]"
+        ".querySelector('.rl-frame .noUi-target').classList.contains('noUi-state-tap')",
+        arg=i,
+    )
+    before = page.evaluate(PANEL_NOW, i)
+    track.click(position={"x": 0 if end == 1 else box["width"] - 1, "y": box["height"] / 2})
+    wait_panel(
+        page, i,
         "([i, text]) => document.querySelectorAll('.rollback-lab')[i]"
         ".querySelector('.rl-caption').innerText.startsWith(text)",
-        arg=[i, f"event {end} of {total}"],
-    )
+        [i, f"event {end} of {total}"],
+        f"the slider's track clicked at its {'start' if end == 1 else 'end'} (before: {before})",
+    )  # fmt: skip
 
 
 def ends_disabled(page, i: int) -> None:
