@@ -51,8 +51,11 @@ $(NODE_MODULES): tests/node/package-lock.json
 	  npm ci --prefix tests/node --no-audit --no-fund --loglevel=error; \
 	else echo "npm not found: the BPMN lint test will be skipped"; fi
 
-# On every core and one more (WORKERS=1 for one process): the browser tests' worker mostly
-# waits on Chromium and JupyterLab, so a third worker keeps two cores busy. The tests are
+# On every core and two more (WORKERS=1 for one process): most of the time of the browser
+# halves and the Temporal tests is waiting (on Chromium and JupyterLab, on the server's
+# timers): in one process the tests took about 600 s of wall time for 330 s of CPU (s37,
+# Chromium's renderers included), so three workers on two cores left a core idle much of
+# the run and could not end before 600 / 3 = 200 s; four can end at 150 s. The tests are
 # shared out one by one, a notebook and a module with its own servers as one unit
 # (conftest.py). The 20 slowest tests are printed at the end, and the 15 files that used
 # the most CPU (conftest.py), then one line: the wall time of all of make test and the CPU
@@ -61,7 +64,7 @@ $(NODE_MODULES): tests/node/package-lock.json
 # Step Functions and on Temporal, Temporal's travel faults, the layout of every picture)
 # it runs a third, a different third each run: the header's TEST_SLICE=N says which
 # (make test TEST_SLICE=N runs that part again).
-WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) + 1 )))
+WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) + 2 )))
 XDIST = $(if $(filter 1,$(WORKERS)),-p no:xdist,-n $(WORKERS) --dist loadfile)
 NBVAL = --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 # what pytest runs (make test TESTS=tests/test_saga.py: one file, lint beside it as ever)
