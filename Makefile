@@ -80,14 +80,16 @@ CPU_SECONDS = awk 'END { split($$1, u, /[ms]/); split($$2, s, /[ms]/); \
 # (its workers wait on servers and browsers), so its 1-2 minutes (mypy without a cache, as
 # on a fresh clone) no longer come first. Its output is kept in a file and printed after
 # pytest's; make test fails if either fails. pytest's own CPU time is counted in a subshell
-# of its own (lint's is not in it). A background job ignores Ctrl-C: the trap stops it
-# (make passes the TERM on to mypy).
+# of its own (lint's is not in it), under tests/reap.py: the processes that end after their
+# parents (Chromium's renderers: about 50 CPU s, which the per-file list cannot see) are
+# reaped there and counted, not by init. A background job ignores Ctrl-C: the trap stops
+# it (make passes the TERM on to mypy).
 test: $(VENV)/.test $(NODE_MODULES)
 	@echo "make lint (beside pytest, niced; its output follows pytest's)"
 	@nice -n 10 $(MAKE) --no-print-directory lint >$(VENV)/.lint.log 2>&1 & lint=$$!; \
 	  trap 'kill $$lint 2>/dev/null; exit 130' INT TERM; \
 	  echo "$(BIN)/python -m pytest $(XDIST) --durations=20 $(NBVAL) $(TESTS)"; \
-	  ( $(BIN)/python -m pytest $(XDIST) --durations=20 $(NBVAL) $(TESTS); \
+	  ( $(BIN)/python tests/reap.py $(BIN)/python -m pytest $(XDIST) --durations=20 $(NBVAL) $(TESTS); \
 	    status=$$?; times >$(VENV)/.times; exit $$status ); status=$$?; \
 	  cpu=$$($(CPU_SECONDS) $(VENV)/.times); \
 	  wait $$lint; lint_status=$$?; \
