@@ -91,11 +91,14 @@ TOGETHER = (
     "tests/test_conformance.py",
     "tests/test_dbos.py",
     "tests/test_packaging.py",
+    "tests/test_pivot_rule.py",
     "tests/test_services.py",
     "tests/test_stepfunctions.py",
     "tests/test_temporal.py",
     "tests/test_temporal_booking.py",
     "tests/test_temporal_edges.py",
+    "tests/test_temporal_graph.py",
+    "tests/test_temporal_limits.py",
     "tests/test_viz.py",
 )
 
@@ -134,13 +137,13 @@ SLOWEST_FIRST = (
     "tests/test_conformance.py",  # 35 s
     "tests/test_temporal.py",  # 32 s
     "tests/test_temporal_edges.py",  # 29 s
-    "tests/test_temporal_graph.py",  # 29 s, its tests one by one
+    "tests/test_temporal_graph.py",  # 29 s
     "tests/test_stepfunctions.py",  # 26 s
     "tests/test_attacks7.py",  # 21 s, one by one
     "tests/test_dbos.py",  # 20 s
     "notebooks/08_sagas_on_temporal.ipynb",  # 14 s
     "notebooks/07_crash_recovery.ipynb",  # 11 s
-    "tests/test_temporal_limits.py",  # 11 s, one by one
+    "tests/test_temporal_limits.py",  # 11 s
     "notebooks/09_step_functions_and_bpmn.ipynb",  # 10 s
 )
 
