@@ -51,8 +51,11 @@ $(NODE_MODULES): tests/node/package-lock.json
 	  npm ci --prefix tests/node --no-audit --no-fund --loglevel=error; \
 	else echo "npm not found: the BPMN lint test will be skipped"; fi
 
-# On every core and one more (WORKERS=1 for one process): the browser tests' worker mostly
-# waits on Chromium and JupyterLab, so a third worker keeps two cores busy. The tests are
+# On every core and two more (WORKERS=1 for one process): most of the time of the browser
+# halves and the Temporal tests is waiting (on Chromium and JupyterLab, on the server's
+# timers): in one process the tests took about 600 s of wall time for 330 s of CPU (s37,
+# Chromium's renderers included), so three workers on two cores left a core idle much of
+# the run and could not end before 600 / 3 = 200 s; four can end at 150 s. The tests are
 # shared out one by one, a notebook and a module with its own servers as one unit
 # (conftest.py). The 20 slowest tests are printed at the end, and the 15 files that used
 # the most CPU (conftest.py), then one line: the wall time of all of make test and the CPU
@@ -61,7 +64,7 @@ $(NODE_MODULES): tests/node/package-lock.json
 # Step Functions and on Temporal, Temporal's travel faults, the layout of every picture)
 # it runs a third, a different third each run: the header's TEST_SLICE=N says which
 # (make test TEST_SLICE=N runs that part again).
-WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) + 1 )))
+WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) + 2 )))
 XDIST = $(if $(filter 1,$(WORKERS)),-p no:xdist,-n $(WORKERS) --dist loadfile)
 NBVAL = --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 # what pytest runs (make test TESTS=tests/test_saga.py: one file, lint beside it as ever)
@@ -73,18 +76,27 @@ START := $(shell date +%s)
 CPU_SECONDS = awk 'END { split($$1, u, /[ms]/); split($$2, s, /[ms]/); \
 	printf "%d", u[1] * 60 + u[2] + s[1] * 60 + s[2] }'
 
+# Bytecode written (an environment's PYTHONDONTWRITEBYTECODE emptied for make test and make
+# soak; __pycache__ is git-ignored): otherwise every process of a run compiles the package
+# from source again (the crash trials, CLI runs, kernels: dozens of them) and every worker
+# rewrites every test module's asserts again (about 2.5 CPU s each, every run). On a fresh
+# clone (no __pycache__), test_crash, test_choreo_crash and test_cli: 10.9 -> 8.0 CPU s.
+test soak: export PYTHONDONTWRITEBYTECODE :=
+
 # make lint runs beside pytest, not before it: niced, it takes the CPU pytest leaves idle
 # (its workers wait on servers and browsers), so its 1-2 minutes (mypy without a cache, as
 # on a fresh clone) no longer come first. Its output is kept in a file and printed after
 # pytest's; make test fails if either fails. pytest's own CPU time is counted in a subshell
-# of its own (lint's is not in it). A background job ignores Ctrl-C: the trap stops it
-# (make passes the TERM on to mypy).
+# of its own (lint's is not in it), under tests/reap.py: the processes that end after their
+# parents (Chromium's renderers: about 50 CPU s, which the per-file list cannot see) are
+# reaped there and counted, not by init. A background job ignores Ctrl-C: the trap stops
+# it (make passes the TERM on to mypy).
 test: $(VENV)/.test $(NODE_MODULES)
 	@echo "make lint (beside pytest, niced; its output follows pytest's)"
 	@nice -n 10 $(MAKE) --no-print-directory lint >$(VENV)/.lint.log 2>&1 & lint=$$!; \
 	  trap 'kill $$lint 2>/dev/null; exit 130' INT TERM; \
 	  echo "$(BIN)/python -m pytest $(XDIST) --durations=20 $(NBVAL) $(TESTS)"; \
-	  ( $(BIN)/python -m pytest $(XDIST) --durations=20 $(NBVAL) $(TESTS); \
+	  ( $(BIN)/python tests/reap.py $(BIN)/python -m pytest $(XDIST) --durations=20 $(NBVAL) $(TESTS); \
 	    status=$$?; times >$(VENV)/.times; exit $$status ); status=$$?; \
 	  cpu=$$($(CPU_SECONDS) $(VENV)/.times); \
 	  wait $$lint; lint_status=$$?; \
