@@ -410,3 +410,56 @@ def test_an_answer_is_taken_only_for_the_question_it_names(on_temporal):
     assert outcome.status is Status.HALTED and outcome.pending == ("a",)
     assert outcome.compensated == ("b",) and "undo a" not in world
     assert [e.details.get("by_hand") for e in outcome.events if e.kind == "undo_done"] == [True]
+
+
+@pytest.mark.parametrize("shape", ["list", "graph"])
+def test_of_two_answers_to_one_question_exactly_one_is_taken_the_other_refused(on_temporal, shape):
+    """attack12's B5: ``resolve`` read the question (a Query), then signalled; two answers
+    at once were both accepted, and the workflow took one and dropped the other (7 of 8).
+    The workflow now says which answer it took (the Update ``answered``): the other is
+    refused, whether the two come at once (two clients) or one after the other, and the
+    outcome is the taken one's."""
+    from rollback_lessons import Parallel
+    from rollback_lessons.runners.temporal import AnswerRefused
+
+    add = lambda k: lambda s: s.__setitem__(k, 1)  # noqa: E731
+    rm = lambda k: lambda s: s.pop(k, None)  # noqa: E731
+
+    def saga():
+        a, b = Step("a", add("a"), rm("a")), Step("b", add("b"), rm("b"))
+        return Saga([*([Parallel(a, b)] if shape == "graph" else [a, b]), Step("c", add("c"))],
+                    name="twice")  # fmt: skip
+
+    async def scenario(runner):
+        ends = []
+        for together in (True, False, True):
+            state: dict = {}
+            inject = {"c": "fail", "b": "undo_fails_once"}
+            handle = await runner.start_saga(saga(), state, policy="halt", halt_wait=60,
+                                             inject=inject)  # fmt: skip
+            while (asked := await handle.pending()) is None:
+                await asyncio.sleep(0.02)
+            said: dict[str, str] = {}
+
+            async def answer(word, via, asked=asked, said=said):
+                try:
+                    await via.resolve(asked, word)
+                    said[word] = "taken"
+                except AnswerRefused:
+                    said[word] = "refused"
+
+            other = runner.handle_for(handle.saga, handle.run_id)  # a second client's
+            if together:
+                await asyncio.gather(answer("retry", handle), answer("leave", other))
+            else:
+                await answer("retry", handle)
+                await answer("leave", other)
+            ends.append((said, await handle.outcome(), state))
+        return ends
+
+    for said, outcome, state in on_temporal(scenario):
+        assert sorted(said.values()) == ["refused", "taken"], said
+        if said["retry"] == "taken":
+            assert outcome.status is Status.ROLLED_BACK and state == {}
+        else:
+            assert outcome.status is Status.HALTED and "b" in outcome.pending and "b" in state
