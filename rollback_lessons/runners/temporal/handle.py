@@ -47,7 +47,7 @@ async def _calls_ended(run_id: str) -> list[tuple[str, str]]:
     calls = dict(IN_FLIGHT.get(run_id, {}))
     if calls:
         await asyncio.wait([asyncio.wrap_future(f) for f in calls.values()], timeout=SETTLE)
-    return [call for call, future in calls.items() if not future.done()]
+    return [(kind, step) for (kind, step, _), future in calls.items() if not future.done()]
 
 
 class SagaHandle:
