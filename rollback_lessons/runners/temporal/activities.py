@@ -15,7 +15,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory, CancelledError
 
 from ...calls import what
 from ...faults import NO_FAULTS
@@ -111,26 +111,41 @@ def _left(end: float) -> float:
 @activity.defn(name=ACTION)
 def run_action(call: StepCall) -> None:
     """The action's call; past ``step_timeout`` (``call.timeout``, measured from its turn)
-    its end is unknown: it goes on in its thread, and the step is in doubt (``IN_DOUBT``)."""
+    its end is unknown: it goes on in its thread, and the step is in doubt (``IN_DOUBT``).
+    A cancel of the workflow never cuts the call short (a Python call is not pre-empted;
+    one that heartbeats may see it, ``activity.is_cancelled()``, and end early): its real
+    end is reported, and the workflow hears the cancel as the step returns, as
+    ``saga.run`` does. Only a cancel heard before the call began cuts the step short."""
     run = hosted.hosted(call.run_id)
     gate = GATES.get(call.run_id)
     if gate is not None:
         gate(call.step)
     step_started(call.run_id, call.step).set()
     fault = run.faults.get(call.step, NO_FAULTS).action
-    with _running(f"the action of {call.step!r}"):
-        act = functools.partial(remote.run_action, run.saga, call.step, run.state, fault)
-        future = _start(run, call.run_id, ("action", call.step, call.attempt), act)
-        try:
-            error = future.result(call.timeout)
-        except FutureTimeout:
-            error = ErrorRecord(
-                IN_DOUBT, f"the action of {call.step!r} did not return within step_timeout "
-                f"({call.timeout:g} s): it goes on, its end unknown", call.step, None,
-                [IN_DOUBT, *lineage(TimeoutError)],
-            )  # fmt: skip
-    if error is not None:
-        raise _application_error(error)
+    ended: list[ErrorRecord | None] = []
+    try:
+        with activity.shield_thread_cancel_exception(), _running(f"the action of {call.step!r}"):
+            act = functools.partial(remote.run_action, run.saga, call.step, run.state, fault)
+            future = _start(run, call.run_id, ("action", call.step, call.attempt), act)
+            try:
+                ended.append(future.result(call.timeout))
+            except FutureTimeout:
+                ended.append(ErrorRecord(
+                    IN_DOUBT, f"the action of {call.step!r} did not return within "
+                    f"step_timeout ({call.timeout:g} s): it goes on, its end unknown", call.step,
+                    None, [IN_DOUBT, *lineage(TimeoutError)],
+                ))  # fmt: skip
+        _cancel_heard_by_now()
+    except CancelledError:  # raised into this thread once the shield ends
+        if not ended:
+            raise  # before the call began: cut short, nothing ran
+    if ended[0] is not None:
+        raise _application_error(ended[0])
+
+
+def _cancel_heard_by_now() -> None:
+    """(A call: a cancel the shield held back is raised into the thread by its next
+    call at the latest, inside the ``try`` that takes it.)"""
 
 
 @activity.defn(name=UNDO)

@@ -73,8 +73,9 @@ the server's timer, which fires late, only catches a worker that is gone."""
 
 
 def _cancel_requested() -> bool:
-    """Was the workflow asked to cancel? A step that does not heartbeat never hears it and
-    completes; the request stays pending on the workflow's task (Python 3.11+)."""
+    """Was the workflow asked to cancel? A step's call runs to its end all the same
+    (``activities.run_action``); the request stays pending on the workflow's task (Python
+    3.11+)."""
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
 
