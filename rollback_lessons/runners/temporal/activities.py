@@ -190,16 +190,17 @@ def _undo_call(run: hosted.Hosted, call: StepCall, end: float) -> Future[ErrorRe
     while True:
         with _LOCK:
             calls = IN_FLIGHT.get(call.run_id, {})
+            key = ("undo", call.step, call.attempt)
             mine = [f for (k, s, _), f in calls.items() if (k, s) == ("undo", call.step)]
-            if mine and call.timeout is None:
-                return mine[0]
+            if key in calls or (mine and call.timeout is None):  # (this attempt asked again)
+                return calls.get(key) or mine[0]
             others = [f for f in calls.values() if f not in mine]
             if not others:
                 _left(end)
                 fault = run.faults.get(call.step, NO_FAULTS).undo
                 undo = functools.partial(remote.run_undo, run.saga, call.step, run.state, fault,
                                          call.attempt, call.run_id)  # fmt: skip
-                return _start(run, call.run_id, ("undo", call.step, call.attempt), undo)
+                return _start(run, call.run_id, key, undo)
         wait(others, _left(end))
 
 
