@@ -15,6 +15,7 @@ import asyncio
 from dataclasses import dataclass
 
 import pytest
+from conftest import same_outcome
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -88,6 +89,7 @@ class World:
     failures: tuple[str, ...]  # its failing attempts, in order
     attempts: int  # its retry policy's max_attempts
     end: str  # what follows the last failure (ENDS)
+    delay: float = 1.0  # before each retry (a virtual clock's, in process)
 
     def saga(self) -> Saga:
         steps = [
@@ -96,7 +98,7 @@ class World:
         outcomes = [*self.failures, *([OK] if self.end == "ok" else [])]
         undo = None if self.register == "none" else undo_of("s")
         register = "after" if self.register == "none" else self.register
-        retry = RetryPolicy(max_attempts=self.attempts, initial_delay=1.0)
+        retry = RetryPolicy(max_attempts=self.attempts, initial_delay=self.delay)
         steps.append(Step("s", scripted("s", outcomes), undo, register=register, retry=retry))
         steps.append(Step("z", scripted("z", [OK]), undo_of("z")))
         return Saga(steps, name="w")
@@ -187,8 +189,7 @@ def test_an_attempt_that_may_have_had_its_effect_is_never_forgotten(engine, worl
 
 def refused_after_a_timeout(register: str) -> Saga:
     """attack12 B1: attempt 1 charges, then times out; attempt 2 is declined cleanly."""
-    world = World(0, register, (EFFECT, CLEAN), 2, "out of attempts")
-    return world.saga()
+    return World(0, register, (EFFECT, CLEAN), 2, "out of attempts", delay=0.01).saga()
 
 
 @pytest.mark.parametrize("register", ["before", "after"])
@@ -231,5 +232,38 @@ def test_a_cancel_in_the_wait_after_an_effect_reports_the_effect():
     ):
         state: dict = {}
         outcome = outcome_of(state)
+        assert outcome.status is Status.ROLLBACK_INCOMPLETE and outcome.leaked == ("s0",)
+        assert state == {"s0": 1}
+
+
+@pytest.fixture(scope="module")
+def step_functions():
+    from rollback_lessons.runners.stepfunctions import StepFunctionsRunner
+
+    with StepFunctionsRunner.start() as runner:
+        yield runner
+
+
+@pytest.mark.parametrize("register", ["before", "after"])
+def test_step_functions_and_dbos_tell_the_earlier_attempts_effect_as_in_process(
+    register, step_functions, dbos_runner
+):
+    """Every engine drives the machine, so every engine remembers (Temporal too: checked by
+    attack12's script, its tests are its runner's)."""
+    local = refused_after_a_timeout(register).run({}, clock=VirtualClock())
+    assert bool(local.leaked) is (register == "after")
+    same_outcome(local, step_functions.run(refused_after_a_timeout(register), {}))
+    same_outcome(local, dbos_runner.run(refused_after_a_timeout(register), {}))
+
+
+def test_every_in_process_engine_reports_an_effect_before_a_cancel_in_the_wait(
+    step_functions, dbos_runner
+):
+    from rollback_lessons.runners.bpmn import BpmnRunner
+
+    faults = {"s0": "fail_after_effect"}
+    for engine in (step_functions, dbos_runner, BpmnRunner.start()):
+        state: dict = {}
+        outcome = engine.run(crl(), state, inject=faults, cancel=lambda st=state: "s0" in st)
         assert outcome.status is Status.ROLLBACK_INCOMPLETE and outcome.leaked == ("s0",)
         assert state == {"s0": 1}
