@@ -329,6 +329,20 @@ class Journal:
         sql = "SELECT step FROM undos WHERE saga_id = ? AND state = 'leaked' ORDER BY position"
         return [step for (step,) in self._rows(sql, (saga_id,))]
 
+    def for_a_person(self) -> list[tuple[SagaRecord, list[str], list[str]]]:
+        """Sagas that ended needing a person: halted, or with dead letters or a step leaked
+        (each with the steps of its dead letters and its leaked steps, in logged order)."""
+        sagas = self.sagas(
+            "WHERE s.status NOT IN ('running', 'rolling_back', 'committed') AND (s.status ="
+            " 'halted' OR s.id IN (SELECT saga_id FROM undos WHERE state IN ('dead', 'leaked')))"
+        )
+        out = []
+        for saga in sagas:
+            undos = self.undos(saga.id)
+            dead = [u.step for u in undos if u.state == "dead"]
+            out.append((saga, dead, [u.step for u in undos if u.state == "leaked"]))
+        return out
+
     def pending_undos(self) -> dict[str, list[UndoRecord]]:
         """The undos not yet done of every unfinished saga, by saga, oldest first."""
         return self._unfinished_undos("pending")
