@@ -111,6 +111,19 @@ class Journal:
             _uri(self.path, "mode=rw"), uri=True, isolation_level=None,
             check_same_thread=False, timeout=timeout,
         )  # fmt: skip
+        try:
+            self._open(version)
+        except sqlite3.Error as exc:  # a full disk: the WAL's files cannot be made beside it
+            self._con.close()
+            more = "; a full disk?" if "disk" in str(exc) or "full" in str(exc) else ""
+            raise JournalError(
+                f"cannot open the journal {self.path}: {exc}{more} (SQLite writes "
+                f"{self.path.name}-wal and {self.path.name}-shm beside it); nothing was run"
+            ) from None
+
+    def _open(self, version: int | None) -> None:
+        """Set the connection up (WAL, durable commits), and write the schema a journal
+        found empty lacks, or the columns of later versions one written before lacks."""
         self._con.execute("PRAGMA journal_mode=WAL")
         self._con.execute("PRAGMA synchronous=FULL")  # a commit survives power loss
         if version is None:  # an empty file found in place: IF NOT EXISTS, as others may
@@ -328,20 +341,6 @@ class Journal:
         """The steps of a saga whose effect may stand with nothing to undo it (``leaked``)."""
         sql = "SELECT step FROM undos WHERE saga_id = ? AND state = 'leaked' ORDER BY position"
         return [step for (step,) in self._rows(sql, (saga_id,))]
-
-    def for_a_person(self) -> list[tuple[SagaRecord, list[str], list[str]]]:
-        """Sagas that ended needing a person: halted, or with dead letters or a step leaked
-        (each with the steps of its dead letters and its leaked steps, in logged order)."""
-        sagas = self.sagas(
-            "WHERE s.status NOT IN ('running', 'rolling_back', 'committed') AND (s.status ="
-            " 'halted' OR s.id IN (SELECT saga_id FROM undos WHERE state IN ('dead', 'leaked')))"
-        )
-        out = []
-        for saga in sagas:
-            undos = self.undos(saga.id)
-            dead = [u.step for u in undos if u.state == "dead"]
-            out.append((saga, dead, [u.step for u in undos if u.state == "leaked"]))
-        return out
 
     def pending_undos(self) -> dict[str, list[UndoRecord]]:
         """The undos not yet done of every unfinished saga, by saga, oldest first."""

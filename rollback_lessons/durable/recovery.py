@@ -61,7 +61,14 @@ from .journal import (
 )
 from .records import Claimed, JournalRun, SagaRecord, UndoRecord, me
 from .registry import Registry, UnknownCompensationError, default_registry
-from .report import Recovery, RecoveryReport, Skipped, Waiting, _safe  # noqa: F401 (its names)
+from .report import (  # noqa: F401 (its names, as before)
+    Recovery,
+    RecoveryReport,
+    Skipped,
+    Waiting,
+    _safe,
+    waiting_in,
+)
 from .undo_call import run_undo
 
 
@@ -182,15 +189,9 @@ def recover(
                 writer.flush()  # the first error is the one told
             raise
         writer.flush()
-        now = {r.saga_id for r in writer.recorded}
-        waiting = tuple(
-            Waiting(saga.id, saga.name, saga.status, tuple(dead), tuple(leaked))
-            for saga, dead, leaked in journal.for_a_person()
-            if saga.id not in now
-        )
         return RecoveryReport(
             tuple(writer.recorded), tuple(Skipped(s.id, s.name, why) for s, why in skipped),
-            waiting,
+            waiting_in(journal, but={r.saga_id for r in writer.recorded}),
         )  # fmt: skip
 
 

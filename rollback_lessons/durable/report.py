@@ -5,10 +5,14 @@ person (``Waiting``); all of them in a ``RecoveryReport``, printed as the CLI pr
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..events import describe
 from ..outcome import RunRecord, Status
 from .files import _cell
+
+if TYPE_CHECKING:
+    from .journal import Journal
 
 
 def _safe(text: str) -> str:
@@ -106,3 +110,23 @@ class RecoveryReport:
         lines = [_safe(str(r)) for r in self.recovered] + [_safe(str(s)) for s in self.skipped]
         lines.append(f"recovered {len(self.recovered)} saga(s), left {len(self.skipped)}")
         return "\n".join(lines)
+
+
+def waiting_in(
+    journal: Journal, but: set[str] | frozenset[str] = frozenset()
+) -> tuple[Waiting, ...]:
+    """The sagas ``journal`` shows ended needing a person (halted, or with dead letters or a
+    step leaked), but those in ``but`` (the ones this recover just ended: told already)."""
+    sagas = journal.sagas(
+        "WHERE s.status NOT IN ('running', 'rolling_back', 'committed') AND (s.status ="
+        " 'halted' OR s.id IN (SELECT saga_id FROM undos WHERE state IN ('dead', 'leaked')))"
+    )
+    found = []
+    for saga in sagas:
+        if saga.id in but:
+            continue
+        undos = journal.undos(saga.id)
+        dead = tuple(u.step for u in undos if u.state == "dead")
+        leaked = tuple(u.step for u in undos if u.state == "leaked")
+        found.append(Waiting(saga.id, saga.name, saga.status, dead, leaked))
+    return tuple(found)
