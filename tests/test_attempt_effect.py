@@ -267,3 +267,44 @@ def test_every_in_process_engine_reports_an_effect_before_a_cancel_in_the_wait(
         outcome = engine.run(crl(), state, inject=faults, cancel=lambda st=state: "s0" in st)
         assert outcome.status is Status.ROLLBACK_INCOMPLETE and outcome.leaked == ("s0",)
         assert state == {"s0": 1}
+
+
+def branch_and_sibling(register: str, slow: bool = False) -> Saga:
+    """A graph: ``s`` charges on attempt 1 (then times out), is declined on attempt 2, and
+    waits to retry; its sibling ``x`` is declined meanwhile (``slow``: an ``async`` action
+    that lets the event loop run s's first two attempts first)."""
+    from rollback_lessons import Parallel
+
+    def refuse(state):
+        raise ValueError("x: declined")
+
+    async def later(state):
+        for _ in range(50):
+            await asyncio.sleep(0)
+        refuse(state)
+
+    def refuse_later(state):
+        return later(state)
+
+    retry = RetryPolicy(max_attempts=3, initial_delay=1.0)
+    s = Step("s", scripted("s", [EFFECT, CLEAN, CLEAN]), undo_of("s"), register=register,
+             retry=retry)  # fmt: skip
+    return Saga([Parallel(s, Step("x", refuse_later if slow else refuse, undo_of("x")))])
+
+
+@pytest.mark.parametrize("register", ["before", "after"])
+@pytest.mark.parametrize("engine", ["run", "arun"])
+def test_a_branch_waiting_to_retry_when_a_sibling_fails_keeps_its_earlier_effect(register, engine):
+    """``x`` failing for good stops the graph: ``s`` is not tried again and fails for good
+    with its last error; its earlier attempt's effect is still undone or reported."""
+    state: dict = {}
+    saga = branch_and_sibling(register, slow=engine == "arun")
+    if engine == "run":  # s's attempts end first, then x's
+        outcome = saga.run(state, clock=VirtualClock(), completion=["s", "x"])
+    else:
+        outcome = asyncio.run(saga.arun(state, clock=VirtualClock()))
+    assert ("s" in state) is (register == "after")
+    assert outcome.leaked == (("s",) if register == "after" else ())
+    assert outcome.status is (
+        Status.ROLLBACK_INCOMPLETE if register == "after" else Status.ROLLED_BACK
+    )
