@@ -65,14 +65,16 @@ def effects(reg) -> list[str]:
     return sorted(k for (k,) in reg.world().execute("select k from fx"))
 
 
+@pytest.mark.parametrize("register", ["before", "after"])
 def test_a_ctrl_c_in_the_wait_after_an_effect_is_reported_in_the_journal_and_by_recover(
-    tmp_path, reg
+    tmp_path, reg, register
 ):
     """attack12 B2 (ctrlc_retry_wait): journal show said rolled_back and recover "recovered
     0" (exit 0) while s0's effect stayed. Now the run's notes name it, the journal keeps the
-    saga rollback_incomplete with s0 leaked, and recover names it, exit 1."""
+    saga rollback_incomplete with s0 leaked, and recover names it, exit 1; with its undo
+    logged before it, the run undoes it before the Ctrl-C goes on."""
     saga = Saga(
-        [Step("s0", reg.do("s0"), reg.rm.bind(k="s0"),
+        [Step("s0", reg.do("s0"), reg.rm.bind(k="s0"), register=register,
               retry=RetryPolicy(max_attempts=3, initial_delay=1.0)),
          Step("s1", reg.do("s1"), reg.rm.bind(k="s1"))],
         name="kwj",
@@ -81,6 +83,11 @@ def test_a_ctrl_c_in_the_wait_after_an_effect_is_reported_in_the_journal_and_by_
     with Journal(path) as journal, pytest.raises(KeyboardInterrupt) as caught:
         saga.run({}, inject={"s0": "fail_after_effect"}, journal=journal, run_id="r1",
                  clock=clock, on_event=clock.on_event)  # fmt: skip
+    if register == "before":
+        with Journal(path, create=False) as journal:
+            assert journal.saga("r1").status == "rolled_back" and journal.leaked("r1") == []
+        assert effects(reg) == [] and cli_recover(tmp_path, path).returncode == 0
+        return
     assert any("s0" in note for note in caught.value.__notes__)
     with Journal(path, create=False) as journal:
         assert journal.saga("r1").status == "rollback_incomplete"
