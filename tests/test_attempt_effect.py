@@ -205,13 +205,17 @@ def test_a_clean_refusal_after_an_attempt_that_charged_does_not_hide_the_charge(
             assert state == {}
 
 
-def test_a_with_block_step_remembers_its_attempts_too():
+@pytest.mark.parametrize("end", [ValueError, KeyboardInterrupt])
+def test_a_with_block_step_remembers_its_attempts_too(end):
+    """Refused cleanly at attempt 2, or a Ctrl-C in the wait after attempt 1."""
     state: dict = {}
     action = scripted("s", [EFFECT, CLEAN])
-    with pytest.raises(ValueError), Rollback() as rb:
+    clock = WaitClock(1, ctrl_c=True) if end is KeyboardInterrupt else WaitClock()
+    with pytest.raises(end), Rollback(clock=clock, on_event=clock.on_event) as rb:
         rb.do("s", lambda: action(state), lambda: state.pop("s", None),
-              retry=RetryPolicy(max_attempts=2, initial_delay=0.0))  # fmt: skip
+              retry=RetryPolicy(max_attempts=2, initial_delay=1.0))  # fmt: skip
     assert rb.outcome.status is Status.ROLLBACK_INCOMPLETE and rb.outcome.leaked == ("s",)
+    assert state == {"s": 1}
 
 
 def crl() -> Saga:
