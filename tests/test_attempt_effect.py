@@ -15,7 +15,7 @@ import asyncio
 from dataclasses import dataclass
 
 import pytest
-from conftest import same_outcome
+from conftest import examples, same_outcome
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -178,7 +178,7 @@ def check(world: World, engine: str, outcome, interrupt, state: dict) -> None:
 
 
 @pytest.mark.parametrize("engine", ["run", "arun", "graph"])
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(world=worlds())
 def test_an_attempt_that_may_have_had_its_effect_is_never_forgotten(engine, world):
     check(world, engine, *run(world, engine))
