@@ -154,17 +154,19 @@ class ServerLost(TemporalUnavailable):
         self.run_id, self.done, self.undone, self.failed = run_id, done, undone, failed
 
     @classmethod
-    def of(cls, run_id: str, error: RPCError) -> ServerLost:
+    def of(cls, run_id: str, error: RPCError | BaseException, also: str = "") -> ServerLost:
+        """``also``: what else the caller must know (an answer sent, its fate unknown)."""
         run = hosted.RUNS.get(run_id)
         done, undone, failed = run.effects() if run is not None else ((), (), ())
         left = [s for s in done if s not in undone]
         names = _names
         return cls(
-            f"the Temporal server stopped answering during saga {run_id} ({error.message}). "
+            f"the Temporal server stopped answering during saga {run_id} "
+            f"({getattr(error, 'message', None) or error}). "
             f"This process did: {names(done)}; undid: {names(undone)}; failed: "
             f"{names(failed)}; so still in effect: {names(left)}. Its history is in the "
             "server's database: start the server again on it (same db_file, port and "
-            "task_queue) to finish the saga.",
+            f"task_queue) to finish the saga.{' ' + also if also else ''}",
             run_id,
             done,
             undone,
