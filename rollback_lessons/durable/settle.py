@@ -91,7 +91,9 @@ def settle(journal: Journal, saga_id: str, note: str) -> Settled:
         status = row[0]
         before = _settled_locked(journal, "AND saga_id = ?", (saga_id,))
         if before:
-            raise AlreadySettled(f"saga {saga_id!r} was settled before ({before[0]})")
+            raise AlreadySettled(
+                f"saga {saga_id!r} was settled before ({before[0]}); nothing was settled"
+            )
         waits = con.execute(f"SELECT 1 FROM sagas s WHERE s.id = ? AND {WAITS}", (saga_id,))
         if waits.fetchone() is None:
             why = (
