@@ -115,7 +115,18 @@ BROWSER_FIRST_HALF = (
 )
 
 
+# A test of another file that uses a module's session-scoped server goes with that module,
+# so that one worker starts the server for both (tests/conftest.py's
+# temporal_with_a_low_history_limit).
+WITH_MODULE = {
+    "tests/test_attacks7.py::test_on_a_server_with_a_lowered_history_limit_the_count_holds"
+    "_and_refuses": "tests/test_temporal_limits.py",
+}
+
+
 def unit_of_work(nodeid: str) -> str:
+    if nodeid in WITH_MODULE:
+        return WITH_MODULE[nodeid]
     path = nodeid.split("::", 1)[0]
     if path == BROWSER:
         return f"{path} (half {1 if any(m in nodeid for m in BROWSER_FIRST_HALF) else 2})"
