@@ -150,11 +150,11 @@ SLOWEST_FIRST = (
     "tests/test_temporal_edges.py",  # 29 s
     "tests/test_temporal_graph.py",  # 29 s
     "tests/test_stepfunctions.py",  # 26 s
-    "tests/test_attacks7.py",  # 21 s, one by one
     "tests/test_dbos.py",  # 20 s
+    "tests/test_temporal_limits.py",  # 16 s with test_attacks7's history-limit test (s38)
     "notebooks/08_sagas_on_temporal.ipynb",  # 14 s
     "notebooks/07_crash_recovery.ipynb",  # 11 s
-    "tests/test_temporal_limits.py",  # 11 s
+    "tests/test_attacks7.py",  # about 10 s without it, one by one
     "notebooks/09_step_functions_and_bpmn.ipynb",  # 10 s
 )
 
