@@ -58,8 +58,9 @@ def test_leaving_the_runner_returns_when_an_undo_never_does():
         runner = await TemporalRunner.start()
         async with runner:
             handle = await runner.start_saga(saga, {})
-            while not runner_module.RUNNING.get(runner.task_queue):
-                await asyncio.sleep(0.05)  # the undo is under way
+            calls = runner_module.RUNNING.setdefault(runner.task_queue, {})
+            while not any("the undo of 'a'" in call for call in list(calls.values())):
+                await asyncio.sleep(0.05)  # the undo is under way (not a step's action)
         return runner, handle.run_id
 
     try:
