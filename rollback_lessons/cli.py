@@ -281,6 +281,7 @@ def _journal_command(args: argparse.Namespace) -> int:
 
     from .durable.journal import Journal, JournalError
     from .durable.recovery import recover
+    from .durable.report import _safe
 
     readonly = args.command == "journal"
     try:
@@ -318,7 +319,7 @@ def _journal_command(args: argparse.Namespace) -> int:
         _say(table)
         return 0
     try:
-        _say(str(report))
+        _say(str(report), *(_safe(str(w)) for w in report.waiting))
         STDOUT.flush()
     except OutputError as exc:
         raise OutputError(
@@ -339,7 +340,13 @@ def _journal_command(args: argparse.Namespace) -> int:
         )
     if report.skipped:
         _warn(f"{len(report.skipped)} saga(s) left unfinished (see above)")
-    return 1 if report.skipped or dead or person else 0
+    if report.waiting:
+        _warn(
+            f"{len(report.waiting)} saga(s) ended earlier still wait for a person (see above; "
+            f"`rollback-lessons journal show {args.file}` lists them): halted, or with dead "
+            "letters or a step that may have happened and has no undo"
+        )
+    return 1 if report.skipped or dead or person or report.waiting else 0
 
 
 def _lab_command(args: argparse.Namespace) -> int:

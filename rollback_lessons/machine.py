@@ -171,6 +171,7 @@ class Machine:
     pivot_done = halted = resumed = False
     cancelled = False  # the run's caller cancelled it (``schedule.cancel``)
     doubt: str | None = None  # a pivot one attempt of which may have happened (``_doubted``)
+    effected: frozenset[str] = frozenset()  # steps an attempt of which may have had its effect
     doubt_cause = ""  # how that attempt failed: after its effect, a timeout, cut short
     rolling = False  # the run failed: from here on, nothing may end the rollback silently
     kept = False  # a journal keeps what an interruption leaves, for ``recover``
@@ -371,16 +372,19 @@ class Machine:
         """What a step failing for good leaves (a list's, or a graph's; its STEP_FAILED details):
         its effect, if it happened and no undo was logged before it, leaked; a pivot in doubt."""
         details: dict[str, Any] = {"error": describe(error)}
-        if (after_effect(error) or cut) and spec.kind != Kind.GATE:  # (a gate changes nothing)
+        self._doubted(spec, error, cut)  # (any attempt's: ``error`` may be a cancel's, a retry's)
+        if spec.name in self.effected:
             details["after_effect"] = True
             if not (spec.has_undo and spec.register == "before"):
                 self.leaked = [*self.leaked, spec.name]  # it happened; nothing will undo it
-        self._doubted(spec, error, cut)
         return details
 
     def _doubted(self, spec: StepSpec, error: BaseException, cut: bool = False) -> None:
-        """A pivot's attempt that may have happened (``pivot_in_doubt``) keeps it in doubt for
-        good: a later attempt's clean refusal does not prove this one did nothing."""
+        """An attempt that may have had its effect (after it, or cut short; a gate changes
+        nothing) is remembered for good, and so is a pivot's in doubt (``pivot_in_doubt``): a
+        later attempt's clean refusal, or a cancel in the wait, does not prove it did nothing."""
+        if (after_effect(error) or cut) and spec.kind != Kind.GATE:
+            self.effected = self.effected | {spec.name}
         if pivot_in_doubt(spec.kind, error, cut) and self.doubt != spec.name:
             how = "with a timeout" if timed_out(error) else "while it ran (cut short)"
             self.doubt_cause = "after its effect" if after_effect(error) else how

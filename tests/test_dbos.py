@@ -7,7 +7,6 @@ in process, in each undo order and timing; a cancel compensates, DBOS's own
 ``cancel_workflow`` does not; a graph saga killed mid-compensation finishes, each undo
 applied once."""
 
-import contextlib
 import logging
 import threading
 from functools import partial
@@ -534,8 +533,8 @@ def test_an_answer_is_taken_only_for_the_question_it_names(dbos_runner):
 
     first = until_asked(1)
     handle.resolve(first, "fixed")  # b fixed by hand
-    with contextlib.suppress(AnswerRefused):  # the double click: queued for question 1
-        handle.resolve(first, "fixed")  # (or refused, if the saga asks question 2 by now)
+    with pytest.raises(AnswerRefused):  # the double click: question 1 took the first
+        handle.resolve(first, "fixed")
     second = until_asked(2)
     with pytest.raises(AnswerRefused, match="asks question 2, about a"):
         handle.resolve(first, "fixed")
@@ -547,3 +546,50 @@ def test_an_answer_is_taken_only_for_the_question_it_names(dbos_runner):
     assert (first.undos, second.undos) == (("b", "a"), ("a",))
     assert outcome.status is Status.HALTED and outcome.pending == ("a",)
     assert outcome.compensated == ("b",) and "undo a" not in world
+
+
+@pytest.mark.parametrize("shape", ["list", "graph", "at_once"])
+@pytest.mark.parametrize("together", [False, True], ids=["one_after_the_other", "two_threads"])
+def test_of_two_answers_to_one_question_exactly_one_is_taken_the_other_refused(
+    dbos_runner, shape, together
+):
+    """attack12's B4: ``resolve`` looked at the question, then sent; the workflow took the
+    first answer and the second call returned too, its answer dropped unheard (10 of 10,
+    one after the other and from two threads). The workflow now says which answer it
+    took: the other is refused, and the outcome is the taken one's."""
+    from rollback_lessons.runners.dbos import AnswerRefused
+
+    add = lambda k: lambda s: s.__setitem__(k, 1)  # noqa: E731
+    rm = lambda k: lambda s: s.pop(k, None)  # noqa: E731
+    a, b = Step("a", add("a"), rm("a")), Step("b", add("b"), rm("b"))
+    first = [Parallel(a, b)] if shape != "list" else [a, b]
+    saga = Saga([*first, Step("c", add("c"))], name="twice")
+    state: dict = {}
+    inject = {"c": "fail", "b": "undo_fails_once"}
+    handle = dbos_runner.start_saga(saga, state, inject=inject, policy="halt", halt_wait=30,
+                                    at_once=shape == "at_once")  # fmt: skip
+    waited = threading.Event()
+    while (asked := handle.pending()) is None:
+        waited.wait(0.02)
+    said: dict[str, str] = {}
+
+    def answer(word):
+        try:
+            handle.resolve(asked, word)
+            said[word] = "taken"
+        except AnswerRefused:
+            said[word] = "refused"
+
+    if together:
+        threads = [threading.Thread(target=answer, args=(w,)) for w in ("retry", "leave")]
+        [t.start() for t in threads]
+        [t.join(60) for t in threads]
+    else:
+        answer("retry")
+        answer("leave")
+    outcome = handle.outcome()
+    assert sorted(said.values()) == ["refused", "taken"], said
+    if said["retry"] == "taken":
+        assert outcome.status is Status.ROLLED_BACK and state == {}
+    else:
+        assert outcome.status is Status.HALTED and "b" in outcome.pending and "b" in state

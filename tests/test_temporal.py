@@ -206,7 +206,47 @@ def test_cancelling_the_workflow_during_a_step_still_compensates():
     assert outcome.status is Status.CANCELLED  # the machine's rule for a cancel, as in process
     assert outcome.compensated == ("b", "a")
     assert outcome.state_after == {"a": 0, "b": "undone"}
-    assert repr(outcome.error) == "CancelledError('Cancelled')" and outcome.failed_step == "b"
+    # b saw the cancel and returned: done, the cancel heard as it returned (as in process)
+    assert repr(outcome.error) == repr(Cancelled.by_caller()) and outcome.failed_step is None
+
+
+@pytest.mark.parametrize("register", ["after", "before"])
+def test_a_heartbeating_step_runs_to_its_end_and_the_cancel_is_heard_as_in_process(register):
+    """attack12's B6: a cancel raised into the activity's thread landed only once the step's
+    call had ended (a Python call is not pre-empted), and the step was told cut short: with
+    ``register="after"`` its effect was reported leaked (``rollback_incomplete``) where
+    ``saga.run`` says ``cancelled``, everything undone. The step's real end is reported
+    now, and the cancel is heard as it returns: the same Outcome as in process."""
+    from temporalio import activity
+
+    asked = threading.Event()
+
+    def b(state):
+        if activity.in_activity():  # on Temporal: heartbeats until it sees the cancel
+            while not activity.is_cancelled():
+                activity.heartbeat()
+                time.sleep(0.05)
+        else:
+            asked.set()  # in process: the cancel is asked while b runs
+        state["b"] = 1  # its effect lands all the same
+
+    def make():
+        return Saga([Step("a", lambda s: s.update(a=1), lambda s: s.pop("a")),
+                     Step("b", b, lambda s: s.pop("b"), register=register),
+                     Step("c", lambda s: s.update(c=1), lambda s: s.pop("c"))],
+                    name="hb")  # fmt: skip
+
+    local = make().run({}, cancel=asked)
+
+    async def scenario(runner):
+        handle = await runner.start_saga(make(), {}, step_timeout=30)
+        await asyncio.get_running_loop().run_in_executor(None, handle.started("b").wait, 20)
+        await handle.cancel()
+        return await handle.outcome()
+
+    remote = on_temporal(scenario)
+    assert remote.status is Status.CANCELLED and remote.state_after == {}
+    same_outcome(local, remote)
 
 
 def test_the_dev_server_listens_on_loopback_only():

@@ -134,6 +134,72 @@ def test_retried_undos_give_the_in_process_events_attempt_by_attempt(
         same_outcome(local.result(), remote)
 
 
+def test_no_undo_starts_while_a_late_call_of_its_run_still_runs(on_temporal):
+    """attack12's B8: an undo past its own timeout went on in ``call_timed``'s helper
+    thread, which the worker did not track: the next step's undo started while it ran (3
+    of 3). Its call is tracked now: a's undo starts once b's late calls ended; b's own
+    retry runs beside its late call, as in process, and the outcome is saga.run's."""
+    log: list[str] = []
+    lock = threading.Lock()
+
+    def undo(name, late):
+        def call(state):
+            with lock:
+                log.append(f"start {name}")
+            if late:
+                time.sleep(LATE)  # a call that outlasts its timeout
+            with lock:
+                log.append(f"end {name}")
+
+        return call
+
+    def saga():
+        policy = Retry(RetryPolicy(max_attempts=2, initial_delay=0.01, timeout=TIMEOUT))
+        steps = [Step(n, lambda s: None, undo(n, n == "b")) for n in "ab"]
+        steps.append(Step("c", lambda s: 1 / 0))
+        return Saga(steps, name="late", policy=policy)
+
+    def calls_ended(n: int) -> list[str]:  # the late calls end after the outcome, perhaps
+        waited = threading.Event()
+        for _ in range(200):
+            with lock:
+                if log.count("end b") == n:
+                    return list(log)
+            waited.wait(0.05)
+        raise AssertionError(f"b's late calls never ended: {log}")
+
+    remote = on_temporal(lambda r: r.run(saga(), {}))
+    temporal = calls_ended(2)
+    log.clear()
+    local = saga().run({})
+    calls_ended(2)
+    same_outcome(local, remote)
+    assert [d.step for d in remote.dead_letters] == ["b"] and remote.compensated == ("a",)
+    running = temporal[: temporal.index("start a")]
+    assert running.count("start b") == running.count("end b"), temporal
+    assert temporal.count("start b") == 2  # the retry beside the late call, as in process
+
+
+def test_an_undo_that_waits_out_its_time_fails_quietly_as_a_steps_failure_does(on_temporal, caplog):
+    """attack12's minor: an undo attempt whose time ran out while it waited for its
+    action (in doubt, still running here) raised a bare TimeoutError in the worker, which
+    the SDK logged at WARNING with a traceback; a step's failure is data (DEBUG)."""
+    import logging
+
+    gate = threading.Event()
+    saga = Saga([Step("a", lambda s: gate.wait(30), lambda s: None, register="before")],
+                name="quiet")  # fmt: skip
+    try:
+        with caplog.at_level(logging.WARNING):
+            outcome = on_temporal(lambda r: r.run(saga, {}, step_timeout=0.5))
+    finally:
+        gate.set()
+    assert [d.step for d in outcome.dead_letters] == ["a"]
+    assert "TimeoutError" in repr(outcome.dead_letters[0].error)
+    loud = [r for r in caplog.records if r.levelno >= logging.WARNING and "activity" in r.name]
+    assert not loud, [r.getMessage() for r in loud]
+
+
 # -- starting the server: a port in use, its log file -----------------------------------------
 
 
@@ -411,3 +477,56 @@ def test_an_answer_is_taken_only_for_the_question_it_names(on_temporal):
     assert outcome.status is Status.HALTED and outcome.pending == ("a",)
     assert outcome.compensated == ("b",) and "undo a" not in world
     assert [e.details.get("by_hand") for e in outcome.events if e.kind == "undo_done"] == [True]
+
+
+@pytest.mark.parametrize("shape", ["list", "graph"])
+def test_of_two_answers_to_one_question_exactly_one_is_taken_the_other_refused(on_temporal, shape):
+    """attack12's B5: ``resolve`` read the question (a Query), then signalled; two answers
+    at once were both accepted, and the workflow took one and dropped the other (7 of 8).
+    The workflow now says which answer it took (the Update ``answered``): the other is
+    refused, whether the two come at once (two clients) or one after the other, and the
+    outcome is the taken one's."""
+    from rollback_lessons import Parallel
+    from rollback_lessons.runners.temporal import AnswerRefused
+
+    add = lambda k: lambda s: s.__setitem__(k, 1)  # noqa: E731
+    rm = lambda k: lambda s: s.pop(k, None)  # noqa: E731
+
+    def saga():
+        a, b = Step("a", add("a"), rm("a")), Step("b", add("b"), rm("b"))
+        return Saga([*([Parallel(a, b)] if shape == "graph" else [a, b]), Step("c", add("c"))],
+                    name="twice")  # fmt: skip
+
+    async def scenario(runner):
+        ends = []
+        for together in (True, False, True):
+            state: dict = {}
+            inject = {"c": "fail", "b": "undo_fails_once"}
+            handle = await runner.start_saga(saga(), state, policy="halt", halt_wait=60,
+                                             inject=inject)  # fmt: skip
+            while (asked := await handle.pending()) is None:
+                await asyncio.sleep(0.02)
+            said: dict[str, str] = {}
+
+            async def answer(word, via, asked=asked, said=said):
+                try:
+                    await via.resolve(asked, word)
+                    said[word] = "taken"
+                except AnswerRefused:
+                    said[word] = "refused"
+
+            other = runner.handle_for(handle.saga, handle.run_id)  # a second client's
+            if together:
+                await asyncio.gather(answer("retry", handle), answer("leave", other))
+            else:
+                await answer("retry", handle)
+                await answer("leave", other)
+            ends.append((said, await handle.outcome(), state))
+        return ends
+
+    for said, outcome, state in on_temporal(scenario):
+        assert sorted(said.values()) == ["refused", "taken"], said
+        if said["retry"] == "taken":
+            assert outcome.status is Status.ROLLED_BACK and state == {}
+        else:
+            assert outcome.status is Status.HALTED and "b" in outcome.pending and "b" in state

@@ -111,6 +111,19 @@ class Journal:
             _uri(self.path, "mode=rw"), uri=True, isolation_level=None,
             check_same_thread=False, timeout=timeout,
         )  # fmt: skip
+        try:
+            self._open(version)
+        except sqlite3.Error as exc:  # a full disk: the WAL's files cannot be made beside it
+            self._con.close()
+            more = "; a full disk?" if "disk" in str(exc) or "full" in str(exc) else ""
+            raise JournalError(
+                f"cannot open the journal {self.path}: {exc}{more} (SQLite writes "
+                f"{self.path.name}-wal and {self.path.name}-shm beside it); nothing was run"
+            ) from None
+
+    def _open(self, version: int | None) -> None:
+        """Set the connection up (WAL, durable commits), and write the schema a journal
+        found empty lacks, or the columns of later versions one written before lacks."""
         self._con.execute("PRAGMA journal_mode=WAL")
         self._con.execute("PRAGMA synchronous=FULL")  # a commit survives power loss
         if version is None:  # an empty file found in place: IF NOT EXISTS, as others may

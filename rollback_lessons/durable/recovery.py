@@ -42,7 +42,6 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -50,7 +49,7 @@ from ..errors import RemoteError
 from ..events import Event, EventKind, describe
 from ..machine import Machine, pivot_at_stake
 from ..operations import Ask, Finished, RunUndo, Wait
-from ..outcome import RECORD_FIELDS, DeadLetter, RunRecord, Status
+from ..outcome import RECORD_FIELDS, DeadLetter
 from ..policies import CONTINUE
 from ..schedule import GraphMachine
 from .journal import (
@@ -58,11 +57,18 @@ from .journal import (
     JournalError,
     JournalTakenOver,
     JournalUnusable,
-    _cell,
     policy_of,
 )
 from .records import Claimed, JournalRun, SagaRecord, UndoRecord, me
 from .registry import Registry, UnknownCompensationError, default_registry
+from .report import (  # noqa: F401 (its names, as before)
+    Recovery,
+    RecoveryReport,
+    Skipped,
+    Waiting,
+    _safe,
+    waiting_in,
+)
 from .undo_call import run_undo
 
 
@@ -90,79 +96,6 @@ def _ask(registry: Registry, lookup: Callable[[str], Any], name: str, then: str)
             f"the registry ({type(registry).__name__}) raised {describe(exc)} when asked for "
             f"compensation {name!r}; {then}"
         ) from None
-
-
-def _safe(text: str) -> str:
-    """A line of the report as one line: a character that would break it (a line break in
-    a saga name a journal kept before names were checked) is written escaped."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
-@dataclass(frozen=True)
-class Recovery(RunRecord):
-    """What ``recover`` did for one saga: the run record of its resumed rollback (``leaked``:
-    steps that started with their undo to be logged after them: they may have happened, and
-    nothing undoes them), and why it was left for a person, if it was."""
-
-    reason: str = ""
-
-    @property
-    def saga_id(self) -> str:
-        return self.run_id or ""
-
-    @property
-    def undone(self) -> tuple[str, ...]:
-        return self.compensated
-
-    @property
-    def for_a_person(self) -> bool:
-        """Left for a person: halted (at its pivot, or by its policy), or a step that may
-        have happened with nothing to undo it (leaked)."""
-        return self.status is Status.HALTED or bool(self.leaked)
-
-    def __str__(self) -> str:
-        who = f"{_cell(self.saga_id)} ({_cell(self.name)})"  # quoted if it would break a line
-        if self.status is Status.HALTED:
-            return f"{who}: halted; {self.reason}"
-        dead = "; ".join(f"{d.step}: {describe(d.error)}" for d in self.dead_letters) or "-"
-        undone = ", ".join(self.undone) or "-"
-        text = f"{who}: {self.status}; undone {undone}; dead letters {dead}"
-        if self.leaked:
-            text += f"; leaked (may have happened, no undo logged) {', '.join(self.leaked)}"
-        return text
-
-
-@dataclass(frozen=True)
-class Skipped:
-    """An unfinished saga that ``recover`` left alone, and why."""
-
-    saga_id: str
-    name: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{_cell(self.saga_id)} ({_cell(self.name)}): left unfinished; {self.reason}"
-
-
-@dataclass(frozen=True)
-class RecoveryReport:
-    """Every saga recovered, and every unfinished saga left alone (``skipped``)."""
-
-    recovered: tuple[Recovery, ...] = ()
-    skipped: tuple[Skipped, ...] = field(default=())
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        return iter(self.recovered)
-
-    def __len__(self) -> int:
-        return len(self.recovered)
-
-    def __str__(self) -> str:
-        lines = [_safe(str(r)) for r in self.recovered] + [_safe(str(s)) for s in self.skipped]
-        lines.append(f"recovered {len(self.recovered)} saga(s), left {len(self.skipped)}")
-        return "\n".join(lines)
 
 
 _one_at_a_time = threading.Lock()  # two recovers in one process would share its claims
@@ -257,8 +190,9 @@ def recover(
             raise
         writer.flush()
         return RecoveryReport(
-            tuple(writer.recorded), tuple(Skipped(s.id, s.name, why) for s, why in skipped)
-        )
+            tuple(writer.recorded), tuple(Skipped(s.id, s.name, why) for s, why in skipped),
+            waiting_in(journal, but={r.saga_id for r in writer.recorded}),
+        )  # fmt: skip
 
 
 class _Writer:

@@ -67,16 +67,42 @@ class DBOSHandle:
 
     def resolve(self, question: Question, answer: str) -> None:
         """Answer ``question`` (as ``pending()`` gave it): "retry" the undo, it was "fixed"
-        by hand, or "leave" it. An answer to a question the saga is not asking now (already
-        answered, given up on, not yet asked, the saga over) is refused (``AnswerRefused``);
-        sent to the question's own topic, one that arrives too late answers nothing."""
+        by hand, or "leave" it. Returns once the saga took this very answer. An answer to
+        a question the saga is not asking now (already answered, by another caller too,
+        given up on, not yet asked, the saga over) is refused (``AnswerRefused``): the
+        workflow says which answer it took (``workflow._ask``), so of two answers at once
+        exactly one is taken and the other refused, never accepted and dropped."""
         check_answer(question, answer)
-        status = DBOS.get_workflow_status(self.run_id)
-        if status is not None and status.status not in ("PENDING", "ENQUEUED"):
+        if not self._running():
             raise AnswerRefused(f"saga {self.run_id} is over: nothing was answered")
         refuse_unless_asked(question, self.pending(), self.run_id)
-        said = {"step": question.step, "answer": answer}
+        said = {"step": question.step, "answer": answer, "id": uuid.uuid4().hex}
         DBOS.send(self.run_id, said, f"answer-{question.number}")
+        took = self._taken(question.number)
+        if took != said["id"]:
+            why = ("it took another answer first" if took else
+                   "it stopped waiting first" if took is not None else "it is over")  # fmt: skip
+            raise AnswerRefused(
+                f"saga {self.run_id} did not take this answer to question {question.number} "
+                f"(about {question.step}): {why}; nothing was answered"
+            )
+
+    def _running(self, unknown: bool = True) -> bool:
+        status = DBOS.get_workflow_status(self.run_id)
+        if status is None:
+            return unknown
+        return status.status in ("PENDING", "ENQUEUED")
+
+    def _taken(self, number: int) -> str | None:
+        """The id of the answer question ``number`` took ("" none), once the saga says;
+        None if it ended (or was stopped) without saying."""
+        while True:
+            took = DBOS.get_event(self.run_id, workflow.taken(number), timeout_seconds=1)
+            if took is not None:
+                return str(took)
+            if not self._running(unknown=False):
+                took = DBOS.get_event(self.run_id, workflow.taken(number), timeout_seconds=0)
+                return None if took is None else str(took)
 
     def stop(self) -> None:
         """``DBOS.cancel_workflow``: DBOS stops the workflow as its next step begins, and

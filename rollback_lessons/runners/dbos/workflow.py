@@ -9,7 +9,8 @@ action is never run again: its intent is saved first (``began``), and one starte
 process that died before its end was saved is in doubt, cut short for the machine (its undo
 run if logged before, else leaked), as the journal's ``recover`` does. The machine
 decides everything (retries, dead letters, a halt, the status, the events); a wait is
-``DBOS.sleep`` (durable), a person answers with ``DBOS.send`` to the topic ``answer``.
+``DBOS.sleep`` (durable), a person answers with ``DBOS.send`` to the question's topic
+(``_ask``), and the workflow says which answer it took.
 
 A saga with parallel groups is ``graph.graph_workflow``: the graph machine
 (``schedule.GraphMachine``) decides which steps may start, what a failure or a cancel stops,
@@ -171,25 +172,33 @@ def _error(data: dict[str, Any]) -> BaseException:
     return ErrorRecord(**{k: v for k, v in data.items() if k != LOST}).to_exception()
 
 
+def taken(number: int) -> str:
+    """The event naming the answer question ``number`` took (its ``id``; "" for none)."""
+    return f"taken-{number}"
+
+
 def _ask(steps: tuple[str, ...], wait: float | None, number: int) -> str:
     """A person answers question ``n`` (the n-th this saga asks, shown with the undos at
-    stake as the event ``pending``) by ``DBOS.send(run_id, {"step", "answer"},
+    stake as the event ``pending``) by ``DBOS.send(run_id, {"step", "answer", "id"},
     "answer-<n>")`` within ``wait`` seconds; 0 halts at once, as in process; no answer in
     time is "leave". Each question has a topic of its own: a message queued for another
     (a double click, an answer before the question) never answers this one; one that does
-    not name this undo is ignored."""
+    not name this undo is ignored. Only the first answer is taken, and the event
+    ``taken-<n>`` says which (its ``id``; "" when none was): each sender learns whether it
+    was its own (``DBOSHandle.resolve``), so a second answer is refused, never dropped."""
     if wait is not None and wait <= 0:
         return "leave"
     DBOS.set_event("pending", {"number": number, "undos": list(steps)})
     deadline = _now() + (wait if wait is not None else 10**9)
-    said = None
+    said, took = None, ""
     while said is None and (left := deadline - _now()) > 0:
         told = DBOS.recv(f"answer-{number}", timeout_seconds=left)
         if told is None:
             break
         ours = isinstance(told, dict) and told.get("step") == steps[0]
         if ours and told.get("answer") in ANSWERS:
-            said = str(told["answer"])
+            said, took = str(told["answer"]), str(told.get("id", ""))
+    DBOS.set_event(taken(number), took)  # before the question is cleared: a sender waits on it
     DBOS.set_event("pending", {})
     return said or "leave"
 

@@ -15,8 +15,9 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory, CancelledError
 
+from ...calls import what
 from ...faults import NO_FAULTS
 from .. import hosted, remote
 from ..wire import ErrorRecord, lineage
@@ -54,32 +55,40 @@ def _running(what: str) -> Iterator[None]:
         calls.pop(key, None)
 
 
-IN_FLIGHT: dict[str, dict[tuple[str, str], Future[ErrorRecord | None]]] = {}
-"""By run id: its calls still running in this process, by (``"action"`` or ``"undo"``,
-step). A call the server stopped waiting for (its activity timed out) goes on in its
-thread: an undo waits for it (``_undo_call``)."""
+Call = tuple[str, str, int]
+"""A call: ``"action"`` or ``"undo"``, its step, its attempt."""
+
+IN_FLIGHT: dict[str, dict[Call, Future[ErrorRecord | None]]] = {}
+"""By run id: its calls still running in this process. A call the server stopped waiting
+for (its activity timed out), or an undo past its own timeout, goes on in its thread: the
+next undo waits for it (``_undo_call``)."""
 _LOCK = threading.RLock()
+_LATE: set[Future[ErrorRecord | None]] = set()  # calls whose attempt failed on its timeout
 
 
-def _start(run: hosted.Hosted, run_id: str, kind: str, step: str,
+def _start(run: hosted.Hosted, run_id: str, call: Call,
            fn: Callable[[], ErrorRecord | None]) -> Future[ErrorRecord | None]:  # fmt: skip
-    """``fn()`` on a thread of its own, in ``IN_FLIGHT`` until it ends (then in ``run.calls``)."""
+    """``fn()`` on a thread of its own, in ``IN_FLIGHT`` until it ends (then in ``run.calls``,
+    unless its attempt already failed on its timeout: ``_timed``)."""
     future: Future[ErrorRecord | None] = Future()
     context = contextvars.copy_context()  # the activity's: a step may heartbeat
     with _LOCK:
-        IN_FLIGHT.setdefault(run_id, {})[(kind, step)] = future
+        IN_FLIGHT.setdefault(run_id, {})[call] = future
+    kind, step, _ = call
 
     def work() -> None:
         try:
             error = context.run(fn)
         except BaseException as exc:  # (remote's calls hand failures back as data)
             error = ErrorRecord.of(exc, step)
-        run.calls.append((kind, step, error is None))
         with _LOCK:
+            if future not in _LATE:
+                run.calls.append((kind, step, error is None))
+            _LATE.discard(future)
             calls = IN_FLIGHT.get(run_id, {})
-            if calls.get((kind, step)) is future:
-                del calls[(kind, step)]
-        future.set_result(error)
+            if calls.get(call) is future:
+                del calls[call]
+            future.set_result(error)
 
     threading.Thread(target=work, name=f"rollback-lessons {kind} of {step}", daemon=True).start()
     return future
@@ -102,26 +111,41 @@ def _left(end: float) -> float:
 @activity.defn(name=ACTION)
 def run_action(call: StepCall) -> None:
     """The action's call; past ``step_timeout`` (``call.timeout``, measured from its turn)
-    its end is unknown: it goes on in its thread, and the step is in doubt (``IN_DOUBT``)."""
+    its end is unknown: it goes on in its thread, and the step is in doubt (``IN_DOUBT``).
+    A cancel of the workflow never cuts the call short (a Python call is not pre-empted;
+    one that heartbeats may see it, ``activity.is_cancelled()``, and end early): its real
+    end is reported, and the workflow hears the cancel as the step returns, as
+    ``saga.run`` does. Only a cancel heard before the call began cuts the step short."""
     run = hosted.hosted(call.run_id)
     gate = GATES.get(call.run_id)
     if gate is not None:
         gate(call.step)
     step_started(call.run_id, call.step).set()
     fault = run.faults.get(call.step, NO_FAULTS).action
-    with _running(f"the action of {call.step!r}"):
-        act = functools.partial(remote.run_action, run.saga, call.step, run.state, fault)
-        future = _start(run, call.run_id, "action", call.step, act)
-        try:
-            error = future.result(call.timeout)
-        except FutureTimeout:
-            error = ErrorRecord(
-                IN_DOUBT, f"the action of {call.step!r} did not return within step_timeout "
-                f"({call.timeout:g} s): it goes on, its end unknown", call.step, None,
-                [IN_DOUBT, *lineage(TimeoutError)],
-            )  # fmt: skip
-    if error is not None:
-        raise _application_error(error)
+    ended: list[ErrorRecord | None] = []
+    try:
+        with activity.shield_thread_cancel_exception(), _running(f"the action of {call.step!r}"):
+            act = functools.partial(remote.run_action, run.saga, call.step, run.state, fault)
+            future = _start(run, call.run_id, ("action", call.step, call.attempt), act)
+            try:
+                ended.append(future.result(call.timeout))
+            except FutureTimeout:
+                ended.append(ErrorRecord(
+                    IN_DOUBT, f"the action of {call.step!r} did not return within "
+                    f"step_timeout ({call.timeout:g} s): it goes on, its end unknown", call.step,
+                    None, [IN_DOUBT, *lineage(TimeoutError)],
+                ))  # fmt: skip
+        _cancel_heard_by_now()
+    except CancelledError:  # raised into this thread once the shield ends
+        if not ended:
+            raise  # before the call began: cut short, nothing ran
+    if ended[0] is not None:
+        raise _application_error(ended[0])
+
+
+def _cancel_heard_by_now() -> None:
+    """(A call: a cancel the shield held back is raised into the thread by its next
+    call at the latest, inside the ``try`` that takes it.)"""
 
 
 @activity.defn(name=UNDO)
@@ -130,30 +154,53 @@ def run_undo(call: StepCall) -> None:
     if ("undo", call.step, True) in run.calls:  # done here, its end lost with the server
         return  # (``workflow``: the attempt's end unheard, it is asked again)
     end = _deadline()
-    with _running(f"attempt {call.attempt} of the undo of {call.step!r}"):
-        error = _undo_call(run, call, end).result(_left(end))
+    try:
+        with _running(f"attempt {call.attempt} of the undo of {call.step!r}"):
+            future = _undo_call(run, call, end)
+            error = _timed(future, call) if call.timeout is not None else future.result(_left(end))
+    except (TimeoutError, FutureTimeout) as exc:  # the server stopped waiting: data, as a
+        error = ErrorRecord.of(exc, call.step)  # step's failure is (no WARNING, no traceback)
     if error is not None:
         raise _application_error(error)
+
+
+def _timed(future: Future[ErrorRecord | None], call: StepCall) -> ErrorRecord | None:
+    """An undo attempt with a timeout of its own, measured here as in process (the message
+    is ``calls.call_timed``'s): past it the attempt failed, and its call goes on in its
+    thread, tracked (``IN_FLIGHT``) so that no other undo of the run starts before it ends."""
+    try:
+        return future.result(call.timeout)
+    except FutureTimeout:
+        with _LOCK:
+            if not future.done():
+                _LATE.add(future)
+                late = TimeoutError(f"{what('undo', call.step)} took longer than its timeout "
+                                    f"of {call.timeout} s")  # fmt: skip
+                return ErrorRecord.of(late, call.step)
+        return future.result()
 
 
 def _undo_call(run: hosted.Hosted, call: StepCall, end: float) -> Future[ErrorRecord | None]:
     """The undo's call: the one still running here (asked before, its end unheard by the
     server: this attempt's end is its end), or a new one once no other call of the run runs
     here (an undo never runs twice at once, nor before an earlier call of its run ended: the
-    undo order holds, and an action in doubt lands before its undo)."""
-    key = ("undo", call.step)
+    undo order holds, and an action in doubt lands before its undo). An undo with a timeout
+    of its own is called again as in process, beside its own late call (its attempt failed
+    on its timeout: ``_timed``), but after every other step's call ended."""
     while True:
         with _LOCK:
             calls = IN_FLIGHT.get(call.run_id, {})
-            if key in calls:
-                return calls[key]
-            others = list(calls.values())
+            key = ("undo", call.step, call.attempt)
+            mine = [f for (k, s, _), f in calls.items() if (k, s) == ("undo", call.step)]
+            if key in calls or (mine and call.timeout is None):  # (this attempt asked again)
+                return calls.get(key) or mine[0]
+            others = [f for f in calls.values() if f not in mine]
             if not others:
                 _left(end)
                 fault = run.faults.get(call.step, NO_FAULTS).undo
                 undo = functools.partial(remote.run_undo, run.saga, call.step, run.state, fault,
-                                         call.attempt, call.run_id, call.timeout)  # fmt: skip
-                return _start(run, call.run_id, "undo", call.step, undo)
+                                         call.attempt, call.run_id)  # fmt: skip
+                return _start(run, call.run_id, key, undo)
         wait(others, _left(end))
 
 

@@ -36,8 +36,10 @@ RUN_EVENTS = 1 + WORKFLOW_TASK + 1
 A_CANCEL = 1 + WORKFLOW_TASK + 1
 """A cancel request, the workflow task that hears it, and the request to cancel the
 activity it interrupts (a second request is the server's no-op)."""
-A_PERSON = 2 + 1 + WORKFLOW_TASK
-"""A halt's wait for a person: its timer, the answer (a Signal), the workflow task."""
+A_PERSON = 2 + 1 + WORKFLOW_TASK + 2 + WORKFLOW_TASK
+"""A halt's wait for a person: its timer, the answer (a Signal) and the workflow task that
+takes it, the Update that tells its sender so (``answered``: accepted, completed) and its
+workflow task."""
 RESERVE = RUN_EVENTS - 1 + A_CANCEL
 """What a run keeps in hand to end once its last undo is decided: the workflow task that
 returns the record and the completed event, and a cancel still to come."""

@@ -78,43 +78,65 @@ def _names(steps: Sequence[str]) -> str:
     return ", ".join(steps) if steps else "none"
 
 
+_LAST = {
+    "activity scheduled": "running",
+    "activity completed": "ok",
+    "activity failed": "failed",
+    "activity timed out": "unknown",
+    "activity cancelled": "unknown",
+}
+"""How an activity's latest attempt stands, by the latest row of its history."""
+
+
 class SagaTerminated(RollbackLessonsError):
     """The server terminated the saga's workflow before it ended (its history reached the
     server's limit, or someone terminated it): nothing more runs, nothing more is undone.
     ``done``, ``undone`` and ``failed`` are what its history (and this process's worker)
     say: actions that succeeded, undos that succeeded, actions that failed (perhaps after
-    their effect); ``in_effect`` is what is left for someone to undo."""
+    their effect); ``unknown``: actions whose end nobody knows (running when the run was
+    terminated, or timed out: their effect may have landed, or may land yet);
+    ``in_effect`` is what is, or may be, left for someone to undo (done or unknown, not
+    undone)."""
 
     def __init__(self, message: str, run_id: str, done: tuple[str, ...] = (),
-                 undone: tuple[str, ...] = (), failed: tuple[str, ...] = ()) -> None:  # fmt: skip
+                 undone: tuple[str, ...] = (), failed: tuple[str, ...] = (),
+                 unknown: tuple[str, ...] = ()) -> None:  # fmt: skip
         super().__init__(message)
         self.run_id, self.done, self.undone, self.failed = run_id, done, undone, failed
-        self.in_effect = tuple(s for s in done if s not in undone)
+        self.unknown = unknown
+        self.in_effect = tuple(s for s in (*done, *unknown) if s not in undone)
 
     @classmethod
-    def of(cls, run_id: str, reason: str, history: Table) -> SagaTerminated:
-        """From the workflow's history (``history_table``) and the termination's
-        reason; a step this process's worker did that the history missed counts too."""
-        ended = {"activity completed": "ok", "activity failed": "failed"}
-        seen: dict[tuple[str, str], str] = {}
+    def of(cls, run_id: str, reason: str, history: Table,
+           running: Sequence[tuple[str, str]] = ()) -> SagaTerminated:  # fmt: skip
+        """From the workflow's history (``history_table``) and the termination's reason;
+        what this process's worker did that the history missed counts too, and its calls
+        still ``running`` ((kind, step): their end unknown)."""
+        last: dict[tuple[str, str], str] = {}
         for row in history.rows:
-            if row[1] in ended:
-                seen[(row[2], row[3])] = ended[row[1]]
-        done = [s for (what, s), how in seen.items() if what == "action" and how == "ok"]
-        undone = [s for (what, s), how in seen.items() if what == "undo" and how == "ok"]
-        failed = [s for (what, s), how in seen.items() if what == "action" and how != "ok"]
+            if row[-3] in _LAST:
+                last[(row[-2], row[-1])] = _LAST[row[-3]]
+        done = [s for (what, s), how in last.items() if what == "action" and how == "ok"]
+        undone = [s for (what, s), how in last.items() if what == "undo" and how == "ok"]
+        failed = [s for (what, s), how in last.items() if what == "action" and how == "failed"]
+        unknown = [s for (what, s), how in last.items()
+                   if what == "action" and how in ("running", "unknown")]  # fmt: skip
         run = hosted.RUNS.get(run_id)
-        if run is not None:  # done here, the answer not yet in the history
-            here, undid, _ = run.effects()
+        if run is not None:  # ended here, the answer not yet in the history
+            here, undid, failed_here = run.effects()
             done += [s for s in dict.fromkeys(here) if s not in done]
             undone += [s for s in dict.fromkeys(undid) if s not in undone]
-        left = [s for s in done if s not in undone]
+            failed += [s for s in dict.fromkeys(failed_here) if s not in failed + done]
+        unknown += [s for kind, s in running if kind == "action"]
+        unknown = [s for s in dict.fromkeys(unknown) if s not in done and s not in failed]
+        left = [s for s in (*done, *unknown) if s not in undone]
         return cls(
             f"the Temporal server terminated saga {run_id} before it ended ({reason}): nothing "
             f"more runs or is undone. Its history says done: {_names(done)}; undone: "
-            f"{_names(undone)}; failed (perhaps after their effect): {_names(failed)}; so "
-            f"still in effect, for someone to undo: {_names(left)}.",
-            run_id, tuple(done), tuple(undone), tuple(failed),
+            f"{_names(undone)}; failed (perhaps after their effect): {_names(failed)}; "
+            f"running or timed out (their effect may land): {_names(unknown)}; so still in "
+            f"effect, or perhaps, for someone to undo: {_names(left)}.",
+            run_id, tuple(done), tuple(undone), tuple(failed), tuple(unknown),
         )  # fmt: skip
 
 

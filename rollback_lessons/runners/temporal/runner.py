@@ -18,42 +18,36 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 import uuid
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
-from temporalio.client import WorkflowExecutionStatus as Running
-from temporalio.exceptions import ApplicationError, TerminatedError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from ..._guards import check_completion
 from ...faults import InjectionLike, normalize_injection
-from ...outcome import Outcome, Table
+from ...outcome import Outcome
 from ...policies import PolicyLike
 from ...saga import Saga, State, snapshot
 from .. import free_port, hosted
-from ..asking import AnswerRefused, Question, check_answer, refuse_unless_asked
-from ..wire import SagaPlan, needs_graph, outcome_of, plan_of, record_of
+from ..wire import SagaPlan, needs_graph, plan_of
 from .activities import (
     GATES,
-    IN_FLIGHT,
     RUNNING,
     AbandonedCalls,
     Threads,
     run_action,
     run_undo,
-    step_started,
 )
-from .limits import HISTORY_EVENTS_LIMIT, TemporalLimitExceeded, check_plan
-from .lost import SagaTerminated, ServerLost, history_table, unheard
+from .handle import SagaHandle, _release
+from .limits import HISTORY_EVENTS_LIMIT, check_plan
+from .lost import SagaTerminated, ServerLost, history_table  # noqa: F401 (the package's names)
 from .server import (
     TemporalUnavailable,
     check_loopback_only,
@@ -64,14 +58,7 @@ from .server import (
     start_failure,
     startup_timeout,
 )
-from .workflow import LIMIT, SagaWorkflow, turn_wait
-
-
-def _release(run_id: str) -> None:
-    """The run is over here: forget its saga, policy and timing."""
-    hosted.release(run_id)
-    GATES.pop(run_id, None)
-    IN_FLIGHT.pop(run_id, None)
+from .workflow import SagaWorkflow, turn_wait
 
 
 def _turns(handle: WorkflowHandle[Any, Any], completion: Sequence[str],
@@ -148,93 +135,6 @@ def plan_text(plan: SagaPlan) -> list[str]:
 GRACE = 2.0
 """Seconds ``close`` gives the steps and undos still running to end."""
 # -- the runner ------------------------------------------------------------------------
-
-
-class SagaHandle:
-    """A saga running on Temporal: ``await handle.outcome()``, or ``await handle.cancel()``."""
-
-    def __init__(self, runner: TemporalRunner, saga: Saga, handle: WorkflowHandle[Any, Any],
-                 state: State | None, before: dict[str, Any] | None) -> None:  # fmt: skip
-        self.runner, self.saga, self.workflow = runner, saga, handle
-        self.run_id = handle.id
-        self._state, self._before = state, before
-
-    def started(self, step: str) -> threading.Event:
-        return step_started(self.run_id, step)
-
-    @property
-    def ui_url(self) -> str | None:
-        """This workflow's page in Temporal's Web UI (when the runner serves one)."""
-        base = self.runner.ui_url
-        return f"{base}/namespaces/default/workflows/{self.run_id}" if base else None
-
-    async def cancel(self) -> None:
-        await self.workflow.cancel()
-
-    async def history(self, *, ids: bool = True) -> Table:
-        """The workflow's own event history, as Temporal keeps it: each activity scheduled,
-        completed or failed (with its step), and each signal. Workflow-task bookkeeping is
-        left out. This history, not the worker, is what survives a crash. ``ids=False``
-        leaves out the event ids (they depend on timing; the order does not)."""
-
-        return await history_table(self.workflow.fetch_history_events(), ids=ids)
-
-    async def pending(self) -> Question | None:
-        """The question a halted saga waits on a person for (a Query: its number and the
-        undos at stake, the one asked about first), or None when it asks nothing."""
-        try:
-            return Question.of(await self.workflow.query("question"))
-        except RPCError as exc:
-            raise self._lost(exc, "no question can be read") from None
-
-    async def resolve(self, question: Question, answer: str) -> None:
-        """Answer ``question`` (as ``pending()`` gave it) by a Signal: "retry" the undo, it
-        was "fixed" by hand, or "leave" it for later. An answer to a question the saga is
-        not asking now (already answered, given up on, not yet asked, the saga over) is
-        refused (``AnswerRefused``); the workflow ignores one that arrives too late."""
-        check_answer(question, answer)
-        try:
-            asked = await self.pending()
-            if asked is None and (await self.workflow.describe()).status is not Running.RUNNING:
-                raise AnswerRefused(f"saga {self.run_id} is over: nothing was answered")
-            refuse_unless_asked(question, asked, self.run_id)
-            await self.workflow.signal("resolve", args=[answer, question.number, question.step])
-        except RPCError as exc:
-            raise self._lost(exc, "nothing was answered") from None
-
-    def _lost(self, exc: RPCError, so: str) -> Exception:
-        """An RPC refused: the saga is over (``AnswerRefused``, saying ``so``: what the
-        caller could not do), or the server is gone."""
-        if exc.status is RPCStatusCode.NOT_FOUND:
-            over = f"saga {self.run_id} is over ({exc.message}): {so}"
-            return AnswerRefused(over)
-        return ServerLost.of(self.run_id, exc)
-
-    async def outcome(self) -> Outcome:
-        try:
-            result: dict[str, Any] = await self.workflow.result()
-        except WorkflowFailureError as exc:
-            cause = exc.cause
-            try:
-                if isinstance(cause, ApplicationError) and cause.type == LIMIT:
-                    raise TemporalLimitExceeded(cause.message) from None
-                if isinstance(cause, TerminatedError):  # (read before the run is released)
-                    history = await self.history()
-                    raise SagaTerminated.of(self.run_id, cause.message, history) from None
-                raise
-            finally:
-                _release(self.run_id)
-        except RPCError as exc:  # kept hosted: a server back on its database resumes it
-            raise ServerLost.of(self.run_id, exc) from None
-        except BaseException:
-            _release(self.run_id)
-            raise
-        record = record_of(result)
-        run = hosted.RUNS.get(self.run_id)
-        if run is not None:
-            record = replace(record, notes=(*record.notes, *unheard(run, record)))
-        _release(self.run_id)
-        return outcome_of(self.saga, record, before=self._before, state=self._state)
 
 
 class TemporalRunner:

@@ -42,10 +42,11 @@ with workflow.unsafe.imports_passed_through():  # plain data and the machine, no
     from ... import schedule
     from ...errors import Cancelled, RemoteError
     from ...machine import Machine, Phase
-    from ...operations import ANSWERS, Ask, Finished, Op, RunStep, RunUndo, Wait
+    from ...operations import Ask, Finished, Op, RunStep, RunUndo, Wait
     from ...schedule import GraphMachine, GraphOp, Ready
     from ..wire import ErrorRecord, SagaPlan, record_data
     from .limits import TemporalLimitExceeded, check_result, no_room, no_room_forward
+    from .person import PersonAsked
 
 ACTION = "rollback_lessons.action"
 UNDO = "rollback_lessons.undo"
@@ -72,8 +73,9 @@ the server's timer, which fires late, only catches a worker that is gone."""
 
 
 def _cancel_requested() -> bool:
-    """Was the workflow asked to cancel? A step that does not heartbeat never hears it and
-    completes; the request stays pending on the workflow's task (Python 3.11+)."""
+    """Was the workflow asked to cancel? A step's call runs to its end all the same
+    (``activities.run_action``); the request stays pending on the workflow's task (Python
+    3.11+)."""
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
 
@@ -137,15 +139,13 @@ async def _ended(handle: workflow.ActivityHandle[Any]) -> None:
 
 
 @workflow.defn(name="RollbackLessonsSaga")
-class SagaWorkflow:
-    """Drives the machine for a SagaPlan; returns its record as data."""
+class SagaWorkflow(PersonAsked):
+    """Drives the machine for a SagaPlan; returns its record as data. A person asked by a
+    halt: ``person.PersonAsked``."""
 
     def __init__(self) -> None:
-        self.waiting: list[str] = []  # undos a person is asked about (a halt)
-        self.answer: str | None = None
-        self.asked = 0  # the number of the question a person is asked (1, 2, ...)
+        self._person_init()
         self.machine: Machine | None = None
-        self.cancel_heard = False  # the workflow was cancelled during the undos
         self.cancel_asked = False  # ... while a graph's steps ran (told as ``saga.run`` hears it)
         self.over: list[GraphOp | BaseException] = []  # a graph's forward run is over
         self.branches: list[asyncio.Future[None]] = []  # its steps' tasks, kept referenced
@@ -156,17 +156,6 @@ class SagaWorkflow:
         worker playing a chosen timing waits on); empty for a list."""
         m = self.machine
         return list(m.busy) if isinstance(m, GraphMachine) else []
-
-    @workflow.query(name="pending")
-    def pending(self) -> list[str]:
-        """The undos left for a person while the saga waits for one (empty otherwise)."""
-        return list(self.waiting)
-
-    @workflow.query(name="question")
-    def question(self) -> dict[str, Any]:
-        """The question a person is asked now (its number and the undos at stake), empty
-        when none is: what an answer must name."""
-        return {"number": self.asked, "undos": list(self.waiting)} if self.waiting else {}
 
     @workflow.update(name="turn")
     async def turn(self, step: str, completion: list[str]) -> None:
@@ -190,35 +179,6 @@ class SagaWorkflow:
         never left waiting past the run's end (Temporal warns of an unfinished handler)."""
         if step not in self.running():
             raise ValueError(f"step {step!r} is not running: no turn to give")
-
-    @workflow.signal(name="resolve")
-    def resolve(self, answer: str, number: int = 0, step: str = "") -> None:
-        """A person's answer to question ``number`` (about ``step``'s undo): "retry" the
-        undo, it was "fixed" by hand, or "leave" it. Taken only while that very question
-        waits, and only the first: a duplicate (a double click, a client's retry), an answer
-        to an earlier question or one naming none is ignored, never the next question's."""
-        if not self.waiting or self.answer is not None or answer not in ANSWERS:
-            return
-        if number == self.asked and step == self.waiting[0]:
-            self.answer = answer
-
-    async def _ask_a_person(self, left: tuple[str, ...], wait: float | None) -> str:
-        """Wait (up to ``wait`` seconds; None: for as long as it takes) for a Signal. A
-        cancel of the workflow ends the wait: the undos are left for later."""
-        if wait is not None and wait <= 0:
-            return "leave"  # as in process: halted at once, for a person to pick up
-        self.asked += 1
-        self.waiting, self.answer = list(left), None
-        try:
-            timeout = timedelta(seconds=wait) if wait is not None else None
-            await workflow.wait_condition(
-                lambda: self.answer is not None or self.cancel_heard, timeout=timeout
-            )
-        except TimeoutError:
-            pass  # (an answer heard with the timer's firing still counts)
-        finally:
-            self.waiting = []
-        return self.answer or "leave"
 
     async def _act(self, plan: SagaPlan, step: str, attempt: int) -> None:
         """A step's action: the worker measures ``step_timeout`` from its turn; the server
@@ -435,5 +395,12 @@ class SagaWorkflow:
                 await asyncio.sleep(op.seconds)  # a durable timer
             return m.resume()
         if type(op) is Ask:
-            return m.answer(await self._ask_a_person(op.steps, plan.halt_wait))
+            self.room = lambda: self._limit(m, plan)  # the rule of every other round's wait
+            answer, full = await self._ask_a_person(op.steps, plan.halt_wait)
+            if full:
+                m.notes = [
+                    *m.notes,
+                    f"the undo of {op.steps[0]}: a person no longer waited for: {full}",
+                ]
+            return m.answer(answer)
         raise RuntimeError(f"the machine answered {op!r}, which no plan gives")

@@ -1,0 +1,132 @@
+"""What ``recover`` tells: for each saga it recovered, its run record (``Recovery``); each
+unfinished saga it left alone (``Skipped``); each saga the journal already showed ended for a
+person (``Waiting``); all of them in a ``RecoveryReport``, printed as the CLI prints it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..events import describe
+from ..outcome import RunRecord, Status
+from .files import _cell
+
+if TYPE_CHECKING:
+    from .journal import Journal
+
+
+def _safe(text: str) -> str:
+    """A line of the report as one line: a character that would break it (a line break in
+    a saga name a journal kept before names were checked) is written escaped."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+@dataclass(frozen=True)
+class Recovery(RunRecord):
+    """What ``recover`` did for one saga: the run record of its resumed rollback (``leaked``:
+    steps that started with their undo to be logged after them: they may have happened, and
+    nothing undoes them), and why it was left for a person, if it was."""
+
+    reason: str = ""
+
+    @property
+    def saga_id(self) -> str:
+        return self.run_id or ""
+
+    @property
+    def undone(self) -> tuple[str, ...]:
+        return self.compensated
+
+    @property
+    def for_a_person(self) -> bool:
+        """Left for a person: halted (at its pivot, or by its policy), or a step that may
+        have happened with nothing to undo it (leaked)."""
+        return self.status is Status.HALTED or bool(self.leaked)
+
+    def __str__(self) -> str:
+        who = f"{_cell(self.saga_id)} ({_cell(self.name)})"  # quoted if it would break a line
+        if self.status is Status.HALTED:
+            return f"{who}: halted; {self.reason}"
+        dead = "; ".join(f"{d.step}: {describe(d.error)}" for d in self.dead_letters) or "-"
+        undone = ", ".join(self.undone) or "-"
+        text = f"{who}: {self.status}; undone {undone}; dead letters {dead}"
+        if self.leaked:
+            text += f"; leaked (may have happened, no undo logged) {', '.join(self.leaked)}"
+        return text
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An unfinished saga that ``recover`` left alone, and why."""
+
+    saga_id: str
+    name: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{_cell(self.saga_id)} ({_cell(self.name)}): left unfinished; {self.reason}"
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A saga the journal already showed ended for a person (its run, or an earlier
+    ``recover``, left it so, and whoever saw that outcome may be gone): halted, or with dead
+    letters or a step leaked. Nothing in a journal marks it finished by hand, so every
+    ``recover`` names it."""
+
+    saga_id: str
+    name: str
+    status: str
+    dead_letters: tuple[str, ...] = ()
+    leaked: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        what = [f"dead letters {', '.join(self.dead_letters)}"] if self.dead_letters else []
+        what += [f"leaked {', '.join(self.leaked)}"] if self.leaked else []
+        why = f" ({'; '.join(what)})" if what else ""
+        who = f"{_cell(self.saga_id)} ({_cell(self.name)})"
+        return f"{who}: {self.status} earlier{why}; waits for a person"
+
+
+@dataclass(frozen=True)
+class RecoveryReport:
+    """Every saga recovered, every unfinished saga left alone (``skipped``), and every saga
+    the journal showed ended for a person before (``waiting``; not in ``str``, which tells
+    what this recover did: the CLI prints them too)."""
+
+    recovered: tuple[Recovery, ...] = ()
+    skipped: tuple[Skipped, ...] = field(default=())
+    waiting: tuple[Waiting, ...] = field(default=())
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.recovered)
+
+    def __len__(self) -> int:
+        return len(self.recovered)
+
+    def __str__(self) -> str:
+        lines = [_safe(str(r)) for r in self.recovered] + [_safe(str(s)) for s in self.skipped]
+        lines.append(f"recovered {len(self.recovered)} saga(s), left {len(self.skipped)}")
+        return "\n".join(lines)
+
+
+def waiting_in(
+    journal: Journal, but: set[str] | frozenset[str] = frozenset()
+) -> tuple[Waiting, ...]:
+    """The sagas ``journal`` shows ended needing a person (halted, or with dead letters or a
+    step leaked), but those in ``but`` (the ones this recover just ended: told already)."""
+    sagas = journal.sagas(
+        "WHERE s.status NOT IN ('running', 'rolling_back', 'committed') AND (s.status ="
+        " 'halted' OR s.id IN (SELECT saga_id FROM undos WHERE state IN ('dead', 'leaked')))"
+    )
+    found = []
+    for saga in sagas:
+        if saga.id in but:
+            continue
+        undos = journal.undos(saga.id)
+        dead = tuple(u.step for u in undos if u.state == "dead")
+        leaked = tuple(u.step for u in undos if u.state == "leaked")
+        found.append(Waiting(saga.id, saga.name, saga.status, dead, leaked))
+    return tuple(found)

@@ -1,0 +1,162 @@
+"""A saga running on Temporal, as its caller holds it (``SagaHandle``): its outcome, a
+cancel, its history, and a halted saga's questions to a person and their answers."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from temporalio.client import WorkflowExecutionStatus as Running
+from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError, TerminatedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from ...outcome import Outcome, Table
+from ...saga import Saga, State
+from .. import hosted
+from ..asking import AnswerRefused, Question, check_answer, refuse_unless_asked
+from ..wire import outcome_of, record_of
+from .activities import GATES, IN_FLIGHT, step_started
+from .limits import TemporalLimitExceeded
+from .lost import SagaTerminated, ServerLost, history_table, unheard
+from .workflow import LIMIT
+
+if TYPE_CHECKING:
+    from .runner import TemporalRunner
+
+
+def _release(run_id: str) -> None:
+    """The run is over here: forget its saga, policy and timing."""
+    hosted.release(run_id)
+    GATES.pop(run_id, None)
+    IN_FLIGHT.pop(run_id, None)
+
+
+SETTLE = 2.0
+"""Seconds a terminated saga's report waits for its calls still running here to end (the
+server stopped waiting for them, their threads did not): one that ends counts as done or
+failed, one that does not is named with its end unknown."""
+
+
+async def _calls_ended(run_id: str) -> list[tuple[str, str]]:
+    """Wait (up to ``SETTLE`` seconds) for the run's calls still running in this process;
+    those still running then, as (kind, step)."""
+    calls = dict(IN_FLIGHT.get(run_id, {}))
+    if calls:
+        await asyncio.wait([asyncio.wrap_future(f) for f in calls.values()], timeout=SETTLE)
+    return [(kind, step) for (kind, step, _), future in calls.items() if not future.done()]
+
+
+class SagaHandle:
+    """A saga running on Temporal: ``await handle.outcome()``, or ``await handle.cancel()``."""
+
+    def __init__(self, runner: TemporalRunner, saga: Saga, handle: WorkflowHandle[Any, Any],
+                 state: State | None, before: dict[str, Any] | None) -> None:  # fmt: skip
+        self.runner, self.saga, self.workflow = runner, saga, handle
+        self.run_id = handle.id
+        self._state, self._before = state, before
+
+    def started(self, step: str) -> threading.Event:
+        return step_started(self.run_id, step)
+
+    @property
+    def ui_url(self) -> str | None:
+        """This workflow's page in Temporal's Web UI (when the runner serves one)."""
+        base = self.runner.ui_url
+        return f"{base}/namespaces/default/workflows/{self.run_id}" if base else None
+
+    async def cancel(self) -> None:
+        await self.workflow.cancel()
+
+    async def history(self, *, ids: bool = True) -> Table:
+        """The workflow's own event history, as Temporal keeps it: each activity scheduled,
+        completed or failed (with its step), and each signal. Workflow-task bookkeeping is
+        left out. This history, not the worker, is what survives a crash. ``ids=False``
+        leaves out the event ids (they depend on timing; the order does not)."""
+
+        return await history_table(self.workflow.fetch_history_events(), ids=ids)
+
+    async def pending(self) -> Question | None:
+        """The question a halted saga waits on a person for (a Query: its number and the
+        undos at stake, the one asked about first), or None when it asks nothing."""
+        try:
+            return Question.of(await self.workflow.query("question"))
+        except RPCError as exc:
+            raise self._lost(exc, "no question can be read") from None
+
+    async def resolve(self, question: Question, answer: str) -> None:
+        """Answer ``question`` (as ``pending()`` gave it) by a Signal: "retry" the undo, it
+        was "fixed" by hand, or "leave" it for later; returns once the saga took this very
+        answer. One it did not take is refused (``AnswerRefused``): to a question not asked
+        now (already answered, by another caller too, given up on, not yet asked, the saga
+        over). The workflow says which answer it took (the Update ``answered``,
+        ``person.PersonAsked``), so of two answers at once exactly one is taken."""
+        check_answer(question, answer)
+        said = uuid.uuid4().hex
+        try:
+            asked = await self.pending()
+            if asked is None and (await self.workflow.describe()).status is not Running.RUNNING:
+                raise AnswerRefused(f"saga {self.run_id} is over: nothing was answered")
+            refuse_unless_asked(question, asked, self.run_id)
+            args = [answer, question.number, question.step, said]
+            await self.workflow.signal("resolve", args=args)
+            took = await self._taken(question.number)
+        except RPCError as exc:
+            raise self._lost(exc, "nothing was answered") from None
+        if took != said:
+            why = "it took another answer first" if took else "it stopped waiting first"
+            raise AnswerRefused(
+                f"saga {self.run_id} did not take this answer to question {question.number} "
+                f"(about {question.step}): {why}; nothing was answered"
+            )
+
+    async def _taken(self, number: int) -> str | None:
+        """The id of the answer question ``number`` took ("" none), once it is settled; None
+        if the saga ended without saying (terminated, say)."""
+        try:
+            return str(await self.workflow.execute_update("answered", args=[number]))
+        except (WorkflowUpdateFailedError, RPCError):  # the run is over by now
+            pass
+        try:  # a run over is asked by a Query (its worker replays its history)
+            took = await self.workflow.query("taken", number)
+        except RPCError:
+            return None
+        return None if took is None else str(took)
+
+    def _lost(self, exc: RPCError, so: str) -> Exception:
+        """An RPC refused: the saga is over (``AnswerRefused``, saying ``so``: what the
+        caller could not do), or the server is gone."""
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            over = f"saga {self.run_id} is over ({exc.message}): {so}"
+            return AnswerRefused(over)
+        return ServerLost.of(self.run_id, exc)
+
+    async def outcome(self) -> Outcome:
+        try:
+            result: dict[str, Any] = await self.workflow.result()
+        except WorkflowFailureError as exc:
+            cause = exc.cause
+            try:
+                if isinstance(cause, ApplicationError) and cause.type == LIMIT:
+                    raise TemporalLimitExceeded(cause.message) from None
+                if isinstance(cause, TerminatedError):  # (read before the run is released)
+                    history, running = await self.history(), await _calls_ended(self.run_id)
+                    raise SagaTerminated.of(self.run_id, cause.message, history,
+                                            running) from None  # fmt: skip
+                raise
+            finally:
+                _release(self.run_id)
+        except RPCError as exc:  # kept hosted: a server back on its database resumes it
+            raise ServerLost.of(self.run_id, exc) from None
+        except BaseException:
+            _release(self.run_id)
+            raise
+        record = record_of(result)
+        run = hosted.RUNS.get(self.run_id)
+        if run is not None:
+            record = replace(record, notes=(*record.notes, *unheard(run, record)))
+        _release(self.run_id)
+        return outcome_of(self.saga, record, before=self._before, state=self._state)

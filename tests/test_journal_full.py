@@ -1,0 +1,75 @@
+"""A journal made on a disk with no room left for SQLite's ``-wal`` and ``-shm`` files is a
+``JournalError`` in one line, never a raw ``sqlite3.OperationalError`` out of
+``Journal.__init__`` (attack12's minor: on a 1 MiB tmpfs filled to within 40-60 KiB,
+``PRAGMA journal_mode=WAL`` failed with "disk I/O error" once the journal had been made)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from rollback_lessons.cli import main
+from rollback_lessons.durable import journal as journal_module
+from rollback_lessons.durable.journal import Journal, JournalError
+
+
+@pytest.fixture
+def no_room_for_the_wal(monkeypatch):
+    """The connection ``Journal`` opens to write (``mode=rw``) fails to switch to WAL, as
+    SQLite does when the ``-shm`` file cannot be made (a full disk); creating a journal
+    (``mode=rwc``) and reading one (``mode=ro``) still work. The connections made, kept;
+    the disk fills when the test says (``filled``)."""
+    real = sqlite3.connect
+
+    class Full:
+        def __init__(self, con):
+            self.con, self.closed = con, False
+
+        def execute(self, sql, *args):
+            if sql == "PRAGMA journal_mode=WAL":
+                raise sqlite3.OperationalError("disk I/O error")
+            return self.con.execute(sql, *args)
+
+        def close(self):
+            self.closed = True
+            self.con.close()
+
+    class Disk(list):
+        filled = False
+
+    disk = Disk()
+
+    def connect(database, *args, **kwargs):
+        con = real(database, *args, **kwargs)
+        if not disk.filled or not str(database).endswith("?mode=rw"):
+            return con
+        disk.append(Full(con))
+        return disk[-1]
+
+    monkeypatch.setattr(journal_module.sqlite3, "connect", connect)
+    return disk
+
+
+@pytest.mark.parametrize("new", [True, False])
+def test_a_journal_that_cannot_be_opened_for_want_of_room_is_one_typed_line(
+    tmp_path, no_room_for_the_wal, new
+):
+    path = tmp_path / "j.db"
+    if not new:  # an existing journal, opened again on a disk that filled meanwhile
+        Journal(path).close()
+    no_room_for_the_wal.filled = True
+    with pytest.raises(
+        JournalError, match=r"cannot open the journal .*disk I/O error; a full disk\?"
+    ) as caught:
+        Journal(path, create=new)
+    assert len(str(caught.value).splitlines()) == 1
+    assert no_room_for_the_wal and all(con.closed for con in no_room_for_the_wal)
+
+
+def test_recover_on_a_disk_with_no_room_says_so_in_one_line(tmp_path, no_room_for_the_wal, capsys):
+    Journal(tmp_path / "j.db").close()
+    no_room_for_the_wal.filled = True
+    assert main(["recover", str(tmp_path / "j.db"), "--registry", "json"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rollback-lessons: cannot open the journal") and err.count("\n") == 1
