@@ -8,13 +8,11 @@ the limit, their record intact."""
 import asyncio
 import contextlib
 import itertools
-import socket
-import subprocess
 import threading
 import time
 
 import pytest
-from conftest import SOAK, OnALoop
+from conftest import LOW_HISTORY_LIMIT, SOAK, OnALoop
 
 from rollback_lessons import (
     Cancelled,
@@ -31,7 +29,7 @@ from rollback_lessons import (
 from rollback_lessons.machine import Finished, Machine
 from rollback_lessons.operations import RunUndo, StepSpec
 from rollback_lessons.policies import POLICIES
-from rollback_lessons.runners import free_port, hosted
+from rollback_lessons.runners import hosted
 from rollback_lessons.runners.temporal import AnswerRefused, SagaTerminated, TemporalRunner
 from rollback_lessons.runners.temporal.limits import (
     HISTORY_EVENTS_LIMIT,
@@ -39,38 +37,19 @@ from rollback_lessons.runners.temporal.limits import (
     worst_history,
 )
 from rollback_lessons.runners.temporal.runner import plan_for
-from rollback_lessons.runners.temporal.server import server_binary
 from rollback_lessons.worlds import travel
 
 pytestmark = pytest.mark.usefixtures("no_run_left_behind")
-LIMIT = 120
-"""The server's history limit here: a few undo retries past a short saga's run."""
+LIMIT = LOW_HISTORY_LIMIT  # the server's (conftest's temporal_with_a_low_history_limit)
 
 
 @pytest.fixture(scope="module")
-def on_temporal():
-    port = free_port()
-    server = subprocess.Popen(
-        [server_binary(), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port),
-         "--headless", "--log-level", "error",
-         "--dynamic-config-value", f"limit.historyCount.error={LIMIT}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+def on_temporal(temporal_with_a_low_history_limit):
+    on = OnALoop(lambda: TemporalRunner.start(temporal_with_a_low_history_limit))
     try:
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        on = OnALoop(lambda: TemporalRunner.start(f"127.0.0.1:{port}"))
-        try:
-            yield on
-        finally:
-            on.close()
+        yield on
     finally:
-        server.terminate()
-        server.wait(10)
+        on.close()
 
 
 def _step(name: str, undo=None) -> Step:
