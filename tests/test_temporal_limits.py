@@ -16,6 +16,7 @@ from conftest import LOW_HISTORY_LIMIT, SOAK, OnALoop
 
 from rollback_lessons import (
     Cancelled,
+    InjectedTimeout,
     Kind,
     Parallel,
     RetryPolicy,
@@ -189,6 +190,40 @@ def test_a_saga_terminated_by_hand_says_what_is_left_in_effect(on_temporal, land
     said = str(error)
     assert said.count("\n") == 0 and "terminated saga" in said and "an operator's" in said
     assert "still in effect, or perhaps, for someone to undo: a, b, c" in said
+
+
+@pytest.mark.parametrize("first", ["after_effect", "clean"])
+def test_a_saga_terminated_in_a_wait_to_retry_names_an_earlier_attempts_effect(on_temporal, first):
+    """attack13's N1: b's first attempt failed after its effect, and the saga was terminated
+    while b waited to retry: b was named only under "failed", left out of ``in_effect``
+    and of the "still in effect" list, though the machine counts it in effect. A clean
+    refusal has no effect to name."""
+
+    def b(state):
+        if first == "after_effect":
+            state["b"] = 1
+            raise InjectedTimeout("b", "fail_after_effect", "timed out after its effect")
+        raise ValueError("declined")
+
+    retry = RetryPolicy(max_attempts=3, initial_delay=60.0)
+    saga = Saga([_step("a"), Step("b", b, lambda s: s.pop("b", None), retry=retry)], name="tw")
+
+    async def scenario(runner):
+        state: dict = {}
+        handle = await runner.start_saga(saga, state, policy="continue")
+        while not any(row[-3:] == ("activity failed", "action", "b")
+                      for row in (await handle.history()).rows):  # fmt: skip
+            await asyncio.sleep(0.05)  # b's first attempt failed: now in its wait to retry
+        await handle.workflow.terminate(reason="an operator's")
+        with pytest.raises(SagaTerminated) as raised:
+            await asyncio.wait_for(handle.outcome(), 30)
+        return raised.value, state
+
+    error, state = on_temporal(scenario)
+    assert error.failed == ("b",) and error.undone == ()
+    assert error.in_effect == tuple(sorted(state)), (error.in_effect, state)
+    listed = str(error).split("for someone to undo: ")[1]
+    assert listed == ", ".join(sorted(state)) + "."
 
 
 def test_a_terminated_sagas_report_names_every_step_that_may_have_had_its_effect():
@@ -469,3 +504,22 @@ def test_signals_nobody_asked_for_while_a_person_is_asked_end_the_wait_not_the_r
     assert state == {"a": 1, "b": 1}
     assert any("a person no longer waited for" in n and f"limit of {LIMIT}" in n
                for n in outcome.notes)  # fmt: skip
+
+
+@pytest.mark.parametrize("after_effect", [True, False])
+def test_a_lost_server_names_a_step_that_failed_after_its_effect_as_perhaps_in_effect(
+    after_effect,
+):
+    """attack13's N1 on ServerLost: the server died while b waited to retry after an attempt
+    that failed after its effect; the message said "failed: b; so still in effect: a"."""
+    from rollback_lessons.runners.temporal.lost import ServerLost
+
+    calls = [("action", "a", True), ("action", "b", False)]
+    run = hosted.Hosted(None, {}, {}, calls=calls, effected={"b"} if after_effect else set())
+    hosted.RUNS["lost-x"] = run
+    try:
+        said = str(ServerLost.of("lost-x", RuntimeError("connection refused")))
+    finally:
+        del hosted.RUNS["lost-x"]
+    left = said.split("still in effect, or perhaps (failed after its effect): ")[1]
+    assert left.startswith("a, b." if after_effect else "a."), said

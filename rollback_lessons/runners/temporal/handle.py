@@ -22,7 +22,7 @@ from ..asking import AnswerRefused, Question, check_answer, refuse_unless_asked
 from ..wire import outcome_of, record_of
 from .activities import GATES, IN_FLIGHT, step_started
 from .limits import TemporalLimitExceeded
-from .lost import SagaTerminated, ServerLost, history_table, unheard
+from .lost import SagaTerminated, ServerLost, failed_after_effect, history_table, unheard
 from .workflow import LIMIT
 
 if TYPE_CHECKING:
@@ -152,8 +152,9 @@ class SagaHandle:
                     raise TemporalLimitExceeded(cause.message) from None
                 if isinstance(cause, TerminatedError):  # (read before the run is released)
                     history, running = await self.history(), await _calls_ended(self.run_id)
+                    effected = await failed_after_effect(self.workflow.fetch_history_events())
                     raise SagaTerminated.of(self.run_id, cause.message, history,
-                                            running) from None  # fmt: skip
+                                            running, effected) from None  # fmt: skip
                 raise
             finally:
                 _release(self.run_id)
