@@ -521,5 +521,7 @@ def test_a_lost_server_names_a_step_that_failed_after_its_effect_as_perhaps_in_e
         said = str(ServerLost.of("lost-x", RuntimeError("connection refused")))
     finally:
         del hosted.RUNS["lost-x"]
-    left = said.split("still in effect, or perhaps (failed after its effect): ")[1]
-    assert left.startswith("a, b." if after_effect else "a."), said
+    left = said.split("so still in effect: ")[1]
+    assert left.startswith(
+        "a, b (perhaps: failed after its effect: b)." if after_effect else "a."
+    ), said

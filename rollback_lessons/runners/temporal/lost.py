@@ -202,8 +202,9 @@ class ServerLost(TemporalUnavailable):
             f"the Temporal server stopped answering during saga {run_id} "
             f"({getattr(error, 'message', None) or error}). "
             f"This process did: {names(done)}; undid: {names(undone)}; failed: "
-            f"{names(failed)}; so still in effect, or perhaps (failed after its effect): "
-            f"{names(left)}. Its history is in the "
+            f"{names(failed)}; so still in effect: {names(left)}"
+            f"{f' (perhaps: failed after its effect: {names(perhaps)})' if perhaps else ''}"
+            ". Its history is in the "
             "server's database: start the server again on it (same db_file, port and "
             f"task_queue) to finish the saga.{' ' + also if also else ''}",
             run_id,
