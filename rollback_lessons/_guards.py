@@ -10,11 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .calls import check_callable
 from .clock import VirtualClock
-from .errors import InvalidPipelineError, TakenOver, UnknownStepError
+from .errors import InvalidNameError, InvalidPipelineError, TakenOver, UnknownStepError
 from .events import EventKind, describe
 from .machine import Phase
 from .operations import RAISE, Finished, Op
+from .rules import NamedUndo
 from .schedule import GraphMachine, GraphOp, Ready, log_anyway
 
 if TYPE_CHECKING:
@@ -30,6 +32,21 @@ def check_run(clock: object, journal: object) -> None:
         check_clock(clock)
     if journal is not None:
         check_journal(journal)
+
+
+def check_undo(step: str, undo: object, *, journalled: bool, allow_async: bool) -> None:
+    """An undo a run can call (and, ``journalled``, write down by name and print on a line)."""
+    check_callable(undo, "undo", step, allow_async=allow_async)
+    if journalled and not step.isprintable():  # (one line in recover's report)
+        raise InvalidNameError(
+            f"with a journal, step names must be printable (no line break, tab or control "
+            f"character): {step!r}"
+        )
+    if journalled and not isinstance(undo, NamedUndo):
+        raise TypeError(
+            f"with a journal, the undo of step {step!r} must be a registered compensation "
+            "(compensation(name).bind(...)), so that it can still run after a crash"
+        )
 
 
 def check_clock(clock: object) -> None:

@@ -28,7 +28,6 @@ from ._drive import Driver
 from ._recorded import Told
 from .calls import PLAIN, check_callable, checked, plain
 from .clock import SYSTEM_CLOCK, Clock, SystemClock
-from .errors import InvalidNameError
 from .events import Event, EventKind, EventSink, describe, level_of, log_event, log_threshold
 from .faults import (
     NO_FAULTS,
@@ -212,17 +211,9 @@ class Run(Driver):
     # -- handing over the calls (wrapped once, here) -------------------------------------
 
     def check_undo(self, step: str, undo: object) -> None:
-        check_callable(undo, "undo", step, allow_async=self.is_async)
-        if self.journal is not None and not step.isprintable():  # (one line in recover's report)
-            raise InvalidNameError(
-                f"with a journal, step names must be printable (no line break, tab or control "
-                f"character): {step!r}"
-            )
-        if self.journal is not None and not isinstance(undo, NamedUndo):
-            raise TypeError(
-                f"with a journal, the undo of step {step!r} must be a registered compensation "
-                "(compensation(name).bind(...)), so that it can still run after a crash"
-            )
+        _guards.check_undo(
+            step, undo, journalled=self.journal is not None, allow_async=self.is_async
+        )
 
     def hand_over(
         self, step: str, action: Callable[..., Any] | None, undo: Callable[..., Any] | None

@@ -363,6 +363,11 @@ class Saga:
             raise TypeError(f"state must be a mutable mapping, got {type(state).__name__}")
         if register is not None:
             check_register(register)
+        journal = journal if journal is not None else self.journal
+        if journal is not None:  # closures refused before anything runs or is written
+            for step in self.steps:
+                if step.undo is not None:
+                    _guards.check_undo(step.name, step.undo, journalled=True, allow_async=False)
         run = Run(
             name=self.name,
             policy=policy if policy is not None else self.policy,
@@ -373,15 +378,11 @@ class Saga:
             undo_order=undo_order,
             clock=clock if clock is not None else self.clock,
             on_event=on_event if on_event is not None else self.on_event,
-            journal=journal if journal is not None else self.journal,
+            journal=journal,
             run_id=run_id,
             # a list in an order of a graph's (reverse_start, by_dependency) is a chain
             after=self.dependencies if graph or needs_graph(self, undo_order=undo_order) else None,
         )
-        if run.journal is not None:  # refuse closures before anything runs, not half-way
-            for step in self.steps:
-                if step.undo is not None:
-                    run.check_undo(step.name, step.undo)
         world: State = {} if state is None else state
         before = self._before(run, world) if state is not None else None
         run.args = (world,)

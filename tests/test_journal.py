@@ -286,6 +286,85 @@ def test_a_saga_id_is_used_once(paths):
         assert ran == []
 
 
+_twice = Registry()
+
+
+@compensation("twice.undo", _twice)
+def _twice_undo(step, idempotency_key=None):
+    pass  # (never called: each test's saga commits, or is refused before it runs)
+
+
+@pytest.mark.parametrize("register", ["before", "after"])
+@pytest.mark.parametrize("at", [1, 2, 3, 4])
+def test_two_runs_of_one_id_at_once_one_is_refused_before_it_runs(tmp_path, register, at):
+    """Two processes start a saga under one run_id at once (attack13 N2): y starts while x
+    is at its ``at``-th event. Whichever comes second is refused with the typed error
+    before any of its steps runs; it is never a run that fails its first journal write
+    (an IntegrityError, a rollback, and a note saying the journal shows it unfinished)."""
+    path = tmp_path / "j.db"
+    ran: list[str] = []
+    results: dict[str, object] = {}
+
+    def saga(tag):
+        return Saga(
+            [Step(f"{tag}{i}", lambda s, t=f"{tag}{i}": ran.append(t),
+                  _twice_undo.bind(step=f"{tag}{i}"), register=register)
+             for i in range(2)]
+        )  # fmt: skip
+
+    def run(tag, on_event=None):
+        with Journal(path) as journal:  # its own connection, as another process has
+            try:
+                results[tag] = saga(tag).run({}, journal=journal, run_id="same", on_event=on_event)
+            except JournalError as exc:
+                results[tag] = exc
+
+    seen = []
+
+    def y_starts_now(event):
+        seen.append(event)
+        if len(seen) == at:
+            run("y")
+
+    run("x", y_starts_now)
+    refused = [t for t, r in results.items() if isinstance(r, JournalError)]
+    assert len(refused) == 1, results
+    assert "ids must be unique" in str(results[refused[0]])
+    assert not [s for s in ran if s.startswith(refused[0])]  # nothing of it ran
+    (winner,) = set(results) - set(refused)
+    outcome = results[winner]
+    assert outcome.status is Status.COMMITTED, outcome
+    assert outcome.notes == ()
+    with Journal(path) as journal:
+        assert journal.saga("same").status == "committed"
+        assert [u.step for u in journal.undos("same")] == [f"{winner}0", f"{winner}1"]
+
+
+def test_a_with_block_under_a_taken_id_is_refused_before_it_runs(tmp_path):
+    """The with-block's run takes its id as the saga's does: another run that started under
+    it before this one's first write refuses it at once, not at that write."""
+    path = tmp_path / "j.db"
+    with Journal(path) as x, Journal(path) as y:
+        with Rollback(journal=x, run_id="same") as rb:
+            with pytest.raises(JournalError, match="ids must be unique"):
+                Rollback(journal=y, run_id="same")
+            rb.register("a", _twice_undo.bind(step="a"))
+        assert rb.outcome.status is Status.COMMITTED
+        assert x.saga("same").status == "committed"
+
+
+def test_a_saga_refused_for_its_undos_leaves_its_id_free(tmp_path):
+    """A journalled saga refused before it runs (an undo that is not a registered
+    compensation) writes nothing: its run_id may be used again."""
+    with Journal(tmp_path / "j.db") as journal:
+        bad = Saga([Step("a", lambda s: None, lambda s: None)])
+        with pytest.raises(TypeError, match="registered compensation"):
+            bad.run({}, journal=journal, run_id="r")
+        assert journal.sagas() == []
+        good = Saga([Step("a", lambda s: None, _twice_undo.bind(step="a"))])
+        assert good.run({}, journal=journal, run_id="r").status is Status.COMMITTED
+
+
 def test_recovery_in_batches_finishes_every_saga(tmp_path):
     """Batches that start in the middle of a saga still leave every saga ended."""
     registry = Registry()

@@ -252,7 +252,8 @@ class Journal:
         undo_order: str = "reverse",
         after: Mapping[str, Sequence[str]] | None = None,
     ) -> JournalRun:
-        """A new saga in this journal (written with its first commit), with the undo
+        """A new saga in this journal (written with its first commit; under an id the
+        caller chose, at once, so that two processes never both take it), with the undo
         ``policy`` and ``undo_order`` its run obeys, which ``recover`` obeys too (``after``:
         a graph's steps' dependencies, which its undo order needs). A policy
         that cannot be written down (``policy_data``) is refused here, before any step. Its
@@ -273,13 +274,19 @@ class Journal:
                     "undo's idempotency key is '<run id>:<step>', and must name one undo only"
                 )
         written = policy_data(policy) if policy is not None else None
-        if saga_id is not None and self._rows("SELECT 1 FROM sagas WHERE id = ?", (saga_id,)):
-            raise JournalError(f"saga {saga_id!r} is already in {self.path}; ids must be unique")
-        return JournalRun(
+        run = JournalRun(
             self, saga_id or uuid.uuid4().hex, name, new=True, policy=written,
             undo_order=undo_order,
             graph=None if after is None else json.dumps([[s, list(d)] for s, d in after.items()]),
         )  # fmt: skip
+        if saga_id is not None:  # the id is checked and taken in one step (its INSERT):
+            try:  # another process may be starting a saga under it right now
+                self.write(run.take(), sync=False)
+            except sqlite3.IntegrityError:
+                raise JournalError(
+                    f"saga {saga_id!r} is already in {self.path}; ids must be unique"
+                ) from None
+        return run
 
     # -- reading -------------------------------------------------------------------------
 
