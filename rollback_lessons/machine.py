@@ -613,6 +613,15 @@ class Machine:
         self.pending.extend(e.step for e in self.todo[self.index :])  # type: ignore[attr-defined]
         return self._rollback_done()
 
+    def not_waited(self, why: str) -> RunUndo | Finished:
+        """A person asked (``Ask``) is not waited for (``why``: ``CANCELLED_ASKING``, or no
+        room left in a workflow's history): noted, and answered "leave" (halted, the undos
+        left pending: never ``cancelled``, which promises the world as it was)."""
+        self._expect("answer")
+        step = self.todo[self.index].step  # type: ignore[attr-defined]
+        self.notes = [*self.notes, f"the undo of {step}: a person no longer waited for: {why}"]
+        return self.answer("leave")
+
     def interrupted(self, exc: BaseException, kept: bool = False) -> Op:
         """A BaseException (Ctrl-C, SystemExit, a cancelled task) cut a call or a wait short.
         In a step, the step failed for good (never retried). Once the run failed, anything

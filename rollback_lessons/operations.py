@@ -109,6 +109,10 @@ Op = RunStep | RunUndo | Wait | Ask | Proceed | Raise | Finished
 ANSWERS: Final = ("retry", "fixed", "leave")
 """What a person may answer a halted rollback: retry the undo, fixed by hand, or leave it."""
 
+CANCELLED_ASKING: Final = "its caller cancelled the run"
+"""Why a person is not waited for once the run is cancelled (before or while asked): a
+cancelled run waits for no one, as in process, where nobody is there (``Machine.not_waited``)."""
+
 
 class Entry:
     """One undo in the log: its step, when it was logged, whether it is a correction, the

@@ -593,3 +593,57 @@ def test_of_two_answers_to_one_question_exactly_one_is_taken_the_other_refused(
         assert outcome.status is Status.ROLLED_BACK and state == {}
     else:
         assert outcome.status is Status.HALTED and "b" in outcome.pending and "b" in state
+
+
+def _asking_saga(cancel=None):
+    """a, b, then c fails; b's undo fails once, and the saga halts for a person. ``cancel``:
+    set by b's action (the run is cancelled going forward, before c)."""
+    add = lambda k: lambda s: (s.__setitem__(k, 1), k == "b" and cancel and cancel.set())  # noqa: E731
+    rm = lambda k: lambda s: s.pop(k, None)  # noqa: E731
+    steps = [Step(k, add(k), rm(k)) for k in "ab"]
+    return Saga([*steps, Step("c", add("c"))], name="asking")
+
+
+ASKING = {"inject": {"c": "fail", "b": "undo_fails_once"}, "policy": "halt", "halt_wait": 60}
+
+
+@pytest.mark.parametrize("shape", ["list", "graph"])
+def test_a_cancel_while_a_person_is_asked_ends_the_wait_undos_left_pending(dbos_runner, shape):
+    """attack13 N3: the run's cancel token was never asked while a halted saga waited for a
+    person (the answer taken afterwards, ``rolled_back``). A cancelled run waits for no one,
+    as on Temporal: the wait ends, no answer is taken (a later one is refused), and the undo
+    asked about and those after it are left pending: ``halted`` (never ``cancelled``, which
+    promises the world as it was), with a note saying why."""
+    from rollback_lessons.runners.dbos import AnswerRefused
+
+    cancel, state = threading.Event(), {}
+    options = {**ASKING, "undo_order": "reverse_start"} if shape == "graph" else ASKING
+    handle = dbos_runner.start_saga(_asking_saga(), state, cancel=cancel, **options)
+    waited = threading.Event()
+    while (asked := handle.pending()) is None:
+        waited.wait(0.02)
+    cancel.set()
+    while handle.pending() is not None:  # the wait ends (no answer taken)
+        waited.wait(0.02)
+    with pytest.raises(AnswerRefused):
+        handle.resolve(asked, "retry")
+    outcome = handle.outcome()
+    assert outcome.status is Status.HALTED and outcome.pending == ("b", "a")
+    assert outcome.compensated == () and state == {"a": 1, "b": 1}
+    assert "the undo of b: a person no longer waited for: its caller cancelled the run" in (
+        outcome.notes
+    )
+
+
+def test_a_run_cancelled_going_forward_asks_no_one_when_an_undo_fails(dbos_runner):
+    """Cancelled as b returns: a and b are undone, b's undo fails once, and the saga halts.
+    Nobody is waited for (``halt_wait`` is not waited out): halted at once, noted."""
+    cancel, state = threading.Event(), {}
+    outcome = dbos_runner.run(_asking_saga(cancel), state, cancel=cancel, **ASKING)
+    assert outcome.status is Status.HALTED and outcome.pending == ("b", "a")
+    assert any("its caller cancelled the run" in note for note in outcome.notes)
+    local_cancel, in_process = threading.Event(), dict(ASKING)
+    del in_process["halt_wait"]  # (in process nobody is waited for)
+    local = _asking_saga(local_cancel).run({}, cancel=local_cancel, clock=VirtualClock(),
+                                           **in_process)  # fmt: skip
+    assert (local.status, local.pending) == (outcome.status, outcome.pending)

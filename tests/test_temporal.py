@@ -550,6 +550,48 @@ def test_a_cancel_once_the_email_started_is_declined_and_a_person_asked_is_not_w
     }  # fmt: skip
     assert any("declined" in note for note in declined.notes)
     assert left.status is Status.HALTED and left.pending == ("step1",) and took < 30
+    assert "the undo of step1: a person no longer waited for: its caller cancelled the run" in (
+        left.notes
+    )
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["list", "graph"])
+def test_a_run_cancelled_going_forward_asks_no_one_when_an_undo_fails(graph):
+    """attack13 N3, the rule every engine keeps: a cancelled run waits for no one. Cancelled
+    while b runs: a and b are undone, b's undo fails once, the saga halts, and nobody is
+    waited for (not ``halt_wait``'s minute): halted, the undos pending, noted; an answer is
+    refused. (``saga.run`` asks no one either: nobody is there.)"""
+    from rollback_lessons.runners.temporal import AnswerRefused
+
+    release = threading.Event()
+
+    def b(state):
+        release.wait(20)
+        state["b"] = 1
+
+    steps = [Step("a", lambda s: s.update(a=1), lambda s: s.pop("a")),
+             Step("b", b, lambda s: s.pop("b")), Step("c", lambda s: s.update(c=1))]  # fmt: skip
+    saga = Saga(steps, name="asking")
+    options = {"inject": {"c": "fail", "b": "undo_fails_once"}, "policy": "halt",
+               "halt_wait": 60, **({"undo_order": "reverse_start"} if graph else {})}  # fmt: skip
+
+    async def scenario(runner):
+        state = {}
+        handle = await runner.start_saga(saga, state, **options)
+        await asyncio.get_running_loop().run_in_executor(None, handle.started("b").wait, 20)
+        await handle.cancel()
+        release.set()
+        outcome = await handle.outcome()
+        with pytest.raises(AnswerRefused):
+            await handle.resolve(Question(1, ("b", "a")), "retry")
+        return outcome, state
+
+    outcome, state = on_temporal(scenario)
+    assert outcome.status is Status.HALTED and outcome.pending == ("b", "a")
+    assert state == {"a": 1, "b": 1}
+    assert "the undo of b: a person no longer waited for: its caller cancelled the run" in (
+        outcome.notes
+    )
 
 
 async def _ended(handle, what: str, step: str, limit: float = 60.0) -> None:

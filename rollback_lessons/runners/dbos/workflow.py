@@ -27,10 +27,11 @@ told so, and the runner reports it (halted, every undo pending).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from dbos import DBOS
@@ -40,7 +41,7 @@ from ..._drive import failed_asking
 from ...errors import Cancelled, RollbackLessonsError
 from ...faults import Fault
 from ...machine import Machine
-from ...operations import ANSWERS, Ask, Finished, Op, RunStep, RunUndo, Wait
+from ...operations import ANSWERS, CANCELLED_ASKING, Ask, Finished, Op, RunStep, RunUndo, Wait
 from ...policies import UndoPolicy
 from ...saga import Saga, State
 from .. import hosted, remote
@@ -177,30 +178,75 @@ def taken(number: int) -> str:
     return f"taken-{number}"
 
 
-def _ask(steps: tuple[str, ...], wait: float | None, number: int) -> str:
+def _ask(steps: tuple[str, ...], wait: float | None, number: int, run_id: str) -> str | None:
     """A person answers question ``n`` (the n-th this saga asks, shown with the undos at
     stake as the event ``pending``) by ``DBOS.send(run_id, {"step", "answer", "id"},
-    "answer-<n>")`` within ``wait`` seconds; 0 halts at once, as in process; no answer in
-    time is "leave". Each question has a topic of its own: a message queued for another
-    (a double click, an answer before the question) never answers this one; one that does
-    not name this undo is ignored. Only the first answer is taken, and the event
-    ``taken-<n>`` says which (its ``id``; "" when none was): each sender learns whether it
-    was its own (``DBOSHandle.resolve``), so a second answer is refused, never dropped."""
-    if wait is not None and wait <= 0:
-        return "leave"
+    "answer-<n>")`` within ``wait`` seconds; no answer in time is "leave". Each question
+    has a topic of its own: a message queued for another (a double click, an answer before
+    the question) never answers this one; one that does not name this undo is ignored. Only
+    the first answer is taken, and the event ``taken-<n>`` says which (its ``id``; "" when
+    none was): each sender learns whether it was its own (``DBOSHandle.resolve``), so a
+    second answer is refused, never dropped. A cancel of the run ends the wait (None: no
+    answer taken): ``_watching`` tells the topic when the run's cancel token says so, and the
+    token's answer is saved (``ask_cancel``) before it counts, so a relaunch hears the same."""
     DBOS.set_event("pending", {"number": number, "undos": list(steps)})
     deadline = _now() + (wait if wait is not None else 10**9)
-    said, took = None, ""
-    while said is None and (left := deadline - _now()) > 0:
-        told = DBOS.recv(f"answer-{number}", timeout_seconds=left)
-        if told is None:
-            break
-        ours = isinstance(told, dict) and told.get("step") == steps[0]
-        if ours and told.get("answer") in ANSWERS:
-            said, took = str(told["answer"]), str(told.get("id", ""))
+    said, took, cut = None, "", False
+    with _watching(run_id, f"answer-{number}"):
+        while said is None and (left := deadline - _now()) > 0:
+            told = DBOS.recv(f"answer-{number}", timeout_seconds=left)
+            if told is None:
+                break
+            if told == CANCEL_MESSAGE:  # (sent by anyone: the token's saved answer decides)
+                if ask_cancel(run_id) is True:
+                    cut = True
+                    break
+                continue
+            ours = isinstance(told, dict) and told.get("step") == steps[0]
+            if ours and told.get("answer") in ANSWERS:
+                said, took = str(told["answer"]), str(told.get("id", ""))
     DBOS.set_event(taken(number), took)  # before the question is cleared: a sender waits on it
     DBOS.set_event("pending", {})
-    return said or "leave"
+    return None if cut else said or "leave"
+
+
+CANCEL_MESSAGE = {"cancel": True}
+"""Sent to the question's topic when the run's cancel token says so (``_watching``)."""
+
+WATCH = 0.02
+"""How often (s) the cancel token of a run waiting for a person is asked, in memory."""
+
+
+@contextlib.contextmanager
+def _watching(run_id: str, topic: str) -> Iterator[None]:
+    """While a person is waited for, ask the run's cancel token (kept by the process that
+    started it: a relaunch has none) in a thread of its own, and tell the question's topic
+    once it says so. A token that raises is asked again (it fails a run only going
+    forward: ``saga.run``'s rule)."""
+    asked = CANCELS.get(run_id)
+    if asked is None:
+        yield
+        return
+    over = threading.Event()
+
+    def watch() -> None:
+        while not over.is_set():
+            try:
+                said = asked()
+            except Exception:
+                said = False
+            if said:
+                DBOS.send(run_id, CANCEL_MESSAGE, topic)
+                return
+            over.wait(WATCH)
+
+    watcher = threading.Thread(target=watch, name=f"cancel-watch-{run_id}", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        over.set()
+        watcher.join()
 
 
 @DBOS.step(name="rollback_lessons.now")
@@ -266,8 +312,13 @@ def _carry_out(
             cut = _heard(m, plan.run_id) if cancellable else None
             op = cut if cut is not None else m.resume()
         elif type(op) is Ask:
-            asked += 1  # (the same count when a relaunch runs the workflow again)
-            op = m.answer(_ask(op.steps, plan.halt_wait, asked))
+            said: str | None = "leave"  # no wait (0): halted at once, as in process
+            if plan.halt_wait is None or plan.halt_wait > 0:
+                said = None  # a cancelled run waits for no one
+                if not m.cancelled:
+                    asked += 1  # (the same count when a relaunch runs the workflow again)
+                    said = _ask(op.steps, plan.halt_wait, asked, plan.run_id)
+            op = m.answer(said) if said is not None else m.not_waited(CANCELLED_ASKING)
         else:
             raise RuntimeError(f"the machine answered {op!r}, which no plan gives")
     return op

@@ -59,11 +59,13 @@ class PersonAsked:
     def resolve(self, answer: str, number: int = 0, step: str = "", said: str = "") -> None:
         """A person's answer to question ``number`` (about ``step``'s undo): "retry" the
         undo, it was "fixed" by hand, or "leave" it; ``said``: its sender's id. Taken only
-        while that very question waits, only the first, and only while there is room in
-        the history for what it leads to: a duplicate (a double click, a client's retry),
-        an answer to another question or one naming none is not taken (its sender is told:
-        ``answered``)."""
+        while that very question waits, only the first, before any cancel, and only while
+        there is room in the history for what it leads to: a duplicate (a double click, a
+        client's retry), an answer to another question or one naming none is not taken (its
+        sender is told: ``answered``)."""
         if not self.waiting or self.answer is not None or answer not in ANSWERS:
+            return
+        if self.cancel_heard:  # a cancel heard first ended the wait: nothing is taken
             return
         if number == self.asked and step == self.waiting[0] and self.room() is None:
             self.answer, self.settled[number] = answer, said
@@ -85,13 +87,18 @@ class PersonAsked:
         took ("" none), None if it is not settled."""
         return self.settled.get(number)
 
-    async def _ask_a_person(self, left: tuple[str, ...], wait: float | None) -> tuple[str, str]:
-        """Wait (up to ``wait`` seconds; None: for as long as it takes) for an answer; a
-        cancel of the workflow ends the wait (the undos are left for later), and so does a
-        history with no room left (``room``). The answer ("leave" if none was taken), and
-        why there was no room ("" if there was)."""
+    async def _ask_a_person(
+        self, left: tuple[str, ...], wait: float | None, cancelled: bool = False
+    ) -> tuple[str | None, str]:
+        """Wait (up to ``wait`` seconds; None: for as long as it takes) for an answer. A
+        cancelled run waits for no one (``cancelled``: before the question, or a cancel of
+        the workflow during the wait), and a history with no room left (``room``) ends the
+        wait too: the answer taken ("leave" if the wait ran out; None if none was taken
+        because of a cancel or no room), and why there was no room ("" if there was)."""
         if wait is not None and wait <= 0:
             return "leave", ""  # as in process: halted at once, for a person to pick up
+        if cancelled:
+            return None, ""
         self.asked += 1
         number = self.asked
         self.waiting, self.answer = list(left), None
@@ -110,4 +117,6 @@ class PersonAsked:
         finally:
             self.waiting = []
             self.settled.setdefault(number, "")  # none taken: every sender is refused
+        if self.answer is None and (self.cancel_heard or full):
+            return None, full
         return self.answer or "leave", full

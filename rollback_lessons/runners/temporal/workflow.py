@@ -42,7 +42,7 @@ with workflow.unsafe.imports_passed_through():  # plain data and the machine, no
     from ... import schedule
     from ...errors import Cancelled, RemoteError
     from ...machine import Machine, Phase
-    from ...operations import Ask, Finished, Op, RunStep, RunUndo, Wait
+    from ...operations import CANCELLED_ASKING, Ask, Finished, Op, RunStep, RunUndo, Wait
     from ...schedule import GraphMachine, GraphOp, Ready
     from ..wire import ErrorRecord, SagaPlan, record_data
     from .limits import TemporalLimitExceeded, check_result, no_room, no_room_forward
@@ -396,11 +396,9 @@ class SagaWorkflow(PersonAsked):
             return m.resume()
         if type(op) is Ask:
             self.room = lambda: self._limit(m, plan)  # the rule of every other round's wait
-            answer, full = await self._ask_a_person(op.steps, plan.halt_wait)
-            if full:
-                m.notes = [
-                    *m.notes,
-                    f"the undo of {op.steps[0]}: a person no longer waited for: {full}",
-                ]
+            cancelled = m.cancelled or self.cancel_heard  # (a cancelled run asks no one)
+            answer, full = await self._ask_a_person(op.steps, plan.halt_wait, cancelled)
+            if answer is None:  # no answer taken: a cancel, or no room, ended the wait
+                return m.not_waited(full or CANCELLED_ASKING)
             return m.answer(answer)
         raise RuntimeError(f"the machine answered {op!r}, which no plan gives")
