@@ -647,3 +647,89 @@ def test_a_run_cancelled_going_forward_asks_no_one_when_an_undo_fails(dbos_runne
     local = _asking_saga(local_cancel).run({}, cancel=local_cancel, clock=VirtualClock(),
                                            **in_process)  # fmt: skip
     assert (local.status, local.pending) == (outcome.status, outcome.pending)
+
+
+_RELAUNCHED = r"""
+import os, signal, sqlite3, sys, threading
+from rollback_lessons import Saga, Step
+from rollback_lessons.runners.dbos import DBOSRunner, UnknownRun
+
+WORLD, SYSTEM, MODE = sys.argv[1], sys.argv[2], sys.argv[3]
+
+
+def db():
+    con = sqlite3.connect(WORLD, timeout=30, isolation_level=None)
+    con.execute("CREATE TABLE IF NOT EXISTS fx (k TEXT PRIMARY KEY)")
+    con.execute("CREATE TABLE IF NOT EXISTS calls (k TEXT)")
+    return con
+
+
+def act(k):
+    return lambda s: db().execute("INSERT OR IGNORE INTO fx VALUES (?)", (k,))
+
+
+def undo(k):
+    def call(s):
+        con = db()
+        con.execute("INSERT INTO calls VALUES (?)", (k,))
+        if k == "b" and con.execute("SELECT count(*) FROM calls WHERE k = 'b'").fetchone()[0] == 1:
+            raise RuntimeError("b's undo fails once")
+        con.execute("DELETE FROM fx WHERE k = ?", (k,))
+    return call
+
+
+def make(run_id=None):
+    steps = [Step(k, act(k), undo(k)) for k in "ab"]
+    return Saga([*steps, Step("c", lambda s: 1 / 0)], name="relaunched")
+
+
+waited = threading.Event()
+with DBOSRunner.start(SYSTEM, sagas={"relaunched": make}) as runner:
+    if MODE == "ask":
+        handle = runner.start_saga(make(), None, policy="halt", halt_wait=120, run_id="r1")
+        while handle.pending() is None:
+            waited.wait(0.02)
+        os.kill(os.getpid(), signal.SIGKILL)  # killed while a person is asked
+    try:
+        runner.handle_for(make(), "nobody")
+    except UnknownRun as exc:
+        print("refused:", exc)
+    handle = runner.handle_for(make(), "r1")
+    while (asked := handle.pending()) is None:  # the resumed saga asks again
+        waited.wait(0.02)
+    handle.resolve(asked, "retry")
+    outcome = handle.outcome()
+    print("asked:", asked.number, ",".join(asked.undos))
+    print("outcome:", outcome.status, ",".join(outcome.compensated))
+"""
+
+
+def test_a_saga_resumed_after_a_relaunch_is_answered_through_handle_for(tmp_path):
+    """attack13: a saga waiting for a person whose process died resumes at the relaunch
+    and asks again, but nothing public could answer it (``DBOSRunner`` had no
+    ``handle_for``; a ``DBOSHandle`` had to be built by hand), so it halted after
+    ``halt_wait``. ``runner.handle_for(saga, run_id)`` answers it; a run id DBOS does not
+    know is refused."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "relaunched.py"
+    script.write_text(_RELAUNCHED)
+    world, system = str(tmp_path / "world.db"), str(tmp_path / "dbos.sqlite")
+    first = subprocess.run([sys.executable, str(script), world, system, "ask"],
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert first.returncode == -9, first.stderr[-2000:]  # SIGKILLed while asking
+    again = subprocess.run([sys.executable, str(script), world, system, "answer"],
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert again.returncode == 0, again.stderr[-2000:]
+    lines = again.stdout.splitlines()
+    assert lines[0].startswith("refused: DBOS has no saga 'nobody'")
+    assert lines[1:] == ["asked: 1 b,a", "outcome: rolled_back b,a"]
+    import sqlite3
+
+    con = sqlite3.connect(world)
+    try:
+        assert con.execute("SELECT k FROM fx").fetchall() == []  # a and b undone
+        assert [k for (k,) in con.execute("SELECT k FROM calls")] == ["b", "b", "a"]
+    finally:
+        con.close()

@@ -7,6 +7,13 @@ middle and relaunched on the same file finishes the saga. The Outcome is ``saga.
 """
 
 from ..asking import AnswerRefused, Question
-from .runner import DBOSHandle, DBOSRunner, DBOSUnavailable
+from .runner import DBOSHandle, DBOSRunner, DBOSUnavailable, UnknownRun
 
-__all__ = ["AnswerRefused", "DBOSHandle", "DBOSRunner", "DBOSUnavailable", "Question"]
+__all__ = [
+    "AnswerRefused",
+    "DBOSHandle",
+    "DBOSRunner",
+    "DBOSUnavailable",
+    "Question",
+    "UnknownRun",
+]

@@ -46,6 +46,10 @@ class DBOSUnavailable(RollbackLessonsError):
     """DBOS already runs in this process (it is one per process)."""
 
 
+class UnknownRun(RollbackLessonsError, LookupError):
+    """``handle_for`` a run id DBOS has no workflow of, on this runner's file."""
+
+
 _launched = threading.Lock()  # DBOS is process-global: one runner at a time
 
 
@@ -240,6 +244,18 @@ class DBOSRunner:
                 return DBOSHandle(saga, run_id, state, before, lambda: data)
             started = DBOS.start_workflow(run, *args)
         return DBOSHandle(saga, run_id, state, before, started.get_result)
+
+    def handle_for(self, saga: Saga, run_id: str) -> DBOSHandle:
+        """A handle on a saga DBOS runs or ran on this file (one this launch resumed after
+        the process that started it died, say), as Temporal's ``handle_for``: a person
+        answers it (``pending()``, ``resolve()``), ``outcome()`` waits for its end; with the
+        state it acts on when this process still hosts the run. A run id DBOS does not know
+        is refused (``UnknownRun``)."""
+        if DBOS.get_workflow_status(run_id) is None:
+            raise UnknownRun(f"DBOS has no saga {run_id!r} in {self.path}")
+        run = hosted.RUNS.get(run_id)
+        state = run.state if run is not None else None
+        return DBOSHandle(saga, run_id, state, None, DBOS.retrieve_workflow(run_id).get_result)
 
     def run(self, saga: Saga, state: State | None = None, **options: Any) -> Outcome:
         """Run ``saga`` on DBOS and return its Outcome (like ``saga.run``)."""
