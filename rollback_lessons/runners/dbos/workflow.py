@@ -235,18 +235,18 @@ def _watching(run_id: str, topic: str) -> Iterator[None]:
                 said = asked()
             except Exception:
                 said = False
-            if said:
-                DBOS.send(run_id, CANCEL_MESSAGE, topic)
+            if said and not over.is_set():
+                with contextlib.suppress(Exception):  # (DBOS closed meanwhile: nobody waits)
+                    DBOS.send(run_id, CANCEL_MESSAGE, topic)
                 return
             over.wait(WATCH)
 
-    watcher = threading.Thread(target=watch, name=f"cancel-watch-{run_id}", daemon=True)
-    watcher.start()
+    threading.Thread(target=watch, name=f"cancel-watch-{run_id}", daemon=True).start()
     try:
         yield
     finally:
-        over.set()
-        watcher.join()
+        over.set()  # (not joined: a token that blocks must not hold the saga; a late
+        # message goes to this question's topic, which nothing reads again)
 
 
 @DBOS.step(name="rollback_lessons.now")
