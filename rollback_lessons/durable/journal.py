@@ -253,13 +253,13 @@ class Journal:
         after: Mapping[str, Sequence[str]] | None = None,
     ) -> JournalRun:
         """A new saga in this journal (written with its first commit; under an id the
-        caller chose, at once, so that two processes never both take it), with the undo
-        ``policy`` and ``undo_order`` its run obeys, which ``recover`` obeys too (``after``:
-        a graph's steps' dependencies, which its undo order needs). A policy
-        that cannot be written down (``policy_data``) is refused here, before any step. Its
-        name and id are refused if a line of ``journal show`` or ``recover`` could not carry
-        them as one cell (a line break would forge a row), and an id with ':' too: an undo's
-        idempotency key is ``"<saga id>:<step>"``, so its first ':' must end the saga id."""
+        caller chose, at once: two processes never both take it), with the undo ``policy``
+        and ``undo_order`` its run obeys, which ``recover`` obeys too (``after``: a graph's
+        steps' dependencies, which its undo order needs). A policy that cannot be written
+        down (``policy_data``) is refused here, before any step. Its name and id are refused
+        if a line of ``journal show`` or ``recover`` could not carry them as one cell (a line
+        break would forge a row), and an id with ':' too: an undo's idempotency key is
+        ``"<saga id>:<step>"``, so its first ':' must end the saga id."""
         if self.readonly or self.closed:
             raise JournalUnusable(
                 f"{self!r} is {'closed' if self.closed else 'opened read-only'}: a saga cannot "
@@ -279,13 +279,8 @@ class Journal:
             undo_order=undo_order,
             graph=None if after is None else json.dumps([[s, list(d)] for s, d in after.items()]),
         )  # fmt: skip
-        if saga_id is not None:  # the id is checked and taken in one step (its INSERT):
-            try:  # another process may be starting a saga under it right now
-                self.write(run.take(), sync=False)
-            except sqlite3.IntegrityError:
-                raise JournalError(
-                    f"saga {saga_id!r} is already in {self.path}; ids must be unique"
-                ) from None
+        if saga_id is not None:  # another process may be starting a saga under it now
+            run.take_id()
         return run
 
     # -- reading -------------------------------------------------------------------------

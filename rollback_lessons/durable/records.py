@@ -11,13 +11,14 @@ import contextlib
 import json
 import os
 import socket
+import sqlite3
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..events import Event, describe
 from ..rules import NamedUndo
-from .files import Written
+from .files import JournalError, Written
 
 if TYPE_CHECKING:
     from .journal import Journal
@@ -175,6 +176,15 @@ class JournalRun:
 
     def key(self, step: str) -> str:
         return idempotency_key(self.saga_id, step)
+
+    def take_id(self) -> None:
+        """Write the saga's row now: the id its caller chose is checked and taken in one
+        step (its INSERT), so two processes never both take it (the second is refused)."""
+        try:
+            self.journal.write(self.take(), sync=False)
+        except sqlite3.IntegrityError:
+            path, saga = self.journal.path, self.saga_id
+            raise JournalError(f"saga {saga!r} is already in {path}; ids must be unique") from None
 
     def event(self, event: Event) -> None:
         self._pending.append(
