@@ -47,10 +47,12 @@ CSS = f"""<style>
 .rl-panel .rl-log {{flex: none; width: {int(drawing.PANEL_WIDTH * drawing.DPI)}px}}
 .rl-panel .rl-log table {{table-layout: fixed; width: 100%}}
 .rl-panel .rl-log td {{height: 2.6em; overflow-wrap: anywhere}}
+.rl-panel .rl-log .rl-line {{display: -webkit-box; -webkit-box-orient: vertical;
+  -webkit-line-clamp: 2; line-clamp: 2; overflow: hidden; max-height: 2.6em}}
 .rl-panel .rl-log .rl-what {{display: inline-block; min-width: 118px; padding-right: 6px;
   white-space: nowrap; vertical-align: top}}
 .rl-panel .rl-log .rl-where {{min-width: 100px}}
-.rl-panel .rl-details {{color: #444; overflow-wrap: anywhere}}
+.rl-panel .rl-details {{color: #444; word-break: break-all}}
 .rl-panel .rl-more {{color: #555; font-weight: normal; font-style: italic}}
 .rl-panel .rl-side .rl-caption {{min-height: 2.6em}}
 .rl-panel .rl-key {{display: inline-block; width: 12px; height: 12px; vertical-align: -1px;
@@ -96,11 +98,18 @@ def details(event: Event) -> str:
     return " ".join(f"{k}={v}" for k, v in event.details.items())
 
 
+def _said(event: Event) -> str:
+    return " ".join(part for part in (event.kind, event.step or "-", details(event)) if part)
+
+
 def log_html(events: list[Event] | tuple[Event, ...], current: int, rows: int = LOG_ROWS) -> str:
     """A window of ``rows`` events that holds ``current`` (marked ▶, pale blue); the heading
-    says how many are not shown. Each event's details are whole: they follow its kind and
-    step and wrap onto its second line (each row keeps two lines, so the panel keeps its
-    height while it plays and after a change; only details longer than both lines add one)."""
+    says how many are not shown. Each event's details follow its kind and step and wrap
+    onto its second line; each row is two lines, never more, so the panel keeps its height
+    while it plays and after a change (newuser11: a third line grew it 17-19 px). The
+    details break anywhere, so they fill the first line too (broken at spaces only, a long
+    ``error=...`` went whole to the second line and needed a third); the rare ones longer
+    than both lines (a halt's reason) end in "…", the whole row in its title."""
     start = max(0, min(current - rows // 2, len(events) - rows))
     end = min(len(events), start + rows)
     body = []
@@ -109,9 +118,10 @@ def log_html(events: list[Event] | tuple[Event, ...], current: int, rows: int = 
         now = i == current
         body.append(
             f"<tr{' class=now' if now else ''}><td>{'▶' if now else ''}</td><td>{e.seq}</td>"
-            f"<td><span class='rl-what'>{html.escape(e.kind)}</span>"
+            f"<td><div class='rl-line' title='{html.escape(_said(e))}'>"
+            f"<span class='rl-what'>{html.escape(e.kind)}</span>"
             f"<span class='rl-what rl-where'>{html.escape(e.step or '-')}</span>"
-            f"<span class='rl-details'>{html.escape(details(e))}</span></td></tr>"
+            f"<span class='rl-details'>{html.escape(details(e))}</span></div></td></tr>"
         )
     body += ["<tr><td colspan=3>&nbsp;</td></tr>"] * (rows - (end - start))
     later = len(events) - end
