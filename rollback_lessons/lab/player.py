@@ -10,7 +10,6 @@ from typing import Any
 
 import ipywidgets as w
 
-
 BOUNDS_FIRST = ("min", "max")  # a message's keys in this order, then the others
 
 
