@@ -42,8 +42,8 @@ BLANK = "blank: no run of its own (shown across the diagonal, or the two cannot 
 OPENED = "outlined: the run shown under the grid"
 OUTLINE_PX = 4  # the opened cell's outline (3 px) and its offset (1 px), outside the cell
 # the clicked run's row: its picture, and beside it the controls, the frame's event and
-# what the run broke, whole (newuser11: 306 px cut up to 53 px; the grid's panel: 645 px)
-VIEW_PX = 338
+# what the run broke, whole (newuser11: 306 px cut up to 53 px; the grid's panel: 640 of 647 px)
+VIEW_PX = 332
 
 
 def said(run: Explored) -> str:
