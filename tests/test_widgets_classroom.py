@@ -179,6 +179,18 @@ def test_the_log_shows_every_events_details_whole_in_rows_of_two_lines(trip_lab)
     assert max(len(s) for s in seen) > 60  # long ones too
 
 
+def test_the_results_head_is_two_lines_at_most_and_whole_in_its_title(trip_lab):
+    """newuser11: a long error gave the result's head a third line and the panel grew 17 px
+    (lesson 06, append_row fail after effect)."""
+    assert re.search(r"\.rollback-lab \.rl-head \{\{?[^}]*line-clamp: 2", CSS)
+    trip_lab.set_fault("charge_card", "fail_after_effect")
+    trip_lab.show_frame(trip_lab.frame_count - 1)
+    view = trip_lab.view.value.split("class='rl-result'>")[1]
+    title = html.unescape(re.search(r"<div class='rl-head' title='(.*?)'>", view).group(1))
+    outcome = trip_lab.outcome
+    assert title == f"{outcome.status}: charge_card failed with {outcome.error!r}"
+
+
 # -- 4. a change keeps the panel's height (the browser test measures it) ------------------
 
 

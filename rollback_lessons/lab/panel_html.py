@@ -47,6 +47,8 @@ CSS = f"""<style>
 .rl-panel .rl-log {{flex: none; width: {int(drawing.PANEL_WIDTH * drawing.DPI)}px}}
 .rl-panel .rl-log table {{table-layout: fixed; width: 100%}}
 .rl-panel .rl-log td {{height: 2.6em; overflow-wrap: anywhere}}
+.rl-panel.rollback-lab .rl-head {{display: -webkit-box; -webkit-box-orient: vertical;
+  -webkit-line-clamp: 2; line-clamp: 2; overflow: hidden; overflow-wrap: anywhere}}
 .rl-panel .rl-log .rl-line {{display: -webkit-box; -webkit-box-orient: vertical;
   -webkit-line-clamp: 2; line-clamp: 2; overflow: hidden; max-height: 2.6em}}
 .rl-panel .rl-log .rl-what {{display: inline-block; min-width: 118px; padding-right: 6px;
@@ -174,13 +176,13 @@ def result_html(outcome: Outcome, stopped_after: int | None = None) -> str:
     ``stopped_after``: the events that had happened when Stop cancelled the run. The status
     is a word in bold ink: the words say it, no colour a legend would have to explain."""
     head = f"<b>{html.escape(str(outcome.status))}</b>"
+    whole = str(outcome.status)
     if outcome.status is Status.CANCELLED:  # the learner's Stop, not a failure
         after = f" after event {stopped_after}" if stopped_after else ""
         head += f": the saga was cancelled (Stop){after}"
     elif outcome.error is not None:
-        head += f": {html.escape(outcome.failed_step or 'the block')} failed with " + html.escape(
-            repr(outcome.error)
-        )
+        said = f": {outcome.failed_step or 'the block'} failed with {outcome.error!r}"
+        head, whole = head + html.escape(said), whole + said
     ran = {*outcome.completed, *([outcome.failed_step] if outcome.failed_step else [])}
     not_run = [s for s in outcome.steps if s not in ran]
     lines = [("undone", _names(outcome.compensated))]
@@ -196,12 +198,15 @@ def result_html(outcome: Outcome, stopped_after: int | None = None) -> str:
     if not_run:
         lines.append(("not run", _names(not_run)))
     lines += [("note", note) for note in outcome.notes]  # the engine's own words
-    return _result_box(head, lines)
+    return _result_box(head, lines, whole)
 
 
-def _result_box(head: str, lines: list[tuple[str, str]]) -> str:
+def _result_box(head: str, lines: list[tuple[str, str]], whole: str = "") -> str:
+    """The head (two lines at most: a long error ends in "…", whole in its title; newuser11:
+    its third line grew the panel 17 px), then a row for each line."""
     rows = "".join(f"<tr><th>{k}</th><td>{html.escape(v)}</td></tr>" for k, v in lines)
-    return f"<div>{head}</div><table>{rows}</table>"
+    title = f" title='{html.escape(whole)}'" if whole else ""
+    return f"<div class='rl-head'{title}>{head}</div><table>{rows}</table>"
 
 
 PHASES = {"pipeline_failed": "failed…", "rollback_start": "rolling back…"}  # (from this event)
