@@ -115,7 +115,18 @@ BROWSER_FIRST_HALF = (
 )
 
 
+# A test of another file that uses a module's session-scoped server goes with that module,
+# so that one worker starts the server for both (tests/conftest.py's
+# temporal_with_a_low_history_limit).
+WITH_MODULE = {
+    "tests/test_attacks7.py::test_on_a_server_with_a_lowered_history_limit_the_count_holds"
+    "_and_refuses": "tests/test_temporal_limits.py",
+}
+
+
 def unit_of_work(nodeid: str) -> str:
+    if nodeid in WITH_MODULE:
+        return WITH_MODULE[nodeid]
     path = nodeid.split("::", 1)[0]
     if path == BROWSER:
         return f"{path} (half {1 if any(m in nodeid for m in BROWSER_FIRST_HALF) else 2})"
@@ -139,11 +150,11 @@ SLOWEST_FIRST = (
     "tests/test_temporal_edges.py",  # 29 s
     "tests/test_temporal_graph.py",  # 29 s
     "tests/test_stepfunctions.py",  # 26 s
-    "tests/test_attacks7.py",  # 21 s, one by one
     "tests/test_dbos.py",  # 20 s
+    "tests/test_temporal_limits.py",  # 16 s with test_attacks7's history-limit test (s38)
     "notebooks/08_sagas_on_temporal.ipynb",  # 14 s
     "notebooks/07_crash_recovery.ipynb",  # 11 s
-    "tests/test_temporal_limits.py",  # 11 s
+    "tests/test_attacks7.py",  # about 10 s without it, one by one
     "notebooks/09_step_functions_and_bpmn.ipynb",  # 10 s
 )
 

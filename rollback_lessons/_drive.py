@@ -41,19 +41,32 @@ async def within(awaitable: Any, timeout: float, role: str, step: str) -> Any:
     again beyond a grace as long as its timeout: it is left behind, its outcome dropped."""
     import asyncio
 
-    task = asyncio.ensure_future(awaitable)
+    task = asyncio.ensure_future(_kept(awaitable))
     try:
         done, _ = await asyncio.wait({task}, timeout=timeout)
     except BaseException:
         task.cancel()  # this run is cancelled itself: so is its call
         raise
     if task in done:
-        return task.result()
+        escaped, result = task.result()
+        if escaped:  # raised here, in the driver's frame: its rule for an interrupt applies
+            raise result
+        return result
     task.cancel()
     await asyncio.wait({task}, timeout=timeout)
     if not task.done():
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # never "unretrieved"
     raise TimeoutError(f"{what(role, step)} took longer than its timeout of {timeout} s")
+
+
+async def _kept(awaitable: Any) -> tuple[bool, Any]:
+    """Await in a task of its own, a KeyboardInterrupt or SystemExit it raises returned,
+    not raised: asyncio re-raises those out of the event loop, past the run (nothing undone,
+    no outcome); ``within`` raises it where the driver awaits the call."""
+    try:
+        return False, await awaitable
+    except (KeyboardInterrupt, SystemExit) as exc:
+        return True, exc
 
 
 def failed_asking(m: Machine, error: BaseException) -> Op | None:

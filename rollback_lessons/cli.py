@@ -184,10 +184,22 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument(
         "--port", type=int, default=8888, help="JupyterLab's port on 127.0.0.1 (default 8888)"
     )
-    journal = sub.add_parser("journal", help="look into a journal file")
+    journal = sub.add_parser("journal", help="look into a journal file, or settle a saga")
     journal_sub = journal.add_subparsers(dest="journal_command", required=True)
     show = journal_sub.add_parser("show", help="the sagas in a journal and their status")
     show.add_argument("file", help="the journal (an SQLite file)")
+    settle = journal_sub.add_parser(
+        "settle",
+        help="record that a person dealt with a saga left for one; recover stops naming it",
+        description=(
+            "Record in the journal that a person dealt with a saga ended for one (halted, or "
+            "with dead letters or a step leaked): who, when and NOTE. recover no longer names "
+            "it, and journal show says so. Any other saga is refused, nothing written."
+        ),
+    )
+    settle.add_argument("file", help="the journal (an SQLite file)")
+    settle.add_argument("saga_id", metavar="SAGA_ID", help="the saga's id (see journal show)")
+    settle.add_argument("--note", required=True, help="what was done by hand (one line)")
     recover = sub.add_parser(
         "recover",
         help="finish the rollback of every saga in a journal that did not end",
@@ -211,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also take over sagas whose process cannot be checked from here (another host); "
         "a saga whose process still runs here is never taken over",
     )
-    for command in (show, recover):
+    for command in (show, settle, recover):
         command.add_argument(
             "--wait",
             type=_seconds,
@@ -274,79 +286,6 @@ def load_registry(name: str) -> Registry:
         f"module {name!r} {what}: define `registry = Registry()` there and register the "
         "compensations on it"
     )
-
-
-def _journal_command(args: argparse.Namespace) -> int:
-    import sqlite3
-
-    from .durable.journal import Journal, JournalError
-    from .durable.recovery import recover
-    from .durable.report import _safe
-
-    readonly = args.command == "journal"
-    try:
-        with Journal(args.file, create=False, readonly=readonly, timeout=args.wait) as journal:
-            if readonly:
-                damage = journal.quick_check()
-                if damage != "ok":  # a damaged file would show wrong numbers: say so instead
-                    raise JournalError(f"{args.file} is damaged ({damage[:200]})")
-                table = journal.table()
-            else:
-                report = recover(journal, load_registry(args.registry), force=args.force)
-    except (CommandError, JournalError) as exc:
-        _warn(str(exc))
-        return 2
-    except KeyboardInterrupt:
-        if readonly:
-            raise
-        _warn(
-            "recover interrupted (Ctrl-C); what it undid is recorded, and the sagas it did "
-            "not finish are left for the next recover"
-        )
-        return 130
-    except sqlite3.OperationalError as exc:
-        hint = " (another process holds it; try --wait)" if "locked" in str(exc) else ""
-        _warn(f"cannot use {args.file}: {exc}{hint}")
-        return 2
-    except sqlite3.DatabaseError as exc:
-        _warn(f"{args.file} is damaged: {exc}; no undo was run")
-        return 2
-    except OSError as exc:  # a name too long, a folder that cannot be read, ...
-        _warn(f"cannot use {args.file}: {exc.strerror or exc}")
-        return 2
-    # (printed once the journal is closed: an output that fails is the output's, not its)
-    if readonly:
-        _say(table)
-        return 0
-    try:
-        _say(str(report), *(_safe(str(w)) for w in report.waiting))
-        STDOUT.flush()
-    except OutputError as exc:
-        raise OutputError(
-            f"{exc}; what recover did is recorded in {args.file} (journal show)"
-        ) from None
-    dead = [r for r in report.recovered if r.dead_letters]
-    person = [r for r in report.recovered if r.for_a_person and not r.dead_letters]
-    if dead:
-        _warn(
-            f"{len(dead)} saga(s) left dead letters, undos that failed (see above): a person "
-            "must finish them"
-        )
-    if person:
-        _warn(
-            f"{len(person)} saga(s) left for a person (see above): halted (at a pivot, or by "
-            "the undo policy), or with a step that may have happened and has no undo: a "
-            "person must check them and finish them by hand"
-        )
-    if report.skipped:
-        _warn(f"{len(report.skipped)} saga(s) left unfinished (see above)")
-    if report.waiting:
-        _warn(
-            f"{len(report.waiting)} saga(s) ended earlier still wait for a person (see above; "
-            f"`rollback-lessons journal show {args.file}` lists them): halted, or with dead "
-            "letters or a step that may have happened and has no undo"
-        )
-    return 1 if report.skipped or dead or person or report.waiting else 0
 
 
 def _lab_command(args: argparse.Namespace) -> int:
@@ -416,7 +355,9 @@ def _quiet_stdout() -> None:
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.command in ("journal", "recover"):
-        return _journal_command(args)
+        from .durable.command import journal_command
+
+        return journal_command(args)
     if args.command == "lab":
         return _lab_command(args)
     if args.fail_at is None and not args.undo_fails:

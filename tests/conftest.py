@@ -158,6 +158,47 @@ def dbos_runner():
             yield runner
 
 
+LOW_HISTORY_LIMIT = 120
+"""The history limit of ``temporal_with_a_low_history_limit``'s server (the default is
+51,200): a few undo retries past a short saga's run."""
+
+
+@pytest.fixture(scope="session")
+def temporal_with_a_low_history_limit():
+    """A Temporal dev server on 127.0.0.1 whose history limit is ``LOW_HISTORY_LIMIT``
+    (``limit.historyCount.error``, the mechanism of the default), started once per pytest
+    process (an xdist worker) for the tests of the limit: its address. Each test runs its
+    sagas on a task queue of its own (``TemporalRunner.start``), so they share it."""
+    import socket
+    import subprocess
+    import time
+
+    from rollback_lessons.runners import free_port
+    from rollback_lessons.runners.temporal.server import server_binary
+
+    port = free_port()
+    server = subprocess.Popen(
+        [server_binary(), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port),
+         "--headless", "--log-level", "error",
+         "--dynamic-config-value", f"limit.historyCount.error={LOW_HISTORY_LIMIT}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # until it listens
+            assert server.poll() is None, f"the Temporal dev server exited ({server.returncode})"
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the Temporal dev server did not listen"
+                time.sleep(0.1)
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
 LOST_SOON = 2.0
 """Seconds a Temporal client keeps asking a server these tests killed (the SDK's 10 s, kept
 by the runner, otherwise): ``ServerLost`` or ``TemporalUnavailable`` the same, sooner."""

@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import LOW_HISTORY_LIMIT as LIMIT
 
 from rollback_lessons import Parallel, RetryPolicy, Saga, Status, Step, VirtualClock
 from rollback_lessons.cli import main
@@ -273,20 +274,16 @@ def test_an_undo_whose_end_died_with_the_server_is_not_a_dead_letter(
 
 
 def test_on_a_server_with_a_lowered_history_limit_the_count_holds_and_refuses(
-    tmp_path: Path,
+    temporal_with_a_low_history_limit: str,
 ) -> None:
-    """A dev server whose history limit is 300 events (``limit.historyCount.error``, the
-    mechanism of the default 51,200): a saga whose worst run fits is run to its end within
-    the count; one retried 100 times is refused before it starts (it was terminated at 301
-    events, its bookings left in place)."""
-    import socket
-    import time
+    """A dev server whose history limit is lowered (``limit.historyCount.error``, the
+    mechanism of the default 51,200; conftest's server, 120 events): a saga whose worst run
+    fits is run to its end within the count; one retried 100 times is refused before it
+    starts (the server would terminate it at the limit, its bookings left in place)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from rollback_lessons.runners import free_port
     from rollback_lessons.runners.temporal import TemporalRunner
     from rollback_lessons.runners.temporal.limits import TemporalLimitExceeded, worst_history
-    from rollback_lessons.runners.temporal.server import server_binary
 
     def booking(attempts: int) -> Saga:
         def never(state: dict) -> None:
@@ -296,36 +293,18 @@ def test_on_a_server_with_a_lowered_history_limit_the_count_holds_and_refuses(
         group = Parallel(_step("room"), _step("car"), _step("flight"))
         return Saga([group, Step("charge", never, retry=retry)], name="limits")
 
-    port = free_port()
-    server = subprocess.Popen(
-        [server_binary(), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port),
-         "--headless", "--log-level", "error", "--db-filename", str(tmp_path / "t.db"),
-         "--dynamic-config-value", "limit.historyCount.error=300"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-
     async def main():
-        async with await TemporalRunner.start(f"127.0.0.1:{port}") as runner:
-            runner.history_limit = 300
-            fits, world = booking(10), {}
+        async with await TemporalRunner.start(temporal_with_a_low_history_limit) as runner:
+            runner.history_limit = LIMIT
+            fits, world = booking(5), {}
             handle = await runner.start_saga(fits, world, step_timeout=5)
             outcome = await asyncio.wait_for(handle.outcome(), 60)
             info = (await handle.workflow.describe()).raw_description.workflow_execution_info
-            with pytest.raises(TemporalLimitExceeded, match="limit of 300 events"):
+            with pytest.raises(TemporalLimitExceeded, match=f"limit of {LIMIT} events"):
                 await runner.start_saga(booking(100), {})
             return outcome, world, info.history_length, worst_history(_plan(fits))
 
-    try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        with ThreadPoolExecutor(1) as pool:
-            outcome, world, length, worst = pool.submit(lambda: asyncio.run(main())).result()
-    finally:
-        server.terminate()
-        server.wait(10)
+    with ThreadPoolExecutor(1) as pool:
+        outcome, world, length, worst = pool.submit(lambda: asyncio.run(main())).result()
     assert outcome.status is Status.ROLLED_BACK and world == {}
-    assert length <= worst <= 300, (length, worst)
+    assert length <= worst <= LIMIT, (length, worst)

@@ -13,6 +13,7 @@ asserted: `make bench` shows them against their goal.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -827,6 +828,13 @@ def lesson_11(page) -> None:
     page.wait_for_function(
         "c => document.querySelector(`.explorer-grid .eg-view [data-cell='${c}']`)", arg=cell
     )
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    with contextlib.suppress(PlaywrightTimeout):  # its picture, frame and note sync one by one
+        page.wait_for_function(
+            "() => /phantom undo|not restored/.test("
+            "document.querySelector('.explorer-grid .eg-view')?.innerText)"
+        )
     note = grid.locator(".eg-view").inner_text()
     assert "phantom undo" in note or "not restored" in note, note
     assert "{'" not in note.split("left changed")[0]  # what broke, in words

@@ -129,7 +129,7 @@ def test_recover_names_a_saga_ended_earlier_for_a_person_every_time(tmp_path, re
     assert len(report) == 0 and report.skipped == ()
     assert [w.saga_id for w in report.waiting] == ["t1"]
     assert str(report) == "recovered 0 saga(s), left 0"  # (what this recover did)
-    for _ in range(2):  # nothing marks it done by hand: every recover names it
+    for _ in range(2):  # until a person settles it (test_settle.py), every recover names it
         done = cli_recover(tmp_path, path)
         assert done.returncode == 1, done.stderr
         assert said in done.stdout and "t2" not in done.stdout

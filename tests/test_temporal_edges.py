@@ -58,8 +58,13 @@ def test_leaving_the_runner_returns_when_an_undo_never_does():
         runner = await TemporalRunner.start()
         async with runner:
             handle = await runner.start_saga(saga, {})
-            while not runner_module.RUNNING.get(runner.task_queue):
-                await asyncio.sleep(0.05)  # the undo is under way
+            # until the undo itself is under way: RUNNING names the actions too, and a
+            # runner closed while one runs (a loaded machine) never starts the undo
+            while not any(
+                "the undo of 'a'" in call
+                for call in runner_module.RUNNING.get(runner.task_queue, {}).values()
+            ):
+                await asyncio.sleep(0.05)
         return runner, handle.run_id
 
     try:
@@ -529,3 +534,52 @@ def test_of_two_answers_to_one_question_exactly_one_is_taken_the_other_refused(o
             assert outcome.status is Status.ROLLED_BACK and state == {}
         else:
             assert outcome.status is Status.HALTED and "b" in outcome.pending and "b" in state
+
+
+def test_an_answer_whose_update_call_is_cut_short_is_server_lost_or_the_callers_cancel(
+    on_temporal,
+):
+    """resolve waits for the workflow's word on its answer (the Update ``answered``). That
+    call timed out or cancelled was the SDK's WorkflowUpdateRPCTimeoutOrCancelledError,
+    unmapped. Now a server that does not answer in time is ``ServerLost`` (saying the
+    answer's fate is unknown), and a cancel of the caller's task is that cancel."""
+    from datetime import timedelta
+
+    from temporalio.api.enums.v1 import EventType
+
+    saga = Saga([Step("a", lambda s: s.update(a=1), lambda s: s.pop("a")),
+                 Step("b", lambda s: 1 / 0)], name="cut")  # fmt: skip
+    accepted = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
+
+    async def updates_accepted(handle):
+        return [e async for e in handle.workflow.fetch_history_events() if e.event_type == accepted]
+
+    async def scenario(runner):
+        handle = await runner.start_saga(saga, {}, policy="halt", halt_wait=120,
+                                         inject={"a": "undo_fails"})  # fmt: skip
+        while (asked := await handle.pending()) is None:
+            await asyncio.sleep(0.02)
+        real = handle.workflow.execute_update
+
+        async def dropped(*args, **kwargs):  # the Signal lost: the Update waits on
+            return None
+
+        async def short(*args, **kwargs):  # the server's deadline for the call
+            return await real(*args, rpc_timeout=timedelta(seconds=0.5), **kwargs)
+
+        handle.workflow.signal, handle.workflow.execute_update = dropped, short
+        with pytest.raises(ServerLost, match=r"The answer was sent; whether the saga took it"):
+            await handle.resolve(asked, "leave")
+        handle.workflow.execute_update = real
+        task = asyncio.ensure_future(handle.resolve(asked, "leave"))
+        while len(await updates_accepted(handle)) < 2:  # its Update waits in the workflow
+            await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        del handle.workflow.signal
+        await handle.resolve(asked, "leave")  # the real answer: taken
+        return await handle.outcome()
+
+    outcome = on_temporal(scenario)
+    assert outcome.status is Status.HALTED and outcome.pending == ("a",)

@@ -8,16 +8,15 @@ the limit, their record intact."""
 import asyncio
 import contextlib
 import itertools
-import socket
-import subprocess
 import threading
 import time
 
 import pytest
-from conftest import SOAK, OnALoop
+from conftest import LOW_HISTORY_LIMIT, SOAK, OnALoop
 
 from rollback_lessons import (
     Cancelled,
+    InjectedTimeout,
     Kind,
     Parallel,
     RetryPolicy,
@@ -31,7 +30,7 @@ from rollback_lessons import (
 from rollback_lessons.machine import Finished, Machine
 from rollback_lessons.operations import RunUndo, StepSpec
 from rollback_lessons.policies import POLICIES
-from rollback_lessons.runners import free_port, hosted
+from rollback_lessons.runners import hosted
 from rollback_lessons.runners.temporal import AnswerRefused, SagaTerminated, TemporalRunner
 from rollback_lessons.runners.temporal.limits import (
     HISTORY_EVENTS_LIMIT,
@@ -39,38 +38,19 @@ from rollback_lessons.runners.temporal.limits import (
     worst_history,
 )
 from rollback_lessons.runners.temporal.runner import plan_for
-from rollback_lessons.runners.temporal.server import server_binary
 from rollback_lessons.worlds import travel
 
 pytestmark = pytest.mark.usefixtures("no_run_left_behind")
-LIMIT = 120
-"""The server's history limit here: a few undo retries past a short saga's run."""
+LIMIT = LOW_HISTORY_LIMIT  # the server's (conftest's temporal_with_a_low_history_limit)
 
 
 @pytest.fixture(scope="module")
-def on_temporal():
-    port = free_port()
-    server = subprocess.Popen(
-        [server_binary(), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port),
-         "--headless", "--log-level", "error",
-         "--dynamic-config-value", f"limit.historyCount.error={LIMIT}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+def on_temporal(temporal_with_a_low_history_limit):
+    on = OnALoop(lambda: TemporalRunner.start(temporal_with_a_low_history_limit))
     try:
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        on = OnALoop(lambda: TemporalRunner.start(f"127.0.0.1:{port}"))
-        try:
-            yield on
-        finally:
-            on.close()
+        yield on
     finally:
-        server.terminate()
-        server.wait(10)
+        on.close()
 
 
 def _step(name: str, undo=None) -> Step:
@@ -210,6 +190,40 @@ def test_a_saga_terminated_by_hand_says_what_is_left_in_effect(on_temporal, land
     said = str(error)
     assert said.count("\n") == 0 and "terminated saga" in said and "an operator's" in said
     assert "still in effect, or perhaps, for someone to undo: a, b, c" in said
+
+
+@pytest.mark.parametrize("first", ["after_effect", "clean"])
+def test_a_saga_terminated_in_a_wait_to_retry_names_an_earlier_attempts_effect(on_temporal, first):
+    """attack13's N1: b's first attempt failed after its effect, and the saga was terminated
+    while b waited to retry: b was named only under "failed", left out of ``in_effect``
+    and of the "still in effect" list, though the machine counts it in effect. A clean
+    refusal has no effect to name."""
+
+    def b(state):
+        if first == "after_effect":
+            state["b"] = 1
+            raise InjectedTimeout("b", "fail_after_effect", "timed out after its effect")
+        raise ValueError("declined")
+
+    retry = RetryPolicy(max_attempts=3, initial_delay=60.0)
+    saga = Saga([_step("a"), Step("b", b, lambda s: s.pop("b", None), retry=retry)], name="tw")
+
+    async def scenario(runner):
+        state: dict = {}
+        handle = await runner.start_saga(saga, state, policy="continue")
+        while not any(row[-3:] == ("activity failed", "action", "b")
+                      for row in (await handle.history()).rows):  # fmt: skip
+            await asyncio.sleep(0.05)  # b's first attempt failed: now in its wait to retry
+        await handle.workflow.terminate(reason="an operator's")
+        with pytest.raises(SagaTerminated) as raised:
+            await asyncio.wait_for(handle.outcome(), 30)
+        return raised.value, state
+
+    error, state = on_temporal(scenario)
+    assert error.failed == ("b",) and error.undone == ()
+    assert error.in_effect == tuple(sorted(state)), (error.in_effect, state)
+    listed = str(error).split("for someone to undo: ")[1]
+    assert listed == ", ".join(sorted(state)) + "."
 
 
 def test_a_terminated_sagas_report_names_every_step_that_may_have_had_its_effect():
@@ -490,3 +504,24 @@ def test_signals_nobody_asked_for_while_a_person_is_asked_end_the_wait_not_the_r
     assert state == {"a": 1, "b": 1}
     assert any("a person no longer waited for" in n and f"limit of {LIMIT}" in n
                for n in outcome.notes)  # fmt: skip
+
+
+@pytest.mark.parametrize("after_effect", [True, False])
+def test_a_lost_server_names_a_step_that_failed_after_its_effect_as_perhaps_in_effect(
+    after_effect,
+):
+    """attack13's N1 on ServerLost: the server died while b waited to retry after an attempt
+    that failed after its effect; the message said "failed: b; so still in effect: a"."""
+    from rollback_lessons.runners.temporal.lost import ServerLost
+
+    calls = [("action", "a", True), ("action", "b", False)]
+    run = hosted.Hosted(None, {}, {}, calls=calls, effected={"b"} if after_effect else set())
+    hosted.RUNS["lost-x"] = run
+    try:
+        said = str(ServerLost.of("lost-x", RuntimeError("connection refused")))
+    finally:
+        del hosted.RUNS["lost-x"]
+    left = said.split("so still in effect: ")[1]
+    assert left.startswith(
+        "a, b (perhaps: failed after its effect: b)." if after_effect else "a."
+    ), said

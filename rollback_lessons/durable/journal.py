@@ -57,6 +57,7 @@ from .files import (  # noqa: F401 (re-exported: the journal's names, as before)
 )
 from .kept import UnjournaledPolicy, policy_data, policy_of  # noqa: F401 (re-exported)
 from .records import Claimed, JournalRun, SagaRecord, UndoRecord, me
+from .settle import Settled, settle, table
 
 
 class Journal:
@@ -414,17 +415,15 @@ class Journal:
         return f"{problems[0]}{more}"
 
     def table(self) -> str:
-        """The sagas and their status, as a text table (``rollback-lessons journal show``)."""
-        header = ("saga", "name", "status", "undos", "undone", "dead letters")
-        rows = [
-            (_cell(s.id), _cell(s.name), _cell(s.status), str(s.undos), str(s.undone), str(s.dead))
-            for s in self.sagas()
-        ]
-        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-        lines = [
-            "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *rows]
-        ]
-        return "\n".join(line.rstrip() for line in lines)
+        """The sagas and their status, as a text table (``rollback-lessons journal show``),
+        and a line for each saga settled by hand (``settle``)."""
+        return table(self)
+
+    def settle(self, saga_id: str, note: str) -> Settled:
+        """Record that a person dealt with a saga ended for one (halted, or with dead letters
+        or a step leaked): who, when, and ``note``; ``recover`` no longer names it. Refused
+        with a ``SettleRefused`` (nothing written) for any other saga, or one settled."""
+        return settle(self, saga_id, note)
 
     def close(self) -> None:
         with self._lock:

@@ -73,8 +73,8 @@ class Skipped:
 class Waiting:
     """A saga the journal already showed ended for a person (its run, or an earlier
     ``recover``, left it so, and whoever saw that outcome may be gone): halted, or with dead
-    letters or a step leaked. Nothing in a journal marks it finished by hand, so every
-    ``recover`` names it."""
+    letters or a step leaked. Every ``recover`` names it until a person settles it
+    (``Journal.settle``, ``rollback-lessons journal settle``)."""
 
     saga_id: str
     name: str
@@ -116,11 +116,11 @@ def waiting_in(
     journal: Journal, but: set[str] | frozenset[str] = frozenset()
 ) -> tuple[Waiting, ...]:
     """The sagas ``journal`` shows ended needing a person (halted, or with dead letters or a
-    step leaked), but those in ``but`` (the ones this recover just ended: told already)."""
-    sagas = journal.sagas(
-        "WHERE s.status NOT IN ('running', 'rolling_back', 'committed') AND (s.status ="
-        " 'halted' OR s.id IN (SELECT saga_id FROM undos WHERE state IN ('dead', 'leaked')))"
-    )
+    step leaked) and not settled by one, but those in ``but`` (the ones this recover just
+    ended: told already)."""
+    from .settle import NOT_SETTLED, WAITS
+
+    sagas = journal.sagas(f"WHERE {WAITS} AND {NOT_SETTLED}")
     found = []
     for saga in sagas:
         if saga.id in but:

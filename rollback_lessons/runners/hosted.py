@@ -26,13 +26,15 @@ class NotHosted(RollbackLessonsError):
 class Hosted:
     """One run's saga, state and faults; ``started`` is set per step as its action begins;
     ``calls``: each call this process made for the run, in order, as (``"action"`` or
-    ``"undo"``, step, whether it succeeded): what it can report if its engine is lost."""
+    ``"undo"``, step, whether it succeeded): what it can report if its engine is lost;
+    ``effected``: steps an action call of which failed after its effect (in effect, perhaps)."""
 
     saga: Any  # a Saga (not imported: this module stays importable in a sandbox)
     state: Any
     faults: dict[str, StepFaults]
     started: dict[str, threading.Event] = field(default_factory=dict)
     calls: list[tuple[str, str, bool]] = field(default_factory=list)
+    effected: set[str] = field(default_factory=set)
 
     def effects(self) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
         """(steps done, steps undone, steps whose action failed: perhaps after its

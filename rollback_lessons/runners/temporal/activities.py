@@ -19,6 +19,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory, Ca
 
 from ...calls import what
 from ...faults import NO_FAULTS
+from ...verdicts import after_effect
 from .. import hosted, remote
 from ..wire import ErrorRecord, lineage
 from .workflow import ACTION, IN_DOUBT, UNDO, StepCall
@@ -84,6 +85,8 @@ def _start(run: hosted.Hosted, run_id: str, call: Call,
         with _LOCK:
             if future not in _LATE:
                 run.calls.append((kind, step, error is None))
+                if kind == "action" and error is not None and after_effect(error.to_exception()):
+                    run.effected.add(step)
             _LATE.discard(future)
             calls = IN_FLIGHT.get(run_id, {})
             if calls.get(call) is future:

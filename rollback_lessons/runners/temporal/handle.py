@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from temporalio.client import WorkflowExecutionStatus as Running
 from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError as UpdateCut
 from temporalio.exceptions import ApplicationError, TerminatedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -21,7 +22,7 @@ from ..asking import AnswerRefused, Question, check_answer, refuse_unless_asked
 from ..wire import outcome_of, record_of
 from .activities import GATES, IN_FLIGHT, step_started
 from .limits import TemporalLimitExceeded
-from .lost import SagaTerminated, ServerLost, history_table, unheard
+from .lost import SagaTerminated, ServerLost, failed_after_effect, history_table, unheard
 from .workflow import LIMIT
 
 if TYPE_CHECKING:
@@ -120,6 +121,13 @@ class SagaHandle:
             return str(await self.workflow.execute_update("answered", args=[number]))
         except (WorkflowUpdateFailedError, RPCError):  # the run is over by now
             pass
+        except UpdateCut as exc:  # the SDK's word for the call cut short, either way:
+            if isinstance(exc.__cause__, asyncio.CancelledError):
+                raise exc.__cause__ from None  # the caller's cancel, as it came
+            raise ServerLost.of(  # the server did not answer in time
+                self.run_id, exc.__cause__ or exc, "The answer was sent; whether the saga "
+                "took it is not known (pending() says whether it still asks).",
+            ) from None  # fmt: skip
         try:  # a run over is asked by a Query (its worker replays its history)
             took = await self.workflow.query("taken", number)
         except RPCError:
@@ -144,8 +152,9 @@ class SagaHandle:
                     raise TemporalLimitExceeded(cause.message) from None
                 if isinstance(cause, TerminatedError):  # (read before the run is released)
                     history, running = await self.history(), await _calls_ended(self.run_id)
+                    effected = await failed_after_effect(self.workflow.fetch_history_events())
                     raise SagaTerminated.of(self.run_id, cause.message, history,
-                                            running) from None  # fmt: skip
+                                            running, effected) from None  # fmt: skip
                 raise
             finally:
                 _release(self.run_id)

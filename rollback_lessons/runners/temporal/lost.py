@@ -6,14 +6,16 @@ done and not undone."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from typing import Any
 
 from temporalio.service import RPCError
 
 from ...errors import RollbackLessonsError
 from ...outcome import RunRecord, Table
+from ...verdicts import after_effect
 from .. import hosted
+from ..wire import ErrorRecord
 from .server import TemporalUnavailable
 
 
@@ -74,6 +76,33 @@ async def history_table(events: AsyncIterator[Any], *, ids: bool = True) -> Tabl
     return Table(header, tuple(rows))
 
 
+async def failed_after_effect(events: AsyncIterator[Any]) -> set[str]:
+    """The steps an attempt of which failed after its effect (the failure's details say so,
+    as the machine in the workflow was told): in effect, perhaps, whatever a later attempt
+    said, unless undone."""
+    scheduled: dict[int, tuple[str, str]] = {}
+    steps: set[str] = set()
+    async for event in events:
+        kind = event.WhichOneof("attributes")
+        if kind == "activity_task_scheduled_event_attributes":
+            attributes = event.activity_task_scheduled_event_attributes
+            call = json.loads(attributes.input.payloads[0].data)
+            what = "undo" if attributes.activity_type.name.endswith("undo") else "action"
+            scheduled[event.event_id] = (what, call["step"])
+        elif kind == "activity_task_failed_event_attributes":
+            ended = event.activity_task_failed_event_attributes
+            what, step = scheduled.get(ended.scheduled_event_id, ("?", "?"))
+            details = ended.failure.application_failure_info.details.payloads
+            if what == "action" and details:
+                try:
+                    error = ErrorRecord(**json.loads(details[0].data)).to_exception()
+                except (TypeError, ValueError):  # not the worker's own record
+                    continue
+                if after_effect(error):
+                    steps.add(step)
+    return steps
+
+
 def _names(steps: Sequence[str]) -> str:
     return ", ".join(steps) if steps else "none"
 
@@ -95,23 +124,29 @@ class SagaTerminated(RollbackLessonsError):
     say: actions that succeeded, undos that succeeded, actions that failed (perhaps after
     their effect); ``unknown``: actions whose end nobody knows (running when the run was
     terminated, or timed out: their effect may have landed, or may land yet);
-    ``in_effect`` is what is, or may be, left for someone to undo (done or unknown, not
-    undone)."""
+    ``in_effect`` is what is, or may be, left for someone to undo (done or unknown, or
+    failed after its effect in some attempt; not undone)."""
 
     def __init__(self, message: str, run_id: str, done: tuple[str, ...] = (),
                  undone: tuple[str, ...] = (), failed: tuple[str, ...] = (),
-                 unknown: tuple[str, ...] = ()) -> None:  # fmt: skip
+                 unknown: tuple[str, ...] = (),
+                 failed_after_effect: tuple[str, ...] = ()) -> None:  # fmt: skip
         super().__init__(message)
         self.run_id, self.done, self.undone, self.failed = run_id, done, undone, failed
         self.unknown = unknown
-        self.in_effect = tuple(s for s in (*done, *unknown) if s not in undone)
+        self.in_effect = tuple(
+            s for s in (*done, *unknown, *failed_after_effect) if s not in undone
+        )
 
     @classmethod
     def of(cls, run_id: str, reason: str, history: Table,
-           running: Sequence[tuple[str, str]] = ()) -> SagaTerminated:  # fmt: skip
+           running: Sequence[tuple[str, str]] = (),
+           effected: Collection[str] = ()) -> SagaTerminated:  # fmt: skip
         """From the workflow's history (``history_table``) and the termination's reason;
         what this process's worker did that the history missed counts too, and its calls
-        still ``running`` ((kind, step): their end unknown)."""
+        still ``running`` ((kind, step): their end unknown); a failed step one attempt of
+        which failed after its effect (``effected``: ``failed_after_effect``) is in effect,
+        perhaps, as the machine would have counted it."""
         last: dict[tuple[str, str], str] = {}
         for row in history.rows:
             if row[-3] in _LAST:
@@ -127,16 +162,18 @@ class SagaTerminated(RollbackLessonsError):
             done += [s for s in dict.fromkeys(here) if s not in done]
             undone += [s for s in dict.fromkeys(undid) if s not in undone]
             failed += [s for s in dict.fromkeys(failed_here) if s not in failed + done]
+            effected = {*effected, *run.effected}
         unknown += [s for kind, s in running if kind == "action"]
         unknown = [s for s in dict.fromkeys(unknown) if s not in done and s not in failed]
-        left = [s for s in (*done, *unknown) if s not in undone]
+        perhaps = [s for s in failed if s in effected]
+        left = [s for s in (*done, *unknown, *perhaps) if s not in undone]
         return cls(
             f"the Temporal server terminated saga {run_id} before it ended ({reason}): nothing "
             f"more runs or is undone. Its history says done: {_names(done)}; undone: "
             f"{_names(undone)}; failed (perhaps after their effect): {_names(failed)}; "
             f"running or timed out (their effect may land): {_names(unknown)}; so still in "
             f"effect, or perhaps, for someone to undo: {_names(left)}.",
-            run_id, tuple(done), tuple(undone), tuple(failed), tuple(unknown),
+            run_id, tuple(done), tuple(undone), tuple(failed), tuple(unknown), tuple(perhaps),
         )  # fmt: skip
 
 
@@ -154,17 +191,22 @@ class ServerLost(TemporalUnavailable):
         self.run_id, self.done, self.undone, self.failed = run_id, done, undone, failed
 
     @classmethod
-    def of(cls, run_id: str, error: RPCError) -> ServerLost:
+    def of(cls, run_id: str, error: RPCError | BaseException, also: str = "") -> ServerLost:
+        """``also``: what else the caller must know (an answer sent, its fate unknown)."""
         run = hosted.RUNS.get(run_id)
         done, undone, failed = run.effects() if run is not None else ((), (), ())
-        left = [s for s in done if s not in undone]
+        perhaps = [s for s in dict.fromkeys(failed) if run is not None and s in run.effected]
+        left = [s for s in dict.fromkeys((*done, *perhaps)) if s not in undone]
         names = _names
         return cls(
-            f"the Temporal server stopped answering during saga {run_id} ({error.message}). "
+            f"the Temporal server stopped answering during saga {run_id} "
+            f"({getattr(error, 'message', None) or error}). "
             f"This process did: {names(done)}; undid: {names(undone)}; failed: "
-            f"{names(failed)}; so still in effect: {names(left)}. Its history is in the "
+            f"{names(failed)}; so still in effect: {names(left)}"
+            f"{f' (perhaps: failed after its effect: {names(perhaps)})' if perhaps else ''}"
+            ". Its history is in the "
             "server's database: start the server again on it (same db_file, port and "
-            "task_queue) to finish the saga.",
+            f"task_queue) to finish the saga.{' ' + also if also else ''}",
             run_id,
             done,
             undone,

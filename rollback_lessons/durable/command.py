@@ -1,0 +1,90 @@
+"""The CLI's commands on a journal file (``journal show``, ``journal settle``, ``recover``),
+here in the durable layer they use (cli.py, the terminal, stays small): every failure is
+one line and an exit status, never a traceback; output comes once the journal is closed."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import InvalidNameError
+
+
+def journal_command(args: argparse.Namespace) -> int:
+    """``journal show``, ``journal settle`` and ``recover``: each error one line, exit 2."""
+    import sqlite3
+
+    from ..cli import STDOUT, CommandError, OutputError, _say, _warn, load_registry
+    from .journal import Journal, JournalError
+    from .recovery import recover
+    from .report import _safe
+
+    settling = args.command == "journal" and args.journal_command == "settle"
+    readonly = args.command == "journal" and not settling
+    try:
+        with Journal(args.file, create=False, readonly=readonly, timeout=args.wait) as journal:
+            if settling:
+                settled = journal.settle(args.saga_id, args.note)
+            elif readonly:
+                damage = journal.quick_check()
+                if damage != "ok":  # a damaged file would show wrong numbers: say so instead
+                    raise JournalError(f"{args.file} is damaged ({damage[:200]})")
+                table = journal.table()
+            else:
+                report = recover(journal, load_registry(args.registry), force=args.force)
+    except (CommandError, JournalError, InvalidNameError) as exc:
+        _warn(str(exc))
+        return 2
+    except KeyboardInterrupt:
+        if readonly or settling:
+            raise
+        _warn(
+            "recover interrupted (Ctrl-C); what it undid is recorded, and the sagas it did "
+            "not finish are left for the next recover"
+        )
+        return 130
+    except sqlite3.OperationalError as exc:
+        hint = " (another process holds it; try --wait)" if "locked" in str(exc) else ""
+        _warn(f"cannot use {args.file}: {exc}{hint}")
+        return 2
+    except sqlite3.DatabaseError as exc:
+        _warn(f"{args.file} is damaged: {exc}; no undo was run")
+        return 2
+    except OSError as exc:  # a name too long, a folder that cannot be read, ...
+        _warn(f"cannot use {args.file}: {exc.strerror or exc}")
+        return 2
+    # (printed once the journal is closed: an output that fails is the output's, not its)
+    if settling:
+        _say(_safe(str(settled)))
+        return 0
+    if readonly:
+        _say(table)
+        return 0
+    try:
+        _say(str(report), *(_safe(str(w)) for w in report.waiting))
+        STDOUT.flush()
+    except OutputError as exc:
+        raise OutputError(
+            f"{exc}; what recover did is recorded in {args.file} (journal show)"
+        ) from None
+    dead = [r for r in report.recovered if r.dead_letters]
+    person = [r for r in report.recovered if r.for_a_person and not r.dead_letters]
+    if dead:
+        _warn(
+            f"{len(dead)} saga(s) left dead letters, undos that failed (see above): a person "
+            "must finish them"
+        )
+    if person:
+        _warn(
+            f"{len(person)} saga(s) left for a person (see above): halted (at a pivot, or by "
+            "the undo policy), or with a step that may have happened and has no undo: a "
+            "person must check them and finish them by hand"
+        )
+    if report.skipped:
+        _warn(f"{len(report.skipped)} saga(s) left unfinished (see above)")
+    if report.waiting:
+        _warn(
+            f"{len(report.waiting)} saga(s) ended earlier still wait for a person (see above; "
+            f"`rollback-lessons journal show {args.file}` lists them): halted, or with dead "
+            "letters or a step that may have happened and has no undo"
+        )
+    return 1 if report.skipped or dead or person or report.waiting else 0

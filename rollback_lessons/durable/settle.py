@@ -1,0 +1,153 @@
+"""A person's word in the journal: a saga ended for a person (halted, or with dead letters or a
+step leaked) that someone dealt with by hand is recorded ``settled`` (who, where, when, and
+their note), so ``recover`` stops naming it, and ``journal show`` says so.
+
+It is one event (kind ``settled``) of the saga, written in one transaction that first checks
+the saga ended for a person and was not settled yet: no schema change, and a saga a run or a
+``recover`` still holds (``running`` or ``rolling_back``) has not ended, so it is refused.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import socket
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .files import JournalError, _cell, _check_text, transaction
+
+if TYPE_CHECKING:
+    from .journal import Journal
+
+SETTLED = "settled"  # the event's kind
+# a saga ended for a person: what ``recover`` names (report.waiting_in) until it is settled
+WAITS = (
+    "s.status NOT IN ('running', 'rolling_back', 'committed') AND (s.status = 'halted'"
+    " OR s.id IN (SELECT saga_id FROM undos WHERE state IN ('dead', 'leaked')))"
+)
+NOT_SETTLED = f"s.id NOT IN (SELECT saga_id FROM events WHERE kind = '{SETTLED}')"
+
+
+class SettleRefused(JournalError):
+    """``settle`` wrote nothing: the saga is not one waiting for a person (``why`` says)."""
+
+
+class UnknownSaga(SettleRefused):
+    """No saga of that id in the journal."""
+
+
+class NotWaiting(SettleRefused):
+    """The saga did not end for a person: it still runs or is being recovered, or it ended
+    with nothing left for one (committed, rolled back)."""
+
+
+class AlreadySettled(SettleRefused):
+    """Someone settled the saga before (their note stays; it is never overwritten)."""
+
+
+@dataclass(frozen=True)
+class Settled:
+    """Who settled a saga (``user@host``), when (seconds since the epoch) and their note."""
+
+    saga_id: str
+    status: str
+    by: str
+    at: float
+    note: str
+
+    def __str__(self) -> str:
+        when = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(self.at))
+        return (
+            f"{_cell(self.saga_id)}: {self.status}, settled by {_cell(self.by)} at {when}: "
+            f"{_cell(self.note)}"
+        )
+
+
+def _who() -> str:
+    try:
+        user = getpass.getuser()
+    except Exception:  # no login name (a container's uid without an entry): say which uid
+        import os
+
+        user = f"uid {os.getuid()}" if hasattr(os, "getuid") else "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def settle(journal: Journal, saga_id: str, note: str) -> Settled:
+    """Record that a person dealt with ``saga_id``, ended for a person; refused (typed,
+    nothing written) if it is unknown, not ended for a person, or settled already."""
+    _check_text(saga_id, "a saga id")
+    _check_text(note, "a settle note")
+    if journal.readonly or journal.closed:
+        raise JournalError(f"{journal!r} is closed or read-only: nothing can be settled in it")
+    by, at = _who(), time.time()
+    con = journal._con
+    with journal._lock, transaction(con):  # read, check and write as one: no claim between
+        row = con.execute("SELECT s.status FROM sagas s WHERE s.id = ?", (saga_id,)).fetchone()
+        if row is None:
+            raise UnknownSaga(f"no saga {saga_id!r} in {journal.path}; nothing was settled")
+        status = row[0]
+        before = _settled_locked(journal, "AND saga_id = ?", (saga_id,))
+        if before:
+            raise AlreadySettled(
+                f"saga {saga_id!r} was settled before ({before[0]}); nothing was settled"
+            )
+        waits = con.execute(f"SELECT 1 FROM sagas s WHERE s.id = ? AND {WAITS}", (saga_id,))
+        if waits.fetchone() is None:
+            why = (
+                "has not ended (it runs, or a recover holds it, or it waits for recover)"
+                if status in ("running", "rolling_back")
+                else "ended with nothing left for a person"
+            )
+            raise NotWaiting(
+                f"saga {saga_id!r} is {status}: it {why}; only a saga halted, or with dead "
+                "letters or a step leaked, can be settled; nothing was settled"
+            )
+        seq = con.execute("SELECT MAX(seq) FROM events WHERE saga_id = ?", (saga_id,)).fetchone()
+        details = {"by": by, "at": at, "note": note, "status": status}
+        con.execute(
+            "INSERT INTO events (saga_id, seq, kind, step, details) VALUES (?, ?, ?, NULL, ?)",
+            (saga_id, (seq[0] or 0) + 1, SETTLED, json.dumps(details)),
+        )
+    return Settled(saga_id, status, by, at, note)
+
+
+def settled(journal: Journal) -> list[Settled]:
+    """Every saga settled in ``journal``, oldest saga first."""
+    with journal._lock:
+        return _settled_locked(journal, "", ())
+
+
+def _settled_locked(journal: Journal, where: str, params: tuple[str, ...]) -> list[Settled]:
+    rows = journal._con.execute(
+        f"SELECT saga_id, details FROM events WHERE kind = '{SETTLED}' {where}"
+        " ORDER BY saga_id, seq",
+        params,
+    ).fetchall()
+    out = []
+    for saga_id, details in rows:
+        try:
+            d = json.loads(details)
+            out.append(Settled(saga_id, d["status"], d["by"], float(d["at"]), d["note"]))
+        except (TypeError, ValueError, KeyError) as exc:  # a byte changed on disk
+            raise JournalError(
+                f"{journal.path} is damaged (the settled event of {saga_id!r}: {exc!r})"
+            ) from None
+    return out
+
+
+def table(journal: Journal) -> str:
+    """The sagas and their status, as a text table (``rollback-lessons journal show``), and
+    under it a line for each saga settled by hand: who, when, and their note."""
+    done = {s.saga_id: s for s in settled(journal)}
+    header = ("saga", "name", "status", "undos", "undone", "dead letters")
+    rows = [
+        (_cell(s.id), _cell(s.name), _cell(s.status) + (", settled" if s.id in done else ""),
+         str(s.undos), str(s.undone), str(s.dead))
+        for s in journal.sagas()
+    ]  # fmt: skip
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *rows]]
+    return "\n".join([line.rstrip() for line in lines] + [str(s) for s in done.values()])

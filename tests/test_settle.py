@@ -1,0 +1,148 @@
+"""A person settles a saga left for one (``journal settle``, ``Journal.settle``): recover then
+stops naming it, and ``journal show`` says who settled it, when, and why (issue 25: before,
+one halted saga made every later scheduled ``recover`` exit 1 for ever). Anything else is
+refused in one line, nothing written."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+import pytest
+from test_recover_waiting import REGISTRY, cli_recover, ended_for_a_person
+
+from rollback_lessons import Saga, Step
+from rollback_lessons.durable.journal import Journal
+from rollback_lessons.durable.recovery import recover
+from rollback_lessons.durable.settle import AlreadySettled, NotWaiting, SettleRefused, UnknownSaga
+
+
+@pytest.fixture
+def reg(tmp_path, monkeypatch):
+    """test_recover_waiting's registry module (importable by the CLI's process) and world."""
+    (tmp_path / "h13reg.py").write_text(REGISTRY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("H13_WORLD", str(tmp_path / "w.db"))
+    monkeypatch.delitem(sys.modules, "h13reg", raising=False)
+    import h13reg
+
+    return h13reg
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "rollback_lessons", *args], capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+
+
+def written(path) -> list:
+    """Everything a settle could write: every saga's events and status."""
+    with Journal(path, create=False, readonly=True) as journal:
+        return [(s.status, journal.events(s.id)) for s in journal.sagas()]
+
+
+@pytest.mark.parametrize("how", ["halted", "dead", "leaked"])
+def test_a_settled_saga_is_no_longer_named_by_recover_and_show_says_who_and_why(
+    tmp_path,
+    reg,
+    how,
+):
+    saga, faults = ended_for_a_person(reg, how)
+    path = tmp_path / "j.db"
+    with Journal(path) as journal:
+        saga.run({}, inject=faults, journal=journal, run_id="t1")
+        saga.run({}, inject=faults, journal=journal, run_id="t2")  # left waiting
+    assert cli_recover(tmp_path, path).returncode == 1
+    done = cli("journal", "settle", str(path), "t1", "--note", "refunded by hand, ticket 42")
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    by = f"@{socket.gethostname()}"
+    assert done.stdout.startswith("t1: ") and by in done.stdout and "ticket 42" in done.stdout
+    again = cli_recover(tmp_path, path)
+    assert again.returncode == 1 and "t2 (trip)" in again.stdout and "t1" not in again.stdout
+    assert cli("journal", "settle", str(path), "t2", "--note", "checked").returncode == 0
+    for _ in range(2):  # every later recover: nothing waits, exit 0
+        quiet = cli_recover(tmp_path, path)
+        assert (quiet.returncode, quiet.stdout, quiet.stderr) == (
+            0, "recovered 0 saga(s), left 0\n", ""
+        )  # fmt: skip
+    show = cli("journal", "show", str(path))
+    assert show.returncode == 0, show.stderr
+    rows = {line.split()[0]: line for line in show.stdout.splitlines()}
+    assert ", settled" in rows["t1"] and ", settled" in rows["t2"]
+    notes = [line for line in show.stdout.splitlines() if "settled by" in line]
+    assert len(notes) == 2 and by in notes[0] and notes[0].endswith("refunded by hand, ticket 42")
+    with Journal(path, create=False) as journal:
+        assert recover(journal, reg.registry).waiting == ()
+        assert journal.events("t1")[-1].kind == "settled"
+
+
+def test_the_library_api_returns_the_record_and_refuses_a_second_settle(tmp_path, reg):
+    saga, faults = ended_for_a_person(reg, "halted")
+    with Journal(tmp_path / "j.db") as journal:
+        saga.run({}, inject=faults, journal=journal, run_id="t1")
+        settled = journal.settle("t1", "pivot checked with the bank")
+        assert (settled.saga_id, settled.status, settled.note) == (
+            "t1", "halted", "pivot checked with the bank"
+        )  # fmt: skip
+        assert settled.by.endswith(f"@{socket.gethostname()}")
+        events = journal.events("t1")
+        with pytest.raises(AlreadySettled, match="settled before"):
+            journal.settle("t1", "again")
+        assert journal.events("t1") == events  # (the first note stays)
+        assert str(settled) in journal.table()
+
+
+def test_what_cannot_be_settled_is_refused_in_one_line_with_nothing_written(tmp_path, reg):
+    """Unknown, committed, rolled back, settled already: each refused, typed, exit 2."""
+    path = tmp_path / "j.db"
+    steps = [Step("a", reg.do("a"), reg.rm.bind(k="a")), Step("b", reg.do("b"))]
+    with Journal(path) as journal:
+        Saga(steps, name="trip").run({}, journal=journal, run_id="ok")
+        Saga(steps, name="trip").run({}, inject={"b": "fail"}, journal=journal, run_id="back")
+        saga, faults = ended_for_a_person(reg, "dead")
+        saga.run({}, inject=faults, journal=journal, run_id="dl")
+        journal.settle("dl", "done")
+        for saga_id, error in [("nope", UnknownSaga), ("ok", NotWaiting), ("back", NotWaiting),
+                               ("dl", AlreadySettled)]:  # fmt: skip
+            with pytest.raises(error):
+                journal.settle(saga_id, "x")
+    before = written(path)
+    for saga_id, said in [("nope", "no saga 'nope'"), ("ok", "is committed"),
+                          ("back", "is rolled_back"), ("dl", "settled before")]:  # fmt: skip
+        done = cli("journal", "settle", str(path), saga_id, "--note", "x")
+        assert (done.returncode, done.stdout) == (2, ""), done.stderr
+        assert len(done.stderr.splitlines()) == 1 and said in done.stderr
+        assert "Traceback" not in done.stderr
+    bad_note = cli("journal", "settle", str(path), "dl", "--note", "")
+    assert bad_note.returncode == 2 and len(bad_note.stderr.splitlines()) == 1
+    assert written(path) == before
+
+
+def test_a_saga_still_running_or_held_by_a_recover_is_refused(crashed, reg):
+    """A run in progress (its own process asks), a saga whose process died (recover's, not a
+    person's), and one a live recover claimed: none has ended, so none can be settled; the
+    recover holding it wins."""
+    path, _ = crashed
+    with Journal(path, create=False) as journal:
+        [saga] = journal.unfinished()
+        with pytest.raises(NotWaiting, match="has not ended"):
+            journal.settle(saga.id, "x")
+        seen = []
+
+        def asks(state):
+            with pytest.raises(NotWaiting, match="is running"):
+                journal.settle("live", "x")
+            seen.append("asked")
+
+        steps = [Step("a", reg.do("a"), reg.rm.bind(k="a")), Step("s", asks)]  # (a: written)
+        Saga(steps, name="live").run({}, journal=journal, run_id="live")
+        assert seen == ["asked"]
+        claimed, _ = journal.claim(lambda s, undos: None if s.id == saga.id else "not this one")
+        assert [c.saga.id for c in claimed] == [saga.id]
+        before = journal.events(saga.id)
+    with Journal(path, create=False) as other:  # (another connection: the claim is seen)
+        with pytest.raises(SettleRefused, match="has not ended"):
+            other.settle(saga.id, "x")
+        assert other.events(saga.id) == before
