@@ -118,13 +118,45 @@
     return { small, overlaps, cut, count: boxes.length };
   },
 
-  // The event log's cells and their parts that do not show their whole text (a title
-  // tooltip does not count: a learner reads the log as it plays).
+  // The event log's cells and their parts that do not show their whole text. A row is
+  // two lines, never more (the panel never grows): a row longer than that may end in "…"
+  // only with the whole row in its title; every other cut counts.
   logCut: ([sel, i]) => {
     const root = document.querySelectorAll(sel)[i];
-    return [...root.querySelectorAll(".rl-log td, .rl-log td span")]
+    const bare = (text) => (text || "").replace(/\s/g, "");
+    return [...root.querySelectorAll(".rl-log td, .rl-log td span, .rl-log .rl-line")]
       .filter((el) => el.scrollWidth > el.clientWidth + 1 || el.scrollHeight > el.clientHeight + 1)
+      .filter((el) => {
+        const line = el.closest(".rl-line");
+        return !(line && el === line && bare(line.title) === bare(line.textContent));
+      })
       .map((el) => el.textContent.slice(0, 60));
+  },
+
+  // From now on, every (caption, slider readout) panel ``i`` shows, in order (newuser11:
+  // after a change the slider took the old run's length and a mid-run frame was painted).
+  recordFrames: ([sel, i]) => {
+    const root = document.querySelectorAll(sel)[i];
+    const seen = (window.__frames = []);
+    const note = () => {
+      const shown = [root.querySelector(".rl-caption")?.textContent,
+        root.querySelector(".rl-frame .widget-readout")?.textContent];
+      const last = seen[seen.length - 1];
+      if (!last || last[0] !== shown[0] || last[1] !== shown[1]) seen.push(shown);
+    };
+    window.__framesObserver?.disconnect();
+    window.__framesObserver = new MutationObserver(note);
+    window.__framesObserver.observe(root, { subtree: true, childList: true, characterData: true });
+    note();
+    return null;
+  },
+  recorded: () => window.__frames,
+
+  // The event log's body rows' heights, rounded: one height (two lines) whatever they say.
+  logRows: ([sel, i]) => {
+    const root = document.querySelectorAll(sel)[i];
+    return [...root.querySelectorAll(".rl-log tbody tr")].map((tr) =>
+      Math.round(tr.getBoundingClientRect().height));
   },
 
   // A fault change, picked as a click does (what Playwright's select_option does too):

@@ -324,6 +324,8 @@ def panel_fits_and_reads(page, sel: str, i: int, where: str) -> None:
     assert texts["overlaps"] == [], f"{where}: overlapping: {texts['overlaps'][:5]}"
     assert texts["cut"] == [], f"{where}: cut: {texts['cut']}"
     assert check(page, "logCut", [sel, i]) == [], f"{where}: the event log cuts a detail"
+    rows = check(page, "logRows", [sel, i])
+    assert len(set(rows)) <= 1, f"{where}: event log rows of heights {rows} (newuser11)"
     for picture in check(page, "pictures", [sel, i]):
         assert picture["kind"] == "png" and picture["report"], (
             f"{where}: a picture without its report"
@@ -636,10 +638,89 @@ def lesson_05(page) -> None:
 def lesson_06(page) -> None:
     """After Run All the mail server still runs: every step ok commits, with the email.
     Then log every undo after its step: the timeout after the charge leaks 240."""
+    faults_changed_as_newuser11_did(page)
     choose(page, ".rl-action-charge_card select", "committed", "ok")
     choose(page, ".rl-action-charge_card select", "rolled_back", "fail after effect")
     result = choose(page, ".rl-register select", "rollback_incomplete", "all after")
     assert "not undone" in result
+
+
+def faults_changed_as_newuser11_did(page) -> None:
+    """Lesson 06 as it opens (charge_card fails): charge_card ok, append_row fail, append_row
+    ok (the only fault removed: the panel ended on "event 5 of 12"), then a timeout after
+    append_row's effect (its long error: the result's head took a third line, or two log
+    rows did, and the panel grew 17 px)."""
+    one_paint_of_the_telling_frame(page, ".rl-action-charge_card select", "ok", "committed")
+    select = ".rl-action-append_row select"
+    one_paint_of_the_telling_frame(page, select, "fail", "rolled_back")
+    one_paint_of_the_telling_frame(page, select, "ok", "committed")
+    log = check(page, "box", [".rollback-lab .rl-log", 0])["height"]
+    height = check(page, "box", [".rollback-lab", 0])["height"]
+    one_paint_of_the_telling_frame(page, select, "fail after effect", None)
+    for frame in range(1, caption_of(page, 0)[1] + 1, 3):  # the log's windows, start to end
+        jump_to(page, frame)
+        rows = check(page, "logRows", [".rollback-lab", 0])
+        assert len(set(rows)) == 1, f"lesson 06: event log rows of heights {rows} (newuser11)"
+        assert check(page, "logCut", [".rollback-lab", 0]) == []
+        grew = check(page, "box", [".rollback-lab .rl-log", 0])["height"] - log
+        assert grew == 0, f"lesson 06: event {frame}: the event log grew {grew:.0f} px"
+        moved = check(page, "box", [".rollback-lab", 0])["height"] - height
+        assert moved == 0, f"lesson 06: event {frame}: the panel grew {moved:.0f} px"
+    choose(page, select, "committed", "ok")  # back to the lesson's own faults
+    choose(page, ".rl-action-charge_card select", "rolled_back", "fail")
+
+
+def jump_to(page, frame: int) -> None:
+    """Panel 1 to event ``frame`` (1-based), by the slider's keyboard."""
+    shown = caption_of(page, 0)[0]
+    if shown == frame:
+        return
+    handle = page.locator(".rollback-lab").first.locator(".rl-frame .noUi-handle")
+    handle.focus()
+    for _ in range(abs(frame - shown)):
+        handle.press("ArrowRight" if frame > shown else "ArrowLeft")
+    page.wait_for_function(
+        "f => document.querySelector('.rollback-lab .rl-caption')"
+        ".textContent.startsWith(`event ${f} of`)",
+        arg=frame,
+    )
+
+
+def kernel_idle(page) -> None:
+    page.wait_for_function(
+        "() => window.jupyterapp?.shell?.currentWidget?.sessionContext?.session?.kernel"
+        "?.status === 'idle'"
+    )
+
+
+def one_paint_of_the_telling_frame(page, selector: str, option: str, expect: str | None) -> None:
+    """A change shows its run's telling frame (the failure, or a commit's last event) and
+    nothing after it: newuser11 saw "event 12 of 12" painted, then the slider took the old
+    run's length (5) and "event 5 of 12" was painted over it (the browser applied the
+    slider's value before its max)."""
+    panel = page.locator(".rollback-lab").first
+    cue = panel.locator(".rl-cue").inner_text()
+    runs = int(found.group(1)) if (found := re.search(r"run (\d+):", cue)) else 0
+    old = panel.locator(".rl-frame .widget-readout").inner_text()
+    check(page, "recordFrames", [".rollback-lab", 0])
+    panel.locator(selector).first.select_option(label=option)
+    said = wait_text(page, ".rollback-lab .rl-cue", f"run {runs + 1}:")
+    assert expect is None or f"→ {expect}" in said, said
+    page.wait_for_function(  # the caption's event and the readout agree
+        "() => { const p = document.querySelector('.rollback-lab');"
+        " const m = p.querySelector('.rl-caption').textContent.match(/event (\\d+) of/);"
+        " return m && p.querySelector('.rl-frame .widget-readout').textContent === m[1]; }"
+    )
+    kernel_idle(page)  # a value the browser sent back would have been drawn by now
+    shown, total = caption_of(page, 0)
+    if expect == "committed":
+        assert shown == total, f"{option}: the panel ends on event {shown} of {total}"
+    seen = check(page, "recorded")
+    captions = [c for c, _ in seen]
+    assert captions[-1].startswith(f"event {shown} of {total}:"), seen
+    assert set(captions[1:]) <= {captions[-1]}, f"{option}: painted {captions[1:]}"
+    readouts = {r for _, r in seen}
+    assert readouts <= {old, str(shown)}, f"{option}: the slider showed {readouts} ({seen})"
 
 
 def lesson_08(page) -> None:
@@ -758,6 +839,38 @@ def lesson_11(page) -> None:
     assert "phantom undo" in note or "not restored" in note, note
     assert "{'" not in note.split("left changed")[0]  # what broke, in words
     report(f"lesson 11 grid: cell click -> its run's picture on screen in {took:.0f} ms")
+    every_cells_text_whole(page)
+
+
+CLIPPED = """() => { const view = document.querySelector('.explorer-grid .eg-view');
+    const v = view.getBoundingClientRect();
+    const cut = [...view.querySelectorAll('*')].filter(e => e.offsetParent !== null
+        && (e.scrollHeight > e.clientHeight + 1 && getComputedStyle(e).overflowY === 'hidden'
+            || e.getBoundingClientRect().bottom > v.bottom + 1));
+    return cut.map(e => e.className + ': ' + e.innerText.slice(0, 60)); }"""
+
+
+def every_cells_text_whole(page) -> None:
+    """newuser11: for 28 of 61 cells the run's words beside the grid were cut (up to 53 px):
+    each cell clicked, at its last event, every word of the view shows, and the grid still
+    fits the screen."""
+    area = check(page, "area")
+    for key, _ in page.evaluate(
+        "() => [...document.querySelectorAll('.explorer-grid .eg-cell')].map(b => "
+        "[[...b.classList].find(c => /^eg-\\d/.test(c)).slice(3), b.title])"
+    ):
+        row, col = (int(n) + 1 for n in key.split("-"))
+        page.locator(f".explorer-grid .eg-{key}").click()
+        page.wait_for_function(
+            "([c, head]) => document.querySelector(`.explorer-grid .eg-view [data-cell='${c}']`)"
+            " && document.querySelector('.explorer-grid .eg-side')?.textContent.includes(head)"
+            " && document.querySelector('.explorer-grid .eg-side').textContent.includes('→')",
+            arg=[key, f"row {row}, column {col}:"],
+        )
+        cut = page.evaluate(CLIPPED)
+        assert cut == [], f"lesson 11: cell {key}: the view cuts {cut}"
+        box = check(page, "box", [".explorer-grid", 0])
+        assert box["height"] <= area["bottom"] - area["top"], f"cell {key}: {box}"
 
 
 def grid_cells(page) -> list[str]:

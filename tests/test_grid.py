@@ -222,12 +222,13 @@ def test_the_view_keeps_its_height_whatever_cell_is_clicked():
     for key in grid.grid:
         grid.open(*key)
         assert grid.view.layout.height == height
-    # the fixed row holds the picture (drawn 1:1); what ran and its controls are beside it
+    # the fixed row holds the picture (drawn 1:1); what ran and its controls are beside it,
+    # with room for the longest run's words (newuser11: up to 53 px were cut at 306 px)
     png = grid.lab.timeline.render(0)
     import struct
 
     drawn = struct.unpack(">I", png[20:24])[0]
-    assert drawn <= int(height[:-2]) <= drawn + 10, (drawn, height)
+    assert drawn <= int(height[:-2]) <= drawn + 40, (drawn, height)
 
 
 def test_a_halted_cell_is_coloured_as_the_legend_says():

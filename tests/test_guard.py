@@ -100,3 +100,12 @@ def test_outside_ipython_nothing_is_installed(monkeypatch):
 
     monkeypatch.delitem(sys.modules, "IPython", raising=False)
     guard.install()  # no shell: nothing to do, no error
+
+
+def test_the_hint_names_a_cells_first_line_of_code_not_its_nbval_marker():
+    """newuser11's finding 6: every panel cell opens with `# NBVAL_IGNORE_OUTPUT`."""
+    source = "# NBVAL_IGNORE_OUTPUT\n# a comment\n\ngrid = ExplorerGrid(flawed)\ngrid"
+    cells = [{"cell_type": "markdown", "source": "## 3. Sagas with flaws"},
+             {"cell_type": "code", "source": source}]  # fmt: skip
+    said = guard.where_defined(cells, "grid", None)
+    assert said == 'the cell under "3. Sagas with flaws" that starts `grid = ExplorerGrid(flawed)`'

@@ -380,6 +380,21 @@ def test_stop_cancels_mid_run_and_the_compensations_run_anyway(trip):
     assert trip.stopped_at is None and trip.outcome.status is Status.ROLLED_BACK
 
 
+def test_the_event_a_stop_ends_the_run_with_reads_as_a_cancel(trip):
+    """newuser11: Stop at event 5 showed "event 7 of 13: pipeline_failed" (the engine's
+    event for a cancel, its error Cancelled(...)): the caption says it was a cancel."""
+    trip.set_first("room")
+    trip.stop(4)
+    failed = next(i for i, e in enumerate(trip.outcome.events) if e.kind == "pipeline_failed")
+    trip.show_frame(failed)
+    assert "pipeline_failed" in part(trip, "rl-caption")  # the engine's name, kept
+    assert "(a cancel, not a failure)" in part(trip, "rl-caption")
+    trip.set_fault("flight", "fail")  # a real failure: no such words
+    failed = next(i for i, e in enumerate(trip.outcome.events) if e.kind == "pipeline_failed")
+    trip.show_frame(failed)
+    assert "cancel" not in part(trip, "rl-caption")
+
+
 def test_stop_on_a_stopped_run_never_starts_another_run(trip):
     """newuser7: Play on a stopped run, Stop at its event 5 started a run without the first
     Stop, cancelled after ITS event 5 (a step_done the learner never saw)."""

@@ -151,10 +151,15 @@ def test_a_grid_shown_counts_its_panels_runs_from_1():
 # -- 3. the event log: every detail whole -------------------------------------------------
 
 
-def test_the_log_shows_every_events_details_whole_and_the_css_cuts_none(trip_lab):
+def test_the_log_shows_every_events_details_whole_in_rows_of_two_lines(trip_lab):
+    """Each row two lines, never more (newuser11: a third line grew the panel), its
+    details breaking anywhere so that they fill both; the whole row in its title (the
+    browser test checks that only a row longer than two lines is cut, and says so)."""
     rules = [line for line in CSS.splitlines() if ".rl-log" in line or ".rl-details" in line]
-    assert rules and not [r for r in rules if "ellipsis" in r or "overflow: hidden" in r]
+    assert rules and not [r for r in rules if "ellipsis" in r]
     assert not [r for r in rules if "nowrap" in r and ".rl-what" not in r]  # details wrap
+    assert re.search(r"\.rl-details \{\{?[^}]*word-break: break-all", CSS)
+    assert re.search(r"\.rl-line \{\{?[^}]*line-clamp: 2", CSS)
     trip_lab.set_fault("charge_card", "fail_after_effect")
     trip_lab.set_fault("reserve_room", "undo_fails")
     events = trip_lab.outcome.events
@@ -166,8 +171,24 @@ def test_the_log_shows_every_events_details_whole_and_the_css_cuts_none(trip_lab
         assert len(spans) == LOG_ROWS  # the same rows in every frame: the same height
         for text in spans:
             seen.add(html.unescape(text))
+        titles = re.findall(r"<div class='rl-line' title='(.*?)'>", log)
+        assert len(titles) == LOG_ROWS
+        for title, text in zip(titles, spans, strict=True):  # the whole row, details last
+            assert html.unescape(title).endswith(html.unescape(text)), (title, text)
     assert seen == {details(e) for e in events}  # every detail, whole, somewhere
     assert max(len(s) for s in seen) > 60  # long ones too
+
+
+def test_the_results_head_is_two_lines_at_most_and_whole_in_its_title(trip_lab):
+    """newuser11: a long error gave the result's head a third line and the panel grew 17 px
+    (lesson 06, append_row fail after effect)."""
+    assert re.search(r"\.rollback-lab \.rl-head \{\{?[^}]*line-clamp: 2", CSS)
+    trip_lab.set_fault("charge_card", "fail_after_effect")
+    trip_lab.show_frame(trip_lab.frame_count - 1)
+    view = trip_lab.view.value.split("class='rl-result'>")[1]
+    title = html.unescape(re.search(r"<div class='rl-head' title='(.*?)'>", view).group(1))
+    outcome = trip_lab.outcome
+    assert title == f"{outcome.status}: charge_card failed with {outcome.error!r}"
 
 
 # -- 4. a change keeps the panel's height (the browser test measures it) ------------------

@@ -92,6 +92,10 @@ def caption(event: Event) -> str:
         extra = f" (attempt {event.details['attempt']})"
     elif event.kind == "rollback_done":
         extra = f": {event.details.get('status')}"
+    elif event.kind == "pipeline_failed" and str(event.details.get("error", "")).startswith(
+        "Cancelled("
+    ):  # the engine's event for a cancel (lesson 12's Stop): read as one (newuser11)
+        extra = " (a cancel, not a failure)"
     return f"{event.kind}{step}{extra}"
 
 

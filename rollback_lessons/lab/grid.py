@@ -41,7 +41,9 @@ CROSS = "✗"
 BLANK = "blank: no run of its own (shown across the diagonal, or the two cannot happen together)"
 OPENED = "outlined: the run shown under the grid"
 OUTLINE_PX = 4  # the opened cell's outline (3 px) and its offset (1 px), outside the cell
-VIEW_PX = 306  # the clicked run's row: its note and picture (the controls and what broke beside)
+# the clicked run's row: its picture, and beside it the controls, the frame's event and
+# what the run broke, whole (newuser11: 306 px cut up to 53 px; the grid's panel: 640 of 647 px)
+VIEW_PX = 332
 
 
 def said(run: Explored) -> str:
@@ -169,24 +171,28 @@ def draw_grid(exploration: Exploration, policy: str = "continue", width: float =
 
 
 def _changed(run: Explored) -> str:
-    """What the run left different from before it, key by key (short, not a dict dump)."""
+    """What the run left different from before it, key by key, on one line (short, not a
+    dict dump: the side's text fits beside the picture, newuser11)."""
     before, after = run.outcome.state_before or {}, run.outcome.state_after or {}
-    rows = [
-        f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(repr(before.get(k, '-')))}</td>"
-        f"<td>→ {html.escape(repr(after.get(k, '-')))}</td></tr>"
+    changes = [
+        f"{html.escape(str(k))} {html.escape(repr(before.get(k, '-')))} "
+        f"→ {html.escape(repr(after.get(k, '-')))}"
         for k in [*before, *(k for k in after if k not in before)]
         if before.get(k, "-") != after.get(k, "-")
     ]
-    if not rows:
+    if not changes:
         return "<div>the state is as it was before</div>"
-    return f"<div>left changed:</div><table>{''.join(rows)}</table>"
+    return f"<div><b>left changed:</b> {'; '.join(changes)}</div>"
 
 
 def side_html(run: Explored, row: int, col: int, final: bool) -> str:
     """The opened cell's run beside its picture: its faults, and (``final``: at its last
     event) how it ended, what it breaks and what it left changed; before that, only what is
     true at the frame shown (newuser9: "breaks" stood under "running…")."""
-    head = f"<b>row {row + 1}, column {col + 1}: {html.escape(said(run))}</b>"
+    # its faults (the grid's title says the policy): the side's text whole beside the
+    # picture, none of it cut (newuser11: up to 53 px were)
+    faults = faults_said((step, [str(fault)]) for step, fault in run.faults) or "no fault"
+    head = f"<b>row {row + 1}, column {col + 1}: {html.escape(faults)}</b>"
     if not final:
         last = len(run.outcome.events)
         return (
@@ -233,7 +239,8 @@ class ExplorerGrid:
         self.cell = (0, 0)
         # the clicked run: its picture (following the panel's frame), and beside it the
         # panel's own Play/back/next and slider, then what broke: grid, picture and controls
-        # on one screen, the view's height fixed whatever the run says
+        # on one screen, the view's height fixed whatever the run says (and tall enough for
+        # the longest run's text: the browser test clicks every cell)
         self.picture = w.HTML(layout=w.Layout(flex="none"))
         self.picture.add_class("eg-pic")
         self.side = w.HTML()

@@ -79,9 +79,17 @@ def bound_names(source: str) -> set[str]:
     return found
 
 
+def first_line(source: str) -> str:
+    """A cell's first line of code: not a comment (``# NBVAL_IGNORE_OUTPUT``, which opens
+    every panel cell, means nothing to a learner) nor a blank; a cell of comments only:
+    its first line."""
+    lines = [ln for ln in source.splitlines() if ln.strip()]
+    return next((ln for ln in lines if not ln.lstrip().startswith("#")), lines[0] if lines else "")
+
+
 def where_defined(cells: list[dict[str, Any]], name: str, running: str | None) -> str | None:
     """Which cell of the notebook defines ``name`` (not the one running), said so that a
-    learner finds it: the heading above it and its first line."""
+    learner finds it: the heading above it and its first line of code."""
     heading = ""
     for cell in cells:
         source = "".join(cell.get("source", ""))
@@ -93,7 +101,7 @@ def where_defined(cells: list[dict[str, Any]], name: str, running: str | None) -
         if cell.get("cell_type") != "code" or source.strip() == (running or "").strip():
             continue
         if name in bound_names(source):
-            first = next((ln for ln in source.splitlines() if ln.strip()), "")
+            first = first_line(source)
             where = f' under "{heading}"' if heading else ""
             return f"the cell{where} that starts `{first.strip()}`"
     return None

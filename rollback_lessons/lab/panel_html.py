@@ -47,10 +47,14 @@ CSS = f"""<style>
 .rl-panel .rl-log {{flex: none; width: {int(drawing.PANEL_WIDTH * drawing.DPI)}px}}
 .rl-panel .rl-log table {{table-layout: fixed; width: 100%}}
 .rl-panel .rl-log td {{height: 2.6em; overflow-wrap: anywhere}}
+.rl-panel.rollback-lab .rl-head {{display: -webkit-box; -webkit-box-orient: vertical;
+  -webkit-line-clamp: 2; line-clamp: 2; overflow: hidden; overflow-wrap: anywhere}}
+.rl-panel .rl-log .rl-line {{display: -webkit-box; -webkit-box-orient: vertical;
+  -webkit-line-clamp: 2; line-clamp: 2; overflow: hidden; max-height: 2.6em}}
 .rl-panel .rl-log .rl-what {{display: inline-block; min-width: 118px; padding-right: 6px;
   white-space: nowrap; vertical-align: top}}
 .rl-panel .rl-log .rl-where {{min-width: 100px}}
-.rl-panel .rl-details {{color: #444; overflow-wrap: anywhere}}
+.rl-panel .rl-details {{color: #444; word-break: break-all}}
 .rl-panel .rl-more {{color: #555; font-weight: normal; font-style: italic}}
 .rl-panel .rl-side .rl-caption {{min-height: 2.6em}}
 .rl-panel .rl-key {{display: inline-block; width: 12px; height: 12px; vertical-align: -1px;
@@ -96,11 +100,18 @@ def details(event: Event) -> str:
     return " ".join(f"{k}={v}" for k, v in event.details.items())
 
 
+def _said(event: Event) -> str:
+    return " ".join(part for part in (event.kind, event.step or "-", details(event)) if part)
+
+
 def log_html(events: list[Event] | tuple[Event, ...], current: int, rows: int = LOG_ROWS) -> str:
     """A window of ``rows`` events that holds ``current`` (marked ▶, pale blue); the heading
-    says how many are not shown. Each event's details are whole: they follow its kind and
-    step and wrap onto its second line (each row keeps two lines, so the panel keeps its
-    height while it plays and after a change; only details longer than both lines add one)."""
+    says how many are not shown. Each event's details follow its kind and step and wrap
+    onto its second line; each row is two lines, never more, so the panel keeps its height
+    while it plays and after a change (newuser11: a third line grew it 17-19 px). The
+    details break anywhere, so they fill the first line too (broken at spaces only, a long
+    ``error=...`` went whole to the second line and needed a third); the rare ones longer
+    than both lines (a halt's reason) end in "…", the whole row in its title."""
     start = max(0, min(current - rows // 2, len(events) - rows))
     end = min(len(events), start + rows)
     body = []
@@ -109,9 +120,10 @@ def log_html(events: list[Event] | tuple[Event, ...], current: int, rows: int = 
         now = i == current
         body.append(
             f"<tr{' class=now' if now else ''}><td>{'▶' if now else ''}</td><td>{e.seq}</td>"
-            f"<td><span class='rl-what'>{html.escape(e.kind)}</span>"
+            f"<td><div class='rl-line' title='{html.escape(_said(e))}'>"
+            f"<span class='rl-what'>{html.escape(e.kind)}</span>"
             f"<span class='rl-what rl-where'>{html.escape(e.step or '-')}</span>"
-            f"<span class='rl-details'>{html.escape(details(e))}</span></td></tr>"
+            f"<span class='rl-details'>{html.escape(details(e))}</span></div></td></tr>"
         )
     body += ["<tr><td colspan=3>&nbsp;</td></tr>"] * (rows - (end - start))
     later = len(events) - end
@@ -164,13 +176,13 @@ def result_html(outcome: Outcome, stopped_after: int | None = None) -> str:
     ``stopped_after``: the events that had happened when Stop cancelled the run. The status
     is a word in bold ink: the words say it, no colour a legend would have to explain."""
     head = f"<b>{html.escape(str(outcome.status))}</b>"
+    whole = str(outcome.status)
     if outcome.status is Status.CANCELLED:  # the learner's Stop, not a failure
         after = f" after event {stopped_after}" if stopped_after else ""
         head += f": the saga was cancelled (Stop){after}"
     elif outcome.error is not None:
-        head += f": {html.escape(outcome.failed_step or 'the block')} failed with " + html.escape(
-            repr(outcome.error)
-        )
+        said = f": {outcome.failed_step or 'the block'} failed with {outcome.error!r}"
+        head, whole = head + html.escape(said), whole + said
     ran = {*outcome.completed, *([outcome.failed_step] if outcome.failed_step else [])}
     not_run = [s for s in outcome.steps if s not in ran]
     lines = [("undone", _names(outcome.compensated))]
@@ -186,12 +198,15 @@ def result_html(outcome: Outcome, stopped_after: int | None = None) -> str:
     if not_run:
         lines.append(("not run", _names(not_run)))
     lines += [("note", note) for note in outcome.notes]  # the engine's own words
-    return _result_box(head, lines)
+    return _result_box(head, lines, whole)
 
 
-def _result_box(head: str, lines: list[tuple[str, str]]) -> str:
+def _result_box(head: str, lines: list[tuple[str, str]], whole: str = "") -> str:
+    """The head (two lines at most: a long error ends in "…", whole in its title; newuser11:
+    its third line grew the panel 17 px), then a row for each line."""
     rows = "".join(f"<tr><th>{k}</th><td>{html.escape(v)}</td></tr>" for k, v in lines)
-    return f"<div>{head}</div><table>{rows}</table>"
+    title = f" title='{html.escape(whole)}'" if whole else ""
+    return f"<div class='rl-head'{title}>{head}</div><table>{rows}</table>"
 
 
 PHASES = {"pipeline_failed": "failed…", "rollback_start": "rolling back…"}  # (from this event)

@@ -10,14 +10,31 @@ from typing import Any
 
 import ipywidgets as w
 
+BOUNDS_FIRST = ("min", "max")  # a message's keys in this order, then the others
+
+
+def _send_bounds_first(widget: w.Widget) -> None:
+    """Send what ``hold_sync`` held, the bounds before the value. The browser applies a
+    message's keys in order, and a slider handed its value before a larger max clamps the
+    value to the old max and sends that back: the panel then showed a mid-run frame of a
+    new, longer run ("event 5 of 12", newuser11). ipywidgets holds the keys in a set,
+    whose order changes with each kernel's hash seed."""
+    held = widget._states_to_send  # (ipywidgets' own: sent, then cleared, by hold_sync)
+    if held:
+        first = [k for k in BOUNDS_FIRST if k in held]
+        widget.send_state(first + sorted(held - set(first)))
+        held.clear()  # nothing left for hold_sync to send again
+
 
 @contextmanager
 def one_message_each(*widgets: w.Widget) -> Iterator[None]:
     """Several properties of each widget changed together reach the browser as one
-    message per widget (max and value: not two, each moving the slider and its readout)."""
+    message per widget (max and value: not two, each moving the slider and its readout),
+    the bounds before the value (``_send_bounds_first``)."""
     with ExitStack() as stack:
         for widget in widgets:
             stack.enter_context(widget.hold_sync())
+            stack.callback(_send_bounds_first, widget)  # (runs before hold_sync ends)
         yield
 
 

@@ -146,6 +146,7 @@ LESSON_IMPORTS = (
     "from rollback_lessons.worlds.crashlab import effects_table, registry, spawn\n"
     "from rollback_lessons.worlds.crashlab import compare_worlds, crash_on_dbos\n"
     "import shutil\n"
+    "import rollback_lessons.lab\n"  # (a cell above imports it: run too early, it says so)
     "from rollback_lessons.lab.exercises import lesson07\n"
 )
 """What lesson 07 has imported before its exercises (``Exercise.setup``: a test

@@ -236,6 +236,7 @@ LESSON_IMPORTS = (
     "from rollback_lessons.runners.bpmn import to_bpmn\n"
     "from rollback_lessons.worlds.examples import folder_saga, folder_state\n"
     "from rollback_lessons.runners.bpmn import run_explicit, to_bpmn_explicit\n"
+    "import rollback_lessons.lab\n"  # (a cell above imports it: run too early, it says so)
     "from rollback_lessons.lab.exercises import lesson09\n"
 )
 """What lesson 09 has imported before its exercises (``Exercise.setup``: a test

@@ -239,6 +239,7 @@ LESSON_IMPORTS = (
     "from rollback_lessons.explore import check, single_faults\n"
     "from rollback_lessons.lab.testing import fault_combinations\n"
     "from rollback_lessons.worlds.examples import chain_saga, chain_state\n"
+    "import rollback_lessons.lab\n"  # (a cell above imports it: run too early, it says so)
     "from rollback_lessons.lab.exercises import lesson11\n"
 )
 """What lesson 11 has imported before its exercises (``Exercise.setup``: a test
