@@ -48,23 +48,31 @@ _ACTIVITY_ENDS = {
 }
 
 
+async def _activities(events: AsyncIterator[Any]) -> AsyncIterator[tuple[Any, str, str, str]]:
+    """Each event of a history, its kind and, for an activity's (scheduled or ended), which
+    call it was (action or undo) and its step."""
+    scheduled: dict[int, tuple[str, str]] = {}
+    async for event in events:
+        kind, what, step = event.WhichOneof("attributes"), "", ""
+        if kind == "activity_task_scheduled_event_attributes":
+            attributes = event.activity_task_scheduled_event_attributes
+            step = json.loads(attributes.input.payloads[0].data)["step"]
+            what = "undo" if attributes.activity_type.name.endswith("undo") else "action"
+            scheduled[event.event_id] = (what, step)
+        elif kind in _ACTIVITY_ENDS:
+            what, step = scheduled.get(getattr(event, kind).scheduled_event_id, ("?", "?"))
+        yield event, kind, what, step
+
+
 async def history_table(events: AsyncIterator[Any], *, ids: bool = True) -> Table:
     """A workflow's event history as a table: each activity scheduled (action or undo, and
     its step), how it ended, and each signal; workflow-task bookkeeping left out.
     ``ids=False`` leaves out the event ids (they depend on timing; the order does not)."""
-    scheduled: dict[int, tuple[str, str]] = {}
     rows = []
-    async for event in events:
-        kind = event.WhichOneof("attributes")
+    async for event, kind, what, step in _activities(events):
         if kind == "activity_task_scheduled_event_attributes":
-            attributes = event.activity_task_scheduled_event_attributes
-            call = json.loads(attributes.input.payloads[0].data)
-            what = "undo" if attributes.activity_type.name.endswith("undo") else "action"
-            scheduled[event.event_id] = (what, call["step"])
-            rows.append((str(event.event_id), "activity scheduled", what, call["step"]))
+            rows.append((str(event.event_id), "activity scheduled", what, step))
         elif kind in _ACTIVITY_ENDS:
-            ended = getattr(event, kind)
-            what, step = scheduled.get(ended.scheduled_event_id, ("?", "?"))
             rows.append((str(event.event_id), _ACTIVITY_ENDS[kind], what, step))
         elif kind == "workflow_execution_signaled_event_attributes":
             signal = event.workflow_execution_signaled_event_attributes
@@ -80,18 +88,10 @@ async def failed_after_effect(events: AsyncIterator[Any]) -> set[str]:
     """The steps an attempt of which failed after its effect (the failure's details say so,
     as the machine in the workflow was told): in effect, perhaps, whatever a later attempt
     said, unless undone."""
-    scheduled: dict[int, tuple[str, str]] = {}
     steps: set[str] = set()
-    async for event in events:
-        kind = event.WhichOneof("attributes")
-        if kind == "activity_task_scheduled_event_attributes":
-            attributes = event.activity_task_scheduled_event_attributes
-            call = json.loads(attributes.input.payloads[0].data)
-            what = "undo" if attributes.activity_type.name.endswith("undo") else "action"
-            scheduled[event.event_id] = (what, call["step"])
-        elif kind == "activity_task_failed_event_attributes":
+    async for event, kind, what, step in _activities(events):
+        if kind == "activity_task_failed_event_attributes":
             ended = event.activity_task_failed_event_attributes
-            what, step = scheduled.get(ended.scheduled_event_id, ("?", "?"))
             details = ended.failure.application_failure_info.details.payloads
             if what == "action" and details:
                 try:
