@@ -10,24 +10,15 @@ import subprocess
 import sys
 
 import pytest
-from test_recover_waiting import REGISTRY, cli_recover, ended_for_a_person
+import test_recover_waiting
+from test_recover_waiting import cli_recover, ended_for_a_person
 
 from rollback_lessons import Saga, Step
 from rollback_lessons.durable.journal import Journal
 from rollback_lessons.durable.recovery import recover
 from rollback_lessons.durable.settle import AlreadySettled, NotWaiting, SettleRefused, UnknownSaga
 
-
-@pytest.fixture
-def reg(tmp_path, monkeypatch):
-    """test_recover_waiting's registry module (importable by the CLI's process) and world."""
-    (tmp_path / "h13reg.py").write_text(REGISTRY)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setenv("H13_WORLD", str(tmp_path / "w.db"))
-    monkeypatch.delitem(sys.modules, "h13reg", raising=False)
-    import h13reg
-
-    return h13reg
+reg = test_recover_waiting.reg  # its registry module and world, a fixture
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
