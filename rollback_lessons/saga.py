@@ -365,6 +365,7 @@ class Saga:
             check_register(register)
         journal = journal if journal is not None else self.journal
         if journal is not None:  # closures refused before anything runs or is written
+            _guards.check_journal(journal)  # (a journal that is not one is said first)
             for step in self.steps:
                 if step.undo is not None:
                     _guards.check_undo(step.name, step.undo, journalled=True, allow_async=False)
