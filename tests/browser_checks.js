@@ -29,31 +29,41 @@
 
   // The report a picture carries in its PNG (a tEXt chunk "rollback-lessons"), or null.
   pictures: async ([sel, i]) => {
-    const root = document.querySelectorAll(sel)[i];
-    const out = [];
-    for (const img of root.querySelectorAll("img")) {
-      if (!img.getClientRects().length) continue;
-      await img.decode().catch(() => null);
-      const bytes = new Uint8Array(await (await fetch(img.src)).arrayBuffer());
-      let report = null;
-      const png = bytes[1] === 0x50 && bytes[2] === 0x4e && bytes[3] === 0x47;
-      for (let at = 8; png && at + 8 <= bytes.length; ) {
-        const len = (bytes[at] << 24) | (bytes[at + 1] << 16) | (bytes[at + 2] << 8) | bytes[at + 3];
-        const tag = String.fromCharCode(...bytes.slice(at + 4, at + 8));
-        if (tag === "tEXt") {
-          const body = new TextDecoder("latin1").decode(bytes.slice(at + 8, at + 8 + len));
-          if (body.startsWith("rollback-lessons\0")) report = JSON.parse(body.slice(17));
+    // an image replaced while it was read (a view drawn again: lesson 11's grid) is read
+    // again from the view as it now stands, never measured detached (a 0x0 box at 0)
+    const once = async () => {
+      const root = document.querySelectorAll(sel)[i];
+      const out = [];
+      for (const img of root.querySelectorAll("img")) {
+        if (!img.getClientRects().length) continue;
+        await img.decode().catch(() => null);
+        const bytes = new Uint8Array(await (await fetch(img.src)).arrayBuffer());
+        let report = null;
+        const png = bytes[1] === 0x50 && bytes[2] === 0x4e && bytes[3] === 0x47;
+        for (let at = 8; png && at + 8 <= bytes.length; ) {
+          const len = (bytes[at] << 24) | (bytes[at + 1] << 16) | (bytes[at + 2] << 8) | bytes[at + 3];
+          const tag = String.fromCharCode(...bytes.slice(at + 4, at + 8));
+          if (tag === "tEXt") {
+            const body = new TextDecoder("latin1").decode(bytes.slice(at + 8, at + 8 + len));
+            if (body.startsWith("rollback-lessons\0")) report = JSON.parse(body.slice(17));
+          }
+          if (tag === "IDAT") break;
+          at += 12 + len;
         }
-        if (tag === "IDAT") break;
-        at += 12 + len;
+        if (!img.isConnected) return null;
+        const b = img.getBoundingClientRect();
+        out.push({
+          kind: png ? "png" : "other", report, natural: img.naturalWidth, shown: b.width,
+          top: b.top, bottom: b.bottom, left: b.left, right: b.right,
+        });
       }
-      const b = img.getBoundingClientRect();
-      out.push({
-        kind: png ? "png" : "other", report, natural: img.naturalWidth, shown: b.width,
-        top: b.top, bottom: b.bottom, left: b.left, right: b.right,
-      });
+      return out;
+    };
+    for (let tries = 0; ; tries++) {
+      const got = await once();
+      if (got !== null || tries >= 50) return got || [];
+      await new Promise((r) => requestAnimationFrame(r));
     }
-    return out;
   },
 
   // Every piece of text a learner can see in the element: its font size, and whether
