@@ -4,8 +4,8 @@ relies on it.
 
 Every write follows an event of the machine, so no rule is told twice: an undo is written
 when the machine logs it (``undo_registered``), written as an *intent* when its step starts
-and the undo is to be logged only after it (so a crash in between is reported as leaked, not
-lost), and marked done or dead when the machine says so. A write that fails going forward is
+and the undo is to be logged only after it, or when a step that has no undo starts (so a crash
+in between is reported as leaked, not lost), and marked done or dead when the machine says so. A write that fails going forward is
 the caller's error; during the rollback it becomes a note and the undos go on in memory.
 """
 
@@ -30,6 +30,7 @@ class JournalWriter:
         self.m = machine
         self.named: dict[str, NamedUndo] = {}  # each step's undo, to write down by name
         self.intents: dict[str, int] = {}  # positions of undos to log after their step
+        self.bare: set[str] = set()  # steps with no undo: their intent is all that is written
 
     def watch(
         self, seq: int, kind: EventKind, step: str | None, details: Mapping[str, Any]
@@ -51,6 +52,9 @@ class JournalWriter:
                 self.intents[step] = jrun.register(
                     step, self.named[step], "intent", semantic, timeout or None
                 )
+            elif details["register"] == "none" and m.kinds[step] == Kind.COMPENSABLE:
+                self.intents[step] = jrun.no_undo(step)  # no undo: if it may have happened,
+                self.bare.add(step)  # its effect is leaked, never lost
         elif kind is EventKind.UNDO_REGISTERED:
             assert step is not None
             entry = m.log[-1]
@@ -69,6 +73,8 @@ class JournalWriter:
         elif kind is EventKind.STEP_DONE:
             assert step is not None
             self.returned(step)
+            if step in self.bare:  # done: its effect stands by design, nothing to undo
+                jrun.abandon(self.intents.pop(step))
             if m.kinds.get(step) == Kind.PIVOT:
                 jrun.pivot(step, "done")
         elif kind is EventKind.ROLLBACK_START:  # every undo logged is durable before one runs

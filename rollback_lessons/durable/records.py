@@ -140,6 +140,10 @@ class Claimed:
     last_seq: int
 
 
+NO_UNDO = ""
+"""The compensation of a step that has no undo: its row only says it started (``no_undo``)."""
+
+
 def idempotency_key(saga_id: str, step: str) -> str:
     return f"{saga_id}:{step}"
 
@@ -219,6 +223,22 @@ class JournalRun:
         self._flush_with(statement, keep=state != "intent")
         return self._position
 
+    def no_undo(self, step: str) -> int:
+        """A step that has no undo is about to run: written as an ``intent`` whose
+        compensation is ``NO_UNDO`` (no registered name is empty), durably before it runs.
+        If the process dies or is interrupted inside it, recover reports it leaked (it may
+        have happened, and nothing undoes it), as every in-process run does, instead of
+        losing it; ``abandon`` once it is done (nothing to undo, by design) or failed before
+        its effect. Older versions read the row as any intent: leaked if it stays one."""
+        self._position += 1
+        statement = (
+            "INSERT INTO undos (saga_id, position, step, compensation, args, state)"
+            " VALUES (?, ?, ?, ?, '{}', 'intent')",
+            (self.saga_id, self._position, step, NO_UNDO),
+        )
+        self._flush_with(statement, keep=False)
+        return self._position
+
     def _flush_with(self, statement: tuple[str, tuple[Any, ...]], *, keep: bool) -> None:
         """Write ``statement`` with what is pending. If that fails, ``keep`` it for the next
         write (an undo the engine logged) or drop it (an intent, a pivot about to start:
@@ -243,7 +263,8 @@ class JournalRun:
             self.flush(sync=False)
 
     def abandon(self, position: int) -> None:
-        """The step of an ``intent`` failed before its effect: nothing to undo."""
+        """The step of an ``intent`` failed before its effect, or a step with no undo is
+        done (``no_undo``): nothing to undo."""
         self._set_state(position, "not_run")
 
     def leaked(self, position: int) -> None:

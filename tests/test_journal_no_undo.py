@@ -1,0 +1,299 @@
+"""A step with no undo, journalled (attack14's F1 and F2): the journal keeps a record of every
+step that starts, undo or not, so one that may have had its effect and has nothing to undo it
+is reported leaked by ``recover`` and ``journal settle`` as by the run itself, never lost.
+
+The property: over generated sagas (lists and parallel groups; steps with an undo logged
+before or after, or with none; a step failing before or after its effect), the process
+killed at every instant (each event, each journal write, inside each step's call after its
+effect) or not at all, then ``recover`` run twice: each effect of a step with no undo whose
+call did not return is reported leaked (the journal, recover's report, settle), and never
+said ``rolled_back``; each effect with an undo is undone once or reported.
+"""
+
+import contextlib
+import sqlite3
+from functools import partial
+
+import pytest
+from conftest import dead_pid
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rollback_lessons import InjectedTimeout, Saga, Status, Step, VirtualClock
+from rollback_lessons.durable.journal import Journal, JournalError
+from rollback_lessons.durable.recovery import recover
+from rollback_lessons.durable.registry import Registry, compensation
+from rollback_lessons.durable.report import waiting_in
+from rollback_lessons.durable.settle import NotWaiting
+from rollback_lessons.graph import Parallel
+
+registry = Registry()
+WORLDS: dict[str, "World"] = {}
+
+
+class Killed(KeyboardInterrupt):
+    """The process died here (SIGKILL): nothing after it is written or done."""
+
+
+class World:
+    """What happened, by the world's own record (a process killed changes nothing more)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.effects: list[str] = []
+        self.returned: set[str] = set()  # steps whose call returned without an error
+        self.undone: list[str] = []
+        self.dead = False
+        self.kill_at = 0  # the instant (1, 2, ...) the process is killed at; 0: never
+        self.instants = 0
+        self.kill_in = ""  # or killed inside this step's call, after its effect
+        WORLDS[name] = self
+
+    def instant(self) -> None:
+        """One more instant the process may be killed at."""
+        if self.dead:
+            raise Killed
+        self.instants += 1
+        if self.instants == self.kill_at:
+            self.dead = True
+            raise Killed
+
+    def act(self, step: str, fault: str | None, state: object) -> None:
+        if self.dead:
+            raise Killed
+        if fault == "before":
+            raise ValueError(f"{step} refused")
+        self.effects.append(step)
+        if step == self.kill_in:
+            self.dead = True
+        self.instant()  # killed inside the call, its effect landed
+        if fault == "after":
+            raise InjectedTimeout(step, "fail_after_effect", f"{step} timed out after its effect")
+        self.returned.add(step)
+
+    def wrap(self, journal: Journal) -> None:
+        real = journal.write
+
+        def write(statements, **kw):  # type: ignore[no-untyped-def]
+            if statements:
+                self.instant()  # killed before this write lands
+            return real(statements, **kw)
+
+        journal.write = write  # type: ignore[method-assign]
+
+
+@compensation("noundo.undo", registry)
+def undo(world: str, step: str, idempotency_key: str | None = None) -> None:
+    w = WORLDS[world]
+    if w.dead:  # (a process killed runs nothing)
+        raise Killed
+    if step in w.effects and step not in w.undone:  # idempotent: once per effect
+        w.undone.append(step)
+
+
+# a step: (its undo: "before", "after" or None; its fault: None, "before" or "after")
+STEP = st.tuples(st.sampled_from(["before", "after", None]), st.sampled_from([None, None, "before", "after"]))
+
+
+def build(world: World, shape: list[tuple[str | None, str | None]], parallel: bool) -> Saga:
+    steps = []
+    for i, (register, fault) in enumerate(shape):
+        name = f"s{i}"
+        action = partial(world.act, name, fault)
+        if register is None:
+            steps.append(Step(name, action, None))
+        else:
+            bound = undo.bind(world=world.name, step=name)
+            steps.append(Step(name, action, bound, register=register))
+    if parallel and len(steps) >= 3:  # the middle two in a parallel group
+        return Saga([steps[0], Parallel(steps[1], steps[2]), *steps[3:]])
+    return Saga(steps)
+
+
+def trial(path, shape, parallel: bool, kill_at: int) -> tuple[World, list[str]]:
+    world = World(f"w{len(WORLDS)}")
+    world.kill_at = kill_at
+    saga = build(world, shape, parallel)
+    journal = Journal(path)
+    world.wrap(journal)
+    outcome = None
+    try:
+        outcome = saga.run(
+            {}, journal=journal, run_id="s", on_event=lambda e: world.instant(),
+            clock=VirtualClock(),
+        )  # fmt: skip
+    except Killed:
+        pass
+    journal._con.close()  # (a killed process closes nothing: its connection just goes)
+    world.dead = False  # recover is another process, in the same world
+    world.kill_at = 0
+    with Journal(path) as journal:
+        if journal.unfinished():
+            journal.write([("UPDATE sagas SET owner_pid = ?, owner_started = NULL", (dead_pid(),))])
+            recover(journal, registry)
+        report = recover(journal, registry)
+        return world, check(world, journal, shape, outcome, report)
+
+
+def check(world, journal, shape, outcome, report) -> list[str]:
+    problems = []
+    if len(world.undone) != len(set(world.undone)):
+        problems.append(f"an effect undone twice: {world.undone}")
+    if journal.unfinished():
+        problems.append("left unfinished after recover")
+    if not journal.sagas():
+        return problems
+    saga = journal.saga("s")
+    leaked = set(journal.leaked("s"))
+    has_undo = {f"s{i}" for i, (register, _) in enumerate(shape) if register is not None}
+    lost = {s for s in world.effects if s not in has_undo and s not in world.returned}
+    if lost - leaked:
+        problems.append(f"{saga.status}: not reported leaked: {sorted(lost - leaked)}")
+    if outcome is not None and set(outcome.leaked) - leaked:
+        problems.append(f"leaked in process, not in the journal: {outcome.leaked}")
+    if leaked and saga.status in ("rolled_back", "committed", "cancelled"):
+        problems.append(f"{saga.status} with a step leaked: {sorted(leaked)}")
+    if leaked and "s" not in {w.saga_id for w in waiting_in(journal)}:
+        problems.append("a saga with a step leaked is not named as waiting for a person")
+    if leaked and report is not None and not report.waiting:
+        problems.append("recover's report names no saga waiting")
+    undoable = {s for s in world.effects if s in has_undo}
+    if saga.status in ("rolled_back", "rollback_incomplete", "cancelled"):
+        states = {u.step: u.state for u in journal.undos("s")}
+        missing = {s for s in undoable - set(world.undone) if states.get(s) not in REPORTED}
+        if missing:
+            problems.append(f"{saga.status}: not undone nor reported: {sorted(missing)}")
+    if saga.status == "committed" and world.undone:
+        problems.append(f"committed, but undone: {world.undone}")
+    return problems
+
+
+REPORTED = ("dead", "leaked")  # (an undo logged after its step, which failed after its effect)
+SHAPES = st.lists(STEP, min_size=1, max_size=4)
+
+
+@settings(max_examples=25)
+@given(shape=SHAPES, parallel=st.booleans())
+def test_a_step_with_no_undo_is_reported_leaked_whenever_the_process_is_killed(
+    tmp_path_factory, shape, parallel
+):
+    tmp = tmp_path_factory.mktemp("noundo")
+    world, problems = trial(tmp / "count.db", shape, parallel, kill_at=0)
+    assert problems == []
+    found = {}
+    for n in range(1, world.instants + 1):
+        _, problems = trial(tmp / f"k{n}.db", shape, parallel, kill_at=n)
+        if problems:
+            found[n] = problems
+    assert found == {}
+
+
+def _sagas(world: World, kind: str = "compensable") -> Saga:
+    """s0, s1 with undos, then ``email`` with none (attack14's leaked_noundo2 and kill_noundo)."""
+    return Saga(
+        [
+            *[Step(f"s{i}", partial(world.act, f"s{i}", None), undo.bind(world=world.name, step=f"s{i}"))
+              for i in range(2)],
+            Step("email", partial(world.act, "email", "after"), None, kind=kind),
+        ]
+    )  # fmt: skip
+
+
+def test_a_step_with_no_undo_failing_after_its_effect_waits_for_a_person(tmp_path):
+    """F1: in process ``rollback_incomplete leaked=('email',)``; the journal said so, yet
+    recover named nothing (exit 0) and settle refused it as nothing left for a person."""
+    world = World("f1")
+    with Journal(tmp_path / "j.db") as journal:
+        outcome = _sagas(world).run({}, journal=journal, run_id="r")
+        assert outcome.status is Status.ROLLBACK_INCOMPLETE and outcome.leaked == ("email",)
+        assert journal.leaked("r") == ["email"]
+        report = recover(journal, registry)
+        assert [(w.saga_id, w.leaked) for w in report.waiting] == [("r", ("email",))]
+        settled = journal.settle("r", "the email was checked by hand")
+        assert settled.status == "rollback_incomplete"
+        assert recover(journal, registry).waiting == ()
+    assert world.effects == ["s0", "s1", "email"] and sorted(world.undone) == ["s0", "s1"]
+
+
+def test_a_step_with_no_undo_that_is_done_leaves_nothing_for_a_person(tmp_path):
+    """A step with no undo that returned: its effect stands by design, as in process (not
+    leaked): the saga ends ``rolled_back``, and settle refuses it."""
+    world = World("done")
+    saga = Saga(
+        [
+            Step("s0", partial(world.act, "s0", None), undo.bind(world=world.name, step="s0")),
+            Step("note", partial(world.act, "note", None), None),
+            Step("s2", partial(world.act, "s2", "before"), undo.bind(world=world.name, step="s2")),
+        ]
+    )
+    with Journal(tmp_path / "j.db") as journal:
+        outcome = saga.run({}, journal=journal, run_id="r")
+        assert outcome.status is Status.ROLLED_BACK and outcome.leaked == ()
+        assert journal.saga("r").status == "rolled_back" and journal.leaked("r") == []
+        assert [(u.step, u.state) for u in journal.undos("r")] == [
+            ("s0", "done"), ("note", "not_run"), ("s2", "not_run")
+        ]  # fmt: skip
+        assert journal.saga("r").undos == 1  # (a step with no undo is not counted as one)
+        assert recover(journal, registry).waiting == ()
+        with pytest.raises(NotWaiting):
+            journal.settle("r", "nothing to do")
+
+
+@pytest.mark.parametrize("kind", ["compensable", "pivot"])
+def test_a_kill_inside_a_step_with_no_undo_after_its_effect_is_leaked_not_lost(tmp_path, kind):
+    """F2: SIGKILL in ``email`` (no undo) after its effect; recover said ``rolled_back``,
+    exit 0, and the email was lost. Now it is leaked (a pivot: halted), named until settled."""
+    world = World(f"f2-{kind}")
+    world.kill_in = "email"
+    journal = Journal(tmp_path / "j.db")
+    world.wrap(journal)  # (killed: it writes nothing more)
+    with contextlib.suppress(Killed):
+        _sagas(world, kind).run({}, journal=journal, run_id="r", clock=VirtualClock())
+    assert world.dead and world.effects == ["s0", "s1", "email"]
+    world.dead, world.kill_in = False, ""
+    journal._con.close()
+    with Journal(tmp_path / "j.db") as journal:
+        journal.write([("UPDATE sagas SET owner_pid = ?, owner_started = NULL", (dead_pid(),))])
+        first = recover(journal, registry)
+        (recovered,) = first.recovered
+        if kind == "pivot":
+            assert recovered.status is Status.HALTED and world.undone == []
+        else:
+            assert recovered.status is Status.ROLLBACK_INCOMPLETE
+            assert recovered.leaked == ("email",) and sorted(world.undone) == ["s0", "s1"]
+            assert journal.saga("r").status == "rollback_incomplete"
+        assert [w.saga_id for w in recover(journal, registry).waiting] == ["r"]
+        journal.settle("r", "checked")
+    assert "email" in world.effects
+
+
+def test_a_journal_of_schema_6_without_intents_for_steps_with_no_undo_is_read_as_before(tmp_path):
+    """Older journals (no row for a step with no undo) are read as they were: a step with
+    no undo they never recorded is not reported (nothing says it started)."""
+    world = World("old")
+    with Journal(tmp_path / "j.db") as journal:
+        _sagas(world).run({}, journal=journal, run_id="r")
+        journal.write([("DELETE FROM undos WHERE compensation = ''", ())])
+        journal.write([("UPDATE sagas SET status = 'rolling_back'", ())])
+        journal.write([("UPDATE sagas SET owner_pid = ?, owner_started = NULL", (dead_pid(),))])
+        (recovered,) = recover(journal, registry).recovered
+        assert recovered.leaked == () and recovered.status is Status.ROLLED_BACK
+
+
+def test_a_step_with_no_undo_cut_by_sqlite_failing_its_intent_does_not_run(tmp_path):
+    """Its intent cannot be written (disk full): the step does not run (nothing of it is
+    unrecorded), the run fails there and rolls back what it did."""
+    world = World("nointent")
+    with Journal(tmp_path / "j.db") as journal:
+        real = journal.write
+
+        def write(statements, **kw):  # type: ignore[no-untyped-def]
+            if any("'intent'" in sql and p[2] == "email" for sql, p in statements):
+                raise sqlite3.OperationalError("database or disk is full")
+            return real(statements, **kw)
+
+        journal.write = write  # type: ignore[method-assign]
+        saga = _sagas(world)
+        with contextlib.suppress(sqlite3.Error, JournalError):
+            saga.run({}, journal=journal, run_id="r")
+    assert "email" not in world.effects
