@@ -635,6 +635,41 @@ def test_a_cancel_while_a_person_is_asked_ends_the_wait_undos_left_pending(dbos_
     )
 
 
+@pytest.mark.parametrize("how", ["raises", "true-once"])
+def test_a_cancel_function_while_a_person_is_asked_raises_or_says_true_once(dbos_runner, how):
+    """attack14 F4: a cancel function that raised while a person was waited for was asked
+    again and again (hundreds of calls), its error swallowed, the whole ``halt_wait``
+    waited out; one that said True once was not heard (asked again as a DBOS step, it said
+    False). The README's rules: a cancel function that raises fails the run with its error
+    (the wait ends, its error in the note); a True heard counts, and it is asked no more."""
+    asking, calls = threading.Event(), []
+
+    def cancel():
+        calls.append(asking.is_set())
+        if not asking.is_set():
+            return False
+        if how == "raises":
+            raise RuntimeError("the cancel service is down")
+        return calls.count(True) == 1  # True at its first call once asked, then False
+
+    state = {}
+    handle = dbos_runner.start_saga(_asking_saga(), state, cancel=cancel, **ASKING)
+    waited = threading.Event()
+    while handle.pending() is None:
+        waited.wait(0.02)
+    asking.set()
+    outcome = handle.outcome()  # (not the 60 s of halt_wait)
+    assert outcome.status is Status.HALTED and outcome.pending == ("b", "a")
+    assert state == {"a": 1, "b": 1}
+    why = (
+        "its cancel function raised RuntimeError('the cancel service is down')"
+        if how == "raises"
+        else "its caller cancelled the run"
+    )
+    assert f"the undo of b: a person no longer waited for: {why}" in outcome.notes
+    assert calls.count(True) == 1  # heard once, asked no more
+
+
 def test_a_run_cancelled_going_forward_asks_no_one_when_an_undo_fails(dbos_runner):
     """Cancelled as b returns: a and b are undone, b's undo fails once, and the saga halts.
     Nobody is waited for (``halt_wait`` is not waited out): halted at once, noted."""

@@ -129,6 +129,7 @@ class DBOSHandle:
         finally:
             hosted.release(self.run_id)
             workflow.CANCELS.pop(self.run_id, None)
+            workflow.HEARD.pop(self.run_id, None)
             workflow.STOPPED.pop(self.run_id, None)
         return outcome_of(self.saga, record_of(data), before=self._before, state=self._state)
 

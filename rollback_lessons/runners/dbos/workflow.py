@@ -39,6 +39,7 @@ from dbos import DBOS
 from ... import schedule
 from ..._drive import failed_asking
 from ...errors import Cancelled, RollbackLessonsError
+from ...events import describe
 from ...faults import Fault
 from ...machine import Machine
 from ...operations import ANSWERS, CANCELLED_ASKING, Ask, Finished, Op, RunStep, RunUndo, Wait
@@ -178,7 +179,7 @@ def taken(number: int) -> str:
     return f"taken-{number}"
 
 
-def _ask(steps: tuple[str, ...], wait: float | None, number: int, run_id: str) -> str | None:
+def _ask(steps: tuple[str, ...], wait: float | None, number: int, run_id: str) -> str:
     """A person answers question ``n`` (the n-th this saga asks, shown with the undos at
     stake as the event ``pending``) by ``DBOS.send(run_id, {"step", "answer", "id"},
     "answer-<n>")`` within ``wait`` seconds; no answer in time is "leave". Each question
@@ -186,20 +187,23 @@ def _ask(steps: tuple[str, ...], wait: float | None, number: int, run_id: str) -
     the question) never answers this one; one that does not name this undo is ignored. Only
     the first answer is taken, and the event ``taken-<n>`` says which (its ``id``; "" when
     none was): each sender learns whether it was its own (``DBOSHandle.resolve``), so a
-    second answer is refused, never dropped. A cancel of the run ends the wait (None: no
-    answer taken): ``_watching`` tells the topic when the run's cancel token says so, and the
-    token's answer is saved (``ask_cancel``) before it counts, so a relaunch hears the same."""
+    second answer is refused, never dropped. A cancel of the run ends the wait (``Unwaited``:
+    no answer taken, and why): ``_watching`` tells the topic when the run's cancel token says
+    so, or raises, and that answer is saved (``heard_cancel``) before it counts, so a
+    relaunch hears the same."""
     DBOS.set_event("pending", {"number": number, "undos": list(steps)})
     deadline = _now() + (wait if wait is not None else 10**9)
-    said, took, cut = None, "", False
+    said, took = None, ""
+    cut: bool | dict[str, Any] = False
     with _watching(run_id, f"answer-{number}"):
         while said is None and (left := deadline - _now()) > 0:
             told = DBOS.recv(f"answer-{number}", timeout_seconds=left)
             if told is None:
                 break
             if told == CANCEL_MESSAGE:  # (sent by anyone: the token's saved answer decides)
-                if ask_cancel(run_id) is True:
-                    cut = True
+                said_cancel = heard_cancel(run_id)
+                if said_cancel is not False:
+                    cut = said_cancel
                     break
                 continue
             ours = isinstance(told, dict) and told.get("step") == steps[0]
@@ -207,7 +211,13 @@ def _ask(steps: tuple[str, ...], wait: float | None, number: int, run_id: str) -
                 said, took = str(told["answer"]), str(told.get("id", ""))
     DBOS.set_event(taken(number), took)  # before the question is cleared: a sender waits on it
     DBOS.set_event("pending", {})
-    return None if cut else said or "leave"
+    if isinstance(cut, dict):  # the token raised: the run fails with its error (no wait)
+        return Unwaited(f"its cancel function raised {describe(_error(cut))}")
+    return Unwaited(CANCELLED_ASKING) if cut else said or "leave"
+
+
+class Unwaited(str):
+    """No answer taken: why a person is no longer waited for (``Machine.not_waited``)."""
 
 
 CANCEL_MESSAGE = {"cancel": True}
@@ -221,8 +231,9 @@ WATCH = 0.02
 def _watching(run_id: str, topic: str) -> Iterator[None]:
     """While a person is waited for, ask the run's cancel token (kept by the process that
     started it: a relaunch has none) in a thread of its own, and tell the question's topic
-    once it says so. A token that raises is asked again (it fails a run only going
-    forward: ``saga.run``'s rule)."""
+    once it says so, or raises (the README's rule: a cancel function that raises fails the
+    run with its error). What it heard is kept (``HEARD``) until the workflow saves it
+    (``heard_cancel``): a True heard once counts, and the token is asked no more."""
     asked = CANCELS.get(run_id)
     if asked is None:
         yield
@@ -231,11 +242,13 @@ def _watching(run_id: str, topic: str) -> Iterator[None]:
 
     def watch() -> None:
         while not over.is_set():
+            said: bool | dict[str, Any]
             try:
-                said = asked()
-            except Exception:
-                said = False
-            if said and not over.is_set():
+                said = bool(asked())
+            except Exception as exc:
+                said = vars(ErrorRecord.of(exc))
+            if said is not False and not over.is_set():
+                HEARD[run_id] = said
                 with contextlib.suppress(Exception):  # (DBOS closed meanwhile: nobody waits)
                     DBOS.send(run_id, CANCEL_MESSAGE, topic)
                 return
@@ -318,7 +331,12 @@ def _carry_out(
                 if not m.cancelled:
                     asked += 1  # (the same count when a relaunch runs the workflow again)
                     said = _ask(op.steps, plan.halt_wait, asked, plan.run_id)
-            op = m.answer(said) if said is not None else m.not_waited(CANCELLED_ASKING)
+            if isinstance(said, Unwaited):
+                op = m.not_waited(str(said))
+            elif said is None:
+                op = m.not_waited(CANCELLED_ASKING)
+            else:
+                op = m.answer(said)
         else:
             raise RuntimeError(f"the machine answered {op!r}, which no plan gives")
     return op
@@ -342,10 +360,29 @@ class WorkflowCancelled(BaseException):
     either (what the machine is told)."""
 
 
+HEARD: dict[str, bool | dict[str, Any]] = {}
+"""What a run's cancel token said while a person was waited for (``_watching``), by run id,
+until the workflow saves it (``heard_cancel``)."""
+
+
+@DBOS.step(name="rollback_lessons.heard")
+def heard_cancel(run_id: str) -> bool | dict[str, Any]:
+    """A cancel was told to a person's wait: what the token said then (True, or its error
+    as data), saved, so that a relaunch hears the same; told by anyone else (no such
+    answer here), the token is asked now."""
+    if run_id in HEARD:
+        return HEARD.pop(run_id)
+    return _token(run_id)
+
+
 @DBOS.step(name="rollback_lessons.asked")
 def ask_cancel(run_id: str) -> bool | dict[str, Any]:
     """Has the run's caller asked it to stop? Its cancel token's answer, checkpointed, so a
     relaunch hears the same story; a token that raises: its error, as data."""
+    return _token(run_id)
+
+
+def _token(run_id: str) -> bool | dict[str, Any]:
     asked = CANCELS.get(run_id)
     if asked is None:
         return False
