@@ -75,9 +75,20 @@ def asked_of(cancel: CancelLike | None) -> Callable[[], bool] | None:
     raise TypeError(f"cancel must be an Event (is_set()) or a function, got {cancel!r}")
 
 
+ASKED_AT = (
+    "before the first step starts, as each step returns (before it is told done: the last "
+    "one too, before the run commits) and after each wait to retry a step"
+)
+"""Where a run's cancel is asked, on every engine (``saga.run``'s list and graph drivers,
+DBOS, Step Functions, BPMN): there and nowhere else, so a cancel function is asked as
+often, and at the same points, whatever runs the saga (``stop_execution``, which is
+heard before a step starts, and ``arun``, which polls while its branches run, aside)."""
+
+
 def listen(run: Run, asked: Asked) -> None:
     """Hand the machine the caller's cancel: it asks it as each step returns (the last one
-    too, before the run commits), the one rule every engine keeps (``GraphMachine.hear``)."""
+    too, before the run commits), the one rule every engine keeps (``GraphMachine.hear``);
+    its driver asks it before the start and after each wait (``ASKED_AT``)."""
     if asked is not None:
         run.m.hear = partial(_cancel, run, asked)  # type: ignore[attr-defined]
 
@@ -161,11 +172,7 @@ def drive_graph(run: Run, asked: Asked = None, pick: Pick | None = None) -> Op:
     listen(run, asked)
     op: GraphOp = _cancel(run, asked) or gm.start()
     loops: dict[str, Generator[Call | float, Any, GraphOp]] = {}
-    while type(op) is Ready:
-        cut = _cancel(run, asked) if asked is not None else None
-        if cut is not None:
-            op = cut
-            continue
+    while type(op) is Ready:  # (asked as each step returns: not again before the next)
         if pick is None:
             step = gm.ready()[0]
             run.tick()

@@ -320,8 +320,8 @@ class GraphHost:
     (``answers``, in turn: ``retry`` the job, ``fixed`` by hand) or leaves (``Incident``:
     the saga halted, the rest pending; with no answer left, as in process).
 
-    A cancel (``asked``) is heard where ``saga.run`` hears it: before a step starts, when a
-    step returns, after a retry's wait. The machine decides (``schedule.cancel``: declined
+    A cancel (``asked``) is heard where ``saga.run`` hears it (``_graph_drive.ASKED_AT``):
+    before the first step starts, when a step returns, after a retry's wait. The machine decides (``schedule.cancel``: declined
     past the pivot); once it stops the run, ``do`` answers False (nothing more starts: the
     steps' subprocess ends with its error, which stops every branch), and the loop runs the
     machine's undos, shielded from the cancel (nothing asks it again): ``cancelled``."""
@@ -363,7 +363,8 @@ class GraphHost:
         """Run ``step``'s job; True if the run goes on (False: it failed, or was cancelled,
         and nothing more starts)."""
         m = self.m
-        self.cancel()
+        if not m.seen:  # asked where saga.run asks it (``_graph_drive.ASKED_AT``): before
+            self.cancel()  # the first step starts, as each returns, after each retry's wait
         if step not in m.ready():  # the run failed or was cancelled: it may not start
             return False
         op: Any = m.launch(step)
@@ -382,7 +383,6 @@ class GraphHost:
                 break
         if type(op) is not Ready:
             self.op = op
-        self.cancel()
         return error is None and not m.failing
 
     def what_next(self) -> str:

@@ -81,11 +81,7 @@ class _Graph:
         m = self.m
         op: Any = self.cancel() or m.start()
         running: list[str] = []
-        while type(op) is Ready:
-            cut = self.cancel()
-            if cut is not None:
-                op = cut
-                continue
+        while type(op) is Ready:  # (asked as each step returns, ``_graph_drive.ASKED_AT``)
             if pick is None:
                 step = m.ready()[0]
                 m.launch(step)

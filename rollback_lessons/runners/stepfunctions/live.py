@@ -9,8 +9,8 @@ definition order (``saga.run``); with ``completion`` every ready step starts at 
 running step named first finishes next (``saga.run(..., completion=...)``). A task that
 arrives for a step the machine says may not start is answered ``SagaStopping``.
 
-A cancel (``cancel``, heard whenever a step returns, before each step starts and once its
-task came) is told to the machine: nothing more starts, the next task (or the one that just
+A cancel (``cancel``, asked where ``saga.run`` asks it, ``_graph_drive.ASKED_AT``: before
+the first step starts, as each step returns, after each wait to retry) is told to the machine: nothing more starts, the next task (or the one that just
 came) is answered ``SagaStopping`` and its branch ends, and what was done is undone (status
 ``cancelled``). A cancel function that raises fails the run with its error, as in process
 (``_graph_drive.asking_failed``). ``stop_execution=True`` does what
@@ -259,15 +259,15 @@ class Live:
             m.hear = self._cancel  # asked as each step returns, before the run commits
         op: Any = self._cancel() or m.start()
         tokens: dict[str, str] = {}
-        while type(op) is Ready:
-            cut = self._cancel()
+        while type(op) is Ready:  # asked where saga.run asks (``_graph_drive.ASKED_AT``)
+            cut = self._cancel() if self.stop_execution else None  # (heard as a step starts)
             if cut is not None:
                 op = cut
                 continue
             if self.pick is None:
                 step = m.ready()[0]
                 task = self._take("action", step)
-                cut = self._cancel()  # (heard while its task waited: it is not launched)
+                cut = self._cancel() if self.stop_execution else None  # (while its task waited)
                 if cut is not None:
                     self.inbox.append(task)  # answered SagaStopping (or, stopped, never)
                     self._refuse()

@@ -1,0 +1,129 @@
+"""A cancel function is asked where ``saga.run`` asks it, on Step Functions and in BPMN too
+(attack14 F3: they asked it before each step started and again once its task came, so a
+function answering True once, a request consumed when read, or raising at its k-th call gave
+another Outcome in 9 of 18 runs). The rule is one (``_graph_drive.ASKED_AT``): before the
+first step starts, as each step returns, after each wait to retry a step.
+
+The property: over generated sagas (lists and parallel groups, a step retried once, a step
+failing), for any k, a function that answers True only at its k-th call, or raises there,
+gives saga.run's Outcome on each engine, and is asked as many times (DBOS's error, carried
+as data, is compared by its type's name and message).
+"""
+
+import pytest
+from conftest import same_outcome
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rollback_lessons import RetryPolicy, Saga, Step, VirtualClock
+from rollback_lessons.graph import Parallel
+from rollback_lessons.runners.bpmn import BpmnRunner
+from rollback_lessons.runners.stepfunctions import StepFunctionsRunner
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@pytest.fixture(scope="module")
+def engines(dbos_runner):
+    sfn = StepFunctionsRunner.start()
+    try:
+        yield {"stepfunctions": sfn, "bpmn": BpmnRunner.start(), "dbos": dbos_runner}
+    finally:
+        sfn.close()
+
+
+def same(local, remote, engine: str) -> None:
+    """``same_outcome``, but DBOS's error (carried as data, a ``RemoteError``) is compared
+    by its message."""
+    if engine != "dbos" or local.error is None:
+        return same_outcome(local, remote, events=False)
+    assert str(local.error) in str(remote.error), (local.error, remote.error)
+    fields = ("status", "completed", "compensated", "pending", "leaked", "failed_step")
+    assert [getattr(remote, f) for f in fields] == [getattr(local, f) for f in fields]
+    return None
+
+
+def token(k: int, how: str):
+    """A cancel function: True (``how="once"``: only) at its k-th call, or raising there."""
+    calls: list[int] = []
+
+    def cancel() -> bool:
+        calls.append(1)
+        if len(calls) == k and how == "raises":
+            raise RuntimeError(f"the cancel store is down (call {k})")
+        return len(calls) == k
+
+    return cancel, calls
+
+
+def add(k):
+    return lambda s: s.__setitem__(k, 1)
+
+
+def rm(k):
+    return lambda s: s.pop(k, None)
+
+
+def fails_once(k):
+    """An action whose first call fails before its effect, and the next one succeeds."""
+    tries: list[int] = []
+
+    def act(s):
+        tries.append(1)
+        if len(tries) == 1:
+            raise ConnectionError(f"{k}: busy, try again")
+        s[k] = 1
+
+    return act
+
+
+def build(n: int, parallel: bool, retried: int | None) -> Saga:
+    retry = RetryPolicy(max_attempts=2, initial_delay=0.01)
+    steps = [
+        Step(f"s{i}", add(f"s{i}"), rm(f"s{i}"))
+        if i != retried
+        else Step(f"s{i}", fails_once(f"s{i}"), rm(f"s{i}"), retry=retry)
+        for i in range(n)
+    ]
+    if parallel and n >= 3:
+        return Saga([steps[0], Parallel(steps[1], steps[2]), *steps[3:]], name="asked")
+    return Saga(steps, name="asked")
+
+
+CASES = st.tuples(
+    st.integers(1, 4),  # steps
+    st.booleans(),  # a parallel group
+    st.one_of(st.none(), st.integers(0, 3)),  # the step retried once (its first try fails)
+    st.booleans(),  # the last step fails for good
+    st.integers(1, 7),  # k
+    st.sampled_from(["once", "raises"]),
+)
+
+
+@settings(max_examples=12)
+@given(case=CASES)
+def test_a_cancel_function_is_asked_where_saga_run_asks_it_on_every_engine(engines, case):
+    n, parallel, retried, fails, k, how = case
+    retried = retried if retried is not None and retried < n else None
+    inject = {f"s{n - 1}": "fail"} if fails else {}
+    here_cancel, here_calls = token(k, how)
+    local = build(n, parallel, retried).run({}, inject=inject, cancel=here_cancel,
+                                           clock=VirtualClock())  # fmt: skip
+    for name, runner in engines.items():
+        cancel, calls = token(k, how)
+        remote = runner.run(build(n, parallel, retried), {}, inject=inject, cancel=cancel)
+        same(local, remote, name)
+        assert len(calls) == len(here_calls), (name, case)
+
+
+@pytest.mark.parametrize("how", ["once", "raises"])
+def test_attack14s_four_steps_for_every_k(engines, how):
+    """attack14's oneshot_cancel.py and raising_cancel.py: four steps, k = 1..6."""
+    for k in range(1, 7):
+        here_cancel, here_calls = token(k, how)
+        local = build(4, False, None).run({}, cancel=here_cancel, clock=VirtualClock())
+        for name, runner in engines.items():
+            cancel, calls = token(k, how)
+            remote = runner.run(build(4, False, None), {}, cancel=cancel)
+            same(local, remote, name)
+            assert len(calls) == len(here_calls), (name, k)
