@@ -4,9 +4,10 @@ relies on it.
 
 Every write follows an event of the machine, so no rule is told twice: an undo is written
 when the machine logs it (``undo_registered``), written as an *intent* when its step starts
-and the undo is to be logged only after it, or when a step that has no undo starts (so a crash
-in between is reported as leaked, not lost), and marked done or dead when the machine says so. A write that fails going forward is
-the caller's error; during the rollback it becomes a note and the undos go on in memory.
+and the undo is to be logged only after it, or when a step that has no undo starts (so a
+crash in between is reported as leaked, not lost), and marked done or dead when the machine
+says so. A write that fails going forward is the caller's error; during the rollback it
+becomes a note and the undos go on in memory.
 """
 
 from __future__ import annotations

@@ -238,8 +238,37 @@ def test_a_claim_taken_over_while_another_saga_is_recovered_is_still_noticed(tmp
     scene.stack.append("a")
     scene.identity("a")
     with Journal(path) as journal:
-        with pytest.raises(JournalTakenOver, match="saga 'y' was taken over"):
+        with pytest.raises(JournalTakenOver, match="saga 'y' was taken over") as stopped:
             recover(journal, full, force=True)
+    # (attack14 N-c: what it finished before it stopped is told too, the CLI prints it)
+    assert [(r.saga_id, str(r.status)) for r in stopped.value.recovered] == [("x", "rolled_back")]
     assert calls == [("a", "x"), ("b", "y")]
     with Journal(path) as journal:
         assert {s.id: s.status for s in journal.sagas()} == {"x": "rolled_back", "y": "rolled_back"}
+
+
+def test_the_cli_prints_what_a_recover_taken_over_finished_before_its_one_line(
+    tmp_path, monkeypatch, capsys
+):
+    """attack14 N-c: a recover taken over midway said only "saga 'c1' was taken over ...",
+    not that it had finished c0 (the journal had it right)."""
+    from rollback_lessons import Status
+    from rollback_lessons.cli import main
+    from rollback_lessons.durable import recovery
+    from rollback_lessons.durable.report import Recovery
+
+    finished = Recovery(Status.ROLLED_BACK, ("a",), ("a",), ("a",), name="saga", run_id="c0")
+
+    def taken_over(journal, registry=None, **kw):
+        error = JournalTakenOver("saga 'c1' was taken over by process 1 on host-b (recover)")
+        error.recovered = (finished,)
+        raise error
+
+    monkeypatch.setattr(recovery, "recover", taken_over)
+    with Journal(tmp_path / "j.db"):
+        pass
+    monkeypatch.setattr("rollback_lessons.cli.load_registry", lambda name: None)
+    assert main(["recover", str(tmp_path / "j.db"), "--registry", "any"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "c0 (saga): rolled_back; undone a; dead letters -\n"
+    assert err.startswith("rollback-lessons: saga 'c1' was taken over") and err.count("\n") == 1

@@ -91,3 +91,35 @@ def test_a_registry_module_that_exits_on_import_is_an_error(tmp_path, monkeypatc
     code = main(["recover", str(tmp_path / "j.db"), "--registry", "story_exits"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "called sys.exit(0)" in err and len(err.splitlines()) == 1
+
+
+def test_a_saga_recover_leaves_halted_by_its_undo_policy_says_which_undo_why_and_what_is_left(
+    tmp_path, monkeypatch, capsys
+):
+    """attack14 N-b: recover's line for a saga its undo policy (halt) left for a person was
+    ``r (hl): halted; `` (nothing after it). Now it names the undo that failed, its error,
+    and what is pending; the journal's error says so too."""
+    from rollback_lessons.policies import HALT
+
+    body = "from rollback_lessons.durable.registry import Registry, compensation\n"
+    body += "registry = Registry()\n"
+    body += "ok = compensation('story.ok', registry)(lambda **kw: None)\n"
+    body += "def no(**kw):\n    raise RuntimeError('the bank said no')\n"
+    body += "no = compensation('story.no', registry)(no)\n"
+    _module(tmp_path, monkeypatch, "story_halting", body)
+    import story_halting
+
+    with Journal(tmp_path / "j.db") as journal:
+        jrun = journal.start("hl", "r", policy=HALT)
+        jrun.register("a", story_halting.ok.bind())
+        jrun.register("b", story_halting.no.bind())
+    orphan(tmp_path / "j.db", "r")
+    code = main(["recover", str(tmp_path / "j.db"), "--registry", "story_halting"])
+    out = capsys.readouterr().out.splitlines()
+    said = (
+        "r (hl): halted; the undo of b failed (RuntimeError('the bank said no')) and the undo "
+        "policy halts for a person; pending: b, a"
+    )
+    assert code == 1 and out[0] == said
+    with Journal(tmp_path / "j.db") as journal:
+        assert journal.saga("r").error == said.split("halted; ")[1]

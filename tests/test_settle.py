@@ -16,7 +16,13 @@ from test_recover_waiting import cli_recover, ended_for_a_person
 from rollback_lessons import Saga, Step
 from rollback_lessons.durable.journal import Journal
 from rollback_lessons.durable.recovery import recover
-from rollback_lessons.durable.settle import AlreadySettled, NotWaiting, SettleRefused, UnknownSaga
+from rollback_lessons.durable.settle import (
+    AlreadySettled,
+    NotWaiting,
+    SettleRefused,
+    UnknownSaga,
+    settled,
+)
 
 reg = test_recover_waiting.reg  # its registry module and world, a fixture
 
@@ -137,3 +143,65 @@ def test_a_saga_still_running_or_held_by_a_recover_is_refused(crashed, reg):
         with pytest.raises(SettleRefused, match="has not ended"):
             other.settle(saga.id, "x")
         assert other.events(saga.id) == before
+
+
+_CTRL_C = """
+import contextlib, sys
+from rollback_lessons.durable import journal, settle
+
+when = sys.argv[1]
+if when == "as the call returned":  # (attack14's settle_ctrlc_after_commit.py)
+    real = journal.Journal.settle
+
+    def settle_then_ctrl_c(self, *args):
+        real(self, *args)
+        raise KeyboardInterrupt
+
+    journal.Journal.settle = settle_then_ctrl_c
+else:
+    real_transaction = settle.transaction
+
+    @contextlib.contextmanager
+    def transaction(con, written=None):
+        if when == "before the write":
+            raise KeyboardInterrupt
+        with real_transaction(con, written):
+            yield
+        raise KeyboardInterrupt  # as COMMIT returned
+
+    settle.transaction = transaction
+from rollback_lessons.cli import main
+
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("when", ["as COMMIT returned", "as the call returned", "before the write"])
+def test_a_ctrl_c_during_settle_says_whether_the_saga_is_settled(tmp_path, reg, when):
+    """attack14 N-a: a Ctrl-C once the settle had committed printed only "interrupted
+    (Ctrl-C)", though the saga was settled. Now the line says which it is (the commit known
+    from the write, or read back), exit 130 either way."""
+    saga, faults = ended_for_a_person(reg, "halted")
+    path = tmp_path / "j.db"
+    with Journal(path) as journal:
+        saga.run({}, inject=faults, journal=journal, run_id="t1")
+    args = ["journal", "settle", str(path), "t1", "--note", "refunded by hand"]
+    done = subprocess.run([sys.executable, "-c", _CTRL_C, when, *args], capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 130, done.stderr
+    with Journal(path, create=False, readonly=True) as journal:
+        is_settled = [s.saga_id for s in settled(journal)] == ["t1"]
+    assert is_settled == (when != "before the write")
+    if is_settled:
+        assert done.stdout.startswith("t1: halted, settled by ")
+        assert "refunded by hand" in done.stdout
+        assert done.stderr == (
+            "rollback-lessons: interrupted (Ctrl-C) once the settle was written: the saga is "
+            "settled\n"
+        )
+    else:
+        assert done.stdout == ""
+        assert done.stderr == (
+            "rollback-lessons: interrupted (Ctrl-C) before the settle was written: nothing "
+            "was settled\n"
+        )

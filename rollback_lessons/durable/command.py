@@ -5,6 +5,7 @@ one line and an exit status, never a traceback; output comes once the journal is
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from ..errors import InvalidNameError
 
@@ -20,6 +21,7 @@ def journal_command(args: argparse.Namespace) -> int:
 
     settling = args.command == "journal" and args.journal_command == "settle"
     readonly = args.command == "journal" and not settling
+    settled = None
     try:
         with Journal(args.file, create=False, readonly=readonly, timeout=args.wait) as journal:
             if settling:
@@ -32,11 +34,17 @@ def journal_command(args: argparse.Namespace) -> int:
             else:
                 report = recover(journal, load_registry(args.registry), force=args.force)
     except (CommandError, JournalError, InvalidNameError) as exc:
+        for done in getattr(exc, "recovered", ()):  # what a recover stopped midway finished
+            _say(_safe(str(done)))
         _warn(str(exc))
         return 2
-    except KeyboardInterrupt:
-        if readonly or settling:
+    except KeyboardInterrupt as exc:
+        if settling:
+            return _settle_interrupted(args, settled or getattr(exc, "settled", None))
+        if readonly:
             raise
+        for done in getattr(exc, "recovered", ()):
+            _say(_safe(str(done)))
         _warn(
             "recover interrupted (Ctrl-C); what it undid is recorded, and the sagas it did "
             "not finish are left for the next recover"
@@ -88,3 +96,32 @@ def journal_command(args: argparse.Namespace) -> int:
             "letters or a step that may have happened and has no undo"
         )
     return 1 if report.skipped or dead or person or report.waiting else 0
+
+
+def _settle_interrupted(args: argparse.Namespace, done: Any) -> int:
+    """A Ctrl-C during ``journal settle``: whether the saga was settled is said, known (its
+    write committed, ``Written``) or read back (the Ctrl-C came as the call returned)."""
+    from ..cli import _say, _warn
+    from .journal import Journal
+    from .report import _safe
+    from .settle import settled
+
+    known = done is not None
+    if not known:
+        try:
+            with Journal(args.file, create=False, readonly=True, timeout=args.wait) as journal:
+                found = [s for s in settled(journal) if s.saga_id == args.saga_id]
+            known, done = True, next((s for s in found if s.note == args.note), None)
+        except Exception:  # (cannot be read now: say so, never guess)
+            pass
+    if done is not None:
+        _say(_safe(str(done)))
+        _warn("interrupted (Ctrl-C) once the settle was written: the saga is settled")
+    elif known:
+        _warn("interrupted (Ctrl-C) before the settle was written: nothing was settled")
+    else:
+        _warn(
+            f"interrupted (Ctrl-C); whether it was settled could not be read: see "
+            f"`rollback-lessons journal show {args.file}`"
+        )
+    return 130

@@ -135,6 +135,8 @@ def recover(
     Each undo not yet done runs as the run's policy says, in its undo order; done ones are
     skipped. See the
     module's docstring for what is promised about registries, claims, pivots and records.
+    If it stops midway (taken over, a registry that fails, a Ctrl-C), the exception's
+    ``recovered`` holds the sagas it finished before, as the CLI prints them.
     """
     if not isinstance(journal, Journal):
         raise TypeError(f"recover needs a Journal (Journal(path)), got {journal!r}")
@@ -184,9 +186,11 @@ def recover(
                 writer.fences[c.saga.id] = c.gen
                 report = _resume(run, c, registry, writer)
                 writer.finished(run, report)
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(JournalError):  # what ran is recorded if it can be;
                 writer.flush()  # the first error is the one told
+            with contextlib.suppress(Exception):  # (and the sagas it finished before, told)
+                exc.recovered = tuple(writer.recorded)  # type: ignore[attr-defined]
             raise
         writer.flush()
         return RecoveryReport(
@@ -288,9 +292,12 @@ def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: _Writ
     writer.current = saga.id
     by_step = {u.step: u for u in pending}
     undo: UndoRecord | None = None
+    failed: list[tuple[str | None, str]] = []  # the last undo that failed, and why
 
     def write(seq: int, kind: str, step: str | None, details: dict[str, Any]) -> None:
         run.event(Event(seq, kind, step, details))
+        if kind == EventKind.UNDO_FAILED:
+            failed[:] = [(step, str(details.get("error", "")))]
         if undo is None:  # each attempt is counted once, as the run counts them
             return
         if kind == EventKind.UNDO_DONE:
@@ -373,11 +380,18 @@ def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: _Writ
         m.leaked = [*m.leaked, *late]
         m.notes = [*m.notes, f"returned after the take-over, may stand: {', '.join(late)}"]
     record = op.record
+    reason = m.reason
+    if m.halted and not reason and failed:  # halted by the undo policy: which, why, what
+        step, why = failed[0]  # is left (nobody answers in recover: the undos stay pending)
+        reason = (
+            f"the undo of {step} failed ({why}) and the undo policy halts for a person; "
+            f"pending: {', '.join(m.pending) or '-'}"
+        )
     run.add(  # (and if the owner reports one before this is written: not rolled_back either)
         "UPDATE sagas SET status = CASE WHEN ?1 IN ('rolled_back', 'cancelled') AND EXISTS"
         " (SELECT 1 FROM undos WHERE saga_id = ?4 AND state = 'leaked')"
         " THEN 'rollback_incomplete' ELSE ?1 END, ended = ?2, error = COALESCE(error, ?3)"
         " WHERE id = ?4",
-        (str(record.status), time.time(), m.reason or "recovered after a crash", saga.id),
+        (str(record.status), time.time(), reason or "recovered after a crash", saga.id),
     )
-    return Recovery.build(**{k: getattr(record, k) for k in RECORD_FIELDS}, reason=m.reason)
+    return Recovery.build(**{k: getattr(record, k) for k in RECORD_FIELDS}, reason=reason)

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .files import JournalError, _cell, _check_text, transaction
+from .files import JournalError, Written, _cell, _check_text, transaction
 
 if TYPE_CHECKING:
     from .journal import Journal
@@ -83,12 +83,31 @@ def settle(journal: Journal, saga_id: str, note: str) -> Settled:
     if journal.readonly or journal.closed:
         raise JournalError(f"{journal!r} is closed or read-only: nothing can be settled in it")
     by, at = _who(), time.time()
+    written = _Written()
+    try:
+        status = _settle_locked(journal, saga_id, note, by, at, written)
+    except KeyboardInterrupt as exc:  # a Ctrl-C as COMMIT returned: it is settled all the
+        if written.committed:  # same, and whoever pressed it is told so (``settled``)
+            exc.settled = Settled(saga_id, written.status, by, at, note)  # type: ignore[attr-defined]
+        raise
+    return Settled(saga_id, status, by, at, note)
+
+
+class _Written(Written):
+    """Whether the settle committed, and the status it read (``transaction``)."""
+
+    status = ""
+
+
+def _settle_locked(
+    journal: Journal, saga_id: str, note: str, by: str, at: float, written: _Written
+) -> str:
     con = journal._con
-    with journal._lock, transaction(con):  # read, check and write as one: no claim between
+    with journal._lock, transaction(con, written):  # read, check and write as one
         row = con.execute("SELECT s.status FROM sagas s WHERE s.id = ?", (saga_id,)).fetchone()
         if row is None:
             raise UnknownSaga(f"no saga {saga_id!r} in {journal.path}; nothing was settled")
-        status = row[0]
+        status = written.status = str(row[0])
         before = _settled_locked(journal, "AND saga_id = ?", (saga_id,))
         if before:
             raise AlreadySettled(
@@ -111,7 +130,7 @@ def settle(journal: Journal, saga_id: str, note: str) -> Settled:
             "INSERT INTO events (saga_id, seq, kind, step, details) VALUES (?, ?, ?, NULL, ?)",
             (saga_id, (seq[0] or 0) + 1, SETTLED, json.dumps(details)),
         )
-    return Settled(saga_id, status, by, at, note)
+    return status
 
 
 def settled(journal: Journal) -> list[Settled]:

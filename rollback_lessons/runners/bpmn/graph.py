@@ -321,10 +321,11 @@ class GraphHost:
     the saga halted, the rest pending; with no answer left, as in process).
 
     A cancel (``asked``) is heard where ``saga.run`` hears it (``_graph_drive.ASKED_AT``):
-    before the first step starts, when a step returns, after a retry's wait. The machine decides (``schedule.cancel``: declined
-    past the pivot); once it stops the run, ``do`` answers False (nothing more starts: the
-    steps' subprocess ends with its error, which stops every branch), and the loop runs the
-    machine's undos, shielded from the cancel (nothing asks it again): ``cancelled``."""
+    before the first step starts, when a step returns, after a retry's wait. The machine
+    decides (``schedule.cancel``: declined past the pivot); once it stops the run, ``do``
+    answers False (nothing more starts: the steps' subprocess ends with its error, which
+    stops every branch), and the loop runs the machine's undos, shielded from the cancel
+    (nothing asks it again): ``cancelled``."""
 
     def __init__(
         self, plan: SagaPlan, worker: Worker, machine: GraphMachine,

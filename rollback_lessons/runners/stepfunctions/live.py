@@ -10,9 +10,10 @@ running step named first finishes next (``saga.run(..., completion=...)``). A ta
 arrives for a step the machine says may not start is answered ``SagaStopping``.
 
 A cancel (``cancel``, asked where ``saga.run`` asks it, ``_graph_drive.ASKED_AT``: before
-the first step starts, as each step returns, after each wait to retry) is told to the machine: nothing more starts, the next task (or the one that just
-came) is answered ``SagaStopping`` and its branch ends, and what was done is undone (status
-``cancelled``). A cancel function that raises fails the run with its error, as in process
+the first step starts, as each step returns, after each wait to retry) is told to the
+machine: nothing more starts, the next task (or the one that just came) is answered
+``SagaStopping`` and its branch ends, and what was done is undone (status ``cancelled``).
+A cancel function that raises fails the run with its error, as in process
 (``_graph_drive.asking_failed``). ``stop_execution=True`` does what
 Step Functions' ``StopExecution`` does instead, heard before a step starts (one at a time:
 while its task waits): the execution is stopped (``ABORTED`` on AWS; moto 5.2.5 ends it
