@@ -92,7 +92,9 @@ def undo(world: str, step: str, idempotency_key: str | None = None) -> None:
 
 
 # a step: (its undo: "before", "after" or None; its fault: None, "before" or "after")
-STEP = st.tuples(st.sampled_from(["before", "after", None]), st.sampled_from([None, None, "before", "after"]))
+STEP = st.tuples(
+    st.sampled_from(["before", "after", None]), st.sampled_from([None, None, "before", "after"])
+)
 
 
 def build(world: World, shape: list[tuple[str | None, str | None]], parallel: bool) -> Saga:
@@ -117,13 +119,11 @@ def trial(path, shape, parallel: bool, kill_at: int) -> tuple[World, list[str]]:
     journal = Journal(path)
     world.wrap(journal)
     outcome = None
-    try:
+    with contextlib.suppress(Killed):
         outcome = saga.run(
             {}, journal=journal, run_id="s", on_event=lambda e: world.instant(),
             clock=VirtualClock(),
         )  # fmt: skip
-    except Killed:
-        pass
     journal._con.close()  # (a killed process closes nothing: its connection just goes)
     world.dead = False  # recover is another process, in the same world
     world.kill_at = 0
@@ -190,13 +190,11 @@ def test_a_step_with_no_undo_is_reported_leaked_whenever_the_process_is_killed(
 
 def _sagas(world: World, kind: str = "compensable") -> Saga:
     """s0, s1 with undos, then ``email`` with none (attack14's leaked_noundo2 and kill_noundo)."""
-    return Saga(
-        [
-            *[Step(f"s{i}", partial(world.act, f"s{i}", None), undo.bind(world=world.name, step=f"s{i}"))
-              for i in range(2)],
-            Step("email", partial(world.act, "email", "after"), None, kind=kind),
-        ]
-    )  # fmt: skip
+    steps = [
+        Step(f"s{i}", partial(world.act, f"s{i}", None), undo.bind(world=world.name, step=f"s{i}"))
+        for i in range(2)
+    ]
+    return Saga([*steps, Step("email", partial(world.act, "email", "after"), None, kind=kind)])
 
 
 def test_a_step_with_no_undo_failing_after_its_effect_waits_for_a_person(tmp_path):
