@@ -3,6 +3,8 @@ never overwriting a lesson the learner changed (a newer one goes beside it, and 
 command says so), and JupyterLab started there on 127.0.0.1."""
 
 import json
+import secrets
+import subprocess
 import sys
 
 import pytest
@@ -157,3 +159,84 @@ def test_the_settings_keep_what_jupyterlab_would_read_and_put_ours_on_top(tmp_pa
     again = launch.lab_settings(tmp_path / "ours", source)
     assert json.loads((again / "overrides.json").read_text()) == launch.LAB_SETTINGS
     assert launch.lab_settings(tmp_path / "none", tmp_path / "missing").is_dir()
+
+
+RUN_ALL = "async () => await window.jupyterapp.commands.execute('notebook:run-all-cells') === true"
+CELLS = """() => { const w = window.jupyterapp.shell.currentWidget, cells = w.content.model.cells;
+    const out = []; for (let i = 0; i < cells.length; i++) { const c = cells.get(i);
+      out.push([c.executionCount, c.outputs.length ? c.outputs.get(0).toJSON().text : null]); }
+    return out; }"""
+
+
+@pytest.mark.browser
+def test_run_all_while_the_kernel_starts_says_so_and_keeps_every_output(tmp_path):
+    """Run All chosen in a lesson's first seconds, before JupyterLab has its kernel: by
+    default JupyterLab 4 "runs" each code cell by clearing its outputs and count (no kernel
+    yet, nothing is sent; the kernel then sits idle) and its autosave writes the lesson back
+    without them (issue 24: newuser11 #7, newuser12 #2). With the command's settings
+    (LAB_SETTINGS) it says the kernel is still starting and changes nothing; Run All once the
+    kernel is up runs every cell. Here the kernel's start (the page's POST /api/sessions) is
+    held until Run All was chosen: the moment a learner's click lands on a busy machine."""
+    nbformat = pytest.importorskip("nbformat")
+    import test_browser as tb  # its Chromium, its JupyterLab's environment and start
+    from playwright.sync_api import sync_playwright
+
+    from rollback_lessons.runners import free_port
+
+    chromium = tb._chromium()  # skipped without one (a failure in CI)
+    root, name = tmp_path / "lessons", "run_all.ipynb"
+    root.mkdir()
+    nb = nbformat.v4.new_notebook()  # two cells as committed: counts 7 and 8, their outputs
+    nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    for count, text in [(7, "committed one\n"), (8, "committed two\n")]:
+        cell = nbformat.v4.new_code_cell(f"print('ran', {count - 6})", execution_count=count)
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text)]
+        nb.cells.append(cell)
+    nbformat.write(nb, root / name)
+    committed = [[7, "committed one\n"], [8, "committed two\n"]]
+    port, token = free_port(), secrets.token_hex(16)
+    log = tmp_path / "lab.log"
+    process = subprocess.Popen(
+        [*launch.lab_command(root, port, launch.lab_settings(tmp_path / "app-settings")),
+         f"--IdentityProvider.token={token}", f"--LabApp.user_settings_dir={tmp_path / 'us'}",
+         f"--LabApp.workspaces_dir={tmp_path / 'ws'}", "--LabApp.extension_manager=readonly"],
+        env=tb.jupyter_env(tmp_path), stdout=log.open("w"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    held = []  # the kernel's start (the page's POST /api/sessions), let through later
+
+    def hold_the_kernels_start(route) -> None:
+        if route.request.method == "POST":
+            held.append(route)
+        else:
+            route.continue_()
+
+    try:
+        tb.wait_for_lab(url, process, log, token)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=tb.CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport=tb.VIEWPORT)
+                page.set_default_timeout(60_000)
+                page.route("**/api/sessions*", hold_the_kernels_start)
+                with page.expect_request(lambda r: r.method == "POST" and "/api/sessions" in r.url):
+                    page.goto(f"{url}/lab/tree/{name}?reset&token={token}")
+                assert page.evaluate(CELLS) == committed
+                ran = page.evaluate(RUN_ALL)
+                assert page.evaluate(CELLS) == committed  # by default: [[None, None], [None, None]]
+                assert ran is False  # refused (by default "done", though nothing ran)
+                page.wait_for_function(
+                    "() => document.body.innerText.includes('is still initializing')"
+                )  # what the learner reads: run the cells once the kernel has started
+                for route in held:
+                    route.continue_()
+                page.wait_for_function(tb.IDLE)
+                assert page.evaluate(RUN_ALL) is True
+                page.wait_for_function(
+                    f"() => ({CELLS})().every(([n, out]) => out?.startsWith('ran'))"
+                )
+                assert page.evaluate(CELLS) == [[1, "ran 1\n"], [2, "ran 2\n"]]
+            finally:
+                browser.close()
+    finally:
+        tb.stop(process)

@@ -30,9 +30,15 @@ LESSONS = "[0-9][0-9]_*.ipynb"
 # lesson reopened once its kernel has gone shows each panel as it was, marked "this panel
 # lost its kernel: run the cell again", not "Error displaying widget: model not found"
 # (and that error in the browser's console).
+# And Run All chosen while a lesson's kernel is still starting (the first seconds after it
+# opens, longer on a busy machine) refused with a notice that says so: by default JupyterLab
+# 4 "runs" each code cell then by clearing its outputs and count (no kernel yet: nothing is
+# sent), and its autosave writes the lesson back without them (newuser11, newuser12; s39
+# runall-report).
 LAB_SETTINGS: dict[str, dict[str, object]] = {
     "@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False},
     "@jupyter-widgets/jupyterlab-manager:plugin": {"saveState": True},
+    "@jupyterlab/notebook-extension:tracker": {"enableKernelInitNotification": True},
 }
 
 
