@@ -56,7 +56,7 @@ from .files import (  # noqa: F401 (re-exported: the journal's names, as before)
     transaction,
 )
 from .kept import UnjournaledPolicy, policy_data, policy_of  # noqa: F401 (re-exported)
-from .records import Claimed, JournalRun, SagaRecord, UndoRecord, me
+from .records import NO_UNDO, Claimed, JournalRun, SagaRecord, UndoRecord, me
 from .settle import Settled, settle, table
 
 
@@ -320,10 +320,11 @@ class Journal:
         return self.sagas("WHERE s.status IN ('running', 'rolling_back')")
 
     def undos(self, saga_id: str) -> list[UndoRecord]:
+        """The saga's undos, as logged (a step with no undo has none: ``leaked`` names it)."""
         rows = self._rows(
             "SELECT saga_id, position, step, compensation, args, state, attempts, error"
-            " FROM undos WHERE saga_id = ? ORDER BY position",
-            (saga_id,),
+            " FROM undos WHERE saga_id = ? AND compensation != ? ORDER BY position",
+            (saga_id, NO_UNDO),
         )
         return [UndoRecord(r[0], r[1], r[2], r[3], json.loads(r[4]), *r[5:]) for r in rows]
 

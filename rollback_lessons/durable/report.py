@@ -125,8 +125,7 @@ def waiting_in(
     for saga in sagas:
         if saga.id in but:
             continue
-        undos = journal.undos(saga.id)
-        dead = tuple(u.step for u in undos if u.state == "dead")
-        leaked = tuple(u.step for u in undos if u.state == "leaked")
+        dead = tuple(u.step for u in journal.undos(saga.id) if u.state == "dead")
+        leaked = tuple(journal.leaked(saga.id))  # (a step with no undo too)
         found.append(Waiting(saga.id, saga.name, saga.status, dead, leaked))
     return tuple(found)
