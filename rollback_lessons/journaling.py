@@ -75,7 +75,7 @@ class JournalWriter:
             assert step is not None
             self.returned(step)
             if step in self.bare:  # done: its effect stands by design, nothing to undo
-                jrun.abandon(self.intents.pop(step))
+                jrun.no_undo_done(self.intents.pop(step))
             if m.kinds.get(step) == Kind.PIVOT:
                 jrun.pivot(step, "done")
         elif kind is EventKind.ROLLBACK_START:  # every undo logged is durable before one runs

@@ -268,6 +268,35 @@ def test_a_kill_inside_a_step_with_no_undo_after_its_effect_is_leaked_not_lost(t
     assert "email" in world.effects
 
 
+def test_a_kill_in_a_slow_gate_after_a_step_with_no_undo_that_returned_leaks_nothing(tmp_path):
+    """A step with no undo that returned is written so at once (a gate after it writes
+    nothing while it runs): killed in that gate, recover rolls back and reports no leak."""
+    world = World("gate")
+
+    def slow_gate(state):
+        world.dead = True  # killed while it runs
+        raise Killed
+
+    saga = Saga(
+        [
+            Step("s0", partial(world.act, "s0", None), undo.bind(world=world.name, step="s0")),
+            Step("note", partial(world.act, "note", None), None),
+            Step("check", slow_gate, kind="gate"),
+        ]
+    )
+    journal = Journal(tmp_path / "j.db")
+    world.wrap(journal)
+    with contextlib.suppress(Killed):
+        saga.run({}, journal=journal, run_id="r", clock=VirtualClock())
+    world.dead = False
+    journal._con.close()
+    with Journal(tmp_path / "j.db") as journal:
+        journal.write([("UPDATE sagas SET owner_pid = ?, owner_started = NULL", (dead_pid(),))])
+        (recovered,) = recover(journal, registry).recovered
+        assert (recovered.status, recovered.leaked) == (Status.ROLLED_BACK, ())
+    assert world.undone == ["s0"]
+
+
 def test_a_journal_of_schema_6_without_intents_for_steps_with_no_undo_is_read_as_before(tmp_path):
     """Older journals (no row for a step with no undo) are read as they were: a step with
     no undo they never recorded is not reported (nothing says it started)."""

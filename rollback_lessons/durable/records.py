@@ -228,8 +228,8 @@ class JournalRun:
         compensation is ``NO_UNDO`` (no registered name is empty), durably before it runs.
         If the process dies or is interrupted inside it, recover reports it leaked (it may
         have happened, and nothing undoes it), as every in-process run does, instead of
-        losing it; ``abandon`` once it is done (nothing to undo, by design) or failed before
-        its effect. Older versions read the row as any intent: leaked if it stays one."""
+        losing it; ``no_undo_done`` once it returned (nothing to undo, by design), ``abandon``
+        if it failed before its effect. Older versions read the row as any intent."""
         self._position += 1
         statement = (
             "INSERT INTO undos (saga_id, position, step, compensation, args, state)"
@@ -262,9 +262,16 @@ class JournalRun:
         with contextlib.suppress(Exception):  # (kept in _pending by flush)
             self.flush(sync=False)
 
+    def no_undo_done(self, position: int) -> None:
+        """A step with no undo returned (``no_undo``): nothing to undo, its effect stands by
+        design. Written at once, as ``confirm`` is (a slow next step with nothing to write
+        may be killed: recover must not report a step that returned as leaked)."""
+        self._set_state(position, "not_run")
+        with contextlib.suppress(Exception):  # (kept in _pending by flush)
+            self.flush(sync=False)
+
     def abandon(self, position: int) -> None:
-        """The step of an ``intent`` failed before its effect, or a step with no undo is
-        done (``no_undo``): nothing to undo."""
+        """The step of an ``intent`` failed before its effect: nothing to undo."""
         self._set_state(position, "not_run")
 
     def leaked(self, position: int) -> None:
