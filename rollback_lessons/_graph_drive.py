@@ -82,7 +82,8 @@ ASKED_AT = (
 """Where a run's cancel is asked, on every engine (``saga.run``'s list and graph drivers,
 DBOS, Step Functions, BPMN): there and nowhere else, so a cancel function is asked as
 often, and at the same points, whatever runs the saga (``stop_execution``, which is
-heard before a step starts, and ``arun``, which polls while its branches run, aside)."""
+heard before a step starts, and ``arun``, which polls while its branches run, and
+``completion=``, which plays its timing, also asked as ready steps start, aside)."""
 
 
 def listen(run: Run, asked: Asked) -> None:
@@ -172,7 +173,11 @@ def drive_graph(run: Run, asked: Asked = None, pick: Pick | None = None) -> Op:
     listen(run, asked)
     op: GraphOp = _cancel(run, asked) or gm.start()
     loops: dict[str, Generator[Call | float, Any, GraphOp]] = {}
-    while type(op) is Ready:  # (asked as each step returns: not again before the next)
+    while type(op) is Ready:  # (one at a time: asked as each step returns, not again here)
+        cut = _cancel(run, asked) if asked is not None and pick is not None else None
+        if cut is not None:  # (``completion``: arun's timing, which looks while steps run)
+            op = cut
+            continue
         if pick is None:
             step = gm.ready()[0]
             run.tick()

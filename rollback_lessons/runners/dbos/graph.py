@@ -82,6 +82,10 @@ class _Graph:
         op: Any = self.cancel() or m.start()
         running: list[str] = []
         while type(op) is Ready:  # (asked as each step returns, ``_graph_drive.ASKED_AT``)
+            cut = self.cancel() if pick is not None else None  # (``completion``: arun's
+            if cut is not None:  # timing, also asked as ready steps start)
+                op = cut
+                continue
             if pick is None:
                 step = m.ready()[0]
                 m.launch(step)

@@ -261,7 +261,8 @@ class Live:
         op: Any = self._cancel() or m.start()
         tokens: dict[str, str] = {}
         while type(op) is Ready:  # asked where saga.run asks (``_graph_drive.ASKED_AT``)
-            cut = self._cancel() if self.stop_execution else None  # (heard as a step starts)
+            # (heard as a step starts: StopExecution, and ``completion``, arun's timing)
+            cut = self._cancel() if self.stop_execution or self.pick is not None else None
             if cut is not None:
                 op = cut
                 continue
