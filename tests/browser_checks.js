@@ -163,6 +163,26 @@
     return out;
   },
 
+  // From now on, how many times each of ``sels`` (an HTML widget) has its content replaced,
+  // and how many pictures come with them: one widget message, one replacement.
+  countUpdates: ([sels]) => {
+    const contents = sels.map((sel) => document.querySelector(`${sel} .widget-html-content`));
+    const seen = (window.__updates = { views: sels.map(() => 0), pictures: 0 });
+    window.__updatesObserver?.disconnect();
+    window.__updatesObserver = new MutationObserver((records) => {
+      for (const r of records) {
+        const k = contents.indexOf(r.target);
+        if (k < 0 || !r.addedNodes.length) continue;
+        seen.views[k]++;
+        if (k === 0) seen.pictures += [...r.addedNodes].filter((n) => n.nodeType === 1
+          && (n.matches("img") || n.querySelector("img"))).length;
+      }
+    });
+    for (const c of contents) window.__updatesObserver.observe(c, { childList: true });
+    return contents.map((c) => !!c);
+  },
+  updates: () => window.__updates,
+
   // From now on, every (caption, slider readout) panel ``i`` shows, in order (newuser11:
   // after a change the slider took the old run's length and a mid-run frame was painted).
   recordFrames: ([sel, i]) => {

@@ -830,11 +830,19 @@ def lesson_11(page) -> None:
     play = grid.locator(".eg-view .eg-controls button", has_text="Play").first
     spot = play.bounding_box()
     halted = [key for key in grid_cells(page) if key != cell]
+    views = [".explorer-grid .eg-shown", ".rollback-lab .rl-view"]  # the grid's, its panel's
     for other in halted[:3]:  # any cell: the grid's height stays
+        assert check(page, "countUpdates", [views]) == [True, True]
         page.locator(f".explorer-grid .eg-{other}").click()
         page.wait_for_function(
             "c => document.querySelector(`.explorer-grid .eg-view [data-cell='${c}']`)",
             arg=other,
+        )
+        kernel_idle(page)  # (all the click's messages arrived)
+        updates = check(page, "updates")
+        assert updates == {"views": [1, 1], "pictures": 1}, (  # issue 24: one message a click
+            f"lesson 11: a click on cell {other} updated the view {updates['views'][0]} times "
+            f"({updates['pictures']} pictures), the panel's {updates['views'][1]} times"
         )
         moved = check(page, "box", [".explorer-grid", 0])["height"] - height
         assert moved == 0, f"lesson 11: a click on cell {other} moved the grid {moved:.0f} px"
