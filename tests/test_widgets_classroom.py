@@ -15,7 +15,7 @@ from matplotlib.colors import to_hex
 from rollback_lessons.lab.drawing import INK, KIND_WORDS, kind_word
 from rollback_lessons.lab.grid import OPENED, ExplorerGrid
 from rollback_lessons.lab.interleave import IsolationLab
-from rollback_lessons.lab.panel_html import CSS, LOG_ROWS, details
+from rollback_lessons.lab.panel_html import CSS, LOG_ROWS, details, tallest
 from rollback_lessons.lab.timeline import Timeline
 from rollback_lessons.lab.widgets import RollbackLab
 from rollback_lessons.outcome import Status
@@ -206,7 +206,7 @@ def test_the_results_head_is_whole_and_the_box_keeps_room_for_the_tallest_one_cl
     lab = RollbackLab(booking_saga(), state=booking_state)
     lab._repr_mimebundle_()
     box = lab.view.value.split("class='rl-box'>")[1]
-    for kept in lab.room.boxes:
+    for kept in tallest(lab.room.boxes):  # the tallest of them, reserved (hidden)
         assert f"<div class='rl-reserve' aria-hidden='true'>{kept}</div>" in box
     lab.set_fault("send_email", "fail_after_effect")  # the halt: one click away
     lab.show_frame(lab.frame_count - 1)

@@ -61,6 +61,7 @@ from .panel_html import (  # noqa: F401 (the panel's HTML parts, as the other pa
     result_html,
     run_results,
     state_html,
+    tallest,
     view_html,
 )
 from .player import Player, one_message_each
@@ -268,9 +269,8 @@ class RollbackLab(Player):
         the same run again, its cancel token set once that event has happened. Nothing
         more starts, what was done is undone and the outcome says ``cancelled``; once the
         irreversible step has started the engine declines (its note says so); once the
-        run has failed or ended a cancel changes nothing. A run that was stopped already
-        is not run again (its events are not the run's without the Stop): Stop is
-        disabled, and this returns that run as it is."""
+        run has failed or ended a cancel changes nothing. A stopped run is not run again
+        (its events are not the run's without the Stop): this returns it as it is."""
         assert self.outcome is not None
         if self.stopped_at is not None:
             return self.outcome
@@ -424,7 +424,7 @@ class RollbackLab(Player):
         assert self.outcome is not None
         png = self.timeline.render(index)
         result = result_at(self.outcome, index, self._result)  # as of this frame
-        reserve = dict.fromkeys((*self._reserve, *self.room.boxes))  # the tallest: room kept
+        reserve = tallest((*self._reserve, *self.room.boxes))  # this run's and the panel's
         return view_html(self.outcome, index, png, self._cue, result, self.state_keys,
                          reserve, self.room.events)  # fmt: skip
 
@@ -435,8 +435,8 @@ class RollbackLab(Player):
 
     def displayed(self) -> None:
         """The panel goes on screen: its run count starts again (the runs a lesson cell
-        made before, with ``set_fault``, are not the learner's), and the cue says what it
-        opens on; the runs one change away are drawn while it is read (``ahead``)."""
+        made before are not the learner's), the cue says what it opens on; the runs one
+        change away make room (``ahead.make_room``), and are drawn while it is read."""
         reuse.shown(self)
         self.runs = 0
         self._cue = f"opens on: {self._said}" if self._said else ""
