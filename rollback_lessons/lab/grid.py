@@ -48,8 +48,6 @@ PICTURE_PX = int(PANEL_WIDTH * DPI)  # the panel's picture, 1:1
 GAP_PX = 12
 PLAYER_PX = 64  # Play/back/next over the slider, beside the picture: the text under them
 START = "Click a cell to see its run here."
-
-
 START_HTML = f"<div class='eg-note eg-start'>{START}</div>"
 
 
@@ -345,6 +343,7 @@ class ExplorerGrid:
             " .explorer-grid .eg-how {margin: 4px 0 8px}"
             " .explorer-grid .eg-view {margin-top: 6px}"
             f" .explorer-grid .eg-slot {{height: {PLAYER_PX}px}}"
+            " .explorer-grid .eg-text {flex: 1 1 auto; min-width: 0}"
             f" .explorer-grid .eg-start {{width: {PICTURE_PX}px}}"
             " .explorer-grid .eg-controls {gap: 4px}"
             " .explorer-grid .eg-event {font-weight: normal; color: #333}"
