@@ -266,7 +266,7 @@ def test_a_saga_past_the_servers_limit_is_terminated_and_says_so(on_temporal):
     error = on_temporal(scenario)
     assert error.done == ("a", "b", "c") and error.undone == ("c",)
     assert error.in_effect == ("a", "b")
-    assert "still in effect, for someone to undo: a, b" in str(error)
+    assert "still in effect, or perhaps, for someone to undo: a, b" in str(error)
 
 
 # -- what no count bounds stops retrying before the limit -------------------------------------
