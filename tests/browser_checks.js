@@ -128,20 +128,60 @@
     return { small, overlaps, cut, count: boxes.length };
   },
 
-  // The event log's cells and their parts that do not show their whole text. A row is
-  // two lines, never more (the panel never grows): a row longer than that may end in "…"
-  // only with the whole row in its title; every other cut counts.
+  // The event log's cells and their parts that do not show their whole text (the log
+  // shown, not its hidden reserves). A row other than the current one is two lines at most:
+  // longer, it may end in "…" only with the whole row in its title; every other cut counts,
+  // on the current row any cut at all (newuser12: lesson 04's halt reason, cut there).
   logCut: ([sel, i]) => {
     const root = document.querySelectorAll(sel)[i];
     const bare = (text) => (text || "").replace(/\s/g, "");
     return [...root.querySelectorAll(".rl-log td, .rl-log td span, .rl-log .rl-line")]
+      .filter((el) => !el.closest(".rl-reserve"))
       .filter((el) => el.scrollWidth > el.clientWidth + 1 || el.scrollHeight > el.clientHeight + 1)
       .filter((el) => {
         const line = el.closest(".rl-line");
-        return !(line && el === line && bare(line.title) === bare(line.textContent));
+        return el.closest("tr.now") || !(line && el === line && bare(line.title) === bare(line.textContent));
       })
       .map((el) => el.textContent.slice(0, 60));
   },
+
+  // What the learner reads whole, never cut nor clamped: the event log's current row and
+  // the result's head. [text, why] for each that is not.
+  wholeNow: ([sel, i]) => {
+    const root = document.querySelectorAll(sel)[i];
+    const shown = [...root.querySelectorAll(".rl-log tr.now .rl-line, .rl-log tr.now td, .rl-result .rl-head")]
+      .filter((el) => !el.closest(".rl-reserve"));
+    const out = [];
+    for (const el of shown) {
+      const s = getComputedStyle(el);
+      if (el.scrollHeight > el.clientHeight + 1) out.push([el.textContent.slice(0, 60), "taller than its box"]);
+      if (el.scrollWidth > el.clientWidth + 1) out.push([el.textContent.slice(0, 60), "wider than its box"]);
+      if (s.textOverflow === "ellipsis" && s.overflow !== "visible") out.push([el.textContent.slice(0, 60), "ellipsis"]);
+      const clamp = s.webkitLineClamp || s.getPropertyValue("-webkit-line-clamp");
+      if (clamp && clamp !== "none") out.push([el.textContent.slice(0, 60), `clamped at ${clamp}`]);
+    }
+    return out;
+  },
+
+  // From now on, how many times each of ``sels`` (an HTML widget) has its content replaced,
+  // and how many pictures come with them: one widget message, one replacement.
+  countUpdates: ([sels]) => {
+    const contents = sels.map((sel) => document.querySelector(`${sel} .widget-html-content`));
+    const seen = (window.__updates = { views: sels.map(() => 0), pictures: 0 });
+    window.__updatesObserver?.disconnect();
+    window.__updatesObserver = new MutationObserver((records) => {
+      for (const r of records) {
+        const k = contents.indexOf(r.target);
+        if (k < 0 || !r.addedNodes.length) continue;
+        seen.views[k]++;
+        if (k === 0) seen.pictures += [...r.addedNodes].filter((n) => n.nodeType === 1
+          && (n.matches("img") || n.querySelector("img"))).length;
+      }
+    });
+    for (const c of contents) window.__updatesObserver.observe(c, { childList: true });
+    return contents.map((c) => !!c);
+  },
+  updates: () => window.__updates,
 
   // From now on, every (caption, slider readout) panel ``i`` shows, in order (newuser11:
   // after a change the slider took the old run's length and a mid-run frame was painted).
@@ -162,11 +202,13 @@
   },
   recorded: () => window.__frames,
 
-  // The event log's body rows' heights, rounded: one height (two lines) whatever they say.
+  // The event log's body rows' heights, rounded, but the current one's (whole, however
+  // long): one height (two lines) whatever they say. The log shown, not its reserves.
   logRows: ([sel, i]) => {
     const root = document.querySelectorAll(sel)[i];
-    return [...root.querySelectorAll(".rl-log tbody tr")].map((tr) =>
-      Math.round(tr.getBoundingClientRect().height));
+    return [...root.querySelectorAll(".rl-log tbody tr:not(.now)")]
+      .filter((tr) => !tr.closest(".rl-reserve"))
+      .map((tr) => Math.round(tr.getBoundingClientRect().height));
   },
 
   // A fault change, picked as a click does (what Playwright's select_option does too):

@@ -326,6 +326,8 @@ def panel_fits_and_reads(page, sel: str, i: int, where: str) -> None:
     assert texts["overlaps"] == [], f"{where}: overlapping: {texts['overlaps'][:5]}"
     assert texts["cut"] == [], f"{where}: cut: {texts['cut']}"
     assert check(page, "logCut", [sel, i]) == [], f"{where}: the event log cuts a detail"
+    cut = check(page, "wholeNow", [sel, i])
+    assert cut == [], f"{where}: the current event or the result's head is cut: {cut}"
     rows = check(page, "logRows", [sel, i])
     assert len(set(rows)) <= 1, f"{where}: event log rows of heights {rows} (newuser11)"
     for picture in check(page, "pictures", [sel, i]):
@@ -608,7 +610,9 @@ def lesson_03(page) -> None:
 
 def lesson_04(page) -> None:
     """The room fails before the email: nothing irreversible happened, the rollback is whole.
-    Neither change moves the panel: it keeps its height (a new user saw it jump 16 px)."""
+    The email fails after its effect: the saga halts, and its reason (the lesson's point)
+    is read whole on the log's current row and in the result. No change moves the panel:
+    it keeps its height (a new user saw it jump 16 px, then 2 px on the halt)."""
     check(page, "scrollTo", [".rollback-lab", 0])
     height = check(page, "box", [".rollback-lab", 0])["height"]
     choose(page, ".rl-action-charge_card select", "committed", "ok")
@@ -619,6 +623,26 @@ def lesson_04(page) -> None:
     assert "run 2:" in page.locator(".rollback-lab .rl-cue").first.inner_text()  # counted from 1
     steps = page.locator(".rollback-lab .rl-kind").all_inner_texts()
     assert "(irreversible)" in steps  # the lanes' word, over the controls too
+    choose(page, ".rl-action-reserve_room select", "committed", "ok")
+    halted_read_whole(page, height)
+
+
+def halted_read_whole(page, height: float) -> None:
+    """Lesson 04, send_email "fail after effect": at every event of the halted run the
+    current log row and the result's head are whole, and the panel keeps ``height``
+    (newuser12: "undoing the steps bef…", and the panel grew 2 px)."""
+    select = ".rl-action-send_email select"
+    choose(page, select, "halted", "fail after effect")
+    for frame in range(1, caption_of(page, 0)[1] + 1):
+        jump_to(page, frame)
+        cut = check(page, "wholeNow", [".rollback-lab", 0])
+        assert cut == [], f"lesson 04: event {frame}: cut {cut}"
+        assert check(page, "logCut", [".rollback-lab", 0]) == [], f"lesson 04: event {frame}"
+        moved = check(page, "box", [".rollback-lab", 0])["height"] - height
+        assert moved == 0, f"lesson 04: event {frame}: the panel grew {moved:.0f} px"
+    log = page.locator(".rollback-lab").first.locator(".rl-log > div:not(.rl-reserve) tr.now")
+    assert "so the saga is left for a person" in log.inner_text()  # the reason, whole
+    choose(page, select, "committed", "ok")
 
 
 def lesson_05(page) -> None:
@@ -808,11 +832,19 @@ def lesson_11(page) -> None:
     play = grid.locator(".eg-view .eg-controls button", has_text="Play").first
     spot = play.bounding_box()
     halted = [key for key in grid_cells(page) if key != cell]
+    views = [".explorer-grid .eg-shown", ".rollback-lab .rl-view"]  # the grid's, its panel's
     for other in halted[:3]:  # any cell: the grid's height stays
+        assert check(page, "countUpdates", [views]) == [True, True]
         page.locator(f".explorer-grid .eg-{other}").click()
         page.wait_for_function(
             "c => document.querySelector(`.explorer-grid .eg-view [data-cell='${c}']`)",
             arg=other,
+        )
+        kernel_idle(page)  # (all the click's messages arrived)
+        updates = check(page, "updates")
+        assert updates == {"views": [1, 1], "pictures": 1}, (  # issue 24: one message a click
+            f"lesson 11: a click on cell {other} updated the view {updates['views'][0]} times "
+            f"({updates['pictures']} pictures), the panel's {updates['views'][1]} times"
         )
         moved = check(page, "box", [".explorer-grid", 0])["height"] - height
         assert moved == 0, f"lesson 11: a click on cell {other} moved the grid {moved:.0f} px"

@@ -1,7 +1,8 @@
 """A check cell (``lessonNN.qK.check(...)``), run first in a fresh kernel, says which cell
 to run first (newuser11's finding 1: a bare NameError in every lesson, 01-13, since the
 hint's handler came only with an import of the package). So do the cells a learner is
-likely to run alone: 07's journal, 09's history, 11's grid.
+likely to run alone: 07's journal, 09's history, 11's grid, and the cell under each panel
+that prints its run (``print(lab.outcome)``, newuser12: bare in 02-06).
 
 Each cell runs in a kernel of its own, started as JupyterLab starts one (the notebook's
 folder, its session name), with nothing run before it: a third of them in make test (a
@@ -26,6 +27,7 @@ ALONE = {  # cells a learner runs alone, by their first line of code
     "09_step_functions_and_bpmn.ipynb": "execution.history_table()",
     "11_testing_a_saga.ipynb": "run = grid.open(",
 }
+PRINTED = "print(lab.outcome)"  # under a panel: its run in words (and its picture)
 HINT = "is made by a cell that has not run yet in this kernel"
 
 
@@ -35,7 +37,8 @@ def early_cells(path: Path) -> list[str]:
     for cell in json.loads(path.read_text())["cells"]:
         source = "".join(cell["source"])
         alone = ALONE.get(path.name)
-        if cell["cell_type"] == "code" and (CHECK.search(source) or (alone and alone in source)):
+        early = CHECK.search(source) or PRINTED in source or (alone and alone in source)
+        if cell["cell_type"] == "code" and early:
             found.append(source)
     return found
 
@@ -44,12 +47,15 @@ CELLS = [(p.name, n, source) for p in NOTEBOOKS for n, source in enumerate(early
 
 
 def test_every_such_cell_starts_with_the_packages_import():
-    """What makes the hint (its handler comes with the package's import) is the cell's own
-    first line of code, so the cell says it whatever ran before it."""
-    assert len(CELLS) >= 13
+    """What makes the hint (its handler comes with the package's import) is among the
+    cell's own imports, before its first other line, so the cell says it whatever ran
+    before it."""
+    assert len(CELLS) >= 13 + 5
     for notebook, _, source in CELLS:
         code = [line for line in source.splitlines() if line.strip() and not line.startswith("#")]
-        assert re.match(r"(from|import) rollback_lessons\b", code[0]), (notebook, code[0])
+        first = next(i for i, ln in enumerate(code) if not ln.startswith(("from", "import")))
+        imports = code[:first]
+        assert any(re.match(r"(from|import) rollback_lessons\b", ln) for ln in imports), notebook
 
 
 @pytest.mark.parametrize(

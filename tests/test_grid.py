@@ -2,6 +2,7 @@
 or cut text), honest about violations, and each cell opens its own run in the panel."""
 
 import logging
+import re
 
 import matplotlib
 import pytest
@@ -31,6 +32,22 @@ def words(html: str) -> str:
 
 def marks(fig):
     return [line for ax in fig.axes for line in ax.get_lines() if line.get_marker() == "X"]
+
+
+def picture_of(grid: ExplorerGrid) -> str:
+    """The clicked run's picture in the grid's view ("" when none is shown)."""
+    return grid.shown.value if "<img" in grid.shown.value else ""
+
+
+def now_of(grid: ExplorerGrid) -> str:
+    """The frame's event and the result as of it, beside the picture."""
+    found = re.search(r"<div class='eg-now'>(.*)</div><div class='eg-side'>", grid.shown.value)
+    return found.group(1) if found else ""
+
+
+def side_of(grid: ExplorerGrid) -> str:
+    """The run's faults and what it broke, under them (or what the view says instead)."""
+    return grid.shown.value.split("<div class='eg-side'>")[-1]
 
 
 @pytest.mark.parametrize("name", [*sorted(lesson_worlds()), "eight steps"])
@@ -109,7 +126,7 @@ def test_a_click_shows_what_broke_without_a_dict_dump():
     )
     assert "{'" not in visible.replace("&#x27;", "'").split("left changed:")[0]
     # what broke is said in words, in ink: red is the grid legend's "leaked" (issue 24)
-    assert "<b>breaks:</b>" in grid.side.value and "color" not in grid.side.value
+    assert "<b>breaks:</b>" in side_of(grid) and "color" not in side_of(grid)
 
 
 def test_a_grid_given_nothing_says_which_cells_to_run_first():
@@ -134,21 +151,21 @@ def test_the_clicked_run_plays_beside_its_picture_and_the_picture_follows():
     grid = _lesson_11_grid()
     import base64
 
-    [picture, side] = grid.view.children
-    assert picture is grid.picture  # the picture first, beside it: its controls, what ran
-    # the controls on top: the texts under them change length, they never move (newuser7)
-    [player, note] = side.children
-    assert player is grid.player and note is grid.side
-    controls = player.children[0].children
+    # one widget for the picture and the words beside it (one message a click), and over
+    # its right column's top the controls: the texts under them change length, they never
+    # move (newuser7)
+    assert list(grid.view.children) == [grid.shown, grid.player]
+    assert grid.player.layout.grid_area == "1 / 2 / 2 / 3"
+    controls = grid.player.children[0].children
     assert list(controls) == [grid.lab.play_button, grid.lab.back, grid.lab.forward]
-    assert list(player.children[1:]) == [grid.lab.slider, grid.now]
+    assert list(grid.player.children[1:]) == [grid.lab.slider]
     key = next(k for k, run in grid.grid.items() if run.violations)
     grid.open(*key)
     last = grid.lab.frame_count - 1
     assert grid.lab.frame == last  # opened on the whole run
 
     def shown(index):
-        return base64.b64encode(grid.lab.timeline.render(index)).decode() in grid.picture.value
+        return base64.b64encode(grid.lab.timeline.render(index)).decode() in picture_of(grid)
 
     assert shown(last)
     grid.lab.show_frame(0)  # back to the start in the panel: the picture here follows
@@ -161,11 +178,11 @@ def test_the_clicked_run_plays_beside_its_picture_and_the_picture_follows():
         panel = grid.lab.view.value
         caption = panel.split("class='rl-caption'>")[1].split("</div>")[0]
         assert caption.startswith(f"event {index + 1} of {total}: ")
-        assert f"class='rl-caption'>{caption}</div>" in grid.now.value
+        assert f"class='rl-caption'>{caption}</div>" in now_of(grid)
         result = panel.split("class='rl-result'>")[1].removesuffix("</div></div></div>")
-        assert grid.now.value.split("class='rl-result'>")[1] == f"{result}</div>"
-        ended = str(grid.opened.status) in words(grid.now.value.split("rl-result")[1]).split()[:1]
-        assert ended == (index == total - 1), (index, grid.now.value)
+        assert now_of(grid).split("class='rl-result'>")[1] == f"{result}</div>"
+        ended = str(grid.opened.status) in words(now_of(grid).split("rl-result")[1]).split()[:1]
+        assert ended == (index == total - 1), (index, now_of(grid))
     grid.lab.show_frame(1)
     assert "eg-open" in grid.buttons[key]._dom_classes
 
@@ -178,19 +195,19 @@ def test_a_change_in_the_panel_under_the_grid_lets_go_of_the_grids_player():
     grid = _lesson_11_grid()
     key = next(k for k, run in grid.grid.items() if run.violations)
     grid.open(*key)
-    assert grid.player.layout.display is None and grid.picture.value
+    assert grid.player.layout.display is None and picture_of(grid)
     first = grid.lab.saga.names[0]
     grid.lab.set_fault(first, "fail" if grid.lab.actions[first].value == "ok" else "ok")
     assert grid.player.layout.display == "none"  # nothing beside the grid moves another run
-    assert grid.picture.value == grid.now.value == "" and grid.opened is None
-    said = words(grid.side.value)
+    assert picture_of(grid) == now_of(grid) == "" and grid.opened is None
+    said = words(side_of(grid))
     assert f"row {key[0] + 1}, column {key[1] + 1}" in said and "click a cell" in said
     assert not [b for b in grid.buttons.values() if "eg-open" in b._dom_classes]
     grid.lab.show_frame(0)  # the panel's own player still works; the grid stays let go
-    assert grid.picture.value == ""
+    assert picture_of(grid) == ""
     grid.open(*key)  # a click on the cell: its run, its player, its outline again
     assert grid.player.layout.display is None and f"data-cell='{key[0]}-{key[1]}'" in (
-        grid.picture.value
+        picture_of(grid)
     )
     assert "eg-open" in grid.buttons[key]._dom_classes
 
@@ -209,7 +226,7 @@ def test_any_change_of_the_panels_run_lets_go_and_a_click_opens_the_cells_run(co
         if grid.opened is not None:  # still the cell's: the change made the same run
             assert grid.lab.outcome.events == run.outcome.events, (key, control)
         else:
-            assert grid.player.layout.display == "none" and grid.picture.value == ""
+            assert grid.player.layout.display == "none" and picture_of(grid) == ""
         grid.open(*key)  # with the changed control: the cell's run again
         assert grid.lab.outcome.events == run.outcome.events, (key, control)
         assert grid.opened is run and grid.player.layout.display is None
@@ -275,10 +292,10 @@ def test_faults_are_named_in_the_dropdowns_words_everywhere_a_learner_reads_them
         grid.open(*key)
         for step, fault in run.faults:
             said = f"{step} {words[str(fault)]}"
-            assert said in grid.side.value, (said, grid.side.value)
+            assert said in side_of(grid), (said, side_of(grid))
             assert words[str(fault)] in lab._cue.split(step, 1)[1], (said, lab._cue)
             assert f"{step} · {words[str(fault)]}" in heads
-        for text in (grid.side.value, lab._cue, grid.buttons[key].tooltip):  # no engine spelling
+        for text in (side_of(grid), lab._cue, grid.buttons[key].tooltip):  # no engine spelling
             assert not re.search(r"fail_after_effect|undo_fails", text), text
 
 
@@ -288,13 +305,40 @@ def test_the_opened_run_says_how_it_ends_and_what_it_breaks_only_at_its_last_eve
     grid = _lesson_11_grid()
     key = next(k for k, run in grid.grid.items() if run.violations)
     run = grid.open(*key)
-    assert "<b>breaks:</b>" in grid.side.value and "left changed" in grid.side.value
-    assert f"→ {run.status}" in grid.side.value
+    assert "<b>breaks:</b>" in side_of(grid) and "left changed" in side_of(grid)
+    assert f"→ {run.status}" in side_of(grid)
     for frame in range(grid.lab.frame_count - 1):  # as Play, back and the slider show them
         grid.lab.show_frame(frame)
-        side = grid.side.value
+        side = side_of(grid)
         assert "breaks:" not in side and "left changed" not in side and "→" not in side, side
         assert f"row {key[0] + 1}, column {key[1] + 1}" in side
-        assert "running…" in grid.now.value or "…</b>" in grid.now.value
+        assert "running…" in now_of(grid) or "…</b>" in now_of(grid)
     grid.lab.show_frame(grid.lab.frame_count - 1)
-    assert "<b>breaks:</b>" in grid.side.value
+    assert "<b>breaks:</b>" in side_of(grid)
+
+
+def test_a_click_sends_the_views_picture_and_words_once_and_the_panels_view_once(monkeypatch):
+    """Issue 24: one combined update per change. A click drew the clicked run's picture,
+    then the view again (its telling frame, then its last): two messages, and a picture
+    measured in the browser between them was detached. Now the grid's view (picture, event,
+    result, what broke) is one message, and the panel's view under the grid one too."""
+    import ipywidgets as w
+
+    grid = _lesson_11_grid()
+    sent: list[tuple[object, object]] = []
+    original = w.Widget.send_state
+
+    def spy(self, key=None):
+        sent.append((self, key))
+        return original(self, key)
+
+    monkeypatch.setattr(w.Widget, "send_state", spy)
+    opened = 0
+    for key, run in grid.grid.items():
+        sent.clear()
+        grid.open(*key)
+        shown = [k for widget, k in sent if widget is grid.shown]
+        panel = [k for widget, k in sent if widget is grid.lab.view]
+        assert len(shown) == 1 and len(panel) == 1, (key, shown, panel)
+        opened += grid.lab.telling_frame(run.outcome, False) != grid.lab.frame_count - 1
+    assert opened  # (runs whose telling frame is not their last: drawn twice before)

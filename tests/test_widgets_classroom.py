@@ -15,9 +15,10 @@ from matplotlib.colors import to_hex
 from rollback_lessons.lab.drawing import INK, KIND_WORDS, kind_word
 from rollback_lessons.lab.grid import OPENED, ExplorerGrid
 from rollback_lessons.lab.interleave import IsolationLab
-from rollback_lessons.lab.panel_html import CSS, LOG_ROWS, details
+from rollback_lessons.lab.panel_html import CSS, LOG_ROWS, details, tallest
 from rollback_lessons.lab.timeline import Timeline
 from rollback_lessons.lab.widgets import RollbackLab
+from rollback_lessons.outcome import Status
 from rollback_lessons.worlds.demo import xyz_saga, xyz_state
 from rollback_lessons.worlds.examples import (
     booking_restored,
@@ -152,21 +153,23 @@ def test_a_grid_shown_counts_its_panels_runs_from_1():
 
 
 def test_the_log_shows_every_events_details_whole_in_rows_of_two_lines(trip_lab):
-    """Each row two lines, never more (newuser11: a third line grew the panel), its
-    details breaking anywhere so that they fill both; the whole row in its title (the
-    browser test checks that only a row longer than two lines is cut, and says so)."""
+    """Each row but the current one two lines at most, its details breaking anywhere so
+    that they fill both, the whole row in its title; the current row whole, however long
+    (newuser12: lesson 04's halt reason was cut on it). The browser test checks that only
+    a row other than the current one is cut, and says so in its title."""
     rules = [line for line in CSS.splitlines() if ".rl-log" in line or ".rl-details" in line]
     assert rules and not [r for r in rules if "ellipsis" in r]
     assert not [r for r in rules if "nowrap" in r and ".rl-what" not in r]  # details wrap
     assert re.search(r"\.rl-details \{\{?[^}]*word-break: break-all", CSS)
-    assert re.search(r"\.rl-line \{\{?[^}]*line-clamp: 2", CSS)
+    assert re.search(r"\.rl-log \.rl-line \{\{?[^}]*line-clamp: 2", CSS)
+    assert re.search(r"\.rl-log tr\.now \.rl-line \{\{?[^}]*line-clamp: none", CSS)
     trip_lab.set_fault("charge_card", "fail_after_effect")
     trip_lab.set_fault("reserve_room", "undo_fails")
     events = trip_lab.outcome.events
     seen = set()
     for i in range(len(events)):
         trip_lab.show_frame(i)
-        log = trip_lab.view.value.split("class='rl-log'>")[1].split("class='rl-result'")[0]
+        log = trip_lab.view.value.split("class='rl-log'><div>")[1].split("</table>")[0]
         spans = re.findall(r"<span class='rl-details'>(.*?)</span>", log)
         assert len(spans) == LOG_ROWS  # the same rows in every frame: the same height
         for text in spans:
@@ -179,16 +182,41 @@ def test_the_log_shows_every_events_details_whole_in_rows_of_two_lines(trip_lab)
     assert max(len(s) for s in seen) > 60  # long ones too
 
 
-def test_the_results_head_is_two_lines_at_most_and_whole_in_its_title(trip_lab):
-    """newuser11: a long error gave the result's head a third line and the panel grew 17 px
-    (lesson 06, append_row fail after effect)."""
-    assert re.search(r"\.rollback-lab \.rl-head \{\{?[^}]*line-clamp: 2", CSS)
-    trip_lab.set_fault("charge_card", "fail_after_effect")
-    trip_lab.show_frame(trip_lab.frame_count - 1)
-    view = trip_lab.view.value.split("class='rl-result'>")[1]
-    title = html.unescape(re.search(r"<div class='rl-head' title='(.*?)'>", view).group(1))
-    outcome = trip_lab.outcome
-    assert title == f"{outcome.status}: charge_card failed with {outcome.error!r}"
+def test_the_log_keeps_room_for_the_longest_rows_of_every_run_one_click_away():
+    """newuser12: in lesson 04, send_email "fail after effect" halts with a 176-character
+    reason; shown whole on the current row, it would grow the log. Every view holds hidden
+    logs whose current row is one of the longest events the panel may show: those of the
+    runs it showed and of the runs one click away."""
+    lab = RollbackLab(booking_saga(), state=booking_state)
+    lab._repr_mimebundle_()  # on screen: the room for the runs one click away is made
+    reason = max((details(e) for e in lab.room.events), key=len)
+    assert "reason=" in reason and len(reason) > 150, reason  # the halt's, never shown yet
+    assert lab.outcome.status is Status.COMMITTED
+    reserve = lab.view.value.split("class='rl-log'><div>")[1].split("class='rl-box'>")[0]
+    hidden = re.findall(r"<div class='rl-reserve' aria-hidden='true'>(.*?)</table></div>", reserve)
+    assert len(hidden) == len(lab.room.events) > 0  # (one hidden log for each)
+    assert any(html.escape(reason, quote=True) in h and "class=now" in h for h in hidden)
+
+
+def test_the_results_head_is_whole_and_the_box_keeps_room_for_the_tallest_one_click_away():
+    """newuser12: the head was clamped at two lines, a halt's error cut, and the box grew
+    the panel 2 px on lesson 04's send_email "fail after effect". The head is whole; every
+    view reserves (hidden) the tallest boxes of the runs one click away."""
+    assert not re.search(r"\.rl-head \{\{?[^}]*line-clamp", CSS)
+    lab = RollbackLab(booking_saga(), state=booking_state)
+    lab._repr_mimebundle_()
+    box = lab.view.value.split("class='rl-box'>")[1]
+    for kept in tallest(lab.room.boxes):  # the tallest of them, reserved (hidden)
+        assert f"<div class='rl-reserve' aria-hidden='true'>{kept}</div>" in box
+    lab.set_fault("send_email", "fail_after_effect")  # the halt: one click away
+    lab.show_frame(lab.frame_count - 1)
+    shown = lab.view.value.split("<div class='rl-result'>")[1].removesuffix("</div></div></div>")
+    head = html.unescape(re.sub(r"<[^>]*>", "", shown.split("<table>")[0]))
+    outcome = lab.outcome
+    assert head == f"{outcome.status}: send_email failed with {outcome.error!r}"
+    assert shown.split("</div>", 1)[1] in lab.room.tables  # its table was kept room for
+    head_html = shown.split("</div>")[0].removeprefix("<div class='rl-head'>")
+    assert max(len(h) for h in lab.room.heads) >= len(head_html)  # and a head as long
 
 
 # -- 4. a change keeps the panel's height (the browser test measures it) ------------------

@@ -27,7 +27,7 @@ from ..outcome import Outcome, Status
 from . import guard, reuse
 from .drawing import DPI, FAIL, FONT, FORWARD, INK, PIVOT, RETRY, SMALL, UNDO, frame_caption
 from .panel_controls import faults_said
-from .panel_html import CSS, key, lost_banner, png_img, result_at
+from .panel_html import CSS, PANEL_WIDTH, key, lost_banner, png_img, result_at
 from .widgets import RollbackLab
 
 COLOURS = {
@@ -44,6 +44,11 @@ OUTLINE_PX = 4  # the opened cell's outline (3 px) and its offset (1 px), outsid
 # the clicked run's row: its picture, and beside it the controls, the frame's event and
 # what the run broke, whole (newuser11: 306 px cut up to 53 px; the grid's panel: 640 of 647 px)
 VIEW_PX = 332
+PICTURE_PX = int(PANEL_WIDTH * DPI)  # the panel's picture, 1:1
+GAP_PX = 12
+PLAYER_PX = 64  # Play/back/next over the slider, beside the picture: the text under them
+START = "Click a cell to see its run here."
+START_HTML = f"<div class='eg-note eg-start'>{START}</div>"
 
 
 def said(run: Explored) -> str:
@@ -238,31 +243,34 @@ class ExplorerGrid:
         self.opened: Explored | None = None
         self.cell = (0, 0)
         # the clicked run: its picture (following the panel's frame), and beside it the
-        # panel's own Play/back/next and slider, then what broke: grid, picture and controls
-        # on one screen, the view's height fixed whatever the run says (and tall enough for
-        # the longest run's text: the browser test clicks every cell)
-        self.picture = w.HTML(layout=w.Layout(flex="none"))
-        self.picture.add_class("eg-pic")
-        self.side = w.HTML()
-        self.side.add_class("eg-side")
+        # panel's own Play/back/next and slider, then the frame's event and result and what
+        # broke: grid, picture and controls on one screen, the view's height fixed whatever
+        # the run says (tall enough for the longest run's text: the browser test clicks every
+        # cell). Picture and words are ONE widget: a click sends them in one message (it
+        # drew the picture, then the view again: one measured between them was detached);
+        # the controls sit over its right column's top, which it leaves empty for them.
+        self.shown = w.HTML(START_HTML, layout=w.Layout(grid_area="1 / 1 / 3 / 3"))
+        self.shown.add_class("eg-shown")
         controls = w.HBox(
             [self.lab.play_button, self.lab.back, self.lab.forward],
             layout=w.Layout(flex="none"),
         )
         controls.add_class("eg-controls")
-        # the frame shown, in the panel's own words: its caption and the result as of it
-        self.now = w.HTML()
-        self.now.add_class("eg-now")
-        # the controls first: what is under them changes length, they never move (newuser7)
         # the panel's player, here while the panel shows the clicked cell's run
-        self.player = w.VBox([controls, self.lab.slider, self.now])
-        self.view = w.HBox(
-            [self.picture, w.VBox([self.player, self.side],
-                                  layout=w.Layout(flex="1 1 auto", min_width="0"))],
-            layout=w.Layout(align_items="flex-start", height=f"{VIEW_PX}px",
-                            overflow="hidden"),
+        self.player = w.VBox(
+            [controls, self.lab.slider],
+            layout=w.Layout(grid_area="1 / 2 / 2 / 3", height=f"{PLAYER_PX}px", display="none"),
+        )
+        self.view = w.GridBox(
+            [self.shown, self.player],
+            layout=w.Layout(
+                grid_template_columns=f"{PICTURE_PX + GAP_PX}px minmax(0, 1fr)",
+                grid_template_rows=f"{PLAYER_PX}px minmax(0, 1fr)",
+                height=f"{VIEW_PX}px", overflow="hidden", grid_gap="0px",
+            ),
         )  # fmt: skip
         self.view.add_class("eg-view")
+        self._opening = False  # True while a click sets the panel up: the view follows once
         n = len(self.faults)
         size = "22px" if n <= 16 else "18px"
         items: list[Any] = [w.HTML("<b>first fault ↓</b>", layout=w.Layout(width="auto"))]
@@ -333,7 +341,10 @@ class ExplorerGrid:
             " .explorer-grid .eg-key-open {display: inline-block; width: 10px; height: 10px;"
             f" margin: 0 5px 0 8px; outline: 3px solid {INK}; vertical-align: -1px}}"
             " .explorer-grid .eg-how {margin: 4px 0 8px}"
-            " .explorer-grid .eg-view {gap: 12px; margin-top: 6px}"
+            " .explorer-grid .eg-view {margin-top: 6px}"
+            f" .explorer-grid .eg-slot {{height: {PLAYER_PX}px}}"
+            " .explorer-grid .eg-text {flex: 1 1 auto; min-width: 0}"
+            f" .explorer-grid .eg-start {{width: {PICTURE_PX}px}}"
             " .explorer-grid .eg-controls {gap: 4px}"
             " .explorer-grid .eg-event {font-weight: normal; color: #333}"
             " .explorer-grid .eg-view table td {padding: 0 6px}</style>",
@@ -345,7 +356,6 @@ class ExplorerGrid:
         self.panel.add_class("rl-panel").add_class("explorer-grid")
         self.widget = w.VBox([self.panel, self.lab.widget])
         self.widget.add_class("rl-panels")  # (a lost kernel: no broken-link icon on it either)
-        self.side.value = "<div class='eg-note'>Click a cell to see its run here.</div>"
         self.lab.view.observe(self._follow, names="value")
         reuse.replace(self, exploration.saga.name)  # made again: the old grid's widgets go
 
@@ -360,15 +370,21 @@ class ExplorerGrid:
                 button.remove_class("eg-open")
         self.buttons[(row, col)].add_class("eg-open")
         self.player.layout.display = None  # (shown again, if a change had let it go)
-        self.lab.open_explored([(s, str(f)) for s, f in run.faults], run.policy, run.completion)
-        self.lab.show_frame(self.lab.frame_count - 1)
+        self._opening = True  # the panel runs it and goes to its end: one view, once
+        try:
+            with self.lab.view.hold_sync():  # and the panel's own view: one message too
+                faults = [(s, str(f)) for s, f in run.faults]
+                self.lab.open_explored(faults, run.policy, run.completion)
+                self.lab.show_frame(self.lab.frame_count - 1)
+        finally:
+            self._opening = False
         self._follow()
         return run
 
     def _follow(self, change: Any = None) -> None:
         """The picture here is the panel's frame, while the panel shows the opened run."""
         run, outcome = self.opened, self.lab.outcome
-        if run is None or outcome is None:
+        if run is None or outcome is None or self._opening:
             return
         wanted: dict[str, list[str]] = {}
         for step, fault in run.faults:
@@ -382,16 +398,16 @@ class ExplorerGrid:
             return
         row, col = self.cell
         lab = self.lab
-        png = lab.timeline.render(lab.frame)
-        value = f"<div class='rl-row' data-cell='{row}-{col}'>{png_img(png, said(run))}</div>"
-        if value != self.picture.value:
-            self.picture.value = value
+        png = png_img(lab.timeline.render(lab.frame), said(run))
         now = now_html(outcome, lab.frame, lab._result)
-        if now != self.now.value:
-            self.now.value = now
         side = side_html(run, row, col, lab.frame >= lab.frame_count - 1)
-        if side != self.side.value:
-            self.side.value = side
+        value = (
+            f"<div class='rl-row' data-cell='{row}-{col}'>{png}<div class='eg-text'>"
+            f"<div class='eg-slot'></div><div class='eg-now'>{now}</div>"
+            f"<div class='eg-side'>{side}</div></div></div>"
+        )
+        if value != self.shown.value:
+            self.shown.value = value  # picture, event, result and run: one message
 
     def _let_go(self) -> None:
         """The learner changed the panel's faults, policy, undo order, register or branch
@@ -402,17 +418,16 @@ class ExplorerGrid:
         self.opened = None
         self.buttons[(row, col)].remove_class("eg-open")
         self.player.layout.display = "none"
-        self.picture.value = self.now.value = ""
-        self.side.value = (
-            f"<div class='eg-note'>The panel under the grid now runs other faults than row "
-            f"{row + 1}, column {col + 1}: click a cell to see its run here.</div>"
+        self.shown.value = (
+            f"<div class='eg-note eg-start'>The panel under the grid now runs other faults "
+            f"than row {row + 1}, column {col + 1}: click a cell to see its run here.</div>"
         )
 
     @property
     def note(self) -> str:
         """What the view says: the clicked run's picture, its frame's event and result as
         of it, then the run's heading and what broke."""
-        return f"{self.picture.value}{self.now.value}{self.side.value}"
+        return self.shown.value
 
     def find(self, faults: Faults) -> tuple[int, int]:
         """The cell of a combination of one or two faults."""

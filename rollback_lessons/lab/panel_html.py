@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..events import Event
+from ..faults import Fault, action_error
 from ..outcome import Outcome, Status
 from . import drawing
 from .drawing import CURRENT, FAIL, HIGHLIGHT, INK, RETRY
@@ -35,10 +37,10 @@ CSS = f"""<style>
 .rl-panel .rl-row {{display: flex; gap: 12px; align-items: flex-start}}
 .rl-panel .rl-image {{flex: none; max-width: none; display: block}}
 .rl-panel .rl-side, .rl-panel .rl-result {{flex: 1 1 auto; min-width: 0}}
-.rl-panel .rl-box {{flex: 1 1 auto; min-width: 0; display: grid;
-  grid-template-columns: minmax(0, 1fr)}}
-.rl-panel .rl-box > div {{grid-area: 1 / 1}}
-.rl-panel .rl-box > .rl-reserve {{visibility: hidden}}
+.rl-panel .rl-box {{flex: 1 1 auto; min-width: 0}}
+.rl-panel .rl-box, .rl-panel .rl-log {{display: grid; grid-template-columns: minmax(0, 1fr)}}
+.rl-panel .rl-box > div, .rl-panel .rl-log > div {{grid-area: 1 / 1}}
+.rl-panel .rl-reserve {{visibility: hidden}}
 .rl-panel .rl-cue {{color: {drawing.FORWARD}; font-weight: bold; min-height: 2.6em}}
 .rl-panel .rl-caption {{font-size: 15px; font-weight: bold; margin: 2px 0 4px}}
 .rl-panel .rl-state td:nth-child(n+2) {{font-family: monospace; overflow-wrap: break-word}}
@@ -47,10 +49,11 @@ CSS = f"""<style>
 .rl-panel .rl-log {{flex: none; width: {int(drawing.PANEL_WIDTH * drawing.DPI)}px}}
 .rl-panel .rl-log table {{table-layout: fixed; width: 100%}}
 .rl-panel .rl-log td {{height: 2.6em; overflow-wrap: anywhere}}
-.rl-panel.rollback-lab .rl-head {{display: -webkit-box; -webkit-box-orient: vertical;
-  -webkit-line-clamp: 2; line-clamp: 2; overflow: hidden; overflow-wrap: anywhere}}
+.rl-panel .rl-head {{overflow-wrap: anywhere}}
 .rl-panel .rl-log .rl-line {{display: -webkit-box; -webkit-box-orient: vertical;
   -webkit-line-clamp: 2; line-clamp: 2; overflow: hidden; max-height: 2.6em}}
+.rl-panel .rl-log tr.now .rl-line {{display: block; -webkit-line-clamp: none; line-clamp: none;
+  overflow: visible; max-height: none}}
 .rl-panel .rl-log .rl-what {{display: inline-block; min-width: 118px; padding-right: 6px;
   white-space: nowrap; vertical-align: top}}
 .rl-panel .rl-log .rl-where {{min-width: 100px}}
@@ -107,11 +110,10 @@ def _said(event: Event) -> str:
 def log_html(events: list[Event] | tuple[Event, ...], current: int, rows: int = LOG_ROWS) -> str:
     """A window of ``rows`` events that holds ``current`` (marked ▶, pale blue); the heading
     says how many are not shown. Each event's details follow its kind and step and wrap
-    onto its second line; each row is two lines, never more, so the panel keeps its height
-    while it plays and after a change (newuser11: a third line grew it 17-19 px). The
-    details break anywhere, so they fill the first line too (broken at spaces only, a long
-    ``error=...`` went whole to the second line and needed a third); the rare ones longer
-    than both lines (a halt's reason) end in "…", the whole row in its title."""
+    onto its second line. The current row is whole, however long (newuser12: lesson 04's
+    halt reason, the lesson's point, was cut); the others are two lines at most, a longer
+    one ending in "…" with the whole row in its title. The details break anywhere, so they
+    fill the first line too. The log keeps its height: ``log_reserve``."""
     start = max(0, min(current - rows // 2, len(events) - rows))
     end = min(len(events), start + rows)
     body = []
@@ -137,6 +139,15 @@ def log_html(events: list[Event] | tuple[Event, ...], current: int, rows: int = 
         f"{f' <span class=rl-more>(… {more})</span>' if more else ''}</th></tr>"
     )
     return f"<table>{columns}<thead>{head}</thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def log_reserve(events: Iterable[Event]) -> str:
+    """Hidden logs, each with one of ``events`` (the longest the panel may show: ``Room``)
+    as its whole current row: the log is as tall as the tallest of them, so a long current
+    row never grows the panel (newuser11, newuser12)."""
+    return "".join(
+        f"<div class='rl-reserve' aria-hidden='true'>{log_html((e,), 0)}</div>" for e in events
+    )
 
 
 def state_html(before: Mapping[str, Any], now: Mapping[str, Any], keys: Iterable[str]) -> str:
@@ -176,13 +187,11 @@ def result_html(outcome: Outcome, stopped_after: int | None = None) -> str:
     ``stopped_after``: the events that had happened when Stop cancelled the run. The status
     is a word in bold ink: the words say it, no colour a legend would have to explain."""
     head = f"<b>{html.escape(str(outcome.status))}</b>"
-    whole = str(outcome.status)
     if outcome.status is Status.CANCELLED:  # the learner's Stop, not a failure
         after = f" after event {stopped_after}" if stopped_after else ""
         head += f": the saga was cancelled (Stop){after}"
     elif outcome.error is not None:
-        said = f": {outcome.failed_step or 'the block'} failed with {outcome.error!r}"
-        head, whole = head + html.escape(said), whole + said
+        head = failed_head(outcome.status, outcome.failed_step, outcome.error)
     ran = {*outcome.completed, *([outcome.failed_step] if outcome.failed_step else [])}
     not_run = [s for s in outcome.steps if s not in ran]
     lines = [("undone", _names(outcome.compensated))]
@@ -198,15 +207,20 @@ def result_html(outcome: Outcome, stopped_after: int | None = None) -> str:
     if not_run:
         lines.append(("not run", _names(not_run)))
     lines += [("note", note) for note in outcome.notes]  # the engine's own words
-    return _result_box(head, lines, whole)
+    return _result_box(head, lines)
 
 
-def _result_box(head: str, lines: list[tuple[str, str]], whole: str = "") -> str:
-    """The head (two lines at most: a long error ends in "…", whole in its title; newuser11:
-    its third line grew the panel 17 px), then a row for each line."""
+def failed_head(status: str, step: str | None, error: BaseException) -> str:
+    """A result's head for a run that failed: its status, the step and its error."""
+    said = f": {step or 'the block'} failed with {error!r}"
+    return f"<b>{html.escape(str(status))}</b>{html.escape(said)}"
+
+
+def _result_box(head: str, lines: list[tuple[str, str]]) -> str:
+    """The head, whole (newuser12: clamped, a halt's error was cut), then a row for each
+    line. The box keeps its height: ``reserved_result`` and ``Room``."""
     rows = "".join(f"<tr><th>{k}</th><td>{html.escape(v)}</td></tr>" for k, v in lines)
-    title = f" title='{html.escape(whole)}'" if whole else ""
-    return f"<div class='rl-head'{title}>{head}</div><table>{rows}</table>"
+    return f"<div class='rl-head'>{head}</div><table>{rows}</table>"
 
 
 PHASES = {"pipeline_failed": "failed…", "rollback_start": "rolling back…"}  # (from this event)
@@ -243,6 +257,95 @@ def run_results(outcome: Outcome, final: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(boxes))
 
 
+HEAD_CHARS, ROW_CHARS = 44, 32  # about a line of the result box's head, and of a row's text
+KEEP = 3  # the longest heads, result tables and log rows a panel keeps room for
+SHOWN = 2  # of the result boxes and logs they make, the tallest a view reserves: each hidden
+# one costs the browser layout at every frame (17 of them: +3.4 ms a view, measured in Chromium)
+
+
+def lines(text: str, width: int) -> int:
+    """About how many lines an HTML part takes: its head (``width`` ``HEAD_CHARS``), or its
+    table (``ROW_CHARS``: each row's text, wrapped); enough to tell the tallest few of a
+    panel's parts apart, the browser wraps them for real."""
+    cells = re.findall(r"<td>(.*?)</td>", text) or [re.sub(r"<[^>]*>", "", text)]
+    return sum(max(1, -(-len(html.unescape(c)) // width)) for c in cells)
+
+
+def tallest(boxes: Iterable[str], keep: int = SHOWN) -> tuple[str, ...]:
+    """The ``keep`` tallest result boxes (by ``lines``: head, then table; ties: the longer)."""
+
+    def height(box: str) -> tuple[int, int]:
+        head, _, table = box.partition("<table>")
+        return lines(head, HEAD_CHARS) + lines(table, ROW_CHARS), len(box)
+
+    return tuple(sorted(dict.fromkeys(boxes), key=height, reverse=True)[:keep])
+
+
+def _top(found: dict[str, int]) -> dict[str, int]:
+    return dict(sorted(found.items(), key=lambda kv: (-kv[1], -len(kv[0])))[:KEEP])
+
+
+class Room:
+    """What a panel's result box and event log keep room for: the tallest few heads and
+    tables of the result boxes, and the longest few events, of every run the panel showed,
+    of the runs one change away (``ahead.make_room``), and the head each action fault would
+    give (``fault_heads``: a panel that cannot run ahead, lesson 06's, knows them too).
+    Each view reserves them (hidden: ``boxes``, ``events``), so a click never changes the
+    panel's height (newuser12: lesson 04's halt grew it 2 px) unless a run taller than all
+    of them comes, and then it grows once and stays."""
+
+    def __init__(self) -> None:
+        self.heads: dict[str, int] = {}
+        self.tables: dict[str, int] = {}
+        self._events: dict[str, tuple[int, Event]] = {}
+
+    def add(self, outcome: Outcome, final: str) -> None:
+        head, table = final.split("<table>", 1)
+        self.add_head(head.removeprefix("<div class='rl-head'>").removesuffix("</div>"))
+        self.add_table(f"<table>{table}")
+        for event in outcome.events:
+            self._events.setdefault(_said(event), (len(_said(event)), event))
+        self._events = dict(sorted(self._events.items(), key=lambda e: -e[1][0])[:KEEP])
+
+    def add_head(self, head: str) -> None:
+        self.heads = _top({**self.heads, head: lines(head, HEAD_CHARS)})
+
+    def add_table(self, table: str) -> None:
+        self.tables = _top({**self.tables, table: lines(table, ROW_CHARS)})
+
+    @property
+    def boxes(self) -> list[str]:
+        """Boxes of every kept head over every kept table: as tall as the tallest result
+        (or a little taller: its head and its table may come from two runs)."""
+        return [f"<div class='rl-head'>{h}</div>{t}" for h in self.heads for t in self.tables]
+
+    @property
+    def events(self) -> list[Event]:
+        return [event for _, event in self._events.values()][:SHOWN]
+
+
+def most_table(names: list[str], undoable: list[str]) -> str:
+    """A result table with the most a failed run's result can say without a second fault
+    (every undo run, the longest step not undone, every step but the first not run): the
+    room kept by a panel that cannot run the runs one change away (a state of services)."""
+    longest = max(names, key=len)
+    return _result_box("", [
+        ("undone", _names(undoable)), ("dead letters", "none"),
+        ("not undone", f"{longest} (no undo covers it)"), ("not run", _names(names[1:])),
+    ]).split("</div>", 1)[1]  # fmt: skip
+
+
+def fault_heads(faults: Iterable[tuple[str, Fault]]) -> list[str]:
+    """The head each action fault would give its run (the engine's error for it), with the
+    longest status a failed run may have: no run needed."""
+    status = max((Status.ROLLED_BACK, Status.ROLLBACK_INCOMPLETE, Status.HALTED), key=len)
+    return [
+        failed_head(status, step, action_error(step, fault))
+        for step, fault in faults
+        if fault in (Fault.FAIL, Fault.FAIL_AFTER_EFFECT)
+    ]
+
+
 def reserved_result(result: str, reserve: Iterable[str]) -> str:
     """The result box shown over the run's other boxes, hidden (one grid cell): the box is
     as tall as the tallest frame of the run, as the browser wraps it, so a longer frame
@@ -259,11 +362,13 @@ def view_html(
     result: str,
     keys: Iterable[str],
     reserve: Iterable[str] = (),
+    longest: Iterable[Event] = (),
 ) -> str:
     """The panel's view at frame ``index``: the picture, and beside it the cue, the event it
-    shows and the state; under it the event log (the event's details in full) and the
-    result (as tall as the tallest of ``reserve``: ``reserved_result``). The cue and the
-    caption keep two lines each, so a change never moves the panel."""
+    shows and the state; under it the event log (as tall as its tallest with one of
+    ``longest`` as the current row: ``log_reserve``) and the result (as tall as the tallest
+    of ``reserve``: ``reserved_result``). The cue and the caption keep two lines each, so
+    a change never moves the panel."""
     event = outcome.events[index]
     before = outcome.state_before or {}
     now = outcome.state_at(index) or {}
@@ -280,6 +385,7 @@ def view_html(
     )
     return (
         f"<div class='rl-row'>{png_img(png, caption)}<div class='rl-side'>{side}</div></div>"
-        f"<div class='rl-row'><div class='rl-log'>{log_html(outcome.events, index)}</div>"
+        f"<div class='rl-row'><div class='rl-log'><div>{log_html(outcome.events, index)}</div>"
+        f"{log_reserve(longest)}</div>"
         f"{reserved_result(result, reserve)}</div>"
     )

@@ -4,12 +4,10 @@ The panel only maps its controls to ``saga.run`` arguments and shows what comes 
 the engine runs the saga, ``timeline.Timeline`` draws it. Everything a learner can click is
 also a method, so lesson cells and tests drive the same panel without a browser.
 
-Made for a classroom: it fits one 1366x768 screen with JupyterLab's file browser open
-(about 600 px tall), its text is at least 12 px, and each change reaches the browser as
-ONE widget message (the view: picture, state, result and event log together), sent before
-anything else the change updates (the slider's max and value: one message). The kernel's
-share of a change: about 5 ms CPU for a run not drawn before, 1-2 ms for one drawn before
-or drawn ahead while the learner looked (``Timeline.frames``, ``ahead``).
+Made for a classroom: it fits one 1366x768 screen with the file browser open (about 600 px
+tall), its text is at least 12 px, and a change reaches the browser as ONE widget message
+(the view: picture, state, result and log), sent before the slider's (one message). The
+kernel's share: about 5 ms CPU for a run not drawn before, 1-2 ms for one drawn ahead.
 """
 
 from __future__ import annotations
@@ -53,6 +51,7 @@ from .panel_html import (  # noqa: F401 (the panel's HTML parts, as the other pa
     LOG_ROWS,
     LOST,
     PANEL_WIDTH,
+    Room,
     details,
     key,
     log_html,
@@ -62,6 +61,7 @@ from .panel_html import (  # noqa: F401 (the panel's HTML parts, as the other pa
     result_html,
     run_results,
     state_html,
+    tallest,
     view_html,
 )
 from .player import Player, one_message_each
@@ -179,6 +179,7 @@ class RollbackLab(Player):
         self._cue = ""
         self._result = ""
         self._reserve: tuple[str, ...] = ()
+        self.room = Room()  # the result and log keep room for the tallest runs (ahead)
         self.stopped_at: int | None = None  # the event a Stop cancelled the run after
 
         for control in [*self.actions.values(), *self.undos.values()]:
@@ -268,9 +269,8 @@ class RollbackLab(Player):
         the same run again, its cancel token set once that event has happened. Nothing
         more starts, what was done is undone and the outcome says ``cancelled``; once the
         irreversible step has started the engine declines (its note says so); once the
-        run has failed or ended a cancel changes nothing. A run that was stopped already
-        is not run again (its events are not the run's without the Stop): Stop is
-        disabled, and this returns that run as it is."""
+        run has failed or ended a cancel changes nothing. A stopped run is not run again
+        (its events are not the run's without the Stop): this returns it as it is."""
         assert self.outcome is not None
         if self.stopped_at is not None:
             return self.outcome
@@ -394,6 +394,7 @@ class RollbackLab(Player):
         self._cue = "" if opening else f"↻ run {self.runs}: {self._said}"
         self._result = result_html(outcome, stop_after)
         self._reserve = run_results(outcome, self._result)  # every frame's box: the tallest
+        self.room.add(outcome, self._result)  # and the panel's tallest, its longest events
         frame = self.telling_frame(outcome, opening)
         self._show(frame)  # the view first: it is what the learner watches (one message)
         self._quiet = True  # then the player follows, without drawing the frame again
@@ -423,9 +424,9 @@ class RollbackLab(Player):
         assert self.outcome is not None
         png = self.timeline.render(index)
         result = result_at(self.outcome, index, self._result)  # as of this frame
-        return view_html(
-            self.outcome, index, png, self._cue, result, self.state_keys, self._reserve
-        )
+        reserve = tallest((*self._reserve, *self.room.boxes))  # this run's and the panel's
+        return view_html(self.outcome, index, png, self._cue, result, self.state_keys,
+                         reserve, self.room.events)  # fmt: skip
 
     def _show(self, index: int) -> None:
         self._ahead += 1  # (a frame of its own asked for: no drawing ahead over it)
@@ -434,12 +435,13 @@ class RollbackLab(Player):
 
     def displayed(self) -> None:
         """The panel goes on screen: its run count starts again (the runs a lesson cell
-        made before, with ``set_fault``, are not the learner's), and the cue says what it
-        opens on; the runs one change away are drawn while it is read (``ahead``)."""
+        made before are not the learner's), the cue says what it opens on; the runs one
+        change away make room (``ahead.make_room``), and are drawn while it is read."""
         reuse.shown(self)
         self.runs = 0
         self._cue = f"opens on: {self._said}" if self._said else ""
         if self.outcome is not None:
+            ahead.make_room(self)  # for the runs one click away
             self._show(self._frame)
             ahead.schedule(self)
 
