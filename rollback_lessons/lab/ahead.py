@@ -103,12 +103,13 @@ def schedule(lab: Any) -> None:
     turn, todo = lab._ahead, changes(lab)
 
     def step() -> None:
-        if turn != lab._ahead or lab.play.playing:
-            return  # changed since, or playing: the panel's own frames come first
-        for control, value in todo:
-            if draw_for(lab, control, value):
-                loop.call_soon(step)  # one run a turn: a click waits for one at most
-                return
-        lab.timeline.rebuild()  # done: the shown run's artists again, for Play and back
+        with lab._lock:  # a click handled on another thread waits (``one_at_a_time``)
+            if turn != lab._ahead or lab.play.playing:
+                return  # changed since, or playing: the panel's own frames come first
+            for control, value in todo:
+                if draw_for(lab, control, value):
+                    loop.call_soon(step)  # one run a turn: a click waits for one at most
+                    return
+            lab.timeline.rebuild()  # done: the shown run's artists again, for Play and back
 
     loop.call_later(DELAY_S, step)

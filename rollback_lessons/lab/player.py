@@ -4,13 +4,30 @@ fault does (a new run), and this one how a learner walks through the run shown."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from typing import Any
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from typing import Any, TypeVar, cast
 
 import ipywidgets as w
 
 BOUNDS_FIRST = ("min", "max")  # a message's keys in this order, then the others
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def one_at_a_time(method: F) -> F:
+    """``method`` under the panel's ``_lock``: what a click does happens whole, whichever
+    thread handles it. JupyterLab 4.6 sends widget messages over a kernel subshell and
+    ipykernel 7 routes each comm's to the shell that last sent on it, so a panel's clicks
+    are handled on two threads at once: a next handled while a run was drawn ahead showed
+    that run's frame, and disabled next at its end (lesson 12: "event 15 of 18")."""
+
+    @functools.wraps(method)
+    def locked(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return cast(F, locked)
 
 
 def _send_bounds_first(widget: w.Widget) -> None:
@@ -52,10 +69,12 @@ class Player:
     _frame: int
     _quiet: bool
     _jumped: bool
+    _lock: AbstractContextManager[Any]  # (an RLock: a call made inside another is not held up)
 
     def _show(self, index: int) -> None:  # pragma: no cover - RollbackLab's
         raise NotImplementedError
 
+    @one_at_a_time
     def toggle_play(self) -> None:
         """Play from the frame the learner chose, or from the start (at the end, or where
         a change of fault left the panel: its failure, the lesson's "walk down the lanes,
@@ -69,6 +88,7 @@ class Player:
         self.play.value = self.frame + 1
         self.play.playing = True
 
+    @one_at_a_time
     def show_frame(self, index: int) -> bytes:
         """Show frame ``index`` (0-based, clamped to the run) and return its PNG."""
         self._jumped = False  # (the learner's choice: Play goes on from it)
@@ -94,6 +114,7 @@ class Player:
         """The PNG of the frame shown."""
         return self.timeline.render(self._frame)
 
+    @one_at_a_time
     def _on_slider(self, change: dict[str, Any]) -> None:
         if not self._quiet:
             self.play.playing = False  # the learner took the slider: Play pauses
@@ -101,6 +122,7 @@ class Player:
             self._show(change["new"] - 1)
             self._ends()
 
+    @one_at_a_time
     def _on_tick(self, change: dict[str, Any]) -> None:
         """Play's next frame (Play counts in the browser; the kernel draws). A tick that
         arrives once the kernel has stopped Play is ignored: it left the browser before the
@@ -120,6 +142,19 @@ class Player:
         playing = bool(change["new"])
         self.play_button.description = "Pause" if playing else "Play"
         self.play_button.icon = "pause" if playing else "play"
+
+    def _follow(self, frame: int, events: int) -> None:
+        """Play and the slider follow a new run of ``events`` events shown at ``frame``
+        (its view sent first), without drawing the frame again; then back and next."""
+        self._quiet = True
+        try:
+            with one_message_each(self.play, self.slider):
+                self.play.playing = False
+                self.play.max = self.slider.max = events
+                self.slider.value = frame + 1
+        finally:
+            self._quiet = False
+        self._ends()
 
     def _ends(self) -> None:
         """Back and next are disabled at either end of the run."""

@@ -13,6 +13,7 @@ kernel's share: about 5 ms CPU for a run not drawn before, 1-2 ms for one drawn 
 from __future__ import annotations
 
 import copy
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -64,7 +65,7 @@ from .panel_html import (  # noqa: F401 (the panel's HTML parts, as the other pa
     tallest,
     view_html,
 )
-from .player import Player, one_message_each
+from .player import Player, one_at_a_time
 
 
 class RollbackLab(Player):
@@ -107,6 +108,7 @@ class RollbackLab(Player):
         )
         self.outcome: Outcome | None = None
         self._quiet = False  # True while several controls change as one
+        self._lock = threading.RLock()  # one click at a time (``player.one_at_a_time``)
         self._jumped = False  # the frame shown was the panel's choice, not the learner's
         self._frame = 0
 
@@ -264,6 +266,7 @@ class RollbackLab(Player):
         """The ``saga.run(completion=...)`` the "finishes first" control describes."""
         return _completion(self.first.value if self.first is not None else "")
 
+    @one_at_a_time
     def stop(self, at: int | None = None) -> Outcome:
         """Stop (cancel) the run right after event ``at`` (0-based; the event shown):
         the same run again, its cancel token set once that event has happened. Nothing
@@ -281,6 +284,7 @@ class RollbackLab(Player):
         """Every step ok, every undo ok."""
         return self.open_run([], self.policy.value)
 
+    @one_at_a_time
     def open_run(self, faults: Iterable[tuple[str, str]], policy: str = "continue") -> Outcome:
         """Show one run: exactly these (step, fault) pairs under ``policy``, in one go (the
         explorer's grid opens a cell here)."""
@@ -303,6 +307,7 @@ class RollbackLab(Player):
             self._quiet = False
         return self.run()
 
+    @one_at_a_time
     def open_explored(
         self, faults: Iterable[tuple[str, str]], policy: str, completion: tuple[str, ...] | None
     ) -> Outcome:
@@ -378,6 +383,7 @@ class RollbackLab(Player):
             cancel=(lambda: happened >= stop_after) if stop_after is not None else None,
         )
 
+    @one_at_a_time
     def run(self, *, opening: bool = False, stop_after: int | None = None) -> Outcome:
         """Run the saga with the chosen faults on a fresh state and show its telling frame:
         where it fails (after a change), or the whole run (when the panel opens).
@@ -397,15 +403,7 @@ class RollbackLab(Player):
         self.room.add(outcome, self._result)  # and the panel's tallest, its longest events
         frame = self.telling_frame(outcome, opening)
         self._show(frame)  # the view first: it is what the learner watches (one message)
-        self._quiet = True  # then the player follows, without drawing the frame again
-        try:
-            with one_message_each(self.play, self.slider):
-                self.play.playing = False
-                self.play.max = self.slider.max = len(outcome.events)
-                self.slider.value = frame + 1
-        finally:
-            self._quiet = False
-        self._ends()
+        self._follow(frame, len(outcome.events))  # then the player
         mark_chosen(self.actions, self.undos)
         self._jumped = True  # the panel chose this frame: Play walks the run from event 1
         ahead.schedule(self)  # the next change's pictures, while the learner looks at this
@@ -433,6 +431,7 @@ class RollbackLab(Player):
         self._frame = index
         self.view.value = self.view_html(index)
 
+    @one_at_a_time
     def displayed(self) -> None:
         """The panel goes on screen: its run count starts again (the runs a lesson cell
         made before are not the learner's), the cue says what it opens on; the runs one
