@@ -28,6 +28,7 @@ from . import guard, reuse
 from .drawing import DPI, FAIL, FONT, FORWARD, INK, PIVOT, RETRY, SMALL, UNDO, frame_caption
 from .panel_controls import faults_said
 from .panel_html import CSS, PANEL_WIDTH, key, lost_banner, png_img, result_at
+from .player import one_at_a_time
 from .widgets import RollbackLab
 
 COLOURS = {
@@ -240,6 +241,7 @@ class ExplorerGrid:
         self.faults = axes_of(exploration)
         self.grid = cells(exploration, policy)
         self.lab = RollbackLab(exploration.saga, state, policy=policy)
+        self._lock = self.lab._lock  # a cell's click and the panel's own: one at a time
         self.opened: Explored | None = None
         self.cell = (0, 0)
         # the clicked run: its picture (following the panel's frame), and beside it the
@@ -359,6 +361,7 @@ class ExplorerGrid:
         self.lab.view.observe(self._follow, names="value")
         reuse.replace(self, exploration.saga.name)  # made again: the old grid's widgets go
 
+    @one_at_a_time
     def open(self, row: int, col: int) -> Explored:
         """Show the run of cell (row, column) beside its controls: the panel under the grid
         opens it at its last event, and the picture here follows the panel's frame."""
@@ -381,6 +384,7 @@ class ExplorerGrid:
         self._follow()
         return run
 
+    @one_at_a_time
     def _follow(self, change: Any = None) -> None:
         """The picture here is the panel's frame, while the panel shows the opened run."""
         run, outcome = self.opened, self.lab.outcome

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import textwrap
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -24,6 +25,7 @@ from ..worlds.isolation import SCENARIOS, Scenario, Trace, interleavings
 from . import guard, reuse
 from .drawing import DPI, FAIL, FONT, FORWARD, INK, SMALL, UNDO
 from .panel_html import CSS, lost_banner, png_img
+from .player import one_at_a_time
 from .png import encode_png, figure_png
 from .quality import min_text_px
 
@@ -213,6 +215,7 @@ class IsolationLab:
             raise guard.RunTheCellsAbove(
                 "IsolationLab needs an anomaly: IsolationLab('dirty read')"
             )
+        self._lock = threading.RLock()  # one click at a time, whichever thread handles it
         if anomaly not in SCENARIOS:
             raise KeyError(f"no scenario {anomaly!r}; choose from: {', '.join(SCENARIOS)}")
         choices = [key for key in SCENARIOS if key == anomaly or key.startswith(anomaly + ",")]
@@ -291,6 +294,7 @@ class IsolationLab:
     def trace(self) -> Trace:
         return self.traces[min(self.interleaving.value, len(self.traces)) - 1]
 
+    @one_at_a_time
     def choose(self, countermeasure: str = "none", interleaving: int = 1) -> Trace:
         """From code, what the dropdown and the slider do (interleavings count from 1)."""
         key = self.anomaly if countermeasure == "none" else f"{self.anomaly}, {countermeasure}"
@@ -308,6 +312,7 @@ class IsolationLab:
         self._on_choice(None)
         return self.trace
 
+    @one_at_a_time
     def _on_choice(self, change: Any) -> None:
         if self._quiet:
             return
@@ -331,10 +336,12 @@ class IsolationLab:
             if key not in LAYERS:
                 _keep(key, layers(self.scenario, trace, self._lines))
 
+    @one_at_a_time
     def _on_turn(self, change: Any) -> None:
         if not self._quiet:
             self._show()
 
+    @one_at_a_time
     def _step(self, by: int) -> None:
         self.turn.value = max(1, min(self.turn.max, self.turn.value + by))
 
