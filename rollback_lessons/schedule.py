@@ -238,9 +238,11 @@ class GraphMachine(Machine):
         """``step``'s wait is over: its next attempt, unless the run failed meanwhile (then
         it failed for good, with its last error)."""
         self._running(step, _WAITING)
-        if self.failing:
+        if self.failing:  # (cancelled, nothing failed: the step failed by the cancel, as a list's)
             self.where[step] = _RUNNING
-            return self._lost(step, self.last_error.pop(step))
+            error = self.last_error.pop(step)
+            cancel = self.cancelled and not self.failures and self.stopping is not None
+            return self._lost(step, self.stopping if cancel else error)  # type: ignore[arg-type]
         self.where[step] = _RUNNING
         self.attempts[step] += 1
         self.spec, self.current = self.specs[step], step
