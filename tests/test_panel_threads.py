@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from test_explore import FLAWED
+from test_widgets_threads import Watched
 
 from rollback_lessons.explore import explore
 from rollback_lessons.lab.grid import ExplorerGrid
@@ -18,28 +19,11 @@ from rollback_lessons.lab.interleave import IsolationLab
 LIMIT_S = 30  # generous: each wait ends on its condition
 
 
-class Held:
-    """A panel's lock, held by the test; ``waiting`` is set when a click has to wait."""
-
-    def __init__(self) -> None:
-        self._lock = threading.RLock()
-        self.waiting = threading.Event()
-
-    def __enter__(self) -> Held:
-        if not self._lock.acquire(blocking=False):
-            self.waiting.set()
-            self._lock.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._lock.release()
-
-
 def waits_for_the_lock(panel: Any, click: Callable[[], Any]) -> None:
     """A click on another thread, while this thread holds the panel's lock: it waits for
     it (and runs once it is free), never runs beside what holds it."""
-    held = panel._lock = Held()
-    done = threading.Event()
+    waiting, done = threading.Event(), threading.Event()
+    held = panel._lock = Watched(waiting)
     errors: list[BaseException] = []
 
     def on_another_thread() -> None:
@@ -54,9 +38,9 @@ def waits_for_the_lock(panel: Any, click: Callable[[], Any]) -> None:
         thread = threading.Thread(target=on_another_thread)
         thread.start()
         for _ in range(LIMIT_S * 20):  # the first of the two to happen
-            if held.waiting.wait(0.05) or done.is_set():
+            if waiting.wait(0.05) or done.is_set():
                 break
-        assert held.waiting.is_set() and not done.is_set(), "the click ran beside the lock"
+        assert waiting.is_set() and not done.is_set(), "the click ran beside the lock"
     assert done.wait(LIMIT_S)
     thread.join(LIMIT_S)
     assert not errors, errors
