@@ -236,13 +236,14 @@ class GraphMachine(Machine):
 
     def step_resume(self, step: str) -> GraphOp:
         """``step``'s wait is over: its next attempt, unless the run failed meanwhile (then
-        it failed for good, with its last error)."""
+        it failed for good: by the cancel if the run was cancelled, else with its last error)."""
         self._running(step, _WAITING)
         if self.failing:  # (cancelled, nothing failed: the step failed by the cancel, as a list's)
             self.where[step] = _RUNNING
-            error = self.last_error.pop(step)
-            cancel = self.cancelled and not self.failures and self.stopping is not None
-            return self._lost(step, self.stopping if cancel else error)  # type: ignore[arg-type]
+            error, stopping = self.last_error.pop(step), self.stopping
+            if self.cancelled and not self.failures and stopping is not None:
+                error = stopping
+            return self._lost(step, error)
         self.where[step] = _RUNNING
         self.attempts[step] += 1
         self.spec, self.current = self.specs[step], step
