@@ -1149,7 +1149,11 @@ def test_no_widget_model_is_ever_missing_and_a_reopened_lesson_says_its_kernel_w
     )
     close_lessons(page)
     open_lesson(page, None, None, name)  # a new kernel: the saved panels' models are gone
-    page.wait_for_selector(".rollback-lab", state="attached")  # drawn from the saved state
+    try:
+        page.wait_for_selector(".rollback-lab", state="attached")  # drawn from the saved state
+    except Exception as error:  # what the page said instead, for the failure's message
+        outputs = page.locator(".jp-OutputArea-output").all_inner_texts()
+        raise AssertionError(f"no panel drawn: {page.errors} {outputs[-6:]}") from error
     check(page, "scrollTo", [".rollback-lab", 0])
     lost = page.locator(".rollback-lab .rl-lost").first
     lost.wait_for(state="visible")
