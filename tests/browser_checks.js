@@ -289,6 +289,15 @@
     return document.querySelectorAll(sel)[i].getBoundingClientRect().height;
   },
 
+  // The parts of panel ``i`` of ``sel`` whose fixed height hides some of what they hold
+  // (they scroll: nothing is cut, but a learner must scroll to read it): [class, px more].
+  overflowing: ([sel, i]) => {
+    const root = document.querySelectorAll(sel)[i];
+    return [...root.querySelectorAll(".rl-side, .rl-state, .rl-log, .rl-box")]
+      .filter((el) => el.scrollHeight > el.clientHeight + 1)
+      .map((el) => [el.className, el.scrollHeight - el.clientHeight]);
+  },
+
   // Every option but the chosen one of every enabled dropdown of panel ``i`` of ``sel``:
   // [k, option value] (k: the dropdown's index among the panel's selects).
   choices: ([sel, i]) => {
