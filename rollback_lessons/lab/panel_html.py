@@ -269,13 +269,6 @@ def result_at(outcome: Outcome, index: int, final: str) -> str:
     return _result_box(head, [("done so far", _names(done)), ("undone so far", _names(undone))])
 
 
-def run_results(outcome: Outcome, final: str) -> tuple[str, ...]:  # (tests: every frame's)
-    """Every result box the run's frames show (``result_at``), once each: known when the
-    run is chosen, so the box can reserve the tallest of them (``view_html``)."""
-    boxes = (result_at(outcome, i, final) for i in range(len(outcome.events)))
-    return tuple(dict.fromkeys(boxes))
-
-
 def view_html(
     outcome: Outcome,
     index: int,
