@@ -45,15 +45,16 @@ class JournalWriter:
         jrun.event(Event(seq, kind, step, details))
         if kind is EventKind.STEP_START:
             assert step is not None
-            if m.kinds[step] == Kind.PIVOT:
+            kind = m.kinds[step]
+            if kind == Kind.PIVOT:
                 jrun.pivot(step, "started")  # durable: recover never undoes across it
-            elif details["register"] == "after":  # a real undo once the step succeeded
+            if details["register"] == "after" and kind != Kind.PIVOT:  # its undo once it returns
                 spec = m.spec
                 semantic, timeout = bool(spec and spec.semantic), spec and spec.undo_timeout
                 self.intents[step] = jrun.register(
                     step, self.named[step], "intent", semantic, timeout or None
                 )
-            elif details["register"] == "none" and m.kinds[step] == Kind.COMPENSABLE:
+            elif details["register"] == "none" and kind != Kind.GATE:  # (a pivot too)
                 self.intents[step] = jrun.no_undo(step)  # no undo: if it may have happened,
                 self.bare.add(step)  # its effect is leaked, never lost
         elif kind is EventKind.UNDO_REGISTERED:
