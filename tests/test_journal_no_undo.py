@@ -411,3 +411,41 @@ def test_journal_show_counts_a_leaked_step_with_no_undo(tmp_path, capsys):
     header, line = capsys.readouterr().out.splitlines()[:2]
     assert header.split()[-2:] == ["letters", "leaked"]
     assert line.split()[-4:] == ["2", "2", "0", "1"]
+
+
+@pytest.mark.parametrize(
+    ("how", "leaked", "state", "status"),
+    [
+        ("raises", (), "not_run", "rolled_back"),  # taken at its word: nothing done
+        ("after_effect", ("email",), "leaked", "rollback_incomplete"),  # its error says so
+        ("cut", ("email",), "leaked", "rollback_incomplete"),  # a Ctrl-C in its call
+    ],
+)
+def test_the_readme_on_a_step_with_no_undo_that_fails(tmp_path, how, leaked, state, status):
+    """The README (Survive a crash, Records): a step with no undo "cut short in its call ...
+    or whose error says it failed after its effect ... is leaked in the journal as in
+    process ... nor one that raised any other error: ... recorded `not_run`, nothing
+    leaked". The email here always has its effect before it fails: only the error tells."""
+    world = World(f"readme-{how}")
+
+    def email(state):
+        world.effects.append("email")
+        if how == "raises":
+            raise ConnectionError("the mail server hung up after sending")
+        if how == "after_effect":
+            raise InjectedTimeout("email", "fail_after_effect", "email timed out after sending")
+        raise KeyboardInterrupt
+
+    steps = [Step("s0", partial(world.act, "s0", None), undo.bind(world=world.name, step="s0"))]
+    saga = Saga([*steps, Step("email", email, None)])
+    with Journal(tmp_path / "j.db") as journal:
+        outcome = None
+        with contextlib.suppress(KeyboardInterrupt):
+            outcome = saga.run({}, journal=journal, run_id="r")
+        if outcome is not None:
+            assert (outcome.status, outcome.leaked) == (status, leaked)
+        rows = journal._rows("SELECT step, state FROM undos WHERE compensation = ''")
+        assert rows == [("email", state)]
+        assert (journal.saga("r").status, tuple(journal.leaked("r"))) == (status, leaked)
+        assert bool(recover(journal, registry).waiting) == bool(leaked)
+    assert world.undone == ["s0"]
