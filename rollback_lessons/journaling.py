@@ -45,16 +45,16 @@ class JournalWriter:
         jrun.event(Event(seq, kind, step, details))
         if kind is EventKind.STEP_START:
             assert step is not None
-            kind = m.kinds[step]
-            if kind == Kind.PIVOT:
+            step_kind = m.kinds[step]
+            if step_kind == Kind.PIVOT:
                 jrun.pivot(step, "started")  # durable: recover never undoes across it
-            if details["register"] == "after" and kind != Kind.PIVOT:  # its undo once it returns
+            if details["register"] == "after" and step_kind != Kind.PIVOT:  # undo once it returns
                 spec = m.spec
                 semantic, timeout = bool(spec and spec.semantic), spec and spec.undo_timeout
                 self.intents[step] = jrun.register(
                     step, self.named[step], "intent", semantic, timeout or None
                 )
-            elif details["register"] == "none" and kind != Kind.GATE:  # (a pivot too)
+            elif details["register"] == "none" and step_kind != Kind.GATE:  # (a pivot too)
                 self.intents[step] = jrun.no_undo(step)  # no undo: if it may have happened,
                 self.bare.add(step)  # its effect is leaked, never lost
         elif kind is EventKind.UNDO_REGISTERED:
