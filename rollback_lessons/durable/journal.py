@@ -308,9 +308,8 @@ class Journal:
             params,
         ).fetchall()
         # the columns in SagaRecord's field order (its counts 0, not NULL, with no undo)
-        return [
-            SagaRecord(*r[:6], *(n or 0 for n in r[6:9]), *r[9:-1], leaked=r[-1] or 0) for r in rows
-        ]
+        counted = [(*r[:6], *(n or 0 for n in r[6:9]), *r[9:-1], r[-1] or 0) for r in rows]
+        return [SagaRecord(*row) for row in counted]
 
     def saga(self, saga_id: str) -> SagaRecord:
         found = self.sagas("WHERE s.id = ?", (saga_id,))
