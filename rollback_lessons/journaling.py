@@ -70,7 +70,7 @@ class JournalWriter:
         elif kind is EventKind.STEP_FAILED:
             if step in self.intents and not details.get("after_effect"):
                 jrun.abandon(self.intents.pop(step))  # nothing happened: nothing to undo
-            elif step is not None and m.kinds.get(step) == Kind.PIVOT and m.doubt != step:
+            if step is not None and m.kinds.get(step) == Kind.PIVOT and m.doubt != step:
                 jrun.pivot(step, "refused")  # before any effect: recover may roll back
         elif kind is EventKind.STEP_DONE:
             assert step is not None
