@@ -237,18 +237,16 @@ class GraphMachine(Machine):
 
     def step_resume(self, step: str) -> GraphOp:
         """``step``'s wait is over: its next attempt, unless the run failed meanwhile (then
-        it failed for good: by the cancel if the run was cancelled, by the cancel function's
-        error if that raised, ``asking_failed``, else with its last error)."""
+        it failed for good: by the cancel if the run was cancelled, else with its last error)."""
         self._running(step, _WAITING)
         if self.failing:  # (cancelled, nothing failed: the step failed by the cancel, as a list's)
             self.where[step] = _RUNNING
             error, stopping = self.last_error.pop(step), self.stopping
             if self.cancelled and not self.failures and stopping is not None:
                 error = stopping
-            first = self.failures[0] if self.failures else None
-            if first is not None and first[0] is None and first[1] is self.asked_error:
-                del self.failures[0]  # the cancel function raised: this step fails with it
-                return self._lost(step, first[1], first=True)  # (``asking_failed``)
+            if self.failures and self.failures[0] == (None, self.asked_error):  # (``broken``)
+                self.failures[0] = (step, self.failures[0][1])  # the step fails with it
+                return self._lost(step, self.failures[0][1], counted=True)
             return self._lost(step, error)
         self.where[step] = _RUNNING
         self.attempts[step] += 1
@@ -262,52 +260,37 @@ class GraphMachine(Machine):
         self.where[step] = _RUNNING
         return self._lost(step, exc, cut)
 
-    def _lost(
-        self, step: str, error: BaseException, cut: bool = False, first: bool = False
-    ) -> GraphOp:
+    def _lost(self, step: str, error: BaseException, cut: bool = False,
+              counted: bool = False) -> GraphOp:  # fmt: skip
         """``step`` failed for good: nothing more starts; its effect, if it happened anyway
         (after its effect, or ``cut`` short inside its call) and no undo was logged before
         it, leaked; a pivot that may have happened halts for a person (the machine's rule,
-        ``pivot_in_doubt``). ``first``: its failure is the run's first (the cancel
-        function's error, which it takes over)."""
+        ``pivot_in_doubt``). ``counted``: its failure is in ``failures`` already."""
         self.where[step] = _FAILED
         self.busy_count -= 1
         self.ended.append(step)
         details = self._lost_effect(self.specs[step], error, cut)
-        if first:
-            self.failures.insert(0, (step, error))
-        else:
-            if self.failures:
-                also = f"{step} also failed, while the running steps finished: {describe(error)}"
-                self.notes = [*self.notes, also]
+        if self.failures and not counted:
+            also = f"{step} also failed, while the running steps finished: {describe(error)}"
+            self.notes = [*self.notes, also]
+        if not counted:
             self.failures.append((step, error))
         self._emit(EventKind.STEP_FAILED, step, details)
         return self._next()
 
-    def broken(self, error: BaseException) -> GraphOp | None:
+    def broken(self, error: BaseException, asked: bool = False) -> GraphOp | None:
         """Something outside a step's call raised going forward (a journal write as a step
         starts or ends): nothing more starts, and once the running steps have ended (each
         told as usual) the run fails with it, by the machine's rules (rolled back, or halted
         after a pivot). The driver awaits them first: a branch still running is never left
         behind by a rollback. Answers the run's end at once when no step runs (None while
-        steps still run, or once the run failed)."""
+        steps still run, or once the run failed). ``asked``: the caller's cancel function
+        raised it; a step waiting to retry fails with it as it resumes, as a list's does."""
         if self.rolling or self.phase is Phase.DONE:
             return None
+        self.asked_error = error if asked else self.asked_error
         self.failures.append((None, error))
         return self._next() if not self.busy_count else None
-
-    def asking_failed(self, error: BaseException) -> GraphOp | None:
-        """The caller's cancel function raised ``error``: a failure, not a cancel (declined
-        past the pivot by ``_graph_drive.asking_failed``). Nothing more starts; a step
-        waiting to retry (asked as its wait ended) fails for good with it when it resumes
-        (``step_resume``), as a list's waiting step does (``Machine.interrupted``), and the
-        run fails there, naming that step; asked as a step returned, the run fails with it
-        once the running steps ended, naming none (as a list's does: the step is done).
-        Answers as ``broken``."""
-        if self.rolling or self.phase is Phase.DONE:
-            return None
-        self.asked_error = error
-        return self.broken(error)
 
     def cancel(self, error: BaseException) -> GraphOp | None:
         """The run's caller cancels it (told through ``schedule.cancel``, which declines it

@@ -147,7 +147,7 @@ def test_a_cancel_function_raising_in_a_retry_wait_fails_the_waiting_step_on_a_l
     parallel,
 ):
     """The cancel function raises as s0's wait to retry ends: the waiting step fails for good
-    with its error, on a list and on the graph machine alike (``GraphMachine.asking_failed``:
+    with its error, on a list and on the graph machine alike (``GraphMachine.broken(asked=True)``:
     before, the graph failed the run with no step named, s0 failing with its own last error,
     a ``ConnectionError``, and a note that it "also failed"). Events and all."""
     saga = build(3, parallel, 0)
