@@ -384,9 +384,10 @@ class Machine:
         """An attempt that may have had its effect (after it, or cut short; a gate changes
         nothing) is remembered for good, and so is a pivot's in doubt (``pivot_in_doubt``): a
         later attempt's clean refusal, or a cancel in the wait, does not prove it did nothing."""
-        if (after_effect(error) or cut) and spec.kind != Kind.GATE:
+        doubt = pivot_in_doubt(spec.kind, error, cut)  # a pivot's timeout too: it may have
+        if (after_effect(error) or cut or doubt) and spec.kind != Kind.GATE:  # happened
             self.effected = self.effected | {spec.name}
-        if pivot_in_doubt(spec.kind, error, cut) and self.doubt != spec.name:
+        if doubt and self.doubt != spec.name:
             how = "with a timeout" if timed_out(error) else "while it ran (cut short)"
             self.doubt_cause = "after its effect" if after_effect(error) else how
             self.doubt = spec.name

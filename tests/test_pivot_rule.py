@@ -171,6 +171,24 @@ def test_a_pivot_that_times_out_halts_and_one_that_is_refused_is_compensated_acr
     assert state == {"reserve": "undone", "charge": "undone"}
 
 
+def test_a_pivot_in_doubt_is_leaked_as_one_that_failed_after_its_effect(tmp_path):
+    """A pivot's timeout may have come after its effect (the README's "only the error
+    tells"): like ``fail_after_effect`` it is leaked, in the Outcome, its failure's
+    details and the journal; a clean refusal is not (harden17 found the timeout not_run)."""
+    after = booking().run({}, inject={"email": "fail_after_effect"}, clock=VirtualClock())
+    timed = with_email(timing_out).run({}, clock=VirtualClock())
+    refused = with_email(refusing).run({}, clock=VirtualClock())
+    assert after.leaked == timed.leaked == ("email",) and refused.leaked == ()
+    failed = [e for e in timed.events if e.kind == EventKind.STEP_FAILED]
+    assert failed[-1].details.get("after_effect") is True
+    saga = journalled("doubt", n=2)
+    saga = Saga([*saga.steps, Step("email", timing_out, kind=Kind.PIVOT)], name="doubt")
+    with Journal(tmp_path / "j.db") as journal:
+        outcome = saga.run({}, journal=journal, run_id="t", clock=VirtualClock())
+        assert outcome.status is Status.HALTED and outcome.leaked == ("email",)
+        assert journal.leaked("t") == ["email"]
+
+
 # -- the writers ask the machine about both failures --------------------------------------
 
 
