@@ -719,7 +719,28 @@ def make(run_id=None):
 
 
 waited = threading.Event()
-with DBOSRunner.start(SYSTEM, sagas={"relaunched": make}) as runner:
+BARE = sys.argv[4:] == ["bare"]  # launched as the README's relaunch: no sagas=
+with DBOSRunner.start(SYSTEM, sagas=None if BARE else {"relaunched": make}) as runner:
+    if MODE == "leave":  # the answer sent (DBOS's own send), closed while its undo waits
+        from dbos import DBOS
+        from rollback_lessons.runners.dbos import workflow
+
+        while DBOS.get_event("r1", "pending", timeout_seconds=0) is None:
+            waited.wait(0.02)
+        DBOS.send("r1", {"step": "b", "answer": "retry", "id": "by hand"}, "answer-1")
+        while "r1" not in workflow.WAITING:  # its undo waits for a process to host it
+            waited.wait(0.02)
+        print("waiting:", workflow.WAITING["r1"], DBOS.get_workflow_status("r1").status)
+        print("waiting():", runner.waiting())
+        try:
+            runner.record("r1")
+        except Exception as exc:
+            print(type(exc).__name__, exc)
+        sys.exit(0)
+    if MODE == "finish":
+        outcome = runner.handle_for(make(), "r1").outcome()
+        print("outcome:", outcome.status, ",".join(outcome.compensated))
+        sys.exit(0)
     if MODE == "ask":
         handle = runner.start_saga(make(), None, policy="halt", halt_wait=120, run_id="r1")
         while handle.pending() is None:
@@ -754,12 +775,16 @@ def test_a_saga_resumed_after_a_relaunch_is_answered_through_handle_for(tmp_path
     first = subprocess.run([sys.executable, str(script), world, system, "ask"],
                            capture_output=True, text=True, timeout=300)  # fmt: skip
     assert first.returncode == -9, first.stderr[-2000:]  # SIGKILLed while asking
-    again = subprocess.run([sys.executable, str(script), world, system, "answer"],
+    again = subprocess.run([sys.executable, str(script), world, system, "answer", "bare"],
                            capture_output=True, text=True, timeout=300)  # fmt: skip
     assert again.returncode == 0, again.stderr[-2000:]
     lines = again.stdout.splitlines()
     assert lines[0].startswith("refused: DBOS has no saga 'nobody'")
     assert lines[1:] == ["asked: 1 b,a", "outcome: rolled_back b,a"]
+    _undone_once(world)
+
+
+def _undone_once(world):
     import sqlite3
 
     con = sqlite3.connect(world)
@@ -872,3 +897,36 @@ def test_a_saga_an_earlier_version_left_waiting_for_a_person_resumes_after_an_up
     assert "'rollback_lessons.heard'" in r2 and "launch the version that started it" in r2
     assert r3.startswith("r3: saga 'r3' was left unfinished by another version")
     assert "application version '0ld'" in r3 and "launch that version on" in r3
+
+
+def test_a_relaunch_that_hosts_no_saga_leaves_the_run_waiting_never_failed(tmp_path):
+    """attack16's F11: relaunched as the README said (``DBOSRunner.start(file)``, no
+    ``sagas=``), the resumed saga's undo found no saga known to the process, failed with
+    NotHosted, and DBOS saved that failure for good (a later launch with ``sagas=`` got the
+    same): the saga stopped half done, a's effect left, no record saying so. Now a resumed
+    run whose saga is not hosted waits for it: a runner closed meanwhile leaves it
+    ``PENDING``, and a later launch's ``handle_for(saga, run_id)`` finishes it. (The test
+    above answers through such a launch, the README's path.)"""
+    import subprocess
+    import sys
+
+    script = tmp_path / "relaunched.py"
+    script.write_text(_RELAUNCHED)
+    world, system = str(tmp_path / "world.db"), str(tmp_path / "dbos.sqlite")
+
+    def launch(*mode):
+        return subprocess.run([sys.executable, str(script), world, system, *mode],
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+
+    first = launch("ask")
+    assert first.returncode == -9, first.stderr[-2000:]  # SIGKILLed while asking
+    left = launch("leave", "bare")
+    assert left.returncode == 0, left.stderr
+    assert left.stdout.splitlines() == [
+        "waiting: relaunched PENDING", "waiting(): {'r1': 'relaunched'}",
+        "NotHosted saga 'r1' ('relaunched') waits for its steps, which this process does not "
+        "know: launch with sagas={'relaunched': ...}, or use handle_for(saga, run_id)",
+    ]  # fmt: skip
+    done = launch("finish", "bare")
+    assert (done.returncode, done.stdout) == (0, "outcome: rolled_back b,a\n"), done.stderr
+    _undone_once(world)

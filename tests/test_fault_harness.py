@@ -143,12 +143,16 @@ def trial(tmp_path, name, make, inject, faults):
     journal = Journal(path)
     faults.wrap(journal)
     saga = make(world)
-    outcome = None
-    with contextlib.suppress(KeyboardInterrupt, sqlite3.Error):
+    outcome, raised = None, None
+    try:
         outcome = saga.run(
             {}, inject=inject, journal=journal, run_id="s", on_event=faults.on_event,
             clock=VirtualClock(),
         )  # fmt: skip
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:  # the journal's one error, saying nothing ran (attack16's F5)
+        raised = exc
     journal.close()
     with Journal(path) as journal:
         faults.wrap(journal)
@@ -160,6 +164,11 @@ def trial(tmp_path, name, make, inject, faults):
         if journal.unfinished():
             recover(journal, registry)
         problems = check(world, journal, saga, outcome)
+    said = isinstance(raised, JournalError) and "nothing ran" in str(raised)
+    if raised is not None and not said:
+        problems.append(f"saga.run raised {raised!r}, not the journal's error saying nothing ran")
+    elif raised is not None and world.effects:
+        problems.append(f"saga.run said nothing ran, yet {world.effects} did")
     return problems
 
 
@@ -346,3 +355,32 @@ def test_a_failed_write_after_the_pivot_never_compensates_across_it(tmp_path):
         halted = [e.details["reason"] for e in outcome.events if e.kind == "halted"]
         assert outcome.status is Status.HALTED and "'email' happened" in halted[0]
         assert outcome.pending == ("charge",)
+
+
+def test_a_full_disk_at_the_first_write_is_one_line_nothing_ran(tmp_path, monkeypatch, capsys):
+    """attack16's F5: the write that takes the run's id (the first, ``sync=False``) failed
+    on a full disk, and saga.run raised a raw sqlite3.OperationalError (the harness above
+    let any sqlite3 error through, so missed it); crashlab died with a traceback. Now it is
+    the journal's error saying nothing ran, and crashlab says so in one line, exit 2."""
+    from rollback_lessons.durable.journal import Journal as JournalClass
+    from rollback_lessons.worlds import crashlab
+
+    real = JournalClass.write
+
+    def full_at_the_take(self, statements, **kw):
+        takes = any(sql.startswith("INSERT INTO sagas") for sql, _ in statements)
+        if takes and kw.get("sync") is False:
+            raise DiskFull("database or disk is full")
+        return real(self, statements, **kw)
+
+    monkeypatch.setattr(JournalClass, "write", full_at_the_take)
+    ran = []
+    with Journal(tmp_path / "j.db") as journal:
+        with pytest.raises(JournalError, match="nothing ran"):
+            Saga([Step("a", lambda s: ran.append("a"))]).run({}, journal=journal, run_id="first")
+        assert ran == [] and journal.sagas() == []
+    code = crashlab.main(["--journal", str(tmp_path / "lab.db"), "--world", str(tmp_path / "w.db")])
+    out, err = capsys.readouterr()
+    assert (code, out) == (2, "")
+    assert err.startswith("crashlab: saga ") and err.endswith(": nothing ran\n"), err
+    assert err.count("\n") == 1

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 import pytest
-from conftest import OnALoop, same_outcome
+from conftest import SOAK, OnALoop, same_outcome
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -386,6 +386,173 @@ def test_a_step_whose_answer_died_with_the_server_is_undone_or_named(tmp_path, s
     still = [step for step in ("a", "b") if step in state]
     named = [step for step in ("a", "b") if any(n.startswith(f"{step}: ") for n in resumed.notes)]
     assert still == named  # b's effect: undone, or named as left
+
+
+def test_an_answer_sent_before_the_server_died_is_server_lost_never_refused(
+    tmp_path, server_lost_soon
+):
+    """attack16's F3: the server was killed while resolve waited for the saga's word on
+    its answer, and resolve said "nothing was answered" (AnswerRefused), yet the saga had
+    the answer and took it: a person told so may undo a by hand, twice. The kill comes
+    here just after the answer's Signal is in the history. resolve is ``ServerLost`` (the
+    answer's fate not known), and so is every other call on the handle (F6: cancel and
+    history raised a raw RPCError); the server started again, the saga takes the answer
+    and rolls back, a undone once."""
+    db, port = tmp_path / "temporal.db", free_port()
+    undone: list[str] = []
+    saga = Saga([Step("a", lambda s: s.update(a=1), lambda s: undone.append(s.pop("a"))),
+                 Step("b", lambda s: 1 / 0)], name="lost answer")  # fmt: skip
+    state: dict = {}
+
+    async def main():
+        first = await TemporalRunner.start(db_file=db, port=port)
+        lost = {}
+        try:
+            handle = await first.start_saga(saga, state, inject={"a": "undo_fails_once"},
+                                            policy="halt", halt_wait=3600)  # fmt: skip
+            while (asked := await handle.pending()) is None:
+                await asyncio.sleep(0.02)
+            signal_sent = handle.workflow.signal
+
+            async def then_the_server_dies(*args, **kwargs):
+                await signal_sent(*args, **kwargs)
+                kill_server_on(port)
+
+            handle.workflow.signal = then_the_server_dies
+            calls = {"resolve": lambda: handle.resolve(asked, "retry"),
+                     "cancel": handle.cancel, "history": handle.history}  # fmt: skip
+            for name, call in calls.items():
+                with pytest.raises(ServerLost) as caught:
+                    await call()
+                lost[name] = str(caught.value)
+            again = await TemporalRunner.start(db_file=db, port=port, task_queue=first.task_queue)
+            async with again:
+                resumed = again.handle_for(saga, handle.run_id)
+                asks = await resumed.pending()
+                outcome = await asyncio.wait_for(resumed.outcome(), 60)
+        finally:
+            await first.close()
+        return lost, asks, outcome
+
+    lost, asks, outcome = run_async(main)
+    assert "The answer was sent; whether the saga took it is not known" in lost["resolve"]
+    assert all("stopped answering" in said for said in lost.values()), lost
+    assert asks is None  # the answer was taken before the server died
+    assert outcome.status is Status.ROLLED_BACK and outcome.compensated == ("a",)
+    assert undone == [1] and state == {}
+
+
+@pytest.mark.skipif(not SOAK, reason="make soak: ~5 s a trial, the server killed at random")
+def test_a_server_killed_at_random_around_an_answer_never_refuses_one_taken(
+    tmp_path, server_lost_soon
+):
+    """attack16's sweep for F3: the server SIGKILLed at a random instant while resolve
+    runs. resolve is taken, ``ServerLost`` or ``AnswerRefused``; refused, the saga still
+    asks once the server is back. Answered (again, if it asks), the saga rolls back, a
+    undone exactly once."""
+    import random
+
+    from rollback_lessons.runners.temporal import AnswerRefused
+
+    rng = random.Random(16)
+
+    async def trial(n):
+        undone: list[str] = []
+        saga = Saga([Step("a", lambda s: s.update(a=1), lambda s: undone.append(s.pop("a"))),
+                     Step("b", lambda s: 1 / 0)], name="killed")  # fmt: skip
+        state: dict = {}
+        db, port = tmp_path / f"t{n}.db", free_port()
+        first = await TemporalRunner.start(db_file=db, port=port)
+        try:
+            handle = await first.start_saga(saga, state, inject={"a": "undo_fails_once"},
+                                            policy="halt", halt_wait=3600)  # fmt: skip
+            while (asked := await handle.pending()) is None:
+                await asyncio.sleep(0.02)
+            loop = asyncio.get_running_loop()
+            killer = loop.run_in_executor(None, lambda: (time.sleep(rng.uniform(0, 0.4)),
+                                                         kill_server_on(port)))  # fmt: skip
+            try:
+                await handle.resolve(asked, "retry")
+                said = "taken"
+            except (ServerLost, AnswerRefused) as exc:
+                said = type(exc).__name__
+            await killer
+            with pytest.raises(ServerLost):  # (and the killed server's port let go meanwhile)
+                await handle.outcome()
+            again = await TemporalRunner.start(db_file=db, port=port, task_queue=first.task_queue)
+            async with again:
+                resumed = again.handle_for(saga, handle.run_id)
+                asks = await resumed.pending()
+                if asks is not None:
+                    await resumed.resolve(asks, "retry")
+                outcome = await asyncio.wait_for(resumed.outcome(), 60)
+        finally:
+            await first.close()
+        return said, asks, outcome, undone, state
+
+    for n in range(12):
+        said, asks, outcome, undone, state = run_async(lambda n=n: trial(n))
+        assert said != "AnswerRefused" or asks is not None, f"trial {n}: refused, yet taken"
+        assert said != "taken" or asks is None, f"trial {n}: taken, yet asked again"
+        assert outcome.status is Status.ROLLED_BACK and outcome.compensated == ("a",)
+        assert undone == [1] and state == {}
+
+
+def test_a_resolve_with_no_word_from_the_server_is_never_a_refusal(on_temporal):
+    """The same, with the client's calls failing as a lost server fails them (the
+    Update, then the Query, an RPCError that is not the server's "no such run"): never
+    AnswerRefused; a "not found" from the server is still the saga over."""
+    from temporalio.service import RPCError, RPCStatusCode
+
+    saga = Saga([Step("a", lambda s: s.update(a=1), lambda s: s.pop("a")),
+                 Step("b", lambda s: 1 / 0)], name="no word")  # fmt: skip
+
+    async def scenario(runner):
+        handle = await runner.start_saga(saga, {}, policy="halt", halt_wait=120,
+                                         inject={"a": "undo_fails"})  # fmt: skip
+        while (asked := await handle.pending()) is None:
+            await asyncio.sleep(0.02)
+        workflow = handle.workflow
+
+        def failing(status):
+            async def call(*args, **kwargs):
+                raise RPCError("connection refused", status, b"")
+
+            return call
+
+        async def dropped(*args, **kwargs):  # the answer not sent: the saga still asks
+            return None
+
+        said = []
+        workflow.signal = dropped
+        workflow.execute_update = failing(RPCStatusCode.UNAVAILABLE)
+        with pytest.raises(ServerLost, match="The answer was sent"):
+            await handle.resolve(asked, "leave")
+        workflow.execute_update = failing(RPCStatusCode.NOT_FOUND)  # over, says the server
+        workflow.query = failing(RPCStatusCode.UNAVAILABLE)  # and then not a word
+        with pytest.raises(ServerLost, match="The answer was sent"):
+            await _resolve_past_pending(handle, asked)
+        del workflow.query, workflow.execute_update, workflow.signal
+        await handle.resolve(asked, "leave")
+        said.append("taken")
+        return said, await handle.outcome()
+
+    said, outcome = on_temporal(scenario)
+    assert said == ["taken"]
+    assert outcome.status is Status.HALTED and outcome.pending == ("a",)
+
+
+async def _resolve_past_pending(handle, asked):
+    """resolve, its pending() read before the Query failed (the question still asked)."""
+
+    async def still_asked():
+        return asked
+
+    handle.pending = still_asked
+    try:
+        await handle.resolve(asked, "leave")
+    finally:
+        del handle.pending
 
 
 def test_awkward_step_names_end_the_same_on_temporal(on_temporal):

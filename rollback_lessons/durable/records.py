@@ -187,11 +187,15 @@ class JournalRun:
     def take_id(self) -> None:
         """Write the saga's row now: the id its caller chose is checked and taken in one
         step (its INSERT), so two processes never both take it (the second is refused)."""
+        path, saga = self.journal.path, self.saga_id
         try:
             self.journal.write(self.take(), sync=False)
         except sqlite3.IntegrityError:
-            path, saga = self.journal.path, self.saga_id
             raise JournalError(f"saga {saga!r} is already in {path}; ids must be unique") from None
+        except sqlite3.Error as exc:  # a full disk, an I/O error: before any step, so one line
+            raise JournalError(
+                f"saga {saga!r} could not be written to {path} ({describe(exc)}): nothing ran"
+            ) from None
 
     def event(self, event: Event) -> None:
         self._pending.append(

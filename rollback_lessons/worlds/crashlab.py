@@ -25,7 +25,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ..durable.journal import Journal
+from ..durable.journal import Journal, JournalError
 from ..durable.registry import Registry, compensation
 from ..rules import Kind, Register
 from ..saga import Saga, Step
@@ -405,11 +405,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.dbos is not None:
         print(" ".join(_on_dbos(args)), flush=True)
         return 0
-    with Journal(args.journal) as journal:
-        statuses = run_sagas(
-            journal, str(args.world), args.prefix, args.sagas, args.steps,
-            args.fail_every, args.undo_fails_every, args.register, args.pivot,
-        )  # fmt: skip
+    try:
+        with Journal(args.journal) as journal:
+            statuses = run_sagas(
+                journal, str(args.world), args.prefix, args.sagas, args.steps,
+                args.fail_every, args.undo_fails_every, args.register, args.pivot,
+            )  # fmt: skip
+    except JournalError as exc:  # (a full disk before a saga began, say): one line
+        print(f"crashlab: {exc}", file=sys.stderr)
+        return 2
     print(" ".join(statuses), flush=True)
     return 0
 

@@ -204,6 +204,7 @@ class DBOSRunner:
             raise DBOSUnavailable("DBOS already runs in this process: close that runner first")
         try:
             workflow.FACTORIES.update(sagas or {})
+            workflow.opening(False)
             workflow.new_launch()  # an intent an earlier launch saved is a dead process's
             if system_database is None:
                 path = Path(tempfile.mkdtemp(prefix="rollback-lessons-dbos-")) / "dbos.sqlite"
@@ -306,7 +307,8 @@ class DBOSRunner:
         answers it (``pending()``, ``resolve()``), ``outcome()`` waits for its end; with the
         state it acts on when this process still hosts the run. A run id DBOS does not know
         is refused (``UnknownRun``)."""
-        if DBOS.get_workflow_status(run_id) is None:
+        status = DBOS.get_workflow_status(run_id)
+        if status is None:
             raise UnknownRun(f"DBOS has no saga {run_id!r} in {self.path}")
         if run_id in self.stranded:  # (never resumed here: an answer would wait forever)
             raise ReplayRefused(
@@ -318,6 +320,8 @@ class DBOSRunner:
             )
         run = hosted.RUNS.get(run_id)
         state = run.state if run is not None else None
+        if status.status in ("PENDING", "ENQUEUED"):  # resumed here, perhaps waiting for it
+            workflow.host(run_id, saga)
         result: Callable[[], Any] = DBOS.retrieve_workflow(run_id).get_result
         return DBOSHandle(saga, run_id, state, None, result, self.path)
 
@@ -327,15 +331,35 @@ class DBOSRunner:
 
     def record(self, run_id: str) -> RunRecord:
         """The record of run ``run_id``, once it ended (waited for): one this launch
-        resumed, say, after the process that started it died. One that this version cannot
-        resume (another version started it) is ``ReplayRefused``, one line."""
+        resumed, say, after the process that started it died. One that waits for its saga
+        (``waiting``) is refused in one line (``NotHosted``): it would never end here; one
+        that this version cannot resume (another version started it) is ``ReplayRefused``."""
+        name = self.waiting().get(run_id)
+        if name is not None:
+            raise hosted.NotHosted(
+                f"saga {run_id!r} ({name!r}) waits for its steps, which this process does not "
+                f"know: launch with sagas={{{name!r}: ...}}, or use handle_for(saga, run_id)"
+            )
         try:
             return record_of(DBOS.retrieve_workflow(run_id).get_result())
         except DBOSUnexpectedStepError as exc:
             raise ReplayRefused.of(run_id, exc, self.path) from None
 
+    def waiting(self) -> dict[str, str]:
+        """The sagas left unfinished on this file that this process cannot go on with, as
+        it does not know their steps (their saga's name, by run id): resumed at launch, they
+        wait (``sagas=`` at ``start``, or ``handle_for(saga, run_id)``, hosts one)."""
+        unfinished = DBOS.list_workflows(status=["PENDING", "ENQUEUED"], has_parent=False)
+        names = {w.workflow_id: workflow.saga_name(w.input) for w in unfinished}
+        return {
+            run_id: name
+            for run_id, name in names.items()
+            if name is not None and run_id not in hosted.RUNS and name not in workflow.FACTORIES
+        }
+
     def close(self) -> None:
         try:
+            workflow.opening(True)  # a run waiting for its saga stays unfinished, for later
             DBOS.destroy()
         finally:
             _launched.release()

@@ -51,6 +51,18 @@ async def _calls_ended(run_id: str) -> list[tuple[str, str]]:
     return [(kind, step) for (kind, step, _), future in calls.items() if not future.done()]
 
 
+UNKNOWN = (
+    "The answer was sent; whether the saga took it is not known (pending() says whether "
+    "it still asks)."
+)
+"""What a resolve cut off from the server after sending its answer says: only the server's
+own word (the run's, or "no such run") may say an answer was refused."""
+UNSENT = (
+    "The answer may have reached the server; whether the saga took it is not known "
+    "(pending() says whether it still asks)."
+)
+
+
 class SagaHandle:
     """A saga running on Temporal: ``await handle.outcome()``, or ``await handle.cancel()``."""
 
@@ -70,7 +82,13 @@ class SagaHandle:
         return f"{base}/namespaces/default/workflows/{self.run_id}" if base else None
 
     async def cancel(self) -> None:
-        await self.workflow.cancel()
+        """Ask the saga to cancel; a server that does not answer is ``ServerLost``."""
+        try:
+            await self.workflow.cancel()
+        except RPCError as exc:
+            if exc.status is RPCStatusCode.NOT_FOUND:
+                raise  # the server's own word: no such run (or it is over)
+            raise ServerLost.of(self.run_id, exc, "The cancel was not heard.") from None
 
     async def history(self, *, ids: bool = True) -> Table:
         """The workflow's own event history, as Temporal keeps it: each activity scheduled,
@@ -78,7 +96,12 @@ class SagaHandle:
         left out. This history, not the worker, is what survives a crash. ``ids=False``
         leaves out the event ids (they depend on timing; the order does not)."""
 
-        return await history_table(self.workflow.fetch_history_events(), ids=ids)
+        try:
+            return await history_table(self.workflow.fetch_history_events(), ids=ids)
+        except RPCError as exc:
+            if exc.status is RPCStatusCode.NOT_FOUND:
+                raise
+            raise ServerLost.of(self.run_id, exc) from None
 
     async def pending(self) -> Question | None:
         """The question a halted saga waits on a person for (a Query: its number and the
@@ -102,11 +125,14 @@ class SagaHandle:
             if asked is None and (await self.workflow.describe()).status is not Running.RUNNING:
                 raise AnswerRefused(f"saga {self.run_id} is over: nothing was answered")
             refuse_unless_asked(question, asked, self.run_id)
-            args = [answer, question.number, question.step, said]
-            await self.workflow.signal("resolve", args=args)
-            took = await self._taken(question.number)
         except RPCError as exc:
             raise self._lost(exc, "nothing was answered") from None
+        args = [answer, question.number, question.step, said]
+        try:
+            await self.workflow.signal("resolve", args=args)
+        except RPCError as exc:  # sent, perhaps: only the server's "no such run" says not
+            raise self._lost(exc, "nothing was answered", UNSENT) from None
+        took = await self._taken(question.number)
         if took != said:
             why = "it took another answer first" if took else "it stopped waiting first"
             raise AnswerRefused(
@@ -119,28 +145,30 @@ class SagaHandle:
         if the saga ended without saying (terminated, say)."""
         try:
             return str(await self.workflow.execute_update("answered", args=[number]))
-        except (WorkflowUpdateFailedError, RPCError):  # the run is over by now
+        except WorkflowUpdateFailedError:  # the run is over by now
             pass
+        except RPCError as exc:  # over (the server says so), or the server is lost
+            if exc.status is not RPCStatusCode.NOT_FOUND:
+                raise ServerLost.of(self.run_id, exc, UNKNOWN) from None
         except UpdateCut as exc:  # the SDK's word for the call cut short, either way:
             if isinstance(exc.__cause__, asyncio.CancelledError):
                 raise exc.__cause__ from None  # the caller's cancel, as it came
             raise ServerLost.of(  # the server did not answer in time
-                self.run_id, exc.__cause__ or exc, "The answer was sent; whether the saga "
-                "took it is not known (pending() says whether it still asks).",
-            ) from None  # fmt: skip
+                self.run_id, exc.__cause__ or exc, UNKNOWN
+            ) from None
         try:  # a run over is asked by a Query (its worker replays its history)
             took = await self.workflow.query("taken", number)
-        except RPCError:
-            return None
+        except RPCError as exc:  # no word from the run: its answer's fate is not known
+            raise ServerLost.of(self.run_id, exc, UNKNOWN) from None
         return None if took is None else str(took)
 
-    def _lost(self, exc: RPCError, so: str) -> Exception:
+    def _lost(self, exc: RPCError, so: str, also: str = "") -> Exception:
         """An RPC refused: the saga is over (``AnswerRefused``, saying ``so``: what the
-        caller could not do), or the server is gone."""
+        caller could not do), or the server is gone (``also``: what else to say)."""
         if exc.status is RPCStatusCode.NOT_FOUND:
             over = f"saga {self.run_id} is over ({exc.message}): {so}"
             return AnswerRefused(over)
-        return ServerLost.of(self.run_id, exc)
+        return ServerLost.of(self.run_id, exc, also)
 
     async def outcome(self) -> Outcome:
         try:
