@@ -75,6 +75,34 @@ def _own_jupyter_data_dir(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path_factory.mktemp("jupyter-data")))
 
 
+# -- a lesson run once, not twice --------------------------------------------------------------
+# The browser tests run each lesson with a panel (Run All in JupyterLab) and check its outputs
+# by strict nbval's own rules (tests/nbval_rules.py; such a test is marked
+# outputs_checked_as_nbval(path)). Where such a test is selected, nbval's own run of that
+# lesson (a kernel of its own, the same cells again: 1.3-4.3 CPU s a lesson) is deselected;
+# anywhere else (the browser tests deselected, -m "not browser", or not collected) nbval runs
+# it as ever. make soak (SOAK=1) runs both.
+@pytest.hookimpl(trylast=True)  # after -k, -m and --deselect have chosen
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("SOAK", "") not in ("", "0"):
+        return
+    checked = {
+        mark.args[0] for item in items for mark in item.iter_markers("outputs_checked_as_nbval")
+    }
+    if not checked:
+        return
+    root = config.rootpath
+    run_twice = [
+        item for item in items
+        if type(item).__name__ == "IPyNbCell"
+        and item.path.relative_to(root).as_posix() in checked
+    ]  # fmt: skip
+    if run_twice:
+        dropped = set(map(id, run_twice))
+        items[:] = [item for item in items if id(item) not in dropped]
+        config.hook.pytest_deselected(items=run_twice)
+
+
 # -- make test on every core (pytest-xdist: -n auto --dist loadfile) -------------------------
 # Each test is a unit of work of its own, shared out between the workers, except where a
 # file must stay on one worker: a notebook (its cells share one kernel) and the modules in

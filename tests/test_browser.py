@@ -8,7 +8,9 @@ panel taller than the screen, text too small to read from the back row, a pictur
 smaller than it was drawn, or how long a click takes to reach the screen. One JupyterLab
 serves the session (127.0.0.1, a free port, a token), on copies of the lessons without
 outputs, but for the lessons without a panel or a check after Run All (``as_stored``): they
-open with their committed outputs, the ones strict nbval checks. Timings are printed (and
+open with their committed outputs, the ones strict nbval checks. The others' outputs after
+Run All are checked by strict nbval's own rules (``nbval_rules``), so that make test runs
+them once, here, not again in a kernel of nbval's. Timings are printed (and
 kept in artifacts/screenshots/timings.txt), never asserted: `make bench` shows them against
 their goal.
 """
@@ -34,6 +36,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from conftest import SOAK, a_part
+from nbval_rules import differences, runnable
 from notebook_tools import clean
 
 from rollback_lessons.lab.launch import LAB_SETTINGS, lab_command
@@ -64,10 +67,14 @@ CLICK_GOAL_MS = 100  # fault click -> new picture painted, p95 (issue 24)
 pytestmark = pytest.mark.browser
 
 
-def _chromium() -> str:
-    path = (
+def chromium_path() -> str | None:
+    return (
         os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     )
+
+
+def _chromium() -> str:
+    path = chromium_path()
     if path:
         return path
     message = (
@@ -966,13 +973,51 @@ def panel_cells(notebook: str) -> int:
     return sum(n for c in cells for m, n in made.items() if m in "".join(c["source"]))
 
 
-@pytest.mark.parametrize("notebook", [p.name for p in NOTEBOOKS])
+def outputs_checked_here(notebook: str) -> bool:
+    """A lesson run here (not ``as_stored``) whose Run All strict nbval's rules can judge
+    (``nbval_rules.runnable``): its outputs are checked here against the committed ones,
+    by those rules, and ``make test`` starts no nbval kernel for it (its nbval cells are
+    deselected, the root conftest.py; ``make soak`` runs them too). Not where the browser
+    tests would be skipped (no Chromium, outside CI): nbval runs the lesson then."""
+    return (
+        not as_stored(notebook)
+        and runnable(ROOT / "notebooks" / notebook)
+        and (chromium_path() is not None or bool(os.environ.get("CI")))
+    )
+
+
+def outputs_pass_strict_nbval(page, session: pytest.Session, notebook: str) -> None:
+    """The lesson's outputs after Run All (JupyterLab's own model of it, as it would save
+    it) pass strict nbval against the committed ones: ``nbval_rules``."""
+    run = json.loads(
+        page.evaluate(
+            "() => JSON.stringify(window.jupyterapp.shell.currentWidget.context.model.toJSON())"
+        )
+    )
+    found = differences(session, ROOT / "notebooks" / notebook, run)
+    assert found == [], "\n".join(found)
+
+
+@pytest.mark.parametrize(
+    "notebook",
+    [
+        pytest.param(
+            p.name,
+            marks=[pytest.mark.outputs_checked_as_nbval(f"notebooks/{p.name}")]
+            if outputs_checked_here(p.name)
+            else [],
+        )
+        for p in NOTEBOOKS
+    ],
+)
 def test_lesson_renders_runs_and_every_panel_fits_one_screen(
-    page, lab_server: Lab, notebook: str
+    page, lab_server: Lab, notebook: str, request: pytest.FixtureRequest
 ) -> None:
     open_lesson(page, None, None, notebook)
     if not as_stored(notebook):
         run_all(page)
+    if outputs_checked_here(notebook):
+        outputs_pass_strict_nbval(page, request.session, notebook)
     panel = page.locator(".jp-NotebookPanel").first
     text = panel.inner_text()
     for bad in WIDGET_ERRORS:
