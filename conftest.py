@@ -184,6 +184,7 @@ BROWSER_FIRST_HALF = (
     "::test_a_panel_run_too_early_says_which_cell_to_run_first",
     "::test_a_panel_whose_kernel_restarted_says_so",
     "::test_a_panel_cell_run_again_and_again_while_playing",
+    "::test_temporals_web_ui_shows_a_compensated_workflow",  # (7 s; s40: half 2 was longer)
 )
 
 
@@ -216,6 +217,10 @@ def unit_of_work(nodeid: str) -> str:
 SLOWEST_FIRST = (
     f"{BROWSER} (half 1)",  # ~130-170 s
     f"{BROWSER} (half 2)",
+    # the wheel (conftest's wheel_venv, 10-25 s) built here, early, on another worker: from
+    # the end of xdist's order it was built by the browser's second half, its last test
+    # waiting for it (24.6 s of setup in a make test at load 7-12, s40)
+    "tests/test_packaging.py",
     "tests/test_temporal_booking.py",  # 36 s
     "tests/test_conformance.py",  # 35 s
     "tests/test_temporal.py",  # 32 s
