@@ -56,7 +56,7 @@ def asking_failed(gm: GraphMachine, error: Exception) -> GraphOp | None:
     if past_pivot(gm):
         failed_asking(gm, untraced(error))  # (declined, and noted)
         return None
-    return gm.broken(untraced(error))
+    return gm.broken(untraced(error), asked=True)
 
 
 CancelLike = Callable[[], bool] | Any

@@ -45,15 +45,16 @@ class JournalWriter:
         jrun.event(Event(seq, kind, step, details))
         if kind is EventKind.STEP_START:
             assert step is not None
-            if m.kinds[step] == Kind.PIVOT:
+            step_kind = m.kinds[step]
+            if step_kind == Kind.PIVOT:
                 jrun.pivot(step, "started")  # durable: recover never undoes across it
-            elif details["register"] == "after":  # a real undo once the step succeeded
+            if details["register"] == "after" and step_kind != Kind.PIVOT:  # undo once it returns
                 spec = m.spec
                 semantic, timeout = bool(spec and spec.semantic), spec and spec.undo_timeout
                 self.intents[step] = jrun.register(
                     step, self.named[step], "intent", semantic, timeout or None
                 )
-            elif details["register"] == "none" and m.kinds[step] == Kind.COMPENSABLE:
+            elif details["register"] == "none" and step_kind != Kind.GATE:  # (a pivot too)
                 self.intents[step] = jrun.no_undo(step)  # no undo: if it may have happened,
                 self.bare.add(step)  # its effect is leaked, never lost
         elif kind is EventKind.UNDO_REGISTERED:
@@ -69,7 +70,7 @@ class JournalWriter:
         elif kind is EventKind.STEP_FAILED:
             if step in self.intents and not details.get("after_effect"):
                 jrun.abandon(self.intents.pop(step))  # nothing happened: nothing to undo
-            elif step is not None and m.kinds.get(step) == Kind.PIVOT and m.doubt != step:
+            if step is not None and m.kinds.get(step) == Kind.PIVOT and m.doubt != step:
                 jrun.pivot(step, "refused")  # before any effect: recover may roll back
         elif kind is EventKind.STEP_DONE:
             assert step is not None

@@ -60,6 +60,7 @@ from .verdicts import (  # the status and pivot rules, the machine's (one place 
     halts_forward,
     in_undo_order,
     pivot_at_stake,
+    pivot_check,
     pivot_in_doubt,
     status_of,
     timed_out,
@@ -701,8 +702,11 @@ class Machine:
                  for step, attempts in undos]  # fmt: skip
         m.seen = [step for step, _ in undos]
         if pivot is not None and pivot_at_stake(pivot[1]):
-            m.halted, m.phase, m.reason = True, _DONE, halted_at_pivot(*pivot)
+            m.halted, m.phase = True, _DONE
             m.pending = [e.step for e in m.log[::-1]]  # left for a person, as in process
+            m.leaked = list(leaked)  # (a step with no undo, the pivot too: it started)
+            check = pivot_check(*pivot, m.leaked, m.pending)
+            m.reason = halted_at_pivot(*pivot) + check
             m.dead_letters = list(dead)
             m._emit(EventKind.HALTED, pivot[0], {"reason": m.reason, "recovered": True})
             return m, Finished(m)

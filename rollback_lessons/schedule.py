@@ -125,6 +125,7 @@ class GraphMachine(Machine):
         self.started: list[str] = list(history[0])
         self.ended: list[str] = list(history[1])
         self.failures: list[tuple[str | None, BaseException]] = []
+        self.asked_error: BaseException | None = None  # the caller's cancel function raised
 
     # -- which steps may start --------------------------------------------------------------
 
@@ -243,6 +244,9 @@ class GraphMachine(Machine):
             error, stopping = self.last_error.pop(step), self.stopping
             if self.cancelled and not self.failures and stopping is not None:
                 error = stopping
+            if self.failures and self.failures[0] == (None, self.asked_error):  # (``broken``)
+                self.failures[0] = (step, self.failures[0][1])  # the step fails with it
+                return self._lost(step, self.failures[0][1], counted=True)
             return self._lost(step, error)
         self.where[step] = _RUNNING
         self.attempts[step] += 1
@@ -256,31 +260,35 @@ class GraphMachine(Machine):
         self.where[step] = _RUNNING
         return self._lost(step, exc, cut)
 
-    def _lost(self, step: str, error: BaseException, cut: bool = False) -> GraphOp:
+    def _lost(self, step: str, error: BaseException, cut: bool = False,
+              counted: bool = False) -> GraphOp:  # fmt: skip
         """``step`` failed for good: nothing more starts; its effect, if it happened anyway
         (after its effect, or ``cut`` short inside its call) and no undo was logged before
         it, leaked; a pivot that may have happened halts for a person (the machine's rule,
-        ``pivot_in_doubt``)."""
+        ``pivot_in_doubt``). ``counted``: its failure is in ``failures`` already."""
         self.where[step] = _FAILED
         self.busy_count -= 1
         self.ended.append(step)
         details = self._lost_effect(self.specs[step], error, cut)
-        if self.failures:
+        if self.failures and not counted:
             also = f"{step} also failed, while the running steps finished: {describe(error)}"
             self.notes = [*self.notes, also]
-        self.failures.append((step, error))
+        if not counted:
+            self.failures.append((step, error))
         self._emit(EventKind.STEP_FAILED, step, details)
         return self._next()
 
-    def broken(self, error: BaseException) -> GraphOp | None:
+    def broken(self, error: BaseException, asked: bool = False) -> GraphOp | None:
         """Something outside a step's call raised going forward (a journal write as a step
         starts or ends): nothing more starts, and once the running steps have ended (each
         told as usual) the run fails with it, by the machine's rules (rolled back, or halted
         after a pivot). The driver awaits them first: a branch still running is never left
         behind by a rollback. Answers the run's end at once when no step runs (None while
-        steps still run, or once the run failed)."""
+        steps still run, or once the run failed). ``asked``: the caller's cancel function
+        raised it; a step waiting to retry fails with it as it resumes, as a list's does."""
         if self.rolling or self.phase is Phase.DONE:
             return None
+        self.asked_error = error if asked else self.asked_error
         self.failures.append((None, error))
         return self._next() if not self.busy_count else None
 

@@ -9,6 +9,7 @@ here, one place each, so that the machine's file holds its transitions; ``recove
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final, TypeVar
 
 from .errors import InjectedFault, RemoteError
@@ -96,4 +97,21 @@ def halted_at_pivot(pivot: str, state: str, cause: str = "the crash") -> str:
     return (
         f"its irreversible step {pivot!r} {when} before {cause}: undoing the steps "
         "before it would not take it back, so the saga is left for a person"
+    )
+
+
+def pivot_check(pivot: str, state: str, leaked: Sequence[str], pending: Sequence[str]) -> str:
+    """What a person must check for a saga ``recover`` left halted at its pivot, by the pivot
+    rule: the steps after the pivot go forward (retried, never undone); whether the pivot
+    itself happened, only a person can tell. ``leaked``: the steps that started and may
+    have had their effect with nothing to undo it (the pivot's own start too)."""
+    others = [s for s in leaked if s != pivot]  # (the pivot's own start: said already)
+    maybe = f"; {', '.join(others)} started too and may have had its effect" if others else ""
+    undos = ", ".join(pending) or "none"
+    forward = "finish the steps after it forward by hand (retried, never undone)"
+    if state == "done":
+        return f"{maybe}; {forward}, leave its undos pending ({undos}), then settle the saga"
+    return (
+        f"{maybe}; check whether {pivot!r} happened: if it did, {forward}; if it did not, "
+        f"run its pending undos by hand ({undos}); then settle the saga"
     )

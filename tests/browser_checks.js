@@ -264,4 +264,48 @@
     }
     return out;
   },
+  // A learner's action on panel ``i`` of ``sel``, in two halves around it: ``watch`` before
+  // (from now on, note every change in the panel), ``settled`` after: once its view changed
+  // (``changed`` false: no need) and nothing in the panel changed for ``quiet`` ms, the
+  // panel's bounding height (null: the view did not change in 20 s).
+  watch: ([sel, i]) => {
+    const root = document.querySelectorAll(sel)[i];
+    const view = root.querySelector(".rl-view, .il-view");
+    const seen = (window.__watch = { view: false, last: performance.now() });
+    window.__watchObserver?.disconnect();
+    window.__watchObserver = new MutationObserver((records) => {
+      seen.last = performance.now();
+      if (records.some((r) => view.contains(r.target))) seen.view = true;
+    });
+    window.__watchObserver.observe(root, { subtree: true, childList: true, attributes: true, characterData: true });
+    return !!view;
+  },
+  settled: async ([sel, i, changed = true, quiet = 200]) => {
+    const seen = window.__watch, t0 = performance.now();
+    const wait = () => new Promise((r) => setTimeout(r, 25));
+    while (changed && !seen.view) { if (performance.now() - t0 > 20000) return null; await wait(); }
+    while (performance.now() - seen.last < quiet && performance.now() - t0 < 20000) await wait();
+    await new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
+    return document.querySelectorAll(sel)[i].getBoundingClientRect().height;
+  },
+
+  // The parts of panel ``i`` of ``sel`` whose fixed height hides some of what they hold
+  // (they scroll: nothing is cut, but a learner must scroll to read it): [class, px more].
+  overflowing: ([sel, i]) => {
+    const root = document.querySelectorAll(sel)[i];
+    return [...root.querySelectorAll(".rl-side, .rl-state, .rl-log, .rl-box")]
+      .filter((el) => el.scrollHeight > el.clientHeight + 1)
+      .map((el) => [el.className, el.scrollHeight - el.clientHeight]);
+  },
+
+  // Every option but the chosen one of every enabled dropdown of panel ``i`` of ``sel``:
+  // [k, option value] (k: the dropdown's index among the panel's selects).
+  choices: ([sel, i]) => {
+    const out = [];
+    document.querySelectorAll(sel)[i].querySelectorAll("select").forEach((box, k) => {
+      if (box.disabled) return;
+      for (const o of box.options) if (o.value !== box.value) out.push([k, o.value]);
+    });
+    return out;
+  },
 })

@@ -35,15 +35,9 @@ def engines(dbos_runner):
 FIELDS = ("status", "completed", "compensated", "pending", "leaked")
 
 
-def same(local, remote, engine: str, waited: bool = False) -> None:
+def same(local, remote, engine: str) -> None:
     """``same_outcome``, but DBOS's error (carried as data, a ``RemoteError``) is compared
-    by its message; ``waited`` (a cancel function raised while a step waited to retry): the
-    error and failed step aside. A list fails the waiting step with the function's error; the
-    graph machine (Step Functions, BPMN) fails the run with it, no step named (open: one rule
-    for both). A cancel heard in the wait gives both the same (test below)."""
-    if waited:
-        assert [getattr(remote, f) for f in FIELDS] == [getattr(local, f) for f in FIELDS]
-        return None
+    by its message."""
     if engine != "dbos" or local.error is None:
         return same_outcome(local, remote, events=False)
     assert str(local.error) in str(remote.error), (local.error, remote.error)
@@ -121,8 +115,7 @@ def test_a_cancel_function_is_asked_where_saga_run_asks_it_on_every_engine(engin
     for name, runner in engines.items():
         cancel, calls = token(k, how)
         remote = runner.run(build(n, parallel, retried), {}, inject=inject, cancel=cancel)
-        raised_in_wait = retried is not None and how == "raises" and name != "dbos"
-        same(local, remote, name, waited=raised_in_wait)
+        same(local, remote, name)
         assert len(calls) == len(here_calls), (name, case)
 
 
@@ -147,3 +140,35 @@ def test_a_cancel_heard_in_a_retry_wait_gives_a_list_and_a_graph_the_same_error(
     graph = build(3, True, 0).run({}, cancel=token(2, "once")[0], clock=VirtualClock())
     assert (listed.status, graph.status) == ("cancelled", "cancelled")
     assert repr(graph.error) == repr(listed.error)
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_a_cancel_function_raising_in_a_retry_wait_fails_the_waiting_step_on_a_list_and_a_graph(
+    parallel,
+):
+    """The cancel function raises as s0's wait to retry ends: the waiting step fails for good
+    with its error, on a list and on the graph machine alike (``GraphMachine.broken(asked=True)``:
+    before, the graph failed the run with no step named, s0 failing with its own last error,
+    a ``ConnectionError``, and a note that it "also failed"). Events and all."""
+    saga = build(3, parallel, 0)
+    listed = build(3, False, 0).run({}, cancel=token(2, "raises")[0], clock=VirtualClock())
+    order = {} if parallel else {"undo_order": "reverse_start"}  # (a list on the graph machine)
+    graph = saga.run({}, cancel=token(2, "raises")[0], clock=VirtualClock(), **order)
+    assert (listed.status, listed.failed_step) == ("rolled_back", "s0")
+    same_outcome(listed, graph, events=False)
+    assert graph.notes == listed.notes == ()
+    told = lambda o: [(e.kind, e.step, {**e.details, "order": 0}) for e in o.events]  # noqa: E731
+    assert told(graph) == told(listed)  # (the undo order aside: reverse_start on the graph)
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_every_engine_fails_the_waiting_step_with_the_cancel_functions_error(engines, parallel):
+    """The case above on Step Functions, BPMN (a list runs on their graph machine when a
+    cancel is given) and DBOS (a parallel saga on its graph): saga.run's Outcome, the
+    waiting step named."""
+    local = build(3, parallel, 0).run({}, cancel=token(2, "raises")[0], clock=VirtualClock())
+    assert local.failed_step == "s0"
+    for name, runner in engines.items():
+        remote = runner.run(build(3, parallel, 0), {}, cancel=token(2, "raises")[0])
+        same(local, remote, name)
+        assert remote.failed_step == "s0", name

@@ -76,7 +76,15 @@ def test_journal_show_and_recover_from_the_command_line(crashed):
     journal, _world = crashed
     shown = cli("journal", "show", str(journal))
     assert shown.returncode == 0
-    assert shown.stdout.splitlines()[1].split() == ["saga-1", "crashlab", "running", "2", "0", "0"]
+    assert shown.stdout.splitlines()[1].split() == [
+        "saga-1",
+        "crashlab",
+        "running",
+        "2",
+        "0",
+        "0",
+        "0",
+    ]
     recovered = cli("recover", str(journal), "--registry", "rollback_lessons.worlds.crashlab")
     assert recovered.returncode == 0, recovered.stderr
     assert "saga-1 (crashlab): rolled_back; undone step2, step1" in recovered.stdout

@@ -768,3 +768,107 @@ def test_a_saga_resumed_after_a_relaunch_is_answered_through_handle_for(tmp_path
         assert [k for (k,) in con.execute("SELECT k FROM calls")] == ["b", "b", "a"]
     finally:
         con.close()
+
+
+_UPGRADED = r"""
+import os, signal, sys, threading
+from dbos import DBOS
+from rollback_lessons import Saga, Step
+from rollback_lessons.runners.dbos import DBOSRunner, ReplayRefused, workflow
+
+SYSTEM, MODE = sys.argv[1], sys.argv[2]
+UNDONE = []
+
+
+def undo(k):
+    def call(s):
+        if k == "b" and MODE == "old":
+            raise RuntimeError("b's undo fails (a person is asked)")
+        UNDONE.append(k)
+    return call
+
+
+def make(run_id=None):
+    steps = [Step(k, lambda s: None, undo(k)) for k in "ab"]
+    return Saga([*steps, Step("c", lambda s: 1 / 0)], name="upgraded")
+
+
+if MODE == "old":  # an earlier version: a cancel told to a person's wait asked the token
+    @DBOS.step(name="rollback_lessons.asked")  # again, saved under this name
+    def asked_again(run_id):
+        return workflow._token(run_id)
+
+    @DBOS.step(name="rollback_lessons.someday")  # a version this one knows nothing of
+    def someday(run_id):
+        return False
+
+    def heard(run_id):
+        return (asked_again if run_id == "r1" else someday)(run_id)
+
+    workflow.heard_cancel = heard
+
+waited = threading.Event()
+with DBOSRunner.start(SYSTEM, sagas={"upgraded": make}) as runner:
+    if MODE == "old":
+        for run_id in ("r1", "r2", "r3"):
+            handle = runner.start_saga(make(), None, policy="halt", halt_wait=300, run_id=run_id)
+            while (asked := handle.pending()) is None:
+                waited.wait(0.02)
+            if run_id != "r3":  # (told by anyone; no token here: it says no)
+                DBOS.send(run_id, workflow.CANCEL_MESSAGE, f"answer-{asked.number}")
+        names = lambda r: {s["function_name"] for s in DBOS.list_workflow_steps(r)}
+        while not ("rollback_lessons.asked" in names("r1")
+                   and "rollback_lessons.someday" in names("r2")):
+            waited.wait(0.02)
+        os.kill(os.getpid(), signal.SIGKILL)  # upgraded while a person is asked
+    print("stranded:", runner.stranded)
+    handle = runner.handle_for(make(), "r1")
+    while (asked := handle.pending()) is None:  # the resumed saga asks again
+        waited.wait(0.02)
+    handle.resolve(asked, "retry")
+    outcome = handle.outcome()
+    print("r1:", outcome.status, ",".join(outcome.compensated), ",".join(UNDONE))
+    for run_id in ("r2", "r3"):
+        try:
+            runner.handle_for(make(), run_id).outcome()
+        except ReplayRefused as exc:
+            print(f"{run_id}:", exc)
+"""
+
+
+def test_a_saga_an_earlier_version_left_waiting_for_a_person_resumes_after_an_upgrade(tmp_path):
+    """Sagas left waiting for a person by an earlier version (SIGKILL: an upgrade), resumed
+    by this one. r1: its wait was told a cancel (the token said no), which that version saved
+    as a step ``rollback_lessons.asked`` and this one saves as ``rollback_lessons.heard``:
+    DBOS refused the replay (``DBOSUnexpectedStepError``), the saga failed and the person's
+    answer was refused ("it is over"); it now replays under the name it was saved under, is
+    answered and undone. r2: a step saved under a name no version here knows: one line
+    (``ReplayRefused``). r3: started on another DBOS application version (DBOS's default
+    was a hash of the code, so any version that added a step): DBOS never resumes it here,
+    and a person's answer waited forever; ``handle_for`` now refuses it in one line."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    script = tmp_path / "upgraded.py"
+    script.write_text(_UPGRADED)
+    system = str(tmp_path / "dbos.sqlite")
+    first = subprocess.run([sys.executable, str(script), system, "old"],
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert first.returncode == -9, first.stderr[-2000:]  # SIGKILLed while asking
+    con = sqlite3.connect(system)
+    with con:
+        con.execute("UPDATE workflow_status SET application_version = '0ld'"
+                    " WHERE workflow_uuid = 'r3'")  # fmt: skip
+    con.close()
+    again = subprocess.run([sys.executable, str(script), system, "new"],
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert again.returncode == 0, again.stderr[-2000:]
+    stranded, r1, r2, r3 = again.stdout.splitlines()
+    assert stranded == "stranded: {'r3': '0ld'}"
+    assert r1 == "r1: rolled_back b,a b,a"
+    assert r2.startswith("r2: saga 'r2' cannot be resumed by this version of rollback-lessons")
+    assert "saved its step" in r2 and "'rollback_lessons.someday'" in r2
+    assert "'rollback_lessons.heard'" in r2 and "launch the version that started it" in r2
+    assert r3.startswith("r3: saga 'r3' was left unfinished by another version")
+    assert "application version '0ld'" in r3 and "launch that version on" in r3

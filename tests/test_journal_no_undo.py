@@ -327,3 +327,125 @@ def test_a_step_with_no_undo_cut_by_sqlite_failing_its_intent_does_not_run(tmp_p
         with contextlib.suppress(sqlite3.Error, JournalError):
             saga.run({}, journal=journal, run_id="r")
     assert "email" not in world.effects
+
+
+def _killed_in(tmp_path, world: World, saga: Saga, step: str):
+    """Run ``saga`` journalled, the process killed inside ``step``'s call after its effect;
+    then ``recover`` (its owner dead): the journal and the recovery."""
+    world.kill_in = step
+    journal = Journal(tmp_path / "j.db")
+    world.wrap(journal)
+    with contextlib.suppress(Killed):
+        saga.run({}, journal=journal, run_id="r", clock=VirtualClock())
+    assert world.dead and step in world.effects
+    world.dead, world.kill_in = False, ""
+    journal._con.close()
+    journal = Journal(tmp_path / "j.db")
+    journal.write([("UPDATE sagas SET owner_pid = ?, owner_started = NULL", (dead_pid(),))])
+    (recovered,) = recover(journal, registry).recovered
+    return journal, recovered
+
+
+def test_a_pivot_with_no_undo_killed_in_its_call_is_named_with_what_a_person_checks(tmp_path):
+    """SIGKILL inside the pivot (no undo) after its effect: recover halts (never undoes
+    across it) and names it as a step that may have had its effect (the intent row written
+    before it runs: in process the run says ``leaked=('email',)`` too), and what a person
+    checks, by the pivot rule. Before: ``halted``, ``leaked=()``, the journal naming nothing."""
+    world = World("pivot-kill")
+    journal, recovered = _killed_in(tmp_path, world, _sagas(world, "pivot"), "email")
+    with journal:
+        assert (recovered.status, recovered.leaked) == (Status.HALTED, ("email",))
+        assert recovered.pending == ("s1", "s0") and world.undone == []
+        assert "check whether 'email' happened" in recovered.reason
+        assert "finish the steps after it forward by hand" in recovered.reason
+        assert "run its pending undos by hand (s1, s0)" in recovered.reason
+        assert recovered.reason in str(recovered)  # (the CLI's line)
+        assert journal.leaked("r") == ["email"]
+        (waiting,) = recover(journal, registry).waiting
+        assert (waiting.saga_id, waiting.leaked) == ("r", ("email",))
+
+
+def test_a_pivot_with_no_undo_failing_after_its_effect_is_leaked_in_the_journal_too(tmp_path):
+    """In process, a pivot that times out after its effect halts with ``leaked=('email',)``;
+    the journal said leaked nothing (no row for a pivot's start but its state)."""
+    world = World("pivot-timeout")
+    with Journal(tmp_path / "j.db") as journal:
+        outcome = _sagas(world, "pivot").run({}, journal=journal, run_id="r")
+        assert (outcome.status, outcome.leaked) == (Status.HALTED, ("email",))
+        assert journal.saga("r").status == "halted" and journal.leaked("r") == ["email"]
+
+
+def test_a_retriable_step_with_no_undo_killed_after_the_pivot_is_named(tmp_path):
+    """Killed inside a retriable step (no undo) after the pivot returned: recover halts at
+    the pivot (done) and names that step as one that may have had its effect, to finish
+    forward by hand (never undone)."""
+    world = World("after-pivot")
+    saga = Saga(
+        [
+            Step("s0", partial(world.act, "s0", None), undo.bind(world=world.name, step="s0")),
+            Step("email", partial(world.act, "email", None), None, kind="pivot"),
+            Step("ship", partial(world.act, "ship", None), None, kind="retriable"),
+        ]
+    )
+    journal, recovered = _killed_in(tmp_path, world, saga, "ship")
+    with journal:
+        assert (recovered.status, recovered.leaked) == (Status.HALTED, ("ship",))
+        assert "ship started too and may have had its effect" in recovered.reason
+        assert "finish the steps after it forward by hand" in recovered.reason
+        assert "leave its undos pending (s0)" in recovered.reason
+        assert journal.leaked("r") == ["ship"] and world.undone == []
+
+
+def test_journal_show_counts_a_leaked_step_with_no_undo(tmp_path, capsys):
+    """``journal show`` counted undos only: a step with no undo that leaked (the email,
+    failed after its effect) was in no column, the saga's line reading as if nothing stood.
+    Now a ``leaked`` column counts it (and a leaked step whose undo was to be logged after it)."""
+    from rollback_lessons.cli import main
+
+    world = World("show")
+    with Journal(tmp_path / "j.db") as journal:
+        _sagas(world).run({}, journal=journal, run_id="r")
+        saga = journal.saga("r")
+        assert (saga.undos, saga.undone, saga.dead, saga.leaked) == (2, 2, 0, 1)
+    assert main(["journal", "show", str(tmp_path / "j.db")]) == 0
+    header, line = capsys.readouterr().out.splitlines()[:2]
+    assert header.split()[-2:] == ["letters", "leaked"]
+    assert line.split()[-4:] == ["2", "2", "0", "1"]
+
+
+@pytest.mark.parametrize(
+    ("how", "leaked", "state", "status"),
+    [
+        ("raises", (), "not_run", "rolled_back"),  # taken at its word: nothing done
+        ("after_effect", ("email",), "leaked", "rollback_incomplete"),  # its error says so
+        ("cut", ("email",), "leaked", "rollback_incomplete"),  # a Ctrl-C in its call
+    ],
+)
+def test_the_readme_on_a_step_with_no_undo_that_fails(tmp_path, how, leaked, state, status):
+    """The README (Survive a crash, Records): a step with no undo "cut short in its call ...
+    or whose error says it failed after its effect ... is leaked in the journal as in
+    process ... nor one that raised any other error: ... recorded `not_run`, nothing
+    leaked". The email here always has its effect before it fails: only the error tells."""
+    world = World(f"readme-{how}")
+
+    def email(state):
+        world.effects.append("email")
+        if how == "raises":
+            raise ConnectionError("the mail server hung up after sending")
+        if how == "after_effect":
+            raise InjectedTimeout("email", "fail_after_effect", "email timed out after sending")
+        raise KeyboardInterrupt
+
+    steps = [Step("s0", partial(world.act, "s0", None), undo.bind(world=world.name, step="s0"))]
+    saga = Saga([*steps, Step("email", email, None)])
+    with Journal(tmp_path / "j.db") as journal:
+        outcome = None
+        with contextlib.suppress(KeyboardInterrupt):
+            outcome = saga.run({}, journal=journal, run_id="r")
+        if outcome is not None:
+            assert (outcome.status, outcome.leaked) == (status, leaked)
+        rows = journal._rows("SELECT step, state FROM undos WHERE compensation = ''")
+        assert rows == [("email", state)]
+        assert (journal.saga("r").status, tuple(journal.leaked("r"))) == (status, leaked)
+        assert bool(recover(journal, registry).waiting) == bool(leaked)
+    assert world.undone == ["s0"]

@@ -15,10 +15,9 @@ from matplotlib.colors import to_hex
 from rollback_lessons.lab.drawing import INK, KIND_WORDS, kind_word
 from rollback_lessons.lab.grid import OPENED, ExplorerGrid
 from rollback_lessons.lab.interleave import IsolationLab
-from rollback_lessons.lab.panel_html import CSS, LOG_ROWS, details, tallest
+from rollback_lessons.lab.panel_html import CSS, LOG_ROWS, details, words
 from rollback_lessons.lab.timeline import Timeline
 from rollback_lessons.lab.widgets import RollbackLab
-from rollback_lessons.outcome import Status
 from rollback_lessons.worlds.demo import xyz_saga, xyz_state
 from rollback_lessons.worlds.examples import (
     booking_restored,
@@ -153,14 +152,13 @@ def test_a_grid_shown_counts_its_panels_runs_from_1():
 
 
 def test_the_log_shows_every_events_details_whole_in_rows_of_two_lines(trip_lab):
-    """Each row but the current one two lines at most, its details breaking anywhere so
-    that they fill both, the whole row in its title; the current row whole, however long
+    """Each row but the current one two lines at most, its details breaking at spaces and
+    underscores (``words``), the whole row in its title; the current row whole, however long
     (newuser12: lesson 04's halt reason was cut on it). The browser test checks that only
     a row other than the current one is cut, and says so in its title."""
     rules = [line for line in CSS.splitlines() if ".rl-log" in line or ".rl-details" in line]
     assert rules and not [r for r in rules if "ellipsis" in r]
     assert not [r for r in rules if "nowrap" in r and ".rl-what" not in r]  # details wrap
-    assert re.search(r"\.rl-details \{\{?[^}]*word-break: break-all", CSS)
     assert re.search(r"\.rl-log \.rl-line \{\{?[^}]*line-clamp: 2", CSS)
     assert re.search(r"\.rl-log tr\.now \.rl-line \{\{?[^}]*line-clamp: none", CSS)
     trip_lab.set_fault("charge_card", "fail_after_effect")
@@ -169,54 +167,68 @@ def test_the_log_shows_every_events_details_whole_in_rows_of_two_lines(trip_lab)
     seen = set()
     for i in range(len(events)):
         trip_lab.show_frame(i)
-        log = trip_lab.view.value.split("class='rl-log'><div>")[1].split("</table>")[0]
+        log = trip_lab.view.value.split("class='rl-log'>")[1].split("</table>")[0]
         spans = re.findall(r"<span class='rl-details'>(.*?)</span>", log)
         assert len(spans) == LOG_ROWS  # the same rows in every frame: the same height
         for text in spans:
-            seen.add(html.unescape(text))
+            seen.add(html.unescape(text.replace("<wbr>", "")))
         titles = re.findall(r"<div class='rl-line' title='(.*?)'>", log)
         assert len(titles) == LOG_ROWS
         for title, text in zip(titles, spans, strict=True):  # the whole row, details last
-            assert html.unescape(title).endswith(html.unescape(text)), (title, text)
+            assert html.unescape(title).endswith(html.unescape(text.replace("<wbr>", "")))
     assert seen == {details(e) for e in events}  # every detail, whole, somewhere
     assert max(len(s) for s in seen) > 60  # long ones too
 
 
-def test_the_log_keeps_room_for_the_longest_rows_of_every_run_one_click_away():
-    """newuser12: in lesson 04, send_email "fail after effect" halts with a 176-character
-    reason; shown whole on the current row, it would grow the log. Every view holds hidden
-    logs whose current row is one of the longest events the panel may show: those of the
-    runs it showed and of the runs one click away."""
-    lab = RollbackLab(booking_saga(), state=booking_state)
-    lab._repr_mimebundle_()  # on screen: the room for the runs one click away is made
-    reason = max((details(e) for e in lab.room.events), key=len)
-    assert "reason=" in reason and len(reason) > 150, reason  # the halt's, never shown yet
-    assert lab.outcome.status is Status.COMMITTED
-    reserve = lab.view.value.split("class='rl-log'><div>")[1].split("class='rl-box'>")[0]
-    hidden = re.findall(r"<div class='rl-reserve' aria-hidden='true'>(.*?)</table></div>", reserve)
-    assert len(hidden) == len(lab.room.events) > 0  # (one hidden log for each)
-    assert any(html.escape(reason, quote=True) in h and "class=now" in h for h in hidden)
-
-
-def test_the_results_head_is_whole_and_the_box_keeps_room_for_the_tallest_one_click_away():
+def test_the_results_head_is_whole_and_a_long_one_does_not_grow_the_panel():
     """newuser12: the head was clamped at two lines, a halt's error cut, and the box grew
-    the panel 2 px on lesson 04's send_email "fail after effect". The head is whole; every
-    view reserves (hidden) the tallest boxes of the runs one click away."""
+    the panel 2 px on lesson 04's send_email "fail after effect". The head is whole, in a
+    box of a fixed height (issue 24, panel15: no reserve, which was an estimate)."""
     assert not re.search(r"\.rl-head \{\{?[^}]*line-clamp", CSS)
     lab = RollbackLab(booking_saga(), state=booking_state)
     lab._repr_mimebundle_()
-    box = lab.view.value.split("class='rl-box'>")[1]
-    for kept in tallest(lab.room.boxes):  # the tallest of them, reserved (hidden)
-        assert f"<div class='rl-reserve' aria-hidden='true'>{kept}</div>" in box
     lab.set_fault("send_email", "fail_after_effect")  # the halt: one click away
     lab.show_frame(lab.frame_count - 1)
     shown = lab.view.value.split("<div class='rl-result'>")[1].removesuffix("</div></div></div>")
     head = html.unescape(re.sub(r"<[^>]*>", "", shown.split("<table>")[0]))
     outcome = lab.outcome
     assert head == f"{outcome.status}: send_email failed with {outcome.error!r}"
-    assert shown.split("</div>", 1)[1] in lab.room.tables  # its table was kept room for
-    head_html = shown.split("</div>")[0].removeprefix("<div class='rl-head'>")
-    assert max(len(h) for h in lab.room.heads) >= len(head_html)  # and a head as long
+    assert "rl-reserve" not in lab.view.value
+    assert re.search(r"\.rl-box \{\{?[^}]*overflow: hidden auto", CSS)  # never taller
+
+
+def test_log_rows_break_at_spaces_and_underscores_never_inside_a_word():
+    """A new user saw a long step name wrap mid-word in the event log: a line may break
+    after an underscore (as at a space), and the log's CSS breaks no word anywhere else
+    (but a word longer than the whole line, which would otherwise be cut)."""
+    assert words("reserve_room <b>") == "reserve_<wbr>room &lt;b&gt;"
+    log = CSS.split(".rl-log td {")[1].split("}")[0]
+    assert "overflow-wrap: break-word" in log
+    assert "anywhere" not in CSS and "break-all" not in CSS
+    lab = RollbackLab(booking_saga(), state=booking_state)
+    lab.show_frame(0)  # the first step starts: its name, breakable after its underscore
+    row = lab.view.value.split("<tr class=now>")[1].split("</tr>")[0]
+    assert re.search(r"rl-where'>[a-z]+_<wbr>[a-z]+", row), row
+
+
+def test_the_cue_and_the_caption_are_clamped_to_two_lines_and_whole_in_their_title():
+    """issue 24 (panel15): a 4-5 line cue made the side column taller than the picture
+    (04: 605 <-> 620 px). The cue and the caption are two lines at most; the whole of
+    each is its title (the cue's faults are also the coloured dropdowns, its result the
+    result box)."""
+    lab = RollbackLab(booking_saga(), state=booking_state)
+    lab._repr_mimebundle_()
+    for step in ("reserve_room", "charge_card"):
+        lab.set_fault(step, "undo_fails_once")
+    lab.set_fault("send_email", "fail_after_effect")
+    lab.set_policy("halt")
+    cue = re.search(r"<div title='([^']*)' class='rl-cue'>(.*?)</div>", lab.view.value)
+    assert cue and len(cue.group(1)) > 80  # long: more than two lines beside the picture
+    assert html.unescape(cue.group(1)) == html.unescape(re.sub(r"<[^>]*>", "", cue.group(2)))
+    caption = re.search(r"<div title='([^']*)' class='rl-caption'>(.*?)</div>", lab.view.value)
+    assert caption and caption.group(1) == caption.group(2)
+    for part in (".rl-side .rl-cue {", ".rl-side .rl-caption {"):
+        assert "-webkit-line-clamp: 2" in CSS.split(part)[1].split("}")[0], part
 
 
 # -- 4. a change keeps the panel's height (the browser test measures it) ------------------

@@ -4,13 +4,15 @@ made again does not leave the old one's widgets alive in the kernel."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from conftest import lesson_worlds
 from ipywidgets.widgets import widget as widget_module
 
 from rollback_lessons.explore import single_faults
 from rollback_lessons.faults import UNDO_FAULTS
-from rollback_lessons.lab.panel_html import SHOWN, tallest
+from rollback_lessons.lab.panel_html import LOG_PX, under_px
 from rollback_lessons.lab.widgets import RollbackLab
 from rollback_lessons.worlds import examples, services
 
@@ -28,34 +30,37 @@ def worlds() -> dict:
     return out
 
 
-def box(view: str) -> tuple[str, str]:
-    """The result box's reserve (the run's boxes, hidden) and the box shown."""
-    assert "class='rl-box'>" in view, "the result box reserves no height"
-    inside = view.split("class='rl-box'>")[1]
-    reserve, shown = inside.split("<div class='rl-result'>")
-    return reserve, shown.removesuffix("</div></div></div>")
+def parts(view: str) -> tuple[int, int, str]:
+    """The picture's height, the side column's (as the view fixes it) and the row under."""
+    picture = int(re.search(r"class='rl-image'[^>]*height='(\d+)'", view).group(1))  # type: ignore[union-attr]
+    side = int(re.search(r"class='rl-side' style='height:(\d+)px'", view).group(1))  # type: ignore[union-attr]
+    return picture, side, view.split("<div class='rl-row rl-under'")[1][:40]
 
 
 @pytest.mark.parametrize("world", list(worlds()))
-def test_the_result_box_reserves_the_tallest_frame_of_the_run_at_every_frame(world):
+def test_every_view_of_every_run_has_the_same_fixed_heights(world):
+    """issue 24 (panel15): the reserve was a line-count estimate and the panel still moved
+    (04: 605 <-> 620 px). Now the sizes are fixed by construction: at every frame of every
+    run one fault away, the side column is exactly the picture's height, the row under
+    it is the fixed one (``under_px`` of the picture's), and no hidden reserve is drawn."""
     make_saga, make_state = worlds()[world]
     lab = RollbackLab(make_saga(), state=make_state)
     last = lab.saga.names[-1]
+    seen = set()
     for step, fault in single_faults(lab.saga):
         faults = [(step, fault.value)]
         if fault.value in UNDO_FAULTS and step != last:
             faults.append((last, "fail"))  # so that the undo runs
         lab.open_run(faults)
-        reserves = set()
         for index in range(lab.frame_count):
-            reserve, shown = box(lab.view_html(index))
-            reserves.add(reserve)
-            kept = reserve.split("<div class='rl-reserve' aria-hidden='true'>")[1:]
-            assert 0 < len(kept) <= SHOWN, (world, faults, index)  # a few: each costs layout
-            # the tallest kept is at least as tall as this frame's (by the same estimate)
-            kept = [k.removesuffix("</div>") for k in kept]
-            assert tallest([*kept, shown], 1)[0] in kept, (world, faults, index)
-        assert len(reserves) == 1, (world, faults)  # the same reserve at every frame
+            view = lab.view_html(index)
+            picture, side, under = parts(view)
+            assert side == picture, (world, faults, index)
+            assert "rl-reserve" not in view
+            seen.add((picture, under))
+    assert len(seen) == 1, seen  # one picture height, one row under it, for every view
+    [(picture, under)] = seen
+    assert f"style='height:{under_px(picture)}px'" in under and under_px(picture) >= LOG_PX
 
 
 def live_widgets() -> int:

@@ -302,12 +302,14 @@ class Journal:
             " s.claim_started,"
             + (" s.policy, s.undo_order" if self._version >= 4 else " NULL, 'reverse'")
             + (", s.graph" if self._version >= 6 else ", NULL")
+            + ", SUM(u.state = 'leaked')"
             + f" FROM sagas s LEFT JOIN undos u ON u.saga_id = s.id {where}"
             " GROUP BY s.id ORDER BY s.started, s.id",
             params,
         ).fetchall()
         # the columns in SagaRecord's field order (its counts 0, not NULL, with no undo)
-        return [SagaRecord(*r[:6], *(n or 0 for n in r[6:9]), *r[9:]) for r in rows]
+        counted = [(*r[:6], *(n or 0 for n in r[6:9]), *r[9:-1], r[-1] or 0) for r in rows]
+        return [SagaRecord(*row) for row in counted]
 
     def saga(self, saga_id: str) -> SagaRecord:
         found = self.sagas("WHERE s.id = ?", (saga_id,))

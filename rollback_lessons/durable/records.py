@@ -92,6 +92,9 @@ class SagaRecord:
     graph: str | None = None
     """A saga run as a graph: each step's dependencies as JSON (``Journal.start``); None: a
     list, or a journal older than schema 6."""
+    leaked: int = 0
+    """Steps that may have had their effect with nothing to undo it (``Journal.leaked``): a
+    step with no undo too, which ``undos`` (undos logged) never counts."""
 
     def after(self) -> dict[str, tuple[str, ...]] | None:
         """Each step's dependencies, in definition order (None: a list)."""

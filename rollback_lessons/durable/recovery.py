@@ -329,7 +329,7 @@ def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: _Writ
     )
     if policy is None:  # journalled before policies were kept (schema 3 and older)
         m.notes = [FALLBACK]
-    for intent in intents if m.reason == "" else ():  # (its claim marks it being recovered)
+    for intent in intents:  # (its claim marks it being recovered; halted at its pivot too)
         run.add(
             "UPDATE undos SET state = 'leaked' WHERE saga_id = ? AND position = ?",
             (saga.id, intent.position),

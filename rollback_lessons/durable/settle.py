@@ -159,12 +159,14 @@ def _settled_locked(journal: Journal, where: str, params: tuple[str, ...]) -> li
 
 def table(journal: Journal) -> str:
     """The sagas and their status, as a text table (``rollback-lessons journal show``), and
-    under it a line for each saga settled by hand: who, when, and their note."""
+    under it a line for each saga settled by hand: who, when, and their note. ``leaked``
+    counts the steps that may stand with nothing to undo them (a step with no undo too),
+    which ``undos``, the undos logged, does not."""
     done = {s.saga_id: s for s in settled(journal)}
-    header = ("saga", "name", "status", "undos", "undone", "dead letters")
+    header = ("saga", "name", "status", "undos", "undone", "dead letters", "leaked")
     rows = [
         (_cell(s.id), _cell(s.name), _cell(s.status) + (", settled" if s.id in done else ""),
-         str(s.undos), str(s.undone), str(s.dead))
+         str(s.undos), str(s.undone), str(s.dead), str(s.leaked))
         for s in journal.sagas()
     ]  # fmt: skip
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]

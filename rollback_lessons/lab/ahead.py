@@ -22,9 +22,6 @@ import asyncio
 from collections.abc import Iterator
 from typing import Any
 
-from ..explore import single_faults
-from .panel_html import fault_heads, most_table, result_html
-
 DELAY_S = 0.25  # after a change: its picture painted first, a quick next click unhindered
 PLAIN = (str, int, float, bool, type(None))
 
@@ -65,28 +62,13 @@ def outcomes(lab: Any) -> Iterator[Any]:
             continue
 
 
-def make_room(lab: Any) -> None:
-    """The panel keeps room for the result boxes and log rows of the runs one change away
-    (``panel_html.Room``): a click to one of them keeps the panel's height. A panel that
-    cannot run them (a state of services) keeps room for the head each fault would give."""
-    for head in fault_heads(single_faults(lab.saga)):
-        lab.room.add_head(head)
-    if not lab.draw_ahead:
-        undoable = [s.name for s in lab.saga.steps if s.undo is not None]
-        lab.room.add_table(most_table(lab.saga.names, undoable))
-    for outcome in outcomes(lab):
-        lab.room.add(outcome, result_html(outcome))
-
-
 def draw_for(lab: Any, control: Any, value: str) -> bool:
     """Draw the picture ``control`` set to ``value`` would show; False: drawn before, or a
-    run the engine refuses (the change itself says why, if the learner makes it). The
-    panel keeps room for its result and log (``Room``)."""
+    run the engine refuses (the change itself says why, if the learner makes it)."""
     try:
         outcome = lab._run_saga((control, value))
     except Exception:  # (any: a run refused is simply not drawn ahead)
         return False
-    lab.room.add(outcome, result_html(outcome))
     return bool(lab.timeline.draw_ahead(outcome, lab.telling_frame(outcome, False)))
 
 

@@ -11,13 +11,30 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..events import Event
-from ..faults import Fault, action_error
 from ..outcome import Outcome, Status
 from . import drawing
 from .drawing import CURRENT, FAIL, HIGHLIGHT, INK, RETRY
 from .png import size
 
 LOG_ROWS = 3  # the event log shows this many events around the current one (two lines each)
+# The view's fixed sizes (issue 24, panel15): a click never changes the panel's height, by
+# construction. The picture sets the top row's height (the cue and the caption two lines
+# each, clamped, whole in their title; the state scrolls in the rest if it must); the log
+# and the result under it are ``under_px`` high (they scroll if a run ever says more: the
+# browser test clicks the lessons' panels and checks that none did).
+UNDER_PX = 170  # the row under the picture: the log's three rows of two lines, and more
+VIEW_PX = 450  # picture and row under it at most: a panel with four options (lesson 12's
+# graph, a 322 px picture) fits 1366x768 with the file browser open (647 px)
+LOG_PX = 128  # the log's three rows of two lines and its head: the row is never lower
+
+
+def under_px(picture_height: int) -> int:
+    """The row under a picture this high: as high as the view's budget leaves, at most
+    ``UNDER_PX``, never lower than the log's rows. One picture height per panel (its
+    lanes and legend), so one height: fixed for the panel's life."""
+    return max(LOG_PX, min(UNDER_PX, VIEW_PX - picture_height))
+
+
 PANEL_WIDTH = drawing.PANEL_WIDTH  # inches at 80 dpi: the picture, shown 1:1
 
 # Shared by every panel of the package (the isolation lab and the grid use it too): text at
@@ -37,19 +54,23 @@ CSS = f"""<style>
 .rl-panel .rl-row {{display: flex; gap: 12px; align-items: flex-start}}
 .rl-panel .rl-image {{flex: none; max-width: none; display: block}}
 .rl-panel .rl-side, .rl-panel .rl-result {{flex: 1 1 auto; min-width: 0}}
-.rl-panel .rl-box {{flex: 1 1 auto; min-width: 0}}
-.rl-panel .rl-box, .rl-panel .rl-log {{display: grid; grid-template-columns: minmax(0, 1fr)}}
-.rl-panel .rl-box > div, .rl-panel .rl-log > div {{grid-area: 1 / 1}}
-.rl-panel .rl-reserve {{visibility: hidden}}
+.rl-panel .rl-top > .rl-side {{display: flex; flex-direction: column; overflow: hidden auto}}
+.rl-panel .rl-side > div {{flex: none}}
+.rl-panel .rl-side > .rl-state {{flex: 0 1 auto; min-height: 0; overflow: hidden auto}}
+.rl-panel .rl-under {{align-items: stretch}}
+.rl-panel .rl-box {{flex: 1 1 auto; min-width: 0; overflow: hidden auto}}
 .rl-panel .rl-cue {{color: {drawing.FORWARD}; font-weight: bold; min-height: 2.6em}}
+.rl-panel .rl-side .rl-cue {{height: 2.6em; display: -webkit-box; -webkit-box-orient: vertical;
+  -webkit-line-clamp: 2; line-clamp: 2; overflow: hidden}}
 .rl-panel .rl-caption {{font-size: 15px; font-weight: bold; margin: 2px 0 4px}}
 .rl-panel .rl-state td:nth-child(n+2) {{font-family: monospace; overflow-wrap: break-word}}
 .rl-panel tr.changed td:last-child {{background: {HIGHLIGHT}}}
 .rl-panel tr.now {{background: {CURRENT}}}
-.rl-panel .rl-log {{flex: none; width: {int(drawing.PANEL_WIDTH * drawing.DPI)}px}}
+.rl-panel .rl-log {{flex: none; width: {int(drawing.PANEL_WIDTH * drawing.DPI)}px;
+  overflow: hidden auto}}
 .rl-panel .rl-log table {{table-layout: fixed; width: 100%}}
-.rl-panel .rl-log td {{height: 2.6em; overflow-wrap: anywhere}}
-.rl-panel .rl-head {{overflow-wrap: anywhere}}
+.rl-panel .rl-log td {{height: 2.6em; overflow-wrap: break-word}}
+.rl-panel .rl-head {{overflow-wrap: break-word}}
 .rl-panel .rl-log .rl-line {{display: -webkit-box; -webkit-box-orient: vertical;
   -webkit-line-clamp: 2; line-clamp: 2; overflow: hidden; max-height: 2.6em}}
 .rl-panel .rl-log tr.now .rl-line {{display: block; -webkit-line-clamp: none; line-clamp: none;
@@ -57,9 +78,10 @@ CSS = f"""<style>
 .rl-panel .rl-log .rl-what {{display: inline-block; min-width: 118px; padding-right: 6px;
   white-space: nowrap; vertical-align: top}}
 .rl-panel .rl-log .rl-where {{min-width: 100px}}
-.rl-panel .rl-details {{color: #444; word-break: break-all}}
+.rl-panel .rl-details {{color: #444}}
 .rl-panel .rl-more {{color: #555; font-weight: normal; font-style: italic}}
-.rl-panel .rl-side .rl-caption {{min-height: 2.6em}}
+.rl-panel .rl-side .rl-caption {{min-height: 2.6em; height: 2.6em; display: -webkit-box;
+  -webkit-box-orient: vertical; -webkit-line-clamp: 2; line-clamp: 2; overflow: hidden}}
 .rl-panel .rl-key {{display: inline-block; width: 12px; height: 12px; vertical-align: -1px;
   margin: 0 3px 0 8px; border: 1px solid #888}}
 .rl-panel .rl-legend {{color: #333}}
@@ -112,8 +134,8 @@ def log_html(events: list[Event] | tuple[Event, ...], current: int, rows: int = 
     says how many are not shown. Each event's details follow its kind and step and wrap
     onto its second line. The current row is whole, however long (newuser12: lesson 04's
     halt reason, the lesson's point, was cut); the others are two lines at most, a longer
-    one ending in "…" with the whole row in its title. The details break anywhere, so they
-    fill the first line too. The log keeps its height: ``log_reserve``."""
+    one ending in "…" with the whole row in its title. The details break at spaces and
+    underscores, never inside a word (``words``). The log's height is fixed (``under_px``)."""
     start = max(0, min(current - rows // 2, len(events) - rows))
     end = min(len(events), start + rows)
     body = []
@@ -123,9 +145,9 @@ def log_html(events: list[Event] | tuple[Event, ...], current: int, rows: int = 
         body.append(
             f"<tr{' class=now' if now else ''}><td>{'▶' if now else ''}</td><td>{e.seq}</td>"
             f"<td><div class='rl-line' title='{html.escape(_said(e))}'>"
-            f"<span class='rl-what'>{html.escape(e.kind)}</span>"
-            f"<span class='rl-what rl-where'>{html.escape(e.step or '-')}</span>"
-            f"<span class='rl-details'>{html.escape(details(e))}</span></div></td></tr>"
+            f"<span class='rl-what'>{words(e.kind)}</span>"
+            f"<span class='rl-what rl-where'>{words(e.step or '-')}</span>"
+            f"<span class='rl-details'>{words(details(e))}</span></div></td></tr>"
         )
     body += ["<tr><td colspan=3>&nbsp;</td></tr>"] * (rows - (end - start))
     later = len(events) - end
@@ -141,13 +163,10 @@ def log_html(events: list[Event] | tuple[Event, ...], current: int, rows: int = 
     return f"<table>{columns}<thead>{head}</thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def log_reserve(events: Iterable[Event]) -> str:
-    """Hidden logs, each with one of ``events`` (the longest the panel may show: ``Room``)
-    as its whole current row: the log is as tall as the tallest of them, so a long current
-    row never grows the panel (newuser11, newuser12)."""
-    return "".join(
-        f"<div class='rl-reserve' aria-hidden='true'>{log_html((e,), 0)}</div>" for e in events
-    )
+def words(text: str) -> str:
+    """``text`` escaped, a line allowed to break after each underscore as at a space
+    ("reserve_<wbr>room"), never inside a word (a new user saw a step name cut mid-word)."""
+    return html.escape(text).replace("_", "_<wbr>")
 
 
 def state_html(before: Mapping[str, Any], now: Mapping[str, Any], keys: Iterable[str]) -> str:
@@ -218,7 +237,7 @@ def failed_head(status: str, step: str | None, error: BaseException) -> str:
 
 def _result_box(head: str, lines: list[tuple[str, str]]) -> str:
     """The head, whole (newuser12: clamped, a halt's error was cut), then a row for each
-    line. The box keeps its height: ``reserved_result`` and ``Room``."""
+    line. The box's height is fixed (``under_px``)."""
     rows = "".join(f"<tr><th>{k}</th><td>{html.escape(v)}</td></tr>" for k, v in lines)
     return f"<div class='rl-head'>{head}</div><table>{rows}</table>"
 
@@ -250,110 +269,6 @@ def result_at(outcome: Outcome, index: int, final: str) -> str:
     return _result_box(head, [("done so far", _names(done)), ("undone so far", _names(undone))])
 
 
-def run_results(outcome: Outcome, final: str) -> tuple[str, ...]:
-    """Every result box the run's frames show (``result_at``), once each: known when the
-    run is chosen, so the box can reserve the tallest of them (``view_html``)."""
-    boxes = (result_at(outcome, i, final) for i in range(len(outcome.events)))
-    return tuple(dict.fromkeys(boxes))
-
-
-HEAD_CHARS, ROW_CHARS = 44, 32  # about a line of the result box's head, and of a row's text
-KEEP = 3  # the longest heads, result tables and log rows a panel keeps room for
-SHOWN = 2  # of the result boxes and logs they make, the tallest a view reserves: each hidden
-# one costs the browser layout at every frame (17 of them: +3.4 ms a view, measured in Chromium)
-
-
-def lines(text: str, width: int) -> int:
-    """About how many lines an HTML part takes: its head (``width`` ``HEAD_CHARS``), or its
-    table (``ROW_CHARS``: each row's text, wrapped); enough to tell the tallest few of a
-    panel's parts apart, the browser wraps them for real."""
-    cells = re.findall(r"<td>(.*?)</td>", text) or [re.sub(r"<[^>]*>", "", text)]
-    return sum(max(1, -(-len(html.unescape(c)) // width)) for c in cells)
-
-
-def tallest(boxes: Iterable[str], keep: int = SHOWN) -> tuple[str, ...]:
-    """The ``keep`` tallest result boxes (by ``lines``: head, then table; ties: the longer)."""
-
-    def height(box: str) -> tuple[int, int]:
-        head, _, table = box.partition("<table>")
-        return lines(head, HEAD_CHARS) + lines(table, ROW_CHARS), len(box)
-
-    return tuple(sorted(dict.fromkeys(boxes), key=height, reverse=True)[:keep])
-
-
-def _top(found: dict[str, int]) -> dict[str, int]:
-    return dict(sorted(found.items(), key=lambda kv: (-kv[1], -len(kv[0])))[:KEEP])
-
-
-class Room:
-    """What a panel's result box and event log keep room for: the tallest few heads and
-    tables of the result boxes, and the longest few events, of every run the panel showed,
-    of the runs one change away (``ahead.make_room``), and the head each action fault would
-    give (``fault_heads``: a panel that cannot run ahead, lesson 06's, knows them too).
-    Each view reserves them (hidden: ``boxes``, ``events``), so a click never changes the
-    panel's height (newuser12: lesson 04's halt grew it 2 px) unless a run taller than all
-    of them comes, and then it grows once and stays."""
-
-    def __init__(self) -> None:
-        self.heads: dict[str, int] = {}
-        self.tables: dict[str, int] = {}
-        self._events: dict[str, tuple[int, Event]] = {}
-
-    def add(self, outcome: Outcome, final: str) -> None:
-        head, table = final.split("<table>", 1)
-        self.add_head(head.removeprefix("<div class='rl-head'>").removesuffix("</div>"))
-        self.add_table(f"<table>{table}")
-        for event in outcome.events:
-            self._events.setdefault(_said(event), (len(_said(event)), event))
-        self._events = dict(sorted(self._events.items(), key=lambda e: -e[1][0])[:KEEP])
-
-    def add_head(self, head: str) -> None:
-        self.heads = _top({**self.heads, head: lines(head, HEAD_CHARS)})
-
-    def add_table(self, table: str) -> None:
-        self.tables = _top({**self.tables, table: lines(table, ROW_CHARS)})
-
-    @property
-    def boxes(self) -> list[str]:
-        """Boxes of every kept head over every kept table: as tall as the tallest result
-        (or a little taller: its head and its table may come from two runs)."""
-        return [f"<div class='rl-head'>{h}</div>{t}" for h in self.heads for t in self.tables]
-
-    @property
-    def events(self) -> list[Event]:
-        return [event for _, event in self._events.values()][:SHOWN]
-
-
-def most_table(names: list[str], undoable: list[str]) -> str:
-    """A result table with the most a failed run's result can say without a second fault
-    (every undo run, the longest step not undone, every step but the first not run): the
-    room kept by a panel that cannot run the runs one change away (a state of services)."""
-    longest = max(names, key=len)
-    return _result_box("", [
-        ("undone", _names(undoable)), ("dead letters", "none"),
-        ("not undone", f"{longest} (no undo covers it)"), ("not run", _names(names[1:])),
-    ]).split("</div>", 1)[1]  # fmt: skip
-
-
-def fault_heads(faults: Iterable[tuple[str, Fault]]) -> list[str]:
-    """The head each action fault would give its run (the engine's error for it), with the
-    longest status a failed run may have: no run needed."""
-    status = max((Status.ROLLED_BACK, Status.ROLLBACK_INCOMPLETE, Status.HALTED), key=len)
-    return [
-        failed_head(status, step, action_error(step, fault))
-        for step, fault in faults
-        if fault in (Fault.FAIL, Fault.FAIL_AFTER_EFFECT)
-    ]
-
-
-def reserved_result(result: str, reserve: Iterable[str]) -> str:
-    """The result box shown over the run's other boxes, hidden (one grid cell): the box is
-    as tall as the tallest frame of the run, as the browser wraps it, so a longer frame
-    (the final result, a row that wraps) never grows the panel while it plays (newuser8)."""
-    hidden = "".join(f"<div class='rl-reserve' aria-hidden='true'>{r}</div>" for r in reserve)
-    return f"<div class='rl-box'>{hidden}<div class='rl-result'>{result}</div></div>"
-
-
 def view_html(
     outcome: Outcome,
     index: int,
@@ -361,14 +276,12 @@ def view_html(
     cue: str,
     result: str,
     keys: Iterable[str],
-    reserve: Iterable[str] = (),
-    longest: Iterable[Event] = (),
 ) -> str:
     """The panel's view at frame ``index``: the picture, and beside it the cue, the event it
-    shows and the state; under it the event log (as tall as its tallest with one of
-    ``longest`` as the current row: ``log_reserve``) and the result (as tall as the tallest
-    of ``reserve``: ``reserved_result``). The cue and the caption keep two lines each, so
-    a change never moves the panel."""
+    shows and the state; under it the event log and the result. Its height never changes
+    (issue 24): the picture's sets the top row's, the side column is exactly as high (its
+    cue and caption two lines each, clamped, whole in their title; the state scrolls if it
+    must), and the row under it is ``under_px`` high whatever the log and the result say."""
     event = outcome.events[index]
     before = outcome.state_before or {}
     now = outcome.state_at(index) or {}
@@ -378,14 +291,18 @@ def view_html(
         f"<div class='rl-legend'>{key(HIGHLIGHT)}changed since before"
         f"{key(CURRENT)}▶ the event shown</div>"
     )
+    said = html.escape(html.unescape(re.sub(r"<[^>]*>", "", cue)), quote=True)  # its words
     side = (
-        f"<div class='rl-cue'>{cue}</div>"
-        f"<div class='rl-caption'>{html.escape(caption)}</div>"
+        f"<div title='{said}' class='rl-cue'>{cue}</div>"
+        f"<div title='{html.escape(caption, quote=True)}' class='rl-caption'>"
+        f"{html.escape(caption)}</div>"
         f"<div class='rl-state'>{state_html(before, now, keys)}</div>{legend}"
     )
+    high = size(png)[1]
     return (
-        f"<div class='rl-row'>{png_img(png, caption)}<div class='rl-side'>{side}</div></div>"
-        f"<div class='rl-row'><div class='rl-log'><div>{log_html(outcome.events, index)}</div>"
-        f"{log_reserve(longest)}</div>"
-        f"{reserved_result(result, reserve)}</div>"
+        f"<div class='rl-row rl-top'>{png_img(png, caption)}"
+        f"<div class='rl-side' style='height:{high}px'>{side}</div></div>"
+        f"<div class='rl-row rl-under' style='height:{under_px(high)}px'>"
+        f"<div class='rl-log'>{log_html(outcome.events, index)}</div>"
+        f"<div class='rl-box'><div class='rl-result'>{result}</div></div></div>"
     )

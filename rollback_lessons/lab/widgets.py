@@ -52,7 +52,6 @@ from .panel_html import (  # noqa: F401 (the panel's HTML parts, as the other pa
     LOG_ROWS,
     LOST,
     PANEL_WIDTH,
-    Room,
     details,
     key,
     log_html,
@@ -60,9 +59,7 @@ from .panel_html import (  # noqa: F401 (the panel's HTML parts, as the other pa
     png_img,
     result_at,
     result_html,
-    run_results,
     state_html,
-    tallest,
     view_html,
 )
 from .player import Player, one_at_a_time
@@ -180,8 +177,6 @@ class RollbackLab(Player):
         self._said = ""  # the last run: its faults and options, and how it ended
         self._cue = ""
         self._result = ""
-        self._reserve: tuple[str, ...] = ()
-        self.room = Room()  # the result and log keep room for the tallest runs (ahead)
         self.stopped_at: int | None = None  # the event a Stop cancelled the run after
 
         for control in [*self.actions.values(), *self.undos.values()]:
@@ -399,8 +394,6 @@ class RollbackLab(Player):
             self.runs += 1
         self._cue = "" if opening else f"↻ run {self.runs}: {self._said}"
         self._result = result_html(outcome, stop_after)
-        self._reserve = run_results(outcome, self._result)  # every frame's box: the tallest
-        self.room.add(outcome, self._result)  # and the panel's tallest, its longest events
         frame = self.telling_frame(outcome, opening)
         self._show(frame)  # the view first: it is what the learner watches (one message)
         self._follow(frame, len(outcome.events))  # then the player
@@ -422,9 +415,7 @@ class RollbackLab(Player):
         assert self.outcome is not None
         png = self.timeline.render(index)
         result = result_at(self.outcome, index, self._result)  # as of this frame
-        reserve = tallest((*self._reserve, *self.room.boxes))  # this run's and the panel's
-        return view_html(self.outcome, index, png, self._cue, result, self.state_keys,
-                         reserve, self.room.events)  # fmt: skip
+        return view_html(self.outcome, index, png, self._cue, result, self.state_keys)
 
     def _show(self, index: int) -> None:
         self._ahead += 1  # (a frame of its own asked for: no drawing ahead over it)
@@ -435,12 +426,11 @@ class RollbackLab(Player):
     def displayed(self) -> None:
         """The panel goes on screen: its run count starts again (the runs a lesson cell
         made before are not the learner's), the cue says what it opens on; the runs one
-        change away make room (``ahead.make_room``), and are drawn while it is read."""
+        change away are drawn while it is read."""
         reuse.shown(self)
         self.runs = 0
         self._cue = f"opens on: {self._said}" if self._said else ""
         if self.outcome is not None:
-            ahead.make_room(self)  # for the runs one click away
             self._show(self._frame)
             ahead.schedule(self)
 

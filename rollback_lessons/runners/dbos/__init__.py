@@ -7,7 +7,7 @@ middle and relaunched on the same file finishes the saga. The Outcome is ``saga.
 """
 
 from ..asking import AnswerRefused, Question
-from .runner import DBOSHandle, DBOSRunner, DBOSUnavailable, UnknownRun
+from .runner import DBOSHandle, DBOSRunner, DBOSUnavailable, ReplayRefused, UnknownRun
 
 __all__ = [
     "AnswerRefused",
@@ -15,5 +15,6 @@ __all__ = [
     "DBOSRunner",
     "DBOSUnavailable",
     "Question",
+    "ReplayRefused",
     "UnknownRun",
 ]

@@ -15,6 +15,7 @@ from typing import Any
 from dbos import DBOS, SetWorkflowID
 from dbos._error import (
     DBOSAwaitedWorkflowCancelledError,
+    DBOSUnexpectedStepError,
     DBOSWorkflowCancelledError,
     DBOSWorkflowConflictIDError,
 )
@@ -42,12 +43,46 @@ up to that second (most of a graph run at once). One query per waiting workflow 
 nothing when none waits."""
 
 
+REPLAY_VERSION = "rollback-lessons-1"
+"""DBOS's application version for every saga this runner starts. DBOS resumes a workflow
+only on the application version that started it, and by default it computes that version
+from the code (a hash of the workflows' source and of how many steps are named: a step
+added changes it), so a saga an earlier version left unfinished, waiting for a person say,
+was never resumed after an upgrade: left ``PENDING``, a person's answer waited on forever.
+Fixed here, and kept while the code replays every saga an earlier version saved (a step
+renamed stays replayable under its earlier name: ``workflow.EARLIER_HEARD``); to change
+only when that can no longer hold (the sagas left by the one before are then refused in
+one line, ``ReplayRefused``). ``DBOS__APPVERSION``, DBOS's own way to pin it, wins when set
+(an operator who pinned it keeps the sagas an earlier version left under it)."""
+
+
+def replay_version() -> str:
+    """The application version this process starts and resumes sagas on."""
+    return os.environ.get("DBOS__APPVERSION") or REPLAY_VERSION
+
+
 class DBOSUnavailable(RollbackLessonsError):
     """DBOS already runs in this process (it is one per process)."""
 
 
 class UnknownRun(RollbackLessonsError, LookupError):
     """``handle_for`` a run id DBOS has no workflow of, on this runner's file."""
+
+
+class ReplayRefused(RollbackLessonsError):
+    """DBOS could not resume a saga: a step it saved has another name than the one this
+    code runs there (another version started it). One line: which step, and what to do."""
+
+    @classmethod
+    def of(cls, run_id: str, exc: DBOSUnexpectedStepError, path: Path | None) -> ReplayRefused:
+        _, step_id, expected, recorded = exc.inputs
+        where = f" on {path}" if path is not None else ""
+        return cls(
+            f"saga {run_id!r} cannot be resumed by this version of rollback-lessons: DBOS "
+            f"saved its step {step_id} as {recorded!r} where this code runs {expected!r} "
+            f"(another version started it); launch the version that started it{where} to "
+            "finish it, or have a person check it by hand: its undos may still be pending"
+        )
 
 
 _launched = threading.Lock()  # DBOS is process-global: one runner at a time
@@ -59,9 +94,15 @@ class DBOSHandle:
     ``cancel_workflow`` (nothing undone)."""
 
     def __init__(
-        self, saga: Saga, run_id: str, state: State | None, before: Any, result: Any
+        self,
+        saga: Saga,
+        run_id: str,
+        state: State | None,
+        before: Any,
+        result: Any,
+        path: Path | None = None,
     ) -> None:
-        self.saga, self.run_id = saga, run_id
+        self.saga, self.run_id, self.path = saga, run_id, path
         self._state, self._before, self._result = state, before, result
 
     def pending(self) -> Question | None:
@@ -119,6 +160,8 @@ class DBOSHandle:
     def outcome(self) -> Outcome:
         try:
             data: dict[str, Any] = self._result()
+        except DBOSUnexpectedStepError as exc:  # (resumed by another version: one line)
+            raise ReplayRefused.of(self.run_id, exc, self.path) from None
         except (DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError,
                 DBOSAwaitedWorkflowCancelledError):  # fmt: skip
             stopped = workflow.STOPPED.get(self.run_id)
@@ -140,8 +183,11 @@ class DBOSRunner:
     ``with DBOSRunner.start() as runner: outcome = runner.run(saga, state)``
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, stranded: Mapping[str, str] | None = None) -> None:
         self.path = path
+        self.stranded: dict[str, str] = dict(stranded or {})
+        """Sagas left unfinished on this file by a version this one does not resume (their
+        DBOS application version, by run id): ``handle_for`` refuses them in one line."""
 
     @classmethod
     def start(
@@ -164,14 +210,22 @@ class DBOSRunner:
             else:
                 path = Path(system_database)
             logging.getLogger("dbos").setLevel(logging.WARNING)
+            version = replay_version()
             DBOS(config={"name": NAME, "system_database_url": f"sqlite:///{path}",
-                         "log_level": "WARNING",
+                         "log_level": "WARNING", "application_version": version,
                          "notification_listener_polling_interval_sec": LISTEN})  # fmt: skip
             DBOS.launch()  # resumes the workflows a dead process left on this file
+            unfinished = DBOS.list_workflows(
+                status=["PENDING", "ENQUEUED"], has_parent=False, load_input=False,
+                load_output=False,
+            )  # fmt: skip
+            stranded = {
+                w.workflow_id: str(w.app_version) for w in unfinished if w.app_version != version
+            }
         except BaseException:
             _launched.release()
             raise
-        return cls(path)
+        return cls(path, stranded)
 
     def start_saga(
         self,
@@ -241,10 +295,10 @@ class DBOSRunner:
                     def result() -> dict[str, Any]:
                         raise stopped
 
-                    return DBOSHandle(saga, run_id, state, before, result)
-                return DBOSHandle(saga, run_id, state, before, lambda: data)
+                    return DBOSHandle(saga, run_id, state, before, result, self.path)
+                return DBOSHandle(saga, run_id, state, before, lambda: data, self.path)
             started = DBOS.start_workflow(run, *args)
-        return DBOSHandle(saga, run_id, state, before, started.get_result)
+        return DBOSHandle(saga, run_id, state, before, started.get_result, self.path)
 
     def handle_for(self, saga: Saga, run_id: str) -> DBOSHandle:
         """A handle on a saga DBOS runs or ran on this file (one this launch resumed after
@@ -254,9 +308,18 @@ class DBOSRunner:
         is refused (``UnknownRun``)."""
         if DBOS.get_workflow_status(run_id) is None:
             raise UnknownRun(f"DBOS has no saga {run_id!r} in {self.path}")
+        if run_id in self.stranded:  # (never resumed here: an answer would wait forever)
+            raise ReplayRefused(
+                f"saga {run_id!r} was left unfinished by another version of rollback-lessons "
+                f"(DBOS application version {self.stranded[run_id]!r}; this one runs "
+                f"{replay_version()!r}), and DBOS resumes a workflow only on the version that "
+                f"started it: launch that version on {self.path} to finish it, or have a "
+                "person check it by hand: its undos may still be pending"
+            )
         run = hosted.RUNS.get(run_id)
         state = run.state if run is not None else None
-        return DBOSHandle(saga, run_id, state, None, DBOS.retrieve_workflow(run_id).get_result)
+        result: Callable[[], Any] = DBOS.retrieve_workflow(run_id).get_result
+        return DBOSHandle(saga, run_id, state, None, result, self.path)
 
     def run(self, saga: Saga, state: State | None = None, **options: Any) -> Outcome:
         """Run ``saga`` on DBOS and return its Outcome (like ``saga.run``)."""
@@ -264,8 +327,12 @@ class DBOSRunner:
 
     def record(self, run_id: str) -> RunRecord:
         """The record of run ``run_id``, once it ended (waited for): one this launch
-        resumed, say, after the process that started it died."""
-        return record_of(DBOS.retrieve_workflow(run_id).get_result())
+        resumed, say, after the process that started it died. One that this version cannot
+        resume (another version started it) is ``ReplayRefused``, one line."""
+        try:
+            return record_of(DBOS.retrieve_workflow(run_id).get_result())
+        except DBOSUnexpectedStepError as exc:
+            raise ReplayRefused.of(run_id, exc, self.path) from None
 
     def close(self) -> None:
         try:

@@ -34,7 +34,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from dbos import DBOS
+from dbos import DBOS, StepOptions
 
 from ... import schedule
 from ..._drive import failed_asking
@@ -365,14 +365,46 @@ HEARD: dict[str, bool | dict[str, Any]] = {}
 until the workflow saves it (``heard_cancel``)."""
 
 
-@DBOS.step(name="rollback_lessons.heard")
+HEARD_STEP = "rollback_lessons.heard"
+EARLIER_HEARD = "rollback_lessons.asked"
+"""The name under which versions before the heard step (``heard_cancel``) saved a cancel
+told to a person's wait: they asked the token again there (``ask_cancel``), saving True or
+False. DBOS refuses to replay a step saved under another name than the one the code runs
+(``DBOSUnexpectedStepError``, the workflow failed, a person's answer refused), so a saga
+such a version left waiting for a person, resumed by this one (an upgrade while it
+waited), replays that step under the name it was saved under: its saved answer is one
+``heard_cancel`` gives too."""
+
+
 def heard_cancel(run_id: str) -> bool | dict[str, Any]:
     """A cancel was told to a person's wait: what the token said then (True, or its error
-    as data), saved, so that a relaunch hears the same; told by anyone else (no such
-    answer here), the token is asked now."""
+    as data), saved as a DBOS step, so that a relaunch hears the same; told by anyone else
+    (no such answer here), the token is asked now. Saved under ``HEARD_STEP``, or replayed
+    under ``EARLIER_HEARD`` when an earlier version saved it so (``saved_name``)."""
+    slot = DBOS.reserve_step()
+    name = EARLIER_HEARD if saved_name(slot.step_id) == EARLIER_HEARD else HEARD_STEP
+    return slot.run(StepOptions(name=name), _heard_now, run_id)
+
+
+def _heard_now(run_id: str) -> bool | dict[str, Any]:
     if run_id in HEARD:
         return HEARD.pop(run_id)
     return _token(run_id)
+
+
+def saved_name(step_id: int) -> str | None:
+    """The name of the step this workflow saved at ``step_id`` (None: not saved: it runs
+    now). Read in a thread of its own, outside the workflow's context, so that reading is
+    not itself saved as a step (which would shift every step after it)."""
+    workflow_id, found = DBOS.workflow_id, []
+    assert workflow_id is not None
+    reader = threading.Thread(
+        target=lambda: found.extend(DBOS.list_workflow_steps(workflow_id, load_output=False)),
+        name=f"saved-steps-{workflow_id}",
+    )
+    reader.start()
+    reader.join()
+    return next((s["function_name"] for s in found if s["function_id"] == step_id), None)
 
 
 @DBOS.step(name="rollback_lessons.asked")
