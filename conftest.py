@@ -44,6 +44,8 @@ def _in_memory() -> str | None:
 
 def pytest_configure(config):
     if not os.environ.get("PYTEST_XDIST_WORKER"):  # the workers inherit the controller's
+        if getattr(config.option, "numprocesses", None):  # xdist's controller: workers to come
+            _compile_ahead(config)
         # which part of the costliest sweeps make test runs this time (tests/conftest.py's
         # a_part): a new one each run unless TEST_SLICE is given (to repeat a run's)
         os.environ.setdefault("TEST_SLICE", str(random.SystemRandom().randrange(1 << 16)))
@@ -55,6 +57,45 @@ def pytest_configure(config):
         prefix="rollback-lessons-jupyter-data-"
     )
     os.environ["JUPYTER_DATA_DIR"] = config._rollback_lessons_data.name
+
+
+def _compile_ahead(config) -> None:
+    """On a fresh clone every xdist worker compiled the package and rewrote and compiled
+    every test module itself: they start at once and none finds another's cache (4 workers
+    collecting: 25 CPU s cold, 16 warm). The controller writes those caches first, once,
+    before it starts the workers: the package's and the helpers' bytecode (compileall) and
+    the test modules' rewritten asserts with pytest's own rewriter, where the workers' import
+    looks for them (__pycache__/*-pytest-*.pyc, keyed by the source's hash). Caches already
+    there are kept; with PYTHONDONTWRITEBYTECODE, or a pytest without that rewriter, nothing
+    is written and the workers compile as before."""
+    import compileall
+    import fnmatch
+    import py_compile
+    import sys
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    if sys.dont_write_bytecode:
+        return
+    root = Path(__file__).resolve().parent
+    compileall.compile_dir(root / "rollback_lessons", quiet=1)
+    try:
+        from _pytest.assertion.rewrite import PYC_TAIL, _read_pyc, _rewrite_test, _write_pyc
+    except ImportError:
+        return
+    patterns = config.getini("python_files")
+    quiet = SimpleNamespace(trace=lambda message: None)
+    for source in sorted((root / "tests").rglob("*.py")):
+        try:
+            if not any(fnmatch.fnmatch(source.name, p) for p in patterns):
+                py_compile.compile(str(source), doraise=True)  # a helper: imported as is
+                continue
+            pyc = source.parent / "__pycache__" / f"{source.stem}{PYC_TAIL}"
+            if _read_pyc(source, pyc) is None:  # none, or of an older source
+                source_hash, code = _rewrite_test(source, config)
+                _write_pyc(quiet, code, source_hash, pyc)
+        except Exception:  # a module that does not compile: its own import will say so
+            continue
 
 
 def pytest_report_header(config):
@@ -73,6 +114,34 @@ def pytest_unconfigure(config):
 @pytest.fixture(autouse=True)
 def _own_jupyter_data_dir(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path_factory.mktemp("jupyter-data")))
+
+
+# -- a lesson run once, not twice --------------------------------------------------------------
+# The browser tests run each lesson with a panel (Run All in JupyterLab) and check its outputs
+# by strict nbval's own rules (tests/nbval_rules.py; such a test is marked
+# outputs_checked_as_nbval(path)). Where such a test is selected, nbval's own run of that
+# lesson (a kernel of its own, the same cells again: 1.3-4.3 CPU s a lesson) is deselected;
+# anywhere else (the browser tests deselected, -m "not browser", or not collected) nbval runs
+# it as ever. make soak (SOAK=1) runs both.
+@pytest.hookimpl(trylast=True)  # after -k, -m and --deselect have chosen
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("SOAK", "") not in ("", "0"):
+        return
+    checked = {
+        mark.args[0] for item in items for mark in item.iter_markers("outputs_checked_as_nbval")
+    }
+    if not checked:
+        return
+    root = config.rootpath
+    run_twice = [
+        item for item in items
+        if type(item).__name__ == "IPyNbCell"
+        and item.path.relative_to(root).as_posix() in checked
+    ]  # fmt: skip
+    if run_twice:
+        dropped = set(map(id, run_twice))
+        items[:] = [item for item in items if id(item) not in dropped]
+        config.hook.pytest_deselected(items=run_twice)
 
 
 # -- make test on every core (pytest-xdist: -n auto --dist loadfile) -------------------------
@@ -115,6 +184,7 @@ BROWSER_FIRST_HALF = (
     "::test_a_panel_run_too_early_says_which_cell_to_run_first",
     "::test_a_panel_whose_kernel_restarted_says_so",
     "::test_a_panel_cell_run_again_and_again_while_playing",
+    "::test_temporals_web_ui_shows_a_compensated_workflow",  # (7 s; s40: half 2 was longer)
 )
 
 
@@ -147,6 +217,10 @@ def unit_of_work(nodeid: str) -> str:
 SLOWEST_FIRST = (
     f"{BROWSER} (half 1)",  # ~130-170 s
     f"{BROWSER} (half 2)",
+    # the wheel (conftest's wheel_venv, 10-25 s) built here, early, on another worker: from
+    # the end of xdist's order it was built by the browser's second half, its last test
+    # waiting for it (24.6 s of setup in a make test at load 7-12, s40)
+    "tests/test_packaging.py",
     "tests/test_temporal_booking.py",  # 36 s
     "tests/test_conformance.py",  # 35 s
     "tests/test_temporal.py",  # 32 s

@@ -8,7 +8,9 @@ panel taller than the screen, text too small to read from the back row, a pictur
 smaller than it was drawn, or how long a click takes to reach the screen. One JupyterLab
 serves the session (127.0.0.1, a free port, a token), on copies of the lessons without
 outputs, but for the lessons without a panel or a check after Run All (``as_stored``): they
-open with their committed outputs, the ones strict nbval checks. Timings are printed (and
+open with their committed outputs, the ones strict nbval checks. The others' outputs after
+Run All are checked by strict nbval's own rules (``nbval_rules``), so that make test runs
+them once, here, not again in a kernel of nbval's. Timings are printed (and
 kept in artifacts/screenshots/timings.txt), never asserted: `make bench` shows them against
 their goal.
 """
@@ -34,6 +36,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from conftest import SOAK, a_part
+from nbval_rules import differences, runnable
 from notebook_tools import clean
 
 from rollback_lessons.lab.launch import LAB_SETTINGS, lab_command
@@ -64,10 +67,14 @@ CLICK_GOAL_MS = 100  # fault click -> new picture painted, p95 (issue 24)
 pytestmark = pytest.mark.browser
 
 
-def _chromium() -> str:
-    path = (
+def chromium_path() -> str | None:
+    return (
         os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     )
+
+
+def _chromium() -> str:
+    path = chromium_path()
     if path:
         return path
     message = (
@@ -1054,13 +1061,51 @@ def panel_cells(notebook: str) -> int:
     return sum(n for c in cells for m, n in made.items() if m in "".join(c["source"]))
 
 
-@pytest.mark.parametrize("notebook", [p.name for p in NOTEBOOKS])
+def outputs_checked_here(notebook: str) -> bool:
+    """A lesson run here (not ``as_stored``) whose Run All strict nbval's rules can judge
+    (``nbval_rules.runnable``): its outputs are checked here against the committed ones,
+    by those rules, and ``make test`` starts no nbval kernel for it (its nbval cells are
+    deselected, the root conftest.py; ``make soak`` runs them too). Not where the browser
+    tests would be skipped (no Chromium, outside CI): nbval runs the lesson then."""
+    return (
+        not as_stored(notebook)
+        and runnable(ROOT / "notebooks" / notebook)
+        and (chromium_path() is not None or bool(os.environ.get("CI")))
+    )
+
+
+def outputs_pass_strict_nbval(page, session: pytest.Session, notebook: str) -> None:
+    """The lesson's outputs after Run All (JupyterLab's own model of it, as it would save
+    it) pass strict nbval against the committed ones: ``nbval_rules``."""
+    run = json.loads(
+        page.evaluate(
+            "() => JSON.stringify(window.jupyterapp.shell.currentWidget.context.model.toJSON())"
+        )
+    )
+    found = differences(session, ROOT / "notebooks" / notebook, run)
+    assert found == [], "\n".join(found)
+
+
+@pytest.mark.parametrize(
+    "notebook",
+    [
+        pytest.param(
+            p.name,
+            marks=[pytest.mark.outputs_checked_as_nbval(f"notebooks/{p.name}")]
+            if outputs_checked_here(p.name)
+            else [],
+        )
+        for p in NOTEBOOKS
+    ],
+)
 def test_lesson_renders_runs_and_every_panel_fits_one_screen(
-    page, lab_server: Lab, notebook: str
+    page, lab_server: Lab, notebook: str, request: pytest.FixtureRequest
 ) -> None:
     open_lesson(page, None, None, notebook)
     if not as_stored(notebook):
         run_all(page)
+    if outputs_checked_here(notebook):
+        outputs_pass_strict_nbval(page, request.session, notebook)
     panel = page.locator(".jp-NotebookPanel").first
     text = panel.inner_text()
     for bad in WIDGET_ERRORS:
@@ -1204,29 +1249,27 @@ def run_cell(page, needle: str) -> None:
     )
 
 
-def test_no_widget_model_is_ever_missing_and_a_reopened_lesson_says_its_kernel_went(
-    page, lab_server: Lab
-) -> None:
-    """A new user once saw "Error: widget model not found" in the console: a lesson saved
-    with its panels' views (JupyterLab autosaves every two minutes) and opened again once
-    its kernel had gone. The panels' state is saved with the lesson (launch.LAB_SETTINGS):
-    reopened, each panel shows as it was, marked "this panel lost its kernel". On the way
-    the other suspects, none of which may log the error either: Run All twice, Play then
-    the panel's cell run again while playing, rapid fault clicks, a kernel restart while
-    playing, Run All after it."""
-    name = "03_when_an_undo_fails.ipynb"
-    open_lesson(page, None, None, name)
+def run_all_again(page) -> None:
     run_all(page)
-    run_all(page)
+
+
+def play_and_run_the_panels_cell_again(page) -> None:
     check(page, "scrollTo", [".rollback-lab", 0])
     page.locator(".rollback-lab .rl-play-button").first.click()
     run_cell(page, "RollbackLab(saga")  # while playing
     page.wait_for_function(IDLE)
     page.locator(".rollback-lab .rl-image").first.wait_for()
+
+
+def rapid_fault_clicks(page) -> None:
     check(page, "scrollTo", [".rollback-lab", 0])
     for n in range(8):
         page.locator(".rollback-lab .rl-action select").first.select_option(index=n % 2)
     page.wait_for_function(IDLE)
+
+
+def restart_while_playing_then_run_all(page) -> None:
+    check(page, "scrollTo", [".rollback-lab", 0])
     page.locator(".rollback-lab .rl-play-button").first.click()
     page.evaluate(
         "async () => { await window.jupyterapp.shell.currentWidget.sessionContext.session"
@@ -1234,6 +1277,36 @@ def test_no_widget_model_is_ever_missing_and_a_reopened_lesson_says_its_kernel_w
     )
     page.wait_for_function(IDLE)
     run_all(page)
+
+
+SUSPECTS: dict[str, Callable] = {
+    "Run All twice": run_all_again,
+    "Play, then the panel's cell run again while playing": play_and_run_the_panels_cell_again,
+    "rapid fault clicks": rapid_fault_clicks,
+    "a kernel restart while playing, Run All after it": restart_while_playing_then_run_all,
+}
+"""What a learner may do before the lesson is saved and reopened, each a suspect of the
+missing model: in make test two of them, in turn (a_part), after the first Run All; make
+soak all four, in this order. (Re-running the panel's cell while it plays is also
+test_a_panel_cell_run_again...'s, and a restart's message test_a_panel_whose_kernel...'s,
+every run.)"""
+
+
+def test_no_widget_model_is_ever_missing_and_a_reopened_lesson_says_its_kernel_went(
+    page, lab_server: Lab
+) -> None:
+    """A new user once saw "Error: widget model not found" in the console: a lesson saved
+    with its panels' views (JupyterLab autosaves every two minutes) and opened again once
+    its kernel had gone. The panels' state is saved with the lesson (launch.LAB_SETTINGS):
+    reopened, each panel shows as it was, marked "this panel lost its kernel". On the way
+    the other suspects (``SUSPECTS``), none of which may log the error either: Run All
+    twice, Play then the panel's cell run again while playing, rapid fault clicks, a kernel
+    restart while playing, Run All after it."""
+    name = "03_when_an_undo_fails.ipynb"
+    open_lesson(page, None, None, name)
+    run_all(page)
+    for suspect in a_part(list(SUSPECTS), 2, name="no widget model missing"):
+        SUSPECTS[suspect](page)
     command(page, "docmanager:save")
     saved = json.loads((lab_server.root / name).read_text())
     assert saved["metadata"].get("widgets"), "the panels' state is not saved with the lesson"
