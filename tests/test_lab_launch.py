@@ -74,6 +74,27 @@ def test_the_command_refuses_a_file_and_a_bad_port_in_one_line(tmp_path, capsys)
     assert not (tmp_path / "x").exists()  # nothing half-done
 
 
+def test_a_port_in_use_is_refused_in_one_line_before_anything_is_copied(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert cli.main(["lab", str(tmp_path / "x"), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"port {port} on 127.0.0.1 is in use" in err
+    assert "--port N" in err and not (tmp_path / "x").exists()
+
+
+def test_one_new_lesson_is_said_in_the_singular(tmp_path):
+    source = launch.shipped_lessons()
+    launch.install(tmp_path / "mine", source)
+    (tmp_path / "mine" / "03_when_an_undo_fails.ipynb").unlink()
+    again = launch.install(tmp_path / "mine", source)
+    assert f"copied 1 lesson into {again.folder}" in again.lines()
+
+
 def test_the_settings_shipped_with_the_wheel_are_the_commands_own():
     from pathlib import Path
 

@@ -85,7 +85,8 @@ class Copied:
     def lines(self) -> list[str]:
         out = []
         if self.new:
-            out.append(f"copied {len(self.new)} lessons into {self.folder}")
+            n = len(self.new)
+            out.append(f"copied {n} lesson{'s' if n != 1 else ''} into {self.folder}")
         for name in self.updated:
             out.append(f"updated {name} (you had not changed it)")
         for yours, newer in self.beside:
@@ -202,6 +203,21 @@ def lab_command(folder: Path, port: int, settings: Path | None = None) -> list[s
     return command
 
 
+def port_free(port: int) -> None:
+    """JupyterLab, told a port in use (and ``port_retries=0``), ends in a page of its own
+    log (newuser14): asked first, the command says so in one line, and what to do."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            raise LabError(
+                f"port {port} on 127.0.0.1 is in use (another JupyterLab?): "
+                "choose another with --port N (make lab PORT=N)"
+            ) from None
+
+
 def open_lab(
     folder: Path, port: int, *, say: Callable[[str], None] = print, run: bool = True
 ) -> int:
@@ -210,6 +226,7 @@ def open_lab(
         import jupyterlab  # noqa: F401
     except ImportError:
         raise LabError("JupyterLab is not installed: pip install 'rollback-lessons[lab]'") from None
+    port_free(port)  # before anything is copied: nothing half-done
     done = install(folder)
     for line in done.lines():
         say(line)
