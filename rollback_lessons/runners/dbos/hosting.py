@@ -1,0 +1,79 @@
+"""Which saga a DBOS run is, in this process: a run resumed at launch needs its saga's
+steps (``DBOSRunner.start(sagas=...)`` or ``handle_for``), and waits for them rather than
+fail for want of them (attack16's F11: DBOS would save that failure for good)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from ...saga import Saga, State
+from .. import hosted
+from ..wire import SagaPlan
+
+FACTORIES: dict[str, Callable[[str], Saga]] = {}
+"""How to make a saga by its name for a run id (a relaunched process resumes runs it did
+not start: their sagas act on a world outside memory, such as crashlab's database)."""
+
+
+WAITING: dict[str, str] = {}
+"""Runs resumed at launch that wait for a process to host their saga (its name, by run id):
+``FACTORIES`` has none of that name, and no ``handle_for`` gave it yet."""
+_HOSTING = threading.Condition()
+_closing = False
+
+
+class Unhosted(BaseException):
+    """The runner closed while a resumed run waited for its saga. A BaseException, so that
+    DBOS saves no outcome for the step or the workflow: the run stays ``PENDING``, for the
+    next launch (DBOS saves the failure of an ``Exception`` for good)."""
+
+
+def saga_name(inputs: Any) -> str | None:
+    """The saga's name a saga's workflow was started with (DBOS's saved inputs), if any."""
+    args = (inputs or {}).get("args") or (None,)
+    return args[0].name if isinstance(args[0], SagaPlan) else None
+
+
+def host(run_id: str, saga: Saga) -> None:
+    """``saga`` is run ``run_id``'s (``DBOSRunner.handle_for``): a resumed run waiting for
+    it goes on, acting on a world outside memory (its state empty)."""
+    with _HOSTING:
+        waits_for = WAITING.get(run_id, saga.name)
+        if waits_for != saga.name:
+            raise hosted.NotHosted(
+                f"run {run_id!r} is a saga {waits_for!r}, not {saga.name!r}: nothing was hosted"
+            )
+        if run_id not in hosted.RUNS:
+            hosted.host(run_id, hosted.Hosted(saga, {}, {}))
+        _HOSTING.notify_all()
+
+
+def opening(closing: bool) -> None:
+    """A runner launched (False) or closing (True): a run still waiting for its saga then
+    gives up (``Unhosted``), unfinished, for the next launch."""
+    global _closing
+    with _HOSTING:
+        _closing = closing
+        _HOSTING.notify_all()
+
+
+def _saga(run_id: str, name: str) -> tuple[Saga, State]:
+    """The run's saga and state. A run a relaunch resumed, with no saga of its name known
+    here, waits until one is (``handle_for``), never failed for want of it (DBOS would
+    save that failure for good: the saga stopped half done, for every later launch)."""
+    with _HOSTING:
+        try:
+            while True:
+                if run_id in hosted.RUNS:
+                    run = hosted.RUNS[run_id]
+                    return run.saga, run.state
+                if name in FACTORIES:
+                    return FACTORIES[name](run_id), {}
+                if _closing:
+                    raise Unhosted(f"run {run_id!r} left waiting for its saga {name!r}")
+                WAITING[run_id] = name
+                _HOSTING.wait()
+        finally:
+            WAITING.pop(run_id, None)
