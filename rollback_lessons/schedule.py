@@ -186,8 +186,12 @@ class GraphMachine(Machine):
         """``step``'s action returned (a cancel is heard first, ``hear``: the last step's too,
         before the run commits)."""
         spec = self._running(step, _RUNNING)
+        heard: BaseException | None = None
         if self.hear is not None:
-            self.hear()
+            try:
+                self.hear()
+            except BaseException as exc:  # (a Ctrl-C in the cancel function): it returned,
+                heard = exc  # so it is done all the same (undone), then the run fails there
         self.where[step] = _DONE
         self.busy_count -= 1
         self.completed.append(step)
@@ -216,6 +220,8 @@ class GraphMachine(Machine):
                 raise
             if spec.has_undo and spec.register == "after":
                 self._log(spec)
+        if heard is not None:
+            raise heard
         return self._next()
 
     def step_error(self, step: str, error: BaseException) -> GraphOp:
