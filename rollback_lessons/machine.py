@@ -306,10 +306,25 @@ class Machine:
         if self.watch is None:
             self.rows.append((ROW_START, name, details, self.now))
         else:
-            self._emit(EventKind.STEP_START, name, details)
+            try:
+                self._emit(EventKind.STEP_START, name, details)
+            except BaseException as exc:
+                if not isinstance(exc, Exception):  # a Ctrl-C before its action was called
+                    self.not_run(name)
+                raise
         if spec.has_undo and spec.register == "before":
             self._log(spec)
         return _new(RunStep, (name, 1))
+
+    def not_run(self, name: str) -> None:
+        """A Ctrl-C (in an observer of its start) came before ``name``'s action was called:
+        it never ran, so it is neither cut short (leaked) nor a pivot in doubt; said so."""
+        del self.kinds[name]
+        self.seen.remove(name)
+        self.phase, self.spec = _FORWARD, None
+        self.current = self.completed[-1] if self.completed else None
+        self.notes = [*self.notes, f"{name} was not run: the interruption came as it "
+                      "started, before its action was called"]  # fmt: skip
 
     def _log(self, spec: StepSpec) -> None:
         self.log.append(Entry(spec.name, spec.register, spec.semantic, spec.undo_timeout))

@@ -169,10 +169,25 @@ class GraphMachine(Machine):
         if self.watch is None:  # (its row, inline: the explorer runs thousands)
             self.rows.append((ROW_START, step, details, self.now))
         else:
-            self._emit(EventKind.STEP_START, step, details)
+            try:
+                self._emit(EventKind.STEP_START, step, details)
+            except BaseException as exc:
+                if not isinstance(exc, Exception):  # a Ctrl-C before its action was called
+                    self.not_run(step)
+                raise
         if spec.has_undo and spec.register == "before":
             self._log(spec)
         return _new(RunStep, (step, 1))
+
+    def not_run(self, name: str) -> None:
+        """``Machine.not_run``: ``name`` is not started (not running: never cut short)."""
+        super().not_run(name)
+        self.waiting.append(name)  # (may start again: nothing more starts once it failed)
+        self.waiting.sort(key=self.definition.index)
+        self.busy_count -= 1
+        self.started.remove(name)
+        del self.where[name], self.attempts[name]
+        self.current = None
 
     # -- how each step went ---------------------------------------------------------------
 
