@@ -253,9 +253,10 @@ def add_notes(run: Run, error: BaseException) -> None:
     if m.leaked:
         notes.append(f"rollback: not undone (no undo covers it): {', '.join(m.leaked)}")
     notes += [f"rollback: {n}" for n in m.notes]
-    carriers = [error]
-    if m.interruption is not None and m.interruption is not error:
-        carriers.append(m.interruption)
+    carriers = [error]  # and the Ctrl-C the caller gets, whatever the run failed with
+    for other in (m.interruption, run.raise_after):
+        if other is not None and all(other is not c for c in carriers):
+            carriers.append(other)
     for carrier in carriers:
         try:
             for note in notes:
