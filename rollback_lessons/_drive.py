@@ -19,7 +19,7 @@ from .events import describe
 from .faults import untraced
 from .machine import Machine, Phase
 from .operations import Ask, Finished, Op, RunStep, RunUndo, Wait
-from .schedule import cancel, past_pivot
+from .schedule import asks_cancel, cancel, past_pivot
 
 NO_ARGS: tuple[Any, ...] = ()
 
@@ -243,7 +243,7 @@ class Driver:
                     if taken is not None:
                         op = m.interrupted(taken)
                         continue
-                if self.asked is not None:
+                if self.asked is not None and asks_cancel(m):
                     cut = self.heard()  # a step waiting to retry is lost
                     if cut is not None:
                         op = cut  # type: ignore[assignment]

@@ -402,6 +402,14 @@ def past_pivot(m: Machine) -> bool:
     )
 
 
+def asks_cancel(m: Machine) -> bool:
+    """Is the run's cancel asked now (``_graph_drive.ASKED_AT``)? Only going forward:
+    once the run failed (its undos waiting to retry) a cancel changes nothing, so it is not
+    asked there (a request consumed when read would be eaten; a function raising, dropped),
+    on any engine."""
+    return not m.rolling and m.phase is not Phase.DONE
+
+
 def cancel(m: Machine, error: BaseException) -> Op | GraphOp | None:
     """The run's caller cancels it (a cancel token, a cancelled task): nothing more starts,
     what was done is undone, and the status says ``cancelled`` (``status_of``). A step
