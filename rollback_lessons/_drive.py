@@ -19,7 +19,7 @@ from .events import describe
 from .faults import untraced
 from .machine import Machine, Phase
 from .operations import Ask, Finished, Op, RunStep, RunUndo, Wait
-from .schedule import asks_cancel, cancel, past_pivot
+from .schedule import cancel, past_pivot
 
 NO_ARGS: tuple[Any, ...] = ()
 
@@ -67,6 +67,13 @@ async def _kept(awaitable: Any) -> tuple[bool, Any]:
         return False, await awaitable
     except (KeyboardInterrupt, SystemExit) as exc:
         return True, exc
+
+
+def asks_cancel(m: Machine) -> bool:
+    """Is the cancel asked now (``_graph_drive.ASKED_AT``), on any engine? Not once the run
+    failed (an undo's retry wait): it changes nothing there, and a request consumed when
+    read would be eaten."""
+    return not m.rolling and m.phase is not Phase.DONE
 
 
 def failed_asking(m: Machine, error: BaseException) -> Op | None:

@@ -43,6 +43,9 @@ def _cancel(run: Run, asked: Asked) -> GraphOp | None:
             return None
     except Exception as exc:
         return asking_failed(gm, exc)
+    except BaseException as exc:  # a Ctrl-C: the run fails there (a step that returned as
+        run.raise_after = run.raise_after or exc  # it was asked is done: undone), then
+        return gm.broken(exc)  # it is re-raised
     return cancel(gm, run.cancelling())  # type: ignore[return-value]
 
 

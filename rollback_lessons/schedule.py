@@ -169,25 +169,17 @@ class GraphMachine(Machine):
         if self.watch is None:  # (its row, inline: the explorer runs thousands)
             self.rows.append((ROW_START, step, details, self.now))
         else:
-            try:
-                self._emit(EventKind.STEP_START, step, details)
-            except BaseException as exc:
-                if not isinstance(exc, Exception):  # a Ctrl-C before its action was called
-                    self.not_run(step)
-                raise
+            self._emit(EventKind.STEP_START, step, details)
         if spec.has_undo and spec.register == "before":
             self._log(spec)
         return _new(RunStep, (step, 1))
 
     def not_run(self, name: str) -> None:
-        """``Machine.not_run``: ``name`` is not started (not running: never cut short)."""
-        super().not_run(name)
-        self.waiting.append(name)  # (may start again: nothing more starts once it failed)
-        self.waiting.sort(key=self.definition.index)
-        self.busy_count -= 1
+        super().not_run(name)  # (and not started: neither running, nor cut short)
+        self.waiting = sorted([*self.waiting, name], key=self.definition.index)
+        self.busy_count, self.current = self.busy_count - 1, None
         self.started.remove(name)
         del self.where[name], self.attempts[name]
-        self.current = None
 
     # -- how each step went ---------------------------------------------------------------
 
@@ -201,12 +193,8 @@ class GraphMachine(Machine):
         """``step``'s action returned (a cancel is heard first, ``hear``: the last step's too,
         before the run commits)."""
         spec = self._running(step, _RUNNING)
-        heard: BaseException | None = None
         if self.hear is not None:
-            try:
-                self.hear()
-            except BaseException as exc:  # (a Ctrl-C in the cancel function): it returned,
-                heard = exc  # so it is done all the same (undone), then the run fails there
+            self.hear()
         self.where[step] = _DONE
         self.busy_count -= 1
         self.completed.append(step)
@@ -235,8 +223,6 @@ class GraphMachine(Machine):
                 raise
             if spec.has_undo and spec.register == "after":
                 self._log(spec)
-        if heard is not None:
-            raise heard
         return self._next()
 
     def step_error(self, step: str, error: BaseException) -> GraphOp:
@@ -400,14 +386,6 @@ def past_pivot(m: Machine) -> bool:
         and m.spec is not None
         and m.spec.kind == Kind.PIVOT
     )
-
-
-def asks_cancel(m: Machine) -> bool:
-    """Is the run's cancel asked now (``_graph_drive.ASKED_AT``)? Only going forward:
-    once the run failed (its undos waiting to retry) a cancel changes nothing, so it is not
-    asked there (a request consumed when read would be eaten; a function raising, dropped),
-    on any engine."""
-    return not m.rolling and m.phase is not Phase.DONE
 
 
 def cancel(m: Machine, error: BaseException) -> Op | GraphOp | None:
