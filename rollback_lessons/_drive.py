@@ -69,6 +69,13 @@ async def _kept(awaitable: Any) -> tuple[bool, Any]:
         return True, exc
 
 
+def asks_cancel(m: Machine) -> bool:
+    """Is the cancel asked now (``_graph_drive.ASKED_AT``), on any engine? Not once the run
+    failed (an undo's retry wait): it changes nothing there, and a request consumed when
+    read would be eaten."""
+    return not m.rolling and m.phase is not Phase.DONE
+
+
 def failed_asking(m: Machine, error: BaseException) -> Op | None:
     """The cancel function raised ``error``: the run fails with it, as if a step had (what
     was done is undone; the outcome says ``rolled_back``, not ``cancelled``). Once the
@@ -211,9 +218,7 @@ class Driver:
                     continue
                 self.results[step] = result
                 self.called()
-                if self.asked is not None:
-                    self.heard()  # it stops here, once this step is done
-                op = m.step_ok()
+                op = m.step_ok() if self.asked is None else self.heard_done()  # (asked first)
             elif kind is RunUndo:
                 step, _, timeout = op  # type: ignore[misc]
                 args = NO_ARGS if step in self.stateless else self.args
@@ -245,7 +250,7 @@ class Driver:
                     if taken is not None:
                         op = m.interrupted(taken)
                         continue
-                if self.asked is not None:
+                if self.asked is not None and asks_cancel(m):
                     cut = self.heard()  # a step waiting to retry is lost
                     if cut is not None:
                         op = cut  # type: ignore[assignment]
@@ -266,6 +271,19 @@ class Driver:
         except Exception as exc:  # a failure, not a cancel (a store it reads is down)
             return failed_asking(m, untraced(exc))
         return cancel(m, self.cancelling())  # type: ignore[return-value]
+
+    def heard_done(self) -> Op:
+        """A step returned: the cancel asked (``heard``), then the machine told the step is
+        done. A Ctrl-C raised in the cancel function does not undo that: the step returned,
+        so it is done (its undo logged, undone), and the run fails there."""
+        m = self.m
+        try:
+            self.heard()
+        except BaseException as exc:  # (an Exception is caught by ``heard``: a Ctrl-C)
+            if m.phase is Phase.STEP and m.stopping is None:
+                m.stop(exc)  # the run fails with it once the step is told done
+            self.raise_after = self.raise_after or exc  # re-raised once it is undone
+        return m.step_ok()
 
     def cancelling(self) -> BaseException:
         """The error a cancelled run fails with (``Saga.run(cancel=...)``, or the

@@ -43,6 +43,9 @@ def _cancel(run: Run, asked: Asked) -> GraphOp | None:
             return None
     except Exception as exc:
         return asking_failed(gm, exc)
+    except BaseException as exc:  # a Ctrl-C: the run fails there (a step that returned as
+        run.raise_after = run.raise_after or exc  # it was asked is done: undone), then
+        return gm.broken(exc)  # it is re-raised
     return cancel(gm, run.cancelling())  # type: ignore[return-value]
 
 
@@ -251,6 +254,30 @@ class Escaped(Exception):
         self.exc = exc
 
 
+class Broke(Exception):
+    """A branch's task raised ``exc`` (an ``Escaped`` Ctrl-C too), told the machine at
+    once, in that task (``broken``), so that no other branch's end is told before it (a
+    step freed by it would start, the run commit); ``answer`` is the machine's."""
+
+    def __init__(self, exc: BaseException, answer: GraphOp | None) -> None:
+        super().__init__(type(exc).__name__)
+        self.exc, self.answer = exc, answer
+
+
+def original(exc: BaseException) -> BaseException:
+    return exc.exc if isinstance(exc, Escaped) else exc
+
+
+async def kept(drive: Any) -> Op:
+    """Await ``adrive_graph`` in ``arun``'s task, a KeyboardInterrupt or SystemExit it
+    raises carried out as ``Escaped`` (asyncio would end the event loop with it, the run
+    left as it was): ``arun`` fails the run there, as ``saga.run`` does."""
+    try:
+        return await drive  # type: ignore[no-any-return]
+    except (KeyboardInterrupt, SystemExit) as exc:
+        raise Escaped(exc) from None
+
+
 async def adrive_graph(run: Run, asked: Asked = None) -> Op:
     """Run the graph's ready steps at once, as asyncio tasks, until the run is over; then
     the rollback, if any. Called shielded (``Saga.arun``): a cancellation of the caller's
@@ -272,15 +299,42 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
             tasks[asyncio.ensure_future(branch(step))] = step
 
     async def branch(step: str) -> GraphOp:
-        op = await _acarry(run, step_ops(run, step, asked))
-        if type(op) is Ready:  # the steps its end frees start now, before another step's
-            start_ready()  # end is told (two ending in one turn of the loop): the order a
-        return op  # timing of ``saga.run(completion=...)`` gives
+        try:
+            op = await _acarry(run, step_ops(run, step, asked))
+            if type(op) is Ready:  # the steps its end frees start now, before another step's
+                start_ready()  # end is told (two ending in one turn of the loop): the order a
+            return op  # timing of ``saga.run(completion=...)`` gives
+        except BaseException as exc:  # told the machine now, in this task: no other
+            raise Broke(exc, told(step, original(exc))) from None  # branch's end goes first
+
+    def told(step: str, exc: BaseException) -> GraphOp | None:
+        """A Ctrl-C while its own step still runs or waits (a wait's cancel function, an
+        observer of its retry) cuts that step short, as ``saga.run`` does; else the run
+        fails there (``broken``)."""
+        if not isinstance(exc, Exception) and step in gm.busy and not gm.rolling:
+            return gm.step_cut(step, exc)
+        return gm.broken(exc)
+
+    def ask() -> GraphOp | None:
+        """The cancel, asked here (not as a step ends): a Ctrl-C in it fails the run."""
+        nonlocal broken
+        try:
+            return _cancel(run, asked)
+        except BaseException as exc:  # (nothing is left behind: the branches are awaited)
+            broken = broken or exc
+            return gm.broken(exc)
 
     listen(run, asked)
-    op: GraphOp = _cancel(run, asked) or gm.start()
+    op: GraphOp | None = ask()
+    if broken is None and op is None:
+        try:
+            op = gm.start()
+        except BaseException as exc:  # an observer of the start: the run fails there
+            broken = exc
+            op = gm.broken(exc)
+    op = op if op is not None else Ready(gm.ready())
     while type(op) is Ready:
-        cut = _cancel(run, asked) if broken is None else None
+        cut = ask() if broken is None else None
         if cut is not None:
             op = cut
             continue
@@ -300,10 +354,9 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
             del tasks[task]
             try:
                 answers.append(task.result())
-            except BaseException as exc:  # told the machine in part: the run fails there
-                exc = exc.exc if isinstance(exc, Escaped) else exc
-                broken = broken or exc
-                answers.append(gm.broken(exc))
+            except Broke as exc:  # told the machine in part (and ``broken``): fails there
+                broken = broken or original(exc.exc)
+                answers.append(exc.answer)
         over = [a for a in answers if a is not None and type(a) is not Ready]
         op = over[0] if over else Ready(gm.ready())
     if broken is not None and not isinstance(broken, Exception) and run.raise_after is None:

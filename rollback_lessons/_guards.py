@@ -94,16 +94,36 @@ def check_completion(completion: Sequence[str] | None, names: Sequence[str]) -> 
 AFTER_COMMIT = "rollback: the Ctrl-C came once the saga had committed: there is nothing to undo"
 
 
+def committed(run: Run) -> bool:
+    """Has the run committed (ended, never failed)?"""
+    return run.m.phase is Phase.DONE and not run.m.rolling
+
+
+def committed_note(exc: BaseException) -> BaseException:
+    """A Ctrl-C that came once the saga committed says so (once), in ``Rollback``,
+    ``AsyncRollback``, ``saga.run`` and ``saga.arun`` alike: nothing was undone, and nothing
+    needed to be."""
+    if not isinstance(exc, Exception) and AFTER_COMMIT not in getattr(exc, "__notes__", ()):
+        exc.add_note(AFTER_COMMIT)
+    return exc
+
+
 def forward_broke(run: Run, error: BaseException) -> Op:
     """Something outside a step's call raised going forward (``Saga.run``): the run fails
     there, as a with-block's does when its code raises; a Ctrl-C is re-raised once what was
     done is undone (or left pending, said so), never swallowed."""
+    return settled(run, error) or run.roll_back(error)
+
+
+def settled(run: Run, error: BaseException) -> Op | None:
+    """``forward_broke``'s rule, for ``saga.run`` and ``saga.arun`` alike: a Ctrl-C is kept
+    to re-raise; once the saga committed (or as its commit was written) nothing is undone
+    and a note says why (the run's end, Finished); None: the run fails there (rolled back)."""
     if not isinstance(error, Exception) and run.raise_after is None:
         run.raise_after = error
-    if run.m.phase is Phase.DONE and not run.m.rolling:  # committed already: re-raised as is
+    if committed(run):  # committed already: re-raised as is
         run.raise_after = run.raise_after or error
-        if not isinstance(error, Exception):
-            error.add_note(AFTER_COMMIT)
+        committed_note(error)
         return Finished(run.m)
     if error is run.in_doubt:  # the journal alone knows whether the commit landed
         error.add_note(
@@ -111,7 +131,7 @@ def forward_broke(run: Run, error: BaseException) -> Op:
             "undone; the journal says whether it committed (if not, recover rolls it back)"
         )
         return Finished(run.m)
-    return run.roll_back(error)
+    return None
 
 
 def end(run: Run, outcome: Callable[[], Outcome]) -> Outcome:
@@ -124,10 +144,8 @@ def end(run: Run, outcome: Callable[[], Outcome]) -> Outcome:
             raise run.raise_after
         return outcome()
     except BaseException as exc:
-        committed = run.m.phase is Phase.DONE and not run.m.rolling
-        noted = AFTER_COMMIT in getattr(exc, "__notes__", ())
-        if committed and not noted and not isinstance(exc, Exception):
-            exc.add_note(AFTER_COMMIT)
+        if committed(run):
+            committed_note(exc)
         raise
 
 
@@ -235,9 +253,10 @@ def add_notes(run: Run, error: BaseException) -> None:
     if m.leaked:
         notes.append(f"rollback: not undone (no undo covers it): {', '.join(m.leaked)}")
     notes += [f"rollback: {n}" for n in m.notes]
-    carriers = [error]
-    if m.interruption is not None and m.interruption is not error:
-        carriers.append(m.interruption)
+    carriers = [error]  # and the Ctrl-C the caller gets, whatever the run failed with
+    for other in (m.interruption, run.raise_after):
+        if other is not None and all(other is not c for c in carriers):
+            carriers.append(other)
     for carrier in carriers:
         try:
             for note in notes:

@@ -158,6 +158,8 @@ class JournalWriter:
             return
         if isinstance(self.m.error, TakenOver):
             return  # the new holder ends it
+        for step in [s for s in self.intents if s not in self.m.kinds]:  # not run after all
+            self.jrun.abandon(self.intents.pop(step))  # (``Machine.not_run``): nothing to undo
         for step in self.m.leaked:  # a step cut short after it began: it may have happened
             if step in self.intents:
                 self.jrun.leaked(self.intents.pop(step))

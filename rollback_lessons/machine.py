@@ -205,8 +205,10 @@ class Machine:
             try:
                 self.watch(self.first_seq + len(self.rows), kind, step, dict(details))  # type: ignore[arg-type]
             except BaseException as exc:  # an observer, a journal write, a Ctrl-C in one
-                if not self.rolling:
-                    raise  # going forward, the run fails there (its driver tells ``fail``)
+                if not self.rolling:  # going forward, the run fails there (``fail``); a
+                    if kind is EventKind.STEP_START and not isinstance(exc, Exception):
+                        self.not_run(step)  # type: ignore[arg-type] # (action not called)
+                    raise
                 self.cut(exc, f"at the {kind._value_} event" + (f" of {step}" if step else ""))
 
     def cut(self, exc: BaseException, where: str) -> None:
@@ -311,6 +313,13 @@ class Machine:
         if spec.has_undo and spec.register == "before":
             self._log(spec)
         return _new(RunStep, (name, 1))
+
+    def not_run(self, name: str) -> None:
+        """A Ctrl-C came as ``name`` started, before its action was called: never cut short."""
+        del self.kinds[name]
+        self.seen.remove(name)
+        self.phase, self.spec, self.current = _FORWARD, None, ([None, *self.completed])[-1]
+        self.notes = [*self.notes, f"{name} was not run: the Ctrl-C came as it started"]
 
     def _log(self, spec: StepSpec) -> None:
         self.log.append(Entry(spec.name, spec.register, spec.semantic, spec.undo_timeout))

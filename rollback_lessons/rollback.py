@@ -90,7 +90,7 @@ class _Base:
             return error
         self._run.finish(None)
         if self._run.raise_after is not None:  # a Ctrl-C in an observer of the commit
-            raise self._run.raise_after
+            raise _guards.committed_note(self._run.raise_after)
         return None
 
     def _enter(self) -> None:

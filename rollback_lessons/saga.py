@@ -321,7 +321,7 @@ class Saga:
         def stop_asked() -> bool:  # heard when a running step ends, as a token is
             return stopped is not None or (asked is not None and asked())
 
-        inner = asyncio.ensure_future(_graph_drive.adrive_graph(run, stop_asked))
+        inner = asyncio.ensure_future(_graph_drive.kept(_graph_drive.adrive_graph(run, stop_asked)))
         while not inner.done():
             try:
                 await asyncio.shield(inner)
@@ -334,10 +334,14 @@ class Saga:
                 break
         try:
             inner.result()
-        except Exception as exc:  # a journal write going forward: the run fails there
-            await run.aroll_back(exc)
+        except Exception as exc:  # a journal write, a Ctrl-C going forward: fails there
+            error = _graph_drive.original(exc)
+            if _guards.settled(run, error) is None:
+                await run.aroll_back(error)
         run.finish(run.m.error)
         if run.raise_after is not None:
+            if _guards.committed(run):  # (nothing to undo, said so)
+                _guards.committed_note(run.raise_after)
             raise run.raise_after
         outcome = self._outcome(run, world, before, state)
         if stopped is not None:

@@ -175,6 +175,13 @@ class GraphMachine(Machine):
             self._log(spec)
         return _new(RunStep, (step, 1))
 
+    def not_run(self, name: str) -> None:
+        super().not_run(name)  # (and not started: neither running, nor cut short)
+        self.waiting = sorted([*self.waiting, name], key=self.definition.index)
+        self.busy_count, self.current = self.busy_count - 1, None
+        self.started.remove(name)
+        del self.where[name], self.attempts[name]
+
     # -- how each step went ---------------------------------------------------------------
 
     def _running(self, step: str, *states: str) -> StepSpec:

@@ -37,7 +37,7 @@ from typing import Any
 from dbos import DBOS, StepOptions
 
 from ... import schedule
-from ..._drive import failed_asking
+from ..._drive import asks_cancel, failed_asking
 from ...errors import Cancelled, RollbackLessonsError
 from ...events import describe
 from ...faults import Fault
@@ -318,7 +318,7 @@ def _carry_out(
             op = m.undo_ok() if error is None else m.undo_failed(_error(error))
         elif type(op) is Wait:
             DBOS.sleep(op.seconds)  # durable: a relaunch sleeps only what is left
-            cut = _heard(m, plan.run_id) if cancellable else None
+            cut = _heard(m, plan.run_id) if cancellable and asks_cancel(m) else None
             op = cut if cut is not None else m.resume()
         elif type(op) is Ask:
             said: str | None = "leave"  # no wait (0): halted at once, as in process

@@ -1,0 +1,505 @@
+"""A Ctrl-C in the engine's drivers tells one story on every driver (issue 25, attack16):
+``saga.run`` on a list, on the graph (``completion=``), ``saga.arun``, ``Rollback`` and
+``AsyncRollback``. Going forward a Ctrl-C anywhere (an event's observer, a logging handler,
+the cancel function) fails the run there: what was done is undone, a step that returned is
+done (its undo runs), a step whose action was never called is not run (neither leaked nor a
+pivot in doubt), what is left is named in the KeyboardInterrupt's notes, and it is re-raised;
+once the saga committed, nothing is undone and a note says so.
+"""
+
+import asyncio
+import logging
+import re
+from functools import partial
+
+import pytest
+from conftest import a_part, examples
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rollback_lessons import (
+    AsyncRollback,
+    Kind,
+    Parallel,
+    RetryPolicy,
+    Rollback,
+    Saga,
+    Step,
+    VirtualClock,
+)
+from rollback_lessons.durable.journal import Journal
+from rollback_lessons.durable.registry import Registry, compensation
+from rollback_lessons.runners.stepfunctions import StepFunctionsRunner
+
+AFTER_COMMIT = "rollback: the Ctrl-C came once the saga had committed: there is nothing to undo"
+QUICK = RetryPolicy(max_attempts=2, initial_delay=0.0, max_delay=0.0)
+
+
+def drive(saga: Saga, driver: str, **kw):
+    """Run ``saga`` on ``driver``: its Outcome, or the KeyboardInterrupt it raised."""
+    kw.setdefault("clock", VirtualClock())
+    try:
+        if driver == "list":
+            return saga.run({}, **kw)
+        if driver == "graph":
+            return saga.run({}, completion=list(saga.names), **kw)
+        return asyncio.run(saga.arun({}, **kw))
+    except KeyboardInterrupt as exc:
+        return exc
+
+
+def notes(exc) -> str:
+    return "\n".join(getattr(exc, "__notes__", ()))
+
+
+def recorded(rec: list):
+    def act(k):
+        return lambda s: rec.append(("do", k))
+
+    def undo(k):
+        return lambda s: rec.append(("undo", k))
+
+    return act, undo
+
+
+def named(exc) -> set[str]:
+    """The steps the KeyboardInterrupt's notes name (steps are single capitals here)."""
+    return set(re.findall(r"\b[A-Z]\b", notes(exc)))
+
+
+def flaky(action):
+    """``action``, its first call failing before its effect (retried)."""
+    tries: list[int] = []
+
+    def act(s):
+        tries.append(1)
+        if len(tries) == 1:
+            raise ConnectionError("busy, try again")
+        return action(s)
+
+    return act
+
+
+def shapes(rec: list) -> dict[str, Saga]:
+    act, undo = recorded(rec)
+    return {
+        "list": Saga(
+            [
+                Step("A", act("A"), undo("A")),
+                Step("B", act("B"), undo("B"), register="before"),
+                Step("R", flaky(act("R")), undo("R"), retry=QUICK),
+                Step("N", act("N")),
+            ],
+            name="list",
+        ),
+        "group": Saga(
+            [
+                Step("A", act("A"), undo("A")),
+                Parallel(
+                    Step("B", act("B"), undo("B")),
+                    [Step("C", act("C"), undo("C"), register="before"), Step("D", act("D"))],
+                ),
+                Step("E", act("E"), undo("E")),
+            ],
+            name="group",
+        ),
+    }
+
+
+NO_UNDO = {"N", "D"}
+CASES = [
+    (shape, driver, inject)
+    for shape, inject in [
+        ("list", {}),
+        ("list", {"N": "fail"}),
+        ("group", {}),
+        ("group", {"E": "fail"}),
+        ("group", {"B": "fail_after_effect"}),
+    ]
+    for driver in ("list", "graph", "arun")
+]
+
+
+def events_of(shape: str, driver: str, inject) -> int:
+    seen: list = []
+    drive(shapes([])[shape], driver, inject=inject, on_event=seen.append)
+    return len(seen)
+
+
+SWEEP = [
+    (shape, driver, inject, n)
+    for shape, driver, inject in CASES
+    for n in range(1, events_of(shape, driver, inject) + 1)
+]
+
+
+@pytest.mark.parametrize(
+    ("shape", "driver", "inject", "n"), a_part(SWEEP, 3, name="ctrlc-every-event")
+)
+def test_a_ctrl_c_at_any_event_undoes_every_step_that_returned_on_every_driver(
+    shape, driver, inject, n
+):
+    """A KeyboardInterrupt raised by an observer at the n-th event: it comes out (never
+    swallowed, never "Task exception was never retrieved"), no undo runs twice or for a step
+    never started, every effect left (of a step with an undo) is named in its notes, and
+    going forward every step that returned with its undo logged is undone; once committed,
+    nothing is undone and a note says so. (Before: arun left the steps done in place,
+    unnamed, or went on to commit.)"""
+    rec: list = []
+    seen: list = []
+
+    def observer(event):
+        seen.append((event.kind, event.step))
+        if len(seen) == n:
+            raise KeyboardInterrupt
+
+    got = drive(shapes(rec)[shape], driver, inject=inject, on_event=observer)
+    assert isinstance(got, KeyboardInterrupt), (got, seen)
+    done = [k for op, k in rec if op == "do"]
+    undone = [k for op, k in rec if op == "undo"]
+    started = {k for kind, k in seen if kind == "step_start"}
+    assert len(undone) == len(set(undone)), rec
+    assert set(undone) <= started, (rec, seen)
+    if ("committed", None) in seen:
+        assert undone == [] and notes(got) == AFTER_COMMIT, (rec, notes(got))
+        return
+    assert set(done) - set(undone) - NO_UNDO <= named(got), (rec, notes(got))
+    forward = "pipeline_failed" not in [kind for kind, _ in seen]
+    logged = {k for kind, k in seen[: n - 1] if kind == "undo_registered"}
+    if forward:
+        assert logged & set(done) <= set(undone), (rec, seen)
+
+
+@pytest.mark.parametrize("driver", ["list", "graph", "arun"])
+def test_a_ctrl_c_in_a_logging_handler_fails_the_run_there_in_arun_too(driver):
+    """The same from a handler on the package's logger, at B's start (B and C start as A
+    ends: in arun, in A's task; before, the KeyboardInterrupt left the event loop there,
+    "Task exception was never retrieved", A left in place)."""
+    rec: list = []
+    raised: list[str] = []
+
+    class Interrupting(logging.Handler):
+        def emit(self, record):
+            if "step_start B" in record.getMessage() and not raised:  # (once)
+                raised.append(record.getMessage())
+                raise KeyboardInterrupt
+
+    logger = logging.getLogger("rollback_lessons")
+    handler, level = Interrupting(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        got = drive(shapes(rec)["group"], driver)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert isinstance(got, KeyboardInterrupt)
+    assert rec == [("do", "A"), ("undo", "A")], raised
+    assert "B was not run" in notes(got) and raised
+
+
+def test_arun_in_a_group_never_commits_after_a_ctrl_c_at_a_branchs_end(tmp_path):
+    """attack16 F2: a Ctrl-C at ``step_done b`` while c ran in the same turn of the loop:
+    c's end freed e, which started and committed before the run heard of it (the journal
+    said ``committed``), then a bare KeyboardInterrupt. Now the machine hears it in b's own
+    task: nothing more starts, a, b and c are undone, the journal says rolled_back."""
+    registry, world = Registry(), {}
+
+    @compensation("h18_rm", registry)
+    def rm(k, idempotency_key=None):
+        world[k] = 0
+
+    def step(k):
+        return Step(k, lambda s: world.__setitem__(k, 1), rm.bind(k=k))
+
+    saga = Saga([step("a"), Parallel(step("b"), step("c")), step("e")], name="j")
+
+    def observer(event):
+        if (event.kind, event.step) == ("step_done", "b"):
+            raise KeyboardInterrupt
+
+    with Journal(str(tmp_path / "j.db")) as journal:
+        got = drive(saga, "arun", on_event=observer, journal=journal, run_id="r1")
+        assert isinstance(got, KeyboardInterrupt)
+        assert world == {"a": 0, "b": 0, "c": 0}
+        assert journal.saga("r1").status == "rolled_back"
+
+
+# -- the cancel function raising KeyboardInterrupt (F1) ------------------------------------
+
+
+def interrupting(k: int):
+    """A cancel function that raises KeyboardInterrupt at its k-th call."""
+    calls: list[int] = []
+
+    def cancel() -> bool:
+        calls.append(1)
+        if len(calls) == k:
+            raise KeyboardInterrupt
+        return False
+
+    return cancel, calls
+
+
+@pytest.mark.parametrize("driver", ["list", "graph", "arun"])
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+def test_a_ctrl_c_in_the_cancel_function_as_a_step_returns_undoes_that_step(driver, k):
+    """Asked as s{k-2} returns (k=1: before the start), the cancel function raises a
+    KeyboardInterrupt: the step returned, so it is done and undone, on every driver. (Before,
+    a list left it unlogged: s0 "not undone (no undo covers it)", its effect in place.)"""
+    world: dict = {}
+
+    def step(k: str) -> Step:
+        return Step(k, lambda s: world.__setitem__(k, 1), lambda s: world.pop(k))
+
+    saga = Saga([step("s0"), step("s1"), step("s2")])
+    cancel, _ = interrupting(k)
+    got = drive(saga, driver, cancel=cancel)
+    assert isinstance(got, KeyboardInterrupt)
+    assert world == {}
+    assert "not undone" not in notes(got) and "also failed" not in notes(got), notes(got)
+
+
+def test_a_ctrl_c_in_the_cancel_function_names_what_it_leaves_in_arun(tmp_path):
+    """attack16 F1b: arun, the cancel function raising KeyboardInterrupt while b waits to
+    retry (its 4th call): a is undone (before: left, nothing said, the journal ``running``)."""
+    registry, world = Registry(), {}
+
+    @compensation("h18_f1b", registry)
+    def rm(k, idempotency_key=None):
+        world[k] = 0
+
+    tries: list[int] = []
+
+    def flaky(s):
+        tries.append(1)
+        if len(tries) == 1:
+            raise ConnectionError("busy")
+        world["b"] = 1
+
+    saga = Saga(
+        [
+            Step("a", lambda s: world.__setitem__("a", 1), rm.bind(k="a")),
+            Step("b", flaky, rm.bind(k="b"), retry=RetryPolicy(max_attempts=3, initial_delay=0.3)),
+        ],
+        name="f1b",
+    )
+    cancel, calls = interrupting(4)
+    with Journal(str(tmp_path / "j.db")) as journal:
+        got = drive(saga, "arun", cancel=cancel, journal=journal, run_id="r1", clock=None)
+        assert isinstance(got, KeyboardInterrupt) and len(calls) >= 4
+        assert world == {"a": 0}
+        assert journal.saga("r1").status == "rolled_back"
+
+
+# -- a Ctrl-C at a step's start, at its failure, at the commit (F7, F4, F12) ----------------
+
+
+@pytest.mark.parametrize("driver", ["list", "graph", "arun"])
+def test_a_ctrl_c_as_a_step_starts_says_it_was_not_run(driver):
+    """At ``step_start`` of b (its action not yet called): b is not run, so neither leaked
+    nor undone; a is undone. (Before: b "not undone (no undo covers it)", a false leak.)"""
+    rec: list = []
+    act, undo = recorded(rec)
+    saga = Saga(
+        [Step("a", act("a"), undo("a")), Step("b", act("b"), undo("b")), Step("c", act("c"))]
+    )
+
+    def observer(event):
+        if (event.kind, event.step) == ("step_start", "b"):
+            raise KeyboardInterrupt
+
+    got = drive(saga, driver, on_event=observer)
+    assert isinstance(got, KeyboardInterrupt)
+    assert rec == [("do", "a"), ("undo", "a")]
+    assert "not undone" not in notes(got)
+    assert "b was not run" in notes(got)
+
+
+@pytest.mark.parametrize("driver", ["list", "graph", "arun"])
+def test_a_ctrl_c_as_a_pivot_starts_rolls_back_not_halts(driver):
+    """A pivot never called is not in doubt: the run rolls back what was done (before: it
+    halted for a person, a, b left in place)."""
+    rec: list = []
+    act, undo = recorded(rec)
+    saga = Saga(
+        [
+            Step("a", act("a"), undo("a")),
+            Step("b", act("b"), undo("b")),
+            Step("email", act("email"), kind=Kind.PIVOT),
+        ]
+    )
+
+    def observer(event):
+        if (event.kind, event.step) == ("step_start", "email"):
+            raise KeyboardInterrupt
+
+    got = drive(saga, driver, on_event=observer)
+    assert isinstance(got, KeyboardInterrupt)
+    assert rec == [("do", "a"), ("do", "b"), ("undo", "b"), ("undo", "a")]
+    assert "left for a person" not in notes(got)
+
+
+@pytest.mark.parametrize("driver", ["list", "graph", "arun"])
+def test_a_ctrl_c_at_a_step_failed_after_its_effect_names_it(driver):
+    """attack16 F4: b fails after its effect (its undo logged after it: leaked) and the
+    Ctrl-C comes at its ``step_failed``: the KeyboardInterrupt names b, on every driver
+    (before: no note when b's group started together, completion= or arun)."""
+    world: dict = {}
+
+    def step(k, register="after"):
+        return Step(k, lambda s: world.__setitem__(k, 1), lambda s: world.__setitem__(k, 0),
+                    register=register)  # fmt: skip
+
+    saga = Saga([step("a"), Parallel(step("b"), step("c", "before"))])
+
+    def observer(event):
+        if (event.kind, event.step) == ("step_failed", "b"):
+            raise KeyboardInterrupt
+
+    got = drive(saga, driver, inject={"b": "fail_after_effect"}, on_event=observer)
+    assert isinstance(got, KeyboardInterrupt)
+    assert world["a"] == 0 and world["b"] == 1
+    assert "not undone (no undo covers it): b" in notes(got)
+
+
+def test_a_ctrl_c_at_the_commit_says_so_in_every_with_block_and_saga():
+    """attack16 F12: at the ``committed`` event nothing is undone and the KeyboardInterrupt
+    says why, in Rollback and AsyncRollback too (before: no note there)."""
+
+    def observer(event):
+        if event.kind == "committed":
+            raise KeyboardInterrupt
+
+    world: dict = {}
+    with pytest.raises(KeyboardInterrupt) as sync:
+        with Rollback(on_event=observer) as rb:
+            rb.do("a", lambda: world.__setitem__("a", 1), lambda: world.__setitem__("a", 0))
+
+    async def block() -> None:
+        async with AsyncRollback(on_event=observer) as rb:
+            await rb.do("b", lambda: world.__setitem__("b", 1), lambda: world.__setitem__("b", 0))
+
+    with pytest.raises(KeyboardInterrupt) as awaited:
+        asyncio.run(block())
+    saga = Saga(
+        [Step("c", lambda s: world.__setitem__("c", 1), lambda s: world.__setitem__("c", 0))]
+    )
+    runs = [drive(saga, d, on_event=observer) for d in ("list", "graph", "arun")]
+    assert world == {"a": 1, "b": 1, "c": 1}
+    for exc in [sync.value, awaited.value, *runs]:
+        assert isinstance(exc, KeyboardInterrupt)
+        assert exc.__notes__ == [AFTER_COMMIT]
+
+
+# -- the cancel asked at the same points on every engine (F8) -------------------------------
+
+
+def undo_retried(graph: bool) -> Saga:
+    def act(n, s):
+        s[n] = "done"
+
+    def undo(n, s):
+        if s.get(n) == "done":
+            s[n] = "undone"
+
+    s0 = Step("s0", partial(act, "s0"), partial(undo, "s0"), register="before")
+    s1 = Step("s1", partial(act, "s1"), partial(undo, "s1"))
+    s2 = Step("s2", partial(act, "s2"), partial(undo, "s2"))
+    return Saga([s0, Parallel(s1, s2)] if graph else [s0, s1, s2], name="undo-wait", policy="retry")
+
+
+def counting(k: int):
+    """True at the k-th call only (a request consumed when read)."""
+    calls: list[int] = []
+
+    def cancel() -> bool:
+        calls.append(1)
+        return len(calls) == k
+
+    return cancel, calls
+
+
+@pytest.mark.parametrize("graph", [False, True])
+def test_a_cancel_is_never_asked_after_an_undos_wait(graph, dbos_runner):
+    """attack16 F8: s2 fails, s0's undo fails once and waits to retry. The cancel is asked
+    before the start and as s0 and s1 return: 3 times, on saga.run (list and graph), Step
+    Functions and DBOS alike (before: saga.run on a list and DBOS asked a 4th time, after the
+    undo's wait, and a True read there was eaten)."""
+    inject = {"s2": "fail_after_effect", "s0": "undo_fails_once"}
+    here, here_calls = counting(4)
+    local = undo_retried(graph).run({}, inject=inject, cancel=here, clock=VirtualClock())
+    assert len(here_calls) == 3 and local.status.value == "rollback_incomplete"
+    with StepFunctionsRunner.start() as sfn:
+        for runner in (sfn, dbos_runner):
+            cancel, calls = counting(4)
+            remote = runner.run(undo_retried(graph), {}, inject=inject, cancel=cancel)
+            assert len(calls) == 3, runner
+            assert remote.status == local.status
+
+
+# -- the window Python owns at start-up (F9) ------------------------------------------------
+
+
+def test_the_readme_says_which_lines_run_before_the_ctrl_c_handler_is_installed() -> None:
+    """attack16 F9: a Ctrl-C during the package's first line (the import of ``_starting``,
+    which installs the handler as its last line) gave a traceback, while the README placed
+    Python's window "before the package's first line runs". The README now names that line,
+    and these are the lines: the package's first statement imports ``_starting``, whose last
+    statement installs the handler."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    first = ast.parse((root / "rollback_lessons" / "__init__.py").read_text()).body[1]
+    assert isinstance(first, ast.ImportFrom) and [a.name for a in first.names] == ["_starting"]
+    last = ast.parse((root / "rollback_lessons" / "_starting.py").read_text()).body[-1]
+    assert ast.unparse(last) == "install()"
+    readme = " ".join((root / "README.md").read_text().split())
+    assert (
+        "before the handler is installed, in Python's own start-up, its finding of the "
+        "package and the package's first line, `from . import _starting`, until that "
+        "module's last line installs it" in readme
+    )
+
+
+@settings(max_examples=examples(25))
+@given(
+    n=st.integers(1, 4),
+    parallel=st.booleans(),
+    undo_fails=st.integers(0, 3),
+    fails=st.booleans(),
+    k=st.integers(1, 6),
+    driver=st.sampled_from(["list", "graph", "arun"]),
+)
+def test_no_driver_asks_the_cancel_once_the_run_failed(n, parallel, undo_fails, fails, k, driver):
+    """The property behind ``schedule.asks_cancel``: whatever the saga (undos failing once
+    and retried, a step failing), the cancel function is never asked once the run failed
+    (its ``pipeline_failed`` event), on any in-process driver: asked there it could change
+    nothing, and a request consumed when read would be eaten. (Before: a list asked it after
+    each undo's wait to retry.)"""
+    seen: list[str] = []
+    asked_late: list[int] = []
+    world: dict = {}
+
+    def step(i: int) -> Step:
+        k_ = f"s{i}"
+        return Step(k_, lambda s: world.__setitem__(k_, 1), lambda s: world.pop(k_, None))
+
+    steps = [step(i) for i in range(n)]
+    shape = [steps[0], Parallel(steps[1], steps[2]), *steps[3:]] if parallel and n >= 3 else steps
+    inject = {f"s{undo_fails}": "undo_fails_once"} if undo_fails < n else {}
+    if fails:
+        inject[f"s{n - 1}"] = "fail"
+    saga = Saga(shape, name="asked", policy="retry")
+    calls: list[int] = []
+
+    def cancel() -> bool:
+        calls.append(1)
+        if "pipeline_failed" in seen:
+            asked_late.append(len(calls))
+        return len(calls) == k
+
+    got = drive(saga, driver, inject=inject, cancel=cancel, on_event=lambda e: seen.append(e.kind))
+    assert not isinstance(got, BaseException)
+    assert asked_late == [], (seen, asked_late)
