@@ -125,8 +125,7 @@ class Machine:
     With a ``plan`` (the steps in order) it runs them one after the other (a ``Saga``);
     without, steps ``begin`` as a with-block's code asks, their names limited to ``allowed``.
     The driver stamps ``now`` (seconds since the run started) before an input; ``watch``, if
-    given, is called with (seq, kind, step, details) after each event.
-    """
+    given, is called with (seq, kind, step, details) after each event."""
 
     def __init__(
         self,
@@ -393,8 +392,8 @@ class Machine:
         """An attempt that may have had its effect (after it, or cut short; a gate changes
         nothing) is remembered for good, and so is a pivot's in doubt (``pivot_in_doubt``): a
         later attempt's clean refusal, or a cancel in the wait, does not prove it did nothing."""
-        doubt = pivot_in_doubt(spec.kind, error, cut)  # a pivot's timeout too: it may have
-        if (after_effect(error) or cut or doubt) and spec.kind != Kind.GATE:  # happened
+        doubt = pivot_in_doubt(spec.kind, error, cut)  # (a pivot's timeout: it may have happened)
+        if (after_effect(error) or cut or doubt) and spec.kind != Kind.GATE:
             self.effected = self.effected | {spec.name}
         if doubt and self.doubt != spec.name:
             how = "with a timeout" if timed_out(error) else "while it ran (cut short)"

@@ -21,7 +21,7 @@ UNDO_ORDERS = ("reverse", "forward")
 """The undo orders every engine can carry (a list of steps)."""
 GRAPH_UNDO_ORDERS = ("reverse", "forward", "reverse_start", "by_dependency")
 """In process, a saga with parallel groups may also be undone in reverse *start* order or by
-dependency (``schedule.undo_order``); on a list all but ``forward`` are the same."""
+dependency (``graph_shape.undo_order``); on a list all but ``forward`` are the same."""
 
 
 class Kind(StrEnum):

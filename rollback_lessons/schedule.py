@@ -29,11 +29,11 @@ order (synchronously), or at once as asyncio tasks (``Saga.arun``).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from .events import EventKind, describe
-from .graph_shape import After, concurrent, dependants
+from .graph_shape import After, concurrent, dependants, undo_order
 from .machine import REGISTERED, ROW_DONE, ROW_START, Machine, MachineError, Phase
 from .operations import Entry, Op, RunStep, StepSpec, Wait
 from .policies import UndoPolicy
@@ -48,37 +48,6 @@ class Ready(NamedTuple):
 
 
 GraphOp = Op | Ready
-
-
-def undo_order(
-    order: str,
-    steps: Sequence[str],
-    *,
-    started: Sequence[str],
-    ended: Sequence[str],
-    definition: Sequence[str],
-    below: Mapping[str, frozenset[str]],
-) -> list[str]:
-    """``steps`` (undos to run) in the order ``order`` runs them (see the module's text):
-    ``started`` and ``ended`` are every step in the order it started and ended (done or
-    failed for good); ``below`` each step's dependants."""
-    if order == "forward":
-        return list(steps)
-    if order == "reverse_start":
-        at = {step: n for n, step in enumerate(started)}
-        return sorted(steps, key=lambda s: -at[s])
-    if order == "by_dependency":
-        place = {step: n for n, step in enumerate(definition)}
-        left = set(steps)
-        out: list[str] = []
-        while left:  # the newest defined of those whose dependants' undos have all run
-            free = [s for s in left if not (below[s] & left)]
-            step = max(free, key=place.__getitem__)
-            out.append(step)
-            left.remove(step)
-        return out
-    at = {step: n for n, step in enumerate(ended)}
-    return sorted(steps, key=lambda s: -at[s])
 
 
 _RUNNING, _WAITING, _DONE, _FAILED = "running", "waiting", "done", "failed"
