@@ -344,7 +344,10 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
             start_ready()
         except BaseException as exc:  # (a step whose start was not written never runs)
             broken = broken or exc
-            gm.broken(exc)  # (that step still counts as running: no answer ends the run)
+            answer = gm.broken(exc)  # (no step runs: the run's end, its rollback)
+            if answer is not None and type(answer) is not Ready:
+                op = answer
+                break
         if not tasks:
             break
         poll = POLL if asked is not None and not gm.failing else None
