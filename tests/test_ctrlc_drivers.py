@@ -14,7 +14,7 @@ from functools import partial
 
 import pytest
 from conftest import a_part, examples
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from rollback_lessons import (
@@ -464,6 +464,7 @@ def test_the_readme_says_which_lines_run_before_the_ctrl_c_handler_is_installed(
 
 
 @settings(max_examples=examples(25))
+@example(n=2, parallel=False, undo_fails=0, fails=True, k=4, driver="arun")
 @given(
     n=st.integers(1, 4),
     parallel=st.booleans(),
@@ -477,7 +478,8 @@ def test_no_driver_asks_the_cancel_once_the_run_failed(n, parallel, undo_fails, 
     and retried, a step failing), the cancel function is never asked once the run failed
     (its ``pipeline_failed`` event), on any in-process driver: asked there it could change
     nothing, and a request consumed when read would be eaten. (Before: a list asked it after
-    each undo's wait to retry.)"""
+    each undo's wait to retry; arun asked it in its loop after a branch, run in the same
+    turn, had failed the run: the example.)"""
     seen: list[str] = []
     asked_late: list[int] = []
     world: dict = {}
