@@ -17,7 +17,7 @@ from collections.abc import Callable, Generator, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from ._drive import Call, failed_asking, own_cancel
+from ._drive import Call, asks_cancel, failed_asking, own_cancel
 from .calls import call_sync, call_timed, checked
 from .faults import untraced
 from .machine import Phase
@@ -36,7 +36,7 @@ Pick = Callable[[tuple[str, ...]], str]
 def _cancel(run: Run, asked: Asked) -> GraphOp | None:
     """Tell the machine if the caller asked to stop (once)."""
     gm: GraphMachine = run.m  # type: ignore[assignment]
-    if asked is None or gm.cancelled:
+    if asked is None or gm.cancelled or not asks_cancel(gm):  # (failed meanwhile: not asked)
         return None
     try:
         if not asked():
@@ -344,7 +344,10 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
             start_ready()
         except BaseException as exc:  # (a step whose start was not written never runs)
             broken = broken or exc
-            gm.broken(exc)  # (that step still counts as running: no answer ends the run)
+            answer = gm.broken(exc)  # (no step runs: the run's end, its rollback)
+            if answer is not None and type(answer) is not Ready:
+                op = answer
+                break
         if not tasks:
             break
         poll = POLL if asked is not None and not gm.failing else None

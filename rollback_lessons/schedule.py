@@ -127,29 +127,22 @@ class GraphMachine(Machine):
         """Start ``step`` (one of ``ready()``)."""
         if step not in self.ready():
             raise MachineError(f"launch({step!r}): it may not start now")
-        self.waiting.remove(step)
-        self.busy_count += 1
         spec = self.specs[step]
         self.kinds[step] = spec.kind
         self.seen.append(step)
-        self.started.append(step)
-        self.where[step], self.attempts[step] = _RUNNING, 1
         self.spec, self.current = spec, step
         details = REGISTERED[spec.register if spec.has_undo else "none"]
         if self.watch is None:  # (its row, inline: the explorer runs thousands)
             self.rows.append((ROW_START, step, details, self.now))
-        else:
+        else:  # (a Ctrl-C in an observer: not run, ``Machine.not_run``, nor started below)
             self._emit(EventKind.STEP_START, step, details)
+        self.waiting.remove(step)
+        self.busy_count += 1
+        self.started.append(step)
+        self.where[step], self.attempts[step] = _RUNNING, 1
         if spec.has_undo and spec.register == "before":
             self._log(spec)
         return _new(RunStep, (step, 1))
-
-    def not_run(self, name: str) -> None:
-        super().not_run(name)  # (and not started: neither running, nor cut short)
-        self.waiting = sorted([*self.waiting, name], key=self.definition.index)
-        self.busy_count, self.current = self.busy_count - 1, None
-        self.started.remove(name)
-        del self.where[name], self.attempts[name]
 
     # -- how each step went ---------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from functools import partial
 
 import pytest
 from conftest import a_part, examples
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from rollback_lessons import (
@@ -464,6 +464,7 @@ def test_the_readme_says_which_lines_run_before_the_ctrl_c_handler_is_installed(
 
 
 @settings(max_examples=examples(25))
+@example(n=2, parallel=False, undo_fails=0, fails=True, k=4, driver="arun")
 @given(
     n=st.integers(1, 4),
     parallel=st.booleans(),
@@ -477,7 +478,8 @@ def test_no_driver_asks_the_cancel_once_the_run_failed(n, parallel, undo_fails, 
     and retried, a step failing), the cancel function is never asked once the run failed
     (its ``pipeline_failed`` event), on any in-process driver: asked there it could change
     nothing, and a request consumed when read would be eaten. (Before: a list asked it after
-    each undo's wait to retry.)"""
+    each undo's wait to retry; arun asked it in its loop after a branch, run in the same
+    turn, had failed the run: the example.)"""
     seen: list[str] = []
     asked_late: list[int] = []
     world: dict = {}
@@ -503,3 +505,36 @@ def test_no_driver_asks_the_cancel_once_the_run_failed(n, parallel, undo_fails, 
     got = drive(saga, driver, inject=inject, cancel=cancel, on_event=lambda e: seen.append(e.kind))
     assert not isinstance(got, BaseException)
     assert asked_late == [], (seen, asked_late)
+
+
+@pytest.mark.parametrize("driver", ["list", "graph", "arun"])
+@pytest.mark.parametrize("first", [True, False])
+def test_a_step_not_run_leaves_no_intent_in_the_journal(tmp_path, driver, first):
+    """With a journal, a Ctrl-C at a step's start (the first step's: arun launches it from
+    its own loop, not a branch) ends the saga rolled_back, the step's intent abandoned
+    (not_run), what was done undone (before: arun left the first step's saga
+    ``rolling_back`` with its intent, for recover to report; any other driver, an intent
+    left ``intent`` though the step never ran)."""
+    registry, world = Registry(), {}
+
+    @compensation("h18_not_run", registry)
+    def rm(k, idempotency_key=None):
+        world[k] = 0
+
+    def step(k):
+        return Step(k, lambda s: world.__setitem__(k, 1), rm.bind(k=k))
+
+    saga = Saga([step("a"), Parallel(step("b"), step("c"))], name="not-run")
+    at = "a" if first else "b"
+
+    def observer(event):
+        if (event.kind, event.step) == ("step_start", at):
+            raise KeyboardInterrupt
+
+    with Journal(str(tmp_path / "j.db")) as journal:
+        got = drive(saga, driver, on_event=observer, journal=journal, run_id="r1")
+        assert isinstance(got, KeyboardInterrupt) and f"{at} was not run" in notes(got)
+        assert world == ({} if first else {"a": 0})
+        assert journal.saga("r1").status == "rolled_back"
+        states = {u.step: u.state for u in journal.undos("r1")}
+        assert states[at] == "not_run" and journal.unfinished() == []
