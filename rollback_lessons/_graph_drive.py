@@ -45,7 +45,7 @@ def _cancel(run: Run, asked: Asked) -> GraphOp | None:
         return asking_failed(gm, exc)
     except BaseException as exc:  # a Ctrl-C: the run fails there (a step that returned as
         run.raise_after = run.raise_after or exc  # it was asked is done: undone), then
-        return gm.broken(exc)  # it is re-raised
+        return gm.broken(exc, asked=True)  # it is re-raised (a step waiting to retry fails with it)
     return cancel(gm, run.cancelling())  # type: ignore[return-value]
 
 

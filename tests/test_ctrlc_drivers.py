@@ -292,6 +292,39 @@ def test_a_ctrl_c_in_the_cancel_function_names_what_it_leaves_in_arun(tmp_path):
         assert journal.saga("r1").status == "rolled_back"
 
 
+@pytest.mark.parametrize("driver", ["list", "graph", "arun"])
+def test_a_ctrl_c_in_the_cancel_function_while_a_step_waits_to_retry_fails_that_step(driver):
+    """harden18's leftover: asked while b waits to retry, the cancel function raises a
+    KeyboardInterrupt. A list fails b with it; the graph drivers said "b also failed ...
+    ConnectionError('busy')" (b's own last error), as if b had failed on its own. Now each
+    undoes a and says nothing of b's old error (the Ctrl-C is b's failure)."""
+    world: dict = {}
+    tries: list[int] = []
+
+    def flaky_b(s):
+        tries.append(1)
+        if len(tries) == 1:
+            raise ConnectionError("busy")
+        world["b"] = 1
+
+    saga = Saga(
+        [
+            Step("a", lambda s: world.__setitem__("a", 1), lambda s: world.pop("a")),
+            Step("b", flaky_b, lambda s: world.pop("b"), retry=RetryPolicy(max_attempts=3)),
+        ]
+    )
+    for k in range(1, 8):  # the call that comes while b waits (each driver asks its own way)
+        world.clear()
+        tries.clear()
+        cancel, _ = interrupting(k)
+        got = drive(saga, driver, cancel=cancel, clock=None)
+        if isinstance(got, KeyboardInterrupt) and len(tries) == 1:
+            break
+    else:
+        pytest.fail("no call of the cancel function came while b waited to retry")
+    assert world == {} and "ConnectionError" not in notes(got), notes(got)
+
+
 # -- a Ctrl-C at a step's start, at its failure, at the commit (F7, F4, F12) ----------------
 
 
