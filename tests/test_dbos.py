@@ -858,6 +858,11 @@ with DBOSRunner.start(SYSTEM, sagas={"upgraded": make}) as runner:
             runner.handle_for(make(), run_id).outcome()
         except ReplayRefused as exc:
             print(f"{run_id}:", exc)
+    print("waiting:", runner.waiting())  # (r3 is another version's: no saga resumes it here)
+    try:
+        runner.record("r3")  # (it waited forever, or advised sagas= in vain: attack17's G4)
+    except ReplayRefused as exc:
+        print("record r3:", exc)
 """
 
 
@@ -889,7 +894,8 @@ def test_a_saga_an_earlier_version_left_waiting_for_a_person_resumes_after_an_up
     again = subprocess.run([sys.executable, str(script), system, "new"],
                            capture_output=True, text=True, timeout=300)  # fmt: skip
     assert again.returncode == 0, again.stderr[-2000:]
-    stranded, r1, r2, r3 = again.stdout.splitlines()
+    stranded, r1, r2, r3, waiting, record = again.stdout.splitlines()
+    assert waiting == "waiting: {}" and record == f"record {r3}"
     assert stranded == "stranded: {'r3': '0ld'}"
     assert r1 == "r1: rolled_back b,a b,a"
     assert r2.startswith("r2: saga 'r2' cannot be resumed by this version of rollback-lessons")

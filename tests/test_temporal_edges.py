@@ -542,6 +542,40 @@ def test_a_resolve_with_no_word_from_the_server_is_never_a_refusal(on_temporal):
     assert outcome.status is Status.HALTED and outcome.pending == ("a",)
 
 
+def test_a_cancel_with_no_answer_says_whether_it_was_sent(on_temporal):
+    """attack17's G3: a cancel whose call the server did not answer said "The cancel was not
+    heard." although the server had taken it (the saga then ended cancelled). Only a client
+    that could not connect knows it sent nothing; any other silence leaves it unknown."""
+    from temporalio.service import RPCError, RPCStatusCode
+
+    saga = Saga([Step("a", lambda s: s.update(a=1), lambda s: s.pop("a")),
+                 Step("b", lambda s: 1 / 0)], name="cancel fate")  # fmt: skip
+
+    async def scenario(runner):
+        handle = await runner.start_saga(saga, {}, policy="halt", halt_wait=120,
+                                         inject={"a": "undo_fails"})  # fmt: skip
+        while (asked := await handle.pending()) is None:
+            await asyncio.sleep(0.02)
+        said = []
+        for message in ("tcp connect error", "error reading a body from connection"):
+
+            async def silent(*args, message=message, **kwargs):
+                raise RPCError(message, RPCStatusCode.UNAVAILABLE, b"")
+
+            handle.workflow.cancel = silent
+            with pytest.raises(ServerLost) as lost:
+                await handle.cancel()
+            said.append(str(lost.value).rsplit(". ", 1)[-1])
+        del handle.workflow.cancel
+        await handle.resolve(asked, "leave")
+        return said, await handle.outcome()
+
+    said, outcome = on_temporal(scenario)
+    assert said[0] == "The cancel did not reach the server (no connection)."
+    assert said[1].startswith("The cancel was sent; whether the saga took it is not known")
+    assert outcome.status is Status.HALTED
+
+
 async def _resolve_past_pending(handle, asked):
     """resolve, its pending() read before the Query failed (the question still asked)."""
 

@@ -310,14 +310,7 @@ class DBOSRunner:
         status = DBOS.get_workflow_status(run_id)
         if status is None:
             raise UnknownRun(f"DBOS has no saga {run_id!r} in {self.path}")
-        if run_id in self.stranded:  # (never resumed here: an answer would wait forever)
-            raise ReplayRefused(
-                f"saga {run_id!r} was left unfinished by another version of rollback-lessons "
-                f"(DBOS application version {self.stranded[run_id]!r}; this one runs "
-                f"{replay_version()!r}), and DBOS resumes a workflow only on the version that "
-                f"started it: launch that version on {self.path} to finish it, or have a "
-                "person check it by hand: its undos may still be pending"
-            )
+        self._not_stranded(run_id)
         run = hosted.RUNS.get(run_id)
         state = run.state if run is not None else None
         if status.status in ("PENDING", "ENQUEUED"):  # resumed here, perhaps waiting for it
@@ -329,11 +322,24 @@ class DBOSRunner:
         """Run ``saga`` on DBOS and return its Outcome (like ``saga.run``)."""
         return self.start_saga(saga, state, wait=True, **options).outcome()
 
+    def _not_stranded(self, run_id: str) -> None:
+        """A run another application version left is never resumed here (an answer, a
+        record, would wait forever): refused in one line, saying what to do."""
+        if run_id in self.stranded:
+            raise ReplayRefused(
+                f"saga {run_id!r} was left unfinished by another version of rollback-lessons "
+                f"(DBOS application version {self.stranded[run_id]!r}; this one runs "
+                f"{replay_version()!r}), and DBOS resumes a workflow only on the version that "
+                f"started it: launch that version on {self.path} to finish it, or have a "
+                "person check it by hand: its undos may still be pending"
+            )
+
     def record(self, run_id: str) -> RunRecord:
         """The record of run ``run_id``, once it ended (waited for): one this launch
         resumed, say, after the process that started it died. One that waits for its saga
         (``waiting``) is refused in one line (``NotHosted``): it would never end here; one
         that this version cannot resume (another version started it) is ``ReplayRefused``."""
+        self._not_stranded(run_id)  # (attack17's G4: it waited forever, or advised in vain)
         name = self.waiting().get(run_id)
         if name is not None:
             raise hosted.NotHosted(
@@ -354,7 +360,10 @@ class DBOSRunner:
         return {
             run_id: name
             for run_id, name in names.items()
-            if name is not None and run_id not in hosted.RUNS and name not in workflow.FACTORIES
+            if name is not None
+            and run_id not in hosted.RUNS
+            and name not in workflow.FACTORIES
+            and run_id not in self.stranded  # (another version's: no saga resumes it here)
         }
 
     def close(self) -> None:

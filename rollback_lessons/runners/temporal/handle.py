@@ -88,7 +88,7 @@ class SagaHandle:
         except RPCError as exc:
             if exc.status is RPCStatusCode.NOT_FOUND:
                 raise  # the server's own word: no such run (or it is over)
-            raise ServerLost.of(self.run_id, exc, "The cancel was not heard.") from None
+            raise ServerLost.of(self.run_id, exc, cancel_fate(exc)) from None
 
     async def history(self, *, ids: bool = True) -> Table:
         """The workflow's own event history, as Temporal keeps it: each activity scheduled,
@@ -197,3 +197,15 @@ class SagaHandle:
             record = replace(record, notes=(*record.notes, *unheard(run, record)))
         _release(self.run_id)
         return outcome_of(self.saga, record, before=self._before, state=self._state)
+
+
+def cancel_fate(exc: RPCError) -> str:
+    """What a cancel that got no answer did: a client that could not connect sent nothing;
+    any other silence may come after the server took it (attack17: "not heard", yet the
+    saga ended cancelled), so that is not known."""
+    if "connect error" in (exc.message or ""):
+        return "The cancel did not reach the server (no connection)."
+    return (
+        "The cancel was sent; whether the saga took it is not known: outcome() tells once "
+        "the server is back."
+    )
