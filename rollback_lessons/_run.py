@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import sys
 import time
 import warnings
 from collections.abc import Callable, Collection, Mapping
@@ -181,16 +182,23 @@ class Run(Driver):
                 self.started_at + now if now is not None else None, now,
             )  # fmt: skip
             if want_log:
-                log_event(event, self.name)
+                self._tell(kind, partial(log_event, event, self.name), "a logging handler")
             if self.on_event is not None:
-                try:
-                    self.on_event(event)
-                except Exception:  # a broken observer must never stop a rollback
-                    _log.exception("on_event callback failed for %s", kind)
-                except BaseException as exc:  # a Ctrl-C once committed: re-raised after
-                    if kind is not EventKind.COMMITTED or self.raise_after is not None:
-                        raise
-                    self.raise_after = exc
+                self._tell(kind, partial(self.on_event, event), "on_event callback")
+
+    def _tell(self, kind: EventKind, call: Callable[[], Any], who: str) -> None:
+        """An observer or a logging handler told of an event: one that raises must never stop
+        a rollback nor undo a committed saga (attack18: a handler raising at the commit's
+        record undid it). An error is reported and the run goes on; a Ctrl-C fails the run
+        there, or, told of the commit, is re-raised once the run ended, with a note."""
+        try:
+            call()
+        except Exception as exc:  # (not logged: the failing handler would be told again)
+            print(f"rollback_lessons: {who} failed for {kind}: {describe(exc)}", file=sys.stderr)
+        except BaseException as exc:  # a Ctrl-C once committed: re-raised after
+            if kind is not EventKind.COMMITTED or self.raise_after is not None:
+                raise
+            self.raise_after = exc
 
     def trace(self, tracer: Callable[[], Mapping[str, Any]]) -> None:
         """Keep the state after every event (a snapshot after each call: only a call

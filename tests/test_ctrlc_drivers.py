@@ -24,6 +24,7 @@ from rollback_lessons import (
     RetryPolicy,
     Rollback,
     Saga,
+    Status,
     Step,
     VirtualClock,
 )
@@ -290,6 +291,43 @@ def test_a_ctrl_c_in_the_cancel_function_names_what_it_leaves_in_arun(tmp_path):
         assert isinstance(got, KeyboardInterrupt) and len(calls) >= 4
         assert world == {"a": 0}
         assert journal.saga("r1").status == "rolled_back"
+
+
+@pytest.mark.parametrize("driver", ["list", "graph", "arun"])
+@pytest.mark.parametrize("raised", [KeyboardInterrupt, RuntimeError])
+def test_a_logging_handler_raising_at_the_commit_never_undoes_it(driver, raised, tmp_path):
+    """attack18's F1: a handler raising at the ``committed`` record undid the committed saga
+    (the journal still said committed: recover never told). An error is reported on stderr
+    and the run commits; a Ctrl-C is re-raised once the run ended, with the commit's note."""
+    registry, world = Registry(), {}
+
+    @compensation("commit_log", registry)
+    def rm(k, idempotency_key=None):
+        world.pop(k)
+
+    class Raising(logging.Handler):
+        def emit(self, record):
+            if record.getMessage().startswith("committed"):
+                raise raised("the log is down")
+
+    saga = Saga([Step(k, lambda s, k=k: world.__setitem__(k, 1), rm.bind(k=k)) for k in "AB"],
+                name="commit_log")  # fmt: skip
+    logger = logging.getLogger("rollback_lessons")
+    handler, level = Raising(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        with Journal(str(tmp_path / "j.db")) as journal:
+            got = drive(saga, driver, journal=journal, run_id="r")
+            assert journal.saga("r").status == "committed"
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert world == {"A": 1, "B": 1}
+    if raised is KeyboardInterrupt:
+        assert isinstance(got, KeyboardInterrupt) and AFTER_COMMIT in notes(got)
+    else:
+        assert got.status is Status.COMMITTED
 
 
 @pytest.mark.parametrize("driver", ["list", "graph", "arun"])
