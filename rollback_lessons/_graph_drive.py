@@ -230,13 +230,22 @@ async def _wait(run: Run, seconds: float) -> None:
 
     if run.wake is None:
         return await run.clock.asleep(seconds)  # type: ignore[func-returns-value]
-    sleep = asyncio.ensure_future(run.clock.asleep(seconds))
+
+    async def sleeping() -> None:  # a Ctrl-C in the clock's wait, carried out of its task
+        try:  # (asyncio would end the event loop with it, the run half done: attack18's F2)
+            await run.clock.asleep(seconds)
+        except (KeyboardInterrupt, SystemExit) as exc:
+            raise Escaped(exc) from None
+
+    sleep = asyncio.ensure_future(sleeping())
     woken = asyncio.ensure_future(run.wake.wait())
     try:
         await asyncio.wait({sleep, woken}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         sleep.cancel()
         woken.cancel()
+    if sleep.done() and not sleep.cancelled() and (error := sleep.exception()) is not None:
+        raise original(error)  # the wait failed: its step hears it, as after any call
     return None
 
 

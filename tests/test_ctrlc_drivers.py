@@ -45,7 +45,7 @@ def drive(saga: Saga, driver: str, **kw):
         if driver == "graph":
             return saga.run({}, completion=list(saga.names), **kw)
         return asyncio.run(saga.arun({}, **kw))
-    except KeyboardInterrupt as exc:
+    except (KeyboardInterrupt, SystemExit) as exc:
         return exc
 
 
@@ -291,6 +291,44 @@ def test_a_ctrl_c_in_the_cancel_function_names_what_it_leaves_in_arun(tmp_path):
         assert isinstance(got, KeyboardInterrupt) and len(calls) >= 4
         assert world == {"a": 0}
         assert journal.saga("r1").status == "rolled_back"
+
+
+class InterruptedWait(VirtualClock):
+    """A clock whose wait is cut by a Ctrl-C (a loop run otherwise than by asyncio.run
+    delivers it there: a Jupyter kernel's interrupt, ``run_until_complete``)."""
+
+    def __init__(self, raised: type[BaseException]) -> None:
+        super().__init__()
+        self.raised = raised
+
+    def sleep(self, seconds: float) -> None:
+        raise self.raised
+
+    async def asleep(self, seconds: float) -> None:
+        raise self.raised
+
+
+@pytest.mark.parametrize("driver", ["list", "graph", "arun"])
+@pytest.mark.parametrize("grouped", [False, True])
+@pytest.mark.parametrize("raised", [KeyboardInterrupt, SystemExit])
+def test_a_ctrl_c_in_a_steps_wait_to_retry_undoes_what_was_done(driver, grouped, raised, tmp_path):
+    """attack18's F2: in arun the clock's wait ran in a task of its own, and a Ctrl-C there
+    left the event loop at once: a's effect in place, no note, the journal rolling_back."""
+    registry, world = Registry(), {}
+
+    @compensation("retry_wait", registry)
+    def rm(k, idempotency_key=None):
+        world.pop(k, None)
+
+    b = Step("b", flaky(lambda s: world.__setitem__("b", 1)), rm.bind(k="b"),
+             retry=RetryPolicy(max_attempts=3, initial_delay=1.0))  # fmt: skip
+    a = Step("a", lambda s: world.__setitem__("a", 1), rm.bind(k="a"))
+    c = Step("c", lambda s: world.__setitem__("c", 1), rm.bind(k="c"))
+    saga = Saga([a, Parallel(b, c)] if grouped else [a, b], name="retry_wait")
+    with Journal(str(tmp_path / "j.db")) as journal:
+        got = drive(saga, driver, journal=journal, run_id="r", clock=InterruptedWait(raised))
+        assert journal.saga("r").status == "rolled_back"
+    assert isinstance(got, raised) and world == {}
 
 
 @pytest.mark.parametrize("driver", ["list", "graph", "arun"])
