@@ -7,6 +7,7 @@ middle and relaunched on the same file finishes the saga. The Outcome is ``saga.
 """
 
 from ..asking import AnswerRefused, Question
+from .held import FileInUse
 from .runner import DBOSHandle, DBOSRunner, DBOSUnavailable, ReplayRefused, UnknownRun
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "DBOSHandle",
     "DBOSRunner",
     "DBOSUnavailable",
+    "FileInUse",
     "Question",
     "ReplayRefused",
     "UnknownRun",
