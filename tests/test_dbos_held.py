@@ -12,9 +12,10 @@ _TWO = r"""
 import json, os, sys, time
 from pathlib import Path
 from rollback_lessons import Saga, Step
-from rollback_lessons.runners.dbos import DBOSRunner, FileInUse
+from rollback_lessons.runners.dbos import DBOSRunner, FileInUse, SagaChanged
 
 SYSTEM, WORLD, MODE = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+VARIANT = sys.argv[4] if sys.argv[4:] else ""  # the saga changed: "noundo", "renamed"
 GO = WORLD.with_name("go")
 
 
@@ -30,23 +31,26 @@ def b(s):
     log("do", "b")
 
 
-def make(run_id=None):
-    return Saga([Step("a", lambda s: log("do", "a"), lambda s: log("undo", "a")),
+def make(run_id=None, variant=""):
+    a = "a2" if variant == "renamed" else "a"
+    undo = None if variant == "noundo" else (lambda s: log("undo", a))
+    return Saga([Step(a, lambda s: log("do", a), undo),
                  Step("b", b, lambda s: log("undo", "b")),
                  Step("c", lambda s: log("do", "c"), lambda s: log("undo", "c"))], name="two")
 
 
 try:
-    with DBOSRunner.start(SYSTEM, sagas={"two": make}) as runner:
+    sagas = None if MODE == "handle" else {"two": lambda run_id: make(run_id, VARIANT)}
+    with DBOSRunner.start(SYSTEM, sagas=sagas) as runner:
         if MODE == "first":
             out = runner.run(make(), {}, run_id="run-1")
         elif MODE == "second":  # launched while A runs: it must leave A's run alone
             time.sleep(1)
             sys.exit(print("second launched"))
         else:  # a relaunch: it finishes what a dead process left
-            out = runner.handle_for(make(), "run-1").outcome()
+            out = runner.handle_for(make(None, VARIANT), "run-1").outcome()
         print(MODE, out.status, ",".join(out.compensated))
-except FileInUse as exc:
+except (FileInUse, SagaChanged) as exc:
     print("refused:", exc)
 """
 
@@ -130,3 +134,36 @@ def test_crashlab_on_a_file_a_live_runner_holds_says_so_in_one_line(tmp_path):
     assert run.returncode == 2 and run.stdout == "", run.stderr[-2000:]
     assert run.stderr.startswith(f"crashlab: DBOS runs on {system} in another live process")
     assert run.stderr.count("\n") == 1 and not world.exists()
+
+
+def test_a_changed_saga_of_the_runs_name_is_refused_before_it_is_hosted(tmp_path):
+    """G2: A SIGKILLed inside b; a relaunch hosting a saga of the same name whose steps
+    differ from the run's saved plan: a's undo removed (the Outcome said a was compensated
+    though no undo ran), or a renamed a2 (a raw KeyError DBOS saved for good). Each is refused
+    in one line, by ``handle_for`` and by ``sagas=`` at launch, and the run is left as it was:
+    a later relaunch with the saga that started it finishes it, a undone once."""
+    script, world, system = tmp_path / "two.py", tmp_path / "world.jsonl", tmp_path / "d.sqlite"
+    script.write_text(_TWO)
+    a = subprocess.Popen([sys.executable, str(script), str(system), str(world), "first"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        _until_b_started(world, a)
+    finally:
+        a.kill()
+        a.communicate()
+
+    def launch(mode, variant=""):
+        run = subprocess.run([sys.executable, str(script), str(system), str(world), mode, variant],
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert run.returncode == 0, run.stderr[-2000:]
+        return run.stdout
+
+    start = "refused: saga 'two' is not the one run 'run-1' was started with ("
+    for mode in ("handle", "again"):  # handle_for, then sagas=
+        noundo = launch(mode, "noundo")
+        assert noundo.startswith(start + "step 'a' has no undo now, it had one): nothing was")
+        renamed = launch(mode, "renamed")
+        assert renamed.startswith(start + "steps ['a'] are gone and steps ['a2'] are new)")
+        assert noundo.count("\n") == renamed.count("\n") == 1
+    assert launch("again") == "again rollback_incomplete a\n"  # (b in doubt: leaked)
+    assert _world(world) == [["do", "a"], ["start", "b"], ["undo", "a"]]

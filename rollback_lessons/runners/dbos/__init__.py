@@ -8,6 +8,7 @@ middle and relaunched on the same file finishes the saga. The Outcome is ``saga.
 
 from ..asking import AnswerRefused, Question
 from .held import FileInUse
+from .hosting import SagaChanged
 from .runner import DBOSHandle, DBOSRunner, DBOSUnavailable, ReplayRefused, UnknownRun
 
 __all__ = [
@@ -18,5 +19,6 @@ __all__ = [
     "FileInUse",
     "Question",
     "ReplayRefused",
+    "SagaChanged",
     "UnknownRun",
 ]

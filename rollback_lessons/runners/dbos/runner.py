@@ -33,6 +33,7 @@ from ..wire import needs_graph, outcome_of, plan_of, record_of
 from . import graph, workflow
 from .graph import graph_workflow
 from .held import hold, let_go
+from .hosting import SagaChanged, changed, check, saved_plan
 from .workflow import saga_workflow
 
 NAME = "rollback-lessons"
@@ -235,7 +236,20 @@ class DBOSRunner:
                 let_go(lock)
             _launched.release()
             raise
-        return cls(path, stranded, lock)
+        runner = cls(path, stranded, lock)
+        try:  # a saga ``sagas`` makes that is not the one a resumed run started with
+            for w in unfinished:
+                plan = saved_plan(w.workflow_id)
+                make = workflow.FACTORIES.get(plan.name) if plan is not None else None
+                if make is None or plan is None:
+                    continue
+                why = changed(w.workflow_id, make(w.workflow_id), plan)
+                if why is not None:
+                    raise SagaChanged(f"{why} (sagas=); launch refused, the run left as it was")
+        except BaseException:
+            runner.close()
+            raise
+        return runner
 
     def start_saga(
         self,
@@ -329,6 +343,7 @@ class DBOSRunner:
             )
         run = hosted.RUNS.get(run_id)
         state = run.state if run is not None else None
+        check(run_id, saga)  # (the steps it was started with: SagaChanged, one line)
         if status.status in ("PENDING", "ENQUEUED"):  # resumed here, perhaps waiting for it
             workflow.host(run_id, saga)
         result: Callable[[], Any] = DBOS.retrieve_workflow(run_id).get_result
