@@ -403,7 +403,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     checkpoint.kill_at = args.kill_at or checkpoint.kill_at
     checkpoint.pause_at = args.pause_at or checkpoint.pause_at
     if args.dbos is not None:
-        print(" ".join(_on_dbos(args)), flush=True)
+        from ..runners.dbos.held import FileInUse
+
+        try:
+            print(" ".join(_on_dbos(args)), flush=True)
+        except FileInUse as exc:  # (another live crashlab on the file): one line
+            print(f"crashlab: {exc}", file=sys.stderr)
+            return 2
         return 0
     try:
         with Journal(args.journal) as journal:

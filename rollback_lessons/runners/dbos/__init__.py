@@ -7,6 +7,8 @@ middle and relaunched on the same file finishes the saga. The Outcome is ``saga.
 """
 
 from ..asking import AnswerRefused, Question
+from .held import FileInUse
+from .hosting import SagaChanged
 from .runner import DBOSHandle, DBOSRunner, DBOSUnavailable, ReplayRefused, UnknownRun
 
 __all__ = [
@@ -14,7 +16,9 @@ __all__ = [
     "DBOSHandle",
     "DBOSRunner",
     "DBOSUnavailable",
+    "FileInUse",
     "Question",
     "ReplayRefused",
+    "SagaChanged",
     "UnknownRun",
 ]

@@ -8,6 +8,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from dbos import DBOS
+
 from ...saga import Saga, State
 from .. import hosted
 from ..wire import SagaPlan
@@ -20,6 +22,8 @@ not start: their sagas act on a world outside memory, such as crashlab's databas
 WAITING: dict[str, str] = {}
 """Runs resumed at launch that wait for a process to host their saga (its name, by run id):
 ``FACTORIES`` has none of that name, and no ``handle_for`` gave it yet."""
+REFUSED: dict[str, str] = {}
+"""Runs whose saga ``FACTORIES`` made differs from their saved plan (why, by run id)."""
 _HOSTING = threading.Condition()
 _closing = False
 
@@ -34,6 +38,67 @@ def saga_name(inputs: Any) -> str | None:
     """The saga's name a saga's workflow was started with (DBOS's saved inputs), if any."""
     args = (inputs or {}).get("args") or (None,)
     return args[0].name if isinstance(args[0], SagaPlan) else None
+
+
+class SagaChanged(hosted.NotHosted):
+    """A saga of the run's name whose steps differ from those the run was started with (its
+    saved ``SagaPlan``): hosted, an undo removed was reported done though none ran, a step
+    renamed failed the run for good (attack17's G2). Refused before it is hosted."""
+
+
+def _steps(items: Any) -> dict[str, tuple[str, bool]]:
+    return {s.name: (str(s.kind), bool(s.has_undo)) for s in items}
+
+
+def changed(run_id: str, saga: Saga, plan: SagaPlan) -> str | None:
+    """Why ``saga`` is not the saga run ``run_id`` was started with (its steps' names, kinds,
+    and whether each has an undo, against its saved plan), in one line; None: the same."""
+    now, then = _steps(saga.specs()), _steps(plan.steps)
+    if now == then:
+        return None
+    gone = [n for n in then if n not in now]
+    new = [n for n in now if n not in then]
+    if gone or new:
+        why = f"steps {gone} are gone" if gone else ""
+        why += (" and " if gone and new else "") + (f"steps {new} are new" if new else "")
+    else:
+        n = next(n for n in then if now[n] != then[n])
+        was, has = then[n], now[n]
+        why = (f"step {n!r} is {has[0]}, it was {was[0]}" if was[0] != has[0] else
+               f"step {n!r} {'has an undo now' if has[1] else 'has no undo now'}, "
+               f"it had {'one' if was[1] else 'none'}")  # fmt: skip
+    return (
+        f"saga {plan.name!r} is not the one run {run_id!r} was started with ({why}): "
+        "nothing was hosted; give the saga that started it"
+    )
+
+
+PLANS: dict[str, SagaPlan | None] = {}
+"""Each run's saved plan, once read (``saved_plan``)."""
+
+
+def saved_plan(run_id: str) -> SagaPlan | None:
+    """The plan run ``run_id`` was started with (DBOS's saved inputs), None for none. Read in
+    a thread of its own, outside any workflow's context (never saved as a step of one)."""
+    if run_id not in PLANS:
+        found: list[Any] = []
+        reader = threading.Thread(
+            target=lambda: found.extend(DBOS.list_workflows(workflow_ids=[run_id])),
+            name=f"saved-plan-{run_id}",
+        )
+        reader.start()
+        reader.join()
+        args = ((found[0].input or {}).get("args") or (None,)) if found else (None,)
+        PLANS[run_id] = args[0] if isinstance(args[0], SagaPlan) else None
+    return PLANS[run_id]
+
+
+def check(run_id: str, saga: Saga) -> None:
+    """Refuse (``SagaChanged``, one line) a saga whose steps differ from run ``run_id``'s."""
+    plan = saved_plan(run_id)
+    why = changed(run_id, saga, plan) if plan is not None else None
+    if why is not None:
+        raise SagaChanged(why)
 
 
 def host(run_id: str, saga: Saga) -> None:
@@ -56,6 +121,9 @@ def opening(closing: bool) -> None:
     global _closing
     with _HOSTING:
         _closing = closing
+        if not closing:  # (another file, perhaps: its runs' plans are read again)
+            PLANS.clear()
+            REFUSED.clear()
         _HOSTING.notify_all()
 
 
@@ -69,8 +137,13 @@ def _saga(run_id: str, name: str) -> tuple[Saga, State]:
                 if run_id in hosted.RUNS:
                     run = hosted.RUNS[run_id]
                     return run.saga, run.state
-                if name in FACTORIES:
-                    return FACTORIES[name](run_id), {}
+                if name in FACTORIES and run_id not in REFUSED:
+                    saga = FACTORIES[name](run_id)
+                    plan = saved_plan(run_id)
+                    why = changed(run_id, saga, plan) if plan is not None else None
+                    if why is None:
+                        return saga, {}
+                    REFUSED[run_id] = why  # (``start`` says so: it waits as if unhosted)
                 if _closing:
                     raise Unhosted(f"run {run_id!r} left waiting for its saga {name!r}")
                 WAITING[run_id] = name

@@ -32,6 +32,8 @@ from ..asking import AnswerRefused, Question, check_answer, refuse_unless_asked
 from ..wire import needs_graph, outcome_of, plan_of, record_of
 from . import graph, workflow
 from .graph import graph_workflow
+from .held import hold, let_go
+from .hosting import SagaChanged, changed, check, saved_plan
 from .workflow import saga_workflow
 
 NAME = "rollback-lessons"
@@ -183,8 +185,10 @@ class DBOSRunner:
     ``with DBOSRunner.start() as runner: outcome = runner.run(saga, state)``
     """
 
-    def __init__(self, path: Path, stranded: Mapping[str, str] | None = None) -> None:
-        self.path = path
+    def __init__(
+        self, path: Path, stranded: Mapping[str, str] | None = None, lock: int | None = None
+    ) -> None:
+        self.path, self._lock = path, lock
         self.stranded: dict[str, str] = dict(stranded or {})
         """Sagas left unfinished on this file by a version this one does not resume (their
         DBOS application version, by run id): ``handle_for`` refuses them in one line."""
@@ -199,9 +203,12 @@ class DBOSRunner:
         """Launch DBOS on the SQLite file ``system_database`` (a new temporary one by
         default). Launching on the file of a process that died resumes its sagas: ``sagas``
         says how to make each by name for a run id (its state is then empty; such a saga
-        acts on a world outside memory). DBOS's INFO logs are kept quiet."""
+        acts on a world outside memory). DBOS's INFO logs are kept quiet. A file another
+        live runner holds is refused in one line (``FileInUse``), before DBOS launches: its
+        launch would resume that runner's running sagas and run their steps again."""
         if not _launched.acquire(blocking=False):
             raise DBOSUnavailable("DBOS already runs in this process: close that runner first")
+        lock = None
         try:
             workflow.FACTORIES.update(sagas or {})
             workflow.opening(False)
@@ -210,6 +217,7 @@ class DBOSRunner:
                 path = Path(tempfile.mkdtemp(prefix="rollback-lessons-dbos-")) / "dbos.sqlite"
             else:
                 path = Path(system_database)
+            lock = hold(path)  # (before DBOS resumes anything on the file)
             logging.getLogger("dbos").setLevel(logging.WARNING)
             version = replay_version()
             DBOS(config={"name": NAME, "system_database_url": f"sqlite:///{path}",
@@ -224,9 +232,24 @@ class DBOSRunner:
                 w.workflow_id: str(w.app_version) for w in unfinished if w.app_version != version
             }
         except BaseException:
+            if lock is not None:
+                let_go(lock)
             _launched.release()
             raise
-        return cls(path, stranded)
+        runner = cls(path, stranded, lock)
+        try:  # a saga ``sagas`` makes that is not the one a resumed run started with
+            for w in unfinished:
+                plan = saved_plan(w.workflow_id)
+                make = workflow.FACTORIES.get(plan.name) if plan is not None else None
+                if make is None or plan is None:
+                    continue
+                why = changed(w.workflow_id, make(w.workflow_id), plan)
+                if why is not None:
+                    raise SagaChanged(f"{why} (sagas=); launch refused, the run left as it was")
+        except BaseException:
+            runner.close()
+            raise
+        return runner
 
     def start_saga(
         self,
@@ -313,6 +336,7 @@ class DBOSRunner:
         self._not_stranded(run_id)
         run = hosted.RUNS.get(run_id)
         state = run.state if run is not None else None
+        check(run_id, saga)  # (the steps it was started with: SagaChanged, one line)
         if status.status in ("PENDING", "ENQUEUED"):  # resumed here, perhaps waiting for it
             workflow.host(run_id, saga)
         result: Callable[[], Any] = DBOS.retrieve_workflow(run_id).get_result
@@ -371,6 +395,9 @@ class DBOSRunner:
             workflow.opening(True)  # a run waiting for its saga stays unfinished, for later
             DBOS.destroy()
         finally:
+            if self._lock is not None:
+                let_go(self._lock)
+                self._lock = None
             _launched.release()
 
     def __enter__(self) -> DBOSRunner:

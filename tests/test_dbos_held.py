@@ -1,0 +1,169 @@
+"""DBOS on one file, two processes, and a changed saga (attack17's G1 and G2): a second
+launch on a file a live runner holds is refused before DBOS launches (DBOS's launch resumed
+the live run, whose step then ran twice); a saga whose steps differ from the run's saved
+plan is refused before it is hosted (an undo removed was reported done, a step renamed
+failed the run for good with a raw KeyError)."""
+
+import subprocess
+import sys
+import time
+
+_TWO = r"""
+import json, os, sys, time
+from pathlib import Path
+from rollback_lessons import Saga, Step
+from rollback_lessons.runners.dbos import DBOSRunner, FileInUse, SagaChanged
+
+SYSTEM, WORLD, MODE = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+VARIANT = sys.argv[4] if sys.argv[4:] else ""  # the saga changed: "noundo", "renamed"
+GO = WORLD.with_name("go")
+
+
+def log(*entry):
+    with open(WORLD, "a") as f:
+        f.write(json.dumps([os.getpid(), *entry]) + "\n")
+
+
+def b(s):
+    log("start", "b")
+    while MODE == "first" and not GO.exists():  # held in b until the test says
+        time.sleep(0.02)
+    log("do", "b")
+
+
+def make(run_id=None, variant=""):
+    a = "a2" if variant == "renamed" else "a"
+    undo = None if variant == "noundo" else (lambda s: log("undo", a))
+    return Saga([Step(a, lambda s: log("do", a), undo),
+                 Step("b", b, lambda s: log("undo", "b")),
+                 Step("c", lambda s: log("do", "c"), lambda s: log("undo", "c"))], name="two")
+
+
+try:
+    sagas = None if MODE == "handle" else {"two": lambda run_id: make(run_id, VARIANT)}
+    with DBOSRunner.start(SYSTEM, sagas=sagas) as runner:
+        if MODE == "first":
+            out = runner.run(make(), {}, run_id="run-1")
+        elif MODE == "second":  # launched while A runs: it must leave A's run alone
+            time.sleep(1)
+            sys.exit(print("second launched"))
+        else:  # a relaunch: it finishes what a dead process left
+            out = runner.handle_for(make(None, VARIANT), "run-1").outcome()
+        print(MODE, out.status, ",".join(out.compensated))
+except (FileInUse, SagaChanged) as exc:
+    print("refused:", exc)
+"""
+
+
+def _world(path):
+    import json
+
+    return [json.loads(line)[1:] for line in path.read_text().splitlines()]
+
+
+def _until_b_started(world, proc):
+    for _ in range(3000):
+        if world.exists() and ["start", "b"] in _world(world):
+            return
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    raise AssertionError("b never started")
+
+
+def test_a_second_launch_on_a_live_runners_file_is_refused_and_its_run_left_alone(tmp_path):
+    """G1: process A runs a -> b -> c; while b runs, process B launches on the same file
+    (the README's relaunch). It used to resume A's PENDING run (every process is DBOS's
+    executor ``local``), and A ran b's action a second time. B is now refused in one line
+    (``FileInUse``), before DBOS launches; A's run ends committed, each action done once."""
+    script, world, system = tmp_path / "two.py", tmp_path / "world.jsonl", tmp_path / "d.sqlite"
+    script.write_text(_TWO)
+    a = subprocess.Popen([sys.executable, str(script), str(system), str(world), "first"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        _until_b_started(world, a)
+        b = subprocess.run([sys.executable, str(script), str(system), str(world), "second"],
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+        (tmp_path / "go").touch()
+        out, err = a.communicate(timeout=300)
+    finally:
+        a.kill()
+        a.wait()
+    assert _world(world) == [["do", "a"], ["start", "b"], ["do", "b"], ["do", "c"]]
+    assert b.returncode == 0 and b.stderr == "", b.stderr[-2000:]
+    line = b.stdout.splitlines()
+    assert len(line) == 1 and line[0].startswith(f"refused: DBOS runs on {system} in another "
+                                                 f"live process (pid {a.pid}")  # fmt: skip
+    assert (a.returncode, out) == (0, "first committed \n"), err[-2000:]
+
+
+def test_a_relaunch_after_the_holder_died_is_not_refused_and_finishes(tmp_path):
+    """The lock dies with its process: A SIGKILLed inside b, a relaunch on the file is not
+    refused, and finishes the run (b in doubt, cut short, its effect leaked: a undone once)."""
+    script, world, system = tmp_path / "two.py", tmp_path / "world.jsonl", tmp_path / "d.sqlite"
+    script.write_text(_TWO)
+    a = subprocess.Popen([sys.executable, str(script), str(system), str(world), "first"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        _until_b_started(world, a)
+    finally:
+        a.kill()
+        a.communicate()
+    again = subprocess.run([sys.executable, str(script), str(system), str(world), "again"],
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert (again.returncode, again.stdout) == (
+        0,
+        "again rollback_incomplete a\n",
+    )  # b leaked, again.stderr[-2000:]
+    assert _world(world) == [["do", "a"], ["start", "b"], ["undo", "a"]]
+
+
+def test_crashlab_on_a_file_a_live_runner_holds_says_so_in_one_line(tmp_path):
+    """The operator's CLI: one line on stderr and exit 2, never a traceback; nothing ran."""
+    from rollback_lessons.runners.dbos.held import hold, let_go
+
+    system, world = tmp_path / "d.sqlite", tmp_path / "world.db"
+    fd = hold(system)  # a live runner's lock (this process)
+    try:
+        run = subprocess.run(
+            [sys.executable, "-m", "rollback_lessons.worlds.crashlab", "--dbos", str(system),
+             "--world", str(world)],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        let_go(fd)
+    assert run.returncode == 2 and run.stdout == "", run.stderr[-2000:]
+    assert run.stderr.startswith(f"crashlab: DBOS runs on {system} in another live process")
+    assert run.stderr.count("\n") == 1 and not world.exists()
+
+
+def test_a_changed_saga_of_the_runs_name_is_refused_before_it_is_hosted(tmp_path):
+    """G2: A SIGKILLed inside b; a relaunch hosting a saga of the same name whose steps
+    differ from the run's saved plan: a's undo removed (the Outcome said a was compensated
+    though no undo ran), or a renamed a2 (a raw KeyError DBOS saved for good). Each is refused
+    in one line, by ``handle_for`` and by ``sagas=`` at launch, and the run is left as it was:
+    a later relaunch with the saga that started it finishes it, a undone once."""
+    script, world, system = tmp_path / "two.py", tmp_path / "world.jsonl", tmp_path / "d.sqlite"
+    script.write_text(_TWO)
+    a = subprocess.Popen([sys.executable, str(script), str(system), str(world), "first"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        _until_b_started(world, a)
+    finally:
+        a.kill()
+        a.communicate()
+
+    def launch(mode, variant=""):
+        run = subprocess.run([sys.executable, str(script), str(system), str(world), mode, variant],
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert run.returncode == 0, run.stderr[-2000:]
+        return run.stdout
+
+    start = "refused: saga 'two' is not the one run 'run-1' was started with ("
+    for mode in ("handle", "again"):  # handle_for, then sagas=
+        noundo = launch(mode, "noundo")
+        assert noundo.startswith(start + "step 'a' has no undo now, it had one): nothing was")
+        renamed = launch(mode, "renamed")
+        assert renamed.startswith(start + "steps ['a'] are gone and steps ['a2'] are new)")
+        assert noundo.count("\n") == renamed.count("\n") == 1
+    assert launch("again") == "again rollback_incomplete a\n"  # (b in doubt: leaked)
+    assert _world(world) == [["do", "a"], ["start", "b"], ["undo", "a"]]
