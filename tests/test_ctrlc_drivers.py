@@ -647,3 +647,35 @@ def test_a_step_not_run_leaves_no_intent_in_the_journal(tmp_path, driver, first)
         assert journal.saga("r1").status == "rolled_back"
         states = {u.step: u.state for u in journal.undos("r1")}
         assert states[at] == "not_run" and journal.unfinished() == []
+
+
+@pytest.mark.parametrize("driver", ["list", "graph", "arun"])
+def test_a_step_not_run_stays_not_run_when_a_second_ctrl_c_cuts_the_rollback(tmp_path, driver):
+    """attack18's F3: a Ctrl-C at b's start (not run), then another in the rollback: the
+    saga is left for recover, and b's intent stayed ``started``, so recover reported b
+    leaked ("may have happened") though its action was never called."""
+    from conftest import dead_pid
+
+    from rollback_lessons.durable.recovery import recover
+
+    registry, world = Registry(), {}
+
+    @compensation("not_run_twice", registry)
+    def rm(k, idempotency_key=None):
+        world[k] = 0
+
+    saga = Saga([Step(k, lambda s, k=k: world.__setitem__(k, 1), rm.bind(k=k)) for k in "ab"],
+                name="not-run-twice")  # fmt: skip
+
+    def observer(event):
+        if (event.kind.value, event.step) in (("step_start", "b"), ("undo", "a")):
+            raise KeyboardInterrupt
+
+    with Journal(str(tmp_path / "j.db")) as journal:
+        got = drive(saga, driver, on_event=observer, journal=journal, run_id="r")
+        assert isinstance(got, KeyboardInterrupt)
+        assert {u.step: u.state for u in journal.undos("r")}["b"] == "not_run"
+        journal.write([("UPDATE sagas SET owner_pid = ?, owner_started = NULL", (dead_pid(),))])
+        recover(journal, registry)
+        assert journal.saga("r").status == "rolled_back" and journal.leaked("r") == []
+    assert world == {"a": 0}

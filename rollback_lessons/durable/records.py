@@ -281,6 +281,13 @@ class JournalRun:
         """The step of an ``intent`` failed before its effect: nothing to undo."""
         self._set_state(position, "not_run")
 
+    def abandon_now(self, positions: list[int]) -> None:
+        """``abandon``, written now on its own (fenced): a run a Ctrl-C cut leaves its other
+        writes to ``recover``, yet a step it never ran must not be reported leaked there."""
+        update = "UPDATE undos SET state = 'not_run' WHERE saga_id = ? AND position = ?"
+        statements = [(update, (self.saga_id, p)) for p in positions]
+        self.journal.write(statements, fences={self.saga_id: self.gen})
+
     def leaked(self, position: int) -> None:
         """The step of an ``intent`` may have happened (cut short in its call), and no undo
         was logged for it: reported, never undone (written with the saga's end)."""
