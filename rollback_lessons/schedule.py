@@ -239,7 +239,7 @@ class GraphMachine(Machine):
         self.busy_count -= 1
         self.ended.append(step)
         details = self._lost_effect(self.specs[step], error, cut)
-        if self.failures and not counted:
+        if self.failures and not counted and all(e is not error for _, e in self.failures):
             also = f"{step} also failed, while the running steps finished: {describe(error)}"
             self.notes = [*self.notes, also]
         if not counted:

@@ -679,3 +679,27 @@ def test_a_step_not_run_stays_not_run_when_a_second_ctrl_c_cuts_the_rollback(tmp
         recover(journal, registry)
         assert journal.saga("r").status == "rolled_back" and journal.leaked("r") == []
     assert world == {"a": 0}
+
+
+@pytest.mark.parametrize("raised", [KeyboardInterrupt, SystemExit])
+def test_a_ctrl_c_at_a_register_before_steps_undo_registered_tells_one_story(raised):
+    """attack18's F4: at b's ``undo_registered`` (its undo logged before it, its action not
+    called), arun added "b also failed, while the running steps finished" (the same Ctrl-C,
+    counted twice); the list and ``completion=`` say nothing of it. One story on each."""
+
+    def story(driver: str) -> str:
+        world: dict = {}
+        saga = Saga([Step("a", lambda s: world.__setitem__("a", 1), lambda s: world.pop("a")),
+                     Step("b", lambda s: world.__setitem__("b", 1), lambda s: world.pop("b", 0),
+                          register="before")])  # fmt: skip
+
+        def observer(event):
+            if (event.kind.value, event.step) == ("undo_registered", "b"):
+                raise raised
+
+        got = drive(saga, driver, on_event=observer)
+        assert isinstance(got, raised) and world == {}
+        return notes(got)
+
+    told = {driver: story(driver) for driver in ("list", "graph", "arun")}
+    assert told["arun"] == told["graph"] == told["list"], told
