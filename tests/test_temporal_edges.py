@@ -576,6 +576,39 @@ def test_a_cancel_with_no_answer_says_whether_it_was_sent(on_temporal):
     assert outcome.status is Status.HALTED
 
 
+def test_an_update_the_live_server_failed_is_asked_again_not_lost(on_temporal):
+    """A fresh clone's make test: of two answers at once, one's Update failed with the
+    server's "unexpected workflow task failure" (the server alive, the task retried), and
+    resolve said ServerLost. The run is asked (its Query, the Update again) before that."""
+    from temporalio.service import RPCError, RPCStatusCode
+
+    saga = Saga([Step("a", lambda s: s.update(a=1), lambda s: s.pop("a")),
+                 Step("b", lambda s: 1 / 0)], name="task failed")  # fmt: skip
+
+    async def scenario(runner):
+        handle = await runner.start_saga(saga, {}, policy="halt", halt_wait=120,
+                                         inject={"a": "undo_fails"})  # fmt: skip
+        while (asked := await handle.pending()) is None:
+            await asyncio.sleep(0.02)
+        workflow, real = handle.workflow, handle.workflow.execute_update
+        failures = []
+
+        async def once(*args, **kwargs):
+            if not failures:
+                failures.append(1)
+                raise RPCError("Unable to perform workflow execution update due to unexpected "
+                               "workflow task failure.", RPCStatusCode.INTERNAL, b"")  # fmt: skip
+            return await real(*args, **kwargs)
+
+        workflow.execute_update = once
+        await handle.resolve(asked, "leave")  # taken, not ServerLost
+        del workflow.execute_update
+        return failures, await handle.outcome()
+
+    failures, outcome = on_temporal(scenario)
+    assert failures == [1] and outcome.status is Status.HALTED and outcome.pending == ("a",)
+
+
 async def _resolve_past_pending(handle, asked):
     """resolve, its pending() read before the Query failed (the question still asked)."""
 

@@ -143,24 +143,29 @@ class SagaHandle:
     async def _taken(self, number: int) -> str | None:
         """The id of the answer question ``number`` took ("" none), once it is settled; None
         if the saga ended without saying (terminated, say)."""
-        try:
-            return str(await self.workflow.execute_update("answered", args=[number]))
-        except WorkflowUpdateFailedError:  # the run is over by now
-            pass
-        except RPCError as exc:  # over (the server says so), or the server is lost
-            if exc.status is not RPCStatusCode.NOT_FOUND:
+        failed: RPCError | None = None
+        for _ in range(3):  # (an Update the server failed, alive: its workflow task failed)
+            try:
+                return str(await self.workflow.execute_update("answered", args=[number]))
+            except WorkflowUpdateFailedError:  # the run is over by now
+                failed = None
+            except RPCError as exc:  # over (the server says so), lost, or the Update failed
+                failed = None if exc.status is RPCStatusCode.NOT_FOUND else exc
+            except UpdateCut as exc:  # the SDK's word for the call cut short, either way:
+                if isinstance(exc.__cause__, asyncio.CancelledError):
+                    raise exc.__cause__ from None  # the caller's cancel, as it came
+                raise ServerLost.of(  # the server did not answer in time
+                    self.run_id, exc.__cause__ or exc, UNKNOWN
+                ) from None
+            try:  # a run over is asked by a Query (its worker replays its history)
+                took = await self.workflow.query("taken", number)
+            except RPCError as exc:  # no word from the run: its answer's fate is not known
                 raise ServerLost.of(self.run_id, exc, UNKNOWN) from None
-        except UpdateCut as exc:  # the SDK's word for the call cut short, either way:
-            if isinstance(exc.__cause__, asyncio.CancelledError):
-                raise exc.__cause__ from None  # the caller's cancel, as it came
-            raise ServerLost.of(  # the server did not answer in time
-                self.run_id, exc.__cause__ or exc, UNKNOWN
-            ) from None
-        try:  # a run over is asked by a Query (its worker replays its history)
-            took = await self.workflow.query("taken", number)
-        except RPCError as exc:  # no word from the run: its answer's fate is not known
-            raise ServerLost.of(self.run_id, exc, UNKNOWN) from None
-        return None if took is None else str(took)
+            if took is not None or failed is None:  # settled, or the run is over
+                return None if took is None else str(took)
+            await asyncio.sleep(0.2)  # (then asked again: its workflow task is retried)
+        assert failed is not None  # the server answers, the Update fails, nothing settled
+        raise ServerLost.of(self.run_id, failed, UNKNOWN)
 
     def _lost(self, exc: RPCError, so: str, also: str = "") -> Exception:
         """An RPC refused: the saga is over (``AnswerRefused``, saying ``so``: what the
