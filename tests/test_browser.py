@@ -317,8 +317,8 @@ def panel_fits_and_reads(page, sel: str, i: int, where: str) -> None:
     """Scrolled to the top of the notebook: the whole panel on screen at once, no text under
     12 px (pictures: their smallest text at the size they are shown), nothing overlapping,
     nothing cut without its whole text beside it."""
-    for _ in range(20):  # scrolled, then measured once the layout above it has settled
-        check(page, "scrollTo", [sel, i])
+    for _ in range(60):  # scrolled, then measured once the layout above it has settled
+        check(page, "scrollTo", [sel, i])  # (20 tries were once too few, on a fresh clone)
         page.wait_for_timeout(100)
         area, box = check(page, "area"), check(page, "box", [sel, i])
         if box == check(page, "box", [sel, i]) and area["top"] - 1 <= box["top"]:
