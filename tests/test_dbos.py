@@ -723,14 +723,14 @@ BARE = sys.argv[4:] == ["bare"]  # launched as the README's relaunch: no sagas=
 with DBOSRunner.start(SYSTEM, sagas=None if BARE else {"relaunched": make}) as runner:
     if MODE == "leave":  # the answer sent (DBOS's own send), closed while its undo waits
         from dbos import DBOS
-        from rollback_lessons.runners.dbos import workflow
+        from rollback_lessons.runners.dbos import hosting
 
         while DBOS.get_event("r1", "pending", timeout_seconds=0) is None:
             waited.wait(0.02)
         DBOS.send("r1", {"step": "b", "answer": "retry", "id": "by hand"}, "answer-1")
-        while "r1" not in workflow.WAITING:  # its undo waits for a process to host it
+        while "r1" not in hosting.WAITING:  # its undo waits for a process to host it
             waited.wait(0.02)
-        print("waiting:", workflow.WAITING["r1"], DBOS.get_workflow_status("r1").status)
+        print("waiting:", hosting.WAITING["r1"], DBOS.get_workflow_status("r1").status)
         print("waiting():", runner.waiting())
         try:
             runner.record("r1")

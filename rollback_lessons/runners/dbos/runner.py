@@ -30,7 +30,7 @@ from ...saga import Saga, State, snapshot
 from .. import hosted
 from ..asking import AnswerRefused, Question, check_answer, refuse_unless_asked
 from ..wire import needs_graph, outcome_of, plan_of, record_of
-from . import graph, workflow
+from . import graph, hosting, workflow
 from .graph import graph_workflow
 from .held import hold, let_go
 from .hosting import SagaChanged, changed, check, saved_plan
@@ -210,8 +210,8 @@ class DBOSRunner:
             raise DBOSUnavailable("DBOS already runs in this process: close that runner first")
         lock = None
         try:
-            workflow.FACTORIES.update(sagas or {})
-            workflow.opening(False)
+            hosting.FACTORIES.update(sagas or {})
+            hosting.opening(False)
             workflow.new_launch()  # an intent an earlier launch saved is a dead process's
             if system_database is None:
                 path = Path(tempfile.mkdtemp(prefix="rollback-lessons-dbos-")) / "dbos.sqlite"
@@ -240,7 +240,7 @@ class DBOSRunner:
         try:  # a saga ``sagas`` makes that is not the one a resumed run started with
             for w in unfinished:
                 plan = saved_plan(w.workflow_id)
-                make = workflow.FACTORIES.get(plan.name) if plan is not None else None
+                make = hosting.FACTORIES.get(plan.name) if plan is not None else None
                 if make is None or plan is None:
                     continue
                 why = changed(w.workflow_id, make(w.workflow_id), plan)
@@ -338,7 +338,7 @@ class DBOSRunner:
         state = run.state if run is not None else None
         check(run_id, saga)  # (the steps it was started with: SagaChanged, one line)
         if status.status in ("PENDING", "ENQUEUED"):  # resumed here, perhaps waiting for it
-            workflow.host(run_id, saga)
+            hosting.host(run_id, saga)
         result: Callable[[], Any] = DBOS.retrieve_workflow(run_id).get_result
         return DBOSHandle(saga, run_id, state, None, result, self.path)
 
@@ -380,19 +380,19 @@ class DBOSRunner:
         it does not know their steps (their saga's name, by run id): resumed at launch, they
         wait (``sagas=`` at ``start``, or ``handle_for(saga, run_id)``, hosts one)."""
         unfinished = DBOS.list_workflows(status=["PENDING", "ENQUEUED"], has_parent=False)
-        names = {w.workflow_id: workflow.saga_name(w.input) for w in unfinished}
+        names = {w.workflow_id: hosting.saga_name(w.input) for w in unfinished}
         return {
             run_id: name
             for run_id, name in names.items()
             if name is not None
             and run_id not in hosted.RUNS
-            and name not in workflow.FACTORIES
+            and name not in hosting.FACTORIES
             and run_id not in self.stranded  # (another version's: no saga resumes it here)
         }
 
     def close(self) -> None:
         try:
-            workflow.opening(True)  # a run waiting for its saga stays unfinished, for later
+            hosting.opening(True)  # a run waiting for its saga stays unfinished, for later
             DBOS.destroy()
         finally:
             if self._lock is not None:

@@ -46,15 +46,7 @@ from ...operations import ANSWERS, CANCELLED_ASKING, Ask, Finished, Op, RunStep,
 from ...policies import UndoPolicy
 from .. import remote
 from ..wire import ErrorRecord, SagaPlan, record_data
-from .hosting import (  # noqa: F401 (the runner and the tests use them through here)
-    FACTORIES,
-    WAITING,
-    Unhosted,
-    _saga,
-    host,
-    opening,
-    saga_name,
-)
+from .hosting import _saga
 
 Faults = dict[str, tuple[str | None, str | None]]
 """(action fault, undo fault) by step, as names."""
