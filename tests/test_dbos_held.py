@@ -96,9 +96,8 @@ def test_a_second_launch_on_a_live_runners_file_is_refused_and_its_run_left_alon
     assert (a.returncode, out) == (0, "first committed \n"), err[-2000:]
 
 
-def test_a_relaunch_after_the_holder_died_is_not_refused_and_finishes(tmp_path):
-    """The lock dies with its process: A SIGKILLed inside b, a relaunch on the file is not
-    refused, and finishes the run (b in doubt, cut short, its effect leaked: a undone once)."""
+def _killed_in_b(tmp_path):
+    """A (the script's "first") SIGKILLed inside b: the script, world and system files."""
     script, world, system = tmp_path / "two.py", tmp_path / "world.jsonl", tmp_path / "d.sqlite"
     script.write_text(_TWO)
     a = subprocess.Popen([sys.executable, str(script), str(system), str(world), "first"],
@@ -108,6 +107,13 @@ def test_a_relaunch_after_the_holder_died_is_not_refused_and_finishes(tmp_path):
     finally:
         a.kill()
         a.communicate()
+    return script, world, system
+
+
+def test_a_relaunch_after_the_holder_died_is_not_refused_and_finishes(tmp_path):
+    """The lock dies with its process: A SIGKILLed inside b, a relaunch on the file is not
+    refused, and finishes the run (b in doubt, cut short, its effect leaked: a undone once)."""
+    script, world, system = _killed_in_b(tmp_path)
     again = subprocess.run([sys.executable, str(script), str(system), str(world), "again"],
                            capture_output=True, text=True, timeout=300)  # fmt: skip
     assert (again.returncode, again.stdout) == (
@@ -142,15 +148,7 @@ def test_a_changed_saga_of_the_runs_name_is_refused_before_it_is_hosted(tmp_path
     though no undo ran), or a renamed a2 (a raw KeyError DBOS saved for good). Each is refused
     in one line, by ``handle_for`` and by ``sagas=`` at launch, and the run is left as it was:
     a later relaunch with the saga that started it finishes it, a undone once."""
-    script, world, system = tmp_path / "two.py", tmp_path / "world.jsonl", tmp_path / "d.sqlite"
-    script.write_text(_TWO)
-    a = subprocess.Popen([sys.executable, str(script), str(system), str(world), "first"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    try:
-        _until_b_started(world, a)
-    finally:
-        a.kill()
-        a.communicate()
+    script, world, system = _killed_in_b(tmp_path)
 
     def launch(mode, variant=""):
         run = subprocess.run([sys.executable, str(script), str(system), str(world), mode, variant],
