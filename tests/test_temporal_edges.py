@@ -508,10 +508,7 @@ def test_a_resolve_with_no_word_from_the_server_is_never_a_refusal(on_temporal):
                  Step("b", lambda s: 1 / 0)], name="no word")  # fmt: skip
 
     async def scenario(runner):
-        handle = await runner.start_saga(saga, {}, policy="halt", halt_wait=120,
-                                         inject={"a": "undo_fails"})  # fmt: skip
-        while (asked := await handle.pending()) is None:
-            await asyncio.sleep(0.02)
+        handle, asked = await _halted_asking(runner, saga)
         workflow = handle.workflow
 
         def failing(status):
@@ -552,10 +549,7 @@ def test_a_cancel_with_no_answer_says_whether_it_was_sent(on_temporal):
                  Step("b", lambda s: 1 / 0)], name="cancel fate")  # fmt: skip
 
     async def scenario(runner):
-        handle = await runner.start_saga(saga, {}, policy="halt", halt_wait=120,
-                                         inject={"a": "undo_fails"})  # fmt: skip
-        while (asked := await handle.pending()) is None:
-            await asyncio.sleep(0.02)
+        handle, asked = await _halted_asking(runner, saga)
         said = []
         for message in ("tcp connect error", "error reading a body from connection"):
 
@@ -586,10 +580,7 @@ def test_an_update_the_live_server_failed_is_asked_again_not_lost(on_temporal):
                  Step("b", lambda s: 1 / 0)], name="task failed")  # fmt: skip
 
     async def scenario(runner):
-        handle = await runner.start_saga(saga, {}, policy="halt", halt_wait=120,
-                                         inject={"a": "undo_fails"})  # fmt: skip
-        while (asked := await handle.pending()) is None:
-            await asyncio.sleep(0.02)
+        handle, asked = await _halted_asking(runner, saga)
         workflow, real = handle.workflow, handle.workflow.execute_update
         failures = []
 
@@ -607,6 +598,15 @@ def test_an_update_the_live_server_failed_is_asked_again_not_lost(on_temporal):
 
     failures, outcome = on_temporal(scenario)
     assert failures == [1] and outcome.status is Status.HALTED and outcome.pending == ("a",)
+
+
+async def _halted_asking(runner, saga):
+    """``saga`` started with a's undo failing under "halt": its handle and the question."""
+    handle = await runner.start_saga(saga, {}, policy="halt", halt_wait=120,
+                                     inject={"a": "undo_fails"})  # fmt: skip
+    while (asked := await handle.pending()) is None:
+        await asyncio.sleep(0.02)
+    return handle, asked
 
 
 async def _resolve_past_pending(handle, asked):
@@ -789,10 +789,7 @@ def test_an_answer_whose_update_call_is_cut_short_is_server_lost_or_the_callers_
         return [e async for e in handle.workflow.fetch_history_events() if e.event_type == accepted]
 
     async def scenario(runner):
-        handle = await runner.start_saga(saga, {}, policy="halt", halt_wait=120,
-                                         inject={"a": "undo_fails"})  # fmt: skip
-        while (asked := await handle.pending()) is None:
-            await asyncio.sleep(0.02)
+        handle, asked = await _halted_asking(runner, saga)
         real = handle.workflow.execute_update
 
         async def dropped(*args, **kwargs):  # the Signal lost: the Update waits on
