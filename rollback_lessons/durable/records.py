@@ -284,8 +284,7 @@ class JournalRun:
     def abandon_now(self, positions: list[int]) -> None:
         """``abandon``, written now on its own (fenced): a run a Ctrl-C cut leaves its other
         writes to ``recover``, yet a step it never ran must not be reported leaked there."""
-        update = "UPDATE undos SET state = 'not_run' WHERE saga_id = ? AND position = ?"
-        statements = [(update, (self.saga_id, p)) for p in positions]
+        statements = [self._state_statement(p, "not_run") for p in positions]
         self.journal.write(statements, fences={self.saga_id: self.gen})
 
     def leaked(self, position: int) -> None:
@@ -319,11 +318,12 @@ class JournalRun:
         )
 
     def _set_state(self, position: int, state: str) -> None:
-        self._pending.append(
-            (
-                "UPDATE undos SET state = ? WHERE saga_id = ? AND position = ?",
-                (state, self.saga_id, position),
-            )
+        self._pending.append(self._state_statement(position, state))
+
+    def _state_statement(self, position: int, state: str) -> tuple[str, tuple[object, ...]]:
+        return (
+            "UPDATE undos SET state = ? WHERE saga_id = ? AND position = ?",
+            (state, self.saga_id, position),
         )
 
     def status(self, status: str, *, flush: bool = False) -> None:
