@@ -68,6 +68,26 @@ def named(exc) -> set[str]:
     return set(re.findall(r"\b[A-Z]\b", notes(exc)))
 
 
+def undo_world(name: str, *, gone: bool = False):
+    """A world, ``rm`` (an undo registered in a fresh registry, which marks step ``k``
+    undone in the world (0), or takes it out: ``gone``), and the registry."""
+    registry, world = Registry(), {}
+
+    @compensation(name, registry)
+    def rm(k, idempotency_key=None):
+        if gone:
+            world.pop(k, None)
+        else:
+            world[k] = 0
+
+    return world, rm, registry
+
+
+def setter(world: dict, rm, k: str) -> Step:
+    """Step ``k``: sets world[k] = 1, undone by ``rm``."""
+    return Step(k, lambda s: world.__setitem__(k, 1), rm.bind(k=k))
+
+
 def flaky(action):
     """``action``, its first call failing before its effect (retried)."""
     tries: list[int] = []
@@ -204,16 +224,12 @@ def test_arun_in_a_group_never_commits_after_a_ctrl_c_at_a_branchs_end(tmp_path)
     c's end freed e, which started and committed before the run heard of it (the journal
     said ``committed``), then a bare KeyboardInterrupt. Now the machine hears it in b's own
     task: nothing more starts, a, b and c are undone, the journal says rolled_back."""
-    registry, world = Registry(), {}
-
-    @compensation("h18_rm", registry)
-    def rm(k, idempotency_key=None):
-        world[k] = 0
-
-    def step(k):
-        return Step(k, lambda s: world.__setitem__(k, 1), rm.bind(k=k))
-
-    saga = Saga([step("a"), Parallel(step("b"), step("c")), step("e")], name="j")
+    world, rm, _ = undo_world("h18_rm")
+    saga = Saga(
+        [setter(world, rm, "a"), Parallel(setter(world, rm, "b"), setter(world, rm, "c")),
+         setter(world, rm, "e")],
+        name="j",
+    )  # fmt: skip
 
     def observer(event):
         if (event.kind, event.step) == ("step_done", "b"):
@@ -264,12 +280,7 @@ def test_a_ctrl_c_in_the_cancel_function_as_a_step_returns_undoes_that_step(driv
 def test_a_ctrl_c_in_the_cancel_function_names_what_it_leaves_in_arun(tmp_path):
     """attack16 F1b: arun, the cancel function raising KeyboardInterrupt while b waits to
     retry (its 4th call): a is undone (before: left, nothing said, the journal ``running``)."""
-    registry, world = Registry(), {}
-
-    @compensation("h18_f1b", registry)
-    def rm(k, idempotency_key=None):
-        world[k] = 0
-
+    world, rm, _ = undo_world("h18_f1b")
     tries: list[int] = []
 
     def flaky(s):
@@ -280,7 +291,7 @@ def test_a_ctrl_c_in_the_cancel_function_names_what_it_leaves_in_arun(tmp_path):
 
     saga = Saga(
         [
-            Step("a", lambda s: world.__setitem__("a", 1), rm.bind(k="a")),
+            setter(world, rm, "a"),
             Step("b", flaky, rm.bind(k="b"), retry=RetryPolicy(max_attempts=3, initial_delay=0.3)),
         ],
         name="f1b",
@@ -314,16 +325,10 @@ class InterruptedWait(VirtualClock):
 def test_a_ctrl_c_in_a_steps_wait_to_retry_undoes_what_was_done(driver, grouped, raised, tmp_path):
     """attack18's F2: in arun the clock's wait ran in a task of its own, and a Ctrl-C there
     left the event loop at once: a's effect in place, no note, the journal rolling_back."""
-    registry, world = Registry(), {}
-
-    @compensation("retry_wait", registry)
-    def rm(k, idempotency_key=None):
-        world.pop(k, None)
-
+    world, rm, _ = undo_world("retry_wait", gone=True)
     b = Step("b", flaky(lambda s: world.__setitem__("b", 1)), rm.bind(k="b"),
              retry=RetryPolicy(max_attempts=3, initial_delay=1.0))  # fmt: skip
-    a = Step("a", lambda s: world.__setitem__("a", 1), rm.bind(k="a"))
-    c = Step("c", lambda s: world.__setitem__("c", 1), rm.bind(k="c"))
+    a, c = setter(world, rm, "a"), setter(world, rm, "c")
     saga = Saga([a, Parallel(b, c)] if grouped else [a, b], name="retry_wait")
     with Journal(str(tmp_path / "j.db")) as journal:
         got = drive(saga, driver, journal=journal, run_id="r", clock=InterruptedWait(raised))
@@ -337,19 +342,14 @@ def test_a_logging_handler_raising_at_the_commit_never_undoes_it(driver, raised,
     """attack18's F1: a handler raising at the ``committed`` record undid the committed saga
     (the journal still said committed: recover never told). An error is reported on stderr
     and the run commits; a Ctrl-C is re-raised once the run ended, with the commit's note."""
-    registry, world = Registry(), {}
-
-    @compensation("commit_log", registry)
-    def rm(k, idempotency_key=None):
-        world.pop(k)
+    world, rm, _ = undo_world("commit_log", gone=True)
 
     class Raising(logging.Handler):
         def emit(self, record):
             if record.getMessage().startswith("committed"):
                 raise raised("the log is down")
 
-    saga = Saga([Step(k, lambda s, k=k: world.__setitem__(k, 1), rm.bind(k=k)) for k in "AB"],
-                name="commit_log")  # fmt: skip
+    saga = Saga([setter(world, rm, k) for k in "AB"], name="commit_log")
     logger = logging.getLogger("rollback_lessons")
     handler, level = Raising(), logger.level
     logger.addHandler(handler)
@@ -624,16 +624,11 @@ def test_a_step_not_run_leaves_no_intent_in_the_journal(tmp_path, driver, first)
     (not_run), what was done undone (before: arun left the first step's saga
     ``rolling_back`` with its intent, for recover to report; any other driver, an intent
     left ``intent`` though the step never ran)."""
-    registry, world = Registry(), {}
-
-    @compensation("h18_not_run", registry)
-    def rm(k, idempotency_key=None):
-        world[k] = 0
-
-    def step(k):
-        return Step(k, lambda s: world.__setitem__(k, 1), rm.bind(k=k))
-
-    saga = Saga([step("a"), Parallel(step("b"), step("c"))], name="not-run")
+    world, rm, _ = undo_world("h18_not_run")
+    saga = Saga(
+        [setter(world, rm, "a"), Parallel(setter(world, rm, "b"), setter(world, rm, "c"))],
+        name="not-run",
+    )
     at = "a" if first else "b"
 
     def observer(event):
@@ -658,14 +653,8 @@ def test_a_step_not_run_stays_not_run_when_a_second_ctrl_c_cuts_the_rollback(tmp
 
     from rollback_lessons.durable.recovery import recover
 
-    registry, world = Registry(), {}
-
-    @compensation("not_run_twice", registry)
-    def rm(k, idempotency_key=None):
-        world[k] = 0
-
-    saga = Saga([Step(k, lambda s, k=k: world.__setitem__(k, 1), rm.bind(k=k)) for k in "ab"],
-                name="not-run-twice")  # fmt: skip
+    world, rm, registry = undo_world("not_run_twice")
+    saga = Saga([setter(world, rm, k) for k in "ab"], name="not-run-twice")
 
     def observer(event):
         if (event.kind.value, event.step) in (("step_start", "b"), ("undo", "a")):
