@@ -33,6 +33,7 @@ class JournalWriter:
         self.named: dict[str, NamedUndo] = {}  # each step's undo, to write down by name
         self.intents: dict[str, int] = {}  # positions of undos to log after their step
         self.bare: set[str] = set()  # steps with no undo: their intent is all that is written
+        self.pivot: str | None = None  # the pivot written ``started``
 
     def watch(
         self, seq: int, kind: EventKind, step: str | None, details: Mapping[str, Any]
@@ -49,6 +50,7 @@ class JournalWriter:
             step_kind = m.kinds[step]
             if step_kind == Kind.PIVOT:
                 jrun.pivot(step, "started")  # durable: recover never undoes across it
+                self.pivot = step
             if details["register"] == "after" and step_kind != Kind.PIVOT:  # undo once it returns
                 spec = m.spec
                 semantic, timeout = bool(spec and spec.semantic), spec and spec.undo_timeout
@@ -157,14 +159,18 @@ class JournalWriter:
         left it for ``recover`` to finish."""
         if self.jrun is None or isinstance(self.m.error, TakenOver):
             return  # (taken over: the new holder ends it)
-        not_run = [self.intents.pop(s) for s in list(self.intents) if s not in self.m.kinds]
+        steps = [s for s in list(self.intents) if s not in self.m.kinds]
+        not_run = [self.intents.pop(s) for s in steps]
+        pivot = self.pivot if self.pivot in steps else None  # never called: no effect
         if self.m.interruption is not None:  # (``Machine.not_run``: nothing to undo), even
-            if not_run:  # when a Ctrl-C cut the rollback (attack18: recover said it leaked);
-                with contextlib.suppress(Exception):  # if this write fails, the intent
-                    self.jrun.abandon_now(not_run)  # stays: reported, the safe side
+            if not_run:  # when a Ctrl-C cut the rollback (attack18: recover said it leaked;
+                with contextlib.suppress(Exception):  # a pivot, halted). If this write
+                    self.jrun.abandon_now(not_run, pivot)  # fails, they stay: the safe side
             return
         for position in not_run:
             self.jrun.abandon(position)
+        if pivot is not None:
+            self.jrun.pivot(pivot, "refused")
         for step in self.m.leaked:  # a step cut short after it began: it may have happened
             if step in self.intents:
                 self.jrun.leaked(self.intents.pop(step))

@@ -692,3 +692,33 @@ def test_a_ctrl_c_at_a_register_before_steps_undo_registered_tells_one_story(rai
 
     told = {driver: story(driver) for driver in ("list", "graph", "arun")}
     assert told["arun"] == told["graph"] == told["list"], told
+
+
+@pytest.mark.parametrize("driver", ["list", "graph", "arun"])
+def test_a_pivot_not_run_is_no_pivot_for_recover_when_a_second_ctrl_c_cuts_the_rollback(
+    tmp_path, driver
+):
+    """harden18's leftover: a Ctrl-C as the pivot starts (its action never called, so the
+    rollback goes on across it), then another in that rollback: the journal kept the pivot
+    ``started``, and recover halted the saga ("it may have happened") with a's effect in
+    place. Its pivot is ``refused`` (no effect), so recover finishes the rollback."""
+    from conftest import dead_pid
+
+    from rollback_lessons.durable.recovery import recover
+
+    world, rm, registry = undo_world("pivot_not_run")
+    mail = Step("mail", lambda s: world.__setitem__("mail", 1), kind=Kind.PIVOT)
+    saga = Saga([setter(world, rm, "a"), mail], name="pivot-not-run")
+
+    def observer(event):
+        if (event.kind.value, event.step) in (("step_start", "mail"), ("undo", "a")):
+            raise KeyboardInterrupt
+
+    with Journal(str(tmp_path / "j.db")) as journal:
+        got = drive(saga, driver, on_event=observer, journal=journal, run_id="r")
+        assert isinstance(got, KeyboardInterrupt) and "mail was not run" in notes(got)
+        assert journal.saga("r").pivot_state == "refused"
+        journal.write([("UPDATE sagas SET owner_pid = ?, owner_started = NULL", (dead_pid(),))])
+        report = recover(journal, registry)
+        assert journal.saga("r").status == "rolled_back", report
+    assert world == {"a": 0}

@@ -281,10 +281,13 @@ class JournalRun:
         """The step of an ``intent`` failed before its effect: nothing to undo."""
         self._set_state(position, "not_run")
 
-    def abandon_now(self, positions: list[int]) -> None:
+    def abandon_now(self, positions: list[int], pivot: str | None = None) -> None:
         """``abandon``, written now on its own (fenced): a run a Ctrl-C cut leaves its other
-        writes to ``recover``, yet a step it never ran must not be reported leaked there."""
+        writes to ``recover``, yet a step it never ran must not be reported leaked there,
+        nor a ``pivot`` never called be one recover may not undo across (``refused``)."""
         statements = [self._state_statement(p, "not_run") for p in positions]
+        if pivot is not None:
+            statements.append(self._pivot_statement(pivot, "refused"))
         self.journal.write(statements, fences={self.saga_id: self.gen})
 
     def leaked(self, position: int) -> None:
@@ -339,11 +342,13 @@ class JournalRun:
         across one that started or is done, and the person it is left for learns whether
         it surely happened.
         """
-        statement = (
+        self._flush_with(self._pivot_statement(step, state), keep=state != "started")
+
+    def _pivot_statement(self, step: str, state: str) -> tuple[str, tuple[object, ...]]:
+        return (
             "UPDATE sagas SET pivot = ?, pivot_state = ? WHERE id = ?",
             (step, state, self.saga_id),
         )
-        self._flush_with(statement, keep=state != "started")
 
     def undo_done(self, position: int, attempts: int, *, flush: bool = True) -> None:
         """The undo ran; never over a step reported ``leaked`` (``late_effect``: its effect
