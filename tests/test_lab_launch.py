@@ -187,9 +187,10 @@ CELLS = """() => { const w = window.jupyterapp.shell.currentWidget, cells = w.co
     const out = []; for (let i = 0; i < cells.length; i++) { const c = cells.get(i);
       out.push([c.executionCount, c.outputs.length ? c.outputs.get(0).toJSON().text : null]); }
     return out; }"""
-# what the page was told of its extension manager (its panel shows the name: "pypi" by default)
-MANAGER = """() => { const m = JSON.parse(document.getElementById('jupyter-config-data').textContent)
-    .extensionManager; return {name: m.name, can_install: m.can_install}; }"""
+# what the page was told of its extension manager (its panel shows the name: "PyPI" by default)
+MANAGER = """() => {
+    const config = JSON.parse(document.getElementById('jupyter-config-data').textContent);
+    const m = config.extensionManager; return {name: m.name, can_install: m.can_install}; }"""
 
 
 @pytest.mark.browser
