@@ -19,7 +19,9 @@ runs the learner never asked for send real messages.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import functools
+import itertools
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 DELAY_S = 0.25  # after a change: its picture painted first, a quick next click unhindered
@@ -72,26 +74,44 @@ def draw_for(lab: Any, control: Any, value: str) -> bool:
     return bool(lab.timeline.draw_ahead(outcome, lab.telling_frame(outcome, False)))
 
 
-def schedule(lab: Any) -> None:
+def schedule(lab: Any, first: Iterable[Callable[[], bool]] = ()) -> None:
     """Draw the runs one change away from ``lab``'s, from ``DELAY_S`` on, one per turn of
-    the kernel's event loop, until the panel changes again (``lab._ahead`` counts changes)."""
+    the kernel's event loop, until the panel changes again (``lab._ahead`` counts changes).
+    ``first``: other pictures to draw before them, each a call saying whether it drew (the
+    explorer's grid: its cells' runs, which a click shows)."""
     lab._ahead += 1
     if not lab.draw_ahead or lab.timeline.frames.runs <= 0:
         return
+    own = (functools.partial(draw_for, lab, control, value) for control, value in changes(lab))
+    # done: the shown run's artists again, for Play and back
+    in_turns(lab, itertools.chain(first, own), lab.timeline.rebuild, lambda: lab.play.playing)
+
+
+def in_turns(
+    panel: Any,
+    todo: Iterable[Callable[[], bool]],
+    done: Callable[[], None] = lambda: None,
+    busy: Callable[[], bool] = lambda: False,
+) -> bool:
+    """Do ``todo``'s drawings from ``DELAY_S`` on, one that drew per turn of the kernel's
+    event loop (a click waits for one at most), under ``panel._lock``, until ``panel._ahead``
+    (its changes) moves on or ``busy()``; then ``done()``. False: no running loop (a script,
+    a test), nothing scheduled."""
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:  # no kernel loop: nothing to wait for
-        return
-    turn, todo = lab._ahead, changes(lab)
+        return False
+    turn, todo = panel._ahead, iter(todo)
 
     def step() -> None:
-        with lab._lock:  # a click handled on another thread waits (``one_at_a_time``)
-            if turn != lab._ahead or lab.play.playing:
+        with panel._lock:  # a click handled on another thread waits (``one_at_a_time``)
+            if turn != panel._ahead or busy():
                 return  # changed since, or playing: the panel's own frames come first
-            for control, value in todo:
-                if draw_for(lab, control, value):
-                    loop.call_soon(step)  # one run a turn: a click waits for one at most
+            for draw in todo:
+                if draw():
+                    loop.call_soon(step)
                     return
-            lab.timeline.rebuild()  # done: the shown run's artists again, for Play and back
+            done()
 
     loop.call_later(DELAY_S, step)
+    return True

@@ -11,8 +11,10 @@ picture and its controls fit one screen together.
 
 from __future__ import annotations
 
+import functools
 import html
 import textwrap
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import ipywidgets as w
@@ -24,11 +26,11 @@ from matplotlib.patches import Patch, Rectangle
 from ..explore import Exploration, Explored, Faults, single_faults
 from ..faults import LABELS, Fault
 from ..outcome import Outcome, Status
-from . import guard, reuse
+from . import ahead, guard, reuse
 from .drawing import DPI, FAIL, FONT, FORWARD, INK, PIVOT, RETRY, SMALL, UNDO, frame_caption
 from .panel_controls import faults_said
 from .panel_html import CSS, PANEL_WIDTH, key, lost_banner, png_img, result_at
-from .player import one_at_a_time
+from .player import one_at_a_time, one_message_each
 from .widgets import RollbackLab
 
 COLOURS = {
@@ -241,6 +243,8 @@ class ExplorerGrid:
         self.faults = axes_of(exploration)
         self.grid = cells(exploration, policy)
         self.lab = RollbackLab(exploration.saga, state, policy=policy)
+        frames = self.lab.timeline.frames  # every cell's picture kept, and the panel's own
+        frames.runs += len(self.grid) if frames.runs > 0 else 0
         self._lock = self.lab._lock  # a cell's click and the panel's own: one at a time
         self.opened: Explored | None = None
         self.cell = (0, 0)
@@ -368,21 +372,47 @@ class ExplorerGrid:
         run = self.grid[(row, col)]
         self.opened = run
         self.cell = (row, col)
-        for button in self.buttons.values():  # the cell shown is outlined, and only it
-            if "eg-open" in button._dom_classes:
-                button.remove_class("eg-open")
-        self.buttons[(row, col)].add_class("eg-open")
-        self.player.layout.display = None  # (shown again, if a change had let it go)
-        self._opening = True  # the panel runs it and goes to its end: one view, once
-        try:
-            with self.lab.view.hold_sync():  # and the panel's own view: one message too
+        # the picture here first: every other message of the click (the panel's view, its
+        # controls, the outline) held until it is sent, one message per widget
+        with one_message_each(*self._changing()):
+            for button in self.buttons.values():  # the cell shown is outlined, and only it
+                if "eg-open" in button._dom_classes:
+                    button.remove_class("eg-open")
+            self.buttons[(row, col)].add_class("eg-open")
+            self.player.layout.display = None  # (shown again, if a change had let it go)
+            self._opening = True  # the panel runs it at its end: one frame drawn, one view
+            try:
                 faults = [(s, str(f)) for s, f in run.faults]
-                self.lab.open_explored(faults, run.policy, run.completion)
-                self.lab.show_frame(self.lab.frame_count - 1)
-        finally:
-            self._opening = False
-        self._follow()
+                self.lab.open_explored(faults, run.policy, run.completion, at_end=True)
+            finally:
+                self._opening = False
+            self._follow()
+        ahead.schedule(self.lab, self._cells_ahead())  # the other cells', while it is looked at
         return run
+
+    def _changing(self) -> list[Any]:
+        """What a click may change besides the picture here: the panel's controls and view,
+        the outlines, the player's layout."""
+        lab = self.lab
+        controls = [*lab.actions.values(), *lab.undos.values(), lab.policy, lab.register]
+        controls += [lab.order, lab.first] if lab.first is not None else [lab.order]
+        players = [lab.view, lab.play, lab.slider, lab.back, lab.forward, lab.stop_button]
+        return [*controls, *players, *self.buttons.values(), self.player.layout]
+
+    def _cells_ahead(self) -> Iterator[Callable[[], bool]]:
+        """Each cell's picture (its run at its last event), to draw while the learner looks
+        (``ahead.schedule``): a click then finds it drawn and only sends it."""
+        for run in self.grid.values():
+            yield functools.partial(self._draw_cell, run)
+
+    def _draw_cell(self, run: Explored) -> bool:
+        lab = self.lab
+        try:
+            faults = [(s, str(f)) for s, f in run.faults]
+            outcome = lab._run_saga(lab.explored_settings(faults, run.policy, run.completion))
+        except Exception:  # (any: a run refused is simply not drawn ahead)
+            return False
+        return bool(lab.timeline.draw_ahead(outcome, len(outcome.events) - 1))
 
     @one_at_a_time
     def _follow(self, change: Any = None) -> None:
@@ -443,4 +473,5 @@ class ExplorerGrid:
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         reuse.shown(self)
         self.lab.displayed()
+        ahead.schedule(self.lab, self._cells_ahead())  # the cells' pictures, while it is read
         return self.widget._repr_mimebundle_(**kwargs)

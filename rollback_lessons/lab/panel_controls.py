@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import ipywidgets as w
@@ -242,8 +242,11 @@ def mark_chosen(actions: dict[str, Any], undos: dict[str, Any]) -> None:
                     control.add_class("rl-chosen")
 
 
-def value_after(control: Any, change: tuple[Any, str] | None) -> Any:
-    """The control's value, or the one ``change`` gives it."""
+def value_after(control: Any, change: tuple[Any, str] | Mapping[Any, str] | None) -> Any:
+    """The control's value, or the one ``change`` gives it: (control, value), or a mapping
+    of several controls to their values (a grid cell's run: every control at once)."""
+    if isinstance(change, Mapping):
+        return change.get(control, control.value)
     return change[1] if change is not None and control is change[0] else control.value
 
 

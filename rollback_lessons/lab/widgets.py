@@ -280,49 +280,66 @@ class RollbackLab(Player):
         return self.open_run([], self.policy.value)
 
     @one_at_a_time
-    def open_run(self, faults: Iterable[tuple[str, str]], policy: str = "continue") -> Outcome:
+    def open_run(
+        self, faults: Iterable[tuple[str, str]], policy: str = "continue", *, at_end: bool = False
+    ) -> Outcome:
         """Show one run: exactly these (step, fault) pairs under ``policy``, in one go (the
-        explorer's grid opens a cell here)."""
-        faults = list(faults)
-        for step, fault in faults:
-            controls = self.undos if str(fault).startswith("undo") else self.actions
-            offered = [v for _, v in controls[step].options] if step in controls else []
-            if fault not in offered:  # (a gate has no "fail after effect", ...)
-                raise InvalidPipelineError(f"cannot set {fault!r} on {step!r} in this panel")
-        self._quiet = True  # every control set first, then one run
-        try:
-            for control in self.actions.values():
-                control.value = "ok"
-            for control in self.undos.values():
-                control.value = "undo_ok"
-            for step, fault in faults:
-                (self.undos if str(fault).startswith("undo") else self.actions)[step].value = fault
-            self._set(self.policy, policy, "policy")
-        finally:
-            self._quiet = False
-        return self.run()
+        explorer's grid opens a cell here); ``at_end``: at its last event."""
+        return self._open(self._faults_set(faults, policy), at_end)
 
     @one_at_a_time
     def open_explored(
-        self, faults: Iterable[tuple[str, str]], policy: str, completion: tuple[str, ...] | None
+        self,
+        faults: Iterable[tuple[str, str]],
+        policy: str,
+        completion: tuple[str, ...] | None,
+        *,
+        at_end: bool = False,
     ) -> Outcome:
         """The explorer's run exactly (the grid opens a cell here): its faults and policy
         (``open_run``), and what the explorer leaves as the saga says (``explored_as``):
         each step's own register, the reverse undo order, the branches finishing as
         ``completion`` says (None: in order). A learner's earlier change of these would
-        show another run beside the cell's words (newuser8)."""
+        show another run beside the cell's words (newuser8). ``at_end``: at its last event."""
+        return self._open(self.explored_settings(faults, policy, completion), at_end)
+
+    def explored_settings(
+        self, faults: Iterable[tuple[str, str]], policy: str, completion: tuple[str, ...] | None
+    ) -> dict[Any, str]:
+        """Every control's value for the explorer's run (``open_explored``), nothing set:
+        the grid draws its cells' pictures ahead from these (``_run_saga``)."""
         first = ",".join(completion or ())
-        self._quiet = True
+        settings = {self.register: EACH_STEP, self.order: REVERSE}
+        if self.first is not None:
+            settings[self.first] = first
+        elif first:
+            raise InvalidPipelineError(f"no parallel branches to finish first: {first}")
+        settings.update(self._faults_set(faults, policy))
+        for control, value in settings.items():
+            self._valid(control, value, "branch" if control is self.first else "setting")
+        return settings
+
+    def _faults_set(self, faults: Iterable[tuple[str, str]], policy: str) -> dict[Any, str]:
+        """The fault controls and the policy for exactly these (step, fault) pairs."""
+        settings: dict[Any, str] = {c: "ok" for c in self.actions.values()}
+        settings.update({c: "undo_ok" for c in self.undos.values()})
+        for step, fault in faults:
+            controls = self.undos if str(fault).startswith("undo") else self.actions
+            offered = [v for _, v in controls[step].options] if step in controls else []
+            if fault not in offered:  # (a gate has no "fail after effect", ...)
+                raise InvalidPipelineError(f"cannot set {fault!r} on {step!r} in this panel")
+            settings[controls[step]] = fault
+        settings[self.policy] = self._valid(self.policy, policy, "policy")
+        return settings
+
+    def _open(self, settings: Mapping[Any, str], at_end: bool) -> Outcome:
+        self._quiet = True  # every control set first, then one run
         try:
-            self._set(self.register, EACH_STEP, "register")
-            self._set(self.order, REVERSE, "undo order")
-            if self.first is not None:
-                self._set(self.first, first, "branch")
-            elif first:
-                raise InvalidPipelineError(f"no parallel branches to finish first: {first}")
+            for control, value in settings.items():
+                control.value = value
         finally:
             self._quiet = False
-        return self.open_run(faults, policy)
+        return self.run(at_end=at_end)
 
     def explored_as(self, completion: tuple[str, ...] | None) -> bool:
         """The panel's other settings are the explorer's (``open_explored``)."""
@@ -330,11 +347,15 @@ class RollbackLab(Player):
             EACH_STEP, REVERSE, completion or None,
         )  # fmt: skip
 
-    def _set(self, control: w.Dropdown, value: str, what: str) -> Outcome:
+    @staticmethod
+    def _valid(control: w.Dropdown, value: str, what: str) -> str:
         valid = [v for _, v in control.options]
         if value not in valid:
             raise InvalidPipelineError(f"unknown {what} {value!r}; choose from: {', '.join(valid)}")
-        control.value = value
+        return value
+
+    def _set(self, control: w.Dropdown, value: str, what: str) -> Outcome:
+        control.value = self._valid(control, value, what)
         assert self.outcome is not None
         return self.outcome
 
@@ -343,7 +364,9 @@ class RollbackLab(Player):
         """The faults the controls describe, as ``saga.run(inject=...)`` takes them."""
         return self._inject()
 
-    def _inject(self, change: tuple[Any, str] | None = None) -> dict[str, list[str]]:
+    def _inject(
+        self, change: tuple[Any, str] | Mapping[Any, str] | None = None
+    ) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
         for name in self.saga.names:
             faults = [_value(self.actions[name], change), _value(self.undos[name], change)]
@@ -353,10 +376,13 @@ class RollbackLab(Player):
         return out
 
     def _run_saga(
-        self, change: tuple[Any, str] | None = None, stop_after: int | None = None
+        self,
+        change: tuple[Any, str] | Mapping[Any, str] | None = None,
+        stop_after: int | None = None,
     ) -> Outcome:
         """The saga run as the controls say, ``change`` (control, value) made to one of
-        them; cancelled once ``stop_after`` events have happened."""
+        them (or a mapping of controls to values: several); cancelled once ``stop_after``
+        events have happened."""
         happened = 0
 
         def count(event: object) -> None:
@@ -379,9 +405,12 @@ class RollbackLab(Player):
         )
 
     @one_at_a_time
-    def run(self, *, opening: bool = False, stop_after: int | None = None) -> Outcome:
+    def run(
+        self, *, opening: bool = False, stop_after: int | None = None, at_end: bool = False
+    ) -> Outcome:
         """Run the saga with the chosen faults on a fresh state and show its telling frame:
-        where it fails (after a change), or the whole run (when the panel opens).
+        where it fails (after a change), or the whole run (when the panel opens, or
+        ``at_end``: the grid's cell, one frame drawn, not two).
         ``stop_after``: cancel the run once that many events have happened (``stop``)."""
         outcome = self._run_saga(stop_after=stop_after)
         self.stopped_at = stop_after
@@ -394,7 +423,7 @@ class RollbackLab(Player):
             self.runs += 1
         self._cue = "" if opening else f"↻ run {self.runs}: {self._said}"
         self._result = result_html(outcome, stop_after)
-        frame = self.telling_frame(outcome, opening)
+        frame = self.telling_frame(outcome, opening or at_end)
         self._show(frame)  # the view first: it is what the learner watches (one message)
         self._follow(frame, len(outcome.events))  # then the player
         mark_chosen(self.actions, self.undos)
