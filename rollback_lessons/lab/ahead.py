@@ -13,7 +13,10 @@ just sent, on the same cores) and stops at the next change, while Play plays, an
 a kernel (no running event loop: a script, a test). A click that arrives meanwhile waits
 for at most one run's drawing. Only a panel whose state is plain data (numbers, strings,
 lists, dicts) draws ahead: a state holding services (lesson 06's mail server) would have
-runs the learner never asked for send real messages.
+runs the learner never asked for send real messages; a state that offers a ``rehearsal()``
+(lesson 06's world of services: its mail held, unsent) draws ahead on that (``rehearsal``).
+A change's picture is always its own run's: one drawn ahead is found by the run's events
+(``timeline_run.run_key``), so a rehearsal that ran otherwise only costs the drawing.
 """
 
 from __future__ import annotations
@@ -39,6 +42,17 @@ def plain(value: Any) -> bool:
     return False
 
 
+def rehearsal(first: Any, make: Callable[[], Any]) -> Callable[[], Any] | None:
+    """What to draw ahead on, given the panel's state ``first`` and its factory ``make``:
+    the state itself when it is plain data, its ``rehearsal()`` when it offers one (a world
+    of services with whatever reaches outside the kernel held back), else nothing."""
+    if plain(first):
+        return make
+    if callable(getattr(first, "rehearsal", None)):
+        return lambda: make().rehearsal()
+    return None
+
+
 def changes(lab: Any) -> Iterator[tuple[Any, str]]:
     """(control, value): every single change a learner can make to the panel's run, the
     fault controls first (what the lessons ask a learner to click)."""
@@ -59,7 +73,7 @@ def outcomes(lab: Any) -> Iterator[Any]:
         return
     for control, value in changes(lab):
         try:
-            yield lab._run_saga((control, value))
+            yield lab._run_saga((control, value), ahead=True)
         except Exception:  # (any: the change itself says why, if the learner makes it)
             continue
 
@@ -68,7 +82,7 @@ def draw_for(lab: Any, control: Any, value: str) -> bool:
     """Draw the picture ``control`` set to ``value`` would show; False: drawn before, or a
     run the engine refuses (the change itself says why, if the learner makes it)."""
     try:
-        outcome = lab._run_saga((control, value))
+        outcome = lab._run_saga((control, value), ahead=True)
     except Exception:  # (any: a run refused is simply not drawn ahead)
         return False
     return bool(lab.timeline.draw_ahead(outcome, lab.telling_frame(outcome, False)))

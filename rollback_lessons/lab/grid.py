@@ -409,7 +409,8 @@ class ExplorerGrid:
         lab = self.lab
         try:
             faults = [(s, str(f)) for s, f in run.faults]
-            outcome = lab._run_saga(lab.explored_settings(faults, run.policy, run.completion))
+            settings = lab.explored_settings(faults, run.policy, run.completion)
+            outcome = lab._run_saga(settings, ahead=True)
         except Exception:  # (any: a run refused is simply not drawn ahead)
             return False
         return bool(lab.timeline.draw_ahead(outcome, len(outcome.events) - 1))

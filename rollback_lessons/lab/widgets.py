@@ -89,8 +89,11 @@ class RollbackLab(Player):
         first = self._make_state()
         self.state_keys = list(snapshot(first)) if first is not None else []
         # the runs one change away drawn while the learner looks (``ahead``): by default
-        # only for a state of plain data (a world of services would act unasked)
-        self.draw_ahead = ahead.plain(first) if draw_ahead is None else draw_ahead
+        # only for a state of plain data, or one with a rehearsal (a world of services
+        # would act unasked: lesson 06's holds its mail back in its rehearsal)
+        rehearse = ahead.rehearsal(first, self._make_state)
+        self.draw_ahead = rehearse is not None if draw_ahead is None else draw_ahead
+        self._rehearse = rehearse or self._make_state
         self._ahead = 0  # changes so far: a drawing ahead stops at the next
         self.groups = branch_groups(saga)
         self.timeline = timeline.Timeline(
@@ -379,10 +382,12 @@ class RollbackLab(Player):
         self,
         change: tuple[Any, str] | Mapping[Any, str] | None = None,
         stop_after: int | None = None,
+        *,
+        ahead: bool = False,
     ) -> Outcome:
         """The saga run as the controls say, ``change`` (control, value) made to one of
         them (or a mapping of controls to values: several); cancelled once ``stop_after``
-        events have happened."""
+        events have happened. ``ahead``: a run to draw ahead, on the state's rehearsal."""
         happened = 0
 
         def count(event: object) -> None:
@@ -392,7 +397,7 @@ class RollbackLab(Player):
         register = _value(self.register, change)
         first = _value(self.first, change) if self.first is not None else ""
         return self.saga.run(
-            self._make_state(),
+            (self._rehearse if ahead else self._make_state)(),
             inject=self._inject(change),
             policy=_value(self.policy, change),
             register=None if register == "step" else register,
