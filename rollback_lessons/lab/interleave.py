@@ -26,7 +26,7 @@ from ..worlds.isolation import SCENARIOS, Scenario, Trace, interleavings
 from . import ahead, guard, reuse
 from .drawing import DPI, FAIL, FONT, FORWARD, INK, SMALL, UNDO
 from .panel_html import CSS, lost_banner, png_img
-from .player import one_at_a_time
+from .player import one_at_a_time, one_message_each
 from .png import encode_png, figure_png
 from .quality import min_text_px
 
@@ -319,14 +319,17 @@ class IsolationLab:
     def _on_choice(self, change: Any) -> None:
         if self._quiet:
             return
-        self.interleaving.max = len(self.traces)
-        self._quiet = True
-        try:  # the whole interleaving first
-            self.turn.max = len(self.trace.turns)
-            self.turn.value = self.turn.max
-        finally:
-            self._quiet = False
-        self._show()
+        # the view first (picture and summary: one message), then the sliders and buttons,
+        # one message each, the bounds before the value (they were four, before the view)
+        with one_message_each(self.interleaving, self.turn, self.back, self.next):
+            self.interleaving.max = len(self.traces)
+            self._quiet = True
+            try:  # the whole interleaving first
+                self.turn.max = len(self.trace.turns)
+                self.turn.value = self.turn.max
+            finally:
+                self._quiet = False
+            self._show()
         self._warm()
 
     def _warm(self) -> None:
