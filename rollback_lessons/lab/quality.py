@@ -163,6 +163,14 @@ def _colours(line: Line2D) -> set[str]:
     return found
 
 
+def _xs(line: Line2D) -> Any:
+    return np.asarray(line.get_xdata(), float)
+
+
+def _ys(line: Line2D) -> Any:
+    return np.asarray(line.get_ydata(), float)
+
+
 def hidden_marks(fig: Figure) -> list[str]:
     """Marks the legend names (by shape and colour) whose centre a bar or mark of another
     event, drawn after them, covers (and no copy of the mark drawn after that): each event's
@@ -170,8 +178,8 @@ def hidden_marks(fig: Figure) -> list[str]:
     arrow's head) may lie on each other; hollow rings ("this event") are left out. Lesson 06:
     the "undo logged" circle lay under the arrow of the step that then failed (newuser14)."""
     named: dict[str, list[tuple[str, set[str]]]] = {}
-    legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]
-    for legend in legends:
+    legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes)]
+    for legend in (legend for legend in legends if legend is not None):
         for handle, text in zip(legend.legend_handles, legend.get_texts(), strict=False):
             if isinstance(handle, Line2D) and handle.get_marker() not in NO_MARKER:
                 named.setdefault(str(handle.get_marker()), []).append(
@@ -181,7 +189,7 @@ def hidden_marks(fig: Figure) -> list[str]:
     px = fig.dpi / 72  # points to pixels
     for ax in fig.axes:
         drawn = sorted(  # in the order they are painted (sorted is stable)
-            (line for line in ax.get_lines() if line.get_visible() and len(line.get_xdata())),
+            (line for line in ax.get_lines() if line.get_visible() and len(_xs(line))),
             key=lambda line: line.get_zorder(),
         )
         for i, mark in enumerate(drawn):
@@ -190,16 +198,16 @@ def hidden_marks(fig: Figure) -> list[str]:
                 (word for word, colours in named.get(shape, []) if colours & _colours(mark)),
                 None,
             )
-            if label is None or len(mark.get_xdata()) != 1 or mark.get_markerfacecolor() == "none":
+            if label is None or len(_xs(mark)) != 1 or mark.get_markerfacecolor() == "none":
                 continue
-            x, y = float(mark.get_xdata()[0]), float(mark.get_ydata()[0])
+            x, y = float(_xs(mark)[0]), float(_ys(mark)[0])
             cx, cy = ax.transData.transform((x, y))
             covered = None
             for j, later in enumerate(drawn[i + 1 :], i + 1):
-                xs = np.asarray(later.get_xdata(), float)
+                xs = _xs(later)
                 if float(xs.max()) == x:
                     continue  # the same event's
-                points = ax.transData.transform(np.column_stack([xs, later.get_ydata()]))
+                points = ax.transData.transform(np.column_stack([xs, _ys(later)]))
                 if len(xs) == 1 and later.get_marker() not in NO_MARKER:
                     reach = later.get_markersize() * px / 2
                     if np.hypot(*(points[0] - (cx, cy))) < reach:
@@ -211,7 +219,7 @@ def hidden_marks(fig: Figure) -> list[str]:
                         covered = j
             if covered is not None and not any(
                 str(again.get_marker()) == shape and _colours(again) == _colours(mark)
-                and list(again.get_xdata()) == [x] and list(again.get_ydata()) == [y]
+                and list(_xs(again)) == [x] and list(_ys(again)) == [y]
                 for again in drawn[covered + 1 :]
             ):  # fmt: skip
                 found.append(f"hidden mark: {label!r} at event {x:g}, under a later event's")

@@ -9,6 +9,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from matplotlib.lines import Line2D
 
 from ..outcome import Outcome
@@ -116,7 +117,7 @@ class RunArtists:
         # a mark of the step's own events on the way (its undo logged before it ran) drawn
         # again over the bar, which hid it (lesson 06, newuser14; quality.hidden_marks)
         for mark in [m for m in self._marks if m.get_gid() == MARK]:
-            x, on = mark.get_xdata()[0], mark.get_ydata()[0]
+            x, on = (float(np.asarray(d, float)[0]) for d in mark.get_data())
             if on == y and start < x < seq:
                 again = self._line([x], [on], ls="", gid=MARK)
                 again.update_from(mark)
