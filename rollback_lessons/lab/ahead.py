@@ -88,6 +88,23 @@ def draw_for(lab: Any, control: Any, value: str) -> bool:
     return bool(lab.timeline.draw_ahead(outcome, lab.telling_frame(outcome, False)))
 
 
+def cells(grid: Any) -> Iterator[Callable[[], bool]]:
+    """The explorer grid's cells' pictures (each run at its last event, as a click shows
+    it), to draw first (``schedule``): a click then finds its picture drawn."""
+    for run in grid.grid.values():
+        yield functools.partial(_draw_cell, grid.lab, run)
+
+
+def _draw_cell(lab: Any, run: Any) -> bool:
+    try:
+        faults = [(step, str(fault)) for step, fault in run.faults]
+        settings = lab.explored_settings(faults, run.policy, run.completion)
+        outcome = lab._run_saga(settings, ahead=True)
+    except Exception:  # (any: a run refused is simply not drawn ahead)
+        return False
+    return bool(lab.timeline.draw_ahead(outcome, len(outcome.events) - 1))
+
+
 def schedule(lab: Any, first: Iterable[Callable[[], bool]] = ()) -> None:
     """Draw the runs one change away from ``lab``'s, from ``DELAY_S`` on, one per turn of
     the kernel's event loop, until the panel changes again (``lab._ahead`` counts changes).

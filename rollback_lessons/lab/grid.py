@@ -11,10 +11,8 @@ picture and its controls fit one screen together.
 
 from __future__ import annotations
 
-import functools
 import html
 import textwrap
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import ipywidgets as w
@@ -28,7 +26,7 @@ from ..faults import LABELS, Fault
 from ..outcome import Outcome, Status
 from . import ahead, guard, reuse
 from .drawing import DPI, FAIL, FONT, FORWARD, INK, PIVOT, RETRY, SMALL, UNDO, frame_caption
-from .panel_controls import faults_said
+from .panel_controls import faults_said, run_widgets
 from .panel_html import CSS, PANEL_WIDTH, key, lost_banner, png_img, result_at
 from .player import one_at_a_time, one_message_each
 from .widgets import RollbackLab
@@ -372,9 +370,8 @@ class ExplorerGrid:
         run = self.grid[(row, col)]
         self.opened = run
         self.cell = (row, col)
-        # the picture here first: every other message of the click (the panel's view, its
-        # controls, the outline) held until it is sent, one message per widget
-        with one_message_each(*self._changing()):
+        # the picture here first, then the rest of the click: one message per widget
+        with one_message_each(*run_widgets(self.lab), *self.buttons.values(), self.player.layout):
             for button in self.buttons.values():  # the cell shown is outlined, and only it
                 if "eg-open" in button._dom_classes:
                     button.remove_class("eg-open")
@@ -387,33 +384,8 @@ class ExplorerGrid:
             finally:
                 self._opening = False
             self._follow()
-        ahead.schedule(self.lab, self._cells_ahead())  # the other cells', while it is looked at
+        ahead.schedule(self.lab, ahead.cells(self))  # the other cells', while it is looked at
         return run
-
-    def _changing(self) -> list[Any]:
-        """What a click may change besides the picture here: the panel's controls and view,
-        the outlines, the player's layout."""
-        lab = self.lab
-        controls = [*lab.actions.values(), *lab.undos.values(), lab.policy, lab.register]
-        controls += [lab.order, lab.first] if lab.first is not None else [lab.order]
-        players = [lab.view, lab.play, lab.slider, lab.back, lab.forward, lab.stop_button]
-        return [*controls, *players, *self.buttons.values(), self.player.layout]
-
-    def _cells_ahead(self) -> Iterator[Callable[[], bool]]:
-        """Each cell's picture (its run at its last event), to draw while the learner looks
-        (``ahead.schedule``): a click then finds it drawn and only sends it."""
-        for run in self.grid.values():
-            yield functools.partial(self._draw_cell, run)
-
-    def _draw_cell(self, run: Explored) -> bool:
-        lab = self.lab
-        try:
-            faults = [(s, str(f)) for s, f in run.faults]
-            settings = lab.explored_settings(faults, run.policy, run.completion)
-            outcome = lab._run_saga(settings, ahead=True)
-        except Exception:  # (any: a run refused is simply not drawn ahead)
-            return False
-        return bool(lab.timeline.draw_ahead(outcome, len(outcome.events) - 1))
 
     @one_at_a_time
     def _follow(self, change: Any = None) -> None:
@@ -474,5 +446,5 @@ class ExplorerGrid:
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         reuse.shown(self)
         self.lab.displayed()
-        ahead.schedule(self.lab, self._cells_ahead())  # the cells' pictures, while it is read
+        ahead.schedule(self.lab, ahead.cells(self))  # the cells' pictures, while it is read
         return self.widget._repr_mimebundle_(**kwargs)

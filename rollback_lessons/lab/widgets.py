@@ -38,12 +38,15 @@ from .panel_controls import (
     STOP_TIP,
     _dropdown,
     action_choice,
+    explored_settings,
+    faults_set,
     layout,
     mark_chosen,
     run_said,
     stopped_tip,
     telling_frame,
     undo_choice,
+    valid,
 )
 from .panel_controls import completion_of as _completion
 from .panel_controls import value_after as _value
@@ -311,29 +314,10 @@ class RollbackLab(Player):
     ) -> dict[Any, str]:
         """Every control's value for the explorer's run (``open_explored``), nothing set:
         the grid draws its cells' pictures ahead from these (``_run_saga``)."""
-        first = ",".join(completion or ())
-        settings = {self.register: EACH_STEP, self.order: REVERSE}
-        if self.first is not None:
-            settings[self.first] = first
-        elif first:
-            raise InvalidPipelineError(f"no parallel branches to finish first: {first}")
-        settings.update(self._faults_set(faults, policy))
-        for control, value in settings.items():
-            self._valid(control, value, "branch" if control is self.first else "setting")
-        return settings
+        return explored_settings(self, faults, policy, completion)
 
     def _faults_set(self, faults: Iterable[tuple[str, str]], policy: str) -> dict[Any, str]:
-        """The fault controls and the policy for exactly these (step, fault) pairs."""
-        settings: dict[Any, str] = {c: "ok" for c in self.actions.values()}
-        settings.update({c: "undo_ok" for c in self.undos.values()})
-        for step, fault in faults:
-            controls = self.undos if str(fault).startswith("undo") else self.actions
-            offered = [v for _, v in controls[step].options] if step in controls else []
-            if fault not in offered:  # (a gate has no "fail after effect", ...)
-                raise InvalidPipelineError(f"cannot set {fault!r} on {step!r} in this panel")
-            settings[controls[step]] = fault
-        settings[self.policy] = self._valid(self.policy, policy, "policy")
-        return settings
+        return faults_set(self, faults, policy)
 
     def _open(self, settings: Mapping[Any, str], at_end: bool) -> Outcome:
         self._quiet = True  # every control set first, then one run
@@ -350,15 +334,8 @@ class RollbackLab(Player):
             EACH_STEP, REVERSE, completion or None,
         )  # fmt: skip
 
-    @staticmethod
-    def _valid(control: w.Dropdown, value: str, what: str) -> str:
-        valid = [v for _, v in control.options]
-        if value not in valid:
-            raise InvalidPipelineError(f"unknown {what} {value!r}; choose from: {', '.join(valid)}")
-        return value
-
     def _set(self, control: w.Dropdown, value: str, what: str) -> Outcome:
-        control.value = self._valid(control, value, what)
+        control.value = valid(control, value, what)
         assert self.outcome is not None
         return self.outcome
 
