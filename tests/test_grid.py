@@ -6,12 +6,13 @@ import re
 
 import matplotlib
 import pytest
-from conftest import lesson_worlds, text_problems
+from conftest import a_part, lesson_worlds, text_problems
 from matplotlib.lines import Line2D
 from test_explore import FLAWED
 
 from rollback_lessons.explore import explore
 from rollback_lessons.lab.grid import ExplorerGrid, cells, draw_grid
+from rollback_lessons.lab.timeline import Timeline
 from rollback_lessons.worlds import examples
 
 matplotlib.use("Agg")
@@ -329,16 +330,65 @@ def test_a_click_sends_the_views_picture_and_words_once_and_the_panels_view_once
     original = w.Widget.send_state
 
     def spy(self, key=None):
-        sent.append((self, key))
+        if key is None or len(key):  # (an empty set sends nothing)
+            sent.append((self, key))
         return original(self, key)
 
     monkeypatch.setattr(w.Widget, "send_state", spy)
+    drawn: list[int] = []
+    update = Timeline._update
+    monkeypatch.setattr(Timeline, "_update", lambda tl, i: (drawn.append(i), update(tl, i)))
     opened = 0
     for key, run in grid.grid.items():
         sent.clear()
+        drawn.clear()
         grid.open(*key)
         shown = [k for widget, k in sent if widget is grid.shown]
         panel = [k for widget, k in sent if widget is grid.lab.view]
         assert len(shown) == 1 and len(panel) == 1, (key, shown, panel)
+        # the picture the learner watches goes first, the rest of the click after it (the
+        # panel's view, its controls, the outline: they went first, 30 KB before it)
+        assert sent[0][0] is grid.shown, (key, [type(widget).__name__ for widget, _ in sent])
+        assert drawn in ([], [grid.lab.frame_count - 1]), (key, drawn)  # its last frame only
         opened += grid.lab.telling_frame(run.outcome, False) != grid.lab.frame_count - 1
     assert opened  # (runs whose telling frame is not their last: drawn twice before)
+
+
+def test_a_grid_on_screen_draws_every_cells_picture_ahead_the_same_as_on_demand(monkeypatch):
+    """Issue 24's speed: a cell's click found nothing drawn (193-400 ms to the picture
+    painted, at load 3). Shown, the grid draws each cell's run at its last event while the
+    learner reads it, then the panel's runs one change away; a click then draws nothing,
+    and shows the picture drawn on demand."""
+    import asyncio
+
+    plain = _lesson_11_grid()
+    plain.lab.timeline.frames.runs = 0  # (every picture drawn on demand)
+    keys = a_part(sorted(plain.grid), 6, name="grid ahead")
+    on_demand = {key: (plain.open(*key), plain.shown.value)[1] for key in keys}
+    grid = _lesson_11_grid()  # (the same grid made again: the first one's widgets close)
+
+    async def shown() -> None:
+        grid._repr_mimebundle_()
+        for _ in range(3000):
+            await asyncio.sleep(0.01)
+            if all(_drawn_ahead(grid, run) for run in grid.grid.values()):
+                break
+        else:
+            raise AssertionError("the cells' pictures were not drawn ahead")
+
+    asyncio.run(shown())
+    built: list[object] = []
+    build = Timeline._build_run
+    monkeypatch.setattr(Timeline, "_build_run", lambda tl, *a: (built.append(tl), build(tl, *a)))
+    for key in keys:
+        grid.open(*key)
+        assert grid.lab.timeline not in built, f"{key}: drawn on the click, not ahead"
+        assert grid.shown.value == on_demand[key], key
+
+
+def _drawn_ahead(grid: ExplorerGrid, run) -> bool:
+    from rollback_lessons.lab.timeline_run import run_key
+
+    faults = [(s, str(f)) for s, f in run.faults]
+    outcome = grid.lab._run_saga(grid.lab.explored_settings(faults, run.policy, run.completion))
+    return len(outcome.events) - 1 in grid.lab.timeline.frames.peek(run_key(outcome, None))

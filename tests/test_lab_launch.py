@@ -187,6 +187,10 @@ CELLS = """() => { const w = window.jupyterapp.shell.currentWidget, cells = w.co
     const out = []; for (let i = 0; i < cells.length; i++) { const c = cells.get(i);
       out.push([c.executionCount, c.outputs.length ? c.outputs.get(0).toJSON().text : null]); }
     return out; }"""
+# what the page was told of its extension manager (its panel shows the name: "PyPI" by default)
+MANAGER = """() => {
+    const config = JSON.parse(document.getElementById('jupyter-config-data').textContent);
+    const m = config.extensionManager; return {name: m.name, can_install: m.can_install}; }"""
 
 
 @pytest.mark.browser
@@ -220,7 +224,7 @@ def test_run_all_while_the_kernel_starts_says_so_and_keeps_every_output(tmp_path
     process = subprocess.Popen(
         [*launch.lab_command(root, port, launch.lab_settings(tmp_path / "app-settings")),
          f"--IdentityProvider.token={token}", f"--LabApp.user_settings_dir={tmp_path / 'us'}",
-         f"--LabApp.workspaces_dir={tmp_path / 'ws'}", "--LabApp.extension_manager=readonly"],
+         f"--LabApp.workspaces_dir={tmp_path / 'ws'}"],
         env=tb.jupyter_env(tmp_path), stdout=log.open("w"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -243,6 +247,7 @@ def test_run_all_while_the_kernel_starts_says_so_and_keeps_every_output(tmp_path
                 with page.expect_request(lambda r: r.method == "POST" and "/api/sessions" in r.url):
                     page.goto(f"{url}/lab/tree/{name}?reset&token={token}")
                 assert page.evaluate(CELLS) == committed
+                assert page.evaluate(MANAGER) == {"name": "read-only", "can_install": False}
                 ran = page.evaluate(RUN_ALL)
                 assert page.evaluate(CELLS) == committed  # by default: [[None, None], [None, None]]
                 assert ran is False  # refused (by default "done", though nothing ran)

@@ -12,7 +12,13 @@ from matplotlib.lines import Line2D
 from rollback_lessons import VirtualClock
 from rollback_lessons.faults import UNDO_FAULTS, fault_space
 from rollback_lessons.lab import viz
-from rollback_lessons.lab.quality import MIN_TEXT_PX, crossings, min_text_px, text_problems
+from rollback_lessons.lab.quality import (
+    MIN_TEXT_PX,
+    crossings,
+    hidden_marks,
+    min_text_px,
+    text_problems,
+)
 from rollback_lessons.lab.timeline import FAINT
 from rollback_lessons.lab.widgets import RollbackLab
 from rollback_lessons.worlds import demo, examples, services
@@ -69,6 +75,7 @@ def problems(timeline) -> list[str]:
     fig = timeline.show(timeline.frame_count - 1)
     found = text_problems(fig)  # draws the figure, once for both checks
     found += crossings(fig, drawn=True) + [f"cut value: {v}" for v in timeline.cut]
+    found += hidden_marks(fig)
     if (smallest := min_text_px(fig)) < MIN_TEXT_PX:
         found.append(f"text of {smallest:.1f} px")
     return found
@@ -373,3 +380,51 @@ def test_every_stored_picture_is_painted_not_only_measured():
     for picture in (viz.png(outcome), to_png(fig), both_ways()):
         pixels = np.asarray(Image.open(io.BytesIO(picture)).convert("L"))
         assert (pixels < 100).sum() > 200, "a blank picture"
+
+
+@pytest.mark.parametrize("mode", ["picture", "panel"])
+def test_an_undo_logged_before_its_step_stays_in_sight_over_the_steps_arrow(mode):
+    """Lesson 06 as its panel opens (charge_card fails after its effect, its refund logged
+    before it ran): the "undo logged" circle lay under the step's arrow, and the report
+    said nothing (newuser14). Every step logged before it runs, in lesson 06's world and
+    the demo's: each circle drawn over its step's bar, and the report checks it."""
+    from rollback_lessons.worlds.demo import xyz_saga, xyz_state
+
+    cases = [
+        (services.booking_saga(), lambda: services.new_world("127.0.0.1", 9),
+         {"charge_card": "fail_after_effect"}, None),
+        (xyz_saga(), xyz_state, {"step2": "fail_after_effect"}, "before"),
+        (xyz_saga(), xyz_state, {}, "before"),
+    ]  # fmt: skip
+    for saga, state, inject, register in cases:
+        outcome = saga.run(state(), inject=inject, register=register, clock=VirtualClock())
+        logged = [e.seq for e in outcome.events if e.kind == "undo_registered"]
+        timeline = panel_timeline(saga, state) if mode == "panel" else viz.timeline_for(outcome)
+        timeline.load(outcome)
+        fig = timeline.show(timeline.frame_count - 1)
+        assert logged and hidden_marks(fig) == [], (inject, register)
+        if mode == "panel":  # the panel's frames are blitted: its pixels, not its artists
+            shown = timeline.render(timeline.frame_count - 1)
+            plain = panel_timeline(saga, state)
+            plain.load(outcome)
+            assert shown == plain.render(timeline.frame_count - 1)
+
+
+def test_the_mark_check_sees_a_circle_under_another_events_bar():
+    from rollback_lessons.lab.drawing import REGISTER
+
+    timeline = viz.timeline_for(_xyz_outcome())
+    fig = timeline.show(timeline.frame_count - 1)
+    assert hidden_marks(fig) == []
+    # between lanes 0 and 1: another event's bar (x 2.5), an "undo logged" circle drawn over
+    timeline.ax.plot([0.5, 2.5], [0.5, 0.5], lw=7, color="black")
+    timeline.ax.plot([1.5], [0.5], "o", mfc="white", mec=REGISTER)
+    assert hidden_marks(fig) == []
+    timeline.ax.plot([1.0, 1.9], [0.5, 0.5], lw=7, color="black")  # then a bar over it
+    assert hidden_marks(fig) == ["hidden mark: 'undo logged' at event 1.5, under a later event's"]
+
+
+def _xyz_outcome():
+    from rollback_lessons.worlds.demo import xyz_saga, xyz_state
+
+    return xyz_saga().run(xyz_state(), clock=VirtualClock())

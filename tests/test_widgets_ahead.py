@@ -33,7 +33,7 @@ async def drawn_ahead(lab: RollbackLab) -> None:
     """Wait (the kernel's loop turning) until every run one change away is kept."""
     wanted = []
     for control, value in ahead.changes(lab):
-        outcome = lab._run_saga((control, value))
+        outcome = lab._run_saga((control, value), ahead=True)  # (no mail sent)
         wanted.append((run_key(outcome, None), lab.telling_frame(outcome, False)))
     for _ in range(2000):
         if all(index in lab.timeline.frames.peek(key) for key, index in wanted):
@@ -91,8 +91,11 @@ def test_a_panel_put_on_screen_draws_the_runs_one_change_away_while_it_is_read()
 
 
 def test_nothing_is_drawn_ahead_for_services_outside_a_kernel_or_over_a_newer_change():
-    world = RollbackLab(services.booking_saga(), state=lambda: services.new_world("127.0.0.1", 9))
-    assert not world.draw_ahead  # a state of services: their runs would act unasked
+    class Live(dict):  # a state of services with no rehearsal: their runs would act unasked
+        pass
+
+    world = RollbackLab(services.booking_saga(), state=lambda: Live(services.new_world("h", 9)))
+    assert not world.draw_ahead
     lab = RollbackLab(order_saga(), state=order_state)
     lab.set_fault("label", "fail")  # no running loop (a script): nothing scheduled
     assert len(lab.timeline.frames._by) == 2  # the opening run and this one
@@ -107,3 +110,42 @@ def test_nothing_is_drawn_ahead_for_services_outside_a_kernel_or_over_a_newer_ch
         assert len(lab.timeline.frames._by) == kept
 
     asyncio.run(quick())
+
+
+def test_lesson_06s_services_draw_ahead_on_their_rehearsal_and_send_no_mail():
+    """Issue 24's speed: lesson 06's panel drew nothing ahead (its world sends real mail),
+    150 ms p95 to the picture painted at load 3. Its world's rehearsal holds the mail back:
+    the runs one change away are drawn on it, no mail leaves for them, and each change's
+    own run (on the real world, its mail sent) finds its picture drawn, the picture drawn
+    on demand."""
+    from rollback_lessons.worlds.mailserver import MailServer
+
+    server = MailServer().start()
+    try:
+
+        async def walk() -> None:
+            world = lambda: services.new_world(server.host, server.port)  # noqa: E731
+            lab = RollbackLab(services.booking_saga(), state=world)
+            plain = RollbackLab(services.booking_saga(), state=world, draw_ahead=False)
+            assert lab.draw_ahead
+            lab.set_fault("charge_card", "fail_after_effect")  # as the lesson opens it
+            plain.set_fault("charge_card", "fail_after_effect")
+            before = len(server.messages)
+            await drawn_ahead(lab)
+            assert len(server.messages) == before  # the rehearsals sent nothing
+            for control, value in list(ahead.changes(lab)):
+                old = control.value
+                sent = len(server.messages)
+                control.value = value  # as a click does: the real run
+                other = twin(lab, plain, control)
+                other.value = value
+                mails = len(server.messages) - sent  # (the two panels' runs)
+                assert lab.picture == plain.picture, f"{value}: another picture than on demand"
+                assert mails == 2 * len(lab.outcome.state_after["emails sent"]), value
+                key = run_key(lab.outcome, None)
+                assert lab.frame in lab.timeline.frames.peek(key)
+                control.value, other.value = old, old
+
+        asyncio.run(walk())
+    finally:
+        server.stop()

@@ -24,11 +24,11 @@ from matplotlib.patches import Patch, Rectangle
 from ..explore import Exploration, Explored, Faults, single_faults
 from ..faults import LABELS, Fault
 from ..outcome import Outcome, Status
-from . import guard, reuse
+from . import ahead, guard, reuse
 from .drawing import DPI, FAIL, FONT, FORWARD, INK, PIVOT, RETRY, SMALL, UNDO, frame_caption
-from .panel_controls import faults_said
+from .panel_controls import faults_said, run_widgets
 from .panel_html import CSS, PANEL_WIDTH, key, lost_banner, png_img, result_at
-from .player import one_at_a_time
+from .player import one_at_a_time, one_message_each
 from .widgets import RollbackLab
 
 COLOURS = {
@@ -241,6 +241,8 @@ class ExplorerGrid:
         self.faults = axes_of(exploration)
         self.grid = cells(exploration, policy)
         self.lab = RollbackLab(exploration.saga, state, policy=policy)
+        frames = self.lab.timeline.frames  # every cell's picture kept, and the panel's own
+        frames.runs += len(self.grid) if frames.runs > 0 else 0
         self._lock = self.lab._lock  # a cell's click and the panel's own: one at a time
         self.opened: Explored | None = None
         self.cell = (0, 0)
@@ -368,20 +370,21 @@ class ExplorerGrid:
         run = self.grid[(row, col)]
         self.opened = run
         self.cell = (row, col)
-        for button in self.buttons.values():  # the cell shown is outlined, and only it
-            if "eg-open" in button._dom_classes:
-                button.remove_class("eg-open")
-        self.buttons[(row, col)].add_class("eg-open")
-        self.player.layout.display = None  # (shown again, if a change had let it go)
-        self._opening = True  # the panel runs it and goes to its end: one view, once
-        try:
-            with self.lab.view.hold_sync():  # and the panel's own view: one message too
+        # the picture here first, then the rest of the click: one message per widget
+        with one_message_each(*run_widgets(self.lab), *self.buttons.values(), self.player.layout):
+            for button in self.buttons.values():  # the cell shown is outlined, and only it
+                if "eg-open" in button._dom_classes:
+                    button.remove_class("eg-open")
+            self.buttons[(row, col)].add_class("eg-open")
+            self.player.layout.display = None  # (shown again, if a change had let it go)
+            self._opening = True  # the panel runs it at its end: one frame drawn, one view
+            try:
                 faults = [(s, str(f)) for s, f in run.faults]
-                self.lab.open_explored(faults, run.policy, run.completion)
-                self.lab.show_frame(self.lab.frame_count - 1)
-        finally:
-            self._opening = False
-        self._follow()
+                self.lab.open_explored(faults, run.policy, run.completion, at_end=True)
+            finally:
+                self._opening = False
+            self._follow()
+        ahead.schedule(self.lab, ahead.cells(self))  # the other cells', while it is looked at
         return run
 
     @one_at_a_time
@@ -443,4 +446,5 @@ class ExplorerGrid:
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         reuse.shown(self)
         self.lab.displayed()
+        ahead.schedule(self.lab, ahead.cells(self))  # the cells' pictures, while it is read
         return self.widget._repr_mimebundle_(**kwargs)

@@ -151,6 +151,9 @@ SERVER_FLAGS = (
     "--ServerApp.port_retries=0",
     "--no-browser",
     "--LabApp.news_url=None",
+    # a class installs nothing by accident: the extension manager lists, never installs
+    # (JupyterLab's default is "pypi": a search box and Install buttons for PyPI packages)
+    "--LabApp.extension_manager=readonly",
     f"--ServerApp.kernel_websocket_connection_class={KERNEL_CONNECTION}",
 )
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import ipywidgets as w
 
 from .. import faults
+from ..errors import InvalidPipelineError
 from ..faults import LABELS, Fault
 from ..outcome import Outcome, Status
 from ..schedule import PAST_PIVOT
@@ -242,11 +243,60 @@ def mark_chosen(actions: dict[str, Any], undos: dict[str, Any]) -> None:
                     control.add_class("rl-chosen")
 
 
-def value_after(control: Any, change: tuple[Any, str] | None) -> Any:
-    """The control's value, or the one ``change`` gives it."""
+def value_after(control: Any, change: tuple[Any, str] | Mapping[Any, str] | None) -> Any:
+    """The control's value, or the one ``change`` gives it: (control, value), or a mapping
+    of several controls to their values (a grid cell's run: every control at once)."""
+    if isinstance(change, Mapping):
+        return change.get(control, control.value)
     return change[1] if change is not None and control is change[0] else control.value
 
 
 def completion_of(first: str) -> tuple[str, ...] | None:
     """A "finishes first" value as ``saga.run(completion=...)`` takes it."""
     return tuple(first.split(",")) if first else None
+
+
+def valid(control: Any, value: str, what: str) -> str:
+    """``value`` if ``control`` offers it; else one line saying what it offers."""
+    offered = [v for _, v in control.options]
+    if value not in offered:
+        raise InvalidPipelineError(f"unknown {what} {value!r}; choose from: {', '.join(offered)}")
+    return value
+
+
+def faults_set(lab: Any, faults: Iterable[tuple[str, str]], policy: str) -> dict[Any, str]:
+    """A panel's fault controls and its policy for exactly these (step, fault) pairs."""
+    settings: dict[Any, str] = {c: "ok" for c in lab.actions.values()}
+    settings.update({c: "undo_ok" for c in lab.undos.values()})
+    for step, fault in faults:
+        controls = lab.undos if str(fault).startswith("undo") else lab.actions
+        offered = [v for _, v in controls[step].options] if step in controls else []
+        if fault not in offered:  # (a gate has no "fail after effect", ...)
+            raise InvalidPipelineError(f"cannot set {fault!r} on {step!r} in this panel")
+        settings[controls[step]] = fault
+    settings[lab.policy] = valid(lab.policy, policy, "policy")
+    return settings
+
+
+def explored_settings(
+    lab: Any, faults: Iterable[tuple[str, str]], policy: str, completion: tuple[str, ...] | None
+) -> dict[Any, str]:
+    """Every control's value for the explorer's run: its faults and policy, each step's own
+    register, the reverse undo order, the branches finishing as ``completion`` says."""
+    first = ",".join(completion or ())
+    settings = {lab.register: EACH_STEP, lab.order: REVERSE}
+    if lab.first is not None:
+        settings[lab.first] = first
+    elif first:
+        raise InvalidPipelineError(f"no parallel branches to finish first: {first}")
+    settings.update(faults_set(lab, faults, policy))
+    for control, value in settings.items():
+        valid(control, value, "branch" if control is lab.first else "setting")
+    return settings
+
+
+def run_widgets(lab: Any) -> list[Any]:
+    """A panel's widgets a new run may change: its controls, view and player."""
+    controls = [*lab.actions.values(), *lab.undos.values(), lab.policy, lab.register, lab.order]
+    players = [lab.view, lab.play, lab.slider, lab.back, lab.forward, lab.stop_button]
+    return [*controls, *([lab.first] if lab.first is not None else []), *players]

@@ -47,9 +47,13 @@ def _send_bounds_first(widget: w.Widget) -> None:
 def one_message_each(*widgets: w.Widget) -> Iterator[None]:
     """Several properties of each widget changed together reach the browser as one
     message per widget (max and value: not two, each moving the slider and its readout),
-    the bounds before the value (``_send_bounds_first``)."""
+    the bounds before the value (``_send_bounds_first``). A widget held already, by an
+    outer ``one_message_each``, is sent by it, at its end (the explorer's grid: its picture
+    first, then the rest of a click)."""
     with ExitStack() as stack:
         for widget in widgets:
+            if widget._holding_sync:  # (ipywidgets' own flag)
+                continue
             stack.enter_context(widget.hold_sync())
             stack.callback(_send_bounds_first, widget)  # (runs before hold_sync ends)
         yield

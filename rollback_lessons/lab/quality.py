@@ -12,6 +12,7 @@ import itertools
 from typing import Any
 
 import numpy as np
+from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch
@@ -150,11 +151,87 @@ def _sample(path: Any, step: float = 2.0) -> Any:
     return np.concatenate(out)
 
 
+NO_MARKER = (None, "None", "none", "", " ")
+
+
+def _colours(line: Line2D) -> set[str]:
+    """A marker's colours (face and edge), white and none left out: what tells it apart."""
+    found = set()
+    for colour in (line.get_markerfacecolor(), line.get_markeredgecolor()):
+        if str(colour).lower() != "none" and to_hex(colour) != "#ffffff":
+            found.add(to_hex(colour))
+    return found
+
+
+def _xs(line: Line2D) -> Any:
+    return np.asarray(line.get_xdata(), float)
+
+
+def _ys(line: Line2D) -> Any:
+    return np.asarray(line.get_ydata(), float)
+
+
+def hidden_marks(fig: Figure) -> list[str]:
+    """Marks the legend names (by shape and colour) whose centre a bar or mark of another
+    event, drawn after them, covers (and no copy of the mark drawn after that): each event's
+    mark must stay in sight. The marks of one event (at one x: a failed step's cross on its
+    arrow's head) may lie on each other; hollow rings ("this event") are left out. Lesson 06:
+    the "undo logged" circle lay under the arrow of the step that then failed (newuser14)."""
+    named: dict[str, list[tuple[str, set[str]]]] = {}
+    legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes)]
+    for legend in (legend for legend in legends if legend is not None):
+        for handle, text in zip(legend.legend_handles, legend.get_texts(), strict=False):
+            if isinstance(handle, Line2D) and handle.get_marker() not in NO_MARKER:
+                named.setdefault(str(handle.get_marker()), []).append(
+                    (text.get_text(), _colours(handle))
+                )
+    found = []
+    px = fig.dpi / 72  # points to pixels
+    for ax in fig.axes:
+        drawn = sorted(  # in the order they are painted (sorted is stable)
+            (line for line in ax.get_lines() if line.get_visible() and len(_xs(line))),
+            key=lambda line: line.get_zorder(),
+        )
+        for i, mark in enumerate(drawn):
+            shape = str(mark.get_marker())
+            label = next(
+                (word for word, colours in named.get(shape, []) if colours & _colours(mark)),
+                None,
+            )
+            if label is None or len(_xs(mark)) != 1 or mark.get_markerfacecolor() == "none":
+                continue
+            x, y = float(_xs(mark)[0]), float(_ys(mark)[0])
+            cx, cy = ax.transData.transform((x, y))
+            covered = None
+            for j, later in enumerate(drawn[i + 1 :], i + 1):
+                xs = _xs(later)
+                if float(xs.max()) == x:
+                    continue  # the same event's
+                points = ax.transData.transform(np.column_stack([xs, _ys(later)]))
+                if len(xs) == 1 and later.get_marker() not in NO_MARKER:
+                    reach = later.get_markersize() * px / 2
+                    if np.hypot(*(points[0] - (cx, cy))) < reach:
+                        covered = j
+                elif len(xs) == 2 and later.get_linestyle() not in NO_MARKER:
+                    (x0, y0), (x1, y1) = points
+                    half = later.get_linewidth() * px / 2
+                    if y0 == y1 and min(x0, x1) < cx < max(x0, x1) and abs(cy - y0) < half:
+                        covered = j
+            if covered is not None and not any(
+                str(again.get_marker()) == shape and _colours(again) == _colours(mark)
+                and list(_xs(again)) == [x] and list(_ys(again)) == [y]
+                for again in drawn[covered + 1 :]
+            ):  # fmt: skip
+                found.append(f"hidden mark: {label!r} at event {x:g}, under a later event's")
+    return found
+
+
 def report(fig: Figure, *, cut_values: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
     """The picture's own account of itself: its smallest text and everything wrong with it
     (``cut_values``: values the drawer had to abbreviate)."""
     texts = text_problems(fig)  # draws the figure, once for both checks
-    problems = [*texts, *crossings(fig, drawn=True), *(f"cut value: {v}" for v in cut_values)]
+    problems = [*texts, *crossings(fig, drawn=True), *hidden_marks(fig)]
+    problems += [f"cut value: {v}" for v in cut_values]
     return {
         "min_text_px": round(min_text_px(fig), 2),
         "width_px": round(fig.bbox.width),

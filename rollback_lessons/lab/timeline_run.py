@@ -9,6 +9,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from matplotlib.lines import Line2D
 
 from ..outcome import Outcome
@@ -113,6 +114,15 @@ class RunArtists:
         for line in (bar, tip):
             self._keep(seq, line)
             self._marks.append(line)
+        # a mark of the step's own events on the way (its undo logged before it ran) drawn
+        # again over the bar, which hid it (lesson 06, newuser14; quality.hidden_marks)
+        for mark in [m for m in self._marks if m.get_gid() == MARK]:
+            x, on = (float(np.asarray(d, float)[0]) for d in mark.get_data())
+            if on == y and start < x < seq:
+                again = self._line([x], [on], ls="", gid=MARK)
+                again.update_from(mark)
+                self._keep(seq, again)
+                self._marks.append(again)
 
     def _mark(self, seq: int, y: int, marker: str, colour: str, face: str | None = None) -> None:
         size = 17 if marker in ("X", RETRY_MARK) else 12

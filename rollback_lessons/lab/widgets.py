@@ -38,12 +38,15 @@ from .panel_controls import (
     STOP_TIP,
     _dropdown,
     action_choice,
+    explored_settings,
+    faults_set,
     layout,
     mark_chosen,
     run_said,
     stopped_tip,
     telling_frame,
     undo_choice,
+    valid,
 )
 from .panel_controls import completion_of as _completion
 from .panel_controls import value_after as _value
@@ -89,8 +92,11 @@ class RollbackLab(Player):
         first = self._make_state()
         self.state_keys = list(snapshot(first)) if first is not None else []
         # the runs one change away drawn while the learner looks (``ahead``): by default
-        # only for a state of plain data (a world of services would act unasked)
-        self.draw_ahead = ahead.plain(first) if draw_ahead is None else draw_ahead
+        # only for a state of plain data, or one with a rehearsal (a world of services
+        # would act unasked: lesson 06's holds its mail back in its rehearsal)
+        rehearse = ahead.rehearsal(first, self._make_state)
+        self.draw_ahead = rehearse is not None if draw_ahead is None else draw_ahead
+        self._rehearse = rehearse or self._make_state
         self._ahead = 0  # changes so far: a drawing ahead stops at the next
         self.groups = branch_groups(saga)
         self.timeline = timeline.Timeline(
@@ -280,49 +286,47 @@ class RollbackLab(Player):
         return self.open_run([], self.policy.value)
 
     @one_at_a_time
-    def open_run(self, faults: Iterable[tuple[str, str]], policy: str = "continue") -> Outcome:
+    def open_run(
+        self, faults: Iterable[tuple[str, str]], policy: str = "continue", *, at_end: bool = False
+    ) -> Outcome:
         """Show one run: exactly these (step, fault) pairs under ``policy``, in one go (the
-        explorer's grid opens a cell here)."""
-        faults = list(faults)
-        for step, fault in faults:
-            controls = self.undos if str(fault).startswith("undo") else self.actions
-            offered = [v for _, v in controls[step].options] if step in controls else []
-            if fault not in offered:  # (a gate has no "fail after effect", ...)
-                raise InvalidPipelineError(f"cannot set {fault!r} on {step!r} in this panel")
-        self._quiet = True  # every control set first, then one run
-        try:
-            for control in self.actions.values():
-                control.value = "ok"
-            for control in self.undos.values():
-                control.value = "undo_ok"
-            for step, fault in faults:
-                (self.undos if str(fault).startswith("undo") else self.actions)[step].value = fault
-            self._set(self.policy, policy, "policy")
-        finally:
-            self._quiet = False
-        return self.run()
+        explorer's grid opens a cell here); ``at_end``: at its last event."""
+        return self._open(self._faults_set(faults, policy), at_end)
 
     @one_at_a_time
     def open_explored(
-        self, faults: Iterable[tuple[str, str]], policy: str, completion: tuple[str, ...] | None
+        self,
+        faults: Iterable[tuple[str, str]],
+        policy: str,
+        completion: tuple[str, ...] | None,
+        *,
+        at_end: bool = False,
     ) -> Outcome:
         """The explorer's run exactly (the grid opens a cell here): its faults and policy
         (``open_run``), and what the explorer leaves as the saga says (``explored_as``):
         each step's own register, the reverse undo order, the branches finishing as
         ``completion`` says (None: in order). A learner's earlier change of these would
-        show another run beside the cell's words (newuser8)."""
-        first = ",".join(completion or ())
-        self._quiet = True
+        show another run beside the cell's words (newuser8). ``at_end``: at its last event."""
+        return self._open(self.explored_settings(faults, policy, completion), at_end)
+
+    def explored_settings(
+        self, faults: Iterable[tuple[str, str]], policy: str, completion: tuple[str, ...] | None
+    ) -> dict[Any, str]:
+        """Every control's value for the explorer's run (``open_explored``), nothing set:
+        the grid draws its cells' pictures ahead from these (``_run_saga``)."""
+        return explored_settings(self, faults, policy, completion)
+
+    def _faults_set(self, faults: Iterable[tuple[str, str]], policy: str) -> dict[Any, str]:
+        return faults_set(self, faults, policy)
+
+    def _open(self, settings: Mapping[Any, str], at_end: bool) -> Outcome:
+        self._quiet = True  # every control set first, then one run
         try:
-            self._set(self.register, EACH_STEP, "register")
-            self._set(self.order, REVERSE, "undo order")
-            if self.first is not None:
-                self._set(self.first, first, "branch")
-            elif first:
-                raise InvalidPipelineError(f"no parallel branches to finish first: {first}")
+            for control, value in settings.items():
+                control.value = value
         finally:
             self._quiet = False
-        return self.open_run(faults, policy)
+        return self.run(at_end=at_end)
 
     def explored_as(self, completion: tuple[str, ...] | None) -> bool:
         """The panel's other settings are the explorer's (``open_explored``)."""
@@ -331,10 +335,7 @@ class RollbackLab(Player):
         )  # fmt: skip
 
     def _set(self, control: w.Dropdown, value: str, what: str) -> Outcome:
-        valid = [v for _, v in control.options]
-        if value not in valid:
-            raise InvalidPipelineError(f"unknown {what} {value!r}; choose from: {', '.join(valid)}")
-        control.value = value
+        control.value = valid(control, value, what)
         assert self.outcome is not None
         return self.outcome
 
@@ -343,7 +344,9 @@ class RollbackLab(Player):
         """The faults the controls describe, as ``saga.run(inject=...)`` takes them."""
         return self._inject()
 
-    def _inject(self, change: tuple[Any, str] | None = None) -> dict[str, list[str]]:
+    def _inject(
+        self, change: tuple[Any, str] | Mapping[Any, str] | None = None
+    ) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
         for name in self.saga.names:
             faults = [_value(self.actions[name], change), _value(self.undos[name], change)]
@@ -353,10 +356,15 @@ class RollbackLab(Player):
         return out
 
     def _run_saga(
-        self, change: tuple[Any, str] | None = None, stop_after: int | None = None
+        self,
+        change: tuple[Any, str] | Mapping[Any, str] | None = None,
+        stop_after: int | None = None,
+        *,
+        ahead: bool = False,
     ) -> Outcome:
         """The saga run as the controls say, ``change`` (control, value) made to one of
-        them; cancelled once ``stop_after`` events have happened."""
+        them (or a mapping of controls to values: several); cancelled once ``stop_after``
+        events have happened. ``ahead``: a run to draw ahead, on the state's rehearsal."""
         happened = 0
 
         def count(event: object) -> None:
@@ -366,7 +374,7 @@ class RollbackLab(Player):
         register = _value(self.register, change)
         first = _value(self.first, change) if self.first is not None else ""
         return self.saga.run(
-            self._make_state(),
+            (self._rehearse if ahead else self._make_state)(),
             inject=self._inject(change),
             policy=_value(self.policy, change),
             register=None if register == "step" else register,
@@ -379,9 +387,12 @@ class RollbackLab(Player):
         )
 
     @one_at_a_time
-    def run(self, *, opening: bool = False, stop_after: int | None = None) -> Outcome:
+    def run(
+        self, *, opening: bool = False, stop_after: int | None = None, at_end: bool = False
+    ) -> Outcome:
         """Run the saga with the chosen faults on a fresh state and show its telling frame:
-        where it fails (after a change), or the whole run (when the panel opens).
+        where it fails (after a change), or the whole run (when the panel opens, or
+        ``at_end``: the grid's cell, one frame drawn, not two).
         ``stop_after``: cancel the run once that many events have happened (``stop``)."""
         outcome = self._run_saga(stop_after=stop_after)
         self.stopped_at = stop_after
@@ -394,7 +405,7 @@ class RollbackLab(Player):
             self.runs += 1
         self._cue = "" if opening else f"↻ run {self.runs}: {self._said}"
         self._result = result_html(outcome, stop_after)
-        frame = self.telling_frame(outcome, opening)
+        frame = self.telling_frame(outcome, opening or at_end)
         self._show(frame)  # the view first: it is what the learner watches (one message)
         self._follow(frame, len(outcome.events))  # then the player
         mark_chosen(self.actions, self.undos)

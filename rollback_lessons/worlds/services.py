@@ -103,13 +103,27 @@ class Mailer:
         message = EmailMessage()
         message["From"], message["To"], message["Subject"] = self.sender, to, subject
         message.set_content(body)
-        with smtplib.SMTP(self.host, self.port, timeout=10) as smtp:
-            smtp.send_message(message)
+        if not self.held:
+            with smtplib.SMTP(self.host, self.port, timeout=10) as smtp:
+                smtp.send_message(message)
         self.sent.append(subject)
+
+    held = False  # True: a rehearsal's (``World.rehearsal``): the mail stays here, unsent
 
 
 class World(dict):
     """The services of one run, and the ids that run created (under ``"booking"``)."""
+
+    def rehearsal(self) -> World:
+        """This world with its mail held in the kernel, unsent (every other service here
+        lives in memory): the panel draws the runs one change away on it while the learner
+        looks, and no mail leaves for a run nobody asked for. A run the learner makes is on
+        the real world; its picture is the one drawn ahead only if its events are the same
+        (``timeline_run.run_key``)."""
+        mailer: Mailer = self["mailer"]
+        held = Mailer(mailer.host, mailer.port, mailer.sender)
+        held.held = True
+        return World(self, mailer=held)
 
     def snapshot(self) -> dict[str, Any]:
         payments: Payments = self["payments"]
