@@ -718,9 +718,29 @@ def make(run_id=None):
     return Saga([*steps, Step("c", lambda s: 1 / 0)], name="relaunched")
 
 
+def flaky(run_id):  # a service it reads is down, in the resumed run only (attack19's F3)
+    if threading.current_thread() is not threading.main_thread():
+        raise ConnectionError("the saga service is down")
+    return make(run_id)
+
+
 waited = threading.Event()
 BARE = sys.argv[4:] == ["bare"]  # launched as the README's relaunch: no sagas=
-with DBOSRunner.start(SYSTEM, sagas=None if BARE else {"relaunched": make}) as runner:
+SAGAS = None if BARE else {"relaunched": flaky if MODE == "flaky" else make}
+with DBOSRunner.start(SYSTEM, sagas=SAGAS) as runner:
+    if MODE == "flaky":  # its undo waits, unfinished, and the runner says why
+        from dbos import DBOS
+        from rollback_lessons.runners.dbos import hosting
+
+        unfinished = ("PENDING", "ENQUEUED")  # (failed for good, it waits no more)
+        while "r1" not in hosting.WAITING and DBOS.get_workflow_status("r1").status in unfinished:
+            waited.wait(0.02)
+        print("waiting():", runner.waiting())
+        try:
+            runner.record("r1")
+        except Exception as exc:
+            print(type(exc).__name__, exc)
+        sys.exit(0)
     if MODE == "leave":  # the answer sent (DBOS's own send), closed while its undo waits
         from dbos import DBOS
         from rollback_lessons.runners.dbos import hosting
@@ -912,7 +932,10 @@ def test_a_relaunch_that_hosts_no_saga_leaves_the_run_waiting_never_failed(tmp_p
     same): the saga stopped half done, a's effect left, no record saying so. Now a resumed
     run whose saga is not hosted waits for it: a runner closed meanwhile leaves it
     ``PENDING``, and a later launch's ``handle_for(saga, run_id)`` finishes it. (The test
-    above answers through such a launch, the README's path.)"""
+    above answers through such a launch, the README's path.) attack19's F3: a ``sagas=``
+    factory raising in the resumed run (its undo's step) failed it for good the same way (a's
+    undo never ran, every later launch raised the factory's error); it now waits the same,
+    ``record`` saying why in one line, and a later launch finishes it."""
     import subprocess
     import sys
 
@@ -933,6 +956,15 @@ def test_a_relaunch_that_hosts_no_saga_leaves_the_run_waiting_never_failed(tmp_p
         "NotHosted saga 'r1' ('relaunched') waits for its steps, which this process does not "
         "know: launch with sagas={'relaunched': ...}, or use handle_for(saga, run_id)",
     ]  # fmt: skip
-    done = launch("finish", "bare")
+    flaky = launch("flaky")  # attack19's F3: sagas= raising in the resumed run
+    assert flaky.returncode == 0 and flaky.stderr == "", flaky.stderr[-2000:]
+    assert flaky.stdout.splitlines() == [
+        "waiting(): {'r1': 'relaunched'}",
+        "NotHosted saga 'r1' ('relaunched') waits for its steps: sagas={'relaunched': ...} "
+        "raised ConnectionError('the saga service is down') making the saga of run 'r1': it "
+        "waits, unfinished; handle_for(saga, run_id) hosts it, or a later launch whose sagas= "
+        "makes it",
+    ]  # fmt: skip
+    done = launch("finish")
     assert (done.returncode, done.stdout) == (0, "outcome: rolled_back b,a\n"), done.stderr
     _undone_once(world)
