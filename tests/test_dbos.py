@@ -8,6 +8,8 @@ in process, in each undo order and timing; a cancel compensates, DBOS's own
 applied once."""
 
 import logging
+import subprocess
+import sys
 import threading
 from functools import partial
 
@@ -95,6 +97,16 @@ def test_killed_mid_compensation_and_launched_again_it_finishes_each_undo_once(t
         ("next-1", "step1", 0), ("next-1", "step2", 0), ("next-1", "step3", 0),
     ]  # fmt: skip
     assert "undone, 2 undo calls" in compare_worlds({"DBOS": crash.world})
+    system = tmp_path / "dbos.sqlite"  # (attack19's S1: a saga never begun was a traceback)
+    more = subprocess.run([sys.executable, "-m", "rollback_lessons.worlds.crashlab", "--dbos",
+                           str(system), "--world", str(crash.world), "--prefix", "next",
+                           "--sagas", "3", "--resume"],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert (more.returncode, more.stdout) == (2, ""), more.stderr[-2000:]
+    assert more.stderr == (f"crashlab: DBOS has no saga 'next-3' in {system}: it never began "
+                           "there (a process killed before it, or another --prefix or "
+                           "--sagas); resumed before it: committed rolled_back\n")  # fmt: skip
+    assert world_report(crash.world) == report
 
 
 # -- parallel groups and cancellation: the graph machine, driven in a DBOS workflow ----------
