@@ -224,3 +224,27 @@ def test_a_changed_saga_of_the_runs_name_is_refused_before_it_is_hosted(tmp_path
         assert noundo.count("\n") == renamed.count("\n") == 1
     assert launch("again") == "again rollback_incomplete a\n"  # (b in doubt: leaked)
     assert _world(world) == [["do", "a"], ["start", "b"], ["undo", "a"]]
+
+
+def test_a_saga_of_another_name_is_never_the_runs_and_the_refusal_says_so():
+    """attack19's S2: ``handle_for`` given a saga named "y" for a run of a saga "x" was
+    refused as "saga 'x' is not the one ... (steps [...] are gone)", naming the run's saga,
+    not the one given, and not saying the names differ; one of the same steps under another
+    name was hosted. Each is refused, naming both; the run's own saga is not."""
+    from rollback_lessons import Saga, Step
+    from rollback_lessons.runners.dbos.hosting import changed
+    from rollback_lessons.runners.wire import plan_of
+
+    def saga(name, *steps):
+        return Saga([Step(k, lambda s: None, lambda s: None) for k in steps], name=name)
+
+    plan = plan_of(saga("x", "a", "b", "c"), "run-1")
+    why = ("saga 'y' is not the one run 'run-1' was started with (that was a saga 'x'): "
+           "nothing was hosted; give the saga that started it")  # fmt: skip
+    assert changed("run-1", saga("y", "a"), plan) == why
+    assert changed("run-1", saga("y", "a", "b", "c"), plan) == why  # (same steps: hosted)
+    assert changed("run-1", saga("x", "a", "b", "c"), plan) is None
+    assert changed("run-1", saga("x", "a"), plan) == (
+        "saga 'x' is not the one run 'run-1' was started with (steps ['b', 'c'] are gone): "
+        "nothing was hosted; give the saga that started it"
+    )

@@ -54,7 +54,13 @@ def _steps(items: Any) -> dict[str, tuple[str, bool]]:
 
 def changed(run_id: str, saga: Saga, plan: SagaPlan) -> str | None:
     """Why ``saga`` is not the saga run ``run_id`` was started with (its steps' names, kinds,
-    and whether each has an undo, against its saved plan), in one line; None: the same."""
+    and whether each has an undo, against its saved plan), in one line; None: the same. A
+    saga of another name is never the run's, whatever its steps (attack19's S2)."""
+    if saga.name != plan.name:
+        return (
+            f"saga {saga.name!r} is not the one run {run_id!r} was started with (that was a "
+            f"saga {plan.name!r}): nothing was hosted; give the saga that started it"
+        )
     now, then = _steps(saga.specs()), _steps(plan.steps)
     if now == then:
         return None

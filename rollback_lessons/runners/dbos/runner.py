@@ -210,7 +210,8 @@ class DBOSRunner:
         says how to make each by name for a run id (its state is then empty; such a saga
         acts on a world outside memory). DBOS's INFO logs are kept quiet. A file another
         live runner holds is refused in one line (``FileInUse``), before DBOS launches: its
-        launch would resume that runner's running sagas and run their steps again."""
+        launch would resume that runner's running sagas and run their steps again; so is one
+        that cannot be opened (``FileUnusable``: its folder missing, say)."""
         if not _launched.acquire(blocking=False):
             raise DBOSUnavailable("DBOS already runs in this process: close that runner first")
         lock = None
