@@ -730,10 +730,8 @@ def make(run_id=None):
     return Saga([*steps, Step("c", lambda s: 1 / 0)], name="relaunched")
 
 
-def flaky(run_id):  # a service it reads is down, in the resumed run only (attack19's F3)
-    if threading.current_thread() is not threading.main_thread():
-        raise ConnectionError("the saga service is down")
-    return make(run_id)
+def flaky(run_id):  # a service it reads is down (attack19's F3): at start, in the run
+    raise ConnectionError("the saga service is down")
 
 
 waited = threading.Event()
@@ -946,8 +944,9 @@ def test_a_relaunch_that_hosts_no_saga_leaves_the_run_waiting_never_failed(tmp_p
     ``PENDING``, and a later launch's ``handle_for(saga, run_id)`` finishes it. (The test
     above answers through such a launch, the README's path.) attack19's F3: a ``sagas=``
     factory raising in the resumed run (its undo's step) failed it for good the same way (a's
-    undo never ran, every later launch raised the factory's error); it now waits the same,
-    ``record`` saying why in one line, and a later launch finishes it."""
+    undo never ran, every later launch raised the factory's error), and raising in
+    ``start``'s own check it escaped ``start`` raw; the launch now goes on and the run waits
+    the same, ``record`` saying why in one line, and a later launch finishes it."""
     import subprocess
     import sys
 

@@ -250,10 +250,9 @@ class DBOSRunner:
                 if make is None or plan is None:
                     continue
                 try:
-                    saga = make(w.workflow_id)
+                    why = changed(w.workflow_id, make(w.workflow_id), plan)
                 except Exception:  # (the run's own call says why, and it waits: ``waiting``)
                     continue
-                why = changed(w.workflow_id, saga, plan)
                 if why is not None:
                     raise SagaChanged(f"{why} (sagas=); launch refused, the run left as it was")
         except BaseException:
