@@ -8,6 +8,8 @@ in process, in each undo order and timing; a cancel compensates, DBOS's own
 applied once."""
 
 import logging
+import subprocess
+import sys
 import threading
 from functools import partial
 
@@ -95,6 +97,16 @@ def test_killed_mid_compensation_and_launched_again_it_finishes_each_undo_once(t
         ("next-1", "step1", 0), ("next-1", "step2", 0), ("next-1", "step3", 0),
     ]  # fmt: skip
     assert "undone, 2 undo calls" in compare_worlds({"DBOS": crash.world})
+    system = tmp_path / "dbos.sqlite"  # (attack19's S1: a saga never begun was a traceback)
+    more = subprocess.run([sys.executable, "-m", "rollback_lessons.worlds.crashlab", "--dbos",
+                           str(system), "--world", str(crash.world), "--prefix", "next",
+                           "--sagas", "3", "--resume"],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert (more.returncode, more.stdout) == (2, ""), more.stderr[-2000:]
+    assert more.stderr == (f"crashlab: DBOS has no saga 'next-3' in {system}: it never began "
+                           "there (a process killed before it, or another --prefix or "
+                           "--sagas); resumed before it: committed rolled_back\n")  # fmt: skip
+    assert world_report(crash.world) == report
 
 
 # -- parallel groups and cancellation: the graph machine, driven in a DBOS workflow ----------
@@ -718,9 +730,27 @@ def make(run_id=None):
     return Saga([*steps, Step("c", lambda s: 1 / 0)], name="relaunched")
 
 
+def flaky(run_id):  # a service it reads is down (attack19's F3): at start, in the run
+    raise ConnectionError("the saga service is down")
+
+
 waited = threading.Event()
 BARE = sys.argv[4:] == ["bare"]  # launched as the README's relaunch: no sagas=
-with DBOSRunner.start(SYSTEM, sagas=None if BARE else {"relaunched": make}) as runner:
+SAGAS = None if BARE else {"relaunched": flaky if MODE == "flaky" else make}
+with DBOSRunner.start(SYSTEM, sagas=SAGAS) as runner:
+    if MODE == "flaky":  # its undo waits, unfinished, and the runner says why
+        from dbos import DBOS
+        from rollback_lessons.runners.dbos import hosting
+
+        unfinished = ("PENDING", "ENQUEUED")  # (failed for good, it waits no more)
+        while "r1" not in hosting.WAITING and DBOS.get_workflow_status("r1").status in unfinished:
+            waited.wait(0.02)
+        print("waiting():", runner.waiting())
+        try:
+            runner.record("r1")
+        except Exception as exc:
+            print(type(exc).__name__, exc)
+        sys.exit(0)
     if MODE == "leave":  # the answer sent (DBOS's own send), closed while its undo waits
         from dbos import DBOS
         from rollback_lessons.runners.dbos import hosting
@@ -912,7 +942,11 @@ def test_a_relaunch_that_hosts_no_saga_leaves_the_run_waiting_never_failed(tmp_p
     same): the saga stopped half done, a's effect left, no record saying so. Now a resumed
     run whose saga is not hosted waits for it: a runner closed meanwhile leaves it
     ``PENDING``, and a later launch's ``handle_for(saga, run_id)`` finishes it. (The test
-    above answers through such a launch, the README's path.)"""
+    above answers through such a launch, the README's path.) attack19's F3: a ``sagas=``
+    factory raising in the resumed run (its undo's step) failed it for good the same way (a's
+    undo never ran, every later launch raised the factory's error), and raising in
+    ``start``'s own check it escaped ``start`` raw; the launch now goes on and the run waits
+    the same, ``record`` saying why in one line, and a later launch finishes it."""
     import subprocess
     import sys
 
@@ -933,6 +967,15 @@ def test_a_relaunch_that_hosts_no_saga_leaves_the_run_waiting_never_failed(tmp_p
         "NotHosted saga 'r1' ('relaunched') waits for its steps, which this process does not "
         "know: launch with sagas={'relaunched': ...}, or use handle_for(saga, run_id)",
     ]  # fmt: skip
-    done = launch("finish", "bare")
+    flaky = launch("flaky")  # attack19's F3: sagas= raising in the resumed run
+    assert flaky.returncode == 0 and flaky.stderr == "", flaky.stderr[-2000:]
+    assert flaky.stdout.splitlines() == [
+        "waiting(): {'r1': 'relaunched'}",
+        "NotHosted saga 'r1' ('relaunched') waits for its steps: sagas={'relaunched': ...} "
+        "raised ConnectionError('the saga service is down') making the saga of run 'r1': it "
+        "waits, unfinished; handle_for(saga, run_id) hosts it, or a later launch whose sagas= "
+        "makes it",
+    ]  # fmt: skip
+    done = launch("finish")
     assert (done.returncode, done.stdout) == (0, "outcome: rolled_back b,a\n"), done.stderr
     _undone_once(world)

@@ -123,23 +123,82 @@ def test_a_relaunch_after_the_holder_died_is_not_refused_and_finishes(tmp_path):
     assert _world(world) == [["do", "a"], ["start", "b"], ["undo", "a"]]
 
 
+def _crashlab(*args):
+    command = [sys.executable, "-m", "rollback_lessons.worlds.crashlab", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+
 def test_crashlab_on_a_file_a_live_runner_holds_says_so_in_one_line(tmp_path):
-    """The operator's CLI: one line on stderr and exit 2, never a traceback; nothing ran."""
+    """The operator's CLI: one line on stderr and exit 2, never a traceback; nothing ran. The
+    file reached by another name (a symlink: attack19's F4, whose lock was per name) is the
+    same file; a file in a missing folder is one line too (attack19's S1: a traceback)."""
+    import os
+
     from rollback_lessons.runners.dbos.held import hold, let_go
 
     system, world = tmp_path / "d.sqlite", tmp_path / "world.db"
+    alias = tmp_path / "alias.sqlite"
     fd = hold(system)  # a live runner's lock (this process)
     try:
-        run = subprocess.run(
-            [sys.executable, "-m", "rollback_lessons.worlds.crashlab", "--dbos", str(system),
-             "--world", str(world)],
-            capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+        alias.symlink_to(system)
+        run = _crashlab("--dbos", alias, "--world", world)
     finally:
         let_go(fd)
     assert run.returncode == 2 and run.stdout == "", run.stderr[-2000:]
-    assert run.stderr.startswith(f"crashlab: DBOS runs on {system} in another live process")
-    assert run.stderr.count("\n") == 1 and not world.exists()
+    assert run.stderr == (f"crashlab: DBOS runs on {alias} in another live process (pid "
+                          f"{os.getpid()}): a second launch would resume its running sagas "
+                          "and run their steps again; close that runner first (a process "
+                          "that died holds nothing)\n")  # fmt: skip
+    assert not world.exists()
+    missing = tmp_path / "nowhere" / "d.sqlite"
+    run = _crashlab("--dbos", missing, "--world", world)
+    assert (run.returncode, run.stdout) == (2, ""), run.stderr[-2000:]
+    assert run.stderr == (f"crashlab: DBOS cannot use {missing}: No such file or directory "
+                          "(nothing was launched)\n")  # fmt: skip
+    assert not world.exists() and not missing.parent.exists()
+
+
+def test_one_lock_per_file_whatever_name_reaches_it(tmp_path):
+    """attack19's F4: the lock was a file beside the database's *name*: a symlink (or a hard
+    link) to a live runner's file took a lock of its own, launched, and resumed the live run,
+    whose running step ran a second time. The lock is now on the file itself: each other name
+    is refused (naming this process), and free once the holder lets go."""
+    import os
+
+    import pytest
+
+    from rollback_lessons.runners.dbos import FileInUse
+    from rollback_lessons.runners.dbos.held import hold, let_go
+
+    system = tmp_path / "d.sqlite"
+    system.touch()  # (a database already there)
+    fd = hold(system)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "symlink.sqlite").symlink_to(system)
+    os.link(system, tmp_path / "hardlink.sqlite")
+    names = ["symlink.sqlite", "hardlink.sqlite", "sub/../d.sqlite", "d.sqlite"]
+    try:
+        for name in names:
+            with pytest.raises(FileInUse, match=rf"\(pid {os.getpid()}\)"):
+                hold(tmp_path / name)
+    finally:
+        let_go(fd)
+    for name in names:
+        let_go(hold(tmp_path / name))
+
+
+def test_a_runner_on_a_file_it_cannot_open_is_refused_before_dbos_launches(tmp_path):
+    """attack19's S1: ``DBOSRunner.start`` in a missing folder raised a raw FileNotFoundError
+    (from the lock); it is one line (``FileUnusable``), and the runner slot is free again."""
+    import pytest
+
+    from rollback_lessons.runners.dbos import DBOSRunner, FileUnusable
+
+    missing = tmp_path / "nowhere" / "d.sqlite"
+    for _ in range(2):  # (the second is not DBOSUnavailable: nothing was left launched)
+        with pytest.raises(FileUnusable, match="No such file or directory"):
+            DBOSRunner.start(missing)
+    assert not missing.parent.exists()
 
 
 def test_a_changed_saga_of_the_runs_name_is_refused_before_it_is_hosted(tmp_path):
@@ -165,3 +224,27 @@ def test_a_changed_saga_of_the_runs_name_is_refused_before_it_is_hosted(tmp_path
         assert noundo.count("\n") == renamed.count("\n") == 1
     assert launch("again") == "again rollback_incomplete a\n"  # (b in doubt: leaked)
     assert _world(world) == [["do", "a"], ["start", "b"], ["undo", "a"]]
+
+
+def test_a_saga_of_another_name_is_never_the_runs_and_the_refusal_says_so():
+    """attack19's S2: ``handle_for`` given a saga named "y" for a run of a saga "x" was
+    refused as "saga 'x' is not the one ... (steps [...] are gone)", naming the run's saga,
+    not the one given, and not saying the names differ; one of the same steps under another
+    name was hosted. Each is refused, naming both; the run's own saga is not."""
+    from rollback_lessons import Saga, Step
+    from rollback_lessons.runners.dbos.hosting import changed
+    from rollback_lessons.runners.wire import plan_of
+
+    def saga(name, *steps):
+        return Saga([Step(k, lambda s: None, lambda s: None) for k in steps], name=name)
+
+    plan = plan_of(saga("x", "a", "b", "c"), "run-1")
+    why = ("saga 'y' is not the one run 'run-1' was started with (that was a saga 'x'): "
+           "nothing was hosted; give the saga that started it")  # fmt: skip
+    assert changed("run-1", saga("y", "a"), plan) == why
+    assert changed("run-1", saga("y", "a", "b", "c"), plan) == why  # (same steps: hosted)
+    assert changed("run-1", saga("x", "a", "b", "c"), plan) is None
+    assert changed("run-1", saga("x", "a"), plan) == (
+        "saga 'x' is not the one run 'run-1' was started with (steps ['b', 'c'] are gone): "
+        "nothing was hosted; give the saga that started it"
+    )

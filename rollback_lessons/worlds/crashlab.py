@@ -27,6 +27,7 @@ from typing import Any
 
 from ..durable.journal import Journal, JournalError
 from ..durable.registry import Registry, compensation
+from ..errors import RollbackLessonsError
 from ..rules import Kind, Register
 from ..saga import Saga, Step
 
@@ -343,7 +344,7 @@ def compare_worlds(worlds: dict[str, str | os.PathLike[str]], prefix: str = "") 
 
 def _on_dbos(args: argparse.Namespace) -> list[str]:
     """Run (or, with ``--resume``, resume) the sagas as DBOS workflows on ``--dbos``."""
-    from ..runners.dbos import DBOSRunner
+    from ..runners.dbos import DBOSRunner, UnknownRun
 
     def make(saga_id: str) -> Saga:
         return make_saga(str(args.world), saga_id, args.steps, args.register)
@@ -363,8 +364,17 @@ def _on_dbos(args: argparse.Namespace) -> list[str]:
                 args.fail_every, args.undo_fails_every, args.register, graph=args.graph,
                 at_once=args.at_once,
             )  # fmt: skip
-        ids = [f"{args.prefix}-{n}" for n in range(1, args.sagas + 1)]
-        return [str(runner.record(saga_id).status) for saga_id in ids]
+        statuses: list[str] = []
+        for saga_id in (f"{args.prefix}-{n}" for n in range(1, args.sagas + 1)):
+            try:
+                statuses.append(str(runner.record(saga_id).status))
+            except UnknownRun:  # (killed before it began: attack19's S1)
+                raise UnknownRun(
+                    f"DBOS has no saga {saga_id!r} in {args.dbos}: it never began there (a "
+                    "process killed before it, or another --prefix or --sagas); resumed "
+                    f"before it: {' '.join(statuses) or 'none'}"
+                ) from None
+        return statuses
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -403,12 +413,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     checkpoint.kill_at = args.kill_at or checkpoint.kill_at
     checkpoint.pause_at = args.pause_at or checkpoint.pause_at
     if args.dbos is not None:
-        from ..runners.dbos.held import FileInUse
-
         try:
             print(" ".join(_on_dbos(args)), flush=True)
-        except FileInUse as exc:  # (another live crashlab on the file): one line
-            print(f"crashlab: {exc}", file=sys.stderr)
+        except RollbackLessonsError as exc:  # (another live crashlab on the file, a folder
+            print(f"crashlab: {exc}", file=sys.stderr)  # missing, a saga never begun): one line
             return 2
         return 0
     try:

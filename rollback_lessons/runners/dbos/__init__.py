@@ -7,7 +7,7 @@ middle and relaunched on the same file finishes the saga. The Outcome is ``saga.
 """
 
 from ..asking import AnswerRefused, Question
-from .held import FileInUse
+from .held import FileInUse, FileUnusable
 from .hosting import SagaChanged
 from .runner import DBOSHandle, DBOSRunner, DBOSUnavailable, ReplayRefused, UnknownRun
 
@@ -17,6 +17,7 @@ __all__ = [
     "DBOSRunner",
     "DBOSUnavailable",
     "FileInUse",
+    "FileUnusable",
     "Question",
     "ReplayRefused",
     "SagaChanged",

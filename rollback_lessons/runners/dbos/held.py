@@ -1,8 +1,9 @@
 """One live runner per DBOS file: DBOS's launch resumes every ``PENDING`` workflow on the
 file (each process is DBOS's executor ``local``), a live process's too, which then ran a
-step's action a second time (attack17's G1). An exclusive lock beside the file, held for the
-runner's life, refuses a second launch before DBOS launches; the kernel drops it when the
-process dies, so a relaunch after a crash is never refused."""
+step's action a second time (attack17's G1). An exclusive lock on the file itself, held for
+the runner's life, refuses a second launch before DBOS launches, by whatever name it is
+reached (a symlink, a hard link: attack19's F4; a lock per name let each name's launch in);
+the kernel drops it when the process dies, so a relaunch after a crash is never refused."""
 
 from __future__ import annotations
 
@@ -17,32 +18,55 @@ class FileInUse(RollbackLessonsError):
     """``DBOSRunner.start`` on a file another live runner holds (this process or another)."""
 
 
-def lock_path(database: Path) -> Path:
-    """The lock file beside ``database`` (``dbos.sqlite.lock``)."""
-    return database.with_name(database.name + ".lock")
+class FileUnusable(RollbackLessonsError):
+    """``DBOSRunner.start`` on a file that cannot be opened (its folder missing, say): one
+    line, before DBOS launches."""
 
 
 def hold(database: Path) -> int:
     """Take the lock on ``database`` for this runner (its descriptor: ``let_go`` it), or
-    refuse in one line, naming the process holding it."""
-    where = lock_path(database)
-    fd = os.open(where, os.O_RDWR | os.O_CREAT, 0o644)
+    refuse in one line, naming the process holding it. The lock is ``flock`` on the file
+    itself (created empty if new: SQLite takes an empty file for a new database), which
+    SQLite's own locks (``fcntl``) never meet; it is closed only before DBOS launches or
+    once it is destroyed (closing a descriptor of the file drops this process's ``fcntl``
+    locks on it)."""
+    try:
+        fd = os.open(database, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise FileUnusable(
+            f"DBOS cannot use {database}: {exc.strerror or exc} (nothing was launched)"
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        holder = _holder(fd)
         os.close(fd)
         raise FileInUse(
-            f"DBOS runs on {database} in another live process (pid {holder}, lock {where}): "
-            "a second launch would resume its running sagas and run their steps again; "
-            "close that runner first (a process that died holds nothing)"
+            f"DBOS runs on {database} in another live process (pid {holder}): a second "
+            "launch would resume its running sagas and run their steps again; close that "
+            "runner first (a process that died holds nothing)"
         ) from None
     except BaseException:
         os.close(fd)
         raise
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
+
+
+def _holder(fd: int) -> str:
+    """The pid holding the ``flock`` on ``fd``'s file, as the kernel lists it (``unknown``
+    where it lists none)."""
+    st = os.fstat(fd)
+    key = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        with open("/proc/locks") as listed:
+            for line in listed:
+                # "1: FLOCK  ADVISORY  WRITE 1234 fe:00:5678 0 EOF" ("->": a waiter)
+                parts = line.split()
+                if parts[1:2] == ["FLOCK"] and len(parts) > 5 and parts[5] == key:
+                    return parts[4]
+    except OSError:
+        pass
+    return "unknown"
 
 
 def let_go(fd: int) -> None:

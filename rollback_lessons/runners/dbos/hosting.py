@@ -10,6 +10,7 @@ from typing import Any
 
 from dbos import DBOS
 
+from ...events import describe
 from ...saga import Saga, State
 from .. import hosted
 from ..wire import SagaPlan
@@ -23,7 +24,8 @@ WAITING: dict[str, str] = {}
 """Runs resumed at launch that wait for a process to host their saga (its name, by run id):
 ``FACTORIES`` has none of that name, and no ``handle_for`` gave it yet."""
 REFUSED: dict[str, str] = {}
-"""Runs whose saga ``FACTORIES`` made differs from their saved plan (why, by run id)."""
+"""Runs resumed at launch that wait although ``FACTORIES`` has their saga's name: the saga it
+made differs from their saved plan, or making it raised (why, in one line, by run id)."""
 _HOSTING = threading.Condition()
 _closing = False
 
@@ -52,7 +54,13 @@ def _steps(items: Any) -> dict[str, tuple[str, bool]]:
 
 def changed(run_id: str, saga: Saga, plan: SagaPlan) -> str | None:
     """Why ``saga`` is not the saga run ``run_id`` was started with (its steps' names, kinds,
-    and whether each has an undo, against its saved plan), in one line; None: the same."""
+    and whether each has an undo, against its saved plan), in one line; None: the same. A
+    saga of another name is never the run's, whatever its steps (attack19's S2)."""
+    if saga.name != plan.name:
+        return (
+            f"saga {saga.name!r} is not the one run {run_id!r} was started with (that was a "
+            f"saga {plan.name!r}): nothing was hosted; give the saga that started it"
+        )
     now, then = _steps(saga.specs()), _steps(plan.steps)
     if now == then:
         return None
@@ -127,10 +135,29 @@ def opening(closing: bool) -> None:
         _HOSTING.notify_all()
 
 
+def _made(run_id: str, name: str) -> tuple[Saga, None] | tuple[None, str]:
+    """The saga ``FACTORIES`` makes for run ``run_id``, or why not, in one line: its steps
+    differ from the run's saved plan, or making or checking it raised (a service it reads is
+    down, say: attack19's F3). Never raises an ``Exception``: in the workflow, DBOS would
+    save it as the run's failure for good, its undos never run."""
+    try:
+        saga = FACTORIES[name](run_id)
+        plan = saved_plan(run_id)
+        why = changed(run_id, saga, plan) if plan is not None else None
+    except Exception as exc:
+        return None, (
+            f"sagas={{{name!r}: ...}} raised {describe(exc)} making the saga of run "
+            f"{run_id!r}: it waits, unfinished; handle_for(saga, run_id) hosts it, or a "
+            "later launch whose sagas= makes it"
+        )
+    return (saga, None) if why is None else (None, why)
+
+
 def _saga(run_id: str, name: str) -> tuple[Saga, State]:
     """The run's saga and state. A run a relaunch resumed, with no saga of its name known
-    here, waits until one is (``handle_for``), never failed for want of it (DBOS would
-    save that failure for good: the saga stopped half done, for every later launch)."""
+    here (or none ``FACTORIES`` could make: ``REFUSED``), waits until one is
+    (``handle_for``), never failed for want of it (DBOS would save that failure for good:
+    the saga stopped half done, for every later launch)."""
     with _HOSTING:
         try:
             while True:
@@ -138,12 +165,10 @@ def _saga(run_id: str, name: str) -> tuple[Saga, State]:
                     run = hosted.RUNS[run_id]
                     return run.saga, run.state
                 if name in FACTORIES and run_id not in REFUSED:
-                    saga = FACTORIES[name](run_id)
-                    plan = saved_plan(run_id)
-                    why = changed(run_id, saga, plan) if plan is not None else None
-                    if why is None:
+                    saga, why = _made(run_id, name)
+                    if saga is not None:
                         return saga, {}
-                    REFUSED[run_id] = why  # (``start`` says so: it waits as if unhosted)
+                    REFUSED[run_id] = str(why)  # (``waiting``, ``record`` say so: it waits)
                 if _closing:
                     raise Unhosted(f"run {run_id!r} left waiting for its saga {name!r}")
                 WAITING[run_id] = name

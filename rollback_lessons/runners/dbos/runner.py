@@ -87,6 +87,11 @@ class ReplayRefused(RollbackLessonsError):
         )
 
 
+LOOK = 0.1
+"""How often (s) ``record`` looks whether the run it waits for ended, or waits for its steps
+(``sagas=`` could not make them: it would never end here)."""
+_LOOK = threading.Event()  # (never set: a sleep)
+
 _launched = threading.Lock()  # DBOS is process-global: one runner at a time
 
 
@@ -205,7 +210,8 @@ class DBOSRunner:
         says how to make each by name for a run id (its state is then empty; such a saga
         acts on a world outside memory). DBOS's INFO logs are kept quiet. A file another
         live runner holds is refused in one line (``FileInUse``), before DBOS launches: its
-        launch would resume that runner's running sagas and run their steps again."""
+        launch would resume that runner's running sagas and run their steps again; so is one
+        that cannot be opened (``FileUnusable``: its folder missing, say)."""
         if not _launched.acquire(blocking=False):
             raise DBOSUnavailable("DBOS already runs in this process: close that runner first")
         lock = None
@@ -243,7 +249,10 @@ class DBOSRunner:
                 make = hosting.FACTORIES.get(plan.name) if plan is not None else None
                 if make is None or plan is None:
                     continue
-                why = changed(w.workflow_id, make(w.workflow_id), plan)
+                try:
+                    why = changed(w.workflow_id, make(w.workflow_id), plan)
+                except Exception:  # (the run's own call says why, and it waits: ``waiting``)
+                    continue
                 if why is not None:
                     raise SagaChanged(f"{why} (sagas=); launch refused, the run left as it was")
         except BaseException:
@@ -361,15 +370,28 @@ class DBOSRunner:
     def record(self, run_id: str) -> RunRecord:
         """The record of run ``run_id``, once it ended (waited for): one this launch
         resumed, say, after the process that started it died. One that waits for its saga
-        (``waiting``) is refused in one line (``NotHosted``): it would never end here; one
-        that this version cannot resume (another version started it) is ``ReplayRefused``."""
+        (``waiting``; its saga ``sagas=`` could not make, saying why) is refused in one line
+        (``NotHosted``): it would never end here; one that this version cannot resume
+        (another version started it) is ``ReplayRefused``; a run id DBOS does not know (a
+        saga never started) is ``UnknownRun``."""
         self._not_stranded(run_id)  # (attack17's G4: it waited forever, or advised in vain)
-        name = self.waiting().get(run_id)
-        if name is not None:
-            raise hosted.NotHosted(
-                f"saga {run_id!r} ({name!r}) waits for its steps, which this process does not "
-                f"know: launch with sagas={{{name!r}: ...}}, or use handle_for(saga, run_id)"
-            )
+        if DBOS.get_workflow_status(run_id) is None:
+            raise UnknownRun(f"DBOS has no saga {run_id!r} in {self.path}")
+        while True:  # (until it ends, or waits for its steps here: refused, not waited on)
+            name = self.waiting().get(run_id)
+            if name is not None:
+                refused = hosting.REFUSED.get(run_id)
+                raise hosted.NotHosted(
+                    f"saga {run_id!r} ({name!r}) waits for its steps: {refused}"
+                    if refused is not None else
+                    f"saga {run_id!r} ({name!r}) waits for its steps, which this process does "
+                    f"not know: launch with sagas={{{name!r}: ...}}, or use "
+                    "handle_for(saga, run_id)"
+                )  # fmt: skip
+            status = DBOS.get_workflow_status(run_id)
+            if status is None or status.status not in ("PENDING", "ENQUEUED"):
+                break
+            _LOOK.wait(LOOK)
         try:
             return record_of(DBOS.retrieve_workflow(run_id).get_result())
         except DBOSUnexpectedStepError as exc:
@@ -378,7 +400,9 @@ class DBOSRunner:
     def waiting(self) -> dict[str, str]:
         """The sagas left unfinished on this file that this process cannot go on with, as
         it does not know their steps (their saga's name, by run id): resumed at launch, they
-        wait (``sagas=`` at ``start``, or ``handle_for(saga, run_id)``, hosts one)."""
+        wait (``sagas=`` at ``start``, or ``handle_for(saga, run_id)``, hosts one). One whose
+        saga ``sagas=`` could not make (it raised, or made another saga) is among them;
+        ``record`` says why."""
         unfinished = DBOS.list_workflows(status=["PENDING", "ENQUEUED"], has_parent=False)
         names = {w.workflow_id: hosting.saga_name(w.input) for w in unfinished}
         return {
@@ -386,7 +410,7 @@ class DBOSRunner:
             for run_id, name in names.items()
             if name is not None
             and run_id not in hosted.RUNS
-            and name not in hosting.FACTORIES
+            and (name not in hosting.FACTORIES or run_id in hosting.REFUSED)
             and run_id not in self.stranded  # (another version's: no saga resumes it here)
         }
 
