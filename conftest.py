@@ -264,6 +264,25 @@ def pytest_xdist_make_scheduler(config, log):
     return FilesThatMustStayTogether(config, log)
 
 
+# A worker's tests niced once it has left the browser tests. The browser halves are the
+# longest units (Lab, Chromium and a kernel each, mostly waiting on each other): when the
+# other workers' pure-Python tests took both cores, a half's JupyterLab, kernel and Chromium
+# waited behind them, and make test waited for the halves at its end. A worker that starts a
+# unit other than a browser half lowers its own priority (and its servers' and kernels', which
+# it starts afterwards) by NICER; the halves keep theirs. Only under xdist (make test's
+# workers): a run in one process keeps its priority.
+NICER = 5
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    if not os.environ.get("PYTEST_XDIST_WORKER") or getattr(item.config, "_niced", False):
+        return
+    if not unit_of_work(item.nodeid).startswith(BROWSER):
+        item.config._niced = True
+        os.nice(NICER)
+
+
 # -- where make test's CPU goes: each file's, printed at the end --------------------------
 # The durations say which tests wait longest; on two cores what bounds make test is the CPU
 # all of them use. Each test's CPU (user+sys: its process's, and its children's once they

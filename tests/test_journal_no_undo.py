@@ -15,7 +15,7 @@ import sqlite3
 from functools import partial
 
 import pytest
-from conftest import dead_pid
+from conftest import dead_pid, examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -172,7 +172,8 @@ REPORTED = ("dead", "leaked")  # (an undo logged after its step, which failed af
 SHAPES = st.lists(STEP, min_size=1, max_size=4)
 
 
-@settings(max_examples=25)
+# 10 sagas in make test (each killed at every instant: 0.4 CPU s a saga), 100 in make soak
+@settings(max_examples=examples(10))
 @given(shape=SHAPES, parallel=st.booleans())
 def test_a_step_with_no_undo_is_reported_leaked_whenever_the_process_is_killed(
     tmp_path_factory, shape, parallel
