@@ -655,6 +655,42 @@ def test_a_run_taken_up_by_a_process_that_did_not_start_it_is_hosted_there(on_te
     assert world == ["do a", "undo a here"]  # the retry ran in this process's worker
 
 
+def test_a_run_whose_policy_decides_in_code_is_not_taken_up_elsewhere(on_temporal):
+    """Its workflow asks that code for each decision; a process that did not start the run
+    has none of it, so hosting its saga there would run nothing: refused in one line
+    (NotHosted) before anything is hosted or answered."""
+    from rollback_lessons import UndoPolicy
+    from rollback_lessons.runners.temporal import NotHosted
+
+    class AskAPerson(UndoPolicy):
+        def decide(self, attempt, error):
+            return "halt"
+
+    saga = Saga([Step("a", lambda s: s.update(a=1), lambda s: s.pop("a")),
+                 Step("b", lambda s: 1 / 0)], name="code policy")  # fmt: skip
+
+    async def scenario(runner):
+        handle = await runner.start_saga(saga, {}, policy=AskAPerson(), halt_wait=120,
+                                         inject={"a": "undo_fails"})  # fmt: skip
+        while (asked := await handle.pending()) is None:
+            await asyncio.sleep(0.02)
+        run, policy = hosted.RUNS.pop(handle.run_id), hosted.POLICIES.pop(handle.run_id)
+        try:
+            with pytest.raises(NotHosted) as refused:
+                await runner.handle_for(saga, handle.run_id)
+            unhosted = handle.run_id not in hosted.RUNS
+        finally:  # (back in the process that started it, which ends it)
+            hosted.host(handle.run_id, run)
+            hosted.host_policy(handle.run_id, policy)
+        still = await handle.pending()
+        await handle.resolve(asked, "leave")
+        return str(refused.value), unhosted, still == asked, await handle.outcome()
+
+    refused, unhosted, unanswered, outcome = on_temporal(scenario)
+    assert "decides in Python" in refused and "nothing was hosted" in refused
+    assert unhosted and unanswered and outcome.status is Status.HALTED
+
+
 async def _halted_asking(runner, saga):
     """``saga`` started with a's undo failing under "halt": its handle and the question."""
     handle = await runner.start_saga(saga, {}, policy="halt", halt_wait=120,
