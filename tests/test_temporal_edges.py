@@ -647,7 +647,7 @@ def test_a_run_taken_up_by_a_process_that_did_not_start_it_is_hosted_there(on_te
     refused, unhosted, asked, still, outcome = on_temporal(scenario)
     assert "step 'a' has no undo now, it had one" in refused[0]
     assert "steps ['a'] are gone and steps ['a2'] are new" in refused[1]
-    assert "saga 'another' is not the one" in refused[2] and "saga 'taken up'" in refused[2]
+    assert "saga 'another' is not the one" in refused[2] and "a saga 'taken up'" in refused[2]
     assert "task queue" in refused[3] and "task_queue=" in refused[3]
     assert all("nothing was hosted" in r and "\n" not in r for r in refused)
     assert unhosted and still == asked  # nothing hosted, nothing answered by a refusal

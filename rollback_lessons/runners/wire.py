@@ -177,7 +177,13 @@ def changed(run_id: str, saga: Saga, plan: SagaPlan) -> str | None:
     """Why ``saga`` is not the saga run ``run_id`` was started with (its steps' names, kinds,
     and whether each has an undo, against the plan its engine keeps), in one line; None:
     the same. (DBOS's ``handle_for`` and ``sagas=``, Temporal's ``handle_for``: a saga
-    hosted for a run it did not start.)"""
+    hosted for a run it did not start.) A saga of another name is never the run's, whatever
+    its steps (attack19's S2)."""
+    if saga.name != plan.name:
+        return (
+            f"saga {saga.name!r} is not the one run {run_id!r} was started with (that was a "
+            f"saga {plan.name!r}): nothing was hosted; give the saga that started it"
+        )
     now, then = _steps(saga.specs()), _steps(plan.steps)
     if now == then:
         return None

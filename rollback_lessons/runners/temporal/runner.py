@@ -116,12 +116,7 @@ def plan_for(
 
 def _check(run_id: str, saga: Saga, plan: SagaPlan) -> None:
     """Refuse (``SagaChanged``, one line) a saga that is not the one ``plan`` started: of
-    another name, or whose steps differ (``wire.changed``)."""
-    if saga.name != plan.name:
-        raise SagaChanged(
-            f"saga {saga.name!r} is not the one run {run_id!r} was started with (that is "
-            f"saga {plan.name!r}): nothing was hosted; give the saga that started it"
-        )
+    another name, or whose steps differ (``wire.changed``, DBOS's rule too)."""
     why = changed(run_id, saga, plan)
     if why is not None:
         raise SagaChanged(why)
