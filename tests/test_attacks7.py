@@ -259,7 +259,9 @@ def test_an_undo_whose_end_died_with_the_server_is_not_a_dead_letter(
                 await handle.outcome()
             again = await TemporalRunner.start(db_file=db, port=port, task_queue=first.task_queue)
             async with again:
-                return await asyncio.wait_for(again.handle_for(saga, handle.run_id).outcome(), 60)
+                return await asyncio.wait_for(
+                    (await again.handle_for(saga, handle.run_id)).outcome(), 60
+                )
         finally:
             gate.set()
             await first.close()

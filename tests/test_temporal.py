@@ -469,7 +469,7 @@ def test_the_history_survives_a_restart_of_the_server(tmp_path):
         async with await TemporalRunner.start(db_file=db) as runner:
             run_id, outcome, story = await first(runner)
         async with await TemporalRunner.start(db_file=db) as again:  # a new server process
-            handle = again.handle_for(xyz_saga(), run_id)
+            handle = await again.handle_for(xyz_saga(), run_id)
             return outcome, story, await handle.history(ids=False), await handle.outcome()
 
     outcome, story, story_again, outcome_again = run_async(main)

@@ -22,6 +22,13 @@ class NotHosted(RollbackLessonsError):
     """The run's saga or policy lives in another process than the one asked for it."""
 
 
+class SagaChanged(NotHosted):
+    """A saga of the run's name whose steps differ from those the run was started with (the
+    ``SagaPlan`` its engine keeps: ``wire.changed``): hosted, an undo removed was reported
+    done though none ran, a step renamed failed the run for good (attack17's G2). Refused
+    before it is hosted, on DBOS and on Temporal alike."""
+
+
 @dataclass
 class Hosted:
     """One run's saga, state and faults; ``started`` is set per step as its action begins;

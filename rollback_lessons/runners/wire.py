@@ -169,6 +169,41 @@ class SagaPlan:
         return found[0]
 
 
+def _steps(items: Any) -> dict[str, tuple[str, bool]]:
+    return {s.name: (str(s.kind), bool(s.has_undo)) for s in items}
+
+
+def changed(run_id: str, saga: Saga, plan: SagaPlan) -> str | None:
+    """Why ``saga`` is not the saga run ``run_id`` was started with (its steps' names, kinds,
+    and whether each has an undo, against the plan its engine keeps), in one line; None:
+    the same. (DBOS's ``handle_for`` and ``sagas=``, Temporal's ``handle_for``: a saga
+    hosted for a run it did not start.) A saga of another name is never the run's, whatever
+    its steps (attack19's S2)."""
+    if saga.name != plan.name:
+        return (
+            f"saga {saga.name!r} is not the one run {run_id!r} was started with (that was a "
+            f"saga {plan.name!r}): nothing was hosted; give the saga that started it"
+        )
+    now, then = _steps(saga.specs()), _steps(plan.steps)
+    if now == then:
+        return None
+    gone = [n for n in then if n not in now]
+    new = [n for n in now if n not in then]
+    if gone or new:
+        why = f"steps {gone} are gone" if gone else ""
+        why += (" and " if gone and new else "") + (f"steps {new} are new" if new else "")
+    else:
+        n = next(n for n in then if now[n] != then[n])
+        was, has = then[n], now[n]
+        why = (f"step {n!r} is {has[0]}, it was {was[0]}" if was[0] != has[0] else
+               f"step {n!r} {'has an undo now' if has[1] else 'has no undo now'}, "
+               f"it had {'one' if was[1] else 'none'}")  # fmt: skip
+    return (
+        f"saga {plan.name!r} is not the one run {run_id!r} was started with ({why}): "
+        "nothing was hosted; give the saga that started it"
+    )
+
+
 GRAPH_ENGINES = (
     "in process (saga.run, await saga.arun), on Temporal, on Step Functions, on DBOS and as "
     "BPMN on SpiffWorkflow"

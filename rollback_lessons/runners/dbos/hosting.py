@@ -13,7 +13,8 @@ from dbos import DBOS
 from ...events import describe
 from ...saga import Saga, State
 from .. import hosted
-from ..wire import SagaPlan
+from ..hosted import SagaChanged
+from ..wire import SagaPlan, changed
 
 FACTORIES: dict[str, Callable[[str], Saga]] = {}
 """How to make a saga by its name for a run id (a relaunched process resumes runs it did
@@ -40,45 +41,6 @@ def saga_name(inputs: Any) -> str | None:
     """The saga's name a saga's workflow was started with (DBOS's saved inputs), if any."""
     args = (inputs or {}).get("args") or (None,)
     return args[0].name if isinstance(args[0], SagaPlan) else None
-
-
-class SagaChanged(hosted.NotHosted):
-    """A saga of the run's name whose steps differ from those the run was started with (its
-    saved ``SagaPlan``): hosted, an undo removed was reported done though none ran, a step
-    renamed failed the run for good (attack17's G2). Refused before it is hosted."""
-
-
-def _steps(items: Any) -> dict[str, tuple[str, bool]]:
-    return {s.name: (str(s.kind), bool(s.has_undo)) for s in items}
-
-
-def changed(run_id: str, saga: Saga, plan: SagaPlan) -> str | None:
-    """Why ``saga`` is not the saga run ``run_id`` was started with (its steps' names, kinds,
-    and whether each has an undo, against its saved plan), in one line; None: the same. A
-    saga of another name is never the run's, whatever its steps (attack19's S2)."""
-    if saga.name != plan.name:
-        return (
-            f"saga {saga.name!r} is not the one run {run_id!r} was started with (that was a "
-            f"saga {plan.name!r}): nothing was hosted; give the saga that started it"
-        )
-    now, then = _steps(saga.specs()), _steps(plan.steps)
-    if now == then:
-        return None
-    gone = [n for n in then if n not in now]
-    new = [n for n in now if n not in then]
-    if gone or new:
-        why = f"steps {gone} are gone" if gone else ""
-        why += (" and " if gone and new else "") + (f"steps {new} are new" if new else "")
-    else:
-        n = next(n for n in then if now[n] != then[n])
-        was, has = then[n], now[n]
-        why = (f"step {n!r} is {has[0]}, it was {was[0]}" if was[0] != has[0] else
-               f"step {n!r} {'has an undo now' if has[1] else 'has no undo now'}, "
-               f"it had {'one' if was[1] else 'none'}")  # fmt: skip
-    return (
-        f"saga {plan.name!r} is not the one run {run_id!r} was started with ({why}): "
-        "nothing was hosted; give the saga that started it"
-    )
 
 
 PLANS: dict[str, SagaPlan | None] = {}

@@ -1,6 +1,7 @@
 """Run a ``Saga`` on Temporal (extra ``temporal``): ``TemporalRunner``."""
 
 from ..asking import AnswerRefused, Question
+from ..hosted import NotHosted, SagaChanged
 from .limits import TemporalLimitExceeded
 from .runner import (
     AbandonedCalls,
@@ -16,7 +17,9 @@ from .runner import (
 __all__ = [
     "AbandonedCalls",
     "AnswerRefused",
+    "NotHosted",
     "Question",
+    "SagaChanged",
     "SagaHandle",
     "SagaTerminated",
     "ServerLost",

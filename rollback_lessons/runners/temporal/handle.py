@@ -205,12 +205,12 @@ class SagaHandle:
 
 
 def cancel_fate(exc: RPCError) -> str:
-    """What a cancel that got no answer did: a client that could not connect sent nothing;
-    any other silence may come after the server took it (attack17: "not heard", yet the
-    saga ended cancelled), so that is not known."""
-    if "connect error" in (exc.message or ""):
-        return "The cancel did not reach the server (no connection)."
+    """What a cancel that got no answer did: not known, whatever the last error says. The
+    client connected when the runner started, and the SDK retries a call that got no
+    answer: an earlier attempt may have reached the server even when the last one could
+    not connect (attack19's F8: "did not reach the server (no connection)", yet the saga
+    ended cancelled). Only the server, once back, tells (``outcome()``, ``pending()``)."""
     return (
-        "The cancel was sent; whether the saga took it is not known: outcome() tells once "
-        "the server is back."
+        "The cancel may have reached the server; whether the saga took it is not known: "
+        "outcome() tells once the server is back."
     )

@@ -183,7 +183,7 @@ class ServerLost(TemporalUnavailable):
     undos that succeeded, actions that failed (perhaps after their effect). The saga's
     history is in the server's database: started again on it (``db_file``, the same
     ``port`` and ``task_queue``), the server hands the saga to a worker again, which
-    finishes it (``runner.handle_for(saga, run_id).outcome()``)."""
+    finishes it (``(await runner.handle_for(saga, run_id)).outcome()``)."""
 
     def __init__(self, message: str, run_id: str, done: tuple[str, ...] = (),
                  undone: tuple[str, ...] = (), failed: tuple[str, ...] = ()) -> None:  # fmt: skip

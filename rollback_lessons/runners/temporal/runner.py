@@ -24,8 +24,8 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
-from temporalio.client import Client, WorkflowHandle
-from temporalio.service import RPCError
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
@@ -36,7 +36,8 @@ from ...outcome import Outcome
 from ...policies import PolicyLike
 from ...saga import Saga, State, snapshot
 from .. import free_port, hosted
-from ..wire import SagaPlan, needs_graph, plan_of
+from ..hosted import SagaChanged
+from ..wire import SagaPlan, changed, needs_graph, plan_of
 from .activities import (
     GATES,
     RUNNING,
@@ -111,6 +112,14 @@ def plan_for(
     if plan.after is None and needs_graph(plan, undo_order=undo_order, completion=completion):
         plan.after = {s: list(d) for s, d in saga.dependencies.items()}  # a chain
     return plan
+
+
+def _check(run_id: str, saga: Saga, plan: SagaPlan) -> None:
+    """Refuse (``SagaChanged``, one line) a saga that is not the one ``plan`` started: of
+    another name, or whose steps differ (``wire.changed``, DBOS's rule too)."""
+    why = changed(run_id, saga, plan)
+    if why is not None:
+        raise SagaChanged(why)
 
 
 def plan_text(plan: SagaPlan) -> list[str]:
@@ -293,13 +302,54 @@ class TemporalRunner:
             ) from None
         return SagaHandle(self, saga, handle, state, before)
 
-    def handle_for(self, saga: Saga, run_id: str) -> SagaHandle:
-        """A handle on a saga this server already ran (after a restart, say): its history
-        and its result, read back from the server (with the state it acts on, when this
-        process still hosts the run)."""
+    async def handle_for(self, saga: Saga, run_id: str) -> SagaHandle:
+        """A handle on a saga this server runs or ran (after a restart, or from a process
+        that did not start it: an admin's, one started after a crash): a person answers it
+        (``pending()``, ``resolve()``), ``outcome()`` reads its end. A run still going that
+        this process does not host is hosted here, as on DBOS: its undos and steps run in
+        this runner's worker, on a world outside memory (its state empty, no faults
+        injected), once ``saga`` is checked to be the one it was started with (its steps
+        against the plan the server keeps: ``SagaChanged``, one line, nothing hosted). Refused
+        in one line too (``NotHosted``), before anything is hosted or answered: a run on
+        another task queue (this runner's worker would never be given its calls: start one
+        with ``task_queue=`` that run's), a run whose policy decides in code (only the
+        process that started it has that code). A run this process hosts keeps its state."""
         workflow = self.client.get_workflow_handle(run_id, result_type=dict)
         run = hosted.RUNS.get(run_id)
-        return SagaHandle(self, saga, workflow, run.state if run is not None else None, None)
+        if run is not None:  # started (or taken up) here: its saga, its state
+            _check(run_id, saga, plan_for(run.saga, run_id=run_id))
+            return SagaHandle(self, saga, workflow, run.state, None)
+        try:
+            about = await workflow.describe()
+            plan = await self._plan_of(workflow)
+        except RPCError as exc:
+            if exc.status is RPCStatusCode.NOT_FOUND:
+                raise  # the server's own word: no such run
+            raise ServerLost.of(run_id, exc, "Nothing was hosted.") from None
+        _check(run_id, saga, plan)
+        if about.status is WorkflowExecutionStatus.RUNNING:  # (one over needs no worker)
+            if about.task_queue != self.task_queue:
+                raise hosted.NotHosted(
+                    f"run {run_id!r} runs on task queue {about.task_queue!r}, and this "
+                    f"runner's worker polls {self.task_queue!r}: nothing was hosted; take "
+                    f"it up from a runner started with task_queue={about.task_queue!r}"
+                )
+            if plan.policy.in_code and run_id not in hosted.POLICIES:
+                raise hosted.NotHosted(
+                    f"run {run_id!r} has an undo policy that decides in Python; only the "
+                    "process that started it has that code: nothing was hosted"
+                )
+            hosted.host(run_id, hosted.Hosted(saga, {}, {}))
+        return SagaHandle(self, saga, workflow, None, None)
+
+    async def _plan_of(self, workflow: WorkflowHandle[Any, Any]) -> SagaPlan:
+        """The plan the run was started with: its workflow's input, as the server keeps it
+        (the first event of its history)."""
+        async for event in workflow.fetch_history_events():
+            payloads = event.workflow_execution_started_event_attributes.input.payloads
+            [plan] = await self.client.data_converter.decode(list(payloads), [SagaPlan])
+            return plan  # type: ignore[no-any-return]
+        raise RPCError(f"run {workflow.id} has no history", RPCStatusCode.NOT_FOUND, b"")
 
     async def run(self, saga: Saga, state: State | None = None, **options: Any) -> Outcome:
         """Run ``saga`` on Temporal and return its Outcome (like ``saga.run``)."""
