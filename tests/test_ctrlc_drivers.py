@@ -821,3 +821,85 @@ def test_a_sibling_whose_action_was_never_called_is_not_run_after_a_ctrl_c(tmp_p
         assert journal.saga("r").status == "rolled_back" and journal.leaked("r") == []
     assert world == {"a": 0, "b": 0}
     assert called == (["c"] if driver == "arun" else [])
+
+
+PAIRS_REGISTRY = Registry()
+PAIRS_REC: list = []
+
+
+@compensation("pairs_undo", PAIRS_REGISTRY)
+def pairs_undo(k, idempotency_key=None):
+    PAIRS_REC.append(("undo", k))
+
+
+def pairs_saga(shape: str) -> Saga:
+    """attack19's pairs sweep, its sagas: a retried step in a list, a group whose branch
+    is retried, a retriable step after the pivot (each first attempt refusing)."""
+
+    def act(k):
+        return lambda s: PAIRS_REC.append(("do", k))
+
+    def step(k, **kw):
+        return Step(k, act(k), pairs_undo.bind(k=k), **kw)
+
+    if shape == "list":
+        return Saga([step("a", register="before"), Step("b", flaky(act("b")),
+                     pairs_undo.bind(k="b"), retry=QUICK), step("c")], name="pl")  # fmt: skip
+    if shape == "group":
+        return Saga([step("a"), Parallel(step("b"), [Step("c", flaky(act("c")),
+                     pairs_undo.bind(k="c"), retry=QUICK), step("e")]), step("d")],
+                    name="pg")  # fmt: skip
+    return Saga([step("a"), Step("email", act("email"), kind=Kind.PIVOT),
+                 Step("ship", flaky(act("ship")), kind=Kind.RETRIABLE, retry=QUICK)],
+                name="pp")  # fmt: skip
+
+
+PAIRS_INJECT = {"list": {"c": "fail"}, "group": {"d": "fail"}, "pivot": {}}
+
+
+def pairs_events(shape: str, driver: str) -> int:
+    seen: list = []
+    drive(pairs_saga(shape), driver, inject=PAIRS_INJECT[shape], on_event=seen.append)
+    return len(seen)
+
+
+PAIRS = [
+    (shape, driver, n1, n2)
+    for shape in ("list", "group", "pivot")
+    for driver in ("list", "graph", "arun")
+    for events in [pairs_events(shape, driver)]
+    for n1 in range(1, events + 1)
+    for n2 in range(n1 + 1, events + 2)
+]
+
+
+@pytest.mark.parametrize(("shape", "driver", "n1", "n2"), a_part(PAIRS, 40, name="ctrlc-pairs"))
+def test_two_ctrl_cs_at_any_pair_of_events_then_recover_tell_the_truth(
+    tmp_path, shape, driver, n1, n2
+):
+    """attack19's pairs sweep (F6, F7): Ctrl-Cs at the n1-th and n2-th events, with a
+    journal, then recover: the Ctrl-C comes out, no undo runs twice nor for a step never
+    done (a register-before one aside), nothing is undone across the pivot, nothing is
+    left unfinished, and no step is reported leaked whose action never had an effect."""
+    PAIRS_REC.clear()
+    count: list = []
+
+    def observer(event):
+        count.append((event.kind.value, event.step))
+        if len(count) in (n1, n2):
+            raise KeyboardInterrupt
+
+    with Journal(str(tmp_path / "j.db")) as journal:
+        got = drive(pairs_saga(shape), driver, inject=PAIRS_INJECT[shape], on_event=observer,
+                    journal=journal, run_id="r")  # fmt: skip
+        assert isinstance(got, KeyboardInterrupt), got
+        if journal.unfinished():
+            orphan_and_recover(journal, PAIRS_REGISTRY, "r")
+        assert journal.unfinished() == []
+        leaked = set(journal.leaked("r"))
+    done = [k for op, k in PAIRS_REC if op == "do"]
+    undone = [k for op, k in PAIRS_REC if op == "undo"]
+    assert len(undone) == len(set(undone)), PAIRS_REC
+    assert set(undone) <= {*done, "a"}, (PAIRS_REC, count)  # (a: its undo logged before it)
+    assert not ("email" in done and undone), PAIRS_REC
+    assert leaked <= set(done), (leaked, PAIRS_REC, count)
