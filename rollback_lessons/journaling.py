@@ -179,9 +179,12 @@ class JournalWriter:
         if isinstance(self.m.error, TakenOver):
             return  # (taken over: the new holder ends it)
         if self.jrun is None:
-            if self.dropped is not None and self.refused:
-                with contextlib.suppress(Exception):  # (if it fails again: the safe side)
-                    self.dropped.abandon_now(self.refused)
+            for _ in range(3 if self.dropped is not None and self.refused else 0):
+                try:  # (tried as often as a commit; if it still fails: the safe side)
+                    self.dropped.abandon_now(self.refused)  # type: ignore[union-attr]
+                    break
+                except Exception:  # (a moment's I/O error: tried again)
+                    continue
             return
         steps = [s for s in list(self.intents) if s not in self.m.kinds]
         not_run = [self.intents.pop(s) for s in steps]
