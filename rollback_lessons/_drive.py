@@ -173,8 +173,8 @@ class Driver:
     taken: Any = None  # (journal run, TakenOver): the run a takeover ended, and how
     in_doubt: BaseException | None = None  # a Ctrl-C that came as the commit was written
     undone: list[float] | None = None  # (in_a_row) when undos returned, not yet told
-    recording = True  # (False: the machine hears of every step and undo as it happens: the
-    # reference ``tests/test_recorded.py`` compares a recorded with-block and ``in_a_row`` to)
+    uncalled: tuple[str, ...] = ()  # (completion=) steps launched whose action was not called
+    recording = True  # (False: told every step, undo as it happens: ``tests/test_recorded.py``)
 
     def snap(self) -> None:
         """Snapshot the state (a traced run)."""

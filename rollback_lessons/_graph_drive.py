@@ -187,12 +187,16 @@ def drive_graph(run: Run, asked: Asked = None, pick: Pick | None = None) -> Op:
             gm.launch(step)
             op = _carry(run, step_ops(run, step, asked, inline=True))
             continue
-        for step in gm.ready():
-            run.tick()
-            gm.launch(step)
-            loops[step] = step_ops(run, step, asked, inline=True)
-        step = pick(tuple(loops))
-        op = _carry(run, loops.pop(step))
+        try:
+            for step in gm.ready():
+                run.tick()
+                gm.launch(step)
+                loops[step] = step_ops(run, step, asked, inline=True)
+            step = pick(tuple(loops))
+            op = _carry(run, loops.pop(step))
+        except BaseException:  # the others' actions were not called yet (the timing played):
+            run.uncalled = tuple(loops)  # cut short, they had no effect (arun's refuse, or
+            raise  # never begin their call: attack19 F6)
     return run.drive(op)  # type: ignore[arg-type]
 
 
@@ -266,11 +270,15 @@ class Escaped(Exception):
 class Broke(Exception):
     """A branch's task raised ``exc`` (an ``Escaped`` Ctrl-C too), told the machine at
     once, in that task (``broken``), so that no other branch's end is told before it (a
-    step freed by it would start, the run commit); ``answer`` is the machine's."""
+    step freed by it would start, the run commit); ``answer`` is the machine's, ``again``
+    what raised as it was told (a second Ctrl-C: the run fails, its rollback cut there, as
+    ``saga.run``'s is, what was done left pending for ``recover``)."""
 
-    def __init__(self, exc: BaseException, answer: GraphOp | None) -> None:
+    def __init__(
+        self, exc: BaseException, answer: GraphOp | None, again: BaseException | None = None
+    ) -> None:
         super().__init__(type(exc).__name__)
-        self.exc, self.answer = exc, answer
+        self.exc, self.answer, self.again = exc, answer, again
 
 
 def original(exc: BaseException) -> BaseException:
@@ -299,6 +307,7 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
     gm: GraphMachine = run.m  # type: ignore[assignment]
     tasks: dict[asyncio.Future[GraphOp], str] = {}
     broken: BaseException | None = None
+    again: BaseException | None = None  # a second Ctrl-C, as a branch's failure was told
     run.wake = asyncio.Event()  # set once the run stops: a branch's retry wait ends then
 
     def start_ready() -> None:
@@ -314,7 +323,11 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
                 start_ready()  # end is told (two ending in one turn of the loop): the order a
             return op  # timing of ``saga.run(completion=...)`` gives
         except BaseException as exc:  # told the machine now, in this task: no other
-            raise Broke(exc, told(step, original(exc))) from None  # branch's end goes first
+            try:  # branch's end goes first
+                answer = told(step, original(exc))
+            except BaseException as again:  # a second Ctrl-C as it was told (an observer of
+                raise Broke(exc, None, again) from None  # the step's failure): cuts the rollback
+            raise Broke(exc, answer) from None
 
     def told(step: str, exc: BaseException) -> GraphOp | None:
         """A Ctrl-C while its own step still runs or waits (a wait's cancel function, an
@@ -368,11 +381,17 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
                 answers.append(task.result())
             except Broke as exc:  # told the machine in part (and ``broken``): fails there
                 broken = broken or original(exc.exc)
+                again = again or exc.again
                 answers.append(exc.answer)
         over = [a for a in answers if a is not None and type(a) is not Ready]
         op = over[0] if over else Ready(gm.ready())
     if broken is not None and not isinstance(broken, Exception) and run.raise_after is None:
         run.raise_after = broken  # a Ctrl-C: re-raised once what was done is undone
+    if again is not None:  # (every branch ended): the run fails, its rollback cut at once
+        if type(op) is Ready:
+            assert broken is not None
+            op = run.fail(broken)
+        return run.cut(again)
     if type(op) is Ready:  # no step's end answered the run's end: it fails here
         assert broken is not None
         return await run.aroll_back(broken)

@@ -168,7 +168,7 @@ def cut_forward(run: Run, error: BaseException) -> Op | None:
     if isinstance(m, GraphMachine):
         cut: GraphOp | None = None
         for step in m.busy:
-            cut = m.step_cut(step, error)
+            cut = m.step_cut(step, error, called=step not in run.uncalled)
         return cut if cut is not None and type(cut) is not Ready else None  # type: ignore[return-value]
     if m.phase in (Phase.STEP, Phase.STEP_WAIT):
         op = m.interrupted(error)

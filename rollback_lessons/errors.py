@@ -88,3 +88,9 @@ class CommitNotRecorded(RollbackLessonsError):
     """Every step was done, but the journal could not record the commit (tried three
     times): the run is not committed, it fails there and is rolled back, as ``recover``
     would roll it back later from what the journal says."""
+
+
+class JournalError(RollbackLessonsError):
+    """The journal cannot be used (not a journal this version can use: left untouched), or
+    a write to it failed going forward (the run failed there; the storage's own error is
+    the cause)."""

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
-from .errors import CommitNotRecorded, TakenOver
+from .errors import CommitNotRecorded, JournalError, RollbackLessonsError, TakenOver
 from .events import Event, EventKind, describe
 from .machine import Machine
 from .ports import UndoJournalRun
@@ -34,8 +34,24 @@ class JournalWriter:
         self.intents: dict[str, int] = {}  # positions of undos to log after their step
         self.bare: set[str] = set()  # steps with no undo: their intent is all that is written
         self.pivot: str | None = None  # the pivot written ``started``
+        self.refused: list[int] = []  # intents of steps that failed before any effect
+        self.dropped: UndoJournalRun | None = None  # the run a failed write stopped writing
 
     def watch(
+        self, seq: int, kind: EventKind, step: str | None, details: Mapping[str, Any]
+    ) -> None:
+        """Write the event down. A write that fails going forward is the run's error (it
+        fails there): the storage's own error (a full disk's ``sqlite3.OperationalError``)
+        becomes one typed line, ``JournalError``, its cause chained (attack19 S3)."""
+        try:
+            self._write(seq, kind, step, details)
+        except RollbackLessonsError:
+            raise
+        except Exception as exc:
+            at = f"at the {kind._value_} event" + (f" of {step}" if step else "")
+            raise JournalError(f"the journal could not be written {at}: {describe(exc)}") from exc
+
+    def _write(
         self, seq: int, kind: EventKind, step: str | None, details: Mapping[str, Any]
     ) -> None:
         jrun, m = self.jrun, self.m
@@ -72,7 +88,8 @@ class JournalWriter:
                 )
         elif kind is EventKind.STEP_FAILED:
             if step in self.intents and not details.get("after_effect"):
-                jrun.abandon(self.intents.pop(step))  # nothing happened: nothing to undo
+                self.refused.append(self.intents.pop(step))  # nothing happened: nothing
+                jrun.abandon(self.refused[-1])  # to undo (written again at the end: ``end``)
             if step is not None and m.kinds.get(step) == Kind.PIVOT and m.doubt != step:
                 jrun.pivot(step, "refused")  # before any effect: recover may roll back
         elif kind is EventKind.STEP_DONE:
@@ -117,8 +134,8 @@ class JournalWriter:
         except TakenOver:
             self.jrun = None  # another process holds the saga now: stop, write nothing
             raise  # (the machine ends the rollback there: no other undo runs)
-        except Exception as exc:
-            self.jrun = None  # the journal keeps the saga unfinished: recover finishes it
+        except Exception as exc:  # the journal keeps the saga unfinished: recover finishes it
+            self.dropped, self.jrun = self.jrun, None
             self.m.note(
                 EventKind.JOURNAL_FAILED,
                 f"journal write failed ({describe(exc)}); the rollback went on in memory, "
@@ -156,17 +173,27 @@ class JournalWriter:
 
     def end(self, error: BaseException | None) -> None:
         """The run ended: its status (a commit is written at its event), unless a Ctrl-C
-        left it for ``recover`` to finish."""
-        if self.jrun is None or isinstance(self.m.error, TakenOver):
+        left it for ``recover`` to finish, or a failed write left it unfinished (then the
+        steps that failed before any effect are written again, alone: recover must not
+        report a step that never had an effect as leaked, attack19 F2/F7)."""
+        if isinstance(self.m.error, TakenOver):
             return  # (taken over: the new holder ends it)
+        if self.jrun is None:
+            for _ in range(3 if self.dropped is not None and self.refused else 0):
+                try:  # (tried as often as a commit; if it still fails: the safe side)
+                    self.dropped.abandon_now(self.refused)  # type: ignore[union-attr]
+                    break
+                except Exception:  # (a moment's I/O error: tried again)
+                    continue
+            return
         steps = [s for s in list(self.intents) if s not in self.m.kinds]
         not_run = [self.intents.pop(s) for s in steps]
         pivot = self.pivot if self.pivot in steps else None  # never called: no effect
         if self.m.interruption is not None:  # (``Machine.not_run``: nothing to undo), even
-            if not_run:  # when a Ctrl-C cut the rollback (attack18: recover said it leaked;
-                with contextlib.suppress(Exception):  # a pivot, halted). If this write
-                    self.jrun.abandon_now(not_run, pivot)  # fails, they stay: the safe side
-            return
+            if not_run or self.refused:  # when a Ctrl-C cut the rollback (attack18: recover
+                with contextlib.suppress(Exception):  # said it leaked; a pivot, halted). If
+                    self.jrun.abandon_now([*self.refused, *not_run], pivot)  # it fails,
+            return  # they stay: the safe side
         for position in not_run:
             self.jrun.abandon(position)
         if pivot is not None:

@@ -181,6 +181,7 @@ class Machine:
     stopping: BaseException | None = None  # asked to stop when the running step returns
     interruption: BaseException | None = None
     interrupted_where = ""
+    raised_at: tuple[BaseException, str] | None = None  # an event that raised going forward
     irreversible: Sequence[str] = ()
     leaked: Sequence[str] = ()
     semantic: Sequence[str] = ()
@@ -204,11 +205,13 @@ class Machine:
             try:
                 self.watch(self.first_seq + len(self.rows), kind, step, dict(details))  # type: ignore[arg-type]
             except BaseException as exc:  # an observer, a journal write, a Ctrl-C in one
+                where = f"at the {kind._value_} event" + (f" of {step}" if step else "")
                 if not self.rolling:  # going forward, the run fails there (``fail``); a
                     if kind is EventKind.STEP_START and not isinstance(exc, Exception):
                         self.not_run(step)  # type: ignore[arg-type] # (action not called)
+                    self.raised_at = (exc, where)  # (if it cuts the rollback: said where)
                     raise
-                self.cut(exc, f"at the {kind._value_} event" + (f" of {step}" if step else ""))
+                self.cut(exc, where)
 
     def cut(self, exc: BaseException, where: str) -> None:
         """Something outside an undo raised in the rollback: no more undos; the first kept."""
@@ -643,8 +646,10 @@ class Machine:
             return self._step_lost(exc, cut=self.phase is _STEP)
         self.kept = self.kept or kept
         if self.interruption is None:
-            entry = self.entry
+            entry, raised = self.entry, self.raised_at
             where = f"during the undo of {entry.step}" if entry is not None else ""
+            if raised is not None and raised[0] is exc:  # (raised going forward, at an event:
+                where = raised[1]  # told once the run had failed, before any undo ran)
             self.cut(exc, where or "during the rollback")
         if self.phase is _DONE:
             return Finished(self)

@@ -222,9 +222,10 @@ class GraphMachine(Machine):
         self.spec, self.current = self.specs[step], step
         return RunStep(step, self.attempts[step])
 
-    def step_cut(self, step: str, exc: BaseException) -> GraphOp:
-        """A BaseException (Ctrl-C, a cancelled task) cut ``step`` short: failed for good."""
-        cut = self.where[step] == _RUNNING  # inside its call: its effect may have happened
+    def step_cut(self, step: str, exc: BaseException, called: bool = True) -> GraphOp:
+        """A BaseException (Ctrl-C, a cancelled task) cut ``step`` short: failed for good.
+        ``called``: its action was called (not, when launched with others and not yet begun)."""
+        cut = called and self.where[step] == _RUNNING  # inside its call: it may have happened
         self._running(step, _RUNNING, _WAITING)
         self.where[step] = _RUNNING
         return self._lost(step, exc, cut)

@@ -722,3 +722,184 @@ def test_a_pivot_not_run_is_no_pivot_for_recover_when_a_second_ctrl_c_cuts_the_r
         report = recover(journal, registry)
         assert journal.saga("r").status == "rolled_back", report
     assert world == {"a": 0}
+
+
+def orphan_and_recover(journal, registry, run_id: str):
+    """The saga orphaned (its owner a dead pid), then ``recover``: its report."""
+    from conftest import dead_pid
+
+    from rollback_lessons.durable.recovery import recover
+
+    journal.write([("UPDATE sagas SET owner_pid = ?, owner_started = NULL", (dead_pid(),))])
+    return recover(journal, registry)
+
+
+@pytest.mark.parametrize("driver", ["list", "graph", "arun"])
+def test_two_ctrl_cs_around_a_retried_steps_wait_leave_it_not_run(tmp_path, driver, capfd):
+    """attack19's F7: b's first attempt refuses (nothing done); a Ctrl-C at its retry, a
+    second at its step_failed. arun left the event loop with the second (no rollback, "Task
+    exception was never retrieved" on stderr, the journal ``running`` with b's intent), and
+    recover said b leaked; the list's note said the rollback was cut "during the undo of a".
+    Now every driver: the rollback cut there (said so), b not_run, recover rolls back."""
+    world, rm, registry = undo_world("f7_retry")
+    saga = Saga([setter(world, rm, "a"),
+                 Step("b", flaky(lambda s: world.__setitem__("b", 1)), rm.bind(k="b"), retry=QUICK),
+                 setter(world, rm, "c")], name="f7")  # fmt: skip
+
+    def observer(event):
+        if (event.kind.value, event.step) in (("step_retry", "b"), ("step_failed", "b")):
+            raise KeyboardInterrupt
+
+    with Journal(str(tmp_path / "j.db")) as journal:
+        got = drive(saga, driver, on_event=observer, journal=journal, run_id="r")
+        assert isinstance(got, KeyboardInterrupt)
+        assert "rollback interrupted by KeyboardInterrupt at the step_failed event of b" in notes(
+            got
+        )
+        assert {u.step: u.state for u in journal.undos("r")}["b"] == "not_run"
+        report = orphan_and_recover(journal, registry, "r")
+        assert journal.saga("r").status == "rolled_back" and journal.leaked("r") == [], report
+    assert world == {"a": 0}
+    assert "never retrieved" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("driver", ["list", "graph", "arun"])
+@pytest.mark.parametrize("second", ["step_failed", "pipeline_failed", "halted"])
+def test_two_ctrl_cs_around_a_retriable_steps_wait_after_the_pivot_never_call_it_leaked(
+    tmp_path, driver, second
+):
+    """attack19's F7, past the pivot: ship (retriable, no undo) refuses once; a Ctrl-C at
+    its retry, a second at ``second``. The saga halts for a person (as it should), but the
+    list and completion= reported ship leaked though it never had an effect."""
+    world, rm, registry = undo_world("f7_pivot")
+    saga = Saga([setter(world, rm, "a"),
+                 Step("mail", lambda s: world.__setitem__("mail", 1), kind=Kind.PIVOT),
+                 Step("ship", flaky(lambda s: world.__setitem__("ship", 1)),
+                      kind=Kind.RETRIABLE, retry=QUICK)], name="f7p")  # fmt: skip
+    fired: list[str] = []
+
+    def observer(event):
+        if (event.kind.value, event.step) == ("step_retry", "ship") or (
+            fired and event.kind.value == second
+        ):
+            fired.append(event.kind.value)
+            raise KeyboardInterrupt
+
+    with Journal(str(tmp_path / "j.db")) as journal:
+        got = drive(saga, driver, on_event=observer, journal=journal, run_id="r")
+        assert isinstance(got, KeyboardInterrupt) and len(fired) == 2, fired
+        orphan_and_recover(journal, registry, "r")
+        assert journal.saga("r").status == "halted" and journal.leaked("r") == []
+    assert world == {"a": 1, "mail": 1}
+
+
+@pytest.mark.parametrize("driver", ["list", "graph", "arun"])
+def test_a_sibling_whose_action_was_never_called_is_not_run_after_a_ctrl_c(tmp_path, driver):
+    """attack19's F6: a, then Parallel(b, c); a Ctrl-C at b's step_done. completion= had
+    launched c (its action not called yet: the timing played) and reported it leaked, the
+    journal ``rollback_incomplete``; arun (c refuses) and a list (c never starts) said
+    rolled_back. One story: rolled_back, nothing leaked."""
+    world, rm, _ = undo_world("f6_sibling")
+    called: list[str] = []
+
+    def c_refuses(s):
+        called.append("c")
+        raise ConnectionError("busy")
+
+    saga = Saga([setter(world, rm, "a"),
+                 Parallel(setter(world, rm, "b"), Step("c", c_refuses, rm.bind(k="c")))],
+                name="f6")  # fmt: skip
+
+    def observer(event):
+        if (event.kind.value, event.step) == ("step_done", "b"):
+            raise KeyboardInterrupt
+
+    with Journal(str(tmp_path / "j.db")) as journal:
+        got = drive(saga, driver, on_event=observer, journal=journal, run_id="r")
+        assert isinstance(got, KeyboardInterrupt) and "leaked" not in notes(got)
+        assert "no undo covers it" not in notes(got), notes(got)
+        assert journal.saga("r").status == "rolled_back" and journal.leaked("r") == []
+    assert world == {"a": 0, "b": 0}
+    assert called == (["c"] if driver == "arun" else [])
+
+
+PAIRS_REGISTRY = Registry()
+PAIRS_REC: list = []
+
+
+@compensation("pairs_undo", PAIRS_REGISTRY)
+def pairs_undo(k, idempotency_key=None):
+    PAIRS_REC.append(("undo", k))
+
+
+def pairs_saga(shape: str) -> Saga:
+    """attack19's pairs sweep, its sagas: a retried step in a list, a group whose branch
+    is retried, a retriable step after the pivot (each first attempt refusing)."""
+
+    def act(k):
+        return lambda s: PAIRS_REC.append(("do", k))
+
+    def step(k, **kw):
+        return Step(k, act(k), pairs_undo.bind(k=k), **kw)
+
+    if shape == "list":
+        return Saga([step("a", register="before"), Step("b", flaky(act("b")),
+                     pairs_undo.bind(k="b"), retry=QUICK), step("c")], name="pl")  # fmt: skip
+    if shape == "group":
+        return Saga([step("a"), Parallel(step("b"), [Step("c", flaky(act("c")),
+                     pairs_undo.bind(k="c"), retry=QUICK), step("e")]), step("d")],
+                    name="pg")  # fmt: skip
+    return Saga([step("a"), Step("email", act("email"), kind=Kind.PIVOT),
+                 Step("ship", flaky(act("ship")), kind=Kind.RETRIABLE, retry=QUICK)],
+                name="pp")  # fmt: skip
+
+
+PAIRS_INJECT = {"list": {"c": "fail"}, "group": {"d": "fail"}, "pivot": {}}
+
+
+def pairs_events(shape: str, driver: str) -> int:
+    seen: list = []
+    drive(pairs_saga(shape), driver, inject=PAIRS_INJECT[shape], on_event=seen.append)
+    return len(seen)
+
+
+PAIRS = [
+    (shape, driver, n1, n2)
+    for shape in ("list", "group", "pivot")
+    for driver in ("list", "graph", "arun")
+    for events in [pairs_events(shape, driver)]
+    for n1 in range(1, events + 1)
+    for n2 in range(n1 + 1, events + 2)
+]
+
+
+@pytest.mark.parametrize(("shape", "driver", "n1", "n2"), a_part(PAIRS, 40, name="ctrlc-pairs"))
+def test_two_ctrl_cs_at_any_pair_of_events_then_recover_tell_the_truth(
+    tmp_path, shape, driver, n1, n2
+):
+    """attack19's pairs sweep (F6, F7): Ctrl-Cs at the n1-th and n2-th events, with a
+    journal, then recover: the Ctrl-C comes out, no undo runs twice nor for a step never
+    done (a register-before one aside), nothing is undone across the pivot, nothing is
+    left unfinished, and no step is reported leaked whose action never had an effect."""
+    PAIRS_REC.clear()
+    count: list = []
+
+    def observer(event):
+        count.append((event.kind.value, event.step))
+        if len(count) in (n1, n2):
+            raise KeyboardInterrupt
+
+    with Journal(str(tmp_path / "j.db")) as journal:
+        got = drive(pairs_saga(shape), driver, inject=PAIRS_INJECT[shape], on_event=observer,
+                    journal=journal, run_id="r")  # fmt: skip
+        assert isinstance(got, KeyboardInterrupt), got
+        if journal.unfinished():
+            orphan_and_recover(journal, PAIRS_REGISTRY, "r")
+        assert journal.unfinished() == []
+        leaked = set(journal.leaked("r"))
+    done = [k for op, k in PAIRS_REC if op == "do"]
+    undone = [k for op, k in PAIRS_REC if op == "undo"]
+    assert len(undone) == len(set(undone)), PAIRS_REC
+    assert set(undone) <= {*done, "a"}, (PAIRS_REC, count)  # (a: its undo logged before it)
+    assert not ("email" in done and undone), PAIRS_REC
+    assert leaked <= set(done), (leaked, PAIRS_REC, count)

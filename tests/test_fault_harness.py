@@ -202,6 +202,9 @@ def check(world, journal, saga, outcome):
         problems.append(f"{status}: not undone nor reported: {compensable - set(undone)}")
     if status == "rolled_back" and (reported or compensable - set(undone)):
         problems.append("rolled_back, but something was not undone")
+    never = {s for s, state in states.items() if state in ("leaked", "intent")} - effects
+    if never:  # (attack19's F2: a refusal whose write failed, said leaked after recover)
+        problems.append(f"reported leaked, yet it never had an effect: {sorted(never)}")
     return problems
 
 

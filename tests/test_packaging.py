@@ -119,11 +119,12 @@ def test_importing_the_engine_pulls_in_no_heavy_libraries():
     assert out.stdout.strip() == "[]"
 
 
-LONGER = {"machine.py": 780}
+LONGER = {"machine.py": 785}
 """The saga machine keeps every transition in one file (as h11's _state.py does): the one
-module allowed to be longer (780: issue 25 moved the rules for interrupts anywhere, a
+module allowed to be longer (785: issue 25 moved the rules for interrupts anywhere, a
 takeover and a failed write after a pivot into it; issue 22/23 the pivot in doubt and the
-resumed policy; parallel groups' scheduling lives beside it, in schedule.py)."""
+resumed policy; attack19's F7 where a second Ctrl-C came; parallel groups' scheduling
+lives beside it, in schedule.py)."""
 
 
 def test_no_module_is_much_over_400_lines():

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ..errors import InvalidNameError, RollbackLessonsError, TakenOver
+from ..errors import InvalidNameError, JournalError, TakenOver
 
 APP = "rollback-lessons"
 SCHEMA_VERSION = 6
@@ -145,10 +145,6 @@ def _migrate(con: sqlite3.Connection) -> None:
                     con.execute(statement)
             version = (str(SCHEMA_VERSION),)
             con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", version)
-
-
-class JournalError(RollbackLessonsError):
-    """The file is not a journal this version can use; it was left untouched."""
 
 
 class JournalTakenOver(JournalError, TakenOver):

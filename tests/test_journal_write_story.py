@@ -1,0 +1,75 @@
+"""A journal write that fails tells the same story after ``recover`` (attack19 F2), and in a
+with-block going forward it is one typed line (attack19 S3)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from conftest import dead_pid
+
+from rollback_lessons import Rollback, Saga, Status, Step
+from rollback_lessons.durable.journal import Journal, JournalError
+from rollback_lessons.durable.recovery import recover
+from rollback_lessons.durable.registry import Registry, compensation
+
+
+def failing_once(journal: Journal, n: int) -> list[int]:
+    """The journal's ``n``-th write fails once (a full disk); the writes counted."""
+    real, count = journal.write, [0]
+
+    def write(statements, **kw):
+        count[0] += 1
+        if count[0] == n:
+            raise sqlite3.OperationalError("database or disk is full")
+        return real(statements, **kw)
+
+    journal.write = write  # type: ignore[method-assign]
+    return count
+
+
+def test_a_refusal_whose_write_failed_is_not_run_after_recover(tmp_path):
+    """attack19's F2: s0 fails before any effect (its action never called); the write that
+    carries its refusal (with the rollback's start) fails. The run said rolled_back, yet
+    recover then reported s0 leaked ("may have happened"), the saga rollback_incomplete.
+    The refusal is written again, alone, as the run ends."""
+    registry = Registry()
+
+    @compensation("f2_undo", registry)
+    def undo(k, idempotency_key=None):
+        raise AssertionError("nothing was done: nothing to undo")
+
+    saga = Saga([Step("s0", lambda s: None, undo.bind(k="s0"))], name="f2")
+    with Journal(str(tmp_path / "j.db")) as journal:
+        failing_once(journal, 3)
+        outcome = saga.run({}, journal=journal, run_id="r", inject={"s0": "fail"})
+        assert outcome.status is Status.ROLLED_BACK
+        assert any("journal write failed" in note for note in outcome.notes)
+        assert {u.step: u.state for u in journal.undos("r")} == {"s0": "not_run"}
+        journal.write([("UPDATE sagas SET owner_pid = ?, owner_started = NULL", (dead_pid(),))])
+        recover(journal, registry)
+        assert journal.saga("r").status == "rolled_back" and journal.leaked("r") == []
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_a_with_blocks_write_failing_going_forward_is_one_typed_line(tmp_path, n):
+    """attack19's S3: a with-block's journal write failing as a step starts raised the raw
+    sqlite3.OperationalError out of ``rb.do`` (after a correct rollback). Now a
+    JournalError in one line naming the event, the storage's error its cause."""
+    registry, world = Registry(), {}
+
+    @compensation("s3_undo", registry)
+    def undo(k, idempotency_key=None):
+        world.pop(k)
+
+    with Journal(str(tmp_path / "j.db")) as journal:
+        failing_once(journal, n)
+        with pytest.raises(JournalError) as caught:
+            with Rollback(journal=journal, run_id="r") as rb:
+                for k in "abc":
+                    rb.do(k, lambda k=k: world.__setitem__(k, 1), undo.bind(k=k))
+    error = caught.value
+    assert isinstance(error.__cause__, sqlite3.OperationalError)
+    assert str(error).startswith("the journal could not be written at the step_start event of ")
+    assert "database or disk is full" in str(error) and "\n" not in str(error)
+    assert world == {}  # what was done before the failed write is undone
