@@ -171,7 +171,7 @@ def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             f"--LabApp.app_settings_dir={settings}",
             f"--LabApp.user_settings_dir={base / 'user-settings'}",
             f"--LabApp.workspaces_dir={base / 'workspaces'}",
-            "--LabApp.extension_manager=readonly", "--LabApp.expose_app_in_browser=True",
+            "--LabApp.expose_app_in_browser=True",
         ],
         env=jupyter_env(base), stdout=log.open("w"), stderr=subprocess.STDOUT,
     )  # fmt: skip
