@@ -54,6 +54,24 @@ def clock() -> VirtualClock:
     return VirtualClock()
 
 
+@pytest.fixture
+def sent_states(monkeypatch: pytest.MonkeyPatch) -> list[tuple[object, object]]:
+    """Every widget state message sent from here on, as (widget, keys): what one change
+    costs in messages, and in which order they go."""
+    import ipywidgets as w
+
+    sent: list[tuple[object, object]] = []
+    original = w.Widget.send_state
+
+    def spy(self, key=None):
+        if key is None or len(key):  # (an empty set sends nothing)
+            sent.append((self, key))
+        return original(self, key)
+
+    monkeypatch.setattr(w.Widget, "send_state", spy)
+    return sent
+
+
 class OnALoop:
     """An async runner kept on an event loop of its own thread, so that a module's sync
     tests share one (one Temporal dev server for the module, not one per test):

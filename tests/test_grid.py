@@ -318,23 +318,15 @@ def test_the_opened_run_says_how_it_ends_and_what_it_breaks_only_at_its_last_eve
     assert "<b>breaks:</b>" in side_of(grid)
 
 
-def test_a_click_sends_the_views_picture_and_words_once_and_the_panels_view_once(monkeypatch):
+def test_a_click_sends_the_views_picture_and_words_once_and_the_panels_view_once(
+    monkeypatch, sent_states
+):
     """Issue 24: one combined update per change. A click drew the clicked run's picture,
     then the view again (its telling frame, then its last): two messages, and a picture
     measured in the browser between them was detached. Now the grid's view (picture, event,
     result, what broke) is one message, and the panel's view under the grid one too."""
-    import ipywidgets as w
-
     grid = _lesson_11_grid()
-    sent: list[tuple[object, object]] = []
-    original = w.Widget.send_state
-
-    def spy(self, key=None):
-        if key is None or len(key):  # (an empty set sends nothing)
-            sent.append((self, key))
-        return original(self, key)
-
-    monkeypatch.setattr(w.Widget, "send_state", spy)
+    sent = sent_states
     drawn: list[int] = []
     update = Timeline._update
     monkeypatch.setattr(Timeline, "_update", lambda tl, i: (drawn.append(i), update(tl, i)))

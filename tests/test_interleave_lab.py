@@ -204,21 +204,11 @@ def test_the_panel_draws_its_other_interleavings_while_the_learner_looks(monkeyp
     asyncio.run(walk())
 
 
-def test_a_change_of_countermeasure_sends_its_view_first_and_each_slider_once(monkeypatch):
+def test_a_change_of_countermeasure_sends_its_view_first_and_each_slider_once(sent_states):
     """Issue 24: one update per change, the picture first. A change of countermeasure sent
     the interleaving's max, the turn's max, then its value (two messages), then the view."""
-    import ipywidgets as w
-
     lab = IsolationLab("dirty read")
-    sent: list[tuple[object, object]] = []
-    original = w.Widget.send_state
-
-    def spy(self, key=None):
-        if key is None or len(key):  # (an empty set sends nothing)
-            sent.append((self, key))
-        return original(self, key)
-
-    monkeypatch.setattr(w.Widget, "send_state", spy)
+    sent = sent_states
     for index in [*range(1, len(lab.countermeasure.options)), 0]:
         sent.clear()
         lab.countermeasure.set_state({"index": index})  # as the browser's message does
