@@ -281,18 +281,11 @@ def test_a_ctrl_c_in_the_cancel_function_names_what_it_leaves_in_arun(tmp_path):
     """attack16 F1b: arun, the cancel function raising KeyboardInterrupt while b waits to
     retry (its 4th call): a is undone (before: left, nothing said, the journal ``running``)."""
     world, rm, _ = undo_world("h18_f1b")
-    tries: list[int] = []
-
-    def flaky(s):
-        tries.append(1)
-        if len(tries) == 1:
-            raise ConnectionError("busy")
-        world["b"] = 1
-
+    b = flaky(lambda s: world.__setitem__("b", 1))
     saga = Saga(
         [
             setter(world, rm, "a"),
-            Step("b", flaky, rm.bind(k="b"), retry=RetryPolicy(max_attempts=3, initial_delay=0.3)),
+            Step("b", b, rm.bind(k="b"), retry=RetryPolicy(max_attempts=3, initial_delay=0.3)),
         ],
         name="f1b",
     )

@@ -75,12 +75,8 @@ def test_a_second_launch_on_a_live_runners_file_is_refused_and_its_run_left_alon
     (the README's relaunch). It used to resume A's PENDING run (every process is DBOS's
     executor ``local``), and A ran b's action a second time. B is now refused in one line
     (``FileInUse``), before DBOS launches; A's run ends committed, each action done once."""
-    script, world, system = tmp_path / "two.py", tmp_path / "world.jsonl", tmp_path / "d.sqlite"
-    script.write_text(_TWO)
-    a = subprocess.Popen([sys.executable, str(script), str(system), str(world), "first"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    script, world, system, a = _a_in_b(tmp_path)
     try:
-        _until_b_started(world, a)
         b = subprocess.run([sys.executable, str(script), str(system), str(world), "second"],
                            capture_output=True, text=True, timeout=60)  # fmt: skip
         (tmp_path / "go").touch()
@@ -96,17 +92,27 @@ def test_a_second_launch_on_a_live_runners_file_is_refused_and_its_run_left_alon
     assert (a.returncode, out) == (0, "first committed \n"), err[-2000:]
 
 
-def _killed_in_b(tmp_path):
-    """A (the script's "first") SIGKILLed inside b: the script, world and system files."""
+def _a_in_b(tmp_path):
+    """A (the script's "first") started and inside b: the script, world and system files,
+    and A's process."""
     script, world, system = tmp_path / "two.py", tmp_path / "world.jsonl", tmp_path / "d.sqlite"
     script.write_text(_TWO)
     a = subprocess.Popen([sys.executable, str(script), str(system), str(world), "first"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         _until_b_started(world, a)
-    finally:
+    except BaseException:
         a.kill()
         a.communicate()
+        raise
+    return script, world, system, a
+
+
+def _killed_in_b(tmp_path):
+    """A (the script's "first") SIGKILLed inside b: the script, world and system files."""
+    script, world, system, a = _a_in_b(tmp_path)
+    a.kill()
+    a.communicate()
     return script, world, system
 
 
