@@ -7,8 +7,8 @@ middle and relaunched on the same file finishes the saga. The Outcome is ``saga.
 """
 
 from ..asking import AnswerRefused, Question
+from ..hosted import SagaChanged
 from .held import FileInUse, FileUnusable
-from .hosting import SagaChanged
 from .runner import DBOSHandle, DBOSRunner, DBOSUnavailable, ReplayRefused, UnknownRun
 
 __all__ = [

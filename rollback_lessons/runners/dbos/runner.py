@@ -29,11 +29,12 @@ from ...policies import PolicyLike, resolve_policy
 from ...saga import Saga, State, snapshot
 from .. import hosted
 from ..asking import AnswerRefused, Question, check_answer, refuse_unless_asked
-from ..wire import needs_graph, outcome_of, plan_of, record_of
+from ..hosted import SagaChanged
+from ..wire import changed, needs_graph, outcome_of, plan_of, record_of
 from . import graph, hosting, workflow
 from .graph import graph_workflow
 from .held import hold, let_go
-from .hosting import SagaChanged, changed, check, saved_plan
+from .hosting import check, saved_plan
 from .workflow import saga_workflow
 
 NAME = "rollback-lessons"
