@@ -935,6 +935,92 @@ def test_a_saga_an_earlier_version_left_waiting_for_a_person_resumes_after_an_up
     assert "application version '0ld'" in r3 and "launch that version on" in r3
 
 
+_UNDO_WAIT = r"""
+import os, signal, sqlite3, sys
+from dbos import DBOS
+from rollback_lessons import Saga, Step
+from rollback_lessons.policies import RetryPolicy, UndoPolicy
+from rollback_lessons.runners.dbos import DBOSRunner, workflow
+
+WORLD, SYSTEM, MODE = sys.argv[1], sys.argv[2], sys.argv[3]
+
+
+def db():
+    con = sqlite3.connect(WORLD, timeout=30, isolation_level=None)
+    con.execute("CREATE TABLE IF NOT EXISTS fx (k TEXT PRIMARY KEY)")
+    con.execute("CREATE TABLE IF NOT EXISTS calls (k TEXT)")
+    return con
+
+
+def act(k):
+    return lambda s: db().execute("INSERT OR IGNORE INTO fx VALUES (?)", (k,))
+
+
+def undo(k):
+    def call(s):
+        con = db()
+        con.execute("INSERT INTO calls VALUES (?)", (k,))
+        tried = con.execute("SELECT count(*) FROM calls WHERE k = 'b'").fetchone()[0]
+        if k == "b" and tried == 1:
+            raise RuntimeError("b's undo fails once")
+        if k == "b" and MODE == "old":  # killed in its second attempt: an upgrade
+            os.kill(os.getpid(), signal.SIGKILL)
+        con.execute("DELETE FROM fx WHERE k = ?", (k,))
+    return call
+
+
+def make(run_id=None):
+    steps = [Step(k, act(k), undo(k)) for k in "ab"]
+    return Saga([*steps, Step("c", lambda s: 1 / 0)], name="waited")
+
+
+if MODE == "old":  # before attack16's F8 fix, a list's cancel was asked after an undo's wait
+    workflow.asks_cancel = lambda m: True
+with DBOSRunner.start(SYSTEM, sagas={"waited": make}) as runner:
+    if MODE == "old":
+        policy = UndoPolicy(RetryPolicy(max_attempts=3, initial_delay=0.05))
+        runner.run(make(), None, policy=policy, run_id="r1", cancel=lambda: False)
+    saved = [s["function_name"].rsplit(".", 1)[-1] for s in DBOS.list_workflow_steps("r1")]
+    print("saved:", ",".join(saved))
+    outcome = runner.handle_for(make(), "r1").outcome()
+    print("outcome:", outcome.status, ",".join(outcome.compensated))
+"""
+
+
+def test_a_list_saga_an_earlier_version_left_in_an_undos_wait_resumes_after_an_upgrade(
+    tmp_path,
+):
+    """Versions before attack16's F8 fix (main c758d83, on the same ``REPLAY_VERSION``)
+    asked a list's cancel token after an undo's wait to retry too, saved as a step
+    ``rollback_lessons.asked``; this one asks none there, so a saga such a version left in
+    that wait (killed in b's second undo attempt: an upgrade) was ``ReplayRefused``, its
+    undos pending (b's effect and a's left). It now replays that step as saved: b's second
+    attempt runs again (never saved: undos are idempotent), then a's, each effect undone."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    script = tmp_path / "undo_wait.py"
+    script.write_text(_UNDO_WAIT)
+    world, system = str(tmp_path / "world.db"), str(tmp_path / "dbos.sqlite")
+    first = subprocess.run([sys.executable, str(script), world, system, "old"],
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert first.returncode == -9, first.stderr[-2000:]  # SIGKILLed in b's 2nd undo attempt
+    again = subprocess.run([sys.executable, str(script), world, system, "new"],
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stdout.splitlines() == [
+        "saved: asked,began,action,asked,began,action,asked,began,action,undo,sleep,asked",
+        "outcome: rolled_back b,a",
+    ]
+    con = sqlite3.connect(world)
+    try:
+        assert con.execute("SELECT k FROM fx").fetchall() == []  # a and b undone
+        assert [k for (k,) in con.execute("SELECT k FROM calls")] == ["b", "b", "b", "a"]
+    finally:
+        con.close()
+
+
 def test_a_relaunch_that_hosts_no_saga_leaves_the_run_waiting_never_failed(tmp_path):
     """attack16's F11: relaunched as the README said (``DBOSRunner.start(file)``, no
     ``sagas=``), the resumed saga's undo found no saga known to the process, failed with

@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from dbos import DBOS, StepOptions
+from dbos._context import get_local_dbos_context
 
 from ... import schedule
 from ..._drive import asks_cancel, failed_asking
@@ -311,6 +312,8 @@ def _carry_out(
         elif type(op) is Wait:
             DBOS.sleep(op.seconds)  # durable: a relaunch sleeps only what is left
             cut = _heard(m, plan.run_id) if cancellable and asks_cancel(m) else None
+            if cancellable and cut is None and m.rolling:
+                _asked_before()  # (an undo's wait: asked there by an earlier version?)
             op = cut if cut is not None else m.resume()
         elif type(op) is Ask:
             said: str | None = "leave"  # no wait (0): halted at once, as in process
@@ -378,6 +381,18 @@ def _heard_now(run_id: str) -> bool | dict[str, Any]:
     if run_id in HEARD:
         return HEARD.pop(run_id)
     return _token(run_id)
+
+
+def _asked_before() -> None:
+    """An undo's wait to retry: versions before the rule that a cancel is asked only going
+    forward (``asks_cancel``) asked the token there too, saved as a step ``EARLIER_HEARD``
+    (its answer changed nothing: a run that failed is not cancelled). A saga such a version
+    left in that wait (an upgrade) replays the step it saved, rather than DBOS refusing the
+    replay (``DBOSUnexpectedStepError``: the saga stranded, its undos pending); this version
+    saves none."""
+    ctx = get_local_dbos_context()
+    if ctx is not None and saved_name(ctx.function_id + 1) == EARLIER_HEARD:
+        ask_cancel(str(ctx.workflow_id))  # (replayed: its saved answer, never asked again)
 
 
 def saved_name(step_id: int) -> str | None:
