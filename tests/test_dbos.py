@@ -699,7 +699,7 @@ def test_a_run_cancelled_going_forward_asks_no_one_when_an_undo_fails(dbos_runne
 _RELAUNCHED = r"""
 import os, signal, sqlite3, sys, threading
 from rollback_lessons import Saga, Step
-from rollback_lessons.runners.dbos import DBOSRunner, UnknownRun
+from rollback_lessons.runners.dbos import DBOSRunner, UnknownRun, hosting
 
 WORLD, SYSTEM, MODE = sys.argv[1], sys.argv[2], sys.argv[3]
 
@@ -730,17 +730,27 @@ def make(run_id=None):
     return Saga([*steps, Step("c", lambda s: 1 / 0)], name="relaunched")
 
 
+CALLS = []
+
+
 def flaky(run_id):  # a service it reads is down (attack19's F3): at start, in the run
-    raise ConnectionError("the saga service is down")
+    CALLS.append(run_id)
+    if MODE == "flaky" or len(CALLS) <= 3:  # "recovers": back for the 4th call
+        raise ConnectionError("the saga service is down")
+    return make(run_id)
 
 
+hosting.TRIES, hosting.BACKOFF = 3, 0.05  # (tried again after 0.05 s, then 0.1 s)
 waited = threading.Event()
 BARE = sys.argv[4:] == ["bare"]  # launched as the README's relaunch: no sagas=
-SAGAS = None if BARE else {"relaunched": flaky if MODE == "flaky" else make}
+SAGAS = None if BARE else {"relaunched": flaky if MODE in ("flaky", "recovers") else make}
 with DBOSRunner.start(SYSTEM, sagas=SAGAS) as runner:
+    if MODE == "recovers":  # made on the run's 3rd try: record waits for it, undone once
+        record = runner.record("r1")
+        print("record:", record.status, ",".join(record.compensated))
+        sys.exit(0)
     if MODE == "flaky":  # its undo waits, unfinished, and the runner says why
         from dbos import DBOS
-        from rollback_lessons.runners.dbos import hosting
 
         unfinished = ("PENDING", "ENQUEUED")  # (failed for good, it waits no more)
         while "r1" not in hosting.WAITING and DBOS.get_workflow_status("r1").status in unfinished:
@@ -753,7 +763,6 @@ with DBOSRunner.start(SYSTEM, sagas=SAGAS) as runner:
         sys.exit(0)
     if MODE == "leave":  # the answer sent (DBOS's own send), closed while its undo waits
         from dbos import DBOS
-        from rollback_lessons.runners.dbos import hosting
 
         while DBOS.get_event("r1", "pending", timeout_seconds=0) is None:
             waited.wait(0.02)
@@ -1032,7 +1041,10 @@ def test_a_relaunch_that_hosts_no_saga_leaves_the_run_waiting_never_failed(tmp_p
     factory raising in the resumed run (its undo's step) failed it for good the same way (a's
     undo never ran, every later launch raised the factory's error), and raising in
     ``start``'s own check it escaped ``start`` raw; the launch now goes on and the run waits
-    the same, ``record`` saying why in one line, and a later launch finishes it."""
+    the same, ``record`` saying why in one line, and a later launch finishes it. attack19's
+    S4/harden21's leftover: a factory that fails a few times, then works (a service back
+    seconds later), was never called again in that process: it is tried again (``TRIES``,
+    with a doubling wait), ``record`` waits for those tries and gets the record."""
     import subprocess
     import sys
 
@@ -1058,10 +1070,10 @@ def test_a_relaunch_that_hosts_no_saga_leaves_the_run_waiting_never_failed(tmp_p
     assert flaky.stdout.splitlines() == [
         "waiting(): {'r1': 'relaunched'}",
         "NotHosted saga 'r1' ('relaunched') waits for its steps: sagas={'relaunched': ...} "
-        "raised ConnectionError('the saga service is down') making the saga of run 'r1': it "
-        "waits, unfinished; handle_for(saga, run_id) hosts it, or a later launch whose sagas= "
-        "makes it",
+        "raised ConnectionError('the saga service is down') making the saga of run 'r1' (3 "
+        "tries): it waits, unfinished; handle_for(saga, run_id) hosts it, or a later launch "
+        "whose sagas= makes it",
     ]  # fmt: skip
-    done = launch("finish")
-    assert (done.returncode, done.stdout) == (0, "outcome: rolled_back b,a\n"), done.stderr
+    done = launch("recovers")  # its factory back on the run's 3rd try: it goes on
+    assert (done.returncode, done.stdout) == (0, "record: rolled_back b,a\n"), done.stderr
     _undone_once(world)

@@ -4,7 +4,9 @@ fail for want of them (attack16's F11: DBOS would save that failure for good).""
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +28,17 @@ WAITING: dict[str, str] = {}
 ``FACTORIES`` has none of that name, and no ``handle_for`` gave it yet."""
 REFUSED: dict[str, str] = {}
 """Runs resumed at launch that wait although ``FACTORIES`` has their saga's name: the saga it
-made differs from their saved plan, or making it raised (why, in one line, by run id)."""
+made differed from their saved plan, or making it raised, ``TRIES`` times (why, in one line,
+by run id)."""
+TRIES = 6
+"""How many times a run's saga is made (``FACTORIES``) before the run waits for
+``handle_for`` or a later launch: a service the factory reads may be back seconds later."""
+BACKOFF = 0.5
+"""Seconds before the second try, doubled before each next (0.5 + 1 + ... + 8: 15.5 s)."""
+RETRYING: dict[str, tuple[int, float, str]] = {}
+"""Runs whose saga ``FACTORIES`` could not make yet, to be tried again: (tries made, when the
+next is due on ``time.monotonic``, why the last failed), by run id."""
+_log = logging.getLogger("rollback_lessons")
 _HOSTING = threading.Condition()
 _closing = False
 
@@ -94,6 +106,7 @@ def opening(closing: bool) -> None:
         if not closing:  # (another file, perhaps: its runs' plans are read again)
             PLANS.clear()
             REFUSED.clear()
+            RETRYING.clear()
         _HOSTING.notify_all()
 
 
@@ -107,33 +120,65 @@ def _made(run_id: str, name: str) -> tuple[Saga, None] | tuple[None, str]:
         plan = saved_plan(run_id)
         why = changed(run_id, saga, plan) if plan is not None else None
     except Exception as exc:
-        return None, (
-            f"sagas={{{name!r}: ...}} raised {describe(exc)} making the saga of run "
-            f"{run_id!r}: it waits, unfinished; handle_for(saga, run_id) hosts it, or a "
-            "later launch whose sagas= makes it"
-        )
+        made = f"sagas={{{name!r}: ...}} raised {describe(exc)}"
+        return None, f"{made} making the saga of run {run_id!r}"
     return (saga, None) if why is None else (None, why)
+
+
+def retry_due(run_id: str) -> float | None:
+    """Seconds until run ``run_id``'s saga is made again (``RETRYING``), None if it is not."""
+    with _HOSTING:
+        due = RETRYING.get(run_id)
+        return None if due is None else max(0.0, due[1] - time.monotonic())
+
+
+def _try(run_id: str, name: str) -> Saga | None:
+    """Make run ``run_id``'s saga (``_made``) if a try is due: the saga, or None when it
+    failed (tried again after ``BACKOFF``, doubled, until ``TRIES``; then ``REFUSED``) or is
+    not due yet. Each failed try is logged as a warning, saying what follows."""
+    tries, due, _ = RETRYING.get(run_id, (0, 0.0, ""))
+    if time.monotonic() < due:
+        return None
+    saga, why = _made(run_id, name)
+    tries += 1
+    if saga is not None:
+        RETRYING.pop(run_id, None)
+        return saga
+    if tries < TRIES:
+        wait = BACKOFF * 2 ** (tries - 1)
+        RETRYING[run_id] = (tries, time.monotonic() + wait, str(why))
+        _log.warning("%s (try %d of %d): tried again in %g s", why, tries, TRIES, wait)
+        return None
+    RETRYING.pop(run_id, None)
+    REFUSED[run_id] = (
+        f"{why} ({tries} tries): it waits, unfinished; handle_for(saga, run_id) hosts it, "
+        "or a later launch whose sagas= makes it"
+    )
+    _log.warning("%s", REFUSED[run_id])
+    return None
 
 
 def _saga(run_id: str, name: str) -> tuple[Saga, State]:
     """The run's saga and state. A run a relaunch resumed, with no saga of its name known
-    here (or none ``FACTORIES`` could make: ``REFUSED``), waits until one is
-    (``handle_for``), never failed for want of it (DBOS would save that failure for good:
-    the saga stopped half done, for every later launch)."""
+    here (or none ``FACTORIES`` could make yet: ``RETRYING``, tried again after a wait; or
+    at all: ``REFUSED``), waits until one is (``handle_for``), never failed for want of it
+    (DBOS would save that failure for good: the saga stopped half done, for every later
+    launch). Nothing of the step has run yet: a try again runs nothing twice."""
     with _HOSTING:
         try:
             while True:
                 if run_id in hosted.RUNS:
                     run = hosted.RUNS[run_id]
+                    RETRYING.pop(run_id, None)  # (``handle_for`` hosted it meanwhile)
                     return run.saga, run.state
                 if name in FACTORIES and run_id not in REFUSED:
-                    saga, why = _made(run_id, name)
+                    saga = _try(run_id, name)
                     if saga is not None:
                         return saga, {}
-                    REFUSED[run_id] = str(why)  # (``waiting``, ``record`` say so: it waits)
                 if _closing:
                     raise Unhosted(f"run {run_id!r} left waiting for its saga {name!r}")
                 WAITING[run_id] = name
-                _HOSTING.wait()
+                due = RETRYING.get(run_id)
+                _HOSTING.wait(None if due is None else max(0.0, due[1] - time.monotonic()))
         finally:
             WAITING.pop(run_id, None)

@@ -372,7 +372,8 @@ class DBOSRunner:
         """The record of run ``run_id``, once it ended (waited for): one this launch
         resumed, say, after the process that started it died. One that waits for its saga
         (``waiting``; its saga ``sagas=`` could not make, saying why) is refused in one line
-        (``NotHosted``): it would never end here; one that this version cannot resume
+        (``NotHosted``): it would never end here (one whose ``sagas=`` raised is waited for
+        while it is tried again, ``hosting.TRIES`` times); one that this version cannot resume
         (another version started it) is ``ReplayRefused``; a run id DBOS does not know (a
         saga never started) is ``UnknownRun``."""
         self._not_stranded(run_id)  # (attack17's G4: it waited forever, or advised in vain)
@@ -380,7 +381,7 @@ class DBOSRunner:
             raise UnknownRun(f"DBOS has no saga {run_id!r} in {self.path}")
         while True:  # (until it ends, or waits for its steps here: refused, not waited on)
             name = self.waiting().get(run_id)
-            if name is not None:
+            if name is not None and hosting.retry_due(run_id) is None:  # (no try to come)
                 refused = hosting.REFUSED.get(run_id)
                 raise hosted.NotHosted(
                     f"saga {run_id!r} ({name!r}) waits for its steps: {refused}"
@@ -402,8 +403,10 @@ class DBOSRunner:
         """The sagas left unfinished on this file that this process cannot go on with, as
         it does not know their steps (their saga's name, by run id): resumed at launch, they
         wait (``sagas=`` at ``start``, or ``handle_for(saga, run_id)``, hosts one). One whose
-        saga ``sagas=`` could not make (it raised, or made another saga) is among them;
-        ``record`` says why."""
+        saga ``sagas=`` could not make (it raised, or made another saga) is among them, while
+        it is tried again too (``hosting.TRIES`` times, ``BACKOFF`` doubled between: a
+        service the factory reads may be back; each failed try a warning on the
+        ``rollback_lessons`` logger); ``record`` says why."""
         unfinished = DBOS.list_workflows(status=["PENDING", "ENQUEUED"], has_parent=False)
         names = {w.workflow_id: hosting.saga_name(w.input) for w in unfinished}
         return {
@@ -411,7 +414,11 @@ class DBOSRunner:
             for run_id, name in names.items()
             if name is not None
             and run_id not in hosted.RUNS
-            and (name not in hosting.FACTORIES or run_id in hosting.REFUSED)
+            and (
+                name not in hosting.FACTORIES
+                or run_id in hosting.REFUSED
+                or run_id in hosting.RETRYING
+            )
             and run_id not in self.stranded  # (another version's: no saga resumes it here)
         }
 
