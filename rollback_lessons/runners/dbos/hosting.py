@@ -171,7 +171,7 @@ def _saga(run_id: str, name: str) -> tuple[Saga, State]:
                     run = hosted.RUNS[run_id]
                     RETRYING.pop(run_id, None)  # (``handle_for`` hosted it meanwhile)
                     return run.saga, run.state
-                if name in FACTORIES and run_id not in REFUSED:
+                if name in FACTORIES and run_id not in REFUSED and not _closing:
                     saga = _try(run_id, name)
                     if saga is not None:
                         return saga, {}
