@@ -655,6 +655,45 @@ def test_a_run_taken_up_by_a_process_that_did_not_start_it_is_hosted_there(on_te
     assert world == ["do a", "undo a here"]  # the retry ran in this process's worker
 
 
+def test_a_run_playing_a_timing_taken_up_elsewhere_plays_it_there(on_temporal):
+    """harden23's leftover: a run started with ``completion=`` and taken up by a process that
+    did not start it (``handle_for``) had no turn gate there: b's and c's actions, started at
+    once, were called as the worker picked them, not in the timing (c, then b) the run was
+    started to play. The plan keeps the timing, and the process taking the run up gates its
+    actions by it: c first, b called once c's end is heard, as in the process that started it."""
+    from rollback_lessons import Parallel
+    from rollback_lessons.runners.temporal.activities import GATES
+
+    world: list[str] = []
+    a_runs, let_a_end = threading.Event(), threading.Event()
+
+    def a(s):
+        a_runs.set()
+        let_a_end.wait(60)
+        world.append("a")
+
+    def c(s):
+        time.sleep(0.3)  # (slower than b: only its turn puts it first)
+        world.append("c")
+
+    def saga():
+        steps = (Step("b", lambda s: world.append("b")), Step("c", c))
+        return Saga([Step("a", a), Parallel(*steps)], name="timed")
+
+    async def scenario(runner):
+        handle = await runner.start_saga(saga(), {}, completion=["a", "c", "b"])
+        await asyncio.to_thread(a_runs.wait, 60)
+        hosted.RUNS.pop(handle.run_id)  # as in a process that did not start it
+        GATES.pop(handle.run_id)
+        taken_up = await runner.handle_for(saga(), handle.run_id)
+        let_a_end.set()
+        return await asyncio.wait_for(taken_up.outcome(), 60)
+
+    outcome = on_temporal(scenario)
+    assert outcome.status is Status.COMMITTED
+    assert world == ["a", "c", "b"]  # (without the timing taken up: a, b, c)
+
+
 def test_a_run_whose_policy_decides_in_code_is_not_taken_up_elsewhere(on_temporal):
     """Its workflow asks that code for each decision; a process that did not start the run
     has none of it, so hosting its saga there would run nothing: refused in one line

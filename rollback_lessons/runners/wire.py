@@ -147,6 +147,9 @@ class SagaPlan:
     turns: bool = False
     """Temporal's: each action waits for its turn (``completion``) before its call, a wait
     ``step_timeout`` does not count (the server allows it as long again)."""
+    timing: list[str] | None = None
+    """Temporal's: the timing ``completion`` plays (the order of the turns), kept with the
+    run so a process taking it up (``handle_for``) gives its actions the same turns."""
     history_limit: int | None = None
     """Temporal's: the events its server keeps in a workflow's history (None: the default,
     ``limits.HISTORY_EVENTS_LIMIT``); the workflow stops retrying undos before it."""

@@ -274,6 +274,7 @@ class TemporalRunner:
             step_timeout=step_timeout, halt_wait=halt_wait, completion=completion,
         )  # fmt: skip
         plan.history_limit, plan.turns = self.history_limit, completion is not None
+        plan.timing = list(completion) if completion is not None else None
         try:
             [payload] = await self.client.data_converter.encode([plan])
             check_plan(plan, payload.ByteSize(), self.history_limit, completion is not None)
@@ -313,7 +314,8 @@ class TemporalRunner:
         in one line too (``NotHosted``), before anything is hosted or answered: a run on
         another task queue (this runner's worker would never be given its calls: start one
         with ``task_queue=`` that run's), a run whose policy decides in code (only the
-        process that started it has that code). A run this process hosts keeps its state."""
+        process that started it has that code). A run this process hosts keeps its state; a
+        run playing a timing (``completion``) taken up here plays it (its plan keeps it)."""
         workflow = self.client.get_workflow_handle(run_id, result_type=dict)
         run = hosted.RUNS.get(run_id)
         if run is not None:  # started (or taken up) here: its saga, its state
@@ -340,6 +342,8 @@ class TemporalRunner:
                     "process that started it has that code: nothing was hosted"
                 )
             hosted.host(run_id, hosted.Hosted(saga, {}, {}))
+            if plan.turns and plan.timing is not None:  # its actions wait for their turns
+                GATES[run_id] = _turns(workflow, plan.timing, turn_wait(plan))
         return SagaHandle(self, saga, workflow, None, None)
 
     async def _plan_of(self, workflow: WorkflowHandle[Any, Any]) -> SagaPlan:
