@@ -254,3 +254,56 @@ def test_a_saga_of_another_name_is_never_the_runs_and_the_refusal_says_so():
         "saga 'x' is not the one run 'run-1' was started with (steps ['b', 'c'] are gone): "
         "nothing was hosted; give the saga that started it"
     )
+
+
+def test_a_factory_that_fails_or_makes_a_changed_saga_is_tried_again_a_bounded_number_of_times(
+    monkeypatch, caplog
+):
+    """harden21's leftover and attack19's S4: a ``sagas=`` factory that raised, or made a
+    saga other than the run's (on its 2nd call only), left the run waiting until
+    ``handle_for`` or a relaunch, never called again. It is tried again after a wait
+    (``BACKOFF``, doubled), each failed try a warning saying what follows; made at last, the
+    run goes on; after ``TRIES`` the run waits as before, ``REFUSED`` saying why. Pure: the
+    run's saved plan is given, no DBOS."""
+    import logging
+
+    from rollback_lessons import Saga, Step
+    from rollback_lessons.runners.dbos import hosting
+    from rollback_lessons.runners.wire import plan_of
+
+    def saga(*steps):
+        return Saga([Step(k, lambda s: None, lambda s: None) for k in steps], name="x")
+
+    made = [saga("a", "b"), saga("a"), ConnectionError("down"), saga("a", "b")]
+
+    def fickle(run_id):  # good at start's check, then changed, then raising, then good
+        got = made.pop(0) if made else ConnectionError("down")
+        if isinstance(got, Exception):
+            raise got
+        return got
+
+    monkeypatch.setattr(hosting, "BACKOFF", 0.0)
+    monkeypatch.setitem(hosting.FACTORIES, "x", fickle)
+    for run_id in ("s4", "gone"):
+        monkeypatch.setitem(hosting.PLANS, run_id, plan_of(saga("a", "b"), run_id))
+    fickle("s4")  # (start's check: the saga it makes is the run's)
+    with caplog.at_level(logging.WARNING, logger="rollback_lessons"):
+        got, state = hosting._saga("s4", "x")
+    assert [s.name for s in got.steps] == ["a", "b"] and state == {} and not made
+    tries = [r.getMessage() for r in caplog.records]
+    assert len(tries) == 2 and "run 's4' was started with" in tries[0]
+    assert tries[0].endswith("(try 1 of 6): tried again in 0 s")
+    assert "raised ConnectionError('down')" in tries[1] and "(try 2 of 6)" in tries[1]
+    assert "s4" not in hosting.RETRYING and "s4" not in hosting.REFUSED
+    monkeypatch.setattr(hosting, "TRIES", 3)
+    try:  # a factory that never makes it: three tries, then the run waits for its saga
+        assert [hosting._try("gone", "x") for _ in range(3)] == [None] * 3
+        assert hosting.REFUSED["gone"] == (
+            "sagas={'x': ...} raised ConnectionError('down') making the saga of run 'gone' "
+            "(3 tries): it waits, unfinished; handle_for(saga, run_id) hosts it, or a later "
+            "launch whose sagas= makes it"
+        )
+        assert "gone" not in hosting.RETRYING
+    finally:
+        hosting.REFUSED.pop("gone", None)
+        hosting.RETRYING.pop("gone", None)
