@@ -6,7 +6,8 @@ a random order, agrees with the machine played in that order."""
 
 import asyncio
 
-from hypothesis import given
+from conftest import examples
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rollback_lessons import InjectedTimeout, Parallel, Saga, Status, Step
@@ -132,6 +133,7 @@ def check_reported(outcome):
         assert outcome.state_after == outcome.state_before == {}
 
 
+@settings(max_examples=examples(40))  # make soak: 400
 @given(runs())
 def test_every_effect_is_undone_or_reported_and_the_order_holds(case):
     definition, shape, faults, undo_faults, completion, order, policy = case
@@ -157,6 +159,7 @@ def test_every_effect_is_undone_or_reported_and_the_order_holds(case):
         assert undos == sorted(undos, key=lambda s: -times.index(s))
 
 
+@settings(max_examples=examples(40))  # make soak: 400
 @given(runs(), st.integers(0, 12))
 def test_a_cancel_at_any_point_leaves_nothing_done_and_not_undone(case, after_checks):
     definition, shape, _, undo_faults, completion, order, policy = case
@@ -182,6 +185,7 @@ def plain(outcome):
     return [(e.kind, e.step, dict(e.details)) for e in outcome.events]
 
 
+@settings(max_examples=examples(40))  # make soak: 400
 @given(runs())
 def test_the_async_engine_agrees_with_the_machine_in_any_completion_order(case):
     definition, shape, faults, undo_faults, completion, order, policy = case
@@ -211,6 +215,7 @@ def test_the_async_engine_agrees_with_the_machine_in_any_completion_order(case):
     assert ran.status is played.status and ran.state_after == played.state_after
 
 
+@settings(max_examples=examples(40))  # make soak: 400
 @given(runs(), st.data())
 def test_steps_ending_in_one_turn_of_the_loop_run_as_the_timing_they_ended_in(case, data):
     """``arun`` with each action ending after 0-2 turns of the event loop, so that several

@@ -12,6 +12,7 @@ import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from conftest import OnALoop
 
 from rollback_lessons.runners.temporal import TemporalRunner
 from rollback_lessons.worlds.crashlab import world_report
@@ -20,15 +21,21 @@ from rollback_lessons.worlds.temporal_booking.demo import kill_a_worker_mid_roll
 pytestmark = pytest.mark.usefixtures("no_run_left_behind")
 
 
-def test_a_worker_killed_mid_compensation_is_replaced_and_the_saga_finishes(tmp_path):
+@pytest.fixture(scope="module")
+def on_temporal():
+    """One Temporal dev server for the module's tests (each starts its workflows with ids and
+    task queues of its own), not one per test: a start is about 0.7 CPU s and 1.5 s of wall
+    time. The test that restarts the server starts its own."""
+    on = OnALoop(TemporalRunner.start)
+    try:
+        yield on
+    finally:
+        on.close()
+
+
+def test_a_worker_killed_mid_compensation_is_replaced_and_the_saga_finishes(tmp_path, on_temporal):
     world = str(tmp_path / "world.db")
-
-    async def main():
-        async with await TemporalRunner.start() as runner:
-            return await kill_a_worker_mid_rollback(runner, world)
-
-    with ThreadPoolExecutor(1) as pool:
-        takeover = pool.submit(lambda: asyncio.run(main())).result()
+    takeover = on_temporal(lambda runner: kill_a_worker_mid_rollback(runner, world))
     # when the first worker died: the charge was refunded, the room not yet released
     assert takeover.before["effects"] == [("b1", "charge_card", 1), ("b1", "reserve_room", 0)]
     assert takeover.result.status == "rolled_back"
@@ -41,7 +48,9 @@ def test_a_worker_killed_mid_compensation_is_replaced_and_the_saga_finishes(tmp_
     assert takeover.workers == 2  # two worker processes did the saga's work
 
 
-def test_the_hand_written_saga_ends_as_the_engine_does_for_every_single_fault(tmp_path):
+def test_the_hand_written_saga_ends_as_the_engine_does_for_every_single_fault(
+    tmp_path, on_temporal
+):
     """Each single fault of the booking, on the dev server (Temporal's sandbox on) and in
     process (its twin in the engine, on a world file of its own): the same status, the same
     undos in the same order, the same dead letters, and the same world afterwards."""
@@ -53,12 +62,7 @@ def test_the_hand_written_saga_ends_as_the_engine_does_for_every_single_fault(tm
         for n, case in enumerate(single_faults("", ""))
     ]
 
-    async def main():
-        async with await TemporalRunner.start() as runner:
-            return await run_bookings(runner, cases)
-
-    with ThreadPoolExecutor(1) as pool:
-        results = pool.submit(lambda: asyncio.run(main())).result()
+    results = on_temporal(lambda runner: run_bookings(runner, cases))
     assert len(results) == len(cases) == 8
     statuses = set()
     for case, result in zip(cases, results, strict=True):
@@ -79,7 +83,9 @@ def test_the_hand_written_saga_ends_as_the_engine_does_for_every_single_fault(tm
     assert (refused.status, refused.undone) == ("rolled_back", ["charge_card", "reserve_room"])
 
 
-def test_an_email_that_times_out_after_it_went_is_tried_once_and_left_to_a_person(tmp_path):
+def test_an_email_that_times_out_after_it_went_is_tried_once_and_left_to_a_person(
+    tmp_path, on_temporal
+):
     """The pivot rule (``machine.pivot_in_doubt``): the email's call times out after the
     mail server took it. It is not tried again, nothing is compensated while the saga waits
     for a person (as the engine's twin halts, with the same undos pending), and the person's
@@ -88,12 +94,10 @@ def test_an_email_that_times_out_after_it_went_is_tried_once_and_left_to_a_perso
     from rollback_lessons.worlds.temporal_booking.twin import booking_twin, faults_of
     from rollback_lessons.worlds.temporal_booking.workflows import ANSWERS, BookingInput
 
-    async def main():
-        async with await TemporalRunner.start() as runner:
-            return [await email_in_doubt(runner, str(tmp_path / f"{a}.db"), a) for a in ANSWERS]
+    async def both(runner):
+        return [await email_in_doubt(runner, str(tmp_path / f"{a}.db"), a) for a in ANSWERS]
 
-    with ThreadPoolExecutor(1) as pool:
-        sent, not_sent = pool.submit(lambda: asyncio.run(main())).result()
+    sent, not_sent = on_temporal(both)
     local_world = str(tmp_path / "local.db")
     twin = booking_twin(local_world, "b1")
     local = twin.run({}, inject=faults_of(BookingInput("", "b1", email_times_out=True)))
@@ -118,7 +122,7 @@ def test_an_email_that_times_out_after_it_went_is_tried_once_and_left_to_a_perso
     assert ("b1", "award_points", 0) not in not_sent.after["effects"]
 
 
-def test_after_the_email_the_points_are_retried_forward_and_never_undone(tmp_path):
+def test_after_the_email_the_points_are_retried_forward_and_never_undone(tmp_path, on_temporal):
     """The loyalty service down twice: Temporal's RetryPolicy gets the points through on
     the third attempt. Down for good: the saga halts for a person, and the room, the charge
     and the email all stay (nothing is compensated past the pivot)."""
@@ -128,12 +132,7 @@ def test_after_the_email_the_points_are_retried_forward_and_never_undone(tmp_pat
     back = BookingInput(str(tmp_path / "back.db"), "b1", points_down=2)
     down = BookingInput(str(tmp_path / "down.db"), "b2", fail_at="award_points")
 
-    async def main():
-        async with await TemporalRunner.start() as runner:
-            return await run_bookings(runner, [back, down])
-
-    with ThreadPoolExecutor(1) as pool:
-        came_back, stayed_down = pool.submit(lambda: asyncio.run(main())).result()
+    came_back, stayed_down = on_temporal(lambda runner: run_bookings(runner, [back, down]))
     assert came_back.status == "committed"
     assert ("b1", "award_points", 0) in world_report(back.world)["effects"]
     assert stayed_down.status == "halted" and stayed_down.pending == ["award_points"]
@@ -176,7 +175,7 @@ def test_a_server_restarted_mid_compensation_keeps_the_saga_and_it_finishes(tmp_
 
 
 def test_a_worker_killed_after_each_effect_leaves_the_booking_committed_each_effect_once(
-    tmp_path,
+    tmp_path, on_temporal
 ):
     """attack11's B5: the worker SIGKILLed right after a step's effect, before Temporal
     heard the activity end. Temporal retries the activity on the next worker; its action
@@ -192,17 +191,15 @@ def test_a_worker_killed_after_each_effect_leaves_the_booking_committed_each_eff
         sent = any(step == "send_email" for _, step, _ in world["effects"])
         return "sent" if sent else "not sent"
 
-    async def main():
-        async with await TemporalRunner.start() as runner:
-            return await asyncio.gather(*(
-                kill_a_worker_at(runner, world, f"after {step}", BookingInput(world, "b1"),
-                                 answer=person)
-                for step, world in worlds.items()
-            ))  # fmt: skip
+    async def each(runner):
+        return await asyncio.gather(*(
+            kill_a_worker_at(runner, world, f"after {step}", BookingInput(world, "b1"),
+                             answer=person)
+            for step, world in worlds.items()
+        ))  # fmt: skip
 
     worlds = {step: str(tmp_path / f"{step}.db") for step in STEPS}
-    with ThreadPoolExecutor(1) as pool:
-        takeovers = pool.submit(lambda: asyncio.run(main())).result()
+    takeovers = on_temporal(each)
     for (step, world), takeover in zip(worlds.items(), takeovers, strict=True):
         assert ("b1", step, 0) in takeover.before["effects"], step  # killed after it
         assert takeover.result.status == "committed", (step, takeover)
