@@ -23,6 +23,8 @@ from .machine import Machine
 from .ports import UndoJournalRun
 from .rules import Kind, NamedUndo
 
+ATTEMPTS = 3  # a write the run's end relies on (a commit, its last batch): tried this often
+
 
 class JournalWriter:
     """Writes one run down as its machine goes; ``watch`` sees each event."""
@@ -142,29 +144,38 @@ class JournalWriter:
                 "and the journal still shows the saga unfinished",
             )
 
-    def commit(self, event: Event, attempts: int = 3) -> None:
-        """Record the commit (and its event) in one write, tried ``attempts`` times (a busy
-        file, a moment's I/O error). If it cannot be written, the run is not committed: the
-        journal shows it unfinished, and ``recover`` would undo it, so the process rolls it
-        back now instead of saying ``committed`` (CommitNotRecorded, to the driver)."""
-        assert self.jrun is not None
+    def tried(self, write: Callable[[], None], attempts: int = ATTEMPTS) -> list[str]:
+        """Call ``write`` until it succeeds, ``attempts`` times at most (a busy file, a
+        moment's I/O error): the errors of the attempts that failed (``attempts`` of them if
+        none succeeded). Taken over: raised at once, this run writes nothing more."""
         errors: list[str] = []
-        for _ in range(attempts):
+        while len(errors) < attempts:
             try:
-                self.jrun.commit(event)
+                write()
             except TakenOver:
                 self.jrun = None  # another process holds the saga: it undoes, not us
                 raise
             except Exception as exc:
                 errors.append(describe(exc))
             else:
-                if errors:
-                    self.m.notes = [
-                        *self.m.notes,
-                        f"journal write failed ({errors[0]}); the commit was written at "
-                        f"attempt {len(errors) + 1}",
-                    ]
-                return
+                break
+        return errors
+
+    def commit(self, event: Event, attempts: int = ATTEMPTS) -> None:
+        """Record the commit (and its event) in one write, tried ``attempts`` times (a busy
+        file, a moment's I/O error). If it cannot be written, the run is not committed: the
+        journal shows it unfinished, and ``recover`` would undo it, so the process rolls it
+        back now instead of saying ``committed`` (CommitNotRecorded, to the driver)."""
+        assert self.jrun is not None
+        errors = self.tried(partial(self.jrun.commit, event), attempts)
+        if len(errors) < attempts:
+            if errors:
+                self.m.notes = [
+                    *self.m.notes,
+                    f"journal write failed ({errors[0]}); the commit was written at "
+                    f"attempt {len(errors) + 1}",
+                ]
+            return
         raise CommitNotRecorded(
             f"every step was done, but the journal could not record the commit "
             f"({attempts} attempts: {errors[-1]}); the saga is not committed and is rolled "
@@ -172,35 +183,52 @@ class JournalWriter:
         )
 
     def end(self, error: BaseException | None) -> None:
-        """The run ended: its status (a commit is written at its event), unless a Ctrl-C
-        left it for ``recover`` to finish, or a failed write left it unfinished (then the
-        steps that failed before any effect are written again, alone: recover must not
-        report a step that never had an effect as leaked, attack19 F2/F7)."""
+        """The run ended: its last batch (its last events, the steps never called, those
+        cut short, its status; a commit is written at its event), tried as often as a
+        commit: one failed write left a step never called with its intent, which recover
+        reports leaked, "it may have happened" (attack20's N3). A Ctrl-C leaves the run for
+        ``recover`` to finish, and a failed write during the rollback left it unfinished:
+        then only the steps never called (failed before any effect, or never begun) are
+        written, alone (attack19's F2/F7, attack18). If a write still fails (a disk full
+        until the process ends), the intents stay: recover reports them leaked, the safe
+        side."""
         if isinstance(self.m.error, TakenOver):
             return  # (taken over: the new holder ends it)
-        if self.jrun is None:
-            for _ in range(3 if self.dropped is not None and self.refused else 0):
-                try:  # (tried as often as a commit; if it still fails: the safe side)
-                    self.dropped.abandon_now(self.refused)  # type: ignore[union-attr]
-                    break
-                except Exception:  # (a moment's I/O error: tried again)
-                    continue
-            return
+        jrun = self.jrun if self.jrun is not None else self.dropped
+        if jrun is None:
+            return  # (no journal, or taken over while rolling back)
         steps = [s for s in list(self.intents) if s not in self.m.kinds]
-        not_run = [self.intents.pop(s) for s in steps]
-        pivot = self.pivot if self.pivot in steps else None  # never called: no effect
-        if self.m.interruption is not None:  # (``Machine.not_run``: nothing to undo), even
-            if not_run or self.refused:  # when a Ctrl-C cut the rollback (attack18: recover
-                with contextlib.suppress(Exception):  # said it leaked; a pivot, halted). If
-                    self.jrun.abandon_now([*self.refused, *not_run], pivot)  # it fails,
-            return  # they stay: the safe side
+        not_run = [self.intents.pop(s) for s in steps]  # (``Machine.not_run``: a Ctrl-C as
+        pivot = self.pivot if self.pivot in steps else None  # they began; never called)
+        if self.jrun is None or self.m.interruption is not None:
+            never = [*self.refused, *not_run]
+            if never or pivot is not None:  # (taken over meanwhile: fenced, nothing
+                with contextlib.suppress(TakenOver):  # written; a Ctrl-C is not replaced)
+                    self.tried(partial(jrun.abandon_now, never, pivot))
+            return
         for position in not_run:
-            self.jrun.abandon(position)
+            jrun.abandon(position)
         if pivot is not None:
-            self.jrun.pivot(pivot, "refused")
+            jrun.pivot(pivot, "refused", flush=False)
         for step in self.m.leaked:  # a step cut short after it began: it may have happened
             if step in self.intents:
-                self.jrun.leaked(self.intents.pop(step))
-        if error is None:
+                jrun.leaked(self.intents.pop(step))
+        if error is None and pivot is None:
             return  # committed: written at its event
-        self.durably(self.jrun.end, str(self.m.status()), error)
+        if error is not None:
+            jrun.end(str(self.m.status()), error, flush=False)
+        errors = self.tried(jrun.flush)
+        if len(errors) < ATTEMPTS:
+            if errors:
+                self.m.notes = [
+                    *self.m.notes,
+                    f"journal write failed ({errors[0]}); the run's end was written at "
+                    f"attempt {len(errors) + 1}",
+                ]
+            return
+        self.dropped, self.jrun = jrun, None  # the journal keeps the saga unfinished
+        self.m.note(
+            EventKind.JOURNAL_FAILED,
+            f"journal write failed ({errors[-1]}, {ATTEMPTS} attempts); the journal still "
+            "shows the saga unfinished",
+        )

@@ -10,6 +10,7 @@ charge -> email (pivot) -> ship), on a world kept in memory so that ``make test`
 n in seconds; ``make soak`` (HARNESS_STEPS) runs larger ones.
 """
 
+import asyncio
 import contextlib
 import os
 import sqlite3
@@ -202,7 +203,8 @@ def check(world, journal, saga, outcome):
         problems.append(f"{status}: not undone nor reported: {compensable - set(undone)}")
     if status == "rolled_back" and (reported or compensable - set(undone)):
         problems.append("rolled_back, but something was not undone")
-    never = {s for s, state in states.items() if state in ("leaked", "intent")} - effects
+    never = {s for s, state in states.items() if state in ("leaked", "intent")}
+    never = (never | set(journal.leaked("s"))) - effects  # (a step with no undo: only there)
     if never:  # (attack19's F2: a refusal whose write failed, said leaked after recover)
         problems.append(f"reported leaked, yet it never had an effect: {sorted(never)}")
     return problems
@@ -358,6 +360,52 @@ def test_a_failed_write_after_the_pivot_never_compensates_across_it(tmp_path):
         halted = [e.details["reason"] for e in outcome.events if e.kind == "halted"]
         assert outcome.status is Status.HALTED and "'email' happened" in halted[0]
         assert outcome.pending == ("charge",)
+
+
+def _ends(statements):
+    return any(sql.startswith("UPDATE sagas SET status = ?, error = ?") for sql, _ in statements)
+
+
+def _drive(saga, driver, **kw):
+    if driver == "arun":
+        return asyncio.run(saga.arun({}, **kw))
+    completion = list(saga.names) if driver == "completion" else None
+    return saga.run({}, completion=completion, **kw)
+
+
+@pytest.mark.parametrize("driver", ["list", "completion", "arun"])
+def test_the_runs_last_batch_is_tried_again_so_a_step_never_called_is_never_leaked(
+    tmp_path, driver
+):
+    """attack20's N3: ship (after the pivot) failed before its action was called; the run's
+    last batch (ship's events and ``not_run``, the halt, the status) failed once and was
+    not tried again, so recover reported ship leaked: "it may have happened", for a
+    shipment never attempted. Tried as often as a commit now, on every driver; only a disk
+    full to the end leaves the intent, which recover reports leaked (the safe side)."""
+    for name, fails in (("once", 1), ("always", 99)):
+        world = World(f"last-batch-{driver}-{name}")
+        with Journal(tmp_path / f"{world.name}.db") as journal:
+            failed: list[int] = []
+
+            def when(st, failed=failed, fails=fails):
+                return _ends(st) and len(failed) < fails and not failed.append(1)
+
+            _failing(journal, when)
+            outcome = _drive(pivot_saga(world), driver, inject={"ship": "fail"}, journal=journal,
+                             run_id="s", clock=VirtualClock())  # fmt: skip
+            assert outcome.status is Status.HALTED and world.effects == ["charge", "email"]
+            row = journal.saga("s")
+            if name == "once":
+                assert journal.leaked("s") == [] and len(failed) == 1
+                assert row.status == "halted" and journal.unfinished() == []
+                assert any("the run's end was written at attempt 2" in n for n in outcome.notes)
+            else:
+                assert len(failed) == 3 and row.status == "running"
+                assert any("3 attempts); the journal still shows" in n for n in outcome.notes)
+                _orphan(journal)
+                recover(journal, registry)
+                assert journal.leaked("s") == ["ship"]  # (never written: the safe side)
+            assert world.undone == []
 
 
 def test_a_full_disk_at_the_first_write_is_one_line_nothing_ran(tmp_path, monkeypatch, capsys):

@@ -694,6 +694,28 @@ def test_a_run_playing_a_timing_taken_up_elsewhere_plays_it_there(on_temporal):
     assert world == ["a", "c", "b"]  # (without the timing taken up: a, b, c)
 
 
+def test_a_run_id_the_server_does_not_know_is_refused_in_the_runners_own_type(on_temporal):
+    """attack20's N5: ``handle_for`` a run id the server has no run of (a typo) raised the
+    SDK's RPCError ("workflow not found"), a traceback through the SDK; DBOS's says
+    UnknownRun. One line in the runner's type now, the server's error chained."""
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from rollback_lessons.runners.temporal import UnknownRun
+
+    saga = Saga([Step("a", lambda s: None, lambda s: None)], name="unknown")
+
+    async def scenario(runner):
+        with pytest.raises(UnknownRun) as refused:
+            await runner.handle_for(saga, "no-such-run")
+        return refused.value, "no-such-run" in hosted.RUNS
+
+    refused, hosted_it = on_temporal(scenario)
+    assert "no saga 'no-such-run'" in str(refused) and "\n" not in str(refused)
+    assert isinstance(refused, LookupError) and not hosted_it
+    cause = refused.__cause__
+    assert isinstance(cause, RPCError) and cause.status is RPCStatusCode.NOT_FOUND
+
+
 def test_a_run_whose_policy_decides_in_code_is_not_taken_up_elsewhere(on_temporal):
     """Its workflow asks that code for each decision; a process that did not start the run
     has none of it, so hosting its saga there would run nothing: refused in one line

@@ -334,14 +334,17 @@ class JournalRun:
         if flush:
             self.flush()
 
-    def pivot(self, step: str, state: str) -> None:
+    def pivot(self, step: str, state: str, *, flush: bool = True) -> None:
         """An irreversible step ``started`` (written before it runs), is ``done``, or
         ``refused`` (it failed before any effect, so the rollback goes on across it).
 
         Both are written at once (one saga has one pivot): recover never compensates
         across one that started or is done, and the person it is left for learns whether
-        it surely happened.
+        it surely happened. ``flush=False``: with the next write (the run's last batch).
         """
+        if not flush:
+            self._pending.append(self._pivot_statement(step, state))
+            return
         self._flush_with(self._pivot_statement(step, state), keep=state != "started")
 
     def _pivot_statement(self, step: str, state: str) -> tuple[str, tuple[object, ...]]:
@@ -400,7 +403,9 @@ class JournalRun:
             self._pending = [st for st in self._pending if st is not recorded]  # its event too
             raise
 
-    def end(self, status: str, error: BaseException | str | None) -> None:
+    def end(self, status: str, error: BaseException | str | None, *, flush: bool = True) -> None:
+        """The saga's last status, with what is pending (``flush=False``: the caller
+        flushes, and may try again: a failed flush keeps every statement pending)."""
         text = describe(error) if isinstance(error, BaseException) else error
         self._pending.append(
             (
@@ -408,7 +413,8 @@ class JournalRun:
                 (status, text, time.time(), self.saga_id),
             )
         )
-        self.flush()
+        if flush:
+            self.flush()
 
     def take(self) -> list[tuple[str, tuple[Any, ...]]]:
         """The statements not yet written (the caller writes them, e.g. in a batch)."""

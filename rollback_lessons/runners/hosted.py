@@ -29,6 +29,12 @@ class SagaChanged(NotHosted):
     before it is hosted, on DBOS and on Temporal alike."""
 
 
+class UnknownRun(RollbackLessonsError, LookupError):
+    """``handle_for`` a run id the engine has no run of (a typo, another server): one line
+    in the runner's own type, the engine's error chained (attack20's N5). DBOS's runner
+    still defines its own class of this name (to move here with the next change there)."""
+
+
 @dataclass
 class Hosted:
     """One run's saga, state and faults; ``started`` is set per step as its action begins;

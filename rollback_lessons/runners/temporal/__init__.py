@@ -1,7 +1,7 @@
 """Run a ``Saga`` on Temporal (extra ``temporal``): ``TemporalRunner``."""
 
 from ..asking import AnswerRefused, Question
-from ..hosted import NotHosted, SagaChanged
+from ..hosted import NotHosted, SagaChanged, UnknownRun
 from .limits import TemporalLimitExceeded
 from .runner import (
     AbandonedCalls,
@@ -26,6 +26,7 @@ __all__ = [
     "TemporalLimitExceeded",
     "TemporalRunner",
     "TemporalUnavailable",
+    "UnknownRun",
     "plan_for",
     "plan_text",
 ]

@@ -314,8 +314,9 @@ class TemporalRunner:
         in one line too (``NotHosted``), before anything is hosted or answered: a run on
         another task queue (this runner's worker would never be given its calls: start one
         with ``task_queue=`` that run's), a run whose policy decides in code (only the
-        process that started it has that code). A run this process hosts keeps its state; a
-        run playing a timing (``completion``) taken up here plays it (its plan keeps it)."""
+        process that started it has that code), and a run id the server does not know
+        (``UnknownRun``, as on DBOS). A run this process hosts keeps its state; a run playing
+        a timing (``completion``) taken up here plays it (its plan keeps it)."""
         workflow = self.client.get_workflow_handle(run_id, result_type=dict)
         run = hosted.RUNS.get(run_id)
         if run is not None:  # started (or taken up) here: its saga, its state
@@ -325,8 +326,11 @@ class TemporalRunner:
             about = await workflow.describe()
             plan = await self._plan_of(workflow)
         except RPCError as exc:
-            if exc.status is RPCStatusCode.NOT_FOUND:
-                raise  # the server's own word: no such run
+            if exc.status is RPCStatusCode.NOT_FOUND:  # the server's own word: no such run
+                raise hosted.UnknownRun(
+                    f"the Temporal server at {self.address} has no saga {run_id!r}: nothing "
+                    "was hosted"
+                ) from exc
             raise ServerLost.of(run_id, exc, "Nothing was hosted.") from None
         _check(run_id, saga, plan)
         if about.status is WorkflowExecutionStatus.RUNNING:  # (one over needs no worker)
