@@ -384,3 +384,38 @@ def _drawn_ahead(grid: ExplorerGrid, run) -> bool:
     faults = [(s, str(f)) for s, f in run.faults]
     outcome = grid.lab._run_saga(grid.lab.explored_settings(faults, run.policy, run.completion))
     return len(outcome.events) - 1 in grid.lab.timeline.frames.peek(run_key(outcome, None))
+
+
+def test_in_a_kernel_a_click_sends_the_panels_own_view_after_the_picture_here(sent_states):
+    """newuser15: a grid click p95 80-108 ms, max 160 (load < 0.9). A click sent the
+    picture here (35 KB) and, in the same breath, the panel's own view under the grid
+    (37 KB: the same picture again) and its controls, below the screen, which the browser
+    parsed and laid out before it painted the picture here. In a kernel (a running loop)
+    the panel's own widgets now follow ``PANEL_LATER_S`` later, each in one message; the
+    grid's player (slider, Play) goes at once."""
+    import asyncio
+
+    from rollback_lessons.lab import grid as grid_module
+
+    later_s = getattr(grid_module, "PANEL_LATER_S", 0.3)
+    grid = _lesson_11_grid()
+    lab = grid.lab
+    controls = [*lab.actions.values(), *lab.undos.values(), lab.policy, lab.register, lab.order]
+    own = {id(widget) for widget in (*controls, lab.view, lab.stop_button)}
+    keys = [k for k, run in grid.grid.items() if run.faults][:3]
+
+    async def clicks() -> None:
+        for key in keys:
+            sent_states.clear()
+            grid.open(*key)
+            now = [widget for widget, _ in sent_states]
+            assert now[0] is grid.shown, key
+            assert not [widget for widget in now if id(widget) in own], key
+            await asyncio.sleep(later_s * 2)
+            later = [widget for widget, _ in sent_states[len(now) :]]
+            assert later.count(grid.lab.view) == 1, key
+            assert sorted(set(map(id, later))) == sorted(map(id, later)), key  # one each
+
+    asyncio.run(clicks())
+    assert grid.lab.view.value.count("<img") == 1  # the panel's view is the clicked run's
+    assert grid.lab.outcome is not None

@@ -11,8 +11,10 @@ picture and its controls fit one screen together.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import textwrap
+from contextlib import ExitStack
 from typing import Any
 
 import ipywidgets as w
@@ -48,6 +50,9 @@ VIEW_PX = 332
 PICTURE_PX = int(PANEL_WIDTH * DPI)  # the panel's picture, 1:1
 GAP_PX = 12
 PLAYER_PX = 64  # Play/back/next over the slider, beside the picture: the text under them
+# a click's messages for the panel under the grid (below the screen): sent this long after
+# the picture here, which they held up (two 36 KB views in one click, newuser15: p95 108 ms)
+PANEL_LATER_S = 0.3
 START = "Click a cell to see its run here."
 START_HTML = f"<div class='eg-note eg-start'>{START}</div>"
 
@@ -275,6 +280,7 @@ class ExplorerGrid:
         )  # fmt: skip
         self.view.add_class("eg-view")
         self._opening = False  # True while a click sets the panel up: the view follows once
+        self._held: ExitStack | None = None  # the panel's own widgets' messages, held back
         n = len(self.faults)
         size = "22px" if n <= 16 else "18px"
         items: list[Any] = [w.HTML("<b>first fault ↓</b>", layout=w.Layout(width="auto"))]
@@ -370,7 +376,9 @@ class ExplorerGrid:
         run = self.grid[(row, col)]
         self.opened = run
         self.cell = (row, col)
-        # the picture here first, then the rest of the click: one message per widget
+        # the picture here first, then the rest of the click: one message per widget; the
+        # panel's own view and controls under the grid a moment later (``_hold_panel``)
+        self._hold_panel()
         with one_message_each(*run_widgets(self.lab), *self.buttons.values(), self.player.layout):
             for button in self.buttons.values():  # the cell shown is outlined, and only it
                 if "eg-open" in button._dom_classes:
@@ -386,6 +394,38 @@ class ExplorerGrid:
             self._follow()
         ahead.schedule(self.lab, ahead.cells(self))  # the other cells', while it is looked at
         return run
+
+    def panel_own(self) -> list[w.Widget]:
+        """The widgets of the panel under the grid that the grid does not show: its view
+        (its own copy of the picture), its fault controls and its Stop."""
+        lab, shared = self.lab, {id(self.lab.play), id(self.lab.slider)}
+        shared |= {id(lab.back), id(lab.forward)}
+        return [widget for widget in run_widgets(lab) if id(widget) not in shared]
+
+    def _hold_panel(self) -> None:
+        """Hold the messages of the panel under the grid (``panel_own``) for
+        ``PANEL_LATER_S``: the browser then paints the picture here first, before it parses
+        the panel's own 36 KB view and lays out its controls, below the screen. At once
+        outside a kernel (no running loop: a script, a test); a hold not yet released
+        sends what a later click changes too."""
+        if self._held is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no kernel loop: every message now
+            return
+        held = ExitStack()
+        for widget in self.panel_own():
+            if not widget._holding_sync:  # (ipywidgets' own flag)
+                held.enter_context(widget.hold_sync())
+        self._held = held
+        loop.call_later(PANEL_LATER_S, self._release)
+
+    @one_at_a_time
+    def _release(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            held.close()  # (each widget's held keys, in one message)
 
     @one_at_a_time
     def _follow(self, change: Any = None) -> None:
