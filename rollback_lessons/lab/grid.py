@@ -388,7 +388,9 @@ class ExplorerGrid:
             self._opening = True  # the panel runs it at its end: one frame drawn, one view
             try:
                 faults = [(s, str(f)) for s, f in run.faults]
-                self.lab.open_explored(faults, run.policy, run.completion, at_end=True)
+                self.lab.open_explored(
+                    faults, run.policy, run.completion, at_end=True, breaks=run.violations
+                )
             finally:
                 self._opening = False
             self._follow()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import html
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..events import Event
@@ -201,10 +201,14 @@ def _names(names: Iterable[str]) -> str:
     return ", ".join(names) or "none"
 
 
-def result_html(outcome: Outcome, stopped_after: int | None = None) -> str:
+def result_html(
+    outcome: Outcome, stopped_after: int | None = None, breaks: Sequence[str] = ()
+) -> str:
     """How the run ended, in a few lines: the status, why, and what a person must know.
     ``stopped_after``: the events that had happened when Stop cancelled the run. The status
-    is a word in bold ink: the words say it, no colour a legend would have to explain."""
+    is a word in bold ink: the words say it, no colour a legend would have to explain.
+    ``breaks``: the explorer's check's violations of this run (a grid cell's cross, opened
+    here): a run that "rolled_back" may still break an invariant (lesson 11, newuser15)."""
     head = f"<b>{html.escape(str(outcome.status))}</b>"
     if outcome.status is Status.CANCELLED:  # the learner's Stop, not a failure
         after = f" after event {stopped_after}" if stopped_after else ""
@@ -226,6 +230,9 @@ def result_html(outcome: Outcome, stopped_after: int | None = None) -> str:
     if not_run:
         lines.append(("not run", _names(not_run)))
     lines += [("note", note) for note in outcome.notes]  # the engine's own words
+    if breaks:  # each by the check's own name (the grid's view says the whole of it)
+        kinds = ", ".join(dict.fromkeys(v.split(":")[0] for v in breaks))
+        lines.append(("breaks", f"✗ {kinds} (the grid's check)"))
     return _result_box(head, lines)
 
 
