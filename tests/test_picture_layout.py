@@ -446,8 +446,9 @@ def test_lesson_06s_opening_frame_has_no_mark_over_another_and_its_bar_in_the_le
     for frame in range(lab.frame_count):
         assert crowded_marks(timeline.show(frame), rings=False) == [], frame
     [legend] = timeline.fig.legends
+    pairs = zip(legend.legend_handles, legend.get_texts(), strict=True)
     bars = [
-        text.get_text() for handle, text in zip(legend.legend_handles, legend.get_texts())
+        text.get_text() for handle, text in pairs
         if isinstance(handle, Line2D) and handle.get_linewidth() >= 5 and handle.get_marker() == "X"
     ]  # fmt: skip
     assert bars == ["failed after its effect"]

@@ -64,12 +64,13 @@ CSS = f"""<style>
   -webkit-line-clamp: 2; line-clamp: 2; overflow: hidden}}
 .rl-panel .rl-caption {{font-size: 15px; font-weight: bold; margin: 2px 0 4px}}
 .rl-panel .rl-state td:nth-child(n+2) {{font-family: monospace; overflow-wrap: break-word}}
+.rl-panel .rl-state td:first-child, .rl-panel .rl-state td.rl-short {{white-space: nowrap}}
 .rl-panel tr.changed td:last-child {{background: {HIGHLIGHT}}}
 .rl-panel tr.now {{background: {CURRENT}}}
 .rl-panel .rl-log {{flex: none; width: {int(drawing.PANEL_WIDTH * drawing.DPI)}px;
   overflow: hidden auto}}
 .rl-panel .rl-log table {{table-layout: fixed; width: 100%}}
-.rl-panel .rl-log td {{height: 2.6em; overflow-wrap: break-word}}
+.rl-panel .rl-log td {{overflow-wrap: break-word}}
 .rl-panel .rl-head {{overflow-wrap: break-word}}
 .rl-panel .rl-log .rl-line {{display: -webkit-box; -webkit-box-orient: vertical;
   -webkit-line-clamp: 2; line-clamp: 2; overflow: hidden; max-height: 2.6em}}
@@ -170,20 +171,28 @@ def words(text: str) -> str:
 
 
 def state_html(before: Mapping[str, Any], now: Mapping[str, Any], keys: Iterable[str]) -> str:
-    """The state before the run and at this frame; a value that changed is yellow."""
+    """The state before the run and at this frame; a value that changed is yellow. A key
+    and a short value are never broken ("sheet / rows", newuser15: the column had room)."""
     rows = []
     for k in keys:
         b, n = before.get(k, _MISSING), now.get(k, _MISSING)
         changed = " class='changed'" if b != n else ""
         rows.append(
-            f"<tr{changed}><td>{html.escape(str(k))}</td><td>{tokens(_repr(b))}</td>"
-            f"<td>{tokens(_repr(n))}</td></tr>"
+            f"<tr{changed}><td>{html.escape(str(k))}</td>{_cell(_repr(b))}{_cell(_repr(n))}</tr>"
         )
     head = "<tr><th>state</th><th>before</th><th>now</th></tr>"
     return f"<table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
 
 
 _MISSING = object()
+SHORT = 16  # a value this long or shorter is never broken ("'4242 / valid'", newuser15)
+
+
+def _cell(value: str) -> str:
+    """A state value's cell: a short one on one line (the table gives a long one beside
+    it less room instead), a long one wrapped (``tokens``). Its key never wraps either."""
+    short = " class='rl-short'" if len(value) <= SHORT else ""
+    return f"<td{short}>{tokens(value)}</td>"
 
 
 def tokens(value: str) -> str:

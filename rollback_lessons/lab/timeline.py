@@ -185,9 +185,7 @@ class Timeline(TableAndLog, RunArtists):
         self._clip = TransformedPatchPath(ax.patch)
         (self._path,) = ax.plot([], [], color=INK, lw=1.2, alpha=0.6, zorder=1, gid="connector")
         # "this event": a ring under the marks (a failed cross beside it stays whole)
-        (self._cursor,) = ax.plot(
-            [], [], "o", ms=RING_MS, mfc="none", mec=INK, mew=2.5, zorder=1.9
-        )
+        (self._cursor,) = ax.plot([], [], "o", ms=RING_MS, mfc="none", mec=INK, mew=2.5, zorder=1.9)
         for artist in (self.title, self._path, self._cursor, *self._frame_artists()):
             artist.set_animated(True)  # drawn per frame, kept out of the cached background
         self.canvas.draw()
