@@ -1,7 +1,6 @@
 """The panels' words where a learner reads them: a short value, a state's key and a short
-"(...)" ending a trace's turn are never broken over two lines, and a log row takes the
-lines its words need, no more (newuser15: "'4242 / valid'", "sheet / rows", "(undos /
-ran)", an empty line under lesson 12's "10 step_start charge register=none")."""
+"(...)" ending a trace's turn are never broken over two lines (newuser15: "'4242 /
+valid'", "sheet / rows", "(undos / ran)")."""
 
 from __future__ import annotations
 
@@ -25,11 +24,6 @@ def test_a_states_key_and_its_short_values_are_never_broken():
     assert len(repr("4242 valid")) <= SHORT
     rule = re.search(r"([^}]*)\{\{?white-space: nowrap\}", CSS.split(".rl-state td:nth")[1])
     assert rule and "td:first-child" in rule.group(1) and "td.rl-short" in rule.group(1)
-
-
-def test_a_log_row_is_as_high_as_its_words():
-    log_cells = re.search(r"\.rl-log td \{([^}]*)\}", CSS)
-    assert log_cells and "height" not in log_cells.group(1)
 
 
 def test_a_short_parenthesis_ending_a_turn_stays_on_one_line():

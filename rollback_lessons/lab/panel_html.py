@@ -70,7 +70,7 @@ CSS = f"""<style>
 .rl-panel .rl-log {{flex: none; width: {int(drawing.PANEL_WIDTH * drawing.DPI)}px;
   overflow: hidden auto}}
 .rl-panel .rl-log table {{table-layout: fixed; width: 100%}}
-.rl-panel .rl-log td {{overflow-wrap: break-word}}
+.rl-panel .rl-log td {{height: 2.6em; overflow-wrap: break-word}}
 .rl-panel .rl-head {{overflow-wrap: break-word}}
 .rl-panel .rl-log .rl-line {{display: -webkit-box; -webkit-box-orient: vertical;
   -webkit-line-clamp: 2; line-clamp: 2; overflow: hidden; max-height: 2.6em}}
