@@ -399,7 +399,7 @@ def test_in_a_kernel_a_click_sends_the_panels_own_view_after_the_picture_here(se
 
     from rollback_lessons.lab import grid as grid_module
 
-    later_s = getattr(grid_module, "PANEL_LATER_S", 0.3)
+    later_s = getattr(grid_module, "PANEL_LATER_S", 0.3)  # (lab/grid.py)
     grid = _lesson_11_grid()
     lab = grid.lab
     controls = [*lab.actions.values(), *lab.undos.values(), lab.policy, lab.register, lab.order]

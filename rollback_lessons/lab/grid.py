@@ -11,10 +11,8 @@ picture and its controls fit one screen together.
 
 from __future__ import annotations
 
-import asyncio
 import html
 import textwrap
-from contextlib import ExitStack
 from typing import Any
 
 import ipywidgets as w
@@ -25,11 +23,11 @@ from matplotlib.patches import Patch, Rectangle
 
 from ..explore import Exploration, Explored, Faults, single_faults
 from ..faults import LABELS, Fault
-from ..outcome import Outcome, Status
-from . import ahead, guard, reuse
-from .drawing import DPI, FAIL, FONT, FORWARD, INK, PIVOT, RETRY, SMALL, UNDO, frame_caption
+from ..outcome import Status
+from . import ahead, guard, held, reuse
+from .drawing import DPI, FAIL, FONT, FORWARD, INK, PIVOT, RETRY, SMALL, UNDO
 from .panel_controls import faults_said, run_widgets
-from .panel_html import CSS, PANEL_WIDTH, key, lost_banner, png_img, result_at
+from .panel_html import CSS, PANEL_WIDTH, key, lost_banner, now_html, png_img
 from .player import one_at_a_time, one_message_each
 from .widgets import RollbackLab
 
@@ -220,17 +218,6 @@ def side_html(run: Explored, row: int, col: int, final: bool) -> str:
     )
 
 
-def now_html(outcome: Outcome, index: int, final: str) -> str:
-    """The frame shown, as the panel says it: its caption and the result as of that event
-    (``panel_html.result_at``: "running…" until the end, then ``final``)."""
-    event = outcome.events[index]
-    caption = frame_caption(event, index, len(outcome.events), outcome.status)
-    return (
-        f"<div class='rl-caption'>{html.escape(caption)}</div>"
-        f"<div class='rl-result'>{result_at(outcome, index, final)}</div>"
-    )
-
-
 class ExplorerGrid:
     """The grid as buttons: hover for the run, click to see it (under the grid, on the same
     screen) and to open it in the panel further down."""
@@ -280,7 +267,7 @@ class ExplorerGrid:
         )  # fmt: skip
         self.view.add_class("eg-view")
         self._opening = False  # True while a click sets the panel up: the view follows once
-        self._held: ExitStack | None = None  # the panel's own widgets' messages, held back
+        self._later = held.HeldBack(self._lock)  # the panel's own messages, held back
         n = len(self.faults)
         size = "22px" if n <= 16 else "18px"
         items: list[Any] = [w.HTML("<b>first fault ↓</b>", layout=w.Layout(width="auto"))]
@@ -376,9 +363,9 @@ class ExplorerGrid:
         run = self.grid[(row, col)]
         self.opened = run
         self.cell = (row, col)
-        # the picture here first, then the rest of the click: one message per widget; the
-        # panel's own view and controls under the grid a moment later (``_hold_panel``)
-        self._hold_panel()
+        # the picture here first, then the rest of the click: one message per widget, the
+        # panel's own under the grid a moment later (``held``: the picture paints first)
+        self._later.hold(held.panel_own(self.lab), PANEL_LATER_S)
         with one_message_each(*run_widgets(self.lab), *self.buttons.values(), self.player.layout):
             for button in self.buttons.values():  # the cell shown is outlined, and only it
                 if "eg-open" in button._dom_classes:
@@ -396,38 +383,6 @@ class ExplorerGrid:
             self._follow()
         ahead.schedule(self.lab, ahead.cells(self))  # the other cells', while it is looked at
         return run
-
-    def panel_own(self) -> list[w.Widget]:
-        """The widgets of the panel under the grid that the grid does not show: its view
-        (its own copy of the picture), its fault controls and its Stop."""
-        lab, shared = self.lab, {id(self.lab.play), id(self.lab.slider)}
-        shared |= {id(lab.back), id(lab.forward)}
-        return [widget for widget in run_widgets(lab) if id(widget) not in shared]
-
-    def _hold_panel(self) -> None:
-        """Hold the messages of the panel under the grid (``panel_own``) for
-        ``PANEL_LATER_S``: the browser then paints the picture here first, before it parses
-        the panel's own 36 KB view and lays out its controls, below the screen. At once
-        outside a kernel (no running loop: a script, a test); a hold not yet released
-        sends what a later click changes too."""
-        if self._held is not None:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # no kernel loop: every message now
-            return
-        held = ExitStack()
-        for widget in self.panel_own():
-            if not widget._holding_sync:  # (ipywidgets' own flag)
-                held.enter_context(widget.hold_sync())
-        self._held = held
-        loop.call_later(PANEL_LATER_S, self._release)
-
-    @one_at_a_time
-    def _release(self) -> None:
-        held, self._held = self._held, None
-        if held is not None:
-            held.close()  # (each widget's held keys, in one message)
 
     @one_at_a_time
     def _follow(self, change: Any = None) -> None:

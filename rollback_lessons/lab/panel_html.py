@@ -322,3 +322,14 @@ def view_html(
         f"<div class='rl-log'>{log_html(outcome.events, index)}</div>"
         f"<div class='rl-box'><div class='rl-result'>{result}</div></div></div>"
     )
+
+
+def now_html(outcome: Outcome, index: int, final: str) -> str:
+    """The frame shown, as the panel says it: its caption and the result as of that event
+    (``panel_html.result_at``: "running…" until the end, then ``final``)."""
+    event = outcome.events[index]
+    caption = drawing.frame_caption(event, index, len(outcome.events), outcome.status)
+    return (
+        f"<div class='rl-caption'>{html.escape(caption)}</div>"
+        f"<div class='rl-result'>{result_at(outcome, index, final)}</div>"
+    )

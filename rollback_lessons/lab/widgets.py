@@ -12,7 +12,6 @@ kernel's share: about 5 ms CPU for a run not drawn before, 1-2 ms for one drawn 
 
 from __future__ import annotations
 
-import copy
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -43,6 +42,7 @@ from .panel_controls import (
     layout,
     mark_chosen,
     run_said,
+    state_factory,
     stopped_tip,
     telling_frame,
     undo_choice,
@@ -88,7 +88,7 @@ class RollbackLab(Player):
         if not isinstance(saga, Saga):
             raise TypeError(f"RollbackLab needs a Saga, got {type(saga).__name__}")
         self.saga = saga
-        self._make_state = self._state_factory(state)
+        self._make_state = state_factory(state)
         first = self._make_state()
         self.state_keys = list(snapshot(first)) if first is not None else []
         # the runs one change away drawn while the learner looks (``ahead``): by default
@@ -203,16 +203,6 @@ class RollbackLab(Player):
         self.widget = self._layout(title or f"Break the {saga.name} saga")
         reuse.replace(self, saga.name)  # the same panel made again: the old one's widgets go
         self.run(opening=True)
-
-    @staticmethod
-    def _state_factory(state: Any) -> Callable[[], Any]:
-        if state is None:
-            return lambda: None
-        if callable(state):
-            return state
-        if isinstance(state, Mapping):
-            return lambda: copy.deepcopy(dict(state))
-        raise TypeError(f"state must be a mapping or a function that makes one, got {state!r}")
 
     def _layout(self, title: str) -> w.VBox:
         return layout(self, title)
