@@ -451,4 +451,4 @@ def test_lesson_06s_opening_frame_has_no_mark_over_another_and_its_bar_in_the_le
         text.get_text() for handle, text in pairs
         if isinstance(handle, Line2D) and handle.get_linewidth() >= 5 and handle.get_marker() == "X"
     ]  # fmt: skip
-    assert bars == ["failed after its effect"]
+    assert bars == ["failed after effect"]

@@ -140,7 +140,7 @@ def legend_entries(
         ("failed", mark("X", FAIL, FAIL)),
         # its bar, whose head the cross covers (lesson 06 opens on one: newuser15)
         (
-            "failed after its effect",
+            "failed after effect",
             Line2D(
                 [],
                 [],

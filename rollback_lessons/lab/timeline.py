@@ -106,7 +106,7 @@ class Timeline(TableAndLog, RunArtists):
         entries = legend_entries(
             table=self.table, log=bool(log_rows), parallel=bool(groups), stop=stop
         )
-        self.legend_columns = 6 if width >= 10 else 4
+        self.legend_columns = 6 if width >= 10 else 4 if width >= 6.5 else 3  # (none cut)
         legend_rows = math.ceil(len(entries) / self.legend_columns)
         lanes = 0.56 * n + 0.15  # and room above the first lane for the rollback's label
         row_h = 0.21 * self.table_lines + 0.08
