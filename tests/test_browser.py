@@ -936,6 +936,9 @@ def lesson_11(page) -> None:
             arg=other,
         )
         kernel_idle(page)  # (all the click's messages arrived)
+        # the panel's own view comes PANEL_LATER_S after the picture here (lab/grid.py)
+        page.wait_for_function("window.__updates.views[1] > 0", timeout=20_000)
+        kernel_idle(page)
         updates = check(page, "updates")
         assert updates == {"views": [1, 1], "pictures": 1}, (  # issue 24: one message a click
             f"lesson 11: a click on cell {other} updated the view {updates['views'][0]} times "

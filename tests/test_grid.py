@@ -1,6 +1,7 @@
 """The explorer's grid: readable for the lessons' sagas and an eight-step one (no colliding
 or cut text), honest about violations, and each cell opens its own run in the panel."""
 
+import html
 import logging
 import re
 
@@ -181,6 +182,7 @@ def test_the_clicked_run_plays_beside_its_picture_and_the_picture_follows():
         assert caption.startswith(f"event {index + 1} of {total}: ")
         assert f"class='rl-caption'>{caption}</div>" in now_of(grid)
         result = panel.split("class='rl-result'>")[1].removesuffix("</div></div></div>")
+        result = re.sub("<tr><th>breaks</th>.*?</tr>", "", result)  # (the side says it whole)
         assert now_of(grid).split("class='rl-result'>")[1] == f"{result}</div>"
         ended = str(grid.opened.status) in words(now_of(grid).split("rl-result")[1]).split()[:1]
         assert ended == (index == total - 1), (index, now_of(grid))
@@ -384,3 +386,65 @@ def _drawn_ahead(grid: ExplorerGrid, run) -> bool:
     faults = [(s, str(f)) for s, f in run.faults]
     outcome = grid.lab._run_saga(grid.lab.explored_settings(faults, run.policy, run.completion))
     return len(outcome.events) - 1 in grid.lab.timeline.frames.peek(run_key(outcome, None))
+
+
+def test_in_a_kernel_a_click_sends_the_panels_own_view_after_the_picture_here(sent_states):
+    """newuser15: a grid click p95 80-108 ms, max 160 (load < 0.9). A click sent the
+    picture here (35 KB) and, in the same breath, the panel's own view under the grid
+    (37 KB: the same picture again) and its controls, below the screen, which the browser
+    parsed and laid out before it painted the picture here. In a kernel (a running loop)
+    the panel's own widgets now follow ``PANEL_LATER_S`` later, each in one message; the
+    grid's player (slider, Play) goes at once."""
+    import asyncio
+
+    from rollback_lessons.lab import grid as grid_module
+
+    later_s = getattr(grid_module, "PANEL_LATER_S", 0.3)  # (lab/grid.py)
+    grid = _lesson_11_grid()
+    lab = grid.lab
+    controls = [*lab.actions.values(), *lab.undos.values(), lab.policy, lab.register, lab.order]
+    own = {id(widget) for widget in (*controls, lab.view, lab.stop_button)}
+    keys = [k for k, run in grid.grid.items() if run.faults][:3]
+
+    async def clicks() -> None:
+        for key in keys:
+            sent_states.clear()
+            grid.open(*key)
+            now = [widget for widget, _ in sent_states]
+            assert now[0] is grid.shown, key
+            assert not [widget for widget in now if id(widget) in own], key
+            await asyncio.sleep(later_s * 2)
+            later = [widget for widget, _ in sent_states[len(now) :]]
+            assert later.count(grid.lab.view) == 1, key
+            assert sorted(set(map(id, later))) == sorted(map(id, later)), key  # one each
+
+    asyncio.run(clicks())
+    assert grid.lab.view.value.count("<img") == 1  # the panel's view is the clicked run's
+    assert grid.lab.outcome is not None
+
+
+def test_the_panel_under_the_grid_says_the_opened_run_breaks_what_the_grid_crosses():
+    """newuser15: lesson 11's grid.open of charge_card's fail (the phantom undo) left the
+    panel saying a plain "rolled_back", while the grid crossed the cell out. The panel's
+    result says "breaks" with the names of the explorer's own violations of the run, only
+    at its last event, only for a crossed cell, and only until the learner runs another."""
+    grid = _lesson_11_grid()
+    lab = grid.lab
+
+    def result() -> str:
+        return lab.view.value.split("rl-result'>")[1]
+
+    run = grid.open(*grid.find((("charge_card", "fail"),)))
+    assert run.violations and str(run.status) == "rolled_back"
+    for violation in run.violations:
+        assert html.escape(violation.split(":")[0]) in result().split("<th>breaks</th>")[1]
+    lab.show_frame(0)
+    assert "breaks" not in result()  # not before the run has ended
+    lab.show_frame(lab.frame_count - 1)
+    assert "<th>breaks</th>" in result()
+    clean = next(key for key, run in grid.grid.items() if not run.violations)
+    grid.open(*clean)
+    assert "breaks" not in result()
+    grid.open(*grid.find((("charge_card", "fail"),)))
+    lab.set_policy("halt")  # the learner's own run: the grid's check says nothing of it
+    assert "breaks" not in result()

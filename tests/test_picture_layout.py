@@ -15,6 +15,7 @@ from rollback_lessons.lab import viz
 from rollback_lessons.lab.quality import (
     MIN_TEXT_PX,
     crossings,
+    crowded_marks,
     hidden_marks,
     min_text_px,
     text_problems,
@@ -75,7 +76,7 @@ def problems(timeline) -> list[str]:
     fig = timeline.show(timeline.frame_count - 1)
     found = text_problems(fig)  # draws the figure, once for both checks
     found += crossings(fig, drawn=True) + [f"cut value: {v}" for v in timeline.cut]
-    found += hidden_marks(fig)
+    found += hidden_marks(fig) + crowded_marks(fig)
     if (smallest := min_text_px(fig)) < MIN_TEXT_PX:
         found.append(f"text of {smallest:.1f} px")
     return found
@@ -428,3 +429,26 @@ def _xyz_outcome():
     from rollback_lessons.worlds.demo import xyz_saga, xyz_state
 
     return xyz_saga().run(xyz_state(), clock=VirtualClock())
+
+
+def test_lesson_06s_opening_frame_has_no_mark_over_another_and_its_bar_in_the_legend():
+    """newuser15: lesson 06 opens on charge_card's fail after its effect, event 10: the
+    step's bar (its head under the cross), the "undo logged" circle, the failed cross and
+    the "this event" ring sat within ~45 px, the cross over the circle's right edge and half
+    the ring; the bar had no legend entry. No mark overlaps another event's now (the ring
+    too, at the opening frame), at any frame of the run (marks), and the legend names the
+    bar with its cross."""
+    lab = RollbackLab(services.booking_saga(), state=lambda: services.new_world("127.0.0.1", 9),
+                      draw_ahead=False)  # fmt: skip
+    lab.set_fault("charge_card", "fail_after_effect")  # as the lesson opens it
+    timeline = lab.timeline
+    assert crowded_marks(timeline.show(lab.frame)) == []
+    for frame in range(lab.frame_count):
+        assert crowded_marks(timeline.show(frame), rings=False) == [], frame
+    [legend] = timeline.fig.legends
+    pairs = zip(legend.legend_handles, legend.get_texts(), strict=True)
+    bars = [
+        text.get_text() for handle, text in pairs
+        if isinstance(handle, Line2D) and handle.get_linewidth() >= 5 and handle.get_marker() == "X"
+    ]  # fmt: skip
+    assert bars == ["failed after effect"]

@@ -149,3 +149,50 @@ def test_lesson_06s_services_draw_ahead_on_their_rehearsal_and_send_no_mail():
         asyncio.run(walk())
     finally:
         server.stop()
+
+
+def test_a_click_that_comes_while_a_run_is_drawn_ahead_waits_for_that_drawing_only(monkeypatch):
+    """newuser15: lesson 12's changes back to a dropdown's first option came while the runs
+    one change away from the last change were drawn ahead, and took 81 ms against 52 (the
+    slowest 82-149 ms): the next drawing, queued at once, ran before the click's message
+    (the loop polls its sockets after what is ready), and the next, and so on. A click's
+    message that comes during a drawing is handled once that drawing ends."""
+    import socket
+
+    drawn: list[bool] = []
+    waited: list[int] = []
+    original = ahead.draw_for
+
+    def spy(lab: RollbackLab, control: object, value: str) -> bool:
+        did = original(lab, control, value)
+        if did:
+            drawn.append(did)
+            if len(drawn) == 1:
+                sender.send(b"x")  # the click's message comes during this drawing
+        return did
+
+    monkeypatch.setattr(ahead, "draw_for", spy)
+    receiver, sender = socket.socketpair()
+
+    async def walk() -> None:
+        loop = asyncio.get_running_loop()
+        clicked = asyncio.Event()
+
+        def on_message() -> None:  # as the kernel reads a comm message and handles it
+            receiver.recv(1)
+            loop.remove_reader(receiver)
+            waited.append(len(drawn))
+            lab.set_fault("label", "ok")  # back to the first option
+            clicked.set()
+
+        lab = RollbackLab(order_saga(), state=order_state)
+        lab.set_fault("label", "fail")  # the runs one change away from this: drawn ahead
+        loop.add_reader(receiver, on_message)
+        await asyncio.wait_for(clicked.wait(), 30)
+
+    try:
+        asyncio.run(walk())
+    finally:
+        receiver.close()
+        sender.close()
+    assert waited == [1], f"the click waited for {waited[0] - 1} more drawings"

@@ -138,6 +138,21 @@ def legend_entries(
         ("step done", mark(">", FORWARD, FORWARD)),
         ("undo logged", mark("o", "white", REGISTER)),
         ("failed", mark("X", FAIL, FAIL)),
+        # its bar, whose head the cross covers (lesson 06 opens on one: newuser15)
+        (
+            "failed after effect",
+            Line2D(
+                [],
+                [],
+                color=FORWARD,
+                lw=7,
+                marker="X",
+                mfc=FAIL,
+                mec=FAIL,
+                ms=11,
+                solid_capstyle="butt",
+            ),
+        ),
         ("retry", mark(RETRY_MARK, RETRY, RETRY)),
         ("undone", mark("<", UNDO, UNDO)),
         ("dead letter", mark("s", INK, INK)),

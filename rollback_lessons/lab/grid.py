@@ -23,11 +23,11 @@ from matplotlib.patches import Patch, Rectangle
 
 from ..explore import Exploration, Explored, Faults, single_faults
 from ..faults import LABELS, Fault
-from ..outcome import Outcome, Status
-from . import ahead, guard, reuse
-from .drawing import DPI, FAIL, FONT, FORWARD, INK, PIVOT, RETRY, SMALL, UNDO, frame_caption
+from ..outcome import Status
+from . import ahead, guard, held, reuse
+from .drawing import DPI, FAIL, FONT, FORWARD, INK, PIVOT, RETRY, SMALL, UNDO
 from .panel_controls import faults_said, run_widgets
-from .panel_html import CSS, PANEL_WIDTH, key, lost_banner, png_img, result_at
+from .panel_html import CSS, PANEL_WIDTH, key, lost_banner, now_html, png_img
 from .player import one_at_a_time, one_message_each
 from .widgets import RollbackLab
 
@@ -48,6 +48,9 @@ VIEW_PX = 332
 PICTURE_PX = int(PANEL_WIDTH * DPI)  # the panel's picture, 1:1
 GAP_PX = 12
 PLAYER_PX = 64  # Play/back/next over the slider, beside the picture: the text under them
+# a click's messages for the panel under the grid (below the screen): sent this long after
+# the picture here, which they held up (two 36 KB views in one click, newuser15: p95 108 ms)
+PANEL_LATER_S = 0.3
 START = "Click a cell to see its run here."
 START_HTML = f"<div class='eg-note eg-start'>{START}</div>"
 
@@ -215,17 +218,6 @@ def side_html(run: Explored, row: int, col: int, final: bool) -> str:
     )
 
 
-def now_html(outcome: Outcome, index: int, final: str) -> str:
-    """The frame shown, as the panel says it: its caption and the result as of that event
-    (``panel_html.result_at``: "running…" until the end, then ``final``)."""
-    event = outcome.events[index]
-    caption = frame_caption(event, index, len(outcome.events), outcome.status)
-    return (
-        f"<div class='rl-caption'>{html.escape(caption)}</div>"
-        f"<div class='rl-result'>{result_at(outcome, index, final)}</div>"
-    )
-
-
 class ExplorerGrid:
     """The grid as buttons: hover for the run, click to see it (under the grid, on the same
     screen) and to open it in the panel further down."""
@@ -275,6 +267,7 @@ class ExplorerGrid:
         )  # fmt: skip
         self.view.add_class("eg-view")
         self._opening = False  # True while a click sets the panel up: the view follows once
+        self._later = held.HeldBack(self._lock)  # the panel's own messages, held back
         n = len(self.faults)
         size = "22px" if n <= 16 else "18px"
         items: list[Any] = [w.HTML("<b>first fault ↓</b>", layout=w.Layout(width="auto"))]
@@ -370,7 +363,9 @@ class ExplorerGrid:
         run = self.grid[(row, col)]
         self.opened = run
         self.cell = (row, col)
-        # the picture here first, then the rest of the click: one message per widget
+        # the picture here first, then the rest of the click: one message per widget, the
+        # panel's own under the grid a moment later (``held``: the picture paints first)
+        self._later.hold(held.panel_own(self.lab), PANEL_LATER_S)
         with one_message_each(*run_widgets(self.lab), *self.buttons.values(), self.player.layout):
             for button in self.buttons.values():  # the cell shown is outlined, and only it
                 if "eg-open" in button._dom_classes:
@@ -380,7 +375,9 @@ class ExplorerGrid:
             self._opening = True  # the panel runs it at its end: one frame drawn, one view
             try:
                 faults = [(s, str(f)) for s, f in run.faults]
-                self.lab.open_explored(faults, run.policy, run.completion, at_end=True)
+                self.lab.open_explored(
+                    faults, run.policy, run.completion, at_end=True, breaks=run.violations
+                )
             finally:
                 self._opening = False
             self._follow()

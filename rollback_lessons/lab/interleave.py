@@ -53,13 +53,25 @@ def _said(turn: Any) -> str:
     return str(turn.did.split(": ", 1)[1])
 
 
+NBSP = "\u00a0"
+
+
+def _lines(text: str, chars: int) -> list[str]:
+    """``text`` wrapped to ``chars``, a short "(...)" at its end kept on one line (lesson
+    10: "fails: Ann's card is declined (undos / ran)" broke before its last word, newuser15)."""
+    head, paren, tail = text.rpartition(" (")
+    if paren and tail.endswith(")") and len(tail) + 1 <= chars:
+        text = f"{head} ({tail.replace(' ', NBSP)}"  # (textwrap breaks at ASCII spaces only)
+    return [line.replace(NBSP, " ") for line in textwrap.wrap(text, chars)]
+
+
 def text_lines(traces: Iterable[Trace], width: float = WIDTH) -> int:
     """The most lines a turn's words take in any of ``traces`` (a panel keeps one height)."""
     most = 1
     for trace in traces:
         chars = _chars(width, max(len(trace.turns), 1))
         for turn in trace.turns:
-            most = max(most, len(textwrap.wrap(_said(turn), chars)))
+            most = max(most, len(_lines(_said(turn), chars)))
             for value in turn.records.values():
                 most = max(most, len(textwrap.wrap(_value(value), chars)))
     return most
@@ -120,7 +132,7 @@ def draw_trace(
         gid = f"turn-{x}"
         ax.plot(x, lanes[lane], "X" if failed else "o", color=colour, ms=13 if failed else 11,
                 gid=gid)  # fmt: skip
-        label = "\n".join(textwrap.wrap(_said(turn), chars))
+        label = "\n".join(_lines(_said(turn), chars))
         ax.text(x, lanes[lane] - 0.22, label, ha="center", va="top", fontsize=SMALL, color=INK,
                 linespacing=1.05, gid=gid)  # fmt: skip
     ax.plot([-0.5, columns - 0.5], [rule, rule], color=INK, lw=0.8)

@@ -4,9 +4,10 @@ module holds what a click does, and this one what a learner sees to click."""
 
 from __future__ import annotations
 
+import copy
 import html
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import ipywidgets as w
@@ -300,3 +301,14 @@ def run_widgets(lab: Any) -> list[Any]:
     controls = [*lab.actions.values(), *lab.undos.values(), lab.policy, lab.register, lab.order]
     players = [lab.view, lab.play, lab.slider, lab.back, lab.forward, lab.stop_button]
     return [*controls, *([lab.first] if lab.first is not None else []), *players]
+
+
+def state_factory(state: Any) -> Callable[[], Any]:
+    """A panel's ``state`` as a function that makes a fresh one for each run."""
+    if state is None:
+        return lambda: None
+    if callable(state):
+        return state
+    if isinstance(state, Mapping):
+        return lambda: copy.deepcopy(dict(state))
+    raise TypeError(f"state must be a mapping or a function that makes one, got {state!r}")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import html
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..events import Event
@@ -64,6 +64,7 @@ CSS = f"""<style>
   -webkit-line-clamp: 2; line-clamp: 2; overflow: hidden}}
 .rl-panel .rl-caption {{font-size: 15px; font-weight: bold; margin: 2px 0 4px}}
 .rl-panel .rl-state td:nth-child(n+2) {{font-family: monospace; overflow-wrap: break-word}}
+.rl-panel .rl-state td:first-child, .rl-panel .rl-state td.rl-short {{white-space: nowrap}}
 .rl-panel tr.changed td:last-child {{background: {HIGHLIGHT}}}
 .rl-panel tr.now {{background: {CURRENT}}}
 .rl-panel .rl-log {{flex: none; width: {int(drawing.PANEL_WIDTH * drawing.DPI)}px;
@@ -170,20 +171,28 @@ def words(text: str) -> str:
 
 
 def state_html(before: Mapping[str, Any], now: Mapping[str, Any], keys: Iterable[str]) -> str:
-    """The state before the run and at this frame; a value that changed is yellow."""
+    """The state before the run and at this frame; a value that changed is yellow. A key
+    and a short value are never broken ("sheet / rows", newuser15: the column had room)."""
     rows = []
     for k in keys:
         b, n = before.get(k, _MISSING), now.get(k, _MISSING)
         changed = " class='changed'" if b != n else ""
         rows.append(
-            f"<tr{changed}><td>{html.escape(str(k))}</td><td>{tokens(_repr(b))}</td>"
-            f"<td>{tokens(_repr(n))}</td></tr>"
+            f"<tr{changed}><td>{html.escape(str(k))}</td>{_cell(_repr(b))}{_cell(_repr(n))}</tr>"
         )
     head = "<tr><th>state</th><th>before</th><th>now</th></tr>"
     return f"<table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
 
 
 _MISSING = object()
+SHORT = 16  # a value this long or shorter is never broken ("'4242 / valid'", newuser15)
+
+
+def _cell(value: str) -> str:
+    """A state value's cell: a short one on one line (the table gives a long one beside
+    it less room instead), a long one wrapped (``tokens``). Its key never wraps either."""
+    short = " class='rl-short'" if len(value) <= SHORT else ""
+    return f"<td{short}>{tokens(value)}</td>"
 
 
 def tokens(value: str) -> str:
@@ -201,10 +210,14 @@ def _names(names: Iterable[str]) -> str:
     return ", ".join(names) or "none"
 
 
-def result_html(outcome: Outcome, stopped_after: int | None = None) -> str:
+def result_html(
+    outcome: Outcome, stopped_after: int | None = None, breaks: Sequence[str] = ()
+) -> str:
     """How the run ended, in a few lines: the status, why, and what a person must know.
     ``stopped_after``: the events that had happened when Stop cancelled the run. The status
-    is a word in bold ink: the words say it, no colour a legend would have to explain."""
+    is a word in bold ink: the words say it, no colour a legend would have to explain.
+    ``breaks``: the explorer's check's violations of this run (a grid cell's cross, opened
+    here): a run that "rolled_back" may still break an invariant (lesson 11, newuser15)."""
     head = f"<b>{html.escape(str(outcome.status))}</b>"
     if outcome.status is Status.CANCELLED:  # the learner's Stop, not a failure
         after = f" after event {stopped_after}" if stopped_after else ""
@@ -226,6 +239,9 @@ def result_html(outcome: Outcome, stopped_after: int | None = None) -> str:
     if not_run:
         lines.append(("not run", _names(not_run)))
     lines += [("note", note) for note in outcome.notes]  # the engine's own words
+    if breaks:  # each by the check's own name (the grid's view says the whole of it)
+        kinds = ", ".join(dict.fromkeys(v.split(":")[0] for v in breaks))
+        lines.append(("breaks", f"✗ {kinds} (the grid's check)"))
     return _result_box(head, lines)
 
 
@@ -305,4 +321,15 @@ def view_html(
         f"<div class='rl-row rl-under' style='height:{under_px(high)}px'>"
         f"<div class='rl-log'>{log_html(outcome.events, index)}</div>"
         f"<div class='rl-box'><div class='rl-result'>{result}</div></div></div>"
+    )
+
+
+def now_html(outcome: Outcome, index: int, final: str) -> str:
+    """The frame shown, as the panel says it: its caption and the result as of that event
+    (``panel_html.result_at``: "running…" until the end, then ``final``)."""
+    event = outcome.events[index]
+    caption = drawing.frame_caption(event, index, len(outcome.events), outcome.status)
+    return (
+        f"<div class='rl-caption'>{html.escape(caption)}</div>"
+        f"<div class='rl-result'>{result_at(outcome, index, final)}</div>"
     )

@@ -226,11 +226,43 @@ def hidden_marks(fig: Figure) -> list[str]:
     return found
 
 
+def _reach(line: Line2D, px: float) -> float:
+    """A single-point mark's radius in pixels, its edge included."""
+    return float(line.get_markersize() + line.get_markeredgewidth()) * px / 2
+
+
+def crowded_marks(fig: Figure, *, rings: bool = True) -> list[str]:
+    """Marks of different events on one lane that overlap (by more than a pixel), the
+    hollow "this event" ring among them: each must be read whole. The marks of one event
+    (a cross on its arrow's head, the ring around its own mark) may lie on each other.
+    Lesson 06 as it opens: the failed cross covered the "undo logged" circle's right edge
+    and half the ring of the event after it, within 45 px (newuser15). ``rings``: the
+    hollow ring too (around a mark of its own, beside another's, it may touch that one:
+    at 16 px an event, no ring fits round a mark between two others)."""
+    px = fig.dpi / 72
+    found = []
+    for ax in fig.axes:
+        marks = [
+            line for line in ax.get_lines()
+            if line.get_visible() and len(_xs(line)) == 1
+            and line.get_marker() not in NO_MARKER and line.get_linestyle() in NO_MARKER
+            and (rings or str(line.get_markerfacecolor()) != "none")
+        ]  # fmt: skip
+        for one, two in itertools.combinations(marks, 2):
+            x1, y1, x2, y2 = (float(f(m)[0]) for m in (one, two) for f in (_xs, _ys))
+            if x1 == x2 or y1 != y2:
+                continue
+            a, b = ax.transData.transform([(x1, y1), (x2, y2)])
+            if np.hypot(*(a - b)) < _reach(one, px) + _reach(two, px) - 1:
+                found.append(f"crowded marks: events {min(x1, x2):g} and {max(x1, x2):g}")
+    return sorted(set(found))
+
+
 def report(fig: Figure, *, cut_values: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
     """The picture's own account of itself: its smallest text and everything wrong with it
     (``cut_values``: values the drawer had to abbreviate)."""
     texts = text_problems(fig)  # draws the figure, once for both checks
-    problems = [*texts, *crossings(fig, drawn=True), *hidden_marks(fig)]
+    problems = [*texts, *crossings(fig, drawn=True), *hidden_marks(fig), *crowded_marks(fig)]
     problems += [f"cut value: {v}" for v in cut_values]
     return {
         "min_text_px": round(min_text_px(fig), 2),

@@ -64,6 +64,8 @@ from .png import encode_png
 from .quality import min_text_px
 from .timeline_run import MARK, TOP, Frames, RunArtists, _Glyph, run_key
 
+RING_MS = 26.0  # "this event": the ring's size where the events beside it leave room
+
 
 class Timeline(TableAndLog, RunArtists):
     """One reusable figure for a saga's steps; ``load`` a run, then ``render`` its frames.
@@ -104,7 +106,7 @@ class Timeline(TableAndLog, RunArtists):
         entries = legend_entries(
             table=self.table, log=bool(log_rows), parallel=bool(groups), stop=stop
         )
-        self.legend_columns = 6 if width >= 10 else 4
+        self.legend_columns = 6 if width >= 10 else 4 if width >= 6.5 else 3  # (none cut)
         legend_rows = math.ceil(len(entries) / self.legend_columns)
         lanes = 0.56 * n + 0.15  # and room above the first lane for the rollback's label
         row_h = 0.21 * self.table_lines + 0.08
@@ -183,7 +185,7 @@ class Timeline(TableAndLog, RunArtists):
         self._clip = TransformedPatchPath(ax.patch)
         (self._path,) = ax.plot([], [], color=INK, lw=1.2, alpha=0.6, zorder=1, gid="connector")
         # "this event": a ring under the marks (a failed cross beside it stays whole)
-        (self._cursor,) = ax.plot([], [], "o", ms=26, mfc="none", mec=INK, mew=2.5, zorder=1.9)
+        (self._cursor,) = ax.plot([], [], "o", ms=RING_MS, mfc="none", mec=INK, mew=2.5, zorder=1.9)
         for artist in (self.title, self._path, self._cursor, *self._frame_artists()):
             artist.set_animated(True)  # drawn per frame, kept out of the cached background
         self.canvas.draw()
@@ -259,6 +261,8 @@ class Timeline(TableAndLog, RunArtists):
         self._path.set_data(xs[:n], ys[:n])
         y = self.lane.get(event.step) if event.step is not None else None
         self._cursor.set_data([seq] if y is not None else [], [y] if y is not None else [])
+        if y is not None:
+            self._cursor.set_markersize(self._ring_ms(seq, y))
         status = outcome.status if index == len(outcome.events) - 1 else None
         total = len(outcome.events)
         self.title.set_text(frame_caption(event, index, total, status))
@@ -317,6 +321,26 @@ class Timeline(TableAndLog, RunArtists):
                 self.lax.draw_artist(text)
         if self.show_title:
             self.fig.draw_artist(self.title)
+
+    def _ring_ms(self, seq: int, y: int) -> float:
+        """The "this event" ring's size: around its event's own mark, clear of the marks of
+        the events beside it where it can be (lesson 06: the failed cross covered half the
+        ring of the event after it, newuser15; quality.crowded_marks)."""
+        px = self.fig.dpi / 72
+        unit, width = self._event_px(), self._cursor.get_markeredgewidth() * px
+        own, room = 0.0, RING_MS * px / 2 + width / 2
+        for glyph in self._glyphs:
+            mark = glyph.artist
+            if glyph.seq > seq or mark.get_gid() != MARK or mark.get_ydata()[0] != y:
+                continue
+            reach = (mark.get_markersize() + mark.get_markeredgewidth()) * px / 2
+            apart = abs(float(mark.get_xdata()[0]) - seq)
+            if apart == 0:
+                own = max(own, reach)
+            elif apart < 3:
+                room = min(room, apart * unit - reach - 1.5)
+        outer = max(room, own + 1 + width)  # (its own mark inside it, always)
+        return 2 * (outer - width / 2) / px
 
     def _near_cursor(self, seq: int) -> list[Any]:
         """The marks shown on the ring's lane within its reach (one event either side)."""

@@ -34,6 +34,10 @@ from .drawing import (
 )
 from .quality import RUN_END
 
+# the marks' sizes (points) where an event is EVENT_PX wide or more, scaled down below it:
+# marks of events side by side never overlap (lesson 06: a cross covered the "undo logged"
+# circle beside it, newuser15; quality.crowded_marks)
+HEAD_MS, CROSS_MS, DOT_MS, EVENT_PX = 13.0, 13.0, 10.0, 16.5
 MARK = "mark"  # the gid of a run's single-point marks (a bar's head, a cross, a ring, ...)
 TOP = -0.8  # the lanes' top edge, above the first lane: the rollback's label clears its ring
 
@@ -92,9 +96,15 @@ class RunArtists:
     _cells: list[tuple[Any, Any, Any]]
     _background: Any
     _glyphs: list[_Glyph]
+    _scale: float = 1.0
 
     def _cell_text(self, key: str, value: Any, column: int) -> str:  # pragma: no cover
         raise NotImplementedError
+
+    def _event_px(self) -> float:
+        """How wide one event is, in pixels, at the axes' limits."""
+        (x0, _), (x1, _) = self.ax.transData.transform([(0, 0), (1, 0)])
+        return float(abs(x1 - x0))
 
     def _keep(self, seq: int, artist: Any) -> None:
         self._glyphs.append(_Glyph(seq, artist))
@@ -110,7 +120,8 @@ class RunArtists:
     def _bar(self, seq: int, start: int, y: int, colour: str, head: str) -> None:
         """A step or an undo, from its start to its end; the head points its way."""
         bar = self._line([start, seq], [y, y], color=colour, lw=7, solid_capstyle="butt")
-        tip = self._line([seq], [y], marker=head, color=colour, ms=14, ls="", gid=MARK)
+        tip = self._line([seq], [y], marker=head, color=colour, ms=HEAD_MS * self._scale, ls="",
+                         gid=MARK)  # fmt: skip
         for line in (bar, tip):
             self._keep(seq, line)
             self._marks.append(line)
@@ -125,7 +136,7 @@ class RunArtists:
                 self._marks.append(again)
 
     def _mark(self, seq: int, y: int, marker: str, colour: str, face: str | None = None) -> None:
-        size = 17 if marker in ("X", RETRY_MARK) else 12
+        size = (CROSS_MS if marker in ("X", RETRY_MARK) else DOT_MS) * self._scale
         edge, width = (colour, 2.5) if face else ("white", 1)
         line = self._line(
             [seq], [y], marker=marker, ls="", mfc=face or colour, mec=edge, mew=width, ms=size,
@@ -153,6 +164,7 @@ class RunArtists:
         fixed: list[Any] = []
         events = outcome.events
         self.ax.set_xlim(0, max(len(events), 1) + 1)
+        self._scale = min(1.0, max(0.6, self._event_px() / EVENT_PX))
         started: dict[str, int] = {}
         # shaded from where the undos start: a halt after the pivot has no rollback to show
         failed_at = next((e.seq for e in events if e.kind == "rollback_start"), None)

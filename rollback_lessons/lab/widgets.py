@@ -12,7 +12,6 @@ kernel's share: about 5 ms CPU for a run not drawn before, 1-2 ms for one drawn 
 
 from __future__ import annotations
 
-import copy
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -43,6 +42,7 @@ from .panel_controls import (
     layout,
     mark_chosen,
     run_said,
+    state_factory,
     stopped_tip,
     telling_frame,
     undo_choice,
@@ -88,7 +88,7 @@ class RollbackLab(Player):
         if not isinstance(saga, Saga):
             raise TypeError(f"RollbackLab needs a Saga, got {type(saga).__name__}")
         self.saga = saga
-        self._make_state = self._state_factory(state)
+        self._make_state = state_factory(state)
         first = self._make_state()
         self.state_keys = list(snapshot(first)) if first is not None else []
         # the runs one change away drawn while the learner looks (``ahead``): by default
@@ -183,6 +183,8 @@ class RollbackLab(Player):
         self._said = ""  # the last run: its faults and options, and how it ended
         self._cue = ""
         self._result = ""
+        self._shown_result = ""  # the panel's own: with what the run breaks (a grid cell's)
+        self._breaks: tuple[str, ...] = ()  # the explorer's violations of the run to open
         self.stopped_at: int | None = None  # the event a Stop cancelled the run after
 
         for control in [*self.actions.values(), *self.undos.values()]:
@@ -201,16 +203,6 @@ class RollbackLab(Player):
         self.widget = self._layout(title or f"Break the {saga.name} saga")
         reuse.replace(self, saga.name)  # the same panel made again: the old one's widgets go
         self.run(opening=True)
-
-    @staticmethod
-    def _state_factory(state: Any) -> Callable[[], Any]:
-        if state is None:
-            return lambda: None
-        if callable(state):
-            return state
-        if isinstance(state, Mapping):
-            return lambda: copy.deepcopy(dict(state))
-        raise TypeError(f"state must be a mapping or a function that makes one, got {state!r}")
 
     def _layout(self, title: str) -> w.VBox:
         return layout(self, title)
@@ -301,12 +293,16 @@ class RollbackLab(Player):
         completion: tuple[str, ...] | None,
         *,
         at_end: bool = False,
+        breaks: Iterable[str] = (),
     ) -> Outcome:
         """The explorer's run exactly (the grid opens a cell here): its faults and policy
         (``open_run``), and what the explorer leaves as the saga says (``explored_as``):
         each step's own register, the reverse undo order, the branches finishing as
         ``completion`` says (None: in order). A learner's earlier change of these would
-        show another run beside the cell's words (newuser8). ``at_end``: at its last event."""
+        show another run beside the cell's words (newuser8). ``at_end``: at its last event.
+        ``breaks``: the explorer's check's violations of the run (its cell's cross): the
+        result says it breaks them (a phantom undo reads "rolled_back", newuser15)."""
+        self._breaks = tuple(breaks)  # (for this run only: ``run`` takes them)
         return self._open(self.explored_settings(faults, policy, completion), at_end)
 
     def explored_settings(
@@ -405,6 +401,8 @@ class RollbackLab(Player):
             self.runs += 1
         self._cue = "" if opening else f"↻ run {self.runs}: {self._said}"
         self._result = result_html(outcome, stop_after)
+        breaks, self._breaks = self._breaks, ()  # (a later run, the learner's: its own)
+        self._shown_result = result_html(outcome, stop_after, breaks) if breaks else self._result
         frame = self.telling_frame(outcome, opening or at_end)
         self._show(frame)  # the view first: it is what the learner watches (one message)
         self._follow(frame, len(outcome.events))  # then the player
@@ -425,7 +423,7 @@ class RollbackLab(Player):
         """The view at frame ``index`` (see ``panel_html.view_html``)."""
         assert self.outcome is not None
         png = self.timeline.render(index)
-        result = result_at(self.outcome, index, self._result)  # as of this frame
+        result = result_at(self.outcome, index, self._shown_result)  # as of this frame
         return view_html(self.outcome, index, png, self._cue, result, self.state_keys)
 
     def _show(self, index: int) -> None:
