@@ -152,9 +152,9 @@ def test_crashlab_on_a_file_a_live_runner_holds_says_so_in_one_line(tmp_path):
         let_go(fd)
     assert run.returncode == 2 and run.stdout == "", run.stderr[-2000:]
     assert run.stderr == (f"crashlab: DBOS runs on {alias} in another live process (pid "
-                          f"{os.getpid()}): a second launch would resume its running sagas "
-                          "and run their steps again; close that runner first (a process "
-                          "that died holds nothing)\n")  # fmt: skip
+                          f"{os.getpid()}, or a process forked from it): a second launch would "
+                          "resume its running sagas and run their steps again; close that "
+                          "runner first (a process that died holds nothing)\n")  # fmt: skip
     assert not world.exists()
     missing = tmp_path / "nowhere" / "d.sqlite"
     run = _crashlab("--dbos", missing, "--world", world)

@@ -9,7 +9,14 @@ middle and relaunched on the same file finishes the saga. The Outcome is ``saga.
 from ..asking import AnswerRefused, Question
 from ..hosted import SagaChanged
 from .held import FileInUse, FileUnusable
-from .runner import DBOSHandle, DBOSRunner, DBOSUnavailable, ReplayRefused, UnknownRun
+from .runner import (
+    DBOSHandle,
+    DBOSRunner,
+    DBOSUnavailable,
+    ReplayRefused,
+    RunsLeftRunning,
+    UnknownRun,
+)
 
 __all__ = [
     "AnswerRefused",
@@ -20,6 +27,7 @@ __all__ = [
     "FileUnusable",
     "Question",
     "ReplayRefused",
+    "RunsLeftRunning",
     "SagaChanged",
     "UnknownRun",
 ]

@@ -42,9 +42,9 @@ def hold(database: Path) -> int:
         holder = _holder(fd)
         os.close(fd)
         raise FileInUse(
-            f"DBOS runs on {database} in another live process (pid {holder}): a second "
-            "launch would resume its running sagas and run their steps again; close that "
-            "runner first (a process that died holds nothing)"
+            f"DBOS runs on {database} {who(holder)}: a second launch would resume its "
+            "running sagas and run their steps again; close that runner first (a process "
+            "that died holds nothing)"
         ) from None
     except BaseException:
         os.close(fd)
@@ -67,6 +67,24 @@ def _holder(fd: int) -> str:
     except OSError:
         pass
     return "unknown"
+
+
+def who(holder: str) -> str:
+    """Who holds the lock, truly: the kernel lists the process that took it, and a child it
+    forked (``os.fork``, multiprocessing's fork) shares it, holding it after that process
+    died (attack20's N4: a dead pid was called "another live process")."""
+    if holder == str(os.getpid()):
+        return f"in this process (pid {holder}), or a process forked from it"
+    try:
+        os.kill(int(holder), 0)
+    except ProcessLookupError:
+        return (
+            f"in a process forked from pid {holder}, which has died (the fork holds the "
+            "lock until it exits)"
+        )
+    except (ValueError, OSError):  # ("unknown", or alive but not ours to signal)
+        pass
+    return f"in another live process (pid {holder}, or a process forked from it)"
 
 
 def let_go(fd: int) -> None:

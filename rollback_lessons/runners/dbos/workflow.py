@@ -114,8 +114,8 @@ def run_action(
     started it died before its end was saved, so it is in doubt and not run again
     (``lost``: the machine hears it cut short, as the journal's recover does)."""
     if intent is not None and intent != LAUNCH:
-        died = EndNotSaved(f"the process running {step} died before its end was saved; "
-                           "it may have happened")  # fmt: skip
+        died = EndNotSaved(f"the process running {step} died (or closed its runner) before "
+                           "its end was saved; it may have happened")  # fmt: skip
         _hold(hold)
         return {**vars(ErrorRecord.of(died, step)), LOST: True}
     saga, state = _saga(run_id, name)

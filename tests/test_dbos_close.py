@@ -1,0 +1,180 @@
+"""A DBOS runner closed while its saga still runs a step (attack20's N1, N2, N4): ``close``
+waits for the step (DBOS's ``destroy`` did not), and keeps the file locked while one still
+runs after ``GRACE``, so a relaunch never takes a live run for a dead process's; a launch
+refused for a changed saga resumes nothing first; the lock's holder is named truly."""
+
+import os
+import subprocess
+import sys
+import threading
+import warnings
+
+import pytest
+
+from rollback_lessons import Saga, Status, Step
+from rollback_lessons.runners.dbos import (
+    DBOSRunner,
+    DBOSUnavailable,
+    FileInUse,
+    RunsLeftRunning,
+    SagaChanged,
+)
+from rollback_lessons.runners.dbos import runner as dbos_runner_module
+from rollback_lessons.runners.dbos.held import hold, let_go
+
+
+def _saga(world: list[str], started: threading.Event, go: threading.Event, name="b") -> Saga:
+    """a -> b -> c; b's action waits for ``go`` (a slow service), its effect after that."""
+
+    def b(s):
+        started.set()
+        assert go.wait(60)
+        world.append(f"do {name}")
+
+    return Saga(
+        [Step("a", lambda s: world.append("do a"), lambda s: world.append("undo a")),
+         Step("b", b, lambda s: world.append(f"undo {name}")),
+         Step("c", lambda s: world.append("do c"), lambda s: world.append("undo c"))],
+        name=name,
+    )  # fmt: skip
+
+
+def _until(done) -> None:
+    waited = threading.Event()
+    for _ in range(1200):  # (a bound, not a timing: 60 s)
+        if done():
+            return
+        waited.wait(0.05)
+    raise AssertionError("never happened")
+
+
+def _left_running(db, sagas) -> None:
+    """Start each saga (run ``run-<name>``) and close while each runs b, GRACE made short:
+    the runs are left running, then (b let go) stop unsaved, unfinished on the file."""
+    runner = DBOSRunner.start(db)
+    for saga, started, _ in sagas:
+        runner.start_saga(saga, {}, run_id=f"run-{saga.name}", register="before")
+        assert started.wait(60)
+    with pytest.warns(RunsLeftRunning, match=r"run-\w+ still running a step"):
+        runner.close()
+    assert dbos_runner_module._LEFT
+
+
+def test_close_while_a_step_runs_keeps_the_file_until_it_ends_then_a_relaunch_undoes_it_once(
+    tmp_path, monkeypatch
+):
+    """N1: close() returned at once and let the file go while b still ran; a relaunch took
+    the live run for a dead process's and undid b before b's action ended (b's effect stayed,
+    reported undone). Now the file stays held, in this process and for any other, until b
+    ends; the relaunch then finds b in doubt and undoes it after its effect, once."""
+    monkeypatch.setattr(dbos_runner_module, "GRACE", 0.05)
+    world: list[str] = []
+    started, go = threading.Event(), threading.Event()
+    db = tmp_path / "d.sqlite"
+    _left_running(db, [(_saga(world, started, go), started, go)])
+    with pytest.raises(FileInUse, match=r"in this process still: .* saga\(s\) run-b ran a step"):
+        DBOSRunner.start(db)
+    with pytest.raises(DBOSUnavailable, match=r"while saga\(s\) run-b of the runner closed"):
+        DBOSRunner.start(tmp_path / "other.sqlite")  # (its threads would write to it)
+    with pytest.raises(FileInUse):  # the lock itself, as another process meets it
+        hold(db)
+    go.set()
+    _until(lambda: not dbos_runner_module._LEFT)
+    again = threading.Event()
+    with DBOSRunner.start(db, sagas={"b": lambda run_id: _saga(world, again, go)}) as runner:
+        record = runner.record("run-b")
+    assert world == ["do a", "do b", "undo b", "undo a"]
+    assert record.status is Status.ROLLED_BACK and record.compensated == ("b", "a")
+    assert "died (or closed its runner)" in str(record.error)
+
+
+def test_close_waits_for_a_running_step_to_end(tmp_path, monkeypatch, capfd):
+    """N1: with GRACE to spare, close() returns once the running step ended (the saga stops
+    at its next step, unsaved), with no warning, and lets the file go: the relaunch is not
+    refused, and b's undo follows b's effect."""
+    monkeypatch.setattr(dbos_runner_module, "GRACE", 60.0)
+    world: list[str] = []
+    started, go = threading.Event(), threading.Event()
+    db = tmp_path / "d.sqlite"
+    runner = DBOSRunner.start(db)
+    runner.start_saga(_saga(world, started, go), {}, run_id="run-b", register="before")
+    assert started.wait(60)
+    threading.Timer(0.3, go.set).start()
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        runner.close()
+    assert not [w for w in warned if issubclass(w.category, RunsLeftRunning)]
+    assert "Traceback" not in capfd.readouterr().err  # (DBOS's error for the stopped thread)
+    assert world == ["do a", "do b"] and not dbos_runner_module._LEFT
+    with DBOSRunner.start(db, sagas={"b": lambda run_id: _saga(world, started, go)}) as runner:
+        assert runner.record("run-b").status is Status.ROLLED_BACK
+    assert world == ["do a", "do b", "undo b", "undo a"]
+
+
+def test_a_launch_refused_for_a_changed_saga_resumes_nothing(tmp_path, monkeypatch):
+    """N2: start(sagas=) refused a changed saga (SagaChanged) only after DBOS's launch had
+    resumed the file's other runs: run x's undos ran on, and a retried launch ran them again.
+    The check is now made before DBOS launches: nothing runs until a launch is accepted, and
+    that launch undoes each step once."""
+    monkeypatch.setattr(dbos_runner_module, "GRACE", 0.05)
+    world: list[str] = []
+    sagas = [(_saga(world, e, g, name), e, g)
+             for name, e, g in [("x", threading.Event(), threading.Event()),
+                                ("y", threading.Event(), threading.Event())]]  # fmt: skip
+    db = tmp_path / "d.sqlite"
+    _left_running(db, sagas)
+    for _, _, go in sagas:
+        go.set()
+    _until(lambda: not dbos_runner_module._LEFT)
+    del world[:]
+    done = threading.Event()
+    done.set()
+
+    def changed_y(run_id: str) -> Saga:
+        done.wait(0.5)  # (a service read: x's undos ran meanwhile, before the fix)
+        return Saga([Step("z", lambda s: None)], name="y")
+
+    good = {"x": lambda run_id: _saga(world, done, done, "x")}
+    with pytest.raises(SagaChanged, match="launch refused, the run left as it was"):
+        DBOSRunner.start(db, sagas={**good, "y": changed_y})
+    assert world == []
+    good["y"] = lambda run_id: _saga(world, done, done, "y")
+    with DBOSRunner.start(db, sagas=good) as runner:
+        assert [runner.record(f"run-{n}").status for n in "xy"] == [Status.ROLLED_BACK] * 2
+    assert sorted(world) == ["undo a", "undo a", "undo x", "undo y"]
+
+
+_FORKED = r"""
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+fcntl.flock(fd, fcntl.LOCK_EX)
+child = os.fork()
+if child == 0:  # (its output let go: the test reads the parent's to its end)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1), os.dup2(null, 2)
+    time.sleep(60)
+    os._exit(0)
+print(os.getpid(), child, flush=True)
+"""
+
+
+def test_a_lock_a_forked_child_kept_after_its_parent_died_is_named_truly(tmp_path):
+    """N4: a child forked by the runner's process shares its lock and keeps it after that
+    process died; the refusal called the dead pid "another live process"."""
+    db = tmp_path / "d.sqlite"
+    out = subprocess.run([sys.executable, "-c", _FORKED, db], capture_output=True, text=True)
+    parent, child = out.stdout.split()
+    try:
+        with pytest.raises(FileInUse, match=rf"forked from pid {parent}, which has died"):
+            hold(db)
+    finally:
+        os.kill(int(child), 9)
+    _until(lambda: _free(db))
+
+
+def _free(db) -> bool:
+    try:
+        let_go(hold(db))
+    except FileInUse:
+        return False
+    return True
