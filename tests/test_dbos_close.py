@@ -131,7 +131,7 @@ def test_a_launch_refused_for_a_changed_saga_resumes_nothing(tmp_path, monkeypat
     done.set()
 
     def changed_y(run_id: str) -> Saga:
-        done.wait(0.5)  # (a service read: x's undos ran meanwhile, before the fix)
+        threading.Event().wait(2.0)  # (a service read: x's undos ran meanwhile, before the fix)
         return Saga([Step("z", lambda s: None)], name="y")
 
     good = {"x": lambda run_id: _saga(world, done, done, "x")}
