@@ -3,7 +3,9 @@ file (each process is DBOS's executor ``local``), a live process's too, which th
 step's action a second time (attack17's G1). An exclusive lock on the file itself, held for
 the runner's life, refuses a second launch before DBOS launches, by whatever name it is
 reached (a symlink, a hard link: attack19's F4; a lock per name let each name's launch in);
-the kernel drops it when the process dies, so a relaunch after a crash is never refused."""
+the kernel drops it when the process dies (and any child it forked, which shares it), so a
+relaunch after a crash is never refused. A runner closed while a saga still runs a step on one
+of its threads keeps it until that thread stops (``runner.close``: attack20's N1)."""
 
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ def hold(database: Path) -> int:
     itself (created empty if new: SQLite takes an empty file for a new database), which
     SQLite's own locks (``fcntl``) never meet; it is closed only before DBOS launches or
     once it is destroyed (closing a descriptor of the file drops this process's ``fcntl``
-    locks on it)."""
+    locks on it), or once the last of its sagas' threads stopped after that."""
     try:
         fd = os.open(database, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:

@@ -332,7 +332,9 @@ class DBOSRunner:
         acts on a world outside memory). DBOS's INFO logs are kept quiet. A file another
         live runner holds is refused in one line (``FileInUse``), before DBOS launches: its
         launch would resume that runner's running sagas and run their steps again; so is one
-        that cannot be opened (``FileUnusable``: its folder missing, say)."""
+        that cannot be opened (``FileUnusable``: its folder missing, say), and a ``sagas``
+        function making a saga whose steps differ from an unfinished run's (``SagaChanged``),
+        checked before DBOS launches (it would resume the file's other runs first)."""
         if not _launched.acquire(blocking=False):
             if _LEFT:  # (a closed runner's sagas still run a step here)
                 raise _refused_meanwhile(system_database)
