@@ -48,7 +48,7 @@ def _until(done) -> None:
     raise AssertionError("never happened")
 
 
-def _left_running(db, sagas) -> None:
+def _left_running(db, sagas) -> DBOSRunner:
     """Start each saga (run ``run-<name>``) and close while each runs b, GRACE made short:
     the runs are left running, then (b let go) stop unsaved, unfinished on the file."""
     runner = DBOSRunner.start(db)
@@ -58,6 +58,7 @@ def _left_running(db, sagas) -> None:
     with pytest.warns(RunsLeftRunning, match=r"run-\w+ still running a step"):
         runner.close()
     assert dbos_runner_module._LEFT
+    return runner
 
 
 def test_close_while_a_step_runs_keeps_the_file_until_it_ends_then_a_relaunch_undoes_it_once(
@@ -71,7 +72,8 @@ def test_close_while_a_step_runs_keeps_the_file_until_it_ends_then_a_relaunch_un
     world: list[str] = []
     started, go = threading.Event(), threading.Event()
     db = tmp_path / "d.sqlite"
-    _left_running(db, [(_saga(world, started, go), started, go)])
+    runner = _left_running(db, [(_saga(world, started, go), started, go)])
+    runner.close()  # (again, as a with block's end does: it lets nothing go)
     with pytest.raises(FileInUse, match=r"in this process still: .* saga\(s\) run-b ran a step"):
         DBOSRunner.start(db)
     with pytest.raises(DBOSUnavailable, match=r"while saga\(s\) run-b of the runner closed"):

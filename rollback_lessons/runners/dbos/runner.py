@@ -314,7 +314,7 @@ class DBOSRunner:
     def __init__(
         self, path: Path, stranded: Mapping[str, str] | None = None, lock: int | None = None
     ) -> None:
-        self.path, self._lock = path, lock
+        self.path, self._lock, self._closed = path, lock, False
         self.stranded: dict[str, str] = dict(stranded or {})
         """Sagas left unfinished on this file by a version this one does not resume (their
         DBOS application version, by run id): ``handle_for`` refuses them in one line."""
@@ -538,7 +538,11 @@ class DBOSRunner:
         next DBOS call, that step unsaved (as after a crash: at the relaunch its action is in
         doubt, its undo runs again); ``close`` waits ``GRACE`` s for it. One still running
         then is named in a ``RunsLeftRunning`` warning, and the file stays locked (a relaunch,
-        here or in another process, is refused: ``FileInUse``) until it ended."""
+        here or in another process, is refused: ``FileInUse``) until it ended. Closing again
+        does nothing (the lock and the launch are let go once, by whoever holds them)."""
+        if self._closed:
+            return
+        self._closed = True
         active, runs = None, []
         try:
             hosting.opening(True)  # a run waiting for its saga stays unfinished, for later
