@@ -18,8 +18,8 @@ from rollback_lessons.runners.dbos import (
     FileInUse,
     RunsLeftRunning,
     SagaChanged,
+    launch,
 )
-from rollback_lessons.runners.dbos import runner as dbos_runner_module
 from rollback_lessons.runners.dbos.held import hold, let_go
 
 
@@ -57,7 +57,7 @@ def _left_running(db, sagas) -> DBOSRunner:
         assert started.wait(60)
     with pytest.warns(RunsLeftRunning, match=r"run-\w+ still running a step"):
         runner.close()
-    assert dbos_runner_module._LEFT
+    assert launch.LEFT
     return runner
 
 
@@ -68,7 +68,7 @@ def test_close_while_a_step_runs_keeps_the_file_until_it_ends_then_a_relaunch_un
     the live run for a dead process's and undid b before b's action ended (b's effect stayed,
     reported undone). Now the file stays held, in this process and for any other, until b
     ends; the relaunch then finds b in doubt and undoes it after its effect, once."""
-    monkeypatch.setattr(dbos_runner_module, "GRACE", 0.05)
+    monkeypatch.setattr(launch, "GRACE", 0.05)
     world: list[str] = []
     started, go = threading.Event(), threading.Event()
     db = tmp_path / "d.sqlite"
@@ -81,7 +81,7 @@ def test_close_while_a_step_runs_keeps_the_file_until_it_ends_then_a_relaunch_un
     with pytest.raises(FileInUse):  # the lock itself, as another process meets it
         hold(db)
     go.set()
-    _until(lambda: not dbos_runner_module._LEFT)
+    _until(lambda: not launch.LEFT)
     again = threading.Event()
     with DBOSRunner.start(db, sagas={"b": lambda run_id: _saga(world, again, go)}) as runner:
         record = runner.record("run-b")
@@ -94,7 +94,7 @@ def test_close_waits_for_a_running_step_to_end(tmp_path, monkeypatch, capfd):
     """N1: with GRACE to spare, close() returns once the running step ended (the saga stops
     at its next step, unsaved), with no warning, and lets the file go: the relaunch is not
     refused, and b's undo follows b's effect."""
-    monkeypatch.setattr(dbos_runner_module, "GRACE", 60.0)
+    monkeypatch.setattr(launch, "GRACE", 60.0)
     world: list[str] = []
     started, go = threading.Event(), threading.Event()
     db = tmp_path / "d.sqlite"
@@ -107,7 +107,7 @@ def test_close_waits_for_a_running_step_to_end(tmp_path, monkeypatch, capfd):
         runner.close()
     assert not [w for w in warned if issubclass(w.category, RunsLeftRunning)]
     assert "Traceback" not in capfd.readouterr().err  # (DBOS's error for the stopped thread)
-    assert world == ["do a", "do b"] and not dbos_runner_module._LEFT
+    assert world == ["do a", "do b"] and not launch.LEFT
     with DBOSRunner.start(db, sagas={"b": lambda run_id: _saga(world, started, go)}) as runner:
         assert runner.record("run-b").status is Status.ROLLED_BACK
     assert world == ["do a", "do b", "undo b", "undo a"]
@@ -118,7 +118,7 @@ def test_a_launch_refused_for_a_changed_saga_resumes_nothing(tmp_path, monkeypat
     resumed the file's other runs: run x's undos ran on, and a retried launch ran them again.
     The check is now made before DBOS launches: nothing runs until a launch is accepted, and
     that launch undoes each step once."""
-    monkeypatch.setattr(dbos_runner_module, "GRACE", 0.05)
+    monkeypatch.setattr(launch, "GRACE", 0.05)
     world: list[str] = []
     sagas = [(_saga(world, e, g, name), e, g)
              for name, e, g in [("x", threading.Event(), threading.Event()),
@@ -127,7 +127,7 @@ def test_a_launch_refused_for_a_changed_saga_resumes_nothing(tmp_path, monkeypat
     _left_running(db, sagas)
     for _, _, go in sagas:
         go.set()
-    _until(lambda: not dbos_runner_module._LEFT)
+    _until(lambda: not launch.LEFT)
     del world[:]
     done = threading.Event()
     done.set()

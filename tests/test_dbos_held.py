@@ -283,6 +283,7 @@ def test_a_factory_that_fails_or_makes_a_changed_saga_is_tried_again_a_bounded_n
         return got
 
     monkeypatch.setattr(hosting, "BACKOFF", 0.0)
+    monkeypatch.setattr(hosting, "_closing", False)  # (as launched: a runner closed before)
     monkeypatch.setitem(hosting.FACTORIES, "x", fickle)
     for run_id in ("s4", "gone"):
         monkeypatch.setitem(hosting.PLANS, run_id, plan_of(saga("a", "b"), run_id))

@@ -9,14 +9,8 @@ middle and relaunched on the same file finishes the saga. The Outcome is ``saga.
 from ..asking import AnswerRefused, Question
 from ..hosted import SagaChanged
 from .held import FileInUse, FileUnusable
-from .runner import (
-    DBOSHandle,
-    DBOSRunner,
-    DBOSUnavailable,
-    ReplayRefused,
-    RunsLeftRunning,
-    UnknownRun,
-)
+from .launch import DBOSUnavailable, RunsLeftRunning
+from .runner import DBOSHandle, DBOSRunner, ReplayRefused, UnknownRun
 
 __all__ = [
     "AnswerRefused",

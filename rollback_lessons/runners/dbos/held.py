@@ -43,10 +43,10 @@ def hold(database: Path) -> int:
     except BlockingIOError:
         holder = _holder(fd)
         os.close(fd)
+        where, then = who(holder)
         raise FileInUse(
-            f"DBOS runs on {database} {who(holder)}: a second launch would resume its "
-            "running sagas and run their steps again; close that runner first (a process "
-            "that died holds nothing)"
+            f"DBOS runs on {database} {where}: a second launch would resume its running "
+            f"sagas and run their steps again; {then}"
         ) from None
     except BaseException:
         os.close(fd)
@@ -71,22 +71,23 @@ def _holder(fd: int) -> str:
     return "unknown"
 
 
-def who(holder: str) -> str:
-    """Who holds the lock, truly: the kernel lists the process that took it, and a child it
-    forked (``os.fork``, multiprocessing's fork) shares it, holding it after that process
-    died (attack20's N4: a dead pid was called "another live process")."""
+def who(holder: str) -> tuple[str, str]:
+    """Who holds the lock, truly, and what to do: the kernel lists the process that took it,
+    and a child it forked (``os.fork``, multiprocessing's fork) shares it, holding it after
+    that process died (attack20's N4: a dead pid was called "another live process")."""
+    close = "close that runner first (a process that died holds nothing)"
     if holder == str(os.getpid()):
-        return f"in this process (pid {holder}), or a process forked from it"
+        return f"in this process (pid {holder}), or a process forked from it", close
     try:
         os.kill(int(holder), 0)
     except ProcessLookupError:
         return (
-            f"in a process forked from pid {holder}, which has died (the fork holds the "
-            "lock until it exits)"
+            f"in a process forked from pid {holder}, which has died",
+            "the fork holds the lock until it exits: end it first",
         )
     except (ValueError, OSError):  # ("unknown", or alive but not ours to signal)
         pass
-    return f"in another live process (pid {holder}, or a process forked from it)"
+    return f"in another live process (pid {holder}, or a process forked from it)", close
 
 
 def let_go(fd: int) -> None:

@@ -8,7 +8,6 @@ import os
 import tempfile
 import threading
 import uuid
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,6 @@ from typing import Any
 from dbos import DBOS, SetWorkflowID
 from dbos._error import (
     DBOSAwaitedWorkflowCancelledError,
-    DBOSException,
     DBOSUnexpectedStepError,
     DBOSWorkflowCancelledError,
     DBOSWorkflowConflictIDError,
@@ -31,12 +29,12 @@ from ...policies import PolicyLike, resolve_policy
 from ...saga import Saga, State, snapshot
 from .. import hosted
 from ..asking import AnswerRefused, Question, check_answer, refuse_unless_asked
-from ..hosted import SagaChanged
-from ..wire import SagaPlan, changed, needs_graph, outcome_of, plan_of, record_of
-from . import graph, hosting, workflow
+from ..wire import needs_graph, outcome_of, plan_of, record_of
+from . import graph, hosting, launch, workflow
 from .graph import graph_workflow
-from .held import FileInUse, hold, let_go
+from .held import hold, let_go
 from .hosting import check
+from .launch import DBOSUnavailable
 from .workflow import saga_workflow
 
 NAME = "rollback-lessons"
@@ -66,10 +64,6 @@ def replay_version() -> str:
     return os.environ.get("DBOS__APPVERSION") or REPLAY_VERSION
 
 
-class DBOSUnavailable(RollbackLessonsError):
-    """DBOS already runs in this process (it is one per process)."""
-
-
 class UnknownRun(RollbackLessonsError, LookupError):
     """``handle_for`` a run id DBOS has no workflow of, on this runner's file."""
 
@@ -94,126 +88,6 @@ LOOK = 0.1
 """How often (s) ``record`` looks whether the run it waits for ended, or waits for its steps
 (``sagas=`` could not make them: it would never end here)."""
 _LOOK = threading.Event()  # (never set: a sleep)
-
-_launched = threading.Lock()  # DBOS is process-global: one runner at a time
-
-GRACE = 2.0
-"""Seconds ``close`` gives the sagas still running on DBOS's threads to stop: DBOS's
-``destroy`` does not wait for them (a step's action goes on; the saga stops at its next
-DBOS call, the step unsaved, as after a crash)."""
-
-
-class RunsLeftRunning(RuntimeWarning):
-    """A runner closed while a saga still ran a step (or an undo) on a thread of this
-    process after ``GRACE``: its file stays locked (``FileInUse``) and DBOS is not launched
-    again in this process until that thread ends (attack20's N1: the lock was let go, and a
-    relaunch took the live run for a dead process's, undoing a step still running)."""
-
-
-_LEFT: dict[str, Any] = {}
-"""While a closed runner's sagas still run here: its file ("path") and their run ids
-("runs"); ``start`` refuses meanwhile, saying so."""
-
-
-class _Stopped(logging.Filter):
-    """Drops DBOS's error (a traceback on stderr) for a saga's thread that went on after
-    ``close`` destroyed DBOS under it: it stops there on purpose, its step unsaved."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        return not (isinstance(exc, DBOSException) and "before DBOS was launched" in str(exc))
-
-
-_STOPPED = _Stopped()
-
-
-def _active() -> Any:
-    """DBOS's own set of the workflows running in this process (private to DBOS: its
-    ``destroy`` reads it to wait), or None before a launch."""
-    import dbos._dbos as launched
-
-    instance = launched._dbos_global_instance
-    return getattr(instance, "_active_workflows_set", None)
-
-
-def _running(active: Any) -> list[str]:
-    return sorted(set(active.activeList())) if active is not None else []
-
-
-def _left_behind(path: Path, fd: int | None, active: Any, runs: list[str]) -> None:
-    """Keep the lock and the launch slot while ``runs`` still run on their threads, and let
-    both go once they ended (a thread of its own looks every ``LOOK`` s)."""
-    _LEFT.update(path=path, runs=runs)
-
-    def wait() -> None:
-        while _running(active):
-            _LOOK.wait(LOOK)
-        _LEFT.clear()
-        if fd is not None:
-            let_go(fd)
-        _launched.release()
-
-    threading.Thread(target=wait, name="dbos-left-running", daemon=True).start()
-
-
-def _saved_unfinished(path: Path) -> dict[str, SagaPlan | None]:
-    """The saved plan of each unfinished saga on ``path`` (by run id), read before DBOS
-    launches there (``DBOSClient``: it resumes nothing). A new file has none."""
-    if path.stat().st_size == 0:
-        return {}
-    from dbos import DBOSClient
-
-    client = DBOSClient(system_database_url=f"sqlite:///{path}")
-    try:
-        unfinished = client.list_workflows(status=["PENDING", "ENQUEUED"])
-    except Exception:  # (no DBOS tables yet: nothing unfinished; DBOS's launch says the rest)
-        return {}
-    finally:
-        client.destroy()
-    return {w.workflow_id: _plan_in(w.input) for w in unfinished if w.parent_workflow_id is None}
-
-
-def _plan_in(inputs: Any) -> SagaPlan | None:
-    args = (inputs or {}).get("args") or (None,)
-    return args[0] if isinstance(args[0], SagaPlan) else None
-
-
-def _refuse_changed(plans: Mapping[str, SagaPlan | None]) -> None:
-    """Refuse the launch (``SagaChanged``, one line) when ``sagas=`` makes a saga whose steps
-    differ from the plan an unfinished run saved; checked before DBOS launches, as a refusal
-    after it left the file's other resumed runs running, and a retried launch then ran their
-    undos a second time (attack20's N2). A factory that raises is the run's own call's to
-    report (it waits: ``waiting``)."""
-    for run_id, plan in plans.items():
-        make = hosting.FACTORIES.get(plan.name) if plan is not None else None
-        if make is None or plan is None:
-            continue
-        try:
-            why = changed(run_id, make(run_id), plan)
-        except Exception:
-            continue
-        if why is not None:
-            raise SagaChanged(f"{why} (sagas=); launch refused, the run left as it was")
-
-
-def _refused_meanwhile(system_database: str | os.PathLike[str] | None) -> RollbackLessonsError:
-    """Why ``start`` is refused while a closed runner's sagas still run in this process."""
-    path: Path = _LEFT["path"]
-    runs = ", ".join(_LEFT["runs"]) or "unknown"
-    try:
-        same = system_database is not None and os.path.samefile(system_database, path)
-    except (OSError, TypeError):
-        same = False
-    if same:
-        return FileInUse(
-            f"DBOS runs on {system_database} in this process still: the runner closed while "
-            f"saga(s) {runs} ran a step, and a relaunch would run it again; the file is let "
-            "go once they stop (at their next step)"
-        )
-    return DBOSUnavailable(
-        f"DBOS cannot launch again in this process while saga(s) {runs} of the runner closed "
-        f"on {path} still run a step (they stop at their next one): try again then"
-    )
 
 
 class DBOSHandle:
@@ -335,9 +209,9 @@ class DBOSRunner:
         that cannot be opened (``FileUnusable``: its folder missing, say), and a ``sagas``
         function making a saga whose steps differ from an unfinished run's (``SagaChanged``),
         checked before DBOS launches (it would resume the file's other runs first)."""
-        if not _launched.acquire(blocking=False):
-            if _LEFT:  # (a closed runner's sagas still run a step here)
-                raise _refused_meanwhile(system_database)
+        if not launch.LAUNCHED.acquire(blocking=False):
+            if launch.LEFT:  # (a closed runner's sagas still run a step here)
+                raise launch.refused_meanwhile(system_database)
             raise DBOSUnavailable("DBOS already runs in this process: close that runner first")
         lock = None
         try:
@@ -350,9 +224,9 @@ class DBOSRunner:
                 path = Path(system_database)
             lock = hold(path)  # (before DBOS resumes anything on the file)
             if hosting.FACTORIES:  # (before DBOS resumes anything either: attack20's N2)
-                _refuse_changed(_saved_unfinished(path))
+                launch.refuse_changed(launch.saved_unfinished(path))
             logging.getLogger("dbos").setLevel(logging.WARNING)
-            logging.getLogger("dbos").addFilter(_STOPPED)  # (once: a filter is added once)
+            logging.getLogger("dbos").addFilter(launch.STOPPED)  # (once: a filter is added once)
             version = replay_version()
             DBOS(config={"name": NAME, "system_database_url": f"sqlite:///{path}",
                          "log_level": "WARNING", "application_version": version,
@@ -368,7 +242,7 @@ class DBOSRunner:
         except BaseException:
             if lock is not None:
                 let_go(lock)
-            _launched.release()
+            launch.LAUNCHED.release()
             raise
         return cls(path, stranded, lock)
 
@@ -543,32 +417,8 @@ class DBOSRunner:
         if self._closed:
             return
         self._closed = True
-        active, runs = None, []
-        try:
-            hosting.opening(True)  # a run waiting for its saga stays unfinished, for later
-            active = _active()
-            DBOS.destroy()
-            end = threading.Event()
-            for _ in range(int(GRACE / LISTEN) + 1):
-                if not (runs := _running(active)):
-                    break
-                end.wait(LISTEN)
-        finally:
-            lock, self._lock = self._lock, None
-            if runs := _running(active):
-                warnings.warn(
-                    RunsLeftRunning(
-                        f"closed with saga(s) {', '.join(runs)} still running a step after "
-                        f"{GRACE:g} s: {self.path} stays locked until they stop (at their "
-                        "next step, unsaved: a relaunch then finishes them)"
-                    ),
-                    stacklevel=2,
-                )
-                _left_behind(self.path, lock, active, runs)
-            else:
-                if lock is not None:
-                    let_go(lock)
-                _launched.release()
+        lock, self._lock = self._lock, None
+        launch.close(self.path, lock, stacklevel=3)
 
     def __enter__(self) -> DBOSRunner:
         return self
