@@ -1077,3 +1077,12 @@ def test_a_relaunch_that_hosts_no_saga_leaves_the_run_waiting_never_failed(tmp_p
     done = launch("recovers")  # its factory back on the run's 3rd try: it goes on
     assert (done.returncode, done.stdout) == (0, "record: rolled_back b,a\n"), done.stderr
     _undone_once(world)
+
+
+def test_an_unknown_run_is_one_error_type_on_every_engine():
+    """An operator's ``except UnknownRun`` catches a typo'd run id on DBOS and on Temporal
+    alike (attack20's N5: Temporal raised the SDK's RPCError, DBOS a class of its own)."""
+    from rollback_lessons.runners import dbos, hosted, temporal
+
+    assert dbos.UnknownRun is temporal.UnknownRun is hosted.UnknownRun
+    assert issubclass(hosted.UnknownRun, LookupError)

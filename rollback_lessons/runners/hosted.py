@@ -30,9 +30,9 @@ class SagaChanged(NotHosted):
 
 
 class UnknownRun(RollbackLessonsError, LookupError):
-    """``handle_for`` a run id the engine has no run of (a typo, another server): one line
-    in the runner's own type, the engine's error chained (attack20's N5). DBOS's runner
-    still defines its own class of this name (to move here with the next change there)."""
+    """``handle_for`` (or ``record``) a run id the engine has no run of (a typo, another
+    server or file): one line, the same type on Temporal and DBOS, the engine's error
+    chained where it gave one (attack20's N5)."""
 
 
 @dataclass

@@ -29,6 +29,7 @@ from ...policies import PolicyLike, resolve_policy
 from ...saga import Saga, State, snapshot
 from .. import hosted
 from ..asking import AnswerRefused, Question, check_answer, refuse_unless_asked
+from ..hosted import UnknownRun
 from ..wire import needs_graph, outcome_of, plan_of, record_of
 from . import graph, hosting, launch, workflow
 from .graph import graph_workflow
@@ -62,10 +63,6 @@ one line, ``ReplayRefused``). ``DBOS__APPVERSION``, DBOS's own way to pin it, wi
 def replay_version() -> str:
     """The application version this process starts and resumes sagas on."""
     return os.environ.get("DBOS__APPVERSION") or REPLAY_VERSION
-
-
-class UnknownRun(RollbackLessonsError, LookupError):
-    """``handle_for`` a run id DBOS has no workflow of, on this runner's file."""
 
 
 class ReplayRefused(RollbackLessonsError):
