@@ -335,6 +335,8 @@ def panel_fits_and_reads(page, sel: str, i: int, where: str) -> None:
     assert check(page, "logCut", [sel, i]) == [], f"{where}: the event log cuts a detail"
     cut = check(page, "wholeNow", [sel, i])
     assert cut == [], f"{where}: the current event or the result's head is cut: {cut}"
+    hidden = check(page, "overflowing", [sel, i])  # (newuser16: lesson 11's "breaks" row)
+    assert hidden == [], f"{where}: these hide part of what they hold (scroll): {hidden}"
     rows = check(page, "logRows", [sel, i])
     assert len(set(rows)) <= 1, f"{where}: event log rows of heights {rows} (newuser11)"
     for picture in check(page, "pictures", [sel, i]):

@@ -226,7 +226,11 @@ def result_html(
         head = failed_head(outcome.status, outcome.failed_step, outcome.error)
     ran = {*outcome.completed, *([outcome.failed_step] if outcome.failed_step else [])}
     not_run = [s for s in outcome.steps if s not in ran]
-    lines = [("undone", _names(outcome.compensated))]
+    lines: list[tuple[str, str]] = []
+    if breaks:  # first, by the check's own names (the grid's view says the whole of it)
+        kinds = ", ".join(dict.fromkeys(v.split(":")[0] for v in breaks))
+        lines.append(("breaks", f"✗ {kinds}"))  # (one line: "(the grid's check)" was cut)
+    lines.append(("undone", _names(outcome.compensated)))
     dead = "; ".join(f"{d.step} ({d.attempts} attempt{'s' * (d.attempts != 1)})"
                      for d in outcome.dead_letters)  # fmt: skip
     lines.append(("dead letters", dead or "none"))
@@ -239,9 +243,6 @@ def result_html(
     if not_run:
         lines.append(("not run", _names(not_run)))
     lines += [("note", note) for note in outcome.notes]  # the engine's own words
-    if breaks:  # each by the check's own name (the grid's view says the whole of it)
-        kinds = ", ".join(dict.fromkeys(v.split(":")[0] for v in breaks))
-        lines.append(("breaks", f"✗ {kinds} (the grid's check)"))
     return _result_box(head, lines)
 
 
