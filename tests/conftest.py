@@ -181,6 +181,27 @@ LOW_HISTORY_LIMIT = 120
 51,200): a few undo retries past a short saga's run."""
 
 
+def _until_healthy(address: str, server, deadline: float) -> None:
+    """A dev server listens before its frontend is healthy: a client connecting then is
+    refused ("Frontend is not healthy yet", a fresh-clone CI at load 12). Until a client
+    connects, as ``WorkflowEnvironment.start_local`` waits for the servers it starts."""
+    import asyncio
+    import time
+
+    from temporalio.client import Client
+
+    from rollback_lessons.runners.temporal.server import client_options
+
+    while True:
+        assert server.poll() is None, f"the Temporal dev server exited ({server.returncode})"
+        try:
+            asyncio.run(Client.connect(address, **client_options()))
+            return
+        except Exception as exc:  # (RuntimeError from the SDK's core: not yet healthy)
+            assert time.monotonic() < deadline, f"the Temporal dev server is not healthy: {exc}"
+            time.sleep(0.2)
+
+
 @pytest.fixture(scope="session")
 def temporal_with_a_low_history_limit():
     """A Temporal dev server on 127.0.0.1 whose history limit is ``LOW_HISTORY_LIMIT``
@@ -211,6 +232,7 @@ def temporal_with_a_low_history_limit():
             except OSError:
                 assert time.monotonic() < deadline, "the Temporal dev server did not listen"
                 time.sleep(0.1)
+        _until_healthy(f"127.0.0.1:{port}", server, deadline)
         yield f"127.0.0.1:{port}"
     finally:
         server.terminate()
