@@ -18,6 +18,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ._drive import Call, asks_cancel, failed_asking, own_cancel
+from ._guards import settled
 from .calls import call_sync, call_timed, checked
 from .faults import untraced
 from .machine import Phase
@@ -335,6 +336,8 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
         fails there (``broken``)."""
         if not isinstance(exc, Exception) and step in gm.busy and not gm.rolling:
             return gm.step_cut(step, exc)
+        if exc is run.in_doubt:  # a Ctrl-C as the commit was written: nothing is undone,
+            return settled(run, exc)  # the journal says (saga.run's rule; attack21 A1)
         return gm.broken(exc)
 
     def ask() -> GraphOp | None:

@@ -362,6 +362,32 @@ def test_a_logging_handler_raising_at_the_commit_never_undoes_it(driver, raised,
 
 
 @pytest.mark.parametrize("driver", ["list", "graph", "arun"])
+def test_a_ctrl_c_as_the_commits_write_returns_never_undoes_the_committed_saga(driver, tmp_path):
+    """attack21's A1: a Ctrl-C that lands as the journal's write holding the commit returns
+    (the commit on disk) undid the saga in ``arun`` (``saga.run`` kept it: the journal alone
+    knows whether the commit landed). On every driver nothing is undone, the Ctrl-C is
+    re-raised with a note saying so, and the journal says committed."""
+    world, rm, _ = undo_world("commit_write", gone=True)
+    saga = Saga([setter(world, rm, k) for k in "AB"], name="commit_write")
+    with Journal(str(tmp_path / "j.db")) as journal:
+        real = journal.write
+
+        def write(statements, **kw):
+            out = real(statements, **kw)
+            if any("committed" in str(s) for s in statements):
+                raise KeyboardInterrupt  # the commit is on disk; Ctrl-C now
+            return out
+
+        journal.write = write  # type: ignore[method-assign]
+        got = drive(saga, driver, journal=journal, run_id="r")
+        journal.write = real  # type: ignore[method-assign]
+        assert journal.saga("r").status == "committed"
+    assert world == {"A": 1, "B": 1}  # (without the fix, arun: {} - both undone)
+    assert isinstance(got, KeyboardInterrupt)
+    assert "the journal says whether it committed" in notes(got)
+
+
+@pytest.mark.parametrize("driver", ["list", "graph", "arun"])
 def test_a_ctrl_c_in_the_cancel_function_while_a_step_waits_to_retry_fails_that_step(driver):
     """harden18's leftover: asked while b waits to retry, the cancel function raises a
     KeyboardInterrupt. A list fails b with it; the graph drivers said "b also failed ...
