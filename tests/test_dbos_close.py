@@ -3,6 +3,7 @@ waits for the step (DBOS's ``destroy`` did not), and keeps the file locked while
 runs after ``GRACE``, so a relaunch never takes a live run for a dead process's; a launch
 refused for a changed saga resumes nothing first; the lock's holder is named truly."""
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -88,6 +89,41 @@ def test_close_while_a_step_runs_keeps_the_file_until_it_ends_then_a_relaunch_un
     assert world == ["do a", "do b", "undo b", "undo a"]
     assert record.status is Status.ROLLED_BACK and record.compensated == ("b", "a")
     assert "died (or closed its runner)" in str(record.error)
+
+
+def test_close_from_another_thread_while_run_goes_keeps_the_file_until_its_step_ends(
+    tmp_path, monkeypatch
+):
+    """attack21's D1: ``run()`` runs its workflow in the caller's thread, which DBOS does not
+    count as active: a ``close`` from another thread returned at once and let the file go,
+    and a relaunch undid b before b's action ended (b's effect stayed, reported undone).
+    Now close warns and keeps the file until that thread's step ended, as for N1."""
+    monkeypatch.setattr(launch, "GRACE", 0.05)
+    world: list[str] = []
+    started, go = threading.Event(), threading.Event()
+    db = tmp_path / "d.sqlite"
+    runner = DBOSRunner.start(db)
+    saga = _saga(world, started, go)
+
+    def run() -> None:
+        with contextlib.suppress(Exception):  # (DBOS destroyed under it: it stops, unsaved)
+            runner.run(saga, {}, run_id="run-b", register="before")
+
+    caller = threading.Thread(target=run)
+    caller.start()
+    assert started.wait(60)
+    with pytest.warns(RunsLeftRunning, match=r"run-b still running a step"):
+        runner.close()
+    with pytest.raises(FileInUse):  # (without: the relaunch undid b while b ran)
+        DBOSRunner.start(db)
+    go.set()
+    caller.join(60)
+    _until(lambda: not launch.LEFT)
+    again = threading.Event()
+    with DBOSRunner.start(db, sagas={"b": lambda run_id: _saga(world, again, go)}) as runner:
+        record = runner.record("run-b")
+    assert world == ["do a", "do b", "undo b", "undo a"]
+    assert record.status is Status.ROLLED_BACK and record.compensated == ("b", "a")
 
 
 def test_close_waits_for_a_running_step_to_end(tmp_path, monkeypatch, capfd):

@@ -74,8 +74,16 @@ def _active() -> Any:
     return getattr(instance, "_active_workflows_set", None)
 
 
+CALLERS: set[str] = set()
+"""Run ids whose workflow runs in its caller's thread (``run``, ``start_saga(wait=True)``):
+DBOS counts only its executor's threads as active, so a ``close`` from another thread
+while ``run()`` went did not wait for it, and a relaunch undid a step still running
+(attack21's D1)."""
+
+
 def _running(active: Any) -> list[str]:
-    return sorted(set(active.activeList())) if active is not None else []
+    theirs = set(active.activeList()) if active is not None else set()
+    return sorted(theirs | CALLERS)
 
 
 def _left_behind(path: Path, fd: int | None, active: Any, runs: list[str]) -> None:

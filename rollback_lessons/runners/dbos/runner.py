@@ -302,6 +302,7 @@ class DBOSRunner:
             args = (*args, asked is not None)
         with SetWorkflowID(run_id):
             if wait:
+                launch.CALLERS.add(run_id)  # (a close from another thread waits for it)
                 try:
                     data = run(*args)
                 except (DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError,
@@ -312,6 +313,8 @@ class DBOSRunner:
                         raise stopped
 
                     return DBOSHandle(saga, run_id, state, before, result, self.path)
+                finally:
+                    launch.CALLERS.discard(run_id)
                 return DBOSHandle(saga, run_id, state, before, lambda: data, self.path)
             started = DBOS.start_workflow(run, *args)
         return DBOSHandle(saga, run_id, state, before, started.get_result, self.path)
