@@ -77,6 +77,45 @@ def test_leaving_the_runner_returns_when_an_undo_never_does():
         forever.set()
 
 
+def test_an_action_a_closed_runner_left_running_is_cut_short_never_a_clean_failure(monkeypatch):
+    """attack21's T1: leaving ``async with`` abandons a call still running after GRACE
+    (``AbandonedCall``); the workflow heard it as a clean failure, so the runner that took
+    the run up rolled back without it ("rolled_back") while its effect landed after. Now it
+    is cut short, as a step past ``step_timeout`` is: registered after, reported leaked."""
+    monkeypatch.setattr(runner_module, "GRACE", 0.2)
+    world: list[str] = []
+    started, go = threading.Event(), threading.Event()
+
+    def b(s):
+        started.set()
+        go.wait(30)
+        world.append("do b")
+
+    def saga():
+        return Saga([Step("a", lambda s: world.append("do a"), lambda s: world.append("undo a")),
+                     Step("b", b, lambda s: world.append("undo b")),
+                     Step("c", lambda s: world.append("do c"))], name="abandoned")  # fmt: skip
+
+    async def main():
+        server = await TemporalRunner.start()
+        try:
+            queue = f"abandoned-{os.getpid()}"
+            async with await TemporalRunner.start(server.address, task_queue=queue) as first:
+                handle = await first.start_saga(saga(), {})
+                await asyncio.to_thread(started.wait, 30)
+            go.set()
+            async with await TemporalRunner.start(server.address, task_queue=queue) as second:
+                taken = await second.handle_for(saga(), handle.run_id)
+                return await asyncio.wait_for(taken.outcome(), 60)
+        finally:
+            await server.close()
+
+    with pytest.warns(runner_module.AbandonedCalls, match="the action of 'b'"):
+        outcome = run_async(main)
+    assert outcome.status is Status.ROLLBACK_INCOMPLETE and outcome.leaked == ("b",)
+    assert outcome.compensated == ("a",) and "undo b" not in world  # (without: rolled_back)
+
+
 # -- retries: one event per attempt, as in process, whatever the attempts take -------------
 
 TIMEOUT, LATE = 0.5, 1.5  # an undo attempt's timeout; how long a late attempt takes

@@ -365,8 +365,10 @@ class DBOSRunner:
         if DBOS.get_workflow_status(run_id) is None:
             raise UnknownRun(f"DBOS has no saga {run_id!r} in {self.path}")
         while True:  # (until it ends, or waits for its steps here: refused, not waited on)
-            name = self.waiting().get(run_id)
-            if name is not None and hosting.retry_due(run_id) is None:  # (no try to come)
+            name = self.waiting().get(run_id)  # refused for good, or no factory: no try to
+            if name is not None and (  # come (a run being tried again is waited for: one
+                run_id in hosting.REFUSED or name not in hosting.FACTORIES  # made between two
+            ):  # reads was refused as not hosted, a CI at load)
                 refused = hosting.REFUSED.get(run_id)
                 raise hosted.NotHosted(
                     f"saga {run_id!r} ({name!r}) waits for its steps: {refused}"

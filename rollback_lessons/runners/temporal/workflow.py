@@ -54,6 +54,10 @@ LIMIT = "TemporalLimitExceeded"
 IN_DOUBT = "StepTimedOut"
 """The error of an action still running past ``step_timeout`` (the worker measures it,
 from its turn): its call goes on, its end unknown."""
+ABANDONED = "AbandonedCall"
+"""The error of an action still running when its runner closed (``activities.Threads``):
+its call goes on on its thread, its end unknown, as ``IN_DOUBT`` (attack21's T1: told as
+a clean failure, another worker rolled back without it and its effect landed after)."""
 ONCE = RetryPolicy(maximum_attempts=1)  # each attempt is the machine's to decide
 
 
@@ -110,12 +114,13 @@ def turn_wait(plan: SagaPlan) -> float:
 
 def _end_unknown(err: ActivityError) -> bool:
     """Did an action's call go on unheard: past ``step_timeout`` in its worker (``IN_DOUBT``),
-    or timed out by the server (its worker gone, or too slow)? Its effect may land yet: the
-    step was cut short (undone if its undo was logged before it, reported leaked if not),
-    never a clean failure with nothing to undo."""
+    left running by a runner that closed (``ABANDONED``), or timed out by the server (its
+    worker gone, or too slow)? Its effect may land yet: the step was cut short (undone if
+    its undo was logged before it, reported leaked if not), never a clean failure with
+    nothing to undo."""
     cause = err.cause
     return isinstance(cause, ServerTimeout) or (
-        isinstance(cause, ApplicationError) and cause.type == IN_DOUBT
+        isinstance(cause, ApplicationError) and cause.type in (IN_DOUBT, ABANDONED)
     )
 
 
