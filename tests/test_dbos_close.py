@@ -210,6 +210,25 @@ def test_a_lock_a_forked_child_kept_after_its_parent_died_is_named_truly(tmp_pat
     _until(lambda: _free(db))
 
 
+def test_a_lock_let_go_is_free_though_a_process_forked_while_it_was_held_lives_on(tmp_path):
+    """attack21's D4: a child forked while the runner held the file (a multiprocessing pool)
+    shares the lock; ``close`` only closed its descriptor, so the lock stayed with the child
+    and a relaunch was refused ("close that runner first"). Let go, it is free."""
+    db = tmp_path / "d.sqlite"
+    db.touch()
+    fd = hold(db)
+    child = os.fork()
+    if child == 0:  # (the fork: holds what its parent held, lives on)
+        threading.Event().wait(30)
+        os._exit(0)
+    try:
+        let_go(fd)
+        let_go(hold(db))  # (without: FileInUse, the fork holding it)
+    finally:
+        os.kill(child, 9)
+        os.waitpid(child, 0)
+
+
 def _free(db) -> bool:
     try:
         let_go(hold(db))

@@ -91,5 +91,10 @@ def who(holder: str) -> tuple[str, str]:
 
 
 def let_go(fd: int) -> None:
-    """Release the lock (closing its descriptor drops it)."""
-    os.close(fd)
+    """Release the lock: unlocked first, as a process forked while it was held shares its
+    open file description and kept it past ``close`` (a relaunch then refused, blaming a
+    runner already closed: attack21's D4), then its descriptor closed."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
