@@ -144,10 +144,13 @@ class JournalWriter:
                 "and the journal still shows the saga unfinished",
             )
 
-    def tried(self, write: Callable[[], None], attempts: int = ATTEMPTS) -> list[str]:
+    def tried(
+        self, write: Callable[[], None], attempts: int = ATTEMPTS, what: str | None = None
+    ) -> list[str]:
         """Call ``write`` until it succeeds, ``attempts`` times at most (a busy file, a
         moment's I/O error): the errors of the attempts that failed (``attempts`` of them if
-        none succeeded). Taken over: raised at once, this run writes nothing more."""
+        none succeeded). Written after a failure, a note says so (``what`` was written at
+        attempt N). Taken over: raised at once, this run writes nothing more."""
         errors: list[str] = []
         while len(errors) < attempts:
             try:
@@ -158,6 +161,12 @@ class JournalWriter:
             except Exception as exc:
                 errors.append(describe(exc))
             else:
+                if errors and what is not None:
+                    self.m.notes = [
+                        *self.m.notes,
+                        f"journal write failed ({errors[0]}); {what} was written at "
+                        f"attempt {len(errors) + 1}",
+                    ]
                 break
         return errors
 
@@ -167,14 +176,8 @@ class JournalWriter:
         journal shows it unfinished, and ``recover`` would undo it, so the process rolls it
         back now instead of saying ``committed`` (CommitNotRecorded, to the driver)."""
         assert self.jrun is not None
-        errors = self.tried(partial(self.jrun.commit, event), attempts)
+        errors = self.tried(partial(self.jrun.commit, event), attempts, "the commit")
         if len(errors) < attempts:
-            if errors:
-                self.m.notes = [
-                    *self.m.notes,
-                    f"journal write failed ({errors[0]}); the commit was written at "
-                    f"attempt {len(errors) + 1}",
-                ]
             return
         raise CommitNotRecorded(
             f"every step was done, but the journal could not record the commit "
@@ -217,14 +220,8 @@ class JournalWriter:
             return  # committed: written at its event
         if error is not None:
             jrun.end(str(self.m.status()), error, flush=False)
-        errors = self.tried(jrun.flush)
+        errors = self.tried(jrun.flush, what="the run's end")
         if len(errors) < ATTEMPTS:
-            if errors:
-                self.m.notes = [
-                    *self.m.notes,
-                    f"journal write failed ({errors[0]}); the run's end was written at "
-                    f"attempt {len(errors) + 1}",
-                ]
             return
         self.dropped, self.jrun = jrun, None  # the journal keeps the saga unfinished
         self.m.note(

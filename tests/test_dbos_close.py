@@ -49,6 +49,18 @@ def _until(done) -> None:
     raise AssertionError("never happened")
 
 
+def _relaunched(db, world: list[str], go: threading.Event):
+    """Once the closed runner's saga stopped, a relaunch finds b in doubt and undoes it
+    after its effect, once: its record."""
+    _until(lambda: not launch.LEFT)
+    again = threading.Event()
+    with DBOSRunner.start(db, sagas={"b": lambda run_id: _saga(world, again, go)}) as runner:
+        record = runner.record("run-b")
+    assert world == ["do a", "do b", "undo b", "undo a"]
+    assert record.status is Status.ROLLED_BACK and record.compensated == ("b", "a")
+    return record
+
+
 def _left_running(db, sagas) -> DBOSRunner:
     """Start each saga (run ``run-<name>``) and close while each runs b, GRACE made short:
     the runs are left running, then (b let go) stop unsaved, unfinished on the file."""
@@ -82,12 +94,7 @@ def test_close_while_a_step_runs_keeps_the_file_until_it_ends_then_a_relaunch_un
     with pytest.raises(FileInUse):  # the lock itself, as another process meets it
         hold(db)
     go.set()
-    _until(lambda: not launch.LEFT)
-    again = threading.Event()
-    with DBOSRunner.start(db, sagas={"b": lambda run_id: _saga(world, again, go)}) as runner:
-        record = runner.record("run-b")
-    assert world == ["do a", "do b", "undo b", "undo a"]
-    assert record.status is Status.ROLLED_BACK and record.compensated == ("b", "a")
+    record = _relaunched(db, world, go)
     assert "died (or closed its runner)" in str(record.error)
 
 
@@ -118,12 +125,7 @@ def test_close_from_another_thread_while_run_goes_keeps_the_file_until_its_step_
         DBOSRunner.start(db)
     go.set()
     caller.join(60)
-    _until(lambda: not launch.LEFT)
-    again = threading.Event()
-    with DBOSRunner.start(db, sagas={"b": lambda run_id: _saga(world, again, go)}) as runner:
-        record = runner.record("run-b")
-    assert world == ["do a", "do b", "undo b", "undo a"]
-    assert record.status is Status.ROLLED_BACK and record.compensated == ("b", "a")
+    _relaunched(db, world, go)
 
 
 def test_close_waits_for_a_running_step_to_end(tmp_path, monkeypatch, capfd):

@@ -125,13 +125,6 @@ def _made(run_id: str, name: str) -> tuple[Saga, None] | tuple[None, str]:
     return (saga, None) if why is None else (None, why)
 
 
-def retry_due(run_id: str) -> float | None:
-    """Seconds until run ``run_id``'s saga is made again (``RETRYING``), None if it is not."""
-    with _HOSTING:
-        due = RETRYING.get(run_id)
-        return None if due is None else max(0.0, due[1] - time.monotonic())
-
-
 def _try(run_id: str, name: str) -> Saga | None:
     """Make run ``run_id``'s saga (``_made``) if a try is due: the saga, or None when it
     failed (tried again after ``BACKOFF``, doubled, until ``TRIES``; then ``REFUSED``) or is
