@@ -154,7 +154,9 @@ def cut_forward(run: Run, error: BaseException) -> Op | None:
     (its done event raised) is logged now; and for a Ctrl-C outside a step's call (in an
     event, a stamp, between a call's return and the machine hearing of it) the steps
     running are cut short, as one interrupted inside its call is (it may have happened:
-    leaked, or undone if its undo was logged before it). None: the machine's ``fail``."""
+    leaked, or undone if its undo was logged before it); for an error, the steps a timing
+    launched and never called were not run (``GraphMachine.not_called``). None: the
+    machine's ``fail``."""
     m = run.m
     if m.rolling or m.phase is Phase.DONE:
         return None
@@ -164,6 +166,10 @@ def cut_forward(run: Run, error: BaseException) -> Op | None:
         if spec is not None and spec.name == last and spec.has_undo and not m.logged(last):
             log_anyway(m, spec)
     if isinstance(error, Exception):
+        if isinstance(m, GraphMachine):  # launched with it, never called: never run
+            for step in run.uncalled:
+                if step in m.busy and not m.logged(step):
+                    m.not_called(step)
         return None
     if isinstance(m, GraphMachine):
         cut: GraphOp | None = None

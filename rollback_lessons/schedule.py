@@ -230,6 +230,22 @@ class GraphMachine(Machine):
         self.where[step] = _RUNNING
         return self._lost(step, exc, cut)
 
+    def not_called(self, step: str) -> None:
+        """``step`` was launched with others (a timing played: ``completion``) and the run
+        failed going forward (a journal write as another step started or ended) before its
+        action was called: it never ran, as a list's step a Ctrl-C came as it began
+        (``Machine.not_run``), so a journal writes its intent not run, never leaked (attack21's
+        E1). A step whose undo was logged before it keeps it (the driver leaves it running:
+        that undo runs whether the step had an effect or not)."""
+        self._running(step, _RUNNING)
+        del self.where[step], self.attempts[step], self.kinds[step]
+        self.busy_count -= 1
+        self.seen.remove(step)
+        self.started.remove(step)
+        if self.current == step:
+            self.current = self.completed[-1] if self.completed else None
+        self.notes = [*self.notes, f"{step} was not run: the run failed before its turn"]
+
     def _lost(self, step: str, error: BaseException, cut: bool = False,
               counted: bool = False) -> GraphOp:  # fmt: skip
         """``step`` failed for good: nothing more starts; its effect, if it happened anyway

@@ -19,7 +19,7 @@ from functools import partial
 import pytest
 from conftest import dead_pid
 
-from rollback_lessons import Kind, Saga, Status, Step, VirtualClock
+from rollback_lessons import Kind, Parallel, Saga, Status, Step, VirtualClock
 from rollback_lessons.durable.journal import Journal, JournalError
 from rollback_lessons.durable.recovery import recover
 from rollback_lessons.durable.registry import Registry, compensation
@@ -104,8 +104,8 @@ class DiskFull(sqlite3.OperationalError):
 class Faults:
     """Counts the journal's writes and the run's events; fails the chosen one."""
 
-    def __init__(self, write_at=0, event_at=0):
-        self.write_at, self.event_at = write_at, event_at
+    def __init__(self, write_at=0, event_at=0, times=1):
+        self.write_at, self.event_at, self.times = write_at, event_at, times
         self.writes = self.events = 0
 
     def wrap(self, journal):
@@ -114,7 +114,7 @@ class Faults:
         def write(statements, **kw):
             if statements:
                 self.writes += 1
-                if self.writes == self.write_at:
+                if self.write_at and self.write_at <= self.writes < self.write_at + self.times:
                     raise DiskFull("database or disk is full")
             return real(statements, **kw)
 
@@ -136,9 +136,10 @@ def _orphan(journal):
     journal.write([("UPDATE sagas SET owner_pid = ?, owner_started = NULL", (_DEAD[0],))])
 
 
-def trial(tmp_path, name, make, inject, faults):
-    """One run under ``faults``, its first recover (under the same faults), a second one;
-    returns what went wrong (the world checked against the journal's last word)."""
+def trial(tmp_path, name, make, inject, faults, driver="list"):
+    """One run under ``faults`` (``driver``: ``_drive``'s), its first recover (under the same
+    faults), a second one; returns what went wrong (the world checked against the journal's
+    last word)."""
     world = World(f"{name}-{faults.write_at}-{faults.event_at}-{len(WORLDS)}")
     path = tmp_path / f"{world.name}.db"
     journal = Journal(path)
@@ -146,8 +147,8 @@ def trial(tmp_path, name, make, inject, faults):
     saga = make(world)
     outcome, raised = None, None
     try:
-        outcome = saga.run(
-            {}, inject=inject, journal=journal, run_id="s", on_event=faults.on_event,
+        outcome = _drive(
+            saga, driver, inject=inject, journal=journal, run_id="s", on_event=faults.on_event,
             clock=VirtualClock(),
         )  # fmt: skip
     except KeyboardInterrupt:
@@ -210,9 +211,9 @@ def check(world, journal, saga, outcome):
     return problems
 
 
-def _count(tmp_path, make, inject):
+def _count(tmp_path, make, inject, driver="list"):
     faults = Faults()
-    assert trial(tmp_path, "count", make, inject, faults) == []
+    assert trial(tmp_path, "count", make, inject, faults, driver) == []
     return faults.writes, faults.events
 
 
@@ -406,6 +407,35 @@ def test_the_runs_last_batch_is_tried_again_so_a_step_never_called_is_never_leak
                 recover(journal, registry)
                 assert journal.leaked("s") == ["ship"]  # (never written: the safe side)
             assert world.undone == []
+
+
+def group_saga(world):
+    """s0, then s1 and s2 at once (a timing launches both before either is called); each
+    undo logged once its step returned, so each step is an intent while it may run."""
+
+    def step(name):
+        return Step(name, partial(world.act, name), undo.bind(world=world.name, step=name),
+                    register="after")  # fmt: skip
+
+    return Saga([step("s0"), Parallel(step("s1"), step("s2"))])
+
+
+@pytest.mark.parametrize("driver", ["list", "completion", "arun"])
+def test_two_failed_writes_in_a_row_never_name_a_step_never_called_leaked(tmp_path, driver):
+    """attack21's E1: with ``completion=``, s1 and s2 launched at once; s2's start could not
+    be written, so the run failed before s1's turn, and the rollback's first write failed
+    too (two transient failures in a row). The run's end then writes only the steps never
+    run, and s1, launched, was not one of them: recover reported it leaked, "it may have
+    happened", though its action was never called. The machine is told now that it never
+    ran (``GraphMachine.not_called``). Every pair of writes in a row, on every driver."""
+    for inject in ({}, {"s2": "fail"}):
+        writes, _ = _count(tmp_path, group_saga, inject, driver)
+        found = {}
+        for n in range(1, writes + 1):
+            problems = trial(tmp_path, "group", group_saga, inject, Faults(n, times=2), driver)
+            if problems:
+                found[n] = problems
+        assert found == {}, inject
 
 
 def test_a_full_disk_at_the_first_write_is_one_line_nothing_ran(tmp_path, monkeypatch, capsys):
