@@ -192,9 +192,9 @@ class JournalWriter:
         reports leaked, "it may have happened" (attack20's N3). A Ctrl-C leaves the run for
         ``recover`` to finish, and a failed write during the rollback left it unfinished:
         then only the steps never called (failed before any effect, or never begun) are
-        written, alone (attack19's F2/F7, attack18). If a write still fails (a disk full
-        until the process ends), the intents stay: recover reports them leaked, the safe
-        side."""
+        written, alone (attack19's F2/F7, attack18), and so they are after a Ctrl-C in the
+        last batch's tries. If a write still fails (a disk full until the process ends),
+        the intents stay: recover reports them leaked, the safe side."""
         if isinstance(self.m.error, TakenOver):
             return  # (taken over: the new holder ends it)
         jrun = self.jrun if self.jrun is not None else self.dropped
@@ -220,7 +220,16 @@ class JournalWriter:
             return  # committed: written at its event
         if error is not None:
             jrun.end(str(self.m.status()), error, flush=False)
-        errors = self.tried(jrun.flush, what="the run's end")
+        try:
+            errors = self.tried(jrun.flush, what="the run's end")
+        except Exception:
+            raise
+        except BaseException:  # a Ctrl-C in its tries: the batch is left to recover, and
+            never = [*self.refused, *not_run]  # the steps never called are written alone,
+            if never or pivot is not None:  # as after a Ctrl-C in the run (attack21's E2)
+                with contextlib.suppress(TakenOver):
+                    self.tried(partial(jrun.abandon_now, never, pivot))
+            raise
         if len(errors) < ATTEMPTS:
             return
         self.dropped, self.jrun = jrun, None  # the journal keeps the saga unfinished

@@ -409,6 +409,39 @@ def test_the_runs_last_batch_is_tried_again_so_a_step_never_called_is_never_leak
             assert world.undone == []
 
 
+@pytest.mark.parametrize("driver", ["list", "completion", "arun"])
+def test_a_ctrl_c_in_the_last_batchs_tries_still_writes_a_step_never_called_not_run(
+    tmp_path, driver
+):
+    """attack21's E2 (its Ctrl-C half): ship failed before its action was called; the run's
+    last batch failed (a full disk) and a Ctrl-C came at its next try: the batch is left to
+    recover, as a Ctrl-C leaves a run, but ship's intent was left with it, so recover
+    reported ship leaked, "it may have happened". It is written not run alone now, as it
+    is after a Ctrl-C during the run. (A disk full to the end still leaves it: the safe
+    side.)"""
+    for tries in (1, 2, 3):
+        world = World(f"last-batch-ki-{driver}-{tries}")
+        with Journal(tmp_path / f"{world.name}.db") as journal:
+            failed: list[int] = []
+            real = journal.write
+
+            def write(statements, failed=failed, tries=tries, **kw):
+                if _ends(statements) and len(failed) < tries:
+                    failed.append(1)
+                    raise KeyboardInterrupt if len(failed) == tries else DiskFull("full")
+                return real(statements, **kw)
+
+            journal.write = write  # type: ignore[method-assign]
+            with pytest.raises(KeyboardInterrupt):
+                _drive(pivot_saga(world), driver, inject={"ship": "fail"}, journal=journal,
+                       run_id="s", clock=VirtualClock())  # fmt: skip
+            assert len(failed) == tries and journal.unfinished()
+            _orphan(journal)
+            recover(journal, registry)
+            assert journal.leaked("s") == [] and journal.unfinished() == []
+            assert world.effects == ["charge", "email"] and world.undone == []
+
+
 def group_saga(world):
     """s0, then s1 and s2 at once (a timing launches both before either is called); each
     undo logged once its step returned, so each step is an intent while it may run."""
