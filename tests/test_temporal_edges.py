@@ -10,6 +10,7 @@ import stat
 import tempfile
 import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
@@ -114,6 +115,64 @@ def test_an_action_a_closed_runner_left_running_is_cut_short_never_a_clean_failu
         outcome = run_async(main)
     assert outcome.status is Status.ROLLBACK_INCOMPLETE and outcome.leaked == ("b",)
     assert outcome.compensated == ("a",) and "undo b" not in world  # (without: rolled_back)
+
+
+def test_a_closing_runner_begins_no_action_it_is_played_by_whoever_takes_the_run_up(
+    on_temporal, monkeypatch
+):
+    """attack21's T1, its second half: a run playing a timing (``completion=``) whose runner
+    closes while an action waits in its worker for its turn. The closing worker gave that
+    turn DURING close (the step before it ended), so an action began after close was
+    called, was abandoned at GRACE, and the runner taking the run up rolled back without
+    it. Now an action waiting for its turn is refused once close begins, never called
+    (``RunnerClosing``): the workflow schedules it again, and the runner that takes the
+    run up plays it, in its turn, once."""
+    from rollback_lessons import Parallel
+
+    world: list[str] = []
+    closing: list[TemporalRunner] = []
+    p2_waits = threading.Event()
+    turns = runner_module._turns
+
+    def gated(*args):  # (the test knows when p2's activity waits for its turn)
+        gate = turns(*args)
+
+        def wait_turn(step):
+            p2_waits.set() if step == "p2" else None
+            gate(step)
+
+        return wait_turn
+
+    monkeypatch.setattr(runner_module, "_turns", gated)
+
+    def p1(s):  # ends once its runner began to close: p2's turn comes during close
+        closing[0]._executor.closed.result(30)
+        world.append("do p1")
+
+    def saga():
+        def step(name, action=None):
+            return Step(name, action or (lambda s: world.append(f"do {name}")),
+                        lambda s: world.append(f"undo {name}"))  # fmt: skip
+
+        return Saga([step("a"), Parallel(step("p1", p1), step("p2"))], name="closing")
+
+    async def scenario(runner):
+        queue = f"closing-{os.getpid()}"
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            async with await TemporalRunner.start(runner.address, task_queue=queue) as first:
+                closing.append(first)
+                handle = await first.start_saga(saga(), {}, completion=["a", "p1", "p2"])
+                await asyncio.to_thread(handle.started("p1").wait, 30)
+                await asyncio.to_thread(p2_waits.wait, 30)  # (in this worker, for its turn)
+        async with await TemporalRunner.start(runner.address, task_queue=queue) as second:
+            taken = await second.handle_for(saga(), handle.run_id)
+            outcome = await asyncio.wait_for(taken.outcome(), 60)
+        return outcome, first.abandoned, [str(w.message) for w in caught]
+
+    outcome, abandoned, warned = on_temporal(scenario)
+    assert outcome.status is Status.COMMITTED and world == ["do a", "do p1", "do p2"]
+    assert abandoned == () and warned == []  # (without: p2 abandoned, then rolled back)
 
 
 # -- retries: one event per attempt, as in process, whatever the attempts take -------------

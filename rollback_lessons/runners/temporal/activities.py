@@ -22,7 +22,7 @@ from ...faults import NO_FAULTS
 from ...verdicts import after_effect
 from .. import hosted, remote
 from ..wire import ErrorRecord, lineage
-from .workflow import ACTION, IN_DOUBT, UNDO, StepCall
+from .workflow import ACTION, IN_DOUBT, NOT_CALLED, UNDO, StepCall
 
 BENIGN = ApplicationErrorCategory.BENIGN  # a step's failure is data: logged at DEBUG, no WARNING
 
@@ -121,8 +121,10 @@ def run_action(call: StepCall) -> None:
     ``saga.run`` does. Only a cancel heard before the call began cuts the step short."""
     run = hosted.hosted(call.run_id)
     gate = GATES.get(call.run_id)
+    refuse_if_closing(call.step)
     if gate is not None:
-        gate(call.step)
+        gate(call.step)  # (a close meanwhile ends the wait: ``closing``)
+    refuse_if_closing(call.step)
     step_started(call.run_id, call.step).set()
     fault = run.faults.get(call.step, NO_FAULTS).action
     ended: list[ErrorRecord | None] = []
@@ -207,6 +209,29 @@ def _undo_call(run: hosted.Hosted, call: StepCall, end: float) -> Future[ErrorRe
         wait(others, _left(end))
 
 
+_HERE = threading.local()  # the activity's thread: the close of the runner running it
+
+
+def closing() -> Future[None]:
+    """Done once the runner whose worker runs this activity began to close (``Threads``)."""
+    closed: Future[None] | None = getattr(_HERE, "closed", None)
+    return closed if closed is not None else Future()
+
+
+def refuse_if_closing(step: str) -> None:
+    """Once its runner began to close, no action begins (attack21's T1: a turn given during
+    close began an action, which close then abandoned, its end unknown): the activity fails
+    as never called (``NOT_CALLED``), and the workflow schedules it again, for the worker
+    of whoever takes the run up."""
+    if closing().done():
+        raise ApplicationError(
+            f"the action of {step!r} was not begun: its runner is closing",
+            type=NOT_CALLED,
+            non_retryable=True,
+            category=BENIGN,
+        )
+
+
 class AbandonedCalls(RuntimeWarning):
     """A runner closed while steps or undos were still running in this process: they were
     left to finish (or hang) on their own threads; Temporal's history says what they were."""
@@ -222,6 +247,13 @@ class Threads(ThreadPoolExecutor):
     def __init__(self) -> None:
         super().__init__(max_workers=1)
         self._pending: set[Future[Any]] = set()
+        self.closed: Future[None] = Future()  # done once its runner begins to close
+
+    def begin_close(self) -> None:
+        """No action begins from now on (``refuse_if_closing``); one waiting for its turn
+        stops waiting."""
+        with contextlib.suppress(InvalidStateError):
+            self.closed.set_result(None)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         future: Future[Any] = Future()
@@ -229,6 +261,7 @@ class Threads(ThreadPoolExecutor):
         def work() -> None:
             if not future.set_running_or_notify_cancel():
                 return
+            _HERE.closed = self.closed
             try:
                 result = fn(*args, **kwargs)
             except BaseException as exc:

@@ -21,6 +21,7 @@ import os
 import uuid
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from datetime import timedelta
 from typing import Any
 
@@ -43,6 +44,8 @@ from .activities import (
     RUNNING,
     AbandonedCalls,
     Threads,
+    closing,
+    refuse_if_closing,
     run_action,
     run_undo,
 )
@@ -70,14 +73,26 @@ def _turns(handle: WorkflowHandle[Any, Any], completion: Sequence[str],
     ones last, in the order they started) is the one whose action is called next. The
     workflow answers (an Update, ``turn``) once it has heard the step before it end, so
     that step's completion is in the history first: the order Temporal resolves the steps
-    in is the order they ran."""
+    in is the order they ran. Its runner beginning to close ends the wait: the action is
+    refused, never begun (``refuse_if_closing``), even if its turn came meanwhile."""
     loop = asyncio.get_running_loop()
     order = list(completion)
 
+    async def ask(step: str, closed: Future[None]) -> None:
+        try:
+            await handle.execute_update("turn", args=[step, order])
+        except Exception:
+            if not closed.done():  # (refused once close began: what the ask says is moot)
+                raise
+
     def wait_turn(step: str) -> None:
-        asyncio.run_coroutine_threadsafe(
-            handle.execute_update("turn", args=[step, order]), loop
-        ).result(timeout)
+        closed = closing()
+        turn = asyncio.run_coroutine_threadsafe(ask(step, closed), loop)
+        wait({turn, closed}, timeout, return_when=FIRST_COMPLETED)
+        if closed.done():
+            turn.cancel()
+            refuse_if_closing(step)
+        turn.result(0)  # its turn (or, not given within ``timeout``, TimeoutError)
 
     return wait_turn
 
@@ -365,10 +380,13 @@ class TemporalRunner:
         return await handle.outcome()
 
     async def close(self) -> None:
-        """Stop the worker, then the server (if it is ours). Calls still running get
-        ``GRACE`` seconds to end; a call that does not (an undo that blocks forever) is
-        abandoned on its thread, named in ``self.abandoned`` and in an ``AbandonedCalls``
-        warning, and close returns all the same."""
+        """Stop the worker, then the server (if it is ours). No action begins once close
+        began (one waiting for its turn is refused, never called: the workflow schedules
+        it again, for whoever takes the run up). Calls still running get ``GRACE`` seconds
+        to end; a call that does not (an undo that blocks forever) is abandoned on its
+        thread, named in ``self.abandoned`` and in an ``AbandonedCalls`` warning, and
+        close returns all the same."""
+        self._executor.begin_close()  # no action begins from now on
         shutdown = asyncio.ensure_future(self._worker.shutdown())
         done, _ = await asyncio.wait({shutdown}, timeout=GRACE + 0.5)
         calls = 0

@@ -58,6 +58,10 @@ ABANDONED = "AbandonedCall"
 """The error of an action still running when its runner closed (``activities.Threads``):
 its call goes on on its thread, its end unknown, as ``IN_DOUBT`` (attack21's T1: told as
 a clean failure, another worker rolled back without it and its effect landed after)."""
+NOT_CALLED = "RunnerClosing"
+"""The error of an action a closing runner's worker refused to begin (``activities``): its
+call never began, so the workflow schedules it again, for whichever worker takes the run
+up (attack21's T1: a turn given during close began an action that was then abandoned)."""
 ONCE = RetryPolicy(maximum_attempts=1)  # each attempt is the machine's to decide
 
 
@@ -122,6 +126,12 @@ def _end_unknown(err: ActivityError) -> bool:
     return isinstance(cause, ServerTimeout) or (
         isinstance(cause, ApplicationError) and cause.type in (IN_DOUBT, ABANDONED)
     )
+
+
+def _not_called(err: ActivityError) -> bool:
+    """Did a closing runner's worker refuse to begin the action (``NOT_CALLED``)?"""
+    cause = err.cause
+    return isinstance(cause, ApplicationError) and cause.type == NOT_CALLED
 
 
 async def _ended(handle: workflow.ActivityHandle[Any]) -> None:
@@ -190,7 +200,12 @@ class SagaWorkflow(PersonAsked):
         allows the turn's wait too (``turn_wait``), and catches a worker that is gone."""
         call = StepCall(plan.run_id, step, attempt, plan.step_timeout)
         timeout = turn_wait(plan) + plan.step_timeout + MARGIN
-        await self._activity(ACTION, plan, call, timeout)
+        while True:
+            try:
+                return await self._activity(ACTION, plan, call, timeout)
+            except ActivityError as err:  # refused by a closing worker: never called, so
+                if not _not_called(err):  # scheduled again (the same attempt), for the
+                    raise  # worker of whoever takes the run up
 
     async def _activity(self, name: str, plan: SagaPlan, call: StepCall, timeout: float) -> None:
         handle = workflow.start_activity(
