@@ -425,7 +425,7 @@ def test_a_ctrl_c_in_the_last_batchs_tries_still_writes_a_step_never_called_not_
             failed: list[int] = []
             real = journal.write
 
-            def write(statements, failed=failed, tries=tries, **kw):
+            def write(statements, failed=failed, tries=tries, real=real, **kw):
                 if _ends(statements) and len(failed) < tries:
                     failed.append(1)
                     raise KeyboardInterrupt if len(failed) == tries else DiskFull("full")
