@@ -469,6 +469,14 @@ def test_two_failed_writes_in_a_row_never_name_a_step_never_called_leaked(tmp_pa
             if problems:
                 found[n] = problems
         assert found == {}, inject
+    if driver == "completion":  # the outcome says so
+        world = World("group-note")
+        with Journal(tmp_path / "note.db") as journal:
+            faults = Faults(5, times=2)  # s2's start, then the rollback's first write
+            faults.wrap(journal)
+            outcome = _drive(group_saga(world), driver, journal=journal, run_id="s")
+        assert world.effects == ["s0"] and outcome.status is Status.ROLLED_BACK
+        assert "s1 was not run: the run failed before its turn" in outcome.notes
 
 
 def test_a_full_disk_at_the_first_write_is_one_line_nothing_ran(tmp_path, monkeypatch, capsys):
