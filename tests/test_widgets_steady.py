@@ -60,7 +60,8 @@ def test_every_view_of_every_run_has_the_same_fixed_heights(world):
             seen.add((picture, under))
     assert len(seen) == 1, seen  # one picture height, one row under it, for every view
     [(picture, under)] = seen
-    assert f"style='height:{under_px(picture)}px'" in under and under_px(picture) >= LOG_PX
+    high = under_px(picture, lab.view_px)
+    assert f"style='height:{high}px'" in under and high >= LOG_PX
 
 
 def live_widgets() -> int:

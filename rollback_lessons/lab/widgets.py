@@ -64,6 +64,7 @@ from .panel_html import (  # noqa: F401 (the panel's HTML parts, as the other pa
     result_html,
     state_html,
     view_html,
+    view_px,
 )
 from .player import Player, one_at_a_time
 
@@ -424,7 +425,13 @@ class RollbackLab(Player):
         assert self.outcome is not None
         png = self.timeline.render(index)
         result = result_at(self.outcome, index, self._shown_result)  # as of this frame
-        return view_html(self.outcome, index, png, self._cue, result, self.state_keys)
+        return view_html(self.outcome, index, png, self._cue, result, self.state_keys, self.view_px)
+
+    @property
+    def view_px(self) -> int:
+        """The picture and the row under it at most: what the panel's option rows leave."""
+        options = (self.policy, self.register, self.order, self.first)  # (layout's rows)
+        return view_px(sum(option is not None for option in options))
 
     def _show(self, index: int) -> None:
         self._ahead += 1  # (a frame of its own asked for: no drawing ahead over it)
