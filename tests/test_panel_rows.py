@@ -23,6 +23,7 @@ from rollback_lessons.explore import explore, single_faults
 from rollback_lessons.faults import UNDO_FAULTS
 from rollback_lessons.lab.drawing import DPI
 from rollback_lessons.lab.grid import ExplorerGrid
+from rollback_lessons.lab.panel_controls import view_px
 from rollback_lessons.lab.panel_html import CSS, PANEL_WIDTH, result_at, view_html
 from rollback_lessons.lab.png import size
 from rollback_lessons.lab.widgets import RollbackLab
@@ -56,7 +57,7 @@ def frames(lab: RollbackLab, png: bytes) -> Iterator[tuple[int, str]]:
     assert lab.outcome is not None
     for i in range(lab.frame_count):
         result = result_at(lab.outcome, i, lab._shown_result)
-        yield i, view_html(lab.outcome, i, png, lab._cue, result, lab.state_keys, lab.view_px)
+        yield i, view_html(lab.outcome, i, png, lab._cue, result, lab.state_keys, view_px(lab))
 
 
 def picture(lab: RollbackLab) -> bytes:

@@ -47,6 +47,7 @@ from .panel_controls import (
     telling_frame,
     undo_choice,
     valid,
+    view_px,
 )
 from .panel_controls import completion_of as _completion
 from .panel_controls import value_after as _value
@@ -64,7 +65,6 @@ from .panel_html import (  # noqa: F401 (the panel's HTML parts, as the other pa
     result_html,
     state_html,
     view_html,
-    view_px,
 )
 from .player import Player, one_at_a_time
 
@@ -425,13 +425,8 @@ class RollbackLab(Player):
         assert self.outcome is not None
         png = self.timeline.render(index)
         result = result_at(self.outcome, index, self._shown_result)  # as of this frame
-        return view_html(self.outcome, index, png, self._cue, result, self.state_keys, self.view_px)
-
-    @property
-    def view_px(self) -> int:
-        """The picture and the row under it at most: what the panel's option rows leave."""
-        options = (self.policy, self.register, self.order, self.first)  # (layout's rows)
-        return view_px(sum(option is not None for option in options))
+        view = view_px(self)  # (what the panel's option rows leave)
+        return view_html(self.outcome, index, png, self._cue, result, self.state_keys, view)
 
     def _show(self, index: int) -> None:
         self._ahead += 1  # (a frame of its own asked for: no drawing ahead over it)
