@@ -12,6 +12,7 @@ from ipywidgets.widgets import widget as widget_module
 
 from rollback_lessons.explore import single_faults
 from rollback_lessons.faults import UNDO_FAULTS
+from rollback_lessons.lab.panel_controls import view_px
 from rollback_lessons.lab.panel_html import LOG_PX, under_px
 from rollback_lessons.lab.widgets import RollbackLab
 from rollback_lessons.worlds import examples, services
@@ -60,7 +61,8 @@ def test_every_view_of_every_run_has_the_same_fixed_heights(world):
             seen.add((picture, under))
     assert len(seen) == 1, seen  # one picture height, one row under it, for every view
     [(picture, under)] = seen
-    assert f"style='height:{under_px(picture)}px'" in under and under_px(picture) >= LOG_PX
+    high = under_px(picture, view_px(lab))
+    assert f"style='height:{high}px'" in under and high >= LOG_PX
 
 
 def live_widgets() -> int:

@@ -19,6 +19,7 @@ from ..outcome import Outcome, Status
 from ..schedule import PAST_PIVOT
 from .drawing import FAIL, RETRY, kind_word
 from .panel_html import CSS, key, lost_banner
+from .panel_html import view_px as options_view_px
 
 # The engine's fault space, as control options (label, value), with a tooltip for each
 ACTION_CHOICES = (("ok", "ok"), *((LABELS[f], f.value) for f in faults.ACTION_CHOICES))
@@ -199,6 +200,13 @@ def layout(lab: Any, title: str) -> w.VBox:
     panel = w.VBox([w.HTML(lost_banner()), body], layout=w.Layout(width="100%"))
     panel.add_class("rl-panel").add_class("rollback-lab")
     return panel
+
+
+def view_px(lab: Any) -> int:
+    """The picture and the row under it at most, in ``lab``'s panel: what its option rows
+    (``layout``'s) leave of the screen (``panel_html.view_px``)."""
+    options = (lab.policy, lab.register, lab.order, lab.first)
+    return options_view_px(sum(option is not None for option in options))
 
 
 def run_said(lab: Any, outcome: Outcome, stop_after: int | None) -> tuple[str, str]:

@@ -20,19 +20,33 @@ LOG_ROWS = 3  # the event log shows this many events around the current one (two
 # The view's fixed sizes (issue 24, panel15): a click never changes the panel's height, by
 # construction. The picture sets the top row's height (the cue and the caption two lines
 # each, clamped, whole in their title; the state scrolls in the rest if it must); the log
-# and the result under it are ``under_px`` high (they scroll if a run ever says more: the
-# browser test clicks the lessons' panels and checks that none did).
+# and the result under it are ``under_px`` high: what the screen leaves the view once the
+# panel's controls are under it (the browser test clicks the lessons' panels and checks
+# that nothing in them scrolls, after the clicks too).
 UNDER_PX = 170  # the row under the picture: the log's three rows of two lines, and more
-VIEW_PX = 450  # picture and row under it at most: a panel with four options (lesson 12's
-# graph, a 322 px picture) fits 1366x768 with the file browser open (647 px)
+VIEW_PX = 450  # picture and row under it at most, for a panel with four option rows under
+# it (lesson 12's graph, a 322 px picture): it fits 1366x768 with the file browser open (647 px)
+OPTION_ROWS = 4  # (policy, register, undo order, and "finishes first" for a parallel saga)
+STEP_ROWS = 3  # a step's column beside them: its name (and kind), its fault, its undo's
+OPTION_PX = 30  # one option row (a dropdown): a panel with fewer gives its view that room
 LOG_PX = 128  # the log's three rows of two lines and its head: the row is never lower
 
 
-def under_px(picture_height: int) -> int:
-    """The row under a picture this high: as high as the view's budget leaves, at most
-    ``UNDER_PX``, never lower than the log's rows. One picture height per panel (its
-    lanes and legend), so one height: fixed for the panel's life."""
-    return max(LOG_PX, min(UNDER_PX, VIEW_PX - picture_height))
+def view_px(options: int) -> int:
+    """Picture and row under it at most, for a panel whose controls under the view hold
+    ``options`` option rows: the band under the view is as high as its option rows or its
+    steps' columns (``STEP_ROWS``), whichever is higher, and the view has the rest (s43,
+    lesson 11's panel: a halt's reason and result hid 15 px in a 128 px row, with 30 px of
+    the screen left unused under a panel of three option rows)."""
+    return VIEW_PX + OPTION_PX * (OPTION_ROWS - max(options, STEP_ROWS))
+
+
+def under_px(picture_height: int, view: int = VIEW_PX) -> int:
+    """The row under a picture this high: as high as the view's budget (``view_px``)
+    leaves, at most ``UNDER_PX``, never lower than the log's rows. One picture height per
+    panel (its lanes and legend) and one set of controls, so one height: fixed for the
+    panel's life."""
+    return max(LOG_PX, min(UNDER_PX, view - picture_height))
 
 
 PANEL_WIDTH = drawing.PANEL_WIDTH  # inches at 80 dpi: the picture, shown 1:1
@@ -293,12 +307,14 @@ def view_html(
     cue: str,
     result: str,
     keys: Iterable[str],
+    view: int = VIEW_PX,
 ) -> str:
     """The panel's view at frame ``index``: the picture, and beside it the cue, the event it
     shows and the state; under it the event log and the result. Its height never changes
     (issue 24): the picture's sets the top row's, the side column is exactly as high (its
     cue and caption two lines each, clamped, whole in their title; the state scrolls if it
-    must), and the row under it is ``under_px`` high whatever the log and the result say."""
+    must), and the row under it is ``under_px`` high whatever the log and the result say
+    (``view``: the picture and that row at most, ``view_px`` of the panel's controls)."""
     event = outcome.events[index]
     before = outcome.state_before or {}
     now = outcome.state_at(index) or {}
@@ -319,7 +335,7 @@ def view_html(
     return (
         f"<div class='rl-row rl-top'>{png_img(png, caption)}"
         f"<div class='rl-side' style='height:{high}px'>{side}</div></div>"
-        f"<div class='rl-row rl-under' style='height:{under_px(high)}px'>"
+        f"<div class='rl-row rl-under' style='height:{under_px(high, view)}px'>"
         f"<div class='rl-log'>{log_html(outcome.events, index)}</div>"
         f"<div class='rl-box'><div class='rl-result'>{result}</div></div></div>"
     )

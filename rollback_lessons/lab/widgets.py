@@ -47,6 +47,7 @@ from .panel_controls import (
     telling_frame,
     undo_choice,
     valid,
+    view_px,
 )
 from .panel_controls import completion_of as _completion
 from .panel_controls import value_after as _value
@@ -424,7 +425,8 @@ class RollbackLab(Player):
         assert self.outcome is not None
         png = self.timeline.render(index)
         result = result_at(self.outcome, index, self._shown_result)  # as of this frame
-        return view_html(self.outcome, index, png, self._cue, result, self.state_keys)
+        view = view_px(self)  # (what the panel's option rows leave)
+        return view_html(self.outcome, index, png, self._cue, result, self.state_keys, view)
 
     def _show(self, index: int) -> None:
         self._ahead += 1  # (a frame of its own asked for: no drawing ahead over it)

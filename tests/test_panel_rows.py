@@ -1,0 +1,132 @@
+"""Nothing in a panel's view scrolls, at any frame of any run (issue 24, s43): lesson 11's
+panel under the grid hid 15 px of a halt's reason in its log and of its result, in a row
+under the picture 128 px high while 30 px of the screen went unused under it (the row is
+now ``view_px`` of the panel's option rows). The browser test checks the frames the
+lessons' clicks show; here every frame of every one-fault run of lessons 02-06's and 12's
+panels (every policy, every branch first), and of lesson 11's grid cells, is laid out in
+Chromium with the panel's own CSS at its width in JupyterLab (930 px) and measured."""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterator
+
+import pytest
+from conftest import SOAK, a_part
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from test_browser import CHROMIUM_ARGS, _chromium
+from test_widgets_steady import worlds
+
+from rollback_lessons.explore import explore, single_faults
+from rollback_lessons.faults import UNDO_FAULTS
+from rollback_lessons.lab.drawing import DPI
+from rollback_lessons.lab.grid import ExplorerGrid
+from rollback_lessons.lab.panel_controls import view_px
+from rollback_lessons.lab.panel_html import CSS, PANEL_WIDTH, result_at, view_html
+from rollback_lessons.lab.png import size
+from rollback_lessons.lab.widgets import RollbackLab
+from rollback_lessons.worlds import travel
+from rollback_lessons.worlds.examples import booking_restored, booking_saga, booking_state
+
+pytestmark = pytest.mark.browser
+
+# JupyterLab's font for the panel's text (--jp-ui-font-family): the page lays it out as
+# the lesson does (lesson 11's halts: the same 15 px here as in JupyterLab, s43)
+PAGE = (
+    "<style>body {font-family: system-ui, -apple-system, blinkmacsystemfont, 'Segoe UI',"
+    " helvetica, arial, sans-serif; margin: 0} .rl-panel {width: 930px}</style>"
+)
+SCROLLS = """() => [...document.querySelectorAll('.rl-panel')].map(p =>
+    [...p.querySelectorAll('.rl-side, .rl-state, .rl-log, .rl-box')]
+    .filter(e => e.scrollHeight > e.clientHeight + 1)
+    .map(e => [e.className, e.scrollHeight - e.clientHeight]))"""
+
+
+def blank(height: int) -> bytes:
+    """A picture as large as the panel's (only its size sets the view's rows)."""
+    figure = Figure(figsize=(PANEL_WIDTH, height / DPI), dpi=DPI)
+    FigureCanvasAgg(figure)
+    out = io.BytesIO()
+    figure.savefig(out, format="png", dpi=DPI)
+    return out.getvalue()
+
+
+def frames(lab: RollbackLab, png: bytes) -> Iterator[tuple[int, str]]:
+    assert lab.outcome is not None
+    for i in range(lab.frame_count):
+        result = result_at(lab.outcome, i, lab._shown_result)
+        yield i, view_html(lab.outcome, i, png, lab._cue, result, lab.state_keys, view_px(lab))
+
+
+def picture(lab: RollbackLab) -> bytes:
+    return blank(size(lab.timeline.render(0))[1])
+
+
+def lesson_views(world: str) -> Iterator[tuple[str, str]]:
+    make_saga, make_state = {**worlds(), "travel (12)": (travel.booking, travel.state)}[world]
+    lab = RollbackLab(make_saga(), state=make_state)
+    png, last = picture(lab), lab.saga.names[-1]
+    branches = [v for _, v in lab.first.options] if lab.first is not None else [None]
+    branches = branches if SOAK else branches[:1]  # (make test: the branches in order)
+    for step, fault in single_faults(lab.saga):
+        faults = [(step, fault.value)]
+        if fault.value in UNDO_FAULTS and step != last:
+            faults.append((last, "fail"))  # so that the undo runs
+        for policy in ("continue", "retry", "halt"):
+            for first in branches:
+                lab._quiet = True  # (set together: one run, opened below)
+                lab.policy.value = policy
+                if lab.first is not None:
+                    lab.first.value = first
+                lab._quiet = False
+                lab.open_run(faults)
+                for i, view in frames(lab, png):
+                    yield f"{world} {faults} {policy} {first or ''} event {i + 1}", view
+
+
+def grid_views() -> Iterator[tuple[str, str]]:
+    """Lesson 11's grid (its flawed saga): each cell's run, as the panel under it opens it."""
+
+    def refund_anyway(state):
+        state["refunds"]["booking-1"] = 120
+
+    exploration = explore(booking_saga(refund=refund_anyway), booking_state,
+                          restored=booking_restored)  # fmt: skip
+    grid = ExplorerGrid(exploration, booking_state)
+    png = picture(grid.lab)
+    for row, col in a_part(sorted(grid.grid), 3, name="panel rows: lesson 11's cells"):
+        grid.open(row, col)
+        for i, view in frames(grid.lab, png):
+            yield f"11 cell {row}-{col} event {i + 1}", view
+
+
+def scrolling(views: list[tuple[str, str]]) -> list:
+    from playwright.sync_api import sync_playwright
+
+    shown = (re.sub(r"src='data:[^']*'", "src=''", v) for _, v in views)  # (the size stays)
+    page_html = CSS + PAGE + "".join(f"<div class='rl-panel'>{v}</div>" for v in shown)
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=_chromium(), args=CHROMIUM_ARGS)
+        try:
+            page = chromium.new_page(viewport={"width": 1366, "height": 768})
+            page.set_content(page_html, timeout=180_000)  # (thousands of views)
+            found = page.evaluate(SCROLLS)
+        finally:
+            chromium.close()
+    return [(where, hidden) for (where, _), hidden in zip(views, found, strict=True) if hidden]
+
+
+WORLDS = ["xyz", "folder", "account", "order", "booking", "booking (04, unsafe order)",
+          "services (06)", "travel (12)"]  # fmt: skip
+
+
+def test_no_part_of_any_view_scrolls() -> None:
+    """make test: a half of the lessons' worlds (12's with its branches in order) and a
+    third of the grid's cells, a different part each run (conftest's a_part; a halt's
+    long reason in every part: 04's world or the booking's); make soak: all of them."""
+    views = [v for world in a_part(WORLDS, 2, name="panel rows") for v in lesson_views(world)]
+    views += grid_views()
+    hidden = scrolling(views)
+    assert hidden == [], f"{len(hidden)} of {len(views)} views scroll: {hidden[:5]}"
