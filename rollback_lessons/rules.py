@@ -91,6 +91,36 @@ def check_undo_order(value: object, choices: tuple[str, ...] = UNDO_ORDERS) -> N
         )
 
 
+def check_text(value: object, what: str) -> None:
+    """A name or id a journal stores and prints on one line: a non-empty str of printable
+    characters (a line break or a control character would forge a row of ``journal show``)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str, got {type(value).__name__} {value!r}")
+    if not value or not value.isprintable():
+        raise InvalidNameError(
+            f"{what} must be a non-empty str of printable characters (no line break, tab or "
+            f"control character), got {value!r}"
+        )
+
+
+def idempotency_key(run_id: str, step: str) -> str:
+    """The key an undo is called with, on every engine: one per run and step, because a
+    run id has no ':' (``check_run_id``), so the key's first ':' ends it."""
+    return f"{run_id}:{step}"
+
+
+def check_run_id(run_id: object, what: str = "a run_id") -> None:
+    """A run id a caller chose, before anything runs: printable text on one line, and no
+    ':' (run 'order' with step 'card:refund' and run 'order:card' with step 'refund' would
+    share one ``idempotency_key``, and a service honouring keys would skip one refund)."""
+    check_text(run_id, what)
+    if ":" in run_id:  # type: ignore[operator]
+        raise InvalidNameError(
+            f"{what} must not contain ':' (got {run_id!r}): an undo's idempotency key is "
+            "'<run id>:<step>', and must name one undo only"
+        )
+
+
 class NamedUndo:
     """An undo stored by name with JSON arguments (``durable.registry.BoundUndo`` is one).
 

@@ -15,6 +15,7 @@ from functools import partial
 
 import pytest
 from conftest import HaltOnAnythingButTimeouts, every_single_fault_ends_the_same, same_outcome
+from dbos import DBOS
 from trips import _act, _step, _undo, trip
 
 from rollback_lessons import (
@@ -27,7 +28,7 @@ from rollback_lessons import (
     Step,
     VirtualClock,
 )
-from rollback_lessons.errors import InvalidPipelineError
+from rollback_lessons.errors import InvalidNameError, InvalidPipelineError
 from rollback_lessons.faults import UNDO_FAULTS, fault_space
 from rollback_lessons.runners import Runner, hosted
 from rollback_lessons.runners.dbos import DBOSRunner, DBOSUnavailable
@@ -74,6 +75,18 @@ def test_dbos_is_one_per_process_and_quiet(dbos_runner, caplog):
     with pytest.raises(DBOSUnavailable, match="already runs in this process"):
         DBOSRunner.start()
     assert logging.getLogger("dbos").getEffectiveLevel() >= logging.WARNING
+
+
+def test_a_run_id_that_would_share_an_undos_key_is_refused_before_anything_runs(dbos_runner):
+    """An undo's idempotency key is '<run id>:<step>': run 'order:card' with step 'refund'
+    and run 'order' with step 'card:refund' would share one (attack22's M4: a refund service
+    honouring keys skipped the second), as the journal refuses such a run id."""
+    state = xyz_state()
+    for bad, error in (("order:card", InvalidNameError), (7, TypeError), ("", InvalidNameError)):
+        with pytest.raises(error, match="run_id"):
+            dbos_runner.run(xyz_saga(), state, run_id=bad, inject={"step3": "fail"})
+        assert state == xyz_state()  # nothing ran
+        assert DBOS.get_workflow_status(str(bad)) is None
 
 
 def test_killed_mid_compensation_and_launched_again_it_finishes_each_undo_once(tmp_path):

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ..errors import InvalidNameError, JournalError, TakenOver
+from ..errors import JournalError, TakenOver
 
 APP = "rollback-lessons"
 SCHEMA_VERSION = 6
@@ -155,18 +155,6 @@ class JournalTakenOver(JournalError, TakenOver):
 class JournalUnusable(JournalError, ValueError):
     """A Journal that cannot record a saga (closed, or opened read-only), given to a run:
     refused before any step."""
-
-
-def _check_text(value: object, what: str) -> None:
-    """A name or id the journal stores and prints on one line: a non-empty str of printable
-    characters (a line break or a control character would forge a row of ``journal show``)."""
-    if not isinstance(value, str):
-        raise TypeError(f"{what} must be a str, got {type(value).__name__} {value!r}")
-    if not value or not value.isprintable():
-        raise InvalidNameError(
-            f"{what} must be a non-empty str of printable characters (no line break, tab or "
-            f"control character), got {value!r}"
-        )
 
 
 def _duration(value: object) -> bool:

@@ -28,9 +28,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from ..errors import InvalidNameError
 from ..events import Event
 from ..policies import UndoPolicy
+from ..rules import check_run_id, check_text
 from .files import (  # noqa: F401 (re-exported: the journal's names, as before)
     _IDS,
     _MIGRATIONS,
@@ -45,7 +45,6 @@ from .files import (  # noqa: F401 (re-exported: the journal's names, as before)
     _bad_value,
     _cell,
     _check_arguments,
-    _check_text,
     _create_whole,
     _duration,
     _inspect,
@@ -265,14 +264,9 @@ class Journal:
                 f"{self!r} is {'closed' if self.closed else 'opened read-only'}: a saga cannot "
                 "be journalled in it (open it with Journal(path))"
             )
-        _check_text(name, "a journalled saga's name")
+        check_text(name, "a journalled saga's name")
         if saga_id is not None:
-            _check_text(saga_id, "a journalled saga's run_id")
-            if ":" in saga_id:
-                raise InvalidNameError(
-                    f"a journalled saga's run_id must not contain ':' (got {saga_id!r}): an "
-                    "undo's idempotency key is '<run id>:<step>', and must name one undo only"
-                )
+            check_run_id(saga_id, "a journalled saga's run_id")
         written = policy_data(policy) if policy is not None else None
         run = JournalRun(
             self, saga_id or uuid.uuid4().hex, name, new=True, policy=written,

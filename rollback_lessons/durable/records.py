@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..events import Event, describe
-from ..rules import NamedUndo
+from ..rules import NamedUndo, idempotency_key
 from .files import JournalError, Written
 
 if TYPE_CHECKING:
@@ -145,10 +145,6 @@ class Claimed:
 
 NO_UNDO = ""
 """The compensation of a step that has no undo: its row only says it started (``no_undo``)."""
-
-
-def idempotency_key(saga_id: str, step: str) -> str:
-    return f"{saga_id}:{step}"
 
 
 class JournalRun:

@@ -16,7 +16,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .files import JournalError, Written, _cell, _check_text, transaction
+from ..rules import check_text
+from .files import JournalError, Written, _cell, transaction
 
 if TYPE_CHECKING:
     from .journal import Journal
@@ -78,8 +79,8 @@ def _who() -> str:
 def settle(journal: Journal, saga_id: str, note: str) -> Settled:
     """Record that a person dealt with ``saga_id``, ended for a person; refused (typed,
     nothing written) if it is unknown, not ended for a person, or settled already."""
-    _check_text(saga_id, "a saga id")
-    _check_text(note, "a settle note")
+    check_text(saga_id, "a saga id")
+    check_text(note, "a settle note")
     if journal.readonly or journal.closed:
         raise JournalError(f"{journal!r} is closed or read-only: nothing can be settled in it")
     by, at = _who(), time.time()

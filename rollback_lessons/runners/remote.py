@@ -10,7 +10,7 @@ from typing import Any
 
 from ..calls import call_sync, call_timed
 from ..faults import Fault, action_error, undo_error, undo_fails
-from ..rules import NamedUndo
+from ..rules import NamedUndo, idempotency_key
 from ..saga import Saga, State
 from .wire import ErrorRecord
 
@@ -50,7 +50,8 @@ def run_undo(
     if undo is None:
         return None
     if isinstance(undo, NamedUndo):
-        fn: Callable[..., Any] = functools.partial(undo, idempotency_key=f"{run_id}:{step}")
+        key = idempotency_key(run_id, step)
+        fn: Callable[..., Any] = functools.partial(undo, idempotency_key=key)
         args: tuple[Any, ...] = ()
     else:
         fn, args = undo, (state,)
