@@ -10,7 +10,7 @@ from ..asking import AnswerRefused, Question
 from ..hosted import SagaChanged
 from .held import FileInUse, FileUnusable
 from .launch import DBOSUnavailable, RunsLeftRunning
-from .runner import DBOSHandle, DBOSRunner, ReplayRefused, UnknownRun
+from .runner import DBOSHandle, DBOSRunner, ReplayRefused, RunnerClosed, UnknownRun
 
 __all__ = [
     "AnswerRefused",
@@ -21,6 +21,7 @@ __all__ = [
     "FileUnusable",
     "Question",
     "ReplayRefused",
+    "RunnerClosed",
     "RunsLeftRunning",
     "SagaChanged",
     "UnknownRun",

@@ -20,6 +20,7 @@ from ...operations import Finished, Op, RunStep, Wait
 from ...policies import UndoPolicy
 from ...schedule import GraphMachine, GraphOp, Ready
 from ..wire import SagaPlan, record_data
+from . import waits
 from .workflow import (
     LOST,
     STOPPED,
@@ -71,7 +72,7 @@ class _Graph:
             op = m.step_error(step, _error(error))
             if type(op) is not Wait:
                 return op
-            DBOS.sleep(op.seconds)
+            waits.sleep(op.seconds, f"the backoff before {step}'s action is tried again")
             self.cancel()
             op = m.step_resume(step)
             if type(op) is not RunStep:

@@ -31,7 +31,7 @@ from .. import hosted
 from ..asking import AnswerRefused, Question, check_answer, refuse_unless_asked
 from ..hosted import UnknownRun
 from ..wire import needs_graph, outcome_of, plan_of, record_of
-from . import graph, hosting, launch, workflow
+from . import graph, hosting, launch, waits, workflow
 from .graph import graph_workflow
 from .held import hold, let_go
 from .hosting import check
@@ -63,6 +63,12 @@ one line, ``ReplayRefused``). ``DBOS__APPVERSION``, DBOS's own way to pin it, wi
 def replay_version() -> str:
     """The application version this process starts and resumes sagas on."""
     return os.environ.get("DBOS__APPVERSION") or REPLAY_VERSION
+
+
+class RunnerClosed(RollbackLessonsError):
+    """``run`` (or ``start_saga(wait=True)``) while its runner was closed from another
+    thread, the saga waiting (for a person, a retry's backoff): it is left unfinished on the
+    file, for the next launch there (attack21's D2)."""
 
 
 class ReplayRefused(RollbackLessonsError):
@@ -214,6 +220,7 @@ class DBOSRunner:
         try:
             hosting.FACTORIES.update(sagas or {})
             hosting.opening(False)
+            waits.opening()
             workflow.new_launch()  # an intent an earlier launch saved is a dead process's
             if system_database is None:
                 path = Path(tempfile.mkdtemp(prefix="rollback-lessons-dbos-")) / "dbos.sqlite"
@@ -305,6 +312,11 @@ class DBOSRunner:
                 launch.CALLERS.add(run_id)  # (a close from another thread waits for it)
                 try:
                     data = run(*args)
+                except waits.LeftWaiting:  # (closed from another thread meanwhile)
+                    raise RunnerClosed(
+                        f"the runner closed while saga {run_id!r} waited; it is left "
+                        f"unfinished on {self.path}: a launch there goes on with it"
+                    ) from None
                 except (DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError,
                         DBOSAwaitedWorkflowCancelledError) as exc:  # fmt: skip
                     stopped = exc
@@ -410,12 +422,15 @@ class DBOSRunner:
         }
 
     def close(self) -> None:
-        """Stop DBOS in this process. A saga still running a step (or an undo) stops at its
-        next DBOS call, that step unsaved (as after a crash: at the relaunch its action is in
-        doubt, its undo runs again); ``close`` waits ``GRACE`` s for it. One still running
-        then is named in a ``RunsLeftRunning`` warning, and the file stays locked (a relaunch,
-        here or in another process, is refused: ``FileInUse``) until it ended. Closing again
-        does nothing (the lock and the launch are let go once, by whoever holds them)."""
+        """Stop DBOS in this process. A saga that only waits (for a person's answer, a
+        retry's backoff) stops at once, unfinished: the next launch on the file asks again,
+        or waits what is left of the backoff. A saga still running a step (or an undo) stops
+        at its next DBOS call, that step unsaved (as after a crash: at the relaunch its action
+        is in doubt, its undo runs again); ``close`` waits ``GRACE`` s for it. One still
+        running then is named in a ``RunsLeftRunning`` warning, and the file stays locked (a
+        relaunch, here or in another process, is refused: ``FileInUse``) until it ended.
+        Closing again does nothing (the lock and the launch are let go once, by whoever
+        holds them)."""
         if self._closed:
             return
         self._closed = True
