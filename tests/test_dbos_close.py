@@ -383,3 +383,48 @@ def test_close_while_a_resumed_run_makes_its_saga_slowly_is_bounded_by_grace(tmp
         record = again.record("run-f")
     assert record.status is Status.ROLLED_BACK and record.compensated == ("b", "a")
     assert world == ["do a", "do b", "undo b", "undo a"] and tried == ["undo a"] * 2
+
+
+def test_close_while_a_branch_at_once_waits_to_retry_lets_the_file_go_and_a_relaunch_retries_it(
+    tmp_path, monkeypatch
+):
+    """attack21's D2 at once: the saga's workflow waits for its branches' messages, the
+    failed branch's child workflow for its backoff (both ``DBOS.recv``): ``close`` kept the
+    file for the backoff. Both stop at once now; the relaunch waits what is left of the
+    backoff (the wake time DBOS saved), tries room again, and commits, each effect once."""
+    from dbos import DBOS
+
+    from rollback_lessons import Parallel, RetryPolicy
+
+    monkeypatch.setattr(launch, "GRACE", 30.0)
+    world: list[str] = []
+
+    def room(s):
+        world.append("try room")
+        if world.count("try room") == 1:
+            raise RuntimeError("the hotel is busy")
+
+    def saga() -> Saga:
+        quick = RetryPolicy(max_attempts=2, initial_delay=1.0)
+        return Saga(
+            [Parallel(Step("room", room, lambda s: world.append("undo room"), retry=quick),
+                      Step("car", lambda s: world.append("do car")))],
+            name="branches",
+        )  # fmt: skip
+
+    db = tmp_path / "d.sqlite"
+    runner = DBOSRunner.start(db)
+    runner.start_saga(saga(), {}, run_id="run-p", at_once=True)
+
+    def backing_off() -> bool:  # (a child's wait began: DBOS saved its wake time)
+        children = DBOS.list_workflows(parent_workflow_id="run-p", status="PENDING")
+        steps = [DBOS.list_workflow_steps(c.workflow_id) for c in children]
+        return any(s["function_name"] == "DBOS.sleep" for saved in steps for s in saved)
+
+    _until(backing_off)
+    _until(lambda: "do car" in world)
+    _closed_waiting(runner)
+    with DBOSRunner.start(db, sagas={"branches": lambda run_id: saga()}) as again:
+        record = again.record("run-p")
+    assert record.status is Status.COMMITTED
+    assert sorted(world) == ["do car", "try room", "try room"]

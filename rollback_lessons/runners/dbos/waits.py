@@ -88,6 +88,25 @@ def sleep(seconds: float, what: str) -> None:
             raise LeftWaiting(f"{DBOS.workflow_id} left waiting for {what}")
 
 
+def left_of_last_sleep() -> float | None:
+    """Seconds left of the current workflow's latest durable wait (the wake time DBOS saved
+    for it: a ``DBOS.recv``'s timeout, a sleep), None if it saved none: the wait a close's
+    ``STOP`` cut short, replayed by a relaunch, waits only what is left. Read in a thread of
+    its own, outside the workflow's context (never saved as a step of it)."""
+    workflow_id, found = str(DBOS.workflow_id), []
+    reader = threading.Thread(
+        target=lambda: found.extend(DBOS.list_workflow_steps(workflow_id)),
+        name=f"saved-sleep-{workflow_id}",
+    )
+    reader.start()
+    reader.join()
+    slept = [s for s in found if s["function_name"] == "DBOS.sleep"]
+    if not slept:
+        return None
+    wake = max(slept, key=lambda s: s["function_id"])["output"]
+    return max(0.0, float(wake) - time.time()) if isinstance(wake, (int, float)) else None
+
+
 def stop_all(until: float) -> None:
     """The runner closes: every wait ends now (``LeftWaiting``, nothing saved but a
     ``STOP`` told), and none begins; returns once they ended, or at ``until``
