@@ -17,6 +17,7 @@ from rollback_lessons.runners.dbos import (
     DBOSRunner,
     DBOSUnavailable,
     FileInUse,
+    RunnerClosed,
     RunsLeftRunning,
     SagaChanged,
     launch,
@@ -278,7 +279,8 @@ def test_close_while_a_saga_waits_for_a_person_lets_the_file_go_and_a_relaunch_a
     """attack21's D2: the saga halted, waiting for a person (``halt_wait=None``); ``close``
     waited GRACE, warned it "ran a step" (it waited on ``DBOS.recv``, which DBOS's shutdown
     does not wake) and kept the file for the wait's length (here: for good): every relaunch
-    refused ``FileInUse``. Now the wait stops at once, unsaved, and the relaunch asks again."""
+    refused ``FileInUse``. Now the wait stops at once, unsaved (its ``outcome()`` says so in
+    one line, not the wait's BaseException), and the relaunch asks again."""
     monkeypatch.setattr(launch, "GRACE", 30.0)  # (without the fix: 30 s, then the warning)
     world: list[str] = []
     tried: list[str] = []
@@ -288,6 +290,8 @@ def test_close_while_a_saga_waits_for_a_person_lets_the_file_go_and_a_relaunch_a
                                halt_wait=None)  # fmt: skip
     _until(lambda: handle.pending() is not None)
     _closed_waiting(runner)
+    with pytest.raises(RunnerClosed, match="'run-h' waited; it is left unfinished on"):
+        handle.outcome()  # (one line: not DBOS's wait's own BaseException)
     sagas = {"halting": lambda run_id: _halting(world, tried)}
     with DBOSRunner.start(db, sagas=sagas) as again:  # (without the fix: FileInUse)
         resumed = again.handle_for(_halting(world, tried), "run-h")
@@ -308,7 +312,6 @@ def test_close_while_run_waits_to_retry_an_undo_lets_the_file_go_and_a_relaunch_
     stops at once: ``run()`` says so in one line (``RunnerClosed``), and the relaunch waits
     what is left of the backoff, then tries a's undo again, once."""
     from rollback_lessons.policies import Retry, RetryPolicy
-    from rollback_lessons.runners.dbos import RunnerClosed
 
     monkeypatch.setattr(launch, "GRACE", 30.0)
     world: list[str] = []

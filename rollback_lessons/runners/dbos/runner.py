@@ -66,9 +66,17 @@ def replay_version() -> str:
 
 
 class RunnerClosed(RollbackLessonsError):
-    """``run`` (or ``start_saga(wait=True)``) while its runner was closed from another
-    thread, the saga waiting (for a person, a retry's backoff): it is left unfinished on the
-    file, for the next launch there (attack21's D2)."""
+    """The runner closed while the saga waited (for a person, a retry's backoff, its
+    saga's steps): ``run`` closed from another thread, or ``outcome()`` after the close. It
+    is left unfinished on the file, for the next launch there (attack21's D2)."""
+
+    @classmethod
+    def of(cls, run_id: str, path: Path | None) -> RunnerClosed:
+        where = f" on {path}" if path is not None else ""
+        return cls(
+            f"the runner closed while saga {run_id!r} waited; it is left unfinished{where}: "
+            "a launch there goes on with it"
+        )
 
 
 class ReplayRefused(RollbackLessonsError):
@@ -167,6 +175,8 @@ class DBOSHandle:
             data: dict[str, Any] = self._result()
         except DBOSUnexpectedStepError as exc:  # (resumed by another version: one line)
             raise ReplayRefused.of(self.run_id, exc, self.path) from None
+        except (waits.LeftWaiting, hosting.Unhosted):  # (BaseExceptions: never the caller's)
+            raise RunnerClosed.of(self.run_id, self.path) from None
         except (DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError,
                 DBOSAwaitedWorkflowCancelledError):  # fmt: skip
             stopped = workflow.STOPPED.get(self.run_id)
@@ -313,10 +323,7 @@ class DBOSRunner:
                 try:
                     data = run(*args)
                 except waits.LeftWaiting:  # (closed from another thread meanwhile)
-                    raise RunnerClosed(
-                        f"the runner closed while saga {run_id!r} waited; it is left "
-                        f"unfinished on {self.path}: a launch there goes on with it"
-                    ) from None
+                    raise RunnerClosed.of(run_id, self.path) from None
                 except (DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError,
                         DBOSAwaitedWorkflowCancelledError) as exc:  # fmt: skip
                     stopped = exc
