@@ -70,7 +70,7 @@ def _left_running(db, sagas) -> DBOSRunner:
         runner.start_saga(saga, {}, run_id=f"run-{saga.name}", register="before")
         assert started.wait(60)
     with pytest.warns(
-        RunsLeftRunning, match=r"still running a step after [\d.]+ s: run-\w+ \(b's action\)"
+        RunsLeftRunning, match=r"still running after [\d.]+ s: run-\w+ \(b's action\)"
     ):
         runner.close()
     assert launch.LEFT
@@ -90,9 +90,13 @@ def test_close_while_a_step_runs_keeps_the_file_until_it_ends_then_a_relaunch_un
     db = tmp_path / "d.sqlite"
     runner = _left_running(db, [(_saga(world, started, go), started, go)])
     runner.close()  # (again, as a with block's end does: it lets nothing go)
-    with pytest.raises(FileInUse, match=r"in this process still: .* saga\(s\) run-b ran a step"):
+    with pytest.raises(
+        FileInUse, match=r"in this process still: .* saga\(s\) run-b \(b's action\) still ran"
+    ):
         DBOSRunner.start(db)
-    with pytest.raises(DBOSUnavailable, match=r"while saga\(s\) run-b of the runner closed"):
+    with pytest.raises(
+        DBOSUnavailable, match=r"while saga\(s\) run-b \(b's action\) of the runner closed"
+    ):
         DBOSRunner.start(tmp_path / "other.sqlite")  # (its threads would write to it)
     with pytest.raises(FileInUse):  # the lock itself, as another process meets it
         hold(db)
@@ -122,9 +126,7 @@ def test_close_from_another_thread_while_run_goes_keeps_the_file_until_its_step_
     caller = threading.Thread(target=run)
     caller.start()
     assert started.wait(60)
-    with pytest.warns(
-        RunsLeftRunning, match=r"still running a step after [\d.]+ s: run-b \(b's action\)"
-    ):
+    with pytest.warns(RunsLeftRunning, match=r"still running after [\d.]+ s: run-b \(b's action\)"):
         runner.close()
     with pytest.raises(FileInUse):  # (without: the relaunch undid b while b ran)
         DBOSRunner.start(db)

@@ -88,8 +88,9 @@ def _running(active: Any) -> list[str]:
 
 
 def _left_behind(path: Path, fd: int | None, active: Any, runs: list[str]) -> None:
-    """Keep the lock and the launch slot while ``runs`` still run on their threads, and let
-    both go once they ended (a thread of its own looks every ``LOOK`` s)."""
+    """Keep the lock and the launch slot while sagas still run on their threads (``runs``
+    says which, and what they run), and let both go once they ended (a thread of its own
+    looks every ``LOOK`` s)."""
     LEFT.update(path=path, runs=runs)
 
     def wait() -> None:
@@ -154,12 +155,12 @@ def refused_meanwhile(system_database: str | os.PathLike[str] | None) -> Rollbac
     if same:
         return FileInUse(
             f"DBOS runs on {system_database} in this process still: the runner closed while "
-            f"saga(s) {runs} ran a step, and a relaunch would run it again; the file is let "
+            f"saga(s) {runs} still ran, and a relaunch would run that again; the file is let "
             "go once they stop (at their next step)"
         )
     return DBOSUnavailable(
         f"DBOS cannot launch again in this process while saga(s) {runs} of the runner closed "
-        f"on {path} still run a step (they stop at their next one): try again then"
+        f"on {path} still run (they stop at their next step): try again then"
     )
 
 
@@ -183,13 +184,13 @@ def close(path: Path, lock: int | None, stacklevel: int = 2) -> None:
             doing = [f"{run} ({waits.DOING[run]})" if run in waits.DOING else run for run in runs]
             warnings.warn(
                 RunsLeftRunning(
-                    f"closed with saga(s) still running a step after {GRACE:g} s: "
+                    f"closed with saga(s) still running after {GRACE:g} s: "
                     f"{', '.join(doing)}; {path} stays locked until they stop (at their next "
                     "step, unsaved: a relaunch then finishes them)"
                 ),
                 stacklevel=stacklevel + 1,
             )
-            _left_behind(path, lock, active, runs)
+            _left_behind(path, lock, active, doing)
         else:
             if lock is not None:
                 let_go(lock)
