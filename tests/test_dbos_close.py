@@ -281,8 +281,9 @@ def test_close_while_a_saga_waits_for_a_person_lets_the_file_go_and_a_relaunch_a
     """attack21's D2: the saga halted, waiting for a person (``halt_wait=None``); ``close``
     waited GRACE, warned it "ran a step" (it waited on ``DBOS.recv``, which DBOS's shutdown
     does not wake) and kept the file for the wait's length (here: for good): every relaunch
-    refused ``FileInUse``. Now the wait stops at once, unsaved (its ``outcome()`` says so in
-    one line, not the wait's BaseException), and the relaunch asks again."""
+    refused ``FileInUse``, and the process hung at exit (DBOS's thread joined). Now the wait
+    stops at once, unsaved (its ``outcome()`` says so in one line, not the wait's
+    BaseException), DBOS's threads end, and the relaunch asks again."""
     monkeypatch.setattr(launch, "GRACE", 30.0)  # (without the fix: 30 s, then the warning)
     world: list[str] = []
     tried: list[str] = []
@@ -294,6 +295,7 @@ def test_close_while_a_saga_waits_for_a_person_lets_the_file_go_and_a_relaunch_a
     _closed_waiting(runner)
     with pytest.raises(RunnerClosed, match="'run-h' waited; it is left unfinished on"):
         handle.outcome()  # (one line: not DBOS's wait's own BaseException)
+    _until(lambda: not [t for t in threading.enumerate() if t.name.startswith("dbos-executor")])
     sagas = {"halting": lambda run_id: _halting(world, tried)}
     with DBOSRunner.start(db, sagas=sagas) as again:  # (without the fix: FileInUse)
         resumed = again.handle_for(_halting(world, tried), "run-h")

@@ -10,7 +10,8 @@ from ..asking import AnswerRefused, Question
 from ..hosted import SagaChanged
 from .held import FileInUse, FileUnusable
 from .launch import DBOSUnavailable, RunsLeftRunning
-from .runner import DBOSHandle, DBOSRunner, ReplayRefused, RunnerClosed, UnknownRun
+from .runner import DBOSHandle, DBOSRunner, ReplayRefused, UnknownRun
+from .waits import RunnerClosed
 
 __all__ = [
     "AnswerRefused",

@@ -36,6 +36,7 @@ from .graph import graph_workflow
 from .held import hold, let_go
 from .hosting import check
 from .launch import DBOSUnavailable
+from .waits import RunnerClosed
 from .workflow import saga_workflow
 
 NAME = "rollback-lessons"
@@ -63,20 +64,6 @@ one line, ``ReplayRefused``). ``DBOS__APPVERSION``, DBOS's own way to pin it, wi
 def replay_version() -> str:
     """The application version this process starts and resumes sagas on."""
     return os.environ.get("DBOS__APPVERSION") or REPLAY_VERSION
-
-
-class RunnerClosed(RollbackLessonsError):
-    """The runner closed while the saga waited (for a person, a retry's backoff, its
-    saga's steps): ``run`` closed from another thread, or ``outcome()`` after the close. It
-    is left unfinished on the file, for the next launch there (attack21's D2)."""
-
-    @classmethod
-    def of(cls, run_id: str, path: Path | None) -> RunnerClosed:
-        where = f" on {path}" if path is not None else ""
-        return cls(
-            f"the runner closed while saga {run_id!r} waited; it is left unfinished{where}: "
-            "a launch there goes on with it"
-        )
 
 
 class ReplayRefused(RollbackLessonsError):

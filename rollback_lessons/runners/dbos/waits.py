@@ -16,9 +16,12 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from dbos import DBOS
+
+from ...errors import RollbackLessonsError
 
 STOP = {"rollback_lessons.stop": "the runner closed"}
 """Told to a wait on a message when the runner closes (``stop_all``)."""
@@ -34,6 +37,21 @@ class LeftWaiting(BaseException):
     """The runner closed while this saga waited: it stops here, unfinished (a
     BaseException, so that DBOS saves no outcome: the run stays ``PENDING``, for the next
     launch)."""
+
+
+class RunnerClosed(RollbackLessonsError):
+    """The runner closed while the saga waited (for a person, a retry's backoff, its
+    saga's steps): ``run`` closed from another thread, or ``outcome()`` after the close. It
+    is left unfinished on the file, for the next launch there (attack21's D2)."""
+
+    @classmethod
+    def of(cls, run_id: str, path: Path | None) -> RunnerClosed:
+        """Saga ``run_id``'s, left unfinished on ``path``."""
+        where = f" on {path}" if path is not None else ""
+        return cls(
+            f"the runner closed while saga {run_id!r} waited; it is left unfinished{where}: "
+            "a launch there goes on with it"
+        )
 
 
 def opening() -> None:
