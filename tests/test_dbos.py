@@ -709,15 +709,14 @@ def test_a_run_cancelled_going_forward_asks_no_one_when_an_undo_fails(dbos_runne
     assert (local.status, local.pending) == (outcome.status, outcome.pending)
 
 
-_RELAUNCHED = r"""
-import os, signal, sqlite3, sys, threading
-from rollback_lessons import Saga, Step
-from rollback_lessons.runners.dbos import DBOSRunner, UnknownRun, hosting
+# The prelude of the subprocess scripts below, their world a database (``_undone_once``).
+_WORLD = r"""
+import os, signal, sqlite3, sys
 
 WORLD, SYSTEM, MODE = sys.argv[1], sys.argv[2], sys.argv[3]
 
 
-def db():
+def db():  # the world outside the process: each effect a row, each undo's call a row
     con = sqlite3.connect(WORLD, timeout=30, isolation_level=None)
     con.execute("CREATE TABLE IF NOT EXISTS fx (k TEXT PRIMARY KEY)")
     con.execute("CREATE TABLE IF NOT EXISTS calls (k TEXT)")
@@ -726,6 +725,14 @@ def db():
 
 def act(k):
     return lambda s: db().execute("INSERT OR IGNORE INTO fx VALUES (?)", (k,))
+"""
+
+_RELAUNCHED = (
+    _WORLD
+    + r"""
+import threading
+from rollback_lessons import Saga, Step
+from rollback_lessons.runners.dbos import DBOSRunner, UnknownRun, hosting
 
 
 def undo(k):
@@ -810,6 +817,7 @@ with DBOSRunner.start(SYSTEM, sagas=SAGAS) as runner:
     print("asked:", asked.number, ",".join(asked.undos))
     print("outcome:", outcome.status, ",".join(outcome.compensated))
 """
+)
 
 
 def test_a_saga_resumed_after_a_relaunch_is_answered_through_handle_for(tmp_path):
@@ -957,25 +965,13 @@ def test_a_saga_an_earlier_version_left_waiting_for_a_person_resumes_after_an_up
     assert "application version '0ld'" in r3 and "launch that version on" in r3
 
 
-_UNDO_WAIT = r"""
-import os, signal, sqlite3, sys
+_UNDO_WAIT = (
+    _WORLD
+    + r"""
 from dbos import DBOS
 from rollback_lessons import Saga, Step
 from rollback_lessons.policies import RetryPolicy, UndoPolicy
 from rollback_lessons.runners.dbos import DBOSRunner, workflow
-
-WORLD, SYSTEM, MODE = sys.argv[1], sys.argv[2], sys.argv[3]
-
-
-def db():
-    con = sqlite3.connect(WORLD, timeout=30, isolation_level=None)
-    con.execute("CREATE TABLE IF NOT EXISTS fx (k TEXT PRIMARY KEY)")
-    con.execute("CREATE TABLE IF NOT EXISTS calls (k TEXT)")
-    return con
-
-
-def act(k):
-    return lambda s: db().execute("INSERT OR IGNORE INTO fx VALUES (?)", (k,))
 
 
 def undo(k):
@@ -1007,6 +1003,7 @@ with DBOSRunner.start(SYSTEM, sagas={"waited": make}) as runner:
     outcome = runner.handle_for(make(), "r1").outcome()
     print("outcome:", outcome.status, ",".join(outcome.compensated))
 """
+)
 
 
 def test_a_list_saga_an_earlier_version_left_in_an_undos_wait_resumes_after_an_upgrade(

@@ -17,6 +17,7 @@ from rollback_lessons.runners.dbos import (
     DBOSRunner,
     DBOSUnavailable,
     FileInUse,
+    RunnerClosed,
     RunsLeftRunning,
     SagaChanged,
     launch,
@@ -68,7 +69,9 @@ def _left_running(db, sagas) -> DBOSRunner:
     for saga, started, _ in sagas:
         runner.start_saga(saga, {}, run_id=f"run-{saga.name}", register="before")
         assert started.wait(60)
-    with pytest.warns(RunsLeftRunning, match=r"run-\w+ still running a step"):
+    with pytest.warns(
+        RunsLeftRunning, match=r"still running after [\d.]+ s: run-\w+ \(b's action\)"
+    ):
         runner.close()
     assert launch.LEFT
     return runner
@@ -87,9 +90,13 @@ def test_close_while_a_step_runs_keeps_the_file_until_it_ends_then_a_relaunch_un
     db = tmp_path / "d.sqlite"
     runner = _left_running(db, [(_saga(world, started, go), started, go)])
     runner.close()  # (again, as a with block's end does: it lets nothing go)
-    with pytest.raises(FileInUse, match=r"in this process still: .* saga\(s\) run-b ran a step"):
+    with pytest.raises(
+        FileInUse, match=r"in this process still: .* saga\(s\) run-b \(b's action\) still ran"
+    ):
         DBOSRunner.start(db)
-    with pytest.raises(DBOSUnavailable, match=r"while saga\(s\) run-b of the runner closed"):
+    with pytest.raises(
+        DBOSUnavailable, match=r"while saga\(s\) run-b \(b's action\) of the runner closed"
+    ):
         DBOSRunner.start(tmp_path / "other.sqlite")  # (its threads would write to it)
     with pytest.raises(FileInUse):  # the lock itself, as another process meets it
         hold(db)
@@ -119,7 +126,7 @@ def test_close_from_another_thread_while_run_goes_keeps_the_file_until_its_step_
     caller = threading.Thread(target=run)
     caller.start()
     assert started.wait(60)
-    with pytest.warns(RunsLeftRunning, match=r"run-b still running a step"):
+    with pytest.warns(RunsLeftRunning, match=r"still running after [\d.]+ s: run-b \(b's action\)"):
         runner.close()
     with pytest.raises(FileInUse):  # (without: the relaunch undid b while b ran)
         DBOSRunner.start(db)
@@ -237,3 +244,194 @@ def _free(db) -> bool:
     except FileInUse:
         return False
     return True
+
+
+def _halting(world: list[str], tried: list[str]) -> Saga:
+    """a -> b -> c; c fails, a's undo fails at its first try (a's service down)."""
+
+    def undo_a(s):
+        tried.append("undo a")
+        if len(tried) == 1:
+            raise RuntimeError("a's service is down")
+        world.append("undo a")
+
+    def c(s):
+        raise RuntimeError("c fails")
+
+    return Saga(
+        [Step("a", lambda s: world.append("do a"), undo_a),
+         Step("b", lambda s: world.append("do b"), lambda s: world.append("undo b")),
+         Step("c", c)],
+        name="halting",
+    )  # fmt: skip
+
+
+def _closed_waiting(runner: DBOSRunner) -> None:
+    """Close while the saga only waits: no warning, the file let go at once."""
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        runner.close()
+    assert [str(w.message) for w in warned if w.category is RunsLeftRunning] == []
+    assert not launch.LEFT
+
+
+def test_close_while_a_saga_waits_for_a_person_lets_the_file_go_and_a_relaunch_asks_again(
+    tmp_path, monkeypatch
+):
+    """attack21's D2: the saga halted, waiting for a person (``halt_wait=None``); ``close``
+    waited GRACE, warned it "ran a step" (it waited on ``DBOS.recv``, which DBOS's shutdown
+    does not wake) and kept the file for the wait's length (here: for good): every relaunch
+    refused ``FileInUse``, and the process hung at exit (DBOS's thread joined). Now the wait
+    stops at once, unsaved (its ``outcome()`` says so in one line, not the wait's
+    BaseException), DBOS's threads end, and the relaunch asks again."""
+    monkeypatch.setattr(launch, "GRACE", 30.0)  # (without the fix: 30 s, then the warning)
+    world: list[str] = []
+    tried: list[str] = []
+    db = tmp_path / "d.sqlite"
+    runner = DBOSRunner.start(db)
+    handle = runner.start_saga(_halting(world, tried), {}, run_id="run-h", policy="halt",
+                               halt_wait=None)  # fmt: skip
+    _until(lambda: handle.pending() is not None)
+    _closed_waiting(runner)
+    with pytest.raises(RunnerClosed, match="'run-h' waited; it is left unfinished on"):
+        handle.outcome()  # (one line: not DBOS's wait's own BaseException)
+    _until(lambda: not [t for t in threading.enumerate() if t.name.startswith("dbos-executor")])
+    sagas = {"halting": lambda run_id: _halting(world, tried)}
+    with DBOSRunner.start(db, sagas=sagas) as again:  # (without the fix: FileInUse)
+        resumed = again.handle_for(_halting(world, tried), "run-h")
+        _until(lambda: resumed.pending() is not None)
+        question = resumed.pending()
+        assert question is not None and question.undos == ("a",)
+        resumed.resolve(question, "retry")
+        record = again.record("run-h")
+    assert record.status is Status.ROLLED_BACK and record.compensated == ("b", "a")
+    assert world == ["do a", "do b", "undo b", "undo a"] and tried == ["undo a"] * 2
+
+
+def test_close_while_run_waits_to_retry_an_undo_lets_the_file_go_and_a_relaunch_retries_it(
+    tmp_path, monkeypatch
+):
+    """attack21's D2, an undo's backoff (``DBOS.sleep``, which nothing wakes): ``close`` from
+    another thread while ``run()`` waited kept the file for the whole backoff. Now the wait
+    stops at once: ``run()`` says so in one line (``RunnerClosed``), and the relaunch waits
+    what is left of the backoff, then tries a's undo again, once."""
+    from rollback_lessons.policies import Retry, RetryPolicy
+
+    monkeypatch.setattr(launch, "GRACE", 30.0)
+    world: list[str] = []
+    tried: list[str] = []
+    db = tmp_path / "d.sqlite"
+    runner = DBOSRunner.start(db)
+    policy = Retry(RetryPolicy(max_attempts=2, initial_delay=1.0))
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            runner.run(_halting(world, tried), {}, run_id="run-r", policy=policy)
+        except Exception as exc:
+            raised.append(exc)
+
+    caller = threading.Thread(target=run)
+    caller.start()
+    _until(lambda: tried == ["undo a"])
+    _closed_waiting(runner)
+    caller.join(60)
+    assert [type(e) for e in raised] == [RunnerClosed], raised
+    assert "left unfinished on" in str(raised[0]) and world == ["do a", "do b", "undo b"]
+    with DBOSRunner.start(db, sagas={"halting": lambda run_id: _halting(world, tried)}) as again:
+        record = again.record("run-r")
+    assert record.status is Status.ROLLED_BACK and record.compensated == ("b", "a")
+    assert world == ["do a", "do b", "undo b", "undo a"] and tried == ["undo a"] * 2
+
+
+def test_close_while_a_resumed_run_makes_its_saga_slowly_is_bounded_by_grace(tmp_path, monkeypatch):
+    """attack21's D3: a run resumed at launch has its saga made by ``sagas=`` while
+    ``_HOSTING`` was held, and ``close`` waits for that lock: a slow factory held ``close``
+    past GRACE (a hung one, for good). Now ``close`` returns after GRACE, warning what runs
+    on, keeps the file until the factory returned, and the run is left for the next launch
+    (nothing ran: its saga was never used)."""
+    from rollback_lessons.runners import hosted
+
+    monkeypatch.setattr(launch, "GRACE", 0.3)
+    world: list[str] = []
+    tried: list[str] = []
+    db = tmp_path / "d.sqlite"
+    runner = DBOSRunner.start(db)
+    handle = runner.start_saga(_halting(world, tried), {}, run_id="run-f", policy="halt",
+                               halt_wait=None)  # fmt: skip
+    _until(lambda: handle.pending() is not None)
+    _closed_waiting(runner)
+    hosted.release("run-f")  # (as in another process: its saga is made by sagas=)
+    making, go = threading.Event(), threading.Event()
+    slow = threading.Timer(20.0, go.set)  # (without the fix, close waits for it)
+    slow.start()
+    calls: list[str] = []
+
+    def factory(run_id: str) -> Saga:
+        calls.append(run_id)
+        if len(calls) > 1:  # (the launch's own check is the first call)
+            making.set()
+            assert go.wait(60)
+        return _halting(world, tried)
+
+    slowly = DBOSRunner.start(db, sagas={"halting": factory})
+    assert making.wait(60)
+    with pytest.warns(RunsLeftRunning, match=r"run-f \(making its saga: sagas=\{'halting'"):
+        slowly.close()
+    with pytest.raises(FileInUse):  # (its thread lives on: the file is kept until it ends)
+        DBOSRunner.start(db)
+    go.set()
+    slow.cancel()
+    _until(lambda: not launch.LEFT)
+    with DBOSRunner.start(db, sagas={"halting": lambda run_id: _halting(world, tried)}) as again:
+        resumed = again.handle_for(_halting(world, tried), "run-f")
+        _until(lambda: resumed.pending() is not None)
+        resumed.resolve(resumed.pending(), "retry")  # type: ignore[arg-type]
+        record = again.record("run-f")
+    assert record.status is Status.ROLLED_BACK and record.compensated == ("b", "a")
+    assert world == ["do a", "do b", "undo b", "undo a"] and tried == ["undo a"] * 2
+
+
+def test_close_while_a_branch_at_once_waits_to_retry_lets_the_file_go_and_a_relaunch_retries_it(
+    tmp_path, monkeypatch
+):
+    """attack21's D2 at once: the saga's workflow waits for its branches' messages, the
+    failed branch's child workflow for its backoff (both ``DBOS.recv``): ``close`` kept the
+    file for the backoff. Both stop at once now; the relaunch waits what is left of the
+    backoff (the wake time DBOS saved), tries room again, and commits, each effect once."""
+    from dbos import DBOS
+
+    from rollback_lessons import Parallel, RetryPolicy
+
+    monkeypatch.setattr(launch, "GRACE", 30.0)
+    world: list[str] = []
+
+    def room(s):
+        world.append("try room")
+        if world.count("try room") == 1:
+            raise RuntimeError("the hotel is busy")
+
+    def saga() -> Saga:
+        quick = RetryPolicy(max_attempts=2, initial_delay=1.0)
+        return Saga(
+            [Parallel(Step("room", room, lambda s: world.append("undo room"), retry=quick),
+                      Step("car", lambda s: world.append("do car")))],
+            name="branches",
+        )  # fmt: skip
+
+    db = tmp_path / "d.sqlite"
+    runner = DBOSRunner.start(db)
+    runner.start_saga(saga(), {}, run_id="run-p", at_once=True)
+
+    def backing_off() -> bool:  # (a child's wait began: DBOS saved its wake time)
+        children = DBOS.list_workflows(parent_workflow_id="run-p", status="PENDING")
+        steps = [DBOS.list_workflow_steps(c.workflow_id) for c in children]
+        return any(s["function_name"] == "DBOS.sleep" for saved in steps for s in saved)
+
+    _until(backing_off)
+    _until(lambda: "do car" in world)
+    _closed_waiting(runner)
+    with DBOSRunner.start(db, sagas={"branches": lambda run_id: saga()}) as again:
+        record = again.record("run-p")
+    assert record.status is Status.COMMITTED
+    assert sorted(world) == ["do car", "try room", "try room"]

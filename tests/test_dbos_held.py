@@ -298,7 +298,7 @@ def test_a_factory_that_fails_or_makes_a_changed_saga_is_tried_again_a_bounded_n
     assert "s4" not in hosting.RETRYING and "s4" not in hosting.REFUSED
     monkeypatch.setattr(hosting, "TRIES", 3)
     try:  # a factory that never makes it: three tries, then the run waits for its saga
-        assert [hosting._try("gone", "x") for _ in range(3)] == [None] * 3
+        assert [hosting._tried("gone", *hosting._made("gone", "x")) for _ in range(3)] == [None] * 3
         assert hosting.REFUSED["gone"] == (
             "sagas={'x': ...} raised ConnectionError('down') making the saga of run 'gone' "
             "(3 tries): it waits, unfinished; handle_for(saga, run_id) hosts it, or a later "

@@ -11,6 +11,7 @@ from ..hosted import SagaChanged
 from .held import FileInUse, FileUnusable
 from .launch import DBOSUnavailable, RunsLeftRunning
 from .runner import DBOSHandle, DBOSRunner, ReplayRefused, UnknownRun
+from .waits import RunnerClosed
 
 __all__ = [
     "AnswerRefused",
@@ -21,6 +22,7 @@ __all__ = [
     "FileUnusable",
     "Question",
     "ReplayRefused",
+    "RunnerClosed",
     "RunsLeftRunning",
     "SagaChanged",
     "UnknownRun",

@@ -20,6 +20,7 @@ from ...operations import Finished, Op, RunStep, Wait
 from ...policies import UndoPolicy
 from ...schedule import GraphMachine, GraphOp, Ready
 from ..wire import SagaPlan, record_data
+from . import waits
 from .workflow import (
     LOST,
     STOPPED,
@@ -71,7 +72,7 @@ class _Graph:
             op = m.step_error(step, _error(error))
             if type(op) is not Wait:
                 return op
-            DBOS.sleep(op.seconds)
+            waits.sleep(op.seconds, f"the backoff before {step}'s action is tried again")
             self.cancel()
             op = m.step_resume(step)
             if type(op) is not RunStep:
@@ -138,8 +139,16 @@ def attempt_workflow(
     saga's workflow ``parent`` how it went (``DBOS.send``). The next attempt starts only if
     the saga's machine says so once the wait is over."""
     if wait is not None:  # durable, and ended early once its saga stops (``WAKE``)
-        if DBOS.recv(WAKE, timeout_seconds=wait) is not None:
-            return  # the saga no longer waits for it: nothing more
+        what = f"the backoff before {step}'s action is tried again"
+        left: float | None = wait
+        while left is not None:
+            with waits.waiting(WAKE, what):
+                told = DBOS.recv(WAKE, timeout_seconds=left)
+            if told is None:
+                break
+            if not waits.stopping(told, what):
+                return  # the saga no longer waits for it: nothing more
+            left = waits.left_of_last_sleep()  # (a close's STOP, replayed: what is left)
         DBOS.send(parent, {"step": step, "token": token, "woke": True, "error": None}, DONE)
         return
     key = f"{parent}:{token}"
@@ -172,8 +181,18 @@ class _AtOnce(_Graph):
                                       self.count, fault, wait)  # fmt: skip
         self.children[step] = started
 
-    def told(self, message: dict[str, Any]) -> GraphOp | None:
+    def heard(self) -> dict[str, Any] | None:
+        """The next message of a child (``DONE``); None for a close's ``STOP`` replayed by
+        a relaunch (``waits``: it waits on)."""
+        what = f"its branches ({', '.join(sorted(self.m.busy))}) to end"
+        with waits.waiting(DONE, what):
+            message = DBOS.recv(DONE, timeout_seconds=10**9)
+        return None if waits.stopping(message, what) else message  # type: ignore[no-any-return]
+
+    def told(self, message: dict[str, Any] | None) -> GraphOp | None:
         """A child ended: the machine's answer (None: a message no longer awaited)."""
+        if message is None:
+            return None
         m, step = self.m, message["step"]
         if self.token.get(step) != message["token"]:
             return None
@@ -218,7 +237,7 @@ class _AtOnce(_Graph):
                     break
             if not m.busy:
                 break
-            while (answer := self.told(DBOS.recv(DONE, timeout_seconds=10**9))) is None:
+            while (answer := self.told(self.heard())) is None:
                 pass
             op = answer
         return op  # type: ignore[no-any-return]

@@ -17,6 +17,7 @@ from ...saga import Saga, State
 from .. import hosted
 from ..hosted import SagaChanged
 from ..wire import SagaPlan, changed
+from . import waits
 
 FACTORIES: dict[str, Callable[[str], Saga]] = {}
 """How to make a saga by its name for a run id (a relaunched process resumes runs it did
@@ -64,12 +65,19 @@ def saved_plan(run_id: str) -> SagaPlan | None:
     a thread of its own, outside any workflow's context (never saved as a step of one)."""
     if run_id not in PLANS:
         found: list[Any] = []
-        reader = threading.Thread(
-            target=lambda: found.extend(DBOS.list_workflows(workflow_ids=[run_id])),
-            name=f"saved-plan-{run_id}",
-        )
+        failed: list[Exception] = []
+
+        def read() -> None:
+            try:
+                found.extend(DBOS.list_workflows(workflow_ids=[run_id]))
+            except Exception as exc:  # (DBOS closed meanwhile: raised here, not a traceback)
+                failed.append(exc)
+
+        reader = threading.Thread(target=read, name=f"saved-plan-{run_id}")
         reader.start()
         reader.join()
+        if failed:
+            raise failed[0]
         args = ((found[0].input or {}).get("args") or (None,)) if found else (None,)
         PLANS[run_id] = args[0] if isinstance(args[0], SagaPlan) else None
     return PLANS[run_id]
@@ -125,15 +133,16 @@ def _made(run_id: str, name: str) -> tuple[Saga, None] | tuple[None, str]:
     return (saga, None) if why is None else (None, why)
 
 
-def _try(run_id: str, name: str) -> Saga | None:
-    """Make run ``run_id``'s saga (``_made``) if a try is due: the saga, or None when it
-    failed (tried again after ``BACKOFF``, doubled, until ``TRIES``; then ``REFUSED``) or is
-    not due yet. Each failed try is logged as a warning, saying what follows."""
-    tries, due, _ = RETRYING.get(run_id, (0, 0.0, ""))
-    if time.monotonic() < due:
-        return None
-    saga, why = _made(run_id, name)
-    tries += 1
+def _due(run_id: str) -> bool:
+    """A try to make run ``run_id``'s saga is due (none failed, or its backoff is over)."""
+    return time.monotonic() >= RETRYING.get(run_id, (0, 0.0, ""))[1]
+
+
+def _tried(run_id: str, saga: Saga | None, why: str | None) -> Saga | None:
+    """Count a try to make run ``run_id``'s saga (``_made``, under ``_HOSTING``): the saga,
+    or None when it failed (tried again after ``BACKOFF``, doubled, until ``TRIES``; then
+    ``REFUSED``). Each failed try is logged as a warning, saying what follows."""
+    tries = RETRYING.get(run_id, (0, 0.0, ""))[0] + 1
     if saga is not None:
         RETRYING.pop(run_id, None)
         return saga
@@ -156,22 +165,31 @@ def _saga(run_id: str, name: str) -> tuple[Saga, State]:
     here (or none ``FACTORIES`` could make yet: ``RETRYING``, tried again after a wait; or
     at all: ``REFUSED``), waits until one is (``handle_for``), never failed for want of it
     (DBOS would save that failure for good: the saga stopped half done, for every later
-    launch). Nothing of the step has run yet: a try again runs nothing twice."""
-    with _HOSTING:
-        try:
-            while True:
+    launch). Nothing of the step has run yet: a try again runs nothing twice. The factory
+    is called outside ``_HOSTING`` (attack21's D3: a slow one held ``close`` past ``GRACE``,
+    a hung one for good); what it made is used only if the runner is not closing by then."""
+    try:
+        while True:
+            with _HOSTING:
                 if run_id in hosted.RUNS:
                     run = hosted.RUNS[run_id]
                     RETRYING.pop(run_id, None)  # (``handle_for`` hosted it meanwhile)
                     return run.saga, run.state
-                if name in FACTORIES and run_id not in REFUSED and not _closing:
-                    saga = _try(run_id, name)
-                    if saga is not None:
-                        return saga, {}
                 if _closing:
                     raise Unhosted(f"run {run_id!r} left waiting for its saga {name!r}")
-                WAITING[run_id] = name
-                due = RETRYING.get(run_id)
-                _HOSTING.wait(None if due is None else max(0.0, due[1] - time.monotonic()))
-        finally:
+                if name not in FACTORIES or run_id in REFUSED or not _due(run_id):
+                    WAITING[run_id] = name
+                    due = RETRYING.get(run_id)
+                    _HOSTING.wait(None if due is None else max(0.0, due[1] - time.monotonic()))
+                    continue
+            with waits.doing(f"making its saga: sagas={{{name!r}: ...}}"):
+                made, why = _made(run_id, name)  # (outside the lock: it may be slow)
+            with _HOSTING:
+                if run_id in hosted.RUNS or _closing:  # (hosted, or closing, meanwhile)
+                    continue
+                saga = _tried(run_id, made, why)
+                if saga is not None:
+                    return saga, {}
+    finally:
+        with _HOSTING:
             WAITING.pop(run_id, None)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,7 +20,7 @@ from dbos._error import DBOSException
 from ...errors import RollbackLessonsError
 from ..hosted import SagaChanged
 from ..wire import SagaPlan, changed
-from . import hosting
+from . import hosting, waits
 from .held import FileInUse, let_go
 
 LISTEN = 0.02
@@ -87,8 +88,9 @@ def _running(active: Any) -> list[str]:
 
 
 def _left_behind(path: Path, fd: int | None, active: Any, runs: list[str]) -> None:
-    """Keep the lock and the launch slot while ``runs`` still run on their threads, and let
-    both go once they ended (a thread of its own looks every ``LOOK`` s)."""
+    """Keep the lock and the launch slot while sagas still run on their threads (``runs``
+    says which, and what they run), and let both go once they ended (a thread of its own
+    looks every ``LOOK`` s)."""
     LEFT.update(path=path, runs=runs)
 
     def wait() -> None:
@@ -153,39 +155,42 @@ def refused_meanwhile(system_database: str | os.PathLike[str] | None) -> Rollbac
     if same:
         return FileInUse(
             f"DBOS runs on {system_database} in this process still: the runner closed while "
-            f"saga(s) {runs} ran a step, and a relaunch would run it again; the file is let "
+            f"saga(s) {runs} still ran, and a relaunch would run that again; the file is let "
             "go once they stop (at their next step)"
         )
     return DBOSUnavailable(
         f"DBOS cannot launch again in this process while saga(s) {runs} of the runner closed "
-        f"on {path} still run a step (they stop at their next one): try again then"
+        f"on {path} still run (they stop at their next step): try again then"
     )
 
 
 def close(path: Path, lock: int | None, stacklevel: int = 2) -> None:
     """Stop DBOS in this process and let ``lock`` (``path``'s) and ``LAUNCHED`` go: at once,
-    or once the sagas still running a step stopped (``GRACE``; then a warning)."""
+    or once the sagas still running a step stopped (``GRACE``; then a warning). A saga that
+    only waits (for a person, a retry's backoff: ``waits``) stops at once, unfinished: no
+    effect is in flight, and the next launch on the file waits what is left of it."""
     active: Any = None
     try:
+        until = time.monotonic() + GRACE
         hosting.opening(True)  # a run waiting for its saga stays unfinished, for later
+        waits.stop_all(until)  # (before DBOS stops: a wait on a message is told so)
         active = _active()
         DBOS.destroy()
         end = threading.Event()
-        for _ in range(int(GRACE / LISTEN) + 1):
-            if not _running(active):
-                break
+        while _running(active) and time.monotonic() < until:
             end.wait(LISTEN)
     finally:
         if runs := _running(active):
+            doing = [f"{run} ({waits.DOING[run]})" if run in waits.DOING else run for run in runs]
             warnings.warn(
                 RunsLeftRunning(
-                    f"closed with saga(s) {', '.join(runs)} still running a step after "
-                    f"{GRACE:g} s: {path} stays locked until they stop (at their next "
+                    f"closed with saga(s) still running after {GRACE:g} s: "
+                    f"{', '.join(doing)}; {path} stays locked until they stop (at their next "
                     "step, unsaved: a relaunch then finishes them)"
                 ),
                 stacklevel=stacklevel + 1,
             )
-            _left_behind(path, lock, active, runs)
+            _left_behind(path, lock, active, doing)
         else:
             if lock is not None:
                 let_go(lock)

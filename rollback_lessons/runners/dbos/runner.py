@@ -32,11 +32,12 @@ from .. import hosted
 from ..asking import AnswerRefused, Question, check_answer, refuse_unless_asked
 from ..hosted import UnknownRun
 from ..wire import needs_graph, outcome_of, plan_of, record_of
-from . import graph, hosting, launch, workflow
+from . import graph, hosting, launch, waits, workflow
 from .graph import graph_workflow
 from .held import hold, let_go
 from .hosting import check
 from .launch import DBOSUnavailable
+from .waits import RunnerClosed
 from .workflow import saga_workflow
 
 NAME = "rollback-lessons"
@@ -162,6 +163,8 @@ class DBOSHandle:
             data: dict[str, Any] = self._result()
         except DBOSUnexpectedStepError as exc:  # (resumed by another version: one line)
             raise ReplayRefused.of(self.run_id, exc, self.path) from None
+        except (waits.LeftWaiting, hosting.Unhosted):  # (BaseExceptions: never the caller's)
+            raise RunnerClosed.of(self.run_id, self.path) from None
         except (DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError,
                 DBOSAwaitedWorkflowCancelledError):  # fmt: skip
             stopped = workflow.STOPPED.get(self.run_id)
@@ -215,6 +218,7 @@ class DBOSRunner:
         try:
             hosting.FACTORIES.update(sagas or {})
             hosting.opening(False)
+            waits.opening()
             workflow.new_launch()  # an intent an earlier launch saved is a dead process's
             if system_database is None:
                 path = Path(tempfile.mkdtemp(prefix="rollback-lessons-dbos-")) / "dbos.sqlite"
@@ -308,6 +312,8 @@ class DBOSRunner:
                 launch.CALLERS.add(run_id)  # (a close from another thread waits for it)
                 try:
                     data = run(*args)
+                except waits.LeftWaiting:  # (closed from another thread meanwhile)
+                    raise RunnerClosed.of(run_id, self.path) from None
                 except (DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError,
                         DBOSAwaitedWorkflowCancelledError) as exc:  # fmt: skip
                     stopped = exc
@@ -413,12 +419,15 @@ class DBOSRunner:
         }
 
     def close(self) -> None:
-        """Stop DBOS in this process. A saga still running a step (or an undo) stops at its
-        next DBOS call, that step unsaved (as after a crash: at the relaunch its action is in
-        doubt, its undo runs again); ``close`` waits ``GRACE`` s for it. One still running
-        then is named in a ``RunsLeftRunning`` warning, and the file stays locked (a relaunch,
-        here or in another process, is refused: ``FileInUse``) until it ended. Closing again
-        does nothing (the lock and the launch are let go once, by whoever holds them)."""
+        """Stop DBOS in this process. A saga that only waits (for a person's answer, a
+        retry's backoff) stops at once, unfinished: the next launch on the file asks again,
+        or waits what is left of the backoff. A saga still running a step (or an undo) stops
+        at its next DBOS call, that step unsaved (as after a crash: at the relaunch its action
+        is in doubt, its undo runs again); ``close`` waits ``GRACE`` s for it. One still
+        running then is named in a ``RunsLeftRunning`` warning, and the file stays locked (a
+        relaunch, here or in another process, is refused: ``FileInUse``) until it ended.
+        Closing again does nothing (the lock and the launch are let go once, by whoever
+        holds them)."""
         if self._closed:
             return
         self._closed = True

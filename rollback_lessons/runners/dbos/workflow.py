@@ -47,6 +47,7 @@ from ...operations import ANSWERS, CANCELLED_ASKING, Ask, Finished, Op, RunStep,
 from ...policies import UndoPolicy
 from .. import remote
 from ..wire import ErrorRecord, SagaPlan, record_data
+from . import waits
 from .hosting import _saga
 
 Faults = dict[str, tuple[str | None, str | None]]
@@ -118,8 +119,9 @@ def run_action(
                            "its end was saved; it may have happened")  # fmt: skip
         _hold(hold)
         return {**vars(ErrorRecord.of(died, step)), LOST: True}
-    saga, state = _saga(run_id, name)
-    error = remote.run_action(saga, step, state, _fault(fault))
+    with waits.doing(f"{step}'s action"):
+        saga, state = _saga(run_id, name)
+        error = remote.run_action(saga, step, state, _fault(fault))
     _hold(hold)  # (``hold``: a branch at once, its end in order: ``FINISHING``)
     return vars(error) if error is not None else None
 
@@ -154,9 +156,17 @@ def run_undo(
 ) -> dict[str, Any] | None:
     """Do attempt ``attempt`` of ``step``'s undo (with the run's idempotency key); past
     ``timeout`` seconds it failed, as in process."""
-    saga, state = _saga(run_id, name)
-    error = remote.run_undo(saga, step, state, _fault(fault), attempt, run_id, timeout)
+    with waits.doing(f"{step}'s undo"):
+        saga, state = _saga(run_id, name)
+        error = remote.run_undo(saga, step, state, _fault(fault), attempt, run_id, timeout)
     return vars(error) if error is not None else None
+
+
+def _backoff(m: Machine) -> str:
+    """What a wait of the machine's is for, in a few words (``waits``)."""
+    if m.rolling and m.entry is not None:
+        return f"the backoff before {m.entry.step}'s undo is tried again"
+    return f"the backoff before {m.current}'s action is tried again"
 
 
 def _error(data: dict[str, Any]) -> BaseException:
@@ -181,14 +191,18 @@ def _ask(steps: tuple[str, ...], wait: float | None, number: int, run_id: str) -
     so, or raises, and that answer is saved (``heard_cancel``) before it counts, so a
     relaunch hears the same."""
     DBOS.set_event("pending", {"number": number, "undos": list(steps)})
+    what = f"a person to answer question {number} (about {steps[0]}'s undo)"
     deadline = _now() + (wait if wait is not None else 10**9)
     said, took = None, ""
     cut: bool | dict[str, Any] = False
     with _watching(run_id, f"answer-{number}"):
         while said is None and (left := deadline - _now()) > 0:
-            told = DBOS.recv(f"answer-{number}", timeout_seconds=left)
+            with waits.waiting(f"answer-{number}", what):
+                told = DBOS.recv(f"answer-{number}", timeout_seconds=left)
             if told is None:
                 break
+            if waits.stopping(told, what):  # (a close's: it waits on, here, what is left)
+                continue
             if told == CANCEL_MESSAGE:  # (sent by anyone: the token's saved answer decides)
                 said_cancel = heard_cancel(run_id)
                 if said_cancel is not False:
@@ -310,7 +324,7 @@ def _carry_out(
             error = run_undo(plan.run_id, plan.name, op.step, op.attempt, undo, op.timeout)
             op = m.undo_ok() if error is None else m.undo_failed(_error(error))
         elif type(op) is Wait:
-            DBOS.sleep(op.seconds)  # durable: a relaunch sleeps only what is left
+            waits.sleep(op.seconds, _backoff(m))  # durable: a relaunch sleeps what is left
             cut = _heard(m, plan.run_id) if cancellable and asks_cancel(m) else None
             if cancellable and cut is None and m.rolling:
                 _asked_before()  # (an undo's wait: asked there by an earlier version?)

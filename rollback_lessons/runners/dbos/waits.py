@@ -1,0 +1,166 @@
+"""The sagas of this process that only wait (for a person's answer, a retry's backoff, a
+branch's message): no step's effect is in flight, so ``close`` stops them at once, unsaved,
+as a crash would, and lets the file go (attack21's D2: it waited ``GRACE``, warned they
+"ran a step", and kept the lock for as long as the wait: for good with ``halt_wait=None``).
+The next launch on the file goes on where each waited: the wait's start is saved (DBOS's
+sleep record, ``_ask``'s saved time), so only what is left of it is waited again.
+
+A wait on a message (``DBOS.recv``) is told ``STOP`` on its topic: a message, as DBOS has
+no other way into a ``recv``; it is saved as the wait's answer, so a relaunch that replays
+it hears ``STOP`` too, and, not closing, waits on (``stopping`` says which). A sleep is an
+event set here (``sleep``: the same saved step as ``DBOS.sleep``)."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from dbos import DBOS
+
+from ...errors import RollbackLessonsError
+
+STOP = {"rollback_lessons.stop": "the runner closed"}
+"""Told to a wait on a message when the runner closes (``stop_all``)."""
+
+_LOCK = threading.Lock()
+_closing = False
+WAITS: dict[object, tuple[str, str | None, threading.Event, str]] = {}
+"""Each wait now: (workflow id, its topic or None for a sleep, set to wake it, what it waits
+for), by a key of its own."""
+
+
+class LeftWaiting(BaseException):
+    """The runner closed while this saga waited: it stops here, unfinished (a
+    BaseException, so that DBOS saves no outcome: the run stays ``PENDING``, for the next
+    launch)."""
+
+
+class RunnerClosed(RollbackLessonsError):
+    """The runner closed while the saga waited (for a person, a retry's backoff, its
+    saga's steps): ``run`` closed from another thread, or ``outcome()`` after the close. It
+    is left unfinished on the file, for the next launch there (attack21's D2)."""
+
+    @classmethod
+    def of(cls, run_id: str, path: Path | None) -> RunnerClosed:
+        """Saga ``run_id``'s, left unfinished on ``path``."""
+        where = f" on {path}" if path is not None else ""
+        return cls(
+            f"the runner closed while saga {run_id!r} waited; it is left unfinished{where}: "
+            "a launch there goes on with it"
+        )
+
+
+def opening() -> None:
+    """A runner launched: waits are waited again."""
+    global _closing
+    with _LOCK:
+        _closing = False
+
+
+@contextlib.contextmanager
+def waiting(topic: str | None, what: str) -> Iterator[threading.Event]:
+    """Around a wait of the current workflow (on ``topic``'s messages, or a sleep: None):
+    refused (``LeftWaiting``) once the runner closes; the event is set when it closes
+    meanwhile."""
+    workflow_id = str(DBOS.workflow_id)
+    woken, key = threading.Event(), object()
+    with _LOCK:
+        if _closing:
+            raise LeftWaiting(f"{workflow_id} left waiting for {what}")
+        WAITS[key] = (workflow_id, topic, woken, what)
+    try:
+        yield woken
+    finally:
+        with _LOCK:
+            WAITS.pop(key, None)
+
+
+def stopping(message: Any, what: str) -> bool:
+    """``message`` is ``STOP``: True to wait on (a relaunch replaying the close's message);
+    raises ``LeftWaiting`` while the runner closes."""
+    if message != STOP:
+        return False
+    with _LOCK:
+        if _closing:
+            raise LeftWaiting(f"{DBOS.workflow_id} left waiting for {what}")
+    return True
+
+
+def sleep(seconds: float, what: str) -> None:
+    """``DBOS.sleep`` (the same saved step: a saga an earlier version left sleeping replays
+    it), woken when the runner closes (``LeftWaiting``): the wake time is saved, so a
+    relaunch sleeps only what is left."""
+    if seconds <= 0:
+        return
+    from dbos._context import snapshot_step_context
+    from dbos._core import record_sleep
+    from dbos._dbos import _get_dbos_instance
+
+    with waiting(None, what) as woken:
+        left = record_sleep(_get_dbos_instance(), snapshot_step_context(), seconds)
+        if woken.wait(left):
+            raise LeftWaiting(f"{DBOS.workflow_id} left waiting for {what}")
+
+
+def left_of_last_sleep() -> float | None:
+    """Seconds left of the current workflow's latest durable wait (the wake time DBOS saved
+    for it: a ``DBOS.recv``'s timeout, a sleep), None if it saved none: the wait a close's
+    ``STOP`` cut short, replayed by a relaunch, waits only what is left. Read in a thread of
+    its own, outside the workflow's context (never saved as a step of it)."""
+    workflow_id, found = str(DBOS.workflow_id), []
+    reader = threading.Thread(
+        target=lambda: found.extend(DBOS.list_workflow_steps(workflow_id)),
+        name=f"saved-sleep-{workflow_id}",
+    )
+    reader.start()
+    reader.join()
+    slept = [s for s in found if s["function_name"] == "DBOS.sleep"]
+    if not slept:
+        return None
+    wake = max(slept, key=lambda s: s["function_id"])["output"]
+    return max(0.0, float(wake) - time.time()) if isinstance(wake, (int, float)) else None
+
+
+def stop_all(until: float) -> None:
+    """The runner closes: every wait ends now (``LeftWaiting``, nothing saved but a
+    ``STOP`` told), and none begins; returns once they ended, or at ``until``
+    (``time.monotonic``)."""
+    global _closing
+    with _LOCK:
+        _closing = True
+        waits = dict(WAITS)
+    for workflow_id, topic, woken, _ in waits.values():
+        woken.set()
+        if topic is not None:
+            with contextlib.suppress(Exception):  # (it ended meanwhile: nothing to stop)
+                DBOS.send(workflow_id, STOP, topic)
+    look = threading.Event()
+    while any(key in WAITS for key in waits) and time.monotonic() < until:
+        look.wait(0.01)
+
+
+DOING: dict[str, str] = {}
+"""What each workflow of this process runs now, by workflow id (a step's action or undo):
+``close``'s warning names what runs on, truly."""
+
+
+@contextlib.contextmanager
+def doing(what: str) -> Iterator[None]:
+    """Around a step's action or undo in the current workflow (``DOING``)."""
+    workflow_id = DBOS.workflow_id
+    if workflow_id is None:  # (outside a workflow: nothing of a saga's runs)
+        yield
+        return
+    before = DOING.get(workflow_id)
+    DOING[workflow_id] = what
+    try:
+        yield
+    finally:
+        if before is None:
+            DOING.pop(workflow_id, None)
+        else:
+            DOING[workflow_id] = before
