@@ -435,3 +435,34 @@ def test_close_while_a_branch_at_once_waits_to_retry_lets_the_file_go_and_a_rela
         record = again.record("run-p")
     assert record.status is Status.COMMITTED
     assert sorted(world) == ["do car", "try room", "try room"]
+
+
+def test_a_start_interrupted_after_dbos_launched_stops_dbos_before_the_lock_goes(
+    tmp_path, monkeypatch
+):
+    """A Ctrl-C in ``start`` after ``DBOS.launch()`` (a notebook's "interrupt kernel" while
+    the cell launches) let the file's lock go with DBOS still launched, resuming the file's
+    sagas on its threads: another launch on the file was not refused and ran them too
+    (attack22's H3). Now it is stopped as ``close`` stops it, then the lock goes."""
+    import dbos._dbos as launched
+    from dbos import DBOS
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    db = tmp_path / "d.sqlite"
+    with monkeypatch.context() as patched:
+        patched.setattr(DBOS, "list_workflows", staticmethod(interrupted))
+        with pytest.raises(KeyboardInterrupt):
+            DBOSRunner.start(db)
+    assert launched._dbos_global_instance is None  # DBOS stopped, not left resuming
+    lock = hold(db)  # and the file is free again
+    let_go(lock)
+    runner = DBOSRunner.start(db)  # so is the launch slot
+    try:
+        world: list[str] = []
+        step = Step("a", lambda s: world.append("a"), lambda s: world.append("-a"))
+        saga = Saga([step], name="s")
+        assert runner.run(saga, {}).status is Status.COMMITTED and world == ["a"]
+    finally:
+        runner.close()

@@ -214,7 +214,7 @@ class DBOSRunner:
             if launch.LEFT:  # (a closed runner's sagas still run a step here)
                 raise launch.refused_meanwhile(system_database)
             raise DBOSUnavailable("DBOS already runs in this process: close that runner first")
-        lock = None
+        lock, launched = None, False
         try:
             hosting.FACTORIES.update(sagas or {})
             hosting.opening(False)
@@ -230,6 +230,7 @@ class DBOSRunner:
             logging.getLogger("dbos").setLevel(logging.WARNING)
             logging.getLogger("dbos").addFilter(launch.STOPPED)  # (once: a filter is added once)
             version = replay_version()
+            launched = True  # (from here, DBOS may resume the file's sagas on its threads)
             DBOS(config={"name": NAME, "system_database_url": f"sqlite:///{path}",
                          "log_level": "WARNING", "application_version": version,
                          "notification_listener_polling_interval_sec": LISTEN})  # fmt: skip
@@ -242,9 +243,12 @@ class DBOSRunner:
                 w.workflow_id: str(w.app_version) for w in unfinished if w.app_version != version
             }
         except BaseException:
-            if lock is not None:
-                let_go(lock)
-            launch.LAUNCHED.release()
+            if launched:  # stopped as ``close`` stops it, the lock kept while a saga runs on
+                launch.close(path, lock)  # (attack22's H3: a Ctrl-C after the launch let the
+            else:  # lock go with DBOS still resuming: another launch ran the saga too)
+                if lock is not None:
+                    let_go(lock)
+                launch.LAUNCHED.release()
             raise
         return cls(path, stranded, lock)
 
