@@ -216,7 +216,7 @@ class Journal:
         ``decide`` (given the saga and its pending undos) returns None to claim a saga, or
         the reason to leave it alone.
         """
-        pid, host, started = me()
+        pid, host, started, space = me()
         with self._lock, transaction(self._con):  # one transaction: read, decide, claim
             pending = self._unfinished_undos("pending")
             intents = self._unfinished_undos("intent")
@@ -229,8 +229,8 @@ class Journal:
                     skipped.append((saga, reason))
             self._con.executemany(
                 "UPDATE sagas SET claim_pid = ?, claim_host = ?, claim_started = ?,"
-                " claimed_at = ?, claim_gen = claim_gen + 1 WHERE id = ?",
-                [(pid, host, started, time.time(), s.id) for s in claimed],
+                " claim_space = ?, claimed_at = ?, claim_gen = claim_gen + 1 WHERE id = ?",
+                [(pid, host, started, space, time.time(), s.id) for s in claimed],
             )
             gens = dict(self._con.execute(f"SELECT id, claim_gen FROM sagas WHERE id IN ({_IDS})"))
             seqs = self._last_seqs_locked()
@@ -297,12 +297,13 @@ class Journal:
             + (" s.policy, s.undo_order" if self._version >= 4 else " NULL, 'reverse'")
             + (", s.graph" if self._version >= 6 else ", NULL")
             + ", SUM(u.state = 'leaked')"
+            + (", s.owner_space, s.claim_space" if self._version >= 7 else ", NULL, NULL")
             + f" FROM sagas s LEFT JOIN undos u ON u.saga_id = s.id {where}"
             " GROUP BY s.id ORDER BY s.started, s.id",
             params,
         ).fetchall()
         # the columns in SagaRecord's field order (its counts 0, not NULL, with no undo)
-        counted = [(*r[:6], *(n or 0 for n in r[6:9]), *r[9:-1], r[-1] or 0) for r in rows]
+        counted = [(*r[:6], *(n or 0 for n in r[6:9]), *r[9:-3], r[-3] or 0, *r[-2:]) for r in rows]
         return [SagaRecord(*row) for row in counted]
 
     def saga(self, saga_id: str) -> SagaRecord:
@@ -336,6 +337,23 @@ class Journal:
         ``recover`` then ends it ``cancelled``, as the run would have."""
         sql = "SELECT details FROM events WHERE saga_id = ? AND kind = 'rollback_start'"
         return any(json.loads(d).get("cancelled") is True for (d,) in self._rows(sql, (saga_id,)))
+
+    def halted_at(self, saga_id: str) -> tuple[str, str] | None:
+        """The step at whose failed undo the run's undo policy halted for a person, with the
+        error, when that is the last thing its rollback recorded (the halt's own end never
+        written: a crash, a failed write or a Ctrl-C between the two); None otherwise (a
+        person's answer, another attempt, an undo done: a later event)."""
+        row = self._rows(
+            "SELECT step, details FROM events WHERE saga_id = ? AND kind IN"
+            " ('undo', 'undo_done', 'undo_failed') ORDER BY seq DESC LIMIT 1",
+            (saga_id,),
+        )
+        if not row or row[0][0] is None:
+            return None
+        details = json.loads(row[0][1])
+        if not isinstance(details, dict) or details.get("then") != "halt":
+            return None
+        return str(row[0][0]), str(details.get("error", ""))
 
     def leaked(self, saga_id: str) -> list[str]:
         """The steps of a saga whose effect may stand with nothing to undo it (``leaked``)."""

@@ -2,7 +2,9 @@
 
 A saga's record names its owner (the process that ran it) and, during a recovery, its
 claimer; a pid alone is not enough to tell whether that process still runs (pids are
-reused), so the process's start time goes with it.
+reused), so the process's start time goes with it, and where the pid means it: its PID
+namespace and the boot (``space``). A container with the same host name numbers its own
+processes; a pid recorded in another namespace or before a reboot cannot be checked here.
 """
 
 from __future__ import annotations
@@ -40,12 +42,37 @@ def process_start(pid: int) -> float | None:
     return float(fields[19])
 
 
-def process_alive(pid: int | None, host: str | None, started: float | None) -> bool | None:
-    """Is this process running? None when it cannot be told from here (another host)."""
+def process_space() -> str | None:
+    """Where this process's pid names it: its PID namespace and the boot (Linux), as
+    ``pid:[4026531836] boot 1b2c...``; None where /proc does not tell."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as boot:
+            return f"{namespace} boot {boot.read().strip()}"
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def process_alive(
+    pid: int | None, host: str | None, started: float | None, space: str | None = None
+) -> bool | None:
+    """Is this process running? None when it cannot be told from here: another host, or
+    the same host name in another PID namespace or boot (``space``: another container, a
+    reboot). A ``space`` not recorded (a journal older than schema 7) is checked as far as
+    it can be: a process seen running is; one not seen may run in another namespace (None)."""
     if pid is None:
         return False
     if host != socket.gethostname():
         return None
+    here = me()[3]
+    if space != here:
+        if space is not None:
+            return None  # its pid names another process here, or none
+        return True if _alive_here(pid, started) else None
+    return _alive_here(pid, started)
+
+
+def _alive_here(pid: int, started: float | None) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -58,14 +85,30 @@ def process_alive(pid: int | None, host: str | None, started: float | None) -> b
     return not (started is not None and now is not None and now != started)
 
 
-_ME: tuple[int, str, float | None] | None = None
+def unreachable(host: str | None, space: str | None) -> str:
+    """Why a process recorded on ``host`` in ``space`` cannot be checked from here."""
+    if host != socket.gethostname():
+        return f"ran on {host}"
+    if space is None:
+        return (
+            f"ran on {host} before the journal recorded PID namespaces (schema 6 or older), "
+            "maybe in another container"
+        )
+    return (
+        f"ran on {host} in another PID namespace or boot (another container with that host "
+        "name, or before a reboot)"
+    )
+
+
+_ME: tuple[int, str, float | None, str | None] | None = None
 """This process, as a journal records an owner or a claimer (refreshed after a fork)."""
 
 
-def me() -> tuple[int, str, float | None]:
+def me() -> tuple[int, str, float | None, str | None]:
+    """(pid, host name, start time, space) of this process."""
     global _ME
     if _ME is None or _ME[0] != os.getpid():  # first use, or a forked child
-        _ME = (os.getpid(), socket.gethostname(), process_start(os.getpid()))
+        _ME = (os.getpid(), socket.gethostname(), process_start(os.getpid()), process_space())
     return _ME
 
 
@@ -95,6 +138,9 @@ class SagaRecord:
     leaked: int = 0
     """Steps that may have had their effect with nothing to undo it (``Journal.leaked``): a
     step with no undo too, which ``undos`` (undos logged) never counts."""
+    owner_space: str | None = None
+    """The owner's PID namespace and boot (``process_space``); None before schema 7."""
+    claim_space: str | None = None
 
     def after(self) -> dict[str, tuple[str, ...]] | None:
         """Each step's dependencies, in definition order (None: a list)."""
@@ -104,13 +150,13 @@ class SagaRecord:
 
     def owner_alive(self) -> bool | None:
         """Is the process that ran this saga still running? None: cannot tell from here."""
-        return process_alive(self.owner_pid, self.owner_host, self.owner_started)
+        return process_alive(self.owner_pid, self.owner_host, self.owner_started, self.owner_space)
 
     def claim_alive(self) -> bool | None:
         """Is the process that claimed this saga for recovery still running?"""
         if self.claim_pid is None:
             return False
-        return process_alive(self.claim_pid, self.claim_host, self.claim_started)
+        return process_alive(self.claim_pid, self.claim_host, self.claim_started, self.claim_space)
 
 
 @dataclass(frozen=True)
@@ -167,13 +213,14 @@ class JournalRun:
         self._position = 0
         self.gen = gen  # the claim it writes under: 0 for its owner, never claimed
         if new:
-            pid, host, started = me()
+            pid, host, started, space = me()
+            row = (saga_id, name, pid, host, time.time(), started, policy, undo_order, graph)
             self._pending.append(
                 (
                     "INSERT INTO sagas (id, name, status, owner_pid, owner_host, started,"
-                    " owner_started, policy, undo_order, graph) VALUES (?, ?, 'running', ?, ?,"
-                    " ?, ?, ?, ?, ?)",
-                    (saga_id, name, pid, host, time.time(), started, policy, undo_order, graph),
+                    " owner_started, policy, undo_order, graph, owner_space) VALUES (?, ?,"
+                    " 'running', ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (*row, space),
                 )
             )
 

@@ -59,7 +59,7 @@ from .journal import (
     JournalUnusable,
     policy_of,
 )
-from .records import Claimed, JournalRun, SagaRecord, UndoRecord, me
+from .records import Claimed, JournalRun, SagaRecord, UndoRecord, me, unreachable
 from .registry import Registry, UnknownCompensationError, default_registry
 from .report import (  # noqa: F401 (its names, as before)
     Recovery,
@@ -103,22 +103,26 @@ _one_at_a_time = threading.Lock()  # two recovers in one process would share its
 
 def _decide(saga: SagaRecord, force: bool) -> str | None:
     """None to claim the saga; otherwise why it is left alone."""
-    if saga.claim_pid is not None and (saga.claim_pid, saga.claim_host) != me()[:2]:
+    pid, host, _, space = me()
+    claimer = (saga.claim_pid, saga.claim_host, saga.claim_space)
+    if saga.claim_pid is not None and claimer != (pid, host, space):  # (another process's
+        # claim; this process's own are this recover's: one at a time, _one_at_a_time)
         alive = saga.claim_alive()
         if alive:
             return f"being recovered by process {saga.claim_pid} (it is still running)"
         if alive is None and not force:
             return (
-                f"claimed by process {saga.claim_pid} on {saga.claim_host}, which cannot be "
-                "checked from here; --force takes it over"
+                f"claimed by process {saga.claim_pid}, which "
+                f"{unreachable(saga.claim_host, saga.claim_space)}: it cannot be checked "
+                "from here; --force takes it over"
             )
     alive = saga.owner_alive()
     if alive:
         return f"its process {saga.owner_pid} is still running; stop it first"
     if alive is None and not force:
         return (
-            f"its process {saga.owner_pid} ran on {saga.owner_host}, which cannot be checked "
-            "from here; --force takes it over"
+            f"its process {saga.owner_pid} {unreachable(saga.owner_host, saga.owner_space)}: it "
+            "cannot be checked from here; --force takes it over once you know it stopped"
         )
     return None
 
@@ -311,6 +315,9 @@ def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: _Writ
     if saga.pivot is not None and saga.pivot_state is not None:
         pivot = (saga.pivot, saga.pivot_state)
     policy = policy_of(saga.policy)
+    halt = run.journal.halted_at(saga.id)  # the policy's halt, its end unwritten: honoured
+    if halt is not None and halt[0] in by_step:
+        failed[:] = [halt]
     m, op = _machine(run.journal, saga)(
         [(u.step, u.attempts) for u in pending],
         leaked=[u.step for u in intents],
@@ -322,6 +329,7 @@ def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: _Writ
         # each step's own undo timeout (schema 5) wins over the policy's, as in process
         timeouts={u.step: u.timeout for u in pending if u.timeout is not None},
         cancelled=run.journal.cancelled(saga.id),  # its caller's cancel: ends cancelled
+        halted_at=failed[0][0] if failed else None,
         name=saga.name,
         run_id=saga.id,
         first_seq=claimed.last_seq,
