@@ -40,7 +40,7 @@ class Scene:
         self.reports = []
 
     def identity(self, actor):
-        records._ME = (os.getpid(), f"host-{actor}", 1.0)
+        records._ME = (os.getpid(), f"host-{actor}", 1.0, records.process_space())
 
     def journal(self, actor):
         journal = Journal(self.path)
