@@ -15,7 +15,7 @@ import pytest
 from conftest import dead_pid
 
 from rollback_lessons import Saga, Status, Step
-from rollback_lessons.durable.journal import Journal
+from rollback_lessons.durable.journal import Journal, JournalError
 from rollback_lessons.durable.records import me, process_alive, process_space
 from rollback_lessons.durable.recovery import recover
 from rollback_lessons.durable.registry import Registry
@@ -190,3 +190,38 @@ def test_a_retry_recorded_before_the_crash_is_still_retried(tmp_path):
     with Journal(path) as journal:
         [done] = recover(journal, reg).recovered
     assert calls == ["b", "a"] and done.status is Status.ROLLED_BACK
+
+
+def test_a_halt_recover_decided_whose_end_it_could_not_write_is_honoured_next_time(tmp_path):
+    """The same instant inside recover: the failed attempt (and its then=halt) written, the
+    status ``halted`` not (a full disk); the next recover, its undo working now, halts."""
+    path = tmp_path / "j.db"
+    calls: list[str] = []
+    _, undo = _registry(calls)
+
+    def crash(event):
+        if event.kind == "undo":
+            raise KeyboardInterrupt
+
+    saga = Saga([Step(k, lambda s: None, undo.bind(step=k)) for k in "ab"]
+                + [Step("c", lambda s: 1 / 0)])  # fmt: skip
+    with Journal(path) as journal:
+        with pytest.raises(KeyboardInterrupt):
+            saga.run({}, journal=journal, run_id="s", policy="halt", on_event=crash)
+        journal.write([("UPDATE sagas SET owner_pid = ?", (dead_pid(),))])
+        real = journal.write
+
+        def write(statements, **kw):
+            if any("ended = " in sql for sql, _ in statements):
+                raise sqlite3.OperationalError("database or disk is full")
+            return real(statements, **kw)
+
+        journal.write = write  # type: ignore[method-assign]
+        failing, _ = _registry(calls, fail=("b",))
+        with pytest.raises(JournalError, match="could not write"):
+            recover(journal, failing)
+        assert journal.saga("s").status == "rolling_back" and calls == ["b"]
+        journal.write = real  # type: ignore[method-assign]
+        working, _ = _registry(calls)
+        [done] = recover(journal, working).recovered
+    assert calls == ["b"] and done.status is Status.HALTED and done.pending == ("b", "a")
