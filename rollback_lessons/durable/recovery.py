@@ -12,18 +12,21 @@ What ``recover`` promises, whatever the operator or the next crash does:
   the right registry can still finish it; nothing is imported, nothing falls back. A
   registry whose lookup raises stops it (``RegistryFailed``): nothing claimed if asked while
   claiming; asked before an undo, that saga left unfinished, what ran before recorded.
-- **Claims.** It claims each saga (its pid, host and process start time, in one SQLite
-  transaction) before touching it. A saga whose process still runs, or that a running
-  ``recover`` claimed, is left alone and reported; a claim or owner that is dead (or a
-  reused pid) is taken over. ``force`` also takes over what cannot be checked from here
-  (another host). The saga's owner never crashes on a take-over: it stops writing.
+- **Claims.** It claims each saga (its pid, host, process start time, PID namespace and
+  boot, in one SQLite transaction) before touching it. A saga whose process still runs, or
+  that a running ``recover`` claimed, is left alone and reported; a claim or owner that is
+  dead (or a reused pid) is taken over. ``force`` also takes over what cannot be checked
+  from here (another host; the same host name in another PID namespace or boot; an owner
+  written before schema 7 not seen running here). The saga's owner never crashes on a
+  take-over: it stops writing.
 - **Pivots.** A saga whose irreversible step started (and may have happened) is never
   compensated across it: it becomes ``halted``, for a person, as it would in process. One
   whose pivot refused before any effect (``refused``) is rolled back, as in process.
 - **Policy and order.** The run's undo policy and undo order, kept in the journal, decide
   here as they did before the crash (a graph's from its dependencies and the order its
   steps started and ended, kept too): a retry waits and retries, a halt leaves the rest
-  pending for a person. A saga journalled before they were kept (schema 3) is recovered
+  pending for a person (a halt the journal recorded before the crash, too: never another
+  attempt). A saga journalled before they were kept (schema 3) is recovered
   with policy continue, and its record says so in a note.
 - **One machine.** It is a driver of the saga machine (``machine.py``), which it resumes in
   its rollback from the journal: which undo runs next, what a failure leads to, the status
