@@ -9,7 +9,10 @@ write or a Ctrl-C between them made the next ``recover`` try the undo again and 
 """
 
 import os
+import shutil
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 from conftest import dead_pid
@@ -102,6 +105,34 @@ def test_a_claim_with_this_pid_from_another_namespace_is_not_this_recovers_own(t
         [why] = [s.reason for s in report.skipped]
         assert why.startswith(f"claimed by process {os.getpid()}, which ran on")
         assert "--force" in why
+
+
+def _can_unshare() -> bool:
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        return False
+    return subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"]).returncode == 0
+
+
+@pytest.mark.skipif(not _can_unshare(), reason="needs root and unshare (a PID namespace)")
+def test_recover_from_another_pid_namespace_leaves_a_live_owners_saga_alone(tmp_path):
+    """attack22's H2 for real: this process owns the saga; ``recover`` in a new PID
+    namespace (same host name) sees no process with its pid. Before: taken over, exit 0."""
+    path = tmp_path / "j.db"
+    _crashed(path, "UPDATE sagas SET owner_pid = ?", (os.getpid(),))  # (alive: this one)
+    (tmp_path / "h30reg.py").write_text(
+        "from rollback_lessons.durable.registry import Registry\n"
+        "registry = Registry()\n"
+        "registry.add('u', lambda step, idempotency_key=None: print('UNDID', step))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    command = [sys.executable, "-m", "rollback_lessons", "recover", str(path)]
+    command += ["--registry", "h30reg"]
+    out = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", *command],
+                         capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "in another PID namespace or boot" in out.stdout and "UNDID" not in out.stdout
+    with Journal(path) as journal:
+        assert journal.saga("s").status == "rolling_back"
 
 
 def test_a_saga_written_before_namespaces_were_recorded_is_checked_as_far_as_it_can_be(tmp_path):
