@@ -709,9 +709,8 @@ class Machine:
         before the crash; ``pivot`` is (step, started | done | refused) if the irreversible
         step began; ``semantic`` steps' undos are corrections; ``cancelled``: its caller had
         cancelled the run; ``timeouts`` the steps' own undo timeouts, which win over the
-        policy's. Its own ``policy`` and ``undo_order`` decide, as before the crash;
-        ``halted_at``: the step at whose failed undo the policy had halted (its end unwritten):
-        it halts there again (``Ask``), that undo never tried again unasked."""
+        policy's. Its own ``policy`` and ``undo_order`` decide, as before the crash (and
+        ``halted_at``, where it had halted, its end unwritten: it asks again, ``Ask``)."""
         m = cls(policy, undo_order=undo_order, **options)
         m.resumed, m.rolling, m.cancelled = True, True, cancelled
         corrections, own = set(semantic), timeouts or {}  # (a correction: rollback_incomplete)
@@ -732,15 +731,11 @@ class Machine:
         m.dead_letters = list(dead)  # (recorded before the crash: the record keeps them)
         details = {"undos": len(m.todo), "order": undo_order, "policy": policy.name}
         m._emit(EventKind.ROLLBACK_START, None, {**details, "recovered": True})
-        at = next((i for i, e in enumerate(m.todo) if e.step == halted_at), None)
-        if at is None:
-            return m, m._next_undo()
-        todo = list(m.todo)  # (first in its order, unless the journal says otherwise)
-        m.todo = [todo.pop(at), *todo]
-        m.entry, m.phase = m.todo[0], _ASK
-        m.base = m.attempt = m.entry.before
-        m.notes = [*m.notes, f"the undo policy had halted at the undo of {halted_at} (recorded)"]
-        return m, Ask(tuple(e.step for e in m.todo))
+        if halted_at in (steps := [e.step for e in m.todo]):  # never tried again unasked
+            m.todo = sorted(m.todo, key=lambda e: e.step != halted_at)  # (it first: stable)
+            m.entry, m.phase, m.base = m.todo[0], _ASK, m.todo[0].before
+            return m, Ask((halted_at, *(s for s in steps if s != halted_at)))
+        return m, m._next_undo()
 
     def _order(self) -> list[Entry]:
         """The undo log in the run's undo order (``in_undo_order``; a graph's own orders are

@@ -19,7 +19,7 @@ from conftest import dead_pid
 
 from rollback_lessons import Saga, Status, Step
 from rollback_lessons.durable.journal import Journal, JournalError
-from rollback_lessons.durable.records import me, process_alive, process_space
+from rollback_lessons.durable.owner import me, process_alive, process_space
 from rollback_lessons.durable.recovery import recover
 from rollback_lessons.durable.registry import Registry
 

@@ -292,8 +292,7 @@ class Journal:
             "SELECT s.id, s.name, s.status, s.owner_pid, s.owner_host, s.error,"
             " SUM(u.state IN ('pending', 'done', 'dead')), SUM(u.state = 'done'),"
             " SUM(u.state = 'dead'),"
-            " s.owner_started, s.pivot, s.pivot_state, s.claim_pid, s.claim_host,"
-            " s.claim_started,"
+            " s.owner_started, s.pivot, s.pivot_state, s.claim_pid, s.claim_host, s.claim_started,"
             + (" s.policy, s.undo_order" if self._version >= 4 else " NULL, 'reverse'")
             + (", s.graph" if self._version >= 6 else ", NULL")
             + ", SUM(u.state = 'leaked')"
@@ -337,23 +336,6 @@ class Journal:
         ``recover`` then ends it ``cancelled``, as the run would have."""
         sql = "SELECT details FROM events WHERE saga_id = ? AND kind = 'rollback_start'"
         return any(json.loads(d).get("cancelled") is True for (d,) in self._rows(sql, (saga_id,)))
-
-    def halted_at(self, saga_id: str) -> tuple[str, str] | None:
-        """The step at whose failed undo the run's undo policy halted for a person, with the
-        error, when that is the last thing its rollback recorded (the halt's own end never
-        written: a crash, a failed write or a Ctrl-C between the two); None otherwise (a
-        person's answer, another attempt, an undo done: a later event)."""
-        row = self._rows(
-            "SELECT step, details FROM events WHERE saga_id = ? AND kind IN"
-            " ('undo', 'undo_done', 'undo_failed') ORDER BY seq DESC LIMIT 1",
-            (saga_id,),
-        )
-        if not row or row[0][0] is None:
-            return None
-        details = json.loads(row[0][1])
-        if not isinstance(details, dict) or details.get("then") != "halt":
-            return None
-        return str(row[0][0]), str(details.get("error", ""))
 
     def leaked(self, saga_id: str) -> list[str]:
         """The steps of a saga whose effect may stand with nothing to undo it (``leaked``)."""

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import json
 import re
 import threading
 import time
@@ -62,7 +63,8 @@ from .journal import (
     JournalUnusable,
     policy_of,
 )
-from .records import Claimed, JournalRun, SagaRecord, UndoRecord, me, unreachable
+from .owner import me, unreachable
+from .records import Claimed, JournalRun, SagaRecord, UndoRecord
 from .registry import Registry, UnknownCompensationError, default_registry
 from .report import (  # noqa: F401 (its names, as before)
     Recovery,
@@ -291,6 +293,22 @@ def _machine(journal: Journal, saga: SagaRecord) -> Callable[..., tuple[Machine,
     return partial(GraphMachine.resume_rollback, after=after, started=started, ended=ended)
 
 
+def _halted_at(journal: Journal, saga_id: str) -> tuple[str, str] | None:
+    """The step at whose failed undo the run's undo policy halted for a person, with the
+    error, when that is the last thing its rollback recorded (the halt's own end never
+    written: a crash, a failed write or a Ctrl-C between the two); None otherwise (a
+    person's answer, another attempt, an undo done: a later event)."""
+    row = journal._rows(
+        "SELECT step, details FROM events WHERE saga_id = ? AND kind IN"
+        " ('undo', 'undo_done', 'undo_failed') ORDER BY seq DESC LIMIT 1",
+        (saga_id,),
+    )
+    details = json.loads(row[0][1]) if row and row[0][0] is not None else None
+    if not isinstance(details, dict) or details.get("then") != "halt":
+        return None
+    return str(row[0][0]), str(details.get("error", ""))
+
+
 def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: _Writer) -> Recovery:
     """Drive the machine through the saga's rollback, from where the crash left it: run each
     undo it answers, tell it how the undo went, and write down what it records. Before each
@@ -318,7 +336,7 @@ def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: _Writ
     if saga.pivot is not None and saga.pivot_state is not None:
         pivot = (saga.pivot, saga.pivot_state)
     policy = policy_of(saga.policy)
-    halt = run.journal.halted_at(saga.id)  # the policy's halt, its end unwritten: honoured
+    halt = _halted_at(run.journal, saga.id)  # the policy's halt, its end unwritten: honoured
     if halt is not None and halt[0] in by_step:
         failed[:] = [halt]
     m, op = _machine(run.journal, saga)(
