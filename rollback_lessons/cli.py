@@ -220,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     recover.add_argument(
         "--force",
         action="store_true",
-        help="also take over sagas whose process cannot be checked from here (another host); "
+        help="also take over sagas whose process cannot be checked from here (another host, "
+        "container or boot); "
         "a saga whose process still runs here is never taken over",
     )
     for command in (show, settle, recover):

@@ -700,6 +700,7 @@ class Machine:
         policy: UndoPolicy = CONTINUE,
         undo_order: str = "reverse",
         timeouts: Mapping[str, float] | None = None,
+        halted_at: str | None = None,
         **options: Any,
     ) -> tuple[Machine, Op]:
         """Take up a crashed saga's rollback (``recover``): ``undos`` are (step, attempts
@@ -708,7 +709,8 @@ class Machine:
         before the crash; ``pivot`` is (step, started | done | refused) if the irreversible
         step began; ``semantic`` steps' undos are corrections; ``cancelled``: its caller had
         cancelled the run; ``timeouts`` the steps' own undo timeouts, which win over the
-        policy's. Its own ``policy`` and ``undo_order`` decide, as before the crash."""
+        policy's. Its own ``policy`` and ``undo_order`` decide, as before the crash (and
+        ``halted_at``, where it had halted, its end unwritten: it asks again, ``Ask``)."""
         m = cls(policy, undo_order=undo_order, **options)
         m.resumed, m.rolling, m.cancelled = True, True, cancelled
         corrections, own = set(semantic), timeouts or {}  # (a correction: rollback_incomplete)
@@ -729,6 +731,10 @@ class Machine:
         m.dead_letters = list(dead)  # (recorded before the crash: the record keeps them)
         details = {"undos": len(m.todo), "order": undo_order, "policy": policy.name}
         m._emit(EventKind.ROLLBACK_START, None, {**details, "recovered": True})
+        if halted_at in (steps := [e.step for e in m.todo]):  # never tried again unasked
+            m.todo = sorted(m.todo, key=lambda e: e.step != halted_at)  # (it first: stable)
+            m.entry, m.phase, m.base = m.todo[0], _ASK, m.todo[0].before
+            return m, Ask((halted_at, *(s for s in steps if s != halted_at)))
         return m, m._next_undo()
 
     def _order(self) -> list[Entry]:

@@ -194,7 +194,7 @@ def test_the_steps_own_undo_timeout_is_kept_in_the_journal(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         saga.run({}, journal=journal, run_id="t", on_event=crash_at_undo)
     assert {u.step: u.timeout for u in journal.pending_undos()["t"]} == {"a": 2.5, "b": None}
-    assert SCHEMA_VERSION == 6
+    assert SCHEMA_VERSION == 7
 
 
 def test_a_schema_4_journal_gains_the_undo_timeout_column_and_recovers(tmp_path):
@@ -206,13 +206,15 @@ def test_a_schema_4_journal_gains_the_undo_timeout_column_and_recovers(tmp_path)
     con = sqlite3.connect(path)  # as schema 4 wrote it: no timeout
     con.execute("ALTER TABLE undos DROP COLUMN timeout")
     con.execute("ALTER TABLE sagas DROP COLUMN graph")  # (schema 6)
+    con.execute("ALTER TABLE sagas DROP COLUMN owner_space")  # (schema 7)
+    con.execute("ALTER TABLE sagas DROP COLUMN claim_space")
     con.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
     con.commit()
     con.close()
     with Journal(path, readonly=True) as old:  # read as it is
         assert [u.timeout for u in old.pending_undos()["t"]] == [None]
-    with Journal(path) as journal:
-        [done] = recover(journal, reg)
+    with Journal(path) as journal:  # (its owner's PID namespace unrecorded: --force)
+        [done] = recover(journal, reg, force=True)
     assert done.status is Status.ROLLED_BACK
 
 

@@ -94,7 +94,14 @@ SCENARIOS = [
     ("pivot-email-timeout", pivot_saga, {"email": "fail_after_effect"}),
     ("pivot-ship-fails", pivot_saga, {"ship": "fail"}),
     ("pivot-after", partial(pivot_saga, register="after"), {"ship": "fail"}),
+    # the policy halts at step2's failed undo (attack22's M3: the halt recorded, its end not)
+    (
+        "halt-undo-fails",
+        partial(three_steps, register="before", n=STEPS),
+        {f"step{STEPS}": "fail", "step2": "undo_fails"},
+    ),
 ]
+POLICY = {"halt-undo-fails": "halt"}  # (the others: the default policy, continue)
 
 
 class DiskFull(sqlite3.OperationalError):
@@ -149,7 +156,7 @@ def trial(tmp_path, name, make, inject, faults, driver="list"):
     try:
         outcome = _drive(
             saga, driver, inject=inject, journal=journal, run_id="s", on_event=faults.on_event,
-            clock=VirtualClock(),
+            clock=VirtualClock(), policy=POLICY.get(name, "continue"),
         )  # fmt: skip
     except KeyboardInterrupt:
         pass
@@ -187,6 +194,13 @@ def check(world, journal, saga, outcome):
         return problems if outcome is None or not effects else [*problems, "no journal"]
     status = journal.saga("s").status
     states = {u.step: u.state for u in journal.undos("s")}
+    halts = [
+        e.step
+        for e in journal.events("s")
+        if e.kind == "undo_failed" and e.details["then"] == "halt"
+    ]
+    if halts and status != "halted":  # (recover tried the undo again, and went on)
+        problems.append(f"the policy halted at the undo of {halts[0]}, yet {status}: {undone}")
     # an intent: the step started, its undo not logged: reported leaked (outcome, recover)
     reported = {s for s, state in states.items() if state in ("leaked", "dead", "intent")}
     if outcome is not None and outcome.status is Status.COMMITTED and undone:
@@ -211,15 +225,15 @@ def check(world, journal, saga, outcome):
     return problems
 
 
-def _count(tmp_path, make, inject, driver="list"):
+def _count(tmp_path, make, inject, driver="list", name="count"):
     faults = Faults()
-    assert trial(tmp_path, "count", make, inject, faults, driver) == []
+    assert trial(tmp_path, name, make, inject, faults, driver) == []
     return faults.writes, faults.events
 
 
 @pytest.mark.parametrize(("name", "make", "inject"), SCENARIOS, ids=[s[0] for s in SCENARIOS])
 def test_a_failed_write_at_every_n(tmp_path, name, make, inject):
-    writes, _ = _count(tmp_path, make, inject)
+    writes, _ = _count(tmp_path, make, inject, name=name)
     found = {}
     for n in range(1, writes + 2):
         problems = trial(tmp_path, name, make, inject, Faults(write_at=n))
@@ -230,7 +244,7 @@ def test_a_failed_write_at_every_n(tmp_path, name, make, inject):
 
 @pytest.mark.parametrize(("name", "make", "inject"), SCENARIOS, ids=[s[0] for s in SCENARIOS])
 def test_a_keyboard_interrupt_at_every_event(tmp_path, name, make, inject):
-    _, events = _count(tmp_path, make, inject)
+    _, events = _count(tmp_path, make, inject, name=name)
     found = {}
     for n in range(1, events + 2):
         problems = trial(tmp_path, name, make, inject, Faults(event_at=n))

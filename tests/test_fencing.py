@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rollback_lessons import Saga, Step
-from rollback_lessons.durable import records, recovery
+from rollback_lessons.durable import owner, recovery
 from rollback_lessons.durable.journal import Journal, JournalTakenOver
 from rollback_lessons.durable.recovery import recover
 from rollback_lessons.durable.registry import Registry, compensation
@@ -40,7 +40,7 @@ class Scene:
         self.reports = []
 
     def identity(self, actor):
-        records._ME = (os.getpid(), f"host-{actor}", 1.0)
+        owner._ME = (os.getpid(), f"host-{actor}", 1.0, owner.process_space())
 
     def journal(self, actor):
         journal = Journal(self.path)
@@ -149,7 +149,7 @@ def _scene(tmp_path, n_steps, register, fail_at, decisions):
 def _one_process_many_actors(monkeypatch):
     monkeypatch.setattr(recovery, "_one_at_a_time", threading.RLock())
     yield
-    records._ME = None
+    owner._ME = None
 
 
 @settings(

@@ -21,10 +21,9 @@ from urllib.parse import quote
 from ..errors import JournalError, TakenOver
 
 APP = "rollback-lessons"
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 FINISHED = ("committed", "rolled_back", "rollback_incomplete", "halted")
-_IDS = "SELECT id FROM sagas WHERE status IN ('running', 'rolling_back')"
-_UNFINISHED = "SELECT id FROM sagas WHERE status IN ('running', 'rolling_back')"
+_IDS = _UNFINISHED = "SELECT id FROM sagas WHERE status IN ('running', 'rolling_back')"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -46,7 +45,8 @@ CREATE TABLE IF NOT EXISTS sagas (
     claimed_at REAL,
     claim_gen INTEGER NOT NULL DEFAULT 0,
     policy TEXT,
-    undo_order TEXT NOT NULL DEFAULT 'reverse', graph TEXT  -- graph: a graph's dependencies
+    undo_order TEXT NOT NULL DEFAULT 'reverse', graph TEXT,  -- graph: a graph's dependencies
+    owner_space TEXT, claim_space TEXT  -- the PID namespace and boot their pids are from
 );
 CREATE INDEX IF NOT EXISTS sagas_status ON sagas (status);
 CREATE TABLE IF NOT EXISTS events (
@@ -101,8 +101,10 @@ _MIGRATE_4_TO_5 = [
     "ALTER TABLE undos ADD COLUMN timeout REAL",
 ]
 _MIGRATE_5_TO_6 = ["ALTER TABLE sagas ADD COLUMN graph TEXT"]  # a graph's dependencies (JSON)
+# where the owner's and the claimer's pids name them (owner.process_space); NULL: before
+_MIGRATE_6_TO_7 = [f"ALTER TABLE sagas ADD COLUMN {who}_space TEXT" for who in ("owner", "claim")]
 _MIGRATIONS = {1: _MIGRATE_1_TO_2, 2: _MIGRATE_2_TO_3, 3: _MIGRATE_3_TO_4, 4: _MIGRATE_4_TO_5,
-               5: _MIGRATE_5_TO_6}  # fmt: skip
+               5: _MIGRATE_5_TO_6, 6: _MIGRATE_6_TO_7}  # fmt: skip
 
 
 class Written:
@@ -376,6 +378,8 @@ _VALUE_CHECKS: tuple[tuple[str, str, str, str, str, int], ...] = (
     ),
     ("a saga's undo order", "sagas", _SAGA, "undo_order", _one_of("undo_order", UNDO_ORDERS), 4),
     ("a saga's graph", "sagas", _SAGA, "graph", _optional("graph", "NOT json_valid(graph)"), 6),
+    *((f"a saga's {who} namespace", "sagas", _SAGA, c, _optional(c, f"typeof({c}) != 'text'"), 7)
+      for who, c in (("owner", "owner_space"), ("claimer", "claim_space"))),
     ("an event's number", "events", "saga_id", "seq", "typeof(seq) != 'integer' OR seq < 0", 1),
     ("an undo's position", "undos", "saga_id", "position", "typeof(position) != 'integer'", 1),
     ("an undo's step", "undos", _UNDO, "step", "typeof(step) != 'text'", 1),

@@ -216,7 +216,7 @@ class Journal:
         ``decide`` (given the saga and its pending undos) returns None to claim a saga, or
         the reason to leave it alone.
         """
-        pid, host, started = me()
+        pid, host, started, space = me()
         with self._lock, transaction(self._con):  # one transaction: read, decide, claim
             pending = self._unfinished_undos("pending")
             intents = self._unfinished_undos("intent")
@@ -229,8 +229,8 @@ class Journal:
                     skipped.append((saga, reason))
             self._con.executemany(
                 "UPDATE sagas SET claim_pid = ?, claim_host = ?, claim_started = ?,"
-                " claimed_at = ?, claim_gen = claim_gen + 1 WHERE id = ?",
-                [(pid, host, started, time.time(), s.id) for s in claimed],
+                " claim_space = ?, claimed_at = ?, claim_gen = claim_gen + 1 WHERE id = ?",
+                [(pid, host, started, space, time.time(), s.id) for s in claimed],
             )
             gens = dict(self._con.execute(f"SELECT id, claim_gen FROM sagas WHERE id IN ({_IDS})"))
             seqs = self._last_seqs_locked()
@@ -292,17 +292,17 @@ class Journal:
             "SELECT s.id, s.name, s.status, s.owner_pid, s.owner_host, s.error,"
             " SUM(u.state IN ('pending', 'done', 'dead')), SUM(u.state = 'done'),"
             " SUM(u.state = 'dead'),"
-            " s.owner_started, s.pivot, s.pivot_state, s.claim_pid, s.claim_host,"
-            " s.claim_started,"
+            " s.owner_started, s.pivot, s.pivot_state, s.claim_pid, s.claim_host, s.claim_started,"
             + (" s.policy, s.undo_order" if self._version >= 4 else " NULL, 'reverse'")
             + (", s.graph" if self._version >= 6 else ", NULL")
             + ", SUM(u.state = 'leaked')"
+            + (", s.owner_space, s.claim_space" if self._version >= 7 else ", NULL, NULL")
             + f" FROM sagas s LEFT JOIN undos u ON u.saga_id = s.id {where}"
             " GROUP BY s.id ORDER BY s.started, s.id",
             params,
         ).fetchall()
         # the columns in SagaRecord's field order (its counts 0, not NULL, with no undo)
-        counted = [(*r[:6], *(n or 0 for n in r[6:9]), *r[9:-1], r[-1] or 0) for r in rows]
+        counted = [(*r[:6], *(n or 0 for n in r[6:9]), *r[9:-3], r[-3] or 0, *r[-2:]) for r in rows]
         return [SagaRecord(*row) for row in counted]
 
     def saga(self, saga_id: str) -> SagaRecord:

@@ -1,16 +1,13 @@
-"""What a journal holds, as records; the writer of one saga's records; who a process is.
+"""What a journal holds, as records; the writer of one saga's records.
 
 A saga's record names its owner (the process that ran it) and, during a recovery, its
-claimer; a pid alone is not enough to tell whether that process still runs (pids are
-reused), so the process's start time goes with it.
+claimer, as ``owner`` tells who a process is and whether it still runs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
-import socket
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -19,54 +16,10 @@ from typing import TYPE_CHECKING, Any
 from ..events import Event, describe
 from ..rules import NamedUndo, idempotency_key
 from .files import JournalError, Written
+from .owner import me, process_alive
 
 if TYPE_CHECKING:
     from .journal import Journal
-
-
-def process_start(pid: int) -> float | None:
-    """When process ``pid`` started (clock ticks since boot, Linux), or None if unknown.
-
-    With the pid it names one process for good: a pid the system reused for another
-    process has another start time.
-    """
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            fields = stat.read().rsplit(b")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    if fields[0] == b"Z":  # a zombie: dead, only not yet reaped by its parent
-        return -1.0
-    return float(fields[19])
-
-
-def process_alive(pid: int | None, host: str | None, started: float | None) -> bool | None:
-    """Is this process running? None when it cannot be told from here (another host)."""
-    if pid is None:
-        return False
-    if host != socket.gethostname():
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # it exists, under another user
-    now = process_start(pid)
-    if now == -1.0:
-        return False
-    return not (started is not None and now is not None and now != started)
-
-
-_ME: tuple[int, str, float | None] | None = None
-"""This process, as a journal records an owner or a claimer (refreshed after a fork)."""
-
-
-def me() -> tuple[int, str, float | None]:
-    global _ME
-    if _ME is None or _ME[0] != os.getpid():  # first use, or a forked child
-        _ME = (os.getpid(), socket.gethostname(), process_start(os.getpid()))
-    return _ME
 
 
 @dataclass(frozen=True)
@@ -95,6 +48,9 @@ class SagaRecord:
     leaked: int = 0
     """Steps that may have had their effect with nothing to undo it (``Journal.leaked``): a
     step with no undo too, which ``undos`` (undos logged) never counts."""
+    owner_space: str | None = None
+    """The owner's PID namespace and boot (``process_space``); None before schema 7."""
+    claim_space: str | None = None
 
     def after(self) -> dict[str, tuple[str, ...]] | None:
         """Each step's dependencies, in definition order (None: a list)."""
@@ -104,13 +60,13 @@ class SagaRecord:
 
     def owner_alive(self) -> bool | None:
         """Is the process that ran this saga still running? None: cannot tell from here."""
-        return process_alive(self.owner_pid, self.owner_host, self.owner_started)
+        return process_alive(self.owner_pid, self.owner_host, self.owner_started, self.owner_space)
 
     def claim_alive(self) -> bool | None:
         """Is the process that claimed this saga for recovery still running?"""
         if self.claim_pid is None:
             return False
-        return process_alive(self.claim_pid, self.claim_host, self.claim_started)
+        return process_alive(self.claim_pid, self.claim_host, self.claim_started, self.claim_space)
 
 
 @dataclass(frozen=True)
@@ -167,13 +123,14 @@ class JournalRun:
         self._position = 0
         self.gen = gen  # the claim it writes under: 0 for its owner, never claimed
         if new:
-            pid, host, started = me()
+            pid, host, started, space = me()
+            row = (saga_id, name, pid, host, time.time(), started, policy, undo_order, graph)
             self._pending.append(
                 (
                     "INSERT INTO sagas (id, name, status, owner_pid, owner_host, started,"
-                    " owner_started, policy, undo_order, graph) VALUES (?, ?, 'running', ?, ?,"
-                    " ?, ?, ?, ?, ?)",
-                    (saga_id, name, pid, host, time.time(), started, policy, undo_order, graph),
+                    " owner_started, policy, undo_order, graph, owner_space) VALUES (?, ?,"
+                    " 'running', ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (*row, space),
                 )
             )
 

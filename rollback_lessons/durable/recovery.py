@@ -12,18 +12,21 @@ What ``recover`` promises, whatever the operator or the next crash does:
   the right registry can still finish it; nothing is imported, nothing falls back. A
   registry whose lookup raises stops it (``RegistryFailed``): nothing claimed if asked while
   claiming; asked before an undo, that saga left unfinished, what ran before recorded.
-- **Claims.** It claims each saga (its pid, host and process start time, in one SQLite
-  transaction) before touching it. A saga whose process still runs, or that a running
-  ``recover`` claimed, is left alone and reported; a claim or owner that is dead (or a
-  reused pid) is taken over. ``force`` also takes over what cannot be checked from here
-  (another host). The saga's owner never crashes on a take-over: it stops writing.
+- **Claims.** It claims each saga (its pid, host, process start time, PID namespace and
+  boot, in one SQLite transaction) before touching it. A saga whose process still runs, or
+  that a running ``recover`` claimed, is left alone and reported; a claim or owner that is
+  dead (or a reused pid) is taken over. ``force`` also takes over what cannot be checked
+  from here (another host; the same host name in another PID namespace or boot; an owner
+  written before schema 7 not seen running here). The saga's owner never crashes on a
+  take-over: it stops writing.
 - **Pivots.** A saga whose irreversible step started (and may have happened) is never
   compensated across it: it becomes ``halted``, for a person, as it would in process. One
   whose pivot refused before any effect (``refused``) is rolled back, as in process.
 - **Policy and order.** The run's undo policy and undo order, kept in the journal, decide
   here as they did before the crash (a graph's from its dependencies and the order its
   steps started and ended, kept too): a retry waits and retries, a halt leaves the rest
-  pending for a person. A saga journalled before they were kept (schema 3) is recovered
+  pending for a person (a halt the journal recorded before the crash, too: never another
+  attempt). A saga journalled before they were kept (schema 3) is recovered
   with policy continue, and its record says so in a note.
 - **One machine.** It is a driver of the saga machine (``machine.py``), which it resumes in
   its rollback from the journal: which undo runs next, what a failure leads to, the status
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import json
 import re
 import threading
 import time
@@ -59,7 +63,8 @@ from .journal import (
     JournalUnusable,
     policy_of,
 )
-from .records import Claimed, JournalRun, SagaRecord, UndoRecord, me
+from .owner import me, unreachable
+from .records import Claimed, JournalRun, SagaRecord, UndoRecord
 from .registry import Registry, UnknownCompensationError, default_registry
 from .report import (  # noqa: F401 (its names, as before)
     Recovery,
@@ -103,22 +108,26 @@ _one_at_a_time = threading.Lock()  # two recovers in one process would share its
 
 def _decide(saga: SagaRecord, force: bool) -> str | None:
     """None to claim the saga; otherwise why it is left alone."""
-    if saga.claim_pid is not None and (saga.claim_pid, saga.claim_host) != me()[:2]:
+    pid, host, _, space = me()
+    claimer = (saga.claim_pid, saga.claim_host, saga.claim_space)
+    if saga.claim_pid is not None and claimer != (pid, host, space):  # (another process's
+        # claim; this process's own are this recover's: one at a time, _one_at_a_time)
         alive = saga.claim_alive()
         if alive:
             return f"being recovered by process {saga.claim_pid} (it is still running)"
         if alive is None and not force:
             return (
-                f"claimed by process {saga.claim_pid} on {saga.claim_host}, which cannot be "
-                "checked from here; --force takes it over"
+                f"claimed by process {saga.claim_pid}, which "
+                f"{unreachable(saga.claim_host, saga.claim_space)}: it cannot be checked "
+                "from here; --force takes it over"
             )
     alive = saga.owner_alive()
     if alive:
         return f"its process {saga.owner_pid} is still running; stop it first"
     if alive is None and not force:
         return (
-            f"its process {saga.owner_pid} ran on {saga.owner_host}, which cannot be checked "
-            "from here; --force takes it over"
+            f"its process {saga.owner_pid} {unreachable(saga.owner_host, saga.owner_space)}: it "
+            "cannot be checked from here; --force takes it over once you know it stopped"
         )
     return None
 
@@ -284,6 +293,22 @@ def _machine(journal: Journal, saga: SagaRecord) -> Callable[..., tuple[Machine,
     return partial(GraphMachine.resume_rollback, after=after, started=started, ended=ended)
 
 
+def _halted_at(journal: Journal, saga_id: str) -> tuple[str, str] | None:
+    """The step at whose failed undo the run's undo policy halted for a person, with the
+    error, when that is the last thing its rollback recorded (the halt's own end never
+    written: a crash, a failed write or a Ctrl-C between the two); None otherwise (a
+    person's answer, another attempt, an undo done: a later event)."""
+    row = journal._rows(
+        "SELECT step, details FROM events WHERE saga_id = ? AND kind IN"
+        " ('undo', 'undo_done', 'undo_failed') ORDER BY seq DESC LIMIT 1",
+        (saga_id,),
+    )
+    details = json.loads(row[0][1]) if row and row[0][0] is not None else None
+    if not isinstance(details, dict) or details.get("then") != "halt":
+        return None
+    return str(row[0][0]), str(details.get("error", ""))
+
+
 def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: _Writer) -> Recovery:
     """Drive the machine through the saga's rollback, from where the crash left it: run each
     undo it answers, tell it how the undo went, and write down what it records. Before each
@@ -311,6 +336,9 @@ def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: _Writ
     if saga.pivot is not None and saga.pivot_state is not None:
         pivot = (saga.pivot, saga.pivot_state)
     policy = policy_of(saga.policy)
+    halt = _halted_at(run.journal, saga.id)  # the policy's halt, its end unwritten: honoured
+    if halt is not None and halt[0] in by_step:
+        failed[:] = [halt]
     m, op = _machine(run.journal, saga)(
         [(u.step, u.attempts) for u in pending],
         leaked=[u.step for u in intents],
@@ -322,6 +350,7 @@ def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: _Writ
         # each step's own undo timeout (schema 5) wins over the policy's, as in process
         timeouts={u.step: u.timeout for u in pending if u.timeout is not None},
         cancelled=run.journal.cancelled(saga.id),  # its caller's cancel: ends cancelled
+        halted_at=failed[0][0] if failed else None,
         name=saga.name,
         run_id=saga.id,
         first_seq=claimed.last_seq,

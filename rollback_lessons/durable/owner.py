@@ -1,0 +1,98 @@
+"""Who a process is, as a journal records a saga's owner or claimer, and whether it still runs.
+
+A pid alone is not enough to tell whether that process still runs (pids are reused), so the
+process's start time goes with it, and where the pid means it: its PID namespace and the
+boot (``space``). A container with the same host name numbers its own processes; a pid
+recorded in another namespace or before a reboot cannot be checked here.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+
+def process_start(pid: int) -> float | None:
+    """When process ``pid`` started (clock ticks since boot, Linux), or None if unknown.
+
+    With the pid it names one process for good: a pid the system reused for another
+    process has another start time.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    if fields[0] == b"Z":  # a zombie: dead, only not yet reaped by its parent
+        return -1.0
+    return float(fields[19])
+
+
+def process_space() -> str | None:
+    """Where this process's pid names it: its PID namespace and the boot (Linux), as
+    ``pid:[4026531836] boot 1b2c...``; None where /proc does not tell."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as boot:
+            return f"{namespace} boot {boot.read().strip()}"
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def process_alive(
+    pid: int | None, host: str | None, started: float | None, space: str | None = None
+) -> bool | None:
+    """Is this process running? None when it cannot be told from here: another host, or
+    the same host name in another PID namespace or boot (``space``: another container, a
+    reboot). A ``space`` not recorded (a journal older than schema 7) is checked as far as
+    it can be: a process seen running is; one not seen may run in another namespace (None)."""
+    if pid is None:
+        return False
+    if host != socket.gethostname():
+        return None
+    here = me()[3]
+    if space != here:
+        if space is not None:
+            return None  # its pid names another process here, or none
+        return True if _alive_here(pid, started) else None
+    return _alive_here(pid, started)
+
+
+def _alive_here(pid: int, started: float | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it exists, under another user
+    now = process_start(pid)
+    if now == -1.0:
+        return False
+    return not (started is not None and now is not None and now != started)
+
+
+def unreachable(host: str | None, space: str | None) -> str:
+    """Why a process recorded on ``host`` in ``space`` cannot be checked from here."""
+    if host != socket.gethostname():
+        return f"ran on {host}"
+    if space is None:
+        return (
+            f"ran on {host} before the journal recorded PID namespaces (schema 6 or older), "
+            "maybe in another container"
+        )
+    return (
+        f"ran on {host} in another PID namespace or boot (another container with that host "
+        "name, or before a reboot)"
+    )
+
+
+_ME: tuple[int, str, float | None, str | None] | None = None
+"""This process, as a journal records an owner or a claimer (refreshed after a fork)."""
+
+
+def me() -> tuple[int, str, float | None, str | None]:
+    """(pid, host name, start time, space) of this process."""
+    global _ME
+    if _ME is None or _ME[0] != os.getpid():  # first use, or a forked child
+        _ME = (os.getpid(), socket.gethostname(), process_start(os.getpid()), process_space())
+    return _ME

@@ -1,0 +1,258 @@
+"""Issue 25, attack22's H2 and M3: who owns a saga across PID namespaces and boots, and a
+halt the journal recorded before the crash.
+
+H2: a pid names a process only in its PID namespace and boot; a ``recover`` in another
+container with the same host name saw the live owner's pid as dead (or as another process)
+and took the saga over without ``--force``. M3: the policy's halt (the failed attempt's
+``undo_failed then=halt``) and the status ``halted`` were two writes; a crash, a failed
+write or a Ctrl-C between them made the next ``recover`` try the undo again and go on.
+"""
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+from conftest import dead_pid
+
+from rollback_lessons import Saga, Status, Step
+from rollback_lessons.durable.journal import Journal, JournalError
+from rollback_lessons.durable.owner import me, process_alive, process_space
+from rollback_lessons.durable.recovery import recover
+from rollback_lessons.durable.registry import Registry
+
+OTHER = "pid:[4026530000] boot 00000000-0000-0000-0000-000000000000"
+
+
+def _registry(calls, fail=()):
+    reg = Registry()
+
+    def undo(step, idempotency_key=None):
+        calls.append(step)
+        if step in fail:
+            raise ConnectionError("refund service declined")
+
+    return reg, reg.add("u", undo)
+
+
+def _crashed(path, set_sql, params=()):
+    """A saga a, b, c whose c failed, crashed before its first undo; then ``set_sql``."""
+    calls: list[str] = []
+    reg, undo = _registry(calls)
+
+    def crash(event):
+        if event.kind == "undo":
+            raise KeyboardInterrupt
+
+    saga = Saga([Step(k, lambda s: None, undo.bind(step=k)) for k in "ab"]
+                + [Step("c", lambda s: 1 / 0)])  # fmt: skip
+    with Journal(path) as journal, pytest.raises(KeyboardInterrupt):
+        saga.run({}, journal=journal, run_id="s", on_event=crash)
+    con = sqlite3.connect(path)
+    con.execute(set_sql, params)
+    con.commit()
+    con.close()
+    return reg, calls
+
+
+# -- H2: the owner's and the claimer's PID namespace and boot ------------------------------
+
+
+@pytest.mark.skipif(process_space() is None, reason="no /proc to read the PID namespace from")
+def test_the_owner_and_the_claimer_are_recorded_with_their_pid_namespace_and_boot(tmp_path):
+    path = tmp_path / "j.db"
+    reg, calls = _crashed(path, "UPDATE sagas SET owner_pid = ?", (dead_pid(),))
+    with Journal(path) as journal:
+        assert journal.saga("s").owner_space == me()[3] == process_space()
+        assert process_space().startswith("pid:[")
+        [done] = recover(journal, reg).recovered
+        assert journal.saga("s").claim_space == me()[3]
+    assert done.status is Status.ROLLED_BACK and calls == ["b", "a"]
+
+
+@pytest.mark.skipif(process_space() is None, reason="no /proc to read the PID namespace from")
+@pytest.mark.parametrize("alive", [True, False])
+def test_an_owner_in_another_pid_namespace_or_boot_is_taken_over_only_with_force(tmp_path, alive):
+    """Same host name, another namespace: its pid names this live process, or none; either
+    way it tells nothing about the owner (before: a dead pid was taken over, no --force)."""
+    path = tmp_path / "j.db"
+    pid = os.getpid() if alive else dead_pid()
+    sql = "UPDATE sagas SET owner_pid = ?, owner_started = NULL, owner_space = ?"
+    reg, calls = _crashed(path, sql, (pid, OTHER))
+    with Journal(path) as journal:
+        assert process_alive(pid, me()[1], None, OTHER) is None
+        report = recover(journal, reg)
+        assert report.recovered == () and calls == []
+        [why] = [s.reason for s in report.skipped]
+        assert f"its process {pid} ran on {me()[1]} in another PID namespace or boot" in why
+        assert "--force" in why and journal.saga("s").status == "rolling_back"
+        [done] = recover(journal, reg, force=True).recovered
+    assert done.status is Status.ROLLED_BACK and calls == ["b", "a"]
+
+
+@pytest.mark.skipif(process_space() is None, reason="no /proc to read the PID namespace from")
+def test_a_claim_with_this_pid_from_another_namespace_is_not_this_recovers_own(tmp_path):
+    """A claimer in another container may have this very pid: its claim is not this one's."""
+    path = tmp_path / "j.db"
+    sql = ("UPDATE sagas SET owner_pid = ?, claim_pid = ?, claim_host = ?, claim_space = ?,"
+           " claim_gen = claim_gen + 1")  # fmt: skip
+    reg, calls = _crashed(path, sql, (dead_pid(), os.getpid(), me()[1], OTHER))
+    with Journal(path) as journal:
+        report = recover(journal, reg)
+        assert report.recovered == () and calls == []
+        [why] = [s.reason for s in report.skipped]
+        assert why.startswith(f"claimed by process {os.getpid()}, which ran on")
+        assert "--force" in why
+
+
+def _can_unshare() -> bool:
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        return False
+    return subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"]).returncode == 0
+
+
+@pytest.mark.skipif(not _can_unshare(), reason="needs root and unshare (a PID namespace)")
+def test_recover_from_another_pid_namespace_leaves_a_live_owners_saga_alone(tmp_path):
+    """attack22's H2 for real: this process owns the saga; ``recover`` in a new PID
+    namespace (same host name) sees no process with its pid. Before: taken over, exit 0."""
+    path = tmp_path / "j.db"
+    _crashed(path, "UPDATE sagas SET owner_pid = ?", (os.getpid(),))  # (alive: this one)
+    (tmp_path / "h30reg.py").write_text(
+        "from rollback_lessons.durable.registry import Registry\n"
+        "registry = Registry()\n"
+        "registry.add('u', lambda step, idempotency_key=None: print('UNDID', step))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    command = [sys.executable, "-m", "rollback_lessons", "recover", str(path)]
+    command += ["--registry", "h30reg"]
+    out = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", *command],
+                         capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "in another PID namespace or boot" in out.stdout and "UNDID" not in out.stdout
+    with Journal(path) as journal:
+        assert journal.saga("s").status == "rolling_back"
+
+
+def test_a_saga_written_before_namespaces_were_recorded_is_checked_as_far_as_it_can_be(tmp_path):
+    """Schema 6 and older: a process seen running here is; one not seen may run in another
+    container: --force (the safe side). README says so."""
+    path = tmp_path / "j.db"
+    sql = "UPDATE sagas SET owner_pid = ?, owner_started = NULL, owner_space = NULL"
+    reg, calls = _crashed(path, sql, (dead_pid(),))
+    with Journal(path) as journal:
+        [why] = [s.reason for s in recover(journal, reg).skipped]
+        assert "before the journal recorded PID namespaces" in why and "--force" in why
+        journal.write([("UPDATE sagas SET owner_pid = ?", (os.getpid(),))])
+        [why] = [s.reason for s in recover(journal, reg).skipped]
+        assert why == f"its process {os.getpid()} is still running; stop it first"
+        assert calls == []
+        journal.write([("UPDATE sagas SET owner_pid = ?", (dead_pid(),))])
+        [done] = recover(journal, reg, force=True).recovered
+    assert done.status is Status.ROLLED_BACK
+
+
+# -- M3: a halt recorded before the crash is honoured ----------------------------------------
+
+
+def _halted_then_crashed(path, at, policy="halt"):
+    """a, b, c (fails); b's undo fails and the policy halts; the process dies at event
+    ``at`` (after the attempt and its ``then=halt`` are written, before ``halted`` is)."""
+    calls: list[str] = []
+    _, undo = _registry(calls, fail=("b",))
+
+    def crash(event):
+        if event.kind == at:
+            raise KeyboardInterrupt  # (the run's writes so far kept: as a crash leaves them)
+
+    saga = Saga([Step(k, lambda s: None, undo.bind(step=k)) for k in "ab"]
+                + [Step("c", lambda s: 1 / 0)])  # fmt: skip
+    with Journal(path) as journal, pytest.raises(KeyboardInterrupt):
+        saga.run({}, journal=journal, run_id="s", policy=policy, on_event=crash)
+    con = sqlite3.connect(path)
+    con.execute("UPDATE sagas SET owner_pid = ?, owner_started = NULL, status = 'rolling_back'",
+                (dead_pid(),))  # fmt: skip
+    con.commit()
+    con.close()
+    return calls
+
+
+@pytest.mark.parametrize("at", ["undo_failed", "rollback_done"])
+def test_a_halt_recorded_before_the_crash_is_honoured_by_recover(tmp_path, at):
+    path = tmp_path / "j.db"
+    calls = _halted_then_crashed(path, at)
+    assert calls == ["b"]
+    reg, _ = _registry(calls)  # b's undo would work now: the person is asked all the same
+    with Journal(path) as journal:
+        last = [(e.kind, e.details.get("then")) for e in journal.events("s")][-1]
+        assert last == ("undo_failed", "halt")  # (recorded; its end not: attack22's instant)
+        [done] = recover(journal, reg).recovered
+        undos = {u.step: (u.state, u.attempts) for u in journal.undos("s")}
+        assert journal.saga("s").status == "halted"
+    assert calls == ["b"]  # b's undo not tried again, a's never run
+    assert done.status is Status.HALTED and done.pending == ("b", "a")
+    assert "the undo of b failed (ConnectionError('refund service declined'))" in done.reason
+    assert undos == {"a": ("pending", 0), "b": ("pending", 1)}
+
+
+def test_a_retry_then_halt_policy_recorded_halt_is_not_a_fourth_attempt(tmp_path):
+    from rollback_lessons import RetryPolicy, UndoPolicy
+
+    policy = UndoPolicy(RetryPolicy(max_attempts=3, initial_delay=0.0), then="halt")
+    path = tmp_path / "j.db"
+    calls = _halted_then_crashed(path, "rollback_done", policy)
+    assert calls == ["b", "b", "b"]
+    reg, _ = _registry(calls)
+    with Journal(path) as journal:
+        [done] = recover(journal, reg).recovered
+    assert calls == ["b", "b", "b"] and done.status is Status.HALTED
+
+
+def test_a_retry_recorded_before_the_crash_is_still_retried(tmp_path):
+    """Only a halt is honoured: an attempt that was to be retried is, by recover."""
+    from rollback_lessons import RetryPolicy, UndoPolicy
+
+    policy = UndoPolicy(RetryPolicy(max_attempts=3, initial_delay=0.0), then="halt")
+    path = tmp_path / "j.db"
+    _halted_then_crashed(path, "undo_failed", policy)  # (the first failure: then=retry)
+    calls: list[str] = []
+    reg, _ = _registry(calls)
+    with Journal(path) as journal:
+        [done] = recover(journal, reg).recovered
+    assert calls == ["b", "a"] and done.status is Status.ROLLED_BACK
+
+
+def test_a_halt_recover_decided_whose_end_it_could_not_write_is_honoured_next_time(tmp_path):
+    """The same instant inside recover: the failed attempt (and its then=halt) written, the
+    status ``halted`` not (a full disk); the next recover, its undo working now, halts."""
+    path = tmp_path / "j.db"
+    calls: list[str] = []
+    _, undo = _registry(calls)
+
+    def crash(event):
+        if event.kind == "undo":
+            raise KeyboardInterrupt
+
+    saga = Saga([Step(k, lambda s: None, undo.bind(step=k)) for k in "ab"]
+                + [Step("c", lambda s: 1 / 0)])  # fmt: skip
+    with Journal(path) as journal:
+        with pytest.raises(KeyboardInterrupt):
+            saga.run({}, journal=journal, run_id="s", policy="halt", on_event=crash)
+        journal.write([("UPDATE sagas SET owner_pid = ?", (dead_pid(),))])
+        real = journal.write
+
+        def write(statements, **kw):
+            if any("ended = " in sql for sql, _ in statements):
+                raise sqlite3.OperationalError("database or disk is full")
+            return real(statements, **kw)
+
+        journal.write = write  # type: ignore[method-assign]
+        failing, _ = _registry(calls, fail=("b",))
+        with pytest.raises(JournalError, match="could not write"):
+            recover(journal, failing)
+        assert journal.saga("s").status == "rolling_back" and calls == ["b"]
+        journal.write = real  # type: ignore[method-assign]
+        working, _ = _registry(calls)
+        [done] = recover(journal, working).recovered
+    assert calls == ["b"] and done.status is Status.HALTED and done.pending == ("b", "a")
