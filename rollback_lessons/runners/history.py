@@ -6,13 +6,15 @@ The record, its events included, is the machine's, as in process."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 
 from ..errors import RollbackLessonsError
 from ..faults import NO_FAULTS, StepFaults
 from ..machine import Machine
 from ..operations import Ask, Finished, Op, RunStep, RunUndo, Wait
-from ..outcome import RunRecord
+from ..outcome import Outcome, RunRecord
 from ..policies import UnsupportedPolicy
 from ..saga import Saga, State
 from . import remote
@@ -44,6 +46,7 @@ class Call:
     attempt: int
     error: ErrorRecord | None = None
     answer: str | None = None
+    cut: bool = False  # a BaseException (Ctrl-C, sys.exit) cut the action short
 
 
 @dataclass
@@ -59,7 +62,12 @@ class Visit:
 class Worker:
     """Does the tasks an engine hands out, with the saga's own callables on ``state`` and
     the run's injected faults; each call is recorded, in order. A person's answers to a halt
-    are given in turn ("leave" when none are left)."""
+    are given in turn ("leave" when none are left).
+
+    A BaseException (Ctrl-C, ``sys.exit``) raised by an action is, as in ``saga.run``, that
+    step's failure for good (cut short: it may have happened, never tried again; an engine
+    that hands its task out again is answered the same, the action not called): the engine
+    rolls back, and the runner re-raises it once the run is over (``interrupt``)."""
 
     run_id: str
     saga: Saga
@@ -67,6 +75,7 @@ class Worker:
     faults: dict[str, StepFaults]
     answers: list[str] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
+    interrupt: BaseException | None = None  # the first action a BaseException cut short
 
     def task(self, call: str, step: str, timeout: float | None = None) -> Call:
         """Do one task; an undo attempt past ``timeout`` seconds failed, as in process."""
@@ -76,7 +85,16 @@ class Worker:
             attempt = 1 + sum(1 for c in self.calls if (c.call, c.step) == (call, step))
             faults = self.faults.get(step, NO_FAULTS)
             if call == "action":
-                error = remote.run_action(self.saga, step, self.state, faults.action)
+                cut = next((c for c in self.calls if c.cut and c.step == step), None)
+                if cut is not None:  # failed for good: an engine's Retry is not an attempt
+                    return cut
+                try:
+                    error = remote.run_action(self.saga, step, self.state, faults.action)
+                except BaseException as exc:  # (an Exception is run_action's: data)
+                    self.interrupt = self.interrupt or exc
+                    made = Call(call, step, attempt, ErrorRecord.of(exc, step), cut=True)
+                    self.calls.append(made)
+                    return made
             else:
                 error = remote.run_undo(
                     self.saga, step, self.state, faults.undo, attempt, self.run_id, timeout
@@ -84,6 +102,44 @@ class Worker:
             made = Call(call, step, attempt, error)
         self.calls.append(made)
         return made
+
+    def in_effect(self) -> str:
+        """What this worker did that is still in effect (its actions that returned, or were
+        cut short, and whose undo did not succeed): for an error that stops the run midway."""
+        undone = {c.step for c in self.calls if c.call == "undo" and c.error is None}
+        done = [c.step for c in self.calls if c.call == "action" and c.error is None]
+        cut = [c.step for c in self.calls if c.call == "action" and c.cut]
+        left = [s for s in dict.fromkeys(done) if s not in undone]
+        doubt = [s for s in cut if s not in undone]
+        said = f"done, not undone: {', '.join(left)}" if left else "nothing done is left in effect"
+        if doubt:
+            said += f"; cut short (it may have happened): {', '.join(doubt)}"
+        return said
+
+    def reraise(self, outcome: Outcome) -> None:
+        """The run is over: the BaseException that cut an action short is raised again, as
+        ``saga.run`` does once what was done is undone; its notes say what the rollback left."""
+        exc = self.interrupt
+        if exc is None:
+            return
+        notes = [f"rollback: undo of {d.step} (dead letter)" for d in outcome.dead_letters]
+        if outcome.pending:
+            notes.append(f"rollback halted; left for a person: {', '.join(outcome.pending)}")
+        if outcome.leaked:
+            notes.append(f"rollback: not undone (no undo covers it): {', '.join(outcome.leaked)}")
+        notes += [f"rollback: {n}" for n in outcome.notes]
+        for note in notes:
+            if note not in getattr(exc, "__notes__", ()):
+                with contextlib.suppress(Exception):  # (one that refuses notes: raised as is)
+                    exc.add_note(note)
+        raise exc
+
+
+def check_state(state: object) -> None:
+    """``state`` as ``saga.run`` takes it (a mutable mapping, or None), refused before an
+    engine starts anything. (``saga.run`` says it inline; one place here for both runners.)"""
+    if state is not None and not isinstance(state, MutableMapping):
+        raise TypeError(f"state must be a mutable mapping, got {type(state).__name__}")
 
 
 class _History:
@@ -149,8 +205,14 @@ def walk(plan: SagaPlan, visits: list[Visit], calls: list[Call]) -> RunRecord:
     while not isinstance(op, Finished):
         if type(op) is RunStep:
             history.enter(do(op.step))
-            error = history.call("action", op.step).error
-            op = m.step_ok() if error is None else m.step_failed(error.to_exception())
+            made = history.call("action", op.step)
+            error = made.error
+            if made.cut:  # cut short: failed for good (the engine's retries answered alike)
+                history.used = history.visit.tries if history.visit is not None else 0
+                assert error is not None
+                op = m.interrupted(error.to_exception())
+            else:
+                op = m.step_ok() if error is None else m.step_failed(error.to_exception())
         elif type(op) is RunUndo:
             history.enter(undo(op.step))
             error = history.call("undo", op.step).error

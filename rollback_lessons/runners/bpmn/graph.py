@@ -370,9 +370,13 @@ class GraphHost:
             return False
         op: Any = m.launch(step)
         while True:
-            error = self.worker.task("action", step).error
+            made = self.worker.task("action", step)
+            error = made.error
             if error is None:
                 op = m.step_done(step)
+                break
+            if made.cut:  # a Ctrl-C: failed for good, never retried (re-raised at the end)
+                op = m.step_cut(step, error.to_exception())
                 break
             op = m.step_error(step, error.to_exception())
             if type(op) is not Wait:

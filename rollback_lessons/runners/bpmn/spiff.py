@@ -19,7 +19,7 @@ from ...outcome import Outcome
 from ...policies import PolicyLike, data_only
 from ...saga import Saga, State, snapshot
 from ...schedule import GraphMachine
-from ..history import Visit, Worker, do, undo, walk
+from ..history import Visit, Worker, check_state, do, undo, walk
 from ..owed import undo_timeouts
 from ..wire import WRITTEN_LIST, SagaPlan, needs_graph, outcome_of, plan_of
 from .graph import GraphHost, run_workflow
@@ -48,10 +48,13 @@ class _Host:
     timeouts: dict[str, float | None] = field(default_factory=dict)
 
     def do(self, step: str) -> tuple[bool, list[str], bool]:
-        error = self.worker.task("action", step).error
+        made = self.worker.task("action", step)
+        error = made.error
         if self.machine.phase == "step" and self.machine.current == step:
             if error is None:
                 self.machine.step_ok()
+            elif made.cut:  # a Ctrl-C: failed for good, rolled back, then re-raised
+                self.machine.interrupted(error.to_exception())
             else:
                 self.machine.step_failed(error.to_exception())
         logged = [n for n in self.worker.saga.names if self.machine.logged(n)]
@@ -80,7 +83,10 @@ def run_explicit(
     before a step starts and when one returns, nothing more starts, what was done is undone,
     the status says ``cancelled``. ``completion`` is refused (``UnsupportedInBPMN``): the form
     runs one step at a time, and a failure ends every branch at once, so it cannot let the
-    steps still running finish, which a timing of one's own needs."""
+    steps still running finish, which a timing of one's own needs. A Ctrl-C or
+    ``sys.exit`` in a step's action fails that step for good, as in ``saga.run``: what was
+    done is undone, then it is raised again (its notes say what the rollback left)."""
+    check_state(state)
     if completion is not None:
         raise UnsupportedInBPMN(
             "the explicit BPMN form runs one step at a time, with no completion: a failure "
@@ -140,7 +146,9 @@ def run_explicit(
     calls = host.worker.calls  # each script task ran its task once: one visit each
     found = [Visit(do(c.step) if c.call == "action" else undo(c.step), 1, c.error is None)
              for c in calls]  # fmt: skip
-    return outcome_of(saga, walk(plan, found, calls), before=before, state=state)
+    outcome = outcome_of(saga, walk(plan, found, calls), before=before, state=state)
+    host.worker.reraise(outcome)  # (a Ctrl-C in an action: once what was done is undone)
+    return outcome
 
 
 def _parsed(saga: Saga, chosen: Any, host: dict[str, Any], graph: bool = False) -> Any:
@@ -183,7 +191,9 @@ def _run_graph(saga: Saga, state: State | None, world: State, before: Any, plan:
     completed = run_workflow(workflow, host)  # False: it waits at an incident, a person's
     if not isinstance(host.op, Finished) or completed != workflow.is_completed():
         raise RuntimeError("the BPMN workflow did not complete")
-    return outcome_of(saga, machine.record(), before=before, state=state)
+    outcome = outcome_of(saga, machine.record(), before=before, state=state)
+    host.worker.reraise(outcome)
+    return outcome
 
 
 class BpmnRunner:

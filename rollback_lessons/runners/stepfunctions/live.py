@@ -57,6 +57,17 @@ class ExecutionStopped(BaseException):
 STOPPED = "StopExecution stopped the execution"
 
 
+class TimedOut(StepFunctionsError):
+    """The runner's ``timeout`` passed before the execution ended: it is stopped where it
+    was (nothing more runs there, nothing is undone); the message says what is left in
+    effect, so that nothing done is lost from sight."""
+
+    @classmethod
+    def of(cls, timeout: float | None, worker: Worker) -> TimedOut:
+        return cls(f"the execution did not end within {timeout:g} s: it is stopped, nothing "
+                   f"undone; {worker.in_effect()}")  # fmt: skip
+
+
 def end_state(m: Machine) -> str:
     """The end state a finished run goes to (its Fail state's name says how it ended)."""
     status = m.status()
@@ -121,11 +132,12 @@ class Live:
         asked: Callable[[], bool] | None,
         stop_execution: bool,
         deadline: float,
+        timeout: float | None = None,
     ) -> None:
         self.runner, self.arn, self.plan, self.worker = runner, arn, plan, worker
         self.m = machine
         self.pick, self.asked, self.stop_execution = pick, asked, stop_execution
-        self.deadline = deadline
+        self.deadline, self.timeout = deadline, timeout
         self.inbox: list[dict[str, Any]] = []  # task messages not yet answered
         self.entered = False  # a task message of this execution came: it is in a state
         self.stopped = False
@@ -136,9 +148,8 @@ class Live:
     def _receive(self) -> None:
         """Take in the task messages waiting (this run's), answering at once those for a
         step the machine says may not start."""
-        if time.monotonic() > self.deadline:
-            self.runner.sfn.stop_execution(executionArn=self.arn, error="Timeout")
-            raise StepFunctionsError("the execution did not end in time")
+        if time.monotonic() > self.deadline:  # (the runner stops the execution)
+            raise TimedOut.of(self.timeout, self.worker)
         got = self.runner.receive(1 if self.runner.where == "aws" else 0)
         for body in got:
             if body.get("run") == self.worker.run_id:
@@ -243,6 +254,9 @@ class Live:
             if made.error is None:
                 self._ok(token, {})
                 return m.step_done(step)  # (it hears the cancel first: ``hear``, below)
+            if made.cut:  # a Ctrl-C: failed for good (never retried: answered as stopping);
+                self._fail(token, STOPPING, json.dumps(asdict(made.error)))  # re-raised at
+                return m.step_cut(step, made.error.to_exception())  # the run's end
             self._fail(token, made.error.type, json.dumps(asdict(made.error)))
             op = m.step_error(step, made.error.to_exception())
             if type(op) is not Wait:
@@ -325,4 +339,4 @@ class Live:
             raise StepFunctionsError(f"the saga machine answered {op!r}")  # pragma: no cover
 
 
-__all__ = ["WHAT_NEXT", "ExecutionStopped", "Live", "end_state"]
+__all__ = ["WHAT_NEXT", "ExecutionStopped", "Live", "TimedOut", "end_state"]

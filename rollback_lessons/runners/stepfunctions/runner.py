@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -22,17 +23,17 @@ from ...errors import InvalidPipelineError
 from ...faults import InjectionLike, normalize_injection
 from ...operations import ANSWERS
 from ...outcome import Outcome, Table
-from ...policies import PolicyLike, data_only
+from ...policies import PolicyLike, check_seconds, data_only
 from ...saga import Saga, State, snapshot
 from ...schedule import GraphMachine
 from .. import free_port
-from ..history import Call, HistoryDiverged, Worker, walk
+from ..history import Call, HistoryDiverged, Worker, check_state, walk
 from ..names import execution_name
 from ..wire import WRITTEN_LIST, SagaPlan, needs_graph, outcome_of, plan_of
 from .asl import ENGINE, StepFunctionsError, plan_asl
 from .asl_graph import graph_asl
 from .history import answered, history_table, visits
-from .live import Idle, Live
+from .live import Idle, Live, TimedOut
 
 REGION = "us-east-1"
 ROLE_ARN = "arn:aws:iam::123456789012:role/rollback-lessons"  # moto accepts any role
@@ -115,6 +116,9 @@ class StepFunctionsRunner:
         except Exception as exc:
             stack.close()
             raise StepFunctionsError(f"could not reach Step Functions ({where}): {exc}") from None
+        except BaseException:  # a Ctrl-C while the clients are made: moto's mock ends too
+            stack.close()
+            raise
 
     def machine(self, asl: dict[str, Any]) -> str:
         """The ARN of a state machine with this definition (created once)."""
@@ -135,7 +139,7 @@ class StepFunctionsRunner:
         policy: PolicyLike | None = None,
         register: str | None = None,
         answers: Sequence[str] = (),
-        timeout: float = 120.0,
+        timeout: float | None = None,
         asl: dict[str, Any] | None = None,
         undo_order: str = "reverse",
         completion: Sequence[str] | None = None,
@@ -156,7 +160,17 @@ class StepFunctionsRunner:
         (an Event, or a function answering True) cancels the run as ``saga.run(...,
         cancel=...)`` does: compensated, ``cancelled``. With ``stop_execution=True`` the
         cancel is Step Functions' own ``StopExecution`` instead: the execution is
-        ``ABORTED`` and nothing is undone."""
+        ``ABORTED`` and nothing is undone.
+
+        A Ctrl-C or ``sys.exit`` in a step's action fails that step for good, as in
+        ``saga.run``: the execution undoes what was done, then it is raised again. One
+        anywhere else (the worker waiting, a request), an error, or ``timeout`` (seconds;
+        None, the default: the execution is served to its end, however long its retries
+        wait) stops the execution where it is: nothing more runs there, nothing is undone,
+        and the error says which steps are done and not undone."""
+        check_state(state)
+        if timeout is not None:
+            check_seconds(timeout, "timeout")
         faults = normalize_injection(inject, saga.names)
         for said in answers:
             if said not in ANSWERS:
@@ -191,15 +205,53 @@ class StepFunctionsRunner:
             name=execution_name(saga.name, suffix),
             input=json.dumps({"run": run_id, "queue_url": self.queue_url}),
         )["executionArn"]
-        status = self._serve(arn, plan, worker, timeout)
+        with self._stopped_if_cut(arn, worker):
+            status = self._serve(arn, plan, worker, timeout)
         history = self._history(arn)
         record = walk(plan, visits(history, plan), worker.calls)
         outcome = outcome_of(saga, record, before=before, state=state)
+        worker.reraise(outcome)  # (a Ctrl-C in an action: once what was done is undone)
         return Execution(outcome, asl, history, status, worker.calls)
+
+    @contextlib.contextmanager
+    def _stopped_if_cut(self, arn: str, worker: Worker) -> Iterator[None]:
+        """Serving the execution: whatever raises here (a Ctrl-C while the worker waits, a
+        request that fails, the timeout) stops the execution where it is (it would wait for
+        a worker for ever), and the error says what is left in effect: nothing is undone."""
+        try:
+            yield
+        except BaseException as exc:
+            how = "could not be stopped (it may still run)"
+            with contextlib.suppress(Exception):
+                why = "Timeout" if isinstance(exc, TimedOut) else "Stopped"
+                how = self._stop(arn, why, f"the runner stopped: {type(exc).__name__}")
+            note = f"Step Functions: the execution {how}; {worker.in_effect()}"
+            if isinstance(exc, TimedOut):  # (its message says what is in effect)
+                note = "" if how == "was stopped" else f"Step Functions: the execution {how}"
+            if note and note not in getattr(exc, "__notes__", ()):
+                with contextlib.suppress(Exception):  # (an error that refuses notes)
+                    exc.add_note(note)
+            raise
+
+    def _stop(self, arn: str, error: str, cause: str) -> str:
+        """Stop the execution if it runs: how it is now ("was stopped", "was over"). moto
+        (5.2.5) leaves one stopped between two states RUNNING for ever, though a second stop
+        ends it: it is stopped again while it still says RUNNING (AWS's first stop is final),
+        for a second at most."""
+        if self.sfn.describe_execution(executionArn=arn)["status"] != "RUNNING":
+            return "was over"
+        idle, deadline = Idle(), time.monotonic() + 1
+        while True:
+            self.sfn.stop_execution(executionArn=arn, error=error, cause=cause)
+            idle.wait()
+            if self.sfn.describe_execution(executionArn=arn)["status"] != "RUNNING":
+                return "was stopped"
+            if time.monotonic() > deadline:
+                return "was told to stop (it still says RUNNING)"
 
     def _live(
         self, saga: Saga, state: State | None, plan: SagaPlan, asl: dict[str, Any],
-        worker: Worker, before: dict[str, Any] | None, suffix: str, timeout: float,
+        worker: Worker, before: dict[str, Any] | None, suffix: str, timeout: float | None,
         pick: Any, asked: Any, stop_execution: bool,
     ) -> Execution:  # fmt: skip
         """An execution of the graph form, served by ``live.Live`` (the machine decides)."""
@@ -214,20 +266,21 @@ class StepFunctionsRunner:
             name=execution_name(saga.name, suffix),
             input=json.dumps({"run": plan.run_id, "queue_url": self.queue_url}),
         )["executionArn"]
-        deadline = time.monotonic() + timeout
+        deadline = _deadline(timeout)
         served = Live(self, arn, plan, worker, machine, pick=pick, asked=asked,
-                      stop_execution=stop_execution, deadline=deadline)  # fmt: skip
-        served.run()
-        if served.stopped:  # moto 5.2.5 may never end an execution stopped mid-transition
-            deadline = min(deadline, time.monotonic() + 5)
-        finishing = Idle()  # each ask a request: 2 ms, then longer
-        while (status := self.sfn.describe_execution(executionArn=arn)["status"]) == "RUNNING":
-            if served.stopped and time.monotonic() > deadline:
-                break  # stopped as far as this runner goes: the status moto reports
-            if time.monotonic() > served.deadline:
-                self.sfn.stop_execution(executionArn=arn, error="Timeout")
-                raise StepFunctionsError(f"the execution did not end within {timeout:g} s")
-            finishing.wait()
+                      stop_execution=stop_execution, deadline=deadline,
+                      timeout=timeout)  # fmt: skip
+        with self._stopped_if_cut(arn, worker):
+            served.run()
+            if served.stopped:  # moto 5.2.5 may never end an execution stopped mid-transition
+                deadline = min(deadline, time.monotonic() + 5)
+            finishing = Idle()  # each ask a request: 2 ms, then longer
+            while (status := self.sfn.describe_execution(executionArn=arn)["status"]) == "RUNNING":
+                if served.stopped and time.monotonic() > deadline:
+                    break  # stopped as far as this runner goes: the status moto reports
+                if time.monotonic() > served.deadline:
+                    raise TimedOut.of(timeout, worker)
+                finishing.wait()
         record = machine.record()
         outcome = outcome_of(saga, record, before=before, state=state)
         try:
@@ -239,29 +292,31 @@ class StepFunctionsRunner:
         if history and not served.stopped:  # the engine ran what the machine said, or it is
             # an error: the same tasks (branches record theirs in any order), the undos in
             # the machine's order
-            done = [(c.call, c.step) for c in worker.calls]
+            # (an action a Ctrl-C cut short is answered SagaStopping, as one never started)
+            done = [(c.call, c.step) for c in worker.calls if not c.cut]
             seen = answered(history, plan)
             undos = [c for c in done if c[0] != "action"]
             if sorted(seen) != sorted(done) or [c for c in seen if c[0] != "action"] != undos:
                 raise HistoryDiverged(
                     f"the execution took the answers of {seen}, the worker gave {done}"
                 )
+        worker.reraise(outcome)  # (a Ctrl-C in an action: once what was done is undone)
         return Execution(outcome, asl, history, str(status), worker.calls)
 
     def run(self, saga: Saga, state: State | None = None, **options: Any) -> Outcome:
         """Run ``saga`` on Step Functions and return its Outcome (like ``saga.run``)."""
         return self.execute(saga, state, **options).outcome
 
-    def _serve(self, arn: str, plan: SagaPlan, worker: Worker, timeout: float) -> str:
-        """Be the worker until the execution ends: each SQS message is one task to do. The
-        execution's status is asked only when no task came (one that came says it runs)."""
-        deadline = time.monotonic() + timeout
+    def _serve(self, arn: str, plan: SagaPlan, worker: Worker, timeout: float | None) -> str:
+        """Be the worker until the execution ends (or ``timeout`` seconds passed): each SQS
+        message is one task to do. The execution's status is asked only when no task came
+        (one that came says it runs)."""
+        deadline = _deadline(timeout)
         wait = 1 if self.where == "aws" else 0
         idle = Idle()
         while True:
             if time.monotonic() > deadline:
-                self.sfn.stop_execution(executionArn=arn, error="Timeout")
-                raise StepFunctionsError(f"the execution did not end within {timeout:g} s")
+                raise TimedOut.of(timeout, worker)
             messages = self.receive(wait)
             for body in messages:
                 if body.get("run") != worker.run_id:
@@ -321,6 +376,11 @@ class StepFunctionsRunner:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _deadline(timeout: float | None) -> float:
+    """A run's deadline on the monotonic clock (none: infinite)."""
+    return math.inf if timeout is None else time.monotonic() + timeout
 
 
 @contextlib.contextmanager

@@ -1,0 +1,201 @@
+"""Step Functions and BPMN under an interrupt, a timeout and bad input (issue 25, attack22
+M5, M6, L3, L4): a Ctrl-C or ``sys.exit`` in a step's action is that step's failure for
+good, undone then re-raised, as ``saga.run`` does; one while the runner serves stops the
+execution, and so does the timeout, each naming what is left in effect; bad input is
+refused before anything starts; an interrupted ``start()`` leaves no moto mock on."""
+
+import math
+import time
+
+import pytest
+
+from rollback_lessons import RetryPolicy, Saga, Step
+from rollback_lessons.errors import InvalidPipelineError
+from rollback_lessons.runners.bpmn import run_explicit
+from rollback_lessons.runners.stepfunctions import StepFunctionsError, StepFunctionsRunner
+
+
+@pytest.fixture(scope="module")
+def runner():
+    with StepFunctionsRunner.start() as runner:
+        yield runner
+
+
+def _abc(world, cut=None, slow=None, retried=False):
+    """a, b, c, each appending to ``world``; ``cut``: b raises it; ``slow``: b sleeps."""
+
+    def act(name):
+        def action(state):
+            world.append(f"do {name}")
+            if name == "b" and slow is not None:
+                time.sleep(slow)
+            if name == "b" and cut is not None:
+                raise cut()
+
+        return action
+
+    def undo(name):
+        return lambda state: world.append(f"undo {name}")
+
+    retry = RetryPolicy(max_attempts=2, initial_delay=1) if retried else None
+    steps = [Step(n, act(n), undo(n), retry=retry if n == "b" else None) for n in "abc"]
+    return Saga(steps, name="kx")
+
+
+def _exit():
+    return SystemExit(3)
+
+
+ENGINES = {
+    "bpmn list": lambda runner, saga: run_explicit(saga, {}),
+    "bpmn graph": lambda runner, saga: run_explicit(saga, {}, undo_order="reverse_start"),
+    "sf list": lambda runner, saga: runner.run(saga, {}, timeout=30),
+    "sf graph": lambda runner, saga: runner.run(saga, {}, undo_order="reverse_start", timeout=30),
+}
+
+
+def _raised(run):
+    try:
+        run()
+    except BaseException as exc:  # (the point: what is raised, and its notes)
+        return exc
+    raise AssertionError("nothing was raised")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("cut", [KeyboardInterrupt, _exit], ids=["ctrl-c", "sys.exit"])
+def test_a_ctrl_c_or_exit_in_an_action_is_undone_then_raised_as_in_process(runner, engine, cut):
+    local, remote = [], []
+    expected = _raised(lambda: _abc(local, cut).run({}))
+    got = _raised(lambda: ENGINES[engine](runner, _abc(remote, cut)))
+    assert type(got) is type(expected)
+    assert remote == local == ["do a", "do b", "undo a"]  # a undone, b cut short: leaked
+    assert got.__notes__ == expected.__notes__ == ["rollback: not undone (no undo covers it): b"]
+    if engine.startswith("sf"):  # the execution ended (the undos ran there)
+        status = runner.sfn.describe_execution(executionArn=_execution(runner, remote))
+        assert status["status"] == "FAILED"
+
+
+@pytest.mark.parametrize("engine", ["sf list", "sf graph"])
+def test_a_ctrl_c_in_a_retried_action_is_never_tried_again(runner, engine):
+    local, remote = [], []
+    expected = _raised(lambda: _abc(local, KeyboardInterrupt, retried=True).run({}))
+    got = _raised(lambda: ENGINES[engine](runner, _abc(remote, KeyboardInterrupt, retried=True)))
+    assert type(got) is type(expected) is KeyboardInterrupt
+    assert remote == local == ["do a", "do b", "undo a"]
+
+
+STOPPED = ("was stopped", "was told to stop (it still says RUNNING)")
+"""How the runner finds the execution once it stopped it (moto 5.2.5 does not always end an
+execution stopped between two states; AWS's stop is final)."""
+
+
+def _execution(runner, world):
+    """The newest execution of the runner's state machines (the run just made)."""
+    listed = [runner.sfn.list_executions(stateMachineArn=arn) for arn in runner._machines.values()]
+    executions = [e for page in listed for e in page["executions"]]
+    return max(executions, key=lambda e: e["startDate"])["executionArn"]
+
+
+@pytest.fixture
+def stops(runner, monkeypatch):
+    """The executions the runner asks to stop (moto 5.2.5 cannot stop a graph form's
+    execution between two states: it still says RUNNING; AWS's stop is final)."""
+    asked = []
+    stop = runner.sfn.stop_execution
+
+    def stopping(**kwargs):
+        asked.append(kwargs["executionArn"])
+        return stop(**kwargs)
+
+    monkeypatch.setattr(runner.sfn, "stop_execution", stopping)
+    return asked
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["list", "graph"])
+def test_a_ctrl_c_while_the_worker_waits_stops_the_execution_and_says_what_is_in_effect(
+    runner, graph, monkeypatch, stops
+):
+    world = []
+    receive = runner.receive
+
+    def interrupted(wait=0):
+        if "do b" in world:  # b done, its answer sent: the worker waits for c's task
+            raise KeyboardInterrupt
+        return receive(wait)
+
+    monkeypatch.setattr(runner, "receive", interrupted)
+    options = {"undo_order": "reverse_start"} if graph else {}
+    got = _raised(lambda: runner.run(_abc(world), {}, timeout=30, **options))
+    monkeypatch.setattr(runner, "receive", receive)
+    assert type(got) is KeyboardInterrupt
+    assert world == ["do a", "do b"]
+    assert set(stops) == {_execution(runner, world)}  # never left waiting for a worker
+    assert got.__notes__ in (
+        [f"Step Functions: the execution {how}; done, not undone: a, b"] for how in STOPPED
+    )
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["list", "graph"])
+def test_the_timeout_stops_the_execution_and_names_what_is_in_effect(runner, graph, stops):
+    world = []
+    options = {"undo_order": "reverse_start"} if graph else {}
+    with pytest.raises(StepFunctionsError) as raised:  # (b ends once the time is out)
+        runner.run(_abc(world, slow=1.1), {}, timeout=1, **options)
+    assert world == ["do a", "do b"]
+    assert str(raised.value) == (
+        "the execution did not end within 1 s: it is stopped, nothing undone; done, not "
+        "undone: a, b"
+    )
+    assert set(stops) == {_execution(runner, world)}
+    told = ["Step Functions: the execution was told to stop (it still says RUNNING)"]
+    assert getattr(raised.value, "__notes__", []) in ([], told)
+
+
+@pytest.mark.parametrize(
+    "options, error, said",
+    [
+        ({"timeout": "5"}, InvalidPipelineError, "timeout must be a finite number of seconds"),
+        ({"timeout": -1}, InvalidPipelineError, "timeout must be a finite number of seconds"),
+        ({"timeout": math.nan}, InvalidPipelineError, "timeout must be a finite number"),
+        ({"state": [1, 2]}, TypeError, "state must be a mutable mapping, got list"),
+    ],
+)
+def test_bad_input_is_refused_with_saga_runs_words_before_an_execution_starts(
+    runner, options, error, said
+):
+    world = []
+    state = options.pop("state", {})
+    executions = sum(len(runner.sfn.list_executions(stateMachineArn=arn)["executions"])
+                     for arn in runner._machines.values())  # fmt: skip
+    with pytest.raises(error, match=said):
+        runner.run(_abc(world), state, **options)
+    assert world == []
+    assert executions == sum(len(runner.sfn.list_executions(stateMachineArn=arn)["executions"])
+                             for arn in runner._machines.values())  # fmt: skip
+    with pytest.raises(TypeError, match="state must be a mutable mapping, got list"):
+        run_explicit(_abc(world), [1, 2])  # type: ignore[arg-type]
+    assert world == []
+    with pytest.raises(TypeError, match="state must be a mutable mapping, got list"):
+        _abc(world).run([1, 2])  # type: ignore[arg-type]  (the words are saga.run's)
+
+
+def test_an_interrupted_start_leaves_no_moto_mock_on(monkeypatch):
+    import boto3
+    from moto.core.models import MockAWS
+
+    made = []
+
+    def client(*args, **kwargs):
+        made.append(args)
+        if len(made) == 2:  # as the second client (sqs) is made: a Ctrl-C
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    real = boto3.client
+    mocks = MockAWS._nested_count  # (the module's runner may hold one)
+    monkeypatch.setattr(boto3, "client", client)
+    kept = _raised(StepFunctionsRunner.start)  # kept, as a notebook keeps its last error
+    assert type(kept) is KeyboardInterrupt
+    assert len(made) == 2
+    assert MockAWS._nested_count == mocks  # its mock ended: the user's boto3 calls go out
