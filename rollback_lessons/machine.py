@@ -32,6 +32,7 @@ from typing import Any, Final
 from .errors import (
     DuplicateStepError,
     RollbackLessonsError,
+    StepStillRunning,
     TakenOver,
     UnknownStepError,
 )
@@ -286,8 +287,8 @@ class Machine:
     def _admit(self, what: str, name: str) -> None:
         if self.phase is not _FORWARD:
             self._expect(what)
-            if not self.open:
-                raise MachineError(f"{what}({name!r}) while step {self.current!r} still runs")
+            if not self.open:  # (a with-block's own code: two ``rb.do`` at once)
+                raise StepStillRunning.refusing(name, self.current)
             self._close_open()
         if not isinstance(name, str) or not name:
             raise TypeError(f"a step name must be a non-empty str, got {name!r}")

@@ -1,0 +1,139 @@
+"""attack22's engine findings (issue 25: H1, M2, L1, M1), each a test that failed on the code
+before its fix."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from rollback_lessons import AsyncRollback, Rollback, Status, StepStillRunning
+from rollback_lessons.durable.journal import Journal
+from rollback_lessons.durable.recovery import recover
+from rollback_lessons.durable.registry import Registry, compensation
+
+# -- H1: two steps of one with-block at once ----------------------------------------------
+
+
+def _booking(world: list[str], journal: bool):
+    """A registry with one compensation that records what it undoes (journal) or None."""
+    registry = Registry()
+
+    @compensation("h1_cancel", registry)
+    def cancel(k: str, idempotency_key: str | None = None) -> None:
+        world.append(f"undo {k}")
+
+    if journal:
+        return registry, lambda k: cancel.bind(k=k)
+    return registry, lambda k: lambda: world.append(f"undo {k}")
+
+
+@pytest.mark.parametrize("journal", [False, True], ids=["memory", "journal"])
+def test_gathered_steps_refused_and_the_running_one_awaited_then_undone(journal, tmp_path):
+    """``asyncio.gather(rb.do(car), rb.do(flight))``: flight was refused with a raw
+    MachineError, the block rolled back at once without car, car's effect landed after an
+    outcome (and a journal) saying rolled_back. Now flight is refused before its action,
+    one typed line, and the block waits for car, then undoes it with the rest."""
+    world: list[str] = []
+    registry, undo = _booking(world, journal)
+    j = Journal(tmp_path / "j.db") if journal else None
+
+    def act(k: str, turns: int):
+        async def action() -> str:
+            world.append(f"start {k}")
+            for _ in range(turns):  # (a few turns of the loop: car still runs meanwhile)
+                await asyncio.sleep(0)
+            world.append(f"do {k}")
+            return k
+
+        return action
+
+    rb = AsyncRollback(journal=j, run_id="r1" if j else None)
+
+    async def main() -> None:
+        async with rb:
+            await rb.do("room", act("room", 0), undo("room"))
+            await asyncio.gather(rb.do("car", act("car", 5), undo("car")),
+                                 rb.do("flight", act("flight", 0), undo("flight")))  # fmt: skip
+
+    with pytest.raises(StepStillRunning, match="one step at a time") as raised:
+        asyncio.run(main())
+    assert "'flight' began while step 'car' still runs" in str(raised.value)
+    assert world == ["start room", "do room", "start car", "do car", "undo car", "undo room"]
+    outcome = rb.outcome
+    assert outcome.status is Status.ROLLED_BACK and outcome.compensated == ("car", "room")
+    if j is not None:
+        assert [(s.id, s.status) for s in j.sagas()] == [("r1", "rolled_back")]
+        assert {(u.step, u.state) for u in j.undos("r1")} == {("room", "done"), ("car", "done")}
+        assert not recover(j, registry).recovered
+        j.close()
+
+
+def test_a_step_left_running_by_the_block_is_awaited_before_the_commit():
+    """A step started as a task the block never awaited: the block committed while it ran
+    (its effect after a commit that did not count it). Now the block ends once it returns."""
+    world: list[str] = []
+
+    async def car() -> None:
+        for _ in range(3):
+            await asyncio.sleep(0)
+        world.append("do car")
+
+    rb = AsyncRollback()
+
+    async def main() -> None:
+        async with rb:
+            asyncio.get_running_loop().create_task(rb.do("car", car, lambda: None))
+            await asyncio.sleep(0)  # (car begins)
+        world.append("block ended")
+
+    asyncio.run(main())
+    assert world == ["do car", "block ended"]
+    assert rb.outcome.status is Status.COMMITTED and rb.outcome.completed == ("car",)
+
+
+@pytest.mark.parametrize(
+    "how", ["recorded", "watched", "journal"], ids=["recorded", "watched", "journal"]
+)
+def test_a_step_from_another_thread_is_refused_and_the_running_one_awaited(how, tmp_path):
+    """``Rollback.do`` from two threads: the second was refused with a raw MachineError (or,
+    on the recorded path, could run unseen), and the block rolled back without waiting for
+    the first, whose effect landed after ``rolled_back``. Now: refused, one typed line,
+    before its action; the block waits for the running step and undoes it."""
+    world: list[str] = []
+    _, undo = _booking(world, how == "journal")
+    j = Journal(tmp_path / "j.db") if how == "journal" else None
+    started, go = threading.Event(), threading.Event()
+
+    def car() -> str:
+        world.append("start car")
+        started.set()
+        go.wait(30)
+        world.append("do car")
+        return "car"
+
+    rb = Rollback(
+        journal=j, run_id="r1" if j else None,
+        on_event=(lambda e: None) if how == "watched" else None,
+    )  # fmt: skip
+    worker = threading.Thread(target=lambda: rb.do("car", car, undo("car")))
+    refused: list[BaseException] = []
+    with pytest.raises(LookupError):
+        with rb:
+            rb.do("room", lambda: world.append("do room"), undo("room"))
+            worker.start()
+            assert started.wait(30)
+            try:
+                rb.do("flight", lambda: world.append("do flight"), undo("flight"))
+            except StepStillRunning as exc:
+                refused.append(exc)
+            threading.Timer(0.05, go.set).start()  # (car returns, now or while the block waits)
+            raise LookupError("charge refused")
+    worker.join(30)
+    assert len(refused) == 1 and "one step at a time" in str(refused[0])
+    assert world == ["do room", "start car", "do car", "undo car", "undo room"]
+    assert rb.outcome.status is Status.ROLLED_BACK and rb.outcome.compensated == ("car", "room")
+    if j is not None:
+        assert {(u.step, u.state) for u in j.undos("r1")} == {("room", "done"), ("car", "done")}
+        j.close()
