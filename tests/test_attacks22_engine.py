@@ -4,9 +4,13 @@ before its fix."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 
 import pytest
+from conftest import examples
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rollback_lessons import AsyncRollback, Rollback, Status, StepStillRunning
 from rollback_lessons.durable.journal import Journal
@@ -137,3 +141,71 @@ def test_a_step_from_another_thread_is_refused_and_the_running_one_awaited(how, 
     if j is not None:
         assert {(u.step, u.state) for u in j.undos("r1")} == {("room", "done"), ("car", "done")}
         j.close()
+
+
+# -- M2: a bound undo's arguments are copied when bound ------------------------------------
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=2), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+def _mutate(value: object) -> None:
+    """Change every list and dict inside ``value`` in place (a step filling what it bound)."""
+    if isinstance(value, list):
+        for item in value:
+            _mutate(item)
+        value.append("added later")
+    elif isinstance(value, dict):
+        for item in value.values():
+            _mutate(item)
+        value["added later"] = 1
+
+
+@settings(max_examples=examples(30), deadline=None)
+@given(args=st.dictionaries(st.sampled_from(["ids", "rows", "key"]), _json, max_size=3))
+def test_a_bound_undo_runs_with_its_arguments_as_bound_as_recover_would(args):
+    """The undo ran in process with the caller's list as it was at rollback time, while the
+    journal wrote it as bound (register="before") and recover called it so: rows filled
+    after ``bind`` were deleted in every test and left after every crash. Now the arguments
+    are the copy JSON gives back at ``bind``: what runs in process is what recover reads."""
+    registry, seen = Registry(), []
+
+    @compensation("m2_delete", registry)
+    def delete(**kw: object) -> None:
+        seen.append(kw)
+
+    as_bound = json.loads(json.dumps(args))
+    bound = delete.bind(**args)
+    _mutate(args)
+    bound()
+    assert seen == [as_bound] and json.loads(bound.to_json())["args"] == as_bound
+
+
+def test_rows_recorded_after_bind_are_not_seen_in_process_either(tmp_path):
+    """attack22's M2 case: ``rb.do("rows", add_rows, delete_rows.bind(ids=created),
+    register="before")`` with ``add_rows`` filling ``created``: in process the undo deleted
+    [1, 2, 3], recover (from the journal) nothing. Now both delete what was bound, [], so
+    the mistake shows in the first test (bind after the step, or register after it)."""
+    registry, deleted = Registry(), []
+
+    @compensation("m2_delete_rows", registry)
+    def delete_rows(ids: list[int], idempotency_key: str | None = None) -> None:
+        deleted.append(list(ids))
+
+    created: list[int] = []
+    j = Journal(tmp_path / "j.db")
+    with pytest.raises(RuntimeError), Rollback(journal=j, run_id="r1") as rb:
+        rb.do(
+            "rows",
+            lambda: created.extend([1, 2, 3]),
+            delete_rows.bind(ids=created),
+            register="before",
+        )
+        raise RuntimeError("the next step failed")
+    assert deleted == [[]] and [u.args for u in j.undos("r1")] == [{"ids": []}]
+    j.close()
