@@ -12,7 +12,7 @@ from conftest import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rollback_lessons import AsyncRollback, Rollback, Status, StepStillRunning
+from rollback_lessons import AsyncRollback, Rollback, Saga, Status, Step, StepStillRunning
 from rollback_lessons.durable.journal import Journal
 from rollback_lessons.durable.recovery import recover
 from rollback_lessons.durable.registry import Registry, compensation
@@ -208,4 +208,40 @@ def test_rows_recorded_after_bind_are_not_seen_in_process_either(tmp_path):
         )
         raise RuntimeError("the next step failed")
     assert deleted == [[]] and [u.args for u in j.undos("r1")] == [{"ids": []}]
+    j.close()
+
+
+# -- L1: bad arguments refused before the journal's row ------------------------------------
+
+
+@pytest.mark.parametrize("driver", ["run", "arun"])
+@pytest.mark.parametrize(
+    "bad", [{"cancel": 123}, {"cancel": "yes"}, {"completion": 5}, {"completion": iter("ab")}],
+    ids=["cancel=123", "cancel=str", "completion=5", "completion=iter"],
+)  # fmt: skip
+def test_bad_arguments_are_refused_before_the_journal_takes_the_run_id(driver, bad, tmp_path):
+    """``cancel=123`` was refused only after the saga's row was written (running, owned by
+    this live process: the run id taken, the corrected call refused "ids must be unique");
+    ``completion=5`` raised a raw "'int' object is not iterable". Now each is one typed
+    line before anything is written, and the corrected call runs."""
+    if driver == "arun" and "completion" in bad:
+        pytest.skip("arun takes no completion")
+    registry, calls = Registry(), []
+
+    @compensation("l1_undo", registry)
+    def undo(k: str, idempotency_key: str | None = None) -> None:
+        calls.append(f"undo {k}")
+
+    saga = Saga([Step(n, lambda s, n=n: calls.append(f"do {n}"), undo.bind(k=n)) for n in "ab"])
+    j = Journal(tmp_path / "j.db")
+
+    def go(**kw: object) -> object:
+        if driver == "run":
+            return saga.run({}, journal=j, run_id="r1", **kw)
+        return asyncio.run(saga.arun({}, journal=j, run_id="r1", **kw))
+
+    with pytest.raises(TypeError, match=r"^(cancel must be an Event|completion must be a list)"):
+        go(**bad)
+    assert j.sagas() == [] and calls == []
+    assert go().status is Status.COMMITTED and calls == ["do a", "do b"]
     j.close()
