@@ -388,7 +388,7 @@ class Machine:
         self._doubted(spec, error, cut)  # (any attempt's: ``error`` may be a cancel's, a retry's)
         if spec.name in self.effected:
             details["after_effect"] = True
-            if not (spec.has_undo and spec.register == "before"):
+            if not (spec.has_undo and spec.register == "before") and spec.name not in self.leaked:
                 self.leaked = [*self.leaked, spec.name]  # it happened; nothing will undo it
         return details
 
@@ -636,14 +636,24 @@ class Machine:
         self.notes = [*self.notes, f"the undo of {step}: a person no longer waited for: {why}"]
         return self.answer("leave")
 
-    def interrupted(self, exc: BaseException, kept: bool = False) -> Op:
+    def interrupted(self, exc: BaseException, kept: bool = False, still_runs: bool = False) -> Op:
         """A BaseException (Ctrl-C, SystemExit, a cancelled task) cut a call or a wait short.
         In a step, the step failed for good (never retried). Once the run failed, anything
         that raised anywhere (an undo, a wait, an event's observer, the driver's own code)
         ends the rollback: what is not known to be done is pending, truthfully (``kept``: a
-        journal keeps it for ``recover``)."""
+        journal keeps it for ``recover``). ``still_runs``: the step goes on elsewhere (another
+        thread of a with-block, no longer waited for): leaked even with its undo logged
+        before it, which may run before its effect lands."""
         if not self.rolling:
             self._expect("interrupted")
+            if still_runs and self.phase is _STEP and self.spec is not None:
+                name = self.spec.name
+                self.leaked = [*self.leaked, name]
+                self.notes = [
+                    *self.notes,
+                    f"step {name!r} still ran when the block stopped waiting for it "
+                    f"({type(exc).__name__}): its effect may land after any undo; check it by hand",
+                ]
             return self._step_lost(exc, cut=self.phase is _STEP)
         self.kept = self.kept or kept
         if self.interruption is None:

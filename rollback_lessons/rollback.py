@@ -59,6 +59,7 @@ class _Base:
         self._outcome: Outcome | None = None
         self._busy = threading.Lock()  # held while a step runs (attack22 H1: one at a time)
         self._running: Any = None  # the step that holds it (its name; async: and its end)
+        self._left: str | None = None  # the step the block stopped waiting for (a Ctrl-C)
 
     @property
     def outcome(self) -> Outcome | None:
@@ -135,6 +136,13 @@ class Rollback(_Base):
         self._running = (name,)
         try:
             return self._do(name, action, undo, register, retry, undo_timeout)
+        except BaseException as exc:
+            if self._left != name:
+                raise
+            raise StepStillRunning(  # (not the machine's "step_ok() cannot happen now")
+                f"step {name!r} ended after its block did: a Ctrl-C came while the block "
+                "waited for it, and the block's outcome reports it cut short"
+            ) from exc
         finally:
             self._running = None
             busy.release()
@@ -194,6 +202,7 @@ class Rollback(_Base):
             try:  # once it returns (then undone with the rest), never over it (attack22 H1)
                 busy.acquire()
             except BaseException as late:  # a Ctrl-C while waiting: that step is cut short
+                self._left = (self._running or ("",))[0]
                 failed = _cut_running(self._run, late, failed)
             else:
                 busy.release()
@@ -324,11 +333,11 @@ class AsyncRollback(_Base):
 
 def _cut_running(run: Run, late: BaseException, failed: BaseException | None) -> BaseException:
     """A Ctrl-C while the block waited for a step running in another thread: that step is
-    cut short, as one interrupted inside its call is (it may have happened: leaked, or
-    undone if its undo was logged before it); the block fails, and the Ctrl-C is re-raised
-    once the rollback is done."""
+    cut short, and, as it still runs, reported leaked (its undo, if logged before it, runs
+    too: it may land after); the block fails, and the Ctrl-C is re-raised once the
+    rollback is done."""
     m = run.m
     if not m.rolling and m.phase in (Phase.STEP, Phase.STEP_WAIT):
-        m.interrupted(late)
+        m.interrupted(late, still_runs=True)
     run.raise_after = late
     return failed if failed is not None else late

@@ -12,7 +12,14 @@ from conftest import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rollback_lessons import AsyncRollback, Rollback, Saga, Status, Step, StepStillRunning
+from rollback_lessons import (
+    AsyncRollback,
+    Rollback,
+    Saga,
+    Status,
+    Step,
+    StepStillRunning,
+)
 from rollback_lessons.durable.journal import Journal
 from rollback_lessons.durable.recovery import recover
 from rollback_lessons.durable.registry import Registry, compensation
@@ -245,3 +252,59 @@ def test_bad_arguments_are_refused_before_the_journal_takes_the_run_id(driver, b
     assert j.sagas() == [] and calls == []
     assert go().status is Status.COMMITTED and calls == ["do a", "do b"]
     j.close()
+
+
+class _CtrlCWhileWaiting:
+    """``Rollback``'s step lock, with a Ctrl-C landing in the block's wait for it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+    def acquire(self, blocking: bool = True) -> bool:
+        if blocking:
+            raise KeyboardInterrupt
+        return self.lock.acquire(False)
+
+    def release(self) -> None:
+        self.lock.release()
+
+
+@pytest.mark.parametrize("register", ["after", "before"])
+def test_a_ctrl_c_while_the_block_waits_for_a_step_reports_it_leaked(register):
+    """A Ctrl-C while the block waits for a step another thread runs: the block stops
+    waiting, undoes what it can and says the step still ran (leaked, never rolled_back: its
+    effect may land after any undo); the Ctrl-C is re-raised; the step's own ``do``, when it
+    ends, says the block ended first (one typed line, not the machine's error)."""
+    world: list[str] = []
+    started, go = threading.Event(), threading.Event()
+    ended: list[BaseException] = []
+
+    def car() -> str:
+        started.set()
+        go.wait(30)
+        world.append("do car")
+        return "car"
+
+    def work() -> None:
+        try:
+            rb.do("car", car, lambda: world.append("undo car"), register=register)
+        except BaseException as exc:
+            ended.append(exc)
+
+    rb = Rollback()
+    rb._busy = _CtrlCWhileWaiting()  # type: ignore[assignment]
+    worker = threading.Thread(target=work)
+    with pytest.raises(KeyboardInterrupt) as raised:
+        with rb:
+            rb.do("room", lambda: world.append("do room"), lambda: world.append("undo room"))
+            worker.start()
+            assert started.wait(30)
+            raise LookupError("charge refused")
+    go.set()
+    worker.join(30)
+    outcome = rb.outcome
+    assert outcome.status is Status.ROLLBACK_INCOMPLETE and outcome.leaked == ("car",)
+    assert "undo room" in world and world[-1] == "do car"
+    assert any("'car' still ran" in n for n in raised.value.__notes__)
+    assert len(ended) == 1 and isinstance(ended[0], StepStillRunning)
+    assert "ended after its block did" in str(ended[0])
