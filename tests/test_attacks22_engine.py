@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from rollback_lessons import (
     AsyncRollback,
+    RetryPolicy,
     Rollback,
     Saga,
     Status,
@@ -23,6 +24,11 @@ from rollback_lessons import (
 from rollback_lessons.durable.journal import Journal
 from rollback_lessons.durable.recovery import recover
 from rollback_lessons.durable.registry import Registry, compensation
+from rollback_lessons.errors import RemoteError
+from rollback_lessons.policies import matches
+from rollback_lessons.runners.stepfunctions.asl import known_subclasses
+from rollback_lessons.runners.wire import ErrorRecord, RetrySpec
+from rollback_lessons.verdicts import timed_out
 
 # -- H1: two steps of one with-block at once ----------------------------------------------
 
@@ -252,6 +258,63 @@ def test_bad_arguments_are_refused_before_the_journal_takes_the_run_id(driver, b
     assert j.sagas() == [] and calls == []
     assert go().status is Status.COMMITTED and calls == ["do a", "do b"]
     j.close()
+
+
+# -- M1: errors matched by their class, the same on every engine ---------------------------
+
+
+def _library(module: str, name: str, *bases: type) -> type:
+    """A class as a library defines it: its own module, maybe a built-in's name."""
+    return type(name, bases or (Exception,), {"__module__": module, "__qualname__": name})
+
+
+_CLASSES = [
+    ConnectionError, ConnectionResetError, TimeoutError, OSError, ValueError, Exception,
+    _library("requests.exceptions", "ConnectionError", OSError),  # (requests': an OSError)
+    _library("redis.exceptions", "ConnectionError"),
+    _library("redis.exceptions", "TimeoutError"),
+    _library("mylib", "Reset", ConnectionResetError),
+    _library("otherlib", "Reset"),
+]  # fmt: skip
+
+
+@settings(max_examples=examples(80), deadline=None)
+@given(
+    raised=st.sampled_from(_CLASSES),
+    types=st.lists(st.sampled_from(_CLASSES), min_size=1, max_size=3).map(tuple),
+)
+def test_an_error_from_another_engine_matches_a_policy_as_isinstance_does(raised, types):
+    """Step Functions, DBOS, Temporal and BPMN carry an error as data (``ErrorRecord``) and
+    matched a policy's types by bare class name: a library's own ``ConnectionError`` was
+    retried there under ``retry_on=(ConnectionError,)`` and not in process, and a pivot's
+    library ``TimeoutError`` halted there and rolled back in process. Now names are
+    qualified (bare only for Python's own), so matching by name is ``isinstance``, also
+    through a policy carried as data (``RetrySpec``) and Step Functions' ``ErrorEquals``."""
+    error = raised("boom")
+    remote = ErrorRecord.of(error, "a").to_exception()
+    assert matches(remote, types) is isinstance(error, types)
+    carried = RetrySpec.of(RetryPolicy(retry_on=types)).policy().retry_on
+    assert matches(remote, carried) is isinstance(error, types)
+    assert timed_out(remote) is timed_out(error)
+    written = known_subclasses(RetrySpec.of(RetryPolicy(retry_on=types)).retry_on)
+    assert (ErrorRecord.of(error, "a").name in written) is isinstance(error, types)
+
+
+def test_names_written_before_they_were_qualified_read_as_before():
+    """A journal, a workflow history or a policy kept before names were qualified has every
+    name bare: such a lineage with a name that is not Python's own still matches by
+    ``__name__``; a kept bare name that is not Python's own (a stand-in) matches a class of
+    that name, qualified or not; Python's own are the same either way."""
+    requests_error = _library("requests.exceptions", "ConnectionError", OSError)
+    old = RemoteError("ConnectionError", "x", ("ConnectionError", "RequestException", "OSError",
+                                               "Exception", "BaseException"))  # fmt: skip
+    assert matches(old, (requests_error,)) and matches(old, (OSError,))
+    kept = RetrySpec(3, 0.1, 2.0, 10.0, retry_on=["MyError"]).policy().retry_on
+    for lineage in (("MyError", "Exception"), ("app.errors.MyError", "Exception")):
+        assert matches(RemoteError("MyError", "x", lineage), kept)
+    assert not matches(RemoteError("Other", "x", ("app.Other", "Exception")), kept)
+    builtin = RemoteError("ConnectionError", "x", ("ConnectionError", "OSError", "Exception"))
+    assert matches(builtin, (ConnectionError,)) and not matches(builtin, (requests_error,))
 
 
 class _CtrlCWhileWaiting:

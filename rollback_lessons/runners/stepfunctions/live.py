@@ -243,7 +243,7 @@ class Live:
             if made.error is None:
                 self._ok(token, {})
                 return m.step_done(step)  # (it hears the cancel first: ``hear``, below)
-            self._fail(token, made.error.type, json.dumps(asdict(made.error)))
+            self._fail(token, made.error.name, json.dumps(asdict(made.error)))
             op = m.step_error(step, made.error.to_exception())
             if type(op) is not Wait:
                 return op
@@ -309,7 +309,7 @@ class Live:
                         self._ok(token, {})
                         op = self.m.undo_ok()
                         break
-                    self._fail(token, made.error.type, json.dumps(asdict(made.error)))
+                    self._fail(token, made.error.name, json.dumps(asdict(made.error)))
                     op = self.m.undo_failed(made.error.to_exception())
                     if type(op) is Wait:  # the undo state's Retry hands it out again
                         op = self.m.resume()
