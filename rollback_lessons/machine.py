@@ -32,7 +32,6 @@ from typing import Any, Final
 from .errors import (
     DuplicateStepError,
     RollbackLessonsError,
-    StepStillRunning,
     TakenOver,
     UnknownStepError,
 )
@@ -287,8 +286,8 @@ class Machine:
     def _admit(self, what: str, name: str) -> None:
         if self.phase is not _FORWARD:
             self._expect(what)
-            if not self.open:  # (a with-block's own code: two ``rb.do`` at once)
-                raise StepStillRunning.refusing(name, self.current)
+            if not self.open:
+                raise MachineError(f"{what}({name!r}) while step {self.current!r} still runs")
             self._close_open()
         if not isinstance(name, str) or not name:
             raise TypeError(f"a step name must be a non-empty str, got {name!r}")
@@ -371,24 +370,26 @@ class Machine:
         self._emit(EventKind.STEP_RETRY, spec.name, details)
         return Wait(delay)
 
-    def _step_lost(self, error: BaseException, cut: bool = False) -> Op:
+    def _step_lost(self, error: BaseException, cut: bool = False, runs: bool = False) -> Op:
         """The step failed for good (``cut``: cut short inside its call, by a Ctrl-C or a
         crash: its effect may have happened, so it is treated as one that failed after it)."""
         spec = self.spec
         assert spec is not None
-        details = self._lost_effect(spec, error, cut)
+        details = self._lost_effect(spec, error, cut, runs)  # (runs: goes on, unwaited)
         self.phase = _FORWARD
         self._emit(EventKind.STEP_FAILED, spec.name, details)
         return RAISE if self.plan is None else self.fail(error)
 
-    def _lost_effect(self, spec: StepSpec, error: BaseException, cut: bool) -> dict[str, Any]:
+    def _lost_effect(
+        self, spec: StepSpec, error: BaseException, cut: bool, runs: bool = False
+    ) -> dict[str, Any]:
         """What a step failing for good leaves (a list's, or a graph's; its STEP_FAILED details):
         its effect, if it happened and no undo was logged before it, leaked; a pivot in doubt."""
         details: dict[str, Any] = {"error": describe(error)}
         self._doubted(spec, error, cut)  # (any attempt's: ``error`` may be a cancel's, a retry's)
         if spec.name in self.effected:
             details["after_effect"] = True
-            if not (spec.has_undo and spec.register == "before") and spec.name not in self.leaked:
+            if runs or not (spec.has_undo and spec.register == "before"):
                 self.leaked = [*self.leaked, spec.name]  # it happened; nothing will undo it
         return details
 
@@ -641,20 +642,10 @@ class Machine:
         In a step, the step failed for good (never retried). Once the run failed, anything
         that raised anywhere (an undo, a wait, an event's observer, the driver's own code)
         ends the rollback: what is not known to be done is pending, truthfully (``kept``: a
-        journal keeps it for ``recover``). ``still_runs``: the step goes on elsewhere (another
-        thread of a with-block, no longer waited for): leaked even with its undo logged
-        before it, which may run before its effect lands."""
+        journal keeps it for ``recover``; ``still_runs``: the step goes on, unwaited: leaked)."""
         if not self.rolling:
             self._expect("interrupted")
-            if still_runs and self.phase is _STEP and self.spec is not None:
-                name = self.spec.name
-                self.leaked = [*self.leaked, name]
-                self.notes = [
-                    *self.notes,
-                    f"step {name!r} still ran when the block stopped waiting for it "
-                    f"({type(exc).__name__}): its effect may land after any undo; check it by hand",
-                ]
-            return self._step_lost(exc, cut=self.phase is _STEP)
+            return self._step_lost(exc, cut=self.phase is _STEP, runs=still_runs)
         self.kept = self.kept or kept
         if self.interruption is None:
             entry, raised = self.entry, self.raised_at

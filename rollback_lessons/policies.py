@@ -42,12 +42,13 @@ def matches(error: BaseException, types: tuple[type[BaseException], ...]) -> boo
 
 def type_name(kind: type) -> str:
     """An exception class's name as every engine carries it (an error's lineage, a retry
-    policy's types): bare for Python's own (``ConnectionError``), ``module.qualname``
-    otherwise (``requests.exceptions.ConnectionError``), so that two classes of one name
-    are never taken for each other (attack22 M1: retried on one engine, not on another)."""
+    policy's types): bare for Python's own (``ConnectionError``) and this engine's own
+    (``errors``: ``InjectedFault``), ``module.qualname`` otherwise
+    (``requests.exceptions.ConnectionError``), so that two classes of one name are never
+    taken for each other (attack22 M1: retried on one engine, not on another)."""
     module = getattr(kind, "__module__", None)
     name = getattr(kind, "__qualname__", None) or kind.__name__
-    return name if module in (None, "builtins") else f"{module}.{name}"
+    return name if module in (None, "builtins", RemoteError.__module__) else f"{module}.{name}"
 
 
 def builtin_error(name: str) -> bool:

@@ -338,6 +338,11 @@ def _cut_running(run: Run, late: BaseException, failed: BaseException | None) ->
     rollback is done."""
     m = run.m
     if not m.rolling and m.phase in (Phase.STEP, Phase.STEP_WAIT):
+        m.notes = [
+            *m.notes,
+            f"step {m.current!r} still ran when the block stopped waiting for it "
+            f"({type(late).__name__}): its effect may land after any undo; check it by hand",
+        ]
         m.interrupted(late, still_runs=True)
     run.raise_after = late
     return failed if failed is not None else late
