@@ -72,7 +72,11 @@ def check_completion(completion: Sequence[str] | None, names: Sequence[str]) -> 
     in a list."""
     if completion is None:
         return
-    if isinstance(completion, str) or not all(isinstance(s, str) for s in completion):
+    if (
+        isinstance(completion, str)
+        or not isinstance(completion, Sequence)  # (5: one line, not "'int' ... not iterable")
+        or not all(isinstance(s, str) for s in completion)
+    ):
         raise TypeError(f"completion must be a list of step names, got {completion!r}")
     unknown = [s for s in completion if s not in names]
     if unknown:

@@ -35,6 +35,20 @@ class UnsafeOrderError(InvalidPipelineError):
     """An irreversible step comes before a step that can still fail backwards."""
 
 
+class StepStillRunning(RollbackLessonsError, RuntimeError):
+    """A with-block's step began (or its undo was registered) while another of its steps
+    still ran (two ``rb.do`` at once: ``asyncio.gather``, threads). A with-block runs one
+    step at a time; steps that run at once are a ``Parallel`` group (``saga.arun``)."""
+
+    @classmethod
+    def refusing(cls, step: object, running: object) -> StepStillRunning:
+        """The one text, for every driver that refuses it."""
+        return cls(
+            f"step {step!r} began while step {running!r} still runs: a with-block runs one "
+            "step at a time (run steps at once as a Parallel group, with saga.arun)"
+        )
+
+
 class InjectedFault(RollbackLessonsError):
     """Raised in place of (or right after) a step or an undo, on purpose."""
 

@@ -370,24 +370,26 @@ class Machine:
         self._emit(EventKind.STEP_RETRY, spec.name, details)
         return Wait(delay)
 
-    def _step_lost(self, error: BaseException, cut: bool = False) -> Op:
+    def _step_lost(self, error: BaseException, cut: bool = False, runs: bool = False) -> Op:
         """The step failed for good (``cut``: cut short inside its call, by a Ctrl-C or a
         crash: its effect may have happened, so it is treated as one that failed after it)."""
         spec = self.spec
         assert spec is not None
-        details = self._lost_effect(spec, error, cut)
+        details = self._lost_effect(spec, error, cut, runs)  # (runs: goes on, unwaited)
         self.phase = _FORWARD
         self._emit(EventKind.STEP_FAILED, spec.name, details)
         return RAISE if self.plan is None else self.fail(error)
 
-    def _lost_effect(self, spec: StepSpec, error: BaseException, cut: bool) -> dict[str, Any]:
+    def _lost_effect(
+        self, spec: StepSpec, error: BaseException, cut: bool, runs: bool = False
+    ) -> dict[str, Any]:
         """What a step failing for good leaves (a list's, or a graph's; its STEP_FAILED details):
         its effect, if it happened and no undo was logged before it, leaked; a pivot in doubt."""
         details: dict[str, Any] = {"error": describe(error)}
         self._doubted(spec, error, cut)  # (any attempt's: ``error`` may be a cancel's, a retry's)
         if spec.name in self.effected:
             details["after_effect"] = True
-            if not (spec.has_undo and spec.register == "before"):
+            if runs or not (spec.has_undo and spec.register == "before"):
                 self.leaked = [*self.leaked, spec.name]  # it happened; nothing will undo it
         return details
 
@@ -635,15 +637,15 @@ class Machine:
         self.notes = [*self.notes, f"the undo of {step}: a person no longer waited for: {why}"]
         return self.answer("leave")
 
-    def interrupted(self, exc: BaseException, kept: bool = False) -> Op:
+    def interrupted(self, exc: BaseException, kept: bool = False, still_runs: bool = False) -> Op:
         """A BaseException (Ctrl-C, SystemExit, a cancelled task) cut a call or a wait short.
         In a step, the step failed for good (never retried). Once the run failed, anything
         that raised anywhere (an undo, a wait, an event's observer, the driver's own code)
         ends the rollback: what is not known to be done is pending, truthfully (``kept``: a
-        journal keeps it for ``recover``)."""
+        journal keeps it for ``recover``; ``still_runs``: the step goes on, unwaited: leaked)."""
         if not self.rolling:
             self._expect("interrupted")
-            return self._step_lost(exc, cut=self.phase is _STEP)
+            return self._step_lost(exc, cut=self.phase is _STEP, runs=still_runs)
         self.kept = self.kept or kept
         if self.interruption is None:
             entry, raised = self.entry, self.raised_at

@@ -14,7 +14,9 @@ carry a data policy, never code.
 
 from __future__ import annotations
 
+import builtins
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -29,12 +31,45 @@ THEN_CHOICES = ("dead_letter", "halt")
 
 def matches(error: BaseException, types: tuple[type[BaseException], ...]) -> bool:
     """Is ``error`` one of ``types``? An error that happened on another engine is known by
-    the names of its classes (``RemoteError.lineage``), so it matches by name."""
+    the names of its classes (``RemoteError.lineage``, ``type_name``), so it matches by
+    name, as ``isinstance`` would: a library's own ``ConnectionError`` is not Python's."""
     if isinstance(error, types):
         return True
     if isinstance(error, RemoteError):
-        return any(t.__name__ in error.lineage for t in types)
+        return any(named(t, error.lineage) for t in types)
     return False
+
+
+def type_name(kind: type) -> str:
+    """An exception class's name as every engine carries it (an error's lineage, a retry
+    policy's types): bare for Python's own (``ConnectionError``) and this engine's own
+    (``errors``: ``InjectedFault``), ``module.qualname`` otherwise
+    (``requests.exceptions.ConnectionError``), so that two classes of one name are never
+    taken for each other (attack22 M1: retried on one engine, not on another)."""
+    module = getattr(kind, "__module__", None)
+    name = getattr(kind, "__qualname__", None) or kind.__name__
+    return name if module in (None, "builtins", RemoteError.__module__) else f"{module}.{name}"
+
+
+def builtin_error(name: str) -> bool:
+    """Is ``name`` one of Python's own exception classes (bare, as ``type_name`` gives it)?"""
+    found = getattr(builtins, name, None)
+    return isinstance(found, type) and issubclass(found, BaseException)
+
+
+def named(kind: type, lineage: Sequence[str]) -> bool:
+    """Does ``lineage`` (an error's class names, most specific first) name ``kind``? By
+    ``type_name``. Names written before they were qualified (a journal, a workflow history
+    or a policy kept then: every name bare) are read as before, by the bare name: a kept
+    bare name that is not Python's own matches a class of that name; a lineage of bare
+    names with one that is not Python's own (so written then) matches by ``__name__``."""
+    name = type_name(kind)
+    if name in lineage:
+        return True
+    if "." not in name:  # a bare name that is not Python's own: kept before (a stand-in)
+        return not builtin_error(name) and any(n.rpartition(".")[2] == name for n in lineage)
+    old = all("." not in n for n in lineage) and not all(map(builtin_error, lineage))
+    return old and kind.__name__ in lineage
 
 
 def _finite(value: object) -> bool:

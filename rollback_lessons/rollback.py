@@ -11,6 +11,7 @@ notes (``exc.__notes__``) saying so, and ``rb.outcome`` has the details.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Awaitable, Callable, Collection
 from types import TracebackType
 from typing import Any, TypeVar
@@ -20,8 +21,10 @@ from ._recorded import roll_back
 from ._run import FUNCTION, NOT_PLAIN, Run
 from .calls import PLAIN, checked
 from .clock import Clock
+from .errors import StepStillRunning
 from .events import Event, EventSink
 from .faults import InjectionLike
+from .machine import Phase
 from .outcome import DeadLetter, Outcome
 from .policies import PolicyLike, RetryPolicy
 from .ports import UndoJournal
@@ -54,6 +57,9 @@ class _Base:
         )  # fmt: skip
         self._state = _NEW
         self._outcome: Outcome | None = None
+        self._busy = threading.Lock()  # held while a step runs (attack22 H1: one at a time)
+        self._running: Any = None  # the step that holds it (its name; async: and its end)
+        self._left: str | None = None  # the step the block stopped waiting for (a Ctrl-C)
 
     @property
     def outcome(self) -> Outcome | None:
@@ -65,6 +71,8 @@ class _Base:
     def register(self, name: str, undo: Callable[[], Any]) -> None:
         """Log ``undo`` now, for an action the caller runs next (it may fail after its effect)."""
         self._check_open()
+        if self._running is not None:  # (its action runs in the caller's code, next)
+            raise StepStillRunning.refusing(name, self._running[0])
         self._run.register(name, undo)
 
     @property
@@ -122,6 +130,32 @@ class Rollback(_Base):
         failed. A blocking call cannot be pre-empted: it goes on in a helper thread and its
         result is dropped, so prefer a timeout inside the call itself.
         """
+        busy = self._busy
+        if not busy.acquire(False):  # another thread's step runs: refused before anything
+            raise StepStillRunning.refusing(name, (self._running or ("?",))[0])
+        self._running = (name,)
+        try:
+            return self._do(name, action, undo, register, retry, undo_timeout)
+        except BaseException as exc:
+            if self._left != name:
+                raise
+            raise StepStillRunning(  # (not the machine's "step_ok() cannot happen now")
+                f"step {name!r} ended after its block did: a Ctrl-C came while the block "
+                "waited for it, and the block's outcome reports it cut short"
+            ) from exc
+        finally:
+            self._running = None
+            busy.release()
+
+    def _do(
+        self,
+        name: str,
+        action: Callable[[], T],
+        undo: Callable[[], Any] | None,
+        register: Register,
+        retry: RetryPolicy | None,
+        undo_timeout: float | None,
+    ) -> T:
         run = self._run
         history = run.history
         if (  # (``calls.plain``, inline: this is a with-block's every step)
@@ -163,6 +197,17 @@ class Rollback(_Base):
         tb: TracebackType | None,
     ) -> None:
         failed = exc
+        busy = self._busy
+        if not busy.acquire(False):  # a step still runs in another thread: the block ends
+            try:  # once it returns (then undone with the rest), never over it (attack22 H1)
+                busy.acquire()
+            except BaseException as late:  # a Ctrl-C while waiting: that step is cut short
+                self._left = (self._running or ("",))[0]
+                failed = _cut_running(self._run, late, failed)
+            else:
+                busy.release()
+        else:
+            busy.release()
         if failed is None:
             try:  # (inline: a function's entry is where CPython hears a Ctrl-C)
                 failed = self._commit()
@@ -211,11 +256,22 @@ class AsyncRollback(_Base):
         retry: RetryPolicy | None = None,
         undo_timeout: float | None = None,
     ) -> T:
-        """Await ``action()`` and log ``undo``; an undo past ``undo_timeout`` is cancelled."""
+        """Await ``action()`` and log ``undo``; an undo past ``undo_timeout`` is cancelled.
+        One step at a time: a ``do`` while another runs (``asyncio.gather``) is refused."""
         self._check_open()
-        return await self._run.astep(  # type: ignore[no-any-return]
-            name, action, undo, register, retry, undo_timeout
-        )
+        if self._running is not None:  # refused before anything (attack22 H1)
+            raise StepStillRunning.refusing(name, self._running[0])
+        import asyncio
+
+        ended = asyncio.Event()
+        self._running = (name, ended)
+        try:
+            return await self._run.astep(  # type: ignore[no-any-return]
+                name, action, undo, register, retry, undo_timeout
+            )
+        finally:
+            self._running = None
+            ended.set()
 
     async def __aexit__(
         self,
@@ -224,6 +280,19 @@ class AsyncRollback(_Base):
         tb: TracebackType | None,
     ) -> None:
         failed = exc
+        cancelled_again = False
+        if self._running is not None:  # a step still runs in another task (a gather): the
+            import asyncio  # block ends once it returns, never over it (attack22 H1)
+
+            ended = self._running[1]
+            while not ended.is_set():
+                try:
+                    await ended.wait()
+                except asyncio.CancelledError as cancel:  # waited for still, as undos are
+                    if failed is None:
+                        failed = cancel  # (then the block fails there: cancelled)
+                    elif cancel is not failed:
+                        cancelled_again = True
         if failed is None:
             try:  # (inline: a function's entry is where CPython hears a Ctrl-C)
                 failed = self._commit()
@@ -241,7 +310,6 @@ class AsyncRollback(_Base):
         # A cancelled task's rollback says ``cancelled`` (the machine's rule, as ``arun``'s).
         cancelled = isinstance(failed, asyncio.CancelledError)
         task = asyncio.ensure_future(run.aroll_back(failed, cancelled))
-        cancelled_again = False
         while not task.done():
             try:
                 await asyncio.shield(task)
@@ -261,3 +329,20 @@ class AsyncRollback(_Base):
             raise asyncio.CancelledError()  # honour the later cancellation, after undoing
         if failed is not exc:
             raise failed
+
+
+def _cut_running(run: Run, late: BaseException, failed: BaseException | None) -> BaseException:
+    """A Ctrl-C while the block waited for a step running in another thread: that step is
+    cut short, and, as it still runs, reported leaked (its undo, if logged before it, runs
+    too: it may land after); the block fails, and the Ctrl-C is re-raised once the
+    rollback is done."""
+    m = run.m
+    if not m.rolling and m.phase in (Phase.STEP, Phase.STEP_WAIT):
+        m.notes = [
+            *m.notes,
+            f"step {m.current!r} still ran when the block stopped waiting for it "
+            f"({type(late).__name__}): its effect may land after any undo; check it by hand",
+        ]
+        m.interrupted(late, still_runs=True)
+    run.raise_after = late
+    return failed if failed is not None else late

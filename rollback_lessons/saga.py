@@ -264,11 +264,11 @@ class Saga:
         explorer and the property tests try the completion orders that way.
         """
         _guards.check_completion(completion, self.names)
+        asked = _graph_drive.asked_of(cancel)  # (before the journal's row: attack22 L1)
         run, world, before = self._prepare(
             state, inject, policy, register, undo_order, clock, on_event, journal, run_id,
             graph=completion is not None,
         )  # fmt: skip
-        asked = _graph_drive.asked_of(cancel)
         if trace_state and state is not None:
             run.trace(partial(snapshot, world))
         run.tick()
@@ -308,6 +308,7 @@ class Saga:
         CancelledError once that is done, carrying the outcome (``error.outcome``)."""
         import asyncio
 
+        asked = _graph_drive.asked_of(cancel)  # (before the journal's row: attack22 L1)
         run, world, before = self._prepare(
             state, inject, policy, register, undo_order, clock, on_event, journal, run_id,
             graph=True,
@@ -315,7 +316,6 @@ class Saga:
         if trace_state and state is not None:
             run.trace(partial(snapshot, world))
         run.tick()
-        asked = _graph_drive.asked_of(cancel)
         stopped: asyncio.CancelledError | None = None
 
         def stop_asked() -> bool:  # heard when a running step ends, as a token is

@@ -92,6 +92,10 @@ class BoundUndo(NamedUndo):
                 f"JSON gives back {back!r} for {dict(self.args)!r} (use str keys, lists, "
                 "and plain numbers, text, booleans and None)"
             )
+        # Kept as JSON gave them back, a copy: a list the caller changes after ``bind`` (a
+        # step filling it) must not reach the undo in process when the journal, which wrote
+        # it as bound, gives recover the old one (attack22 M2): the same arguments everywhere.
+        object.__setattr__(self, "args", back)
         fn = self.registry.resolve(self.name)  # unknown names fail now, not in a rollback
         if "idempotency_key" in self.args:
             raise TypeError(

@@ -20,7 +20,14 @@ from ..faults import Fault
 from ..graph import MACHINE_LIST, WRITTEN_LIST, ListForm, needs_graph
 from ..operations import StepSpec
 from ..outcome import DeadLetter, Outcome, RunRecord, Status
-from ..policies import PolicyLike, RetryPolicy, UndoPolicy, decides_in_code, resolve_policy
+from ..policies import (
+    PolicyLike,
+    RetryPolicy,
+    UndoPolicy,
+    decides_in_code,
+    resolve_policy,
+    type_name,
+)
 from ..rules import (
     GRAPH_UNDO_ORDERS,
     UNDO_ORDERS,
@@ -37,17 +44,19 @@ from .names import keys
 
 
 def lineage(kind: type[BaseException]) -> list[str]:
-    """A class's name and its ancestors' names, most specific first."""
-    return [k.__name__ for k in kind.__mro__ if issubclass(k, BaseException)]
+    """A class's name and its ancestors' names, most specific first, each as every engine
+    carries it (``policies.type_name``: bare for Python's own, module.qualname otherwise)."""
+    return [type_name(k) for k in kind.__mro__ if issubclass(k, BaseException)]
 
 
 def _exception_type(name: str) -> type[BaseException]:
     """A built-in exception by name, or a stand-in of that name (a RemoteError matches a
-    policy's types by name)."""
+    policy's types by name: the stand-in's ``type_name`` is ``name``)."""
     found = getattr(builtins, name, None)
     if isinstance(found, type) and issubclass(found, BaseException):
         return found
-    return type(name, (Exception,), {})
+    module, _, last = name.rpartition(".")
+    return type(last, (Exception,), {"__module__": module or "builtins", "__qualname__": last})
 
 
 @dataclass
@@ -69,8 +78,8 @@ class RetrySpec:
             initial_delay=policy.initial_delay,
             multiplier=policy.multiplier,
             max_delay=policy.max_delay,
-            retry_on=[t.__name__ for t in policy.retry_on],
-            non_retryable=[t.__name__ for t in policy.no_retry_on],
+            retry_on=[type_name(t) for t in policy.retry_on],
+            non_retryable=[type_name(t) for t in policy.no_retry_on],
             timeout=policy.timeout,
         )
 
@@ -313,6 +322,14 @@ class ErrorRecord:
         except Exception:
             message = f"<{type(error).__name__} with an unprintable message>"
         return cls(type(error).__name__, message, step, None, lineage(type(error)))
+
+    @property
+    def name(self) -> str:
+        """The error's class as every engine names it (``policies.type_name``): what a state
+        machine's Retry and Catch match it by (``ErrorEquals``)."""
+        if self.fault is not None:
+            return type_name(self.to_exception().__class__)
+        return self.lineage[0] if self.lineage else self.type
 
     def describe(self) -> str:
         """Like ``events.describe`` for the live exception: ``Type('message')``."""

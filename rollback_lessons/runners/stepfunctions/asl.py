@@ -15,7 +15,7 @@ import math
 from typing import Any
 
 from ...errors import InvalidPipelineError, RollbackLessonsError
-from ...policies import PolicyLike, UnsupportedPolicy, data_only
+from ...policies import PolicyLike, UnsupportedPolicy, data_only, type_name
 from ...saga import Saga
 from ..history import ask, do, undo
 from ..owed import (
@@ -85,9 +85,9 @@ def known_subclasses(names: list[str]) -> list[str]:
         classes.append(kind)
         todo.extend(type.__subclasses__(kind))
     wanted = set(names)
-    for kind in classes:
-        if any(k.__name__ in wanted for k in kind.__mro__[1:]):
-            found.setdefault(kind.__name__, None)
+    for kind in classes:  # (by ``type_name``, as the worker reports them: attack22 M1)
+        if any(type_name(k) in wanted for k in kind.__mro__[1:]):
+            found.setdefault(type_name(kind), None)
     return list(found)
 
 

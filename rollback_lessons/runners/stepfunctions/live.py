@@ -257,7 +257,7 @@ class Live:
             if made.cut:  # a Ctrl-C: failed for good (never retried: answered as stopping);
                 self._fail(token, STOPPING, json.dumps(asdict(made.error)))  # re-raised at
                 return m.step_cut(step, made.error.to_exception())  # the run's end
-            self._fail(token, made.error.type, json.dumps(asdict(made.error)))
+            self._fail(token, made.error.name, json.dumps(asdict(made.error)))
             op = m.step_error(step, made.error.to_exception())
             if type(op) is not Wait:
                 return op
@@ -323,7 +323,7 @@ class Live:
                         self._ok(token, {})
                         op = self.m.undo_ok()
                         break
-                    self._fail(token, made.error.type, json.dumps(asdict(made.error)))
+                    self._fail(token, made.error.name, json.dumps(asdict(made.error)))
                     op = self.m.undo_failed(made.error.to_exception())
                     if type(op) is Wait:  # the undo state's Retry hands it out again
                         op = self.m.resume()

@@ -328,7 +328,7 @@ class StepFunctionsRunner:
                 else:
                     self.sfn.send_task_failure(
                         taskToken=body["token"],
-                        error=made.error.type[:256],
+                        error=made.error.name[:256],  # (matched by the ASL's Retry)
                         cause=json.dumps(asdict(made.error))[:32768],
                     )
             if messages:
