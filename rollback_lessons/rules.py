@@ -7,7 +7,7 @@ name is. The rules that use them, and decide what happens next, are the saga mac
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -89,6 +89,13 @@ def check_undo_order(value: object, choices: tuple[str, ...] = UNDO_ORDERS) -> N
         raise InvalidPipelineError(
             f"undo_order must be one of {', '.join(map(repr, choices))}, got {value!r}"
         )
+
+
+def check_state(state: object) -> None:
+    """The world a run acts on: a mutable mapping (its steps write to it), or None; refused
+    before anything runs, by ``saga.run`` and every engine's runner alike."""
+    if state is not None and not isinstance(state, MutableMapping):
+        raise TypeError(f"state must be a mutable mapping, got {type(state).__name__}")
 
 
 def check_text(value: object, what: str) -> None:

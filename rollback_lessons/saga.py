@@ -29,6 +29,7 @@ from .rules import (
     UndoOrder,
     check_name,
     check_register,
+    check_state,
 )
 from .schedule import GraphMachine
 from .snapshots import safe_snapshot, snapshot
@@ -363,8 +364,7 @@ class Saga:
         graph: bool = False,
     ) -> tuple[Run, State, dict[str, Any] | None]:
         """A run of this saga, checked before anything runs, and its world."""
-        if state is not None and not isinstance(state, MutableMapping):
-            raise TypeError(f"state must be a mutable mapping, got {type(state).__name__}")
+        check_state(state)
         if register is not None:
             check_register(register)
         journal = journal if journal is not None else self.journal

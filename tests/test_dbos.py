@@ -89,6 +89,14 @@ def test_a_run_id_that_would_share_an_undos_key_is_refused_before_anything_runs(
         assert DBOS.get_workflow_status(str(bad)) is None
 
 
+def test_a_state_that_is_not_a_mapping_is_refused_before_anything_runs(dbos_runner):
+    """As ``saga.run`` refuses it (``rules.check_state``; attack22's L4: a raw
+    AttributeError), before the workflow starts."""
+    with pytest.raises(TypeError, match="state must be a mutable mapping, got list"):
+        dbos_runner.run(xyz_saga(), [1, 2], run_id="listed")
+    assert DBOS.get_workflow_status("listed") is None
+
+
 def test_killed_mid_compensation_and_launched_again_it_finishes_each_undo_once(tmp_path):
     """Two sagas in a process of their own; the second fails at step 3 and is killed
     (SIGKILL) after the undo of step 2, before it was checkpointed. DBOS, launched again on

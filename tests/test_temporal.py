@@ -96,6 +96,18 @@ def test_the_same_saga_gives_the_same_outcome_in_process_and_on_temporal():
         assert remote.run_id.startswith("xyz-")
 
 
+def test_a_state_that_is_not_a_mapping_is_refused_before_the_workflow_starts():
+    """As ``saga.run`` refuses it (``rules.check_state``), one typed line, nothing started
+    (attack22's L4: a raw AttributeError on the engines)."""
+
+    async def scenario(runner):
+        with pytest.raises(TypeError, match="state must be a mutable mapping, got list"):
+            await runner.start_saga(xyz_saga(), [1, 2])
+        return (await runner.run(xyz_saga(), xyz_state())).status  # the runner goes on
+
+    assert on_temporal(scenario) is Status.COMMITTED
+
+
 def test_undo_retries_are_activity_attempts_with_durable_timers_between():
     """The machine in the workflow decides each retry, as in process: each attempt is an
     activity of its own, each wait a durable timer, so every attempt is an event."""

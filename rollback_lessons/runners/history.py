@@ -7,7 +7,6 @@ The record, its events included, is the machine's, as in process."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 
 from ..errors import RollbackLessonsError
@@ -133,13 +132,6 @@ class Worker:
                 with contextlib.suppress(Exception):  # (one that refuses notes: raised as is)
                     exc.add_note(note)
         raise exc
-
-
-def check_state(state: object) -> None:
-    """``state`` as ``saga.run`` takes it (a mutable mapping, or None), refused before an
-    engine starts anything. (``saga.run`` says it inline; one place here for both runners.)"""
-    if state is not None and not isinstance(state, MutableMapping):
-        raise TypeError(f"state must be a mutable mapping, got {type(state).__name__}")
 
 
 class _History:

@@ -17,9 +17,10 @@ from ...machine import Machine
 from ...operations import ANSWERS, Finished, RunStep
 from ...outcome import Outcome
 from ...policies import PolicyLike, data_only
+from ...rules import check_state
 from ...saga import Saga, State, snapshot
 from ...schedule import GraphMachine
-from ..history import Visit, Worker, check_state, do, undo, walk
+from ..history import Visit, Worker, do, undo, walk
 from ..owed import undo_timeouts
 from ..wire import WRITTEN_LIST, SagaPlan, needs_graph, outcome_of, plan_of
 from .graph import GraphHost, run_workflow

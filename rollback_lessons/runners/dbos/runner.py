@@ -26,7 +26,7 @@ from ...errors import InvalidPipelineError, RollbackLessonsError
 from ...faults import InjectionLike, normalize_injection
 from ...outcome import Outcome, RunRecord
 from ...policies import PolicyLike, resolve_policy
-from ...rules import check_run_id
+from ...rules import check_run_id, check_state
 from ...saga import Saga, State, snapshot
 from .. import hosted
 from ..asking import AnswerRefused, Question, check_answer, refuse_unless_asked
@@ -283,6 +283,7 @@ class DBOSRunner:
         each attempt a child workflow telling this one when it ended; without step retries
         the Outcome is then ``saga.run(..., completion=...)``'s for the order they finished
         in. ``DBOSHandle.stop`` cancels the children too (a running call ends, nothing follows)."""
+        check_state(state)
         if run_id is not None:  # (the undos' idempotency keys are '<run id>:<step>')
             check_run_id(run_id)
         faults = normalize_injection(inject, saga.names)

@@ -24,10 +24,11 @@ from ...faults import InjectionLike, normalize_injection
 from ...operations import ANSWERS
 from ...outcome import Outcome, Table
 from ...policies import PolicyLike, check_seconds, data_only
+from ...rules import check_state
 from ...saga import Saga, State, snapshot
 from ...schedule import GraphMachine
 from .. import free_port
-from ..history import Call, HistoryDiverged, Worker, check_state, walk
+from ..history import Call, HistoryDiverged, Worker, walk
 from ..names import execution_name
 from ..wire import WRITTEN_LIST, SagaPlan, needs_graph, outcome_of, plan_of
 from .asl import ENGINE, StepFunctionsError, plan_asl

@@ -35,6 +35,7 @@ from ..._guards import check_completion
 from ...faults import InjectionLike, normalize_injection
 from ...outcome import Outcome
 from ...policies import PolicyLike
+from ...rules import check_state
 from ...saga import Saga, State, snapshot
 from .. import free_port, hosted
 from ..hosted import SagaChanged
@@ -283,6 +284,7 @@ class TemporalRunner:
         activities (so does a list in an undo order of a graph's, or with ``completion``: a
         chain); ``completion`` plays one timing, as ``saga.run(completion=...)`` does: the
         ready steps' activities all start, and their actions are called in that order."""
+        check_state(state)
         faults = normalize_injection(inject, saga.names)
         plan = plan_for(
             saga, policy=policy, register=register, undo_order=undo_order,
