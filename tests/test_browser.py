@@ -546,12 +546,12 @@ def a_change_stops_play(page, i: int) -> None:
         ".querySelector('.rl-caption').innerText !== old",
         arg=[i, start["caption"]],
     )
-    runs = int(found.group(1)) if (found := re.search(r"run (\d+):", start["cue"])) else 0
+    runs = int(found.group(1)) if (found := re.search(r"run (\d+) →", start["cue"])) else 0
     select = panel.locator(".rl-action select").first
     now = select.input_value()
     values = select.locator("option").evaluate_all("os => os.map(o => o.value)")
     select.select_option(value=next(v for v in values if v != now))
-    wait_text(page, ".rollback-lab .rl-cue", f"run {runs + 1}:", i)
+    wait_text(page, ".rollback-lab .rl-cue", f"run {runs + 1} →", i)
     page.wait_for_function(
         "i => document.querySelectorAll('.rollback-lab')[i]"
         ".querySelector('.rl-play-button').innerText.includes('Play')", arg=i,
@@ -564,7 +564,7 @@ def a_change_stops_play(page, i: int) -> None:
         assert later["cue"] == after["cue"]
     assert "Play" in panel.locator(".rl-play-button").inner_text()
     select.select_option(value=now)  # as it was
-    wait_text(page, ".rollback-lab .rl-cue", f"run {runs + 2}:", i)
+    wait_text(page, ".rollback-lab .rl-cue", f"run {runs + 2} →", i)
 
 
 CLICKS = 16 if SOAK else 4  # the timing is printed, never asserted; make bench measures it
@@ -663,9 +663,9 @@ def choose(page, selector: str, expect: str, option: str, i: int = 0) -> str:
     ``expect``, step to its last event, and return its result (the result box says the
     result as of the event shown: the whole of it at the last)."""
     cue = page.locator(".rollback-lab").nth(i).locator(".rl-cue").inner_text()
-    runs = int(found.group(1)) if (found := re.search(r"run (\d+):", cue)) else 0
+    runs = int(found.group(1)) if (found := re.search(r"run (\d+) →", cue)) else 0
     page.locator(".rollback-lab").nth(i).locator(selector).first.select_option(label=option)
-    said = wait_text(page, ".rollback-lab .rl-cue", f"run {runs + 1}:", i)
+    said = wait_text(page, ".rollback-lab .rl-cue", f"run {runs + 1} →", i)
     assert f"→ {expect}" in said, said
     to_last_event(page, i)
     return wait_text(page, ".rollback-lab .rl-result", expect, i)
@@ -718,7 +718,7 @@ def lesson_04(page) -> None:
     result = choose(page, ".rl-action-reserve_room select", "rolled_back", "fail")
     assert "not run" in result  # the email never went out
     assert check(page, "box", [".rollback-lab", 0])["height"] == height
-    assert "run 2:" in page.locator(".rollback-lab .rl-cue").first.inner_text()  # counted from 1
+    assert "run 2 →" in page.locator(".rollback-lab .rl-cue").first.inner_text()  # counted from 1
     steps = page.locator(".rollback-lab .rl-kind").all_inner_texts()
     assert "(irreversible)" in steps  # the lanes' word, over the controls too
     choose(page, ".rl-action-reserve_room select", "committed", "ok")
@@ -824,11 +824,11 @@ def one_paint_of_the_telling_frame(page, selector: str, option: str, expect: str
     slider's value before its max)."""
     panel = page.locator(".rollback-lab").first
     cue = panel.locator(".rl-cue").inner_text()
-    runs = int(found.group(1)) if (found := re.search(r"run (\d+):", cue)) else 0
+    runs = int(found.group(1)) if (found := re.search(r"run (\d+) →", cue)) else 0
     old = panel.locator(".rl-frame .widget-readout").inner_text()
     check(page, "recordFrames", [".rollback-lab", 0])
     panel.locator(selector).first.select_option(label=option)
-    said = wait_text(page, ".rollback-lab .rl-cue", f"run {runs + 1}:")
+    said = wait_text(page, ".rollback-lab .rl-cue", f"run {runs + 1} →")
     assert expect is None or f"→ {expect}" in said, said
     page.wait_for_function(  # the caption's event and the readout agree
         "() => { const p = document.querySelector('.rollback-lab');"

@@ -97,7 +97,8 @@ def test_the_run_count_starts_at_1_on_display_and_counts_each_run_the_learner_ca
     lab.set_fault("step1", "undo_fails")
     lab._repr_mimebundle_()  # shown
     assert lab.runs == 0 and "run" not in shown_cue(lab).split(":")[0]
-    assert shown_cue(lab).startswith("opens on: step1 undo fails, step2 fail")  # the dropdowns
+    status = lab.outcome.status
+    assert shown_cue(lab) == f"as opened → {status}: step1 undo fails, step2 fail"  # dropdowns
     runs.clear()
     for n, change in enumerate(
         [
@@ -113,10 +114,10 @@ def test_the_run_count_starts_at_1_on_display_and_counts_each_run_the_learner_ca
     ):
         change()
         assert len(runs) == n == lab.runs  # one run per change
-        assert shown_cue(lab).startswith(f"↻ run {n}: ")
+        assert shown_cue(lab).startswith(f"↻ run {n} → {lab.outcome.status}")
     lab._repr_mimebundle_()  # shown again: counted from 1 again
     lab.set_fault("step2", "fail")
-    assert shown_cue(lab).startswith("↻ run 1: ")
+    assert shown_cue(lab).startswith("↻ run 1 → ")
 
 
 def test_a_panel_opened_without_a_fault_says_so_too():
@@ -125,7 +126,7 @@ def test_a_panel_opened_without_a_fault_says_so_too():
     lab = RollbackLab(xyz_saga(), state=xyz_state())
     assert "rl-cue'></div>" in lab.view.value  # not shown yet: no cue
     lab._repr_mimebundle_()
-    assert shown_cue(lab) == f"opens on: no faults → {lab.outcome.status}"
+    assert shown_cue(lab) == f"as opened → {lab.outcome.status}: no faults"
     assert lab.runs == 0
 
 
@@ -145,7 +146,7 @@ def test_a_grid_shown_counts_its_panels_runs_from_1():
     grid.open(*grid.find((("charge_card", "fail"),)))
     grid._repr_mimebundle_()
     grid.open(*grid.find((("reserve_room", "fail"),)))
-    assert shown_cue(grid.lab).startswith("↻ run 1: reserve_room fail")
+    assert shown_cue(grid.lab) == f"↻ run 1 → {grid.lab.outcome.status}: reserve_room fail"
 
 
 # -- 3. the event log: every detail whole -------------------------------------------------

@@ -231,6 +231,14 @@ def run_said(lab: Any, outcome: Outcome, stop_after: int | None) -> tuple[str, s
     return html.escape(faults), html.escape(said)
 
 
+def run_cue(head: str, said: tuple[str, str]) -> str:
+    """The cue over a run: ``head`` ("↻ run 3", "as opened"), how it ended, then its
+    faults and options (``run_said``'s pair). The outcome comes first: the cue is clamped to
+    two lines, and a two-fault run's faults hid "rollback_incomplete" (newuser17)."""
+    faults, ended = said
+    return f"{head} → {ended}: {faults}"
+
+
 def telling_frame(outcome: Outcome, opening: bool) -> int:
     """The frame worth seeing first: the failure, or (opening, or a commit) the end."""
     last = len(outcome.events) - 1

@@ -41,6 +41,7 @@ from .panel_controls import (
     faults_set,
     layout,
     mark_chosen,
+    run_cue,
     run_said,
     state_factory,
     stopped_tip,
@@ -181,7 +182,7 @@ class RollbackLab(Player):
         )  # fmt: skip
         self.view = w.HTML()  # picture, cue, state, result and log: one message per change
         self.runs = 0  # the runs the learner caused since the panel was displayed ("run N")
-        self._said = ""  # the last run: its faults and options, and how it ended
+        self._said: tuple[str, str] | None = None  # the last run: faults and options, end
         self._cue = ""
         self._result = ""
         self._shown_result = ""  # the panel's own: with what the run breaks (a grid cell's)
@@ -396,11 +397,10 @@ class RollbackLab(Player):
         stopped_tip(self.stop_button, stop_after)
         self.outcome = outcome
         self.timeline.load(outcome, stopped_after=stop_after)
-        faults, said = run_said(self, outcome, stop_after)
-        self._said = f"{faults} → {said}"  # (the opening run's too: "opens on: no faults")
+        self._said = run_said(self, outcome, stop_after)  # (the opening run's too)
         if not opening:
             self.runs += 1
-        self._cue = "" if opening else f"↻ run {self.runs}: {self._said}"
+        self._cue = "" if opening else run_cue(f"↻ run {self.runs}", self._said)
         self._result = result_html(outcome, stop_after)
         breaks, self._breaks = self._breaks, ()  # (a later run, the learner's: its own)
         self._shown_result = result_html(outcome, stop_after, breaks) if breaks else self._result
@@ -440,7 +440,7 @@ class RollbackLab(Player):
         change away are drawn while it is read."""
         reuse.shown(self)
         self.runs = 0
-        self._cue = f"opens on: {self._said}" if self._said else ""
+        self._cue = run_cue("as opened", self._said) if self._said else ""
         if self.outcome is not None:
             self._show(self._frame)
             ahead.schedule(self)
