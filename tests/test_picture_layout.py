@@ -18,6 +18,7 @@ from rollback_lessons.lab.quality import (
     crowded_marks,
     hidden_marks,
     min_text_px,
+    ring_crossings,
     text_problems,
 )
 from rollback_lessons.lab.timeline import FAINT
@@ -73,8 +74,15 @@ def runs(saga, turn: int = 0):
 
 
 def problems(timeline) -> list[str]:
+    # at every frame, the "this event" ring crosses no text shown (newuser17: lessons 04
+    # and 11, over "effect happened"); the last frame has no ring, checked whole below
+    found = [
+        f"event {i + 1}: {p}"
+        for i in range(timeline.frame_count - 1)
+        for p in ring_crossings(timeline.show(i))
+    ]
     fig = timeline.show(timeline.frame_count - 1)
-    found = text_problems(fig)  # draws the figure, once for both checks
+    found += text_problems(fig)  # draws the figure, once for both checks
     found += crossings(fig, drawn=True) + [f"cut value: {v}" for v in timeline.cut]
     found += hidden_marks(fig) + crowded_marks(fig)
     if (smallest := min_text_px(fig)) < MIN_TEXT_PX:

@@ -181,6 +181,7 @@ def place_notes(
     path: tuple[list[float], list[float]] = ([], []),
     far: bool = False,
     marks: Sequence[Any] = (),
+    rings: Sequence[tuple[float, float, float]] = (),
 ) -> int:
     """Move each note to the first spot near its marker where it overlaps no other text
     and neither the run's ``path`` (data coordinates) nor a branch band's edge runs through
@@ -191,6 +192,10 @@ def place_notes(
     rollback label) never move. Lanes on bands (a graph's branches): a note above or below
     its marker crosses the band's edge, so next it goes beside the marker on its own lane,
     clear of the run's ``marks`` (its bars and markers: Line2D), before any spot further off.
+    ``rings``: where the "this event" ring may be drawn (x, y in data) and its least reach
+    there (pixels): a note's box (shrunk by 1 px, as quality.crossings) keeps that far
+    from each, from the note's own event on (lessons 04 and 11: the ring covered "effect
+    happened", newuser17).
     """
     import numpy as np
 
@@ -212,8 +217,11 @@ def place_notes(
     points = np.concatenate([points, *edges]) if edges else points
     if edges:  # the marks and bars a note beside its marker must leave clear
         placed += [m.get_window_extent(renderer).padded(4) for m in marks]
+    at = [(*ax.transData.transform((x, y)), reach, x) for x, y, reach in rings]
+    ring_all = np.array(at).reshape(-1, 4)
     unplaced = 0
     for artist, x, y, ha in notes:
+        ring_at = ring_all[ring_all[:, 3] > x - 0.5]  # the rings drawn while it is shown
         spots = [(x, y - 0.3, ha), (x, y + 0.45, ha)]
         # on its lane, in its band: just above its line, just below it, or across it; the
         # text itself (19 px of the band's 38, the text 15) clear of the path and the edges
@@ -260,6 +268,11 @@ def place_notes(
                     & (ends_at[:, 1] > own.y0) & (ends_at[:, 1] < own.y1)
                 ).any()
             )  # fmt: skip
+            if len(ring_at):  # (the text's box shrunk by 1 px)
+                near = box.padded(-3)
+                dx = np.maximum(np.maximum(near.x0 - ring_at[:, 0], ring_at[:, 0] - near.x1), 0)
+                dy = np.maximum(np.maximum(near.y0 - ring_at[:, 1], ring_at[:, 1] - near.y1), 0)
+                crossed = crossed or bool((np.hypot(dx, dy) < ring_at[:, 2]).any())
             if fits and not crossed and not any(box.overlaps(other) for other in placed):
                 chosen = box
                 break

@@ -65,8 +65,8 @@ def text_problems(fig: Figure) -> list[str]:
 
 
 def crossings(fig: Figure, *, drawn: bool = False) -> list[str]:
-    """Arrows, connecting lines, the edges of parallel branches' bands and the run's end
-    line that pass through a label (a text's box, shrunk by 1 px).
+    """Arrows, connecting lines, the edges of parallel branches' bands, the run's end
+    line and the "this event" ring that pass through a label (a text's box, shrunk by 1 px).
     ``drawn``: the caller has just drawn the figure (text_problems did), so it is not drawn
     a second time (a full draw is most of the cost of a picture's report)."""
     if not drawn:
@@ -83,13 +83,14 @@ def crossings(fig: Figure, *, drawn: bool = False) -> list[str]:
         for line in ax.get_lines():
             if line.get_visible() and _is_connector(line):
                 paths.append(line.get_path().transformed(line.get_transform()))
-        edges, ends = band_edges(ax), run_ends(ax)
-        for path in paths + edges + ends:
+        edges, ends, circles = band_edges(ax), run_ends(ax), rings(ax)
+        for path in paths + edges + ends + circles:
             what = (
                 "a band's edge" if any(path is e for e in edges)
-                else "the run's end line" if any(path is e for e in ends) else "an arrow"
+                else "the run's end line" if any(path is e for e in ends)
+                else "the ring" if any(path is c for c in circles) else "an arrow"
             )  # fmt: skip
-            points = _sample(path)
+            points = path if any(path is c for c in circles) else _sample(path)
             for text, box in boxes:
                 if box.width <= 0 or box.height <= 0:
                     continue
@@ -99,6 +100,48 @@ def crossings(fig: Figure, *, drawn: bool = False) -> list[str]:
                 )  # fmt: skip
                 if inside.any():
                     found.append(f"{what} crosses {text!r}")
+    return sorted(set(found))
+
+
+def rings(ax: Any) -> list[Any]:
+    """The stroke of each hollow round mark (the "this event" ring) on the axes, as points
+    every 2 px on its inner edge, middle and outer edge, in pixels: no text may sit under
+    it (lessons 04 and 11: it covered "effect happened", newuser17)."""
+    px = ax.figure.dpi / 72
+    found = []
+    for line in ax.get_lines():
+        if not (
+            line.get_visible() and len(_xs(line)) == 1 and line.get_marker() == "o"
+            and str(line.get_markerfacecolor()).lower() == "none"
+        ):  # fmt: skip
+            continue
+        cx, cy = ax.transData.transform((float(_xs(line)[0]), float(_ys(line)[0])))
+        size, width = line.get_markersize() * px, line.get_markeredgewidth() * px
+        points = []
+        for r in (size / 2 - width / 2, size / 2, size / 2 + width / 2):
+            angles = np.linspace(0, 2 * np.pi, max(int(2 * np.pi * r / 2), 8), endpoint=False)
+            points.append(np.column_stack([cx + r * np.cos(angles), cy + r * np.sin(angles)]))
+        found.append(np.concatenate(points))
+    return found
+
+
+def ring_crossings(fig: Figure) -> list[str]:
+    """The texts the "this event" ring runs through (``crossings``' part for the ring, cheap
+    enough to ask of every frame of a run)."""
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    found = []
+    for ax in fig.axes:
+        circles = rings(ax)
+        if not circles:
+            continue
+        points = np.concatenate(circles)
+        for text in visible_texts(fig):
+            box = text.get_window_extent(renderer).padded(-1)
+            if box.width > 0 and box.height > 0 and (
+                (points[:, 0] > box.x0) & (points[:, 0] < box.x1)
+                & (points[:, 1] > box.y0) & (points[:, 1] < box.y1)
+            ).any():  # fmt: skip
+                found.append(f"the ring crosses {text.get_text()!r}")
     return sorted(set(found))
 
 

@@ -62,7 +62,7 @@ from .drawing import (  # noqa: F401 (the colours and sizes, for the modules tha
 from .parts import TableAndLog
 from .png import encode_png
 from .quality import min_text_px
-from .timeline_run import MARK, TOP, Frames, RunArtists, _Glyph, run_key
+from .timeline_run import MARK, RING_EW, TOP, Frames, RunArtists, _Glyph, run_key
 
 RING_MS = 26.0  # "this event": the ring's size where the events beside it leave room
 
@@ -185,7 +185,9 @@ class Timeline(TableAndLog, RunArtists):
         self._clip = TransformedPatchPath(ax.patch)
         (self._path,) = ax.plot([], [], color=INK, lw=1.2, alpha=0.6, zorder=1, gid="connector")
         # "this event": a ring under the marks (a failed cross beside it stays whole)
-        (self._cursor,) = ax.plot([], [], "o", ms=RING_MS, mfc="none", mec=INK, mew=2.5, zorder=1.9)
+        (self._cursor,) = ax.plot(
+            [], [], "o", ms=RING_MS, mfc="none", mec=INK, mew=RING_EW, zorder=1.9
+        )
         for artist in (self.title, self._path, self._cursor, *self._frame_artists()):
             artist.set_animated(True)  # drawn per frame, kept out of the cached background
         self.canvas.draw()
@@ -325,7 +327,8 @@ class Timeline(TableAndLog, RunArtists):
     def _ring_ms(self, seq: int, y: int) -> float:
         """The "this event" ring's size: around its event's own mark, clear of the marks of
         the events beside it where it can be (lesson 06: the failed cross covered half the
-        ring of the event after it, newuser15; quality.crowded_marks)."""
+        ring of the event after it, newuser15; quality.crowded_marks), and of every text
+        shown (quality.crossings)."""
         px = self.fig.dpi / 72
         unit, width = self._event_px(), self._cursor.get_markeredgewidth() * px
         own, room = 0.0, RING_MS * px / 2 + width / 2
@@ -339,8 +342,25 @@ class Timeline(TableAndLog, RunArtists):
                 own = max(own, reach)
             elif apart < 3:
                 room = min(room, apart * unit - reach - 1.5)
+        room = min(room, self._text_room(seq, y))
         outer = max(room, own + 1 + width)  # (its own mark inside it, always)
         return 2 * (outer - width / 2) / px
+
+    def _text_room(self, seq: int, y: int) -> float:
+        """How far the ring may reach from its centre before it runs into a text shown at
+        this frame (a note: "effect happened" under the lane; lessons 04 and 11, newuser17),
+        as ``quality.crossings`` measures it: the text's box shrunk by 1 px."""
+        renderer = self.canvas.get_renderer()
+        cx, cy = self.ax.transData.transform((seq, y))
+        room = math.inf
+        for text in self.ax.texts:
+            if not (text.get_visible() and text.get_text().strip()):
+                continue
+            box = text.get_window_extent(renderer).padded(-1)
+            dx = max(box.x0 - cx, 0.0, cx - box.x1)
+            dy = max(box.y0 - cy, 0.0, cy - box.y1)
+            room = min(room, math.hypot(dx, dy) - 1.0)
+        return room
 
     def _near_cursor(self, seq: int) -> list[Any]:
         """The marks shown on the ring's lane within its reach (one event either side)."""

@@ -5,7 +5,7 @@ are kept under, so that a run drawn before is not drawn again."""
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +38,7 @@ from .quality import RUN_END
 # marks of events side by side never overlap (lesson 06: a cross covered the "undo logged"
 # circle beside it, newuser15; quality.crowded_marks)
 HEAD_MS, CROSS_MS, DOT_MS, EVENT_PX = 13.0, 13.0, 10.0, 16.5
+RING_EW = 2.5  # the "this event" ring's line width (points)
 MARK = "mark"  # the gid of a run's single-point marks (a bar's head, a cross, a ring, ...)
 TOP = -0.8  # the lanes' top edge, above the first lane: the rollback's label clears its ring
 
@@ -152,6 +153,23 @@ class RunArtists:
         self._notes.append((artist, x, y, ha))
         self._keep(seq, artist)
 
+    def _ring_room(self, events: Sequence[Any]) -> list[tuple[float, float, float]]:
+        """Where the "this event" ring is drawn (each event on a lane) and the least it
+        reaches there (pixels): round the event's own marks, 1 px off, 1 px apart from a text
+        (as Timeline._ring_ms sizes it). No note may sit there (place_notes' ``rings``)."""
+        px = self.fig.dpi / 72
+        own: dict[tuple[float, float], float] = {}
+        for m in self._marks:
+            if m.get_gid() == MARK:
+                at = (float(m.get_xdata()[0]), float(m.get_ydata()[0]))
+                reach = (m.get_markersize() + m.get_markeredgewidth()) * px / 2
+                own[at] = max(own.get(at, 0.0), reach)
+        return [
+            (e.seq, y, own.get((e.seq, y), 0.0) + 2 + RING_EW * px)
+            for e in events
+            if (y := self.lane.get(e.step) if e.step is not None else None) is not None
+        ]
+
     def _build_run(self, outcome: Outcome, stopped_after: int | None) -> None:
         """Make the artists for one run; they show up frame by frame. ``stopped_after``:
         the panel's Stop was pressed once that many events had happened (a dotted line
@@ -223,8 +241,9 @@ class RunArtists:
             self.ax.add_artist(stop)
             self._keep(events[stopped_after].seq, stop)
         self._path_xy = (path_x, path_y)
+        ring = self._ring_room(events)
         unplaced = place_notes(
-            self.canvas, self.ax, self._notes, fixed, self._path_xy, marks=self._marks
+            self.canvas, self.ax, self._notes, fixed, self._path_xy, marks=self._marks, rings=ring
         )
         if unplaced and fixed:
             # a note found no free spot: the rollback's label goes to the shade's other end
@@ -237,11 +256,24 @@ class RunArtists:
                 label.set_horizontalalignment("right")
                 label.set_position(((ends[-1] - 0.15) if ends else len(events) + 0.9, TOP + 0.05))
             unplaced = place_notes(
-                self.canvas, self.ax, self._notes, fixed, self._path_xy, marks=self._marks
+                self.canvas,
+                self.ax,
+                self._notes,
+                fixed,
+                self._path_xy,
+                marks=self._marks,
+                rings=ring,
             )
         if unplaced:  # still none: a note may go above a higher lane, at its own time
             place_notes(
-                self.canvas, self.ax, self._notes, fixed, self._path_xy, far=True, marks=self._marks
+                self.canvas,
+                self.ax,
+                self._notes,
+                fixed,
+                self._path_xy,
+                far=True,
+                marks=self._marks,
+                rings=ring,
             )
         for glyph in self._glyphs:
             glyph.artist.set_animated(True)
