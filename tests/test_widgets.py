@@ -128,7 +128,7 @@ def test_set_fault_reruns_and_everything_follows_the_new_run(lab):
     assert lab.frame == failed  # the change shows at once: the run where it fails
     assert "pipeline_failed" in now_row(lab)
     cue = part(lab, "rl-cue")
-    assert "step2 fail → rolled_back" in cue and "run 1" in cue  # the first change
+    assert "run 1 → rolled_back: step2 fail" in cue  # the first change
     assert lab.play.max == lab.slider.max == len(outcome.events)
     assert len(log_rows(lab)) == LOG_ROWS  # a window, always (what is not shown: in its heading)
     assert "failed…" in part(lab, "rl-result")  # the result as of the failure: not yet its end
@@ -474,4 +474,4 @@ def test_the_cue_names_each_option_that_differs_from_the_engines_default():
     assert "policy" not in lab._cue and "order" not in lab._cue
     lab.set_order("forward")
     lab.set_policy("halt")
-    assert "step3 fail; policy halt; order forward →" in lab._cue
+    assert lab._cue.endswith(": step3 fail; policy halt; order forward")
