@@ -161,7 +161,8 @@ class RunArtists:
         own: dict[tuple[float, float], float] = {}
         for m in self._marks:
             if m.get_gid() == MARK:
-                at = (float(m.get_xdata()[0]), float(m.get_ydata()[0]))
+                x, on = (float(np.asarray(d, float)[0]) for d in m.get_data())
+                at = (x, on)
                 reach = (m.get_markersize() + m.get_markeredgewidth()) * px / 2
                 own[at] = max(own.get(at, 0.0), reach)
         return [
