@@ -210,6 +210,13 @@ def test_log_rows_break_at_spaces_and_underscores_never_inside_a_word():
     lab.show_frame(0)  # the first step starts: its name, breakable after its underscore
     row = lab.view.value.split("<tr class=now>")[1].split("</tr>")[0]
     assert re.search(r"rl-where'>[a-z]+_<wbr>[a-z]+", row), row
+    # the details break at spaces only: a name in them stays whole (newuser17: "'send_ /
+    # email'", "dead_ / letters=0")
+    lab.set_fault("send_email", "fail_after_effect")
+    lab.set_policy("halt")
+    rows = lab.view.value.split("rl-details'>")[1:]
+    assert any("step &#x27;send_email&#x27;" in r for r in rows), rows
+    assert not any("<wbr>" in r.split("</span>")[0] for r in rows), rows
 
 
 def test_the_cue_and_the_caption_are_clamped_to_two_lines_and_whole_in_their_title():

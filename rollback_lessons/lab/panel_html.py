@@ -149,8 +149,10 @@ def log_html(events: list[Event] | tuple[Event, ...], current: int, rows: int = 
     says how many are not shown. Each event's details follow its kind and step and wrap
     onto its second line. The current row is whole, however long (newuser12: lesson 04's
     halt reason, the lesson's point, was cut); the others are two lines at most, a longer
-    one ending in "…" with the whole row in its title. The details break at spaces and
-    underscores, never inside a word (``words``). The log's height is fixed (``under_px``)."""
+    one ending in "…" with the whole row in its title. The details break at spaces only: a
+    name stays whole ("'send_ / email'", "dead_ / letters=0" read as two words, newuser17),
+    but one longer than the line (the CSS's break-word). The log's height is fixed
+    (``under_px``)."""
     start = max(0, min(current - rows // 2, len(events) - rows))
     end = min(len(events), start + rows)
     body = []
@@ -162,7 +164,7 @@ def log_html(events: list[Event] | tuple[Event, ...], current: int, rows: int = 
             f"<td><div class='rl-line' title='{html.escape(_said(e))}'>"
             f"<span class='rl-what'>{words(e.kind)}</span>"
             f"<span class='rl-what rl-where'>{words(e.step or '-')}</span>"
-            f"<span class='rl-details'>{words(details(e))}</span></div></td></tr>"
+            f"<span class='rl-details'>{html.escape(details(e))}</span></div></td></tr>"
         )
     body += ["<tr><td colspan=3>&nbsp;</td></tr>"] * (rows - (end - start))
     later = len(events) - end
