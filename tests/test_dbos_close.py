@@ -266,6 +266,20 @@ def _halting(world: list[str], tried: list[str]) -> Saga:
     )  # fmt: skip
 
 
+def _closed_while_halted(tmp_path, run_id: str):
+    """A saga halted for good (``halt_wait=None``), waiting for a person; its runner closed
+    (``_closed_waiting``). Returns the file, the handle, the world and the undos tried."""
+    world: list[str] = []
+    tried: list[str] = []
+    db = tmp_path / "d.sqlite"
+    runner = DBOSRunner.start(db)
+    handle = runner.start_saga(_halting(world, tried), {}, run_id=run_id, policy="halt",
+                               halt_wait=None)  # fmt: skip
+    _until(lambda: handle.pending() is not None)
+    _closed_waiting(runner)
+    return db, handle, world, tried
+
+
 def _closed_waiting(runner: DBOSRunner) -> None:
     """Close while the saga only waits: no warning, the file let go at once."""
     with warnings.catch_warnings(record=True) as warned:
@@ -285,14 +299,7 @@ def test_close_while_a_saga_waits_for_a_person_lets_the_file_go_and_a_relaunch_a
     stops at once, unsaved (its ``outcome()`` says so in one line, not the wait's
     BaseException), DBOS's threads end, and the relaunch asks again."""
     monkeypatch.setattr(launch, "GRACE", 30.0)  # (without the fix: 30 s, then the warning)
-    world: list[str] = []
-    tried: list[str] = []
-    db = tmp_path / "d.sqlite"
-    runner = DBOSRunner.start(db)
-    handle = runner.start_saga(_halting(world, tried), {}, run_id="run-h", policy="halt",
-                               halt_wait=None)  # fmt: skip
-    _until(lambda: handle.pending() is not None)
-    _closed_waiting(runner)
+    db, handle, world, tried = _closed_while_halted(tmp_path, "run-h")
     with pytest.raises(RunnerClosed, match="'run-h' waited; it is left unfinished on"):
         handle.outcome()  # (one line: not DBOS's wait's own BaseException)
     _until(lambda: not [t for t in threading.enumerate() if t.name.startswith("dbos-executor")])
@@ -353,14 +360,7 @@ def test_close_while_a_resumed_run_makes_its_saga_slowly_is_bounded_by_grace(tmp
     from rollback_lessons.runners import hosted
 
     monkeypatch.setattr(launch, "GRACE", 0.3)
-    world: list[str] = []
-    tried: list[str] = []
-    db = tmp_path / "d.sqlite"
-    runner = DBOSRunner.start(db)
-    handle = runner.start_saga(_halting(world, tried), {}, run_id="run-f", policy="halt",
-                               halt_wait=None)  # fmt: skip
-    _until(lambda: handle.pending() is not None)
-    _closed_waiting(runner)
+    db, _, world, tried = _closed_while_halted(tmp_path, "run-f")
     hosted.release("run-f")  # (as in another process: its saga is made by sagas=)
     making, go = threading.Event(), threading.Event()
     slow = threading.Timer(20.0, go.set)  # (without the fix, close waits for it)

@@ -37,17 +37,30 @@ def _registry(calls, fail=()):
     return reg, reg.add("u", undo)
 
 
+def _abc(undo) -> Saga:
+    """a, b (undone by ``undo``, bound to the step), c (fails)."""
+    return Saga([Step(k, lambda s: None, undo.bind(step=k)) for k in "ab"]
+                + [Step("c", lambda s: 1 / 0)])  # fmt: skip
+
+
+def _dies_at(kind: str):
+    """An ``on_event`` that dies (KeyboardInterrupt) at the first event of ``kind``."""
+
+    def crash(event):
+        if event.kind == kind:
+            raise KeyboardInterrupt
+
+    return crash
+
+
 def _crashed(path, set_sql, params=()):
     """A saga a, b, c whose c failed, crashed before its first undo; then ``set_sql``."""
     calls: list[str] = []
     reg, undo = _registry(calls)
 
-    def crash(event):
-        if event.kind == "undo":
-            raise KeyboardInterrupt
+    crash = _dies_at("undo")
 
-    saga = Saga([Step(k, lambda s: None, undo.bind(step=k)) for k in "ab"]
-                + [Step("c", lambda s: 1 / 0)])  # fmt: skip
+    saga = _abc(undo)
     with Journal(path) as journal, pytest.raises(KeyboardInterrupt):
         saga.run({}, journal=journal, run_id="s", on_event=crash)
     con = sqlite3.connect(path)
@@ -162,12 +175,9 @@ def _halted_then_crashed(path, at, policy="halt"):
     calls: list[str] = []
     _, undo = _registry(calls, fail=("b",))
 
-    def crash(event):
-        if event.kind == at:
-            raise KeyboardInterrupt  # (the run's writes so far kept: as a crash leaves them)
+    crash = _dies_at(at)  # (the run's writes so far kept: as a crash leaves them)
 
-    saga = Saga([Step(k, lambda s: None, undo.bind(step=k)) for k in "ab"]
-                + [Step("c", lambda s: 1 / 0)])  # fmt: skip
+    saga = _abc(undo)
     with Journal(path) as journal, pytest.raises(KeyboardInterrupt):
         saga.run({}, journal=journal, run_id="s", policy=policy, on_event=crash)
     con = sqlite3.connect(path)
@@ -230,12 +240,9 @@ def test_a_halt_recover_decided_whose_end_it_could_not_write_is_honoured_next_ti
     calls: list[str] = []
     _, undo = _registry(calls)
 
-    def crash(event):
-        if event.kind == "undo":
-            raise KeyboardInterrupt
+    crash = _dies_at("undo")
 
-    saga = Saga([Step(k, lambda s: None, undo.bind(step=k)) for k in "ab"]
-                + [Step("c", lambda s: 1 / 0)])  # fmt: skip
+    saga = _abc(undo)
     with Journal(path) as journal:
         with pytest.raises(KeyboardInterrupt):
             saga.run({}, journal=journal, run_id="s", policy="halt", on_event=crash)
