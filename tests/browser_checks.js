@@ -16,7 +16,15 @@
     for (let n = 0; n < 12; n++) {
       const off = el.getBoundingClientRect().top - outer.getBoundingClientRect().top - 4;
       if (Math.abs(off) < 2) break;
+      const before = outer.scrollTop;
       outer.scrollTop += off;
+      if (off > 0 && outer.scrollTop === before) {
+        // stuck short of it: the windowed notebook's height is an estimate that a cell
+        // grown since has outrun (a fresh-clone CI, lesson 11, s43): let Lumino measure
+        // again (a resize), from a little higher up
+        window.dispatchEvent(new Event("resize"));
+        outer.scrollTop = Math.max(0, before - 200);
+      }
       await new Promise((r) => setTimeout(r, 120));
     }
     return el.getBoundingClientRect().top - outer.getBoundingClientRect().top;
