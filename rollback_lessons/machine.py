@@ -95,7 +95,7 @@ TRANSITIONS: Final[Mapping[Phase, Mapping[str, tuple[Phase, ...]]]] = {
         "fail": _FAIL,
         "stop": (S,),  # it fails when the step returns, instead of going on
     },
-    SW: {"resume": (S,), "interrupted": (F, *_FAIL)},
+    SW: {"resume": (S, F), "interrupted": (F, *_FAIL), "stop": (SW,)},  # (F: a with-block's)
     U: {"undo_ok": _FAIL, "undo_failed": (UW, *_FAIL), "interrupted": (D,)},
     UW: {"resume": (U,), "interrupted": (D,)},
     A: {"answer": _FAIL, "interrupted": (D,)},
@@ -179,6 +179,7 @@ class Machine:
     failed_step: str | None = None
     reason = ""  # why it halted forward, when it did
     stopping: BaseException | None = None  # asked to stop when the running step returns
+    tried: BaseException | None = None  # the error of the try a step waits to retry after
     interruption: BaseException | None = None
     interrupted_where = ""
     raised_at: tuple[BaseException, str] | None = None  # an event that raised going forward
@@ -363,9 +364,9 @@ class Machine:
         assert spec is not None
         self._doubted(spec, error)
         delay = spec.retry.next_delay(self.attempt, error) if spec.retry is not None else None
-        if delay is None:
+        if delay is None or (self.stopping is not None and self.plan is None):  # (``stop``)
             return self._step_lost(error)
-        self.phase = _STEP_WAIT
+        self.phase, self.tried = _STEP_WAIT, error
         details = {"attempt": self.attempt, "delay": delay, "error": describe(error)}
         self._emit(EventKind.STEP_RETRY, spec.name, details)
         return Wait(delay)
@@ -408,17 +409,20 @@ class Machine:
     def stop(self, error: BaseException) -> None:
         """The run is asked to stop while a step runs that cannot hear it (a workflow
         cancelled during a step that does not heartbeat): when the step returns, the run
-        fails there, with ``error``, instead of going on."""
+        fails there, with ``error``, instead of going on. A with-block's step (another
+        thread's, its block failed meanwhile) begins no new try: failed for good."""
         self._expect("stop")
         self.stopping = error
 
-    def resume(self) -> RunStep | RunUndo | Finished:
-        """The wait is over: the next attempt."""
+    def resume(self) -> Op:
+        """The wait is over: the next attempt (none for a with-block's step ``stop``ped)."""
         self._expect("resume")
-        self.attempt += 1
         if self.phase is _STEP_WAIT:
-            self.phase = _STEP
+            if self.stopping is not None and self.plan is None:  # its block ended (``stop``)
+                return self._step_lost(self.tried)  # type: ignore[arg-type]
+            self.attempt, self.phase = self.attempt + 1, _STEP
             return RunStep(self.current, self.attempt)  # type: ignore[arg-type]
+        self.attempt += 1
         return self._undo_attempt()
 
     def commit(self) -> Finished:
@@ -645,7 +649,12 @@ class Machine:
         journal keeps it for ``recover``; ``still_runs``: the step goes on, unwaited: leaked)."""
         if not self.rolling:
             self._expect("interrupted")
-            return self._step_lost(exc, cut=self.phase is _STEP, runs=still_runs)
+            runs = still_runs and self.phase is _STEP  # (waiting to retry: no new try begins)
+            if runs:
+                self.notes = [*self.notes, f"step {self.current!r} still ran when the block "
+                              f"stopped waiting for it ({type(exc).__name__}): its effect may "
+                              "land after any undo; check it by hand"]  # fmt: skip
+            return self._step_lost(exc, cut=self.phase is _STEP, runs=runs)
         self.kept = self.kept or kept
         if self.interruption is None:
             entry, raised = self.entry, self.raised_at

@@ -20,7 +20,7 @@ from . import _guards
 from ._recorded import roll_back
 from ._run import FUNCTION, NOT_PLAIN, Run
 from .calls import PLAIN, checked
-from .clock import Clock
+from .clock import Clock, SystemClock
 from .errors import StepStillRunning
 from .events import Event, EventSink
 from .faults import InjectionLike
@@ -133,6 +133,9 @@ class Rollback(_Base):
         busy = self._busy
         if not busy.acquire(False):  # another thread's step runs: refused before anything
             raise StepStillRunning.refusing(name, (self._running or ("?",))[0])
+        if retry is not None and self._woken is None:  # (its wait to retry: ``_stop_tries``)
+            self._woken = threading.Event()
+            self._run.clock = _Wakeable(self._run.clock, self._woken)
         self._running = (name,)
         try:
             return self._do(name, action, undo, register, retry, undo_timeout)
@@ -190,6 +193,18 @@ class Rollback(_Base):
             self._check_open()
         return run.step(name, action, undo, register, retry, undo_timeout)  # type: ignore[no-any-return]
 
+    _woken: threading.Event | None = None  # set once the block failed (a step retries)
+
+    def _stop_tries(self, failed: BaseException | None) -> None:
+        """The block failed while a step of another thread runs: that step begins no new
+        try (the machine's ``stop``), and its wait to retry ends at once (``_Wakeable``)."""
+        if self._woken is None:
+            return  # (no step of this block retries)
+        m = self._run.m
+        if failed is not None and not m.rolling and m.phase in (Phase.STEP, Phase.STEP_WAIT):
+            m.stop(failed)
+        self._woken.set()
+
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
@@ -199,11 +214,14 @@ class Rollback(_Base):
         failed = exc
         busy = self._busy
         if not busy.acquire(False):  # a step still runs in another thread: the block ends
-            try:  # once it returns (then undone with the rest), never over it (attack22 H1)
+            if failed is not None:  # once it returns (then undone with the rest), never over
+                self._stop_tries(failed)  # it (attack22 H1); it begins no new try
+            try:
                 busy.acquire()
             except BaseException as late:  # a Ctrl-C while waiting: that step is cut short
                 self._left = (self._running or ("",))[0]
                 failed = _cut_running(self._run, late, failed)
+                self._stop_tries(None)
             else:
                 busy.release()
         else:
@@ -331,6 +349,32 @@ class AsyncRollback(_Base):
             raise failed
 
 
+class _Wakeable:
+    """A with-block's clock once a step of it retries: a wait on the system clock ends as
+    soon as the block failed (``Rollback._stop_tries``), not a whole backoff later."""
+
+    def __init__(self, clock: Clock, woken: threading.Event) -> None:
+        self.clock, self.woken = clock, woken
+
+    def sleep(self, seconds: float) -> None:
+        if type(self.clock) is SystemClock:
+            self.woken.wait(seconds)  # (a Ctrl-C still lands here, as in time.sleep)
+        else:
+            self.clock.sleep(seconds)
+
+    async def asleep(self, seconds: float) -> None:
+        await self.clock.asleep(seconds)
+
+    def time(self) -> float:
+        return self.clock.time()
+
+    def monotonic(self) -> float:
+        return self.clock.monotonic()
+
+    def run_id(self, name: str) -> str:
+        return self.clock.run_id(name)
+
+
 def _cut_running(run: Run, late: BaseException, failed: BaseException | None) -> BaseException:
     """A Ctrl-C while the block waited for a step running in another thread: that step is
     cut short, and, as it still runs, reported leaked (its undo, if logged before it, runs
@@ -338,11 +382,6 @@ def _cut_running(run: Run, late: BaseException, failed: BaseException | None) ->
     rollback is done."""
     m = run.m
     if not m.rolling and m.phase in (Phase.STEP, Phase.STEP_WAIT):
-        m.notes = [
-            *m.notes,
-            f"step {m.current!r} still ran when the block stopped waiting for it "
-            f"({type(late).__name__}): its effect may land after any undo; check it by hand",
-        ]
-        m.interrupted(late, still_runs=True)
+        m.interrupted(late, still_runs=True)  # (its note, the machine's: once)
     run.raise_after = late
     return failed if failed is not None else late

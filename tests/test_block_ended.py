@@ -1,0 +1,176 @@
+"""A with-block that fails while a step of another thread still runs (issue 25's leftovers):
+that step begins no new try once its block failed (its wait to retry ends at once), a try
+that succeeds is still logged and undone with the rest; a Ctrl-C while the block waits for
+it says once that it still ran."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from rollback_lessons import RetryPolicy, Rollback, Status
+from rollback_lessons.machine import RAISE, Machine, Phase
+
+
+class _Told:
+    """``Rollback``'s step lock, telling when the block begins to wait for the running step
+    (by then the block has failed, and said so to the run)."""
+
+    def __init__(self) -> None:
+        self.lock, self.waiting = threading.Lock(), threading.Event()
+
+    def acquire(self, blocking: bool = True) -> bool:
+        if not blocking:
+            return self.lock.acquire(False)
+        self.waiting.set()
+        return self.lock.acquire()
+
+    def release(self) -> None:
+        self.lock.release()
+
+
+def _block_fails_while(car, retry: RetryPolicy):
+    """Run ``car`` in another thread of a block that fails once car's first try began."""
+    world: list[str] = []
+    ended: list[BaseException] = []
+    rb = Rollback()
+    rb._busy = told = _Told()  # type: ignore[assignment]
+    began = threading.Event()
+
+    def work() -> None:
+        try:
+            rb.do("car", lambda: car(world, began, told.waiting),
+                  lambda: world.append("undo car"), retry=retry)  # fmt: skip
+        except BaseException as exc:
+            ended.append(exc)
+
+    worker = threading.Thread(target=work)
+    with pytest.raises(LookupError):
+        with rb:
+            rb.do("room", lambda: world.append("do room"), lambda: world.append("undo room"))
+            worker.start()
+            assert began.wait(30)
+            raise LookupError("charge refused")
+    worker.join(30)
+    assert not worker.is_alive()
+    return rb, world, ended
+
+
+@pytest.mark.parametrize("second", ["fails", "succeeds"])
+def test_a_failed_block_begins_no_new_try_of_the_step_it_waits_for(second):
+    """The block fails during car's second try (of 20): no third try begins; a second try
+    that fails is car's failure for good (its own error, in its thread), one that succeeds
+    is done, its undo logged and run with the rest."""
+    tries: list[int] = []
+
+    def car(world, began, waiting) -> str:
+        tries.append(len(tries) + 1)
+        if len(tries) == 2:
+            began.set()
+            assert waiting.wait(30)  # the block failed and waits for this try
+            if second == "succeeds":
+                world.append("do car")
+                return "car"
+        raise ConnectionError(f"busy ({len(tries)})")
+
+    rb, world, ended = _block_fails_while(
+        car, RetryPolicy(max_attempts=20, initial_delay=0.001, multiplier=1.0)
+    )
+    assert tries == [1, 2]
+    outcome = rb.outcome
+    assert outcome.status is Status.ROLLED_BACK
+    if second == "fails":
+        assert world == ["do room", "undo room"] and outcome.compensated == ("room",)
+        assert len(ended) == 1 and str(ended[0]) == "busy (2)"
+        failed = [e for e in outcome.events if e.kind == "step_failed"]
+        assert [(e.step, e.details["error"]) for e in failed] == [
+            ("car", "ConnectionError('busy (2)')")
+        ]
+    else:
+        assert world == ["do room", "do car", "undo car", "undo room"]
+        assert outcome.compensated == ("car", "room") and not ended
+
+
+def test_a_failed_block_ends_the_wait_to_retry_of_the_step_it_waits_for():
+    """The block fails while car waits 5 s to retry: the wait ends, no second try."""
+    tries: list[int] = []
+
+    def car(world, began, waiting) -> None:
+        tries.append(1)
+        began.set()
+        raise ConnectionError("busy")
+
+    rb, world, ended = _block_fails_while(car, RetryPolicy(max_attempts=2, initial_delay=5.0))
+    assert tries == [1] and world == ["do room", "undo room"]
+    assert rb.outcome.status is Status.ROLLED_BACK and isinstance(ended[0], ConnectionError)
+
+
+class _CtrlCWhileWaiting(_Told):
+    def acquire(self, blocking: bool = True) -> bool:
+        if blocking:
+            raise KeyboardInterrupt
+        return self.lock.acquire(False)
+
+
+def test_a_ctrl_c_while_the_block_waits_says_once_that_the_step_still_ran():
+    """The note that the step still ran is the machine's (``interrupted(still_runs=True)``),
+    said once: in the outcome and on the Ctrl-C."""
+    go = threading.Event()
+    began = threading.Event()
+
+    def car() -> None:
+        began.set()
+        go.wait(30)
+
+    rb = Rollback()
+    rb._busy = _CtrlCWhileWaiting()  # type: ignore[assignment]
+    ended: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            rb.do("car", car)
+        except BaseException as exc:  # (its block ended first: StepStillRunning)
+            ended.append(exc)
+
+    worker = threading.Thread(target=work)
+    with pytest.raises(KeyboardInterrupt) as raised:
+        with rb:
+            worker.start()
+            assert began.wait(30)
+            raise LookupError("charge refused")
+    go.set()
+    worker.join(30)
+    said = [n for n in rb.outcome.notes if "'car' still ran" in n]
+    assert len(said) == 1 and rb.outcome.leaked == ("car",)
+    assert len([n for n in raised.value.__notes__ if "'car' still ran" in n]) == 1
+    assert len(ended) == 1
+
+
+def test_the_machine_says_a_step_still_runs_and_not_one_waiting_to_retry():
+    m = Machine()
+    m.begin("car", has_undo=True, register="before")
+    m.interrupted(KeyboardInterrupt(), still_runs=True)
+    assert [n for n in m.notes if "still ran" in n] and m.leaked == ["car"]
+    m = Machine()
+    m.begin("car", has_undo=True, retry=RetryPolicy(max_attempts=3))
+    m.step_failed(ConnectionError("busy"))
+    assert m.phase is Phase.STEP_WAIT
+    m.interrupted(KeyboardInterrupt(), still_runs=True)  # (waiting: no new try begins)
+    assert not m.notes and not m.leaked
+
+
+def test_a_machine_stopped_while_its_with_block_step_waits_begins_no_new_try():
+    """The rule is the machine's: a with-block step ``stop``ped is not tried again, in its
+    wait or as a try fails; a saga's (a plan) is untouched by this rule."""
+    m = Machine()
+    m.begin("car", retry=RetryPolicy(max_attempts=5))
+    m.step_failed(ConnectionError("one"))
+    m.stop(LookupError("block"))
+    assert m.resume() is RAISE and m.phase is Phase.FORWARD and m.completed == []
+    assert m.rows[-1][0] == "step_failed" and "one" in dict(m.rows[-1][2])["error"]
+    m = Machine()
+    m.begin("car", retry=RetryPolicy(max_attempts=5))
+    m.stop(LookupError("block"))
+    m.step_failed(ConnectionError("one"))
+    assert m.phase is Phase.FORWARD and m.rows[-1][0] == "step_failed"
