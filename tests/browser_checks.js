@@ -299,11 +299,19 @@
 
   // The parts of panel ``i`` of ``sel`` whose fixed height hides some of what they hold
   // (they scroll: nothing is cut, but a learner must scroll to read it): [class, px more].
+  // Sideways too, the panel's own box with them (newuser18: lesson 06's state value
+  // "['row-1:reverted']" widened its table 19 px past the side column, which cut its "]",
+  // and the panel's widget box scrolled 17 px).
   overflowing: ([sel, i]) => {
     const root = document.querySelectorAll(sel)[i];
-    return [...root.querySelectorAll(".rl-side, .rl-state, .rl-log, .rl-box")]
-      .filter((el) => el.scrollHeight > el.clientHeight + 1)
-      .map((el) => [el.className, el.scrollHeight - el.clientHeight]);
+    const parts = new Set(root.querySelectorAll(".rl-side, .rl-state, .rl-log, .rl-box"));
+    const scrolls = (el) => ["auto", "scroll"].includes(getComputedStyle(el).overflowX);
+    return [root, ...root.querySelectorAll("*")].flatMap((el) => [
+      ...(parts.has(el) && el.scrollHeight > el.clientHeight + 1
+        ? [[el.className, el.scrollHeight - el.clientHeight]] : []),
+      ...((parts.has(el) || scrolls(el)) && el.scrollWidth > el.clientWidth + 1
+        ? [[`${el.className} sideways`, el.scrollWidth - el.clientWidth]] : []),
+    ]);
   },
 
   // Every option but the chosen one of every enabled dropdown of panel ``i`` of ``sel``:

@@ -765,8 +765,22 @@ def lesson_06(page) -> None:
     faults_changed_as_newuser11_did(page)
     choose(page, ".rl-action-charge_card select", "committed", "ok")
     choose(page, ".rl-action-charge_card select", "rolled_back", "fail after effect")
+    every_event_of_a_second_fault(page)
     result = choose(page, ".rl-register select", "rollback_incomplete", "all after")
     assert "not undone" in result
+
+
+def every_event_of_a_second_fault(page) -> None:
+    """A second fault (create_event too fails after its effect), every event stepped to:
+    at events 9 and 10 the state's "['row-1:reverted']" was cut at the side column's edge
+    and the panel's box scrolled 17 px sideways (newuser18)."""
+    select = ".rl-action-create_event select"
+    choose(page, select, "rollback_incomplete", "fail after effect")
+    for frame in range(1, caption_of(page, 0)[1] + 1):
+        jump_to(page, frame)
+        hidden = check(page, "overflowing", [".rollback-lab", 0])
+        assert hidden == [], f"lesson 06: event {frame}: these scroll to show all: {hidden}"
+    choose(page, select, "rolled_back", "ok")
 
 
 def faults_changed_as_newuser11_did(page) -> None:

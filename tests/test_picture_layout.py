@@ -4,6 +4,7 @@ texts collide, no text or value is cut, no text is under 12 px, the run's path c
 note, and every marker and colour in the lanes is one the legend explains."""
 
 import matplotlib
+import numpy as np
 import pytest
 from conftest import SOAK, a_part
 from matplotlib.colors import to_hex
@@ -14,11 +15,13 @@ from rollback_lessons.faults import UNDO_FAULTS, fault_space
 from rollback_lessons.lab import viz
 from rollback_lessons.lab.quality import (
     MIN_TEXT_PX,
+    RING_GAP_PX,
     crossings,
     crowded_marks,
     hidden_marks,
     min_text_px,
     ring_crossings,
+    rings,
     text_problems,
 )
 from rollback_lessons.lab.timeline import FAINT
@@ -460,3 +463,27 @@ def test_lesson_06s_opening_frame_has_no_mark_over_another_and_its_bar_in_the_le
         if isinstance(handle, Line2D) and handle.get_linewidth() >= 5 and handle.get_marker() == "X"
     ]  # fmt: skip
     assert bars == ["failed after effect"]
+
+
+def test_lesson_06s_ring_keeps_clear_of_effect_happened():
+    """newuser18: lesson 06 as it opens, append_row set to fail after its effect: the panel
+    shows event 3 (pipeline_failed) with the "this event" ring on the tops of "effect
+    happened" (its dark pixels next to the orange ones), because the layout and the check
+    both measured against the text's box shrunk by 1 px. The ring keeps ``RING_GAP_PX``
+    clear of each text's whole box (quality.ring_keep_out) at every frame of the run."""
+    lab = RollbackLab(services.booking_saga(), state=lambda: services.new_world("127.0.0.1", 9),
+                      draw_ahead=False)  # fmt: skip
+    lab.set_fault("charge_card", "fail_after_effect")  # as the lesson opens it
+    lab.set_fault("append_row", "fail_after_effect")
+    assert lab.frame == 2  # (event 3 of 5)
+    fig = lab.timeline.show(lab.frame)
+    renderer = fig.canvas.get_renderer()
+    [ring] = rings(lab.timeline.ax)
+    [note] = [t for t in lab.timeline.ax.texts if t.get_visible() and "effect" in t.get_text()]
+    box = note.get_window_extent(renderer)
+    gap = min(
+        np.hypot(max(box.x0 - x, 0, x - box.x1), max(box.y0 - y, 0, y - box.y1)) for x, y in ring
+    )
+    assert gap >= RING_GAP_PX, gap
+    for frame in range(lab.frame_count):
+        assert ring_crossings(lab.timeline.show(frame)) == [], frame

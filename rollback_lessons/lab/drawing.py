@@ -15,7 +15,7 @@ from matplotlib.path import Path
 
 from ..events import Event
 from ..outcome import Status
-from .quality import BAND, band_edges, run_ends, sample
+from .quality import BAND, band_edges, ring_keep_out, run_ends, sample
 
 # Okabe-Ito colours: distinguishable with the common colour-vision deficiencies; every
 # meaning also has its own marker shape, so nothing depends on colour alone.
@@ -193,8 +193,8 @@ def place_notes(
     its marker crosses the band's edge, so next it goes beside the marker on its own lane,
     clear of the run's ``marks`` (its bars and markers: Line2D), before any spot further off.
     ``rings``: where the "this event" ring may be drawn (x, y in data) and its least reach
-    there (pixels): a note's box (shrunk by 1 px, as quality.crossings) keeps that far
-    from each, from the note's own event on (lessons 04 and 11: the ring covered "effect
+    there (pixels): a note's box (``quality.ring_keep_out``, as quality.crossings) keeps
+    that far from each, from the note's own event on (lessons 04 and 11: the ring covered "effect
     happened", newuser17).
     """
     import numpy as np
@@ -268,8 +268,8 @@ def place_notes(
                     & (ends_at[:, 1] > own.y0) & (ends_at[:, 1] < own.y1)
                 ).any()
             )  # fmt: skip
-            if len(ring_at):  # (the text's box shrunk by 1 px)
-                near = box.padded(-3)
+            if len(ring_at):  # (as quality.crossings measures it)
+                near = ring_keep_out(artist, renderer)
                 dx = np.maximum(np.maximum(near.x0 - ring_at[:, 0], ring_at[:, 0] - near.x1), 0)
                 dy = np.maximum(np.maximum(near.y0 - ring_at[:, 1], ring_at[:, 1] - near.y1), 0)
                 crossed = crossed or bool((np.hypot(dx, dy) < ring_at[:, 2]).any())

@@ -79,6 +79,7 @@ CSS = f"""<style>
 .rl-panel .rl-caption {{font-size: 15px; font-weight: bold; margin: 2px 0 4px}}
 .rl-panel .rl-state td:nth-child(n+2) {{font-family: monospace; overflow-wrap: break-word}}
 .rl-panel .rl-state td:first-child, .rl-panel .rl-state td.rl-short {{white-space: nowrap}}
+.rl-panel .rl-state td:last-child, .rl-panel .rl-state th:last-child {{padding-right: 0}}
 .rl-panel tr.changed td:last-child {{background: {HIGHLIGHT}}}
 .rl-panel tr.now {{background: {CURRENT}}}
 .rl-panel .rl-log {{flex: none; width: {int(drawing.PANEL_WIDTH * drawing.DPI)}px;
@@ -213,9 +214,11 @@ def _cell(value: str) -> str:
 
 def tokens(value: str) -> str:
     """A value, escaped, that a line never breaks at a hyphen inside a word ("['row-" /
-    "1:reverted']", seen by newuser7): a word joiner after each hyphen. The table then
-    gives the column room for the whole word, as it does for one without a hyphen."""
-    return html.escape(value).replace("-", "-\u2060")
+    "1:reverted']", seen by newuser7): a word joiner after each hyphen; it may break after
+    a colon ("['row-1:" / "reverted']") where the column cannot hold it whole: newuser18
+    saw "['row-1:reverted']" widen the table past the side column, its "]" cut. (Never
+    ``overflow-wrap: anywhere``: a table then sizes a column below its longest word.)"""
+    return html.escape(value).replace("-", "-\u2060").replace(":", ":<wbr>")
 
 
 def _repr(value: Any) -> str:

@@ -64,15 +64,32 @@ def text_problems(fig: Figure) -> list[str]:
     return found
 
 
+# how far the "this event" ring keeps clear of a text's whole box: its stroke and the
+# glyphs are drawn antialiased, each about half a pixel past its edge
+RING_GAP_PX = 0.5
+RING_SPARE_PX = 0.25  # what the layout leaves on top (rounding: the check never sees it touch)
+
+
+def ring_keep_out(text: Text, renderer: Any) -> Any:
+    """Where the "this event" ring may not reach: a text's whole box and ``RING_GAP_PX``
+    round it. One rule: the Timeline sizes its ring by it, place_notes keeps notes off the
+    rings' reach by it, and crossings checks it (newuser18: lesson 06's ring touched the
+    tops of "effect happened", when both measured against the box shrunk by 1 px)."""
+    return text.get_window_extent(renderer).padded(RING_GAP_PX)
+
+
 def crossings(fig: Figure, *, drawn: bool = False) -> list[str]:
-    """Arrows, connecting lines, the edges of parallel branches' bands, the run's end
-    line and the "this event" ring that pass through a label (a text's box, shrunk by 1 px).
-    ``drawn``: the caller has just drawn the figure (text_problems did), so it is not drawn
-    a second time (a full draw is most of the cost of a picture's report)."""
+    """Arrows, connecting lines, the edges of parallel branches' bands and the run's end
+    line that pass through a label (a text's box, shrunk by 1 px), and the "this event"
+    ring that reaches a text (``ring_keep_out``). ``drawn``: the caller has just drawn the
+    figure (text_problems did), so it is not drawn a second time (a full draw is most of
+    the cost of a picture's report)."""
     if not drawn:
         fig.draw_without_rendering()
     renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
-    boxes = [(t.get_text(), t.get_window_extent(renderer).padded(-1)) for t in visible_texts(fig)]
+    texts = visible_texts(fig)
+    boxes = [(t.get_text(), t.get_window_extent(renderer).padded(-1)) for t in texts]
+    kept = [(t.get_text(), ring_keep_out(t, renderer)) for t in texts]
     found = []
     for ax in fig.axes:
         paths = [
@@ -90,8 +107,9 @@ def crossings(fig: Figure, *, drawn: bool = False) -> list[str]:
                 else "the run's end line" if any(path is e for e in ends)
                 else "the ring" if any(path is c for c in circles) else "an arrow"
             )  # fmt: skip
-            points = path if any(path is c for c in circles) else _sample(path)
-            for text, box in boxes:
+            ring = any(path is c for c in circles)
+            points = path if ring else _sample(path)
+            for text, box in kept if ring else boxes:
                 if box.width <= 0 or box.height <= 0:
                     continue
                 inside = (
@@ -136,7 +154,7 @@ def ring_crossings(fig: Figure) -> list[str]:
             continue
         points = np.concatenate(circles)
         for text in visible_texts(fig):
-            box = text.get_window_extent(renderer).padded(-1)
+            box = ring_keep_out(text, renderer)
             if box.width > 0 and box.height > 0 and (
                 (points[:, 0] > box.x0) & (points[:, 0] < box.x1)
                 & (points[:, 1] > box.y0) & (points[:, 1] < box.y1)

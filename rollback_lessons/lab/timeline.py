@@ -61,7 +61,7 @@ from .drawing import (  # noqa: F401 (the colours and sizes, for the modules tha
 )
 from .parts import TableAndLog
 from .png import encode_png
-from .quality import min_text_px
+from .quality import RING_SPARE_PX, min_text_px, ring_keep_out
 from .timeline_run import MARK, RING_EW, TOP, Frames, RunArtists, _Glyph, run_key
 
 RING_MS = 26.0  # "this event": the ring's size where the events beside it leave room
@@ -349,17 +349,17 @@ class Timeline(TableAndLog, RunArtists):
     def _text_room(self, seq: int, y: int) -> float:
         """How far the ring may reach from its centre before it runs into a text shown at
         this frame (a note: "effect happened" under the lane; lessons 04 and 11, newuser17),
-        as ``quality.crossings`` measures it: the text's box shrunk by 1 px."""
+        as ``quality.crossings`` measures it (``ring_keep_out``)."""
         renderer = self.canvas.get_renderer()
         cx, cy = self.ax.transData.transform((seq, y))
         room = math.inf
         for text in self.ax.texts:
             if not (text.get_visible() and text.get_text().strip()):
                 continue
-            box = text.get_window_extent(renderer).padded(-1)
+            box = ring_keep_out(text, renderer)
             dx = max(box.x0 - cx, 0.0, cx - box.x1)
             dy = max(box.y0 - cy, 0.0, cy - box.y1)
-            room = min(room, math.hypot(dx, dy) - 1.0)
+            room = min(room, math.hypot(dx, dy) - RING_SPARE_PX)
         return room
 
     def _near_cursor(self, seq: int) -> list[Any]:

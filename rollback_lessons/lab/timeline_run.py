@@ -32,7 +32,7 @@ from .drawing import (
     place_notes,
     rollback_shade,
 )
-from .quality import RUN_END
+from .quality import RING_SPARE_PX, RUN_END
 
 # the marks' sizes (points) where an event is EVENT_PX wide or more, scaled down below it:
 # marks of events side by side never overlap (lesson 06: a cross covered the "undo logged"
@@ -155,8 +155,9 @@ class RunArtists:
 
     def _ring_room(self, events: Sequence[Any]) -> list[tuple[float, float, float]]:
         """Where the "this event" ring is drawn (each event on a lane) and the least it
-        reaches there (pixels): round the event's own marks, 1 px off, 1 px apart from a text
-        (as Timeline._ring_ms sizes it). No note may sit there (place_notes' ``rings``)."""
+        reaches there (pixels): round the event's own marks, 1 px off, and
+        ``RING_SPARE_PX`` more (as Timeline._ring_ms sizes it: clear of a text's
+        ``quality.ring_keep_out``). No note may sit there (place_notes' ``rings``)."""
         px = self.fig.dpi / 72
         own: dict[tuple[float, float], float] = {}
         for m in self._marks:
@@ -166,7 +167,7 @@ class RunArtists:
                 reach = (m.get_markersize() + m.get_markeredgewidth()) * px / 2
                 own[at] = max(own.get(at, 0.0), reach)
         return [
-            (e.seq, y, own.get((e.seq, y), 0.0) + 2 + RING_EW * px)
+            (e.seq, y, own.get((e.seq, y), 0.0) + 1 + RING_EW * px + RING_SPARE_PX)
             for e in events
             if (y := self.lane.get(e.step) if e.step is not None else None) is not None
         ]
