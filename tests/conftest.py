@@ -133,9 +133,16 @@ def wheel_venv(tmp_path_factory) -> tuple[Path, Path]:
                 if (ROOT / name).is_file():
                     (src / name).parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(ROOT / name, src / name)
+            # built as make builds the venv: by uv where it is there (its build environment
+            # with setuptools cached, not made again by pip: 19.6 -> 7.4 s, 5.4 -> 1.7 CPU s,
+            # the same wheel byte for byte, s44), else by pip
+            uv = Path(sys.executable).parent / "uv"
             subprocess.run(
-                [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w",
-                 str(tmp / "dist"), str(src)], check=True,
+                [str(uv), "build", "-q", "--wheel", "-o", str(tmp / "dist"), str(src)]
+                if uv.exists()
+                else [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w",
+                      str(tmp / "dist"), str(src)],
+                check=True,
             )  # fmt: skip
             wheel = next((tmp / "dist").glob("rollback_lessons-*.whl"))
             # no pip of its own (ensurepip is most of a venv's cost): this venv's pip

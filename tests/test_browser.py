@@ -567,7 +567,7 @@ def a_change_stops_play(page, i: int) -> None:
     wait_text(page, ".rollback-lab .rl-cue", f"run {runs + 2} →", i)
 
 
-CLICKS = 16 if SOAK else 4  # the timing is printed, never asserted; make bench measures it
+CLICKS = 16 if SOAK else 2  # the timing is printed, never asserted; make bench measures it
 
 
 def click_timings(page, i: int, clicks: int = CLICKS) -> list[float]:
@@ -1009,15 +1009,16 @@ def every_cells_text_whole(page) -> None:
     each cell clicked, at its last event, every word of the view shows, and the grid still
     fits the screen; nothing in the panel under the grid, opened at the cell's run, scrolls
     (s43: five halted runs' reason and result hid 15 px there). make test clicks a third of
-    the cells, a different third each run (conftest's a_part: all 61 cost about 20 CPU s);
-    make soak every one."""
+    one cell of each shape (``grid_sample``: the longest tooltip of each status, with and
+    without a broken invariant) and a twelfth of the rest, a different twelfth each run
+    (conftest's a_part: all 61 cost about 20 CPU s); make soak every one."""
     area = check(page, "area")
     views = [".rollback-lab .rl-view"]  # the panel's own, a moment after the picture here
     cells = page.evaluate(
         "() => [...document.querySelectorAll('.explorer-grid .eg-cell')].map(b => "
         "[[...b.classList].find(c => /^eg-\\d/.test(c)).slice(3), b.title])"
     )
-    for key, _ in a_part(cells, 3, name="lesson 11's grid cells"):
+    for key in grid_sample(cells):
         row, col = (int(n) + 1 for n in key.split("-"))
         check(page, "countUpdates", [views])
         page.locator(f".explorer-grid .eg-{key}").click()
@@ -1035,6 +1036,24 @@ def every_cells_text_whole(page) -> None:
         kernel_idle(page)  # (the panel's view, the whole of it)
         hidden = check(page, "overflowing", [".rollback-lab", 0])
         assert hidden == [], f"lesson 11: cell {key}: the panel under the grid scrolls {hidden}"
+
+
+def grid_sample(cells: list[list[str]]) -> list[str]:
+    """The grid's cells (key, tooltip) make test clicks: of each shape (the run's status,
+    and whether it breaks an invariant) the one with the longest tooltip (the most words
+    beside the grid), then every twelfth other cell, a different twelfth each run; in make
+    soak every cell."""
+    if SOAK:
+        return [key for key, _ in cells]
+    longest: dict[tuple[str, bool], tuple[str, str]] = {}
+    for key, tip in cells:
+        said = tip.split(" - ")[0]
+        shape = (said.rsplit(": ", 1)[-1], " - " in tip)
+        if shape not in longest or len(tip) > len(longest[shape][1]):
+            longest[shape] = (key, tip)
+    chosen = [key for key, _ in longest.values()]
+    rest = [key for key, _ in cells if key not in chosen]
+    return chosen + a_part(rest, 12, name="lesson 11's grid cells")
 
 
 def grid_cells(page) -> list[str]:
@@ -1128,15 +1147,16 @@ IN_BROWSER = [
 
 # The costliest checks of a panel, each a learner's minute of clicks (2.9 CPU s a panel for
 # its ends and Play, 3-5 for its height over 43-48 clicks: browser, kernel and Lab, s41), run
-# in make test on half the panels of the lessons run here, a different half each run
-# (conftest's a_part: never none, every kind of check in every run); make soak runs them on
-# every panel. Every panel run here is still measured, clicked as its lesson's INTERACTIONS
-# say, and timed.
+# in make test on a quarter of the RollbackLab panels of the lessons run here (one or two of
+# six or seven), a different quarter each run (conftest's a_part: never none, every kind of
+# check in every run; repetitions of the same widget's checks on other lessons' runs, s44);
+# make soak runs them on every panel. Every panel run here is still measured (fit, text,
+# overlap, cut), clicked as its lesson's INTERACTIONS say, and timed.
 LABS = [(name, i) for name in IN_BROWSER for i in range(panels_of(name, ".rollback-lab"))]
-PLAYED = set(a_part(LABS, 2, name="panels played to their ends"))
+PLAYED = set(a_part(LABS, 4, name="panels played to their ends"))
 STEADY = {  # (lesson 10's one isolation panel: 1.6 CPU s, every run)
     (notebook, sel, i)
-    for sel, every in ((".rollback-lab", 2), (".isolation-lab", 1))
+    for sel, every in ((".rollback-lab", 4), (".isolation-lab", 1))
     for notebook, i in a_part(
         [
             (name, i)
@@ -1380,7 +1400,7 @@ SUSPECTS: dict[str, Callable] = {
     "a kernel restart while playing, Run All after it": restart_while_playing_then_run_all,
 }
 """What a learner may do before the lesson is saved and reopened, each a suspect of the
-missing model: in make test two of them, in turn (a_part), after the first Run All; make
+missing model: in make test one of them, in turn (a_part), after the first Run All; make
 soak all four, in this order. (Re-running the panel's cell while it plays is also
 test_a_panel_cell_run_again...'s, and a restart's message test_a_panel_whose_kernel...'s,
 every run.)"""
@@ -1399,7 +1419,7 @@ def test_no_widget_model_is_ever_missing_and_a_reopened_lesson_says_its_kernel_w
     name = "03_when_an_undo_fails.ipynb"
     open_lesson(page, None, None, name)
     run_all(page)
-    for suspect in a_part(list(SUSPECTS), 2, name="no widget model missing"):
+    for suspect in a_part(list(SUSPECTS), 4, name="no widget model missing"):
         SUSPECTS[suspect](page)
     command(page, "docmanager:save")
     saved = json.loads((lab_server.root / name).read_text())

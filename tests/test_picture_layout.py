@@ -253,8 +253,10 @@ def test_a_graphs_branches_are_bands_of_lanes_and_every_mark_is_in_the_legend(mo
 def test_no_band_edge_crosses_a_note_under_any_fault_of_lesson_12s_world(mode):
     """newuser8: the "a parallel branch" band's edge ran through "effect happened" above the
     car's cross (and "still done", "dead letter" elsewhere). Every fault of the travel
-    booking, each undo order and branch first (graph_runs, all of them): no band's edge
-    crosses a text; the notes go beside their marks, on their lanes, inside their bands."""
+    booking, each undo order and branch first (graph_runs: a third of those with a note in
+    make test, a different third each run, conftest's a_part; all in make soak): no band's
+    edge crosses a text; the notes go beside their marks, on their lanes, inside their
+    bands."""
     from rollback_lessons.lab.graphs import branch_groups
     from rollback_lessons.worlds import travel
 
@@ -262,13 +264,16 @@ def test_no_band_edge_crosses_a_note_under_any_fault_of_lesson_12s_world(mode):
     groups = branch_groups(saga)
     panel = panel_timeline(saga, travel.state) if mode == "panel" else None
     bad = []
-    for label, outcome in graph_runs(saga, travel.state):
-        noted = outcome.leaked or any(
+    noted = [
+        (label, outcome)
+        for label, outcome in graph_runs(saga, travel.state)
+        if outcome.leaked  # no note to cross otherwise (and a third of the cost)
+        or any(
             e.kind in ("undo_failed", "halted") or e.details.get("after_effect")
             for e in outcome.events
         )
-        if not noted:  # no note to cross (and a third of the cost)
-            continue
+    ]
+    for label, outcome in a_part(noted, 3, name=f"lesson 12's band edges {mode}"):
         if panel is not None:
             panel.load(outcome)
             timeline = panel
@@ -321,8 +326,9 @@ def test_the_crossing_check_sees_the_runs_end_line_through_a_text():
 def test_no_text_sits_on_the_runs_end_line_in_any_run_of_lesson_11s_grid():
     """newuser9: in lesson 11's grid player (row 1, column 4) the run's end line ran through
     "rollback ←" (and in others through "dead letter"): in every run of the exploration
-    (the grid's cells, the panel's picture they open), the line crosses no text and no text
-    collides. (The static pictures are drawn by the same Timeline.)"""
+    (the grid's cells, the panel's picture they open; a third of them in make test, a
+    different third each run, conftest's a_part; all in make soak), the line crosses no text
+    and no text collides. (The static pictures are drawn by the same Timeline.)"""
     from rollback_lessons.explore import explore
 
     def refund_anyway(state):  # lesson 11's flawed refund
@@ -332,7 +338,7 @@ def test_no_text_sits_on_the_runs_end_line_in_any_run_of_lesson_11s_grid():
     found = explore(saga, examples.booking_state, restored=examples.booking_restored)
     timeline = panel_timeline(saga, examples.booking_state)
     bad = []
-    for run in found.runs:
+    for run in a_part(found.runs, 3, name="lesson 11's grid runs' end line"):
         timeline.load(run.outcome)
         fig = timeline.show(timeline.frame_count - 1)
         bad += [f"{run.faults}: {p}" for p in crossings(fig) + text_problems(fig)]
