@@ -48,6 +48,10 @@ class Hosted:
     started: dict[str, threading.Event] = field(default_factory=dict)
     calls: list[tuple[str, str, bool]] = field(default_factory=list)
     effected: set[str] = field(default_factory=set)
+    interrupt: BaseException | None = None
+    """The first BaseException (not an Exception: a Ctrl-C, ``sys.exit``) a call of the run
+    raised here: re-raised once its outcome is read (``remote.reraise``), as ``saga.run``
+    re-raises it once what was done is undone."""
 
     def effects(self) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
         """(steps done, steps undone, steps whose action failed: perhaps after its

@@ -45,8 +45,8 @@ from ...faults import Fault
 from ...machine import Machine
 from ...operations import ANSWERS, CANCELLED_ASKING, Ask, Finished, Op, RunStep, RunUndo, Wait
 from ...policies import UndoPolicy
-from .. import remote
-from ..wire import ErrorRecord, SagaPlan, record_data
+from .. import hosted, remote
+from ..wire import ErrorRecord, SagaPlan, interrupts, record_data
 from . import waits
 from .hosting import _saga
 
@@ -121,13 +121,28 @@ def run_action(
         return {**vars(ErrorRecord.of(died, step)), LOST: True}
     with waits.doing(f"{step}'s action"):
         saga, state = _saga(run_id, name)
-        error = remote.run_action(saga, step, state, _fault(fault))
+        try:
+            error = remote.run_action(saga, step, state, _fault(fault))
+        except BaseException as exc:  # (an Exception is data already): a Ctrl-C, sys.exit
+            _hold(hold)
+            return {**_cut(run_id, exc, step), LOST: True}  # cut it short: in doubt
     _hold(hold)  # (``hold``: a branch at once, its end in order: ``FINISHING``)
     return vars(error) if error is not None else None
 
 
+def _cut(run_id: str, exc: BaseException, step: str) -> dict[str, Any]:
+    """A call cut short by a BaseException (a Ctrl-C, ``sys.exit``): kept to be re-raised
+    once the run's outcome is read (``hosted.Hosted.interrupt``), told to the machine as
+    ``saga.run`` tells it (``wire.interrupts``), its record saved as the step's answer."""
+    run = hosted.RUNS.get(run_id)
+    if run is not None and run.interrupt is None:
+        run.interrupt = exc
+    return vars(ErrorRecord.of(exc, step))
+
+
 LOST = "lost"
-"""An action's answer marked so: started by a process that died before its end was saved."""
+"""An action's answer marked so: started by a process that died before its end was saved,
+or cut short by a BaseException (a Ctrl-C, ``sys.exit``): in doubt either way."""
 
 
 STARTING: list[Callable[[str], None]] = []
@@ -158,7 +173,10 @@ def run_undo(
     ``timeout`` seconds it failed, as in process."""
     with waits.doing(f"{step}'s undo"):
         saga, state = _saga(run_id, name)
-        error = remote.run_undo(saga, step, state, _fault(fault), attempt, run_id, timeout)
+        try:
+            error = remote.run_undo(saga, step, state, _fault(fault), attempt, run_id, timeout)
+        except BaseException as exc:  # a Ctrl-C, sys.exit: the rollback ends there
+            return _cut(run_id, exc, step)
     return vars(error) if error is not None else None
 
 
@@ -322,7 +340,11 @@ def _carry_out(
         elif type(op) is RunUndo:
             undo = faults.get(op.step, (None, None))[1]
             error = run_undo(plan.run_id, plan.name, op.step, op.attempt, undo, op.timeout)
-            op = m.undo_ok() if error is None else m.undo_failed(_error(error))
+            if error is None:
+                op = m.undo_ok()
+            else:  # (a Ctrl-C, sys.exit in it: the rollback ends there, as in process)
+                told = _error(error)
+                op = m.interrupted(told) if interrupts(told) else m.undo_failed(told)
         elif type(op) is Wait:
             waits.sleep(op.seconds, _backoff(m))  # durable: a relaunch sleeps what is left
             cut = _heard(m, plan.run_id) if cancellable and asks_cancel(m) else None
