@@ -201,12 +201,9 @@ class StepFunctionsRunner:
             return self._live(saga, state, plan, asl, worker, before, suffix, timeout,
                               first_of(completion) if completion is not None else None,
                               asked, stop_execution)  # fmt: skip
-        arn = self.sfn.start_execution(
-            stateMachineArn=self.machine(asl),
-            name=execution_name(saga.name, suffix),
-            input=json.dumps({"run": run_id, "queue_url": self.queue_url}),
-        )["executionArn"]
+        arn = self._arn(asl, execution_name(saga.name, suffix))
         with self._stopped_if_cut(arn, worker):
+            self._start(arn, run_id)
             status = self._serve(arn, plan, worker, timeout)
         history = self._history(arn)
         record = walk(plan, visits(history, plan), worker.calls)
@@ -214,11 +211,28 @@ class StepFunctionsRunner:
         worker.reraise(outcome)  # (a Ctrl-C in an action: once what was done is undone)
         return Execution(outcome, asl, history, status, worker.calls)
 
+    def _arn(self, asl: dict[str, Any], name: str) -> str:
+        """The ARN the execution ``name`` of this state machine has (or will have), known
+        before it is started: a start cut short is stopped by it (``_stopped_if_cut``)."""
+        machine = self.machine(asl)
+        return f"{machine.replace(':stateMachine:', ':execution:', 1)}:{name}"
+
+    def _start(self, arn: str, run_id: str) -> None:
+        machine, name = arn.replace(":execution:", ":stateMachine:", 1).rsplit(":", 1)
+        started = self.sfn.start_execution(
+            stateMachineArn=machine, name=name,
+            input=json.dumps({"run": run_id, "queue_url": self.queue_url}),
+        )["executionArn"]  # fmt: skip
+        if started != arn:  # (AWS and moto name it so: served and stopped by that name)
+            raise StepFunctionsError(f"the execution started as {started}, not as {arn}")
+
     @contextlib.contextmanager
     def _stopped_if_cut(self, arn: str, worker: Worker) -> Iterator[None]:
-        """Serving the execution: whatever raises here (a Ctrl-C while the worker waits, a
-        request that fails, the timeout) stops the execution where it is (it would wait for
-        a worker for ever), and the error says what is left in effect: nothing is undone."""
+        """Starting, then serving the execution: whatever raises here (a Ctrl-C during the
+        start request or while the worker waits, a request that fails, the timeout) stops the
+        execution where it is, if it started (it would wait for a worker for ever; cut short
+        as it started, no step of it has run: nothing was done), and the error says what is
+        left in effect: nothing is undone."""
         try:
             yield
         except BaseException as exc:
@@ -237,13 +251,20 @@ class StepFunctionsRunner:
     def _stop(self, arn: str, error: str, cause: str) -> str:
         """Stop the execution if it runs: how it is now ("was stopped", "was over"). moto
         (5.2.5) leaves one stopped between two states RUNNING for ever, though a second stop
-        ends it: it is stopped again while it still says RUNNING (AWS's first stop is final),
-        for a second at most."""
-        if self.sfn.describe_execution(executionArn=arn)["status"] != "RUNNING":
-            return "was over"
+        ends it, and refuses to stop one still starting: it is stopped again while it still
+        says RUNNING (AWS's first stop is final), for a second at most."""
+        try:
+            if self.sfn.describe_execution(executionArn=arn)["status"] != "RUNNING":
+                return "was over"
+        except self.sfn.exceptions.ExecutionDoesNotExist:  # (a start cut short before it)
+            return "was never started"
         idle, deadline = Idle(), time.monotonic() + 1
         while True:
-            self.sfn.stop_execution(executionArn=arn, error=error, cause=cause)
+            try:
+                self.sfn.stop_execution(executionArn=arn, error=error, cause=cause)
+            except Exception:  # (moto 5.2.5 cannot stop one still starting: set_stop on None)
+                if time.monotonic() > deadline:
+                    raise
             idle.wait()
             if self.sfn.describe_execution(executionArn=arn)["status"] != "RUNNING":
                 return "was stopped"
@@ -262,16 +283,13 @@ class StepFunctionsRunner:
             plan.undo_policy(), plan=plan.specs(), after={s: tuple(d) for s, d in after.items()},
             undo_order=plan.undo_order, name=plan.name, run_id=plan.run_id,
         )  # fmt: skip
-        arn = self.sfn.start_execution(
-            stateMachineArn=self.machine(asl),
-            name=execution_name(saga.name, suffix),
-            input=json.dumps({"run": plan.run_id, "queue_url": self.queue_url}),
-        )["executionArn"]
+        arn = self._arn(asl, execution_name(saga.name, suffix))
         deadline = _deadline(timeout)
         served = Live(self, arn, plan, worker, machine, pick=pick, asked=asked,
                       stop_execution=stop_execution, deadline=deadline,
                       timeout=timeout)  # fmt: skip
         with self._stopped_if_cut(arn, worker):
+            self._start(arn, plan.run_id)
             served.run()
             if served.stopped:  # moto 5.2.5 may never end an execution stopped mid-transition
                 deadline = min(deadline, time.monotonic() + 5)
