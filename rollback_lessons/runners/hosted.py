@@ -77,6 +77,18 @@ def hosted(run_id: str) -> Hosted:
         raise NotHosted(f"run {run_id!r} was started by another process") from None
 
 
+def interrupted(run_id: str, exc: BaseException, step: str) -> Any:
+    """A call of the run raised ``exc``, a BaseException not an Exception (a Ctrl-C,
+    ``sys.exit``): the first is kept (``Hosted.interrupt``) to be re-raised once the outcome is
+    read; its record (``wire.ErrorRecord``) is what the engine tells its workflow."""
+    from .wire import ErrorRecord  # (this module stays importable in a sandbox)
+
+    run = RUNS.get(run_id)
+    if run is not None and run.interrupt is None:
+        run.interrupt = exc
+    return ErrorRecord.of(exc, step)
+
+
 def host_policy(run_id: str, policy: UndoPolicy) -> None:
     POLICIES[run_id] = policy
 

@@ -345,16 +345,6 @@ class ErrorRecord:
 # -- the record ---------------------------------------------------------------------------
 
 
-def interrupts(error: BaseException) -> bool:
-    """Did a call raise a BaseException that is not an Exception (a Ctrl-C, ``sys.exit``, a
-    library's own), here or where it ran (a stand-in naming its lineage)? In process that
-    cuts the call short (``Driver.step_raised``): a step fails for good, in doubt, and an
-    undo's ends the rollback, the rest pending; every engine tells its machine so."""
-    if isinstance(error, RemoteError):
-        return "BaseException" in error.lineage and "Exception" not in error.lineage
-    return not isinstance(error, Exception)
-
-
 def record_data(record: RunRecord) -> dict[str, Any]:
     """A run record as JSON-friendly data (what a workflow returns)."""
     return {
@@ -443,7 +433,6 @@ __all__ = [
     "RetrySpec",
     "SagaPlan",
     "StepPlan",
-    "interrupts",
     "needs_graph",
     "outcome_of",
     "plan_of",

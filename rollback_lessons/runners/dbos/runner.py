@@ -159,8 +159,7 @@ class DBOSHandle:
             DBOS.send(child.workflow_id, "stop", graph.WAKE)  # a retry's wait ends now
 
     def outcome(self) -> Outcome:
-        """The run's Outcome, once it ended; a Ctrl-C or ``sys.exit`` that cut one of its
-        calls short here is raised again then, its notes saying what the rollback left."""
+        """The run's Outcome; a Ctrl-C, ``sys.exit`` in a call of it here is raised then."""
         run = hosted.RUNS.get(self.run_id)
         try:
             data: dict[str, Any] = self._result()

@@ -39,14 +39,14 @@ from dbos._context import get_local_dbos_context
 
 from ... import schedule
 from ..._drive import asks_cancel, failed_asking
-from ...errors import Cancelled, RollbackLessonsError
+from ...errors import Cancelled, RollbackLessonsError, interrupts
 from ...events import describe
 from ...faults import Fault
 from ...machine import Machine
 from ...operations import ANSWERS, CANCELLED_ASKING, Ask, Finished, Op, RunStep, RunUndo, Wait
 from ...policies import UndoPolicy
 from .. import hosted, remote
-from ..wire import ErrorRecord, SagaPlan, interrupts, record_data
+from ..wire import ErrorRecord, SagaPlan, record_data
 from . import waits
 from .hosting import _saga
 
@@ -124,25 +124,14 @@ def run_action(
         try:
             error = remote.run_action(saga, step, state, _fault(fault))
         except BaseException as exc:  # (an Exception is data already): a Ctrl-C, sys.exit
-            _hold(hold)
-            return {**_cut(run_id, exc, step), LOST: True}  # cut it short: in doubt
+            error = hosted.interrupted(run_id, exc, step)  # cut it short: in doubt (LOST)
     _hold(hold)  # (``hold``: a branch at once, its end in order: ``FINISHING``)
-    return vars(error) if error is not None else None
-
-
-def _cut(run_id: str, exc: BaseException, step: str) -> dict[str, Any]:
-    """A call cut short by a BaseException (a Ctrl-C, ``sys.exit``): kept to be re-raised
-    once the run's outcome is read (``hosted.Hosted.interrupt``), told to the machine as
-    ``saga.run`` tells it (``wire.interrupts``), its record saved as the step's answer."""
-    run = hosted.RUNS.get(run_id)
-    if run is not None and run.interrupt is None:
-        run.interrupt = exc
-    return vars(ErrorRecord.of(exc, step))
+    cut = {LOST: True} if error is not None and interrupts(error.to_exception()) else {}
+    return {**vars(error), **cut} if error is not None else None
 
 
 LOST = "lost"
-"""An action's answer marked so: started by a process that died before its end was saved,
-or cut short by a BaseException (a Ctrl-C, ``sys.exit``): in doubt either way."""
+"""An action's answer marked so, in doubt: its end never saved, or cut short (a Ctrl-C)."""
 
 
 STARTING: list[Callable[[str], None]] = []
@@ -176,7 +165,7 @@ def run_undo(
         try:
             error = remote.run_undo(saga, step, state, _fault(fault), attempt, run_id, timeout)
         except BaseException as exc:  # a Ctrl-C, sys.exit: the rollback ends there
-            return _cut(run_id, exc, step)
+            return vars(hosted.interrupted(run_id, exc, step))
     return vars(error) if error is not None else None
 
 
@@ -340,11 +329,9 @@ def _carry_out(
         elif type(op) is RunUndo:
             undo = faults.get(op.step, (None, None))[1]
             error = run_undo(plan.run_id, plan.name, op.step, op.attempt, undo, op.timeout)
-            if error is None:
-                op = m.undo_ok()
-            else:  # (a Ctrl-C, sys.exit in it: the rollback ends there, as in process)
-                told = _error(error)
-                op = m.interrupted(told) if interrupts(told) else m.undo_failed(told)
+            told = _error(error) if error is not None else None
+            then = m.interrupted if told is not None and interrupts(told) else m.undo_failed
+            op = m.undo_ok() if told is None else then(told)  # (a Ctrl-C: it ends there)
         elif type(op) is Wait:
             waits.sleep(op.seconds, _backoff(m))  # durable: a relaunch sleeps what is left
             cut = _heard(m, plan.run_id) if cancellable and asks_cancel(m) else None

@@ -34,7 +34,7 @@ from ..wire import WRITTEN_LIST, SagaPlan, needs_graph, outcome_of, plan_of
 from .asl import ENGINE, StepFunctionsError, plan_asl
 from .asl_graph import graph_asl
 from .history import answered, history_table, visits
-from .live import Idle, Live, TimedOut
+from .live import Idle, Live, TimedOut, stop_execution
 
 REGION = "us-east-1"
 ROLE_ARN = "arn:aws:iam::123456789012:role/rollback-lessons"  # moto accepts any role
@@ -212,19 +212,15 @@ class StepFunctionsRunner:
         return Execution(outcome, asl, history, status, worker.calls)
 
     def _arn(self, asl: dict[str, Any], name: str) -> str:
-        """The ARN the execution ``name`` of this state machine has (or will have), known
-        before it is started: a start cut short is stopped by it (``_stopped_if_cut``)."""
-        machine = self.machine(asl)
-        return f"{machine.replace(':stateMachine:', ':execution:', 1)}:{name}"
+        """Execution ``name``'s ARN, known before it starts (a start cut short is stopped)."""
+        return f"{self.machine(asl).replace(':stateMachine:', ':execution:', 1)}:{name}"
 
     def _start(self, arn: str, run_id: str) -> None:
         machine, name = arn.replace(":execution:", ":stateMachine:", 1).rsplit(":", 1)
-        started = self.sfn.start_execution(
-            stateMachineArn=machine, name=name,
-            input=json.dumps({"run": run_id, "queue_url": self.queue_url}),
-        )["executionArn"]  # fmt: skip
-        if started != arn:  # (AWS and moto name it so: served and stopped by that name)
-            raise StepFunctionsError(f"the execution started as {started}, not as {arn}")
+        said = json.dumps({"run": run_id, "queue_url": self.queue_url})
+        started = self.sfn.start_execution(stateMachineArn=machine, name=name, input=said)
+        if started["executionArn"] != arn:  # (AWS and moto name it so: served, stopped so)
+            raise StepFunctionsError(f"the execution started as {started['executionArn']}")
 
     @contextlib.contextmanager
     def _stopped_if_cut(self, arn: str, worker: Worker) -> Iterator[None]:
@@ -249,27 +245,7 @@ class StepFunctionsRunner:
             raise
 
     def _stop(self, arn: str, error: str, cause: str) -> str:
-        """Stop the execution if it runs: how it is now ("was stopped", "was over"). moto
-        (5.2.5) leaves one stopped between two states RUNNING for ever, though a second stop
-        ends it, and refuses to stop one still starting: it is stopped again while it still
-        says RUNNING (AWS's first stop is final), for a second at most."""
-        try:
-            if self.sfn.describe_execution(executionArn=arn)["status"] != "RUNNING":
-                return "was over"
-        except self.sfn.exceptions.ExecutionDoesNotExist:  # (a start cut short before it)
-            return "was never started"
-        idle, deadline = Idle(), time.monotonic() + 1
-        while True:
-            try:
-                self.sfn.stop_execution(executionArn=arn, error=error, cause=cause)
-            except Exception:  # (moto 5.2.5 cannot stop one still starting: set_stop on None)
-                if time.monotonic() > deadline:
-                    raise
-            idle.wait()
-            if self.sfn.describe_execution(executionArn=arn)["status"] != "RUNNING":
-                return "was stopped"
-            if time.monotonic() > deadline:
-                return "was told to stop (it still says RUNNING)"
+        return stop_execution(self.sfn, arn, error, cause)
 
     def _live(
         self, saga: Saga, state: State | None, plan: SagaPlan, asl: dict[str, Any],

@@ -40,11 +40,11 @@ from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():  # plain data and the machine, no I/O
     from ... import schedule
-    from ...errors import Cancelled, RemoteError
+    from ...errors import Cancelled, RemoteError, interrupts
     from ...machine import Machine, Phase
     from ...operations import CANCELLED_ASKING, Ask, Finished, Op, RunStep, RunUndo, Wait
     from ...schedule import GraphMachine, GraphOp, Ready
-    from ..wire import ErrorRecord, SagaPlan, interrupts, record_data
+    from ..wire import ErrorRecord, SagaPlan, record_data
     from .limits import TemporalLimitExceeded, check_result, no_room, no_room_forward
     from .person import PersonAsked
 
