@@ -83,6 +83,16 @@ class RemoteError(RollbackLessonsError):
         return f"{self.type_name}({str(self)!r})"
 
 
+def interrupts(error: BaseException) -> bool:
+    """Did a call raise a BaseException that is not an Exception (a Ctrl-C, ``sys.exit``, a
+    library's own), here or where it ran (a stand-in naming its lineage)? In process that
+    cuts the call short (``Driver.step_raised``): a step fails for good, in doubt, and an
+    undo's ends the rollback, the rest pending; every engine tells its machine so."""
+    if isinstance(error, RemoteError):
+        return "BaseException" in error.lineage and "Exception" not in error.lineage
+    return not isinstance(error, Exception)
+
+
 class TakenOver(RollbackLessonsError):
     """Another process took the saga over (a journal's fence, ``recover``): this run stops
     at once, writes nothing more and runs no undo; the new holder finishes the rollback."""

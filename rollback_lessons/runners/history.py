@@ -6,7 +6,6 @@ The record, its events included, is the machine's, as in process."""
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 
 from ..errors import RollbackLessonsError
@@ -118,20 +117,7 @@ class Worker:
     def reraise(self, outcome: Outcome) -> None:
         """The run is over: the BaseException that cut an action short is raised again, as
         ``saga.run`` does once what was done is undone; its notes say what the rollback left."""
-        exc = self.interrupt
-        if exc is None:
-            return
-        notes = [f"rollback: undo of {d.step} (dead letter)" for d in outcome.dead_letters]
-        if outcome.pending:
-            notes.append(f"rollback halted; left for a person: {', '.join(outcome.pending)}")
-        if outcome.leaked:
-            notes.append(f"rollback: not undone (no undo covers it): {', '.join(outcome.leaked)}")
-        notes += [f"rollback: {n}" for n in outcome.notes]
-        for note in notes:
-            if note not in getattr(exc, "__notes__", ()):
-                with contextlib.suppress(Exception):  # (one that refuses notes: raised as is)
-                    exc.add_note(note)
-        raise exc
+        remote.reraise(self.interrupt, outcome)
 
 
 class _History:

@@ -48,6 +48,10 @@ class Hosted:
     started: dict[str, threading.Event] = field(default_factory=dict)
     calls: list[tuple[str, str, bool]] = field(default_factory=list)
     effected: set[str] = field(default_factory=set)
+    interrupt: BaseException | None = None
+    """The first BaseException (not an Exception: a Ctrl-C, ``sys.exit``) a call of the run
+    raised here: re-raised once its outcome is read (``remote.reraise``), as ``saga.run``
+    re-raises it once what was done is undone."""
 
     def effects(self) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
         """(steps done, steps undone, steps whose action failed: perhaps after its
@@ -71,6 +75,18 @@ def hosted(run_id: str) -> Hosted:
         return RUNS[run_id]
     except KeyError:
         raise NotHosted(f"run {run_id!r} was started by another process") from None
+
+
+def interrupted(run_id: str, exc: BaseException, step: str) -> Any:
+    """A call of the run raised ``exc``, a BaseException not an Exception (a Ctrl-C,
+    ``sys.exit``): the first is kept (``Hosted.interrupt``) to be re-raised once the outcome is
+    read; its record (``wire.ErrorRecord``) is what the engine tells its workflow."""
+    from .wire import ErrorRecord  # (this module stays importable in a sandbox)
+
+    run = RUNS.get(run_id)
+    if run is not None and run.interrupt is None:
+        run.interrupt = exc
+    return ErrorRecord.of(exc, step)
 
 
 def host_policy(run_id: str, policy: UndoPolicy) -> None:

@@ -4,12 +4,15 @@ the Step Functions worker and the BPMN script tasks all do it here, so they fail
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable
 from typing import Any
 
+from .._guards import AFTER_COMMIT
 from ..calls import call_sync, call_timed
 from ..faults import Fault, action_error, undo_error, undo_fails
+from ..outcome import Outcome, Status
 from ..rules import NamedUndo, idempotency_key
 from ..saga import Saga, State
 from .wire import ErrorRecord
@@ -63,3 +66,25 @@ def run_undo(
     except Exception as exc:
         return ErrorRecord.of(exc, step)
     return None
+
+
+def reraise(exc: BaseException | None, outcome: Outcome) -> None:
+    """The run is over: the BaseException that cut a call short (a Ctrl-C, ``sys.exit``) is
+    raised again, as ``saga.run`` does once what was done is undone; its notes say what the
+    rollback left (one that refuses notes is raised as is)."""
+    if exc is None:
+        return
+    notes = [f"rollback: undo of {d.step} (dead letter)" for d in outcome.dead_letters]
+    cut = any(e.kind == "rollback_done" and "interrupted" in e.details for e in outcome.events)
+    if outcome.pending and not cut:  # (cut short: its note says what is pending, and why)
+        notes.append(f"rollback halted; left for a person: {', '.join(outcome.pending)}")
+    if outcome.leaked:
+        notes.append(f"rollback: not undone (no undo covers it): {', '.join(outcome.leaked)}")
+    notes += [f"rollback: {n}" for n in outcome.notes]
+    if outcome.status == Status.COMMITTED:  # (it came once the saga committed: said so)
+        notes.append(AFTER_COMMIT)
+    for note in notes:
+        if note not in getattr(exc, "__notes__", ()):
+            with contextlib.suppress(Exception):
+                exc.add_note(note)
+    raise exc

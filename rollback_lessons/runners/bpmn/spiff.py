@@ -8,18 +8,19 @@ import re
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from ..._graph_drive import asked_of
 from ...errors import InvalidPipelineError
 from ...faults import InjectionLike, normalize_injection
 from ...machine import Machine
-from ...operations import ANSWERS, Finished, RunStep
+from ...operations import ANSWERS, Finished, Op, RunStep, RunUndo
 from ...outcome import Outcome
 from ...policies import PolicyLike, data_only
 from ...rules import check_state
 from ...saga import Saga, State, snapshot
 from ...schedule import GraphMachine
+from .. import remote
 from ..history import Visit, Worker, do, undo, walk
 from ..owed import undo_timeouts
 from ..wire import WRITTEN_LIST, SagaPlan, needs_graph, outcome_of, plan_of
@@ -61,9 +62,15 @@ class _Host:
         logged = [n for n in self.worker.saga.names if self.machine.logged(n)]
         return error is None, logged, self.machine.halted  # halted: a person decides
 
+    cut: str | None = None  # the undo a BaseException (Ctrl-C, sys.exit) raised in, if one did
+
     def undo(self, step: str) -> None:
         # a failed undo (past its timeout too, as in process): a dead letter, and on
-        self.worker.task("undo", step, self.timeouts.get(step))
+        try:
+            self.worker.task("undo", step, self.timeouts.get(step))
+        except BaseException:
+            self.cut = step
+            raise
 
 
 def run_explicit(
@@ -141,7 +148,12 @@ def run_explicit(
         parser.get_subprocess_specs("saga_explicit"),
         script_engine=engine,
     )
-    workflow.do_engine_steps()
+    try:
+        workflow.do_engine_steps()
+    except BaseException as exc:  # (an Exception there is SpiffWorkflow's own failure)
+        if isinstance(exc, Exception):
+            raise
+        _cut_between(saga, state, before, plan, host, exc)
     if not workflow.is_completed():
         raise RuntimeError("the BPMN workflow did not complete")
     calls = host.worker.calls  # each script task ran its task once: one visit each
@@ -150,6 +162,50 @@ def run_explicit(
     outcome = outcome_of(saga, walk(plan, found, calls), before=before, state=state)
     host.worker.reraise(outcome)  # (a Ctrl-C in an action: once what was done is undone)
     return outcome
+
+
+def _cut_between(saga: Saga, state: State | None, before: Any, plan: SagaPlan, host: _Host,
+                 exc: BaseException) -> NoReturn:  # fmt: skip
+    """SpiffWorkflow stopped by a BaseException in its own code (a Ctrl-C between two tasks)
+    or in an undo: a fresh machine is told what the worker did, in order, then what
+    ``saga.run`` does at that instant. Going forward the run fails there (a step begun, its
+    action not called, is not run) and the undos it asks are done here, by the worker (the
+    workflow is dropped, never resumed: each undo runs once); mid-rollback it ends there,
+    halted, the rest pending. Then ``exc`` is raised again, with ``saga.run``'s notes."""
+    m = Machine(plan.undo_policy(), plan=plan.specs(), name=plan.name, run_id=plan.run_id)
+    calls, worker, ours = list(host.worker.calls), host.worker, False
+    op: Op = m.start()
+    while not isinstance(op, Finished):
+        if type(op) not in (RunStep, RunUndo):  # (a list's form: policy continue, no retry)
+            raise RuntimeError(f"the machine answered {op!r}, which no list form gives")
+        kind, step = ("action" if type(op) is RunStep else "undo"), op.step  # type: ignore[union-attr]
+        made = next((c for c in calls if (c.call, c.step) == (kind, step)), None)
+        if made is not None:
+            calls.remove(made)
+        elif kind == "action":  # never called: the interrupt came before it
+            m.not_run(step)
+            op, ours = m.fail(exc), True
+            continue
+        elif not ours:  # the engine's rollback was cut short there: halted, the rest pending
+            if host.cut != step:  # (in the engine's own code, not in that undo)
+                m.cut(exc, f"in the BPMN engine's own code, before the undo of {step}")
+            op = m.interrupted(exc)
+            continue
+        else:
+            try:
+                made = worker.task("undo", step, host.timeouts.get(step))
+            except BaseException as again:  # (a second Ctrl-C, in an undo: halted there)
+                op = m.interrupted(again)
+                continue
+        told = made.error.to_exception() if made.error is not None else None
+        if kind == "undo":
+            op = m.undo_ok() if told is None else m.undo_failed(told)
+        else:
+            op = m.step_ok() if told is None else (
+                m.interrupted(told) if made.cut else m.step_failed(told)
+            )  # fmt: skip
+    remote.reraise(exc, outcome_of(saga, m.record(), before=before, state=state))
+    raise exc  # (reraise raises it)
 
 
 def _parsed(saga: Saga, chosen: Any, host: dict[str, Any], graph: bool = False) -> Any:

@@ -28,7 +28,7 @@ from ...outcome import Outcome, RunRecord
 from ...policies import PolicyLike, resolve_policy
 from ...rules import check_run_id, check_state
 from ...saga import Saga, State, snapshot
-from .. import hosted
+from .. import hosted, remote
 from ..asking import AnswerRefused, Question, check_answer, refuse_unless_asked
 from ..hosted import UnknownRun
 from ..wire import needs_graph, outcome_of, plan_of, record_of
@@ -159,6 +159,8 @@ class DBOSHandle:
             DBOS.send(child.workflow_id, "stop", graph.WAKE)  # a retry's wait ends now
 
     def outcome(self) -> Outcome:
+        """The run's Outcome; a Ctrl-C, ``sys.exit`` in a call of it here is raised then."""
+        run = hosted.RUNS.get(self.run_id)
         try:
             data: dict[str, Any] = self._result()
         except DBOSUnexpectedStepError as exc:  # (resumed by another version: one line)
@@ -177,7 +179,9 @@ class DBOSHandle:
             workflow.CANCELS.pop(self.run_id, None)
             workflow.HEARD.pop(self.run_id, None)
             workflow.STOPPED.pop(self.run_id, None)
-        return outcome_of(self.saga, record_of(data), before=self._before, state=self._state)
+        outcome = outcome_of(self.saga, record_of(data), before=self._before, state=self._state)
+        remote.reraise(run.interrupt if run is not None else None, outcome)  # (as saga.run)
+        return outcome
 
 
 class DBOSRunner:

@@ -39,13 +39,13 @@ from dbos._context import get_local_dbos_context
 
 from ... import schedule
 from ..._drive import asks_cancel, failed_asking
-from ...errors import Cancelled, RollbackLessonsError
+from ...errors import Cancelled, RollbackLessonsError, interrupts
 from ...events import describe
 from ...faults import Fault
 from ...machine import Machine
 from ...operations import ANSWERS, CANCELLED_ASKING, Ask, Finished, Op, RunStep, RunUndo, Wait
 from ...policies import UndoPolicy
-from .. import remote
+from .. import hosted, remote
 from ..wire import ErrorRecord, SagaPlan, record_data
 from . import waits
 from .hosting import _saga
@@ -121,13 +121,17 @@ def run_action(
         return {**vars(ErrorRecord.of(died, step)), LOST: True}
     with waits.doing(f"{step}'s action"):
         saga, state = _saga(run_id, name)
-        error = remote.run_action(saga, step, state, _fault(fault))
+        try:
+            error = remote.run_action(saga, step, state, _fault(fault))
+        except BaseException as exc:  # (an Exception is data already): a Ctrl-C, sys.exit
+            error = hosted.interrupted(run_id, exc, step)  # cut it short: in doubt (LOST)
     _hold(hold)  # (``hold``: a branch at once, its end in order: ``FINISHING``)
-    return vars(error) if error is not None else None
+    cut = {LOST: True} if error is not None and interrupts(error.to_exception()) else {}
+    return {**vars(error), **cut} if error is not None else None
 
 
 LOST = "lost"
-"""An action's answer marked so: started by a process that died before its end was saved."""
+"""An action's answer marked so, in doubt: its end never saved, or cut short (a Ctrl-C)."""
 
 
 STARTING: list[Callable[[str], None]] = []
@@ -158,7 +162,10 @@ def run_undo(
     ``timeout`` seconds it failed, as in process."""
     with waits.doing(f"{step}'s undo"):
         saga, state = _saga(run_id, name)
-        error = remote.run_undo(saga, step, state, _fault(fault), attempt, run_id, timeout)
+        try:
+            error = remote.run_undo(saga, step, state, _fault(fault), attempt, run_id, timeout)
+        except BaseException as exc:  # a Ctrl-C, sys.exit: the rollback ends there
+            return vars(hosted.interrupted(run_id, exc, step))
     return vars(error) if error is not None else None
 
 
@@ -322,7 +329,9 @@ def _carry_out(
         elif type(op) is RunUndo:
             undo = faults.get(op.step, (None, None))[1]
             error = run_undo(plan.run_id, plan.name, op.step, op.attempt, undo, op.timeout)
-            op = m.undo_ok() if error is None else m.undo_failed(_error(error))
+            told = _error(error) if error is not None else None
+            then = m.interrupted if told is not None and interrupts(told) else m.undo_failed
+            op = m.undo_ok() if told is None else then(told)  # (a Ctrl-C: it ends there)
         elif type(op) is Wait:
             waits.sleep(op.seconds, _backoff(m))  # durable: a relaunch sleeps what is left
             cut = _heard(m, plan.run_id) if cancellable and asks_cancel(m) else None

@@ -34,7 +34,7 @@ from ..wire import WRITTEN_LIST, SagaPlan, needs_graph, outcome_of, plan_of
 from .asl import ENGINE, StepFunctionsError, plan_asl
 from .asl_graph import graph_asl
 from .history import answered, history_table, visits
-from .live import Idle, Live, TimedOut
+from .live import Idle, Live, TimedOut, stop_execution
 
 REGION = "us-east-1"
 ROLE_ARN = "arn:aws:iam::123456789012:role/rollback-lessons"  # moto accepts any role
@@ -201,12 +201,9 @@ class StepFunctionsRunner:
             return self._live(saga, state, plan, asl, worker, before, suffix, timeout,
                               first_of(completion) if completion is not None else None,
                               asked, stop_execution)  # fmt: skip
-        arn = self.sfn.start_execution(
-            stateMachineArn=self.machine(asl),
-            name=execution_name(saga.name, suffix),
-            input=json.dumps({"run": run_id, "queue_url": self.queue_url}),
-        )["executionArn"]
+        arn = self._arn(asl, execution_name(saga.name, suffix))
         with self._stopped_if_cut(arn, worker):
+            self._start(arn, run_id)
             status = self._serve(arn, plan, worker, timeout)
         history = self._history(arn)
         record = walk(plan, visits(history, plan), worker.calls)
@@ -214,11 +211,24 @@ class StepFunctionsRunner:
         worker.reraise(outcome)  # (a Ctrl-C in an action: once what was done is undone)
         return Execution(outcome, asl, history, status, worker.calls)
 
+    def _arn(self, asl: dict[str, Any], name: str) -> str:
+        """Execution ``name``'s ARN, known before it starts (a start cut short is stopped)."""
+        return f"{self.machine(asl).replace(':stateMachine:', ':execution:', 1)}:{name}"
+
+    def _start(self, arn: str, run_id: str) -> None:
+        machine, name = arn.replace(":execution:", ":stateMachine:", 1).rsplit(":", 1)
+        said = json.dumps({"run": run_id, "queue_url": self.queue_url})
+        started = self.sfn.start_execution(stateMachineArn=machine, name=name, input=said)
+        if started["executionArn"] != arn:  # (AWS and moto name it so: served, stopped so)
+            raise StepFunctionsError(f"the execution started as {started['executionArn']}")
+
     @contextlib.contextmanager
     def _stopped_if_cut(self, arn: str, worker: Worker) -> Iterator[None]:
-        """Serving the execution: whatever raises here (a Ctrl-C while the worker waits, a
-        request that fails, the timeout) stops the execution where it is (it would wait for
-        a worker for ever), and the error says what is left in effect: nothing is undone."""
+        """Starting, then serving the execution: whatever raises here (a Ctrl-C during the
+        start request or while the worker waits, a request that fails, the timeout) stops the
+        execution where it is, if it started (it would wait for a worker for ever; cut short
+        as it started, no step of it has run: nothing was done), and the error says what is
+        left in effect: nothing is undone."""
         try:
             yield
         except BaseException as exc:
@@ -235,20 +245,7 @@ class StepFunctionsRunner:
             raise
 
     def _stop(self, arn: str, error: str, cause: str) -> str:
-        """Stop the execution if it runs: how it is now ("was stopped", "was over"). moto
-        (5.2.5) leaves one stopped between two states RUNNING for ever, though a second stop
-        ends it: it is stopped again while it still says RUNNING (AWS's first stop is final),
-        for a second at most."""
-        if self.sfn.describe_execution(executionArn=arn)["status"] != "RUNNING":
-            return "was over"
-        idle, deadline = Idle(), time.monotonic() + 1
-        while True:
-            self.sfn.stop_execution(executionArn=arn, error=error, cause=cause)
-            idle.wait()
-            if self.sfn.describe_execution(executionArn=arn)["status"] != "RUNNING":
-                return "was stopped"
-            if time.monotonic() > deadline:
-                return "was told to stop (it still says RUNNING)"
+        return stop_execution(self.sfn, arn, error, cause)
 
     def _live(
         self, saga: Saga, state: State | None, plan: SagaPlan, asl: dict[str, Any],
@@ -262,16 +259,13 @@ class StepFunctionsRunner:
             plan.undo_policy(), plan=plan.specs(), after={s: tuple(d) for s, d in after.items()},
             undo_order=plan.undo_order, name=plan.name, run_id=plan.run_id,
         )  # fmt: skip
-        arn = self.sfn.start_execution(
-            stateMachineArn=self.machine(asl),
-            name=execution_name(saga.name, suffix),
-            input=json.dumps({"run": plan.run_id, "queue_url": self.queue_url}),
-        )["executionArn"]
+        arn = self._arn(asl, execution_name(saga.name, suffix))
         deadline = _deadline(timeout)
         served = Live(self, arn, plan, worker, machine, pick=pick, asked=asked,
                       stop_execution=stop_execution, deadline=deadline,
                       timeout=timeout)  # fmt: skip
         with self._stopped_if_cut(arn, worker):
+            self._start(arn, plan.run_id)
             served.run()
             if served.stopped:  # moto 5.2.5 may never end an execution stopped mid-transition
                 deadline = min(deadline, time.monotonic() + 5)

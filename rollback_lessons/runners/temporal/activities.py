@@ -78,14 +78,16 @@ def _start(run: hosted.Hosted, run_id: str, call: Call,
     kind, step, _ = call
 
     def work() -> None:
+        cut = False
         try:
             error = context.run(fn)
-        except BaseException as exc:  # (remote's calls hand failures back as data)
-            error = ErrorRecord.of(exc, step)
+        except BaseException as exc:  # (an Exception, remote's calls hand back as data): a
+            error, cut = hosted.interrupted(run_id, exc, step), True  # Ctrl-C, sys.exit
         with _LOCK:
             if future not in _LATE:
                 run.calls.append((kind, step, error is None))
-                if kind == "action" and error is not None and after_effect(error.to_exception()):
+                late = error is not None and (cut or after_effect(error.to_exception()))
+                if kind == "action" and late:  # (in effect, perhaps)
                     run.effected.add(step)
             _LATE.discard(future)
             calls = IN_FLIGHT.get(run_id, {})

@@ -17,7 +17,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from ...outcome import Outcome, Table
 from ...saga import Saga, State
-from .. import hosted
+from .. import hosted, remote
 from ..asking import AnswerRefused, Question, check_answer, refuse_unless_asked
 from ..wire import outcome_of, record_of
 from .activities import GATES, IN_FLIGHT, step_started
@@ -201,7 +201,9 @@ class SagaHandle:
         if run is not None:
             record = replace(record, notes=(*record.notes, *unheard(run, record)))
         _release(self.run_id)
-        return outcome_of(self.saga, record, before=self._before, state=self._state)
+        outcome = outcome_of(self.saga, record, before=self._before, state=self._state)
+        remote.reraise(run.interrupt if run is not None else None, outcome)  # (as saga.run)
+        return outcome
 
 
 def cancel_fate(exc: RPCError) -> str:

@@ -40,7 +40,7 @@ from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():  # plain data and the machine, no I/O
     from ... import schedule
-    from ...errors import Cancelled, RemoteError
+    from ...errors import Cancelled, RemoteError, interrupts
     from ...machine import Machine, Phase
     from ...operations import CANCELLED_ASKING, Ask, Finished, Op, RunStep, RunUndo, Wait
     from ...schedule import GraphMachine, GraphOp, Ready
@@ -325,8 +325,8 @@ class SagaWorkflow(PersonAsked):
                     await self._act(plan, step, attempt)
                 except ActivityError as err:
                     error, cancelled = _cause(err)
-                    if cancelled or _end_unknown(err):
-                        return self._launch(gm, plan, gm.step_cut(step, error))
+                    if cancelled or _end_unknown(err) or interrupts(error):  # (a Ctrl-C:
+                        return self._launch(gm, plan, gm.step_cut(step, error))  # cut short)
                     op = gm.step_error(step, error)
                     if type(op) is not Wait:
                         return self._launch(gm, plan, op)
@@ -380,9 +380,9 @@ class SagaWorkflow(PersonAsked):
                 asked = _cancel_requested()
                 if cancelled or asked:
                     _keep_going()
-                if cancelled or _end_unknown(err):  # stopped by Temporal, or unheard: cut short
-                    if cancelled or asked:  # the machine is told of the cancel, then the cut
-                        schedule.cancel(m, CANCEL())
+                if cancelled or _end_unknown(err) or interrupts(error):  # stopped by Temporal,
+                    if cancelled or asked:  # unheard, or a Ctrl-C in its call: cut short (the
+                        schedule.cancel(m, CANCEL())  # machine is told of a cancel first)
                     return m.interrupted(error)
                 failed = m.step_failed(error)  # its own failure wins over a cancel asked
                 if asked and type(failed) is Wait:  # meanwhile (as in process, where a
@@ -404,7 +404,10 @@ class SagaWorkflow(PersonAsked):
                 await self._activity(UNDO, plan, call, timeout)
             except ActivityError as err:
                 if not isinstance(err.cause, ServerTimeout):
-                    return m.undo_failed(_cause(err)[0], self._limit(m, plan))
+                    error = _cause(err)[0]
+                    if interrupts(error):  # a Ctrl-C, sys.exit in the undo: as in process,
+                        return m.interrupted(error)  # the rollback ends there, the rest pending
+                    return m.undo_failed(error, self._limit(m, plan))
                 try:  # the server never heard the attempt end (it was lost, or its worker):
                     await self._activity(UNDO, plan, call, timeout)  # it may be done, and an
                 except ActivityError as again:  # undo is idempotent: run again (or known done)

@@ -1,0 +1,167 @@
+"""A Ctrl-C where the engine's own code runs, not a step (issue 25's leftovers): during Step
+Functions' ``start_execution`` request itself (before it reached the service, or after, its
+answer lost), and between two tasks inside SpiffWorkflow's engine. Injected at each instant
+by patching the engine call to raise at its n-th call. Step Functions: an execution that
+started is stopped before any step of it runs (nothing done: nothing to undo), one that did
+not start is said so; BPMN: what was done is undone as ``saga.run`` would (a Ctrl-C between
+two steps fails the run there, one between two undos halts it, the rest pending), then the
+KeyboardInterrupt is raised again."""
+
+from __future__ import annotations
+
+import pytest
+from test_sf_bpmn_interrupts import STOPPED, _abc, _raised
+
+from rollback_lessons import Saga, Step
+from rollback_lessons.runners.bpmn import run_explicit
+from rollback_lessons.runners.stepfunctions import StepFunctionsRunner
+
+
+@pytest.fixture(scope="module")
+def runner():
+    with StepFunctionsRunner.start() as runner:
+        yield runner
+
+
+def _started(runner, name: str) -> list[dict]:
+    """The executions of the runner's state machines whose name starts with ``name``."""
+    listed = [runner.sfn.list_executions(stateMachineArn=arn) for arn in runner._machines.values()]
+    return [e for page in listed for e in page["executions"] if e["name"].startswith(name)]
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["list", "graph"])
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_ctrl_c_during_start_execution_leaves_no_execution_waiting(
+    runner, monkeypatch, graph, when
+):
+    """``before``: the request never left (no execution); ``after``: it started, its answer
+    lost to the Ctrl-C: it is stopped before any step of it runs. Either way nothing was
+    done, the Ctrl-C is raised with a note saying which, and the next run is unharmed."""
+    world: list[str] = []
+    start, stop = runner.sfn.start_execution, runner.sfn.stop_execution
+    stopped: list[str] = []
+
+    def starting(**kwargs):
+        if when == "after":
+            start(**kwargs)
+        raise KeyboardInterrupt
+
+    def stopping(**kwargs):
+        stopped.append(kwargs["executionArn"])
+        return stop(**kwargs)
+
+    monkeypatch.setattr(runner.sfn, "start_execution", starting)
+    monkeypatch.setattr(runner.sfn, "stop_execution", stopping)
+    options = {"undo_order": "reverse_start"} if graph else {}
+    name = f"start-{when}-{graph}"
+    saga = Saga(list(_abc(world).steps), name=name)
+    got = _raised(lambda: runner.run(saga, {}, timeout=30, **options))
+    monkeypatch.setattr(runner.sfn, "start_execution", start)
+    assert type(got) is KeyboardInterrupt and world == []
+    started = _started(runner, name)
+    if when == "before":
+        assert started == [] and not stopped
+        assert got.__notes__ == [
+            "Step Functions: the execution was never started; nothing done is left in effect"
+        ]
+    else:
+        assert [e["executionArn"] for e in started] == stopped[:1]  # never left waiting
+        assert got.__notes__ in (
+            [f"Step Functions: the execution {how}; nothing done is left in effect"]
+            for how in STOPPED
+        )
+    after = []
+    outcome = runner.run(_abc(after), {}, timeout=30, **options)
+    assert str(outcome.status) == "committed" and after == ["do a", "do b", "do c"]
+    assert world == []  # (the first execution's tasks never ran)
+
+
+# -- BPMN: a Ctrl-C inside SpiffWorkflow's own code, between two tasks ---------------------
+
+
+def _bpmn_cut_at(n: int, fails: bool, monkeypatch) -> tuple[list[str], object]:
+    """Run a, b, c (c failing if ``fails``) with a KeyboardInterrupt raised as SpiffWorkflow
+    completes its ``n``-th task (its own code: gateways, flows, the scripts' tasks)."""
+    from SpiffWorkflow.task import Task
+
+    world: list[str] = []
+    count = [0]
+    complete = Task.complete
+
+    def completing(self, *args, **kwargs):
+        count[0] += 1
+        if count[0] == n:
+            raise KeyboardInterrupt
+        return complete(self, *args, **kwargs)
+
+    steps = list(_abc(world, cut=ValueError if fails else None).steps)
+    if fails:  # (c fails, not b: a and b to undo)
+        steps = [steps[0], Step("b", lambda s: world.append("do b"), steps[1].undo),
+                 Step("c", _refuses(world), steps[2].undo)]  # fmt: skip
+    with monkeypatch.context() as patch:
+        patch.setattr(Task, "complete", completing)
+        got = _raised_or(lambda: run_explicit(Saga(steps, name="cut"), {}))
+    return world, got
+
+
+def _refuses(world):
+    def action(state):
+        world.append("do c")
+        raise ValueError("c refused")
+
+    return action
+
+
+def _raised_or(run):
+    try:
+        return run()
+    except BaseException as exc:
+        return exc
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["commits", "c fails"])
+def test_a_ctrl_c_between_two_bpmn_tasks_at_every_instant(monkeypatch, fails):
+    """At every instant: the KeyboardInterrupt is raised (unless the run had ended); no undo
+    runs twice; every step done is undone, or the notes say it is left (pending, leaked, the
+    saga committed); unless the rollback was cut short (halted: "not known to be undone") or
+    the saga had committed, what was done is undone in reverse, as ``saga.run`` does."""
+    n, seen = 0, set()
+    while True:
+        n += 1
+        world, got = _bpmn_cut_at(n, fails, monkeypatch)
+        if not isinstance(got, BaseException):  # past the last task: the run's own end
+            assert str(got.status) == ("rolled_back" if fails else "committed")
+            break
+        assert type(got) is KeyboardInterrupt, got
+        notes = " ".join(getattr(got, "__notes__", []))
+        done = [e[3:] for e in world if e.startswith("do ")]
+        for step in done:
+            assert world.count(f"undo {step}") <= 1
+            if f"undo {step}" not in world and not (fails and step == "c"):
+                assert step in notes or "committed" in notes, (n, world, notes)
+        if "not known to be undone" not in notes and "committed" not in notes:  # (else halted,
+            assert [e for e in world if e.startswith("undo ")] == [
+                f"undo {s}" for s in reversed(done) if not (fails and s == "c")
+            ], (n, world)  # the rest named pending; or nothing to undo)
+        seen.add(tuple(world))
+    assert n > 5 and len(seen) > 2  # (instants before, between and after the tasks)
+
+
+def test_a_ctrl_c_in_a_bpmn_undo_halts_there_as_in_process():
+    """An undo's own KeyboardInterrupt: the rollback ends there, the rest pending, and the
+    notes are ``saga.run``'s (before: raised with no note, the outcome never made)."""
+
+    def saga(world):
+        def undo_b(state):
+            raise KeyboardInterrupt
+
+        return Saga([Step("a", lambda s: world.append("do a"), lambda s: world.append("undo a")),
+                     Step("b", lambda s: world.append("do b"), undo_b),
+                     Step("c", _refuses(world))], name="undo-cut")  # fmt: skip
+
+    local, remote = [], []
+    expected = _raised(lambda: saga(local).run({}))
+    got = _raised(lambda: run_explicit(saga(remote), {}))
+    assert type(got) is type(expected) is KeyboardInterrupt
+    assert remote == local == ["do a", "do b", "do c"]
+    assert got.__notes__ == expected.__notes__
