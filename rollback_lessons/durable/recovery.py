@@ -80,7 +80,10 @@ from .undo_call import run_undo
 class RecoveryInterrupted(JournalError):
     """An undo ended the process's work during ``recover`` (``sys.exit``, or another
     BaseException that is not a Ctrl-C: an asyncio ``CancelledError``, a library's own): an
-    interrupt, not a failure; what ran is recorded, the rest left for the next ``recover``."""
+    interrupt, not a failure; what ran is recorded, the rest left for the next ``recover``.
+    ``exited``: the ``SystemExit`` it was, if it was one (the CLI keeps its failure code)."""
+
+    exited: SystemExit | None = None
 
 
 class RegistryFailed(JournalError):
@@ -186,6 +189,7 @@ def recover(
             return _decide(saga, force)
 
         # one transaction: who holds each saga, and what is left of it, read together
+        claimed: list[Claimed] = []
         claimed, skipped = journal.claim(decide)
         total = sum(len(c.pending) for c in claimed)
         writer = _Writer(journal, batch if total > batch else 1)
@@ -198,8 +202,12 @@ def recover(
         except BaseException as exc:
             with contextlib.suppress(JournalError):  # what ran is recorded if it can be;
                 writer.flush()  # the first error is the one told
-            with contextlib.suppress(Exception):  # (and the sagas it finished before, told)
+            with contextlib.suppress(Exception):  # (and the sagas it finished before, told,
                 exc.recovered = tuple(writer.recorded)  # type: ignore[attr-defined]
+                done = {r.saga_id for r in writer.recorded}  # and those it claimed and left)
+                exc.unfinished = tuple(  # type: ignore[attr-defined]
+                    c.saga.id for c in claimed if c.saga.id not in done
+                )
             raise
         writer.flush()
         return RecoveryReport(
@@ -396,11 +404,14 @@ def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: _Writ
                 if isinstance(exc, SystemExit)
                 else f"raised {describe(exc)} (not an Exception: an interrupt)"
             )
-            raise RecoveryInterrupted(
+            stopped = RecoveryInterrupted(
                 f"the undo of {undo.step!r} (saga {saga.id!r}) {what}: recover stopped "
                 "there; the saga is left unfinished, that undo and the ones before it "
                 "pending, for the next recover"
-            ) from None
+            )
+            if isinstance(exc, SystemExit):  # (its failure code kept: 143 says SIGTERM)
+                stopped.exited = exc
+            raise stopped from None
         else:
             op = m.undo_ok()
         writer.undo_ran(run)
