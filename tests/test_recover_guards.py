@@ -1,0 +1,123 @@
+"""Issue 25, attack23's F2, F4 and F5: what ``recover`` must not do to a saga whose
+process still runs here, to itself (an undo that calls ``recover``), or twice (an undo
+whose forked child returns into the engine).
+
+F2: ``process_alive`` said "cannot be checked from here" as soon as the host name differed,
+before looking at the pid: a ``recover`` in a sidecar with its own host name but the
+owner's PID namespace and boot (or on a host renamed since) took a live owner over with
+``--force`` (its step landing after its undo), although the help promises "a saga whose
+process still runs here is never taken over".
+"""
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+from conftest import dead_pid
+
+from rollback_lessons import Saga, Status, Step
+from rollback_lessons.durable.journal import Journal
+from rollback_lessons.durable.owner import me, process_alive, process_space
+from rollback_lessons.durable.recovery import recover
+from rollback_lessons.durable.registry import Registry
+
+needs_proc = pytest.mark.skipif(process_space() is None, reason="no /proc: no PID namespace")
+
+
+def _registry(calls):
+    reg = Registry()
+
+    def undo(step, idempotency_key=None):
+        calls.append(step)
+
+    return reg, reg.add("u", undo)
+
+
+def _crashed(path, set_sql, params=()):
+    """A saga a, b, c whose c failed, crashed before its first undo; then ``set_sql``."""
+    calls: list[str] = []
+    reg, undo = _registry(calls)
+    saga = Saga([Step(k, lambda s: None, undo.bind(step=k)) for k in "ab"]
+                + [Step("c", lambda s: 1 / 0)])  # fmt: skip
+
+    def crash(event):
+        if event.kind == "undo":
+            raise KeyboardInterrupt
+
+    with Journal(path) as journal, pytest.raises(KeyboardInterrupt):
+        saga.run({}, journal=journal, run_id="s", on_event=crash)
+    con = sqlite3.connect(path)
+    con.execute(set_sql, params)
+    con.commit()
+    con.close()
+    return reg, calls
+
+
+# -- F2: the same PID namespace and boot, another host name -----------------------------------
+
+
+@needs_proc
+def test_a_pid_in_this_namespace_and_boot_is_checked_whatever_the_host_name():
+    here = me()[3]
+    assert process_alive(os.getpid(), "other-name", me()[2], here) is True
+    assert process_alive(dead_pid(), "other-name", None, here) is False
+    assert process_alive(os.getpid(), "other-name", None, "pid:[1] boot x") is None  # (as before)
+
+
+@needs_proc
+@pytest.mark.parametrize("force", [False, True])
+def test_a_live_owner_recorded_under_another_host_name_is_never_taken_over(tmp_path, force):
+    """The defect: "ran on other-name: it cannot be checked from here; --force takes it
+    over", and --force took it over while it ran."""
+    path = tmp_path / "j.db"
+    sql = "UPDATE sagas SET owner_pid = ?, owner_host = 'other-name', owner_space = ?"
+    reg, calls = _crashed(path, sql, (os.getpid(), me()[3]))
+    with Journal(path) as journal:
+        report = recover(journal, reg, force=force)
+        assert report.recovered == () and calls == []
+        [why] = [s.reason for s in report.skipped]
+        assert why == f"its process {os.getpid()} is still running; stop it first"
+        assert journal.saga("s").status == "rolling_back"
+
+
+@needs_proc
+def test_a_dead_owner_recorded_under_another_host_name_is_taken_over_without_force(tmp_path):
+    """Its pid is checkable here (same namespace and boot): dead, so no --force is needed."""
+    path = tmp_path / "j.db"
+    sql = "UPDATE sagas SET owner_pid = ?, owner_host = 'other-name', owner_space = ?"
+    reg, calls = _crashed(path, sql, (dead_pid(), me()[3]))
+    with Journal(path) as journal:
+        [done] = recover(journal, reg).recovered
+    assert done.status is Status.ROLLED_BACK and calls == ["b", "a"]
+
+
+def _can_unshare_uts() -> bool:
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        return False
+    return subprocess.run(["unshare", "--uts", "true"]).returncode == 0
+
+
+@pytest.mark.skipif(not _can_unshare_uts(), reason="needs root and unshare (a UTS namespace)")
+def test_recover_force_under_another_host_name_leaves_a_live_owner_alone(tmp_path):
+    """attack23's F2 for real: this process owns the saga; ``recover --force`` runs with
+    another host name (a UTS namespace), the same PID namespace and boot."""
+    path = tmp_path / "j.db"
+    _crashed(path, "UPDATE sagas SET owner_pid = ?", (os.getpid(),))  # (alive: this one)
+    (tmp_path / "h34reg.py").write_text(
+        "from rollback_lessons.durable.registry import Registry\n"
+        "registry = Registry()\n"
+        "registry.add('u', lambda step, idempotency_key=None: print('UNDID', step))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    command = [sys.executable, "-m", "rollback_lessons", "recover", str(path)]
+    command += ["--registry", "h34reg", "--force"]
+    rename = ["unshare", "--uts", "sh", "-c", 'hostname other-name && exec "$@"', "sh"]
+    out = subprocess.run([*rename, *command], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert f"its process {os.getpid()} is still running" in out.stdout
+    assert "UNDID" not in out.stdout
+    with Journal(path) as journal:
+        assert journal.saga("s").status == "rolling_back"
