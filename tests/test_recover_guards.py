@@ -121,3 +121,140 @@ def test_recover_force_under_another_host_name_leaves_a_live_owner_alone(tmp_pat
     assert "UNDID" not in out.stdout
     with Journal(path) as journal:
         assert journal.saga("s").status == "rolling_back"
+
+
+# -- F4: a recover called from its own undo; recovers of two journals -------------------------
+
+# F4: ``recover`` held one plain lock for the whole process: an undo that called ``recover``
+# (a compensation that "cleans up" so, or a library it calls) waited for itself forever, and
+# a recover of journal B waited behind journal A's whose undo backed off.
+
+
+def _in_thread(fn, seconds=30.0):
+    """``fn()`` in a daemon thread, its result or error; a hang fails the test (no wait
+    longer than ``seconds``), not the whole run."""
+    import threading
+
+    box: dict = {}
+
+    def target():
+        try:
+            box["result"] = fn()
+        except BaseException as exc:  # told to the test
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"{fn} still runs after {seconds} s: a deadlock"
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
+@pytest.mark.parametrize("kind", ["sync", "async", "timed"])
+def test_an_undo_that_calls_recover_is_refused_in_one_typed_error_never_a_hang(tmp_path, kind):
+    path = tmp_path / "j.db"
+    reg, calls, refused = Registry(), [], []
+
+    def plain(step, idempotency_key=None):
+        calls.append(step)
+
+    def nested(step, idempotency_key=None):
+        calls.append(step)
+        with Journal(path) as again:
+            try:
+                recover(again, reg)
+            except Exception as exc:
+                refused.append(exc)
+                raise
+
+    async def nested_async(step, idempotency_key=None):
+        nested(step)
+
+    undo, inner = reg.add("u", plain), reg.add("n", nested_async if kind == "async" else nested)
+    saga = Saga([Step("a", lambda s: None, undo.bind(step="a")),
+                 Step("b", lambda s: None, inner.bind(step="b"),
+                      undo_timeout=20 if kind == "timed" else None),
+                 Step("c", lambda s: 1 / 0)])  # fmt: skip
+
+    def crash(event):
+        if event.kind == "undo":
+            raise KeyboardInterrupt
+
+    with Journal(path) as journal, pytest.raises(KeyboardInterrupt):
+        saga.run({}, journal=journal, run_id="s", on_event=crash)
+    con = sqlite3.connect(path)
+    con.execute("UPDATE sagas SET owner_pid = ?, owner_started = NULL", (dead_pid(),))
+    con.commit()
+    con.close()
+    with Journal(path) as journal:
+        [done] = _in_thread(lambda: recover(journal, reg)).recovered
+    assert calls == ["b", "a"]  # the rollback went on: b's undo failed (a dead letter)
+    from rollback_lessons.durable.recovery import RecoveryNested
+
+    [letter] = done.dead_letters
+    [error] = refused
+    assert letter.step == "b" and letter.error is error and type(error) is RecoveryNested
+    assert "was called from an undo that recover(" in str(error)
+    assert "nothing was claimed" in str(error)
+
+
+def test_one_journal_file_has_one_lock_whatever_path_names_it(tmp_path):
+    """Two recovers of one file in one process would share its claims (one pid): a link
+    to it is the same file, the same lock."""
+    from rollback_lessons.durable.recovery import _one_at_a_time
+
+    with Journal(tmp_path / "j.db") as one, Journal(tmp_path / "k.db") as other:
+        (tmp_path / "link.db").symlink_to(tmp_path / "j.db")
+        with Journal(tmp_path / "link.db") as link:
+            assert _one_at_a_time(link) is _one_at_a_time(one)
+        assert _one_at_a_time(other) is not _one_at_a_time(one)
+
+
+def test_a_recover_of_one_journal_does_not_wait_behind_another_journals(tmp_path):
+    import threading
+
+    started, release = threading.Event(), threading.Event()
+    reg, calls = Registry(), []
+
+    def slow(step, idempotency_key=None):  # (an undo backing off, a service that hangs)
+        started.set()
+        release.wait(60)
+        calls.append(f"slow {step}")
+
+    def quick(step, idempotency_key=None):
+        calls.append(f"quick {step}")
+
+    paths = []
+    for name, fn in (("A", slow), ("B", quick)):
+        path = tmp_path / f"{name}.db"
+        undo = reg.add(name, fn)
+        saga = Saga([Step("a", lambda s: None, undo.bind(step=name)), Step("c", lambda s: 1 / 0)])
+
+        def crash(event):
+            if event.kind == "undo":
+                raise KeyboardInterrupt
+
+        with Journal(path) as journal, pytest.raises(KeyboardInterrupt):
+            saga.run({}, journal=journal, run_id="s", on_event=crash)
+        con = sqlite3.connect(path)
+        con.execute("UPDATE sagas SET owner_pid = ?, owner_started = NULL", (dead_pid(),))
+        con.commit()
+        con.close()
+        paths.append(path)
+
+    def recover_at(path):
+        with Journal(path) as journal:
+            return recover(journal, reg)
+
+    first = threading.Thread(target=recover_at, args=(paths[0],), daemon=True)
+    first.start()
+    try:
+        assert started.wait(30)
+        [done] = _in_thread(lambda: recover_at(paths[1])).recovered  # (before: waited for A)
+        assert done.status is Status.ROLLED_BACK and calls == ["quick B"]
+    finally:
+        release.set()
+        first.join(30)
+    assert calls == ["quick B", "slow A"]

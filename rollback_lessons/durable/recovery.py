@@ -41,7 +41,9 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import contextvars
 import json
+import os
 import re
 import threading
 import time
@@ -106,7 +108,30 @@ def _ask(registry: Registry, lookup: Callable[[str], Any], name: str, then: str)
         ) from None
 
 
-_one_at_a_time = threading.Lock()  # two recovers in one process would share its claims
+class RecoveryNested(JournalError, RuntimeError):
+    """``recover`` called while this one runs, from its own undo (a compensation that
+    "cleans up" by recovering, or a library it calls; awaited or timed, too): refused
+    before anything, as it would wait forever for the recover that runs that undo."""
+
+
+_recovering: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "rollback_lessons_recovering", default=None
+)  # the journal a recover of this thread (or of the undo it runs, awaited or timed) holds
+_locks: dict[object, threading.Lock] = {}  # one per journal file: two recovers of one
+_locks_guard = threading.Lock()  # file in one process would share its claims (same pid);
+# two files' recovers never wait for each other (an undo backing off for an hour in one)
+
+
+def _one_at_a_time(journal: Journal) -> threading.Lock:
+    """The lock of ``journal``'s file, known by its device and inode (a second path to it,
+    a link or a symlink, is the same file), or by its resolved path if it cannot be read."""
+    try:
+        st = os.stat(journal.path)
+        key: object = (st.st_dev, st.st_ino)
+    except OSError:
+        key = os.path.realpath(journal.path)
+    with _locks_guard:
+        return _locks.setdefault(key, threading.Lock())
 
 
 def _decide(saga: SagaRecord, force: bool) -> str | None:
@@ -167,53 +192,67 @@ def recover(
         raise TypeError(f"force must be True or False, got {force!r}")
     if type(batch) is not int or batch < 1:
         raise ValueError(f"batch must be an int >= 1, got {batch!r}")
-    with _one_at_a_time:
-        damage = journal.quick_check("integrity_check")
-        if damage != "ok":
-            raise JournalError(
-                f"{journal.path} is damaged ({damage}); no undo was run. "
-                "Restore it from a copy, or finish its sagas by hand"
+    holding = _recovering.get()
+    if holding is not None:
+        raise RecoveryNested(
+            f"recover({journal!r}) was called from an undo that recover({holding!r}) is "
+            "running: refused (it would wait for itself forever); nothing was claimed"
+        )
+    token = _recovering.set(str(journal.path))
+    try:
+        with _one_at_a_time(journal):
+            return _recover(journal, registry, force, batch)
+    finally:
+        _recovering.reset(token)
+
+
+def _recover(journal: Journal, registry: Registry, force: bool, batch: int) -> RecoveryReport:
+    """``recover``, its arguments checked, holding its journal's lock."""
+    damage = journal.quick_check("integrity_check")
+    if damage != "ok":
+        raise JournalError(
+            f"{journal.path} is damaged ({damage}); no undo was run. "
+            "Restore it from a copy, or finish its sagas by hand"
+        )
+
+    def known(name: str) -> bool:
+        then = "nothing was claimed or undone; run recover again when it answers"
+        return bool(_ask(registry, registry.__contains__, name, then))
+
+    def decide(saga: SagaRecord, pending: list[UndoRecord]) -> str | None:
+        unknown = sorted({u.compensation for u in pending if not known(u.compensation)})
+        if unknown and not pivot_at_stake(saga.pivot_state):
+            return (
+                f"the registry has no compensation named {', '.join(map(repr, unknown))}; "
+                "run recover again with the registry that registers them"
             )
+        return _decide(saga, force)
 
-        def known(name: str) -> bool:
-            then = "nothing was claimed or undone; run recover again when it answers"
-            return bool(_ask(registry, registry.__contains__, name, then))
-
-        def decide(saga: SagaRecord, pending: list[UndoRecord]) -> str | None:
-            unknown = sorted({u.compensation for u in pending if not known(u.compensation)})
-            if unknown and not pivot_at_stake(saga.pivot_state):
-                return (
-                    f"the registry has no compensation named {', '.join(map(repr, unknown))}; "
-                    "run recover again with the registry that registers them"
-                )
-            return _decide(saga, force)
-
-        # one transaction: who holds each saga, and what is left of it, read together
-        claimed: list[Claimed] = []
-        claimed, skipped = journal.claim(decide)
-        total = sum(len(c.pending) for c in claimed)
-        writer = _Writer(journal, batch if total > batch else 1)
-        try:
-            for c in claimed:
-                run = JournalRun(journal, c.saga.id, c.saga.name, new=False, gen=c.gen)
-                writer.fences[c.saga.id] = c.gen
-                report = _resume(run, c, registry, writer)
-                writer.finished(run, report)
-        except BaseException as exc:
-            with contextlib.suppress(JournalError):  # what ran is recorded if it can be;
-                writer.flush()  # the first error is the one told
-            with contextlib.suppress(Exception):  # (and the sagas it finished before, told,
-                exc.recovered = tuple(writer.recorded)  # type: ignore[attr-defined]
-                done = {r.saga_id for r in writer.recorded}  # and those it claimed and left)
-                exc.unfinished = tuple(  # type: ignore[attr-defined]
-                    c.saga.id for c in claimed if c.saga.id not in done
-                )
-            raise
-        writer.flush()
-        return RecoveryReport(
-            tuple(writer.recorded), tuple(Skipped(s.id, s.name, why) for s, why in skipped),
-            waiting_in(journal, but={r.saga_id for r in writer.recorded}),
-        )  # fmt: skip
+    # one transaction: who holds each saga, and what is left of it, read together
+    claimed, skipped = journal.claim(decide)
+    total = sum(len(c.pending) for c in claimed)
+    writer = _Writer(journal, batch if total > batch else 1)
+    try:
+        for c in claimed:
+            run = JournalRun(journal, c.saga.id, c.saga.name, new=False, gen=c.gen)
+            writer.fences[c.saga.id] = c.gen
+            report = _resume(run, c, registry, writer)
+            writer.finished(run, report)
+    except BaseException as exc:
+        with contextlib.suppress(JournalError):  # what ran is recorded if it can be;
+            writer.flush()  # the first error is the one told
+        with contextlib.suppress(Exception):  # (and the sagas it finished before, told,
+            exc.recovered = tuple(writer.recorded)  # type: ignore[attr-defined]
+            done = {r.saga_id for r in writer.recorded}  # and those it claimed and left)
+            exc.unfinished = tuple(  # type: ignore[attr-defined]
+                c.saga.id for c in claimed if c.saga.id not in done
+            )
+        raise
+    writer.flush()
+    return RecoveryReport(
+        tuple(writer.recorded), tuple(Skipped(s.id, s.name, why) for s, why in skipped),
+        waiting_in(journal, but={r.saga_id for r in writer.recorded}),
+    )  # fmt: skip
 
 
 class _Writer:
