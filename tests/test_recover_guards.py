@@ -258,3 +258,79 @@ def test_a_recover_of_one_journal_does_not_wait_behind_another_journals(tmp_path
         release.set()
         first.join(30)
     assert calls == ["quick B", "slow A"]
+
+
+# -- F5: an undo that forks, its child returning into the engine -------------------------------
+# Before: the child went on with its parent's rollback (each undo after it run twice, the
+# journal telling the child's story); in recover the parent then ended on a raw
+# "IntegrityError('UNIQUE constraint failed: events.saga_id, events.seq')".
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork")
+@pytest.mark.parametrize("where", ["in process", "recover"])
+@pytest.mark.parametrize("child", ["returns", "raises"])
+def test_an_undo_whose_forked_child_returns_into_the_engine_runs_no_undo_twice(
+    tmp_path, where, child
+):
+    path, world, told = tmp_path / "j.db", tmp_path / "world", tmp_path / "child"
+    parent, children = os.getpid(), []
+
+    def note(line):
+        with open(world, "a") as out:
+            out.write(f"{line}\n")
+
+    reg = Registry()
+    plain = reg.add("u", lambda step, idempotency_key=None: note(f"undo {step}"))
+
+    def forking(step, idempotency_key=None):
+        note(f"undo {step}")
+        pid = os.fork()
+        if pid == 0 and child == "raises":  # (a notifier in the background, falling through)
+            raise ConnectionError("notifier down")
+        children.append(pid)  # (the child: 0, returning from the undo into the engine)
+
+    forks = reg.add("f", forking)
+    saga = Saga([Step("a", lambda s: None, plain.bind(step="a")),
+                 Step("b", lambda s: None, forks.bind(step="b")),
+                 Step("c", lambda s: 1 / 0)])  # fmt: skip
+
+    def crash(event):
+        if where == "recover" and event.kind == "undo":
+            raise KeyboardInterrupt
+
+    try:
+        with Journal(path) as journal:
+            try:
+                outcome = saga.run({}, journal=journal, run_id="s", on_event=crash)
+            except KeyboardInterrupt:
+                outcome = None
+        if where == "recover":
+            con = sqlite3.connect(path)
+            con.execute("UPDATE sagas SET owner_pid = ?, owner_started = NULL", (dead_pid(),))
+            con.commit()
+            con.close()
+            with Journal(path) as journal:
+                outcome = recover(journal, reg)
+    except BaseException as exc:
+        if os.getpid() == parent:
+            raise
+        told.write_text(type(exc).__name__ + ": " + str(exc))
+    finally:
+        if os.getpid() != parent:  # the fork never returns into pytest
+            if not told.exists():
+                told.write_text(f"returned {getattr(outcome, 'status', outcome)}")
+            os._exit(0)
+    for pid in children:
+        os.waitpid(pid, 0)
+    assert world.read_text().splitlines() == ["undo b", "undo a"]  # (before: "undo a" twice)
+    if where == "in process":
+        assert told.read_text() == "returned halted"  # its run stopped, nothing written
+        assert outcome.status is Status.ROLLED_BACK and outcome.compensated == ("b", "a")
+    else:
+        said = told.read_text()
+        assert said.startswith("JournalForked: process ") and "is a fork of" in said
+        [done] = outcome.recovered
+        assert done.status is Status.ROLLED_BACK
+    with Journal(path) as journal:
+        assert journal.saga("s").status == "rolled_back"
+        assert [u.state for u in journal.undos("s")] == ["done", "done"]

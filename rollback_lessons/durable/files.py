@@ -154,6 +154,13 @@ class JournalTakenOver(JournalError, TakenOver):
     (its owner or an earlier claimant) neither writes nor runs another undo."""
 
 
+class JournalForked(JournalTakenOver):
+    """A process forked from the one that opened the journal (an undo or a step that forked,
+    its child returning into the engine instead of exiting): it holds no saga, so it neither
+    writes nor runs another undo (as one taken over); its parent goes on. (Its SQLite
+    connection is its parent's: used from the child, it could damage the file.)"""
+
+
 class JournalUnusable(JournalError, ValueError):
     """A Journal that cannot record a saga (closed, or opened read-only), given to a run:
     refused before any step."""
