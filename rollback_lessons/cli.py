@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import math
 import os
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -371,6 +374,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         return status
 
 
+THREAD_WAIT = 5.0
+"""How long the program waits, once the command is done, for threads left running."""
+
+
+def run() -> NoReturn:
+    """The program (``rollback-lessons``, ``python -m rollback_lessons``): ``main``, then
+    the exit. Python would wait forever at exit for a thread a registry module started and
+    left running (not a daemon), the command's work long done: it is waited for
+    ``THREAD_WAIT`` seconds, then the process ends anyway (output flushed, exit handlers
+    run), saying so in one line, with the command's own exit status."""
+    code = main()
+    deadline = time.monotonic() + THREAD_WAIT
+    waited = f"still ran {THREAD_WAIT:g} s after the command ended"
+    try:
+        for thread in threading.enumerate():
+            if thread is not threading.current_thread() and not thread.daemon:
+                thread.join(max(0.0, deadline - time.monotonic()))
+    except (KeyboardInterrupt, SystemExit) as exc:  # (a Ctrl-C, a handler's exit: no wait)
+        code = code or (130 if isinstance(exc, KeyboardInterrupt) else interrupted_by(exc)[1])
+        waited = "were not waited for (interrupted)"
+    me = threading.current_thread()
+    left = [t.name for t in threading.enumerate() if t.is_alive() and not t.daemon and t != me]
+    if not left:
+        sys.exit(code)
+    _warn(
+        f"thread(s) {', '.join(map(repr, left))} (not ours: the registry's?) "
+        f"{waited}; the process ends without them "
+        "(what the command did is recorded)"
+    )
+    with contextlib.suppress(BaseException):
+        sys.stdout.flush()
+    with contextlib.suppress(BaseException):
+        atexit._run_exitfuncs()  # (logging's flush, the registry's own: as at a normal exit)
+    with contextlib.suppress(BaseException):
+        sys.stderr.flush()
+    os._exit(code)
+
+
 def _quiet_stdout() -> None:
     """What stdout still buffers goes nowhere: no second error when Python flushes at exit."""
     try:
@@ -406,4 +447,4 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()

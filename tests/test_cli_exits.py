@@ -151,3 +151,116 @@ def test_argparse_own_exits_stay_what_they_were(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["demo", "--fail-at", "nope"])
     assert exit_.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+# -- F7: a registry's thread, the package's own __main__ as a registry, a full disk ------------
+
+
+def test_a_thread_the_registry_leaves_running_does_not_keep_the_command_forever(tmp_path):
+    """The defect: recover did its work, printed, then never exited (Python waits for every
+    thread that is not a daemon). Now it waits THREAD_WAIT seconds (here 0.2), then ends
+    with the command's own status and one line saying so."""
+    import subprocess
+
+    (tmp_path / "reg_thread.py").write_text(
+        "import threading, time\n"
+        "from rollback_lessons.durable.registry import Registry\n"
+        "registry = Registry()\n"
+        "threading.Thread(target=lambda: time.sleep(3600), name='sleeper').start()\n"
+    )
+    with Journal(tmp_path / "j.db"):
+        pass
+    code = (
+        "import sys\nfrom rollback_lessons import cli\ncli.THREAD_WAIT = 0.2\n"
+        "sys.argv[1:] = ['recover', 'j.db', '--registry', 'reg_thread']\ncli.run()\n"
+    )
+    env = {**__import__("os").environ, "PYTHONPATH": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "recovered 0 saga(s), left 0\n"
+    assert out.stderr == (
+        "rollback-lessons: thread(s) 'sleeper' (not ours: the registry's?) still ran 0.2 s "
+        "after the command ended; the process ends without them (what the command did is "
+        "recorded)\n"
+    )
+
+
+def test_the_program_ends_through_run_both_ways_it_is_started():
+    """``rollback-lessons`` and ``python -m rollback_lessons`` both end through ``run``."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    assert 'rollback-lessons = "rollback_lessons.cli:run"' in (root / "pyproject.toml").read_text()
+    assert "    run()" in (root / "rollback_lessons" / "__main__.py").read_text()
+
+
+def test_the_packages_own_main_as_a_registry_is_one_line(tmp_path, capsys):
+    """The defect: importing rollback_lessons.__main__ ran the command again, inside the
+    import: two contradictory lines ("has no `registry`", then "it called sys.exit(2)")."""
+    with Journal(tmp_path / "j.db"):
+        pass
+    sys.modules.pop("rollback_lessons.__main__", None)
+    try:
+        code = main(["recover", str(tmp_path / "j.db"), "--registry", "rollback_lessons.__main__"])
+    finally:
+        sys.modules.pop("rollback_lessons.__main__", None)
+    assert code == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == (
+        "rollback-lessons: module 'rollback_lessons.__main__' has no `registry`: define "
+        "`registry = Registry()` there and register the compensations on it\n"
+    )
+
+
+def test_no_room_names_a_full_disk_and_nothing_else(tmp_path, monkeypatch):
+    import os
+
+    from rollback_lessons.durable import room
+
+    assert room.no_room(tmp_path / "j.db") == ""  # (room here)
+    full = os.statvfs_result((4096, 4096, 100, 0, 0, 10, 0, 0, 0, 255))
+    monkeypatch.setattr(room.os, "statvfs", lambda path: full)
+    said = room.no_room(tmp_path / "j.db")
+    assert said.startswith("; no room on its disk (0 bytes free)") and "j.db-shm" in said
+
+
+def _can_mount_tmpfs() -> bool:
+    import os
+    import shutil
+    import subprocess
+
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        return False
+    probe = ["unshare", "--mount", "sh", "-c", "mount -t tmpfs -o size=1m tmpfs /mnt"]
+    return subprocess.run(probe, capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs root, unshare and tmpfs")
+@pytest.mark.parametrize(
+    "command", ["journal show {j}", "recover {j} --registry x", "journal settle {j} s --note x"]
+)
+def test_a_journal_whose_shm_cannot_be_made_on_a_full_disk_says_no_room(tmp_path, command):
+    """The defect: "cannot open ...: disk I/O error", nothing of room. A real full disk: a
+    1 MB tmpfs of this test's own (a mount namespace: gone with it), the journal's -shm
+    removed by its clean close, the disk then filled."""
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    script = (
+        f"mount -t tmpfs -o size=1m tmpfs {disk} && "
+        f"{sys.executable} -c 'from rollback_lessons.durable.journal import Journal; "
+        f'Journal("{disk}/j.db").close()\' && '
+        f"(dd if=/dev/zero of={disk}/fill bs=4k 2>/dev/null; true) && "
+        f"{sys.executable} -m rollback_lessons {command.format(j=f'{disk}/j.db')}"
+    )
+    out = subprocess.run(
+        ["unshare", "--mount", "sh", "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 2, out.stderr
+    [line] = out.stderr.splitlines()
+    assert line.startswith(f"rollback-lessons: cannot open {disk}/j.db: ")
+    assert "no room on its disk" in line and "j.db-shm" in line

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rollback_lessons import Saga, Step
-from rollback_lessons.durable import owner, recovery
+from rollback_lessons.durable import exclusive, owner
 from rollback_lessons.durable.journal import Journal, JournalTakenOver
 from rollback_lessons.durable.recovery import recover
 from rollback_lessons.durable.registry import Registry, compensation
@@ -150,7 +150,7 @@ def _scene(tmp_path, n_steps, register, fail_at, decisions):
 @pytest.fixture(autouse=True)
 def _one_process_many_actors(monkeypatch):
     lock = threading.RLock()  # (the actors' recovers, one process: never wait for each other)
-    monkeypatch.setattr(recovery, "_one_at_a_time", lambda journal: lock)
+    monkeypatch.setattr(exclusive, "_one_at_a_time", lambda journal: lock)
     yield
     owner._ME = None
 

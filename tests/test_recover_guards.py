@@ -203,7 +203,7 @@ def test_an_undo_that_calls_recover_is_refused_in_one_typed_error_never_a_hang(t
 def test_one_journal_file_has_one_lock_whatever_path_names_it(tmp_path):
     """Two recovers of one file in one process would share its claims (one pid): a link
     to it is the same file, the same lock."""
-    from rollback_lessons.durable.recovery import _one_at_a_time
+    from rollback_lessons.durable.exclusive import _one_at_a_time
 
     with Journal(tmp_path / "j.db") as one, Journal(tmp_path / "k.db") as other:
         (tmp_path / "link.db").symlink_to(tmp_path / "j.db")

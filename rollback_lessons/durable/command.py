@@ -5,6 +5,7 @@ one line and an exit status, never a traceback; output comes once the journal is
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidNameError
@@ -18,6 +19,7 @@ def journal_command(args: argparse.Namespace) -> int:
     from .journal import Journal, JournalError
     from .recovery import recover
     from .report import _safe
+    from .room import no_room
 
     settling = args.command == "journal" and args.journal_command == "settle"
     readonly = args.command == "journal" and not settling
@@ -52,7 +54,7 @@ def journal_command(args: argparse.Namespace) -> int:
         return status
     except sqlite3.OperationalError as exc:
         hint = " (another process holds it; try --wait)" if "locked" in str(exc) else ""
-        _warn(f"cannot use {args.file}: {exc}{hint}")
+        _warn(f"cannot use {args.file}: {exc}{hint or no_room(Path(args.file))}")
         return 2
     except sqlite3.DatabaseError as exc:
         _warn(f"{args.file} is damaged: {exc}; no undo was run")

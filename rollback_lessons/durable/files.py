@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..errors import JournalError, TakenOver
+from .room import no_room
 
 APP = "rollback-lessons"
 SCHEMA_VERSION = 7
@@ -154,13 +155,6 @@ class JournalTakenOver(JournalError, TakenOver):
     (its owner or an earlier claimant) neither writes nor runs another undo."""
 
 
-class JournalForked(JournalTakenOver):
-    """A process forked from the one that opened the journal (an undo or a step that forked,
-    its child returning into the engine instead of exiting): it holds no saga, so it neither
-    writes nor runs another undo (as one taken over); its parent goes on. (Its SQLite
-    connection is its parent's: used from the child, it could damage the file.)"""
-
-
 class JournalUnusable(JournalError, ValueError):
     """A Journal that cannot record a saga (closed, or opened read-only), given to a run:
     refused before any step."""
@@ -263,7 +257,7 @@ def _inspect(path: Path, create: bool) -> int | None:
     try:
         con = _open_read_only(path)
     except sqlite3.OperationalError as exc:
-        raise JournalError(f"cannot open {path}: {exc}") from None
+        raise JournalError(f"cannot open {path}: {exc}{no_room(path)}") from None
     except sqlite3.DatabaseError as exc:
         raise JournalError(f"{path} is not a readable journal (corrupt?): {exc}") from None
     try:

@@ -39,7 +39,6 @@ from .files import (  # noqa: F401 (re-exported: the journal's names, as before)
     FINISHED,
     SCHEMA_VERSION,
     JournalError,
-    JournalForked,
     JournalTakenOver,
     JournalUnusable,
     Written,
@@ -55,17 +54,15 @@ from .files import (  # noqa: F401 (re-exported: the journal's names, as before)
     _uri,
     transaction,
 )
+from .forked import JournalForked, close, not_forked  # noqa: F401 (JournalForked: its name)
 from .kept import UnjournaledPolicy, policy_data, policy_of  # noqa: F401 (re-exported)
 from .records import NO_UNDO, Claimed, JournalRun, SagaRecord, UndoRecord, me
+from .room import no_room
 from .settle import Settled, settle, table
-
-_FORKED_AWAY: list[sqlite3.Connection] = []
-"""Connections a forked child inherited and closed its Journal over: never closed there."""
 
 
 class Journal:
-    """A journal file; thread-safe, and shareable by processes (SQLite WAL); a process
-    forked from the one that opened it can neither write nor claim through it."""
+    """A journal file; thread-safe, and shareable by processes (SQLite WAL); not by a fork."""
 
     closed: bool
 
@@ -105,7 +102,7 @@ class Journal:
                 "beside it"
             )
         self._version = version if version is not None else SCHEMA_VERSION
-        self._pid = os.getpid()  # the process whose connection this is (``_not_forked``)
+        self._pid = os.getpid()  # the process whose connection this is (``not_forked``)
         self._lock = threading.RLock()
         self._claimed_at: int | None = None  # data_version as this connection last claimed
         if readonly:
@@ -121,7 +118,7 @@ class Journal:
             self._open(version)
         except sqlite3.Error as exc:  # a full disk: the WAL's files cannot be made beside it
             self._con.close()
-            more = "; a full disk?" if "disk" in str(exc) or "full" in str(exc) else ""
+            more = no_room(self.path) or ("; a full disk?" if "disk" in str(exc) else "")
             raise JournalError(
                 f"cannot open the journal {self.path}: {exc}{more} (SQLite writes "
                 f"{self.path.name}-wal and {self.path.name}-shm beside it); nothing was run"
@@ -168,7 +165,7 @@ class Journal:
             return
         if self.readonly:
             raise JournalError(f"{self.path} was opened read-only")
-        self._not_forked()
+        not_forked(self._pid, self.path)
         grouped: dict[str, list[tuple[Any, ...]]] = {}
         for sql, params in statements:
             grouped.setdefault(sql, []).append(params)
@@ -203,23 +200,10 @@ class Journal:
         (checked before each undo a claimant runs, so a taken-over one runs no other). While
         no other connection has committed since this one claimed (SQLite's data_version),
         nobody can have taken it over: the row is read only when someone has written."""
-        self._not_forked()
+        not_forked(self._pid, self.path)
         with self._lock:
             if not self._quiet():
                 self._check_fence(saga_id, gen)
-
-    def _not_forked(self) -> None:
-        """Raise JournalForked in a process forked from the one that opened the journal: a
-        child that returned from an undo (or a step) into the engine must not go on with
-        its parent's rollback (each undo run twice, the parent ending on a constraint
-        error), nor use its parent's SQLite connection. Checked before every write and
-        every claim check, so before every undo too."""
-        if os.getpid() != self._pid:
-            raise JournalForked(
-                f"process {os.getpid()} is a fork of process {self._pid}, which opened "
-                f"{self.path} (an undo or a step forked, and its child returned into the "
-                "engine instead of exiting): it writes and undoes nothing; its parent goes on"
-            )
 
     def _quiet(self) -> bool:
         """Has no other connection committed since this one last claimed? Then no claim it
@@ -237,7 +221,7 @@ class Journal:
         ``decide`` (given the saga and its pending undos) returns None to claim a saga, or
         the reason to leave it alone.
         """
-        self._not_forked()
+        not_forked(self._pid, self.path)
         pid, host, started, space = me()
         with self._lock, transaction(self._con):  # one transaction: read, decide, claim
             pending = self._unfinished_undos("pending")
@@ -448,10 +432,7 @@ class Journal:
 
     def close(self) -> None:
         with self._lock:
-            if os.getpid() != self._pid:  # a fork's: its parent's connection, never closed
-                _FORKED_AWAY.append(self._con)  # here (a checkpoint from the child could
-            else:  # remove the WAL under the parent); kept from the garbage collector too
-                self._con.close()
+            close(self._con, self._pid)  # (never in a fork: its parent's connection)
             self.closed = True
 
     def __enter__(self) -> Journal:

@@ -41,11 +41,8 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import contextvars
 import json
-import os
 import re
-import threading
 import time
 from collections.abc import Callable
 from functools import partial
@@ -58,6 +55,7 @@ from ..operations import Ask, Finished, RunUndo, Wait
 from ..outcome import RECORD_FIELDS, DeadLetter
 from ..policies import CONTINUE
 from ..schedule import GraphMachine
+from .exclusive import RecoveryNested, recovering  # noqa: F401 (RecoveryNested: its name)
 from .journal import (
     Journal,
     JournalError,
@@ -106,32 +104,6 @@ def _ask(registry: Registry, lookup: Callable[[str], Any], name: str, then: str)
             f"the registry ({type(registry).__name__}) raised {describe(exc)} when asked for "
             f"compensation {name!r}; {then}"
         ) from None
-
-
-class RecoveryNested(JournalError, RuntimeError):
-    """``recover`` called while this one runs, from its own undo (a compensation that
-    "cleans up" by recovering, or a library it calls; awaited or timed, too): refused
-    before anything, as it would wait forever for the recover that runs that undo."""
-
-
-_recovering: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "rollback_lessons_recovering", default=None
-)  # the journal a recover of this thread (or of the undo it runs, awaited or timed) holds
-_locks: dict[object, threading.Lock] = {}  # one per journal file: two recovers of one
-_locks_guard = threading.Lock()  # file in one process would share its claims (same pid);
-# two files' recovers never wait for each other (an undo backing off for an hour in one)
-
-
-def _one_at_a_time(journal: Journal) -> threading.Lock:
-    """The lock of ``journal``'s file, known by its device and inode (a second path to it,
-    a link or a symlink, is the same file), or by its resolved path if it cannot be read."""
-    try:
-        st = os.stat(journal.path)
-        key: object = (st.st_dev, st.st_ino)
-    except OSError:
-        key = os.path.realpath(journal.path)
-    with _locks_guard:
-        return _locks.setdefault(key, threading.Lock())
 
 
 def _decide(saga: SagaRecord, force: bool) -> str | None:
@@ -192,18 +164,8 @@ def recover(
         raise TypeError(f"force must be True or False, got {force!r}")
     if type(batch) is not int or batch < 1:
         raise ValueError(f"batch must be an int >= 1, got {batch!r}")
-    holding = _recovering.get()
-    if holding is not None:
-        raise RecoveryNested(
-            f"recover({journal!r}) was called from an undo that recover({holding!r}) is "
-            "running: refused (it would wait for itself forever); nothing was claimed"
-        )
-    token = _recovering.set(str(journal.path))
-    try:
-        with _one_at_a_time(journal):
-            return _recover(journal, registry, force, batch)
-    finally:
-        _recovering.reset(token)
+    with recovering(journal):  # (one recover of a journal file at a time; none nested)
+        return _recover(journal, registry, force, batch)
 
 
 def _recover(journal: Journal, registry: Registry, force: bool, batch: int) -> RecoveryReport:
