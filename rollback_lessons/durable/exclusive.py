@@ -51,10 +51,10 @@ def recovering(journal: Journal) -> Iterator[None]:
     holding = _recovering.get()
     if holding is not None:
         raise RecoveryNested(
-            f"recover({journal!r}) was called from an undo that recover({holding!r}) is "
+            f"recover({journal!r}) was called from an undo that recover({holding}) is "
             "running: refused (it would wait for itself forever); nothing was claimed"
         )
-    token = _recovering.set(str(journal.path))
+    token = _recovering.set(repr(journal))
     try:
         with _one_at_a_time(journal):
             yield
