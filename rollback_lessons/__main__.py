@@ -1,5 +1,4 @@
-import sys
+from .cli import run
 
-from .cli import main
-
-sys.exit(main())
+if __name__ == "__main__":  # (imported by name, as a --registry, it runs nothing)
+    run()

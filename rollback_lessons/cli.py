@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import math
 import os
 import sys
+import threading
+import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .events import UNDO_KINDS, Event, EventKind, describe
 from .outcome import Outcome
@@ -119,9 +122,30 @@ def print_outcome(outcome: Outcome, title: str, out: Any = None) -> None:
     print(file=out)
 
 
+class UsageExit(SystemExit):
+    """argparse's own exit (``--help``, a usage error): the only ``SystemExit`` ``main``
+    takes for the end of a command; any other is an interrupt (``interrupted_by``)."""
+
+
+def interrupted_by(exc: SystemExit) -> tuple[str, int]:
+    """A ``SystemExit`` that is not argparse's (a registry's SIGTERM handler calling
+    ``sys.exit(0)``, a library's own): what to call it, and the exit status it ends the
+    command with: its own code when that is a failure status (143 says SIGTERM to a service
+    manager), 2 otherwise: never 0, the command did not finish."""
+    code = exc.code
+    status = code if type(code) is int and 0 < code < 256 else 2
+    return f"sys.exit({code!r}) was called (a signal handler's?)", status
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, its ``--help`` written as the command's own output: a write that fails is
-    one line and exit 2, as any (argparse itself would drop the error and exit 0)."""
+    one line and exit 2, as any (argparse itself would drop the error and exit 0). Its exits
+    are ``UsageExit``: told from a ``sys.exit`` anywhere else."""
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        if message:
+            self._print_message(message, sys.stderr)
+        raise UsageExit(status)
 
     def _print_message(self, message: str, file: Any = None) -> None:
         if message and file is sys.stdout:
@@ -310,7 +334,8 @@ def _lab_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The command; a Ctrl-C is one line (exit 130), and output piped into a reader that
+    """The command; a Ctrl-C is one line (exit 130), a ``sys.exit`` that is not argparse's
+    one line too (an interrupt: ``interrupted_by``), and output piped into a reader that
     stops early (``| head``) ends quietly, as Python's documentation on SIGPIPE advises. An
     output that cannot be written at all (closed, a full disk) is one line (exit 2)."""
     from . import _starting
@@ -325,7 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         try:
             code = _main(argv)
-        except SystemExit as exc:  # argparse: --help (its text flushed below) or bad usage
+        except UsageExit as exc:  # argparse: --help (its text flushed below) or bad usage
             if exc.code:
                 raise
             code = 0
@@ -341,6 +366,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _warn("interrupted (Ctrl-C)")
         return 130
+    except UsageExit:
+        raise  # (argparse's usage error: its lines written, its status)
+    except SystemExit as exc:  # anything else's: the command was cut short, never a success
+        what, status = interrupted_by(exc)
+        _warn(f"interrupted: {what}; the command did not finish")
+        return status
+
+
+THREAD_WAIT = 5.0
+"""How long the program waits, once the command is done, for threads left running."""
+
+
+def run() -> NoReturn:
+    """The program (``rollback-lessons``, ``python -m rollback_lessons``): ``main``, then
+    the exit. Python would wait forever at exit for a thread a registry module started and
+    left running (not a daemon), the command's work long done: it is waited for
+    ``THREAD_WAIT`` seconds, then the process ends anyway (output flushed, exit handlers
+    run), saying so in one line, with the command's own exit status."""
+    code = main()
+    deadline = time.monotonic() + THREAD_WAIT
+    waited = f"still ran {THREAD_WAIT:g} s after the command ended"
+    try:
+        for thread in threading.enumerate():
+            if thread is not threading.current_thread() and not thread.daemon:
+                thread.join(max(0.0, deadline - time.monotonic()))
+    except (KeyboardInterrupt, SystemExit) as exc:  # (a Ctrl-C, a handler's exit: no wait)
+        code = code or (130 if isinstance(exc, KeyboardInterrupt) else interrupted_by(exc)[1])
+        waited = "were not waited for (interrupted)"
+    me = threading.current_thread()
+    left = [t.name for t in threading.enumerate() if t.is_alive() and not t.daemon and t != me]
+    if not left:
+        sys.exit(code)
+    _warn(
+        f"thread(s) {', '.join(map(repr, left))} (not ours: the registry's?) "
+        f"{waited}; the process ends without them "
+        "(what the command did is recorded)"
+    )
+    with contextlib.suppress(BaseException):
+        sys.stdout.flush()
+    with contextlib.suppress(BaseException):
+        atexit._run_exitfuncs()  # (logging's flush, the registry's own: as at a normal exit)
+    with contextlib.suppress(BaseException):
+        sys.stderr.flush()
+    os._exit(code)
 
 
 def _quiet_stdout() -> None:
@@ -378,4 +447,4 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()

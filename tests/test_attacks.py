@@ -474,8 +474,8 @@ def test_ctrl_c_during_recover_is_one_line_and_leaves_the_saga_for_the_next(tmp_
     child.send_signal(signal.SIGINT)
     _, err = child.communicate(timeout=60)
     assert child.returncode == 130 and err.splitlines() == [
-        "rollback-lessons: recover interrupted (Ctrl-C); what it undid is recorded, and the "
-        "sagas it did not finish are left for the next recover"
+        "rollback-lessons: recover interrupted (Ctrl-C); what it undid is recorded, and "
+        "left unfinished for the next recover: saga(s) 's'"  # (named since attack23's F3)
     ], err
     with Journal(path) as journal:
         assert journal.saga("s").status == "rolling_back"
@@ -549,6 +549,11 @@ def test_a_full_disk_while_creating_a_journal_is_one_line_and_leaves_nothing(tmp
 # -- 5. recover --force takes over an owner whose step is in flight ------------------------
 
 
+ELSE = "pid:[4026530000] boot 00000000-0000-0000-0000-000000000000"
+"""Another machine's PID namespace and boot: a host name alone is no other machine (its
+pid in this namespace and boot is checked here: attack23's F2)."""
+
+
 @pytest.mark.parametrize("register", ["before", "after"])
 def test_a_step_landing_after_a_forced_takeover_is_reported_never_rolled_back(tmp_path, register):
     """The attack: the owner (on "another host") is inside the charge, logged before it;
@@ -563,7 +568,7 @@ def test_a_step_landing_after_a_forced_takeover_is_reported_never_rolled_back(tm
 
     def charge(state):
         with Journal(path) as other:  # the other host's operator, while the charge is sent
-            other.write([("UPDATE sagas SET owner_host = 'elsewhere'", ())])
+            other.write([("UPDATE sagas SET owner_host = 'elsewhere', owner_space = ?", (ELSE,))])
             recover(other, registry, force=True)
         LOG.append("do charge")  # the provider answers: the card is charged
 

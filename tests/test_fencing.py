@@ -7,6 +7,7 @@ The interleavings are drawn by hypothesis: at every call (an action or an undo) 
 actor, another recover may start (on another "host", with ``force``: it takes over
 everything) or the caller may die there; a final recover finishes what is left."""
 
+import contextvars
 import os
 import sqlite3
 import threading
@@ -16,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rollback_lessons import Saga, Step
-from rollback_lessons.durable import owner, recovery
+from rollback_lessons.durable import exclusive, owner
 from rollback_lessons.durable.journal import Journal, JournalTakenOver
 from rollback_lessons.durable.recovery import recover
 from rollback_lessons.durable.registry import Registry, compensation
@@ -76,8 +77,9 @@ class Scene:
         self.stack.append(actor)
         self.identity(actor)
         journal = self.journal(actor)
-        try:
-            self.reports.append(recover(journal, self.registry, force=True))
+        try:  # (in a context of its own: another process's recover, never a nested one)
+            run = contextvars.Context().run
+            self.reports.append(run(recover, journal, self.registry, force=True))
         except (Die, JournalTakenOver):
             pass
         finally:
@@ -147,7 +149,8 @@ def _scene(tmp_path, n_steps, register, fail_at, decisions):
 
 @pytest.fixture(autouse=True)
 def _one_process_many_actors(monkeypatch):
-    monkeypatch.setattr(recovery, "_one_at_a_time", threading.RLock())
+    lock = threading.RLock()  # (the actors' recovers, one process: never wait for each other)
+    monkeypatch.setattr(exclusive, "_one_at_a_time", lambda journal: lock)
     yield
     owner._ME = None
 

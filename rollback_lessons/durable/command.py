@@ -5,6 +5,7 @@ one line and an exit status, never a traceback; output comes once the journal is
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidNameError
@@ -14,10 +15,11 @@ def journal_command(args: argparse.Namespace) -> int:
     """``journal show``, ``journal settle`` and ``recover``: each error one line, exit 2."""
     import sqlite3
 
-    from ..cli import STDOUT, CommandError, OutputError, _say, _warn, load_registry
+    from ..cli import STDOUT, CommandError, OutputError, _say, _warn, interrupted_by, load_registry
     from .journal import Journal, JournalError
     from .recovery import recover
     from .report import _safe
+    from .room import no_room
 
     settling = args.command == "journal" and args.journal_command == "settle"
     readonly = args.command == "journal" and not settling
@@ -37,22 +39,22 @@ def journal_command(args: argparse.Namespace) -> int:
         for done in getattr(exc, "recovered", ()):  # what a recover stopped midway finished
             _say(_safe(str(done)))
         _warn(str(exc))
-        return 2
-    except KeyboardInterrupt as exc:
+        exited = getattr(exc, "exited", None)  # (an undo's sys.exit: its failure code kept)
+        return interrupted_by(exited)[1] if exited is not None else 2
+    except (KeyboardInterrupt, SystemExit) as exc:  # a Ctrl-C, or a sys.exit (a signal
+        # handler's graceful exit): an interrupt either way, one line, never exit 0
+        why, status = ("Ctrl-C", 130) if isinstance(exc, KeyboardInterrupt) else interrupted_by(exc)
         if settling:
-            return _settle_interrupted(args, settled or getattr(exc, "settled", None))
+            return _settle_interrupted(args, settled or getattr(exc, "settled", None), why, status)
         if readonly:
             raise
         for done in getattr(exc, "recovered", ()):
             _say(_safe(str(done)))
-        _warn(
-            "recover interrupted (Ctrl-C); what it undid is recorded, and the sagas it did "
-            "not finish are left for the next recover"
-        )
-        return 130
+        _warn(f"recover interrupted ({why}); what it undid is recorded, and {_left(exc)}")
+        return status
     except sqlite3.OperationalError as exc:
         hint = " (another process holds it; try --wait)" if "locked" in str(exc) else ""
-        _warn(f"cannot use {args.file}: {exc}{hint}")
+        _warn(f"cannot use {args.file}: {exc}{hint or no_room(Path(args.file))}")
         return 2
     except sqlite3.DatabaseError as exc:
         _warn(f"{args.file} is damaged: {exc}; no undo was run")
@@ -98,7 +100,21 @@ def journal_command(args: argparse.Namespace) -> int:
     return 1 if report.skipped or dead or person or report.waiting else 0
 
 
-def _settle_interrupted(args: argparse.Namespace, done: Any) -> int:
+def _left(exc: BaseException) -> str:
+    """What an interrupted recover left for the next one: the sagas it claimed and did not
+    finish, named (``unfinished``, set by ``recover``), or in general when not known."""
+    left = getattr(exc, "unfinished", None)
+    if left is None:
+        return "the sagas it did not finish are left for the next recover"
+    if not left:
+        return "no saga it claimed is left unfinished"
+    shown = ", ".join(map(repr, left[:5])) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
+    return f"left unfinished for the next recover: saga(s) {shown}"
+
+
+def _settle_interrupted(
+    args: argparse.Namespace, done: Any, why: str = "Ctrl-C", status: int = 130
+) -> int:
     """A Ctrl-C during ``journal settle``: whether the saga was settled is said, known (its
     write committed, ``Written``) or read back (the Ctrl-C came as the call returned)."""
     from ..cli import _say, _warn
@@ -116,12 +132,12 @@ def _settle_interrupted(args: argparse.Namespace, done: Any) -> int:
             pass
     if done is not None:
         _say(_safe(str(done)))
-        _warn("interrupted (Ctrl-C) once the settle was written: the saga is settled")
+        _warn(f"interrupted ({why}) once the settle was written: the saga is settled")
     elif known:
-        _warn("interrupted (Ctrl-C) before the settle was written: nothing was settled")
+        _warn(f"interrupted ({why}) before the settle was written: nothing was settled")
     else:
         _warn(
-            f"interrupted (Ctrl-C); whether it was settled could not be read: see "
+            f"interrupted ({why}); whether it was settled could not be read: see "
             f"`rollback-lessons journal show {args.file}`"
         )
-    return 130
+    return status

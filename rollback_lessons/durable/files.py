@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..errors import JournalError, TakenOver
+from .room import no_room
 
 APP = "rollback-lessons"
 SCHEMA_VERSION = 7
@@ -256,7 +257,7 @@ def _inspect(path: Path, create: bool) -> int | None:
     try:
         con = _open_read_only(path)
     except sqlite3.OperationalError as exc:
-        raise JournalError(f"cannot open {path}: {exc}") from None
+        raise JournalError(f"cannot open {path}: {exc}{no_room(path)}") from None
     except sqlite3.DatabaseError as exc:
         raise JournalError(f"{path} is not a readable journal (corrupt?): {exc}") from None
     try:

@@ -54,13 +54,15 @@ from .files import (  # noqa: F401 (re-exported: the journal's names, as before)
     _uri,
     transaction,
 )
+from .forked import JournalForked, close, not_forked  # noqa: F401 (JournalForked: its name)
 from .kept import UnjournaledPolicy, policy_data, policy_of  # noqa: F401 (re-exported)
 from .records import NO_UNDO, Claimed, JournalRun, SagaRecord, UndoRecord, me
+from .room import no_room
 from .settle import Settled, settle, table
 
 
 class Journal:
-    """A journal file; thread-safe, and shareable by processes (SQLite WAL)."""
+    """A journal file; thread-safe, and shareable by processes (SQLite WAL); not by a fork."""
 
     closed: bool
 
@@ -100,6 +102,7 @@ class Journal:
                 "beside it"
             )
         self._version = version if version is not None else SCHEMA_VERSION
+        self._pid = os.getpid()  # the process whose connection this is (``not_forked``)
         self._lock = threading.RLock()
         self._claimed_at: int | None = None  # data_version as this connection last claimed
         if readonly:
@@ -115,7 +118,7 @@ class Journal:
             self._open(version)
         except sqlite3.Error as exc:  # a full disk: the WAL's files cannot be made beside it
             self._con.close()
-            more = "; a full disk?" if "disk" in str(exc) or "full" in str(exc) else ""
+            more = no_room(self.path) or ("; a full disk?" if "disk" in str(exc) else "")
             raise JournalError(
                 f"cannot open the journal {self.path}: {exc}{more} (SQLite writes "
                 f"{self.path.name}-wal and {self.path.name}-shm beside it); nothing was run"
@@ -162,6 +165,7 @@ class Journal:
             return
         if self.readonly:
             raise JournalError(f"{self.path} was opened read-only")
+        not_forked(self._pid, self.path)
         grouped: dict[str, list[tuple[Any, ...]]] = {}
         for sql, params in statements:
             grouped.setdefault(sql, []).append(params)
@@ -196,6 +200,7 @@ class Journal:
         (checked before each undo a claimant runs, so a taken-over one runs no other). While
         no other connection has committed since this one claimed (SQLite's data_version),
         nobody can have taken it over: the row is read only when someone has written."""
+        not_forked(self._pid, self.path)
         with self._lock:
             if not self._quiet():
                 self._check_fence(saga_id, gen)
@@ -216,6 +221,7 @@ class Journal:
         ``decide`` (given the saga and its pending undos) returns None to claim a saga, or
         the reason to leave it alone.
         """
+        not_forked(self._pid, self.path)
         pid, host, started, space = me()
         with self._lock, transaction(self._con):  # one transaction: read, decide, claim
             pending = self._unfinished_undos("pending")
@@ -426,7 +432,7 @@ class Journal:
 
     def close(self) -> None:
         with self._lock:
-            self._con.close()
+            close(self._con, self._pid)  # (never in a fork: its parent's connection)
             self.closed = True
 
     def __enter__(self) -> Journal:

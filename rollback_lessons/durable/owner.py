@@ -45,12 +45,17 @@ def process_alive(
     """Is this process running? None when it cannot be told from here: another host, or
     the same host name in another PID namespace or boot (``space``: another container, a
     reboot). A ``space`` not recorded (a journal older than schema 7) is checked as far as
-    it can be: a process seen running is; one not seen may run in another namespace (None)."""
+    it can be: a process seen running is; one not seen may run in another namespace (None).
+    A ``space`` that is this process's own is checked here whatever the host name says (a
+    sidecar with its own host name sharing the PID namespace, a host renamed since): the
+    pid names the same process here, and a live owner must never look unknowable."""
     if pid is None:
         return False
+    here = me()[3]
+    if space is not None and space == here:  # (the boot id: the same kernel, this machine)
+        return _alive_here(pid, started)
     if host != socket.gethostname():
         return None
-    here = me()[3]
     if space != here:
         if space is not None:
             return None  # its pid names another process here, or none

@@ -43,7 +43,6 @@ import ast
 import contextlib
 import json
 import re
-import threading
 import time
 from collections.abc import Callable
 from functools import partial
@@ -56,6 +55,7 @@ from ..operations import Ask, Finished, RunUndo, Wait
 from ..outcome import RECORD_FIELDS, DeadLetter
 from ..policies import CONTINUE
 from ..schedule import GraphMachine
+from .exclusive import RecoveryNested, recovering  # noqa: F401 (RecoveryNested: its name)
 from .journal import (
     Journal,
     JournalError,
@@ -80,7 +80,10 @@ from .undo_call import run_undo
 class RecoveryInterrupted(JournalError):
     """An undo ended the process's work during ``recover`` (``sys.exit``, or another
     BaseException that is not a Ctrl-C: an asyncio ``CancelledError``, a library's own): an
-    interrupt, not a failure; what ran is recorded, the rest left for the next ``recover``."""
+    interrupt, not a failure; what ran is recorded, the rest left for the next ``recover``.
+    ``exited``: the ``SystemExit`` it was, if it was one (the CLI keeps its failure code)."""
+
+    exited: SystemExit | None = None
 
 
 class RegistryFailed(JournalError):
@@ -101,9 +104,6 @@ def _ask(registry: Registry, lookup: Callable[[str], Any], name: str, then: str)
             f"the registry ({type(registry).__name__}) raised {describe(exc)} when asked for "
             f"compensation {name!r}; {then}"
         ) from None
-
-
-_one_at_a_time = threading.Lock()  # two recovers in one process would share its claims
 
 
 def _decide(saga: SagaRecord, force: bool) -> str | None:
@@ -164,48 +164,57 @@ def recover(
         raise TypeError(f"force must be True or False, got {force!r}")
     if type(batch) is not int or batch < 1:
         raise ValueError(f"batch must be an int >= 1, got {batch!r}")
-    with _one_at_a_time:
-        damage = journal.quick_check("integrity_check")
-        if damage != "ok":
-            raise JournalError(
-                f"{journal.path} is damaged ({damage}); no undo was run. "
-                "Restore it from a copy, or finish its sagas by hand"
+    with recovering(journal):  # (one recover of a journal file at a time; none nested)
+        return _recover(journal, registry, force, batch)
+
+
+def _recover(journal: Journal, registry: Registry, force: bool, batch: int) -> RecoveryReport:
+    """``recover``, its arguments checked, holding its journal's lock."""
+    damage = journal.quick_check("integrity_check")
+    if damage != "ok":
+        raise JournalError(
+            f"{journal.path} is damaged ({damage}); no undo was run. "
+            "Restore it from a copy, or finish its sagas by hand"
+        )
+
+    def known(name: str) -> bool:
+        then = "nothing was claimed or undone; run recover again when it answers"
+        return bool(_ask(registry, registry.__contains__, name, then))
+
+    def decide(saga: SagaRecord, pending: list[UndoRecord]) -> str | None:
+        unknown = sorted({u.compensation for u in pending if not known(u.compensation)})
+        if unknown and not pivot_at_stake(saga.pivot_state):
+            return (
+                f"the registry has no compensation named {', '.join(map(repr, unknown))}; "
+                "run recover again with the registry that registers them"
             )
+        return _decide(saga, force)
 
-        def known(name: str) -> bool:
-            then = "nothing was claimed or undone; run recover again when it answers"
-            return bool(_ask(registry, registry.__contains__, name, then))
-
-        def decide(saga: SagaRecord, pending: list[UndoRecord]) -> str | None:
-            unknown = sorted({u.compensation for u in pending if not known(u.compensation)})
-            if unknown and not pivot_at_stake(saga.pivot_state):
-                return (
-                    f"the registry has no compensation named {', '.join(map(repr, unknown))}; "
-                    "run recover again with the registry that registers them"
-                )
-            return _decide(saga, force)
-
-        # one transaction: who holds each saga, and what is left of it, read together
-        claimed, skipped = journal.claim(decide)
-        total = sum(len(c.pending) for c in claimed)
-        writer = _Writer(journal, batch if total > batch else 1)
-        try:
-            for c in claimed:
-                run = JournalRun(journal, c.saga.id, c.saga.name, new=False, gen=c.gen)
-                writer.fences[c.saga.id] = c.gen
-                report = _resume(run, c, registry, writer)
-                writer.finished(run, report)
-        except BaseException as exc:
-            with contextlib.suppress(JournalError):  # what ran is recorded if it can be;
-                writer.flush()  # the first error is the one told
-            with contextlib.suppress(Exception):  # (and the sagas it finished before, told)
-                exc.recovered = tuple(writer.recorded)  # type: ignore[attr-defined]
-            raise
-        writer.flush()
-        return RecoveryReport(
-            tuple(writer.recorded), tuple(Skipped(s.id, s.name, why) for s, why in skipped),
-            waiting_in(journal, but={r.saga_id for r in writer.recorded}),
-        )  # fmt: skip
+    # one transaction: who holds each saga, and what is left of it, read together
+    claimed, skipped = journal.claim(decide)
+    total = sum(len(c.pending) for c in claimed)
+    writer = _Writer(journal, batch if total > batch else 1)
+    try:
+        for c in claimed:
+            run = JournalRun(journal, c.saga.id, c.saga.name, new=False, gen=c.gen)
+            writer.fences[c.saga.id] = c.gen
+            report = _resume(run, c, registry, writer)
+            writer.finished(run, report)
+    except BaseException as exc:
+        with contextlib.suppress(JournalError):  # what ran is recorded if it can be;
+            writer.flush()  # the first error is the one told
+        with contextlib.suppress(Exception):  # (and the sagas it finished before, told,
+            exc.recovered = tuple(writer.recorded)  # type: ignore[attr-defined]
+            done = {r.saga_id for r in writer.recorded}  # and those it claimed and left)
+            exc.unfinished = tuple(  # type: ignore[attr-defined]
+                c.saga.id for c in claimed if c.saga.id not in done
+            )
+        raise
+    writer.flush()
+    return RecoveryReport(
+        tuple(writer.recorded), tuple(Skipped(s.id, s.name, why) for s, why in skipped),
+        waiting_in(journal, but={r.saga_id for r in writer.recorded}),
+    )  # fmt: skip
 
 
 class _Writer:
@@ -396,11 +405,14 @@ def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: _Writ
                 if isinstance(exc, SystemExit)
                 else f"raised {describe(exc)} (not an Exception: an interrupt)"
             )
-            raise RecoveryInterrupted(
+            stopped = RecoveryInterrupted(
                 f"the undo of {undo.step!r} (saga {saga.id!r}) {what}: recover stopped "
                 "there; the saga is left unfinished, that undo and the ones before it "
                 "pending, for the next recover"
-            ) from None
+            )
+            if isinstance(exc, SystemExit):  # (its failure code kept: 143 says SIGTERM)
+                stopped.exited = exc
+            raise stopped from None
         else:
             op = m.undo_ok()
         writer.undo_ran(run)

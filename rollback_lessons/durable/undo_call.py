@@ -5,6 +5,7 @@ runs; this only calls it."""
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import inspect
 import threading
 from collections.abc import Callable
@@ -31,8 +32,8 @@ def run_undo(fn: Callable[..., Any], undo: UndoRecord, timeout: float | None) ->
 
     if timeout is None or _is_async(fn):
         attempt()
-    else:
-        call_timed(attempt, (), "undo", undo.step, timeout)
+    else:  # (in its helper thread with this one's context: a recover it calls is nested)
+        call_timed(contextvars.copy_context().run, (attempt,), "undo", undo.step, timeout)
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
@@ -55,7 +56,8 @@ def _await(awaitable: Any, timeout: float | None, step: str) -> None:
         await (awaitable if timeout is None else within(awaitable, timeout, "undo", step))
 
     loop = asyncio.new_event_loop()
-    task = loop.create_task(main())  # (its thread has not started: nothing runs it yet)
+    task = loop.create_task(main())  # (its thread has not started: nothing runs it yet;
+    # it runs in this thread's context, copied: a recover it calls is a nested one)
     error: list[BaseException] = []
     settled = threading.Event()
 

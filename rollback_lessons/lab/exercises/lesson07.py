@@ -106,8 +106,10 @@ def what_recover_does(cases: list[World]) -> dict[World, tuple[list[UndoRecord],
                         elif state == "not_run":
                             run.abandon(at)
                     run.flush()
-                # the process that ran them is gone: it ran on another machine
-                journal.write([("UPDATE sagas SET owner_host = 'elsewhere', claim_pid = NULL", ())])
+                # the process that ran them is gone: it ran on another machine (its
+                # own boot too: a host name alone is checked here, this live process)
+                gone = "owner_host = 'elsewhere', owner_space = 'pid:[0] boot elsewhere'"
+                journal.write([(f"UPDATE sagas SET {gone}, claim_pid = NULL", ())])
                 records = {n: journal.undos(f"saga-{n}") for n in range(len(new))}
                 recover(journal, registry, force=True)
         for n, world in enumerate(new):

@@ -1,0 +1,46 @@
+"""A journal in a process forked from the one that opened it (an undo or a step that
+forked, its child returning into the engine instead of exiting): the child holds no saga,
+and its SQLite connection is its parent's."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+from .files import JournalTakenOver
+
+
+class JournalForked(JournalTakenOver):
+    """A process forked from the one that opened the journal (an undo or a step that forked,
+    its child returning into the engine instead of exiting): it holds no saga, so it neither
+    writes nor runs another undo (as one taken over); its parent goes on. (Its SQLite
+    connection is its parent's: used from the child, it could damage the file.)"""
+
+
+def not_forked(pid: int, path: Path) -> None:
+    """Raise JournalForked unless this process is ``pid``, the one that opened the journal
+    at ``path``: a child that returned from an undo (or a step) into the engine must not go
+    on with its parent's rollback (each undo run twice, the parent ending on a constraint
+    error), nor use its parent's connection. Checked before every write and every claim
+    check, so before every undo too."""
+    if os.getpid() != pid:
+        raise JournalForked(
+            f"process {os.getpid()} is a fork of process {pid}, which opened {path} (an "
+            "undo or a step forked, and its child returned into the engine instead of "
+            "exiting): it writes and undoes nothing; its parent goes on"
+        )
+
+
+_FORKED_AWAY: list[sqlite3.Connection] = []
+"""Connections a forked child inherited and closed its Journal over: never closed there."""
+
+
+def close(con: sqlite3.Connection, pid: int) -> None:
+    """Close the connection, unless this is a fork of process ``pid``, which opened it: then
+    it is only kept (from the garbage collector too), as closing it here could checkpoint
+    and remove the WAL under the parent."""
+    if os.getpid() != pid:
+        _FORKED_AWAY.append(con)
+    else:
+        con.close()

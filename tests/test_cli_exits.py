@@ -1,0 +1,266 @@
+"""Issue 25, attack23's F3 and F7: how every CLI command ends when something other than
+argparse calls ``sys.exit`` (a registry's SIGTERM handler turning the signal into
+``sys.exit(0)``, between two undos of ``recover``), and the registry and disk odds and ends.
+
+F3: ``cli.main`` took any ``SystemExit`` with a false code for argparse's ``--help``: exit
+0, not a word, the saga left ``rolling_back``. Now only argparse's own exit (``UsageExit``)
+is; any other is an interrupt: one line naming what is left, never exit 0.
+"""
+
+import sqlite3
+import sys
+
+import pytest
+from conftest import dead_pid
+
+from rollback_lessons import Saga, Step, cli
+from rollback_lessons.cli import main
+from rollback_lessons.durable import recovery
+from rollback_lessons.durable.journal import Journal
+from rollback_lessons.durable.recovery import recover
+from rollback_lessons.durable.registry import Registry
+
+CALLS: list[str] = []
+registry = Registry()  # (importable by name: ``--registry test_cli_exits``)
+
+
+def UNDO(step, idempotency_key=None):
+    CALLS.append(step)
+
+
+COMP = registry.add("exits.undo", UNDO)
+
+
+def _crashed(tmp_path, steps="abc"):
+    """A journal whose saga (steps undone by exits.undo, then one that fails) crashed
+    before its first undo: all its undos pending, its owner dead."""
+    path = tmp_path / "j.db"
+    saga = Saga([Step(k, lambda s: None, COMP.bind(step=k)) for k in steps]
+                + [Step("z", lambda s: 1 / 0)])  # fmt: skip
+
+    def crash(event):
+        if event.kind == "undo":
+            raise KeyboardInterrupt
+
+    with Journal(path) as journal, pytest.raises(KeyboardInterrupt):
+        saga.run({}, journal=journal, run_id="s", on_event=crash)
+    con = sqlite3.connect(path)
+    con.execute("UPDATE sagas SET owner_pid = ?, owner_started = NULL", (dead_pid(),))
+    con.commit()
+    con.close()
+    CALLS.clear()
+    return path
+
+
+def _exits_after(monkeypatch, n: int, code: object) -> None:
+    """``sys.exit(code)`` in recover after its ``n``-th undo ran, outside any undo (where a
+    signal handler's exit lands between two undos: the write of what the undo did)."""
+    real = recovery._Writer.undo_ran
+    count = [0]
+
+    def undo_ran(self, run):
+        real(self, run)
+        count[0] += 1
+        if count[0] == n:
+            sys.exit(code)
+
+    monkeypatch.setattr(recovery._Writer, "undo_ran", undo_ran)
+
+
+@pytest.mark.parametrize(("code", "status"), [(0, 2), (None, 2), (143, 143), ("bye", 2)])
+def test_a_sys_exit_between_two_undos_of_recover_is_an_interrupt(
+    tmp_path, monkeypatch, capsys, code, status
+):
+    """The defect: exit 0 and not a word (code 0), or exit 143 and not a word, the saga
+    left rolling_back. Now one line naming the saga left, a failure status (a handler's
+    own failure code kept), and the next recover finishes it."""
+    path = _crashed(tmp_path)
+    _exits_after(monkeypatch, 1, code)
+    assert main(["recover", str(path), "--registry", "test_cli_exits"]) == status
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1, err
+    assert f"recover interrupted (sys.exit({code!r}) was called" in err
+    assert "left unfinished for the next recover: saga(s) 's'" in err
+    assert CALLS == ["c"]
+    monkeypatch.undo()
+    with Journal(path) as journal:
+        assert journal.saga("s").status == "rolling_back"
+        [done] = recover(journal, registry).recovered
+    assert str(done.status) == "rolled_back" and CALLS == ["c", "b", "a"]
+
+
+def test_a_sys_exit_inside_an_undo_keeps_its_failure_code(tmp_path, monkeypatch, capsys):
+    """The same signal landing inside an undo: the same status as between two undos."""
+    path = _crashed(tmp_path)
+
+    def undo(step, idempotency_key=None):
+        if step == "b":
+            sys.exit(143)
+        UNDO(step)
+
+    monkeypatch.setitem(registry._fns, "exits.undo", undo)
+    assert main(["recover", str(path), "--registry", "test_cli_exits"]) == 143
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "called sys.exit(143)" in err
+    assert CALLS == ["c"]
+
+
+def test_a_recover_interrupted_after_finishing_a_saga_says_none_is_left(
+    tmp_path, monkeypatch, capsys
+):
+    """The exit after the last undo (its saga written as finished): nothing claimed is
+    left, and it says so; still not a success (the command was cut short)."""
+    path = _crashed(tmp_path, steps="a")
+    real = recovery._Writer.finished
+
+    def finished(self, run, report):
+        real(self, run, report)
+        self.flush()
+        sys.exit(0)
+
+    monkeypatch.setattr(recovery._Writer, "finished", finished)
+    assert main(["recover", str(path), "--registry", "test_cli_exits"]) == 2
+    out, err = capsys.readouterr()
+    assert out.startswith("s (saga): rolled_back")  # the saga it finished, told
+    assert len(err.splitlines()) == 1 and "no saga it claimed is left unfinished" in err
+
+
+def test_a_sys_exit_in_every_other_command_is_one_line_and_a_failure(tmp_path, monkeypatch, capsys):
+    """demo, journal show, journal settle: the same rule (before: exit 0, nothing said)."""
+    path = _crashed(tmp_path)
+
+    def exits(*args, **kwargs):
+        sys.exit(0)
+
+    monkeypatch.setattr(cli, "run_demo", exits)
+    assert main(["demo"]) == 2
+    monkeypatch.setattr(Journal, "table", exits)
+    assert main(["journal", "show", str(path)]) == 2
+    monkeypatch.setattr(Journal, "settle", exits)
+    assert main(["journal", "settle", str(path), "s", "--note", "done by hand"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 3 and all("sys.exit(0) was called" in line for line in lines)
+    assert lines[0].endswith("the command did not finish")
+    assert "before the settle was written: nothing was settled" in lines[2]
+
+
+def test_argparse_own_exits_stay_what_they_were(capsys):
+    """--help: its text, exit 0; a usage error: argparse's lines, SystemExit(2)."""
+    assert main(["--help"]) == 0
+    assert "usage:" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_:
+        main(["demo", "--fail-at", "nope"])
+    assert exit_.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+# -- F7: a registry's thread, the package's own __main__ as a registry, a full disk ------------
+
+
+def test_a_thread_the_registry_leaves_running_does_not_keep_the_command_forever(tmp_path):
+    """The defect: recover did its work, printed, then never exited (Python waits for every
+    thread that is not a daemon). Now it waits THREAD_WAIT seconds (here 0.2), then ends
+    with the command's own status and one line saying so."""
+    import subprocess
+
+    (tmp_path / "reg_thread.py").write_text(
+        "import threading, time\n"
+        "from rollback_lessons.durable.registry import Registry\n"
+        "registry = Registry()\n"
+        "threading.Thread(target=lambda: time.sleep(3600), name='sleeper').start()\n"
+    )
+    with Journal(tmp_path / "j.db"):
+        pass
+    code = (
+        "import sys\nfrom rollback_lessons import cli\ncli.THREAD_WAIT = 0.2\n"
+        "sys.argv[1:] = ['recover', 'j.db', '--registry', 'reg_thread']\ncli.run()\n"
+    )
+    env = {**__import__("os").environ, "PYTHONPATH": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "recovered 0 saga(s), left 0\n"
+    assert out.stderr == (
+        "rollback-lessons: thread(s) 'sleeper' (not ours: the registry's?) still ran 0.2 s "
+        "after the command ended; the process ends without them (what the command did is "
+        "recorded)\n"
+    )
+
+
+def test_the_program_ends_through_run_both_ways_it_is_started():
+    """``rollback-lessons`` and ``python -m rollback_lessons`` both end through ``run``."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    assert 'rollback-lessons = "rollback_lessons.cli:run"' in (root / "pyproject.toml").read_text()
+    assert "    run()" in (root / "rollback_lessons" / "__main__.py").read_text()
+
+
+def test_the_packages_own_main_as_a_registry_is_one_line(tmp_path, capsys):
+    """The defect: importing rollback_lessons.__main__ ran the command again, inside the
+    import: two contradictory lines ("has no `registry`", then "it called sys.exit(2)")."""
+    with Journal(tmp_path / "j.db"):
+        pass
+    sys.modules.pop("rollback_lessons.__main__", None)
+    try:
+        code = main(["recover", str(tmp_path / "j.db"), "--registry", "rollback_lessons.__main__"])
+    finally:
+        sys.modules.pop("rollback_lessons.__main__", None)
+    assert code == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == (
+        "rollback-lessons: module 'rollback_lessons.__main__' has no `registry`: define "
+        "`registry = Registry()` there and register the compensations on it\n"
+    )
+
+
+def test_no_room_names_a_full_disk_and_nothing_else(tmp_path, monkeypatch):
+    import os
+
+    from rollback_lessons.durable import room
+
+    assert room.no_room(tmp_path / "j.db") == ""  # (room here)
+    full = os.statvfs_result((4096, 4096, 100, 0, 0, 10, 0, 0, 0, 255))
+    monkeypatch.setattr(room.os, "statvfs", lambda path: full)
+    said = room.no_room(tmp_path / "j.db")
+    assert said.startswith("; no room on its disk (0 bytes free)") and "j.db-shm" in said
+
+
+def _can_mount_tmpfs() -> bool:
+    import os
+    import shutil
+    import subprocess
+
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        return False
+    probe = ["unshare", "--mount", "sh", "-c", "mount -t tmpfs -o size=1m tmpfs /mnt"]
+    return subprocess.run(probe, capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs root, unshare and tmpfs")
+@pytest.mark.parametrize(
+    "command", ["journal show {j}", "recover {j} --registry x", "journal settle {j} s --note x"]
+)
+def test_a_journal_whose_shm_cannot_be_made_on_a_full_disk_says_no_room(tmp_path, command):
+    """The defect: "cannot open ...: disk I/O error", nothing of room. A real full disk: a
+    1 MB tmpfs of this test's own (a mount namespace: gone with it), the journal's -shm
+    removed by its clean close, the disk then filled."""
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    script = (
+        f"mount -t tmpfs -o size=1m tmpfs {disk} && "
+        f"{sys.executable} -c 'from rollback_lessons.durable.journal import Journal; "
+        f'Journal("{disk}/j.db").close()\' && '
+        f"(dd if=/dev/zero of={disk}/fill bs=4k 2>/dev/null; true) && "
+        f"{sys.executable} -m rollback_lessons {command.format(j=f'{disk}/j.db')}"
+    )
+    out = subprocess.run(
+        ["unshare", "--mount", "sh", "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 2, out.stderr
+    [line] = out.stderr.splitlines()
+    assert line.startswith(f"rollback-lessons: cannot open {disk}/j.db: ")
+    assert "no room on its disk" in line and "j.db-shm" in line
