@@ -314,7 +314,7 @@ class Machine:
         else:
             self._emit(EventKind.STEP_START, name, details)
         if spec.has_undo and spec.register == "before":
-            self._log(spec)
+            self._log_before(spec)
         return _new(RunStep, (name, 1))
 
     def not_run(self, name: str) -> None:
@@ -323,6 +323,37 @@ class Machine:
         self.seen.remove(name)
         self.phase, self.spec, self.current = _FORWARD, None, ([None, *self.completed])[-1]
         self.notes = [*self.notes, f"{name} was not run: the Ctrl-C came as it started"]
+
+    withdrawn: Sequence[str] = ()
+    """Steps whose undo, logged before their action, was withdrawn: their action was never
+    called (``_log_before``). A journal writes each one's row not run."""
+
+    def _log_before(self, spec: StepSpec) -> None:
+        """Log the undo of a step before its action is called. If its event raises (its
+        journal write failed, a Ctrl-C in an observer), the action is never called: a step
+        not called had no effect, so its undo is withdrawn (never run, here or by
+        ``recover``: the journal writes its row not run), and after a Ctrl-C the step is
+        not run, as at its start. (A crash leaves the row pending: ``recover`` runs it then,
+        since only this process knew the call never began; undos are idempotent.)"""
+        try:
+            self._log(spec)
+        except BaseException as exc:
+            self.withdraw(spec.name)
+            if not isinstance(exc, Exception):
+                self.not_started(spec.name)
+            raise
+
+    def withdraw(self, step: str) -> None:
+        """``step``'s action will never be called: its undo, if logged, is withdrawn."""
+        logged = [e for e in self.log if e.step == step]
+        if logged:
+            self.log.remove(logged[0])
+            self.withdrawn = [*self.withdrawn, step]
+
+    def not_started(self, name: str) -> None:
+        """A Ctrl-C came at an event of ``name``'s start (its undo logged before it): its
+        action was never called (``not_run``; a graph's has more to forget)."""
+        self.not_run(name)
 
     def _log(self, spec: StepSpec) -> None:
         self.log.append(Entry(spec.name, spec.register, spec.semantic, spec.undo_timeout))

@@ -141,8 +141,23 @@ class GraphMachine(Machine):
         self.started.append(step)
         self.where[step], self.attempts[step] = _RUNNING, 1
         if spec.has_undo and spec.register == "before":
-            self._log(spec)
+            try:
+                self._log_before(spec)  # (if it raises, never called: withdrawn, the machine's)
+            except BaseException:
+                if step in self.where:  # (a Ctrl-C: ``not_started`` forgot it already)
+                    self._unlaunch(step)
+                raise
         return _new(RunStep, (step, 1))
+
+    def _unlaunch(self, step: str) -> None:
+        """``step`` was launched, and its action will never be called: it is not running."""
+        del self.where[step], self.attempts[step]
+        self.busy_count -= 1
+        self.started.remove(step)
+
+    def not_started(self, step: str) -> None:
+        self._unlaunch(step)
+        self.not_run(step)
 
     # -- how each step went ---------------------------------------------------------------
 
@@ -227,6 +242,8 @@ class GraphMachine(Machine):
         ``called``: its action was called (not, when launched with others and not yet begun)."""
         cut = called and self.where[step] == _RUNNING  # inside its call: it may have happened
         self._running(step, _RUNNING, _WAITING)
+        if not called:  # (never called: an undo logged before it is withdrawn)
+            self.withdraw(step)
         self.where[step] = _RUNNING
         return self._lost(step, exc, cut)
 
@@ -235,9 +252,10 @@ class GraphMachine(Machine):
         failed going forward (a journal write as another step started or ended) before its
         action was called: it never ran, as a list's step a Ctrl-C came as it began
         (``Machine.not_run``), so a journal writes its intent not run, never leaked (attack21's
-        E1). A step whose undo was logged before it keeps it (the driver leaves it running:
-        that undo runs whether the step had an effect or not)."""
+        E1). An undo logged before it is withdrawn: a step never called had no effect
+        (attack23's F1)."""
         self._running(step, _RUNNING)
+        self.withdraw(step)
         del self.where[step], self.attempts[step], self.kinds[step]
         self.busy_count -= 1
         self.seen.remove(step)
