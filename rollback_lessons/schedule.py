@@ -149,8 +149,7 @@ class GraphMachine(Machine):
                 raise
         return _new(RunStep, (step, 1))
 
-    def _unlaunch(self, step: str) -> None:
-        """``step`` was launched, and its action will never be called: it is not running."""
+    def _unlaunch(self, step: str) -> None:  # launched, its action never to be called
         del self.where[step], self.attempts[step]
         self.busy_count -= 1
         self.started.remove(step)
