@@ -142,9 +142,9 @@ class GraphMachine(Machine):
         self.where[step], self.attempts[step] = _RUNNING, 1
         if spec.has_undo and spec.register == "before":
             try:
-                self._log_before(spec)  # (if it raises, never called: withdrawn, the machine's)
-            except BaseException:
-                if step in self.where:  # (a Ctrl-C: ``not_started`` forgot it already)
+                self._log(spec)
+            except BaseException:  # never called (withdrawn, ``_emit``; a Ctrl-C: not run)
+                if step in self.where:
                     self._unlaunch(step)
                 raise
         return _new(RunStep, (step, 1))
@@ -154,9 +154,10 @@ class GraphMachine(Machine):
         self.busy_count -= 1
         self.started.remove(step)
 
-    def not_started(self, step: str) -> None:
-        self._unlaunch(step)
-        self.not_run(step)
+    def not_run(self, step: str) -> None:
+        if step in self.where:  # (a Ctrl-C at its undo_registered, launched already)
+            self._unlaunch(step)
+        super().not_run(step)
 
     # -- how each step went ---------------------------------------------------------------
 
@@ -255,10 +256,9 @@ class GraphMachine(Machine):
         (attack23's F1)."""
         self._running(step, _RUNNING)
         self.withdraw(step)
-        del self.where[step], self.attempts[step], self.kinds[step]
-        self.busy_count -= 1
+        self._unlaunch(step)
+        del self.kinds[step]
         self.seen.remove(step)
-        self.started.remove(step)
         if self.current == step:
             self.current = self.completed[-1] if self.completed else None
         self.notes = [*self.notes, f"{step} was not run: the run failed before its turn"]
