@@ -39,6 +39,7 @@ class JournalWriter:
         self.refused: list[int] = []  # intents of steps that failed before any effect
         self.dropped: UndoJournalRun | None = None  # the run a failed write stopped writing
         self.withdrawn = 0  # of the machine's ``withdrawn`` undos, how many are written so
+        self.failed = False  # a write of the rollback failed (said once, in a note)
 
     def watch(
         self, seq: int, kind: EventKind, step: str | None, details: Mapping[str, Any]
@@ -149,13 +150,15 @@ class JournalWriter:
         except TakenOver:
             self.jrun = None  # another process holds the saga now: stop, write nothing
             raise  # (the machine ends the rollback there: no other undo runs)
-        except Exception as exc:  # the journal keeps the saga unfinished: recover finishes it
-            self.dropped, self.jrun = self.jrun, None
-            self.m.note(
-                EventKind.JOURNAL_FAILED,
-                f"journal write failed ({describe(exc)}); the rollback went on in memory, "
-                "and the journal still shows the saga unfinished",
-            )
+        except Exception as exc:  # kept, and written with the next write (a disk full for a
+            if not self.failed:  # moment): the journal tells the true story once it can
+                self.failed = True  # (attack23's F6: dropped, recover reran every undo and
+                self.m.note(  # reported a step whose registration it lost leaked)
+                    EventKind.JOURNAL_FAILED,
+                    f"journal write failed ({describe(exc)}); the rollback went on in memory, "
+                    "its writes kept for the next (until one succeeds, the journal shows the "
+                    "saga unfinished)",
+                )
 
     def tried(
         self, write: Callable[[], None], attempts: int = ATTEMPTS, what: str | None = None
