@@ -38,7 +38,7 @@ class JournalWriter:
         self.pivot: str | None = None  # the pivot written ``started``
         self.refused: list[int] = []  # intents of steps that failed before any effect
         self.dropped: UndoJournalRun | None = None  # the run a failed write stopped writing
-        self.withdrawn = 0  # of the machine's ``withdrawn`` undos, how many are written so
+        self.withdrawn = 0  # how many of the machine's ``withdrawn`` undos are written
         self.failed = False  # a write of the rollback failed (said once, in a note)
 
     def watch(
@@ -119,7 +119,7 @@ class JournalWriter:
 
     def withdraw(self, jrun: UndoJournalRun) -> list[str]:
         """The undos the machine withdrew (logged before a step whose action was then never
-        called: ``Machine._log_before``), not yet written not run: written with the next
+        called: ``Machine.withdraw``), not yet written not run: written with the next
         write, so that ``recover`` never runs them; returned."""
         steps = list(self.m.withdrawn[self.withdrawn :])
         for step in steps:
