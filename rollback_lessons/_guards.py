@@ -172,7 +172,7 @@ def cut_forward(run: Run, error: BaseException) -> Op | None:
     if isinstance(error, Exception):
         if isinstance(m, GraphMachine):  # launched with it, never called: never run
             for step in run.uncalled:
-                if step in m.busy and not m.logged(step):
+                if step in m.busy:
                     m.not_called(step)
         return None
     if isinstance(m, GraphMachine):

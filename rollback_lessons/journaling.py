@@ -38,6 +38,8 @@ class JournalWriter:
         self.pivot: str | None = None  # the pivot written ``started``
         self.refused: list[int] = []  # intents of steps that failed before any effect
         self.dropped: UndoJournalRun | None = None  # the run a failed write stopped writing
+        self.withdrawn = 0  # how many of the machine's ``withdrawn`` undos are written
+        self.failed = False  # a write of the rollback failed (said once, in a note)
 
     def watch(
         self, seq: int, kind: EventKind, step: str | None, details: Mapping[str, Any]
@@ -63,7 +65,9 @@ class JournalWriter:
             self.commit(Event(seq, kind, step, details))
             return
         jrun.event(Event(seq, kind, step, details))
-        if kind is EventKind.STEP_START:
+        if kind is EventKind.PIPELINE_FAILED:  # (before the rollback's first write)
+            self.withdraw(jrun)
+        elif kind is EventKind.STEP_START:
             assert step is not None
             step_kind = m.kinds[step]
             if step_kind == Kind.PIVOT:
@@ -113,6 +117,16 @@ class JournalWriter:
             assert m.entry is not None
             self.durably(jrun.undo_retried, m.entry.position)
 
+    def withdraw(self, jrun: UndoJournalRun) -> list[str]:
+        """The undos the machine withdrew (logged before a step whose action was then never
+        called: ``Machine.withdraw``), not yet written not run: written with the next
+        write, so that ``recover`` never runs them; returned."""
+        steps = list(self.m.withdrawn[self.withdrawn :])
+        for step in steps:
+            jrun.withdraw(step)
+        self.withdrawn = len(self.m.withdrawn)
+        return steps
+
     def returned(self, step: str) -> None:
         """A step's call returned: is the saga still this run's? If ``recover --force`` took
         it over while the step ran, its effect may have landed after recover undid it:
@@ -136,13 +150,15 @@ class JournalWriter:
         except TakenOver:
             self.jrun = None  # another process holds the saga now: stop, write nothing
             raise  # (the machine ends the rollback there: no other undo runs)
-        except Exception as exc:  # the journal keeps the saga unfinished: recover finishes it
-            self.dropped, self.jrun = self.jrun, None
-            self.m.note(
-                EventKind.JOURNAL_FAILED,
-                f"journal write failed ({describe(exc)}); the rollback went on in memory, "
-                "and the journal still shows the saga unfinished",
-            )
+        except Exception as exc:  # kept, and written with the next write (a disk full for a
+            if not self.failed:  # moment): the journal tells the true story once it can
+                self.failed = True  # (attack23's F6: dropped, recover reran every undo and
+                self.m.note(  # reported a step whose registration it lost leaked)
+                    EventKind.JOURNAL_FAILED,
+                    f"journal write failed ({describe(exc)}); the rollback went on in memory, "
+                    "its writes kept for the next (until one succeeds, the journal shows the "
+                    "saga unfinished)",
+                )
 
     def tried(
         self, write: Callable[[], None], attempts: int = ATTEMPTS, what: str | None = None
@@ -203,12 +219,14 @@ class JournalWriter:
         steps = [s for s in list(self.intents) if s not in self.m.kinds]
         not_run = [self.intents.pop(s) for s in steps]  # (``Machine.not_run``: a Ctrl-C as
         pivot = self.pivot if self.pivot in steps else None  # they began; never called)
+        withdrawn = list(self.m.withdrawn)  # (their steps never called: not run either)
         if self.jrun is None or self.m.interruption is not None:
             never = [*self.refused, *not_run]
-            if never or pivot is not None:  # (taken over meanwhile: fenced, nothing
-                with contextlib.suppress(TakenOver):  # written; a Ctrl-C is not replaced)
-                    self.tried(partial(jrun.abandon_now, never, pivot))
+            if never or pivot is not None or withdrawn:  # (taken over meanwhile: fenced,
+                with contextlib.suppress(TakenOver):  # nothing written; a Ctrl-C is kept)
+                    self.tried(partial(jrun.abandon_now, never, pivot, withdrawn))
             return
+        self.withdraw(jrun)
         for position in not_run:
             jrun.abandon(position)
         if pivot is not None:
@@ -226,9 +244,9 @@ class JournalWriter:
             raise
         except BaseException:  # a Ctrl-C in its tries: the batch is left to recover, and
             never = [*self.refused, *not_run]  # the steps never called are written alone,
-            if never or pivot is not None:  # as after a Ctrl-C in the run (attack21's E2)
-                with contextlib.suppress(TakenOver):
-                    self.tried(partial(jrun.abandon_now, never, pivot))
+            if never or pivot is not None or withdrawn:  # as after a Ctrl-C in the run
+                with contextlib.suppress(TakenOver):  # (attack21's E2)
+                    self.tried(partial(jrun.abandon_now, never, pivot, withdrawn))
             raise
         if len(errors) < ATTEMPTS:
             return

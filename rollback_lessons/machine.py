@@ -113,6 +113,7 @@ REGISTERED: Final = {r: (("register", r),) for r in ("before", "after", "none")}
 ROW_START, ROW_DONE, ROW_LOGGED, ROW_UNDO = "step_start", "step_done", "undo_registered", "undo"
 _FORWARD, _STEP, _STEP_WAIT, _UNDO, _UNDO_WAIT, _ASK, _DONE = Phase
 _COMPENSABLE: Final = Kind.COMPENSABLE
+_STARTED, _LOGGED = EventKind.STEP_START, EventKind.UNDO_REGISTERED
 _new = tuple.__new__
 
 
@@ -186,6 +187,7 @@ class Machine:
     irreversible: Sequence[str] = ()
     leaked: Sequence[str] = ()
     semantic: Sequence[str] = ()
+    withdrawn: Sequence[str] = ()  # steps whose undo logged before them was (``withdraw``)
     notes: Sequence[str] = ()
     compensated: Sequence[str] = ()  # the rollback's lists: made when it starts
     dead_letters: Sequence[DeadLetter] = ()
@@ -208,7 +210,10 @@ class Machine:
             except BaseException as exc:  # an observer, a journal write, a Ctrl-C in one
                 where = f"at the {kind._value_} event" + (f" of {step}" if step else "")
                 if not self.rolling:  # going forward, the run fails there (``fail``); a
-                    if kind is EventKind.STEP_START and not isinstance(exc, Exception):
+                    first = kind is _LOGGED and self.log[-1].when == "before"  # (F1)
+                    if first:  # its action is never called: nothing to undo (``withdraw``)
+                        self.withdraw(step)  # type: ignore[arg-type]
+                    if (first or kind is _STARTED) and not isinstance(exc, Exception):
                         self.not_run(step)  # type: ignore[arg-type] # (action not called)
                     self.raised_at = (exc, where)  # (if it cuts the rollback: said where)
                     raise
@@ -323,6 +328,14 @@ class Machine:
         self.seen.remove(name)
         self.phase, self.spec, self.current = _FORWARD, None, ([None, *self.completed])[-1]
         self.notes = [*self.notes, f"{name} was not run: the Ctrl-C came as it started"]
+
+    def withdraw(self, step: str) -> None:
+        """``step``'s action will never be called (its undo's event raised, a group's step
+        launched and never begun): an undo logged before it is withdrawn, never run; a
+        journal writes its row not run (a crash before that leaves it to ``recover``)."""
+        if self.logged(step):
+            self.log.remove(next(e for e in self.log if e.step == step))
+            self.withdrawn = [*self.withdrawn, step]
 
     def _log(self, spec: StepSpec) -> None:
         self.log.append(Entry(spec.name, spec.register, spec.semantic, spec.undo_timeout))

@@ -141,8 +141,23 @@ class GraphMachine(Machine):
         self.started.append(step)
         self.where[step], self.attempts[step] = _RUNNING, 1
         if spec.has_undo and spec.register == "before":
-            self._log(spec)
+            try:
+                self._log(spec)
+            except BaseException:  # never called (withdrawn, ``_emit``; a Ctrl-C: not run)
+                if step in self.where:
+                    self._unlaunch(step)
+                raise
         return _new(RunStep, (step, 1))
+
+    def _unlaunch(self, step: str) -> None:  # launched, its action never to be called
+        del self.where[step], self.attempts[step]
+        self.busy_count -= 1
+        self.started.remove(step)
+
+    def not_run(self, step: str) -> None:
+        if step in self.where:  # (a Ctrl-C at its undo_registered, launched already)
+            self._unlaunch(step)
+        super().not_run(step)
 
     # -- how each step went ---------------------------------------------------------------
 
@@ -227,6 +242,8 @@ class GraphMachine(Machine):
         ``called``: its action was called (not, when launched with others and not yet begun)."""
         cut = called and self.where[step] == _RUNNING  # inside its call: it may have happened
         self._running(step, _RUNNING, _WAITING)
+        if not called:  # (never called: an undo logged before it is withdrawn)
+            self.withdraw(step)
         self.where[step] = _RUNNING
         return self._lost(step, exc, cut)
 
@@ -235,13 +252,13 @@ class GraphMachine(Machine):
         failed going forward (a journal write as another step started or ended) before its
         action was called: it never ran, as a list's step a Ctrl-C came as it began
         (``Machine.not_run``), so a journal writes its intent not run, never leaked (attack21's
-        E1). A step whose undo was logged before it keeps it (the driver leaves it running:
-        that undo runs whether the step had an effect or not)."""
+        E1). An undo logged before it is withdrawn: a step never called had no effect
+        (attack23's F1)."""
         self._running(step, _RUNNING)
-        del self.where[step], self.attempts[step], self.kinds[step]
-        self.busy_count -= 1
+        self.withdraw(step)
+        self._unlaunch(step)
+        del self.kinds[step]
         self.seen.remove(step)
-        self.started.remove(step)
         if self.current == step:
             self.current = self.completed[-1] if self.completed else None
         self.notes = [*self.notes, f"{step} was not run: the run failed before its turn"]

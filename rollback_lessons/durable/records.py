@@ -10,6 +10,7 @@ import contextlib
 import json
 import sqlite3
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -234,14 +235,31 @@ class JournalRun:
         """The step of an ``intent`` failed before its effect: nothing to undo."""
         self._set_state(position, "not_run")
 
-    def abandon_now(self, positions: list[int], pivot: str | None = None) -> None:
+    def abandon_now(
+        self, positions: list[int], pivot: str | None = None, withdrawn: Sequence[str] = ()
+    ) -> None:
         """``abandon``, written now on its own (fenced): a run a Ctrl-C cut leaves its other
         writes to ``recover``, yet a step it never ran must not be reported leaked there,
-        nor a ``pivot`` never called be one recover may not undo across (``refused``)."""
+        nor a ``pivot`` never called be one recover may not undo across (``refused``), nor
+        an undo ``withdrawn`` (its step never called) be run there."""
         statements = [self._state_statement(p, "not_run") for p in positions]
+        statements += [self._withdraw_statement(step) for step in withdrawn]
         if pivot is not None:
             statements.append(self._pivot_statement(pivot, "refused"))
         self.journal.write(statements, fences={self.saga_id: self.gen})
+
+    def withdraw(self, step: str) -> None:
+        """The undo of ``step``, logged before its action, which was never called (the
+        write of that undo failed, or a Ctrl-C came right after it): not run, so ``recover``
+        never runs it (with the next write; nothing, if its row was never written)."""
+        self._pending.append(self._withdraw_statement(step))
+
+    def _withdraw_statement(self, step: str) -> tuple[str, tuple[object, ...]]:
+        return (
+            "UPDATE undos SET state = 'not_run' WHERE saga_id = ? AND step = ?"
+            " AND state = 'pending'",
+            (self.saga_id, step),
+        )
 
     def leaked(self, position: int) -> None:
         """The step of an ``intent`` may have happened (cut short in its call), and no undo
