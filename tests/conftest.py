@@ -381,6 +381,31 @@ def orphan(path, saga_id: str) -> None:
         con.close()
 
 
+def crash_at_first_undo(path, saga, set_sql: str | None = None, params=()) -> None:
+    """Run ``saga`` journalled at ``path`` (run id "s") until its first undo, where its process
+    'dies' (a KeyboardInterrupt: every undo left pending); then ``set_sql`` on the journal, by
+    default the owner made a dead process (a crash), so ``recover`` takes it up."""
+    import sqlite3
+
+    from rollback_lessons.durable.journal import Journal
+
+    def crash(event):
+        if event.kind == "undo":
+            raise KeyboardInterrupt
+
+    with Journal(path) as journal, pytest.raises(KeyboardInterrupt):
+        saga.run({}, journal=journal, run_id="s", on_event=crash)
+    if set_sql is None:
+        orphan(path, "s")
+        return
+    con = sqlite3.connect(path)
+    try:
+        con.execute(set_sql, params)
+        con.commit()
+    finally:
+        con.close()
+
+
 @pytest.fixture
 def crashed(tmp_path):
     """A journal whose process was killed after two of three steps (undos logged first)."""

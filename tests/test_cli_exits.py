@@ -7,11 +7,10 @@ F3: ``cli.main`` took any ``SystemExit`` with a false code for argparse's ``--he
 is; any other is an interrupt: one line naming what is left, never exit 0.
 """
 
-import sqlite3
 import sys
 
 import pytest
-from conftest import dead_pid
+from conftest import crash_at_first_undo
 
 from rollback_lessons import Saga, Step, cli
 from rollback_lessons.cli import main
@@ -37,17 +36,7 @@ def _crashed(tmp_path, steps="abc"):
     path = tmp_path / "j.db"
     saga = Saga([Step(k, lambda s: None, COMP.bind(step=k)) for k in steps]
                 + [Step("z", lambda s: 1 / 0)])  # fmt: skip
-
-    def crash(event):
-        if event.kind == "undo":
-            raise KeyboardInterrupt
-
-    with Journal(path) as journal, pytest.raises(KeyboardInterrupt):
-        saga.run({}, journal=journal, run_id="s", on_event=crash)
-    con = sqlite3.connect(path)
-    con.execute("UPDATE sagas SET owner_pid = ?, owner_started = NULL", (dead_pid(),))
-    con.commit()
-    con.close()
+    crash_at_first_undo(path, saga)
     CALLS.clear()
     return path
 

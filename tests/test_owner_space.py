@@ -15,7 +15,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import dead_pid
+from conftest import crash_at_first_undo, dead_pid
 
 from rollback_lessons import Saga, Status, Step
 from rollback_lessons.durable.journal import Journal, JournalError
@@ -58,15 +58,7 @@ def _crashed(path, set_sql, params=()):
     calls: list[str] = []
     reg, undo = _registry(calls)
 
-    crash = _dies_at("undo")
-
-    saga = _abc(undo)
-    with Journal(path) as journal, pytest.raises(KeyboardInterrupt):
-        saga.run({}, journal=journal, run_id="s", on_event=crash)
-    con = sqlite3.connect(path)
-    con.execute(set_sql, params)
-    con.commit()
-    con.close()
+    crash_at_first_undo(path, _abc(undo), set_sql, params)
     return reg, calls
 
 

@@ -16,7 +16,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import dead_pid
+from conftest import crash_at_first_undo, dead_pid
 
 from rollback_lessons import Saga, Status, Step
 from rollback_lessons.durable.journal import Journal
@@ -42,17 +42,7 @@ def _crashed(path, set_sql, params=()):
     reg, undo = _registry(calls)
     saga = Saga([Step(k, lambda s: None, undo.bind(step=k)) for k in "ab"]
                 + [Step("c", lambda s: 1 / 0)])  # fmt: skip
-
-    def crash(event):
-        if event.kind == "undo":
-            raise KeyboardInterrupt
-
-    with Journal(path) as journal, pytest.raises(KeyboardInterrupt):
-        saga.run({}, journal=journal, run_id="s", on_event=crash)
-    con = sqlite3.connect(path)
-    con.execute(set_sql, params)
-    con.commit()
-    con.close()
+    crash_at_first_undo(path, saga, set_sql, params)
     return reg, calls
 
 
@@ -177,17 +167,7 @@ def test_an_undo_that_calls_recover_is_refused_in_one_typed_error_never_a_hang(t
                  Step("b", lambda s: None, inner.bind(step="b"),
                       undo_timeout=20 if kind == "timed" else None),
                  Step("c", lambda s: 1 / 0)])  # fmt: skip
-
-    def crash(event):
-        if event.kind == "undo":
-            raise KeyboardInterrupt
-
-    with Journal(path) as journal, pytest.raises(KeyboardInterrupt):
-        saga.run({}, journal=journal, run_id="s", on_event=crash)
-    con = sqlite3.connect(path)
-    con.execute("UPDATE sagas SET owner_pid = ?, owner_started = NULL", (dead_pid(),))
-    con.commit()
-    con.close()
+    crash_at_first_undo(path, saga)
     with Journal(path) as journal:
         [done] = _in_thread(lambda: recover(journal, reg)).recovered
     assert calls == ["b", "a"]  # the rollback went on: b's undo failed (a dead letter)
@@ -231,17 +211,7 @@ def test_a_recover_of_one_journal_does_not_wait_behind_another_journals(tmp_path
         path = tmp_path / f"{name}.db"
         undo = reg.add(name, fn)
         saga = Saga([Step("a", lambda s: None, undo.bind(step=name)), Step("c", lambda s: 1 / 0)])
-
-        def crash(event):
-            if event.kind == "undo":
-                raise KeyboardInterrupt
-
-        with Journal(path) as journal, pytest.raises(KeyboardInterrupt):
-            saga.run({}, journal=journal, run_id="s", on_event=crash)
-        con = sqlite3.connect(path)
-        con.execute("UPDATE sagas SET owner_pid = ?, owner_started = NULL", (dead_pid(),))
-        con.commit()
-        con.close()
+        crash_at_first_undo(path, saga)
         paths.append(path)
 
     def recover_at(path):
