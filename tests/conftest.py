@@ -103,6 +103,20 @@ class OnALoop:
             self.loop.close()
 
 
+@pytest.fixture(scope="module")
+def on_temporal():
+    """One Temporal dev server for the module's tests (each starts its workflows with ids and
+    task queues of its own), not one per test: a start is about 0.7 CPU s and 1.5 s of wall
+    time. A test that restarts the server starts its own."""
+    from rollback_lessons.runners.temporal import TemporalRunner
+
+    on = OnALoop(TemporalRunner.start)
+    try:
+        yield on
+    finally:
+        on.close()
+
+
 @pytest.fixture(scope="session")
 def wheel_venv(tmp_path_factory) -> tuple[Path, Path]:
     """The wheel built from this tree, alone in a fresh venv (its third-party libraries come

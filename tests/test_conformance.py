@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 
 import pytest
-from conftest import OnALoop, examples, same_outcome
+from conftest import examples, same_outcome
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -174,18 +174,6 @@ def test_a_drawn_saga_ends_the_same_on_every_engine(drawn, step_functions, dbos_
     else:
         _refused(BpmnRunner.start().run, drawn)
     same_outcome(local, dbos_runner.run(drawn.saga(), {}, inject=drawn.inject))
-
-
-@pytest.fixture(scope="module")
-def on_temporal():
-    """One Temporal dev server for the module, its runner on a loop of its own thread."""
-    from rollback_lessons.runners.temporal import TemporalRunner
-
-    on = OnALoop(TemporalRunner.start)
-    try:
-        yield on
-    finally:
-        on.close()
 
 
 @pytest.mark.usefixtures("no_run_left_behind")

@@ -10,7 +10,6 @@ nothing undone."""
 from __future__ import annotations
 
 import pytest
-from conftest import OnALoop
 
 from rollback_lessons import RetryPolicy, Saga, Step
 
@@ -75,17 +74,6 @@ def _same_story(kind, where, world, raised, **options) -> None:
 
 
 # -- Temporal ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def on_temporal():
-    from rollback_lessons.runners.temporal import TemporalRunner
-
-    on = OnALoop(TemporalRunner.start)
-    try:
-        yield on
-    finally:
-        on.close()
 
 
 def _on_temporal(on, saga, **options):

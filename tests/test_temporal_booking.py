@@ -12,25 +12,12 @@ import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import OnALoop, a_part
+from conftest import a_part
 
-from rollback_lessons.runners.temporal import TemporalRunner
 from rollback_lessons.worlds.crashlab import world_report
 from rollback_lessons.worlds.temporal_booking.demo import kill_a_worker_mid_rollback
 
 pytestmark = pytest.mark.usefixtures("no_run_left_behind")
-
-
-@pytest.fixture(scope="module")
-def on_temporal():
-    """One Temporal dev server for the module's tests (each starts its workflows with ids and
-    task queues of its own), not one per test: a start is about 0.7 CPU s and 1.5 s of wall
-    time. The test that restarts the server starts its own."""
-    on = OnALoop(TemporalRunner.start)
-    try:
-        yield on
-    finally:
-        on.close()
 
 
 def test_a_worker_killed_mid_compensation_is_replaced_and_the_saga_finishes(tmp_path, on_temporal):

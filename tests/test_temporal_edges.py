@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 import pytest
-from conftest import SOAK, OnALoop, same_outcome
+from conftest import SOAK, same_outcome
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -37,15 +37,6 @@ def run_async(coroutine_function):
     """asyncio.run in a thread of its own: the test session may have a loop running."""
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(lambda: asyncio.run(coroutine_function())).result()
-
-
-@pytest.fixture(scope="module")
-def on_temporal():
-    on = OnALoop(TemporalRunner.start)
-    try:
-        yield on
-    finally:
-        on.close()
 
 
 def test_leaving_the_runner_returns_when_an_undo_never_does():
