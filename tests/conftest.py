@@ -420,6 +420,23 @@ def crash_at_first_undo(path, saga, set_sql: str | None = None, params=()) -> No
         con.close()
 
 
+def recover_command(tmp_path, path, *flags: str) -> tuple[list[str], dict[str, str]]:
+    """``python -m rollback_lessons recover PATH FLAGS`` with a registry module (in
+    ``tmp_path``) whose undo 'u' prints ``UNDID <step>``, and the environment that finds it:
+    for running recover as another process would (another namespace, host name)."""
+    import os
+    import sys
+
+    (tmp_path / "printing_reg.py").write_text(
+        "from rollback_lessons.durable.registry import Registry\n"
+        "registry = Registry()\n"
+        "registry.add('u', lambda step, idempotency_key=None: print('UNDID', step))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    command = [sys.executable, "-m", "rollback_lessons", "recover", str(path)]
+    return [*command, "--registry", "printing_reg", *flags], env
+
+
 @pytest.fixture
 def crashed(tmp_path):
     """A journal whose process was killed after two of three steps (undos logged first)."""

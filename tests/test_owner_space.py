@@ -12,10 +12,9 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 
 import pytest
-from conftest import crash_at_first_undo, dead_pid
+from conftest import crash_at_first_undo, dead_pid, recover_command
 
 from rollback_lessons import Saga, Status, Step
 from rollback_lessons.durable.journal import Journal, JournalError
@@ -124,14 +123,7 @@ def test_recover_from_another_pid_namespace_leaves_a_live_owners_saga_alone(tmp_
     namespace (same host name) sees no process with its pid. Before: taken over, exit 0."""
     path = tmp_path / "j.db"
     _crashed(path, "UPDATE sagas SET owner_pid = ?", (os.getpid(),))  # (alive: this one)
-    (tmp_path / "h30reg.py").write_text(
-        "from rollback_lessons.durable.registry import Registry\n"
-        "registry = Registry()\n"
-        "registry.add('u', lambda step, idempotency_key=None: print('UNDID', step))\n"
-    )
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    command = [sys.executable, "-m", "rollback_lessons", "recover", str(path)]
-    command += ["--registry", "h30reg"]
+    command, env = recover_command(tmp_path, path)
     out = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", *command],
                          capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
     assert out.returncode == 1, out.stdout + out.stderr

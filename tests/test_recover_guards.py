@@ -13,10 +13,9 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 
 import pytest
-from conftest import crash_at_first_undo, dead_pid
+from conftest import crash_at_first_undo, dead_pid, recover_command
 
 from rollback_lessons import Saga, Status, Step
 from rollback_lessons.durable.journal import Journal
@@ -96,14 +95,7 @@ def test_recover_force_under_another_host_name_leaves_a_live_owner_alone(tmp_pat
     another host name (a UTS namespace), the same PID namespace and boot."""
     path = tmp_path / "j.db"
     _crashed(path, "UPDATE sagas SET owner_pid = ?", (os.getpid(),))  # (alive: this one)
-    (tmp_path / "h34reg.py").write_text(
-        "from rollback_lessons.durable.registry import Registry\n"
-        "registry = Registry()\n"
-        "registry.add('u', lambda step, idempotency_key=None: print('UNDID', step))\n"
-    )
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    command = [sys.executable, "-m", "rollback_lessons", "recover", str(path)]
-    command += ["--registry", "h34reg", "--force"]
+    command, env = recover_command(tmp_path, path, "--force")
     rename = ["unshare", "--uts", "sh", "-c", 'hostname other-name && exec "$@"', "sh"]
     out = subprocess.run([*rename, *command], capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 1, out.stdout + out.stderr
