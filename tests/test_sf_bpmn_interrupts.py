@@ -5,7 +5,9 @@ execution, and so does the timeout, each naming what is left in effect; bad inpu
 refused before anything starts; an interrupted ``start()`` leaves no moto mock on."""
 
 import math
+import sys
 import time
+import types
 
 import pytest
 
@@ -137,11 +139,22 @@ def test_a_ctrl_c_while_the_worker_waits_stops_the_execution_and_says_what_is_in
 
 
 @pytest.mark.parametrize("graph", [False, True], ids=["list", "graph"])
-def test_the_timeout_stops_the_execution_and_names_what_is_in_effect(runner, graph, stops):
+def test_the_timeout_stops_the_execution_and_names_what_is_in_effect(
+    runner, graph, stops, monkeypatch
+):
     world = []
     options = {"undo_order": "reverse_start"} if graph else {}
-    with pytest.raises(StepFunctionsError) as raised:  # (b ends once the time is out)
-        runner.run(_abc(world, slow=1.1), {}, timeout=1, **options)
+    # The runner's clock stands still until b's action has run, then runs on an hour later:
+    # b ends once the time is out, however long moto takes to start the execution and a
+    # (a b sleeping past a real second raced the start on a busy machine).
+    still = time.monotonic()
+    clock = types.SimpleNamespace(
+        monotonic=lambda: time.monotonic() + 3600 if "do b" in world else still, sleep=time.sleep
+    )
+    for name in (StepFunctionsRunner.__module__, "rollback_lessons.runners.stepfunctions.live"):
+        monkeypatch.setattr(sys.modules[name], "time", clock)  # (the list form; the graph's)
+    with pytest.raises(StepFunctionsError) as raised:
+        runner.run(_abc(world), {}, timeout=1, **options)
     assert world == ["do a", "do b"]
     assert str(raised.value) == (
         "the execution did not end within 1 s: it is stopped, nothing undone; done, not "
