@@ -359,8 +359,9 @@ def test_close_while_a_resumed_run_makes_its_saga_slowly_is_bounded_by_grace(tmp
     (nothing ran: its saga was never used)."""
     from rollback_lessons.runners import hosted
 
-    monkeypatch.setattr(launch, "GRACE", 0.3)
     db, _, world, tried = _closed_while_halted(tmp_path, "run-f")
+    monkeypatch.setattr(launch, "GRACE", 0.3)  # (after the silent close: at CI's load its
+    # waiting saga's thread took longer than 0.3 s to end, and that close warned)
     hosted.release("run-f")  # (as in another process: its saga is made by sagas=)
     making, go = threading.Event(), threading.Event()
     slow = threading.Timer(20.0, go.set)  # (without the fix, close waits for it)
