@@ -395,17 +395,23 @@ def test_an_error_that_refuses_notes_is_never_replaced(error, tmp_path):
 
 
 def test_arun_keeps_the_timeout_of_a_synchronous_undo_as_run_does():
-    import time
+    import threading
+
+    release = threading.Event()  # (until the test ends, not a time: a 1 s sleep once ended,
+    # at load, before the caller looked, 1 of 100 runs)
 
     def hung_undo(state):
-        time.sleep(1.0)  # (a real one may hang for ever)
+        release.wait(30)  # (a real one may hang for ever)
 
     def declined(state):
         raise RuntimeError("card declined")
 
     saga = Saga([Step("hold", lambda s: None, hung_undo, undo_timeout=0.1), Step("pay", declined)])
-    in_run = saga.run({})
-    in_arun = asyncio.run(saga.arun({}))  # main: waited the whole second and said rolled_back
+    try:
+        in_run = saga.run({})
+        in_arun = asyncio.run(saga.arun({}))  # main: waited for the undo, said rolled_back
+    finally:
+        release.set()
     assert in_run.status is in_arun.status is Status.ROLLBACK_INCOMPLETE
     assert [type(d.error) for d in in_arun.dead_letters] == [TimeoutError]
 

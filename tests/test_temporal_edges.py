@@ -437,7 +437,10 @@ def test_a_server_lost_mid_saga_is_one_clear_error_and_the_saga_resumes_on_its_d
 def test_a_step_whose_answer_died_with_the_server_is_undone_or_named(tmp_path, server_lost_soon):
     """The server is killed while step b runs; b's effect happens here, but its answer never
     reaches the server, which (started again on its database) times b out and rolls back
-    without undoing it. Every effect is undone or named in the Outcome's notes."""
+    without undoing it. Every effect is undone or named in the Outcome's notes. Which of the
+    two depends on how soon the server is back: within ``LOST_SOON`` the worker's answer
+    reaches it (b done, undone: rolled_back); later (a loaded machine: a make test at load
+    15-50 saw it) it was given up on (b in doubt, its undo logged after it: leaked, named)."""
     db, port = tmp_path / "temporal.db", free_port()
     gate = threading.Event()
 
@@ -471,7 +474,11 @@ def test_a_step_whose_answer_died_with_the_server_is_undone_or_named(tmp_path, s
 
     lost, resumed = run_async(main)
     assert lost.done == ("a", "b") and "still in effect: a, b." in str(lost)
-    assert resumed.status is Status.ROLLED_BACK and "a" in resumed.compensated
+    if "b" in resumed.compensated:  # b's answer reached the server started again
+        assert resumed.status is Status.ROLLED_BACK and resumed.compensated == ("b", "a")
+    else:  # given up on before the server was back: in doubt
+        assert resumed.status is Status.ROLLBACK_INCOMPLETE and resumed.leaked == ("b",)
+        assert resumed.compensated == ("a",)
     still = [step for step in ("a", "b") if step in state]
     named = [step for step in ("a", "b") if any(n.startswith(f"{step}: ") for n in resumed.notes)]
     assert still == named  # b's effect: undone, or named as left

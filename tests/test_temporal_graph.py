@@ -410,27 +410,38 @@ def test_the_plan_in_words_says_what_starts_at_once_and_what_waits():
 
 
 def test_a_branch_waiting_to_retry_is_not_tried_again_once_a_sibling_failed():
-    """A branch fails and waits 20 s (a durable timer) to try again; its sibling fails for
+    """A branch fails and waits an hour (a durable timer) to try again; its sibling fails for
     good meanwhile: the wait ends then, the branch is not tried again (its last error is
-    its failure), and what was done is undone, as ``saga.arun`` does."""
-    import time
+    its failure), and what was done is undone, as ``saga.arun`` does. The car fails once the
+    room's first failure is in the run's history (a barrier, not a time: under load a fixed
+    second once let the room's attempt start late, and the run's wall time passed a bound)."""
+    go = threading.Event()
 
-    def slow_fail(state):
-        time.sleep(1.0)
+    def car_fails(state):
+        assert go.wait(60)  # (until the room waits to retry)
         raise RuntimeError("the car company is down")
 
-    patient = RetryPolicy(max_attempts=3, initial_delay=20.0, max_delay=20.0)
+    patient = RetryPolicy(max_attempts=3, initial_delay=3600.0, max_delay=3600.0)
     saga = Saga([Step("first", lambda s: s.update(first=1), lambda s: s.update(first=0)),
                  Parallel(Step("room", travel.book_room, travel.cancel_room, retry=patient),
-                          Step("car", slow_fail, travel.cancel_car))], name="travel")  # fmt: skip
+                          Step("car", car_fails, travel.cancel_car))], name="travel")  # fmt: skip
 
     async def scenario(runner):
-        began = time.monotonic()
-        outcome = await runner.run(saga, travel.state(), inject={"room": "fail"})
-        return outcome, time.monotonic() - began
+        handle = await runner.start_saga(saga, travel.state(), inject={"room": "fail"})
+        for _ in range(1200):  # (a bound, not a timing: 60 s)
+            rows = (await handle.history()).rows
+            if any(row[-3:] == ("activity failed", "action", "room") for row in rows):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError(f"room's first attempt never failed: {rows}")
+        go.set()
+        return await asyncio.wait_for(handle.outcome(), 300)  # (never the hour's timer)
 
-    outcome, took = on_temporal(scenario)
-    assert took < 10  # not the 20 s timer
+    try:
+        outcome = on_temporal(scenario)
+    finally:
+        go.set()
     assert outcome.status is Status.ROLLED_BACK and outcome.compensated == ("first",)
     kinds = [(e.kind, e.step) for e in outcome.events if e.step in ("room", "car")]
     assert kinds.count(("step_retry", "room")) == 1 and ("step_failed", "room") in kinds
