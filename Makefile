@@ -12,7 +12,12 @@ LINT_PATHS := rollback_lessons tests notebooks benchmarks
 # machine (2 cores, no cache, load 10 from other sessions, s44): pip 12 s for itself and
 # 320 s (52 CPU s) for '.[test]', uv 14 s to install and 35 s (7 CPU s) for the same
 # versions. Where uv cannot be installed (no wheel for the platform), pip does it all.
-INSTALL = if [ -x $(BIN)/uv ]; then $(BIN)/uv pip install -q --python $(BIN)/python $(1); \
+# Bytecode compiled at install, as pip does by default and uv does only when asked: without
+# it every process of the first make test compiled the libraries it imported from source:
+# the four xdist workers at once as they collected (49 -> 22 CPU s for the four, s45), then
+# kernels, servers and crash trials. Compiling all of site-packages is about 40 CPU s, once.
+INSTALL = if [ -x $(BIN)/uv ]; then $(BIN)/uv pip install -q --compile-bytecode \
+	    --python $(BIN)/python $(1); \
 	  else $(BIN)/python -m pip install -q $(1); fi
 
 $(BIN)/python:
