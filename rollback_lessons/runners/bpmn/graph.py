@@ -41,7 +41,6 @@ from ...operations import Ask, Finished, RunStep, RunUndo, Wait
 from ...rules import Kind
 from ...saga import Saga
 from ...schedule import GraphMachine, Ready
-from ..heard import Heard
 from ..history import Worker
 from ..wire import SagaPlan
 from .document import Model, Scope
@@ -361,21 +360,9 @@ class GraphHost:
         wanted = self.m.ready()
         return next((s for s in wanted if s in ready), None)
 
-    heard: Heard | None = None  # the run's observers, told live (``runners.heard``)
-
     def do(self, step: str) -> bool:
         """Run ``step``'s job; True if the run goes on (False: it failed, or was cancelled,
-        and nothing more starts). A Ctrl-C an observer raised as it was told an event fails
-        the run there, as in ``saga.run`` (``Heard.failed``)."""
-        try:
-            return self._do(step)
-        except BaseException as exc:
-            if self.heard is None:
-                raise
-            self.op = self.heard.failed(self.m, exc)  # (any other: raised as it is)
-            return False
-
-    def _do(self, step: str) -> bool:
+        and nothing more starts)."""
         m = self.m
         if not m.seen:  # asked where saga.run asks it (``_graph_drive.ASKED_AT``): before
             self.cancel()  # the first step starts, as each returns, after each retry's wait

@@ -246,10 +246,10 @@ def _run_graph(saga: Saga, state: State | None, world: State, before: Any, plan:
     )  # fmt: skip
     host = GraphHost(plan, Worker(plan.run_id, saga, world, faults), machine, answers=answers,
                      asked=asked)  # fmt: skip
-    heard = host.heard = Heard(saga)
+    heard = Heard(saga)
     heard.live(machine)  # each event told as the machine makes it
     machine.start()
-    workflow = _parsed(saga, chosen, {"do": host.do, "undo": host.undo,
+    workflow = _parsed(saga, chosen, {"do": _told(host, heard), "undo": host.undo,
                                       "what_next": host.what_next}, graph=True)  # fmt: skip
     completed = run_workflow(workflow, host)  # False: it waits at an incident, a person's
     if not isinstance(host.op, Finished) or completed != workflow.is_completed():
@@ -258,6 +258,21 @@ def _run_graph(saga: Saga, state: State | None, world: State, before: Any, plan:
     host.worker.reraise(outcome)
     heard.reraise(outcome)  # (a Ctrl-C in on_event: once what was done is undone)
     return outcome
+
+
+def _told(host: GraphHost, heard: Heard) -> Callable[[str], bool]:
+    """``host.do``, where a Ctrl-C an observer raised as it was told an event fails the run
+    there, as in ``saga.run`` (``Heard.failed``): nothing more starts, what was done is
+    undone, then it is raised."""
+
+    def do(step: str) -> bool:
+        try:
+            return host.do(step)
+        except BaseException as exc:
+            host.op = heard.failed(host.m, exc)  # (any other: raised as it is)
+            return False
+
+    return do
 
 
 class BpmnRunner:
