@@ -14,7 +14,7 @@ from .calls import check_callable
 from .clock import VirtualClock
 from .errors import InvalidNameError, InvalidPipelineError, TakenOver, UnknownStepError
 from .events import EventKind, describe
-from .machine import Phase
+from .machine import Machine, Phase
 from .operations import RAISE, Finished, Op
 from .rules import NamedUndo
 from .schedule import GraphMachine, GraphOp, Ready, log_anyway
@@ -161,7 +161,15 @@ def cut_forward(run: Run, error: BaseException) -> Op | None:
     leaked, or undone if its undo was logged before it); for an error, the steps a timing
     launched and never called were not run (``GraphMachine.not_called``). None: the
     machine's ``fail``."""
-    m = run.m
+    return cut_forward_of(run.m, error, run.uncalled)
+
+
+def cut_forward_of(
+    m: Machine | GraphMachine, error: BaseException, uncalled: tuple[str, ...] = ()
+) -> Op | None:
+    """``cut_forward``'s rule, for any driver of ``m`` (an engine's, driving it live: a
+    Ctrl-C raised by an observer told an event); ``uncalled``: steps launched whose action
+    was not called."""
     if m.rolling or m.phase is Phase.DONE:
         return None
     if m.completed:
@@ -171,14 +179,14 @@ def cut_forward(run: Run, error: BaseException) -> Op | None:
             log_anyway(m, spec)
     if isinstance(error, Exception):
         if isinstance(m, GraphMachine):  # launched with it, never called: never run
-            for step in run.uncalled:
+            for step in uncalled:
                 if step in m.busy:
                     m.not_called(step)
         return None
     if isinstance(m, GraphMachine):
         cut: GraphOp | None = None
         for step in m.busy:
-            cut = m.step_cut(step, error, called=step not in run.uncalled)
+            cut = m.step_cut(step, error, called=step not in uncalled)
         return cut if cut is not None and type(cut) is not Ready else None  # type: ignore[return-value]
     if m.phase in (Phase.STEP, Phase.STEP_WAIT):
         op = m.interrupted(error)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import sys
 import time
 import warnings
 from collections.abc import Callable, Collection, Mapping
@@ -29,7 +28,16 @@ from ._drive import Driver
 from ._recorded import Told
 from .calls import PLAIN, check_callable, checked, plain
 from .clock import SYSTEM_CLOCK, Clock, SystemClock
-from .events import Event, EventKind, EventSink, describe, level_of, log_event, log_threshold
+from .events import (
+    Event,
+    EventKind,
+    EventSink,
+    describe,
+    level_of,
+    log_event,
+    log_threshold,
+    tell,
+)
 from .faults import (
     NO_FAULTS,
     FailingUndo,
@@ -187,18 +195,8 @@ class Run(Driver):
                 self._tell(kind, partial(self.on_event, event), "on_event callback")
 
     def _tell(self, kind: EventKind, call: Callable[[], Any], who: str) -> None:
-        """An observer or a logging handler told of an event: one that raises must never stop
-        a rollback nor undo a committed saga (attack18: a handler raising at the commit's
-        record undid it). An error is reported and the run goes on; a Ctrl-C fails the run
-        there, or, told of the commit, is re-raised once the run ended, with a note."""
-        try:
-            call()
-        except Exception as exc:  # (not logged: the failing handler would be told again)
-            print(f"rollback_lessons: {who} failed for {kind}: {describe(exc)}", file=sys.stderr)
-        except BaseException as exc:  # a Ctrl-C once committed: re-raised after
-            if kind is not EventKind.COMMITTED or self.raise_after is not None:
-                raise
-            self.raise_after = exc
+        """An observer told of an event, by the rule every engine follows (``events.tell``)."""
+        tell(self, kind, call, who)
 
     def trace(self, tracer: Callable[[], Mapping[str, Any]]) -> None:
         """Keep the state after every event (a snapshot after each call: only a call

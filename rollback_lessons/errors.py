@@ -72,15 +72,20 @@ class RemoteError(RollbackLessonsError):
 
     ``lineage`` names its class and the classes it derives from (``("PermissionError",
     "OSError", ...)``), so a retry policy's exception types still match it by name.
+    ``text``: how ``events.describe`` told the original when its ``repr`` failed, so that
+    its events read as in process (attack25's F8).
     """
 
-    def __init__(self, type_name: str, message: str, lineage: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, type_name: str, message: str, lineage: tuple[str, ...] = (), text: str | None = None
+    ) -> None:
         super().__init__(message)
         self.type_name = type_name
         self.lineage = lineage or (type_name,)
+        self.text = text
 
     def __repr__(self) -> str:
-        return f"{self.type_name}({str(self)!r})"
+        return self.text if self.text is not None else f"{self.type_name}({str(self)!r})"
 
 
 def interrupts(error: BaseException) -> bool:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import html
 import json
 import logging
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 logger = logging.getLogger("rollback_lessons")
 logger.addHandler(logging.NullHandler())  # a library stays quiet until the app configures logging
@@ -180,6 +181,30 @@ def log_event(event: Event, run: str) -> None:
                 "details": dict(event.details),
             },
         )
+
+
+class Teller(Protocol):
+    """A run whose observers (the ``rollback_lessons`` logger, an ``on_event`` callback) are
+    told its events by ``tell``: in process (``Run``) and on every engine (``runners.heard``)
+    alike, so a failing one is treated the same everywhere."""
+
+    raise_after: BaseException | None  # a Ctrl-C told of the commit: re-raised after
+
+
+def tell(run: Teller, kind: str, call: Callable[[], Any], who: str) -> None:
+    """An observer or a logging handler told of an event: one that raises must never stop
+    a rollback nor undo a committed saga (attack18: a handler raising at the commit's
+    record undid it). An error is reported and the run goes on; a Ctrl-C fails the run
+    there, or, told of the commit, is kept in ``run.raise_after`` to re-raise once the run
+    ended, with a note."""
+    try:
+        call()
+    except Exception as exc:  # (not logged: the failing handler would be told again)
+        print(f"rollback_lessons: {who} failed for {kind}: {describe(exc)}", file=sys.stderr)
+    except BaseException as exc:  # a Ctrl-C once committed: re-raised after
+        if kind != EventKind.COMMITTED or run.raise_after is not None:
+            raise
+        run.raise_after = exc
 
 
 def log_threshold(log: logging.Logger = logger) -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import HaltOnAnythingButTimeouts, lesson_worlds, same_outcome, single_faults
+from heard import hear, heard_as_in_process
 from outside_validators import node_script
 from SpiffWorkflow.bpmn.parser import BpmnParser, BpmnValidator
 from trips import _act, _step, _undo
@@ -446,3 +447,33 @@ def test_what_the_graph_form_cannot_express_is_refused_before_it_runs():
         with pytest.raises(InvalidPipelineError):
             run_explicit(saga, state, **options)
     assert state == {}
+
+
+@pytest.mark.parametrize("undo_order", ["reverse", "reverse_start"])  # the list form, the graph's
+def test_on_event_and_the_logger_hear_every_event_as_in_process_on_spiffworkflow(undo_order):
+    """Each event once, in the outcome's order, the same fields as ``saga.run`` tells them;
+    an error whose repr raises said alike (attack25's F6: they heard nothing; F8)."""
+    heard_as_in_process(
+        lambda saga: run_explicit(saga, {}, undo_order=undo_order), undo_order=undo_order
+    )
+
+
+@pytest.mark.parametrize("ki_at", [1, 2, 4, 6, 9, 12])
+def test_a_ctrl_c_in_on_event_is_taken_as_saga_run_takes_it_on_the_graph_form(ki_at):
+    """The graph form tells each event live: a Ctrl-C in the callback fails the run there
+    going forward (what was done undone), cuts the rollback short in it (the rest pending),
+    then is raised with saga.run's notes: the same world, events and notes."""
+    graph = "reverse_start"
+    heard_as_in_process(
+        lambda saga: run_explicit(saga, {}, undo_order=graph), ki_at, undo_order=graph
+    )
+
+
+def test_a_ctrl_c_in_on_event_told_after_the_list_form_ran_is_raised_with_a_note():
+    """The list form's machine replays the engine's run: its events are told once it is over;
+    a Ctrl-C in the callback stops the telling and is raised, saying the run was over."""
+    got = hear(lambda saga: run_explicit(saga, {}), ki_at=3)
+    assert isinstance(got["got"], KeyboardInterrupt)
+    assert got["got"].__notes__ == ["it came as the events of a run over were told (rolled_back)"]
+    assert got["world"] == ["do a", "do b", "do c", "undo b", "undo a"]
+    assert len(got["heard"]) == 3

@@ -16,6 +16,7 @@ from functools import partial
 import pytest
 from conftest import HaltOnAnythingButTimeouts, every_single_fault_ends_the_same, same_outcome
 from dbos import DBOS
+from heard import heard_as_in_process
 from trips import _act, _step, _undo, trip
 
 from rollback_lessons import (
@@ -1104,3 +1105,17 @@ def test_an_unknown_run_is_one_error_type_on_every_engine():
 
     assert dbos.UnknownRun is temporal.UnknownRun is hosted.UnknownRun
     assert issubclass(hosted.UnknownRun, LookupError)
+
+
+def test_on_event_and_the_logger_hear_every_event_once_as_in_process_on_dbos(dbos_runner):
+    """The workflow may resume in another process: the process that reads the outcome tells
+    its events, once (attack25's F6: they heard nothing; F8: an error whose repr raises said
+    alike)."""
+
+    def run(saga):
+        handle = dbos_runner.start_saga(saga, {})
+        outcome = handle.outcome()
+        assert handle.outcome().events == outcome.events  # read again: not told again
+        return outcome
+
+    heard_as_in_process(run)

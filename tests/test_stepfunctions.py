@@ -10,6 +10,7 @@ from functools import partial
 
 import pytest
 from conftest import SOAK, a_part, lesson_worlds, same_outcome, single_faults
+from heard import heard_as_in_process
 from outside_validators import asl_errors
 from trips import _act, _step, _undo, trip
 
@@ -534,3 +535,26 @@ def test_an_awaitable_or_a_generator_returned_fails_as_in_process_never_done(run
         here.status, here.failed_step, [str(d) for d in here.dead_letters],
     )  # fmt: skip
     assert remote.status is Status.ROLLBACK_INCOMPLETE and state == {"room": "booked"}
+
+
+@pytest.mark.parametrize("undo_order", ["reverse", "reverse_start"])  # the list form, the graph's
+def test_on_event_and_the_logger_hear_every_event_as_in_process_on_step_functions(
+    runner, undo_order
+):
+    """Each event once, in the outcome's order, the same fields as ``saga.run`` tells them;
+    an error whose repr raises said alike (attack25's F6: they heard nothing; F8)."""
+    heard_as_in_process(
+        lambda saga: runner.run(saga, {}, undo_order=undo_order, timeout=60),
+        undo_order=undo_order,
+    )
+
+
+@pytest.mark.parametrize("ki_at", [2, 4, 12])  # at a's undo_registered, b's start, an undo's
+def test_a_ctrl_c_in_on_event_is_taken_as_saga_run_takes_it_on_the_graph_form_too(runner, ki_at):
+    """The graph form tells each event live: a Ctrl-C in the callback fails the run there
+    going forward (the execution, past a's task already, is answered SagaStopping: what
+    was done is undone), cuts the rollback short in it, then is raised with saga.run's notes."""
+    graph = "reverse_start"
+    heard_as_in_process(
+        lambda saga: runner.run(saga, {}, undo_order=graph, timeout=60), ki_at, undo_order=graph
+    )

@@ -22,6 +22,7 @@ from conftest import (
     same_outcome,
     single_faults,
 )
+from heard import heard_as_in_process
 
 from rollback_lessons import (
     Cancelled,
@@ -851,3 +852,19 @@ def test_a_step_that_ends_in_the_workflow_task_its_cancel_came_in_is_told_as_it_
     assert EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED not in kinds[asked_at:ended_at]
     assert local.status is (Status.ROLLED_BACK if ends == "fails" else Status.CANCELLED)
     same_outcome(local, remote)
+
+
+def test_on_event_and_the_logger_hear_every_event_once_as_in_process_on_temporal():
+    """The workflow may be replayed: the process that reads the outcome tells its events,
+    once (attack25's F6: they heard nothing; F8: an error whose repr raises said alike)."""
+
+    def run(saga):
+        async def scenario(runner):
+            handle = await runner.start_saga(saga, {})
+            outcome = await handle.outcome()
+            assert (await handle.outcome()).events == outcome.events  # read again: not told
+            return outcome
+
+        return on_temporal(scenario)
+
+    heard_as_in_process(run)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InjectedFault, InjectedTimeout, InvalidPipelineError, RemoteError
+from ..events import describe
 from ..faults import Fault
 from ..graph import MACHINE_LIST, WRITTEN_LIST, ListForm, needs_graph
 from ..operations import StepSpec
@@ -309,6 +310,7 @@ class ErrorRecord:
     step: str | None = None
     fault: str | None = None
     lineage: list[str] = field(default_factory=list)
+    text: str | None = None  # ``events.describe``'s words for one whose repr failed (F8)
 
     @classmethod
     def of(cls, error: BaseException, step: str | None = None) -> ErrorRecord:
@@ -316,12 +318,17 @@ class ErrorRecord:
         if isinstance(error, InjectedFault):
             return cls(type(error).__name__, str(error), error.step, str(error.fault))
         if isinstance(error, RemoteError):
-            return cls(error.type_name, str(error), step, None, list(error.lineage))
+            return cls(error.type_name, str(error), step, None, list(error.lineage), error.text)
         try:
             message = str(error)
         except Exception:
             message = f"<{type(error).__name__} with an unprintable message>"
-        return cls(type(error).__name__, message, step, None, lineage(type(error)))
+        try:
+            told = repr(error)
+        except Exception:
+            told = None
+        text = describe(error) if type(told) is not str else None  # (said as in process)
+        return cls(type(error).__name__, message, step, None, lineage(type(error)), text)
 
     @property
     def name(self) -> str:
@@ -333,13 +340,13 @@ class ErrorRecord:
 
     def describe(self) -> str:
         """Like ``events.describe`` for the live exception: ``Type('message')``."""
-        return f"{self.type}({self.message!r})"
+        return self.text if self.text is not None else f"{self.type}({self.message!r})"
 
     def to_exception(self) -> BaseException:
         if self.fault is not None:
             cls = InjectedTimeout if self.fault == Fault.FAIL_AFTER_EFFECT else InjectedFault
             return cls(self.step or "", self.fault, self.message)
-        return RemoteError(self.type, self.message, tuple(self.lineage))
+        return RemoteError(self.type, self.message, tuple(self.lineage), self.text)
 
 
 # -- the record ---------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from ...rules import check_state
 from ...saga import Saga, State, snapshot
 from ...schedule import GraphMachine
 from .. import remote
+from ..heard import Heard
 from ..history import Visit, Worker, do, undo, walk
 from ..owed import undo_timeouts
 from ..wire import WRITTEN_LIST, SagaPlan, needs_graph, outcome_of, plan_of
@@ -160,6 +161,7 @@ def run_explicit(
     found = [Visit(do(c.step) if c.call == "action" else undo(c.step), 1, c.error is None)
              for c in calls]  # fmt: skip
     outcome = outcome_of(saga, walk(plan, found, calls), before=before, state=state)
+    Heard(saga).after(outcome)  # (the machine replays the engine's run: told once it is over)
     host.worker.reraise(outcome)  # (a Ctrl-C in an action: once what was done is undone)
     return outcome
 
@@ -204,7 +206,9 @@ def _cut_between(saga: Saga, state: State | None, before: Any, plan: SagaPlan, h
             op = m.step_ok() if told is None else (
                 m.interrupted(told) if made.cut else m.step_failed(told)
             )  # fmt: skip
-    remote.reraise(exc, outcome_of(saga, m.record(), before=before, state=state))
+    outcome = outcome_of(saga, m.record(), before=before, state=state)
+    Heard(saga).after(outcome)  # (told once the run is over, as the list form's are)
+    remote.reraise(exc, outcome)
     raise exc  # (reraise raises it)
 
 
@@ -242,15 +246,33 @@ def _run_graph(saga: Saga, state: State | None, world: State, before: Any, plan:
     )  # fmt: skip
     host = GraphHost(plan, Worker(plan.run_id, saga, world, faults), machine, answers=answers,
                      asked=asked)  # fmt: skip
+    heard = Heard(saga)
+    heard.live(machine)  # each event told as the machine makes it
     machine.start()
-    workflow = _parsed(saga, chosen, {"do": host.do, "undo": host.undo,
+    workflow = _parsed(saga, chosen, {"do": _told(host, heard), "undo": host.undo,
                                       "what_next": host.what_next}, graph=True)  # fmt: skip
     completed = run_workflow(workflow, host)  # False: it waits at an incident, a person's
     if not isinstance(host.op, Finished) or completed != workflow.is_completed():
         raise RuntimeError("the BPMN workflow did not complete")
     outcome = outcome_of(saga, machine.record(), before=before, state=state)
     host.worker.reraise(outcome)
+    heard.reraise(outcome)  # (a Ctrl-C in on_event: once what was done is undone)
     return outcome
+
+
+def _told(host: GraphHost, heard: Heard) -> Callable[[str], bool]:
+    """``host.do``, where a Ctrl-C an observer raised as it was told an event fails the run
+    there, as in ``saga.run`` (``Heard.failed``): nothing more starts, what was done is
+    undone, then it is raised."""
+
+    def do(step: str) -> bool:
+        try:
+            return host.do(step)
+        except BaseException as exc:
+            host.op = heard.failed(host.m, exc)  # (any other: raised as it is)
+            return False
+
+    return do
 
 
 class BpmnRunner:

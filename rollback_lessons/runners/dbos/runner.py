@@ -28,7 +28,7 @@ from ...outcome import Outcome, RunRecord
 from ...policies import PolicyLike, resolve_policy
 from ...rules import check_run_id, check_state
 from ...saga import Saga, State, snapshot
-from .. import hosted, remote
+from .. import heard, hosted, remote
 from ..asking import AnswerRefused, Question, check_answer, refuse_unless_asked
 from ..hosted import UnknownRun
 from ..wire import needs_graph, outcome_of, plan_of, record_of
@@ -105,6 +105,7 @@ class DBOSHandle:
     ) -> None:
         self.saga, self.run_id, self.path = saga, run_id, path
         self._state, self._before, self._result = state, before, result
+        self._heard = heard.Heard(saga)  # told the events once, by the first outcome() read
 
     def pending(self) -> Question | None:
         """The question the saga waits on a person for (its number and the undos at stake,
@@ -180,15 +181,14 @@ class DBOSHandle:
             workflow.HEARD.pop(self.run_id, None)
             workflow.STOPPED.pop(self.run_id, None)
         outcome = outcome_of(self.saga, record_of(data), before=self._before, state=self._state)
+        self._heard.after(outcome)  # (here, never in the workflow: a resumed run tells nothing)
         remote.reraise(run.interrupt if run is not None else None, outcome)  # (as saga.run)
         return outcome
 
 
 class DBOSRunner:
-    """Runs sagas as DBOS workflows, in this process.
-
-    ``with DBOSRunner.start() as runner: outcome = runner.run(saga, state)``
-    """
+    """Runs sagas as DBOS workflows, in this process: ``with DBOSRunner.start() as runner:
+    outcome = runner.run(saga, state)``"""
 
     def __init__(
         self, path: Path, stranded: Mapping[str, str] | None = None, lock: int | None = None

@@ -41,6 +41,7 @@ from ...machine import Machine
 from ...operations import Ask, Finished, Op, RunStep, RunUndo, Wait
 from ...outcome import Status
 from ...schedule import GraphMachine, GraphOp, Ready
+from ..heard import Heard
 from ..history import Worker, ask, undo
 from ..wire import SagaPlan
 from .asl import HALTED_AT_PIVOT, HALTED_FORWARD, LEFT, ROLLED_BACK, StepFunctionsError
@@ -169,8 +170,9 @@ class Live:
     def _refuse(self) -> None:
         """A step's task that may not start now and never will: the run failed, or was
         cancelled, and the step was not launched (``SagaStopping``). Once StopExecution
-        stopped the execution, nothing of it is answered any more."""
-        if not self.m.failing or self.stopped:
+        stopped the execution, nothing of it is answered any more. (Rolling: the run failed
+        outside a step, as a Ctrl-C an observer raised fails it: ``forward``.)"""
+        if not (self.m.failing or self.m.rolling) or self.stopped:
             return
         for body in list(self.inbox):
             if body["call"] != "action":
@@ -268,12 +270,29 @@ class Live:
                 return op  # the retry's task will be answered SagaStopping
             token = self.task("action", step)
 
+    heard: Heard | None = None  # the run's observers, told live (``runners.heard``)
+
     def forward(self) -> Op:
+        """The steps, as the machine starts them. A Ctrl-C an observer raised as it was told
+        an event fails the run there, as in ``saga.run`` (``Heard.failed``): the tasks taken
+        and not yet answered are answered SagaStopping (their actions never called)."""
+        held: dict[str, str] = {}  # tasks taken whose step was not carried yet: their tokens
+        try:
+            return self._forward(held)
+        except BaseException as exc:
+            if self.heard is None:
+                raise
+            op = self.heard.failed(self.m, exc, tuple(held))  # (any other: raised as it is)
+            for token in held.values():
+                self._fail(token, STOPPING, "the saga machine says it may not start")
+            return op
+
+    def _forward(self, held: dict[str, str]) -> Op:
         m = self.m
         if not self.stop_execution:  # (StopExecution: heard before a step starts)
             m.hear = self._cancel  # asked as each step returns, before the run commits
         op: Any = self._cancel() or m.start()
-        tokens: dict[str, str] = {}
+        tokens = held
         while type(op) is Ready:  # asked where saga.run asks (``_graph_drive.ASKED_AT``)
             # (heard as a step starts: StopExecution, and ``completion``, arun's timing)
             cut = self._cancel() if self.stop_execution or self.pick is not None else None
@@ -289,8 +308,9 @@ class Live:
                     self._refuse()
                     op = cut
                     continue
+                tokens[step] = str(task["token"])
                 m.launch(step)
-                op = self.carry(step, str(task["token"]))
+                op = self.carry(step, tokens.pop(step))
                 continue
             for step in m.ready():
                 tokens[step] = self.task("action", step)

@@ -28,6 +28,7 @@ from ...rules import check_state
 from ...saga import Saga, State, snapshot
 from ...schedule import GraphMachine
 from .. import free_port
+from ..heard import Heard
 from ..history import Call, HistoryDiverged, Worker, walk
 from ..names import execution_name
 from ..wire import WRITTEN_LIST, SagaPlan, needs_graph, outcome_of, plan_of
@@ -208,6 +209,7 @@ class StepFunctionsRunner:
         history = self._history(arn)
         record = walk(plan, visits(history, plan), worker.calls)
         outcome = outcome_of(saga, record, before=before, state=state)
+        Heard(saga).after(outcome)  # (the machine replays the history: told once it is over)
         worker.reraise(outcome)  # (a Ctrl-C in an action: once what was done is undone)
         return Execution(outcome, asl, history, status, worker.calls)
 
@@ -259,11 +261,14 @@ class StepFunctionsRunner:
             plan.undo_policy(), plan=plan.specs(), after={s: tuple(d) for s, d in after.items()},
             undo_order=plan.undo_order, name=plan.name, run_id=plan.run_id,
         )  # fmt: skip
+        heard = Heard(saga)
+        heard.live(machine)  # each event told as the machine makes it
         arn = self._arn(asl, execution_name(saga.name, suffix))
         deadline = _deadline(timeout)
         served = Live(self, arn, plan, worker, machine, pick=pick, asked=asked,
                       stop_execution=stop_execution, deadline=deadline,
                       timeout=timeout)  # fmt: skip
+        served.heard = heard
         with self._stopped_if_cut(arn, worker):
             self._start(arn, plan.run_id)
             served.run()
@@ -296,6 +301,7 @@ class StepFunctionsRunner:
                     f"the execution took the answers of {seen}, the worker gave {done}"
                 )
         worker.reraise(outcome)  # (a Ctrl-C in an action: once what was done is undone)
+        heard.reraise(outcome)  # (a Ctrl-C in on_event: likewise)
         return Execution(outcome, asl, history, str(status), worker.calls)
 
     def run(self, saga: Saga, state: State | None = None, **options: Any) -> Outcome:

@@ -19,6 +19,7 @@ from ...outcome import Outcome, Table
 from ...saga import Saga, State
 from .. import hosted, remote
 from ..asking import AnswerRefused, Question, check_answer, refuse_unless_asked
+from ..heard import Heard
 from ..wire import outcome_of, record_of
 from .activities import GATES, IN_FLIGHT, step_started
 from .limits import TemporalLimitExceeded
@@ -71,6 +72,7 @@ class SagaHandle:
         self.runner, self.saga, self.workflow = runner, saga, handle
         self.run_id = handle.id
         self._state, self._before = state, before
+        self._heard = Heard(saga)  # told the events once, by the first outcome() read
 
     def started(self, step: str) -> threading.Event:
         return step_started(self.run_id, step)
@@ -202,6 +204,7 @@ class SagaHandle:
             record = replace(record, notes=(*record.notes, *unheard(run, record)))
         _release(self.run_id)
         outcome = outcome_of(self.saga, record, before=self._before, state=self._state)
+        self._heard.after(outcome)  # (here, never in the workflow: a replay tells nothing)
         remote.reraise(run.interrupt if run is not None else None, outcome)  # (as saga.run)
         return outcome
 
