@@ -24,6 +24,16 @@
         // again (a resize), from a little higher up
         window.dispatchEvent(new Event("resize"));
         outer.scrollTop = Math.max(0, before - 200);
+        // and, as the resize alone once did not (lesson 11 stuck 103 px low at load 6-28,
+        // s45), Lumino's own scroll to the cell, which JupyterLab's "go to cell" uses: it
+        // measures the cells it passes and scrolls again until the cell is where it asked
+        const nb = window.jupyterapp?.shell?.currentWidget?.content;
+        const cell = el.closest(".jp-Cell");
+        const at = nb?.widgets && cell ? nb.widgets.findIndex((w) => w.node === cell) : -1;
+        if (at >= 0 && nb.scrollToItem) {
+          const settled = nb.scrollToItem(at, "start").catch(() => null);
+          await Promise.race([settled, new Promise((r) => setTimeout(r, 2000))]);
+        }
       }
       await new Promise((r) => setTimeout(r, 120));
     }
