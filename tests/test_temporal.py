@@ -549,20 +549,19 @@ def test_a_cancel_once_the_email_started_is_declined_and_a_person_asked_is_not_w
         declined = await handle.outcome()
         asking = await runner.start_saga(
             xyz_saga(), xyz_state(), inject={"step3": "fail", "step1": "undo_fails"},
-            policy="halt", halt_wait=60,
+            policy="halt", halt_wait=3600,
         )  # fmt: skip
         while not await asking.pending():
             await asyncio.sleep(0.05)
-        began = time.monotonic()
-        await asking.cancel()
-        return declined, await asking.outcome(), time.monotonic() - began
+        await asking.cancel()  # (not waited for: an hour's wait, bounded here by 300 s)
+        return declined, await asyncio.wait_for(asking.outcome(), 300)
 
-    declined, left, took = on_temporal(scenario)
+    declined, left = on_temporal(scenario)
     assert declined.status is Status.COMMITTED and declined.state_after == {
         "a": 1, "email": "sent", "notify": 1,
     }  # fmt: skip
     assert any("declined" in note for note in declined.notes)
-    assert left.status is Status.HALTED and left.pending == ("step1",) and took < 30
+    assert left.status is Status.HALTED and left.pending == ("step1",)
     assert "the undo of step1: a person no longer waited for: its caller cancelled the run" in (
         left.notes
     )
