@@ -212,3 +212,40 @@ def test_an_interrupted_start_leaves_no_moto_mock_on(monkeypatch):
     assert type(kept) is KeyboardInterrupt
     assert len(made) == 2
     assert MockAWS._nested_count == mocks  # its mock ended: the user's boto3 calls go out
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["list", "graph"])
+def test_a_stop_after_a_step_failed_after_its_effect_names_that_step(runner, graph, monkeypatch):
+    """attack25 F1: b's undo is logged before it; b charges, then times out; a Ctrl-C comes
+    right after its failure was sent. b's effect is in effect and owed: the note names it
+    (the machine says what is owed), as ``saga.run``'s rollback would have undone it."""
+    world = []
+
+    def b(state):
+        world.append("do b")
+        raise TimeoutError("b timed out after charging")
+
+    saga = Saga(
+        [
+            Step("a", lambda s: world.append("do a"), lambda s: world.append("undo a")),
+            Step("b", b, lambda s: world.append("undo b"), register="before"),
+            Step("c", lambda s: world.append("do c"), lambda s: world.append("undo c")),
+        ],
+        name="f1",
+    )
+    real = runner.sfn.send_task_failure
+
+    def then_ctrl_c(**kwargs):
+        real(**kwargs)
+        raise KeyboardInterrupt  # (a Ctrl-C right after the request returned)
+
+    monkeypatch.setattr(runner.sfn, "send_task_failure", then_ctrl_c)
+    options = {"undo_order": "reverse_start"} if graph else {}
+    got = _raised(lambda: runner.run(saga, {}, timeout=30, **options))
+    monkeypatch.setattr(runner.sfn, "send_task_failure", real)
+    assert type(got) is KeyboardInterrupt
+    assert world == ["do a", "do b"]
+    assert got.__notes__ in (
+        [f"Step Functions: the execution {how}; done, not undone: a; may have happened, not "
+         "undone: b"] for how in STOPPED
+    )  # fmt: skip

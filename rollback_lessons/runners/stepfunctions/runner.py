@@ -196,7 +196,7 @@ class StepFunctionsRunner:
         asl = plan_asl(plan) if asl is None else asl
         world: State = {} if state is None else state
         before = snapshot(world) if state is not None else None
-        worker = Worker(run_id, saga, world, faults, list(answers))
+        worker = Worker(run_id, saga, world, faults, list(answers), plan=plan)
         if live:
             return self._live(saga, state, plan, asl, worker, before, suffix, timeout,
                               first_of(completion) if completion is not None else None,
@@ -259,6 +259,7 @@ class StepFunctionsRunner:
             plan.undo_policy(), plan=plan.specs(), after={s: tuple(d) for s, d in after.items()},
             undo_order=plan.undo_order, name=plan.name, run_id=plan.run_id,
         )  # fmt: skip
+        worker.machine = machine  # (what is in effect if the run stops: the machine says)
         arn = self._arn(asl, execution_name(saga.name, suffix))
         deadline = _deadline(timeout)
         served = Live(self, arn, plan, worker, machine, pick=pick, asked=asked,
