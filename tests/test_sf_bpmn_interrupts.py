@@ -249,3 +249,62 @@ def test_a_stop_after_a_step_failed_after_its_effect_names_that_step(runner, gra
         [f"Step Functions: the execution {how}; done, not undone: a; may have happened, not "
          "undone: b"] for how in STOPPED
     )  # fmt: skip
+
+
+def _undo_cut(world, cut):
+    """a, b, c, d; d fails; c's undo raises ``cut`` (a BaseException)."""
+
+    def act(name):
+        def action(state):
+            world.append(f"do {name}")
+            if name == "d":
+                raise RuntimeError("d fails")
+
+        return action
+
+    def undo(name):
+        def u(state):
+            world.append(f"undo {name}")
+            if name == "c" and cut is not None:
+                raise cut()
+
+        return u
+
+    return Saga([Step(n, act(n), undo(n)) for n in "abcd"], name="uk")
+
+
+@pytest.mark.parametrize("cut", [KeyboardInterrupt, _exit], ids=["ctrl-c", "sys.exit"])
+def test_bpmn_graph_a_ctrl_c_in_an_undo_is_raised_with_what_is_left(cut):
+    """attack25 F2: the graph form raised it with no note; now as the list form and
+    ``saga.run``: the rollback ends there, the note names what is not known to be undone."""
+    local, remote = [], []
+    expected = _raised(lambda: _undo_cut(local, cut).run({}))
+    got = _raised(lambda: ENGINES["bpmn graph"](None, _undo_cut(remote, cut)))
+    assert type(got) is type(expected)
+    assert remote == local == ["do a", "do b", "do c", "do d", "undo c"]
+    assert got.__notes__ == expected.__notes__
+    assert any("not known to be undone: c, b, a" in n for n in got.__notes__)
+
+
+def test_bpmn_graph_a_ctrl_c_in_the_engines_code_during_the_rollback_says_what_is_left(
+    monkeypatch,
+):
+    from SpiffWorkflow.bpmn import BpmnWorkflow
+
+    world = []
+    refresh = BpmnWorkflow.refresh_timers
+
+    def cut_after_undo_c(self):
+        if "undo c" in world:  # c's undo done: SpiffWorkflow is between two undo tasks
+            raise KeyboardInterrupt  # (not from a script: eval's would mark it unhandled)
+        return refresh(self)
+
+    monkeypatch.setattr(BpmnWorkflow, "refresh_timers", cut_after_undo_c)
+    saga = _undo_cut(world, None)  # (c's undo raises nothing here)
+    got = _raised(lambda: run_explicit(saga, {}, undo_order="reverse_start"))
+    assert type(got) is KeyboardInterrupt
+    assert world == ["do a", "do b", "do c", "do d", "undo c"]
+    assert got.__notes__ == [
+        "rollback: rollback interrupted by KeyboardInterrupt in the BPMN engine's own code, "
+        "before the undo of b; not known to be undone: b, a"
+    ]

@@ -245,7 +245,13 @@ def _run_graph(saga: Saga, state: State | None, world: State, before: Any, plan:
     machine.start()
     workflow = _parsed(saga, chosen, {"do": host.do, "undo": host.undo,
                                       "what_next": host.what_next}, graph=True)  # fmt: skip
-    completed = run_workflow(workflow, host)  # False: it waits at an incident, a person's
+    try:
+        completed = run_workflow(workflow, host)  # False: it waits at an incident, a person's
+    except BaseException as exc:  # (told to the machine: its notes say what is left)
+        if isinstance(exc, Exception):
+            raise
+        remote.reraise(exc, outcome_of(saga, machine.record(), before=before, state=state))
+        raise
     if not isinstance(host.op, Finished) or completed != workflow.is_completed():
         raise RuntimeError("the BPMN workflow did not complete")
     outcome = outcome_of(saga, machine.record(), before=before, state=state)
