@@ -308,3 +308,40 @@ def test_bpmn_graph_a_ctrl_c_in_the_engines_code_during_the_rollback_says_what_i
         "rollback: rollback interrupted by KeyboardInterrupt in the BPMN engine's own code, "
         "before the undo of b; not known to be undone: b, a"
     ]
+
+
+def test_two_sagas_at_once_on_one_runner_each_get_their_own_tasks(runner):
+    """attack25 F3: two threads ran two sagas on one runner; each run took the other's task
+    messages from the shared queue and dropped them: both hung. Now each run's tasks are
+    handed to it. Both runs are inside step a at once (a barrier), so they overlap."""
+    import threading
+
+    barrier = threading.Barrier(2, timeout=30)
+    worlds = {"x": [], "y": []}
+    results = {}
+
+    def saga(name):
+        world = worlds[name]
+
+        def a(state):
+            world.append("do a")
+            barrier.wait()
+
+        steps = [Step("a", a, lambda s: world.append("undo a")), Step("b", lambda s: None)]
+        return Saga(steps, name=name)
+
+    def run(name, options):
+        try:
+            results[name] = runner.run(saga(name), {}, timeout=30, inject={"b": "fail"},
+                                       **options).status  # fmt: skip
+        except BaseException as exc:  # (the point: each run ends, as in process)
+            results[name] = exc
+
+    graph = {"undo_order": "reverse_start"}
+    threads = [threading.Thread(target=run, args=(n, o)) for n, o in (("x", {}), ("y", graph))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert results == {"x": "rolled_back", "y": "rolled_back"}
+    assert worlds["x"] == worlds["y"] == ["do a", "undo a"]

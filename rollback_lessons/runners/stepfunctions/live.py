@@ -150,11 +150,10 @@ class Live:
         step the machine says may not start."""
         if time.monotonic() > self.deadline:  # (the runner stops the execution)
             raise TimedOut.of(self.timeout, self.worker)
-        got = self.runner.receive(1 if self.runner.where == "aws" else 0)
-        for body in got:
-            if body.get("run") == self.worker.run_id:
-                self.inbox.append(body)
-                self.entered = True
+        got = self.runner.tasks(self.worker.run_id, 1 if self.runner.where == "aws" else 0)
+        for body in got:  # (this run's only: another's are kept for it, ``runner.tasks``)
+            self.inbox.append(body)
+            self.entered = True
         self._refuse()
         if got:
             self.idle.reset()

@@ -10,6 +10,7 @@ import math
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -69,6 +70,8 @@ class StepFunctionsRunner:
             QueueName=f"rollback-lessons-{uuid.uuid4().hex[:8]}"
         )["QueueUrl"]
         self._machines: dict[str, str] = {}
+        self._inboxes: dict[str, list[dict[str, Any]]] = {}  # each run's tasks, taken for it
+        self._lock = threading.Lock()
 
     @classmethod
     def start(cls, where: str = "moto") -> StepFunctionsRunner:
@@ -202,7 +205,7 @@ class StepFunctionsRunner:
                               first_of(completion) if completion is not None else None,
                               asked, stop_execution)  # fmt: skip
         arn = self._arn(asl, execution_name(saga.name, suffix))
-        with self._stopped_if_cut(arn, worker):
+        with self._inbox(run_id), self._stopped_if_cut(arn, worker):
             self._start(arn, run_id)
             status = self._serve(arn, plan, worker, timeout)
         history = self._history(arn)
@@ -265,7 +268,7 @@ class StepFunctionsRunner:
         served = Live(self, arn, plan, worker, machine, pick=pick, asked=asked,
                       stop_execution=stop_execution, deadline=deadline,
                       timeout=timeout)  # fmt: skip
-        with self._stopped_if_cut(arn, worker):
+        with self._inbox(plan.run_id), self._stopped_if_cut(arn, worker):
             self._start(arn, plan.run_id)
             served.run()
             if served.stopped:  # moto 5.2.5 may never end an execution stopped mid-transition
@@ -313,10 +316,8 @@ class StepFunctionsRunner:
         while True:
             if time.monotonic() > deadline:
                 raise TimedOut.of(timeout, worker)
-            messages = self.receive(wait)
+            messages = self.tasks(worker.run_id, wait)
             for body in messages:
-                if body.get("run") != worker.run_id:
-                    continue  # another execution's task
                 made = worker.task(body["call"], plan.step_of(body["step"]), body.get("timeout"))
                 if made.error is None:
                     output = {"answer": made.answer} if made.call == "ask" else {}
@@ -334,6 +335,33 @@ class StepFunctionsRunner:
                 if status != "RUNNING":
                     return str(status)
             idle.wait()
+
+    @contextlib.contextmanager
+    def _inbox(self, run_id: str) -> Iterator[None]:
+        """While run ``run_id`` is served, the tasks for it another run takes from the shared
+        queue are kept for it (two sagas at once on one runner, from two threads)."""
+        with self._lock:
+            self._inboxes[run_id] = []
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._inboxes.pop(run_id, None)
+
+    def tasks(self, run_id: str, wait: int = 0) -> list[dict[str, Any]]:
+        """The task messages of run ``run_id`` waiting: those another run served at the same
+        time took for it, and those in the queue now (``receive``); another run's are handed
+        to it (its inbox), never dropped. A task of no run being served is dropped (a run
+        over: its execution was stopped or ended)."""
+        got = self.receive(wait)
+        with self._lock:
+            for body in got:
+                inbox = self._inboxes.get(body.get("run", ""))
+                if inbox is not None:
+                    inbox.append(body)
+            mine = self._inboxes.get(run_id, [])
+            self._inboxes[run_id] = []
+        return mine
 
     def receive(self, wait: int = 0) -> list[dict[str, Any]]:
         """The task messages waiting in the queue (up to 10), taken out of it (one request
