@@ -56,7 +56,12 @@ def _exception_type(name: str) -> type[BaseException]:
     if isinstance(found, type) and issubclass(found, BaseException):
         return found
     module, _, last = name.rpartition(".")
-    return type(last, (Exception,), {"__module__": module or "builtins", "__qualname__": last})
+    made = {"__module__": module or "builtins", "__qualname__": last, STAND_IN: True}
+    return type(last, (Exception,), made)
+
+
+STAND_IN = "_rollback_lessons_stand_in"
+"""Set on a stand-in class (``_exception_type``): a name, not a class of anyone's."""
 
 
 @dataclass

@@ -10,6 +10,7 @@ it is refused before anything is written."""
 
 from __future__ import annotations
 
+import gc
 import itertools
 import math
 from typing import Any
@@ -26,7 +27,7 @@ from ..owed import (
     owed,
     undo_timeouts,
 )
-from ..wire import WRITTEN_LIST, RetrySpec, SagaPlan, needs_graph, plan_of
+from ..wire import STAND_IN, WRITTEN_LIST, RetrySpec, SagaPlan, needs_graph, plan_of
 
 CALLBACK = "arn:aws:states:::sqs:sendMessage.waitForTaskToken"
 COMMITTED, ROLLED_BACK, HALTED_FORWARD, HALTED_AT_PIVOT, LEFT = (
@@ -77,18 +78,59 @@ def known_subclasses(names: list[str]) -> list[str]:
     ``ConnectionResetError`` is retried under ``retry_on=(ConnectionError,)`` on Step
     Functions too, the retrier names it. (A subclass defined after the state machine is
     written is not in it: ``StepFunctionsRunner`` writes it just before each run.)"""
-    found: dict[str, None] = dict.fromkeys(names)
+    for again in (False, True):
+        found: dict[str, None] = dict.fromkeys(names)
+        classes = _exception_classes()
+        wanted = set(names)
+        for kind in classes:  # (by ``type_name``, as the worker reports them: attack22 M1)
+            if any(type_name(k) in wanted for k in kind.__mro__[1:]):
+                found.setdefault(type_name(kind), None)
+        shared = _shared_names(found, classes)
+        if not shared:
+            break
+        if not again:  # (a class defined again, a notebook's cell run twice: the old one
+            gc.collect()  # may be garbage only)
+    long = [n for n in found if len(n) > ERROR_NAME_LIMIT]
+    if long:
+        raise UnsupportedOnStepFunctions(
+            f"a retry policy names the exception type {long[0][:60]}... ({len(long[0])} "
+            f"characters): Step Functions carries error names of {ERROR_NAME_LIMIT} at most"
+        )
+    if shared:
+        raise UnsupportedOnStepFunctions(
+            f"a retry policy names the exception type {shared[0]}, and more than one class "
+            "has that name here (made by a factory, or defined twice): Step Functions "
+            "matches errors by name, and would retry them alike"
+        )
+    return list(found)
+
+
+ERROR_NAME_LIMIT = 256
+"""The longest error name ``SendTaskFailure`` carries (the worker sends no more)."""
+
+
+def _exception_classes() -> list[type]:
+    """Every exception class this process has defined or imported."""
     todo: list[type] = [BaseException]
     classes: list[type] = []
-    while todo:  # every exception class this process has defined or imported
+    while todo:
         kind = todo.pop()
         classes.append(kind)
         todo.extend(type.__subclasses__(kind))
-    wanted = set(names)
-    for kind in classes:  # (by ``type_name``, as the worker reports them: attack22 M1)
-        if any(type_name(k) in wanted for k in kind.__mro__[1:]):
-            found.setdefault(type_name(kind), None)
-    return list(found)
+    return classes
+
+
+def _shared_names(names: dict[str, None], classes: list[type]) -> list[str]:
+    """Of ``names``, those more than one class (stand-ins aside) carries (``type_name``)."""
+    seen: dict[str, type] = {}
+    shared: list[str] = []
+    for kind in classes:
+        name = type_name(kind)
+        if name not in names or getattr(kind, STAND_IN, False):
+            continue
+        if seen.setdefault(name, kind) is not kind and name not in shared:
+            shared.append(name)
+    return shared
 
 
 def _retriers(spec: RetrySpec) -> list[dict[str, Any]]:
