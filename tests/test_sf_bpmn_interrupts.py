@@ -345,3 +345,34 @@ def test_two_sagas_at_once_on_one_runner_each_get_their_own_tasks(runner):
         thread.join(60)
     assert results == {"x": "rolled_back", "y": "rolled_back"}
     assert worlds["x"] == worlds["y"] == ["do a", "undo a"]
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["list", "graph"])
+def test_step_functions_gone_mid_run_is_one_step_functions_error_line(runner, graph, monkeypatch):
+    """attack25 F7: the endpoint gone mid-run raised botocore's EndpointConnectionError;
+    now the package's StepFunctionsError, one line, its note (what is in effect) kept."""
+    from botocore.exceptions import EndpointConnectionError
+
+    world = []
+
+    def gone(**kwargs):
+        raise EndpointConnectionError(endpoint_url="http://127.0.0.1:9/")
+
+    real = runner.sfn.send_task_success
+
+    def answering(**kwargs):
+        return gone() if "do b" in world else real(**kwargs)
+
+    monkeypatch.setattr(runner.sfn, "send_task_success", answering)
+    options = {"undo_order": "reverse_start"} if graph else {}
+    got = _raised(lambda: runner.run(_abc(world), {}, timeout=30, **options))
+    monkeypatch.setattr(runner.sfn, "send_task_success", real)
+    assert type(got) is StepFunctionsError
+    assert str(got) == (
+        "Step Functions (moto) stopped answering: Could not connect to the endpoint URL: "
+        '"http://127.0.0.1:9/"'
+    )
+    assert world == ["do a", "do b"]
+    assert got.__notes__ in (
+        [f"Step Functions: the execution {how}; done, not undone: a, b"] for how in STOPPED
+    )

@@ -249,15 +249,17 @@ class Live:
         told to the machine; the machine's answer once it ended."""
         m = self.m
         while True:
-            made = self.worker.task("action", step)
-            if made.error is None:
+            made = self.worker.task("action", step)  # (the machine is told first: if the
+            if made.error is None:  # answer's request fails, it knows what is in effect)
+                done = m.step_done(step)  # (it hears the cancel first: ``hear``, below)
                 self._ok(token, {})
-                return m.step_done(step)  # (it hears the cancel first: ``hear``, below)
+                return done
             if made.cut:  # a Ctrl-C: failed for good (never retried: answered as stopping);
-                self._fail(token, STOPPING, json.dumps(asdict(made.error)))  # re-raised at
-                return m.step_cut(step, made.error.to_exception())  # the run's end
-            self._fail(token, made.error.name, json.dumps(asdict(made.error)))
+                cut = m.step_cut(step, made.error.to_exception())  # re-raised at the run's end
+                self._fail(token, STOPPING, json.dumps(asdict(made.error)))
+                return cut
             op = m.step_error(step, made.error.to_exception())
+            self._fail(token, made.error.name, json.dumps(asdict(made.error)))
             if type(op) is not Wait:
                 return op
             if not self.stop_execution:
@@ -318,12 +320,12 @@ class Live:
                 while type(op) is RunUndo and op.step == step:
                     token = self.task("undo", step)
                     made = self.worker.task("undo", step, op.timeout)
-                    if made.error is None:
-                        self._ok(token, {})
+                    if made.error is None:  # (the machine told first, as in ``carry``)
                         op = self.m.undo_ok()
+                        self._ok(token, {})
                         break
-                    self._fail(token, made.error.name, json.dumps(asdict(made.error)))
                     op = self.m.undo_failed(made.error.to_exception())
+                    self._fail(token, made.error.name, json.dumps(asdict(made.error)))
                     if type(op) is Wait:  # the undo state's Retry hands it out again
                         op = self.m.resume()
                 continue

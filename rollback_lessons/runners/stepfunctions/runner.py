@@ -200,13 +200,36 @@ class StepFunctionsRunner:
         world: State = {} if state is None else state
         before = snapshot(world) if state is not None else None
         worker = Worker(run_id, saga, world, faults, list(answers), plan=plan)
-        if live:
-            return self._live(saga, state, plan, asl, worker, before, suffix, timeout,
-                              first_of(completion) if completion is not None else None,
-                              asked, stop_execution)  # fmt: skip
+        with self._answering():
+            if live:
+                return self._live(saga, state, plan, asl, worker, before, suffix, timeout,
+                                  first_of(completion) if completion is not None else None,
+                                  asked, stop_execution)  # fmt: skip
+            return self._listed(saga, state, plan, asl, worker, before, suffix, timeout)
+
+    @contextlib.contextmanager
+    def _answering(self) -> Iterator[None]:
+        """Step Functions (or SQS) stopped answering mid-run (the server gone, the network
+        down, after botocore's own retries): the package's ``StepFunctionsError``, in one
+        line, its notes (what is left in effect) kept; not botocore's own error."""
+        try:
+            yield
+        except Exception as exc:
+            if not type(exc).__module__.startswith("botocore") or not _unanswered(exc):
+                raise
+            error = StepFunctionsError(f"Step Functions ({self.where}) stopped answering: {exc}")
+            for note in getattr(exc, "__notes__", ()):
+                error.add_note(note)
+            raise error from None
+
+    def _listed(
+        self, saga: Saga, state: State | None, plan: SagaPlan, asl: dict[str, Any],
+        worker: Worker, before: dict[str, Any] | None, suffix: str, timeout: float | None,
+    ) -> Execution:  # fmt: skip
+        """An execution of the list form, served by ``_serve``, then walked (``walk``)."""
         arn = self._arn(asl, execution_name(saga.name, suffix))
-        with self._inbox(run_id), self._stopped_if_cut(arn, worker):
-            self._start(arn, run_id)
+        with self._inbox(plan.run_id), self._stopped_if_cut(arn, worker):
+            self._start(arn, plan.run_id)
             status = self._serve(arn, plan, worker, timeout)
         history = self._history(arn)
         record = walk(plan, visits(history, plan), worker.calls)
@@ -400,6 +423,14 @@ class StepFunctionsRunner:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _unanswered(exc: Exception) -> bool:
+    """Is ``exc`` botocore's word that no answer came (no connection, a read timed out)?"""
+    from botocore.exceptions import ConnectionError as NoConnection
+    from botocore.exceptions import HTTPClientError
+
+    return isinstance(exc, NoConnection | HTTPClientError)
 
 
 def _deadline(timeout: float | None) -> float:
