@@ -187,7 +187,7 @@ def test_retry_types_step_functions_cannot_tell_apart_are_refused_before_anythin
     typed line before anything runs."""
     if case == "same name":
         named, raised = _same_named_errors()
-        said = "more than one class has that name"
+        said = "another class here has that name"
     else:
         named = raised = LONG_NAMED
         said = "carries error names of 256 at most"

@@ -32,7 +32,7 @@ from .. import free_port
 from ..history import Call, HistoryDiverged, Worker, walk
 from ..names import execution_name
 from ..wire import WRITTEN_LIST, SagaPlan, needs_graph, outcome_of, plan_of
-from .asl import ENGINE, StepFunctionsError, plan_asl
+from .asl import ENGINE, StepFunctionsError, check_retry_types, plan_asl
 from .asl_graph import graph_asl
 from .history import answered, history_table, visits
 from .live import Idle, Live, TimedOut, stop_execution
@@ -181,6 +181,7 @@ class StepFunctionsRunner:
                 raise InvalidPipelineError(f"answer {said!r} is not one of: {', '.join(ANSWERS)}")
         check_completion(completion, saga.names)
         chosen = data_only(policy if policy is not None else saga.policy, ENGINE)
+        check_retry_types([*(s.retry for s in saga.specs()), chosen.retry])  # type: ignore[union-attr]
         suffix = uuid.uuid4().hex[:12]
         run_id = f"{saga.name}-{suffix}"
         plan = plan_of(
