@@ -774,19 +774,13 @@ class Machine:
                          semantic=bool(self.semantic), cancelled=self.cancelled)  # fmt: skip
 
     def in_effect(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """What a run stopped here (an engine's execution stopped midway, nothing more to be
-        undone by it) leaves in effect: the steps done, and the steps that may have had their
-        effect (failed after it, cut short, or whose undo was logged before them: it is owed),
-        neither undone. (The rule of what an undo is owed for is this machine's: ``_doubted``,
-        ``_log``.)"""
-        undone = set(self.compensated)
-        done = tuple(s for s in dict.fromkeys(self.completed) if s not in undone)
-        doubt = tuple(
-            s for s in dict.fromkeys(self.seen)
-            if s not in undone and s not in self.completed
-            and (s in self.effected or self.logged(s))
-        )  # fmt: skip
-        return done, doubt
+        """What a run stopped here (an engine's execution stopped midway) leaves in effect:
+        the steps done, and those that may have had their effect (failed after it, cut
+        short, or their undo logged before them: owed), neither undone (attack25's F1)."""
+        undone, done = {*self.compensated}, self.completed
+        maybe = [s for s in self.seen if s not in done and (s in self.effected or self.logged(s))]
+        return tuple(s for s in dict.fromkeys(done) if s not in undone), tuple(
+            s for s in dict.fromkeys(maybe) if s not in undone)  # fmt: skip
 
     def logged(self, step: str) -> bool:
         """Is ``step``'s undo in the log, so that a rollback would run it?"""

@@ -402,11 +402,9 @@ class GraphHost:
         op = self.op
         assert type(op) is RunUndo and op.step == step
         while type(op) is RunUndo and op.step == step:
-            try:
-                error = self.worker.task("undo", step, op.timeout).error
-            except BaseException:  # (a Ctrl-C, sys.exit in the undo: ``run_workflow`` says)
-                self.cut = step
-                raise
+            self.cut = step  # (while it runs: a Ctrl-C, sys.exit came in it, ``spiff.stopped``)
+            error = self.worker.task("undo", step, op.timeout).error
+            self.cut = None
             op = self.m.undo_ok() if error is None else self.m.undo_failed(error.to_exception())
             if type(op) is Wait:  # the job handed out again, after the policy's backoff
                 self.sleep(op.seconds)
@@ -423,39 +421,7 @@ class GraphHost:
 def run_workflow(workflow: Any, host: GraphHost) -> bool:
     """Run the workflow's engine tasks one at a time: of the steps' script tasks ready at
     once (parallel branches), the one the saga machine starts next; anything else first.
-    False if it stopped at an incident (an undo's task failed for good: a person decides).
-    A BaseException (Ctrl-C, ``sys.exit``) that stops it (in an undo, or in SpiffWorkflow's
-    own code) is told to the machine (``stopped``) before it is raised: its note says what
-    is not known to be undone, as a list's form and ``saga.run`` say."""
-    try:
-        return _run_tasks(workflow, host)
-    except BaseException as exc:
-        if isinstance(exc, Exception):
-            raise
-        stopped(host, exc)
-        raise
-
-
-def stopped(host: GraphHost, exc: BaseException) -> None:
-    """The workflow stopped on ``exc``: nothing more runs there (it is dropped, never
-    resumed). Going forward the run fails here; in the rollback it ends here, halted; the
-    machine notes what is not known to be undone (``Machine._cut_short``)."""
-    m = host.m
-    entry = m.entry if m.rolling else None
-    if entry is not None and host.cut != entry.step:
-        m.cut(exc, f"in the BPMN engine's own code, before the undo of {entry.step}")
-    if not m.rolling and m.phase is not Phase.DONE:  # going forward: it fails here
-        m.cut(exc, "in the BPMN engine's own code, going forward")
-        for step in m.busy:  # (launched: cut short if its action was called)
-            called = any((c.call, c.step) == ("action", step) for c in host.worker.calls)
-            m.step_cut(step, exc, called=called)
-        if not m.rolling and m.phase is not Phase.DONE:
-            m.fail(exc)
-    if m.phase is not Phase.DONE:
-        m.interrupted(exc)
-
-
-def _run_tasks(workflow: Any, host: GraphHost) -> bool:
+    False if it stopped at an incident (an undo's task failed for good: a person decides)."""
     from SpiffWorkflow.util.task import TaskState
 
     while True:

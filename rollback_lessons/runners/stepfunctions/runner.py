@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import math
 import os
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -28,7 +24,6 @@ from ...policies import PolicyLike, check_seconds, data_only
 from ...rules import check_state
 from ...saga import Saga, State, snapshot
 from ...schedule import GraphMachine
-from .. import free_port
 from ..history import Call, HistoryDiverged, Worker, walk
 from ..names import execution_name
 from ..wire import WRITTEN_LIST, SagaPlan, needs_graph, outcome_of, plan_of
@@ -36,6 +31,7 @@ from .asl import ENGINE, StepFunctionsError, check_retry_types, plan_asl
 from .asl_graph import graph_asl
 from .history import answered, history_table, visits
 from .live import Idle, Live, TimedOut, stop_execution
+from .moto_start import _moto_in_process, _moto_server
 
 REGION = "us-east-1"
 ROLE_ARN = "arn:aws:iam::123456789012:role/rollback-lessons"  # moto accepts any role
@@ -437,61 +433,3 @@ def _unanswered(exc: Exception) -> bool:
 def _deadline(timeout: float | None) -> float:
     """A run's deadline on the monotonic clock (none: infinite)."""
     return math.inf if timeout is None else time.monotonic() + timeout
-
-
-@contextlib.contextmanager
-def _moto_in_process() -> Iterator[None]:
-    """moto's Step Functions, executing state machines (it only records them otherwise)."""
-    try:
-        from moto import mock_aws
-    except ImportError:
-        raise StepFunctionsError(
-            "moto is not installed: pip install 'rollback-lessons[stepfunctions]'"
-        ) from None
-    from .moto_parse import install
-
-    install()  # each definition parsed once, not at every execution
-    quiet = logging.getLogger("moto.stepfunctions")
-    level = quiet.level
-    quiet.setLevel(logging.CRITICAL)  # it logs every Fail state as an ERROR with a stack
-    try:
-        with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):  # type: ignore[arg-type]
-            yield
-    finally:
-        quiet.setLevel(level)
-
-
-@contextlib.contextmanager
-def _moto_server() -> Iterator[str]:
-    """``moto_server`` on 127.0.0.1 (only), configured to execute state machines."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        config = json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode()
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                request = urllib.request.Request(
-                    f"{url}/moto-api/config",
-                    data=config,
-                    headers={"Content-Type": "application/json"},
-                )
-                urllib.request.urlopen(request, timeout=2).read()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise StepFunctionsError("moto_server did not start") from None
-                time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
