@@ -84,13 +84,13 @@ def known_subclasses(names: list[str]) -> list[str]:
     for kind in _exception_classes():  # (by ``type_name``, as the worker reports them:
         if any(type_name(k) in wanted for k in kind.__mro__[1:]):  # attack22 M1)
             found.setdefault(type_name(kind), None)
-    long = [n for n in found if len(n) > ERROR_NAME_LIMIT]
+    long = [n for n in names if len(n) > ERROR_NAME_LIMIT]
     if long:
         raise UnsupportedOnStepFunctions(
             f"a retry policy names the exception type {long[0][:60]}... ({len(long[0])} "
             f"characters): Step Functions carries error names of {ERROR_NAME_LIMIT} at most"
-        )
-    return list(found)
+        )  # (a subclass's long name: cut as the worker cuts the name it sends, below)
+    return list(dict.fromkeys(n[:ERROR_NAME_LIMIT] for n in found))
 
 
 def check_retry_types(policies: Iterable[RetryPolicy | None]) -> None:

@@ -43,7 +43,14 @@ from ...outcome import Status
 from ...schedule import GraphMachine, GraphOp, Ready
 from ..history import Worker, ask, undo
 from ..wire import SagaPlan
-from .asl import HALTED_AT_PIVOT, HALTED_FORWARD, LEFT, ROLLED_BACK, StepFunctionsError
+from .asl import (
+    ERROR_NAME_LIMIT,
+    HALTED_AT_PIVOT,
+    HALTED_FORWARD,
+    LEFT,
+    ROLLED_BACK,
+    StepFunctionsError,
+)
 from .asl_graph import CANCELLED, COMMITTED, INCOMPLETE, STOPPING, WHAT_NEXT
 
 Pick = Callable[[tuple[str, ...]], str]
@@ -198,7 +205,8 @@ class Live:
         self.runner.sfn.send_task_success(taskToken=token, output=json.dumps(output))
 
     def _fail(self, token: str, error: str, cause: str) -> None:
-        self.runner.sfn.send_task_failure(taskToken=token, error=error[:256], cause=cause[:32768])
+        sent = {"error": error[:ERROR_NAME_LIMIT], "cause": cause[:32768]}  # (as Retry names it)
+        self.runner.sfn.send_task_failure(taskToken=token, **sent)
 
     # -- forward ----------------------------------------------------------------------------
 

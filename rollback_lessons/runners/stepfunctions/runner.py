@@ -27,7 +27,7 @@ from ...schedule import GraphMachine
 from ..history import Call, HistoryDiverged, Worker, walk
 from ..names import execution_name
 from ..wire import WRITTEN_LIST, SagaPlan, needs_graph, outcome_of, plan_of
-from .asl import ENGINE, StepFunctionsError, check_retry_types, plan_asl
+from .asl import ENGINE, ERROR_NAME_LIMIT, StepFunctionsError, check_retry_types, plan_asl
 from .asl_graph import graph_asl
 from .history import answered, history_table, visits
 from .live import Idle, Live, TimedOut, stop_execution
@@ -345,7 +345,7 @@ class StepFunctionsRunner:
                 else:
                     self.sfn.send_task_failure(
                         taskToken=body["token"],
-                        error=made.error.name[:256],  # (matched by the ASL's Retry)
+                        error=made.error.name[:ERROR_NAME_LIMIT],  # (as the Retry names it)
                         cause=json.dumps(asdict(made.error))[:32768],
                     )
             if messages:
