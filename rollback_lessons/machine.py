@@ -773,6 +773,15 @@ class Machine:
                          dead_letters=bool(self.dead_letters), leaked=bool(self.leaked),
                          semantic=bool(self.semantic), cancelled=self.cancelled)  # fmt: skip
 
+    def in_effect(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """What a run stopped here (an engine's execution stopped midway) leaves in effect:
+        the steps done, and those that may have had their effect (failed after it, cut
+        short, or their undo logged before them: owed), neither undone (attack25's F1)."""
+        undone, done = {*self.compensated}, self.completed
+        maybe = [s for s in self.seen if s not in done and (s in self.effected or self.logged(s))]
+        return tuple(s for s in dict.fromkeys(done) if s not in undone), tuple(
+            s for s in dict.fromkeys(maybe) if s not in undone)  # fmt: skip
+
     def logged(self, step: str) -> bool:
         """Is ``step``'s undo in the log, so that a rollback would run it?"""
         log = self.log  # (most often asked of the newest entry)

@@ -170,3 +170,56 @@ def test_a_gate_that_fails_after_its_effect_or_is_cut_short_leaves_nothing_behin
     with pytest.raises(KeyboardInterrupt):
         cut.run({})
     assert done[-1] == "unbook"
+
+
+def test_what_a_run_stopped_midway_leaves_in_effect_is_the_machines_answer():
+    """``Machine.in_effect`` (attack25 F1): done and not undone; and what may have happened
+    (failed after its effect, or its undo logged before it: owed) and is not undone."""
+    plan = [StepSpec("a", has_undo=True), StepSpec("b", has_undo=True, register="before"),
+            StepSpec("c", has_undo=True)]  # fmt: skip
+    m = Machine(CONTINUE, plan=plan)
+    m.start()
+    assert m.in_effect() == ((), ())
+    m.step_ok()
+    assert m.in_effect() == (("a",), ("b",))  # b runs: its undo is owed however it ends
+    assert m.step_failed(TimeoutError("after charging")) == RunUndo("b", 1, None)
+    assert m.in_effect() == (("a",), ("b",))
+    m.undo_ok()
+    assert m.in_effect() == (("a",), ())
+    m.undo_ok()
+    assert m.in_effect() == ((), ())
+    m = Machine(CONTINUE, plan=[StepSpec("a", has_undo=True), StepSpec("b", has_undo=True)])
+    m.start()
+    m.step_ok()
+    m.step_failed(Boom("refused"))  # a clean failure, its undo logged after it: nothing owed
+    assert m.in_effect() == (("a",), ())
+    m = Machine(CONTINUE, plan=[StepSpec("a", has_undo=True), StepSpec("b", has_undo=True)])
+    m.start()
+    m.step_ok()
+    from rollback_lessons.errors import InjectedTimeout
+    from rollback_lessons.faults import Fault
+
+    m.step_failed(InjectedTimeout("b", Fault.FAIL_AFTER_EFFECT, "after its effect"))  # leaked
+    assert m.in_effect() == (("a",), ("b",))
+
+
+def test_the_worker_names_what_its_calls_leave_in_effect_by_the_machine():
+    """``Worker.in_effect`` replays its calls into a machine (the list form): a step asked
+    for and never called is withdrawn (its undo logged before it is not owed)."""
+    from rollback_lessons.runners.history import Call, Worker
+    from rollback_lessons.runners.wire import ErrorRecord
+
+    saga = Saga([Step("a", lambda s: None, lambda s: None),
+                 Step("b", lambda s: None, lambda s: None, register="before"),
+                 Step("c", lambda s: None, lambda s: None, register="before")])  # fmt: skip
+    plan = plan_of(saga, "r")
+    late = ErrorRecord.of(TimeoutError("after charging"), "b")
+    worker = Worker("r", saga, {}, {}, plan=plan)
+    worker.calls = [Call("action", "a", 1)]
+    assert worker.in_effect() == "done, not undone: a"  # (c, b never called)
+    worker.calls.append(Call("action", "b", 1, late))
+    assert worker.in_effect() == "done, not undone: a; may have happened, not undone: b"
+    worker.calls.append(Call("undo", "b", 1))
+    assert worker.in_effect() == "done, not undone: a"
+    worker.calls.append(Call("undo", "a", 1))
+    assert worker.in_effect() == "nothing done is left in effect"

@@ -212,3 +212,167 @@ def test_an_interrupted_start_leaves_no_moto_mock_on(monkeypatch):
     assert type(kept) is KeyboardInterrupt
     assert len(made) == 2
     assert MockAWS._nested_count == mocks  # its mock ended: the user's boto3 calls go out
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["list", "graph"])
+def test_a_stop_after_a_step_failed_after_its_effect_names_that_step(runner, graph, monkeypatch):
+    """attack25 F1: b's undo is logged before it; b charges, then times out; a Ctrl-C comes
+    right after its failure was sent. b's effect is in effect and owed: the note names it
+    (the machine says what is owed), as ``saga.run``'s rollback would have undone it."""
+    world = []
+
+    def b(state):
+        world.append("do b")
+        raise TimeoutError("b timed out after charging")
+
+    saga = Saga(
+        [
+            Step("a", lambda s: world.append("do a"), lambda s: world.append("undo a")),
+            Step("b", b, lambda s: world.append("undo b"), register="before"),
+            Step("c", lambda s: world.append("do c"), lambda s: world.append("undo c")),
+        ],
+        name="f1",
+    )
+    real = runner.sfn.send_task_failure
+
+    def then_ctrl_c(**kwargs):
+        real(**kwargs)
+        raise KeyboardInterrupt  # (a Ctrl-C right after the request returned)
+
+    monkeypatch.setattr(runner.sfn, "send_task_failure", then_ctrl_c)
+    options = {"undo_order": "reverse_start"} if graph else {}
+    got = _raised(lambda: runner.run(saga, {}, timeout=30, **options))
+    monkeypatch.setattr(runner.sfn, "send_task_failure", real)
+    assert type(got) is KeyboardInterrupt
+    assert world == ["do a", "do b"]
+    assert got.__notes__ in (
+        [f"Step Functions: the execution {how}; done, not undone: a; may have happened, not "
+         "undone: b"] for how in STOPPED
+    )  # fmt: skip
+
+
+def _undo_cut(world, cut):
+    """a, b, c, d; d fails; c's undo raises ``cut`` (a BaseException)."""
+
+    def act(name):
+        def action(state):
+            world.append(f"do {name}")
+            if name == "d":
+                raise RuntimeError("d fails")
+
+        return action
+
+    def undo(name):
+        def u(state):
+            world.append(f"undo {name}")
+            if name == "c" and cut is not None:
+                raise cut()
+
+        return u
+
+    return Saga([Step(n, act(n), undo(n)) for n in "abcd"], name="uk")
+
+
+@pytest.mark.parametrize("cut", [KeyboardInterrupt, _exit], ids=["ctrl-c", "sys.exit"])
+def test_bpmn_graph_a_ctrl_c_in_an_undo_is_raised_with_what_is_left(cut):
+    """attack25 F2: the graph form raised it with no note; now as the list form and
+    ``saga.run``: the rollback ends there, the note names what is not known to be undone."""
+    local, remote = [], []
+    expected = _raised(lambda: _undo_cut(local, cut).run({}))
+    got = _raised(lambda: ENGINES["bpmn graph"](None, _undo_cut(remote, cut)))
+    assert type(got) is type(expected)
+    assert remote == local == ["do a", "do b", "do c", "do d", "undo c"]
+    assert got.__notes__ == expected.__notes__
+    assert any("not known to be undone: c, b, a" in n for n in got.__notes__)
+
+
+def test_bpmn_graph_a_ctrl_c_in_the_engines_code_during_the_rollback_says_what_is_left(
+    monkeypatch,
+):
+    from SpiffWorkflow.bpmn import BpmnWorkflow
+
+    world = []
+    refresh = BpmnWorkflow.refresh_timers
+
+    def cut_after_undo_c(self):
+        if "undo c" in world:  # c's undo done: SpiffWorkflow is between two undo tasks
+            raise KeyboardInterrupt  # (not from a script: eval's would mark it unhandled)
+        return refresh(self)
+
+    monkeypatch.setattr(BpmnWorkflow, "refresh_timers", cut_after_undo_c)
+    saga = _undo_cut(world, None)  # (c's undo raises nothing here)
+    got = _raised(lambda: run_explicit(saga, {}, undo_order="reverse_start"))
+    assert type(got) is KeyboardInterrupt
+    assert world == ["do a", "do b", "do c", "do d", "undo c"]
+    assert got.__notes__ == [
+        "rollback: rollback interrupted by KeyboardInterrupt in the BPMN engine's own code, "
+        "before the undo of b; not known to be undone: b, a"
+    ]
+
+
+def test_two_sagas_at_once_on_one_runner_each_get_their_own_tasks(runner):
+    """attack25 F3: two threads ran two sagas on one runner; each run took the other's task
+    messages from the shared queue and dropped them: both hung. Now each run's tasks are
+    handed to it. Both runs are inside step a at once (a barrier), so they overlap."""
+    import threading
+
+    barrier = threading.Barrier(2, timeout=30)
+    worlds = {"x": [], "y": []}
+    results = {}
+
+    def saga(name):
+        world = worlds[name]
+
+        def a(state):
+            world.append("do a")
+            barrier.wait()
+
+        steps = [Step("a", a, lambda s: world.append("undo a")), Step("b", lambda s: None)]
+        return Saga(steps, name=name)
+
+    def run(name, options):
+        try:
+            results[name] = runner.run(saga(name), {}, timeout=30, inject={"b": "fail"},
+                                       **options).status  # fmt: skip
+        except BaseException as exc:  # (the point: each run ends, as in process)
+            results[name] = exc
+
+    graph = {"undo_order": "reverse_start"}
+    threads = [threading.Thread(target=run, args=(n, o)) for n, o in (("x", {}), ("y", graph))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert results == {"x": "rolled_back", "y": "rolled_back"}
+    assert worlds["x"] == worlds["y"] == ["do a", "undo a"]
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["list", "graph"])
+def test_step_functions_gone_mid_run_is_one_step_functions_error_line(runner, graph, monkeypatch):
+    """attack25 F7: the endpoint gone mid-run raised botocore's EndpointConnectionError;
+    now the package's StepFunctionsError, one line, its note (what is in effect) kept."""
+    from botocore.exceptions import EndpointConnectionError
+
+    world = []
+
+    def gone(**kwargs):
+        raise EndpointConnectionError(endpoint_url="http://127.0.0.1:9/")
+
+    real = runner.sfn.send_task_success
+
+    def answering(**kwargs):
+        return gone() if "do b" in world else real(**kwargs)
+
+    monkeypatch.setattr(runner.sfn, "send_task_success", answering)
+    options = {"undo_order": "reverse_start"} if graph else {}
+    got = _raised(lambda: runner.run(_abc(world), {}, timeout=30, **options))
+    monkeypatch.setattr(runner.sfn, "send_task_success", real)
+    assert type(got) is StepFunctionsError
+    assert str(got) == (
+        "Step Functions (moto) stopped answering: Could not connect to the endpoint URL: "
+        '"http://127.0.0.1:9/"'
+    )
+    assert world == ["do a", "do b"]
+    assert got.__notes__ in (
+        [f"Step Functions: the execution {how}; done, not undone: a, b"] for how in STOPPED
+    )

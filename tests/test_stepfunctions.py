@@ -161,6 +161,53 @@ def test_bad_input_is_refused_before_an_execution_starts(runner):
     assert after == before
 
 
+def _same_named_errors():
+    """Two exception classes of one ``type_name`` (made by a factory, as botocore's
+    errorfactory makes one per client)."""
+
+    def factory():
+        class Err(Exception):
+            pass
+
+        return Err
+
+    return factory(), factory()
+
+
+LONG_NAMED = type("L" + "o" * 300 + "ngError", (Exception,), {})  # over 256 with its module
+
+
+@pytest.mark.parametrize("case", ["same name", "long name"])
+@pytest.mark.parametrize("graph", [False, True], ids=["list", "graph"])
+def test_retry_types_step_functions_cannot_tell_apart_are_refused_before_anything_runs(
+    runner, case, graph
+):
+    """attack25 F4, F5: ``retry_on`` names a class another class shares the name of (SF
+    retried the other, ``saga.run`` does not), or a name over 256 characters (the worker
+    sends 256: the list form diverged after the work, the graph's hung). Refused in one
+    typed line before anything runs."""
+    if case == "same name":
+        named, raised = _same_named_errors()
+        said = "another class here has that name"
+    else:
+        named = raised = LONG_NAMED
+        said = "carries error names of 256 at most"
+    world = []
+
+    def b(state):
+        world.append("do b")
+        raise raised("b fails")
+
+    retry = RetryPolicy(max_attempts=3, initial_delay=0.01, retry_on=(named,))
+    saga = Saga([Step("a", lambda s: world.append("do a"), lambda s: world.append("undo a")),
+                 Step("b", b, retry=retry)], name="errs")  # fmt: skip
+    options = {"undo_order": "reverse_start"} if graph else {}
+    with pytest.raises(UnsupportedOnStepFunctions, match=said) as refused:
+        runner.run(saga, {}, timeout=30, **options)
+    assert "\n" not in str(refused.value)
+    assert world == []
+
+
 def test_a_moto_server_on_loopback_runs_the_same_saga():
     with StepFunctionsRunner.start("moto_server") as server:
         assert server.sfn.meta.endpoint_url.startswith("http://127.0.0.1:")

@@ -74,6 +74,8 @@ class Worker:
     answers: list[str] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
     interrupt: BaseException | None = None  # the first action a BaseException cut short
+    plan: SagaPlan | None = None  # the list form's plan (``in_effect`` replays the calls)
+    machine: Machine | None = None  # the graph form's live machine (``in_effect`` asks it)
 
     def task(self, call: str, step: str, timeout: float | None = None) -> Call:
         """Do one task; an undo attempt past ``timeout`` seconds failed, as in process."""
@@ -102,22 +104,81 @@ class Worker:
         return made
 
     def in_effect(self) -> str:
-        """What this worker did that is still in effect (its actions that returned, or were
-        cut short, and whose undo did not succeed): for an error that stops the run midway."""
+        """What this worker did that is still in effect, for an error that stops the run
+        midway: the saga machine says (``Machine.in_effect``), the live one a graph form
+        drives (``machine``) or, for a list form (``plan``), one told the calls made so far.
+        Calls it cannot place (a state machine wired by hand strayed) are named as well."""
+        done: tuple[str, ...] = ()
+        doubt: tuple[str, ...] = ()
+        left = list(self.calls)
+        try:
+            m = self.machine if self.machine is not None else replay(self.plan, left)
+            if m is not None:
+                done, doubt = m.in_effect()
+        except Exception:  # (a record the machine refuses: every call is placed below)
+            done, doubt, left = (), (), list(self.calls)
+        if self.machine is not None:
+            left = []
         undone = {c.step for c in self.calls if c.call == "undo" and c.error is None}
-        done = [c.step for c in self.calls if c.call == "action" and c.error is None]
-        cut = [c.step for c in self.calls if c.call == "action" and c.cut]
-        left = [s for s in dict.fromkeys(done) if s not in undone]
-        doubt = [s for s in cut if s not in undone]
-        said = f"done, not undone: {', '.join(left)}" if left else "nothing done is left in effect"
+        for c in left:  # (not placed by the machine: whatever may have had its effect)
+            if c.call == "action" and c.step not in undone:
+                if c.error is None and c.step not in done:
+                    done += (c.step,)
+                elif c.error is not None and c.step not in doubt + done:
+                    doubt += (c.step,)
+        said = f"done, not undone: {', '.join(done)}" if done else "nothing done is left in effect"
         if doubt:
-            said += f"; cut short (it may have happened): {', '.join(doubt)}"
+            said += f"; may have happened, not undone: {', '.join(doubt)}"
         return said
 
     def reraise(self, outcome: Outcome) -> None:
         """The run is over: the BaseException that cut an action short is raised again, as
         ``saga.run`` does once what was done is undone; its notes say what the rollback left."""
         remote.reraise(self.interrupt, outcome)
+
+
+def replay(plan: SagaPlan | None, calls: list[Call]) -> Machine | None:
+    """A saga machine told the worker's ``calls`` in the order the machine asks for them, as
+    far as they go (a run stopped midway); the calls it took are removed from ``calls``. A
+    step asked for and never called is withdrawn (an undo logged before it is not owed)."""
+    if plan is None:
+        return None
+    m = Machine(plan.undo_policy(), plan=plan.specs(), undo_order=plan.undo_order)
+
+    def take(call: str, step: str) -> Call | None:
+        made = next((c for c in calls if (c.call, c.step) == (call, step)), None)
+        if made is not None:
+            calls.remove(made)
+        return made
+
+    op: Op = m.start()
+    while not isinstance(op, Finished):
+        if type(op) is RunStep:
+            made = take("action", op.step)
+            if made is None:
+                m.withdraw(op.step)
+                break
+            error = made.error
+            if made.cut and error is not None:
+                op = m.interrupted(error.to_exception())
+            else:
+                op = m.step_ok() if error is None else m.step_failed(error.to_exception())
+        elif type(op) is RunUndo:
+            made = take("undo", op.step)
+            if made is None:
+                break
+            error = made.error
+            op = m.undo_ok() if error is None else m.undo_failed(error.to_exception())
+        elif type(op) is Wait:
+            op = m.resume()
+        elif type(op) is Ask:
+            made = take("ask", op.steps[0])
+            if made is None:
+                break
+            op = m.answer(made.answer or "leave")
+        else:
+            break
+    return m
 
 
 class _History:

@@ -336,6 +336,7 @@ class GraphHost:
         self.answers = list(answers)  # what the person says at each incident, in turn
         self.asked = asked
         self.op: Any = None
+        self.cut: str | None = None  # the undo a BaseException raised in, if one did
         if asked is not None:  # asked as each step returns, before the run commits
             machine.hear = self.cancel
 
@@ -401,7 +402,9 @@ class GraphHost:
         op = self.op
         assert type(op) is RunUndo and op.step == step
         while type(op) is RunUndo and op.step == step:
+            self.cut = step  # (while it runs: a Ctrl-C, sys.exit came in it, ``spiff.stopped``)
             error = self.worker.task("undo", step, op.timeout).error
+            self.cut = None
             op = self.m.undo_ok() if error is None else self.m.undo_failed(error.to_exception())
             if type(op) is Wait:  # the job handed out again, after the policy's backoff
                 self.sleep(op.seconds)

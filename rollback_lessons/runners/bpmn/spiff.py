@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 from ..._graph_drive import asked_of
 from ...errors import InvalidPipelineError
 from ...faults import InjectionLike, normalize_injection
-from ...machine import Machine
+from ...machine import Machine, Phase
 from ...operations import ANSWERS, Finished, Op, RunStep, RunUndo
 from ...outcome import Outcome
 from ...policies import PolicyLike, data_only
@@ -251,7 +251,14 @@ def _run_graph(saga: Saga, state: State | None, world: State, before: Any, plan:
     machine.start()
     workflow = _parsed(saga, chosen, {"do": _told(host, heard), "undo": host.undo,
                                       "what_next": host.what_next}, graph=True)  # fmt: skip
-    completed = run_workflow(workflow, host)  # False: it waits at an incident, a person's
+    try:
+        completed = run_workflow(workflow, host)  # False: it waits at an incident, a person's
+    except BaseException as exc:  # (told to the machine: its notes say what is left)
+        if isinstance(exc, Exception):
+            raise
+        stopped(host, exc)
+        remote.reraise(exc, outcome_of(saga, machine.record(), before=before, state=state))
+        raise
     if not isinstance(host.op, Finished) or completed != workflow.is_completed():
         raise RuntimeError("the BPMN workflow did not complete")
     outcome = outcome_of(saga, machine.record(), before=before, state=state)
@@ -306,3 +313,23 @@ class BpmnRunner:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def stopped(host: GraphHost, exc: BaseException) -> None:
+    """The graph form's workflow stopped on ``exc`` (a Ctrl-C, ``sys.exit``, in an undo or in
+    SpiffWorkflow's own code): nothing more runs there (it is dropped, never
+    resumed). Going forward the run fails here; in the rollback it ends here, halted; the
+    machine notes what is not known to be undone (``Machine._cut_short``)."""
+    m = host.m
+    entry = m.entry if m.rolling else None
+    if entry is not None and host.cut != entry.step:
+        m.cut(exc, f"in the BPMN engine's own code, before the undo of {entry.step}")
+    if not m.rolling and m.phase is not Phase.DONE:  # going forward: it fails here
+        m.cut(exc, "in the BPMN engine's own code, going forward")
+        for step in m.busy:  # (launched: cut short if its action was called)
+            called = any((c.call, c.step) == ("action", step) for c in host.worker.calls)
+            m.step_cut(step, exc, called=called)
+        if not m.rolling and m.phase is not Phase.DONE:
+            m.fail(exc)
+    if m.phase is not Phase.DONE:
+        m.interrupted(exc)

@@ -10,13 +10,16 @@ it is refused before anything is written."""
 
 from __future__ import annotations
 
+import gc
 import itertools
 import math
+from collections.abc import Iterable
 from typing import Any
 
 from ...errors import InvalidPipelineError, RollbackLessonsError
-from ...policies import PolicyLike, UnsupportedPolicy, data_only, type_name
+from ...policies import PolicyLike, RetryPolicy, UnsupportedPolicy, data_only, type_name
 from ...saga import Saga
+from ..error_record import STAND_IN
 from ..history import ask, do, undo
 from ..owed import (
     AFTER_EFFECT_ERRORS,
@@ -78,17 +81,68 @@ def known_subclasses(names: list[str]) -> list[str]:
     Functions too, the retrier names it. (A subclass defined after the state machine is
     written is not in it: ``StepFunctionsRunner`` writes it just before each run.)"""
     found: dict[str, None] = dict.fromkeys(names)
+    wanted = set(names)
+    for kind in _exception_classes():  # (by ``type_name``, as the worker reports them:
+        if any(type_name(k) in wanted for k in kind.__mro__[1:]):  # attack22 M1)
+            found.setdefault(type_name(kind), None)
+    long = [n for n in names if len(n) > ERROR_NAME_LIMIT]
+    if long:
+        raise UnsupportedOnStepFunctions(
+            f"a retry policy names the exception type {long[0][:60]}... ({len(long[0])} "
+            f"characters): Step Functions carries error names of {ERROR_NAME_LIMIT} at most"
+        )  # (a subclass's long name: cut as the worker cuts the name it sends, below)
+    return list(dict.fromkeys(n[:ERROR_NAME_LIMIT] for n in found))
+
+
+def check_retry_types(policies: Iterable[RetryPolicy | None]) -> None:
+    """Step Functions matches an error by its classes' names (``type_name``), ``saga.run`` by
+    ``isinstance``: a class another class's name is taken for (two made by one factory, as
+    botocore's errorfactory makes them, or one defined twice) would be retried on one and
+    not the other. Refused before anything runs (``UnsupportedOnStepFunctions``). (A class
+    only garbage now, a notebook cell's earlier run, is collected first.)"""
+    types = {t for p in policies if p is not None for t in (*p.retry_on, *p.no_retry_on)}
+    if not types:
+        return
+    for again in (False, True):
+        named = {type_name(t): t for t in types}
+        stray = None
+        for kind in _exception_classes():
+            if getattr(kind, STAND_IN, False):
+                continue
+            for ancestor in kind.__mro__:
+                wanted = named.get(type_name(ancestor))
+                if wanted is not None and not issubclass(kind, wanted):
+                    stray = (type_name(kind), type_name(wanted))
+                    break
+            if stray is not None:
+                break
+        if stray is None:
+            return
+        if not again:
+            gc.collect()
+    assert stray is not None
+    kind_name, wanted_name = stray
+    also = "" if kind_name == wanted_name else f" (a class of {wanted_name}'s name is its base)"
+    raise UnsupportedOnStepFunctions(
+        f"a retry policy names the exception type {wanted_name}, and another class here has "
+        f"that name{also} (made by a factory, or defined twice): Step Functions matches "
+        "errors by name, and would retry them alike"
+    )
+
+
+ERROR_NAME_LIMIT = 256
+"""The longest error name ``SendTaskFailure`` carries (the worker sends no more)."""
+
+
+def _exception_classes() -> list[type]:
+    """Every exception class this process has defined or imported."""
     todo: list[type] = [BaseException]
     classes: list[type] = []
-    while todo:  # every exception class this process has defined or imported
+    while todo:
         kind = todo.pop()
         classes.append(kind)
         todo.extend(type.__subclasses__(kind))
-    wanted = set(names)
-    for kind in classes:  # (by ``type_name``, as the worker reports them: attack22 M1)
-        if any(type_name(k) in wanted for k in kind.__mro__[1:]):
-            found.setdefault(type_name(kind), None)
-    return list(found)
+    return classes
 
 
 def _retriers(spec: RetrySpec) -> list[dict[str, Any]]:
@@ -275,6 +329,7 @@ def to_asl(
     from .asl_graph import graph_asl
 
     chosen = data_only(policy if policy is not None else saga.policy, ENGINE)
+    check_retry_types([*(s.retry for s in saga.specs()), chosen.retry])  # type: ignore[union-attr]
     plan = plan_of(saga, "asl", policy=chosen, register=register,  # type: ignore[arg-type]
                    undo_order=undo_order, graphs=True)  # type: ignore[arg-type]  # fmt: skip
     if needs_graph(plan, undo_order=undo_order, form=WRITTEN_LIST):

@@ -26,12 +26,13 @@ when nothing was done yet).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from ... import schedule
 from ..._graph_drive import asking_failed
@@ -44,9 +45,17 @@ from ...schedule import GraphMachine, GraphOp, Ready
 from ..heard import Heard
 from ..history import Worker, ask, undo
 from ..wire import SagaPlan
-from .asl import HALTED_AT_PIVOT, HALTED_FORWARD, LEFT, ROLLED_BACK, StepFunctionsError
+from .asl import (
+    ERROR_NAME_LIMIT,
+    HALTED_AT_PIVOT,
+    HALTED_FORWARD,
+    LEFT,
+    ROLLED_BACK,
+    StepFunctionsError,
+)
 from .asl_graph import CANCELLED, COMMITTED, INCOMPLETE, STOPPING, WHAT_NEXT
 
+T = TypeVar("T")
 Pick = Callable[[tuple[str, ...]], str]
 
 
@@ -151,11 +160,10 @@ class Live:
         step the machine says may not start."""
         if time.monotonic() > self.deadline:  # (the runner stops the execution)
             raise TimedOut.of(self.timeout, self.worker)
-        got = self.runner.receive(1 if self.runner.where == "aws" else 0)
-        for body in got:
-            if body.get("run") == self.worker.run_id:
-                self.inbox.append(body)
-                self.entered = True
+        got = self.runner.tasks(self.worker.run_id, 1 if self.runner.where == "aws" else 0)
+        for body in got:  # (this run's only: another's are kept for it, ``runner.tasks``)
+            self.inbox.append(body)
+            self.entered = True
         self._refuse()
         if got:
             self.idle.reset()
@@ -201,7 +209,8 @@ class Live:
         self.runner.sfn.send_task_success(taskToken=token, output=json.dumps(output))
 
     def _fail(self, token: str, error: str, cause: str) -> None:
-        self.runner.sfn.send_task_failure(taskToken=token, error=error[:256], cause=cause[:32768])
+        sent = {"error": error[:ERROR_NAME_LIMIT], "cause": cause[:32768]}  # (as Retry names it)
+        self.runner.sfn.send_task_failure(taskToken=token, **sent)
 
     # -- forward ----------------------------------------------------------------------------
 
@@ -247,20 +256,34 @@ class Live:
             op = m.fail(exc)  # anyway: the run failed outside a step (a person decides)
         return op  # type: ignore[no-any-return]
 
+    @staticmethod
+    def _told(tell: Callable[[], T], answer: Callable[[], object]) -> T:
+        """The machine told first (if the answer's request fails, it knows what is in effect),
+        then the task answered, also when telling raised (an observer's Ctrl-C, told live):
+        the execution never waits on a token nobody answers."""
+        try:
+            op = tell()
+        except BaseException:
+            with contextlib.suppress(Exception):  # (the observer's error is the one raised)
+                answer()
+            raise
+        answer()
+        return op
+
     def carry(self, step: str, token: str) -> GraphOp:
         """One launched step: its attempts (the state machine's Retry hands out each),
         told to the machine; the machine's answer once it ended."""
         m = self.m
         while True:
             made = self.worker.task("action", step)
-            if made.error is None:
-                self._ok(token, {})
-                return m.step_done(step)  # (it hears the cancel first: ``hear``, below)
+            if made.error is None:  # (it hears the cancel first: ``hear``, below)
+                return self._told(partial(m.step_done, step), partial(self._ok, token, {}))
+            error, cause = made.error.to_exception(), json.dumps(asdict(made.error))
             if made.cut:  # a Ctrl-C: failed for good (never retried: answered as stopping);
-                self._fail(token, STOPPING, json.dumps(asdict(made.error)))  # re-raised at
-                return m.step_cut(step, made.error.to_exception())  # the run's end
-            self._fail(token, made.error.name, json.dumps(asdict(made.error)))
-            op = m.step_error(step, made.error.to_exception())
+                cut = partial(m.step_cut, step, error)  # re-raised at the run's end
+                return self._told(cut, partial(self._fail, token, STOPPING, cause))
+            told = partial(m.step_error, step, error)
+            op = self._told(told, partial(self._fail, token, made.error.name, cause))
             if type(op) is not Wait:
                 return op
             if not self.stop_execution:
@@ -339,12 +362,12 @@ class Live:
                 while type(op) is RunUndo and op.step == step:
                     token = self.task("undo", step)
                     made = self.worker.task("undo", step, op.timeout)
-                    if made.error is None:
-                        self._ok(token, {})
-                        op = self.m.undo_ok()
+                    if made.error is None:  # (the machine told first, as in ``carry``)
+                        op = self._told(self.m.undo_ok, partial(self._ok, token, {}))
                         break
-                    self._fail(token, made.error.name, json.dumps(asdict(made.error)))
-                    op = self.m.undo_failed(made.error.to_exception())
+                    told = partial(self.m.undo_failed, made.error.to_exception())
+                    cause = json.dumps(asdict(made.error))
+                    op = self._told(told, partial(self._fail, token, made.error.name, cause))
                     if type(op) is Wait:  # the undo state's Retry hands it out again
                         op = self.m.resume()
                 continue

@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import math
 import os
-import subprocess
-import sys
+import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -27,15 +24,15 @@ from ...policies import PolicyLike, check_seconds, data_only
 from ...rules import check_state
 from ...saga import Saga, State, snapshot
 from ...schedule import GraphMachine
-from .. import free_port
 from ..heard import Heard
 from ..history import Call, HistoryDiverged, Worker, walk
 from ..names import execution_name
 from ..wire import WRITTEN_LIST, SagaPlan, needs_graph, outcome_of, plan_of
-from .asl import ENGINE, StepFunctionsError, plan_asl
+from .asl import ENGINE, ERROR_NAME_LIMIT, StepFunctionsError, check_retry_types, plan_asl
 from .asl_graph import graph_asl
 from .history import answered, history_table, visits
 from .live import Idle, Live, TimedOut, stop_execution
+from .moto_start import _moto_in_process, _moto_server
 
 REGION = "us-east-1"
 ROLE_ARN = "arn:aws:iam::123456789012:role/rollback-lessons"  # moto accepts any role
@@ -70,6 +67,8 @@ class StepFunctionsRunner:
             QueueName=f"rollback-lessons-{uuid.uuid4().hex[:8]}"
         )["QueueUrl"]
         self._machines: dict[str, str] = {}
+        self._inboxes: dict[str, list[dict[str, Any]]] = {}  # each run's tasks, taken for it
+        self._lock = threading.Lock()
 
     @classmethod
     def start(cls, where: str = "moto") -> StepFunctionsRunner:
@@ -179,6 +178,7 @@ class StepFunctionsRunner:
                 raise InvalidPipelineError(f"answer {said!r} is not one of: {', '.join(ANSWERS)}")
         check_completion(completion, saga.names)
         chosen = data_only(policy if policy is not None else saga.policy, ENGINE)
+        check_retry_types([*(s.retry for s in saga.specs()), chosen.retry])  # type: ignore[union-attr]
         suffix = uuid.uuid4().hex[:12]
         run_id = f"{saga.name}-{suffix}"
         plan = plan_of(
@@ -197,14 +197,37 @@ class StepFunctionsRunner:
         asl = plan_asl(plan) if asl is None else asl
         world: State = {} if state is None else state
         before = snapshot(world) if state is not None else None
-        worker = Worker(run_id, saga, world, faults, list(answers))
-        if live:
-            return self._live(saga, state, plan, asl, worker, before, suffix, timeout,
-                              first_of(completion) if completion is not None else None,
-                              asked, stop_execution)  # fmt: skip
+        worker = Worker(run_id, saga, world, faults, list(answers), plan=plan)
+        with self._answering():
+            if live:
+                return self._live(saga, state, plan, asl, worker, before, suffix, timeout,
+                                  first_of(completion) if completion is not None else None,
+                                  asked, stop_execution)  # fmt: skip
+            return self._listed(saga, state, plan, asl, worker, before, suffix, timeout)
+
+    @contextlib.contextmanager
+    def _answering(self) -> Iterator[None]:
+        """Step Functions (or SQS) stopped answering mid-run (the server gone, the network
+        down, after botocore's own retries): the package's ``StepFunctionsError``, in one
+        line, its notes (what is left in effect) kept; not botocore's own error."""
+        try:
+            yield
+        except Exception as exc:
+            if not type(exc).__module__.startswith("botocore") or not _unanswered(exc):
+                raise
+            error = StepFunctionsError(f"Step Functions ({self.where}) stopped answering: {exc}")
+            for note in getattr(exc, "__notes__", ()):
+                error.add_note(note)
+            raise error from None
+
+    def _listed(
+        self, saga: Saga, state: State | None, plan: SagaPlan, asl: dict[str, Any],
+        worker: Worker, before: dict[str, Any] | None, suffix: str, timeout: float | None,
+    ) -> Execution:  # fmt: skip
+        """An execution of the list form, served by ``_serve``, then walked (``walk``)."""
         arn = self._arn(asl, execution_name(saga.name, suffix))
-        with self._stopped_if_cut(arn, worker):
-            self._start(arn, run_id)
+        with self._inbox(plan.run_id), self._stopped_if_cut(arn, worker):
+            self._start(arn, plan.run_id)
             status = self._serve(arn, plan, worker, timeout)
         history = self._history(arn)
         record = walk(plan, visits(history, plan), worker.calls)
@@ -263,13 +286,14 @@ class StepFunctionsRunner:
         )  # fmt: skip
         heard = Heard(saga)
         heard.live(machine)  # each event told as the machine makes it
+        worker.machine = machine  # (what is in effect if the run stops: the machine says)
         arn = self._arn(asl, execution_name(saga.name, suffix))
         deadline = _deadline(timeout)
         served = Live(self, arn, plan, worker, machine, pick=pick, asked=asked,
                       stop_execution=stop_execution, deadline=deadline,
                       timeout=timeout)  # fmt: skip
         served.heard = heard
-        with self._stopped_if_cut(arn, worker):
+        with self._inbox(plan.run_id), self._stopped_if_cut(arn, worker):
             self._start(arn, plan.run_id)
             served.run()
             if served.stopped:  # moto 5.2.5 may never end an execution stopped mid-transition
@@ -318,10 +342,8 @@ class StepFunctionsRunner:
         while True:
             if time.monotonic() > deadline:
                 raise TimedOut.of(timeout, worker)
-            messages = self.receive(wait)
+            messages = self.tasks(worker.run_id, wait)
             for body in messages:
-                if body.get("run") != worker.run_id:
-                    continue  # another execution's task
                 made = worker.task(body["call"], plan.step_of(body["step"]), body.get("timeout"))
                 if made.error is None:
                     output = {"answer": made.answer} if made.call == "ask" else {}
@@ -329,7 +351,7 @@ class StepFunctionsRunner:
                 else:
                     self.sfn.send_task_failure(
                         taskToken=body["token"],
-                        error=made.error.name[:256],  # (matched by the ASL's Retry)
+                        error=made.error.name[:ERROR_NAME_LIMIT],  # (as the Retry names it)
                         cause=json.dumps(asdict(made.error))[:32768],
                     )
             if messages:
@@ -339,6 +361,33 @@ class StepFunctionsRunner:
                 if status != "RUNNING":
                     return str(status)
             idle.wait()
+
+    @contextlib.contextmanager
+    def _inbox(self, run_id: str) -> Iterator[None]:
+        """While run ``run_id`` is served, the tasks for it another run takes from the shared
+        queue are kept for it (two sagas at once on one runner, from two threads)."""
+        with self._lock:
+            self._inboxes[run_id] = []
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._inboxes.pop(run_id, None)
+
+    def tasks(self, run_id: str, wait: int = 0) -> list[dict[str, Any]]:
+        """The task messages of run ``run_id`` waiting: those another run served at the same
+        time took for it, and those in the queue now (``receive``); another run's are handed
+        to it (its inbox), never dropped. A task of no run being served is dropped (a run
+        over: its execution was stopped or ended)."""
+        got = self.receive(wait)
+        with self._lock:
+            for body in got:
+                inbox = self._inboxes.get(body.get("run", ""))
+                if inbox is not None:
+                    inbox.append(body)
+            mine = self._inboxes.get(run_id, [])
+            self._inboxes[run_id] = []
+        return mine
 
     def receive(self, wait: int = 0) -> list[dict[str, Any]]:
         """The task messages waiting in the queue (up to 10), taken out of it (one request
@@ -379,64 +428,14 @@ class StepFunctionsRunner:
         self.close()
 
 
+def _unanswered(exc: Exception) -> bool:
+    """Is ``exc`` botocore's word that no answer came (no connection, a read timed out)?"""
+    from botocore.exceptions import ConnectionError as NoConnection
+    from botocore.exceptions import HTTPClientError
+
+    return isinstance(exc, NoConnection | HTTPClientError)
+
+
 def _deadline(timeout: float | None) -> float:
     """A run's deadline on the monotonic clock (none: infinite)."""
     return math.inf if timeout is None else time.monotonic() + timeout
-
-
-@contextlib.contextmanager
-def _moto_in_process() -> Iterator[None]:
-    """moto's Step Functions, executing state machines (it only records them otherwise)."""
-    try:
-        from moto import mock_aws
-    except ImportError:
-        raise StepFunctionsError(
-            "moto is not installed: pip install 'rollback-lessons[stepfunctions]'"
-        ) from None
-    from .moto_parse import install
-
-    install()  # each definition parsed once, not at every execution
-    quiet = logging.getLogger("moto.stepfunctions")
-    level = quiet.level
-    quiet.setLevel(logging.CRITICAL)  # it logs every Fail state as an ERROR with a stack
-    try:
-        with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):  # type: ignore[arg-type]
-            yield
-    finally:
-        quiet.setLevel(level)
-
-
-@contextlib.contextmanager
-def _moto_server() -> Iterator[str]:
-    """``moto_server`` on 127.0.0.1 (only), configured to execute state machines."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        config = json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode()
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                request = urllib.request.Request(
-                    f"{url}/moto-api/config",
-                    data=config,
-                    headers={"Content-Type": "application/json"},
-                )
-                urllib.request.urlopen(request, timeout=2).read()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise StepFunctionsError("moto_server did not start") from None
-                time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

@@ -21,7 +21,7 @@ from ...calls import what
 from ...faults import NO_FAULTS
 from ...verdicts import after_effect
 from .. import hosted, remote
-from ..wire import ErrorRecord, lineage
+from ..error_record import ErrorRecord, lineage
 from .workflow import ACTION, IN_DOUBT, NOT_CALLED, UNDO, StepCall
 
 BENIGN = ApplicationErrorCategory.BENIGN  # a step's failure is data: logged at DEBUG, no WARNING
