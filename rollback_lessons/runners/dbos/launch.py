@@ -21,7 +21,7 @@ from ...errors import RollbackLessonsError
 from ..hosted import SagaChanged
 from ..wire import SagaPlan, changed
 from . import hosting, waits
-from .held import FileInUse, let_go
+from .held import FileInUse, let_go, url
 
 LISTEN = 0.02
 """How often (s) ``close`` looks whether the sagas still running stopped."""
@@ -111,7 +111,7 @@ def saved_unfinished(path: Path) -> dict[str, SagaPlan | None]:
         return {}
     from dbos import DBOSClient
 
-    client = DBOSClient(system_database_url=f"sqlite:///{path}")
+    client = DBOSClient(system_database_url=url(path))
     try:
         unfinished = client.list_workflows(status=["PENDING", "ENQUEUED"])
     except Exception:  # (no DBOS tables yet: nothing unfinished; DBOS's launch says the rest)

@@ -34,7 +34,7 @@ from ..hosted import UnknownRun
 from ..wire import needs_graph, outcome_of, plan_of, record_of
 from . import graph, hosting, launch, waits, workflow
 from .graph import graph_workflow
-from .held import hold, let_go
+from .held import hold, let_go, url
 from .hosting import check
 from .launch import DBOSUnavailable
 from .waits import RunnerClosed
@@ -235,7 +235,7 @@ class DBOSRunner:
             logging.getLogger("dbos").addFilter(launch.STOPPED)  # (once: a filter is added once)
             version = replay_version()
             launched = True  # (from here, DBOS may resume the file's sagas on its threads)
-            DBOS(config={"name": NAME, "system_database_url": f"sqlite:///{path}",
+            DBOS(config={"name": NAME, "system_database_url": url(path),
                          "log_level": "WARNING", "application_version": version,
                          "notification_listener_polling_interval_sec": LISTEN})  # fmt: skip
             DBOS.launch()  # resumes the workflows a dead process left on this file
