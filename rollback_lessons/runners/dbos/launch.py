@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from dbos import DBOS
-from dbos._error import DBOSException
 
 from ...errors import RollbackLessonsError
 from ..hosted import SagaChanged
@@ -59,8 +58,7 @@ class _Stopped(logging.Filter):
     ``close`` destroyed DBOS under it: it stops there on purpose, its step unsaved."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        return not (isinstance(exc, DBOSException) and "before DBOS was launched" in str(exc))
+        return not (record.exc_info and waits.destroyed(record.exc_info[1]))
 
 
 STOPPED = _Stopped()

@@ -174,6 +174,10 @@ class DBOSHandle:
             if stopped is None or status is None or status.status != "CANCELLED":
                 raise  # not cancelled, or stopped before its machine ran here
             data = stopped
+        except Exception as exc:  # (closed while a step ran: attack24's M1)
+            if not waits.destroyed(exc):
+                raise
+            raise RunnerClosed.of(self.run_id, self.path, ran=True) from None
         finally:
             hosted.release(self.run_id)
             workflow.CANCELS.pop(self.run_id, None)
@@ -331,6 +335,10 @@ class DBOSRunner:
                         raise stopped
 
                     return DBOSHandle(saga, run_id, state, before, result, self.path)
+                except Exception as exc:  # (closed while a step ran: attack24's M1)
+                    if not waits.destroyed(exc):
+                        raise
+                    raise RunnerClosed.of(run_id, self.path, ran=True) from None
                 finally:
                     launch.CALLERS.discard(run_id)
                 return DBOSHandle(saga, run_id, state, before, lambda: data, self.path)

@@ -41,17 +41,31 @@ class LeftWaiting(BaseException):
 
 class RunnerClosed(RollbackLessonsError):
     """The runner closed while the saga waited (for a person, a retry's backoff, its
-    saga's steps): ``run`` closed from another thread, or ``outcome()`` after the close. It
-    is left unfinished on the file, for the next launch there (attack21's D2)."""
+    saga's steps) or ran a step: ``run`` closed from another thread, or ``outcome()`` after
+    the close. It is left unfinished on the file, for the next launch there (attack21's D2;
+    attack24's M1: a step running then raised DBOS's own error, with a traceback)."""
 
     @classmethod
-    def of(cls, run_id: str, path: Path | None) -> RunnerClosed:
-        """Saga ``run_id``'s, left unfinished on ``path``."""
+    def of(cls, run_id: str, path: Path | None, ran: bool = False) -> RunnerClosed:
+        """Saga ``run_id``'s, left unfinished on ``path`` (``ran``: while a step ran)."""
         where = f" on {path}" if path is not None else ""
+        if ran:
+            return cls(
+                f"the runner closed while saga {run_id!r} ran a step; it is left unfinished"
+                f"{where}, that step unsaved: a launch there goes on with it"
+            )
         return cls(
             f"the runner closed while saga {run_id!r} waited; it is left unfinished{where}: "
             "a launch there goes on with it"
         )
+
+
+def destroyed(exc: BaseException) -> bool:
+    """``exc`` is DBOS's error for a saga's thread that went on after ``close`` destroyed
+    DBOS under it (its next DBOS call, after the step it ran): it stops there, on purpose."""
+    from dbos._error import DBOSException
+
+    return isinstance(exc, DBOSException) and "before DBOS was launched" in str(exc)
 
 
 def opening() -> None:
