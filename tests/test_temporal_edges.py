@@ -305,6 +305,28 @@ def test_a_port_in_use_is_named_before_the_server_starts():
             run_async(lambda: TemporalRunner.start(port=port))
 
 
+def test_a_db_file_the_server_cannot_use_is_named_before_the_server_starts(tmp_path, monkeypatch):
+    """attack24's L1: a ``db_file`` in a missing folder, a directory or a file that is not
+    SQLite made the server exit at once, yet the start waited the whole 30 s and then asked
+    whether the machine was very busy. Each is named in one line, nothing spawned."""
+
+    async def spawned(*args, **kwargs):
+        raise AssertionError("the server was spawned")
+
+    monkeypatch.setattr(runner_module.WorkflowEnvironment, "start_local", spawned)
+    text = tmp_path / "notes.txt"
+    text.write_text("not a database, but more than sixteen bytes long\n")
+    for db_file, why in [(tmp_path / "nowhere" / "t.db", f"its folder {tmp_path / 'nowhere'} "
+                          "does not exist"), (tmp_path, "it is a directory"),
+                         (text, "it is not a SQLite database")]:  # fmt: skip
+        with pytest.raises(TemporalUnavailable) as refused:
+            run_async(lambda db_file=db_file: TemporalRunner.start(db_file=db_file))
+        assert str(refused.value) == (
+            f"Temporal's dev server cannot keep its histories in {db_file} (db_file): {why}; "
+            "nothing was started"
+        )
+
+
 def test_the_server_log_is_never_opened_through_a_planted_symlink(tmp_path, monkeypatch):
     """A shared temporary directory: whatever another user planted there (a symlink under
     the old fixed name) is left alone; the log is in a directory of this process's own."""

@@ -19,7 +19,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from ...durable.files import APP, _uri
+from ...durable.files import APP, SQLITE_HEADER, _uri
 from ...errors import RollbackLessonsError
 
 
@@ -44,19 +44,15 @@ def url(database: Path) -> str:
     return f"sqlite:///{uri.replace('%', '%25')}?{query}&uri=true"
 
 
-SQLITE = b"SQLite format 3\x00"
-"""The first 16 bytes of every SQLite database file."""
-
-
 def _not_for_dbos(database: Path, fd: int) -> str | None:
     """Why DBOS must not use the file ``fd`` holds (None: it may): not SQLite (DBOS failed
     with SQLAlchemy's three-line error and a logged traceback), or SQLite with tables that
     are not DBOS's (DBOS added its own beside them: a rollback journal given by mistake
     took them). An empty file is a new database."""
-    head = os.pread(fd, len(SQLITE), 0)
+    head = os.pread(fd, len(SQLITE_HEADER), 0)
     if not head:
         return None
-    if head != SQLITE:
+    if head != SQLITE_HEADER:
         return "it is not a SQLite database"
     try:
         con = sqlite3.connect(_uri(database, "mode=ro"), uri=True)

