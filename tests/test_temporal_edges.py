@@ -714,6 +714,70 @@ def test_an_update_the_live_server_failed_is_asked_again_not_lost(on_temporal):
     assert failures == [1] and outcome.status is Status.HALTED and outcome.pending == ("a",)
 
 
+def test_an_update_cut_short_on_a_live_server_is_asked_again_never_called_lost(on_temporal):
+    """attack24's L4: at load 30, the Update ``answered`` hit the SDK's RPC timeout on a live
+    server, and resolve said ServerLost, "start the server again", of a server that ran (the
+    answer refused, reported perhaps taken). The server is asked whether it answers: if so
+    the Update is asked again (taken here), and one never settled in time is ``ServerSlow``,
+    not lost; a server that does not answer is still ServerLost. (The timeout simulated.)"""
+    from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from rollback_lessons.runners.temporal import ServerSlow
+
+    saga = Saga([Step("a", lambda s: s.update(a=1), lambda s: s.pop("a")),
+                 Step("b", lambda s: 1 / 0)], name="slow update")  # fmt: skip
+
+    def cut(calls):
+        async def update(*args, **kwargs):
+            calls.append(1)
+            try:
+                raise RPCError("Timeout expired", RPCStatusCode.DEADLINE_EXCEEDED, b"")
+            except RPCError as exc:  # (as the SDK raises it)
+                raise WorkflowUpdateRPCTimeoutOrCancelledError() from exc
+
+        return update
+
+    async def scenario(runner):
+        handle, asked = await _halted_asking(runner, saga)
+        workflow, real = handle.workflow, handle.workflow.execute_update
+        said, calls = [], []
+
+        async def once(*args, **kwargs):
+            if len(calls) == 4:  # (its first call cut short, the next the real one)
+                return await cut(calls)(*args, **kwargs)
+            return await real(*args, **kwargs)
+
+        async def silent(*args, **kwargs):
+            raise RPCError("connection refused", RPCStatusCode.UNAVAILABLE, b"")
+
+        workflow.execute_update, workflow.signal = cut(calls), _dropped
+        with pytest.raises(ServerSlow) as slow:  # (the answer not sent: still asked)
+            await handle.resolve(asked, "leave")
+        said.append(str(slow.value))
+        workflow.describe = silent  # and now the server says nothing at all
+        with pytest.raises(ServerLost, match="The answer was sent"):
+            await handle.resolve(asked, "leave")
+        del workflow.describe, workflow.signal
+        workflow.execute_update = once
+        await handle.resolve(asked, "leave")  # taken, asked again: not ServerLost
+        said.append("taken")
+        del workflow.execute_update
+        return said, calls, await handle.outcome()
+
+    said, calls, outcome = on_temporal(scenario)
+    assert said[1] == "taken" and len(calls) == 5  # (3 tries, 1 before the describe failed, 1)
+    assert "start the server" not in said[0] and said[0].startswith(
+        "the Temporal server answers, but saga "
+    )
+    assert outcome.status is Status.HALTED and outcome.pending == ("a",)
+
+
+async def _dropped(*args, **kwargs):
+    """A Signal never sent (the answer not given: the saga still asks)."""
+    return None
+
+
 def test_a_run_taken_up_by_a_process_that_did_not_start_it_is_hosted_there(on_temporal):
     """attack19's F1: ``handle_for(saga, run_id)`` took a saga but hosted nothing, so in a
     process that did not start the run (after a crash, an admin's) each "retry" failed with
