@@ -327,6 +327,34 @@ def test_a_db_file_the_server_cannot_use_is_named_before_the_server_starts(tmp_p
         )
 
 
+def test_the_sdk_cores_own_logs_go_to_a_logger_never_to_stderr():
+    """attack24's L3: while a server was down, the SDK core's pollers wrote coloured
+    multi-line "retried 16 times" errors on stderr, beside the runner's own one line. Its
+    logs go to ``CORE_LOG`` (quiet until the application configures logging). In a process
+    of its own (the runtime is one per process), its level lowered to see a test log."""
+    import subprocess
+    import sys
+
+    code = (
+        "import logging, time\n"
+        "from rollback_lessons.runners.temporal import server\n"
+        "server.CORE_LEVEL = 'INFO'\n"
+        "heard = []\n"
+        "logging.getLogger(server.CORE_LOG).addHandler(logging.Handler())\n"
+        "logging.getLogger(server.CORE_LOG).handlers[0].emit = heard.append\n"
+        "logging.getLogger(server.CORE_LOG).setLevel(logging.INFO)\n"
+        "server.runtime()._core_runtime.write_test_info_log('core says', 'x')\n"
+        "for _ in range(300):\n"
+        "    if heard: break\n"
+        "    time.sleep(0.02)\n"
+        "print([r.getMessage().split(' {')[0] for r in heard])\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout == "['[sdk_core::temporal_sdk_bridge::runtime] core says']\n"
+    assert "core says" not in run.stderr
+
+
 def test_the_server_log_is_never_opened_through_a_planted_symlink(tmp_path, monkeypatch):
     """A shared temporary directory: whatever another user planted there (a symlink under
     the old fixed name) is left alone; the log is in a directory of this process's own."""

@@ -7,6 +7,7 @@ import atexit
 import contextlib
 import functools
 import gc
+import logging
 import os
 import shutil
 import socket
@@ -17,7 +18,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
+from temporalio.runtime import (
+    LogForwardingConfig,
+    LoggingConfig,
+    Runtime,
+    TelemetryConfig,
+    TelemetryFilter,
+)
 from temporalio.service import RetryConfig
 
 from ...errors import RollbackLessonsError
@@ -240,12 +247,22 @@ def client_options() -> dict[str, Any]:
     }
 
 
+CORE_LEVEL = "ERROR"
+"""The least severe of the SDK core's logs that are kept (to ``CORE_LOG``)."""
+CORE_LOG = "rollback_lessons.temporal"
+"""The logger the SDK core's own errors go to (under the package's, which stays quiet until
+the application configures logging), not stderr."""
+
+
 @functools.cache
 def runtime() -> Runtime:
-    """One SDK runtime for all runners: core logs only errors (a lesson's output stays clean),
-    and no worker heartbeats to a server that a lesson stops when it is done."""
-    quiet = TelemetryFilter(core_level="ERROR", other_level="ERROR")
+    """One SDK runtime for all runners: core logs only errors, and to ``CORE_LOG``, not
+    stderr: while a server is down, its pollers' retries wrote coloured multi-line errors
+    beside the runner's own one line, ``ServerLost`` (attack24's L3); and no worker heartbeats
+    to a server that a lesson stops when it is done."""
+    quiet = TelemetryFilter(core_level=CORE_LEVEL, other_level=CORE_LEVEL)
+    forward = LogForwardingConfig(logger=logging.getLogger(CORE_LOG))
     return Runtime(
-        telemetry=TelemetryConfig(logging=LoggingConfig(filter=quiet)),
+        telemetry=TelemetryConfig(logging=LoggingConfig(filter=quiet, forwarding=forward)),
         worker_heartbeat_interval=None,
     )
