@@ -58,7 +58,8 @@ class _Stopped(logging.Filter):
     ``close`` destroyed DBOS under it: it stops there on purpose, its step unsaved."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and waits.destroyed(record.exc_info[1]))
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (exc is not None and waits.destroyed(exc))
 
 
 STOPPED = _Stopped()
