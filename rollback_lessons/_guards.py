@@ -14,10 +14,11 @@ from .calls import check_callable
 from .clock import VirtualClock
 from .errors import InvalidNameError, InvalidPipelineError, TakenOver, UnknownStepError
 from .events import EventKind, describe
-from .machine import Phase, rollback_notes
+from .machine import Phase
 from .operations import RAISE, Finished, Op
 from .rules import NamedUndo
 from .schedule import GraphMachine, GraphOp, Ready, log_anyway
+from .verdicts import rollback_notes
 
 if TYPE_CHECKING:
     from ._run import Run

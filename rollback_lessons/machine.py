@@ -31,11 +31,9 @@ from typing import Any, Final
 
 from .errors import (
     DuplicateStepError,
-    RemoteError,
     RollbackLessonsError,
     TakenOver,
     UnknownStepError,
-    interrupts,
 )
 from .events import EventKind, EventRow, describe
 from .operations import (
@@ -61,38 +59,13 @@ from .verdicts import (  # the status and pivot rules, the machine's (one place 
     halted_at_pivot,
     halts_forward,
     in_undo_order,
+    interruption_name,
     pivot_at_stake,
     pivot_check,
     pivot_in_doubt,
     status_of,
     timed_out,
 )
-
-
-def interruption_name(exc: BaseException) -> str:
-    """A Ctrl-C, ``sys.exit`` (``errors.interrupts``) named as its note names it: by its
-    type, here or where it ran (an engine's stand-in, ``RemoteError``, said
-    ``SystemExit('3')`` where ``saga.run`` said ``SystemExit``: attack24's L2)."""
-    return exc.type_name if isinstance(exc, RemoteError) else type(exc).__name__
-
-
-def rollback_notes(
-    dead_letters: Sequence[DeadLetter],
-    pending: Sequence[str],
-    leaked: Sequence[str],
-    notes: Sequence[str],
-    cut: bool,
-) -> list[str]:
-    """What a rollback left, as the notes on the exception a run raises: one wording in
-    process (``_guards.add_notes``) and on every engine (``remote.reraise``), which told it
-    again and dropped each dead letter's error and attempts (attack24's L2). ``cut``: an
-    interruption ended it (its own note says what is pending, and why)."""
-    said = [f"rollback: undo of {d} (dead letter)" for d in dead_letters]
-    if pending and not cut:
-        said.append(f"rollback halted; left for a person: {', '.join(pending)}")
-    if leaked:
-        said.append(f"rollback: not undone (no undo covers it): {', '.join(leaked)}")
-    return said + [f"rollback: {n}" for n in notes]
 
 
 class MachineError(RollbackLessonsError):
@@ -719,11 +692,10 @@ class Machine:
         self.pending.extend(left)  # type: ignore[attr-defined]
         taken = isinstance(exc, TakenOver)  # (a journal's fence): the new holder finishes it
         self.halted = self.halted or bool(left) or taken
-        what = interruption_name(exc) if interrupts(exc) else describe(exc)
         rest = f"not known to be undone: {', '.join(left)}" if left else "every undo had run"
         kept = " (the journal keeps them for recover)" if self.kept and left else ""
         then = "; the process that took the saga over finishes its rollback" if taken else kept
-        note = f"rollback interrupted by {what} {self.interrupted_where}; {rest}"
+        note = f"rollback interrupted by {interruption_name(exc)} {self.interrupted_where}; {rest}"
         self.notes = [*self.notes, note + then]
         self.index = len(self.todo)
         return self._rollback_done(interrupted=type(exc).__name__)

@@ -12,10 +12,10 @@ from typing import Any
 from .._guards import AFTER_COMMIT
 from ..calls import call_sync, call_timed
 from ..faults import Fault, action_error, undo_error, undo_fails
-from ..machine import rollback_notes
 from ..outcome import Outcome, Status
 from ..rules import NamedUndo, idempotency_key
 from ..saga import Saga, State
+from ..verdicts import rollback_notes
 from .wire import ErrorRecord
 
 
