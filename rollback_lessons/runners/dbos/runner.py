@@ -104,7 +104,8 @@ class DBOSHandle:
         path: Path | None = None,
     ) -> None:
         self.saga, self.run_id, self.path = saga, run_id, path
-        self._state, self._before, self._result = state, before, result
+        self._state, self._before = state, before
+        self._result = waits.unless_closed(result, run_id, path)
 
     def pending(self) -> Question | None:
         """The question the saga waits on a person for (its number and the undos at stake,
@@ -174,10 +175,6 @@ class DBOSHandle:
             if stopped is None or status is None or status.status != "CANCELLED":
                 raise  # not cancelled, or stopped before its machine ran here
             data = stopped
-        except Exception as exc:  # (closed while a step ran: attack24's M1)
-            if not waits.destroyed(exc):
-                raise
-            raise RunnerClosed.of(self.run_id, self.path, ran=True) from None
         finally:
             hosted.release(self.run_id)
             workflow.CANCELS.pop(self.run_id, None)
@@ -324,9 +321,7 @@ class DBOSRunner:
             if wait:
                 launch.CALLERS.add(run_id)  # (a close from another thread waits for it)
                 try:
-                    data = run(*args)
-                except waits.LeftWaiting:  # (closed from another thread meanwhile)
-                    raise RunnerClosed.of(run_id, self.path) from None
+                    data = waits.unless_closed(lambda: run(*args), run_id, self.path)()
                 except (DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError,
                         DBOSAwaitedWorkflowCancelledError) as exc:  # fmt: skip
                     stopped = exc
@@ -335,10 +330,6 @@ class DBOSRunner:
                         raise stopped
 
                     return DBOSHandle(saga, run_id, state, before, result, self.path)
-                except Exception as exc:  # (closed while a step ran: attack24's M1)
-                    if not waits.destroyed(exc):
-                        raise
-                    raise RunnerClosed.of(run_id, self.path, ran=True) from None
                 finally:
                     launch.CALLERS.discard(run_id)
                 return DBOSHandle(saga, run_id, state, before, lambda: data, self.path)

@@ -15,14 +15,15 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from dbos import DBOS
 
 from ...errors import RollbackLessonsError
 
+T = TypeVar("T")
 STOP = {"rollback_lessons.stop": "the runner closed"}
 """Told to a wait on a message when the runner closes (``stop_all``)."""
 
@@ -58,6 +59,25 @@ class RunnerClosed(RollbackLessonsError):
             f"the runner closed while saga {run_id!r} waited; it is left unfinished{where}: "
             "a launch there goes on with it"
         )
+
+
+def unless_closed(call: Callable[[], T], run_id: str, path: Path | None) -> Callable[[], T]:
+    """``call`` (a run's workflow, or the wait for its result), its end told as
+    ``RunnerClosed`` when the runner closed under it from another thread: while its saga
+    waited (``LeftWaiting``) or ran a step (DBOS's own error, raw, with a traceback, for a
+    thread that went on after ``close`` destroyed DBOS: attack24's M1)."""
+
+    def told() -> T:
+        try:
+            return call()
+        except LeftWaiting:
+            raise RunnerClosed.of(run_id, path) from None
+        except Exception as exc:
+            if not destroyed(exc):
+                raise
+            raise RunnerClosed.of(run_id, path, ran=True) from None
+
+    return told
 
 
 def destroyed(exc: BaseException) -> bool:
