@@ -18,6 +18,7 @@ from .machine import Machine, Phase
 from .operations import RAISE, Finished, Op
 from .rules import NamedUndo
 from .schedule import GraphMachine, GraphOp, Ready, log_anyway
+from .verdicts import rollback_notes
 
 if TYPE_CHECKING:
     from ._run import Run
@@ -265,12 +266,9 @@ def add_notes(run: Run, error: BaseException) -> None:
     m = run.m
     if not (m.dead_letters or m.pending or m.leaked or m.notes):
         return  # (complete: nothing to say, the common case)
-    notes = [f"rollback: undo of {d} (dead letter)" for d in m.dead_letters]
-    if m.pending and m.interruption is None:
-        notes.append(f"rollback halted; left for a person: {', '.join(m.pending)}")
-    if m.leaked:
-        notes.append(f"rollback: not undone (no undo covers it): {', '.join(m.leaked)}")
-    notes += [f"rollback: {n}" for n in m.notes]
+    notes = rollback_notes(
+        m.dead_letters, m.pending, m.leaked, m.notes, cut=m.interruption is not None
+    )
     carriers = [error]  # and the Ctrl-C the caller gets, whatever the run failed with
     for other in (m.interruption, run.raise_after):
         if other is not None and all(other is not c for c in carriers):

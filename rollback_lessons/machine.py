@@ -59,6 +59,7 @@ from .verdicts import (  # the status and pivot rules, the machine's (one place 
     halted_at_pivot,
     halts_forward,
     in_undo_order,
+    interruption_name,
     pivot_at_stake,
     pivot_check,
     pivot_in_doubt,
@@ -691,11 +692,10 @@ class Machine:
         self.pending.extend(left)  # type: ignore[attr-defined]
         taken = isinstance(exc, TakenOver)  # (a journal's fence): the new holder finishes it
         self.halted = self.halted or bool(left) or taken
-        what = type(exc).__name__ if not isinstance(exc, Exception) else describe(exc)
         rest = f"not known to be undone: {', '.join(left)}" if left else "every undo had run"
         kept = " (the journal keeps them for recover)" if self.kept and left else ""
         then = "; the process that took the saga over finishes its rollback" if taken else kept
-        note = f"rollback interrupted by {what} {self.interrupted_where}; {rest}"
+        note = f"rollback interrupted by {interruption_name(exc)} {self.interrupted_where}; {rest}"
         self.notes = [*self.notes, note + then]
         self.index = len(self.todo)
         return self._rollback_done(interrupted=type(exc).__name__)

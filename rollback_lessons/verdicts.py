@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final, TypeVar
 
-from .errors import InjectedFault, RemoteError
-from .outcome import Status
+from .errors import InjectedFault, RemoteError, interrupts
+from .events import describe
+from .outcome import DeadLetter, Status
 from .rules import Kind
 
 
@@ -115,3 +116,32 @@ def pivot_check(pivot: str, state: str, leaked: Sequence[str], pending: Sequence
         f"{maybe}; check whether {pivot!r} happened: if it did, {forward}; if it did not, "
         f"run its pending undos by hand ({undos}); then settle the saga"
     )
+
+
+def interruption_name(exc: BaseException) -> str:
+    """What cut a rollback short, as the machine's note names it: a Ctrl-C, ``sys.exit``
+    (``errors.interrupts``) by its type, here or where it ran (an engine's stand-in,
+    ``RemoteError``, said ``SystemExit('3')`` where ``saga.run`` said ``SystemExit``:
+    attack24's L2), an error by its description."""
+    if not interrupts(exc):
+        return describe(exc)
+    return exc.type_name if isinstance(exc, RemoteError) else type(exc).__name__
+
+
+def rollback_notes(
+    dead_letters: Sequence[DeadLetter],
+    pending: Sequence[str],
+    leaked: Sequence[str],
+    notes: Sequence[str],
+    cut: bool,
+) -> list[str]:
+    """What a rollback left, as the notes on the exception a run raises: one wording in
+    process (``_guards.add_notes``) and on every engine (``remote.reraise``), which told it
+    again and dropped each dead letter's error and attempts (attack24's L2). ``cut``: an
+    interruption ended it (its own note says what is pending, and why)."""
+    said = [f"rollback: undo of {d} (dead letter)" for d in dead_letters]
+    if pending and not cut:
+        said.append(f"rollback halted; left for a person: {', '.join(pending)}")
+    if leaked:
+        said.append(f"rollback: not undone (no undo covers it): {', '.join(leaked)}")
+    return said + [f"rollback: {n}" for n in notes]

@@ -3,7 +3,6 @@ waits for the step (DBOS's ``destroy`` did not), and keeps the file locked while
 runs after ``GRACE``, so a relaunch never takes a live run for a dead process's; a launch
 refused for a changed saga resumes nothing first; the lock's holder is named truly."""
 
-import contextlib
 import os
 import subprocess
 import sys
@@ -111,17 +110,22 @@ def test_close_from_another_thread_while_run_goes_keeps_the_file_until_its_step_
     """attack21's D1: ``run()`` runs its workflow in the caller's thread, which DBOS does not
     count as active: a ``close`` from another thread returned at once and let the file go,
     and a relaunch undid b before b's action ended (b's effect stayed, reported undone).
-    Now close warns and keeps the file until that thread's step ended, as for N1."""
+    Now close warns and keeps the file until that thread's step ended, as for N1; and
+    ``run()`` then raises ``RunnerClosed`` in one line (attack24's M1: DBOS's own "System
+    database accessed before DBOS was launched", with a traceback)."""
     monkeypatch.setattr(launch, "GRACE", 0.05)
     world: list[str] = []
     started, go = threading.Event(), threading.Event()
     db = tmp_path / "d.sqlite"
     runner = DBOSRunner.start(db)
     saga = _saga(world, started, go)
+    raised: list[BaseException] = []
 
     def run() -> None:
-        with contextlib.suppress(Exception):  # (DBOS destroyed under it: it stops, unsaved)
+        try:  # (DBOS destroyed under it: it stops at its next DBOS call, b unsaved)
             runner.run(saga, {}, run_id="run-b", register="before")
+        except BaseException as exc:
+            raised.append(exc)
 
     caller = threading.Thread(target=run)
     caller.start()
@@ -132,6 +136,11 @@ def test_close_from_another_thread_while_run_goes_keeps_the_file_until_its_step_
         DBOSRunner.start(db)
     go.set()
     caller.join(60)
+    assert [type(exc) for exc in raised] == [RunnerClosed], raised
+    assert str(raised[0]) == (
+        f"the runner closed while saga 'run-b' ran a step; it is left unfinished on {db}, "
+        "that step unsaved: a launch there goes on with it"
+    )
     _relaunched(db, world, go)
 
 

@@ -308,3 +308,56 @@ def test_a_factory_that_fails_or_makes_a_changed_saga_is_tried_again_a_bounded_n
     finally:
         hosting.REFUSED.pop("gone", None)
         hosting.RETRYING.pop("gone", None)
+
+
+def test_any_character_in_a_name_names_the_file_locked_and_the_data_alike(tmp_path):
+    """attack24's M2: the URL was ``sqlite:///{path}`` unquoted, so DBOS kept ``j%41.sqlite``'s
+    data in ``jA.sqlite`` (``%41`` decoded) and ``j?x=1``'s in ``j``, while the lock was on the
+    name given: a runner on the data's plain name was not refused, and saw the other's runs.
+    Each name is now its own file, the one locked, whatever it holds (# ? % & space Unicode)."""
+    import os
+
+    import pytest
+
+    from rollback_lessons import Saga, Status, Step
+    from rollback_lessons.runners.dbos import DBOSRunner
+    from rollback_lessons.runners.hosted import UnknownRun
+
+    saga = Saga([Step("a", lambda s: s.update(a=1), lambda s: s.pop("a"))], name="odd")
+    odd = ["j%41.sqlite", "a #b?c=1&uri=false %2F é.sqlite"]
+    for name in odd:
+        with DBOSRunner.start(tmp_path / name) as runner:
+            assert runner.run(saga, {}, run_id=f"run-{len(name)}").status is Status.COMMITTED
+    assert sorted(os.listdir(tmp_path)) == sorted(odd)  # (no jA.sqlite, no "a #b")
+    with DBOSRunner.start(tmp_path / "jA.sqlite") as runner:  # another file: not j%41's runs
+        with pytest.raises(UnknownRun):
+            runner.record(f"run-{len(odd[0])}")
+    for name in odd:  # each holds its own run
+        with DBOSRunner.start(tmp_path / name) as runner:
+            assert runner.record(f"run-{len(name)}").status is Status.COMMITTED
+
+
+def test_a_file_that_is_not_sqlite_or_is_a_journal_is_refused_before_dbos_launches(tmp_path):
+    """attack24's M3: a file that is not SQLite failed in DBOS's launch with SQLAlchemy's
+    three-line error (a traceback logged); a rollback journal was taken, DBOS adding its
+    tables to it. Both are ``FileUnusable`` in one line, the file left as it was, and the
+    runner slot free again."""
+    import pytest
+
+    from rollback_lessons.durable.journal import Journal
+    from rollback_lessons.runners.dbos import DBOSRunner, FileUnusable
+
+    text = tmp_path / "notes.txt"
+    text.write_text("not a database, but more than sixteen bytes long\n")
+    journal = tmp_path / "journal.sqlite"
+    Journal(journal).close()
+    kept = {p: p.read_bytes() for p in (text, journal)}
+    for path, why in [(text, "it is not a SQLite database"),
+                      (journal, "it is a rollback journal, not a DBOS file")]:  # fmt: skip
+        with pytest.raises(FileUnusable) as refused:
+            DBOSRunner.start(path)
+        assert str(refused.value).startswith(f"DBOS cannot use {path}: {why}")
+        assert "\n" not in str(refused.value)
+        assert path.read_bytes() == kept[path]
+    with DBOSRunner.start(tmp_path / "new.sqlite"):  # (nothing was left launched)
+        pass

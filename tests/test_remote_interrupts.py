@@ -59,12 +59,13 @@ def _in_process(kind, where, **options):
 
 
 def _same_story(kind, where, world, raised, **options) -> None:
-    """The world as ``saga.run`` leaves it, the same exception type, saga.run's notes (the
-    interruption named by its type)."""
+    """The world as ``saga.run`` leaves it, the same exception type, saga.run's notes word
+    for word (the interruption named by its type: the engines' machine said ``SystemExit('cut')``
+    of its stand-in, attack24's L2)."""
     assert isinstance(raised, kind) and not isinstance(raised, Exception)
     local_world, local_notes = _in_process(kind, where, **options)
     assert world == local_world
-    notes = [n.replace(f"{kind.__name__}('cut')", kind.__name__) for n in raised.__notes__]
+    notes = raised.__notes__
     assert notes == local_notes
     if where == "step":  # (b cut short: in doubt, no undo logged before it)
         assert world.count("do b") == 1 and "rollback: not undone (no undo covers it): b" in notes
@@ -119,6 +120,31 @@ def test_a_base_exception_in_a_dbos_step_tells_saga_runs_story(dbos_runner, kind
     world: list[str] = []
     raised = _on_dbos(dbos_runner, _saga(world, kind, where, f"d-{where}"))
     _same_story(kind, where, world, raised)
+
+
+def test_a_dead_letter_before_a_sys_exit_is_noted_as_saga_run_notes_it(dbos_runner):
+    """attack24's L2: the engines told the notes again, dropping a dead letter's error and
+    attempts ("rollback: undo of c (dead letter)"); they are the machine's, as in process."""
+
+    def make(name: str) -> Saga:
+        def refuse(state):
+            raise ConnectionError("flaky")
+
+        def leave(state):
+            raise SystemExit(3)
+
+        none = lambda s: None  # noqa: E731
+        steps = [Step("a", none, none), Step("b", none, leave), Step("c", none, refuse)]
+        return Saga([*steps, Step("d", lambda s: 1 / 0)], name=name)
+
+    with pytest.raises(SystemExit) as local:
+        make("l2-local").run({}, policy="continue")
+    raised = _on_dbos(dbos_runner, make("l2-dbos"), policy="continue")
+    assert isinstance(raised, SystemExit)
+    assert raised.__notes__ == local.value.__notes__
+    assert raised.__notes__[0] == (
+        "rollback: undo of c: ConnectionError('flaky') after 1 attempt (dead letter)"
+    )
 
 
 @pytest.mark.parametrize("at_once", [False, True])

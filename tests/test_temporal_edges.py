@@ -305,6 +305,56 @@ def test_a_port_in_use_is_named_before_the_server_starts():
             run_async(lambda: TemporalRunner.start(port=port))
 
 
+def test_a_db_file_the_server_cannot_use_is_named_before_the_server_starts(tmp_path, monkeypatch):
+    """attack24's L1: a ``db_file`` in a missing folder, a directory or a file that is not
+    SQLite made the server exit at once, yet the start waited the whole 30 s and then asked
+    whether the machine was very busy. Each is named in one line, nothing spawned."""
+
+    async def spawned(*args, **kwargs):
+        raise AssertionError("the server was spawned")
+
+    monkeypatch.setattr(runner_module.WorkflowEnvironment, "start_local", spawned)
+    text = tmp_path / "notes.txt"
+    text.write_text("not a database, but more than sixteen bytes long\n")
+    for db_file, why in [(tmp_path / "nowhere" / "t.db", f"its folder {tmp_path / 'nowhere'} "
+                          "does not exist"), (tmp_path, "it is a directory"),
+                         (text, "it is not a SQLite database")]:  # fmt: skip
+        with pytest.raises(TemporalUnavailable) as refused:
+            run_async(lambda db_file=db_file: TemporalRunner.start(db_file=db_file))
+        assert str(refused.value) == (
+            f"Temporal's dev server cannot keep its histories in {db_file} (db_file): {why}; "
+            "nothing was started"
+        )
+
+
+def test_the_sdk_cores_own_logs_go_to_a_logger_never_to_stderr():
+    """attack24's L3: while a server was down, the SDK core's pollers wrote coloured
+    multi-line "retried 16 times" errors on stderr, beside the runner's own one line. Its
+    logs go to ``CORE_LOG`` (quiet until the application configures logging). In a process
+    of its own (the runtime is one per process), its level lowered to see a test log."""
+    import subprocess
+    import sys
+
+    code = (
+        "import logging, time\n"
+        "from rollback_lessons.runners.temporal import server\n"
+        "server.CORE_LEVEL = 'INFO'\n"
+        "heard = []\n"
+        "logging.getLogger(server.CORE_LOG).addHandler(logging.Handler())\n"
+        "logging.getLogger(server.CORE_LOG).handlers[0].emit = heard.append\n"
+        "logging.getLogger(server.CORE_LOG).setLevel(logging.INFO)\n"
+        "server.runtime()._core_runtime.write_test_info_log('core says', 'x')\n"
+        "for _ in range(300):\n"
+        "    if heard: break\n"
+        "    time.sleep(0.02)\n"
+        "print([r.getMessage().split(' {')[0] for r in heard])\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout == "['[sdk_core::temporal_sdk_bridge::runtime] core says']\n"
+    assert "core says" not in run.stderr
+
+
 def test_the_server_log_is_never_opened_through_a_planted_symlink(tmp_path, monkeypatch):
     """A shared temporary directory: whatever another user planted there (a symlink under
     the old fixed name) is left alone; the log is in a directory of this process's own."""
@@ -699,6 +749,70 @@ def test_an_update_the_live_server_failed_is_asked_again_not_lost(on_temporal):
     assert failures == [1] and outcome.status is Status.HALTED and outcome.pending == ("a",)
 
 
+def test_an_update_cut_short_on_a_live_server_is_asked_again_never_called_lost(on_temporal):
+    """attack24's L4: at load 30, the Update ``answered`` hit the SDK's RPC timeout on a live
+    server, and resolve said ServerLost, "start the server again", of a server that ran (the
+    answer refused, reported perhaps taken). The server is asked whether it answers: if so
+    the Update is asked again (taken here), and one never settled in time is ``ServerSlow``,
+    not lost; a server that does not answer is still ServerLost. (The timeout simulated.)"""
+    from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from rollback_lessons.runners.temporal import ServerSlow
+
+    saga = Saga([Step("a", lambda s: s.update(a=1), lambda s: s.pop("a")),
+                 Step("b", lambda s: 1 / 0)], name="slow update")  # fmt: skip
+
+    def cut(calls):
+        async def update(*args, **kwargs):
+            calls.append(1)
+            try:
+                raise RPCError("Timeout expired", RPCStatusCode.DEADLINE_EXCEEDED, b"")
+            except RPCError as exc:  # (as the SDK raises it)
+                raise WorkflowUpdateRPCTimeoutOrCancelledError() from exc
+
+        return update
+
+    async def scenario(runner):
+        handle, asked = await _halted_asking(runner, saga)
+        workflow, real = handle.workflow, handle.workflow.execute_update
+        said, calls = [], []
+
+        async def once(*args, **kwargs):
+            if len(calls) == 4:  # (its first call cut short, the next the real one)
+                return await cut(calls)(*args, **kwargs)
+            return await real(*args, **kwargs)
+
+        async def silent(*args, **kwargs):
+            raise RPCError("connection refused", RPCStatusCode.UNAVAILABLE, b"")
+
+        workflow.execute_update, workflow.signal = cut(calls), _dropped
+        with pytest.raises(ServerSlow) as slow:  # (the answer not sent: still asked)
+            await handle.resolve(asked, "leave")
+        said.append(str(slow.value))
+        workflow.describe = silent  # and now the server says nothing at all
+        with pytest.raises(ServerLost, match="The answer was sent"):
+            await handle.resolve(asked, "leave")
+        del workflow.describe, workflow.signal
+        workflow.execute_update = once
+        await handle.resolve(asked, "leave")  # taken, asked again: not ServerLost
+        said.append("taken")
+        del workflow.execute_update
+        return said, calls, await handle.outcome()
+
+    said, calls, outcome = on_temporal(scenario)
+    assert said[1] == "taken" and len(calls) == 5  # (3 tries, 1 before the describe failed, 1)
+    assert "start the server" not in said[0] and said[0].startswith(
+        "the Temporal server answers, but saga "
+    )
+    assert outcome.status is Status.HALTED and outcome.pending == ("a",)
+
+
+async def _dropped(*args, **kwargs):
+    """A Signal never sent (the answer not given: the saga still asks)."""
+    return None
+
+
 def test_a_run_taken_up_by_a_process_that_did_not_start_it_is_hosted_there(on_temporal):
     """attack19's F1: ``handle_for(saga, run_id)`` took a saga but hosted nothing, so in a
     process that did not start the run (after a crash, an admin's) each "retry" failed with
@@ -1023,11 +1137,14 @@ def test_an_answer_whose_update_call_is_cut_short_is_server_lost_or_the_callers_
 ):
     """resolve waits for the workflow's word on its answer (the Update ``answered``). That
     call timed out or cancelled was the SDK's WorkflowUpdateRPCTimeoutOrCancelledError,
-    unmapped. Now a server that does not answer in time is ``ServerLost`` (saying the
-    answer's fate is unknown), and a cancel of the caller's task is that cancel."""
+    unmapped. Now a live server whose Update does not answer in time is asked again, then
+    ``ServerSlow`` (saying the answer's fate is unknown; not ServerLost, attack24's L4), and
+    a cancel of the caller's task is that cancel."""
     from datetime import timedelta
 
     from temporalio.api.enums.v1 import EventType
+
+    from rollback_lessons.runners.temporal import ServerSlow
 
     saga = Saga([Step("a", lambda s: s.update(a=1), lambda s: s.pop("a")),
                  Step("b", lambda s: 1 / 0)], name="cut")  # fmt: skip
@@ -1047,11 +1164,12 @@ def test_an_answer_whose_update_call_is_cut_short_is_server_lost_or_the_callers_
             return await real(*args, rpc_timeout=timedelta(seconds=0.5), **kwargs)
 
         handle.workflow.signal, handle.workflow.execute_update = dropped, short
-        with pytest.raises(ServerLost, match=r"The answer was sent; whether the saga took it"):
+        with pytest.raises(ServerSlow, match=r"The answer was sent; whether the saga took it"):
             await handle.resolve(asked, "leave")
         handle.workflow.execute_update = real
+        before = len(await updates_accepted(handle))
         task = asyncio.ensure_future(handle.resolve(asked, "leave"))
-        while len(await updates_accepted(handle)) < 2:  # its Update waits in the workflow
+        while len(await updates_accepted(handle)) <= before:  # its Update waits in the workflow
             await asyncio.sleep(0.02)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):

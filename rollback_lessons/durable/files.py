@@ -190,6 +190,10 @@ def _check_arguments(path: object, create: object, readonly: object, timeout: ob
         raise ValueError(f"a journal's path cannot hold a NUL character, got {path!r}")
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+"""The first 16 bytes of every SQLite database file (an empty file is a new database)."""
+
+
 def _uri(path: Path, query: str) -> str:
     """A file URI for SQLite with every byte of the path escaped (``#``, ``?``, ``%``,
     spaces, any Unicode, a byte that is not UTF-8): the path names exactly this file, never

@@ -15,6 +15,7 @@ from ..faults import Fault, action_error, undo_error, undo_fails
 from ..outcome import Outcome, Status
 from ..rules import NamedUndo, idempotency_key
 from ..saga import Saga, State
+from ..verdicts import rollback_notes
 from .wire import ErrorRecord
 
 
@@ -74,13 +75,10 @@ def reraise(exc: BaseException | None, outcome: Outcome) -> None:
     rollback left (one that refuses notes is raised as is)."""
     if exc is None:
         return
-    notes = [f"rollback: undo of {d.step} (dead letter)" for d in outcome.dead_letters]
     cut = any(e.kind == "rollback_done" and "interrupted" in e.details for e in outcome.events)
-    if outcome.pending and not cut:  # (cut short: its note says what is pending, and why)
-        notes.append(f"rollback halted; left for a person: {', '.join(outcome.pending)}")
-    if outcome.leaked:
-        notes.append(f"rollback: not undone (no undo covers it): {', '.join(outcome.leaked)}")
-    notes += [f"rollback: {n}" for n in outcome.notes]
+    notes = rollback_notes(  # (the machine's wording, as saga.run's)
+        outcome.dead_letters, outcome.pending, outcome.leaked, outcome.notes, cut=cut
+    )
     if outcome.status == Status.COMMITTED:  # (it came once the saga committed: said so)
         notes.append(AFTER_COMMIT)
     for note in notes:

@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from dbos import DBOS
-from dbos._error import DBOSException
 
 from ...errors import RollbackLessonsError
 from ..hosted import SagaChanged
 from ..wire import SagaPlan, changed
 from . import hosting, waits
-from .held import FileInUse, let_go
+from .held import FileInUse, let_go, url
 
 LISTEN = 0.02
 """How often (s) ``close`` looks whether the sagas still running stopped."""
@@ -60,7 +59,7 @@ class _Stopped(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        return not (isinstance(exc, DBOSException) and "before DBOS was launched" in str(exc))
+        return not (exc is not None and waits.destroyed(exc))
 
 
 STOPPED = _Stopped()
@@ -111,7 +110,7 @@ def saved_unfinished(path: Path) -> dict[str, SagaPlan | None]:
         return {}
     from dbos import DBOSClient
 
-    client = DBOSClient(system_database_url=f"sqlite:///{path}")
+    client = DBOSClient(system_database_url=url(path))
     try:
         unfinished = client.list_workflows(status=["PENDING", "ENQUEUED"])
     except Exception:  # (no DBOS tables yet: nothing unfinished; DBOS's launch says the rest)

@@ -34,7 +34,7 @@ from ..hosted import UnknownRun
 from ..wire import needs_graph, outcome_of, plan_of, record_of
 from . import graph, hosting, launch, waits, workflow
 from .graph import graph_workflow
-from .held import hold, let_go
+from .held import hold, let_go, url
 from .hosting import check
 from .launch import DBOSUnavailable
 from .waits import RunnerClosed
@@ -104,7 +104,8 @@ class DBOSHandle:
         path: Path | None = None,
     ) -> None:
         self.saga, self.run_id, self.path = saga, run_id, path
-        self._state, self._before, self._result = state, before, result
+        self._state, self._before = state, before
+        self._result = waits.unless_closed(result, run_id, path)
         self._heard = heard.Heard(saga)  # told the events once, by the first outcome() read
 
     def pending(self) -> Question | None:
@@ -235,7 +236,7 @@ class DBOSRunner:
             logging.getLogger("dbos").addFilter(launch.STOPPED)  # (once: a filter is added once)
             version = replay_version()
             launched = True  # (from here, DBOS may resume the file's sagas on its threads)
-            DBOS(config={"name": NAME, "system_database_url": f"sqlite:///{path}",
+            DBOS(config={"name": NAME, "system_database_url": url(path),
                          "log_level": "WARNING", "application_version": version,
                          "notification_listener_polling_interval_sec": LISTEN})  # fmt: skip
             DBOS.launch()  # resumes the workflows a dead process left on this file
@@ -320,9 +321,7 @@ class DBOSRunner:
             if wait:
                 launch.CALLERS.add(run_id)  # (a close from another thread waits for it)
                 try:
-                    data = run(*args)
-                except waits.LeftWaiting:  # (closed from another thread meanwhile)
-                    raise RunnerClosed.of(run_id, self.path) from None
+                    data = waits.unless_closed(lambda: run(*args), run_id, self.path)()
                 except (DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError,
                         DBOSAwaitedWorkflowCancelledError) as exc:  # fmt: skip
                     stopped = exc

@@ -15,14 +15,15 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from dbos import DBOS
 
 from ...errors import RollbackLessonsError
 
+T = TypeVar("T")
 STOP = {"rollback_lessons.stop": "the runner closed"}
 """Told to a wait on a message when the runner closes (``stop_all``)."""
 
@@ -41,17 +42,50 @@ class LeftWaiting(BaseException):
 
 class RunnerClosed(RollbackLessonsError):
     """The runner closed while the saga waited (for a person, a retry's backoff, its
-    saga's steps): ``run`` closed from another thread, or ``outcome()`` after the close. It
-    is left unfinished on the file, for the next launch there (attack21's D2)."""
+    saga's steps) or ran a step: ``run`` closed from another thread, or ``outcome()`` after
+    the close. It is left unfinished on the file, for the next launch there (attack21's D2;
+    attack24's M1: a step running then raised DBOS's own error, with a traceback)."""
 
     @classmethod
-    def of(cls, run_id: str, path: Path | None) -> RunnerClosed:
-        """Saga ``run_id``'s, left unfinished on ``path``."""
+    def of(cls, run_id: str, path: Path | None, ran: bool = False) -> RunnerClosed:
+        """Saga ``run_id``'s, left unfinished on ``path`` (``ran``: while a step ran)."""
         where = f" on {path}" if path is not None else ""
+        if ran:
+            return cls(
+                f"the runner closed while saga {run_id!r} ran a step; it is left unfinished"
+                f"{where}, that step unsaved: a launch there goes on with it"
+            )
         return cls(
             f"the runner closed while saga {run_id!r} waited; it is left unfinished{where}: "
             "a launch there goes on with it"
         )
+
+
+def unless_closed(call: Callable[[], T], run_id: str, path: Path | None) -> Callable[[], T]:
+    """``call`` (a run's workflow, or the wait for its result), its end told as
+    ``RunnerClosed`` when the runner closed under it from another thread: while its saga
+    waited (``LeftWaiting``) or ran a step (DBOS's own error, raw, with a traceback, for a
+    thread that went on after ``close`` destroyed DBOS: attack24's M1)."""
+
+    def told() -> T:
+        try:
+            return call()
+        except LeftWaiting:
+            raise RunnerClosed.of(run_id, path) from None
+        except Exception as exc:
+            if not destroyed(exc):
+                raise
+            raise RunnerClosed.of(run_id, path, ran=True) from None
+
+    return told
+
+
+def destroyed(exc: BaseException) -> bool:
+    """``exc`` is DBOS's error for a saga's thread that went on after ``close`` destroyed
+    DBOS under it (its next DBOS call, after the step it ran): it stops there, on purpose."""
+    from dbos._error import DBOSException
+
+    return isinstance(exc, DBOSException) and "before DBOS was launched" in str(exc)
 
 
 def opening() -> None:

@@ -3,6 +3,7 @@
 from ..asking import AnswerRefused, Question
 from ..hosted import NotHosted, SagaChanged, UnknownRun
 from .limits import TemporalLimitExceeded
+from .lost import ServerSlow
 from .runner import (
     AbandonedCalls,
     SagaHandle,
@@ -23,6 +24,7 @@ __all__ = [
     "SagaHandle",
     "SagaTerminated",
     "ServerLost",
+    "ServerSlow",
     "TemporalLimitExceeded",
     "TemporalRunner",
     "TemporalUnavailable",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import uuid
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,14 @@ from ..heard import Heard
 from ..wire import outcome_of, record_of
 from .activities import GATES, IN_FLIGHT, step_started
 from .limits import TemporalLimitExceeded
-from .lost import SagaTerminated, ServerLost, failed_after_effect, history_table, unheard
+from .lost import (
+    SagaTerminated,
+    ServerLost,
+    ServerSlow,
+    failed_after_effect,
+    history_table,
+    unheard,
+)
 from .workflow import LIMIT
 
 if TYPE_CHECKING:
@@ -146,7 +154,9 @@ class SagaHandle:
         """The id of the answer question ``number`` took ("" none), once it is settled; None
         if the saga ended without saying (terminated, say)."""
         failed: RPCError | None = None
+        began = time.monotonic()
         for _ in range(3):  # (an Update the server failed, alive: its workflow task failed)
+            slow = False  # (this Update cut short by the SDK's timeout, the server alive)
             try:
                 return str(await self.workflow.execute_update("answered", args=[number]))
             except WorkflowUpdateFailedError:  # the run is over by now
@@ -156,16 +166,24 @@ class SagaHandle:
             except UpdateCut as exc:  # the SDK's word for the call cut short, either way:
                 if isinstance(exc.__cause__, asyncio.CancelledError):
                     raise exc.__cause__ from None  # the caller's cancel, as it came
-                raise ServerLost.of(  # the server did not answer in time
-                    self.run_id, exc.__cause__ or exc, UNKNOWN
-                ) from None
+                try:  # lost, or only slow (attack24's L4: a server at load 30, alive,
+                    await self.workflow.describe()  # was called stopped, to be restarted)
+                except RPCError as lost:
+                    raise ServerLost.of(self.run_id, lost, UNKNOWN) from None
+                failed, slow = None, True
             try:  # a run over is asked by a Query (its worker replays its history)
                 took = await self.workflow.query("taken", number)
             except RPCError as exc:  # no word from the run: its answer's fate is not known
                 raise ServerLost.of(self.run_id, exc, UNKNOWN) from None
-            if took is not None or failed is None:  # settled, or the run is over
+            if took is not None or (failed is None and not slow):  # settled, or over
                 return None if took is None else str(took)
             await asyncio.sleep(0.2)  # (then asked again: its workflow task is retried)
+        if slow:  # the server answers, the saga did not say in time: not lost
+            raise ServerSlow(
+                f"the Temporal server answers, but saga {self.run_id} did not say within "
+                f"{time.monotonic() - began:.0f} s whether it took this answer to question "
+                f"{number}. {UNKNOWN}"
+            )
         assert failed is not None  # the server answers, the Update fails, nothing settled
         raise ServerLost.of(self.run_id, failed, UNKNOWN)
 

@@ -212,3 +212,9 @@ class ServerLost(TemporalUnavailable):
             undone,
             failed,
         )
+
+
+class ServerSlow(TemporalUnavailable):
+    """The Temporal server answers, but a saga did not say in time whether it took a
+    person's answer (the Update that asks it cut short by the SDK's timeout, again): the
+    answer's fate is not known, and nothing needs restarting (``pending()`` tells)."""

