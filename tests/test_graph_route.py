@@ -10,6 +10,7 @@ says (a list undone ``forward``, or cancelled)."""
 import asyncio
 import threading
 from functools import partial
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -134,8 +135,10 @@ def dbos(mp, items, options):
     stub_forms(mp, module, "graph_workflow", module, "saga_workflow")
     completion = options["completion"]
     run_id = "route-dbos"
+    runner = module.DBOSRunner.__new__(module.DBOSRunner)
+    runner.path = Path("route.sqlite")  # (named only if the runner closed under a run)
     try:
-        return chosen(lambda: module.DBOSRunner.__new__(module.DBOSRunner).start_saga(
+        return chosen(lambda: runner.start_saga(
             saga_of(items), {}, wait=True, run_id=run_id, undo_order=options["undo_order"],
             completion=completion, at_once=options["at_once"],
             cancel=threading.Event() if options["cancel"] else None,
