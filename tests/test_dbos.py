@@ -252,11 +252,11 @@ def test_dbos_cancel_workflow_stops_the_saga_and_undoes_nothing(dbos_runner):
     says ``halted``, every undo pending, the charge's effect leaked, and names it (Step
     Functions' StopExecution does the same). The runner's own cancel, heard as the charge
     returns, undoes everything, the charge too."""
-    charging, stopped = threading.Event(), threading.Event()
+    charging, stopped, released = threading.Event(), threading.Event(), []
 
     def charge(state):
-        charging.set()
-        stopped.wait(10)  # until the workflow was cancelled
+        charging.set()  # until the workflow was cancelled (a stall under load: not 10 s)
+        released.append(stopped.wait(120))
         state["charge"] = "done"
 
     def saga():
@@ -271,10 +271,13 @@ def test_dbos_cancel_workflow_stops_the_saga_and_undoes_nothing(dbos_runner):
 
     state = {}
     handle = dbos_runner.start_saga(saga(), state)
-    assert charging.wait(10)
-    handle.stop()
-    stopped.set()
+    try:
+        assert charging.wait(10)
+        handle.stop()
+    finally:
+        stopped.set()
     outcome = handle.outcome()
+    assert released == [True]  # the stop, not the wait's bound, let the charge return
     assert outcome.status is Status.HALTED and outcome.compensated == ()
     assert outcome.pending == ("car", "room", "a") and outcome.leaked == ("charge",)
     assert "DBOS.cancel_workflow" in outcome.notes[0]
