@@ -104,6 +104,38 @@ def test_close_while_a_step_runs_keeps_the_file_until_it_ends_then_a_relaunch_un
     assert "died (or closed its runner)" in str(record.error)
 
 
+def test_a_launch_while_the_left_runs_are_let_go_is_told_why_never_close_that_runner(
+    tmp_path, monkeypatch
+):
+    """CI (s45) saw a relaunch, made once ``launch.LEFT`` was empty, refused "DBOS already
+    runs in this process: close that runner first" (false: it was closed): the left runs'
+    watcher emptied LEFT before it let the file and the launch go. A launch in between is
+    told why now (the closed runner's sagas), and once LEFT is empty it launches."""
+    monkeypatch.setattr(launch, "GRACE", 0.05)
+    world: list[str] = []
+    started, go = threading.Event(), threading.Event()
+    db = tmp_path / "d.sqlite"
+    letting, free = threading.Event(), threading.Event()
+    real = launch.let_go
+
+    def slow_let_go(fd: int) -> None:  # (the watcher, between the runs' end and the launch's)
+        letting.set()
+        assert free.wait(60)
+        real(fd)
+
+    _left_running(db, [(_saga(world, started, go), started, go)])
+    monkeypatch.setattr(launch, "let_go", slow_let_go)
+    go.set()
+    assert letting.wait(60)
+    try:
+        with pytest.raises((FileInUse, DBOSUnavailable), match=r"saga\(s\) run-b"):
+            DBOSRunner.start(db)
+    finally:
+        free.set()
+    monkeypatch.setattr(launch, "let_go", real)
+    _relaunched(db, world, go)
+
+
 def test_close_from_another_thread_while_run_goes_keeps_the_file_until_its_step_ends(
     tmp_path, monkeypatch
 ):

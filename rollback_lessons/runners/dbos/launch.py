@@ -95,10 +95,10 @@ def _left_behind(path: Path, fd: int | None, active: Any, runs: list[str]) -> No
     def wait() -> None:
         while _running(active):
             _LOOK.wait(LOOK)
-        LEFT.clear()
         if fd is not None:
             let_go(fd)
         LAUNCHED.release()
+        LEFT.clear()  # (last: a launch refused meanwhile is told why, never "close that runner")
 
     threading.Thread(target=wait, name="dbos-left-running", daemon=True).start()
 
