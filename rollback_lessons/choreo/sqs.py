@@ -9,15 +9,11 @@ a consumer died (it sets the visibility of what this process holds to 0).
 from __future__ import annotations
 
 import contextlib
-import subprocess
-import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from ..runners import free_port
+from ..runners.moto_server import moto_server
 from .events import Message
 from .queues import Delivery
 
@@ -95,28 +91,5 @@ def on_moto_server() -> Iterator[SqsQueue]:
     leaving (a queue other processes could share)."""
     import boto3
 
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/moto-api/", timeout=2).read()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto_server did not start on {url}") from None
-                time.sleep(0.1)
+    with moto_server() as url:
         yield SqsQueue(boto3.client("sqs", region_name=REGION, endpoint_url=url, **_KEYS))
-    finally:
-        server.terminate()
-        try:
-            server.wait(5)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()

@@ -4,15 +4,10 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 
-from .. import free_port
+from ..moto_server import moto_server
 from .asl import StepFunctionsError
 
 
@@ -41,34 +36,6 @@ def _moto_in_process() -> Iterator[None]:
 @contextlib.contextmanager
 def _moto_server() -> Iterator[str]:
     """``moto_server`` on 127.0.0.1 (only), configured to execute state machines."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        config = json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode()
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                request = urllib.request.Request(
-                    f"{url}/moto-api/config",
-                    data=config,
-                    headers={"Content-Type": "application/json"},
-                )
-                urllib.request.urlopen(request, timeout=2).read()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise StepFunctionsError("moto_server did not start") from None
-                time.sleep(0.1)
+    config = {"stepfunctions": {"execute_state_machine": True}}
+    with moto_server(config, StepFunctionsError) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
