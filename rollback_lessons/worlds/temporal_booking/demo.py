@@ -286,10 +286,10 @@ async def email_in_doubt(runner: Any, world: str, answer: str, saga: str = "b1")
                 await asyncio.sleep(0.05)
             return steps
 
-        steps = await asyncio.wait_for(asked(), 30)
+        steps = await asyncio.wait_for(asked(), 60)
         waiting = world_report(world)
         await handle.signal(BookingSaga.resolve, answer)
-        result = await asyncio.wait_for(handle.result(), 30)
+        result = await asyncio.wait_for(handle.result(), 60)
         history = await history_table(handle.fetch_history_events(), ids=False)
         tried = await attempts(handle.fetch_history_events(), workflows.PIVOT)
     return InDoubt(steps, waiting, result, world_report(world), history, tried)
