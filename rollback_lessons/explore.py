@@ -238,6 +238,12 @@ class Exploration:
 
     saga: Saga
     runs: tuple[Explored, ...]
+    restored: Restored = _equal  # the world's own "as it was", to judge a run made later
+
+    def judge(self, faults: Faults, outcome: Outcome) -> tuple[str, ...]:
+        """The invariants another run of this saga breaks, checked as every run here was
+        (the panel under lesson 11's grid judges the learner's own runs by it)."""
+        return violations(self.saga, faults, outcome, self.restored)
 
     @property
     def failures(self) -> list[Explored]:
@@ -358,7 +364,7 @@ def _explore(
             for faults in combinations(saga, max_faults)
             for policy in policies
         ]
-        return Exploration(saga, tuple(runs))
+        return Exploration(saga, tuple(runs), restored)
     timings = completion_orders(saga)
     runs = []
     for faults in combinations(saga, max_faults):
@@ -367,7 +373,7 @@ def _explore(
             runs.append(first)
             if _overlapped(first.outcome):  # else every order runs the same
                 runs += [made.check(faults, policy, t) for t in timings[1:]]
-    return Exploration(saga, tuple(runs))
+    return Exploration(saga, tuple(runs), restored)
 
 
 def assert_every_failure_handled(

@@ -11,9 +11,11 @@ from conftest import a_part, lesson_worlds, text_problems
 from matplotlib.lines import Line2D
 from test_explore import FLAWED
 
-from rollback_lessons.explore import explore
+from rollback_lessons.explore import check, explore
+from rollback_lessons.faults import Fault
 from rollback_lessons.lab.grid import ExplorerGrid, cells, draw_grid
 from rollback_lessons.lab.timeline import Timeline
+from rollback_lessons.lab.widgets import RollbackLab
 from rollback_lessons.worlds import examples
 
 matplotlib.use("Agg")
@@ -445,6 +447,55 @@ def test_the_panel_under_the_grid_says_the_opened_run_breaks_what_the_grid_cross
     clean = next(key for key, run in grid.grid.items() if not run.violations)
     grid.open(*clean)
     assert "breaks" not in result()
-    grid.open(*grid.find((("charge_card", "fail"),)))
-    lab.set_policy("halt")  # the learner's own run: the grid's check says nothing of it
-    assert "breaks" not in result()
+
+
+def test_the_panel_under_the_grid_judges_the_learners_own_runs_as_the_grid_does():
+    """newuser19: under lesson 11's grid, the learner's own run (reserve_room's undo failing
+    once, charge_card failing) refunded 120 for a charge never made and the panel said a
+    plain "rolled_back, undone: charge_card", while the grid's cell for the same faults is
+    crossed: "phantom undo". The panel now judges every run the learner makes by the
+    explorer's own check of the grid above it (the same words as ``check``), and judges
+    nothing where there is no grid, or for a run a Stop cut short."""
+    grid = _lesson_11_grid()
+    lab = grid.lab
+
+    def breaks() -> str:
+        result = lab.view.value.split("rl-result'>")[1]
+        return result.split("<th>breaks</th>")[1] if "<th>breaks</th>" in result else ""
+
+    lab.set_fault("charge_card", "fail")
+    lab.set_fault("reserve_room", "undo_fails_once")
+    lab.show_frame(lab.frame_count - 1)
+    faults = (("reserve_room", Fault.UNDO_FAILS_ONCE), ("charge_card", Fault.FAIL))
+    expected = check(
+        grid.exploration.saga, examples.booking_state, faults, "continue",
+        examples.booking_restored,
+    ).violations  # fmt: skip
+    assert [v.split(":")[0] for v in expected] == ["phantom undo"]
+    assert "phantom undo" in breaks()
+    lab.show_frame(0)
+    assert breaks() == ""  # said at the run's last event, as for a cell
+    lab.set_policy("halt")  # another run, judged again: halt undoes the refund too
+    lab.show_frame(lab.frame_count - 1)
+    assert "phantom undo" in breaks()
+    lab.set_fault("charge_card", "ok")  # nothing fails: committed, nothing broken
+    lab.set_fault("reserve_room", "undo_ok")
+    assert lab.outcome is not None and str(lab.outcome.status) == "committed"
+    assert breaks() == ""
+    lab.set_fault("charge_card", "fail")
+    lab.show_frame(lab.frame_count - 1)
+    assert "phantom undo" in breaks()
+    lab.stop(at=0)  # cut short by a Stop: the explorer never stops a run, so no verdict
+    lab.show_frame(lab.frame_count - 1)
+    assert breaks() == ""
+
+    alone = RollbackLab(grid.exploration.saga, examples.booking_state)  # no grid: no judge
+    alone.set_fault("charge_card", "fail")
+    alone.show_frame(alone.frame_count - 1)
+    assert "<th>breaks</th>" not in alone.view.value
+    clean = ExplorerGrid(
+        explore(examples.booking_saga(), examples.booking_state), examples.booking_state
+    )  # the right refund: the same faults break nothing
+    clean.lab.set_fault("charge_card", "fail")
+    clean.lab.show_frame(clean.lab.frame_count - 1)
+    assert "<th>breaks</th>" not in clean.lab.view.value

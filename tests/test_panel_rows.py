@@ -119,6 +119,14 @@ def grid_views() -> Iterator[tuple[str, str]]:
         grid.open(row, col)
         for i, view in frames(grid.lab, png):
             yield f"11 cell {row}-{col} event {i + 1}", view
+    # the learner's own runs under the grid, under the policies the cells do not show:
+    # judged by the grid's check, their result says what they break too (a breaks row)
+    cells = a_part(sorted(grid.grid), 6, name="panel rows: lesson 11's own runs")
+    for (row, col), policy in itertools.product(cells, ("retry", "halt")):
+        faults = [(step, str(fault)) for step, fault in grid.grid[(row, col)].faults]
+        grid.lab.open_run(faults, policy)
+        for i, view in frames(grid.lab, png):
+            yield f"11 own run {faults} {policy} event {i + 1}", view
 
 
 def scrolling(views: list[tuple[str, str]]) -> list:

@@ -233,6 +233,7 @@ class ExplorerGrid:
         self.faults = axes_of(exploration)
         self.grid = cells(exploration, policy)
         self.lab = RollbackLab(exploration.saga, state, policy=policy)
+        self.lab.exploration = exploration  # the learner's own runs judged as the cells are
         frames = self.lab.timeline.frames  # every cell's picture kept, and the panel's own
         frames.runs += len(self.grid) if frames.runs > 0 else 0
         self._lock = self.lab._lock  # a cell's click and the panel's own: one at a time

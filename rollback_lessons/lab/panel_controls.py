@@ -328,3 +328,14 @@ def state_factory(state: Any) -> Callable[[], Any]:
     if isinstance(state, Mapping):
         return lambda: copy.deepcopy(dict(state))
     raise TypeError(f"state must be a mapping or a function that makes one, got {state!r}")
+
+
+def judged(lab: Any, outcome: Outcome, stop_after: int | None) -> tuple[str, ...]:
+    """What the learner's own run breaks, by the explorer's check of the grid above its
+    panel (lesson 11's showed a phantom undo as a plain "rolled_back", newuser19). A panel
+    of its own, or a run a Stop cut short (the explorer never stops one), judges nothing."""
+    exploration = lab.exploration
+    if exploration is None or stop_after is not None:
+        return ()
+    faults = tuple((step, Fault(fault)) for step, made in lab.inject.items() for fault in made)
+    return tuple(exploration.judge(faults, outcome))

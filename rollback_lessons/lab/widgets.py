@@ -20,7 +20,7 @@ import ipywidgets as w
 
 from ..clock import VirtualClock
 from ..errors import InvalidPipelineError, UnknownFaultError, UnknownStepError
-from ..explore import single_faults
+from ..explore import Exploration, single_faults
 from ..outcome import Outcome
 from ..saga import Saga, snapshot
 from . import ahead, guard, reuse, timeline
@@ -39,6 +39,7 @@ from .panel_controls import (
     action_choice,
     explored_settings,
     faults_set,
+    judged,
     layout,
     mark_chosen,
     run_cue,
@@ -157,12 +158,10 @@ class RollbackLab(Player):
             layout=w.Layout(width="80px", flex="none"),
         )  # fmt: skip
         self.play_button = w.Button(
-            description="Play",
-            icon="play",
-            button_style="primary",
+            description="Play", icon="play", button_style="primary",
             tooltip="play the run event by event (press again to pause)",
             layout=w.Layout(width="88px", flex="none"),
-        )
+        )  # fmt: skip
         self.play = w.Play(
             min=1, max=1, value=1, interval=interval_ms, description="Play", tooltip="play / pause",
             show_repeat=False, layout=w.Layout(display="none"),
@@ -187,6 +186,7 @@ class RollbackLab(Player):
         self._result = ""
         self._shown_result = ""  # the panel's own: with what the run breaks (a grid cell's)
         self._breaks: tuple[str, ...] = ()  # the explorer's violations of the run to open
+        self.exploration: Exploration | None = None  # a grid's: it judges the learner's runs
         self.stopped_at: int | None = None  # the event a Stop cancelled the run after
 
         for control in [*self.actions.values(), *self.undos.values()]:
@@ -402,7 +402,7 @@ class RollbackLab(Player):
             self.runs += 1
         self._cue = "" if opening else run_cue(f"↻ run {self.runs}", self._said)
         self._result = result_html(outcome, stop_after)
-        breaks, self._breaks = self._breaks, ()  # (a later run, the learner's: its own)
+        breaks, self._breaks = self._breaks or judged(self, outcome, stop_after), ()
         self._shown_result = result_html(outcome, stop_after, breaks) if breaks else self._result
         frame = self.telling_frame(outcome, opening or at_end)
         self._show(frame)  # the view first: it is what the learner watches (one message)
