@@ -130,6 +130,27 @@ def test_a_panel_opened_without_a_fault_says_so_too():
     assert lab.runs == 0
 
 
+def test_the_cue_says_which_chosen_faults_never_struck():
+    """newuser19: "make_folder fail after effect, write_file fail after effect" stood over a
+    run where write_file never ran. The cue names the faults that struck, then those that
+    never did (a step never started, an undo never run), from the run's own events."""
+    lab = RollbackLab(xyz_saga(), state=xyz_state())
+    lab._repr_mimebundle_()
+    lab.set_fault("step2", "fail")
+    lab.set_fault("step3", "fail")  # step3 never runs: step2 failed first
+    started = {e.step for e in lab.outcome.events if e.kind == "step_start"}
+    assert "step3" not in started
+    assert shown_cue(lab).endswith(": step2 fail; never struck: step3 fail")
+    lab.set_fault("step1", "undo_fails")  # step1 ran and is undone: its undo fault strikes
+    assert shown_cue(lab).endswith(": step1 undo fails, step2 fail; never struck: step3 fail")
+    lab.set_fault("step2", "ok")
+    lab.set_fault("step3", "ok")  # committed: step1's undo never runs
+    assert str(lab.outcome.status) == "committed"
+    assert shown_cue(lab).endswith(": none struck; never struck: step1 undo fails")
+    lab.set_fault("step1", "undo_ok")
+    assert shown_cue(lab).endswith(": no faults")
+
+
 def test_the_cue_names_every_option_the_learner_set():
     lab = RollbackLab(xyz_saga(), state=xyz_state())
     lab._repr_mimebundle_()

@@ -14,7 +14,8 @@ import ipywidgets as w
 
 from .. import faults
 from ..errors import InvalidPipelineError
-from ..faults import LABELS, Fault
+from ..events import EventKind
+from ..faults import LABELS, UNDO_FAULTS, Fault
 from ..outcome import Outcome, Status
 from ..schedule import PAST_PIVOT
 from .drawing import FAIL, RETRY, kind_word
@@ -212,7 +213,7 @@ def view_px(lab: Any) -> int:
 def run_said(lab: Any, outcome: Outcome, stop_after: int | None) -> tuple[str, str]:
     """What a run's cue says, escaped: its faults and the options that differ from the
     engine's defaults (so a learner sees what they chose), and how it ended."""
-    faults = faults_said(lab.inject.items()) or "no faults"
+    faults = struck_said(lab.inject, outcome)
     faults += "".join(  # the options that differ from the engine's defaults, named too
         f"; {name}{control.label}"
         for name, control, usual in (
@@ -229,6 +230,25 @@ def run_said(lab: Any, outcome: Outcome, stop_after: int | None) -> tuple[str, s
         elif outcome.status is not Status.CANCELLED:
             said += " (too late: the run had already failed or ended)"
     return html.escape(faults), html.escape(said)
+
+
+def struck_said(inject: Mapping[str, Iterable[str]], outcome: Outcome) -> str:
+    """The faults chosen, those that struck first, then those that never did (their step
+    never ran, or its undo never did): "make_folder fail after effect, write_file fail
+    after effect" read as if both struck where only the first ran (newuser19)."""
+    started = {step for kind, step, *_ in outcome.rows if kind == EventKind.STEP_START}
+    undone = {step for kind, step, *_ in outcome.rows if kind == EventKind.UNDO}
+    hit: dict[str, list[str]] = {}
+    missed: dict[str, list[str]] = {}
+    for step, chosen in inject.items():
+        for fault in chosen:
+            reached = step in (undone if fault in UNDO_FAULTS else started)
+            (hit if reached else missed).setdefault(step, []).append(fault)
+    if not missed:
+        return faults_said(hit.items()) or "no faults"
+    return (
+        f"{faults_said(hit.items()) or 'none struck'}; never struck: {faults_said(missed.items())}"
+    )
 
 
 def run_cue(head: str, said: tuple[str, str]) -> str:
