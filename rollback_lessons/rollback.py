@@ -101,6 +101,21 @@ class _Base:
             raise _guards.committed_note(self._run.raise_after)
         return None
 
+    _woken: threading.Event | None = None  # set once the block failed (a step retries)
+    _awoken: Any = None  # AsyncRollback's: an asyncio.Event set with it
+
+    def _stop_tries(self, failed: BaseException | None) -> None:
+        """The block failed while a step of another thread runs: that step begins no new
+        try (the machine's ``stop``), and its wait to retry ends at once (``_Wakeable``)."""
+        if self._woken is None:
+            return  # (no step of this block retries)
+        m = self._run.m
+        if failed is not None and not m.rolling and m.phase in (Phase.STEP, Phase.STEP_WAIT):
+            m.stop(failed)
+        self._woken.set()
+        if self._awoken is not None:
+            self._awoken.set()
+
     def _enter(self) -> None:
         if self._state is not _NEW:
             raise RuntimeError(f"a {type(self).__name__} is single-use; make a new one")
@@ -193,18 +208,6 @@ class Rollback(_Base):
             self._check_open()
         return run.step(name, action, undo, register, retry, undo_timeout)  # type: ignore[no-any-return]
 
-    _woken: threading.Event | None = None  # set once the block failed (a step retries)
-
-    def _stop_tries(self, failed: BaseException | None) -> None:
-        """The block failed while a step of another thread runs: that step begins no new
-        try (the machine's ``stop``), and its wait to retry ends at once (``_Wakeable``)."""
-        if self._woken is None:
-            return  # (no step of this block retries)
-        m = self._run.m
-        if failed is not None and not m.rolling and m.phase in (Phase.STEP, Phase.STEP_WAIT):
-            m.stop(failed)
-        self._woken.set()
-
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
@@ -281,6 +284,9 @@ class AsyncRollback(_Base):
             raise StepStillRunning.refusing(name, self._running[0])
         import asyncio
 
+        if retry is not None and self._woken is None:  # (its wait to retry: ``_stop_tries``)
+            self._woken, self._awoken = threading.Event(), asyncio.Event()
+            self._run.clock = _Wakeable(self._run.clock, self._woken, self._awoken)
         ended = asyncio.Event()
         self._running = (name, ended)
         try:
@@ -303,12 +309,15 @@ class AsyncRollback(_Base):
             import asyncio  # block ends once it returns, never over it (attack22 H1)
 
             ended = self._running[1]
+            if failed is not None:  # (as ``Rollback``'s: no new try, its wait ended)
+                self._stop_tries(failed)
             while not ended.is_set():
                 try:
                     await ended.wait()
                 except asyncio.CancelledError as cancel:  # waited for still, as undos are
                     if failed is None:
                         failed = cancel  # (then the block fails there: cancelled)
+                        self._stop_tries(failed)
                     elif cancel is not failed:
                         cancelled_again = True
         if failed is None:
@@ -353,8 +362,8 @@ class _Wakeable:
     """A with-block's clock once a step of it retries: a wait on the system clock ends as
     soon as the block failed (``Rollback._stop_tries``), not a whole backoff later."""
 
-    def __init__(self, clock: Clock, woken: threading.Event) -> None:
-        self.clock, self.woken = clock, woken
+    def __init__(self, clock: Clock, woken: threading.Event, awoken: Any = None) -> None:
+        self.clock, self.woken, self.awoken = clock, woken, awoken
 
     def sleep(self, seconds: float) -> None:
         if type(self.clock) is SystemClock:
@@ -363,7 +372,15 @@ class _Wakeable:
             self.clock.sleep(seconds)
 
     async def asleep(self, seconds: float) -> None:
-        await self.clock.asleep(seconds)
+        if type(self.clock) is SystemClock and self.awoken is not None:
+            import asyncio  # (AsyncRollback's: the wait ends once its block failed)
+
+            try:
+                await asyncio.wait_for(self.awoken.wait(), seconds)
+            except TimeoutError:
+                pass
+        else:
+            await self.clock.asleep(seconds)
 
     def time(self) -> float:
         return self.clock.time()

@@ -174,3 +174,88 @@ def test_a_machine_stopped_while_its_with_block_step_waits_begins_no_new_try():
     m.stop(LookupError("block"))
     m.step_failed(ConnectionError("one"))
     assert m.phase is Phase.FORWARD and m.rows[-1][0] == "step_failed"
+
+
+def _async_block_fails_while(car, retry: RetryPolicy):
+    """Run ``car`` gathered with a part of the block that fails once car's first try began
+    (issue 25's leftover: ``AsyncRollback`` waited through all of car's retries)."""
+    import asyncio
+
+    from rollback_lessons import AsyncRollback
+
+    world: list[str] = []
+    ended: list[BaseException] = []
+    rb = AsyncRollback()
+
+    async def main() -> None:
+        began = asyncio.Event()
+
+        async def gathered() -> None:
+            try:
+                await rb.do("car", lambda: car(world, began),
+                            lambda: world.append("undo car"), retry=retry)  # fmt: skip
+            except BaseException as exc:
+                ended.append(exc)
+
+        async def refused() -> None:
+            await asyncio.wait_for(began.wait(), 30)
+            raise LookupError("charge refused")
+
+        with pytest.raises(LookupError):
+            async with rb:
+                await rb.do("room", lambda: world.append("do room"),
+                            lambda: world.append("undo room"))  # fmt: skip
+                async with asyncio.timeout(60):
+                    await asyncio.gather(gathered(), refused())
+
+    asyncio.run(main())
+    return rb, world, ended
+
+
+def test_a_failed_async_block_ends_the_wait_to_retry_of_the_step_it_waits_for():
+    """The async twin: the block fails while car waits 30 s to retry (of 5 tries): the wait
+    ends at once, no second try, car fails for good with its own error; the room undone."""
+    tries: list[int] = []
+
+    async def car(world, began) -> None:
+        tries.append(1)
+        began.set()
+        raise ConnectionError("busy")
+
+    rb, world, ended = _async_block_fails_while(
+        car, RetryPolicy(max_attempts=5, initial_delay=30.0)
+    )
+    assert tries == [1] and world == ["do room", "undo room"]
+    assert rb.outcome.status is Status.ROLLED_BACK
+    assert len(ended) == 1 and isinstance(ended[0], ConnectionError)
+
+
+def test_an_async_block_that_succeeds_lets_its_step_retry_as_it_would():
+    """Only a failed block stops the tries: one that ends well waits for car's retry (its
+    wait not cut short), and car, done on its second try, is committed with the rest."""
+    import asyncio
+
+    from rollback_lessons import AsyncRollback
+
+    tries: list[int] = []
+    world: list[str] = []
+    rb = AsyncRollback()
+
+    async def car() -> str:
+        tries.append(1)
+        if len(tries) == 1:
+            raise ConnectionError("busy")
+        world.append("do car")
+        return "car"
+
+    async def main() -> None:
+        async with rb:
+            task = asyncio.ensure_future(
+                rb.do("car", car, retry=RetryPolicy(max_attempts=3, initial_delay=0.05))
+            )
+            await asyncio.sleep(0)  # (car's first try begins, fails, waits to retry)
+        assert task.done() and task.result() == "car"
+
+    asyncio.run(main())
+    assert tries == [1, 1] and world == ["do car"]
+    assert rb.outcome.status is Status.COMMITTED
