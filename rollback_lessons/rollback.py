@@ -11,6 +11,7 @@ notes (``exc.__notes__``) saying so, and ``rb.outcome`` has the details.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Awaitable, Callable, Collection
 from types import TracebackType
@@ -375,10 +376,8 @@ class _Wakeable:
         if type(self.clock) is SystemClock and self.awoken is not None:
             import asyncio  # (AsyncRollback's: the wait ends once its block failed)
 
-            try:
+            with contextlib.suppress(TimeoutError):  # (the wait ran its whole time)
                 await asyncio.wait_for(self.awoken.wait(), seconds)
-            except TimeoutError:
-                pass
         else:
             await self.clock.asleep(seconds)
 
