@@ -290,6 +290,40 @@ def test_dbos_cancel_workflow_stops_the_saga_and_undoes_nothing(dbos_runner):
     assert state == dict.fromkeys(["a", "room", "car", "charge"], "undone")
 
 
+@pytest.mark.parametrize("parallel", [True, False], ids=["graph", "list"])
+def test_dbos_cancel_after_the_saga_ended_says_what_it_did(dbos_runner, monkeypatch, parallel):
+    """``handle.stop()`` landing after the workflow returned its record and before DBOS
+    saved it (held there): DBOS refuses the save (the row is CANCELLED) and keeps no
+    result; the outcome is the saga's own (committed), and says the cancel stopped
+    nothing, never DBOS's raw error (diag15: the load flake of the test above)."""
+    import dbos._dbos
+
+    sys_db = dbos._dbos._dbos_global_instance._sys_db
+    save, ending, cancelled = sys_db.update_workflow_outcome, threading.Event(), threading.Event()
+    run_id = f"late-cancel-{parallel}"
+
+    def held(workflow_id, *args, **kwargs):
+        if workflow_id == run_id:
+            ending.set()
+            cancelled.wait(10)
+        return save(workflow_id, *args, **kwargs)
+
+    monkeypatch.setattr(sys_db, "update_workflow_outcome", held)
+    steps = [_step("a"), Parallel(_step("b"), _step("c"))] if parallel else [_step("a")]
+    state = {}
+    handle = dbos_runner.start_saga(Saga(steps), state, run_id=run_id)
+    try:
+        assert ending.wait(10)
+        handle.stop()
+    finally:
+        cancelled.set()
+    outcome = handle.outcome()
+    assert DBOS.get_workflow_status(run_id).status == "CANCELLED"
+    assert outcome.status is Status.COMMITTED and outcome.leaked == outcome.pending == ()
+    assert outcome.notes[-1] == "DBOS.cancel_workflow came after the saga ended: it stopped nothing"
+    assert set(state.values()) == {"done"}
+
+
 def test_a_graph_saga_killed_mid_compensation_and_launched_again_undoes_each_step_once(tmp_path):
     """step1, then step2 and step3 (one after the other), step4 failing; the process is
     killed (SIGKILL) after the undo of step3 (the last to finish, undone first), before DBOS

@@ -13,12 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from dbos import DBOS, SetWorkflowID
-from dbos._error import (
-    DBOSAwaitedWorkflowCancelledError,
-    DBOSUnexpectedStepError,
-    DBOSWorkflowCancelledError,
-    DBOSWorkflowConflictIDError,
-)
+from dbos._error import DBOSUnexpectedStepError
 
 from ..._graph_drive import CancelLike, asked_of
 from ..._guards import check_completion
@@ -32,7 +27,7 @@ from .. import heard, hosted, remote
 from ..asking import AnswerRefused, Question, check_answer, refuse_unless_asked
 from ..hosted import UnknownRun
 from ..wire import needs_graph, outcome_of, plan_of, record_of
-from . import graph, hosting, launch, waits, workflow
+from . import graph, hosting, launch, stops, waits, workflow
 from .graph import graph_workflow
 from .held import hold, let_go, url
 from .hosting import check
@@ -169,18 +164,13 @@ class DBOSHandle:
             raise ReplayRefused.of(self.run_id, exc, self.path) from None
         except (waits.LeftWaiting, hosting.Unhosted):  # (BaseExceptions: never the caller's)
             raise RunnerClosed.of(self.run_id, self.path) from None
-        except (DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError,
-                DBOSAwaitedWorkflowCancelledError):  # fmt: skip
-            stopped = workflow.STOPPED.get(self.run_id)
-            status = DBOS.get_workflow_status(self.run_id)
-            if stopped is None or status is None or status.status != "CANCELLED":
-                raise  # not cancelled, or stopped before its machine ran here
-            data = stopped
+        except stops.CANCELLED as exc:  # (DBOS keeps no result: the record kept here)
+            data = stops.take(self.run_id, exc)
         finally:
             hosted.release(self.run_id)
             workflow.CANCELS.pop(self.run_id, None)
             workflow.HEARD.pop(self.run_id, None)
-            workflow.STOPPED.pop(self.run_id, None)
+            stops.forget(self.run_id)
         outcome = outcome_of(self.saga, record_of(data), before=self._before, state=self._state)
         self._heard.after(outcome)  # (here, never in the workflow: a resumed run tells nothing)
         remote.reraise(run.interrupt if run is not None else None, outcome)  # (as saga.run)
@@ -322,8 +312,7 @@ class DBOSRunner:
                 launch.CALLERS.add(run_id)  # (a close from another thread waits for it)
                 try:
                     data = waits.unless_closed(lambda: run(*args), run_id, self.path)()
-                except (DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError,
-                        DBOSAwaitedWorkflowCancelledError) as exc:  # fmt: skip
+                except stops.CANCELLED as exc:
                     stopped = exc
 
                     def result() -> dict[str, Any]:

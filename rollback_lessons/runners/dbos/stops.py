@@ -1,0 +1,97 @@
+"""DBOS's own stop, ``DBOS.cancel_workflow`` (``DBOSHandle.stop``), and what this process
+keeps of a run it stopped: DBOS keeps no result for a cancelled workflow, so the record
+the saga's machine made is kept here (``STOPPED``: the workflow saw the cancel; ``ENDED``:
+it returned before the cancel landed), until the run's outcome is read (``take``). The
+machine decides what a stop leaves (``graph._Graph.stopped``): halted, the running step cut
+short (what may have happened named), nothing undone, every undo pending for the operator."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from dbos import DBOS
+from dbos._error import (
+    DBOSAwaitedWorkflowCancelledError,
+    DBOSWorkflowCancelledError,
+    DBOSWorkflowConflictIDError,
+)
+
+from ...errors import RollbackLessonsError
+from ...operations import Finished
+from ..wire import record_data
+
+STOPPED: dict[str, dict[str, Any]] = {}
+"""The record of each run ``DBOS.cancel_workflow`` stopped, as this process saw it (DBOS
+keeps none: the workflow ends with the cancellation, its result never written)."""
+
+STOPPED_NOTE = "DBOS.cancel_workflow stopped the workflow"
+
+ENDED: dict[str, dict[str, Any]] = {}
+"""The record each run's workflow returned, as this process saw it, until its outcome is
+read: a ``DBOS.cancel_workflow`` landing after the workflow returned and before DBOS saved
+its result leaves the run CANCELLED with no result (DBOS refuses the write); this says what
+the saga did (``take``)."""
+
+LATE_NOTE = "DBOS.cancel_workflow came after the saga ended: it stopped nothing"
+
+CANCELLED = (DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError,
+             DBOSAwaitedWorkflowCancelledError)  # fmt: skip
+"""What DBOS raises for a run it cancelled (as a step began, as a step's result was saved,
+or to who awaits its result): it keeps no result."""
+
+WHERE = "before any undo ran (DBOS.cancel_workflow)"
+"""Where the stop cut the run, as the machine's note says it."""
+
+
+class WorkflowCancelled(BaseException):
+    """``DBOS.cancel_workflow``: DBOS stopped the workflow; nothing more runs, no undo
+    either (what the machine is told)."""
+
+
+class StoppedUnrecorded(RollbackLessonsError):
+    """DBOS cancelled the run, and this process kept no record of what the saga did (it
+    was stopped in another process, or before its machine ran here): one line."""
+
+
+def ended(run_id: str, data: dict[str, Any]) -> dict[str, Any]:
+    """``data``, the record a workflow returns, kept (``ENDED``) for a cancel that lands
+    before DBOS saves it."""
+    ENDED[run_id] = data
+    return data
+
+
+def stopped(run_id: str, exc: BaseException, stop: Callable[[BaseException], Finished]) -> None:
+    """DBOS raised ``exc`` in the workflow of ``run_id``: its cancel, as a step began or
+    as a step's result was saved. ``stop`` tells the machine (the machine's answer kept)."""
+    cause = WorkflowCancelled(STOPPED_NOTE)
+    cause.__cause__ = exc
+    STOPPED[run_id] = record_data(stop(cause).record)
+
+
+def take(run_id: str, exc: BaseException) -> dict[str, Any]:
+    """DBOS raised ``exc`` (``CANCELLED``) for ``run_id``'s result: the record kept here if
+    DBOS says the run was cancelled (``StoppedUnrecorded`` if none was kept), else ``exc``;
+    forgotten either way (``forget``)."""
+    try:
+        status = DBOS.get_workflow_status(run_id)
+        if status is None or status.status != "CANCELLED":
+            raise exc
+        if run_id in STOPPED:
+            return STOPPED[run_id]
+        if run_id in ENDED:
+            late = ENDED[run_id]
+            return {**late, "notes": [*late["notes"], LATE_NOTE]}
+        raise StoppedUnrecorded(
+            f"saga {run_id!r} was stopped by DBOS.cancel_workflow in another process, or "
+            "before it ran here, and DBOS keeps no record of what it did: have a person "
+            "check its steps by hand: its undos may still be pending"
+        ) from None
+    finally:
+        forget(run_id)
+
+
+def forget(run_id: str) -> None:
+    """Drop what is kept of ``run_id`` (its outcome or record was read)."""
+    STOPPED.pop(run_id, None)
+    ENDED.pop(run_id, None)
