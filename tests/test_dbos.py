@@ -324,6 +324,62 @@ def test_dbos_cancel_after_the_saga_ended_says_what_it_did(dbos_runner, monkeypa
     assert set(state.values()) == {"done"}
 
 
+def _stopped_as_it_charges(dbos_runner, kind=Kind.COMPENSABLE, **options):
+    """a, charge (running until ``handle.stop()`` landed; of ``kind``), receipt: DBOS's stop
+    as the charge runs; the handle, the world, and whether the stop released the charge."""
+    charging, stopped, released = threading.Event(), threading.Event(), []
+
+    def charge(state):
+        charging.set()  # (a stall under load: not a bound of 10 s)
+        released.append(stopped.wait(120))
+        state["charge"] = "done"
+
+    undo = partial(_undo, "charge") if kind is Kind.COMPENSABLE else None
+    steps = [_step("a"), Step("charge", charge, undo, kind=kind), _step("receipt")]
+    saga = Saga(steps, allow_unsafe_order=True)
+    state = {}
+    handle = dbos_runner.start_saga(saga, state, **options)
+    try:
+        assert charging.wait(10)
+        handle.stop()
+    finally:
+        stopped.set()
+    return handle, state, released
+
+
+@pytest.mark.parametrize("kind", [Kind.COMPENSABLE, Kind.PIVOT])
+def test_dbos_cancel_workflow_stops_a_list_saga_as_it_stops_a_graph(dbos_runner, kind):
+    """``handle.stop()`` on a list saga (``saga_workflow``) as the charge runs: halted, the
+    charge cut short and leaked (it may have happened: it did), nothing undone, a pending,
+    the stop named; the same outcome as the graph form's (a timing drives the graph
+    machine), never DBOS's raw DBOSAwaitedWorkflowCancelledError (diag15); once read,
+    nothing of them is kept. The charge a pivot: halted for a person there, and no note
+    says the run went on (a caller's cancel past the pivot does; this stop ends it)."""
+    outcomes = []
+    for options in ({}, {"completion": ["a", "charge", "receipt"]}):
+        handle, state, released = _stopped_as_it_charges(dbos_runner, kind, **options)
+        outcomes.append(handle.outcome())
+        assert released == [True]  # the stop, not the wait's bound, let the charge return
+        assert state == dict.fromkeys(["a", "charge"], "done")
+    listed, graphed = outcomes
+    same_outcome(graphed, listed, events=False)
+    assert [(e.kind, e.step) for e in listed.events] == [(e.kind, e.step) for e in graphed.events]
+    assert listed.notes == graphed.notes
+    assert listed.status is Status.HALTED and listed.compensated == ()
+    assert listed.pending == ("a",) and listed.leaked == ("charge",)
+    assert listed.failed_step == "charge"
+    if kind is Kind.PIVOT:
+        assert (
+            listed.notes == ()
+            and "irreversible step 'charge'" in listed.events[-1].details["reason"]
+        )
+    else:
+        assert len(listed.notes) == 1 and "DBOS.cancel_workflow" in listed.notes[0]
+    from rollback_lessons.runners.dbos import stops
+
+    assert stops.STOPPED == stops.ENDED == {}  # read: kept no longer
+
+
 def test_a_graph_saga_killed_mid_compensation_and_launched_again_undoes_each_step_once(tmp_path):
     """step1, then step2 and step3 (one after the other), step4 failing; the process is
     killed (SIGKILL) after the undo of step3 (the last to finish, undone first), before DBOS

@@ -98,7 +98,8 @@ class _Graph:
         m = self.m
         if not m.rolling and m.phase is not Phase.DONE:
             m.cut(exc, stops.WHERE)
-            op: Any = schedule.cancel(m, exc)  # (declined past the pivot: the one rule)
+            op: Any = None if schedule.past_pivot(m) else schedule.cancel(m, exc)  # (a cancel
+            # past the pivot is declined, noted "the run goes on": this stop ends it there)
             for step in m.busy:  # running (perhaps after its effect), or waiting to retry
                 op = m.step_cut(step, exc)
             if op is None or type(op) is Ready:

@@ -2,8 +2,9 @@
 keeps of a run it stopped: DBOS keeps no result for a cancelled workflow, so the record
 the saga's machine made is kept here (``STOPPED``: the workflow saw the cancel; ``ENDED``:
 it returned before the cancel landed), until the run's outcome is read (``take``). The
-machine decides what a stop leaves (``graph._Graph.stopped``): halted, the running step cut
-short (what may have happened named), nothing undone, every undo pending for the operator."""
+machine decides what a stop leaves (``list_stopped``, ``graph._Graph.stopped``): halted,
+the running step cut short (what may have happened named), nothing undone, every undo
+pending for the operator."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from dbos._error import (
     DBOSWorkflowConflictIDError,
 )
 
+from ... import schedule
 from ...errors import RollbackLessonsError
+from ...machine import Machine, Phase
 from ...operations import Finished
 from ..wire import record_data
 
@@ -67,6 +70,24 @@ def stopped(run_id: str, exc: BaseException, stop: Callable[[BaseException], Fin
     cause = WorkflowCancelled(STOPPED_NOTE)
     cause.__cause__ = exc
     STOPPED[run_id] = record_data(stop(cause).record)
+
+
+def list_stopped(m: Machine, exc: BaseException) -> Finished:
+    """A list saga stopped by ``DBOS.cancel_workflow`` (``saga_workflow``), as the graph's
+    is (``_Graph.stopped``): before any undo, the rollback is cut before it starts
+    (``Machine.cut``: alone, ``interrupted`` would start it), a step running is cut short
+    (perhaps after its effect: DBOS may have stopped it as its result was saved), one
+    waiting to retry failed for good; ``cancelled`` if nothing was done, as a cancel is
+    (never past the pivot: nothing is declined, the run stops). Mid-rollback, the
+    rollback is cut short there."""
+    if not m.rolling and m.phase is not Phase.DONE:
+        m.cut(exc, WHERE)
+        op = None if schedule.past_pivot(m) else schedule.cancel(m, exc)
+        if not isinstance(op, Finished):
+            op = m.fail(exc) if m.phase is Phase.FORWARD else m.interrupted(exc)
+        if isinstance(op, Finished):
+            return op
+    return m.interrupted(exc)  # type: ignore[return-value]
 
 
 def take(run_id: str, exc: BaseException) -> dict[str, Any]:

@@ -32,10 +32,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 from dbos import DBOS, StepOptions
 from dbos._context import get_local_dbos_context
+from dbos._error import DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError
 
 from ... import schedule
 from ..._drive import asks_cancel, failed_asking
@@ -293,8 +295,12 @@ def saga_workflow(
         policy, plan=plan.specs(), undo_order=plan.undo_order, name=plan.name,
         run_id=plan.run_id,
     )  # fmt: skip
-    op = _heard(m, plan.run_id) if cancellable else None  # asked before the start too
-    record = _carry_out(m, op or m.start(), plan, faults, cancellable).record
+    try:
+        op = _heard(m, plan.run_id) if cancellable else None  # asked before the start too
+        record = _carry_out(m, op or m.start(), plan, faults, cancellable).record
+    except (DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError) as exc:
+        stops.stopped(plan.run_id, exc, partial(stops.list_stopped, m))  # (as a graph's)
+        raise
     return stops.ended(plan.run_id, record_data(record))
 
 
