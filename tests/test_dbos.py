@@ -380,6 +380,30 @@ def test_dbos_cancel_workflow_stops_a_list_saga_as_it_stops_a_graph(dbos_runner,
     assert stops.STOPPED == stops.ENDED == {}  # read: kept no longer
 
 
+def test_a_stopped_runs_record_is_its_outcomes_and_is_kept_until_read(dbos_runner):
+    """``record(run_id)`` of a run ``handle.stop()`` stopped gives the record ``outcome()``
+    gives, not DBOS's raw error (diag15); once the outcome is read, nothing of the run is
+    kept here (DBOS keeps no result either: a record asked then is one line). A run no
+    handle here reads (one a relaunch resumed, say) is kept no longer once ``record()``
+    read it: such runs do not grow the process."""
+    handle, _, _ = _stopped_as_it_charges(dbos_runner, run_id="stopped-record")
+    record = dbos_runner.record("stopped-record")
+    assert record.status is Status.HALTED and record.leaked == ("charge",)
+    outcome = handle.outcome()  # (read through record() first: its handle still reads it)
+    assert (outcome.status, outcome.pending, outcome.notes) == (
+        record.status, record.pending, record.notes)  # fmt: skip
+    from rollback_lessons.runners.dbos import stops
+
+    assert stops.STOPPED == stops.ENDED == {}
+    with pytest.raises(stops.StoppedUnrecorded, match=r"nor does this process .* its outcome"):
+        dbos_runner.record("stopped-record")
+    dbos_runner.start_saga(Saga([_step("a")]), {}, run_id="unread", wait=True)
+    hosted.release("unread")  # (as a run resumed here: no handle of it)
+    assert "unread" in stops.ENDED  # (kept for a stop landing late)
+    assert dbos_runner.record("unread").status is Status.COMMITTED
+    assert stops.ENDED == {}
+
+
 def test_a_graph_saga_killed_mid_compensation_and_launched_again_undoes_each_step_once(tmp_path):
     """step1, then step2 and step3 (one after the other), step4 failing; the process is
     killed (SIGKILL) after the undo of step3 (the last to finish, undone first), before DBOS

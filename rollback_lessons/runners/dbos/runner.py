@@ -366,7 +366,8 @@ class DBOSRunner:
         (``NotHosted``): it would never end here (one whose ``sagas=`` raised is waited for
         while it is tried again, ``hosting.TRIES`` times); one that this version cannot resume
         (another version started it) is ``ReplayRefused``; a run id DBOS does not know (a
-        saga never started) is ``UnknownRun``."""
+        saga never started) is ``UnknownRun``. One ``stop()`` stopped (DBOS keeps no result):
+        the record ``outcome()`` gives (``stops.take``)."""
         self._not_stranded(run_id)  # (attack17's G4: it waited forever, or advised in vain)
         if DBOS.get_workflow_status(run_id) is None:
             raise UnknownRun(f"DBOS has no saga {run_id!r} in {self.path}")
@@ -391,6 +392,11 @@ class DBOSRunner:
             return record_of(DBOS.retrieve_workflow(run_id).get_result())
         except DBOSUnexpectedStepError as exc:
             raise ReplayRefused.of(run_id, exc, self.path) from None
+        except stops.CANCELLED as exc:  # (stopped: the record outcome() gives)
+            return record_of(stops.take(run_id, exc))
+        finally:
+            if run_id not in hosted.RUNS:  # (no handle here reads it: kept no longer)
+                stops.forget(run_id)
 
     def waiting(self) -> dict[str, str]:
         """The sagas left unfinished on this file that this process cannot go on with, as
@@ -428,6 +434,7 @@ class DBOSRunner:
         if self._closed:
             return
         self._closed = True
+        stops.clear()  # (no handle of this launch is read again)
         lock, self._lock = self._lock, None
         launch.close(self.path, lock, stacklevel=3)
 

@@ -1,10 +1,11 @@
 """DBOS's own stop, ``DBOS.cancel_workflow`` (``DBOSHandle.stop``), and what this process
 keeps of a run it stopped: DBOS keeps no result for a cancelled workflow, so the record
 the saga's machine made is kept here (``STOPPED``: the workflow saw the cancel; ``ENDED``:
-it returned before the cancel landed), until the run's outcome is read (``take``). The
-machine decides what a stop leaves (``list_stopped``, ``graph._Graph.stopped``): halted,
-the running step cut short (what may have happened named), nothing undone, every undo
-pending for the operator."""
+it returned before the cancel landed), until the run's outcome or record is read (``take``)
+or the runner closes (``clear``): never for the life of the process. The machine decides
+what a stop leaves (``list_stopped``, ``graph._Graph.stopped``): halted, the running step
+cut short (what may have happened named), nothing undone, every undo pending for the
+operator."""
 
 from __future__ import annotations
 
@@ -53,8 +54,9 @@ class WorkflowCancelled(BaseException):
 
 
 class StoppedUnrecorded(RollbackLessonsError):
-    """DBOS cancelled the run, and this process kept no record of what the saga did (it
-    was stopped in another process, or before its machine ran here): one line."""
+    """DBOS cancelled the run, and this process keeps no record of what the saga did (it
+    was stopped in another process, or before its machine ran here, or its outcome was
+    read already): one line."""
 
 
 def ended(run_id: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -92,27 +94,30 @@ def list_stopped(m: Machine, exc: BaseException) -> Finished:
 
 def take(run_id: str, exc: BaseException) -> dict[str, Any]:
     """DBOS raised ``exc`` (``CANCELLED``) for ``run_id``'s result: the record kept here if
-    DBOS says the run was cancelled (``StoppedUnrecorded`` if none was kept), else ``exc``;
-    forgotten either way (``forget``)."""
-    try:
-        status = DBOS.get_workflow_status(run_id)
-        if status is None or status.status != "CANCELLED":
-            raise exc
-        if run_id in STOPPED:
-            return STOPPED[run_id]
-        if run_id in ENDED:
-            late = ENDED[run_id]
-            return {**late, "notes": [*late["notes"], LATE_NOTE]}
-        raise StoppedUnrecorded(
-            f"saga {run_id!r} was stopped by DBOS.cancel_workflow in another process, or "
-            "before it ran here, and DBOS keeps no record of what it did: have a person "
-            "check its steps by hand: its undos may still be pending"
-        ) from None
-    finally:
-        forget(run_id)
+    DBOS says the run was cancelled (``StoppedUnrecorded`` if none is kept), else ``exc``."""
+    status = DBOS.get_workflow_status(run_id)
+    if status is None or status.status != "CANCELLED":
+        raise exc
+    if run_id in STOPPED:
+        return STOPPED[run_id]
+    if run_id in ENDED:
+        late = ENDED[run_id]
+        return {**late, "notes": [*late["notes"], LATE_NOTE]}
+    raise StoppedUnrecorded(
+        f"saga {run_id!r} was stopped by DBOS.cancel_workflow, and DBOS keeps no record of "
+        "what it did; nor does this process (stopped in another process or before it ran "
+        "here, or its outcome read already): have a person check its steps by hand: its "
+        "undos may still be pending"
+    ) from None
 
 
 def forget(run_id: str) -> None:
     """Drop what is kept of ``run_id`` (its outcome or record was read)."""
     STOPPED.pop(run_id, None)
     ENDED.pop(run_id, None)
+
+
+def clear() -> None:
+    """Drop everything kept (the runner closes: no handle of it is read again)."""
+    STOPPED.clear()
+    ENDED.clear()
