@@ -324,9 +324,19 @@ def test_dbos_cancel_after_the_saga_ended_says_what_it_did(dbos_runner, monkeypa
     assert set(state.values()) == {"done"}
 
 
-def _stopped_as_it_charges(dbos_runner, kind=Kind.COMPENSABLE, **options):
+class _Said(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record.getMessage())
+
+
+def _stopped_as_it_charges(dbos_runner, kind=Kind.COMPENSABLE, heard=None, **options):
     """a, charge (running until ``handle.stop()`` landed; of ``kind``), receipt: DBOS's stop
-    as the charge runs; the handle, the world, and whether the stop released the charge."""
+    as the charge runs (``heard``: a list its ``on_event`` fills); the handle, the world,
+    and whether the stop released the charge."""
     charging, stopped, released = threading.Event(), threading.Event(), []
 
     def charge(state):
@@ -336,7 +346,9 @@ def _stopped_as_it_charges(dbos_runner, kind=Kind.COMPENSABLE, **options):
 
     undo = partial(_undo, "charge") if kind is Kind.COMPENSABLE else None
     steps = [_step("a"), Step("charge", charge, undo, kind=kind), _step("receipt")]
-    saga = Saga(steps, allow_unsafe_order=True)
+    saga = Saga(
+        steps, allow_unsafe_order=True, on_event=heard.append if heard is not None else None
+    )
     state = {}
     handle = dbos_runner.start_saga(saga, state, **options)
     try:
@@ -353,14 +365,21 @@ def test_dbos_cancel_workflow_stops_a_list_saga_as_it_stops_a_graph(dbos_runner,
     charge cut short and leaked (it may have happened: it did), nothing undone, a pending,
     the stop named; the same outcome as the graph form's (a timing drives the graph
     machine), never DBOS's raw DBOSAwaitedWorkflowCancelledError (diag15); once read,
-    nothing of them is kept. The charge a pivot: halted for a person there, and no note
-    says the run went on (a caller's cancel past the pivot does; this stop ends it)."""
-    outcomes = []
+    nothing of them is kept; on_event hears its events (it heard none); stderr has no
+    traceback of DBOS's (it had one for each stop). The charge a pivot:
+    halted for a person there, and no note says the run went on (a caller's cancel past
+    the pivot does; this stop ends it)."""
+    outcomes, said = [], _Said()
+    logging.getLogger("dbos").addHandler(said)  # (what DBOS says on stderr)
     for options in ({}, {"completion": ["a", "charge", "receipt"]}):
-        handle, state, released = _stopped_as_it_charges(dbos_runner, kind, **options)
+        heard = []  # (what on_event hears: every event, once the outcome is read)
+        handle, state, released = _stopped_as_it_charges(dbos_runner, kind, heard, **options)
         outcomes.append(handle.outcome())
+        assert heard == list(outcomes[-1].events) and len(heard) > 5
         assert released == [True]  # the stop, not the wait's bound, let the charge return
         assert state == dict.fromkeys(["a", "charge"], "done")
+    logging.getLogger("dbos").removeHandler(said)
+    assert said.records == []  # (DBOS's traceback and warning for each stop asked: none)
     listed, graphed = outcomes
     same_outcome(graphed, listed, events=False)
     assert [(e.kind, e.step) for e in listed.events] == [(e.kind, e.step) for e in graphed.events]

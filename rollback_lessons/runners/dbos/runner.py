@@ -151,6 +151,7 @@ class DBOSHandle:
         """``DBOS.cancel_workflow``: DBOS stops the workflow as its next step begins, and
         nothing is undone (the outcome says ``halted``, every undo pending, and names it). A
         cancel that compensates is the run's ``cancel`` token instead."""
+        stops.ASKED.add(self.run_id)  # (DBOS's traceback for it kept off stderr)
         DBOS.cancel_workflow(self.run_id, cancel_children=True)  # a branch's too (at_once)
         for child in DBOS.list_workflows(parent_workflow_id=self.run_id, status="PENDING"):
             DBOS.send(child.workflow_id, "stop", graph.WAKE)  # a retry's wait ends now
@@ -434,9 +435,11 @@ class DBOSRunner:
         if self._closed:
             return
         self._closed = True
-        stops.clear()  # (no handle of this launch is read again)
         lock, self._lock = self._lock, None
-        launch.close(self.path, lock, stacklevel=3)
+        try:
+            launch.close(self.path, lock, stacklevel=3)
+        finally:
+            stops.clear()  # (no handle of this launch is read again)
 
     def __enter__(self) -> DBOSRunner:
         return self

@@ -9,6 +9,8 @@ operator."""
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -57,6 +59,28 @@ class StoppedUnrecorded(RollbackLessonsError):
     """DBOS cancelled the run, and this process keeps no record of what the saga did (it
     was stopped in another process, or before its machine ran here, or its outcome was
     read already): one line."""
+
+
+ASKED: set[str] = set()
+"""The runs ``DBOSHandle.stop`` stopped here, until the runner closes (``quiet``)."""
+
+_OWNED = re.compile(r"Workflow (\S+) (is no longer owned|outcome was not recorded)")
+
+
+def quiet(record: logging.LogRecord) -> bool:
+    """Is ``record`` DBOS's own telling of a stop asked here (``ASKED``, a branch's child
+    workflow ``<run id>-<n>`` too): the cancel raised to who awaits the run, a traceback on
+    stderr, and the warning that the run is no longer this execution's? The operator asked
+    for it, and the outcome says it: dropped (``launch.STOPPED``)."""
+    exc = record.exc_info[1] if record.exc_info else None
+    if isinstance(exc, DBOSAwaitedWorkflowCancelledError):
+        run_id = exc.workflow_id
+    else:
+        found = _OWNED.match(record.getMessage()) if exc is None else None
+        if found is None:
+            return False
+        run_id = found.group(1)
+    return run_id in ASKED or run_id.rpartition("-")[0] in ASKED
 
 
 def ended(run_id: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -121,3 +145,4 @@ def clear() -> None:
     """Drop everything kept (the runner closes: no handle of it is read again)."""
     STOPPED.clear()
     ENDED.clear()
+    ASKED.clear()
