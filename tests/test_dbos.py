@@ -399,6 +399,38 @@ def test_dbos_cancel_workflow_stops_a_list_saga_as_it_stops_a_graph(dbos_runner,
     assert stops.STOPPED == stops.ENDED == {}  # read: kept no longer
 
 
+@pytest.mark.parametrize(
+    "said",
+    [
+        "Workflow {} outcome was not recorded: the workflow is no longer owned by this "
+        "execution. Waiting for the recorded outcome",
+        "Workflow {} is no longer owned by this execution. Waiting for the owner's recorded "
+        "outcome",
+        "Workflow {} was cancelled during execution. Waiting for the recorded outcome",
+    ],
+)
+def test_dbos_says_nothing_of_a_stop_asked_here_and_all_else(monkeypatch, said):
+    """DBOS's three warnings as it waits for a cancelled run's outcome (dbos/_core.py), and
+    its error with a traceback, are dropped for a run ``stop()`` stopped here (and its
+    branches' child workflows ``<run id>-<n>``), kept for any other run (a stop landing as
+    the workflow starts said the third one on stderr)."""
+    from dbos._error import DBOSAwaitedWorkflowCancelledError
+
+    from rollback_lessons.runners.dbos import launch, stops
+
+    monkeypatch.setattr(stops, "ASKED", {"stopped-1"})
+
+    def record(run_id, exc=None):
+        message = said.format(run_id) if exc is None else "Exception encountered"
+        return logging.LogRecord("dbos", logging.WARNING, "", 0, message, (),
+                                 (type(exc), exc, None) if exc else None)  # fmt: skip
+
+    for run_id, dropped in [("stopped-1", True), ("stopped-1-3", True), ("other", False)]:
+        assert launch.STOPPED.filter(record(run_id)) is not dropped
+        raised = DBOSAwaitedWorkflowCancelledError(run_id)
+        assert launch.STOPPED.filter(record(run_id, raised)) is not dropped
+
+
 def test_a_stopped_runs_record_is_its_outcomes_and_is_kept_until_read(dbos_runner):
     """``record(run_id)`` of a run ``handle.stop()`` stopped gives the record ``outcome()``
     gives, not DBOS's raw error (diag15); once the outcome is read, nothing of the run is

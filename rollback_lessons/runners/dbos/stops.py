@@ -64,7 +64,9 @@ class StoppedUnrecorded(RollbackLessonsError):
 ASKED: set[str] = set()
 """The runs ``DBOSHandle.stop`` stopped here, until the runner closes (``quiet``)."""
 
-_OWNED = re.compile(r"Workflow (\S+) (is no longer owned|outcome was not recorded)")
+_OWNED = re.compile(
+    r"Workflow (\S+) (is no longer owned|outcome was not recorded|was cancelled during)"
+)  # (DBOS's warnings as it waits for the outcome of a run cancelled under it: _core.py)
 
 
 def quiet(record: logging.LogRecord) -> bool:
