@@ -290,6 +290,171 @@ def test_dbos_cancel_workflow_stops_the_saga_and_undoes_nothing(dbos_runner):
     assert state == dict.fromkeys(["a", "room", "car", "charge"], "undone")
 
 
+@pytest.mark.parametrize("parallel", [True, False], ids=["graph", "list"])
+def test_dbos_cancel_after_the_saga_ended_says_what_it_did(dbos_runner, monkeypatch, parallel):
+    """``handle.stop()`` landing after the workflow returned its record and before DBOS
+    saved it (held there): DBOS refuses the save (the row is CANCELLED) and keeps no
+    result; the outcome is the saga's own (committed), and says the cancel stopped
+    nothing, never DBOS's raw error (diag15: the load flake of the test above)."""
+    import dbos._dbos
+
+    sys_db = dbos._dbos._dbos_global_instance._sys_db
+    save, ending, cancelled = sys_db.update_workflow_outcome, threading.Event(), threading.Event()
+    run_id = f"late-cancel-{parallel}"
+
+    def held(workflow_id, *args, **kwargs):
+        if workflow_id == run_id:
+            ending.set()
+            cancelled.wait(10)
+        return save(workflow_id, *args, **kwargs)
+
+    monkeypatch.setattr(sys_db, "update_workflow_outcome", held)
+    steps = [_step("a"), Parallel(_step("b"), _step("c"))] if parallel else [_step("a")]
+    state = {}
+    handle = dbos_runner.start_saga(Saga(steps), state, run_id=run_id)
+    try:
+        assert ending.wait(10)
+        handle.stop()
+    finally:
+        cancelled.set()
+    outcome = handle.outcome()
+    assert DBOS.get_workflow_status(run_id).status == "CANCELLED"
+    assert outcome.status is Status.COMMITTED and outcome.leaked == outcome.pending == ()
+    assert outcome.notes[-1] == "DBOS.cancel_workflow came after the saga ended: it stopped nothing"
+    assert set(state.values()) == {"done"}
+
+
+class _Said(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record.getMessage())
+
+
+def _stopped_as_it_charges(dbos_runner, kind=Kind.COMPENSABLE, heard=None, **options):
+    """a, charge (running until ``handle.stop()`` landed; of ``kind``), receipt: DBOS's stop
+    as the charge runs (``heard``: a list its ``on_event`` fills); the handle, the world,
+    and whether the stop released the charge."""
+    charging, stopped, released = threading.Event(), threading.Event(), []
+
+    def charge(state):
+        charging.set()  # (a stall under load: not a bound of 10 s)
+        released.append(stopped.wait(120))
+        state["charge"] = "done"
+
+    undo = partial(_undo, "charge") if kind is Kind.COMPENSABLE else None
+    steps = [_step("a"), Step("charge", charge, undo, kind=kind), _step("receipt")]
+    saga = Saga(
+        steps, allow_unsafe_order=True, on_event=heard.append if heard is not None else None
+    )
+    state = {}
+    handle = dbos_runner.start_saga(saga, state, **options)
+    try:
+        assert charging.wait(10)
+        handle.stop()
+    finally:
+        stopped.set()
+    return handle, state, released
+
+
+@pytest.mark.parametrize("kind", [Kind.COMPENSABLE, Kind.PIVOT])
+def test_dbos_cancel_workflow_stops_a_list_saga_as_it_stops_a_graph(dbos_runner, kind):
+    """``handle.stop()`` on a list saga (``saga_workflow``) as the charge runs: halted, the
+    charge cut short and leaked (it may have happened: it did), nothing undone, a pending,
+    the stop named; the same outcome as the graph form's (a timing drives the graph
+    machine), never DBOS's raw DBOSAwaitedWorkflowCancelledError (diag15); once read,
+    nothing of them is kept; on_event hears its events (it heard none); stderr has no
+    traceback of DBOS's (it had one for each stop). The charge a pivot:
+    halted for a person there, and no note says the run went on (a caller's cancel past
+    the pivot does; this stop ends it)."""
+    outcomes, said = [], _Said()
+    logging.getLogger("dbos").addHandler(said)  # (what DBOS says on stderr)
+    for options in ({}, {"completion": ["a", "charge", "receipt"]}):
+        heard = []  # (what on_event hears: every event, once the outcome is read)
+        handle, state, released = _stopped_as_it_charges(dbos_runner, kind, heard, **options)
+        outcomes.append(handle.outcome())
+        assert heard == list(outcomes[-1].events) and len(heard) > 5
+        assert released == [True]  # the stop, not the wait's bound, let the charge return
+        assert state == dict.fromkeys(["a", "charge"], "done")
+    logging.getLogger("dbos").removeHandler(said)
+    assert said.records == []  # (DBOS's traceback and warning for each stop asked: none)
+    listed, graphed = outcomes
+    same_outcome(graphed, listed, events=False)
+    assert [(e.kind, e.step) for e in listed.events] == [(e.kind, e.step) for e in graphed.events]
+    assert listed.notes == graphed.notes
+    assert listed.status is Status.HALTED and listed.compensated == ()
+    assert listed.pending == ("a",) and listed.leaked == ("charge",)
+    assert listed.failed_step == "charge"
+    if kind is Kind.PIVOT:
+        assert (
+            listed.notes == ()
+            and "irreversible step 'charge'" in listed.events[-1].details["reason"]
+        )
+    else:
+        assert len(listed.notes) == 1 and "DBOS.cancel_workflow" in listed.notes[0]
+    from rollback_lessons.runners.dbos import stops
+
+    assert stops.STOPPED == stops.ENDED == {}  # read: kept no longer
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "Workflow {} outcome was not recorded: the workflow is no longer owned by this "
+        "execution. Waiting for the recorded outcome",
+        "Workflow {} is no longer owned by this execution. Waiting for the owner's recorded "
+        "outcome",
+        "Workflow {} was cancelled during execution. Waiting for the recorded outcome",
+    ],
+)
+def test_dbos_says_nothing_of_a_stop_asked_here_and_all_else(monkeypatch, said):
+    """DBOS's three warnings as it waits for a cancelled run's outcome (dbos/_core.py), and
+    its error with a traceback, are dropped for a run ``stop()`` stopped here (and its
+    branches' child workflows ``<run id>-<n>``), kept for any other run (a stop landing as
+    the workflow starts said the third one on stderr)."""
+    from dbos._error import DBOSAwaitedWorkflowCancelledError
+
+    from rollback_lessons.runners.dbos import launch, stops
+
+    monkeypatch.setattr(stops, "ASKED", {"stopped-1"})
+
+    def record(run_id, exc=None):
+        message = said.format(run_id) if exc is None else "Exception encountered"
+        return logging.LogRecord("dbos", logging.WARNING, "", 0, message, (),
+                                 (type(exc), exc, None) if exc else None)  # fmt: skip
+
+    for run_id, dropped in [("stopped-1", True), ("stopped-1-3", True), ("other", False)]:
+        assert launch.STOPPED.filter(record(run_id)) is not dropped
+        raised = DBOSAwaitedWorkflowCancelledError(run_id)
+        assert launch.STOPPED.filter(record(run_id, raised)) is not dropped
+
+
+def test_a_stopped_runs_record_is_its_outcomes_and_is_kept_until_read(dbos_runner):
+    """``record(run_id)`` of a run ``handle.stop()`` stopped gives the record ``outcome()``
+    gives, not DBOS's raw error (diag15); once the outcome is read, nothing of the run is
+    kept here (DBOS keeps no result either: a record asked then is one line). A run no
+    handle here reads (one a relaunch resumed, say) is kept no longer once ``record()``
+    read it: such runs do not grow the process."""
+    handle, _, _ = _stopped_as_it_charges(dbos_runner, run_id="stopped-record")
+    record = dbos_runner.record("stopped-record")
+    assert record.status is Status.HALTED and record.leaked == ("charge",)
+    outcome = handle.outcome()  # (read through record() first: its handle still reads it)
+    assert (outcome.status, outcome.pending, outcome.notes) == (
+        record.status, record.pending, record.notes)  # fmt: skip
+    from rollback_lessons.runners.dbos import stops
+
+    assert stops.STOPPED == stops.ENDED == {}
+    with pytest.raises(stops.StoppedUnrecorded, match=r"nor does this process .* its outcome"):
+        dbos_runner.record("stopped-record")
+    dbos_runner.start_saga(Saga([_step("a")]), {}, run_id="unread", wait=True)
+    hosted.release("unread")  # (as a run resumed here: no handle of it)
+    assert "unread" in stops.ENDED  # (kept for a stop landing late)
+    assert dbos_runner.record("unread").status is Status.COMMITTED
+    assert stops.ENDED == {}
+
+
 def test_a_graph_saga_killed_mid_compensation_and_launched_again_undoes_each_step_once(tmp_path):
     """step1, then step2 and step3 (one after the other), step4 failing; the process is
     killed (SIGKILL) after the undo of step3 (the last to finish, undone first), before DBOS

@@ -20,6 +20,7 @@ from rollback_lessons.runners.dbos import (
     RunsLeftRunning,
     SagaChanged,
     launch,
+    stops,
 )
 from rollback_lessons.runners.dbos.held import hold, let_go
 
@@ -179,7 +180,7 @@ def test_close_from_another_thread_while_run_goes_keeps_the_file_until_its_step_
 def test_close_waits_for_a_running_step_to_end(tmp_path, monkeypatch, capfd):
     """N1: with GRACE to spare, close() returns once the running step ended (the saga stops
     at its next step, unsaved), with no warning, and lets the file go: the relaunch is not
-    refused, and b's undo follows b's effect."""
+    refused, and b's undo follows b's effect. A run never read is not kept past the close."""
     monkeypatch.setattr(launch, "GRACE", 60.0)
     world: list[str] = []
     started, go = threading.Event(), threading.Event()
@@ -187,6 +188,8 @@ def test_close_waits_for_a_running_step_to_end(tmp_path, monkeypatch, capfd):
     runner = DBOSRunner.start(db)
     runner.start_saga(_saga(world, started, go), {}, run_id="run-b", register="before")
     assert started.wait(60)
+    runner.start_saga(Saga([Step("q", lambda s: None)]), {}, run_id="never-read")
+    _until(lambda: "never-read" in stops.ENDED)  # (kept for a stop landing late: until read)
     threading.Timer(0.3, go.set).start()
     with warnings.catch_warnings(record=True) as warned:
         warnings.simplefilter("always")
@@ -194,6 +197,7 @@ def test_close_waits_for_a_running_step_to_end(tmp_path, monkeypatch, capfd):
     assert not [w for w in warned if issubclass(w.category, RunsLeftRunning)]
     assert "Traceback" not in capfd.readouterr().err  # (DBOS's error for the stopped thread)
     assert world == ["do a", "do b"] and not launch.LEFT
+    assert stops.ENDED == {}  # closed: no handle of it is read again (diag15: it grew)
     with DBOSRunner.start(db, sagas={"b": lambda run_id: _saga(world, started, go)}) as runner:
         assert runner.record("run-b").status is Status.ROLLED_BACK
     assert world == ["do a", "do b", "undo b", "undo a"]

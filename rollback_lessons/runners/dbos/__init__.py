@@ -11,6 +11,7 @@ from ..hosted import SagaChanged
 from .held import FileInUse, FileUnusable
 from .launch import DBOSUnavailable, RunsLeftRunning
 from .runner import DBOSHandle, DBOSRunner, ReplayRefused, UnknownRun
+from .stops import StoppedUnrecorded
 from .waits import RunnerClosed
 
 __all__ = [
@@ -25,5 +26,6 @@ __all__ = [
     "RunnerClosed",
     "RunsLeftRunning",
     "SagaChanged",
+    "StoppedUnrecorded",
     "UnknownRun",
 ]

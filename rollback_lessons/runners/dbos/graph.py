@@ -20,19 +20,8 @@ from ...operations import Finished, Op, RunStep, Wait
 from ...policies import UndoPolicy
 from ...schedule import GraphMachine, GraphOp, Ready
 from ..wire import SagaPlan, record_data
-from . import waits
-from .workflow import (
-    LOST,
-    STOPPED,
-    STOPPED_NOTE,
-    Faults,
-    WorkflowCancelled,
-    _carry_out,
-    _error,
-    _let_go,
-    ask_cancel,
-    attempt,
-)
+from . import stops, waits
+from .workflow import LOST, Faults, _carry_out, _error, _let_go, ask_cancel, attempt
 
 
 class _Graph:
@@ -108,8 +97,9 @@ class _Graph:
         may have stopped it as it began or as its result was saved, after its effect."""
         m = self.m
         if not m.rolling and m.phase is not Phase.DONE:
-            m.cut(exc, "before any undo ran (DBOS.cancel_workflow)")
-            op: Any = schedule.cancel(m, exc)  # (declined past the pivot: the one rule)
+            m.cut(exc, stops.WHERE)
+            op: Any = None if schedule.past_pivot(m) else schedule.cancel(m, exc)  # (a cancel
+            # past the pivot is declined, noted "the run goes on": this stop ends it there)
             for step in m.busy:  # running (perhaps after its effect), or waiting to retry
                 op = m.step_cut(step, exc)
             if op is None or type(op) is Ready:
@@ -269,11 +259,9 @@ def graph_workflow(
     graph = (_AtOnce if at_once else _Graph)(plan, m, faults, cancellable)
     try:
         op = graph.forward(first_of(completion) if completion is not None else None)
-        return record_data(_carry_out(m, op, plan, faults).record)
+        return stops.ended(plan.run_id, record_data(_carry_out(m, op, plan, faults).record))
     except (DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError) as exc:
         # cancelled, as a step begins or as its result is saved (its owner cleared: the
         # conflict); the record is read only if DBOS says the workflow was cancelled
-        stop = WorkflowCancelled(STOPPED_NOTE)
-        stop.__cause__ = exc
-        STOPPED[plan.run_id] = record_data(graph.stopped(stop).record)
+        stops.stopped(plan.run_id, exc, graph.stopped)
         raise

@@ -19,7 +19,7 @@ from dbos import DBOS
 from ...errors import RollbackLessonsError
 from ..hosted import SagaChanged
 from ..wire import SagaPlan, changed
-from . import hosting, waits
+from . import hosting, stops, waits
 from .held import FileInUse, let_go, url
 
 LISTEN = 0.02
@@ -55,11 +55,12 @@ LEFT: dict[str, Any] = {}
 
 class _Stopped(logging.Filter):
     """Drops DBOS's error (a traceback on stderr) for a saga's thread that went on after
-    ``close`` destroyed DBOS under it: it stops there on purpose, its step unsaved."""
+    ``close`` destroyed DBOS under it: it stops there on purpose, its step unsaved; and
+    DBOS's telling of a ``stop()`` asked here (``stops.quiet``)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        return not (exc is not None and waits.destroyed(exc))
+        return not (exc is not None and waits.destroyed(exc)) and not stops.quiet(record)
 
 
 STOPPED = _Stopped()

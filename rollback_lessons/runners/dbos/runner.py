@@ -13,12 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from dbos import DBOS, SetWorkflowID
-from dbos._error import (
-    DBOSAwaitedWorkflowCancelledError,
-    DBOSUnexpectedStepError,
-    DBOSWorkflowCancelledError,
-    DBOSWorkflowConflictIDError,
-)
+from dbos._error import DBOSUnexpectedStepError
 
 from ..._graph_drive import CancelLike, asked_of
 from ..._guards import check_completion
@@ -32,7 +27,7 @@ from .. import heard, hosted, remote
 from ..asking import AnswerRefused, Question, check_answer, refuse_unless_asked
 from ..hosted import UnknownRun
 from ..wire import needs_graph, outcome_of, plan_of, record_of
-from . import graph, hosting, launch, waits, workflow
+from . import graph, hosting, launch, stops, waits, workflow
 from .graph import graph_workflow
 from .held import hold, let_go, url
 from .hosting import check
@@ -156,6 +151,7 @@ class DBOSHandle:
         """``DBOS.cancel_workflow``: DBOS stops the workflow as its next step begins, and
         nothing is undone (the outcome says ``halted``, every undo pending, and names it). A
         cancel that compensates is the run's ``cancel`` token instead."""
+        stops.ASKED.add(self.run_id)  # (DBOS's traceback for it kept off stderr)
         DBOS.cancel_workflow(self.run_id, cancel_children=True)  # a branch's too (at_once)
         for child in DBOS.list_workflows(parent_workflow_id=self.run_id, status="PENDING"):
             DBOS.send(child.workflow_id, "stop", graph.WAKE)  # a retry's wait ends now
@@ -169,18 +165,13 @@ class DBOSHandle:
             raise ReplayRefused.of(self.run_id, exc, self.path) from None
         except (waits.LeftWaiting, hosting.Unhosted):  # (BaseExceptions: never the caller's)
             raise RunnerClosed.of(self.run_id, self.path) from None
-        except (DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError,
-                DBOSAwaitedWorkflowCancelledError):  # fmt: skip
-            stopped = workflow.STOPPED.get(self.run_id)
-            status = DBOS.get_workflow_status(self.run_id)
-            if stopped is None or status is None or status.status != "CANCELLED":
-                raise  # not cancelled, or stopped before its machine ran here
-            data = stopped
+        except stops.CANCELLED as exc:  # (DBOS keeps no result: the record kept here)
+            data = stops.take(self.run_id, exc)
         finally:
             hosted.release(self.run_id)
             workflow.CANCELS.pop(self.run_id, None)
             workflow.HEARD.pop(self.run_id, None)
-            workflow.STOPPED.pop(self.run_id, None)
+            stops.forget(self.run_id)
         outcome = outcome_of(self.saga, record_of(data), before=self._before, state=self._state)
         self._heard.after(outcome)  # (here, never in the workflow: a resumed run tells nothing)
         remote.reraise(run.interrupt if run is not None else None, outcome)  # (as saga.run)
@@ -322,8 +313,7 @@ class DBOSRunner:
                 launch.CALLERS.add(run_id)  # (a close from another thread waits for it)
                 try:
                     data = waits.unless_closed(lambda: run(*args), run_id, self.path)()
-                except (DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError,
-                        DBOSAwaitedWorkflowCancelledError) as exc:  # fmt: skip
+                except stops.CANCELLED as exc:
                     stopped = exc
 
                     def result() -> dict[str, Any]:
@@ -377,7 +367,8 @@ class DBOSRunner:
         (``NotHosted``): it would never end here (one whose ``sagas=`` raised is waited for
         while it is tried again, ``hosting.TRIES`` times); one that this version cannot resume
         (another version started it) is ``ReplayRefused``; a run id DBOS does not know (a
-        saga never started) is ``UnknownRun``."""
+        saga never started) is ``UnknownRun``. One ``stop()`` stopped (DBOS keeps no result):
+        the record ``outcome()`` gives (``stops.take``)."""
         self._not_stranded(run_id)  # (attack17's G4: it waited forever, or advised in vain)
         if DBOS.get_workflow_status(run_id) is None:
             raise UnknownRun(f"DBOS has no saga {run_id!r} in {self.path}")
@@ -402,6 +393,11 @@ class DBOSRunner:
             return record_of(DBOS.retrieve_workflow(run_id).get_result())
         except DBOSUnexpectedStepError as exc:
             raise ReplayRefused.of(run_id, exc, self.path) from None
+        except stops.CANCELLED as exc:  # (stopped: the record outcome() gives)
+            return record_of(stops.take(run_id, exc))
+        finally:
+            if run_id not in hosted.RUNS:  # (no handle here reads it: kept no longer)
+                stops.forget(run_id)
 
     def waiting(self) -> dict[str, str]:
         """The sagas left unfinished on this file that this process cannot go on with, as
@@ -440,7 +436,10 @@ class DBOSRunner:
             return
         self._closed = True
         lock, self._lock = self._lock, None
-        launch.close(self.path, lock, stacklevel=3)
+        try:
+            launch.close(self.path, lock, stacklevel=3)
+        finally:
+            stops.clear()  # (no handle of this launch is read again)
 
     def __enter__(self) -> DBOSRunner:
         return self

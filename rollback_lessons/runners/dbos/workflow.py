@@ -22,7 +22,7 @@ order, so a relaunch tells the machine the same story. A cancel token is asked a
 ``@DBOS.step`` (its answer checkpointed) where ``saga.run`` asks it: compensated,
 ``cancelled``. ``DBOS.cancel_workflow`` is DBOS's own stop: the workflow ends at its next
 step and nothing is undone (what Step Functions' ``StopExecution`` does); the machine is
-told so, and the runner reports it (halted, every undo pending).
+told so, and the runner reports it (halted, every undo pending: ``stops``).
 """
 
 from __future__ import annotations
@@ -32,10 +32,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 from dbos import DBOS, StepOptions
 from dbos._context import get_local_dbos_context
+from dbos._error import DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError
 
 from ... import schedule
 from ..._drive import asks_cancel, failed_asking
@@ -47,7 +49,7 @@ from ...operations import ANSWERS, CANCELLED_ASKING, Ask, Finished, Op, RunStep,
 from ...policies import UndoPolicy
 from .. import hosted, remote
 from ..wire import ErrorRecord, SagaPlan, record_data
-from . import waits
+from . import stops, waits
 from .hosting import _saga
 
 Faults = dict[str, tuple[str | None, str | None]]
@@ -293,8 +295,13 @@ def saga_workflow(
         policy, plan=plan.specs(), undo_order=plan.undo_order, name=plan.name,
         run_id=plan.run_id,
     )  # fmt: skip
-    op = _heard(m, plan.run_id) if cancellable else None  # asked before the start too
-    return record_data(_carry_out(m, op or m.start(), plan, faults, cancellable).record)
+    try:
+        op = _heard(m, plan.run_id) if cancellable else None  # asked before the start too
+        record = _carry_out(m, op or m.start(), plan, faults, cancellable).record
+    except (DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError) as exc:
+        stops.stopped(plan.run_id, exc, partial(stops.list_stopped, m))  # (as a graph's)
+        raise
+    return stops.ended(plan.run_id, record_data(record))
 
 
 def _heard(m: Machine, run_id: str) -> Op | None:
@@ -361,18 +368,6 @@ def _carry_out(
 CANCELS: dict[str, Callable[[], bool]] = {}
 """Each run's cancel token (``runner.run(..., cancel=...)``), by run id, in the process that
 started it; a relaunched process has none (no cancel is asked there)."""
-
-STOPPED: dict[str, dict[str, Any]] = {}
-"""The record of each run ``DBOS.cancel_workflow`` stopped, as this process saw it (DBOS
-keeps none: the workflow ends with the cancellation, its result never written)."""
-
-STOPPED_NOTE = "DBOS.cancel_workflow stopped the workflow"
-
-
-class WorkflowCancelled(BaseException):
-    """``DBOS.cancel_workflow``: DBOS stopped the workflow; nothing more runs, no undo
-    either (what the machine is told)."""
-
 
 HEARD: dict[str, bool | dict[str, Any]] = {}
 """What a run's cancel token said while a person was waited for (``_watching``), by run id,

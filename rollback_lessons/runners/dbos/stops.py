@@ -1,0 +1,150 @@
+"""DBOS's own stop, ``DBOS.cancel_workflow`` (``DBOSHandle.stop``), and what this process
+keeps of a run it stopped: DBOS keeps no result for a cancelled workflow, so the record
+the saga's machine made is kept here (``STOPPED``: the workflow saw the cancel; ``ENDED``:
+it returned before the cancel landed), until the run's outcome or record is read (``take``)
+or the runner closes (``clear``): never for the life of the process. The machine decides
+what a stop leaves (``list_stopped``, ``graph._Graph.stopped``): halted, the running step
+cut short (what may have happened named), nothing undone, every undo pending for the
+operator."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+
+from dbos import DBOS
+from dbos._error import (
+    DBOSAwaitedWorkflowCancelledError,
+    DBOSWorkflowCancelledError,
+    DBOSWorkflowConflictIDError,
+)
+
+from ... import schedule
+from ...errors import RollbackLessonsError
+from ...machine import Machine, Phase
+from ...operations import Finished
+from ..wire import record_data
+
+STOPPED: dict[str, dict[str, Any]] = {}
+"""The record of each run ``DBOS.cancel_workflow`` stopped, as this process saw it (DBOS
+keeps none: the workflow ends with the cancellation, its result never written)."""
+
+STOPPED_NOTE = "DBOS.cancel_workflow stopped the workflow"
+
+ENDED: dict[str, dict[str, Any]] = {}
+"""The record each run's workflow returned, as this process saw it, until its outcome is
+read: a ``DBOS.cancel_workflow`` landing after the workflow returned and before DBOS saved
+its result leaves the run CANCELLED with no result (DBOS refuses the write); this says what
+the saga did (``take``)."""
+
+LATE_NOTE = "DBOS.cancel_workflow came after the saga ended: it stopped nothing"
+
+CANCELLED = (DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError,
+             DBOSAwaitedWorkflowCancelledError)  # fmt: skip
+"""What DBOS raises for a run it cancelled (as a step began, as a step's result was saved,
+or to who awaits its result): it keeps no result."""
+
+WHERE = "before any undo ran (DBOS.cancel_workflow)"
+"""Where the stop cut the run, as the machine's note says it."""
+
+
+class WorkflowCancelled(BaseException):
+    """``DBOS.cancel_workflow``: DBOS stopped the workflow; nothing more runs, no undo
+    either (what the machine is told)."""
+
+
+class StoppedUnrecorded(RollbackLessonsError):
+    """DBOS cancelled the run, and this process keeps no record of what the saga did (it
+    was stopped in another process, or before its machine ran here, or its outcome was
+    read already): one line."""
+
+
+ASKED: set[str] = set()
+"""The runs ``DBOSHandle.stop`` stopped here, until the runner closes (``quiet``)."""
+
+_OWNED = re.compile(
+    r"Workflow (\S+) (is no longer owned|outcome was not recorded|was cancelled during)"
+)  # (DBOS's warnings as it waits for the outcome of a run cancelled under it: _core.py)
+
+
+def quiet(record: logging.LogRecord) -> bool:
+    """Is ``record`` DBOS's own telling of a stop asked here (``ASKED``, a branch's child
+    workflow ``<run id>-<n>`` too): the cancel raised to who awaits the run, a traceback on
+    stderr, and the warning that the run is no longer this execution's? The operator asked
+    for it, and the outcome says it: dropped (``launch.STOPPED``)."""
+    exc = record.exc_info[1] if record.exc_info else None
+    if isinstance(exc, DBOSAwaitedWorkflowCancelledError):
+        run_id = exc.workflow_id
+    else:
+        found = _OWNED.match(record.getMessage()) if exc is None else None
+        if found is None:
+            return False
+        run_id = found.group(1)
+    return run_id in ASKED or run_id.rpartition("-")[0] in ASKED
+
+
+def ended(run_id: str, data: dict[str, Any]) -> dict[str, Any]:
+    """``data``, the record a workflow returns, kept (``ENDED``) for a cancel that lands
+    before DBOS saves it."""
+    ENDED[run_id] = data
+    return data
+
+
+def stopped(run_id: str, exc: BaseException, stop: Callable[[BaseException], Finished]) -> None:
+    """DBOS raised ``exc`` in the workflow of ``run_id``: its cancel, as a step began or
+    as a step's result was saved. ``stop`` tells the machine (the machine's answer kept)."""
+    cause = WorkflowCancelled(STOPPED_NOTE)
+    cause.__cause__ = exc
+    STOPPED[run_id] = record_data(stop(cause).record)
+
+
+def list_stopped(m: Machine, exc: BaseException) -> Finished:
+    """A list saga stopped by ``DBOS.cancel_workflow`` (``saga_workflow``), as the graph's
+    is (``_Graph.stopped``): before any undo, the rollback is cut before it starts
+    (``Machine.cut``: alone, ``interrupted`` would start it), a step running is cut short
+    (perhaps after its effect: DBOS may have stopped it as its result was saved), one
+    waiting to retry failed for good; ``cancelled`` if nothing was done, as a cancel is
+    (never past the pivot: nothing is declined, the run stops). Mid-rollback, the
+    rollback is cut short there."""
+    if not m.rolling and m.phase is not Phase.DONE:
+        m.cut(exc, WHERE)
+        op = None if schedule.past_pivot(m) else schedule.cancel(m, exc)
+        if not isinstance(op, Finished):
+            op = m.fail(exc) if m.phase is Phase.FORWARD else m.interrupted(exc)
+        if isinstance(op, Finished):
+            return op
+    return m.interrupted(exc)  # type: ignore[return-value]
+
+
+def take(run_id: str, exc: BaseException) -> dict[str, Any]:
+    """DBOS raised ``exc`` (``CANCELLED``) for ``run_id``'s result: the record kept here if
+    DBOS says the run was cancelled (``StoppedUnrecorded`` if none is kept), else ``exc``."""
+    status = DBOS.get_workflow_status(run_id)
+    if status is None or status.status != "CANCELLED":
+        raise exc
+    if run_id in STOPPED:
+        return STOPPED[run_id]
+    if run_id in ENDED:
+        late = ENDED[run_id]
+        return {**late, "notes": [*late["notes"], LATE_NOTE]}
+    raise StoppedUnrecorded(
+        f"saga {run_id!r} was stopped by DBOS.cancel_workflow, and DBOS keeps no record of "
+        "what it did; nor does this process (stopped in another process or before it ran "
+        "here, or its outcome read already): have a person check its steps by hand: its "
+        "undos may still be pending"
+    ) from None
+
+
+def forget(run_id: str) -> None:
+    """Drop what is kept of ``run_id`` (its outcome or record was read)."""
+    STOPPED.pop(run_id, None)
+    ENDED.pop(run_id, None)
+
+
+def clear() -> None:
+    """Drop everything kept (the runner closes: no handle of it is read again)."""
+    STOPPED.clear()
+    ENDED.clear()
+    ASKED.clear()
