@@ -93,6 +93,18 @@ def test_a_read_only_folder_with_a_write_ahead_log_is_refused_in_one_line(tmp_pa
         os.chmod(folder, stat.S_IRWXU)
 
 
+@pytest.mark.parametrize("parent", ["missing/sub", "a-file"])
+def test_a_journal_in_a_folder_that_does_not_exist_says_so(tmp_path, parent):
+    """attack26 F3: it said "the folder of ... is read-only" (os.access is False for a
+    missing folder), a false reason; nothing is made."""
+    (tmp_path / "a-file").write_text("not a folder")
+    path = tmp_path / parent / "j.db"
+    with pytest.raises(JournalError, match=r"is not a folder that exists") as refused:
+        Journal(path)
+    assert "read-only" not in str(refused.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
 @pytest.mark.parametrize("value", ["two", "", None, "-1", "2.5"])
 def test_a_schema_version_of_the_wrong_type_or_missing_is_refused_in_one_line(tmp_path, value):
     path = tmp_path / "j.db"

@@ -8,10 +8,10 @@ end. Undos receive an idempotency key (``"<saga id>:<step>"``), so one that ran 
 before a crash can safely run again.
 
 One durable commit per compensable step: events in between are buffered and written with
-the next commit, because nothing about them is needed to recover. An undo logged after its
-step is written as the step returns, without waiting for the disk (``JournalRun.confirm``):
-a process killed during the next step (one with nothing to write) leaves it to be undone,
-not reported leaked; the next durable commit syncs it.
+the next commit (nothing about them is needed to recover). An undo logged after its step
+is written as the step returns, without waiting for the disk (``JournalRun.confirm``): a
+process killed during the next step leaves it to be undone, not reported leaked; the next
+durable commit syncs it.
 """
 
 from __future__ import annotations
@@ -96,6 +96,8 @@ class Journal:
             raise JournalError(
                 f"{self.path} is read-only; recovery writes to it (make it writable first)"
             )
+        elif not self.path.parent.is_dir():  # (not "read-only", as os.access says of it)
+            raise JournalError(f"the folder of {self.path} is not a folder that exists")
         elif not os.access(self.path.parent, os.W_OK):
             raise JournalError(
                 f"the folder of {self.path} is read-only; SQLite writes {self.path.name}-wal "
@@ -331,10 +333,8 @@ class Journal:
         return [UndoRecord(r[0], r[1], r[2], r[3], json.loads(r[4]), *r[5:]) for r in rows]
 
     def events(self, saga_id: str) -> list[Event]:
-        rows = self._rows(
-            "SELECT seq, kind, step, details FROM events WHERE saga_id = ? ORDER BY seq",
-            (saga_id,),
-        )
+        sql = "SELECT seq, kind, step, details FROM events WHERE saga_id = ? ORDER BY seq"
+        rows = self._rows(sql, (saga_id,))
         return [Event(seq, kind, step, json.loads(details)) for seq, kind, step, details in rows]
 
     def cancelled(self, saga_id: str) -> bool:
