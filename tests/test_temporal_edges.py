@@ -808,6 +808,92 @@ def test_an_update_cut_short_on_a_live_server_is_asked_again_never_called_lost(o
     assert outcome.status is Status.HALTED and outcome.pending == ("a",)
 
 
+def test_every_call_cut_short_on_a_live_server_is_server_slow_never_lost(on_temporal):
+    """Issue 25: the Query ``taken`` (and ``question``, a Cancel, the history, a Describe)
+    that hit the SDK's RPC timeout on a live server said ServerLost, "start the server
+    again"; only the Update asked whether the server still answers. Every call goes through
+    one helper (``lost.ask``): the server asked, a call cut short on a live one is
+    ``ServerSlow``; with no answer to that either it is ServerLost. (The timeout simulated,
+    as the SDK raised it from the dev server here: DEADLINE_EXCEEDED.)"""
+    from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from rollback_lessons.runners.temporal import ServerSlow
+
+    saga = Saga([Step("a", lambda s: s.update(a=1), lambda s: s.pop("a")),
+                 Step("b", lambda s: 1 / 0)], name="slow calls")  # fmt: skip
+
+    def deadline():
+        return RPCError("context deadline exceeded", RPCStatusCode.DEADLINE_EXCEEDED, b"")
+
+    async def slow(*args, **kwargs):
+        raise deadline()
+
+    async def slow_events(*args, **kwargs):
+        raise deadline()
+        yield  # (an async iterator, as fetch_history_events is)
+
+    async def cut(*args, **kwargs):
+        try:
+            raise deadline()
+        except RPCError as exc:  # (as the SDK raises it)
+            raise WorkflowUpdateRPCTimeoutOrCancelledError() from exc
+
+    async def scenario(runner):
+        handle, asked = await _halted_asking(runner, saga)
+        workflow, real_query = handle.workflow, handle.workflow.query
+        said = {}
+
+        async def taken_slow(name, *args, **kwargs):  # the question read, its answer's not
+            return await (slow if name == "taken" else real_query)(name, *args, **kwargs)
+
+        async def expect(what, call, error=ServerSlow):
+            with pytest.raises(error) as caught:
+                await call()
+            said[what] = str(caught.value)
+
+        workflow.query = workflow.cancel = slow
+        await expect("pending", handle.pending)
+        await expect("cancel", handle.cancel)
+        workflow.fetch_history_events = slow_events
+        await expect("history", handle.history)
+        workflow.query, workflow.execute_update, workflow.signal = taken_slow, cut, _dropped
+        await expect("resolve", lambda: handle.resolve(asked, "leave"))
+        workflow.query = slow
+        workflow.describe = partial(_unavailable)  # and now the server says nothing at all
+        await expect("lost", handle.pending, ServerLost)
+        del workflow.query, workflow.execute_update, workflow.signal, workflow.describe
+        del workflow.fetch_history_events, workflow.cancel
+        await handle.resolve(asked, "leave")
+        outcome = await handle.outcome()
+        runner._plan_of = slow  # a run this process no longer hosts, taken up
+        try:
+            await expect("handle_for", lambda: runner.handle_for(saga, handle.run_id))
+        finally:
+            del runner._plan_of
+        return said, outcome
+
+    said, outcome = on_temporal(scenario)
+    for what in ("pending", "cancel", "history", "resolve", "handle_for"):
+        assert said[what].startswith("the Temporal server answers, but not in time for saga ")
+        assert "start the server" not in said[what] and "context deadline" in said[what]
+    assert said["cancel"].endswith("The cancel may have reached the server; whether the "
+                                   "saga took it is not known: outcome() tells once the "
+                                   "server is back.")  # fmt: skip
+    assert said["resolve"].endswith("The answer was sent; whether the saga took it is not "
+                                    "known (pending() says whether it still asks).")  # fmt: skip
+    assert said["handle_for"].endswith("Nothing was hosted.")
+    assert "start the server again" in said["lost"]
+    assert outcome.status is Status.HALTED and outcome.pending == ("a",)
+
+
+async def _unavailable(*args, **kwargs):
+    """A call to a server that does not answer (the SDK gave up connecting)."""
+    from temporalio.service import RPCError, RPCStatusCode
+
+    raise RPCError("tcp connect error", RPCStatusCode.UNAVAILABLE, b"")
+
+
 async def _dropped(*args, **kwargs):
     """A Signal never sent (the answer not given: the saga still asks)."""
     return None

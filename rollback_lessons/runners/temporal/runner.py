@@ -52,7 +52,7 @@ from .activities import (
 )
 from .handle import SagaHandle, _release
 from .limits import HISTORY_EVENTS_LIMIT, check_plan
-from .lost import SagaTerminated, ServerLost, history_table  # noqa: F401 (the package's names)
+from .lost import SagaTerminated, ServerLost, ask, history_table  # noqa: F401 (the package's names)
 from .server import (
     TemporalUnavailable,
     check_db_file,
@@ -342,16 +342,13 @@ class TemporalRunner:
         if run is not None:  # started (or taken up) here: its saga, its state
             _check(run_id, saga, plan_for(run.saga, run_id=run_id))
             return SagaHandle(self, saga, workflow, run.state, None)
-        try:
-            about = await workflow.describe()
-            plan = await self._plan_of(workflow)
-        except RPCError as exc:
-            if exc.status is RPCStatusCode.NOT_FOUND:  # the server's own word: no such run
-                raise hosted.UnknownRun(
-                    f"the Temporal server at {self.address} has no saga {run_id!r}: nothing "
-                    "was hosted"
-                ) from exc
-            raise ServerLost.of(run_id, exc, "Nothing was hosted.") from None
+        try:  # (ServerLost, or ServerSlow if the server answers now: ``lost.ask``)
+            about = await ask(workflow, workflow.describe(), "Nothing was hosted.")
+            plan = await ask(workflow, self._plan_of(workflow), "Nothing was hosted.")
+        except RPCError as exc:  # the server's own word: no such run
+            raise hosted.UnknownRun(
+                f"the Temporal server at {self.address} has no saga {run_id!r}: nothing was hosted"
+            ) from exc
         _check(run_id, saga, plan)
         if about.status is WorkflowExecutionStatus.RUNNING:  # (one over needs no worker)
             if about.task_queue != self.task_queue:
