@@ -327,6 +327,36 @@ def test_a_db_file_the_server_cannot_use_is_named_before_the_server_starts(tmp_p
         )
 
 
+def test_a_sqlite_db_file_not_temporals_is_named_at_once_never_waited_for(tmp_path):
+    """Issue 25: a ``db_file`` that is SQLite but another program's (a rollback journal, any
+    database with other tables) passes the header check; the server logs "failed starting
+    server ... no such table: namespaces" and exits, yet the start waited the whole
+    ``START_LIMIT`` (30 s) and then asked whether the machine was busy. The server's log is
+    read while it starts: one line naming the file, the file untouched, no server left."""
+    import sqlite3
+
+    from rollback_lessons.durable.journal import Journal
+
+    with Journal(tmp_path / "journal.db"):
+        pass
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as con:
+        con.execute("CREATE TABLE t (x)")
+    con.close()
+    for db_file in (tmp_path / "journal.db", other):
+        before = db_file.read_bytes()
+        with pytest.raises(TemporalUnavailable) as refused:
+            run_async(lambda db_file=db_file: TemporalRunner.start(db_file=db_file))
+        said = str(refused.value)
+        assert said.startswith(
+            f"Temporal's dev server cannot keep its histories in {db_file} (db_file): it "
+            "stopped at once, saying 'Error: failed starting server: "
+        ), said
+        assert "no such table: namespaces" in said and "busy" not in said and "\n" not in said
+        assert db_file.read_bytes() == before
+    assert not server_module._server_processes(server_module.server_binary())
+
+
 def test_the_sdk_cores_own_logs_go_to_a_logger_never_to_stderr():
     """attack24's L3: while a server was down, the SDK core's pollers wrote coloured
     multi-line "retried 16 times" errors on stderr, beside the runner's own one line. Its

@@ -63,6 +63,7 @@ from .server import (
     server_binary,
     start_failure,
     startup_timeout,
+    watched,
 )
 from .workflow import SagaWorkflow, turn_wait
 
@@ -236,7 +237,7 @@ class TemporalRunner:
         check_ports({"the server's port": port, "the Web UI's port": ui_port})
         try:
             with quiet_stdout():  # its banner (with random ports) is nobody's business
-                env = await WorkflowEnvironment.start_local(
+                start = WorkflowEnvironment.start_local(
                     dev_server_existing_path=binary,
                     ip="127.0.0.1",
                     port=port,
@@ -248,6 +249,9 @@ class TemporalRunner:
                     dev_server_startup_timeout=startup_timeout(),
                     **client_options(),
                 )
+                env = await watched(start, db_file)  # (one that exits at once: said so)
+        except TemporalUnavailable:
+            raise
         except Exception as exc:
             check_ports({"the server's port": port, "the Web UI's port": ui_port})  # taken since?
             raise start_failure(binary, exc) from None
