@@ -259,7 +259,7 @@ class StepFunctionsRunner:
         try:
             yield
         except BaseException as exc:
-            how = "could not be stopped (it may still run)"
+            how = f"could not be stopped (it may still run: {arn})"  # (for whoever stops it)
             with contextlib.suppress(Exception):
                 why = "Timeout" if isinstance(exc, TimedOut) else "Stopped"
                 how = self._stop(arn, why, f"the runner stopped: {type(exc).__name__}")
