@@ -917,6 +917,45 @@ def test_every_call_cut_short_on_a_live_server_is_server_slow_never_lost(on_temp
     assert outcome.status is Status.HALTED and outcome.pending == ("a",)
 
 
+def test_a_start_cut_short_on_a_live_server_runs_if_it_landed_never_unhosted(on_temporal):
+    """The same for the start (issue 25): a start_workflow cut short by the SDK's timeout on
+    a server that answers may have landed. It is asked (``lost.ask``, then a Describe): one
+    that started runs to its end, hosted here (it was released, and said "did not answer
+    ... none of its steps ran here" of a saga whose steps then ran); one that did not is one
+    line saying the server answers, nothing ran."""
+    from temporalio.service import RPCError, RPCStatusCode
+
+    ran = []
+    saga = Saga([Step("a", lambda s: ran.append("a"), lambda s: None)], name="slow start")
+
+    async def scenario(runner):
+        real = runner.client.start_workflow
+
+        async def landed(*args, **kwargs):
+            await real(*args, **kwargs)
+            raise RPCError("context deadline exceeded", RPCStatusCode.DEADLINE_EXCEEDED, b"")
+
+        async def lost(*args, **kwargs):
+            raise RPCError("context deadline exceeded", RPCStatusCode.DEADLINE_EXCEEDED, b"")
+
+        runner.client.start_workflow = landed
+        try:
+            outcome = await (await runner.start_saga(saga, {})).outcome()
+            runner.client.start_workflow = lost
+            with pytest.raises(TemporalUnavailable) as refused:
+                await runner.start_saga(saga, {})
+        finally:
+            del runner.client.start_workflow
+        return outcome, str(refused.value)
+
+    outcome, said = on_temporal(scenario)
+    assert outcome.status is Status.COMMITTED and ran == ["a"]
+    assert said.startswith("the Temporal server (127.0.0.1:") and said.endswith(
+        " in time (context deadline exceeded): none of its steps ran here. Try again."
+    )
+    assert "answers, but did not start saga slow start-" in said
+
+
 async def _unavailable(*args, **kwargs):
     """A call to a server that does not answer (the SDK gave up connecting)."""
     from temporalio.service import RPCError, RPCStatusCode

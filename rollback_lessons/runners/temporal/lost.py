@@ -261,11 +261,14 @@ async def _unanswered(workflow: WorkflowHandle[Any, Any], error: BaseException,
     """Lost or slow? A call that could not connect, the SDK retrying it ``LOST_AFTER``
     seconds (UNAVAILABLE), is lost; any other (its deadline passed, cancelled, the server's
     own failure) is asked again of the server by a Describe."""
-    if isinstance(error, RPCError) and error.status is RPCStatusCode.UNAVAILABLE:
-        return ServerLost.of(workflow.id, error, also)
+    said: TemporalUnavailable = ServerSlow.of(workflow.id, error, also)
     try:
-        await workflow.describe()
+        if isinstance(error, RPCError) and error.status is RPCStatusCode.UNAVAILABLE:
+            said = ServerLost.of(workflow.id, error, also)
+        else:
+            await workflow.describe()
     except RPCError as lost:
         if lost.status is not RPCStatusCode.NOT_FOUND:  # (its word: it answers)
-            return ServerLost.of(workflow.id, lost, also)
-    return ServerSlow.of(workflow.id, error, also)
+            said = ServerLost.of(workflow.id, lost, also)
+    said.error = error
+    return said

@@ -52,7 +52,13 @@ from .activities import (
 )
 from .handle import SagaHandle, _release
 from .limits import HISTORY_EVENTS_LIMIT, check_plan
-from .lost import SagaTerminated, ServerLost, ask, history_table  # noqa: F401 (the package's names)
+from .lost import (  # noqa: F401 (the package's names)
+    SagaTerminated,
+    ServerLost,
+    ServerSlow,
+    ask,
+    history_table,
+)
 from .server import (
     TemporalUnavailable,
     check_db_file,
@@ -312,18 +318,30 @@ class TemporalRunner:
             GATES[plan.run_id] = _turns(
                 self.client.get_workflow_handle(plan.run_id), completion, turn_wait(plan)
             )
+        handle = self.client.get_workflow_handle(plan.run_id, result_type=dict)
+        start = self.client.start_workflow(
+            SagaWorkflow.run, plan, id=plan.run_id, task_queue=self.task_queue
+        )
         try:
-            handle = await self.client.start_workflow(
-                SagaWorkflow.run,
-                plan,
-                id=plan.run_id,
-                task_queue=self.task_queue,
-            )
-        except RPCError as exc:
+            try:  # (``lost.ask``, as every call: a start cut short on a server that answers
+                await ask(handle, start)  # may have landed: then it runs, hosted here)
+            except ServerSlow as slow:
+                try:
+                    await handle.describe()
+                except RPCError:
+                    raise slow from None
+        except (RPCError, TemporalUnavailable) as exc:
             _release(plan.run_id)
+            error = exc.error if isinstance(exc, TemporalUnavailable) else exc
+            said = getattr(error, "message", None) or str(error)
+            if isinstance(exc, ServerSlow):
+                raise TemporalUnavailable(
+                    f"the Temporal server ({self.address}) answers, but did not start saga "
+                    f"{plan.run_id} in time ({said}): none of its steps ran here. Try again."
+                ) from None
             raise TemporalUnavailable(
                 f"the Temporal server ({self.address}) did not answer when saga {plan.run_id} "
-                f"was started ({exc.message}): none of its steps ran here. Is it running?"
+                f"was started ({said}): none of its steps ran here. Is it running?"
             ) from None
         return SagaHandle(self, saga, handle, state, before)
 

@@ -36,6 +36,9 @@ T = TypeVar("T")
 class TemporalUnavailable(RollbackLessonsError):
     """No Temporal server could be started or reached; the message says how to fix it."""
 
+    error: BaseException | None = None
+    """The call's own error, when a call to the server failed (``lost.ask``)."""
+
 
 START_LIMIT = 30.0
 """Seconds the dev server has to answer once spawned. It answers in under a second on an
