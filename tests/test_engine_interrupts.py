@@ -15,6 +15,7 @@ from test_sf_bpmn_interrupts import STOPPED, _abc, _raised
 from rollback_lessons import Saga, Step
 from rollback_lessons.runners.bpmn import run_explicit
 from rollback_lessons.runners.stepfunctions import StepFunctionsRunner
+from rollback_lessons.runners.stepfunctions.live import stop_execution
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +75,35 @@ def test_a_ctrl_c_during_start_execution_leaves_no_execution_waiting(
     outcome = runner.run(_abc(after), {}, timeout=30, **options)
     assert str(outcome.status) == "committed" and after == ["do a", "do b", "do c"]
     assert world == []  # (the first execution's tasks never ran)
+
+
+def test_a_started_execution_the_runner_cannot_stop_is_named_by_its_arn(runner, monkeypatch):
+    """A Ctrl-C that lands in ``start_execution``'s own call after the service started the
+    execution, and then no answer from Step Functions: the note said "could not be stopped
+    (it may still run)" without saying which execution; it names its ARN, the one that
+    started (for whoever stops it)."""
+    from botocore.exceptions import EndpointConnectionError
+
+    world: list[str] = []
+    start, started = runner.sfn.start_execution, []
+
+    def starting(**kwargs):
+        started.append(start(**kwargs)["executionArn"])
+        raise KeyboardInterrupt
+
+    def silent(**kwargs):
+        raise EndpointConnectionError(endpoint_url="http://127.0.0.1:1")
+
+    monkeypatch.setattr(runner.sfn, "start_execution", starting)
+    monkeypatch.setattr(runner.sfn, "describe_execution", silent)
+    got = _raised(lambda: runner.run(Saga(list(_abc(world).steps), name="unstoppable"), {}))
+    monkeypatch.undo()
+    assert stop_execution(runner.sfn, started[0], "Test", "clean-up") in STOPPED
+    assert type(got) is KeyboardInterrupt and world == []
+    assert got.__notes__ == [
+        f"Step Functions: the execution could not be stopped (it may still run: {started[0]}); "
+        "nothing done is left in effect"
+    ]
 
 
 # -- BPMN: a Ctrl-C inside SpiffWorkflow's own code, between two tasks ---------------------

@@ -208,6 +208,56 @@ def test_retry_types_step_functions_cannot_tell_apart_are_refused_before_anythin
     assert world == []
 
 
+_MADE = iter(range(10**6))
+
+
+def _error_class(base=Exception, name="Err"):
+    """A class made now, of a name made for this case (``type_name`` includes it), so that
+    no class of another case shares it."""
+    return type(
+        name, (base,), {"__module__": __name__, "__qualname__": f"case{next(_MADE)}.{name}"}
+    )
+
+
+@pytest.mark.parametrize("case", ["same name", "subclass", "no-retry subclass", "undo subclass"])
+@pytest.mark.parametrize("graph", [False, True], ids=["list", "graph"])
+def test_an_error_class_made_while_the_saga_runs_is_retried_as_in_process(runner, case, graph):
+    """Issue 25: ``check_retry_types`` sees only the classes that exist when the machine is
+    written. A class made in the step (botocore's errorfactory makes one per client) of the
+    retry rule's name was retried on Step Functions (by name), not in process; a subclass
+    made then was retried in process, not there: the list form said HistoryDiverged, the
+    graph form waited for a retry that never came; a subclass of a ``no_retry_on`` type
+    made then was retried there, not in process; so was an undo's, under a Retry undo
+    policy. The worker matches the error to the rule with the real classes: the same
+    attempts, the same Outcome."""
+    named = _error_class()
+    world = []
+
+    def fails(what, state):
+        world.append(what)
+        if case == "same name":
+            same = {"__module__": named.__module__, "__qualname__": named.__qualname__}
+            raise type(named.__name__, (Exception,), same)("fails")  # not a subclass
+        raise _error_class(named, "Sub")("fails")
+
+    retry = RetryPolicy(max_attempts=2, initial_delay=0.01, retry_on=(named,))
+    if case == "no-retry subclass":
+        retry = RetryPolicy(max_attempts=2, initial_delay=0.01, no_retry_on=(named,))
+    undo, policy = lambda s: world.append("undo a"), None
+    if case == "undo subclass":
+        undo, policy = partial(fails, "undo a"), Retry(retry)
+    saga = Saga([Step("a", lambda s: world.append("do a"), undo),
+                 Step("b", partial(fails, "do b"), retry=retry)], name="made late")  # fmt: skip
+    options = {"undo_order": "reverse_start"} if graph else {}
+    remote = runner.run(saga, {}, timeout=60, policy=policy, **options)
+    there, world[:] = list(world), []
+    local = saga.run({}, clock=VirtualClock(), policy=policy, **options)
+    tries = 2 if case in ("subclass", "undo subclass") else 1
+    undos = 2 if case == "undo subclass" else 1
+    assert world == there == ["do a", *["do b"] * tries, *["undo a"] * undos]
+    same_outcome(local, remote)
+
+
 def test_a_moto_server_on_loopback_runs_the_same_saga():
     with StepFunctionsRunner.start("moto_server") as server:
         assert server.sfn.meta.endpoint_url.startswith("http://127.0.0.1:")

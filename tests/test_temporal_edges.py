@@ -327,6 +327,38 @@ def test_a_db_file_the_server_cannot_use_is_named_before_the_server_starts(tmp_p
         )
 
 
+def test_a_sqlite_db_file_not_temporals_is_named_at_once_never_waited_for(tmp_path):
+    """Issue 25: a ``db_file`` that is SQLite but another program's (a rollback journal, any
+    database with other tables) passes the header check; the server logs "failed starting
+    server ... no such table: namespaces" and exits, yet the start waited the whole
+    ``START_LIMIT`` (30 s) and then asked whether the machine was busy. The server's log is
+    read while it starts: one line naming the file, the file untouched, no server left."""
+    import sqlite3
+
+    from rollback_lessons.durable.journal import Journal
+
+    with Journal(tmp_path / "journal.db"):
+        pass
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as con:
+        con.execute("CREATE TABLE t (x)")
+    con.close()
+    binary = server_module.server_binary()
+    servers = set(server_module._server_processes(binary))  # (the module's own, if running)
+    for db_file in (tmp_path / "journal.db", other):
+        before = db_file.read_bytes()
+        with pytest.raises(TemporalUnavailable) as refused:
+            run_async(lambda db_file=db_file: TemporalRunner.start(db_file=db_file))
+        said = str(refused.value)
+        assert said.startswith(
+            f"Temporal's dev server cannot keep its histories in {db_file} (db_file): it "
+            "stopped at once, saying 'Error: failed starting server: "
+        ), said
+        assert "no such table: namespaces" in said and "busy" not in said and "\n" not in said
+        assert db_file.read_bytes() == before
+    assert set(server_module._server_processes(binary)) <= servers  # none left running
+
+
 def test_the_sdk_cores_own_logs_go_to_a_logger_never_to_stderr():
     """attack24's L3: while a server was down, the SDK core's pollers wrote coloured
     multi-line "retried 16 times" errors on stderr, beside the runner's own one line. Its
@@ -806,6 +838,131 @@ def test_an_update_cut_short_on_a_live_server_is_asked_again_never_called_lost(o
         "the Temporal server answers, but saga "
     )
     assert outcome.status is Status.HALTED and outcome.pending == ("a",)
+
+
+def test_every_call_cut_short_on_a_live_server_is_server_slow_never_lost(on_temporal):
+    """Issue 25: the Query ``taken`` (and ``question``, a Cancel, the history, a Describe)
+    that hit the SDK's RPC timeout on a live server said ServerLost, "start the server
+    again"; only the Update asked whether the server still answers. Every call goes through
+    one helper (``lost.ask``): the server asked, a call cut short on a live one is
+    ``ServerSlow``; with no answer to that either it is ServerLost. (The timeout simulated,
+    as the SDK raised it from the dev server here: DEADLINE_EXCEEDED.)"""
+    from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from rollback_lessons.runners.temporal import ServerSlow
+
+    saga = Saga([Step("a", lambda s: s.update(a=1), lambda s: s.pop("a")),
+                 Step("b", lambda s: 1 / 0)], name="slow calls")  # fmt: skip
+
+    def deadline():
+        return RPCError("context deadline exceeded", RPCStatusCode.DEADLINE_EXCEEDED, b"")
+
+    async def slow(*args, **kwargs):
+        raise deadline()
+
+    async def slow_events(*args, **kwargs):
+        raise deadline()
+        yield  # (an async iterator, as fetch_history_events is)
+
+    async def cut(*args, **kwargs):
+        try:
+            raise deadline()
+        except RPCError as exc:  # (as the SDK raises it)
+            raise WorkflowUpdateRPCTimeoutOrCancelledError() from exc
+
+    async def scenario(runner):
+        handle, asked = await _halted_asking(runner, saga)
+        workflow, real_query = handle.workflow, handle.workflow.query
+        said = {}
+
+        async def taken_slow(name, *args, **kwargs):  # the question read, its answer's not
+            return await (slow if name == "taken" else real_query)(name, *args, **kwargs)
+
+        async def expect(what, call, error=ServerSlow):
+            with pytest.raises(error) as caught:
+                await call()
+            said[what] = str(caught.value)
+
+        workflow.query = workflow.cancel = slow
+        await expect("pending", handle.pending)
+        await expect("cancel", handle.cancel)
+        workflow.fetch_history_events = slow_events
+        await expect("history", handle.history)
+        workflow.query, workflow.execute_update, workflow.signal = taken_slow, cut, _dropped
+        await expect("resolve", lambda: handle.resolve(asked, "leave"))
+        workflow.query = slow
+        workflow.describe = partial(_unavailable)  # and now the server says nothing at all
+        await expect("lost", handle.pending, ServerLost)
+        del workflow.query, workflow.execute_update, workflow.signal, workflow.describe
+        del workflow.fetch_history_events, workflow.cancel
+        await handle.resolve(asked, "leave")
+        outcome = await handle.outcome()
+        runner._plan_of = slow  # a run this process no longer hosts, taken up
+        try:
+            await expect("handle_for", lambda: runner.handle_for(saga, handle.run_id))
+        finally:
+            del runner._plan_of
+        return said, outcome
+
+    said, outcome = on_temporal(scenario)
+    for what in ("pending", "cancel", "history", "resolve", "handle_for"):
+        assert said[what].startswith("the Temporal server answers, but not in time for saga ")
+        assert "start the server" not in said[what] and "context deadline" in said[what]
+    assert said["cancel"].endswith("The cancel may have reached the server; whether the "
+                                   "saga took it is not known: outcome() tells once the "
+                                   "server is back.")  # fmt: skip
+    assert said["resolve"].endswith("The answer was sent; whether the saga took it is not "
+                                    "known (pending() says whether it still asks).")  # fmt: skip
+    assert said["handle_for"].endswith("Nothing was hosted.")
+    assert "start the server again" in said["lost"]
+    assert outcome.status is Status.HALTED and outcome.pending == ("a",)
+
+
+def test_a_start_cut_short_on_a_live_server_runs_if_it_landed_never_unhosted(on_temporal):
+    """The same for the start (issue 25): a start_workflow cut short by the SDK's timeout on
+    a server that answers may have landed. It is asked (``lost.ask``, then a Describe): one
+    that started runs to its end, hosted here (it was released, and said "did not answer
+    ... none of its steps ran here" of a saga whose steps then ran); one that did not is one
+    line saying the server answers, nothing ran."""
+    from temporalio.service import RPCError, RPCStatusCode
+
+    ran = []
+    saga = Saga([Step("a", lambda s: ran.append("a"), lambda s: None)], name="slow start")
+
+    async def scenario(runner):
+        real = runner.client.start_workflow
+
+        async def landed(*args, **kwargs):
+            await real(*args, **kwargs)
+            raise RPCError("context deadline exceeded", RPCStatusCode.DEADLINE_EXCEEDED, b"")
+
+        async def lost(*args, **kwargs):
+            raise RPCError("context deadline exceeded", RPCStatusCode.DEADLINE_EXCEEDED, b"")
+
+        runner.client.start_workflow = landed
+        try:
+            outcome = await (await runner.start_saga(saga, {})).outcome()
+            runner.client.start_workflow = lost
+            with pytest.raises(TemporalUnavailable) as refused:
+                await runner.start_saga(saga, {})
+        finally:
+            del runner.client.start_workflow
+        return outcome, str(refused.value)
+
+    outcome, said = on_temporal(scenario)
+    assert outcome.status is Status.COMMITTED and ran == ["a"]
+    assert said.startswith("the Temporal server (127.0.0.1:") and said.endswith(
+        " in time (context deadline exceeded): none of its steps ran here. Try again."
+    )
+    assert "answers, but did not start saga slow start-" in said
+
+
+async def _unavailable(*args, **kwargs):
+    """A call to a server that does not answer (the SDK gave up connecting)."""
+    from temporalio.service import RPCError, RPCStatusCode
+
+    raise RPCError("tcp connect error", RPCStatusCode.UNAVAILABLE, b"")
 
 
 async def _dropped(*args, **kwargs):

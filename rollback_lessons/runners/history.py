@@ -6,6 +6,7 @@ The record, its events included, is the machine's, as in process."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..errors import RollbackLessonsError
@@ -76,6 +77,8 @@ class Worker:
     interrupt: BaseException | None = None  # the first action a BaseException cut short
     plan: SagaPlan | None = None  # the list form's plan (``in_effect`` replays the calls)
     machine: Machine | None = None  # the graph form's live machine (``in_effect`` asks it)
+    matched: Callable[[str, BaseException, str], ErrorRecord] | None = None  # (call, error,
+    # step): a failure as the engine's retry rule must see it (``stepfunctions.matched``)
 
     def task(self, call: str, step: str, timeout: float | None = None) -> Call:
         """Do one task; an undo attempt past ``timeout`` seconds failed, as in process."""
@@ -89,7 +92,9 @@ class Worker:
                 if cut is not None:  # failed for good: an engine's Retry is not an attempt
                     return cut
                 try:
-                    error = remote.run_action(self.saga, step, self.state, faults.action)
+                    error = remote.run_action(
+                        self.saga, step, self.state, faults.action, self._record(call)
+                    )
                 except BaseException as exc:  # (an Exception is run_action's: data)
                     self.interrupt = self.interrupt or exc
                     made = Call(call, step, attempt, ErrorRecord.of(exc, step), cut=True)
@@ -97,11 +102,18 @@ class Worker:
                     return made
             else:
                 error = remote.run_undo(
-                    self.saga, step, self.state, faults.undo, attempt, self.run_id, timeout
-                )
+                    self.saga, step, self.state, faults.undo, attempt, self.run_id, timeout,
+                    self._record(call),
+                )  # fmt: skip
             made = Call(call, step, attempt, error)
         self.calls.append(made)
         return made
+
+    def _record(self, call: str) -> remote.Record:
+        matched = self.matched
+        if matched is None:
+            return ErrorRecord.of
+        return lambda error, step: matched(call, error, step)
 
     def in_effect(self) -> str:
         """What this worker did that is still in effect, for an error that stops the run

@@ -18,8 +18,13 @@ from ..saga import Saga, State
 from ..verdicts import rollback_notes
 from .wire import ErrorRecord
 
+Record = Callable[[BaseException, str], ErrorRecord]
+"""How a failure is made data (``ErrorRecord.of``; Step Functions' worker names it as its
+retry rule matched it: ``stepfunctions.matched``)."""
 
-def run_action(saga: Saga, step: str, state: State, fault: Fault | None) -> ErrorRecord | None:
+
+def run_action(saga: Saga, step: str, state: State, fault: Fault | None,
+               record: Record = ErrorRecord.of) -> ErrorRecord | None:  # fmt: skip
     """Do ``step``'s action (an injected fault fails it before or after its effect). It is
     called as ``saga.run`` calls it (``call_sync``): an awaitable or a generator it returns
     fails the step (its body never ran), never dropped and reported done."""
@@ -28,7 +33,7 @@ def run_action(saga: Saga, step: str, state: State, fault: Fault | None) -> Erro
     try:
         call_sync(saga[step].action, (state,), "action", step)
     except Exception as exc:
-        return ErrorRecord.of(exc, step)
+        return record(exc, step)
     if fault is Fault.FAIL_AFTER_EFFECT:
         return ErrorRecord.of(action_error(step, fault), step)
     return None
@@ -42,6 +47,7 @@ def run_undo(
     attempt: int,
     run_id: str,
     timeout: float | None = None,
+    record: Record = ErrorRecord.of,
 ) -> ErrorRecord | None:
     """Do attempt ``attempt`` of ``step``'s undo; a registered undo gets the run's own
     idempotency key, so a repeat after a crash changes nothing. Past ``timeout`` seconds
@@ -65,7 +71,7 @@ def run_undo(
         else:
             call_timed(fn, args, "undo", step, timeout)
     except Exception as exc:
-        return ErrorRecord.of(exc, step)
+        return record(exc, step)
     return None
 
 

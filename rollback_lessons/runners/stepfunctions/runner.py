@@ -32,6 +32,7 @@ from .asl import ENGINE, ERROR_NAME_LIMIT, StepFunctionsError, check_retry_types
 from .asl_graph import graph_asl
 from .history import answered, history_table, visits
 from .live import Idle, Live, TimedOut, stop_execution
+from .matched import Matching
 from .moto_start import _moto_in_process, _moto_server
 
 REGION = "us-east-1"
@@ -197,7 +198,8 @@ class StepFunctionsRunner:
         asl = plan_asl(plan) if asl is None else asl
         world: State = {} if state is None else state
         before = snapshot(world) if state is not None else None
-        worker = Worker(run_id, saga, world, faults, list(answers), plan=plan)
+        worker = Worker(run_id, saga, world, faults, list(answers), plan=plan,
+                        matched=Matching(saga, chosen.retry))  # type: ignore[union-attr]  # fmt: skip
         with self._answering():
             if live:
                 return self._live(saga, state, plan, asl, worker, before, suffix, timeout,
@@ -257,7 +259,7 @@ class StepFunctionsRunner:
         try:
             yield
         except BaseException as exc:
-            how = "could not be stopped (it may still run)"
+            how = f"could not be stopped (it may still run: {arn})"  # (for whoever stops it)
             with contextlib.suppress(Exception):
                 why = "Timeout" if isinstance(exc, TimedOut) else "Stopped"
                 how = self._stop(arn, why, f"the runner stopped: {type(exc).__name__}")

@@ -7,14 +7,14 @@ import asyncio
 import threading
 import time
 import uuid
+from collections.abc import Awaitable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from temporalio.client import WorkflowExecutionStatus as Running
 from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError as UpdateCut
 from temporalio.exceptions import ApplicationError, TerminatedError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
 from ...outcome import Outcome, Table
 from ...saga import Saga, State
@@ -28,6 +28,7 @@ from .lost import (
     SagaTerminated,
     ServerLost,
     ServerSlow,
+    ask,
     failed_after_effect,
     history_table,
     unheard,
@@ -36,6 +37,9 @@ from .workflow import LIMIT
 
 if TYPE_CHECKING:
     from .runner import TemporalRunner
+
+
+T = TypeVar("T")
 
 
 def _release(run_id: str) -> None:
@@ -92,34 +96,24 @@ class SagaHandle:
         return f"{base}/namespaces/default/workflows/{self.run_id}" if base else None
 
     async def cancel(self) -> None:
-        """Ask the saga to cancel; a server that does not answer is ``ServerLost``."""
-        try:
-            await self.workflow.cancel()
-        except RPCError as exc:
-            if exc.status is RPCStatusCode.NOT_FOUND:
-                raise  # the server's own word: no such run (or it is over)
-            raise ServerLost.of(self.run_id, exc, cancel_fate(exc)) from None
+        """Ask the saga to cancel; a server that does not answer is ``ServerLost``
+        (``ServerSlow`` if it answers now); its "no such run" is raised as it came."""
+        await self._ask(self.workflow.cancel(), CANCEL_FATE)
 
     async def history(self, *, ids: bool = True) -> Table:
         """The workflow's own event history, as Temporal keeps it: each activity scheduled,
         completed or failed (with its step), and each signal. Workflow-task bookkeeping is
         left out. This history, not the worker, is what survives a crash. ``ids=False``
         leaves out the event ids (they depend on timing; the order does not)."""
-
-        try:
-            return await history_table(self.workflow.fetch_history_events(), ids=ids)
-        except RPCError as exc:
-            if exc.status is RPCStatusCode.NOT_FOUND:
-                raise
-            raise ServerLost.of(self.run_id, exc) from None
+        return await self._ask(history_table(self.workflow.fetch_history_events(), ids=ids))
 
     async def pending(self) -> Question | None:
         """The question a halted saga waits on a person for (a Query: its number and the
         undos at stake, the one asked about first), or None when it asks nothing."""
         try:
-            return Question.of(await self.workflow.query("question"))
-        except RPCError as exc:
-            raise self._lost(exc, "no question can be read") from None
+            return Question.of(await self._ask(self.workflow.query("question")))
+        except RPCError as exc:  # (NOT_FOUND only: ``_ask``)
+            raise self._over(exc, "no question can be read") from None
 
     async def resolve(self, question: Question, answer: str) -> None:
         """Answer ``question`` (as ``pending()`` gave it) by a Signal: "retry" the undo, it
@@ -132,16 +126,17 @@ class SagaHandle:
         said = uuid.uuid4().hex
         try:
             asked = await self.pending()
-            if asked is None and (await self.workflow.describe()).status is not Running.RUNNING:
+            if (
+                asked is None
+                and (await self._ask(self.workflow.describe())).status is not Running.RUNNING
+            ):
                 raise AnswerRefused(f"saga {self.run_id} is over: nothing was answered")
             refuse_unless_asked(question, asked, self.run_id)
-        except RPCError as exc:
-            raise self._lost(exc, "nothing was answered") from None
-        args = [answer, question.number, question.step, said]
-        try:
-            await self.workflow.signal("resolve", args=args)
-        except RPCError as exc:  # sent, perhaps: only the server's "no such run" says not
-            raise self._lost(exc, "nothing was answered", UNSENT) from None
+            args = [answer, question.number, question.step, said]
+            # sent, perhaps, once called: only the server's "no such run" says not
+            await self._ask(self.workflow.signal("resolve", args=args), UNSENT)
+        except RPCError as exc:  # (NOT_FOUND only: ``_ask``)
+            raise self._over(exc, "nothing was answered") from None
         took = await self._taken(question.number)
         if took != said:
             why = "it took another answer first" if took else "it stopped waiting first"
@@ -153,51 +148,45 @@ class SagaHandle:
     async def _taken(self, number: int) -> str | None:
         """The id of the answer question ``number`` took ("" none), once it is settled; None
         if the saga ended without saying (terminated, say)."""
-        failed: RPCError | None = None
         began = time.monotonic()
         for _ in range(3):  # (an Update the server failed, alive: its workflow task failed)
-            slow = False  # (this Update cut short by the SDK's timeout, the server alive)
+            slow = False  # (this Update cut short, or failed, the server alive)
             try:
-                return str(await self.workflow.execute_update("answered", args=[number]))
+                return str(
+                    await self._ask(
+                        self.workflow.execute_update("answered", args=[number]), UNKNOWN
+                    )
+                )
             except WorkflowUpdateFailedError:  # the run is over by now
-                failed = None
-            except RPCError as exc:  # over (the server says so), lost, or the Update failed
-                failed = None if exc.status is RPCStatusCode.NOT_FOUND else exc
-            except UpdateCut as exc:  # the SDK's word for the call cut short, either way:
-                if isinstance(exc.__cause__, asyncio.CancelledError):
-                    raise exc.__cause__ from None  # the caller's cancel, as it came
-                try:  # lost, or only slow (attack24's L4: a server at load 30, alive,
-                    await self.workflow.describe()  # was called stopped, to be restarted)
-                except RPCError as lost:
-                    raise ServerLost.of(self.run_id, lost, UNKNOWN) from None
-                failed, slow = None, True
+                pass
+            except RPCError:  # over: the server's "no such run"
+                pass
+            except ServerSlow:  # (attack24's L4: a server at load 30, alive, was called lost)
+                slow = True
             try:  # a run over is asked by a Query (its worker replays its history)
-                took = await self.workflow.query("taken", number)
-            except RPCError as exc:  # no word from the run: its answer's fate is not known
+                took = await self._ask(self.workflow.query("taken", number), UNKNOWN)
+            except RPCError as exc:  # no such run now: its answer's fate is not known
                 raise ServerLost.of(self.run_id, exc, UNKNOWN) from None
-            if took is not None or (failed is None and not slow):  # settled, or over
+            if took is not None or not slow:  # settled, or over
                 return None if took is None else str(took)
             await asyncio.sleep(0.2)  # (then asked again: its workflow task is retried)
-        if slow:  # the server answers, the saga did not say in time: not lost
-            raise ServerSlow(
-                f"the Temporal server answers, but saga {self.run_id} did not say within "
-                f"{time.monotonic() - began:.0f} s whether it took this answer to question "
-                f"{number}. {UNKNOWN}"
-            )
-        assert failed is not None  # the server answers, the Update fails, nothing settled
-        raise ServerLost.of(self.run_id, failed, UNKNOWN)
+        raise ServerSlow(  # the server answers, the saga did not say in time: not lost
+            f"the Temporal server answers, but saga {self.run_id} did not say within "
+            f"{time.monotonic() - began:.0f} s whether it took this answer to question "
+            f"{number}. {UNKNOWN}"
+        )
 
-    def _lost(self, exc: RPCError, so: str, also: str = "") -> Exception:
-        """An RPC refused: the saga is over (``AnswerRefused``, saying ``so``: what the
-        caller could not do), or the server is gone (``also``: what else to say)."""
-        if exc.status is RPCStatusCode.NOT_FOUND:
-            over = f"saga {self.run_id} is over ({exc.message}): {so}"
-            return AnswerRefused(over)
-        return ServerLost.of(self.run_id, exc, also)
+    async def _ask(self, call: Awaitable[T], also: str = "") -> T:
+        """Every call about this saga goes through ``lost.ask`` (ServerLost or ServerSlow)."""
+        return await ask(self.workflow, call, also)
+
+    def _over(self, exc: RPCError, so: str) -> AnswerRefused:
+        """The server's "no such run": the saga is over (``so``: what the caller could not do)."""
+        return AnswerRefused(f"saga {self.run_id} is over ({exc.message}): {so}")
 
     async def outcome(self) -> Outcome:
         try:
-            result: dict[str, Any] = await self.workflow.result()
+            result: dict[str, Any] = await self._ask(self.workflow.result())
         except WorkflowFailureError as exc:
             cause = exc.cause
             try:
@@ -205,14 +194,15 @@ class SagaHandle:
                     raise TemporalLimitExceeded(cause.message) from None
                 if isinstance(cause, TerminatedError):  # (read before the run is released)
                     history, running = await self.history(), await _calls_ended(self.run_id)
-                    effected = await failed_after_effect(self.workflow.fetch_history_events())
+                    events = self.workflow.fetch_history_events()
+                    effected = await self._ask(failed_after_effect(events))
                     raise SagaTerminated.of(self.run_id, cause.message, history,
                                             running, effected) from None  # fmt: skip
                 raise
             finally:
                 _release(self.run_id)
-        except RPCError as exc:  # kept hosted: a server back on its database resumes it
-            raise ServerLost.of(self.run_id, exc) from None
+        except (ServerLost, ServerSlow):  # kept hosted: a server back on its database resumes it
+            raise
         except BaseException:
             _release(self.run_id)
             raise
@@ -227,13 +217,12 @@ class SagaHandle:
         return outcome
 
 
-def cancel_fate(exc: RPCError) -> str:
-    """What a cancel that got no answer did: not known, whatever the last error says. The
-    client connected when the runner started, and the SDK retries a call that got no
-    answer: an earlier attempt may have reached the server even when the last one could
-    not connect (attack19's F8: "did not reach the server (no connection)", yet the saga
-    ended cancelled). Only the server, once back, tells (``outcome()``, ``pending()``)."""
-    return (
-        "The cancel may have reached the server; whether the saga took it is not known: "
-        "outcome() tells once the server is back."
-    )
+CANCEL_FATE = (
+    "The cancel may have reached the server; whether the saga took it is not known: "
+    "outcome() tells once the server is back."
+)
+"""What a cancel that got no answer did: not known, whatever the last error says. The
+client connected when the runner started, and the SDK retries a call that got no answer:
+an earlier attempt may have reached the server even when the last one could not connect
+(attack19's F8: "did not reach the server (no connection)", yet the saga ended cancelled).
+Only the server, once back, tells (``outcome()``, ``pending()``)."""

@@ -5,11 +5,14 @@ done and not undone."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator, Collection, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Collection, Sequence
+from typing import Any, TypeVar
 
-from temporalio.service import RPCError
+from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError as UpdateCut
+from temporalio.service import RPCError, RPCStatusCode
 
 from ...errors import RollbackLessonsError
 from ...outcome import RunRecord, Table
@@ -218,3 +221,54 @@ class ServerSlow(TemporalUnavailable):
     """The Temporal server answers, but a saga did not say in time whether it took a
     person's answer (the Update that asks it cut short by the SDK's timeout, again): the
     answer's fate is not known, and nothing needs restarting (``pending()`` tells)."""
+
+    @classmethod
+    def of(cls, run_id: str, error: BaseException, also: str = "") -> ServerSlow:
+        """A call about saga ``run_id`` cut short (``error``) by a server that still answers."""
+        said = getattr(error, "message", None) or getattr(error.__cause__, "message", None)
+        return cls(
+            f"the Temporal server answers, but not in time for saga {run_id} "
+            f"({said or error}): it is slow, not stopped; nothing needs restarting, ask "
+            f"again.{' ' + also if also else ''}"
+        )
+
+
+T = TypeVar("T")
+
+
+async def ask(workflow: WorkflowHandle[Any, Any], call: Awaitable[T], also: str = "") -> T:
+    """Every call the runner makes to the server about a saga goes through here. The
+    server's own "no such run" (NOT_FOUND) is raised as it came (the caller says what that
+    means); a call cut short by the caller's cancel stays that cancel; any other failure is
+    ``ServerLost`` (start the server again) only if the server does not answer now either,
+    else ``ServerSlow`` (attack24's L4: at load 30 a Query hit the SDK's timeout on a server
+    that ran, and was told "start the server again"). ``also``: what else to say (the fate
+    of an answer or a cancel sent)."""
+    try:
+        return await call
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            raise
+        raise await _unanswered(workflow, exc, also) from None
+    except UpdateCut as exc:  # the SDK's word for an Update cut short, either way
+        if isinstance(exc.__cause__, asyncio.CancelledError):
+            raise exc.__cause__ from None  # the caller's cancel, as it came
+        raise await _unanswered(workflow, exc, also) from None
+
+
+async def _unanswered(workflow: WorkflowHandle[Any, Any], error: BaseException,
+                      also: str) -> TemporalUnavailable:  # fmt: skip
+    """Lost or slow? A call that could not connect, the SDK retrying it ``LOST_AFTER``
+    seconds (UNAVAILABLE), is lost; any other (its deadline passed, cancelled, the server's
+    own failure) is asked again of the server by a Describe."""
+    said: TemporalUnavailable = ServerSlow.of(workflow.id, error, also)
+    try:
+        if isinstance(error, RPCError) and error.status is RPCStatusCode.UNAVAILABLE:
+            said = ServerLost.of(workflow.id, error, also)
+        else:
+            await workflow.describe()
+    except RPCError as lost:
+        if lost.status is not RPCStatusCode.NOT_FOUND:  # (its word: it answers)
+            said = ServerLost.of(workflow.id, lost, also)
+    said.error = error
+    return said

@@ -52,7 +52,13 @@ from .activities import (
 )
 from .handle import SagaHandle, _release
 from .limits import HISTORY_EVENTS_LIMIT, check_plan
-from .lost import SagaTerminated, ServerLost, history_table  # noqa: F401 (the package's names)
+from .lost import (  # noqa: F401 (the package's names)
+    SagaTerminated,
+    ServerLost,
+    ServerSlow,
+    ask,
+    history_table,
+)
 from .server import (
     TemporalUnavailable,
     check_db_file,
@@ -63,6 +69,7 @@ from .server import (
     server_binary,
     start_failure,
     startup_timeout,
+    watched,
 )
 from .workflow import SagaWorkflow, turn_wait
 
@@ -236,7 +243,7 @@ class TemporalRunner:
         check_ports({"the server's port": port, "the Web UI's port": ui_port})
         try:
             with quiet_stdout():  # its banner (with random ports) is nobody's business
-                env = await WorkflowEnvironment.start_local(
+                start = WorkflowEnvironment.start_local(
                     dev_server_existing_path=binary,
                     ip="127.0.0.1",
                     port=port,
@@ -248,6 +255,9 @@ class TemporalRunner:
                     dev_server_startup_timeout=startup_timeout(),
                     **client_options(),
                 )
+                env = await watched(start, db_file)  # (one that exits at once: said so)
+        except TemporalUnavailable:
+            raise
         except Exception as exc:
             check_ports({"the server's port": port, "the Web UI's port": ui_port})  # taken since?
             raise start_failure(binary, exc) from None
@@ -308,18 +318,30 @@ class TemporalRunner:
             GATES[plan.run_id] = _turns(
                 self.client.get_workflow_handle(plan.run_id), completion, turn_wait(plan)
             )
+        handle = self.client.get_workflow_handle(plan.run_id, result_type=dict)
+        start = self.client.start_workflow(
+            SagaWorkflow.run, plan, id=plan.run_id, task_queue=self.task_queue
+        )
         try:
-            handle = await self.client.start_workflow(
-                SagaWorkflow.run,
-                plan,
-                id=plan.run_id,
-                task_queue=self.task_queue,
-            )
-        except RPCError as exc:
+            try:  # (``lost.ask``, as every call: a start cut short on a server that answers
+                await ask(handle, start)  # may have landed: then it runs, hosted here)
+            except ServerSlow as slow:
+                try:
+                    await handle.describe()
+                except RPCError:
+                    raise slow from None
+        except (RPCError, TemporalUnavailable) as exc:
             _release(plan.run_id)
+            error = exc.error if isinstance(exc, TemporalUnavailable) else exc
+            said = getattr(error, "message", None) or str(error)
+            if isinstance(exc, ServerSlow):
+                raise TemporalUnavailable(
+                    f"the Temporal server ({self.address}) answers, but did not start saga "
+                    f"{plan.run_id} in time ({said}): none of its steps ran here. Try again."
+                ) from None
             raise TemporalUnavailable(
                 f"the Temporal server ({self.address}) did not answer when saga {plan.run_id} "
-                f"was started ({exc.message}): none of its steps ran here. Is it running?"
+                f"was started ({said}): none of its steps ran here. Is it running?"
             ) from None
         return SagaHandle(self, saga, handle, state, before)
 
@@ -342,16 +364,13 @@ class TemporalRunner:
         if run is not None:  # started (or taken up) here: its saga, its state
             _check(run_id, saga, plan_for(run.saga, run_id=run_id))
             return SagaHandle(self, saga, workflow, run.state, None)
-        try:
-            about = await workflow.describe()
-            plan = await self._plan_of(workflow)
-        except RPCError as exc:
-            if exc.status is RPCStatusCode.NOT_FOUND:  # the server's own word: no such run
-                raise hosted.UnknownRun(
-                    f"the Temporal server at {self.address} has no saga {run_id!r}: nothing "
-                    "was hosted"
-                ) from exc
-            raise ServerLost.of(run_id, exc, "Nothing was hosted.") from None
+        try:  # (ServerLost, or ServerSlow if the server answers now: ``lost.ask``)
+            about = await ask(workflow, workflow.describe(), "Nothing was hosted.")
+            plan = await ask(workflow, self._plan_of(workflow), "Nothing was hosted.")
+        except RPCError as exc:  # the server's own word: no such run
+            raise hosted.UnknownRun(
+                f"the Temporal server at {self.address} has no saga {run_id!r}: nothing was hosted"
+            ) from exc
         _check(run_id, saga, plan)
         if about.status is WorkflowExecutionStatus.RUNNING:  # (one over needs no worker)
             if about.task_queue != self.task_queue:

@@ -3,6 +3,7 @@ refused unless every socket it listens on is loopback; and the one SDK runtime."
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import functools
@@ -13,10 +14,10 @@ import shutil
 import socket
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio.runtime import (
     LogForwardingConfig,
@@ -29,9 +30,14 @@ from temporalio.service import RetryConfig
 
 from ...errors import RollbackLessonsError
 
+T = TypeVar("T")
+
 
 class TemporalUnavailable(RollbackLessonsError):
     """No Temporal server could be started or reached; the message says how to fix it."""
+
+    error: BaseException | None = None
+    """The call's own error, when a call to the server failed (``lost.ask``)."""
 
 
 START_LIMIT = 30.0
@@ -86,6 +92,41 @@ def check_db_file(db_file: str | os.PathLike[str]) -> None:
             f"Temporal's dev server cannot keep its histories in {path} (db_file): {why}; "
             "nothing was started"
         )
+
+
+FAILED = "failed starting server"
+"""What the dev server writes to its log as it exits, at once, unable to start (a
+``db_file`` that is a SQLite database of something else: "no such table: namespaces")."""
+
+
+async def watched(start: Awaitable[T], db_file: str | os.PathLike[str] | None) -> T:
+    """``start`` (``WorkflowEnvironment.start_local``), while the server's log is read: the
+    SDK waits for its port the whole ``START_LIMIT`` even when the server exited at once,
+    then blamed a busy machine (issue 25: a journal's or any other SQLite file as
+    ``db_file``). A server that logs ``FAILED`` is said at once, in one line: the file
+    named when its database is what failed."""
+    log = server_log()
+    offset = log.stat().st_size if log.exists() else 0
+    task = asyncio.ensure_future(start)
+    while not (await asyncio.wait({task}, timeout=0.1))[0]:
+        with open(log, "rb") as file:
+            file.seek(offset)
+            said = [line for line in file.read().decode(errors="replace").splitlines()
+                    if FAILED in line]  # fmt: skip
+        if said:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            line = " ".join(said[0].split())
+            if db_file is not None and ("SQL" in line or "database" in line):
+                raise TemporalUnavailable(
+                    f"Temporal's dev server cannot keep its histories in {db_file} (db_file): "
+                    f"it stopped at once, saying {line!r}: is it another program's SQLite "
+                    "database? Give a new file, or one only Temporal wrote."
+                )
+            raise TemporalUnavailable(
+                f"Temporal's dev server stopped at once, saying {line!r} (its log: {log})."
+            )
+    return task.result()
 
 
 def server_binary() -> str:
