@@ -446,7 +446,10 @@ def test_stop_past_the_pivot_is_declined_with_the_engines_note():
     saga = examples.booking_saga([*examples.SAFE_BOOKING_ORDER, "award_points"])
     lab = RollbackLab(saga, state=examples.booking_state)
     events = lab.outcome.events
-    pivot = next(
+    pivot = next(  # (the irreversible step has started: a Stop now is declined)
+        i for i, e in enumerate(events) if (e.kind, e.step) == ("step_start", "send_email")
+    )
+    charged = next(
         i for i, e in enumerate(events) if (e.kind, e.step) == ("step_done", "charge_card")
     )
     before = next(
@@ -456,6 +459,9 @@ def test_stop_past_the_pivot_is_declined_with_the_engines_note():
     done = [s for s in lab.outcome.completed if saga[s].undo is not None]
     assert "send_email" not in lab.outcome.completed  # the pivot never started
     assert sorted(lab.outcome.compensated) == sorted(done)  # and all that was done, undone
+    lab.reset()  # just before it: heard as the charge returned, the email never starts
+    assert lab.stop(charged).status is Status.CANCELLED
+    assert "send_email" not in {e.step for e in lab.outcome.events if e.kind == "step_start"}
     lab.reset()
     outcome = lab.stop(pivot)
     assert outcome.status is Status.COMMITTED and PAST_PIVOT in outcome.notes

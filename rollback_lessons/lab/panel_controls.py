@@ -16,7 +16,7 @@ from .. import faults
 from ..errors import InvalidPipelineError
 from ..events import EventKind
 from ..faults import LABELS, UNDO_FAULTS, Fault
-from ..outcome import Outcome, Status
+from ..outcome import Outcome
 from ..schedule import PAST_PIVOT
 from .drawing import FAIL, RETRY, kind_word
 from .panel_html import CSS, key, lost_banner
@@ -223,13 +223,34 @@ def run_said(lab: Any, outcome: Outcome, stop_after: int | None) -> tuple[str, s
         if control is not None and control.value != usual
     )  # fmt: skip
     said = str(outcome.status)
-    if stop_after is not None:
-        faults += f", Stop after event {stop_after} (running steps finish first)"
+    if stop_after is not None:  # (a clause of its own: not one of the faults, newuser20)
+        faults += f"; Stop after event {stop_after} (running steps finish first)"
+        took = any(
+            e.kind == "rollback_start" and e.details.get("cancelled") for e in outcome.events
+        )
         if PAST_PIVOT in outcome.notes:
             said += " (the cancel was declined: see the note)"
-        elif outcome.status is not Status.CANCELLED:
+        elif not took:  # (a cancel that took, then an undo that failed: not too late)
             said += " (too late: the run had already failed or ended)"
     return html.escape(faults), html.escape(said)
+
+
+OVER = frozenset({EventKind.PIPELINE_FAILED, EventKind.ROLLBACK_START, EventKind.HALTED})
+
+
+def stop_heard(shown: Outcome | None, stop_after: int | None) -> int:
+    """How many events must have happened when the engine asks the cancel (as each step
+    returns) for a Stop after event ``stop_after`` of the run ``shown``: those up to the
+    last step that had started by then. That step finishes; none starts after it. Asked
+    at ``stop_after`` itself, a Stop at "step_done reserve" was heard only once the next
+    step had started and returned (newuser20: pay ran after the "Stop pressed" line)."""
+    if shown is None or stop_after is None:
+        return stop_after or 0
+    seen = shown.events[:stop_after]
+    if stop_after >= len(shown.events) or any(e.kind in OVER for e in seen):
+        return stop_after  # the run had failed or ended: too late, never heard
+    started = [i for i, e in enumerate(seen) if e.kind == EventKind.STEP_START]
+    return started[-1] + 1 if started else 0
 
 
 def struck_said(inject: Mapping[str, Iterable[str]], outcome: Outcome) -> str:

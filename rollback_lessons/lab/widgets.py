@@ -45,6 +45,7 @@ from .panel_controls import (
     run_cue,
     run_said,
     state_factory,
+    stop_heard,
     stopped_tip,
     telling_frame,
     undo_choice,
@@ -360,10 +361,9 @@ class RollbackLab(Player):
         *,
         ahead: bool = False,
     ) -> Outcome:
-        """The saga run as the controls say, ``change`` (control, value) made to one of
-        them (or a mapping of controls to values: several); cancelled once ``stop_after``
-        events have happened. ``ahead``: a run to draw ahead, on the state's rehearsal."""
-        happened = 0
+        """The saga run as the controls say with ``change`` made (control -> value), stopped
+        after ``stop_after`` events of the run shown (``stop_heard``); ``ahead``: drawn ahead."""
+        happened, heard = 0, stop_heard(self.outcome, stop_after)
 
         def count(event: object) -> None:
             nonlocal happened
@@ -381,7 +381,7 @@ class RollbackLab(Player):
             trace_state=True,
             completion=_completion(first),
             on_event=count if stop_after is not None else None,
-            cancel=(lambda: happened >= stop_after) if stop_after is not None else None,
+            cancel=(lambda: happened >= heard) if stop_after is not None else None,
         )
 
     @one_at_a_time
