@@ -4,12 +4,10 @@ policies, up to two faults, half the pivots failing before or after their effect
 policies including one of a user's own) and each must end as in process (status, undos in
 order, dead letters, pending, leaked, the world, every event) on Step Functions (moto, in
 this process), as BPMN on SpiffWorkflow where that form can express it, and on DBOS; on
-Temporal, a fixed sample of draws (10 in make test, 20 in make soak; the costlier properties
-draw half as many in make test as before s46, as many as ever in make soak). Graphs (parallel
-groups, undo orders, timings, a cancel) are drawn too, for Step Functions, DBOS and BPMN (no
-timing there). Where an engine cannot express a saga (a policy that decides in Python,
-written into a state machine), it must refuse it before anything runs: the world stays
-untouched."""
+Temporal, a fixed sample of 20 draws. Graphs (parallel groups, undo orders, timings, a
+cancel) are drawn too, for Step Functions, DBOS and BPMN (no timing there). Where an engine
+cannot express a saga (a policy that decides in Python, written into a state machine), it
+must refuse it before anything runs: the world stays untouched."""
 
 import re
 import xml.etree.ElementTree as ET
@@ -158,7 +156,7 @@ PROPERTY = settings(
 )
 
 
-@settings(PROPERTY, max_examples=examples(6, soak=120))  # (s46: 12 in make test)
+@settings(PROPERTY, max_examples=examples(12))  # make soak: 120
 @given(drawn=drawn_sagas())
 @example(drawn=PIVOT_EXAMPLES[0])
 @example(drawn=PIVOT_EXAMPLES[1])
@@ -179,7 +177,7 @@ def test_a_drawn_saga_ends_the_same_on_every_engine(drawn, step_functions, dbos_
 
 
 @pytest.mark.usefixtures("no_run_left_behind")
-@settings(PROPERTY, max_examples=examples(10, soak=20))  # (s46: 20 in make test)
+@settings(PROPERTY, max_examples=20)
 @given(drawn=drawn_sagas())
 @example(drawn=PIVOT_EXAMPLES[0])
 @example(drawn=PIVOT_EXAMPLES[1])
@@ -351,7 +349,7 @@ def _graph_example(policy: str, faults: tuple, order: str = "reverse") -> DrawnG
     return DrawnGraph(shape, policy, order, None, faults, None)
 
 
-@settings(PROPERTY, max_examples=examples(8, soak=150))  # (s46: 15 in make test)
+@settings(PROPERTY, max_examples=examples(15))  # make soak: 150
 @given(drawn=drawn_graphs())
 @example(drawn=_graph_example("halt", (("s4", "fail"), ("s2", "undo_fails"))))
 @example(
@@ -408,7 +406,7 @@ def named_sagas(draw):
     return saga, inject_of(faults)
 
 
-@settings(PROPERTY, max_examples=examples(8, soak=150))  # (s46: 15 in make test)
+@settings(PROPERTY, max_examples=examples(15))  # make soak: 150
 @given(drawn=named_sagas())
 def test_any_step_names_end_the_same_on_every_engine(drawn, step_functions, dbos_runner):
     """Unicode, quotes, backslashes, tabs, line breaks, long names, names that look like
