@@ -288,7 +288,7 @@ def pytest_runtest_setup(item):
 # all of them use. Each test's CPU (user+sys: its process's, and its children's once they
 # end: kernels, servers, browsers) is summed per file; under xdist each worker sends its
 # sums to the controller, which prints the costliest files after the durations.
-COSTLIEST = 15
+COSTLIEST = int(os.environ.get("CPU_FILES", "15"))  # (CPU_FILES=200: every file)
 
 
 def _cpu_seconds() -> float:

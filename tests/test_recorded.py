@@ -20,7 +20,7 @@ from rollback_lessons import RetryPolicy, Rollback, UndoPolicy, VirtualClock
 from rollback_lessons._run import Run
 from rollback_lessons.durable.journal import Journal
 from rollback_lessons.durable.registry import Registry, compensation
-from rollback_lessons.events import describe
+from rollback_lessons.events import describe, log_threshold
 from rollback_lessons.machine import Machine, MachineError
 
 
@@ -154,12 +154,24 @@ class CtrlCClock(VirtualClock):
         return self.now
 
 
+class Watching(logging.Handler):
+    """A logging handler that wants every event (and keeps none)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        pass
+
+
 def play(case: BlockCase, recording: bool, tmp_path, monkeypatch) -> dict:
     """Run ``case``'s block; everything anyone could see of it."""
     monkeypatch.setattr(Run, "recording", recording)
-    # pytest's log capture is a handler: a run it watches is never recorded (its events are
-    # logged as they happen). Without it, only when the case says so.
-    monkeypatch.setattr(logging.getLogger("rollback_lessons"), "propagate", case.logged)
+    # A run a logging handler watches is never recorded (its events are logged as they
+    # happen): here only when the case says so, by a handler of its own (pytest's log
+    # capture, CRITICAL only since s46, watches no run; it is cut off all the same).
+    log = logging.getLogger("rollback_lessons")
+    monkeypatch.setattr(log, "propagate", False)
+    others = [h for h in log.handlers if not isinstance(h, Watching)]  # (one test, many cases)
+    monkeypatch.setattr(log, "handlers", [*others, Watching()] if case.logged else others)
+    assert (log_threshold() <= logging.ERROR) == case.logged, log.handlers  # the path asked
     clock = CtrlCClock(case.ctrl_c_at)
     seen: list = []
     called: list = []
