@@ -217,6 +217,13 @@ def lab_page(browser, lab_server: Lab):
         "console",
         lambda m: m.type == "error" and page.errors.append(f"console: {m.text}"),
     )
+    page.on(  # which request: Chromium's console line names no URL (a soak's one 500, s46)
+        "response",
+        lambda r: (
+            r.status >= 500
+            and page.errors.append(f"response {r.status}: {r.request.method} {r.url.split('?')[0]}")
+        ),
+    )
     page.set_default_timeout(WAIT_MS)
     page.goto(f"{lab_server.url}/lab?reset&token={lab_server.token}")
     page.wait_for_function("window.jupyterapp?.shell")
