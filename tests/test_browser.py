@@ -258,6 +258,13 @@ def close_lessons(page) -> None:
     )
 
 
+def server_said(lab: Lab) -> list[str]:
+    """JupyterLab's own lines about a failed request (its log), for a failure's message."""
+    log = lab.root.parent / "lab.log"
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    return [line for line in lines if " 500 " in line or "Error" in line][-12:]
+
+
 def _ignorable(error: str) -> bool:
     # Chromium reports the favicon and the closed network; neither is a lesson's fault.
     return "favicon" in error or "ERR_INTERNET_DISCONNECTED" in error or "net::ERR_" in error
@@ -1278,7 +1285,7 @@ def test_lesson_renders_runs_and_every_panel_fits_one_screen(
             f"{len(samples)} clicks (goal p95 <= {CLICK_GOAL_MS} ms; Lab as launch.py starts it)"
         )
     real = [e for e in page.errors if not _ignorable(e)]
-    assert real == [], real
+    assert real == [], (real, server_said(lab_server))
 
 
 def state_values_whole(page, notebook: str) -> None:
