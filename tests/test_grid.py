@@ -228,6 +228,7 @@ def test_any_change_of_the_panels_run_lets_go_and_a_click_opens_the_cells_run(co
         grid.open(*key)
         assert grid.lab.outcome.status == run.status, key  # the cell's run, as it says
         getattr(grid.lab, control).value = value
+        assert "other faults" not in side_of(grid)  # (newuser20: only an option changed)
         if grid.opened is not None:  # still the cell's: the change made the same run
             assert grid.lab.outcome.events == run.outcome.events, (key, control)
         else:

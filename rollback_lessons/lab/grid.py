@@ -424,8 +424,9 @@ class ExplorerGrid:
         self.buttons[(row, col)].remove_class("eg-open")
         self.player.layout.display = "none"
         self.shown.value = (
-            f"<div class='eg-note eg-start'>The panel under the grid now runs other faults "
-            f"than row {row + 1}, column {col + 1}: click a cell to see its run here.</div>"
+            f"<div class='eg-note eg-start'>The panel under the grid no longer runs the run of "
+            f"row {row + 1}, column {col + 1} (a fault or an option changed there): click a "
+            "cell to see its run here.</div>"
         )
 
     @property
