@@ -129,10 +129,11 @@ def temporal(mp, items, options):
 def dbos(mp, items, options):
     """DBOS need not be launched: the runner is stopped where it calls its workflow."""
     from rollback_lessons.runners import hosted
+    from rollback_lessons.runners.dbos import ids, workflow
     from rollback_lessons.runners.dbos import runner as module
-    from rollback_lessons.runners.dbos import workflow
 
     stub_forms(mp, module, "graph_workflow", module, "saga_workflow")
+    mp.setattr(ids, "_holder", lambda run_id: None)  # (no DBOS launched: no id is held)
     completion = options["completion"]
     run_id = "route-dbos"
     runner = module.DBOSRunner.__new__(module.DBOSRunner)

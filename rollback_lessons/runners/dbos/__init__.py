@@ -9,6 +9,7 @@ middle and relaunched on the same file finishes the saga. The Outcome is ``saga.
 from ..asking import AnswerRefused, Question
 from ..hosted import SagaChanged
 from .held import FileInUse, FileUnusable
+from .ids import RunIdInUse
 from .launch import DBOSUnavailable, RunsLeftRunning
 from .runner import DBOSHandle, DBOSRunner, ReplayRefused, UnknownRun
 from .stops import StoppedUnrecorded
@@ -23,6 +24,7 @@ __all__ = [
     "FileUnusable",
     "Question",
     "ReplayRefused",
+    "RunIdInUse",
     "RunnerClosed",
     "RunsLeftRunning",
     "SagaChanged",

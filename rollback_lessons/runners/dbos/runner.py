@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from dbos import DBOS, SetWorkflowID
+from dbos import DBOS
 from dbos._error import DBOSUnexpectedStepError
 
 from ..._graph_drive import CancelLike, asked_of
@@ -27,7 +27,7 @@ from .. import heard, hosted, remote
 from ..asking import AnswerRefused, Question, check_answer, refuse_unless_asked
 from ..hosted import UnknownRun
 from ..wire import needs_graph, outcome_of, plan_of, record_of
-from . import graph, hosting, launch, stops, waits, workflow
+from . import graph, hosting, ids, launch, stops, waits, workflow
 from .graph import graph_workflow
 from .held import hold, let_go, url
 from .hosting import check
@@ -267,7 +267,8 @@ class DBOSRunner:
         """Start ``saga`` as a workflow; everything is checked before it starts. A policy
         of one's own decides in the workflow (it is saved with it: its class must be
         importable where the workflow resumes). ``wait``: run it in this thread, to its end
-        (``run`` does), rather than in DBOS's own threads.
+        (``run`` does), rather than in DBOS's own threads. A ``run_id`` DBOS or a start here
+        holds is refused before anything is hosted (``ids.RunIdInUse``: ids must be unique).
 
         A saga with parallel groups (or a list with an undo order of a graph's or a timing)
         drives the graph machine (``graph.graph_workflow``): a group's branches
@@ -289,15 +290,13 @@ class DBOSRunner:
         asked = asked_of(cancel)
         chosen = resolve_policy(policy if policy is not None else saga.policy)
         run_id = run_id or f"{saga.name}-{uuid.uuid4().hex[:12]}"
+        ids.check(run_id, self.path)  # (before plan_of hosts a policy in code under it)
         plan = plan_of(
             saga, run_id, policy=chosen, register=register,  # type: ignore[arg-type]
             undo_order=undo_order, halt_wait=halt_wait, graphs=True,  # type: ignore[arg-type]
         )  # fmt: skip
         graph = needs_graph(plan, undo_order=undo_order, completion=completion, at_once=at_once)
         world: State = {} if state is None else state
-        hosted.host(run_id, hosted.Hosted(saga, world, faults))
-        if asked is not None:
-            workflow.CANCELS[run_id] = asked
         names = {s: (f.action and str(f.action), f.undo and str(f.undo)) for s, f in faults.items()}
         before = snapshot(world) if state is not None else None
         args: tuple[Any, ...] = (plan, chosen, names)
@@ -308,7 +307,9 @@ class DBOSRunner:
             run = graph_workflow
         else:  # a list: its cancel asked where saga.run asks a list's
             args = (*args, asked is not None)
-        with SetWorkflowID(run_id):
+        with ids.taken(run_id, hosted.Hosted(saga, world, faults), self.path):  # (F1, F2)
+            if asked is not None:
+                workflow.CANCELS[run_id] = asked
             if wait:
                 launch.CALLERS.add(run_id)  # (a close from another thread waits for it)
                 try:
