@@ -32,7 +32,7 @@ from .ports import UndoJournal
 from .rules import Register, UndoOrder
 
 T = TypeVar("T")
-_NEW, _OPEN, _CLOSED = "new", "open", "closed"
+_NEW, _OPEN, _ENDING, _CLOSED = "new", "open", "ending", "closed"
 
 
 class _Base:
@@ -86,6 +86,11 @@ class _Base:
         return self._run.dead_letters
 
     def _check_open(self) -> None:
+        if self._state is _ENDING:  # (attack27 F2: begun as the block's end was under way)
+            raise RuntimeError(
+                f"{type(self).__name__}'s block has ended (it raised, or returned): a step "
+                "begun now is refused before its action; start steps inside the block"
+            )
         if self._state is not _OPEN:
             raise RuntimeError(f"{type(self).__name__} is only usable inside its with block")
 
@@ -216,6 +221,7 @@ class Rollback(_Base):
         tb: TracebackType | None,
     ) -> None:
         failed = exc
+        self._state = _ENDING  # no step begins now (one running is waited for)
         busy = self._busy
         if not busy.acquire(False):  # a step still runs in another thread: the block ends
             if failed is not None:  # once it returns (then undone with the rest), never over
@@ -305,6 +311,7 @@ class AsyncRollback(_Base):
         tb: TracebackType | None,
     ) -> None:
         failed = exc
+        self._state = _ENDING  # no step begins now (one running is waited for)
         cancelled_again = False
         if self._running is not None:  # a step still runs in another task (a gather): the
             import asyncio  # block ends once it returns, never over it (attack22 H1)

@@ -259,3 +259,55 @@ def test_an_async_block_that_succeeds_lets_its_step_retry_as_it_would():
     asyncio.run(main())
     assert tries == [1, 1] and world == ["do car"]
     assert rb.outcome.status is Status.COMMITTED
+
+
+@pytest.mark.parametrize("register", ["after", "before"])
+@pytest.mark.parametrize("ticks", range(6))
+def test_a_gathered_step_begun_as_the_async_block_ends_is_undone_or_refused(ticks, register):
+    """attack27 F2: a gathered task's ``rb.do`` begun a few loop turns after another's step
+    failed (the block already ending, no step running) ran its action beside the rollback:
+    the block said rolled_back (with b "compensated" before its effect, when its undo was
+    logged first), b's effect landed after and stayed, and b's do raised a bare
+    AssertionError. Now a step begun once the block is ending is refused before its action
+    with one line; one begun before is waited for and undone. Whatever the turn: no effect
+    is left standing, and the outcome never claims an undo that ran before its effect."""
+    import asyncio
+
+    from rollback_lessons import AsyncRollback
+
+    world: dict[str, str] = {}
+    said: list[BaseException] = []
+    rb = AsyncRollback()
+
+    async def fails() -> None:
+        raise LookupError("charge refused")
+
+    async def late() -> None:
+        for _ in range(ticks):
+            await asyncio.sleep(0)
+
+        async def slow() -> None:
+            await asyncio.sleep(0.05)
+            world["b"] = "on"
+
+        async def undo() -> None:
+            world.pop("b", None)
+
+        try:
+            await rb.do("b", slow, undo, register=register)  # type: ignore[arg-type]
+        except BaseException as exc:
+            said.append(exc)
+
+    async def main() -> None:
+        with pytest.raises(LookupError):
+            async with rb:
+                await asyncio.gather(rb.do("a", fails), late())
+        await asyncio.sleep(0.1)  # (a step that ran beside the rollback would land by now)
+
+    asyncio.run(main())
+    assert world == {}, (ticks, register, rb.outcome)
+    assert rb.outcome.status is Status.ROLLED_BACK
+    if said:  # refused: one line, before its action, and b is nowhere in the outcome
+        refusals = ("refused before its action", "only usable inside its with block")
+        assert isinstance(said[0], RuntimeError) and any(r in str(said[0]) for r in refusals)
+        assert "b" not in rb.outcome.compensated and "b" not in rb.outcome.completed
