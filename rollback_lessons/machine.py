@@ -172,6 +172,7 @@ class Machine:
     attempt = base = 0  # base: attempts of this undo before this round (a crash, a person)
     pivot_done = halted = resumed = False
     cancelled = False  # the run's caller cancelled it (``schedule.cancel``)
+    NONE = ("no undo had been logged", "every undo had run")  # an interrupted rollback's rest
     doubt: str | None = None  # a pivot one attempt of which may have happened (``_doubted``)
     effected: frozenset[str] = frozenset()  # steps an attempt of which may have had its effect
     doubt_cause = ""  # how that attempt failed: after its effect, a timeout, cut short
@@ -692,7 +693,7 @@ class Machine:
         self.pending.extend(left)  # type: ignore[attr-defined]
         taken = isinstance(exc, TakenOver)  # (a journal's fence): the new holder finishes it
         self.halted = self.halted or bool(left) or taken
-        rest = f"not known to be undone: {', '.join(left)}" if left else "every undo had run"
+        rest = f"not known to be undone: {', '.join(left)}" if left else self.NONE[bool(self.todo)]
         kept = " (the journal keeps them for recover)" if self.kept and left else ""
         then = "; the process that took the saga over finishes its rollback" if taken else kept
         note = f"rollback interrupted by {interruption_name(exc)} {self.interrupted_where}; {rest}"

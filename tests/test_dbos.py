@@ -399,6 +399,34 @@ def test_dbos_cancel_workflow_stops_a_list_saga_as_it_stops_a_graph(dbos_runner,
     assert stops.STOPPED == stops.ENDED == {}  # read: kept no longer
 
 
+@pytest.mark.parametrize("options", [{}, {"completion": ["charge", "receipt"]}])
+def test_dbos_stop_in_the_first_step_says_no_undo_was_logged(dbos_runner, options):
+    """attack27 F1: a stop as the saga's FIRST step runs (its undo logged after it) said
+    "rollback interrupted ... before any undo ran ...; every undo had run": none had been
+    logged, none ran. The machine's note says so; the step is leaked (it may have happened:
+    it did), nothing undone, list and graph alike."""
+    charging, stopped = threading.Event(), threading.Event()
+
+    def charge(state):
+        charging.set()
+        stopped.wait(120)
+        state["charge"] = "done"
+
+    saga = Saga([Step("charge", charge, partial(_undo, "charge")), _step("receipt")])
+    state: dict = {}
+    handle = dbos_runner.start_saga(saga, state, **options)
+    try:
+        assert charging.wait(10)
+        handle.stop()
+    finally:
+        stopped.set()
+    outcome = handle.outcome()
+    assert state == {"charge": "done"} and outcome.compensated == ()
+    assert outcome.leaked == ("charge",) and outcome.pending == ()
+    assert not any("every undo had run" in n for n in outcome.notes), outcome.notes
+    assert any("no undo had been logged" in n for n in outcome.notes), outcome.notes
+
+
 @pytest.mark.parametrize(
     "said",
     [
