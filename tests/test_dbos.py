@@ -427,6 +427,42 @@ def test_dbos_stop_in_the_first_step_says_no_undo_was_logged(dbos_runner, option
     assert any("no undo had been logged" in n for n in outcome.notes), outcome.notes
 
 
+@pytest.mark.parametrize("held", ["a", "b"])
+def test_dbos_stop_of_an_at_once_run_returns_whatever_step_it_lands_in(dbos_runner, held):
+    """attack27 F3: ``at_once`` and a stop while the first step (or a branch) ran: the run's
+    wait for its branches' messages never returned (a cancelled branch never says it ended),
+    and ``outcome()`` hung. The run's wait is woken (``stops.NUDGE``): halted or incomplete,
+    the held step leaked, nothing undone by the stop, in seconds."""
+    running, go = threading.Event(), threading.Event()
+
+    def act(name):
+        def action(state):
+            if name == held:
+                running.set()
+                go.wait(120)
+            state[name] = "done"
+
+        return action
+
+    steps = {n: Step(n, act(n), partial(_undo, n)) for n in "abcd"}
+    saga = Saga([steps["a"], Parallel(steps["b"], steps["c"]), steps["d"]])
+    state: dict = {}
+    handle = dbos_runner.start_saga(saga, state, at_once=True)
+    try:
+        assert running.wait(30)
+        handle.stop()
+    finally:
+        go.set()
+    box: list = []
+    reader = threading.Thread(target=lambda: box.append(handle.outcome()), daemon=True)
+    reader.start()
+    reader.join(90)
+    assert box, "outcome() did not return"
+    outcome = box[0]
+    assert held in outcome.leaked and outcome.compensated == ()
+    assert outcome.status in (Status.HALTED, Status.ROLLBACK_INCOMPLETE)
+
+
 @pytest.mark.parametrize(
     "said",
     [

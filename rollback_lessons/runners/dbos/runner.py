@@ -27,7 +27,7 @@ from .. import heard, hosted, remote
 from ..asking import AnswerRefused, Question, check_answer, refuse_unless_asked
 from ..hosted import UnknownRun
 from ..wire import needs_graph, outcome_of, plan_of, record_of
-from . import graph, hosting, ids, launch, stops, waits, workflow
+from . import hosting, ids, launch, stops, waits, workflow
 from .graph import graph_workflow
 from .held import hold, let_go, url
 from .hosting import check
@@ -151,10 +151,7 @@ class DBOSHandle:
         """``DBOS.cancel_workflow``: DBOS stops the workflow as its next step begins, and
         nothing is undone (the outcome says ``halted``, every undo pending, and names it). A
         cancel that compensates is the run's ``cancel`` token instead."""
-        stops.ASKED.add(self.run_id)  # (DBOS's traceback for it kept off stderr)
-        DBOS.cancel_workflow(self.run_id, cancel_children=True)  # a branch's too (at_once)
-        for child in DBOS.list_workflows(parent_workflow_id=self.run_id, status="PENDING"):
-            DBOS.send(child.workflow_id, "stop", graph.WAKE)  # a retry's wait ends now
+        stops.stop_run(self.run_id)
 
     def outcome(self) -> Outcome:
         """The run's Outcome; a Ctrl-C, ``sys.exit`` in a call of it here is raised then."""

@@ -85,6 +85,25 @@ def quiet(record: logging.LogRecord) -> bool:
     return run_id in ASKED or run_id.rpartition("-")[0] in ASKED
 
 
+NUDGE = {"step": "", "token": -2}
+"""Told to an at_once run's wait for its branches (``_AtOnce.heard``) once it is stopped:
+a message no branch sends (``told``: not awaited), so that the wait returns and the next
+DBOS call hears the cancel (a cancelled branch never says it ended: the wait hung)."""
+
+
+def stop_run(run_id: str) -> None:
+    """``DBOS.cancel_workflow`` of the run and its branches' workflows (at_once), then the
+    waits that would not hear it woken: a branch's wait to retry, the run's own wait for its
+    branches (``NUDGE``; attack27 F3)."""
+    from . import graph
+
+    ASKED.add(run_id)  # (DBOS's traceback for it kept off stderr)
+    DBOS.cancel_workflow(run_id, cancel_children=True)
+    for child in DBOS.list_workflows(parent_workflow_id=run_id, status="PENDING"):
+        DBOS.send(child.workflow_id, "stop", graph.WAKE)  # a retry's wait ends now
+    DBOS.send(run_id, NUDGE, graph.DONE)
+
+
 def ended(run_id: str, data: dict[str, Any]) -> dict[str, Any]:
     """``data``, the record a workflow returns, kept (``ENDED``) for a cancel that lands
     before DBOS saves it."""
