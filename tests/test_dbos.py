@@ -463,6 +463,33 @@ def test_dbos_stop_of_an_at_once_run_returns_whatever_step_it_lands_in(dbos_runn
     assert outcome.status in (Status.HALTED, Status.ROLLBACK_INCOMPLETE)
 
 
+@pytest.mark.parametrize("at_once", [False, True])
+def test_dbos_stop_while_a_person_is_asked_ends_the_wait(dbos_runner, at_once):
+    """attack27 F4: a stop while the saga asked a person (policy halt) was heard only when
+    ``halt_wait`` ran out (an hour here): the wait for the answer is woken too; halted, the
+    undo asked about still pending, nothing undone after the stop."""
+    steps = [_step("a"), _step("b"), Step("c", lambda s: 1 / 0)]
+    saga = Saga(steps if not at_once else [steps[0], Parallel(steps[1]), steps[2]])
+    options = {"at_once": True} if at_once else {}
+    handle = dbos_runner.start_saga(saga, {}, policy="halt", halt_wait=3600,
+                                    inject={"b": "undo_fails"}, **options)  # fmt: skip
+    waited = threading.Event()
+    for _ in range(1200):  # (until it asks: at most 60 s)
+        if handle.pending() is not None:
+            break
+        waited.wait(0.05)
+    assert handle.pending() is not None
+    handle.stop()
+    box: list = []
+    reader = threading.Thread(target=lambda: box.append(handle.outcome()), daemon=True)
+    reader.start()
+    reader.join(120)
+    assert box, "outcome() waited for the person (halt_wait) after the stop"
+    outcome = box[0]
+    assert outcome.status is Status.HALTED and "b" in outcome.pending
+    assert outcome.compensated == ()
+
+
 @pytest.mark.parametrize(
     "said",
     [

@@ -94,7 +94,7 @@ DBOS call hears the cancel (a cancelled branch never says it ended: the wait hun
 def stop_run(run_id: str) -> None:
     """``DBOS.cancel_workflow`` of the run and its branches' workflows (at_once), then the
     waits that would not hear it woken: a branch's wait to retry, the run's own wait for its
-    branches (``NUDGE``; attack27 F3)."""
+    branches and for a person's answer (``NUDGE``: attack27 F3, F4)."""
     from . import graph
 
     ASKED.add(run_id)  # (DBOS's traceback for it kept off stderr)
@@ -102,6 +102,9 @@ def stop_run(run_id: str) -> None:
     for child in DBOS.list_workflows(parent_workflow_id=run_id, status="PENDING"):
         DBOS.send(child.workflow_id, "stop", graph.WAKE)  # a retry's wait ends now
     DBOS.send(run_id, NUDGE, graph.DONE)
+    asking = DBOS.get_event(run_id, "pending", timeout_seconds=0)  # a person asked: woken too
+    if isinstance(asking, dict) and "number" in asking:  # (attack27 F4: heard at halt_wait)
+        DBOS.send(run_id, NUDGE, f"answer-{asking['number']}")
 
 
 def ended(run_id: str, data: dict[str, Any]) -> dict[str, Any]:
