@@ -958,7 +958,11 @@ def lesson_11(page) -> None:
     [picture] = check(page, "pictures", [".explorer-grid .eg-view", 0])
     assert area["top"] - 1 <= picture["top"] and picture["bottom"] <= area["bottom"] + 1
     clicked = page.locator(f".explorer-grid .eg-{cell}")
-    assert "eg-open" in (clicked.get_attribute("class") or "")  # outlined: the run shown
+    page.wait_for_function(  # outlined: the run shown (the button's own message: it may
+        "c => document.querySelector(`.explorer-grid .eg-${c}`).classList.contains('eg-open')",
+        arg=cell,  # land a moment after the picture's, as a soak at load saw once)
+    )
+    assert "eg-open" in (clicked.get_attribute("class") or "")
     assert grid.locator(".eg-open").count() == 1
     at = clicked.bounding_box()
     assert at and area["top"] <= at["y"] and at["y"] + at["height"] <= area["bottom"]  # together
