@@ -224,6 +224,26 @@ def test_a_cancel_mid_run_compensates_everything_done_and_says_cancelled(dbos_ru
     assert set(state.values()) == {"undone"} and "charge" not in state
 
 
+def _stop_when(handle, ready: threading.Event, release: threading.Event, wait: float) -> None:
+    """``handle.stop()`` once ``ready`` (a step is where the stop must land), then
+    ``release`` let go whatever happens (the step waits on it)."""
+    try:
+        assert ready.wait(wait)
+        handle.stop()
+    finally:
+        release.set()
+
+
+def _read_within(handle, seconds: float, why: str):
+    """``handle.outcome()``, read in a thread: a hang fails the test (``why``), never it."""
+    box: list = []
+    reader = threading.Thread(target=lambda: box.append(handle.outcome()), daemon=True)
+    reader.start()
+    reader.join(seconds)
+    assert box, why
+    return box[0]
+
+
 def test_a_cancelled_list_saga_and_a_cancel_function_that_raises_end_as_in_process(dbos_runner):
     def saga(event):
         return Saga([_step("x"), Step("y", lambda s: (_act("y", s), event.set()),
@@ -271,11 +291,7 @@ def test_dbos_cancel_workflow_stops_the_saga_and_undoes_nothing(dbos_runner):
 
     state = {}
     handle = dbos_runner.start_saga(saga(), state)
-    try:
-        assert charging.wait(10)
-        handle.stop()
-    finally:
-        stopped.set()
+    _stop_when(handle, charging, stopped, 10)
     outcome = handle.outcome()
     assert released == [True]  # the stop, not the wait's bound, let the charge return
     assert outcome.status is Status.HALTED and outcome.compensated == ()
@@ -312,11 +328,7 @@ def test_dbos_cancel_after_the_saga_ended_says_what_it_did(dbos_runner, monkeypa
     steps = [_step("a"), Parallel(_step("b"), _step("c"))] if parallel else [_step("a")]
     state = {}
     handle = dbos_runner.start_saga(Saga(steps), state, run_id=run_id)
-    try:
-        assert ending.wait(10)
-        handle.stop()
-    finally:
-        cancelled.set()
+    _stop_when(handle, ending, cancelled, 10)
     outcome = handle.outcome()
     assert DBOS.get_workflow_status(run_id).status == "CANCELLED"
     assert outcome.status is Status.COMMITTED and outcome.leaked == outcome.pending == ()
@@ -351,11 +363,7 @@ def _stopped_as_it_charges(dbos_runner, kind=Kind.COMPENSABLE, heard=None, **opt
     )
     state = {}
     handle = dbos_runner.start_saga(saga, state, **options)
-    try:
-        assert charging.wait(10)
-        handle.stop()
-    finally:
-        stopped.set()
+    _stop_when(handle, charging, stopped, 10)
     return handle, state, released
 
 
@@ -415,11 +423,7 @@ def test_dbos_stop_in_the_first_step_says_no_undo_was_logged(dbos_runner, option
     saga = Saga([Step("charge", charge, partial(_undo, "charge")), _step("receipt")])
     state: dict = {}
     handle = dbos_runner.start_saga(saga, state, **options)
-    try:
-        assert charging.wait(10)
-        handle.stop()
-    finally:
-        stopped.set()
+    _stop_when(handle, charging, stopped, 10)
     outcome = handle.outcome()
     assert state == {"charge": "done"} and outcome.compensated == ()
     assert outcome.leaked == ("charge",) and outcome.pending == ()
@@ -448,17 +452,8 @@ def test_dbos_stop_of_an_at_once_run_returns_whatever_step_it_lands_in(dbos_runn
     saga = Saga([steps["a"], Parallel(steps["b"], steps["c"]), steps["d"]])
     state: dict = {}
     handle = dbos_runner.start_saga(saga, state, at_once=True)
-    try:
-        assert running.wait(30)
-        handle.stop()
-    finally:
-        go.set()
-    box: list = []
-    reader = threading.Thread(target=lambda: box.append(handle.outcome()), daemon=True)
-    reader.start()
-    reader.join(90)
-    assert box, "outcome() did not return"
-    outcome = box[0]
+    _stop_when(handle, running, go, 30)
+    outcome = _read_within(handle, 90, "outcome() did not return")
     assert held in outcome.leaked and outcome.compensated == ()
     assert outcome.status in (Status.HALTED, Status.ROLLBACK_INCOMPLETE)
 
@@ -480,12 +475,7 @@ def test_dbos_stop_while_a_person_is_asked_ends_the_wait(dbos_runner, at_once):
         waited.wait(0.05)
     assert handle.pending() is not None
     handle.stop()
-    box: list = []
-    reader = threading.Thread(target=lambda: box.append(handle.outcome()), daemon=True)
-    reader.start()
-    reader.join(120)
-    assert box, "outcome() waited for the person (halt_wait) after the stop"
-    outcome = box[0]
+    outcome = _read_within(handle, 120, "outcome() waited for the person after the stop")
     assert outcome.status is Status.HALTED and "b" in outcome.pending
     assert outcome.compensated == ()
 
