@@ -199,6 +199,19 @@ def _phantom_undo(outcome: Outcome, step: str, restored: Restored) -> list[str]:
     return []
 
 
+def ran(outcome: Outcome) -> tuple[frozenset[Any], frozenset[Any]]:
+    """The steps a run started, and those whose undo it ran: where a fault could strike."""
+    rows = outcome.rows
+    started = frozenset(step for kind, step, *_ in rows if kind == EventKind.STEP_START)
+    return started, frozenset(step for kind, step, *_ in rows if kind == EventKind.UNDO)
+
+
+def strikes(step: str, fault: str, started: frozenset[Any], undone: frozenset[Any]) -> bool:
+    """Did ``fault`` at ``step`` strike in a run that ``ran`` so: an action's fault if the
+    step started, an undo's if its undo ran (the explorer's reuse, the panel's cue)."""
+    return step in (started if fault in ACTION_FAULTS else undone)
+
+
 def _needs_states(saga: Saga, faults: Faults) -> bool:
     """Only the phantom-undo check reads the states, around the undo of a step that failed
     before its effect; that undo runs only if it was logged before the step (the other runs
@@ -331,19 +344,15 @@ class _Runs:
                     continue
                 started, undone, run = made
                 if not any(
-                    step in (started if fault in ACTION_FAULTS else undone)
+                    strikes(step, fault, started, undone)
                     for step, fault in faults
                     if (step, fault) not in reached
                 ):  # every other fault is on a step that run never reached: it runs the same
                     return Explored(faults, policy, run.outcome, run.violations, completion)
         run = check(self.saga, self.state, faults, policy, self.restored, completion)
-        rows = run.outcome.rows
-        started = frozenset(step for kind, step, *_ in rows if kind == EventKind.STEP_START)
-        undone = frozenset(step for kind, step, *_ in rows if kind == EventKind.UNDO)
+        started, undone = ran(run.outcome)
         reached = tuple(
-            (step, fault)
-            for step, fault in faults
-            if step in (started if fault in ACTION_FAULTS else undone)
+            (step, fault) for step, fault in faults if strikes(step, fault, started, undone)
         )
         self.made[(policy, completion, traced, reached)] = (started, undone, run)
         return run

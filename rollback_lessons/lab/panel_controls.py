@@ -15,7 +15,8 @@ import ipywidgets as w
 from .. import faults
 from ..errors import InvalidPipelineError
 from ..events import EventKind
-from ..faults import LABELS, UNDO_FAULTS, Fault
+from ..explore import ran, strikes
+from ..faults import LABELS, Fault
 from ..outcome import Outcome
 from ..schedule import PAST_PIVOT
 from .drawing import FAIL, RETRY, kind_word
@@ -257,14 +258,13 @@ def struck_said(inject: Mapping[str, Iterable[str]], outcome: Outcome) -> str:
     """The faults chosen, those that struck first, then those that never did (their step
     never ran, or its undo never did): "make_folder fail after effect, write_file fail
     after effect" read as if both struck where only the first ran (newuser19)."""
-    started = {step for kind, step, *_ in outcome.rows if kind == EventKind.STEP_START}
-    undone = {step for kind, step, *_ in outcome.rows if kind == EventKind.UNDO}
+    started, undone = ran(outcome)
     hit: dict[str, list[str]] = {}
     missed: dict[str, list[str]] = {}
     for step, chosen in inject.items():
         for fault in chosen:
-            reached = step in (undone if fault in UNDO_FAULTS else started)
-            (hit if reached else missed).setdefault(step, []).append(fault)
+            struck = strikes(step, fault, started, undone)
+            (hit if struck else missed).setdefault(step, []).append(fault)
     if not missed:
         return faults_said(hit.items()) or "no faults"
     return (

@@ -25,6 +25,7 @@ from ... import schedule
 from ...errors import RollbackLessonsError
 from ...machine import Machine, Phase
 from ...operations import Finished
+from ..asking import Question
 from ..wire import record_data
 
 STOPPED: dict[str, dict[str, Any]] = {}
@@ -102,9 +103,9 @@ def stop_run(run_id: str) -> None:
     for child in DBOS.list_workflows(parent_workflow_id=run_id, status="PENDING"):
         DBOS.send(child.workflow_id, "stop", graph.WAKE)  # a retry's wait ends now
     DBOS.send(run_id, NUDGE, graph.DONE)
-    asking = DBOS.get_event(run_id, "pending", timeout_seconds=0)  # a person asked: woken too
-    if isinstance(asking, dict) and "number" in asking:  # (attack27 F4: heard at halt_wait)
-        DBOS.send(run_id, NUDGE, f"answer-{asking['number']}")
+    asking = Question.of(DBOS.get_event(run_id, "pending", timeout_seconds=0))
+    if asking is not None:  # a person asked: woken too (attack27 F4: heard at halt_wait)
+        DBOS.send(run_id, NUDGE, f"answer-{asking.number}")
 
 
 def ended(run_id: str, data: dict[str, Any]) -> dict[str, Any]:
