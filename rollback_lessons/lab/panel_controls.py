@@ -232,7 +232,7 @@ def run_said(lab: Any, outcome: Outcome, stop_after: int | None) -> tuple[str, s
         if PAST_PIVOT in outcome.notes:
             said += " (the cancel was declined: see the note)"
         elif not took:  # (a cancel that took, then an undo that failed: not too late)
-            said += " (too late: the run had already failed or ended)"
+            said += " (too late: the run failed or ended before the Stop was heard)"
     return html.escape(faults), html.escape(said)
 
 
