@@ -324,12 +324,18 @@ class Machine:
             self._log(spec)
         return _new(RunStep, (name, 1))
 
-    def not_run(self, name: str) -> None:
-        """A Ctrl-C came as ``name`` started, before its action was called: never cut short."""
+    def not_run(self, name: str, why: str = "the Ctrl-C came as it started") -> None:
+        """``name``'s attempt was asked and never began, its action not called (``why``: a
+        Ctrl-C as it started, an engine's stop): never cut short. A later attempt leaves the
+        step waiting to retry (stopped there, it failed for good); a first, never run."""
+        if self.attempt > 1:  # (a graph's steps: ``GraphMachine.not_run``)
+            self.attempt, self.phase = self.attempt - 1, _STEP_WAIT
+            return
+        self.withdraw(name)  # (an undo logged before it: never run)
         del self.kinds[name]
         self.seen.remove(name)
         self.phase, self.spec, self.current = _FORWARD, None, ([None, *self.completed])[-1]
-        self.notes = [*self.notes, f"{name} was not run: the Ctrl-C came as it started"]
+        self.notes = [*self.notes, f"{name} was not run: {why}"]
 
     def withdraw(self, step: str) -> None:
         """``step``'s action will never be called (its undo's event raised, a group's step
@@ -791,30 +797,7 @@ class Machine:
     def record(self, cls: type[RunRecord] = RunRecord, **extra: Any) -> Any:
         """The run as a record (``cls``: a RunRecord with more fields, such as Outcome).
         A driver that knows the steps and kinds already may pass them (``steps=, kinds=``)."""
-        if "steps" not in extra:
-            if self.plan is not None:
-                extra["steps"] = tuple(s.name for s in self.plan)
-                extra["kinds"] = {s.name: str(s.kind) for s in self.plan}
-            else:
-                extra["steps"] = tuple(self.seen)
-                extra["kinds"] = {k: str(v) for k, v in self.kinds.items()}
-        return cls.build(
-            status=self.status(),
-            completed=tuple(self.completed),
-            compensated=tuple(self.compensated),
-            dead_letters=tuple(self.dead_letters),
-            pending=tuple(self.pending),
-            leaked=tuple(self.leaked),
-            semantic=tuple(self.semantic),
-            error=self.error,
-            failed_step=self.failed_step,
-            name=self.name,
-            run_id=self.run_id,
-            notes=tuple(self.notes),
-            rows=tuple(self.rows),
-            first_seq=self.first_seq,
-            **extra,
-        )
+        return cls.of_run(self, **extra)
 
 
 __all__ = [

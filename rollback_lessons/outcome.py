@@ -92,6 +92,35 @@ class RunRecord:
         fields_.update(values)
         return record
 
+    @classmethod
+    def of_run(cls, m: Any, **extra: Any) -> Any:
+        """The record of the run a saga machine ``m`` holds (``Machine.record``): its fields
+        filled here, beside their definitions, so that machine.py keeps only its rules."""
+        if "steps" not in extra:
+            if m.plan is not None:
+                extra["steps"] = tuple(s.name for s in m.plan)
+                extra["kinds"] = {s.name: str(s.kind) for s in m.plan}
+            else:
+                extra["steps"] = tuple(m.seen)
+                extra["kinds"] = {k: str(v) for k, v in m.kinds.items()}
+        return cls.build(
+            status=m.status(),
+            completed=tuple(m.completed),
+            compensated=tuple(m.compensated),
+            dead_letters=tuple(m.dead_letters),
+            pending=tuple(m.pending),
+            leaked=tuple(m.leaked),
+            semantic=tuple(m.semantic),
+            error=m.error,
+            failed_step=m.failed_step,
+            name=m.name,
+            run_id=m.run_id,
+            notes=tuple(m.notes),
+            rows=tuple(m.rows),
+            first_seq=m.first_seq,
+            **extra,
+        )
+
     @property
     def ok(self) -> bool:
         return self.status is Status.COMMITTED

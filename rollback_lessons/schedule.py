@@ -154,10 +154,13 @@ class GraphMachine(Machine):
         self.busy_count -= 1
         self.started.remove(step)
 
-    def not_run(self, step: str) -> None:
+    def not_run(self, step: str, why: str = "the Ctrl-C came as it started") -> None:
+        if self.attempts.get(step, 1) > 1:  # a later attempt: the step waits to retry again
+            self.where[step], self.attempts[step] = _WAITING, self.attempts[step] - 1
+            return
         if step in self.where:  # (a Ctrl-C at its undo_registered, launched already)
             self._unlaunch(step)
-        super().not_run(step)
+        super().not_run(step, why)
 
     # -- how each step went ---------------------------------------------------------------
 
@@ -436,15 +439,6 @@ def stop_forward(m: Machine, error: BaseException) -> bool:
 
 
 __all__ = [
-    "After",
-    "GraphMachine",
-    "GraphOp",
-    "Ready",
-    "cancel",
-    "concurrent",
-    "dependants",
-    "log_anyway",
-    "past_pivot",
-    "stop_forward",
-    "undo_order",
-]
+    "After", "GraphMachine", "GraphOp", "Ready", "cancel", "concurrent", "dependants",
+    "log_anyway", "past_pivot", "stop_forward", "undo_order",
+]  # fmt: skip

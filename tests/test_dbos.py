@@ -431,6 +431,66 @@ def test_dbos_stop_in_the_first_step_says_no_undo_was_logged(dbos_runner, option
     assert any("no undo had been logged" in n for n in outcome.notes), outcome.notes
 
 
+@pytest.mark.parametrize("options", [{}, {"undo_order": "reverse_start"}], ids=["list", "graph"])
+def test_dbos_stop_in_a_clean_failures_wait_to_retry_leaks_nothing(dbos_runner, options):
+    """attack27 F5: b raised before any effect and waits to retry; ``handle.stop()`` there
+    (heard as its next attempt begins, its action never called) said b leaked ("may have
+    happened"). It failed for good, cleanly: nothing leaked, a pending, nothing undone, b
+    tried once, list and graph alike."""
+    world: list[str] = []
+
+    def b(state):
+        world.append("try b")
+        raise ConnectionError("b down")
+
+    retry = RetryPolicy(max_attempts=3, initial_delay=0.5, retry_on=(ConnectionError,))
+    saga = Saga([_step("a"), Step("b", b, partial(_undo, "b"), retry=retry), _step("c")])
+    state: dict = {}
+    handle = dbos_runner.start_saga(saga, state, **options)
+    slept, look = False, threading.Event()
+    for _ in range(1200):  # (until the wait to retry is saved: at most 60 s)
+        steps = DBOS.list_workflow_steps(handle.run_id)
+        if slept := any(s["function_name"] == "DBOS.sleep" for s in steps):
+            break
+        look.wait(0.05)
+    assert slept
+    handle.stop()
+    outcome = _read_within(handle, 60, "outcome() did not return")
+    assert world == ["try b"] and state == {"a": "done"}
+    assert outcome.leaked == () and outcome.compensated == ()
+    assert outcome.status is Status.HALTED and outcome.pending == ("a",)
+    assert outcome.failed_step == "b"
+
+
+@pytest.mark.parametrize("held", ["a", "b"])
+@pytest.mark.parametrize("options", [{}, {"completion": ["a", "b", "c"]}], ids=["list", "graph"])
+def test_dbos_stop_as_a_step_begins_says_it_was_not_run(dbos_runner, monkeypatch, options, held):
+    """A stop landing as a step begins (before its intent is saved: DBOS raises at ``began``,
+    the action never called) said the step was cut short, perhaps after its effect: leaked
+    (harden38). It was not run, and the outcome says so: nothing leaked; the steps before it
+    pending (halted), or, stopped in the first, ``cancelled`` with nothing done."""
+    from rollback_lessons.runners.dbos import workflow
+
+    beginning, stopped = threading.Event(), threading.Event()
+
+    def hold(step):
+        if step == held:
+            beginning.set()
+            stopped.wait(120)
+
+    monkeypatch.setattr(workflow, "STARTING", [hold])
+    saga = Saga([_step("a"), _step("b"), _step("c")])
+    state: dict = {}
+    handle = dbos_runner.start_saga(saga, state, **options)
+    _stop_when(handle, beginning, stopped, 30)
+    outcome = _read_within(handle, 60, "outcome() did not return")
+    before = {"a": ()}.get(held, ("a",))
+    assert state == dict.fromkeys(before, "done") and outcome.leaked == ()
+    assert outcome.pending == before and outcome.compensated == ()
+    assert outcome.status is (Status.HALTED if before else Status.CANCELLED)
+    assert f"{held} was not run: DBOS.cancel_workflow came as it began" in " ".join(outcome.notes)
+
+
 @pytest.mark.parametrize("held", ["a", "b"])
 def test_dbos_stop_of_an_at_once_run_returns_whatever_step_it_lands_in(dbos_runner, held):
     """attack27 F3: ``at_once`` and a stop while the first step (or a branch) ran: the run's

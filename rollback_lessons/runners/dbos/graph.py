@@ -94,8 +94,10 @@ class _Graph:
         ``StopExecution`` is on Step Functions. Nothing is undone: the machine hears it as an
         interruption before any undo (every undo pending; ``cancelled`` if nothing was done)
         or, mid-rollback, cutting the rollback short. A step running then was cut short: DBOS
-        may have stopped it as it began or as its result was saved, after its effect."""
+        may have stopped it as its result was saved, after its effect (as it began: never
+        run, ``stops.not_begun``)."""
         m = self.m
+        stops.not_begun(m, exc)  # (as a step began: its action never called)
         if not m.rolling and m.phase is not Phase.DONE:
             m.cut(exc, stops.WHERE)
             op: Any = None if schedule.past_pivot(m) else schedule.cancel(m, exc)  # (a cancel

@@ -9,9 +9,11 @@ operator."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from dbos import DBOS
@@ -25,6 +27,7 @@ from ... import schedule
 from ...errors import RollbackLessonsError
 from ...machine import Machine, Phase
 from ...operations import Finished
+from ...schedule import GraphMachine
 from ..asking import Question
 from ..wire import record_data
 
@@ -54,6 +57,51 @@ WHERE = "before any undo ran (DBOS.cancel_workflow)"
 class WorkflowCancelled(BaseException):
     """``DBOS.cancel_workflow``: DBOS stopped the workflow; nothing more runs, no undo
     either (what the machine is told)."""
+
+
+class NotBegun(DBOSWorkflowCancelledError):
+    """DBOS's cancel, raised as a step's attempt began (its intent's save, ``began``, or its
+    action's DBOS step starting): the action was never called. DBOS takes it as its own."""
+
+    def __init__(self, step: str) -> None:
+        super().__init__(f"DBOS.cancel_workflow came as {step} began: its action never ran")
+        self.step = step
+
+
+CALLED = threading.local()
+"""The step whose action call began last in this thread (``workflow.run_action``): DBOS's
+cancel after it (as its result was saved) comes after the action may have run."""
+
+NOT_BEGUN = "DBOS.cancel_workflow came as it began (its action was never called)"
+
+
+@contextlib.contextmanager
+def beginning(step: str) -> Iterator[None]:
+    """Around an attempt of ``step``: DBOS's cancel raised before its action was called
+    becomes ``NotBegun`` (``not_begun`` tells the machine so)."""
+    CALLED.step = None
+    try:
+        yield
+    except (DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError) as exc:
+        if isinstance(exc, NotBegun) or getattr(CALLED, "step", None) == step:
+            raise
+        raise NotBegun(step) from exc
+
+
+def not_begun(m: Machine, exc: BaseException) -> None:
+    """The stop ``exc`` came as a step's attempt began (``NotBegun``): the machine is told
+    that attempt never began (``Machine.not_run``): it decides what that leaves (a later
+    attempt: the step still waits to retry, failed cleanly; a first: never run)."""
+    begun = exc.__cause__
+    if not isinstance(begun, NotBegun):
+        return
+    step = begun.step
+    if isinstance(m, GraphMachine):
+        running = m.where.get(step) == "running"
+    else:
+        running = m.phase is Phase.STEP and m.current == step
+    if running:
+        m.not_run(step, NOT_BEGUN)
 
 
 class StoppedUnrecorded(RollbackLessonsError):
@@ -130,7 +178,8 @@ def list_stopped(m: Machine, exc: BaseException) -> Finished:
     (perhaps after its effect: DBOS may have stopped it as its result was saved), one
     waiting to retry failed for good; ``cancelled`` if nothing was done, as a cancel is
     (never past the pivot: nothing is declined, the run stops). Mid-rollback, the
-    rollback is cut short there."""
+    rollback is cut short there. A stop as a step began is told first (``not_begun``)."""
+    not_begun(m, exc)
     if not m.rolling and m.phase is not Phase.DONE:
         m.cut(exc, WHERE)
         op = None if schedule.past_pivot(m) else schedule.cancel(m, exc)

@@ -116,6 +116,7 @@ def run_action(
     by DBOS: the machine decides). Its ``intent`` saved by another launch: the process that
     started it died before its end was saved, so it is in doubt and not run again
     (``lost``: the machine hears it cut short, as the journal's recover does)."""
+    stops.CALLED.step = step  # (a stop from here on may come after its effect)
     if intent is not None and intent != LAUNCH:
         died = EndNotSaved(f"the process running {step} died (or closed its runner) before "
                            "its end was saved; it may have happened")  # fmt: skip
@@ -148,7 +149,8 @@ def attempt(
     for told in STARTING:
         told(step)
     _saga(run_id, name)  # (hosted before its intent is saved: a wait cut here leaves none)
-    return run_action(run_id, name, step, fault, began(step), hold)
+    with stops.beginning(step):  # (DBOS's stop before the action is called: ``NotBegun``)
+        return run_action(run_id, name, step, fault, began(step), hold)
 
 
 @DBOS.step(name="rollback_lessons.undo")
