@@ -34,7 +34,12 @@ from rollback_lessons.faults import UNDO_FAULTS, fault_space
 from rollback_lessons.runners import Runner, hosted
 from rollback_lessons.runners.dbos import DBOSRunner, DBOSUnavailable
 from rollback_lessons.worlds import travel
-from rollback_lessons.worlds.crashlab import compare_worlds, crash_on_dbos, world_report
+from rollback_lessons.worlds.crashlab import (
+    NotPaused,
+    compare_worlds,
+    crash_on_dbos,
+    world_report,
+)
 from rollback_lessons.worlds.demo import xyz_saga, xyz_state
 
 
@@ -769,6 +774,13 @@ def test_a_step_in_doubt_whose_undo_was_logged_before_is_undone(tmp_path):
     report = world_report(crash.world)
     assert report["effects"] == [("doubt-1", "step1", 1), ("doubt-1", "step2", 1)]
     assert report["undo_applied"] == [("doubt-1", "step1"), ("doubt-1", "step2")]
+    # the same again, same prefix, same folder: its run id is taken, so it never pauses: one
+    # line saying so (was: killed "" and the first run's statuses, as if it had resumed)
+    with pytest.raises(NotPaused) as raised:
+        crash_on_dbos(tmp_path, pause_at="after step2", prefix="doubt")
+    assert str(raised.value).startswith("its first process never paused at 'after step2': ")
+    assert "run id 'doubt-1' is taken" in str(raised.value) and "\n" not in str(raised.value)
+    assert world_report(crash.world) == report  # nothing ran again
 
 
 def test_at_once_the_undo_order_is_the_order_the_actions_ended_not_their_messages(

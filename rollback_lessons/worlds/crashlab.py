@@ -19,6 +19,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -274,6 +275,10 @@ def effects_table(world: str | os.PathLike[str]) -> str:
     return "\n".join(lines) or "(no effects)"
 
 
+class NotPaused(RollbackLessonsError):
+    """``crash_on_dbos``'s first process never paused (its run id taken, say): one line."""
+
+
 @dataclass(frozen=True)
 class DBOSCrash:
     """Sagas run as DBOS workflows, their process killed, DBOS launched again on its file."""
@@ -306,14 +311,23 @@ def crash_on_dbos(
         common.append("--graph")
     if at_once:
         common.append("--at-once")
-    first = subprocess.Popen(
-        [sys.executable, "-m", __name__, *common, "--pause-at", pause_at],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    assert first.stdout is not None
-    killed = first.stdout.readline().strip().removeprefix("paused at ")
-    first.kill()
-    first.wait()
+    with tempfile.TemporaryFile("w+") as said:  # (a file: a pipe unread could block it)
+        first = subprocess.Popen(
+            [sys.executable, "-m", __name__, *common, "--pause-at", pause_at],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=said, text=True,
+        )  # fmt: skip
+        assert first.stdout is not None
+        line = first.stdout.readline().strip()
+        first.kill()
+        first.wait()
+        said.seek(0)
+        why = (
+            said.read().strip().splitlines()
+            or [f"it ran to its end ({line})" if line else "it said nothing"]
+        )[-1]
+        if not line.startswith("paused at "):  # (what it said, as the CLI says it)
+            raise NotPaused(f"its first process never paused at {pause_at!r}: {why}")
+    killed = line.removeprefix("paused at ")
     again = subprocess.run(
         [sys.executable, "-m", __name__, *common, "--resume"],
         capture_output=True, text=True, timeout=300, check=True,
