@@ -1337,3 +1337,48 @@ def test_an_answer_whose_update_call_is_cut_short_is_server_lost_or_the_callers_
 
     outcome = on_temporal(scenario)
     assert outcome.status is Status.HALTED and outcome.pending == ("a",)
+
+
+def test_a_run_the_server_deleted_is_one_typed_line_naming_it(on_temporal):
+    """A saga over, deleted by the server before ``outcome()`` read it (what retention does
+    once its period passes; here its own call, DeleteWorkflowExecution): the server's "no
+    such run" came out as the SDK's raw RPCError. One line, ``RunDeleted`` (an
+    ``UnknownRun``), naming the run and what this process did, nothing left hosted."""
+    from temporalio.api.common.v1 import WorkflowExecution
+    from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
+    from temporalio.client import WorkflowExecutionStatus
+    from temporalio.service import RPCError
+
+    from rollback_lessons.runners.temporal import RunDeleted, UnknownRun
+
+    saga = Saga([Step("a", lambda s: s.update(a=1), lambda s: s.pop("a")),
+                 Step("b", lambda s: 1 / 0)], name="deleted by retention")  # fmt: skip
+
+    async def scenario(runner):
+        handle = await runner.start_saga(saga, {})
+        for _ in range(600):  # (until it is over: at most 30 s)
+            if (await handle.workflow.describe()).status is not WorkflowExecutionStatus.RUNNING:
+                break
+            await asyncio.sleep(0.05)
+        client = runner.client
+        await client.workflow_service.delete_workflow_execution(DeleteWorkflowExecutionRequest(
+            namespace=client.namespace,
+            workflow_execution=WorkflowExecution(workflow_id=handle.run_id),
+        ))  # fmt: skip
+        for _ in range(600):  # (deleted in the background: until the server says so)
+            try:
+                await handle.workflow.describe()
+            except RPCError:
+                break
+            await asyncio.sleep(0.05)
+        with pytest.raises(RunDeleted) as raised:
+            await handle.outcome()
+        return handle.run_id, raised.value
+
+    run_id, deleted = on_temporal(scenario)
+    said = str(deleted)
+    assert isinstance(deleted, UnknownRun) and "\n" not in said
+    assert said.startswith(f"the Temporal server has no saga {run_id} any more (")
+    assert "retention period" in said and "This process did: a; undid: a; failed: b" in said
+    assert (deleted.run_id, deleted.done, deleted.undone) == (run_id, ("a",), ("a",))
+    assert run_id not in hosted.RUNS

@@ -3,7 +3,7 @@
 from ..asking import AnswerRefused, Question
 from ..hosted import NotHosted, SagaChanged, UnknownRun
 from .limits import TemporalLimitExceeded
-from .lost import ServerSlow
+from .lost import RunDeleted, ServerSlow
 from .runner import (
     AbandonedCalls,
     SagaHandle,
@@ -20,6 +20,7 @@ __all__ = [
     "AnswerRefused",
     "NotHosted",
     "Question",
+    "RunDeleted",
     "SagaChanged",
     "SagaHandle",
     "SagaTerminated",

@@ -25,6 +25,7 @@ from ..wire import outcome_of, record_of
 from .activities import GATES, IN_FLIGHT, step_started
 from .limits import TemporalLimitExceeded
 from .lost import (
+    RunDeleted,
     SagaTerminated,
     ServerLost,
     ServerSlow,
@@ -203,6 +204,10 @@ class SagaHandle:
                 _release(self.run_id)
         except (ServerLost, ServerSlow):  # kept hosted: a server back on its database resumes it
             raise
+        except RPCError as exc:  # (NOT_FOUND only, ``_ask``): deleted by retention, say
+            deleted = RunDeleted.of(self.run_id, exc)  # (before it is released: what ran here)
+            _release(self.run_id)
+            raise deleted from None
         except BaseException:
             _release(self.run_id)
             raise

@@ -217,6 +217,36 @@ class ServerLost(TemporalUnavailable):
         )
 
 
+class RunDeleted(hosted.UnknownRun):
+    """``outcome()`` of a saga the server no longer has (its "no such run", NOT_FOUND): a
+    run that ended is deleted once its namespace's retention period passes (the dev
+    server's default: a day), its result with it. ``done``, ``undone`` and ``failed`` are
+    what this process's worker did for it, if anything."""
+
+    def __init__(self, message: str, run_id: str, done: tuple[str, ...] = (),
+                 undone: tuple[str, ...] = (), failed: tuple[str, ...] = ()) -> None:  # fmt: skip
+        super().__init__(message)
+        self.run_id, self.done, self.undone, self.failed = run_id, done, undone, failed
+
+    @classmethod
+    def of(cls, run_id: str, error: RPCError) -> RunDeleted:
+        run = hosted.RUNS.get(run_id)
+        done, undone, failed = run.effects() if run is not None else ((), (), ())
+        left = [s for s in dict.fromkeys(done) if s not in undone]
+        did = (
+            f"This process did: {_names(done)}; undid: {_names(undone)}; failed: "
+            f"{_names(failed)}; so still in effect, as far as it knows: {_names(left)}."
+            if run is not None
+            else "This process ran none of its steps."
+        )
+        return cls(
+            f"the Temporal server has no saga {run_id} any more ({error.message}): a run that "
+            "ended is deleted once its namespace's retention period passes, its outcome with "
+            f"it (or it ran on another server or database). {did} Check its steps by hand.",
+            run_id, tuple(done), tuple(undone), tuple(failed),
+        )  # fmt: skip
+
+
 class ServerSlow(TemporalUnavailable):
     """The Temporal server answers, but a saga did not say in time whether it took a
     person's answer (the Update that asks it cut short by the SDK's timeout, again): the
