@@ -291,7 +291,7 @@ def _free(db) -> bool:
     return True
 
 
-def _halting(world: list[str], tried: list[str]) -> Saga:
+def _halting(world: list[str], tried: list[str], on_event=None) -> Saga:
     """a -> b -> c; c fails, a's undo fails at its first try (a's service down)."""
 
     def undo_a(s):
@@ -307,19 +307,19 @@ def _halting(world: list[str], tried: list[str]) -> Saga:
         [Step("a", lambda s: world.append("do a"), undo_a),
          Step("b", lambda s: world.append("do b"), lambda s: world.append("undo b")),
          Step("c", c)],
-        name="halting",
+        name="halting", on_event=on_event,
     )  # fmt: skip
 
 
-def _closed_while_halted(tmp_path, run_id: str):
+def _closed_while_halted(tmp_path, run_id: str, on_event=None):
     """A saga halted for good (``halt_wait=None``), waiting for a person; its runner closed
     (``_closed_waiting``). Returns the file, the handle, the world and the undos tried."""
     world: list[str] = []
     tried: list[str] = []
     db = tmp_path / "d.sqlite"
     runner = DBOSRunner.start(db)
-    handle = runner.start_saga(_halting(world, tried), {}, run_id=run_id, policy="halt",
-                               halt_wait=None)  # fmt: skip
+    handle = runner.start_saga(_halting(world, tried, on_event), {}, run_id=run_id,
+                               policy="halt", halt_wait=None)  # fmt: skip
     _until(lambda: handle.pending() is not None)
     _closed_waiting(runner)
     return db, handle, world, tried
@@ -344,20 +344,30 @@ def test_close_while_a_saga_waits_for_a_person_lets_the_file_go_and_a_relaunch_a
     stops at once, unsaved (its ``outcome()`` says so in one line, not the wait's
     BaseException), DBOS's threads end, and the relaunch asks again."""
     monkeypatch.setattr(launch, "GRACE", 30.0)  # (without the fix: 30 s, then the warning)
-    db, handle, world, tried = _closed_while_halted(tmp_path, "run-h")
+    heard: list = []  # (what on_event hears: harden38, nothing of a run whose outcome raised)
+    db, handle, world, tried = _closed_while_halted(tmp_path, "run-h", heard.append)
     with pytest.raises(RunnerClosed, match="'run-h' waited; it is left unfinished on"):
         handle.outcome()  # (one line: not DBOS's wait's own BaseException)
+    assert [(e.seq, e.kind, e.step) for e in heard][-4:] == [  # up to the person asked
+        (11, "undo", "b"),
+        (12, "undo_done", "b"),
+        (13, "undo", "a"),
+        (14, "undo_failed", "a"),
+    ]
     _until(lambda: not [t for t in threading.enumerate() if t.name.startswith("dbos-executor")])
-    sagas = {"halting": lambda run_id: _halting(world, tried)}
+    sagas = {"halting": lambda run_id: _halting(world, tried, heard.append)}
     with DBOSRunner.start(db, sagas=sagas) as again:  # (without the fix: FileInUse)
-        resumed = again.handle_for(_halting(world, tried), "run-h")
+        resumed = again.handle_for(_halting(world, tried, heard.append), "run-h")
         _until(lambda: resumed.pending() is not None)
         question = resumed.pending()
         assert question is not None and question.undos == ("a",)
         resumed.resolve(question, "retry")
-        record = again.record("run-h")
+        record = resumed.outcome()  # (tells only what was not told before: each event once)
     assert record.status is Status.ROLLED_BACK and record.compensated == ("b", "a")
     assert world == ["do a", "do b", "undo b", "undo a"] and tried == ["undo a"] * 2
+    assert [(e.seq, e.kind, e.step) for e in heard] == [
+        (e.seq, e.kind, e.step) for e in record.events
+    ]
 
 
 def test_close_while_run_waits_to_retry_an_undo_lets_the_file_go_and_a_relaunch_retries_it(

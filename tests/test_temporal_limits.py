@@ -525,3 +525,44 @@ def test_a_lost_server_names_a_step_that_failed_after_its_effect_as_perhaps_in_e
     assert left.startswith(
         "a, b (perhaps: failed after its effect: b)." if after_effect else "a."
     ), said
+
+
+def test_a_terminated_sagas_events_reach_its_observers_before_the_error(on_temporal):
+    """harden38: ``outcome()`` raised ``SagaTerminated`` and ``on_event`` and the logger
+    heard nothing of what the machine had told: on Temporal the events are told from the
+    run's result, which a terminated run has none of. They hear them now, before the raise
+    (asked of the run, a Query its worker answers by replaying it), once, in order."""
+    import logging
+
+    from heard import Records
+
+    heard: list = []
+    retry = RetryPolicy(max_attempts=3, initial_delay=60.0)
+    saga = Saga([_step("a"), Step("b", _fails, retry=retry)], name="told", on_event=heard.append)
+
+    async def scenario(runner):
+        handle = await runner.start_saga(saga, {})
+        while not any(row[-3:] == ("activity failed", "action", "b")
+                      for row in (await handle.history()).rows):  # fmt: skip
+            await asyncio.sleep(0.05)  # b's first attempt failed: now in its wait to retry
+        await handle.workflow.terminate(reason="an operator's")
+        with pytest.raises(SagaTerminated):
+            await asyncio.wait_for(handle.outcome(), 30)
+        with pytest.raises(SagaTerminated):  # (read again: told once)
+            await asyncio.wait_for(handle.outcome(), 30)
+
+    records, log = Records(), logging.getLogger("rollback_lessons")
+    level = log.level
+    log.addHandler(records)
+    log.setLevel(logging.DEBUG)
+    try:
+        on_temporal(scenario)
+    finally:
+        log.removeHandler(records)
+        log.setLevel(level)
+    told = [(e.kind, e.step) for e in heard]
+    assert told[:4] == [("step_start", "a"), ("step_done", "a"), ("undo_registered", "a"),
+                        ("step_start", "b")]  # fmt: skip
+    assert [e.seq for e in heard] == list(range(1, len(heard) + 1))
+    mine = [r for r in records.records if getattr(r, "run_id", None) == heard[0].run_id]
+    assert [(r.seq, r.event, r.step) for r in mine] == [(e.seq, e.kind, e.step) for e in heard]

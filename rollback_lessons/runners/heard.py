@@ -15,17 +15,25 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
 
 from .. import _guards
-from ..events import Event, EventKind, level_of, log_event, log_threshold, tell
+from ..events import Event, EventKind, build_events, level_of, log_event, log_threshold, tell
 from ..machine import Machine, Phase
 from ..operations import Op
 from ..outcome import Outcome
 from ..saga import Saga
 from . import remote
+
+MADE: dict[str, Machine] = {}
+"""The machine of each run whose workflow runs in this process (DBOS's), by run id, until
+its outcome is read: what it told is heard even when ``outcome()`` raises (``left``)."""
+
+TOLD: dict[str, int] = {}
+"""How many of a run's events its observers heard here when its ``outcome()`` raised (the
+run left unfinished): once it is resumed here, its outcome tells only the rest."""
 
 
 class Heard:
@@ -84,13 +92,31 @@ class Heard:
             return
         self.told = True
         try:
-            for event in outcome.events:
+            for event in outcome.events[TOLD.pop(outcome.run_id or "", 0) :]:
                 self.event(event)
         except BaseException as exc:  # (an Exception is reported by ``tell``: a Ctrl-C)
             with contextlib.suppress(Exception):  # (an error that refuses notes)
                 exc.add_note(f"it came as the events of a run over were told ({outcome.status})")
             remote.reraise(exc, outcome)
         self.reraise(outcome)
+
+    def before_raise(self, events: Sequence[Event]) -> None:
+        """Tell the events a run made before it ended with no outcome (its engine ended it:
+        the runner raises), once, as ``saga.run``'s observers heard them before it raised."""
+        if self.told or not self.wanted:
+            return
+        self.told = True
+        for event in events:
+            self.event(event)
+
+    def left(self, run_id: str) -> None:
+        """The run's ``outcome()`` raises, the run left unfinished (its runner closed, a
+        version that cannot replay it): what its machine told here is heard now (``MADE``),
+        and only the rest once it is resumed here (``TOLD``)."""
+        m = MADE.get(run_id)
+        if m is not None and not self.told and self.wanted:
+            TOLD[run_id] = len(m.rows)
+            self.before_raise(build_events(m.rows, run_id))
 
     def reraise(self, outcome: Outcome) -> None:
         """The run is over: a Ctrl-C a callback raised (the machine went on without it, or

@@ -19,6 +19,7 @@ from ...machine import Phase
 from ...operations import Finished, Op, RunStep, Wait
 from ...policies import UndoPolicy
 from ...schedule import GraphMachine, GraphOp, Ready
+from .. import heard
 from ..wire import SagaPlan, record_data
 from . import stops, waits
 from .workflow import LOST, Faults, _carry_out, _error, _let_go, ask_cancel, attempt
@@ -258,6 +259,7 @@ def graph_workflow(
         policy, plan=plan.specs(), after={s: tuple(d) for s, d in after.items()},
         undo_order=plan.undo_order, name=plan.name, run_id=plan.run_id,
     )  # fmt: skip
+    heard.MADE[plan.run_id] = m  # (what it tells is heard if outcome() raises)
     graph = (_AtOnce if at_once else _Graph)(plan, m, faults, cancellable)
     try:
         op = graph.forward(first_of(completion) if completion is not None else None)

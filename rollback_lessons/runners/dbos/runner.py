@@ -100,8 +100,9 @@ class DBOSHandle:
     ) -> None:
         self.saga, self.run_id, self.path = saga, run_id, path
         self._state, self._before = state, before
-        self._result = waits.unless_closed(result, run_id, path)
         self._heard = heard.Heard(saga)  # told the events once, by the first outcome() read
+        closed = waits.unless_closed(result, run_id, path)
+        self._result = waits.telling_left(closed, self._heard, run_id)  # (``Heard.left``)
 
     def pending(self) -> Question | None:
         """The question the saga waits on a person for (its number and the undos at stake,
@@ -168,6 +169,7 @@ class DBOSHandle:
             hosted.release(self.run_id)
             workflow.CANCELS.pop(self.run_id, None)
             workflow.HEARD.pop(self.run_id, None)
+            heard.MADE.pop(self.run_id, None)
             stops.forget(self.run_id)
         outcome = outcome_of(self.saga, record_of(data), before=self._before, state=self._state)
         self._heard.after(outcome)  # (here, never in the workflow: a resumed run tells nothing)

@@ -80,6 +80,22 @@ def unless_closed(call: Callable[[], T], run_id: str, path: Path | None) -> Call
     return told
 
 
+def telling_left(call: Callable[[], T], heard: Any, run_id: str) -> Callable[[], T]:
+    """``call`` (the wait for a run's result), what the run's machine told heard first
+    (``heard``: its ``Heard``, ``left``) when it raises for a run left unfinished: its
+    runner closed (``RunnerClosed``), or this version cannot replay it (DBOS's error)."""
+    from dbos._error import DBOSUnexpectedStepError
+
+    def told() -> T:
+        try:
+            return call()
+        except (RunnerClosed, DBOSUnexpectedStepError):
+            heard.left(run_id)
+            raise
+
+    return told
+
+
 def destroyed(exc: BaseException) -> bool:
     """``exc`` is DBOS's error for a saga's thread that went on after ``close`` destroyed
     DBOS under it (its next DBOS call, after the step it ran): it stops there, on purpose."""

@@ -47,7 +47,7 @@ from ...faults import Fault
 from ...machine import Machine
 from ...operations import ANSWERS, CANCELLED_ASKING, Ask, Finished, Op, RunStep, RunUndo, Wait
 from ...policies import UndoPolicy
-from .. import hosted, remote
+from .. import heard, hosted, remote
 from ..wire import ErrorRecord, SagaPlan, record_data
 from . import stops, waits
 from .hosting import _saga
@@ -297,6 +297,7 @@ def saga_workflow(
         policy, plan=plan.specs(), undo_order=plan.undo_order, name=plan.name,
         run_id=plan.run_id,
     )  # fmt: skip
+    heard.MADE[plan.run_id] = m  # (what it tells is heard if outcome() raises)
     try:
         op = _heard(m, plan.run_id) if cancellable else None  # asked before the start too
         record = _carry_out(m, op or m.start(), plan, faults, cancellable).record

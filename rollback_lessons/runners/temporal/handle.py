@@ -16,6 +16,7 @@ from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpda
 from temporalio.exceptions import ApplicationError, TerminatedError
 from temporalio.service import RPCError
 
+from ...events import build_events
 from ...outcome import Outcome, Table
 from ...saga import Saga, State
 from .. import hosted, remote
@@ -177,6 +178,20 @@ class SagaHandle:
             f"{number}. {UNKNOWN}"
         )
 
+    async def _told(self) -> None:
+        """The events of a run that ended with no result (terminated, failed at a limit),
+        told to its observers before the error is raised: asked of the run (the Query
+        ``told``, its history replayed by a worker); none if it cannot say (too big for a
+        payload, the server gone): the error is raised all the same."""
+        if not self._heard.wanted:
+            return
+        try:
+            rows = await self._ask(self.workflow.query("told"))
+        except Exception:  # (nothing to tell: the run's own error follows)
+            return
+        told = [(kind, step, tuple(map(tuple, details)), None) for kind, step, details in rows]
+        self._heard.before_raise(build_events(told, self.run_id))
+
     async def _ask(self, call: Awaitable[T], also: str = "") -> T:
         """Every call about this saga goes through ``lost.ask`` (ServerLost or ServerSlow)."""
         return await ask(self.workflow, call, also)
@@ -191,6 +206,7 @@ class SagaHandle:
         except WorkflowFailureError as exc:
             cause = exc.cause
             try:
+                await self._told()  # what the machine told before the end (a Query)
                 if isinstance(cause, ApplicationError) and cause.type == LIMIT:
                     raise TemporalLimitExceeded(cause.message) from None
                 if isinstance(cause, TerminatedError):  # (read before the run is released)

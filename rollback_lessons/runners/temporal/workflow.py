@@ -172,6 +172,12 @@ class SagaWorkflow(PersonAsked):
         m = self.machine
         return list(m.busy) if isinstance(m, GraphMachine) else []
 
+    @workflow.query(name="told")
+    def told(self) -> list[Any]:
+        """The events the machine made so far, as a record carries them: asked of a run that
+        ended with no result (terminated), so that its observers hear what it told."""
+        return [] if self.machine is None else record_data(self.machine.record())["events"]
+
     @workflow.update(name="turn")
     async def turn(self, step: str, completion: list[str]) -> None:
         """Return once ``step`` is, of the steps running, the one named first in
