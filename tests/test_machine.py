@@ -223,3 +223,41 @@ def test_the_worker_names_what_its_calls_leave_in_effect_by_the_machine():
     assert worker.in_effect() == "done, not undone: a"
     worker.calls.append(Call("undo", "a", 1))
     assert worker.in_effect() == "nothing done is left in effect"
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["list", "graph"])
+def test_an_attempt_that_never_began_is_not_cut_short(graph):
+    """``not_run``: an engine says the attempt it was asked for never began (DBOS's stop as a
+    step begins, harden41). A later attempt: the step waits to retry again, so a stop there
+    fails it cleanly, nothing leaked (attack27 F5); a first: the step was not run, its undo
+    logged before it withdrawn, the cause's words in the note."""
+    from rollback_lessons.operations import StepSpec
+    from rollback_lessons.schedule import GraphMachine
+
+    retry = RetryPolicy(max_attempts=3, initial_delay=1.0)
+    plan = [StepSpec("a", has_undo=True, register="before"), StepSpec("b", retry=retry)]
+    if graph:
+        m = GraphMachine(CONTINUE, plan=plan, after={"a": (), "b": ("a",)})
+        m.launch("a")
+        m.step_done("a")
+        m.launch("b")
+        assert type(m.step_error("b", ValueError("no"))).__name__ == "Wait"
+        assert m.step_resume("b") == ("b", 2)
+        m.not_run("b", "the engine's stop came as it began")
+        assert m.where["b"] == "waiting" and m.attempts["b"] == 1
+        m.step_cut("b", KeyboardInterrupt())
+    else:
+        m = Machine(CONTINUE, plan=plan)
+        m.start()
+        m.step_ok()
+        assert type(m.step_failed(ValueError("no"))).__name__ == "Wait"
+        assert m.resume() == ("b", 2)
+        m.not_run("b", "the engine's stop came as it began")
+        assert (m.phase, m.attempt) == (Phase.STEP_WAIT, 1)
+        m.interrupted(KeyboardInterrupt())
+    assert m.leaked == [] or m.leaked == ()
+    first = Machine(CONTINUE, plan=plan)
+    assert first.start() == ("a", 1) and first.logged("a")
+    first.not_run("a", "the engine's stop came as it began")
+    assert not first.logged("a") and first.withdrawn == ["a"] and first.phase is Phase.FORWARD
+    assert first.notes == ["a was not run: the engine's stop came as it began"]
