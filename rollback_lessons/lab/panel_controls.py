@@ -7,17 +7,18 @@ from __future__ import annotations
 import copy
 import html
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import ipywidgets as w
 
 from .. import faults
 from ..errors import InvalidPipelineError
-from ..events import EventKind
+from ..events import Event, EventKind
 from ..explore import ran, strikes
 from ..faults import LABELS, Fault
-from ..outcome import Outcome
+from ..outcome import Outcome, Status
 from ..schedule import PAST_PIVOT
 from .drawing import FAIL, RETRY, kind_word
 from .panel_html import CSS, key, lost_banner
@@ -46,7 +47,8 @@ GRAPH_ORDERS = (
 IN_ORDER = "one after another"  # the branches one at a time, as saga.run runs them
 STOP_TIP = (
     "cancel the run at the event shown: nothing more starts, what was done is undone "
-    "(declined once the irreversible step has started)"
+    "(a step running finishes first, and a parallel group's ready steps start together; "
+    "declined once the irreversible step has started)"
 )
 FAULTS = ("ok", "undo_ok", *(f.value for f in Fault))
 
@@ -211,29 +213,105 @@ def view_px(lab: Any) -> int:
     return options_view_px(sum(option is not None for option in options))
 
 
-def run_said(lab: Any, outcome: Outcome, stop_after: int | None) -> tuple[str, str]:
-    """What a run's cue says, escaped: its faults and the options that differ from the
-    engine's defaults (so a learner sees what they chose), and how it ended."""
-    faults = struck_said(lab.inject, outcome)
-    faults += "".join(  # the options that differ from the engine's defaults, named too
-        f"; {name}{control.label}"
+CUE_LINE = 44  # characters a line of the cue holds at least (13 px bold in the side
+# column beside the 560 px picture, at 1366x768: 46-50 seen in Chromium, newuser20)
+
+
+def cue_fits(text: str, line: int = CUE_LINE) -> bool:
+    """Whether ``text`` wraps (at spaces, as the browser does) into the cue's two lines."""
+    lines, width = 1, 0
+    for word in text.split(" "):
+        need = len(word) + (1 if width else 0)
+        if width and width + need > line:
+            lines, width = lines + 1, len(word)
+        else:
+            width += need
+    return lines <= 2 and width <= line
+
+
+@dataclass(frozen=True)
+class Said:
+    """What a run's cue says, in parts (``run_said``): the cue shows them whole or not at
+    all, so its two-line clamp never cuts a fault name (newuser20: "never struck:
+    write_file undo fails…" of "undo fails once" read as another fault)."""
+
+    ended: str  # how the run ended: "rolled_back", "cancelled, then rollback_incomplete"
+    struck: str  # the faults that struck: "reserve fail", "no faults", "none struck"
+    missed: tuple[str, ...] = ()  # the faults that never struck, each named
+    options: tuple[str, ...] = ()  # the options that differ from the engine's own
+    stop: str = ""  # "Stop after event 5"
+    why: str = ""  # what the Stop let finish: "(running steps finish first)"
+
+    def text(self, head: str, names: bool = True, options: bool = True, why: bool = True) -> str:
+        """The cue's text: ``head``, the end, then the parts asked for, each whole."""
+        parts = [self.struck]
+        if self.missed:
+            count = len(self.missed)
+            missed = ", ".join(self.missed) if names else f"{count} fault{'s' * (count != 1)}"
+            parts.append(f"never struck: {missed}")
+        parts += self.options if options else ()
+        if self.stop:
+            parts.append(f"{self.stop} {self.why}" if why and self.why else self.stop)
+        return f"{head} → {self.ended}: {'; '.join(parts)}"
+
+    def cue(self, head: str) -> tuple[str, str]:
+        """(what the cue shows, its whole text for the title): the whole text if it fits
+        two lines, else without the options (the dropdowns show them), then with the
+        never-struck faults counted (named in the title), then without why the Stop let a
+        step finish: never a name cut in two."""
+        whole = self.text(head)
+        tries = (
+            (True, False, True), (False, False, True), (False, False, False),
+        )  # fmt: skip
+        shown = next(
+            (t for t in (self.text(head, *k) for k in tries) if cue_fits(t)),
+            self.text(head, False, False, False),
+        )
+        return (whole if cue_fits(whole) else shown), whole
+
+
+def run_said(lab: Any, outcome: Outcome, stop_after: int | None) -> Said:
+    """What a run's cue says: its faults and the options that differ from the engine's
+    defaults (so a learner sees what they chose), and how it ended."""
+    hit, missed = struck_said(lab.inject, outcome)
+    options = tuple(  # the options that differ from the engine's defaults, named too
+        f"{name}{control.label}"
         for name, control, usual in (
             ("policy ", lab.policy, "continue"), ("log ", lab.register, EACH_STEP),
             ("order ", lab.order, REVERSE), ("", lab.first, ""),
         )
         if control is not None and control.value != usual
     )  # fmt: skip
-    said = str(outcome.status)
+    said, stop, why = str(outcome.status), "", ""
     if stop_after is not None:  # (a clause of its own: not one of the faults, newuser20)
-        faults += f"; Stop after event {stop_after} (running steps finish first)"
+        stop = f"Stop after event {stop_after}"
         took = any(
             e.kind == "rollback_start" and e.details.get("cancelled") for e in outcome.events
         )
         if PAST_PIVOT in outcome.notes:
             said += " (the cancel was declined: see the note)"
-        elif not took:  # (a cancel that took, then an undo that failed: not too late)
+        elif not took:
             said += " (too late: the run failed or ended before the Stop was heard)"
-    return html.escape(faults), html.escape(said)
+        else:
+            why = stop_why(outcome.events, stop_after)
+            if outcome.status is not Status.CANCELLED:  # then an undo failed (newuser21)
+                said = f"cancelled, then {outcome.status}"
+    return Said(said, hit, missed, options, stop, why)
+
+
+def stop_why(events: Sequence[Event], stop_after: int) -> str:
+    """What a Stop that took let happen after event ``stop_after``, said only where it did:
+    the steps running then finish; in a parallel group, the steps that start after it
+    started with a running one (a group's ready steps start together: lesson 12's "car
+    first", Stop at event 1, then room and flight start, newuser21)."""
+    seen, later = events[:stop_after], events[stop_after:]
+    ended = {e.step for e in seen if e.kind in (EventKind.STEP_DONE, EventKind.STEP_FAILED)}
+    running = [e.step for e in seen if e.kind == EventKind.STEP_START and e.step not in ended]
+    together = [e.step for e in later if e.kind == EventKind.STEP_START and e.step]
+    if together:
+        verb = "start" if len(together) > 1 else "starts"
+        return f"({', '.join(together)} {verb} with {', '.join(map(str, running))})"
+    return "(running steps finish first)" if running else ""
 
 
 OVER = frozenset({EventKind.PIPELINE_FAILED, EventKind.ROLLBACK_START, EventKind.HALTED})
@@ -254,10 +332,13 @@ def stop_heard(shown: Outcome | None, stop_after: int | None) -> int:
     return started[-1] + 1 if started else 0
 
 
-def struck_said(inject: Mapping[str, Iterable[str]], outcome: Outcome) -> str:
-    """The faults chosen, those that struck first, then those that never did (their step
-    never ran, or its undo never did): "make_folder fail after effect, write_file fail
-    after effect" read as if both struck where only the first ran (newuser19)."""
+def struck_said(
+    inject: Mapping[str, Iterable[str]], outcome: Outcome
+) -> tuple[str, tuple[str, ...]]:
+    """The faults chosen: those that struck ("no faults", "none struck"), and each of those
+    that never did (their step never ran, or its undo never did): "make_folder fail after
+    effect, write_file fail after effect" read as if both struck where only the first ran
+    (newuser19)."""
     started, undone = ran(outcome)
     hit: dict[str, list[str]] = {}
     missed: dict[str, list[str]] = {}
@@ -265,19 +346,17 @@ def struck_said(inject: Mapping[str, Iterable[str]], outcome: Outcome) -> str:
         for fault in chosen:
             struck = strikes(step, fault, started, undone)
             (hit if struck else missed).setdefault(step, []).append(fault)
-    if not missed:
-        return faults_said(hit.items()) or "no faults"
-    return (
-        f"{faults_said(hit.items()) or 'none struck'}; never struck: {faults_said(missed.items())}"
-    )
+    named = tuple(faults_said([(step, fs)]) for step, fs in missed.items())
+    return faults_said(hit.items()) or ("none struck" if named else "no faults"), named
 
 
-def run_cue(head: str, said: tuple[str, str]) -> str:
-    """The cue over a run: ``head`` ("↻ run 3", "as opened"), how it ended, then its
-    faults and options (``run_said``'s pair). The outcome comes first: the cue is clamped to
-    two lines, and a two-fault run's faults hid "rollback_incomplete" (newuser17)."""
-    faults, ended = said
-    return f"{head} → {ended}: {faults}"
+def run_cue(head: str, said: Said) -> tuple[str, str]:
+    """The cue over a run, escaped: ``head`` ("↻ run 3", "as opened"), how it ended, then
+    its faults and options (``Said.cue``: what fits two lines, and the whole for its
+    title). The outcome comes first: a two-fault run's faults hid "rollback_incomplete"
+    (newuser17)."""
+    shown, whole = said.cue(head)
+    return html.escape(shown), html.escape(whole)
 
 
 def telling_frame(outcome: Outcome, opening: bool) -> int:
