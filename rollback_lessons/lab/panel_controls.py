@@ -213,8 +213,8 @@ def view_px(lab: Any) -> int:
     return options_view_px(sum(option is not None for option in options))
 
 
-CUE_LINE = 44  # characters a line of the cue holds at least (13 px bold in the side
-# column beside the 560 px picture, at 1366x768: 46-50 seen in Chromium, newuser20)
+CUE_LINE = 46  # characters a line of the cue holds at least (13 px bold in the side
+# column beside the 560 px picture, at 1366x768: 47-50 seen in Chromium, newuser20)
 
 
 def cue_fits(text: str, line: int = CUE_LINE) -> bool:
@@ -242,9 +242,13 @@ class Said:
     stop: str = ""  # "Stop after event 5"
     why: str = ""  # what the Stop let finish: "(running steps finish first)"
 
-    def text(self, head: str, names: bool = True, options: bool = True, why: bool = True) -> str:
+    def text(
+        self, head: str, names: bool = True, options: bool = True, why: bool = True,
+        struck: bool = True,
+    ) -> str:  # fmt: skip
         """The cue's text: ``head``, the end, then the parts asked for, each whole."""
-        parts = [self.struck]
+        count = self.struck.count(", ") + self.struck.count(" and ") + 1
+        parts = [self.struck if struck else f"{count} fault{'s' * (count != 1)} struck"]
         if self.missed:
             count = len(self.missed)
             missed = ", ".join(self.missed) if names else f"{count} fault{'s' * (count != 1)}"
@@ -258,14 +262,15 @@ class Said:
         """(what the cue shows, its whole text for the title): the whole text if it fits
         two lines, else without the options (the dropdowns show them), then with the
         never-struck faults counted (named in the title), then without why the Stop let a
-        step finish: never a name cut in two."""
+        step finish, then the struck ones counted too: never a name cut in two."""
         whole = self.text(head)
         tries = (
             (True, False, True), (False, False, True), (False, False, False),
+            (False, False, False, False),
         )  # fmt: skip
         shown = next(
             (t for t in (self.text(head, *k) for k in tries) if cue_fits(t)),
-            self.text(head, False, False, False),
+            self.text(head, False, False, False, False),
         )
         return (whole if cue_fits(whole) else shown), whole
 
