@@ -329,7 +329,7 @@ def view_html(
     outcome: Outcome,
     index: int,
     png: bytes,
-    cue: str,
+    cue: str | tuple[str, str],
     result: str,
     keys: Iterable[str],
     view: int = VIEW_PX,
@@ -350,7 +350,7 @@ def view_html(
         f"<div class='rl-legend'>{key(HIGHLIGHT)}changed since before"
         f"{key(CURRENT)}▶ the event shown</div>"
     )
-    whole = cue_title or cue  # (the cue shows what fits; its title, the whole of it)
+    cue, whole = cue if isinstance(cue, tuple) else (cue, cue_title or cue)  # (shown, title)
     said = html.escape(html.unescape(re.sub(r"<[^>]*>", "", whole)), quote=True)  # its words
     side = (
         f"<div title='{said}' class='rl-cue'>{cue}</div>"

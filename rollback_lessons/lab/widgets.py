@@ -35,7 +35,6 @@ from .panel_controls import (
     REGISTERS,
     REVERSE,
     STOP_TIP,
-    Said,
     _dropdown,
     action_choice,
     explored_settings,
@@ -183,7 +182,7 @@ class RollbackLab(Player):
         )  # fmt: skip
         self.view = w.HTML()  # picture, cue, state, result and log: one message per change
         self.runs = 0  # the runs the learner caused since the panel was displayed ("run N")
-        self._said: Said | None = None  # the last run: faults and options, end
+        self._said: Any = None  # the last run (panel_controls.Said): how it ended, faults
         self._cue = ("", "")  # (what the cue shows, its whole text: the title)
         self._result = ""
         self._shown_result = ""  # the panel's own: with what the run breaks (a grid cell's)
@@ -427,10 +426,7 @@ class RollbackLab(Player):
         png = self.timeline.render(index)
         result = result_at(self.outcome, index, self._shown_result)  # as of this frame
         view = view_px(self)  # (what the panel's option rows leave)
-        cue, whole = self._cue
-        return view_html(
-            self.outcome, index, png, cue, result, self.state_keys, view, cue_title=whole
-        )
+        return view_html(self.outcome, index, png, self._cue, result, self.state_keys, view)
 
     def _show(self, index: int) -> None:
         self._ahead += 1  # (a frame of its own asked for: no drawing ahead over it)
