@@ -163,6 +163,14 @@
       .map((el) => el.textContent.slice(0, 60));
   },
 
+  // The cue, clamped to two lines, cuts nothing: it shows only whole parts that fit
+  // (panel_controls.Said.cue; newuser20: "never struck: write_file undo fails…" of "undo
+  // fails once"). Its text if its box hides any of it, else null.
+  cueCut: ([sel, i]) => {
+    const cue = document.querySelectorAll(sel)[i].querySelector(".rl-side .rl-cue");
+    return cue && cue.scrollHeight > cue.clientHeight + 1 ? cue.textContent : null;
+  },
+
   // What the learner reads whole, never cut nor clamped: the event log's current row and
   // the result's head. [text, why] for each that is not.
   wholeNow: ([sel, i]) => {

@@ -359,6 +359,9 @@ def panel_fits_and_reads(page, sel: str, i: int, where: str) -> None:
     assert texts["overlaps"] == [], f"{where}: overlapping: {texts['overlaps'][:5]}"
     assert texts["cut"] == [], f"{where}: cut: {texts['cut']}"
     assert check(page, "logCut", [sel, i]) == [], f"{where}: the event log cuts a detail"
+    if sel == ".rollback-lab":  # (s47: the cue's clamp cut a fault's name, newuser20)
+        cue = check(page, "cueCut", [sel, i])
+        assert cue is None, f"{where}: the cue is cut: {cue!r}"
     cut = check(page, "wholeNow", [sel, i])
     assert cut == [], f"{where}: the current event or the result's head is cut: {cut}"
     hidden = check(page, "overflowing", [sel, i])  # (newuser16; lesson 11's halts, s43)
@@ -720,15 +723,47 @@ def to_last_event(page, i: int) -> None:
 
 
 def lesson_02(page) -> None:
-    """Undo forwards: the folder's undo becomes a dead letter and the folder stays."""
+    """Undo forwards: the folder's undo becomes a dead letter and the folder stays. Then
+    newuser20's run: write_file "fail after effect" + "undo fails once" under retry, its
+    cue clamped "never struck: write_file undo fails…" (another fault's name): now whole
+    (``cueCut``), its title the whole of it."""
     result = choose(page, ".rl-order select", "rollback_incomplete", "forward")
     assert "make_folder" in result.split("dead letters")[1]
+    for selector, option in (
+        (".rl-policy select", "retry"),
+        (".rl-action-write_file select", "fail after effect"),
+        (".rl-undo-write_file select", "undo fails once"),
+    ):
+        cue = page.locator(".rollback-lab .rl-cue").first.inner_text()
+        runs = int(found.group(1)) if (found := re.search(r"run (\d+) →", cue)) else 0
+        page.locator(".rollback-lab").first.locator(selector).first.select_option(label=option)
+        wait_text(page, ".rollback-lab .rl-cue", f"run {runs + 1} →")
+        cut = check(page, "cueCut", [".rollback-lab", 0])
+        assert cut is None, f"lesson 02, {option}: the cue is cut: {cut!r}"
+    title = page.locator(".rollback-lab .rl-cue").first.get_attribute("title") or ""
+    assert "write_file undo fails once" in title, title
 
 
 def lesson_03(page) -> None:
-    """Halt instead of continue: both undos are left for a person."""
+    """Halt instead of continue: both undos are left for a person. Then a Stop that took,
+    and reserve's undo failing: the cue and the result say "cancelled" first, never the
+    engine's "the block failed with Cancelled(...)" (newuser21)."""
     choose(page, ".rl-policy select", "halted", "halt")
     assert "pending" in wait_text(page, ".rollback-lab .rl-result", "left for a person")
+    choose(page, ".rl-policy select", "rollback_incomplete", "continue")
+    choose(page, ".rl-action-label select", "committed", "ok")
+    choose(page, ".rl-undo-pay select", "committed", "undo ok")
+    choose(page, ".rl-undo-reserve select", "committed", "undo fails")
+    panel = page.locator(".rollback-lab").first
+    total = shown_event(panel)[1]
+    jump(page, 0, 1, total)
+    click_to(page, 0, ".rl-forward", 5)
+    panel.locator(".rl-stop").click()
+    cue = wait_text(page, ".rollback-lab .rl-cue", "Stop after event 5")
+    assert "→ cancelled, then rollback_incomplete: reserve undo fails" in cue, cue
+    to_last_event(page, 0)
+    result = wait_text(page, ".rollback-lab .rl-result", "cancelled (Stop after event 5)")
+    assert "reserve's undo failed" in result and "Cancelled(" not in result, result
 
 
 def lesson_04(page) -> None:

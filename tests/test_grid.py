@@ -299,9 +299,9 @@ def test_faults_are_named_in_the_dropdowns_words_everywhere_a_learner_reads_them
         for step, fault in run.faults:
             said = f"{step} {words[str(fault)]}"
             assert said in side_of(grid), (said, side_of(grid))
-            assert words[str(fault)] in lab._cue.split(step, 1)[1], (said, lab._cue)
+            assert words[str(fault)] in lab._cue[1].split(step, 1)[1], (said, lab._cue[1])
             assert f"{step} · {words[str(fault)]}" in heads
-        for text in (side_of(grid), lab._cue, grid.buttons[key].tooltip):  # no engine spelling
+        for text in (side_of(grid), lab._cue[1], grid.buttons[key].tooltip):  # no engine spelling
             assert not re.search(r"fail_after_effect|undo_fails", text), text
 
 

@@ -60,7 +60,19 @@ def frames(lab: RollbackLab, png: bytes) -> Iterator[tuple[int, str]]:
     assert lab.outcome is not None
     for i in range(lab.frame_count):
         result = result_at(lab.outcome, i, lab._shown_result)
-        yield i, view_html(lab.outcome, i, png, lab._cue, result, lab.state_keys, view_px(lab))
+        yield (
+            i,
+            view_html(
+                lab.outcome,
+                i,
+                png,
+                lab._cue[0],
+                result,
+                lab.state_keys,
+                view_px(lab),
+                cue_title=lab._cue[1],
+            ),
+        )
 
 
 def picture(lab: RollbackLab) -> bytes:

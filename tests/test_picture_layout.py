@@ -20,6 +20,7 @@ from rollback_lessons.lab.quality import (
     crowded_marks,
     hidden_marks,
     min_text_px,
+    notes_off_lane,
     ring_crossings,
     rings,
     text_problems,
@@ -89,7 +90,7 @@ def problems(timeline, name: str) -> list[str]:
     fig = timeline.show(timeline.frame_count - 1)
     found += text_problems(fig)  # draws the figure, once for both checks
     found += crossings(fig, drawn=True) + [f"cut value: {v}" for v in timeline.cut]
-    found += hidden_marks(fig) + crowded_marks(fig)
+    found += hidden_marks(fig) + crowded_marks(fig) + notes_off_lane(fig)
     if (smallest := min_text_px(fig)) < MIN_TEXT_PX:
         found.append(f"text of {smallest:.1f} px")
     return found

@@ -478,7 +478,7 @@ def test_the_cue_names_each_option_that_differs_from_the_engines_default():
 
     lab = RollbackLab(xyz_saga(), state=xyz_state())
     lab.set_fault("step3", "fail")
-    assert "policy" not in lab._cue and "order" not in lab._cue
+    assert "policy" not in lab._cue[1] and "order" not in lab._cue[1]
     lab.set_order("forward")
     lab.set_policy("halt")
-    assert lab._cue.endswith(": step3 fail; policy halt; order forward")
+    assert lab._cue[1].endswith(": step3 fail; policy halt; order forward")

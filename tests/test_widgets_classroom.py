@@ -15,6 +15,7 @@ from matplotlib.colors import to_hex
 from rollback_lessons.lab.drawing import INK, KIND_WORDS, kind_word
 from rollback_lessons.lab.grid import OPENED, ExplorerGrid
 from rollback_lessons.lab.interleave import IsolationLab
+from rollback_lessons.lab.panel_controls import cue_fits
 from rollback_lessons.lab.panel_html import CSS, LOG_ROWS, details, words
 from rollback_lessons.lab.timeline import Timeline
 from rollback_lessons.lab.widgets import RollbackLab
@@ -253,7 +254,11 @@ def test_the_cue_and_the_caption_are_clamped_to_two_lines_and_whole_in_their_tit
     lab.set_policy("halt")
     cue = re.search(r"<div title='([^']*)' class='rl-cue'>(.*?)</div>", lab.view.value)
     assert cue and len(cue.group(1)) > 80  # long: more than two lines beside the picture
-    assert html.unescape(cue.group(1)) == html.unescape(re.sub(r"<[^>]*>", "", cue.group(2)))
+    whole, shown = html.unescape(cue.group(1)), html.unescape(re.sub(r"<[^>]*>", "", cue.group(2)))
+    assert whole.endswith(
+        "never struck: reserve_room undo fails once, charge_card undo fails once; policy halt"
+    )
+    assert shown.endswith("never struck: 2 faults") and cue_fits(shown)  # (s47: never cut)
     caption = re.search(r"<div title='([^']*)' class='rl-caption'>(.*?)</div>", lab.view.value)
     assert caption and caption.group(1) == caption.group(2)
     for part in (".rl-side .rl-cue {", ".rl-side .rl-caption {"):

@@ -15,7 +15,7 @@ from matplotlib.path import Path
 
 from ..events import Event
 from ..outcome import Status
-from .quality import BAND, band_edges, ring_keep_out, run_ends, sample
+from .quality import BAND, NOTE, band_edges, leader_end, off_lane, ring_keep_out, run_ends, sample
 
 # Okabe-Ito colours: distinguishable with the common colour-vision deficiencies; every
 # meaning also has its own marker shape, so nothing depends on colour alone.
@@ -195,7 +195,9 @@ def place_notes(
     ``rings``: where the "this event" ring may be drawn (x, y in data) and its least reach
     there (pixels): a note's box (``quality.ring_keep_out``, as quality.crossings) keeps
     that far from each, from the note's own event on (lessons 04 and 11: the ring covered "effect
-    happened", newuser17).
+    happened", newuser17). A note of a lane (``quality.note_gid``) placed off it gets a line
+    to its marker (``TimelineRun._leaders``): a spot whose line crosses no text placed is
+    taken first, then any (newuser20: lesson 02's "dead letter" sat on another lane).
     """
     import numpy as np
 
@@ -246,7 +248,11 @@ def place_notes(
                 break
             spots += [(x, y - 0.3 - up, ha), (x - 0.35, y - 0.3 - up, "right")]
         chosen = None
-        for n, (sx, sy, sha) in enumerate(spots):
+        # a spot off its lane: its leader through no text, then (none) through any
+        tries = [(n, spot, strict) for strict in (True, False) for n, spot in enumerate(spots)]
+        for n, (sx, sy, sha), strict in tries:
+            if chosen is not None:
+                break
             artist.set_position((sx, sy))
             artist.set_horizontalalignment(sha)
             box = artist.get_window_extent(renderer).padded(2)
@@ -273,9 +279,22 @@ def place_notes(
                 dx = np.maximum(np.maximum(near.x0 - ring_at[:, 0], ring_at[:, 0] - near.x1), 0)
                 dy = np.maximum(np.maximum(near.y0 - ring_at[:, 1], ring_at[:, 1] - near.y1), 0)
                 crossed = crossed or bool((np.hypot(dx, dy) < ring_at[:, 2]).any())
+            leader = np.empty((0, 2))
+            if str(artist.get_gid()).startswith(NOTE) and off_lane(ax, artist, y, renderer):
+                # off its lane: a line leads to its marker (timeline_run), through no text
+                end = ax.transData.transform(leader_end(ax, artist, x, renderer))
+                mark = ax.transData.transform((x, y))
+                steps = max(int(np.hypot(*(end - mark)) / 2), 1) + 1
+                leader = mark + (end - mark) * np.linspace(0, 1, steps)[:, None]
+                leader = leader[np.hypot(*(leader - mark).T) > 10]  # (its marker's own box)
+                crossed = crossed or (strict and any(
+                    ((leader[:, 0] > o.x0) & (leader[:, 0] < o.x1)
+                     & (leader[:, 1] > o.y0) & (leader[:, 1] < o.y1)).any()
+                    for o in placed
+                ))  # fmt: skip
             if fits and not crossed and not any(box.overlaps(other) for other in placed):
                 chosen = box
-                break
+                points = np.concatenate([points, leader])  # later notes keep off it too
         if chosen is None:  # nowhere free: keep the first spot (the tests catch it)
             artist.set_position((x, y - 0.3))
             artist.set_horizontalalignment(ha)

@@ -7,18 +7,19 @@ from __future__ import annotations
 import copy
 import html
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import ipywidgets as w
 
 from .. import faults
 from ..errors import InvalidPipelineError
-from ..events import EventKind
+from ..events import Event, EventKind
 from ..explore import ran, strikes
 from ..faults import LABELS, Fault
-from ..outcome import Outcome
+from ..outcome import Outcome, Status
 from ..schedule import PAST_PIVOT
+from .cue import CUE_LINE, Said, cue_fits  # noqa: F401 (the cue's parts, as tests import them)
 from .drawing import FAIL, RETRY, kind_word
 from .panel_html import CSS, key, lost_banner
 from .panel_html import view_px as options_view_px
@@ -46,7 +47,8 @@ GRAPH_ORDERS = (
 IN_ORDER = "one after another"  # the branches one at a time, as saga.run runs them
 STOP_TIP = (
     "cancel the run at the event shown: nothing more starts, what was done is undone "
-    "(declined once the irreversible step has started)"
+    "(a step running finishes first, and a parallel group's ready steps start together; "
+    "declined once the irreversible step has started)"
 )
 FAULTS = ("ok", "undo_ok", *(f.value for f in Fault))
 
@@ -211,29 +213,48 @@ def view_px(lab: Any) -> int:
     return options_view_px(sum(option is not None for option in options))
 
 
-def run_said(lab: Any, outcome: Outcome, stop_after: int | None) -> tuple[str, str]:
-    """What a run's cue says, escaped: its faults and the options that differ from the
-    engine's defaults (so a learner sees what they chose), and how it ended."""
-    faults = struck_said(lab.inject, outcome)
-    faults += "".join(  # the options that differ from the engine's defaults, named too
-        f"; {name}{control.label}"
+def run_said(lab: Any, outcome: Outcome, stop_after: int | None) -> Said:
+    """What a run's cue says: its faults and the options that differ from the engine's
+    defaults (so a learner sees what they chose), and how it ended."""
+    hit, missed = struck_said(lab.inject, outcome)
+    options = tuple(  # the options that differ from the engine's defaults, named too
+        f"{name}{control.label}"
         for name, control, usual in (
             ("policy ", lab.policy, "continue"), ("log ", lab.register, EACH_STEP),
             ("order ", lab.order, REVERSE), ("", lab.first, ""),
         )
         if control is not None and control.value != usual
     )  # fmt: skip
-    said = str(outcome.status)
+    said, stop, why = str(outcome.status), "", ""
     if stop_after is not None:  # (a clause of its own: not one of the faults, newuser20)
-        faults += f"; Stop after event {stop_after} (running steps finish first)"
+        stop = f"Stop after event {stop_after}"
         took = any(
             e.kind == "rollback_start" and e.details.get("cancelled") for e in outcome.events
         )
         if PAST_PIVOT in outcome.notes:
             said += " (the cancel was declined: see the note)"
-        elif not took:  # (a cancel that took, then an undo that failed: not too late)
+        elif not took:
             said += " (too late: the run failed or ended before the Stop was heard)"
-    return html.escape(faults), html.escape(said)
+        else:
+            why = stop_why(outcome.events, stop_after)
+            if outcome.status is not Status.CANCELLED:  # then an undo failed (newuser21)
+                said = f"cancelled, then {outcome.status}"
+    return Said(said, hit, missed, options, stop, why)
+
+
+def stop_why(events: Sequence[Event], stop_after: int) -> str:
+    """What a Stop that took let happen after event ``stop_after``, said only where it did:
+    the steps running then finish; in a parallel group, the steps that start after it
+    started with a running one (a group's ready steps start together: lesson 12's "car
+    first", Stop at event 1, then room and flight start, newuser21)."""
+    seen, later = events[:stop_after], events[stop_after:]
+    ended = {e.step for e in seen if e.kind in (EventKind.STEP_DONE, EventKind.STEP_FAILED)}
+    running = [e.step for e in seen if e.kind == EventKind.STEP_START and e.step not in ended]
+    together = [e.step for e in later if e.kind == EventKind.STEP_START and e.step]
+    if together:
+        verb = "start" if len(together) > 1 else "starts"
+        return f"({', '.join(together)} {verb} with {', '.join(map(str, running))})"
+    return "(running steps finish first)" if running else ""
 
 
 OVER = frozenset({EventKind.PIPELINE_FAILED, EventKind.ROLLBACK_START, EventKind.HALTED})
@@ -254,10 +275,13 @@ def stop_heard(shown: Outcome | None, stop_after: int | None) -> int:
     return started[-1] + 1 if started else 0
 
 
-def struck_said(inject: Mapping[str, Iterable[str]], outcome: Outcome) -> str:
-    """The faults chosen, those that struck first, then those that never did (their step
-    never ran, or its undo never did): "make_folder fail after effect, write_file fail
-    after effect" read as if both struck where only the first ran (newuser19)."""
+def struck_said(
+    inject: Mapping[str, Iterable[str]], outcome: Outcome
+) -> tuple[str, tuple[str, ...]]:
+    """The faults chosen: those that struck ("no faults", "none struck"), and each of those
+    that never did (their step never ran, or its undo never did): "make_folder fail after
+    effect, write_file fail after effect" read as if both struck where only the first ran
+    (newuser19)."""
     started, undone = ran(outcome)
     hit: dict[str, list[str]] = {}
     missed: dict[str, list[str]] = {}
@@ -265,19 +289,17 @@ def struck_said(inject: Mapping[str, Iterable[str]], outcome: Outcome) -> str:
         for fault in chosen:
             struck = strikes(step, fault, started, undone)
             (hit if struck else missed).setdefault(step, []).append(fault)
-    if not missed:
-        return faults_said(hit.items()) or "no faults"
-    return (
-        f"{faults_said(hit.items()) or 'none struck'}; never struck: {faults_said(missed.items())}"
-    )
+    named = tuple(faults_said([(step, fs)]) for step, fs in missed.items())
+    return faults_said(hit.items()) or ("none struck" if named else "no faults"), named
 
 
-def run_cue(head: str, said: tuple[str, str]) -> str:
-    """The cue over a run: ``head`` ("↻ run 3", "as opened"), how it ended, then its
-    faults and options (``run_said``'s pair). The outcome comes first: the cue is clamped to
-    two lines, and a two-fault run's faults hid "rollback_incomplete" (newuser17)."""
-    faults, ended = said
-    return f"{head} → {ended}: {faults}"
+def run_cue(head: str, said: Said) -> tuple[str, str]:
+    """The cue over a run, escaped: ``head`` ("↻ run 3", "as opened"), how it ended, then
+    its faults and options (``Said.cue``: what fits two lines, and the whole for its
+    title). The outcome comes first: a two-fault run's faults hid "rollback_incomplete"
+    (newuser17)."""
+    shown, whole = said.cue(head)
+    return html.escape(shown), html.escape(whole)
 
 
 def telling_frame(outcome: Outcome, opening: bool) -> int:

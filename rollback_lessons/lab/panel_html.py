@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from ..errors import Cancelled
 from ..events import Event
 from ..outcome import Outcome, Status
 from . import drawing
@@ -241,6 +242,8 @@ def result_html(
     if outcome.status is Status.CANCELLED:  # the learner's Stop, not a failure
         after = f" after event {stopped_after}" if stopped_after else ""
         head += f": the saga was cancelled (Stop){after}"
+    elif isinstance(outcome.error, Cancelled) and not outcome.failed_step:
+        head = cancelled_head(outcome, stopped_after)
     elif outcome.error is not None:
         head = failed_head(outcome.status, outcome.failed_step, outcome.error)
     ran = {*outcome.completed, *([outcome.failed_step] if outcome.failed_step else [])}
@@ -263,6 +266,23 @@ def result_html(
         lines.append(("not run", _names(not_run)))
     lines += [("note", note) for note in outcome.notes]  # the engine's own words
     return _result_box(head, lines)
+
+
+def cancelled_head(outcome: Outcome, stopped_after: int | None) -> str:
+    """A Stop that took, then a rollback that did not finish: said as the learner did it,
+    never "the block failed with Cancelled('the run was cancelled by its caller')" beside
+    the caption "(a cancel, not a failure)" (newuser21)."""
+    after = f" after event {stopped_after}" if stopped_after else ""
+    failed = [e.step for e in outcome.events if e.kind == "undo_failed" and e.step]
+    unfinished = [s for s in dict.fromkeys(failed) if s not in outcome.compensated]
+    then = (
+        f"{_names(unfinished)}'s undo failed" if len(unfinished) == 1
+        else f"the undos of {_names(unfinished)} failed" if unfinished
+        else f"{_names(outcome.leaked)} not undone" if outcome.leaked
+        else "the rollback did not finish"
+    )  # fmt: skip
+    said = f": cancelled (Stop{after}), then {then}"
+    return f"<b>{html.escape(str(outcome.status))}</b>{html.escape(said)}"
 
 
 def failed_head(status: str, step: str | None, error: BaseException) -> str:
@@ -309,10 +329,11 @@ def view_html(
     outcome: Outcome,
     index: int,
     png: bytes,
-    cue: str,
+    cue: str | tuple[str, str],
     result: str,
     keys: Iterable[str],
     view: int = VIEW_PX,
+    cue_title: str = "",
 ) -> str:
     """The panel's view at frame ``index``: the picture, and beside it the cue, the event it
     shows and the state; under it the event log and the result. Its height never changes
@@ -329,7 +350,8 @@ def view_html(
         f"<div class='rl-legend'>{key(HIGHLIGHT)}changed since before"
         f"{key(CURRENT)}▶ the event shown</div>"
     )
-    said = html.escape(html.unescape(re.sub(r"<[^>]*>", "", cue)), quote=True)  # its words
+    cue, whole = cue if isinstance(cue, tuple) else (cue, cue_title or cue)  # (shown, title)
+    said = html.escape(html.unescape(re.sub(r"<[^>]*>", "", whole)), quote=True)  # its words
     side = (
         f"<div title='{said}' class='rl-cue'>{cue}</div>"
         f"<div title='{html.escape(caption, quote=True)}' class='rl-caption'>"

@@ -164,7 +164,58 @@ def ring_crossings(fig: Figure) -> list[str]:
 
 
 def _is_connector(line: Line2D) -> bool:
-    return bool(line.get_gid() == "connector")
+    return bool(line.get_gid() == "connector" or str(line.get_gid()).startswith(LEADER))
+
+
+NOTE, LEADER = "note:", "leader:"  # the gids of a note on a lane and of its leader line
+
+
+def note_gid(x: float, y: float) -> str:
+    """A note's gid: its marker's place (x, its lane's y), as the quality checks read it."""
+    return f"{NOTE}{x:g}:{y:g}"
+
+
+def leader_gid(x: float, y: float) -> str:
+    return f"{LEADER}{x:g}:{y:g}"
+
+
+def off_lane(ax: Any, text: Text, y: float, renderer: Any) -> bool:
+    """Whether a note's box lies nearer another lane than its own (lanes are 1 apart):
+    its middle more than half a lane from its own lane's line."""
+    box = ax.transData.inverted().transform(text.get_window_extent(renderer).get_points())
+    return bool(abs((box[0][1] + box[1][1]) / 2 - y) > 0.5)
+
+
+def leader_end(ax: Any, text: Text, x: float, renderer: Any) -> tuple[float, float]:
+    """Where a note's leader line meets its box (data): the edge facing its marker, at
+    the marker's x as far as the box reaches."""
+    box = ax.transData.inverted().transform(text.get_window_extent(renderer).padded(1).get_points())
+    (x0, y0), (x1, y1) = box.min(axis=0), box.max(axis=0)
+    mid = (y0 + y1) / 2
+    lane = float(str(text.get_gid()).split(":")[2]) if str(text.get_gid()).startswith(NOTE) else mid
+    return min(max(x, x0), x1), (y0 if lane < mid else y1)
+
+
+def notes_off_lane(fig: Figure) -> list[str]:
+    """Notes drawn off their own step's lane without a leader line to their marker: a
+    learner reads a note as the lane's it sits on (newuser20, lesson 02)."""
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    found = []
+    for ax in fig.axes:
+        leaders = {
+            str(line.get_gid())[len(LEADER) :]
+            for line in ax.get_lines()
+            if line.get_visible() and str(line.get_gid()).startswith(LEADER)
+        }
+        for text in ax.texts:
+            gid = str(text.get_gid())
+            if not (text.get_visible() and text.get_text().strip() and gid.startswith(NOTE)):
+                continue
+            place = gid[len(NOTE) :]
+            y = float(place.split(":")[1])
+            if off_lane(ax, text, y, renderer) and place not in leaders:
+                found.append(f"note {text.get_text().strip()!r} off its lane, no leader")
+    return found
 
 
 BAND = "band"  # the gid of a parallel branch's band (drawing.draw_branches)
@@ -324,6 +375,7 @@ def report(fig: Figure, *, cut_values: list[str] | tuple[str, ...] = ()) -> dict
     (``cut_values``: values the drawer had to abbreviate)."""
     texts = text_problems(fig)  # draws the figure, once for both checks
     problems = [*texts, *crossings(fig, drawn=True), *hidden_marks(fig), *crowded_marks(fig)]
+    problems += notes_off_lane(fig)
     problems += [f"cut value: {v}" for v in cut_values]
     return {
         "min_text_px": round(min_text_px(fig), 2),

@@ -32,7 +32,7 @@ from .drawing import (
     place_notes,
     rollback_shade,
 )
-from .quality import RING_SPARE_PX, RUN_END
+from .quality import RING_SPARE_PX, RUN_END, leader_end, leader_gid, note_gid, off_lane
 
 # the marks' sizes (points) where an event is EVENT_PX wide or more, scaled down below it:
 # marks of events side by side never overlap (lesson 06: a cross covered the "undo logged"
@@ -150,8 +150,25 @@ class RunArtists:
         self, seq: int, x: float, y: float, text: str, colour: str, ha: str = "center"
     ) -> None:
         artist = self.ax.text(x, y - 0.3, text, color=colour, fontsize=SMALL, ha=ha)
+        artist.set_gid(note_gid(x, y))  # (its lane: quality.notes_off_lane reads it)
         self._notes.append((artist, x, y, ha))
+        self._note_seq[id(artist)] = seq
         self._keep(seq, artist)
+
+    def _leaders(self) -> None:
+        """A note placed off its own step's lane (a crowded lane: half way to the next one,
+        or above a higher one) gets a thin line to its marker: lesson 02's "dead letter" for
+        make_folder sat on write_file's lane, beside write_file's "still done" (newuser20)."""
+        renderer = self.canvas.get_renderer()
+        for artist, x, y, _ in self._notes:
+            if not off_lane(self.ax, artist, y, renderer):
+                continue
+            end = leader_end(self.ax, artist, x, renderer)
+            leader = self._line(
+                [x, end[0]], [y, end[1]], color=artist.get_color(), lw=0.8,
+                gid=leader_gid(x, y), zorder=1,
+            )  # fmt: skip
+            self._keep(self._note_seq[id(artist)], leader)
 
     def _ring_room(self, events: Sequence[Any]) -> list[tuple[float, float, float]]:
         """Where the "this event" ring is drawn (each event on a lane) and the least it
@@ -180,6 +197,7 @@ class RunArtists:
             glyph.artist.remove()
         self._glyphs = []
         self._notes: list[tuple[Any, float, float, str]] = []
+        self._note_seq: dict[int, int] = {}  # each note's event (its leader shows with it)
         self._marks: list[Line2D] = []  # the run's bars and markers: no note on them
         fixed: list[Any] = []
         events = outcome.events
@@ -277,6 +295,7 @@ class RunArtists:
                 marks=self._marks,
                 rings=ring,
             )
+        self._leaders()
         for glyph in self._glyphs:
             glyph.artist.set_animated(True)
         # This run's background: the static figure plus the state before, in both columns;

@@ -182,8 +182,8 @@ class RollbackLab(Player):
         )  # fmt: skip
         self.view = w.HTML()  # picture, cue, state, result and log: one message per change
         self.runs = 0  # the runs the learner caused since the panel was displayed ("run N")
-        self._said: tuple[str, str] | None = None  # the last run: faults and options, end
-        self._cue = ""
+        self._said: Any = None  # the last run (panel_controls.Said): how it ended, faults
+        self._cue = ("", "")  # (what the cue shows, its whole text: the title)
         self._result = ""
         self._shown_result = ""  # the panel's own: with what the run breaks (a grid cell's)
         self._breaks: tuple[str, ...] = ()  # the explorer's violations of the run to open
@@ -400,7 +400,7 @@ class RollbackLab(Player):
         self._said = run_said(self, outcome, stop_after)  # (the opening run's too)
         if not opening:
             self.runs += 1
-        self._cue = "" if opening else run_cue(f"↻ run {self.runs}", self._said)
+        self._cue = ("", "") if opening else run_cue(f"↻ run {self.runs}", self._said)
         self._result = result_html(outcome, stop_after)
         breaks, self._breaks = self._breaks or judged(self, outcome, stop_after), ()
         self._shown_result = result_html(outcome, stop_after, breaks) if breaks else self._result
@@ -440,7 +440,7 @@ class RollbackLab(Player):
         change away are drawn while it is read."""
         reuse.shown(self)
         self.runs = 0
-        self._cue = run_cue("as opened", self._said) if self._said else ""
+        self._cue = run_cue("as opened", self._said) if self._said else ("", "")
         if self.outcome is not None:
             self._show(self._frame)
             ahead.schedule(self)
