@@ -346,8 +346,7 @@ class DBOSRunner:
         return DBOSHandle(saga, run_id, state, None, result, self.path)
 
     def run(self, saga: Saga, state: State | None = None, **options: Any) -> Outcome:
-        """Run ``saga`` on DBOS and return its Outcome (like ``saga.run``; its errors as they
-        were raised here: ``error_record.keeping``)."""
+        """Run ``saga`` on DBOS; its Outcome, errors as raised (``saga.run``'s: ``keeping``)."""
         with keeping():
             return self.start_saga(saga, state, wait=True, **options).outcome()
 
