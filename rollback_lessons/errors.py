@@ -67,6 +67,11 @@ class InjectedTimeout(InjectedFault, TimeoutError):
     """A fault after the effect looks like a timeout: the caller cannot tell it worked."""
 
 
+STAND_IN = "_rollback_lessons_stand_in"
+"""Set on a stand-in class (``runners.error_record.exception_type``): a class's name as an
+engine carried it, not a class of anyone's; a policy naming it matches an error by name."""
+
+
 class RemoteError(RollbackLessonsError):
     """An error raised where the step ran (an activity, a worker), as that engine reported it.
 

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .errors import InvalidPipelineError, RemoteError, UnknownPolicyError
+from .errors import STAND_IN, InvalidPipelineError, RemoteError, UnknownPolicyError
 
 Decision = float | Literal["dead_letter", "halt"]
 """What to do after a failed undo attempt: a delay in seconds means retry after it."""
@@ -32,12 +32,21 @@ THEN_CHOICES = ("dead_letter", "halt")
 def matches(error: BaseException, types: tuple[type[BaseException], ...]) -> bool:
     """Is ``error`` one of ``types``? An error that happened on another engine is known by
     the names of its classes (``RemoteError.lineage``, ``type_name``), so it matches by
-    name, as ``isinstance`` would: a library's own ``ConnectionError`` is not Python's."""
+    name, as ``isinstance`` would: a library's own ``ConnectionError`` is not Python's. A
+    policy's class an engine carried by name (a stand-in, ``STAND_IN``: one whose class this
+    process did not keep, as after a relaunch) matches an error's classes by name too."""
     if isinstance(error, types):
         return True
     if isinstance(error, RemoteError):
         return any(named(t, error.lineage) for t in types)
-    return False
+    names = [t for t in types if getattr(t, STAND_IN, False)]
+    return bool(names) and any(named(t, lineage(type(error))) for t in names)
+
+
+def lineage(kind: type[BaseException]) -> list[str]:
+    """A class's name and its ancestors' names, most specific first, each as every engine
+    carries it (``type_name``: bare for Python's own, module.qualname otherwise)."""
+    return [type_name(k) for k in kind.__mro__ if issubclass(k, BaseException)]
 
 
 def type_name(kind: type) -> str:

@@ -1,22 +1,79 @@
 """An exception as data, for every engine: its type travels by name, with its classes'
-ancestors' names (so a policy's types still match an error raised elsewhere), and comes back
-as a stand-in of that name (``RemoteError``) or as the injected fault it was."""
+ancestors' names (so a policy's types still match an error raised elsewhere) and its repr.
+
+The one rule, for Step Functions, BPMN, DBOS and Temporal alike: while a run is under way
+here (``keeping``: each runner's ``run``), an error raised in this process (the engines host
+their workers here) is kept in a table by an id its record carries, and comes back as the
+very exception (``to_exception``): the machine, ``decide``, the events and ``Outcome.error``
+see what ``saga.run`` would. The table is emptied when the runs end. A record read where
+its error is not kept (another process, after a relaunch) comes back as a stand-in
+(``RemoteError``) with the original's repr and class names, or as the injected fault it
+was. A retry policy's classes are kept the same way (``keep_types``), so that a policy
+matches as ``isinstance`` does here, and by name where they are not kept."""
 
 from __future__ import annotations
 
 import builtins
+import contextlib
+import itertools
+import threading
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from ..errors import InjectedFault, InjectedTimeout, RemoteError
+from ..errors import STAND_IN, InjectedFault, InjectedTimeout, RemoteError
 from ..events import describe
 from ..faults import Fault
-from ..policies import type_name
+from ..policies import lineage, type_name
+
+__all__ = ["STAND_IN", "ErrorRecord", "exception_type", "keep_types", "keeping", "kept_types"]
+
+_KEPT: dict[str, object] = {}
+_RUNS = [0]  # runs under way here (``keeping``)
+_LOCK = threading.Lock()
+_PROCESS = uuid.uuid4().hex[:12]  # (an id from another process is never found here)
+_IDS = itertools.count(1)
 
 
-def lineage(kind: type[BaseException]) -> list[str]:
-    """A class's name and its ancestors' names, most specific first, each as every engine
-    carries it (``policies.type_name``: bare for Python's own, module.qualname otherwise)."""
-    return [type_name(k) for k in kind.__mro__ if issubclass(k, BaseException)]
+@contextlib.contextmanager
+def keeping() -> Iterator[None]:
+    """While a run is under way here, its errors (and policies' classes) are kept by id;
+    when the last run under way ends, the table is emptied (nothing outlives its runs)."""
+    with _LOCK:
+        _RUNS[0] += 1
+    try:
+        yield
+    finally:
+        with _LOCK:
+            _RUNS[0] -= 1
+            if _RUNS[0] == 0:
+                _KEPT.clear()
+
+
+def _keep(thing: object) -> str | None:
+    with _LOCK:
+        if _RUNS[0] == 0:
+            return None
+        key = f"{_PROCESS}:{next(_IDS)}"
+        _KEPT[key] = thing
+        return key
+
+
+def keep_types(types: tuple[type[BaseException], ...]) -> str | None:
+    """Keep a policy's classes while runs are under way; the id to find them by."""
+    return _keep(types) if any(not builtin(t) for t in types) else None
+
+
+def kept_types(key: str | None, names: list[str]) -> tuple[type[BaseException], ...] | None:
+    """The classes ``keep_types`` kept under ``key``, if still kept and still of ``names``."""
+    found = _KEPT.get(key) if key is not None else None
+    if isinstance(found, tuple) and [type_name(t) for t in found] == names:
+        return found
+    return None
+
+
+def builtin(kind: type) -> bool:
+    return getattr(builtins, kind.__name__, None) is kind
 
 
 def exception_type(name: str) -> type[BaseException]:
@@ -30,10 +87,6 @@ def exception_type(name: str) -> type[BaseException]:
     return type(last, (Exception,), made)
 
 
-STAND_IN = "_rollback_lessons_stand_in"
-"""Set on a stand-in class (``exception_type``): a name, not a class of anyone's."""
-
-
 @dataclass
 class ErrorRecord:
     """An exception as data; ``fault`` is set when it was injected, so nothing is parsed."""
@@ -43,7 +96,8 @@ class ErrorRecord:
     step: str | None = None
     fault: str | None = None
     lineage: list[str] = field(default_factory=list)
-    text: str | None = None  # ``events.describe``'s words for one whose repr failed (F8)
+    text: str | None = None  # ``events.describe``'s words: its repr (or, if that failed, F8)
+    live: str | None = None  # the id it is kept by here (``keeping``): the very exception
 
     @classmethod
     def of(cls, error: BaseException, step: str | None = None) -> ErrorRecord:
@@ -52,16 +106,13 @@ class ErrorRecord:
             return cls(type(error).__name__, str(error), error.step, str(error.fault))
         if isinstance(error, RemoteError):
             return cls(error.type_name, str(error), step, None, list(error.lineage), error.text)
+        live = _keep(error)
         try:
             message = str(error)
         except Exception:
             message = f"<{type(error).__name__} with an unprintable message>"
-        try:
-            told = repr(error)
-        except Exception:
-            told = None
-        text = describe(error) if type(told) is not str else None  # (said as in process)
-        return cls(type(error).__name__, message, step, None, lineage(type(error)), text)
+        text = describe(error)  # (its repr, as the events said it in process)
+        return cls(type(error).__name__, message, step, None, lineage(type(error)), text, live)
 
     @property
     def name(self) -> str:
@@ -79,4 +130,7 @@ class ErrorRecord:
         if self.fault is not None:
             cls = InjectedTimeout if self.fault == Fault.FAIL_AFTER_EFFECT else InjectedFault
             return cls(self.step or "", self.fault, self.message)
+        kept = _KEPT.get(self.live) if self.live is not None else None
+        if isinstance(kept, BaseException):
+            return kept
         return RemoteError(self.type, self.message, tuple(self.lineage), self.text)

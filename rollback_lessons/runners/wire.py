@@ -35,7 +35,7 @@ from ..rules import (
 )
 from ..saga import Saga, State, snapshot
 from . import hosted
-from .error_record import ErrorRecord, exception_type
+from .error_record import ErrorRecord, exception_type, keep_types, kept_types
 from .names import keys
 
 # -- the saga and its policy --------------------------------------------------------------
@@ -52,6 +52,9 @@ class RetrySpec:
     retry_on: list[str] = field(default_factory=lambda: ["Exception"])
     non_retryable: list[str] = field(default_factory=list)
     timeout: float | None = None
+    kept: str | None = None
+    """The id its classes are kept by while it runs here (``error_record.keep_types``): they
+    match as ``isinstance`` does (two classes of one name apart); elsewhere, by name."""
 
     @classmethod
     def of(cls, policy: RetryPolicy) -> RetrySpec:
@@ -63,16 +66,19 @@ class RetrySpec:
             retry_on=[type_name(t) for t in policy.retry_on],
             non_retryable=[type_name(t) for t in policy.no_retry_on],
             timeout=policy.timeout,
+            kept=keep_types((*policy.retry_on, *policy.no_retry_on)),
         )
 
     def policy(self) -> RetryPolicy:
+        names = [*self.retry_on, *self.non_retryable]
+        kept = kept_types(self.kept, names) or tuple(exception_type(n) for n in names)
         return RetryPolicy(
             max_attempts=self.max_attempts,
             initial_delay=self.initial_delay,
             multiplier=self.multiplier,
             max_delay=self.max_delay,
-            retry_on=tuple(exception_type(n) for n in self.retry_on),
-            no_retry_on=tuple(exception_type(n) for n in self.non_retryable),
+            retry_on=kept[: len(self.retry_on)],
+            no_retry_on=kept[len(self.retry_on) :],
             timeout=self.timeout,
         )
 

@@ -21,6 +21,7 @@ from ...rules import check_state
 from ...saga import Saga, State, snapshot
 from ...schedule import GraphMachine
 from .. import remote
+from ..error_record import keeping
 from ..heard import Heard
 from ..history import Visit, Worker, do, undo, walk
 from ..owed import undo_timeouts
@@ -302,8 +303,11 @@ class BpmnRunner:
         cancel: Any = None,
         answers: Sequence[str] = (),
     ) -> Outcome:
-        return run_explicit(saga, state, inject=inject, policy=policy, undo_order=undo_order,
-                            completion=completion, cancel=cancel, answers=answers)  # fmt: skip
+        """Run ``saga`` with SpiffWorkflow and return its Outcome (like ``saga.run``; its
+        errors as they were raised here: ``error_record.keeping``)."""
+        with keeping():
+            return run_explicit(saga, state, inject=inject, policy=policy, undo_order=undo_order,
+                                completion=completion, cancel=cancel, answers=answers)  # fmt: skip
 
     def close(self) -> None:
         pass

@@ -239,7 +239,7 @@ class _AtOnce(_Graph):
 @DBOS.workflow(name="rollback_lessons.graph_saga")
 def graph_workflow(
     plan: SagaPlan,
-    policy: UndoPolicy,
+    policy: UndoPolicy | None,
     faults: Faults,
     completion: list[str] | None = None,
     cancellable: bool = False,
@@ -256,7 +256,8 @@ def graph_workflow(
         s.name: [p.name] if p else [] for s, p in zip(plan.steps, [None, *plan.steps], strict=False)
     }
     m = GraphMachine(
-        policy, plan=plan.specs(), after={s: tuple(d) for s, d in after.items()},
+        policy if policy is not None else plan.undo_policy(),  # (hosting.picklable)
+        plan=plan.specs(), after={s: tuple(d) for s, d in after.items()},
         undo_order=plan.undo_order, name=plan.name, run_id=plan.run_id,
     )  # fmt: skip
     heard.MADE[plan.run_id] = m  # (what it tells is heard if outcome() raises)

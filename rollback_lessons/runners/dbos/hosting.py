@@ -5,6 +5,7 @@ fail for want of them (attack16's F11: DBOS would save that failure for good).""
 from __future__ import annotations
 
 import logging
+import pickle
 import threading
 import time
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from typing import Any
 from dbos import DBOS
 
 from ...events import describe
+from ...policies import UndoPolicy, UnsupportedPolicy
 from ...saga import Saga, State
 from .. import hosted
 from ..hosted import SagaChanged
@@ -193,3 +195,22 @@ def _saga(run_id: str, name: str) -> tuple[Saga, State]:
     finally:
         with _HOSTING:
             WAITING.pop(run_id, None)
+
+
+def picklable(policy: UndoPolicy, plan: SagaPlan) -> UndoPolicy | None:
+    """The undo policy as DBOS keeps it with the run (pickled, to resume it after a crash).
+    One it cannot pickle (a class defined in a function among its types, say): as data, the
+    workflow reads it from the plan (None: its classes by name after a relaunch); one that
+    decides in code is refused in one line, before anything runs (attack29's F4: DBOS's
+    traceback on stderr, then a raw AttributeError)."""
+    try:
+        pickle.dumps(policy)
+    except Exception as exc:
+        if not plan.policy.in_code:
+            return None
+        raise UnsupportedPolicy(
+            f"DBOS keeps a saga's undo policy to resume it after a crash, and cannot pickle "
+            f"this one ({type(exc).__name__}: {exc}): define its class, and the exception "
+            "types it names, at a module's top level"
+        ) from None
+    return policy

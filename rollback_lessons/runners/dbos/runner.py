@@ -25,6 +25,7 @@ from ...rules import check_run_id, check_state
 from ...saga import Saga, State, snapshot
 from .. import heard, hosted, remote
 from ..asking import AnswerRefused, Question, check_answer, refuse_unless_asked
+from ..error_record import keeping
 from ..hosted import UnknownRun
 from ..wire import needs_graph, outcome_of, plan_of, record_of
 from . import hosting, ids, launch, stops, waits, workflow
@@ -298,7 +299,7 @@ class DBOSRunner:
         world: State = {} if state is None else state
         names = {s: (f.action and str(f.action), f.undo and str(f.undo)) for s, f in faults.items()}
         before = snapshot(world) if state is not None else None
-        args: tuple[Any, ...] = (plan, chosen, names)
+        args: tuple[Any, ...] = (plan, hosting.picklable(chosen, plan), names)
         run: Callable[..., dict[str, Any]] = saga_workflow
         if graph:
             timing = list(completion) if completion is not None else None
@@ -345,8 +346,9 @@ class DBOSRunner:
         return DBOSHandle(saga, run_id, state, None, result, self.path)
 
     def run(self, saga: Saga, state: State | None = None, **options: Any) -> Outcome:
-        """Run ``saga`` on DBOS and return its Outcome (like ``saga.run``)."""
-        return self.start_saga(saga, state, wait=True, **options).outcome()
+        """Run ``saga`` on DBOS; its Outcome, errors as raised (``saga.run``'s: ``keeping``)."""
+        with keeping():
+            return self.start_saga(saga, state, wait=True, **options).outcome()
 
     def _not_stranded(self, run_id: str) -> None:
         """A run another application version left is never resumed here (an answer, a

@@ -285,7 +285,7 @@ def _now() -> float:
 @DBOS.workflow(name="rollback_lessons.saga")
 def saga_workflow(
     plan: SagaPlan,
-    policy: UndoPolicy,
+    policy: UndoPolicy | None,
     faults: dict[str, tuple[str | None, str | None]],
     cancellable: bool = False,
 ) -> dict[str, Any]:
@@ -294,7 +294,8 @@ def saga_workflow(
     ``cancellable``: the caller's cancel token is asked where ``saga.run`` asks a list's
     (``_drive``: before the start, after each step done, after each wait)."""
     m = Machine(
-        policy, plan=plan.specs(), undo_order=plan.undo_order, name=plan.name,
+        policy if policy is not None else plan.undo_policy(),  # (hosting.picklable)
+        plan=plan.specs(), undo_order=plan.undo_order, name=plan.name,
         run_id=plan.run_id,
     )  # fmt: skip
     heard.MADE[plan.run_id] = m  # (what it tells is heard if outcome() raises)

@@ -24,6 +24,7 @@ from ...policies import PolicyLike, check_seconds, data_only
 from ...rules import check_state
 from ...saga import Saga, State, snapshot
 from ...schedule import GraphMachine
+from ..error_record import keeping
 from ..heard import Heard
 from ..history import Call, HistoryDiverged, Worker, walk
 from ..names import execution_name
@@ -331,8 +332,10 @@ class StepFunctionsRunner:
         return Execution(outcome, asl, history, str(status), worker.calls)
 
     def run(self, saga: Saga, state: State | None = None, **options: Any) -> Outcome:
-        """Run ``saga`` on Step Functions and return its Outcome (like ``saga.run``)."""
-        return self.execute(saga, state, **options).outcome
+        """Run ``saga`` on Step Functions and return its Outcome (like ``saga.run``; its
+        errors as they were raised here: ``error_record.keeping``)."""
+        with keeping():
+            return self.execute(saga, state, **options).outcome
 
     def _serve(self, arn: str, plan: SagaPlan, worker: Worker, timeout: float | None) -> str:
         """Be the worker until the execution ends (or ``timeout`` seconds passed): each SQS

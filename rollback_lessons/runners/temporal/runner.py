@@ -38,6 +38,7 @@ from ...policies import PolicyLike
 from ...rules import check_state
 from ...saga import Saga, State, snapshot
 from .. import free_port, hosted
+from ..error_record import keeping
 from ..hosted import SagaChanged
 from ..wire import SagaPlan, changed, needs_graph, plan_of
 from .activities import (
@@ -399,9 +400,11 @@ class TemporalRunner:
         raise RPCError(f"run {workflow.id} has no history", RPCStatusCode.NOT_FOUND, b"")
 
     async def run(self, saga: Saga, state: State | None = None, **options: Any) -> Outcome:
-        """Run ``saga`` on Temporal and return its Outcome (like ``saga.run``)."""
-        handle = await self.start_saga(saga, state, **options)
-        return await handle.outcome()
+        """Run ``saga`` on Temporal and return its Outcome (like ``saga.run``; its errors as
+        they were raised here: ``error_record.keeping``)."""
+        with keeping():
+            handle = await self.start_saga(saga, state, **options)
+            return await handle.outcome()
 
     async def close(self) -> None:
         """Stop the worker, then the server (if it is ours). No action begins once close

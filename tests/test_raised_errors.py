@@ -1,0 +1,214 @@
+"""Errors come back as they were raised, on every engine (issue 25, attack29's F1-F4).
+
+A step or an undo raises a real error (a KeyError, an OSError with its errno, one of many
+args, one with an attribute, one whose ``__str__`` raises): on Step Functions, BPMN, DBOS and
+Temporal the outcome, the events, the error's repr and its class are those of ``saga.run``,
+and ``Outcome.error`` is the very exception raised (the engines run their workers in this
+process: ``runners.error_record.keeping``). A policy of one's own that tests the error with
+``isinstance`` decides as in process; two classes of one name are told apart in a retry
+policy; a policy's class DBOS cannot pickle runs (or, in code, is refused in one line).
+Only injected faults were compared before (their records are rebuilt exactly)."""
+
+import json
+
+import pytest
+from conftest import a_part, same_outcome
+
+from rollback_lessons import Retry, RetryPolicy, Saga, Step, UndoPolicy, VirtualClock
+from rollback_lessons.errors import RemoteError
+from rollback_lessons.policies import UnsupportedPolicy, matches, type_name
+from rollback_lessons.runners import error_record
+from rollback_lessons.runners.bpmn import BpmnRunner
+from rollback_lessons.runners.error_record import ErrorRecord, exception_type, keeping
+from rollback_lessons.runners.stepfunctions import StepFunctionsRunner
+
+
+class Weird(Exception):
+    """Many args, one not a string: its repr is not ``Weird(str(e))``."""
+
+
+class WithCode(Exception):
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class BadStr(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no words")
+
+
+ERRORS = {
+    "KeyError": lambda: KeyError("k"),
+    "OSError": lambda: OSError(28, "No space left on device"),
+    "many args": lambda: Weird(7, "seven"),
+    "an attribute": lambda: WithCode("refused", 42),
+    "a __str__ that raises": lambda: BadStr("x"),
+}
+
+
+def _saga(kind: str, raised: list, where: str) -> Saga:
+    """``a`` then ``b``: ``b``'s action raises (``where="step"``), or ``b`` fails and ``a``'s
+    undo raises once (``"undo"``, a dead letter: ``continue``). ``raised``: what was raised."""
+
+    def fail(state):
+        raised.append(ERRORS[kind]())
+        raise raised[-1]
+
+    def undo_a(state):
+        if where == "undo":
+            fail(state)
+        state.pop("a")
+
+    def b(state):
+        if where == "step":
+            fail(state)
+        raise RuntimeError("b failed")
+
+    return Saga([Step("a", lambda s: s.__setitem__("a", 1), undo_a), Step("b", b)], name="raised")
+
+
+def _error(outcome, where):
+    return outcome.error if where == "step" else outcome.dead_letters[0].error
+
+
+def _as_raised(local, remote, raised, where) -> None:
+    """``remote`` ended as ``local`` (every field, the events), and its error is the very
+    exception the run raised: class, args, attributes and all."""
+    same_outcome(local, remote)
+    error = _error(remote, where)
+    assert error is raised[-1]
+    assert type(error) is type(_error(local, where))
+    assert error.args == _error(local, where).args
+
+
+@pytest.fixture(scope="module")
+def step_functions():
+    with StepFunctionsRunner.start() as runner:
+        yield runner
+
+
+def _run_on(engine, request, saga):
+    if engine == "temporal":
+        return request.getfixturevalue("on_temporal")(lambda runner: runner.run(saga, {}))
+    if engine == "dbos":
+        return request.getfixturevalue("dbos_runner").run(saga, {})
+    if engine == "bpmn":
+        return BpmnRunner.start().run(saga, {})
+    return request.getfixturevalue("step_functions").run(saga, {})
+
+
+CASES = [
+    (engine, kind, where)
+    for kind in ERRORS
+    for where in ("step", "undo")
+    for engine in ("step_functions", "bpmn", "dbos", "temporal")
+]
+
+
+@pytest.mark.parametrize(("engine", "kind", "where"), a_part(CASES, 5, name="raised errors"))
+def test_a_raised_error_comes_back_as_raised_on_every_engine(engine, kind, where, request):
+    local = _saga(kind, [], where).run({}, clock=VirtualClock())
+    raised: list = []
+    remote = _run_on(engine, request, _saga(kind, raised, where))
+    _as_raised(local, remote, raised, where)
+    assert error_record._KEPT == {}  # (kept while the run was under way, not after)
+
+
+SEEN: list = []  # what RetryConnectionErrors.decide was given
+
+
+class RetryConnectionErrors(UndoPolicy):
+    """A policy of one's own that tests the error's class (attack29's F2)."""
+
+    def decide(self, attempt, error):
+        SEEN.append(error)
+        return 0.0 if isinstance(error, ConnectionError) and attempt < 3 else "halt"
+
+
+def _flaky_undo_saga(raise_, policy) -> Saga:
+    def undo_a(state):
+        state["tries"] = state.get("tries", 0) + 1
+        if state["tries"] == 1:
+            raise raise_("throttled")
+        state.pop("a")
+
+    return Saga([Step("a", lambda s: s.__setitem__("a", 1), undo_a), Step("b", lambda s: 1 / 0)],
+                name="flaky", policy=policy)  # fmt: skip
+
+
+@pytest.mark.parametrize("engine", ["dbos", "temporal"])
+def test_a_policy_that_tests_isinstance_decides_as_in_process(engine, request):
+    local = _flaky_undo_saga(ConnectionError, RetryConnectionErrors()).run({}, clock=VirtualClock())
+    assert local.status == "rolled_back"
+    SEEN.clear()
+    remote = _run_on(engine, request, _flaky_undo_saga(ConnectionError, RetryConnectionErrors()))
+    same_outcome(local, remote)
+    assert [type(e) for e in SEEN] == [ConnectionError]
+
+
+def _same_named():
+    return type("ServiceError", (Exception,), {"__module__": __name__})
+
+
+Retried, Other = _same_named(), _same_named()  # one name, two classes (botocore's factory)
+
+
+@pytest.mark.parametrize("engine", ["dbos", "temporal"])
+@pytest.mark.parametrize("raised", [Retried, Other], ids=["the class retried", "its namesake"])
+def test_two_classes_of_one_name_are_retried_as_in_process(engine, raised, request):
+    def saga():
+        retry = RetryPolicy(max_attempts=3, initial_delay=0.0, max_delay=0.0, retry_on=(Retried,))
+        return _flaky_undo_saga(raised, Retry(retry))
+
+    local = saga().run({}, clock=VirtualClock())
+    assert local.status == ("rolled_back" if raised is Retried else "rollback_incomplete")
+    same_outcome(local, _run_on(engine, request, saga()))
+
+
+def test_a_policy_naming_a_class_dbos_cannot_pickle_runs_as_in_process(dbos_runner, capfd):
+    def saga():
+        class Local(Exception):  # (no pickle finds it)
+            pass
+
+        retry = RetryPolicy(max_attempts=2, initial_delay=0.0, max_delay=0.0, retry_on=(Local,))
+        return _flaky_undo_saga(Local, Retry(retry))
+
+    local = saga().run({}, clock=VirtualClock())
+    assert local.status == "rolled_back"
+    same_outcome(local, dbos_runner.run(saga(), {}))
+    assert "Error serializing" not in capfd.readouterr().err
+
+
+def test_a_policy_of_ones_own_dbos_cannot_pickle_is_refused_in_one_line(dbos_runner, capfd):
+    class Local(RetryConnectionErrors):  # (its decide: code DBOS could not resume)
+        pass
+
+    state: dict = {}
+    with pytest.raises(UnsupportedPolicy, match="cannot pickle this one") as refused:
+        dbos_runner.run(_flaky_undo_saga(ConnectionError, Local()), state)
+    assert "\n" not in str(refused.value)
+    assert state == {}
+    assert capfd.readouterr().err == ""
+
+
+# -- a record read where its error is not kept (another process: a relaunch) ---------------
+
+
+@pytest.mark.parametrize("kind", list(ERRORS))
+def test_a_record_read_elsewhere_gives_a_stand_in_with_the_originals_repr(kind):
+    raised = ERRORS[kind]()
+    data = json.loads(json.dumps(vars(ErrorRecord.of(raised, "b"))))  # (as an engine keeps it)
+    error = ErrorRecord(**data).to_exception()
+    assert isinstance(error, RemoteError)
+    assert repr(error) == repr(raised)
+    assert matches(error, (type(raised),)) and not matches(error, (ConnectionError,))
+    assert matches(raised, (exception_type(type_name(type(raised))),))
+
+
+def test_a_record_read_while_its_run_is_under_way_gives_the_very_exception():
+    raised = OSError(28, "No space left on device")
+    with keeping():
+        data = json.loads(json.dumps(vars(ErrorRecord.of(raised, "b"))))
+        assert ErrorRecord(**data).to_exception() is raised
+    assert isinstance(ErrorRecord(**data).to_exception(), RemoteError)  # (the run ended)
