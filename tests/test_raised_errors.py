@@ -212,3 +212,15 @@ def test_a_record_read_while_its_run_is_under_way_gives_the_very_exception():
         data = json.loads(json.dumps(vars(ErrorRecord.of(raised, "b"))))
         assert ErrorRecord(**data).to_exception() is raised
     assert isinstance(ErrorRecord(**data).to_exception(), RemoteError)  # (the run ended)
+
+
+def test_runs_that_overlap_without_end_keep_at_most_kept_most_errors(monkeypatch):
+    """A process that always has a run under way never empties the table: it is bounded,
+    the oldest error read then as after a relaunch (a stand-in with its repr)."""
+    monkeypatch.setattr(error_record, "KEPT_MOST", 3)
+    with keeping():
+        records = [ErrorRecord.of(KeyError(n), "b") for n in range(5)]
+        assert len(error_record._KEPT) == 3
+        stand_ins = [isinstance(r.to_exception(), RemoteError) for r in records]
+        assert stand_ins == [True, True, False, False, False]
+        assert repr(records[0].to_exception()) == repr(KeyError(0))

@@ -33,6 +33,7 @@ _RUNS = [0]  # runs under way here (``keeping``)
 _LOCK = threading.Lock()
 _PROCESS = uuid.uuid4().hex[:12]  # (an id from another process is never found here)
 _IDS = itertools.count(1)
+KEPT_MOST = 4096  # errors and classes kept at most (each holds its traceback's frames)
 
 
 @contextlib.contextmanager
@@ -56,6 +57,8 @@ def _keep(thing: object) -> str | None:
             return None
         key = f"{_PROCESS}:{next(_IDS)}"
         _KEPT[key] = thing
+        if len(_KEPT) > KEPT_MOST:  # runs that overlap without end never empty it: the
+            del _KEPT[next(iter(_KEPT))]  # oldest goes, read then as after a relaunch
         return key
 
 
