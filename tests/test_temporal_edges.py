@@ -439,9 +439,40 @@ def test_names_beyond_temporals_limits_are_refused_before_anything_runs(on_tempo
 
     (payload, identifier, history), runs = on_temporal(scenario)
     assert "over Temporal's payload limit of 2.0 MB" in payload
-    assert "limit of 1000 characters for identifiers" in identifier
+    assert "limit of 1000 bytes for identifiers" in identifier
     assert "limit of 51200 events" in history
     assert ran == [] and runs == set()  # nothing started, nothing handed to a worker
+
+
+def test_a_workflow_id_is_limited_in_bytes_as_the_server_counts_it(on_temporal):
+    """attack29's F6: the server measures an id in UTF-8 bytes; counted in characters, a
+    non-ASCII name under 1000 of them reached the server, which refused it, and the runner
+    said "Try again" (``TemporalUnavailable``) of a limit no retry passes. The id is the
+    saga's name, a dash and 12 hex digits: a name of 493 ``é`` and an ``x`` makes 1000 bytes
+    (it runs), one more ``é`` 1002 (refused before anything starts, the limit named)."""
+    ran = []
+
+    def saga(name):
+        return Saga([Step("a", lambda s: ran.append(name[-1]))], name=name)
+
+    async def scenario(runner):
+        refused, before = [], set(hosted.RUNS)
+        for name in ("é" * 494 + "x", "é" * 600, "日" * 400, "𝔘" * 300):
+            with pytest.raises(TemporalLimitExceeded) as caught:
+                await runner.start_saga(saga(name), {})
+            refused.append(str(caught.value))
+        left = set(hosted.RUNS) - before
+        fits = await asyncio.wait_for(runner.run(saga("é" * 493 + "x"), {}), 60)
+        return refused, left, fits
+
+    refused, left, fits = on_temporal(scenario)
+    assert [r.split(" bytes")[0] for r in refused] == [
+        "the workflow id (1002", "the workflow id (1213", "the workflow id (1213",
+        "the workflow id (1213",
+    ]  # fmt: skip
+    assert all("Temporal's limit of 1000 bytes for identifiers" in r for r in refused)
+    assert left == set() and ran == ["x"]  # nothing of the refused started; the 1000 ran
+    assert fits.status == Status.COMMITTED
 
 
 def test_a_record_that_outgrows_a_payload_at_run_time_ends_with_the_limit_named(on_temporal):
