@@ -19,7 +19,7 @@ from conftest import SOAK, same_outcome
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rollback_lessons import Retry, RetryPolicy, Saga, Status, Step
+from rollback_lessons import Retry, RetryPolicy, Saga, Status, Step, VirtualClock
 from rollback_lessons.runners import free_port, hosted
 from rollback_lessons.runners.temporal import (
     ServerLost,
@@ -489,6 +489,39 @@ def test_a_record_that_outgrows_a_payload_at_run_time_ends_with_the_limit_named(
             )
 
     on_temporal(scenario)
+
+
+def test_an_error_over_the_payload_limit_is_cut_and_fails_as_it_did(on_temporal):
+    """attack29's F5: a step's and an undo's error of 3 MB could not be handed back (over
+    Temporal's payload limit): the step was heard as timed out after ``step_timeout``, in
+    doubt and leaked, and the undo, timed out too, was called twice. Cut to fit, with a note
+    saying so, each fails as in process: the same record, the messages cut."""
+    from rollback_lessons.events import describe
+    from rollback_lessons.runners.temporal.activities import MESSAGE_LIMIT
+
+    big = 3 * 1024 * 1024
+    undos = []
+
+    def boom(what, state):
+        undos.append(what) if what == "undo" else None
+        raise RuntimeError(what[0] * big)
+
+    def saga():
+        return Saga([Step("a", lambda s: s.update(a=1), partial(boom, "undo")),
+                     Step("b", partial(boom, "step"))], name="big-error")  # fmt: skip
+
+    local = saga().run({}, clock=VirtualClock())
+    undos.clear()
+    there = on_temporal(lambda r: asyncio.wait_for(r.run(saga(), {}, step_timeout=3), 60))
+    assert undos == ["undo"]  # once: its failure heard, never timed out and asked again
+    assert there.status == local.status == Status.ROLLBACK_INCOMPLETE
+    assert there.leaked == local.leaked == () and there.pending == local.pending
+    for error, letter in ((there.error, "s"), (there.dead_letters[0].error, "u")):
+        told = str(error)
+        assert describe(error).startswith(f"RuntimeError('{letter}")  # what it was
+        assert len(told) == MESSAGE_LIMIT and told.startswith(letter * 1000)
+        assert told.endswith(f"[... cut: {big} characters, Temporal carries {MESSAGE_LIMIT}]")
+    assert [d.step for d in there.dead_letters] == ["a"] and there.dead_letters[0].attempts == 1
 
 
 def kill_server_on(port):
