@@ -387,6 +387,51 @@ def test_the_sdk_cores_own_logs_go_to_a_logger_never_to_stderr():
     assert "core says" not in run.stderr
 
 
+def test_leaving_the_runner_while_a_call_hangs_writes_nothing_on_stderr():
+    """attack29's F9: the close held (the call abandoned and named), but the SDK's worker
+    logged "Completing activity as failed" and the AbandonedCall's traceback through
+    Python's last-resort handler, on stderr. Its logs go to ``CORE_LOG``, as the core's do.
+    In a process of its own: Python writes there only when logging is not configured (as
+    under pytest it is)."""
+    import subprocess
+    import sys
+
+    code = """if True:
+        import asyncio, logging, threading, warnings
+        from rollback_lessons import Saga, Step
+        from rollback_lessons.runners.temporal import TemporalRunner, runner, server
+        runner.GRACE = 0.2
+        began, go = threading.Event(), threading.Event()
+        heard = []
+        catch = logging.Handler()
+        catch.emit = lambda r: heard.append(r.getMessage().split(" ({")[0])
+        logging.getLogger(server.CORE_LOG).addHandler(catch)
+
+        def hang(state):
+            began.set()
+            go.wait(60)
+
+        async def main():
+            r = await TemporalRunner.start()
+            async with r:
+                await r.start_saga(Saga([Step("a", lambda s: None), Step("b", hang)]), {})
+                while not began.is_set():
+                    await asyncio.sleep(0.05)
+            return r.abandoned
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # (AbandonedCalls: the close names the call)
+            abandoned = asyncio.run(main())
+        go.set()
+        print(abandoned, [h for h in heard if "activity" in h])
+    """
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "the action of 'b'" in run.stdout  # abandoned and named, as before
+    assert "'Completing activity as failed'" in run.stdout  # to CORE_LOG, not lost
+    assert run.stderr == ""
+
+
 def test_the_server_log_is_never_opened_through_a_planted_symlink(tmp_path, monkeypatch):
     """A shared temporary directory: whatever another user planted there (a symlink under
     the old fixed name) is left alone; the log is in a directory of this process's own."""
