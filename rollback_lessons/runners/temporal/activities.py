@@ -304,7 +304,8 @@ def fitted(error: ErrorRecord) -> ErrorRecord:
     at the cut: the failure is still the one it was (its type, its lineage, the start of
     its message), told in a size Temporal carries."""
     long = {k: v for k, v in vars(error).items() if isinstance(v, str) and len(v) > MESSAGE_LIMIT}
-    return dataclasses.replace(error, **{k: _cut(v) for k, v in long.items()}) if long else error
+    cut: dict[str, Any] = {k: _cut(v) for k, v in long.items()}
+    return dataclasses.replace(error, **cut) if cut else error
 
 
 def _cut(text: str) -> str:
