@@ -293,10 +293,9 @@ class Threads(ThreadPoolExecutor):
 MESSAGE_LIMIT = 32_768
 """Characters of an error's text an activity hands back, as Step Functions cuts a task
 failure's ``cause``: a longer one (a 3 MB message) makes a failure too big for the server
-to take, so the step would be heard as timed out, in doubt, and an undo
-asked again, instead of failing as it did. A run's record holds about 60 such failed
-attempts within its own 2 MB (more: ``limits.check_result`` says so, its Outcome not
-returned)."""
+to take, so the step would be heard as timed out, in doubt, and an undo asked again,
+instead of failing as it did. A run's record holds about 40 such failed attempts within
+its own 2 MB (more: ``limits.check_result`` says so, its Outcome not returned)."""
 
 
 def fitted(error: ErrorRecord) -> ErrorRecord:
