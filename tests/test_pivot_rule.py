@@ -201,6 +201,74 @@ def test_owed_answers_a_failure_after_the_effect_too():
     assert found["ship"].halts and found["ship"].after.halts  # retried forward, then a person
 
 
+def _doubt_outlives_every_attempt(spec):
+    """The question ``doubt_outlives_retry`` answers, asked of every attempt (as it was,
+    attack29's F7: a loop per attempt)."""
+    from rollback_lessons.errors import InjectedTimeout
+    from rollback_lessons.faults import Fault
+    from rollback_lessons.operations import Wait
+    from rollback_lessons.policies import CONTINUE
+
+    m = Machine(CONTINUE, plan=[spec._replace(has_undo=False)])
+    m.start()
+    op = m.step_failed(InjectedTimeout(spec.name, Fault.FAIL_AFTER_EFFECT, "after"))
+    if type(op) is not Wait:
+        return False
+    while type(op) is Wait:
+        m.resume()
+        op = m.step_failed(RuntimeError("clean"))
+    return m.halted
+
+
+ERROR_TYPES = (Exception, TimeoutError, RuntimeError, ConnectionError)
+
+
+@PROPERTY
+@given(
+    kind=st.sampled_from(list(Kind)),
+    attempts=st.integers(1, 7),
+    retry_on=st.lists(st.sampled_from(ERROR_TYPES), min_size=1, max_size=2, unique=True),
+    no_retry_on=st.lists(st.sampled_from(ERROR_TYPES), max_size=1),
+    has_undo=st.booleans(),
+)
+def test_doubt_outlives_retry_answers_as_the_machine_does_over_every_attempt(
+    kind, attempts, retry_on, no_retry_on, has_undo
+):
+    """Asked of a few attempts (``ASKED_ATTEMPTS``), the answer is the one every attempt
+    gives: later attempts meet the machine as the second did."""
+    from rollback_lessons.runners.owed import doubt_outlives_retry
+
+    retry = RetryPolicy(attempts, retry_on=tuple(retry_on), no_retry_on=tuple(no_retry_on))
+    spec = StepSpec("s", kind, has_undo and kind == Kind.COMPENSABLE, retry=retry)
+    assert doubt_outlives_retry(spec) == _doubt_outlives_every_attempt(spec)
+
+
+@pytest.mark.parametrize("kind", [Kind.COMPENSABLE, Kind.PIVOT, Kind.RETRIABLE])
+def test_the_state_machine_of_a_step_with_huge_max_attempts_is_written_at_once(monkeypatch, kind):
+    """attack29's F7: ``to_asl`` drove the machine through every attempt a step's policy
+    allows (10**8, within AWS's MaxAttempts: hours). Now a few, whatever the count."""
+    from rollback_lessons.runners import owed as owed_module
+
+    asked = []
+
+    class Counted(Machine):
+        def step_failed(self, error):
+            asked.append(1)
+            assert len(asked) < 100, "the machine is driven once per allowed attempt"
+            return super().step_failed(error)
+
+    monkeypatch.setattr(owed_module, "Machine", Counted)
+    huge = RetryPolicy(max_attempts=10**8, retry_on=(Exception,))
+    saga = Saga([Step("a", partial(act, "a"), partial(undo_of, "a")),
+                 Step("b", partial(act, "b"), retry=huge, kind=kind)])  # fmt: skip
+    if kind == Kind.PIVOT:  # retried after a timeout, then a person however cleanly it fails
+        with pytest.raises(Exception, match="irreversible and retried after a failure"):
+            to_asl(saga)
+    else:
+        retry = next(v for k, v in to_asl(saga)["States"].items() if k.startswith("Do b"))
+        assert retry["Retry"][-1]["MaxAttempts"] == 10**8 - 1
+
+
 def test_after_effect_is_what_the_error_says():
     from rollback_lessons.faults import Fault, action_error
 

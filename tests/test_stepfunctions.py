@@ -5,12 +5,15 @@ two Outcomes are compared field by field (events too). The state machine's Catch
 decide what runs; the worker in this process only does each task it is handed."""
 
 import json
+import math
 import threading
 from functools import partial
 
 import pytest
 from conftest import SOAK, a_part, lesson_worlds, same_outcome, single_faults
 from heard import heard_as_in_process
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from outside_validators import asl_errors
 from trips import _act, _step, _undo, trip
 
@@ -159,6 +162,94 @@ def test_bad_input_is_refused_before_an_execution_starts(runner):
         runner.sfn.list_executions(stateMachineArn=runner.machine(to_asl(xyz_saga())))["executions"]
     )
     assert after == before
+
+
+def _retries_written(asl):
+    """Every retrier with backoff in a state machine (nested in Parallel states too)."""
+    found = []
+    for state in asl["States"].values():
+        found += [r for r in state.get("Retry", ()) if "IntervalSeconds" in r]
+        for branch in state.get("Branches", ()):
+            found += _retries_written(branch)
+    return found
+
+
+def _each_form(retry):
+    """A step's retry and the undo policy's, in the list form and in the graph form."""
+    ok = partial(_act, "x")
+    return [
+        Saga([Step("a", ok, lambda s: None, retry=retry), Step("b", ok)]),
+        Saga([Step("a", ok, lambda s: None), Step("b", ok)], policy=Retry(retry)),
+        Saga([Parallel([Step("a", ok, lambda s: None, retry=retry)], [Step("b", ok)])]),
+    ]
+
+
+WAIT_LIMIT = "over AWS Step Functions' maximum MaxDelaySeconds of 31622400 (366 days)"
+ATTEMPTS_LIMIT = "over AWS Step Functions' maximum of 99999999"
+
+
+@pytest.mark.parametrize(
+    ("fields", "said"),
+    [
+        (dict(initial_delay=1e9, max_delay=1e9),
+         f"wait up to 1000000000 s (initial_delay=1e+09, max_delay=1e+09), {WAIT_LIMIT}"),
+        (dict(initial_delay=1e8, max_delay=1e8),
+         f"wait up to 100000000 s (initial_delay=1e+08, max_delay=1e+08), {WAIT_LIMIT}"),
+        (dict(max_delay=1e8, multiplier=1e3, max_attempts=5),
+         f"wait up to 100000000 s (initial_delay=0.1, max_delay=1e+08), {WAIT_LIMIT}"),
+        (dict(max_attempts=10**8 + 1), f"MaxAttempts would be 100000000, {ATTEMPTS_LIMIT}"),
+        (dict(max_attempts=10**9), f"MaxAttempts would be 999999999, {ATTEMPTS_LIMIT}"),
+    ],
+)  # fmt: skip
+def test_retry_fields_over_aws_maxima_are_refused_when_written_in_one_line(fields, said):
+    """attack29's F8: ``IntervalSeconds: 1000000000``, ``MaxDelaySeconds: 100000000`` were
+    written (asl-validator passes them; CreateStateMachine on AWS refuses them)."""
+    for saga in _each_form(RetryPolicy(**fields)):
+        with pytest.raises(UnsupportedOnStepFunctions) as refused:
+            to_asl(saga)
+        assert str(refused.value).endswith(said) and "\n" not in str(refused.value)
+
+
+def test_a_max_delay_no_wait_reaches_is_written_as_the_aws_maximum_the_waits_the_same():
+    """Clamped, not refused, where the policy never waits that long: three attempts of 0.1
+    then 0.2 s with ``max_delay=1e8``; a first wait longer than ``max_delay`` is capped by it,
+    as in process."""
+    for saga in _each_form(RetryPolicy(max_delay=1e8)):
+        [written] = _retries_written(to_asl(saga))
+        assert (written["IntervalSeconds"], written["MaxDelaySeconds"]) == (1, 31_622_400)
+    for saga in _each_form(RetryPolicy(initial_delay=1e9, max_delay=10)):
+        [written] = _retries_written(to_asl(saga))
+        assert (written["IntervalSeconds"], written["MaxDelaySeconds"]) == (10, 10)
+
+
+@settings(deadline=None, derandomize=True, database=None, max_examples=60)
+@given(
+    initial=st.floats(0, 2e9), cap=st.floats(0, 2e9), multiplier=st.floats(1, 1e4),
+    attempts=st.one_of(st.integers(1, 40), st.integers(1, 2 * 10**8)),
+)  # fmt: skip
+def test_every_retry_written_is_within_aws_maxima_or_refused(initial, cap, multiplier, attempts):
+    """Whatever the policy: written within AWS's maxima, its waits those of the policy's
+    own ``MaxDelaySeconds`` (a clamp never binds), or refused naming the limit."""
+    policy = RetryPolicy(attempts, initial, multiplier, cap)
+    try:
+        asl = to_asl(_each_form(policy)[0])
+    except UnsupportedOnStepFunctions as refused:
+        assert "over AWS Step Functions' maximum" in str(refused)
+        return
+    for r in _retries_written(asl):
+        assert 1 <= r["IntervalSeconds"] <= r["MaxDelaySeconds"] <= 31_622_400
+        assert 0 <= r["MaxAttempts"] <= 99_999_999
+        for k in range(min(r["MaxAttempts"], 60)):
+            wait = min(r["IntervalSeconds"] * r["BackoffRate"] ** k, 10.0**12)
+            assert min(wait, r["MaxDelaySeconds"]) == min(wait, max(1, math.ceil(cap)))
+
+
+@pytest.mark.parametrize("timeout", [0, -1, 10**8, 1.5, "300", True])
+def test_a_task_timeout_aws_would_refuse_is_refused_when_written(timeout):
+    for saga in _each_form(RetryPolicy()):
+        with pytest.raises(InvalidPipelineError, match="from 1 to 99999999"):
+            to_asl(saga, timeout=timeout)
+    assert to_asl(xyz_saga(), timeout=99_999_999)
 
 
 def _same_named_errors():

@@ -19,7 +19,7 @@ from conftest import SOAK, same_outcome
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rollback_lessons import Retry, RetryPolicy, Saga, Status, Step
+from rollback_lessons import Retry, RetryPolicy, Saga, Status, Step, VirtualClock
 from rollback_lessons.runners import free_port, hosted
 from rollback_lessons.runners.temporal import (
     ServerLost,
@@ -387,6 +387,51 @@ def test_the_sdk_cores_own_logs_go_to_a_logger_never_to_stderr():
     assert "core says" not in run.stderr
 
 
+def test_leaving_the_runner_while_a_call_hangs_writes_nothing_on_stderr():
+    """attack29's F9: the close held (the call abandoned and named), but the SDK's worker
+    logged "Completing activity as failed" and the AbandonedCall's traceback through
+    Python's last-resort handler, on stderr. Its logs go to ``CORE_LOG``, as the core's do.
+    In a process of its own: Python writes there only when logging is not configured (as
+    under pytest it is)."""
+    import subprocess
+    import sys
+
+    code = """if True:
+        import asyncio, logging, threading, warnings
+        from rollback_lessons import Saga, Step
+        from rollback_lessons.runners.temporal import TemporalRunner, runner, server
+        runner.GRACE = 0.2
+        began, go = threading.Event(), threading.Event()
+        heard = []
+        catch = logging.Handler()
+        catch.emit = lambda r: heard.append(r.getMessage().split(" ({")[0])
+        logging.getLogger(server.CORE_LOG).addHandler(catch)
+
+        def hang(state):
+            began.set()
+            go.wait(60)
+
+        async def main():
+            r = await TemporalRunner.start()
+            async with r:
+                await r.start_saga(Saga([Step("a", lambda s: None), Step("b", hang)]), {})
+                while not began.is_set():
+                    await asyncio.sleep(0.05)
+            return r.abandoned
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # (AbandonedCalls: the close names the call)
+            abandoned = asyncio.run(main())
+        go.set()
+        print(abandoned, [h for h in heard if "activity" in h])
+    """
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "the action of 'b'" in run.stdout  # abandoned and named, as before
+    assert "'Completing activity as failed'" in run.stdout  # to CORE_LOG, not lost
+    assert run.stderr == ""
+
+
 def test_the_server_log_is_never_opened_through_a_planted_symlink(tmp_path, monkeypatch):
     """A shared temporary directory: whatever another user planted there (a symlink under
     the old fixed name) is left alone; the log is in a directory of this process's own."""
@@ -439,9 +484,40 @@ def test_names_beyond_temporals_limits_are_refused_before_anything_runs(on_tempo
 
     (payload, identifier, history), runs = on_temporal(scenario)
     assert "over Temporal's payload limit of 2.0 MB" in payload
-    assert "limit of 1000 characters for identifiers" in identifier
+    assert "limit of 1000 bytes for identifiers" in identifier
     assert "limit of 51200 events" in history
     assert ran == [] and runs == set()  # nothing started, nothing handed to a worker
+
+
+def test_a_workflow_id_is_limited_in_bytes_as_the_server_counts_it(on_temporal):
+    """attack29's F6: the server measures an id in UTF-8 bytes; counted in characters, a
+    non-ASCII name under 1000 of them reached the server, which refused it, and the runner
+    said "Try again" (``TemporalUnavailable``) of a limit no retry passes. The id is the
+    saga's name, a dash and 12 hex digits: a name of 493 ``é`` and an ``x`` makes 1000 bytes
+    (it runs), one more ``é`` 1002 (refused before anything starts, the limit named)."""
+    ran = []
+
+    def saga(name):
+        return Saga([Step("a", lambda s: ran.append(name[-1]))], name=name)
+
+    async def scenario(runner):
+        refused, before = [], set(hosted.RUNS)
+        for name in ("é" * 494 + "x", "é" * 600, "日" * 400, "𝔘" * 300):
+            with pytest.raises(TemporalLimitExceeded) as caught:
+                await runner.start_saga(saga(name), {})
+            refused.append(str(caught.value))
+        left = set(hosted.RUNS) - before
+        fits = await asyncio.wait_for(runner.run(saga("é" * 493 + "x"), {}), 60)
+        return refused, left, fits
+
+    refused, left, fits = on_temporal(scenario)
+    assert [r.split(" bytes")[0] for r in refused] == [
+        "the workflow id (1002", "the workflow id (1213", "the workflow id (1213",
+        "the workflow id (1213",
+    ]  # fmt: skip
+    assert all("Temporal's limit of 1000 bytes for identifiers" in r for r in refused)
+    assert left == set() and ran == ["x"]  # nothing of the refused started; the 1000 ran
+    assert fits.status == Status.COMMITTED
 
 
 def test_a_record_that_outgrows_a_payload_at_run_time_ends_with_the_limit_named(on_temporal):
@@ -458,6 +534,39 @@ def test_a_record_that_outgrows_a_payload_at_run_time_ends_with_the_limit_named(
             )
 
     on_temporal(scenario)
+
+
+def test_an_error_over_the_payload_limit_is_cut_and_fails_as_it_did(on_temporal):
+    """attack29's F5: a step's and an undo's error of 3 MB could not be handed back (over
+    Temporal's payload limit): the step was heard as timed out after ``step_timeout``, in
+    doubt and leaked, and the undo, timed out too, was called twice. Cut to fit, with a note
+    saying so, each fails as in process: the same record, the messages cut."""
+    from rollback_lessons.events import describe
+    from rollback_lessons.runners.temporal.activities import MESSAGE_LIMIT
+
+    big = 3 * 1024 * 1024
+    undos = []
+
+    def boom(what, state):
+        undos.append(what) if what == "undo" else None
+        raise RuntimeError(what[0] * big)
+
+    def saga():
+        return Saga([Step("a", lambda s: s.update(a=1), partial(boom, "undo")),
+                     Step("b", partial(boom, "step"))], name="big-error")  # fmt: skip
+
+    local = saga().run({}, clock=VirtualClock())
+    undos.clear()
+    there = on_temporal(lambda r: asyncio.wait_for(r.run(saga(), {}, step_timeout=3), 60))
+    assert undos == ["undo"]  # once: its failure heard, never timed out and asked again
+    assert there.status == local.status == Status.ROLLBACK_INCOMPLETE
+    assert there.leaked == local.leaked == () and there.pending == local.pending
+    for error, letter in ((there.error, "s"), (there.dead_letters[0].error, "u")):
+        told = str(error)
+        assert describe(error).startswith(f"RuntimeError('{letter}")  # what it was
+        assert len(told) == MESSAGE_LIMIT and told.startswith(letter * 1000)
+        assert told.endswith(f"[... cut: {big} characters, Temporal carries {MESSAGE_LIMIT}]")
+    assert [d.step for d in there.dead_letters] == ["a"] and there.dead_letters[0].attempts == 1
 
 
 def kill_server_on(port):

@@ -82,14 +82,24 @@ def _all_undone(
     return m, m.step_ok()
 
 
+ASKED_ATTEMPTS = 3
+"""Attempts ``doubt_outlives_retry`` drives: the one that fails after its effect, a clean
+failure the policy may retry, the last. Every later attempt would meet the machine as the
+second did (the doubt is remembered for good, ``Machine._doubted``; the policy's answer to
+the same error changes only at its last attempt), so driving all of a huge
+``max_attempts`` (AWS allows 99,999,999) would ask nothing more, for minutes."""
+
+
 def doubt_outlives_retry(spec: StepSpec) -> bool:
     """Would the machine retry ``spec`` after a failure that may have come after its effect
     (a timeout), and then halt however cleanly the next attempts fail? (A pivot: its doubt
     outlives its retries.) A state machine's Retry forgets the earlier attempt, and its Catch
-    sees only the last error: a writer cannot wire that in, so it refuses such a step."""
+    sees only the last error: a writer cannot wire that in, so it refuses such a step.
+    Asked of ``ASKED_ATTEMPTS`` attempts at most, so a huge ``max_attempts`` answers at once."""
     if spec.retry is None:
         return False
-    m = Machine(CONTINUE, plan=[spec._replace(has_undo=False)])
+    few = replace(spec.retry, max_attempts=min(spec.retry.max_attempts, ASKED_ATTEMPTS))
+    m = Machine(CONTINUE, plan=[spec._replace(has_undo=False, retry=few)])
     m.start()
     op = m.step_failed(InjectedTimeout(spec.name, Fault.FAIL_AFTER_EFFECT, "after its effect"))
     if type(op) is not Wait:

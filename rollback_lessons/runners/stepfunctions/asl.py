@@ -145,25 +145,69 @@ def _exception_classes() -> list[type]:
     return classes
 
 
+AWS_MAXIMUM = 99_999_999
+"""AWS's documented maximum of a Retry's ``MaxAttempts`` and ``IntervalSeconds`` and of a
+task's ``TimeoutSeconds`` (asl-validator does not check it; CreateStateMachine refuses)."""
+MAX_DELAY_SECONDS = 31_622_400
+"""AWS's documented maximum of a Retry's ``MaxDelaySeconds`` (366 days)."""
+
+
 def _retriers(spec: RetrySpec) -> list[dict[str, Any]]:
     """A RetryPolicy as ASL retriers: never the exception types it must not retry, then the
     ones it does, with backoff; each type with its known subclasses (``known_subclasses``).
-    ASL counts whole seconds (at least 1)."""
+    ASL counts whole seconds (at least 1). Within AWS's maxima (``_waits``), or refused."""
     retriers: list[dict[str, Any]] = []
     if spec.non_retryable:
         retriers.append({"ErrorEquals": known_subclasses(spec.non_retryable), "MaxAttempts": 0})
     if spec.max_attempts > 1:
         every = {"Exception", "BaseException"} & set(spec.retry_on)
+        interval, most = _waits(spec)
         retriers.append(
             {
                 "ErrorEquals": ["States.ALL"] if every else known_subclasses(spec.retry_on),
-                "IntervalSeconds": max(1, math.ceil(spec.initial_delay)),
+                "IntervalSeconds": interval,
                 "MaxAttempts": spec.max_attempts - 1,
                 "BackoffRate": max(spec.multiplier, 1.0),
-                "MaxDelaySeconds": max(1, math.ceil(spec.max_delay)),
+                "MaxDelaySeconds": most,
             }
         )
     return retriers
+
+
+def _waits(spec: RetrySpec) -> tuple[int, int]:
+    """``IntervalSeconds`` and ``MaxDelaySeconds`` for ``spec``, within AWS's maxima. The
+    first wait is ``initial_delay`` capped by ``max_delay``, as in process (``delay``). A
+    ``max_delay`` over ``MAX_DELAY_SECONDS`` that no wait reaches (the policy's last wait,
+    ``initial_delay * multiplier ** (max_attempts - 2)``, is under it) is written as that
+    maximum: the waits are the same. A policy that would wait longer, or try more often
+    than ``AWS_MAXIMUM`` allows, is refused in one line naming the limit."""
+    if spec.max_attempts - 1 > AWS_MAXIMUM:
+        raise UnsupportedOnStepFunctions(
+            f"max_attempts={spec.max_attempts}: a Retry's MaxAttempts would be "
+            f"{spec.max_attempts - 1}, over AWS Step Functions' maximum of {AWS_MAXIMUM}"
+        )
+    cap = max(1, math.ceil(spec.max_delay))
+    interval = max(1, math.ceil(min(spec.initial_delay, spec.max_delay)))
+    try:
+        last = min(interval * max(spec.multiplier, 1.0) ** (spec.max_attempts - 2), cap)
+    except OverflowError:  # (a long run of attempts: the cap long reached)
+        last = cap
+    if last > MAX_DELAY_SECONDS:
+        raise UnsupportedOnStepFunctions(
+            f"a retry would wait up to {last:.0f} s (initial_delay={spec.initial_delay:g}, "
+            f"max_delay={spec.max_delay:g}), over AWS Step Functions' maximum MaxDelaySeconds "
+            f"of {MAX_DELAY_SECONDS} (366 days)"
+        )
+    return interval, min(cap, MAX_DELAY_SECONDS)
+
+
+def check_timeout(timeout: object) -> None:
+    """A task's ``TimeoutSeconds``: whole seconds, 1 to ``AWS_MAXIMUM``."""
+    if type(timeout) is not int or not 1 <= timeout <= AWS_MAXIMUM:
+        raise InvalidPipelineError(
+            f"timeout must be an int of seconds from 1 to {AWS_MAXIMUM} (a task's "
+            f"TimeoutSeconds on AWS Step Functions), got {timeout!r}"
+        )
 
 
 TASK = " (task)"
@@ -211,6 +255,7 @@ def _target(fails: Owed, key: dict[str, str], halted: str) -> str:
 
 def plan_asl(plan: SagaPlan, *, timeout: int = 300) -> dict[str, Any]:
     """A SagaPlan as an ASL state machine (see the module's docstring)."""
+    check_timeout(timeout)
     if plan.undo_order != "reverse":
         raise UnsupportedOnStepFunctions(
             f"undo_order={plan.undo_order!r}: the state machine chains the undos newest first"

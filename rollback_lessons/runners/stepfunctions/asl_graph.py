@@ -44,6 +44,7 @@ from .asl import (
     _callback,
     _retried,
     _retriers,
+    check_timeout,
 )
 
 WHAT_NEXT, CHOOSE = "What next", "Go to it"
@@ -136,6 +137,7 @@ class _Writer:
 def graph_asl(plan: SagaPlan, *, timeout: int = 300) -> dict[str, Any]:
     """A SagaPlan as an ASL state machine whose undos the saga machine orders at run time
     (see the module's docstring); ``StepFunctionsRunner`` answers its ``What next``."""
+    check_timeout(timeout)
     if plan.policy.in_code:
         raise UnsupportedPolicy(f"{ENGINE} cannot run an undo policy that decides in Python")
     w = _Writer(plan, timeout)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import functools
 import threading
 import time
@@ -289,10 +290,34 @@ class Threads(ThreadPoolExecutor):
         return len(pending)
 
 
+MESSAGE_LIMIT = 32_768
+"""Characters of an error's text an activity hands back, as Step Functions cuts a task
+failure's ``cause``: a longer one (a 3 MB message) makes a failure too big for the server
+to take, so the step would be heard as timed out, in doubt, and an undo asked again,
+instead of failing as it did. A run's record holds about 40 such failed attempts within
+its own 2 MB (more: ``limits.check_result`` says so, its Outcome not returned)."""
+
+
+def fitted(error: ErrorRecord) -> ErrorRecord:
+    """``error`` with each of its texts over ``MESSAGE_LIMIT`` cut to it, a note saying so
+    at the cut: the failure is still the one it was (its type, its lineage, the start of
+    its message), told in a size Temporal carries."""
+    long = {k: v for k, v in vars(error).items() if isinstance(v, str) and len(v) > MESSAGE_LIMIT}
+    cut: dict[str, Any] = {k: _cut(v) for k, v in long.items()}
+    return dataclasses.replace(error, **cut) if cut else error
+
+
+def _cut(text: str) -> str:
+    note = f" [... cut: {len(text)} characters, Temporal carries {MESSAGE_LIMIT}]"
+    return text[: MESSAGE_LIMIT - len(note)] + note
+
+
 def _application_error(error: ErrorRecord) -> ApplicationError:
     """A failure as Temporal carries it: the facts (type and its ancestors, the injected
     fault) in ``details``, not in the message, and no cause (its own ``__str__`` may not
-    print). Never retried by Temporal: the machine in the workflow decides."""
+    print), each text cut to fit (``fitted``). Never retried by Temporal: the machine in
+    the workflow decides."""
+    error = fitted(error)
     return ApplicationError(
         error.message,
         vars(error),

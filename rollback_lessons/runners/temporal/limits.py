@@ -13,7 +13,8 @@ from ..wire import SagaPlan, record_data
 PAYLOAD_LIMIT = 2 * 1024 * 1024
 """Bytes of one payload (a workflow's input or result, an activity's input): 2 MB."""
 ID_LIMIT = 1000
-"""Characters of an identifier such as a workflow id (``limit.maxIDLength``)."""
+"""Bytes (UTF-8) of an identifier such as a workflow id (``limit.maxIDLength``: the server
+measures a Go string, so ``é`` counts two, ``日`` three)."""
 HISTORY_EVENTS_LIMIT = 51_200
 """Events in one workflow's history."""
 WORKFLOW_TASK = 3
@@ -127,10 +128,11 @@ def check_plan(plan: SagaPlan, input_size: int, history_limit: int = HISTORY_EVE
     of its worst run (``worst_history``: a run that reaches ``history_limit`` is terminated
     by the server, nothing undone), its input (``input_size`` bytes), the record of a run
     that undoes every step (any run that rolls back everything records at least that)."""
-    if len(plan.run_id) > ID_LIMIT:
+    found = len(plan.run_id.encode("utf-8", "surrogatepass"))
+    if found > ID_LIMIT:
         raise TemporalLimitExceeded(
-            f"the workflow id ({len(plan.run_id)} characters, from the saga's name) is over "
-            f"Temporal's limit of {ID_LIMIT} characters for identifiers: name the saga shorter"
+            f"the workflow id ({found} bytes in UTF-8, from the saga's name) is over "
+            f"Temporal's limit of {ID_LIMIT} bytes for identifiers: name the saga shorter"
         )
     worst = worst_history(plan, completion)
     if worst > history_limit:

@@ -295,12 +295,41 @@ CORE_LOG = "rollback_lessons.temporal"
 the application configures logging), not stderr."""
 
 
+SDK_LOG = "temporalio"
+"""The Python SDK's loggers (its worker's, ``temporalio.worker``, and the one it logs an
+activity's end with, ``temporalio.activity``): routed to ``CORE_LOG`` too (``_Forward``)."""
+
+
+class _Forward(logging.Handler):
+    """Hands each record of the SDK's Python loggers to ``CORE_LOG`` (its name kept), whose
+    level and handlers decide: nothing reaches Python's last-resort handler, stderr, unless
+    the application configured logging. (attack29's F9: a runner left while a call hung
+    wrote the worker's "Completing activity as failed" and its traceback there.)"""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        to = logging.getLogger(CORE_LOG)
+        if to.isEnabledFor(record.levelno):
+            to.handle(record)
+
+
+def route_sdk_log() -> None:
+    """Once: the SDK's Python logs go to ``CORE_LOG``, not up to the root logger (where,
+    unconfigured, Python writes a warning and its traceback on stderr). Handlers the
+    application put on ``temporalio`` itself still hear them."""
+    sdk = logging.getLogger(SDK_LOG)
+    if not any(isinstance(h, _Forward) for h in sdk.handlers):
+        sdk.addHandler(_Forward())
+        sdk.propagate = False
+
+
 @functools.cache
 def runtime() -> Runtime:
     """One SDK runtime for all runners: core logs only errors, and to ``CORE_LOG``, not
     stderr: while a server is down, its pollers' retries wrote coloured multi-line errors
     beside the runner's own one line, ``ServerLost`` (attack24's L3); and no worker heartbeats
-    to a server that a lesson stops when it is done."""
+    to a server that a lesson stops when it is done. The SDK's Python logs go there too
+    (``route_sdk_log``)."""
+    route_sdk_log()
     quiet = TelemetryFilter(core_level=CORE_LEVEL, other_level=CORE_LEVEL)
     forward = LogForwardingConfig(logger=logging.getLogger(CORE_LOG))
     return Runtime(
