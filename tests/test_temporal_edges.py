@@ -569,6 +569,33 @@ def test_an_error_over_the_payload_limit_is_cut_and_fails_as_it_did(on_temporal)
     assert [d.step for d in there.dead_letters] == ["a"] and there.dead_letters[0].attempts == 1
 
 
+def test_an_error_text_with_a_lone_surrogate_keeps_its_class(on_temporal):
+    """attack30 F1: a pivot's TimeoutError naming a file ``os.fsdecode`` made (a lone
+    surrogate) could not be encoded to hand back: the SDK sent its own ApplicationError, the
+    class was lost, and the pivot that may have sent was taken for a clean refusal, its
+    earlier step undone across it (rolled_back; in process: halted, the email leaked)."""
+    from rollback_lessons.events import describe
+
+    name = os.fsdecode(b"/data/caf\xe9.csv")
+
+    def email(state):
+        raise TimeoutError(f"sending {name}")
+
+    def saga():
+        return Saga([Step("a", lambda s: s.update(a=1), lambda s: s.pop("a")),
+                     Step("email", email, kind="pivot")], name="surrogate")  # fmt: skip
+
+    local = saga().run({}, clock=VirtualClock())
+    there = on_temporal(lambda r: asyncio.wait_for(r.run(saga(), {}), 60))
+    assert local.status == Status.HALTED and local.leaked == ("email",)
+    assert (there.status, there.leaked, there.state_after) == (
+        local.status,
+        local.leaked,
+        local.state_after,
+    )
+    assert describe(there.error) == describe(local.error)  # its class and words
+
+
 def kill_server_on(port):
     """SIGKILL the dev server (a child of this process) that listens on ``port``, and only
     that one (the module's own server goes on)."""

@@ -302,8 +302,15 @@ def fitted(error: ErrorRecord) -> ErrorRecord:
     """``error`` with each of its texts over ``MESSAGE_LIMIT`` cut to it, a note saying so
     at the cut: the failure is still the one it was (its type, its lineage, the start of
     its message), told in a size Temporal carries."""
-    long = {k: v for k, v in vars(error).items() if isinstance(v, str) and len(v) > MESSAGE_LIMIT}
-    cut: dict[str, Any] = {k: _cut(v) for k, v in long.items()}
+    texts = {k: v for k, v in vars(error).items() if isinstance(v, str) and k != "live"}
+    cut: dict[str, Any] = {k: _cut(v) for k, v in texts.items() if len(v) > MESSAGE_LIMIT}
+    for k, v in texts.items():  # a lone surrogate (``os.fsdecode``'s) cannot be sent: the
+        text = cut.get(k, v)  # SDK would send its own failure, the class lost (attack30 F1)
+        safe = text.encode("utf-8", "backslashreplace").decode()
+        if safe != text:
+            cut[k] = safe
+    if cut:  # its very exception, kept here, would tell it whole again in the record's
+        cut["live"] = None  # events (too big, or a result the workflow cannot send: a hang)
     return dataclasses.replace(error, **cut) if cut else error
 
 
