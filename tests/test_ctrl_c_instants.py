@@ -32,3 +32,41 @@ def test_a_ctrl_c_at_any_instant_of_a_blocks_steps_and_end(mode):
     found = json.loads(done.stdout.splitlines()[-1])
     assert found["total"] >= 14 and found["tried"], found  # (the harness fired)
     assert found["problems"] == [], "\n".join(found["problems"])
+
+
+def test_threads_racing_for_a_step_one_runs_at_a_time_and_every_claim_is_freed():
+    """The claim that replaced the lock (attack28 F2), for many threads: a step runs alone
+    (the others refused before their action, one line), every claim is freed as its ``do``
+    ends, and the block's end, waiting for the last, never hangs."""
+    import threading
+
+    from rollback_lessons import Rollback, StepStillRunning
+
+    inside, most, refused, ran = [0], [0], [], []
+    gate = threading.Barrier(8)
+
+    def action(i: int) -> int:
+        inside[0] += 1
+        most[0] = max(most[0], inside[0])
+        threading.Event().wait(0.001)
+        inside[0] -= 1
+        ran.append(i)
+        return i
+
+    def work(rb: Rollback, i: int) -> None:
+        gate.wait(30)
+        for j in range(20):
+            try:
+                rb.do(f"s{i}-{j}", lambda i=i: action(i), lambda: None)
+            except StepStillRunning:
+                refused.append(i)
+
+    rb = Rollback()
+    with rb:
+        workers = [threading.Thread(target=work, args=(rb, i)) for i in range(8)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(60)
+    assert most[0] == 1 and ran and len(ran) + len(refused) == 160, (most, len(ran))
+    assert rb._running == {} and rb.outcome.status.value == "committed"
