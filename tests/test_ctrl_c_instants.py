@@ -2,19 +2,17 @@
 steps and end (attack28 F1, F2; the harness: kbi_instants.py): the block never hangs, the
 KeyboardInterrupt is re-raised, and the block ends with an outcome that tells what was done
 and undone; only the entry of ``__exit__`` / ``__aexit__`` (and ``__aexit__``'s hand-off of
-the rollback to a task) is Python's, as the README says. Every instant in make soak, every
-fourth in make test (a_part)."""
+the rollback to a task) is Python's, as the README says. Every instant, in make test too:
+about 260 trials, 2 CPU s, most of it the nine interpreters' start (every fourth cost 1.9)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import pytest
-from conftest import SLICE, SOAK
 
 HERE = Path(__file__).parent
 MODES = ["fail", "ok", "stepfail", "fail+w", "ok+w", "stepfail+w", "afail", "aok", "afail+w"]
@@ -22,15 +20,13 @@ MODES = ["fail", "ok", "stepfail", "fail+w", "ok+w", "stepfail+w", "afail", "aok
 
 @pytest.mark.parametrize("mode", MODES)
 def test_a_ctrl_c_at_any_instant_of_a_blocks_steps_and_end(mode):
-    every = 1 if SOAK else 4
-    offset = (SLICE + zlib.crc32(mode.encode())) % every
     done = subprocess.run(
-        [sys.executable, str(HERE / "kbi_instants.py"), mode, str(every), str(offset)],
+        [sys.executable, str(HERE / "kbi_instants.py"), mode, "1", "0"],
         cwd=HERE, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     found = json.loads(done.stdout.splitlines()[-1])
-    assert found["total"] >= 14 and found["tried"], found  # (the harness fired)
+    assert found["total"] >= 14 and len(found["tried"]) == found["total"], found
     assert found["problems"] == [], "\n".join(found["problems"])
 
 
