@@ -26,7 +26,7 @@ from .errors import StepStillRunning
 from .events import Event, EventSink
 from .faults import InjectionLike
 from .machine import Phase
-from .outcome import DeadLetter, Outcome
+from .outcome import DeadLetter, Outcome, Status
 from .policies import PolicyLike, RetryPolicy
 from .ports import UndoJournal
 from .rules import Register, UndoOrder
@@ -126,6 +126,13 @@ class _Base:
         self._woken.set()
         if self._awoken is not None:
             self._awoken.set()
+
+    def _said_committed(self, late: BaseException) -> None:
+        """A Ctrl-C out of the commit: heard once it was done (the outcome says committed),
+        it says so (the README's note), as one in an observer of the commit does."""
+        outcome = self.outcome
+        if outcome is not None and outcome.status is Status.COMMITTED:
+            _guards.committed_note(late)
 
     def _enter(self) -> None:
         if self._state is not _NEW:
@@ -236,8 +243,9 @@ class Rollback(_Base):
                 if failed is None:
                     return
         except BaseException as late:  # (attack28 F1) nothing committed: undone, re-raised
-            if self._state is _CLOSED:  # the commit's own (committed, or in the journal's
-                raise  # hands): as is, with its note
+            if self._state is _CLOSED:  # the commit's own (in the journal's hands): as is;
+                self._said_committed(late)  # or heard once committed: said so (a note)
+                raise
             if failed is None:  # (no call here: no instant a second Ctrl-C is heard at)
                 failed = late  # the block fails there, as in its last step
             elif self._run.raise_after is None:
@@ -351,6 +359,7 @@ class AsyncRollback(_Base):
                 if self._state is not _CLOSED:  # the block fails there, as in its last
                     failed = late  # step (undone, then re-raised); the commit's own: as is
                 else:
+                    self._said_committed(late)
                     raise
             if failed is None:
                 return

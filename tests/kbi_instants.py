@@ -22,6 +22,7 @@ from typing import Any
 
 import rollback_lessons.rollback as module
 from rollback_lessons import AsyncRollback, Rollback, Status
+from rollback_lessons._guards import AFTER_COMMIT
 
 SOURCE = module.__file__
 ENTRY_ALLOWED = {"__exit__", "__aexit__"}  # Python's own instant (README): nothing undone
@@ -166,6 +167,8 @@ def check(mode: str, n: int) -> tuple[Any, list[str]] | None:
     if outcome.status is Status.COMMITTED:
         if undone or left != done or "fail" in mode:
             bad.append(f"committed, yet undone {undone} (the block failed: {'fail' in mode})")
+        if AFTER_COMMIT not in getattr(raised, "__notes__", ()):
+            bad.append("committed, and the Ctrl-C does not say so")
     elif outcome.status in (Status.ROLLED_BACK, Status.CANCELLED):
         if left:
             bad.append(f"{outcome.status.value} but {left} not undone")
