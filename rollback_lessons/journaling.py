@@ -40,6 +40,8 @@ class JournalWriter:
         self.dropped: UndoJournalRun | None = None  # the run a failed write stopped writing
         self.withdrawn = 0  # how many of the machine's ``withdrawn`` undos are written
         self.failed = False  # a write of the rollback failed (said once, in a note)
+        self.unrecorded: list[str] = []  # undos run whose ``done`` no write carried yet
+        self.unsure: list[str] = []  # undos logged (confirmed) that no write carried yet
 
     def watch(
         self, seq: int, kind: EventKind, step: str | None, details: Mapping[str, Any]
@@ -79,19 +81,25 @@ class JournalWriter:
                 self.intents[step] = jrun.register(
                     step, self.named[step], "intent", semantic, timeout or None
                 )
+                self.unsure.clear()  # (written: what was kept went with it)
             elif details["register"] == "none" and step_kind != Kind.GATE:  # (a pivot too)
                 self.intents[step] = jrun.no_undo(step)  # no undo: if it may have happened,
                 self.bare.add(step)  # its effect is leaked, never lost
+                self.unsure.clear()
         elif kind is EventKind.UNDO_REGISTERED:
             assert step is not None
             entry = m.log[-1]
             if step in self.intents:
                 entry.position = self.intents.pop(step)
-                jrun.confirm(entry.position)
+                if jrun.confirm(entry.position):  # (its write may fail: kept for the next)
+                    self.unsure.clear()
+                else:
+                    self.unsure.append(step)
             else:  # durable before anything relies on it
                 entry.position = jrun.register(
                     step, self.named[step], "pending", entry.semantic, entry.timeout
                 )
+                self.unsure.clear()
         elif kind is EventKind.STEP_FAILED:
             if step in self.intents and not details.get("after_effect"):
                 self.refused.append(self.intents.pop(step))  # nothing happened: nothing
@@ -109,7 +117,9 @@ class JournalWriter:
             self.durably(partial(jrun.status, flush=True), "rolling_back")
         elif kind is EventKind.UNDO_DONE:  # each attempt is counted once (a fix by hand: none)
             assert m.entry is not None
-            self.durably(jrun.undo_done, m.entry.position, 0 if details.get("by_hand") else 1)
+            by_hand = 0 if details.get("by_hand") else 1
+            if not self.durably(jrun.undo_done, m.entry.position, by_hand):
+                self.unrecorded.append(m.entry.step)  # (kept: written by the next write)
         elif kind is EventKind.UNDO_FAILED and details["then"] == "dead_letter":
             assert m.entry is not None
             self.durably(jrun.undo_dead, m.entry.position, 1, details["error"])
@@ -143,10 +153,12 @@ class JournalWriter:
                 f"recover undid the saga; check {step!r} by hand"
             ) from None
 
-    def durably(self, write: Callable[..., None], *args: Any) -> None:
-        """A write during the rollback: if it fails, the undos still run in memory."""
+    def durably(self, write: Callable[..., None], *args: Any) -> bool:
+        """A write during the rollback: if it fails, the undos still run in memory (False)."""
         try:
             write(*args)
+            self.unrecorded.clear()  # (written: the writes kept went with it)
+            self.unsure.clear()
         except TakenOver:
             self.jrun = None  # another process holds the saga now: stop, write nothing
             raise  # (the machine ends the rollback there: no other undo runs)
@@ -159,6 +171,8 @@ class JournalWriter:
                     "its writes kept for the next (until one succeeds, the journal shows the "
                     "saga unfinished)",
                 )
+            return False
+        return True
 
     def tried(
         self, write: Callable[[], None], attempts: int = ATTEMPTS, what: str | None = None
@@ -251,8 +265,15 @@ class JournalWriter:
         if len(errors) < ATTEMPTS:
             return
         self.dropped, self.jrun = jrun, None  # the journal keeps the saga unfinished
+        again = [s for s in dict.fromkeys(self.unrecorded) if s not in self.unsure]
         self.m.note(
             EventKind.JOURNAL_FAILED,
             f"journal write failed ({errors[-1]}, {ATTEMPTS} attempts); the journal still "
-            "shows the saga unfinished",
+            "shows the saga unfinished"
+            + (  # (attack28 F3: a disk full to the end; undos given a journal: idempotent)
+                f", and the undo of {', '.join(map(repr, again))} pending though it ran: "
+                "recover will call it again (same idempotency key)"
+                if again
+                else ""
+            ),
         )

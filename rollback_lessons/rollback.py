@@ -26,7 +26,7 @@ from .errors import StepStillRunning
 from .events import Event, EventSink
 from .faults import InjectionLike
 from .machine import Phase
-from .outcome import DeadLetter, Outcome
+from .outcome import DeadLetter, Outcome, Status
 from .policies import PolicyLike, RetryPolicy
 from .ports import UndoJournal
 from .rules import Register, UndoOrder
@@ -58,8 +58,11 @@ class _Base:
         )  # fmt: skip
         self._state = _NEW
         self._outcome: Outcome | None = None
-        self._busy = threading.Lock()  # held while a step runs (attack22 H1: one at a time)
-        self._running: Any = None  # the step that holds it (its name; async: and its end)
+        # the step running, one at a time (attack22 H1): {0: (its name,)}, async (name, end);
+        # claimed by an atomic setdefault in do's try, so its finally knows it is its own at
+        # whatever instant a Ctrl-C lands (attack28 F2: a lock's acquire said so too late)
+        self._running: dict[int, Any] = {}
+        self._waiter: threading.Event | None = None  # set as a step ends: the block waits
         self._left: str | None = None  # the step the block stopped waiting for (a Ctrl-C)
 
     @property
@@ -72,8 +75,9 @@ class _Base:
     def register(self, name: str, undo: Callable[[], Any]) -> None:
         """Log ``undo`` now, for an action the caller runs next (it may fail after its effect)."""
         self._check_open()
-        if self._running is not None:  # (its action runs in the caller's code, next)
-            raise StepStillRunning.refusing(name, self._running[0])
+        running = self._running.get(0)
+        if running is not None:  # (its action runs in the caller's code, next)
+            raise StepStillRunning.refusing(name, running[0])
         self._run.register(name, undo)
 
     @property
@@ -101,6 +105,7 @@ class _Base:
         try:
             self._run.commit()
         except Exception as error:
+            self._state = _ENDING  # (not committed: a Ctrl-C heard as it returns fails there)
             return error
         self._run.finish(None)
         if self._run.raise_after is not None:  # a Ctrl-C in an observer of the commit
@@ -121,6 +126,13 @@ class _Base:
         self._woken.set()
         if self._awoken is not None:
             self._awoken.set()
+
+    def _said_committed(self, late: BaseException) -> None:
+        """A Ctrl-C out of the commit: heard once it was done (the outcome says committed),
+        it says so (the README's note), as one in an observer of the commit does."""
+        outcome = self.outcome
+        if outcome is not None and outcome.status is Status.COMMITTED:
+            _guards.committed_note(late)
 
     def _enter(self) -> None:
         if self._state is not _NEW:
@@ -151,14 +163,13 @@ class Rollback(_Base):
         failed. A blocking call cannot be pre-empted: it goes on in a helper thread and its
         result is dropped, so prefer a timeout inside the call itself.
         """
-        busy = self._busy
-        if not busy.acquire(False):  # another thread's step runs: refused before anything
-            raise StepStillRunning.refusing(name, (self._running or ("?",))[0])
-        if retry is not None and self._woken is None:  # (its wait to retry: ``_stop_tries``)
-            self._woken = threading.Event()
-            self._run.clock = _Wakeable(self._run.clock, self._woken)
-        self._running = (name,)
-        try:
+        claims, claim = self._running, (name,)
+        try:  # (the claim, in the try: its finally frees it whatever instant a Ctrl-C lands)
+            if claims.setdefault(0, claim) is not claim:  # another thread's step runs:
+                raise StepStillRunning.refusing(name, claims.get(0, ("?",))[0])  # refused
+            if retry is not None and self._woken is None:  # (its wait to retry: _stop_tries)
+                self._woken = threading.Event()
+                self._run.clock = _Wakeable(self._run.clock, self._woken)
             return self._do(name, action, undo, register, retry, undo_timeout)
         except BaseException as exc:
             if self._left != name:
@@ -167,9 +178,11 @@ class Rollback(_Base):
                 f"step {name!r} ended after its block did: a Ctrl-C came while the block "
                 "waited for it, and the block's outcome reports it cut short"
             ) from exc
-        finally:
-            self._running = None
-            busy.release()
+        finally:  # (no call before the claim is freed: no instant a Ctrl-C is heard at)
+            if 0 in claims and claims[0] is claim:
+                del claims[0]
+                if self._waiter is not None:  # the block's end waits for this step
+                    self._waiter.set()
 
     def _do(
         self,
@@ -221,31 +234,22 @@ class Rollback(_Base):
         tb: TracebackType | None,
     ) -> None:
         failed = exc
-        self._state = _ENDING  # no step begins now (one running is waited for)
-        busy = self._busy
-        if not busy.acquire(False):  # a step still runs in another thread: the block ends
-            if failed is not None:  # once it returns (then undone with the rest), never over
-                self._stop_tries(failed)  # it (attack22 H1); it begins no new try
-            try:
-                busy.acquire()
-            except BaseException as late:  # a Ctrl-C while waiting: that step is cut short
-                self._left = (self._running or ("",))[0]
-                failed = _cut_running(self._run, late, failed)
-                self._stop_tries(None)
-            else:
-                busy.release()
-        else:
-            busy.release()
-        if failed is None:
-            try:  # (inline: a function's entry is where CPython hears a Ctrl-C)
-                failed = self._commit()
-            except BaseException as late:  # heard at _commit's entry: nothing committed,
-                if self._state is not _CLOSED:  # the block fails there, as in its last
-                    failed = late  # step (undone, then re-raised); the commit's own: as is
-                else:
-                    raise
+        try:  # a Ctrl-C heard from here on (only the entry is Python's) fails the block there
+            self._state = _ENDING  # no step begins now (one running is waited for)
+            if self._running:  # a step still runs in another thread: the block ends once it
+                failed = self._wait_step(failed)  # returns (then undone), never over it
             if failed is None:
-                return
+                failed = self._commit()
+                if failed is None:
+                    return
+        except BaseException as late:  # (attack28 F1) nothing committed: undone, re-raised
+            if self._state is _CLOSED:  # the commit's own (in the journal's hands): as is;
+                self._said_committed(late)  # or heard once committed: said so (a note)
+                raise
+            if failed is None:  # (no call here: no instant a second Ctrl-C is heard at)
+                failed = late  # the block fails there, as in its last step
+            elif self._run.raise_after is None:
+                self._run.raise_after = late  # the block's error kept; re-raised after
         run = self._run
         try:
             if run.history is None:
@@ -262,6 +266,24 @@ class Rollback(_Base):
         if failed is not exc:
             raise failed
         # returning None re-raises the original exception, unchanged
+
+    _Waiter = threading.Event  # (a test's seam: how the block's end waits for a step)
+
+    def _wait_step(self, failed: BaseException | None) -> BaseException | None:
+        """The block ended while a step runs in another thread: it begins no new try, and
+        the block waits for it; a Ctrl-C in the wait cuts it short (reported leaked)."""
+        try:
+            if failed is not None:
+                self._stop_tries(failed)
+            waiter = self._waiter = self._Waiter()
+            while self._running:  # (set as a step frees its claim; refused ones too)
+                waiter.wait()
+                waiter.clear()
+        except BaseException as late:  # a Ctrl-C while waiting: that step is cut short
+            self._left = self._running.get(0, ("",))[0]
+            failed = _cut_running(self._run, late, failed)
+            self._stop_tries(None)
+        return failed
 
 
 class AsyncRollback(_Base):
@@ -287,21 +309,23 @@ class AsyncRollback(_Base):
         """Await ``action()`` and log ``undo``; an undo past ``undo_timeout`` is cancelled.
         One step at a time: a ``do`` while another runs (``asyncio.gather``) is refused."""
         self._check_open()
-        if self._running is not None:  # refused before anything (attack22 H1)
-            raise StepStillRunning.refusing(name, self._running[0])
+        claims = self._running
+        if claims:  # refused before anything (attack22 H1)
+            raise StepStillRunning.refusing(name, claims[0][0])
         import asyncio
 
         if retry is not None and self._woken is None:  # (its wait to retry: ``_stop_tries``)
             self._woken, self._awoken = threading.Event(), asyncio.Event()
             self._run.clock = _Wakeable(self._run.clock, self._woken, self._awoken)
         ended = asyncio.Event()
-        self._running = (name, ended)
-        try:
+        try:  # (the claim, in the try: its finally frees it, attack28 F2)
+            claims[0] = (name, ended)
             return await self._run.astep(  # type: ignore[no-any-return]
                 name, action, undo, register, retry, undo_timeout
             )
         finally:
-            self._running = None
+            if 0 in claims and claims[0][1] is ended:
+                del claims[0]
             ended.set()
 
     async def __aexit__(
@@ -313,10 +337,10 @@ class AsyncRollback(_Base):
         failed = exc
         self._state = _ENDING  # no step begins now (one running is waited for)
         cancelled_again = False
-        if self._running is not None:  # a step still runs in another task (a gather): the
-            import asyncio  # block ends once it returns, never over it (attack22 H1)
+        if self._running:  # a step still runs in another task (a gather): the block
+            import asyncio  # ends once it returns, never over it (attack22 H1)
 
-            ended = self._running[1]
+            ended = self._running[0][1]
             if failed is not None:  # (as ``Rollback``'s: no new try, its wait ended)
                 self._stop_tries(failed)
             while not ended.is_set():
@@ -335,6 +359,7 @@ class AsyncRollback(_Base):
                 if self._state is not _CLOSED:  # the block fails there, as in its last
                     failed = late  # step (undone, then re-raised); the commit's own: as is
                 else:
+                    self._said_committed(late)
                     raise
             if failed is None:
                 return

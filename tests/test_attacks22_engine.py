@@ -317,19 +317,11 @@ def test_names_written_before_they_were_qualified_read_as_before():
     assert matches(builtin, (ConnectionError,)) and not matches(builtin, (requests_error,))
 
 
-class _CtrlCWhileWaiting:
-    """``Rollback``'s step lock, with a Ctrl-C landing in the block's wait for it."""
+class _CtrlCWhileWaiting(threading.Event):
+    """``Rollback``'s wait for the running step, with a Ctrl-C landing in it."""
 
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-
-    def acquire(self, blocking: bool = True) -> bool:
-        if blocking:
-            raise KeyboardInterrupt
-        return self.lock.acquire(False)
-
-    def release(self) -> None:
-        self.lock.release()
+    def wait(self, timeout: float | None = None) -> bool:
+        raise KeyboardInterrupt
 
 
 @pytest.mark.parametrize("register", ["after", "before"])
@@ -355,7 +347,7 @@ def test_a_ctrl_c_while_the_block_waits_for_a_step_reports_it_leaked(register):
             ended.append(exc)
 
     rb = Rollback()
-    rb._busy = _CtrlCWhileWaiting()  # type: ignore[assignment]
+    rb._Waiter = _CtrlCWhileWaiting  # type: ignore[assignment,misc]
     worker = threading.Thread(target=work)
     with pytest.raises(KeyboardInterrupt) as raised:
         with rb:

@@ -13,21 +13,17 @@ from rollback_lessons import RetryPolicy, Rollback, Status
 from rollback_lessons.machine import RAISE, Machine, Phase
 
 
-class _Told:
-    """``Rollback``'s step lock, telling when the block begins to wait for the running step
-    (by then the block has failed, and said so to the run)."""
+class _Told(threading.Event):
+    """``Rollback``'s wait for the running step, telling when the block begins to wait for
+    it (by then the block has failed, and said so to the run)."""
 
     def __init__(self) -> None:
-        self.lock, self.waiting = threading.Lock(), threading.Event()
+        super().__init__()
+        self.waiting = threading.Event()
 
-    def acquire(self, blocking: bool = True) -> bool:
-        if not blocking:
-            return self.lock.acquire(False)
+    def wait(self, timeout: float | None = None) -> bool:
         self.waiting.set()
-        return self.lock.acquire()
-
-    def release(self) -> None:
-        self.lock.release()
+        return super().wait(timeout)
 
 
 def _block_fails_while(car, retry: RetryPolicy):
@@ -35,7 +31,8 @@ def _block_fails_while(car, retry: RetryPolicy):
     world: list[str] = []
     ended: list[BaseException] = []
     rb = Rollback()
-    rb._busy = told = _Told()  # type: ignore[assignment]
+    told = _Told()
+    rb._Waiter = lambda: told  # type: ignore[assignment,method-assign]
     began = threading.Event()
 
     def work() -> None:
@@ -106,11 +103,9 @@ def test_a_failed_block_ends_the_wait_to_retry_of_the_step_it_waits_for():
     assert rb.outcome.status is Status.ROLLED_BACK and isinstance(ended[0], ConnectionError)
 
 
-class _CtrlCWhileWaiting(_Told):
-    def acquire(self, blocking: bool = True) -> bool:
-        if blocking:
-            raise KeyboardInterrupt
-        return self.lock.acquire(False)
+class _CtrlCWhileWaiting(threading.Event):
+    def wait(self, timeout: float | None = None) -> bool:
+        raise KeyboardInterrupt
 
 
 def test_a_ctrl_c_while_the_block_waits_says_once_that_the_step_still_ran():
@@ -124,7 +119,7 @@ def test_a_ctrl_c_while_the_block_waits_says_once_that_the_step_still_ran():
         go.wait(30)
 
     rb = Rollback()
-    rb._busy = _CtrlCWhileWaiting()  # type: ignore[assignment]
+    rb._Waiter = _CtrlCWhileWaiting  # type: ignore[assignment,misc]
     ended: list[BaseException] = []
 
     def work() -> None:

@@ -73,3 +73,51 @@ def test_a_with_blocks_write_failing_going_forward_is_one_typed_line(tmp_path, n
     assert str(error).startswith("the journal could not be written at the step_start event of ")
     assert "database or disk is full" in str(error) and "\n" not in str(error)
     assert world == {}  # what was done before the failed write is undone
+
+
+def test_a_disk_full_to_the_end_says_which_undos_recover_will_call_again(tmp_path):
+    """attack28's F3: every write fails from the n-th on, to the process's end (a disk full
+    until then). In process the block is rolled back (its undos ran), but the journal
+    still shows them pending, and ``recover`` calls them again, with the same key. The
+    outcome's note now names exactly those undos (and only them), for every n."""
+    registry, calls = Registry(), []
+
+    @compensation("f3_undo", registry)
+    def undo(k, idempotency_key=None):
+        calls.append((k, idempotency_key))
+
+    told_again = 0
+    for n in range(1, 12):
+        calls.clear()
+        with Journal(str(tmp_path / f"j{n}.db")) as journal:
+            real, count = journal.write, [0]
+
+            def write(statements, real=real, count=count, n=n, **kw):
+                count[0] += 1
+                if count[0] >= n:
+                    raise sqlite3.OperationalError("database or disk is full")
+                return real(statements, **kw)
+
+            journal.write = write  # type: ignore[method-assign]
+            rb = None
+            with pytest.raises((JournalError, ValueError)):
+                rb = Rollback(journal=journal, run_id="r")  # (n=1: refused, nothing ran)
+                with rb:
+                    for k in "ab":
+                        rb.do(k, lambda: None, undo.bind(k=k))
+                    raise ValueError("the block fails")
+            journal.write = real  # type: ignore[method-assign]
+            if rb is None:
+                continue
+            in_process = list(calls)
+            notes = [note for note in rb.outcome.notes if "recover will call it again" in note]
+            journal.write([("UPDATE sagas SET owner_pid = ?, owner_started = NULL", (dead_pid(),))])
+            recover(journal, registry)
+        again = [k for k, key in calls[len(in_process) :] if (k, key) in in_process]
+        if again:
+            told_again += 1
+            assert len(notes) == 1, (n, rb.outcome.notes)
+            assert f"the undo of {', '.join(map(repr, again))} pending though it ran" in notes[0]
+        else:
+            assert notes == [], (n, notes)
+    assert told_again > 0  # (some n left a done undo pending: the case is tested)

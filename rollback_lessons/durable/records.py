@@ -212,16 +212,19 @@ class JournalRun:
                 self._pending = [st for st in self._pending if st is not statement]
             raise
 
-    def confirm(self, position: int) -> None:
+    def confirm(self, position: int) -> bool:
         """The step of an ``intent`` succeeded: its undo is logged, written at once (what is
         done from here on, a slow next step with nothing to write, may be killed: recover
         must find the undo, not a step that leaked). Without waiting for the disk: the
         next durable commit syncs it, and until then a power loss leaves the step reported
         leaked, as before it returned. If it cannot be written now, it goes with the next
-        write (a step's call returned: the run is not failed for that)."""
+        write (a step's call returned: the run is not failed for that): then False."""
         self._set_state(position, "pending")
-        with contextlib.suppress(Exception):  # (kept in _pending by flush)
+        try:
             self.flush(sync=False)
+        except Exception:  # (kept in _pending by flush)
+            return False
+        return True
 
     def no_undo_done(self, position: int) -> None:
         """A step with no undo returned (``no_undo``): nothing to undo, its effect stands by

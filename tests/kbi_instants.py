@@ -1,0 +1,212 @@
+"""A KeyboardInterrupt at the n-th instant CPython 3.11 hears a Ctrl-C at in rollback.py,
+for every n, during a ``Rollback`` / ``AsyncRollback`` block (attack28 F1, F2): a
+function's entry (RESUME), right after a call returns (before its result is stored), and a
+backward jump. A trace function raises it there (opcode events); each trial is checked on
+the world's record. Run by test_ctrl_c_instants.py in a fresh interpreter (a
+KeyboardInterrupt raised by a trace function inside asyncio upsets 3.11's recursion count
+for what runs after it, test_attacks8).
+
+usage: kbi_instants.py MODE EVERY OFFSET  (MODE: fail|ok|stepfail|afail|aok, each "+w" for
+a block with an observer: the machine's path, not the recorded one). Prints one JSON line:
+the count of instants, the ones tried, and the problems found."""
+
+from __future__ import annotations
+
+import asyncio
+import dis
+import json
+import signal
+import sys
+from pathlib import Path
+from types import CodeType, FrameType
+from typing import Any
+
+import rollback_lessons.rollback as module
+from rollback_lessons import AsyncRollback, Rollback, Status
+from rollback_lessons._guards import AFTER_COMMIT
+
+SOURCE = module.__file__
+ENTRY_ALLOWED = {"__exit__", "__aexit__"}  # Python's own instant (README): nothing undone
+# __aexit__ hands the rollback to a task (isinstance, aroll_back, ensure_future, shield):
+# there too (under asyncio.run only a second Ctrl-C lands there), README: from this line on
+HAND_OFF = next(
+    i
+    for i, line in enumerate(Path(SOURCE).read_text().splitlines(), 1)
+    if "cancelled = isinstance(failed, asyncio.CancelledError)" in line
+)
+BEFORE = {"__init__", "__enter__", "__aenter__", "_enter"}  # (before the block: not its end)
+_CALLS = {"CALL", "CALL_FUNCTION_EX"}
+_instants: dict[CodeType, frozenset[int]] = {}
+
+
+def instants(code: CodeType) -> frozenset[int]:
+    """Offsets where the eval loop checks its breaker: after a call, a backward jump's target."""
+    if code not in _instants:
+        found, call = set(), None
+        for ins in dis.get_instructions(code):
+            if call is not None and _handler(code, ins.offset) == _handler(code, call):
+                found.add(ins.offset)  # (else a trace raising there is not the call's region:
+            call = ins.offset if ins.opname in _CALLS else None  # a return to a finally)
+            if ins.opname.startswith("JUMP_BACKWARD"):
+                found.add(ins.argval)
+        _instants[code] = frozenset(found)
+    return _instants[code]
+
+
+def _handler(code: CodeType, offset: int) -> int | None:
+    """Where an exception raised at ``offset`` goes (its try's handler), None if nowhere."""
+    for entry in dis._parse_exception_table(code):  # type: ignore[attr-defined]
+        if entry.start <= offset < entry.end:
+            return int(entry.target)
+    return None
+
+
+class Tracer:
+    def __init__(self, n: int) -> None:
+        self.n, self.count, self.fired = n, 0, None
+
+    def glob(self, frame: FrameType, event: str, arg: Any) -> Any:
+        if frame.f_code.co_filename != SOURCE or frame.f_code.co_name in BEFORE:
+            return None
+        frame.f_trace_opcodes = True
+        if event == "call" and _is_entry(frame):
+            self._tick(frame, "entry")
+        return self.local
+
+    def local(self, frame: FrameType, event: str, arg: Any) -> Any:
+        if event == "opcode" and frame.f_lasti in instants(frame.f_code):
+            self._tick(frame, "after a call or a jump")
+        return self.local
+
+    def _tick(self, frame: FrameType, kind: str) -> None:
+        self.count += 1
+        if self.count == self.n:
+            self.fired = (frame.f_code.co_name, frame.f_lineno, kind)
+            sys.settrace(None)
+            frame.f_trace = None
+            raise KeyboardInterrupt(f"at {self.fired}")
+
+
+def _is_entry(frame: FrameType) -> bool:
+    """A function's first start (RESUME 0), not a coroutine resumed after an await."""
+    for ins in dis.get_instructions(frame.f_code):
+        if ins.offset == frame.f_lasti:
+            return ins.opname == "RESUME" and ins.arg == 0
+    return False
+
+
+def block(mode: str, world: list[str]) -> tuple[Any, BaseException | None]:
+    watched = mode.endswith("+w")
+    mode = mode.removesuffix("+w")
+    kind = AsyncRollback if mode.startswith("a") else Rollback
+    rb = kind(on_event=(lambda e: None) if watched else None)
+
+    def step(s: str) -> tuple[Any, Any]:
+        return (lambda: world.append(s)), (lambda: world.append("undo " + s))
+
+    def failing() -> None:
+        world.append("s3")
+        raise TimeoutError("after its effect")
+
+    async def async_body() -> None:
+        async with rb:
+            for s in ("s1", "s2", "s3"):
+                await rb.do(s, *step(s))
+            if mode == "afail":
+                raise ValueError("the block fails")
+
+    raised = None
+    try:
+        if kind is AsyncRollback:
+            asyncio.run(async_body())
+        else:
+            with rb:
+                for s in ("s1", "s2"):
+                    rb.do(s, *step(s))
+                if mode == "stepfail":
+                    rb.do("s3", failing, lambda: world.append("undo s3"), register="before")
+                else:
+                    rb.do("s3", *step("s3"))
+                if mode == "fail":
+                    raise ValueError("the block fails")
+    except BaseException as exc:
+        raised = exc
+    finally:
+        sys.settrace(None)
+    return rb, raised
+
+
+class Hang(BaseException):
+    pass
+
+
+def check(mode: str, n: int) -> tuple[Any, list[str]] | None:
+    """Trial ``n``: None once n is past the last instant; else where it fired and problems."""
+    world: list[str] = []
+    tracer = Tracer(n)
+    signal.alarm(5)
+    sys.settrace(tracer.glob)
+    try:
+        rb, raised = block(mode, world)
+    except Hang:
+        return tracer.fired, ["hang: the block's end waited 5 s"]
+    finally:
+        sys.settrace(None)
+        signal.alarm(0)
+    if isinstance(raised, Hang):
+        return tracer.fired, ["hang: the block's end waited 5 s"]
+    if tracer.fired is None:
+        return None
+    bad: list[str] = []
+    done = [w for w in world if not w.startswith("undo ")]
+    undone = [w[5:] for w in world if w.startswith("undo ")]
+    bad += [f"undo {u} ran twice" for u in set(undone) if undone.count(u) > 1]
+    if not isinstance(raised, KeyboardInterrupt):
+        bad.append(f"the Ctrl-C was not re-raised: {raised!r}")
+    outcome = rb.outcome
+    name, _, kind = tracer.fired
+    if outcome is None:
+        line = tracer.fired[1]
+        if not ((kind == "entry" and name in ENTRY_ALLOWED) or
+                (name == "__aexit__" and line >= HAND_OFF)):  # fmt: skip
+            bad.append(f"the block ended with no outcome; world {world}")
+        return tracer.fired, bad
+    left = [s for s in done if s not in undone]
+    if outcome.status is Status.COMMITTED:
+        if undone or left != done or "fail" in mode:
+            bad.append(f"committed, yet undone {undone} (the block failed: {'fail' in mode})")
+        if AFTER_COMMIT not in getattr(raised, "__notes__", ()):
+            bad.append("committed, and the Ctrl-C does not say so")
+    elif outcome.status in (Status.ROLLED_BACK, Status.CANCELLED):
+        if left:
+            bad.append(f"{outcome.status.value} but {left} not undone")
+    else:
+        unreported = [s for s in left if s not in outcome.pending and s not in outcome.leaked]
+        if unreported:
+            bad.append(f"{outcome.status.value}: {unreported} left, not reported")
+    return tracer.fired, bad
+
+
+def main() -> None:
+    mode, every, offset = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+
+    def on_alarm(*_: object) -> None:
+        raise Hang
+
+    signal.signal(signal.SIGALRM, on_alarm)
+    counter = Tracer(0)
+    sys.settrace(counter.glob)
+    block(mode, [])
+    total = counter.count
+    tried, problems = [], []
+    for n in range(1 + offset, total + 1, every):
+        result = check(mode, n)
+        assert result is not None, f"instant {n} of {total} never came"
+        fired, bad = result
+        tried.append(n)
+        problems += [f"n={n} {fired}: {b}" for b in bad]
+    print(json.dumps({"total": total, "tried": tried, "problems": problems}))
+
+
+if __name__ == "__main__":
+    main()
