@@ -113,6 +113,7 @@ class _Base:
         return None
 
     _woken: threading.Event | None = None  # set once the block failed (a step retries)
+    _waking = False  # its set begun
     _awoken: Any = None  # AsyncRollback's: an asyncio.Event set with it
 
     def _stop_tries(self, failed: BaseException | None) -> None:
@@ -123,6 +124,7 @@ class _Base:
         m = self._run.m
         if failed is not None and not m.rolling and m.phase in (Phase.STEP, Phase.STEP_WAIT):
             m.stop(failed)
+        self._waking = True  # (``Rollback._cut_step``: never a second set over a held lock)
         self._woken.set()
         if self._awoken is not None:
             self._awoken.set()
@@ -246,7 +248,9 @@ class Rollback(_Base):
             if self._state is _CLOSED:  # the commit's own (in the journal's hands): as is;
                 self._said_committed(late)  # or heard once committed: said so (a note)
                 raise
-            if failed is None:  # (no call here: no instant a second Ctrl-C is heard at)
+            if self._running and self._left is None:  # a step still runs in another thread
+                failed = self._cut_step(late, failed)  # (heard at any instant: attack31 F2)
+            elif failed is None:  # (no call here: no instant a second Ctrl-C is heard at)
                 failed = late  # the block fails there, as in its last step
             elif self._run.raise_after is None:
                 self._run.raise_after = late  # the block's error kept; re-raised after
@@ -272,16 +276,22 @@ class Rollback(_Base):
     def _wait_step(self, failed: BaseException | None) -> BaseException | None:
         """The block ended while a step runs in another thread: it begins no new try, and
         the block waits for it; a Ctrl-C in the wait cuts it short (reported leaked)."""
-        try:
-            if failed is not None:
-                self._stop_tries(failed)
-            waiter = self._waiter = self._Waiter()
-            while self._running:  # (set as a step frees its claim; refused ones too)
-                waiter.wait()
-                waiter.clear()
-        except BaseException as late:  # a Ctrl-C while waiting: that step is cut short
-            self._left = self._running.get(0, ("",))[0]
-            failed = _cut_running(self._run, late, failed)
+        if failed is not None:  # (a Ctrl-C heard here or in the wait: ``_cut_step``)
+            self._stop_tries(failed)
+        waiter = self._waiter = self._Waiter()
+        while self._running:  # (set as a step frees its claim; refused ones too)
+            waiter.wait()
+            waiter.clear()
+        return failed
+
+    def _cut_step(self, late: BaseException, failed: BaseException | None) -> BaseException:
+        """A Ctrl-C while the block waited for a step of another thread: that step is cut
+        short (reported leaked), begins no new try, and the Ctrl-C is re-raised after the
+        rollback. Its wait to retry is woken unless a wake was under way when the Ctrl-C
+        came (the Event's lock may be held: attack31 F3, a hang)."""
+        self._left = self._running.get(0, ("",))[0]
+        failed = _cut_running(self._run, late, failed)
+        if not self._waking:
             self._stop_tries(None)
         return failed
 

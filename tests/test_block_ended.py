@@ -5,6 +5,7 @@ it says once that it still ran."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import pytest
@@ -306,3 +307,90 @@ def test_a_gathered_step_begun_as_the_async_block_ends_is_undone_or_refused(tick
         refusals = ("refused before its action", "only usable inside its with block")
         assert isinstance(said[0], RuntimeError) and any(r in str(said[0]) for r in refusals)
         assert "b" not in rb.outcome.compensated and "b" not in rb.outcome.completed
+
+
+def _ctrl_c_at(where):
+    """A tracer raising KeyboardInterrupt once, at ``where(frame, event)``."""
+    import sys
+
+    def tracer(frame, event, arg):
+        if where(frame, event):
+            sys.settrace(None)
+            raise KeyboardInterrupt
+        return tracer
+
+    return tracer
+
+
+def _fails_while_another_thread_steps(where, retry: RetryPolicy | None = None):
+    """A block that fails while s0 runs in another thread, a Ctrl-C at ``where``: the
+    outcome at the block's end, the effects and undos once the thread ended."""
+    import sys
+    import time
+
+    effects, undos, began = [], [], threading.Event()
+
+    def action():
+        began.set()
+        time.sleep(0.3)
+        if retry is not None:
+            raise ConnectionError("flaky")
+        effects.append("s0")
+
+    rb = Rollback()
+
+    def step():
+        with contextlib.suppress(BaseException):  # (its own end: the block's outcome tells)
+            rb.do("s0", action, lambda: undos.append("s0"), retry=retry)
+
+    thread = threading.Thread(target=step, daemon=True)
+    with pytest.raises(KeyboardInterrupt):
+        with rb:
+            thread.start()
+            began.wait(5)
+            sys.settrace(_ctrl_c_at(where))
+            raise RuntimeError("body fails")
+    sys.settrace(None)
+    at_end = rb.outcome
+    thread.join(5 if retry is None else 0.5)
+    return at_end, effects, undos
+
+
+def test_a_ctrl_c_as_the_block_begins_to_wait_for_a_step_reports_it_leaked():
+    """attack31 F2: a Ctrl-C heard at the entry of the block's wait (a function's entry,
+    outside the wait's own handler) rolled back over the step still running in another
+    thread: rolled_back, nothing leaked, its effect landing after, never undone (with a
+    journal, lost for good)."""
+    at_end, effects, undos = _fails_while_another_thread_steps(
+        lambda frame, event: event == "call" and frame.f_code.co_name == "_wait_step"
+    )
+    assert at_end is not None and at_end.status is Status.ROLLBACK_INCOMPLETE
+    assert at_end.leaked == ("s0",)  # it still ran: what it did is for a person
+    assert effects == ["s0"] and undos == []
+
+
+def test_a_ctrl_c_inside_the_wake_of_a_retrying_step_never_hangs_the_block():
+    """attack31 F3: a Ctrl-C heard as the wake's Event took its lock left the lock held;
+    the handler woke it again and waited on that lock for good."""
+
+    def in_the_wake(frame, event):
+        back = frame.f_back
+        caller = back.f_back if back is not None else None
+        return (event == "return" and frame.f_code.co_name == "__enter__"
+                and back is not None and back.f_code.co_name == "set"
+                and caller is not None and caller.f_code.co_name == "_stop_tries")  # fmt: skip
+
+    ended = []
+    worker = threading.Thread(
+        target=lambda: ended.append(
+            _fails_while_another_thread_steps(
+                in_the_wake, RetryPolicy(max_attempts=5, initial_delay=1.0)
+            )
+        ),
+        daemon=True,
+    )
+    worker.start()
+    worker.join(20)
+    assert ended, "the block's end hung"
+    at_end, _, _ = ended[0]
+    assert at_end is not None and at_end.status is Status.ROLLBACK_INCOMPLETE
