@@ -165,6 +165,17 @@ def cut_forward(run: Run, error: BaseException) -> Op | None:
     return cut_forward_of(run.m, error, run.uncalled)
 
 
+def log_cut_off(m: Machine | GraphMachine) -> None:
+    """A step done whose undo's log was cut off (a Ctrl-C in its done event, or in the
+    machine's ``step_ok`` before the entry: a gathered step's, whose block then fails as
+    cancelled, attack31 F1) is logged now: undone with the rest, never left standing."""
+    if m.completed and not m.rolling and m.phase is not Phase.DONE:
+        last = m.completed[-1]
+        spec = m.specs[last] if isinstance(m, GraphMachine) else m.spec
+        if spec is not None and spec.name == last and spec.has_undo and not m.logged(last):
+            log_anyway(m, spec)
+
+
 def cut_forward_of(
     m: Machine | GraphMachine, error: BaseException, uncalled: tuple[str, ...] = ()
 ) -> Op | None:
@@ -173,11 +184,7 @@ def cut_forward_of(
     was not called."""
     if m.rolling or m.phase is Phase.DONE:
         return None
-    if m.completed:
-        last = m.completed[-1]
-        spec = m.specs[last] if isinstance(m, GraphMachine) else m.spec
-        if spec is not None and spec.name == last and spec.has_undo and not m.logged(last):
-            log_anyway(m, spec)
+    log_cut_off(m)
     if isinstance(error, Exception):
         if isinstance(m, GraphMachine):  # launched with it, never called: never run
             for step in uncalled:

@@ -394,3 +394,46 @@ def test_a_ctrl_c_inside_the_wake_of_a_retrying_step_never_hangs_the_block():
     assert ended, "the block's end hung"
     at_end, _, _ = ended[0]
     assert at_end is not None and at_end.status is Status.ROLLBACK_INCOMPLETE
+
+
+def test_a_ctrl_c_between_a_gathered_steps_done_and_its_undo_logged_is_undone():
+    """attack31 F1: a KeyboardInterrupt heard in the machine's step_ok after the step was
+    done and before its undo was logged, in a gathered task, leaves the loop; asyncio.run
+    cancels the block's task and the block rolled back as cancelled with an empty log:
+    'cancelled', the step done, its undo never called, neither leaked nor pending."""
+    import asyncio
+    import sys
+
+    from rollback_lessons import AsyncRollback
+
+    def at_entry(frame, event):
+        back = frame.f_back
+        return (event == "call" and frame.f_code.co_name == "__init__"
+                and frame.f_code.co_filename.endswith("operations.py")
+                and back is not None and back.f_code.co_name == "step_ok")  # fmt: skip
+
+    rb, done, undone = AsyncRollback(), [], []
+
+    def step(name):
+        async def action():
+            await asyncio.sleep(0)
+            done.append(name)
+
+        async def undo():
+            undone.append(name)
+
+        return rb.do(name, action, undo)
+
+    async def block():
+        async with rb:
+            sys.settrace(_ctrl_c_at(at_entry))
+            await asyncio.gather(step("s0"), step("s1"))
+
+    with pytest.raises((KeyboardInterrupt, asyncio.CancelledError)):
+        asyncio.run(block())
+    sys.settrace(None)
+    outcome = rb.outcome
+    assert outcome is not None and done
+    left = set(done) - set(undone)
+    assert left <= set(outcome.leaked) | set(outcome.pending)  # each undone or reported
+    assert set(undone) <= set(done)
