@@ -22,7 +22,7 @@ from conftest import a_part
 from test_panel_stop import WORLDS
 
 from rollback_lessons.faults import LABELS, Fault, fault_space
-from rollback_lessons.lab.panel_controls import CUE_LINE, cue_fits
+from rollback_lessons.lab.panel_controls import CUE_LINE, Said, cue_fits
 from rollback_lessons.lab.widgets import RollbackLab
 from rollback_lessons.worlds import travel
 
@@ -204,3 +204,14 @@ def test_a_stop_in_a_group_names_the_steps_that_start_with_the_running_one(first
             assert cue_fits(shown)
         else:
             assert " with " not in shown, (at, shown)
+
+
+@pytest.mark.parametrize("none", ["no faults", "none struck"])
+def test_a_cue_shortened_never_counts_no_fault_as_one(none):
+    """newuser22: a committed run's late Stop made the cue too long, and its shortened form
+    counted "no faults" as "1 fault struck"."""
+    said = Said("committed (too late: the run failed or ended before the Stop was heard)",
+                none, ("reserve undo fails",) if none == "none struck" else (),
+                stop="Stop after event 10")  # fmt: skip
+    shown, whole = said.cue("↻ run 12")
+    assert "fault struck" not in shown and none in shown and none in whole

@@ -9,6 +9,10 @@ CUE_LINE = 46  # characters a line of the cue holds at least (13 px bold in the 
 # column beside the 560 px picture, at 1366x768: 47-50 seen in Chromium, newuser20)
 
 
+NO_FAULTS, NONE_STRUCK = "no faults", "none struck"  # (``Said.struck`` when none struck)
+NONE = (NO_FAULTS, NONE_STRUCK)
+
+
 def cue_fits(text: str, line: int = CUE_LINE) -> bool:
     """Whether ``text`` wraps (at spaces, as the browser does) into the cue's two lines."""
     lines, width = 1, 0
@@ -40,7 +44,8 @@ class Said:
     ) -> str:  # fmt: skip
         """The cue's text: ``head``, the end, then the parts asked for, each whole."""
         count = self.struck.count(", ") + self.struck.count(" and ") + 1
-        parts = [self.struck if struck else f"{count} fault{'s' * (count != 1)} struck"]
+        named = struck or self.struck in NONE  # (none is said as it is: newuser22 read
+        parts = [self.struck if named else f"{count} fault{'s' * (count != 1)} struck"]  # "1")
         if self.missed:
             count = len(self.missed)
             missed = ", ".join(self.missed) if names else f"{count} fault{'s' * (count != 1)}"

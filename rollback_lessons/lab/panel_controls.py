@@ -19,7 +19,7 @@ from ..explore import ran, strikes
 from ..faults import LABELS, Fault
 from ..outcome import Outcome, Status
 from ..schedule import PAST_PIVOT
-from .cue import CUE_LINE, Said, cue_fits  # noqa: F401 (the cue's parts, as tests import them)
+from .cue import CUE_LINE, NO_FAULTS, NONE_STRUCK, Said, cue_fits  # noqa: F401 (the cue's parts, as tests import them)
 from .drawing import FAIL, RETRY, kind_word
 from .panel_html import CSS, key, lost_banner
 from .panel_html import view_px as options_view_px
@@ -290,7 +290,7 @@ def struck_said(
             struck = strikes(step, fault, started, undone)
             (hit if struck else missed).setdefault(step, []).append(fault)
     named = tuple(faults_said([(step, fs)]) for step, fs in missed.items())
-    return faults_said(hit.items()) or ("none struck" if named else "no faults"), named
+    return faults_said(hit.items()) or (NONE_STRUCK if named else NO_FAULTS), named
 
 
 def run_cue(head: str, said: Said) -> tuple[str, str]:
