@@ -4,12 +4,14 @@ A step or an undo raises a real error (a KeyError, an OSError with its errno, on
 args, one with an attribute, one whose ``__str__`` raises): on Step Functions, BPMN, DBOS and
 Temporal the outcome, the events, the error's repr and its class are those of ``saga.run``,
 and ``Outcome.error`` is the very exception raised (the engines run their workers in this
-process: ``runners.error_record.keeping``). A policy of one's own that tests the error with
+process: ``runners.error_record.keeping``, per run: a run ``start_saga`` started reads a
+stand-in whatever else runs, attack30's F2). A policy of one's own that tests the error with
 ``isinstance`` decides as in process; two classes of one name are told apart in a retry
 policy; a policy's class DBOS cannot pickle runs (or, in code, is refused in one line).
 Only injected faults were compared before (their records are rebuilt exactly)."""
 
 import json
+import threading
 
 import pytest
 from conftest import a_part, same_outcome
@@ -19,7 +21,7 @@ from rollback_lessons.errors import RemoteError
 from rollback_lessons.policies import UnsupportedPolicy, matches, type_name
 from rollback_lessons.runners import error_record
 from rollback_lessons.runners.bpmn import BpmnRunner
-from rollback_lessons.runners.error_record import ErrorRecord, exception_type, keeping
+from rollback_lessons.runners.error_record import ErrorRecord, adopt, exception_type, keeping
 from rollback_lessons.runners.stepfunctions import StepFunctionsRunner
 
 
@@ -209,7 +211,8 @@ def test_a_record_read_elsewhere_gives_a_stand_in_with_the_originals_repr(kind):
 def test_a_record_read_while_its_run_is_under_way_gives_the_very_exception():
     raised = OSError(28, "No space left on device")
     with keeping():
-        data = json.loads(json.dumps(vars(ErrorRecord.of(raised, "b"))))
+        adopt("r1")  # (as ``wire.plan_of`` does for the run ``runner.run`` starts)
+        data = json.loads(json.dumps(vars(ErrorRecord.of(raised, "b", "r1"))))
         assert ErrorRecord(**data).to_exception() is raised
     assert isinstance(ErrorRecord(**data).to_exception(), RemoteError)  # (the run ended)
 
@@ -219,8 +222,78 @@ def test_runs_that_overlap_without_end_keep_at_most_kept_most_errors(monkeypatch
     the oldest error read then as after a relaunch (a stand-in with its repr)."""
     monkeypatch.setattr(error_record, "KEPT_MOST", 3)
     with keeping():
-        records = [ErrorRecord.of(KeyError(n), "b") for n in range(5)]
+        adopt("r1")
+        records = [ErrorRecord.of(KeyError(n), "b", "r1") for n in range(5)]
         assert len(error_record._KEPT) == 3
         stand_ins = [isinstance(r.to_exception(), RemoteError) for r in records]
         assert stand_ins == [True, True, False, False, False]
         assert repr(records[0].to_exception()) == repr(KeyError(0))
+
+
+# -- one rule per run: whatever else runs in the process (attack30's F2) --------------------
+
+
+def _read_started(engine, request, saga):
+    """``saga`` started with ``start_saga`` and its outcome read, in this process."""
+    if engine == "dbos":
+        return request.getfixturevalue("dbos_runner").start_saga(saga, {}).outcome()
+
+    async def read(runner):
+        return await (await runner.start_saga(saga, {})).outcome()
+
+    return request.getfixturevalue("on_temporal")(read)
+
+
+@pytest.mark.parametrize("engine", ["dbos", "temporal"])
+def test_a_run_start_saga_started_reads_its_errors_alike_whatever_else_runs(engine, request):
+    """A run ``start_saga`` started keeps no error here, whether or not another thread's
+    ``runner.run`` is under way: its ``decide`` is given the stand-in both times, and decides
+    alike (before, beside a run it got the very ConnectionError and rolled back; alone, a
+    RemoteError and halted). So a replay of it decides as its first execution did."""
+
+    def started():
+        SEEN.clear()
+        outcome = _read_started(
+            engine, request, _flaky_undo_saga(ConnectionError, RetryConnectionErrors())
+        )
+        return outcome.status, [type(e) for e in SEEN], type(outcome.error)
+
+    alone = started()
+    begun, hold = threading.Event(), threading.Event()
+    beside = Saga([Step("slow", lambda s: begun.set() or hold.wait(60), None)], name="beside")
+    other = threading.Thread(target=_run_on, args=(engine, request, beside))
+    other.start()
+    try:
+        assert begun.wait(60)
+        assert started() == alone == ("halted", [RemoteError], RemoteError)
+    finally:
+        hold.set()
+        other.join(60)
+    assert error_record._KEPT == {} and error_record._RUNS == {}
+
+
+def test_only_the_runs_a_keeping_call_started_keep_their_errors():
+    """``keeping`` is per call (its thread, or its task): another thread's call makes no
+    run of this one keep, and a run keeps only while the call that started it lasts."""
+    adopted, hold, done = threading.Event(), threading.Event(), threading.Event()
+
+    def run_elsewhere():
+        with keeping():
+            adopt("theirs")
+            adopted.set()
+            hold.wait(60)
+        done.set()
+
+    threading.Thread(target=run_elsewhere).start()
+    try:
+        assert adopted.wait(60)
+        raised = KeyError("k")
+        adopt("mine")  # (no call under way here: it does not keep)
+        assert isinstance(ErrorRecord.of(raised, "b", "mine").to_exception(), RemoteError)
+        assert isinstance(ErrorRecord.of(raised, "b").to_exception(), RemoteError)
+        theirs = ErrorRecord.of(raised, "b", "theirs")
+        assert theirs.to_exception() is raised
+    finally:
+        hold.set()
+    assert done.wait(60)
+    assert isinstance(theirs.to_exception(), RemoteError) and error_record._KEPT == {}

@@ -1,20 +1,23 @@
 """An exception as data, for every engine: its type travels by name, with its classes'
 ancestors' names (so a policy's types still match an error raised elsewhere) and its repr.
 
-The one rule, for Step Functions, BPMN, DBOS and Temporal alike: while a run is under way
-here (``keeping``: each runner's ``run``), an error raised in this process (the engines host
-their workers here) is kept in a table by an id its record carries, and comes back as the
-very exception (``to_exception``): the machine, ``decide``, the events and ``Outcome.error``
-see what ``saga.run`` would. The table is emptied when the runs end. A record read where
-its error is not kept (another process, after a relaunch) comes back as a stand-in
-(``RemoteError``) with the original's repr and class names, or as the injected fault it
-was. A retry policy's classes are kept the same way (``keep_types``), so that a policy
-matches as ``isinstance`` does here, and by name where they are not kept."""
+The one rule, for Step Functions, BPMN, DBOS and Temporal alike, per run: a run that
+``runner.run`` starts (``keeping``; the run is adopted as its plan is made, ``adopt``)
+keeps each error raised for it in this process (the engines host their workers here) in a
+table, by an id its record carries, and reads it back as the very exception
+(``to_exception``): the machine, ``decide``, the events and ``Outcome.error`` see what
+``saga.run`` would. Its errors are dropped when that call ends. A run started otherwise
+(``start_saga``) keeps none, whatever else runs in the process, so its records read the same
+in every execution and replay, here or after a relaunch: a stand-in (``RemoteError``) with
+the original's repr and class names, or the injected fault it was. A retry policy's classes
+are kept the same way (``keep_types``), so that a policy matches as ``isinstance`` does
+here, and by name where they are not kept."""
 
 from __future__ import annotations
 
 import builtins
 import contextlib
+import contextvars
 import itertools
 import threading
 import uuid
@@ -26,45 +29,75 @@ from ..events import describe
 from ..faults import Fault
 from ..policies import lineage, type_name
 
-__all__ = ["STAND_IN", "ErrorRecord", "exception_type", "keep_types", "keeping", "kept_types"]
+__all__ = [
+    "STAND_IN", "ErrorRecord", "adopt", "exception_type", "keep_types", "keeping", "kept_types",
+]  # fmt: skip
 
-_KEPT: dict[str, object] = {}
-_RUNS = [0]  # runs under way here (``keeping``)
+_KEPT: dict[str, object] = {}  # id -> an error, or a policy's classes
+_RUNS: dict[str, list[str]] = {}  # the runs that keep (``adopt``) -> the ids of theirs
 _LOCK = threading.Lock()
 _PROCESS = uuid.uuid4().hex[:12]  # (an id from another process is never found here)
 _IDS = itertools.count(1)
 KEPT_MOST = 4096  # errors and classes kept at most (each holds its traceback's frames)
 
 
+@dataclass
+class _Call:
+    """One ``keeping`` call: the runs started in it, and the ids of the classes it kept."""
+
+    runs: list[str] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+
+
+_CALL: contextvars.ContextVar[_Call | None] = contextvars.ContextVar("keeping", default=None)
+
+
 @contextlib.contextmanager
 def keeping() -> Iterator[None]:
-    """While a run is under way here, its errors (and policies' classes) are kept by id;
-    when the last run under way ends, the table is emptied (nothing outlives its runs)."""
-    with _LOCK:
-        _RUNS[0] += 1
+    """``runner.run``'s: the runs started in this call (this thread, or this task) keep their
+    errors, and the policies' classes, until it ends; then they are dropped. Runs started
+    elsewhere meanwhile (another thread's ``start_saga``) keep nothing."""
+    call = _Call()
+    token = _CALL.set(call)
     try:
         yield
     finally:
+        _CALL.reset(token)
         with _LOCK:
-            _RUNS[0] -= 1
-            if _RUNS[0] == 0:
-                _KEPT.clear()
+            for key in call.keys + [k for run in call.runs for k in _RUNS.pop(run, ())]:
+                _KEPT.pop(key, None)
 
 
-def _keep(thing: object) -> str | None:
+def adopt(run_id: str) -> None:
+    """The run ``run_id`` is being started: inside ``keeping``, it keeps its errors."""
+    call = _CALL.get()
+    if call is not None:
+        with _LOCK:
+            _RUNS.setdefault(run_id, [])
+            call.runs.append(run_id)
+
+
+def _keep(thing: object, owner: str | list[str] | None) -> str | None:
+    """Keep ``thing`` for its owner (a run's id, or a call's list of ids); its id, or None
+    when nobody keeps it (a run that does not keep, or a run whose call ended)."""
     with _LOCK:
-        if _RUNS[0] == 0:
+        keys = _RUNS.get(owner) if isinstance(owner, str) else owner
+        if keys is None:
             return None
         key = f"{_PROCESS}:{next(_IDS)}"
         _KEPT[key] = thing
-        if len(_KEPT) > KEPT_MOST:  # runs that overlap without end never empty it: the
+        keys.append(key)
+        if len(_KEPT) > KEPT_MOST:  # a call that never ends keeps at most so many: the
             del _KEPT[next(iter(_KEPT))]  # oldest goes, read then as after a relaunch
         return key
 
 
 def keep_types(types: tuple[type[BaseException], ...]) -> str | None:
-    """Keep a policy's classes while runs are under way; the id to find them by."""
-    return _keep(types) if any(not builtin(t) for t in types) else None
+    """Keep a policy's classes for the ``keeping`` call under way; the id to find them by."""
+    call = _CALL.get()
+    if call is None or all(builtin(t) for t in types):
+        return None
+    return _keep(types, call.keys)
 
 
 def kept_types(key: str | None, names: list[str]) -> tuple[type[BaseException], ...] | None:
@@ -103,13 +136,15 @@ class ErrorRecord:
     live: str | None = None  # the id it is kept by here (``keeping``): the very exception
 
     @classmethod
-    def of(cls, error: BaseException, step: str | None = None) -> ErrorRecord:
-        """The error as data; a badly behaved ``__str__`` must not take the worker down."""
+    def of(cls, error: BaseException, step: str | None = None, run: str | None = None,
+           ) -> ErrorRecord:  # fmt: skip
+        """The error as data, kept here if ``run`` (its run's id) keeps (``adopt``); a badly
+        behaved ``__str__`` must not take the worker down."""
         if isinstance(error, InjectedFault):
             return cls(type(error).__name__, str(error), error.step, str(error.fault))
         if isinstance(error, RemoteError):
             return cls(error.type_name, str(error), step, None, list(error.lineage), error.text)
-        live = _keep(error)
+        live = _keep(error, run)
         try:
             message = str(error)
         except Exception:

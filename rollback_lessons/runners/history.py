@@ -77,8 +77,8 @@ class Worker:
     interrupt: BaseException | None = None  # the first action a BaseException cut short
     plan: SagaPlan | None = None  # the list form's plan (``in_effect`` replays the calls)
     machine: Machine | None = None  # the graph form's live machine (``in_effect`` asks it)
-    matched: Callable[[str, BaseException, str], ErrorRecord] | None = None  # (call, error,
-    # step): a failure as the engine's retry rule must see it (``stepfunctions.matched``)
+    matched: Callable[[str, BaseException, str, str], ErrorRecord] | None = None  # (call,
+    # error, step, run): a failure as the engine's retry rule must see it (``matched``)
 
     def task(self, call: str, step: str, timeout: float | None = None) -> Call:
         """Do one task; an undo attempt past ``timeout`` seconds failed, as in process."""
@@ -97,7 +97,8 @@ class Worker:
                     )
                 except BaseException as exc:  # (an Exception is run_action's: data)
                     self.interrupt = self.interrupt or exc
-                    made = Call(call, step, attempt, ErrorRecord.of(exc, step), cut=True)
+                    made = Call(call, step, attempt, ErrorRecord.of(exc, step, self.run_id),
+                                cut=True)  # fmt: skip
                     self.calls.append(made)
                     return made
             else:
@@ -112,8 +113,8 @@ class Worker:
     def _record(self, call: str) -> remote.Record:
         matched = self.matched
         if matched is None:
-            return ErrorRecord.of
-        return lambda error, step: matched(call, error, step)
+            return remote.kept(self.run_id)
+        return lambda error, step: matched(call, error, step, self.run_id)
 
     def in_effect(self) -> str:
         """What this worker did that is still in effect, for an error that stops the run

@@ -86,7 +86,7 @@ def interrupted(run_id: str, exc: BaseException, step: str) -> Any:
     run = RUNS.get(run_id)
     if run is not None and run.interrupt is None:
         run.interrupt = exc
-    return ErrorRecord.of(exc, step)
+    return ErrorRecord.of(exc, step, run_id)
 
 
 def host_policy(run_id: str, policy: UndoPolicy) -> None:

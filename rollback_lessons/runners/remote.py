@@ -23,6 +23,11 @@ Record = Callable[[BaseException, str], ErrorRecord]
 retry rule matched it: ``stepfunctions.matched``)."""
 
 
+def kept(run_id: str) -> Record:
+    """``ErrorRecord.of`` for run ``run_id``'s calls: kept here if that run keeps."""
+    return functools.partial(ErrorRecord.of, run=run_id)
+
+
 def run_action(saga: Saga, step: str, state: State, fault: Fault | None,
                record: Record = ErrorRecord.of) -> ErrorRecord | None:  # fmt: skip
     """Do ``step``'s action (an injected fault fails it before or after its effect). It is

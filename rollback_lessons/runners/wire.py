@@ -35,7 +35,7 @@ from ..rules import (
 )
 from ..saga import Saga, State, snapshot
 from . import hosted
-from .error_record import ErrorRecord, exception_type, keep_types, kept_types
+from .error_record import ErrorRecord, adopt, exception_type, keep_types, kept_types
 from .names import keys
 
 # -- the saga and its policy --------------------------------------------------------------
@@ -255,6 +255,7 @@ def plan_of(
     check_undo_order(undo_order, GRAPH_UNDO_ORDERS if graphs else UNDO_ORDERS)
     if not graphs:
         refuse_graph(saga)
+    adopt(run_id)  # (``runner.run``'s run keeps its errors here: ``error_record``)
     chosen = resolve_policy(policy if policy is not None else saga.policy)
     spec = PolicySpec.of(chosen)
     if spec.in_code:
@@ -296,13 +297,19 @@ def record_data(record: RunRecord) -> dict[str, Any]:
         "completed": list(record.completed),
         "compensated": list(record.compensated),
         "dead_letters": [
-            {"step": d.step, "error": _error_data(d.error, d.step), "attempts": d.attempts}
+            {
+                "step": d.step,
+                "error": _error_data(d.error, d.step, record.run_id),
+                "attempts": d.attempts,
+            }
             for d in record.dead_letters
         ],
         "pending": list(record.pending),
         "leaked": list(record.leaked),
         "semantic": list(record.semantic),
-        "error": _error_data(record.error, record.failed_step) if record.error else None,
+        "error": (
+            _error_data(record.error, record.failed_step, record.run_id) if record.error else None
+        ),
         "failed_step": record.failed_step,
         "kinds": dict(record.kinds),
         "name": record.name,
@@ -317,8 +324,8 @@ def record_data(record: RunRecord) -> dict[str, Any]:
     }
 
 
-def _error_data(error: BaseException, step: str | None) -> dict[str, Any]:
-    return vars(ErrorRecord.of(error, step))
+def _error_data(error: BaseException, step: str | None, run: str | None) -> dict[str, Any]:
+    return vars(ErrorRecord.of(error, step, run))
 
 
 def _error(data: Mapping[str, Any]) -> BaseException:

@@ -121,11 +121,11 @@ def run_action(
         died = EndNotSaved(f"the process running {step} died (or closed its runner) before "
                            "its end was saved; it may have happened")  # fmt: skip
         _hold(hold)
-        return {**vars(ErrorRecord.of(died, step)), LOST: True}
+        return {**vars(ErrorRecord.of(died, step, run_id)), LOST: True}
     with waits.doing(f"{step}'s action"):
         saga, state = _saga(run_id, name)
         try:
-            error = remote.run_action(saga, step, state, _fault(fault))
+            error = remote.run_action(saga, step, state, _fault(fault), remote.kept(run_id))
         except BaseException as exc:  # (an Exception is data already): a Ctrl-C, sys.exit
             error = hosted.interrupted(run_id, exc, step)  # cut it short: in doubt (LOST)
     _hold(hold)  # (``hold``: a branch at once, its end in order: ``FINISHING``)
@@ -167,7 +167,8 @@ def run_undo(
     with waits.doing(f"{step}'s undo"):
         saga, state = _saga(run_id, name)
         try:
-            error = remote.run_undo(saga, step, state, _fault(fault), attempt, run_id, timeout)
+            error = remote.run_undo(saga, step, state, _fault(fault), attempt, run_id, timeout,
+                                    remote.kept(run_id))  # fmt: skip
         except BaseException as exc:  # a Ctrl-C, sys.exit: the rollback ends there
             return vars(hosted.interrupted(run_id, exc, step))
     return vars(error) if error is not None else None
@@ -260,7 +261,7 @@ def _watching(run_id: str, topic: str) -> Iterator[None]:
             try:
                 said = bool(asked())
             except Exception as exc:
-                said = vars(ErrorRecord.of(exc))
+                said = vars(ErrorRecord.of(exc, None, run_id))
             if said is not False and not over.is_set():
                 HEARD[run_id] = said
                 with contextlib.suppress(Exception):  # (DBOS closed meanwhile: nobody waits)
@@ -446,4 +447,4 @@ def _token(run_id: str) -> bool | dict[str, Any]:
     try:
         return bool(asked())
     except Exception as exc:
-        return vars(ErrorRecord.of(exc))
+        return vars(ErrorRecord.of(exc, None, run_id))

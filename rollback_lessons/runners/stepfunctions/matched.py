@@ -43,8 +43,8 @@ class _Rule:
                 return bool(retrier["MaxAttempts"] > 0)
         return False
 
-    def record(self, error: BaseException, step: str) -> ErrorRecord:
-        made = ErrorRecord.of(error, step)
+    def record(self, error: BaseException, step: str, run: str | None = None) -> ErrorRecord:
+        made = ErrorRecord.of(error, step, run)
         if made.fault is not None or self.policy.max_attempts <= 1:
             return made  # (an injected fault is this package's own class; no retry: moot)
         names = {type_name(t): t for t in self.types}
@@ -69,6 +69,6 @@ class Matching:
         self.rules = {s.name: _Rule(p) for s in saga.steps if (p := Saga._retry(s)) is not None}
         self.undo = _Rule(undo_retry) if undo_retry is not None else None
 
-    def __call__(self, call: str, error: BaseException, step: str) -> ErrorRecord:
+    def __call__(self, call: str, error: BaseException, step: str, run: str) -> ErrorRecord:
         rule = self.undo if call == "undo" else self.rules.get(step)
-        return ErrorRecord.of(error, step) if rule is None else rule.record(error, step)
+        return ErrorRecord.of(error, step, run) if rule is None else rule.record(error, step, run)

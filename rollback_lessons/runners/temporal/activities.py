@@ -133,7 +133,8 @@ def run_action(call: StepCall) -> None:
     ended: list[ErrorRecord | None] = []
     try:
         with activity.shield_thread_cancel_exception(), _running(f"the action of {call.step!r}"):
-            act = functools.partial(remote.run_action, run.saga, call.step, run.state, fault)
+            act = functools.partial(remote.run_action, run.saga, call.step, run.state, fault,
+                                    remote.kept(call.run_id))  # fmt: skip
             future = _start(run, call.run_id, ("action", call.step, call.attempt), act)
             try:
                 ended.append(future.result(call.timeout))
@@ -167,7 +168,9 @@ def run_undo(call: StepCall) -> None:
             future = _undo_call(run, call, end)
             error = _timed(future, call) if call.timeout is not None else future.result(_left(end))
     except (TimeoutError, FutureTimeout) as exc:  # the server stopped waiting: data, as a
-        error = ErrorRecord.of(exc, call.step)  # step's failure is (no WARNING, no traceback)
+        error = ErrorRecord.of(
+            exc, call.step, call.run_id
+        )  # step's failure is (no WARNING, no traceback)
     if error is not None:
         raise _application_error(error)
 
@@ -184,7 +187,7 @@ def _timed(future: Future[ErrorRecord | None], call: StepCall) -> ErrorRecord | 
                 _LATE.add(future)
                 late = TimeoutError(f"{what('undo', call.step)} took longer than its timeout "
                                     f"of {call.timeout} s")  # fmt: skip
-                return ErrorRecord.of(late, call.step)
+                return ErrorRecord.of(late, call.step, call.run_id)
         return future.result()
 
 
@@ -207,7 +210,8 @@ def _undo_call(run: hosted.Hosted, call: StepCall, end: float) -> Future[ErrorRe
                 _left(end)
                 fault = run.faults.get(call.step, NO_FAULTS).undo
                 undo = functools.partial(remote.run_undo, run.saga, call.step, run.state, fault,
-                                         call.attempt, call.run_id)  # fmt: skip
+                                         call.attempt, call.run_id, None,
+                                         remote.kept(call.run_id))  # fmt: skip
                 return _start(run, call.run_id, key, undo)
         wait(others, _left(end))
 
