@@ -14,7 +14,7 @@ import json
 import threading
 
 import pytest
-from conftest import a_part, same_outcome
+from conftest import SOAK, a_part, same_outcome
 
 from rollback_lessons import Retry, RetryPolicy, Saga, Step, UndoPolicy, VirtualClock
 from rollback_lessons.errors import RemoteError
@@ -297,3 +297,37 @@ def test_only_the_runs_a_keeping_call_started_keep_their_errors():
         hold.set()
     assert done.wait(60)
     assert isinstance(theirs.to_exception(), RemoteError) and error_record._KEPT == {}
+
+
+@pytest.mark.skipif(not SOAK, reason="a Temporal server of its own, 1.7 CPU s: make soak")
+def test_a_workflow_replayed_from_its_start_decides_as_its_first_execution(monkeypatch):
+    """Temporal with no workflow cache replays a run's history from its start at each of
+    its workflow tasks (as after a cache eviction, or a worker restart): the run
+    ``runner.run`` started is given the very ConnectionError in every replay (kept while the
+    call lasts), the run ``start_saga`` started a stand-in in every one; neither replay
+    decides otherwise than its first execution (a nondeterminism would fail the task)."""
+    import asyncio
+    import functools
+
+    import rollback_lessons.runners.temporal.runner as temporal
+
+    monkeypatch.setattr(
+        temporal, "Worker", functools.partial(temporal.Worker, max_cached_workflows=0)
+    )
+
+    async def scenario():
+        async with await temporal.TemporalRunner.start() as runner:
+            SEEN.clear()
+            run = await runner.run(_flaky_undo_saga(ConnectionError, RetryConnectionErrors()), {})
+            seen_by_run = [type(e) for e in SEEN]
+            SEEN.clear()
+            handle = await runner.start_saga(
+                _flaky_undo_saga(ConnectionError, RetryConnectionErrors()), {}
+            )
+            started = await handle.outcome()
+            return (run.status, seen_by_run), (started.status, [type(e) for e in SEEN])
+
+    (ran, seen_by_run), started = asyncio.run(scenario())
+    assert ran == "rolled_back" and len(seen_by_run) > 1  # (decided again in a replay)
+    assert set(seen_by_run) == {ConnectionError}
+    assert started[0] == "halted" and set(started[1]) == {RemoteError}
