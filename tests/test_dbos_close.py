@@ -11,7 +11,7 @@ import warnings
 
 import pytest
 
-from rollback_lessons import Saga, Status, Step
+from rollback_lessons import Saga, Status, Step, UndoPolicy
 from rollback_lessons.runners.dbos import (
     DBOSRunner,
     DBOSUnavailable,
@@ -522,3 +522,63 @@ def test_a_start_interrupted_after_dbos_launched_stops_dbos_before_the_lock_goes
         assert runner.run(saga, {}).status is Status.COMMITTED and world == ["a"]
     finally:
         runner.close()
+
+
+SEEN: list[str] = []  # what RetryConnectionErrors.decide was given, by class name
+
+
+class RetryConnectionErrors(UndoPolicy):
+    """A policy of one's own: a ConnectionError (``isinstance``) is retried after a second;
+    any other error halts."""
+
+    def decide(self, attempt, error):
+        SEEN.append(type(error).__name__)
+        return 1.0 if isinstance(error, ConnectionError) and attempt < 3 else "halt"
+
+
+def _retrying_connection_errors(world: list[str]) -> Saga:
+    """a -> b; b fails, a's undo raises ConnectionError at its first try."""
+
+    def undo_a(s):
+        world.append("undo a")
+        if world.count("undo a") == 1:
+            raise ConnectionError("a's service is throttled")
+
+    def b(s):
+        raise RuntimeError("b fails")
+
+    return Saga([Step("a", lambda s: world.append("do a"), undo_a), Step("b", b)],
+                name="throttled", policy=RetryConnectionErrors())  # fmt: skip
+
+
+def test_a_run_resumed_here_by_a_later_launch_decides_as_its_first_execution(tmp_path):
+    """attack30 F2's replay: ``run()``'s decide was given the very ConnectionError and waited
+    to retry; the runner closed (``RunnerClosed``), and a later launch in this process resumed
+    the run: its replayed decide was given a stand-in (the errors were dropped when the call
+    ended), said halt, and the run ended halted, a's undo pending, where its first execution
+    had retried. A call that raises leaves its run's errors kept (``error_record.keeping``):
+    the replay decides as the first execution did, a's undo is retried, rolled back."""
+    world: list[str] = []
+    SEEN.clear()
+    db = tmp_path / "d.sqlite"
+    runner = DBOSRunner.start(db)
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            runner.run(_retrying_connection_errors(world), {}, run_id="run-t")
+        except Exception as exc:
+            raised.append(exc)
+
+    caller = threading.Thread(target=run)
+    caller.start()
+    _until(lambda: SEEN == ["ConnectionError"])
+    _closed_waiting(runner)
+    caller.join(60)
+    assert [type(e) for e in raised] == [RunnerClosed], raised
+    sagas = {"throttled": lambda run_id: _retrying_connection_errors(world)}
+    with DBOSRunner.start(db, sagas=sagas) as again:
+        record = again.record("run-t")
+    assert SEEN == ["ConnectionError", "ConnectionError"]  # (the replay's: as the first's)
+    assert record.status is Status.ROLLED_BACK and record.compensated == ("a",)
+    assert world == ["do a", "undo a", "undo a"]

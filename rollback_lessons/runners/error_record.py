@@ -6,7 +6,8 @@ The one rule, for Step Functions, BPMN, DBOS and Temporal alike, per run: a run 
 keeps each error raised for it in this process (the engines host their workers here) in a
 table, by an id its record carries, and reads it back as the very exception
 (``to_exception``): the machine, ``decide``, the events and ``Outcome.error`` see what
-``saga.run`` would. Its errors are dropped when that call ends. A run started otherwise
+``saga.run`` would. Its errors are dropped when that call returns (one that raises leaves
+them, for a later launch here that resumes the run). A run started otherwise
 (``start_saga``) keeps none, whatever else runs in the process, so its records read the same
 in every execution and replay, here or after a relaunch: a stand-in (``RemoteError``) with
 the original's repr and class names, or the injected fault it was. A retry policy's classes
@@ -55,17 +56,21 @@ _CALL: contextvars.ContextVar[_Call | None] = contextvars.ContextVar("keeping", 
 @contextlib.contextmanager
 def keeping() -> Iterator[None]:
     """``runner.run``'s: the runs started in this call (this thread, or this task) keep their
-    errors, and the policies' classes, until it ends; then they are dropped. Runs started
-    elsewhere meanwhile (another thread's ``start_saga``) keep nothing."""
+    errors, and the policies' classes; they are dropped when it returns (the run is over).
+    A call that raises (its runner closed, a Ctrl-C) leaves them kept: a later launch here
+    that resumes the run reads them as its first execution did (bounded: ``KEPT_MOST``).
+    Runs started elsewhere meanwhile (another thread's ``start_saga``) keep nothing."""
     call = _Call()
     token = _CALL.set(call)
     try:
         yield
-    finally:
+    except BaseException:
         _CALL.reset(token)
-        with _LOCK:
-            for key in call.keys + [k for run in call.runs for k in _RUNS.pop(run, ())]:
-                _KEPT.pop(key, None)
+        raise
+    _CALL.reset(token)
+    with _LOCK:
+        for key in call.keys + [k for run in call.runs for k in _RUNS.pop(run, ())]:
+            _KEPT.pop(key, None)
 
 
 def adopt(run_id: str) -> None:
@@ -75,6 +80,9 @@ def adopt(run_id: str) -> None:
         with _LOCK:
             _RUNS.setdefault(run_id, [])
             call.runs.append(run_id)
+            if len(_RUNS) > KEPT_MOST:  # calls that raised, their runs never read: the
+                for key in _RUNS.pop(next(iter(_RUNS))):  # oldest goes, read then as
+                    _KEPT.pop(key, None)  # after a relaunch
 
 
 def _keep(thing: object, owner: str | list[str] | None) -> str | None:
