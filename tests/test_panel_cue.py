@@ -211,9 +211,11 @@ def test_a_stop_in_a_group_names_the_steps_that_start_with_the_running_one(first
 @pytest.mark.parametrize("none", ["no faults", "none struck"])
 def test_a_cue_shortened_never_counts_no_fault_as_one(none):
     """newuser22: a committed run's late Stop made the cue too long, and its shortened form
-    counted "no faults" as "1 fault struck"."""
-    said = Said("committed (too late: the run failed or ended before the Stop was heard)",
-                none, ("reserve undo fails",) if none == "none struck" else (),
-                stop="Stop after event 10")  # fmt: skip
+    counted "no faults" as "1 fault struck". (Its "too late" note is now said short before
+    the cue overflows, panel43: the long one here makes the cue shorten.)"""
+    late = ("too late: the run failed or ended before the Stop was heard", "too late")
+    said = Said("committed", none, ("reserve undo fails",) if none == "none struck" else (),
+                stop="Stop after event 10", note=late)  # fmt: skip
     shown, whole = said.cue("↻ run 12")
     assert "fault struck" not in shown and none in shown and none in whole
+    assert shown != whole and cue_fits(shown) and "(too late)" in shown, shown
