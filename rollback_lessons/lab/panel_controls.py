@@ -21,7 +21,7 @@ from ..outcome import Outcome, Status
 from ..schedule import PAST_PIVOT
 from .cue import CUE_LINE, NO_FAULTS, NONE_STRUCK, Said, cue_fits, late_why, undo_failed  # noqa: F401 (the cue's parts, as tests import them)
 from .drawing import FAIL, RETRY, kind_word
-from .panel_html import CSS, key, lost_banner
+from .panel_html import CSS, key, lost_banner, took
 from .panel_html import view_px as options_view_px
 
 # The engine's fault space, as control options (label, value), with a tooltip for each
@@ -229,12 +229,9 @@ def run_said(lab: Any, outcome: Outcome, stop_after: int | None) -> Said:
     note: tuple[str, ...] = ()  # (why the Stop did not take)
     if stop_after is not None:  # (a clause of its own: not one of the faults, newuser20)
         stop = f"Stop after event {stop_after}"
-        took = any(
-            e.kind == "rollback_start" and e.details.get("cancelled") for e in outcome.events
-        )
         if PAST_PIVOT in outcome.notes:
             note = ("the cancel was declined: see the note", "cancel declined")
-        elif not took:  # (why, from the events: newuser22 #3)
+        elif not took(outcome):  # (why, from the events: newuser22 #3)
             late, why = late_why(outcome.events, stop_after)
             note = (late, "too late")
         else:
