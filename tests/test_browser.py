@@ -764,6 +764,18 @@ def lesson_03(page) -> None:
     to_last_event(page, 0)
     result = wait_text(page, ".rollback-lab .rl-result", "cancelled (Stop after event 5)")
     assert "reserve's undo failed" in result and "Cancelled(" not in result, result
+    # a Stop at reserve's start, reserve failing: too late, and why (newuser22 #3), its last
+    # frame measured (the cue not cut, the result's head whole); then reserve back to ok
+    choose(page, ".rl-action-reserve select", "rolled_back", "fail")
+    jump(page, 0, 1, shown_event(panel)[1])
+    panel.locator(".rl-stop").click()
+    cue = wait_text(page, ".rollback-lab .rl-cue", "Stop after event 1")
+    assert "(too late" in cue and check(page, "cueCut", [".rollback-lab", 0]) is None, cue
+    title = panel.locator(".rl-cue").get_attribute("title") or ""
+    assert "too late: reserve was running" in title, title
+    to_last_event(page, 0)
+    panel_fits_and_reads(page, ".rollback-lab", 0, "lesson 03, a Stop too late")
+    choose(page, ".rl-action-reserve select", "committed", "ok")  # (as the clicks after expect)
 
 
 def lesson_04(page) -> None:
@@ -1147,6 +1159,19 @@ def lesson_12(page) -> None:
     to_last_event(page, 0)
     result = wait_text(page, ".rollback-lab .rl-result", "cancelled")
     assert "room" in result.split("undone")[1]
+    # newuser22 #2: car first, room failing after its effect, a Stop at event 1: cancelled
+    # AND rollback_incomplete (no undo failed), the result naming both; every_panel_fits
+    # then measures this last frame (the cue not cut, the result's head whole)
+    choose(page, ".rl-first select", "committed", "car first")
+    choose(page, ".rl-action-room select", "rollback_incomplete", "fail after effect")
+    jump(page, 0, 1, shown_event(panel)[1])
+    panel.locator(".rl-stop").click()
+    cue = wait_text(page, ".rollback-lab .rl-cue", "Stop after event 1")
+    assert "→ cancelled and rollback_incomplete" in cue, cue
+    assert check(page, "cueCut", [".rollback-lab", 0]) is None, cue
+    to_last_event(page, 0)
+    result = wait_text(page, ".rollback-lab .rl-result", "room failed after its effect")
+    assert "cancelled (Stop after event 1)" in result, result
 
 
 INTERACTIONS: dict[str, Callable] = {

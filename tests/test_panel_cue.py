@@ -97,8 +97,10 @@ def test_no_stop_in_any_lesson_panel_says_the_run_failed_with_the_engines_cancel
             if took(lab) and "declined" not in shown:
                 assert "→ cancelled" in shown and "→ cancelled" in whole, shown
                 assert "cancelled" in said.split(" undone ")[0], said  # (the head)
-                if stopped.status != "cancelled":
-                    assert f"cancelled, then {stopped.status}" in shown, shown
+                if stopped.status != "cancelled":  # ("then": an undo failed; else a step
+                    then = any(e.kind == "undo_failed" for e in stopped.events)  # failed too,
+                    word = ", then" if then else " and"  # newuser22 #2: test_panel_stop_told)
+                    assert f"cancelled{word} {stopped.status}" in shown, shown
                     assert f": cancelled (Stop after event {at + 1}), then" in said, said
     # (a small part may hold no Stop that took, e.g. 04's unsafe order declining: the test
     # above checks newuser21's own case in every run)
@@ -209,9 +211,11 @@ def test_a_stop_in_a_group_names_the_steps_that_start_with_the_running_one(first
 @pytest.mark.parametrize("none", ["no faults", "none struck"])
 def test_a_cue_shortened_never_counts_no_fault_as_one(none):
     """newuser22: a committed run's late Stop made the cue too long, and its shortened form
-    counted "no faults" as "1 fault struck"."""
-    said = Said("committed (too late: the run failed or ended before the Stop was heard)",
-                none, ("reserve undo fails",) if none == "none struck" else (),
-                stop="Stop after event 10")  # fmt: skip
+    counted "no faults" as "1 fault struck". (Its "too late" note is now said short before
+    the cue overflows, panel43: the long one here makes the cue shorten.)"""
+    late = ("too late: the run failed or ended before the Stop was heard", "too late")
+    said = Said("committed", none, ("reserve undo fails",) if none == "none struck" else (),
+                stop="Stop after event 10", note=late)  # fmt: skip
     shown, whole = said.cue("↻ run 12")
     assert "fault struck" not in shown and none in shown and none in whole
+    assert shown != whole and cue_fits(shown) and "(too late)" in shown, shown

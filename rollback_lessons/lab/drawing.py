@@ -92,11 +92,15 @@ def caption(event: Event) -> str:
         extra = f" (attempt {event.details['attempt']})"
     elif event.kind == "rollback_done":
         extra = f": {event.details.get('status')}"
-    elif event.kind == "pipeline_failed" and str(event.details.get("error", "")).startswith(
-        "Cancelled("
-    ):  # the engine's event for a cancel (lesson 12's Stop): read as one (newuser11)
-        extra = " (a cancel, not a failure)"
+    elif a_cancel(event):  # the engine's event for a cancel (lesson 12's Stop): read as one
+        extra = " (a cancel, not a failure)"  # (newuser11)
     return f"{event.kind}{step}{extra}"
+
+
+def a_cancel(event: Event) -> bool:
+    """Whether ``event`` is the engine's "pipeline_failed" (or a phase's event) for a
+    cancel: its error is ``Cancelled(...)``, a Stop in the panel, never a failure."""
+    return str(event.details.get("error", "")).startswith("Cancelled(")
 
 
 def frame_caption(event: Event, index: int, total: int, status: object = None) -> str:

@@ -19,9 +19,9 @@ from ..explore import ran, strikes
 from ..faults import LABELS, Fault
 from ..outcome import Outcome, Status
 from ..schedule import PAST_PIVOT
-from .cue import CUE_LINE, NO_FAULTS, NONE_STRUCK, Said, cue_fits  # noqa: F401 (the cue's parts, as tests import them)
+from .cue import CUE_LINE, NO_FAULTS, NONE_STRUCK, Said, cue_fits, late_why, undo_failed  # noqa: F401 (the cue's parts, as tests import them)
 from .drawing import FAIL, RETRY, kind_word
-from .panel_html import CSS, key, lost_banner
+from .panel_html import CSS, key, lost_banner, took
 from .panel_html import view_px as options_view_px
 
 # The engine's fault space, as control options (label, value), with a tooltip for each
@@ -226,20 +226,20 @@ def run_said(lab: Any, outcome: Outcome, stop_after: int | None) -> Said:
         if control is not None and control.value != usual
     )  # fmt: skip
     said, stop, why = str(outcome.status), "", ""
+    note: tuple[str, ...] = ()  # (why the Stop did not take)
     if stop_after is not None:  # (a clause of its own: not one of the faults, newuser20)
         stop = f"Stop after event {stop_after}"
-        took = any(
-            e.kind == "rollback_start" and e.details.get("cancelled") for e in outcome.events
-        )
         if PAST_PIVOT in outcome.notes:
-            said += " (the cancel was declined: see the note)"
-        elif not took:
-            said += " (too late: the run failed or ended before the Stop was heard)"
+            note = ("the cancel was declined: see the note", "cancel declined")
+        elif not took(outcome):  # (why, from the events: newuser22 #3)
+            late, why = late_why(outcome.events, stop_after)
+            note = (late, "too late")
         else:
             why = stop_why(outcome.events, stop_after)
-            if outcome.status is not Status.CANCELLED:  # then an undo failed (newuser21)
-                said = f"cancelled, then {outcome.status}"
-    return Said(said, hit, missed, options, stop, why)
+            if outcome.status is not Status.CANCELLED:  # "then": an undo failed (newuser21);
+                then = ", then" if undo_failed(outcome.events) else " and"  # else a step
+                said = f"cancelled{then} {outcome.status}"  # failed too (newuser22 #2)
+    return Said(said, hit, missed, options, stop, why, note)
 
 
 def stop_why(events: Sequence[Event], stop_after: int) -> str:

@@ -14,7 +14,8 @@ from ..errors import Cancelled
 from ..events import Event
 from ..outcome import Outcome, Status
 from . import drawing
-from .drawing import CURRENT, FAIL, HIGHLIGHT, INK, RETRY
+from .cue import failed_steps
+from .drawing import CURRENT, FAIL, HIGHLIGHT, INK, RETRY, a_cancel
 from .png import size
 
 LOG_ROWS = 3  # the event log shows this many events around the current one (two lines each)
@@ -139,6 +140,11 @@ def png_img(png: bytes, alt: str, css: str = "rl-image") -> str:
 
 
 def details(event: Event) -> str:
+    """An event's details as the log's row says them: ``key=value``, but a cancel's
+    "error=Cancelled('the run was cancelled by its caller')" in a learner's words (the
+    panel's caller is its Stop: newuser22)."""
+    if a_cancel(event):
+        return "cancelled by the Stop, not a failure"
     return " ".join(f"{k}={v}" for k, v in event.details.items())
 
 
@@ -241,8 +247,10 @@ def result_html(
     head = f"<b>{html.escape(str(outcome.status))}</b>"
     if outcome.status is Status.CANCELLED:  # the learner's Stop, not a failure
         after = f" after event {stopped_after}" if stopped_after else ""
-        head += f": the saga was cancelled (Stop){after}"
-    elif isinstance(outcome.error, Cancelled) and not outcome.failed_step:
+        head += html.escape(
+            f": the saga was cancelled (Stop){after}{failed_besides(outcome, ' too')}"
+        )
+    elif took(outcome) or (isinstance(outcome.error, Cancelled) and not outcome.failed_step):
         head = cancelled_head(outcome, stopped_after)
     elif outcome.error is not None:
         head = failed_head(outcome.status, outcome.failed_step, outcome.error)
@@ -271,18 +279,40 @@ def result_html(
 def cancelled_head(outcome: Outcome, stopped_after: int | None) -> str:
     """A Stop that took, then a rollback that did not finish: said as the learner did it,
     never "the block failed with Cancelled('the run was cancelled by its caller')" beside
-    the caption "(a cancel, not a failure)" (newuser21)."""
+    the caption "(a cancel, not a failure)" (newuser21); a step that failed beside the
+    Stop is named with it, never the Stop left out (newuser22 #2: "room failed with
+    InjectedTimeout(...)" of a run the Stop had cancelled)."""
     after = f" after event {stopped_after}" if stopped_after else ""
     failed = [e.step for e in outcome.events if e.kind == "undo_failed" and e.step]
     unfinished = [s for s in dict.fromkeys(failed) if s not in outcome.compensated]
+    besides = failed_besides(outcome)
+    steps = {s for s, _ in failed_steps(outcome.events)}
+    leaked = [s for s in outcome.leaked if s not in steps]  # (the failed ones: said there)
     then = (
         f"{_names(unfinished)}'s undo failed" if len(unfinished) == 1
         else f"the undos of {_names(unfinished)} failed" if unfinished
-        else f"{_names(outcome.leaked)} not undone" if outcome.leaked
+        else f"{_names(leaked)} not undone" if leaked
+        else "" if besides
         else "the rollback did not finish"
     )  # fmt: skip
-    said = f": cancelled (Stop{after}), then {then}"
+    said = f": cancelled (Stop{after}){f', then {then}' if then else ''}{besides}"
     return f"<b>{html.escape(str(outcome.status))}</b>{html.escape(said)}"
+
+
+def took(outcome: Outcome) -> bool:
+    """Whether a cancel took: the rollback began as one (a Stop heard in time)."""
+    return any(e.kind == "rollback_start" and e.details.get("cancelled") for e in outcome.events)
+
+
+def failed_besides(outcome: Outcome, too: str = "") -> str:
+    """The steps that failed beside a Stop that took, as "; room failed after its effect:
+    no undo covers it" (each from its events), or ""."""
+    said = [
+        f"{step} failed{' after its effect' if after else ''}{too}"
+        + (": no undo covers it" if step in outcome.leaked else "")
+        for step, after in failed_steps(outcome.events)
+    ]
+    return "".join(f"; {s}" for s in said)
 
 
 def failed_head(status: str, step: str | None, error: BaseException) -> str:
@@ -318,7 +348,7 @@ def result_at(outcome: Outcome, index: int, final: str) -> str:
             undone.append(event.step)
         elif event.kind in PHASES:
             word = PHASES[event.kind]
-            if str(event.details.get("error", "")).startswith("Cancelled("):
+            if a_cancel(event):
                 word = "cancelled…"  # the learner's Stop landed: not a failure
     last = len(outcome.events)
     head = f"<b>{word}</b> <span class='rl-more'>(the result shows at event {last})</span>"
