@@ -10,7 +10,10 @@
 - Step Functions retries what the machine retries: a subclass of a ``retry_on`` type too.
 """
 
+import asyncio
 import contextlib
+import dataclasses
+import json
 import sqlite3
 from functools import partial
 
@@ -34,7 +37,9 @@ from rollback_lessons.durable.files import SCHEMA_VERSION
 from rollback_lessons.durable.journal import Journal, UnjournaledPolicy
 from rollback_lessons.durable.recovery import FALLBACK, recover
 from rollback_lessons.durable.registry import Registry, compensation
+from rollback_lessons.errors import InjectedTimeout
 from rollback_lessons.events import EventKind
+from rollback_lessons.faults import Fault
 from rollback_lessons.machine import Machine, after_effect
 from rollback_lessons.operations import StepSpec
 from rollback_lessons.policies import type_name
@@ -317,6 +322,60 @@ def test_every_engine_ends_a_pivots_failure_as_in_process(
     saga = Saga(booking(register).steps[:3], name="booking")  # (BPMN here: no retries)
     local = saga.run({}, inject=plain, clock=VirtualClock())
     same_outcome(local, BpmnRunner.start().run(saga, {}, inject=plain))
+
+
+def timing_out_in_a_group(state):
+    """``asyncio.TaskGroup``'s way to fail: a group, here holding a group holding the timeout."""
+    state["email"] = "done"
+    inner = ExceptionGroup("retrying", [ReadTimedOut("the mail server did not answer")])
+    raise ExceptionGroup("sending", [ValueError("bad cc address"), inner])
+
+
+def refusing_in_a_group(state):
+    raise ExceptionGroup("sending", [ConnectionRefusedError("the mail server is down")])
+
+
+@pytest.mark.parametrize("action", [timing_out_in_a_group, refusing_in_a_group])
+def test_a_pivots_group_holding_a_timeout_is_in_doubt_on_every_engine(
+    action, step_functions, dbos_runner, tmp_path
+):
+    """attack30 F4: a group holding a timeout (nested too) was a clean refusal, compensated
+    across (rolled_back). It is in doubt (``verdicts.timed_out``) on every engine, a stand-in
+    too (DBOS's ``start_saga`` read alone: ``RemoteError.held``), and in the journal."""
+    doubt = action is timing_out_in_a_group
+    local = with_email(action).run({}, clock=VirtualClock())
+    assert local.status is (Status.HALTED if doubt else Status.ROLLED_BACK)
+    assert local.leaked == (("email",) if doubt else ())
+    same_outcome(local, asyncio.run(with_email(action).arun({}, clock=VirtualClock())))
+    same_outcome(local, step_functions.run(with_email(action), {}))
+    same_outcome(local, dbos_runner.run(with_email(action), {}))
+    same_outcome(local, dbos_runner.start_saga(with_email(action), {}).outcome())
+    same_outcome(local, BpmnRunner.start().run(with_email(action), {}))
+    saga = journalled("grouped", n=2)
+    saga = Saga([*saga.steps, Step("email", action, kind=Kind.PIVOT)], name="grouped")
+    with Journal(tmp_path / "j.db") as journal:
+        saga.run({}, journal=journal, run_id="g", clock=VirtualClock())
+        assert journal.saga("g").pivot_state == ("started" if doubt else "refused")
+
+
+def test_a_groups_stand_in_holds_what_it_held():
+    """An engine's record of a group (as JSON) comes back in doubt as the group was."""
+    from rollback_lessons.runners.error_record import ErrorRecord
+    from rollback_lessons.verdicts import timed_out
+
+    for action, doubt in ((timing_out_in_a_group, True), (refusing_in_a_group, False)):
+        with pytest.raises(ExceptionGroup) as caught:
+            action({})
+        data = json.loads(json.dumps(dataclasses.asdict(ErrorRecord.of(caught.value))))
+        stand_in = ErrorRecord(**data).to_exception()
+        assert repr(stand_in) == repr(caught.value)
+        assert timed_out(stand_in) is timed_out(caught.value) is doubt
+        for error in (stand_in, caught.value):  # a policy matches the group itself (README)
+            assert not RetryPolicy(retry_on=(TimeoutError, ConnectionError)).retries(error)
+            assert RetryPolicy(retry_on=(ExceptionGroup,)).retries(error)
+    late = InjectedTimeout("email", Fault.FAIL_AFTER_EFFECT, "after its effect")
+    data = json.loads(json.dumps(vars(ErrorRecord.of(ExceptionGroup("g", [late])))))
+    assert after_effect(ErrorRecord(**data).to_exception())
 
 
 def test_the_compensation_form_writes_the_policys_then():

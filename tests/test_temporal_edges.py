@@ -596,6 +596,28 @@ def test_an_error_text_with_a_lone_surrogate_keeps_its_class(on_temporal):
     assert describe(there.error) == describe(local.error)  # its class and words
 
 
+def test_a_pivots_group_holding_a_timeout_is_in_doubt_on_temporal_too(on_temporal):
+    """attack30 F4: ``runner.run`` (the very error) and ``start_saga`` read alone (a stand-in
+    holding the group's errors: ``RemoteError.held``) halt, as ``saga.run`` does."""
+
+    def email(state):
+        raise ExceptionGroup("g", [ValueError("v"), ExceptionGroup("h", [TimeoutError("t")])])
+
+    def saga():
+        return Saga([Step("a", lambda s: s.update(a=1), lambda s: s.pop("a")),
+                     Step("email", email, kind="pivot")], name="grouped")  # fmt: skip
+
+    async def both(runner):
+        ran = await asyncio.wait_for(runner.run(saga(), {}), 60)
+        handle = await runner.start_saga(saga(), {})
+        return ran, await asyncio.wait_for(handle.outcome(), 60)
+
+    local = saga().run({}, clock=VirtualClock())
+    assert local.status == Status.HALTED and local.leaked == ("email",)
+    for there in on_temporal(both):
+        same_outcome(local, there)
+
+
 def kill_server_on(port):
     """SIGKILL the dev server (a child of this process) that listens on ``port``, and only
     that one (the module's own server goes on)."""
