@@ -17,7 +17,7 @@ import pytest
 from conftest import HaltOnAnythingButTimeouts, every_single_fault_ends_the_same, same_outcome
 from dbos import DBOS
 from heard import heard_as_in_process
-from trips import _act, _step, _undo, trip
+from trips import _act, _step, _undo, big_error_saga, trip
 
 from rollback_lessons import (
     Kind,
@@ -1443,3 +1443,10 @@ def test_on_event_and_the_logger_hear_every_event_once_as_in_process_on_dbos(dbo
 
     heard_as_in_process(run)
 
+
+def test_an_error_of_megabytes_ends_as_in_process_on_dbos(dbos_runner):
+    """Beside Temporal's and Step Functions' (which cut what they carry): DBOS saves the
+    whole record; run here (the very error) and read alone (a stand-in), as in process."""
+    local = big_error_saga().run({}, clock=VirtualClock())
+    same_outcome(local, dbos_runner.run(big_error_saga(), {}))
+    same_outcome(local, dbos_runner.start_saga(big_error_saga(), {}).outcome())

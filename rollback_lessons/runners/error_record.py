@@ -164,5 +164,12 @@ class ErrorRecord:
         return RemoteError(self.type, self.message, tuple(self.lineage), self.text, held)
 
 
+def cut_text(text: str, keep: int, engine: str, limit: int) -> str:
+    """``text`` cut to ``keep`` characters, the note at the cut saying how long it was and
+    what ``engine`` carries (``limit``): one wording for every engine that cuts."""
+    note = f" [... cut: {len(text)} characters, {engine} carries {limit}]"
+    return text[: max(0, keep - len(note))] + note
+
+
 def _held(error: BaseException) -> list[dict[str, Any]] | None:
     return [vars(ErrorRecord.brief(e)) for e in holds(error)] or None
