@@ -214,18 +214,22 @@ def _doubt_outlives_every_attempt(spec):
     from rollback_lessons.operations import Wait
     from rollback_lessons.policies import CONTINUE
 
-    m = Machine(CONTINUE, plan=[spec._replace(has_undo=False)])
-    m.start()
-    op = m.step_failed(InjectedTimeout(spec.name, Fault.FAIL_AFTER_EFFECT, "after"))
-    if type(op) is not Wait:
-        return False
-    while type(op) is Wait:
-        m.resume()
-        op = m.step_failed(RuntimeError("clean"))
-    return m.halted
+    def asked(error):
+        m = Machine(CONTINUE, plan=[spec._replace(has_undo=False)])
+        m.start()
+        op = m.step_failed(error)
+        if type(op) is not Wait:
+            return False
+        while type(op) is Wait:
+            m.resume()
+            op = m.step_failed(RuntimeError("clean"))
+        return m.halted
+
+    late = InjectedTimeout(spec.name, Fault.FAIL_AFTER_EFFECT, "after")
+    return asked(late) or asked(ExceptionGroup("g", [late]))  # (a group: retry_on apart)
 
 
-ERROR_TYPES = (Exception, TimeoutError, RuntimeError, ConnectionError)
+ERROR_TYPES = (Exception, TimeoutError, RuntimeError, ConnectionError, ExceptionGroup)
 
 
 @PROPERTY
@@ -356,6 +360,29 @@ def test_a_pivots_group_holding_a_timeout_is_in_doubt_on_every_engine(
     with Journal(tmp_path / "j.db") as journal:
         saga.run({}, journal=journal, run_id="g", clock=VirtualClock())
         assert journal.saga("g").pivot_state == ("started" if doubt else "refused")
+
+
+def test_step_functions_retries_a_group_as_the_machine_does_or_refuses_to_write_it(
+    step_functions,
+):
+    """A group holding a timeout is sent by a late name only where no Retry then differs
+    from ``isinstance`` (a compensable step retried on TimeoutError: the group is not one);
+    a pivot whose policy retries the group (``retry_on=ExceptionGroup``) is retried after a
+    timeout: refused before it runs, as one retried on TimeoutError is (a Retry forgets)."""
+    quick = {"initial_delay": 0.01, "max_delay": 0.01, "max_attempts": 3}
+
+    def saga(kind, retry_on):
+        b = Step("b", timing_out_in_a_group, None if kind == Kind.PIVOT else undo_of,
+                 kind=kind, retry=RetryPolicy(retry_on=retry_on, **quick))  # fmt: skip
+        after = [] if kind == Kind.PIVOT else [booking().steps[1]]  # (nothing undone after it)
+        return Saga([booking().steps[0], b, *after], name="grouped")
+
+    compensable = partial(saga, Kind.COMPENSABLE, (TimeoutError,))
+    local = compensable().run({}, clock=VirtualClock())
+    assert local.status is Status.ROLLED_BACK  # (tried once: the group is no TimeoutError)
+    same_outcome(local, step_functions.run(compensable(), {}))
+    with pytest.raises(Exception, match="irreversible and retried after a failure"):
+        to_asl(saga(Kind.PIVOT, (ExceptionGroup,)))
 
 
 def test_a_groups_stand_in_holds_what_it_held():

@@ -26,9 +26,7 @@ from ..errors import STAND_IN, InjectedFault, InjectedTimeout, RemoteError
 from ..events import describe
 from ..faults import Fault
 from ..policies import lineage, type_name
-from ..verdicts import after_effect, timed_out
 from ..verdicts import held as holds
-from .owed import AFTER_EFFECT_ERRORS
 
 __all__ = ["STAND_IN", "ErrorRecord", "exception_type", "keep_types", "keeping", "kept_types"]
 
@@ -138,13 +136,7 @@ class ErrorRecord:
     @property
     def name(self) -> str:
         """The error's class as every engine names it (``policies.type_name``): what a state
-        machine's Retry and Catch match it by (``ErrorEquals``); a group holding an error in
-        doubt (a timeout) by the name a failure after its effect is caught by, as a pivot's
-        must be (``owed.AFTER_EFFECT_ERRORS``: the machine halts there)."""
-        if self.held:
-            error = self.to_exception()
-            if timed_out(error) or after_effect(error):
-                return AFTER_EFFECT_ERRORS[0]
+        machine's Retry and Catch match it by (``ErrorEquals``)."""
         if self.fault is not None:
             return type_name(self.to_exception().__class__)
         return self.lineage[0] if self.lineage else self.type

@@ -19,7 +19,9 @@ from typing import Any
 
 from ...policies import RetryPolicy, type_name
 from ...saga import Saga
+from ...verdicts import after_effect, timed_out
 from ..error_record import ErrorRecord, cut_text
+from ..owed import AFTER_EFFECT_ERRORS
 from ..wire import RetrySpec
 from .asl import ERROR_NAME_LIMIT, _retriers
 
@@ -95,4 +97,19 @@ class Matching:
 
     def __call__(self, call: str, error: BaseException, step: str) -> ErrorRecord:
         rule = self.undo if call == "undo" else self.rules.get(step)
-        return ErrorRecord.of(error, step) if rule is None else rule.record(error, step)
+        made = ErrorRecord.of(error, step) if rule is None else rule.record(error, step)
+        return made if call == "undo" else _late(made, error, rule)
+
+
+def _late(made: ErrorRecord, error: BaseException, rule: _Rule | None) -> ErrorRecord:
+    """A group holding an error in doubt (a timeout, nested too: ``verdicts.timed_out``) is
+    sent by the name a failure after its effect is caught by (``owed.AFTER_EFFECT_ERRORS``:
+    a pivot's Catch then routes it to a person, as the machine halts), unless a Retry would
+    then treat it otherwise than the machine does (it keeps its own name then)."""
+    if made.held is None or not (timed_out(error) or after_effect(error)):
+        return made
+    late = AFTER_EFFECT_ERRORS[0]
+    if rule is not None and (rule.policy.retries(error) or rule.retried_there(late)):
+        return made
+    made.lineage = [late, *made.lineage]
+    return made
