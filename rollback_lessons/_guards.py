@@ -205,6 +205,32 @@ def cut_forward_of(
 # -- a takeover; an error that refuses notes ----------------------------------------------
 
 
+def hand_off(box: list[Any], rollback: Callable[..., Any], error: BaseException) -> None:
+    """``AsyncRollback``'s rollback as a task, kept in ``box`` by the same call that makes it:
+    a Ctrl-C heard as the call returns finds it there (made once; never lost, never twice).
+    A cancelled task's rollback says ``cancelled`` (the machine's rule, as ``arun``'s)."""
+    import asyncio
+
+    cancelled = isinstance(error, asyncio.CancelledError)
+    box.append(asyncio.ensure_future(rollback(error, cancelled)))
+
+
+async def shielded(task: Any) -> bool:
+    """Wait for the rollback's task, each cancellation shielded from it (then True: the
+    block honours it once undone); a cancelled task's ``CancelledError`` is raised."""
+    import asyncio
+
+    again = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done() and task.cancelled():
+                raise
+            again = True
+    return again
+
+
 def landed_late(run: Run, error: BaseException, exc: BaseException) -> None:
     """A Ctrl-C landed in the engine's own code as the run failed, before the rollback's
     guards (entering ``roll_back``, ``fail``, ``drive``): the machine hears the failure if it

@@ -78,16 +78,20 @@ class RemoteError(RollbackLessonsError):
     ``lineage`` names its class and the classes it derives from (``("PermissionError",
     "OSError", ...)``), so a retry policy's exception types still match it by name.
     ``text``: how ``events.describe`` told the original when its ``repr`` failed, so that
-    its events read as in process (attack25's F8).
+    its events read as in process (attack25's F8). ``held``: for a group (an
+    ``ExceptionGroup``), the stand-ins of the errors it held, so the pivot rule
+    (``verdicts.timed_out``) reads a group's timeout on every engine.
     """
 
     def __init__(
-        self, type_name: str, message: str, lineage: tuple[str, ...] = (), text: str | None = None
-    ) -> None:
+        self, type_name: str, message: str, lineage: tuple[str, ...] = (), text: str | None = None,
+        held: tuple[BaseException, ...] = (),
+    ) -> None:  # fmt: skip
         super().__init__(message)
         self.type_name = type_name
         self.lineage = lineage or (type_name,)
         self.text = text
+        self.held = held
 
     def __repr__(self) -> str:
         return self.text if self.text is not None else f"{self.type_name}({str(self)!r})"

@@ -376,19 +376,22 @@ class AsyncRollback(_Base):
         import asyncio  # only async users pay for importing asyncio
 
         run = self._run
-        # Shield the undos: a cancellation that arrives now must not cut the rollback short.
-        # A cancelled task's rollback says ``cancelled`` (the machine's rule, as ``arun``'s).
-        cancelled = isinstance(failed, asyncio.CancelledError)
-        task = asyncio.ensure_future(run.aroll_back(failed, cancelled))
-        while not task.done():
-            try:
-                await asyncio.shield(task)
-            except asyncio.CancelledError:
-                if task.done() and task.cancelled():
-                    raise
-                cancelled_again = True
+        # Shield the undos: a cancellation must not cut the rollback short, nor a Ctrl-C
+        # as it is handed to its task (re-raised once done: harden44's leftover).
+        box: list[asyncio.Future[None]] = []
         try:
-            task.result()
+            _guards.hand_off(box, run.aroll_back, failed)  # (made and kept at once)
+            cancelled_again = await _guards.shielded(box[0]) or cancelled_again
+        except BaseException as late:
+            if isinstance(late, GeneratorExit) or (box and box[0].cancelled()):
+                raise
+            if not (box and box[0].done() and late is box[0].exception()):
+                run.raise_after = run.raise_after or late  # (heard here: re-raised after)
+            if not box:  # (heard before the task was made: made now, once)
+                _guards.hand_off(box, run.aroll_back, failed)
+            cancelled_again = await _guards.shielded(box[0]) or cancelled_again
+        try:
+            box[0].result()
         except BaseException as late:  # a Ctrl-C before the rollback's own guards
             _guards.landed_late(run, failed, late)
         self._state = _CLOSED

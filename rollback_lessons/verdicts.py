@@ -40,19 +40,33 @@ def halts_forward(pivot_done: bool, failed_kind: str | None) -> bool:
     return pivot_done and failed_kind == Kind.RETRIABLE
 
 
+def held(error: BaseException) -> tuple[BaseException, ...]:
+    """The errors a group holds (``ExceptionGroup``: ``asyncio.TaskGroup``'s, or an engine's
+    stand-in of one, ``RemoteError.held``); none for any other error."""
+    if isinstance(error, BaseExceptionGroup):
+        return tuple(error.exceptions)
+    return error.held if isinstance(error, RemoteError) else ()
+
+
 def after_effect(error: BaseException) -> bool:
     """Did the failing step's effect happen anyway (a timeout after the charge)? Only the
     error can tell: an injected fault says which it is (``Fault.FAIL_AFTER_EFFECT``), on
-    every engine (``runners.wire.ErrorRecord`` carries it)."""
-    return isinstance(error, InjectedFault) and error.after_effect
+    every engine (``runners.wire.ErrorRecord`` carries it); a group holding one (nested
+    too) tells it as well."""
+    if isinstance(error, InjectedFault) and error.after_effect:
+        return True
+    return any(after_effect(e) for e in held(error))
 
 
 def timed_out(error: BaseException) -> bool:
-    """A timeout (here, or as an engine reported it): the caller cannot tell whether the
-    call's effect happened."""
-    if isinstance(error, RemoteError):
-        return "TimeoutError" in error.lineage
-    return isinstance(error, TimeoutError)
+    """A timeout (here, or as an engine reported it), or a group holding one (nested too:
+    ``asyncio.TaskGroup``'s ``ExceptionGroup``): the caller cannot tell whether the call's
+    effect happened."""
+    if isinstance(error, RemoteError) and "TimeoutError" in error.lineage:
+        return True
+    if not isinstance(error, RemoteError) and isinstance(error, TimeoutError):
+        return True
+    return any(timed_out(e) for e in held(error))
 
 
 def pivot_in_doubt(kind: str | None, error: BaseException, cut: bool = False) -> bool:
@@ -60,8 +74,8 @@ def pivot_in_doubt(kind: str | None, error: BaseException, cut: bool = False) ->
     timed out (``timed_out``: it cannot tell), or was cut short while it ran (``cut``: a
     Ctrl-C, a crash) may have happened; the steps before it are never undone then (that
     would not take it back), and it is never run again blindly: the saga halts for a
-    person. A pivot that refused cleanly, any other error, is compensated across like any
-    failed step."""
+    person. A group holding any such error is in doubt too. A pivot that refused cleanly,
+    any other error, is compensated across like any failed step."""
     return kind == Kind.PIVOT and (cut or after_effect(error) or timed_out(error))
 
 

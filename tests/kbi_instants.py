@@ -17,7 +17,6 @@ import dis
 import json
 import signal
 import sys
-from pathlib import Path
 from types import CodeType, FrameType
 from typing import Any
 
@@ -27,13 +26,6 @@ from rollback_lessons._guards import AFTER_COMMIT
 
 SOURCE = module.__file__
 ENTRY_ALLOWED = {"__exit__", "__aexit__"}  # Python's own instant (README): nothing undone
-# __aexit__ hands the rollback to a task (isinstance, aroll_back, ensure_future, shield):
-# there too (under asyncio.run only a second Ctrl-C lands there), README: from this line on
-HAND_OFF = next(
-    i
-    for i, line in enumerate(Path(SOURCE).read_text().splitlines(), 1)
-    if "cancelled = isinstance(failed, asyncio.CancelledError)" in line
-)
 BEFORE = {"__init__", "__enter__", "__aenter__", "_enter"}  # (before the block: not its end)
 _CALLS = {"CALL", "CALL_FUNCTION_EX"}
 _instants: dict[CodeType, frozenset[int]] = {}
@@ -166,9 +158,7 @@ def check(mode: str, n: int) -> tuple[Any, list[str]] | None:
     outcome = rb.outcome
     name, _, kind = tracer.fired
     if outcome is None:
-        line = tracer.fired[1]
-        if not ((kind == "entry" and name in ENTRY_ALLOWED) or
-                (name == "__aexit__" and line >= HAND_OFF)):  # fmt: skip
+        if not (kind == "entry" and name in ENTRY_ALLOWED):
             bad.append(f"the block ended with no outcome; world {world}")
         return tracer.fired, bad
     left = [s for s in done if s not in undone]

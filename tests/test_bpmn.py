@@ -16,11 +16,12 @@ from conftest import HaltOnAnythingButTimeouts, lesson_worlds, same_outcome, sin
 from heard import hear, heard_as_in_process
 from outside_validators import node_script
 from SpiffWorkflow.bpmn.parser import BpmnParser, BpmnValidator
-from trips import _act, _step, _undo
+from trips import _act, _step, _undo, big_error_saga
 
 from rollback_lessons import Kind, Parallel, Retry, RetryPolicy, Saga, Step, VirtualClock
 from rollback_lessons.errors import InvalidPipelineError
 from rollback_lessons.runners.bpmn import (
+    BpmnRunner,
     UnsupportedInBPMN,
     run_explicit,
     to_bpmn,
@@ -477,3 +478,10 @@ def test_a_ctrl_c_in_on_event_told_after_the_list_form_ran_is_raised_with_a_note
     assert got["got"].__notes__ == ["it came as the events of a run over were told (rolled_back)"]
     assert got["world"] == ["do a", "do b", "do c", "undo b", "undo a"]
     assert len(got["heard"]) == 3
+
+
+def test_an_error_of_megabytes_ends_as_in_process_in_bpmn():
+    """Beside Temporal's and Step Functions' (which cut what they carry): BPMN carries no
+    error out of this process, the record is the one ``saga.run`` makes."""
+    local = big_error_saga().run({}, clock=VirtualClock())
+    same_outcome(local, BpmnRunner.start().run(big_error_saga(), {}))

@@ -1,8 +1,9 @@
 """A Ctrl-C at every instant CPython 3.11 hears one in rollback.py during a with-block's
 steps and end (attack28 F1, F2; the harness: kbi_instants.py): the block never hangs, the
 KeyboardInterrupt is re-raised, and the block ends with an outcome that tells what was done
-and undone; only the entry of ``__exit__`` / ``__aexit__`` (and ``__aexit__``'s hand-off of
-the rollback to a task) is Python's, as the README says. Every instant, in make test too:
+and undone; only the entry of ``__exit__`` / ``__aexit__`` is Python's, as the README says
+(``__aexit__``'s hand-off of the rollback to a task too, until harden46: no outcome). Every
+instant, in make test too:
 about 260 trials, 2 CPU s, most of it the nine interpreters' start (every fourth cost 1.9)."""
 
 from __future__ import annotations

@@ -10,7 +10,10 @@
 - Step Functions retries what the machine retries: a subclass of a ``retry_on`` type too.
 """
 
+import asyncio
 import contextlib
+import dataclasses
+import json
 import sqlite3
 from functools import partial
 
@@ -34,7 +37,9 @@ from rollback_lessons.durable.files import SCHEMA_VERSION
 from rollback_lessons.durable.journal import Journal, UnjournaledPolicy
 from rollback_lessons.durable.recovery import FALLBACK, recover
 from rollback_lessons.durable.registry import Registry, compensation
+from rollback_lessons.errors import InjectedTimeout
 from rollback_lessons.events import EventKind
+from rollback_lessons.faults import Fault
 from rollback_lessons.machine import Machine, after_effect
 from rollback_lessons.operations import StepSpec
 from rollback_lessons.policies import type_name
@@ -209,18 +214,22 @@ def _doubt_outlives_every_attempt(spec):
     from rollback_lessons.operations import Wait
     from rollback_lessons.policies import CONTINUE
 
-    m = Machine(CONTINUE, plan=[spec._replace(has_undo=False)])
-    m.start()
-    op = m.step_failed(InjectedTimeout(spec.name, Fault.FAIL_AFTER_EFFECT, "after"))
-    if type(op) is not Wait:
-        return False
-    while type(op) is Wait:
-        m.resume()
-        op = m.step_failed(RuntimeError("clean"))
-    return m.halted
+    def asked(error):
+        m = Machine(CONTINUE, plan=[spec._replace(has_undo=False)])
+        m.start()
+        op = m.step_failed(error)
+        if type(op) is not Wait:
+            return False
+        while type(op) is Wait:
+            m.resume()
+            op = m.step_failed(RuntimeError("clean"))
+        return m.halted
+
+    late = InjectedTimeout(spec.name, Fault.FAIL_AFTER_EFFECT, "after")
+    return asked(late) or asked(ExceptionGroup("g", [late]))  # (a group: retry_on apart)
 
 
-ERROR_TYPES = (Exception, TimeoutError, RuntimeError, ConnectionError)
+ERROR_TYPES = (Exception, TimeoutError, RuntimeError, ConnectionError, ExceptionGroup)
 
 
 @PROPERTY
@@ -317,6 +326,83 @@ def test_every_engine_ends_a_pivots_failure_as_in_process(
     saga = Saga(booking(register).steps[:3], name="booking")  # (BPMN here: no retries)
     local = saga.run({}, inject=plain, clock=VirtualClock())
     same_outcome(local, BpmnRunner.start().run(saga, {}, inject=plain))
+
+
+def timing_out_in_a_group(state):
+    """``asyncio.TaskGroup``'s way to fail: a group, here holding a group holding the timeout."""
+    state["email"] = "done"
+    inner = ExceptionGroup("retrying", [ReadTimedOut("the mail server did not answer")])
+    raise ExceptionGroup("sending", [ValueError("bad cc address"), inner])
+
+
+def refusing_in_a_group(state):
+    raise ExceptionGroup("sending", [ConnectionRefusedError("the mail server is down")])
+
+
+@pytest.mark.parametrize("action", [timing_out_in_a_group, refusing_in_a_group])
+def test_a_pivots_group_holding_a_timeout_is_in_doubt_on_every_engine(
+    action, step_functions, dbos_runner, tmp_path
+):
+    """attack30 F4: a group holding a timeout (nested too) was a clean refusal, compensated
+    across (rolled_back). It is in doubt (``verdicts.timed_out``) on every engine, a stand-in
+    too (DBOS's ``start_saga`` read alone: ``RemoteError.held``), and in the journal."""
+    doubt = action is timing_out_in_a_group
+    local = with_email(action).run({}, clock=VirtualClock())
+    assert local.status is (Status.HALTED if doubt else Status.ROLLED_BACK)
+    assert local.leaked == (("email",) if doubt else ())
+    same_outcome(local, asyncio.run(with_email(action).arun({}, clock=VirtualClock())))
+    same_outcome(local, step_functions.run(with_email(action), {}))
+    same_outcome(local, dbos_runner.run(with_email(action), {}))
+    same_outcome(local, dbos_runner.start_saga(with_email(action), {}).outcome())
+    same_outcome(local, BpmnRunner.start().run(with_email(action), {}))
+    saga = journalled("grouped", n=2)
+    saga = Saga([*saga.steps, Step("email", action, kind=Kind.PIVOT)], name="grouped")
+    with Journal(tmp_path / "j.db") as journal:
+        saga.run({}, journal=journal, run_id="g", clock=VirtualClock())
+        assert journal.saga("g").pivot_state == ("started" if doubt else "refused")
+
+
+def test_step_functions_retries_a_group_as_the_machine_does_or_refuses_to_write_it(
+    step_functions,
+):
+    """A group holding a timeout is sent by a late name only where no Retry then differs
+    from ``isinstance`` (a compensable step retried on TimeoutError: the group is not one);
+    a pivot whose policy retries the group (``retry_on=ExceptionGroup``) is retried after a
+    timeout: refused before it runs, as one retried on TimeoutError is (a Retry forgets)."""
+    quick = {"initial_delay": 0.01, "max_delay": 0.01, "max_attempts": 3}
+
+    def saga(kind, retry_on):
+        b = Step("b", timing_out_in_a_group, None if kind == Kind.PIVOT else undo_of,
+                 kind=kind, retry=RetryPolicy(retry_on=retry_on, **quick))  # fmt: skip
+        after = [] if kind == Kind.PIVOT else [booking().steps[1]]  # (nothing undone after it)
+        return Saga([booking().steps[0], b, *after], name="grouped")
+
+    compensable = partial(saga, Kind.COMPENSABLE, (TimeoutError,))
+    local = compensable().run({}, clock=VirtualClock())
+    assert local.status is Status.ROLLED_BACK  # (tried once: the group is no TimeoutError)
+    same_outcome(local, step_functions.run(compensable(), {}))
+    with pytest.raises(Exception, match="irreversible and retried after a failure"):
+        to_asl(saga(Kind.PIVOT, (ExceptionGroup,)))
+
+
+def test_a_groups_stand_in_holds_what_it_held():
+    """An engine's record of a group (as JSON) comes back in doubt as the group was."""
+    from rollback_lessons.runners.error_record import ErrorRecord
+    from rollback_lessons.verdicts import timed_out
+
+    for action, doubt in ((timing_out_in_a_group, True), (refusing_in_a_group, False)):
+        with pytest.raises(ExceptionGroup) as caught:
+            action({})
+        data = json.loads(json.dumps(dataclasses.asdict(ErrorRecord.of(caught.value))))
+        stand_in = ErrorRecord(**data).to_exception()
+        assert repr(stand_in) == repr(caught.value)
+        assert timed_out(stand_in) is timed_out(caught.value) is doubt
+        for error in (stand_in, caught.value):  # a policy matches the group itself (README)
+            assert not RetryPolicy(retry_on=(TimeoutError, ConnectionError)).retries(error)
+            assert RetryPolicy(retry_on=(ExceptionGroup,)).retries(error)
+    late = InjectedTimeout("email", Fault.FAIL_AFTER_EFFECT, "after its effect")
+    data = json.loads(json.dumps(vars(ErrorRecord.of(ExceptionGroup("g", [late])))))
+    assert after_effect(ErrorRecord(**data).to_exception())
 
 
 def test_the_compensation_form_writes_the_policys_then():

@@ -15,7 +15,7 @@ from heard import heard_as_in_process
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from outside_validators import asl_errors
-from trips import _act, _step, _undo, trip
+from trips import BIG, _act, _step, _undo, big_error_saga, trip
 
 from rollback_lessons import Kind, Parallel, Retry, RetryPolicy, Saga, Status, Step, VirtualClock
 from rollback_lessons.errors import InvalidPipelineError
@@ -746,3 +746,30 @@ def test_a_ctrl_c_in_on_event_is_taken_as_saga_run_takes_it_on_the_graph_form_to
     heard_as_in_process(
         lambda saga: runner.run(saga, {}, undo_order=graph, timeout=60), ki_at, undo_order=graph
     )
+
+
+@pytest.mark.parametrize("options", [{}, {"undo_order": "reverse_start"}], ids=["list", "graph"])
+def test_an_error_over_the_cause_limit_is_sent_as_json_cut_with_a_note(
+    runner, options, monkeypatch
+):
+    """harden43's leftover: a task failure's cause (the error's record as JSON) was cut at
+    32,768 characters mid-JSON: unreadable. It is cut in its texts, with the note every
+    engine writes, and reads back; the run ends as in process (the machine has the error)."""
+    from rollback_lessons.runners.error_record import ErrorRecord
+    from rollback_lessons.runners.stepfunctions.matched import CAUSE_LIMIT
+
+    local = big_error_saga().run({}, clock=VirtualClock(), **options)
+    assert local.status is Status.ROLLBACK_INCOMPLETE
+    sent, send = [], runner.sfn.send_task_failure  # (moto keeps no cause in its history)
+    monkeypatch.setattr(runner.sfn, "send_task_failure",
+                        lambda **told: (sent.append(told), send(**told))[1])  # fmt: skip
+    same_outcome(local, runner.execute(big_error_saga(), {}, **options).outcome)
+    causes = [told["cause"] for told in sent]
+    assert len(causes) == 2  # b's, and a's undo's
+    for cause, letter in zip(causes, "su", strict=True):
+        told = ErrorRecord(**json.loads(cause))
+        assert len(cause) <= CAUSE_LIMIT and told.message.startswith(letter * 1000)
+        note = f"characters, Step Functions carries {CAUSE_LIMIT}]"
+        assert told.message.endswith(f"[... cut: {BIG} {note}")  # the text's own length
+        assert told.describe().startswith(f"RuntimeError('{letter}")
+        assert told.describe().endswith(f"[... cut: {BIG + 16} {note}")  # (its repr's)

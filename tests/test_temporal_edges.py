@@ -494,7 +494,8 @@ def test_a_workflow_id_is_limited_in_bytes_as_the_server_counts_it(on_temporal):
     non-ASCII name under 1000 of them reached the server, which refused it, and the runner
     said "Try again" (``TemporalUnavailable``) of a limit no retry passes. The id is the
     saga's name, a dash and 12 hex digits: a name of 493 ``é`` and an ``x`` makes 1000 bytes
-    (it runs), one more ``é`` 1002 (refused before anything starts, the limit named)."""
+    (it runs), one more ``é`` 1002 (refused before anything starts, the limit named);
+    ``handle_for`` refuses such an id alike, before it asks the server."""
     ran = []
 
     def saga(name):
@@ -506,6 +507,11 @@ def test_a_workflow_id_is_limited_in_bytes_as_the_server_counts_it(on_temporal):
             with pytest.raises(TemporalLimitExceeded) as caught:
                 await runner.start_saga(saga(name), {})
             refused.append(str(caught.value))
+        with pytest.raises(TemporalLimitExceeded) as caught:  # (harden43's leftover: the
+            await runner.handle_for(saga("a"), "é" * 501)  # server's refusal said "no saga")
+        refused.append(str(caught.value))
+        with pytest.raises(hosted.UnknownRun):  # 1000 bytes: the server is asked
+            await runner.handle_for(saga("a"), "é" * 500)
         left = set(hosted.RUNS) - before
         fits = await asyncio.wait_for(runner.run(saga("é" * 493 + "x"), {}), 60)
         return refused, left, fits
@@ -513,8 +519,9 @@ def test_a_workflow_id_is_limited_in_bytes_as_the_server_counts_it(on_temporal):
     refused, left, fits = on_temporal(scenario)
     assert [r.split(" bytes")[0] for r in refused] == [
         "the workflow id (1002", "the workflow id (1213", "the workflow id (1213",
-        "the workflow id (1213",
+        "the workflow id (1213", "the workflow id (1002",
     ]  # fmt: skip
+    assert "the run id asked for" in refused[-1] and "\n" not in refused[-1]
     assert all("Temporal's limit of 1000 bytes for identifiers" in r for r in refused)
     assert left == set() and ran == ["x"]  # nothing of the refused started; the 1000 ran
     assert fits.status == Status.COMMITTED
@@ -594,6 +601,28 @@ def test_an_error_text_with_a_lone_surrogate_keeps_its_class(on_temporal):
         local.state_after,
     )
     assert describe(there.error) == describe(local.error)  # its class and words
+
+
+def test_a_pivots_group_holding_a_timeout_is_in_doubt_on_temporal_too(on_temporal):
+    """attack30 F4: ``runner.run`` (the very error) and ``start_saga`` read alone (a stand-in
+    holding the group's errors: ``RemoteError.held``) halt, as ``saga.run`` does."""
+
+    def email(state):
+        raise ExceptionGroup("g", [ValueError("v"), ExceptionGroup("h", [TimeoutError("t")])])
+
+    def saga():
+        return Saga([Step("a", lambda s: s.update(a=1), lambda s: s.pop("a")),
+                     Step("email", email, kind="pivot")], name="grouped")  # fmt: skip
+
+    async def both(runner):
+        ran = await asyncio.wait_for(runner.run(saga(), {}), 60)
+        handle = await runner.start_saga(saga(), {})
+        return ran, await asyncio.wait_for(handle.outcome(), 60)
+
+    local = saga().run({}, clock=VirtualClock())
+    assert local.status == Status.HALTED and local.leaked == ("email",)
+    for there in on_temporal(both):
+        same_outcome(local, there)
 
 
 def kill_server_on(port):

@@ -370,7 +370,7 @@ def test_bad_timings_are_refused_before_a_workflow_starts():
     from rollback_lessons.runners import hosted
 
     async def scenario(runner):
-        before = set(hosted.RUNS)  # (another module's runs in this xdist worker are not this test's)
+        before = set(hosted.RUNS)  # (other modules' runs in this xdist worker)
         with pytest.raises(ValueError, match="unknown steps 'boat'"):
             await runner.start_saga(travel.booking(), travel.state(), completion=["boat"])
         with pytest.raises(TypeError, match="a list of step names"):

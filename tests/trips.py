@@ -31,3 +31,16 @@ def trip(*, cancel_at=None):
 
     return Saga([step("a"), Parallel(step("room"), [step("car"), step("gps")], step("flight")),
                  step("charge")], name="trip")  # fmt: skip
+
+
+BIG = 3 * 1024 * 1024
+
+
+def _boom(what, state):
+    raise RuntimeError(what[0] * BIG)
+
+
+def big_error_saga():
+    """b and a's undo raise errors of 3 MB (attack29's F5, on Temporal; every engine)."""
+    return Saga([Step("a", lambda s: s.update(a=1), partial(_boom, "undo")),
+                 Step("b", partial(_boom, "step"))], name="big-error")  # fmt: skip

@@ -24,11 +24,13 @@ import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import STAND_IN, InjectedFault, InjectedTimeout, RemoteError
 from ..events import describe
 from ..faults import Fault
 from ..policies import lineage, type_name
+from ..verdicts import held as holds
 
 __all__ = [
     "STAND_IN", "ErrorRecord", "adopt", "exception_type", "keep_types", "keeping", "kept_types",
@@ -142,6 +144,7 @@ class ErrorRecord:
     lineage: list[str] = field(default_factory=list)
     text: str | None = None  # ``events.describe``'s words: its repr (or, if that failed, F8)
     live: str | None = None  # the id it is kept by here (``keeping``): the very exception
+    held: list[dict[str, Any]] | None = None  # a group's errors (``brief``), for the pivot rule
 
     @classmethod
     def of(cls, error: BaseException, step: str | None = None, run: str | None = None,
@@ -151,14 +154,27 @@ class ErrorRecord:
         if isinstance(error, InjectedFault):
             return cls(type(error).__name__, str(error), error.step, str(error.fault))
         if isinstance(error, RemoteError):
-            return cls(error.type_name, str(error), step, None, list(error.lineage), error.text)
+            name, text = error.type_name, error.text
+            return cls(name, str(error), step, None, list(error.lineage), text, None, _held(error))
         live = _keep(error, run)
         try:
             message = str(error)
         except Exception:
             message = f"<{type(error).__name__} with an unprintable message>"
         text = describe(error)  # (its repr, as the events said it in process)
-        return cls(type(error).__name__, message, step, None, lineage(type(error)), text, live)
+        names = lineage(type(error))
+        return cls(type(error).__name__, message, step, None, names, text, live, _held(error))
+
+    @classmethod
+    def brief(cls, error: BaseException) -> ErrorRecord:
+        """What a group's record carries of an error it holds: its classes, its injected
+        fault, what it holds in turn; no text (the group's own text tells it), so that a
+        stand-in of the group is in doubt as the group was (``verdicts.timed_out``)."""
+        if isinstance(error, InjectedFault):
+            return cls(type(error).__name__, "", error.step, str(error.fault))
+        if isinstance(error, RemoteError):
+            return cls(error.type_name, "", None, None, list(error.lineage), held=_held(error))
+        return cls(type(error).__name__, "", None, None, lineage(type(error)), held=_held(error))
 
     @property
     def name(self) -> str:
@@ -179,4 +195,16 @@ class ErrorRecord:
         kept = _KEPT.get(self.live) if self.live is not None else None
         if isinstance(kept, BaseException):
             return kept
-        return RemoteError(self.type, self.message, tuple(self.lineage), self.text)
+        held = tuple(ErrorRecord(**h).to_exception() for h in self.held or ())
+        return RemoteError(self.type, self.message, tuple(self.lineage), self.text, held)
+
+
+def cut_text(text: str, keep: int, engine: str, limit: int) -> str:
+    """``text`` cut to ``keep`` characters, the note at the cut saying how long it was and
+    what ``engine`` carries (``limit``): one wording for every engine that cuts."""
+    note = f" [... cut: {len(text)} characters, {engine} carries {limit}]"
+    return text[: max(0, keep - len(note))] + note
+
+
+def _held(error: BaseException) -> list[dict[str, Any]] | None:
+    return [vars(ErrorRecord.brief(e)) for e in holds(error)] or None

@@ -95,19 +95,23 @@ def doubt_outlives_retry(spec: StepSpec) -> bool:
     (a timeout), and then halt however cleanly the next attempts fail? (A pivot: its doubt
     outlives its retries.) A state machine's Retry forgets the earlier attempt, and its Catch
     sees only the last error: a writer cannot wire that in, so it refuses such a step.
-    Asked of ``ASKED_ATTEMPTS`` attempts at most, so a huge ``max_attempts`` answers at once."""
+    Asked of ``ASKED_ATTEMPTS`` attempts at most, so a huge ``max_attempts`` answers at once;
+    asked of a timeout alone and of one in a group (``asyncio.TaskGroup``'s), which a
+    policy's ``retry_on`` may match apart."""
     if spec.retry is None:
         return False
     few = replace(spec.retry, max_attempts=min(spec.retry.max_attempts, ASKED_ATTEMPTS))
-    m = Machine(CONTINUE, plan=[spec._replace(has_undo=False, retry=few)])
-    m.start()
-    op = m.step_failed(InjectedTimeout(spec.name, Fault.FAIL_AFTER_EFFECT, "after its effect"))
-    if type(op) is not Wait:
-        return False
-    while type(op) is Wait:
-        m.resume()
-        op = m.step_failed(_Failed())
-    return m.halted
+    late = InjectedTimeout(spec.name, Fault.FAIL_AFTER_EFFECT, "after its effect")
+    for error in (late, ExceptionGroup("after its effect", [late])):  # (a TaskGroup's too)
+        m = Machine(CONTINUE, plan=[spec._replace(has_undo=False, retry=few)])
+        m.start()
+        op = m.step_failed(error)
+        while type(op) is Wait:
+            m.resume()
+            op = m.step_failed(_Failed())
+        if m.halted and m.attempt > 1:  # (retried after it, halted however it failed then)
+            return True
+    return False
 
 
 def every_undo(plan: Sequence[StepSpec], undo_order: str = "reverse") -> tuple[str, ...]:

@@ -30,6 +30,7 @@ from ...operations import Finished
 from ...schedule import GraphMachine
 from ..asking import Question
 from ..wire import record_data
+from . import waits
 
 STOPPED: dict[str, dict[str, Any]] = {}
 """The record of each run ``DBOS.cancel_workflow`` stopped, as this process saw it (DBOS
@@ -142,12 +143,13 @@ DBOS call hears the cancel (a cancelled branch never says it ended: the wait hun
 
 def stop_run(run_id: str) -> None:
     """``DBOS.cancel_workflow`` of the run and its branches' workflows (at_once), then the
-    waits that would not hear it woken: a branch's wait to retry, the run's own wait for its
-    branches and for a person's answer (``NUDGE``: attack27 F3, F4)."""
+    waits that would not hear it woken: the run's wait to retry (``waits.wake``), a branch's,
+    the run's own wait for its branches and for a person's answer (``NUDGE``: attack27 F3, F4)."""
     from . import graph
 
     ASKED.add(run_id)  # (DBOS's traceback for it kept off stderr)
     DBOS.cancel_workflow(run_id, cancel_children=True)
+    waits.wake(run_id)  # a list's (a one-at-a-time graph's) wait to retry ends now
     for child in DBOS.list_workflows(parent_workflow_id=run_id, status="PENDING"):
         DBOS.send(child.workflow_id, "stop", graph.WAKE)  # a retry's wait ends now
     DBOS.send(run_id, NUDGE, graph.DONE)

@@ -122,6 +122,8 @@ def waiting(topic: str | None, what: str) -> Iterator[threading.Event]:
         if _closing:
             raise LeftWaiting(f"{workflow_id} left waiting for {what}")
         WAITS[key] = (workflow_id, topic, woken, what)
+        if topic is None and workflow_id in STOPS:  # (stopped before it began: ``wake``)
+            woken.set()
     try:
         yield woken
     finally:
@@ -152,8 +154,29 @@ def sleep(seconds: float, what: str) -> None:
 
     with waiting(None, what) as woken:
         left = record_sleep(_get_dbos_instance(), snapshot_step_context(), seconds)
-        if woken.wait(left):
+        if woken.wait(left) and not _stopped(str(DBOS.workflow_id)):
             raise LeftWaiting(f"{DBOS.workflow_id} left waiting for {what}")
+
+
+STOPS: set[str] = set()
+"""The runs a stop was asked of here (``wake``): their sleeps end at once."""
+
+
+def wake(workflow_id: str) -> None:
+    """A stop asked of ``workflow_id`` (``stops.stop_run``, after ``DBOS.cancel_workflow``):
+    its sleep (a wait to retry) ends now, not after the backoff; its next DBOS call (the
+    next attempt's ``began``) hears the cancel, and the machine says what it left."""
+    with _LOCK:
+        STOPS.add(workflow_id)
+        for waited, topic, woken, _ in WAITS.values():
+            if waited == workflow_id and topic is None:
+                woken.set()
+
+
+def _stopped(workflow_id: str) -> bool:
+    """Woken by a stop (``wake``), not by a close (which leaves the run waiting)."""
+    with _LOCK:
+        return workflow_id in STOPS and not _closing
 
 
 def left_of_last_sleep() -> float | None:

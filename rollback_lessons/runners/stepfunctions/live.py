@@ -30,7 +30,6 @@ import contextlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from functools import partial
 from typing import Any, TypeVar
 
@@ -54,6 +53,7 @@ from .asl import (
     StepFunctionsError,
 )
 from .asl_graph import CANCELLED, COMMITTED, INCOMPLETE, STOPPING, WHAT_NEXT
+from .matched import cause_of
 
 T = TypeVar("T")
 Pick = Callable[[tuple[str, ...]], str]
@@ -209,7 +209,7 @@ class Live:
         self.runner.sfn.send_task_success(taskToken=token, output=json.dumps(output))
 
     def _fail(self, token: str, error: str, cause: str) -> None:
-        sent = {"error": error[:ERROR_NAME_LIMIT], "cause": cause[:32768]}  # (as Retry names it)
+        sent = {"error": error[:ERROR_NAME_LIMIT], "cause": cause}  # (as Retry names it)
         self.runner.sfn.send_task_failure(taskToken=token, **sent)
 
     # -- forward ----------------------------------------------------------------------------
@@ -278,7 +278,7 @@ class Live:
             made = self.worker.task("action", step)
             if made.error is None:  # (it hears the cancel first: ``hear``, below)
                 return self._told(partial(m.step_done, step), partial(self._ok, token, {}))
-            error, cause = made.error.to_exception(), json.dumps(asdict(made.error))
+            error, cause = made.error.to_exception(), cause_of(made.error)
             if made.cut:  # a Ctrl-C: failed for good (never retried: answered as stopping);
                 cut = partial(m.step_cut, step, error)  # re-raised at the run's end
                 return self._told(cut, partial(self._fail, token, STOPPING, cause))
@@ -366,7 +366,7 @@ class Live:
                         op = self._told(self.m.undo_ok, partial(self._ok, token, {}))
                         break
                     told = partial(self.m.undo_failed, made.error.to_exception())
-                    cause = json.dumps(asdict(made.error))
+                    cause = cause_of(made.error)
                     op = self._told(told, partial(self._fail, token, made.error.name, cause))
                     if type(op) is Wait:  # the undo state's Retry hands it out again
                         op = self.m.resume()

@@ -13,17 +13,43 @@ and a lineage for the saga machine, that make Step Functions and the machine do 
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from typing import Any
 
 from ...policies import RetryPolicy, type_name
 from ...saga import Saga
-from ..error_record import ErrorRecord
+from ...verdicts import after_effect, timed_out
+from ..error_record import ErrorRecord, cut_text
+from ..owed import AFTER_EFFECT_ERRORS
 from ..wire import RetrySpec
 from .asl import ERROR_NAME_LIMIT, _retriers
 
 OTHER = "another class named "
 """Before the name of an error that only shares a retry rule's name (not its class): no
 ``ErrorEquals`` names it, and no policy type matches it by name (``policies.named``)."""
+
+
+CAUSE_LIMIT = 32_768
+"""The longest cause ``SendTaskFailure`` carries (characters)."""
+
+
+def cause_of(error: ErrorRecord) -> str:
+    """The record as a task failure's cause: JSON that reads back whole
+    (``ErrorRecord(**json.loads(cause))``) within ``CAUSE_LIMIT``, its long texts cut with
+    the note every engine writes (``cut_text``), never cut mid-JSON (harden43's leftover)."""
+    data = asdict(error)
+    sent, keep = json.dumps(data), CAUSE_LIMIT
+    while len(sent) > CAUSE_LIMIT and keep > 64:  # (its message and its repr: halves)
+        keep //= 2
+        cut = {k: cut_text(v, keep, "Step Functions", CAUSE_LIMIT)
+               for k, v in data.items() if isinstance(v, str) and len(v) > keep}  # fmt: skip
+        sent = json.dumps({**data, **cut})
+    if len(sent) <= CAUSE_LIMIT:
+        return sent
+    whole = len(json.dumps(data))  # (a group of thousands: its ``held`` alone is too long)
+    told = f"{error.describe()[:256]} [... cut: {whole} characters, Step Functions carries "
+    return json.dumps({"type": error.type[:256], "message": f"{told}{CAUSE_LIMIT}]"})
 
 
 class _Rule:
@@ -71,4 +97,19 @@ class Matching:
 
     def __call__(self, call: str, error: BaseException, step: str, run: str) -> ErrorRecord:
         rule = self.undo if call == "undo" else self.rules.get(step)
-        return ErrorRecord.of(error, step, run) if rule is None else rule.record(error, step, run)
+        made = ErrorRecord.of(error, step, run) if rule is None else rule.record(error, step, run)
+        return made if call == "undo" else _late(made, error, rule)
+
+
+def _late(made: ErrorRecord, error: BaseException, rule: _Rule | None) -> ErrorRecord:
+    """A group holding an error in doubt (a timeout, nested too: ``verdicts.timed_out``) is
+    sent by the name a failure after its effect is caught by (``owed.AFTER_EFFECT_ERRORS``:
+    a pivot's Catch then routes it to a person, as the machine halts), unless a Retry would
+    then treat it otherwise than the machine does (it keeps its own name then)."""
+    if made.held is None or not (timed_out(error) or after_effect(error)):
+        return made
+    late = AFTER_EFFECT_ERRORS[0]
+    if rule is not None and (rule.policy.retries(error) or rule.retried_there(late)):
+        return made
+    made.lineage = [late, *made.lineage]
+    return made

@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..._graph_drive import CancelLike, asked_of, first_of
@@ -33,7 +33,7 @@ from .asl import ENGINE, ERROR_NAME_LIMIT, StepFunctionsError, check_retry_types
 from .asl_graph import graph_asl
 from .history import answered, history_table, visits
 from .live import Idle, Live, TimedOut, stop_execution
-from .matched import Matching
+from .matched import Matching, cause_of
 from .moto_start import _moto_in_process, _moto_server
 
 REGION = "us-east-1"
@@ -357,7 +357,7 @@ class StepFunctionsRunner:
                     self.sfn.send_task_failure(
                         taskToken=body["token"],
                         error=made.error.name[:ERROR_NAME_LIMIT],  # (as the Retry names it)
-                        cause=json.dumps(asdict(made.error))[:32768],
+                        cause=cause_of(made.error),  # (JSON, cut to fit: ``cause_of``)
                     )
             if messages:
                 idle.reset()  # the engine takes a moment to go on: the first wait is short

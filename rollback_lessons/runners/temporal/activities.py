@@ -22,7 +22,7 @@ from ...calls import what
 from ...faults import NO_FAULTS
 from ...verdicts import after_effect
 from .. import hosted, remote
-from ..error_record import ErrorRecord, lineage
+from ..error_record import ErrorRecord, cut_text, lineage
 from .workflow import ACTION, IN_DOUBT, NOT_CALLED, UNDO, StepCall
 
 BENIGN = ApplicationErrorCategory.BENIGN  # a step's failure is data: logged at DEBUG, no WARNING
@@ -319,8 +319,7 @@ def fitted(error: ErrorRecord) -> ErrorRecord:
 
 
 def _cut(text: str) -> str:
-    note = f" [... cut: {len(text)} characters, Temporal carries {MESSAGE_LIMIT}]"
-    return text[: MESSAGE_LIMIT - len(note)] + note
+    return cut_text(text, MESSAGE_LIMIT, "Temporal", MESSAGE_LIMIT)
 
 
 def _application_error(error: ErrorRecord) -> ApplicationError:

@@ -122,18 +122,24 @@ def _mb(n: int) -> str:
     return f"{n / 1024 / 1024:.1f} MB"
 
 
+def check_id(run_id: str, whence: str, then: str) -> None:
+    """A workflow id is at most ``ID_LIMIT`` bytes in UTF-8, as the server counts it: one
+    over is refused here in one line, naming the limit (the saga's start, ``handle_for``)."""
+    found = len(run_id.encode("utf-8", "surrogatepass"))
+    if found > ID_LIMIT:
+        raise TemporalLimitExceeded(
+            f"the workflow id ({found} bytes in UTF-8, {whence}) is over "
+            f"Temporal's limit of {ID_LIMIT} bytes for identifiers: {then}"
+        )
+
+
 def check_plan(plan: SagaPlan, input_size: int, history_limit: int = HISTORY_EVENTS_LIMIT,
                completion: bool = False) -> None:  # fmt: skip
     """Refuse a plan that cannot run within Temporal's limits: its workflow id, the history
     of its worst run (``worst_history``: a run that reaches ``history_limit`` is terminated
     by the server, nothing undone), its input (``input_size`` bytes), the record of a run
     that undoes every step (any run that rolls back everything records at least that)."""
-    found = len(plan.run_id.encode("utf-8", "surrogatepass"))
-    if found > ID_LIMIT:
-        raise TemporalLimitExceeded(
-            f"the workflow id ({found} bytes in UTF-8, from the saga's name) is over "
-            f"Temporal's limit of {ID_LIMIT} bytes for identifiers: name the saga shorter"
-        )
+    check_id(plan.run_id, "from the saga's name", "name the saga shorter")
     worst = worst_history(plan, completion)
     if worst > history_limit:
         raise TemporalLimitExceeded(

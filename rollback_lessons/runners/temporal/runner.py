@@ -52,7 +52,7 @@ from .activities import (
     run_undo,
 )
 from .handle import SagaHandle, _release
-from .limits import HISTORY_EVENTS_LIMIT, check_plan
+from .limits import HISTORY_EVENTS_LIMIT, check_id, check_plan
 from .lost import (  # noqa: F401 (the package's names)
     SagaTerminated,
     ServerLost,
@@ -359,7 +359,9 @@ class TemporalRunner:
         with ``task_queue=`` that run's), a run whose policy decides in code (only the
         process that started it has that code), and a run id the server does not know
         (``UnknownRun``, as on DBOS). A run this process hosts keeps its state; a run playing
-        a timing (``completion``) taken up here plays it (its plan keeps it)."""
+        a timing (``completion``) taken up here plays it (its plan keeps it). An id over
+        Temporal's limit is refused as ``start_saga`` refuses one (``TemporalLimitExceeded``)."""
+        check_id(run_id, "the run id asked for", "no saga can have it; nothing was hosted")
         workflow = self.client.get_workflow_handle(run_id, result_type=dict)
         run = hosted.RUNS.get(run_id)
         if run is not None:  # started (or taken up) here: its saga, its state
