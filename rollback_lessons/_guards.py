@@ -316,3 +316,28 @@ def add_notes(run: Run, error: BaseException) -> None:
                 f"the {type(carrier).__name__} raised refused these notes (add_note "
                 "failed); the outcome keeps them",
             ]
+
+
+def cut_running(run: Run, late: BaseException, failed: BaseException | None) -> BaseException:
+    """A Ctrl-C while the block waited for a step running in another thread: that step is
+    cut short, and, as it still runs, reported leaked (its undo, if logged before it, runs
+    too: it may land after); the block fails, and the Ctrl-C is re-raised once the
+    rollback is done."""
+    m = run.m
+    if not m.rolling and m.phase in (Phase.STEP, Phase.STEP_WAIT):
+        m.interrupted(late, still_runs=True)  # (its note, the machine's: once)
+    run.raise_after = late
+    return failed if failed is not None else late
+
+
+def unheard(run: Run, name: str, exc: BaseException) -> None:
+    """A step's ``do`` raised ``exc`` that the machine never heard of (a Ctrl-C after its
+    call returned, before it was told), and its block goes on (in another thread, or it
+    caught it): the step is cut short, as one interrupted inside its call is (it may have
+    happened: leaked, or undone if its undo was logged before it), never named nowhere."""
+    history = run.history
+    if history is not None and not (history and len(history[-1]) < 4):
+        return  # (recorded, and told done or raised: nothing unheard)
+    m = run.m
+    if not m.rolling and m.phase in (Phase.STEP, Phase.STEP_WAIT) and m.current == name:
+        m.interrupted(exc)

@@ -11,6 +11,7 @@ notes (``exc.__notes__``) saying so, and ``rb.outcome`` has the details.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import threading
 from collections.abc import Awaitable, Callable, Collection
@@ -62,8 +63,9 @@ class _Base:
         # claimed by an atomic setdefault in do's try, so its finally knows it is its own at
         # whatever instant a Ctrl-C lands (attack28 F2: a lock's acquire said so too late)
         self._running: dict[int, Any] = {}
-        self._waiter: threading.Event | None = None  # set as a step ends: the block waits
+        self._waiter: Any = None  # a lock released as a step ends: the block waits
         self._left: str | None = None  # the step the block stopped waiting for (a Ctrl-C)
+        self._raised: tuple[str, BaseException] | None = None  # the last step's do raised
 
     @property
     def outcome(self) -> Outcome | None:
@@ -174,17 +176,22 @@ class Rollback(_Base):
                 self._run.clock = _Wakeable(self._run.clock, self._woken)
             return self._do(name, action, undo, register, retry, undo_timeout)
         except BaseException as exc:
+            if 0 in claims and claims[0] is claim:  # (no call: its end told the machine at
+                self._raised = (name, exc)  # the block's, if unheard: ``_guards.unheard``)
             if self._left != name:
                 raise
             raise StepStillRunning(  # (not the machine's "step_ok() cannot happen now")
                 f"step {name!r} ended after its block did: a Ctrl-C came while the block "
                 "waited for it, and the block's outcome reports it cut short"
             ) from exc
-        finally:  # (no call before the claim is freed: no instant a Ctrl-C is heard at)
-            if 0 in claims and claims[0] is claim:
+        finally:  # (no call before the claim is freed, nor before the block's waiter is
+            if 0 in claims and claims[0] is claim:  # released: a C call, no instant inside)
                 del claims[0]
-                if self._waiter is not None:  # the block's end waits for this step
-                    self._waiter.set()
+                if (waiter := self._waiter) is not None:  # the block's end waits for it
+                    try:  # noqa: SIM105 (suppress is Python: an instant before the release)
+                        waiter.release()
+                    except RuntimeError:  # (released already, not yet taken: one wake)
+                        pass
 
     def _do(
         self,
@@ -240,6 +247,8 @@ class Rollback(_Base):
             self._state = _ENDING  # no step begins now (one running is waited for)
             if self._running:  # a step still runs in another thread: the block ends once it
                 failed = self._wait_step(failed)  # returns (then undone), never over it
+            if self._raised is not None:  # a step's do raised unheard (a Ctrl-C: attack32)
+                _guards.unheard(self._run, *self._raised)
             if failed is None:
                 failed = self._commit()
                 if failed is None:
@@ -271,17 +280,18 @@ class Rollback(_Base):
             raise failed
         # returning None re-raises the original exception, unchanged
 
-    _Waiter = threading.Event  # (a test's seam: how the block's end waits for a step)
+    _Waiter = staticmethod(_thread.allocate_lock)  # (a test's seam: the block's wait)
 
     def _wait_step(self, failed: BaseException | None) -> BaseException | None:
         """The block ended while a step runs in another thread: it begins no new try, and
-        the block waits for it; a Ctrl-C in the wait cuts it short (reported leaked)."""
+        the block waits for it, on a bare lock the step releases (C calls: no instant inside,
+        unlike Event's, attack32 F1, F2); a Ctrl-C in the wait cuts it short (leaked)."""
         if failed is not None:  # (a Ctrl-C heard here or in the wait: ``_cut_step``)
             self._stop_tries(failed)
-        waiter = self._waiter = self._Waiter()
-        while self._running:  # (set as a step frees its claim; refused ones too)
-            waiter.wait()
-            waiter.clear()
+        (waiter := self._Waiter()).acquire(False)  # (held: the step's release wakes it)
+        self._waiter = waiter
+        while self._running:  # (released as a step frees its claim; refused ones too.
+            waiter.acquire(True, 1.0)  # Re-checked each second: a lost wake is no hang)
         return failed
 
     def _cut_step(self, late: BaseException, failed: BaseException | None) -> BaseException:
@@ -290,7 +300,7 @@ class Rollback(_Base):
         rollback. Its wait to retry is woken unless a wake was under way when the Ctrl-C
         came (the Event's lock may be held: attack31 F3, a hang)."""
         self._left = self._running.get(0, ("",))[0]
-        failed = _cut_running(self._run, late, failed)
+        failed = _guards.cut_running(self._run, late, failed)
         if not self._waking:
             self._stop_tries(None)
         return failed
@@ -434,15 +444,3 @@ class _Wakeable:
 
     def run_id(self, name: str) -> str:
         return self.clock.run_id(name)
-
-
-def _cut_running(run: Run, late: BaseException, failed: BaseException | None) -> BaseException:
-    """A Ctrl-C while the block waited for a step running in another thread: that step is
-    cut short, and, as it still runs, reported leaked (its undo, if logged before it, runs
-    too: it may land after); the block fails, and the Ctrl-C is re-raised once the
-    rollback is done."""
-    m = run.m
-    if not m.rolling and m.phase in (Phase.STEP, Phase.STEP_WAIT):
-        m.interrupted(late, still_runs=True)  # (its note, the machine's: once)
-    run.raise_after = late
-    return failed if failed is not None else late

@@ -6,17 +6,26 @@ the world's record. Run by test_ctrl_c_instants.py in a fresh interpreter (a
 KeyboardInterrupt raised by a trace function inside asyncio upsets 3.11's recursion count
 for what runs after it, test_attacks8).
 
+Two threads (attack32 F1, F2), the Ctrl-C always in the main thread: "mainstep-ok|fail",
+the block in a worker thread and a step in the main one, which the block's end waits for;
+"blockwait-ok|fail", the block in the main thread, ending while a worker's step runs. The
+instants of the ``threading`` code rollback.py calls count too (an ``Event``'s insides).
+
 usage: kbi_instants.py MODE EVERY OFFSET  (MODE: fail|ok|stepfail|afail|aok, each "+w" for
-a block with an observer: the machine's path, not the recorded one). Prints one JSON line:
-the count of instants, the ones tried, and the problems found."""
+a block with an observer: the machine's path, not the recorded one; or one of the threaded
+above). Prints one JSON line: the count of instants, the ones tried, and the problems found."""
 
 from __future__ import annotations
 
 import asyncio
 import dis
 import json
+import linecache
+import random
 import signal
 import sys
+import threading
+import time
 from types import CodeType, FrameType
 from typing import Any
 
@@ -58,7 +67,7 @@ class Tracer:
         self.n, self.count, self.fired = n, 0, None
 
     def glob(self, frame: FrameType, event: str, arg: Any) -> Any:
-        if frame.f_code.co_filename != SOURCE or frame.f_code.co_name in BEFORE:
+        if not _ours(frame) or frame.f_code.co_name in BEFORE:
             return None
         frame.f_trace_opcodes = True
         if event == "call" and _is_entry(frame):
@@ -79,6 +88,13 @@ class Tracer:
             raise KeyboardInterrupt(f"at {self.fired}")
 
 
+def _ours(frame: FrameType | None) -> bool:
+    """rollback.py's code, or the ``threading`` code it calls (directly or through more)."""
+    while frame is not None and frame.f_code.co_filename == threading.__file__:
+        frame = frame.f_back
+    return frame is not None and frame.f_code.co_filename == SOURCE
+
+
 def _is_entry(frame: FrameType) -> bool:
     """A function's first start (RESUME 0), not a coroutine resumed after an await."""
     for ins in dis.get_instructions(frame.f_code):
@@ -87,7 +103,162 @@ def _is_entry(frame: FrameType) -> bool:
     return False
 
 
+def _waits(thread: int) -> bool:
+    """The thread is in the block's wait for a step (``_wait_step``'s waiting line)."""
+    frame = sys._current_frames().get(thread)
+    while frame is not None and frame.f_code.co_name != "_wait_step":
+        frame = frame.f_back
+    if frame is None:
+        return False
+    line = linecache.getline(SOURCE, frame.f_lineno)
+    return "acquire(True" in line or ".wait()" in line
+
+
+def threaded(
+    mode: str, world: list[str], arm: Any = None, box: list[Any] | None = None
+) -> tuple[Any, BaseException | None]:
+    """One trial of a threaded MODE; the Ctrl-C (the tracer's, or a real signal ``arm``
+    sets off as the other thread's step has its effect) comes in the main thread. The
+    harness's own waits are a flag and joins a Ctrl-C cannot break (not an Event's set)."""
+    shape, end = mode.split("-")
+    rb, over, raised = Rollback(), [], []
+    if box is not None:
+        box.append(rb)
+    main = threading.get_ident()
+
+    def step(s: str) -> tuple[Any, Any]:
+        return (lambda: world.append(s)), (lambda: world.append("undo " + s))
+
+    def ends() -> None:  # (the block ends once the other thread's step runs, or is over)
+        while not rb._running and not over:
+            time.sleep(0.0002)
+        if end == "fail":
+            raise ValueError("the block fails")
+
+    def effect(s: str) -> None:
+        world.append(s)
+        if arm is not None:
+            arm()
+
+    if shape == "mainstep":  # the block in a worker; its step "m" in the main thread
+
+        def body() -> None:
+            try:
+                with rb:
+                    rb.do("s1", *step("s1"))
+                    opened.set()
+                    ends()
+            except BaseException as exc:
+                raised.append(exc)
+
+        def slow() -> None:  # m's action: returns once the block waits for it
+            while rb._waiter is None and (worker.is_alive() or not opened.is_set()):
+                time.sleep(0.0002)
+            effect("m")
+
+        opened = threading.Event()
+        worker = threading.Thread(target=body, daemon=True)
+        if box is not None:
+            box.append(worker)
+        worker.start()
+        opened.wait(5)
+        try:
+            rb.do("m", slow, step("m")[1])
+        except BaseException as exc:
+            return rb, exc
+        finally:
+            sys.settrace(None)
+            over.append(True)
+            if not _joined(worker):
+                raise Hang
+        return rb, None
+
+    def work() -> None:  # the worker's step "w": returns once the block waits for it
+        def slow() -> None:
+            while not _waits(main) and not over:
+                time.sleep(0.0002)
+            effect("w")
+
+        try:
+            rb.do("w", slow, step("w")[1])
+        except BaseException as exc:
+            raised.append(exc)
+
+    worker = threading.Thread(target=work, daemon=True)
+    if box is not None:
+        box.append(worker)
+    try:
+        with rb:
+            rb.do("s1", *step("s1"))
+            worker.start()
+            ends()
+    except BaseException as exc:
+        return rb, exc
+    else:
+        return rb, None
+    finally:
+        sys.settrace(None)
+        over.append(True)
+        if worker.ident is not None:  # (started)
+            _joined(worker)
+
+
+def _joined(worker: threading.Thread) -> bool:
+    """Join ``worker`` (5 s at most), whatever Ctrl-C lands meanwhile: has it ended?"""
+    for _ in range(50):
+        try:  # noqa: SIM105 (suppress is Python: a Ctrl-C could land in it)
+            worker.join(0.1)
+        except KeyboardInterrupt:
+            pass
+        if not worker.is_alive():
+            return True
+    return False
+
+
+def real_signals(shape: str, trials: int) -> list[str]:
+    """A real signal heard as a Ctrl-C (SIGALRM, its handler ``default_int_handler``), a
+    random 1..40 us after the other thread's step had its effect (attack32's F1, F2 were
+    found so): the block ends with an outcome, the effect told, never a hang, and the
+    KeyboardInterrupt (when it reached the block) is no other error."""
+    signal.signal(signal.SIGALRM, signal.default_int_handler)
+    draw = random.Random(47).random
+    problems = []
+    for trial in range(trials):
+        world: list[str] = []
+        box: list[Any] = []
+        mode = f"{shape}-{('ok', 'fail')[trial % 2]}"
+        arm = lambda: signal.setitimer(signal.ITIMER_REAL, 1e-6 + draw() * 40e-6)  # noqa: E731
+        try:
+            rb, raised = threaded(mode, world, arm, box)
+        except Hang:
+            problems.append(f"trial {trial} {mode}: hang, world {world}")
+            continue
+        except KeyboardInterrupt:  # (heard in the harness, past the block: a late one)
+            rb, raised = box[0] if box else None, None
+            if len(box) > 1 and not _joined(box[1]):
+                problems.append(f"trial {trial} {mode}: hang, world {world}")
+                continue
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            time.sleep(0.001)  # (one still pending is heard here)
+        except KeyboardInterrupt:
+            pass
+        if rb is None or rb.outcome is None:
+            problems.append(f"trial {trial} {mode}: no outcome, world {world}")
+            continue
+        wanted = (KeyboardInterrupt, ValueError) if "fail" in mode else (KeyboardInterrupt,)
+        if raised is not None and not isinstance(raised, wanted):
+            problems.append(f"trial {trial} {mode}: {raised!r} for the Ctrl-C")
+        outcome, effects = rb.outcome, [w for w in world if not w.startswith("undo ")]
+        for s in effects:
+            if f"undo {s}" not in world and s not in (*outcome.completed, *outcome.leaked):
+                problems.append(f"trial {trial} {mode}: {s} done, named nowhere: {outcome}")
+    return problems
+
+
 def block(mode: str, world: list[str]) -> tuple[Any, BaseException | None]:
+    if "-" in mode:
+        return threaded(mode, world)
     watched = mode.endswith("+w")
     mode = mode.removesuffix("+w")
     kind = AsyncRollback if mode.startswith("a") else Rollback
@@ -165,8 +336,11 @@ def check(mode: str, n: int) -> tuple[Any, list[str]] | None:
     if outcome.status is Status.COMMITTED:
         if undone or left != done or "fail" in mode:
             bad.append(f"committed, yet undone {undone} (the block failed: {'fail' in mode})")
-        if AFTER_COMMIT not in getattr(raised, "__notes__", ()):
-            bad.append("committed, and the Ctrl-C does not say so")
+        if AFTER_COMMIT not in getattr(raised, "__notes__", ()) and "mainstep" not in mode:
+            bad.append("committed, and the Ctrl-C does not say so")  # (mainstep: a step's)
+        untold = [s for s in left if s not in outcome.completed and s not in outcome.leaked]
+        if untold:
+            bad.append(f"committed, yet {untold} done and named nowhere")
     elif outcome.status in (Status.ROLLED_BACK, Status.CANCELLED):
         if left:
             bad.append(f"{outcome.status.value} but {left} not undone")
@@ -178,6 +352,10 @@ def check(mode: str, n: int) -> tuple[Any, list[str]] | None:
 
 
 def main() -> None:
+    if sys.argv[1] == "signals":  # usage: kbi_instants.py signals SHAPE TRIALS
+        found = real_signals(sys.argv[2], int(sys.argv[3]))
+        print(json.dumps({"tried": int(sys.argv[3]), "problems": found}))
+        return
     mode, every, offset = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 
     def on_alarm(*_: object) -> None:

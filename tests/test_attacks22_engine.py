@@ -317,11 +317,16 @@ def test_names_written_before_they_were_qualified_read_as_before():
     assert matches(builtin, (ConnectionError,)) and not matches(builtin, (requests_error,))
 
 
-class _CtrlCWhileWaiting(threading.Event):
+class _CtrlCWhileWaiting:
     """``Rollback``'s wait for the running step, with a Ctrl-C landing in it."""
 
-    def wait(self, timeout: float | None = None) -> bool:
-        raise KeyboardInterrupt
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if blocking:
+            raise KeyboardInterrupt
+        return True
+
+    def release(self) -> None:
+        pass
 
 
 @pytest.mark.parametrize("register", ["after", "before"])

@@ -14,17 +14,21 @@ from rollback_lessons import RetryPolicy, Rollback, Status
 from rollback_lessons.machine import RAISE, Machine, Phase
 
 
-class _Told(threading.Event):
-    """``Rollback``'s wait for the running step, telling when the block begins to wait for
-    it (by then the block has failed, and said so to the run)."""
+class _Told:
+    """``Rollback``'s wait for the running step (a lock the step releases), telling when the
+    block begins to wait for it (by then the block has failed, and said so to the run)."""
 
     def __init__(self) -> None:
-        super().__init__()
+        self.lock = threading.Lock()
         self.waiting = threading.Event()
 
-    def wait(self, timeout: float | None = None) -> bool:
-        self.waiting.set()
-        return super().wait(timeout)
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if blocking:
+            self.waiting.set()
+        return self.lock.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        self.lock.release()
 
 
 def _block_fails_while(car, retry: RetryPolicy):
@@ -104,9 +108,16 @@ def test_a_failed_block_ends_the_wait_to_retry_of_the_step_it_waits_for():
     assert rb.outcome.status is Status.ROLLED_BACK and isinstance(ended[0], ConnectionError)
 
 
-class _CtrlCWhileWaiting(threading.Event):
-    def wait(self, timeout: float | None = None) -> bool:
-        raise KeyboardInterrupt
+class _CtrlCWhileWaiting:
+    """``Rollback``'s wait for the running step, with a Ctrl-C landing in it."""
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if blocking:
+            raise KeyboardInterrupt
+        return True
+
+    def release(self) -> None:
+        pass
 
 
 def test_a_ctrl_c_while_the_block_waits_says_once_that_the_step_still_ran():
