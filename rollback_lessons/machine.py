@@ -461,7 +461,9 @@ class Machine:
         except BaseException:
             self.rows.pop()  # (never committed: the event is not the run's)
             raise
-        self.phase = _DONE
+        self.phase = _DONE  # a step failed after its effect (its error caught), its undo
+        in_doubt = self.effected - {*self.completed, *self.leaked}  # logged, never run now:
+        self.leaked = [*self.leaked, *sorted(in_doubt, key=self.seen.index)]  # leaked (F6)
         return Finished(self)
 
     def fail(self, error: BaseException) -> Op:
