@@ -234,6 +234,8 @@ class Rollback(_Base):
             return result
         if self._state is not _OPEN:
             self._check_open()
+        if self._raised is not None:  # (a step before raised unheard, caught: told first)
+            _guards.unheard(run, *self._raised)
         return run.step(name, action, undo, register, retry, undo_timeout)  # type: ignore[no-any-return]
 
     def __exit__(

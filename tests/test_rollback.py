@@ -124,6 +124,35 @@ def test_a_step_failed_after_its_effect_caught_in_a_committed_block_is_leaked(re
     assert state == {"paid": 5 if caught == "fail_after_effect" else 0}
 
 
+@pytest.mark.parametrize("then", ["a step", "the end"])
+def test_a_ctrl_c_after_a_steps_call_returned_caught_in_the_block_leaves_it_leaked(then):
+    """A Ctrl-C heard after m's call returned, before the machine was told (at its done
+    stamp), caught by the block: m is cut short (it had its effect: leaked), told before the
+    next step begins (not a MachineError "while step 'm' still runs") or at the block's
+    end, never named nowhere."""
+    world: list[str] = []
+    rb = Rollback()
+    stamps, real = [0], rb._run.monotonic
+
+    def monotonic() -> float:  # (s1 begun, s1 done, m begun, m done: the Ctrl-C)
+        stamps[0] += 1
+        if stamps[0] == 4:
+            raise KeyboardInterrupt
+        return real()
+
+    rb._run.monotonic = monotonic  # type: ignore[method-assign]
+    with rb:
+        rb.do("s1", lambda: world.append("s1"), lambda: world.append("undo s1"))
+        with pytest.raises(KeyboardInterrupt):
+            rb.do("m", lambda: world.append("m"), lambda: world.append("undo m"))
+        if then == "a step":
+            rb.do("n", lambda: world.append("n"), lambda: world.append("undo n"))
+    outcome = rb.outcome
+    assert outcome.status is Status.COMMITTED and outcome.leaked == ("m",)
+    assert outcome.completed == (("s1", "n") if then == "a step" else ("s1",))
+    assert world == (["s1", "m", "n"] if then == "a step" else ["s1", "m"])
+
+
 def test_undo_failure_is_a_dead_letter_and_a_note_on_the_original_error():
     undone = []
     with pytest.raises(ValueError) as info:
