@@ -121,7 +121,7 @@ def threaded(
     sets off as the other thread's step has its effect) comes in the main thread. The
     harness's own waits are a flag and joins a Ctrl-C cannot break (not an Event's set)."""
     shape, end = mode.split("-")
-    rb, over, raised = Rollback(), [], []
+    rb, over, raised, began = Rollback(), [], [], []
     if box is not None:
         box.append(rb)
     main = threading.get_ident()
@@ -129,8 +129,8 @@ def threaded(
     def step(s: str) -> tuple[Any, Any]:
         return (lambda: world.append(s)), (lambda: world.append("undo " + s))
 
-    def ends() -> None:  # (the block ends once the other thread's step runs, or is over)
-        while not rb._running and not over:
+    def ends() -> None:  # (the block ends once the other thread's step's action runs, or
+        while not began and not over:  # it is over: never before it is admitted)
             time.sleep(0.0002)
         if end == "fail":
             raise ValueError("the block fails")
@@ -152,6 +152,7 @@ def threaded(
                 raised.append(exc)
 
         def slow() -> None:  # m's action: returns once the block waits for it
+            began.append(True)
             while rb._waiter is None and (worker.is_alive() or not opened.is_set()):
                 time.sleep(0.0002)
             effect("m")
@@ -175,6 +176,7 @@ def threaded(
 
     def work() -> None:  # the worker's step "w": returns once the block waits for it
         def slow() -> None:
+            began.append(True)
             while not _waits(main) and not over:
                 time.sleep(0.0002)
             effect("w")
