@@ -225,10 +225,30 @@ def log_threshold(log: logging.Logger = logger) -> int:
 
 def describe(error: BaseException) -> str:
     """A deterministic one-line description of an exception for events and printouts; one
-    whose ``repr`` raises (or returns no text) is described by its type, never stops a run."""
+    whose ``repr`` raises (or returns no text) is described by its type, never stops a run.
+    (A BaseException its ``repr`` raises is heard as one raised there: a Ctrl-C.)"""
+    return _told(error, repr, "its repr failed", Exception)
+
+
+def said(error: BaseException) -> str:
+    """``str(error)``, the message an engine carries in an error's record; one whose ``str``
+    raises anything (a SystemExit too) or returns no text is told as ``describe`` tells it,
+    by its type. ``saga.run`` never calls ``str``, so nothing an error's ``__str__`` does may
+    stop an engine's run, nor its worker (attack32 F3)."""
+    return _told(error, str, "its message failed", BaseException)
+
+
+def _told(
+    error: BaseException,
+    how: Callable[[object], object],
+    failed: str,
+    caught: type[BaseException],
+) -> str:
+    """The one rule of ``describe`` and ``said``: ``how(error)`` if it gives a text, else
+    ``<Type (failed)>``."""
     try:
-        text = repr(error)
-    except Exception:
+        text = how(error)
+    except caught:
         text = None
     if type(text) is str:
         return text
@@ -236,7 +256,7 @@ def describe(error: BaseException) -> str:
         name = type(error).__qualname__
     except Exception:
         name = "exception"
-    return f"<{name} (its repr failed)>"
+    return f"<{name} ({failed})>"
 
 
 def format_events(events: list[Event]) -> str:

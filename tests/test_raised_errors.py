@@ -10,6 +10,7 @@ stand-in whatever else runs, attack30's F2). A policy of one's own that tests th
 policy; a policy's class DBOS cannot pickle runs (or, in code, is refused in one line).
 Only injected faults were compared before (their records are rebuilt exactly)."""
 
+import asyncio
 import json
 import threading
 
@@ -90,9 +91,11 @@ def step_functions():
         yield runner
 
 
-def _run_on(engine, request, saga):
+def _run_on(engine, request, saga, wait: float | None = None):
+    """``saga`` run on ``engine`` (on Temporal, given up after ``wait`` seconds if told)."""
     if engine == "temporal":
-        return request.getfixturevalue("on_temporal")(lambda runner: runner.run(saga, {}))
+        run = request.getfixturevalue("on_temporal")
+        return run(lambda runner: asyncio.wait_for(runner.run(saga, {}), wait))
     if engine == "dbos":
         return request.getfixturevalue("dbos_runner").run(saga, {})
     if engine == "bpmn":
@@ -333,3 +336,61 @@ def test_a_workflow_replayed_from_its_start_decides_as_its_first_execution(monke
     assert ran == "rolled_back" and len(seen_by_run) > 1  # (decided again in a replay)
     assert set(seen_by_run) == {ConnectionError}
     assert started[0] == "halted" and set(started[1]) == {RemoteError}
+
+
+# -- an error however odd: its str raises anything, a class's module not UTF-8 (attack32) ---
+
+
+class StrExits(Exception):
+    def __str__(self) -> str:
+        raise SystemExit(3)
+
+
+class StrInterrupts(TimeoutError):
+    def __str__(self) -> str:
+        raise KeyboardInterrupt
+
+
+OddModule = type("Late", (TimeoutError,), {"__module__": "m\udcff"})  # (``os.fsdecode``'s)
+
+ODD = {  # (the error ``b`` raises; is ``b`` a pivot)
+    "a __str__ that raises SystemExit": (lambda: StrExits("x"), False),
+    "a pivot's __str__ that raises KeyboardInterrupt": (lambda: StrInterrupts("x"), True),
+    "a pivot's class of a module with a lone surrogate": (lambda: OddModule("late"), True),
+}
+
+
+def _odd_saga(kind: str) -> Saga:
+    make, pivot = ODD[kind]
+
+    def b(state):
+        raise make()
+
+    return Saga([Step("a", lambda s: s.__setitem__("a", 1), lambda s: s.pop("a")),
+                 Step("b", b, kind="pivot" if pivot else "compensable")], name="odd")  # fmt: skip
+
+
+ODD_CASES = [(e, k) for k in ODD for e in ("step_functions", "bpmn", "dbos", "temporal")]
+
+
+@pytest.mark.parametrize(("engine", "kind"), a_part(ODD_CASES, 3, name="odd errors"))
+def test_an_odd_error_is_told_as_saga_run_tells_it_and_the_runner_goes_on(engine, kind, request):
+    """attack32 F3, F4: a ``__str__`` that raises SystemExit (or KeyboardInterrupt) made
+    Temporal's ``runner.run`` raise it, and every later saga on that runner never returned;
+    a pivot's class whose ``__module__`` has a lone surrogate never returned there, and on
+    Step Functions was not caught as the timeout it is (``HistoryDiverged``). Each ends as
+    in process (``saga.run`` never calls ``str``), and the same runner runs the next saga."""
+    local = _odd_saga(kind).run({}, clock=VirtualClock())
+    assert local.status == ("halted" if ODD[kind][1] else "rolled_back")
+    same_outcome(local, _run_on(engine, request, _odd_saga(kind), wait=60))
+    plain = _saga("KeyError", [], "step")
+    same_outcome(plain.run({}, clock=VirtualClock()), _run_on(engine, request, plain, wait=60))
+
+
+@pytest.mark.parametrize("odd", [StrExits("x"), StrInterrupts("x")], ids=["exit", "interrupt"])
+def test_a_record_whose_str_raises_anything_is_made(odd):
+    """``events.said``, the message's one rule: told by its type as ``describe`` tells one
+    whose ``repr`` fails."""
+    record = ErrorRecord.of(odd, "b")
+    assert record.message == f"<{type(odd).__qualname__} (its message failed)>"
+    assert record.text == repr(odd)

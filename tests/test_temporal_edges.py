@@ -625,6 +625,29 @@ def test_a_pivots_group_holding_a_timeout_is_in_doubt_on_temporal_too(on_tempora
         same_outcome(local, there)
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["\udcff" * 40_000, "\udcff" * 6_000, "ab\udcff" * 20_000, "\u00e9" * 40_000, "x" * 40_000],
+)
+def test_a_text_is_cut_as_it_is_sent_lone_surrogates_escaped_first(text):
+    """attack32 F5: the text was cut, then escaped: 40,000 lone surrogates gave 196,348
+    characters. Escaped first, then cut (never inside an escape): every text of the record,
+    its lineage too (F4), is UTF-8 and within ``MESSAGE_LIMIT`` characters, and starts as
+    the original escaped."""
+    from rollback_lessons.runners.error_record import ErrorRecord, escape
+    from rollback_lessons.runners.temporal.activities import MESSAGE_LIMIT, fitted
+
+    odd = type("Late", (TimeoutError,), {"__module__": "m\udcff"})
+    record = fitted(ErrorRecord.of(odd(text), "b"))
+    for told in (record.message, record.text, *record.lineage):
+        assert len(told) <= MESSAGE_LIMIT
+        told.encode("utf-8")  # (raises on a lone surrogate)
+    assert record.message.startswith(escape(text)[:30_000])
+    assert record.message.endswith(f"[... cut: {len(escape(text))} characters, "
+                                   f"Temporal carries {MESSAGE_LIMIT}]")  # fmt: skip
+    assert record.lineage[0] == "m\\udcff.Late" and record.live is None
+
+
 def kill_server_on(port):
     """SIGKILL the dev server (a child of this process) that listens on ``port``, and only
     that one (the module's own server goes on)."""

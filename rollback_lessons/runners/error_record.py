@@ -19,6 +19,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import contextvars
+import dataclasses
 import itertools
 import threading
 import uuid
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import STAND_IN, InjectedFault, InjectedTimeout, RemoteError
-from ..events import describe
+from ..events import describe, said
 from ..faults import Fault
 from ..policies import lineage, type_name
 from ..verdicts import held as holds
@@ -118,6 +119,11 @@ def kept_types(key: str | None, names: list[str]) -> tuple[type[BaseException], 
     return None
 
 
+def escape(text: str) -> str:
+    """``text`` with each lone surrogate written as its escape (``\\udcff``): UTF-8 then."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def builtin(kind: type) -> bool:
     return getattr(builtins, kind.__name__, None) is kind
 
@@ -149,18 +155,15 @@ class ErrorRecord:
     @classmethod
     def of(cls, error: BaseException, step: str | None = None, run: str | None = None,
            ) -> ErrorRecord:  # fmt: skip
-        """The error as data, kept here if ``run`` (its run's id) keeps (``adopt``); a badly
-        behaved ``__str__`` must not take the worker down."""
+        """The error as data, kept here if ``run`` (its run's id) keeps (``adopt``); its
+        message is ``events.said``'s: whatever its ``__str__`` raises, never the worker's end."""
         if isinstance(error, InjectedFault):
             return cls(type(error).__name__, str(error), error.step, str(error.fault))
         if isinstance(error, RemoteError):
             name, text = error.type_name, error.text
             return cls(name, str(error), step, None, list(error.lineage), text, None, _held(error))
         live = _keep(error, run)
-        try:
-            message = str(error)
-        except Exception:
-            message = f"<{type(error).__name__} with an unprintable message>"
+        message = said(error)
         text = describe(error)  # (its repr, as the events said it in process)
         names = lineage(type(error))
         return cls(type(error).__name__, message, step, None, names, text, live, _held(error))
@@ -175,6 +178,22 @@ class ErrorRecord:
         if isinstance(error, RemoteError):
             return cls(error.type_name, "", None, None, list(error.lineage), held=_held(error))
         return cls(type(error).__name__, "", None, None, lineage(type(error)), held=_held(error))
+
+    def escaped(self) -> ErrorRecord:
+        """This record with a lone surrogate (``os.fsdecode``'s: in a message, a class's
+        ``__module__``) in any of its texts, its lineage's names too, written with its escape
+        (``\\udcff``), as ``escape`` does: a wire that carries UTF-8 only cannot send it
+        (attack30 F1, attack32 F4), and so are the errors a group holds. Itself when there
+        is none."""
+        texts = {k: escape(v) for k, v in vars(self).items() if isinstance(v, str) and k != "live"}
+        changed: dict[str, Any] = {k: v for k, v in texts.items() if v != getattr(self, k)}
+        names = [escape(n) for n in self.lineage]
+        held = [vars(ErrorRecord(**h).escaped()) for h in self.held or ()]
+        if names != self.lineage:
+            changed["lineage"] = names
+        if held != (self.held or []):
+            changed["held"] = held
+        return dataclasses.replace(self, **changed) if changed else self
 
     @property
     def name(self) -> str:
@@ -200,10 +219,17 @@ class ErrorRecord:
 
 
 def cut_text(text: str, keep: int, engine: str, limit: int) -> str:
-    """``text`` cut to ``keep`` characters, the note at the cut saying how long it was and
-    what ``engine`` carries (``limit``): one wording for every engine that cuts."""
-    note = f" [... cut: {len(text)} characters, {engine} carries {limit}]"
-    return text[: max(0, keep - len(note))] + note
+    """``text`` escaped (``escape``) and cut to ``keep`` characters, the note at the cut
+    saying how long it was (escaped) and what ``engine`` carries (``limit``): one wording
+    for every engine that cuts. Escaped first, so the bound holds for what is sent (cut
+    first, 40,000 lone surrogates gave 196,348 characters: attack32 F5); never cut inside
+    an escape."""
+    note = f" [... cut: {len(escape(text))} characters, {engine} carries {limit}]"
+    room = max(0, keep - len(note))
+    kept = text[:room]
+    while len(escape(kept)) > room:  # (each character taken off takes 1 or 6 off)
+        kept = kept[: len(kept) - (len(escape(kept)) - room + 5) // 6]
+    return escape(kept) + note
 
 
 def _held(error: BaseException) -> list[dict[str, Any]] | None:

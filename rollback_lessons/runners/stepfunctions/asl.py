@@ -19,7 +19,7 @@ from typing import Any
 from ...errors import InvalidPipelineError, RollbackLessonsError
 from ...policies import PolicyLike, RetryPolicy, UnsupportedPolicy, data_only, type_name
 from ...saga import Saga
-from ..error_record import STAND_IN
+from ..error_record import STAND_IN, escape
 from ..history import ask, do, undo
 from ..owed import (
     AFTER_EFFECT_ERRORS,
@@ -91,7 +91,7 @@ def known_subclasses(names: list[str]) -> list[str]:
             f"a retry policy names the exception type {long[0][:60]}... ({len(long[0])} "
             f"characters): Step Functions carries error names of {ERROR_NAME_LIMIT} at most"
         )  # (a subclass's long name: cut as the worker cuts the name it sends, below)
-    return list(dict.fromkeys(n[:ERROR_NAME_LIMIT] for n in found))
+    return list(dict.fromkeys(map(error_name, found)))
 
 
 def check_retry_types(policies: Iterable[RetryPolicy | None]) -> None:
@@ -132,6 +132,15 @@ def check_retry_types(policies: Iterable[RetryPolicy | None]) -> None:
 
 ERROR_NAME_LIMIT = 256
 """The longest error name ``SendTaskFailure`` carries (the worker sends no more)."""
+
+
+def error_name(name: str) -> str:
+    """A class's name as Step Functions is told it, by the worker that sends it and by a
+    Retry or Catch that names it alike: escaped as every engine's record is
+    (``error_record.escape``: a ``__module__`` with a lone surrogate), each backslash then
+    written ``%5C`` (moto's ASL parser keeps a backslash in ``ErrorEquals`` doubled: such a
+    pivot's Catch never matched, attack32 F4), cut to ``ERROR_NAME_LIMIT``."""
+    return escape(name).replace("\\", "%5C")[:ERROR_NAME_LIMIT]
 
 
 def _exception_classes() -> list[type]:

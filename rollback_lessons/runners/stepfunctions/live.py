@@ -45,12 +45,12 @@ from ..heard import Heard
 from ..history import Worker, ask, undo
 from ..wire import SagaPlan
 from .asl import (
-    ERROR_NAME_LIMIT,
     HALTED_AT_PIVOT,
     HALTED_FORWARD,
     LEFT,
     ROLLED_BACK,
     StepFunctionsError,
+    error_name,
 )
 from .asl_graph import CANCELLED, COMMITTED, INCOMPLETE, STOPPING, WHAT_NEXT
 from .matched import cause_of
@@ -209,7 +209,7 @@ class Live:
         self.runner.sfn.send_task_success(taskToken=token, output=json.dumps(output))
 
     def _fail(self, token: str, error: str, cause: str) -> None:
-        sent = {"error": error[:ERROR_NAME_LIMIT], "cause": cause}  # (as Retry names it)
+        sent = {"error": error_name(error), "cause": cause}  # (as Retry names it)
         self.runner.sfn.send_task_failure(taskToken=token, **sent)
 
     # -- forward ----------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from ...verdicts import after_effect, timed_out
 from ..error_record import ErrorRecord, cut_text
 from ..owed import AFTER_EFFECT_ERRORS
 from ..wire import RetrySpec
-from .asl import ERROR_NAME_LIMIT, _retriers
+from .asl import _retriers, error_name
 
 OTHER = "another class named "
 """Before the name of an error that only shares a retry rule's name (not its class): no
@@ -65,7 +65,7 @@ class _Rule:
         names it, or names ``States.ALL``, has attempts)?"""
         for retrier in self.retriers:
             equals = retrier["ErrorEquals"]
-            if "States.ALL" in equals or name[:ERROR_NAME_LIMIT] in equals:
+            if "States.ALL" in equals or error_name(name) in equals:
                 return bool(retrier["MaxAttempts"] > 0)
         return False
 

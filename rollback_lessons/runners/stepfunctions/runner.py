@@ -29,7 +29,7 @@ from ..heard import Heard
 from ..history import Call, HistoryDiverged, Worker, walk
 from ..names import execution_name
 from ..wire import WRITTEN_LIST, SagaPlan, needs_graph, outcome_of, plan_of
-from .asl import ENGINE, ERROR_NAME_LIMIT, StepFunctionsError, check_retry_types, plan_asl
+from .asl import ENGINE, StepFunctionsError, check_retry_types, error_name, plan_asl
 from .asl_graph import graph_asl
 from .history import answered, history_table, visits
 from .live import Idle, Live, TimedOut, stop_execution
@@ -356,7 +356,7 @@ class StepFunctionsRunner:
                 else:
                     self.sfn.send_task_failure(
                         taskToken=body["token"],
-                        error=made.error.name[:ERROR_NAME_LIMIT],  # (as the Retry names it)
+                        error=error_name(made.error.name),  # (as the Retry names it)
                         cause=cause_of(made.error),  # (JSON, cut to fit: ``cause_of``)
                     )
             if messages:

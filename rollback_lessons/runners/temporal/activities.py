@@ -295,27 +295,29 @@ class Threads(ThreadPoolExecutor):
 
 
 MESSAGE_LIMIT = 32_768
-"""Characters of an error's text an activity hands back, as Step Functions cuts a task
-failure's ``cause``: a longer one (a 3 MB message) makes a failure too big for the server
-to take, so the step would be heard as timed out, in doubt, and an undo asked again,
-instead of failing as it did. A run's record holds about 40 such failed attempts within
-its own 2 MB (more: ``limits.check_result`` says so, its Outcome not returned)."""
+"""Characters of an error's text an activity hands back, counted as sent (a lone surrogate
+escaped: six), as Step Functions cuts a task failure's ``cause``: a longer one (a 3 MB
+message) makes a failure too big for the server to take, so the step would be heard as timed
+out, in doubt, and an undo asked again, instead of failing as it did. A run's record holds
+about 40 such failed attempts within its own 2 MB for texts in ASCII (a character takes up
+to 4 bytes in UTF-8: fewer then; more: ``limits.check_result`` says so, its Outcome not
+returned)."""
 
 
 def fitted(error: ErrorRecord) -> ErrorRecord:
-    """``error`` with each of its texts over ``MESSAGE_LIMIT`` cut to it, a note saying so
-    at the cut: the failure is still the one it was (its type, its lineage, the start of
-    its message), told in a size Temporal carries."""
-    texts = {k: v for k, v in vars(error).items() if isinstance(v, str) and k != "live"}
-    cut: dict[str, Any] = {k: _cut(v) for k, v in texts.items() if len(v) > MESSAGE_LIMIT}
-    for k, v in texts.items():  # a lone surrogate (``os.fsdecode``'s) cannot be sent: the
-        text = cut.get(k, v)  # SDK would send its own failure, the class lost (attack30 F1)
-        safe = text.encode("utf-8", "backslashreplace").decode()
-        if safe != text:
-            cut[k] = safe
-    if cut:  # its very exception, kept here, would tell it whole again in the record's
-        cut["live"] = None  # events (too big, or a result the workflow cannot send: a hang)
-    return dataclasses.replace(error, **cut) if cut else error
+    """``error`` as Temporal carries it: every text escaped (``ErrorRecord.escaped``: a lone
+    surrogate cannot be sent, the SDK would send its own failure, the class lost), then each
+    one over ``MESSAGE_LIMIT`` cut to it, a note saying so at the cut: the failure is still
+    the one it was (its type, its lineage, the start of its message), told in a size
+    Temporal carries. (Cut after escaping: what is sent is bounded, attack32 F5.)"""
+    safe = error.escaped()
+    over = [k for k, v in vars(safe).items() if isinstance(v, str) and len(v) > MESSAGE_LIMIT]
+    if safe is error and not over:
+        return error
+    # (not ``live``: its very exception, kept here, would tell it whole again in the
+    # record's events: too big, or a result the workflow cannot send, a hang)
+    cut: dict[str, Any] = {k: _cut(getattr(error, k)) for k in over}
+    return dataclasses.replace(safe, **cut, live=None)
 
 
 def _cut(text: str) -> str:
