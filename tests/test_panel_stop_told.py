@@ -185,3 +185,29 @@ def test_the_sweep_meets_each_shape_it_checks():
     lab = stopped("travel (12)", [("room", "fail")], 0, "room")
     assert "(too late: room started with car)" in cue(lab)[0]
     assert travel.booking().names[0] == "car"
+
+
+_BRANCHES, _KINDS = ["car", "room", "flight"], ["fail", "fail_after_effect"]
+GROUP_PAIRS = [(first, a, ka, b, kb) for first in [None, *_BRANCHES] for a in _BRANCHES
+               for b in _BRANCHES if a < b for ka in _KINDS for kb in _KINDS]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("first", "a", "ka", "b", "kb"), a_part(GROUP_PAIRS, 8, name="group-pairs-not-run")
+)
+def test_a_group_step_that_failed_beside_another_is_never_said_not_run(first, a, ka, b, kb):
+    """newuser23 #1: car and room both failing (car first) listed room "not run" beside the
+    note "room also failed" (the result counted as run only the completed steps and the one
+    the run failed at). "not run" names exactly the steps with no step_start, over every
+    pair of the group's branches, both failures, each branch first (a part in make test)."""
+    make_saga, make_state = WORLDS["travel (12)"]
+    lab = RollbackLab(make_saga(), state=make_state)
+    if first:
+        lab.set_first(first)
+    lab.open_run([(a, ka), (b, kb)])
+    lab.show_frame(lab.frame_count - 1)
+    assert lab.outcome is not None
+    started = {e.step for e in lab.outcome.events if e.kind == "step_start"}
+    unrun = [s for s in lab.outcome.steps if s not in started]
+    said = re.search(r" not run (.*?)(?: note |$)", result(lab))
+    assert (said.group(1).strip().split(", ") if said else []) == unrun, result(lab)

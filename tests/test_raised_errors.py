@@ -225,6 +225,9 @@ def test_runs_that_overlap_without_end_keep_at_most_kept_most_errors(monkeypatch
     """A process that always has a run under way never empties the table: it is bounded,
     the oldest error read then as after a relaunch (a stand-in with its repr)."""
     monkeypatch.setattr(error_record, "KEPT_MOST", 3)
+    left = {f"left:{n}": KeyError(n) for n in range(5)}  # runs whose call raised: over the
+    monkeypatch.setattr(error_record, "_KEPT", left)  # bound, all but 3 go at the next keep
+    monkeypatch.setattr(error_record, "_RUNS", {})
     with keeping():
         adopt("r1")
         records = [ErrorRecord.of(KeyError(n), "b", "r1") for n in range(5)]

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..errors import Cancelled
-from ..events import Event
+from ..events import Event, EventKind
 from ..outcome import Outcome, Status
 from . import drawing
 from .cue import failed_steps
@@ -254,7 +254,10 @@ def result_html(
         head = cancelled_head(outcome, stopped_after)
     elif outcome.error is not None:
         head = failed_head(outcome.status, outcome.failed_step, outcome.error)
-    ran = {*outcome.completed, *([outcome.failed_step] if outcome.failed_step else [])}
+    ran = {e.step for e in outcome.events if e.kind == EventKind.STEP_START} | {
+        *outcome.completed,
+        *([outcome.failed_step] if outcome.failed_step else []),
+    }  # (a group's other branch that failed too was run: newuser23 #1 read "not run")
     not_run = [s for s in outcome.steps if s not in ran]
     lines: list[tuple[str, str]] = []
     if breaks:  # first, by the check's own names (the grid's view says the whole of it)

@@ -98,8 +98,8 @@ def _keep(thing: object, owner: str | list[str] | None) -> str | None:
         key = f"{_PROCESS}:{next(_IDS)}"
         _KEPT[key] = thing
         keys.append(key)
-        if len(_KEPT) > KEPT_MOST:  # a call that never ends keeps at most so many: the
-            del _KEPT[next(iter(_KEPT))]  # oldest goes, read then as after a relaunch
+        while len(_KEPT) > KEPT_MOST:  # a call that never ends keeps at most so many:
+            del _KEPT[next(iter(_KEPT))]  # the oldest go, read then as after a relaunch
         return key
 
 
