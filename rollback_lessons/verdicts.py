@@ -9,7 +9,7 @@ here, one place each, so that the machine's file holds its transitions; ``recove
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final, TypeVar
 
 from .errors import InjectedFault, RemoteError, interrupts
@@ -53,20 +53,43 @@ def after_effect(error: BaseException) -> bool:
     error can tell: an injected fault says which it is (``Fault.FAIL_AFTER_EFFECT``), on
     every engine (``runners.wire.ErrorRecord`` carries it); a group holding one (nested
     too) tells it as well."""
-    if isinstance(error, InjectedFault) and error.after_effect:
-        return True
-    return any(after_effect(e) for e in held(error))
+    return _told(error, lambda e: isinstance(e, InjectedFault) and e.after_effect) is True
 
 
 def timed_out(error: BaseException) -> bool:
     """A timeout (here, or as an engine reported it), or a group holding one (nested too:
     ``asyncio.TaskGroup``'s ``ExceptionGroup``): the caller cannot tell whether the call's
     effect happened."""
-    if isinstance(error, RemoteError) and "TimeoutError" in error.lineage:
-        return True
-    if not isinstance(error, RemoteError) and isinstance(error, TimeoutError):
-        return True
-    return any(timed_out(e) for e in held(error))
+    return _told(error, _a_timeout) is not False  # (None: it cannot tell either)
+
+
+def _a_timeout(error: BaseException) -> bool:
+    if isinstance(error, RemoteError):
+        return "TimeoutError" in error.lineage
+    return isinstance(error, TimeoutError)
+
+
+DEEPEST: Final = 64  # a group nested deeper cannot be read: ``_told`` says None
+
+
+def _told(error: BaseException, test: Callable[[BaseException], bool]) -> bool | None:
+    """Does ``error``, or an error a group of it holds (nested too), pass ``test``? None when
+    that cannot be read: a test or a group that raises (a ``__class__`` that raises), a
+    group nested deeper than ``DEEPEST`` (attack33 F1: a pivot's timeout held deep in a
+    group was forgotten, the run rolled back across it); walked without recursion."""
+    try:
+        todo = [(error, 0)]
+        while todo:
+            e, depth = todo.pop()
+            if test(e):
+                return True
+            inner = held(e)
+            if inner and depth >= DEEPEST:
+                return None
+            todo += [(i, depth + 1) for i in inner]
+        return False
+    except Exception:
+        return None
 
 
 def pivot_in_doubt(kind: str | None, error: BaseException, cut: bool = False) -> bool:

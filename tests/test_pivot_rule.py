@@ -339,6 +339,44 @@ def refusing_in_a_group(state):
     raise ExceptionGroup("sending", [ConnectionRefusedError("the mail server is down")])
 
 
+class NoClass(Exception):
+    """An error that cannot say its class (``isinstance`` asks ``__class__``)."""
+
+    @property  # type: ignore[misc]
+    def __class__(self):
+        raise ValueError("no class")
+
+
+def unreadable_group(state):
+    state["email"] = "done"
+    raise ExceptionGroup("sending", [NoClass("w"), ReadTimedOut("no answer")])
+
+
+def deep_group(state):
+    state["email"] = "done"
+    error: Exception = ReadTimedOut("no answer")
+    for n in range(400):
+        error = ExceptionGroup(f"level {n}", [error])
+    raise error
+
+
+@pytest.mark.parametrize("action", [unreadable_group, deep_group])
+def test_a_pivots_group_that_cannot_be_read_whole_is_in_doubt(action):
+    """attack33 F1 (in process): reading a pivot's group raised (an error whose ``__class__``
+    raises; 350+ levels: RecursionError), the timeout it held was forgotten, the step before
+    it undone across it (rolled_back). What cannot be read cannot tell the pivot refused:
+    in doubt, halted, nothing undone (``verdicts._told``), sync and async alike."""
+    state: dict = {}
+    local = with_email(action).run(state, clock=VirtualClock())
+    assert local.status is Status.HALTED and local.compensated == ()
+    assert local.leaked == ("email",) and "reserve" in state and "charge" in state
+    run_async = asyncio.run(with_email(action).arun({}, clock=VirtualClock()))
+    kinds = [e.kind for e in local.events]  # (not same_outcome: the deep group's repr recurses)
+    assert [e.kind for e in run_async.events] == kinds and kinds[-1] == EventKind.HALTED
+    for field in ("status", "completed", "compensated", "pending", "leaked"):
+        assert getattr(run_async, field) == getattr(local, field), field
+
+
 @pytest.mark.parametrize("action", [timing_out_in_a_group, refusing_in_a_group])
 def test_a_pivots_group_holding_a_timeout_is_in_doubt_on_every_engine(
     action, step_functions, dbos_runner, tmp_path
