@@ -11,6 +11,7 @@ import pytest
 from conftest import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_block_ended import _CtrlCWhileWaiting
 
 from rollback_lessons import (
     AsyncRollback,
@@ -315,18 +316,6 @@ def test_names_written_before_they_were_qualified_read_as_before():
     assert not matches(RemoteError("Other", "x", ("app.Other", "Exception")), kept)
     builtin = RemoteError("ConnectionError", "x", ("ConnectionError", "OSError", "Exception"))
     assert matches(builtin, (ConnectionError,)) and not matches(builtin, (requests_error,))
-
-
-class _CtrlCWhileWaiting:
-    """``Rollback``'s wait for the running step, with a Ctrl-C landing in it."""
-
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        if blocking:
-            raise KeyboardInterrupt
-        return True
-
-    def release(self) -> None:
-        pass
 
 
 @pytest.mark.parametrize("register", ["after", "before"])
