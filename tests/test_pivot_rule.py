@@ -352,6 +352,11 @@ def unreadable_group(state):
     raise ExceptionGroup("sending", [NoClass("w"), ReadTimedOut("no answer")])
 
 
+def unreadable_alone(state):
+    state["email"] = "done"
+    raise NoClass("no answer")
+
+
 def deep_group(state):
     state["email"] = "done"
     error: Exception = ReadTimedOut("no answer")
@@ -360,15 +365,16 @@ def deep_group(state):
     raise error
 
 
-@pytest.mark.parametrize("action", [unreadable_group, deep_group])
+@pytest.mark.parametrize("action", [unreadable_group, deep_group, unreadable_alone])
 def test_a_pivots_group_that_cannot_be_read_whole_is_in_doubt(action, step_functions, dbos_runner):
     """attack33 F1: reading a pivot's group raised (an error whose ``__class__`` raises;
     350+ levels: RecursionError), the timeout it held was forgotten, the step before it
     undone across it (rolled_back). What cannot be read cannot tell the pivot refused: in
     doubt, halted, nothing undone (``verdicts._told``), sync and async alike, and on every
     engine (harden49: Step Functions ran the undo across the pivot then raised
-    HistoryDiverged, BPMN and DBOS a raw ValueError or RecursionError): their records carry
-    such a group cut (``error_record._held``), so a stand-in (``start_saga``) is in doubt too."""
+    HistoryDiverged, BPMN and DBOS a raw ValueError or RecursionError; such an error alone
+    too): their records carry it cut (``error_record._held``), so a stand-in
+    (``start_saga``) is in doubt too."""
     state: dict = {}
     local = with_email(action).run(state, clock=VirtualClock())
     assert local.status is Status.HALTED and local.compensated == ()
@@ -403,6 +409,7 @@ def test_a_groups_stand_in_is_as_unreadable_as_the_group():
     refused = ConnectionRefusedError("down")
     cases = {
         ExceptionGroup("g", [NoClass("w"), refused]): True,
+        NoClass("alone"): True,
         nested(3, ExceptionGroup("g", [refused, NoClass("w")])): True,
         nested(400, refused): True,
         nested(DEEPEST, refused): False,  # (the deepest group it reads holds a refusal)
