@@ -102,9 +102,9 @@ def interrupts(error: BaseException) -> bool:
     library's own), here or where it ran (a stand-in naming its lineage)? In process that
     cuts the call short (``Driver.step_raised``): a step fails for good, in doubt, and an
     undo's ends the rollback, the rest pending; every engine tells its machine so."""
-    if isinstance(error, RemoteError):
-        return "BaseException" in error.lineage and "Exception" not in error.lineage
-    return not isinstance(error, Exception)
+    if issubclass(type(error), RemoteError):  # (by type: ``isinstance`` asks ``__class__``)
+        return "BaseException" in error.lineage and "Exception" not in error.lineage  # type: ignore[attr-defined]
+    return not issubclass(type(error), Exception)
 
 
 class TakenOver(RollbackLessonsError):

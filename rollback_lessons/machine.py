@@ -476,7 +476,7 @@ class Machine:
         self.failed_step = current if current not in self.completed else None
         self.open = False
         self._emit(EventKind.PIPELINE_FAILED, self.failed_step, (("error", describe(error)),))
-        if isinstance(error, TakenOver):  # another process holds the saga: it undoes, not us
+        if issubclass(type(error), TakenOver):  # another process holds it: it undoes, not us
             self.halted, self.phase, self.reason = True, _DONE, describe(error)
             self.pending = [e.step for e in self.log[::-1]]
             self._emit(EventKind.HALTED, self.failed_step, {"reason": self.reason})

@@ -43,9 +43,10 @@ def halts_forward(pivot_done: bool, failed_kind: str | None) -> bool:
 def held(error: BaseException) -> tuple[BaseException, ...]:
     """The errors a group holds (``ExceptionGroup``: ``asyncio.TaskGroup``'s, or an engine's
     stand-in of one, ``RemoteError.held``); none for any other error."""
-    if isinstance(error, BaseExceptionGroup):
-        return tuple(error.exceptions)
-    return error.held if isinstance(error, RemoteError) else ()
+    kind = type(error)  # (not ``isinstance``: it asks ``__class__``, which may raise)
+    if issubclass(kind, BaseExceptionGroup):
+        return tuple(error.exceptions)  # type: ignore[attr-defined]
+    return error.held if issubclass(kind, RemoteError) else ()  # type: ignore[attr-defined]
 
 
 def after_effect(error: BaseException) -> bool:

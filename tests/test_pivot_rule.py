@@ -352,6 +352,11 @@ def unreadable_group(state):
     raise ExceptionGroup("sending", [NoClass("w"), ReadTimedOut("no answer")])
 
 
+def unreadable_alone(state):
+    state["email"] = "done"
+    raise NoClass("no answer")
+
+
 def deep_group(state):
     state["email"] = "done"
     error: Exception = ReadTimedOut("no answer")
@@ -360,21 +365,60 @@ def deep_group(state):
     raise error
 
 
-@pytest.mark.parametrize("action", [unreadable_group, deep_group])
-def test_a_pivots_group_that_cannot_be_read_whole_is_in_doubt(action):
-    """attack33 F1 (in process): reading a pivot's group raised (an error whose ``__class__``
-    raises; 350+ levels: RecursionError), the timeout it held was forgotten, the step before
-    it undone across it (rolled_back). What cannot be read cannot tell the pivot refused:
-    in doubt, halted, nothing undone (``verdicts._told``), sync and async alike."""
+@pytest.mark.parametrize("action", [unreadable_group, deep_group, unreadable_alone])
+def test_a_pivots_group_that_cannot_be_read_whole_is_in_doubt(action, step_functions, dbos_runner):
+    """attack33 F1: reading a pivot's group raised (an error whose ``__class__`` raises;
+    350+ levels: RecursionError), the timeout it held was forgotten, the step before it
+    undone across it (rolled_back). What cannot be read cannot tell the pivot refused: in
+    doubt, halted, nothing undone (``verdicts._told``), sync and async alike, and on every
+    engine (harden49: Step Functions ran the undo across the pivot then raised
+    HistoryDiverged, BPMN and DBOS a raw ValueError or RecursionError; such an error alone
+    too): their records carry it cut (``error_record._held``), so a stand-in
+    (``start_saga``) is in doubt too."""
     state: dict = {}
     local = with_email(action).run(state, clock=VirtualClock())
     assert local.status is Status.HALTED and local.compensated == ()
     assert local.leaked == ("email",) and "reserve" in state and "charge" in state
-    run_async = asyncio.run(with_email(action).arun({}, clock=VirtualClock()))
     kinds = [e.kind for e in local.events]  # (not same_outcome: the deep group's repr recurses)
-    assert [e.kind for e in run_async.events] == kinds and kinds[-1] == EventKind.HALTED
-    for field in ("status", "completed", "compensated", "pending", "leaked"):
-        assert getattr(run_async, field) == getattr(local, field), field
+    assert kinds[-1] == EventKind.HALTED
+    for other in (
+        asyncio.run(with_email(action).arun({}, clock=VirtualClock())),
+        step_functions.run(with_email(action), {}),
+        dbos_runner.run(with_email(action), {}),
+        dbos_runner.start_saga(with_email(action), {}).outcome(),
+        BpmnRunner.start().run(with_email(action), {}),
+    ):
+        assert [e.kind for e in other.events] == kinds
+        for field in ("status", "completed", "compensated", "pending", "leaked"):
+            assert getattr(other, field) == getattr(local, field), field
+
+
+def test_a_groups_stand_in_is_as_unreadable_as_the_group():
+    """What the pivot rule cannot read of a group (a member that cannot say its class, a
+    group nested deeper than ``DEEPEST``) its record's stand-in cannot read either (so a
+    refusal beside such a member is in doubt on every engine, as in process); one just
+    readable stays readable, and a brief of 400 levels is made without recursion."""
+    from rollback_lessons.runners.error_record import ErrorRecord
+    from rollback_lessons.verdicts import DEEPEST, timed_out
+
+    def nested(levels, inner):
+        for n in range(levels):
+            inner = ExceptionGroup(f"level {n}", [inner])
+        return inner
+
+    refused = ConnectionRefusedError("down")
+    cases = {
+        ExceptionGroup("g", [NoClass("w"), refused]): True,
+        NoClass("alone"): True,
+        nested(3, ExceptionGroup("g", [refused, NoClass("w")])): True,
+        nested(400, refused): True,
+        nested(DEEPEST, refused): False,  # (the deepest group it reads holds a refusal)
+        nested(DEEPEST, ReadTimedOut("t")): True,
+        nested(DEEPEST + 1, refused): True,
+    }
+    for error, doubt in cases.items():
+        data = json.loads(json.dumps(dataclasses.asdict(ErrorRecord.of(error))))
+        assert timed_out(ErrorRecord(**data).to_exception()) is timed_out(error) is doubt
 
 
 @pytest.mark.parametrize("action", [timing_out_in_a_group, refusing_in_a_group])

@@ -25,12 +25,13 @@ import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import STAND_IN, InjectedFault, InjectedTimeout, RemoteError
 from ..events import describe, said
 from ..faults import Fault
 from ..policies import lineage, type_name
+from ..verdicts import DEEPEST
 from ..verdicts import held as holds
 
 __all__ = [
@@ -157,11 +158,11 @@ class ErrorRecord:
            ) -> ErrorRecord:  # fmt: skip
         """The error as data, kept here if ``run`` (its run's id) keeps (``adopt``); its
         message is ``events.said``'s: whatever its ``__str__`` raises, never the worker's end."""
-        if isinstance(error, InjectedFault):
-            return cls(type(error).__name__, str(error), error.step, str(error.fault))
-        if isinstance(error, RemoteError):
-            name, text = error.type_name, error.text
-            return cls(name, str(error), step, None, list(error.lineage), text, None, _held(error))
+        if (injected := _a(error, InjectedFault)) is not None:
+            return cls(type(error).__name__, str(error), injected.step, str(injected.fault))
+        if (remote := _a(error, RemoteError)) is not None:
+            name, text = remote.type_name, remote.text
+            return cls(name, str(error), step, None, list(remote.lineage), text, None, _held(error))
         live = _keep(error, run)
         message = said(error)
         text = describe(error)  # (its repr, as the events said it in process)
@@ -173,11 +174,19 @@ class ErrorRecord:
         """What a group's record carries of an error it holds: its classes, its injected
         fault, what it holds in turn; no text (the group's own text tells it), so that a
         stand-in of the group is in doubt as the group was (``verdicts.timed_out``)."""
-        if isinstance(error, InjectedFault):
-            return cls(type(error).__name__, "", error.step, str(error.fault))
-        if isinstance(error, RemoteError):
-            return cls(error.type_name, "", None, None, list(error.lineage), held=_held(error))
-        return cls(type(error).__name__, "", None, None, lineage(type(error)), held=_held(error))
+        made = cls._one(error)
+        made.held = _held(error)
+        return made
+
+    @classmethod
+    def _one(cls, error: BaseException) -> ErrorRecord:
+        """``brief``'s record of ``error`` alone (what it holds not yet read), by ``type``:
+        ``isinstance`` asks ``__class__``, which an error may make raise."""
+        if (injected := _a(error, InjectedFault)) is not None:
+            return cls(type(error).__name__, "", injected.step, str(injected.fault))
+        if (remote := _a(error, RemoteError)) is not None:
+            return cls(remote.type_name, "", None, None, list(remote.lineage))
+        return cls(type(error).__name__, "", None, None, lineage(type(error)))
 
     def escaped(self) -> ErrorRecord:
         """This record with a lone surrogate (``os.fsdecode``'s: in a message, a class's
@@ -232,5 +241,52 @@ def cut_text(text: str, keep: int, engine: str, limit: int) -> str:
     return escape(kept) + note
 
 
+_E = TypeVar("_E", bound=BaseException)
+
+
+def _a(error: BaseException, kind: type[_E]) -> _E | None:
+    """``error`` if it is a ``kind``, by its ``type``: ``isinstance`` asks ``__class__``, which
+    an error may make raise (attack33 F1: the engines raised ValueError reading a group)."""
+    return error if issubclass(type(error), kind) else None  # type: ignore[return-value]
+
+
 def _held(error: BaseException) -> list[dict[str, Any]] | None:
-    return [vars(ErrorRecord.brief(e)) for e in holds(error)] or None
+    """The briefs of the errors a group holds, nested, walked without recursion (attack33 F1:
+    400 levels raised RecursionError on the engines). What the pivot rule cannot read
+    (``verdicts._told``: a group nested deeper than ``DEEPEST``, an error whose ``__class__``
+    raises) is recorded as a group cut ``DEEPEST + 1`` levels deep, so that its stand-in
+    cannot be read either: in doubt as the error was."""
+    first = _inner(error)
+    if first is None:
+        return _cut(0)
+    top: list[dict[str, Any]] = []
+    todo = [(e, 1, top) for e in reversed(first)]
+    while todo:
+        e, depth, into = todo.pop()
+        made = ErrorRecord._one(e)
+        into.append(vars(made))
+        inner = _inner(e)
+        if inner is None:  # (it cannot say its class: as unreadable as too deep)
+            made.held = _cut(depth)
+        elif inner and depth <= DEEPEST:
+            made.held = []
+            todo += [(i, depth + 1, made.held) for i in reversed(inner)]
+    return top or None
+
+
+def _inner(error: BaseException) -> tuple[BaseException, ...] | None:
+    """What ``error`` holds; None when it cannot say its class (its ``__class__`` raises)."""
+    try:
+        error.__class__  # noqa: B018 (``isinstance`` asks it: the pivot rule cannot read it)
+    except Exception:
+        return None
+    return holds(error)
+
+
+def _cut(depth: int) -> list[dict[str, Any]]:
+    """A chain of empty groups from ``depth`` down past ``DEEPEST``: read as too deep."""
+    chain: list[dict[str, Any]] | None = None
+    for _ in range(DEEPEST + 1 - depth):
+        names = lineage(ExceptionGroup)
+        chain = [vars(ErrorRecord(names[0], "", None, None, names, held=chain))]
+    return chain or []
