@@ -45,19 +45,21 @@ class Said:
 
     def text(
         self, head: str, names: bool = True, options: bool = True, why: bool = True,
-        struck: bool | None = True, note: bool = True,
+        struck: bool | None = True, note: bool = True, missed: bool = True,
     ) -> str:  # fmt: skip
         """The cue's text: ``head``, the end, then the parts asked for, each whole (the
-        struck faults named, counted, or, ``struck=None``, left to the title)."""
+        struck faults named, counted, or, ``struck=None``, left to the title). The faults
+        that never struck are said only after those that did, never without them: "never
+        struck: 1 fault" alone read as if no fault struck (newuser23 #2)."""
         ended = f"{self.ended} ({self.note[0 if note else 1]})" if self.note else self.ended
         count = self.struck.count(", ") + self.struck.count(" and ") + 1
         named = struck or self.struck in NONE  # (none is said as it is: newuser22 read
         parts = [self.struck if named else f"{count} fault{'s' * (count != 1)} struck"]  # "1")
         parts = [] if struck is None else parts  # (left to the title)
-        if self.missed:
-            count = len(self.missed)
-            missed = ", ".join(self.missed) if names else f"{count} fault{'s' * (count != 1)}"
-            parts.append(f"never struck: {missed}")
+        if self.missed and missed and struck is not None:
+            count = sum(m.count(" and ") + 1 for m in self.missed)  # (a step's two: two)
+            never = ", ".join(self.missed) if names else f"{count} fault{'s' * (count != 1)}"
+            parts.append(f"never struck: {never}")
         parts += self.options if options else ()
         if self.stop:
             parts.append(f"{self.stop} {self.why}" if why and self.why else self.stop)
@@ -68,13 +70,14 @@ class Said:
         two lines, else without the options (the dropdowns show them), then with the
         never-struck faults counted (named in the title), then without why the Stop let a
         step finish, then the struck ones counted too, then why the Stop did not take said
-        short ("too late"), last the struck ones left to the title (a long end, "cancelled,
-        then rollback_incomplete", and a Stop leave room for no more): never a name cut."""
+        short ("too late"), then the never-struck ones left to the title, last the struck
+        ones too (a long end, "cancelled, then rollback_incomplete", and a Stop leave room
+        for no more): never a name cut, and what struck kept longest."""
         whole = self.text(head)
         tries = (
             (True, False, True), (False, False, True), (False, False, False),
             (False, False, False, False), (False, False, False, False, False),
-            (False, False, False, None, False),
+            (False, False, False, False, False, False), (False, False, False, None, False),
         )  # fmt: skip
         shown = next(
             (t for t in (self.text(head, *k) for k in tries) if cue_fits(t)),
