@@ -211,3 +211,20 @@ def test_a_group_step_that_failed_beside_another_is_never_said_not_run(first, a,
     unrun = [s for s in lab.outcome.steps if s not in started]
     said = re.search(r" not run (.*?)(?: note |$)", result(lab))
     assert (said.group(1).strip().split(", ") if said else []) == unrun, result(lab)
+
+
+def test_a_stop_beside_a_failure_then_a_failed_undo_is_told_in_the_events_order():
+    """newuser24 #2: room failing, then car's undo failing, a Stop in flight: the head read
+    "cancelled (Stop after event 3), then car's undo failed; room failed", room's failure
+    told after the undo it came before. Now in the events' order."""
+    make_saga, make_state = WORLDS["travel (12)"]
+    lab = RollbackLab(make_saga(), state=make_state)
+    lab.set_fault("room", "fail")
+    lab.set_fault("car", "undo_fails")
+    lab.set_first("flight")
+    lab.stop(2)
+    lab.show_frame(lab.frame_count - 1)
+    assert lab.outcome is not None
+    kinds = [(e.kind, e.step) for e in lab.outcome.events]
+    assert kinds.index(("step_failed", "room")) < kinds.index(("undo_failed", "car"))
+    assert "; room failed, then car's undo failed" in head(lab), head(lab)

@@ -298,7 +298,8 @@ def cancelled_head(outcome: Outcome, stopped_after: int | None) -> str:
         else "" if besides
         else "the rollback did not finish"
     )  # fmt: skip
-    said = f": cancelled (Stop{after}){f', then {then}' if then else ''}{besides}"
+    said = f": cancelled (Stop{after}){besides}{f', then {then}' if then else ''}"  # (in
+    # the events' order: a step's failure comes before the rollback's: newuser24 #2)
     return f"<b>{html.escape(str(outcome.status))}</b>{html.escape(said)}"
 
 
