@@ -73,17 +73,20 @@ class Said:
         short ("too late"), then the never-struck ones left to the title, last the struck
         ones too (a long end, "cancelled, then rollback_incomplete", and a Stop leave room
         for no more): never a name cut, and what struck kept longest."""
-        whole = self.text(head)
-        tries = (
-            (True, False, True), (False, False, True), (False, False, False),
-            (False, False, False, False), (False, False, False, False, False),
-            (False, False, False, False, False, False), (False, False, False, None, False),
-        )  # fmt: skip
-        shown = next(
-            (t for t in (self.text(head, *k) for k in tries) if cue_fits(t)),
-            self.text(head, False, False, False, None, False),
-        )
-        return (whole if cue_fits(whole) else shown), whole
+        whole = shown = self.text(head)
+        asked: dict[str, bool | None] = {}
+        for cut in _CUTS:  # (each one more than the one before, until it fits; else all)
+            if cue_fits(shown):
+                break
+            asked |= cut
+            shown = self.text(head, **asked)  # type: ignore[arg-type]
+        return shown, whole
+
+
+_CUTS: tuple[dict[str, bool | None], ...] = (
+    {"options": False}, {"names": False}, {"why": False}, {"struck": False}, {"note": False},
+    {"missed": False}, {"struck": None},
+)  # ``Said.cue``'s cuts, in the order it makes them  # fmt: skip
 
 
 def failed_steps(events: Sequence[Event]) -> list[tuple[str, bool]]:
