@@ -150,7 +150,7 @@ def level_of(kind: str, details: Mapping[str, Any] | None = None) -> int:
 
     A failed undo that will be retried is a WARNING; one given up on (dead letter, halt)
     is an ERROR; a rollback that ends incomplete or halted is an ERROR, a complete one
-    (``rolled_back``, or ``cancelled``: the world is as it was too) INFO.
+    (``rolled_back``, or ``cancelled``: every undo ran) INFO.
     """
     if kind == EventKind.UNDO_FAILED and details is not None:
         return logging.WARNING if details.get("then") == "retry" else logging.ERROR

@@ -19,8 +19,13 @@ class Status(StrEnum):
     HALTED = "halted"
     CANCELLED = "cancelled"
     """The run's caller cancelled it (a cancel token, a cancelled task) and every effect was
-    undone: the world is as it was, as with ``rolled_back``. A cancelled run whose rollback
-    is incomplete says ``rollback_incomplete`` or ``halted``, like any other."""
+    undone: the world is as it was, as with ``rolled_back``, but for the steps with no undo
+    (``kept``). A cancelled run whose rollback is incomplete says ``rollback_incomplete`` or
+    ``halted``, like any other."""
+
+
+_ROLLED = frozenset({Status.ROLLED_BACK, Status.CANCELLED, Status.ROLLBACK_INCOMPLETE})
+_COMP = "compensable"  # (``rules.Kind.COMPENSABLE``: a step that changes something)
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,17 @@ class RunRecord:
         )
 
     @property
+    def kept(self) -> tuple[str, ...]:
+        """The steps done whose effect a rollback leaves standing by design: changed
+        something, have no undo, and are neither a gate (no effect) nor irreversible (those
+        are ``leaked``: reported). ``rolled_back`` and ``cancelled`` mean the world as it was
+        but for these (newuser24 #1: the trip undone, the card still charged)."""
+        if self.status not in _ROLLED:
+            return ()
+        out = {*self.compensated, *self.pending, *self.leaked, *(d.step for d in self.dead_letters)}
+        return tuple(s for s in self.completed if s not in out and self.kinds.get(s) == _COMP)
+
+    @property
     def ok(self) -> bool:
         return self.status is Status.COMMITTED
 
@@ -204,6 +220,8 @@ class Outcome(RunRecord):
             lines.append(f"  not undone    {_names(self.leaked)}  (no undo covers it)")
         if self.semantic:
             lines.append(f"  compensated   {_names(self.semantic)}  (by a new action, not undone)")
+        if self.kept:
+            lines.append(f"  kept          {_names(self.kept)}  (no undo: its effect stands)")
         lines += [f"  note          {note}" for note in self.notes]
         if self.state_before is not None:
             lines.append(f"  state before  {dict(self.state_before)}")
@@ -301,6 +319,8 @@ def _step_row(o: Outcome, step: str) -> str:
         back = "pending (left for a person)"
     elif step in o.leaked:
         back = "not undone"
+    elif step in o.kept:
+        back = "kept (no undo)"
     else:
         back = ""
     kind = o.kinds.get(step, "")

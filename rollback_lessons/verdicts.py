@@ -22,7 +22,8 @@ def status_of(
     *, failed: bool, halted: bool, dead_letters: bool, leaked: bool, semantic: bool = False,
     cancelled: bool = False,
 ) -> Status:  # fmt: skip
-    """The one status rule. ``rolled_back`` promises the world is as it was; a semantic
+    """The one status rule. ``rolled_back`` promises the world is as it was (but for steps
+    done with no undo: their effect stands by design, ``Outcome.kept``); a semantic
     compensation (a correction email) makes things right, not as they were: incomplete.
     ``cancelled`` promises what ``rolled_back`` does, for a run its caller cancelled."""
     if not failed:

@@ -273,6 +273,8 @@ def result_html(
         lines.append(("not undone", f"{_names(outcome.leaked)} (no undo covers it)"))
     if outcome.semantic:
         lines.append(("compensated", f"{_names(outcome.semantic)} (by a new action)"))
+    if outcome.kept:  # (done, no undo: the world is as it was but for these, newuser24 #1)
+        lines.append(("kept", f"{_names(outcome.kept)} (no undo: its effect stands)"))
     if not_run:
         lines.append(("not run", _names(not_run)))
     lines += [("note", note) for note in outcome.notes]  # the engine's own words
