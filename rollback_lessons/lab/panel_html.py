@@ -13,8 +13,9 @@ from typing import Any
 from ..errors import Cancelled
 from ..events import Event, EventKind
 from ..outcome import Outcome, Status
+from ..schedule import PAST_PIVOT
 from . import drawing
-from .cue import failed_steps
+from .cue import failed_steps, late_why
 from .drawing import CURRENT, FAIL, HIGHLIGHT, INK, RETRY, a_cancel
 from .png import size
 
@@ -254,6 +255,10 @@ def result_html(
         head = cancelled_head(outcome, stopped_after)
     elif outcome.error is not None:
         head = failed_head(outcome.status, outcome.failed_step, outcome.error)
+    if stopped_after and not took(outcome) and outcome.status is not Status.CANCELLED:
+        head += html.escape(
+            f"; the Stop after event {stopped_after} {unheard(outcome, stopped_after)}"
+        )
     ran = {e.step for e in outcome.events if e.kind == EventKind.STEP_START} | {
         *outcome.completed,
         *([outcome.failed_step] if outcome.failed_step else []),
@@ -303,6 +308,14 @@ def cancelled_head(outcome: Outcome, stopped_after: int | None) -> str:
     said = f": cancelled (Stop{after}){besides}{f', then {then}' if then else ''}"  # (in
     # the events' order: a step's failure comes before the rollback's: newuser24 #2)
     return f"<b>{html.escape(str(outcome.status))}</b>{html.escape(said)}"
+
+
+def unheard(outcome: Outcome, stopped_after: int) -> str:
+    """Why a Stop did not take, in the result as in the cue (newuser23: the result said
+    "committed" and nothing of the Stop): declined past the pivot, or too late."""
+    if PAST_PIVOT in outcome.notes:
+        return "was declined (see the note)"
+    return "came " + late_why(outcome.events, stopped_after)[0]  # ("too late: ...")
 
 
 def took(outcome: Outcome) -> bool:
