@@ -132,10 +132,20 @@ class RunRecord:
         something, have no undo, and are neither a gate (no effect) nor irreversible (those
         are ``leaked``: reported). ``rolled_back`` and ``cancelled`` mean the world as it was
         but for these (newuser24 #1: the trip undone, the card still charged)."""
-        if self.status not in _ROLLED:
+        if self.status not in _ROLLED and not (  # (a halted rollback: pending, and these)
+            self.status is Status.HALTED and any(e.kind == "rollback_start" for e in self.events)
+        ):
             return ()
         out = {*self.compensated, *self.pending, *self.leaked, *(d.step for d in self.dead_letters)}
         return tuple(s for s in self.completed if s not in out and self.kinds.get(s) == _COMP)
+
+    @property
+    def cancelled(self) -> bool:
+        """Did its caller's cancel stop it (its rollback started as a cancel's), whatever
+        the rollback's end: "stopped by", never "the block failed with" a cancel."""
+        return self.status is Status.CANCELLED or any(
+            e.kind == "rollback_start" and e.details.get("cancelled") for e in self.events
+        )
 
     @property
     def ok(self) -> bool:
@@ -204,7 +214,7 @@ class Outcome(RunRecord):
 
     def summary_lines(self) -> list[str]:
         head = str(self.status)
-        if self.error is not None and self.status is Status.CANCELLED and not self.failed_step:
+        if self.error is not None and self.cancelled and not self.failed_step:
             head += f": stopped by {describe(self.error)}"
         elif self.error is not None:
             head += f": {self.failed_step or 'the block'} failed with {describe(self.error)}"

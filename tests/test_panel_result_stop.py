@@ -27,9 +27,7 @@ def test_a_stop_after_the_run_ended_is_named_too_late_in_the_result():
     lab = RollbackLab(travel.booking(), state=travel.state)
     end = at(lab, "committed", None)
     assert lab.stop(end).status is Status.COMMITTED
-    assert (
-        head(lab) == f"committed; the Stop after event {end + 1} came too late: the run had ended"
-    )
+    assert head(lab) == f"committed; Stop after event {end + 1}: too late"
 
 
 def test_a_stop_past_the_pivot_is_named_declined_in_the_result():
@@ -37,7 +35,9 @@ def test_a_stop_past_the_pivot_is_named_declined_in_the_result():
     lab = RollbackLab(saga, state=examples.booking_state)
     pivot = at(lab, "step_start", "send_email")
     assert lab.stop(pivot).status is Status.COMMITTED
-    assert head(lab) == f"committed; the Stop after event {pivot + 1} was declined (see the note)"
+    assert head(lab) == "committed"  # (the engine's note says it was declined, and why)
+    result = lab.view_html(lab.frame_count - 1).split("class='rl-result'>")[1]
+    assert "a cancel came once the irreversible step had started: declined" in result
 
 
 def test_a_stop_that_took_says_cancelled_and_nothing_of_too_late():
@@ -45,3 +45,71 @@ def test_a_stop_that_took_says_cancelled_and_nothing_of_too_late():
     assert lab.stop(at(lab, "step_done", "room")).status is Status.CANCELLED
     assert head(lab).startswith("cancelled: the saga was cancelled (Stop)")
     assert "too late" not in head(lab) and "declined" not in head(lab)
+
+
+def test_a_stop_after_a_branch_failed_is_too_late_not_a_cancel():
+    """newuser25 #2: room first, the car failing, a Stop after event 7 (the car had failed
+    at event 6): the Stop was heard as the first branch returned, before the car failed,
+    and the run said "cancelled" of what the car's failure did anyway."""
+    for fault, status in (("fail", Status.ROLLED_BACK),
+                          ("fail_after_effect", Status.ROLLBACK_INCOMPLETE)):  # fmt: skip
+        lab = RollbackLab(travel.booking(), state=travel.state)
+        lab.set_first("room")
+        plain = lab.set_fault("car", fault)
+        failed = at(lab, "step_failed", "car")
+        for stop in range(failed, at(lab, "pipeline_failed", "car")):
+            lab = RollbackLab(travel.booking(), state=travel.state)
+            lab.set_first("room")
+            lab.set_fault("car", fault)
+            outcome = lab.stop(stop)
+            assert outcome.status is status == plain.status
+            assert [(e.kind, e.step) for e in outcome.events] == [
+                (e.kind, e.step) for e in plain.events
+            ]
+            assert not outcome.cancelled and "stopped by" not in str(outcome)
+            assert f"Stop after event {stop + 1}: too late" in head(lab)
+
+
+def test_a_halted_rollback_names_the_step_with_no_undo_kept():
+    """newuser25: under halt, a failed undo and a Stop after the charge: the printout said
+    "pending room, car" and nothing of the 600 still charged."""
+    lab = RollbackLab(travel.booking(), state=travel.state)
+    lab.set_policy("halt")
+    lab.set_fault("room", "undo_fails")
+    outcome = lab.stop(at(lab, "step_done", "charge"))
+    assert outcome.status is Status.HALTED and outcome.kept == ("charge",)
+    assert outcome.state_after["charged"] == 600
+    assert "kept          charge" in str(outcome)
+
+
+def test_a_cancel_whose_rollback_failed_is_said_stopped_by_never_the_block_failed():
+    lab = RollbackLab(travel.booking(), state=travel.state)
+    lab.set_first("room")
+    lab.set_order("reverse_start")
+    outcome = lab.stop(0)
+    assert outcome.status is Status.ROLLBACK_INCOMPLETE and outcome.cancelled
+    said = str(outcome).splitlines()[0]
+    assert said.startswith("rollback_incomplete: stopped by Cancelled(") and "block" not in said
+
+
+def test_a_step_with_no_undo_is_never_called_a_gate_and_the_last_one_says_a_stop_keeps_it():
+    from rollback_lessons import Saga, Step
+
+    def nothing(state: dict) -> None:
+        pass
+
+    saga = Saga([Step("a", nothing, nothing), Step("note", nothing),
+                 Step("check", nothing, kind="gate"), Step("z", nothing)])  # fmt: skip
+    lab = RollbackLab(saga, state=dict)
+    assert "gate" not in lab.undos["note"].tooltip and "kept" in lab.undos["note"].tooltip
+    assert "a gate" in lab.undos["check"].tooltip
+    assert "a Stop while it runs" in lab.undos["z"].tooltip and "kept" in lab.undos["z"].tooltip
+
+
+def test_a_step_that_failed_as_the_stop_came_is_said_so_in_the_result():
+    lab = RollbackLab(travel.booking(), state=travel.state)
+    lab.set_fault("charge", "fail")
+    lab.stop(at(lab, "step_start", "charge"))
+    assert head(lab).endswith("; Stop after event 10: too late")
+    cue = lab.view.value.split("class='rl-cue'")[1].split("</div>")[0]
+    assert "too late: charge was running" in html.unescape(cue)  # (why: the cue line says it)

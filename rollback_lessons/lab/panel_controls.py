@@ -108,9 +108,11 @@ def no_undo_reason(kind: str, last: bool) -> str:
         return "irreversible: once it has happened, nothing takes it back"
     if kind_word(kind):
         return "retried forward until it succeeds: it is never undone"
-    if last:
-        return "the last step: nothing after it can fail, so nothing is ever undone"
-    return "a check that changes nothing (a gate): there is nothing to undo"
+    if kind == "gate":
+        return "a check that changes nothing (a gate): there is nothing to undo"
+    return ("the last step: no later step can fail, but a Stop while it runs undoes the rest "
+            "and leaves it done (kept)" if last else
+            "its effect stays done if the run rolls back (kept)")  # fmt: skip
 
 
 def undo_choice(kind: str, has_undo: bool, last: bool, width: str = "132px") -> w.Dropdown:
@@ -257,7 +259,10 @@ def stop_why(events: Sequence[Event], stop_after: int) -> str:
     return "(running steps finish first)" if running else ""
 
 
-OVER = frozenset({EventKind.PIPELINE_FAILED, EventKind.ROLLBACK_START, EventKind.HALTED})
+OVER = frozenset({
+    EventKind.PIPELINE_FAILED, EventKind.ROLLBACK_START, EventKind.HALTED,
+    EventKind.STEP_FAILED,  # (for good: a group's branch; its siblings run on, the run failing)
+})  # fmt: skip
 
 
 def stop_heard(shown: Outcome | None, stop_after: int | None) -> int:
