@@ -113,3 +113,16 @@ def test_a_step_that_failed_as_the_stop_came_is_said_so_in_the_result():
     assert head(lab).endswith("; Stop after event 10: too late")
     cue = lab.view.value.split("class='rl-cue'")[1].split("</div>")[0]
     assert "too late: charge was running" in html.unescape(cue)  # (why: the cue line says it)
+
+
+def test_a_stop_after_an_event_the_run_does_not_have_is_refused_before_anything_runs():
+    """newuser25: stop(-1) and stop(100) were clamped to the first and last events, unsaid."""
+    import pytest
+
+    lab = RollbackLab(travel.booking(), state=travel.state)
+    shown = lab.outcome
+    for at in (-1, lab.frame_count, 100):
+        with pytest.raises(ValueError, match=rf"no event {at}: the run shown has events 0 to"):
+            lab.stop(at)
+        assert lab.outcome is shown and lab.stopped_at is None  # nothing ran
+    assert lab.stop(lab.frame_count - 1).status is Status.COMMITTED  # the last one: too late

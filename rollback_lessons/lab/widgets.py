@@ -264,17 +264,17 @@ class RollbackLab(Player):
 
     @one_at_a_time
     def stop(self, at: int | None = None) -> Outcome:
-        """Stop (cancel) the run right after event ``at`` (0-based; the event shown):
-        the same run again, its cancel token set once that event has happened. Nothing
-        more starts, what was done is undone and the outcome says ``cancelled``; once the
-        irreversible step has started the engine declines (its note says so); once the
-        run has failed or ended a cancel changes nothing. A stopped run is not run again
-        (its events are not the run's without the Stop): this returns it as it is."""
+        """Stop (cancel) the run right after event ``at`` (0-based, of the run shown; None:
+        the event shown; out of range: ValueError): the same run again, its cancel token set
+        once that event has happened. Nothing more starts, what was done is undone and the
+        outcome says ``cancelled``; past the pivot the engine declines (its note says so); once
+        the run failed or ended it changes nothing. A stopped run is returned as it is."""
         assert self.outcome is not None
         if self.stopped_at is not None:
             return self.outcome
-        at = self.frame if at is None else max(0, min(at, self.frame_count - 1))
-        return self.run(stop_after=at + 1)
+        if at is not None and not 0 <= at < self.frame_count:  # (newuser25: clamped, unsaid)
+            raise ValueError(f"no event {at}: the run shown has events 0 to {self.frame_count - 1}")
+        return self.run(stop_after=(self.frame if at is None else at) + 1)
 
     def reset(self) -> Outcome:
         """Every step ok, every undo ok."""
