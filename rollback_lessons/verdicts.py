@@ -166,6 +166,13 @@ def interruption_name(exc: BaseException) -> str:
     return exc.type_name if isinstance(exc, RemoteError) else type(exc).__name__
 
 
+def cut_by(exc: BaseException) -> str:
+    """What cut a rollback short, by its class's name, as its ``rollback_done`` event says:
+    an engine's stand-in (``RemoteError``, an interrupt whose record it could not keep: a
+    ``sys.exit`` whose repr raises) by the class it stands for, as in process."""
+    return exc.type_name if issubclass(type(exc), RemoteError) else type(exc).__name__  # type: ignore[attr-defined]
+
+
 def rollback_notes(
     dead_letters: Sequence[DeadLetter],
     pending: Sequence[str],

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ..errors import STAND_IN, InjectedFault, InjectedTimeout, RemoteError
-from ..events import describe, said
+from ..events import _told, describe, said
 from ..faults import Fault
 from ..policies import lineage, type_name
 from ..verdicts import DEEPEST
@@ -163,10 +163,15 @@ class ErrorRecord:
         if (remote := _a(error, RemoteError)) is not None:
             name, text = remote.type_name, remote.text
             return cls(name, str(error), step, None, list(remote.lineage), text, None, _held(error))
+        message, names = said(error), lineage(type(error))
+        try:
+            text = describe(error)  # (its repr, as the events said it in process)
+        except BaseException as heard:  # (an Exception's: heard as that interrupt, raised)
+            if issubclass(type(error), Exception):
+                raise
+            return cls(type(error).__name__, message, step, None, names, _told_by(heard), None,
+                       _held(error))  # fmt: skip
         live = _keep(error, run)
-        message = said(error)
-        text = describe(error)  # (its repr, as the events said it in process)
-        names = lineage(type(error))
         return cls(type(error).__name__, message, step, None, names, text, live, _held(error))
 
     @classmethod
@@ -239,6 +244,15 @@ def cut_text(text: str, keep: int, engine: str, limit: int) -> str:
     while len(escape(kept)) > room:  # (each character taken off takes 1 or 6 off)
         kept = kept[: len(kept) - (len(escape(kept)) - room + 5) // 6]
     return escape(kept) + note
+
+
+def _told_by(heard: BaseException) -> str:
+    """An interrupt (a Ctrl-C, ``sys.exit``) whose own repr raised ``heard``: told by what
+    that raised, as ``saga.run`` tells the step it cut short (``Machine.step_failed``'s
+    ``describe`` raised it, the machine told that one), never by its own repr again, nor
+    kept (read back, the workflow's machine would call that repr: an activity never
+    ended, its saga never returned). ``heard``'s repr failing too is told by its type."""
+    return _told(heard, repr, "its repr failed", BaseException)
 
 
 _E = TypeVar("_E", bound=BaseException)
