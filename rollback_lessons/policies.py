@@ -66,13 +66,21 @@ def builtin_error(name: str) -> bool:
     return isinstance(found, type) and issubclass(found, BaseException)
 
 
+def escape(text: str) -> str:
+    """``text`` with each lone surrogate written as its escape (``\\udcff``): UTF-8 then, as
+    every engine carries a text (an error's record, a policy's class names)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def named(kind: type, lineage: Sequence[str]) -> bool:
     """Does ``lineage`` (an error's class names, most specific first) name ``kind``? By
-    ``type_name``. Names written before they were qualified (a journal, a workflow history
-    or a policy kept then: every name bare) are read as before, by the bare name: a kept
-    bare name that is not Python's own matches a class of that name; a lineage of bare
-    names with one that is not Python's own (so written then) matches by ``__name__``."""
-    name = type_name(kind)
+    ``type_name``, as carried (``escape``d: a ``__module__`` with a lone surrogate is sent
+    escaped, by the error's record and by the policy alike). Names written before they were
+    qualified (a journal, a workflow history or a policy kept then: every name bare) are
+    read as before, by the bare name: a kept bare name that is not Python's own matches a
+    class of that name; a lineage of bare names with one that is not Python's own (so
+    written then) matches by ``__name__``."""
+    name, lineage = escape(type_name(kind)), [escape(n) for n in lineage]
     if name in lineage:
         return True
     if "." not in name:  # a bare name that is not Python's own: kept before (a stand-in)

@@ -30,12 +30,13 @@ from typing import Any, TypeVar
 from ..errors import STAND_IN, InjectedFault, InjectedTimeout, RemoteError
 from ..events import _told, describe, said
 from ..faults import Fault
-from ..policies import lineage, type_name
+from ..policies import escape, lineage, type_name
 from ..verdicts import DEEPEST
 from ..verdicts import held as holds
 
 __all__ = [
-    "STAND_IN", "ErrorRecord", "adopt", "exception_type", "keep_types", "keeping", "kept_types",
+    "STAND_IN", "ErrorRecord", "adopt", "escape", "exception_type", "keep_types", "keeping",
+    "kept_types",
 ]  # fmt: skip
 
 _KEPT: dict[str, object] = {}  # id -> an error, or a policy's classes
@@ -113,16 +114,12 @@ def keep_types(types: tuple[type[BaseException], ...]) -> str | None:
 
 
 def kept_types(key: str | None, names: list[str]) -> tuple[type[BaseException], ...] | None:
-    """The classes ``keep_types`` kept under ``key``, if still kept and still of ``names``."""
+    """The classes ``keep_types`` kept under ``key``, if still kept and still of ``names``
+    (as carried: ``escape``d)."""
     found = _KEPT.get(key) if key is not None else None
-    if isinstance(found, tuple) and [type_name(t) for t in found] == names:
+    if isinstance(found, tuple) and [escape(type_name(t)) for t in found] == names:
         return found
     return None
-
-
-def escape(text: str) -> str:
-    """``text`` with each lone surrogate written as its escape (``\\udcff``): UTF-8 then."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def builtin(kind: type) -> bool:
@@ -208,6 +205,20 @@ class ErrorRecord:
         if held != (self.held or []):
             changed["held"] = held
         return dataclasses.replace(self, **changed) if changed else self
+
+    def names_cut(self, keep: int, engine: str, limit: int) -> ErrorRecord:
+        """This record with each class name (its lineage, its type, the names of the errors
+        a group holds) over ``keep`` characters cut as ``cut_text`` cuts a message, to the
+        message's bound: a class of a 1 MB ``__qualname__`` travelled whole (over an
+        engine's limit, the record was lost: Temporal's "Failure exceeds size limit").
+        Itself when none is over."""
+        over = lambda n: len(escape(n)) > keep  # noqa: E731 (counted as sent)
+        names = [cut_text(n, keep, engine, limit) if over(n) else n for n in self.lineage]
+        kind = cut_text(self.type, keep, engine, limit) if over(self.type) else self.type
+        held = [vars(ErrorRecord(**h).names_cut(keep, engine, limit)) for h in self.held or ()]
+        if names == self.lineage and kind == self.type and held == (self.held or []):
+            return self
+        return dataclasses.replace(self, type=kind, lineage=names, held=held or self.held)
 
     @property
     def name(self) -> str:
