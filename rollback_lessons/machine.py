@@ -211,7 +211,7 @@ class Machine:
                     first = kind is _LOGGED and self.log[-1].when == "before"  # (F1)
                     if first:  # its action is never called: nothing to undo (``withdraw``)
                         self.withdraw(step)  # type: ignore[arg-type]
-                    if (first or kind is _STARTED) and not isinstance(exc, Exception):
+                    if (first or kind is _STARTED) and not issubclass(type(exc), Exception):
                         self.not_run(step)  # type: ignore[arg-type] # (action not called)
                     self.raised_at = (exc, where)  # (if it cuts the rollback: said where)
                     raise
@@ -695,7 +695,7 @@ class Machine:
         over = {*self.compensated, *(d.step for d in self.dead_letters), *self.pending}
         left = [e.step for e in self.todo if e.step not in over]
         self.pending.extend(left)  # type: ignore[attr-defined]
-        taken = isinstance(exc, TakenOver)  # (a journal's fence): the new holder finishes it
+        taken = issubclass(type(exc), TakenOver)  # (a journal's fence): the new holder finishes it
         self.halted = self.halted or bool(left) or taken
         rest = f"not known to be undone: {', '.join(left)}" if left else self.NONE[bool(self.todo)]
         kept = " (the journal keeps them for recover)" if self.kept and left else ""

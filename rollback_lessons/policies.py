@@ -35,10 +35,10 @@ def matches(error: BaseException, types: tuple[type[BaseException], ...]) -> boo
     name, as ``isinstance`` would: a library's own ``ConnectionError`` is not Python's. A
     policy's class an engine carried by name (a stand-in, ``STAND_IN``: one whose class this
     process did not keep, as after a relaunch) matches an error's classes by name too."""
-    if isinstance(error, types):
-        return True
-    if isinstance(error, RemoteError):
-        return any(named(t, error.lineage) for t in types)
+    if issubclass(type(error), types):  # (by type: ``isinstance`` asks ``__class__``, which
+        return True  # an error may make raise, or lie: ``errors.interrupts``)
+    if issubclass(type(error), RemoteError):
+        return any(named(t, error.lineage) for t in types)  # type: ignore[attr-defined]
     names = [t for t in types if getattr(t, STAND_IN, False)]
     return bool(names) and any(named(t, lineage(type(error))) for t in names)
 

@@ -163,7 +163,7 @@ def interruption_name(exc: BaseException) -> str:
     attack24's L2), an error by its description."""
     if not interrupts(exc):
         return describe(exc)
-    return exc.type_name if isinstance(exc, RemoteError) else type(exc).__name__
+    return exc.type_name if issubclass(type(exc), RemoteError) else type(exc).__name__  # type: ignore[attr-defined]
 
 
 def cut_by(exc: BaseException) -> str:
