@@ -82,3 +82,28 @@ def test_an_error_of_a_class_named_over_the_payload_limit_is_told_as_in_process(
         return await runner.run(saga("big-name"), {})
 
     same_outcome(local, on_temporal(run))
+
+
+def test_a_record_nested_10000_deep_is_escaped_cut_and_read_without_recursion():
+    """A record read as data may hold groups nested far deeper than ``ErrorRecord.of`` makes
+    (``verdicts.DEEPEST``): escaping it, cutting its names and making its stand-in walk it
+    without recursion (before: RecursionError)."""
+    import time
+
+    deepest = {**vars(ErrorRecord.of(Late("late"))), "live": None}
+    held = [deepest]
+    for _ in range(10_000):
+        held = [
+            {**vars(ErrorRecord("ExceptionGroup", "", lineage=["ExceptionGroup"])), "held": held}
+        ]
+    record = ErrorRecord("ExceptionGroup", "g", lineage=["ExceptionGroup"], held=held)
+    began = time.monotonic()
+    sent, error = fitted(record), record.to_exception()
+    assert time.monotonic() - began < 5
+    inner, depth = sent.held, 0
+    while inner[0]["held"]:
+        inner, depth = inner[0]["held"], depth + 1
+    assert depth == 10_000 and inner[0]["lineage"][0] == "m\\udcff.Late"
+    for _ in range(10_001):
+        error = error.held[0]  # type: ignore[attr-defined]
+    assert error.lineage[0] == "m\udcff.Late"  # type: ignore[attr-defined]

@@ -23,7 +23,7 @@ import dataclasses
 import itertools
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -194,16 +194,16 @@ class ErrorRecord:
         """This record with a lone surrogate (``os.fsdecode``'s: in a message, a class's
         ``__module__``) in any of its texts, its lineage's names too, written with its escape
         (``\\udcff``), as ``escape`` does: a wire that carries UTF-8 only cannot send it
-        (attack30 F1, attack32 F4), and so are the errors a group holds. Itself when there
-        is none."""
+        (attack30 F1, attack32 F4), and so are the errors a group holds (walked without
+        recursion: ``_bottom_up``). Itself when there is none."""
+        return self._with_held(self._escaped_own(), lambda r: r._escaped_own())
+
+    def _escaped_own(self) -> ErrorRecord:
         texts = {k: escape(v) for k, v in vars(self).items() if isinstance(v, str) and k != "live"}
         changed: dict[str, Any] = {k: v for k, v in texts.items() if v != getattr(self, k)}
         names = [escape(n) for n in self.lineage]
-        held = [vars(ErrorRecord(**h).escaped()) for h in self.held or ()]
         if names != self.lineage:
             changed["lineage"] = names
-        if held != (self.held or []):
-            changed["held"] = held
         return dataclasses.replace(self, **changed) if changed else self
 
     def names_cut(self, keep: int, engine: str, limit: int) -> ErrorRecord:
@@ -212,13 +212,35 @@ class ErrorRecord:
         message's bound: a class of a 1 MB ``__qualname__`` travelled whole (over an
         engine's limit, the record was lost: Temporal's "Failure exceeds size limit").
         Itself when none is over."""
-        over = lambda n: len(escape(n)) > keep  # noqa: E731 (counted as sent)
-        names = [cut_text(n, keep, engine, limit) if over(n) else n for n in self.lineage]
-        kind = cut_text(self.type, keep, engine, limit) if over(self.type) else self.type
-        held = [vars(ErrorRecord(**h).names_cut(keep, engine, limit)) for h in self.held or ()]
-        if names == self.lineage and kind == self.type and held == (self.held or []):
-            return self
-        return dataclasses.replace(self, type=kind, lineage=names, held=held or self.held)
+
+        def own(record: ErrorRecord) -> ErrorRecord:
+            over = lambda n: len(escape(n)) > keep  # noqa: E731 (counted as sent)
+            names = [cut_text(n, keep, engine, limit) if over(n) else n for n in record.lineage]
+            if not over(record.type) and names == record.lineage:
+                return record
+            kind = cut_text(record.type, keep, engine, limit) if over(record.type) else record.type
+            return dataclasses.replace(record, type=kind, lineage=names)
+
+        return self._with_held(own(self), own)
+
+    def _with_held(self, made: ErrorRecord, own: Callable[[ErrorRecord], ErrorRecord]
+                   ) -> ErrorRecord:  # fmt: skip
+        """``made`` (``own`` of this record) with ``own`` of each record its group holds,
+        nested: the records that did not change kept as they were (never compared whole: a
+        comparison of 10,000 nested levels raises RecursionError too)."""
+
+        def one(h: dict[str, Any], inner: list[tuple[dict[str, Any], bool]]) -> Any:
+            alone = ErrorRecord(**{**h, "held": None})
+            done = own(alone)
+            if done is alone and not any(c for _, c in inner):
+                return h, False
+            return {**vars(done), "held": [d for d, _ in inner] if h["held"] is not None
+                    else None}, True  # fmt: skip
+
+        held = _bottom_up(self.held or [], one)
+        if any(c for _, c in held):
+            return dataclasses.replace(made, held=[d for d, _ in held])
+        return made
 
     @property
     def name(self) -> str:
@@ -233,14 +255,38 @@ class ErrorRecord:
         return self.text if self.text is not None else f"{self.type}({self.message!r})"
 
     def to_exception(self) -> BaseException:
+        """The very exception (kept here), the injected fault, or a stand-in (``RemoteError``)
+        holding the stand-ins of what its group held (made without recursion)."""
+        made = lambda h, inner: ErrorRecord(**{**h, "held": None})._made(tuple(inner))  # noqa: E731
+        return self._made(tuple(_bottom_up(self.held or [], made)))
+
+    def _made(self, held: tuple[BaseException, ...]) -> BaseException:
         if self.fault is not None:
             cls = InjectedTimeout if self.fault == Fault.FAIL_AFTER_EFFECT else InjectedFault
             return cls(self.step or "", self.fault, self.message)
         kept = _KEPT.get(self.live) if self.live is not None else None
         if isinstance(kept, BaseException):
             return kept
-        held = tuple(ErrorRecord(**h).to_exception() for h in self.held or ())
         return RemoteError(self.type, self.message, tuple(self.lineage), self.text, held)
+
+
+def _bottom_up(held: list[dict[str, Any]], make: Callable[[dict[str, Any], list[Any]], Any]
+               ) -> list[Any]:  # fmt: skip
+    """``make(record, inner)`` for each record of ``held`` (a group's, nested), ``inner``
+    what ``make`` gave for the records it holds in turn: bottom-up, without recursion (a
+    record read as data may nest 10,000 deep: recursion raised RecursionError)."""
+    nodes: list[tuple[dict[str, Any], int]] = []  # each with its parent's index, pre-order
+    todo = [(h, -1) for h in reversed(held)]
+    while todo:
+        h, parent = todo.pop()
+        nodes.append((h, parent))
+        todo += [(i, len(nodes) - 1) for i in reversed(h.get("held") or ())]
+    inner: list[list[Any]] = [[] for _ in nodes]
+    top: list[Any] = []
+    for k in range(len(nodes) - 1, -1, -1):  # (a record's inner ones come after it)
+        h, parent = nodes[k]
+        (inner[parent] if parent >= 0 else top).append(make(h, inner[k][::-1]))
+    return top[::-1]
 
 
 def cut_text(text: str, keep: int, engine: str, limit: int) -> str:
