@@ -146,9 +146,9 @@ def test_temporal_tells_a_repr_interrupt_as_saga_run_and_runs_the_next_saga(
     assert world == ["do a", "do b", "do c"]
 
 
-@pytest.mark.parametrize("where", ["step", "undo"])
-def test_dbos_tells_a_sys_exit_whose_repr_raises_as_saga_run(dbos_runner, where):
+@pytest.mark.parametrize(("error", "where", "mode"), CASES)
+def test_dbos_tells_a_repr_interrupt_as_saga_run(dbos_runner, error, where, mode):
     """DBOS makes its record by the same rule (``hosted.interrupted``)."""
     run = lambda saga, **o: dbos_runner.run(saga, {}, **o)  # noqa: E731
-    name, error = f"d-exit-repr-{where}", "exit_repr_exits"
-    assert _story(run, error, where, "list", name) == _in_process(error, where, "list")
+    name = f"d-{error}-{where}-{mode}".replace("_", "-")
+    assert _story(run, error, where, mode, name) == _in_process(error, where, mode)
