@@ -382,9 +382,9 @@ class Driver:
     def over(self, op: Op) -> Op:
         """The loop handed control back: a Ctrl-C that cut the rollback short anywhere is
         re-raised once the rollback is over (an Exception there is the outcome's note)."""
-        cause = self.m.interruption
-        if cause is not None and self.raise_after is None and not isinstance(cause, Exception):
-            self.raise_after = cause
+        cut = self.m.interruption  # (read by type, as ``errors.interrupts``)
+        if cut is not None and self.raise_after is None and not issubclass(type(cut), Exception):
+            self.raise_after = cut
         return op
 
     async def adrive(self, op: Op) -> Op:
@@ -425,7 +425,7 @@ class Driver:
 
     def step_raised(self, exc: BaseException) -> Op:
         self.called()
-        if isinstance(exc, Exception) or own_cancel(exc):
+        if issubclass(type(exc), Exception) or own_cancel(exc):
             self.error = untraced(exc)
             return self.m.step_failed(exc)
         self.error = self.raise_after = exc  # Ctrl-C: the step failed for good, no retry
@@ -433,7 +433,7 @@ class Driver:
 
     def undo_raised(self, exc: BaseException) -> Op:
         self.called()
-        if isinstance(exc, Exception) or own_cancel(exc):
+        if issubclass(type(exc), Exception) or own_cancel(exc):
             return self.m.undo_failed(untraced(exc))
         self.raise_after = exc  # Ctrl-C: what is left is pending
         return self.m.interrupted(exc, self.kept())

@@ -120,7 +120,7 @@ def step_ops(
                 result = yield Call(run.actions[step], run.args, "action", step, None)
         except BaseException as exc:
             run.called()
-            if isinstance(exc, Exception) or own_cancel(exc):  # (its own CancelledError)
+            if issubclass(type(exc), Exception) or own_cancel(exc):  # (its own CancelledError)
                 run.error = untraced(exc)
                 op = gm.step_error(step, exc)
             else:  # Ctrl-C: failed for good, never retried; re-raised once it is all over
@@ -132,7 +132,7 @@ def step_ops(
                 yield float(op.seconds)
             except BaseException as exc:
                 run.tick()
-                if not isinstance(exc, Exception):
+                if not issubclass(type(exc), Exception):
                     run.raise_after = exc
                 return gm.step_cut(step, exc)
             run.tick()
@@ -334,7 +334,7 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
         """A Ctrl-C while its own step still runs or waits (a wait's cancel function, an
         observer of its retry) cuts that step short, as ``saga.run`` does; else the run
         fails there (``broken``)."""
-        if not isinstance(exc, Exception) and step in gm.busy and not gm.rolling:
+        if not issubclass(type(exc), Exception) and step in gm.busy and not gm.rolling:
             return gm.step_cut(step, exc)
         if exc is run.in_doubt:  # a Ctrl-C as the commit was written: nothing is undone,
             return settled(run, exc)  # the journal says (saga.run's rule; attack21 A1)

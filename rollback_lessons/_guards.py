@@ -108,7 +108,7 @@ def committed_note(exc: BaseException) -> BaseException:
     """A Ctrl-C that came once the saga committed says so (once), in ``Rollback``,
     ``AsyncRollback``, ``saga.run`` and ``saga.arun`` alike: nothing was undone, and nothing
     needed to be."""
-    if not isinstance(exc, Exception) and AFTER_COMMIT not in getattr(exc, "__notes__", ()):
+    if not issubclass(type(exc), Exception) and AFTER_COMMIT not in getattr(exc, "__notes__", ()):
         exc.add_note(AFTER_COMMIT)
     return exc
 
@@ -124,7 +124,7 @@ def settled(run: Run, error: BaseException) -> Op | None:
     """``forward_broke``'s rule, for ``saga.run`` and ``saga.arun`` alike: a Ctrl-C is kept
     to re-raise; once the saga committed (or as its commit was written) nothing is undone
     and a note says why (the run's end, Finished); None: the run fails there (rolled back)."""
-    if not isinstance(error, Exception) and run.raise_after is None:
+    if not issubclass(type(error), Exception) and run.raise_after is None:
         run.raise_after = error
     if committed(run):  # committed already: re-raised as is
         run.raise_after = run.raise_after or error
@@ -185,7 +185,7 @@ def cut_forward_of(
     if m.rolling or m.phase is Phase.DONE:
         return None
     log_cut_off(m)
-    if isinstance(error, Exception):
+    if issubclass(type(error), Exception):
         if isinstance(m, GraphMachine):  # launched with it, never called: never run
             for step in uncalled:
                 if step in m.busy:
@@ -241,7 +241,7 @@ def landed_late(run: Run, error: BaseException, exc: BaseException) -> None:
         m.fail(error)
     if m.phase is not Phase.DONE:
         run.cut(exc)
-    elif run.raise_after is None and not isinstance(exc, Exception):
+    elif run.raise_after is None and not issubclass(type(exc), Exception):
         run.raise_after = exc
 
 
@@ -271,7 +271,7 @@ def journal_watch(
             run.taken = (jrun, exc)
         raise
     except BaseException as exc:
-        if kind is EventKind.COMMITTED and not isinstance(exc, Exception):
+        if kind is EventKind.COMMITTED and not issubclass(type(exc), Exception):
             run.in_doubt = exc  # a Ctrl-C as the commit was written: did it land?
         raise
 

@@ -29,12 +29,7 @@ from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any, Final
 
-from .errors import (
-    DuplicateStepError,
-    RollbackLessonsError,
-    TakenOver,
-    UnknownStepError,
-)
+from .errors import DuplicateStepError, RollbackLessonsError, TakenOver, UnknownStepError
 from .events import EventKind, EventRow, describe
 from .operations import (
     ANSWERS,
@@ -56,6 +51,7 @@ from .rules import IRREVERSIBLE, Kind
 from .verdicts import (  # the status and pivot rules, the machine's (one place each)
     HALTED_FORWARD,
     after_effect,
+    cut_by,
     halted_at_pivot,
     halts_forward,
     in_undo_order,
@@ -215,7 +211,7 @@ class Machine:
                     first = kind is _LOGGED and self.log[-1].when == "before"  # (F1)
                     if first:  # its action is never called: nothing to undo (``withdraw``)
                         self.withdraw(step)  # type: ignore[arg-type]
-                    if (first or kind is _STARTED) and not isinstance(exc, Exception):
+                    if (first or kind is _STARTED) and not issubclass(type(exc), Exception):
                         self.not_run(step)  # type: ignore[arg-type] # (action not called)
                     self.raised_at = (exc, where)  # (if it cuts the rollback: said where)
                     raise
@@ -379,16 +375,16 @@ class Machine:
         return self._commit()
 
     def step_failed(self, error: BaseException) -> Op:
-        """The step's action raised ``error``: retried if its retry policy says so."""
+        """The action raised ``error``: retried if its policy says so."""
         self._expect("step_failed")
-        spec = self.spec
+        spec, said = self.spec, describe(error)  # (first: a Ctrl-C it raises cuts the step short)
         assert spec is not None
         self._doubted(spec, error)
         delay = spec.retry.next_delay(self.attempt, error) if spec.retry is not None else None
         if delay is None or (self.stopping is not None and self.plan is None):  # (``stop``)
             return self._step_lost(error)
         self.phase, self.tried = _STEP_WAIT, error
-        details = {"attempt": self.attempt, "delay": delay, "error": describe(error)}
+        details = {"attempt": self.attempt, "delay": delay, "error": said}
         self._emit(EventKind.STEP_RETRY, spec.name, details)
         return Wait(delay)
 
@@ -699,7 +695,7 @@ class Machine:
         over = {*self.compensated, *(d.step for d in self.dead_letters), *self.pending}
         left = [e.step for e in self.todo if e.step not in over]
         self.pending.extend(left)  # type: ignore[attr-defined]
-        taken = isinstance(exc, TakenOver)  # (a journal's fence): the new holder finishes it
+        taken = issubclass(type(exc), TakenOver)  # (a journal's fence): the new holder finishes it
         self.halted = self.halted or bool(left) or taken
         rest = f"not known to be undone: {', '.join(left)}" if left else self.NONE[bool(self.todo)]
         kept = " (the journal keeps them for recover)" if self.kept and left else ""
@@ -707,7 +703,7 @@ class Machine:
         note = f"rollback interrupted by {interruption_name(exc)} {self.interrupted_where}; {rest}"
         self.notes = [*self.notes, note + then]
         self.index = len(self.todo)
-        return self._rollback_done(interrupted=type(exc).__name__)
+        return self._rollback_done(interrupted=cut_by(exc))
 
     def _rollback_done(self, **extra: Any) -> Finished:
         self.phase, self.entry = _DONE, None

@@ -35,10 +35,10 @@ def matches(error: BaseException, types: tuple[type[BaseException], ...]) -> boo
     name, as ``isinstance`` would: a library's own ``ConnectionError`` is not Python's. A
     policy's class an engine carried by name (a stand-in, ``STAND_IN``: one whose class this
     process did not keep, as after a relaunch) matches an error's classes by name too."""
-    if isinstance(error, types):
-        return True
-    if isinstance(error, RemoteError):
-        return any(named(t, error.lineage) for t in types)
+    if issubclass(type(error), types):  # (by type: ``isinstance`` asks ``__class__``, which
+        return True  # an error may make raise, or lie: ``errors.interrupts``)
+    if issubclass(type(error), RemoteError):
+        return any(named(t, error.lineage) for t in types)  # type: ignore[attr-defined]
     names = [t for t in types if getattr(t, STAND_IN, False)]
     return bool(names) and any(named(t, lineage(type(error))) for t in names)
 
@@ -66,13 +66,21 @@ def builtin_error(name: str) -> bool:
     return isinstance(found, type) and issubclass(found, BaseException)
 
 
+def escape(text: str) -> str:
+    """``text`` with each lone surrogate written as its escape (``\\udcff``): UTF-8 then, as
+    every engine carries a text (an error's record, a policy's class names)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def named(kind: type, lineage: Sequence[str]) -> bool:
     """Does ``lineage`` (an error's class names, most specific first) name ``kind``? By
-    ``type_name``. Names written before they were qualified (a journal, a workflow history
-    or a policy kept then: every name bare) are read as before, by the bare name: a kept
-    bare name that is not Python's own matches a class of that name; a lineage of bare
-    names with one that is not Python's own (so written then) matches by ``__name__``."""
-    name = type_name(kind)
+    ``type_name``, as carried (``escape``d: a ``__module__`` with a lone surrogate is sent
+    escaped, by the error's record and by the policy alike). Names written before they were
+    qualified (a journal, a workflow history or a policy kept then: every name bare) are
+    read as before, by the bare name: a kept bare name that is not Python's own matches a
+    class of that name; a lineage of bare names with one that is not Python's own (so
+    written then) matches by ``__name__``."""
+    name, lineage = escape(type_name(kind)), [escape(n) for n in lineage]
     if name in lineage:
         return True
     if "." not in name:  # a bare name that is not Python's own: kept before (a stand-in)

@@ -208,7 +208,9 @@ class GraphMachine(Machine):
 
     def step_error(self, step: str, error: BaseException) -> GraphOp:
         """``step``'s action raised ``error``: retried if its policy says so and nothing
-        else failed meanwhile."""
+        else failed meanwhile. Told first: a repr raising a Ctrl-C cuts the step short (still
+        running: ``cut_forward``), as in a list (``Machine.step_failed``)."""
+        said = describe(error)
         spec = self._running(step, _RUNNING)
         attempt = self.attempts[step]
         self._doubted(spec, error)  # (a pivot's doubt outlives its later attempts)
@@ -218,7 +220,7 @@ class GraphMachine(Machine):
         if delay is None:
             return self._lost(step, error)
         self.where[step], self.last_error[step] = _WAITING, error
-        details = {"attempt": attempt, "delay": delay, "error": describe(error)}
+        details = {"attempt": attempt, "delay": delay, "error": said}
         self._emit(EventKind.STEP_RETRY, step, details)
         return Wait(delay)
 
@@ -272,10 +274,10 @@ class GraphMachine(Machine):
         (after its effect, or ``cut`` short inside its call) and no undo was logged before
         it, leaked; a pivot that may have happened halts for a person (the machine's rule,
         ``pivot_in_doubt``). ``counted``: its failure is in ``failures`` already."""
-        self.where[step] = _FAILED
+        details = self._lost_effect(self.specs[step], error, cut)  # (first: a Ctrl-C its
+        self.where[step] = _FAILED  # describe raises cuts the step short, still running)
         self.busy_count -= 1
         self.ended.append(step)
-        details = self._lost_effect(self.specs[step], error, cut)
         if self.failures and not counted and all(e is not error for _, e in self.failures):
             also = f"{step} also failed, while the running steps finished: {describe(error)}"
             self.notes = [*self.notes, also]

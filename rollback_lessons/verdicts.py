@@ -164,7 +164,14 @@ def interruption_name(exc: BaseException) -> str:
     attack24's L2), an error by its description."""
     if not interrupts(exc):
         return describe(exc)
-    return exc.type_name if isinstance(exc, RemoteError) else type(exc).__name__
+    return exc.type_name if issubclass(type(exc), RemoteError) else type(exc).__name__  # type: ignore[attr-defined]
+
+
+def cut_by(exc: BaseException) -> str:
+    """What cut a rollback short, by its class's name, as its ``rollback_done`` event says:
+    an engine's stand-in (``RemoteError``, an interrupt whose record it could not keep: a
+    ``sys.exit`` whose repr raises) by the class it stands for, as in process."""
+    return exc.type_name if issubclass(type(exc), RemoteError) else type(exc).__name__  # type: ignore[attr-defined]
 
 
 def rollback_notes(

@@ -252,7 +252,7 @@ def result_html(
         head += html.escape(
             f": the saga was cancelled (Stop){after}{failed_besides(outcome, ' too')}"
         )
-    elif took(outcome) or (isinstance(outcome.error, Cancelled) and not outcome.failed_step):
+    elif took(outcome) or (issubclass(type(outcome.error), Cancelled) and not outcome.failed_step):
         head = cancelled_head(outcome, stopped_after)
     elif outcome.error is not None:
         head = failed_head(outcome.status, outcome.failed_step, outcome.error)

@@ -23,19 +23,20 @@ import dataclasses
 import itertools
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ..errors import STAND_IN, InjectedFault, InjectedTimeout, RemoteError
-from ..events import describe, said
+from ..events import _told, describe, said
 from ..faults import Fault
-from ..policies import lineage, type_name
+from ..policies import escape, lineage, type_name
 from ..verdicts import DEEPEST
 from ..verdicts import held as holds
 
 __all__ = [
-    "STAND_IN", "ErrorRecord", "adopt", "exception_type", "keep_types", "keeping", "kept_types",
+    "STAND_IN", "ErrorRecord", "adopt", "escape", "exception_type", "keep_types", "keeping",
+    "kept_types",
 ]  # fmt: skip
 
 _KEPT: dict[str, object] = {}  # id -> an error, or a policy's classes
@@ -113,16 +114,12 @@ def keep_types(types: tuple[type[BaseException], ...]) -> str | None:
 
 
 def kept_types(key: str | None, names: list[str]) -> tuple[type[BaseException], ...] | None:
-    """The classes ``keep_types`` kept under ``key``, if still kept and still of ``names``."""
+    """The classes ``keep_types`` kept under ``key``, if still kept and still of ``names``
+    (as carried: ``escape``d)."""
     found = _KEPT.get(key) if key is not None else None
-    if isinstance(found, tuple) and [type_name(t) for t in found] == names:
+    if isinstance(found, tuple) and [escape(type_name(t)) for t in found] == names:
         return found
     return None
-
-
-def escape(text: str) -> str:
-    """``text`` with each lone surrogate written as its escape (``\\udcff``): UTF-8 then."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def builtin(kind: type) -> bool:
@@ -163,10 +160,15 @@ class ErrorRecord:
         if (remote := _a(error, RemoteError)) is not None:
             name, text = remote.type_name, remote.text
             return cls(name, str(error), step, None, list(remote.lineage), text, None, _held(error))
+        message, names = said(error), lineage(type(error))
+        try:
+            text = describe(error)  # (its repr, as the events said it in process)
+        except BaseException as heard:  # (an Exception's: heard as that interrupt, raised)
+            if issubclass(type(error), Exception):
+                raise
+            return cls(type(error).__name__, message, step, None, names, _told_by(heard), None,
+                       _held(error))  # fmt: skip
         live = _keep(error, run)
-        message = said(error)
-        text = describe(error)  # (its repr, as the events said it in process)
-        names = lineage(type(error))
         return cls(type(error).__name__, message, step, None, names, text, live, _held(error))
 
     @classmethod
@@ -192,17 +194,53 @@ class ErrorRecord:
         """This record with a lone surrogate (``os.fsdecode``'s: in a message, a class's
         ``__module__``) in any of its texts, its lineage's names too, written with its escape
         (``\\udcff``), as ``escape`` does: a wire that carries UTF-8 only cannot send it
-        (attack30 F1, attack32 F4), and so are the errors a group holds. Itself when there
-        is none."""
+        (attack30 F1, attack32 F4), and so are the errors a group holds (walked without
+        recursion: ``_bottom_up``). Itself when there is none."""
+        return self._with_held(self._escaped_own(), lambda r: r._escaped_own())
+
+    def _escaped_own(self) -> ErrorRecord:
         texts = {k: escape(v) for k, v in vars(self).items() if isinstance(v, str) and k != "live"}
         changed: dict[str, Any] = {k: v for k, v in texts.items() if v != getattr(self, k)}
         names = [escape(n) for n in self.lineage]
-        held = [vars(ErrorRecord(**h).escaped()) for h in self.held or ()]
         if names != self.lineage:
             changed["lineage"] = names
-        if held != (self.held or []):
-            changed["held"] = held
         return dataclasses.replace(self, **changed) if changed else self
+
+    def names_cut(self, keep: int, engine: str, limit: int) -> ErrorRecord:
+        """This record with each class name (its lineage, its type, the names of the errors
+        a group holds) over ``keep`` characters cut as ``cut_text`` cuts a message, to the
+        message's bound: a class of a 1 MB ``__qualname__`` travelled whole (over an
+        engine's limit, the record was lost: Temporal's "Failure exceeds size limit").
+        Itself when none is over."""
+
+        def own(record: ErrorRecord) -> ErrorRecord:
+            over = lambda n: len(escape(n)) > keep  # noqa: E731 (counted as sent)
+            names = [cut_text(n, keep, engine, limit) if over(n) else n for n in record.lineage]
+            if not over(record.type) and names == record.lineage:
+                return record
+            kind = cut_text(record.type, keep, engine, limit) if over(record.type) else record.type
+            return dataclasses.replace(record, type=kind, lineage=names)
+
+        return self._with_held(own(self), own)
+
+    def _with_held(self, made: ErrorRecord, own: Callable[[ErrorRecord], ErrorRecord]
+                   ) -> ErrorRecord:  # fmt: skip
+        """``made`` (``own`` of this record) with ``own`` of each record its group holds,
+        nested: the records that did not change kept as they were (never compared whole: a
+        comparison of 10,000 nested levels raises RecursionError too)."""
+
+        def one(h: dict[str, Any], inner: list[tuple[dict[str, Any], bool]]) -> Any:
+            alone = ErrorRecord(**{**h, "held": None})
+            done = own(alone)
+            if done is alone and not any(c for _, c in inner):
+                return h, False
+            return {**vars(done), "held": [d for d, _ in inner] if h["held"] is not None
+                    else None}, True  # fmt: skip
+
+        held = _bottom_up(self.held or [], one)
+        if any(c for _, c in held):
+            return dataclasses.replace(made, held=[d for d, _ in held])
+        return made
 
     @property
     def name(self) -> str:
@@ -217,14 +255,38 @@ class ErrorRecord:
         return self.text if self.text is not None else f"{self.type}({self.message!r})"
 
     def to_exception(self) -> BaseException:
+        """The very exception (kept here), the injected fault, or a stand-in (``RemoteError``)
+        holding the stand-ins of what its group held (made without recursion)."""
+        made = lambda h, inner: ErrorRecord(**{**h, "held": None})._made(tuple(inner))  # noqa: E731
+        return self._made(tuple(_bottom_up(self.held or [], made)))
+
+    def _made(self, held: tuple[BaseException, ...]) -> BaseException:
         if self.fault is not None:
             cls = InjectedTimeout if self.fault == Fault.FAIL_AFTER_EFFECT else InjectedFault
             return cls(self.step or "", self.fault, self.message)
         kept = _KEPT.get(self.live) if self.live is not None else None
         if isinstance(kept, BaseException):
             return kept
-        held = tuple(ErrorRecord(**h).to_exception() for h in self.held or ())
         return RemoteError(self.type, self.message, tuple(self.lineage), self.text, held)
+
+
+def _bottom_up(held: list[dict[str, Any]], make: Callable[[dict[str, Any], list[Any]], Any]
+               ) -> list[Any]:  # fmt: skip
+    """``make(record, inner)`` for each record of ``held`` (a group's, nested), ``inner``
+    what ``make`` gave for the records it holds in turn: bottom-up, without recursion (a
+    record read as data may nest 10,000 deep: recursion raised RecursionError)."""
+    nodes: list[tuple[dict[str, Any], int]] = []  # each with its parent's index, pre-order
+    todo = [(h, -1) for h in reversed(held)]
+    while todo:
+        h, parent = todo.pop()
+        nodes.append((h, parent))
+        todo += [(i, len(nodes) - 1) for i in reversed(h.get("held") or ())]
+    inner: list[list[Any]] = [[] for _ in nodes]
+    top: list[Any] = []
+    for k in range(len(nodes) - 1, -1, -1):  # (a record's inner ones come after it)
+        h, parent = nodes[k]
+        (inner[parent] if parent >= 0 else top).append(make(h, inner[k][::-1]))
+    return top[::-1]
 
 
 def cut_text(text: str, keep: int, engine: str, limit: int) -> str:
@@ -239,6 +301,15 @@ def cut_text(text: str, keep: int, engine: str, limit: int) -> str:
     while len(escape(kept)) > room:  # (each character taken off takes 1 or 6 off)
         kept = kept[: len(kept) - (len(escape(kept)) - room + 5) // 6]
     return escape(kept) + note
+
+
+def _told_by(heard: BaseException) -> str:
+    """An interrupt (a Ctrl-C, ``sys.exit``) whose own repr raised ``heard``: told by what
+    that raised, as ``saga.run`` tells the step it cut short (``Machine.step_failed``'s
+    ``describe`` raised it, the machine told that one), never by its own repr again, nor
+    kept (read back, the workflow's machine would call that repr: an activity never
+    ended, its saga never returned). ``heard``'s repr failing too is told by its type."""
+    return _told(heard, repr, "its repr failed", BaseException)
 
 
 _E = TypeVar("_E", bound=BaseException)

@@ -22,6 +22,7 @@ from ..policies import (
     RetryPolicy,
     UndoPolicy,
     decides_in_code,
+    escape,
     resolve_policy,
     type_name,
 )
@@ -63,8 +64,8 @@ class RetrySpec:
             initial_delay=policy.initial_delay,
             multiplier=policy.multiplier,
             max_delay=policy.max_delay,
-            retry_on=[type_name(t) for t in policy.retry_on],
-            non_retryable=[type_name(t) for t in policy.no_retry_on],
+            retry_on=[escape(type_name(t)) for t in policy.retry_on],  # (as an error's
+            non_retryable=[escape(type_name(t)) for t in policy.no_retry_on],  # record: UTF-8)
             timeout=policy.timeout,
             kept=keep_types((*policy.retry_on, *policy.no_retry_on)),
         )

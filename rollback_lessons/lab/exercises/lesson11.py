@@ -191,7 +191,7 @@ def _check_refund(refund: Any) -> str:
         for before, after in calls:
             _check_call(world, before, after)
         for dead in outcome.dead_letters:
-            if dead.step == "charge_card" and not isinstance(dead.error, InjectedFault):
+            if dead.step == "charge_card" and not issubclass(type(dead.error), InjectedFault):
                 raise Incorrect(f"{world}, {raised(dead.error, 'refund')}")
         if run.violations:
             violation = run.violations[0]

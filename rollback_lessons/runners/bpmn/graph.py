@@ -438,8 +438,8 @@ def run_workflow(workflow: Any, host: GraphHost) -> bool:
         try:
             chosen.run()
         except Exception as exc:
-            if isinstance(exc, Incident) or isinstance(exc.__cause__ or exc.__context__,
-                                                       Incident):  # fmt: skip
+            cause = type(exc.__cause__ or exc.__context__)  # (by type: ``errors.interrupts``)
+            if issubclass(type(exc), Incident) or issubclass(cause, Incident):
                 return False
             raise
         for sub in sorted(workflow.get_active_subprocesses(), key=lambda v: v.depth, reverse=True):

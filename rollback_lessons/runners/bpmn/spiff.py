@@ -153,7 +153,7 @@ def run_explicit(
     try:
         workflow.do_engine_steps()
     except BaseException as exc:  # (an Exception there is SpiffWorkflow's own failure)
-        if isinstance(exc, Exception):
+        if issubclass(type(exc), Exception):
             raise
         _cut_between(saga, state, before, plan, host, exc)
     if not workflow.is_completed():
@@ -255,7 +255,7 @@ def _run_graph(saga: Saga, state: State | None, world: State, before: Any, plan:
     try:
         completed = run_workflow(workflow, host)  # False: it waits at an incident, a person's
     except BaseException as exc:  # (told to the machine: its notes say what is left)
-        if isinstance(exc, Exception):
+        if issubclass(type(exc), Exception):
             raise
         stopped(host, exc)
         remote.reraise(exc, outcome_of(saga, machine.record(), before=before, state=state))

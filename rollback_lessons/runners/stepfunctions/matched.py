@@ -74,14 +74,14 @@ class _Rule:
         if made.fault is not None or self.policy.max_attempts <= 1:
             return made  # (an injected fault is this package's own class; no retry: moot)
         names = {type_name(t): t for t in self.types}
-        lineage = [n if n not in names or isinstance(error, names[n]) else OTHER + n
+        lineage = [n if n not in names or issubclass(type(error), names[n]) else OTHER + n
                    for n in made.lineage]  # fmt: skip
         lineage += [type_name(t) for t in self.types
-                    if isinstance(error, t) and type_name(t) not in lineage]  # fmt: skip
+                    if issubclass(type(error), t) and type_name(t) not in lineage]  # fmt: skip
         retried = self.policy.retries(error)
         if self.retried_there(lineage[0]) != retried:
-            blocked = next((t for t in self.policy.no_retry_on if isinstance(error, t)), None)
-            allowed = next((t for t in self.policy.retry_on if isinstance(error, t)), None)
+            blocked = next((t for t in self.policy.no_retry_on if issubclass(type(error), t)), None)
+            allowed = next((t for t in self.policy.retry_on if issubclass(type(error), t)), None)
             chosen = allowed if retried else blocked
             lineage.insert(0, type_name(chosen) if chosen is not None else OTHER + lineage[0])
         made.lineage = list(dict.fromkeys(lineage))

@@ -307,10 +307,11 @@ returned)."""
 def fitted(error: ErrorRecord) -> ErrorRecord:
     """``error`` as Temporal carries it: every text escaped (``ErrorRecord.escaped``: a lone
     surrogate cannot be sent, the SDK would send its own failure, the class lost), then each
-    one over ``MESSAGE_LIMIT`` cut to it, a note saying so at the cut: the failure is still
-    the one it was (its type, its lineage, the start of its message), told in a size
-    Temporal carries. (Cut after escaping: what is sent is bounded, attack32 F5.)"""
-    safe = error.escaped()
+    one over ``MESSAGE_LIMIT`` cut to it (a class's name too: ``ErrorRecord.names_cut``), a
+    note saying so at the cut: the failure is still the one it was (its type, its lineage,
+    the start of its message), told in a size Temporal carries. (Cut after escaping: what
+    is sent is bounded, attack32 F5.)"""
+    safe = error.names_cut(MESSAGE_LIMIT, "Temporal", MESSAGE_LIMIT).escaped()  # (names too)
     over = [k for k, v in vars(safe).items() if isinstance(v, str) and len(v) > MESSAGE_LIMIT]
     if safe is error and not over:
         return error
