@@ -109,11 +109,12 @@ class Heard:
         for event in events:
             self.event(event)
 
-    def left(self, run_id: str) -> None:
+    def left(self, run_id: str, run: Any = None) -> None:
         """The run's ``outcome()`` raises, the run left unfinished (its runner closed, a
-        version that cannot replay it): what its machine told here is heard now (``MADE``),
-        and only the rest once it is resumed here (``TOLD``)."""
-        m = MADE.get(run_id)
+        version that cannot replay it): what its machine told here is heard now (``MADE``,
+        or its ``Hosted``'s once it ended for good: ``dbos.lifetime``), and only the rest
+        once it is resumed here (``TOLD``)."""
+        m = MADE.get(run_id) or (run.left.get("machine") if run is not None else None)
         if m is not None and not self.told and self.wanted:
             TOLD[run_id] = len(m.rows)
             self.before_raise(build_events(m.rows, run_id))

@@ -52,6 +52,9 @@ class Hosted:
     """The first BaseException (not an Exception: a Ctrl-C, ``sys.exit``) a call of the run
     raised here: re-raised once its outcome is read (``remote.reraise``), as ``saga.run``
     re-raises it once what was done is undone."""
+    left: dict[str, Any] = field(default_factory=dict)
+    """What the run's handle reads once the run ended for good and its entries here went
+    (``dbos.lifetime.over``): its machine, the record a stop left."""
 
     def effects(self) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
         """(steps done, steps undone, steps whose action failed: perhaps after its

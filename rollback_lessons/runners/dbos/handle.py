@@ -68,12 +68,14 @@ class DBOSHandle:
         before: Any,
         result: Any,
         path: Path | None = None,
+        run: hosted.Hosted | None = None,
     ) -> None:
         self.saga, self.run_id, self.path = saga, run_id, path
         self._state, self._before = state, before
+        self._run = run  # (what is read once the run ended for good: ``lifetime.over``)
         self._heard = heard.Heard(saga)  # told the events once, by the first outcome() read
         closed = waits.unless_closed(result, run_id, path)
-        self._result = waits.telling_left(closed, self._heard, run_id)  # (``Heard.left``)
+        self._result = waits.telling_left(closed, self._heard, run_id, run)  # (``Heard.left``)
 
     def pending(self) -> Question | None:
         """The question the saga waits on a person for (its number and the undos at stake,
@@ -127,7 +129,7 @@ class DBOSHandle:
 
     def outcome(self) -> Outcome:
         """The run's Outcome; a Ctrl-C, ``sys.exit`` in a call of it here is raised then."""
-        run = hosted.RUNS.get(self.run_id)
+        run = self._run or hosted.RUNS.get(self.run_id)
         try:
             data: dict[str, Any] = self._result()
         except DBOSUnexpectedStepError as exc:  # (resumed by another version: one line)
@@ -135,7 +137,7 @@ class DBOSHandle:
         except (waits.LeftWaiting, hosting.Unhosted):  # (BaseExceptions: never the caller's)
             raise RunnerClosed.of(self.run_id, self.path) from None
         except stops.CANCELLED as exc:  # (DBOS keeps no result: the record kept here)
-            data = stops.take(self.run_id, exc)
+            data = stops.take(self.run_id, exc, run.left if run is not None else None)
         finally:
             hosted.release(self.run_id)
             workflow.CANCELS.pop(self.run_id, None)

@@ -179,7 +179,8 @@ class DBOSRunner:
             run = graph_workflow
         else:  # a list: its cancel asked where saga.run asks a list's
             args = (*args, asked is not None)
-        with ids.taken(run_id, hosted.Hosted(saga, world, faults), self.path):  # (F1, F2)
+        kept = hosted.Hosted(saga, world, faults)  # (its handle reads it after the end too)
+        with ids.taken(run_id, kept, self.path):  # (F1, F2)
             if asked is not None:
                 workflow.CANCELS[run_id] = asked
             if wait:
@@ -192,12 +193,12 @@ class DBOSRunner:
                     def result() -> dict[str, Any]:
                         raise stopped
 
-                    return DBOSHandle(saga, run_id, state, before, result, self.path)
+                    return DBOSHandle(saga, run_id, state, before, result, self.path, kept)
                 finally:
                     launch.CALLERS.discard(run_id)
-                return DBOSHandle(saga, run_id, state, before, lambda: data, self.path)
+                return DBOSHandle(saga, run_id, state, before, lambda: data, self.path, kept)
             started = DBOS.start_workflow(run, *args)
-        return DBOSHandle(saga, run_id, state, before, started.get_result, self.path)
+        return DBOSHandle(saga, run_id, state, before, started.get_result, self.path, kept)
 
     def handle_for(self, saga: Saga, run_id: str) -> DBOSHandle:
         """A handle on a saga DBOS runs or ran on this file (one this launch resumed after
@@ -215,7 +216,8 @@ class DBOSRunner:
         if status.status in ("PENDING", "ENQUEUED"):  # resumed here, perhaps waiting for it
             hosting.host(run_id, saga)
         result: Callable[[], Any] = DBOS.retrieve_workflow(run_id).get_result
-        return DBOSHandle(saga, run_id, state, None, result, self.path)
+        kept = hosted.RUNS.get(run_id)  # (over: what its end left is read from it)
+        return DBOSHandle(saga, run_id, state, None, result, self.path, kept)
 
     def run(self, saga: Saga, state: State | None = None, **options: Any) -> Outcome:
         """Run ``saga`` on DBOS; its Outcome, errors as raised (``saga.run``'s: ``keeping``)."""

@@ -47,9 +47,9 @@ from ...faults import Fault
 from ...machine import Machine
 from ...operations import ANSWERS, CANCELLED_ASKING, Ask, Finished, Op, RunStep, RunUndo, Wait
 from ...policies import UndoPolicy
-from .. import heard, hosted, remote
+from .. import hosted, remote
 from ..wire import ErrorRecord, SagaPlan, record_data
-from . import stops, waits
+from . import lifetime, stops, waits
 from .hosting import _saga
 
 Faults = dict[str, tuple[str | None, str | None]]
@@ -299,14 +299,14 @@ def saga_workflow(
         plan=plan.specs(), undo_order=plan.undo_order, name=plan.name,
         run_id=plan.run_id,
     )  # fmt: skip
-    heard.MADE[plan.run_id] = m  # (what it tells is heard if outcome() raises)
-    try:
-        op = _heard(m, plan.run_id) if cancellable else None  # asked before the start too
-        record = _carry_out(m, op or m.start(), plan, faults, cancellable).record
-    except (DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError) as exc:
-        stops.stopped(plan.run_id, exc, partial(stops.list_stopped, m))  # (as a graph's)
-        raise
-    return stops.ended(plan.run_id, record_data(record))
+    with lifetime.running(plan.run_id, m):  # (what is kept of it goes at its end)
+        try:
+            op = _heard(m, plan.run_id) if cancellable else None  # asked before the start too
+            record = _carry_out(m, op or m.start(), plan, faults, cancellable).record
+        except (DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError) as exc:
+            stops.stopped(plan.run_id, exc, partial(stops.list_stopped, m))  # (as a graph's)
+            raise
+        return stops.ended(plan.run_id, record_data(record))
 
 
 def _heard(m: Machine, run_id: str) -> Op | None:
