@@ -116,12 +116,11 @@ def test_what_record_reads_without_a_handle_is_bounded(dbos_runner, monkeypatch)
     """``stops.ENDED`` (each run's record, for a stop landing after it returned) held every
     run never read; it keeps the latest ``KEPT_MOST``; a handle reads its own anyway."""
     monkeypatch.setattr(stops, "KEPT_MOST", 3, raising=False)
-    handles = [
-        dbos_runner.start_saga(Saga([_step("a")], name="bounded"), {}, run_id=f"bounded-{i}")
-        for i in range(6)
-    ]
-    for handle in handles:
-        _until_over(handle.run_id)
+    handles = []
+    for i in range(6):  # (one after the other: kept in the order they ended)
+        saga = Saga([_step("a")], name="bounded")
+        handles.append(dbos_runner.start_saga(saga, {}, run_id=f"bounded-{i}"))
+        _until_over(handles[-1].run_id)
     assert len(stops.ENDED) <= 3
     assert [h.run_id for h in handles if h.run_id in stops.ENDED] == [
         h.run_id for h in handles[3:]]  # fmt: skip

@@ -29,6 +29,7 @@ from ..hosted import UnknownRun
 from ..wire import needs_graph, plan_of, record_of
 from . import hosting, ids, launch, stops, waits, workflow
 from .graph import graph_workflow
+from .handle import REPLAY_VERSION as REPLAY_VERSION
 from .handle import DBOSHandle, ReplayRefused, replay_version
 from .held import hold, let_go, url
 from .hosting import check
