@@ -9,6 +9,8 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +190,7 @@ class DBOSRunner:
                 launch.CALLERS.add(run_id)  # (a close from another thread waits for it)
                 try:
                     data = waits.unless_closed(lambda: run(*args), run_id, self.path)()
+                    stops.saved(run_id)  # (DBOS saved its result: no cancel lands later)
                 except stops.CANCELLED as exc:
                     stopped = exc
 
@@ -199,6 +202,8 @@ class DBOSRunner:
                     launch.CALLERS.discard(run_id)
                 return DBOSHandle(saga, run_id, state, before, lambda: data, self.path, kept)
             started = DBOS.start_workflow(run, *args)
+        if isinstance(execution := getattr(started, "future", None), Future):
+            execution.add_done_callback(partial(stops.saved, run_id))  # (as above, then)
         return DBOSHandle(saga, run_id, state, before, started.get_result, self.path, kept)
 
     def handle_for(self, saga: Saga, run_id: str) -> DBOSHandle:

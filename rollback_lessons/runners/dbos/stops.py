@@ -3,8 +3,9 @@ keeps of a run it stopped: DBOS keeps no result for a cancelled workflow, so the
 the saga's machine made is kept here (``STOPPED``: the workflow saw the cancel; ``ENDED``:
 it returned before the cancel landed), until the run's outcome or record is read (``take``)
 or the runner closes (``clear``), the latest ``KEPT_MOST`` at most: never for the life of
-the process (issue #25: every run's ``ENDED`` stayed until its outcome was read; a handle
-reads its own from its ``Hosted``, ``lifetime.over``). The machine decides
+the process (issue #25: every run's ``ENDED`` stayed until its outcome was read; it goes
+once DBOS saved the run's result, ``saved``; a handle reads its own from its ``Hosted``,
+``lifetime.over``). The machine decides
 what a stop leaves (``list_stopped``, ``graph._Graph.stopped``): halted, the running step
 cut short (what may have happened named), nothing undone, every undo pending for the
 operator."""
@@ -16,6 +17,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from typing import Any
 
 from dbos import DBOS
@@ -176,6 +178,14 @@ def ended(run_id: str, data: dict[str, Any]) -> dict[str, Any]:
     before DBOS saves it."""
     _keep(ENDED, run_id, data)
     return data
+
+
+def saved(run_id: str, execution: Future[Any] | None = None) -> None:
+    """Run ``run_id``'s workflow ran here and DBOS saved its result (``execution``, the
+    future of its run on DBOS's thread, done without an error): no cancel can land after
+    it now, so its ``ENDED`` record goes (issue #25: every run's stayed until read)."""
+    if execution is None or (not execution.cancelled() and execution.exception() is None):
+        ENDED.pop(run_id, None)
 
 
 def stopped(run_id: str, exc: BaseException, stop: Callable[[BaseException], Finished]) -> None:
