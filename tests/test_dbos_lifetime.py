@@ -122,3 +122,15 @@ def test_what_record_reads_without_a_handle_is_bounded(monkeypatch):
     for i in range(6):
         stops.ended(f"resumed-{i}", {"status": "committed", "notes": []})
     assert list(stops.ENDED) == ["resumed-3", "resumed-4", "resumed-5"]
+
+
+def test_handles_for_runs_over_keep_nothing_here(dbos_runner):
+    """``handle_for`` reads the plan a run was started with (to refuse another saga): for a
+    run over, that read was cached for the life of the launch, one plan per call."""
+    from rollback_lessons.runners.dbos import hosting
+
+    saga = Saga([_step("a")], name="over")
+    dbos_runner.start_saga(saga, {}, run_id="over-1", wait=True).outcome()
+    outcome = dbos_runner.handle_for(saga, "over-1").outcome()
+    assert outcome.status is Status.COMMITTED
+    assert "over-1" not in hosting.PLANS and _kept(["over-1"]) == {}

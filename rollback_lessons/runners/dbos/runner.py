@@ -221,6 +221,8 @@ class DBOSRunner:
         check(run_id, saga)  # (the steps it was started with: SagaChanged, one line)
         if status.status in ("PENDING", "ENQUEUED"):  # resumed here, perhaps waiting for it
             hosting.host(run_id, saga)
+        else:  # (over: its plan read is kept no longer, issue #25)
+            hosting.PLANS.pop(run_id, None)
         result: Callable[[], Any] = DBOS.retrieve_workflow(run_id).get_result
         kept = hosted.RUNS.get(run_id)  # (over: what its end left is read from it)
         return DBOSHandle(saga, run_id, state, None, result, self.path, kept)
