@@ -29,7 +29,8 @@ from . import remote
 
 MADE: dict[str, Machine] = {}
 """The machine of each run whose workflow runs in this process (DBOS's), by run id, until
-its outcome is read: what it told is heard even when ``outcome()`` raises (``left``)."""
+it ends for good (then its handle's ``Hosted`` keeps it: ``dbos.lifetime``) or its outcome
+is read: what it told is heard even when ``outcome()`` raises (``left``)."""
 
 TOLD: dict[str, int] = {}
 """How many of a run's events its observers heard here when its ``outcome()`` raised (the

@@ -130,14 +130,15 @@ class DBOSHandle:
     def outcome(self) -> Outcome:
         """The run's Outcome; a Ctrl-C, ``sys.exit`` in a call of it here is raised then."""
         run = self._run or hosted.RUNS.get(self.run_id)
-        try:
-            data: dict[str, Any] = self._result()
+        left = run.left if run is not None else {}
+        try:  # (a result DBOS saved from here is final: read after a close too)
+            data: dict[str, Any] = left["ended"] if left.get("saved") else self._result()
         except DBOSUnexpectedStepError as exc:  # (resumed by another version: one line)
             raise ReplayRefused.of(self.run_id, exc, self.path) from None
         except (waits.LeftWaiting, hosting.Unhosted):  # (BaseExceptions: never the caller's)
             raise RunnerClosed.of(self.run_id, self.path) from None
         except stops.CANCELLED as exc:  # (DBOS keeps no result: the record kept here)
-            data = stops.take(self.run_id, exc, run.left if run is not None else None)
+            data = stops.take(self.run_id, exc, left)
         finally:
             hosted.release(self.run_id)
             workflow.CANCELS.pop(self.run_id, None)

@@ -203,7 +203,7 @@ class DBOSRunner:
                 return DBOSHandle(saga, run_id, state, before, lambda: data, self.path, kept)
             started = DBOS.start_workflow(run, *args)
         if isinstance(execution := getattr(started, "future", None), Future):
-            execution.add_done_callback(partial(stops.saved, run_id))  # (as above, then)
+            execution.add_done_callback(partial(stops.saved, run_id, kept.left))  # (as above)
         return DBOSHandle(saga, run_id, state, before, started.get_result, self.path, kept)
 
     def handle_for(self, saga: Saga, run_id: str) -> DBOSHandle:

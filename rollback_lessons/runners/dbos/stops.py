@@ -180,12 +180,17 @@ def ended(run_id: str, data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def saved(run_id: str, execution: Future[Any] | None = None) -> None:
+def saved(
+    run_id: str, left: dict[str, Any] | None = None, execution: Future[Any] | None = None
+) -> None:
     """Run ``run_id``'s workflow ran here and DBOS saved its result (``execution``, the
     future of its run on DBOS's thread, done without an error): no cancel can land after
-    it now, so its ``ENDED`` record goes (issue #25: every run's stayed until read)."""
+    it now, so its ``ENDED`` record goes (issue #25: every run's stayed until read); its
+    handle's (``left``: its ``Hosted``'s, ``lifetime.over``) is its result, final."""
     if execution is None or (not execution.cancelled() and execution.exception() is None):
         ENDED.pop(run_id, None)
+        if left is not None and left.get("ended") is not None:
+            left["saved"] = True
 
 
 def stopped(run_id: str, exc: BaseException, stop: Callable[[BaseException], Finished]) -> None:
