@@ -94,6 +94,8 @@ def _start(run: hosted.Hosted, run_id: str, call: Call,
             calls = IN_FLIGHT.get(run_id, {})
             if calls.get(call) is future:
                 del calls[call]
+            if not calls:  # (issue #25: an empty table stayed per run never read)
+                IN_FLIGHT.pop(run_id, None)
             future.set_result(error)
 
     threading.Thread(target=work, name=f"rollback-lessons {kind} of {step}", daemon=True).start()
