@@ -10,6 +10,7 @@ import threading
 import warnings
 
 import pytest
+from dbos import DBOS
 
 from rollback_lessons import Saga, Status, Step, UndoPolicy
 from rollback_lessons.runners.dbos import (
@@ -189,7 +190,8 @@ def test_close_waits_for_a_running_step_to_end(tmp_path, monkeypatch, capfd):
     runner.start_saga(_saga(world, started, go), {}, run_id="run-b", register="before")
     assert started.wait(60)
     runner.start_saga(Saga([Step("q", lambda s: None)]), {}, run_id="never-read")
-    _until(lambda: "never-read" in stops.ENDED)  # (kept for a stop landing late: until read)
+    _until(lambda: DBOS.get_workflow_status("never-read").status == "SUCCESS")
+    stops.ENDED["never-read"] = {}  # (as kept for a run resumed here, its result unread)
     threading.Timer(0.3, go.set).start()
     with warnings.catch_warnings(record=True) as warned:
         warnings.simplefilter("always")
@@ -582,3 +584,22 @@ def test_a_run_resumed_here_by_a_later_launch_decides_as_its_first_execution(tmp
     assert SEEN == ["ConnectionError", "ConnectionError"]  # (the replay's: as the first's)
     assert record.status is Status.ROLLED_BACK and record.compensated == ("a",)
     assert world == ["do a", "undo a", "undo a"]
+
+
+def test_a_run_over_before_the_close_is_read_after_it_as_it_ended(tmp_path):
+    """A ``start_saga`` run whose result DBOS saved before the runner closed, read after the
+    close: its Outcome (committed), its events told once. Its handle asked DBOS, closed by
+    then, and said ``RunnerClosed``: "left unfinished... a launch there goes on with it", of a
+    run that had committed (harden51, with issue #25: its handle keeps the record)."""
+    heard: list = []
+    saga = Saga([Step("a", lambda s: s.update(a=1), lambda s: s.pop("a"))], on_event=heard.append)
+    runner = DBOSRunner.start(tmp_path / "d.sqlite")
+    state: dict = {}
+    handle = runner.start_saga(saga, state, run_id="over-then-closed")
+    _until(lambda: DBOS.get_workflow_status("over-then-closed").status == "SUCCESS")
+    _until(lambda: "over-then-closed" not in stops.ENDED)  # (its execution done: saved)
+    runner.close()
+    outcome = handle.outcome()
+    assert outcome.status is Status.COMMITTED and outcome.state_after == {"a": 1}
+    assert [e.kind for e in heard] == [e.kind for e in outcome.events] and heard
+    assert handle.outcome().events == outcome.events and len(heard) == len(outcome.events)

@@ -29,7 +29,8 @@ from . import remote
 
 MADE: dict[str, Machine] = {}
 """The machine of each run whose workflow runs in this process (DBOS's), by run id, until
-its outcome is read: what it told is heard even when ``outcome()`` raises (``left``)."""
+it ends for good (then its handle's ``Hosted`` keeps it: ``dbos.lifetime``) or its outcome
+is read: what it told is heard even when ``outcome()`` raises (``left``)."""
 
 TOLD: dict[str, int] = {}
 """How many of a run's events its observers heard here when its ``outcome()`` raised (the
@@ -109,11 +110,12 @@ class Heard:
         for event in events:
             self.event(event)
 
-    def left(self, run_id: str) -> None:
+    def left(self, run_id: str, run: Any = None) -> None:
         """The run's ``outcome()`` raises, the run left unfinished (its runner closed, a
-        version that cannot replay it): what its machine told here is heard now (``MADE``),
-        and only the rest once it is resumed here (``TOLD``)."""
-        m = MADE.get(run_id)
+        version that cannot replay it): what its machine told here is heard now (``MADE``,
+        or its ``Hosted``'s once it ended for good: ``dbos.lifetime``), and only the rest
+        once it is resumed here (``TOLD``)."""
+        m = MADE.get(run_id) or (run.left.get("machine") if run is not None else None)
         if m is not None and not self.told and self.wanted:
             TOLD[run_id] = len(m.rows)
             self.before_raise(build_events(m.rows, run_id))

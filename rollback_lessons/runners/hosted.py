@@ -10,6 +10,7 @@ worker elsewhere) does not find them, and says so.
 from __future__ import annotations
 
 import threading
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,9 @@ class Hosted:
     """The first BaseException (not an Exception: a Ctrl-C, ``sys.exit``) a call of the run
     raised here: re-raised once its outcome is read (``remote.reraise``), as ``saga.run``
     re-raises it once what was done is undone."""
+    left: dict[str, Any] = field(default_factory=dict)
+    """What the run's handle reads once the run ended for good and its entries here went
+    (``dbos.lifetime.over``): its machine, the record a stop left."""
 
     def effects(self) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
         """(steps done, steps undone, steps whose action failed: perhaps after its
@@ -64,6 +68,10 @@ class Hosted:
 
 RUNS: dict[str, Hosted] = {}
 POLICIES: dict[str, UndoPolicy] = {}
+OVER: weakref.WeakValueDictionary[str, Hosted] = weakref.WeakValueDictionary()
+"""Runs whose workflow returned here (``retire``), by run id, for as long as something
+holds their ``Hosted`` (their handle, a call still running): what a report of the run reads
+(``find``), gone with the last holder (issue #25: ``RUNS`` kept each until read)."""
 
 
 def host(run_id: str, run: Hosted) -> None:
@@ -77,16 +85,32 @@ def hosted(run_id: str) -> Hosted:
         raise NotHosted(f"run {run_id!r} was started by another process") from None
 
 
-def interrupted(run_id: str, exc: BaseException, step: str) -> Any:
+def interrupted(run_id: str, exc: BaseException, step: str, run: Hosted | None = None) -> Any:
     """A call of the run raised ``exc``, a BaseException not an Exception (a Ctrl-C,
     ``sys.exit``): the first is kept (``Hosted.interrupt``) to be re-raised once the outcome is
-    read; its record (``wire.ErrorRecord``) is what the engine tells its workflow."""
+    read; its record (``wire.ErrorRecord``) is what the engine tells its workflow. ``run``:
+    the run's ``Hosted`` when the caller holds it (a call still running once the run ended
+    and was released: its handle keeps it)."""
     from .wire import ErrorRecord  # (this module stays importable in a sandbox)
 
-    run = RUNS.get(run_id)
+    run = run if run is not None else RUNS.get(run_id)
     if run is not None and run.interrupt is None:
         run.interrupt = exc
     return ErrorRecord.of(exc, step, run_id)
+
+
+def find(run_id: str) -> Hosted | None:
+    """Run ``run_id``'s ``Hosted``: hosted, or over and still held (``OVER``)."""
+    return RUNS.get(run_id) or OVER.get(run_id)
+
+
+def retire(run_id: str) -> None:
+    """The run's workflow returned here: no call of it starts again, so it is hosted no
+    longer; its ``Hosted`` is found while held (``OVER``). Its policy in code stays, until
+    its outcome is read: a query replays the workflow, which asks it."""
+    run = RUNS.pop(run_id, None)
+    if run is not None:
+        OVER[run_id] = run
 
 
 def host_policy(run_id: str, policy: UndoPolicy) -> None:

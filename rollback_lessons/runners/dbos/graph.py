@@ -19,9 +19,8 @@ from ...machine import Phase
 from ...operations import Finished, Op, RunStep, Wait
 from ...policies import UndoPolicy
 from ...schedule import GraphMachine, GraphOp, Ready
-from .. import heard
 from ..wire import SagaPlan, record_data
-from . import stops, waits
+from . import lifetime, stops, waits
 from .workflow import LOST, Faults, _carry_out, _error, _let_go, ask_cancel, attempt
 
 
@@ -260,13 +259,13 @@ def graph_workflow(
         plan=plan.specs(), after={s: tuple(d) for s, d in after.items()},
         undo_order=plan.undo_order, name=plan.name, run_id=plan.run_id,
     )  # fmt: skip
-    heard.MADE[plan.run_id] = m  # (what it tells is heard if outcome() raises)
     graph = (_AtOnce if at_once else _Graph)(plan, m, faults, cancellable)
-    try:
-        op = graph.forward(first_of(completion) if completion is not None else None)
-        return stops.ended(plan.run_id, record_data(_carry_out(m, op, plan, faults).record))
-    except (DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError) as exc:
-        # cancelled, as a step begins or as its result is saved (its owner cleared: the
-        # conflict); the record is read only if DBOS says the workflow was cancelled
-        stops.stopped(plan.run_id, exc, graph.stopped)
-        raise
+    with lifetime.running(plan.run_id, m):  # (what is kept of it goes at its end)
+        try:
+            op = graph.forward(first_of(completion) if completion is not None else None)
+            return stops.ended(plan.run_id, record_data(_carry_out(m, op, plan, faults).record))
+        except (DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError) as exc:
+            # cancelled, as a step begins or as its result is saved (its owner cleared: the
+            # conflict); the record is read only if DBOS says the workflow was cancelled
+            stops.stopped(plan.run_id, exc, graph.stopped)
+            raise

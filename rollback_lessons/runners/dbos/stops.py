@@ -2,7 +2,10 @@
 keeps of a run it stopped: DBOS keeps no result for a cancelled workflow, so the record
 the saga's machine made is kept here (``STOPPED``: the workflow saw the cancel; ``ENDED``:
 it returned before the cancel landed), until the run's outcome or record is read (``take``)
-or the runner closes (``clear``): never for the life of the process. The machine decides
+or the runner closes (``clear``), the latest ``KEPT_MOST`` at most: never for the life of
+the process (issue #25: every run's ``ENDED`` stayed until its outcome was read; it goes
+once DBOS saved the run's result, ``saved``; a handle reads its own from its ``Hosted``,
+``lifetime.over``). The machine decides
 what a stop leaves (``list_stopped``, ``graph._Graph.stopped``): halted, the running step
 cut short (what may have happened named), nothing undone, every undo pending for the
 operator."""
@@ -14,6 +17,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from typing import Any
 
 from dbos import DBOS
@@ -29,6 +33,7 @@ from ...machine import Machine, Phase
 from ...operations import Finished
 from ...schedule import GraphMachine
 from ..asking import Question
+from ..error_record import KEPT_MOST
 from ..wire import record_data
 from . import waits
 
@@ -111,8 +116,18 @@ class StoppedUnrecorded(RollbackLessonsError):
     read already): one line."""
 
 
-ASKED: set[str] = set()
-"""The runs ``DBOSHandle.stop`` stopped here, until the runner closes (``quiet``)."""
+ASKED: dict[str, None] = {}
+"""The runs ``DBOSHandle.stop`` stopped here, until the runner closes (``quiet``): the
+latest ``KEPT_MOST``."""
+
+
+def _keep(table: dict[str, Any], run_id: str, value: Any) -> None:
+    """``table[run_id] = value``, the oldest entries dropped past ``KEPT_MOST``."""
+    table.pop(run_id, None)
+    table[run_id] = value
+    while len(table) > KEPT_MOST:
+        table.pop(next(iter(table)), None)
+
 
 _OWNED = re.compile(
     r"Workflow (\S+) (is no longer owned|outcome was not recorded|was cancelled during)"
@@ -147,7 +162,7 @@ def stop_run(run_id: str) -> None:
     the run's own wait for its branches and for a person's answer (``NUDGE``: attack27 F3, F4)."""
     from . import graph
 
-    ASKED.add(run_id)  # (DBOS's traceback for it kept off stderr)
+    _keep(ASKED, run_id, None)  # (DBOS's traceback for it kept off stderr)
     DBOS.cancel_workflow(run_id, cancel_children=True)
     waits.wake(run_id)  # a list's (a one-at-a-time graph's) wait to retry ends now
     for child in DBOS.list_workflows(parent_workflow_id=run_id, status="PENDING"):
@@ -161,8 +176,21 @@ def stop_run(run_id: str) -> None:
 def ended(run_id: str, data: dict[str, Any]) -> dict[str, Any]:
     """``data``, the record a workflow returns, kept (``ENDED``) for a cancel that lands
     before DBOS saves it."""
-    ENDED[run_id] = data
+    _keep(ENDED, run_id, data)
     return data
+
+
+def saved(
+    run_id: str, left: dict[str, Any] | None = None, execution: Future[Any] | None = None
+) -> None:
+    """Run ``run_id``'s workflow ran here and DBOS saved its result (``execution``, the
+    future of its run on DBOS's thread, done without an error): no cancel can land after
+    it now, so its ``ENDED`` record goes (issue #25: every run's stayed until read); its
+    handle's (``left``: its ``Hosted``'s, ``lifetime.over``) is its result, final."""
+    if execution is None or (not execution.cancelled() and execution.exception() is None):
+        ENDED.pop(run_id, None)
+        if left is not None and left.get("ended") is not None:
+            left["saved"] = True
 
 
 def stopped(run_id: str, exc: BaseException, stop: Callable[[BaseException], Finished]) -> None:
@@ -170,7 +198,7 @@ def stopped(run_id: str, exc: BaseException, stop: Callable[[BaseException], Fin
     as a step's result was saved. ``stop`` tells the machine (the machine's answer kept)."""
     cause = WorkflowCancelled(STOPPED_NOTE)
     cause.__cause__ = exc
-    STOPPED[run_id] = record_data(stop(cause).record)
+    _keep(STOPPED, run_id, record_data(stop(cause).record))
 
 
 def list_stopped(m: Machine, exc: BaseException) -> Finished:
@@ -192,16 +220,19 @@ def list_stopped(m: Machine, exc: BaseException) -> Finished:
     return m.interrupted(exc)  # type: ignore[return-value]
 
 
-def take(run_id: str, exc: BaseException) -> dict[str, Any]:
-    """DBOS raised ``exc`` (``CANCELLED``) for ``run_id``'s result: the record kept here if
-    DBOS says the run was cancelled (``StoppedUnrecorded`` if none is kept), else ``exc``."""
+def take(run_id: str, exc: BaseException, left: dict[str, Any] | None = None) -> dict[str, Any]:
+    """DBOS raised ``exc`` (``CANCELLED``) for ``run_id``'s result: the record kept here (by
+    its handle's ``Hosted``: ``left``, or by run id) if DBOS says the run was cancelled
+    (``StoppedUnrecorded`` if none is kept), else ``exc``."""
     status = DBOS.get_workflow_status(run_id)
     if status is None or status.status != "CANCELLED":
         raise exc
-    if run_id in STOPPED:
-        return STOPPED[run_id]
-    if run_id in ENDED:
-        late = ENDED[run_id]
+    left = left or {}
+    stopped = left.get("stopped") or STOPPED.get(run_id)
+    if stopped is not None:
+        return stopped
+    late = left.get("ended") or ENDED.get(run_id)
+    if late is not None:
         return {**late, "notes": [*late["notes"], LATE_NOTE]}
     raise StoppedUnrecorded(
         f"saga {run_id!r} was stopped by DBOS.cancel_workflow, and DBOS keeps no record of "

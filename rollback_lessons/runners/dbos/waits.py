@@ -80,17 +80,20 @@ def unless_closed(call: Callable[[], T], run_id: str, path: Path | None) -> Call
     return told
 
 
-def telling_left(call: Callable[[], T], heard: Any, run_id: str) -> Callable[[], T]:
+def telling_left(
+    call: Callable[[], T], heard: Any, run_id: str, run: Any = None
+) -> Callable[[], T]:
     """``call`` (the wait for a run's result), what the run's machine told heard first
-    (``heard``: its ``Heard``, ``left``) when it raises for a run left unfinished: its
-    runner closed (``RunnerClosed``), or this version cannot replay it (DBOS's error)."""
+    (``heard``: its ``Heard``, ``left``; ``run``: its ``Hosted``) when it raises for a run
+    left unfinished: its runner closed (``RunnerClosed``), or this version cannot replay it
+    (DBOS's error)."""
     from dbos._error import DBOSUnexpectedStepError
 
     def told() -> T:
         try:
             return call()
         except (RunnerClosed, DBOSUnexpectedStepError):
-            heard.left(run_id)
+            heard.left(run_id, run)
             raise
 
     return told
@@ -159,7 +162,27 @@ def sleep(seconds: float, what: str) -> None:
 
 
 STOPS: set[str] = set()
-"""The runs a stop was asked of here (``wake``): their sleeps end at once."""
+"""The runs a stop was asked of here (``wake``) while their workflow ran here (``LIVE``):
+their sleeps end at once. Each goes when its workflow ends (``live``)."""
+LIVE: set[str] = set()
+"""The runs whose workflow runs in this process now (``lifetime.running``). A stop asked of
+one that does not (over, or not begun: its first DBOS step hears the cancel before any
+sleep) is not kept (issue #25: each stop of a run over stayed for good)."""
+
+
+def live(workflow_id: str, running: bool) -> None:
+    """``workflow_id``'s workflow begins (True) or ends (False) here."""
+    with _LOCK:
+        if running:
+            LIVE.add(workflow_id)
+        else:
+            LIVE.discard(workflow_id)
+            STOPS.discard(workflow_id)
+
+
+def closing() -> bool:
+    """Is the runner closing (a run's workflow ending then is left unfinished)?"""
+    return _closing
 
 
 def wake(workflow_id: str) -> None:
@@ -167,7 +190,8 @@ def wake(workflow_id: str) -> None:
     its sleep (a wait to retry) ends now, not after the backoff; its next DBOS call (the
     next attempt's ``began``) hears the cancel, and the machine says what it left."""
     with _LOCK:
-        STOPS.add(workflow_id)
+        if workflow_id in LIVE:
+            STOPS.add(workflow_id)
         for waited, topic, woken, _ in WAITS.values():
             if waited == workflow_id and topic is None:
                 woken.set()

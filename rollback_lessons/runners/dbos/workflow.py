@@ -47,9 +47,9 @@ from ...faults import Fault
 from ...machine import Machine
 from ...operations import ANSWERS, CANCELLED_ASKING, Ask, Finished, Op, RunStep, RunUndo, Wait
 from ...policies import UndoPolicy
-from .. import heard, hosted, remote
+from .. import hosted, remote
 from ..wire import ErrorRecord, SagaPlan, record_data
-from . import stops, waits
+from . import bounded, lifetime, stops, waits
 from .hosting import _saga
 
 Faults = dict[str, tuple[str | None, str | None]]
@@ -121,7 +121,7 @@ def run_action(
         died = EndNotSaved(f"the process running {step} died (or closed its runner) before "
                            "its end was saved; it may have happened")  # fmt: skip
         _hold(hold)
-        return {**vars(ErrorRecord.of(died, step, run_id)), LOST: True}
+        return {**bounded.saved(ErrorRecord.of(died, step, run_id)), LOST: True}
     with waits.doing(f"{step}'s action"):
         saga, state = _saga(run_id, name)
         try:
@@ -130,7 +130,7 @@ def run_action(
             error = hosted.interrupted(run_id, exc, step)  # cut it short: in doubt (LOST)
     _hold(hold)  # (``hold``: a branch at once, its end in order: ``FINISHING``)
     cut = {LOST: True} if error is not None and interrupts(error.to_exception()) else {}
-    return {**vars(error), **cut} if error is not None else None
+    return {**bounded.saved(error), **cut} if error is not None else None
 
 
 LOST = "lost"
@@ -170,8 +170,8 @@ def run_undo(
             error = remote.run_undo(saga, step, state, _fault(fault), attempt, run_id, timeout,
                                     remote.kept(run_id))  # fmt: skip
         except BaseException as exc:  # a Ctrl-C, sys.exit: the rollback ends there
-            return vars(hosted.interrupted(run_id, exc, step))
-    return vars(error) if error is not None else None
+            return bounded.saved(hosted.interrupted(run_id, exc, step))
+    return bounded.saved(error) if error is not None else None
 
 
 def _backoff(m: Machine) -> str:
@@ -261,7 +261,7 @@ def _watching(run_id: str, topic: str) -> Iterator[None]:
             try:
                 said = bool(asked())
             except Exception as exc:
-                said = vars(ErrorRecord.of(exc, None, run_id))
+                said = bounded.saved(ErrorRecord.of(exc, None, run_id))
             if said is not False and not over.is_set():
                 HEARD[run_id] = said
                 with contextlib.suppress(Exception):  # (DBOS closed meanwhile: nobody waits)
@@ -299,14 +299,14 @@ def saga_workflow(
         plan=plan.specs(), undo_order=plan.undo_order, name=plan.name,
         run_id=plan.run_id,
     )  # fmt: skip
-    heard.MADE[plan.run_id] = m  # (what it tells is heard if outcome() raises)
-    try:
-        op = _heard(m, plan.run_id) if cancellable else None  # asked before the start too
-        record = _carry_out(m, op or m.start(), plan, faults, cancellable).record
-    except (DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError) as exc:
-        stops.stopped(plan.run_id, exc, partial(stops.list_stopped, m))  # (as a graph's)
-        raise
-    return stops.ended(plan.run_id, record_data(record))
+    with lifetime.running(plan.run_id, m):  # (what is kept of it goes at its end)
+        try:
+            op = _heard(m, plan.run_id) if cancellable else None  # asked before the start too
+            record = _carry_out(m, op or m.start(), plan, faults, cancellable).record
+        except (DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError) as exc:
+            stops.stopped(plan.run_id, exc, partial(stops.list_stopped, m))  # (as a graph's)
+            raise
+        return stops.ended(plan.run_id, record_data(record))
 
 
 def _heard(m: Machine, run_id: str) -> Op | None:
@@ -447,4 +447,4 @@ def _token(run_id: str) -> bool | dict[str, Any]:
     try:
         return bool(asked())
     except Exception as exc:
-        return vars(ErrorRecord.of(exc, None, run_id))
+        return bounded.saved(ErrorRecord.of(exc, None, run_id))

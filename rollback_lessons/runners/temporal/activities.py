@@ -83,7 +83,7 @@ def _start(run: hosted.Hosted, run_id: str, call: Call,
         try:
             error = context.run(fn)
         except BaseException as exc:  # (an Exception, remote's calls hand back as data): a
-            error, cut = hosted.interrupted(run_id, exc, step), True  # Ctrl-C, sys.exit
+            error, cut = hosted.interrupted(run_id, exc, step, run), True  # Ctrl-C, sys.exit
         with _LOCK:
             if future not in _LATE:
                 run.calls.append((kind, step, error is None))
@@ -94,6 +94,8 @@ def _start(run: hosted.Hosted, run_id: str, call: Call,
             calls = IN_FLIGHT.get(run_id, {})
             if calls.get(call) is future:
                 del calls[call]
+            if not calls:  # (issue #25: an empty table stayed per run never read)
+                IN_FLIGHT.pop(run_id, None)
             future.set_result(error)
 
     threading.Thread(target=work, name=f"rollback-lessons {kind} of {step}", daemon=True).start()

@@ -82,8 +82,10 @@ class SagaHandle:
     """A saga running on Temporal: ``await handle.outcome()``, or ``await handle.cancel()``."""
 
     def __init__(self, runner: TemporalRunner, saga: Saga, handle: WorkflowHandle[Any, Any],
-                 state: State | None, before: dict[str, Any] | None) -> None:  # fmt: skip
+                 state: State | None, before: dict[str, Any] | None,
+                 run: hosted.Hosted | None = None) -> None:  # fmt: skip
         self.runner, self.saga, self.workflow = runner, saga, handle
+        self._run = run  # (its workflow releases it as it returns: read from here then)
         self.run_id = handle.id
         self._state, self._before = state, before
         self._heard = Heard(saga)  # told the events once, by the first outcome() read
@@ -228,7 +230,7 @@ class SagaHandle:
             _release(self.run_id)
             raise
         record = record_of(result)
-        run = hosted.RUNS.get(self.run_id)
+        run = self._run or hosted.find(self.run_id)
         if run is not None:
             record = replace(record, notes=(*record.notes, *unheard(run, record)))
         _release(self.run_id)

@@ -159,7 +159,7 @@ class SagaTerminated(RollbackLessonsError):
         failed = [s for (what, s), how in last.items() if what == "action" and how == "failed"]
         unknown = [s for (what, s), how in last.items()
                    if what == "action" and how in ("running", "unknown")]  # fmt: skip
-        run = hosted.RUNS.get(run_id)
+        run = hosted.find(run_id)
         if run is not None:  # ended here, the answer not yet in the history
             here, undid, failed_here = run.effects()
             done += [s for s in dict.fromkeys(here) if s not in done]
@@ -196,7 +196,7 @@ class ServerLost(TemporalUnavailable):
     @classmethod
     def of(cls, run_id: str, error: RPCError | BaseException, also: str = "") -> ServerLost:
         """``also``: what else the caller must know (an answer sent, its fate unknown)."""
-        run = hosted.RUNS.get(run_id)
+        run = hosted.find(run_id)
         done, undone, failed = run.effects() if run is not None else ((), (), ())
         perhaps = [s for s in dict.fromkeys(failed) if run is not None and s in run.effected]
         left = [s for s in dict.fromkeys((*done, *perhaps)) if s not in undone]
@@ -230,7 +230,7 @@ class RunDeleted(hosted.UnknownRun):
 
     @classmethod
     def of(cls, run_id: str, error: RPCError) -> RunDeleted:
-        run = hosted.RUNS.get(run_id)
+        run = hosted.find(run_id)
         done, undone, failed = run.effects() if run is not None else ((), (), ())
         left = [s for s in dict.fromkeys(done) if s not in undone]
         did = (

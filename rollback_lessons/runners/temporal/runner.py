@@ -313,7 +313,8 @@ class TemporalRunner:
             _release(plan.run_id)  # a policy of one's own, hosted by plan_of
             raise
         world: State = {} if state is None else state
-        hosted.host(plan.run_id, hosted.Hosted(saga, world, faults))
+        kept = hosted.Hosted(saga, world, faults)  # (its handle reads it after the end too)
+        hosted.host(plan.run_id, kept)
         before = snapshot(world) if state is not None else None
         if completion is not None:
             GATES[plan.run_id] = _turns(
@@ -344,7 +345,7 @@ class TemporalRunner:
                 f"the Temporal server ({self.address}) did not answer when saga {plan.run_id} "
                 f"was started ({said}): none of its steps ran here. Is it running?"
             ) from None
-        return SagaHandle(self, saga, handle, state, before)
+        return SagaHandle(self, saga, handle, state, before, kept)
 
     async def handle_for(self, saga: Saga, run_id: str) -> SagaHandle:
         """A handle on a saga this server runs or ran (after a restart, or from a process
@@ -363,10 +364,10 @@ class TemporalRunner:
         Temporal's limit is refused as ``start_saga`` refuses one (``TemporalLimitExceeded``)."""
         check_id(run_id, "the run id asked for", "no saga can have it; nothing was hosted")
         workflow = self.client.get_workflow_handle(run_id, result_type=dict)
-        run = hosted.RUNS.get(run_id)
+        run = hosted.find(run_id)
         if run is not None:  # started (or taken up) here: its saga, its state
             _check(run_id, saga, plan_for(run.saga, run_id=run_id))
-            return SagaHandle(self, saga, workflow, run.state, None)
+            return SagaHandle(self, saga, workflow, run.state, None, run)
         try:  # (ServerLost, or ServerSlow if the server answers now: ``lost.ask``)
             about = await ask(workflow, workflow.describe(), "Nothing was hosted.")
             plan = await ask(workflow, self._plan_of(workflow), "Nothing was hosted.")
@@ -390,7 +391,7 @@ class TemporalRunner:
             hosted.host(run_id, hosted.Hosted(saga, {}, {}))
             if plan.turns and plan.timing is not None:  # its actions wait for their turns
                 GATES[run_id] = _turns(workflow, plan.timing, turn_wait(plan))
-        return SagaHandle(self, saga, workflow, None, None)
+        return SagaHandle(self, saga, workflow, None, None, hosted.RUNS.get(run_id))
 
     async def _plan_of(self, workflow: WorkflowHandle[Any, Any]) -> SagaPlan:
         """The plan the run was started with: its workflow's input, as the server keeps it

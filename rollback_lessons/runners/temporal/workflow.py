@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():  # plain data and the machine, no
     from ...machine import Machine, Phase
     from ...operations import CANCELLED_ASKING, Ask, Finished, Op, RunStep, RunUndo, Wait
     from ...schedule import GraphMachine, GraphOp, Ready
+    from .. import hosted
     from ..wire import ErrorRecord, SagaPlan, record_data
     from .limits import TemporalLimitExceeded, check_result, no_room, no_room_forward
     from .person import PersonAsked
@@ -226,6 +227,11 @@ class SagaWorkflow(PersonAsked):
 
     @workflow.run
     async def run(self, plan: SagaPlan) -> dict[str, Any]:
+        data = await self._run(plan)
+        hosted.retire(plan.run_id)  # (over: its handle keeps what it reads; issue #25)
+        return data
+
+    async def _run(self, plan: SagaPlan) -> dict[str, Any]:
         if plan.after is not None:
             gm = GraphMachine(
                 plan.undo_policy(), plan=plan.specs(), name=plan.name, run_id=plan.run_id,

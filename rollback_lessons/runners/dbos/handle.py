@@ -1,0 +1,151 @@
+"""A handle on a saga running as a DBOS workflow (``DBOSRunner.start_saga``, ``handle_for``):
+its outcome, a person's answer, DBOS's own stop; and the application version sagas are
+started and resumed on (``REPLAY_VERSION``)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+from dbos import DBOS
+from dbos._error import DBOSUnexpectedStepError
+
+from ...errors import RollbackLessonsError
+from ...outcome import Outcome
+from ...saga import Saga, State
+from .. import heard, hosted, remote
+from ..asking import AnswerRefused, Question, check_answer, refuse_unless_asked
+from ..wire import outcome_of, record_of
+from . import hosting, stops, waits, workflow
+from .waits import RunnerClosed
+
+REPLAY_VERSION = "rollback-lessons-1"
+"""DBOS's application version for every saga this runner starts. DBOS resumes a workflow
+only on the application version that started it, and by default it computes that version
+from the code (a hash of the workflows' source and of how many steps are named: a step
+added changes it), so a saga an earlier version left unfinished, waiting for a person say,
+was never resumed after an upgrade: left ``PENDING``, a person's answer waited on forever.
+Fixed here, and kept while the code replays every saga an earlier version saved (a step
+renamed stays replayable under its earlier name: ``workflow.EARLIER_HEARD``); to change
+only when that can no longer hold (the sagas left by the one before are then refused in
+one line, ``ReplayRefused``). ``DBOS__APPVERSION``, DBOS's own way to pin it, wins when set
+(an operator who pinned it keeps the sagas an earlier version left under it)."""
+
+
+def replay_version() -> str:
+    """The application version this process starts and resumes sagas on."""
+    return os.environ.get("DBOS__APPVERSION") or REPLAY_VERSION
+
+
+class ReplayRefused(RollbackLessonsError):
+    """DBOS could not resume a saga: a step it saved has another name than the one this
+    code runs there (another version started it). One line: which step, and what to do."""
+
+    @classmethod
+    def of(cls, run_id: str, exc: DBOSUnexpectedStepError, path: Path | None) -> ReplayRefused:
+        _, step_id, expected, recorded = exc.inputs
+        where = f" on {path}" if path is not None else ""
+        return cls(
+            f"saga {run_id!r} cannot be resumed by this version of rollback-lessons: DBOS "
+            f"saved its step {step_id} as {recorded!r} where this code runs {expected!r} "
+            f"(another version started it); launch the version that started it{where} to "
+            "finish it, or have a person check it by hand: its undos may still be pending"
+        )
+
+
+class DBOSHandle:
+    """A saga running as a DBOS workflow: ``outcome()``; a halted one waits for a person
+    (``pending()``, ``resolve(question, answer)``); ``stop()`` is DBOS's own
+    ``cancel_workflow`` (nothing undone)."""
+
+    def __init__(
+        self,
+        saga: Saga,
+        run_id: str,
+        state: State | None,
+        before: Any,
+        result: Any,
+        path: Path | None = None,
+        run: hosted.Hosted | None = None,
+    ) -> None:
+        self.saga, self.run_id, self.path = saga, run_id, path
+        self._state, self._before = state, before
+        self._run = run  # (what is read once the run ended for good: ``lifetime.over``)
+        self._heard = heard.Heard(saga)  # told the events once, by the first outcome() read
+        closed = waits.unless_closed(result, run_id, path)
+        self._result = waits.telling_left(closed, self._heard, run_id, run)  # (``Heard.left``)
+
+    def pending(self) -> Question | None:
+        """The question the saga waits on a person for (its number and the undos at stake,
+        the one asked about first), or None when it asks nothing."""
+        return Question.of(DBOS.get_event(self.run_id, "pending", timeout_seconds=0))
+
+    def resolve(self, question: Question, answer: str) -> None:
+        """Answer ``question`` (as ``pending()`` gave it): "retry" the undo, it was "fixed"
+        by hand, or "leave" it. Returns once the saga took this very answer. An answer to
+        a question the saga is not asking now (already answered, by another caller too,
+        given up on, not yet asked, the saga over) is refused (``AnswerRefused``): the
+        workflow says which answer it took (``workflow._ask``), so of two answers at once
+        exactly one is taken and the other refused, never accepted and dropped."""
+        check_answer(question, answer)
+        if not self._running():
+            raise AnswerRefused(f"saga {self.run_id} is over: nothing was answered")
+        refuse_unless_asked(question, self.pending(), self.run_id)
+        said = {"step": question.step, "answer": answer, "id": uuid.uuid4().hex}
+        DBOS.send(self.run_id, said, f"answer-{question.number}")
+        took = self._taken(question.number)
+        if took != said["id"]:
+            why = ("it took another answer first" if took else
+                   "it stopped waiting first" if took is not None else "it is over")  # fmt: skip
+            raise AnswerRefused(
+                f"saga {self.run_id} did not take this answer to question {question.number} "
+                f"(about {question.step}): {why}; nothing was answered"
+            )
+
+    def _running(self, unknown: bool = True) -> bool:
+        status = DBOS.get_workflow_status(self.run_id)
+        if status is None:
+            return unknown
+        return status.status in ("PENDING", "ENQUEUED")
+
+    def _taken(self, number: int) -> str | None:
+        """The id of the answer question ``number`` took ("" none), once the saga says;
+        None if it ended (or was stopped) without saying."""
+        while True:
+            took = DBOS.get_event(self.run_id, workflow.taken(number), timeout_seconds=1)
+            if took is not None:
+                return str(took)
+            if not self._running(unknown=False):
+                took = DBOS.get_event(self.run_id, workflow.taken(number), timeout_seconds=0)
+                return None if took is None else str(took)
+
+    def stop(self) -> None:
+        """``DBOS.cancel_workflow``: DBOS stops the workflow as its next step begins, and
+        nothing is undone (the outcome says ``halted``, every undo pending, and names it). A
+        cancel that compensates is the run's ``cancel`` token instead."""
+        stops.stop_run(self.run_id)
+
+    def outcome(self) -> Outcome:
+        """The run's Outcome; a Ctrl-C, ``sys.exit`` in a call of it here is raised then."""
+        run = self._run or hosted.RUNS.get(self.run_id)
+        left = run.left if run is not None else {}
+        try:  # (a result DBOS saved from here is final: read after a close too)
+            data: dict[str, Any] = left["ended"] if left.get("saved") else self._result()
+        except DBOSUnexpectedStepError as exc:  # (resumed by another version: one line)
+            raise ReplayRefused.of(self.run_id, exc, self.path) from None
+        except (waits.LeftWaiting, hosting.Unhosted):  # (BaseExceptions: never the caller's)
+            raise RunnerClosed.of(self.run_id, self.path) from None
+        except stops.CANCELLED as exc:  # (DBOS keeps no result: the record kept here)
+            data = stops.take(self.run_id, exc, left)
+        finally:
+            hosted.release(self.run_id)
+            workflow.CANCELS.pop(self.run_id, None)
+            workflow.HEARD.pop(self.run_id, None)
+            heard.MADE.pop(self.run_id, None)
+            stops.forget(self.run_id)
+        outcome = outcome_of(self.saga, record_of(data), before=self._before, state=self._state)
+        self._heard.after(outcome)  # (here, never in the workflow: a resumed run tells nothing)
+        remote.reraise(run.interrupt if run is not None else None, outcome)  # (as saga.run)
+        return outcome

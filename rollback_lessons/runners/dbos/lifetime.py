@@ -1,0 +1,63 @@
+"""What this process keeps of a DBOS run, and when it goes (issue #25: operators run many
+sagas in one long-lived process). While a run's workflow runs here, its entries are found
+by run id: its saga and state (``hosted.RUNS``, ``POLICIES``), its machine (``heard.MADE``),
+its cancel token (``workflow.CANCELS``, ``HEARD``), a stop asked of it (``waits.STOPS``).
+They went only when a handle read the outcome, so a run started with ``start_saga`` whose
+result nobody read (or read through ``record``) stayed for the life of the process: 2,000
+small sagas left 2,000 entries in each. Now they go when the run ends for good (its
+workflow returned, or ended with an error DBOS saves: a stop, a replay refused), in the
+workflow itself (``running``); what a handle reads after that (the machine, for the events
+of a run left unfinished; the records a stop leaves) is handed to the run's ``Hosted``,
+which its handle holds (``Hosted.left``), and goes with the handle. A run left unfinished
+(the runner closed under it, a Ctrl-C: DBOS saves nothing, a later launch here resumes it)
+keeps them, as before. What ``record(run_id)`` reads with no handle (``stops.STOPPED``,
+``ENDED``) is bounded instead (``stops.KEPT_MOST``)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from .. import heard, hosted
+from . import hosting, stops, waits
+
+
+@contextlib.contextmanager
+def running(run_id: str, machine: Any) -> Iterator[None]:
+    """Around run ``run_id``'s workflow here, driving ``machine``: its entries go when it
+    ends for good (``over``: it returned, raised an Exception DBOS saves, or was cancelled),
+    not when it is left unfinished (another BaseException, or DBOS closed under it: it
+    stays ``PENDING``, for a later launch)."""
+    heard.MADE[run_id] = machine  # (what it tells is heard if outcome() raises)
+    waits.live(run_id, True)
+    ended = False
+    try:
+        yield
+        ended = True
+    except stops.CANCELLED:  # (BaseExceptions, DBOS's: stopped for good)
+        ended = True
+        raise
+    except Exception as exc:
+        ended = not waits.destroyed(exc) and not waits.closing()
+        raise
+    finally:
+        waits.live(run_id, False)
+        if ended:
+            over(run_id)
+
+
+def over(run_id: str) -> None:
+    """Run ``run_id`` ended for good: what is kept of it by run id goes; what its handle
+    may read (``DBOSHandle.outcome``) stays with its ``Hosted``, held by the handle."""
+    from . import workflow
+
+    run = hosted.RUNS.get(run_id)
+    if run is not None:
+        run.left.update(machine=heard.MADE.get(run_id), stopped=stops.STOPPED.get(run_id),
+                        ended=stops.ENDED.get(run_id))  # fmt: skip
+    heard.MADE.pop(run_id, None)
+    hosted.release(run_id)
+    workflow.CANCELS.pop(run_id, None)
+    workflow.HEARD.pop(run_id, None)
+    hosting.PLANS.pop(run_id, None)
