@@ -211,7 +211,7 @@ def hand_off(box: list[Any], rollback: Callable[..., Any], error: BaseException)
     A cancelled task's rollback says ``cancelled`` (the machine's rule, as ``arun``'s)."""
     import asyncio
 
-    cancelled = isinstance(error, asyncio.CancelledError)
+    cancelled = issubclass(type(error), asyncio.CancelledError)  # (by type: attack34 F1)
     box.append(asyncio.ensure_future(rollback(error, cancelled)))
 
 

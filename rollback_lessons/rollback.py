@@ -395,7 +395,7 @@ class AsyncRollback(_Base):
             _guards.hand_off(box, run.aroll_back, failed)  # (made and kept at once)
             cancelled_again = await _guards.shielded(box[0]) or cancelled_again
         except BaseException as late:
-            if isinstance(late, GeneratorExit) or (box and box[0].cancelled()):
+            if type(late) is GeneratorExit or (box and box[0].cancelled()):
                 raise
             if not (box and box[0].done() and late is box[0].exception()):
                 run.raise_after = run.raise_after or late  # (heard here: re-raised after)
@@ -410,7 +410,7 @@ class AsyncRollback(_Base):
         run.finish(failed)
         if run.raise_after is not None and run.raise_after is not exc:
             raise run.raise_after  # an undo raised KeyboardInterrupt / SystemExit
-        if cancelled_again and not isinstance(exc, asyncio.CancelledError):
+        if cancelled_again and not issubclass(type(exc), asyncio.CancelledError):
             raise asyncio.CancelledError()  # honour the later cancellation, after undoing
         if failed is not exc:
             raise failed

@@ -91,3 +91,40 @@ def test_a_retry_policy_reads_an_errors_class_by_its_type(kind):
 def test_the_result_panel_tells_an_error_whose_class_raises():
     outcome = _saga(SlyError, "step", []).run({})
     assert "b failed with SlyError(&#x27;x&#x27;)" in result_html(outcome)
+
+
+class ClaimsCancelled(ValueError):
+    __class__ = __import__("asyncio").CancelledError  # type: ignore[assignment]
+
+
+@pytest.mark.parametrize("kind", [SlyError, ClaimsCancelled])
+def test_an_async_with_blocks_error_is_read_by_its_type(kind):
+    """attack34 F1 and F3: in an ``AsyncRollback``, a step's error whose ``__class__`` raised
+    left the block with that ValueError, no outcome, and the done step never undone; one
+    whose ``__class__`` said CancelledError made the block say ``cancelled``, though nobody
+    cancelled it. As ``Rollback``, ``saga.run`` and ``arun``: undone, ``rolled_back``, and
+    the step's own error re-raised."""
+    import asyncio
+
+    from rollback_lessons import AsyncRollback, Status
+
+    world = {"a": 0}
+    rb = AsyncRollback()
+
+    def fail() -> None:
+        raise kind("refused, nothing done")
+
+    async def body() -> BaseException | None:
+        try:
+            async with rb:
+                await rb.do(
+                    "a", lambda: world.__setitem__("a", 1), lambda: world.__setitem__("a", 0)
+                )
+                await rb.do("b", fail)
+        except BaseException as exc:  # (caught in the task: asyncio's own isinstance on an
+            return exc  # error leaving a task asks its __class__ too)
+        return None
+
+    caught = asyncio.run(body())
+    assert type(caught) is kind and world == {"a": 0}
+    assert rb.outcome is not None and rb.outcome.status is Status.ROLLED_BACK
