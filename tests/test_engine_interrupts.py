@@ -195,3 +195,44 @@ def test_a_ctrl_c_in_a_bpmn_undo_halts_there_as_in_process():
     assert type(got) is type(expected) is KeyboardInterrupt
     assert remote == local == ["do a", "do b", "do c"]
     assert got.__notes__ == expected.__notes__
+
+
+SCRIPT = """
+import sys
+from rollback_lessons import Saga, Step
+from rollback_lessons.runners.bpmn import run_explicit
+
+def undo_b(state):
+    raise KeyboardInterrupt
+
+def refuse(state):
+    raise ValueError("no")
+
+saga = Saga([Step("a", lambda s: None, lambda s: None), Step("b", lambda s: None, undo_b),
+             Step("c", refuse)], name="undo-cut")
+try:
+    run_explicit(saga, {})
+except KeyboardInterrupt:
+    if sys.argv[1] == "raise":
+        raise
+print("caught")
+"""
+
+
+@pytest.mark.parametrize("then", ["catch", "raise"])
+def test_a_caught_ctrl_c_from_a_bpmn_run_leaves_the_process_exit_code_alone(tmp_path, then):
+    """The Ctrl-C went through SpiffWorkflow's ``exec`` of a script task's text, and CPython
+    marked it unhandled for good: a script that caught it, all done, ended killed by SIGINT
+    (exit 130; harden50). Caught: exit 0; raised on: killed by SIGINT as any Ctrl-C."""
+    import signal
+    import subprocess
+    import sys
+
+    script = tmp_path / "caught.py"
+    script.write_text(SCRIPT)
+    ran = subprocess.run([sys.executable, str(script), then], capture_output=True, text=True,
+                         timeout=120)  # fmt: skip
+    if then == "catch":
+        assert (ran.returncode, ran.stdout) == (0, "caught\n"), ran.stderr
+    else:
+        assert ran.returncode == -signal.SIGINT and "caught" not in ran.stdout

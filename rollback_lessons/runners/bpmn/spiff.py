@@ -155,6 +155,7 @@ def run_explicit(
     except BaseException as exc:  # (an Exception there is SpiffWorkflow's own failure)
         if issubclass(type(exc), Exception):
             raise
+        came_through_a_script()
         _cut_between(saga, state, before, plan, host, exc)
     if not workflow.is_completed():
         raise RuntimeError("the BPMN workflow did not complete")
@@ -257,6 +258,7 @@ def _run_graph(saga: Saga, state: State | None, world: State, before: Any, plan:
     except BaseException as exc:  # (told to the machine: its notes say what is left)
         if issubclass(type(exc), Exception):
             raise
+        came_through_a_script()
         stopped(host, exc)
         remote.reraise(exc, outcome_of(saga, machine.record(), before=before, state=state))
         raise
@@ -266,6 +268,15 @@ def _run_graph(saga: Saga, state: State | None, world: State, before: Any, plan:
     host.worker.reraise(outcome)
     heard.reraise(outcome)  # (a Ctrl-C in on_event: once what was done is undone)
     return outcome
+
+
+def came_through_a_script() -> None:
+    """A Ctrl-C that left a script task went through SpiffWorkflow's ``exec`` of the
+    script's text, and CPython marks such a KeyboardInterrupt unhandled for good (a flag
+    each ``exec`` of a text first clears): the process then ended killed by SIGINT (exit
+    130) although the caller caught the interrupt this run re-raises, all done (harden50).
+    Cleared here; raised on to the top, it is marked again there."""
+    exec("None", {})  # (a constant text: clears that flag, nothing else)
 
 
 def _told(host: GraphHost, heard: Heard) -> Callable[[str], bool]:
