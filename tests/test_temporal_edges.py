@@ -1086,7 +1086,8 @@ def test_every_call_cut_short_on_a_live_server_is_server_slow_never_lost(on_temp
         del workflow.fetch_history_events, workflow.cancel
         await handle.resolve(asked, "leave")
         outcome = await handle.outcome()
-        runner._plan_of = slow  # a run this process no longer hosts, taken up
+        hosted.OVER.pop(handle.run_id, None)  # a run this process no longer holds, taken up
+        runner._plan_of = slow  # (held, its handle alive: found here, no call: harden51)
         try:
             await expect("handle_for", lambda: runner.handle_for(saga, handle.run_id))
         finally:
