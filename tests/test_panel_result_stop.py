@@ -126,3 +126,18 @@ def test_a_stop_after_an_event_the_run_does_not_have_is_refused_before_anything_
             lab.stop(at)
         assert lab.outcome is shown and lab.stopped_at is None  # nothing ran
     assert lab.stop(lab.frame_count - 1).status is Status.COMMITTED  # the last one: too late
+
+
+def test_a_stop_that_did_not_take_leaves_stop_for_an_earlier_event():
+    """newuser26 #1: the panel opens at the last event, so a first Stop there came too late,
+    and the button was then disabled ("this run was already stopped"), though the run
+    shown was the run without it: no Stop could be placed anywhere else."""
+    lab = RollbackLab(travel.booking(), state=travel.state)
+    assert lab.stop(at(lab, "committed", None)).status is Status.COMMITTED
+    assert not lab.stop_button.disabled and "already stopped" not in lab.stop_button.tooltip
+    assert lab.stop(at(lab, "step_done", "room")).status is Status.CANCELLED  # it takes
+    assert lab.stop_button.disabled and "already stopped" in lab.stop_button.tooltip
+    saga = examples.booking_saga([*examples.SAFE_BOOKING_ORDER, "award_points"])
+    lab = RollbackLab(saga, state=examples.booking_state)  # declined past the pivot: the same
+    assert lab.stop(at(lab, "step_start", "send_email")).status is Status.COMMITTED
+    assert not lab.stop_button.disabled

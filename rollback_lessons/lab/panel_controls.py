@@ -53,16 +53,21 @@ STOP_TIP = (
 FAULTS = ("ok", "undo_ok", *(f.value for f in Fault))
 
 
-def stopped_tip(button: w.Button, stopped_after: int | None) -> None:
+def stopped_tip(button: w.Button, stopped_after: int | None, outcome: Outcome) -> int | None:
     """Stop is for a run that was not stopped: the run shown after a Stop is not the run
-    without it (a Stop there would cancel that other run, at an event never shown)."""
-    button.disabled = stopped_after is not None
+    without it (a Stop there would cancel that other run, at an event never shown). One
+    that did not take (too late, declined) left the run as it was: Stop stays, for an
+    earlier event (newuser26: the first click, at the last event the panel opens on, locked
+    it). Returns the event the run shown stands stopped after (None: not stopped)."""
+    held = stopped_after if stopped_after is not None and took(outcome) else None
+    button.disabled = held is not None
     button.tooltip = (
         STOP_TIP
-        if stopped_after is None
-        else f"this run was already stopped after event {stopped_after}: "
+        if held is None
+        else f"this run was already stopped after event {held}: "
         "change a fault or an option to run it again"
     )
+    return held
 
 
 def faults_said(faults: Iterable[tuple[str, Iterable[str]]]) -> str:

@@ -188,7 +188,7 @@ class RollbackLab(Player):
         self._shown_result = ""  # the panel's own: with what the run breaks (a grid cell's)
         self._breaks: tuple[str, ...] = ()  # the explorer's violations of the run to open
         self.exploration: Exploration | None = None  # a grid's: it judges the learner's runs
-        self.stopped_at: int | None = None  # the event a Stop cancelled the run after
+        self.stopped_at: int | None = None  # the event a Stop that took cancelled it after
 
         for control in [*self.actions.values(), *self.undos.values()]:
             control.observe(self._on_control, names="value")
@@ -393,8 +393,7 @@ class RollbackLab(Player):
         ``at_end``: the grid's cell, one frame drawn, not two).
         ``stop_after``: cancel the run once that many events have happened (``stop``)."""
         outcome = self._run_saga(stop_after=stop_after)
-        self.stopped_at = stop_after
-        stopped_tip(self.stop_button, stop_after)
+        self.stopped_at = stopped_tip(self.stop_button, stop_after, outcome)  # (if it took)
         self.outcome = outcome
         self.timeline.load(outcome, stopped_after=stop_after)
         self._said = run_said(self, outcome, stop_after)  # (the opening run's too)
