@@ -211,7 +211,10 @@ def hand_off(box: list[Any], rollback: Callable[..., Any], error: BaseException)
     A cancelled task's rollback says ``cancelled`` (the machine's rule, as ``arun``'s)."""
     import asyncio
 
-    cancelled = issubclass(type(error), asyncio.CancelledError)  # (by type: attack34 F1)
+    task = asyncio.current_task()  # its task cancelled, not a future a step awaited (attack35
+    cancelled = issubclass(type(error), asyncio.CancelledError) and bool(  # F1), by the
+        task is not None and task.cancelling()  # error's type (attack34 F1), as ``arun``
+    )
     box.append(asyncio.ensure_future(rollback(error, cancelled)))
 
 

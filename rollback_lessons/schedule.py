@@ -378,8 +378,8 @@ def log_anyway(m: Machine, spec: StepSpec) -> None:
 
 
 PAST_PIVOT = (
-    "a cancel came once the irreversible step had started: declined, the run goes on "
-    "forward (undoing the steps before it would not take it back)"
+    "a cancel came once the irreversible step had started: declined (undoing the steps "
+    "before it would not take it back; the run goes on as if none had come)"
 )
 
 

@@ -128,3 +128,36 @@ def test_an_async_with_blocks_error_is_read_by_its_type(kind):
     caught = asyncio.run(body())
     assert type(caught) is kind and world == {"a": 0}
     assert rb.outcome is not None and rb.outcome.status is Status.ROLLED_BACK
+
+
+def test_a_steps_own_cancelled_error_in_an_async_with_block_is_a_failure_not_a_cancel():
+    """attack35 F1: a step's CancelledError from a future it awaited (its task not
+    cancelled) made ``AsyncRollback`` say ``cancelled``; ``arun``, ``saga.run`` and
+    ``Rollback`` say ``rolled_back``: a failure of the step, as the README says."""
+    import asyncio
+
+    from rollback_lessons import AsyncRollback, Status
+
+    world = {"a": 0}
+    rb = AsyncRollback()
+
+    async def awaits_a_cancelled_future() -> None:
+        future = asyncio.get_running_loop().create_future()
+        future.cancel()
+        await future
+
+    async def body() -> BaseException | None:
+        try:
+            async with rb:
+                await rb.do(
+                    "a", lambda: world.__setitem__("a", 1), lambda: world.__setitem__("a", 0)
+                )
+                await rb.do("b", awaits_a_cancelled_future)
+        except BaseException as exc:
+            return exc
+        return None
+
+    caught = asyncio.run(body())
+    assert type(caught) is asyncio.CancelledError and world == {"a": 0}
+    assert rb.outcome is not None and rb.outcome.status is Status.ROLLED_BACK
+    assert not rb.outcome.cancelled

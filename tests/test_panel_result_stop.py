@@ -141,3 +141,22 @@ def test_a_stop_that_did_not_take_leaves_stop_for_an_earlier_event():
     lab = RollbackLab(saga, state=examples.booking_state)  # declined past the pivot: the same
     assert lab.stop(at(lab, "step_start", "send_email")).status is Status.COMMITTED
     assert not lab.stop_button.disabled
+
+
+def test_the_tooltips_promise_only_what_happens():
+    """newuser26 #2, #4, #8 and #6: "retried forward until it succeeds" of a step whose tries
+    run out (the saga halts); "fails once, then works" of an undo that works again only under
+    retry; Stop's "what was done is undone" beside a step with no undo kept; the declined
+    note's "the run goes on forward" above a run that then failed and was undone."""
+    from rollback_lessons.lab.panel_controls import STOP_TIP, UNDO_TIPS
+    from rollback_lessons.schedule import PAST_PIVOT
+
+    saga = examples.booking_saga([*examples.SAFE_BOOKING_ORDER, "award_points"])
+    lab = RollbackLab(saga, state=examples.booking_state)
+    tip = lab.undos["award_points"].tooltip
+    assert "halts" in tip and "until it succeeds" not in tip
+    assert "under retry" in UNDO_TIPS[2] and "then works" not in UNDO_TIPS[2]
+    assert "what has an undo is undone" in STOP_TIP
+    assert "goes on forward" not in PAST_PIVOT and PAST_PIVOT.startswith(
+        "a cancel came once the irreversible step had started: declined"
+    )

@@ -32,7 +32,8 @@ ACTION_TIPS = (
     "the step fails before its effect",
     "the effect happens, then the call fails anyway (a timeout)",
 )
-UNDO_TIPS = ("its undo works", "its undo fails on every attempt", "its undo fails once, then works")
+UNDO_TIPS = ("its undo works", "its undo fails on every attempt",
+             "its undo's first attempt fails (a later one works: under retry)")  # fmt: skip
 POLICIES = (("continue", "continue"), ("retry", "retry"), ("halt", "halt"))
 REGISTERS = (("as each step says", "step"), ("all after", "after"), ("all before", "before"))
 ORDERS = (("reverse", "reverse"), ("forward", "forward"))
@@ -46,7 +47,7 @@ GRAPH_ORDERS = (
 )  # fmt: skip
 IN_ORDER = "one after another"  # the branches one at a time, as saga.run runs them
 STOP_TIP = (
-    "cancel the run at the event shown: nothing more starts, what was done is undone "
+    "cancel the run at the event shown: nothing more starts, what has an undo is undone "
     "(a step running finishes first, and a parallel group's ready steps start together; "
     "declined once the irreversible step has started)"
 )
@@ -112,7 +113,7 @@ def no_undo_reason(kind: str, last: bool) -> str:
     if kind_word(kind) == "irreversible":
         return "irreversible: once it has happened, nothing takes it back"
     if kind_word(kind):
-        return "retried forward until it succeeds: it is never undone"
+        return "retried forward, never undone (its tries run out: the saga halts for a person)"
     if kind == "gate":
         return "a check that changes nothing (a gate): there is nothing to undo"
     return ("the last step: no later step can fail, but a Stop while it runs undoes the rest "

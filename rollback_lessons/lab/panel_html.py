@@ -311,7 +311,7 @@ def cancelled_head(outcome: Outcome, stopped_after: int | None) -> str:
     return f"<b>{html.escape(str(outcome.status))}</b>{html.escape(said)}"
 
 
-DECLINED = PAST_PIVOT.split(", the run")[0]  # ("a cancel came ... had started: declined")
+DECLINED = PAST_PIVOT.split(" (undoing")[0]  # ("a cancel came ... had started: declined")
 """The engine's note of a declined cancel (``PAST_PIVOT``) in the result's fixed box, short:
 in whole, beside a failure's error and a leaked step, it hid a row (16 of 282 Stops of
 lesson 04's unsafe order); the log's event and the outcome keep it whole."""
