@@ -216,6 +216,9 @@ class Outcome(RunRecord):
         head = str(self.status)
         if self.error is not None and self.cancelled and not self.failed_step:
             head += f": stopped by {describe(self.error)}"
+        elif self.error is not None and self.cancelled:  # (a Stop, and a branch failed too)
+            said = describe(self.error)
+            head += f": stopped by its caller; {self.failed_step} failed too, with {said}"
         elif self.error is not None:
             head += f": {self.failed_step or 'the block'} failed with {describe(self.error)}"
         lines = [

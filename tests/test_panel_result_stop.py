@@ -160,3 +160,20 @@ def test_the_tooltips_promise_only_what_happens():
     assert "goes on forward" not in PAST_PIVOT and PAST_PIVOT.startswith(
         "a cancel came once the irreversible step had started: declined"
     )
+
+
+def test_the_printed_outcome_names_a_stop_beside_a_branchs_failure():
+    """newuser26 #5: the panel said "cancelled (Stop) ...; car failed too", and
+    ``print(lab.outcome)`` only "cancelled: car failed with ...", the Stop left out."""
+    for fault, status in (("fail", Status.CANCELLED),
+                          ("fail_after_effect", Status.ROLLBACK_INCOMPLETE)):  # fmt: skip
+        lab = RollbackLab(travel.booking(), state=travel.state)
+        lab.set_first("room")
+        lab.set_fault("car", fault)
+        outcome = lab.stop(2)
+        assert outcome.status is status and outcome.failed_step == "car"
+        assert (
+            str(outcome)
+            .splitlines()[0]
+            .startswith(f"{status}: stopped by its caller; car failed too, with Injected")
+        )
