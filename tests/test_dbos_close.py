@@ -603,3 +603,34 @@ def test_a_run_over_before_the_close_is_read_after_it_as_it_ended(tmp_path):
     assert outcome.status is Status.COMMITTED and outcome.state_after == {"a": 1}
     assert [e.kind for e in heard] == [e.kind for e in outcome.events] and heard
     assert handle.outcome().events == outcome.events and len(heard) == len(outcome.events)
+
+
+def test_a_closed_runners_handle_stops_nothing_on_the_file_open_now(tmp_path):
+    """attack35 F2: runner A ran ``order-1`` and closed; runner B, on another file in this
+    process, ran its own ``order-1``; ``stop()`` on A's old handle stopped B's run (halted,
+    nothing undone). Now one line, RunnerClosed, nothing stopped; B's run is B's."""
+    go, world = threading.Event(), {}
+
+    def saga(tag):
+        def slow(state):
+            go.wait(10)
+            world[f"{tag}.b"] = "done"
+
+        return Saga([Step("a", lambda s: world.__setitem__(f"{tag}.a", "done"),
+                          lambda s: world.pop(f"{tag}.a", None)),
+                     Step("b", slow, lambda s: world.pop(f"{tag}.b", None))], name="s")  # fmt: skip
+
+    go.set()
+    with DBOSRunner.start(tmp_path / "one.sqlite") as a:
+        old = a.start_saga(saga("A"), {}, run_id="order-1")
+        assert old.outcome().status is Status.COMMITTED
+    go.clear()
+    with DBOSRunner.start(tmp_path / "two.sqlite") as b:
+        mine = b.start_saga(saga("B"), {}, run_id="order-1")
+        with pytest.raises(RunnerClosed, match=r"the runner of saga 'order-1' on .*one\.sqlite"):
+            old.stop()
+        go.set()
+        assert mine.outcome().status is Status.COMMITTED
+    with pytest.raises(RunnerClosed):  # (none open: it was DBOS's own error)
+        old.stop()
+    assert world == {"A.a": "done", "A.b": "done", "B.a": "done", "B.b": "done"}

@@ -124,7 +124,12 @@ class DBOSHandle:
     def stop(self) -> None:
         """``DBOS.cancel_workflow``: DBOS stops the workflow as its next step begins, and
         nothing is undone (the outcome says ``halted``, every undo pending, and names it). A
-        cancel that compensates is the run's ``cancel`` token instead."""
+        cancel that compensates is the run's ``cancel`` token instead. Its runner closed:
+        ``RunnerClosed``, nothing stopped (a run of that id on another file open now is not
+        this one: attack35 F2 stopped it; with none open it was DBOS's own error)."""
+        if self.path is not None and [self.path] != waits.OPEN:
+            raise RunnerClosed(f"the runner of saga {self.run_id!r} on {self.path} is closed: "
+                               "nothing was stopped")  # fmt: skip
         stops.stop_run(self.run_id)
 
     def outcome(self) -> Outcome:

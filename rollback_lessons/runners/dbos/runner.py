@@ -61,6 +61,7 @@ class DBOSRunner:
         self, path: Path, stranded: Mapping[str, str] | None = None, lock: int | None = None
     ) -> None:
         self.path, self._lock, self._closed = path, lock, False
+        waits.OPEN[:] = [path]
         self.stranded: dict[str, str] = dict(stranded or {})
         """Sagas left unfinished on this file by a version this one does not resume (their
         DBOS application version, by run id): ``handle_for`` refuses them in one line."""
@@ -319,6 +320,7 @@ class DBOSRunner:
         if self._closed:
             return
         self._closed = True
+        waits.OPEN.clear()
         lock, self._lock = self._lock, None
         try:
             launch.close(self.path, lock, stacklevel=3)

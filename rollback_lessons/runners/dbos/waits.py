@@ -40,6 +40,11 @@ class LeftWaiting(BaseException):
     launch)."""
 
 
+OPEN: list[Path] = []
+"""The file of the runner open now in this process (DBOS is process-global: one at a
+time), or none: a handle of a closed runner's acts on nothing else (attack35 F2)."""
+
+
 class RunnerClosed(RollbackLessonsError):
     """The runner closed while the saga waited (for a person, a retry's backoff, its
     saga's steps) or ran a step: ``run`` closed from another thread, or ``outcome()`` after
