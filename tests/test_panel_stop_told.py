@@ -77,7 +77,7 @@ def test_a_stop_at_the_failing_steps_start_says_the_step_was_running():
     lab = stopped("order", [("reserve", "fail")], 0)
     shown, whole = cue(lab)
     assert "rolled_back (too late: reserve was running): reserve fail; Stop after event 1" in shown
-    assert "(it failed as it finished, before the Stop was heard)" in whole
+    assert "(its call returned failed, and a Stop is heard only as a step returns)" in whole
     assert "failed or ended" not in whole and cue_fits(shown)
 
 
@@ -172,7 +172,10 @@ def test_every_stop_tells_the_stop_and_the_failure_as_the_events_say(world):
                 assert told, (case, whole)
                 assert told.group(1) == (f"{step} {reason}" if step else reason), (case, shown)
                 if step:
-                    assert "(it failed as it finished, before the Stop was heard)" in whole
+                    assert (
+                        "(its call returned failed, and a Stop is heard only as a step returns)"
+                        in whole
+                    )
 
 
 def test_the_sweep_meets_each_shape_it_checks():

@@ -129,6 +129,6 @@ def late_why(events: Sequence[Event], stop_after: int) -> tuple[str, str]:
            else f"started with {', '.join(map(str, running))}")  # fmt: skip
     return (
         f"too late: {', '.join(failed)} {how}",
-        f"({'it' if one else 'they'} failed as {'it' if one else 'they'} finished, before "
-        "the Stop was heard)",
+        f"({'its call' if one else 'their calls'} returned failed, and a Stop is heard only "
+        "as a step returns)",  # (not "failed as it finished": of a fault before its effect)
     )
