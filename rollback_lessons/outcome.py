@@ -230,7 +230,7 @@ class Outcome(RunRecord):
         if self.pending:
             lines.append(f"  pending       {_names(self.pending)}  (left for a person)")
         if self.leaked:
-            lines.append(f"  not undone    {_names(self.leaked)}  (no undo covers it)")
+            lines.append(f"  not undone    {_names(self.leaked)}  (no undo logged for it)")
         if self.semantic:
             lines.append(f"  compensated   {_names(self.semantic)}  (by a new action, not undone)")
         if self.kept:

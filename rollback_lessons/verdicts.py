@@ -189,5 +189,5 @@ def rollback_notes(
     if pending and not cut:
         said.append(f"rollback halted; left for a person: {', '.join(pending)}")
     if leaked:
-        said.append(f"rollback: not undone (no undo covers it): {', '.join(leaked)}")
+        said.append(f"rollback: not undone (no undo logged for it): {', '.join(leaked)}")
     return said + [f"rollback: {n}" for n in notes]

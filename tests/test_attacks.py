@@ -65,7 +65,7 @@ def test_a_ctrl_c_inside_a_step_after_its_effect_is_never_lost(tmp_path, registe
     if register == "after":
         assert LOG == ["do reserve", "do charge", "undo reserve"]
         assert status == "rollback_incomplete" and states == {"reserve": "done", "charge": "leaked"}
-        assert "rollback: not undone (no undo covers it): charge" in caught.value.__notes__
+        assert "rollback: not undone (no undo logged for it): charge" in caught.value.__notes__
     else:
         assert LOG == ["do reserve", "do charge", "undo charge", "undo reserve"]
         assert status == "rolled_back" and states == {"reserve": "done", "charge": "done"}

@@ -55,7 +55,7 @@ def test_a_ctrl_c_inside_a_step_reports_it_leaked_on_every_driver(driver, group)
     with pytest.raises(KeyboardInterrupt) as caught:
         _run(Saga(steps, name="t"), {}, driver)
     # its undo is logged after it: reported as not undone (leaked), never assumed not to have run
-    assert "rollback: not undone (no undo covers it): charge" in caught.value.__notes__
+    assert "rollback: not undone (no undo logged for it): charge" in caught.value.__notes__
     assert "charge" not in undone and "s1" in undone
 
 

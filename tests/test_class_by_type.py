@@ -66,7 +66,7 @@ def test_a_ctrl_c_whatever_its_class_says_is_heard_as_one(kind, where, order):
     assert type(raised.value) is kind
     if where == "step":  # cut short: in doubt, its effect leaked; a undone
         assert world == ["do a", "do b", "undo a"]
-        assert raised.value.__notes__ == ["rollback: not undone (no undo covers it): b"]
+        assert raised.value.__notes__ == ["rollback: not undone (no undo logged for it): b"]
     else:  # the rollback ends there, the rest pending
         assert world == ["do a", "do b"]
         assert raised.value.__notes__ == [

@@ -263,7 +263,7 @@ def interrupting(k: int):
 def test_a_ctrl_c_in_the_cancel_function_as_a_step_returns_undoes_that_step(driver, k):
     """Asked as s{k-2} returns (k=1: before the start), the cancel function raises a
     KeyboardInterrupt: the step returned, so it is done and undone, on every driver. (Before,
-    a list left it unlogged: s0 "not undone (no undo covers it)", its effect in place.)"""
+    a list left it unlogged: s0 "not undone (no undo logged for it)", its effect in place.)"""
     world: dict = {}
 
     def step(k: str) -> Step:
@@ -426,7 +426,7 @@ def test_a_ctrl_c_in_the_cancel_function_while_a_step_waits_to_retry_fails_that_
 @pytest.mark.parametrize("driver", ["list", "graph", "arun"])
 def test_a_ctrl_c_as_a_step_starts_says_it_was_not_run(driver):
     """At ``step_start`` of b (its action not yet called): b is not run, so neither leaked
-    nor undone; a is undone. (Before: b "not undone (no undo covers it)", a false leak.)"""
+    nor undone; a is undone. (Before: b "not undone (no undo logged for it)", a false leak.)"""
     rec: list = []
     act, undo = recorded(rec)
     saga = Saga(
@@ -488,7 +488,7 @@ def test_a_ctrl_c_at_a_step_failed_after_its_effect_names_it(driver):
     got = drive(saga, driver, inject={"b": "fail_after_effect"}, on_event=observer)
     assert isinstance(got, KeyboardInterrupt)
     assert world["a"] == 0 and world["b"] == 1
-    assert "not undone (no undo covers it): b" in notes(got)
+    assert "not undone (no undo logged for it): b" in notes(got)
 
 
 def test_a_ctrl_c_at_the_commit_says_so_in_every_with_block_and_saga():
@@ -836,7 +836,7 @@ def test_a_sibling_whose_action_was_never_called_is_not_run_after_a_ctrl_c(tmp_p
     with Journal(str(tmp_path / "j.db")) as journal:
         got = drive(saga, driver, on_event=observer, journal=journal, run_id="r")
         assert isinstance(got, KeyboardInterrupt) and "leaked" not in notes(got)
-        assert "no undo covers it" not in notes(got), notes(got)
+        assert "no undo logged for it" not in notes(got), notes(got)
         assert journal.saga("r").status == "rolled_back" and journal.leaked("r") == []
     assert world == {"a": 0, "b": 0}
     assert called == (["c"] if driver == "arun" else [])

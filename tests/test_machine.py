@@ -120,7 +120,7 @@ def test_a_policy_of_ones_own_halts_in_process():
     outcome = _saga(HaltOnAnythingButTimeouts()).run({}, inject={"c": "fail", "b": "undo_fails"})
     assert outcome.status is Status.HALTED and outcome.pending == ("b", "a")
     timeouts = _saga(HaltOnAnythingButTimeouts()).run({}, inject={"c": "fail_after_effect"})
-    assert timeouts.status is Status.ROLLBACK_INCOMPLETE  # c leaked: no undo covers it
+    assert timeouts.status is Status.ROLLBACK_INCOMPLETE  # c leaked: no undo logged for it
 
 
 def test_engines_that_write_the_saga_down_refuse_a_policy_of_ones_own_before_anything():

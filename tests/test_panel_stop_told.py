@@ -5,7 +5,7 @@ over every lesson world's panel (02-06, 12):
    "cancelled, then rollback_incomplete" ("then an undo failed") though no undo failed,
    and the result named room's error, not the Stop. Now "cancelled, then X" only when an
    undo failed; else "cancelled and X", and the result names both ("cancelled (Stop after
-   event 1); room failed after its effect: no undo covers it"). A failure beside a Stop
+   event 1); room failed after its effect: no undo logged for it"). A failure beside a Stop
    whose rollback finished is named in the result too ("room failed too");
 2. a Stop at the failing step's start read "too late: the run failed or ended before the
    Stop was heard": now "too late: reserve was running" (it failed as it finished, before
@@ -60,7 +60,7 @@ def test_a_stop_beside_a_failure_after_its_effect_is_not_cancelled_then(first, f
     assert cue_fits(shown)
     said = head(lab)
     told = f"cancelled (Stop after event 1); {failing} failed after its effect"
-    assert f"{told}: no undo covers it" in said, said
+    assert f"{told}: no undo logged for it" in said, said
     assert "InjectedTimeout" not in said
 
 
@@ -162,7 +162,7 @@ def test_every_stop_tells_the_stop_and_the_failure_as_the_events_say(world):
                     if e.kind == "step_failed":
                         effect = " after its effect" if e.details.get("after_effect") else ""
                         assert f"; {e.step} failed{effect}" in said, (case, said)
-                        assert (f"{e.step} failed{effect}: no undo covers it" in said) == (
+                        assert (f"{e.step} failed{effect}: no undo logged for it" in said) == (
                             e.step in run.leaked
                         ), (case, said)
             else:
@@ -184,7 +184,7 @@ def test_the_sweep_meets_each_shape_it_checks():
     Stop too late on a step started with the running one."""
     lab = stopped("travel (12)", [("car", "fail_after_effect")], 0, "room")
     assert "→ cancelled, then rollback_incomplete" in cue(lab)[0]  # (car's undo: none, and
-    assert "car failed after its effect: no undo covers it" in head(lab)  # flight's failed?)
+    assert "car failed after its effect: no undo logged for it" in head(lab)  # flight's failed?)
     lab = stopped("travel (12)", [("room", "fail")], 0, "room")
     assert "(too late: room started with car)" in cue(lab)[0]
     assert travel.booking().names[0] == "car"

@@ -102,11 +102,11 @@ def _in_process(error, where, mode):
 @pytest.mark.parametrize("error", ERRORS)
 def test_a_step_cut_short_by_a_repr_leaks_its_effect_in_every_form(error, mode):
     """The same story with a retry policy and in a graph as in a plain list: b cut short,
-    its effect leaked (no undo covers it), a undone, the interrupt raised after it."""
+    its effect leaked (no undo logged for it), a undone, the interrupt raised after it."""
     world, raised, notes, seen = _in_process(error, "step", mode)
     assert world == ["do a", "do b", "undo a"]
     assert raised is (SystemExit if error == "repr_exits" else ExitReprExits)  # (heard first)
-    assert notes == ["rollback: not undone (no undo covers it): b"]
+    assert notes == ["rollback: not undone (no undo logged for it): b"]
     failed = [d for kind, step, d in seen if (kind, step) == ("step_failed", "b")]
     assert failed == [{"error": "SystemExit(7)" if error == "repr_exits" else "SystemExit(9)",
                        "after_effect": True}]  # fmt: skip

@@ -276,7 +276,7 @@ def result_html(
     if outcome.pending:
         lines.append(("pending", f"{_names(outcome.pending)} (left for a person)"))
     if outcome.leaked:
-        lines.append(("not undone", f"{_names(outcome.leaked)} (no undo covers it)"))
+        lines.append(("not undone", f"{_names(outcome.leaked)} (no undo logged for it)"))
     if outcome.semantic:
         lines.append(("compensated", f"{_names(outcome.semantic)} (by a new action)"))
     if outcome.kept:  # (done, no undo: the world is as it was but for these, newuser24 #1)
@@ -324,10 +324,10 @@ def took(outcome: Outcome) -> bool:
 
 def failed_besides(outcome: Outcome, too: str = "") -> str:
     """The steps that failed beside a Stop that took, as "; room failed after its effect:
-    no undo covers it" (each from its events), or ""."""
+    no undo logged for it" (each from its events), or ""."""
     said = [
         f"{step} failed{' after its effect' if after else ''}{too}"
-        + (": no undo covers it" if step in outcome.leaked else "")
+        + (": no undo logged for it" if step in outcome.leaked else "")
         for step, after in failed_steps(outcome.events)
     ]
     return "".join(f"; {s}" for s in said)
