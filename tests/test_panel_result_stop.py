@@ -156,7 +156,9 @@ def test_the_tooltips_promise_only_what_happens():
     tip = lab.undos["award_points"].tooltip
     assert "halts" in tip and "until it succeeds" not in tip
     assert "under retry" in UNDO_TIPS[2] and "then works" not in UNDO_TIPS[2]
-    assert "what has an undo is undone" in STOP_TIP
+    assert "what has an undo is undone" in STOP_TIP  # (newuser27: too late, and which step
+    assert "too late once the run has failed or ended" in STOP_TIP  # declines: lesson 12
+    assert "a step marked irreversible" in STOP_TIP  # has none; its charge has no undo)
     assert "goes on forward" not in PAST_PIVOT and PAST_PIVOT.startswith(
         "a cancel came once the irreversible step had started: declined"
     )

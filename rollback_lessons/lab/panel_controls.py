@@ -48,8 +48,8 @@ GRAPH_ORDERS = (
 IN_ORDER = "one after another"  # the branches one at a time, as saga.run runs them
 STOP_TIP = (
     "cancel the run at the event shown: nothing more starts, what has an undo is undone "
-    "(a step running finishes first, and a parallel group's ready steps start together; "
-    "declined once the irreversible step has started)"
+    "(a step running finishes first; declined once a step marked irreversible has started; "
+    "too late once the run has failed or ended)"
 )
 FAULTS = ("ok", "undo_ok", *(f.value for f in Fault))
 
@@ -66,7 +66,7 @@ def stopped_tip(button: w.Button, stopped_after: int | None, outcome: Outcome) -
         STOP_TIP
         if held is None
         else f"this run was already stopped after event {held}: "
-        "change a fault or an option to run it again"
+        "change a fault or an option for a new run (without the Stop)"
     )
     return held
 
