@@ -211,10 +211,11 @@ def hand_off(box: list[Any], rollback: Callable[..., Any], error: BaseException)
     A cancelled task's rollback says ``cancelled`` (the machine's rule, as ``arun``'s)."""
     import asyncio
 
-    task = asyncio.current_task()  # its task cancelled, not a future a step awaited (attack35
-    cancelled = issubclass(type(error), asyncio.CancelledError) and bool(  # F1), by the
-        task is not None and task.cancelling()  # error's type (attack34 F1), as ``arun``
-    )
+    # Cancelled: the error a CancelledError by its type (attack34 F1), and its task cancelled,
+    # not a future a step awaited (attack35 F1), as ``arun`` tells them apart.
+    task = asyncio.current_task()
+    own = task is not None and task.cancelling() > 0
+    cancelled = own and issubclass(type(error), asyncio.CancelledError)
     box.append(asyncio.ensure_future(rollback(error, cancelled)))
 
 

@@ -162,9 +162,7 @@ def interruption_name(exc: BaseException) -> str:
     (``errors.interrupts``) by its type, here or where it ran (an engine's stand-in,
     ``RemoteError``, said ``SystemExit('3')`` where ``saga.run`` said ``SystemExit``:
     attack24's L2), an error by its description."""
-    if not interrupts(exc):
-        return describe(exc)
-    return exc.type_name if issubclass(type(exc), RemoteError) else type(exc).__name__  # type: ignore[attr-defined]
+    return cut_by(exc) if interrupts(exc) else describe(exc)
 
 
 def cut_by(exc: BaseException) -> str:

@@ -246,7 +246,6 @@ def result_html(
     ``breaks``: the explorer's check's violations of this run (a grid cell's cross, opened
     here): a run that "rolled_back" may still break an invariant (lesson 11, newuser15)."""
     head = f"<b>{html.escape(str(outcome.status))}</b>"
-    declined = PAST_PIVOT in outcome.notes or outcome.status is Status.CANCELLED
     if outcome.status is Status.CANCELLED:  # the learner's Stop, not a failure
         after = f" after event {stopped_after}" if stopped_after else ""
         head += html.escape(
@@ -256,9 +255,12 @@ def result_html(
         head = cancelled_head(outcome, stopped_after)
     elif outcome.error is not None:
         head = failed_head(outcome.status, outcome.failed_step, outcome.error)
-    if stopped_after and not took(outcome) and not declined:  # (newuser23: the result said
-        head += html.escape(f"; Stop after event {stopped_after}: too late")  # nothing of it;
-    # the cue says why. A declined one: its note. The box is fixed: a longer head hid rows)
+    # A Stop too late is named here (newuser23: the result said nothing of it; a cancelled
+    # run's head and a declined one's note tell theirs); the cue says why (the box is fixed:
+    # a longer head hid its rows).
+    told = took(outcome) or PAST_PIVOT in outcome.notes or outcome.status is Status.CANCELLED
+    if stopped_after and not told:
+        head += html.escape(f"; Stop after event {stopped_after}: too late")
     ran = {e.step for e in outcome.events if e.kind == EventKind.STEP_START} | {
         *outcome.completed,
         *([outcome.failed_step] if outcome.failed_step else []),
