@@ -138,9 +138,8 @@ async def acall_timed(
 
 
 def own_cancel(exc: BaseException) -> bool:
-    """A step's (or undo's) own CancelledError (a library it awaits cancelled a future),
-    told from a real cancel: the task running it is not being cancelled. A failure then,
-    not an interrupt."""
+    """A step's (or undo's) own CancelledError (a library it awaits cancelled a future): a
+    failure, not an interrupt; the task running it is not being cancelled."""
     if type(exc).__name__ != "CancelledError":
         return False
     import asyncio
@@ -273,10 +272,10 @@ class Driver:
         return cancel(m, self.cancelling())  # type: ignore[return-value]
 
     def heard_done(self) -> Op:
-        """A step returned: the cancel asked (``heard``), then the machine told the step is
-        done. A Ctrl-C raised in the cancel function does not undo that: the step returned,
-        so it is done (its undo logged, undone), and the run fails there."""
+        """A step returned: the cancel asked (``heard``), then the machine told it is done (a
+        Ctrl-C in the cancel function: done all the same, undone; the run fails there)."""
         m = self.m
+        self.returned(m.spec.name)  # type: ignore[union-attr]
         try:
             self.heard()
         except BaseException as exc:  # (an Exception is caught by ``heard``: a Ctrl-C)
@@ -284,6 +283,9 @@ class Driver:
                 m.stop(exc)  # the run fails with it once the step is told done
             self.raise_after = self.raise_after or exc  # re-raised once it is undone
         return m.step_ok()
+
+    def returned(self, step: str) -> None:
+        """A step's call returned, before anything else is heard of it (``Run``: written)."""
 
     def cancelling(self) -> BaseException:
         """The error a cancelled run fails with (``Saga.run(cancel=...)``, or the
@@ -293,9 +295,8 @@ class Driver:
     def drive(self, op: Op) -> Op:
         """Carry out the operations synchronously. A KeyboardInterrupt or SystemExit in a
         call is thrown back in (what is left is pending) and re-raised once it is over."""
-        # Undos without a deadline are called here, as ``operations`` would call them, and
-        # in a row when the machine can say them at once (``in_a_row``): a generator per
-        # rollback and a send per undo were most of its cost (make bench).
+        # Undos without a deadline are called here (as by ``operations``), in a row when the
+        # machine says them at once (``in_a_row``): a generator and sends cost most (bench).
         m = self.m
         try:
             while type(op) is RunUndo and op[2] is None:
@@ -390,7 +391,6 @@ class Driver:
     async def adrive(self, op: Op) -> Op:
         """Carry out the operations awaiting what the calls return; a timed-out undo is
         cancelled."""
-
         loop = self.operations(op)
         try:
             todo = next(loop)

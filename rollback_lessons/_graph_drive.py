@@ -142,6 +142,8 @@ def step_ops(
                 continue
             return op
         run.results[step] = result
+        if asked is not None:  # (before the cancel is heard: ``listen``)
+            run.returned(step)
         run.called()
         return gm.step_done(step)  # (the machine hears the cancel first: ``listen``)
 

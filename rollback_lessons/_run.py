@@ -372,6 +372,7 @@ class Run(Driver):
         return self.journal is not None and self.journal.jrun is not None
 
     fenced = _guards.fenced  # (after a wait, before another undo: taken over meanwhile?)
+    returned = _guards.returned  # (a step's call returned: its undo written at once)
 
     # -- the end ------------------------------------------------------------------------
 

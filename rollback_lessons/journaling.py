@@ -42,6 +42,7 @@ class JournalWriter:
         self.failed = False  # a write of the rollback failed (said once, in a note)
         self.unrecorded: list[str] = []  # undos run whose ``done`` no write carried yet
         self.unsure: list[str] = []  # undos logged (confirmed) that no write carried yet
+        self.settled: dict[str, tuple[int, bool]] = {}  # undos written as their step returned
 
     def watch(
         self, seq: int, kind: EventKind, step: str | None, details: Mapping[str, Any]
@@ -89,7 +90,11 @@ class JournalWriter:
         elif kind is EventKind.UNDO_REGISTERED:
             assert step is not None
             entry = m.log[-1]
-            if step in self.intents:
+            if step in self.settled:  # written as the step returned (``settle``)
+                entry.position, written = self.settled.pop(step)
+                if not written:
+                    self.unsure.append(step)
+            elif step in self.intents:
                 entry.position = self.intents.pop(step)
                 if jrun.confirm(entry.position):  # (its write may fail: kept for the next)
                     self.unsure.clear()
@@ -109,8 +114,7 @@ class JournalWriter:
         elif kind is EventKind.STEP_DONE:
             assert step is not None
             self.returned(step)
-            if step in self.bare:  # done: its effect stands by design, nothing to undo
-                jrun.no_undo_done(self.intents.pop(step))
+            self.settle(step)  # (written already if its driver said it returned)
             if m.kinds.get(step) == Kind.PIVOT:
                 jrun.pivot(step, "done")
         elif kind is EventKind.ROLLBACK_START:  # every undo logged is durable before one runs
@@ -152,6 +156,20 @@ class JournalWriter:
                 f"step {step!r} returned after {exc}: its effect may have landed after "
                 f"recover undid the saga; check {step!r} by hand"
             ) from None
+
+    def settle(self, step: str) -> None:
+        """The step returned: its undo logged after it is written at once (``confirm``), or,
+        with no undo, it is written done (its effect stands by design, nothing to undo).
+        Once per step: as its call returns (``_guards.returned``) or at its done event."""
+        jrun = self.jrun
+        if jrun is None or step not in self.intents:
+            return
+        position = self.intents.pop(step)
+        if step in self.bare:
+            jrun.no_undo_done(position)  # (a Ctrl-C in the write: kept for the next)
+        else:
+            self.settled[step] = (position, False)  # (so if a Ctrl-C cuts the write)
+            self.settled[step] = (position, jrun.confirm(position))
 
     def durably(self, write: Callable[..., None], *args: Any) -> bool:
         """A write during the rollback: if it fails, the undos still run in memory (False)."""
@@ -248,6 +266,8 @@ class JournalWriter:
         for step in self.m.leaked:  # a step cut short after it began: it may have happened
             if step in self.intents:
                 jrun.leaked(self.intents.pop(step))
+            elif step in self.settled:  # (returned, cut short before the machine heard)
+                jrun.leaked(self.settled.pop(step)[0])
         if error is None and pivot is None:
             return  # committed: written at its event
         if error is not None:

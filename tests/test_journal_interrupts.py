@@ -13,6 +13,7 @@ import pytest
 from rollback_lessons.durable.journal import Journal
 from rollback_lessons.durable.recovery import recover
 from rollback_lessons.durable.registry import Registry
+from rollback_lessons.graph import Parallel
 from rollback_lessons.saga import Saga, Step
 
 WORLD: list[str] = []
@@ -56,17 +57,21 @@ class _CtrlC:
         return getattr(self.con, name)
 
 
-def _trial(tmp: Path, sql: str, n: int, commits: bool) -> tuple[bool, bool, Counter, str] | None:
+def _trial(
+    tmp: Path, sql: str, n: int, commits: bool, asked: bool = False, parallel: bool = False
+) -> tuple[bool, bool, Counter, str] | None:
     WORLD.clear()
     KEYS.clear()
     journal = Journal(tmp / "j.db")
     wrapped = _CtrlC(journal._con, sql, n)
     journal._con = wrapped  # type: ignore[assignment]
     steps = [Step(x, _act(x), UNDO.bind(name=x)) for x in "abc"]
+    if parallel:
+        steps = [steps[0], Parallel(steps[1], steps[2])]
     saga = Saga(steps if commits else [*steps, Step("d", _boom)])
     reraised = False
-    try:
-        saga.run({}, journal=journal)
+    try:  # (a cancel function: each step's undo is written as it returns, before it is asked)
+        saga.run({}, journal=journal, cancel=(lambda: False) if asked else None)
     except KeyboardInterrupt:
         reraised = True
     if wrapped.count < n:
@@ -78,6 +83,8 @@ def _trial(tmp: Path, sql: str, n: int, commits: bool) -> tuple[bool, bool, Coun
     journal.close()
     con = sqlite3.connect(tmp / "j.db")
     status = con.execute("SELECT status FROM sagas").fetchone()[0]
+    twice = "SELECT step FROM undos GROUP BY step HAVING COUNT(*) > 1"  # (one row a step)
+    assert con.execute(twice).fetchall() == [], f"{sql} #{n}: an undo logged twice"
     con.execute("UPDATE sagas SET owner_pid = 999999")  # the process is gone
     con.commit()
     con.close()
@@ -87,10 +94,14 @@ def _trial(tmp: Path, sql: str, n: int, commits: bool) -> tuple[bool, bool, Coun
     return reraised, left_open, done, status
 
 
+@pytest.mark.parametrize(
+    "asked, parallel", [(False, False), (True, False), (True, True)],
+    ids=["", "cancel", "cancel-parallel"],
+)  # fmt: skip
 @pytest.mark.parametrize("commits", [False, True], ids=["fails", "commits"])
 @pytest.mark.parametrize("sql", ["BEGIN IMMEDIATE", "COMMIT"])
 def test_a_ctrl_c_as_a_journal_call_returns_is_raised_and_nothing_runs_twice(
-    tmp_path, sql, commits
+    tmp_path, sql, commits, asked, parallel
 ):
     """Before: a Ctrl-C as BEGIN returned left the transaction open (every later write
     failed, the Ctrl-C swallowed by a confirm); one as COMMIT returned put the written
@@ -99,7 +110,7 @@ def test_a_ctrl_c_as_a_journal_call_returns_is_raised_and_nothing_runs_twice(
     for n in range(1, 16):
         trial = tmp_path / f"{n}"
         trial.mkdir()
-        found = _trial(trial, sql, n, commits)
+        found = _trial(trial, sql, n, commits, asked, parallel)
         if found is None:
             break
         raised, left_open, done, status = found

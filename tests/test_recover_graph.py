@@ -127,6 +127,15 @@ def test_a_graph_saga_killed_anywhere_is_undone_by_recover_in_its_declared_order
             events = journal.events("t")
             completed = [e.step for e in events if e.kind == "step_done"]
             started = [e.step for e in events if e.kind == "step_start"]
+            # a step whose call returned has its undo logged after it written before its
+            # done event (killed in between: undone, not leaked, attack35 F4); one at most,
+            # the last to return (the steps are called one at a time here)
+            after = {e.step for e in events if e.kind == "step_start"
+                     and e.details["register"] == "after"}  # fmt: skip
+            returned = [u.step for u in journal.undos("t") if u.state == "pending"
+                        and u.step in after and u.step not in completed]  # fmt: skip
+            assert len(returned) <= 1, returned
+            completed += returned
             reports = list(recover(journal, registry))
             status = journal.saga("t").status
         seen = [line.split()[1] for line in lines(world) if line.startswith("undo")]

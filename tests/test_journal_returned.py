@@ -1,0 +1,102 @@
+"""A step that returned has its undo in the journal before anything else runs (attack35 F4).
+
+The README: "An undo logged after its step is written as soon as the step returns". A
+process killed in the cancel function asked as the step returned, or in an observer told
+``step_done`` (``on_event``), left the step reported leaked by ``recover`` although it had
+returned and its undo was known: a person was asked to check what the saga could undo.
+Now recover undoes it; a step with no undo that returned is not reported either.
+"""
+
+import contextlib
+from functools import partial
+
+import pytest
+from conftest import dead_pid
+from test_journal_no_undo import Killed, World, registry, undo
+
+from rollback_lessons import Rollback, Saga, Status, Step, VirtualClock
+from rollback_lessons.durable.journal import Journal
+from rollback_lessons.durable.recovery import recover
+from rollback_lessons.events import EventKind
+from rollback_lessons.graph import Parallel
+
+
+def _saga(world: World, parallel: bool, bare: bool) -> Saga:
+    def step(name: str) -> Step:
+        undone = None if bare and name == "s1" else undo.bind(world=world.name, step=name)
+        return Step(name, partial(world.act, name, None), undone)
+
+    s0, s1, s2, s3 = (step(f"s{i}") for i in range(4))
+    return Saga([s0, Parallel(s1, s2), s3] if parallel else [s0, s1, s2, s3])
+
+
+def _killed_then_recovered(tmp_path, world: World, saga: Saga, **run) -> tuple:
+    journal = Journal(tmp_path / "j.db")
+    world.wrap(journal)  # (killed: it writes nothing more)
+    with contextlib.suppress(Killed):
+        saga.run({}, journal=journal, run_id="r", clock=VirtualClock(), **run)
+    assert world.dead, "the process was never killed"
+    world.dead = False
+    journal._con.close()  # (a killed process closes nothing)
+    with Journal(tmp_path / "j.db") as journal:
+        journal.write([("UPDATE sagas SET owner_pid = ?, owner_started = NULL", (dead_pid(),))])
+        (recovered,) = recover(journal, registry).recovered
+        states = {u.step: u.state for u in journal.undos("r")}
+        return recovered, states, journal.leaked("r")
+
+
+def _kill(world: World) -> None:
+    world.dead = True
+    raise Killed
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["list", "parallel"])
+@pytest.mark.parametrize("bare", [False, True], ids=["undo", "no-undo"])
+@pytest.mark.parametrize("where", ["cancel", "on_event"])
+def test_a_kill_after_a_step_returned_leaves_it_undone_not_leaked(tmp_path, where, bare, parallel):
+    world = World(f"ret-{where}-{bare}-{parallel}")
+
+    def asked() -> bool:  # killed in the cancel function asked as s1 returned
+        if "s1" in world.returned:
+            _kill(world)
+        return False
+
+    def told(event) -> None:  # killed in an observer told s1 is done
+        if event.kind is EventKind.STEP_DONE and event.step == "s1":
+            _kill(world)
+
+    how = {"cancel": asked} if where == "cancel" else {"on_event": told}
+    recovered, states, leaked = _killed_then_recovered(
+        tmp_path, world, _saga(world, parallel, bare), **how
+    )
+    assert leaked == [] and recovered.leaked == ()
+    assert recovered.status is Status.ROLLED_BACK
+    assert world.undone == [s for s in reversed(world.effects) if not (bare and s == "s1")]
+    assert "s1" in world.effects and world.undone.count("s0") == 1
+    if not bare:
+        assert states["s1"] == "done"
+
+
+def test_a_kill_in_an_observer_of_a_with_block_leaves_the_step_undone(tmp_path):
+    """A with-block's steps (``Rollback.do``) are written as they return too."""
+    world = World("ret-with")
+
+    def told(event) -> None:
+        if event.kind is EventKind.STEP_DONE and event.step == "s1":
+            _kill(world)
+
+    journal = Journal(tmp_path / "j.db")
+    world.wrap(journal)
+    with contextlib.suppress(Killed):
+        with Rollback(journal=journal, run_id="r", on_event=told) as rb:
+            for name in ("s0", "s1", "s2"):
+                rb.do(name, partial(world.act, name, None, {}),
+                      undo.bind(world=world.name, step=name))  # fmt: skip
+    assert world.dead and world.effects == ["s0", "s1"]
+    world.dead = False
+    journal._con.close()
+    with Journal(tmp_path / "j.db") as journal:
+        journal.write([("UPDATE sagas SET owner_pid = ?, owner_started = NULL", (dead_pid(),))])
+        (recovered,) = recover(journal, registry).recovered
+        assert (recovered.status, recovered.leaked) == (Status.ROLLED_BACK, ())
+    assert world.undone == ["s1", "s0"]
