@@ -282,15 +282,15 @@ def journal_watch(
 
 def returned(run: Run, step: str) -> None:
     """``Run.returned``: a step's call returned, and a cancel function is to be asked before
-    the machine hears it is done: its undo is written now (a step with no undo: written
-    done), so a process killed in that function leaves the undo for ``recover`` to run,
-    never the step leaked although it returned (attack35 F4; observers of its done event
-    are told after the journal wrote it). A Ctrl-C in the write: the step is done all the
-    same (undone), and the run fails there, as with one in the cancel function."""
+    the machine hears it is done: its undo is written now, so a process killed in that
+    function leaves the undo for ``recover`` to run, never the step leaked although it
+    returned (attack35 F4; observers of its done event are told after the journal wrote
+    it). A Ctrl-C in the write: the step is done all the same (undone), and the run fails
+    there, as with one in the cancel function."""
     if run.journal is None or run.journal.jrun is None:
         return
     try:
-        run.journal.settle(step)
+        run.journal.settle(step, early=True)
     except BaseException as exc:  # (an Exception is the write's: kept for the next write)
         run.raise_after = run.raise_after or exc
         m = run.m

@@ -157,12 +157,14 @@ class JournalWriter:
                 f"recover undid the saga; check {step!r} by hand"
             ) from None
 
-    def settle(self, step: str) -> None:
+    def settle(self, step: str, early: bool = False) -> None:
         """The step returned: its undo logged after it is written at once (``confirm``), or,
         with no undo, it is written done (its effect stands by design, nothing to undo).
-        Once per step: as its call returns (``_guards.returned``) or at its done event."""
+        Once per step: as its call returns (``early``: ``_guards.returned``) or at its done
+        event. A step with no undo only then, with its done event (``recover`` finds it
+        ``kept`` by that event; killed before: leaked, it may have happened)."""
         jrun = self.jrun
-        if jrun is None or step not in self.intents:
+        if jrun is None or step not in self.intents or (early and step in self.bare):
             return
         position = self.intents.pop(step)
         if step in self.bare:

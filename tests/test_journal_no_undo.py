@@ -128,11 +128,22 @@ def trial(path, shape, parallel: bool, kill_at: int) -> tuple[World, list[str]]:
     world.dead = False  # recover is another process, in the same world
     world.kill_at = 0
     with Journal(path) as journal:
+        first = None
         if journal.unfinished():
             journal.write([("UPDATE sagas SET owner_pid = ?, owner_started = NULL", (dead_pid(),))])
-            recover(journal, registry)
+            first = recover(journal, registry)
         report = recover(journal, registry)
-        return world, check(world, journal, shape, outcome, report)
+        problems = check(world, journal, shape, outcome, report)
+        if first is not None and first.recovered:  # its record names what stands (F3)
+            (recovered,) = first.recovered
+            has_undo = {f"s{i}" for i, (register, _) in enumerate(shape) if register is not None}
+            stands = {s for s in world.returned if s not in has_undo} - set(recovered.leaked)
+            rolled = recovered.status in (Status.ROLLED_BACK, Status.ROLLBACK_INCOMPLETE)
+            if set(recovered.kept) != (stands if rolled else set()):
+                problems.append(f"{recovered.status}: kept {recovered.kept}, stands {stands}")
+            if not set(recovered.completed) >= stands:
+                problems.append(f"completed {recovered.completed}, stands {stands}")
+        return world, problems
 
 
 def check(world, journal, shape, outcome, report) -> list[str]:

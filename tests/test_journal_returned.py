@@ -4,7 +4,8 @@ The README: "An undo logged after its step is written as soon as the step return
 process killed in the cancel function asked as the step returned, or in an observer told
 ``step_done`` (``on_event``), left the step reported leaked by ``recover`` although it had
 returned and its undo was known: a person was asked to check what the saga could undo.
-Now recover undoes it; a step with no undo that returned is not reported either.
+Now recover undoes it. (A step with no undo is written done with its done event: killed
+in the cancel function first, it is reported leaked, "it may have happened".)
 """
 
 import contextlib
@@ -69,8 +70,13 @@ def test_a_kill_after_a_step_returned_leaves_it_undone_not_leaked(tmp_path, wher
     recovered, states, leaked = _killed_then_recovered(
         tmp_path, world, _saga(world, parallel, bare), **how
     )
-    assert leaked == [] and recovered.leaked == ()
-    assert recovered.status is Status.ROLLED_BACK
+    if bare and where == "cancel":  # (no undo: written done with its done event, never
+        # heard here: it may have happened, for a person to check, as the README says)
+        assert leaked == ["s1"] and recovered.leaked == ("s1",)
+        assert recovered.status is Status.ROLLBACK_INCOMPLETE
+    else:
+        assert leaked == [] and recovered.leaked == ()
+        assert recovered.status is Status.ROLLED_BACK
     assert world.undone == [s for s in reversed(world.effects) if not (bare and s == "s1")]
     assert "s1" in world.effects and world.undone.count("s0") == 1
     if not bare:

@@ -72,6 +72,7 @@ from .report import (  # noqa: F401 (its names, as before)
     Skipped,
     Waiting,
     _safe,
+    done_steps,
     waiting_in,
 )
 from .undo_call import run_undo
@@ -341,6 +342,7 @@ def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: _Writ
         elif kind == EventKind.UNDO_FAILED:  # retried after a wait, or left for a person
             run.undo_retried(undo.position, flush=False)
 
+    done = done_steps(run.journal, saga.id, saga.pivot)  # (as claimed, before any undo)
     pivot = None
     if saga.pivot is not None and saga.pivot_state is not None:
         pivot = (saga.pivot, saga.pivot_state)
@@ -435,4 +437,5 @@ def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: _Writ
         " WHERE id = ?4",
         (str(record.status), time.time(), reason or "recovered after a crash", saga.id),
     )
-    return Recovery.build(**{k: getattr(record, k) for k in RECORD_FIELDS}, reason=reason)
+    fields = {k: getattr(record, k) for k in RECORD_FIELDS}
+    return Recovery.build(**{**fields, **done}, reason=reason)

@@ -5,11 +5,12 @@ person (``Waiting``); all of them in a ``RecoveryReport``, printed as the CLI pr
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..events import describe
 from ..outcome import RunRecord, Status
 from .files import _cell
+from .records import NO_UNDO
 
 if TYPE_CHECKING:
     from .journal import Journal
@@ -30,10 +31,18 @@ class Recovery(RunRecord):
     nothing undoes them), and why it was left for a person, if it was."""
 
     reason: str = ""
+    no_undo: tuple[str, ...] = ()  # steps done with no undo (``done_steps``)
 
     @property
     def saga_id(self) -> str:
         return self.run_id or ""
+
+    @property
+    def kept(self) -> tuple[str, ...]:
+        """The steps done with no undo, whose effect a rollback leaves standing by design
+        (``Outcome.kept``); ``compensated`` lists only the undos recover ran, so the steps
+        its owner undid before the crash are told apart by ``no_undo``, not by that."""
+        return tuple(s for s in super().kept if s in self.no_undo)
 
     @property
     def undone(self) -> tuple[str, ...]:
@@ -54,7 +63,35 @@ class Recovery(RunRecord):
         text = f"{who}: {self.status}; undone {undone}; dead letters {dead}"
         if self.leaked:
             text += f"; leaked (may have happened, no undo logged) {', '.join(self.leaked)}"
+        if self.kept:
+            text += f"; kept (no undo: its effect stands) {', '.join(self.kept)}"
         return text
+
+
+def done_steps(journal: Journal, saga_id: str, pivot: str | None) -> dict[str, Any]:
+    """What the journal shows of a saga's steps done, for ``recover``'s record: ``completed``
+    (their done event, or their undo logged after them, written as they returned, attack35
+    F4; in the order they ended), their ``kinds`` (a step with no row is a gate: only those
+    write none), and ``no_undo``, those done with no undo (``kept`` once rolled back)."""
+    events = journal._rows(
+        "SELECT kind, step, details FROM events WHERE saga_id = ?"
+        " AND kind IN ('step_start', 'step_done') ORDER BY seq",
+        (saga_id,),
+    )
+    done = list(dict.fromkeys(step for kind, step, _ in events if kind == "step_done"))
+    after = {s for kind, s, d in events if kind == "step_start" and '"register": "after"' in d}
+    rows = journal._rows("SELECT step, compensation, state FROM undos WHERE saga_id = ?"
+                         " ORDER BY position", (saga_id,))  # fmt: skip
+    undo = {step: (compensation, state) for step, compensation, state in rows}
+    done += [step for step, (compensation, state) in undo.items() if step in after
+             and compensation != NO_UNDO and state in RETURNED and step not in done]  # fmt: skip
+    kinds = {s: "pivot" if s == pivot else "compensable" if s in undo else "gate" for s in done}
+    no_undo = tuple(s for s in done if undo.get(s) == (NO_UNDO, "not_run") and s != pivot)
+    return {"completed": tuple(done), "kinds": kinds, "no_undo": no_undo}
+
+
+RETURNED = ("pending", "done", "dead")
+"""The states of an undo logged after its step that say the step returned."""
 
 
 @dataclass(frozen=True)
