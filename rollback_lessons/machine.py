@@ -168,6 +168,7 @@ class Machine:
     attempt = base = 0  # base: attempts of this undo before this round (a crash, a person)
     pivot_done = halted = resumed = False
     cancelled = False  # the run's caller cancelled it (``schedule.cancel``)
+    cut_note = ""  # the note of a rollback an interrupt cut short (``_cut_short``)
     NONE = ("no undo had been logged", "every undo had run")  # an interrupted rollback's rest
     doubt: str | None = None  # a pivot one attempt of which may have happened (``_doubted``)
     effected: frozenset[str] = frozenset()  # steps an attempt of which may have had its effect
@@ -701,7 +702,7 @@ class Machine:
         kept = " (the journal keeps them for recover)" if self.kept and left else ""
         then = "; the process that took the saga over finishes its rollback" if taken else kept
         note = f"rollback interrupted by {interruption_name(exc)} {self.interrupted_where}; {rest}"
-        self.notes = [*self.notes, note + then]
+        self.notes, self.cut_note = [*self.notes, note + then], note + then
         self.index = len(self.todo)
         return self._rollback_done(interrupted=cut_by(exc))
 

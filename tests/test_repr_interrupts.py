@@ -152,3 +152,51 @@ def test_dbos_tells_a_repr_interrupt_as_saga_run(dbos_runner, error, where, mode
     run = lambda saga, **o: dbos_runner.run(saga, {}, **o)  # noqa: E731
     name = f"d-{error}-{where}-{mode}".replace("_", "-")
     assert _story(run, error, where, mode, name) == _in_process(error, where, mode)
+
+
+@pytest.fixture(scope="module")
+def sf_runner():
+    from rollback_lessons.runners.stepfunctions import StepFunctionsRunner
+
+    with StepFunctionsRunner.start() as runner:
+        yield runner
+
+
+def _on_engine(run):
+    """``run(saga, **options)``, its Step Functions note told as ``saga.run``'s: a run it
+    stops (an undo's interrupt) says so first, then ``saga.run``'s words."""
+
+    def on(saga, **options):
+        try:
+            return run(saga, **options)
+        except BaseException as exc:
+            said = getattr(exc, "__notes__", [])
+            if said and said[-1].startswith("Step Functions: the execution "):
+                assert len(said) == 1 and " stop" in said[0].split(";")[0], said
+                exc.__notes__ = ["rollback: " + said[-1].split("; ", 1)[1]]
+            raise
+
+    return on
+
+
+@pytest.mark.parametrize(("error", "where", "mode"), CASES)
+@pytest.mark.parametrize("engine", ["sf", "bpmn"])
+def test_step_functions_and_bpmn_tell_a_repr_interrupt_as_saga_run(
+    sf_runner, engine, error, where, mode
+):
+    """harden50: untested there; an undo's told as the execution stopped, "done, not
+    undone" of the undo cut short, and no event heard by the list form's observers."""
+    from rollback_lessons.runners.bpmn import run_explicit
+
+    if engine == "sf":
+        run = lambda saga, **o: sf_runner.run(saga, {}, timeout=60, **o)  # noqa: E731
+    elif mode == "retry":  # (a list's form runs each task once: the graph form retries)
+        run = lambda saga, **o: run_explicit(saga, {}, undo_order="reverse_start")  # noqa: E731
+    else:
+        run = lambda saga, **o: run_explicit(saga, {}, **o)  # noqa: E731
+    expected = _in_process(error, where, mode)
+    if engine == "bpmn" and mode == "retry":  # (as the graph form ran it)
+        local = lambda saga, **o: saga.run({}, undo_order="reverse_start")  # noqa: E731
+        expected = _story(local, error, where, mode, "local")
+    name = f"e-{error}-{where}-{mode}".replace("_", "-")
+    assert _story(_on_engine(run), error, where, mode, name) == expected

@@ -252,7 +252,7 @@ def test_a_stop_after_a_step_failed_after_its_effect_names_that_step(runner, gra
     )  # fmt: skip
 
 
-def _undo_cut(world, cut):
+def _undo_cut(world, cut, on_event=None):
     """a, b, c, d; d fails; c's undo raises ``cut`` (a BaseException)."""
 
     def act(name):
@@ -271,20 +271,31 @@ def _undo_cut(world, cut):
 
         return u
 
-    return Saga([Step(n, act(n), undo(n)) for n in "abcd"], name="uk")
+    return Saga([Step(n, act(n), undo(n)) for n in "abcd"], name="uk", on_event=on_event)
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("cut", [KeyboardInterrupt, _exit], ids=["ctrl-c", "sys.exit"])
-def test_bpmn_graph_a_ctrl_c_in_an_undo_is_raised_with_what_is_left(cut):
-    """attack25 F2: the graph form raised it with no note; now as the list form and
-    ``saga.run``: the rollback ends there, the note names what is not known to be undone."""
-    local, remote = [], []
-    expected = _raised(lambda: _undo_cut(local, cut).run({}))
-    got = _raised(lambda: ENGINES["bpmn graph"](None, _undo_cut(remote, cut)))
+def test_a_ctrl_c_in_an_undo_is_raised_with_what_is_left_as_in_process(runner, engine, cut):
+    """attack25 F2: BPMN's graph form raised it with no note; harden50: Step Functions said
+    "done, not undone: c, ..." of the undo cut short, and its list form's observers heard
+    no event. Now on every engine as ``saga.run``: the rollback ends there, the note names
+    what is not known to be undone, the observers hear the same events (Step Functions
+    stops the execution: its note says so first)."""
+    local, remote, heard, told = [], [], [], []
+    expected = _raised(lambda: _undo_cut(local, cut, lambda e: heard.append(e.kind)).run({}))
+    saga = _undo_cut(remote, cut, lambda e: told.append(e.kind))
+    got = _raised(lambda: ENGINES[engine](runner, saga))
     assert type(got) is type(expected)
     assert remote == local == ["do a", "do b", "do c", "do d", "undo c"]
-    assert got.__notes__ == expected.__notes__
-    assert any("not known to be undone: c, b, a" in n for n in got.__notes__)
+    note = "rollback interrupted by {} during the undo of c; not known to be undone: c, b, a"
+    assert expected.__notes__ == ["rollback: " + note.format(type(expected).__name__)]
+    said = got.__notes__[-1]
+    if engine.startswith("sf"):  # "...was stopped;" (moto may say "told to stop")
+        assert said.startswith("Step Functions: the execution ") and len(got.__notes__) == 1
+        said = "rollback: " + said.split("; ", 1)[1]
+    assert said == expected.__notes__[-1]
+    assert told == heard and heard[-2:] == ["undo", "rollback_done"]
 
 
 def test_bpmn_graph_a_ctrl_c_in_the_engines_code_during_the_rollback_says_what_is_left(

@@ -45,7 +45,7 @@ class Call:
     attempt: int
     error: ErrorRecord | None = None
     answer: str | None = None
-    cut: bool = False  # a BaseException (Ctrl-C, sys.exit) cut the action short
+    cut: bool = False  # a BaseException (Ctrl-C, sys.exit) cut the call short
 
 
 @dataclass
@@ -102,10 +102,15 @@ class Worker:
                     self.calls.append(made)
                     return made
             else:
-                error = remote.run_undo(
-                    self.saga, step, self.state, faults.undo, attempt, self.run_id, timeout,
-                    self._record(call),
-                )  # fmt: skip
+                try:
+                    error = remote.run_undo(
+                        self.saga, step, self.state, faults.undo, attempt, self.run_id,
+                        timeout, self._record(call),
+                    )  # fmt: skip
+                except BaseException as exc:  # the rollback ends there, as in process: the
+                    cut = ErrorRecord.of(exc, step, self.run_id)  # runner stops the run
+                    self.calls.append(Call(call, step, attempt, cut, cut=True))
+                    raise
             made = Call(call, step, attempt, error)
         self.calls.append(made)
         return made
@@ -126,6 +131,8 @@ class Worker:
         left = list(self.calls)
         try:
             m = self.machine if self.machine is not None else replay(self.plan, left)
+            if m is not None and m.cut_note:  # an undo's Ctrl-C ended the rollback: what
+                return m.cut_note  # the machine says of it, as in process
             if m is not None:
                 done, doubt = m.in_effect()
         except Exception:  # (a record the machine refuses: every call is placed below)
@@ -144,6 +151,19 @@ class Worker:
             said += f"; may have happened, not undone: {', '.join(doubt)}"
         return said
 
+    def tell_cut(self) -> None:
+        """The list form's rollback was ended by an undo's Ctrl-C (the execution stopped):
+        its observers hear the run's events as far as it went (the machine replays the
+        calls), as in process; a graph form's live machine told them as they came."""
+        if self.machine is not None or not any(c.cut and c.call == "undo" for c in self.calls):
+            return
+        m = replay(self.plan, list(self.calls))
+        if m is not None:
+            from .heard import Heard
+            from .wire import outcome_of
+
+            Heard(self.saga).after(outcome_of(self.saga, m.record(), before=None, state=None))
+
     def reraise(self, outcome: Outcome) -> None:
         """The run is over: the BaseException that cut an action short is raised again, as
         ``saga.run`` does once what was done is undone; its notes say what the rollback left."""
@@ -156,7 +176,10 @@ def replay(plan: SagaPlan | None, calls: list[Call]) -> Machine | None:
     step asked for and never called is withdrawn (an undo logged before it is not owed)."""
     if plan is None:
         return None
-    m = Machine(plan.undo_policy(), plan=plan.specs(), undo_order=plan.undo_order)
+    m = Machine(
+        plan.undo_policy(), plan=plan.specs(), undo_order=plan.undo_order, name=plan.name,
+        run_id=plan.run_id,
+    )  # fmt: skip
 
     def take(call: str, step: str) -> Call | None:
         made = next((c for c in calls if (c.call, c.step) == (call, step)), None)
@@ -181,7 +204,10 @@ def replay(plan: SagaPlan | None, calls: list[Call]) -> Machine | None:
             if made is None:
                 break
             error = made.error
-            op = m.undo_ok() if error is None else m.undo_failed(error.to_exception())
+            if made.cut and error is not None:  # (the rollback ends there: ``Worker.task``)
+                op = m.interrupted(error.to_exception())
+            else:
+                op = m.undo_ok() if error is None else m.undo_failed(error.to_exception())
         elif type(op) is Wait:
             op = m.resume()
         elif type(op) is Ask:

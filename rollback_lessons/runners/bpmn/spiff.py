@@ -202,8 +202,10 @@ def _cut_between(saga: Saga, state: State | None, before: Any, plan: SagaPlan, h
                 op = m.interrupted(again)
                 continue
         told = made.error.to_exception() if made.error is not None else None
-        if kind == "undo":
-            op = m.undo_ok() if told is None else m.undo_failed(told)
+        if kind == "undo":  # (one a Ctrl-C cut short, in the engine's rollback: ends it)
+            op = m.undo_ok() if told is None else (
+                m.interrupted(told) if made.cut else m.undo_failed(told)
+            )  # fmt: skip
         else:
             op = m.step_ok() if told is None else (
                 m.interrupted(told) if made.cut else m.step_failed(told)

@@ -361,7 +361,11 @@ class Live:
                 self._ok(token, {"go": undo(self.plan.key(step))})
                 while type(op) is RunUndo and op.step == step:
                     token = self.task("undo", step)
-                    made = self.worker.task("undo", step, op.timeout)
+                    try:
+                        made = self.worker.task("undo", step, op.timeout)
+                    except BaseException as exc:  # a Ctrl-C in it: the rollback ends there,
+                        self.m.interrupted(exc)  # as in process; then the run is stopped
+                        raise
                     if made.error is None:  # (the machine told first, as in ``carry``)
                         op = self._told(self.m.undo_ok, partial(self._ok, token, {}))
                         break

@@ -270,6 +270,8 @@ class StepFunctionsRunner:
             if note and note not in getattr(exc, "__notes__", ()):
                 with contextlib.suppress(Exception):  # (an error that refuses notes)
                     exc.add_note(note)
+            with contextlib.suppress(Exception):  # (an undo's Ctrl-C: its events told)
+                worker.tell_cut()
             raise
 
     def _stop(self, arn: str, error: str, cause: str) -> str:
