@@ -108,8 +108,8 @@ class Worker:
                         timeout, self._record(call),
                     )  # fmt: skip
                 except BaseException as exc:  # the rollback ends there, as in process: the
-                    cut = ErrorRecord.of(exc, step, self.run_id)  # runner stops the run
-                    self.calls.append(Call(call, step, attempt, cut, cut=True))
+                    said = ErrorRecord.of(exc, step, self.run_id)  # runner stops the run
+                    self.calls.append(Call(call, step, attempt, said, cut=True))
                     raise
             made = Call(call, step, attempt, error)
         self.calls.append(made)
