@@ -227,7 +227,7 @@ def describe(error: BaseException) -> str:
     """A deterministic one-line description of an exception for events and printouts; one
     whose ``repr`` raises (or returns no text) is described by its type, never stops a run.
     (A BaseException its ``repr`` raises is heard as one raised there: a Ctrl-C.)"""
-    return _told(error, repr, "its repr failed", Exception)
+    return text_of(error, repr, "its repr failed", Exception)
 
 
 def said(error: BaseException) -> str:
@@ -235,17 +235,17 @@ def said(error: BaseException) -> str:
     raises anything (a SystemExit too) or returns no text is told as ``describe`` tells it,
     by its type. ``saga.run`` never calls ``str``, so nothing an error's ``__str__`` does may
     stop an engine's run, nor its worker (attack32 F3)."""
-    return _told(error, str, "its message failed", BaseException)
+    return text_of(error, str, "its message failed", BaseException)
 
 
-def _told(
+def text_of(
     error: BaseException,
     how: Callable[[object], object],
     failed: str,
     caught: type[BaseException],
 ) -> str:
-    """The one rule of ``describe`` and ``said``: ``how(error)`` if it gives a text, else
-    ``<Type (failed)>``."""
+    """The one rule of ``describe`` and ``said`` (and of an engine's record of an error,
+    ``error_record``): ``how(error)`` if it gives a text, else ``<Type (failed)>``."""
     try:
         text = how(error)
     except caught:

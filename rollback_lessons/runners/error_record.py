@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ..errors import STAND_IN, InjectedFault, InjectedTimeout, RemoteError
-from ..events import _told, describe, said
+from ..events import describe, said, text_of
 from ..faults import Fault
 from ..policies import escape, lineage, type_name
 from ..verdicts import DEEPEST
@@ -309,7 +309,7 @@ def _told_by(heard: BaseException) -> str:
     ``describe`` raised it, the machine told that one), never by its own repr again, nor
     kept (read back, the workflow's machine would call that repr: an activity never
     ended, its saga never returned). ``heard``'s repr failing too is told by its type."""
-    return _told(heard, repr, "its repr failed", BaseException)
+    return text_of(heard, repr, "its repr failed", BaseException)
 
 
 _E = TypeVar("_E", bound=BaseException)
