@@ -59,3 +59,17 @@ def test_a_stop_at_any_event_stops_there_and_the_cue_says_what_took(world):
             if took:  # the run was going on at event N: it did not fail or end first
                 over = {"pipeline_failed", "rollback_start", "halted", "committed"}
                 assert not any(e.kind in over for e in shown.events[:n]), (n, said)
+
+
+def test_a_second_stop_at_another_event_of_a_stopped_run_is_refused_with_the_buttons_words():
+    """A stopped run was returned as it was for ``stop(at)`` at any other event, silently: the
+    run shown is not the run without the Stop (its button is disabled, its tooltip says
+    why). The same event again, or no event, returns the run as it is."""
+    make_saga, make_state = WORLDS["travel (12)"]
+    lab = RollbackLab(make_saga(), state=make_state)
+    stopped = lab.stop(2)
+    assert stopped.status == "cancelled" and lab.stop_button.disabled
+    assert lab.stop(2) is stopped and lab.stop() is stopped
+    with pytest.raises(ValueError, match="already stopped after event 3: change a fault"):
+        lab.stop(4)
+    assert lab.outcome is stopped

@@ -128,9 +128,8 @@ class RollbackLab(Player):
         self.undos = {
             s.name: undo_choice(str(s.kind), s.undo is not None, s.name == last) for s in saga.steps
         }
-        self.policy = _dropdown(
-            POLICIES, policy, "when an undo fails", "what a failed undo leads to"
-        )
+        self.policy = _dropdown(POLICIES, policy, "when an undo fails",
+                                "what a failed undo leads to")  # fmt: skip
         self.register = _dropdown(
             REGISTERS, register, "log each undo", "before its step runs, or after it succeeds"
         )
@@ -189,7 +188,6 @@ class RollbackLab(Player):
         self._breaks: tuple[str, ...] = ()  # the explorer's violations of the run to open
         self.exploration: Exploration | None = None  # a grid's: it judges the learner's runs
         self.stopped_at: int | None = None  # the event a Stop that took cancelled it after
-
         for control in [*self.actions.values(), *self.undos.values()]:
             control.observe(self._on_control, names="value")
         for control in (self.policy, self.register, self.order, self.first):
@@ -264,13 +262,16 @@ class RollbackLab(Player):
 
     @one_at_a_time
     def stop(self, at: int | None = None) -> Outcome:
-        """Stop (cancel) the run right after event ``at`` (0-based, of the run shown; None:
-        the event shown; out of range: ValueError): the same run again, its cancel token set
-        once that event has happened. Nothing more starts, what was done is undone and the
-        outcome says ``cancelled``; past the pivot the engine declines (its note says so); once
-        the run failed or ended it changes nothing. A stopped run is returned as it is."""
+        """Stop (cancel) the run right after event ``at`` (0-based, of the run shown; None: the
+        event shown; out of range: ValueError): the same run, its cancel token set once that
+        event happened. Nothing more starts, what was done is undone, the outcome says
+        ``cancelled``; past the pivot the engine declines (its note says so); once the run
+        failed or ended it changes nothing. A stopped run is returned as it is (at another
+        event: ValueError, as its disabled Stop button says)."""
         assert self.outcome is not None
         if self.stopped_at is not None:
+            if at is not None and at + 1 != self.stopped_at:  # (not the run without the Stop)
+                raise ValueError(self.stop_button.tooltip)
             return self.outcome
         if at is not None and not 0 <= at < self.frame_count:  # (newuser25: clamped, unsaid)
             raise ValueError(f"no event {at}: the run shown has events 0 to {self.frame_count - 1}")
