@@ -206,6 +206,18 @@ def ran(outcome: Outcome) -> tuple[frozenset[Any], frozenset[Any]]:
     return started, frozenset(step for kind, step, *_ in rows if kind == EventKind.UNDO)
 
 
+def strike_order(outcome: Outcome) -> Callable[[str, str], int]:
+    """When a fault at a step would strike in this run (its row: the step's start for an
+    action's fault, its undo's first call for an undo's; one that never does, last): the
+    panel's cue names the faults that struck in the order they did."""
+    first: dict[tuple[bool, Any], int] = {}
+    for n, (kind, step, *_) in enumerate(outcome.rows):
+        if kind == EventKind.STEP_START or kind == EventKind.UNDO:
+            first.setdefault((kind == EventKind.STEP_START, step), n)
+    end = len(outcome.rows)
+    return lambda step, fault: first.get((fault in ACTION_FAULTS, step), end)
+
+
 def strikes(step: str, fault: str, started: frozenset[Any], undone: frozenset[Any]) -> bool:
     """Did ``fault`` at ``step`` strike in a run that ``ran`` so: an action's fault if the
     step started, an undo's if its undo ran (the explorer's reuse, the panel's cue)."""

@@ -219,3 +219,26 @@ def test_a_cue_shortened_never_counts_no_fault_as_one(none):
     shown, whole = said.cue("↻ run 12")
     assert "fault struck" not in shown and none in shown and none in whole
     assert shown != whole and cue_fits(shown) and "(too late)" in shown, shown
+
+
+@pytest.mark.parametrize("world", list(WORLDS))
+def test_the_cue_names_the_faults_that_struck_in_the_order_they_struck(world):
+    """A fault at a later step's action struck before one at an earlier step's undo, yet
+    the cue named the undo's first ("car undo fails, room fail" of a run where room failed,
+    then car's undo failed): in the saga's order, not the run's. Now as they struck, the
+    order the head tells the run in; over every pair of an action's and an undo's fault."""
+    make_saga, make_state = WORLDS[world]
+    lab = RollbackLab(make_saga(), state=make_state)
+    space = fault_space((s.name, s.undo is not None) for s in lab.saga.steps)
+    actions = [(s, f) for s, f in space if f in (Fault.FAIL, Fault.FAIL_AFTER_EFFECT)]
+    undos = [(s, f) for s, f in space if f == Fault.UNDO_FAILS]
+    pairs = [(a, u) for a in actions for u in undos if u[0] != a[0]]
+    for (step, fault), (other, undo) in a_part(pairs, 8, name=f"cue order: {world}"):
+        lab.open_run([(step, fault), (other, undo)])
+        rows = [(e.kind, e.step) for e in lab.outcome.events]  # type: ignore[union-attr]
+        if ("undo", other) not in rows:
+            continue  # (its undo never ran: not struck)
+        _, whole = cue(lab)
+        first, then = f"{step} {LABELS[fault]}", f"{other} {LABELS[undo]}"
+        assert rows.index(("step_start", step)) < rows.index(("undo", other))
+        assert first in whole and then in whole and whole.index(first) < whole.index(then), whole

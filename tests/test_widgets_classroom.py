@@ -99,7 +99,7 @@ def test_the_run_count_starts_at_1_on_display_and_counts_each_run_the_learner_ca
     lab._repr_mimebundle_()  # shown
     assert lab.runs == 0 and "run" not in shown_cue(lab).split(":")[0]
     status = lab.outcome.status
-    assert shown_cue(lab) == f"as opened → {status}: step1 undo fails, step2 fail"  # dropdowns
+    assert shown_cue(lab) == f"as opened → {status}: step2 fail, step1 undo fails"  # (as struck)
     runs.clear()
     for n, change in enumerate(
         [
@@ -143,7 +143,7 @@ def test_the_cue_says_which_chosen_faults_never_struck():
     assert "step3" not in started
     assert shown_cue(lab).endswith(": step2 fail; never struck: step3 fail")
     lab.set_fault("step1", "undo_fails")  # step1 ran and is undone: its undo fault strikes
-    assert shown_cue(lab).endswith(": step1 undo fails, step2 fail; never struck: step3 fail")
+    assert shown_cue(lab).endswith(": step2 fail, step1 undo fails; never struck: step3 fail")
     lab.set_fault("step2", "ok")
     lab.set_fault("step3", "ok")  # committed: step1's undo never runs
     assert str(lab.outcome.status) == "committed"

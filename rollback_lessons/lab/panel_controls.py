@@ -15,7 +15,7 @@ import ipywidgets as w
 from .. import faults
 from ..errors import InvalidPipelineError
 from ..events import Event, EventKind
-from ..explore import ran, strikes
+from ..explore import ran, strike_order, strikes
 from ..faults import LABELS, Fault
 from ..outcome import Outcome, Status
 from ..schedule import PAST_PIVOT
@@ -301,7 +301,9 @@ def struck_said(
             struck = strikes(step, fault, started, undone)
             (hit if struck else missed).setdefault(step, []).append(fault)
     named = tuple(faults_said([(step, fs)]) for step, fs in missed.items())
-    return faults_said(hit.items()) or (NONE_STRUCK if named else NO_FAULTS), named
+    when = strike_order(outcome)  # (in the order they struck: as the head tells the run)
+    order = sorted(hit.items(), key=lambda item: min(when(item[0], f) for f in item[1]))
+    return faults_said(order) or (NONE_STRUCK if named else NO_FAULTS), named
 
 
 def run_cue(head: str, said: Said) -> tuple[str, str]:
