@@ -21,6 +21,7 @@ import pytest
 from conftest import a_part
 from test_panel_stop import WORLDS
 
+from rollback_lessons.explore import single_faults
 from rollback_lessons.faults import LABELS, Fault, fault_space
 from rollback_lessons.lab.panel_controls import CUE_LINE, Said, cue_fits
 from rollback_lessons.lab.widgets import RollbackLab
@@ -229,7 +230,7 @@ def test_the_cue_names_the_faults_that_struck_in_the_order_they_struck(world):
     order the head tells the run in; over every pair of an action's and an undo's fault."""
     make_saga, make_state = WORLDS[world]
     lab = RollbackLab(make_saga(), state=make_state)
-    space = fault_space((s.name, s.undo is not None) for s in lab.saga.steps)
+    space = single_faults(lab.saga)  # (the panel's own: a gate never fails after an effect)
     actions = [(s, f) for s, f in space if f in (Fault.FAIL, Fault.FAIL_AFTER_EFFECT)]
     undos = [(s, f) for s, f in space if f == Fault.UNDO_FAILS]
     pairs = [(a, u) for a in actions for u in undos if u[0] != a[0]]
