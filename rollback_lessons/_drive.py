@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Collection, Generator, Mapping
 from typing import Any, NamedTuple
 
+from . import _guards
 from .calls import PLAIN, call_timed, checked, is_async, what
 from .clock import Clock
 from .errors import Cancelled
@@ -272,17 +273,16 @@ class Driver:
         return cancel(m, self.cancelling())  # type: ignore[return-value]
 
     def heard_done(self) -> Op:
-        """A step returned: the cancel asked (``heard``), then the machine told it is done (a
-        Ctrl-C in the cancel function: done all the same, undone; the run fails there)."""
-        m = self.m
-        self.returned(m.spec.name)  # type: ignore[union-attr]
+        """A step returned: its undo written (``returned``), the cancel asked (``heard``),
+        then the machine told it is done (a Ctrl-C in either: ``_guards.cut_as_returned``)."""
+        m, late = self.m, None
         try:
+            self.returned(m.spec.name)  # type: ignore[union-attr]
             self.heard()
         except BaseException as exc:  # (an Exception is caught by ``heard``: a Ctrl-C)
-            if m.phase is Phase.STEP and m.stopping is None:
-                m.stop(exc)  # the run fails with it once the step is told done
-            self.raise_after = self.raise_after or exc  # re-raised once it is undone
-        return m.step_ok()
+            late = _guards.cut_as_returned(self, exc)
+        op = m.step_ok(go_on=late is None)
+        return op if late is None else m.fail(late)  # (past the pivot: halted, forward)
 
     def returned(self, step: str) -> None:
         """A step's call returned, before anything else is heard of it (``Run``: written)."""

@@ -17,10 +17,11 @@ from .events import EventKind, describe
 from .machine import Machine, Phase
 from .operations import RAISE, Finished, Op
 from .rules import NamedUndo
-from .schedule import GraphMachine, GraphOp, Ready, log_anyway
+from .schedule import GraphMachine, GraphOp, Ready, log_anyway, past_pivot
 from .verdicts import rollback_notes
 
 if TYPE_CHECKING:
+    from ._drive import Driver
     from ._run import Run
     from .outcome import Outcome
 
@@ -292,12 +293,26 @@ def returned(run: Run, step: str) -> None:
     try:
         run.journal.settle(step, early=True)
     except BaseException as exc:  # (an Exception is the write's: kept for the next write)
+        if not isinstance(run.m, GraphMachine):
+            raise  # (``heard_done``'s, as a Ctrl-C in the cancel function: ``cut_as_returned``)
         run.raise_after = run.raise_after or exc
-        m = run.m
-        if isinstance(m, GraphMachine):
-            m.broken(exc)
-        elif m.phase is Phase.STEP and m.stopping is None:
-            m.stop(exc)
+        run.m.broken(exc)
+
+
+def cut_as_returned(driver: Driver, exc: BaseException) -> BaseException | None:
+    """A Ctrl-C as a step returned (in its undo's write, or the cancel function asked then:
+    ``Driver.heard_done``): the step is done all the same, and the run fails there. Before
+    the irreversible step, as a stop (once told done: what was done is undone); past it, the
+    Ctrl-C is returned, the run failed with it once the step is told done (halted, forward,
+    as by one in its done event's observer): a stop rolls back across the pivot, and the
+    undos ran with the email sent (attack36 F5). Re-raised once the run is over."""
+    m = driver.m
+    driver.raise_after = driver.raise_after or exc
+    if past_pivot(m):
+        return exc
+    if m.phase is Phase.STEP and m.stopping is None:
+        m.stop(exc)
+    return None
 
 
 def fenced(run: Run) -> BaseException | None:

@@ -346,8 +346,8 @@ class Machine:
         self.log.append(Entry(spec.name, spec.register, spec.semantic, spec.undo_timeout))
         self._emit(EventKind.UNDO_REGISTERED, spec.name)
 
-    def step_ok(self) -> Op:
-        """The step's action returned."""
+    def step_ok(self, go_on: bool = True) -> Op:
+        """The step's action returned (``go_on=False``: told only; the run fails there)."""
         if self.phase is not _STEP:
             self._expect("step_ok")
         spec = self.spec
@@ -366,7 +366,7 @@ class Machine:
             if spec.has_undo and spec.register == "after":
                 self.log.append(Entry(spec.name, "after", spec.semantic, spec.undo_timeout))
                 self.rows.append((ROW_LOGGED, spec.name, _NO, self.now))
-        if self.plan is None:
+        if self.plan is None or not go_on:
             return PROCEED
         if self.stopping is not None:
             return self.fail(self.stopping)

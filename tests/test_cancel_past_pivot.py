@@ -1,0 +1,93 @@
+"""A Ctrl-C (or sys.exit) in the cancel function past the irreversible step (attack36 F5).
+
+README: "a saga whose irreversible step started is never compensated across it", and "going
+forward, a Ctrl-C anywhere (..., in the cancel function) fails the run there". Raised in the
+cancel function asked as the pivot (or the step after it) returned, ``saga.run`` undid every
+step before the email, which had been sent: the list driver told the machine a stop, which
+rolls back across the pivot. Now, on every driver and with a journal, it fails the run there
+as the same Ctrl-C in an observer of that step's done event does: halted for a person,
+nothing undone, then re-raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from functools import partial
+
+import pytest
+
+from rollback_lessons import Saga, Step, VirtualClock
+from rollback_lessons.durable.journal import Journal
+from rollback_lessons.durable.recovery import recover
+from rollback_lessons.durable.registry import Registry
+from rollback_lessons.rules import Kind
+
+REGISTRY = Registry()
+WORLD: list[str] = []
+UNDO = REGISTRY.add(
+    "past_pivot.undo", lambda name, idempotency_key=None: WORLD.append(f"undo {name}")
+)
+
+
+def _saga(journalled: bool, on_event=None) -> Saga:
+    def act(name, state):
+        WORLD.append(name)
+
+    def undo(name):
+        return UNDO.bind(name=name) if journalled else (lambda state: WORLD.append(f"undo {name}"))
+
+    return Saga(
+        [Step("s0", partial(act, "s0"), undo("s0")), Step("s1", partial(act, "s1"), undo("s1")),
+         Step("email", partial(act, "email"), None, kind=Kind.PIVOT),
+         Step("ship", partial(act, "ship"), None, kind=Kind.RETRIABLE)],
+        on_event=on_event,
+    )  # fmt: skip
+
+
+def _run(saga: Saga, driver: str, **options):
+    if driver == "arun":
+        return asyncio.run(saga.arun({}, clock=VirtualClock(), **options))
+    if driver == "completion":
+        return saga.run({}, clock=VirtualClock(), completion=["s0"], **options)
+    return saga.run({}, clock=VirtualClock(), **options)
+
+
+def _raised(run) -> BaseException:
+    try:
+        run()
+    except BaseException as exc:  # (what it raised, and its notes, are the story)
+        return exc
+    raise AssertionError("nothing was raised")
+
+
+@pytest.mark.parametrize("journalled", [False, True], ids=["", "journal"])
+@pytest.mark.parametrize("cut", [KeyboardInterrupt, SystemExit])
+@pytest.mark.parametrize("when", ["email", "ship"])
+@pytest.mark.parametrize("driver", ["run", "completion", "arun"])
+def test_a_ctrl_c_in_the_cancel_function_past_the_pivot_undoes_nothing(
+    tmp_path, driver, when, cut, journalled
+):
+    def cancel() -> bool:
+        if WORLD and WORLD[-1] == when:
+            raise cut()
+        return False
+
+    def told(event) -> None:  # (the same instant, in an observer of the step's done event)
+        if event.kind == "step_done" and event.step == when:
+            raise cut()
+
+    WORLD.clear()
+    expected = _raised(lambda: _run(_saga(False, told), driver))
+    assert ["s0", "s1", "email", "ship"][: 3 + (when == "ship")] == WORLD
+    WORLD.clear()
+    options = {"journal": Journal(tmp_path / "j.db"), "run_id": "r"} if journalled else {}
+    got = _raised(lambda: _run(_saga(journalled), driver, cancel=cancel, **options))
+    assert type(got) is type(expected) is cut
+    assert not any(w.startswith("undo") for w in WORLD), WORLD
+    assert got.__notes__ == expected.__notes__ == ["rollback halted; left for a person: s1, s0"]
+    if journalled:
+        journal = options["journal"]
+        assert journal.saga("r").status == "halted"
+        assert recover(journal, REGISTRY).recovered == ()  # (nothing left to recover)
+        assert not any(w.startswith("undo") for w in WORLD), WORLD
+        journal.close()
