@@ -13,7 +13,7 @@ becomes a note and the undos go on in memory.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -65,7 +65,7 @@ class JournalWriter:
         if jrun is None:
             return
         if kind is EventKind.COMMITTED:  # durable, or the run is not committed
-            self.commit(Event(seq, kind, step, details))
+            self.commit(Event(seq, kind, step, details), self.caught())
             return
         jrun.event(Event(seq, kind, step, details))
         if kind is EventKind.PIPELINE_FAILED:  # (before the rollback's first write)
@@ -220,13 +220,26 @@ class JournalWriter:
                 break
         return errors
 
-    def commit(self, event: Event, attempts: int = ATTEMPTS) -> None:
+    def caught(self) -> list[int]:
+        """As the run commits, the rows of the steps that may have had their effect and did
+        not complete (an error the block caught after it): ``leaked`` in the outcome, so in
+        the journal too, with the commit (attack36 F4: the journal said nothing of them)."""
+        m, rows = self.m, []
+        doubt = [s for s in m.seen if s not in m.completed and (s in m.effected or s in m.leaked)]
+        for step in doubt:
+            if step in self.intents:
+                rows.append(self.intents.pop(step))
+            else:  # (its undo logged before it: never run now)
+                rows += [e.position for e in m.log if e.step == step and e.position]
+        return rows
+
+    def commit(self, event: Event, leaked: Sequence[int] = (), attempts: int = ATTEMPTS) -> None:
         """Record the commit (and its event) in one write, tried ``attempts`` times (a busy
         file, a moment's I/O error). If it cannot be written, the run is not committed: the
         journal shows it unfinished, and ``recover`` would undo it, so the process rolls it
         back now instead of saying ``committed`` (CommitNotRecorded, to the driver)."""
         assert self.jrun is not None
-        errors = self.tried(partial(self.jrun.commit, event), attempts, "the commit")
+        errors = self.tried(partial(self.jrun.commit, event, leaked), attempts, "the commit")
         if len(errors) < attempts:
             return
         raise CommitNotRecorded(

@@ -461,3 +461,48 @@ def test_the_readme_on_a_step_with_no_undo_that_fails(tmp_path, how, leaked, sta
         assert (journal.saga("r").status, tuple(journal.leaked("r"))) == (status, leaked)
         assert bool(recover(journal, registry).waiting) == bool(leaked)
     assert world.undone == ["s0"]
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["Rollback", "AsyncRollback"])
+@pytest.mark.parametrize("register", ["after", "before", None], ids=["after", "before", "none"])
+def test_a_caught_failure_after_its_effect_is_leaked_in_the_journal_of_a_committed_block(
+    tmp_path, register, is_async
+):
+    """attack36 F4: a with-block caught a step's timeout after its effect and committed; its
+    outcome said ``committed, leaked ['charge']``, the journal said committed with nothing
+    leaked: ``journal show``, ``recover`` and ``settle`` named nothing for a person. Now the
+    journal keeps what the outcome says, written with the commit."""
+    import asyncio
+
+    from rollback_lessons import AsyncRollback, Rollback
+
+    world = World(f"caught-{register}-{is_async}")
+    bound = undo.bind(world=world.name, step="charge") if register else None
+    options = {"register": register} if register else {}
+    journal = Journal(tmp_path / "j.db")
+    with_undo = undo.bind(world=world.name, step="row")
+
+    def block() -> object:
+        with Rollback(journal=journal, run_id="r", inject={"charge": "fail_after_effect"}) as rb:
+            rb.do("row", partial(world.act, "row", None, {}), with_undo)
+            with contextlib.suppress(InjectedTimeout):
+                rb.do("charge", partial(world.act, "charge", None, {}), bound, **options)
+        return rb.outcome
+
+    async def ablock() -> object:
+        async with AsyncRollback(journal=journal, run_id="r",
+                                 inject={"charge": "fail_after_effect"}) as rb:  # fmt: skip
+            await rb.do("row", partial(world.act, "row", None, {}), with_undo)
+            with contextlib.suppress(InjectedTimeout):
+                await rb.do("charge", partial(world.act, "charge", None, {}), bound, **options)
+        return rb.outcome
+
+    outcome = asyncio.run(ablock()) if is_async else block()
+    assert (outcome.status, outcome.leaked) == (Status.COMMITTED, ("charge",))  # type: ignore[attr-defined]
+    assert journal.saga("r").status == "committed" and journal.leaked("r") == ["charge"]
+    report = recover(journal, registry)
+    assert [(w.saga_id, w.leaked) for w in report.waiting] == [("r", ("charge",))]
+    assert journal.settle("r", "the charge was checked by hand").status == "committed"
+    assert recover(journal, registry).waiting == ()
+    assert world.undone == []  # (committed: nothing undone, the charge left for a person)
+    journal.close()

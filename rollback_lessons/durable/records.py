@@ -363,18 +363,21 @@ class JournalRun:
         if flush:
             self.flush()
 
-    def commit(self, event: Event) -> None:
-        """Every step is done: the commit and its event, written now or not at all."""
+    def commit(self, event: Event, leaked: Sequence[int] = ()) -> None:
+        """Every step is done: the commit and its event, written now or not at all; with it,
+        ``leaked``, the rows of the steps whose error the block caught after their effect
+        may have happened (the committed outcome names them: a person checks them)."""
         self.event(event)
-        recorded = self._pending[-1]
+        recorded = [self._pending[-1], *(self._state_statement(p, "leaked") for p in leaked)]
+        self._pending.extend(recorded[1:])
         end = (
             "UPDATE sagas SET status = 'committed', error = NULL, ended = ? WHERE id = ?",
             (time.time(), self.saga_id),
         )
         try:
             self._flush_with(end, keep=False)
-        except BaseException:
-            self._pending = [st for st in self._pending if st is not recorded]  # its event too
+        except BaseException:  # (its event and those rows too)
+            self._pending = [st for st in self._pending if all(st is not r for r in recorded)]
             raise
 
     def end(self, status: str, error: BaseException | str | None, *, flush: bool = True) -> None:

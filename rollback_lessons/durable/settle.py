@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 
 SETTLED = "settled"  # the event's kind
 # a saga ended for a person: what ``recover`` names (report.waiting_in) until it is settled
-WAITS = (
-    "s.status NOT IN ('running', 'rolling_back', 'committed') AND (s.status = 'halted'"
+WAITS = (  # (committed too, with a step leaked: its error caught after its effect)
+    "s.status NOT IN ('running', 'rolling_back') AND (s.status = 'halted'"
     " OR s.id IN (SELECT saga_id FROM undos WHERE state IN ('dead', 'leaked')))"
 )
 NOT_SETTLED = f"s.id NOT IN (SELECT saga_id FROM events WHERE kind = '{SETTLED}')"
