@@ -291,7 +291,7 @@ def returned(run: Run, step: str) -> None:
     if run.journal is None or run.journal.jrun is None:
         return
     try:
-        run.journal.settle(step, early=True)
+        run.journal.settle(step)
     except BaseException as exc:  # (an Exception is the write's: kept for the next write)
         if not isinstance(run.m, GraphMachine):
             raise  # (``heard_done``'s, as a Ctrl-C in the cancel function: ``cut_as_returned``)

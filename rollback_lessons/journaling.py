@@ -24,6 +24,11 @@ from .ports import UndoJournalRun
 from .rules import Kind, NamedUndo
 
 ATTEMPTS = 3  # a write the run's end relies on (a commit, its last batch): tried this often
+AT_ONCE = frozenset({EventKind.STEP_DONE, EventKind.STEP_FAILED, EventKind.PIPELINE_FAILED})
+"""Events whose records are written before the run's observers hear them (``written_soon``):
+a process killed in an observer, or while a gate after a group runs, left a step that had
+returned without its done event (recover undid a graph's branches in their start order,
+attack36 F1) and one that refused cleanly with its intent (reported leaked, F7)."""
 
 
 class JournalWriter:
@@ -130,6 +135,8 @@ class JournalWriter:
         elif kind is EventKind.UNDO_FAILED:  # retried, or a person asked: counted now
             assert m.entry is not None
             self.durably(jrun.undo_retried, m.entry.position)
+        if kind in AT_ONCE and self.jrun is not None:
+            self.jrun.written_soon()
 
     def withdraw(self, jrun: UndoJournalRun) -> list[str]:
         """The undos the machine withdrew (logged before a step whose action was then never
@@ -157,14 +164,12 @@ class JournalWriter:
                 f"recover undid the saga; check {step!r} by hand"
             ) from None
 
-    def settle(self, step: str, early: bool = False) -> None:
+    def settle(self, step: str) -> None:
         """The step returned: its undo logged after it is written at once (``confirm``), or,
         with no undo, it is written done (its effect stands by design, nothing to undo).
-        Once per step: as its call returns (``early``: ``_guards.returned``) or at its done
-        event. A step with no undo only then, with its done event (``recover`` finds it
-        ``kept`` by that event; killed before: leaked, it may have happened)."""
+        Once per step: as its call returns (``_guards.returned``) or at its done event."""
         jrun = self.jrun
-        if jrun is None or step not in self.intents or (early and step in self.bare):
+        if jrun is None or step not in self.intents:
             return
         position = self.intents.pop(step)
         if step in self.bare:

@@ -4,8 +4,8 @@ The README: "An undo logged after its step is written as soon as the step return
 process killed in the cancel function asked as the step returned, or in an observer told
 ``step_done`` (``on_event``), left the step reported leaked by ``recover`` although it had
 returned and its undo was known: a person was asked to check what the saga could undo.
-Now recover undoes it. (A step with no undo is written done with its done event: killed
-in the cancel function first, it is reported leaked, "it may have happened".)
+Now recover undoes it; a step with no undo that returned is written done (kept), never
+leaked (attack36 F9).
 """
 
 import contextlib
@@ -70,13 +70,9 @@ def test_a_kill_after_a_step_returned_leaves_it_undone_not_leaked(tmp_path, wher
     recovered, states, leaked = _killed_then_recovered(
         tmp_path, world, _saga(world, parallel, bare), **how
     )
-    if bare and where == "cancel":  # (no undo: written done with its done event, never
-        # heard here: it may have happened, for a person to check, as the README says)
-        assert leaked == ["s1"] and recovered.leaked == ("s1",)
-        assert recovered.status is Status.ROLLBACK_INCOMPLETE
-    else:
-        assert leaked == [] and recovered.leaked == ()
-        assert recovered.status is Status.ROLLED_BACK
+    assert leaked == [] and recovered.leaked == ()  # (no undo: written done, kept; F9)
+    assert recovered.status is Status.ROLLED_BACK
+    assert recovered.kept == (("s1",) if bare else ())
     assert world.undone == [s for s in reversed(world.effects) if not (bare and s == "s1")]
     assert "s1" in world.effects and world.undone.count("s0") == 1
     if not bare:
@@ -106,3 +102,60 @@ def test_a_kill_in_an_observer_of_a_with_block_leaves_the_step_undone(tmp_path):
         (recovered,) = recover(journal, registry).recovered
         assert (recovered.status, recovered.leaked) == (Status.ROLLED_BACK, ())
     assert world.undone == ["s1", "s0"]
+
+
+@pytest.mark.parametrize("bare", [False, True], ids=["undo", "no-undo"])
+@pytest.mark.parametrize("event", ["step_failed", "pipeline_failed"])
+def test_a_kill_in_an_observer_of_a_clean_refusal_reports_nothing_leaked(tmp_path, event, bare):
+    """attack36 F7: s1 refused cleanly (an ordinary error: nothing done), its ``not_run``
+    only queued; killed in an observer of its failure, recover reported it leaked, "may have
+    happened", for a person. Its records are written before the observers hear them."""
+    world = World(f"refused-{event}-{bare}")
+    s0 = Step("s0", partial(world.act, "s0", None), undo.bind(world=world.name, step="s0"))
+    s1 = Step("s1", partial(world.act, "s1", "before"),
+              None if bare else undo.bind(world=world.name, step="s1"))  # fmt: skip
+
+    def told(e) -> None:
+        if e.kind == event:
+            _kill(world)
+
+    recovered, _, leaked = _killed_then_recovered(tmp_path, world, Saga([s0, s1]), on_event=told)
+    assert (recovered.status, recovered.leaked, leaked) == (Status.ROLLED_BACK, (), [])
+    assert world.effects == ["s0"] and world.undone == ["s0"]
+
+
+def test_a_graphs_undos_after_a_kill_in_a_gate_run_in_its_declared_order(tmp_path):
+    """attack36 F1: undos logged before their steps; b, then a returned; killed while the
+    gate after the group ran: their done events were still in memory, and recover undid
+    them in the order they started (b, a) where the run undoes them newest done first (a,
+    b). The done events are written before anything else runs."""
+    world = World("graph-gate")
+
+    def step(name: str) -> Step:
+        return Step(name, partial(world.act, name, None),
+                    undo.bind(world=world.name, step=name), register="before")  # fmt: skip
+
+    def gate(state) -> None:
+        _kill(world)
+
+    saga = Saga([step("s0"), Parallel(step("a"), step("b")), Step("g", gate, kind="gate")])
+    recovered, _, leaked = _killed_then_recovered(
+        tmp_path, world, saga, completion=["s0", "b", "a", "g"]
+    )
+    assert world.effects == ["s0", "b", "a"] and leaked == []
+    local = World("graph-gate-local")  # (the run itself, its gate failing at that instant)
+
+    def here(name: str) -> Step:
+        return Step(name, partial(local.act, name, None), partial(_undone, local, name))
+
+    def refuses(state) -> None:
+        raise ValueError("g")
+
+    in_process = Saga([here("s0"), Parallel(here("a"), here("b")), Step("g", refuses, kind="gate")])
+    in_process.run({}, completion=["s0", "b", "a", "g"], clock=VirtualClock())
+    assert world.undone == local.undone == ["a", "b", "s0"]
+    assert recovered.completed == ("s0", "b", "a")
+
+
+def _undone(world: World, step: str, state: object) -> None:
+    world.undone.append(step)

@@ -229,8 +229,14 @@ class JournalRun:
     def no_undo_done(self, position: int) -> None:
         """A step with no undo returned (``no_undo``): nothing to undo, its effect stands by
         design. Written at once, as ``confirm`` is (a slow next step with nothing to write
-        may be killed: recover must not report a step that returned as leaked)."""
-        self._set_state(position, "not_run")
+        may be killed: recover must not report a step that returned as leaked). Its one call
+        is counted (``attempts`` 1), which tells it from a step refused, written ``not_run``
+        too: recover's record names it done and kept even if its done event was not written
+        (``report.done_steps``)."""
+        self._pending.append((
+            "UPDATE undos SET state = 'not_run', attempts = 1 WHERE saga_id = ? AND position = ?",
+            (self.saga_id, position),
+        ))  # fmt: skip
         with contextlib.suppress(Exception):  # (kept in _pending by flush)
             self.flush(sync=False)
 
@@ -392,6 +398,14 @@ class JournalRun:
         )
         if flush:
             self.flush()
+
+    def written_soon(self) -> None:
+        """What is pending, written now without waiting for the disk (as ``confirm``): what
+        the run's observers hear next, a process may be killed in. If it cannot be written
+        now, it goes with the next write."""
+        if self._pending:
+            with contextlib.suppress(Exception):  # (kept in _pending by flush)
+                self.flush(sync=False)
 
     def take(self) -> list[tuple[str, tuple[Any, ...]]]:
         """The statements not yet written (the caller writes them, e.g. in a batch)."""

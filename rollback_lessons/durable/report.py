@@ -70,9 +70,10 @@ class Recovery(RunRecord):
 
 def done_steps(journal: Journal, saga_id: str, pivot: str | None) -> dict[str, Any]:
     """What the journal shows of a saga's steps done, for ``recover``'s record: ``completed``
-    (their done event, or their undo logged after them, written as they returned, attack35
-    F4; in the order they ended), their ``kinds`` (a step with no row is a gate: only those
-    write none), and ``no_undo``, those done with no undo (``kept`` once rolled back)."""
+    (their done event, or, written as they returned, their undo logged after them or their
+    row with no undo counting its call, attack35 F4; in the order they ended), their
+    ``kinds`` (a step with no row is a gate: only those write none), and ``no_undo``, those
+    done with no undo (``kept`` once rolled back)."""
     events = journal._rows(
         "SELECT kind, step, details FROM events WHERE saga_id = ?"
         " AND kind IN ('step_start', 'step_done') ORDER BY seq",
@@ -80,13 +81,14 @@ def done_steps(journal: Journal, saga_id: str, pivot: str | None) -> dict[str, A
     )
     done = list(dict.fromkeys(step for kind, step, _ in events if kind == "step_done"))
     after = {s for kind, s, d in events if kind == "step_start" and '"register": "after"' in d}
-    rows = journal._rows("SELECT step, compensation, state FROM undos WHERE saga_id = ?"
-                         " ORDER BY position", (saga_id,))  # fmt: skip
-    undo = {step: (compensation, state) for step, compensation, state in rows}
-    done += [step for step, (compensation, state) in undo.items() if step in after
-             and compensation != NO_UNDO and state in RETURNED and step not in done]  # fmt: skip
+    rows = journal._rows("SELECT step, compensation, state, attempts FROM undos WHERE"
+                         " saga_id = ? ORDER BY position", (saga_id,))  # fmt: skip
+    undo = {step: (compensation, state, n) for step, compensation, state, n in rows}
+    done += [step for step, (compensation, state, n) in undo.items() if step not in done and (
+        (compensation != NO_UNDO and state in RETURNED and step in after)
+        or (compensation == NO_UNDO and state == "not_run" and n))]  # fmt: skip
     kinds = {s: "pivot" if s == pivot else "compensable" if s in undo else "gate" for s in done}
-    no_undo = tuple(s for s in done if undo.get(s) == (NO_UNDO, "not_run") and s != pivot)
+    no_undo = tuple(s for s in done if undo[s][:2] == (NO_UNDO, "not_run") and s != pivot)
     return {"completed": tuple(done), "kinds": kinds, "no_undo": no_undo}
 
 
