@@ -42,6 +42,7 @@ class JournalWriter:
         self.bare: set[str] = set()  # steps with no undo: their intent is all that is written
         self.pivot: str | None = None  # the pivot written ``started``
         self.refused: list[int] = []  # intents of steps that failed before any effect
+        self.refusals: list[str] = []  # (their steps)
         self.dropped: UndoJournalRun | None = None  # the run a failed write stopped writing
         self.withdrawn = 0  # how many of the machine's ``withdrawn`` undos are written
         self.failed = False  # a write of the rollback failed (said once, in a note)
@@ -113,6 +114,7 @@ class JournalWriter:
         elif kind is EventKind.STEP_FAILED:
             if step in self.intents and not details.get("after_effect"):
                 self.refused.append(self.intents.pop(step))  # nothing happened: nothing
+                self.refusals.append(step)
                 jrun.abandon(self.refused[-1])  # to undo (written again at the end: ``end``)
             if step is not None and m.kinds.get(step) == Kind.PIVOT and m.doubt != step:
                 jrun.pivot(step, "refused")  # before any effect: recover may roll back
@@ -305,7 +307,10 @@ class JournalWriter:
         if len(errors) < ATTEMPTS:
             return
         self.dropped, self.jrun = jrun, None  # the journal keeps the saga unfinished
-        again = [s for s in dict.fromkeys(self.unrecorded) if s not in self.unsure]
+        ran = list(dict.fromkeys(self.unrecorded))
+        again = [s for s in ran if s not in self.unsure]
+        lost = [s for s in ran if s in self.unsure]  # (its undo's own row never written)
+        unwritten = [*self.refusals, *steps]  # (their intents stay: recover: leaked)
         self.m.note(
             EventKind.JOURNAL_FAILED,
             f"journal write failed ({errors[-1]}, {ATTEMPTS} attempts); the journal still "
@@ -314,6 +319,18 @@ class JournalWriter:
                 f", and the undo of {', '.join(map(repr, again))} pending though it ran: "
                 "recover will call it again (same idempotency key)"
                 if again
+                else ""
+            )
+            + (  # (attack36 F2: recover then sends a person to a step undone here)
+                f"; {', '.join(map(repr, lost))} undone here, though the journal never "
+                "recorded its undo: recover will report it leaked (it was undone)"
+                if lost
+                else ""
+            )
+            + (
+                f"; {', '.join(map(repr, unwritten))} not run (failed with nothing done, or never "
+                "called), though the journal could not record it: recover will report it leaked"
+                if unwritten
                 else ""
             ),
         )

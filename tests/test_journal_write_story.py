@@ -124,3 +124,38 @@ def test_a_disk_full_to_the_end_says_which_undos_recover_will_call_again(tmp_pat
         else:
             assert notes == [], (n, notes)
     assert told_again > 0  # (some n left a done undo pending: the case is tested)
+
+
+def test_a_step_undone_here_whose_undo_no_write_carried_is_named_in_the_note(tmp_path):
+    """attack36 F2: a disk full from the n-th write on; the run undid every step, but a
+    step whose undo's own row no write carried is reported leaked by recover ("no undo
+    logged"), and the run's note never named it. Now the note says so, for every n."""
+    registry = Registry()
+    undone: list[str] = []
+
+    @compensation("f2_named", registry)
+    def undo(k, idempotency_key=None):
+        undone.append(k)
+
+    saga = Saga([Step(f"s{i}", lambda s: None, undo.bind(k=f"s{i}")) for i in range(3)]
+                + [Step("s3", lambda s: None)], name="f2")  # fmt: skip
+    for n in range(2, 12):
+        with Journal(str(tmp_path / f"{n}.db")) as journal:
+            real, count = journal.write, [0]
+
+            def write(statements, real=real, count=count, n=n, **kw):
+                count[0] += 1
+                if count[0] >= n:
+                    raise sqlite3.OperationalError("disk I/O error")
+                return real(statements, **kw)
+
+            journal.write = write  # type: ignore[method-assign]
+            outcome = saga.run({}, journal=journal, run_id="r", inject={"s3": "fail"})
+            journal.write = real  # type: ignore[method-assign]
+            journal.write([("UPDATE sagas SET owner_pid = ?, owner_started = NULL", (dead_pid(),))])
+            undone.clear()
+            recover(journal, registry)
+            for step in journal.leaked("r"):  # (undone here, or not run: never leaked here)
+                assert step not in outcome.leaked, (n, step)
+                said = "undone here" if step in outcome.compensated else "not run"
+                assert any(f"'{step}' {said}" in n for n in outcome.notes), (n, step, said)
