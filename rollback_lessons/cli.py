@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from .events import UNDO_KINDS, Event, EventKind, describe
+from .events import UNDO_KINDS, Event, EventKind, describe, one_line
 from .outcome import Outcome
 
 if TYPE_CHECKING:
@@ -79,10 +79,10 @@ def _say(*lines: str) -> None:
 
 
 def _warn(line: str) -> None:
-    """One line on standard error (if there is one: a closed stderr is no reason to fail)."""
+    """One line on standard error, escaped (``one_line``), if there is one (closed: no fail)."""
     if sys.stderr is not None:
         with contextlib.suppress(OSError, ValueError):
-            print(f"rollback-lessons: {line}", file=sys.stderr)
+            print(f"rollback-lessons: {one_line(line)}", file=sys.stderr)
 
 
 def _module_name(text: str) -> str:
@@ -167,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Run the lesson's pipeline (step1 sets x, step2 sets y, step3 sets z) and "
             "print each step, the failure, each undo in reverse order, the dead letters "
-            "and the state before and after. With no flags: a commit, then a rollback."
+            "and the state before and after. With no --fail-at or --undo-fails: a commit, "
+            "then step3 failing (each under the other flags given)."
         ),
     )
     demo.add_argument("--fail-at", choices=steps, help="the step that fails")
@@ -430,16 +431,15 @@ def _main(argv: Sequence[str] | None) -> int:
         return journal_command(args)
     if args.command == "lab":
         return _lab_command(args)
-    if args.fail_at is None and not args.undo_fails:
-        print_outcome(run_demo(), "a run that commits", STDOUT)
-        print_outcome(run_demo("step3"), "the same run, step3 fails", STDOUT)
+    options = dict(fault=args.fault, undo_fails=tuple(args.undo_fails), policy=args.policy,
+                   register=args.register)  # fmt: skip
+    if args.fail_at is None and not args.undo_fails:  # (the other flags: both runs, said so)
+        said = f"policy={args.policy}, register={args.register}"
+        plain = (args.fault, args.policy, args.register) == ("fail", "continue", "after")
+        print_outcome(run_demo(**options), "a run that commits" + f", {said}" * (not plain), STDOUT)
+        then = "the same run, step3 fails" + f" ({args.fault}), {said}" * (not plain)
+        print_outcome(run_demo("step3", **options), then, STDOUT)
         return 0
-    options = dict(
-        fault=args.fault,
-        undo_fails=tuple(args.undo_fails),
-        policy=args.policy,
-        register=args.register,
-    )
     outcome = run_demo(args.fail_at, **options)
     title = f"{args.fail_at} fails ({args.fault})" if args.fail_at else "no step fails"
     print_outcome(outcome, f"{title}, policy={args.policy}, register={args.register}", STDOUT)

@@ -259,6 +259,14 @@ def text_of(
     return f"<{name} ({failed})>"
 
 
+def one_line(text: str) -> str:
+    """``text`` as one line: a character that would break it (a line break in a saga name or
+    a journal's path) is written escaped, as ``repr`` writes it."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def format_events(events: list[Event]) -> str:
     return "\n".join(str(e) for e in events)
 

@@ -35,6 +35,24 @@ def test_demo_without_flags_shows_a_commit_then_a_rollback():
     assert out.index("committed") < out.index("rolled_back")
 
 
+@pytest.mark.parametrize(
+    "flags, said",
+    [(["--register", "before"], "register=before"), (["--policy", "halt"], "policy=halt"),
+     (["--fault", "fail_after_effect"], "step3 fails (fail_after_effect)")],
+)  # fmt: skip
+def test_demo_without_fail_at_runs_both_runs_under_the_flags_given(flags, said):
+    """attack36 F8: ``demo --register before`` ran the plain demo and printed register=after
+    on every step; --policy and --fault were ignored too, silently. Now both runs take them,
+    and their titles say so."""
+    done = demo(*flags)
+    assert done.returncode == 0, done.stderr
+    titles = [line for line in done.stdout.splitlines() if line.startswith("==")]
+    assert len(titles) == 2 and said in titles[-1], titles
+    if "--register" in flags:
+        assert "register=after" not in done.stdout.replace("== ", "")
+        assert done.stdout.count("register=before") >= 6
+
+
 def test_demo_dead_letter_with_retry():
     out = demo("--fail-at", "step3", "--undo-fails", "step1", "--policy", "retry").stdout
     assert (

@@ -253,3 +253,17 @@ def test_a_journal_whose_shm_cannot_be_made_on_a_full_disk_says_no_room(tmp_path
     [line] = out.stderr.splitlines()
     assert line.startswith(f"rollback-lessons: cannot open {disk}/j.db: ")
     assert "no room on its disk" in line and "j.db-shm" in line
+
+
+@pytest.mark.parametrize("command", [["recover", "--registry", "json"], ["journal", "show"]])
+def test_a_journal_path_with_a_line_break_is_named_on_one_line(tmp_path, command):
+    """attack36 F6: ``no journal at new`` then ``line.db`` on the next line."""
+    import subprocess
+
+    path = str(tmp_path / "new\nline.db")
+    args = [*command[:1], *(command[1:2] if command[0] == "journal" else []), path,
+            *(command[1:] if command[0] == "recover" else [])]  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "rollback_lessons", *args],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "no journal at " in done.stderr and "new\\nline.db" in done.stderr

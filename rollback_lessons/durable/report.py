@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..events import describe
+from ..events import describe, one_line
 from ..outcome import RunRecord, Status
 from .files import _cell
 from .records import NO_UNDO
@@ -16,12 +16,8 @@ if TYPE_CHECKING:
     from .journal import Journal
 
 
-def _safe(text: str) -> str:
-    """A line of the report as one line: a character that would break it (a line break in
-    a saga name a journal kept before names were checked) is written escaped."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+_safe = one_line  # a line of the report as one line (a saga name a journal kept before
+# names were checked may hold a line break)
 
 
 @dataclass(frozen=True)
