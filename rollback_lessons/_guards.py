@@ -8,7 +8,7 @@ these; every rule they apply is still the machine's."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .calls import check_callable
 from .clock import VirtualClock
@@ -19,6 +19,8 @@ from .operations import RAISE, Finished, Op
 from .rules import NamedUndo
 from .schedule import GraphMachine, GraphOp, Ready, log_anyway, past_pivot
 from .verdicts import rollback_notes
+
+E = TypeVar("E", bound=BaseException)
 
 if TYPE_CHECKING:
     from ._drive import Driver
@@ -297,6 +299,18 @@ def returned(run: Run, step: str) -> None:
             raise  # (``heard_done``'s, as a Ctrl-C in the cancel function: ``cut_as_returned``)
         run.raise_after = run.raise_after or exc
         run.m.broken(exc)
+
+
+def cancel_heard(run: Run, exc: E) -> E:
+    """``arun``'s task cancelled: its machine hears of it once a running step ends (they
+    finish first), so the journal says so now: a crash before is recovered ``cancelled``,
+    as the run would end (attack36 F3). ``exc`` returned."""
+    journal = run.journal
+    if journal is not None and journal.jrun is not None and not journal.cancel_told:
+        journal.cancel_told = True
+        journal.jrun.cancel_heard()
+        journal.jrun.written_soon()
+    return exc
 
 
 def cut_as_returned(driver: Driver, exc: BaseException) -> BaseException | None:

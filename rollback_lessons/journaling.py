@@ -43,6 +43,7 @@ class JournalWriter:
         self.pivot: str | None = None  # the pivot written ``started``
         self.refused: list[int] = []  # intents of steps that failed before any effect
         self.refusals: list[str] = []  # (their steps)
+        self.cancel_told = False  # the caller's cancel, heard, is written (``cancel_heard``)
         self.dropped: UndoJournalRun | None = None  # the run a failed write stopped writing
         self.withdrawn = 0  # how many of the machine's ``withdrawn`` undos are written
         self.failed = False  # a write of the rollback failed (said once, in a note)
@@ -74,6 +75,9 @@ class JournalWriter:
             self.commit(Event(seq, kind, step, details), self.caught())
             return
         jrun.event(Event(seq, kind, step, details))
+        if m.cancelled and not self.cancel_told:  # (before its rollback: a crash then is
+            self.cancel_told = True  # recovered cancelled, as the run would end)
+            jrun.cancel_heard()
         if kind is EventKind.PIPELINE_FAILED:  # (before the rollback's first write)
             self.withdraw(jrun)
         elif kind is EventKind.STEP_START:

@@ -330,7 +330,7 @@ class Saga:
                 if inner.done() and inner.cancelled():
                     raise
                 if stopped is None:
-                    stopped = run.stopped_by = exc
+                    stopped = run.stopped_by = _guards.cancel_heard(run, exc)
             except Exception:  # inner failed: its error is handled just below
                 break
         try:

@@ -159,3 +159,70 @@ def test_a_graphs_undos_after_a_kill_in_a_gate_run_in_its_declared_order(tmp_pat
 
 def _undone(world: World, step: str, state: object) -> None:
     world.undone.append(step)
+
+
+def test_a_kill_after_a_cancel_was_heard_is_recovered_cancelled(tmp_path):
+    """attack36 F3: the cancel function answered True as s1 returned; killed in an observer
+    of s1's done event (before the rollback started, whose event said ``cancelled``),
+    recover ended the saga ``rolled_back`` where the run ends ``cancelled``."""
+    world = World("cancel-heard")
+
+    def told(e) -> None:
+        if e.kind == "step_done" and e.step == "s1":
+            _kill(world)
+
+    recovered, _, leaked = _killed_then_recovered(
+        tmp_path, world, _saga(world, False, False), on_event=told,
+        cancel=lambda: "s1" in world.returned,
+    )  # fmt: skip
+    assert (recovered.status, leaked) == (Status.CANCELLED, [])
+    assert world.undone == ["s1", "s0"]
+
+
+def test_a_kill_while_a_cancelled_tasks_branch_finishes_is_recovered_cancelled(tmp_path):
+    """attack36 F3: ``arun``'s task cancelled while branch a still ran; its machine hears
+    the cancel only as a ends, so a process killed before (a real one: as long as a ran)
+    was recovered ``rolled_back``. The journal says it as the task is cancelled."""
+    import asyncio
+    import os
+    import signal
+
+    world = World("cancel-task")  # (its undos, in this process: recover's)
+
+    def step(name: str, action) -> Step:  # (logged before: recover undoes a too)
+        return Step(name, action, undo.bind(world=world.name, step=name), register="before")
+
+    pid = os.fork()
+    if pid == 0:  # the child: killed while a runs on after its task was cancelled
+        try:
+            cancelled: list[bool] = []
+
+            async def slow(state) -> None:
+                while not cancelled:
+                    await asyncio.sleep(0)
+                os.kill(os.getpid(), signal.SIGKILL)
+
+            saga = Saga([step("s0", lambda state: None),
+                         Parallel(step("a", lambda state: slow(state)),
+                                  step("b", lambda state: None))])  # fmt: skip
+
+            async def scenario() -> None:
+                journal = Journal(tmp_path / "j.db")
+                task = asyncio.ensure_future(saga.arun({}, journal=journal, run_id="r"))
+                for _ in range(50):  # (s0 done, a and b started: b returns at once)
+                    await asyncio.sleep(0)
+                task.cancel()
+                await asyncio.sleep(0)
+                cancelled.append(True)
+                await task
+
+            asyncio.run(scenario())
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    with Journal(tmp_path / "j.db") as journal:
+        journal.write([("UPDATE sagas SET owner_pid = ?, owner_started = NULL", (dead_pid(),))])
+        (recovered,) = recover(journal, registry).recovered
+    assert recovered.status is Status.CANCELLED
+    assert recovered.leaked == () and set(recovered.compensated) == {"a", "b", "s0"}

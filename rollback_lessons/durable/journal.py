@@ -56,7 +56,7 @@ from .files import (  # noqa: F401 (re-exported: the journal's names, as before)
 )
 from .forked import JournalForked, close, not_forked  # noqa: F401 (JournalForked: its name)
 from .kept import UnjournaledPolicy, policy_data, policy_of  # noqa: F401 (re-exported)
-from .records import NO_UNDO, Claimed, JournalRun, SagaRecord, UndoRecord, me
+from .records import HEARD, NO_UNDO, Claimed, JournalRun, SagaRecord, UndoRecord, me
 from .room import no_room
 from .settle import Settled, settle, table
 
@@ -78,8 +78,7 @@ class Journal:
 
         ``readonly`` only reads (``journal show``); ``timeout`` is how long to wait for a
         lock another process holds (a finite number of seconds, 0 or more). Arguments of
-        the wrong type or value are refused before any file is touched.
-        """
+        the wrong type or value are refused before any file is touched."""
         _check_arguments(path, create, readonly, timeout)
         self.path = Path(path)
         self.readonly = readonly
@@ -221,8 +220,7 @@ class Journal:
         claim. Each claim bumps the saga's generation (its fencing token).
 
         ``decide`` (given the saga and its pending undos) returns None to claim a saga, or
-        the reason to leave it alone.
-        """
+        the reason to leave it alone."""
         not_forked(self._pid, self.path)
         pid, host, started, space = me()
         with self._lock, transaction(self._con):  # one transaction: read, decide, claim
@@ -338,8 +336,10 @@ class Journal:
         return [Event(seq, kind, step, json.loads(details)) for seq, kind, step, details in rows]
 
     def cancelled(self, saga_id: str) -> bool:
-        """Was the saga's rollback its caller's cancel (its ``rollback_start`` event says so)?
-        ``recover`` then ends it ``cancelled``, as the run would have."""
+        """Was the saga's rollback its caller's cancel (its ``rollback_start`` event says so,
+        or its row, heard before: ``cancel_heard``)? ``recover`` then ends it ``cancelled``."""
+        if self._rows("SELECT 1 FROM sagas WHERE id = ? AND error = ?", (saga_id, HEARD)):
+            return True
         sql = "SELECT details FROM events WHERE saga_id = ? AND kind = 'rollback_start'"
         return any(json.loads(d).get("cancelled") is True for (d,) in self._rows(sql, (saga_id,)))
 

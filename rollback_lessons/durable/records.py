@@ -100,6 +100,10 @@ class Claimed:
     last_seq: int
 
 
+HEARD = "the run was cancelled by its caller"
+"""The saga's error once its caller's cancel was heard, before its rollback started (a
+crash then is recovered ``cancelled``, attack36 F3): ``Cancelled.by_caller``'s words."""
+
 NO_UNDO = ""
 """The compensation of a step that has no undo: its row only says it started (``no_undo``)."""
 
@@ -398,6 +402,13 @@ class JournalRun:
         )
         if flush:
             self.flush()
+
+    def cancel_heard(self) -> None:
+        """The caller's cancel was heard: said in the saga's row, with the next write (the
+        run's observers hear of it only after that write: ``AT_ONCE``)."""
+        self._pending.append(
+            ("UPDATE sagas SET error = ? WHERE id = ? AND error IS NULL", (HEARD, self.saga_id))
+        )
 
     def written_soon(self) -> None:
         """What is pending, written now without waiting for the disk (as ``confirm``): what
