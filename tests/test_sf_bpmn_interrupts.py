@@ -388,3 +388,41 @@ def test_step_functions_gone_mid_run_is_one_step_functions_error_line(runner, gr
     assert got.__notes__ in (
         [f"Step Functions: the execution {how}; done, not undone: a, b"] for how in STOPPED
     )
+
+
+@pytest.mark.parametrize("at", ["undo_failed", "undo 2"])
+def test_a_ctrl_c_in_an_observer_of_a_retried_undo_ends_the_graph_form_as_saga_run(runner, at):
+    """attack37 F7: an observer's Ctrl-C at a retried undo's ``undo_failed`` (or at its second
+    attempt's ``undo``) ended the machine's rollback, yet the undo state's Retry handed the
+    task out again: the runner waited for ``What next`` and the execution for that retry,
+    for ever. The retry is answered SagaStopping now: as ``saga.run``, at once."""
+    from rollback_lessons import UndoPolicy
+
+    def make(world):
+        tries = []
+
+        def undo_b(state):
+            tries.append(1)
+            if len(tries) == 1:
+                raise ConnectionError("b's undo busy")
+            world.append("undo b")
+
+        def listen(e):
+            kind, attempt = [*at.split(), "1"][:2]
+            if (e.kind, e.step) == (kind, "b") and e.details.get("attempt", 1) == int(attempt):
+                raise KeyboardInterrupt(f"at {at}")
+
+        def refuses(state):
+            raise ValueError("c refused")
+
+        return Saga([Step("a", lambda s: world.append("do a"), lambda s: world.append("undo a")),
+                     Step("b", lambda s: world.append("do b"), undo_b), Step("c", refuses)],
+                    name="retried", on_event=listen)  # fmt: skip
+
+    options = {"policy": UndoPolicy(RetryPolicy(max_attempts=3, initial_delay=0.02)),
+               "undo_order": "reverse_start"}  # fmt: skip
+    local, remote = [], []
+    expected = _raised(lambda: make(local).run({}, **options))
+    got = _raised(lambda: runner.run(make(remote), {}, timeout=30, **options))
+    assert type(got) is type(expected) is KeyboardInterrupt, got
+    assert got.__notes__ == expected.__notes__ and remote == local == ["do a", "do b"]

@@ -157,8 +157,9 @@ def graph_asl(plan: SagaPlan, *, timeout: int = 300) -> dict[str, Any]:
         task = _callback("undo", spec.key, WHAT_NEXT)
         task["ResultPath"] = None
         task["TimeoutSeconds"] = timeout
-        if plan.policy.retry is not None:
-            task["Retry"] = _retriers(plan.policy.retry)
+        if plan.policy.retry is not None:  # (never retried once the machine ended there)
+            task["Retry"] = [{"ErrorEquals": [STOPPING], "MaxAttempts": 0},
+                             *_retriers(plan.policy.retry)]  # fmt: skip
         task["Catch"] = [
             {"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": WHAT_NEXT}
         ]

@@ -256,6 +256,17 @@ class Live:
             op = m.fail(exc)  # anyway: the run failed outside a step (a person decides)
         return op  # type: ignore[no-any-return]
 
+    def _undo_failed(self, token: str, made: Any) -> None:
+        """A failed undo attempt answered: by its error (the undo state's Retry hands it out
+        again, as the policy retries), or, once the machine ended the rollback there (an
+        observer's Ctrl-C as it was told), ``SagaStopping``: never retried, the execution
+        goes on to ``What next``, which the machine answers (attack37 F7: it waited for
+        that task while the execution waited for the retry's answer)."""
+        assert made.error is not None
+        if self.m.interruption is not None:
+            made.cut = True  # (the execution took no answer of it: ``answered``)
+        self._fail(token, STOPPING if made.cut else made.error.name, cause_of(made.error))
+
     @staticmethod
     def _told(tell: Callable[[], T], answer: Callable[[], object]) -> T:
         """The machine told first (if the answer's request fails, it knows what is in effect),
@@ -370,10 +381,12 @@ class Live:
                         op = self._told(self.m.undo_ok, partial(self._ok, token, {}))
                         break
                     told = partial(self.m.undo_failed, made.error.to_exception())
-                    cause = cause_of(made.error)
-                    op = self._told(told, partial(self._fail, token, made.error.name, cause))
+                    op = self._told(told, partial(self._undo_failed, token, made))
                     if type(op) is Wait:  # the undo state's Retry hands it out again
                         op = self.m.resume()
+                        if not (type(op) is RunUndo and op.step == step):  # ended there (an
+                            # observer's Ctrl-C at its event): the retry is never run
+                            self._fail(self.task("undo", step), STOPPING, "the rollback ended")
                 continue
             if type(op) is Ask:
                 step = op.steps[0]
