@@ -305,9 +305,11 @@ def cancel_heard(run: Run, exc: E) -> E:
     """``arun``'s task cancelled: its machine hears of it once a running step ends (they
     finish first), so the journal says so now: a crash before is recovered ``cancelled``,
     as the run would end (attack36 F3). ``exc`` returned."""
-    journal = run.journal
-    if journal is not None and journal.jrun is not None and not journal.cancel_told:
-        journal.cancel_told = True
+    journal, m = run.journal, run.m
+    if journal is None or journal.jrun is None or journal.cancel_told:
+        return exc
+    if not (m.rolling or m.phase is Phase.DONE or getattr(m, "failing", False) or past_pivot(m)):
+        journal.cancel_told = True  # (else declined, as by ``schedule.cancel``: attack38 F1)
         journal.jrun.cancel_heard()
         journal.jrun.written_soon()
     return exc

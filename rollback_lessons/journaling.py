@@ -31,6 +31,24 @@ returned without its done event (recover undid a graph's branches in their start
 attack36 F1) and one that refused cleanly with its intent (reported leaked, F7)."""
 
 
+def task_cancel(m: Machine, kind: EventKind, details: Mapping[str, Any]) -> bool:
+    """Is this a step cut short by its task's cancellation (an ``AsyncRollback`` block's),
+    which its rollback will hear as a cancel (``_guards.hand_off``), not declined? Said in
+    the journal at once (attack38 F3: only once the rollback began)."""
+    said = details.get("error") if kind is EventKind.STEP_FAILED else None
+    if not isinstance(said, str) or not said.startswith("CancelledError(") or m.rolling:
+        return False
+    import asyncio
+
+    from .schedule import past_pivot
+
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # (no loop running: not a task's)
+        return False
+    return task is not None and task.cancelling() > 0 and not past_pivot(m)
+
+
 class JournalWriter:
     """Writes one run down as its machine goes; ``watch`` sees each event."""
 
@@ -44,6 +62,7 @@ class JournalWriter:
         self.refused: list[int] = []  # intents of steps that failed before any effect
         self.refusals: list[str] = []  # (their steps)
         self.cancel_told = False  # the caller's cancel, heard, is written (``cancel_heard``)
+        self.rows: dict[int, str] = {}  # the step of each intent's row (by its position)
         self.dropped: UndoJournalRun | None = None  # the run a failed write stopped writing
         self.withdrawn = 0  # how many of the machine's ``withdrawn`` undos are written
         self.failed = False  # a write of the rollback failed (said once, in a note)
@@ -75,8 +94,8 @@ class JournalWriter:
             self.commit(Event(seq, kind, step, details), self.caught())
             return
         jrun.event(Event(seq, kind, step, details))
-        if m.cancelled and not self.cancel_told:  # (before its rollback: a crash then is
-            self.cancel_told = True  # recovered cancelled, as the run would end)
+        if not self.cancel_told and (m.cancelled or task_cancel(m, kind, details)):  # (before:
+            self.cancel_told = True  # a crash then is recovered cancelled, as it would end)
             jrun.cancel_heard()
         if kind is EventKind.PIPELINE_FAILED:  # (before the rollback's first write)
             self.withdraw(jrun)
@@ -92,9 +111,11 @@ class JournalWriter:
                 self.intents[step] = jrun.register(
                     step, self.named[step], "intent", semantic, timeout or None
                 )
+                self.rows[self.intents[step]] = step
                 self.unsure.clear()  # (written: what was kept went with it)
             elif details["register"] == "none" and step_kind != Kind.GATE:  # (a pivot too)
                 self.intents[step] = jrun.no_undo(step)  # no undo: if it may have happened,
+                self.rows[self.intents[step]] = step
                 self.bare.add(step)  # its effect is leaked, never lost
                 self.unsure.clear()
         elif kind is EventKind.UNDO_REGISTERED:
@@ -315,6 +336,9 @@ class JournalWriter:
         again = [s for s in ran if s not in self.unsure]
         lost = [s for s in ran if s in self.unsure]  # (its undo's own row never written)
         unwritten = [*self.refusals, *steps]  # (their intents stay: recover: leaked)
+        known = {*self.m.leaked, *lost, *unwritten}  # (and what else the run knows better:
+        done = [self.rows[p] for p in sorted(jrun.unwritten()) if p in self.rows]  # F2)
+        done = [s for s in dict.fromkeys(done) if s not in known]
         self.m.note(
             EventKind.JOURNAL_FAILED,
             f"journal write failed ({errors[-1]}, {ATTEMPTS} attempts); the journal still "
@@ -335,6 +359,12 @@ class JournalWriter:
                 f"; {', '.join(map(repr, unwritten))} not run (failed with nothing done, or never "
                 "called), though the journal could not record it: recover will report it leaked"
                 if unwritten
+                else ""
+            )
+            + (
+                f"; {', '.join(map(repr, done))} done here, though the journal could not "
+                "record it: recover will report it leaked"
+                if done
                 else ""
             ),
         )

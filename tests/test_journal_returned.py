@@ -226,3 +226,30 @@ def test_a_kill_while_a_cancelled_tasks_branch_finishes_is_recovered_cancelled(t
         (recovered,) = recover(journal, registry).recovered
     assert recovered.status is Status.CANCELLED
     assert recovered.leaked == () and set(recovered.compensated) == {"a", "b", "s0"}
+
+
+def _busy(step: str, idempotency_key: str | None = None) -> None:
+    raise ConnectionError(f"{step}'s service is down")
+
+
+BUSY = registry.add("returned.busy_undo", _busy)
+
+
+def test_a_halted_recoverys_report_line_names_its_kept_steps(tmp_path):
+    """attack38 F4: the report line of a saga ``recover`` left halted (its undo policy halts)
+    never named its kept steps, though ``Recovery.kept`` listed them."""
+    world = World("halted-kept")
+    saga = Saga([
+        Step("s0", partial(world.act, "s0", None), undo.bind(world=world.name, step="s0")),
+        Step("k", partial(world.act, "k", None), None),
+        Step("s2", partial(world.act, "s2", None), BUSY.bind(step="s2")),
+        Step("s3", partial(world.act, "s3", "before"), None),
+    ])  # fmt: skip
+
+    def told(e) -> None:
+        if e.kind == "pipeline_failed":
+            _kill(world)
+
+    recovered, _, _ = _killed_then_recovered(tmp_path, world, saga, on_event=told, policy="halt")
+    assert recovered.status is Status.HALTED and recovered.kept == ("k",)
+    assert str(recovered).endswith("; kept (no undo: its effect stands) k"), str(recovered)

@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 from conftest import dead_pid
 
-from rollback_lessons import Rollback, Saga, Status, Step
+from rollback_lessons import Rollback, Saga, Status, Step, VirtualClock
 from rollback_lessons.durable.journal import Journal, JournalError
 from rollback_lessons.durable.recovery import recover
 from rollback_lessons.durable.registry import Registry, compensation
@@ -126,10 +126,14 @@ def test_a_disk_full_to_the_end_says_which_undos_recover_will_call_again(tmp_pat
     assert told_again > 0  # (some n left a done undo pending: the case is tested)
 
 
-def test_a_step_undone_here_whose_undo_no_write_carried_is_named_in_the_note(tmp_path):
+@pytest.mark.parametrize("shape", ["undos", "kept", "pivot"])
+def test_a_step_the_journal_could_not_record_is_named_in_the_note(tmp_path, shape):
     """attack36 F2: a disk full from the n-th write on; the run undid every step, but a
     step whose undo's own row no write carried is reported leaked by recover ("no undo
-    logged"), and the run's note never named it. Now the note says so, for every n."""
+    logged"), and the run's note never named it. attack38 F2: nor a step with no undo that
+    returned, a pivot or a step after it. Now the note names each, for every n."""
+    from rollback_lessons.rules import Kind
+
     registry = Registry()
     undone: list[str] = []
 
@@ -137,9 +141,16 @@ def test_a_step_undone_here_whose_undo_no_write_carried_is_named_in_the_note(tmp
     def undo(k, idempotency_key=None):
         undone.append(k)
 
-    saga = Saga([Step(f"s{i}", lambda s: None, undo.bind(k=f"s{i}")) for i in range(3)]
-                + [Step("s3", lambda s: None)], name="f2")  # fmt: skip
-    for n in range(2, 12):
+    steps = [Step(f"s{i}", lambda s: None, undo.bind(k=f"s{i}")) for i in range(2)]
+    if shape == "undos":
+        steps += [Step("s2", lambda s: None, undo.bind(k="s2")), Step("s3", lambda s: None)]
+    elif shape == "kept":
+        steps += [Step("k", lambda s: None), Step("s3", lambda s: None)]
+    else:
+        steps += [Step("k", lambda s: None), Step("p", lambda s: None, kind=Kind.PIVOT),
+                  Step("r", lambda s: None, kind=Kind.RETRIABLE)]  # fmt: skip
+    saga = Saga(steps, name="f2")
+    for n in range(2, 16):
         with Journal(str(tmp_path / f"{n}.db")) as journal:
             real, count = journal.write, [0]
 
@@ -150,12 +161,15 @@ def test_a_step_undone_here_whose_undo_no_write_carried_is_named_in_the_note(tmp
                 return real(statements, **kw)
 
             journal.write = write  # type: ignore[method-assign]
-            outcome = saga.run({}, journal=journal, run_id="r", inject={"s3": "fail"})
+            inject = {"s3": "fail"} if shape != "pivot" else {"r": "fail"}
+            outcome = saga.run({}, journal=journal, run_id="r", inject=inject,
+                               clock=VirtualClock())  # fmt: skip
             journal.write = real  # type: ignore[method-assign]
             journal.write([("UPDATE sagas SET owner_pid = ?, owner_started = NULL", (dead_pid(),))])
             undone.clear()
             recover(journal, registry)
             for step in journal.leaked("r"):  # (undone here, or not run: never leaked here)
                 assert step not in outcome.leaked, (n, step)
-                said = "undone here" if step in outcome.compensated else "not run"
-                assert any(f"'{step}' {said}" in n for n in outcome.notes), (n, step, said)
+                said = "not run" if step not in outcome.completed else "done here"
+                said = "undone here" if step in outcome.compensated else said
+                assert any(f"'{step}'" in n and said in n for n in outcome.notes), (n, step, said)

@@ -338,10 +338,10 @@ class Journal:
     def cancelled(self, saga_id: str) -> bool:
         """Was the saga's rollback its caller's cancel (its ``rollback_start`` event says so,
         or its row, heard before: ``cancel_heard``)? ``recover`` then ends it ``cancelled``."""
-        if self._rows("SELECT 1 FROM sagas WHERE id = ? AND error = ?", (saga_id, HEARD)):
-            return True
         sql = "SELECT details FROM events WHERE saga_id = ? AND kind = 'rollback_start'"
-        return any(json.loads(d).get("cancelled") is True for (d,) in self._rows(sql, (saga_id,)))
+        if started := self._rows(sql, (saga_id,)):  # (what the rollback said wins)
+            return any(json.loads(d).get("cancelled") is True for (d,) in started)
+        return bool(self._rows("SELECT 1 FROM sagas WHERE id = ? AND error = ?", (saga_id, HEARD)))
 
     def leaked(self, saga_id: str) -> list[str]:
         """The steps of a saga whose effect may stand with nothing to undo it (``leaked``)."""

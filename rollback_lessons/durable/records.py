@@ -418,6 +418,11 @@ class JournalRun:
             with contextlib.suppress(Exception):  # (kept in _pending by flush)
                 self.flush(sync=False)
 
+    def unwritten(self) -> set[int]:
+        """The rows whose new state no write carried yet (kept for the next write)."""
+        rows = [p[-1] for sql, p in self._pending if sql.startswith("UPDATE undos SET state")]
+        return {p for p in rows if type(p) is int}  # (by position; a withdrawal is by step)
+
     def take(self) -> list[tuple[str, tuple[Any, ...]]]:
         """The statements not yet written (the caller writes them, e.g. in a batch)."""
         pending, self._pending = self._pending, []

@@ -52,16 +52,15 @@ class Recovery(RunRecord):
 
     def __str__(self) -> str:
         who = f"{_cell(self.saga_id)} ({_cell(self.name)})"  # quoted if it would break a line
-        if self.status is Status.HALTED:
-            return f"{who}: halted; {self.reason}"
+        kept = f"; kept (no undo: its effect stands) {', '.join(self.kept)}" * bool(self.kept)
+        if self.status is Status.HALTED:  # (its kept steps too: attack38 F4)
+            return f"{who}: halted; {self.reason}{kept}"
         dead = "; ".join(f"{d.step}: {describe(d.error)}" for d in self.dead_letters) or "-"
         undone = ", ".join(self.undone) or "-"
         text = f"{who}: {self.status}; undone {undone}; dead letters {dead}"
         if self.leaked:
             text += f"; leaked (may have happened, no undo logged) {', '.join(self.leaked)}"
-        if self.kept:
-            text += f"; kept (no undo: its effect stands) {', '.join(self.kept)}"
-        return text
+        return text + kept
 
 
 def done_steps(journal: Journal, saga_id: str, pivot: str | None) -> dict[str, Any]:
