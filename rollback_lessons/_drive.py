@@ -72,8 +72,7 @@ async def _kept(awaitable: Any) -> tuple[bool, Any]:
 
 def asks_cancel(m: Machine) -> bool:
     """Is the cancel asked now (``_graph_drive.ASKED_AT``), on any engine? Not once the run
-    failed (an undo's retry wait): it changes nothing there, and a request consumed when
-    read would be eaten."""
+    failed (an undo's retry wait): it changes nothing, and a request read would be eaten."""
     return not m.rolling and m.phase is not Phase.DONE
 
 
@@ -268,7 +267,8 @@ class Driver:
         try:
             if not self.asked():  # type: ignore[misc]
                 return None
-        except Exception as exc:  # a failure, not a cancel (a store it reads is down)
+        except Exception as exc:  # a failure, not a cancel (a store it reads is down); its
+            describe(exc)  # repr first: a Ctrl-C it raises is one in the function (attack37 F2)
             return failed_asking(m, untraced(exc))
         return cancel(m, self.cancelling())  # type: ignore[return-value]
 

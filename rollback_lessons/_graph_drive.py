@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ._drive import Call, asks_cancel, failed_asking, own_cancel
 from ._guards import settled
 from .calls import call_sync, call_timed, checked
+from .events import describe
 from .faults import untraced
 from .machine import Phase
 from .operations import Op, RunStep, Wait
@@ -40,10 +41,12 @@ def _cancel(run: Run, asked: Asked) -> GraphOp | None:
     if asked is None or gm.cancelled or not asks_cancel(gm):  # (failed meanwhile: not asked)
         return None
     try:
-        if not asked():
-            return None
-    except Exception as exc:
-        return asking_failed(gm, exc)
+        try:
+            if not asked():
+                return None
+        except Exception as exc:  # a failure; its repr first: a Ctrl-C it raises is one
+            describe(exc)  # raised in the function (attack37 F2: the pivot told cut short)
+            return asking_failed(gm, exc)
     except BaseException as exc:  # a Ctrl-C: the run fails there (a step that returned as
         run.raise_after = run.raise_after or exc  # it was asked is done: undone), then
         return gm.broken(exc, asked=True)  # it is re-raised (a step waiting to retry fails with it)

@@ -1,4 +1,5 @@
-"""A Ctrl-C (or sys.exit) in the cancel function past the irreversible step (attack36 F5).
+"""A Ctrl-C (or sys.exit, or an error whose repr raises one) in the cancel function past the
+irreversible step (attack36 F5, attack37 F1 and F2).
 
 README: "a saga whose irreversible step started is never compensated across it", and "going
 forward, a Ctrl-C anywhere (..., in the cancel function) fails the run there". Raised in the
@@ -60,8 +61,15 @@ def _raised(run) -> BaseException:
     raise AssertionError("nothing was raised")
 
 
+class Loud(Exception):
+    """An error whose repr raises a Ctrl-C (attack37 F2): heard as that Ctrl-C."""
+
+    def __repr__(self) -> str:
+        raise KeyboardInterrupt
+
+
 @pytest.mark.parametrize("journalled", [False, True], ids=["", "journal"])
-@pytest.mark.parametrize("cut", [KeyboardInterrupt, SystemExit])
+@pytest.mark.parametrize("cut", [KeyboardInterrupt, SystemExit, Loud])
 @pytest.mark.parametrize("when", ["email", "ship"])
 @pytest.mark.parametrize("driver", ["run", "completion", "arun"])
 def test_a_ctrl_c_in_the_cancel_function_past_the_pivot_undoes_nothing(
@@ -74,7 +82,7 @@ def test_a_ctrl_c_in_the_cancel_function_past_the_pivot_undoes_nothing(
 
     def told(event) -> None:  # (the same instant, in an observer of the step's done event)
         if event.kind == "step_done" and event.step == when:
-            raise cut()
+            raise KeyboardInterrupt if cut is Loud else cut()
 
     WORLD.clear()
     expected = _raised(lambda: _run(_saga(False, told), driver))
@@ -82,7 +90,7 @@ def test_a_ctrl_c_in_the_cancel_function_past_the_pivot_undoes_nothing(
     WORLD.clear()
     options = {"journal": Journal(tmp_path / "j.db"), "run_id": "r"} if journalled else {}
     got = _raised(lambda: _run(_saga(journalled), driver, cancel=cancel, **options))
-    assert type(got) is type(expected) is cut
+    assert type(got) is type(expected) is (KeyboardInterrupt if cut is Loud else cut)
     assert not any(w.startswith("undo") for w in WORLD), WORLD
     assert got.__notes__ == expected.__notes__ == ["rollback halted; left for a person: s1, s0"]
     if journalled:
@@ -91,3 +99,27 @@ def test_a_ctrl_c_in_the_cancel_function_past_the_pivot_undoes_nothing(
         assert recover(journal, REGISTRY).recovered == ()  # (nothing left to recover)
         assert not any(w.startswith("undo") for w in WORLD), WORLD
         journal.close()
+
+
+@pytest.mark.parametrize("driver", ["run", "completion"])
+def test_an_error_whose_repr_raises_a_ctrl_c_in_the_cancel_function_is_that_ctrl_c(driver):
+    """attack37 F2: raised by the cancel function as s1 returned (no pivot), its repr's
+    Ctrl-C came as the run failed: nothing undone, "interrupted during the rollback" though
+    no undo had run. Now heard as a Ctrl-C in the function: s1 done, all undone, re-raised."""
+    WORLD.clear()
+
+    def cancel() -> bool:
+        if WORLD and WORLD[-1] == "s1":
+            raise Loud()
+        return False
+
+    def act(name: str, state: object) -> None:
+        WORLD.append(name)
+
+    def undo(name: str, state: object) -> None:
+        WORLD.append(f"undo {name}")
+
+    saga = Saga([Step(s, partial(act, s), partial(undo, s)) for s in ("s0", "s1", "s2")])
+    got = _raised(lambda: _run(saga, driver, cancel=cancel))
+    assert type(got) is KeyboardInterrupt
+    assert WORLD[-2:] == ["undo s1", "undo s0"] and "s2" not in WORLD, WORLD
