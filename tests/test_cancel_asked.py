@@ -173,3 +173,51 @@ def test_every_engine_fails_the_waiting_step_with_the_cancel_functions_error(eng
         remote = runner.run(build(3, parallel, 0), {}, cancel=token(2, "raises")[0])
         same(local, remote, name)
         assert remote.failed_step == "s0", name
+
+
+def _raised(run) -> BaseException | None:
+    try:
+        run()
+    except BaseException as exc:  # (what it raised, and its notes, are the story)
+        return exc
+    return None
+
+
+@pytest.mark.parametrize("pivot", [False, True], ids=["list", "pivot"])
+def test_a_ctrl_c_in_the_cancel_function_is_told_as_saga_run_tells_it_on_every_engine(
+    engines, pivot
+):
+    """attack37 F3-F5: a Ctrl-C the cancel function raises at its k-th call: DBOS raised it
+    bare (nothing undone, the run PENDING, a relaunch committed it); Step Functions stopped
+    the execution, the step that had returned named nowhere; BPMN told that step cut short.
+    Now each as ``saga.run``: the step that returned is done (undone, or past the pivot the
+    run halts), and the Ctrl-C is raised with the same notes, the world the same."""
+    from rollback_lessons.rules import Kind
+
+    def saga() -> Saga:
+        steps = [Step(f"s{i}", add(f"s{i}"), rm(f"s{i}")) for i in range(3)]
+        if pivot:
+            steps[1] = Step("s1", add("s1"), None, kind=Kind.PIVOT)
+            steps[2] = Step("s2", add("s2"), None, kind=Kind.RETRIABLE)
+        return Saga(steps, name="asked")
+
+    def ctrl_c_at(k: int):
+        calls: list[int] = []
+
+        def cancel() -> bool:
+            calls.append(1)
+            if len(calls) == k:
+                raise KeyboardInterrupt(f"call {k}")
+            return False
+
+        return cancel
+
+    for k in range(1, 5):
+        here: dict = {}
+        expected = _raised(lambda: saga().run(here, cancel=ctrl_c_at(k), clock=VirtualClock()))  # noqa: B023
+        for name, runner in engines.items():
+            there: dict = {}
+            got = _raised(lambda: runner.run(saga(), there, cancel=ctrl_c_at(k)))  # noqa: B023
+            assert type(got) is type(expected), (name, k, got)
+            said = (getattr(got, "__notes__", []), getattr(expected, "__notes__", []))
+            assert said[0] == said[1] and there == here, (name, k, said, there, here)

@@ -36,6 +36,7 @@ from typing import Any
 from ... import schedule
 from ..._graph_drive import asking_failed
 from ...errors import Cancelled
+from ...events import describe
 from ...machine import Phase
 from ...operations import Ask, Finished, RunStep, RunUndo, Wait
 from ...rules import Kind
@@ -320,12 +321,9 @@ class GraphHost:
     (``answers``, in turn: ``retry`` the job, ``fixed`` by hand) or leaves (``Incident``:
     the saga halted, the rest pending; with no answer left, as in process).
 
-    A cancel (``asked``) is heard where ``saga.run`` hears it (``_graph_drive.ASKED_AT``):
-    before the first step starts, when a step returns, after a retry's wait. The machine
-    decides (``schedule.cancel``: declined past the pivot); once it stops the run, ``do``
-    answers False (nothing more starts: the steps' subprocess ends with its error, which
-    stops every branch), and the loop runs the machine's undos, shielded from the cancel
-    (nothing asks it again): ``cancelled``."""
+    A cancel (``asked``) is heard where ``saga.run`` hears it (``_graph_drive.ASKED_AT``);
+    the machine decides; once it stops the run, ``do`` answers False (nothing more starts),
+    and the loop runs the machine's undos, shielded (nothing asks it again): ``cancelled``."""
 
     def __init__(
         self, plan: SagaPlan, worker: Worker, machine: GraphMachine,
@@ -333,26 +331,29 @@ class GraphHost:
         asked: Callable[[], bool] | None = None,
     ) -> None:  # fmt: skip
         self.plan, self.worker, self.m, self.sleep = plan, worker, machine, sleep
-        self.answers = list(answers)  # what the person says at each incident, in turn
-        self.asked = asked
+        self.answers, self.asked = list(answers), asked  # (a person's answers, in turn)
         self.op: Any = None
         self.cut: str | None = None  # the undo a BaseException raised in, if one did
         if asked is not None:  # asked as each step returns, before the run commits
             machine.hear = self.cancel
 
     def cancel(self) -> None:
-        """Tell the machine if the caller asked to stop (once); a cancel function that raises
-        fails the run with its error, as in process (``_graph_drive.asking_failed``)."""
+        """Tell the machine if the caller asked to stop (once), as ``_graph_drive._cancel``."""
         m = self.m
         if self.asked is None or m.cancelled or m.failing or m.phase is not Phase.FORWARD:
             return
         try:
-            if not self.asked():
-                return
-        except Exception as exc:
-            op = asking_failed(m, exc)
-        else:
-            op = schedule.cancel(m, Cancelled.by_caller())
+            try:
+                if not self.asked():
+                    return
+            except Exception as exc:
+                describe(exc)  # (its repr first: a Ctrl-C it raises is one raised here)
+                op = asking_failed(m, exc)
+            else:
+                op = schedule.cancel(m, Cancelled.by_caller())
+        except BaseException as exc:  # a Ctrl-C: as in process, undone, raised (attack37 F5)
+            self.worker.interrupt = self.worker.interrupt or exc
+            op = m.broken(exc, asked=True)
         if op is not None and type(op) is not Ready:
             self.op = op
 

@@ -13,14 +13,13 @@ from dbos import DBOS
 from dbos._error import DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError
 
 from ... import schedule
-from ..._graph_drive import asking_failed, first_of
-from ...errors import Cancelled
+from ..._graph_drive import first_of
 from ...machine import Phase
 from ...operations import Finished, Op, RunStep, Wait
 from ...policies import UndoPolicy
 from ...schedule import GraphMachine, GraphOp, Ready
 from ..wire import SagaPlan, record_data
-from . import lifetime, stops, waits
+from . import asking, lifetime, stops, waits
 from .workflow import LOST, Faults, _carry_out, _error, _let_go, ask_cancel, attempt
 
 
@@ -41,12 +40,7 @@ class _Graph:
         m = self.m
         if not self.cancellable or m.cancelled:
             return None
-        said = ask_cancel(self.plan.run_id)
-        if said is False:
-            return None
-        if isinstance(said, dict):
-            return asking_failed(m, _error(said))  # type: ignore[arg-type]
-        return schedule.cancel(m, Cancelled.by_caller())
+        return asking.told_graph(m, ask_cancel(self.plan.run_id))
 
     def carry(self, step: str) -> GraphOp:
         """One launched step: its attempts and waits, told to the machine."""

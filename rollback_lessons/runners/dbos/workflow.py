@@ -39,9 +39,8 @@ from dbos import DBOS, StepOptions
 from dbos._context import get_local_dbos_context
 from dbos._error import DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError
 
-from ... import schedule
-from ..._drive import asks_cancel, failed_asking
-from ...errors import Cancelled, RollbackLessonsError, interrupts
+from ..._drive import asks_cancel
+from ...errors import RollbackLessonsError, interrupts
 from ...events import describe
 from ...faults import Fault
 from ...machine import Machine
@@ -49,7 +48,7 @@ from ...operations import ANSWERS, CANCELLED_ASKING, Ask, Finished, Op, RunStep,
 from ...policies import UndoPolicy
 from .. import hosted, remote
 from ..wire import ErrorRecord, SagaPlan, record_data
-from . import bounded, lifetime, stops, waits
+from . import asking, bounded, lifetime, stops, waits
 from .hosting import _saga
 
 Faults = dict[str, tuple[str | None, str | None]]
@@ -312,12 +311,7 @@ def saga_workflow(
 def _heard(m: Machine, run_id: str) -> Op | None:
     """Ask the caller's cancel token (``_drive.Run.heard``'s rule): the machine's answer if
     the run stops now, else None."""
-    said = ask_cancel(run_id)
-    if said is False:
-        return None
-    if isinstance(said, dict):
-        return failed_asking(m, _error(said))
-    return schedule.cancel(m, Cancelled.by_caller())  # type: ignore[return-value]
+    return asking.told(m, ask_cancel(run_id))
 
 
 def _carry_out(
@@ -330,10 +324,10 @@ def _carry_out(
         if type(op) is RunStep:
             action = faults.get(op.step, (None, None))[0]
             error = attempt(plan.run_id, plan.name, op.step, action)
-            if error is None:
-                if cancellable:
-                    _heard(m, plan.run_id)  # it stops here, once this step is done
-                op = m.step_ok()
+            if error is None:  # (a cancel: it stops here, once this step is done)
+                late = asking.told_returned(m, ask_cancel(plan.run_id)) if cancellable else None
+                op = m.step_ok(go_on=late is None)
+                op = op if late is None else m.fail(late)
             elif LOST in error:  # in doubt (its end never saved): cut short, never retried
                 op = m.interrupted(_error(error))
             else:
@@ -448,3 +442,5 @@ def _token(run_id: str) -> bool | dict[str, Any]:
         return bool(asked())
     except Exception as exc:
         return bounded.saved(ErrorRecord.of(exc, None, run_id))
+    except BaseException as exc:  # a Ctrl-C: saved too (``asking``), re-raised at the end
+        return bounded.saved(hosted.interrupted(run_id, exc, ""))

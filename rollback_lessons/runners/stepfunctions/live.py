@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 from ... import schedule
 from ..._graph_drive import asking_failed
 from ...errors import Cancelled
+from ...events import describe
 from ...machine import HALTED_FORWARD as HALTS_FORWARD
 from ...machine import Machine
 from ...operations import Ask, Finished, Op, RunStep, RunUndo, Wait
@@ -221,10 +222,15 @@ class Live:
         if self.asked is None or m.cancelled or self.stopped:
             return None
         try:
-            if not self.asked():
-                return None
-        except Exception as exc:
-            return asking_failed(m, exc)
+            try:
+                if not self.asked():
+                    return None
+            except Exception as exc:  # its repr first: a Ctrl-C it raises is one raised here
+                describe(exc)
+                return asking_failed(m, exc)
+        except BaseException as exc:  # a Ctrl-C: the run fails there, as in process (the step
+            self.worker.interrupt = self.worker.interrupt or exc  # that returned is done:
+            return m.broken(exc, asked=True)  # undone), then it is raised (attack37 F4)
         if self.stop_execution:
             return self._stop()
         return schedule.cancel(m, Cancelled.by_caller())
