@@ -395,4 +395,8 @@ def unheard(run: Run, name: str, exc: BaseException) -> None:
         return  # (recorded, and told done or raised: nothing unheard)
     m = run.m
     if not m.rolling and m.phase in (Phase.STEP, Phase.STEP_WAIT) and m.current == name:
+        raised = m.raised_at  # (its start's event raised it: its action was never called,
+        if raised is not None and raised[0] is exc and raised[1].startswith("at the step_start"):
+            m.not_run(name, f"its start could not be told ({describe(exc)})")  # attack38 F5)
+            return
         m.interrupted(exc)

@@ -173,3 +173,27 @@ def test_a_step_the_journal_could_not_record_is_named_in_the_note(tmp_path, shap
                 said = "not run" if step not in outcome.completed else "done here"
                 said = "undone here" if step in outcome.compensated else said
                 assert any(f"'{step}'" in n and said in n for n in outcome.notes), (n, step, said)
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_a_with_blocks_step_whose_start_was_not_written_is_not_run_not_leaked(tmp_path, n):
+    """attack38 F5: the write of a step's start failed once in a with-block: the block
+    reported that step leaked, ``rollback_incomplete``, though its action was never called
+    (``saga.run`` said ``rolled_back``, and so did the journal). It was not run."""
+    registry, world = Registry(), {}
+
+    @compensation("f5_undo", registry)
+    def undo(k, idempotency_key=None):
+        world.pop(k, None)
+
+    with Journal(str(tmp_path / "j.db")) as journal:
+        failing_once(journal, n)
+        with pytest.raises(JournalError):
+            with Rollback(journal=journal, run_id="r") as rb:
+                for k in "abc":
+                    rb.do(k, lambda k=k: world.__setitem__(k, 1), undo.bind(k=k))
+        outcome = rb.outcome
+        assert outcome is not None and outcome.leaked == () and world == {}
+        assert outcome.status is Status.ROLLED_BACK
+        assert any("was not run: its start could not be told" in note for note in outcome.notes)
+        assert journal.saga("r").status == "rolled_back" and journal.leaked("r") == []
