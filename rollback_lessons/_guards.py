@@ -16,6 +16,7 @@ from .errors import InvalidNameError, InvalidPipelineError, TakenOver, UnknownSt
 from .events import EventKind, describe
 from .machine import Machine, Phase
 from .operations import RAISE, Finished, Op
+from .outcome import Status
 from .rules import NamedUndo
 from .schedule import GraphMachine, GraphOp, Ready, log_anyway, past_pivot
 from .verdicts import rollback_notes
@@ -114,6 +115,21 @@ def committed_note(exc: BaseException) -> BaseException:
     if not issubclass(type(exc), Exception) and AFTER_COMMIT not in getattr(exc, "__notes__", ()):
         exc.add_note(AFTER_COMMIT)
     return exc
+
+
+AFTER_COMMIT_CANCEL = "rollback: the cancel came once the saga had committed: nothing to undo"
+
+
+def cancelled_with(stopped: E, outcome: Outcome) -> E:
+    """A cancelled ``arun`` task's CancelledError, carrying the outcome (``error.outcome``);
+    one that came once the saga had committed says so (attack37 F6: a committed outcome, no
+    word of why the cancel did nothing)."""
+    stopped.outcome = outcome  # type: ignore[attr-defined]
+    if outcome.status is Status.COMMITTED and AFTER_COMMIT_CANCEL not in getattr(
+        stopped, "__notes__", ()
+    ):
+        stopped.add_note(AFTER_COMMIT_CANCEL)
+    return stopped
 
 
 def forward_broke(run: Run, error: BaseException) -> Op:

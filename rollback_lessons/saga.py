@@ -346,8 +346,7 @@ class Saga:
             raise run.raise_after
         outcome = self._outcome(run, world, before, state)
         if stopped is not None:
-            stopped.outcome = outcome  # type: ignore[attr-defined]
-            raise stopped
+            raise _guards.cancelled_with(stopped, outcome)
         return outcome
 
     def _prepare(

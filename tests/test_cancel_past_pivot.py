@@ -123,3 +123,31 @@ def test_an_error_whose_repr_raises_a_ctrl_c_in_the_cancel_function_is_that_ctrl
     got = _raised(lambda: _run(saga, driver, cancel=cancel))
     assert type(got) is KeyboardInterrupt
     assert WORLD[-2:] == ["undo s1", "undo s0"] and "s2" not in WORLD, WORLD
+
+
+def test_a_task_cancelled_once_its_saga_committed_says_so():
+    """attack37 F6: ``arun``'s task cancelled as the saga committed (its observer of the
+    commit cancels it): CancelledError with a ``committed`` outcome and no word of why the
+    cancel undid nothing. Its note says so now."""
+
+    async def scenario() -> BaseException:
+        task: asyncio.Task | None = None
+
+        def told(event) -> None:
+            if event.kind == "committed" and task is not None:
+                task.cancel()
+
+        saga = _saga(False, told)
+        task = asyncio.ensure_future(saga.arun({}, clock=VirtualClock()))
+        try:
+            await task
+        except asyncio.CancelledError as exc:
+            return exc
+        raise AssertionError("not cancelled")
+
+    WORLD.clear()
+    got = asyncio.run(scenario())
+    assert got.outcome.status == "committed"  # type: ignore[attr-defined]
+    assert got.__notes__ == [
+        "rollback: the cancel came once the saga had committed: nothing to undo"
+    ]
