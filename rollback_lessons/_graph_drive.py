@@ -18,7 +18,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ._drive import Call, asks_cancel, failed_asking, own_cancel
-from ._guards import settled
+from ._guards import cancel_heard, settled
 from .calls import call_sync, call_timed, checked
 from .events import describe
 from .faults import untraced
@@ -50,7 +50,10 @@ def _cancel(run: Run, asked: Asked) -> GraphOp | None:
     except BaseException as exc:  # a Ctrl-C: the run fails there (a step that returned as
         run.raise_after = run.raise_after or exc  # it was asked is done: undone), then
         return gm.broken(exc, asked=True)  # it is re-raised (a step waiting to retry fails with it)
-    return cancel(gm, run.cancelling())  # type: ignore[return-value]
+    op = cancel(gm, run.cancelling())
+    if gm.cancelled:  # (journalled now: its branches may run on long before an event)
+        cancel_heard(run, run.stopped_by, taken=True)
+    return op  # type: ignore[return-value]
 
 
 def asking_failed(gm: GraphMachine, error: Exception) -> GraphOp | None:

@@ -317,14 +317,17 @@ def returned(run: Run, step: str) -> None:
         run.m.broken(exc)
 
 
-def cancel_heard(run: Run, exc: E) -> E:
-    """``arun``'s task cancelled: its machine hears of it once a running step ends (they
-    finish first), so the journal says so now: a crash before is recovered ``cancelled``,
-    as the run would end (attack36 F3). ``exc`` returned."""
+def cancel_heard(run: Run, exc: E, taken: bool = False) -> E:
+    """``arun``'s task cancelled (its machine hears of it once a running step ends: they
+    finish first), or a graph's cancel heard while its branches run on: the journal says so
+    now, so a crash before any other write is recovered ``cancelled``, as the run would end
+    (attack36 F3). ``taken``: the machine took it (a graph's); else it is checked not to be
+    declined. ``exc`` returned."""
     journal, m = run.journal, run.m
     if journal is None or journal.jrun is None or journal.cancel_told:
         return exc
-    if not (m.rolling or m.phase is Phase.DONE or getattr(m, "failing", False) or past_pivot(m)):
+    if taken or not (m.rolling or m.phase is Phase.DONE or getattr(m, "failing", False)
+                     or past_pivot(m)):  # fmt: skip
         journal.cancel_told = True  # (else declined, as by ``schedule.cancel``: attack38 F1)
         journal.jrun.cancel_heard()
         journal.jrun.written_soon()

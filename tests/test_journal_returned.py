@@ -179,7 +179,8 @@ def test_a_kill_after_a_cancel_was_heard_is_recovered_cancelled(tmp_path):
     assert world.undone == ["s1", "s0"]
 
 
-def test_a_kill_while_a_cancelled_tasks_branch_finishes_is_recovered_cancelled(tmp_path):
+@pytest.mark.parametrize("how", ["task", "token"])
+def test_a_kill_while_a_cancelled_tasks_branch_finishes_is_recovered_cancelled(tmp_path, how):
     """attack36 F3: ``arun``'s task cancelled while branch a still ran; its machine hears
     the cancel only as a ends, so a process killed before (a real one: as long as a ran)
     was recovered ``rolled_back``. The journal says it as the task is cancelled."""
@@ -208,11 +209,17 @@ def test_a_kill_while_a_cancelled_tasks_branch_finishes_is_recovered_cancelled(t
 
             async def scenario() -> None:
                 journal = Journal(tmp_path / "j.db")
-                task = asyncio.ensure_future(saga.arun({}, journal=journal, run_id="r"))
+                token = asyncio.Event() if how == "token" else None  # (or its task's cancel)
+                task = asyncio.ensure_future(saga.arun({}, journal=journal, run_id="r",
+                                                       cancel=token))  # fmt: skip
                 for _ in range(50):  # (s0 done, a and b started: b returns at once)
                     await asyncio.sleep(0)
-                task.cancel()
-                await asyncio.sleep(0)
+                if token is not None:
+                    token.set()  # (heard by arun as it polls, while a runs on)
+                    await asyncio.sleep(0.2)
+                else:
+                    task.cancel()
+                    await asyncio.sleep(0)
                 cancelled.append(True)
                 await task
 
