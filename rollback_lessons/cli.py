@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import atexit
 import contextlib
 import math
 import os
@@ -13,6 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from ._ending import AT_END, ended
 from .events import UNDO_KINDS, Event, EventKind, describe, one_line
 from .outcome import Outcome
 
@@ -397,20 +397,17 @@ def run() -> NoReturn:
         waited = "were not waited for (interrupted)"
     me = threading.current_thread()
     left = [t.name for t in threading.enumerate() if t.is_alive() and not t.daemon and t != me]
-    if not left:
-        sys.exit(code)
-    _warn(
-        f"thread(s) {', '.join(map(repr, left))} (not ours: the registry's?) "
-        f"{waited}; the process ends without them "
-        "(what the command did is recorded)"
-    )
-    with contextlib.suppress(BaseException):
-        sys.stdout.flush()
-    with contextlib.suppress(BaseException):
-        atexit._run_exitfuncs()  # (logging's flush, the registry's own: as at a normal exit)
-    with contextlib.suppress(BaseException):
-        sys.stderr.flush()
-    os._exit(code)
+    if left:
+        _warn(
+            f"thread(s) {', '.join(map(repr, left))} (not ours: the registry's?) "
+            f"{waited}; the process ends without them (what the command did is recorded)"
+        )
+    try:  # (its exit handlers run here, under this rule: ``_ending``)
+        os._exit(ended(code, _warn, lambda exc: interrupted_by(exc)[1]))
+    except BaseException:  # (a Ctrl-C landing between: the work is done, the status says so)
+        with contextlib.suppress(BaseException):
+            _warn(AT_END.format("a Ctrl-C"))
+        os._exit(code or 130)
 
 
 def _quiet_stdout() -> None:

@@ -7,6 +7,7 @@ F3: ``cli.main`` took any ``SystemExit`` with a false code for argparse's ``--he
 is; any other is an interrupt: one line naming what is left, never exit 0.
 """
 
+import os
 import sys
 
 import pytest
@@ -267,3 +268,37 @@ def test_a_journal_path_with_a_line_break_is_named_on_one_line(tmp_path, command
                           capture_output=True, text=True, check=False)  # fmt: skip
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert "no journal at " in done.stderr and "new\\nline.db" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "raised, status, said",
+    [("KeyboardInterrupt", 130, "a Ctrl-C"), ("SystemExit(0)", 2, "a sys.exit"),
+     ("SystemExit(143)", 143, "a sys.exit")],
+)  # fmt: skip
+def test_a_ctrl_c_or_exit_in_an_exit_handler_is_one_line_and_its_status(
+    tmp_path, raised, status, said
+):
+    """attack39 F1: a Ctrl-C (or a SIGTERM handler's sys.exit) as the process ended, in an
+    exit handler a registry module registered (a client's pool closing): Python printed the
+    handler's traceback and exited 0; a real SIGINT just after the last line killed it with no
+    line at all. The CLI runs the exit handlers itself: one line, its status."""
+    import subprocess
+
+    (tmp_path / "reg_at_exit.py").write_text(
+        "import atexit\nfrom rollback_lessons.durable.registry import Registry\n"
+        "registry = Registry()\n"
+        f"def close_pool():\n    raise {raised}\n"
+        "atexit.register(close_pool)\n"
+    )
+    ok = tmp_path / "ok.db"
+    from rollback_lessons.durable.journal import Journal
+
+    Journal(ok).close()
+    path = f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
+    done = subprocess.run(
+        [sys.executable, "-m", "rollback_lessons", "recover", str(ok), "--registry", "reg_at_exit"],
+        capture_output=True, text=True, check=False, env={**os.environ, "PYTHONPATH": path},
+    )  # fmt: skip
+    assert done.returncode == status, done
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    assert f"{said} came as the process ended" in done.stderr

@@ -1,0 +1,51 @@
+"""How the command-line process ends, once its command's work is done and recorded: its output
+flushed, the exit handlers run (logging's, and those a registry module or its client library
+registered), then ``os._exit`` with the command's status. Python's own finalisation would run
+the handlers with its default Ctrl-C handling, then restore SIG_DFL: a Ctrl-C in that window
+ended the process with no line at all (killed by SIGINT), or printed a handler's traceback and
+exited 0 (attack39 F1). Here a Ctrl-C or a ``sys.exit`` anywhere in it is one line, and the
+status says so (130 for a Ctrl-C; a ``sys.exit`` keeps a failure code, else 2)."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import sys
+from collections.abc import Callable
+from typing import Any
+
+AT_END = "{} came as the process ended, its command's work done and recorded"
+
+
+def ended(code: int, warn: Callable[[str], None], exit_status: Callable[[Any], int]) -> int:
+    """Flush, run the exit handlers under this rule, flush; the status to end with.
+    ``exit_status``: a ``SystemExit``'s status (``cli.interrupted_by``'s)."""
+    cut: list[BaseException] = []
+    hook = sys.unraisablehook
+
+    def heard(raised: Any) -> None:  # (a handler's error: atexit reports it here)
+        error = raised.exc_value
+        if isinstance(error, (KeyboardInterrupt, SystemExit)):
+            cut.append(error)
+        else:
+            hook(raised)
+
+    try:
+        with contextlib.suppress(Exception):  # (a closed output: said by the command)
+            sys.stdout.flush()
+        sys.unraisablehook = heard
+        atexit._run_exitfuncs()
+    except (KeyboardInterrupt, SystemExit) as exc:  # (between two handlers, or around)
+        cut.append(exc)
+    finally:
+        sys.unraisablehook = hook
+    if cut:
+        error = cut[0]
+        said = "a Ctrl-C" if isinstance(error, KeyboardInterrupt) else "a sys.exit"
+        with contextlib.suppress(BaseException):
+            warn(AT_END.format(said))
+        status = 130 if isinstance(error, KeyboardInterrupt) else exit_status(error)
+        code = code or status
+    with contextlib.suppress(BaseException):
+        sys.stderr.flush()
+    return code
