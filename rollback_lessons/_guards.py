@@ -18,7 +18,7 @@ from .machine import Machine, Phase
 from .operations import RAISE, Finished, Op
 from .outcome import Status
 from .rules import NamedUndo
-from .schedule import GraphMachine, GraphOp, Ready, log_anyway, past_pivot
+from .schedule import GraphMachine, GraphOp, Ready, declines, log_anyway, past_pivot
 from .verdicts import rollback_notes
 
 E = TypeVar("E", bound=BaseException)
@@ -326,9 +326,8 @@ def cancel_heard(run: Run, exc: E, taken: bool = False) -> E:
     journal, m = run.journal, run.m
     if journal is None or journal.jrun is None or journal.cancel_told:
         return exc
-    if taken or not (m.rolling or m.phase is Phase.DONE or getattr(m, "failing", False)
-                     or past_pivot(m)):  # fmt: skip
-        journal.cancel_told = True  # (else declined, as by ``schedule.cancel``: attack38 F1)
+    if taken or declines(m) is None:  # (else declined: attack38 F1)
+        journal.cancel_told = True
         journal.jrun.cancel_heard()
         journal.jrun.written_soon()
     return exc
@@ -341,8 +340,12 @@ def cut_as_returned(driver: Driver, exc: BaseException) -> BaseException | None:
     Ctrl-C is returned, the run failed with it once the step is told done (halted, forward,
     as by one in its done event's observer): a stop rolls back across the pivot, and the
     undos ran with the email sent (attack36 F5). Re-raised once the run is over."""
-    m = driver.m
     driver.raise_after = driver.raise_after or exc
+    return stop_as_returned(driver.m, exc)
+
+
+def stop_as_returned(m: Machine, exc: BaseException) -> BaseException | None:
+    """``cut_as_returned``'s rule for the machine, every driver's (DBOS's: ``asking``)."""
     if past_pivot(m):
         return exc
     if m.phase is Phase.STEP and m.stopping is None:

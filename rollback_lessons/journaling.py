@@ -40,13 +40,13 @@ def task_cancel(m: Machine, kind: EventKind, details: Mapping[str, Any]) -> bool
         return False
     import asyncio
 
-    from .schedule import past_pivot
+    from .schedule import declines
 
     try:
         task = asyncio.current_task()
     except RuntimeError:  # (no loop running: not a task's)
         return False
-    return task is not None and task.cancelling() > 0 and not past_pivot(m)
+    return task is not None and task.cancelling() > 0 and declines(m) != "pivot"
 
 
 class JournalWriter:

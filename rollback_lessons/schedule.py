@@ -397,20 +397,26 @@ def past_pivot(m: Machine) -> bool:
     )
 
 
+def declines(m: Machine) -> str | None:
+    """Why a cancel changes nothing now (one rule): "over", the run failed (a graph's failing
+    step too) or ended; "pivot", the irreversible step started. None: it stops the run."""
+    if m.rolling or m.phase is Phase.DONE or (isinstance(m, GraphMachine) and m.failing):
+        return "over"
+    return "pivot" if past_pivot(m) else None
+
+
 def cancel(m: Machine, error: BaseException) -> Op | GraphOp | None:
     """The run's caller cancels it (a cancel token, a cancelled task): nothing more starts,
     what was done is undone, and the status says ``cancelled`` (``status_of``). A step
     running now finishes first (None: tell the machine how it went, as usual); a step
-    waiting to retry is not tried again. Once the run failed, a cancel changes nothing
-    (None): the rollback goes on. (A graph's own rule: ``GraphMachine.cancel``.)"""
-    graph = isinstance(m, GraphMachine)
-    if m.rolling or m.phase is Phase.DONE or (graph and m.failing):  # type: ignore[attr-defined]
-        return None  # (a graph whose step failed for good is failing: its rollback follows)
-    if past_pivot(m):
-        if PAST_PIVOT not in m.notes:
+    waiting to retry is not tried again. Declined (``declines``): None, the run goes on as
+    it was. (A graph's own rule: ``GraphMachine.cancel``.)"""
+    declined = declines(m)
+    if declined is not None:
+        if declined == "pivot" and PAST_PIVOT not in m.notes:
             m.notes = [*m.notes, PAST_PIVOT]
         return None
-    if graph:
+    if isinstance(m, GraphMachine):
         return m.cancel(error)  # type: ignore[attr-defined]
     m.cancelled = True
     if m.phase is Phase.STEP:
@@ -428,9 +434,7 @@ def stop_forward(m: Machine, error: BaseException) -> bool:
     run fails with ``error`` by the machine's rules. Declined (False) as a cancel is: once
     the run failed or stops already, or past the pivot (``past_pivot``: it goes on forward)."""
     graph = isinstance(m, GraphMachine)
-    if m.rolling or m.phase is Phase.DONE or m.stopping is not None or past_pivot(m):
-        return False
-    if graph and m.failing:  # type: ignore[attr-defined]
+    if m.stopping is not None or declines(m) is not None:
         return False
     m.notes = [*m.notes, str(error)]
     if graph:
@@ -441,6 +445,6 @@ def stop_forward(m: Machine, error: BaseException) -> bool:
 
 
 __all__ = [
-    "After", "GraphMachine", "GraphOp", "Ready", "cancel", "concurrent", "dependants",
+    "After", "GraphMachine", "GraphOp", "Ready", "cancel", "concurrent", "declines", "dependants",
     "log_anyway", "past_pivot", "stop_forward", "undo_order",
 ]  # fmt: skip

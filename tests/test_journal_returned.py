@@ -36,6 +36,11 @@ def _killed_then_recovered(tmp_path, world: World, saga: Saga, **run) -> tuple:
     world.wrap(journal)  # (killed: it writes nothing more)
     with contextlib.suppress(Killed):
         saga.run({}, journal=journal, run_id="r", clock=VirtualClock(), **run)
+    return _recovered(tmp_path, world, journal)
+
+
+def _recovered(tmp_path, world: World, journal: Journal) -> tuple:
+    """The killed run's journal recovered by another process: (its record, states, leaked)."""
     assert world.dead, "the process was never killed"
     world.dead = False
     journal._con.close()  # (a killed process closes nothing)
@@ -94,13 +99,9 @@ def test_a_kill_in_an_observer_of_a_with_block_leaves_the_step_undone(tmp_path):
             for name in ("s0", "s1", "s2"):
                 rb.do(name, partial(world.act, name, None, {}),
                       undo.bind(world=world.name, step=name))  # fmt: skip
-    assert world.dead and world.effects == ["s0", "s1"]
-    world.dead = False
-    journal._con.close()
-    with Journal(tmp_path / "j.db") as journal:
-        journal.write([("UPDATE sagas SET owner_pid = ?, owner_started = NULL", (dead_pid(),))])
-        (recovered,) = recover(journal, registry).recovered
-        assert (recovered.status, recovered.leaked) == (Status.ROLLED_BACK, ())
+    assert world.effects == ["s0", "s1"]
+    recovered, _, _ = _recovered(tmp_path, world, journal)
+    assert (recovered.status, recovered.leaked) == (Status.ROLLED_BACK, ())
     assert world.undone == ["s1", "s0"]
 
 

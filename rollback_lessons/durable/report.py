@@ -4,6 +4,7 @@ person (``Waiting``); all of them in a ``RecoveryReport``, printed as the CLI pr
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -75,7 +76,8 @@ def done_steps(journal: Journal, saga_id: str, pivot: str | None) -> dict[str, A
         (saga_id,),
     )
     done = list(dict.fromkeys(step for kind, step, _ in events if kind == "step_done"))
-    after = {s for kind, s, d in events if kind == "step_start" and '"register": "after"' in d}
+    after = {s for kind, s, d in events
+             if kind == "step_start" and json.loads(d).get("register") == "after"}  # fmt: skip
     rows = journal._rows("SELECT step, compensation, state, attempts FROM undos WHERE"
                          " saga_id = ? ORDER BY position", (saga_id,))  # fmt: skip
     undo = {step: (compensation, state, n) for step, compensation, state, n in rows}

@@ -11,16 +11,20 @@ from typing import Any
 
 from ... import schedule
 from ..._drive import failed_asking
+from ..._graph_drive import asking_failed
+from ..._guards import stop_as_returned
 from ...errors import Cancelled, interrupts
 from ...machine import Machine, Phase
 from ...operations import Op
-from ...schedule import GraphMachine, GraphOp, past_pivot
+from ...schedule import GraphMachine, GraphOp
 from ..wire import ErrorRecord
+
+LOST = "lost"  # an action's saved answer marked in doubt (``workflow.LOST``)
 
 
 def error_of(said: dict[str, Any]) -> BaseException:
-    """The token's error, as saved (``workflow._error``'s rule)."""
-    return ErrorRecord(**{k: v for k, v in said.items() if k != "lost"}).to_exception()
+    """A saved error record (a step's, an undo's, the token's) as the exception it was."""
+    return ErrorRecord(**{k: v for k, v in said.items() if k != LOST}).to_exception()
 
 
 def told(m: Machine, said: bool | dict[str, Any]) -> Op | None:
@@ -39,14 +43,10 @@ def told(m: Machine, said: bool | dict[str, Any]) -> Op | None:
 
 def told_returned(m: Machine, said: bool | dict[str, Any]) -> BaseException | None:
     """As a list's step returned, before the machine hears it is done: a Ctrl-C is one in
-    the function (``_guards.cut_as_returned``): before the pivot, the run stops with it once
-    the step is told done; past it, it is returned, the run failed with it forward."""
+    the function (``_guards.stop_as_returned``; past the pivot returned: the run fails with
+    it forward once the step is told done)."""
     if isinstance(said, dict) and interrupts(error := error_of(said)):
-        if past_pivot(m):
-            return error
-        if m.phase is Phase.STEP and m.stopping is None:
-            m.stop(error)
-        return None
+        return stop_as_returned(m, error)
     told(m, said)
     return None
 
@@ -56,7 +56,5 @@ def told_graph(m: GraphMachine, said: bool | dict[str, Any]) -> GraphOp | None:
     if isinstance(said, dict) and interrupts(error := error_of(said)):
         return m.broken(error, asked=True)
     if isinstance(said, dict):
-        from ..._graph_drive import asking_failed
-
         return asking_failed(m, error_of(said))  # type: ignore[arg-type]
     return None if said is False else schedule.cancel(m, Cancelled.by_caller())

@@ -132,7 +132,7 @@ def run_action(
     return {**bounded.saved(error), **cut} if error is not None else None
 
 
-LOST = "lost"
+LOST = asking.LOST
 """An action's answer marked so, in doubt: its end never saved, or cut short (a Ctrl-C)."""
 
 
@@ -180,8 +180,7 @@ def _backoff(m: Machine) -> str:
     return f"the backoff before {m.current}'s action is tried again"
 
 
-def _error(data: dict[str, Any]) -> BaseException:
-    return ErrorRecord(**{k: v for k, v in data.items() if k != LOST}).to_exception()
+_error = asking.error_of
 
 
 def taken(number: int) -> str:
