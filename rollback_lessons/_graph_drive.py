@@ -93,7 +93,7 @@ ASKED_AT = (
 DBOS, Step Functions, BPMN): there and nowhere else, so a cancel function is asked as
 often, and at the same points, whatever runs the saga (``stop_execution``, which is
 heard before a step starts, and ``arun``, which polls while its branches run, and
-``completion=``, which plays its timing, also asked as ready steps start, aside)."""
+``completion=``, which plays its timing, also asked after each step's end, aside)."""
 
 
 def listen(run: Run, asked: Asked) -> None:

@@ -237,3 +237,43 @@ def test_a_completion_naming_a_step_twice_is_refused_before_any_step():
         with pytest.raises(InvalidPipelineError, match="'room' more than once"):
             run()
     assert world == travel.state()
+
+
+def test_completion_looks_after_each_end_where_arun_may_tell_two_ends_in_one_turn():
+    """attack39 F2, as the README says it: ``completion=`` asks the cancel after each step's
+    end; ``arun`` after each turn of its loop, and two branches ending in one turn (gps
+    failing at once, flight done) are told with no look between them. A token turned True by
+    flight's done observer: ``cancelled`` in one, ``rolled_back`` in the other, the same
+    events."""
+
+    async def done(state):
+        return None
+
+    def refuse(state):
+        raise ConnectionRefusedError("gps refused")
+
+    def saga(is_async):
+        act = (lambda s: done(s)) if is_async else (lambda s: None)
+        st = lambda n, a=act: Step(n, a, lambda state: None)  # noqa: E731
+        return Saga(
+            [st("a"), Parallel(st("room"), [st("car"), st("gps", refuse)], st("flight")), st("z")]
+        )
+
+    def probe():
+        seen, heard = [], []
+
+        def watch(event):
+            seen.append((event.kind, event.step))
+            if (event.kind, event.step) == ("step_done", "flight"):
+                heard.append(True)
+
+        return watch, (lambda: bool(heard)), seen
+
+    watch, cancel, seen = probe()
+    played = saga(False).run(
+        {}, on_event=watch, cancel=cancel, completion=["room", "car", "flight", "gps"]
+    )
+    watch2, cancel2, seen2 = probe()
+    ran = asyncio.run(saga(True).arun({}, on_event=watch2, cancel=cancel2))
+    assert (played.status, ran.status) == (Status.CANCELLED, Status.ROLLED_BACK)
+    assert seen == seen2

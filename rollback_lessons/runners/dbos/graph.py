@@ -67,7 +67,7 @@ class _Graph:
         running: list[str] = []
         while type(op) is Ready:  # (asked as each step returns, ``_graph_drive.ASKED_AT``)
             cut = self.cancel() if pick is not None else None  # (``completion``: arun's
-            if cut is not None:  # timing, also asked as ready steps start)
+            if cut is not None:  # timing, also asked after each step's end)
                 op = cut
                 continue
             if pick is None:
