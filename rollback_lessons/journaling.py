@@ -31,15 +31,15 @@ returned without its done event (recover undid a graph's branches in their start
 attack36 F1) and one that refused cleanly with its intent (reported leaked, F7)."""
 
 
-def task_cancel(m: Machine, kind: EventKind, details: Mapping[str, Any]) -> bool:
+def task_cancel(m: Machine, kind: EventKind) -> bool:
     """Is this a step cut short by its task's cancellation (an ``AsyncRollback`` block's),
     which its rollback will hear as a cancel (``_guards.hand_off``), not declined? Said in
     the journal at once (attack38 F3: only once the rollback began)."""
-    said = details.get("error") if kind is EventKind.STEP_FAILED else None
-    if not isinstance(said, str) or not said.startswith("CancelledError(") or m.rolling:
-        return False
     import asyncio
 
+    cut = kind is EventKind.STEP_FAILED and isinstance(m.tried, asyncio.CancelledError)
+    if not cut or m.rolling:
+        return False
     from .schedule import declines
 
     try:
@@ -94,7 +94,7 @@ class JournalWriter:
             self.commit(Event(seq, kind, step, details), self.caught())
             return
         jrun.event(Event(seq, kind, step, details))
-        if not self.cancel_told and (m.cancelled or task_cancel(m, kind, details)):  # (before:
+        if not self.cancel_told and (m.cancelled or task_cancel(m, kind)):  # (before:
             self.cancel_told = True  # a crash then is recovered cancelled, as it would end)
             jrun.cancel_heard()
         if kind is EventKind.PIPELINE_FAILED:  # (before the rollback's first write)

@@ -179,7 +179,7 @@ class Machine:
     failed_step: str | None = None
     reason = ""  # why it halted forward, when it did
     stopping: BaseException | None = None  # asked to stop when the running step returns
-    tried: BaseException | None = None  # the error of the try a step waits to retry after
+    tried: BaseException | None = None  # the error of a step's last try (to retry, or lost)
     interruption: BaseException | None = None
     interrupted_where = ""
     raised_at: tuple[BaseException, str] | None = None  # an event that raised going forward
@@ -405,6 +405,7 @@ class Machine:
         """What a step failing for good leaves (a list's, or a graph's; its STEP_FAILED details):
         its effect, if it happened and no undo was logged before it, leaked; a pivot in doubt."""
         details: dict[str, Any] = {"error": describe(error)}
+        self.tried = error  # (the journal tells a task's cancel by it: ``task_cancel``)
         self._doubted(spec, error, cut)  # (any attempt's: ``error`` may be a cancel's, a retry's)
         if spec.name in self.effected:
             details["after_effect"] = True

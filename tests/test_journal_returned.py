@@ -199,7 +199,7 @@ def test_a_kill_while_a_cancelled_tasks_branch_finishes_is_recovered_cancelled(t
         try:
             cancelled: list[bool] = []
 
-            async def slow(state) -> None:
+            async def slow() -> None:
                 while not cancelled:
                     await asyncio.sleep(0)
                 os.kill(os.getpid(), signal.SIGKILL)
@@ -261,3 +261,49 @@ def test_a_halted_recoverys_report_line_names_its_kept_steps(tmp_path):
     recovered, _, _ = _killed_then_recovered(tmp_path, world, saga, on_event=told, policy="halt")
     assert recovered.status is Status.HALTED and recovered.kept == ("k",)
     assert str(recovered).endswith("; kept (no undo: its effect stands) k"), str(recovered)
+
+
+def test_an_async_block_step_cut_by_its_tasks_cancel_says_cancelled_at_its_failure(tmp_path):
+    """attack38 F3: an ``AsyncRollback`` block whose task is cancelled inside a step, the
+    process killed as the step's failure is told (its ``step_failed`` observer): the journal
+    said the cancel then, so recover ends it ``cancelled``, as the block would have (it said
+    ``rolled_back``: nothing of the cancel was written before the rollback's start)."""
+    import asyncio
+
+    from rollback_lessons import AsyncRollback
+
+    world, path = World("f3"), tmp_path / "j.db"
+    journal = Journal(path)
+    world.wrap(journal)
+    said: list[bool] = []
+
+    def watch(event) -> None:
+        if event.kind == EventKind.STEP_FAILED:
+            with Journal(path) as other:  # (what a recover would read now)
+                said.append(other.cancelled("r"))
+            _kill(world)
+
+    async def slow() -> None:
+        world.effects.append("s1")
+        await asyncio.sleep(30)
+
+    async def block() -> None:
+        rb = AsyncRollback(journal=journal, run_id="r", on_event=watch)
+        async with rb:
+            await rb.do("s0", lambda: world.act("s0", None, None), undo.bind(world="f3", step="s0"))
+            await rb.do("s1", slow, undo.bind(world="f3", step="s1"), register="before")
+
+    async def main() -> None:
+        task = asyncio.ensure_future(block())
+        while "s1" not in world.effects:
+            await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+
+    asyncio.run(main())
+    assert said == [True]
+    recovered, states, leaked = _recovered(tmp_path, world, journal)
+    assert recovered.status == Status.CANCELLED
+    assert (states, leaked) == ({"s0": "done", "s1": "done"}, [])
+    assert world.undone == ["s1", "s0"]
