@@ -57,22 +57,18 @@ def blank(height: int) -> bytes:
 
 
 def frames(lab: RollbackLab, png: bytes) -> Iterator[tuple[int, str]]:
-    assert lab.outcome is not None
     for i in range(lab.frame_count):
-        result = result_at(lab.outcome, i, lab._shown_result)
-        yield (
-            i,
-            view_html(
-                lab.outcome,
-                i,
-                png,
-                lab._cue[0],
-                result,
-                lab.state_keys,
-                view_px(lab),
-                cue_title=lab._cue[1],
-            ),
-        )
+        yield i, frame(lab, png, i)
+
+
+def frame(lab: RollbackLab, png: bytes, i: int) -> str:
+    """The panel's view at event ``i`` of its open run (its picture ``png``)."""
+    assert lab.outcome is not None
+    result = result_at(lab.outcome, i, lab._shown_result)
+    return view_html(
+        lab.outcome, i, png, lab._cue[0], result, lab.state_keys, view_px(lab),
+        cue_title=lab._cue[1],
+    )  # fmt: skip
 
 
 def picture(lab: RollbackLab) -> bytes:
@@ -202,13 +198,18 @@ def test_no_result_of_a_stop_scrolls() -> None:
     took three lines and hid the rows under it in the fixed box (54 of 762 Stops of lesson
     04's and 12's worlds). make test: a twelfth of every world's Stops; make soak: all."""
     cases = [c for world in WORLDS for c in stop_cases(world)]
-    views = []
+    views, labs = [], {}
     for world, faults, policy, at in a_part(cases, 12, name="stop results"):
-        make_saga, make_state = {**worlds(), "travel (12)": (travel.booking, travel.state)}[world]
-        lab = RollbackLab(make_saga(), state=make_state)
+        if world not in labs:  # (one panel per world, each Stop on a run opened anew)
+            make_saga, make_state = {**worlds(), "travel (12)": (travel.booking, travel.state)}[
+                world
+            ]
+            labs[world] = RollbackLab(make_saga(), state=make_state)
+        lab = labs[world]
+        lab.runs = 0  # (as a fresh panel's: the cue says "run 2")
         lab.open_run(faults, policy)
         lab.stop(at)
-        _, view = list(frames(lab, picture(lab)))[-1]
+        view = frame(lab, picture(lab), lab.frame_count - 1)
         views.append((f"{world} {faults} {policy} Stop after event {at + 1}", view))
     hidden = scrolling(views)
     assert hidden == [], f"{len(hidden)} of {len(views)} views scroll: {hidden[:5]}"
