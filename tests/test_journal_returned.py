@@ -199,7 +199,7 @@ def test_a_kill_while_a_cancelled_tasks_branch_finishes_is_recovered_cancelled(t
         try:
             cancelled: list[bool] = []
 
-            async def slow() -> None:
+            async def slow(state) -> None:
                 while not cancelled:
                     await asyncio.sleep(0)
                 os.kill(os.getpid(), signal.SIGKILL)
