@@ -6,6 +6,7 @@ that effect reported in the journal (attack12 B2, with a journal)."""
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -108,19 +109,26 @@ def ended_for_a_person(reg, how: str) -> tuple[Saga, dict]:
                  Step("r", reg.do("r"), kind=Kind.RETRIABLE)]  # fmt: skip
         return Saga(steps, name="trip"), {"r": "fail"}
     steps = [Step("a", reg.do("a"), reg.rm.bind(k="a")), Step("b", reg.do("b"), reg.rm.bind(k="b"))]
-    faults = {"dead": {"a": "undo_fails", "b": "fail"}, "leaked": {"b": "fail_after_effect"}}
-    return Saga(steps, name="trip"), faults[how]
+    faults = {"dead": {"a": "undo_fails", "b": "fail"}, "leaked": {"b": "fail_after_effect"},
+              "policy": {"a": "undo_fails", "b": "fail"}}  # fmt: skip
+    return Saga(steps, name="trip", policy="halt" if how == "policy" else "continue"), faults[how]
 
 
 @pytest.mark.parametrize(
     ("how", "said"),
-    [("halted", "t1 (trip): halted earlier; waits"),
+    [("halted", "t1 (trip): halted earlier (failed after an irreversible step: finish r "
+                "forward by hand (retried, never undone); undos left, not to run (its pivot "
+                "happened) c); waits"),
+     # which undo its policy halted at, its error, what is pending (attack40 F1, attack41 F1)
+     ("policy", "t1 (trip): halted earlier (the undo of a failed (InjectedFault("),
+     ("policy", "and the undo policy halts for a person; pending a); waits"),
      ("dead", "t1 (trip): rollback_incomplete earlier (dead letters a); waits"),
      ("leaked", "t1 (trip): rollback_incomplete earlier (leaked b); waits")],
 )  # fmt: skip
 def test_recover_names_a_saga_ended_earlier_for_a_person_every_time(tmp_path, reg, how, said):
     saga, faults = ended_for_a_person(reg, how)
-    path = tmp_path / "j.db"
+    (tmp_path / "my journal; rm x").mkdir()  # (the hint's path, quoted for a shell: attack41)
+    path = tmp_path / "my journal; rm x" / "j.db"
     with Journal(path) as journal:
         outcome = saga.run({}, inject=faults, journal=journal, run_id="t1")
         assert outcome.status.value == journal.saga("t1").status != "committed"
@@ -134,7 +142,8 @@ def test_recover_names_a_saga_ended_earlier_for_a_person_every_time(tmp_path, re
         assert done.returncode == 1, done.stderr
         assert said in done.stdout and "t2" not in done.stdout
         assert done.stderr.startswith("rollback-lessons: 1 saga(s) ended earlier still wait")
-        assert len(done.stderr.splitlines()) == 1 and f"journal show {path}" in done.stderr
+        assert len(done.stderr.splitlines()) == 1
+        assert f"journal show {shlex.quote(str(path))}`" in done.stderr
 
 
 def test_recover_is_quiet_and_exits_0_when_nothing_waits(tmp_path, reg):
@@ -145,3 +154,23 @@ def test_recover_is_quiet_and_exits_0_when_nothing_waits(tmp_path, reg):
         saga.run({}, inject={"b": "fail"}, journal=journal, run_id="t2")  # rolled_back
     done = cli_recover(tmp_path, path)
     assert (done.returncode, done.stdout, done.stderr) == (0, "recovered 0 saga(s), left 0\n", "")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_settle_whose_line_cannot_be_printed_says_the_saga_is_settled(tmp_path, reg):
+    """attack41 F3: `journal settle > /dev/full` settled the saga, then said only "cannot
+    write to standard output" (exit 2): the operator read a failure and tried again."""
+    saga, faults = ended_for_a_person(reg, "policy")
+    path = tmp_path / "j.db"
+    with Journal(path) as journal:
+        saga.run({}, inject=faults, journal=journal, run_id="t1")
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "rollback_lessons", "journal", "settle", str(path), "t1",
+             "--note", "undone by hand"], stdout=full, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "cannot write to standard output" in done.stderr
+    assert done.stderr.rstrip().endswith(f"; the saga is settled ({path}: journal show)")
+    with Journal(path, readonly=True) as journal:
+        assert "settled" in journal.table()

@@ -5,6 +5,7 @@ one line and an exit status, never a traceback; output comes once the journal is
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,11 @@ def journal_command(args: argparse.Namespace) -> int:
         return 2
     # (printed once the journal is closed: an output that fails is the output's, not its)
     if settling:
-        _say(_safe(str(settled)))
+        try:
+            _say(_safe(str(settled)))
+            STDOUT.flush()
+        except OutputError as exc:  # (settled, written: say so, attack41 F3)
+            raise OutputError(f"{exc}; the saga is settled ({args.file}: journal show)") from None
         return 0
     if readonly:
         _say(table)
@@ -94,8 +99,8 @@ def journal_command(args: argparse.Namespace) -> int:
     if report.waiting:
         _warn(
             f"{len(report.waiting)} saga(s) ended earlier still wait for a person (see above; "
-            f"`rollback-lessons journal show {args.file}` lists them): halted, or with dead "
-            "letters or a step that may have happened and has no undo"
+            f"`rollback-lessons journal show {shlex.quote(str(args.file))}` lists them): "
+            "halted, or with dead letters or a step that may have happened and has no undo"
         )
     return 1 if report.skipped or dead or person or report.waiting else 0
 
@@ -138,6 +143,6 @@ def _settle_interrupted(
     else:
         _warn(
             f"interrupted ({why}); whether it was settled could not be read: see "
-            f"`rollback-lessons journal show {args.file}`"
+            f"`rollback-lessons journal show {shlex.quote(str(args.file))}`"
         )
     return status

@@ -54,14 +54,16 @@ class Recovery(RunRecord):
     def __str__(self) -> str:
         who = f"{_cell(self.saga_id)} ({_cell(self.name)})"  # quoted if it would break a line
         kept = f"; kept (no undo: its effect stands) {', '.join(self.kept)}" * bool(self.kept)
+        leaked = f"; leaked (may have happened, no undo logged) {', '.join(self.leaked)}"
+        leaked *= bool(self.leaked)  # (on a halted line too: attack41 F2)
         if self.status is Status.HALTED:  # (its kept steps too: attack38 F4)
-            return f"{who}: halted; {self.reason}{kept}"
+            return f"{who}: halted; {self.reason}{leaked}{kept}"
         dead = "; ".join(f"{d.step}: {describe(d.error)}" for d in self.dead_letters) or "-"
         undone = ", ".join(self.undone) or "-"
         text = f"{who}: {self.status}; undone {undone}; dead letters {dead}"
-        if self.leaked:
-            text += f"; leaked (may have happened, no undo logged) {', '.join(self.leaked)}"
-        return text + kept
+        if self.semantic:  # why a rollback with nothing failed is incomplete (attack41 F9)
+            text += f"; compensated by a new action, not undone: {', '.join(self.semantic)}"
+        return text + leaked + kept
 
 
 def done_steps(journal: Journal, saga_id: str, pivot: str | None) -> dict[str, Any]:
@@ -117,13 +119,41 @@ class Waiting:
     status: str
     dead_letters: tuple[str, ...] = ()
     leaked: tuple[str, ...] = ()
+    reason: str = ""  # why it halted, as its run or the recover that halted it said
+    pending: tuple[str, ...] = ()  # the undos not run (a halt leaves them for a person)
+    past_pivot: bool = False  # its pivot happened: those undos are never to run
 
     def __str__(self) -> str:
-        what = [f"dead letters {', '.join(self.dead_letters)}"] if self.dead_letters else []
+        what = [self.reason] if self.reason else []  # (attack40 F1, attack41 F1)
+        left = "undos left, not to run (its pivot happened)" if self.past_pivot else "pending"
+        what += [f"{left} {', '.join(self.pending)}"] if self.pending else []
+        what += [f"dead letters {', '.join(self.dead_letters)}"] if self.dead_letters else []
         what += [f"leaked {', '.join(self.leaked)}"] if self.leaked else []
         why = f" ({'; '.join(what)})" if what else ""
         who = f"{_cell(self.saga_id)} ({_cell(self.name)})"
         return f"{who}: {self.status} earlier{why}; waits for a person"
+
+
+def halt_of(journal: Journal, saga_id: str) -> tuple[str, tuple[str, ...]]:
+    """Why a halted saga halted, from its events (its ``halted`` event's reason, or the undo
+    its policy halted at: which, and its error), and the undos it left pending, the one it
+    halted at first, then newest first."""
+    rows = journal._rows(
+        "SELECT kind, step, details FROM events WHERE saga_id = ?"
+        " AND kind IN ('halted', 'undo_failed') ORDER BY seq DESC", (saga_id,),
+    )  # fmt: skip
+    reason, at = "", None
+    for kind, step, details in rows:
+        said = json.loads(details)
+        if kind == "halted" and said.get("reason"):
+            reason = str(said["reason"])
+            break
+        if kind == "undo_failed" and said.get("then") == "halt":
+            reason = f"the undo of {step} failed ({said.get('error')}) and the undo policy "
+            reason, at = reason + "halts for a person", step
+            break
+    left = [u.step for u in journal.undos(saga_id) if u.state == "pending"][::-1]
+    return reason, tuple(sorted(left, key=lambda s: s != at))
 
 
 @dataclass(frozen=True)
@@ -163,5 +193,7 @@ def waiting_in(
             continue
         dead = tuple(u.step for u in journal.undos(saga.id) if u.state == "dead")
         leaked = tuple(journal.leaked(saga.id))  # (a step with no undo too)
-        found.append(Waiting(saga.id, saga.name, saga.status, dead, leaked))
+        halt = halt_of(journal, saga.id) if saga.status == "halted" else ("", ())
+        past = saga.pivot_state == "done"
+        found.append(Waiting(saga.id, saga.name, saga.status, dead, leaked, *halt, past))
     return tuple(found)

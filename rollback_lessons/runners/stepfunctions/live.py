@@ -37,11 +37,11 @@ from ... import schedule
 from ..._graph_drive import asking_failed
 from ...errors import Cancelled
 from ...events import describe
-from ...machine import HALTED_FORWARD as HALTS_FORWARD
 from ...machine import Machine
 from ...operations import Ask, Finished, Op, RunStep, RunUndo, Wait
 from ...outcome import Status
 from ...schedule import GraphMachine, GraphOp, Ready
+from ...verdicts import HALTED_FORWARD as HALTS_FORWARD
 from ..heard import Heard
 from ..history import Worker, ask, undo
 from ..wire import SagaPlan
@@ -90,7 +90,7 @@ def end_state(m: Machine) -> str:
         return ROLLED_BACK
     if status is Status.ROLLBACK_INCOMPLETE:
         return INCOMPLETE
-    if m.reason == HALTS_FORWARD:
+    if m.reason.startswith(HALTS_FORWARD):
         return HALTED_FORWARD
     return LEFT if m.reason is None else HALTED_AT_PIVOT
 
