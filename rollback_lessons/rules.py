@@ -46,11 +46,14 @@ FORWARD_RETRY = RetryPolicy(max_attempts=3, initial_delay=0.5, multiplier=2.0, m
 
 
 def _carried(c: str) -> bool:
-    """Is ``c`` a character of XML 1.0 (the ``Char`` production)?"""
+    """Is ``c`` a character of XML 1.0 (the ``Char`` production) that is no control
+    character but tab and line breaks (DEL and C1 too: U+0080-U+009F, a terminal's CSI
+    among them; XML allows them, the README's rule does not: attack41 F8)?"""
     n = ord(c)
     return (
         n in (0x9, 0xA, 0xD)
-        or 0x20 <= n <= 0xD7FF
+        or 0x20 <= n <= 0x7E
+        or 0xA0 <= n <= 0xD7FF
         or 0xE000 <= n <= 0xFFFD
         or 0x10000 <= n <= 0x10FFFF
     )

@@ -431,7 +431,14 @@ def test_any_step_names_end_the_same_on_every_engine(drawn, step_functions, dbos
 
 
 def test_a_name_no_engine_can_carry_is_refused_when_the_saga_is_made():
-    for bad in ("nul\x00", "bell\x07", "\ud800"):
+    for bad in (
+        "nul\x00",
+        "bell\x07",
+        "\ud800",
+        "del\x7f",
+        "c1\x80",
+        "csi\x9b[2J",
+    ):  # (C1: attack41)
         with pytest.raises(InvalidNameError, match=r"U\+"):
             Step(bad, act)
         with pytest.raises(InvalidNameError, match="the saga's name"):

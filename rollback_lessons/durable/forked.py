@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from .files import JournalTakenOver
 
@@ -44,3 +45,20 @@ def close(con: sqlite3.Connection, pid: int) -> None:
         _FORKED_AWAY.append(con)
     else:
         con.close()
+
+
+class Closed:
+    """A closed Journal's connection: any read of it is one typed line (``JournalUnusable``),
+    not sqlite3's raw "Cannot operate on a closed database" (attack41 F8); closing it again
+    does nothing."""
+
+    def __init__(self, journal: object) -> None:
+        self.journal = journal
+
+    def close(self) -> None:
+        """Closed already."""
+
+    def __getattr__(self, name: str) -> Any:
+        from .files import JournalUnusable
+
+        raise JournalUnusable(f"{self.journal!r} is closed: open it again with Journal(path)")

@@ -54,7 +54,7 @@ from .files import (  # noqa: F401 (re-exported: the journal's names, as before)
     _uri,
     transaction,
 )
-from .forked import JournalForked, close, not_forked  # noqa: F401 (JournalForked: its name)
+from .forked import Closed, JournalForked, close, not_forked  # noqa: F401 (JournalForked)
 from .kept import UnjournaledPolicy, policy_data, policy_of  # noqa: F401 (re-exported)
 from .records import HEARD, NO_UNDO, Claimed, JournalRun, SagaRecord, UndoRecord, me
 from .room import no_room
@@ -433,7 +433,7 @@ class Journal:
     def close(self) -> None:
         with self._lock:
             close(self._con, self._pid)  # (never in a fork: its parent's connection)
-            self.closed = True
+            self.closed, self._con = True, Closed(self)  # type: ignore[assignment]
 
     def __enter__(self) -> Journal:
         return self
