@@ -217,6 +217,18 @@ def test_no_room_names_a_full_disk_and_nothing_else(tmp_path, monkeypatch):
     assert said.startswith("; no room on its disk (0 bytes free)") and "j.db-shm" in said
 
 
+def test_a_disk_sqlite_said_full_is_told_full_whatever_is_free_by_then(tmp_path):
+    """attack41 F4: recover on a full disk said only "database or disk is full": the room
+    was measured once the journal was closed, and closing it had removed its -wal."""
+    from rollback_lessons.durable import room
+
+    said = room.no_room(tmp_path / "j.db", "database or disk is full")
+    assert said.startswith("; no room on its disk (") and "bytes free)" in said
+    assert room.no_room(tmp_path / "j.db", "database is locked") == ""  # (room here)
+    opened = room.unopened(tmp_path / "j.db", "database or disk is full")
+    assert opened == said and opened.count("j.db-shm") == 1  # (said once: attack41 F4)
+
+
 def _can_mount_tmpfs() -> bool:
     import os
     import shutil
@@ -253,7 +265,7 @@ def test_a_journal_whose_shm_cannot_be_made_on_a_full_disk_says_no_room(tmp_path
     assert out.returncode == 2, out.stderr
     [line] = out.stderr.splitlines()
     assert line.startswith(f"rollback-lessons: cannot open {disk}/j.db: ")
-    assert "no room on its disk" in line and "j.db-shm" in line
+    assert "no room on its disk" in line and line.count("j.db-shm") == 1
 
 
 @pytest.mark.parametrize("command", [["recover", "--registry", "json"], ["journal", "show"]])

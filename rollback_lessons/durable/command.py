@@ -55,7 +55,7 @@ def journal_command(args: argparse.Namespace) -> int:
         return status
     except sqlite3.OperationalError as exc:
         hint = " (another process holds it; try --wait)" if "locked" in str(exc) else ""
-        _warn(f"cannot use {args.file}: {exc}{hint or no_room(Path(args.file))}")
+        _warn(f"cannot use {args.file}: {exc}{hint or no_room(Path(args.file), str(exc))}")
         return 2
     except sqlite3.DatabaseError as exc:
         _warn(f"{args.file} is damaged: {exc}; no undo was run")

@@ -57,7 +57,7 @@ from .files import (  # noqa: F401 (re-exported: the journal's names, as before)
 from .forked import Closed, JournalForked, close, not_forked  # noqa: F401 (JournalForked)
 from .kept import UnjournaledPolicy, policy_data, policy_of  # noqa: F401 (re-exported)
 from .records import HEARD, NO_UNDO, Claimed, JournalRun, SagaRecord, UndoRecord, me
-from .room import no_room
+from .room import unopened
 from .settle import Settled, settle, table
 
 
@@ -119,10 +119,9 @@ class Journal:
             self._open(version)
         except sqlite3.Error as exc:  # a full disk: the WAL's files cannot be made beside it
             self._con.close()
-            more = no_room(self.path) or ("; a full disk?" if "disk" in str(exc) else "")
+            more = unopened(self.path, str(exc))  # (a full disk: said once, ``room``)
             raise JournalError(
-                f"cannot open the journal {self.path}: {exc}{more} (SQLite writes "
-                f"{self.path.name}-wal and {self.path.name}-shm beside it); nothing was run"
+                f"cannot open the journal {self.path}: {exc}{more}; nothing was run"
             ) from None
 
     def _open(self, version: int | None) -> None:
