@@ -13,7 +13,7 @@ from collections.abc import Callable, Collection, Generator, Mapping
 from typing import Any, NamedTuple
 
 from . import _guards
-from .calls import PLAIN, call_timed, checked, is_async, what
+from .calls import PLAIN, call_timed, checked, is_async, own_cancel, what
 from .clock import Clock
 from .errors import Cancelled
 from .events import describe
@@ -137,20 +137,6 @@ async def acall_timed(
     return result
 
 
-def own_cancel(exc: BaseException) -> bool:
-    """A step's (or undo's) own CancelledError (a library it awaits cancelled a future): a
-    failure, not an interrupt; the task running it is not being cancelled."""
-    if type(exc).__name__ != "CancelledError":
-        return False
-    import asyncio
-
-    try:
-        task = asyncio.current_task()
-    except RuntimeError:  # no event loop running
-        return False
-    return isinstance(exc, asyncio.CancelledError) and task is not None and not task.cancelling()
-
-
 class Driver:
     """What a run holds to carry out operations; ``Run`` fills it in."""
 
@@ -254,6 +240,15 @@ class Driver:
                     if cut is not None:
                         op = cut  # type: ignore[assignment]
                         continue
+                if not m.rolling:
+                    try:  # its next attempt written down before it begins (a journal's)
+                        self.retrying(m.current)  # type: ignore[arg-type]
+                    except Exception as exc:  # not written: not made, failed for good
+                        self.error, op = exc, m.interrupted(exc)
+                        continue
+                    except BaseException as exc:  # (a Ctrl-C there: as in the wait)
+                        op = self.wait_raised(exc)
+                        continue
                 op = m.resume()
             elif kind is Ask:
                 op = m.answer("leave")  # in process, nobody is there to answer: halted
@@ -286,6 +281,9 @@ class Driver:
 
     def returned(self, step: str) -> None:
         """A step's call returned, before anything else is heard of it (``Run``: written)."""
+
+    def retrying(self, step: str) -> None:
+        """A step's wait is over and its next attempt begins (``Run``: written first)."""
 
     def cancelling(self) -> BaseException:
         """The error a cancelled run fails with (``Saga.run(cancel=...)``, or the

@@ -143,6 +143,14 @@ def step_ops(
                 return gm.step_cut(step, exc)
             run.tick()
             _cancel(run, asked)
+            if not gm.failing:
+                try:  # its next attempt written down before it begins (a journal's)
+                    run.retrying(step)
+                except BaseException as exc:  # not written: not made, failed for good
+                    if not issubclass(type(exc), Exception):
+                        run.raise_after = exc
+                    run.error = untraced(exc)
+                    return gm.step_cut(step, exc)
             op = gm.step_resume(step)
             if type(op) is RunStep:
                 continue

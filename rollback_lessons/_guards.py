@@ -317,6 +317,14 @@ def returned(run: Run, step: str) -> None:
         run.m.broken(exc)
 
 
+def retrying(run: Run, step: str) -> None:
+    """``Run.retrying``: a step whose attempt refused with nothing done rested in its wait
+    (written not run: ``JournalWriter.rest``); its next attempt is written back, durably,
+    before it begins. Raises if it cannot be: the attempt is not made."""
+    if run.journal is not None:
+        run.journal.retrying(step)
+
+
 def cancel_heard(run: Run, exc: E, taken: bool = False) -> E:
     """``arun``'s task cancelled (its machine hears of it once a running step ends: they
     finish first), or a graph's cancel heard while its branches run on: the journal says so

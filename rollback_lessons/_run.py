@@ -373,6 +373,7 @@ class Run(Driver):
 
     fenced = _guards.fenced  # (after a wait, before another undo: taken over meanwhile?)
     returned = _guards.returned  # (a step's call returned: its undo written at once)
+    retrying = _guards.retrying  # (a step rested after a refusal: its next try written)
 
     # -- the end ------------------------------------------------------------------------
 

@@ -125,3 +125,17 @@ def call_timed(
     if "error" in box:
         raise box["error"]
     return box.get("result")
+
+
+def own_cancel(exc: BaseException) -> bool:
+    """A step's (or undo's) own CancelledError (a library it awaits cancelled a future): a
+    failure, not an interrupt; the task running it is not being cancelled."""
+    if type(exc).__name__ != "CancelledError":
+        return False
+    import asyncio
+
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no event loop running
+        return False
+    return isinstance(exc, asyncio.CancelledError) and task is not None and not task.cancelling()

@@ -24,7 +24,9 @@ from .ports import UndoJournalRun
 from .rules import Kind, NamedUndo
 
 ATTEMPTS = 3  # a write the run's end relies on (a commit, its last batch): tried this often
-AT_ONCE = frozenset({EventKind.STEP_DONE, EventKind.STEP_FAILED, EventKind.PIPELINE_FAILED})
+AT_ONCE = frozenset({
+    EventKind.STEP_DONE, EventKind.STEP_FAILED, EventKind.STEP_RETRY, EventKind.PIPELINE_FAILED
+})  # fmt: skip
 """Events whose records are written before the run's observers hear them (``written_soon``):
 a process killed in an observer, or while a gate after a group runs, left a step that had
 returned without its done event (recover undid a graph's branches in their start order,
@@ -69,6 +71,7 @@ class JournalWriter:
         self.unrecorded: list[str] = []  # undos run whose ``done`` no write carried yet
         self.unsure: list[str] = []  # undos logged (confirmed) that no write carried yet
         self.settled: dict[str, tuple[int, bool]] = {}  # undos written as their step returned
+        self.resting: dict[str, int | None] = {}  # steps refused, to retry: their intent rows
 
     def watch(
         self, seq: int, kind: EventKind, step: str | None, details: Mapping[str, Any]
@@ -136,7 +139,10 @@ class JournalWriter:
                     step, self.named[step], "pending", entry.semantic, entry.timeout
                 )
                 self.unsure.clear()
+        elif kind is EventKind.STEP_RETRY:
+            self.rest(step)  # type: ignore[arg-type]
         elif kind is EventKind.STEP_FAILED:
+            self.resting.pop(step, None)  # type: ignore[arg-type]
             if step in self.intents and not details.get("after_effect"):
                 self.refused.append(self.intents.pop(step))  # nothing happened: nothing
                 self.refusals.append(step)
@@ -164,6 +170,35 @@ class JournalWriter:
             self.durably(jrun.undo_retried, m.entry.position)
         if kind in AT_ONCE and self.jrun is not None:
             self.jrun.written_soon()
+
+    def rest(self, step: str) -> None:
+        """An attempt of ``step`` refused with nothing done (no attempt of it had its
+        effect), and it waits to retry: its intent is written not run (a pivot's start
+        refused) before the wait and its observers (``AT_ONCE``), so a process killed there
+        leaves nothing reported leaked, as a Ctrl-C there leaves nothing (attack40 F2)."""
+        m, jrun, position = self.m, self.jrun, self.intents.get(step)
+        if jrun is None or step in m.effected or m.doubt == step:  # (it may have happened)
+            return
+        if position is None and step != self.pivot:  # (logged before it: nothing to say)
+            return
+        if position is not None:
+            jrun.abandon(position)
+        if step == self.pivot:
+            jrun.pivot(step, "refused", flush=False)
+        self.resting[step] = position
+
+    def retrying(self, step: str) -> None:
+        """``step`` rested (``rest``) and its next attempt begins: its intent (a pivot's
+        start) is written back, durably, before the call. If that write fails, it raises:
+        the attempt is not made (the row says not run, truthfully)."""
+        if step not in self.resting or self.jrun is None:
+            return
+        position = self.resting.pop(step)
+        if position is not None:
+            self.jrun.intend(position)
+        if step == self.pivot:
+            self.jrun.pivot(step, "started", flush=False)
+        self.jrun.flush()
 
     def withdraw(self, jrun: UndoJournalRun) -> list[str]:
         """The undos the machine withdrew (logged before a step whose action was then never

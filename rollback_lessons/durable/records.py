@@ -248,6 +248,10 @@ class JournalRun:
         """The step of an ``intent`` failed before its effect: nothing to undo."""
         self._set_state(position, "not_run")
 
+    def intend(self, position: int) -> None:
+        """An ``abandon``ed step is tried again: an ``intent`` once more (with the next write)."""
+        self._set_state(position, "intent")
+
     def abandon_now(
         self, positions: list[int], pivot: str | None = None, withdrawn: Sequence[str] = ()
     ) -> None:
