@@ -199,3 +199,17 @@ def test_each_run_of_a_lesson_saga_tells_what_its_combination_run_alone_tells(na
     for run in exploration.runs:
         alone = check(saga, make_state, run.faults, run.policy, **options)
         assert told(run) == told(alone), run.describe()
+
+
+def test_the_readmes_example_passes_as_printed():
+    """attack41 F8: the README's block failed on the package's own booking world (its
+    refund leaves a record: the world's ``restored`` says whether it is as it was)."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    (block,) = [b for b in blocks if "def test_booking_handles_every_failure" in b]
+    space: dict = {}
+    exec(block, space)
+    space["test_booking_handles_every_failure"]()
