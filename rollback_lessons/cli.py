@@ -439,6 +439,9 @@ def _main(argv: Sequence[str] | None) -> int:
         return 0
     outcome = run_demo(args.fail_at, **options)
     title = f"{args.fail_at} fails ({args.fault})" if args.fail_at else "no step fails"
+    ran = {e.step for e in outcome.events if e.kind == "undo"}  # (an undo fault never struck:
+    missed = [s for s in args.undo_fails if s not in ran]  # said, as the panel says it)
+    title += f", --undo-fails {' '.join(missed)} never struck (no undo of it ran)" * bool(missed)
     print_outcome(outcome, f"{title}, policy={args.policy}, register={args.register}", STDOUT)
     return 0
 

@@ -53,6 +53,20 @@ def test_demo_without_fail_at_runs_both_runs_under_the_flags_given(flags, said):
         assert done.stdout.count("register=before") >= 6
 
 
+@pytest.mark.parametrize(
+    ("flags", "title"),
+    [(["--undo-fails", "step2"], "== no step fails, --undo-fails step2 never struck"),
+     (["--fail-at", "step2", "--undo-fails", "step1", "--undo-fails", "step3"],
+      "== step2 fails (fail), --undo-fails step3 never struck"),
+     (["--fail-at", "step3", "--undo-fails", "step1"], "== step3 fails (fail), policy=")],
+)  # fmt: skip
+def test_an_undo_fault_that_never_struck_is_said(flags, title):
+    """attack41 F8: ``demo --undo-fails step2`` ran a commit titled "no step fails" and never
+    said the undo fault could not strike (the panel says "never struck")."""
+    done = demo(*flags)
+    assert done.returncode == 0 and done.stdout.startswith(title), done.stdout[:200]
+
+
 def test_demo_dead_letter_with_retry():
     out = demo("--fail-at", "step3", "--undo-fails", "step1", "--policy", "retry").stdout
     assert (
