@@ -18,7 +18,7 @@ from .outcome import Outcome
 
 if TYPE_CHECKING:
     from .durable.registry import Registry
-from .worlds.demo import run_demo, xyz_saga
+from .worlds.demo import never_struck, run_demo, xyz_saga
 
 _ARROWS: dict[str, str] = {
     EventKind.STEP_START: "->",
@@ -283,6 +283,8 @@ def load_registry(name: str) -> Registry:
         _module_name(name)
     except argparse.ArgumentTypeError as exc:
         raise CommandError(f"--registry {exc}") from None
+    if "" not in sys.path and os.getcwd() not in sys.path:  # (the console script's path[0]
+        sys.path.insert(0, os.getcwd())  # is its bin/: as `python -m`, this folder: F13)
     try:
         module = importlib.import_module(name)
     except ModuleNotFoundError as exc:
@@ -439,9 +441,7 @@ def _main(argv: Sequence[str] | None) -> int:
         return 0
     outcome = run_demo(args.fail_at, **options)
     title = f"{args.fail_at} fails ({args.fault})" if args.fail_at else "no step fails"
-    ran = {e.step for e in outcome.events if e.kind == "undo"}  # (an undo fault never struck:
-    missed = [s for s in args.undo_fails if s not in ran]  # said, as the panel says it)
-    title += f", --undo-fails {' '.join(missed)} never struck (no undo of it ran)" * bool(missed)
+    title += never_struck(outcome, args.undo_fails)  # (said, as the panel says it)
     print_outcome(outcome, f"{title}, policy={args.policy}, register={args.register}", STDOUT)
     return 0
 

@@ -196,3 +196,27 @@ def test_lab_in_a_folder_that_cannot_hold_the_lessons_is_one_clear_line(tmp_path
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot put the lessons in /proc/1" in err
     assert "[Errno" not in err and "No such file or directory" in err
+
+
+def test_the_console_script_finds_a_registry_in_the_folder_it_runs_in(tmp_path):
+    """attack41 F13: ``rollback-lessons recover j.db --registry myapp.compensations`` from the
+    app's own folder (not installed) said "no module named"; ``python -m`` found it (its
+    sys.path[0] is the folder, the console script's is the venv's bin/)."""
+    import os
+    from pathlib import Path
+
+    from rollback_lessons.durable.journal import Journal
+
+    (tmp_path / "myapp").mkdir()
+    (tmp_path / "myapp" / "__init__.py").write_text("")
+    (tmp_path / "myapp" / "compensations.py").write_text(
+        "from rollback_lessons import Registry\nregistry = Registry()\n"
+    )
+    Journal(tmp_path / "j.db").close()
+    script = Path(sys.executable).with_name("rollback-lessons")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run(
+        [str(script), "recover", "j.db", "--registry", "myapp.compensations"],
+        cwd=tmp_path, capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0 and done.stdout == "recovered 0 saga(s), left 0\n", done.stderr

@@ -52,3 +52,11 @@ def run_demo(
         register=register,  # type: ignore[arg-type]
         clock=VirtualClock(),
     )
+
+
+def never_struck(outcome: Outcome, undo_fails: tuple[str, ...] | list[str]) -> str:
+    """The title's words for undo faults whose undo never ran (attack41 F8: the fault
+    silently never struck; the panel says "never struck"), else ""."""
+    ran = {e.step for e in outcome.events if e.kind == "undo"}
+    missed = [s for s in undo_fails if s not in ran]
+    return f", --undo-fails {' '.join(missed)} never struck (no undo of it ran)" * bool(missed)
