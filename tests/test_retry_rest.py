@@ -9,12 +9,11 @@ from __future__ import annotations
 import contextlib
 
 import pytest
-from conftest import dead_pid
-from test_journal_no_undo import Killed, World, registry, undo
+from test_journal_no_undo import Killed, World, undo
+from test_journal_returned import _recovered
 
 from rollback_lessons import Kind, Parallel, RetryPolicy, Saga, Status, Step, VirtualClock
 from rollback_lessons.durable.journal import Journal
-from rollback_lessons.durable.recovery import recover
 from rollback_lessons.errors import InjectedTimeout
 
 RETRY = RetryPolicy(max_attempts=3, initial_delay=1.0)
@@ -59,13 +58,8 @@ def _run(tmp_path, world: World, saga: Saga, clock: VirtualClock, **run) -> tupl
     world.wrap(journal)  # (killed: it writes nothing more)
     with contextlib.suppress(Killed):
         saga.run({}, journal=journal, run_id="r", clock=clock, **run)
-    assert world.dead, "the process was never killed"
-    world.dead = False
-    journal._con.close()  # (a killed process closes nothing)
-    with Journal(tmp_path / "j.db") as journal:
-        journal.write([("UPDATE sagas SET owner_pid = ?, owner_started = NULL", (dead_pid(),))])
-        (recovered,) = recover(journal, registry).recovered
-        return recovered, {u.step: u.state for u in journal.undos("r")}
+    recovered, states, _ = _recovered(tmp_path, world, journal)
+    return recovered, states
 
 
 def _saga(world: World, plan: list[str], register: str | None, parallel: bool, kind=None):
