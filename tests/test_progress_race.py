@@ -76,14 +76,14 @@ def test_without_fcntl_each_record_is_still_written_whole(data_dir, monkeypatch)
 def test_a_damaged_record_is_kept_aside_said_once_and_never_replaced_unseen(data_dir, capsys):
     path = tracking.progress_file()
     path.parent.mkdir(parents=True)
-    for damaged in ('{"solved": ["01.1", "01.2"', "[]", '{"solved": "01.1"}'):
-        path.write_text(damaged)
+    for damaged in (b'{"solved": ["01.1", "01.2"', b"[]", b'{"solved": "01.1"}', b"\xff\xfe"):
+        path.write_bytes(damaged)
         tracking.record("02.1")
         assert kept(path) == {"02.1"}
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "progress file was damaged: kept as" in err
         [aside] = path.parent.glob("progress.json.damaged-*")
-        assert aside.read_text() == damaged  # what it held is still there to mend
+        assert aside.read_bytes() == damaged  # what it held is still there to mend
         tracking.record("02.2")
         assert capsys.readouterr().err == ""  # said once
         aside.unlink()

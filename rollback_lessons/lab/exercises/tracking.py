@@ -40,7 +40,7 @@ def _read(path: Path) -> set[str]:
     """The exercises solved, as kept; none yet when there is no file; ``_Damaged`` when
     there is one that is not a record (a writer's atomic rename means never a half one)."""
     try:
-        text = path.read_text()
+        text = path.read_bytes()  # (bytes: a record not UTF-8 is damaged, not a traceback)
     except FileNotFoundError:
         return set()
     try:
@@ -58,15 +58,11 @@ def _locked(path: Path) -> Iterator[None]:
     """Hold ``progress.lock`` (beside the record) around a read-modify-write: two kernels
     recording at once lost a solve (attack41 F10). Without ``fcntl`` (Windows), or where
     the folder cannot hold a lock file, no lock: each write is still whole."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        lock = open(path.with_name("progress.lock"), "a")  # noqa: SIM115 - held below
-    except OSError:
-        yield
-        return
-    with lock:
-        if fcntl is not None:
-            with contextlib.suppress(OSError):  # a file system without locks
+    with contextlib.ExitStack() as held:
+        with contextlib.suppress(OSError):  # a read-only folder: the save will say so
+            path.parent.mkdir(parents=True, exist_ok=True)
+            lock = held.enter_context(path.with_name("progress.lock").open("a"))
+            if fcntl is not None:  # (an OSError here: a file system without locks)
                 fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         yield  # (closing the file releases the lock)
 
