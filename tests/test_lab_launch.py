@@ -3,7 +3,9 @@ never overwriting a lesson the learner changed (a newer one goes beside it, and 
 command says so), and JupyterLab started there on 127.0.0.1."""
 
 import json
+import os
 import secrets
+import stat
 import subprocess
 import sys
 
@@ -341,6 +343,9 @@ def test_a_ctrl_c_while_copying_leaves_no_cut_lesson(tmp_path, monkeypatch, cut)
     for i in range(1, 5):
         assert (mine / f"0{i}_l.ipynb").read_text() == (source / f"0{i}_l.ipynb").read_text()
     assert launch.install(mine, source).lines() == []
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert {stat.S_IMODE(p.stat().st_mode) for p in mine.iterdir()} == {0o666 & ~umask}
 
 
 def test_a_beside_copy_written_before_a_ctrl_c_is_said_at_the_next_launch(tmp_path, monkeypatch):

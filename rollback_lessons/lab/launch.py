@@ -3,8 +3,10 @@ folder of the learner's own and opened in JupyterLab (on 127.0.0.1, as ``make la
 
 A lesson is copied on first use and never overwritten once the learner has changed it
 (running it counts: its outputs change): a newer lesson then goes beside it, and the
-command says so. A copy the learner never touched is simply brought up to date. What was
-copied is remembered in ``DIR/.rollback-lessons.json`` (each lesson's hash as shipped).
+command says so; that one is the learner's too once changed. A copy the learner never
+touched is simply brought up to date. What was copied is remembered in
+``DIR/.rollback-lessons.json`` (each lesson's hash as shipped, and each copy put beside one),
+written after the lessons, each file written whole (a temp file renamed).
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ import contextlib
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata, resources
@@ -78,7 +80,8 @@ def _write(path: Path, data: bytes) -> None:
     """Write ``path`` whole or not at all: a temp file in the same folder, synced, then
     renamed over it. A Ctrl-C half way through a copy (attack41 F: lab_ctrl_c_copy) would
     otherwise leave a cut lesson that the next launch keeps forever as the learner's own."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # (the umask's mode)
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)

@@ -7,8 +7,8 @@ import contextlib
 import html
 import json
 import os
+import secrets
 import sys
-import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -111,7 +111,8 @@ def _save(path: Path, solved: Iterable[str]) -> None:
     ``progress.tmp`` left a damaged record, attack41 F10), synced, then renamed over it."""
     text = json.dumps({"solved": sorted(solved)}, indent=1) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="progress.", suffix=".tmp")
+    tmp = path.with_name(f"progress.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # (the umask's mode)
     try:
         with os.fdopen(fd, "w") as out:
             out.write(text)
