@@ -3,7 +3,9 @@ never overwriting a lesson the learner changed (a newer one goes beside it, and 
 command says so), and JupyterLab started there on 127.0.0.1."""
 
 import json
+import os
 import secrets
+import stat
 import subprocess
 import sys
 
@@ -266,3 +268,149 @@ def test_run_all_while_the_kernel_starts_says_so_and_keeps_every_output(tmp_path
                 browser.close()
     finally:
         tb.stop(process)
+
+
+def test_a_newer_lesson_beside_is_the_learners_once_changed_and_never_overwritten(
+    tmp_path, monkeypatch
+):
+    """attack41 F6: the "(new in X)" copy the learner worked in was rewritten by the next
+    launch. It is recorded; once changed it is theirs; an even newer lesson goes beside it
+    under its own version's name (or, the same version, a numbered one), and it is said."""
+    monkeypatch.setattr(launch, "version", lambda: "1.1")
+    mine = tmp_path / "mine"
+    launch.install(mine, lessons(tmp_path / "v1", {"01_a.ipynb": "one"}))
+    (mine / "01_a.ipynb").write_text("one, with my answers")
+    v2 = lessons(tmp_path / "v2", {"01_a.ipynb": "one, better"})
+    [(_, newer)] = launch.install(mine, v2).beside
+    assert newer == "01_a (new in 1.1).ipynb"
+    manifest = json.loads((mine / launch.MANIFEST).read_text())
+    assert manifest["beside"][newer]["lesson"] == "01_a.ipynb"
+    (mine / newer).write_text("one, better, with my new answers")  # the learner works there
+    assert launch.install(mine, v2).lines() == []  # they have the newest lesson: quiet
+    assert (mine / newer).read_text() == "one, better, with my new answers"
+    assert (mine / "01_a.ipynb").read_text() == "one, with my answers"
+
+    monkeypatch.setattr(launch, "version", lambda: "1.2")
+    v3 = lessons(tmp_path / "v3", {"01_a.ipynb": "one, best"})
+    done = launch.install(mine, v3)
+    assert done.beside == [("01_a.ipynb", "01_a (new in 1.2).ipynb")]
+    assert "the newer lesson is beside it: 01_a (new in 1.2).ipynb" in done.lines()[0]
+    assert (mine / "01_a (new in 1.2).ipynb").read_text() == "one, best"
+    assert (mine / newer).read_text() == "one, better, with my new answers"
+
+    # the same version with other lessons (a rebuilt wheel): the changed copy is kept too
+    (mine / "01_a (new in 1.2).ipynb").write_text("one, best, mine")
+    v4 = lessons(tmp_path / "v4", {"01_a.ipynb": "one, rebuilt"})
+    assert launch.install(mine, v4).beside == [("01_a.ipynb", "01_a (new in 1.2, 2).ipynb")]
+    assert (mine / "01_a (new in 1.2).ipynb").read_text() == "one, best, mine"
+    assert (mine / "01_a (new in 1.2, 2).ipynb").read_text() == "one, rebuilt"
+    # an untouched beside copy is brought up to date in place, no new name
+    v5 = lessons(tmp_path / "v5", {"01_a.ipynb": "one, rebuilt again"})
+    assert launch.install(mine, v5).beside == [("01_a.ipynb", "01_a (new in 1.2, 2).ipynb")]
+    assert (mine / "01_a (new in 1.2, 2).ipynb").read_text() == "one, rebuilt again"
+    assert launch.install(mine, v5).lines() == []
+
+
+def test_a_file_of_the_learners_at_the_beside_name_is_never_overwritten(tmp_path, monkeypatch):
+    monkeypatch.setattr(launch, "version", lambda: "2.0")
+    mine = lessons(tmp_path / "mine", {"01_a.ipynb": "mine", "01_a (new in 2.0).ipynb": "mine too"})
+    done = launch.install(mine, lessons(tmp_path / "v", {"01_a.ipynb": "shipped"}))
+    assert done.beside == [("01_a.ipynb", "01_a (new in 2.0, 2).ipynb")]
+    assert (mine / "01_a (new in 2.0).ipynb").read_text() == "mine too"
+
+
+@pytest.mark.parametrize("cut", ["fsync", "replace"])
+def test_a_ctrl_c_while_copying_leaves_no_cut_lesson(tmp_path, monkeypatch, cut):
+    """attack41 F (lab_ctrl_c_copy): a lesson written in place and cut half way counted as
+    the learner's own at the next launch. Each is written whole (temp, fsync, rename)."""
+    source = lessons(tmp_path / "v1", {f"0{i}_l.ipynb": f"lesson {i} " * 999 for i in range(1, 5)})
+    mine = tmp_path / "mine"
+    real, calls = getattr(launch.os, cut), []
+
+    def interrupted(*args):
+        calls.append(args)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(launch.os, cut, interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        launch.install(mine, source)
+    monkeypatch.setattr(launch.os, cut, real)
+    assert sorted(p.name for p in mine.iterdir()) == ["01_l.ipynb", "02_l.ipynb"]  # no temp
+    done = launch.install(mine, source)
+    assert done.new == ["03_l.ipynb", "04_l.ipynb"] and not done.beside
+    for i in range(1, 5):
+        assert (mine / f"0{i}_l.ipynb").read_text() == (source / f"0{i}_l.ipynb").read_text()
+    assert launch.install(mine, source).lines() == []
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert {stat.S_IMODE(p.stat().st_mode) for p in mine.iterdir()} == {0o666 & ~umask}
+
+
+def test_a_beside_copy_written_before_a_ctrl_c_is_said_at_the_next_launch(tmp_path, monkeypatch):
+    mine = tmp_path / "mine"
+    launch.install(mine, lessons(tmp_path / "v1", {"01_a.ipynb": "one"}))
+    (mine / "01_a.ipynb").write_text("mine")
+    v2 = lessons(tmp_path / "v2", {"01_a.ipynb": "two"})
+    monkeypatch.setattr(launch, "version", lambda: "3.0")
+    writes = []
+    real = launch._write
+
+    def cut_before_manifest(path, data):
+        writes.append(path.name)
+        if path.name == launch.MANIFEST:
+            raise KeyboardInterrupt
+        real(path, data)
+
+    monkeypatch.setattr(launch, "_write", cut_before_manifest)
+    with pytest.raises(KeyboardInterrupt):
+        launch.install(mine, v2)
+    monkeypatch.setattr(launch, "_write", real)
+    assert launch.install(mine, v2).beside == [("01_a.ipynb", "01_a (new in 3.0).ipynb")]
+    assert launch.install(mine, v2).lines() == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["[]", '{"files": "x"}', "null", '"x"', '{"files": {"01_a.ipynb": 3}}', '{"files": []}',
+     '{"beside": []}', '{"beside": {"01_a (new in 0).ipynb": 1}}', '{"beside": {"x": {}}}'],
+)  # fmt: skip
+def test_a_manifest_of_another_shape_counts_as_none(tmp_path, text):
+    """attack41 F (lab_manifest.sh): JSON of another shape was a traceback; it is treated
+    as damaged JSON is, as no manifest at all (a folder made by hand), with nothing said."""
+    mine = lessons(tmp_path / "mine", {"01_a.ipynb": "one", "02_b.ipynb": "mine"})
+    (mine / launch.MANIFEST).write_text(text)
+    done = launch.install(mine, lessons(tmp_path / "v", {"01_a.ipynb": "one", "02_b.ipynb": "b"}))
+    assert (mine / "02_b.ipynb").read_text() == "mine" and [y for y, _ in done.beside] == [
+        "02_b.ipynb"
+    ]
+    assert json.loads((mine / launch.MANIFEST).read_text())["files"] == {
+        "01_a.ipynb": launch._hash(mine / "01_a.ipynb")
+    }
+
+
+class Started(Exception):
+    """JupyterLab would take the process over here (``os.execv``)."""
+
+
+def test_the_command_on_a_manifest_of_another_shape_opens_the_lab(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("jupyterlab")
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setattr(launch.os, "name", "posix")
+
+    def execv(path, command):
+        raise Started(command)
+
+    monkeypatch.setattr(launch.os, "execv", execv)
+    (tmp_path / "class").mkdir()
+    (tmp_path / "class" / launch.MANIFEST).write_text("[]")
+    import socket
+
+    with socket.socket() as probe:  # a port free now
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(Started):
+        cli.main(["lab", str(tmp_path / "class"), "--port", str(port)])
+    captured = capsys.readouterr()
+    assert captured.err == "" and "copied" in captured.out

@@ -3,15 +3,19 @@ folder of the learner's own and opened in JupyterLab (on 127.0.0.1, as ``make la
 
 A lesson is copied on first use and never overwritten once the learner has changed it
 (running it counts: its outputs change): a newer lesson then goes beside it, and the
-command says so. A copy the learner never touched is simply brought up to date. What was
-copied is remembered in ``DIR/.rollback-lessons.json`` (each lesson's hash as shipped).
+command says so; that one is the learner's too once changed. A copy the learner never
+touched is simply brought up to date. What was copied is remembered in
+``DIR/.rollback-lessons.json`` (each lesson's hash as shipped, and each copy put beside one),
+written after the lessons, each file written whole (a temp file renamed).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import sys
 from collections.abc import Callable
@@ -72,6 +76,47 @@ def _hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _write(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all: a temp file in the same folder, synced, then
+    renamed over it. A Ctrl-C half way through a copy (attack41 F: lab_ctrl_c_copy) would
+    otherwise leave a cut lesson that the next launch keeps forever as the learner's own."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # (the umask's mode)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _read_manifest(path: Path) -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
+    """What was copied before: each lesson's hash as shipped, and each newer lesson put
+    beside one (its lesson, its hash as shipped). A manifest that is not ours (damaged, or
+    JSON of another shape) counts as none, as a folder made by hand does: nothing is said."""
+    try:
+        data = json.loads(path.read_text()) if path.exists() else {}
+    except ValueError:
+        data = {}
+    data = data if isinstance(data, dict) else {}
+    files, beside = data.get("files"), data.get("beside")
+    files = files if isinstance(files, dict) else {}
+    beside = beside if isinstance(beside, dict) else {}
+    return (
+        {k: v for k, v in files.items() if isinstance(k, str) and isinstance(v, str)},
+        {
+            k: (v["lesson"], v["from"])
+            for k, v in beside.items()
+            if isinstance(v, dict) and isinstance(v.get("lesson"), str)
+            and isinstance(v.get("from"), str)
+        },
+    )  # fmt: skip
+
+
 @dataclass
 class Copied:
     """What ``install`` did, lesson by lesson (``lines()`` says it to the learner)."""
@@ -95,7 +140,9 @@ class Copied:
 
 
 def install(folder: Path, source: Path | None = None) -> Copied:
-    """Copy the lessons into ``folder``, never overwriting one the learner changed."""
+    """Copy the lessons into ``folder``, never overwriting one the learner changed: the
+    lesson itself, nor a newer one put beside it (attack41 F6: a beside copy once changed is
+    the learner's too; an even newer lesson goes beside under a name of its own)."""
     source = source or shipped_lessons()
     folder = folder.expanduser().resolve()
     if folder.exists() and not folder.is_dir():
@@ -105,39 +152,63 @@ def install(folder: Path, source: Path | None = None) -> Copied:
         return done  # the lessons' own folder (a checkout): nothing to copy
     folder.mkdir(parents=True, exist_ok=True)
     manifest_path = folder / MANIFEST
-    try:
-        manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-    except ValueError:
-        manifest = {}
-    shipped_hashes = dict(manifest.get("files", {}))
+    shipped_hashes, beside = _read_manifest(manifest_path)
+    beside = {name: got for name, got in beside.items() if (folder / name).exists()}
     tag = version()
     for lesson in sorted(source.glob(LESSONS)):
         target = folder / lesson.name
         new_hash = _hash(lesson)
         if not target.exists():
-            target.write_bytes(lesson.read_bytes())
+            _write(target, lesson.read_bytes())
             done.new.append(lesson.name)
         else:
             mine, came_from = _hash(target), shipped_hashes.get(lesson.name)
             if mine == new_hash:
                 pass
             elif came_from == mine:  # as shipped before, untouched: bring it up to date
-                target.write_bytes(lesson.read_bytes())
+                _write(target, lesson.read_bytes())
                 done.updated.append(lesson.name)
             elif came_from == new_hash:  # the learner changed it; nothing newer shipped
                 done.kept.append(lesson.name)
                 continue
-            else:  # the learner's own copy, and a newer lesson: it goes beside it
-                newer = folder / f"{lesson.stem} (new in {tag}){lesson.suffix}"
-                if not newer.exists() or _hash(newer) != new_hash:
-                    newer.write_bytes(lesson.read_bytes())
-                    done.beside.append((lesson.name, newer.name))
-                else:
+            else:  # the learner's own copy: keep it; the newest lesson goes beside it
+                newer = _beside(folder, lesson, new_hash, tag, beside)
+                if newer is None:
                     done.kept.append(lesson.name)
+                else:
+                    _write(folder / newer, lesson.read_bytes())
+                    beside[newer] = (lesson.name, new_hash)
+                    done.beside.append((lesson.name, newer))
                 continue  # keep the hash of what the learner's copy came from
         shipped_hashes[lesson.name] = new_hash
-    manifest_path.write_text(json.dumps({"version": tag, "files": shipped_hashes}, indent=1))
+    manifest = {
+        "version": tag,
+        "files": shipped_hashes,
+        "beside": {name: {"lesson": of, "from": h} for name, (of, h) in sorted(beside.items())},
+    }
+    _write(manifest_path, json.dumps(manifest, indent=1).encode())  # after the lessons
     return done
+
+
+def _beside(
+    folder: Path, lesson: Path, new_hash: str, tag: str, beside: dict[str, tuple[str, str]]
+) -> str | None:
+    """Where the newest ``lesson`` goes beside the learner's changed copy, or None when the
+    learner has it already (came from it, changed or not). A beside copy recorded and never
+    changed may be brought up to date; any other file there is the learner's: a new name."""
+    came = {name: h for name, (of, h) in beside.items() if of == lesson.name}
+    if new_hash in came.values():
+        return None
+    first = f"{lesson.stem} (new in {tag}){lesson.suffix}"
+    for n in range(1, 1000):
+        name = first if n == 1 else f"{lesson.stem} (new in {tag}, {n}){lesson.suffix}"
+        path = folder / name
+        if not path.exists():
+            return name
+        now = _hash(path)
+        if now == came.get(name) or (name not in beside and now == new_hash):
+            return name  # untouched, or written and never recorded (a Ctrl-C): said now
+    raise LabError(f"too many copies of {lesson.name} in {folder}: move some away")
 
 
 # How JupyterLab is started for the lessons, wherever that is: `rollback-lessons lab`,

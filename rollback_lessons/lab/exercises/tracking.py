@@ -3,13 +3,21 @@ learntools keeps it: a small JSON file in the user's Jupyter data directory."""
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import os
+import secrets
 import sys
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no lock, each write still whole
+    fcntl = None  # type: ignore[assignment]
 
 
 def progress_file() -> Path:
@@ -24,30 +32,118 @@ def progress_file() -> Path:
     return base / "rollback_lessons" / "progress.json"
 
 
-def _solved() -> set[str]:
+class _Damaged(Exception):
+    """progress.json is there but is not a record of ours (cut, or edited by hand)."""
+
+
+def _read(path: Path) -> set[str]:
+    """The exercises solved, as kept; none yet when there is no file; ``_Damaged`` when
+    there is one that is not a record (a writer's atomic rename means never a half one)."""
     try:
-        data = json.loads(progress_file().read_text())
-        return {str(k) for k in data.get("solved", [])}
-    except (OSError, ValueError, AttributeError):
-        return set()  # none yet, or a damaged file: start again rather than fail a check
+        text = path.read_bytes()  # (bytes: a record not UTF-8 is damaged, not a traceback)
+    except FileNotFoundError:
+        return set()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise _Damaged from None
+    solved = data.get("solved") if isinstance(data, dict) else None
+    if not isinstance(solved, list):
+        raise _Damaged
+    return {str(k) for k in solved}
 
 
-def _save(solved: Iterable[str]) -> None:
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold ``progress.lock`` (beside the record) around a read-modify-write: two kernels
+    recording at once lost a solve (attack41 F10). Without ``fcntl`` (Windows), or where
+    the folder cannot hold a lock file, no lock: each write is still whole."""
+    with contextlib.ExitStack() as held:
+        with contextlib.suppress(OSError):  # a read-only folder: the save will say so
+            path.parent.mkdir(parents=True, exist_ok=True)
+            lock = held.enter_context(path.with_name("progress.lock").open("a"))
+            if fcntl is not None:  # (an OSError here: a file system without locks)
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        yield  # (closing the file releases the lock)
+
+
+def _set_aside(path: Path) -> None:
+    """A damaged record is never replaced by a smaller one unseen: it is kept aside as
+    ``progress.json.damaged-<time>`` and said once (the file is gone after)."""
+    aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = aside.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}-{n}")
+    os.replace(path, aside)  # (an OSError: the caller says it, and nothing is saved)
+    print(
+        f"(progress file was damaged: kept as {aside}; progress starts again from here)",
+        file=sys.stderr,
+    )
+
+
+def _load(path: Path) -> set[str]:
+    """Read the record under the lock; a damaged one is set aside (``_set_aside``)."""
+    try:
+        return _read(path)
+    except _Damaged:
+        _set_aside(path)
+        return set()
+
+
+def _solved() -> set[str]:
     path = progress_file()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"solved": sorted(solved)}, indent=1) + "\n")
-        tmp.replace(path)
-    except OSError as exc:  # a read-only home: the check still answers
-        print(f"(progress not saved: {exc})", file=sys.stderr)
+        return _read(path)
+    except OSError:
+        return set()  # unreadable: none shown rather than fail
+    except _Damaged:
+        pass
+    with _locked(path):
+        try:
+            return _load(path)
+        except OSError:
+            return set()
+
+
+def _save(path: Path, solved: Iterable[str]) -> None:
+    """Write the record whole: a temp file of this writer's own (two writers sharing one
+    ``progress.tmp`` left a damaged record, attack41 F10), synced, then renamed over it."""
+    text = json.dumps({"solved": sorted(solved)}, indent=1) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"progress.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # (the umask's mode)
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def record(exercise: str) -> None:
     """Remember that ``exercise`` is solved (a correct check calls it)."""
-    solved = _solved()
-    if exercise not in solved:
-        _save(solved | {exercise})
+    path = progress_file()
+    try:
+        with _locked(path):
+            solved = _load(path)
+            if exercise not in solved:
+                _save(path, solved | {exercise})
+    except OSError as exc:  # a read-only home: the check still answers
+        print(f"(progress not saved: {exc})", file=sys.stderr)
+
+
+def _forget() -> None:
+    path = progress_file()
+    try:
+        with _locked(path):
+            _save(path, ())
+    except OSError as exc:
+        print(f"(progress not saved: {exc})", file=sys.stderr)
 
 
 @dataclass(frozen=True)
@@ -80,7 +176,7 @@ def progress(lesson: str | int | None = None, *, reset: bool = False) -> Progres
     """The exercises solved so far, across lessons and sessions (``lesson="02"``: one
     lesson's only). ``reset=True`` forgets every solved exercise first."""
     if reset:
-        _save(())
+        _forget()
     from . import load_all
 
     exercises = load_all()
