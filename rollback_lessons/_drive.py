@@ -13,6 +13,7 @@ from collections.abc import Callable, Collection, Generator, Mapping
 from typing import Any, NamedTuple
 
 from . import _guards
+from ._shutdown import shut_down
 from .calls import PLAIN, call_timed, checked, is_async, own_cancel, what
 from .clock import Clock
 from .errors import Cancelled
@@ -154,6 +155,7 @@ class Driver:
     stopped_by: BaseException | None = None  # what stopped it (a task's CancelledError)
     error: BaseException | None = None  # the last step error (a with-block raises it)
     raise_after: BaseException | None = None  # a Ctrl-C to re-raise when the rollback is done
+    shutdown: BaseException | None = None  # the Ctrl-C asyncio.run ended on (``shut_down``)
     wake: Any = None  # (arun) an asyncio.Event set once the run stops: retry waits end then
     taken: Any = None  # (journal run, TakenOver): the run a takeover ended, and how
     in_doubt: BaseException | None = None  # a Ctrl-C that came as the commit was written
@@ -243,11 +245,9 @@ class Driver:
                 if not m.rolling:
                     try:  # its next attempt written down before it begins (a journal's)
                         self.retrying(m.current)  # type: ignore[arg-type]
-                    except Exception as exc:  # not written: not made, failed for good
-                        self.error, op = exc, m.interrupted(exc)
-                        continue
-                    except BaseException as exc:  # (a Ctrl-C there: as in the wait)
-                        op = self.wait_raised(exc)
+                    except BaseException as exc:  # not written: not made, failed for good
+                        self.error, plain = exc, isinstance(exc, Exception)  # (else a Ctrl-C)
+                        op = m.interrupted(exc) if plain else self.wait_raised(exc)
                         continue
                 op = m.resume()
             elif kind is Ask:
@@ -409,7 +409,8 @@ class Driver:
                             elif done is not None and role == "action":
                                 checked(done, role, step)
                 except BaseException as exc:  # CancelledError too
-                    todo = loop.throw(exc)
+                    if True:
+                        todo = loop.throw(exc)
                     continue
                 todo = loop.send(done)
         except StopIteration as over:

@@ -26,6 +26,7 @@ from typing import Any
 from . import _guards
 from ._drive import Driver
 from ._recorded import Told
+from ._shutdown import told_at_shutdown
 from .calls import PLAIN, check_callable, checked, plain
 from .clock import SYSTEM_CLOCK, Clock, SystemClock
 from .events import (
@@ -423,6 +424,7 @@ class Run(Driver):
             return  # (recorded: committed, or every undo returned; no journal, no notes)
         if error is not None:
             _guards.add_notes(self, error)
+        told_at_shutdown(self)  # (the Ctrl-C asyncio.run raises after: what was done)
         if self.journal is not None:
             self.journal.end(error)
         self.m.watch = None  # nothing more to watch: no cycle left (run -> machine -> run)
