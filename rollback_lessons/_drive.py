@@ -409,7 +409,7 @@ class Driver:
                             elif done is not None and role == "action":
                                 checked(done, role, step)
                 except BaseException as exc:  # CancelledError too
-                    if True:
+                    if not shut_down(self, exc):  # (asyncio.run's end: made again)
                         todo = loop.throw(exc)
                     continue
                 todo = loop.send(done)
