@@ -365,9 +365,7 @@ class TemporalRunner(Closable):
         to end; a call that does not (an undo that blocks forever) is abandoned on its
         thread, named in ``self.abandoned`` and in an ``AbandonedCalls`` warning, and
         close returns all the same. Then every call is refused (``RunnerClosed``); closing
-        again does nothing."""
-        if self._closed:
-            return
+        again is harmless (and ends what a close cut short, by a Ctrl-C say, left)."""
         self._closed = True
         self._executor.begin_close()  # no action begins from now on
         shutdown = asyncio.ensure_future(self._worker.shutdown())
