@@ -6,6 +6,7 @@ called that "stopped answering"; a closed Temporal runner told of a server to st
 
 import asyncio
 import sqlite3
+import threading
 
 import pytest
 
@@ -73,17 +74,30 @@ def test_a_closed_dbos_runner_with_none_open_is_refused_in_one_line(tmp_path):
     assert ran == []
 
 
-def test_a_closed_step_functions_runner_sends_no_request(monkeypatch):
+@pytest.fixture
+def sent_to_aws(monkeypatch) -> list[str]:
+    """The URLs of the requests botocore really sends (moto's mock answers before this;
+    once it ended, a client's request would go to AWS itself): none may be."""
+    import botocore.endpoint
+
+    sent: list[str] = []
+
+    def send(endpoint, request):
+        sent.append(request.url)
+        raise ConnectionError("no network in this test")
+
+    monkeypatch.setattr(botocore.endpoint.Endpoint, "_send", send)
+    return sent
+
+
+def test_a_closed_step_functions_runner_sends_no_request(sent_to_aws):
     """Closed, moto's mock is gone and its boto3 clients would reach AWS itself: every call
-    is refused before any request is made (none reaches either client)."""
+    is refused before any request is made."""
     from rollback_lessons.runners.stepfunctions import StepFunctionsRunner
 
     runner = StepFunctionsRunner.start()
     runner.close()
     runner.close()  # (again: nothing)
-    requests: list[str] = []
-    for client in (runner.sfn, runner.sqs):
-        monkeypatch.setattr(client, "_make_api_call", lambda op, params: requests.append(op))
     ran: list[str] = []
     calls = {
         "run": lambda: runner.run(_saga(ran), {}),
@@ -95,7 +109,40 @@ def test_a_closed_step_functions_runner_sends_no_request(monkeypatch):
         refused = CLOSED.format("StepFunctionsRunner", "on moto", call)
         with pytest.raises(RunnerClosed, match=refused):
             made()
-    assert requests == [] and ran == []
+    assert sent_to_aws == [] and ran == []
+
+
+def test_a_step_functions_run_served_as_its_runner_closes_sends_nothing_to_aws(sent_to_aws):
+    """``close()`` from another thread while a run is served: once moto's mock ended, the
+    run's next request (the step's answer) went to AWS itself (https://states.us-east-1...).
+    Now it is refused: the run ends with ``RunnerClosed``, no request leaves this process."""
+    from rollback_lessons.runners.stepfunctions import StepFunctionsRunner
+
+    began, go, ran = threading.Event(), threading.Event(), []
+
+    def slow(state):
+        began.set()
+        assert go.wait(30)
+        ran.append("a")
+
+    runner = StepFunctionsRunner.start()
+    raised: list[BaseException] = []
+
+    def serve():
+        try:
+            runner.run(Saga([Step("a", slow, lambda s: ran.append("undo a"))], name="cut"), {})
+        except BaseException as exc:
+            raised.append(exc)
+
+    served = threading.Thread(target=serve)
+    served.start()
+    assert began.wait(30)
+    runner.close()
+    go.set()
+    served.join(60)
+    assert not served.is_alive() and sent_to_aws == [] and ran == ["a"]
+    assert [type(e) for e in raised] == [RunnerClosed], raised
+    assert "was closed while a saga ran on it" in str(raised[0])
 
 
 def test_a_closed_bpmn_runner_is_refused_as_every_runner_is():

@@ -6,6 +6,7 @@ server to start again); DBOS also says so of a run its close stopped."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from ..errors import RollbackLessonsError
 
@@ -53,3 +54,18 @@ class Closable:
         """``RunnerClosed`` (one line, nothing run) once ``close()`` began."""
         if self._closed:
             raise RunnerClosed.refusing(self, call, self._where())
+
+
+class Gone:
+    """Stands for a closed runner's client: any use of it is ``RunnerClosed``. A run served
+    from another thread as the runner closed sends nothing more (Step Functions: moto's mock
+    ended, its boto3 client would have reached AWS itself)."""
+
+    def __init__(self, runner: object, where: str) -> None:
+        self._runner, self._where = runner, where
+
+    def __getattr__(self, name: str) -> Any:
+        raise RunnerClosed(
+            f"this {type(self._runner).__name__} ({self._where}) was closed while a saga ran "
+            f"on it: its request {name} was not sent, and nothing more of that run is done"
+        )

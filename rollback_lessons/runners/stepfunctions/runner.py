@@ -23,7 +23,7 @@ from ...policies import PolicyLike, check_seconds, data_only
 from ...rules import check_state
 from ...saga import Saga, State, snapshot
 from ...schedule import GraphMachine
-from ..closed import Closable
+from ..closed import Closable, Gone
 from ..error_record import keeping
 from ..heard import Heard
 from ..history import HistoryDiverged, Worker, walk
@@ -419,12 +419,14 @@ class StepFunctionsRunner(Closable):
 
     def close(self) -> None:
         """Delete the task queue and stop moto (its mock, or its server); then every call
-        is refused (``RunnerClosed``). Closing again does nothing."""
+        is refused (``RunnerClosed``), and so is every request of a run another thread still
+        serves (its clients are ``Gone``). Closing again does nothing."""
         if self._closed:
             return
-        self._closed = True
+        self._closed, sqs = True, self.sqs
+        self.sfn, self.sqs = Gone(self, self._where()), Gone(self, self._where())
         with contextlib.suppress(Exception):
-            self.sqs.delete_queue(QueueUrl=self.queue_url)
+            sqs.delete_queue(QueueUrl=self.queue_url)
         self._stack.close()
 
     def __enter__(self) -> StepFunctionsRunner:
