@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from ..saga import Saga, State
+from .closed import RunnerClosed
 
 EPHEMERAL = "/proc/sys/net/ipv4/ip_local_port_range"
 
@@ -53,7 +54,8 @@ class Runner(Protocol):
 
     ``Runner.start(...)`` makes one (its server, its client, its process-wide state),
     ``runner.run(saga, state, inject=..., policy=...)`` runs a saga to its end, and
-    ``runner.close()`` stops what ``start`` started; a runner is also a context manager. An
+    ``runner.close()`` stops what ``start`` started (then every call is refused,
+    ``RunnerClosed``, before anything runs); a runner is also a context manager. An
     engine with an async client (Temporal) answers awaitables: ``await`` each call.
     """
 
@@ -65,4 +67,4 @@ class Runner(Protocol):
     def close(self) -> Any: ...
 
 
-__all__ = ["Runner", "free_port"]
+__all__ = ["Runner", "RunnerClosed", "free_port"]

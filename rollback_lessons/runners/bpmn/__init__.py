@@ -1,6 +1,7 @@
 """BPMN 2.0: the saga written as a model for Camunda 8 (``model``: compensation events, or
 the explicit form), and the explicit form run on SpiffWorkflow (``spiff``)."""
 
+from ..closed import RunnerClosed
 from .model import (
     CAMUNDA_VERSION,
     ENGINE,
@@ -14,6 +15,7 @@ __all__ = [
     "CAMUNDA_VERSION",
     "ENGINE",
     "BpmnRunner",
+    "RunnerClosed",
     "UnsupportedInBPMN",
     "run_explicit",
     "to_bpmn",

@@ -21,6 +21,7 @@ from ...rules import check_state
 from ...saga import Saga, State, snapshot
 from ...schedule import GraphMachine
 from .. import remote
+from ..closed import Closable
 from ..error_record import keeping
 from ..heard import Heard
 from ..history import Visit, Worker, do, undo, walk
@@ -296,9 +297,10 @@ def _told(host: GraphHost, heard: Heard) -> Callable[[str], bool]:
     return do
 
 
-class BpmnRunner:
+class BpmnRunner(Closable):
     """The explicit form on SpiffWorkflow as a ``Runner``: the engine is a library, so there
-    is nothing to start or stop; ``run`` is ``run_explicit``."""
+    is nothing to start or stop; ``run`` is ``run_explicit``. Closed, it refuses ``run``
+    (``RunnerClosed``) as every runner does, so that code written for one runner holds for all."""
 
     @classmethod
     def start(cls) -> BpmnRunner:
@@ -318,12 +320,13 @@ class BpmnRunner:
     ) -> Outcome:
         """Run ``saga`` with SpiffWorkflow and return its Outcome (like ``saga.run``; its
         errors as they were raised here: ``error_record.keeping``)."""
+        self._refuse_if_closed("run")
         with keeping():
             return run_explicit(saga, state, inject=inject, policy=policy, undo_order=undo_order,
                                 completion=completion, cancel=cancel, answers=answers)  # fmt: skip
 
     def close(self) -> None:
-        pass
+        self._closed = True
 
     def __enter__(self) -> BpmnRunner:
         return self

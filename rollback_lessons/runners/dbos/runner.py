@@ -26,6 +26,7 @@ from ...policies import PolicyLike, resolve_policy
 from ...rules import check_run_id, check_state
 from ...saga import Saga, State, snapshot
 from .. import hosted
+from ..closed import Closable
 from ..error_record import keeping
 from ..hosted import UnknownRun
 from ..wire import needs_graph, plan_of, record_of
@@ -53,7 +54,7 @@ LOOK = 0.1
 _LOOK = threading.Event()  # (never set: a sleep)
 
 
-class DBOSRunner:
+class DBOSRunner(Closable):
     """Runs sagas as DBOS workflows, in this process: ``with DBOSRunner.start() as runner:
     outcome = runner.run(saga, state)``"""
 
@@ -155,7 +156,9 @@ class DBOSRunner:
         ``at_once``: the ready steps run at once instead, as ``await saga.arun`` runs them,
         each attempt a child workflow telling this one when it ended; without step retries
         the Outcome is then ``saga.run(..., completion=...)``'s for the order they finished
-        in. ``DBOSHandle.stop`` cancels the children too (a running call ends, nothing follows)."""
+        in. ``DBOSHandle.stop`` cancels the children too (a running call ends, nothing follows).
+        A closed runner refuses it (``RunnerClosed``): DBOS may run another file now."""
+        self._refuse_if_closed("start_saga")
         check_state(state)
         if run_id is not None:  # (the undos' idempotency keys are '<run id>:<step>')
             check_run_id(run_id)
@@ -213,6 +216,7 @@ class DBOSRunner:
         answers it (``pending()``, ``resolve()``), ``outcome()`` waits for its end; with the
         state it acts on when this process still hosts the run. A run id DBOS does not know
         is refused (``UnknownRun``)."""
+        self._refuse_if_closed("handle_for")
         status = DBOS.get_workflow_status(run_id)
         if status is None:
             raise UnknownRun(f"DBOS has no saga {run_id!r} in {self.path}")
@@ -230,6 +234,7 @@ class DBOSRunner:
 
     def run(self, saga: Saga, state: State | None = None, **options: Any) -> Outcome:
         """Run ``saga`` on DBOS; its Outcome, errors as raised (``saga.run``'s: ``keeping``)."""
+        self._refuse_if_closed("run")
         with keeping():
             return self.start_saga(saga, state, wait=True, **options).outcome()
 
@@ -254,6 +259,7 @@ class DBOSRunner:
         (another version started it) is ``ReplayRefused``; a run id DBOS does not know (a
         saga never started) is ``UnknownRun``. One ``stop()`` stopped (DBOS keeps no result):
         the record ``outcome()`` gives (``stops.take``)."""
+        self._refuse_if_closed("record")
         self._not_stranded(run_id)  # (attack17's G4: it waited forever, or advised in vain)
         if DBOS.get_workflow_status(run_id) is None:
             raise UnknownRun(f"DBOS has no saga {run_id!r} in {self.path}")
@@ -292,6 +298,7 @@ class DBOSRunner:
         it is tried again too (``hosting.TRIES`` times, ``BACKOFF`` doubled between: a
         service the factory reads may be back; each failed try a warning on the
         ``rollback_lessons`` logger); ``record`` says why."""
+        self._refuse_if_closed("waiting")
         unfinished = DBOS.list_workflows(status=["PENDING", "ENQUEUED"], has_parent=False)
         names = {w.workflow_id: hosting.saga_name(w.input) for w in unfinished}
         return {
@@ -306,6 +313,9 @@ class DBOSRunner:
             )
             and run_id not in self.stranded  # (another version's: no saga resumes it here)
         }
+
+    def _where(self) -> str:
+        return f"on {self.path}"
 
     def close(self) -> None:
         """Stop DBOS in this process. A saga that only waits (for a person's answer, a

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from dbos import DBOS
 
-from ...errors import RollbackLessonsError
+from ..closed import RunnerClosed
 
 T = TypeVar("T")
 STOP = {"rollback_lessons.stop": "the runner closed"}
@@ -43,27 +43,6 @@ class LeftWaiting(BaseException):
 OPEN: list[Path] = []
 """The file of the runner open now in this process (DBOS is process-global: one at a
 time), or none: a handle of a closed runner's acts on nothing else (attack35 F2)."""
-
-
-class RunnerClosed(RollbackLessonsError):
-    """The runner closed while the saga waited (for a person, a retry's backoff, its
-    saga's steps) or ran a step: ``run`` closed from another thread, or ``outcome()`` after
-    the close. It is left unfinished on the file, for the next launch there (attack21's D2;
-    attack24's M1: a step running then raised DBOS's own error, with a traceback)."""
-
-    @classmethod
-    def of(cls, run_id: str, path: Path | None, ran: bool = False) -> RunnerClosed:
-        """Saga ``run_id``'s, left unfinished on ``path`` (``ran``: while a step ran)."""
-        where = f" on {path}" if path is not None else ""
-        if ran:
-            return cls(
-                f"the runner closed while saga {run_id!r} ran a step; it is left unfinished"
-                f"{where}, that step unsaved: a launch there goes on with it"
-            )
-        return cls(
-            f"the runner closed while saga {run_id!r} waited; it is left unfinished{where}: "
-            "a launch there goes on with it"
-        )
 
 
 def unless_closed(call: Callable[[], T], run_id: str, path: Path | None) -> Callable[[], T]:

@@ -25,6 +25,7 @@ cannot be written into a state machine: it is refused before anything runs.
 """
 
 from ...operations import ANSWERS
+from ..closed import RunnerClosed
 from .asl import (
     CALLBACK,
     StepFunctionsError,
@@ -39,6 +40,7 @@ __all__ = [
     "ANSWERS",
     "CALLBACK",
     "Execution",
+    "RunnerClosed",
     "StepFunctionsError",
     "StepFunctionsRunner",
     "UnsupportedOnStepFunctions",

@@ -4,10 +4,11 @@ drives the saga machine with), and its history as a table."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from ...outcome import Table
-from ..history import Visit, ask, do, undo
+from ...outcome import Outcome, Table
+from ..history import Call, Visit, ask, do, undo
 from ..wire import SagaPlan
 from .asl import TASK
 
@@ -81,3 +82,17 @@ def answered(history: Sequence[dict[str, Any]], plan: SagaPlan) -> list[tuple[st
         if state in named:  # (else What next)
             found.append(named[state])
     return found
+
+
+@dataclass
+class Execution:
+    """One saga run on Step Functions: its Outcome, the state machine, the history."""
+
+    outcome: Outcome
+    asl: dict[str, Any]
+    history: list[dict[str, Any]] = field(repr=False)
+    status: str  # Step Functions' own: SUCCEEDED or FAILED
+    calls: list[Call] = field(default_factory=list, repr=False)
+
+    def history_table(self) -> Table:
+        return history_table(self.history)

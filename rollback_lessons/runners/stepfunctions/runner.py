@@ -11,7 +11,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..._graph_drive import CancelLike, asked_of, first_of
@@ -19,19 +18,20 @@ from ..._guards import check_completion
 from ...errors import InvalidPipelineError
 from ...faults import InjectionLike, normalize_injection
 from ...operations import ANSWERS
-from ...outcome import Outcome, Table
+from ...outcome import Outcome
 from ...policies import PolicyLike, check_seconds, data_only
 from ...rules import check_state
 from ...saga import Saga, State, snapshot
 from ...schedule import GraphMachine
+from ..closed import Closable, Gone
 from ..error_record import keeping
 from ..heard import Heard
-from ..history import Call, HistoryDiverged, Worker, walk
+from ..history import HistoryDiverged, Worker, walk
 from ..names import execution_name
 from ..wire import WRITTEN_LIST, SagaPlan, needs_graph, outcome_of, plan_of
 from .asl import ENGINE, StepFunctionsError, check_retry_types, error_name, plan_asl
 from .asl_graph import graph_asl
-from .history import answered, history_table, visits
+from .history import Execution, answered, visits
 from .live import Idle, Live, TimedOut, stop_execution
 from .matched import Matching, cause_of
 from .moto_start import _moto_in_process, _moto_server
@@ -40,21 +40,7 @@ REGION = "us-east-1"
 ROLE_ARN = "arn:aws:iam::123456789012:role/rollback-lessons"  # moto accepts any role
 
 
-@dataclass
-class Execution:
-    """One saga run on Step Functions: its Outcome, the state machine, the history."""
-
-    outcome: Outcome
-    asl: dict[str, Any]
-    history: list[dict[str, Any]] = field(repr=False)
-    status: str  # Step Functions' own: SUCCEEDED or FAILED
-    calls: list[Call] = field(default_factory=list, repr=False)
-
-    def history_table(self) -> Table:
-        return history_table(self.history)
-
-
-class StepFunctionsRunner:
+class StepFunctionsRunner(Closable):
     """Runs sagas as Step Functions executions, with the worker in this process.
 
     ``with StepFunctionsRunner.start() as runner: outcome = runner.run(saga, state)``
@@ -125,6 +111,7 @@ class StepFunctionsRunner:
 
     def machine(self, asl: dict[str, Any]) -> str:
         """The ARN of a state machine with this definition (created once)."""
+        self._refuse_if_closed("machine")
         text = json.dumps(asl, sort_keys=True)
         if text not in self._machines:
             name = f"saga-{uuid.uuid4().hex[:12]}"
@@ -170,7 +157,9 @@ class StepFunctionsRunner:
         anywhere else (the worker waiting, a request), an error, or ``timeout`` (seconds;
         None, the default: the execution is served to its end, however long its retries
         wait) stops the execution where it is: nothing more runs there, nothing is undone,
-        and the error says which steps are done and not undone."""
+        and the error says which steps are done and not undone. A closed runner refuses it
+        (``RunnerClosed``): its clients would reach AWS itself once moto's mock ended."""
+        self._refuse_if_closed("execute")
         check_state(state)
         if timeout is not None:
             check_seconds(timeout, "timeout")
@@ -336,6 +325,7 @@ class StepFunctionsRunner:
     def run(self, saga: Saga, state: State | None = None, **options: Any) -> Outcome:
         """Run ``saga`` on Step Functions and return its Outcome (like ``saga.run``; its
         errors as they were raised here: ``error_record.keeping``)."""
+        self._refuse_if_closed("run")
         with keeping():
             return self.execute(saga, state, **options).outcome
 
@@ -399,6 +389,7 @@ class StepFunctionsRunner:
     def receive(self, wait: int = 0) -> list[dict[str, Any]]:
         """The task messages waiting in the queue (up to 10), taken out of it (one request
         to delete them all): their bodies."""
+        self._refuse_if_closed("receive")
         messages = self.sqs.receive_message(
             QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait
         ).get("Messages", [])
@@ -423,9 +414,19 @@ class StepFunctionsRunner:
                 return events
             token = {"nextToken": page["nextToken"]}
 
+    def _where(self) -> str:
+        return f"on {self.where}"
+
     def close(self) -> None:
+        """Delete the task queue and stop moto (its mock, or its server); then every call
+        is refused (``RunnerClosed``), and so is every request of a run another thread still
+        serves (its clients are ``Gone``). Closing again does nothing."""
+        if self._closed:
+            return
+        self._closed, sqs = True, self.sqs
+        self.sfn, self.sqs = Gone(self, self._where()), Gone(self, self._where())
         with contextlib.suppress(Exception):
-            self.sqs.delete_queue(QueueUrl=self.queue_url)
+            sqs.delete_queue(QueueUrl=self.queue_url)
         self._stack.close()
 
     def __enter__(self) -> StepFunctionsRunner:

@@ -1,6 +1,7 @@
 """Run a ``Saga`` on Temporal (extra ``temporal``): ``TemporalRunner``."""
 
 from ..asking import AnswerRefused, Question
+from ..closed import RunnerClosed
 from ..hosted import NotHosted, SagaChanged, UnknownRun
 from .limits import TemporalLimitExceeded
 from .lost import RunDeleted, ServerSlow
@@ -21,6 +22,7 @@ __all__ = [
     "NotHosted",
     "Question",
     "RunDeleted",
+    "RunnerClosed",
     "SagaChanged",
     "SagaHandle",
     "SagaTerminated",

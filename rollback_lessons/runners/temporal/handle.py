@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Awaitable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote
 
 from temporalio.client import WorkflowExecutionStatus as Running
 from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
@@ -95,9 +96,14 @@ class SagaHandle:
 
     @property
     def ui_url(self) -> str | None:
-        """This workflow's page in Temporal's Web UI (when the runner serves one)."""
+        """This workflow's page in Temporal's Web UI (when the runner serves one). The
+        namespace and the run id are each one path segment, percent-encoded: a saga named
+        ``booking #42`` (a space, ``#``, ``?``, ``/``) linked to another page (attack41)."""
         base = self.runner.ui_url
-        return f"{base}/namespaces/default/workflows/{self.run_id}" if base else None
+        if not base:
+            return None
+        space, run = (quote(x, safe="") for x in (self.runner.client.namespace, self.run_id))
+        return f"{base}/namespaces/{space}/workflows/{run}"
 
     async def cancel(self) -> None:
         """Ask the saga to cancel; a server that does not answer is ``ServerLost``

@@ -31,16 +31,15 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from ..._guards import check_completion
 from ...faults import InjectionLike, normalize_injection
 from ...outcome import Outcome
 from ...policies import PolicyLike
 from ...rules import check_state
 from ...saga import Saga, State, snapshot
 from .. import free_port, hosted
+from ..closed import Closable
 from ..error_record import keeping
-from ..hosted import SagaChanged
-from ..wire import SagaPlan, changed, needs_graph, plan_of
+from ..wire import SagaPlan
 from .activities import (
     GATES,
     RUNNING,
@@ -60,6 +59,8 @@ from .lost import (  # noqa: F401 (the package's names)
     ask,
     history_table,
 )
+from .plan import check_same, plan_for
+from .plan import plan_text as plan_text
 from .server import (
     TemporalUnavailable,
     check_db_file,
@@ -107,71 +108,12 @@ def _turns(handle: WorkflowHandle[Any, Any], completion: Sequence[str],
     return wait_turn
 
 
-def plan_for(
-    saga: Saga,
-    *,
-    policy: PolicyLike | None = None,
-    register: str | None = None,
-    undo_order: str = "reverse",
-    step_timeout: float = 60.0,
-    halt_wait: float | None = 0.0,
-    completion: Sequence[str] | None = None,
-    run_id: str | None = None,
-) -> SagaPlan:
-    """The workflow's input for ``saga``, every option checked (no server needed). A saga
-    with parallel groups keeps each step's dependencies (``after``): the workflow runs the
-    graph machine on them; so does a list in an undo order of a graph's or with a timing
-    (``completion``), as a chain. A policy that decides in code is hosted here under the
-    run's id (``hosted.release`` it if no run follows)."""
-    check_completion(completion, saga.names)
-    plan = plan_of(
-        saga,
-        run_id or f"{saga.name}-{uuid.uuid4().hex[:12]}",
-        policy=policy,
-        register=register,  # type: ignore[arg-type]
-        undo_order=undo_order,  # type: ignore[arg-type]
-        step_timeout=step_timeout,
-        halt_wait=halt_wait,
-        graphs=True,
-    )
-    if plan.after is None and needs_graph(plan, undo_order=undo_order, completion=completion):
-        plan.after = {s: list(d) for s, d in saga.dependencies.items()}  # a chain
-    return plan
-
-
-def _check(run_id: str, saga: Saga, plan: SagaPlan) -> None:
-    """Refuse (``SagaChanged``, one line) a saga that is not the one ``plan`` started: of
-    another name, or whose steps differ (``wire.changed``, DBOS's rule too)."""
-    why = changed(run_id, saga, plan)
-    if why is not None:
-        raise SagaChanged(why)
-
-
-def plan_text(plan: SagaPlan) -> list[str]:
-    """A plan's steps as the workflow runs them, one line per set of steps that wait on the
-    same steps (in the order they are first defined): those that start at once (concurrent
-    activities), and what they wait for."""
-    if plan.after is None:
-        return [f"{', '.join(s.name for s in plan.steps)}: one after the other, each an activity"]
-    lines: dict[tuple[str, ...], list[str]] = {}
-    for step in plan.steps:
-        lines.setdefault(tuple(plan.after[step.name]), []).append(step.name)
-    said = []
-    for deps, steps in lines.items():
-        after = f" after {', '.join(deps)}" if deps else ""
-        if len(steps) > 1:
-            said.append(f"{', '.join(steps)}: start at once{after}, as concurrent activities")
-        else:
-            said.append(f"{steps[0]}: starts{after or ' first'}")
-    return said
-
-
 GRACE = 2.0
 """Seconds ``close`` gives the steps and undos still running to end."""
 # -- the runner ------------------------------------------------------------------------
 
 
-class TemporalRunner:
+class TemporalRunner(Closable):
     """Runs sagas on a Temporal server, with a worker in this process.
 
     ``async with await TemporalRunner.start() as runner: outcome = await runner.run(saga, state)``
@@ -279,6 +221,9 @@ class TemporalRunner:
             return "Temporal's dev server, which it started on 127.0.0.1"
         return f"the Temporal server at {self.address}, which it connected to"
 
+    def _where(self) -> str:
+        return f"on {self.server}"
+
     async def start_saga(
         self,
         saga: Saga,
@@ -297,7 +242,9 @@ class TemporalRunner:
         workflow code must be). A saga with parallel groups runs its branches as concurrent
         activities (so does a list in an undo order of a graph's, or with ``completion``: a
         chain); ``completion`` plays one timing, as ``saga.run(completion=...)`` does: the
-        ready steps' activities all start, and their actions are called in that order."""
+        ready steps' activities all start, and their actions are called in that order. A
+        closed runner refuses it (``RunnerClosed``), as it does ``run`` and ``handle_for``."""
+        self._refuse_if_closed("start_saga")
         check_state(state)
         faults = normalize_injection(inject, saga.names)
         plan = plan_for(
@@ -362,11 +309,12 @@ class TemporalRunner:
         (``UnknownRun``, as on DBOS). A run this process hosts keeps its state; a run playing
         a timing (``completion``) taken up here plays it (its plan keeps it). An id over
         Temporal's limit is refused as ``start_saga`` refuses one (``TemporalLimitExceeded``)."""
+        self._refuse_if_closed("handle_for")
         check_id(run_id, "the run id asked for", "no saga can have it; nothing was hosted")
         workflow = self.client.get_workflow_handle(run_id, result_type=dict)
         run = hosted.find(run_id)
         if run is not None:  # started (or taken up) here: its saga, its state
-            _check(run_id, saga, plan_for(run.saga, run_id=run_id))
+            check_same(run_id, saga, plan_for(run.saga, run_id=run_id))
             return SagaHandle(self, saga, workflow, run.state, None, run)
         try:  # (ServerLost, or ServerSlow if the server answers now: ``lost.ask``)
             about = await ask(workflow, workflow.describe(), "Nothing was hosted.")
@@ -375,7 +323,7 @@ class TemporalRunner:
             raise hosted.UnknownRun(
                 f"the Temporal server at {self.address} has no saga {run_id!r}: nothing was hosted"
             ) from exc
-        _check(run_id, saga, plan)
+        check_same(run_id, saga, plan)
         if about.status is WorkflowExecutionStatus.RUNNING:  # (one over needs no worker)
             if about.task_queue != self.task_queue:
                 raise hosted.NotHosted(
@@ -405,6 +353,7 @@ class TemporalRunner:
     async def run(self, saga: Saga, state: State | None = None, **options: Any) -> Outcome:
         """Run ``saga`` on Temporal and return its Outcome (like ``saga.run``; its errors as
         they were raised here: ``error_record.keeping``)."""
+        self._refuse_if_closed("run")
         with keeping():
             handle = await self.start_saga(saga, state, **options)
             return await handle.outcome()
@@ -415,7 +364,9 @@ class TemporalRunner:
         it again, for whoever takes the run up). Calls still running get ``GRACE`` seconds
         to end; a call that does not (an undo that blocks forever) is abandoned on its
         thread, named in ``self.abandoned`` and in an ``AbandonedCalls`` warning, and
-        close returns all the same."""
+        close returns all the same. Then every call is refused (``RunnerClosed``); closing
+        again is harmless (and ends what a close cut short, by a Ctrl-C say, left)."""
+        self._closed = True
         self._executor.begin_close()  # no action begins from now on
         shutdown = asyncio.ensure_future(self._worker.shutdown())
         done, _ = await asyncio.wait({shutdown}, timeout=GRACE + 0.5)

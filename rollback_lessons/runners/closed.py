@@ -1,0 +1,71 @@
+"""``RunnerClosed``: a runner is closed. Every runner refuses a call after its ``close()``
+before anything runs (attack41 F5: a closed DBOS runner ran its saga in the file of the runner
+open now, a closed Step Functions runner sent it to AWS, a closed Temporal runner told of a
+server to start again); DBOS also says so of a run its close stopped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import RollbackLessonsError
+
+
+class RunnerClosed(RollbackLessonsError):
+    """The runner is closed: a call made on it after ``close()`` (``refusing``: nothing ran),
+    or, on DBOS, a run it stopped by closing while the saga waited or ran a step (``of``: left
+    unfinished on the file, for the next launch there; attack21's D2, attack24's M1)."""
+
+    @classmethod
+    def refusing(cls, runner: object, call: str, where: str = "") -> RunnerClosed:
+        """``runner.call(...)`` after the runner's ``close()`` (``where``: what it ran on)."""
+        kind = type(runner).__name__
+        on = f" ({where})" if where else ""
+        return cls(
+            f"this {kind}{on} was closed: {call}() refused, nothing was done; "
+            f"start another ({kind}.start(...))"
+        )
+
+    @classmethod
+    def of(cls, run_id: str, path: Path | None, ran: bool = False) -> RunnerClosed:
+        """Saga ``run_id``'s, left unfinished on ``path`` (``ran``: while a step ran)."""
+        where = f" on {path}" if path is not None else ""
+        if ran:
+            return cls(
+                f"the runner closed while saga {run_id!r} ran a step; it is left unfinished"
+                f"{where}, that step unsaved: a launch there goes on with it"
+            )
+        return cls(
+            f"the runner closed while saga {run_id!r} waited; it is left unfinished{where}: "
+            "a launch there goes on with it"
+        )
+
+
+class Closable:
+    """What a runner keeps of its close: ``_refuse_if_closed`` at the top of each call."""
+
+    _closed = False
+
+    def _where(self) -> str:
+        """What this runner runs on, in words (for ``RunnerClosed``)."""
+        return ""
+
+    def _refuse_if_closed(self, call: str) -> None:
+        """``RunnerClosed`` (one line, nothing run) once ``close()`` began."""
+        if self._closed:
+            raise RunnerClosed.refusing(self, call, self._where())
+
+
+class Gone:
+    """Stands for a closed runner's client: any use of it is ``RunnerClosed``. A run served
+    from another thread as the runner closed sends nothing more (Step Functions: moto's mock
+    ended, its boto3 client would have reached AWS itself)."""
+
+    def __init__(self, runner: object, where: str) -> None:
+        self._runner, self._where = runner, where
+
+    def __getattr__(self, name: str) -> Any:
+        raise RunnerClosed(
+            f"this {type(self._runner).__name__} ({self._where}) was closed while a saga ran "
+            f"on it: its request {name} was not sent, and nothing more of that run is done"
+        )

@@ -1,0 +1,73 @@
+"""A saga's plan for Temporal: the workflow's input (``plan_for``, every option checked, no
+server needed), the check that a saga is the one a run was started with (``check_same``),
+and the plan in words (``plan_text``)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from ..._guards import check_completion
+from ...policies import PolicyLike
+from ...saga import Saga
+from ..hosted import SagaChanged
+from ..wire import SagaPlan, changed, needs_graph, plan_of
+
+
+def plan_for(
+    saga: Saga,
+    *,
+    policy: PolicyLike | None = None,
+    register: str | None = None,
+    undo_order: str = "reverse",
+    step_timeout: float = 60.0,
+    halt_wait: float | None = 0.0,
+    completion: Sequence[str] | None = None,
+    run_id: str | None = None,
+) -> SagaPlan:
+    """The workflow's input for ``saga``, every option checked (no server needed). A saga
+    with parallel groups keeps each step's dependencies (``after``): the workflow runs the
+    graph machine on them; so does a list in an undo order of a graph's or with a timing
+    (``completion``), as a chain. A policy that decides in code is hosted here under the
+    run's id (``hosted.release`` it if no run follows)."""
+    check_completion(completion, saga.names)
+    plan = plan_of(
+        saga,
+        run_id or f"{saga.name}-{uuid.uuid4().hex[:12]}",
+        policy=policy,
+        register=register,  # type: ignore[arg-type]
+        undo_order=undo_order,  # type: ignore[arg-type]
+        step_timeout=step_timeout,
+        halt_wait=halt_wait,
+        graphs=True,
+    )
+    if plan.after is None and needs_graph(plan, undo_order=undo_order, completion=completion):
+        plan.after = {s: list(d) for s, d in saga.dependencies.items()}  # a chain
+    return plan
+
+
+def check_same(run_id: str, saga: Saga, plan: SagaPlan) -> None:
+    """Refuse (``SagaChanged``, one line) a saga that is not the one ``plan`` started: of
+    another name, or whose steps differ (``wire.changed``, DBOS's rule too)."""
+    why = changed(run_id, saga, plan)
+    if why is not None:
+        raise SagaChanged(why)
+
+
+def plan_text(plan: SagaPlan) -> list[str]:
+    """A plan's steps as the workflow runs them, one line per set of steps that wait on the
+    same steps (in the order they are first defined): those that start at once (concurrent
+    activities), and what they wait for."""
+    if plan.after is None:
+        return [f"{', '.join(s.name for s in plan.steps)}: one after the other, each an activity"]
+    lines: dict[tuple[str, ...], list[str]] = {}
+    for step in plan.steps:
+        lines.setdefault(tuple(plan.after[step.name]), []).append(step.name)
+    said = []
+    for deps, steps in lines.items():
+        after = f" after {', '.join(deps)}" if deps else ""
+        if len(steps) > 1:
+            said.append(f"{', '.join(steps)}: start at once{after}, as concurrent activities")
+        else:
+            said.append(f"{steps[0]}: starts{after or ' first'}")
+    return said
