@@ -49,11 +49,10 @@ from .outcome import DeadLetter, RunRecord, Status
 from .policies import CONTINUE, RetryPolicy, UndoPolicy
 from .rules import IRREVERSIBLE, Kind
 from .verdicts import (  # the status and pivot rules, the machine's (one place each)
+    HALTED_FORWARD,
     after_effect,
     cut_by,
-    forward_by_hand,
     halted_at_pivot,
-    halted_forward,
     halts_forward,
     in_undo_order,
     interruption_name,
@@ -482,15 +481,14 @@ class Machine:
             return Finished(self)
         failed_kind = self.kinds.get(self.failed_step or "")
         if halts_forward(self.pivot_done, failed_kind):
-            self.halted, self.phase = True, _DONE  # (the steps it leaves, each named)
-            self.reason = halted_forward(self.failed_step, self.plan, self.kinds)
-            self.pending = [str(self.failed_step)]  # (a step of the plan: its kind is known)
+            assert self.failed_step is not None
+            self.halted, self.phase, self.reason = True, _DONE, HALTED_FORWARD
+            self.pending = [self.failed_step]
             self._emit(EventKind.HALTED, self.failed_step, {"reason": self.reason})
             return Finished(self)
         pivot = self._pivot_at_stake(error)
         if pivot is not None:  # never compensated across: a person decides
-            self.halted, self.phase = True, _DONE
-            self.reason = pivot + forward_by_hand(self.plan, self.kinds)
+            self.halted, self.phase, self.reason = True, _DONE, pivot
             self.pending = [e.step for e in self.log[::-1]]
             self._emit(EventKind.HALTED, self.failed_step, {"reason": self.reason})
             return Finished(self)

@@ -127,6 +127,19 @@ class RunRecord:
         )
 
     @property
+    def forward(self) -> tuple[str, ...]:
+        """A run halted once its irreversible step started: the steps after it not done,
+        the one that failed and those never begun, which a person finishes forward by hand
+        (retried, never undone) if the pivot happened (attack41 F7: those never begun were
+        named nowhere)."""
+        pivot = next((s for s in self.steps if self.kinds.get(s) == "pivot"), None)
+        begun = pivot in (*self.completed, *self.leaked, self.failed_step)
+        if self.status is not Status.HALTED or pivot is None or not begun:
+            return ()
+        after = self.steps[self.steps.index(pivot) + 1 :]
+        return tuple(s for s in after if s not in self.completed)
+
+    @property
     def kept(self) -> tuple[str, ...]:
         """The steps done whose effect a rollback leaves standing by design: changed
         something, have no undo, and are neither a gate (no effect) nor irreversible (those
@@ -235,6 +248,11 @@ class Outcome(RunRecord):
             lines.append(f"  compensated   {_names(self.semantic)}  (by a new action, not undone)")
         if self.kept:
             lines.append(f"  kept          {_names(self.kept)}  (no undo: its effect stands)")
+        if self.forward:  # (its pivot happened, or may have: what to finish, each named)
+            sure = self.kinds.get(self.failed_step or "") != "pivot" and "pivot" in [
+                self.kinds.get(s) for s in self.completed]  # fmt: skip
+            when = "after the pivot" if sure else "if the pivot happened"
+            lines.append(f"  forward       {_names(self.forward)}  ({when}: finish by hand)")
         lines += [f"  note          {note}" for note in self.notes]
         if self.state_before is not None:
             lines.append(f"  state before  {dict(self.state_before)}")

@@ -9,8 +9,8 @@ here, one place each, so that the machine's file holds its transitions; ``recove
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Sequence
-from typing import Any, Final, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Final, TypeVar
 
 from .errors import InjectedFault, RemoteError, interrupts
 from .events import describe
@@ -122,26 +122,6 @@ def in_undo_order(log: list[T], undo_order: str) -> list[T]:
 
 
 HALTED_FORWARD: Final = "failed after an irreversible step"
-
-
-def _ahead(plan: Sequence[Any] | None, begun: Container[str]) -> list[str]:
-    """The steps of ``plan`` (a machine's ``StepSpec``s) not begun yet, in their order."""
-    return [spec.name for spec in plan or () if spec.name not in begun]
-
-
-def halted_forward(failed: str | None, plan: Sequence[Any] | None, begun: Container[str]) -> str:
-    """Why a run whose step after the pivot failed for good halts (attack41 F7: the steps
-    never begun were named nowhere): what a person finishes forward, each step named."""
-    ahead = _ahead(plan, begun)
-    then = f", then the steps not begun: {', '.join(ahead)}" if ahead else ""
-    return f"{HALTED_FORWARD}: finish {failed} forward by hand (retried, never undone){then}"
-
-
-def forward_by_hand(plan: Sequence[Any] | None, begun: Container[str]) -> str:
-    """What is said of the steps after a pivot in doubt that never began (in process: the
-    machine knows its plan)."""
-    ahead = _ahead(plan, begun)
-    return f"; if it did happen, finish forward by hand: {', '.join(ahead)}" if ahead else ""
 
 
 def halted_at_pivot(pivot: str, state: str, cause: str = "the crash") -> str:

@@ -1,7 +1,7 @@
 """What a person reads of a saga left for them names everything they must act on
 (attack41 F2, F7, F9): a halted recovery's line its leaked steps, a rollback made incomplete
-by a correction why, a halt after the pivot every step to finish forward, those never begun
-too."""
+by a correction why, a halted outcome every step to finish forward after its pivot, those
+never begun too."""
 
 from __future__ import annotations
 
@@ -43,17 +43,23 @@ def _after_pivot() -> Saga:
 
 
 @pytest.mark.parametrize(
-    ("fault", "ends"),
-    [({"charge_forward": "fail"}, "finish charge_forward forward by hand (retried, never "
-      "undone), then the steps not begun: send_receipt"),
-     ({"send_receipt": "fail"}, "finish send_receipt forward by hand (retried, never undone)"),
-     ({"email": "fail_after_effect"}, "; if it did happen, finish forward by hand: "
-      "charge_forward, send_receipt")],
+    ("fault", "forward", "when"),
+    [({"charge_forward": "fail"}, ("charge_forward", "send_receipt"), "after the pivot"),
+     ({"send_receipt": "fail"}, ("send_receipt",), "after the pivot"),
+     ({"email": "fail_after_effect"}, ("charge_forward", "send_receipt"), "if the pivot happened"),
+     ({"reserve": "fail"}, (), "")],
 )  # fmt: skip
-def test_a_halt_after_the_pivot_names_every_step_to_finish_forward(fault, ends):
+def test_a_halt_after_the_pivot_names_every_step_to_finish_forward(fault, forward, when):
     outcome = _after_pivot().run({}, inject=fault)
-    (halted,) = [e for e in outcome.events if e.kind == "halted"]
-    assert outcome.status is Status.HALTED and halted.details["reason"].endswith(ends)
+    assert outcome.forward == forward
+    line = f"  forward       {', '.join(forward)}  ({when}: finish by hand)"
+    assert (line in str(outcome).splitlines()) == bool(forward)
+
+
+def test_a_halt_before_the_pivot_began_names_nothing_forward():
+    saga = Saga([Step("a", lambda s: None, lambda s: None), *_after_pivot().steps], policy="halt")
+    outcome = saga.run({}, inject={"reserve": "fail", "a": "undo_fails"})
+    assert outcome.status is Status.HALTED and outcome.forward == ()
 
 
 def test_a_closed_journal_read_is_one_typed_line(tmp_path):
