@@ -355,7 +355,7 @@ def test_a_beside_copy_written_before_a_ctrl_c_is_said_at_the_next_launch(tmp_pa
     v2 = lessons(tmp_path / "v2", {"01_a.ipynb": "two"})
     monkeypatch.setattr(launch, "version", lambda: "3.0")
     writes = []
-    real = launch._write
+    real = launch.write_whole
 
     def cut_before_manifest(path, data):
         writes.append(path.name)
@@ -363,10 +363,10 @@ def test_a_beside_copy_written_before_a_ctrl_c_is_said_at_the_next_launch(tmp_pa
             raise KeyboardInterrupt
         real(path, data)
 
-    monkeypatch.setattr(launch, "_write", cut_before_manifest)
+    monkeypatch.setattr(launch, "write_whole", cut_before_manifest)
     with pytest.raises(KeyboardInterrupt):
         launch.install(mine, v2)
-    monkeypatch.setattr(launch, "_write", real)
+    monkeypatch.setattr(launch, "write_whole", real)
     assert launch.install(mine, v2).beside == [("01_a.ipynb", "01_a (new in 3.0).ipynb")]
     assert launch.install(mine, v2).lines() == []
 

@@ -11,17 +11,17 @@ written after the lessons, each file written whole (a temp file renamed).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import secrets
 import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata, resources
 from pathlib import Path
+
+from .whole import write_whole
 
 MANIFEST = ".rollback-lessons.json"
 LESSONS = "[0-9][0-9]_*.ipynb"
@@ -74,24 +74,6 @@ def version() -> str:
 
 def _hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _write(path: Path, data: bytes) -> None:
-    """Write ``path`` whole or not at all: a temp file in the same folder, synced, then
-    renamed over it. A Ctrl-C half way through a copy (attack41 F: lab_ctrl_c_copy) would
-    otherwise leave a cut lesson that the next launch keeps forever as the learner's own."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # (the umask's mode)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _read_manifest(path: Path) -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
@@ -159,14 +141,14 @@ def install(folder: Path, source: Path | None = None) -> Copied:
         target = folder / lesson.name
         new_hash = _hash(lesson)
         if not target.exists():
-            _write(target, lesson.read_bytes())
+            write_whole(target, lesson.read_bytes())
             done.new.append(lesson.name)
         else:
             mine, came_from = _hash(target), shipped_hashes.get(lesson.name)
             if mine == new_hash:
                 pass
             elif came_from == mine:  # as shipped before, untouched: bring it up to date
-                _write(target, lesson.read_bytes())
+                write_whole(target, lesson.read_bytes())
                 done.updated.append(lesson.name)
             elif came_from == new_hash:  # the learner changed it; nothing newer shipped
                 done.kept.append(lesson.name)
@@ -176,7 +158,7 @@ def install(folder: Path, source: Path | None = None) -> Copied:
                 if newer is None:
                     done.kept.append(lesson.name)
                 else:
-                    _write(folder / newer, lesson.read_bytes())
+                    write_whole(folder / newer, lesson.read_bytes())
                     beside[newer] = (lesson.name, new_hash)
                     done.beside.append((lesson.name, newer))
                 continue  # keep the hash of what the learner's copy came from
@@ -186,7 +168,7 @@ def install(folder: Path, source: Path | None = None) -> Copied:
         "files": shipped_hashes,
         "beside": {name: {"lesson": of, "from": h} for name, (of, h) in sorted(beside.items())},
     }
-    _write(manifest_path, json.dumps(manifest, indent=1).encode())  # after the lessons
+    write_whole(manifest_path, json.dumps(manifest, indent=1).encode())  # after the lessons
     return done
 
 

@@ -7,12 +7,13 @@ import contextlib
 import html
 import json
 import os
-import secrets
 import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..whole import write_whole
 
 try:
     import fcntl
@@ -107,22 +108,11 @@ def _solved() -> set[str]:
 
 
 def _save(path: Path, solved: Iterable[str]) -> None:
-    """Write the record whole: a temp file of this writer's own (two writers sharing one
-    ``progress.tmp`` left a damaged record, attack41 F10), synced, then renamed over it."""
+    """Write the record whole (``write_whole``: a temp file of this writer's own; two
+    writers sharing one ``progress.tmp`` left a damaged record, attack41 F10)."""
     text = json.dumps({"solved": sorted(solved)}, indent=1) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"progress.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # (the umask's mode)
-    try:
-        with os.fdopen(fd, "w") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_whole(path, text.encode())
 
 
 def record(exercise: str) -> None:
