@@ -19,8 +19,10 @@ def shut_down(run: Driver, exc: BaseException) -> bool:
     Ctrl-C, raised after, is told what was done (``told_at_shutdown``)."""
     import asyncio
 
-    ki = exc.__context__
-    if not (isinstance(exc, asyncio.CancelledError) and isinstance(ki, KeyboardInterrupt)):
+    ki = exc.__context__  # (read by type: an error's __class__ may raise or lie)
+    if not (
+        issubclass(type(exc), asyncio.CancelledError) and issubclass(type(ki), KeyboardInterrupt)
+    ):
         return False
     task = asyncio.current_task()
     if not run.m.rolling or task is None or task.cancelling() == 0:
