@@ -29,6 +29,7 @@ from temporalio.runtime import (
 from temporalio.service import RetryConfig
 
 from ...errors import RollbackLessonsError
+from .. import reaper
 
 T = TypeVar("T")
 
@@ -104,11 +105,14 @@ async def watched(start: Awaitable[T], db_file: str | os.PathLike[str] | None) -
     SDK waits for its port the whole ``START_LIMIT`` even when the server exited at once,
     then blamed a busy machine (issue 25: a journal's or any other SQLite file as
     ``db_file``). A server that logs ``FAILED`` is said at once, in one line: the file
-    named when its database is what failed."""
+    named when its database is what failed. The server is guarded from its first moments
+    (``reaper``): it stops if this process is killed, even while it starts."""
     log = server_log()
     offset = log.stat().st_size if log.exists() else 0
+    guarded = _Guarded()
     task = asyncio.ensure_future(start)
     while not (await asyncio.wait({task}, timeout=0.1))[0]:
+        guarded.new_ones()
         with open(log, "rb") as file:
             file.seek(offset)
             said = [line for line in file.read().decode(errors="replace").splitlines()
@@ -126,7 +130,31 @@ async def watched(start: Awaitable[T], db_file: str | os.PathLike[str] | None) -
             raise TemporalUnavailable(
                 f"Temporal's dev server stopped at once, saying {line!r} (its log: {log})."
             )
+    if not task.cancelled() and task.exception() is None:
+        guarded.new_ones()
     return task.result()
+
+
+class _Guarded:
+    """The dev servers this start spawned, each given a reaper once seen: children of this
+    process running the binary that were not there when the start began (one started at
+    the same moment by another runner of this process may be guarded twice: harmless)."""
+
+    def __init__(self) -> None:
+        self.binary = server_binary()
+        self.seen = set(_server_processes(self.binary)) if reaper.supported() else None
+
+    def new_ones(self) -> None:
+        if self.seen is None:
+            return
+        for pid in _server_processes(self.binary):
+            if pid not in self.seen:
+                self.seen.add(pid)
+                reaper.guard(pid, functools.partial(self.ours, pid))
+
+    def ours(self, pid: int) -> bool:
+        """Is ``pid`` still one of these servers (asked once its pidfd is open)?"""
+        return pid in _server_processes(self.binary)
 
 
 def server_binary() -> str:
