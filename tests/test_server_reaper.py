@@ -1,5 +1,6 @@
 """The servers a runner starts itself (Temporal's dev server, a ``moto_server``) stop when its
-process dies, however it dies (attack41's F14): a reaper process stops them."""
+process dies, however it dies (attack41's F14): a reaper process stops them. And a Temporal
+start refused at once writes its one line, never a Rust panic on stderr (attack41's F12)."""
 
 import asyncio
 import os
@@ -156,3 +157,45 @@ def test_guard_does_nothing_without_pidfds(monkeypatch):
     before = _reapers()
     assert reaper.guard(os.getpid()) is False
     assert _reapers() == before
+
+
+FOREIGN = """
+import asyncio, sys
+from rollback_lessons.runners.temporal import TemporalRunner, TemporalUnavailable
+async def main():
+    for db_file in sys.argv[1:]:
+        try:
+            await TemporalRunner.start(db_file=db_file)
+        except TemporalUnavailable as refused:
+            print(refused, flush=True)
+asyncio.run(main())
+"""
+
+
+def test_a_db_file_of_another_program_says_one_line_and_no_rust_panic(tmp_path):
+    """attack41's F12: about one process in five that exited right after such a refusal
+    wrote a Rust panic and its 19-line backtrace on stderr (the SDK runtime's last
+    reference dropped in a tokio worker, by the cancelled start). Several processes, each
+    refused twice and exiting at once: stdout holds the lines, stderr nothing."""
+    import sqlite3
+
+    def foreign(name: str) -> str:
+        with sqlite3.connect(tmp_path / name) as con:
+            con.execute("CREATE TABLE t (x)")
+        con.close()
+        return str(tmp_path / name)
+
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", FOREIGN, foreign(f"{i}a.db"), foreign(f"{i}b.db")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(8)
+    ]
+    for process in processes:
+        out, err = process.communicate(timeout=120)
+        assert "panicked" not in err and err == "", err
+        lines = out.splitlines()
+        assert len(lines) == 2 and all("no such table: namespaces" in line for line in lines), out

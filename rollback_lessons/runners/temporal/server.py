@@ -14,6 +14,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import time
 from collections.abc import Awaitable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -118,8 +119,7 @@ async def watched(start: Awaitable[T], db_file: str | os.PathLike[str] | None) -
             said = [line for line in file.read().decode(errors="replace").splitlines()
                     if FAILED in line]  # fmt: skip
         if said:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await _cancel_start(task)
             line = " ".join(said[0].split())
             if db_file is not None and ("SQL" in line or "database" in line):
                 raise TemporalUnavailable(
@@ -155,6 +155,27 @@ class _Guarded:
     def ours(self, pid: int) -> bool:
         """Is ``pid`` still one of these servers (asked once its pidfd is open)?"""
         return pid in _server_processes(self.binary)
+
+
+CANCEL_WAIT = 2.0
+"""Seconds a cancelled start is given to let go of the SDK runtime (``_cancel_start``)."""
+
+
+async def _cancel_start(task: asyncio.Future[Any]) -> None:
+    """Cancel the SDK's start, then wait until its Rust task has dropped it. That task holds
+    a reference to the SDK runtime; dropped after ours (the process exiting right after the
+    one-line error), it was the runtime's last, dropped inside a tokio worker: a Rust panic
+    and its 19-line backtrace on stderr ("Cannot drop a runtime in a context where blocking
+    is not allowed", attack41's F12). The task holds the future the start answers through
+    twice (pyo3-async-runtimes): one it lets go of, with the GIL, once the start is dropped,
+    the other later, maybe much later (without the GIL: freed when pyo3 next takes it)."""
+    bridged = getattr(task, "_fut_waiter", None)  # the Rust future the start awaits
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    deadline = time.monotonic() + CANCEL_WAIT
+    # ours: the name ``bridged`` and getrefcount's argument; more than one other: still held
+    while bridged is not None and sys.getrefcount(bridged) > 3 and time.monotonic() < deadline:
+        await asyncio.sleep(0.002)
 
 
 def server_binary() -> str:
