@@ -29,8 +29,13 @@ GRACE = 3.0
 
 
 def supported() -> bool:
-    """Can this system watch processes by pidfd (Linux 5.3 or newer)?"""
-    return hasattr(os, "pidfd_open") and hasattr(signal, "pidfd_send_signal")
+    """Can this system watch processes by pidfd (Linux 5.3 or newer), and is this module a
+    file a Python can run (not inside a zip)?"""
+    return (
+        hasattr(os, "pidfd_open")
+        and hasattr(signal, "pidfd_send_signal")
+        and os.path.isfile(os.path.abspath(__file__))
+    )
 
 
 def _ended(pidfd: int) -> bool:
