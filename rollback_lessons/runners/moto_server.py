@@ -12,7 +12,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from . import free_port
+from . import free_port, reaper
 
 
 @contextlib.contextmanager
@@ -22,7 +22,7 @@ def moto_server(
 ) -> Iterator[str]:
     """Its URL once it answers (``config`` posted to its ``/moto-api/config`` first, which is
     also what it is asked); stopped on leaving. One that does not answer within 30 s, or
-    exits, raises ``failed(message)``."""
+    exits, raises ``failed(message)``. Stopped too if this process is killed (``reaper``)."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
@@ -31,6 +31,7 @@ def moto_server(
     )
     url = f"http://127.0.0.1:{port}"
     try:
+        reaper.guard(process.pid)  # (ours, not yet waited for: the pid is its)
         data = json.dumps(dict(config)).encode() if config is not None else None
         deadline = time.monotonic() + 30
         while True:

@@ -14,6 +14,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import time
 from collections.abc import Awaitable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -29,6 +30,7 @@ from temporalio.runtime import (
 from temporalio.service import RetryConfig
 
 from ...errors import RollbackLessonsError
+from .. import reaper
 
 T = TypeVar("T")
 
@@ -104,18 +106,20 @@ async def watched(start: Awaitable[T], db_file: str | os.PathLike[str] | None) -
     SDK waits for its port the whole ``START_LIMIT`` even when the server exited at once,
     then blamed a busy machine (issue 25: a journal's or any other SQLite file as
     ``db_file``). A server that logs ``FAILED`` is said at once, in one line: the file
-    named when its database is what failed."""
+    named when its database is what failed. The server is guarded from its first moments
+    (``reaper``): it stops if this process is killed, even while it starts."""
     log = server_log()
     offset = log.stat().st_size if log.exists() else 0
+    guarded = _Guarded()
     task = asyncio.ensure_future(start)
     while not (await asyncio.wait({task}, timeout=0.1))[0]:
+        guarded.new_ones()
         with open(log, "rb") as file:
             file.seek(offset)
             said = [line for line in file.read().decode(errors="replace").splitlines()
                     if FAILED in line]  # fmt: skip
         if said:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await _cancel_start(task)
             line = " ".join(said[0].split())
             if db_file is not None and ("SQL" in line or "database" in line):
                 raise TemporalUnavailable(
@@ -126,7 +130,52 @@ async def watched(start: Awaitable[T], db_file: str | os.PathLike[str] | None) -
             raise TemporalUnavailable(
                 f"Temporal's dev server stopped at once, saying {line!r} (its log: {log})."
             )
+    if not task.cancelled() and task.exception() is None:
+        guarded.new_ones()
     return task.result()
+
+
+class _Guarded:
+    """The dev servers this start spawned, each given a reaper once seen: children of this
+    process running the binary that were not there when the start began (one started at
+    the same moment by another runner of this process may be guarded twice: harmless)."""
+
+    def __init__(self) -> None:
+        self.binary = server_binary()
+        self.seen = set(_server_processes(self.binary)) if reaper.supported() else None
+
+    def new_ones(self) -> None:
+        if self.seen is None:
+            return
+        for pid in _server_processes(self.binary):
+            if pid not in self.seen:
+                self.seen.add(pid)
+                reaper.guard(pid, functools.partial(self.ours, pid))
+
+    def ours(self, pid: int) -> bool:
+        """Is ``pid`` still one of these servers (asked once its pidfd is open)?"""
+        return pid in _server_processes(self.binary)
+
+
+CANCEL_WAIT = 2.0
+"""Seconds a cancelled start is given to let go of the SDK runtime (``_cancel_start``)."""
+
+
+async def _cancel_start(task: asyncio.Future[Any]) -> None:
+    """Cancel the SDK's start, then wait until its Rust task has dropped it. That task holds
+    a reference to the SDK runtime; dropped after ours (the process exiting right after the
+    one-line error), it was the runtime's last, dropped inside a tokio worker: a Rust panic
+    and its 19-line backtrace on stderr ("Cannot drop a runtime in a context where blocking
+    is not allowed", attack41's F12). The task holds the future the start answers through
+    twice (pyo3-async-runtimes): one it lets go of, with the GIL, once the start is dropped,
+    the other later, maybe much later (without the GIL: freed when pyo3 next takes it)."""
+    bridged = getattr(task, "_fut_waiter", None)  # the Rust future the start awaits
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    deadline = time.monotonic() + CANCEL_WAIT
+    # ours: the name ``bridged`` and getrefcount's argument; more than one other: still held
+    while bridged is not None and sys.getrefcount(bridged) > 3 and time.monotonic() < deadline:
+        await asyncio.sleep(0.002)
 
 
 def server_binary() -> str:
