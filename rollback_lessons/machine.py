@@ -727,6 +727,7 @@ class Machine:
         dead: Sequence[DeadLetter] = (),
         pivot: tuple[str, str] | None = None,
         semantic: Sequence[str] = (),
+        corrected: Sequence[str] = (),
         cancelled: bool = False,
         policy: UndoPolicy = CONTINUE,
         undo_order: str = "reverse",
@@ -738,7 +739,8 @@ class Machine:
         made) of the undos not yet done, in the order they were logged; ``leaked`` steps
         started with their undo still to be logged; ``dead`` the dead letters recorded
         before the crash; ``pivot`` is (step, started | done | refused) if the irreversible
-        step began; ``semantic`` steps' undos are corrections; ``cancelled``: its caller had
+        step began; ``semantic`` steps' undos are corrections (``corrected``: done before it:
+        rollback_incomplete whatever is left); ``cancelled``: its caller had
         cancelled the run; ``timeouts`` the steps' own undo timeouts, which win over the
         policy's. Its own ``policy`` and ``undo_order`` decide, as before the crash (and
         ``halted_at``, where it had halted, its end unwritten: it asks again, ``Ask``)."""
@@ -754,12 +756,12 @@ class Machine:
             m.leaked = list(leaked)  # (a step with no undo, the pivot too: it started)
             check = pivot_check(*pivot, m.leaked, m.pending)
             m.reason = halted_at_pivot(*pivot) + check
-            m.dead_letters = list(dead)
+            m.dead_letters, m.semantic = list(dead), list(corrected)
             m._emit(EventKind.HALTED, pivot[0], {"reason": m.reason, "recovered": True})
             return m, Finished(m)
         m.leaked = list(leaked)
         m._rolling_back(m._order())
-        m.dead_letters = list(dead)  # (recorded before the crash: the record keeps them)
+        m.dead_letters, m.semantic = list(dead), list(corrected)  # (recorded before the crash)
         details = {"undos": len(m.todo), "order": undo_order, "policy": policy.name}
         m._emit(EventKind.ROLLBACK_START, None, {**details, "recovered": True})
         if halted_at in (steps := [e.step for e in m.todo]):  # never tried again unasked

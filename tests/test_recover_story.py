@@ -41,6 +41,40 @@ def test_a_semantic_undo_is_rollback_incomplete_after_recover_as_in_process(tmp_
     assert report.recovered[0].semantic == ("mail",)
 
 
+@pytest.mark.parametrize("cancel", [False, True])
+def test_a_correction_made_before_the_crash_keeps_the_recovered_saga_incomplete(tmp_path, cancel):
+    """attack42 F15: the semantic undo ran in the process, a Ctrl-C (or a kill) landed in the
+    next undo; recover, running only that one, called the saga rolled_back (or cancelled),
+    and the journal kept it: the world as it was, which a correction does not give."""
+    registry, calls = Registry(), []
+
+    def undo(step: str, idempotency_key: str | None = None) -> None:
+        if step == "a" and "a" not in calls and not calls.count("x"):
+            calls.append("x")  # (the first call of a's undo is cut, once)
+            raise KeyboardInterrupt("Ctrl-C in a's undo")
+        calls.append(step)
+
+    correct = compensation("story.cut", registry)(undo)
+    saga = Saga(
+        [
+            Step("a", lambda s: None, correct.bind(step="a")),
+            Step("mail", lambda s: sent.append(1), correct.bind(step="mail"), semantic=True),
+            Step("boom", lambda s: 1 / 0),
+        ]
+    )
+    sent: list[int] = []  # (the caller cancels once the mail is sent: boom never runs)
+    with Journal(tmp_path / "j.db") as journal, pytest.raises(KeyboardInterrupt):
+        saga.run({}, journal=journal, run_id="s", cancel=(lambda: bool(sent)) if cancel else None)
+    orphan(tmp_path / "j.db", "s")
+    with Journal(tmp_path / "j.db") as journal:
+        report = recover(journal, registry)
+        kept = journal.saga("s").status
+    assert calls == ["mail", "x", "a"]
+    assert report.recovered[0].status is Status.ROLLBACK_INCOMPLETE
+    assert report.recovered[0].semantic == ("mail",)
+    assert kept == Status.ROLLBACK_INCOMPLETE.value
+
+
 @pytest.mark.parametrize(
     "args",
     [{"amounts": {1: 10}}, {"pair": (1, 2)}, {"nested": [{"k": (1,)}]}, {"keys": {None: 1}}],

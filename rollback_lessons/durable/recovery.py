@@ -303,6 +303,17 @@ def _machine(journal: Journal, saga: SagaRecord) -> Callable[..., tuple[Machine,
     return partial(GraphMachine.resume_rollback, after=after, started=started, ended=ended)
 
 
+def _corrected(journal: Journal, saga_id: str) -> list[str]:
+    """The saga's semantic undos (corrections) done before this recover, in the order they
+    ran: the world is not as it was, so the saga is ``rollback_incomplete`` (attack42 F15)."""
+    rows = journal._rows(
+        "SELECT step FROM undos WHERE saga_id = ? AND state = 'done' AND semantic = 1"
+        " ORDER BY position DESC",
+        (saga_id,),
+    )
+    return [str(r[0]) for r in rows]
+
+
 def _halted_at(journal: Journal, saga_id: str) -> tuple[str, str] | None:
     """The step at whose failed undo the run's undo policy halted for a person, with the
     error, when that is the last thing its rollback recorded (the halt's own end never
@@ -358,6 +369,7 @@ def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: _Writ
         policy=policy if policy is not None else CONTINUE,
         undo_order=saga.undo_order,
         semantic=[u.step for u in pending if u.semantic],
+        corrected=_corrected(run.journal, saga.id),  # (done before: rollback_incomplete)
         # each step's own undo timeout (schema 5) wins over the policy's, as in process
         timeouts={u.step: u.timeout for u in pending if u.timeout is not None},
         cancelled=run.journal.cancelled(saga.id),  # its caller's cancel: ends cancelled
