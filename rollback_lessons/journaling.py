@@ -33,6 +33,13 @@ returned without its done event (recover undid a graph's branches in their start
 attack36 F1) and one that refused cleanly with its intent (reported leaked, F7)."""
 
 
+def typed(exc: Exception, at: str) -> Exception:
+    """A write that failed going forward, as the run's error: the storage's own error (a full
+    disk's ``sqlite3.OperationalError``) becomes one typed line, ``JournalError``, its cause
+    chained by the caller (attack19 S3); the package's own errors stay as they are."""
+    return JournalError(f"the journal could not be written {at}: {describe(exc)}")
+
+
 def task_cancel(m: Machine, kind: EventKind) -> bool:
     """Is this a step cut short by its task's cancellation (an ``AsyncRollback`` block's),
     which its rollback will hear as a cancel (``_guards.hand_off``), not declined? Said in
@@ -77,15 +84,14 @@ class JournalWriter:
         self, seq: int, kind: EventKind, step: str | None, details: Mapping[str, Any]
     ) -> None:
         """Write the event down. A write that fails going forward is the run's error (it
-        fails there): the storage's own error (a full disk's ``sqlite3.OperationalError``)
-        becomes one typed line, ``JournalError``, its cause chained (attack19 S3)."""
+        fails there), one typed line (``typed``)."""
         try:
             self._write(seq, kind, step, details)
         except RollbackLessonsError:
             raise
         except Exception as exc:
             at = f"at the {kind._value_} event" + (f" of {step}" if step else "")
-            raise JournalError(f"the journal could not be written {at}: {describe(exc)}") from exc
+            raise typed(exc, at) from exc
 
     def _write(
         self, seq: int, kind: EventKind, step: str | None, details: Mapping[str, Any]
@@ -194,11 +200,16 @@ class JournalWriter:
         if step not in self.resting or self.jrun is None:
             return
         position = self.resting.pop(step)
-        if position is not None:
-            self.jrun.intend(position)
-        if step == self.pivot:
-            self.jrun.pivot(step, "started", flush=False)
-        self.jrun.flush()
+        try:
+            if position is not None:
+                self.jrun.intend(position)
+            if step == self.pivot:
+                self.jrun.pivot(step, "started", flush=False)
+            self.jrun.flush()
+        except RollbackLessonsError:
+            raise
+        except Exception as exc:  # (one typed line, as every write going forward: attack42 F2)
+            raise typed(exc, f"before the next attempt of {step}") from exc
 
     def withdraw(self, jrun: UndoJournalRun) -> list[str]:
         """The undos the machine withdrew (logged before a step whose action was then never

@@ -14,7 +14,7 @@ from test_journal_returned import _recovered
 
 from rollback_lessons import Kind, Parallel, RetryPolicy, Saga, Status, Step, VirtualClock
 from rollback_lessons.durable.journal import Journal
-from rollback_lessons.errors import InjectedTimeout
+from rollback_lessons.errors import InjectedTimeout, JournalError
 
 RETRY = RetryPolicy(max_attempts=3, initial_delay=1.0)
 
@@ -157,6 +157,9 @@ def test_the_next_attempt_is_not_made_if_it_cannot_be_written(tmp_path):
     outcome = saga.run({}, journal=journal, run_id="r", clock=VirtualClock())
     assert failed and made == [] and len(tries) == 1
     assert outcome.status is Status.ROLLED_BACK and outcome.leaked == ()
-    assert "disk is full" in str(outcome.error)
+    # one typed line, the storage's error its cause (attack42 F2: the raw sqlite3 error)
+    assert type(outcome.error) is JournalError and "disk is full" in str(outcome.error)
+    assert "next attempt of s1" in str(outcome.error)
+    assert type(outcome.error.__cause__).__name__ == "OperationalError"
     with Journal(tmp_path / "j.db") as after:
         assert {u.step: u.state for u in after.undos("r")} == {"s0": "done", "s1": "not_run"}
