@@ -102,6 +102,8 @@ class JournalWriter:
         if kind is EventKind.COMMITTED:  # durable, or the run is not committed
             self.commit(Event(seq, kind, step, details), self.caught())
             return
+        if kind is EventKind.HALTED and (forward := m.record().forward_said):
+            details = {**details, "forward": forward}  # (what recover's lines name: attack42 F3)
         jrun.event(Event(seq, kind, step, details))
         if not self.cancel_told and (m.cancelled or task_cancel(m, kind)):  # (before:
             self.cancel_told = True  # a crash then is recovered cancelled, as it would end)

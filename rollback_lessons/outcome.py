@@ -140,6 +140,17 @@ class RunRecord:
         return tuple(s for s in after if s not in self.completed)
 
     @property
+    def forward_said(self) -> str:
+        """``forward`` as a person is told it: each step, and when to finish them (the
+        summary's line; the journal keeps it on the halted event for ``recover``'s lines)."""
+        return f"{', '.join(self.forward)} ({self._forward_when()})" if self.forward else ""
+
+    def _forward_when(self) -> str:
+        sure = self.kinds.get(self.failed_step or "") != "pivot" and "pivot" in [
+            self.kinds.get(s) for s in self.completed]  # fmt: skip
+        return f"{'after the pivot' if sure else 'if the pivot happened'}: finish by hand"
+
+    @property
     def kept(self) -> tuple[str, ...]:
         """The steps done whose effect a rollback leaves standing by design: changed
         something, have no undo, and are neither a gate (no effect) nor irreversible (those
@@ -249,10 +260,7 @@ class Outcome(RunRecord):
         if self.kept:
             lines.append(f"  kept          {_names(self.kept)}  (no undo: its effect stands)")
         if self.forward:  # (its pivot happened, or may have: what to finish, each named)
-            sure = self.kinds.get(self.failed_step or "") != "pivot" and "pivot" in [
-                self.kinds.get(s) for s in self.completed]  # fmt: skip
-            when = "after the pivot" if sure else "if the pivot happened"
-            lines.append(f"  forward       {_names(self.forward)}  ({when}: finish by hand)")
+            lines.append(f"  forward       {_names(self.forward)}  ({self._forward_when()})")
         lines += [f"  note          {note}" for note in self.notes]
         if self.state_before is not None:
             lines.append(f"  state before  {dict(self.state_before)}")

@@ -56,6 +56,33 @@ def test_a_halt_after_the_pivot_names_every_step_to_finish_forward(fault, forwar
     assert (line in str(outcome).splitlines()) == bool(forward)
 
 
+@pytest.mark.parametrize(
+    ("fault", "forward"),
+    [({"charge_forward": "fail"}, "charge_forward, send_receipt (after the pivot"),
+     ({"send_receipt": "fail"}, "send_receipt (after the pivot"),
+     ({"email": "fail_after_effect"}, "charge_forward, send_receipt (if the pivot happened")],
+)  # fmt: skip
+def test_every_recover_after_the_run_names_the_steps_to_finish_forward(tmp_path, fault, forward):
+    """attack42 F3: the run's outcome named them, but the journal did not keep them, so
+    every later ``recover`` line (the operator's only account) named neither the step that
+    failed nor those never begun. The halted event keeps what the outcome said."""
+    from rollback_lessons.durable.journal import Journal
+    from rollback_lessons.durable.recovery import recover
+    from rollback_lessons.durable.registry import Registry, compensation
+
+    registry = Registry()
+    release = compensation("lines.release", registry)(lambda idempotency_key=None: None)
+    saga = _after_pivot()
+    saga = Saga([Step("reserve", lambda s: None, release.bind()), *saga.steps[1:]])
+    with Journal(tmp_path / "j.db") as journal:
+        outcome = saga.run({}, inject=fault, journal=journal, run_id="t1")
+    assert outcome.status is Status.HALTED
+    for _ in range(2):  # every later recover too
+        with Journal(tmp_path / "j.db") as journal:
+            (waiting,) = recover(journal, registry).waiting
+        assert f"; forward {forward}: finish by hand)" in str(waiting)
+
+
 def test_a_halt_before_the_pivot_began_names_nothing_forward():
     saga = Saga([Step("a", lambda s: None, lambda s: None), *_after_pivot().steps], policy="halt")
     outcome = saga.run({}, inject={"reserve": "fail", "a": "undo_fails"})

@@ -145,8 +145,9 @@ def halt_of(journal: Journal, saga_id: str) -> tuple[str, tuple[str, ...]]:
     reason, at = "", None
     for kind, step, details in rows:
         said = json.loads(details)
-        if kind == "halted" and said.get("reason"):
-            reason = str(said["reason"])
+        if kind == "halted" and said.get("reason"):  # (and what its run said to finish)
+            forward = f"; forward {said['forward']}" if said.get("forward") else ""
+            reason = str(said["reason"]) + forward
             break
         if kind == "undo_failed" and said.get("then") == "halt":
             reason = f"the undo of {step} failed ({said.get('error')}) and the undo policy "
