@@ -117,7 +117,8 @@ def ended_for_a_person(reg, how: str) -> tuple[Saga, dict]:
 @pytest.mark.parametrize(
     ("how", "said"),
     [("halted", "t1 (trip): halted earlier (failed after an irreversible step; forward r (after "
-                "the pivot: finish by hand); undos left, not to run (its pivot happened) c); waits"),
+                "the pivot: finish by hand); undos left, not to run (its pivot happened) c); "
+                "waits"),
      # which undo its policy halted at, its error, what is pending (attack40 F1, attack41 F1)
      ("policy", "t1 (trip): halted earlier (the undo of a failed (InjectedFault("),
      ("policy", "and the undo policy halts for a person; pending a); waits"),
