@@ -409,8 +409,9 @@ class Driver:
                             elif done is not None and role == "action":
                                 checked(done, role, step)
                 except BaseException as exc:  # CancelledError too
-                    if not shut_down(self, exc):  # (asyncio.run's end: made again)
-                        todo = loop.throw(exc)
+                    thrown = shut_down(self, exc, todo)  # (asyncio.run's end: ``_shutdown``)
+                    if thrown is not None:
+                        todo = loop.throw(thrown)
                     continue
                 todo = loop.send(done)
         except StopIteration as over:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._drive import Call, asks_cancel, failed_asking, own_cancel
 from ._guards import cancel_heard, settled
+from ._shutdown import taken_back
 from .calls import call_sync, call_timed, checked
 from .events import describe
 from .faults import untraced
@@ -340,6 +341,7 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
                 start_ready()  # end is told (two ending in one turn of the loop): the order a
             return op  # timing of ``saga.run(completion=...)`` gives
         except BaseException as exc:  # told the machine now, in this task: no other
+            exc = taken_back(exc) or exc  # (asyncio.run's end: the Ctrl-C, not its cancel)
             try:  # branch's end goes first
                 answer = told(step, original(exc))
             except BaseException as again:  # a second Ctrl-C as it was told (an observer of
@@ -392,7 +394,14 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
         if not tasks:
             break
         poll = POLL if asked is not None and not gm.failing else None
-        done, _ = await asyncio.wait(tasks, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            done, _ = await asyncio.wait(tasks, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError as exc:  # asyncio.run's end (a second Ctrl-C, an exit)
+            if (ki := taken_back(exc)) is None:  # while steps run: the run fails there, what
+                raise  # was done undone, the branches awaited (attack42 F1, F10)
+            run.shutdown = broken = broken or ki
+            op = gm.broken(ki) or Ready(gm.ready())
+            continue
         answers: list[GraphOp | None] = []
         for task in done:
             del tasks[task]

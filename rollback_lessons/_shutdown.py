@@ -1,46 +1,66 @@
-"""A rollback ``asyncio.run`` would end before its end (a second Ctrl-C: it cancels every task
-left, then runs the loop until they end): it runs to its end first, and the Ctrl-C says so."""
+"""A run ``asyncio.run`` would end before its end (a second Ctrl-C, or a signal handler's
+``sys.exit``: it cancels every task left, then runs the loop until they end): the cut call
+is made again where that is harmless, else it is the interruption it is; either way the
+rollback runs on, and the exception raised after says so."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._drive import Driver
     from ._run import Run
 
 
-def shut_down(run: Driver, exc: BaseException) -> bool:
-    """The rollback's task cancelled from outside its shield as ``asyncio.run`` ends on a
-    second Ctrl-C (it cancels every task left, the engine's too, then runs the loop until
-    they end; that cancel's context is the Ctrl-C): the rollback is not cut (attack40 F4:
-    the undos not run were reported nowhere). The cancel is taken back and the call made
-    again (an undo is idempotent; a wait, waited again), so it runs to its end first; the
-    Ctrl-C, raised after, is told what was done (``told_at_shutdown``)."""
+def taken_back(exc: BaseException) -> BaseException | None:
+    """The Ctrl-C (or ``SystemExit``) behind ``exc`` if ``exc`` is the cancel ``asyncio.run``
+    sends every task left as it ends on it, that cancel taken back (the task runs on);
+    else None."""
     import asyncio
 
     ki = exc.__context__  # (read by type: an error's __class__ may raise or lie)
-    if not (
-        issubclass(type(exc), asyncio.CancelledError) and issubclass(type(ki), KeyboardInterrupt)
+    if not issubclass(type(exc), asyncio.CancelledError) or not issubclass(
+        type(ki), KeyboardInterrupt | SystemExit
     ):
-        return False
+        return None
     task = asyncio.current_task()
-    if not run.m.rolling or task is None or task.cancelling() == 0:
-        return False
+    if task is None or task.cancelling() == 0:
+        return None
     task.uncancel()
+    return ki
+
+
+def shut_down(run: Driver, exc: BaseException, todo: Any) -> BaseException | None:
+    """What ``Driver.adrive`` throws into the machine for ``exc``, raised in a call
+    (``todo``): ``exc`` itself, unless it is the cancel ``asyncio.run`` sends every task
+    left as it ends on a Ctrl-C or a ``SystemExit`` (its context); the engine's task must
+    not be cut there (attack40 F4: the undos not run were reported nowhere). The cancel is
+    taken back, and the call is made again (None) where that is harmless: a wait of the
+    rollback, or an undo a journal holds (idempotent, called with its key, as a journal
+    asks). Anything else (an undo with no journal: it may not be idempotent, attack42 F12;
+    a step going forward, F1) is the Ctrl-C (or exit) it is: what it cut is not known to
+    be done, and the rollback runs from there, as when it lands in a plain ``def``."""
+    ki = taken_back(exc)
+    if ki is None:
+        return exc
     run.shutdown = ki
-    return True
+    wait = type(todo) is float or type(todo) is int
+    if run.m.rolling and (wait or (run.kept() and todo[2] == "undo")):
+        return None
+    return ki
 
 
 def told_at_shutdown(run: Run) -> None:
-    """The Ctrl-C ``asyncio.run`` raised as it ended (``shut_down``) names the rollback it
-    waited for, how it ended and what is left, and carries its record (``error.outcome``)."""
+    """The Ctrl-C ``asyncio.run`` raised as it ended (``shut_down``) carries the run's
+    record (``error.outcome``) and, where it cut nothing, says the rollback ran to its end
+    (where it cut a call, the interruption's own note says what is left)."""
     if run.shutdown is None or getattr(run.shutdown, "outcome", None) is not None:
         return
     outcome = run.outcome()
-    left = f"; pending: {', '.join(outcome.pending)}" if outcome.pending else ""
-    run.shutdown.add_note(
-        f"asyncio.run ended on this Ctrl-C while {run.name!r} rolled back: the rollback ran "
-        f"to its end first ({outcome.status}{left})"
-    )
+    if run.m.interruption is not run.shutdown:
+        left = f"; pending: {', '.join(outcome.pending)}" if outcome.pending else ""
+        run.shutdown.add_note(
+            f"asyncio.run ended on this {type(run.shutdown).__name__} while {run.name!r} "
+            f"ran: its rollback ran to its end first ({outcome.status}{left})"
+        )
     run.shutdown.outcome = outcome  # type: ignore[attr-defined]

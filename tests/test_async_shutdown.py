@@ -1,9 +1,11 @@
-"""A second Ctrl-C under ``asyncio.run`` while an async undo runs (attack40 F4): the loop stops
-and ``asyncio.run`` cancels every task left, the engine's rollback too, then runs the loop until
-they end. The rollback was cut mid-undo, the undos after it never ran and, for ``saga.arun``,
-the KeyboardInterrupt said nothing of them. Now the rollback runs to its end first (the undo
-cut is made again: undos are idempotent) and the KeyboardInterrupt says how it ended and
-carries the outcome."""
+"""A second Ctrl-C under ``asyncio.run`` (or a signal handler's ``sys.exit``) while the engine
+runs: the loop stops and ``asyncio.run`` cancels every task left, the engine's too, then runs
+the loop until they end. Before, the rollback was cut there (attack40 F4), a step cut so undid
+nothing (attack42 F1, F10), and an undo cut was made again though nothing asked it to be
+idempotent (attack42 F12). Now the rollback runs on: an undo a journal holds is made again
+(with its key), one with no journal is not known to be undone (halted, pending, said), a step
+cut is the Ctrl-C in it (what was done is undone); the exception says so and carries the
+outcome."""
 
 from __future__ import annotations
 
@@ -17,38 +19,55 @@ CHILD = textwrap.dedent(
     """
     import asyncio, os, signal, sys
     from rollback_lessons import AsyncRollback, Saga, Step
+    from rollback_lessons.durable.journal import Journal
+    from rollback_lessons.durable.registry import Registry, compensation
 
+    how, where, journal_at, signal_name = sys.argv[1:5]
     said = []
+    if signal_name == "SIGTERM":
+        signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
+
+    def interrupts(times):
+        loop = asyncio.get_running_loop()
+        for delay in (0.05, 0.15)[:times]:
+            loop.call_later(delay, os.kill, os.getpid(), getattr(signal, signal_name))
 
     async def act(n):
-        return None
+        if n == "s2" and where == "step":
+            interrupts(2 if signal_name == "SIGINT" else 1)
+            await asyncio.sleep(0.5)
+        said.append(f"did {n}")
 
-    async def undo(n):
+    async def undo(n, idempotency_key=None):
         said.append(f"undo {n}")
-        if n == "s1" and said.count("undo s1") == 1:  # two Ctrl-Cs as it runs
-            loop = asyncio.get_running_loop()
-            for delay in (0.05, 0.15):
-                loop.call_later(delay, os.kill, os.getpid(), signal.SIGINT)
+        if n == "s1" and where == "undo" and said.count("undo s1") == 1:
+            interrupts(2 if signal_name == "SIGINT" else 1)
             await asyncio.sleep(0.5)
         said.append(f"{n} undone")
 
+    registry = Registry()
+    undone = compensation("shutdown.undo", registry)(undo)
+    journal = Journal(journal_at) if journal_at != "-" else None
     box = {}
 
+    def undo_of(n):
+        return undone.bind(n=n) if journal is not None else (lambda *a, n=n: undo(n))
+
     async def main():
-        if sys.argv[1] == "block":
-            rb = box["rb"] = AsyncRollback()
+        if how == "block":
+            rb = box["rb"] = AsyncRollback(journal=journal)
             async with rb:
                 for n in ("s0", "s1", "s2"):
-                    await rb.do(n, lambda n=n: act(n), lambda n=n: undo(n))
+                    await rb.do(n, lambda n=n: act(n), undo_of(n))
                 raise RuntimeError("the block fails")
-        saga = Saga([Step(n, lambda state, n=n: act(n), lambda state, n=n: undo(n))
-                     for n in ("s0", "s1", "s2", "s3")])
-        await saga.arun({}, inject={"s3": "fail"})
+        steps = [Step(n, lambda state, n=n: act(n), undo_of(n)) for n in ("s0", "s1", "s2", "s3")]
+        await Saga(steps).arun({}, inject={"s3": "fail"}, journal=journal)
 
     try:
         asyncio.run(main())
-    except KeyboardInterrupt as exc:
+    except (KeyboardInterrupt, SystemExit) as exc:
         outcome = getattr(exc, "outcome", None)
+        print("raised:", type(exc).__name__)
         print("notes:", getattr(exc, "__notes__", None))
         print("outcome:", outcome.status, list(outcome.compensated), list(outcome.pending))
     print("said:", said)
@@ -56,14 +75,48 @@ CHILD = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("how", ["block", "arun"])
-def test_a_second_ctrl_c_under_asyncio_run_lets_the_rollback_end_first(how):
+def _child(tmp_path, how: str, where: str, journal: bool, signal_name: str = "SIGINT"):
+    at = str(tmp_path / "j.db") if journal else "-"
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, how], capture_output=True, text=True, timeout=60
-    )
+        [sys.executable, "-c", CHILD, how, where, at, signal_name],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    lines = dict(line.split(": ", 1) for line in done.stdout.splitlines())
+    return dict(line.split(": ", 1) for line in done.stdout.splitlines()), done
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("how", ["block", "arun"])
+def test_a_second_ctrl_c_in_a_journalled_undo_makes_it_again_and_the_rollback_ends(
+    tmp_path, how, signal_name
+):
+    lines, _ = _child(tmp_path, how, "undo", True, signal_name)
     assert lines["outcome"] == "rolled_back ['s2', 's1', 's0'] []"
-    assert "rolled back: the rollback ran to its end first (rolled_back)" in lines["notes"]
+    assert "its rollback ran to its end first (rolled_back)" in lines["notes"]
     said = eval(lines["said"])  # the world's own record
     assert said[-3:] == ["s1 undone", "undo s0", "s0 undone"] and said.count("undo s1") == 2
+
+
+@pytest.mark.parametrize("how", ["block", "arun"])
+def test_a_second_ctrl_c_in_an_undo_with_no_journal_never_calls_it_twice(tmp_path, how):
+    """attack42 F12: no journal asks an undo to be idempotent (no key is passed): a refund
+    cut mid-call is not known to be done, left pending and said, never made again."""
+    lines, _ = _child(tmp_path, how, "undo", journal=False)
+    assert lines["outcome"] == "halted ['s2'] ['s1', 's0']"
+    assert "during the undo of s1; not known to be undone: s1, s0" in lines["notes"]
+    said = eval(lines["said"])
+    assert said.count("undo s1") == 1 and "undo s0" not in said
+
+
+@pytest.mark.parametrize("journal", [False, True])
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_asyncio_runs_end_while_a_step_runs_undoes_what_was_done(tmp_path, journal, signal_name):
+    """attack42 F1, F10: two Ctrl-Cs (or a SIGTERM whose handler calls sys.exit) while a step
+    of ``saga.arun`` ran: nothing was undone, a bare exception. Now the step is cut there
+    (it may have happened: reported), and what was done is undone first."""
+    lines, done = _child(tmp_path, "arun", "step", journal, signal_name)
+    assert lines["raised"] == ("KeyboardInterrupt" if signal_name == "SIGINT" else "SystemExit")
+    assert lines["outcome"] == "rollback_incomplete ['s1', 's0'] []", done.stdout
+    assert "its rollback ran to its end first (rollback_incomplete)" in lines["notes"]
+    said = eval(lines["said"])
+    assert said == ["did s0", "did s1", "undo s1", "s1 undone", "undo s0", "s0 undone"]
