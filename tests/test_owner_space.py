@@ -240,8 +240,9 @@ def test_a_halt_recover_decided_whose_end_it_could_not_write_is_honoured_next_ti
 
         journal.write = write  # type: ignore[method-assign]
         failing, _ = _registry(calls, fail=("b",))
-        with pytest.raises(JournalError, match="could not write"):
+        with pytest.raises(JournalError, match="could not write") as said:
             recover(journal, failing)
+        assert "no room on its disk (" in str(said.value)  # (attack42 F14: SQLite's words only)
         assert journal.saga("s").status == "rolling_back" and calls == ["b"]
         journal.write = real  # type: ignore[method-assign]
         working, _ = _registry(calls)

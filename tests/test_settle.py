@@ -100,6 +100,7 @@ def test_what_cannot_be_settled_is_refused_in_one_line_with_nothing_written(tmp_
         Saga(steps, name="trip").run({}, inject={"b": "fail"}, journal=journal, run_id="back")
         saga, faults = ended_for_a_person(reg, "dead")
         saga.run({}, inject=faults, journal=journal, run_id="dl")
+        saga.run({}, inject=faults, journal=journal, run_id="open")  # (waits for a person)
         journal.settle("dl", "done")
         for saga_id, error in [("nope", UnknownSaga), ("ok", NotWaiting), ("back", NotWaiting),
                                ("dl", AlreadySettled)]:  # fmt: skip
@@ -112,8 +113,10 @@ def test_what_cannot_be_settled_is_refused_in_one_line_with_nothing_written(tmp_
         assert (done.returncode, done.stdout) == (2, ""), done.stderr
         assert len(done.stderr.splitlines()) == 1 and said in done.stderr
         assert "Traceback" not in done.stderr
-    bad_note = cli("journal", "settle", str(path), "dl", "--note", "")
-    assert bad_note.returncode == 2 and len(bad_note.stderr.splitlines()) == 1
+    for note in ("", " ", "\u3000 "):  # (a blank note says nothing: attack42 F9)
+        bad_note = cli("journal", "settle", str(path), "open", "--note", note)
+        assert bad_note.returncode == 2 and len(bad_note.stderr.splitlines()) == 1
+        assert "settle note" in bad_note.stderr
     assert written(path) == before
 
 

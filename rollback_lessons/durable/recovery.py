@@ -46,6 +46,7 @@ import re
 import time
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from ..errors import RemoteError
@@ -75,6 +76,7 @@ from .report import (  # noqa: F401 (its names, as before)
     done_steps,
     waiting_in,
 )
+from .room import no_room
 from .undo_call import run_undo
 
 
@@ -250,10 +252,11 @@ class _Writer:
         except JournalTakenOver:
             raise  # its own one line: another recover holds the saga now
         except Exception as exc:
+            room = no_room(Path(self.journal.path), str(exc))  # (attack42 F14)
             raise JournalError(
-                f"recover could not write to {self.journal.path} ({describe(exc)}); the undos it "
-                "ran since its last write will run again next time (their idempotency keys "
-                "make that harmless)"
+                f"recover could not write to {self.journal.path} ({describe(exc)}{room}); the "
+                "undos it ran since its last write will run again next time (their "
+                "idempotency keys make that harmless)"
             ) from None
         self.statements, self.undos = [], 0
         self.fences = {s: g for s, g in self.fences.items() if s == self.current}

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..errors import InvalidNameError
 from ..rules import check_text
 from .files import JournalError, Written, _cell, transaction
 
@@ -81,6 +82,8 @@ def settle(journal: Journal, saga_id: str, note: str) -> Settled:
     nothing written) if it is unknown, not ended for a person, or settled already."""
     check_text(saga_id, "a saga id")
     check_text(note, "a settle note")
+    if not note.strip():  # (" " is printable, and says nothing: attack42 F9)
+        raise InvalidNameError(f"a settle note must say what was done, got {note!r}")
     if journal.readonly or journal.closed:
         raise JournalError(f"{journal!r} is closed or read-only: nothing can be settled in it")
     by, at = _who(), time.time()
