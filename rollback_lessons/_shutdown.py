@@ -54,13 +54,14 @@ def told_at_shutdown(run: Run) -> None:
     """The Ctrl-C ``asyncio.run`` raised as it ended (``shut_down``) carries the run's
     record (``error.outcome``) and, where it cut nothing, says the rollback ran to its end
     (where it cut a call, the interruption's own note says what is left)."""
-    if run.shutdown is None or getattr(run.shutdown, "outcome", None) is not None:
+    ki: Any = run.shutdown
+    if ki is None or getattr(ki, "outcome", None) is not None:
         return
     outcome = run.outcome()
-    if run.m.interruption is not run.shutdown:
+    if run.m.interruption is not ki:
         left = f"; pending: {', '.join(outcome.pending)}" if outcome.pending else ""
-        run.shutdown.add_note(
-            f"asyncio.run ended on this {type(run.shutdown).__name__} while {run.name!r} "
-            f"ran: its rollback ran to its end first ({outcome.status}{left})"
+        ki.add_note(
+            f"asyncio.run ended on this {type(ki).__name__} while {run.name!r} ran: its "
+            f"rollback ran to its end first ({outcome.status}{left})"
         )
-    run.shutdown.outcome = outcome  # type: ignore[attr-defined]
+    ki.outcome = outcome

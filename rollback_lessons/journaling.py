@@ -40,6 +40,17 @@ def typed(exc: Exception, at: str) -> Exception:
     return JournalError(f"the journal could not be written {at}: {describe(exc)}")
 
 
+def pivot_unwritten(pivot: str, ran: list[str]) -> str:
+    """What a person learns of a pivot the journal shows started though it never had its
+    effect here (its refusal unwritten, a disk full to the end): ``recover`` leaves the saga
+    for them, and the undos it would tell them to run by hand ran here already."""
+    return (
+        f"the journal shows {pivot!r} started, though it had no effect here (its refusal could "
+        f"not be written): recover will leave the saga for a person; the undo of "
+        f"{', '.join(map(repr, ran))} ran here: do not run it again"
+    )
+
+
 def task_cancel(m: Machine, kind: EventKind) -> bool:
     """Is this a step cut short by its task's cancellation (an ``AsyncRollback`` block's),
     which its rollback will hear as a cancel (``_guards.hand_off``), not declined? Said in
@@ -380,39 +391,58 @@ class JournalWriter:
         if len(errors) < ATTEMPTS:
             return
         self.dropped, self.jrun = jrun, None  # the journal keeps the saga unfinished
-        ran = list(dict.fromkeys(self.unrecorded))
-        again = [s for s in ran if s not in self.unsure]
-        lost = [s for s in ran if s in self.unsure]  # (its undo's own row never written)
-        unwritten = [*self.refusals, *steps]  # (their intents stay: recover: leaked)
-        known = {*self.m.leaked, *lost, *unwritten}  # (and what else the run knows better:
-        done = [self.rows[p] for p in sorted(jrun.unwritten()) if p in self.rows]  # F2)
-        done = [s for s in dict.fromkeys(done) if s not in known]
         self.m.note(
             EventKind.JOURNAL_FAILED,
-            f"journal write failed ({errors[-1]}, {ATTEMPTS} attempts); the journal still "
-            "shows the saga unfinished"
-            + (  # (attack28 F3: a disk full to the end; undos given a journal: idempotent)
-                f", and the undo of {', '.join(map(repr, again))} pending though it ran: "
-                "recover will call it again (same idempotency key)"
-                if again
-                else ""
-            )
-            + (  # (attack36 F2: recover then sends a person to a step undone here)
-                f"; {', '.join(map(repr, lost))} undone here, though the journal never "
-                "recorded its undo: recover will report it leaked (it was undone)"
-                if lost
-                else ""
-            )
-            + (
-                f"; {', '.join(map(repr, unwritten))} not run (failed with nothing done, or never "
-                "called), though the journal could not record it: recover will report it leaked"
-                if unwritten
-                else ""
-            )
-            + (
-                f"; {', '.join(map(repr, done))} done here, though the journal could not "
-                "record it: recover will report it leaked"
-                if done
-                else ""
+            self._left(
+                jrun,
+                str(errors[-1]),
+                [*zip(self.refused, self.refusals, strict=True), *zip(not_run, steps, strict=True)],
             ),
         )
+
+    def _left(self, jrun: UndoJournalRun, error: str, never: list[tuple[int, str]]) -> str:
+        """What a disk full to the end leaves ``recover`` to find, each step named: read
+        from the journal (a full disk still reads: attack42 F6, the note named steps whose
+        records it held), or, if it cannot be read, from what the run knows was not written.
+        ``never``: (position, step) of the steps never called (or refused before any effect)."""
+        ran = list(dict.fromkeys(self.unrecorded))
+        try:
+            pivot, shown = jrun.shown()
+        except Exception:  # (unread: as the run knows it)
+            rows, pivot = jrun.unwritten(), None
+            shown = {p: "pending" for p in rows}  # (a row whose change is unwritten)
+            shown |= {p: "intent" for p in rows if p in self.rows}
+            shown |= {e.position: "intent" for e in self.m.log if e.step in self.unsure}
+        at = {e.step: e.position for e in self.m.log if e.position is not None}
+        again = [s for s in ran if shown.get(at.get(s, -1)) == "pending"]
+        lost = [s for s in ran if s not in at or shown.get(at[s]) == "intent"]
+        unwritten = [s for p, s in never if shown.get(p) == "intent"]
+        known = {*self.m.leaked, *ran, *unwritten}  # (and what else the run knows better)
+        done = [s for p, s in sorted(self.rows.items()) if shown.get(p) == "intent"]
+        done = [s for s in dict.fromkeys(done) if s not in known]
+        said = f"journal write failed ({error}, {ATTEMPTS} attempts); the journal still shows "
+        said += "the saga unfinished"
+        if again and pivot == "started":  # recover halts there, for a person
+            said += "; " + pivot_unwritten(str(self.pivot), again)
+        elif again:  # (attack28 F3: a disk full to the end; undos given a journal: idempotent)
+            said += (
+                f", and the undo of {', '.join(map(repr, again))} pending though it ran: "
+                "recover will call it again (same idempotency key)"
+            )
+        if lost:  # (attack36 F2: recover then sends a person to a step undone here)
+            said += (
+                f"; {', '.join(map(repr, lost))} undone here, though the journal never "
+                "recorded its undo: recover will report it leaked (it was undone)"
+            )
+        if unwritten:
+            said += (
+                f"; {', '.join(map(repr, unwritten))} not run (failed with nothing done, "
+                "or never called), though the journal could not record it: recover will "
+                "report it leaked"
+            )
+        if done:
+            said += (
+                f"; {', '.join(map(repr, done))} done here, though the journal could not "
+                "record it: recover will report it leaked"
+            )
+        return said

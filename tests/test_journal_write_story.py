@@ -150,6 +150,7 @@ def test_a_step_the_journal_could_not_record_is_named_in_the_note(tmp_path, shap
         steps += [Step("k", lambda s: None), Step("p", lambda s: None, kind=Kind.PIVOT),
                   Step("r", lambda s: None, kind=Kind.RETRIABLE)]  # fmt: skip
     saga = Saga(steps, name="f2")
+    pivots = 0
     for n in range(2, 16):
         with Journal(str(tmp_path / f"{n}.db")) as journal:
             real, count = journal.write, [0]
@@ -167,12 +168,35 @@ def test_a_step_the_journal_could_not_record_is_named_in_the_note(tmp_path, shap
             journal.write = real  # type: ignore[method-assign]
             journal.write([("UPDATE sagas SET owner_pid = ?, owner_started = NULL", (dead_pid(),))])
             undone.clear()
-            recover(journal, registry)
+            report = recover(journal, registry)
             for step in journal.leaked("r"):  # (undone here, or not run: never leaked here)
                 assert step not in outcome.leaked, (n, step)
                 said = "not run" if step not in outcome.completed else "done here"
                 said = "undone here" if step in outcome.compensated else said
                 assert any(f"'{step}'" in n and said in n for n in outcome.notes), (n, step, said)
+            halted = [r.status for r in report.recovered] == [Status.HALTED]
+            pivots += _said_comes_true(outcome.notes, journal.leaked("r"), undone, n, halted)
+    assert (pivots > 0) == (shape == "pivot")  # (a pivot the journal shows begun: said)
+
+
+def _said_comes_true(notes, leaked: list[str], called: list[str], n: int, halted: bool) -> bool:
+    """attack42 F6: what the note predicts recover does, it does: each step it says recover
+    will report leaked is reported leaked, each undo it says recover will call is called
+    (the note named steps whose records the journal held, and said so of one twice)."""
+    import re
+
+    seen = False
+    for note in notes:
+        for part in note.split("; "):
+            named = re.findall(r"'([^']+)'", part.split(":")[0])
+            if "recover will report it leaked" in part:
+                assert set(named) <= set(leaked), (n, part, leaked)
+            if "recover will call it again" in part:
+                assert set(named) <= set(called), (n, part, called)
+            if "recover will leave the saga for a person" in part:  # (a pivot it shows begun)
+                assert halted and not called, (n, part, called)
+                seen = True
+    return seen
 
 
 @pytest.mark.parametrize("n", [2, 4])

@@ -287,26 +287,27 @@ class JournalRun:
         """Raise JournalTakenOver unless the saga is still this run's (after each step)."""
         self.journal.holds(self.saga_id, self.gen)
 
+    def shown(self) -> tuple[str | None, dict[int, str]]:
+        """The pivot's state and each undo row's, as the journal shows them (a full disk
+        still reads): what ``recover`` will find."""
+        sql = "SELECT position, state FROM undos WHERE saga_id = ?"  # (no undo's rows too)
+        rows = self.journal._rows(sql, (self.saga_id,))
+        return self.journal.saga(self.saga_id).pivot_state, dict(rows)
+
     def late_effect(self, step: str, why: str) -> None:
         """The step's call returned after another process took the saga over: its effect
         may have landed after that process undid it. Written past the fence, and only ever
         to say less (an undo done becomes leaked; a saga rolled_back, rollback_incomplete):
         the journal never keeps saying rolled_back over an effect that may stand."""
         text = f"its step returned after the saga was taken over ({why}): it may stand"
-        self.journal.write(
-            [
-                (
-                    "UPDATE undos SET state = 'leaked', error = ?"
-                    " WHERE saga_id = ? AND step = ? AND state IN ('done', 'pending')",
-                    (text, self.saga_id, step),
-                ),
-                (
-                    "UPDATE sagas SET status = 'rollback_incomplete', error = ?"
-                    " WHERE id = ? AND status IN ('rolled_back', 'cancelled')",
-                    (f"step {step!r}: {text}", self.saga_id),
-                ),
-            ]
-        )
+        self.journal.write([
+            ("UPDATE undos SET state = 'leaked', error = ?"
+             " WHERE saga_id = ? AND step = ? AND state IN ('done', 'pending')",
+             (text, self.saga_id, step)),
+            ("UPDATE sagas SET status = 'rollback_incomplete', error = ?"
+             " WHERE id = ? AND status IN ('rolled_back', 'cancelled')",
+             (f"step {step!r}: {text}", self.saga_id)),
+        ])  # fmt: skip
 
     def _set_state(self, position: int, state: str) -> None:
         self._pending.append(self._state_statement(position, state))
