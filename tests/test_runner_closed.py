@@ -74,6 +74,24 @@ def test_a_closed_dbos_runner_with_none_open_is_refused_in_one_line(tmp_path):
     assert ran == []
 
 
+def test_a_dbos_handle_of_a_run_ended_before_close_says_where_its_record_is(tmp_path):
+    """attack42 F4: a handle got before ``close()``, read after it: ``outcome()`` of a run
+    that had committed said it was cut mid-step and left unfinished, ``pending()`` raised
+    DBOS's raw "No DBOS was created yet". One line each, naming the file and the record."""
+    ran: list[str] = []
+    runner = DBOSRunner.start(tmp_path / "d.sqlite")
+    assert runner.run(_saga(ran), {}, run_id="x1").status is Status.COMMITTED
+    handle = runner.handle_for(_saga(ran), "x1")
+    runner.close()
+    for call in (handle.outcome, handle.pending):
+        with pytest.raises(RunnerClosed) as said:
+            call()
+        assert "'x1'" in str(said.value) and "d.sqlite was closed" in str(said.value)
+        assert "record('x1')" in str(said.value) and "ran a step" not in str(said.value)
+    with DBOSRunner.start(tmp_path / "d.sqlite") as again:  # (where it said: there)
+        assert again.record("x1").status is Status.COMMITTED
+
+
 @pytest.fixture
 def sent_to_aws(monkeypatch) -> list[str]:
     """The URLs of the requests botocore really sends (moto's mock answers before this;
@@ -193,3 +211,35 @@ def test_a_closed_temporal_runner_is_refused_before_anything_reaches_the_server(
             f"this TemporalRunner ({where}) was closed: {call}() refused, nothing was done; "
             "start another (TemporalRunner.start(...))"
         )
+
+
+def test_a_temporal_handle_read_after_its_runners_close_is_one_line_naming_it(on_temporal):
+    """attack42 F4: a handle got before ``close()``: each of its calls after it waited for
+    a server that would not answer, then told to start it again "to finish the saga" (a
+    saga that had committed). Now each is refused at once, naming where the saga is kept."""
+    from rollback_lessons.runners.temporal import TemporalRunner
+
+    ran: list[str] = []
+
+    async def scenario(shared):
+        runner = await TemporalRunner.start(shared.address)
+        handle = await runner.start_saga(_saga(ran, "closed-h"), {})
+        done = await handle.outcome()
+        await runner.close()
+        said = {}
+        for call in ("outcome", "pending", "history", "cancel"):
+            try:
+                result = await asyncio.wait_for(getattr(handle, call)(), 10)
+            except RunnerClosed as exc:
+                said[call] = str(exc)
+            else:
+                said[call] = f"not refused: {result!r}"
+        return done, said
+
+    done, said = on_temporal(scenario)
+    assert done.status is Status.COMMITTED
+    for text in said.values():
+        assert text.startswith(f"the runner of saga {done.run_id!r} (the Temporal server at ")
+        assert text.endswith("was closed: this handle reads nothing more, nothing was done; "
+                             "the server keeps the saga: a runner connected to it again reads "
+                             "it (handle_for)")  # fmt: skip

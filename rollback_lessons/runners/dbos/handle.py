@@ -77,9 +77,21 @@ class DBOSHandle:
         closed = waits.unless_closed(result, run_id, path)
         self._result = waits.telling_left(closed, self._heard, run_id, run)  # (``Heard.left``)
 
+    def _refuse_if_closed(self, call: str) -> None:
+        """A handle of a runner closed since (DBOS gone with it) reads nothing more: one line,
+        ``RunnerClosed``, that says where the run's record is (attack42 F4: a committed run
+        was said left unfinished, ``pending()`` raised DBOS's raw error)."""
+        if self.path is not None and [self.path] != waits.OPEN:
+            raise RunnerClosed(
+                f"the runner of saga {self.run_id!r} on {self.path} was closed: {call}() refused, "
+                f"nothing was read; a launch there (DBOSRunner.start) reads its record "
+                f"(record({self.run_id!r})), and goes on with it if it is unfinished"
+            )
+
     def pending(self) -> Question | None:
         """The question the saga waits on a person for (its number and the undos at stake,
         the one asked about first), or None when it asks nothing."""
+        self._refuse_if_closed("pending")
         return Question.of(DBOS.get_event(self.run_id, "pending", timeout_seconds=0))
 
     def resolve(self, question: Question, answer: str) -> None:
@@ -90,6 +102,7 @@ class DBOSHandle:
         workflow says which answer it took (``workflow._ask``), so of two answers at once
         exactly one is taken and the other refused, never accepted and dropped."""
         check_answer(question, answer)
+        self._refuse_if_closed("resolve")
         if not self._running():
             raise AnswerRefused(f"saga {self.run_id} is over: nothing was answered")
         refuse_unless_asked(question, self.pending(), self.run_id)
@@ -136,6 +149,8 @@ class DBOSHandle:
         """The run's Outcome; a Ctrl-C, ``sys.exit`` in a call of it here is raised then."""
         run = self._run or hosted.RUNS.get(self.run_id)
         left = run.left if run is not None else {}
+        if run is None:  # (not running here as the runner closed: nothing of it was kept)
+            self._refuse_if_closed("outcome")
         try:  # (a result DBOS saved from here is final: read after a close too)
             data: dict[str, Any] = left["ended"] if left.get("saved") else self._result()
         except DBOSUnexpectedStepError as exc:  # (resumed by another version: one line)

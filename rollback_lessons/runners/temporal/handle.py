@@ -22,6 +22,7 @@ from ...outcome import Outcome, Table
 from ...saga import Saga, State
 from .. import hosted, remote
 from ..asking import AnswerRefused, Question, check_answer, refuse_unless_asked
+from ..closed import RunnerClosed
 from ..heard import Heard
 from ..wire import outcome_of, record_of
 from .activities import GATES, IN_FLIGHT, step_started
@@ -201,8 +202,26 @@ class SagaHandle:
         self._heard.before_raise(build_events(told, self.run_id))
 
     async def _ask(self, call: Awaitable[T], also: str = "") -> T:
-        """Every call about this saga goes through ``lost.ask`` (ServerLost or ServerSlow)."""
+        """Every call about this saga goes through ``lost.ask`` (ServerLost or ServerSlow);
+        once its runner closed, none (attack42 F4: told to start a server again to finish a
+        saga that had committed, on a server that kept nothing)."""
+        if self.runner._closed:
+            getattr(call, "close", lambda: None)()  # (never awaited: closed, not warned of)
+            raise self._closed_error()
         return await ask(self.workflow, call, also)
+
+    def _closed_error(self) -> RunnerClosed:
+        kept = (
+            "the dev server it started stopped with it: a runner started again on the same "
+            "db_file, port and task_queue reads the saga there (handle_for); with no db_file, "
+            "that server kept nothing"
+            if self.runner.env is not None
+            else "the server keeps the saga: a runner connected to it again reads it (handle_for)"
+        )
+        return RunnerClosed(
+            f"the runner of saga {self.run_id!r} ({self.runner.server}) was closed: this "
+            f"handle reads nothing more, nothing was done; {kept}"
+        )
 
     def _over(self, exc: RPCError, so: str) -> AnswerRefused:
         """The server's "no such run": the saga is over (``so``: what the caller could not do)."""
