@@ -115,6 +115,8 @@ class JournalWriter:
             return
         if kind is EventKind.HALTED and (forward := m.record().forward_said):
             details = {**details, "forward": forward}  # (what recover's lines name: attack42 F3)
+        elif kind is EventKind.ROLLBACK_DONE and m.pending:  # (their order: a graph's, F8)
+            details = {**details, "left": list(m.pending)}
         jrun.event(Event(seq, kind, step, details))
         if not self.cancel_told and (m.cancelled or task_cancel(m, kind)):  # (before:
             self.cancel_told = True  # a crash then is recovered cancelled, as it would end)

@@ -100,3 +100,30 @@ def test_a_closed_journal_read_is_one_typed_line(tmp_path):
     for read in (journal.sagas, journal.table, lambda: journal.events("r")):
         with pytest.raises(JournalUnusable, match=r"j\.db'\) is closed: open it again"):
             read()
+
+
+@pytest.mark.parametrize("undo_order", ["reverse", "by_dependency"])
+def test_every_recover_names_a_halted_graphs_pending_undos_in_its_runs_order(tmp_path, undo_order):
+    """attack42 F8: the run's outcome listed a graph's pending undos in its undo order
+    (b2 ended last, so it is undone first), recover's later lines by the rows' positions."""
+    from rollback_lessons import Parallel
+    from rollback_lessons.durable.journal import Journal
+    from rollback_lessons.durable.recovery import recover
+    from rollback_lessons.durable.registry import Registry, compensation
+
+    registry = Registry()
+    undo = compensation("lines.graph", registry)(lambda k, idempotency_key=None: None)
+
+    def step(name: str) -> Step:
+        return Step(name, lambda s: None, undo.bind(k=name))
+
+    saga = Saga([step("a"), Parallel([step("b"), step("b2")], step("c")), step("x"), step("d")],
+                policy="halt")  # fmt: skip
+    with Journal(tmp_path / "j.db") as journal:
+        outcome = saga.run({}, inject={"d": "fail", "x": "undo_fails"}, journal=journal,
+                           run_id="g1", undo_order=undo_order,
+                           completion=["c", "b", "b2", "a", "x", "d"])  # fmt: skip
+    assert outcome.status is Status.HALTED
+    with Journal(tmp_path / "j.db") as journal:
+        (waiting,) = recover(journal, registry).waiting
+    assert waiting.pending == outcome.pending

@@ -154,6 +154,13 @@ def halt_of(journal: Journal, saga_id: str) -> tuple[str, tuple[str, ...]]:
             reason, at = reason + "halts for a person", step
             break
     left = [u.step for u in journal.undos(saga_id) if u.state == "pending"][::-1]
+    ended = journal._rows(
+        "SELECT details FROM events WHERE saga_id = ? AND kind = 'rollback_done'"
+        " ORDER BY seq DESC LIMIT 1", (saga_id,),
+    )  # fmt: skip
+    order = json.loads(ended[0][0]).get("left") if ended else None  # (as its run said them:
+    if isinstance(order, list):  # a graph's undo order is not the rows': attack42 F8)
+        left.sort(key=lambda s: order.index(s) if s in order else len(order))
     return reason, tuple(sorted(left, key=lambda s: s != at))
 
 
