@@ -19,11 +19,11 @@ from typing import Any
 
 from .errors import CommitNotRecorded, JournalError, RollbackLessonsError, TakenOver
 from .events import Event, EventKind, describe
+from .journal_notes import ATTEMPTS, left_note, taken_did
 from .machine import Machine
 from .ports import UndoJournalRun
 from .rules import Kind, NamedUndo
 
-ATTEMPTS = 3  # a write the run's end relies on (a commit, its last batch): tried this often
 AT_ONCE = frozenset({
     EventKind.STEP_DONE, EventKind.STEP_FAILED, EventKind.STEP_RETRY, EventKind.PIPELINE_FAILED
 })  # fmt: skip
@@ -38,17 +38,6 @@ def typed(exc: Exception, at: str) -> Exception:
     disk's ``sqlite3.OperationalError``) becomes one typed line, ``JournalError``, its cause
     chained by the caller (attack19 S3); the package's own errors stay as they are."""
     return JournalError(f"the journal could not be written {at}: {describe(exc)}")
-
-
-def pivot_unwritten(pivot: str, ran: list[str]) -> str:
-    """What a person learns of a pivot the journal shows started though it never had its
-    effect here (its refusal unwritten, a disk full to the end): ``recover`` leaves the saga
-    for them, and the undos it would tell them to run by hand ran here already."""
-    return (
-        f"the journal shows {pivot!r} started, though it had no effect here (its refusal could "
-        f"not be written): recover will leave the saga for a person; the undo of "
-        f"{', '.join(map(repr, ran))} ran here: do not run it again"
-    )
 
 
 def task_cancel(m: Machine, kind: EventKind) -> bool:
@@ -245,11 +234,15 @@ class JournalWriter:
         try:
             self.jrun.holds()
         except TakenOver as exc:
+            try:  # (what recover did, before this write says the step's undo leaked)
+                rows: dict[int, str] | None = self.jrun.shown()[1]
+            except Exception:
+                rows = None
             self.jrun.late_effect(step, describe(exc))
+            did = taken_did(self, rows)
             self.jrun = None
             raise TakenOver(
-                f"step {step!r} returned after {exc}: its effect may have landed after "
-                f"recover undid the saga; check {step!r} by hand"
+                f"step {step!r} returned after {exc}: {did}; check {step!r} by hand"
             ) from None
 
     def settle(self, step: str) -> None:
@@ -395,56 +388,10 @@ class JournalWriter:
         self.dropped, self.jrun = jrun, None  # the journal keeps the saga unfinished
         self.m.note(
             EventKind.JOURNAL_FAILED,
-            self._left(
+            left_note(
+                self,
                 jrun,
                 str(errors[-1]),
                 [*zip(self.refused, self.refusals, strict=True), *zip(not_run, steps, strict=True)],
             ),
         )
-
-    def _left(self, jrun: UndoJournalRun, error: str, never: list[tuple[int, str]]) -> str:
-        """What a disk full to the end leaves ``recover`` to find, each step named: read
-        from the journal (a full disk still reads: attack42 F6, the note named steps whose
-        records it held), or, if it cannot be read, from what the run knows was not written.
-        ``never``: (position, step) of the steps never called (or refused before any effect)."""
-        ran = list(dict.fromkeys(self.unrecorded))
-        try:
-            pivot, shown = jrun.shown()
-        except Exception:  # (unread: as the run knows it)
-            rows, pivot = jrun.unwritten(), None
-            shown = {p: "pending" for p in rows}  # (a row whose change is unwritten)
-            shown |= {p: "intent" for p in rows if p in self.rows}
-            shown |= {e.position: "intent" for e in self.m.log if e.step in self.unsure}
-        at = {e.step: e.position for e in self.m.log if e.position is not None}
-        again = [s for s in ran if shown.get(at.get(s, -1)) == "pending"]
-        lost = [s for s in ran if s not in at or shown.get(at[s]) == "intent"]
-        unwritten = [s for p, s in never if shown.get(p) == "intent"]
-        known = {*self.m.leaked, *ran, *unwritten}  # (and what else the run knows better)
-        done = [s for p, s in sorted(self.rows.items()) if shown.get(p) == "intent"]
-        done = [s for s in dict.fromkeys(done) if s not in known]
-        said = f"journal write failed ({error}, {ATTEMPTS} attempts); the journal still shows "
-        said += "the saga unfinished"
-        if again and pivot == "started":  # recover halts there, for a person
-            said += "; " + pivot_unwritten(str(self.pivot), again)
-        elif again:  # (attack28 F3: a disk full to the end; undos given a journal: idempotent)
-            said += (
-                f", and the undo of {', '.join(map(repr, again))} pending though it ran: "
-                "recover will call it again (same idempotency key)"
-            )
-        if lost:  # (attack36 F2: recover then sends a person to a step undone here)
-            said += (
-                f"; {', '.join(map(repr, lost))} undone here, though the journal never "
-                "recorded its undo: recover will report it leaked (it was undone)"
-            )
-        if unwritten:
-            said += (
-                f"; {', '.join(map(repr, unwritten))} not run (failed with nothing done, "
-                "or never called), though the journal could not record it: recover will "
-                "report it leaked"
-            )
-        if done:
-            said += (
-                f"; {', '.join(map(repr, done))} done here, though the journal could not "
-                "record it: recover will report it leaked"
-            )
-        return said

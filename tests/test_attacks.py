@@ -549,6 +549,32 @@ def test_a_full_disk_while_creating_a_journal_is_one_line_and_leaves_nothing(tmp
 # -- 5. recover --force takes over an owner whose step is in flight ------------------------
 
 
+def test_an_owner_taken_over_at_its_pivot_is_told_recover_undid_nothing(tmp_path):
+    """attack42 F7: ``recover --force`` took the saga over while its pivot ran: it left the
+    saga for a person, undoing nothing; the owner's error said its effect "may have landed
+    after recover undid the saga"."""
+    from rollback_lessons import Kind
+    from rollback_lessons.errors import TakenOver
+
+    LOG.clear()
+    path = tmp_path / "j.db"
+
+    def email(state):
+        with Journal(path) as other:
+            other.write([("UPDATE sagas SET owner_host = 'elsewhere', owner_space = ?", (ELSE,))])
+            recover(other, registry, force=True)
+        LOG.append("do email")
+
+    saga = Saga([Step("reserve", effect("reserve"), undo.bind(step="reserve")),
+                 Step("email", email, kind=Kind.PIVOT)])  # fmt: skip
+    with Journal(path) as journal:
+        outcome = saga.run({}, journal=journal, run_id="s")
+    assert isinstance(outcome.error, TakenOver)
+    said = str(outcome.error)
+    assert "the journal shows the saga halted, nothing of it undone by recover" in said
+    assert "undid the saga" not in said and "undo reserve" not in LOG
+
+
 ELSE = "pid:[4026530000] boot 00000000-0000-0000-0000-000000000000"
 """Another machine's PID namespace and boot: a host name alone is no other machine (its
 pid in this namespace and boot is checked here: attack23's F2)."""
@@ -586,6 +612,12 @@ def test_a_step_landing_after_a_forced_takeover_is_reported_never_rolled_back(tm
     assert isinstance(outcome.error, TakenOver) and outcome.status is Status.HALTED
     assert "step 'charge' returned after" in str(outcome.error)
     assert "check 'charge' by hand" in str(outcome.error)
+    # what recover did, as the journal shows it (attack42 F7: said, whatever it did)
+    undone = "charge, reserve" if register == "before" else "reserve"
+    assert (
+        f"landed after recover undid {undone} (the journal shows the saga rollback_incomplete)"
+        in str(outcome.error)
+    )
     assert "ship" not in " ".join(LOG)  # (the owner went no further)
     assert saga_row.status == "rollback_incomplete"
     assert states == {"reserve": "done", "charge": "leaked"}

@@ -287,12 +287,12 @@ class JournalRun:
         """Raise JournalTakenOver unless the saga is still this run's (after each step)."""
         self.journal.holds(self.saga_id, self.gen)
 
-    def shown(self) -> tuple[str | None, dict[int, str]]:
-        """The pivot's state and each undo row's, as the journal shows them (a full disk
-        still reads): what ``recover`` will find."""
+    def shown(self) -> tuple[SagaRecord, dict[int, str]]:
+        """The saga and each undo row's state, as the journal shows them (a full disk still
+        reads): what ``recover`` will find, or, taken over, what it did."""
         sql = "SELECT position, state FROM undos WHERE saga_id = ?"  # (no undo's rows too)
         rows = self.journal._rows(sql, (self.saga_id,))
-        return self.journal.saga(self.saga_id).pivot_state, dict(rows)
+        return self.journal.saga(self.saga_id), dict(rows)
 
     def late_effect(self, step: str, why: str) -> None:
         """The step's call returned after another process took the saga over: its effect

@@ -1,0 +1,93 @@
+"""What a journal's writer tells a person when the journal cannot say it (a disk full to
+the end, a takeover): what ``recover`` will find, or found, each step named, read from the
+journal itself where it can be read (``UndoJournalRun.shown``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .journaling import JournalWriter
+    from .ports import UndoJournalRun
+
+ATTEMPTS = 3  # a write the run's end relies on (a commit, its last batch): tried this often
+
+
+def pivot_unwritten(pivot: str, ran: list[str]) -> str:
+    """What a person learns of a pivot the journal shows started though it never had its
+    effect here (its refusal unwritten, a disk full to the end): ``recover`` leaves the saga
+    for them, and the undos it would tell them to run by hand ran here already."""
+    return (
+        f"the journal shows {pivot!r} started, though it had no effect here (its refusal could "
+        f"not be written): recover will leave the saga for a person; the undo of "
+        f"{', '.join(map(repr, ran))} ran here: do not run it again"
+    )
+
+
+def left_note(
+    w: JournalWriter, jrun: UndoJournalRun, error: str, never: list[tuple[int, str]]
+) -> str:
+    """What a disk full to the end leaves ``recover`` to find, each step named: read
+    from the journal (a full disk still reads: attack42 F6, the note named steps whose
+    records it held), or, if it cannot be read, from what the run knows was not written.
+    ``never``: (position, step) of the steps never called (or refused before any effect)."""
+    ran = list(dict.fromkeys(w.unrecorded))
+    try:
+        saga, shown = jrun.shown()
+        pivot = saga.pivot_state
+    except Exception:  # (unread: as the run knows it)
+        rows, pivot = jrun.unwritten(), None
+        shown = {p: "pending" for p in rows}  # (a row whose change is unwritten)
+        shown |= {p: "intent" for p in rows if p in w.rows}
+        shown |= {e.position: "intent" for e in w.m.log if e.step in w.unsure}
+    at = {e.step: e.position for e in w.m.log if e.position is not None}
+    again = [s for s in ran if shown.get(at.get(s, -1)) == "pending"]
+    lost = [s for s in ran if s not in at or shown.get(at[s]) == "intent"]
+    unwritten = [s for p, s in never if shown.get(p) == "intent"]
+    known = {*w.m.leaked, *ran, *unwritten}  # (and what else the run knows better)
+    done = [s for p, s in sorted(w.rows.items()) if shown.get(p) == "intent"]
+    done = [s for s in dict.fromkeys(done) if s not in known]
+    said = f"journal write failed ({error}, {ATTEMPTS} attempts); the journal still shows "
+    said += "the saga unfinished"
+    if again and pivot == "started":  # recover halts there, for a person
+        said += "; " + pivot_unwritten(str(w.pivot), again)
+    elif again:  # (attack28 F3: a disk full to the end; undos given a journal: idempotent)
+        said += (
+            f", and the undo of {', '.join(map(repr, again))} pending though it ran: "
+            "recover will call it again (same idempotency key)"
+        )
+    if lost:  # (attack36 F2: recover then sends a person to a step undone here)
+        said += (
+            f"; {', '.join(map(repr, lost))} undone here, though the journal never "
+            "recorded its undo: recover will report it leaked (it was undone)"
+        )
+    if unwritten:
+        said += (
+            f"; {', '.join(map(repr, unwritten))} not run (failed with nothing done, "
+            "or never called), though the journal could not record it: recover will "
+            "report it leaked"
+        )
+    if done:
+        said += (
+            f"; {', '.join(map(repr, done))} done here, though the journal could not "
+            "record it: recover will report it leaked"
+        )
+    return said
+
+
+def taken_did(w: JournalWriter, rows: dict[int, str] | None) -> str:
+    """What the journal shows the process that took the saga over did (attack42 F7: it
+    was said to have undone a saga it had left for a person, undoing nothing): ``rows``
+    read before this process's last write (which says its step's undo leaked), the saga's
+    status after it."""
+    try:
+        saga, _ = w.jrun.shown()  # type: ignore[union-attr]
+    except Exception:  # (unread: what may be)
+        rows = None
+    if rows is None:
+        return "its effect may have landed after recover undid the saga"
+    undone = [e.step for e in w.m.log[::-1] if rows.get(e.position or -1) == "done"]
+    said = f"the journal shows the saga {saga.status}"
+    if not undone:
+        return f"{said}, nothing of it undone by recover: its effect may stand"
+    return f"its effect may have landed after recover undid {', '.join(undone)} ({said})"
