@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import json
 import re
 import time
 from collections.abc import Callable
@@ -73,7 +72,9 @@ from .report import (  # noqa: F401 (its names, as before)
     Skipped,
     Waiting,
     _safe,
+    corrected,
     done_steps,
+    halted_at,
     waiting_in,
 )
 from .room import no_room
@@ -306,33 +307,6 @@ def _machine(journal: Journal, saga: SagaRecord) -> Callable[..., tuple[Machine,
     return partial(GraphMachine.resume_rollback, after=after, started=started, ended=ended)
 
 
-def _corrected(journal: Journal, saga_id: str) -> list[str]:
-    """The saga's semantic undos (corrections) done before this recover, in the order they
-    ran: the world is not as it was, so the saga is ``rollback_incomplete`` (attack42 F15)."""
-    rows = journal._rows(
-        "SELECT step FROM undos WHERE saga_id = ? AND state = 'done' AND semantic = 1"
-        " ORDER BY position DESC",
-        (saga_id,),
-    )
-    return [str(r[0]) for r in rows]
-
-
-def _halted_at(journal: Journal, saga_id: str) -> tuple[str, str] | None:
-    """The step at whose failed undo the run's undo policy halted for a person, with the
-    error, when that is the last thing its rollback recorded (the halt's own end never
-    written: a crash, a failed write or a Ctrl-C between the two); None otherwise (a
-    person's answer, another attempt, an undo done: a later event)."""
-    row = journal._rows(
-        "SELECT step, details FROM events WHERE saga_id = ? AND kind IN"
-        " ('undo', 'undo_done', 'undo_failed') ORDER BY seq DESC LIMIT 1",
-        (saga_id,),
-    )
-    details = json.loads(row[0][1]) if row and row[0][0] is not None else None
-    if not isinstance(details, dict) or details.get("then") != "halt":
-        return None
-    return str(row[0][0]), str(details.get("error", ""))
-
-
 def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: _Writer) -> Recovery:
     """Drive the machine through the saga's rollback, from where the crash left it: run each
     undo it answers, tell it how the undo went, and write down what it records. Before each
@@ -361,7 +335,7 @@ def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: _Writ
     if saga.pivot is not None and saga.pivot_state is not None:
         pivot = (saga.pivot, saga.pivot_state)
     policy = policy_of(saga.policy)
-    halt = _halted_at(run.journal, saga.id)  # the policy's halt, its end unwritten: honoured
+    halt = halted_at(run.journal, saga.id)  # the policy's halt, its end unwritten: honoured
     if halt is not None and halt[0] in by_step:
         failed[:] = [halt]
     m, op = _machine(run.journal, saga)(
@@ -372,7 +346,7 @@ def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: _Writ
         policy=policy if policy is not None else CONTINUE,
         undo_order=saga.undo_order,
         semantic=[u.step for u in pending if u.semantic],
-        corrected=_corrected(run.journal, saga.id),  # (done before: rollback_incomplete)
+        corrected=corrected(run.journal, saga.id),  # (done before: rollback_incomplete)
         # each step's own undo timeout (schema 5) wins over the policy's, as in process
         timeouts={u.step: u.timeout for u in pending if u.timeout is not None},
         cancelled=run.journal.cancelled(saga.id),  # its caller's cancel: ends cancelled

@@ -205,3 +205,30 @@ def waiting_in(
         past = saga.pivot_state == "done"
         found.append(Waiting(saga.id, saga.name, saga.status, dead, leaked, *halt, past))
     return tuple(found)
+
+
+def corrected(journal: Journal, saga_id: str) -> list[str]:
+    """The saga's semantic undos (corrections) done before this recover, in the order they
+    ran: the world is not as it was, so the saga is ``rollback_incomplete`` (attack42 F15)."""
+    rows = journal._rows(
+        "SELECT step FROM undos WHERE saga_id = ? AND state = 'done' AND semantic = 1"
+        " ORDER BY position DESC",
+        (saga_id,),
+    )
+    return [str(r[0]) for r in rows]
+
+
+def halted_at(journal: Journal, saga_id: str) -> tuple[str, str] | None:
+    """The step at whose failed undo the run's undo policy halted for a person, with the
+    error, when that is the last thing its rollback recorded (the halt's own end never
+    written: a crash, a failed write or a Ctrl-C between the two); None otherwise (a
+    person's answer, another attempt, an undo done: a later event)."""
+    row = journal._rows(
+        "SELECT step, details FROM events WHERE saga_id = ? AND kind IN"
+        " ('undo', 'undo_done', 'undo_failed') ORDER BY seq DESC LIMIT 1",
+        (saga_id,),
+    )
+    details = json.loads(row[0][1]) if row and row[0][0] is not None else None
+    if not isinstance(details, dict) or details.get("then") != "halt":
+        return None
+    return str(row[0][0]), str(details.get("error", ""))
