@@ -223,6 +223,19 @@ def log_threshold(log: logging.Logger = logger) -> int:
     return max(log.getEffectiveLevel(), log.manager.disable + 1, lowest)
 
 
+KEPT = "kept"
+"""The key under which a journal keeps, in an event's details, what the run's outcome said
+beside it (the steps to finish forward, the order of the undos left): read by ``recover``'s
+lines, left out of the events the journal gives back (``as_told``), which are the run's."""
+
+
+def as_told(details: str) -> dict[str, Any]:
+    """An event's details as the journal stored them (JSON), as the run told them."""
+    told = json.loads(details)
+    told.pop(KEPT, None)
+    return told  # type: ignore[no-any-return]
+
+
 def describe(error: BaseException) -> str:
     """A deterministic one-line description of an exception for events and printouts; one
     whose ``repr`` raises (or returns no text) is described by its type, never stops a run.

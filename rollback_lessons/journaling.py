@@ -18,7 +18,7 @@ from functools import partial
 from typing import Any
 
 from .errors import CommitNotRecorded, JournalError, RollbackLessonsError, TakenOver
-from .events import Event, EventKind, describe
+from .events import KEPT, Event, EventKind, describe
 from .journal_notes import ATTEMPTS, left_note, taken_did
 from .machine import Machine
 from .ports import UndoJournalRun
@@ -103,9 +103,9 @@ class JournalWriter:
             self.commit(Event(seq, kind, step, details), self.caught())
             return
         if kind is EventKind.HALTED and (forward := m.record().forward_said):
-            details = {**details, "forward": forward}  # (what recover's lines name: attack42 F3)
+            details = {**details, KEPT: {"forward": forward}}  # (recover's lines: attack42 F3)
         elif kind is EventKind.ROLLBACK_DONE and m.pending:  # (their order: a graph's, F8)
-            details = {**details, "left": list(m.pending)}
+            details = {**details, KEPT: {"left": list(m.pending)}}
         jrun.event(Event(seq, kind, step, details))
         if not self.cancel_told and (m.cancelled or task_cancel(m, kind)):  # (before:
             self.cancel_told = True  # a crash then is recovered cancelled, as it would end)

@@ -28,7 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from ..events import Event
+from ..events import Event, as_told
 from ..policies import UndoPolicy
 from ..rules import check_run_id, check_text
 from .files import (  # noqa: F401 (re-exported: the journal's names, as before)
@@ -332,7 +332,7 @@ class Journal:
     def events(self, saga_id: str) -> list[Event]:
         sql = "SELECT seq, kind, step, details FROM events WHERE saga_id = ? ORDER BY seq"
         rows = self._rows(sql, (saga_id,))
-        return [Event(seq, kind, step, json.loads(details)) for seq, kind, step, details in rows]
+        return [Event(seq, kind, step, as_told(details)) for seq, kind, step, details in rows]
 
     def cancelled(self, saga_id: str) -> bool:
         """Was the saga's rollback its caller's cancel (its ``rollback_start`` event says so,

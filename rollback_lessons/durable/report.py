@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..events import describe, one_line
+from ..events import KEPT, describe, one_line
 from ..outcome import RunRecord, Status
 from .files import _cell
 from .records import NO_UNDO
@@ -146,7 +146,8 @@ def halt_of(journal: Journal, saga_id: str) -> tuple[str, tuple[str, ...]]:
     for kind, step, details in rows:
         said = json.loads(details)
         if kind == "halted" and said.get("reason"):  # (and what its run said to finish)
-            forward = f"; forward {said['forward']}" if said.get("forward") else ""
+            kept = said.get(KEPT) if isinstance(said.get(KEPT), dict) else {}
+            forward = f"; forward {kept['forward']}" if kept.get("forward") else ""
             reason = str(said["reason"]) + forward
             break
         if kind == "undo_failed" and said.get("then") == "halt":
@@ -158,7 +159,8 @@ def halt_of(journal: Journal, saga_id: str) -> tuple[str, tuple[str, ...]]:
         "SELECT details FROM events WHERE saga_id = ? AND kind = 'rollback_done'"
         " ORDER BY seq DESC LIMIT 1", (saga_id,),
     )  # fmt: skip
-    order = json.loads(ended[0][0]).get("left") if ended else None  # (as its run said them:
+    kept = json.loads(ended[0][0]).get(KEPT) if ended else None  # (as its run said them:
+    order = kept.get("left") if isinstance(kept, dict) else None
     if isinstance(order, list):  # a graph's undo order is not the rows': attack42 F8)
         left.sort(key=lambda s: order.index(s) if s in order else len(order))
     return reason, tuple(sorted(left, key=lambda s: s != at))
