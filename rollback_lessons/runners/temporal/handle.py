@@ -251,6 +251,8 @@ class SagaHandle:
             deleted = RunDeleted.of(self.run_id, exc)  # (before it is released: what ran here)
             _release(self.run_id)
             raise deleted from None
+        except asyncio.CancelledError:  # (the wait, not the run: it goes on, hosted here,
+            raise  # for whoever reads it next: ``runner.run`` on its caller's cancel)
         except BaseException:
             _release(self.run_id)
             raise

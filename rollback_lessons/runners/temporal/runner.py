@@ -31,6 +31,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from ..._guards import cancelled_with
 from ...faults import InjectionLike, normalize_injection
 from ...outcome import Outcome
 from ...policies import PolicyLike
@@ -356,7 +357,12 @@ class TemporalRunner(Closable):
         self._refuse_if_closed("run")
         with keeping():
             handle = await self.start_saga(saga, state, **options)
-            return await handle.outcome()
+            try:
+                return await handle.outcome()
+            except asyncio.CancelledError as exc:  # the caller's task (a Ctrl-C under
+                if self._closed:  # asyncio.run): the saga is cancelled too, as arun's is
+                    raise
+                raise cancelled_with(exc, await _compensated(handle)) from None
 
     async def close(self) -> None:
         """Stop the worker, then the server (if it is ours). No action begins once close
@@ -396,3 +402,16 @@ class TemporalRunner(Closable):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+async def _compensated(handle: SagaHandle) -> Outcome:
+    """The saga of a ``run`` whose caller was cancelled, cancelled in its turn and awaited,
+    shielded, to its end: it compensates (attack42 F11: on the runner's own dev server, a
+    Ctrl-C left every effect standing, and ``close`` then took the server's only record).
+    A second cancel (``asyncio.run``'s end) stops the wait: the server has the saga."""
+
+    async def cancel_then_wait() -> Outcome:
+        await handle.cancel()
+        return await handle.outcome()
+
+    return await asyncio.shield(asyncio.ensure_future(cancel_then_wait()))
