@@ -3,6 +3,7 @@ workflow (``workflow.py``), its record read back as ``saga.run``'s Outcome."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -168,7 +169,7 @@ class DBOSRunner(Closable):
             raise InvalidPipelineError("completion plays a timing; at_once runs the real one")
         asked = asked_of(cancel)
         chosen = resolve_policy(policy if policy is not None else saga.policy)
-        run_id = run_id or f"{saga.name}-{uuid.uuid4().hex[:12]}"
+        run_id = run_id or new_run_id(saga)
         ids.check(run_id, self.path)  # (before plan_of hosts a policy in code under it)
         plan = plan_of(
             saga, run_id, policy=chosen, register=register,  # type: ignore[arg-type]
@@ -235,8 +236,24 @@ class DBOSRunner(Closable):
     def run(self, saga: Saga, state: State | None = None, **options: Any) -> Outcome:
         """Run ``saga`` on DBOS; its Outcome, errors as raised (``saga.run``'s: ``keeping``)."""
         self._refuse_if_closed("run")
-        with keeping():
-            return self.start_saga(saga, state, wait=True, **options).outcome()
+        run_id = options["run_id"] = options.get("run_id") or new_run_id(saga)  # (named first:
+        with keeping():  # a Ctrl-C as it starts says which run it left)
+            try:
+                return self.start_saga(saga, state, wait=True, **options).outcome()
+            except (KeyboardInterrupt, SystemExit) as exc:  # (while this thread waited on
+                self._left_said(exc, run_id)  # the run's own: attack42 F11, DBOS)
+                raise
+
+    def _left_said(self, exc: BaseException, run_id: object) -> None:
+        """A Ctrl-C (or exit) that left saga ``run_id`` unfinished says so and where: the
+        run is DBOS's, on the file, and a launch there goes on with it."""
+        with contextlib.suppress(Exception):
+            status = DBOS.get_workflow_status(str(run_id)) if run_id is not None else None
+            if status is not None and status.status in ("PENDING", "ENQUEUED"):
+                exc.add_note(
+                    f"saga {run_id!r} is left unfinished on {self.path}: a launch there "
+                    f"(DBOSRunner.start) goes on with it (record({run_id!r}) tells how it ended)"
+                )
 
     def _not_stranded(self, run_id: str) -> None:
         """A run another application version left is never resumed here (an answer, a
@@ -342,3 +359,8 @@ class DBOSRunner(Closable):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def new_run_id(saga: Saga) -> str:
+    """A run id for a run started with none: the saga's name and a random part."""
+    return f"{saga.name}-{uuid.uuid4().hex[:12]}"
