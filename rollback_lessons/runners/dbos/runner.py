@@ -236,8 +236,10 @@ class DBOSRunner(Closable):
     def run(self, saga: Saga, state: State | None = None, **options: Any) -> Outcome:
         """Run ``saga`` on DBOS; its Outcome, errors as raised (``saga.run``'s: ``keeping``)."""
         self._refuse_if_closed("run")
-        run_id = options["run_id"] = options.get("run_id") or new_run_id(saga)  # (named first:
-        with keeping():  # a Ctrl-C as it starts says which run it left)
+        if options.get("run_id") is None:  # (named first: a Ctrl-C as it starts says which
+            options["run_id"] = new_run_id(saga)  # run it left; a bad one refused after)
+        run_id = options["run_id"]
+        with keeping():
             try:
                 return self.start_saga(saga, state, wait=True, **options).outcome()
             except (KeyboardInterrupt, SystemExit) as exc:  # (while this thread waited on
