@@ -385,8 +385,9 @@ def add_notes(run: Run, error: BaseException) -> None:
     if not (m.dead_letters or m.pending or m.leaked or m.notes):
         return  # (complete: nothing to say, the common case)
     notes = rollback_notes(
-        m.dead_letters, m.pending, m.leaked, m.notes, cut=m.interruption is not None
-    )
+        m.dead_letters, m.pending, m.leaked, m.notes, cut=m.interruption is not None,
+        forward=m.record().forward_said if m.halted else "",
+    )  # fmt: skip
     carriers = [error]  # and the Ctrl-C the caller gets, whatever the run failed with
     for other in (m.interruption, run.raise_after):
         if other is not None and all(other is not c for c in carriers):

@@ -178,14 +178,19 @@ def rollback_notes(
     leaked: Sequence[str],
     notes: Sequence[str],
     cut: bool,
+    forward: str = "",
 ) -> list[str]:
     """What a rollback left, as the notes on the exception a run raises: one wording in
     process (``_guards.add_notes``) and on every engine (``remote.reraise``), which told it
     again and dropped each dead letter's error and attempts (attack24's L2). ``cut``: an
-    interruption ended it (its own note says what is pending, and why)."""
+    interruption ended it (its own note says what is pending, and why). ``forward``: the
+    steps after a pivot to finish by hand, as the outcome says them (``forward_said``:
+    attack42 F3, those never begun were named nowhere)."""
     said = [f"rollback: undo of {d} (dead letter)" for d in dead_letters]
     if pending and not cut:
         said.append(f"rollback halted; left for a person: {', '.join(pending)}")
+    if forward:
+        said.append(f"rollback halted; forward {forward}")
     if leaked:
         said.append(f"rollback: not undone (no undo logged for it): {', '.join(leaked)}")
     return said + [f"rollback: {n}" for n in notes]

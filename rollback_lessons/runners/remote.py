@@ -88,8 +88,9 @@ def reraise(exc: BaseException | None, outcome: Outcome) -> None:
         return
     cut = any(e.kind == "rollback_done" and "interrupted" in e.details for e in outcome.events)
     notes = rollback_notes(  # (the machine's wording, as saga.run's)
-        outcome.dead_letters, outcome.pending, outcome.leaked, outcome.notes, cut=cut
-    )
+        outcome.dead_letters, outcome.pending, outcome.leaked, outcome.notes, cut=cut,
+        forward=outcome.forward_said,
+    )  # fmt: skip
     if outcome.status == Status.COMMITTED:  # (it came once the saga committed: said so)
         notes.append(AFTER_COMMIT)
     for note in notes:

@@ -169,8 +169,9 @@ class DBOSRunner(Closable):
             raise InvalidPipelineError("completion plays a timing; at_once runs the real one")
         asked = asked_of(cancel)
         chosen = resolve_policy(policy if policy is not None else saga.policy)
-        run_id = run_id or new_run_id(saga)
+        run_id = run_id or f"{saga.name}-{uuid.uuid4().hex[:12]}"
         ids.check(run_id, self.path)  # (before plan_of hosts a policy in code under it)
+        self._started: str | None = run_id  # (a Ctrl-C in ``run`` names it)
         plan = plan_of(
             saga, run_id, policy=chosen, register=register,  # type: ignore[arg-type]
             undo_order=undo_order, halt_wait=halt_wait, graphs=True,  # type: ignore[arg-type]
@@ -236,14 +237,12 @@ class DBOSRunner(Closable):
     def run(self, saga: Saga, state: State | None = None, **options: Any) -> Outcome:
         """Run ``saga`` on DBOS; its Outcome, errors as raised (``saga.run``'s: ``keeping``)."""
         self._refuse_if_closed("run")
-        if options.get("run_id") is None:  # (named first: a Ctrl-C as it starts says which
-            options["run_id"] = new_run_id(saga)  # run it left; a bad one refused after)
-        run_id = options["run_id"]
+        self._started = None
         with keeping():
             try:
                 return self.start_saga(saga, state, wait=True, **options).outcome()
             except (KeyboardInterrupt, SystemExit) as exc:  # (while this thread waited on
-                self._left_said(exc, run_id)  # the run's own: attack42 F11, DBOS)
+                self._left_said(exc, self._started)  # the run's own: attack42 F11, DBOS)
                 raise
 
     def _left_said(self, exc: BaseException, run_id: object) -> None:
@@ -361,8 +360,3 @@ class DBOSRunner(Closable):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def new_run_id(saga: Saga) -> str:
-    """A run id for a run started with none: the saga's name and a random part."""
-    return f"{saga.name}-{uuid.uuid4().hex[:12]}"
