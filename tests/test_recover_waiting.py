@@ -174,3 +174,25 @@ def test_a_settle_whose_line_cannot_be_printed_says_the_saga_is_settled(tmp_path
     assert done.stderr.rstrip().endswith(f"; the saga is settled ({path}: journal show)")
     with Journal(path, readonly=True) as journal:
         assert "settled" in journal.table()
+
+
+@pytest.mark.parametrize("name", ["new\nline.db", "bad\udcff.db", "tab\there 'q'.db"])
+def test_the_journal_show_hint_pasted_into_a_shell_names_the_same_file(tmp_path, reg, name):
+    """attack42 F9: a journal named with a line break or a byte that is not UTF-8 got a hint
+    a shell does not take back (``'new\\nline.db'``): "no journal at new\\nline.db"."""
+    import re
+
+    saga, faults = ended_for_a_person(reg, "dead")
+    path = os.path.join(os.fsencode(tmp_path), os.fsencode(name))
+    with Journal(os.fsdecode(path)) as journal:
+        saga.run({}, inject=faults, journal=journal, run_id="t1")
+    done = cli_recover(tmp_path, os.fsdecode(path))
+    assert done.returncode == 1 and len(done.stderr.splitlines()) == 1, done.stderr
+    hint = re.search(r"`rollback-lessons (journal show .*)` lists them", done.stderr)
+    assert hint is not None, done.stderr
+    shown = subprocess.run(
+        ["bash", "-c", f"exec {sys.executable} -m rollback_lessons {hint.group(1)}"],
+        capture_output=True, cwd=tmp_path, timeout=60,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert b"t1" in shown.stdout and b"rollback_incomplete" in shown.stdout

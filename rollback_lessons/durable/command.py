@@ -99,7 +99,7 @@ def journal_command(args: argparse.Namespace) -> int:
     if report.waiting:
         _warn(
             f"{len(report.waiting)} saga(s) ended earlier still wait for a person (see above; "
-            f"`rollback-lessons journal show {shlex.quote(str(args.file))}` lists them): "
+            f"`rollback-lessons journal show {for_shell(str(args.file))}` lists them): "
             "halted, or with dead letters or a step that may have happened and has no undo"
         )
     return 1 if report.skipped or dead or person or report.waiting else 0
@@ -143,6 +143,26 @@ def _settle_interrupted(
     else:
         _warn(
             f"interrupted ({why}); whether it was settled could not be read: see "
-            f"`rollback-lessons journal show {shlex.quote(str(args.file))}`"
+            f"`rollback-lessons journal show {for_shell(str(args.file))}`"
         )
     return status
+
+
+def for_shell(path: str) -> str:
+    """``path`` quoted for a shell, so that a hint pasted back names the same file: a line
+    break, a control character or a byte that is not UTF-8 (``surrogateescape``) in ANSI-C
+    quoting (``$'...'``: bash, zsh), which the printed line keeps on one line (attack42 F9);
+    otherwise ``shlex.quote``."""
+    if path.isprintable() and not any("\udc80" <= c <= "\udcff" for c in path):
+        return shlex.quote(path)
+    out = []
+    for c in path:
+        if "\udc80" <= c <= "\udcff":  # (a byte the file system gave that is not UTF-8)
+            out.append(f"\\x{ord(c) - 0xDC00:02x}")
+        elif c in "\\'":
+            out.append("\\" + c)
+        elif c.isprintable() and c.isascii():
+            out.append(c)
+        else:
+            out += [f"\\x{b:02x}" for b in c.encode("utf-8", "surrogatepass")]
+    return "$'" + "".join(out) + "'"
