@@ -414,3 +414,25 @@ def test_the_command_on_a_manifest_of_another_shape_opens_the_lab(tmp_path, monk
         cli.main(["lab", str(tmp_path / "class"), "--port", str(port)])
     captured = capsys.readouterr()
     assert captured.err == "" and "copied" in captured.out
+
+
+def test_a_killed_writers_temp_file_is_swept_by_the_next_whole_write(tmp_path):
+    """fixlab's note: a writer killed (SIGKILL) between its temp file and the rename left a
+    hidden ``.NAME.xxxx.tmp`` for good. The next whole write of that file removes those old
+    enough to be a dead writer's; a live writer's (fresh) stays."""
+    import os
+    import time
+
+    from rollback_lessons.lab.whole import STALE, write_whole
+
+    target = tmp_path / "progress [1].json"  # (a name glob would read as a pattern)
+    old, fresh = tmp_path / f".{target.name}.dead.tmp", tmp_path / f".{target.name}.live.tmp"
+    other = tmp_path / ".other.json.dead.tmp"
+    for made in (old, fresh, other):
+        made.write_bytes(b"cut")
+    then = time.time() - STALE - 60
+    os.utime(old, (then, then))
+    os.utime(other, (then, then))
+    write_whole(target, b"{}")
+    assert target.read_bytes() == b"{}"
+    assert not old.exists() and fresh.exists() and other.exists()

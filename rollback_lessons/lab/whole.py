@@ -5,9 +5,13 @@ or two writers at once (two kernels recording progress, attack41 F10) never leav
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import secrets
+import time
 from pathlib import Path
+
+STALE = 600.0  # seconds: a temp file this old is a killed writer's, never a live one's
 
 
 def write_whole(path: Path, data: bytes) -> None:
@@ -20,7 +24,17 @@ def write_whole(path: Path, data: bytes) -> None:
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, path)
+        _sweep(path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _sweep(path: Path) -> None:
+    """The temp files beside ``path`` that writers killed mid-write left (SIGKILL runs no
+    cleanup: fixlab's note), removed once they are ``STALE``: hidden, but never kept."""
+    for old in glob.glob(glob.escape(str(path.parent / f".{path.name}.")) + "*.tmp"):
+        with contextlib.suppress(OSError):
+            if time.time() - os.stat(old).st_mtime > STALE:
+                os.unlink(old)
