@@ -505,11 +505,11 @@ class Machine:
 
     def _pivot_at_stake(self, error: BaseException) -> str | None:
         """A pivot that may have happened is never compensated across: when an attempt of it
-        may have (``_doubted``), or the run fails for a reason no step gave (a journal write
-        after it), a person decides. (A later step failing in an order ``check_order``
-        refuses, allowed on purpose, and a cancellation, ``stop``, still roll back across.)"""
-        if self.doubt is not None and self.failed_step == self.doubt:
-            return halted_at_pivot(self.doubt, "failed", self.doubt_cause)
+        may have (``_doubted``; the run failing then for no step's reason too, attack43 F5),
+        or the run fails for a reason no step gave after it, a person decides. (A later step
+        failing in an order ``check_order`` refuses, and a cancel, still roll back across.)"""
+        if self.doubt not in (None, *self.completed) and self.failed_step in (self.doubt, None):
+            return halted_at_pivot(self.doubt, "failed", self.doubt_cause)  # type: ignore[arg-type]
         if self.pivot_done and self.failed_step is None and error is not self.stopping:
             done = [s for s in self.completed if self.kinds[s] == Kind.PIVOT]
             return halted_at_pivot(done[-1], "done", "the run failed")
@@ -735,15 +735,15 @@ class Machine:
         halted_at: str | None = None,
         **options: Any,
     ) -> tuple[Machine, Op]:
-        """Take up a crashed saga's rollback (``recover``): ``undos`` are (step, attempts
-        made) of the undos not yet done, in the order they were logged; ``leaked`` steps
-        started with their undo still to be logged; ``dead`` the dead letters recorded
-        before the crash; ``pivot`` is (step, started | done | refused) if the irreversible
-        step began; ``semantic`` steps' undos are corrections (``corrected``: done before it:
-        rollback_incomplete whatever is left); ``cancelled``: its caller had
-        cancelled the run; ``timeouts`` the steps' own undo timeouts, which win over the
-        policy's. Its own ``policy`` and ``undo_order`` decide, as before the crash (and
-        ``halted_at``, where it had halted, its end unwritten: it asks again, ``Ask``)."""
+        """Take up a crashed saga's rollback (``recover``): ``undos`` are (step, attempts made)
+        of the undos not yet done, in the order they were logged; ``leaked`` steps started
+        with their undo still to be logged; ``dead`` the dead letters recorded before the
+        crash; ``pivot`` is (step, started | done | refused) if the irreversible step began;
+        ``semantic`` steps' undos are corrections (``corrected``: done before it, so
+        rollback_incomplete); ``cancelled``: its caller had cancelled the run; ``timeouts``
+        the steps' own undo timeouts, which win over the policy's. Its own ``policy`` and
+        ``undo_order`` decide, as before the crash (and ``halted_at``, where it had halted,
+        its end unwritten: it asks again, ``Ask``)."""
         m = cls(policy, undo_order=undo_order, **options)
         m.resumed, m.rolling, m.cancelled = True, True, cancelled
         corrections, own = set(semantic), timeouts or {}  # (a correction: rollback_incomplete)

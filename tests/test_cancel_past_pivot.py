@@ -153,3 +153,43 @@ def test_a_task_cancelled_once_its_saga_committed_says_so():
     assert got.__notes__ == [
         "rollback: the cancel came once the saga had committed: nothing to undo"
     ]
+
+
+@pytest.mark.parametrize("journalled", [False, True])
+def test_a_run_broken_while_its_pivot_waits_in_doubt_is_never_compensated_across(
+    tmp_path, journalled
+):
+    """attack43 F5: the pivot timed out (it may have happened) and waits to retry; the run
+    breaks meanwhile with no step's failure (a Ctrl-C in the cancel function here; asyncio.run's
+    end in the attack): the pivot ends failed in doubt, and the run was rolled back across it,
+    the step before it undone. Now it halts for a person, nothing undone, as a list's run."""
+    import asyncio
+
+    from rollback_lessons import RetryPolicy, Status
+
+    done = WORLD
+    done.clear()
+    tried: list[int] = []
+
+    def pivot(state: dict) -> None:
+        tried.append(1)
+        if len(tried) == 1:
+            raise TimeoutError("no answer: it may have happened")
+
+    def asked() -> bool:
+        if tried:
+            raise KeyboardInterrupt("Ctrl-C in the cancel function, in the pivot's wait")
+        return False
+
+    retry = RetryPolicy(max_attempts=3, initial_delay=1.0, retry_on=(TimeoutError,))
+    saga = Saga([Step("a", lambda s: done.append("a"), lambda s: done.append("undo a")),
+                 Step("p", pivot, kind=Kind.PIVOT, retry=retry),
+                 Step("r", lambda s: None, kind=Kind.RETRIABLE)])  # fmt: skip
+    options = {"journal": Journal(tmp_path / "j.db"), "run_id": "r"} if journalled else {}
+    if journalled:  # (the journal needs a registered undo: the same one, by name)
+        saga = Saga([Step("a", lambda s: done.append("a"), UNDO.bind(name="a")), *saga.steps[1:]])
+    with pytest.raises(KeyboardInterrupt) as caught:
+        asyncio.run(saga.arun({}, cancel=asked, clock=VirtualClock(), **options))
+    assert done == ["a"] and "rollback halted; left for a person: a" in caught.value.__notes__
+    if journalled:
+        assert options["journal"].saga("r").status == Status.HALTED.value
