@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._drive import Call, asks_cancel, failed_asking, own_cancel
 from ._guards import cancel_heard, settled
-from ._shutdown import taken_back
+from ._shutdown import LoopEnded, taken_back
 from .calls import call_sync, call_timed, checked
 from .events import describe
 from .faults import untraced
@@ -341,7 +341,8 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
                 start_ready()  # end is told (two ending in one turn of the loop): the order a
             return op  # timing of ``saga.run(completion=...)`` gives
         except BaseException as exc:  # told the machine now, in this task: no other
-            exc = taken_back(exc) or exc  # (asyncio.run's end: the Ctrl-C, not its cancel)
+            exc = taken_back(exc, private=True) or exc  # (asyncio.run's end: the Ctrl-C)
+            exc = run.shutdown if isinstance(exc, LoopEnded) and run.shutdown else exc
             try:  # branch's end goes first
                 answer = told(step, original(exc))
             except BaseException as again:  # a second Ctrl-C as it was told (an observer of
@@ -397,20 +398,25 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
         try:
             done, _ = await asyncio.wait(tasks, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError as exc:  # asyncio.run's end (a second Ctrl-C, an exit)
-            if (ki := taken_back(exc)) is None:  # while steps run: the run fails there, what
-                raise  # was done undone, the branches awaited (attack42 F1, F10)
-            run.shutdown = broken = broken or ki
-            op = gm.broken(ki) or Ready(gm.ready())
-            continue
+            if (ki := taken_back(exc, private=True)) is None:  # while steps run: the run
+                raise  # fails there, what was done undone,
+            run.shutdown = run.shutdown or (None if isinstance(ki, LoopEnded) else ki)
+            broken = broken or ki  # the branches awaited (attack42 F1, F10; attack43 F6: a
+            op = gm.broken(ki) or Ready(gm.ready())  # cancel no Ctrl-C made, as it stopped
+            continue  # the loop inside its own code: this task is arun's own, nobody else's)
         answers: list[GraphOp | None] = []
         for task in done:
-            del tasks[task]
+            step = tasks.pop(task)
             try:
                 answers.append(task.result())
             except Broke as exc:  # told the machine in part (and ``broken``): fails there
                 broken = broken or original(exc.exc)
                 again = again or exc.again
                 answers.append(exc.answer)
+            except asyncio.CancelledError as exc:  # cancelled before its first line ran
+                gm.not_called(step)  # (asyncio.run's end, attack43 F6): never called
+                broken = broken or run.shutdown or LoopEnded(describe(exc))
+                answers.append(gm.broken(broken))
         over = [a for a in answers if a is not None and type(a) is not Ready]
         op = over[0] if over else Ready(gm.ready())
     if broken is not None and not isinstance(broken, Exception) and run.raise_after is None:

@@ -12,17 +12,26 @@ if TYPE_CHECKING:
     from ._run import Run
 
 
-def taken_back(exc: BaseException) -> BaseException | None:
+class LoopEnded(BaseException):
+    """``asyncio.run`` ended the loop while the engine ran, and its cancel carries no Ctrl-C
+    (the signal was handled inside the loop's own code, not at an await: attack43 F6): an
+    interruption, as a Ctrl-C is (what it cut is not known to be done)."""
+
+
+def taken_back(exc: BaseException, private: bool = False) -> BaseException | None:
     """The Ctrl-C (or ``SystemExit``) behind ``exc`` if ``exc`` is the cancel ``asyncio.run``
     sends every task left as it ends on it, that cancel taken back (the task runs on);
-    else None."""
+    else None. ``private``: the task is the engine's own, which nobody else cancels, so any
+    cancel of it is that one: one that no Ctrl-C made is taken back too (``LoopEnded``)."""
     import asyncio
 
     ki = exc.__context__  # (read by type: an error's __class__ may raise or lie)
-    if not issubclass(type(exc), asyncio.CancelledError) or not issubclass(
-        type(ki), KeyboardInterrupt | SystemExit
-    ):
+    if not issubclass(type(exc), asyncio.CancelledError):
         return None
+    if not issubclass(type(ki), KeyboardInterrupt | SystemExit):
+        if not private:
+            return None
+        ki = LoopEnded("asyncio.run ended the loop while the saga ran")
     task = asyncio.current_task()
     if task is None or task.cancelling() == 0:
         return None
@@ -40,10 +49,11 @@ def shut_down(run: Driver, exc: BaseException, todo: Any) -> BaseException | Non
     asks). Anything else (an undo with no journal: it may not be idempotent, attack42 F12;
     a step going forward, F1) is the Ctrl-C (or exit) it is: what it cut is not known to
     be done, and the rollback runs from there, as when it lands in a plain ``def``."""
-    ki = taken_back(exc)
+    ki = taken_back(exc, private=run.m.rolling)  # (a rollback runs in a task of its own)
     if ki is None:
         return exc
-    run.shutdown = ki
+    if not isinstance(ki, LoopEnded):  # (the caller's exception: told what was done)
+        run.shutdown = ki
     wait = type(todo) is float or type(todo) is int
     if run.m.rolling and (wait or (run.kept() and todo[2] == "undo")):
         return None
@@ -60,6 +70,7 @@ def told_at_shutdown(run: Run) -> None:
     outcome = run.outcome()
     if run.m.interruption is not ki:
         left = f"; pending: {', '.join(outcome.pending)}" if outcome.pending else ""
+        left += f"; leaked: {', '.join(outcome.leaked)}" if outcome.leaked else ""  # (F4)
         ki.add_note(
             f"asyncio.run ended on this {type(ki).__name__} while {run.name!r} ran: its "
             f"rollback ran to its end first ({outcome.status}{left})"

@@ -117,6 +117,77 @@ def test_asyncio_runs_end_while_a_step_runs_undoes_what_was_done(tmp_path, journ
     lines, done = _child(tmp_path, "arun", "step", journal, signal_name)
     assert lines["raised"] == ("KeyboardInterrupt" if signal_name == "SIGINT" else "SystemExit")
     assert lines["outcome"] == "rollback_incomplete ['s1', 's0'] []", done.stdout
-    assert "its rollback ran to its end first (rollback_incomplete)" in lines["notes"]
+    # (the step it cut named: attack43 F4)
+    assert "its rollback ran to its end first (rollback_incomplete; leaked: s2)" in lines["notes"]
     said = eval(lines["said"])
     assert said == ["did s0", "did s1", "undo s1", "s1 undone", "undo s0", "s0 undone"]
+
+
+SWEEP = textwrap.dedent(
+    """
+    import asyncio, re, sys
+    from rollback_lessons import Saga, Step
+
+    effects = set()
+
+    def act(n):
+        async def a():
+            for _ in range(3):
+                await asyncio.sleep(0)
+            effects.add(n)
+            for _ in range(3):
+                await asyncio.sleep(0)
+        return lambda state: a()
+
+    def undo(n):
+        async def u():
+            for _ in range(3):
+                await asyncio.sleep(0)
+            effects.discard(n)
+        return lambda state: u()
+
+    saga = Saga([Step(f"s{i}", act(f"s{i}"), undo(f"s{i}")) for i in range(12)], name="s")
+
+    said = []  # (what asyncio logs of a task's exception nobody read: its notes too)
+
+    async def main(n):
+        loop, count = asyncio.get_running_loop(), [0]
+        loop.set_exception_handler(lambda loop, context: said.append(context.get("exception")))
+
+        def tick():  # asyncio.run's end from inside the loop's own code, on its n-th turn
+            count[0] += 1
+            if count[0] >= n:
+                raise SystemExit(143)
+            loop.call_soon(tick)
+
+        loop.call_soon(tick)
+        return await saga.arun({}, inject={"s11": "fail"})
+
+    for n in range(1, int(sys.argv[1]), 2):
+        effects.clear()
+        said.clear()
+        try:
+            asyncio.run(main(n))
+            print(n, sorted(effects))  # (the run was over before the n-th turn)
+        except SystemExit as exc:
+            outcome = getattr(exc, "outcome", None)
+            named = set(outcome.pending) | set(outcome.leaked) if outcome is not None else set()
+            notes = " ".join(" ".join(getattr(e, "__notes__", ())) for e in said)
+            named |= {s for s in effects if re.search(rf"\\b{s}\\b", notes)}
+            print(n, sorted(effects - named))
+    """
+)
+
+
+def test_asyncio_runs_end_inside_its_own_code_loses_no_step_done():
+    """attack43 F6: a signal handled inside the loop's own code (not at an await) stops
+    ``asyncio.run`` there, and the engine's tasks get a cancel that no Ctrl-C made (and a
+    step's task launched but not started, one before its first line): the run stopped dead,
+    the steps done left done, undone nowhere, named nowhere. At every turn of the loop: each
+    step done is undone, or named in the outcome the exception carries."""
+    done = subprocess.run(
+        [sys.executable, "-c", SWEEP, "160"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lost = [line for line in done.stdout.splitlines() if not line.endswith(" []")]
+    assert len(done.stdout.splitlines()) == 80 and lost == []
