@@ -113,7 +113,7 @@ def test_what_cannot_be_settled_is_refused_in_one_line_with_nothing_written(tmp_
         assert (done.returncode, done.stdout) == (2, ""), done.stderr
         assert len(done.stderr.splitlines()) == 1 and said in done.stderr
         assert "Traceback" not in done.stderr
-    for note in ("", " ", "\u3000 "):  # (a blank note says nothing: attack42 F9)
+    for note in ("", " ", "\u3000 ", "\u3164", "\u2800 \u3164"):  # (blank: attack42 F9, 43)
         bad_note = cli("journal", "settle", str(path), "open", "--note", note)
         assert bad_note.returncode == 2 and len(bad_note.stderr.splitlines()) == 1
         assert "settle note" in bad_note.stderr

@@ -77,12 +77,17 @@ def _who() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
+BLANK = " \t\u00a0\u115f\u1160\u2800\u3000\u3164\uffa0" + "".join(map(chr, range(0x2000, 0x200B)))
+"""Characters that print as nothing (spaces, fillers, a blank braille cell): a note of only
+these says nothing."""
+
+
 def settle(journal: Journal, saga_id: str, note: str) -> Settled:
     """Record that a person dealt with ``saga_id``, ended for a person; refused (typed,
     nothing written) if it is unknown, not ended for a person, or settled already."""
     check_text(saga_id, "a saga id")
     check_text(note, "a settle note")
-    if not note.strip():  # (" " is printable, and says nothing: attack42 F9)
+    if not note.strip(BLANK):  # (" " is printable, and says nothing: attack42 F9, attack43)
         raise InvalidNameError(f"a settle note must say what was done, got {note!r}")
     if journal.readonly or journal.closed:
         raise JournalError(f"{journal!r} is closed or read-only: nothing can be settled in it")
