@@ -67,6 +67,15 @@ def left_note(
             "or never called), though the journal could not record it: recover will "
             "report it leaked"
         )
+    left = [s for s in w.m.pending if s not in ran and shown.get(at.get(s, -1)) == "pending"]
+    if w.m.halted and not w.halt_written and left and pivot is None:  # (attack43 F9)
+        said += (
+            f"; the halt for a person could not be written: recover will not know of it and "
+            f"will run the undo of {', '.join(map(repr, left))} itself"
+        )
+    forward = w.m.record().forward_said if w.m.halted else ""
+    if forward:  # (the halted event that keeps them went with the failed batch: F2)
+        said += f"; to finish forward: {forward}, which no record of the journal names"
     if done:
         said += (
             f"; {', '.join(map(repr, done))} done here, though the journal could not "

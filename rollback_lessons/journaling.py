@@ -68,6 +68,7 @@ class JournalWriter:
         self.intents: dict[str, int] = {}  # positions of undos to log after their step
         self.bare: set[str] = set()  # steps with no undo: their intent is all that is written
         self.pivot: str | None = None  # the pivot written ``started``
+        self.halt_written = True  # the policy's halt for a person, if any, is in the journal
         self.refused: list[int] = []  # intents of steps that failed before any effect
         self.refusals: list[str] = []  # (their steps)
         self.cancel_told = False  # the caller's cancel, heard, is written (``cancel_heard``)
@@ -177,7 +178,8 @@ class JournalWriter:
             self.durably(jrun.undo_dead, m.entry.position, 1, details["error"])
         elif kind is EventKind.UNDO_FAILED:  # retried, or a person asked: counted now
             assert m.entry is not None
-            self.durably(jrun.undo_retried, m.entry.position)
+            written = self.durably(jrun.undo_retried, m.entry.position)
+            self.halt_written = written or details["then"] != "halt"  # (a person's: F9)
         if kind in AT_ONCE and self.jrun is not None:
             self.jrun.written_soon()
 

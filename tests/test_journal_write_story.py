@@ -126,7 +126,7 @@ def test_a_disk_full_to_the_end_says_which_undos_recover_will_call_again(tmp_pat
     assert told_again > 0  # (some n left a done undo pending: the case is tested)
 
 
-@pytest.mark.parametrize("shape", ["undos", "kept", "pivot"])
+@pytest.mark.parametrize("shape", ["undos", "kept", "pivot", "halt"])
 def test_a_step_the_journal_could_not_record_is_named_in_the_note(tmp_path, shape):
     """attack36 F2: a disk full from the n-th write on; the run undid every step, but a
     step whose undo's own row no write carried is reported leaked by recover ("no undo
@@ -142,15 +142,15 @@ def test_a_step_the_journal_could_not_record_is_named_in_the_note(tmp_path, shap
         undone.append(k)
 
     steps = [Step(f"s{i}", lambda s: None, undo.bind(k=f"s{i}")) for i in range(2)]
-    if shape == "undos":
+    if shape in ("undos", "halt"):
         steps += [Step("s2", lambda s: None, undo.bind(k="s2")), Step("s3", lambda s: None)]
     elif shape == "kept":
         steps += [Step("k", lambda s: None), Step("s3", lambda s: None)]
     else:
         steps += [Step("k", lambda s: None), Step("p", lambda s: None, kind=Kind.PIVOT),
                   Step("r", lambda s: None, kind=Kind.RETRIABLE)]  # fmt: skip
-    saga = Saga(steps, name="f2")
-    pivots = 0
+    saga = Saga(steps, name="f2", policy="halt" if shape == "halt" else "continue")
+    pivots = halts = 0
     for n in range(2, 16):
         with Journal(str(tmp_path / f"{n}.db")) as journal:
             real, count = journal.write, [0]
@@ -163,6 +163,7 @@ def test_a_step_the_journal_could_not_record_is_named_in_the_note(tmp_path, shap
 
             journal.write = write  # type: ignore[method-assign]
             inject = {"s3": "fail"} if shape != "pivot" else {"r": "fail"}
+            inject |= {"s1": "undo_fails"} if shape == "halt" else {}  # (halts: attack43 F9)
             outcome = saga.run({}, journal=journal, run_id="r", inject=inject,
                                clock=VirtualClock())  # fmt: skip
             journal.write = real  # type: ignore[method-assign]
@@ -176,7 +177,9 @@ def test_a_step_the_journal_could_not_record_is_named_in_the_note(tmp_path, shap
                 assert any(f"'{step}'" in n and said in n for n in outcome.notes), (n, step, said)
             halted = [r.status for r in report.recovered] == [Status.HALTED]
             pivots += _said_comes_true(outcome.notes, journal.leaked("r"), undone, n, halted)
+            halts += any("will run the undo of" in note for note in outcome.notes)
     assert (pivots > 0) == (shape == "pivot")  # (a pivot the journal shows begun: said)
+    assert (halts > 0) == (shape == "halt")  # (a halt it could not write: said)
 
 
 def _said_comes_true(notes, leaked: list[str], called: list[str], n: int, halted: bool) -> bool:
@@ -193,6 +196,8 @@ def _said_comes_true(notes, leaked: list[str], called: list[str], n: int, halted
                 assert set(named) <= set(leaked), (n, part, leaked)
             if "recover will call it again" in part:
                 assert set(named) <= set(called), (n, part, called)
+            if "will run the undo of" in part:  # (a halt it could not write: attack43 F9)
+                assert set(re.findall(r"'([^']+)'", part)) <= set(called), (n, part, called)
             if "recover will leave the saga for a person" in part:  # (a pivot it shows begun)
                 assert halted and not called, (n, part, called)
                 seen = True
