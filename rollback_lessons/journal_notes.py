@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .verdicts import pivot_at_stake
+
 if TYPE_CHECKING:
     from .journaling import JournalWriter
     from .ports import UndoJournalRun
@@ -68,7 +70,7 @@ def left_note(
             "report it leaked"
         )
     left = [s for s in w.m.pending if s not in ran and shown.get(at.get(s, -1)) == "pending"]
-    if w.m.halted and not w.halt_written and left and pivot is None:  # (attack43 F9)
+    if w.m.halted and not w.halt_written and left and not pivot_at_stake(pivot):  # (F9)
         said += (
             f"; the halt for a person could not be written: recover will not know of it and "
             f"will run the undo of {', '.join(map(repr, left))} itself"

@@ -133,7 +133,7 @@ class RunRecord:
         (retried, never undone) if the pivot happened (attack41 F7: those never begun were
         named nowhere)."""
         pivot = next((s for s in self.steps if self.kinds.get(s) == "pivot"), None)
-        begun = pivot in (*self.completed, *self.leaked, self.failed_step)
+        begun = pivot in (*self.completed, *self.leaked)  # (a clean refusal: not begun, F2)
         if self.status is not Status.HALTED or pivot is None or not begun:
             return ()
         after = self.steps[self.steps.index(pivot) + 1 :]

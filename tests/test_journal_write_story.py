@@ -126,7 +126,7 @@ def test_a_disk_full_to_the_end_says_which_undos_recover_will_call_again(tmp_pat
     assert told_again > 0  # (some n left a done undo pending: the case is tested)
 
 
-@pytest.mark.parametrize("shape", ["undos", "kept", "pivot", "halt"])
+@pytest.mark.parametrize("shape", ["undos", "kept", "pivot", "halt", "refused"])
 def test_a_step_the_journal_could_not_record_is_named_in_the_note(tmp_path, shape):
     """attack36 F2: a disk full from the n-th write on; the run undid every step, but a
     step whose undo's own row no write carried is reported leaked by recover ("no undo
@@ -146,10 +146,13 @@ def test_a_step_the_journal_could_not_record_is_named_in_the_note(tmp_path, shap
         steps += [Step("s2", lambda s: None, undo.bind(k="s2")), Step("s3", lambda s: None)]
     elif shape == "kept":
         steps += [Step("k", lambda s: None), Step("s3", lambda s: None)]
+    elif shape == "refused":  # (a pivot that refuses cleanly, the rollback halted: attack44)
+        steps += [Step("p", lambda s: None, kind=Kind.PIVOT),
+                  Step("r", lambda s: None, kind=Kind.RETRIABLE)]  # fmt: skip
     else:
         steps += [Step("k", lambda s: None), Step("p", lambda s: None, kind=Kind.PIVOT),
                   Step("r", lambda s: None, kind=Kind.RETRIABLE)]  # fmt: skip
-    saga = Saga(steps, name="f2", policy="halt" if shape == "halt" else "continue")
+    saga = Saga(steps, name="f2", policy="halt" if shape in ("halt", "refused") else "continue")
     pivots = halts = 0
     for n in range(2, 16):
         with Journal(str(tmp_path / f"{n}.db")) as journal:
@@ -163,7 +166,8 @@ def test_a_step_the_journal_could_not_record_is_named_in_the_note(tmp_path, shap
 
             journal.write = write  # type: ignore[method-assign]
             inject = {"s3": "fail"} if shape != "pivot" else {"r": "fail"}
-            inject |= {"s1": "undo_fails"} if shape == "halt" else {}  # (halts: attack43 F9)
+            inject = {"p": "fail"} if shape == "refused" else inject
+            inject |= {"s1": "undo_fails"} if shape in ("halt", "refused") else {}  # (F9)
             outcome = saga.run({}, journal=journal, run_id="r", inject=inject,
                                clock=VirtualClock())  # fmt: skip
             journal.write = real  # type: ignore[method-assign]
@@ -179,7 +183,7 @@ def test_a_step_the_journal_could_not_record_is_named_in_the_note(tmp_path, shap
             pivots += _said_comes_true(outcome.notes, journal.leaked("r"), undone, n, halted)
             halts += any("will run the undo of" in note for note in outcome.notes)
     assert (pivots > 0) == (shape == "pivot")  # (a pivot the journal shows begun: said)
-    assert (halts > 0) == (shape == "halt")  # (a halt it could not write: said)
+    assert (halts > 0) == (shape in ("halt", "refused"))  # (a halt it could not write: said)
 
 
 def _said_comes_true(notes, leaked: list[str], called: list[str], n: int, halted: bool) -> bool:

@@ -83,6 +83,17 @@ def test_every_recover_after_the_run_names_the_steps_to_finish_forward(tmp_path,
         assert f"; forward {forward}: finish by hand)" in str(waiting)
 
 
+def test_a_pivot_that_refused_cleanly_leaves_nothing_to_finish_forward():
+    """attack44 F2: the pivot refused before any effect (compensated across, as any failed
+    step), the rollback halted by its policy: the outcome named the steps after it "to
+    finish forward (if the pivot happened)", for a pivot the engine knows did not."""
+    saga = Saga([Step("a", lambda s: None, lambda s: None), *_after_pivot().steps[1:]],
+                policy="halt")  # fmt: skip
+    outcome = saga.run({}, inject={"email": "fail", "a": "undo_fails"})
+    assert outcome.status is Status.HALTED and outcome.pending == ("a",)
+    assert outcome.forward == () and "  forward " not in str(outcome)
+
+
 def test_a_halt_before_the_pivot_began_names_nothing_forward():
     saga = Saga([Step("a", lambda s: None, lambda s: None), *_after_pivot().steps], policy="halt")
     outcome = saga.run({}, inject={"reserve": "fail", "a": "undo_fails"})
