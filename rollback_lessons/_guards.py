@@ -18,7 +18,7 @@ from .machine import Machine, Phase
 from .operations import RAISE, Finished, Op
 from .outcome import Status
 from .rules import NamedUndo
-from .schedule import GraphMachine, GraphOp, Ready, declines, log_anyway, past_pivot
+from .schedule import PAST_PIVOT, GraphMachine, GraphOp, Ready, declines, log_anyway, past_pivot
 from .verdicts import rollback_notes
 
 E = TypeVar("E", bound=BaseException)
@@ -125,10 +125,12 @@ def cancelled_with(stopped: E, outcome: Outcome) -> E:
     one that came once the saga had committed says so (attack37 F6: a committed outcome, no
     word of why the cancel did nothing)."""
     stopped.outcome = outcome  # type: ignore[attr-defined]
-    if outcome.status is Status.COMMITTED and AFTER_COMMIT_CANCEL not in getattr(
-        stopped, "__notes__", ()
-    ):
-        stopped.add_note(AFTER_COMMIT_CANCEL)
+    said = getattr(stopped, "__notes__", ())
+    if outcome.status is Status.COMMITTED and AFTER_COMMIT_CANCEL not in said:
+        declined = f"rollback: {PAST_PIVOT}"  # (it came as the pivot ran: attack44 F3)
+        note = declined if PAST_PIVOT in outcome.notes else AFTER_COMMIT_CANCEL
+        if note not in said:
+            stopped.add_note(note)
     return stopped
 
 

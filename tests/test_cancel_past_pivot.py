@@ -193,3 +193,33 @@ def test_a_run_broken_while_its_pivot_waits_in_doubt_is_never_compensated_across
     assert done == ["a"] and "rollback halted; left for a person: a" in caught.value.__notes__
     if journalled:
         assert options["journal"].saga("r").status == Status.HALTED.value
+
+
+def test_a_task_cancelled_as_its_pivot_runs_says_the_cancel_was_declined():
+    """attack44 F3: the caller's task cancelled (a SIGTERM turned into ``task.cancel``, as
+    the README advises) while the pivot ran: declined, the run went on and committed, and
+    the CancelledError's note said the cancel "came once the saga had committed"."""
+    import asyncio
+
+    from rollback_lessons.schedule import PAST_PIVOT
+
+    async def send(state: dict) -> None:
+        await asyncio.sleep(0.2)
+
+    saga = Saga([Step("a", lambda s: None, lambda s: None),
+                 Step("p", lambda s: send(s), kind=Kind.PIVOT),
+                 Step("c", lambda s: None, kind=Kind.RETRIABLE)])  # fmt: skip
+
+    async def main() -> BaseException:
+        task = asyncio.ensure_future(saga.arun({}))
+        await asyncio.sleep(0.05)  # (the pivot runs)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError as exc:
+            return exc
+        raise AssertionError("not cancelled")
+
+    said = asyncio.run(main())
+    assert said.outcome.status.value == "committed"  # type: ignore[attr-defined]
+    assert said.__notes__ == [f"rollback: {PAST_PIVOT}"]
