@@ -330,10 +330,15 @@ class JournalWriter:
         errors = self.tried(partial(self.jrun.commit, event, leaked), attempts, "the commit")
         if len(errors) < attempts:
             return
+        then = (  # (past its pivot nothing is undone: halted for a person, attack44 F4)
+            "is halted for a person (its irreversible step happened: nothing is undone; recover "
+            "leaves it so)"
+            if self.m.pivot_done
+            else "is rolled back (recover undoes again what this process could not record)"
+        )
         raise CommitNotRecorded(
             f"every step was done, but the journal could not record the commit "
-            f"({attempts} attempts: {errors[-1]}); the saga is not committed and is rolled "
-            "back (recover undoes again what this process could not record)"
+            f"({attempts} attempts: {errors[-1]}); the saga is not committed and {then}"
         )
 
     def end(self, error: BaseException | None) -> None:

@@ -360,10 +360,30 @@ def test_disk_full_at_the_commit_is_retried_then_the_saga_is_not_committed(tmp_p
                 outcome.error, CommitNotRecorded
             )
             assert "could not record the commit (3 attempts" in str(outcome.error)
+            assert str(outcome.error).endswith(
+                "is not committed and is rolled back (recover "
+                "undoes again what this process could not record)"
+            )
             assert sorted(world.undone) == ["step1", "step2", "step3"]
             assert journal.saga("s").status == "rolled_back"
             assert "committed" not in [e.kind for e in journal.events("s")]
             assert [e.kind for e in journal.events("s")] == [e.kind for e in outcome.events]
+
+
+def test_a_commit_not_recorded_past_the_pivot_says_it_is_halted_not_rolled_back(tmp_path):
+    """attack44 F4: past its pivot the saga whose commit could not be written is halted for a
+    person, nothing undone; its error said it "is rolled back"."""
+    from rollback_lessons import Kind, Saga, Step
+    from rollback_lessons.errors import CommitNotRecorded
+
+    world = World("commit-pivot")
+    steps = [three_steps(world, "after").steps[0], Step("p", lambda s: None, kind=Kind.PIVOT)]
+    with Journal(tmp_path / "j.db") as journal:
+        _failing(journal, _commits)
+        outcome = Saga(steps).run({}, journal=journal, run_id="s")
+    assert outcome.status is Status.HALTED and isinstance(outcome.error, CommitNotRecorded)
+    assert "is halted for a person (its irreversible step happened" in str(outcome.error)
+    assert world.undone == []
 
 
 def test_a_commit_the_journal_cannot_record_is_never_undone_by_recover_later(tmp_path):
