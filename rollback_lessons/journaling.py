@@ -365,6 +365,14 @@ class JournalWriter:
             if never or pivot is not None or withdrawn:  # (taken over meanwhile: fenced,
                 with contextlib.suppress(TakenOver):  # nothing written; a Ctrl-C is kept)
                     self.tried(partial(jrun.abandon_now, never, pivot, withdrawn))
+            if ran := list(dict.fromkeys(self.unrecorded)):  # (attack44 F8: said nowhere)
+                said = (
+                    f"the undo of {', '.join(map(repr, ran))} ran here, though the journal "
+                    "could not record it: recover will call it again (same idempotency key)"
+                )
+                self.m.note(EventKind.JOURNAL_FAILED, said)
+                with contextlib.suppress(Exception):  # (the Ctrl-C raised after says it too)
+                    self.m.interruption.add_note(f"rollback: {said}")  # type: ignore[union-attr]
             return
         self.withdraw(jrun)
         for position in not_run:

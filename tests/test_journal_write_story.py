@@ -126,6 +126,45 @@ def test_a_disk_full_to_the_end_says_which_undos_recover_will_call_again(tmp_pat
     assert told_again > 0  # (some n left a done undo pending: the case is tested)
 
 
+def test_a_ctrl_c_after_a_disk_filled_names_the_undos_recover_will_call_again(tmp_path):
+    """attack44 F8: the disk full from a step's done on, then a Ctrl-C in the rollback (an
+    observer of an undo's done): the undos that ran here, their done unwritten, were named
+    in no note, and recover called them again (with their key)."""
+    registry, calls = Registry(), []
+
+    @compensation("f8_undo", registry)
+    def undo(k, idempotency_key=None):
+        calls.append(k)
+
+    full = [False]
+
+    def observe(event) -> None:
+        if event.kind == "step_done" and event.step == "b":
+            full[0] = True
+        if event.kind == "undo_done" and event.step == "b":
+            raise KeyboardInterrupt
+
+    steps = [Step(k, lambda s: None, undo.bind(k=k)) for k in "ab"]
+    saga = Saga([*steps, Step("c", lambda s: None)], on_event=observe)
+    with Journal(str(tmp_path / "j.db")) as journal:
+        real = journal.write
+
+        def write(statements, **kw):
+            if full[0]:
+                raise sqlite3.OperationalError("database or disk is full")
+            return real(statements, **kw)
+
+        journal.write = write  # type: ignore[method-assign]
+        with pytest.raises(KeyboardInterrupt) as caught:
+            saga.run({}, inject={"c": "fail"}, journal=journal, run_id="r")
+        journal.write = real  # type: ignore[method-assign]
+        journal.write([("UPDATE sagas SET owner_pid = ?, owner_started = NULL", (dead_pid(),))])
+        said = "the undo of 'b' ran here, though the journal could not record it: recover will"
+        assert any(said in note for note in caught.value.__notes__), caught.value.__notes__
+        recover(journal, registry)
+    assert calls == ["b", "b", "a"]  # (b again, with its key, as said)
+
+
 @pytest.mark.parametrize("shape", ["undos", "kept", "pivot", "halt", "refused"])
 def test_a_step_the_journal_could_not_record_is_named_in_the_note(tmp_path, shape):
     """attack36 F2: a disk full from the n-th write on; the run undid every step, but a
