@@ -166,7 +166,7 @@ class RunRecord:
     @property
     def cancelled(self) -> bool:
         """Did its caller's cancel stop it (its rollback started as a cancel's), whatever
-        the rollback's end: "stopped by", never "the block failed with" a cancel."""
+        the rollback's end: "stopped by", never "the run failed with" a cancel."""
         return self.status is Status.CANCELLED or any(
             e.kind == "rollback_start" and e.details.get("cancelled") for e in self.events
         )
@@ -244,7 +244,7 @@ class Outcome(RunRecord):
             said = describe(self.error)
             head += f": stopped by its caller; {self.failed_step} failed too, with {said}"
         elif self.error is not None:
-            head += f": {self.failed_step or 'the block'} failed with {describe(self.error)}"
+            head += f": {self.failed_step or 'the run'} failed with {describe(self.error)}"
         lines = [
             head,
             f"  completed     {_names(self.completed)}",

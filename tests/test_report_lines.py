@@ -138,3 +138,21 @@ def test_every_recover_names_a_halted_graphs_pending_undos_in_its_runs_order(tmp
     with Journal(tmp_path / "j.db") as journal:
         (waiting,) = recover(journal, registry).waiting
     assert waiting.pending == outcome.pending
+
+
+def test_a_run_that_failed_for_no_steps_reason_says_the_run_failed():
+    """attack44 F5: a saga's run broken outside any step (its cancel function's error here)
+    said "the block failed with", though a saga has no block."""
+    asked: list[int] = []
+
+    def cancel() -> bool:
+        asked.append(1)
+        if len(asked) > 1:
+            raise RuntimeError("cancel function broke")
+        return False
+
+    steps = [Step("a", lambda s: None, lambda s: None), Step("b", lambda s: None)]
+    outcome = Saga(steps).run({}, cancel=cancel)
+    assert outcome.failed_step is None and outcome.status is Status.ROLLED_BACK
+    head = str(outcome).splitlines()[0]
+    assert head == "rolled_back: the run failed with RuntimeError('cancel function broke')"

@@ -337,7 +337,7 @@ def failed_besides(outcome: Outcome, too: str = "") -> str:
 
 def failed_head(status: str, step: str | None, error: BaseException) -> str:
     """A result's head for a run that failed: its status, the step and its error."""
-    said = f": {step or 'the block'} failed with {error!r}"
+    said = f": {step or 'the run'} failed with {error!r}"
     return f"<b>{html.escape(str(status))}</b>{html.escape(said)}"
 
 
