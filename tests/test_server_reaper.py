@@ -157,7 +157,7 @@ def test_guard_does_nothing_without_pidfds(monkeypatch):
     monkeypatch.setattr(reaper, "supported", lambda: False)
     before = _reapers()
     assert reaper.guard(os.getpid()) is False
-    assert _reapers() == before
+    assert _reapers() <= before  # (none started; one of an earlier test may end meanwhile)
 
 
 FOREIGN = """
