@@ -12,8 +12,6 @@ if TYPE_CHECKING:
     from .journaling import JournalWriter
     from .ports import UndoJournalRun
 
-ATTEMPTS = 3  # a write the run's end relies on (a commit, its last batch): tried this often
-
 
 def pivot_unwritten(pivot: str, ran: list[str]) -> str:
     """What a person learns of a pivot the journal shows started though it never had its
@@ -32,7 +30,8 @@ def left_note(
     """What a disk full to the end leaves ``recover`` to find, each step named: read
     from the journal (a full disk still reads: attack42 F6, the note named steps whose
     records it held), or, if it cannot be read, from what the run knows was not written.
-    ``never``: (position, step) of the steps never called (or refused before any effect)."""
+    ``error``: the last write's error and how often it was tried; ``never``: (position,
+    step) of the steps never called (or refused before any effect)."""
     ran = list(dict.fromkeys(w.unrecorded))
     try:
         saga, shown = jrun.shown()
@@ -49,7 +48,7 @@ def left_note(
     known = {*w.m.leaked, *ran, *unwritten}  # (and what else the run knows better)
     done = [s for p, s in sorted(w.rows.items()) if shown.get(p) == "intent"]
     done = [s for s in dict.fromkeys(done) if s not in known]
-    said = f"journal write failed ({error}, {ATTEMPTS} attempts); the journal still shows "
+    said = f"journal write failed ({error}); the journal still shows "
     said += "the saga unfinished"
     if again and pivot == "started":  # recover halts there, for a person
         said += "; " + pivot_unwritten(str(w.pivot), again)

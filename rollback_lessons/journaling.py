@@ -19,7 +19,7 @@ from typing import Any
 
 from .errors import CommitNotRecorded, JournalError, RollbackLessonsError, TakenOver
 from .events import KEPT, Event, EventKind, describe
-from .journal_notes import ATTEMPTS, left_note, taken_did
+from .journal_notes import left_note, taken_did
 from .machine import Machine
 from .ports import UndoJournalRun
 from .rules import Kind, NamedUndo
@@ -33,10 +33,13 @@ returned without its done event (recover undid a graph's branches in their start
 attack36 F1) and one that refused cleanly with its intent (reported leaked, F7)."""
 
 
+ATTEMPTS = 3  # a write the run's end relies on (a commit, its last batch): tried this often
+
+
 def typed(exc: Exception, at: str) -> Exception:
     """A write that failed going forward, as the run's error: the storage's own error (a full
     disk's ``sqlite3.OperationalError``) becomes one typed line, ``JournalError``, its cause
-    chained by the caller (attack19 S3); the package's own errors stay as they are."""
+    chained by the caller (attack19 S3), which lets the package's own errors through."""
     return JournalError(f"the journal could not be written {at}: {describe(exc)}")
 
 
@@ -406,7 +409,7 @@ class JournalWriter:
             left_note(
                 self,
                 jrun,
-                str(errors[-1]),
+                f"{errors[-1]}, {ATTEMPTS} attempts",
                 [*zip(self.refused, self.refusals, strict=True), *zip(not_run, steps, strict=True)],
             ),
         )

@@ -77,11 +77,15 @@ class DBOSHandle:
         closed = waits.unless_closed(result, run_id, path)
         self._result = waits.telling_left(closed, self._heard, run_id, run)  # (``Heard.left``)
 
+    def _closed(self) -> bool:
+        """Is this handle's runner closed (DBOS gone with it, or open on another file)?"""
+        return self.path is not None and [self.path] != waits.OPEN
+
     def _refuse_if_closed(self, call: str) -> None:
         """A handle of a runner closed since (DBOS gone with it) reads nothing more: one line,
         ``RunnerClosed``, that says where the run's record is (attack42 F4: a committed run
         was said left unfinished, ``pending()`` raised DBOS's raw error)."""
-        if self.path is not None and [self.path] != waits.OPEN:
+        if self._closed():
             raise RunnerClosed(
                 f"the runner of saga {self.run_id!r} on {self.path} was closed: {call}() refused, "
                 f"nothing was read; a launch there (DBOSRunner.start) reads its record "
@@ -140,7 +144,7 @@ class DBOSHandle:
         cancel that compensates is the run's ``cancel`` token instead. Its runner closed:
         ``RunnerClosed``, nothing stopped (a run of that id on another file open now is not
         this one: attack35 F2 stopped it; with none open it was DBOS's own error)."""
-        if self.path is not None and [self.path] != waits.OPEN:
+        if self._closed():
             raise RunnerClosed(f"the runner of saga {self.run_id!r} on {self.path} is closed: "
                                "nothing was stopped")  # fmt: skip
         stops.stop_run(self.run_id)
