@@ -39,13 +39,7 @@ from .events import (
     log_threshold,
     tell,
 )
-from .faults import (
-    NO_FAULTS,
-    FailingUndo,
-    InjectionLike,
-    failing_action,
-    normalize_injection,
-)
+from .faults import NO_FAULTS, FailingUndo, InjectionLike, failing_action, normalize_injection
 from .journaling import JournalWriter
 from .machine import Machine
 from .operations import PROCEED, Op, StepSpec
@@ -225,7 +219,10 @@ class Run(Driver):
     def hand_over(
         self, step: str, action: Callable[..., Any] | None, undo: Callable[..., Any] | None
     ) -> None:
-        """The calls of ``step``, with its injected faults and its idempotency key."""
+        """The calls of ``step``, with its injected faults and its idempotency key. A name
+        used before keeps its first calls: the machine refuses the second (``begin``)."""
+        if step in self.actions or step in self.undos:
+            return
         if action is not None:
             self.actions[step] = action
         if undo is not None:

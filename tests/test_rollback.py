@@ -1,5 +1,6 @@
 """Rollback, the with-block form: undo in reverse on any exception, re-raise the original."""
 
+import asyncio
 import warnings
 
 import pytest
@@ -368,3 +369,49 @@ def test_events_reach_the_logging_module(caplog):
     assert failed.details == {"error": "ValueError()"}
     done = next(r for r in records if r.event == "rollback_done")
     assert done.levelname == "INFO" and done.run_id == rb.outcome.run_id
+
+
+@pytest.mark.parametrize("journalled", [False, True])
+@pytest.mark.parametrize("second", ["do", "register", "caught_then_fail"])
+def test_a_refused_duplicate_name_leaves_the_first_steps_undo(tmp_path, second, journalled):
+    """attack47 F1: the refused second 'charge' had replaced the first one's undo, so the
+    rollback refunded a charge never made and left the real one standing."""
+    from rollback_lessons import AsyncRollback
+    from rollback_lessons.durable.journal import Journal
+    from rollback_lessons.durable.registry import Registry, compensation
+
+    world: list[str] = []
+    mine = Registry()
+    refund = compensation("refund", mine)(lambda what: world.append(what))
+    refund2 = compensation("refund2", mine)(lambda what: world.append(what))
+    journal = Journal(tmp_path / "j.db") if journalled else None
+
+    def block(rb) -> None:
+        rb.do("charge", lambda: world.append("charge"), refund.bind(what="refund 1"))
+        with pytest.raises(DuplicateStepError):
+            if second == "register":
+                rb.register("charge", refund2.bind(what="refund 2"))
+            else:
+                rb.do("charge", lambda: world.append("charge 2"), refund2.bind(what="refund 2"))
+        if second == "caught_then_fail":
+            rb.do("ship", lambda: world.append("ship"))
+        raise RuntimeError("later")
+
+    with pytest.raises(RuntimeError, match="later"):
+        with Rollback(journal=journal) as rb:
+            block(rb)
+    assert world[-1] == "refund 1" and "refund 2" not in world
+    assert rb.outcome.status is Status.ROLLED_BACK and rb.outcome.compensated[-1] == "charge"
+
+    async def main() -> AsyncRollback:
+        async with AsyncRollback(journal=journal) as arb:
+            await arb.do("a", lambda: world.append("a"), refund.bind(what="undo a"))
+            with pytest.raises(DuplicateStepError):
+                await arb.do("a", lambda: world.append("a 2"), refund2.bind(what="undo a 2"))
+            raise RuntimeError("later")
+        return arb
+
+    world.clear()
+    with pytest.raises(RuntimeError, match="later"):
+        asyncio.run(main())
+    assert world == ["a", "undo a"]
