@@ -31,6 +31,9 @@ class Clock(Protocol):
         ...
 
 
+_PART = 1e8  # seconds (three years): a longer time.sleep is waited in parts
+
+
 class SystemClock:
     """Real waiting and real time, for scripts and production; run ids are random."""
 
@@ -44,6 +47,9 @@ class SystemClock:
         return f"{name}-{os.urandom(6).hex()}"
 
     def sleep(self, seconds: float) -> None:
+        while seconds > _PART:  # (time.sleep refuses ~30 years and more: OverflowError)
+            time.sleep(_PART)
+            seconds -= _PART
         time.sleep(seconds)
 
     async def asleep(self, seconds: float) -> None:

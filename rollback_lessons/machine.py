@@ -46,7 +46,7 @@ from .operations import (
     Wait,
 )
 from .outcome import DeadLetter, RunRecord, Status
-from .policies import CONTINUE, RetryPolicy, UndoPolicy
+from .policies import CONTINUE, RetryPolicy, UndoPolicy, is_delay
 from .rules import IRREVERSIBLE, Kind
 from .verdicts import (  # the status and pivot rules, the machine's (one place each)
     HALTED_FORWARD,
@@ -613,7 +613,7 @@ class Machine:
             self.notes = [*self.notes, f"the undo of {entry.step}: {limit}"]
             decision = "halt" if decision == "halt" else "dead_letter"
             details["limit"] = limit
-        if isinstance(decision, int | float) and not isinstance(decision, bool) and decision >= 0:
+        if is_delay(decision):
             details["then"], details["delay"] = "retry", decision
             self.phase = _UNDO_WAIT
             self._emit(EventKind.UNDO_FAILED, entry.step, details)
@@ -623,8 +623,8 @@ class Machine:
         if decision not in ("dead_letter", "halt"):
             self.notes = [
                 *self.notes,
-                f"the undo policy {self.policy.name} decided {decision!r}, neither a delay nor "
-                "'dead_letter' nor 'halt'; the rollback halted for a person",
+                f"the undo policy {self.policy.name} decided {decision!r}: no finite delay, "
+                "'dead_letter' or 'halt'; the rollback halted for a person",
             ]
             decision = "halt"
         details["then"] = decision

@@ -18,7 +18,7 @@ import builtins
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeGuard
 
 from .errors import STAND_IN, InvalidPipelineError, RemoteError, UnknownPolicyError
 
@@ -91,6 +91,11 @@ def named(kind: type, lineage: Sequence[str]) -> bool:
 
 def _finite(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_delay(value: object) -> TypeGuard[float]:
+    """A wait a policy may decide: finite seconds >= 0 (an infinite one is no wait)."""
+    return _finite(value) and float(value) >= 0  # type: ignore[arg-type]
 
 
 def check_seconds(value: object, what: str, *, zero: bool = False) -> None:

@@ -1,0 +1,65 @@
+"""What an engineer copying the engine into a script found (attack47, s53)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pytest
+
+from rollback_lessons import Rollback, Saga, Status, Step, UndoPolicy
+from rollback_lessons import clock as clock_module
+
+BAD_ANSWERS = [math.inf, -math.inf, math.nan, -1.0, None, "nope", True, "retry"]
+
+
+class Answers(UndoPolicy):
+    def __init__(self, answer: object) -> None:
+        self.answer = answer
+
+    def decide(self, attempt: int, error: BaseException) -> object:  # type: ignore[override]
+        return self.answer
+
+
+@pytest.mark.parametrize("answer", BAD_ANSWERS, ids=repr)
+@pytest.mark.parametrize("driver", ["run", "arun", "rollback"])
+def test_a_decide_answer_that_is_no_wait_halts_for_a_person(answer, driver):
+    """attack47 F3: ``inf`` passed as a delay: time.sleep(inf) raised OverflowError in the
+    middle of the rollback (a's undo never ran) and arun waited forever."""
+    world: list[str] = []
+
+    def fail_undo(state=None):
+        world.append("undo b attempt")
+        raise OSError("down")
+
+    steps = [
+        Step("a", lambda s: world.append("a"), lambda s: world.append("undo a")),
+        Step("b", lambda s: world.append("b"), fail_undo),
+        Step("c", lambda s: (_ for _ in ()).throw(ValueError("c fails"))),
+    ]
+    policy = Answers(answer)
+    if driver == "run":
+        outcome = Saga(steps).run({}, policy=policy)
+    elif driver == "arun":
+        outcome = asyncio.run(asyncio.wait_for(Saga(steps).arun({}, policy=policy), 5))
+    else:
+        with pytest.raises(ValueError, match="block fails"):
+            with Rollback(policy=policy) as rb:
+                rb.do("a", lambda: world.append("a"), lambda: world.append("undo a"))
+                rb.do("b", lambda: world.append("b"), fail_undo)
+                raise ValueError("block fails")
+        outcome = rb.outcome
+    assert outcome.status is Status.HALTED
+    assert outcome.pending == ("b", "a") and "undo a" not in world
+    assert world.count("undo b attempt") == 1
+    assert any(f"decided {answer!r}" in note for note in outcome.notes), outcome.notes
+
+
+def test_a_wait_longer_than_time_sleep_takes_is_waited_in_parts(monkeypatch):
+    """time.sleep refuses about 30 years and more (OverflowError): a policy's long finite
+    delay is waited, not raised in the middle of a rollback."""
+    slept: list[float] = []
+    monkeypatch.setattr(clock_module.time, "sleep", slept.append)
+    clock_module.SystemClock().sleep(2.5e8 + 0.5)
+    assert slept == [1e8, 1e8, pytest.approx(0.5e8 + 0.5)]
+    assert all(part <= 1e8 for part in slept)
