@@ -387,7 +387,8 @@ def add_notes(run: Run, error: BaseException) -> None:
     if not (m.dead_letters or m.pending or m.leaked or m.notes):
         return  # (complete: nothing to say, the common case)
     notes = rollback_notes(
-        m.dead_letters, m.pending, m.leaked, m.notes, cut=m.interruption is not None,
+        m.dead_letters, m.pending, m.leaked, m.notes,
+        cut=m.interruption is not None or issubclass(type(m.error), TakenOver),  # (it says)
         forward=m.record().forward_said if m.halted else "",
     )  # fmt: skip
     carriers = [error]  # and the Ctrl-C the caller gets, whatever the run failed with

@@ -9,7 +9,13 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Any
 
+from .errors import TakenOver
 from .events import Event, EventRow, build_events, describe, format_events, to_jsonl
+
+
+def _kin(cls: type) -> list[type]:
+    """``cls`` and every class below it."""
+    return [cls, *(k for sub in cls.__subclasses__() for k in _kin(sub))]
 
 
 class Status(StrEnum):
@@ -145,6 +151,18 @@ class RunRecord:
         summary's line; the journal keeps it on the halted event for ``recover``'s lines)."""
         return f"{', '.join(self.forward)} ({self._forward_when()})" if self.forward else ""
 
+    @cached_property
+    def _pending_why(self) -> str:
+        """Undos not run here are a person's, unless another process took the saga over
+        (``recover --force``): it holds them (its report says which it undid: attack45)."""
+        taken = {c.__name__ for c in _kin(TakenOver)}
+        if issubclass(type(self.error), TakenOver) or any(
+            row[0] == "rollback_done" and dict(row[2]).get("interrupted") in taken
+            for row in self.rows
+        ):
+            return "not undone here: the process that took the saga over has them"
+        return "left for a person"
+
     def _forward_when(self) -> str:
         sure = self.kinds.get(self.failed_step or "") != "pivot" and "pivot" in [
             self.kinds.get(s) for s in self.completed]  # fmt: skip
@@ -252,7 +270,7 @@ class Outcome(RunRecord):
             f"  dead letters  {'; '.join(map(str, self.dead_letters)) or '-'}",
         ]
         if self.pending:
-            lines.append(f"  pending       {_names(self.pending)}  (left for a person)")
+            lines.append(f"  pending       {_names(self.pending)}  ({self._pending_why})")
         if self.leaked:
             lines.append(f"  not undone    {_names(self.leaked)}  (no undo logged for it)")
         if self.semantic:
@@ -355,7 +373,7 @@ def _step_row(o: Outcome, step: str) -> str:
     elif step in dead:
         back = f"dead letter: {describe(dead[step].error)}"
     elif step in o.pending:
-        back = "pending (left for a person)"
+        back = f"pending ({o._pending_why})"
     elif step in o.leaked:
         back = "not undone"
     elif step in o.kept:

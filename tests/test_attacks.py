@@ -622,3 +622,35 @@ def test_a_step_landing_after_a_forced_takeover_is_reported_never_rolled_back(tm
     assert saga_row.status == "rollback_incomplete"
     assert states == {"reserve": "done", "charge": "leaked"}
     assert LOG[-1] == "do charge" and "undo reserve" in LOG
+    # attack45 F1: its outcome's pending undos are the new holder's, not "left for a person"
+    # (a person told to run them would refund what recover refunded)
+    said = "\n".join(outcome.summary_lines())
+    assert "left for a person" not in said, said
+    assert "(not undone here: the process that took the saga over has them)" in said
+    assert "for a person" not in outcome._repr_html_()
+
+
+def test_a_with_block_taken_over_mid_step_leaves_no_undo_to_a_person(tmp_path):
+    """attack45 F1, the with-block: the TakenOver it raises said 'rollback halted; left for
+    a person: charge, reserve', undos recover had run."""
+    from rollback_lessons import Rollback
+    from rollback_lessons.errors import TakenOver
+
+    LOG.clear()
+    path = tmp_path / "j.db"
+
+    def charge():
+        with Journal(path) as other:
+            other.write([("UPDATE sagas SET owner_host = 'elsewhere', owner_space = ?", (ELSE,))])
+            recover(other, registry, force=True)
+        LOG.append("do charge")
+
+    with Journal(path) as journal:
+        with pytest.raises(TakenOver) as caught:
+            with Rollback(journal=journal, run_id="s") as rb:
+                rb.do("reserve", lambda: LOG.append("do reserve"), undo.bind(step="reserve"))
+                rb.do("charge", charge, undo.bind(step="charge"))
+    notes = " ".join(getattr(caught.value, "__notes__", []))
+    assert "for a person" not in notes, notes
+    assert "check 'charge' by hand" in str(caught.value)
+    assert LOG.count("undo reserve") == 1 and rb.outcome.status is Status.HALTED

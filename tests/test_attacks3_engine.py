@@ -190,6 +190,8 @@ def test_an_owner_taken_over_during_an_undo_retry_wait_runs_no_other_undo(tmp_pa
     assert outcome.status is Status.HALTED
     assert outcome.pending == ("charge",)
     assert any("taken over" in note for note in outcome.notes), outcome.notes
+    said = "\n".join(outcome.summary_lines())  # (attack45 F1: the new holder's, not a person's)
+    assert "charge  (not undone here: the process that took the saga over has them)" in said
 
 
 def test_a_takeover_found_at_the_last_undo_done_write_is_reported(tmp_path):
