@@ -15,7 +15,8 @@ from .events import Event, EventRow, build_events, describe, format_events, to_j
 
 def _kin(cls: type) -> list[type]:
     """``cls`` and every class below it."""
-    return [cls, *(k for sub in cls.__subclasses__() for k in _kin(sub))]
+    subs: list[type] = cls.__subclasses__()
+    return [cls, *(k for sub in subs for k in _kin(sub))]
 
 
 class Status(StrEnum):
