@@ -90,7 +90,12 @@ def named(kind: type, lineage: Sequence[str]) -> bool:
 
 
 def _finite(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too big for a float (10**400): no finite number of seconds
+        return False
 
 
 def is_delay(value: object) -> TypeGuard[float]:

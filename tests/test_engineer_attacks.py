@@ -10,7 +10,7 @@ import pytest
 from rollback_lessons import Rollback, Saga, Status, Step, UndoPolicy
 from rollback_lessons import clock as clock_module
 
-BAD_ANSWERS = [math.inf, -math.inf, math.nan, -1.0, None, "nope", True, "retry"]
+BAD_ANSWERS = [math.inf, -math.inf, math.nan, -1.0, 10**400, None, "nope", True, "retry"]
 
 
 class Answers(UndoPolicy):
@@ -53,6 +53,14 @@ def test_a_decide_answer_that_is_no_wait_halts_for_a_person(answer, driver):
     assert outcome.pending == ("b", "a") and "undo a" not in world
     assert world.count("undo b attempt") == 1
     assert any(f"decided {answer!r}" in note for note in outcome.notes), outcome.notes
+
+
+@pytest.mark.parametrize("value", [10**400, -(10**400)])
+def test_an_int_too_big_for_a_float_is_a_refused_duration_not_an_overflow(value):
+    from rollback_lessons import InvalidPipelineError, RetryPolicy
+
+    with pytest.raises(InvalidPipelineError, match="finite number of seconds"):
+        RetryPolicy(initial_delay=value)
 
 
 def test_a_wait_longer_than_time_sleep_takes_is_waited_in_parts(monkeypatch):
