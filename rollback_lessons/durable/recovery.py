@@ -271,6 +271,27 @@ FALLBACK = (
 )
 
 
+def _stopped(exc: BaseException, who: str, event: bool = False) -> BaseException:
+    """What ends recover when ``who`` (an undo, or the write of an ``event``) is cut: a
+    Ctrl-C stays one (the CLI's one line, exit 130); any other, one line saying the saga
+    is left for the next recover."""
+    if isinstance(exc, KeyboardInterrupt):
+        return exc
+    exit_ = f"sys.exit({exc.code!r})" if isinstance(exc, SystemExit) else ""
+    what = describe(exc) + ("" if isinstance(exc, Exception) else " (an interrupt)")
+    if event:
+        what = f"{exit_ or what} {who}"
+    else:
+        what = f"{who} " + (f"called {exit_}" if exit_ else f"raised {what}")
+    stopped = RecoveryInterrupted(
+        f"{what}: recover stopped there; the saga is left unfinished, the undos not recorded "
+        "done pending, for the next recover"
+    )
+    if isinstance(exc, SystemExit):  # (its failure code kept: 143 says SIGTERM)
+        stopped.exited = exc
+    return stopped
+
+
 def _dead_letters(journal: Journal, saga: SagaRecord) -> list[DeadLetter]:
     """The dead letters recorded before the crash, as records (their errors as the journal
     wrote them: ``Type('message')``)."""
@@ -388,25 +409,14 @@ def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: _Writ
             run_undo(fn, undo, op.timeout)
         except Exception as exc:
             op = m.undo_failed(exc)
-        except KeyboardInterrupt:
-            raise  # (a Ctrl-C stays one: the CLI's one line, exit 130)
         except BaseException as exc:  # sys.exit, CancelledError, a library's own
-            what = (
-                f"called sys.exit({exc.code!r})"
-                if isinstance(exc, SystemExit)
-                else f"raised {describe(exc)} (not an Exception: an interrupt)"
-            )
-            stopped = RecoveryInterrupted(
-                f"the undo of {undo.step!r} (saga {saga.id!r}) {what}: recover stopped "
-                "there; the saga is left unfinished, that undo and the ones before it "
-                "pending, for the next recover"
-            )
-            if isinstance(exc, SystemExit):  # (its failure code kept: 143 says SIGTERM)
-                stopped.exited = exc
-            raise stopped from None
+            raise _stopped(exc, f"the undo of {undo.step!r} (saga {saga.id!r})") from None
         else:
             op = m.undo_ok()
         writer.undo_ran(run)
+    if m.interruption is not None:  # in an event's write (attack45 F2: it was swallowed,
+        where = f"came {m.interrupted_where} (saga {saga.id!r})"  # the saga ended halted)
+        raise _stopped(m.interruption, where, event=True) from None
     late = [s for s in run.journal.leaked(saga.id) if s not in m.leaked]  # (its owner's)
     if late:  # a step that landed after it was undone (``--force``): never rolled_back
         m.leaked = [*m.leaked, *late]

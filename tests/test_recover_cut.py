@@ -1,0 +1,76 @@
+"""A Ctrl-C (or a signal handler's sys.exit) that lands in recover's write of an event, at
+every one of its events: recover stops (the Ctrl-C stays one), never ends the saga halted or
+rolled_back with an undo unrun; the next recover finishes it (attack45 F2: the machine cut
+its rollback there, as it must in process, and recover wrote the cut run's end)."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import crash_at_first_undo
+
+from rollback_lessons import Saga, Step
+from rollback_lessons.durable import records
+from rollback_lessons.durable.journal import Journal
+from rollback_lessons.durable.recovery import RecoveryInterrupted, recover
+from rollback_lessons.durable.registry import Registry, compensation
+
+CALLS: list[str] = []
+REGISTRY = Registry()
+
+
+@compensation("release", REGISTRY)
+def release(step: str, idempotency_key: str | None = None) -> None:
+    CALLS.append(step)
+
+
+def saga() -> Saga:
+    steps = [Step(s, lambda state: None, release.bind(step=s)) for s in "abc"]
+    return Saga([*steps, Step("d", lambda state: 1 / 0)], name="cut")
+
+
+def events_of_a_recover(path) -> int:
+    count = [0]
+    real = records.JournalRun.event
+
+    def counting(self, event):
+        count[0] += 1
+        return real(self, event)
+
+    with pytest.MonkeyPatch.context() as mp, Journal(path) as journal:
+        mp.setattr(records.JournalRun, "event", counting)
+        recover(journal, REGISTRY)
+    return count[0]
+
+
+@pytest.mark.parametrize("raised", [KeyboardInterrupt, SystemExit])
+def test_an_interrupt_at_any_event_of_recover_leaves_the_rest_for_the_next(tmp_path, raised):
+    crash_at_first_undo(tmp_path / "n.db", saga())
+    total = events_of_a_recover(tmp_path / "n.db")
+    assert total >= 5  # (rollback_start, three undo/undo_done pairs, rollback_done)
+    for n in range(1, total + 1):
+        path = tmp_path / f"j{n}.db"
+        crash_at_first_undo(path, saga())
+        CALLS.clear()
+        real, count = records.JournalRun.event, [0]
+
+        def cut(self, event, n=n, count=count, real=real):
+            count[0] += 1
+            if count[0] == n:
+                raise raised(0) if raised is SystemExit else raised()
+            return real(self, event)
+
+        expected = KeyboardInterrupt if raised is KeyboardInterrupt else RecoveryInterrupted
+        with pytest.MonkeyPatch.context() as mp, Journal(path) as journal:
+            mp.setattr(records.JournalRun, "event", cut)
+            with pytest.raises(expected):
+                recover(journal, REGISTRY)
+            assert journal.saga("s").status == "rolling_back", n  # not ended halted/rolled_back
+        first = list(CALLS)
+        CALLS.clear()
+        with Journal(path) as journal:
+            report = recover(journal, REGISTRY)
+            assert [r.status for r in report.recovered] == ["rolled_back"], n
+            assert journal.saga("s").status == "rolled_back"
+        # every undo ran, in order; one cut before its done was written runs once more
+        assert set(CALLS) | set(first) == {"a", "b", "c"}, n
+        assert len(first) + len(CALLS) <= 4, (n, first, CALLS)
