@@ -132,7 +132,7 @@ def test_recover_abandons_an_async_undo_that_ignores_its_cancellation(tmp_path, 
 BROKEN = textwrap.dedent(
     """
     import os
-    from rollback_lessons.durable.registry import Registry
+    from rollback_lessons.durable.registry import Registry, UnknownCompensationError
 
     class Remote(Registry):  # backed by a config service that is down
         def __contains__(self, name):
@@ -143,6 +143,8 @@ BROKEN = textwrap.dedent(
         def resolve(self, name):
             if os.environ.get("DOWN") == "resolve":
                 raise RuntimeError("registry backend down")
+            if os.environ.get("DOWN") == "gone":  # had it at the claim, not at the undo
+                raise UnknownCompensationError(f"no compensation named {name!r}")
             return super().resolve(name)
 
     registry = Remote()
@@ -151,7 +153,7 @@ BROKEN = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("down", ["contains", "resolve"])
+@pytest.mark.parametrize("down", ["contains", "resolve", "gone"])
 def test_a_registry_whose_lookup_raises_is_one_line_and_nothing_half_done(
     tmp_path, monkeypatch, down
 ):
@@ -176,7 +178,9 @@ def test_a_registry_whose_lookup_raises_is_one_line_and_nothing_half_done(
     code, out, err = _run(cmd, tmp_path)
     assert code == 2 and "Traceback" not in err and "released" not in out
     [line] = err.splitlines()
-    assert "RuntimeError('registry backend down')" in line and "'release'" in line
+    said = "RuntimeError('registry backend down')"
+    said = "UnknownCompensationError(" if down == "gone" else said
+    assert said in line and "'release'" in line  # (gone: a traceback, attack45 F4)
     assert "run recover again" in line if down == "contains" else "next recover" in line
     con = sqlite3.connect(path)
     rows = con.execute("SELECT status, claim_gen FROM sagas ORDER BY id").fetchall()

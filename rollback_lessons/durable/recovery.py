@@ -65,7 +65,7 @@ from .journal import (
 )
 from .owner import me, unreachable
 from .records import Claimed, JournalRun, SagaRecord, UndoRecord
-from .registry import Registry, UnknownCompensationError, default_registry
+from .registry import Registry, default_registry
 from .report import (  # noqa: F401 (its names, as before)
     Recovery,
     RecoveryReport,
@@ -101,9 +101,10 @@ def _ask(registry: Registry, lookup: Callable[[str], Any], name: str, then: str)
     raises, a ``RegistryFailed`` that says so in one line (``then``: what was left)."""
     try:
         return lookup(name)
-    except (UnknownCompensationError, KeyboardInterrupt):
+    except KeyboardInterrupt:
         raise
-    except BaseException as exc:  # (GeneratorExit, sys.exit too: one line, nothing claimed)
+    except BaseException as exc:  # (GeneratorExit, sys.exit too: one line, nothing claimed;
+        # and a name it had at the claim, gone at its undo: attack45 F4, a traceback)
         raise RegistryFailed(
             f"the registry ({type(registry).__name__}) raised {describe(exc)} when asked for "
             f"compensation {name!r}; {then}"
