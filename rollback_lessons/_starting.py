@@ -53,4 +53,14 @@ def started() -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def unwrapped(exc: RuntimeError) -> BaseException:
+    """The Ctrl-C (or ``sys.exit``) Python 3.11 wraps in a RuntimeError when it lands as a
+    class is made ("Error calling __set_name__": a dataclass field, on a lazy import of
+    the package's own modules: attack45 F3); any other RuntimeError as it is."""
+    cause = exc.__cause__
+    if type(exc) is RuntimeError and isinstance(cause, KeyboardInterrupt | SystemExit):
+        return cause
+    return exc
+
+
 install()

@@ -45,8 +45,7 @@ def _line(event: Event) -> str:
 
 
 class OutputError(Exception):
-    """Standard output cannot be written (a full disk, a closed or broken device): told as
-    such, never as the journal's fault."""
+    """Stdout cannot be written (a full disk, a closed device): never told as the journal's."""
 
 
 class _Stdout:
@@ -337,10 +336,9 @@ def _lab_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The command; a Ctrl-C is one line (exit 130), a ``sys.exit`` that is not argparse's
-    one line too (an interrupt: ``interrupted_by``), and output piped into a reader that
-    stops early (``| head``) ends quietly, as Python's documentation on SIGPIPE advises. An
-    output that cannot be written at all (closed, a full disk) is one line (exit 2)."""
+    """The command; a Ctrl-C is one line (exit 130), so is a ``sys.exit`` not argparse's
+    (``interrupted_by``) and a stdout that cannot be written (exit 2); a reader that stops
+    early (``| head``) ends it quietly, as Python's documentation on SIGPIPE advises."""
     from . import _starting
 
     try:
@@ -357,6 +355,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if exc.code:
                 raise
             code = 0
+        except RuntimeError as exc:  # (a Ctrl-C Python 3.11 wrapped: said as one)
+            raise _starting.unwrapped(exc) from None
         STDOUT.flush()  # (a closed pipe or a full disk is found here, not at exit)
         return code
     except BrokenPipeError:

@@ -1,0 +1,50 @@
+"""What an operator met in a terminal (attack45, s53)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from rollback_lessons.durable.journal import Journal
+
+# A Ctrl-C landing as a dataclass field's __set_name__ starts (CPython checks for signals as
+# a function starts), while the command imports the package's modules lazily: Python 3.11
+# wraps it in RuntimeError("Error calling __set_name__ ...").
+AT_SET_NAME = textwrap.dedent(
+    """
+    import sys
+    done = []
+    def tracer(frame, event, arg):
+        caller = frame.f_back.f_globals.get("__name__", "") if frame.f_back else ""
+        if event == "call" and not done and frame.f_code.co_name == "__set_name__" \\
+                and caller.startswith("rollback_lessons"):
+            done.append(caller)
+            raise KeyboardInterrupt
+    sys.argv = ["rollback-lessons", *sys.argv[1:]]
+    from rollback_lessons import cli
+    sys.settrace(tracer)
+    cli.run()
+    """
+)
+
+
+SETTLE = ["journal", "settle", "s", "--note", "n"]
+
+
+@pytest.mark.parametrize("command", [["journal", "show"], SETTLE])
+def test_a_ctrl_c_as_a_lazily_imported_class_is_made_is_one_line(tmp_path, command):
+    """attack45 F3: a RuntimeError traceback, exit 1."""
+    path = tmp_path / "j.db"
+    with Journal(path) as journal:
+        journal.start("trip", "s").flush()
+    args = [*command[:2], str(path), *command[2:]]
+    done = subprocess.run(
+        [sys.executable, "-c", AT_SET_NAME, *args], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 130, done.stderr
+    assert done.stderr.splitlines() == ["rollback-lessons: interrupted (Ctrl-C)"]
+    with Journal(path) as journal:
+        assert journal.saga("s").status == "running"  # nothing settled
