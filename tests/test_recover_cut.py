@@ -74,3 +74,23 @@ def test_an_interrupt_at_any_event_of_recover_leaves_the_rest_for_the_next(tmp_p
         # every undo ran, in order; one cut before its done was written runs once more
         assert set(CALLS) | set(first) == {"a", "b", "c"}, n
         assert len(first) + len(CALLS) <= 4, (n, first, CALLS)
+
+
+def test_an_interrupt_after_the_last_saga_still_names_what_recover_finished(tmp_path, monkeypatch):
+    """attack45 F5: a Ctrl-C as recover read which sagas wait for a person (all finished)
+    lost the list: the CLI printed none of them and said vaguely that some were left."""
+    from rollback_lessons.durable import recovery
+
+    path = tmp_path / "j.db"
+    crash_at_first_undo(path, saga())
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(recovery, "waiting_in", interrupted)
+    with Journal(path) as journal:
+        with pytest.raises(KeyboardInterrupt) as caught:
+            recover(journal, REGISTRY)
+        assert journal.saga("s").status == "rolled_back"
+    assert [r.saga_id for r in caught.value.recovered] == ["s"]  # type: ignore[attr-defined]
+    assert caught.value.unfinished == ()  # type: ignore[attr-defined]

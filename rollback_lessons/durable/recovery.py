@@ -205,6 +205,8 @@ def _recover(journal: Journal, registry: Registry, force: bool, batch: int) -> R
             writer.fences[c.saga.id] = c.gen
             report = _resume(run, c, registry, writer)
             writer.finished(run, report)
+        writer.flush()  # (and an interrupt after it, as it reads which wait for a person:
+        waiting = waiting_in(journal, but={r.saga_id for r in writer.recorded})  # F5)
     except BaseException as exc:
         with contextlib.suppress(JournalError):  # what ran is recorded if it can be;
             writer.flush()  # the first error is the one told
@@ -215,11 +217,8 @@ def _recover(journal: Journal, registry: Registry, force: bool, batch: int) -> R
                 c.saga.id for c in claimed if c.saga.id not in done
             )
         raise
-    writer.flush()
-    return RecoveryReport(
-        tuple(writer.recorded), tuple(Skipped(s.id, s.name, why) for s, why in skipped),
-        waiting_in(journal, but={r.saga_id for r in writer.recorded}),
-    )  # fmt: skip
+    skips = tuple(Skipped(s.id, s.name, why) for s, why in skipped)
+    return RecoveryReport(tuple(writer.recorded), skips, waiting)
 
 
 class _Writer:
