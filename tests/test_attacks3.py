@@ -317,6 +317,15 @@ DAMAGE = {
     "undo timeout": f"{U} timeout = -1",
     "undo attempts": f"{U} attempts = 'x'",
     "event number": "UPDATE events SET seq = 'x'",
+    # attack45 F7: an OverflowError, os.kill(-5) asking about a process group, and graphs
+    # read only after another saga was undone (tracebacks)
+    "owner pid too big": f"{S} owner_pid = 99999999999999",
+    "owner pid below 1": f"{S} owner_pid = -5",
+    "claimer pid too big": f"{S} claim_pid = 99999999999999, claim_host = 'h'",
+    "graph an object": f"""{S} graph = '{{"a": ["zz"]}}'""",
+    "graph of numbers": f"{S} graph = '[1]'",
+    "graph, a dependency a number": f"""{S} graph = '[["a", [1]]]'""",
+    "graph, a pair of three": f"""{S} graph = '[["a", [], 3]]'""",
 }
 
 
@@ -578,3 +587,25 @@ def test_a_journal_that_cannot_record_is_refused_before_any_step(tmp_path, how):
     assert ran == []
     with pytest.raises(ValueError, match="nothing was claimed"):
         recover(journal, reg)
+
+
+def test_an_undo_row_renamed_to_another_steps_name_is_refused_before_any_undo(tmp_path):
+    """attack45 F7: a KeyError after another saga's undos ran (a step done whose undo row
+    was renamed to another step's: its undo would run twice, the renamed one's never)."""
+    reg, undone = Registry(), []
+    undo = reg.add("u", lambda room, idempotency_key=None: undone.append(room))
+    path = tmp_path / "j.db"
+    with Journal(path) as journal:
+        run = journal.start("s", "s1")
+        for i, step in enumerate("ab"):
+            run.event(Event(2 * i + 1, EventKind.STEP_START, step, {"register": "before"}))
+            run.register(step, undo.bind(room=step), "pending")
+            run.event(Event(2 * i + 2, EventKind.STEP_DONE, step, {}))
+    orphan(path)
+    con = sqlite3.connect(path)
+    con.execute("UPDATE undos SET step = 'b' WHERE step = 'a'")
+    con.commit()
+    con.close()
+    with Journal(path) as journal, pytest.raises(JournalError, match="an undo's step is 'b'"):
+        recover(journal, reg)
+    assert undone == []

@@ -156,8 +156,7 @@ class JournalTakenOver(JournalError, TakenOver):
 
 
 class JournalUnusable(JournalError, ValueError):
-    """A Journal that cannot record a saga (closed, or opened read-only), given to a run:
-    refused before any step."""
+    """A Journal that cannot record a saga (closed, read-only), given to a run: refused."""
 
 
 def _duration(value: object) -> bool:
@@ -166,8 +165,7 @@ def _duration(value: object) -> bool:
 
 
 def _cell(text: str) -> str:
-    """A value as one cell of a table: as it is, or quoted and escaped if it would break
-    the line (a journal written before names were checked)."""
+    """A value as one cell of a table: quoted and escaped if it would break the line."""
     return text if text.isprintable() else repr(text)
 
 
@@ -196,9 +194,8 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 
 def _uri(path: Path, query: str) -> str:
     """A file URI for SQLite with every byte of the path escaped (``#``, ``?``, ``%``,
-    spaces, any Unicode, a byte that is not UTF-8): the path names exactly this file, never
-    another. Its authority is always empty (``file://`` and the absolute path), so a path
-    that starts with two slashes (``//tmp/j.db``) is a path, not a host."""
+    spaces, any Unicode, a byte not UTF-8): it names this file, never another. Its authority
+    is always empty, so a path starting with two slashes (``//tmp/j.db``) is no host."""
     return f"file://{quote(os.fsencode(path.absolute()), safe='/')}?{query}"
 
 
@@ -339,6 +336,16 @@ def _optional(column: str, condition: str) -> str:
 
 
 _NUMBER = "NOT IN ('integer', 'real')"
+_PID = "typeof({0}) != 'integer' OR {0} NOT BETWEEN 1 AND 2147483647"  # (os.kill: a C int)
+# a step's undo rows: one (two: recover would run one of them twice, the other never)
+_TWICE = "(saga_id, step) IN (SELECT saga_id, step FROM undos GROUP BY 1, 2 HAVING COUNT(*) > 1)"
+_GRAPH = (  # [[step, [its dependencies]], ...] (``SagaRecord.after``; CASE: never malformed)
+    "CASE WHEN json_valid(graph) AND json_type(graph) = 'array' THEN EXISTS (SELECT 1 FROM"
+    " json_each(graph) AS g WHERE g.type != 'array' OR json_array_length(g.value) != 2"
+    " OR json_type(g.value, '$[0]') != 'text' OR json_type(g.value, '$[1]') != 'array'"
+    " OR EXISTS (SELECT 1 FROM json_each(g.value, '$[1]') AS d WHERE d.type != 'text'))"
+    " ELSE 1 END"
+)
 _SAGA = "id"
 _UNDO = "saga_id || ' #' || position"
 # (what, table, the row's name, the column, a condition true of a value the journal never
@@ -347,7 +354,7 @@ _VALUE_CHECKS: tuple[tuple[str, str, str, str, str, int], ...] = (
     ("a saga's id", "sagas", "rowid", "id", "typeof(id) != 'text'", 1),
     ("a saga's name", "sagas", _SAGA, "name", "typeof(name) != 'text'", 1),
     ("a saga's status", "sagas", _SAGA, "status", _one_of("status", SAGA_STATUSES), 1),
-    ("a saga's owner pid", "sagas", _SAGA, "owner_pid", "typeof(owner_pid) != 'integer'", 1),
+    ("a saga's owner pid", "sagas", _SAGA, "owner_pid", _PID.format("owner_pid"), 1),
     ("a saga's owner host", "sagas", _SAGA, "owner_host", "typeof(owner_host) != 'text'", 1),
     (
         "a saga's owner start time", "sagas", _SAGA, "owner_started",
@@ -363,7 +370,7 @@ _VALUE_CHECKS: tuple[tuple[str, str, str, str, str, int], ...] = (
     ),
     (
         "a saga's claimer pid", "sagas", _SAGA, "claim_pid",
-        _optional("claim_pid", "typeof(claim_pid) != 'integer'"), 2,
+        _optional("claim_pid", _PID.format("claim_pid")), 2,
     ),
     (
         "a saga's claimer host", "sagas", _SAGA, "claim_host",
@@ -382,12 +389,12 @@ _VALUE_CHECKS: tuple[tuple[str, str, str, str, str, int], ...] = (
         _optional("policy", "typeof(policy) != 'text' OR NOT json_valid(policy)"), 4,
     ),
     ("a saga's undo order", "sagas", _SAGA, "undo_order", _one_of("undo_order", UNDO_ORDERS), 4),
-    ("a saga's graph", "sagas", _SAGA, "graph", _optional("graph", "NOT json_valid(graph)"), 6),
+    ("a saga's graph", "sagas", _SAGA, "graph", _optional("graph", _GRAPH), 6),
     *((f"a saga's {who} namespace", "sagas", _SAGA, c, _optional(c, f"typeof({c}) != 'text'"), 7)
       for who, c in (("owner", "owner_space"), ("claimer", "claim_space"))),
     ("an event's number", "events", "saga_id", "seq", "typeof(seq) != 'integer' OR seq < 0", 1),
     ("an undo's position", "undos", "saga_id", "position", "typeof(position) != 'integer'", 1),
-    ("an undo's step", "undos", _UNDO, "step", "typeof(step) != 'text'", 1),
+    ("an undo's step", "undos", _UNDO, "step", f"typeof(step) != 'text' OR {_TWICE}", 1),
     ("an undo's compensation", "undos", _UNDO, "compensation", "typeof(compensation) != 'text'", 1),
     (
         "an undo's arguments", "undos", _UNDO, "args",

@@ -87,7 +87,7 @@ def done_steps(journal: Journal, saga_id: str, pivot: str | None) -> dict[str, A
         (compensation != NO_UNDO and state in RETURNED and step in after)
         or (compensation == NO_UNDO and state == "not_run" and n))]  # fmt: skip
     kinds = {s: "pivot" if s == pivot else "compensable" if s in undo else "gate" for s in done}
-    no_undo = tuple(s for s in done if undo[s][:2] == (NO_UNDO, "not_run") and s != pivot)
+    no_undo = tuple(s for s in done if undo.get(s, ())[:2] == (NO_UNDO, "not_run") and s != pivot)
     return {"completed": tuple(done), "kinds": kinds, "no_undo": no_undo}
 
 
