@@ -94,3 +94,26 @@ def test_an_interrupt_after_the_last_saga_still_names_what_recover_finished(tmp_
         assert journal.saga("s").status == "rolled_back"
     assert [r.saga_id for r in caught.value.recovered] == ["s"]  # type: ignore[attr-defined]
     assert caught.value.unfinished == ()  # type: ignore[attr-defined]
+
+
+def test_a_recover_that_stopped_gives_its_claims_back(tmp_path):
+    """attack45 F6: a recover() that raised in a process that lives on (a service, a
+    kernel) kept its claim: every other recover, --force too, said the saga was "being
+    recovered by process N (it is still running)" until that process ended."""
+    from rollback_lessons.durable.recovery import RegistryFailed
+
+    class Down(Registry):
+        def resolve(self, name):
+            raise ConnectionError("registry service down")
+
+    down = Down()
+    down.add("release", lambda step, idempotency_key=None: None)
+    path = tmp_path / "j.db"
+    crash_at_first_undo(path, saga())
+    with Journal(path) as journal:
+        with pytest.raises(RegistryFailed):
+            recover(journal, down)
+        row = journal.saga("s")
+        assert (row.claim_pid, row.claim_host, row.status) == (None, None, "rolling_back")
+        report = recover(journal, REGISTRY)  # (and it is taken up again)
+    assert [r.status for r in report.recovered] == ["rolled_back"]

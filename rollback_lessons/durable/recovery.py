@@ -216,9 +216,17 @@ def _recover(journal: Journal, registry: Registry, force: bool, batch: int) -> R
             exc.unfinished = tuple(  # type: ignore[attr-defined]
                 c.saga.id for c in claimed if c.saga.id not in done
             )
-        raise
+        with contextlib.suppress(Exception):  # (attack45 F6: a process that lives on, a
+            journal.write([(_RELEASE, (c.saga.id, c.gen)) for c in claimed])  # service, held
+        raise  # them: no other recover took them)
     skips = tuple(Skipped(s.id, s.name, why) for s, why in skipped)
     return RecoveryReport(tuple(writer.recorded), skips, waiting)
+
+
+_RELEASE = (  # a claim given back, as it stands (taken over since: the new holder's)
+    "UPDATE sagas SET claim_pid = NULL, claim_host = NULL, claim_started = NULL,"
+    " claim_space = NULL WHERE id = ? AND claim_gen = ? AND status IN ('running', 'rolling_back')"
+)
 
 
 class _Writer:
