@@ -326,6 +326,9 @@ DAMAGE = {
     "graph of numbers": f"{S} graph = '[1]'",
     "graph, a dependency a number": f"""{S} graph = '[["a", [1]]]'""",
     "graph, a pair of three": f"""{S} graph = '[["a", [], 3]]'""",
+    "event details not JSON": "UPDATE events SET details = '{'",
+    "event details a list": "UPDATE events SET details = '[]'",
+    "a step_start naming no step": "UPDATE events SET step = NULL",
 }
 
 

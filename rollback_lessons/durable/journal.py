@@ -42,7 +42,6 @@ from .files import (  # noqa: F401 (re-exported: the journal's names, as before)
     JournalTakenOver,
     JournalUnusable,
     Written,
-    _bad_value,
     _cell,
     _check_arguments,
     _create_whole,
@@ -59,6 +58,7 @@ from .kept import UnjournaledPolicy, policy_data, policy_of  # noqa: F401 (re-ex
 from .records import HEARD, NO_UNDO, Claimed, JournalRun, SagaRecord, UndoRecord, me
 from .room import unopened
 from .settle import Settled, settle, table
+from .values import _bad_value
 
 
 class Journal:
