@@ -284,8 +284,10 @@ def test_a_journal_path_with_a_line_break_is_named_on_one_line(tmp_path, command
 
 @pytest.mark.parametrize(
     "raised, status, said",
-    [("KeyboardInterrupt", 130, "a Ctrl-C"), ("SystemExit(0)", 2, "a sys.exit"),
-     ("SystemExit(143)", 143, "a sys.exit")],
+    [("KeyboardInterrupt", 130, "a Ctrl-C came"), ("SystemExit(0)", 2, "a sys.exit came"),
+     ("SystemExit(143)", 143, "a sys.exit came"),
+     # attack45 L1: Python's "Exception ignored in atexit callback" and a traceback
+     ("RuntimeError('pool gone')", 0, "an exit handler raised RuntimeError: pool gone")],
 )  # fmt: skip
 def test_a_ctrl_c_or_exit_in_an_exit_handler_is_one_line_and_its_status(
     tmp_path, raised, status, said
@@ -313,4 +315,4 @@ def test_a_ctrl_c_or_exit_in_an_exit_handler_is_one_line_and_its_status(
     )  # fmt: skip
     assert done.returncode == status, done
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
-    assert f"{said} came as the process ended" in done.stderr
+    assert f"{said} as the process ended" in done.stderr
