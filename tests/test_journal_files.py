@@ -105,7 +105,7 @@ def test_a_journal_in_a_folder_that_does_not_exist_says_so(tmp_path, parent):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
 
 
-@pytest.mark.parametrize("value", ["two", "", None, "-1", "2.5"])
+@pytest.mark.parametrize("value", ["two", "", None, "-1", "2.5", " 7", "\u0667", "7\n"])
 def test_a_schema_version_of_the_wrong_type_or_missing_is_refused_in_one_line(tmp_path, value):
     path = tmp_path / "j.db"
     _unfinished(path)

@@ -229,10 +229,9 @@ def _open_read_only(path: Path, timeout: float = 30.0) -> sqlite3.Connection:
 def _schema_version(path: Path, meta: Mapping[str, Any]) -> int:
     """The journal's schema version, or one line saying why it has none that can be used."""
     raw = meta.get("schema_version")
-    try:
-        version = int(raw) if isinstance(raw, str | int) and str(raw).strip().isdigit() else 0
-    except ValueError:
-        version = 0
+    text = str(raw)  # (as the journal writes it: ASCII digits, nothing around: attack45 L5)
+    ok = isinstance(raw, str | int) and text.isascii() and text.isdigit()
+    version = int(text) if ok else 0
     if version < 1:
         raise JournalError(
             f"{path} has no valid journal schema_version ({raw!r}); it was not changed"
