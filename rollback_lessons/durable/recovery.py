@@ -289,8 +289,10 @@ def _stopped(exc: BaseException, who: str, event: bool = False) -> BaseException
     what = describe(exc) + ("" if isinstance(exc, Exception) else " (an interrupt)")
     if event:
         what = f"{exit_ or what} {who}"
+    elif exit_:  # (the undo's own, or a signal handler's as it ran: attack45 L7)
+        what = f"{exit_} was called during {who}"
     else:
-        what = f"{who} " + (f"called {exit_}" if exit_ else f"raised {what}")
+        what = f"{who} raised {what}"
     stopped = RecoveryInterrupted(
         f"{what}: recover stopped there; the saga is left unfinished, the undos not recorded "
         "done pending, for the next recover"
