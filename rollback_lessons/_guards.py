@@ -57,6 +57,8 @@ def check_undo(step: str, undo: object, *, journalled: bool, allow_async: bool) 
 def check_clock(clock: object) -> None:
     missing = [a for a in ("sleep", "time", "monotonic", "run_id") if not callable(
         getattr(clock, a, None))]  # fmt: skip
+    if isinstance(clock, type):  # (the class, not a clock: attack47 L3)
+        raise TypeError(f"clock must be a Clock, got the class {clock.__name__}: call it")
     if missing:
         raise TypeError(
             f"clock must be a Clock (SystemClock(), VirtualClock(), ...), got {clock!r}, "

@@ -1,16 +1,12 @@
 """The in-process driver: the saga machine decides, this calls the steps and undos.
 
-``Run`` is shared by ``Rollback``, ``AsyncRollback`` (a step at a time, as the with-block's
-code asks) and ``Saga.run`` (the machine runs the saga's steps in order). It does only what
-a process does: call the actions and undos (with their injected faults, idempotency keys and
-timeouts wrapped around them once, when they are handed over), sleep on the clock, stamp
-event times, keep each step's result and the state snapshots, and write a journal. ``drive``
-and ``adrive`` carry out the machine's operations, one synchronously, one awaiting; every
-rule they follow is the machine's.
-
-Events cost a tuple each: ``Event`` objects are built when the outcome's events are read,
-or for an observer that wants them (``on_event``, a logging handler, the journal); which
-observers there are is decided once, when the run starts.
+``Run`` is shared by ``Rollback``, ``AsyncRollback`` (a step at a time, as the block asks)
+and ``Saga.run``. It does only what a process does: call the actions and undos (their
+faults, idempotency keys and timeouts wrapped once, when handed over), sleep on the clock,
+stamp event times, keep results and state snapshots, write a journal. ``drive`` and
+``adrive`` carry out the machine's operations; every rule they follow is the machine's.
+Events cost a tuple each: ``Event`` objects are built when read, or for an observer that
+wants them (``on_event``, a logging handler, the journal), decided once as the run starts.
 """
 
 from __future__ import annotations
@@ -44,7 +40,15 @@ from .journaling import JournalWriter
 from .machine import Machine
 from .operations import PROCEED, Op, StepSpec
 from .outcome import DeadLetter, Outcome
-from .policies import POLICIES, PolicyLike, RetryPolicy, UndoPolicy, check_seconds, resolve_policy
+from .policies import (
+    POLICIES,
+    PolicyLike,
+    RetryPolicy,
+    UndoPolicy,
+    check_seconds,
+    check_step_retry,
+    resolve_policy,
+)
 from .ports import UndoJournal
 from .rules import (
     GRAPH_UNDO_ORDERS,
@@ -194,8 +198,7 @@ class Run(Driver):
         tell(self, kind, call, who)
 
     def trace(self, tracer: Callable[[], Mapping[str, Any]]) -> None:
-        """Keep the state after every event (a snapshot after each call: only a call
-        changes it). A state that cannot be copied stops the tracing, not the run."""
+        """Keep the state after every call; one that cannot be copied stops it, not the run."""
         self.tracer, self.states = tracer, []
         self.snap()
         self.m.watch = self._watch
@@ -352,8 +355,8 @@ class Run(Driver):
                 self.check_undo(step, undo)
         if register != "after":
             check_register(register)
-        if retry is not None and not isinstance(retry, RetryPolicy):
-            raise TypeError(f"retry of step {step!r} must be a RetryPolicy, got {retry!r}")
+        if retry is not None:
+            check_step_retry(retry, step)
         if undo_timeout is not None:
             check_seconds(undo_timeout, f"undo_timeout of step {step!r}")
 

@@ -89,8 +89,8 @@ def checked(result: Any, role: str, step: str) -> Any:
         if inspect.iscoroutine(result):
             result.close()  # never leave it un-awaited and silently dropped
         raise TypeError(
-            f"{what(role, step)} returned an awaitable; the synchronous Rollback cannot await "
-            "it (use AsyncRollback)"
+            f"{what(role, step)} returned an awaitable; a synchronous run cannot await it "
+            "(use AsyncRollback, or await saga.arun(state))"
         )
     if inspect.isgenerator(result):
         result.close()

@@ -309,6 +309,8 @@ def explore(
     (``completion_orders``: which branch finishes first), not only one after the other."""
     if max_faults < 0:
         raise ValueError(f"max_faults must be 0 or more, got {max_faults}")
+    if isinstance(policies, str) or not policies:  # (none: a check of nothing, passed: L1)
+        raise ValueError(f"policies must name one policy or more, got {policies!r}")
     with _collector_paused():
         return _explore(saga, state, max_faults, policies, restored, orders)
 

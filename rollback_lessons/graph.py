@@ -30,6 +30,10 @@ class Parallel:
 
         found: list[tuple[Step | Parallel, ...]] = []
         for branch in branches:
+            if not isinstance(branch, Step | Parallel | Sequence):  # (a function: attack47 L2)
+                raise TypeError(
+                    f"a Parallel branch holds Step objects or Parallel groups, got {branch!r}"
+                )
             items = (branch,) if isinstance(branch, Step | Parallel) else tuple(branch)
             if not items:
                 raise InvalidPipelineError("a branch of a Parallel group is empty")

@@ -98,6 +98,18 @@ def _finite(value: object) -> bool:
         return False
 
 
+def check_step_retry(retry: object, step: str) -> None:
+    """A step's own retry: a RetryPolicy with no ``timeout`` (it times undos; an action,
+    once called, cannot be stopped: it was ignored there, attack47 L7)."""
+    if not isinstance(retry, RetryPolicy):
+        raise TypeError(f"retry of step {step!r} must be a RetryPolicy, got {retry!r}")
+    if retry.timeout is not None:
+        raise InvalidPipelineError(
+            f"retry of step {step!r} has timeout={retry.timeout!r}, which times undos only (an "
+            "action, once called, cannot be stopped); a limit on its undo is undo_timeout="
+        )
+
+
 def is_delay(value: object) -> TypeGuard[float]:
     """A wait a policy may decide: finite seconds >= 0 (an infinite one is no wait)."""
     return _finite(value) and float(value) >= 0  # type: ignore[arg-type]
@@ -184,7 +196,7 @@ class UndoPolicy:
 
     def __post_init__(self) -> None:
         if self.then not in THEN_CHOICES:
-            raise ValueError(f"then must be 'dead_letter' or 'halt', got {self.then!r}")
+            raise InvalidPipelineError(f"then must be 'dead_letter' or 'halt', got {self.then!r}")
         if self.retry is not None and not isinstance(self.retry, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy, got {self.retry!r}")
 

@@ -18,7 +18,7 @@ from .faults import InjectionLike
 from .graph import Parallel, check_graph_order, flatten, needs_graph
 from .operations import StepSpec
 from .outcome import Outcome
-from .policies import PolicyLike, RetryPolicy, check_seconds, resolve_policy
+from .policies import PolicyLike, RetryPolicy, check_seconds, check_step_retry, resolve_policy
 from .ports import UndoJournal
 from .rules import (
     FORWARD_RETRY,
@@ -79,8 +79,8 @@ class Step:
                     "a correction (an email saying sorry) is a compensable step's "
                     "semantic undo: Step(..., undo=send_correction, semantic=True)"
                 )
-        if self.retry is not None and not isinstance(self.retry, RetryPolicy):
-            raise TypeError(f"retry of step {self.name!r} must be a RetryPolicy")
+        if self.retry is not None:
+            check_step_retry(self.retry, self.name)
         if self.semantic and self.undo is None:
             raise InvalidPipelineError(
                 f"step {self.name!r} is semantic but has no undo (its correction) to run"

@@ -7,8 +7,19 @@ import math
 
 import pytest
 
-from rollback_lessons import Rollback, Saga, Status, Step, UndoPolicy
+from rollback_lessons import (
+    InvalidPipelineError,
+    Parallel,
+    RetryPolicy,
+    Rollback,
+    Saga,
+    Status,
+    Step,
+    UndoPolicy,
+    VirtualClock,
+)
 from rollback_lessons import clock as clock_module
+from rollback_lessons.explore import assert_every_failure_handled
 
 BAD_ANSWERS = [math.inf, -math.inf, math.nan, -1.0, 10**400, None, "nope", True, "retry"]
 
@@ -57,8 +68,6 @@ def test_a_decide_answer_that_is_no_wait_halts_for_a_person(answer, driver):
 
 @pytest.mark.parametrize("value", [10**400, -(10**400)])
 def test_an_int_too_big_for_a_float_is_a_refused_duration_not_an_overflow(value):
-    from rollback_lessons import InvalidPipelineError, RetryPolicy
-
     with pytest.raises(InvalidPipelineError, match="finite number of seconds"):
         RetryPolicy(initial_delay=value)
 
@@ -71,3 +80,54 @@ def test_a_wait_longer_than_time_sleep_takes_is_waited_in_parts(monkeypatch):
     clock_module.SystemClock().sleep(2.5e8 + 0.5)
     assert slept == [1e8, 1e8, pytest.approx(0.5e8 + 0.5)]
     assert all(part <= 1e8 for part in slept)
+
+
+def _async_result(state):
+    async def go() -> None:
+        pass
+
+    return go()
+
+
+@pytest.mark.parametrize(
+    "make, raised, said",
+    [
+        # L1: no policy runs nothing, and passed
+        (lambda: assert_every_failure_handled(
+            Saga([Step("a", lambda s: None, lambda s: None)]), {}, policies=()),
+         ValueError, "policies must name one policy or more"),
+        # L2: a function as a branch ("'function' object is not iterable")
+        (lambda: Parallel(print), TypeError,
+         "a Parallel branch holds Step objects or Parallel groups, got <built-in function"),
+        # L3: the clock's class ("run_id() missing 1 required positional argument")
+        (lambda: Saga([Step("a", lambda s: None)]).run(
+            {}, clock=VirtualClock),
+         TypeError, "got the class VirtualClock: call it"),
+        # L5: a bare ValueError where every other bad policy field is typed
+        (lambda: UndoPolicy(then="panic"), InvalidPipelineError,
+         "then must be 'dead_letter' or 'halt'"),
+        # L7: a step's retry timeout was silently ignored for its action
+        (lambda: Step("a", lambda s: None, retry=RetryPolicy(
+            timeout=0.05)), InvalidPipelineError,
+         "which times undos only"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_a_clear_typed_error_before_anything(make, raised, said):
+    """attack47 L1-L3, L5, L7."""
+    with pytest.raises(raised) as caught:
+        make()
+    assert said in str(caught.value)
+
+
+def test_a_with_block_step_retry_with_a_timeout_is_refused_before_it_runs():
+    ran: list[str] = []
+    with Rollback() as rb:
+        with pytest.raises(InvalidPipelineError, match="which times undos only"):
+            rb.do("a", lambda: ran.append("a"), retry=RetryPolicy(timeout=0.05))
+    assert ran == [] and rb.outcome.completed == ()
+
+
+def test_an_awaitable_from_saga_run_names_arun():
+    """attack47 L4: it said 'the synchronous Rollback cannot await it' of a Saga."""
+    outcome = Saga([Step("a", _async_result)]).run({})
+    assert "await saga.arun(state)" in str(outcome.error)
