@@ -10,13 +10,14 @@ import signal
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from conftest import same_outcome
 from trips import trip
 
 from rollback_lessons import Saga, Status, Step
-from rollback_lessons.runners.dbos import DBOSRunner, FileUnusable, RunIdInUse
+from rollback_lessons.runners.dbos import DBOSRunner, FileUnusable, RunIdInUse, RunnerClosed
 from rollback_lessons.runners.dbos.offloop import in_own_thread
 from rollback_lessons.worlds.demo import xyz_saga, xyz_state
 
@@ -127,3 +128,34 @@ def test_a_ctrl_c_while_the_call_runs_in_its_thread_is_raised_at_once_saying_so(
     assert "DBOSRunner.run() goes on to its end in thread" in " ".join(caught.value.__notes__)
     assert ended.wait(5)
     assert in_own_thread(lambda: 42, "x") == 42
+
+
+def test_a_close_leaving_a_saga_running_still_warns_at_the_callers_with(
+    tmp_path, monkeypatch, no_run_left_behind
+):
+    """Without a loop each call is as it was: the wrapper's frame does not move the
+    ``RunsLeftRunning`` warning off the caller's ``with`` line onto the runner's code."""
+    from rollback_lessons.runners.dbos import RunsLeftRunning, launch
+
+    monkeypatch.setattr(launch, "GRACE", 0.3)
+    started, go = threading.Event(), threading.Event()
+
+    def slow(state):
+        started.set()
+        go.wait(30)
+
+    saga = Saga([Step("a", slow, lambda s: None)], name="left")
+    with pytest.warns(RunsLeftRunning) as warned:
+        with DBOSRunner.start(tmp_path / "dbos.sqlite") as runner:  # the line warned at
+            handle = runner.start_saga(saga, {}, run_id="left-a")
+            assert started.wait(30)
+    go.set()
+    assert warned[0].filename == __file__
+    assert "with DBOSRunner.start" in Path(__file__).read_text().splitlines()[warned[0].lineno - 1]
+    for _ in range(600):  # (until its thread stopped: DBOS may launch again here)
+        if not launch.LEFT:
+            break
+        time.sleep(0.05)
+    assert not launch.LEFT
+    with pytest.raises(RunnerClosed, match="closed while saga 'left-a' ran a step"):
+        handle.outcome()

@@ -353,7 +353,7 @@ class DBOSRunner(Closable):
         waits.OPEN.clear()
         lock, self._lock = self._lock, None
         try:
-            launch.close(self.path, lock, stacklevel=3)
+            launch.close(self.path, lock, stacklevel=4)  # (one frame more: off_loop's wrapper)
         finally:
             stops.clear()  # (no handle of this launch is read again)
 
