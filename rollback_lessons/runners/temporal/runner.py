@@ -72,6 +72,7 @@ from .server import (
     server_binary,
     start_failure,
     startup_timeout,
+    unreachable,
     watched,
 )
 from .workflow import SagaWorkflow, turn_wait
@@ -168,16 +169,14 @@ class TemporalRunner(Closable):
         workers look for it; ``task_queue`` (a new one by default) lets this runner's
         worker take up the sagas another runner of this process started there (after the
         server was lost: ``ServerLost``)."""
+        given = bool(address)
         address = address or os.environ.get("TEMPORAL_ADDRESS")
         if address:
             namespace = os.environ.get("TEMPORAL_NAMESPACE", "default")
             try:
                 client = await Client.connect(address, namespace=namespace, **client_options())
             except Exception as exc:
-                raise TemporalUnavailable(
-                    f"could not reach the Temporal server at {address} (TEMPORAL_ADDRESS): {exc}. "
-                    "Is it running? Unset TEMPORAL_ADDRESS to use the local dev server instead."
-                ) from None
+                raise unreachable(address, exc, given) from None
             return cls(client, None, address, task_queue)
         binary = server_binary()
         if db_file is not None:

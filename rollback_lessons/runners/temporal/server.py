@@ -68,6 +68,24 @@ def start_failure(binary: str, error: BaseException) -> TemporalUnavailable:
     )
 
 
+def unreachable(address: str, error: BaseException, given: bool) -> TemporalUnavailable:
+    """The server at ``address`` did not answer, in one line saying where the address came
+    from and the fix for that: ``given`` to ``TemporalRunner.start``, or ``TEMPORAL_ADDRESS``
+    (attack46's F5: an address given was blamed on the variable, unset, advised to unset)."""
+    if not given:
+        return TemporalUnavailable(
+            f"could not reach the Temporal server at {address} (TEMPORAL_ADDRESS): {error}. "
+            "Is it running? Unset TEMPORAL_ADDRESS to use the local dev server instead."
+        )
+    env = os.environ.get("TEMPORAL_ADDRESS")
+    instead = f"TEMPORAL_ADDRESS ({env})" if env else "the local dev server"
+    return TemporalUnavailable(
+        f"could not reach the Temporal server at {address} (the address given to "
+        f"TemporalRunner.start): {error}. Is it running? Give the address of a running "
+        f"server, or none to use {instead} instead."
+    )
+
+
 def check_db_file(db_file: str | os.PathLike[str]) -> None:
     """Refuse, before the server is spawned, a ``db_file`` it cannot use: in a folder that
     does not exist, a directory, or a file that is not SQLite. The server exits at once on
