@@ -56,13 +56,8 @@ from ..outcome import RECORD_FIELDS, DeadLetter
 from ..policies import CONTINUE
 from ..schedule import GraphMachine
 from .exclusive import RecoveryNested, recovering  # noqa: F401 (RecoveryNested: its name)
-from .journal import (
-    Journal,
-    JournalError,
-    JournalTakenOver,
-    JournalUnusable,
-    policy_of,
-)
+from .forked import JournalForked
+from .journal import Journal, JournalError, JournalTakenOver, JournalUnusable, policy_of
 from .owner import me, unreachable
 from .records import Claimed, JournalRun, SagaRecord, UndoRecord
 from .registry import Registry, default_registry
@@ -210,12 +205,12 @@ def _recover(journal: Journal, registry: Registry, force: bool, batch: int) -> R
     except BaseException as exc:
         with contextlib.suppress(JournalError):  # what ran is recorded if it can be;
             writer.flush()  # the first error is the one told
-        with contextlib.suppress(Exception):  # (and the sagas it finished before, told,
-            exc.recovered = tuple(writer.recorded)  # type: ignore[attr-defined]
-            done = {r.saga_id for r in writer.recorded}  # and those it claimed and left)
-            exc.unfinished = tuple(  # type: ignore[attr-defined]
-                c.saga.id for c in claimed if c.saga.id not in done
-            )
+        with contextlib.suppress(Exception):  # (and the sagas it finished before, told, and
+            done = {r.saga_id for r in writer.recorded}  # those it claimed and left; a fork
+            forked = isinstance(exc, JournalForked)  # finished none: its parent's: L8)
+            exc.recovered = () if forked else tuple(writer.recorded)  # type: ignore[attr-defined]
+            left = [] if forked else [c.saga.id for c in claimed if c.saga.id not in done]
+            exc.unfinished = tuple(left)  # type: ignore[attr-defined]
         with contextlib.suppress(Exception):  # (attack45 F6: a process that lives on, a
             journal.write([(_RELEASE, (c.saga.id, c.gen)) for c in claimed])  # service, held
         raise  # them: no other recover took them)
