@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from rollback_lessons import RetryPolicy, Saga, Status, Step
-from rollback_lessons.runners.temporal import RunnerClosed, SagasLost, TemporalRunner
+from rollback_lessons.runners.temporal import RunnerClosed, SagasLost, TemporalRunner, UnknownRun
 
 pytestmark = pytest.mark.usefixtures("no_run_left_behind")
 
@@ -53,6 +53,8 @@ def test_close_of_a_server_that_keeps_nothing_names_each_unfinished_saga_and_wha
         runner = await TemporalRunner.start()
         ended = await runner.run(Saga([Step("x", lambda s: None)], name="ended"), {})
         handle = await runner.start_saga(_saga(world, "silent"), {})
+        with pytest.raises(UnknownRun):  # (an id asked for, never a run: nothing to name)
+            await runner.handle_for(_saga(world, "silent"), "no-such-run")
         await _until_b_failed(handle)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -70,7 +72,7 @@ def test_close_of_a_server_that_keeps_nothing_names_each_unfinished_saga_and_wha
     assert "1 saga(s) unfinished" in lost[0] and "keeps nothing (no db_file)" in lost[0]
     assert f"saga {run_id}: done: a; undone: none" in lost[0]
     assert lost[0].endswith("so still in effect, or perhaps, undone by nobody: a")
-    assert ended.run_id not in lost[0]  # (a saga that ended left nothing)
+    assert ended.run_id not in lost[0] and "no-such-run" not in lost[0]  # (nothing left)
     assert list(runner.lost) == [run_id] and runner.lost[run_id].in_effect == ("a",)
     assert "nothing will finish or undo it" in after and "undone by nobody: a" in after
     assert "nothing was done" not in after

@@ -9,8 +9,9 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from temporalio.client import WorkflowExecutionStatus
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
+from ...outcome import Table
 from .lost import SagaTerminated, failed_after_effect, history_table
 
 if TYPE_CHECKING:
@@ -46,17 +47,28 @@ async def unfinished(client: Client, known: Iterable[str],
                 continue
             history = await history_table(workflow.fetch_history_events())
             effected = await failed_after_effect(workflow.fetch_history_events())
-        except RPCError:
-            found[run_id] = SagaTerminated(f"saga {run_id}: its history could not be read", run_id)
+        except RPCError as exc:
+            if exc.status is RPCStatusCode.NOT_FOUND:  # (an id asked for, never a run here)
+                continue
+            found[run_id] = Unread.of(run_id, REASON, Table(_HEADER, ()))  # this process's word
             continue
         found[run_id] = SagaTerminated.of(run_id, REASON, history, effected=effected)
+
+
+class Unread(SagaTerminated):
+    """A saga whose history the server did not give (it stopped answering): what this
+    process's worker did for it, as far as it knows."""
+
+
+_HEADER = ("event", "what happened", "activity", "step")
 
 
 def said(lost: SagaTerminated) -> str:
     """One run's account, in words."""
     names = ", ".join
+    unread = "its history unread, this process did: " if isinstance(lost, Unread) else ""
     return (
-        f"saga {lost.run_id}: done: {names(lost.done) or 'none'}; undone: "
+        f"saga {lost.run_id}: {unread}done: {names(lost.done) or 'none'}; undone: "
         f"{names(lost.undone) or 'none'}; running or timed out (their effect may land): "
         f"{names(lost.unknown) or 'none'}; so still in effect, or perhaps, undone by nobody: "
         f"{names(lost.in_effect) or 'none'}"

@@ -115,7 +115,7 @@ def _turns(handle: WorkflowHandle[Any, Any], completion: Sequence[str],
 
 GRACE = 2.0
 """Seconds ``close`` gives the steps and undos still running to end."""
-LOST_READ = 10.0
+LOST_READ = 5.0
 """Seconds ``close`` gives its own in-memory server to say which sagas it leaves unfinished."""
 # -- the runner ------------------------------------------------------------------------
 
