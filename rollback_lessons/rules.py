@@ -122,8 +122,11 @@ def idempotency_key(run_id: str, step: str) -> str:
 def check_run_id(run_id: object, what: str = "a run_id") -> None:
     """A run id a caller chose, before anything runs: printable text on one line, and no
     ':' (run 'order' with step 'card:refund' and run 'order:card' with step 'refund' would
-    share one ``idempotency_key``, and a service honouring keys would skip one refund)."""
+    share one ``idempotency_key``, and a service honouring keys would skip one refund);
+    nor only spaces (blank in every listing; DBOS refused it in its own words: attack46 F2)."""
     check_text(run_id, what)
+    if not run_id.strip(" "):  # type: ignore[attr-defined]
+        raise InvalidNameError(f"{what} must not be only spaces (got {run_id!r}): it names no run")
     if ":" in run_id:  # type: ignore[operator]
         raise InvalidNameError(
             f"{what} must not contain ':' (got {run_id!r}): an undo's idempotency key is "

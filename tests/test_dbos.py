@@ -1498,3 +1498,34 @@ def test_an_error_of_megabytes_is_saved_cut_and_ends_as_in_process_on_dbos(dbos_
             assert told.endswith(f"[... cut: {BIG} {note}")  # the text's own length
             assert describe(error).endswith(f"[... cut: {BIG + 16} {note}")  # (its repr's)
     assert _saved_bytes(dbos_runner.path, f"big-{retried}") < 40 * TEXT_LIMIT
+
+
+def test_pending_never_gives_a_question_resolve_saw_answered(dbos_runner, monkeypatch):
+    """attack46 F3: right after ``resolve(q, ...)`` returned (the saga took the answer),
+    ``pending()`` gave ``q`` again (1 in 30): the workflow said which answer it took
+    before it cleared the question. Now the question is cleared first. The window between
+    the two is widened here (each ``taken-<n>`` event is followed by a pause), so the old
+    order fails every trial."""
+    set_event = DBOS.set_event.__func__
+
+    def slowed(cls, key, value):
+        set_event(cls, key, value)
+        if key.startswith("taken-"):  # (the window a reader fell into, held open)
+            threading.Event().wait(0.3)
+
+    monkeypatch.setattr(DBOS, "set_event", classmethod(slowed))
+    for trial in range(3):
+        inject = {"step3": "fail", "step2": "undo_fails", "step1": "undo_fails"}
+        handle = dbos_runner.start_saga(xyz_saga(), xyz_state(), inject=inject, policy="halt",
+                                        halt_wait=30)  # fmt: skip
+        seen = []
+        for number, answer in ((1, "retry"), (2, "leave")):  # (retried, step2's undo fails again)
+            for _ in range(1500):
+                if (asked := handle.pending()) is not None and asked.number == number:
+                    break
+                threading.Event().wait(0.02)
+            handle.resolve(asked, answer)
+            seen.append(handle.pending())  # right after: never the question just answered
+        outcome = handle.outcome()
+        assert outcome.status is Status.HALTED, trial
+        assert (seen[0] is None or seen[0].number == 2) and seen[1] is None, (trial, seen)

@@ -146,3 +146,28 @@ def test_a_start_that_failed_before_dbos_took_the_id_leaves_it_free(
     monkeypatch.undo()
     again = dbos_runner.start_saga(trip(), {}, run_id="ids-retried")
     assert again.outcome().status is Status.COMMITTED
+
+
+def test_a_run_id_of_spaces_only_is_the_runners_one_line_as_the_journals(
+    dbos_runner, no_run_left_behind, tmp_path
+):
+    """attack46 F2: ``run_id=" "`` passed the runner's check and was refused inside DBOS,
+    in DBOS's words (its raw DBOSException). Now the runner refuses it first, as the
+    journal does, with its own ``InvalidNameError``; nothing runs, the runner goes on."""
+    from rollback_lessons.durable.journal import Journal
+    from rollback_lessons.errors import InvalidNameError
+
+    log: list[str] = []
+    for run_id in (" ", "   "):
+        for call in (dbos_runner.run, dbos_runner.start_saga):
+            with pytest.raises(InvalidNameError, match=r"a run_id must not be only spaces"):
+                call(_logged(log), {}, run_id=run_id)
+        with (
+            Journal(tmp_path / "j.db") as journal,
+            pytest.raises(InvalidNameError, match=r"run_id must not be only spaces"),
+        ):
+            Saga([Step("x", lambda s: log.append("do x"))], name="j").run(
+                {}, journal=journal, run_id=run_id
+            )
+    assert log == [] and run_id not in hosted.RUNS
+    assert dbos_runner.run(_logged(log), {}, run_id=" a b ").status is Status.COMMITTED

@@ -240,6 +240,6 @@ def test_a_temporal_handle_read_after_its_runners_close_is_one_line_naming_it(on
     assert done.status is Status.COMMITTED
     for text in said.values():
         assert text.startswith(f"the runner of saga {done.run_id!r} (the Temporal server at ")
-        assert text.endswith("was closed: this handle reads nothing more, nothing was done; "
+        assert text.endswith("was closed: this handle reads nothing more, this call did nothing; "
                              "the server keeps the saga: a runner connected to it again reads "
                              "it (handle_for)")  # fmt: skip

@@ -222,8 +222,8 @@ def _ask(steps: tuple[str, ...], wait: float | None, number: int, run_id: str) -
             ours = isinstance(told, dict) and told.get("step") == steps[0]
             if ours and told.get("answer") in ANSWERS:
                 said, took = str(told["answer"]), str(told.get("id", ""))
-    DBOS.set_event(taken(number), took)  # before the question is cleared: a sender waits on it
-    DBOS.set_event("pending", {})
+    DBOS.set_event("pending", {})  # cleared before a sender hears it was taken (attack46 F3:
+    DBOS.set_event(taken(number), took)  # pending() right after resolve gave it again)
     if isinstance(cut, dict):  # the token raised: the run fails with its error (no wait)
         return Unwaited(f"its cancel function raised {describe(_error(cut))}")
     return Unwaited(CANCELLED_ASKING) if cut else said or "leave"

@@ -3,6 +3,7 @@
 from ..asking import AnswerRefused, Question
 from ..closed import RunnerClosed
 from ..hosted import NotHosted, SagaChanged, UnknownRun
+from .left import SagasLost
 from .limits import TemporalLimitExceeded
 from .lost import RunDeleted, ServerSlow
 from .runner import (
@@ -26,6 +27,7 @@ __all__ = [
     "SagaChanged",
     "SagaHandle",
     "SagaTerminated",
+    "SagasLost",
     "ServerLost",
     "ServerSlow",
     "TemporalLimitExceeded",

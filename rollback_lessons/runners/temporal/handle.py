@@ -26,6 +26,7 @@ from ..closed import RunnerClosed
 from ..heard import Heard
 from ..wire import outcome_of, record_of
 from .activities import GATES, IN_FLIGHT, step_started
+from .left import said
 from .limits import TemporalLimitExceeded
 from .lost import (
     RunDeleted,
@@ -211,16 +212,24 @@ class SagaHandle:
         return await ask(self.workflow, call, also)
 
     def _closed_error(self) -> RunnerClosed:
-        kept = (
-            "the dev server it started stopped with it: a runner started again on the same "
-            "db_file, port and task_queue reads the saga there (handle_for); with no db_file, "
-            "that server kept nothing"
-            if self.runner.env is not None
-            else "the server keeps the saga: a runner connected to it again reads it (handle_for)"
-        )
+        lost = self.runner.lost.get(self.run_id)
+        if lost is not None:  # (attack46 F1: its record went with the server, said so)
+            kept = (
+                "the dev server it started stopped with it, keeping nothing (no db_file), while "
+                f"the saga ran: nothing will finish or undo it; its record said, {said(lost)}"
+            )
+        elif self.runner.env is None:
+            kept = "the server keeps the saga: a runner connected to it again reads it (handle_for)"
+        elif self.runner.db_file is not None:
+            kept = (
+                "the dev server it started stopped with it: a runner started again on the "
+                "same db_file, port and task_queue reads the saga there (handle_for)"
+            )
+        else:
+            kept = "the dev server it started stopped with it, keeping nothing (no db_file)"
         return RunnerClosed(
             f"the runner of saga {self.run_id!r} ({self.runner.server}) was closed: this "
-            f"handle reads nothing more, nothing was done; {kept}"
+            f"handle reads nothing more, this call did nothing; {kept}"
         )
 
     def _over(self, exc: RPCError, so: str) -> AnswerRefused:

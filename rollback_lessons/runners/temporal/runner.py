@@ -17,6 +17,7 @@ that server instead. The worker runs in this process: the steps act on its state
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 import warnings
@@ -52,6 +53,8 @@ from .activities import (
     run_undo,
 )
 from .handle import SagaHandle, _release
+from .left import unfinished
+from .left import warning as lost_warning
 from .limits import HISTORY_EVENTS_LIMIT, check_id, check_plan
 from .lost import (  # noqa: F401 (the package's names)
     SagaTerminated,
@@ -112,6 +115,8 @@ def _turns(handle: WorkflowHandle[Any, Any], completion: Sequence[str],
 
 GRACE = 2.0
 """Seconds ``close`` gives the steps and undos still running to end."""
+LOST_READ = 5.0
+"""Seconds ``close`` gives its own in-memory server to say which sagas it leaves unfinished."""
 # -- the runner ------------------------------------------------------------------------
 
 
@@ -128,6 +133,12 @@ class TemporalRunner(Closable):
         self.task_queue = task_queue or f"rollback-lessons-{uuid.uuid4().hex[:8]}"
         self.abandoned: tuple[str, ...] = ()
         """What ``close`` left running: steps or undos that did not end within its grace."""
+        self.db_file: str | None = None  # its own dev server's file (None: it keeps nothing)
+        self.lost: dict[str, SagaTerminated] = {}
+        """Sagas ``close`` left unfinished on its own dev server that keeps nothing (no
+        ``db_file``), with what each did (``SagasLost``, attack46 F1); none otherwise."""
+        self._runs: set[str] = set()  # the runs it started or took up (``close`` asks them)
+        self._named = False  # (``close`` named what it left, once)
         self.history_limit = HISTORY_EVENTS_LIMIT  # the server's: limit.historyCount.error
         self._executor = Threads()
         self._worker = Worker(
@@ -210,6 +221,7 @@ class TemporalRunner(Closable):
             await env.shutdown()
             raise
         runner = cls(env.client, env, f"127.0.0.1:{port}", task_queue)
+        runner.db_file = str(db_file) if db_file is not None else None
         runner.ui_url = f"http://127.0.0.1:{ui_port}" if ui_port else None
         return runner
 
@@ -268,6 +280,7 @@ class TemporalRunner(Closable):
                 self.client.get_workflow_handle(plan.run_id), completion, turn_wait(plan)
             )
         handle = self.client.get_workflow_handle(plan.run_id, result_type=dict)
+        self._runs.add(plan.run_id)
         start = self.client.start_workflow(
             SagaWorkflow.run, plan, id=plan.run_id, task_queue=self.task_queue
         )
@@ -312,6 +325,7 @@ class TemporalRunner(Closable):
         self._refuse_if_closed("handle_for")
         check_id(run_id, "the run id asked for", "no saga can have it; nothing was hosted")
         workflow = self.client.get_workflow_handle(run_id, result_type=dict)
+        self._runs.add(run_id)
         run = hosted.find(run_id)
         if run is not None:  # started (or taken up) here: its saga, its state
             check_same(run_id, saga, plan_for(run.saga, run_id=run_id))
@@ -370,7 +384,9 @@ class TemporalRunner(Closable):
         to end; a call that does not (an undo that blocks forever) is abandoned on its
         thread, named in ``self.abandoned`` and in an ``AbandonedCalls`` warning, and
         close returns all the same. Then every call is refused (``RunnerClosed``); closing
-        again is harmless (and ends what a close cut short, by a Ctrl-C say, left)."""
+        again is harmless (and ends what a close cut short, by a Ctrl-C say, left). Its own
+        dev server with no ``db_file`` keeps nothing: a saga still running on it is named
+        before it stops, with what it did (``self.lost``, a ``SagasLost`` warning)."""
         self._closed = True
         self._executor.begin_close()  # no action begins from now on
         shutdown = asyncio.ensure_future(self._worker.shutdown())
@@ -393,8 +409,21 @@ class TemporalRunner(Closable):
             )
         await asyncio.gather(shutdown, self._worker_task, return_exceptions=True)
         RUNNING.pop(self.task_queue, None)
+        if self.env is not None and self.db_file is None and not self._named:
+            await self._name_lost()
         if self.env is not None:
             await self.env.shutdown()
+
+    async def _name_lost(self) -> None:
+        """Before its own in-memory server stops: every saga still running on it, named
+        with what its record says it did (bounded: a server that does not answer)."""
+        self._named = True
+        with contextlib.suppress(TimeoutError):  # (those read so far are named)
+            await asyncio.wait_for(unfinished(self.client, self._runs, self.lost), LOST_READ)
+        for run_id in self.lost:  # (nothing will run for it again: forget what it ran on)
+            _release(run_id)
+        if self.lost:
+            warnings.warn(lost_warning(self.lost), stacklevel=3)
 
     async def __aenter__(self) -> TemporalRunner:
         return self

@@ -1,0 +1,84 @@
+"""Sagas left unfinished on a dev server that keeps nothing (the runner's own, no
+``db_file``) when its runner closes: the server's record goes with it, so close names each
+one and what it did, from that record, before the server stops (attack46 F1: it was lost
+silently, done steps standing and named by nobody)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
+
+from ...outcome import Table
+from .lost import SagaTerminated, failed_after_effect, history_table
+
+if TYPE_CHECKING:
+    from temporalio.client import Client
+
+REASON = "its runner closed the dev server it had started, which keeps nothing (no db_file)"
+
+
+class SagasLost(RuntimeWarning):
+    """A runner closed its own dev server (no ``db_file``: it keeps nothing) while sagas ran
+    on it: their record went with the server, nothing will finish or undo them. The
+    message names each, with what its record said was done, undone and still in effect
+    (``runner.lost``: run id -> ``SagaTerminated``, its fields)."""
+
+
+async def unfinished(client: Client, known: Iterable[str],
+                     found: dict[str, SagaTerminated]) -> None:  # fmt: skip
+    """Every saga still running on the server (those this runner started or took up, and
+    any the server lists), each with what its history (and this process's worker) says it
+    did, as ``SagaTerminated`` counts it. Read before the server stops; a run it cannot
+    read is named all the same, its steps unknown. Into ``found`` as each is read (a caller
+    that stops waiting keeps those)."""
+    ids = dict.fromkeys(known)
+    try:
+        async for listed in client.list_workflows('ExecutionStatus="Running"'):
+            ids.setdefault(listed.id)
+    except RPCError:  # (its visibility unanswered: the runs this runner knows)
+        pass
+    for run_id in ids:
+        workflow = client.get_workflow_handle(run_id)
+        try:
+            if (await workflow.describe()).status is not WorkflowExecutionStatus.RUNNING:
+                continue
+            history = await history_table(workflow.fetch_history_events())
+            effected = await failed_after_effect(workflow.fetch_history_events())
+        except RPCError as exc:
+            if exc.status is RPCStatusCode.NOT_FOUND:  # (an id asked for, never a run here)
+                continue
+            found[run_id] = Unread.of(run_id, REASON, Table(_HEADER, ()))  # this process's word
+            continue
+        found[run_id] = SagaTerminated.of(run_id, REASON, history, effected=effected)
+
+
+class Unread(SagaTerminated):
+    """A saga whose history the server did not give (it stopped answering): what this
+    process's worker did for it, as far as it knows."""
+
+
+_HEADER = ("event", "what happened", "activity", "step")
+
+
+def said(lost: SagaTerminated) -> str:
+    """One run's account, in words."""
+    names = ", ".join
+    unread = "its history unread, this process did: " if isinstance(lost, Unread) else ""
+    return (
+        f"saga {lost.run_id}: {unread}done: {names(lost.done) or 'none'}; undone: "
+        f"{names(lost.undone) or 'none'}; running or timed out (their effect may land): "
+        f"{names(lost.unknown) or 'none'}; so still in effect, or perhaps, undone by nobody: "
+        f"{names(lost.in_effect) or 'none'}"
+    )
+
+
+def warning(lost: dict[str, SagaTerminated]) -> SagasLost:
+    return SagasLost(
+        f"closed with {len(lost)} saga(s) unfinished on the dev server it had started, which "
+        "keeps nothing (no db_file): their record went with it, nothing will finish or undo "
+        "them (to leave nothing standing, cancel each and await its outcome before closing): "
+        + " | ".join(said(run) for run in lost.values())
+    )

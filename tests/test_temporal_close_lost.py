@@ -1,0 +1,104 @@
+"""attack46 F1: closing a runner on its own dev server with no ``db_file`` (a server that
+keeps nothing) while a saga it started still runs. The saga's only record went with the
+server, silently: its done steps never undone, nor named. Now close names each such saga
+and what it did (``SagasLost``, ``runner.lost``), and its handle says so after."""
+
+import asyncio
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from rollback_lessons import RetryPolicy, Saga, Status, Step
+from rollback_lessons.runners.temporal import RunnerClosed, SagasLost, TemporalRunner, UnknownRun
+
+pytestmark = pytest.mark.usefixtures("no_run_left_behind")
+
+
+def run_async(coroutine_function):
+    """asyncio.run in a thread of its own: the test session may have a loop running."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(coroutine_function())).result()
+
+
+def _saga(world: list[str], name: str) -> Saga:
+    """a, then b, which fails and waits 30 s to try again: the saga is unfinished for long."""
+
+    def b(state):
+        world.append("do b (fails)")
+        raise ConnectionError("b's service is down")
+
+    return Saga(
+        [Step("a", lambda s: world.append("do a"), lambda s: world.append("undo a")),
+         Step("b", b, lambda s: world.append("undo b"),
+              retry=RetryPolicy(max_attempts=3, initial_delay=30))],
+        name=name,
+    )  # fmt: skip
+
+
+async def _until_b_failed(handle) -> None:
+    """Until b's first attempt failed in the history (the saga waits on its retry timer)."""
+    for _ in range(600):
+        rows = (await handle.history()).rows
+        if any(row[-3] == "activity failed" and row[-1] == "b" for row in rows):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("b never failed")
+
+
+def test_close_of_a_server_that_keeps_nothing_names_each_unfinished_saga_and_what_it_did():
+    world: list[str] = []
+
+    async def main():
+        runner = await TemporalRunner.start()
+        ended = await runner.run(Saga([Step("x", lambda s: None)], name="ended"), {})
+        handle = await runner.start_saga(_saga(world, "silent"), {})
+        with pytest.raises(UnknownRun):  # (an id asked for, never a run: nothing to name)
+            await runner.handle_for(_saga(world, "silent"), "no-such-run")
+        await _until_b_failed(handle)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            await runner.close()
+        try:
+            await handle.outcome()
+        except RunnerClosed as exc:
+            after = str(exc)
+        return runner, handle.run_id, ended, caught, after
+
+    runner, run_id, ended, caught, after = run_async(lambda: asyncio.wait_for(main(), 90))
+    assert ended.status is Status.COMMITTED
+    lost = [str(w.message) for w in caught if issubclass(w.category, SagasLost)]
+    assert len(lost) == 1, [str(w.message) for w in caught]  # (without the fix: no warning)
+    assert "1 saga(s) unfinished" in lost[0] and "keeps nothing (no db_file)" in lost[0]
+    assert f"saga {run_id}: done: a; undone: none" in lost[0]
+    assert lost[0].endswith("so still in effect, or perhaps, undone by nobody: a")
+    assert ended.run_id not in lost[0] and "no-such-run" not in lost[0]  # (nothing left)
+    assert list(runner.lost) == [run_id] and runner.lost[run_id].in_effect == ("a",)
+    assert "nothing will finish or undo it" in after and "undone by nobody: a" in after
+    assert "nothing was done" not in after
+    assert world == ["do a", "do b (fails)"]  # (named, never undone behind anyone's back)
+
+
+def test_a_server_that_keeps_its_record_names_nothing_lost(tmp_path):
+    """With a ``db_file`` the server keeps the saga for the next start: nothing is lost."""
+    world: list[str] = []
+
+    async def main():
+        runner = await TemporalRunner.start(db_file=tmp_path / "t.db")
+        handle = await runner.start_saga(_saga(world, "kept"), {})
+        await _until_b_failed(handle)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            await runner.close()
+        try:
+            await handle.outcome()
+        except RunnerClosed as exc:
+            after = str(exc)
+        return runner, handle.run_id, caught, after
+
+    runner, run_id, caught, after = run_async(lambda: asyncio.wait_for(main(), 90))
+    from rollback_lessons.runners import hosted
+
+    hosted.release(run_id)  # (kept on the file for a later start: forget it here)
+    assert runner.lost == {} and not [w for w in caught if issubclass(w.category, SagasLost)]
+    assert after.endswith("reads the saga there (handle_for)")
