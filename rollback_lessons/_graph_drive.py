@@ -92,9 +92,9 @@ ASKED_AT = (
 )
 """Where a run's cancel is asked, on every engine (``saga.run``'s list and graph drivers,
 DBOS, Step Functions, BPMN): there and nowhere else, so a cancel function is asked as
-often, and at the same points, whatever runs the saga (``stop_execution``, which is
-heard before a step starts, and ``arun``, which polls while its branches run, and
-``completion=``, which plays its timing, also asked after each step's end, aside)."""
+often, and at the same points, whatever runs the saga (``completion=`` too; aside:
+``stop_execution``, heard before a step starts, and ``arun``, which also looks when a turn
+of its loop ends with no step ended, its branches running or waiting)."""
 
 
 def listen(run: Run, asked: Asked) -> None:
@@ -194,13 +194,9 @@ def drive_graph(run: Run, asked: Asked = None, pick: Pick | None = None) -> Op:
     listen(run, asked)
     op: GraphOp = _cancel(run, asked) or gm.start()
     loops: dict[str, Generator[Call | float, Any, GraphOp]] = {}
-    while type(op) is Ready:  # (one at a time: asked as each step returns, not again here)
-        cut = _cancel(run, asked) if asked is not None and pick is not None else None
-        if cut is not None:  # (``completion``: arun's timing, which looks while steps run)
-            op = cut
-            continue
-        if pick is None:
-            step = gm.ready()[0]
+    while type(op) is Ready:  # (asked as each step returns, not again here: nor is it in
+        if pick is None:  # arun's timing that ``pick`` plays, each step's end run to its
+            step = gm.ready()[0]  # freed steps' start in one turn: attack47 F4)
             run.tick()
             gm.launch(step)
             op = _carry(run, step_ops(run, step, asked, inline=True))
@@ -377,8 +373,10 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
             broken = exc
             op = gm.broken(exc)
     op = op if op is not None else Ready(gm.ready())
-    while type(op) is Ready:
-        cut = ask() if broken is None else None
+    look = False  # only after a wait with no step ended: each end was asked as it returned,
+    while type(op) is Ready:  # where saga.run and ``completion=`` ask (attack47 F4)
+        cut = ask() if broken is None and look else None
+        look = False
         if cut is not None:
             op = cut
             continue
@@ -404,6 +402,7 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
             broken = broken or ki  # the branches awaited (attack42 F1, F10; attack43 F6: a
             op = gm.broken(ki) or Ready(gm.ready())  # cancel no Ctrl-C made, as it stopped
             continue  # the loop inside its own code: this task is arun's own, nobody else's)
+        look = not done  # (a look while every branch runs or waits: arun's own)
         answers: list[GraphOp | None] = []
         for task in done:
             step = tasks.pop(task)

@@ -239,12 +239,11 @@ def test_a_completion_naming_a_step_twice_is_refused_before_any_step():
     assert world == travel.state()
 
 
-def test_completion_looks_after_each_end_where_arun_may_tell_two_ends_in_one_turn():
-    """attack39 F2, as the README says it: ``completion=`` asks the cancel after each step's
-    end; ``arun`` after each turn of its loop, and two branches ending in one turn (gps
-    failing at once, flight done) are told with no look between them. A token turned True by
-    flight's done observer: ``cancelled`` in one, ``rolled_back`` in the other, the same
-    events."""
+def test_completion_asks_where_arun_does_two_ends_in_one_turn_told_unasked():
+    """attack39 F2, attack47 F4: ``completion=`` asks the cancel where ``arun`` does (as
+    each step returns, not again after its end), so two branches ending in one turn (gps
+    failing at once, flight done) are told with no look between them in both. A token
+    turned True by flight's done observer: ``rolled_back`` in both, the same events."""
 
     async def done(state):
         return None
@@ -275,5 +274,5 @@ def test_completion_looks_after_each_end_where_arun_may_tell_two_ends_in_one_tur
     )
     watch2, cancel2, seen2 = probe()
     ran = asyncio.run(saga(True).arun({}, on_event=watch2, cancel=cancel2))
-    assert (played.status, ran.status) == (Status.CANCELLED, Status.ROLLED_BACK)
+    assert (played.status, ran.status) == (Status.ROLLED_BACK, Status.ROLLED_BACK)
     assert seen == seen2

@@ -65,12 +65,8 @@ class _Graph:
         m = self.m
         op: Any = self.cancel() or m.start()
         running: list[str] = []
-        while type(op) is Ready:  # (asked as each step returns, ``_graph_drive.ASKED_AT``)
-            cut = self.cancel() if pick is not None else None  # (``completion``: arun's
-            if cut is not None:  # timing, also asked after each step's end)
-                op = cut
-                continue
-            if pick is None:
+        while type(op) is Ready:  # (asked as each step returns, ``_graph_drive.ASKED_AT``,
+            if pick is None:  # and nowhere else with ``completion`` too: attack47 F4)
                 step = m.ready()[0]
                 m.launch(step)
                 op = self.carry(step)
