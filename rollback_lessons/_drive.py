@@ -7,14 +7,13 @@ loop is written once (``operations``); the sync and async twins only make its ca
 
 from __future__ import annotations
 
-import contextlib
-import threading
 from collections.abc import Callable, Collection, Generator, Mapping
 from typing import Any, NamedTuple
 
 from . import _guards
 from ._shutdown import shut_down
-from .calls import PLAIN, call_timed, checked, is_async, own_cancel, what
+from ._timed import acall_timed, within
+from .calls import PLAIN, call_timed, checked, is_async, own_cancel
 from .clock import Clock
 from .errors import Cancelled
 from .events import describe
@@ -35,40 +34,6 @@ class Call(NamedTuple):
     role: str
     step: str
     timeout: float | None
-
-
-async def within(awaitable: Any, timeout: float, role: str, step: str) -> Any:
-    """Await with a deadline: past ``timeout`` seconds the awaited call is cancelled and the
-    attempt fails. One that will not stop (it swallows the cancellation) is not waited for
-    again beyond a grace as long as its timeout: it is left behind, its outcome dropped."""
-    import asyncio
-
-    task = asyncio.ensure_future(_kept(awaitable))
-    try:
-        done, _ = await asyncio.wait({task}, timeout=timeout)
-    except BaseException:
-        task.cancel()  # this run is cancelled itself: so is its call
-        raise
-    if task in done:
-        escaped, result = task.result()
-        if escaped:  # raised here, in the driver's frame: its rule for an interrupt applies
-            raise result
-        return result
-    task.cancel()
-    await asyncio.wait({task}, timeout=timeout)
-    if not task.done():
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # never "unretrieved"
-    raise TimeoutError(f"{what(role, step)} took longer than its timeout of {timeout} s")
-
-
-async def _kept(awaitable: Any) -> tuple[bool, Any]:
-    """Await in a task of its own, a KeyboardInterrupt or SystemExit it raises returned,
-    not raised: asyncio re-raises those out of the event loop, past the run (nothing undone,
-    no outcome); ``within`` raises it where the driver awaits the call."""
-    try:
-        return False, await awaitable
-    except (KeyboardInterrupt, SystemExit) as exc:
-        return True, exc
 
 
 def asks_cancel(m: Machine) -> bool:
@@ -93,49 +58,6 @@ def failed_asking(m: Machine, error: BaseException) -> Op | None:
     if m.phase is Phase.STEP_WAIT:
         return m.interrupted(error)  # (the step waiting to retry failed for good)
     return m.fail(error)
-
-
-async def acall_timed(
-    fn: Callable[..., Any], args: tuple[Any, ...], role: str, step: str, timeout: float
-) -> Any:
-    """``call_timed`` for the async engine: an undo that is not a coroutine function, with a
-    timeout, is called in a helper thread (a blocking call must neither freeze the event
-    loop nor outlast its timeout: past it the attempt fails and the call goes on there, its
-    result dropped, as in ``saga.run``); an awaitable it returns is awaited here, within the
-    time left (``within``)."""
-    import asyncio
-
-    loop = asyncio.get_running_loop()
-    box: asyncio.Future[Any] = loop.create_future()
-
-    def settle(result: Any, error: BaseException | None) -> None:
-        if not box.done():
-            box.set_exception(error) if error is not None else box.set_result(result)
-
-    def target() -> None:
-        try:
-            result, error = fn(*args), None
-        except BaseException as exc:
-            result, error = None, exc
-        with contextlib.suppress(RuntimeError):  # (the loop closed meanwhile: nobody waits)
-            loop.call_soon_threadsafe(settle, result, error)
-
-    start = loop.time()
-    threading.Thread(
-        target=target, name=f"rollback-lessons {what(role, step)}", daemon=True
-    ).start()
-    try:
-        done, _ = await asyncio.wait({box}, timeout=timeout)
-    except BaseException:
-        box.cancel()
-        raise
-    if box not in done:
-        box.cancel()
-        raise TimeoutError(f"{what(role, step)} took longer than its timeout of {timeout} s")
-    result = box.result()
-    if result is not None and hasattr(result, "__await__"):
-        return await within(result, max(timeout - (loop.time() - start), 0.0), role, step)
-    return result
 
 
 class Driver:
@@ -328,7 +250,7 @@ class Driver:
                         self.clock.sleep(todo)  # type: ignore[arg-type]
                         done = None
                     else:  # (a call without a deadline is made inline, by ``operations``)
-                        done = call_timed(*todo)  # type: ignore[misc]
+                        done = call_timed(*todo, owner=self)  # type: ignore[misc]
                 except BaseException as exc:
                     todo = loop.throw(exc)
                     continue
@@ -399,7 +321,7 @@ class Driver:
                     else:
                         fn, args, role, step, timeout = todo  # type: ignore[misc]
                         if timeout is not None and not is_async(fn):  # (it may block)
-                            done = await acall_timed(fn, args, role, step, timeout)
+                            done = await acall_timed(fn, args, role, step, timeout, self)
                         else:
                             done = fn(*args)
                             if done is not None and hasattr(done, "__await__"):

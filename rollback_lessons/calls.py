@@ -8,6 +8,7 @@ import functools
 import inspect
 import threading
 import types
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -98,16 +99,65 @@ def checked(result: Any, role: str, step: str) -> Any:
     return result
 
 
+LATE: weakref.WeakKeyDictionary[Any, dict[tuple[str, str], Any]] = weakref.WeakKeyDictionary()
+"""Per run (its driver), each call still running past its timeout, by (role, step): the
+next attempt of that call waits for it rather than call again (attack47 F5)."""
+
+
+def late(owner: object, role: str, step: str, call: Any = None) -> Any:
+    """Take the call of ``role`` of ``step`` that outlived its timeout in ``owner``'s run
+    (None if none); or, given ``call``, keep it."""
+    if owner is None:
+        return None
+    if call is not None:
+        LATE.setdefault(owner, {})[(role, step)] = call
+        return None
+    return LATE.get(owner, {}).pop((role, step), None)
+
+
+def still_running(role: str, step: str, timeout: float) -> TimeoutError:
+    """The error of an attempt that waited in vain for the previous one's call."""
+    return TimeoutError(
+        f"{what(role, step)}: its call past its timeout still ran after {timeout} s more "
+        "(not called again while it runs; it may still complete)"
+    )
+
+
+def timed_out(role: str, step: str, timeout: float) -> TimeoutError:
+    """The error of an attempt whose synchronous call outlived its timeout."""
+    return TimeoutError(
+        f"{what(role, step)} took longer than its timeout of {timeout} s (the call goes on "
+        "in a helper thread and may still complete)"
+    )
+
+
 def call_timed(
-    fn: Callable[..., Any], args: tuple[Any, ...], role: str, step: str, timeout: float
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    role: str,
+    step: str,
+    timeout: float,
+    owner: object = None,
 ) -> Any:
     """Call with a deadline, in a helper thread: past ``timeout`` seconds the attempt fails.
 
-    A synchronous call cannot be pre-empted: the hung call goes on in its thread and its
-    result is dropped. So an undo with a timeout must be idempotent (it may finish after a
-    retry did), and the better fix is a timeout inside the call itself (a socket or HTTP
-    timeout), or AsyncRollback, which cancels the awaited undo.
+    A synchronous call cannot be pre-empted: the hung call goes on in its thread. So that
+    two calls never overlap (two refunds at once), the next attempt in ``owner``'s run does
+    not call again while it runs: it waits for it (``timeout`` seconds more), and its late
+    end is that attempt's (a late success is a success). The better fix is a timeout inside
+    the call itself (a socket or HTTP timeout), or AsyncRollback, which cancels the awaited
+    undo.
     """
+    before = late(owner, role, step)
+    if before is not None and (before[0].is_alive() or "error" not in before[1]):
+        running, ended = before  # (one that failed meanwhile ended: called afresh)
+        running.join(timeout)
+        if running.is_alive():
+            late(owner, role, step, before)
+            raise still_running(role, step, timeout)
+        if "error" in ended:
+            raise ended["error"]
+        return ended.get("result")
     box: dict[str, Any] = {}
 
     def target() -> None:
@@ -121,7 +171,8 @@ def call_timed(
     thread.start()
     thread.join(timeout)
     if thread.is_alive():
-        raise TimeoutError(f"{name} took longer than its timeout of {timeout} s")
+        late(owner, role, step, (thread, box))
+        raise timed_out(role, step, timeout)
     if "error" in box:
         raise box["error"]
     return box.get("result")

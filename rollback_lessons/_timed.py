@@ -1,0 +1,100 @@
+"""A deadline on a call for the async engine: an awaited call past it is cancelled; a
+synchronous undo runs in a helper thread, and, as in ``calls.call_timed``, a call that
+outlived its timeout is waited for by the next attempt, never overlapped (attack47 F5)."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from .calls import late, still_running, timed_out, what
+
+
+async def within(awaitable: Any, timeout: float, role: str, step: str) -> Any:
+    """Await with a deadline: past ``timeout`` seconds the awaited call is cancelled and the
+    attempt fails. One that will not stop (it swallows the cancellation) is not waited for
+    again beyond a grace as long as its timeout: it is left behind, its outcome dropped."""
+    import asyncio
+
+    task = asyncio.ensure_future(_kept(awaitable))
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+    except BaseException:
+        task.cancel()  # this run is cancelled itself: so is its call
+        raise
+    if task in done:
+        escaped, result = task.result()
+        if escaped:  # raised here, in the driver's frame: its rule for an interrupt applies
+            raise result
+        return result
+    task.cancel()
+    await asyncio.wait({task}, timeout=timeout)
+    if not task.done():
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # never "unretrieved"
+    raise TimeoutError(f"{what(role, step)} took longer than its timeout of {timeout} s")
+
+
+async def _kept(awaitable: Any) -> tuple[bool, Any]:
+    """Await in a task of its own, a KeyboardInterrupt or SystemExit it raises returned,
+    not raised: asyncio re-raises those out of the event loop, past the run (nothing undone,
+    no outcome); ``within`` raises it where the driver awaits the call."""
+    try:
+        return False, await awaitable
+    except (KeyboardInterrupt, SystemExit) as exc:
+        return True, exc
+
+
+async def acall_timed(
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    role: str,
+    step: str,
+    timeout: float,
+    owner: object = None,
+) -> Any:
+    """``call_timed`` for the async engine: an undo that is not a coroutine function, with a
+    timeout, is called in a helper thread (a blocking call must neither freeze the event
+    loop nor outlast its timeout: past it the attempt fails and the call goes on there; the
+    next attempt waits for it, never calls again meanwhile, as in ``saga.run``); an
+    awaitable it returns is awaited here, within the time left (``within``)."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    box: asyncio.Future[Any] | None = late(owner, role, step)
+    waited = box is not None and not (box.done() and box.exception() is not None)
+    if not waited or box is None:  # (none left running, or it failed: called afresh)
+        box = loop.create_future()
+        threading.Thread(
+            target=_target, args=(loop, box, fn, args),
+            name=f"rollback-lessons {what(role, step)}", daemon=True,
+        ).start()  # fmt: skip
+    start = loop.time()
+    try:
+        done, _ = await asyncio.wait({box}, timeout=timeout)
+    except BaseException:
+        box.cancel()
+        raise
+    if box not in done:
+        late(owner, role, step, box)
+        raise still_running(role, step, timeout) if waited else timed_out(role, step, timeout)
+    result = box.result()
+    if result is not None and hasattr(result, "__await__"):
+        return await within(result, max(timeout - (loop.time() - start), 0.0), role, step)
+    return result
+
+
+def _target(loop: Any, box: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    """The helper thread: call, and settle ``box`` on the loop with how it went."""
+    try:
+        result, error = fn(*args), None
+    except BaseException as exc:
+        result, error = None, exc
+
+    def settle() -> None:
+        if not box.done():
+            box.set_exception(error) if error is not None else box.set_result(result)
+
+    with contextlib.suppress(RuntimeError):  # (the loop closed meanwhile: nobody waits)
+        loop.call_soon_threadsafe(settle)
