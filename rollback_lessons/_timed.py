@@ -1,6 +1,6 @@
 """A deadline on a call for the async engine: an awaited call past it is cancelled; a
 synchronous undo runs in a helper thread, and, as in ``calls.call_timed``, a call that
-outlived its timeout is waited for by the next attempt, never overlapped (attack47 F5)."""
+outlived its timeout is never made again in the run, never overlapped (attack47 F5)."""
 
 from __future__ import annotations
 
@@ -56,20 +56,19 @@ async def acall_timed(
 ) -> Any:
     """``call_timed`` for the async engine: an undo that is not a coroutine function, with a
     timeout, is called in a helper thread (a blocking call must neither freeze the event
-    loop nor outlast its timeout: past it the attempt fails and the call goes on there; the
-    next attempt waits for it, never calls again meanwhile, as in ``saga.run``); an
-    awaitable it returns is awaited here, within the time left (``within``)."""
+    loop nor outlast its timeout: past it the attempt fails, the call goes on there and is
+    never made again in the run, as in ``saga.run``); an awaitable it returns is awaited
+    here, within the time left (``within``)."""
     import asyncio
 
+    if late(owner, role, step):
+        raise still_running(role, step)
     loop = asyncio.get_running_loop()
-    box: asyncio.Future[Any] | None = late(owner, role, step)
-    waited = box is not None and not (box.done() and box.exception() is not None)
-    if not waited or box is None:  # (none left running, or it failed: called afresh)
-        box = loop.create_future()
-        threading.Thread(
-            target=_target, args=(loop, box, fn, args),
-            name=f"rollback-lessons {what(role, step)}", daemon=True,
-        ).start()  # fmt: skip
+    box: asyncio.Future[Any] = loop.create_future()
+    threading.Thread(
+        target=_target, args=(loop, box, fn, args),
+        name=f"rollback-lessons {what(role, step)}", daemon=True,
+    ).start()  # fmt: skip
     start = loop.time()
     try:
         done, _ = await asyncio.wait({box}, timeout=timeout)
@@ -77,8 +76,9 @@ async def acall_timed(
         box.cancel()
         raise
     if box not in done:
-        late(owner, role, step, box)
-        raise still_running(role, step, timeout) if waited else timed_out(role, step, timeout)
+        box.cancel()
+        late(owner, role, step, keep=True)
+        raise timed_out(role, step, timeout)
     result = box.result()
     if result is not None and hasattr(result, "__await__"):
         return await within(result, max(timeout - (loop.time() - start), 0.0), role, step)

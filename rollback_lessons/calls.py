@@ -99,28 +99,30 @@ def checked(result: Any, role: str, step: str) -> Any:
     return result
 
 
-LATE: weakref.WeakKeyDictionary[Any, dict[tuple[str, str], Any]] = weakref.WeakKeyDictionary()
-"""Per run (its driver), each call still running past its timeout, by (role, step): the
-next attempt of that call waits for it rather than call again (attack47 F5)."""
+_LOCK = threading.Lock()
+LATE: weakref.WeakKeyDictionary[Any, set[tuple[str, str]]] = weakref.WeakKeyDictionary()
+"""Per run (its driver), the calls, by (role, step), that outlived their timeout: not made
+again in that run (attack47 F5)."""
 
 
-def late(owner: object, role: str, step: str, call: Any = None) -> Any:
-    """Take the call of ``role`` of ``step`` that outlived its timeout in ``owner``'s run
-    (None if none); or, given ``call``, keep it."""
+LATE_IDS: dict[str, set[tuple[str, str]]] = {}
+"""The same for a run known by its id (a remote engine's worker: ``runners/remote.py``),
+the latest ``KEPT_IDS`` runs only (its helper threads die with its process anyway)."""
+KEPT_IDS = 1024
+
+
+def late(owner: object, role: str, step: str, keep: bool = False) -> bool:
+    """Did the call of ``role`` of ``step`` outlive its timeout in ``owner``'s run (its
+    driver, or its run id)? (With ``keep``: it just did.)"""
     if owner is None:
-        return None
-    if call is not None:
-        LATE.setdefault(owner, {})[(role, step)] = call
-        return None
-    return LATE.get(owner, {}).pop((role, step), None)
-
-
-def still_running(role: str, step: str, timeout: float) -> TimeoutError:
-    """The error of an attempt that waited in vain for the previous one's call."""
-    return TimeoutError(
-        f"{what(role, step)}: its call past its timeout still ran after {timeout} s more "
-        "(not called again while it runs; it may still complete)"
-    )
+        return False
+    table: Any = LATE_IDS if isinstance(owner, str) else LATE
+    if keep:
+        with _LOCK:
+            table.setdefault(owner, set()).add((role, step))
+            while len(LATE_IDS) > KEPT_IDS:
+                del LATE_IDS[next(iter(LATE_IDS))]
+    return (role, step) in table.get(owner, ())
 
 
 def timed_out(role: str, step: str, timeout: float) -> TimeoutError:
@@ -128,6 +130,14 @@ def timed_out(role: str, step: str, timeout: float) -> TimeoutError:
     return TimeoutError(
         f"{what(role, step)} took longer than its timeout of {timeout} s (the call goes on "
         "in a helper thread and may still complete)"
+    )
+
+
+def still_running(role: str, step: str) -> TimeoutError:
+    """The error of a further attempt: not made, the timed-out call may be running."""
+    return TimeoutError(
+        f"{what(role, step)} not called again: its call that took longer than its timeout "
+        "went on in a helper thread, and may still complete (or has)"
     )
 
 
@@ -142,22 +152,15 @@ def call_timed(
     """Call with a deadline, in a helper thread: past ``timeout`` seconds the attempt fails.
 
     A synchronous call cannot be pre-empted: the hung call goes on in its thread. So that
-    two calls never overlap (two refunds at once), the next attempt in ``owner``'s run does
-    not call again while it runs: it waits for it (``timeout`` seconds more), and its late
-    end is that attempt's (a late success is a success). The better fix is a timeout inside
-    the call itself (a socket or HTTP timeout), or AsyncRollback, which cancels the awaited
-    undo.
+    two calls never overlap (two refunds at once), one that outlived its timeout in
+    ``owner``'s run is never made again there: its further attempts fail at once
+    (``still_running``), the same whatever the timing (every engine here agrees), and the
+    undo ends a dead letter saying the call may still complete. The better fix is a timeout
+    inside the call itself (a socket or HTTP timeout), or AsyncRollback, which cancels the
+    awaited undo.
     """
-    before = late(owner, role, step)
-    if before is not None and (before[0].is_alive() or "error" not in before[1]):
-        running, ended = before  # (one that failed meanwhile ended: called afresh)
-        running.join(timeout)
-        if running.is_alive():
-            late(owner, role, step, before)
-            raise still_running(role, step, timeout)
-        if "error" in ended:
-            raise ended["error"]
-        return ended.get("result")
+    if late(owner, role, step):
+        raise still_running(role, step)
     box: dict[str, Any] = {}
 
     def target() -> None:
@@ -171,7 +174,7 @@ def call_timed(
     thread.start()
     thread.join(timeout)
     if thread.is_alive():
-        late(owner, role, step, (thread, box))
+        late(owner, role, step, keep=True)
         raise timed_out(role, step, timeout)
     if "error" in box:
         raise box["error"]

@@ -184,25 +184,26 @@ def test_a_hung_sync_undo_times_out_and_becomes_a_dead_letter():
     assert any("dead letter" in n for n in info.value.__notes__)
 
 
-def test_a_timeout_on_the_retry_policy_turns_a_slow_call_into_a_retry_that_waits_for_it():
-    """attack47 F5: the retry does not call again while the timed-out call runs (two
-    refunds at once); it waits for it, and its late return is that attempt's success."""
+def test_a_timeout_on_the_retry_policy_turns_a_hang_into_a_dead_letter_never_a_second_call():
+    """attack47 F5: the hung call goes on in its helper thread, so it is not called again
+    beside it (two refunds at once): the retries fail at once, the undo a dead letter
+    saying the call may still complete."""
     attempts = []
 
     def undo():
         attempts.append(time.monotonic())
         if len(attempts) == 1:
-            time.sleep(0.08)  # slower than its timeout on the first attempt only
+            time.sleep(1)  # hangs (longer than its timeout) on the first attempt only
 
     policy = Retry(RetryPolicy(max_attempts=3, initial_delay=0, timeout=0.05))
     with pytest.raises(ValueError):
         with Rollback(policy=policy) as rb:
             rb.do("a", lambda: None, undo)
             raise ValueError("boom")
-    assert rb.outcome.status is Status.ROLLED_BACK
+    assert rb.outcome.status is Status.ROLLBACK_INCOMPLETE
     assert len(attempts) == 1
-    kinds = [(e.kind, e.details.get("then")) for e in rb.outcome.events if e.kind == "undo_failed"]
-    assert kinds == [("undo_failed", "retry")]
+    [dead] = rb.outcome.dead_letters
+    assert dead.attempts == 3 and "may still complete" in str(dead.error)
 
 
 def test_a_hung_async_undo_is_cancelled_at_its_timeout():

@@ -230,8 +230,9 @@ def test_retried_undos_give_the_in_process_events_attempt_by_attempt(
 def test_no_undo_starts_while_a_late_call_of_its_run_still_runs(on_temporal):
     """attack12's B8: an undo past its own timeout went on in ``call_timed``'s helper
     thread, which the worker did not track: the next step's undo started while it ran (3
-    of 3). Its call is tracked now: a's undo starts once b's late calls ended; b's own
-    retry runs beside its late call, as in process, and the outcome is saga.run's."""
+    of 3). Its call is tracked now: a's undo starts once b's late call ended; b's own
+    retry fails at once instead of calling again, as in process (attack47 F5),
+    and the outcome is saga.run's."""
     log: list[str] = []
     lock = threading.Lock()
 
@@ -262,15 +263,15 @@ def test_no_undo_starts_while_a_late_call_of_its_run_still_runs(on_temporal):
         raise AssertionError(f"b's late calls never ended: {log}")
 
     remote = on_temporal(lambda r: r.run(saga(), {}))
-    temporal = calls_ended(2)
+    temporal = calls_ended(1)
     log.clear()
     local = saga().run({})
-    calls_ended(2)
+    calls_ended(1)
     same_outcome(local, remote)
     assert [d.step for d in remote.dead_letters] == ["b"] and remote.compensated == ("a",)
     running = temporal[: temporal.index("start a")]
     assert running.count("start b") == running.count("end b"), temporal
-    assert temporal.count("start b") == 2  # the retry beside the late call, as in process
+    assert temporal.count("start b") == 1  # not called again beside its late call, as in process
 
 
 def test_an_undo_that_waits_out_its_time_fails_quietly_as_a_steps_failure_does(on_temporal, caplog):

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._guards import AFTER_COMMIT
-from ..calls import call_sync, call_timed
+from ..calls import LATE_IDS, call_sync, call_timed
 from ..faults import Fault, action_error, undo_error, undo_fails
 from ..outcome import Outcome, Status
 from ..rules import NamedUndo, idempotency_key
@@ -57,7 +57,11 @@ def run_undo(
     """Do attempt ``attempt`` of ``step``'s undo; a registered undo gets the run's own
     idempotency key, so a repeat after a crash changes nothing. Past ``timeout`` seconds
     the attempt failed, measured here as in process (``call_timed``): an engine's own
-    timer fires late, and an undo that ends in between must not count as done there."""
+    timer fires late, and an undo that ends in between must not count as done there; once
+    late, its call is not made again in the run (``calls.call_timed``; a first attempt
+    forgets an earlier run's of the same id)."""
+    if attempt == 1:
+        LATE_IDS.get(run_id, set()).discard(("undo", step))
     if undo_fails(fault, attempt):
         assert fault is not None
         return ErrorRecord.of(undo_error(step, fault), step)
@@ -74,7 +78,7 @@ def run_undo(
         if timeout is None:
             call_sync(fn, args, "undo", step)  # an awaitable or generator: a failed undo
         else:
-            call_timed(fn, args, "undo", step, timeout)
+            call_timed(fn, args, "undo", step, timeout, run_id)  # (never again once late)
     except Exception as exc:
         return record(exc, step)
     return None

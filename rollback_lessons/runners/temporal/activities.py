@@ -18,7 +18,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory, CancelledError
 
-from ...calls import what
+from ...calls import still_running, timed_out
 from ...faults import NO_FAULTS
 from ...verdicts import after_effect
 from .. import hosted, remote
@@ -165,10 +165,18 @@ def run_undo(call: StepCall) -> None:
     if ("undo", call.step, True) in run.calls:  # done here, its end lost with the server
         return  # (``workflow``: the attempt's end unheard, it is asked again)
     end = _deadline()
+    error: ErrorRecord | None
     try:
         with _running(f"attempt {call.attempt} of the undo of {call.step!r}"):
-            future = _undo_call(run, call, end)
-            error = _timed(future, call) if call.timeout is not None else future.result(_left(end))
+            if call.timeout is not None and call.step in _timed_out(run):  # never again
+                error = ErrorRecord.of(still_running("undo", call.step), call.step, call.run_id)
+            else:  # (as in process, ``calls.call_timed``: attack47 F5)
+                future = _undo_call(run, call, end)
+                error = (
+                    _timed(future, call, run)
+                    if call.timeout is not None
+                    else future.result(_left(end))
+                )
     except (TimeoutError, FutureTimeout) as exc:  # the server stopped waiting: data, as a
         error = ErrorRecord.of(
             exc, call.step, call.run_id
@@ -177,18 +185,26 @@ def run_undo(call: StepCall) -> None:
         raise _application_error(error)
 
 
-def _timed(future: Future[ErrorRecord | None], call: StepCall) -> ErrorRecord | None:
+def _timed_out(run: hosted.Hosted) -> set[str]:
+    """The steps whose undo's call outlived its timeout in this run: never called again."""
+    return vars(run).setdefault("timed_out", set())  # type: ignore[no-any-return]
+
+
+def _timed(
+    future: Future[ErrorRecord | None], call: StepCall, run: hosted.Hosted
+) -> ErrorRecord | None:
     """An undo attempt with a timeout of its own, measured here as in process (the message
     is ``calls.call_timed``'s): past it the attempt failed, and its call goes on in its
-    thread, tracked (``IN_FLIGHT``) so that no other undo of the run starts before it ends."""
+    thread, tracked (``IN_FLIGHT``) so that no other undo of the run starts before it ends,
+    and never made again in the run (``run_undo``), as in process."""
     try:
         return future.result(call.timeout)
     except FutureTimeout:
         with _LOCK:
             if not future.done():
                 _LATE.add(future)
-                late = TimeoutError(f"{what('undo', call.step)} took longer than its timeout "
-                                    f"of {call.timeout} s")  # fmt: skip
+                _timed_out(run).add(call.step)
+                late = timed_out("undo", call.step, float(call.timeout or 0))
                 return ErrorRecord.of(late, call.step, call.run_id)
         return future.result()
 
@@ -197,9 +213,7 @@ def _undo_call(run: hosted.Hosted, call: StepCall, end: float) -> Future[ErrorRe
     """The undo's call: the one still running here (asked before, its end unheard by the
     server: this attempt's end is its end), or a new one once no other call of the run runs
     here (an undo never runs twice at once, nor before an earlier call of its run ended: the
-    undo order holds, and an action in doubt lands before its undo). An undo with a timeout
-    of its own is called again as in process, beside its own late call (its attempt failed
-    on its timeout: ``_timed``), but after every other step's call ended."""
+    undo order holds, and an action in doubt lands before its undo)."""
     while True:
         with _LOCK:
             calls = IN_FLIGHT.get(call.run_id, {})
