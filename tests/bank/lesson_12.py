@@ -197,7 +197,7 @@ BANK = {
                 OTHER,  # everything, as if the run had gone on
                 "def undone_by_cancel(saga, moment):\n"
                 "    return [s.name for s in saga.steps if s.undo is not None]",
-                ("you predicted ['ferry', 'guide']", "ferry failed: it had no effect to undo"),
+                ("you predicted ['car', 'room']", "never started: nothing starts after a cancel"),
             ),
         ),
         not_applicable={
