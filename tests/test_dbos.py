@@ -275,10 +275,10 @@ def test_a_cancelled_list_saga_and_a_cancel_function_that_raises_end_as_in_proce
 
 def test_dbos_cancel_workflow_stops_the_saga_and_undoes_nothing(dbos_runner):
     """DBOS's own ``cancel_workflow`` (``handle.stop()``) while the charge runs: the
-    workflow stops (the charge's result is never saved) and nothing is undone: the outcome
-    says ``halted``, every undo pending, the charge's effect leaked, and names it (Step
-    Functions' StopExecution does the same). The runner's own cancel, heard as the charge
-    returns, undoes everything, the charge too."""
+    workflow stops (DBOS never saves the charge's result, yet it returned here: done, the
+    receipt never begun, attack46 F6) and nothing is undone: the outcome says ``halted``,
+    every undo pending, and names it (Step Functions' StopExecution does the same). The
+    runner's own cancel, heard as the charge returns, undoes everything, the charge too."""
     charging, stopped, released = threading.Event(), threading.Event(), []
 
     def charge(state):
@@ -302,8 +302,8 @@ def test_dbos_cancel_workflow_stops_the_saga_and_undoes_nothing(dbos_runner):
     outcome = handle.outcome()
     assert released == [True]  # the stop, not the wait's bound, let the charge return
     assert outcome.status is Status.HALTED and outcome.compensated == ()
-    assert outcome.pending == ("car", "room", "a") and outcome.leaked == ("charge",)
-    assert "DBOS.cancel_workflow" in outcome.notes[0]
+    assert outcome.pending == ("charge", "car", "room", "a") and outcome.leaked == ()
+    assert "DBOS.cancel_workflow" in outcome.notes[0] and outcome.failed_step is None
     assert state == dict.fromkeys(["a", "room", "car", "charge"], "done")
     cancel, state = threading.Event(), {}
     stopped.set()
@@ -377,13 +377,13 @@ def _stopped_as_it_charges(dbos_runner, kind=Kind.COMPENSABLE, heard=None, **opt
 @pytest.mark.parametrize("kind", [Kind.COMPENSABLE, Kind.PIVOT])
 def test_dbos_cancel_workflow_stops_a_list_saga_as_it_stops_a_graph(dbos_runner, kind):
     """``handle.stop()`` on a list saga (``saga_workflow``) as the charge runs: halted, the
-    charge cut short and leaked (it may have happened: it did), nothing undone, a pending,
-    the stop named; the same outcome as the graph form's (a timing drives the graph
-    machine), never DBOS's raw DBOSAwaitedWorkflowCancelledError (diag15); once read,
-    nothing of them is kept; on_event hears its events (it heard none); stderr has no
-    traceback of DBOS's (it had one for each stop). The charge a pivot:
-    halted for a person there, and no note says the run went on (a caller's cancel past
-    the pivot does; this stop ends it)."""
+    charge done (it returned here, though DBOS never saved its result: attack46 F6), the
+    receipt never begun, nothing undone, every undo pending, the stop named; the same
+    outcome as the graph form's (a timing drives the graph machine), never DBOS's raw
+    DBOSAwaitedWorkflowCancelledError (diag15); once read, nothing of them is kept;
+    on_event hears its events (it heard none); stderr has no traceback of DBOS's (it had
+    one for each stop). The charge a pivot: halted for a person past it, and no note says
+    the run went on (a caller's cancel past the pivot does; this stop ends it)."""
     outcomes, said = [], _Said()
     logging.getLogger("dbos").addHandler(said)  # (what DBOS says on stderr)
     for options in ({}, {"completion": ["a", "charge", "receipt"]}):
@@ -400,8 +400,9 @@ def test_dbos_cancel_workflow_stops_a_list_saga_as_it_stops_a_graph(dbos_runner,
     assert [(e.kind, e.step) for e in listed.events] == [(e.kind, e.step) for e in graphed.events]
     assert listed.notes == graphed.notes
     assert listed.status is Status.HALTED and listed.compensated == ()
-    assert listed.pending == ("a",) and listed.leaked == ("charge",)
-    assert listed.failed_step == "charge"
+    undos = ("a",) if kind is Kind.PIVOT else ("charge", "a")
+    assert listed.pending == undos and listed.leaked == ()
+    assert listed.completed == ("a", "charge") and listed.failed_step is None
     if kind is Kind.PIVOT:
         assert (
             listed.notes == ()
@@ -414,13 +415,20 @@ def test_dbos_cancel_workflow_stops_a_list_saga_as_it_stops_a_graph(dbos_runner,
     assert stops.STOPPED == stops.ENDED == {}  # read: kept no longer
 
 
-@pytest.mark.parametrize("options", [{}, {"completion": ["charge", "receipt"]}])
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"completion": ["charge", "receipt"]}, {"at_once": True}],
+    ids=["list", "graph", "at_once"],
+)
 def test_dbos_stop_in_the_first_step_says_no_undo_was_logged(dbos_runner, options):
     """attack27 F1: a stop as the saga's FIRST step runs (its undo logged after it) said
     "rollback interrupted ... before any undo ran ...; every undo had run": none had been
-    logged, none ran. The machine's note says so; the step is leaked (it may have happened:
-    it did), nothing undone, list and graph alike."""
+    logged, none ran. Cut short (``at_once``: the branch still runs as the saga stops), the
+    step is leaked (it may happen), and the machine's note says no undo had been logged;
+    its action returned here (one step at a time: attack46 F6), it is done, its undo
+    pending. Nothing undone, never "every undo had run"."""
     charging, stopped = threading.Event(), threading.Event()
+    at_once = options.get("at_once", False)
 
     def charge(state):
         charging.set()
@@ -430,12 +438,24 @@ def test_dbos_stop_in_the_first_step_says_no_undo_was_logged(dbos_runner, option
     saga = Saga([Step("charge", charge, partial(_undo, "charge")), _step("receipt")])
     state: dict = {}
     handle = dbos_runner.start_saga(saga, state, **options)
-    _stop_when(handle, charging, stopped, 10)
-    outcome = handle.outcome()
-    assert state == {"charge": "done"} and outcome.compensated == ()
-    assert outcome.leaked == ("charge",) and outcome.pending == ()
+    assert charging.wait(10)
+    try:
+        handle.stop()
+        if at_once:  # (read while the charge still runs)
+            outcome = _read_within(handle, 90, "outcome() did not return")
+    finally:
+        stopped.set()
+    if not at_once:
+        outcome = handle.outcome()
+        assert state == {"charge": "done"}
+    assert outcome.compensated == () and "receipt" not in state
     assert not any("every undo had run" in n for n in outcome.notes), outcome.notes
-    assert any("no undo had been logged" in n for n in outcome.notes), outcome.notes
+    if at_once:
+        assert outcome.leaked == ("charge",) and outcome.pending == ()
+        assert any("no undo had been logged" in n for n in outcome.notes), outcome.notes
+    else:
+        assert outcome.leaked == () and outcome.pending == ("charge",)
+        assert outcome.completed == ("charge",) and outcome.status is Status.HALTED
 
 
 @pytest.mark.parametrize("options", [{}, {"undo_order": "reverse_start"}], ids=["list", "graph"])
@@ -505,7 +525,8 @@ def test_dbos_stop_of_an_at_once_run_returns_whatever_step_it_lands_in(dbos_runn
     """attack27 F3: ``at_once`` and a stop while the first step (or a branch) ran: the run's
     wait for its branches' messages never returned (a cancelled branch never says it ended),
     and ``outcome()`` hung. The run's wait is woken (``stops.NUDGE``): halted or incomplete,
-    the held step leaked, nothing undone by the stop, in seconds."""
+    nothing undone by the stop, in seconds; the held step leaked (still running as the saga
+    stopped) or done, its undo pending (it returned first: attack46 F6)."""
     running, go = threading.Event(), threading.Event()
 
     def act(name):
@@ -523,7 +544,8 @@ def test_dbos_stop_of_an_at_once_run_returns_whatever_step_it_lands_in(dbos_runn
     handle = dbos_runner.start_saga(saga, state, at_once=True)
     _stop_when(handle, running, go, 30)
     outcome = _read_within(handle, 90, "outcome() did not return")
-    assert held in outcome.leaked and outcome.compensated == ()
+    done = held in outcome.completed and held in outcome.pending
+    assert (held in outcome.leaked or done) and outcome.compensated == ()
     assert outcome.status in (Status.HALTED, Status.ROLLBACK_INCOMPLETE)
 
 
@@ -589,7 +611,7 @@ def test_a_stopped_runs_record_is_its_outcomes_and_is_kept_until_read(dbos_runne
     read it: such runs do not grow the process."""
     handle, _, _ = _stopped_as_it_charges(dbos_runner, run_id="stopped-record")
     record = dbos_runner.record("stopped-record")
-    assert record.status is Status.HALTED and record.leaked == ("charge",)
+    assert record.status is Status.HALTED and record.pending == ("charge", "a")
     outcome = handle.outcome()  # (read through record() first: its handle still reads it)
     assert (outcome.status, outcome.pending, outcome.notes) == (
         record.status, record.pending, record.notes)  # fmt: skip

@@ -26,7 +26,7 @@ def _tables():
     return {"RUNS": hosted.RUNS, "POLICIES": hosted.POLICIES, "MADE": heard.MADE,
             "STOPS": waits.STOPS, "LIVE": getattr(waits, "LIVE", set()),
             "CANCELS": workflow.CANCELS, "HEARD": workflow.HEARD,
-            "ENDED": stops.ENDED}  # fmt: skip
+            "ENDED": stops.ENDED, "RETURNED": stops.RETURNED}  # fmt: skip
 
 
 def _kept(run_ids):
@@ -84,8 +84,9 @@ def test_runs_whose_result_is_never_read_leave_nothing_kept_here(dbos_runner):
 def test_a_stopped_run_never_read_leaves_nothing_and_its_handle_still_reads_it(dbos_runner):
     """``handle.stop()`` as a step runs: once the run ended, nothing of it is kept by run id
     here (``waits.STOPS`` held it, and ``hosted.RUNS``, ``heard.MADE``); its handle, read
-    later, says halted with what was cut short, from the record it holds itself, even once
-    ``record`` read it and dropped it (``record`` then says it keeps none, in one line)."""
+    later, says halted with what was done (the charge returned here: attack46 F6), from
+    the record it holds itself, even once ``record`` read it and dropped it (``record``
+    then says it keeps none, in one line)."""
     charging, go = threading.Event(), threading.Event()
 
     def charge(state):
@@ -109,7 +110,8 @@ def test_a_stopped_run_never_read_leaves_nothing_and_its_handle_still_reads_it(d
     with pytest.raises(StoppedUnrecorded):
         dbos_runner.record("lifetime-stopped")
     outcome = handle.outcome()  # (from the record its handle holds)
-    assert outcome.status is record.status is Status.HALTED and outcome.leaked == ("charge",)
+    assert outcome.status is record.status is Status.HALTED
+    assert outcome.completed == ("a", "charge") and outcome.leaked == ()
     assert (outcome.pending, outcome.notes) == (record.pending, record.notes)
 
 

@@ -328,6 +328,31 @@ def test_a_db_file_the_server_cannot_use_is_named_before_the_server_starts(tmp_p
         )
 
 
+def test_a_db_file_path_with_uri_characters_is_refused_creating_nothing(tmp_path, monkeypatch):
+    """attack46 F7: the dev server's SQLite opens ``db_file`` as a URI: ``q?x#y.db`` wrote
+    ``q`` (and ``q-journal``), ``a%41b.db`` wrote ``aAb.db``, ``x#y.db`` wrote ``x``, then
+    the server stopped on a schema error naming neither, the stray files left (escaped as
+    ``%3F``, a restart fails creating its tables again). Refused before the server is
+    spawned, in one line naming the character; nothing is created."""
+
+    async def spawned(*args, **kwargs):
+        raise AssertionError("the server was spawned")
+
+    monkeypatch.setattr(runner_module.WorkflowEnvironment, "start_local", spawned)
+    odd = tmp_path / "50%"
+    odd.mkdir()
+    for db_file, char in [(tmp_path / "q?x#y.db", "?"), (tmp_path / "a%41b.db", "%"),
+                          (tmp_path / "x#y.db", "#"), (odd / "t.db", "%")]:  # fmt: skip
+        with pytest.raises(TemporalUnavailable) as refused:
+            run_async(lambda db_file=db_file: TemporalRunner.start(db_file=db_file))
+        assert str(refused.value) == (
+            f"Temporal's dev server cannot keep its histories in {db_file} (db_file): its "
+            f"path has {char!r}, which the server's SQLite reads in a URI (it would write "
+            "another file, then fail): give a path without ?, # or %; nothing was started"
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["50%"] and not any(odd.iterdir())
+
+
 def test_a_sqlite_db_file_not_temporals_is_named_at_once_never_waited_for(tmp_path):
     """Issue 25: a ``db_file`` that is SQLite but another program's (a rollback journal, any
     database with other tables) passes the header check; the server logs "failed starting

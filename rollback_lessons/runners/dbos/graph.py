@@ -83,11 +83,15 @@ class _Graph:
         """``DBOS.cancel_workflow`` stopped the workflow (raised at its next step): what
         ``StopExecution`` is on Step Functions. Nothing is undone: the machine hears it as an
         interruption before any undo (every undo pending; ``cancelled`` if nothing was done)
-        or, mid-rollback, cutting the rollback short. A step running then was cut short: DBOS
-        may have stopped it as its result was saved, after its effect (as it began: never
-        run, ``stops.not_begun``)."""
+        or, mid-rollback, cutting the rollback short. A step whose action returned here ends as
+        it did (``stops.returned``: DBOS refused to save that end); one still running (a
+        branch at once) was cut short, perhaps after its effect (as it began: never run,
+        ``stops.not_begun``)."""
         m = self.m
         stops.not_begun(m, exc)  # (as a step began: its action never called)
+        done = stops.returned(m)  # (its action returned here: its real end)
+        if done is not None:
+            return done
         if not m.rolling and m.phase is not Phase.DONE:
             m.cut(exc, stops.WHERE)
             op: Any = None if schedule.past_pivot(m) else schedule.cancel(m, exc)  # (a cancel

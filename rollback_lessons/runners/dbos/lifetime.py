@@ -57,6 +57,7 @@ def over(run_id: str) -> None:
         run.left.update(machine=heard.MADE.get(run_id), stopped=stops.STOPPED.get(run_id),
                         ended=stops.ENDED.get(run_id))  # fmt: skip
     heard.MADE.pop(run_id, None)
+    stops.RETURNED.pop(run_id, None)
     hosted.release(run_id)
     workflow.CANCELS.pop(run_id, None)
     workflow.HEARD.pop(run_id, None)

@@ -6,8 +6,9 @@ or the runner closes (``clear``), the latest ``KEPT_MOST`` at most: never for th
 the process (issue #25: every run's ``ENDED`` stayed until its outcome was read; it goes
 once DBOS saved the run's result, ``saved``; a handle reads its own from its ``Hosted``,
 ``lifetime.over``). The machine decides
-what a stop leaves (``list_stopped``, ``graph._Graph.stopped``): halted, the running step
-cut short (what may have happened named), nothing undone, every undo pending for the
+what a stop leaves (``list_stopped``, ``graph._Graph.stopped``): halted, a step whose
+action returned here done (or failed) as it ended (``returned``), one still running cut
+short (what may have happened named), nothing undone, every undo pending for the
 operator."""
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from ..asking import Question
 from ..error_record import KEPT_MOST
 from ..wire import record_data
 from . import waits
+from .asking import LOST, error_of
 
 STOPPED: dict[str, dict[str, Any]] = {}
 """The record of each run ``DBOS.cancel_workflow`` stopped, as this process saw it (DBOS
@@ -80,12 +82,25 @@ cancel after it (as its result was saved) comes after the action may have run.""
 
 NOT_BEGUN = "DBOS.cancel_workflow came as it began (its action was never called)"
 
+RETURNED: dict[str, dict[str, dict[str, Any] | None]] = {}
+"""What each running step's action returned, by run id and step, as this process saw it
+(``workflow.run_action``): a ``DBOS.cancel_workflow`` landing while the action ran makes
+DBOS refuse to save that return (the step's owner is cleared), yet the action ended, so
+the machine hears its real end (``returned``: attack46 F6), as Temporal's cancel reports
+it. Dropped as the step's next attempt begins and when the run ends (``lifetime.over``)."""
+
+LAST_NOTE = (
+    "DBOS.cancel_workflow came as the last step ran: it ran to its end, and the stop "
+    "stopped nothing"
+)
+
 
 @contextlib.contextmanager
-def beginning(step: str) -> Iterator[None]:
+def beginning(run_id: str, step: str) -> Iterator[None]:
     """Around an attempt of ``step``: DBOS's cancel raised before its action was called
     becomes ``NotBegun`` (``not_begun`` tells the machine so)."""
     CALLED.step = None
+    RETURNED.get(run_id, {}).pop(step, None)  # (an earlier attempt's end: told already)
     try:
         yield
     except (DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError) as exc:
@@ -108,6 +123,38 @@ def not_begun(m: Machine, exc: BaseException) -> None:
         running = m.phase is Phase.STEP and m.current == step
     if running:
         m.not_run(step, NOT_BEGUN)
+
+
+def returned(m: Machine) -> Finished | None:
+    """A stop came while a step's action ran, and the action returned here
+    (``RETURNED``), its end not saved by DBOS: the machine hears that end (done, or its
+    error), as if the stop came just after; the next step is not begun. The last step
+    done commits the run (``LAST_NOTE``): returned then, else None."""
+    ends = RETURNED.pop(str(m.run_id), {})
+    if isinstance(m, GraphMachine):
+        m.hear = None  # (the cancel token is not asked again: the run stops)
+        for step, error in ends.items():
+            if m.where.get(step) != "running" or (error is not None and LOST in error):
+                continue
+            op: Any = m.step_done(step) if error is None else m.step_error(step, error_of(error))
+            if isinstance(op, Finished):
+                return _last(m, op)
+        return None
+    if m.phase is not Phase.STEP or str(m.current) not in ends:
+        return None
+    said = ends[str(m.current)]
+    if said is not None:  # (in doubt, LOST: cut short, as the stop leaves it)
+        if LOST not in said:
+            m.step_failed(error_of(said))
+        return None
+    assert m.plan is not None
+    op = m.step_ok(go_on=m.next_step == len(m.plan) - 1)  # (the last: it commits)
+    return _last(m, op) if isinstance(op, Finished) else None
+
+
+def _last(m: Machine, op: Finished) -> Finished:
+    m.notes = [*m.notes, LAST_NOTE]
+    return op
 
 
 class StoppedUnrecorded(RollbackLessonsError):
@@ -204,12 +251,15 @@ def stopped(run_id: str, exc: BaseException, stop: Callable[[BaseException], Fin
 def list_stopped(m: Machine, exc: BaseException) -> Finished:
     """A list saga stopped by ``DBOS.cancel_workflow`` (``saga_workflow``), as the graph's
     is (``_Graph.stopped``): before any undo, the rollback is cut before it starts
-    (``Machine.cut``: alone, ``interrupted`` would start it), a step running is cut short
-    (perhaps after its effect: DBOS may have stopped it as its result was saved), one
+    (``Machine.cut``: alone, ``interrupted`` would start it), a step whose action returned
+    here ends as it did (``returned``: DBOS refused to save that end), one
     waiting to retry failed for good; ``cancelled`` if nothing was done, as a cancel is
     (never past the pivot: nothing is declined, the run stops). Mid-rollback, the
     rollback is cut short there. A stop as a step began is told first (``not_begun``)."""
     not_begun(m, exc)
+    done = returned(m)  # (its action returned here: its real end, attack46 F6)
+    if done is not None:
+        return done
     if not m.rolling and m.phase is not Phase.DONE:
         m.cut(exc, WHERE)
         op = None if schedule.past_pivot(m) else schedule.cancel(m, exc)
@@ -253,3 +303,4 @@ def clear() -> None:
     STOPPED.clear()
     ENDED.clear()
     ASKED.clear()
+    RETURNED.clear()

@@ -129,7 +129,10 @@ def run_action(
             error = hosted.interrupted(run_id, exc, step)  # cut it short: in doubt (LOST)
     _hold(hold)  # (``hold``: a branch at once, its end in order: ``FINISHING``)
     cut = {LOST: True} if error is not None and interrupts(error.to_exception()) else {}
-    return {**bounded.saved(error), **cut} if error is not None else None
+    said = {**bounded.saved(error), **cut} if error is not None else None
+    if run_id in waits.LIVE:  # (a stop now: its end is known; an at_once branch ending
+        stops.RETURNED.setdefault(run_id, {})[step] = said  # after its saga: none kept)
+    return said
 
 
 LOST = asking.LOST
@@ -148,7 +151,7 @@ def attempt(
     for told in STARTING:
         told(step)
     _saga(run_id, name)  # (hosted before its intent is saved: a wait cut here leaves none)
-    with stops.beginning(step):  # (DBOS's stop before the action is called: ``NotBegun``)
+    with stops.beginning(run_id, step):  # (DBOS's stop before the action is called: ``NotBegun``)
         return run_action(run_id, name, step, fault, began(step), hold)
 
 

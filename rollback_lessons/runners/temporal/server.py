@@ -86,16 +86,29 @@ def unreachable(address: str, error: BaseException, given: bool) -> TemporalUnav
     )
 
 
+URI_CHARACTERS = "?#%"
+"""Characters the dev server's SQLite reads in a ``db_file`` name as a URI's (a query, a
+fragment, an escape): ``q?x#y.db`` wrote ``q``, ``a%41b.db`` wrote ``aAb.db``, then the
+server stopped on a schema error naming neither (attack46 F7). Escaped (``%3F``), the
+first start writes the file named, but a restart looks for the escaped name, does not
+find it, and fails creating the tables again: such a name is refused."""
+
+
 def check_db_file(db_file: str | os.PathLike[str]) -> None:
     """Refuse, before the server is spawned, a ``db_file`` it cannot use: in a folder that
-    does not exist, a directory, or a file that is not SQLite. The server exits at once on
-    each, but the SDK waits for its port the whole ``START_LIMIT``, which then blamed a busy
-    machine (attack24's L1). One line, naming the file and why."""
+    does not exist, a directory, a file that is not SQLite, or a path with a character its
+    SQLite reads as a URI's (``URI_CHARACTERS``). The server exits at once on each, but the
+    SDK waits for its port the whole ``START_LIMIT``, which then blamed a busy machine
+    (attack24's L1). One line, naming the file and why."""
     from ...durable.files import SQLITE_HEADER  # (here: the workflow sandbox imports this module)
 
     path = Path(db_file)
     why = None
-    if path.is_dir():
+    uri = next((c for c in URI_CHARACTERS if c in str(path)), None)
+    if uri is not None:
+        why = (f"its path has {uri!r}, which the server's SQLite reads in a URI (it would "
+               "write another file, then fail): give a path without ?, # or %")  # fmt: skip
+    elif path.is_dir():
         why = "it is a directory"
     elif not path.parent.is_dir():
         why = f"its folder {path.parent} does not exist"

@@ -1,0 +1,90 @@
+"""attack46 F6: DBOS's own stop (``handle.stop()``: ``DBOS.cancel_workflow``) landing while
+a step's action runs. DBOS refuses to save that action's return (the workflow's owner is
+cleared), yet the action returned here: the runner reports its real end, as Step Functions'
+StopExecution at the same instant does (it asks only before a step starts) and as
+Temporal's cancel does: the step done, the next not begun, every undo pending; the last
+step done: committed, a note saying the stop stopped nothing. Before, the step was said
+failed "perhaps after its effect" (leaked), and a saga whose steps all completed was
+``halted`` "not known to be undone"."""
+
+import threading
+from functools import partial
+
+import pytest
+from trips import _undo
+
+from rollback_lessons import Parallel, Saga, Status, Step
+
+
+def _saga(held: str, running: threading.Event, go: threading.Event, graph: bool) -> Saga:
+    """a, b, c, d (b's undo logged before it; ``graph``: b and c a parallel group); the
+    action of ``held`` waits, once ``running`` is set, until ``go`` (set once the stop
+    landed), then returns normally."""
+
+    def act(name):
+        def action(state):
+            if name == held:
+                running.set()
+                assert go.wait(120)
+            state[name] = "done"
+
+        return action
+
+    s = {n: Step(n, act(n), partial(_undo, n), register="before" if n == "b" else "after")
+         for n in "abcd"}  # fmt: skip
+    middle = [Parallel(s["b"], s["c"])] if graph else [s["b"], s["c"]]
+    return Saga([s["a"], *middle, s["d"]], name="stop-mid")
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["list", "graph"])
+@pytest.mark.parametrize("held", ["c", "d"])
+def test_a_stop_while_an_action_runs_reports_the_actions_real_end(dbos_runner, held, graph):
+    running, go = threading.Event(), threading.Event()
+    state: dict = {}
+    handle = dbos_runner.start_saga(_saga(held, running, go, graph), state)
+    try:
+        assert running.wait(60)
+        handle.stop()  # (returns once DBOS marked the run cancelled, the action still held)
+    finally:
+        go.set()
+    outcome = handle.outcome()
+    done = "abcd"[: "abcd".index(held) + 1]
+    assert state == dict.fromkeys(done, "done")  # the stop: nothing after the held step
+    assert outcome.completed == tuple(done) and outcome.leaked == ()
+    assert outcome.failed_step is None and outcome.compensated == ()
+    if held == "d":  # the last step ended: nothing was stopped
+        assert outcome.status is Status.COMMITTED and outcome.pending == ()
+        assert outcome.notes == (
+            "DBOS.cancel_workflow came as the last step ran: it ran to its end, and the "
+            "stop stopped nothing",
+        )
+    else:  # the next step never began; nothing undone, every undo pending for a person
+        assert outcome.status is Status.HALTED and outcome.pending == ("c", "b", "a")
+        assert "DBOS.cancel_workflow" in outcome.notes[0]
+        assert "not known to be undone: c, b, a" in outcome.notes[0]
+
+
+def test_a_stop_while_a_failing_action_runs_reports_its_failure(dbos_runner):
+    """The action raised once the stop landed: its own failure is reported (not cut short,
+    nothing leaked), and nothing is undone by the stop."""
+    running, go = threading.Event(), threading.Event()
+
+    def broken(state):
+        running.set()
+        assert go.wait(120)
+        raise ValueError("no seats")
+
+    saga = Saga([Step("a", lambda s: s.update(a="done"), partial(_undo, "a")),
+                 Step("b", broken, partial(_undo, "b"))], name="stop-fail")  # fmt: skip
+    state: dict = {}
+    handle = dbos_runner.start_saga(saga, state)
+    try:
+        assert running.wait(60)
+        handle.stop()
+    finally:
+        go.set()
+    outcome = handle.outcome()
+    assert outcome.failed_step == "b" and outcome.leaked == ()
+    assert "no seats" in repr(outcome.error)
+    assert outcome.status is Status.HALTED and outcome.pending == ("a",)
+    assert state == {"a": "done"}
