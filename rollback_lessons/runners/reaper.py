@@ -45,12 +45,14 @@ def _ended(pidfd: int) -> bool:
     return bool(poller.poll(0))
 
 
-def guard(pid: int, still_ours: Callable[[], bool] | None = None) -> bool:
+def guard(pid: int, still_ours: Callable[[], bool] | None = None, keep: int | None = None) -> bool:
     """Start a reaper for the server process ``pid``, a child of this process (a child not
     yet waited for keeps its pid). ``still_ours``, a function, is asked once the server's
     pidfd is open whether ``pid`` is still that server (a child spawned by someone else,
-    the SDK: it could have ended and been waited for meanwhile). False where no reaper was
-    started: no pidfds here, or the server already gone."""
+    the SDK: it could have ended and been waited for meanwhile). ``keep``, a descriptor,
+    is held by the reaper until it exits: a lock that must go with the server, not with
+    this process (a Temporal ``db_file``'s). False where no reaper was started: no pidfds
+    here, or the server already gone."""
     if not supported():
         return False
     import subprocess
@@ -67,7 +69,7 @@ def guard(pid: int, still_ours: Callable[[], bool] | None = None) -> bool:
         try:
             reaper = subprocess.Popen(
                 [sys.executable, "-I", "-S", os.path.abspath(__file__), str(owner), str(server)],
-                pass_fds=(owner, server),
+                pass_fds=(owner, server) if keep is None else (owner, server, keep),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,

@@ -21,6 +21,9 @@ from pathlib import Path
 
 from ...durable.files import APP, SQLITE_HEADER, _uri
 from ...errors import RollbackLessonsError
+from ..flocks import alive
+from ..flocks import holder as _holder
+from ..flocks import let_go as let_go
 
 
 class FileInUse(RollbackLessonsError):
@@ -110,23 +113,6 @@ def hold(database: Path) -> int:
     return fd
 
 
-def _holder(fd: int) -> str:
-    """The pid holding the ``flock`` on ``fd``'s file, as the kernel lists it (``unknown``
-    where it lists none)."""
-    st = os.fstat(fd)
-    key = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
-    try:
-        with open("/proc/locks") as listed:
-            for line in listed:
-                # "1: FLOCK  ADVISORY  WRITE 1234 fe:00:5678 0 EOF" ("->": a waiter)
-                parts = line.split()
-                if parts[1:2] == ["FLOCK"] and len(parts) > 5 and parts[5] == key:
-                    return parts[4]
-    except OSError:
-        pass
-    return "unknown"
-
-
 def who(holder: str) -> tuple[str, str]:
     """Who holds the lock, truly, and what to do: the kernel lists the process that took it,
     and a child it forked (``os.fork``, multiprocessing's fork) shares it, holding it after
@@ -134,23 +120,9 @@ def who(holder: str) -> tuple[str, str]:
     close = "close that runner first (a process that died holds nothing)"
     if holder == str(os.getpid()):
         return f"in this process (pid {holder}), or a process forked from it", close
-    try:
-        os.kill(int(holder), 0)
-    except ProcessLookupError:
+    if not alive(holder):
         return (
             f"in a process forked from pid {holder}, which has died",
             "the fork holds the lock until it exits: end it first",
         )
-    except (ValueError, OSError):  # ("unknown", or alive but not ours to signal)
-        pass
     return f"in another live process (pid {holder}, or a process forked from it)", close
-
-
-def let_go(fd: int) -> None:
-    """Release the lock: unlocked first, as a process forked while it was held shares its
-    open file description and kept it past ``close`` (a relaunch then refused, blaming a
-    runner already closed: attack21's D4), then its descriptor closed."""
-    try:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)

@@ -3,6 +3,7 @@
 from ..asking import AnswerRefused, Question
 from ..closed import RunnerClosed
 from ..hosted import NotHosted, SagaChanged, UnknownRun
+from .dblock import DbFileInUse
 from .left import SagasLost
 from .limits import TemporalLimitExceeded
 from .lost import RunDeleted, ServerSlow
@@ -20,6 +21,7 @@ from .runner import (
 __all__ = [
     "AbandonedCalls",
     "AnswerRefused",
+    "DbFileInUse",
     "NotHosted",
     "Question",
     "RunDeleted",

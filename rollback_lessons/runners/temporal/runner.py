@@ -52,10 +52,12 @@ from .activities import (
     run_action,
     run_undo,
 )
+from .dblock import DbLock
 from .handle import SagaHandle, _release
 from .left import unfinished
 from .left import warning as lost_warning
 from .limits import HISTORY_EVENTS_LIMIT, check_id, check_plan
+from .local import start_local
 from .lost import (  # noqa: F401 (the package's names)
     SagaTerminated,
     ServerLost,
@@ -68,15 +70,10 @@ from .plan import plan_text as plan_text
 from .server import (
     TemporalUnavailable,
     check_db_file,
-    check_loopback_only,
     check_ports,
     client_options,
-    quiet_stdout,
     server_binary,
-    start_failure,
-    startup_timeout,
     unreachable,
-    watched,
 )
 from .workflow import SagaWorkflow, turn_wait
 
@@ -139,6 +136,7 @@ class TemporalRunner(Closable):
         ``db_file``), with what each did (``SagasLost``, attack46 F1); none otherwise."""
         self._runs: set[str] = set()  # the runs it started or took up (``close`` asks them)
         self._named = False  # (``close`` named what it left, once)
+        self._db_lock = DbLock(None)  # its own dev server's db_file's, once started
         self.history_limit = HISTORY_EVENTS_LIMIT  # the server's: limit.historyCount.error
         self._executor = Threads()
         self._worker = Worker(
@@ -195,34 +193,11 @@ class TemporalRunner(Closable):
         ui_port = free_port() if ui else None
         port = port or free_port()
         check_ports({"the server's port": port, "the Web UI's port": ui_port})
-        try:
-            with quiet_stdout():  # its banner (with random ports) is nobody's business
-                start = WorkflowEnvironment.start_local(
-                    dev_server_existing_path=binary,
-                    ip="127.0.0.1",
-                    port=port,
-                    ui=ui,
-                    ui_port=ui_port,
-                    dev_server_database_filename=str(db_file) if db_file is not None else None,
-                    dev_server_log_level="error",
-                    dev_server_extra_args=["--ui-disable-news-fetch"] if ui else ["--headless"],
-                    dev_server_startup_timeout=startup_timeout(),
-                    **client_options(),
-                )
-                env = await watched(start, db_file)  # (one that exits at once: said so)
-        except TemporalUnavailable:
-            raise
-        except Exception as exc:
-            check_ports({"the server's port": port, "the Web UI's port": ui_port})  # taken since?
-            raise start_failure(binary, exc) from None
-        try:
-            check_loopback_only(binary)
-        except TemporalUnavailable:
-            await env.shutdown()
-            raise
+        env, lock = await start_local(binary, port, ui_port, db_file)  # (attack46 F8)
         runner = cls(env.client, env, f"127.0.0.1:{port}", task_queue)
         runner.db_file = str(db_file) if db_file is not None else None
         runner.ui_url = f"http://127.0.0.1:{ui_port}" if ui_port else None
+        runner._db_lock = lock
         return runner
 
     @property
@@ -412,7 +387,10 @@ class TemporalRunner(Closable):
         if self.env is not None and self.db_file is None and not self._named:
             await self._name_lost()
         if self.env is not None:
-            await self.env.shutdown()
+            try:
+                await self.env.shutdown()
+            finally:  # the server stopped: the db_file's lock with it
+                self._db_lock.let_go()
 
     async def _name_lost(self) -> None:
         """Before its own in-memory server stops: every saga still running on it, named

@@ -1,0 +1,157 @@
+"""One dev server per ``db_file`` (attack46's F8): a second runner on a file a live runner's
+server uses started a second server on it (nothing refused), or was told it was "another
+program's SQLite database? Give a new file". Now it is refused before any server starts, in
+one line naming the holder (pid, and the server's address in this process); the lock goes
+with the server: closed, or its runner's process killed (the reaper stops the server), the
+next start takes the file."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("temporalio")
+
+from rollback_lessons.runners import reaper
+from rollback_lessons.runners.temporal import DbFileInUse, TemporalRunner, TemporalUnavailable
+from rollback_lessons.runners.temporal.dblock import WAIT_DEAD
+from rollback_lessons.runners.temporal.server import _server_processes, server_binary
+
+
+def _servers() -> int:
+    return len(_server_processes(server_binary()))
+
+
+def test_a_second_runner_on_a_live_servers_db_file_is_refused_in_one_line(tmp_path):
+    db, alias = tmp_path / "t.db", tmp_path / "alias.db"
+
+    async def scenario():
+        first = await TemporalRunner.start(db_file=db)  # a new file: locked once made
+        try:
+            alias.symlink_to(db)
+            refused = []
+            for name in (db, alias):
+                with pytest.raises(DbFileInUse) as caught:
+                    await TemporalRunner.start(db_file=name)
+                refused.append(str(caught.value))
+            servers = _servers()
+        finally:
+            await first.close()
+        again = await TemporalRunner.start(db_file=db)  # an existing file: its server holds it
+        try:
+            with pytest.raises(DbFileInUse) as caught:
+                await TemporalRunner.start(db_file=db)
+            refused.append(str(caught.value))
+            address = again.address
+        finally:
+            await again.close()
+        last = await TemporalRunner.start(db_file=db)  # let go with the server
+        await last.close()
+        return first.address, address, refused, servers
+
+    first, address, refused, servers = asyncio.run(scenario())
+    assert servers == 1  # no second server was started
+    for line, at in zip(refused, (first, first, address), strict=True):
+        assert "\n" not in line and f"pid {os.getpid()}" in line and at in line, line
+        assert "another program" not in line and "new file" not in line
+        assert f"TemporalRunner.start({at!r}) then handle_for" in line
+        assert "nothing was started" in line
+    assert issubclass(DbFileInUse, TemporalUnavailable)
+
+
+def test_starts_at_once_on_a_new_db_file_start_one_server(tmp_path):
+    db = tmp_path / "new.db"
+
+    async def scenario():
+        got = await asyncio.gather(
+            *(TemporalRunner.start(db_file=db) for _ in range(3)), return_exceptions=True
+        )
+        servers = _servers()
+        for runner in got:
+            if isinstance(runner, TemporalRunner):
+                await runner.close()
+        return got, servers
+
+    got, servers = asyncio.run(scenario())
+    assert sorted(type(r).__name__ for r in got) == ["DbFileInUse"] * 2 + ["TemporalRunner"]
+    assert servers == 1
+
+
+HOLDER = """
+import asyncio, sys
+from rollback_lessons.runners.temporal import TemporalRunner
+async def main():
+    runner = await TemporalRunner.start(db_file=sys.argv[1])
+    print(runner.address, flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, input)
+asyncio.run(main())
+"""
+
+
+@pytest.mark.skipif(not reaper.supported(), reason="the reaper needs pidfds (Linux)")
+@pytest.mark.parametrize("existing", [True, False])
+def test_a_killed_runners_db_file_is_taken_by_the_next_start(tmp_path, existing):
+    """Its process SIGKILLed, a runner's server is stopped by its reaper, and the lock goes
+    with the server, not with the process (the server inherited it, or, a file it made,
+    its reaper keeps it): a start meanwhile waits for it (``WAIT_DEAD``). The server is
+    stopped (SIGSTOP) so that it outlives its runner by the reaper's ``GRACE``: the lock
+    let go with the process, a second server started beside it."""
+    db = tmp_path / "k.db"
+    if existing:
+        asyncio.run(_start_and_close(db))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        address = holder.stdout.readline().strip()
+        assert address.startswith("127.0.0.1:")
+        with pytest.raises(DbFileInUse, match=f"by a runner of process {holder.pid} "):
+            asyncio.run(_start_and_close(db))
+        (server,) = _children(holder.pid)
+        os.kill(server, signal.SIGSTOP)  # (SIGTERM waits: the reaper kills it after GRACE)
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(10)
+        began = time.monotonic()
+        asyncio.run(_start_and_close(db, server))
+        assert reaper.GRACE - 0.5 < time.monotonic() - began < WAIT_DEAD + 10
+    finally:
+        holder.kill()
+        holder.wait(10)
+
+
+async def _start_and_close(db, gone: int | None = None) -> None:
+    runner = await TemporalRunner.start(db_file=db)
+    try:
+        assert gone is None or not _alive(gone)  # no server beside another on the file
+    finally:
+        await runner.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _children(parent: int) -> list[int]:
+    """The dev servers ``parent`` runs."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+            exe = os.readlink(entry / "exe")
+        except (OSError, ValueError):
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and exe == os.path.realpath(
+            server_binary()
+        ):
+            found.append(int(entry.name))
+    return found
