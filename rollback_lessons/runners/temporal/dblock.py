@@ -7,12 +7,14 @@ server takes an exclusive ``flock`` on the file, as the DBOS runner does on its 
 the server's life; a second runner is refused before any server starts, in one line naming
 the holder and what to do.
 
-The lock goes with the server: the server inherits the descriptor as it is spawned, so a
-runner's process killed leaves the lock to its server until that stops (its reaper stops it:
-``runners.reaper``); a start meanwhile waits for it (``WAIT_DEAD``). A file the server is
-to create (it refuses an empty one: "no such table: namespaces") is locked once the server
-made it, and the server's reaper is given the lock then; until then the folder is locked,
-so that another start on that name waits."""
+The lock goes with the server, not with the runner: the server inherits it as it is spawned
+(a file that exists), and the server's reaper (``runners.reaper``), which ends with it, is
+given it once it answers, the runner's own descriptor closed. A server lost (killed) while
+its runner lives lets the file go to the next start; a runner's process killed leaves it to
+its server until the reaper stopped that, and a start meanwhile waits for it (``WAIT_DEAD``).
+A file the server is to create (it refuses an empty one: "no such table: namespaces") is
+locked once the server made it; until then the folder is locked, so that another start on
+that name waits."""
 
 from __future__ import annotations
 
@@ -39,14 +41,16 @@ WAIT_DEAD = reaper.GRACE + 2.0
 """Seconds a start waits for a lock whose taker has died: the server it started holds it
 until its reaper has stopped it (SIGTERM, then SIGKILL after ``reaper.GRACE``)."""
 
-SERVERS: dict[tuple[int, int], str] = {}
+SERVERS: dict[tuple[int, int], tuple[str, DbLock]] = {}
 """The address of each dev server a runner of this process started on a ``db_file``, by
 the file's (device, inode): named to a second runner on the file."""
 
 
 class DbLock:
     """The lock of one runner's ``db_file`` (nothing without one): ``take``n before the
-    server starts, ``passed`` to it as it is spawned, ``let_go`` once it has stopped."""
+    server starts, ``passed`` to it as it is spawned, handed to the server's reaper once it
+    answers (``started``): held by the server from then on, not by the runner, so that a
+    server lost (killed) while its runner lives lets the file go to the next start."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
@@ -63,7 +67,7 @@ class DbLock:
             return lock
         try:
             lock.folder = os.open(lock.path.parent, os.O_RDONLY | os.O_DIRECTORY)
-            await _wait(lock.folder, START_LIMIT + 5, lock._busy_folder, live=True)
+            await _wait(lock.folder, START_LIMIT + 5, lock._busy_folder, lambda pid: True)
             await lock._file(WAIT_DEAD)
         except BaseException:
             lock.let_go()
@@ -77,17 +81,17 @@ class DbLock:
             self.fd = os.open(self.path, os.O_RDONLY)
         except FileNotFoundError:
             return
-        await _wait(self.fd, wait, self._in_use)
         st = os.fstat(self.fd)
         self.key = (st.st_dev, st.st_ino)
+        await _wait(self.fd, wait, self._in_use, self._going)
         if self.folder is not None:  # the file is ours: other starts in the folder go on
             os.close(self.folder)
             self.folder = None
 
     @contextlib.contextmanager
     def passed(self) -> Iterator[None]:
-        """While the server is spawned, it inherits the file's lock: its own from then on,
-        until it stops (a runner's process killed: until its reaper stopped it)."""
+        """While the server is spawned, it inherits the file's lock (a file that exists):
+        its own from then on, until it stops."""
         if self.fd is not None:
             os.set_inheritable(self.fd, True)
         try:
@@ -97,23 +101,29 @@ class DbLock:
                 os.set_inheritable(self.fd, False)
 
     async def started(self, address: str) -> None:
-        """The server answers at ``address``: a file it made is locked now, the lock kept by
-        the server's reaper too (so that it goes with the server, as one passed does), and
-        the server is named to a second runner on the file."""
+        """The server answers at ``address``: a file it made is locked now; the lock is
+        given to the server's reaper, which ends with the server (and stops it if this
+        process dies), and the runner's own descriptor closed (kept where no reaper can
+        be: no pidfds); the server is named to a second runner on the file."""
+        passed = self.fd is not None
         if self.path is not None and self.fd is None:
             await self._file(0.0)
-            if self.fd is not None and (pid := _server_at(address)) is not None:
-                reaper.guard(pid, lambda: _server_at(address) == pid, keep=self.fd)
         if self.key is not None:
-            SERVERS[self.key] = address
+            SERVERS[self.key] = (address, self)
         if self.folder is not None:
             os.close(self.folder)
             self.folder = None
+        pid = _server_at(address) if self.fd is not None else None
+        kept = pid is not None and reaper.guard(pid, lambda: _server_at(address) == pid, self.fd)
+        if self.fd is not None and (kept or passed):
+            fd, self.fd = self.fd, None
+            os.close(fd)  # (not unlocked: the server's and its reaper's lock)
 
     def let_go(self) -> None:
-        """Release the lock (once the server has stopped; again: nothing)."""
+        """Release what the runner holds (once its server has stopped; again: nothing)."""
         if self.key is not None:
-            SERVERS.pop(self.key, None)
+            if SERVERS.get(self.key, (None, None))[1] is self:
+                del SERVERS[self.key]
             self.key = None
         if self.fd is not None:
             fd, self.fd = self.fd, None
@@ -121,6 +131,13 @@ class DbLock:
         if self.folder is not None:
             folder, self.folder = self.folder, None
             os.close(folder)
+
+    def _going(self, pid: str) -> bool:
+        """Is the lock about to go: its taker died (its server is being stopped), or is this
+        process with no runner of it on the file any more (a reaper about to exit)?"""
+        if pid == str(os.getpid()):
+            return self.key not in SERVERS
+        return not alive(pid)
 
     def _busy_folder(self, pid: str) -> DbFileInUse:
         return DbFileInUse(
@@ -133,8 +150,8 @@ class DbLock:
         """Who keeps the file, in one line: a runner of this process (its server's address
         named), of another live process, or the server of a process that died."""
         assert self.fd is not None and self.path is not None
-        st = os.fstat(self.fd)
-        address = SERVERS.get((st.st_dev, st.st_ino)) if pid == str(os.getpid()) else None
+        ours = SERVERS.get(self.key) if self.key and pid == str(os.getpid()) else None
+        address = ours[0] if ours else None
         then = "nothing was started"
         if address is not None:
             return DbFileInUse(
@@ -171,11 +188,10 @@ def _server_at(address: str) -> int | None:
 
 
 async def _wait(
-    fd: int, seconds: float, refused: Callable[[str], DbFileInUse], live: bool = False
+    fd: int, seconds: float, refused: Callable[[str], DbFileInUse], going: Callable[[str], bool]
 ) -> None:
     """Take the ``flock`` on ``fd``: at once if free; if held, waited for up to ``seconds``
-    where its taker has died (its server is being stopped) or, ``live``, is alive (a start
-    in the folder: it lets go soon), then ``refused(pid)`` raised."""
+    while ``going(pid)`` (the holder's) says it goes soon, then ``refused(pid)`` raised."""
     until, unknown = time.monotonic() + seconds, 0
     while True:
         try:
@@ -185,7 +201,6 @@ async def _wait(
             pid = holder(fd)
         # ("unknown": let go between the two, or no /proc/locks: asked again a few times)
         unknown = unknown + 1 if pid == "unknown" else 0
-        gone = not alive(pid) or 0 < unknown < 5
-        if time.monotonic() >= until or not (gone or live):
+        if time.monotonic() >= until or not (0 < unknown < 5 or going(pid)):
             raise refused(pid)
         await asyncio.sleep(0.05)
