@@ -155,3 +155,36 @@ def _children(parent: int) -> list[int]:
         ):
             found.append(int(entry.name))
     return found
+
+
+BUSY = (
+    "Error: failed starting server: failed creating namespaces: unable to create SQLite "
+    "admin DB: database is locked (5) (SQLITE_BUSY)\n"
+)
+
+
+def test_a_db_file_a_server_no_runner_started_holds_is_said_so(tmp_path):
+    """A server a runner did not start (``temporal server start-dev`` of one's own) on the
+    file is beyond the lock: the server started on it stops on SQLite's "database is locked",
+    said as such, not blamed on "another program's SQLite database? Give a new file"."""
+    from rollback_lessons.runners.temporal import server
+
+    async def scenario():
+        async def start():
+            await asyncio.Event().wait()  # (the server's port never answers)
+
+        async def logged():
+            await asyncio.sleep(0.2)
+            with open(server.server_log(), "a") as log:
+                log.write(BUSY)
+
+        os.close(server._open_log())  # (made as a server is spawned: none spawned here)
+        writing = asyncio.ensure_future(logged())
+        with pytest.raises(TemporalUnavailable) as caught:
+            await server.watched(start(), tmp_path / "t.db")
+        await writing
+        return str(caught.value)
+
+    line = asyncio.run(scenario())
+    assert "another program has the file open" in line and "nothing was started" in line
+    assert "new file" not in line and "\n" not in line

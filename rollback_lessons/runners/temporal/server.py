@@ -152,6 +152,13 @@ async def watched(start: Awaitable[T], db_file: str | os.PathLike[str] | None) -
         if said:
             await _cancel_start(task)
             line = " ".join(said[0].split())
+            if db_file is not None and ("SQLITE_BUSY" in line or "database is locked" in line):
+                raise TemporalUnavailable(  # (a runner's server is refused before: dblock)
+                    f"Temporal's dev server cannot keep its histories in {db_file} (db_file): "
+                    f"it stopped at once, saying {line!r}: another program has the file open "
+                    "(a Temporal server not started by a runner?). Stop it, or reach it by "
+                    "its address (TemporalRunner.start(address)); nothing was started."
+                )
             if db_file is not None and ("SQL" in line or "database" in line):
                 raise TemporalUnavailable(
                     f"Temporal's dev server cannot keep its histories in {db_file} (db_file): "
