@@ -37,7 +37,7 @@ class DbFileInUse(TemporalUnavailable):
     histories in (this process or another): refused before any server starts."""
 
 
-WAIT_DEAD = reaper.GRACE + 2.0
+WAIT_DEAD = reaper.GRACE + 5.0
 """Seconds a start waits for a lock whose taker has died: the server it started holds it
 until its reaper has stopped it (SIGTERM, then SIGKILL after ``reaper.GRACE``)."""
 
@@ -66,8 +66,10 @@ class DbLock:
         if lock.path is None:
             return lock
         try:
-            lock.folder = os.open(lock.path.parent, os.O_RDONLY | os.O_DIRECTORY)
-            await _wait(lock.folder, START_LIMIT + 5, lock._busy_folder, lambda pid: True)
+            with contextlib.suppress(OSError):  # (a folder one may not read: not locked)
+                lock.folder = os.open(lock.path.parent, os.O_RDONLY | os.O_DIRECTORY)
+            if lock.folder is not None:
+                await _wait(lock.folder, START_LIMIT + 5, lock._busy_folder, lambda pid: True)
             await lock._file(WAIT_DEAD)
         except BaseException:
             lock.let_go()
@@ -79,7 +81,7 @@ class DbLock:
         assert self.path is not None
         try:
             self.fd = os.open(self.path, os.O_RDONLY)
-        except FileNotFoundError:
+        except OSError:  # (none yet; or one it may not read: the server says why)
             return
         st = os.fstat(self.fd)
         self.key = (st.st_dev, st.st_ino)
