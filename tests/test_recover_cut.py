@@ -117,3 +117,26 @@ def test_a_recover_that_stopped_gives_its_claims_back(tmp_path):
         assert (row.claim_pid, row.claim_host, row.status) == (None, None, "rolling_back")
         report = recover(journal, REGISTRY)  # (and it is taken up again)
     assert [r.status for r in report.recovered] == ["rolled_back"]
+
+
+def test_a_ctrl_c_right_after_the_claim_still_gives_the_claims_back(tmp_path, monkeypatch):
+    """attack48 F2: heard as the claim returned, before the part that gives claims back: a
+    kernel that caught it kept the sagas from every other recover until it ended."""
+    path = tmp_path / "j.db"
+    crash_at_first_undo(path, saga())
+    real = Journal.claim
+
+    def claim(self, decide):
+        real(self, decide)  # (committed)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Journal, "claim", claim)
+    with Journal(path) as journal:
+        with pytest.raises(KeyboardInterrupt) as caught:
+            recover(journal, REGISTRY)
+        row = journal.saga("s")
+        assert (row.claim_pid, row.status) == (None, "rolling_back")
+    assert not hasattr(caught.value, "unfinished")  # (not known: said in general, not "none")
+    monkeypatch.undo()
+    with Journal(path) as journal:
+        assert [r.status for r in recover(journal, REGISTRY).recovered] == ["rolled_back"]

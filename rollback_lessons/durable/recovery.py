@@ -190,11 +190,12 @@ def _recover(journal: Journal, registry: Registry, force: bool, batch: int) -> R
             )
         return _decide(saga, force)
 
-    # one transaction: who holds each saga, and what is left of it, read together
-    claimed, skipped = journal.claim(decide)
-    total = sum(len(c.pending) for c in claimed)
-    writer = _Writer(journal, batch if total > batch else 1)
-    try:
+    claimed: list[Claimed] | None = None  # (not known if a Ctrl-C cut the claim's return)
+    writer = _Writer(journal, 1)
+    try:  # one transaction: who holds each saga, and what is left of it, read together
+        claimed, skipped = journal.claim(decide)
+        total = sum(len(c.pending) for c in claimed)
+        writer.every = batch if total > batch else 1
         for c in claimed:
             run = JournalRun(journal, c.saga.id, c.saga.name, new=False, gen=c.gen)
             writer.fences[c.saga.id] = c.gen
@@ -209,18 +210,21 @@ def _recover(journal: Journal, registry: Registry, force: bool, batch: int) -> R
             done = {r.saga_id for r in writer.recorded}  # those it claimed and left; a fork
             forked = isinstance(exc, JournalForked)  # finished none: its parent's: L8)
             exc.recovered = () if forked else tuple(writer.recorded)  # type: ignore[attr-defined]
-            left = [] if forked else [c.saga.id for c in claimed if c.saga.id not in done]
-            exc.unfinished = tuple(left)  # type: ignore[attr-defined]
+            if claimed is not None:
+                left = [] if forked else [c.saga.id for c in claimed if c.saga.id not in done]
+                exc.unfinished = tuple(left)  # type: ignore[attr-defined]
         with contextlib.suppress(Exception):  # (attack45 F6: a process that lives on, a
-            journal.write([(_RELEASE, (c.saga.id, c.gen)) for c in claimed])  # service, held
-        raise  # them: no other recover took them)
+            pid, host, _, space = me()  # service, held them: no other recover took them;
+            journal.write([(_RELEASE, (pid, host, space))])  # each its own, the claim's
+        raise  # return cut too: attack48 F2)
     skips = tuple(Skipped(s.id, s.name, why) for s, why in skipped)
     return RecoveryReport(tuple(writer.recorded), skips, waiting)
 
 
-_RELEASE = (  # a claim given back, as it stands (taken over since: the new holder's)
+_RELEASE = (  # this process's claims given back (one taken over since: the new holder's)
     "UPDATE sagas SET claim_pid = NULL, claim_host = NULL, claim_started = NULL,"
-    " claim_space = NULL WHERE id = ? AND claim_gen = ? AND status IN ('running', 'rolling_back')"
+    " claim_space = NULL WHERE claim_pid = ? AND claim_host = ? AND claim_space IS ?"
+    " AND status IN ('running', 'rolling_back')"
 )
 
 
