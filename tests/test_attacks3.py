@@ -329,6 +329,14 @@ DAMAGE = {
     "event details not JSON": "UPDATE events SET details = '{'",
     "event details a list": "UPDATE events SET details = '[]'",
     "a step_start naming no step": "UPDATE events SET step = NULL",
+    # attack48 F1: tracebacks after another saga's undos ran
+    "graph, a dependency on no step": f"""{S} graph = '[["a", ["zz"]]]'""",
+    "graph leaving out a step with an undo": f"""{S} graph = '[["b", []]]'""",
+    "graph with a self-loop": f"""{S} graph = '[["a", ["a"]]]'""",
+    "graph with a cycle": f"""{S} graph = '[["a", ["b"]], ["b", ["a"]]]'""",
+    "graph naming a step twice": f"""{S} graph = '[["a", []], ["a", []]]'""",
+    "undo error a blob": f"{U} state = 'dead', error = x'00ff'",
+    "saga error a blob": f"{S} error = x'00ff'",
 }
 
 
@@ -612,3 +620,29 @@ def test_an_undo_row_renamed_to_another_steps_name_is_refused_before_any_undo(tm
     with Journal(path) as journal, pytest.raises(JournalError, match="an undo's step is 'b'"):
         recover(journal, reg)
     assert undone == []
+
+
+def test_a_dead_letters_error_text_is_read_whatever_it_holds(tmp_path):
+    """attack48 F1: ast.literal_eval of 'ValueError(1+1+...+1)' (RecursionError), of
+    'ValueError(---...1)' (MemoryError): after another saga's undos ran."""
+    reg, undone = Registry(), []
+    undo = reg.add("u", lambda room, idempotency_key=None: undone.append(room))
+    path = tmp_path / "j.db"
+    with Journal(path) as journal:
+        for i in range(2):
+            run = journal.start("s", f"saga{i}")
+            run.event(Event(1, EventKind.STEP_START, "a", {}))
+            run.register("a", undo.bind(room=f"a{i}"), "pending")
+            run.register("b", undo.bind(room=f"b{i}"), "pending")
+    orphan(path)
+    con = sqlite3.connect(path)
+    deep = "ValueError(" + "1+" * 50000 + "1)"
+    con.execute("UPDATE undos SET state = 'dead', error = ? WHERE saga_id = 'saga1' AND step = 'a'",
+                (deep,))  # fmt: skip
+    con.commit()
+    con.close()
+    with Journal(path) as journal:
+        report = recover(journal, reg)
+    assert sorted(undone) == ["a0", "b0", "b1"]
+    [dead] = next(r for r in report.recovered if r.saga_id == "saga1").dead_letters
+    assert dead.error.type_name == "ValueError" and str(dead.error).startswith("1+1+")

@@ -316,14 +316,14 @@ def _dead_letters(journal: Journal, saga: SagaRecord) -> list[DeadLetter]:
 def _error_of(text: str) -> RemoteError:
     """An error the journal wrote as ``describe`` does (``Type('message')``), back as a
     stand-in of that type."""
-    found = re.fullmatch(r"([\w.]+)\((.*)\)", text, re.S)
+    found = re.fullmatch(r"([\w.]+)\((.*)\)", str(text), re.S)
     if found is None:
-        return RemoteError("Exception", text)
-    try:
-        message = ast.literal_eval(found[2]) if found[2] else ""
-    except (ValueError, SyntaxError):
-        message = found[2]
-    return RemoteError(found[1], str(message))
+        return RemoteError("Exception", str(text))
+    message = found[2]
+    if message[:1] in ("'", '"'):  # (a repr of a text: never an expression, attack48 F1)
+        with contextlib.suppress(Exception):
+            message = str(ast.literal_eval(message))
+    return RemoteError(found[1], message)
 
 
 def _machine(journal: Journal, saga: SagaRecord) -> Callable[..., tuple[Machine, Any]]:

@@ -3,7 +3,9 @@ changed on disk passes SQLite's own checks: there are no checksums of the values
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from typing import Any
 
 from .files import _UNFINISHED, SCHEMA_VERSION
 
@@ -100,6 +102,8 @@ _VALUE_CHECKS: tuple[tuple[str, str, str, str, str, int], ...] = (
         "an undo's semantic flag", "undos", _UNDO, "semantic",
         _optional("semantic", "semantic NOT IN (0, 1)"), 3,
     ),
+    ("an undo's error", "undos", _UNDO, "error", _optional("error", "typeof(error) != 'text'"), 1),
+    ("a saga's error", "sagas", _SAGA, "error", _optional("error", "typeof(error) != 'text'"), 1),
     (
         "an undo's timeout", "undos", _UNDO, "timeout",
         _optional("timeout", f"typeof(timeout) {_NUMBER} OR timeout <= 0 OR timeout > 1e308"), 5,
@@ -132,7 +136,34 @@ def _bad_value(con: sqlite3.Connection, version: int = SCHEMA_VERSION) -> str | 
                     f"a saga's undo policy is {_shown(policy)} (in {saga_id!r}), which the "
                     f"journal never writes ({type(exc).__name__}: {_shown(str(exc))[1:-1]})"
                 )
+    for saga_id, graph in con.execute(  # (its shape checked above: its sense, here)
+        f"SELECT id, graph FROM sagas WHERE graph IS NOT NULL AND id IN ({_UNFINISHED})"
+    ):
+        steps = {s for (s,) in con.execute("SELECT step FROM undos WHERE saga_id = ?", (saga_id,))}
+        wrong = _graph_wrong(json.loads(graph), steps)
+        if wrong:
+            return f"a saga's graph {wrong} (in {saga_id!r}), which the journal never writes"
     return None
+
+
+def _graph_wrong(pairs: list[list[Any]], undone: set[str]) -> str:
+    """What makes a graph no saga's (attack48 F1: tracebacks after another saga's undos):
+    a step twice, a dependency on no step or in a cycle, an undo of a step not in it."""
+    after = {str(step): list(deps) for step, deps in pairs}
+    if len(after) != len(pairs):
+        return "names a step twice"
+    for step, deps in after.items():
+        if unknown := [d for d in deps if d not in after]:
+            return f"has {step!r} depend on {unknown[0]!r}, no step of it"
+    if missing := sorted(undone - set(after)):
+        return f"leaves out {missing[0]!r}, whose undo it logged"
+    done: set[str] = set()
+    while len(done) < len(after):  # (each round, the steps whose dependencies are all in)
+        ready = {s for s, deps in after.items() if s not in done and set(deps) <= done}
+        if not ready:
+            return f"has a cycle through {sorted(set(after) - done)[0]!r}"
+        done |= ready
+    return ""
 
 
 def _shown(value: object, limit: int = 80) -> str:
