@@ -388,9 +388,10 @@ def add_notes(run: Run, error: BaseException) -> None:
     m = run.m
     if not (m.dead_letters or m.pending or m.leaked or m.notes):
         return  # (complete: nothing to say, the common case)
+    taken = issubclass(type(m.error), TakenOver)  # (its message says what, and the late step)
     notes = rollback_notes(
-        m.dead_letters, m.pending, m.leaked, m.notes,
-        cut=m.interruption is not None or issubclass(type(m.error), TakenOver),  # (it says)
+        m.dead_letters, m.pending, [s for s in m.leaked if not taken or s != m.error.late],  # type: ignore[union-attr]
+        m.notes, cut=m.interruption is not None or taken,
         forward=m.record().forward_said if m.halted else "",
     )  # fmt: skip
     carriers = [error]  # and the Ctrl-C the caller gets, whatever the run failed with

@@ -109,7 +109,10 @@ def interrupts(error: BaseException) -> bool:
 
 class TakenOver(RollbackLessonsError):
     """Another process took the saga over (a journal's fence, ``recover``): this run stops
-    at once, writes nothing more and runs no undo; the new holder finishes the rollback."""
+    at once, writes nothing more and runs no undo; the new holder finishes the rollback.
+    ``late``: the step whose call returned after it (its effect may stand: leaked)."""
+
+    late: str | None = None
 
 
 class Cancelled(RollbackLessonsError):

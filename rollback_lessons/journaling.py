@@ -246,9 +246,9 @@ class JournalWriter:
             self.jrun.late_effect(step, describe(exc))
             did = taken_did(self, rows)
             self.jrun = None
-            raise TakenOver(
-                f"step {step!r} returned after {exc}: {did}; check {step!r} by hand"
-            ) from None
+            late = TakenOver(f"step {step!r} returned after {exc}: {did}; check {step!r} by hand")
+            late.late = step  # (the outcome names it leaked, as the journal now does)
+            raise late from None
 
     def settle(self, step: str) -> None:
         """The step returned: its undo logged after it is written at once (``confirm``), or,

@@ -4,9 +4,8 @@ Everything that makes a saga a saga lives in this file (its verdicts, the status
 rules, in ``verdicts.py``), as h11's ``_state.py`` holds its protocol: when a step's undo is
 logged, when a step is retried, the pivot rules (a retriable step failing after the point
 of no return halts forward; nothing is compensated across a pivot that may have happened,
-``pivot_in_doubt``), the undo order, what a failed undo leads
-to (the policy's answer), what leaked, the status a run ends in, and the events that tell
-it. It does no I/O and reads no clock. A driver tells it what happened and it answers the
+``pivot_in_doubt``), the undo order, what a failed undo leads to (the policy's answer),
+what leaked, the status a run ends in, the events that tell it. No I/O, no clock. A driver tells it what happened and it answers the
 next operation (``operations.py``), as tenacity's ``iter()`` does: ``RunStep`` (then
 ``step_ok()`` or ``step_failed(error)``), ``RunUndo`` (then ``undo_ok()`` or
 ``undo_failed(error)``), ``Wait`` (then ``resume()``), ``Ask`` (a person's ``answer()``),
@@ -98,9 +97,8 @@ TRANSITIONS: Final[Mapping[Phase, Mapping[str, tuple[Phase, ...]]]] = {
     A: {"answer": _FAIL, "interrupted": (D,)},
     D: {},
 }
-"""Each phase, the inputs it takes, and the phases they can lead to. Once the run fails
-(``fail``), ``interrupted`` is taken in any phase: whatever cut the rollback short, and
-wherever (an undo, an event's observer, a journal write), ends it ``halted``."""
+"""Each phase, the inputs it takes, the phases they lead to. Once the run fails, any phase
+takes ``interrupted``: whatever cut the rollback short, wherever, ends it ``halted``."""
 
 Pairs = tuple[tuple[str, Any], ...]
 _NO: Final[Pairs] = ()
@@ -476,7 +474,9 @@ class Machine:
         self._emit(EventKind.PIPELINE_FAILED, self.failed_step, (("error", describe(error)),))
         if issubclass(type(error), TakenOver):  # another process holds it: it undoes, not us
             self.halted, self.phase, self.reason = True, _DONE, describe(error)
-            self.pending = [e.step for e in self.log[::-1]]
+            late = error.late  # type: ignore[attr-defined] # (returned after: leaked, attack48)
+            self.pending = [e.step for e in self.log[::-1] if e.step != late]
+            self.leaked = [*self.leaked, late] if late else self.leaked
             self._emit(EventKind.HALTED, self.failed_step, {"reason": self.reason})
             return Finished(self)
         failed_kind = self.kinds.get(self.failed_step or "")

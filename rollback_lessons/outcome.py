@@ -164,6 +164,15 @@ class RunRecord:
             return "not undone here: the process that took the saga over has them"
         return "left for a person"
 
+    @property
+    def _leaked_why(self) -> str:
+        """A step that returned after a takeover is leaked too, its undo logged or not."""
+        late = self.error.late if issubclass(type(self.error), TakenOver) else None  # type: ignore[union-attr]
+        if late not in self.leaked:
+            return "no undo logged for it"
+        said = f"{late}: returned after the saga was taken over, check it by hand"
+        return said if len(self.leaked) == 1 else f"no undo logged for it; {said}"
+
     def _forward_when(self) -> str:
         sure = self.kinds.get(self.failed_step or "") != "pivot" and "pivot" in [
             self.kinds.get(s) for s in self.completed]  # fmt: skip
@@ -273,7 +282,7 @@ class Outcome(RunRecord):
         if self.pending:
             lines.append(f"  pending       {_names(self.pending)}  ({self._pending_why})")
         if self.leaked:
-            lines.append(f"  not undone    {_names(self.leaked)}  (no undo logged for it)")
+            lines.append(f"  not undone    {_names(self.leaked)}  ({self._leaked_why})")
         if self.semantic:
             lines.append(f"  compensated   {_names(self.semantic)}  (by a new action, not undone)")
         if self.kept:

@@ -631,6 +631,9 @@ def test_a_step_landing_after_a_forced_takeover_is_reported_never_rolled_back(tm
     said = "\n".join(outcome.summary_lines())
     assert "left for a person" not in said, said
     assert "(not undone here: the process that took the saga over has them)" in said
+    # attack48 F4: the step that landed late is no one's to undo: leaked, as the journal says
+    assert outcome.leaked == ("charge",) and outcome.pending == ("reserve",)
+    assert "charge: returned after the saga was taken over, check it by hand" in said
     assert "for a person" not in outcome._repr_html_()
 
 
@@ -655,6 +658,6 @@ def test_a_with_block_taken_over_mid_step_leaves_no_undo_to_a_person(tmp_path):
                 rb.do("reserve", lambda: LOG.append("do reserve"), undo.bind(step="reserve"))
                 rb.do("charge", charge, undo.bind(step="charge"))
     notes = " ".join(getattr(caught.value, "__notes__", []))
-    assert "for a person" not in notes, notes
+    assert "for a person" not in notes and "no undo logged" not in notes, notes  # (F4)
     assert "check 'charge' by hand" in str(caught.value)
     assert LOG.count("undo reserve") == 1 and rb.outcome.status is Status.HALTED
