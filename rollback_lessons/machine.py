@@ -5,14 +5,14 @@ rules, in ``verdicts.py``), as h11's ``_state.py`` holds its protocol: when a st
 logged, when a step is retried, the pivot rules (a retriable step failing after the point
 of no return halts forward; nothing is compensated across a pivot that may have happened,
 ``pivot_in_doubt``), the undo order, what a failed undo leads to (the policy's answer),
-what leaked, the status a run ends in, the events that tell it. No I/O, no clock. A driver tells it what happened and it answers the
-next operation (``operations.py``), as tenacity's ``iter()`` does: ``RunStep`` (then
-``step_ok()`` or ``step_failed(error)``), ``RunUndo`` (then ``undo_ok()`` or
-``undo_failed(error)``), ``Wait`` (then ``resume()``), ``Ask`` (a person's ``answer()``),
-``PROCEED`` / ``RAISE`` (a with-block's step is done / failed for good) and ``Finished``
-(its ``record``). A BaseException that cuts a call or a wait short is ``interrupted(exc)``;
-the run failing outside a step is ``fail(error)``. ``TRANSITIONS`` lists what each phase
-takes and where it leads.
+what leaked, the status a run ends in, the events that tell it. No I/O, no clock. A
+driver tells it what happened and it answers the next operation (``operations.py``), as
+tenacity's ``iter()`` does: ``RunStep`` (then ``step_ok()`` or ``step_failed(error)``),
+``RunUndo`` (then ``undo_ok()`` or ``undo_failed(error)``), ``Wait`` (then ``resume()``),
+``Ask`` (a person's ``answer()``), ``PROCEED`` / ``RAISE`` (a with-block's step is done /
+failed for good) and ``Finished`` (its ``record``). A BaseException that cuts a call or a
+wait short is ``interrupted(exc)``; the run failing outside a step is ``fail(error)``.
+``TRANSITIONS`` lists what each phase takes and where it leads.
 
 The drivers, each only I/O: ``_run.py`` (in process: ``Rollback``, ``AsyncRollback``,
 ``Saga.run``), ``durable.recovery`` (a crashed saga's rollback, resumed), the Temporal

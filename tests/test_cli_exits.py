@@ -45,7 +45,7 @@ def _crashed(tmp_path, steps="abc"):
 def _exits_after(monkeypatch, n: int, code: object) -> None:
     """``sys.exit(code)`` in recover after its ``n``-th undo ran, outside any undo (where a
     signal handler's exit lands between two undos: the write of what the undo did)."""
-    real = recovery._Writer.undo_ran
+    real = recovery.Writer.undo_ran
     count = [0]
 
     def undo_ran(self, run):
@@ -54,7 +54,7 @@ def _exits_after(monkeypatch, n: int, code: object) -> None:
         if count[0] == n:
             sys.exit(code)
 
-    monkeypatch.setattr(recovery._Writer, "undo_ran", undo_ran)
+    monkeypatch.setattr(recovery.Writer, "undo_ran", undo_ran)
 
 
 @pytest.mark.parametrize(("code", "status"), [(0, 2), (None, 2), (143, 143), ("bye", 2)])
@@ -101,14 +101,14 @@ def test_a_recover_interrupted_after_finishing_a_saga_says_none_is_left(
     """The exit after the last undo (its saga written as finished): nothing claimed is
     left, and it says so; still not a success (the command was cut short)."""
     path = _crashed(tmp_path, steps="a")
-    real = recovery._Writer.finished
+    real = recovery.Writer.finished
 
     def finished(self, run, report):
         real(self, run, report)
         self.flush()
         sys.exit(0)
 
-    monkeypatch.setattr(recovery._Writer, "finished", finished)
+    monkeypatch.setattr(recovery.Writer, "finished", finished)
     assert main(["recover", str(path), "--registry", "test_cli_exits"]) == 2
     out, err = capsys.readouterr()
     assert out.startswith("s (saga): rolled_back")  # the saga it finished, told

@@ -140,3 +140,47 @@ def test_a_ctrl_c_right_after_the_claim_still_gives_the_claims_back(tmp_path, mo
     monkeypatch.undo()
     with Journal(path) as journal:
         assert [r.status for r in recover(journal, REGISTRY).recovered] == ["rolled_back"]
+
+
+def test_an_undo_that_returned_is_never_run_again_whatever_comes_after(tmp_path, monkeypatch):
+    """attack48 F8: a Ctrl-C heard in the ~15 instants after an undo returned (the machine
+    told, its record not yet taken to be written) left it pending: run again next time."""
+    from rollback_lessons.machine import Machine
+
+    path = tmp_path / "j.db"
+    crash_at_first_undo(path, saga())
+    real = Machine.undo_ok
+
+    def undo_ok(self):
+        raise KeyboardInterrupt
+
+    CALLS.clear()
+    monkeypatch.setattr(Machine, "undo_ok", undo_ok)
+    with Journal(path) as journal, pytest.raises(KeyboardInterrupt):
+        recover(journal, REGISTRY)
+    assert CALLS == ["c"]
+    monkeypatch.setattr(Machine, "undo_ok", real)
+    with Journal(path) as journal:
+        assert [r.status for r in recover(journal, REGISTRY).recovered] == ["rolled_back"]
+    assert CALLS == ["c", "b", "a"]  # (c once)
+
+
+def test_a_ctrl_c_as_the_last_write_returns_still_names_what_it_finished(tmp_path, monkeypatch):
+    """attack48 F10: committed, then the Ctrl-C before the report was moved to 'recorded':
+    the sagas the journal shows rolled back were named left unfinished, none finished."""
+    path = tmp_path / "j.db"
+    crash_at_first_undo(path, saga())
+    real = Journal.write
+
+    def write(self, statements, **kwargs):
+        real(self, statements, **kwargs)
+        if any("UPDATE sagas SET status" in sql for sql, _ in statements):
+            raise KeyboardInterrupt  # (as the write that ends the saga returns)
+
+    monkeypatch.setattr(Journal, "write", write)
+    with Journal(path) as journal:
+        with pytest.raises(KeyboardInterrupt) as caught:
+            recover(journal, REGISTRY)
+        assert journal.saga("s").status == "rolled_back"
+    assert [r.saga_id for r in caught.value.recovered] == ["s"]  # type: ignore[attr-defined]
+    assert caught.value.unfinished == ()  # type: ignore[attr-defined]

@@ -45,7 +45,6 @@ import re
 import time
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 from ..errors import RemoteError
@@ -57,7 +56,7 @@ from ..policies import CONTINUE
 from ..schedule import GraphMachine
 from .exclusive import RecoveryNested, recovering  # noqa: F401 (RecoveryNested: its name)
 from .forked import JournalForked
-from .journal import Journal, JournalError, JournalTakenOver, JournalUnusable, policy_of
+from .journal import Journal, JournalError, JournalUnusable, policy_of
 from .owner import me, unreachable
 from .records import Claimed, JournalRun, SagaRecord, UndoRecord
 from .registry import Registry, default_registry
@@ -72,8 +71,8 @@ from .report import (  # noqa: F401 (its names, as before)
     halted_at,
     waiting_in,
 )
-from .room import no_room
 from .undo_call import run_undo
+from .writer import Writer
 
 
 class RecoveryInterrupted(JournalError):
@@ -191,7 +190,7 @@ def _recover(journal: Journal, registry: Registry, force: bool, batch: int) -> R
         return _decide(saga, force)
 
     claimed: list[Claimed] | None = None  # (not known if a Ctrl-C cut the claim's return)
-    writer = _Writer(journal, 1)
+    writer = Writer(journal, 1)
     try:  # one transaction: who holds each saga, and what is left of it, read together
         claimed, skipped = journal.claim(decide)
         total = sum(len(c.pending) for c in claimed)
@@ -204,6 +203,8 @@ def _recover(journal: Journal, registry: Registry, force: bool, batch: int) -> R
         writer.flush()  # (and an interrupt after it, as it reads which wait for a person:
         waiting = waiting_in(journal, but={r.saga_id for r in writer.recorded})  # F5)
     except BaseException as exc:
+        with contextlib.suppress(Exception):  # (what the saga being undone did, not taken)
+            writer.statements += writer.run.take() if writer.run is not None else []
         with contextlib.suppress(JournalError):  # what ran is recorded if it can be;
             writer.flush()  # the first error is the one told
         with contextlib.suppress(Exception):  # (and the sagas it finished before, told, and
@@ -226,50 +227,6 @@ _RELEASE = (  # this process's claims given back (one taken over since: the new 
     " claim_space = NULL WHERE claim_pid = ? AND claim_host = ? AND claim_space IS ?"
     " AND status IN ('running', 'rolling_back')"
 )
-
-
-class _Writer:
-    """Commits what recovery did, every ``every`` undos; reports only what it committed."""
-
-    def __init__(self, journal: Journal, every: int) -> None:
-        self.journal, self.every = journal, every
-        self.statements: list[tuple[str, tuple[Any, ...]]] = []
-        self.undos = 0
-        self.staged: list[Recovery] = []
-        self.recorded: list[Recovery] = []
-        self.fences: dict[str, int] = {}  # the claims the statements are written under
-        self.current = ""  # the saga being recovered
-
-    def undo_ran(self, run: JournalRun) -> None:
-        self.statements += run.take()
-        self.undos += 1
-        if self.undos >= self.every:
-            self.flush()
-
-    def finished(self, run: JournalRun, report: Recovery) -> None:
-        self.statements += run.take()
-        self.staged.append(report)
-        if self.every == 1 or self.undos >= self.every:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.statements:
-            return
-        try:
-            self.journal.write(self.statements, fences=self.fences)
-        except JournalTakenOver:
-            raise  # its own one line: another recover holds the saga now
-        except Exception as exc:
-            room = no_room(Path(self.journal.path), str(exc))  # (attack42 F14)
-            raise JournalError(
-                f"recover could not write to {self.journal.path} ({describe(exc)}{room}); the "
-                "undos it ran since its last write will run again next time (their "
-                "idempotency keys make that harmless)"
-            ) from None
-        self.statements, self.undos = [], 0
-        self.fences = {s: g for s, g in self.fences.items() if s == self.current}
-        self.recorded += self.staged
-        self.staged = []
 
 
 FALLBACK = (
@@ -337,12 +294,12 @@ def _machine(journal: Journal, saga: SagaRecord) -> Callable[..., tuple[Machine,
     return partial(GraphMachine.resume_rollback, after=after, started=started, ended=ended)
 
 
-def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: _Writer) -> Recovery:
+def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: Writer) -> Recovery:
     """Drive the machine through the saga's rollback, from where the crash left it: run each
     undo it answers, tell it how the undo went, and write down what it records. Before each
     undo, the claim is checked: a recover taken over runs no other."""
     saga, pending, intents = claimed.saga, claimed.pending, claimed.intents
-    writer.current = saga.id
+    writer.current, writer.run = saga.id, run
     by_step = {u.step: u for u in pending}
     undo: UndoRecord | None = None
     failed: list[tuple[str | None, str]] = []  # the last undo that failed, and why
@@ -353,8 +310,8 @@ def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: _Writ
             failed[:] = [(step, str(details.get("error", "")))]
         if undo is None:  # each attempt is counted once, as the run counts them
             return
-        if kind == EventKind.UNDO_DONE:
-            run.undo_done(undo.position, 0 if details.get("by_hand") else 1, flush=False)
+        if kind == EventKind.UNDO_DONE and details.get("by_hand"):  # (one that ran: at once)
+            run.undo_done(undo.position, 0, flush=False)
         elif kind == EventKind.UNDO_FAILED and details["then"] == "dead_letter":
             run.undo_dead(undo.position, 1, details["error"], flush=False)
         elif kind == EventKind.UNDO_FAILED:  # retried after a wait, or left for a person
@@ -420,7 +377,8 @@ def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: _Writ
             op = m.undo_failed(exc)
         except BaseException as exc:  # sys.exit, CancelledError, a library's own
             raise _stopped(exc, f"the undo of {undo.step!r} (saga {saga.id!r})") from None
-        else:
+        else:  # (written down at once: a Ctrl-C from here on never runs it again, F8)
+            run.undo_done(undo.position, 1, flush=False)
             op = m.undo_ok()
         writer.undo_ran(run)
     if m.interruption is not None:  # in an event's write (attack45 F2: it was swallowed,

@@ -1,0 +1,59 @@
+"""How ``recover`` writes what it did: in batches, each committed before it is told."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..events import describe
+from .journal import Journal, JournalError, JournalTakenOver, Written
+from .records import JournalRun
+from .report import Recovery
+from .room import no_room
+
+
+class Writer:
+    """Commits what recovery did, every ``every`` undos; reports only what it committed."""
+
+    def __init__(self, journal: Journal, every: int) -> None:
+        self.journal, self.every = journal, every
+        self.statements: list[tuple[str, tuple[Any, ...]]] = []
+        self.undos = 0
+        self.staged: list[Recovery] = []
+        self.recorded: list[Recovery] = []
+        self.fences: dict[str, int] = {}  # the claims the statements are written under
+        self.current = ""  # the saga being recovered
+        self.run: JournalRun | None = None  # and its run
+
+    def undo_ran(self, run: JournalRun) -> None:
+        self.statements += run.take()
+        self.undos += 1
+        if self.undos >= self.every:
+            self.flush()
+
+    def finished(self, run: JournalRun, report: Recovery) -> None:
+        self.statements += run.take()
+        self.staged.append(report)
+        if self.every == 1 or self.undos >= self.every:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.statements:
+            return
+        written = Written()
+        try:
+            self.journal.write(self.statements, fences=self.fences, written=written)
+        except JournalTakenOver:
+            raise  # its own one line: another recover holds the saga now
+        except Exception as exc:
+            room = no_room(Path(self.journal.path), str(exc))  # (attack42 F14)
+            raise JournalError(
+                f"recover could not write to {self.journal.path} ({describe(exc)}{room}); the "
+                "undos it ran since its last write will run again next time (their "
+                "idempotency keys make that harmless)"
+            ) from None
+        finally:
+            if written.committed:  # (a Ctrl-C as the write returned: told all the same, F10)
+                self.recorded, self.staged = self.recorded + self.staged, []
+                self.statements, self.undos = [], 0
+        self.fences = {s: g for s, g in self.fences.items() if s == self.current}
