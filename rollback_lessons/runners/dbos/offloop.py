@@ -62,7 +62,7 @@ def _ctrl_c_heard() -> Iterator[threading.Event]:
     if threading.current_thread() is not threading.main_thread() or not callable(previous):
         yield heard
         return
-    task = asyncio.current_task()
+    task = asyncio.current_task() if loop_runs() else None
     before = task.cancelling() if task is not None else 0
     asyncios = isinstance(
         getattr(getattr(previous, "func", None), "__self__", None), asyncio.Runner
