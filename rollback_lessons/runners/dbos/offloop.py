@@ -10,13 +10,24 @@ as Step Functions and BPMN run there: the same result, or the same error raised.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
+import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 C = TypeVar("C", bound=type)
+
+SLICE = 0.05
+"""How often (s) a caller waiting for its call's thread looks whether a Ctrl-C came: under
+``asyncio.run`` a Ctrl-C only cancels the main task, raising nothing (attack48's F5)."""
+
+ABANDONED: list[threading.Thread] = []
+"""Threads of ``start`` calls whose caller was interrupted: each closes the runner it made
+when it ends (nobody holds it: attack48's F7); the next ``start`` waits for them first."""
+_GUARD = threading.Lock()
 
 
 def loop_runs() -> bool:
@@ -28,33 +39,101 @@ def loop_runs() -> bool:
     return True
 
 
-def in_own_thread(call: Callable[[], Any], name: str) -> Any:
+def wait_abandoned(timeout: float) -> None:
+    """Let the abandoned calls' threads end (up to ``timeout`` s each), so what they made
+    is closed before a new runner launches."""
+    with _GUARD:
+        ABANDONED[:] = [thread for thread in ABANDONED if thread.is_alive()]
+        threads = list(ABANDONED)
+    for thread in threads:
+        if thread is not threading.current_thread():
+            thread.join(timeout)
+
+
+@contextlib.contextmanager
+def _ctrl_c_heard() -> Iterator[threading.Event]:
+    """An event set by a SIGINT while in the ``with`` (in the main thread) that cancelled
+    the run: the handler there before is still called, and ``default_int_handler`` raises
+    as ever, but ``asyncio.run``'s only cancels its main task and returns, which a caller
+    blocked waiting for a thread never noticed (attack48's F5). Another handler that
+    returns (a program's own) is the program's say: the wait goes on."""
+    heard = threading.Event()
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield heard
+        return
+    task = asyncio.current_task() if loop_runs() else None
+    before = task.cancelling() if task is not None else 0
+    asyncios = isinstance(
+        getattr(getattr(previous, "func", None), "__self__", None), asyncio.Runner
+    )
+
+    def hear(signum: int, frame: Any) -> None:
+        previous(signum, frame)
+        if asyncios or (task is not None and task.cancelling() > before):
+            heard.set()
+
+    signal.signal(signal.SIGINT, hear)
+    try:
+        yield heard
+    finally:
+        if signal.getsignal(signal.SIGINT) is hear:
+            signal.signal(signal.SIGINT, previous)
+
+
+def in_own_thread(
+    call: Callable[[], Any], name: str, left: Callable[[Any], None] | None = None
+) -> Any:
     """``call()`` in a thread of its own (this thread's context copied: what a cell prints,
     the run's ``keeping``), its result returned, or whatever it raised raised here. A Ctrl-C
-    (or exit) while this thread waits is raised here at once; the call goes on to its end in
-    its thread (a saga's steps and undos are not cut short in the middle), as a saga started
-    with ``start_saga`` goes on in DBOS's, and the exception's note says so."""
+    (or exit) while this thread waits is raised here at once (under ``asyncio.run``, whose
+    Ctrl-C cancels its main task, as at an ``await``: ``CancelledError``); the call goes on
+    to its end in its thread (a saga's steps and undos are not cut short in the middle), as
+    a saga started with ``start_saga`` goes on in DBOS's, and the exception's note says so.
+    ``left`` is then given what the call returns (nobody else gets it: a runner ``start``
+    made is closed so)."""
     context = contextvars.copy_context()
     ended: list[tuple[bool, Any]] = []
     done = threading.Event()
+    gone: list[bool] = []  # (the caller left: set under _GUARD, read there)
 
     def work() -> None:
         try:
-            ended.append((True, context.run(call)))
+            value = context.run(call)
         except BaseException as exc:  # (raised in the caller, whatever it is)
             ended.append((False, exc))
+        else:
+            with _GUARD:
+                if not gone:
+                    ended.append((True, value))
+            if gone and left is not None:
+                left(value)
         finally:
             done.set()
+            with _GUARD:
+                if thread in ABANDONED:
+                    ABANDONED.remove(thread)
 
     thread = threading.Thread(target=work, name=f"rollback-lessons {name}", daemon=True)
     try:
-        thread.start()
-        done.wait()
+        with _ctrl_c_heard() as heard:
+            thread.start()
+            while not done.wait(SLICE):
+                if heard.is_set():  # (as at an ``await``: asyncio.run then raises
+                    raise asyncio.CancelledError  # KeyboardInterrupt, as for any Ctrl-C)
     except BaseException as exc:
-        if not done.is_set():
+        with _GUARD:
+            if not ended:
+                gone.append(True)
+                if left is not None and not done.is_set():
+                    ABANDONED.append(thread)
+        if ended and ended[0][0] and left is not None:  # (made, then the Ctrl-C: not taken)
+            left(ended[0][1])
+        if gone:
             exc.add_note(
                 f"{name}() goes on to its end in thread {thread.name!r}: an event loop runs "
                 "in this thread, where DBOS's calls refuse to run"
+                + ("; what it makes is closed then (nobody holds it)" if left else "")
             )
         raise
     ok, value = ended[0]
@@ -65,24 +144,36 @@ def in_own_thread(call: Callable[[], Any], name: str) -> Any:
 
 def off_loop(cls: C) -> C:
     """Make each public method of ``cls`` (``classmethod`` too) run in a thread of its own
-    when it is called where an event loop runs (``in_own_thread``); elsewhere as it is."""
+    when it is called where an event loop runs (``in_own_thread``); elsewhere as it is. What
+    a classmethod makes of ``cls`` for a caller who left is closed (``start``: F7)."""
     for attr, value in list(vars(cls).items()):
         if attr.startswith("_"):
             continue
         if isinstance(value, classmethod):
-            setattr(cls, attr, classmethod(_wrapped(value.__func__, cls.__name__)))
+            made = _closer(cls)
+            setattr(cls, attr, classmethod(_wrapped(value.__func__, cls.__name__, made)))
         elif callable(value):
             setattr(cls, attr, _wrapped(value, cls.__name__))
     return cls
 
 
-def _wrapped(fn: Callable[..., Any], owner: str) -> Callable[..., Any]:
+def _closer(cls: type) -> Callable[[Any], None]:
+    def close(made: Any) -> None:
+        if isinstance(made, cls) and callable(shut := getattr(made, "close", None)):
+            shut()
+
+    return close
+
+
+def _wrapped(
+    fn: Callable[..., Any], owner: str, left: Callable[[Any], None] | None = None
+) -> Callable[..., Any]:
     name = f"{owner}.{fn.__name__}"
 
     @functools.wraps(fn)
     def call(*args: Any, **kwargs: Any) -> Any:
         if not loop_runs():
             return fn(*args, **kwargs)
-        return in_own_thread(functools.partial(fn, *args, **kwargs), name)
+        return in_own_thread(functools.partial(fn, *args, **kwargs), name, left)
 
     return call

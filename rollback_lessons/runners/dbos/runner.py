@@ -31,7 +31,7 @@ from ..closed import Closable
 from ..error_record import keeping
 from ..hosted import UnknownRun
 from ..wire import needs_graph, plan_of, record_of
-from . import hosting, ids, launch, stops, waits, workflow
+from . import hosting, ids, launch, offloop, stops, waits, workflow
 from .graph import graph_workflow
 from .handle import REPLAY_VERSION as REPLAY_VERSION
 from .handle import DBOSHandle, ReplayRefused, replay_version
@@ -54,6 +54,9 @@ LOOK = 0.1
 """How often (s) ``record`` looks whether the run it waits for ended, or waits for its steps
 (``sagas=`` could not make them: it would never end here)."""
 _LOOK = threading.Event()  # (never set: a sleep)
+ABANDONED_WAIT = 60.0
+"""How long (s) ``start`` waits for a ``start`` whose caller a Ctrl-C took away (under an
+event loop: its thread goes on) to end and close the runner it made (attack48's F7)."""
 
 
 @off_loop  # (under a running event loop, each call runs in a thread of its own: F4)
@@ -86,9 +89,15 @@ class DBOSRunner(Closable):
         that cannot be opened (``FileUnusable``: its folder missing, say), and a ``sagas``
         function making a saga whose steps differ from an unfinished run's (``SagaChanged``),
         checked before DBOS launches (it would resume the file's other runs first)."""
+        offloop.wait_abandoned(ABANDONED_WAIT)  # (a start cut short closes its runner: F7)
         if not launch.LAUNCHED.acquire(blocking=False):
             if launch.LEFT:  # (a closed runner's sagas still run a step here)
                 raise launch.refused_meanwhile(system_database)
+            if any(thread.is_alive() for thread in offloop.ABANDONED):
+                raise DBOSUnavailable(
+                    "DBOS already runs in this process: a start cut short by a Ctrl-C still "
+                    "runs in its thread, which closes its runner once it ends: try again then"
+                )
             raise DBOSUnavailable("DBOS already runs in this process: close that runner first")
         lock, launched = None, False
         try:
