@@ -184,3 +184,43 @@ def test_a_ctrl_c_as_the_last_write_returns_still_names_what_it_finished(tmp_pat
         assert journal.saga("s").status == "rolled_back"
     assert [r.saga_id for r in caught.value.recovered] == ["s"]  # type: ignore[attr-defined]
     assert caught.value.unfinished == ()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("where", ["close", "print"])
+def test_a_ctrl_c_after_recover_returned_still_tells_what_it_finished(
+    tmp_path, monkeypatch, capsys, where
+):
+    """attack48 F11: heard as the journal closed, or as the report was printed: no saga
+    named (the second message even suggested some were left)."""
+    import sys
+    import types
+
+    from rollback_lessons import cli
+
+    path = tmp_path / "j.db"
+    crash_at_first_undo(path, saga())
+    if where == "close":
+        real = Journal.__exit__
+
+        def exit_(self, *args):
+            real(self, *args)
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(Journal, "__exit__", exit_)
+    else:
+
+        def say(*lines):
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(cli, "_say", say)
+    monkeypatch.setitem(sys.modules, "cut_reg", types.SimpleNamespace(registry=REGISTRY))
+    assert cli.main(["recover", str(path), "--registry", "cut_reg"]) == 130
+    out, err = capsys.readouterr()
+    [line] = err.splitlines()
+    if where == "close":
+        assert out.startswith("s (cut): rolled_back") and "no saga it claimed is left" in line
+    else:
+        assert "as recover printed its report: it finished 1 saga(s)" in line
+    monkeypatch.undo()
+    with Journal(path) as journal:
+        assert journal.saga("s").status == "rolled_back"

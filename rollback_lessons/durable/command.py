@@ -24,7 +24,7 @@ def journal_command(args: argparse.Namespace) -> int:
 
     settling = args.command == "journal" and args.journal_command == "settle"
     readonly = args.command == "journal" and not settling
-    settled = None
+    settled, report = None, None
     try:
         with Journal(args.file, create=False, readonly=readonly, timeout=args.wait) as journal:
             if settling:
@@ -49,7 +49,11 @@ def journal_command(args: argparse.Namespace) -> int:
             return _settle_interrupted(args, settled or getattr(exc, "settled", None), why, status)
         if readonly:
             raise
-        for done in getattr(exc, "recovered", ()):
+        finished = getattr(exc, "recovered", None)
+        if finished is None and report is not None:  # (it had returned: heard as the
+            finished, exc.unfinished = report.recovered, ()  # type: ignore[union-attr]
+            # journal closed, attack48 F11)
+        for done in finished or ():
             _say(_safe(str(done)))
         _warn(f"recover interrupted ({why}); what it undid is recorded, and {_left(exc)}")
         return status
@@ -74,6 +78,7 @@ def journal_command(args: argparse.Namespace) -> int:
     if readonly:
         _say(table)
         return 0
+    assert report is not None
     try:
         _say(str(report), *(_safe(str(w)) for w in report.waiting))
         STDOUT.flush()
@@ -81,6 +86,14 @@ def journal_command(args: argparse.Namespace) -> int:
         raise OutputError(
             f"{exc}; what recover did is recorded in {args.file} (journal show)"
         ) from None
+    except (KeyboardInterrupt, SystemExit) as exc:  # (its work done: said, attack48 F11)
+        why, status = ("Ctrl-C", 130) if isinstance(exc, KeyboardInterrupt) else interrupted_by(exc)
+        _warn(
+            f"interrupted ({why}) as recover printed its report: it finished "
+            f"{len(report.recovered)} saga(s), recorded (`rollback-lessons journal show "
+            f"{for_shell(str(args.file))}` lists them)"
+        )
+        return status
     dead = [r for r in report.recovered if r.dead_letters]
     person = [r for r in report.recovered if r.for_a_person and not r.dead_letters]
     if dead:
