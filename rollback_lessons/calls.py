@@ -183,13 +183,14 @@ def call_timed(
 
 def own_cancel(exc: BaseException) -> bool:
     """A step's (or undo's) own CancelledError (a library it awaits cancelled a future): a
-    failure, not an interrupt; the task running it is not being cancelled."""
+    failure, not an interrupt; the task running it is not being cancelled (none is, where
+    no loop runs: ``saga.run`` takes it as ``arun`` does, attack48 F6)."""
     if type(exc).__name__ != "CancelledError":
         return False
     import asyncio
 
     try:
         task = asyncio.current_task()
-    except RuntimeError:  # no event loop running
-        return False
+    except RuntimeError:  # no event loop running: no task of it is being cancelled
+        return isinstance(exc, asyncio.CancelledError)
     return isinstance(exc, asyncio.CancelledError) and task is not None and not task.cancelling()

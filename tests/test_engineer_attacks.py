@@ -131,3 +131,30 @@ def test_an_awaitable_from_saga_run_names_arun():
     """attack47 L4: it said 'the synchronous Rollback cannot await it' of a Saga."""
     outcome = Saga([Step("a", _async_result)]).run({})
     assert "await saga.arun(state)" in str(outcome.error)
+
+
+@pytest.mark.parametrize("retry", [None, (BaseException,)])
+def test_a_cancelled_error_an_action_raises_is_its_failure_on_run_and_arun_alike(retry):
+    """attack48 F6: saga.run took it as an interrupt (raised, the step in doubt), arun as
+    the step's own failure (rolled back; retried when retry_on named it)."""
+    import asyncio
+
+    def make() -> tuple[Saga, list[str]]:
+        calls: list[str] = []
+
+        def flaky(state):
+            calls.append("try")
+            if calls.count("try") == 1:
+                raise asyncio.CancelledError("a future it awaited")
+
+        policy = RetryPolicy(max_attempts=2, initial_delay=0.01, retry_on=retry) if retry else None
+        steps = [Step("a", lambda s: calls.append("a"), lambda s: calls.append("undo a")),
+                 Step("b", flaky, retry=policy)]  # fmt: skip
+        return Saga(steps), calls
+
+    saga, calls = make()
+    ran = saga.run({}, clock=VirtualClock())
+    asaga, acalls = make()
+    aran = asyncio.run(asaga.arun({}, clock=VirtualClock()))
+    assert (ran.status, ran.leaked, calls) == (aran.status, aran.leaked, acalls)
+    assert ran.status is (Status.COMMITTED if retry else Status.ROLLED_BACK)
