@@ -224,3 +224,43 @@ def test_a_ctrl_c_after_recover_returned_still_tells_what_it_finished(
     monkeypatch.undo()
     with Journal(path) as journal:
         assert journal.saga("s").status == "rolled_back"
+
+
+def test_a_ctrl_c_as_recover_marks_itself_running_does_not_refuse_every_later_one(
+    tmp_path, monkeypatch
+):
+    """attack48 F12: heard as the ContextVar's set returned (before the try that resets it):
+    a kernel then refused every recover, on any journal, as 'called from an undo'."""
+    import contextvars
+
+    from rollback_lessons.durable import exclusive
+
+    real = exclusive._recovering
+
+    class CutAfterSet:
+        cut = True
+
+        def get(self):
+            return real.get()
+
+        def set(self, value):
+            token = real.set(value)
+            if CutAfterSet.cut:
+                CutAfterSet.cut = False
+                raise KeyboardInterrupt
+            return token
+
+        def reset(self, token):
+            real.reset(token)
+
+    path = tmp_path / "j.db"
+    crash_at_first_undo(path, saga())
+
+    def kernel() -> list[str]:  # (one context for both, as a kernel keeps across cells)
+        with Journal(path) as journal, pytest.raises(KeyboardInterrupt):
+            recover(journal, REGISTRY)
+        with Journal(path) as journal:
+            return [str(r.status) for r in recover(journal, REGISTRY).recovered]
+
+    monkeypatch.setattr(exclusive, "_recovering", CutAfterSet())
+    assert contextvars.copy_context().run(kernel) == ["rolled_back"]

@@ -54,9 +54,13 @@ def recovering(journal: Journal) -> Iterator[None]:
             f"recover({journal!r}) was called from an undo that recover({holding}) is "
             "running: refused (it would wait for itself forever); nothing was claimed"
         )
-    token = _recovering.set(repr(journal))
+    token = None
     try:
+        token = _recovering.set(repr(journal))
         with _one_at_a_time(journal):
             yield
     finally:
-        _recovering.reset(token)
+        if token is not None:
+            _recovering.reset(token)
+        else:  # (a Ctrl-C as ``set`` returned: a kernel would refuse every recover: F12)
+            _recovering.set(None)
