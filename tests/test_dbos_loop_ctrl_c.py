@@ -53,7 +53,7 @@ def test_under_asyncio_run_a_ctrl_c_is_raised_at_once_not_after_the_call():
         asyncio.run(main())
     assert caught.value.__context__.__notes__ == seen["notes"]
     assert seen["after"] < 1 and seen["ended"] is False
-    assert "DBOSRunner.run() goes on to its end in thread" in " ".join(seen["notes"])
+    assert "DBOSRunner.run() goes on in thread" in " ".join(seen["notes"])
     assert seen["handler after"] is seen["handler"] is not signal.default_int_handler
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     assert ended.wait(5)
@@ -93,7 +93,7 @@ def test_a_runs_ctrl_c_under_asyncio_run_is_raised_while_its_saga_still_runs(
             time.sleep(0.05)
         seen["record"] = runner.record("slow-1").status
     assert seen["log"] == ["do a", "do b"]  # (heard mid-step, not after the saga)
-    assert "DBOSRunner.run() goes on to its end" in " ".join(seen["notes"])
+    assert "DBOSRunner.run() goes on in thread" in " ".join(seen["notes"])
     assert seen["record"] is Status.COMMITTED
 
 
@@ -132,7 +132,7 @@ def test_a_start_cut_short_under_a_loop_leaves_no_runner_nobody_holds(tmp_path, 
 
     with pytest.raises(KeyboardInterrupt) as caught:
         asyncio.run(main())
-    assert "DBOSRunner.start() goes on to its end" in " ".join(caught.value.__context__.__notes__)
+    assert "DBOSRunner.start() goes on in thread" in " ".join(caught.value.__context__.__notes__)
     monkeypatch.undo()
     with DBOSRunner.start(tmp_path / "other.sqlite") as runner:  # (at once: no wait here)
         assert runner.run(Saga([Step("a", lambda s: None)], name="x"), {}).status is (
