@@ -337,6 +337,8 @@ DAMAGE = {
     "graph naming a step twice": f"""{S} graph = '[["a", []], ["a", []]]'""",
     "undo error a blob": f"{U} state = 'dead', error = x'00ff'",
     "saga error a blob": f"{S} error = x'00ff'",
+    # attack48 F13: the claim bumped it past SQLite's integers: the file refused ever after
+    "claim generation at its maximum": f"{S} claim_gen = 9223372036854775807",
 }
 
 

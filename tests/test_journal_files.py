@@ -105,7 +105,7 @@ def test_a_journal_in_a_folder_that_does_not_exist_says_so(tmp_path, parent):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
 
 
-@pytest.mark.parametrize("value", ["two", "", None, "-1", "2.5", " 7", "\u0667", "7\n"])
+@pytest.mark.parametrize("value", ["two", "", None, "-1", "2.5", " 7", "\u0667", "7\n", "07", "0"])
 def test_a_schema_version_of_the_wrong_type_or_missing_is_refused_in_one_line(tmp_path, value):
     path = tmp_path / "j.db"
     _unfinished(path)
@@ -148,3 +148,19 @@ def test_overwritten_pages_are_refused_before_any_undo(tmp_path):
         except (JournalError, sqlite3.DatabaseError) as exc:  # the CLI: one line, exit 2
             assert "\n" not in str(exc)
             assert CALLS == [], (trial, str(exc))
+
+
+def test_a_schema_version_older_than_its_tables_is_refused_in_one_line(tmp_path):
+    """attack48 L1: the migration's raw 'duplicate column name', said beside the -wal."""
+    path = tmp_path / "j.db"
+    Journal(path).close()
+    con = sqlite3.connect(path)
+    con.execute("UPDATE meta SET value = '6' WHERE key = 'schema_version'")
+    con.commit()
+    con.close()
+    with pytest.raises(JournalError, match=r"schema_version \(6\) is older than its tables") as e:
+        Journal(path)
+    assert "-wal" not in str(e.value) and len(str(e.value).splitlines()) == 1
+    con = sqlite3.connect(path)  # (not changed)
+    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("6",)
+    con.close()

@@ -145,7 +145,13 @@ def _migrate(con: sqlite3.Connection) -> None:
         if at < SCHEMA_VERSION:
             for step in range(at, SCHEMA_VERSION):
                 for statement in _MIGRATIONS[step]:
-                    con.execute(statement)
+                    try:
+                        con.execute(statement)
+                    except sqlite3.OperationalError as exc:  # (its tables newer: attack48 L1)
+                        raise JournalError(
+                            f"its schema_version ({at}) is older than its tables ({exc}), "
+                            "which the journal never writes; it was not changed"
+                        ) from None
             version = (str(SCHEMA_VERSION),)
             con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", version)
 
@@ -230,7 +236,7 @@ def _schema_version(path: Path, meta: Mapping[str, Any]) -> int:
     """The journal's schema version, or one line saying why it has none that can be used."""
     raw = meta.get("schema_version")
     text = str(raw)  # (as the journal writes it: ASCII digits, nothing around: attack45 L5)
-    ok = isinstance(raw, str | int) and text.isascii() and text.isdigit()
+    ok = isinstance(raw, str | int) and text.isascii() and text.isdigit() and text[0] != "0"
     version = int(text) if ok else 0
     if version < 1:
         raise JournalError(

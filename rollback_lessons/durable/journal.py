@@ -117,9 +117,9 @@ class Journal:
         )  # fmt: skip
         try:
             self._open(version)
-        except sqlite3.Error as exc:  # a full disk: the WAL's files cannot be made beside it
+        except (sqlite3.Error, JournalError) as exc:  # a full disk (no room for the WAL's)
             self._con.close()
-            more = unopened(self.path, str(exc))  # (a full disk: said once, ``room``)
+            more = unopened(self.path, str(exc)) if isinstance(exc, sqlite3.Error) else ""
             raise JournalError(
                 f"cannot open the journal {self.path}: {exc}{more}; nothing was run"
             ) from None

@@ -71,7 +71,7 @@ _VALUE_CHECKS: tuple[tuple[str, str, str, str, str, int], ...] = (
     ),
     (
         "a saga's claim generation", "sagas", _SAGA, "claim_gen",
-        "typeof(claim_gen) != 'integer' OR claim_gen < 0", 3,
+        "typeof(claim_gen) != 'integer' OR claim_gen NOT BETWEEN 0 AND 9223372036854775806", 3,
     ),
     (
         "a saga's undo policy", "sagas", _SAGA, "policy",
