@@ -45,7 +45,7 @@ from .operations import (
     Wait,
 )
 from .outcome import DeadLetter, RunRecord, Status
-from .policies import CONTINUE, RetryPolicy, UndoPolicy, is_delay
+from .policies import CONTINUE, RetryPolicy, UndoPolicy, decided, is_delay
 from .rules import IRREVERSIBLE, Kind
 from .verdicts import (  # the status and pivot rules, the machine's (one place each)
     HALTED_FORWARD,
@@ -607,7 +607,7 @@ class Machine:
         self._expect("undo_failed")
         entry = self.entry
         assert entry is not None
-        decision = self.policy.decide(self.attempt - self.base, error)
+        decision = decided(self.policy, self.attempt - self.base, error)
         details: dict[str, Any] = {"attempt": self.attempt, "error": describe(error)}
         if limit is not None and decision != "dead_letter":
             self.notes = [*self.notes, f"the undo of {entry.step}: {limit}"]

@@ -93,9 +93,9 @@ def _finite(value: object) -> bool:
     if not isinstance(value, int | float) or isinstance(value, bool):
         return False
     try:
-        return math.isfinite(value)
-    except OverflowError:  # an int too big for a float (10**400): no finite number of seconds
-        return False
+        return math.isfinite(value) and math.isfinite(float(value))
+    except Exception:  # an int too big for a float (10**400), a __float__ that raises: no
+        return False  # finite number of seconds
 
 
 def check_step_retry(retry: object, step: str) -> None:
@@ -108,6 +108,29 @@ def check_step_retry(retry: object, step: str) -> None:
             f"retry of step {step!r} has timeout={retry.timeout!r}, which times undos only (an "
             "action, once called, cannot be stopped); a limit on its undo is undo_timeout="
         )
+
+
+class _Said(str):
+    """A decide answer the machine must not compare (its ``__eq__`` may raise), as text."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def decided(policy: UndoPolicy, attempt: int, error: BaseException) -> object:
+    """``policy.decide``'s answer as the machine reads it: 'dead_letter', 'halt', a delay,
+    or anything else as its (short) repr, the machine then halting for a person; a
+    ``decide`` that raises is told so, not as the undo's interruption (attack48 L2)."""
+    try:
+        answer = policy.decide(attempt, error)
+        if isinstance(answer, str):  # (a StrEnum too: its text, compared as text)
+            return str.__str__(answer)
+        if is_delay(answer):
+            return answer
+        text = repr(answer)
+    except Exception as exc:
+        text = f"nothing (it raised {type(exc).__name__}: {exc})"
+    return _Said(text if len(text) <= 80 else f"{text[:75]}...")
 
 
 def is_delay(value: object) -> TypeGuard[float]:
