@@ -264,3 +264,28 @@ def test_a_ctrl_c_as_recover_marks_itself_running_does_not_refuse_every_later_on
 
     monkeypatch.setattr(exclusive, "_recovering", CutAfterSet())
     assert contextvars.copy_context().run(kernel) == ["rolled_back"]
+
+
+def test_a_ctrl_c_as_a_sagas_report_is_made_leaves_it_unfinished_as_said(tmp_path, monkeypatch):
+    """attack49 F2: its status was committed by the interrupt's flush, yet the saga was named
+    'left unfinished' and never named finished by anyone."""
+    from rollback_lessons.durable import recovery
+
+    path = tmp_path / "j.db"
+    crash_at_first_undo(path, saga())
+
+    def build(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    CALLS.clear()
+    monkeypatch.setattr(recovery.Recovery, "build", build)
+    with Journal(path) as journal:
+        with pytest.raises(KeyboardInterrupt) as caught:
+            recover(journal, REGISTRY)
+        assert journal.saga("s").status == "rolling_back"  # (unfinished, as said)
+        assert [u.state for u in journal.undos("s")] == ["done"] * 3  # (its undos recorded)
+    assert caught.value.unfinished == ("s",)  # type: ignore[attr-defined]
+    monkeypatch.undo()
+    with Journal(path) as journal:
+        assert [r.status for r in recover(journal, REGISTRY).recovered] == ["rolled_back"]
+    assert CALLS == ["c", "b", "a"]  # (none run again)

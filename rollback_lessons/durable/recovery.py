@@ -396,12 +396,13 @@ def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: Write
             f"the undo of {step} failed ({why}) and the undo policy halts for a person; "
             f"pending: {', '.join(m.pending) or '-'}"
         )
-    run.add(  # (and if the owner reports one before this is written: not rolled_back either)
+    fields = {k: getattr(record, k) for k in RECORD_FIELDS}
+    report = Recovery.build(**{**fields, **done}, reason=reason)
+    writer.final = (  # (with its report: a Ctrl-C as that is made leaves the saga unfinished,
         "UPDATE sagas SET status = CASE WHEN ?1 IN ('rolled_back', 'cancelled') AND EXISTS"
-        " (SELECT 1 FROM undos WHERE saga_id = ?4 AND state = 'leaked')"
+        " (SELECT 1 FROM undos WHERE saga_id = ?4 AND state = 'leaked')"  # as said: attack49
         " THEN 'rollback_incomplete' ELSE ?1 END, ended = ?2, error = COALESCE(error, ?3)"
-        " WHERE id = ?4",
+        " WHERE id = ?4",  # F2; and if the owner reports a leak first: not rolled_back)
         (str(record.status), time.time(), reason or "recovered after a crash", saga.id),
     )
-    fields = {k: getattr(record, k) for k in RECORD_FIELDS}
-    return Recovery.build(**{**fields, **done}, reason=reason)
+    return report

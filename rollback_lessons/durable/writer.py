@@ -24,6 +24,7 @@ class Writer:
         self.fences: dict[str, int] = {}  # the claims the statements are written under
         self.current = ""  # the saga being recovered
         self.run: JournalRun | None = None  # and its run
+        self.final: tuple[str, tuple[Any, ...]] | None = None  # its status, once reported
 
     def undo_ran(self, run: JournalRun) -> None:
         self.statements += run.take()
@@ -32,7 +33,9 @@ class Writer:
             self.flush()
 
     def finished(self, run: JournalRun, report: Recovery) -> None:
-        self.statements += run.take()
+        """A saga's end: what its run did, then its status (``final``) with its report."""
+        self.statements += [*run.take(), *([self.final] if self.final else [])]
+        self.final = None
         self.staged.append(report)
         if self.every == 1 or self.undos >= self.every:
             self.flush()
