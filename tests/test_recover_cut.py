@@ -289,3 +289,27 @@ def test_a_ctrl_c_as_a_sagas_report_is_made_leaves_it_unfinished_as_said(tmp_pat
     with Journal(path) as journal:
         assert [r.status for r in recover(journal, REGISTRY).recovered] == ["rolled_back"]
     assert CALLS == ["c", "b", "a"]  # (none run again)
+
+
+def test_a_ctrl_c_as_recover_lets_its_file_go_still_names_what_it_finished(tmp_path, monkeypatch):
+    """attack49 F4: all finished, none named, the line saying some were left."""
+    import contextlib
+
+    from rollback_lessons.durable import recovery
+
+    real = recovery.recovering
+
+    @contextlib.contextmanager
+    def recovering(journal):
+        with real(journal):
+            yield
+        raise KeyboardInterrupt  # (as the lock is let go)
+
+    path = tmp_path / "j.db"
+    crash_at_first_undo(path, saga())
+    monkeypatch.setattr(recovery, "recovering", recovering)
+    with Journal(path) as journal:
+        with pytest.raises(KeyboardInterrupt) as caught:
+            recover(journal, REGISTRY)
+    assert [r.saga_id for r in caught.value.recovered] == ["s"]  # type: ignore[attr-defined]
+    assert caught.value.unfinished == ()  # type: ignore[attr-defined]

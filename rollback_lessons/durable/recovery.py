@@ -163,8 +163,16 @@ def recover(
         raise TypeError(f"force must be True or False, got {force!r}")
     if type(batch) is not int or batch < 1:
         raise ValueError(f"batch must be an int >= 1, got {batch!r}")
-    with recovering(journal):  # (one recover of a journal file at a time; none nested)
-        return _recover(journal, registry, force, batch)
+    report = None
+    try:
+        with recovering(journal):  # (one recover of a journal file at a time; none nested)
+            report = _recover(journal, registry, force, batch)
+    except BaseException as exc:  # (a Ctrl-C as it let the file go: done all the same, and
+        if report is not None:  # told: attack49 F4)
+            with contextlib.suppress(Exception):
+                exc.recovered, exc.unfinished = report.recovered, ()  # type: ignore[attr-defined]
+        raise
+    return report
 
 
 def _recover(journal: Journal, registry: Registry, force: bool, batch: int) -> RecoveryReport:
@@ -202,6 +210,8 @@ def _recover(journal: Journal, registry: Registry, force: bool, batch: int) -> R
             writer.finished(run, report)
         writer.flush()  # (and an interrupt after it, as it reads which wait for a person:
         waiting = waiting_in(journal, but={r.saga_id for r in writer.recorded})  # F5)
+        skips = tuple(Skipped(s.id, s.name, why) for s, why in skipped)  # (in the try: F4)
+        result = RecoveryReport(tuple(writer.recorded), skips, waiting)
     except BaseException as exc:
         with contextlib.suppress(Exception):  # (what the saga being undone did, not taken)
             writer.statements += writer.run.take() if writer.run is not None else []
@@ -218,8 +228,7 @@ def _recover(journal: Journal, registry: Registry, force: bool, batch: int) -> R
             pid, host, _, space = me()  # service, held them: no other recover took them;
             journal.write([(_RELEASE, (pid, host, space))])  # each its own, the claim's
         raise  # return cut too: attack48 F2)
-    skips = tuple(Skipped(s.id, s.name, why) for s, why in skipped)
-    return RecoveryReport(tuple(writer.recorded), skips, waiting)
+    return result
 
 
 _RELEASE = (  # this process's claims given back (one taken over since: the new holder's)
