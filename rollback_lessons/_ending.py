@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -54,3 +55,14 @@ def ended(code: int, warn: Callable[[str], None], exit_status: Callable[[Any], i
     with contextlib.suppress(BaseException):
         sys.stderr.flush()
     return code
+
+
+def threads_left(waited: str, warn: Callable[[str], None]) -> None:
+    """Threads not ours still running as the process ends (a registry's), said in one line."""
+    me = threading.current_thread()
+    left = [t.name for t in threading.enumerate() if t.is_alive() and not t.daemon and t != me]
+    if left:
+        warn(
+            f"thread(s) {', '.join(map(repr, left))} (not ours: the registry's?) "
+            f"{waited}; the process ends without them (what the command did is recorded)"
+        )

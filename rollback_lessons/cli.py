@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from ._ending import AT_END, ended
+from ._ending import AT_END, ended, threads_left
 from .events import UNDO_KINDS, Event, EventKind, describe, one_line
 from .outcome import Outcome
 
@@ -387,23 +387,19 @@ def run() -> NoReturn:
     left running (not a daemon), the command's work long done: it is waited for
     ``THREAD_WAIT`` seconds, then the process ends anyway (output flushed, exit handlers
     run), saying so in one line, with the command's own exit status."""
-    code = main()
-    deadline = time.monotonic() + THREAD_WAIT
+    code, me = main(), threading.current_thread()
     waited = f"still ran {THREAD_WAIT:g} s after the command ended"
-    try:
+    try:  # (all of it: a handler's sys.exit(0) between two parts ended it 0, no line: F5)
+        deadline = time.monotonic() + THREAD_WAIT
         for thread in threading.enumerate():
-            if thread is not threading.current_thread() and not thread.daemon:
+            if thread is not me and not thread.daemon:
                 thread.join(max(0.0, deadline - time.monotonic()))
+        threads_left(waited, _warn)
     except (KeyboardInterrupt, SystemExit) as exc:  # (a Ctrl-C, a handler's exit: no wait)
         code = code or (130 if isinstance(exc, KeyboardInterrupt) else interrupted_by(exc)[1])
-        waited = "were not waited for (interrupted)"
-    me = threading.current_thread()
-    left = [t.name for t in threading.enumerate() if t.is_alive() and not t.daemon and t != me]
-    if left:
-        _warn(
-            f"thread(s) {', '.join(map(repr, left))} (not ours: the registry's?) "
-            f"{waited}; the process ends without them (what the command did is recorded)"
-        )
+        with contextlib.suppress(BaseException):
+            _warn(AT_END.format("a Ctrl-C" if isinstance(exc, KeyboardInterrupt) else "a sys.exit"))
+            threads_left("were not waited for (interrupted)", _warn)
     try:  # (its exit handlers run here, under this rule: ``_ending``)
         os._exit(ended(code, _warn, lambda exc: interrupted_by(exc)[1]))
     except BaseException:  # (a Ctrl-C landing between: the work is done, the status says so)

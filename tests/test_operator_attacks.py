@@ -48,3 +48,29 @@ def test_a_ctrl_c_as_a_lazily_imported_class_is_made_is_one_line(tmp_path, comma
     assert done.stderr.splitlines() == ["rollback-lessons: interrupted (Ctrl-C)"]
     with Journal(path) as journal:
         assert journal.saga("s").status == "running"  # nothing settled
+
+
+@pytest.mark.parametrize("raised, status", [("SystemExit(0)", 2), ("KeyboardInterrupt", 130)])
+def test_an_interrupt_as_the_cli_lists_threads_left_is_one_line_never_exit_0(
+    tmp_path, raised, status
+):
+    """attack49 F5: between the thread wait's try and the exit's, a SIGTERM handler's
+    sys.exit(0) ended the command 0 with no line; a Ctrl-C was a traceback."""
+    path = tmp_path / "j.db"
+    Journal(path).close()
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from rollback_lessons import cli
+        def cut(waited, warn):
+            raise {raised}
+        cli.threads_left = cut
+        sys.argv = ["rollback-lessons", "journal", "show", sys.argv[1]]
+        cli.run()
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == status, done
+    assert len(done.stderr.splitlines()) == 1 and "came as the process ended" in done.stderr
