@@ -74,3 +74,27 @@ def test_an_interrupt_as_the_cli_lists_threads_left_is_one_line_never_exit_0(
     )
     assert done.returncode == status, done
     assert len(done.stderr.splitlines()) == 1 and "came as the process ended" in done.stderr
+
+
+def test_a_sys_exit_as_the_registry_is_asked_is_not_blamed_on_it_alone(tmp_path):
+    """attack49 L2: a SIGTERM handler's sys.exit(0) heard in the registry's __contains__ was
+    told as 'the registry raised SystemExit(0)'."""
+    from conftest import orphan
+
+    from rollback_lessons.durable.recovery import RegistryFailed, recover
+    from rollback_lessons.durable.registry import Registry
+
+    class Exiting(Registry):
+        def __contains__(self, name):
+            raise SystemExit(0)
+
+    reg = Exiting()
+    path = tmp_path / "j.db"
+    with Journal(path) as journal:
+        journal.start("trip", "t").register("hold", reg.add("x", print).bind(), "pending")
+    orphan(path, "t")
+    with Journal(path) as journal, pytest.raises(RegistryFailed) as caught:
+        recover(journal, reg)
+    said = str(caught.value)
+    assert "was cut by sys.exit(0) (its own, or a signal handler's" in said
+    assert "raised SystemExit" not in said

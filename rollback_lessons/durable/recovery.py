@@ -99,10 +99,10 @@ def _ask(registry: Registry, lookup: Callable[[str], Any], name: str, then: str)
         raise
     except BaseException as exc:  # (GeneratorExit, sys.exit too: one line, nothing claimed;
         # and a name it had at the claim, gone at its undo: attack45 F4, a traceback)
-        raise RegistryFailed(
-            f"the registry ({type(registry).__name__}) raised {describe(exc)} when asked for "
-            f"compensation {name!r}; {then}"
-        ) from None
+        who = f"the registry ({type(registry).__name__})"  # (a sys.exit: attack49 L2)
+        said = f"raised {describe(exc)}" if not isinstance(exc, SystemExit) else (
+            f"was cut by sys.exit({exc.code!r}) (its own, or a signal handler's)")  # fmt: skip
+        raise RegistryFailed(f"{who} {said} when asked for compensation {name!r}; {then}") from None
 
 
 def _decide(saga: SagaRecord, force: bool) -> str | None:
