@@ -130,6 +130,12 @@ def test_a_ctrl_c_while_the_call_runs_in_its_thread_is_raised_at_once_saying_so(
     assert "until it ends or the runner is closed (a with-block's end closes it" in said  # F14
     assert ended.wait(5)
     assert in_own_thread(lambda: 42, "x") == 42
+    ended.clear()  # (a close cut: it goes on to its end, no with-block to close it: L3)
+    with pytest.raises(KeyboardInterrupt) as caught:
+        in_own_thread(call, "DBOSRunner.close")
+    assert "DBOSRunner.close() goes on in thread" in " ".join(caught.value.__notes__)
+    assert "to its end: an event loop" in " ".join(caught.value.__notes__)
+    assert ended.wait(5)
 
 
 def test_a_close_leaving_a_saga_running_still_warns_at_the_callers_with(

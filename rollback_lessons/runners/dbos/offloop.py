@@ -131,10 +131,15 @@ def in_own_thread(
             left(ended[0][1])
         if gone:
             exc.add_note(
-                f"{name}() goes on in thread {thread.name!r} until it ends or the runner is "
-                "closed (a with-block's end closes it: a run then stops at its next step, "
-                "left on the file for a relaunch): an event loop runs in this thread, "
-                "where DBOS's calls refuse to run"
+                f"{name}() goes on in thread {thread.name!r} "
+                + (
+                    "to its end"
+                    if name.endswith(".close")
+                    else "until it ends or the runner "
+                    "is closed (a with-block's end closes it: a run then stops at its next "
+                    "step, left on the file for a relaunch)"
+                )
+                + ": an event loop runs in this thread, where DBOS's calls refuse to run"
                 + ("; what it makes is closed then (nobody holds it)" if left else "")
             )
         raise
