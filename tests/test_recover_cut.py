@@ -220,7 +220,7 @@ def test_a_ctrl_c_after_recover_returned_still_tells_what_it_finished(
     if where == "close":
         assert out.startswith("s (cut): rolled_back") and "no saga it claimed is left" in line
     else:
-        assert "as recover printed its report: it finished 1 saga(s)" in line
+        assert "as recover printed its report: it finished 1 saga(s) 's', recorded" in line
     monkeypatch.undo()
     with Journal(path) as journal:
         assert journal.saga("s").status == "rolled_back"

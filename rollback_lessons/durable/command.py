@@ -90,8 +90,8 @@ def journal_command(args: argparse.Namespace) -> int:
         why, status = ("Ctrl-C", 130) if isinstance(exc, KeyboardInterrupt) else interrupted_by(exc)
         _warn(
             f"interrupted ({why}) as recover printed its report: it finished "
-            f"{len(report.recovered)} saga(s), recorded (`rollback-lessons journal show "
-            f"{for_shell(str(args.file))}` lists them)"
+            f"{len(report.recovered)} saga(s){_named([r.saga_id for r in report.recovered])}, "
+            f"recorded (`rollback-lessons journal show {for_shell(str(args.file))}` lists them)"
         )
         return status
     dead = [r for r in report.recovered if r.dead_letters]
@@ -126,8 +126,13 @@ def _left(exc: BaseException) -> str:
         return "the sagas it did not finish are left for the next recover"
     if not left:
         return "no saga it claimed is left unfinished"
-    shown = ", ".join(map(repr, left[:5])) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
-    return f"left unfinished for the next recover: saga(s) {shown}"
+    return f"left unfinished for the next recover: saga(s){_named(left)}"
+
+
+def _named(ids: Any) -> str:
+    """' ' and the first five ids, and how many more (attack49 L1: a count alone)."""
+    more = f" and {len(ids) - 5} more" if len(ids) > 5 else ""
+    return (" " + ", ".join(map(repr, ids[:5])) + more) if ids else ""
 
 
 def _settle_interrupted(
