@@ -342,16 +342,18 @@ class JournalRun:
             (step, state, self.saga_id),
         )
 
-    def undo_done(self, position: int, attempts: int, *, flush: bool = True) -> None:
+    def undo_done(self, position: int, attempts: int, *, flush: bool | None = True) -> Any:
         """The undo ran; never over a step reported ``leaked`` (``late_effect``: its effect
-        landed after recover undid it, and may stand)."""
-        self._pending.append(
-            (
-                "UPDATE undos SET state = 'done', attempts = attempts + ?"
-                " WHERE saga_id = ? AND position = ? AND state != 'leaked'",
-                (attempts, self.saga_id, position),
-            )
+        landed after recover undid it, and may stand). ``flush=None``: the statement, made
+        for its caller to keep (recover: at once as the undo returns)."""
+        statement = (
+            "UPDATE undos SET state = 'done', attempts = attempts + ?"
+            " WHERE saga_id = ? AND position = ? AND state != 'leaked'",
+            (attempts, self.saga_id, position),
         )
+        if flush is None:
+            return statement
+        self._pending.append(statement)
         if flush:
             self.flush()
 

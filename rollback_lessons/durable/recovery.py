@@ -380,14 +380,15 @@ def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: Write
             f"recover stopped before the undo of {undo.step!r} (saga {saga.id!r}); the saga is "
             "left unfinished, that undo pending, for the next recover",
         )
-        try:
+        ran = run.undo_done(undo.position, 1, flush=None)  # (made before the call, kept
+        try:  # with a C call as it returns: no Python call between for a Ctrl-C: attack49 F1)
             run_undo(fn, undo, op.timeout)
         except Exception as exc:
             op = m.undo_failed(exc)
         except BaseException as exc:  # sys.exit, CancelledError, a library's own
             raise _stopped(exc, f"the undo of {undo.step!r} (saga {saga.id!r})") from None
         else:  # (written down at once: a Ctrl-C from here on never runs it again, F8)
-            run.undo_done(undo.position, 1, flush=False)
+            run._pending.append(ran)
             op = m.undo_ok()
         writer.undo_ran(run)
     if m.interruption is not None:  # in an event's write (attack45 F2: it was swallowed,
