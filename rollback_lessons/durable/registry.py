@@ -142,7 +142,8 @@ def takes_key(fn: Callable[..., Any]) -> bool:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
         return False
-    return any(p.name == "idempotency_key" or p.kind is p.VAR_KEYWORD for p in params)
+    # (a list, not a generator any() leaves: a Ctrl-C as one is closed is dropped by Python)
+    return any([p.name == "idempotency_key" or p.kind is p.VAR_KEYWORD for p in params])
 
 
 def call_compensation(
