@@ -133,9 +133,11 @@ class _Base:
 
     def _said_committed(self, late: BaseException) -> None:
         """A Ctrl-C out of the commit: heard once it was done (the outcome says committed),
-        it says so (the README's note), as one in an observer of the commit does."""
-        outcome = self.outcome
-        if outcome is not None and outcome.status is Status.COMMITTED:
+        it says so, as one in an observer of the commit does; as the journal recorded the
+        commit: no outcome (the journal alone knows whether it landed: attack52 F1)."""
+        if _guards.commit_in_doubt(self._run, late):
+            self._state = _ENDING
+        elif (outcome := self.outcome) is not None and outcome.status is Status.COMMITTED:
             _guards.committed_note(late)
 
     def _enter(self) -> None:

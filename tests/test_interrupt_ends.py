@@ -1,0 +1,118 @@
+"""A Ctrl-C at the instants that end a run (attack52): the commit's write, the rollback's
+last events, the last undo's record. Whatever the driver, nothing says committed or
+rolled back unless the journal does, and what stands is named."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from rollback_lessons import AsyncRollback, Rollback, Saga, Status, Step
+from rollback_lessons.durable.journal import Journal
+from rollback_lessons.durable.registry import Registry, compensation
+
+DRIVERS = ["list", "graph", "arun", "rollback", "arollback"]
+
+
+def notes(exc: BaseException) -> str:
+    return "\n".join(getattr(exc, "__notes__", ()))
+
+
+def run_on(driver: str, steps: list[tuple[str, object, object]], fail: bool = False, **kw):
+    """(outcome or None, the Ctrl-C raised or None) of ``steps`` on ``driver``; ``fail``:
+    the saga fails after its steps (a last step that raises; a with-block that raises)."""
+    outcome, raised = None, None
+
+    def boom(*_a: object) -> None:
+        raise ValueError("boom")
+
+    try:
+        if driver in ("rollback", "arollback"):
+            rb = Rollback(**kw) if driver == "rollback" else AsyncRollback(**kw)
+            try:
+                if driver == "rollback":
+                    with rb:
+                        for name, act, undo in steps:
+                            rb.do(name, act, undo)  # type: ignore[arg-type]
+                        if fail:
+                            boom()
+                else:
+
+                    async def block() -> None:
+                        async with rb:  # type: ignore[union-attr]
+                            for name, act, undo in steps:
+                                await rb.do(name, act, undo)  # type: ignore[arg-type,misc]
+                            if fail:
+                                boom()
+
+                    asyncio.run(block())
+            finally:
+                outcome = rb.outcome
+        else:
+            saga = Saga(
+                [Step(n, a, u) for n, a, u in steps]  # type: ignore[arg-type]
+                + ([Step("z", boom)] if fail else [])
+            )
+            if driver == "list":
+                outcome = saga.run({}, **kw)
+            elif driver == "graph":
+                outcome = saga.run({}, completion=list(saga.names), **kw)
+            else:
+                outcome = asyncio.run(saga.arun({}, **kw))
+    except (KeyboardInterrupt, ValueError) as exc:
+        raised = exc if isinstance(exc, KeyboardInterrupt) else None
+        outcome = outcome or getattr(exc, "outcome", None)
+    return outcome, raised
+
+
+def world_steps(world: list[str], journalled: bool = False):
+    """Steps a, b: each appends to ``world`` as it is done and undone (a registered
+    compensation when ``journalled``)."""
+
+    def undo(k: str, idempotency_key: str | None = None) -> None:
+        world.append(f"undo {k}")
+
+    registered = compensation(f"undo_{id(world)}", Registry())(undo)
+    return [
+        (
+            k,
+            lambda *_, k=k: world.append(f"do {k}"),
+            registered.bind(k=k) if journalled else lambda *_, k=k: undo(k),
+        )
+        for k in "ab"
+    ]
+
+
+@pytest.mark.parametrize("landed", ["before", "after"])
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_a_ctrl_c_as_the_commit_is_written_never_says_committed_unless_the_journal_does(
+    driver, landed, tmp_path
+):
+    """attack52 F1: a Ctrl-C as the journal's write of the commit began: the with-blocks said
+    ``committed`` ("nothing to undo") though the journal never recorded it, and ``recover``
+    undid the saga its process called committed. Now, on every driver, the Ctrl-C is raised
+    with a note that the journal alone knows; no outcome says committed; nothing is undone."""
+    world: list[str] = []
+    with Journal(str(tmp_path / "j.db")) as journal:
+        real = journal.write
+
+        def write(statements, **kw):
+            commit = any("committed" in str(s) for s in statements)
+            if commit and landed == "before":
+                raise KeyboardInterrupt
+            out = real(statements, **kw)
+            if commit:
+                raise KeyboardInterrupt
+            return out
+
+        journal.write = write  # type: ignore[method-assign]
+        outcome, raised = run_on(driver, world_steps(world, True), journal=journal, run_id="r")
+        journal.write = real  # type: ignore[method-assign]
+        status = journal.saga("r").status
+    assert world == ["do a", "do b"]
+    assert isinstance(raised, KeyboardInterrupt)
+    assert "the journal says whether it committed" in notes(raised)
+    assert "there is nothing to undo" not in notes(raised)
+    assert status == ("running" if landed == "before" else "committed")
+    assert outcome is None or outcome.status is not Status.COMMITTED
