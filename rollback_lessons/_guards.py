@@ -398,7 +398,7 @@ def add_notes(run: Run, error: BaseException) -> None:
     taken = issubclass(type(m.error), TakenOver)  # (its message says what, and the late step)
     notes = rollback_notes(
         m.dead_letters, m.pending, [s for s in m.leaked if not taken or s != m.error.late],  # type: ignore[union-attr]
-        m.notes, cut=m.interruption is not None or taken,
+        m.notes, cut=bool(m.cut_note) or taken,  # (a Ctrl-C once it halted: attack52 F3)
         forward=m.record().forward_said if m.halted else "",
     )  # fmt: skip
     carriers = [error]  # and the Ctrl-C the caller gets, whatever the run failed with

@@ -116,3 +116,46 @@ def test_a_ctrl_c_as_the_commit_is_written_never_says_committed_unless_the_journ
     assert "there is nothing to undo" not in notes(raised)
     assert status == ("running" if landed == "before" else "committed")
     assert outcome is None or outcome.status is not Status.COMMITTED
+
+
+def failing_undo_steps(world: list[str]):
+    """Steps a, c: c's undo always fails (a, c, then the saga fails)."""
+
+    def undo_c(*_: object) -> None:
+        world.append("try-undo c")
+        raise RuntimeError("refund service down")
+
+    return [
+        ("a", lambda *_: world.append("do a"), lambda *_: world.append("undo a")),
+        ("c", lambda *_: world.append("do c"), undo_c),
+    ]
+
+
+@pytest.mark.parametrize("policy", ["halt", "continue"])
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_a_ctrl_c_at_any_event_of_the_rollback_names_every_step_it_left_standing(driver, policy):
+    """attack52 F3: with ``halt``, a Ctrl-C in the observer of the ``undo_failed`` that halts
+    (or of ``rollback_done``) was raised with no note, and no outcome: a and c stood, named
+    nowhere. At every event from the rollback's start on, on every driver, each step left
+    standing is named in the Ctrl-C's notes."""
+    kinds: list[str] = []
+    run_on(driver, failing_undo_steps([]), fail=True, policy=policy, on_event=kinds.append)
+    kinds = [str(e.kind) for e in kinds]  # type: ignore[attr-defined]
+    start = kinds.index("rollback_start")
+    assert kinds[-1] == "rollback_done"
+    for n in range(start, len(kinds)):
+        world: list[str] = []
+        seen: list[object] = []
+
+        def on_event(event: object, n: int = n, seen: list[object] = seen) -> None:
+            seen.append(event)
+            if len(seen) == n + 1:
+                raise KeyboardInterrupt
+
+        _, raised = run_on(
+            driver, failing_undo_steps(world), fail=True, policy=policy, on_event=on_event
+        )
+        assert isinstance(raised, KeyboardInterrupt), (n, kinds[n])
+        standing = [k for k in "ac" if f"do {k}" in world and f"undo {k}" not in world]
+        said = notes(raised)
+        assert standing and all(f" {k}" in said for k in standing), (kinds[n], world, said)
