@@ -33,6 +33,13 @@ returned without its done event (recover undid a graph's branches in their start
 attack36 F1) and one that refused cleanly with its intent (reported leaked, F7)."""
 
 
+UNRECORDED = (
+    ", though the journal could not record it: recover will call it again (same idempotency key)"
+)
+CUT_RECORD = (
+    "; the Ctrl-C cut the write of its record: unless it landed, recover will call it again "
+    "(same idempotency key)"
+)
 ATTEMPTS = 3  # a write the run's end relies on (a commit, its last batch): tried this often
 
 
@@ -80,6 +87,7 @@ class JournalWriter:
         self.withdrawn = 0  # how many of the machine's ``withdrawn`` undos are written
         self.failed = False  # a write of the rollback failed (said once, in a note)
         self.unrecorded: list[str] = []  # undos run whose ``done`` no write carried yet
+        self.cut_done: list[str] = []  # undos run whose ``done`` write a Ctrl-C cut
         self.unsure: list[str] = []  # undos logged (confirmed) that no write carried yet
         self.settled: dict[str, tuple[int, bool]] = {}  # undos written as their step returned
         self.resting: dict[str, int | None] = {}  # steps refused, to retry: their intent rows
@@ -174,8 +182,12 @@ class JournalWriter:
         elif kind is EventKind.UNDO_DONE:  # each attempt is counted once (a fix by hand: none)
             assert m.entry is not None
             by_hand = 0 if details.get("by_hand") else 1
-            if not self.durably(jrun.undo_done, m.entry.position, by_hand):
-                self.unrecorded.append(m.entry.step)  # (kept: written by the next write)
+            try:
+                if not self.durably(jrun.undo_done, m.entry.position, by_hand):
+                    self.unrecorded.append(m.entry.step)  # (kept: written by the next write)
+            except BaseException:  # a Ctrl-C in its write: said at the end (attack52 M1)
+                self.cut_done.append(m.entry.step)
+                raise
         elif kind is EventKind.UNDO_FAILED and details["then"] == "dead_letter":
             assert m.entry is not None
             self.durably(jrun.undo_dead, m.entry.position, 1, details["error"])
@@ -368,14 +380,14 @@ class JournalWriter:
             if never or pivot is not None or withdrawn:  # (taken over meanwhile: fenced,
                 with contextlib.suppress(TakenOver):  # nothing written; a Ctrl-C is kept)
                     self.tried(partial(jrun.abandon_now, never, pivot, withdrawn))
-            if ran := list(dict.fromkeys(self.unrecorded)):  # (attack44 F8: said nowhere)
-                said = (
-                    f"the undo of {', '.join(map(repr, ran))} ran here, though the journal "
-                    "could not record it: recover will call it again (same idempotency key)"
-                )
-                self.m.note(EventKind.JOURNAL_FAILED, said)
-                with contextlib.suppress(Exception):  # (the Ctrl-C raised after says it too)
-                    self.m.interruption.add_note(f"rollback: {said}")  # type: ignore[union-attr]
+            ran = list(dict.fromkeys(self.unrecorded))  # (attack44 F8: said nowhere)
+            cut = [s for s in dict.fromkeys(self.cut_done) if s not in ran]  # (attack52 M1)
+            for steps, how in ((ran, UNRECORDED), (cut, CUT_RECORD)):
+                if steps:
+                    said = f"the undo of {', '.join(map(repr, steps))} ran here{how}"
+                    self.m.note(EventKind.JOURNAL_FAILED, said)
+                    with contextlib.suppress(Exception):  # (the Ctrl-C raised after says it)
+                        self.m.interruption.add_note(f"rollback: {said}")  # type: ignore[union-attr]
             return
         self.withdraw(jrun)
         for position in not_run:

@@ -159,3 +159,31 @@ def test_a_ctrl_c_at_any_event_of_the_rollback_names_every_step_it_left_standing
         standing = [k for k in "ac" if f"do {k}" in world and f"undo {k}" not in world]
         said = notes(raised)
         assert standing and all(f" {k}" in said for k in standing), (kinds[n], world, said)
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_a_ctrl_c_as_an_undos_record_is_written_says_recover_will_call_it_again(driver, tmp_path):
+    """attack52 M1: a Ctrl-C as the write of the rollback's last ``undo_done`` began: the
+    outcome said "every undo had run", the journal kept that undo pending, and ``recover``
+    called it again with nothing in the process saying it would. Now the Ctrl-C's notes and
+    the outcome name the undo that ran and that recover will call again (by its key)."""
+    world: list[str] = []
+    with Journal(str(tmp_path / "j.db")) as journal:
+        real = journal.write
+
+        def write(statements, **kw):
+            if any("undo_done" in str(s) for s in statements):
+                raise KeyboardInterrupt
+            return real(statements, **kw)
+
+        journal.write = write  # type: ignore[method-assign]
+        steps = world_steps(world, True)[:1]
+        outcome, raised = run_on(driver, steps, fail=True, journal=journal, run_id="r")
+        journal.write = real  # type: ignore[method-assign]
+        shown = {u.step: u.state for u in journal.undos("r")}
+    assert world == ["do a", "undo a"] and shown == {"a": "pending"}
+    assert isinstance(raised, KeyboardInterrupt)
+    said = "the undo of 'a' ran here; the Ctrl-C cut the write of its record: unless it landed, "
+    said += "recover will call it again"
+    assert said in notes(raised)
+    assert outcome is None or any(said in n for n in outcome.notes)
