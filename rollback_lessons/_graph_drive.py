@@ -178,7 +178,10 @@ def _carry(run: Run, loop: Generator[Call | float, Any, GraphOp]) -> GraphOp:
                 else:
                     run.clock.sleep(todo)
                     done = None
-            except BaseException as exc:
+            except BaseException as exc:  # a branch is arun's own task: a cancel of it is
+                cut = taken_back(exc, private=True)  # asyncio.run's end (attack52 F2)
+                if cut is not None:  # (the Ctrl-C behind it, or LoopEnded: an interruption)
+                    exc = run.shutdown if isinstance(cut, LoopEnded) and run.shutdown else cut
                 todo = loop.throw(exc)
                 continue
             todo = loop.send(done)
@@ -230,7 +233,10 @@ async def _acarry(run: Run, loop: Generator[Call | float, Any, GraphOp]) -> Grap
                 else:
                     await _wait(run, todo)
                     done = None
-            except BaseException as exc:
+            except BaseException as exc:  # a branch is arun's own task: a cancel of it is
+                cut = taken_back(exc, private=True)  # asyncio.run's end (attack52 F2)
+                if cut is not None:  # (the Ctrl-C behind it, or LoopEnded: an interruption)
+                    exc = run.shutdown if isinstance(cut, LoopEnded) and run.shutdown else cut
                 todo = loop.throw(exc)
                 continue
             todo = loop.send(done)
@@ -297,16 +303,6 @@ class Broke(Exception):
 
 def original(exc: BaseException) -> BaseException:
     return exc.exc if isinstance(exc, Escaped) else exc
-
-
-async def kept(drive: Any) -> Op:
-    """Await ``adrive_graph`` in ``arun``'s task, a KeyboardInterrupt or SystemExit it
-    raises carried out as ``Escaped`` (asyncio would end the event loop with it, the run
-    left as it was): ``arun`` fails the run there, as ``saga.run`` does."""
-    try:
-        return await drive  # type: ignore[no-any-return]
-    except (KeyboardInterrupt, SystemExit) as exc:
-        raise Escaped(exc) from None
 
 
 async def adrive_graph(run: Run, asked: Asked = None) -> Op:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ._shutdown import LoopEnded
 from .calls import check_callable
 from .clock import VirtualClock
 from .errors import InvalidNameError, InvalidPipelineError, TakenOver, UnknownStepError
@@ -114,8 +115,10 @@ def committed_note(exc: BaseException) -> BaseException:
     """A Ctrl-C that came once the saga committed says so (once), in ``Rollback``,
     ``AsyncRollback``, ``saga.run`` and ``saga.arun`` alike: nothing was undone, and nothing
     needed to be."""
-    if not issubclass(type(exc), Exception) and AFTER_COMMIT not in getattr(exc, "__notes__", ()):
-        exc.add_note(AFTER_COMMIT)
+    said = AFTER_COMMIT.replace("the Ctrl-C came", "asyncio.run ended the loop")
+    said = said if issubclass(type(exc), LoopEnded) else AFTER_COMMIT  # (no Ctrl-C: attack52)
+    if not issubclass(type(exc), Exception) and said not in getattr(exc, "__notes__", ()):
+        exc.add_note(said)
     return exc
 
 
@@ -233,36 +236,6 @@ def cut_forward_of(
 
 
 # -- a takeover; an error that refuses notes ----------------------------------------------
-
-
-def hand_off(box: list[Any], rollback: Callable[..., Any], error: BaseException) -> None:
-    """``AsyncRollback``'s rollback as a task, kept in ``box`` by the same call that makes it:
-    a Ctrl-C heard as the call returns finds it there (made once; never lost, never twice).
-    A cancelled task's rollback says ``cancelled`` (the machine's rule, as ``arun``'s)."""
-    import asyncio
-
-    # Cancelled: the error a CancelledError by its type (attack34 F1), and its task cancelled,
-    # not a future a step awaited (attack35 F1), as ``arun`` tells them apart.
-    task = asyncio.current_task()
-    own = task is not None and task.cancelling() > 0
-    cancelled = own and issubclass(type(error), asyncio.CancelledError)
-    box.append(asyncio.ensure_future(rollback(error, cancelled)))
-
-
-async def shielded(task: Any) -> bool:
-    """Wait for the rollback's task, each cancellation shielded from it (then True: the
-    block honours it once undone); a cancelled task's ``CancelledError`` is raised."""
-    import asyncio
-
-    again = False
-    while not task.done():
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if task.done() and task.cancelled():
-                raise
-            again = True
-    return again
 
 
 def landed_late(run: Run, error: BaseException, exc: BaseException) -> None:

@@ -5,6 +5,7 @@ rollback runs on, and the exception raised after says so."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -76,3 +77,47 @@ def told_at_shutdown(run: Run) -> None:
             f"rollback ran to its end first ({outcome.status}{left})"
         )
     ki.outcome = outcome
+
+
+def hand_off(box: list[Any], rollback: Callable[..., Any], error: BaseException) -> None:
+    """``AsyncRollback``'s rollback as a task, kept in ``box`` by the same call that makes it:
+    a Ctrl-C heard as the call returns finds it there (made once; never lost, never twice).
+    A cancelled task's rollback says ``cancelled`` (the machine's rule, as ``arun``'s).
+    ``box[1]`` makes it again; ``box[2]`` is there once it began (``shielded``)."""
+    import asyncio
+
+    # Cancelled: the error a CancelledError by its type (attack34 F1), and its task cancelled,
+    # not a future a step awaited (attack35 F1), as ``arun`` tells them apart.
+    task = asyncio.current_task()
+    own = task is not None and task.cancelling() > 0
+    cancelled = own and issubclass(type(error), asyncio.CancelledError)
+
+    async def begun() -> Any:
+        box.append(True)
+        return await rollback(error, cancelled)
+
+    box.append(asyncio.ensure_future(begun()))
+    box.append(begun)
+
+
+async def shielded(box: list[Any]) -> bool:
+    """Wait for the rollback's task ``box[0]``, each cancellation shielded from it (then
+    True: the block honours it once undone). The task is the engine's own: one cancelled
+    before it began was cancelled by asyncio.run's end, which cancels every task left: made
+    again, as nothing of it ran (attack52 F2: no undo ran, no outcome); one cancelled since
+    (a cancel inside is taken back: ``shut_down``) has its ``CancelledError`` raised."""
+    import asyncio
+
+    again = False
+    while True:
+        if box[0].done() and box[0].cancelled() and len(box) == 2:
+            box[0] = asyncio.ensure_future(box[1]())
+        if box[0].done():
+            return again
+        try:
+            await asyncio.shield(box[0])
+        except asyncio.CancelledError:
+            if box[0].cancelled() and len(box) > 2:
+                raise
+            own = asyncio.current_task().cancelling() > 0  # type: ignore[union-attr]
+            again = again or own or not box[0].cancelled()

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Collection
 from types import TracebackType
 from typing import Any, TypeVar
 
-from . import _guards
+from . import _guards, _shutdown
 from ._recorded import roll_back
 from ._run import FUNCTION, NOT_PLAIN, Run
 from .calls import PLAIN, checked
@@ -394,16 +394,16 @@ class AsyncRollback(_Base):
         # as it is handed to its task (re-raised once done: harden44's leftover).
         box: list[asyncio.Future[None]] = []
         try:
-            _guards.hand_off(box, run.aroll_back, failed)  # (made and kept at once)
-            cancelled_again = await _guards.shielded(box[0]) or cancelled_again
+            _shutdown.hand_off(box, run.aroll_back, failed)  # (made and kept at once)
+            cancelled_again = await _shutdown.shielded(box) or cancelled_again
         except BaseException as late:
             if type(late) is GeneratorExit or (box and box[0].cancelled()):
                 raise
             if not (box and box[0].done() and late is box[0].exception()):
                 run.raise_after = run.raise_after or late  # (heard here: re-raised after)
             if not box:  # (heard before the task was made: made now, once)
-                _guards.hand_off(box, run.aroll_back, failed)
-            cancelled_again = await _guards.shielded(box[0]) or cancelled_again
+                _shutdown.hand_off(box, run.aroll_back, failed)
+            cancelled_again = await _shutdown.shielded(box) or cancelled_again
         try:
             box[0].result()
         except BaseException as late:  # a Ctrl-C before the rollback's own guards

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from . import _graph_drive, _guards
+from . import _arun, _graph_drive, _guards
 from ._run import Run
 from .calls import IN_A_STEP, check_callable
 from .clock import Clock
@@ -322,17 +322,12 @@ class Saga:
         def stop_asked() -> bool:  # heard when a running step ends, as a token is
             return stopped is not None or (asked is not None and asked())
 
-        inner = asyncio.ensure_future(_graph_drive.kept(_graph_drive.adrive_graph(run, stop_asked)))
-        while not inner.done():
-            try:
-                await asyncio.shield(inner)
-            except asyncio.CancelledError as exc:
-                if inner.done() and inner.cancelled():
-                    raise
-                if stopped is None:
-                    stopped = run.stopped_by = _guards.cancel_heard(run, exc)
-            except Exception:  # inner failed: its error is handled just below
-                break
+        def heard(exc: asyncio.CancelledError) -> None:  # a cancel of arun's task
+            nonlocal stopped
+            if stopped is None:
+                stopped = run.stopped_by = _guards.cancel_heard(run, exc)
+
+        inner = await _arun.shielded(run, stop_asked, heard)
         try:
             inner.result()
         except Exception as exc:  # a journal write, a Ctrl-C going forward: fails there

@@ -187,3 +187,79 @@ def test_a_ctrl_c_as_an_undos_record_is_written_says_recover_will_call_it_again(
     said += "recover will call it again"
     assert said in notes(raised)
     assert outcome is None or any(said in n for n in outcome.notes)
+
+
+def async_steps(world: list[str]):
+    """Steps a, b whose actions await before and after their effect."""
+
+    def act(k: str):
+        async def action() -> None:
+            await asyncio.sleep(0)
+            world.append(f"do {k}")
+            await asyncio.sleep(0)
+
+        return action
+
+    return [(k, act(k), lambda *_, k=k: world.append(f"undo {k}")) for k in "ab"]
+
+
+def left_to_the_loops_end(which: str, turns: int):
+    """``saga.arun`` (or an AsyncRollback block that fails after its steps) started as a
+    task that ``main`` leaves running after ``turns`` turns of the loop, as a script does
+    whose other part failed: asyncio.run's end cancels it (and every task of the engine's).
+    (world, the notes of what the loop logged, the outcome if any reached the caller)."""
+    world: list[str] = []
+    logged: list[str] = []
+    outcome: list[object] = []
+    steps = async_steps(world)
+
+    async def part() -> None:
+        if which == "arun":
+            saga = Saga([Step(n, lambda s, a=a: a(), u) for n, a, u in steps])  # type: ignore[misc]
+            try:
+                outcome.append(await saga.arun({}))
+            except asyncio.CancelledError as cancelled:  # (carrying the outcome, if any)
+                outcome.append(getattr(cancelled, "outcome", None))
+                raise
+            return
+        rb = AsyncRollback()
+        try:
+            async with rb:
+                for n, a, u in steps:
+                    await rb.do(n, a, u)  # type: ignore[arg-type]
+                raise ValueError("the block fails")
+        finally:
+            outcome.append(rb.outcome)
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(
+            lambda loop, ctx: logged.append(notes(ctx.get("exception") or Exception()))
+        )
+        task = asyncio.ensure_future(part())
+        for _ in range(turns):
+            if task.done():
+                break
+            await asyncio.sleep(0)
+
+    asyncio.run(main())
+    return world, "\n".join(logged), outcome[0] if outcome else None
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("which", ["arun", "block"])
+def test_a_saga_left_to_asyncio_runs_end_at_any_turn_is_undone_or_named(which):
+    """attack52 F2: ``asyncio.run``'s end cancels every task left, the engine's own too: a
+    ``saga.arun`` left running ended in a bare CancelledError (nothing logged, no outcome),
+    a step's effect standing; an AsyncRollback block's rollback task, cancelled before it
+    began, undid nothing. At every turn, each effect standing is now undone, or named in
+    the outcome the caller got or in the notes of what the loop logged."""
+    for turns in range(16):
+        world, logged, outcome = left_to_the_loops_end(which, turns)
+        standing = [k for k in "ab" if f"do {k}" in world and f"undo {k}" not in world]
+        if outcome is not None and outcome.status is Status.COMMITTED:  # type: ignore[attr-defined]
+            continue
+        if "once the saga had committed: there is nothing to undo" in logged:
+            continue
+        told = {*getattr(outcome, "leaked", ()), *getattr(outcome, "pending", ())}
+        for k in standing:
+            assert k in told or f": {k}" in logged, (turns, world, logged, outcome)

@@ -1,0 +1,48 @@
+"""``Saga.arun``'s own task: ``adrive_graph`` awaited there, shielded from a cancel of
+``arun``'s task, and made again if asyncio.run's end cancelled it before it began."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ._graph_drive import Asked, Escaped, adrive_graph
+from ._run import Run
+from .operations import Op
+
+
+async def shielded(run: Run, asked: Asked, heard: Callable[[Any], None]) -> Any:
+    """``arun``'s wait for its own task (``adrive_graph``, ``kept``), shielded: a cancel of
+    ``arun``'s task is ``heard`` and the run goes on to undo; that task done, it is returned
+    (its error is ``arun``'s to handle). Cancelled before it began, by asyncio.run's end
+    (it cancels every task left: attack52 F2), it is made again, as nothing of it ran."""
+    import asyncio
+
+    began: list[bool] = []
+    inner = asyncio.ensure_future(kept(run, asked, began))
+    while not inner.done():
+        try:
+            await asyncio.shield(inner)
+        except asyncio.CancelledError as exc:
+            if inner.cancelled() and began:
+                raise
+            if inner.cancelled():
+                inner = asyncio.ensure_future(kept(run, asked, began))
+                if not asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                    continue  # (only the engine's task was cancelled)
+            heard(exc)
+        except Exception:  # inner failed: its error is handled by arun
+            break
+    return inner
+
+
+async def kept(run: Run, asked: Asked, began: list[bool]) -> Op:
+    """Await ``adrive_graph`` in ``arun``'s task, a KeyboardInterrupt or SystemExit it
+    raises carried out as ``Escaped`` (asyncio would end the event loop with it, the run
+    left as it was): ``arun`` fails the run there, as ``saga.run`` does. ``began`` says it
+    began (a task asyncio.run's end cancelled before that is made again: attack52 F2)."""
+    began.append(True)
+    try:
+        return await adrive_graph(run, asked)
+    except (KeyboardInterrupt, SystemExit) as exc:
+        raise Escaped(exc) from None
