@@ -313,3 +313,38 @@ def test_a_ctrl_c_as_recover_lets_its_file_go_still_names_what_it_finished(tmp_p
             recover(journal, REGISTRY)
     assert [r.saga_id for r in caught.value.recovered] == ["s"]  # type: ignore[attr-defined]
     assert caught.value.unfinished == ()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("raised", [None, KeyboardInterrupt])
+def test_a_recover_that_never_claimed_waits_for_no_lock_a_second_time(tmp_path, raised):
+    """attack50 F1: a recover whose claim timed out on a lock another process held (or was
+    cut by a Ctrl-C as it waited) then wrote, to give back claims it never made, through the
+    same lock: it waited the whole ``timeout`` again (``--wait 5``: 10 s; the default: 60).
+    Nothing claimed, nothing is written: the one line comes after one wait."""
+    import sqlite3
+
+    from rollback_lessons.errors import JournalError
+
+    path = tmp_path / "j.db"
+    crash_at_first_undo(path, saga())
+    writes: list[object] = []
+    with Journal(str(path), timeout=0.2) as journal, pytest.MonkeyPatch.context() as mp:
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        real = journal.write
+        if raised is not None:
+
+            def claim(decide):
+                raise raised  # as it waited for the lock: nothing claimed
+
+            mp.setattr(journal, "claim", claim)
+        mp.setattr(journal, "write", lambda *a, **k: writes.append(a) or real(*a, **k))
+        try:
+            with pytest.raises(raised or (JournalError, sqlite3.OperationalError)):
+                recover(journal, REGISTRY)
+        finally:
+            holder.rollback()
+            holder.close()
+    assert writes == []
+    with Journal(str(path)) as journal:  # (and the saga is there for the next recover)
+        assert [r.status for r in recover(journal, REGISTRY).recovered] == ["rolled_back"]

@@ -226,11 +226,16 @@ def _recover(journal: Journal, registry: Registry, force: bool, batch: int) -> R
                 exc.unfinished = tuple(left)  # type: ignore[attr-defined]
         with contextlib.suppress(Exception):  # (attack45 F6: a process that lives on, a
             pid, host, _, space = me()  # service, held them: no other recover took them;
-            journal.write([(_RELEASE, (pid, host, space))])  # each its own, the claim's
-        raise  # return cut too: attack48 F2)
+            if journal.sagas(_HELD, (pid, host, space)):  # each its own, the claim's return
+                journal.write([(_RELEASE, (pid, host, space))])  # cut too: attack48 F2; a
+        raise  # read first: none held, no second wait for a lock, attack50 F1)
     return result
 
 
+_HELD = (  # this process's claims, read (no lock waited for) before any is given back
+    "WHERE s.claim_pid = ? AND s.claim_host = ? AND s.claim_space IS ?"
+    " AND s.status IN ('running', 'rolling_back')"
+)
 _RELEASE = (  # this process's claims given back (one taken over since: the new holder's)
     "UPDATE sagas SET claim_pid = NULL, claim_host = NULL, claim_started = NULL,"
     " claim_space = NULL WHERE claim_pid = ? AND claim_host = ? AND claim_space IS ?"
