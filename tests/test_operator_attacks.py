@@ -98,3 +98,51 @@ def test_a_sys_exit_as_the_registry_is_asked_is_not_blamed_on_it_alone(tmp_path)
     said = str(caught.value)
     assert "was cut by sys.exit(0) (its own, or a signal handler's" in said
     assert "raised SystemExit" not in said
+
+
+EXITING_REGISTRY = textwrap.dedent(
+    """
+    from rollback_lessons.durable.registry import Registry
+
+    class Exiting(Registry):
+        asked = 0
+
+        def resolve(self, name):  # (a SIGTERM handler's sys.exit(143) heard here)
+            Exiting.asked += 1
+            if Exiting.asked == 2:
+                raise SystemExit(143)
+            return super().resolve(name)
+
+    registry = Exiting()
+    registry.add("x", lambda idempotency_key=None: None)
+    """
+)
+
+
+def test_a_sys_exit_as_the_registry_is_asked_for_an_undo_keeps_its_code_and_names_all_left(
+    tmp_path,
+):
+    """attack50 F3: a SIGTERM handler's sys.exit(143) heard as recover asked the registry
+    for an undo: exit 2 (not 143) and only the saga being undone named, though the two others
+    it had claimed were left unfinished too. Now: its code, and every saga left, named."""
+    from conftest import orphan
+
+    from rollback_lessons.durable.registry import Registry
+
+    (tmp_path / "exiting_reg.py").write_text(EXITING_REGISTRY)
+    path = tmp_path / "j.db"
+    with Journal(path) as journal:
+        undo = Registry().add("x", print).bind()
+        for saga_id in ("r0", "r1", "r2"):
+            journal.start("trip", saga_id).register("a", undo, "pending")
+    for saga_id in ("r0", "r1", "r2"):
+        orphan(path, saga_id)
+    command = ["recover", str(path), "--registry", "exiting_reg"]
+    done = subprocess.run(
+        [sys.executable, "-m", "rollback_lessons", *command],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 143, done
+    assert done.stdout.splitlines()[0].startswith("r0 ") and len(done.stdout.splitlines()) == 1
+    (line,) = done.stderr.splitlines()
+    assert "sys.exit(143)" in line and "'r1'" in line and "'r2'" in line, line

@@ -39,7 +39,8 @@ def journal_command(args: argparse.Namespace) -> int:
     except (CommandError, JournalError, InvalidNameError) as exc:
         for done in getattr(exc, "recovered", ()):  # what a recover stopped midway finished
             _say(_safe(str(done)))
-        _warn(str(exc))
+        left = getattr(exc, "unfinished", ())  # (and the others it claimed: attack50 F3)
+        _warn(str(exc) + (f"; {_left(exc)}" if len(left) > 1 else ""))
         exited = getattr(exc, "exited", None)  # (an undo's sys.exit: its failure code kept)
         return interrupted_by(exited)[1] if exited is not None else 2
     except (KeyboardInterrupt, SystemExit) as exc:  # a Ctrl-C, or a sys.exit (a signal

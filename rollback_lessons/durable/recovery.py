@@ -87,7 +87,10 @@ class RecoveryInterrupted(JournalError):
 class RegistryFailed(JournalError):
     """The registry raised when asked for a compensation (one backed by a service that is
     down, say): recover stops there, the saga left unfinished for the next recover; asked
-    while claiming, nothing at all is claimed (the claim's transaction is rolled back)."""
+    while claiming, nothing at all is claimed (the claim's transaction is rolled back).
+    ``exited``: the ``sys.exit`` that cut it, if one did (the CLI keeps its failure code)."""
+
+    exited: SystemExit | None = None
 
 
 def _ask(registry: Registry, lookup: Callable[[str], Any], name: str, then: str) -> Any:
@@ -102,7 +105,9 @@ def _ask(registry: Registry, lookup: Callable[[str], Any], name: str, then: str)
         who = f"the registry ({type(registry).__name__})"  # (a sys.exit: attack49 L2)
         said = f"raised {describe(exc)}" if not isinstance(exc, SystemExit) else (
             f"was cut by sys.exit({exc.code!r}) (its own, or a signal handler's)")  # fmt: skip
-        raise RegistryFailed(f"{who} {said} when asked for compensation {name!r}; {then}") from None
+        failed = RegistryFailed(f"{who} {said} when asked for compensation {name!r}; {then}")
+        failed.exited = exc if isinstance(exc, SystemExit) else None  # (143: attack50 F3)
+        raise failed from None
 
 
 def _decide(saga: SagaRecord, force: bool) -> str | None:
