@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import inspect
 import threading
+import time
 import types
 import weakref
 from collections.abc import Callable
@@ -172,7 +173,9 @@ def call_timed(
     name = what(role, step)
     thread = threading.Thread(target=target, name=f"rollback-lessons {name}", daemon=True)
     thread.start()
-    thread.join(timeout)
+    deadline = time.monotonic() + timeout  # (joined in parts: one join past TIMEOUT_MAX, some
+    while thread.is_alive() and (left := deadline - time.monotonic()) > 0:  # 292 years,
+        thread.join(min(left, threading.TIMEOUT_MAX / 2))  # raised OverflowError: attack50 F5)
     if thread.is_alive():
         late(owner, role, step, keep=True)
         raise timed_out(role, step, timeout)

@@ -112,3 +112,21 @@ def test_a_fast_undo_under_a_timeout_is_retried_as_before():
     saga = Saga([Step("charge", lambda s: None, flaky, undo_timeout=0.5), Step("ship", boom)])
     outcome = saga.run({}, policy="retry")
     assert outcome.status is Status.ROLLED_BACK and len(calls) == 2
+
+
+@pytest.mark.parametrize("where", ["undo_timeout", "retry"])
+def test_a_timeout_past_the_platforms_longest_wait_is_a_long_wait_not_a_failure(where):
+    """attack50 F5: an undo timeout above ``threading.TIMEOUT_MAX`` (~292 years: 1e10 s, "no
+    real limit") made the wait for the undo's thread raise OverflowError after the undo had
+    run: a dead letter for an undo that was done, and a retry policy called it three times."""
+    import threading
+
+    calls: list[str] = []
+    huge = threading.TIMEOUT_MAX * 2
+    kw, policy = {"undo_timeout": huge}, Retry(RetryPolicy(max_attempts=3))
+    if where == "retry":
+        kw, policy = {}, Retry(RetryPolicy(max_attempts=3, timeout=huge))
+    steps = [Step("a", lambda s: None, lambda s: calls.append("a"), **kw), Step("b", boom)]
+    outcome = Saga(steps, policy=policy).run({})
+    assert outcome.status is Status.ROLLED_BACK, outcome.summary_lines()
+    assert calls == ["a"]
