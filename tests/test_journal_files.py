@@ -164,3 +164,30 @@ def test_a_schema_version_older_than_its_tables_is_refused_in_one_line(tmp_path)
     con = sqlite3.connect(path)  # (not changed)
     assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("6",)
     con.close()
+
+
+def test_a_journal_with_a_second_name_a_hard_link_is_refused_before_any_undo(tmp_path, capsys):
+    """attack50 F4: SQLite names the write-ahead log after the path, so two recovers through
+    two hard-linked names (``ln j.db hard.db``, a ``cp -al`` backup tree) did not see each
+    other's claims: both took every saga, each undo ran twice. Refused in one line by either
+    name, nothing run; a symlink is one name and stays fine; a journal being created (its
+    hidden name linked for a moment) is not refused."""
+    path = tmp_path / "j.db"
+    _unfinished(path)
+    os.link(path, tmp_path / "hard.db")
+    CALLS.clear()
+    for name in ("j.db", "hard.db"):
+        assert main(["recover", str(tmp_path / name), "--registry", __name__]) == 2
+        (line,) = capsys.readouterr().err.splitlines()
+        assert "1 other name(s) (hard links)" in line
+        with pytest.raises(JournalError, match="hard links"):
+            Journal(tmp_path / name)
+    assert CALLS == []
+    os.unlink(tmp_path / "hard.db")
+    os.symlink(path, tmp_path / "soft.db")
+    with Journal(tmp_path / "soft.db") as journal:
+        assert [r.status for r in recover(journal, registry).recovered] == ["rolled_back"]
+    creating = tmp_path / ".new.db.123-abcdef01.creating"  # (as ``_create_whole`` links it)
+    Journal(tmp_path / "new.db").close()
+    os.link(tmp_path / "new.db", creating)
+    Journal(tmp_path / "new.db").close()

@@ -9,6 +9,7 @@ place only once complete (a process killed while making it leaves no half-made j
 from __future__ import annotations
 
 import contextlib
+import glob
 import math
 import os
 import sqlite3
@@ -253,6 +254,13 @@ def _inspect(path: Path, create: bool) -> int | None:
         raise JournalError(f"{path} is a symbolic link to no file (dangling, or a loop)")
     if path.exists() and not path.is_file():  # SQLite would wait on a FIFO, fail on a device
         raise JournalError(f"{path} is not a regular file (a device, a FIFO or a socket)")
+    if path.exists() and (others := _other_names(path)):
+        raise JournalError(
+            f"{path} has {others} other name(s) (hard links): SQLite finds the journal's "
+            "write-ahead log by name, so a process using another name would not see this "
+            "one's claims and writes (an undo could run twice); keep one name (remove the "
+            "other links, or copy the file)"
+        )
     if not path.exists() or path.stat().st_size == 0:
         if not create:
             what = "no journal at" if not path.exists() else "an empty file, not a journal:"
@@ -298,6 +306,19 @@ def _schema_statements() -> list[tuple[str, tuple[Any, ...]]]:
         ("INSERT OR IGNORE INTO meta VALUES ('app', ?)", (APP,)),
         ("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,)),
     ]
+
+
+def _other_names(path: Path) -> int:
+    """How many names the journal's file has besides ``path`` (hard links: attack50 F4),
+    not counting the hidden ones of its own making (``_create_whole``, as it links it)."""
+    st = path.stat()
+    if st.st_nlink < 2:
+        return 0
+    ours = 0
+    for hidden in path.parent.glob(f".{glob.escape(path.name)}.*.creating"):
+        with contextlib.suppress(OSError):  # (gone meanwhile: its creator unlinked it)
+            ours += os.path.samestat(hidden.stat(), st)
+    return max(st.st_nlink - 1 - ours, 0)
 
 
 def _create_whole(path: Path) -> None:
