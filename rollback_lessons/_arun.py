@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ._graph_drive import Asked, Escaped, adrive_graph
+from . import _guards
+from ._graph_drive import Asked, Escaped, adrive_graph, original
 from ._run import Run
 from .operations import Op
 
@@ -46,3 +47,13 @@ async def kept(run: Run, asked: Asked, began: list[bool]) -> Op:
         return await adrive_graph(run, asked)
     except (KeyboardInterrupt, SystemExit) as exc:
         raise Escaped(exc) from None
+
+
+async def failed(run: Run, inner: Any) -> None:
+    """What ``inner`` raised (a journal write, a Ctrl-C going forward) fails the run there."""
+    try:
+        inner.result()
+    except Exception as exc:
+        error = original(exc)
+        if _guards.settled(run, error) is None:
+            await run.aroll_back(error)

@@ -126,6 +126,8 @@ def step_ops(
             else:
                 result = yield Call(run.actions[step], run.args, "action", step, None)
         except BaseException as exc:
+            if type(exc) is GeneratorExit:  # closed (its driver told the machine already)
+                raise
             run.called()
             if issubclass(type(exc), Exception) or own_cancel(exc):  # (its own CancelledError)
                 run.error = untraced(exc)
@@ -137,6 +139,8 @@ def step_ops(
                 return op
             try:
                 yield float(op.seconds)
+            except GeneratorExit:
+                raise
             except BaseException as exc:
                 run.tick()
                 if not issubclass(type(exc), Exception):

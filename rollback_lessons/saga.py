@@ -283,7 +283,11 @@ class Saga:
                 run.drive((asked and run.heard()) or run.m.start())  # type: ignore[arg-type]
         except BaseException as exc:  # a journal write, a Ctrl-C going forward: fails there
             _guards.forward_broke(run, exc)
-        return _guards.end(run, partial(self._outcome, run, world, before, state))
+        try:
+            return _guards.end(run, partial(self._outcome, run, world, before, state))
+        except BaseException as exc:  # (a Ctrl-C as it ends: said how, attack52 F3)
+            _guards.at_end(run, exc)
+            raise
 
     async def arun(
         self,
@@ -327,19 +331,12 @@ class Saga:
             if stopped is None:
                 stopped = run.stopped_by = _guards.cancel_heard(run, exc)
 
-        inner = await _arun.shielded(run, stop_asked, heard)
-        try:
-            inner.result()
-        except Exception as exc:  # a journal write, a Ctrl-C going forward: fails there
-            error = _graph_drive.original(exc)
-            if _guards.settled(run, error) is None:
-                await run.aroll_back(error)
-        run.finish(run.m.error)
-        if run.raise_after is not None:
-            if _guards.committed(run):  # (nothing to undo, said so)
-                _guards.committed_note(run.raise_after)
-            raise run.raise_after
-        outcome = self._outcome(run, world, before, state)
+        try:  # (a Ctrl-C heard as arun resumes, the run over: said how too)
+            await _arun.failed(run, await _arun.shielded(run, stop_asked, heard))
+            outcome = _guards.end(run, partial(self._outcome, run, world, before, state))
+        except BaseException as exc:  # (a Ctrl-C as it ends: said how, attack52 F3)
+            _guards.at_end(run, exc)
+            raise
         if stopped is not None:
             raise _guards.cancelled_with(stopped, outcome)
         return outcome

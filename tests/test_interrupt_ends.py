@@ -11,6 +11,7 @@ import pytest
 from rollback_lessons import AsyncRollback, Rollback, Saga, Status, Step
 from rollback_lessons.durable.journal import Journal
 from rollback_lessons.durable.registry import Registry, compensation
+from rollback_lessons.errors import InjectedTimeout
 
 DRIVERS = ["list", "graph", "arun", "rollback", "arollback"]
 
@@ -263,3 +264,70 @@ def test_a_saga_left_to_asyncio_runs_end_at_any_turn_is_undone_or_named(which):
         told = {*getattr(outcome, "leaked", ()), *getattr(outcome, "pending", ())}
         for k in standing:
             assert k in told or f": {k}" in logged, (turns, world, logged, outcome)
+
+
+def _at_the_nth_call(n: int, driver: str, world: list[str]):
+    """Run a saga whose step a fails after its effect (a leaked), a Ctrl-C raised as the
+    ``n``-th function of the package starts (where CPython hears a signal): (how many
+    started, the Ctrl-C or None)."""
+    import os
+    import sys
+
+    import rollback_lessons
+
+    package = os.path.dirname(rollback_lessons.__file__)
+    count = [0]
+
+    def a(s: object) -> None:  # (a failure the engine knows came after the effect)
+        world.append("do a")
+        raise InjectedTimeout("a", "fail_after_effect", "charged, then timed out")
+
+    saga = Saga(
+        [
+            Step("a", a, lambda s: world.append("undo a")),
+            Step("b", lambda s: None, lambda s: None),
+        ]
+    )
+
+    def tracer(frame, event, arg):  # type: ignore[no-untyped-def]
+        if event == "call" and frame.f_code.co_filename.startswith(package):
+            count[0] += 1
+            if count[0] == n:
+                sys.settrace(None)
+                raise KeyboardInterrupt
+        return None
+
+    returned: list[object] = []
+
+    async def main() -> None:
+        returned.append(await saga.arun({}))
+
+    sys.settrace(tracer)
+    try:
+        if driver == "list":
+            saga.run({})
+        else:
+            asyncio.run(main())
+    except KeyboardInterrupt as exc:  # (not one in asyncio's own code once arun returned)
+        return count[0], None if returned else exc
+    finally:
+        sys.settrace(None)
+    return count[0], None
+
+
+@pytest.mark.filterwarnings("error")  # (and no step's loop closed with a machine error)
+@pytest.mark.parametrize("driver", ["list", "arun"])
+def test_a_ctrl_c_at_any_instant_of_a_run_that_leaked_a_step_names_it(driver):
+    """attack52 F3, wider: a Ctrl-C at any of ~25 instants as ``saga.run`` (or ``arun``)
+    closed the run and built its outcome was raised bare: no note, no outcome, and the step
+    whose effect stood (a, failed after it) named nowhere. At every instant now, a Ctrl-C
+    raised after a's effect names it (or carries an outcome that does)."""
+    total, _ = _at_the_nth_call(10**9, driver, [])
+    assert total > 50
+    for n in range(1, total + 1):
+        world: list[str] = []
+        _, raised = _at_the_nth_call(n, driver, world)
+        if raised is None or "do a" not in world or "undo a" in world:
+            continue
+        outcome = getattr(raised, "outcome", None)
+        assert "a" in getattr(outcome, "leaked", ()) or ": a" in notes(raised), (n, notes(raised))
