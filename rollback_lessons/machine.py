@@ -452,10 +452,11 @@ class Machine:
     def _commit(self) -> Finished:
         """Every step is done. A journal records the commit at this event; if it cannot, the
         run is not committed: the error goes to the driver, which fails the run there."""
+        rows = len(self.rows)
         try:
             self._emit(EventKind.COMMITTED, None, (("steps", len(self.completed)),))
-        except BaseException:
-            self.rows.pop()  # (never committed: the event is not the run's)
+        except BaseException:  # never committed: its row (if made: attack52 M2) is not the run's
+            del self.rows[rows:]
             raise
         self.phase = _DONE  # a step failed after its effect (its error caught), its undo
         in_doubt = self.effected - {*self.completed, *self.leaked}  # logged, never run now:
@@ -806,5 +807,4 @@ __all__ = [
     "ANSWERS", "PROCEED", "RAISE", "REGISTERED", "ROW_DONE", "ROW_LOGGED", "ROW_START", "ROW_UNDO",
     "TRANSITIONS", "Ask", "Finished", "Machine", "MachineError", "Phase", "RunStep", "RunUndo",
     "StepSpec", "Wait", "after_effect", "halts_forward", "pivot_at_stake", "pivot_in_doubt",
-    "status_of", "timed_out",
-]  # fmt: skip
+    "status_of", "timed_out"]  # fmt: skip

@@ -331,3 +331,32 @@ def test_a_ctrl_c_at_any_instant_of_a_run_that_leaked_a_step_names_it(driver):
             continue
         outcome = getattr(raised, "outcome", None)
         assert "a" in getattr(outcome, "leaked", ()) or ": a" in notes(raised), (n, notes(raised))
+
+
+@pytest.mark.parametrize("driver", ["list", "graph", "arun"])
+def test_a_ctrl_c_at_the_commits_event_entry_leaves_the_journal_writable(driver, tmp_path):
+    """attack52 M2: a Ctrl-C heard as the machine's ``_emit`` of the commit began (before its
+    row was made): the commit's failure took back a row anyway, the previous event's, so
+    every later write reused a sequence number (IntegrityError); the journal recorded none of
+    the rollback and recover ran every undo again. Now the rollback is recorded as it runs."""
+    from rollback_lessons.events import EventKind
+    from rollback_lessons.machine import Machine
+
+    world: list[str] = []
+    real = Machine._emit
+
+    def emit(self, kind, step=None, details=()):  # type: ignore[no-untyped-def]
+        if kind is EventKind.COMMITTED:
+            raise KeyboardInterrupt  # (as the call began: no row made)
+        return real(self, kind, step, details)
+
+    with Journal(str(tmp_path / "j.db")) as journal, pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Machine, "_emit", emit)
+        _, raised = run_on(driver, world_steps(world, True), journal=journal, run_id="r")
+        mp.undo()
+        shown = {u.step: u.state for u in journal.undos("r")}
+        status = journal.saga("r").status
+    assert isinstance(raised, KeyboardInterrupt)
+    assert "journal write failed" not in notes(raised), notes(raised)
+    assert world == ["do a", "do b", "undo b", "undo a"]
+    assert status == "rolled_back" and shown == {"a": "done", "b": "done"}
