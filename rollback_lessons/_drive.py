@@ -361,8 +361,12 @@ class Driver:
         return self.m.interrupted(exc, self.kept())
 
     def wait_raised(self, exc: BaseException) -> Op:
+        """A wait before a retry raised (a Ctrl-C, the clock's own error): in the rollback,
+        an error is the outcome's note, never raised over the run's own (attack52 M3)."""
         self.tick()
-        self.error = self.raise_after = exc
+        self.error = exc
+        if not (self.m.rolling and issubclass(type(exc), Exception)):
+            self.raise_after = exc
         return self.m.interrupted(exc, self.kept())
 
     def called(self) -> None:

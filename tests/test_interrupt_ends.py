@@ -360,3 +360,38 @@ def test_a_ctrl_c_at_the_commits_event_entry_leaves_the_journal_writable(driver,
     assert "journal write failed" not in notes(raised), notes(raised)
     assert world == ["do a", "do b", "undo b", "undo a"]
     assert status == "rolled_back" and shown == {"a": "done", "b": "done"}
+
+
+@pytest.mark.parametrize("driver", ["list", "arun", "rollback", "arollback"])
+def test_a_clock_that_fails_as_an_undo_waits_to_retry_never_replaces_the_runs_error(driver):
+    """attack52 M3: a clock whose wait raised (an OSError) as an undo waited to be retried:
+    the with-blocks raised that OSError out of the block in place of the block's own error.
+    Now the block's error is raised (the saga's outcome keeps it), the undo pending, and the
+    notes say what cut the rollback."""
+    from rollback_lessons import Retry, RetryPolicy
+    from rollback_lessons.clock import VirtualClock
+
+    class Failing(VirtualClock):
+        def sleep(self, seconds: float) -> None:
+            raise OSError("the clock's sleep failed")
+
+        async def asleep(self, seconds: float) -> None:
+            raise OSError("the clock's sleep failed")
+
+    world: list[str] = []
+
+    def flaky(*_: object) -> None:
+        world.append("try-undo a")
+        raise ConnectionError("busy")
+
+    steps = [("a", lambda *_: world.append("do a"), flaky)]
+    policy = Retry(RetryPolicy(max_attempts=3))
+    outcome, raised = None, None
+    try:
+        outcome, raised = run_on(driver, steps, fail=True, policy=policy, clock=Failing())
+    except OSError as exc:
+        pytest.fail(f"the clock's error replaced the run's: {exc!r}")
+    assert raised is None
+    assert outcome is not None and outcome.status is Status.HALTED, outcome
+    assert outcome.pending == ("a",) and "the clock's sleep failed" in " ".join(outcome.notes)
+    assert isinstance(outcome.error, ValueError)
