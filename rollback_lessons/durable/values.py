@@ -41,6 +41,7 @@ _UNDO = "saga_id || ' #' || position"
 # writes, the schema version that has the column)
 _VALUE_CHECKS: tuple[tuple[str, str, str, str, str, int], ...] = (
     ("a saga's id", "sagas", "rowid", "id", "typeof(id) != 'text'", 1),
+    ("a saga's id", "sagas", "rowid", "id", "instr(id, ':') > 0", 7),  # (F6: keys' ':' ends it)
     ("a saga's name", "sagas", _SAGA, "name", "typeof(name) != 'text'", 1),
     ("a saga's status", "sagas", _SAGA, "status", _one_of("status", SAGA_STATUSES), 1),
     ("a saga's owner pid", "sagas", _SAGA, "owner_pid", _PID.format("owner_pid"), 1),
@@ -82,6 +83,9 @@ _VALUE_CHECKS: tuple[tuple[str, str, str, str, str, int], ...] = (
     *((f"a saga's {who} namespace", "sagas", _SAGA, c, _optional(c, f"typeof({c}) != 'text'"), 7)
       for who, c in (("owner", "owner_space"), ("claimer", "claim_space"))),
     ("an event's number", "events", "saga_id", "seq", "typeof(seq) != 'integer' OR seq < 0", 1),
+    *((f"{what}'s saga (no saga has its id)", table, row, "saga_id",  # (F6: recover skipped
+       "saga_id NOT IN (SELECT id FROM sagas)", 1)  # its undos, the saga rolled_back)
+      for what, table, row in (("an event", "events", "saga_id"), ("an undo", "undos", _UNDO))),
     ("an event's details", "events", "saga_id", "details", "typeof(details) != 'text' OR CASE"
      " WHEN json_valid(details) THEN json_type(details) != 'object' ELSE 1 END", 1),
     ("a step's event's step", "events", "saga_id", "step",
