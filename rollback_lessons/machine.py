@@ -794,8 +794,8 @@ class Machine:
 
     def logged(self, step: str) -> bool:
         """Is ``step``'s undo in the log, so that a rollback would run it?"""
-        log = self.log  # (most often asked of the newest entry)
-        return (bool(log) and log[-1].step == step) or any(e.step == step for e in log)
+        log = self.log  # (newest first; a list: a Ctrl-C as any()'s genexpr closed: dropped, L1)
+        return (bool(log) and log[-1].step == step) or step in [e.step for e in log]
 
     def record(self, cls: type[RunRecord] = RunRecord, **extra: Any) -> Any:
         """The run as a record (``cls``: a RunRecord with more fields, such as Outcome).
