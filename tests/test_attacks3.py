@@ -342,6 +342,7 @@ DAMAGE = {
     # attack50 F6: its undo rows then named no saga: rolled_back with nothing undone, exit 0
     "a saga's id, one byte": f"{S} id = 'saga3'",
     "a saga's id with a colon": f"{S} id = 'saga:1'",
+    "a claimer pid with no host": f"{S} claim_pid = 1, claim_host = NULL",  # ("ran on None")
 }
 
 

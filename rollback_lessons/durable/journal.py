@@ -93,7 +93,7 @@ class Journal:
                 )
         elif version is not None and not os.access(self.path, os.W_OK):
             raise JournalError(
-                f"{self.path} is read-only; recovery writes to it (make it writable first)"
+                f"{self.path} is read-only; this command writes to it (make it writable first)"
             )
         elif not self.path.parent.is_dir():  # (not "read-only", as os.access says of it)
             raise JournalError(f"the folder of {self.path} is not a folder that exists")

@@ -63,8 +63,9 @@ _VALUE_CHECKS: tuple[tuple[str, str, str, str, str, int], ...] = (
         _optional("claim_pid", _PID.format("claim_pid")), 2,
     ),
     (
-        "a saga's claimer host", "sagas", _SAGA, "claim_host",
-        _optional("claim_host", "typeof(claim_host) != 'text'"), 2,
+        "a saga's claimer host", "sagas", _SAGA, "claim_host",  # (with its pid: attack50 L1)
+        "CASE WHEN claim_pid IS NULL THEN claim_host IS NOT NULL AND typeof(claim_host) !="
+        " 'text' ELSE typeof(claim_host) != 'text' END", 2,
     ),
     (
         "a saga's claimer start time", "sagas", _SAGA, "claim_started",
