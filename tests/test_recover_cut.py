@@ -348,3 +348,37 @@ def test_a_recover_that_never_claimed_waits_for_no_lock_a_second_time(tmp_path, 
     assert writes == []
     with Journal(str(path)) as journal:  # (and the saga is there for the next recover)
         assert [r.status for r in recover(journal, REGISTRY).recovered] == ["rolled_back"]
+
+
+def test_a_ctrl_c_as_recover_prints_its_closing_lines_says_its_work_is_done(
+    tmp_path, monkeypatch, capsys
+):
+    """attack50 L1: heard as recover printed its closing lines (dead letters, sagas for a
+    person), after every saga's line: "the command did not finish", though its work did."""
+    import sys
+    import types
+
+    from rollback_lessons import cli
+
+    down = Registry()
+
+    @compensation("release", down)
+    def fails(step: str, idempotency_key: str | None = None) -> None:
+        raise ConnectionError("refund service down")
+
+    path = tmp_path / "j.db"
+    crash_at_first_undo(path, saga())
+    real = cli._warn
+
+    def warn(line: str) -> None:
+        if "left dead letters" in line:
+            raise KeyboardInterrupt
+        real(line)
+
+    monkeypatch.setattr(cli, "_warn", warn)
+    monkeypatch.setitem(sys.modules, "down_reg", types.SimpleNamespace(registry=down))
+    assert cli.main(["recover", str(path), "--registry", "down_reg"]) == 130
+    out, err = capsys.readouterr()
+    assert out.startswith("s (cut): rollback_incomplete")
+    [line] = err.splitlines()
+    assert "as recover printed its report: it finished 1 saga(s) 's', recorded" in line

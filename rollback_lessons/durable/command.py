@@ -84,9 +84,10 @@ def journal_command(args: argparse.Namespace) -> int:
         _say(table)
         return 0
     assert report is not None
-    try:
+    try:  # (the report and its closing lines: its work done, said if cut: attack50 L1)
         _say(str(report), *(_safe(str(w)) for w in report.waiting))
         STDOUT.flush()
+        left = _summary(report, args.file)
     except OutputError as exc:
         raise OutputError(
             f"{exc}; what recover did is recorded in {args.file} (journal show)"
@@ -99,8 +100,16 @@ def journal_command(args: argparse.Namespace) -> int:
             f"recorded (`rollback-lessons journal show {for_shell(str(args.file))}` lists them)"
         )
         return status
+    return 1 if left else 0
+
+
+def _summary(report: Any, file: str) -> bool:
+    """recover's closing lines: what is left for a person, and why (True: something is)."""
+    from ..cli import _warn
+
     dead = [r for r in report.recovered if r.dead_letters]
     person = [r for r in report.recovered if r.for_a_person and not r.dead_letters]
+
     if dead:
         _warn(
             f"{len(dead)} saga(s) left dead letters, undos that failed (see above): a person "
@@ -117,10 +126,10 @@ def journal_command(args: argparse.Namespace) -> int:
     if report.waiting:
         _warn(
             f"{len(report.waiting)} saga(s) ended earlier still wait for a person (see above; "
-            f"`rollback-lessons journal show {for_shell(str(args.file))}` lists them): "
+            f"`rollback-lessons journal show {for_shell(str(file))}` lists them): "
             "halted, or with dead letters or a step that may have happened and has no undo"
         )
-    return 1 if report.skipped or dead or person or report.waiting else 0
+    return bool(report.skipped or dead or person or report.waiting)
 
 
 def _left(exc: BaseException) -> str:
