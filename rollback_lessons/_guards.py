@@ -8,6 +8,7 @@ these; every rule they apply is still the machine's."""
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -197,6 +198,19 @@ def at_end(run: Run, exc: BaseException) -> None:
         for note in left_notes(run):
             if note not in said:
                 exc.add_note(note)
+        exit_said(run, exc)
+
+
+def exit_said(run: Run, exc: BaseException) -> None:
+    """A ``sys.exit`` (a service's SIGTERM handler) that ends a run leaving undos undone:
+    Python prints no note of a SystemExit, so its notes are a warning on stderr (attack52:
+    a halted rollback's process ended 0, not a word)."""
+    notes = [n for n in getattr(exc, "__notes__", ()) if n.startswith("rollback")]
+    if issubclass(type(exc), SystemExit) and notes and not getattr(exc, "_said", False):
+        exc._said = True  # type: ignore[attr-defined]
+        code = exc.code  # type: ignore[attr-defined]
+        said = f"saga {run.name!r} ended by sys.exit({code!r}), whose notes Python never prints: "
+        warnings.warn(said + "; ".join(notes), RuntimeWarning, stacklevel=2)
 
 
 def cut_forward(run: Run, error: BaseException) -> Op | None:
@@ -402,6 +416,7 @@ def add_notes(run: Run, error: BaseException) -> None:
         try:
             for note in notes:
                 carrier.add_note(note)
+            exit_said(run, carrier)
         except Exception:
             m.notes = [
                 *m.notes,

@@ -395,3 +395,31 @@ def test_a_clock_that_fails_as_an_undo_waits_to_retry_never_replaces_the_runs_er
     assert outcome is not None and outcome.status is Status.HALTED, outcome
     assert outcome.pending == ("a",) and "the clock's sleep failed" in " ".join(outcome.notes)
     assert isinstance(outcome.error, ValueError)
+
+
+@pytest.mark.parametrize("driver", ["list", "rollback"])
+def test_a_sys_exit_that_ends_a_halted_rollback_says_what_stands_on_stderr(driver, tmp_path):
+    """attack52 F3: a service's SIGTERM handler calling sys.exit(0) as a halted rollback
+    ended: the process exited 0 and printed nothing (Python never prints a SystemExit's
+    notes), a and c standing. Now a warning on stderr names them."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        f"""
+        import signal, os, sys
+        sys.path.insert(0, {str(__import__("pathlib").Path(__file__).parent)!r})
+        from test_interrupt_ends import failing_undo_steps, run_on
+        signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+        def on_event(event):
+            if str(event.kind) == "rollback_done":
+                os.kill(os.getpid(), signal.SIGTERM)
+        run_on({driver!r}, failing_undo_steps([]), fail=True, policy="halt", on_event=on_event)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "ended by sys.exit(0)" in done.stderr and "left for a person: c, a" in done.stderr
