@@ -402,10 +402,11 @@ def run() -> NoReturn:
             threads_left("were not waited for (interrupted)", _warn)
     try:  # (its exit handlers run here, under this rule: ``_ending``)
         os._exit(ended(code, _warn, lambda exc: interrupted_by(exc)[1]))
-    except BaseException:  # (a Ctrl-C landing between: the work is done, the status says so)
+    except BaseException as exc:  # (a Ctrl-C, a handler's exit between: the work is done,
+        ki = isinstance(exc, KeyboardInterrupt)  # the status says so: attack50 F3)
         with contextlib.suppress(BaseException):
-            _warn(AT_END.format("a Ctrl-C"))
-        os._exit(code or 130)
+            _warn(AT_END.format("a Ctrl-C" if ki else "a sys.exit"))
+        os._exit(code or (130 if ki or not isinstance(exc, SystemExit) else interrupted_by(exc)[1]))
 
 
 def _quiet_stdout() -> None:

@@ -146,3 +146,32 @@ def test_a_sys_exit_as_the_registry_is_asked_for_an_undo_keeps_its_code_and_name
     assert done.stdout.splitlines()[0].startswith("r0 ") and len(done.stdout.splitlines()) == 1
     (line,) = done.stderr.splitlines()
     assert "sys.exit(143)" in line and "'r1'" in line and "'r2'" in line, line
+
+
+@pytest.mark.parametrize("raised, status, said", [
+    ("SystemExit(143)", 143, "a sys.exit came"), ("KeyboardInterrupt", 130, "a Ctrl-C came"),
+])  # fmt: skip
+def test_an_interrupt_as_the_cli_runs_its_exit_handlers_keeps_its_own_status(
+    tmp_path, raised, status, said
+):
+    """attack50 F3: a SIGTERM handler's sys.exit(143) heard at the very entry of the exit
+    handlers' run was told as a Ctrl-C, exit 130."""
+    path = tmp_path / "j.db"
+    Journal(path).close()
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from rollback_lessons import cli
+        def cut(code, warn, status):
+            raise {raised}
+        cli.ended = cut
+        sys.argv = ["rollback-lessons", "journal", "show", sys.argv[1]]
+        cli.run()
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == status, done
+    assert done.stderr.splitlines() == [f"rollback-lessons: {said} as the process ended, its "
+                                        "command's work done and recorded"]  # fmt: skip
