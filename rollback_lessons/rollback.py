@@ -27,7 +27,7 @@ from .errors import StepStillRunning
 from .events import Event, EventSink
 from .faults import InjectionLike
 from .machine import Phase
-from .outcome import DeadLetter, Outcome, Status
+from .outcome import DeadLetter, Outcome
 from .policies import PolicyLike, RetryPolicy
 from .ports import UndoJournal
 from .rules import Register, UndoOrder
@@ -131,14 +131,16 @@ class _Base:
         if self._awoken is not None:
             self._awoken.set()
 
-    def _said_committed(self, late: BaseException) -> None:
-        """A Ctrl-C out of the commit: heard once it was done (the outcome says committed),
-        it says so, as one in an observer of the commit does; as the journal recorded the
-        commit: no outcome (the journal alone knows whether it landed: attack52 F1)."""
-        if _guards.commit_in_doubt(self._run, late):
-            self._state = _ENDING
-        elif (outcome := self.outcome) is not None and outcome.status is Status.COMMITTED:
+    def _said_committed(self, late: BaseException) -> bool:
+        """A Ctrl-C out of the commit: heard once it was done, it says so (True), as one in
+        an observer of the commit does; as the journal recorded it, no outcome (the journal
+        alone knows whether it landed: True); before its write began, the block fails
+        there, as in its last step (False: undone; attack52 F1, 25 such instants)."""
+        done = _guards.committed(self._run)
+        self._state = _CLOSED if done else _ENDING  # (done: its outcome says committed)
+        if done:
             _guards.committed_note(late)
+        return done or _guards.commit_in_doubt(self._run, late)
 
     def _enter(self) -> None:
         if self._state is not _NEW:
@@ -258,9 +260,8 @@ class Rollback(_Base):
                 if failed is None:
                     return
         except BaseException as late:  # (attack28 F1) nothing committed: undone, re-raised
-            if self._state is _CLOSED:  # the commit's own (in the journal's hands): as is;
-                self._said_committed(late)  # or heard once committed: said so (a note)
-                raise
+            if self._state is _CLOSED and self._said_committed(late):  # the commit's own
+                raise  # (in the journal's hands), or heard once committed: said so
             if self._running and self._left is None:  # a step still runs in another thread
                 failed = self._cut_step(late, failed)  # (heard at any instant: attack31 F2)
             elif failed is None:  # (no call here: no instant a second Ctrl-C is heard at)
@@ -380,11 +381,9 @@ class AsyncRollback(_Base):
             try:  # (inline: a function's entry is where CPython hears a Ctrl-C)
                 failed = self._commit()
             except BaseException as late:  # heard at _commit's entry: nothing committed,
-                if self._state is not _CLOSED:  # the block fails there, as in its last
-                    failed = late  # step (undone, then re-raised); the commit's own: as is
-                else:
-                    self._said_committed(late)
+                if self._state is _CLOSED and self._said_committed(late):  # (as is)
                     raise
+                failed = late  # the block fails there, as in its last step (undone, re-raised)
             if failed is None:
                 return
         import asyncio  # only async users pay for importing asyncio

@@ -423,3 +423,34 @@ def test_a_sys_exit_that_ends_a_halted_rollback_says_what_stands_on_stderr(drive
     )
     assert done.returncode == 0, done.stderr
     assert "ended by sys.exit(0)" in done.stderr and "left for a person: c, a" in done.stderr
+
+
+@pytest.mark.parametrize("where", ["_commit", "_emit"])
+@pytest.mark.parametrize("driver", ["rollback", "arollback"])
+def test_a_ctrl_c_before_the_commits_write_began_fails_the_block_there(driver, where, tmp_path):
+    """attack52 F1, the other 25 instants: a Ctrl-C heard in the commit before its journal
+    write began (the machine's commit, its event, the journal's watch) said "the saga had
+    committed: there is nothing to undo" and ``rb.outcome`` committed; the journal never
+    recorded it, and recover undid the saga. Now the block fails there, as in its last step:
+    undone, the Ctrl-C re-raised, nothing says committed."""
+    from rollback_lessons.events import EventKind
+    from rollback_lessons.machine import Machine
+
+    world: list[str] = []
+    real = getattr(Machine, where)
+
+    def cut(self, *args, **kw):  # type: ignore[no-untyped-def]
+        if where == "_commit" or args[0] is EventKind.COMMITTED:
+            raise KeyboardInterrupt  # (as the call began)
+        return real(self, *args, **kw)
+
+    with Journal(str(tmp_path / "j.db")) as journal, pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Machine, where, cut)
+        outcome, raised = run_on(driver, world_steps(world, True), journal=journal, run_id="r")
+        mp.undo()
+        status = journal.saga("r").status
+    assert isinstance(raised, KeyboardInterrupt)
+    assert "committed" not in notes(raised), notes(raised)
+    assert world == ["do a", "do b", "undo b", "undo a"]
+    assert outcome is not None and outcome.status is Status.ROLLED_BACK
+    assert status == "rolled_back"
