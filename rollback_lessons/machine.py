@@ -205,16 +205,22 @@ class Machine:
             try:
                 self.watch(self.first_seq + len(self.rows), kind, step, dict(details))  # type: ignore[arg-type]
             except BaseException as exc:  # an observer, a journal write, a Ctrl-C in one
-                where = f"at the {kind._value_} event" + (f" of {step}" if step else "")
-                if not self.rolling:  # going forward, the run fails there (``fail``); a
-                    first = kind is _LOGGED and self.log[-1].when == "before"  # (F1)
-                    if first:  # its action is never called: nothing to undo (``withdraw``)
-                        self.withdraw(step)  # type: ignore[arg-type]
-                    if (first or kind is _STARTED) and not issubclass(type(exc), Exception):
-                        self.not_run(step)  # type: ignore[arg-type] # (action not called)
-                    self.raised_at = (exc, where)  # (if it cuts the rollback: said where)
+                if not self.rolling:  # going forward, the run fails there (``fail``)
+                    self._broke(exc, kind, step)
                     raise
-                self.cut(exc, where)
+                self.cut(exc, f"at the {kind._value_} event" + (f" of {step}" if step else ""))
+
+    def _broke(self, exc: BaseException, kind: EventKind, step: str | None) -> None:
+        """Going forward, ``kind``'s event of ``step`` raised (as it began too: attack53 F2):
+        an undo logged before its step is withdrawn (its action never called), a step never
+        called is not run; said where, if it cuts the rollback."""
+        last = (self.log[-1].step, self.log[-1].when) if self.log else None
+        if self.raised_at is None or self.raised_at[0] is not exc:  # (once)
+            if first := kind is _LOGGED and last == (step, "before"):
+                self.withdraw(step)  # type: ignore[arg-type]
+            if (first or kind is _STARTED) and not issubclass(type(exc), Exception):
+                self.not_run(step)  # type: ignore[arg-type] # (action not called)
+            self.raised_at = (exc, f"at the {kind._value_} event" + (f" of {step}" if step else ""))
 
     def cut(self, exc: BaseException, where: str) -> None:
         """Something outside an undo raised in the rollback: no more undos; the first kept."""
@@ -240,16 +246,9 @@ class Machine:
             raise MachineError("start() needs a plan of at least one step")
         return self._begin(self.plan[0])
 
-    def begin(
-        self,
-        name: str,
-        kind: str = _COMPENSABLE,
-        has_undo: bool = False,
-        register: str = "after",
-        retry: RetryPolicy | None = None,
-        semantic: bool = False,
-        undo_timeout: float | None = None,
-    ) -> RunStep:
+    def begin(self, name: str, kind: str = _COMPENSABLE, has_undo: bool = False,
+              register: str = "after", retry: RetryPolicy | None = None, semantic: bool = False,
+              undo_timeout: float | None = None) -> RunStep:  # fmt: skip
         """A with-block's code runs a step now (its name is checked first)."""
         self._admit("begin", name)
         return self._begin(StepSpec(name, kind, has_undo, register, retry, semantic, undo_timeout))
@@ -341,8 +340,13 @@ class Machine:
             self.withdrawn = [*self.withdrawn, step]
 
     def _log(self, spec: StepSpec) -> None:
-        self.log.append(Entry(spec.name, spec.register, spec.semantic, spec.undo_timeout))
-        self._emit(EventKind.UNDO_REGISTERED, spec.name)
+        try:  # (a Ctrl-C as the append returns, at _emit's entry: as in its observer, F2)
+            self.log.append(Entry(spec.name, spec.register, spec.semantic, spec.undo_timeout))
+            self._emit(EventKind.UNDO_REGISTERED, spec.name)
+        except BaseException as exc:
+            if not self.rolling:
+                self._broke(exc, _LOGGED, spec.name)
+            raise
 
     def step_ok(self, go_on: bool = True) -> Op:
         """The step's action returned (``go_on=False``: told only; the run fails there)."""
@@ -721,21 +725,13 @@ class Machine:
 
     @classmethod
     def resume_rollback(
-        cls,
-        undos: Sequence[tuple[str, int]],
-        *,
-        leaked: Sequence[str] = (),
-        dead: Sequence[DeadLetter] = (),
-        pivot: tuple[str, str] | None = None,
-        semantic: Sequence[str] = (),
-        corrected: Sequence[str] = (),
-        cancelled: bool = False,
-        policy: UndoPolicy = CONTINUE,
-        undo_order: str = "reverse",
-        timeouts: Mapping[str, float] | None = None,
-        halted_at: str | None = None,
+        cls, undos: Sequence[tuple[str, int]], *, leaked: Sequence[str] = (),
+        dead: Sequence[DeadLetter] = (), pivot: tuple[str, str] | None = None,
+        semantic: Sequence[str] = (), corrected: Sequence[str] = (), cancelled: bool = False,
+        policy: UndoPolicy = CONTINUE, undo_order: str = "reverse",
+        timeouts: Mapping[str, float] | None = None, halted_at: str | None = None,
         **options: Any,
-    ) -> tuple[Machine, Op]:
+    ) -> tuple[Machine, Op]:  # fmt: skip
         """Take up a crashed saga's rollback (``recover``): ``undos`` are (step, attempts made)
         of the undos not yet done, in the order they were logged; ``leaked`` steps started
         with their undo still to be logged; ``dead`` the dead letters recorded before the

@@ -454,3 +454,72 @@ def test_a_ctrl_c_before_the_commits_write_began_fails_the_block_there(driver, w
     assert world == ["do a", "do b", "undo b", "undo a"]
     assert outcome is not None and outcome.status is Status.ROLLED_BACK
     assert status == "rolled_back"
+
+
+@pytest.mark.parametrize("journalled", [False, True])
+@pytest.mark.parametrize("driver", ["list", "parallel", "arun", "rollback", "arollback"])
+def test_a_ctrl_c_as_an_undo_logged_before_its_step_is_told_never_runs_that_undo(
+    driver, journalled, tmp_path
+):
+    """attack53 F2, F3: a Ctrl-C at the very entry of the ``undo_registered`` event of b (its
+    undo logged before it: ``register="before"``): b's undo ran though b's action was never
+    called, nothing said b was not run; on arun and with a Parallel group a KeyError('b')
+    escaped instead, nothing undone. Now b is not run, its undo never called, a undone."""
+    from rollback_lessons import Parallel
+    from rollback_lessons.events import EventKind
+    from rollback_lessons.machine import Machine
+
+    world: list[str] = []
+    (a, act_a, undo_a), (b, act_b, undo_b) = world_steps(world, journalled)
+    real = Machine._emit
+
+    def emit(self, kind, step=None, details=()):  # type: ignore[no-untyped-def]
+        if kind is EventKind.UNDO_REGISTERED and step == "b":
+            raise KeyboardInterrupt  # (as the call began)
+        return real(self, kind, step, details)
+
+    journal = Journal(str(tmp_path / "j.db")) if journalled else None
+    kw = {"journal": journal, "run_id": "r"} if journalled else {}
+    outcome, raised = None, None
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Machine, "_emit", emit)
+        try:
+            if driver in ("rollback", "arollback"):
+                rb = Rollback(**kw) if driver == "rollback" else AsyncRollback(**kw)
+                try:
+                    if driver == "rollback":
+                        with rb:
+                            rb.do(a, act_a, undo_a)
+                            rb.do(b, act_b, undo_b, register="before")
+                    else:
+
+                        async def block() -> None:
+                            async with rb:  # type: ignore[union-attr]
+                                await rb.do(a, act_a, undo_a)  # type: ignore[misc]
+                                await rb.do(b, act_b, undo_b, register="before")  # type: ignore[misc]
+
+                        asyncio.run(block())
+                finally:
+                    outcome = rb.outcome
+            else:
+                second = Step(b, act_b, undo_b, register="before")  # type: ignore[arg-type]
+                steps = [Step(a, act_a, undo_a)]  # type: ignore[arg-type]
+                if driver == "parallel":
+                    steps.append(Parallel(second, Step("c", lambda s: None)))  # type: ignore[arg-type]
+                else:
+                    steps.append(second)
+                saga = Saga(steps)
+                if driver == "arun":
+                    asyncio.run(saga.arun({}, **kw))
+                else:
+                    saga.run({}, **kw)
+        except KeyboardInterrupt as exc:
+            raised = exc
+    status = journal.saga("r").status if journal is not None else None
+    if journal is not None:
+        journal.close()
+    assert isinstance(raised, KeyboardInterrupt), raised
+    assert world == ["do a", "undo a"], world
+    assert "b was not run" in notes(raised)
+    assert outcome is None or outcome.status is Status.ROLLED_BACK
+    assert status in (None, "rolled_back")
