@@ -269,11 +269,13 @@ class JournalWriter:
         jrun = self.jrun
         if jrun is None or step not in self.intents:
             return
-        position = self.intents.pop(step)
-        if step in self.bare:
-            jrun.no_undo_done(position)  # (a Ctrl-C in the write: kept for the next)
+        position = self.intents[step]  # (taken out once kept where it goes, by no call: a
+        if step in self.bare:  # Ctrl-C as a pop returned lost it, a second row was written
+            jrun.no_undo_done(position)  # and the journal refused: attack53 F1; a Ctrl-C
+            del self.intents[step]  # in the write: kept for the next)
         else:
             self.settled[step] = (position, False)  # (so if a Ctrl-C cuts the write)
+            del self.intents[step]
             self.settled[step] = (position, jrun.confirm(position))
 
     def durably(self, write: Callable[..., None], *args: Any) -> bool:

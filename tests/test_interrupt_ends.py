@@ -523,3 +523,46 @@ def test_a_ctrl_c_as_an_undo_logged_before_its_step_is_told_never_runs_that_undo
     assert "b was not run" in notes(raised)
     assert outcome is None or outcome.status is Status.ROLLED_BACK
     assert status in (None, "rolled_back")
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_a_ctrl_c_as_a_returned_steps_undo_is_kept_writes_one_row(driver, tmp_path, capsys):
+    """attack53 F1: a Ctrl-C as the journal took a returned step's intent out (heard as a
+    ``dict.pop`` returned: CPython checks for a signal as a C call returns) lost it: the undo
+    was written a second time, a row the journal never writes, and ``journal show`` and
+    ``recover`` refused the whole file as damaged (every other saga in it left undone). At
+    each call's return inside the journal's ``settle`` now: one row per step, the file reads."""
+    import sys
+
+    from rollback_lessons.cli import main
+
+    def at(n: int, path):  # type: ignore[no-untyped-def]
+        count = [0]
+
+        def hook(frame, event, arg):  # type: ignore[no-untyped-def]
+            caller = frame.f_back.f_code.co_name if frame.f_back is not None else ""
+            heard = event == "c_return" and frame.f_code.co_name == "settle"  # (or a callee's
+            if heard or (event == "call" and caller == "settle"):  # entry, where it is heard)
+                count[0] += 1
+                if count[0] == n:
+                    sys.setprofile(None)
+                    raise KeyboardInterrupt
+
+        world: list[str] = []
+        with Journal(str(path)) as journal:
+            sys.setprofile(hook)
+            try:
+                _, raised = run_on(driver, world_steps(world, True), journal=journal, run_id="r")
+            finally:
+                sys.setprofile(None)
+            steps = [u.step for u in journal.undos("r")]
+        return count[0], raised, steps
+
+    total, _, _ = at(10**9, tmp_path / "all.db")
+    assert total > 0
+    for n in range(1, total + 1):
+        path = tmp_path / f"j{n}.db"
+        _, raised, steps = at(n, path)
+        assert isinstance(raised, KeyboardInterrupt), n
+        assert sorted(steps) == sorted(set(steps)), (n, steps)
+        assert main(["journal", "show", str(path)]) == 0, capsys.readouterr().err
