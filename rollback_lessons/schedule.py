@@ -191,19 +191,17 @@ class GraphMachine(Machine):
         if spec.kind in IRREVERSIBLE:
             self.irreversible = [*self.irreversible, step]
             self.pivot_done = self.pivot_done or spec.kind == Kind.PIVOT
-        if self.watch is None:
-            self.rows.append((ROW_DONE, step, (), self.now))
-            if spec.has_undo and spec.register == "after":
-                self._log(spec)
-        else:
-            try:
+        try:
+            if self.watch is None:
+                self.rows.append((ROW_DONE, step, (), self.now))
+            else:
                 self._emit(EventKind.STEP_DONE, step)
-            except BaseException:  # (an observer, a journal write): undone all the same
-                if spec.has_undo and spec.register == "after":
-                    log_anyway(self, spec)
-                raise
             if spec.has_undo and spec.register == "after":
                 self._log(spec)
+        except BaseException:  # (an observer, a journal write, a Ctrl-C as the log began:
+            if spec.has_undo and spec.register == "after" and not self.logged(step):
+                log_anyway(self, spec)  # attack53 F4): undone all the same
+            raise
         return self._next()
 
     def step_error(self, step: str, error: BaseException) -> GraphOp:

@@ -566,3 +566,29 @@ def test_a_ctrl_c_as_a_returned_steps_undo_is_kept_writes_one_row(driver, tmp_pa
         assert isinstance(raised, KeyboardInterrupt), n
         assert sorted(steps) == sorted(set(steps)), (n, steps)
         assert main(["journal", "show", str(path)]) == 0, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("driver", ["list", "graph", "arun", "rollback", "arollback"])
+def test_a_ctrl_c_as_a_done_steps_undo_begins_to_be_logged_still_undoes_it(driver, tmp_path):
+    """attack53 F4: on arun (the graph machine), a Ctrl-C at the very entry of the log of a's
+    undo (logged after it, a done) lost that undo: nothing undone, the journal rolled_back
+    with a pending, recover doing nothing. On every driver now, a is undone."""
+    from rollback_lessons.machine import Machine
+
+    world: list[str] = []
+    real, heard = Machine._log, []
+
+    def log(self, spec):  # type: ignore[no-untyped-def]
+        if spec.name == "a" and not heard:
+            heard.append(spec.name)
+            raise KeyboardInterrupt  # (as the call began; one Ctrl-C)
+        return real(self, spec)
+
+    with Journal(str(tmp_path / "j.db")) as journal, pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Machine, "_log", log)
+        _, raised = run_on(driver, world_steps(world, True), journal=journal, run_id="r")
+        mp.undo()
+        shown = {u.step: u.state for u in journal.undos("r")}
+    assert isinstance(raised, KeyboardInterrupt)
+    assert world == ["do a", "undo a"], world
+    assert shown == {"a": "done"}
