@@ -8,11 +8,10 @@ these; every rule they apply is still the machine's."""
 from __future__ import annotations
 
 import contextlib
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._shutdown import LoopEnded
+from ._shutdown import LoopEnded, exit_said
 from .calls import check_callable
 from .clock import VirtualClock
 from .errors import InvalidNameError, InvalidPipelineError, TakenOver, UnknownStepError
@@ -22,7 +21,7 @@ from .operations import RAISE, Finished, Op
 from .outcome import Status
 from .rules import NamedUndo
 from .schedule import PAST_PIVOT, GraphMachine, GraphOp, Ready, declines, log_anyway, past_pivot
-from .verdicts import rollback_notes
+from .verdicts import interruption_name, rollback_notes
 
 E = TypeVar("E", bound=BaseException)
 
@@ -167,10 +166,12 @@ def commit_in_doubt(run: Run, error: BaseException) -> bool:
     """Did ``error`` (a Ctrl-C) come as the journal recorded the commit? Then the journal
     alone knows whether it landed: no outcome says committed, nothing is undone, a note
     says so (``saga.run`` and the with-blocks alike: attack52 F1)."""
-    said = "rollback: the Ctrl-C came as the journal recorded the commit: nothing was undone; "
+    what = "the Ctrl-C" if isinstance(error, KeyboardInterrupt) else interruption_name(error)
+    said = f"rollback: {what} came as the journal recorded the commit: nothing was undone; "
     said += "the journal says whether it committed (if not, recover rolls it back)"
     if error is run.in_doubt and said not in getattr(error, "__notes__", ()):
         error.add_note(said)
+        exit_said(run, error)  # (a SystemExit's: on stderr, attack53 F6)
     return error is run.in_doubt
 
 
@@ -199,18 +200,6 @@ def at_end(run: Run, exc: BaseException) -> None:
             if note not in said:
                 exc.add_note(note)
         exit_said(run, exc)
-
-
-def exit_said(run: Run, exc: BaseException) -> None:
-    """A ``sys.exit`` (a service's SIGTERM handler) that ends a run leaving undos undone:
-    Python prints no note of a SystemExit, so its notes are a warning on stderr (attack52:
-    a halted rollback's process ended 0, not a word)."""
-    notes = [n for n in getattr(exc, "__notes__", ()) if n.startswith("rollback")]
-    if issubclass(type(exc), SystemExit) and notes and not getattr(exc, "_said", False):
-        exc._said = True  # type: ignore[attr-defined]
-        code = exc.code  # type: ignore[attr-defined]
-        said = f"saga {run.name!r} ended by sys.exit({code!r}), whose notes Python never prints: "
-        warnings.warn(said + "; ".join(notes), RuntimeWarning, stacklevel=2)
 
 
 def cut_forward(run: Run, error: BaseException) -> Op | None:

@@ -5,6 +5,7 @@ rollback runs on, and the exception raised after says so."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -121,3 +122,15 @@ async def shielded(box: list[Any]) -> bool:
                 raise
             own = asyncio.current_task().cancelling() > 0  # type: ignore[union-attr]
             again = again or own or not box[0].cancelled()
+
+
+def exit_said(run: Run, exc: BaseException) -> None:
+    """A ``sys.exit`` (a service's SIGTERM handler) that ends a run leaving undos undone:
+    Python prints no note of a SystemExit, so its notes are a warning on stderr (attack52:
+    a halted rollback's process ended 0, not a word)."""
+    notes = [n for n in getattr(exc, "__notes__", ()) if n.startswith("rollback")]
+    if issubclass(type(exc), SystemExit) and notes and not getattr(exc, "_said", False):
+        exc._said = True  # type: ignore[attr-defined]
+        code = exc.code  # type: ignore[attr-defined]
+        said = f"saga {run.name!r} ended by sys.exit({code!r}), whose notes Python never prints: "
+        warnings.warn(said + "; ".join(notes), RuntimeWarning, stacklevel=2)

@@ -592,3 +592,24 @@ def test_a_ctrl_c_as_a_done_steps_undo_begins_to_be_logged_still_undoes_it(drive
     assert isinstance(raised, KeyboardInterrupt)
     assert world == ["do a", "undo a"], world
     assert shown == {"a": "done"}
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_a_sys_exit_as_the_commit_is_written_says_so_on_stderr(driver, tmp_path):
+    """attack53 F6: a SIGTERM handler's sys.exit(143) heard as the journal recorded the
+    commit ended the process 143, not a word (its only note, never printed, said Ctrl-C)."""
+    world: list[str] = []
+    with Journal(str(tmp_path / "j.db")) as journal:
+        real = journal.write
+
+        def write(statements, **kw):
+            if any("committed" in str(s) for s in statements):
+                raise SystemExit(143)
+            return real(statements, **kw)
+
+        journal.write = write  # type: ignore[method-assign]
+        with pytest.warns(RuntimeWarning, match=r"sys\.exit\(143\).*SystemExit came as the"):
+            with pytest.raises(SystemExit):
+                run_on(driver, world_steps(world, True), journal=journal, run_id="r")
+        journal.write = real  # type: ignore[method-assign]
+    assert world == ["do a", "do b"]
