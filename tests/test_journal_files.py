@@ -191,3 +191,32 @@ def test_a_journal_with_a_second_name_a_hard_link_is_refused_before_any_undo(tmp
     Journal(tmp_path / "new.db").close()
     os.link(tmp_path / "new.db", creating)
     Journal(tmp_path / "new.db").close()
+
+
+def test_a_journal_file_mounted_onto_another_path_is_refused_there(tmp_path):
+    """attack53 F7: a single-file bind mount (a container's volume, ``-v /host/j.db:/app/j.db``)
+    is one name on each side, so the hard-link refusal missed it: two recovers through the
+    two paths kept two write-ahead logs, each took every saga and ran each undo twice. The
+    mounted path is refused in one line; the file's own path still works."""
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare(1) for a private mount namespace")
+    path = tmp_path / "j.db"
+    _unfinished(path)
+    (tmp_path / "app").mkdir()
+    mounted = tmp_path / "app" / "j.db"
+    mounted.touch()
+    script = (
+        f"mount --bind '{path}' '{mounted}' || exit 77; "
+        f"'{sys.executable}' -m rollback_lessons journal show '{mounted}'; echo \"rc=$?\"; "
+        f"'{sys.executable}' -m rollback_lessons journal show '{path}' >/dev/null; echo \"rc=$?\""
+    )
+    done = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    if done.returncode == 77 or "unshare:" in done.stderr:
+        pytest.skip(f"no private mount namespace here: {done.stderr.strip()[:200]}")
+    assert done.stdout.splitlines()[-2:] == ["rc=2", "rc=0"], done
+    assert "is a file mounted onto its path" in done.stderr

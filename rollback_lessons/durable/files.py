@@ -12,6 +12,7 @@ import contextlib
 import glob
 import math
 import os
+import re
 import sqlite3
 import uuid
 from collections.abc import Iterator, Mapping
@@ -261,6 +262,13 @@ def _inspect(path: Path, create: bool) -> int | None:
             "one's claims and writes (an undo could run twice); keep one name (remove the "
             "other links, or copy the file)"
         )
+    if path.is_file() and _mounted_onto(path):
+        raise JournalError(
+            f"{path} is a file mounted onto its path (a bind mount, a container's single-file "
+            "volume): SQLite keeps the journal's write-ahead log beside the path, so a process "
+            "using the file by its other path would not see this one's claims and writes (an "
+            "undo could run twice); mount the folder that holds it instead"
+        )
     if not path.exists() or path.stat().st_size == 0:
         if not create:
             what = "no journal at" if not path.exists() else "an empty file, not a journal:"
@@ -319,6 +327,19 @@ def _other_names(path: Path) -> int:
         with contextlib.suppress(OSError):  # (gone meanwhile: its creator unlinked it)
             ours += os.path.samestat(hidden.stat(), st)
     return max(st.st_nlink - 1 - ours, 0)
+
+
+def _mounted_onto(path: Path) -> bool:
+    """Is ``path`` itself a mount point, a file bind-mounted onto it (attack53 F7: two paths
+    of one name each, two write-ahead logs; Linux's mount table, else not known: False)?"""
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as table:
+            points = [line.split()[4] for line in table if len(line.split()) > 4]
+    except OSError:
+        return False
+    real = os.path.realpath(path)
+    octal = re.compile(r"\\([0-7]{3})")  # (the table writes a space as \040)
+    return any(octal.sub(lambda m: chr(int(m.group(1), 8)), p) == real for p in points)
 
 
 def _create_whole(path: Path) -> None:
