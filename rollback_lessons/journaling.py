@@ -87,7 +87,7 @@ class JournalWriter:
         self.withdrawn = 0  # how many of the machine's ``withdrawn`` undos are written
         self.failed = False  # a write of the rollback failed (said once, in a note)
         self.unrecorded: list[str] = []  # undos run whose ``done`` no write carried yet
-        self.cut_done: list[str] = []  # undos run whose ``done`` write a Ctrl-C cut
+        self.taken: list[str] = []  # undos run whose ``done`` the journal took (or kept)
         self.unsure: list[str] = []  # undos logged (confirmed) that no write carried yet
         self.settled: dict[str, tuple[int, bool]] = {}  # undos written as their step returned
         self.resting: dict[str, int | None] = {}  # steps refused, to retry: their intent rows
@@ -182,12 +182,9 @@ class JournalWriter:
         elif kind is EventKind.UNDO_DONE:  # each attempt is counted once (a fix by hand: none)
             assert m.entry is not None
             by_hand = 0 if details.get("by_hand") else 1
-            try:
-                if not self.durably(jrun.undo_done, m.entry.position, by_hand):
-                    self.unrecorded.append(m.entry.step)  # (kept: written by the next write)
-            except BaseException:  # a Ctrl-C in its write: said at the end (attack52 M1)
-                self.cut_done.append(m.entry.step)
-                raise
+            if not self.durably(jrun.undo_done, m.entry.position, by_hand):
+                self.unrecorded.append(m.entry.step)  # (kept: written by the next write)
+            self.taken.append(m.entry.step)  # (one a Ctrl-C cut before: said at the end)
         elif kind is EventKind.UNDO_FAILED and details["then"] == "dead_letter":
             assert m.entry is not None
             self.durably(jrun.undo_dead, m.entry.position, 1, details["error"])
@@ -383,7 +380,9 @@ class JournalWriter:
                 with contextlib.suppress(TakenOver):  # nothing written; a Ctrl-C is kept)
                     self.tried(partial(jrun.abandon_now, never, pivot, withdrawn))
             ran = list(dict.fromkeys(self.unrecorded))  # (attack44 F8: said nowhere)
-            cut = [s for s in dict.fromkeys(self.cut_done) if s not in ran]  # (attack52 M1)
+            cut = [  # (run, their done cut by the Ctrl-C: attack52 M1, attack53 F5)
+                s for s in dict.fromkeys(self.m.compensated) if s not in {*ran, *self.taken}
+            ]
             for steps, how in ((ran, UNRECORDED), (cut, CUT_RECORD)):
                 if steps:
                     said = f"the undo of {', '.join(map(repr, steps))} ran here{how}"

@@ -162,14 +162,28 @@ def test_a_ctrl_c_at_any_event_of_the_rollback_names_every_step_it_left_standing
         assert standing and all(f" {k}" in said for k in standing), (kinds[n], world, said)
 
 
+@pytest.mark.parametrize("where", ["write", "event"])
 @pytest.mark.parametrize("driver", DRIVERS)
-def test_a_ctrl_c_as_an_undos_record_is_written_says_recover_will_call_it_again(driver, tmp_path):
-    """attack52 M1: a Ctrl-C as the write of the rollback's last ``undo_done`` began: the
-    outcome said "every undo had run", the journal kept that undo pending, and ``recover``
-    called it again with nothing in the process saying it would. Now the Ctrl-C's notes and
-    the outcome name the undo that ran and that recover will call again (by its key)."""
+def test_a_ctrl_c_as_an_undos_record_is_written_says_recover_will_call_it_again(
+    driver, where, tmp_path
+):
+    """attack52 M1, attack53 F5: a Ctrl-C as the write of the rollback's last ``undo_done``
+    began (or its event, before the journal heard of it): the outcome said "every undo had
+    run", the journal kept that undo pending, and ``recover`` called it again with nothing in
+    the process saying it would. Now the Ctrl-C's notes and the outcome name the undo that
+    ran and that recover will call again (by its key)."""
+    from rollback_lessons.events import EventKind
+    from rollback_lessons.machine import Machine
+
     world: list[str] = []
-    with Journal(str(tmp_path / "j.db")) as journal:
+    emit = Machine._emit
+
+    def event(self, kind, step=None, details=()):  # type: ignore[no-untyped-def]
+        if kind is EventKind.UNDO_DONE:
+            raise KeyboardInterrupt  # (as the call began)
+        return emit(self, kind, step, details)
+
+    with Journal(str(tmp_path / "j.db")) as journal, pytest.MonkeyPatch.context() as mp:
         real = journal.write
 
         def write(statements, **kw):
@@ -177,10 +191,13 @@ def test_a_ctrl_c_as_an_undos_record_is_written_says_recover_will_call_it_again(
                 raise KeyboardInterrupt
             return real(statements, **kw)
 
-        journal.write = write  # type: ignore[method-assign]
+        if where == "write":
+            mp.setattr(journal, "write", write)
+        else:
+            mp.setattr(Machine, "_emit", event)
         steps = world_steps(world, True)[:1]
         outcome, raised = run_on(driver, steps, fail=True, journal=journal, run_id="r")
-        journal.write = real  # type: ignore[method-assign]
+        mp.undo()
         shown = {u.step: u.state for u in journal.undos("r")}
     assert world == ["do a", "undo a"] and shown == {"a": "pending"}
     assert isinstance(raised, KeyboardInterrupt)
