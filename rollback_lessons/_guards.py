@@ -84,7 +84,7 @@ def check_completion(completion: Sequence[str] | None, names: Sequence[str]) -> 
     if (
         isinstance(completion, str)
         or not isinstance(completion, Sequence)  # (5: one line, not "'int' ... not iterable")
-        or not all(isinstance(s, str) for s in completion)
+        or [s for s in completion if not isinstance(s, str)]
     ):
         raise TypeError(f"completion must be a list of step names, got {completion!r}")
     unknown = [s for s in completion if s not in names]
@@ -399,7 +399,7 @@ def add_notes(run: Run, error: BaseException) -> None:
         return  # (complete: nothing to say, the common case)
     carriers = [error]  # and the Ctrl-C the caller gets, whatever the run failed with
     for other in (m.interruption, run.raise_after):
-        if other is not None and all(other is not c for c in carriers):
+        if other is not None and not [c for c in carriers if c is other]:
             carriers.append(other)
     for carrier in carriers:
         try:

@@ -67,8 +67,8 @@ def check_name(name: object, what: str) -> None:
     (``runners.names``)."""
     if not isinstance(name, str) or not name:
         raise TypeError(f"{what} must be a non-empty str, got {name!r}")
-    bad = next((c for c in name if not _carried(c)), None)
-    if bad is not None:
+    if wrong := [c for c in name if not _carried(c)]:  # (a list: no generator, L3)
+        bad = wrong[0]
         shown = name if len(name) <= 60 else name[:57] + "..."
         raise InvalidNameError(
             f"{what} {shown!r} has the character U+{ord(bad):04X}, which no engine can "

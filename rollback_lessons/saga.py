@@ -132,7 +132,7 @@ class Saga:
         """Each step's dependencies, when the saga has parallel groups (a graph); None for
         a list of steps."""
         self.definition: tuple[Step | Parallel, ...] = self.steps
-        if any(isinstance(step, Parallel) for step in self.steps):
+        if [step for step in self.steps if isinstance(step, Parallel)]:  # (no genexpr)
             flat, self.after, _ = flatten(self.steps)
             self.steps = tuple(flat)
         for step in self.steps:

@@ -276,7 +276,7 @@ class GraphMachine(Machine):
         self.where[step] = _FAILED  # describe raises cuts the step short, still running)
         self.busy_count -= 1
         self.ended.append(step)
-        if self.failures and not counted and all(e is not error for _, e in self.failures):
+        if self.failures and not counted and not [e for _, e in self.failures if e is error]:
             also = f"{step} also failed, while the running steps finished: {describe(error)}"
             self.notes = [*self.notes, also]
         if not counted:
@@ -387,7 +387,7 @@ def past_pivot(m: Machine) -> bool:
     if m.pivot_done:
         return True
     if isinstance(m, GraphMachine):
-        return any(m.specs[s].kind == Kind.PIVOT for s in m.busy)
+        return Kind.PIVOT in [m.specs[s].kind for s in m.busy]
     return (
         m.phase in (Phase.STEP, Phase.STEP_WAIT)
         and m.spec is not None
