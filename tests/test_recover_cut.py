@@ -382,3 +382,25 @@ def test_a_ctrl_c_as_recover_prints_its_closing_lines_says_its_work_is_done(
     assert out.startswith("s (cut): rollback_incomplete")
     [line] = err.splitlines()
     assert "as recover printed its report: it finished 1 saga(s) 's', recorded" in line
+
+
+def test_a_lock_held_past_wait_says_how_long_it_waited(tmp_path, monkeypatch, capsys):
+    """attack53 L1: "try --wait" even when --wait had been given."""
+    import sqlite3
+    import sys
+    import types
+
+    from rollback_lessons import cli
+
+    path = tmp_path / "j.db"
+    crash_at_first_undo(path, saga())
+    monkeypatch.setitem(sys.modules, "lock_reg", types.SimpleNamespace(registry=REGISTRY))
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        assert cli.main(["recover", str(path), "--registry", "lock_reg", "--wait", "0.2"]) == 2
+    finally:
+        holder.rollback()
+        holder.close()
+    [line] = capsys.readouterr().err.splitlines()
+    assert "another process holds it; waited 0.2 s; a longer --wait waits more" in line

@@ -59,7 +59,8 @@ def journal_command(args: argparse.Namespace) -> int:
         _warn(f"recover interrupted ({why}); what it undid is recorded, and {_left(exc)}")
         return status
     except sqlite3.OperationalError as exc:
-        hint = " (another process holds it; try --wait)" if "locked" in str(exc) else ""
+        waited = f"waited {args.wait:g} s; a longer --wait waits more"  # (attack53 L1)
+        hint = f" (another process holds it; {waited})" if "locked" in str(exc) else ""
         _warn(f"cannot use {args.file}: {exc}{hint or no_room(Path(args.file), str(exc))}")
         return 2
     except sqlite3.DatabaseError as exc:
