@@ -26,12 +26,12 @@ from ...schedule import GraphMachine
 from ..closed import Closable, Gone
 from ..error_record import keeping
 from ..heard import Heard
-from ..history import HistoryDiverged, Worker, walk
+from ..history import Worker, walk
 from ..names import execution_name
 from ..wire import WRITTEN_LIST, SagaPlan, needs_graph, outcome_of, plan_of
 from .asl import ENGINE, StepFunctionsError, check_retry_types, error_name, plan_asl
 from .asl_graph import graph_asl
-from .history import Execution, answered, visits
+from .history import Execution, check_answered, over_noted, visits
 from .live import Idle, Live, TimedOut, stop_execution
 from .matched import Matching, cause_of
 from .moto_start import _moto_in_process, _moto_server
@@ -221,10 +221,11 @@ class StepFunctionsRunner(Closable):
         with self._inbox(plan.run_id), self._stopped_if_cut(arn, worker):
             self._start(arn, plan.run_id)
             status = self._serve(arn, plan, worker, timeout)
-        history = self._history(arn)
-        record = walk(plan, visits(history, plan), worker.calls)
-        outcome = outcome_of(saga, record, before=before, state=state)
-        Heard(saga).after(outcome)  # (the machine replays the history: told once it is over)
+        with over_noted(worker):  # (a Ctrl-C now: the execution was over, said so)
+            history = self._history(arn)
+            record = walk(plan, visits(history, plan), worker.calls)
+            outcome = outcome_of(saga, record, before=before, state=state)
+            Heard(saga).after(outcome)  # (the machine replays the history: told once over)
         worker.reraise(outcome)  # (a Ctrl-C in an action: once what was done is undone)
         return Execution(outcome, asl, history, status, worker.calls)
 
@@ -299,25 +300,16 @@ class StepFunctionsRunner(Closable):
                 if time.monotonic() > served.deadline:
                     raise TimedOut.of(timeout, worker)
                 finishing.wait()
-        record = machine.record()
-        outcome = outcome_of(saga, record, before=before, state=state)
-        try:
-            history = self._history(arn)
-        except Exception:  # moto (5.2.5) cannot list a Parallel state stopped mid-way
-            if not served.stopped:
-                raise
-            history = []
-        if history and not served.stopped:  # the engine ran what the machine said, or it is
-            # an error: the same tasks (branches record theirs in any order), the undos in
-            # the machine's order
-            # (an action a Ctrl-C cut short is answered SagaStopping, as one never started)
-            done = [(c.call, c.step) for c in worker.calls if not c.cut]
-            seen = answered(history, plan)
-            undos = [c for c in done if c[0] != "action"]
-            if sorted(seen) != sorted(done) or [c for c in seen if c[0] != "action"] != undos:
-                raise HistoryDiverged(
-                    f"the execution took the answers of {seen}, the worker gave {done}"
-                )
+        with over_noted(worker):  # (a Ctrl-C now: the execution was over, said so)
+            outcome = outcome_of(saga, machine.record(), before=before, state=state)
+            try:
+                history = self._history(arn)
+            except Exception:  # moto (5.2.5) cannot list a Parallel state stopped mid-way
+                if not served.stopped:
+                    raise
+                history = []
+            if history and not served.stopped:
+                check_answered(history, plan, worker)  # (the machine's calls, or diverged)
         worker.reraise(outcome)  # (a Ctrl-C in an action: once what was done is undone)
         heard.reraise(outcome)  # (a Ctrl-C in on_event: likewise)
         return Execution(outcome, asl, history, str(status), worker.calls)
