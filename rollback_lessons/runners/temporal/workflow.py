@@ -60,9 +60,9 @@ ABANDONED = "AbandonedCall"
 its call goes on on its thread, its end unknown, as ``IN_DOUBT`` (attack21's T1: told as
 a clean failure, another worker rolled back without it and its effect landed after)."""
 CUT = "CancelledError"
-"""An activity its worker's event loop cancelled (``asyncio.run`` ending on a ``sys.exit``):
-its call goes on in its thread, its end unknown, as ``ABANDONED`` (attack51 F2: told as a
-clean failure, a relaunch said rolled_back while the step's effect stood)."""
+"""An activity its worker's event loop cancelled (``asyncio.run`` ending on a ``sys.exit``),
+failed by the SDK (no record: not a step's own CancelledError): its call goes on in its
+thread, its end unknown, as ``ABANDONED`` (attack51 F2: told as a clean failure)."""
 NOT_CALLED = "RunnerClosing"
 """The error of a call a worker refused to begin (its runner closing, or the run not hosted
 in its process: ``activities``): the workflow schedules it again, for whichever worker takes
@@ -129,7 +129,8 @@ def _end_unknown(err: ActivityError) -> bool:
     nothing to undo."""
     cause = err.cause
     return isinstance(cause, ServerTimeout) or (
-        isinstance(cause, ApplicationError) and cause.type in (IN_DOUBT, ABANDONED, CUT)
+        isinstance(cause, ApplicationError)
+        and (cause.type in (IN_DOUBT, ABANDONED) or (cause.type == CUT and not cause.details))
     )
 
 
