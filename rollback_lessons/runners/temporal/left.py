@@ -92,7 +92,7 @@ def worker_gone(runner: TemporalRunner, run_id: str) -> str:
         )
     names = ", ".join
     return (
-        f"the worker running saga {run_id} ended (its event loop ending) before the saga, "
+        f"the worker running saga {run_id} was stopped (its event loop ending) before the saga, "
         f"asked to cancel, compensated: nothing in this process undoes it. This process did: "
         f"{names(done) or 'none'}; undid: {names(undone) or 'none'}; in doubt (running here, "
         f"their end unknown): {names(doubt) or 'none'}; so in effect, or perhaps: "
