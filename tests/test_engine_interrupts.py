@@ -275,3 +275,36 @@ def test_a_ctrl_c_once_the_execution_ended_names_what_it_left(runner, monkeypatc
     assert type(got) is KeyboardInterrupt
     assert world == ["do a", "do b", "undo b", "undo a fails"]
     assert got.__notes__ == ["Step Functions: the execution was over; done, not undone: a"]
+
+
+def test_a_second_ctrl_c_as_the_execution_is_stopped_still_names_what_is_left(runner, monkeypatch):
+    """attack51 L5: a Ctrl-C in b's undo stops the execution; a second one as the runner
+    stops it (``_stop``) left as two bare KeyboardInterrupts: nothing said a stands, nor that
+    the execution may still run. The second is raised with the note, naming its ARN."""
+    world: list[str] = []
+
+    def undo_b(state):
+        world.append("undo b cut")
+        raise KeyboardInterrupt
+
+    def refuse(state):
+        raise ValueError("c refused")
+
+    saga = Saga([Step("a", lambda s: world.append("do a"), lambda s: world.append("undo a")),
+                 Step("b", lambda s: world.append("do b"), undo_b), Step("c", refuse)],
+                name="second-cut")  # fmt: skip
+
+    def stopping(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(StepFunctionsRunner, "_stop", stopping)
+    got = _raised(lambda: runner.run(saga, {}, timeout=30))
+    monkeypatch.undo()
+    assert type(got) is KeyboardInterrupt and isinstance(got.__cause__, KeyboardInterrupt)
+    assert world == ["do a", "do b", "undo b cut"]
+    [arn] = [e["executionArn"] for e in _started(runner, "second-cut")]
+    assert got.__notes__ == [
+        f"Step Functions: the execution could not be stopped (it may still run: {arn}); "
+        "rollback interrupted by KeyboardInterrupt during the undo of b; not known to be "
+        "undone: b, a"
+    ]

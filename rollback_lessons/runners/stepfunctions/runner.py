@@ -251,17 +251,25 @@ class StepFunctionsRunner(Closable):
             yield
         except BaseException as exc:
             how = f"could not be stopped (it may still run: {arn})"  # (for whoever stops it)
-            with contextlib.suppress(Exception):
+            again: BaseException | None = None  # a second Ctrl-C as it is stopped (attack51
+            try:  # L5: two bare KeyboardInterrupts): raised, with the note, once it is made
                 why = "Timeout" if isinstance(exc, TimedOut) else "Stopped"
                 how = self._stop(arn, why, f"the runner stopped: {type(exc).__name__}")
+            except Exception:
+                pass
+            except BaseException as second:
+                again = second
             note = f"Step Functions: the execution {how}; {worker.in_effect()}"
             if isinstance(exc, TimedOut):  # (its message says what is in effect)
                 note = "" if how == "was stopped" else f"Step Functions: the execution {how}"
-            if note and note not in getattr(exc, "__notes__", ()):
-                with contextlib.suppress(Exception):  # (an error that refuses notes)
-                    exc.add_note(note)
+            for cut in (exc, again) if again is not None else (exc,):
+                if note and note not in getattr(cut, "__notes__", ()):
+                    with contextlib.suppress(Exception):  # (an error that refuses notes)
+                        cut.add_note(note)
             with contextlib.suppress(Exception):  # (an undo's Ctrl-C: its events told)
                 worker.tell_cut()
+            if again is not None:
+                raise again from exc
             raise
 
     def _stop(self, arn: str, error: str, cause: str) -> str:
