@@ -365,15 +365,13 @@ class TemporalRunner(Closable):
         self._closed = True
         self._executor.begin_close()  # no action begins from now on
         shutdown = asyncio.ensure_future(self._worker.shutdown())
-        done, _ = await asyncio.wait({shutdown}, timeout=GRACE + 0.5)
-        calls = 0
-        if not done:  # calls still running, or none: the worker waits on a server gone
-            self.abandoned = tuple(RUNNING.get(self.task_queue, {}).values())
-            if calls := self._executor.abandon():  # their activities fail: it can stop
-                done, _ = await asyncio.wait({shutdown}, timeout=GRACE + 0.5)
-            if not done:
-                shutdown.cancel()
-                self._worker_task.cancel()
+        try:
+            calls = await self._worker_stopped(shutdown)
+        except BaseException:  # a Ctrl-C as it waits (attack51 F6): the sagas a server that
+            if self.env is not None and self.db_file is None and not self._named:  # keeps
+                with contextlib.suppress(Exception, asyncio.CancelledError):  # nothing has
+                    await self._name_lost()  # are named all the same, then it is raised
+            raise
         if calls or self.abandoned:
             warnings.warn(
                 AbandonedCalls(
@@ -391,6 +389,20 @@ class TemporalRunner(Closable):
                 await self.env.shutdown()
             finally:  # the server stopped: the db_file's lock with it
                 self._db_lock.let_go()
+
+    async def _worker_stopped(self, shutdown: asyncio.Future[None]) -> int:
+        """Wait for the worker's ``shutdown``, abandoning the calls still running past
+        ``GRACE`` (``self.abandoned``): how many calls were abandoned."""
+        done, _ = await asyncio.wait({shutdown}, timeout=GRACE + 0.5)
+        calls = 0
+        if not done:  # calls still running, or none: the worker waits on a server gone
+            self.abandoned = tuple(RUNNING.get(self.task_queue, {}).values())
+            if calls := self._executor.abandon():  # their activities fail: it can stop
+                done, _ = await asyncio.wait({shutdown}, timeout=GRACE + 0.5)
+            if not done:
+                shutdown.cancel()
+                self._worker_task.cancel()
+        return calls
 
     async def _name_lost(self) -> None:
         """Before its own in-memory server stops: every saga still running on it, named
