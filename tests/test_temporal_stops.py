@@ -167,3 +167,23 @@ def test_run_under_asyncio_run_ended_by_sys_exit_mid_step_ends_and_says_what_is_
     outcome = _relaunched(db, port, queue, run_id, world)
     assert "a" in outcome.compensated and world[-1] == "undo a"
     assert outcome.leaked in ((), ("b",))
+
+
+EXIT_AS_IT_STARTS = """
+import asyncio, sys
+from rollback_lessons.runners.temporal import TemporalRunner, server
+
+def exiting(self):  # a SIGTERM handler's sys.exit as the start reads the processes
+    sys.exit(3)
+
+server._Guarded.__init__ = exiting
+asyncio.run(TemporalRunner.start())
+"""
+
+
+def test_a_sys_exit_as_the_server_starts_leaves_no_coroutine_unawaited():
+    """attack51 L3's aside: a ``sys.exit`` at once in ``TemporalRunner.start`` printed
+    "RuntimeWarning: coroutine 'WorkflowEnvironment.start_local' was never awaited"."""
+    done = subprocess.run([sys.executable, "-W", "always", "-c", EXIT_AS_IT_STARTS],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 3 and "never awaited" not in done.stderr, done.stderr[-2000:]
