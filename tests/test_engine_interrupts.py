@@ -236,3 +236,75 @@ def test_a_caught_ctrl_c_from_a_bpmn_run_leaves_the_process_exit_code_alone(tmp_
         assert (ran.returncode, ran.stdout) == (0, "caught\n"), ran.stderr
     else:
         assert ran.returncode == -signal.SIGINT and "caught" not in ran.stdout
+
+
+@pytest.mark.parametrize(
+    "graph, at",
+    [(False, "StepFunctionsRunner._history"), (False, "walk"), (False, "outcome_of"),
+     (True, "StepFunctionsRunner._history"), (True, "outcome_of")],
+)  # fmt: skip
+def test_a_ctrl_c_once_the_execution_ended_names_what_it_left(runner, monkeypatch, graph, at):
+    """attack51 F4: a Ctrl-C as the ended execution's history is read, walked or made an
+    Outcome was a bare KeyboardInterrupt: a's undo dead-lettered, a's effect standing, named
+    nowhere (on moto in process the history dies with the process). Now its note says what
+    a Ctrl-C a moment earlier says: the execution was over, and what is done, not undone."""
+    from rollback_lessons.runners.stepfunctions import runner as module
+
+    world: list[str] = []
+
+    def undo_a(state):
+        world.append("undo a fails")
+        raise RuntimeError("a's service is down")
+
+    def refuse(state):
+        raise ValueError("c refused")
+
+    saga = Saga([Step("a", lambda s: world.append("do a"), undo_a),
+                 Step("b", lambda s: world.append("do b"), lambda s: world.append("undo b")),
+                 Step("c", refuse)], name=f"over-{graph}")  # fmt: skip
+    owner, name = (module.StepFunctionsRunner, "_history") if "." in at else (module, at)
+    real = getattr(owner, name)
+
+    def cut(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(owner, name, cut)
+    options = {"undo_order": "reverse_start"} if graph else {}
+    got = _raised(lambda: runner.run(saga, {}, timeout=30, **options))
+    monkeypatch.setattr(owner, name, real)
+    assert type(got) is KeyboardInterrupt
+    assert world == ["do a", "do b", "undo b", "undo a fails"]
+    assert got.__notes__ == ["Step Functions: the execution was over; done, not undone: a"]
+
+
+def test_a_second_ctrl_c_as_the_execution_is_stopped_still_names_what_is_left(runner, monkeypatch):
+    """attack51 L5: a Ctrl-C in b's undo stops the execution; a second one as the runner
+    stops it (``_stop``) left as two bare KeyboardInterrupts: nothing said a stands, nor that
+    the execution may still run. The second is raised with the note, naming its ARN."""
+    world: list[str] = []
+
+    def undo_b(state):
+        world.append("undo b cut")
+        raise KeyboardInterrupt
+
+    def refuse(state):
+        raise ValueError("c refused")
+
+    saga = Saga([Step("a", lambda s: world.append("do a"), lambda s: world.append("undo a")),
+                 Step("b", lambda s: world.append("do b"), undo_b), Step("c", refuse)],
+                name="second-cut")  # fmt: skip
+
+    def stopping(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(StepFunctionsRunner, "_stop", stopping)
+    got = _raised(lambda: runner.run(saga, {}, timeout=30))
+    monkeypatch.undo()
+    assert type(got) is KeyboardInterrupt and isinstance(got.__cause__, KeyboardInterrupt)
+    assert world == ["do a", "do b", "undo b cut"]
+    [arn] = [e["executionArn"] for e in _started(runner, "second-cut")]
+    assert got.__notes__ == [
+        f"Step Functions: the execution could not be stopped (it may still run: {arn}); "
+        "rollback interrupted by KeyboardInterrupt during the undo of b; not known to be "
+        "undone: b, a"
+    ]

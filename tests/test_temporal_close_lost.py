@@ -102,3 +102,43 @@ def test_a_server_that_keeps_its_record_names_nothing_lost(tmp_path):
     hosted.release(run_id)  # (kept on the file for a later start: forget it here)
     assert runner.lost == {} and not [w for w in caught if issubclass(w.category, SagasLost)]
     assert after.endswith("reads the saga there (handle_for)")
+
+
+CLOSED_BY_CTRL_C = """
+import asyncio, os, signal, sys, threading, time
+from rollback_lessons import Saga, Step
+from rollback_lessons.runners.temporal import TemporalRunner
+
+started = threading.Event()
+
+def b(state):
+    started.set()
+    time.sleep(5)
+
+saga = Saga([Step("a", lambda s: None, lambda s: None), Step("b", b, lambda s: None)],
+            name="closing")
+
+async def main():
+    async with await TemporalRunner.start() as runner:  # no db_file: it keeps nothing
+        await runner.start_saga(saga, {})
+        await asyncio.to_thread(started.wait, 30)
+        threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()  # in close
+    print("closed")
+
+asyncio.run(main())
+"""
+
+
+def test_a_ctrl_c_while_close_waits_still_names_the_sagas_lost():
+    """attack51 F6: a Ctrl-C while ``async with``'s close waited for a running step ended close
+    there: ``_name_lost`` never ran, the saga's only record went with the server unnamed. The
+    Ctrl-C still ends the process; the ``SagasLost`` warning names the saga and a first."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", CLOSED_BY_CTRL_C], capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode != 0 and "closed" not in done.stdout
+    assert "KeyboardInterrupt" in done.stderr
+    assert "SagasLost: closed with 1 saga(s) unfinished" in done.stderr, done.stderr[-3000:]
+    assert "saga closing-" in done.stderr and "done: a;" in done.stderr

@@ -196,3 +196,40 @@ def test_a_db_file_a_server_no_runner_started_holds_is_said_so(tmp_path):
     line = asyncio.run(scenario())
     assert "another program has the file open" in line and "nothing was started" in line
     assert "new file" not in line and "\n" not in line
+
+
+KILLED_STARTING = """
+import asyncio, os, signal, sys, time
+from rollback_lessons.runners.temporal import TemporalRunner, server
+
+def killed(guarded):  # the server spawned, before the runner guards it: SIGKILL
+    while not (spawned := set(server._server_processes(guarded.binary)) - guarded.seen):
+        time.sleep(0.01)
+    with open(sys.argv[2], "w") as said:  # (its stdout is the server's log meanwhile)
+        said.write(str(spawned.pop()))
+    os.kill(os.getpid(), signal.SIGKILL)
+
+server._Guarded.new_ones = killed
+asyncio.run(TemporalRunner.start(db_file=sys.argv[1]))
+"""
+
+
+@pytest.mark.skipif(not reaper.supported(), reason="the reaper needs pidfds (Linux)")
+def test_a_runner_killed_as_its_server_starts_leaves_no_server(tmp_path):
+    """attack51 F7: SIGKILLed in the first instants of ``start`` (the server spawned, not yet
+    seen by ``watched``, which guards it within 0.1 s), the dev server was left running for
+    ever, holding the db_file (a relaunch refused). Its launcher guards it from the start."""
+    db = tmp_path / "k.db"
+    holder = subprocess.run(
+        [sys.executable, "-c", KILLED_STARTING, str(db), str(tmp_path / "pid")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert holder.returncode == -signal.SIGKILL, holder.stderr[-2000:]
+    server = int((tmp_path / "pid").read_text())
+    deadline = time.monotonic() + reaper.GRACE + 10
+    while _alive(server) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _alive(server):
+        os.kill(server, signal.SIGKILL)
+        raise AssertionError("the server outlived its runner")
+    asyncio.run(_start_and_close(db))  # the file free again

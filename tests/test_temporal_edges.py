@@ -730,6 +730,39 @@ def test_a_server_lost_mid_saga_is_one_clear_error_and_the_saga_resumes_on_its_d
     assert state == {}
 
 
+def test_a_server_that_kept_nothing_lost_mid_saga_is_not_said_to_be_started_again(
+    server_lost_soon,
+):
+    """attack51 F5's aside: the runner's own dev server with no db_file, killed mid-saga,
+    was said to hold the saga's history "in the server's database: start the server again
+    on it": it kept nothing. ServerLost says so, with what this process did."""
+    port = free_port()
+    saga = Saga([Step("a", lambda s: None, lambda s: None),
+                 Step("b", lambda s: 1 / 0)],
+                policy=Retry(RetryPolicy(max_attempts=2, initial_delay=30)))  # fmt: skip
+
+    async def main():
+        runner = await TemporalRunner.start(port=port)
+        try:
+            handle = await runner.start_saga(saga, {}, inject={"a": "undo_fails_once"})
+            run = hosted.RUNS[handle.run_id]
+            while ("undo", "a", False) not in run.calls:  # now waiting 30 s to retry
+                await asyncio.sleep(0.02)
+            kill_server_on(port)
+            with pytest.raises(ServerLost) as lost:
+                await handle.outcome()
+            hosted.release(handle.run_id)  # (kept hosted for a server back: none will be)
+        finally:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # (SagasLost: none read, the server gone)
+                await runner.close()
+        return lost.value
+
+    lost = run_async(main)
+    assert "still in effect: a." in str(lost) and "start the server again" not in str(lost)
+    assert "with no db_file: it went with the server, nothing will finish or undo" in str(lost)
+
+
 def test_a_step_whose_answer_died_with_the_server_is_undone_or_named(tmp_path, server_lost_soon):
     """The server is killed while step b runs; b's effect happens here, but its answer never
     reaches the server, which (started again on its database) times b out and rolls back
@@ -1130,7 +1163,8 @@ def test_every_call_cut_short_on_a_live_server_is_server_slow_never_lost(on_temp
     assert said["resolve"].endswith("The answer was sent; whether the saga took it is not "
                                     "known (pending() says whether it still asks).")  # fmt: skip
     assert said["handle_for"].endswith("Nothing was hosted.")
-    assert "start the server again" in said["lost"]
+    assert "stopped answering" in said["lost"]  # (its own server, no db_file: kept nothing)
+    assert "went with the server, nothing will finish or undo the saga" in said["lost"]
     assert outcome.status is Status.HALTED and outcome.pending == ("a",)
 
 

@@ -28,6 +28,7 @@ def moto_server(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # a Ctrl-C to this terminal's group is not its (attack51 F5)
     )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -108,5 +108,37 @@ def _reap(owner: int, server: int, grace: float = GRACE) -> None:
             return
 
 
+def launch(owner: int, argv: list[str]) -> None:
+    """Be the launcher of a server (``temporal.local.own_session``: the SDK spawns it): in a
+    session of its own (a Ctrl-C to the terminal's group is not the server's, attack51 F5),
+    and guarded from its first instant (attack51 F7: a runner killed before its ``guard``
+    left the server running for ever, holding its db_file). Unless ``owner``, the runner's
+    process, is still its parent, nothing starts; else a reaper is started for the owner and
+    this very process, and the server is exec'd in its place (the same pid)."""
+    os.setsid()
+    fds: tuple[int, ...] = ()
+    if supported():
+        try:
+            fds = (os.pidfd_open(owner), os.pidfd_open(os.getpid()))
+        except OSError:
+            fds = ()
+    if os.getppid() != owner:  # (checked once the owner's pidfd is open: it names it)
+        sys.exit(1)
+    if fds:
+        import subprocess
+
+        subprocess.Popen(
+            [sys.executable, "-I", "-S", os.path.abspath(__file__), *map(str, fds)],
+            pass_fds=fds, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        for fd in fds:
+            os.close(fd)
+    os.execv(argv[0], argv)
+
+
 if __name__ == "__main__":
-    _reap(int(sys.argv[1]), int(sys.argv[2]))
+    if sys.argv[1] == "--launch":
+        launch(int(sys.argv[2]), sys.argv[3:])
+    else:
+        _reap(int(sys.argv[1]), int(sys.argv[2]))

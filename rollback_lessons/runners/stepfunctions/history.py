@@ -3,12 +3,13 @@ drives the saga machine with), and its history as a table."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ...outcome import Outcome, Table
-from ..history import Call, Visit, ask, do, undo
+from ..history import Call, HistoryDiverged, Visit, Worker, ask, do, undo
 from ..wire import SagaPlan
 from .asl import TASK
 
@@ -82,6 +83,32 @@ def answered(history: Sequence[dict[str, Any]], plan: SagaPlan) -> list[tuple[st
         if state in named:  # (else What next)
             found.append(named[state])
     return found
+
+
+def check_answered(history: Sequence[dict[str, Any]], plan: SagaPlan, worker: Worker) -> None:
+    """The engine ran what the live machine said, or it is an error (``HistoryDiverged``):
+    the same tasks (branches record theirs in any order), the undos in the machine's order
+    (an action a Ctrl-C cut short is answered SagaStopping, as one never started)."""
+    done = [(c.call, c.step) for c in worker.calls if not c.cut]
+    seen = answered(history, plan)
+    undos = [c for c in done if c[0] != "action"]
+    if sorted(seen) != sorted(done) or [c for c in seen if c[0] != "action"] != undos:
+        raise HistoryDiverged(f"the execution took the answers of {seen}, the worker gave {done}")
+
+
+@contextlib.contextmanager
+def over_noted(worker: Worker) -> Iterator[None]:
+    """Once the execution ended (its history read, walked, made an Outcome, told): a Ctrl-C
+    (``sys.exit``) here that says nothing yet leaves with the note a Ctrl-C while serving
+    gets, what is done and not undone (attack51 F4: a bare KeyboardInterrupt, a
+    dead-lettered undo's effect, standing, named nowhere)."""
+    try:
+        yield
+    except BaseException as exc:
+        if not isinstance(exc, Exception) and not getattr(exc, "__notes__", None):
+            with contextlib.suppress(Exception):  # (an error that refuses notes)
+                exc.add_note(f"Step Functions: the execution was over; {worker.in_effect()}")
+        raise
 
 
 @dataclass

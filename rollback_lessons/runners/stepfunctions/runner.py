@@ -26,12 +26,12 @@ from ...schedule import GraphMachine
 from ..closed import Closable, Gone
 from ..error_record import keeping
 from ..heard import Heard
-from ..history import HistoryDiverged, Worker, walk
+from ..history import Worker, walk
 from ..names import execution_name
 from ..wire import WRITTEN_LIST, SagaPlan, needs_graph, outcome_of, plan_of
 from .asl import ENGINE, StepFunctionsError, check_retry_types, error_name, plan_asl
 from .asl_graph import graph_asl
-from .history import Execution, answered, visits
+from .history import Execution, check_answered, over_noted, visits
 from .live import Idle, Live, TimedOut, stop_execution
 from .matched import Matching, cause_of
 from .moto_start import _moto_in_process, _moto_server
@@ -221,10 +221,11 @@ class StepFunctionsRunner(Closable):
         with self._inbox(plan.run_id), self._stopped_if_cut(arn, worker):
             self._start(arn, plan.run_id)
             status = self._serve(arn, plan, worker, timeout)
-        history = self._history(arn)
-        record = walk(plan, visits(history, plan), worker.calls)
-        outcome = outcome_of(saga, record, before=before, state=state)
-        Heard(saga).after(outcome)  # (the machine replays the history: told once it is over)
+        with over_noted(worker):  # (a Ctrl-C now: the execution was over, said so)
+            history = self._history(arn)
+            record = walk(plan, visits(history, plan), worker.calls)
+            outcome = outcome_of(saga, record, before=before, state=state)
+            Heard(saga).after(outcome)  # (the machine replays the history: told once over)
         worker.reraise(outcome)  # (a Ctrl-C in an action: once what was done is undone)
         return Execution(outcome, asl, history, status, worker.calls)
 
@@ -250,17 +251,25 @@ class StepFunctionsRunner(Closable):
             yield
         except BaseException as exc:
             how = f"could not be stopped (it may still run: {arn})"  # (for whoever stops it)
-            with contextlib.suppress(Exception):
+            again: BaseException | None = None  # a second Ctrl-C as it is stopped (attack51
+            try:  # L5: two bare KeyboardInterrupts): raised, with the note, once it is made
                 why = "Timeout" if isinstance(exc, TimedOut) else "Stopped"
                 how = self._stop(arn, why, f"the runner stopped: {type(exc).__name__}")
+            except Exception:
+                pass
+            except BaseException as second:
+                again = second
             note = f"Step Functions: the execution {how}; {worker.in_effect()}"
             if isinstance(exc, TimedOut):  # (its message says what is in effect)
                 note = "" if how == "was stopped" else f"Step Functions: the execution {how}"
-            if note and note not in getattr(exc, "__notes__", ()):
-                with contextlib.suppress(Exception):  # (an error that refuses notes)
-                    exc.add_note(note)
+            for cut in (exc, again) if again is not None else (exc,):
+                if note and note not in getattr(cut, "__notes__", ()):
+                    with contextlib.suppress(Exception):  # (an error that refuses notes)
+                        cut.add_note(note)
             with contextlib.suppress(Exception):  # (an undo's Ctrl-C: its events told)
                 worker.tell_cut()
+            if again is not None:
+                raise again from exc
             raise
 
     def _stop(self, arn: str, error: str, cause: str) -> str:
@@ -299,25 +308,16 @@ class StepFunctionsRunner(Closable):
                 if time.monotonic() > served.deadline:
                     raise TimedOut.of(timeout, worker)
                 finishing.wait()
-        record = machine.record()
-        outcome = outcome_of(saga, record, before=before, state=state)
-        try:
-            history = self._history(arn)
-        except Exception:  # moto (5.2.5) cannot list a Parallel state stopped mid-way
-            if not served.stopped:
-                raise
-            history = []
-        if history and not served.stopped:  # the engine ran what the machine said, or it is
-            # an error: the same tasks (branches record theirs in any order), the undos in
-            # the machine's order
-            # (an action a Ctrl-C cut short is answered SagaStopping, as one never started)
-            done = [(c.call, c.step) for c in worker.calls if not c.cut]
-            seen = answered(history, plan)
-            undos = [c for c in done if c[0] != "action"]
-            if sorted(seen) != sorted(done) or [c for c in seen if c[0] != "action"] != undos:
-                raise HistoryDiverged(
-                    f"the execution took the answers of {seen}, the worker gave {done}"
-                )
+        with over_noted(worker):  # (a Ctrl-C now: the execution was over, said so)
+            outcome = outcome_of(saga, machine.record(), before=before, state=state)
+            try:
+                history = self._history(arn)
+            except Exception:  # moto (5.2.5) cannot list a Parallel state stopped mid-way
+                if not served.stopped:
+                    raise
+                history = []
+            if history and not served.stopped:
+                check_answered(history, plan, worker)  # (the machine's calls, or diverged)
         worker.reraise(outcome)  # (a Ctrl-C in an action: once what was done is undone)
         heard.reraise(outcome)  # (a Ctrl-C in on_event: likewise)
         return Execution(outcome, asl, history, str(status), worker.calls)

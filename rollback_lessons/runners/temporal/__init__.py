@@ -4,7 +4,7 @@ from ..asking import AnswerRefused, Question
 from ..closed import RunnerClosed
 from ..hosted import NotHosted, SagaChanged, UnknownRun
 from .dblock import DbFileInUse
-from .left import SagasLost
+from .left import SagasLost, WorkerGone
 from .limits import TemporalLimitExceeded
 from .lost import RunDeleted, ServerSlow
 from .runner import (
@@ -36,6 +36,7 @@ __all__ = [
     "TemporalRunner",
     "TemporalUnavailable",
     "UnknownRun",
+    "WorkerGone",
     "plan_for",
     "plan_text",
 ]

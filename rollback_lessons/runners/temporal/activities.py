@@ -124,7 +124,7 @@ def run_action(call: StepCall) -> None:
     one that heartbeats may see it, ``activity.is_cancelled()``, and end early): its real
     end is reported, and the workflow hears the cancel as the step returns, as
     ``saga.run`` does. Only a cancel heard before the call began cuts the step short."""
-    run = hosted.hosted(call.run_id)
+    run = _hosted_here(call.run_id, f"the action of {call.step!r}")
     gate = GATES.get(call.run_id)
     refuse_if_closing(call.step)
     if gate is not None:
@@ -154,6 +154,30 @@ def run_action(call: StepCall) -> None:
         raise _application_error(ended[0])
 
 
+HOST_WAIT = 5.0
+"""Seconds a call of a run this process does not host waits for it to be hosted."""
+
+
+def _hosted_here(run_id: str, what: str) -> hosted.Hosted:
+    """The run's saga, state and faults here. A call of a run not hosted here (yet: a runner
+    started again on its ``db_file`` is given the run's calls before its ``handle_for``
+    hosts it; or another process's run) waits up to ``HOST_WAIT`` s for it, then is refused
+    as never begun (``NOT_CALLED``): the workflow schedules it again, never counted as an
+    attempt (attack51 F1: the undo was dead-lettered ``NotHosted``, its effect left)."""
+    end = min(time.monotonic() + HOST_WAIT, _deadline() - 1.0)
+    while (run := hosted.RUNS.get(run_id)) is None:
+        if closing().done() or time.monotonic() >= end:
+            raise ApplicationError(
+                f"{what} was not begun: run {run_id!r} is not hosted in this process "
+                "(runner.handle_for hosts it)",
+                type=NOT_CALLED,
+                non_retryable=True,
+                category=BENIGN,
+            )
+        time.sleep(0.05)
+    return run
+
+
 def _cancel_heard_by_now() -> None:
     """(A call: a cancel the shield held back is raised into the thread by its next
     call at the latest, inside the ``try`` that takes it.)"""
@@ -161,7 +185,7 @@ def _cancel_heard_by_now() -> None:
 
 @activity.defn(name=UNDO)
 def run_undo(call: StepCall) -> None:
-    run = hosted.hosted(call.run_id)
+    run = _hosted_here(call.run_id, f"attempt {call.attempt} of the undo of {call.step!r}")
     if ("undo", call.step, True) in run.calls:  # done here, its end lost with the server
         return  # (``workflow``: the attempt's end unheard, it is asked again)
     end = _deadline()

@@ -209,7 +209,12 @@ class SagaHandle:
         if self.runner._closed:
             getattr(call, "close", lambda: None)()  # (never awaited: closed, not warned of)
             raise self._closed_error()
-        return await ask(self.workflow, call, also)
+        try:
+            return await ask(self.workflow, call, also)
+        except ServerLost as lost:  # its own dev server, no db_file: nothing to start again
+            if self.runner.env is None or self.runner.db_file is not None:
+                raise
+            raise lost.kept_nothing() from None
 
     def _closed_error(self) -> RunnerClosed:
         lost = self.runner.lost.get(self.run_id)

@@ -12,10 +12,14 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from ...outcome import Table
+from .. import hosted
+from .activities import IN_FLIGHT
 from .lost import SagaTerminated, failed_after_effect, history_table
 
 if TYPE_CHECKING:
     from temporalio.client import Client
+
+    from .runner import TemporalRunner
 
 REASON = "its runner closed the dev server it had started, which keeps nothing (no db_file)"
 
@@ -53,6 +57,47 @@ async def unfinished(client: Client, known: Iterable[str],
             found[run_id] = Unread.of(run_id, REASON, Table(_HEADER, ()))  # this process's word
             continue
         found[run_id] = SagaTerminated.of(run_id, REASON, history, effected=effected)
+
+
+class WorkerGone(RuntimeWarning):
+    """``runner.run``'s caller was cancelled, its saga asked to cancel and compensate, but the
+    runner's worker ended first (its event loop ending: ``asyncio.run`` after a ``sys.exit``
+    in a SIGTERM handler): nothing here runs the undos, so the wait stopped. The message
+    names what this process did, what is in doubt, and where the saga is left."""
+
+
+def worker_gone(runner: TemporalRunner, run_id: str) -> str:
+    """What ``WorkerGone`` says of saga ``run_id``: this process's calls (those still running
+    here are in doubt), and who can finish it (the server, a relaunch on the ``db_file``)."""
+    run, running = hosted.find(run_id), IN_FLIGHT.get(run_id, {})
+    done, undone, failed = run.effects() if run is not None else ((), (), ())
+    doubt = [s for kind, s, _ in running if kind == "action"]
+    perhaps = [s for s in failed if run is not None and s in run.effected]
+    left = [s for s in dict.fromkeys((*done, *perhaps, *doubt)) if s not in undone]
+    if runner.env is None:
+        where = (
+            f"the server at {runner.address} keeps it: a runner on task queue "
+            f"{runner.task_queue!r} takes it up (handle_for) and undoes it"
+        )
+    elif runner.db_file is not None:
+        where = (
+            f"the dev server it started stops with it; {runner.db_file} keeps the saga: a "
+            "runner started again on the same db_file, port and task_queue takes it up "
+            "(handle_for) and undoes it"
+        )
+    else:
+        where = (
+            "the dev server it started stops with it, keeping nothing (no db_file): the saga "
+            "is lost, nothing will undo it"
+        )
+    names = ", ".join
+    return (
+        f"the worker running saga {run_id} was stopped (its event loop ending) before the saga, "
+        f"asked to cancel, compensated: nothing in this process undoes it. This process did: "
+        f"{names(done) or 'none'}; undid: {names(undone) or 'none'}; in doubt (running here, "
+        f"their end unknown): {names(doubt) or 'none'}; so in effect, or perhaps: "
+        f"{names(left) or 'none'}. {where[0].upper()}{where[1:]}."
+    )
 
 
 class Unread(SagaTerminated):

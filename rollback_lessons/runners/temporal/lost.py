@@ -207,14 +207,28 @@ class ServerLost(TemporalUnavailable):
             f"This process did: {names(done)}; undid: {names(undone)}; failed: "
             f"{names(failed)}; so still in effect: {names(left)}"
             f"{f' (perhaps: failed after its effect: {names(perhaps)})' if perhaps else ''}"
-            ". Its history is in the "
-            "server's database: start the server again on it (same db_file, port and "
-            f"task_queue) to finish the saga.{' ' + also if also else ''}",
+            f". {RESTART}{' ' + also if also else ''}",
             run_id,
             done,
             undone,
             failed,
         )
+
+    def kept_nothing(self) -> ServerLost:
+        """The same, said of the runner's own dev server with no ``db_file`` (attack51 F5:
+        told to start again a server that kept nothing)."""
+        said = str(self).replace(RESTART, KEPT_NOTHING)
+        return ServerLost(said, self.run_id, self.done, self.undone, self.failed)
+
+
+RESTART = (
+    "Its history is in the server's database: start the server again on it (same db_file, "
+    "port and task_queue) to finish the saga."
+)
+KEPT_NOTHING = (
+    "Its history was in the memory of the dev server the runner started, with no db_file: "
+    "it went with the server, nothing will finish or undo the saga."
+)
 
 
 class RunDeleted(hosted.UnknownRun):

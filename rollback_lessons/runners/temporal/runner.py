@@ -54,7 +54,7 @@ from .activities import (
 )
 from .dblock import DbLock
 from .handle import SagaHandle, _release
-from .left import unfinished
+from .left import WorkerGone, unfinished, worker_gone
 from .left import warning as lost_warning
 from .limits import HISTORY_EVENTS_LIMIT, check_id, check_plan
 from .local import start_local
@@ -325,9 +325,9 @@ class TemporalRunner(Closable):
                     f"run {run_id!r} has an undo policy that decides in Python; only the "
                     "process that started it has that code: nothing was hosted"
                 )
-            hosted.host(run_id, hosted.Hosted(saga, {}, {}))
             if plan.turns and plan.timing is not None:  # its actions wait for their turns
                 GATES[run_id] = _turns(workflow, plan.timing, turn_wait(plan))
+            hosted.host(run_id, hosted.Hosted(saga, {}, {}))  # (a call waiting sees both)
         return SagaHandle(self, saga, workflow, None, None, hosted.RUNS.get(run_id))
 
     async def _plan_of(self, workflow: WorkflowHandle[Any, Any]) -> SagaPlan:
@@ -350,7 +350,7 @@ class TemporalRunner(Closable):
             except asyncio.CancelledError as exc:  # the caller's task (a Ctrl-C under
                 if self._closed:  # asyncio.run): the saga is cancelled too, as arun's is
                     raise
-                raise cancelled_with(exc, await _compensated(handle)) from None
+                raise cancelled_with(exc, await _compensated(handle, exc)) from None
 
     async def close(self) -> None:
         """Stop the worker, then the server (if it is ours). No action begins once close
@@ -365,15 +365,13 @@ class TemporalRunner(Closable):
         self._closed = True
         self._executor.begin_close()  # no action begins from now on
         shutdown = asyncio.ensure_future(self._worker.shutdown())
-        done, _ = await asyncio.wait({shutdown}, timeout=GRACE + 0.5)
-        calls = 0
-        if not done:  # calls still running, or none: the worker waits on a server gone
-            self.abandoned = tuple(RUNNING.get(self.task_queue, {}).values())
-            if calls := self._executor.abandon():  # their activities fail: it can stop
-                done, _ = await asyncio.wait({shutdown}, timeout=GRACE + 0.5)
-            if not done:
-                shutdown.cancel()
-                self._worker_task.cancel()
+        try:
+            calls = await self._worker_stopped(shutdown)
+        except BaseException:  # a Ctrl-C as it waits (attack51 F6): the sagas a server that
+            if self.env is not None and self.db_file is None and not self._named:  # keeps
+                with contextlib.suppress(Exception, asyncio.CancelledError):  # nothing has
+                    await self._name_lost()  # are named all the same, then it is raised
+            raise
         if calls or self.abandoned:
             warnings.warn(
                 AbandonedCalls(
@@ -391,6 +389,20 @@ class TemporalRunner(Closable):
                 await self.env.shutdown()
             finally:  # the server stopped: the db_file's lock with it
                 self._db_lock.let_go()
+
+    async def _worker_stopped(self, shutdown: asyncio.Future[None]) -> int:
+        """Wait for the worker's ``shutdown``, abandoning the calls still running past
+        ``GRACE`` (``self.abandoned``): how many calls were abandoned."""
+        done, _ = await asyncio.wait({shutdown}, timeout=GRACE + 0.5)
+        calls = 0
+        if not done:  # calls still running, or none: the worker waits on a server gone
+            self.abandoned = tuple(RUNNING.get(self.task_queue, {}).values())
+            if calls := self._executor.abandon():  # their activities fail: it can stop
+                done, _ = await asyncio.wait({shutdown}, timeout=GRACE + 0.5)
+            if not done:
+                shutdown.cancel()
+                self._worker_task.cancel()
+        return calls
 
     async def _name_lost(self) -> None:
         """Before its own in-memory server stops: every saga still running on it, named
@@ -410,14 +422,27 @@ class TemporalRunner(Closable):
         await self.close()
 
 
-async def _compensated(handle: SagaHandle) -> Outcome:
+async def _compensated(handle: SagaHandle, stopped: asyncio.CancelledError) -> Outcome:
     """The saga of a ``run`` whose caller was cancelled, cancelled in its turn and awaited,
     shielded, to its end: it compensates (attack42 F11: on the runner's own dev server, a
     Ctrl-C left every effect standing, and ``close`` then took the server's only record).
-    A second cancel (``asyncio.run``'s end) stops the wait: the server has the saga."""
+    A second cancel (``asyncio.run``'s end) stops the wait: the server has the saga. So
+    does the runner's worker being stopped (its loop's end cancelled it: a ``sys.exit`` in
+    a SIGTERM handler), as nothing here would run the undos: the cancel (``stopped``) is
+    raised, noted and warned (``WorkerGone``) with what is in doubt and where the saga is
+    left (attack51 F3: the process hung for ever)."""
 
     async def cancel_then_wait() -> Outcome:
         await handle.cancel()
         return await handle.outcome()
 
-    return await asyncio.shield(asyncio.ensure_future(cancel_then_wait()))
+    waiting, worker = asyncio.ensure_future(cancel_then_wait()), handle.runner._worker_task
+    while not waiting.done() and not (worker.done() or worker.cancelling()):
+        await asyncio.wait({waiting, worker}, timeout=0.1)  # (its shutdown may never end)
+    if waiting.done():
+        return waiting.result()
+    waiting.cancel()
+    note = worker_gone(handle.runner, handle.run_id)
+    warnings.warn(WorkerGone(note), stacklevel=3)
+    stopped.add_note(note)
+    raise stopped

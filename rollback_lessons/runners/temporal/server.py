@@ -139,10 +139,14 @@ async def watched(start: Awaitable[T], db_file: str | os.PathLike[str] | None) -
     ``db_file``). A server that logs ``FAILED`` is said at once, in one line: the file
     named when its database is what failed. The server is guarded from its first moments
     (``reaper``): it stops if this process is killed, even while it starts."""
-    log = server_log()
-    offset = log.stat().st_size if log.exists() else 0
-    guarded = _Guarded()
-    task = asyncio.ensure_future(start)
+    task = asyncio.ensure_future(start)  # first: a task's, never left unawaited (attack51 L3:
+    try:  # a sys.exit here warned "coroutine ... was never awaited"); it runs once this
+        log = server_log()  # awaits, after the baseline below; cancelled if that raises
+        offset = log.stat().st_size if log.exists() else 0
+        guarded = _Guarded()
+    except BaseException:
+        task.cancel()
+        raise
     while not (await asyncio.wait({task}, timeout=0.1))[0]:
         guarded.new_ones()
         with open(log, "rb") as file:

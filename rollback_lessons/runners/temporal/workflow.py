@@ -59,10 +59,14 @@ ABANDONED = "AbandonedCall"
 """The error of an action still running when its runner closed (``activities.Threads``):
 its call goes on on its thread, its end unknown, as ``IN_DOUBT`` (attack21's T1: told as
 a clean failure, another worker rolled back without it and its effect landed after)."""
+CUT = "CancelledError"
+"""An activity its worker's event loop cancelled (``asyncio.run`` ending on a ``sys.exit``),
+failed by the SDK (no record: not a step's own CancelledError): its call goes on in its
+thread, its end unknown, as ``ABANDONED`` (attack51 F2: told as a clean failure)."""
 NOT_CALLED = "RunnerClosing"
-"""The error of an action a closing runner's worker refused to begin (``activities``): its
-call never began, so the workflow schedules it again, for whichever worker takes the run
-up (attack21's T1: a turn given during close began an action that was then abandoned)."""
+"""The error of a call a worker refused to begin (its runner closing, or the run not hosted
+in its process: ``activities``): the workflow schedules it again, for whichever worker takes
+the run up (attack21's T1: a turn given during close began an action then abandoned)."""
 ONCE = RetryPolicy(maximum_attempts=1)  # each attempt is the machine's to decide
 
 
@@ -125,7 +129,8 @@ def _end_unknown(err: ActivityError) -> bool:
     nothing to undo."""
     cause = err.cause
     return isinstance(cause, ServerTimeout) or (
-        isinstance(cause, ApplicationError) and cause.type in (IN_DOUBT, ABANDONED)
+        isinstance(cause, ApplicationError)
+        and (cause.type in (IN_DOUBT, ABANDONED) or (cause.type == CUT and not cause.details))
     )
 
 
@@ -206,24 +211,28 @@ class SagaWorkflow(PersonAsked):
         """A step's action: the worker measures ``step_timeout`` from its turn; the server
         allows the turn's wait too (``turn_wait``), and catches a worker that is gone."""
         call = StepCall(plan.run_id, step, attempt, plan.step_timeout)
-        timeout = turn_wait(plan) + plan.step_timeout + MARGIN
-        while True:
-            try:
-                return await self._activity(ACTION, plan, call, timeout)
-            except ActivityError as err:  # refused by a closing worker: never called, so
-                if not _not_called(err):  # scheduled again (the same attempt), for the
-                    raise  # worker of whoever takes the run up
+        await self._activity(ACTION, plan, call, turn_wait(plan) + plan.step_timeout + MARGIN)
 
     async def _activity(self, name: str, plan: SagaPlan, call: StepCall, timeout: float) -> None:
-        handle = workflow.start_activity(
-            name,
-            call,
-            start_to_close_timeout=timedelta(seconds=timeout),
-            heartbeat_timeout=timedelta(seconds=timeout),
-            retry_policy=ONCE,
-            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-        )
-        await _ended(handle)
+        """An attempt; one a worker refused to begin (``NOT_CALLED``: its runner closing, or
+        the run not hosted in its process) is scheduled again, never counted, for the worker
+        of whoever takes the run up, while the history has room (``no_room``; then the
+        refusal is the attempt's failure: attack51 F1)."""
+        while True:
+            handle = workflow.start_activity(
+                name,
+                call,
+                start_to_close_timeout=timedelta(seconds=timeout),
+                heartbeat_timeout=timedelta(seconds=timeout),
+                retry_policy=ONCE,
+                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            )
+            try:
+                return await _ended(handle)
+            except ActivityError as err:
+                length = workflow.info().get_current_history_length()
+                if not _not_called(err) or no_room(plan, length, 0) is not None:
+                    raise
 
     @workflow.run
     async def run(self, plan: SagaPlan) -> dict[str, Any]:

@@ -1,0 +1,189 @@
+"""A Temporal runner's process stopped mid-saga (attack51): a relaunch on the same ``db_file``
+given the run's undo before its ``handle_for`` hosted it (F1: dead-lettered ``NotHosted``,
+the effect left); a SIGTERM handler's ``sys.exit`` while a step's action runs, which ends
+``asyncio.run`` and so cancels the worker's activity task (F2: told as a clean failure, the
+relaunch said rolled_back while the step's effect stood; F3: ``runner.run`` hung for ever)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+import threading
+import uuid
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from rollback_lessons import Saga, Status, Step
+from rollback_lessons.runners import free_port, hosted
+from rollback_lessons.runners.temporal import TemporalRunner, activities
+from rollback_lessons.runners.temporal.activities import HOST_WAIT
+from rollback_lessons.runners.temporal.handle import _release
+
+pytestmark = pytest.mark.usefixtures("no_run_left_behind")
+
+
+def run_async(coroutine_function):
+    """asyncio.run in a thread of its own: the test session may have a loop running."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(coroutine_function())).result()
+
+
+def _saga(world: list[str], b=None) -> Saga:
+    def step(name):
+        return Step(name, lambda s: world.append(f"do {name}"),
+                    lambda s: world.append(f"undo {name}"))  # fmt: skip
+
+    steps = [step("a"), step("b")]
+    if b is not None:
+        steps[1] = Step("b", b, lambda s: world.append("undo b"))
+    return Saga(steps, name="stops")
+
+
+@pytest.mark.parametrize("wait, late", [(HOST_WAIT, 1.0), (0.5, 3.0)], ids=["held", "given-back"])
+def test_a_relaunch_given_the_runs_undo_before_its_handle_for_runs_it_once(
+    tmp_path, monkeypatch, wait, late
+):
+    """F1: the first runner closed while b ran (b abandoned, in doubt: a's undo scheduled);
+    the runner started again on the same db_file, port and task_queue is given a's undo at
+    once, ``late`` seconds before its ``handle_for`` hosts the run. The call waits to be
+    hosted (``HOST_WAIT``), or is given back unbegun and given out again, never counted: a
+    is undone once, no dead letter."""
+    monkeypatch.setattr(activities, "HOST_WAIT", wait)
+    db, port, queue = tmp_path / "t.db", free_port(), f"stops-{uuid.uuid4().hex[:8]}"
+    world: list[str] = []
+    go = threading.Event()
+
+    def b(state):
+        world.append("start b")
+        go.wait(30)
+        world.append("do b")
+
+    async def main():
+        runner = await TemporalRunner.start(db_file=db, port=port, task_queue=queue)
+        handle = await runner.start_saga(_saga(world, b), {})
+        await asyncio.to_thread(handle.started("b").wait, 30)
+        with warnings.catch_warnings(record=True):  # (AbandonedCalls: b, on its thread)
+            await runner.close()
+        go.set()
+        await asyncio.sleep(0.2)  # b's thread ends
+        _release(handle.run_id)  # as in a new process: nothing of the run hosted here
+        async with await TemporalRunner.start(db_file=db, port=port, task_queue=queue) as again:
+            await asyncio.sleep(late)  # its worker polls from its start: a's undo is given
+            taken = await again.handle_for(_saga(world), handle.run_id)
+            return await taken.outcome(), await taken.history(ids=False)
+
+    outcome, history = run_async(main)
+    unbegun = [row for row in history.rows if row == ("activity failed", "undo", "a")]
+    assert (len(unbegun) >= 1) if late > wait else not unbegun  # (given back: not counted)
+    assert outcome.dead_letters == ()
+    assert outcome.compensated == ("a",) and outcome.leaked == ("b",)
+    assert world.count("undo a") == 1 and world[-1] == "undo a"
+
+
+CHILD = textwrap.dedent(
+    """
+    import asyncio, os, signal, sys, threading, time
+    from rollback_lessons import Saga, Step
+    from rollback_lessons.runners.temporal import TemporalRunner
+
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(3))  # how a service ends on SIGTERM
+    db, port, queue, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+
+    def b(state):  # one SIGTERM as it runs
+        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        time.sleep(1.0)
+
+    saga = Saga([Step("a", lambda s: None, lambda s: None), Step("b", b, lambda s: None)],
+                name="stops")
+
+    async def main():
+        async with await TemporalRunner.start(db_file=db, port=port, task_queue=queue) as r:
+            if mode == "run":
+                await r.run(saga, {})
+            else:
+                handle = await r.start_saga(saga, {})
+                print("RUNID", handle.run_id, flush=True)
+                await handle.outcome()
+
+    asyncio.run(main())
+    """
+)
+
+
+def _sigtermed(tmp_path, mode: str):
+    """The child's run, ended by its SIGTERM handler's ``sys.exit(3)`` while b runs."""
+    db, port, queue = tmp_path / "t.db", free_port(), f"stops-{uuid.uuid4().hex[:8]}"
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", CHILD, str(db), str(port), queue, mode],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired as exc:  # (killed by ``subprocess.run``)
+        raise AssertionError(f"the process never ended: {exc.stderr!r}") from None
+    return db, port, queue, done
+
+
+def _relaunched(db, port, queue, run_id: str, world: list[str]):
+    async def main():
+        async with await TemporalRunner.start(db_file=db, port=port, task_queue=queue) as again:
+            return await (await again.handle_for(_saga(world), run_id)).outcome()
+
+    return run_async(main)
+
+
+def test_an_action_cut_by_the_loops_end_is_in_doubt_never_a_clean_failure(tmp_path):
+    """F2: ``sys.exit`` in a SIGTERM handler while b's action runs: ``asyncio.run`` cancels
+    the worker's activity task and the SDK reports it failed (``CancelledError``). b's call
+    went on (its end unknown): the relaunch names b (leaked: its undo is logged after its
+    action), never rolled_back with b's effect standing."""
+    db, port, queue, done = _sigtermed(tmp_path, "start")
+    assert done.returncode == 3, done.stderr[-2000:]
+    run_id = done.stdout.split("RUNID ")[1].split()[0]
+    world: list[str] = []
+    outcome = _relaunched(db, port, queue, run_id, world)
+    assert outcome.status is Status.ROLLBACK_INCOMPLETE
+    assert outcome.compensated == ("a",) and outcome.leaked == ("b",)
+    assert world == ["undo a"]
+    assert hosted.find(run_id) is None
+
+
+def test_run_under_asyncio_run_ended_by_sys_exit_mid_step_ends_and_says_what_is_left(tmp_path):
+    """F3: ``runner.run``'s task cancelled by ``asyncio.run``'s end awaited the compensated
+    outcome for ever, the worker cancelled too: the process hung, its server with it. Now
+    the wait stops once the worker is gone, a ``WorkerGone`` warning naming what is in doubt
+    and where the saga is left; a relaunch on the db_file finishes it (cancelled: undone)."""
+    db, port, queue, done = _sigtermed(tmp_path, "run")
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert "WorkerGone: the worker running saga stops-" in done.stderr
+    assert "so in effect, or perhaps: a" in done.stderr
+    assert "same db_file, port and task_queue takes it up (handle_for)" in done.stderr
+    assert "Traceback" not in done.stderr
+    run_id = done.stderr.split("the worker running saga ")[1].split()[0]
+    world: list[str] = []
+    outcome = _relaunched(db, port, queue, run_id, world)
+    assert "a" in outcome.compensated and world[-1] == "undo a"
+    assert outcome.leaked in ((), ("b",))
+
+
+EXIT_AS_IT_STARTS = """
+import asyncio, sys
+from rollback_lessons.runners.temporal import TemporalRunner, server
+
+def exiting(self):  # a SIGTERM handler's sys.exit as the start reads the processes
+    sys.exit(3)
+
+server._Guarded.__init__ = exiting
+asyncio.run(TemporalRunner.start())
+"""
+
+
+def test_a_sys_exit_as_the_server_starts_leaves_no_coroutine_unawaited():
+    """attack51 L3's aside: a ``sys.exit`` at once in ``TemporalRunner.start`` printed
+    "RuntimeWarning: coroutine 'WorkflowEnvironment.start_local' was never awaited"."""
+    done = subprocess.run([sys.executable, "-W", "always", "-c", EXIT_AS_IT_STARTS],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 3 and "never awaited" not in done.stderr, done.stderr[-2000:]
