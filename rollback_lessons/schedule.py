@@ -178,29 +178,29 @@ class GraphMachine(Machine):
             self.hear()
         self.where[step] = _DONE
         self.busy_count -= 1
-        self.completed.append(step)
-        self.ended.append(step)
-        freed = False
-        for child in self.children[step]:
-            self.unmet[child] -= 1
-            if not self.unmet[child]:
-                self.waiting.append(child)
-                freed = True
-        if freed:
-            self.waiting.sort(key=self.definition.index)
-        if spec.kind in IRREVERSIBLE:
-            self.irreversible = [*self.irreversible, step]
-            self.pivot_done = self.pivot_done or spec.kind == Kind.PIVOT
-        try:
+        try:  # (done: whatever raises from here, its undo logged after it is logged)
+            self.completed.append(step)
+            self.ended.append(step)
+            freed = False
+            for child in self.children[step]:
+                self.unmet[child] -= 1
+                if not self.unmet[child]:
+                    self.waiting.append(child)
+                    freed = True
+            if freed:
+                self.waiting.sort(key=self.definition.index)
+            if spec.kind in IRREVERSIBLE:
+                self.irreversible = [*self.irreversible, step]
+                self.pivot_done = self.pivot_done or spec.kind == Kind.PIVOT
             if self.watch is None:
                 self.rows.append((ROW_DONE, step, (), self.now))
             else:
                 self._emit(EventKind.STEP_DONE, step)
             if spec.has_undo and spec.register == "after":
                 self._log(spec)
-        except BaseException:  # (an observer, a journal write, a Ctrl-C as the log began:
+        except BaseException:  # (an observer, a journal write, a Ctrl-C as any call here
             if spec.has_undo and spec.register == "after" and not self.logged(step):
-                log_anyway(self, spec)  # attack53 F4): undone all the same
+                log_anyway(self, spec)  # returned: attack53 F4): undone all the same
             raise
         return self._next()
 

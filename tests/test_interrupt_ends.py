@@ -630,3 +630,38 @@ def test_a_sys_exit_as_the_commit_is_written_says_so_on_stderr(driver, tmp_path)
                 run_on(driver, world_steps(world, True), journal=journal, run_id="r")
         journal.write = real  # type: ignore[method-assign]
     assert world == ["do a", "do b"]
+
+
+@pytest.mark.parametrize("driver", ["graph", "arun"])
+def test_a_ctrl_c_as_a_graph_step_is_told_done_still_undoes_it(driver, tmp_path):
+    """attack53 F4, wider: on the graph machine, a Ctrl-C as any call returned while a step
+    was told done (before its undo, logged after it, was logged) left its effect standing,
+    the journal rolled_back. At every such instant now, each step done is undone."""
+    import sys
+
+    def at(n: int):  # type: ignore[no-untyped-def]
+        count = [0]
+
+        def hook(frame, event, arg):  # type: ignore[no-untyped-def]
+            if event == "c_return" and frame.f_code.co_name == "step_done":
+                count[0] += 1
+                if count[0] == n:
+                    sys.setprofile(None)
+                    raise KeyboardInterrupt
+
+        world: list[str] = []
+        with Journal(str(tmp_path / f"j{n}.db")) as journal:
+            sys.setprofile(hook)
+            try:
+                _, raised = run_on(driver, world_steps(world, True), journal=journal, run_id="r")
+            finally:
+                sys.setprofile(None)
+        return count[0], raised, world
+
+    total, _, _ = at(10**9)
+    assert total > 2
+    for n in range(1, total + 1):
+        _, raised, world = at(n)
+        assert isinstance(raised, KeyboardInterrupt), n
+        done = [w[3:] for w in world if w.startswith("do ")]
+        assert all(f"undo {k}" in world for k in done), (n, world, notes(raised))
