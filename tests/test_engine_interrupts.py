@@ -241,7 +241,8 @@ def test_a_caught_ctrl_c_from_a_bpmn_run_leaves_the_process_exit_code_alone(tmp_
 @pytest.mark.parametrize(
     "graph, at",
     [(False, "StepFunctionsRunner._history"), (False, "walk"), (False, "outcome_of"),
-     (True, "StepFunctionsRunner._history"), (True, "outcome_of")],
+     (False, "Worker.reraise"), (True, "StepFunctionsRunner._history"), (True, "outcome_of"),
+     (True, "Worker.reraise")],
 )  # fmt: skip
 def test_a_ctrl_c_once_the_execution_ended_names_what_it_left(runner, monkeypatch, graph, at):
     """attack51 F4: a Ctrl-C as the ended execution's history is read, walked or made an
@@ -262,7 +263,8 @@ def test_a_ctrl_c_once_the_execution_ended_names_what_it_left(runner, monkeypatc
     saga = Saga([Step("a", lambda s: world.append("do a"), undo_a),
                  Step("b", lambda s: world.append("do b"), lambda s: world.append("undo b")),
                  Step("c", refuse)], name=f"over-{graph}")  # fmt: skip
-    owner, name = (module.StepFunctionsRunner, "_history") if "." in at else (module, at)
+    owner, name = (module, at) if "." not in at else (getattr(module, at.split(".")[0]),
+                                                     at.split(".")[1])  # fmt: skip
     real = getattr(owner, name)
 
     def cut(*args, **kwargs):

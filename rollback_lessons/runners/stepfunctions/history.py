@@ -97,14 +97,22 @@ def check_answered(history: Sequence[dict[str, Any]], plan: SagaPlan, worker: Wo
 
 
 @contextlib.contextmanager
-def over_noted(worker: Worker) -> Iterator[None]:
-    """Once the execution ended (its history read, walked, made an Outcome, told): a Ctrl-C
-    (``sys.exit``) here that says nothing yet leaves with the note a Ctrl-C while serving
-    gets, what is done and not undone (attack51 F4: a bare KeyboardInterrupt, a
-    dead-lettered undo's effect, standing, named nowhere)."""
+def over_noted(worker: Worker, heard: Any = None) -> Iterator[None]:
+    """Once the execution ended (its history read, walked, made an Outcome, told, returned):
+    a Ctrl-C (``sys.exit``) here that says nothing yet leaves with the note a Ctrl-C while
+    serving gets, what is done and not undone (attack51 F4: a bare KeyboardInterrupt, a
+    dead-lettered undo's effect, standing, named nowhere). Not one the run raises again
+    as ``saga.run`` would (an action's, ``worker.interrupt``; a callback's, ``heard``'s)."""
     try:
         yield
     except BaseException as exc:
+        again = (
+            worker.interrupt,
+            getattr(heard, "raised", None),
+            getattr(heard, "raise_after", None),
+        )
+        if exc in again:
+            raise
         if not isinstance(exc, Exception) and not getattr(exc, "__notes__", None):
             with contextlib.suppress(Exception):  # (an error that refuses notes)
                 exc.add_note(f"Step Functions: the execution was over; {worker.in_effect()}")

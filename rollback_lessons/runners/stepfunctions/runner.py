@@ -226,8 +226,8 @@ class StepFunctionsRunner(Closable):
             record = walk(plan, visits(history, plan), worker.calls)
             outcome = outcome_of(saga, record, before=before, state=state)
             Heard(saga).after(outcome)  # (the machine replays the history: told once over)
-        worker.reraise(outcome)  # (a Ctrl-C in an action: once what was done is undone)
-        return Execution(outcome, asl, history, status, worker.calls)
+            worker.reraise(outcome)  # (a Ctrl-C in an action: once what was done is undone)
+            return Execution(outcome, asl, history, status, worker.calls)
 
     def _arn(self, asl: dict[str, Any], name: str) -> str:
         """Execution ``name``'s ARN, known before it starts (a start cut short is stopped)."""
@@ -308,7 +308,7 @@ class StepFunctionsRunner(Closable):
                 if time.monotonic() > served.deadline:
                     raise TimedOut.of(timeout, worker)
                 finishing.wait()
-        with over_noted(worker):  # (a Ctrl-C now: the execution was over, said so)
+        with over_noted(worker, heard):  # (a Ctrl-C now: the execution was over, said so)
             outcome = outcome_of(saga, machine.record(), before=before, state=state)
             try:
                 history = self._history(arn)
@@ -318,9 +318,9 @@ class StepFunctionsRunner(Closable):
                 history = []
             if history and not served.stopped:
                 check_answered(history, plan, worker)  # (the machine's calls, or diverged)
-        worker.reraise(outcome)  # (a Ctrl-C in an action: once what was done is undone)
-        heard.reraise(outcome)  # (a Ctrl-C in on_event: likewise)
-        return Execution(outcome, asl, history, str(status), worker.calls)
+            worker.reraise(outcome)  # (a Ctrl-C in an action: once what was done is undone)
+            heard.reraise(outcome)  # (a Ctrl-C in on_event: likewise)
+            return Execution(outcome, asl, history, str(status), worker.calls)
 
     def run(self, saga: Saga, state: State | None = None, **options: Any) -> Outcome:
         """Run ``saga`` on Step Functions and return its Outcome (like ``saga.run``; its
