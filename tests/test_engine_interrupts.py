@@ -241,7 +241,8 @@ def test_a_caught_ctrl_c_from_a_bpmn_run_leaves_the_process_exit_code_alone(tmp_
 @pytest.mark.parametrize(
     "graph, at",
     [(False, "StepFunctionsRunner._history"), (False, "walk"), (False, "outcome_of"),
-     (True, "StepFunctionsRunner._history"), (True, "outcome_of")],
+     (False, "Worker.reraise"), (True, "StepFunctionsRunner._history"), (True, "outcome_of"),
+     (True, "Worker.reraise")],
 )  # fmt: skip
 def test_a_ctrl_c_once_the_execution_ended_names_what_it_left(runner, monkeypatch, graph, at):
     """attack51 F4: a Ctrl-C as the ended execution's history is read, walked or made an
@@ -262,7 +263,8 @@ def test_a_ctrl_c_once_the_execution_ended_names_what_it_left(runner, monkeypatc
     saga = Saga([Step("a", lambda s: world.append("do a"), undo_a),
                  Step("b", lambda s: world.append("do b"), lambda s: world.append("undo b")),
                  Step("c", refuse)], name=f"over-{graph}")  # fmt: skip
-    owner, name = (module.StepFunctionsRunner, "_history") if "." in at else (module, at)
+    owner, name = (module, at) if "." not in at else (getattr(module, at.split(".")[0]),
+                                                     at.split(".")[1])  # fmt: skip
     real = getattr(owner, name)
 
     def cut(*args, **kwargs):
@@ -308,3 +310,36 @@ def test_a_second_ctrl_c_as_the_execution_is_stopped_still_names_what_is_left(ru
         "rollback interrupted by KeyboardInterrupt during the undo of b; not known to be "
         "undone: b, a"
     ]
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["list", "graph"])
+@pytest.mark.parametrize("at", ["outcome_of", "Worker.reraise"])
+def test_a_ctrl_c_once_the_bpmn_run_ended_names_what_it_left(monkeypatch, graph, at):
+    """attack51 F4, BPMN's like window: after the workflow ended, a Ctrl-C as the run is made
+    an Outcome (or as it returns) was a bare KeyboardInterrupt, a dead-lettered a unnamed."""
+    from rollback_lessons.runners.bpmn import spiff
+
+    world: list[str] = []
+
+    def undo_a(state):
+        world.append("undo a fails")
+        raise RuntimeError("a's service is down")
+
+    def refuse(state):
+        raise ValueError("c refused")
+
+    saga = Saga([Step("a", lambda s: world.append("do a"), undo_a),
+                 Step("b", lambda s: world.append("do b"), lambda s: world.append("undo b")),
+                 Step("c", refuse)], name="bpmn-over")  # fmt: skip
+
+    def cut(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    owner = spiff if "." not in at else getattr(spiff, at.split(".")[0])
+    monkeypatch.setattr(owner, at.split(".")[-1], cut)
+    options = {"undo_order": "reverse_start"} if graph else {}
+    got = _raised(lambda: run_explicit(saga, {}, **options))
+    monkeypatch.undo()
+    assert type(got) is KeyboardInterrupt
+    assert world == ["do a", "do b", "undo b", "undo a fails"]
+    assert got.__notes__ == ["BPMN: the run was over; done, not undone: a"]

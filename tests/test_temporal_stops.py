@@ -97,8 +97,15 @@ CHILD = textwrap.dedent(
         threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
         time.sleep(1.0)
 
-    saga = Saga([Step("a", lambda s: None, lambda s: None), Step("b", b, lambda s: None)],
-                name="stops")
+    def refuse(state):
+        raise ValueError("c refused")
+
+    if mode == "undo":  # b done, c refused: the SIGTERM as b's undo runs
+        saga = Saga([Step("a", lambda s: None, lambda s: None), Step("b", lambda s: None, b),
+                     Step("c", refuse)], name="stops")
+    else:
+        saga = Saga([Step("a", lambda s: None, lambda s: None), Step("b", b, lambda s: None)],
+                    name="stops")
 
     async def main():
         async with await TemporalRunner.start(db_file=db, port=port, task_queue=queue) as r:
@@ -127,12 +134,30 @@ def _sigtermed(tmp_path, mode: str):
     return db, port, queue, done
 
 
-def _relaunched(db, port, queue, run_id: str, world: list[str]):
+def _relaunched(db, port, queue, run_id: str, world: list[str], saga=None):
     async def main():
         async with await TemporalRunner.start(db_file=db, port=port, task_queue=queue) as again:
-            return await (await again.handle_for(_saga(world), run_id)).outcome()
+            return await (await again.handle_for(saga or _saga(world), run_id)).outcome()
 
     return run_async(main)
+
+
+def test_an_undo_cut_by_the_loops_end_is_asked_again_never_a_dead_letter(tmp_path):
+    """F2, mid-undo: ``sys.exit`` in a SIGTERM handler while b's undo runs: its attempt was
+    failed ``CancelledError`` and dead-lettered, though it ran. Its end unheard, it is asked
+    again (undos are idempotent), as one the server timed out: then a's undo; rolled_back."""
+    db, port, queue, done = _sigtermed(tmp_path, "undo")
+    assert done.returncode == 3, done.stderr[-2000:]
+    run_id = done.stdout.split("RUNID ")[1].split()[0]
+    world: list[str] = []
+
+    def refuse(state):
+        raise ValueError("c refused")
+
+    saga = Saga([*_saga(world).steps, Step("c", refuse)], name="stops")
+    outcome = _relaunched(db, port, queue, run_id, world, saga)
+    assert outcome.dead_letters == () and outcome.status is Status.ROLLED_BACK
+    assert outcome.compensated == ("b", "a") and world == ["undo b", "undo a"]
 
 
 def test_an_action_cut_by_the_loops_end_is_in_doubt_never_a_clean_failure(tmp_path):

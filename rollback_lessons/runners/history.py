@@ -6,8 +6,10 @@ The record, its events included, is the machine's, as in process."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import RollbackLessonsError
 from ..faults import NO_FAULTS, StepFaults
@@ -168,6 +170,24 @@ class Worker:
         """The run is over: the BaseException that cut an action short is raised again, as
         ``saga.run`` does once what was done is undone; its notes say what the rollback left."""
         remote.reraise(self.interrupt, outcome)
+
+
+@contextlib.contextmanager
+def over_noted(worker: Worker, heard: Any = None, said: str = "") -> Iterator[None]:
+    """Once the engine's run ended (read back, walked, made an Outcome, told, returned): a
+    Ctrl-C (``sys.exit``) here that says nothing yet leaves with a note, ``said`` then what
+    is done and not undone (attack51 F4: a bare KeyboardInterrupt, a dead-lettered undo's
+    effect, standing, named nowhere). Not one the run raises again as ``saga.run`` would
+    (an action's, ``worker.interrupt``; a callback's, ``heard``'s)."""
+    try:
+        yield
+    except BaseException as exc:
+        again = (worker.interrupt, *(getattr(heard, k, None) for k in ("raised", "raise_after")))
+        quiet = not getattr(exc, "__notes__", None)  # (one that says nothing yet)
+        if exc not in again and not isinstance(exc, Exception) and quiet:
+            with contextlib.suppress(Exception):  # (an error that refuses notes)
+                exc.add_note(f"{said}; {worker.in_effect()}")
+        raise
 
 
 def replay(plan: SagaPlan | None, calls: list[Call]) -> Machine | None:

@@ -24,7 +24,7 @@ from .. import remote
 from ..closed import Closable
 from ..error_record import keeping
 from ..heard import Heard
-from ..history import Visit, Worker, do, undo, walk
+from ..history import Visit, Worker, do, over_noted, undo, walk
 from ..owed import undo_timeouts
 from ..wire import WRITTEN_LIST, SagaPlan, needs_graph, outcome_of, plan_of
 from .graph import GraphHost, run_workflow
@@ -160,13 +160,15 @@ def run_explicit(
         _cut_between(saga, state, before, plan, host, exc)
     if not workflow.is_completed():
         raise RuntimeError("the BPMN workflow did not complete")
-    calls = host.worker.calls  # each script task ran its task once: one visit each
-    found = [Visit(do(c.step) if c.call == "action" else undo(c.step), 1, c.error is None)
-             for c in calls]  # fmt: skip
-    outcome = outcome_of(saga, walk(plan, found, calls), before=before, state=state)
-    Heard(saga).after(outcome)  # (the machine replays the engine's run: told once it is over)
-    host.worker.reraise(outcome)  # (a Ctrl-C in an action: once what was done is undone)
-    return outcome
+    host.worker.plan = plan  # (what is in effect: the machine replays the calls)
+    with over_noted(host.worker, None, OVER):  # (a Ctrl-C now: the run was over, said so)
+        calls = host.worker.calls  # each script task ran its task once: one visit each
+        found = [Visit(do(c.step) if c.call == "action" else undo(c.step), 1, c.error is None)
+                 for c in calls]  # fmt: skip
+        outcome = outcome_of(saga, walk(plan, found, calls), before=before, state=state)
+        Heard(saga).after(outcome)  # (the machine replays the engine's run: told once over)
+        host.worker.reraise(outcome)  # (a Ctrl-C in an action: once what was done is undone)
+        return outcome
 
 
 def _cut_between(saga: Saga, state: State | None, before: Any, plan: SagaPlan, host: _Host,
@@ -267,10 +269,16 @@ def _run_graph(saga: Saga, state: State | None, world: State, before: Any, plan:
         raise
     if not isinstance(host.op, Finished) or completed != workflow.is_completed():
         raise RuntimeError("the BPMN workflow did not complete")
-    outcome = outcome_of(saga, machine.record(), before=before, state=state)
-    host.worker.reraise(outcome)
-    heard.reraise(outcome)  # (a Ctrl-C in on_event: once what was done is undone)
-    return outcome
+    host.worker.machine = machine  # (what is in effect: the live machine says)
+    with over_noted(host.worker, heard, OVER):  # (a Ctrl-C now: the run was over, said so)
+        outcome = outcome_of(saga, machine.record(), before=before, state=state)
+        host.worker.reraise(outcome)
+        heard.reraise(outcome)  # (a Ctrl-C in on_event: once what was done is undone)
+        return outcome
+
+
+OVER = "BPMN: the run was over"
+"""What a Ctrl-C once the workflow ended says first (``history.over_noted``; attack51 F4)."""
 
 
 def came_through_a_script() -> None:

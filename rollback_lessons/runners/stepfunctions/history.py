@@ -3,8 +3,7 @@ drives the saga machine with), and its history as a table."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,19 +95,8 @@ def check_answered(history: Sequence[dict[str, Any]], plan: SagaPlan, worker: Wo
         raise HistoryDiverged(f"the execution took the answers of {seen}, the worker gave {done}")
 
 
-@contextlib.contextmanager
-def over_noted(worker: Worker) -> Iterator[None]:
-    """Once the execution ended (its history read, walked, made an Outcome, told): a Ctrl-C
-    (``sys.exit``) here that says nothing yet leaves with the note a Ctrl-C while serving
-    gets, what is done and not undone (attack51 F4: a bare KeyboardInterrupt, a
-    dead-lettered undo's effect, standing, named nowhere)."""
-    try:
-        yield
-    except BaseException as exc:
-        if not isinstance(exc, Exception) and not getattr(exc, "__notes__", None):
-            with contextlib.suppress(Exception):  # (an error that refuses notes)
-                exc.add_note(f"Step Functions: the execution was over; {worker.in_effect()}")
-        raise
+OVER = "Step Functions: the execution was over"
+"""What a Ctrl-C once the execution ended says first (``history.over_noted``)."""
 
 
 @dataclass

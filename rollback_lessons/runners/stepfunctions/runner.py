@@ -26,12 +26,12 @@ from ...schedule import GraphMachine
 from ..closed import Closable, Gone
 from ..error_record import keeping
 from ..heard import Heard
-from ..history import Worker, walk
+from ..history import Worker, over_noted, walk
 from ..names import execution_name
 from ..wire import WRITTEN_LIST, SagaPlan, needs_graph, outcome_of, plan_of
 from .asl import ENGINE, StepFunctionsError, check_retry_types, error_name, plan_asl
 from .asl_graph import graph_asl
-from .history import Execution, check_answered, over_noted, visits
+from .history import OVER, Execution, check_answered, visits
 from .live import Idle, Live, TimedOut, stop_execution
 from .matched import Matching, cause_of
 from .moto_start import _moto_in_process, _moto_server
@@ -221,13 +221,13 @@ class StepFunctionsRunner(Closable):
         with self._inbox(plan.run_id), self._stopped_if_cut(arn, worker):
             self._start(arn, plan.run_id)
             status = self._serve(arn, plan, worker, timeout)
-        with over_noted(worker):  # (a Ctrl-C now: the execution was over, said so)
+        with over_noted(worker, None, OVER):  # (a Ctrl-C now: the execution was over)
             history = self._history(arn)
             record = walk(plan, visits(history, plan), worker.calls)
             outcome = outcome_of(saga, record, before=before, state=state)
             Heard(saga).after(outcome)  # (the machine replays the history: told once over)
-        worker.reraise(outcome)  # (a Ctrl-C in an action: once what was done is undone)
-        return Execution(outcome, asl, history, status, worker.calls)
+            worker.reraise(outcome)  # (a Ctrl-C in an action: once what was done is undone)
+            return Execution(outcome, asl, history, status, worker.calls)
 
     def _arn(self, asl: dict[str, Any], name: str) -> str:
         """Execution ``name``'s ARN, known before it starts (a start cut short is stopped)."""
@@ -308,7 +308,7 @@ class StepFunctionsRunner(Closable):
                 if time.monotonic() > served.deadline:
                     raise TimedOut.of(timeout, worker)
                 finishing.wait()
-        with over_noted(worker):  # (a Ctrl-C now: the execution was over, said so)
+        with over_noted(worker, heard, OVER):  # (a Ctrl-C now: the execution was over)
             outcome = outcome_of(saga, machine.record(), before=before, state=state)
             try:
                 history = self._history(arn)
@@ -318,9 +318,9 @@ class StepFunctionsRunner(Closable):
                 history = []
             if history and not served.stopped:
                 check_answered(history, plan, worker)  # (the machine's calls, or diverged)
-        worker.reraise(outcome)  # (a Ctrl-C in an action: once what was done is undone)
-        heard.reraise(outcome)  # (a Ctrl-C in on_event: likewise)
-        return Execution(outcome, asl, history, str(status), worker.calls)
+            worker.reraise(outcome)  # (a Ctrl-C in an action: once what was done is undone)
+            heard.reraise(outcome)  # (a Ctrl-C in on_event: likewise)
+            return Execution(outcome, asl, history, str(status), worker.calls)
 
     def run(self, saga: Saga, state: State | None = None, **options: Any) -> Outcome:
         """Run ``saga`` on Step Functions and return its Outcome (like ``saga.run``; its

@@ -60,13 +60,11 @@ ABANDONED = "AbandonedCall"
 its call goes on on its thread, its end unknown, as ``IN_DOUBT`` (attack21's T1: told as
 a clean failure, another worker rolled back without it and its effect landed after)."""
 CUT = "CancelledError"
-"""An activity its worker's event loop cancelled (``asyncio.run`` ending on a ``sys.exit``),
-failed by the SDK (no record: not a step's own CancelledError): its call goes on in its
-thread, its end unknown, as ``ABANDONED`` (attack51 F2: told as a clean failure)."""
+"""An activity its worker's loop cancelled (``asyncio.run`` ending on a ``sys.exit``), failed
+by the SDK with no record: its end unheard (``_unheard``; attack51 F2: a clean failure)."""
 NOT_CALLED = "RunnerClosing"
-"""The error of a call a worker refused to begin (its runner closing, or the run not hosted
-in its process: ``activities``): the workflow schedules it again, for whichever worker takes
-the run up (attack21's T1: a turn given during close began an action then abandoned)."""
+"""A call a worker refused to begin (its runner closing, or the run not hosted there): the
+workflow schedules it again, for whichever worker takes the run up (attack21's T1)."""
 ONCE = RetryPolicy(maximum_attempts=1)  # each attempt is the machine's to decide
 
 
@@ -123,14 +121,20 @@ def turn_wait(plan: SagaPlan) -> float:
 
 def _end_unknown(err: ActivityError) -> bool:
     """Did an action's call go on unheard: past ``step_timeout`` in its worker (``IN_DOUBT``),
-    left running by a runner that closed (``ABANDONED``), or timed out by the server (its
-    worker gone, or too slow)? Its effect may land yet: the step was cut short (undone if
-    its undo was logged before it, reported leaked if not), never a clean failure with
-    nothing to undo."""
+    left running by a runner that closed (``ABANDONED``), or its end unheard (``_unheard``)?
+    Its effect may land yet: the step was cut short (undone if its undo was logged before
+    it, reported leaked if not), never a clean failure with nothing to undo."""
+    cause = err.cause
+    return _unheard(err) or (
+        isinstance(cause, ApplicationError) and cause.type in (IN_DOUBT, ABANDONED)
+    )
+
+
+def _unheard(err: ActivityError) -> bool:
+    """The attempt's end went unheard: the server timed it out, or its worker's loop cut it."""
     cause = err.cause
     return isinstance(cause, ServerTimeout) or (
-        isinstance(cause, ApplicationError)
-        and (cause.type in (IN_DOUBT, ABANDONED) or (cause.type == CUT and not cause.details))
+        isinstance(cause, ApplicationError) and cause.type == CUT and not cause.details
     )
 
 
@@ -214,10 +218,8 @@ class SagaWorkflow(PersonAsked):
         await self._activity(ACTION, plan, call, turn_wait(plan) + plan.step_timeout + MARGIN)
 
     async def _activity(self, name: str, plan: SagaPlan, call: StepCall, timeout: float) -> None:
-        """An attempt; one a worker refused to begin (``NOT_CALLED``: its runner closing, or
-        the run not hosted in its process) is scheduled again, never counted, for the worker
-        of whoever takes the run up, while the history has room (``no_room``; then the
-        refusal is the attempt's failure: attack51 F1)."""
+        """An attempt; one a worker refused to begin (``NOT_CALLED``) is scheduled again, not
+        counted, while the history has room (``no_room``; then it failed: attack51 F1)."""
         while True:
             handle = workflow.start_activity(
                 name,
@@ -424,7 +426,7 @@ class SagaWorkflow(PersonAsked):
             try:
                 await self._activity(UNDO, plan, call, timeout)
             except ActivityError as err:
-                if not isinstance(err.cause, ServerTimeout):
+                if not _unheard(err):  # (its end unheard: asked again, below)
                     error = _cause(err)[0]
                     if interrupts(error):  # a Ctrl-C, sys.exit in the undo: as in process,
                         return m.interrupted(error)  # the rollback ends there, the rest pending
