@@ -248,6 +248,8 @@ async def _acarry(run: Run, loop: Generator[Call | float, Any, GraphOp]) -> Grap
         return over.value  # type: ignore[no-any-return]
     except (KeyboardInterrupt, SystemExit) as exc:  # outside the step's call: asyncio would
         raise Escaped(exc) from None  # end the event loop with it; adrive_graph fails the run
+    finally:  # closed now, not by the gc later, where a Ctrl-C is dropped (attack54 F4)
+        loop.close()
 
 
 async def _wait(run: Run, seconds: float) -> None:

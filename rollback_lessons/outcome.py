@@ -139,7 +139,9 @@ class RunRecord:
         the one that failed and those never begun, which a person finishes forward by hand
         (retried, never undone) if the pivot happened (attack41 F7: those never begun were
         named nowhere)."""
-        pivot = next((s for s in self.steps if self.kinds.get(s) == "pivot"), None)
+        pivots: list[str | None] = [s for s in self.steps if self.kinds.get(s) == "pivot"]
+        pivot = (pivots or [None])[0]  # (a list: a generator next() left is closed later,
+        # where a Ctrl-C is dropped: attack54 F4)
         begun = pivot in (*self.completed, *self.leaked)  # (a clean refusal: not begun, F2)
         if self.status is not Status.HALTED or pivot is None or not begun:
             return ()
