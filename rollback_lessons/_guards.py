@@ -105,6 +105,7 @@ def check_completion(completion: Sequence[str] | None, names: Sequence[str]) -> 
 
 
 AFTER_COMMIT = "rollback: the Ctrl-C came once the saga had committed: there is nothing to undo"
+AFTER_LOOP = AFTER_COMMIT.replace("the Ctrl-C came", "asyncio.run ended the loop")  # (no Ctrl-C)
 
 
 def committed(run: Run) -> bool:
@@ -116,8 +117,7 @@ def committed_note(exc: BaseException) -> BaseException:
     """A Ctrl-C that came once the saga committed says so (once), in ``Rollback``,
     ``AsyncRollback``, ``saga.run`` and ``saga.arun`` alike: nothing was undone, and nothing
     needed to be."""
-    said = AFTER_COMMIT.replace("the Ctrl-C came", "asyncio.run ended the loop")
-    said = said if issubclass(type(exc), LoopEnded) else AFTER_COMMIT  # (no Ctrl-C: attack52)
+    said = AFTER_LOOP if issubclass(type(exc), LoopEnded) else AFTER_COMMIT  # (attack52)
     if not issubclass(type(exc), Exception) and said not in getattr(exc, "__notes__", ()):
         exc.add_note(said)
     return exc

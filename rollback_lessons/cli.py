@@ -126,11 +126,13 @@ class UsageExit(SystemExit):
     takes for the end of a command; any other is an interrupt (``interrupted_by``)."""
 
 
-def interrupted_by(exc: SystemExit) -> tuple[str, int]:
-    """A ``SystemExit`` that is not argparse's (a registry's SIGTERM handler calling
-    ``sys.exit(0)``, a library's own): what to call it, and the exit status it ends the
-    command with: its own code when that is a failure status (143 says SIGTERM to a service
-    manager), 2 otherwise: never 0, the command did not finish."""
+def interrupted_by(exc: BaseException) -> tuple[str, int]:
+    """What interrupted a command, and the exit status it ends with: a Ctrl-C 130; a
+    ``SystemExit`` that is not argparse's (a registry's SIGTERM handler calling
+    ``sys.exit(0)``, a library's own) its own code when that is a failure status (143 says
+    SIGTERM to a service manager), 2 otherwise: never 0, the command did not finish."""
+    if not isinstance(exc, SystemExit):
+        return "Ctrl-C", 130
     code = exc.code
     status = code if type(code) is int and 0 < code < 256 else 2
     return f"sys.exit({code!r}) was called (a signal handler's?)", status
@@ -396,17 +398,16 @@ def run() -> NoReturn:
                 thread.join(max(0.0, deadline - time.monotonic()))
         threads_left(waited, _warn)
     except (KeyboardInterrupt, SystemExit) as exc:  # (a Ctrl-C, a handler's exit: no wait)
-        code = code or (130 if isinstance(exc, KeyboardInterrupt) else interrupted_by(exc)[1])
+        code = code or interrupted_by(exc)[1]
         with contextlib.suppress(BaseException):
             _warn(AT_END.format("a Ctrl-C" if isinstance(exc, KeyboardInterrupt) else "a sys.exit"))
             threads_left("were not waited for (interrupted)", _warn)
     try:  # (its exit handlers run here, under this rule: ``_ending``)
         os._exit(ended(code, _warn, lambda exc: interrupted_by(exc)[1]))
     except BaseException as exc:  # (a Ctrl-C, a handler's exit between: the work is done,
-        ki = isinstance(exc, KeyboardInterrupt)  # the status says so: attack50 F3)
-        with contextlib.suppress(BaseException):
-            _warn(AT_END.format("a Ctrl-C" if ki else "a sys.exit"))
-        os._exit(code or (130 if ki or not isinstance(exc, SystemExit) else interrupted_by(exc)[1]))
+        with contextlib.suppress(BaseException):  # the status says so: attack50 F3)
+            _warn(AT_END.format("a sys.exit" if isinstance(exc, SystemExit) else "a Ctrl-C"))
+        os._exit(code or interrupted_by(exc)[1])
 
 
 def _quiet_stdout() -> None:

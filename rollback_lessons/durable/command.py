@@ -45,7 +45,7 @@ def journal_command(args: argparse.Namespace) -> int:
         return interrupted_by(exited)[1] if exited is not None else 2
     except (KeyboardInterrupt, SystemExit) as exc:  # a Ctrl-C, or a sys.exit (a signal
         # handler's graceful exit): an interrupt either way, one line, never exit 0
-        why, status = _why(exc)
+        why, status = interrupted_by(exc)
         if settling:
             return _settle_interrupted(args, settled or getattr(exc, "settled", None), why, status)
         if readonly:
@@ -77,7 +77,7 @@ def journal_command(args: argparse.Namespace) -> int:
         except OutputError as exc:  # (settled, written: say so, attack41 F3)
             raise OutputError(f"{exc}; the saga is settled ({args.file}: journal show)") from None
         except (KeyboardInterrupt, SystemExit) as exc:  # (as it was said: attack50 F2)
-            why, status = _why(exc)
+            why, status = interrupted_by(exc)
             _warn(f"interrupted ({why}) once the settle was written: the saga is settled")
             return status
         return 0
@@ -94,7 +94,7 @@ def journal_command(args: argparse.Namespace) -> int:
             f"{exc}; what recover did is recorded in {args.file} (journal show)"
         ) from None
     except (KeyboardInterrupt, SystemExit) as exc:  # (its work done: said, attack48 F11)
-        why, status = _why(exc)
+        why, status = interrupted_by(exc)
         _warn(
             f"interrupted ({why}) as recover printed its report: it finished "
             f"{len(report.recovered)} saga(s){_named([r.saga_id for r in report.recovered])}, "
@@ -148,13 +148,6 @@ def _named(ids: Any) -> str:
     """' ' and the first five ids, and how many more (attack49 L1: a count alone)."""
     more = f" and {len(ids) - 5} more" if len(ids) > 5 else ""
     return (" " + ", ".join(map(repr, ids[:5])) + more) if ids else ""
-
-
-def _why(exc: KeyboardInterrupt | SystemExit) -> tuple[str, int]:
-    """What interrupted a command, and its exit status: a Ctrl-C 130, a ``sys.exit`` its own."""
-    from ..cli import interrupted_by
-
-    return ("Ctrl-C", 130) if isinstance(exc, KeyboardInterrupt) else interrupted_by(exc)
 
 
 def _settle_interrupted(
