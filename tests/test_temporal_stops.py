@@ -100,7 +100,7 @@ CHILD = textwrap.dedent(
     def refuse(state):
         raise ValueError("c refused")
 
-    if mode == "undo":  # b done, c refused: the SIGTERM as b's undo runs
+    if mode in ("undo", "run-undo"):  # b done, c refused: the SIGTERM as b's undo runs
         saga = Saga([Step("a", lambda s: None, lambda s: None), Step("b", lambda s: None, b),
                      Step("c", refuse)], name="stops")
     else:
@@ -109,7 +109,7 @@ CHILD = textwrap.dedent(
 
     async def main():
         async with await TemporalRunner.start(db_file=db, port=port, task_queue=queue) as r:
-            if mode == "run":
+            if mode in ("run", "run-undo"):
                 await r.run(saga, {})
             else:
                 handle = await r.start_saga(saga, {})
@@ -212,3 +212,76 @@ def test_a_sys_exit_as_the_server_starts_leaves_no_coroutine_unawaited():
     done = subprocess.run([sys.executable, "-W", "always", "-c", EXIT_AS_IT_STARTS],
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 3 and "never awaited" not in done.stderr, done.stderr[-2000:]
+
+
+def test_the_worker_gone_mid_undo_names_the_undo_running_and_a_relaunch_asks_it_again(tmp_path):
+    """attack54 F1: ``WorkerGone`` said "in doubt: none" while b's undo ran (actions only);
+    it names the undo running as the worker stopped, and a relaunch runs it again."""
+    db, port, queue, done = _sigtermed(tmp_path, "run-undo")
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert "undoing here as it stopped (each undo's end unknown): b;" in done.stderr
+    assert "so in effect, or perhaps: a, b." in done.stderr
+    run_id = done.stderr.split("the worker running saga ")[1].split()[0]
+    world: list[str] = []
+
+    def refuse(state):
+        raise ValueError("c refused")
+
+    saga = Saga([*_saga(world).steps, Step("c", refuse)], name="stops")
+    outcome = _relaunched(db, port, queue, run_id, world, saga)
+    assert outcome.status is Status.ROLLED_BACK and outcome.dead_letters == ()
+    assert world == ["undo b", "undo a"]
+
+
+ABANDONING = textwrap.dedent(
+    """
+    import asyncio, sys, threading, time, warnings
+    from rollback_lessons import Saga, Step
+    from rollback_lessons.runners.temporal import TemporalRunner
+
+    db, port, queue = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    began = threading.Event()
+
+    def slow_undo(state):  # outlives close's two seconds: abandoned on its thread
+        began.set()
+        time.sleep(30)
+
+    def refuse(state):
+        raise ValueError("c refused")
+
+    saga = Saga([Step("a", lambda s: None, lambda s: None), Step("b", lambda s: None, slow_undo),
+                 Step("c", refuse)], name="stops")
+
+    async def main():
+        async with await TemporalRunner.start(db_file=db, port=port, task_queue=queue) as r:
+            handle = await r.start_saga(saga, {})
+            print("RUNID", handle.run_id, flush=True)
+            await asyncio.to_thread(began.wait, 30)
+        print("ABANDONED", r.abandoned, flush=True)
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_an_undo_abandoned_by_a_closing_runner_is_asked_again_never_a_dead_letter(tmp_path):
+    """attack54 F1: leaving ``async with`` while b's undo ran abandoned it (``AbandonedCall``)
+    and a relaunch dead-lettered b though its undo never ended; b's effect stood. Its end
+    unknown, the attempt is asked again of the runner that takes the run up."""
+    db, port, queue = tmp_path / "t.db", free_port(), f"stops-{uuid.uuid4().hex[:8]}"
+    done = subprocess.run(
+        [sys.executable, "-c", ABANDONING, str(db), str(port), queue],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "ABANDONED" in done.stdout and "AbandonedCalls" in done.stderr
+    run_id = done.stdout.split("RUNID ")[1].split()[0]
+    world: list[str] = []
+
+    def refuse(state):
+        raise ValueError("c refused")
+
+    saga = Saga([*_saga(world).steps, Step("c", refuse)], name="stops")
+    outcome = _relaunched(db, port, queue, run_id, world, saga)
+    assert outcome.status is Status.ROLLED_BACK and outcome.dead_letters == ()
+    assert outcome.compensated == ("b", "a") and world == ["undo b", "undo a"]

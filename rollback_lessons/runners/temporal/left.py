@@ -72,6 +72,7 @@ def worker_gone(runner: TemporalRunner, run_id: str) -> str:
     run, running = hosted.find(run_id), IN_FLIGHT.get(run_id, {})
     done, undone, failed = run.effects() if run is not None else ((), (), ())
     doubt = [s for kind, s, _ in running if kind == "action"]
+    undoing = [s for kind, s, _ in running if kind == "undo" and s not in undone]
     perhaps = [s for s in failed if run is not None and s in run.effected]
     left = [s for s in dict.fromkeys((*done, *perhaps, *doubt)) if s not in undone]
     if runner.env is None:
@@ -95,7 +96,8 @@ def worker_gone(runner: TemporalRunner, run_id: str) -> str:
         f"the worker running saga {run_id} was stopped (its event loop ending) before the saga, "
         f"asked to cancel, compensated: nothing in this process undoes it. This process did: "
         f"{names(done) or 'none'}; undid: {names(undone) or 'none'}; in doubt (running here, "
-        f"their end unknown): {names(doubt) or 'none'}; so in effect, or perhaps: "
+        f"their end unknown): {names(doubt) or 'none'}; undoing here as it stopped (each undo's "
+        f"end unknown): {names(dict.fromkeys(undoing)) or 'none'}; so in effect, or perhaps: "
         f"{names(left) or 'none'}. {where[0].upper()}{where[1:]}."
     )
 

@@ -120,10 +120,11 @@ def turn_wait(plan: SagaPlan) -> float:
 
 
 def _end_unknown(err: ActivityError) -> bool:
-    """Did an action's call go on unheard: past ``step_timeout`` in its worker (``IN_DOUBT``),
-    left running by a runner that closed (``ABANDONED``), or its end unheard (``_unheard``)?
-    Its effect may land yet: the step was cut short (undone if its undo was logged before
-    it, reported leaked if not), never a clean failure with nothing to undo."""
+    """Did a call go on unheard: past ``step_timeout`` in its worker (``IN_DOUBT``), left
+    running by a runner that closed (``ABANDONED``), or its end unheard (``_unheard``)? An
+    action's effect may land yet: the step was cut short (undone if its undo was logged
+    before it, reported leaked if not); an undo's attempt may be done: asked again. Never
+    a clean failure."""
     cause = err.cause
     return _unheard(err) or (
         isinstance(cause, ApplicationError) and cause.type in (IN_DOUBT, ABANDONED)
@@ -423,19 +424,17 @@ class SagaWorkflow(PersonAsked):
         if type(op) is RunUndo:
             call = StepCall(plan.run_id, op.step, op.attempt, op.timeout)
             timeout = op.timeout + MARGIN if op.timeout is not None else plan.step_timeout
-            try:
-                await self._activity(UNDO, plan, call, timeout)
-            except ActivityError as err:
-                if not _unheard(err):  # (its end unheard: asked again, below)
-                    error = _cause(err)[0]
-                    if interrupts(error):  # a Ctrl-C, sys.exit in the undo: as in process,
-                        return m.interrupted(error)  # the rollback ends there, the rest pending
-                    return m.undo_failed(error, self._limit(m, plan))
-                try:  # the server never heard the attempt end (it was lost, or its worker):
-                    await self._activity(UNDO, plan, call, timeout)  # it may be done, and an
-                except ActivityError as again:  # undo is idempotent: run again (or known done)
-                    return m.undo_failed(_cause(again)[0], self._limit(m, plan))
-            return m.undo_ok()
+            while True:
+                try:
+                    await self._activity(UNDO, plan, call, timeout)
+                except ActivityError as err:  # an attempt whose end is unknown (unheard, cut
+                    full = self._limit(m, plan)  # by its worker's end, left by a runner that
+                    if _end_unknown(err) and full is None:  # closed) may be done: an undo is
+                        continue  # idempotent, it is asked again (attack54 F1: a dead letter)
+                    if interrupts(error := _cause(err)[0]):  # a Ctrl-C, sys.exit in the undo:
+                        return m.interrupted(error)  # as in process, the rest pending
+                    return m.undo_failed(error, full)
+                return m.undo_ok()
         if type(op) is Wait:
             if op.seconds > 0:
                 await asyncio.sleep(op.seconds)  # a durable timer
