@@ -285,3 +285,55 @@ def test_an_undo_abandoned_by_a_closing_runner_is_asked_again_never_a_dead_lette
     outcome = _relaunched(db, port, queue, run_id, world, saga)
     assert outcome.status is Status.ROLLED_BACK and outcome.dead_letters == ()
     assert outcome.compensated == ("b", "a") and world == ["undo b", "undo a"]
+
+
+TWICE = textwrap.dedent(
+    """
+    import asyncio, os, signal, sys, threading, time
+    from rollback_lessons import Saga, Step
+    from rollback_lessons.runners.temporal import TemporalRunner
+
+    db, port, queue = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+
+    def undo_b(state):  # two Ctrl-Cs as it runs: the first cancels run, the second its wait
+        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+        threading.Timer(0.8, os.kill, (os.getpid(), signal.SIGINT)).start()
+        time.sleep(1.5)
+
+    def refuse(state):
+        raise ValueError("c refused")
+
+    saga = Saga([Step("a", lambda s: None, lambda s: None), Step("b", lambda s: None, undo_b),
+                 Step("c", refuse)], name="stops")
+
+    async def main():
+        async with await TemporalRunner.start(db_file=db, port=port, task_queue=queue) as r:
+            await r.run(saga, {})
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_a_second_ctrl_c_during_the_compensation_says_what_is_left_and_who_finishes_it(tmp_path):
+    """attack54 F2: a second Ctrl-C while ``run`` awaited its saga's compensation was a bare
+    KeyboardInterrupt (asyncio's own, from its SIGINT handler): the loop's end cancels the
+    worker too, so ``WorkerGone`` names what is left and the relaunch that finishes it."""
+    db, port, queue = tmp_path / "t.db", free_port(), f"stops-{uuid.uuid4().hex[:8]}"
+    done = subprocess.run(
+        [sys.executable, "-c", TWICE, str(db), str(port), queue],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode != 0 and done.stderr.rstrip().endswith("KeyboardInterrupt")
+    assert "WorkerGone: the worker running saga stops-" in done.stderr, done.stderr[-2000:]
+    assert "undoing here as it stopped (each undo's end unknown): b;" in done.stderr
+    assert "same db_file, port and task_queue takes it up (handle_for)" in done.stderr
+    run_id = done.stderr.split("the worker running saga ")[1].split()[0]
+    world: list[str] = []
+
+    def refuse(state):
+        raise ValueError("c refused")
+
+    saga = Saga([*_saga(world).steps, Step("c", refuse)], name="stops")
+    outcome = _relaunched(db, port, queue, run_id, world, saga)
+    assert outcome.status is Status.ROLLED_BACK and world == ["undo b", "undo a"]

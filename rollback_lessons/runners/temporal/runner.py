@@ -424,22 +424,24 @@ class TemporalRunner(Closable):
 
 async def _compensated(handle: SagaHandle, stopped: asyncio.CancelledError) -> Outcome:
     """The saga of a ``run`` whose caller was cancelled, cancelled in its turn and awaited,
-    shielded, to its end: it compensates (attack42 F11: on the runner's own dev server, a
-    Ctrl-C left every effect standing, and ``close`` then took the server's only record).
-    A second cancel (``asyncio.run``'s end) stops the wait: the server has the saga. So
-    does the runner's worker being stopped (its loop's end cancelled it: a ``sys.exit`` in
-    a SIGTERM handler), as nothing here would run the undos: the cancel (``stopped``) is
-    raised, noted and warned (``WorkerGone``) with what is in doubt and where the saga is
-    left (attack51 F3: the process hung for ever)."""
+    shielded, to its end: it compensates (attack42 F11: a Ctrl-C left every effect standing).
+    A second cancel stops the wait, the server has the saga; so does the runner's worker
+    being stopped (its loop's end: a ``sys.exit`` in a SIGTERM handler, a second Ctrl-C),
+    nothing here runs the undos then: the cancel (``stopped``) is raised, noted and warned
+    (``WorkerGone``) with what is in doubt and where the saga is left (attack51 F3)."""
 
     async def cancel_then_wait() -> Outcome:
         await handle.cancel()
         return await handle.outcome()
 
     waiting, worker = asyncio.ensure_future(cancel_then_wait()), handle.runner._worker_task
-    while not waiting.done() and not (worker.done() or worker.cancelling()):
-        await asyncio.wait({waiting, worker}, timeout=0.1)  # (its shutdown may never end)
-    if waiting.done():
+    try:
+        while not waiting.done() and not (worker.done() or worker.cancelling()):
+            await asyncio.wait({waiting, worker}, timeout=0.1)  # (its shutdown may never end)
+    except asyncio.CancelledError:  # a second cancel: with the worker's too (a second Ctrl-C,
+        if not (worker.done() or worker.cancelling()):  # asyncio.run's end) it is said
+            raise  # below (attack54 F2: a bare KeyboardInterrupt); else the worker runs it
+    if waiting.done() and not waiting.cancelled():
         return waiting.result()
     waiting.cancel()
     note = worker_gone(handle.runner, handle.run_id)
