@@ -9,6 +9,8 @@ KeyboardInterrupt is raised again."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from test_sf_bpmn_interrupts import STOPPED, _abc, _raised
 
@@ -340,6 +342,79 @@ def test_a_ctrl_c_once_the_bpmn_run_ended_names_what_it_left(monkeypatch, graph,
     options = {"undo_order": "reverse_start"} if graph else {}
     got = _raised(lambda: run_explicit(saga, {}, **options))
     monkeypatch.undo()
+    assert type(got) is KeyboardInterrupt
+    assert world == ["do a", "do b", "undo b", "undo a fails"]
+    assert got.__notes__ == ["BPMN: the run was over; done, not undone: a"]
+
+
+def _saga_a_dead_letter(world: list[str], name: str) -> Saga:
+    """a, b done, c refused, b undone, a's undo failing: a stands (a dead letter)."""
+
+    def undo_a(state):
+        world.append("undo a fails")
+        raise RuntimeError("a's service is down")
+
+    def refuse(state):
+        raise ValueError("c refused")
+
+    return Saga([Step("a", lambda s: world.append("do a"), undo_a),
+                 Step("b", lambda s: world.append("do b"), lambda s: world.append("undo b")),
+                 Step("c", refuse)], name=name)  # fmt: skip
+
+
+def _ctrl_c_at(code_name: str, nth: int, run):
+    """``run()`` with a KeyboardInterrupt raised at the ``nth`` "call" trace event of a
+    function named ``code_name`` (a generator's resumption is one: a ``with``'s exit)."""
+    import rollback_lessons
+
+    package, seen = rollback_lessons.__file__.rsplit("/", 1)[0], [0]
+
+    def tracer(frame, event, arg):
+        code = frame.f_code
+        if event == "call" and code.co_name == code_name and code.co_filename.startswith(package):
+            seen[0] += 1
+            if seen[0] == nth:
+                sys.settrace(None)
+                raise KeyboardInterrupt
+        return None
+
+    sys.settrace(tracer)
+    try:
+        return _raised(run)
+    finally:
+        sys.settrace(None)
+
+
+AFTER_THE_END = [("over_noted", 1), ("_inbox", 2), ("_answering", 2), ("keeping", 2)]
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["list", "graph"])
+@pytest.mark.parametrize("code_name, nth", AFTER_THE_END)
+def test_a_ctrl_c_as_run_returns_the_ended_execution_names_what_it_left(
+    runner, graph, code_name, nth
+):
+    """attack54 F3: a Ctrl-C at the entry of the block that notes it, or as ``run``'s
+    ``with`` blocks closed (the Outcome made, then dropped) was bare: a's effect standing,
+    named nowhere. The worker knows the execution ended as it ends: said from then on."""
+    world: list[str] = []
+    saga = _saga_a_dead_letter(world, f"ended-{graph}")
+    options = {"undo_order": "reverse_start"} if graph else {}
+    got = _ctrl_c_at(code_name, nth, lambda: runner.run(saga, {}, timeout=30, **options))
+    assert type(got) is KeyboardInterrupt
+    assert world == ["do a", "do b", "undo b", "undo a fails"]
+    assert got.__notes__ == ["Step Functions: the execution was over; done, not undone: a"]
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["list", "graph"])
+@pytest.mark.parametrize("code_name, nth", [("over_noted", 1), ("keeping", 2)])
+def test_a_ctrl_c_as_a_bpmn_run_returns_names_what_it_left(graph, code_name, nth):
+    """attack54 F3, on BPMN: the same instants of ``BpmnRunner.run``."""
+    from rollback_lessons.runners.bpmn import BpmnRunner
+
+    world: list[str] = []
+    saga = _saga_a_dead_letter(world, f"ended-{graph}")
+    options = {"undo_order": "reverse_start"} if graph else {}
+    got = _ctrl_c_at(code_name, nth, lambda: BpmnRunner.start().run(saga, {}, **options))
     assert type(got) is KeyboardInterrupt
     assert world == ["do a", "do b", "undo b", "undo a fails"]
     assert got.__notes__ == ["BPMN: the run was over; done, not undone: a"]

@@ -53,6 +53,8 @@ class _Call:
 
     runs: list[str] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
+    over: Callable[[BaseException], None] | None = None
+    """Once the engine's run ended: what notes a Ctrl-C then (``history.over_noted``)."""
 
 
 _CALL: contextvars.ContextVar[_Call | None] = contextvars.ContextVar("keeping", default=None)
@@ -69,13 +71,24 @@ def keeping() -> Iterator[None]:
     token = _CALL.set(call)
     try:
         yield
-    except BaseException:
         _CALL.reset(token)
+        with _LOCK:
+            for key in call.keys + [k for run in call.runs for k in _RUNS.pop(run, ())]:
+                _KEPT.pop(key, None)
+    except BaseException as exc:
+        if _CALL.get() is call:
+            _CALL.reset(token)
+        if call.over is not None:  # (a Ctrl-C as the run returned, its Outcome made, in a
+            call.over(exc)  # ``with``'s exit: what it left is said, attack54 F3)
         raise
-    _CALL.reset(token)
-    with _LOCK:
-        for key in call.keys + [k for run in call.runs for k in _RUNS.pop(run, ())]:
-            _KEPT.pop(key, None)
+
+
+def when_over(say: Callable[[BaseException], None]) -> None:
+    """The engine's run ended: a BaseException from here to ``keeping``'s end is told to
+    ``say`` (which notes what the run left)."""
+    call = _CALL.get()
+    if call is not None:
+        call.over = say
 
 
 def adopt(run_id: str) -> None:

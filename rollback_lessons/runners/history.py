@@ -19,6 +19,7 @@ from ..outcome import Outcome, RunRecord
 from ..policies import UnsupportedPolicy
 from ..saga import Saga, State
 from . import remote
+from .error_record import when_over
 from .wire import ErrorRecord, SagaPlan
 
 
@@ -81,6 +82,25 @@ class Worker:
     machine: Machine | None = None  # the graph form's live machine (``in_effect`` asks it)
     matched: Callable[[str, BaseException, str, str], ErrorRecord] | None = None  # (call,
     # error, step, run): a failure as the engine's retry rule must see it (``matched``)
+    over: tuple[Any, str] | None = None
+    """Set (``heard``, what to say first) as the engine's run ends: a Ctrl-C from then on,
+    to ``runner.run``'s return (``keeping``), says what the run left (``say_over``)."""
+
+    def __post_init__(self) -> None:
+        when_over(self.say_over)
+
+    def say_over(self, exc: BaseException) -> None:
+        """Once the run ended, a Ctrl-C (``sys.exit``) that says nothing yet is noted with
+        what is done and not undone; not one the run raises again as ``saga.run`` would
+        (an action's, ``interrupt``; a callback's, ``heard``'s)."""
+        if self.over is None:
+            return
+        heard, said = self.over
+        again = (self.interrupt, *(getattr(heard, k, None) for k in ("raised", "raise_after")))
+        quiet = not getattr(exc, "__notes__", None)  # (one that says nothing yet)
+        if exc not in again and not isinstance(exc, Exception) and quiet:
+            with contextlib.suppress(Exception):  # (an error that refuses notes)
+                exc.add_note(f"{said}; {self.in_effect()}")
 
     def task(self, call: str, step: str, timeout: float | None = None) -> Call:
         """Do one task; an undo attempt past ``timeout`` seconds failed, as in process."""
@@ -177,16 +197,13 @@ def over_noted(worker: Worker, heard: Any = None, said: str = "") -> Iterator[No
     """Once the engine's run ended (read back, walked, made an Outcome, told, returned): a
     Ctrl-C (``sys.exit``) here that says nothing yet leaves with a note, ``said`` then what
     is done and not undone (attack51 F4: a bare KeyboardInterrupt, a dead-lettered undo's
-    effect, standing, named nowhere). Not one the run raises again as ``saga.run`` would
-    (an action's, ``worker.interrupt``; a callback's, ``heard``'s)."""
+    effect, standing, named nowhere; ``Worker.say_over``). A runner that knows the run's end
+    sooner sets ``worker.over`` there (attack54 F3: a Ctrl-C at this call's entry)."""
+    worker.over = (heard, said)
     try:
         yield
     except BaseException as exc:
-        again = (worker.interrupt, *(getattr(heard, k, None) for k in ("raised", "raise_after")))
-        quiet = not getattr(exc, "__notes__", None)  # (one that says nothing yet)
-        if exc not in again and not isinstance(exc, Exception) and quiet:
-            with contextlib.suppress(Exception):  # (an error that refuses notes)
-                exc.add_note(f"{said}; {worker.in_effect()}")
+        worker.say_over(exc)
         raise
 
 

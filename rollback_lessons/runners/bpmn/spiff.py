@@ -161,7 +161,8 @@ def run_explicit(
     if not workflow.is_completed():
         raise RuntimeError("the BPMN workflow did not complete")
     host.worker.plan = plan  # (what is in effect: the machine replays the calls)
-    with over_noted(host.worker, None, OVER):  # (a Ctrl-C now: the run was over, said so)
+    host.worker.over = (None, OVER)  # (a Ctrl-C from now on, to run's return: said so)
+    with over_noted(host.worker, None, OVER):
         calls = host.worker.calls  # each script task ran its task once: one visit each
         found = [Visit(do(c.step) if c.call == "action" else undo(c.step), 1, c.error is None)
                  for c in calls]  # fmt: skip
@@ -270,7 +271,8 @@ def _run_graph(saga: Saga, state: State | None, world: State, before: Any, plan:
     if not isinstance(host.op, Finished) or completed != workflow.is_completed():
         raise RuntimeError("the BPMN workflow did not complete")
     host.worker.machine = machine  # (what is in effect: the live machine says)
-    with over_noted(host.worker, heard, OVER):  # (a Ctrl-C now: the run was over, said so)
+    host.worker.over = (heard, OVER)  # (a Ctrl-C from now on, to run's return: said so)
+    with over_noted(host.worker, heard, OVER):
         outcome = outcome_of(saga, machine.record(), before=before, state=state)
         host.worker.reraise(outcome)
         heard.reraise(outcome)  # (a Ctrl-C in on_event: once what was done is undone)

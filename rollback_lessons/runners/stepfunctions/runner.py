@@ -99,15 +99,11 @@ class StepFunctionsRunner(Closable):
                     )
             clients = (boto3.client("stepfunctions", **options), boto3.client("sqs", **options))
             return cls(clients, where, role, stack)
-        except StepFunctionsError:
-            stack.close()
-            raise
-        except Exception as exc:
-            stack.close()
+        except BaseException as exc:  # (a Ctrl-C while the clients are made too: moto's mock
+            stack.close()  # ends with them)
+            if isinstance(exc, StepFunctionsError) or not isinstance(exc, Exception):
+                raise
             raise StepFunctionsError(f"could not reach Step Functions ({where}): {exc}") from None
-        except BaseException:  # a Ctrl-C while the clients are made: moto's mock ends too
-            stack.close()
-            raise
 
     def machine(self, asl: dict[str, Any]) -> str:
         """The ARN of a state machine with this definition (created once)."""
@@ -221,7 +217,8 @@ class StepFunctionsRunner(Closable):
         with self._inbox(plan.run_id), self._stopped_if_cut(arn, worker):
             self._start(arn, plan.run_id)
             status = self._serve(arn, plan, worker, timeout)
-        with over_noted(worker, None, OVER):  # (a Ctrl-C now: the execution was over)
+            worker.over = (None, OVER)  # (a Ctrl-C from now on: the execution was over)
+        with over_noted(worker, None, OVER):
             history = self._history(arn)
             record = walk(plan, visits(history, plan), worker.calls)
             outcome = outcome_of(saga, record, before=before, state=state)
@@ -308,7 +305,8 @@ class StepFunctionsRunner(Closable):
                 if time.monotonic() > served.deadline:
                     raise TimedOut.of(timeout, worker)
                 finishing.wait()
-        with over_noted(worker, heard, OVER):  # (a Ctrl-C now: the execution was over)
+            worker.over = (heard, OVER)  # (a Ctrl-C from now on: the execution was over)
+        with over_noted(worker, heard, OVER):
             outcome = outcome_of(saga, machine.record(), before=before, state=state)
             try:
                 history = self._history(arn)
