@@ -707,7 +707,8 @@ def test_a_ctrl_c_as_a_generator_of_the_engine_resumes_is_never_dropped(driver, 
 
         def tracer(frame, event, arg):
             code = frame.f_code
-            if event == "call" and code.co_name in generators and code.co_filename.startswith(package):
+            ours = code.co_name in generators and code.co_filename.startswith(package)
+            if event == "call" and ours:
                 seen[0] += 1
                 if seen[0] == n:
                     sys.settrace(None)
