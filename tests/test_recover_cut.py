@@ -293,21 +293,17 @@ def test_a_ctrl_c_as_a_sagas_report_is_made_leaves_it_unfinished_as_said(tmp_pat
 
 def test_a_ctrl_c_as_recover_lets_its_file_go_still_names_what_it_finished(tmp_path, monkeypatch):
     """attack49 F4: all finished, none named, the line saying some were left."""
-    import contextlib
+    from rollback_lessons.durable import exclusive
 
-    from rollback_lessons.durable import recovery
+    real = exclusive.recovering.__exit__
 
-    real = recovery.recovering
-
-    @contextlib.contextmanager
-    def recovering(journal):
-        with real(journal):
-            yield
+    def cut_exit(self, *exc):
+        real(self, *exc)
         raise KeyboardInterrupt  # (as the lock is let go)
 
     path = tmp_path / "j.db"
     crash_at_first_undo(path, saga())
-    monkeypatch.setattr(recovery, "recovering", recovering)
+    monkeypatch.setattr(exclusive.recovering, "__exit__", cut_exit)
     with Journal(path) as journal:
         with pytest.raises(KeyboardInterrupt) as caught:
             recover(journal, REGISTRY)

@@ -116,6 +116,31 @@ class Written:
     committed = False
 
 
+def heal(con: sqlite3.Connection) -> None:
+    """Roll back a transaction left open: a Ctrl-C as ``transaction``'s ``with`` exited
+    (contextlib's ``__exit__`` entry, its generator never resumed) leaves it holding SQLite's
+    write lock for the process's life, and its own connection reading writes nobody
+    committed (attack55 F2: other processes locked out, the next saga refused)."""
+    if con.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            con.execute("ROLLBACK")
+
+
+class healed:
+    """``with healed(con), transaction(con):``: ``heal`` before it, and after, one frame out
+    of the transaction's own exit (a Ctrl-C at its entry is raised through this one)."""
+
+    def __init__(self, con: sqlite3.Connection) -> None:
+        self.con = con
+        heal(con)
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        heal(self.con)
+
+
 @contextlib.contextmanager
 def transaction(con: sqlite3.Connection, written: Written | None = None) -> Iterator[None]:
     """BEGIN IMMEDIATE ... COMMIT, whatever lands when: a Ctrl-C is raised as a call
@@ -132,6 +157,8 @@ def transaction(con: sqlite3.Connection, written: Written | None = None) -> Iter
         if written is not None:
             written.committed = True
     except BaseException as exc:
+        if type(exc) is GeneratorExit:  # (closed by the gc: a Ctrl-C cut the ``with``'s exit,
+            raise  # ``heal`` rolled it back, its connection may be closed since)
         if con.in_transaction:
             con.execute("ROLLBACK")
         elif at_commit and written is not None and not isinstance(exc, sqlite3.Error):
@@ -141,7 +168,7 @@ def transaction(con: sqlite3.Connection, written: Written | None = None) -> Iter
 
 def _migrate(con: sqlite3.Connection) -> None:
     """Bring a journal opened for writing to this version's schema, in one transaction."""
-    with transaction(con):
+    with healed(con), transaction(con):
         current = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         at = int(current[0])  # another process may have migrated it meanwhile
         if at < SCHEMA_VERSION:

@@ -51,6 +51,8 @@ from .files import (  # noqa: F401 (re-exported: the journal's names, as before)
     _open_read_only,
     _schema_statements,
     _uri,
+    heal,
+    healed,
     transaction,
 )
 from .forked import Closed, JournalForked, close, not_forked  # noqa: F401 (JournalForked)
@@ -172,6 +174,7 @@ class Journal:
         written = written if written is not None else Written()
         with self._lock:
             try:
+                heal(self._con)  # (one a Ctrl-C left open: attack55 F2)
                 if not sync:
                     self._con.execute("PRAGMA synchronous=NORMAL")
                 with transaction(self._con, written):
@@ -181,6 +184,7 @@ class Journal:
                     for sql, rows in grouped.items():
                         self._con.executemany(sql, rows)
             finally:
+                heal(self._con)  # (a Ctrl-C as the ``with`` exited, COMMIT not run: undone)
                 if not sync:  # (never raising over the error that ended the write)
                     with contextlib.suppress(Exception):
                         self._con.execute("PRAGMA synchronous=FULL")
@@ -222,7 +226,7 @@ class Journal:
         the reason to leave it alone."""
         not_forked(self._pid, self.path)
         pid, host, started, space = me()
-        with self._lock, transaction(self._con):  # one transaction: read, decide, claim
+        with self._lock, healed(self._con), transaction(self._con):  # one: read, decide, claim
             pending = self._unfinished_undos("pending")
             intents = self._unfinished_undos("intent")
             claimed, skipped = [], []

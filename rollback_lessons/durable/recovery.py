@@ -168,12 +168,13 @@ def recover(
         raise TypeError(f"force must be True or False, got {force!r}")
     if type(batch) is not int or batch < 1:
         raise ValueError(f"batch must be an int >= 1, got {batch!r}")
-    report = None
+    report, held = None, recovering(journal)
     try:
-        with recovering(journal):  # (one recover of a journal file at a time; none nested)
+        with held:  # (one recover of a journal file at a time; none nested)
             report = _recover(journal, registry, force, batch)
-    except BaseException as exc:  # (a Ctrl-C as it let the file go: done all the same, and
-        if report is not None:  # told: attack49 F4)
+    except BaseException as exc:  # (a Ctrl-C as it let the file go: let go of here, attack55
+        held.let_go()  # F3; done all the same, and told: attack49 F4)
+        if report is not None:
             with contextlib.suppress(Exception):
                 exc.recovered, exc.unfinished = report.recovered, ()  # type: ignore[attr-defined]
         raise

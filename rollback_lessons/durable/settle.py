@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import InvalidNameError
 from ..rules import check_text
-from .files import JournalError, Written, _cell, transaction
+from .files import JournalError, Written, _cell, healed, transaction
 
 if TYPE_CHECKING:
     from .journal import Journal
@@ -112,7 +112,7 @@ def _settle_locked(
     journal: Journal, saga_id: str, note: str, by: str, at: float, written: _Written
 ) -> str:
     con = journal._con
-    with journal._lock, transaction(con, written):  # read, check and write as one
+    with journal._lock, healed(con), transaction(con, written):  # read, check, write as one
         row = con.execute("SELECT s.status FROM sagas s WHERE s.id = ?", (saga_id,)).fetchone()
         if row is None:
             raise UnknownSaga(f"no saga {saga_id!r} in {journal.path}; nothing was settled")

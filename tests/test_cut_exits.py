@@ -1,0 +1,88 @@
+"""A Ctrl-C as a ``with`` that holds something exits: contextlib's ``__exit__`` starts (an
+instant CPython checks for a signal) and its generator is never resumed (attack55 F2, F3).
+What it held (SQLite's write transaction, recover's hold on the file) is let go anyway."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+
+import pytest
+
+from rollback_lessons import Rollback
+from rollback_lessons.durable import exclusive, recovery
+from rollback_lessons.durable import journal as journal_module
+from rollback_lessons.durable.files import transaction
+from rollback_lessons.durable.journal import Journal
+from rollback_lessons.durable.registry import Registry, compensation
+
+
+class _CutAtExit:
+    """``transaction``, whose ``with`` is cut by a Ctrl-C as its exit starts, once armed."""
+
+    armed = False
+
+    def __init__(self, con, written=None):
+        self.inner = transaction(con, written)
+
+    def __enter__(self):
+        return self.inner.__enter__()
+
+    def __exit__(self, *exc):
+        if _CutAtExit.armed and exc[0] is None:
+            _CutAtExit.armed = False
+            raise KeyboardInterrupt  # (COMMIT never runs, the generator never resumes)
+        return self.inner.__exit__(*exc)
+
+
+def test_a_ctrl_c_as_a_journal_write_exits_leaves_no_transaction_open(tmp_path, monkeypatch):
+    """attack55 F2: the commit's write cut as its ``with`` exited left BEGIN IMMEDIATE open
+    for the process's life: another process's saga, ``recover`` and ``settle`` were locked
+    out, the next saga of this process refused ("nothing ran"), and this process's journal
+    read the saga committed while the file said running. Now the write is rolled back."""
+    world: list[str] = []
+    undo = compensation("undo_cut_exit", Registry())(lambda idempotency_key=None: None).bind()
+    monkeypatch.setattr(journal_module, "transaction", _CutAtExit)
+    path = str(tmp_path / "j.db")
+    with Journal(path) as journal:
+        rb = Rollback(journal=journal, run_id="r1")
+        with pytest.raises(KeyboardInterrupt) as cut:
+            with rb:
+                rb.do("s1", lambda: world.append("do s1"), undo)
+                _CutAtExit.armed = True  # (the commit's write, next)
+        assert "the journal says whether it committed" in "\n".join(cut.value.__notes__)
+        assert not journal._con.in_transaction
+        assert journal.saga("r1").status == "running"  # (as the file says: never committed)
+        other = sqlite3.connect(path, timeout=0.5)
+        other.execute("BEGIN IMMEDIATE")  # (the write lock is free)
+        other.rollback()
+        other.close()
+        with Rollback(journal=journal, run_id="r2") as rb2:
+            rb2.do("n1", lambda: world.append("do n1"), undo)
+        assert rb2.outcome.status.value == "committed"
+    assert world == ["do s1", "do n1"]
+
+
+def test_a_ctrl_c_as_recover_lets_the_file_go_leaves_it_free(tmp_path, monkeypatch):
+    """attack55 F3: a Ctrl-C as recover's hold on the file exited left the mark set and the
+    file's lock held: every later recover of the kernel was refused as "called from an
+    undo" (``RecoveryNested``), one from another thread waited for ever."""
+    real_exit = exclusive.recovering.__exit__
+    armed = [True]
+
+    def cut_exit(self, *exc):
+        if armed[0]:
+            armed[0] = False
+            raise KeyboardInterrupt
+        return real_exit(self, *exc)
+
+    monkeypatch.setattr(exclusive.recovering, "__exit__", cut_exit)
+    with Journal(str(tmp_path / "j.db")) as journal:
+        with pytest.raises(KeyboardInterrupt):
+            recovery.recover(journal, Registry())
+        assert recovery.recover(journal, Registry()).recovered == ()  # (not RecoveryNested)
+        done: list[object] = []
+        other = threading.Thread(target=lambda: done.append(recovery.recover(journal, Registry())))
+        other.start()
+        other.join(10)
+        assert done and not other.is_alive()
