@@ -5,8 +5,9 @@ rollback runs on, and the exception raised after says so."""
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -129,8 +130,26 @@ def exit_said(run: Run, exc: BaseException) -> None:
     Python prints no note of a SystemExit, so its notes are a warning on stderr (attack52:
     a halted rollback's process ended 0, not a word)."""
     notes = [n for n in getattr(exc, "__notes__", ()) if n.startswith("rollback")]
+    warned(run.name, exc, notes, 3)
+
+
+def warned(name: str | None, exc: BaseException, notes: list[str], level: int = 5) -> None:
+    """``exc``'s ``notes`` on stderr, once, if it is a SystemExit (Python never prints them);
+    ``level``: the frame it names (5: the caller of the ``with`` that calls this)."""
     if issubclass(type(exc), SystemExit) and notes and not getattr(exc, "_said", False):
         exc._said = True  # type: ignore[attr-defined]
         code = exc.code  # type: ignore[attr-defined]
-        said = f"saga {run.name!r} ended by sys.exit({code!r}), whose notes Python never prints: "
-        warnings.warn(said + "; ".join(notes), RuntimeWarning, stacklevel=2)
+        said = f"saga {name!r} ended by sys.exit({code!r}), whose notes Python never prints: "
+        warnings.warn(said + "; ".join(notes), RuntimeWarning, stacklevel=level)
+
+
+@contextlib.contextmanager
+def exit_warned(name: str | None) -> Iterator[None]:
+    """An engine's run (``runner.run``, ``run_explicit``) ended by a ``sys.exit``: its notes,
+    what the run left, go to stderr as ``saga.run``'s do (attack56 F1: not a word)."""
+    try:
+        yield
+    except SystemExit as exc:
+        with contextlib.suppress(Exception):
+            warned(name, exc, list(getattr(exc, "__notes__", ())))
+        raise

@@ -418,3 +418,35 @@ def test_a_ctrl_c_as_a_bpmn_run_returns_names_what_it_left(graph, code_name, nth
     assert type(got) is KeyboardInterrupt
     assert world == ["do a", "do b", "undo b", "undo a fails"]
     assert got.__notes__ == ["BPMN: the run was over; done, not undone: a"]
+
+
+@pytest.mark.parametrize("engine", ["run_explicit", "BpmnRunner", "StepFunctionsRunner"])
+def test_a_sys_exit_that_ends_an_engines_run_says_what_it_left_on_stderr(runner, engine):
+    """attack56 F1: a SIGTERM handler's ``sys.exit`` in an undo ended ``runner.run`` (and
+    ``run_explicit``) with its notes, what the rollback left, on the SystemExit, which Python
+    never prints: the process ended 143, not a word. ``saga.run`` warned; now every engine."""
+    import warnings
+
+    from rollback_lessons.runners.bpmn import BpmnRunner
+
+    def undo_b(state):
+        raise SystemExit(143)
+
+    def refuse(state):
+        raise ValueError("c refused")
+
+    saga = Saga([Step("a", lambda s: None, lambda s: None), Step("b", lambda s: None, undo_b),
+                 Step("c", refuse)], name=f"exits-{engine}")  # fmt: skip
+    run = {
+        "run_explicit": lambda: run_explicit(saga, {}),
+        "BpmnRunner": lambda: BpmnRunner.start().run(saga, {}),
+        "StepFunctionsRunner": lambda: runner.run(saga, {}, timeout=30),
+    }[engine]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = _raised(run)
+    assert type(got) is SystemExit and got.code == 143
+    said = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(said) == 1, said
+    assert said[0].startswith(f"saga 'exits-{engine}' ended by sys.exit(143), whose notes Python")
+    assert "not known to be undone: b, a" in said[0]

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from .._shutdown import warned
 from ..errors import STAND_IN, InjectedFault, InjectedTimeout, RemoteError
 from ..events import describe, said, text_of
 from ..faults import Fault
@@ -61,7 +62,7 @@ _CALL: contextvars.ContextVar[_Call | None] = contextvars.ContextVar("keeping", 
 
 
 @contextlib.contextmanager
-def keeping() -> Iterator[None]:
+def keeping(name: str | None = None) -> Iterator[None]:
     """``runner.run``'s: the runs started in this call (this thread, or this task) keep their
     errors, and the policies' classes; they are dropped when it returns (the run is over).
     A call that raises (its runner closed, a Ctrl-C) leaves them kept: a later launch here
@@ -80,6 +81,8 @@ def keeping() -> Iterator[None]:
             _CALL.reset(token)
         if call.over is not None:  # (a Ctrl-C as the run returned, its Outcome made, in a
             call.over(exc)  # ``with``'s exit: what it left is said, attack54 F3)
+        with contextlib.suppress(Exception):  # (a sys.exit's notes: on stderr, attack56 F1)
+            warned(name, exc, list(getattr(exc, "__notes__", ())))
         raise
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from ..._graph_drive import asked_of
+from ..._shutdown import exit_warned
 from ...errors import InvalidPipelineError
 from ...faults import InjectionLike, normalize_injection
 from ...machine import Machine, Phase
@@ -131,45 +132,46 @@ def run_explicit(
                    graphs=True)  # fmt: skip
     world: State = {} if state is None else state
     before = snapshot(world) if state is not None else None
-    if graph:
-        return _run_graph(saga, state, world, before, plan, faults, chosen, answers, asked)
-    machine = Machine(plan.undo_policy(), plan=plan.specs(), name=saga.name, run_id=run_id)
-    if type(machine.start()) is not RunStep:
-        raise RuntimeError("the machine does not start with a step")
-    timeouts = undo_timeouts(plan.specs(), plan.undo_policy())
-    host = _Host(Worker(run_id, saga, world, faults), machine, timeouts)
-    parser = BpmnParser()
-    parser.add_bpmn_str(to_bpmn_explicit(saga, policy=chosen).encode())
+    with exit_warned(saga.name):  # (a sys.exit's notes: on stderr, attack56 F1)
+        if graph:
+            return _run_graph(saga, state, world, before, plan, faults, chosen, answers, asked)
+        machine = Machine(plan.undo_policy(), plan=plan.specs(), name=saga.name, run_id=run_id)
+        if type(machine.start()) is not RunStep:
+            raise RuntimeError("the machine does not start with a step")
+        timeouts = undo_timeouts(plan.specs(), plan.undo_policy())
+        host = _Host(Worker(run_id, saga, world, faults), machine, timeouts)
+        parser = BpmnParser()
+        parser.add_bpmn_str(to_bpmn_explicit(saga, policy=chosen).encode())
 
-    class FeelConditions(PythonScriptEngine):  # type: ignore[misc]
-        def evaluate(self, task: Any, expression: str, external_context: Any = None) -> Any:
-            return super().evaluate(task, _python(expression), external_context)
+        class FeelConditions(PythonScriptEngine):  # type: ignore[misc]
+            def evaluate(self, task: Any, expression: str, external_context: Any = None) -> Any:
+                return super().evaluate(task, _python(expression), external_context)
 
-    engine = FeelConditions(environment=TaskDataEnvironment({"do": host.do, "undo": host.undo}))
-    workflow = BpmnWorkflow(
-        parser.get_spec("saga_explicit"),
-        parser.get_subprocess_specs("saga_explicit"),
-        script_engine=engine,
-    )
-    try:
-        workflow.do_engine_steps()
-    except BaseException as exc:  # (an Exception there is SpiffWorkflow's own failure)
-        if issubclass(type(exc), Exception):
-            raise
-        came_through_a_script()
-        _cut_between(saga, state, before, plan, host, exc)
-    if not workflow.is_completed():
-        raise RuntimeError("the BPMN workflow did not complete")
-    host.worker.plan = plan  # (what is in effect: the machine replays the calls)
-    host.worker.over = (None, OVER)  # (a Ctrl-C from now on, to run's return: said so)
-    with over_noted(host.worker, None, OVER):
-        calls = host.worker.calls  # each script task ran its task once: one visit each
-        found = [Visit(do(c.step) if c.call == "action" else undo(c.step), 1, c.error is None)
-                 for c in calls]  # fmt: skip
-        outcome = outcome_of(saga, walk(plan, found, calls), before=before, state=state)
-        Heard(saga).after(outcome)  # (the machine replays the engine's run: told once over)
-        host.worker.reraise(outcome)  # (a Ctrl-C in an action: once what was done is undone)
-        return outcome
+        engine = FeelConditions(environment=TaskDataEnvironment({"do": host.do, "undo": host.undo}))
+        workflow = BpmnWorkflow(
+            parser.get_spec("saga_explicit"),
+            parser.get_subprocess_specs("saga_explicit"),
+            script_engine=engine,
+        )
+        try:
+            workflow.do_engine_steps()
+        except BaseException as exc:  # (an Exception there is SpiffWorkflow's own failure)
+            if issubclass(type(exc), Exception):
+                raise
+            came_through_a_script()
+            _cut_between(saga, state, before, plan, host, exc)
+        if not workflow.is_completed():
+            raise RuntimeError("the BPMN workflow did not complete")
+        host.worker.plan = plan  # (what is in effect: the machine replays the calls)
+        host.worker.over = (None, OVER)  # (a Ctrl-C from now on, to run's return: said so)
+        with over_noted(host.worker, None, OVER):
+            calls = host.worker.calls  # each script task ran its task once: one visit each
+            found = [Visit(do(c.step) if c.call == "action" else undo(c.step), 1, c.error is None)
+                     for c in calls]  # fmt: skip
+            outcome = outcome_of(saga, walk(plan, found, calls), before=before, state=state)
+            Heard(saga).after(outcome)  # (the machine replays the engine's run: told once over)
+            host.worker.reraise(outcome)  # (a Ctrl-C in an action: once what was done is undone)
+            return outcome
 
 
 def _cut_between(saga: Saga, state: State | None, before: Any, plan: SagaPlan, host: _Host,
@@ -331,7 +333,7 @@ class BpmnRunner(Closable):
         """Run ``saga`` with SpiffWorkflow and return its Outcome (like ``saga.run``; its
         errors as they were raised here: ``error_record.keeping``)."""
         self._refuse_if_closed("run")
-        with keeping():
+        with keeping(saga.name):
             return run_explicit(saga, state, inject=inject, policy=policy, undo_order=undo_order,
                                 completion=completion, cancel=cancel, answers=answers)  # fmt: skip
 

@@ -249,7 +249,7 @@ class DBOSRunner(Closable):
         """Run ``saga`` on DBOS; its Outcome, errors as raised (``saga.run``'s: ``keeping``)."""
         self._refuse_if_closed("run")
         self._started = None
-        with keeping():
+        with keeping(saga.name):
             try:
                 return self.start_saga(saga, state, wait=True, **options).outcome()
             except (KeyboardInterrupt, SystemExit) as exc:  # (while this thread waited on

@@ -324,7 +324,7 @@ class StepFunctionsRunner(Closable):
         """Run ``saga`` on Step Functions and return its Outcome (like ``saga.run``; its
         errors as they were raised here: ``error_record.keeping``)."""
         self._refuse_if_closed("run")
-        with keeping():
+        with keeping(saga.name):
             return self.execute(saga, state, **options).outcome
 
     def _serve(self, arn: str, plan: SagaPlan, worker: Worker, timeout: float | None) -> str:

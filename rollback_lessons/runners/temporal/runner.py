@@ -343,7 +343,7 @@ class TemporalRunner(Closable):
         """Run ``saga`` on Temporal and return its Outcome (like ``saga.run``; its errors as
         they were raised here: ``error_record.keeping``)."""
         self._refuse_if_closed("run")
-        with keeping():
+        with keeping(saga.name):
             handle = await self.start_saga(saga, state, **options)
             try:
                 return await handle.outcome()
