@@ -127,20 +127,24 @@ class JournalWriter:
         elif kind is EventKind.STEP_START:
             assert step is not None
             step_kind = m.kinds[step]
+            # (each row known before it is written: a Ctrl-C as its write returns leaves it
+            # known, so the run's end writes it not run: attack55 F1; never written, the
+            # end's update of it changes nothing)
             if step_kind == Kind.PIVOT:
-                jrun.pivot(step, "started")  # durable: recover never undoes across it
                 self.pivot = step
+                jrun.pivot(step, "started")  # durable: recover never undoes across it
             if details["register"] == "after" and step_kind != Kind.PIVOT:  # undo once it returns
                 spec = m.spec
                 semantic, timeout = bool(spec and spec.semantic), spec and spec.undo_timeout
-                self.intents[step] = jrun.register(
-                    step, self.named[step], "intent", semantic, timeout or None
-                )
-                self.rows[self.intents[step]] = step
+                self.intents[step] = position = jrun.reserve()
+                self.rows[position] = step
+                jrun.register(step, self.named[step], "intent", semantic, timeout or None,
+                              position)  # fmt: skip
                 self.unsure.clear()  # (written: what was kept went with it)
             elif details["register"] == "none" and step_kind != Kind.GATE:  # (a pivot too)
-                self.intents[step] = jrun.no_undo(step)  # no undo: if it may have happened,
-                self.rows[self.intents[step]] = step
+                self.intents[step] = position = jrun.reserve()
+                self.rows[position] = step
+                jrun.no_undo(step, position)  # no undo: if it may have happened,
                 self.bare.add(step)  # its effect is leaked, never lost
                 self.unsure.clear()
         elif kind is EventKind.UNDO_REGISTERED:

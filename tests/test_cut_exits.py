@@ -86,3 +86,48 @@ def test_a_ctrl_c_as_recover_lets_the_file_go_leaves_it_free(tmp_path, monkeypat
         other.start()
         other.join(10)
         assert done and not other.is_alive()
+
+
+@pytest.mark.parametrize("cut", ["register", "no_undo"])
+def test_a_ctrl_c_as_a_steps_intent_row_is_written_leaves_it_written_not_run(
+    tmp_path, monkeypatch, cut
+):
+    """attack55 F1: a Ctrl-C as the intent row of s2 was written (at its step_start, before
+    its action) left the row unknown to the run: s2 "was not run" in process, but a second
+    Ctrl-C as s1's undo's done was written left the saga to recover, which found s2's row
+    an intent and reported s2 leaked, for a person to check: a step never called."""
+    from rollback_lessons import Saga, Step
+    from rollback_lessons.durable import records
+
+    world: list[str] = []
+    undo = compensation("undo_intent_cut", Registry())(
+        lambda step, idempotency_key=None: world.append(f"undo {step}")
+    )
+    real = getattr(records.JournalRun, cut)
+
+    def cut_as_it_returns(self, step, *args, **kwargs):
+        written = real(self, step, *args, **kwargs)
+        if step == "s2":
+            raise KeyboardInterrupt  # (the row written, the call returning)
+        return written
+
+    real_write = journal_module.Journal.write
+
+    def second_cut(self, statements, **kwargs):  # a second Ctrl-C as the undo's done is written
+        if any("SET state = 'done'" in sql for sql, _ in statements):
+            raise KeyboardInterrupt
+        return real_write(self, statements, **kwargs)
+
+    monkeypatch.setattr(records.JournalRun, cut, cut_as_it_returns)
+    monkeypatch.setattr(journal_module.Journal, "write", second_cut)
+    s2 = Step("s2", lambda s: world.append("do s2"), *(() if cut == "no_undo" else
+                                                      (undo.bind(step="s2"),)))  # fmt: skip
+    saga = Saga([Step("s1", lambda s: world.append("do s1"), undo.bind(step="s1")), s2,
+                 Step("s3", lambda s: world.append("do s3"))])  # fmt: skip
+    path = str(tmp_path / "j.db")
+    with pytest.raises(KeyboardInterrupt) as raised:
+        saga.run({}, journal=Journal(path), run_id="r1")
+    assert "rollback: s2 was not run: the Ctrl-C came as it started" in raised.value.__notes__
+    assert world == ["do s1", "undo s1"]
+    rows = sqlite3.connect(path).execute("SELECT step, state FROM undos ORDER BY position")
+    assert dict(rows.fetchall()).get("s2") == "not_run"
