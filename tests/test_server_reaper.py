@@ -89,7 +89,8 @@ def _killed_owner_leaves_nothing(code: str, server_word: str, how: signal.Signal
         port = int(owner.stdout.readline().strip().rsplit(":", 1)[1])
         kids = _children(owner.pid)
         servers = [pid for pid, line in kids.items() if server_word in line]
-        reapers = [pid for pid, line in kids.items() if "reaper.py" in line]
+        guarded = {**kids, **_children(servers[0])} if servers else kids  # (a launcher's:
+        reapers = [pid for pid, line in guarded.items() if "reaper.py" in line]  # the server's)
         assert len(servers) == 1 and _listening(port), kids
         owner.send_signal(how)
         owner.wait(10)
@@ -97,7 +98,7 @@ def _killed_owner_leaves_nothing(code: str, server_word: str, how: signal.Signal
             f"{server_word} (pid {servers[0]}) still running after its owner got {how.name}"
         )
         assert not _listening(port)
-        assert len(reapers) == 1 and _until(lambda: not _alive(reapers[0]))
+        assert reapers and _until(lambda: not any(_alive(pid) for pid in reapers))
     finally:
         owner.kill()
         owner.wait()
@@ -116,7 +117,11 @@ def test_a_temporal_dev_server_stops_when_its_owner_is_killed():
 
 
 def _reapers() -> set[int]:
-    return {pid for pid, line in _children(os.getpid()).items() if "reaper.py" in line}
+    """This process's reapers: its children's, or its servers' (started by ``reaper.launch``)."""
+    kids = _children(os.getpid())
+    for pid in list(kids):
+        kids.update(_children(pid))
+    return {pid for pid, line in kids.items() if "reaper.py" in line}
 
 
 def _gone(pids: set[int]) -> bool:
@@ -146,7 +151,7 @@ def test_a_temporal_runner_closed_normally_leaves_no_reaper():
 
     with ThreadPoolExecutor(1) as pool:
         pool.submit(asyncio.run, scenario()).result()
-    assert len(found) == 1
+    assert found  # (its launcher's, and the runner's own once it answers)
     assert _until(lambda: _gone(found), 3), (
         "its reaper outlived the server (or was never waited for)"
     )
@@ -202,3 +207,28 @@ def test_a_db_file_of_another_program_says_one_line_and_no_rust_panic(tmp_path):
         assert "panicked" not in err and err == "", err
         lines = out.splitlines()
         assert len(lines) == 2 and all("no such table: namespaces" in line for line in lines), out
+
+
+@pytest.mark.parametrize("at", ["__init__", "_execute_child"])
+def test_a_ctrl_c_as_the_moto_server_is_spawned_leaves_it_stopped(at):
+    """attack56 F2: a Ctrl-C as ``Popen`` returned (or its ``_execute_child``, after the fork)
+    came before ``moto_server``'s ``try``: the server, in a session of its own, ran for good.
+    Now it is found by its command line and stopped as the Ctrl-C leaves."""
+    armed = [True]
+
+    def hook(frame, event, arg):
+        code = frame.f_code
+        if armed[0] and event == "return" and code.co_name == at:
+            if code.co_filename.endswith("subprocess.py"):
+                armed[0] = False
+                os.kill(os.getpid(), signal.SIGINT)  # (heard as the call returns)
+
+    before = set(_children(os.getpid()))
+    sys.setprofile(hook)
+    try:
+        with pytest.raises(KeyboardInterrupt), moto_server():
+            pass
+    finally:
+        sys.setprofile(None)
+    left = {pid: line for pid, line in _children(os.getpid()).items() if pid not in before}
+    assert not [pid for pid, line in left.items() if "moto.server" in line and _alive(pid)], left
