@@ -218,10 +218,10 @@ def test_a_ctrl_c_as_the_moto_server_is_spawned_leaves_it_stopped(at):
 
     def hook(frame, event, arg):
         code = frame.f_code
-        if armed[0] and event == "return" and code.co_name == at:
-            if code.co_filename.endswith("subprocess.py"):
-                armed[0] = False
-                os.kill(os.getpid(), signal.SIGINT)  # (heard as the call returns)
+        ours = code.co_name == at and code.co_filename.endswith("subprocess.py")
+        if armed[0] and event == "return" and ours:
+            armed[0] = False
+            os.kill(os.getpid(), signal.SIGINT)  # (heard as the call returns)
 
     before = set(_children(os.getpid()))
     sys.setprofile(hook)
