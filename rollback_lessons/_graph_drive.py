@@ -2,14 +2,10 @@
 
 Each step is a small loop written once (``step_ops``: call the action, tell the machine,
 wait and try again when it says so); ``drive_graph`` runs the ready steps one at a time, in
-definition order (the branches of a group one after the other), and ``adrive_graph`` runs
-them at once as asyncio tasks. Both hand the rollback to the machine's own loop
-(``Driver.drive`` / ``adrive``): undos run one at a time, in the declared order.
-
-``drive_graph(..., pick=...)`` plays a chosen completion order without asyncio: every ready
-step starts at once and ``pick`` names which running step finishes next (its action is called
-then). That is the async engine with its timing made explicit, for the explorer and tests.
-"""
+definition order, and ``adrive_graph`` at once as asyncio tasks. Both hand the rollback to
+the machine's own loop (``Driver.drive`` / ``adrive``): undos one at a time, in order.
+``drive_graph(..., pick=...)`` plays a chosen completion order without asyncio (``pick``
+names which running step finishes next): the async engine's timing made explicit."""
 
 from __future__ import annotations
 
@@ -329,8 +325,25 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
     def start_ready() -> None:
         for step in gm.ready():
             run.tick()
-            gm.launch(step)  # here or as a step ends, not in its task: never launched twice
-            tasks[asyncio.ensure_future(branch(step))] = step
+            coroutine = None
+            try:
+                gm.launch(step)  # here or as a step ends, not in its task: never launched twice
+                coroutine = branch(step)
+                tasks[asyncio.ensure_future(coroutine)] = step
+            except BaseException:  # (a Ctrl-C as its task was made: attack55 F5)
+                untasked(step, coroutine)
+                raise
+
+    def untasked(step: str, coroutine: Any) -> None:
+        """``step`` launched, its task perhaps never made: kept if it was (it runs), else
+        never called (its intent written not run: no leaked step that nobody ran)."""
+        made = [t for t in asyncio.all_tasks() if coroutine and t.get_coro() is coroutine]
+        if made and step in gm.busy:
+            tasks[made[0]] = step
+        elif step in gm.busy and step not in tasks.values():
+            if coroutine is not None:
+                coroutine.close()
+            gm.not_called(step)
 
     async def branch(step: str) -> GraphOp:
         try:
@@ -404,6 +417,10 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
             broken = broken or ki  # the branches awaited (attack42 F1, F10; attack43 F6: a
             op = gm.broken(ki) or Ready(gm.ready())  # cancel no Ctrl-C made, as it stopped
             continue  # the loop inside its own code: this task is arun's own, nobody else's)
+        except (KeyboardInterrupt, SystemExit) as exc:  # heard here, as the wait began: the
+            broken = broken or exc  # branches are awaited and told, then the run fails
+            op = gm.broken(exc) or Ready(gm.ready())  # (attack55 F4: left to asyncio.run's
+            continue  # end, a MachineError logged, the outcome said nowhere)
         look = not done  # (a look while every branch runs or waits: arun's own)
         answers: list[GraphOp | None] = []
         for task in done:

@@ -739,3 +739,84 @@ def test_a_ctrl_c_as_a_generator_of_the_engine_resumes_is_never_dropped(driver, 
             break
         assert raised is not None, f"the Ctrl-C at resumption {n} was not raised"
     assert n > 10
+
+
+@pytest.mark.parametrize("raised", [KeyboardInterrupt, SystemExit])
+def test_arun_interrupted_as_a_branch_task_is_made_says_the_step_was_not_run(
+    tmp_path, monkeypatch, raised
+):
+    """attack55 F5: a Ctrl-C or sys.exit heard as ``asyncio.ensure_future`` started, in
+    arun's ``start_ready`` (a's start written, its task never made): a, never called, was
+    reported leaked in the note and the journal, for a person. It is said not run."""
+    import sqlite3
+    import warnings
+
+    world: list[str] = []
+    real = asyncio.ensure_future
+    armed = [True]
+
+    def ensure_future(coroutine, *args, **kwargs):
+        if armed[0] and getattr(coroutine, "__qualname__", "").endswith("branch"):
+            armed[0] = False
+            raise raised(143) if raised is SystemExit else raised()
+        return real(coroutine, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "ensure_future", ensure_future)
+    steps = world_steps(world, journalled=True)
+    from rollback_lessons import Parallel
+
+    saga = Saga([Parallel(Step(*steps[0]), Step(*steps[1]))], name="tasked")
+    path = str(tmp_path / "j.db")
+    with warnings.catch_warnings(record=True), pytest.raises(raised) as got:
+        asyncio.run(saga.arun({}, journal=Journal(path), run_id="r1"))
+    assert world == []
+    assert "rollback: a was not run: the run failed before its turn" in got.value.__notes__
+    rows = sqlite3.connect(path).execute("SELECT step, state FROM undos").fetchall()
+    assert [state for _, state in rows] in ([], ["not_run"])
+
+
+@pytest.mark.parametrize("raised", [KeyboardInterrupt, SystemExit])
+def test_arun_interrupted_as_its_driver_waits_awaits_the_branches_and_says_how_it_ended(
+    monkeypatch, raised
+):
+    """attack55 F4: a Ctrl-C or sys.exit heard as arun's driver called ``asyncio.wait``
+    (b waiting to retry) left the driver with b's branch behind: asyncio.run's end cancelled
+    it, a MachineError was logged, and nothing said how the run ended. Now the branches are
+    awaited and told, then the run fails there: a undone, b failed, said in a note."""
+    from rollback_lessons import Parallel, RetryPolicy
+
+    world: list[str] = []
+    real = asyncio.wait
+    armed = [False]
+
+    async def wait(waited, *args, **kwargs):
+        if armed[0] and isinstance(waited, dict):
+            armed[0] = False
+            raise raised(143) if raised is SystemExit else raised()
+        return await real(waited, *args, **kwargs)
+
+    def b(state):
+        world.append("try b")
+        if world.count("try b") == 1:
+            raise ConnectionError("refused")
+
+    def heard(event):
+        if event.kind.value == "step_retry":
+            armed[0] = True
+
+    monkeypatch.setattr(asyncio, "wait", wait)
+    retry = RetryPolicy(max_attempts=3, initial_delay=1.0)
+    a = Step("a", lambda s: world.append("do a"), lambda s: world.append("undo a"))
+    saga = Saga([Parallel(a, Step("b", b, lambda s: world.append("undo b"), retry=retry))],
+                on_event=heard)  # fmt: skip
+    logged: list[object] = []
+
+    async def main():
+        asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: logged.append(ctx))
+        return await saga.arun({})
+
+    with pytest.raises(raised) as got:
+        asyncio.run(main())
+    assert logged == []
+    assert world == ["do a", "try b", "undo a"]
+    assert any("b also failed" in note for note in got.value.__notes__)
