@@ -219,7 +219,8 @@ class Machine:
             if first := kind is _LOGGED and last == (step, "before"):
                 self.withdraw(step)  # type: ignore[arg-type]
             if (first or kind is _STARTED) and not issubclass(type(exc), Exception):
-                self.not_run(step)  # type: ignore[arg-type] # (action not called)
+                what = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else cut_by(exc)  # (L2)
+                self.not_run(step, f"the {what} came as it started")  # type: ignore[arg-type]
             self.raised_at = (exc, f"at the {kind._value_} event" + (f" of {step}" if step else ""))
 
     def cut(self, exc: BaseException, where: str) -> None:

@@ -820,3 +820,21 @@ def test_arun_interrupted_as_its_driver_waits_awaits_the_branches_and_says_how_i
     assert logged == []
     assert world == ["do a", "try b", "undo a"]
     assert any("b also failed" in note for note in got.value.__notes__)
+
+
+def test_a_sys_exit_as_a_step_starts_is_named_for_what_it_is():
+    """attack55 L2: a SIGTERM handler's sys.exit heard at b's step_start was noted "b was not
+    run: the Ctrl-C came as it started", on the warning too: it names the SystemExit."""
+    import warnings
+
+    world: list[str] = []
+
+    def heard(event):
+        if event.kind.value == "step_start" and event.step == "b":
+            raise SystemExit(143)
+
+    saga = Saga([Step(*step) for step in world_steps(world)], on_event=heard)
+    with warnings.catch_warnings(record=True), pytest.raises(SystemExit) as got:
+        saga.run({})
+    assert "rollback: b was not run: the SystemExit came as it started" in got.value.__notes__
+    assert world == ["do a", "undo a"]
