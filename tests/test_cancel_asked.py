@@ -221,3 +221,18 @@ def test_a_ctrl_c_in_the_cancel_function_is_told_as_saga_run_tells_it_on_every_e
             assert type(got) is type(expected), (name, k, got)
             said = (getattr(got, "__notes__", []), getattr(expected, "__notes__", []))
             assert said[0] == said[1] and there == here, (name, k, said, there, here)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5])
+def test_completion_asks_the_cancel_where_saga_run_does_on_every_engine(engines, k):
+    """attack56 F3: with ``completion=`` Step Functions asked the cancel before each step
+    started as well (9 asks where saga.run and DBOS ask 5): heard sooner, fewer steps ran,
+    another Outcome. Asked where saga.run asks it: the same Outcome, as often."""
+    order = ["s2", "s0", "s1", "s3"]
+    here_cancel, here_calls = token(k, "once")
+    local = build(4, True, None).run({}, cancel=here_cancel, completion=order)
+    for name in ("stepfunctions", "dbos"):
+        cancel, calls = token(k, "once")
+        remote = engines[name].run(build(4, True, None), {}, cancel=cancel, completion=order)
+        same(local, remote, name)
+        assert len(calls) == len(here_calls), (name, k)

@@ -334,8 +334,9 @@ class Live:
         op: Any = self._cancel() or m.start()
         tokens = held
         while type(op) is Ready:  # asked where saga.run asks (``_graph_drive.ASKED_AT``)
-            # (heard as a step starts: StopExecution, and ``completion``, arun's timing)
-            cut = self._cancel() if self.stop_execution or self.pick is not None else None
+            # (heard as a step starts: StopExecution only; ``completion`` asks where
+            # saga.run's does, as each step returns: attack47 F4, attack56 F3)
+            cut = self._cancel() if self.stop_execution else None
             if cut is not None:
                 op = cut
                 continue
