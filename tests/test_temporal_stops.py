@@ -337,3 +337,95 @@ def test_a_second_ctrl_c_during_the_compensation_says_what_is_left_and_who_finis
     saga = Saga([*_saga(world).steps, Step("c", refuse)], name="stops")
     outcome = _relaunched(db, port, queue, run_id, world, saga)
     assert outcome.status is Status.ROLLED_BACK and world == ["undo b", "undo a"]
+
+
+RETRYING = textwrap.dedent(
+    """
+    import asyncio, os, signal, sys, threading
+    from rollback_lessons import RetryPolicy, Saga, Step
+    from rollback_lessons.runners.temporal import TemporalRunner
+
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(3))  # how a service ends on SIGTERM
+    db, port, queue = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    tries = []
+
+    def b(state):  # refuses once (nothing done), then waits to retry: the SIGTERM then
+        tries.append(1)
+        if len(tries) == 1:
+            threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM)).start()
+            raise ConnectionError("busy")
+
+    saga = Saga([Step("a", lambda s: None, lambda s: None),
+                 Step("b", b, lambda s: None, retry=RetryPolicy(max_attempts=3, initial_delay=3)),
+                 Step("c", lambda s: None)], name="stops")
+
+    async def main():
+        async with await TemporalRunner.start(db_file=db, port=port, task_queue=queue) as r:
+            await r.run(saga, {})
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_a_sys_exit_as_run_waits_sends_the_sagas_cancel_and_the_relaunch_compensates(tmp_path):
+    """attack57 F1: a SIGTERM's sys.exit while ``run`` waited (b to retry) cancelled the
+    worker at the instant ``run`` would cancel the saga: the cancel never reached the server,
+    WorkerGone said "asked to cancel" and "undoes it", and the relaunch went on forward,
+    committed. The cancel is sent all the same: the relaunch compensates (a undone)."""
+    db, port, queue = tmp_path / "t.db", free_port(), f"stops-{uuid.uuid4().hex[:8]}"
+    done = subprocess.run(
+        [sys.executable, "-c", RETRYING, str(db), str(port), queue],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert "before the saga, asked to cancel, compensated" in done.stderr
+    run_id = done.stderr.split("the worker running saga ")[1].split()[0]
+    world: list[str] = []
+    from rollback_lessons import RetryPolicy
+
+    a, b = _saga(world).steps
+    retry = RetryPolicy(max_attempts=3, initial_delay=3)
+    saga = Saga([a, Step("b", b.action, b.undo, retry=retry), Step("c", lambda s: None)],
+                name="stops")  # fmt: skip
+    outcome = _relaunched(db, port, queue, run_id, world, saga)
+    assert outcome.status is Status.CANCELLED and world == ["undo a"]
+
+
+LOSING = textwrap.dedent(
+    """
+    import asyncio, os, signal, sys, threading, time
+    from rollback_lessons import Saga, Step
+    from rollback_lessons.runners.temporal import TemporalRunner
+
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(3))
+    began = threading.Event()
+
+    def c(state):  # running as the runner closes, its SIGTERM 0.5 s into close
+        began.set()
+        time.sleep(3)
+
+    saga = Saga([Step("a", lambda s: None, lambda s: None), Step("b", lambda s: None,
+                 lambda s: None), Step("c", c, lambda s: None)], name="stops")
+
+    async def main():
+        async with await TemporalRunner.start() as r:  # (no db_file: it keeps nothing)
+            await r.start_saga(saga, {})
+            await asyncio.to_thread(began.wait, 30)
+            threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM)).start()
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_a_sys_exit_as_close_waits_names_the_action_cut_among_what_may_be_in_effect():
+    """attack57 F2: no db_file, a SIGTERM's sys.exit while close waited for c's action: the
+    worker's end cut c's activity (the SDK's CancelledError, no record of ours), counted a
+    clean failure: SagasLost left c out of what may be in effect, though its call went on."""
+    done = subprocess.run([sys.executable, "-c", LOSING], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert "SagasLost" in done.stderr, done.stderr[-2000:]
+    assert "running or timed out (their effect may land): c;" in done.stderr
+    assert "so still in effect, or perhaps, undone by nobody: a, b, c" in done.stderr

@@ -5,6 +5,9 @@ silently, done steps standing and named by nobody)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import warnings
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -19,6 +22,8 @@ from .lost import SagaTerminated, failed_after_effect, history_table
 if TYPE_CHECKING:
     from temporalio.client import Client
 
+    from ...outcome import Outcome
+    from .handle import SagaHandle
     from .runner import TemporalRunner
 
 REASON = "its runner closed the dev server it had started, which keeps nothing (no db_file)"
@@ -66,25 +71,70 @@ class WorkerGone(RuntimeWarning):
     names what this process did, what is in doubt, and where the saga is left."""
 
 
-def worker_gone(runner: TemporalRunner, run_id: str) -> str:
+CANCEL_SENT = 3.0
+"""Seconds a ``run`` whose worker is gone still waits for its saga's cancel to reach the
+server (a client's call: no worker needed), so that a relaunch compensates it."""
+
+
+async def compensated(handle: SagaHandle, stopped: asyncio.CancelledError) -> Outcome:
+    """The saga of a ``run`` whose caller was cancelled, cancelled in its turn and awaited,
+    shielded, to its end: it compensates (attack42 F11: a Ctrl-C left every effect standing).
+    A second cancel stops the wait, the server has the saga; so does the runner's worker
+    being stopped (its loop's end: a ``sys.exit`` in a SIGTERM handler, a second Ctrl-C),
+    nothing here runs the undos then: the cancel (``stopped``) is raised, noted and warned
+    (``WorkerGone``) with what is in doubt and where the saga is left (attack51 F3). The
+    saga's cancel is sent all the same (attack57 F1: the worker cancelled at the same
+    instant, it never was, and a relaunch went on forward), and the words say if it was."""
+    asking = asyncio.ensure_future(handle.cancel())
+
+    async def cancel_then_wait() -> Outcome:
+        await asyncio.shield(asking)
+        return await handle.outcome()
+
+    waiting, worker = asyncio.ensure_future(cancel_then_wait()), handle.runner._worker_task
+    try:
+        while not waiting.done() and not (worker.done() or worker.cancelling()):
+            await asyncio.wait({waiting, worker}, timeout=0.1)  # (its shutdown may never end)
+    except asyncio.CancelledError:  # a second cancel: with the worker's too (a second Ctrl-C,
+        if not (worker.done() or worker.cancelling()):  # asyncio.run's end) it is said
+            raise  # below (attack54 F2: a bare KeyboardInterrupt); else the worker runs it
+    if waiting.done() and not waiting.cancelled():
+        return waiting.result()
+    waiting.cancel()
+    with contextlib.suppress(BaseException):  # (bounded; a further cancel ends it)
+        await asyncio.wait_for(asyncio.shield(asking), CANCEL_SENT)
+    sent = asking.done() and not asking.cancelled() and asking.exception() is None
+    note = worker_gone(handle.runner, handle.run_id, sent)
+    warnings.warn(WorkerGone(note), stacklevel=3)
+    stopped.add_note(note)
+    raise stopped
+
+
+def worker_gone(runner: TemporalRunner, run_id: str, sent: bool = True) -> str:
     """What ``WorkerGone`` says of saga ``run_id``: this process's calls (those still running
-    here are in doubt), and who can finish it (the server, a relaunch on the ``db_file``)."""
+    here are in doubt), and who can finish it (the server, a relaunch on the ``db_file``):
+    compensated if its cancel was ``sent``, else forward."""
     run, running = hosted.find(run_id), IN_FLIGHT.get(run_id, {})
     done, undone, failed = run.effects() if run is not None else ((), (), ())
     doubt = [s for kind, s, _ in running if kind == "action"]
     undoing = [s for kind, s, _ in running if kind == "undo" and s not in undone]
     perhaps = [s for s in failed if run is not None and s in run.effected]
     left = [s for s in dict.fromkeys((*done, *perhaps, *doubt)) if s not in undone]
+    then = (
+        "undoes it (asked to cancel; past its irreversible step, finishes it forward)"
+        if sent
+        else "goes on with it, forward (its cancel did not reach the server: cancel() it)"
+    )
     if runner.env is None:
         where = (
             f"the server at {runner.address} keeps it: a runner on task queue "
-            f"{runner.task_queue!r} takes it up (handle_for) and undoes it"
+            f"{runner.task_queue!r} takes it up (handle_for) and {then}"
         )
     elif runner.db_file is not None:
         where = (
             f"the dev server it started stops with it; {runner.db_file} keeps the saga: a "
-            "runner started again on the same db_file, port and task_queue takes it up "
-            "(handle_for) and undoes it"
+            f"runner started again on the same db_file, port and task_queue takes it up "
+            f"(handle_for) and {then}"
         )
     else:
         where = (
@@ -94,7 +144,12 @@ def worker_gone(runner: TemporalRunner, run_id: str) -> str:
     names = ", ".join
     return (
         f"the worker running saga {run_id} was stopped (its event loop ending) before the saga, "
-        f"asked to cancel, compensated: nothing in this process undoes it. This process did: "
+        + (
+            "asked to cancel, compensated"
+            if sent
+            else "whose cancel never reached the server, ended"
+        )
+        + ": nothing in this process undoes it. This process did: "
         f"{names(done) or 'none'}; undid: {names(undone) or 'none'}; in doubt (running here, "
         f"their end unknown): {names(doubt) or 'none'}; undoing here as it stopped (each undo's "
         f"end unknown): {names(dict.fromkeys(undoing)) or 'none'}; so in effect, or perhaps: "

@@ -54,7 +54,7 @@ from .activities import (
 )
 from .dblock import DbLock
 from .handle import SagaHandle, _release
-from .left import WorkerGone, unfinished, worker_gone
+from .left import compensated, unfinished
 from .left import warning as lost_warning
 from .limits import HISTORY_EVENTS_LIMIT, check_id, check_plan
 from .local import start_local
@@ -350,7 +350,7 @@ class TemporalRunner(Closable):
             except asyncio.CancelledError as exc:  # the caller's task (a Ctrl-C under
                 if self._closed:  # asyncio.run): the saga is cancelled too, as arun's is
                     raise
-                raise cancelled_with(exc, await _compensated(handle, exc)) from None
+                raise cancelled_with(exc, await compensated(handle, exc)) from None
 
     async def close(self) -> None:
         """Stop the worker, then the server (if it is ours). No action begins once close
@@ -420,31 +420,3 @@ class TemporalRunner(Closable):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-
-async def _compensated(handle: SagaHandle, stopped: asyncio.CancelledError) -> Outcome:
-    """The saga of a ``run`` whose caller was cancelled, cancelled in its turn and awaited,
-    shielded, to its end: it compensates (attack42 F11: a Ctrl-C left every effect standing).
-    A second cancel stops the wait, the server has the saga; so does the runner's worker
-    being stopped (its loop's end: a ``sys.exit`` in a SIGTERM handler, a second Ctrl-C),
-    nothing here runs the undos then: the cancel (``stopped``) is raised, noted and warned
-    (``WorkerGone``) with what is in doubt and where the saga is left (attack51 F3)."""
-
-    async def cancel_then_wait() -> Outcome:
-        await handle.cancel()
-        return await handle.outcome()
-
-    waiting, worker = asyncio.ensure_future(cancel_then_wait()), handle.runner._worker_task
-    try:
-        while not waiting.done() and not (worker.done() or worker.cancelling()):
-            await asyncio.wait({waiting, worker}, timeout=0.1)  # (its shutdown may never end)
-    except asyncio.CancelledError:  # a second cancel: with the worker's too (a second Ctrl-C,
-        if not (worker.done() or worker.cancelling()):  # asyncio.run's end) it is said
-            raise  # below (attack54 F2: a bare KeyboardInterrupt); else the worker runs it
-    if waiting.done() and not waiting.cancelled():
-        return waiting.result()
-    waiting.cancel()
-    note = worker_gone(handle.runner, handle.run_id)
-    warnings.warn(WorkerGone(note), stacklevel=3)
-    stopped.add_note(note)
-    raise stopped
