@@ -429,3 +429,58 @@ def test_a_sys_exit_as_close_waits_names_the_action_cut_among_what_may_be_in_eff
     assert "SagasLost" in done.stderr, done.stderr[-2000:]
     assert "running or timed out (their effect may land): c;" in done.stderr
     assert "so still in effect, or perhaps, undone by nobody: a, b, c" in done.stderr
+
+
+TURNS = textwrap.dedent(
+    """
+    import asyncio, os, signal, sys, threading, time
+    from rollback_lessons import Parallel, Saga, Step
+    from rollback_lessons.runners.temporal import TemporalRunner
+
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(3))
+    db, port, queue = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+
+    def b(state):  # its SIGTERM as it runs; e waits for its turn, after b
+        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        time.sleep(1.0)
+
+    def e(state):
+        print("E CALLED", flush=True)
+
+    saga = Saga([Parallel(Step("b", b, lambda s: None), Step("e", e, lambda s: None))],
+                name="turns")
+
+    async def main():
+        async with await TemporalRunner.start(db_file=db, port=port, task_queue=queue) as r:
+            await r.run(saga, {}, completion=["b", "e"])
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_an_action_waiting_for_its_turn_as_the_worker_ends_is_never_called_not_leaked(tmp_path):
+    """attack57 F3: a SIGTERM's sys.exit while b ran and e waited for its turn (after b):
+    the worker's end failed e's attempt with the SDK's CancelledError, counted cut short, and
+    the relaunch reported e leaked ("may have happened"), though never called. It is failed
+    as never begun: the relaunch plays it in its turn (and undoes it: b failed)."""
+    from rollback_lessons import Parallel
+
+    db, port, queue = tmp_path / "t.db", free_port(), f"stops-{uuid.uuid4().hex[:8]}"
+    done = subprocess.run(
+        [sys.executable, "-c", TURNS, str(db), str(port), queue],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert "E CALLED" not in done.stdout
+    run_id = done.stderr.split("the worker running saga ")[1].split()[0]
+    world: list[str] = []
+
+    def step(name):
+        return Step(name, lambda s: world.append(f"do {name}"),
+                    lambda s: world.append(f"undo {name}"))  # fmt: skip
+
+    saga = Saga([Parallel(step("b"), step("e"))], name="turns")
+    outcome = _relaunched(db, port, queue, run_id, world, saga)
+    assert outcome.leaked == ("b",), outcome
+    assert "e" not in outcome.leaked and world.count("undo e") == world.count("do e")

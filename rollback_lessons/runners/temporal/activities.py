@@ -4,6 +4,7 @@ never returns can be abandoned when the runner closes."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import dataclasses
@@ -17,6 +18,7 @@ from typing import Any
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory, CancelledError
+from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
 from ...calls import still_running, timed_out
 from ...faults import NO_FAULTS
@@ -130,6 +132,7 @@ def run_action(call: StepCall) -> None:
     if gate is not None:
         gate(call.step)  # (a close meanwhile ends the wait: ``closing``)
     refuse_if_closing(call.step)
+    began(call)
     step_started(call.run_id, call.step).set()
     fault = run.faults.get(call.step, NO_FAULTS).action
     ended: list[ErrorRecord | None] = []
@@ -152,6 +155,31 @@ def run_action(call: StepCall) -> None:
             raise  # before the call began: cut short, nothing ran
     if ended[0] is not None:
         raise _application_error(ended[0])
+
+
+_BEGUN: dict[tuple[str, str, int], bool] = {}  # an action's attempt: began, or withdrawn
+
+
+def began(call: StepCall) -> None:
+    """The action's call begins now, unless the worker's end withdrew it (``withdrawn``):
+    then it never does, refused as never begun."""
+    with _LOCK:
+        if _BEGUN.setdefault((call.run_id, call.step, call.attempt), True) is False:
+            raise not_begun(call.step, "its worker stopped before its turn")
+
+
+def withdrawn(call: StepCall) -> bool:
+    """The worker's end cut this attempt (its task cancelled by the loop's end): if its
+    call had not begun (waiting for its turn), it never will, and it is refused as never
+    begun, scheduled again for a relaunch (attack57 F3: reported leaked, though never
+    called); one that began stays cut short, in doubt."""
+    with _LOCK:
+        return _BEGUN.setdefault((call.run_id, call.step, call.attempt), False) is False
+
+
+def not_begun(step: str, why: str) -> ApplicationError:
+    return ApplicationError(f"the action of {step!r} was not begun: {why}", type=NOT_CALLED,
+                            non_retryable=True, category=BENIGN)  # fmt: skip
 
 
 HOST_WAIT = 5.0
@@ -382,3 +410,25 @@ def _application_error(error: ErrorRecord) -> ApplicationError:
 
 class AbandonedCall(Exception):
     """The activity's call was still running when its runner closed."""
+
+
+class WorkerEnd(Interceptor):
+    """The worker's: an action attempt its worker's end cut before its call began (waiting
+    for its turn, ``completion=``) is failed as never begun (``withdrawn``), not as the
+    SDK's ``CancelledError`` the workflow must count in doubt (attack57 F3)."""
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        return _Cut(next)
+
+
+class _Cut(ActivityInboundInterceptor):
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        try:
+            return await super().execute_activity(input)
+        except (asyncio.CancelledError, CancelledError) as exc:
+            ended = isinstance(exc, asyncio.CancelledError) or activity.is_worker_shutdown()
+            call = input.args[0] if input.args else None
+            action = getattr(input.fn, "__name__", "") == run_action.__name__
+            if ended and action and isinstance(call, StepCall) and withdrawn(call):
+                raise not_begun(call.step, "its worker stopped before its turn") from None
+            raise

@@ -47,6 +47,7 @@ from .activities import (
     RUNNING,
     AbandonedCalls,
     Threads,
+    WorkerEnd,
     closing,
     refuse_if_closing,
     run_action,
@@ -145,6 +146,7 @@ class TemporalRunner(Closable):
             workflows=[SagaWorkflow],
             activities=[run_action, run_undo],
             activity_executor=self._executor,
+            interceptors=[WorkerEnd()],  # (an action cut before its turn: never begun)
             # the package's modules are the workflow's as they are in this process: plain
             # data and the machine, no I/O at import; and ``hosted`` is this process's, so a
             # policy of one's own (decided in the workflow) is found there
