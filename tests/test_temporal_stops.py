@@ -409,7 +409,8 @@ LOSING = textwrap.dedent(
                  lambda s: None), Step("c", c, lambda s: None)], name="stops")
 
     async def main():
-        async with await TemporalRunner.start() as r:  # (no db_file: it keeps nothing)
+        kept = {"db_file": sys.argv[1]} if len(sys.argv) > 1 else {}  # (none: it keeps nothing)
+        async with await TemporalRunner.start(**kept) as r:
             await r.start_saga(saga, {})
             await asyncio.to_thread(began.wait, 30)
             threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM)).start()
@@ -484,3 +485,15 @@ def test_an_action_waiting_for_its_turn_as_the_worker_ends_is_never_called_not_l
     outcome = _relaunched(db, port, queue, run_id, world, saga)
     assert outcome.leaked == ("b",), outcome
     assert "e" not in outcome.leaked and world.count("undo e") == world.count("do e")
+
+
+def test_a_sys_exit_as_close_waits_on_a_db_file_names_the_call_left_running(tmp_path):
+    """attack57 F4: with a db_file, a SIGTERM's sys.exit during close's wait for c's action
+    printed nothing of c (no AbandonedCalls, ``runner.abandoned`` empty), nor that the
+    db_file keeps the saga. They are named as the grace's end would name them."""
+    done = subprocess.run([sys.executable, "-c", LOSING, str(tmp_path / "t.db")],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert "AbandonedCalls: close was cut (its task cancelled" in done.stderr, done.stderr[-2000:]
+    assert "left on their threads: the action of 'c'" in done.stderr
+    assert f"{tmp_path / 't.db'} keeps their sagas" in done.stderr

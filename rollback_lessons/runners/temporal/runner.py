@@ -369,7 +369,8 @@ class TemporalRunner(Closable):
         shutdown = asyncio.ensure_future(self._worker.shutdown())
         try:
             calls = await self._worker_stopped(shutdown)
-        except BaseException:  # a Ctrl-C as it waits (attack51 F6): the sagas a server that
+        except BaseException as exc:  # a Ctrl-C as it waits (attack51 F6): the calls still
+            self._cut_running(exc)  # running named; the sagas a server that
             if self.env is not None and self.db_file is None and not self._named:  # keeps
                 with contextlib.suppress(Exception, asyncio.CancelledError):  # nothing has
                     await self._name_lost()  # are named all the same, then it is raised
@@ -391,6 +392,18 @@ class TemporalRunner(Closable):
                 await self.env.shutdown()
             finally:  # the server stopped: the db_file's lock with it
                 self._db_lock.let_go()
+
+    def _cut_running(self, exc: BaseException) -> None:
+        """``close`` cut as it waited (a Ctrl-C, a SIGTERM's ``sys.exit``): the calls still
+        running, left on their threads, named as the grace's end would (attack57 F4)."""
+        running = tuple(RUNNING.get(self.task_queue, {}).values())
+        if running and not self.abandoned:
+            self.abandoned = running
+            kept = f"; {self.db_file} keeps their sagas: a runner started again on it takes them up"
+            warnings.warn(AbandonedCalls(
+                f"close was cut ({_cut_by(exc)}) with {len(running)} call(s) still running, "
+                f"left on their threads: {'; '.join(running)}{kept if self.db_file else ''}"
+            ), stacklevel=3)  # fmt: skip
 
     async def _worker_stopped(self, shutdown: asyncio.Future[None]) -> int:
         """Wait for the worker's ``shutdown``, abandoning the calls still running past
@@ -422,3 +435,9 @@ class TemporalRunner(Closable):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+def _cut_by(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.CancelledError):
+        return "its task cancelled: the event loop ending, on a sys.exit or a Ctrl-C"
+    return "a Ctrl-C" if isinstance(exc, KeyboardInterrupt) else type(exc).__name__
