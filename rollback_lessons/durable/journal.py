@@ -144,19 +144,15 @@ class Journal:
     # -- writing -------------------------------------------------------------------------
 
     def write(
-        self,
-        statements: list[tuple[str, tuple[Any, ...]]],
-        *,
-        fences: Mapping[str, int] | None = None,
-        sync: bool = True,
+        self, statements: list[tuple[str, tuple[Any, ...]]], *,
+        fences: Mapping[str, int] | None = None, sync: bool = True,
         written: Written | None = None,
-    ) -> None:
+    ) -> None:  # fmt: skip
         """Apply statements in one durable transaction (``written`` says, even when an
-        exception ends the call, whether they were committed).
-
-        Statements of the same text run together (in the order each text first appears),
-        which keeps every insert before the updates of the rows it adds. So a batch must
-        not hold two statements of different texts that update the same row. ``fences``
+        exception ends the call, whether they were committed). Statements of the same text
+        run together (in the order each text first appears), which keeps every insert
+        before the updates of the rows it adds. So a batch must not hold two statements of
+        different texts that update the same row. ``fences``
         maps saga ids to the claim generation the writer holds (0: its owner, never
         claimed); the transaction first checks each is still so, or writes nothing.
         ``sync=False``: committed without waiting for the disk (SQLite's synchronous=NORMAL
