@@ -134,6 +134,21 @@ def _sigtermed(tmp_path, mode: str):
     return db, port, queue, done
 
 
+def _refused_at_c(world: list[str]) -> Saga:
+    """The children's saga as a relaunch gives it: a, b, then c refusing."""
+
+    def refuse(state):
+        raise ValueError("c refused")
+
+    return Saga([*_saga(world).steps, Step("c", refuse)], name="stops")
+
+
+def _child(code: str, *args: object) -> subprocess.CompletedProcess[str]:
+    """``code`` run in a process of its own (its SIGTERM, its Ctrl-Cs, its exit)."""
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+
+
 def _relaunched(db, port, queue, run_id: str, world: list[str], saga=None):
     async def main():
         async with await TemporalRunner.start(db_file=db, port=port, task_queue=queue) as again:
@@ -150,12 +165,7 @@ def test_an_undo_cut_by_the_loops_end_is_asked_again_never_a_dead_letter(tmp_pat
     assert done.returncode == 3, done.stderr[-2000:]
     run_id = done.stdout.split("RUNID ")[1].split()[0]
     world: list[str] = []
-
-    def refuse(state):
-        raise ValueError("c refused")
-
-    saga = Saga([*_saga(world).steps, Step("c", refuse)], name="stops")
-    outcome = _relaunched(db, port, queue, run_id, world, saga)
+    outcome = _relaunched(db, port, queue, run_id, world, _refused_at_c(world))
     assert outcome.dead_letters == () and outcome.status is Status.ROLLED_BACK
     assert outcome.compensated == ("b", "a") and world == ["undo b", "undo a"]
 
@@ -223,12 +233,7 @@ def test_the_worker_gone_mid_undo_names_the_undo_running_and_a_relaunch_asks_it_
     assert "so in effect, or perhaps: a, b." in done.stderr
     run_id = done.stderr.split("the worker running saga ")[1].split()[0]
     world: list[str] = []
-
-    def refuse(state):
-        raise ValueError("c refused")
-
-    saga = Saga([*_saga(world).steps, Step("c", refuse)], name="stops")
-    outcome = _relaunched(db, port, queue, run_id, world, saga)
+    outcome = _relaunched(db, port, queue, run_id, world, _refused_at_c(world))
     assert outcome.status is Status.ROLLED_BACK and outcome.dead_letters == ()
     assert world == ["undo b", "undo a"]
 
@@ -269,20 +274,12 @@ def test_an_undo_abandoned_by_a_closing_runner_is_asked_again_never_a_dead_lette
     and a relaunch dead-lettered b though its undo never ended; b's effect stood. Its end
     unknown, the attempt is asked again of the runner that takes the run up."""
     db, port, queue = tmp_path / "t.db", free_port(), f"stops-{uuid.uuid4().hex[:8]}"
-    done = subprocess.run(
-        [sys.executable, "-c", ABANDONING, str(db), str(port), queue],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    done = _child(ABANDONING, str(db), str(port), queue)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "ABANDONED" in done.stdout and "AbandonedCalls" in done.stderr
     run_id = done.stdout.split("RUNID ")[1].split()[0]
     world: list[str] = []
-
-    def refuse(state):
-        raise ValueError("c refused")
-
-    saga = Saga([*_saga(world).steps, Step("c", refuse)], name="stops")
-    outcome = _relaunched(db, port, queue, run_id, world, saga)
+    outcome = _relaunched(db, port, queue, run_id, world, _refused_at_c(world))
     assert outcome.status is Status.ROLLED_BACK and outcome.dead_letters == ()
     assert outcome.compensated == ("b", "a") and world == ["undo b", "undo a"]
 
@@ -320,22 +317,14 @@ def test_a_second_ctrl_c_during_the_compensation_says_what_is_left_and_who_finis
     KeyboardInterrupt (asyncio's own, from its SIGINT handler): the loop's end cancels the
     worker too, so ``WorkerGone`` names what is left and the relaunch that finishes it."""
     db, port, queue = tmp_path / "t.db", free_port(), f"stops-{uuid.uuid4().hex[:8]}"
-    done = subprocess.run(
-        [sys.executable, "-c", TWICE, str(db), str(port), queue],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    done = _child(TWICE, str(db), str(port), queue)
     assert done.returncode != 0 and done.stderr.rstrip().endswith("KeyboardInterrupt")
     assert "WorkerGone: the worker running saga stops-" in done.stderr, done.stderr[-2000:]
     assert "undoing here as it stopped (each undo's end unknown): b;" in done.stderr
     assert "same db_file, port and task_queue takes it up (handle_for)" in done.stderr
     run_id = done.stderr.split("the worker running saga ")[1].split()[0]
     world: list[str] = []
-
-    def refuse(state):
-        raise ValueError("c refused")
-
-    saga = Saga([*_saga(world).steps, Step("c", refuse)], name="stops")
-    outcome = _relaunched(db, port, queue, run_id, world, saga)
+    outcome = _relaunched(db, port, queue, run_id, world, _refused_at_c(world))
     assert outcome.status is Status.ROLLED_BACK and world == ["undo b", "undo a"]
 
 
@@ -374,10 +363,7 @@ def test_a_sys_exit_as_run_waits_sends_the_sagas_cancel_and_the_relaunch_compens
     WorkerGone said "asked to cancel" and "undoes it", and the relaunch went on forward,
     committed. The cancel is sent all the same: the relaunch compensates (a undone)."""
     db, port, queue = tmp_path / "t.db", free_port(), f"stops-{uuid.uuid4().hex[:8]}"
-    done = subprocess.run(
-        [sys.executable, "-c", RETRYING, str(db), str(port), queue],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    done = _child(RETRYING, str(db), str(port), queue)
     assert done.returncode == 3, done.stderr[-2000:]
     assert "before the saga, asked to cancel, compensated" in done.stderr
     run_id = done.stderr.split("the worker running saga ")[1].split()[0]
@@ -424,8 +410,7 @@ def test_a_sys_exit_as_close_waits_names_the_action_cut_among_what_may_be_in_eff
     """attack57 F2: no db_file, a SIGTERM's sys.exit while close waited for c's action: the
     worker's end cut c's activity (the SDK's CancelledError, no record of ours), counted a
     clean failure: SagasLost left c out of what may be in effect, though its call went on."""
-    done = subprocess.run([sys.executable, "-c", LOSING], capture_output=True, text=True,
-                          timeout=60)  # fmt: skip
+    done = _child(LOSING)
     assert done.returncode == 3, done.stderr[-2000:]
     assert "SagasLost" in done.stderr, done.stderr[-2000:]
     assert "running or timed out (their effect may land): c;" in done.stderr
@@ -468,10 +453,7 @@ def test_an_action_waiting_for_its_turn_as_the_worker_ends_is_never_called_not_l
     from rollback_lessons import Parallel
 
     db, port, queue = tmp_path / "t.db", free_port(), f"stops-{uuid.uuid4().hex[:8]}"
-    done = subprocess.run(
-        [sys.executable, "-c", TURNS, str(db), str(port), queue],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    done = _child(TURNS, str(db), str(port), queue)
     assert done.returncode == 3, done.stderr[-2000:]
     assert "E CALLED" not in done.stdout
     run_id = done.stderr.split("the worker running saga ")[1].split()[0]
@@ -491,8 +473,7 @@ def test_a_sys_exit_as_close_waits_on_a_db_file_names_the_call_left_running(tmp_
     """attack57 F4: with a db_file, a SIGTERM's sys.exit during close's wait for c's action
     printed nothing of c (no AbandonedCalls, ``runner.abandoned`` empty), nor that the
     db_file keeps the saga. They are named as the grace's end would name them."""
-    done = subprocess.run([sys.executable, "-c", LOSING, str(tmp_path / "t.db")],
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    done = _child(LOSING, tmp_path / "t.db")
     assert done.returncode == 3, done.stderr[-2000:]
     assert "AbandonedCalls: close was cut (its task cancelled" in done.stderr, done.stderr[-2000:]
     assert "left on their threads: the action of 'c'" in done.stderr
