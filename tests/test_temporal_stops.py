@@ -182,6 +182,7 @@ def test_an_action_cut_by_the_loops_end_is_in_doubt_never_a_clean_failure(tmp_pa
     outcome = _relaunched(db, port, queue, run_id, world)
     assert outcome.status is Status.ROLLBACK_INCOMPLETE
     assert outcome.compensated == ("a",) and outcome.leaked == ("b",)
+    assert repr(outcome.error) == "CancelledError('its worker stopped mid-call: its end unknown')"
     assert world == ["undo a"]
     assert hosted.find(run_id) is None
 

@@ -61,7 +61,7 @@ its call goes on on its thread, its end unknown, as ``IN_DOUBT`` (attack21's T1:
 a clean failure, another worker rolled back without it and its effect landed after)."""
 CUT = "CancelledError"
 """An activity its worker's loop cancelled (``asyncio.run`` ending on a ``sys.exit``), failed
-by the SDK with no record: its end unheard (``_unheard``; attack51 F2: a clean failure)."""
+by the SDK with no record: its end unknown (``_end_unknown``; attack51 F2: a clean failure)."""
 NOT_CALLED = "RunnerClosing"
 """A call a worker refused to begin (its runner closing, or the run not hosted there): the
 workflow schedules it again, for whichever worker takes the run up (attack21's T1)."""
@@ -109,6 +109,9 @@ def _cause(err: BaseException) -> tuple[BaseException, bool]:
     cause = err.cause if isinstance(err, ActivityError) else err
     if isinstance(cause, ApplicationError) and cause.details:
         return ErrorRecord(**cause.details[0]).to_exception(), False
+    if isinstance(cause, ApplicationError) and cause.type in (CUT, ABANDONED):  # (no record)
+        said = "its worker stopped mid-call" if cause.type == CUT else str(cause)
+        return RemoteError(cause.type, f"{said}: its end unknown", (cause.type,)), False
     name = type(cause).__name__
     return RemoteError(name, str(cause), (name,)), "Cancel" in name
 
@@ -121,21 +124,14 @@ def turn_wait(plan: SagaPlan) -> float:
 
 def _end_unknown(err: ActivityError) -> bool:
     """Did a call go on unheard: past ``step_timeout`` in its worker (``IN_DOUBT``), left
-    running by a runner that closed (``ABANDONED``), or its end unheard (``_unheard``)? An
-    action's effect may land yet: the step was cut short (undone if its undo was logged
-    before it, reported leaked if not); an undo's attempt may be done: asked again. Never
-    a clean failure."""
-    cause = err.cause
-    return _unheard(err) or (
-        isinstance(cause, ApplicationError) and cause.type in (IN_DOUBT, ABANDONED)
-    )
-
-
-def _unheard(err: ActivityError) -> bool:
-    """The attempt's end went unheard: the server timed it out, or its worker's loop cut it."""
+    running by a runner that closed (``ABANDONED``), timed out by the server, or cut by its
+    worker's loop (``CUT``, no record)? An action's effect may land yet: the step was cut
+    short (undone if its undo was logged before it, reported leaked if not); an undo's
+    attempt may be done: asked again. Never a clean failure."""
     cause = err.cause
     return isinstance(cause, ServerTimeout) or (
-        isinstance(cause, ApplicationError) and cause.type == CUT and not cause.details
+        isinstance(cause, ApplicationError)
+        and (cause.type in (IN_DOUBT, ABANDONED) or (cause.type == CUT and not cause.details))
     )
 
 
