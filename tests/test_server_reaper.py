@@ -232,3 +232,23 @@ def test_a_ctrl_c_as_the_moto_server_is_spawned_leaves_it_stopped(at):
         sys.setprofile(None)
     left = {pid: line for pid, line in _children(os.getpid()).items() if pid not in before}
     assert not [pid for pid, line in left.items() if "moto.server" in line and _alive(pid)], left
+
+
+def test_its_own_moto_server_gone_mid_run_says_the_execution_went_with_it():
+    """attack56 L1: the runner's own moto_server killed mid-run: the note said the execution
+    "could not be stopped (it may still run: ARN)", though nothing can run it any more."""
+    from rollback_lessons import Saga, Step
+    from rollback_lessons.runners.stepfunctions import StepFunctionsError, StepFunctionsRunner
+
+    def kill_server(state):
+        for pid, line in _children(os.getpid()).items():
+            if "moto.server" in line:
+                os.kill(pid, signal.SIGKILL)
+
+    saga = Saga([Step("a", lambda s: None, lambda s: None), Step("b", kill_server)], name="gone")
+    with StepFunctionsRunner.start("moto_server") as runner:
+        with pytest.raises(StepFunctionsError) as got:
+            runner.run(saga, {}, timeout=30)
+    notes = got.value.__notes__
+    assert len(notes) == 1 and "went with the runner's own moto_server" in notes[0], notes
+    assert "may still run" not in notes[0] and notes[0].endswith("done, not undone: a, b")

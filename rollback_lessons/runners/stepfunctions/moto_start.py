@@ -39,3 +39,11 @@ def _moto_server() -> Iterator[str]:
     config = {"stepfunctions": {"execute_state_machine": True}}
     with moto_server(config, StepFunctionsError) as url:
         yield url
+
+
+def refused(exc: Exception) -> bool:
+    """Did a connection to the server fail outright (nothing listens there any more: the
+    runner's own moto_server is gone, and the executions it held with it)?"""
+    from botocore.exceptions import EndpointConnectionError
+
+    return isinstance(exc, EndpointConnectionError)

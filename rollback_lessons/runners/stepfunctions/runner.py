@@ -34,7 +34,7 @@ from .asl_graph import graph_asl
 from .history import OVER, Execution, check_answered, visits
 from .live import Idle, Live, TimedOut, stop_execution
 from .matched import Matching, cause_of
-from .moto_start import _moto_in_process, _moto_server
+from .moto_start import _moto_in_process, _moto_server, refused
 
 REGION = "us-east-1"
 ROLE_ARN = "arn:aws:iam::123456789012:role/rollback-lessons"  # moto accepts any role
@@ -252,8 +252,9 @@ class StepFunctionsRunner(Closable):
             try:  # L5: two bare KeyboardInterrupts): raised, with the note, once it is made
                 why = "Timeout" if isinstance(exc, TimedOut) else "Stopped"
                 how = self._stop(arn, why, f"the runner stopped: {type(exc).__name__}")
-            except Exception:
-                pass
+            except Exception as failed:  # (its own moto_server refusing: gone, with it)
+                if self.where == "moto_server" and refused(failed):  # (attack56 L1)
+                    how = "went with the runner's own moto_server (it is gone: nothing runs it)"
             except BaseException as second:
                 again = second
             note = f"Step Functions: the execution {how}; {worker.in_effect()}"
