@@ -252,3 +252,29 @@ def test_its_own_moto_server_gone_mid_run_says_the_execution_went_with_it():
     notes = got.value.__notes__
     assert len(notes) == 1 and "went with the runner's own moto_server" in notes[0], notes
     assert "may still run" not in notes[0] and notes[0].endswith("done, not undone: a, b")
+
+
+def test_a_ctrl_c_as_a_closing_runners_clients_are_finalized_is_raised_not_dropped():
+    """attack56 F4: a Ctrl-C heard in urllib3's pool finalizer, as ``close`` let the boto
+    clients go, was dropped by Python ("Exception ignored"), the script going on, exit 0.
+    Held back while the clients are collected, it is raised after, from ``close``."""
+    from rollback_lessons import Saga, Step
+    from rollback_lessons.runners.stepfunctions import StepFunctionsRunner
+
+    armed, heard = [False], []
+
+    def hook(frame, event, arg):
+        if armed[0] and event == "call" and frame.f_code.co_name == "_close_pool_connections":
+            armed[0] = False
+            heard.append(1)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    saga = Saga([Step("a", lambda s: None, lambda s: None)], name="finalized")
+    sys.setprofile(hook)
+    try:
+        with pytest.raises(KeyboardInterrupt), StepFunctionsRunner.start("moto_server") as runner:
+            assert runner.run(saga, {}).status.value == "committed"
+            armed[0] = True
+    finally:
+        sys.setprofile(None)
+    assert heard  # (the finalizer ran in close, and the Ctrl-C sent there was raised)

@@ -5,6 +5,11 @@ server to start again); DBOS also says so of a run its close stopped."""
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,3 +74,20 @@ class Gone:
             f"this {type(self._runner).__name__} ({self._where}) was closed while a saga ran "
             f"on it: its request {name} was not sent, and nothing more of that run is done"
         )
+
+
+@contextlib.contextmanager
+def collected() -> Iterator[None]:
+    """Drop a runner's clients here and collect them at once, SIGINT and SIGTERM held back
+    meanwhile (delivered as it ends): a library's finalizer (urllib3's pools) runs Python
+    code, and a Ctrl-C heard inside one is dropped by Python ("Exception ignored"), the
+    script going on (attack56 F4); held, it is raised after, in ``close``."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    main = threading.current_thread() is threading.main_thread()
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, held) if main else None
+    try:
+        yield
+        gc.collect()
+    finally:
+        if before is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, before)

@@ -23,7 +23,7 @@ from ...policies import PolicyLike, check_seconds, data_only
 from ...rules import check_state
 from ...saga import Saga, State, snapshot
 from ...schedule import GraphMachine
-from ..closed import Closable, Gone
+from ..closed import Closable, Gone, collected
 from ..error_record import keeping
 from ..heard import Heard
 from ..history import Worker, over_noted, walk
@@ -422,10 +422,12 @@ class StepFunctionsRunner(Closable):
         serves (its clients are ``Gone``). Closing again does nothing."""
         if self._closed:
             return
-        self._closed, sqs = True, self.sqs
+        self._closed, clients = True, [self.sfn, self.sqs]  # (kept: none finalized here)
         self.sfn, self.sqs = Gone(self, self._where()), Gone(self, self._where())
         with contextlib.suppress(Exception):
-            sqs.delete_queue(QueueUrl=self.queue_url)
+            clients[1].delete_queue(QueueUrl=self.queue_url)
+        with collected():  # (their finalizers: a Ctrl-C there raised after, never dropped)
+            clients.clear()
         self._stack.close()
 
     def __enter__(self) -> StepFunctionsRunner:
