@@ -634,3 +634,34 @@ def test_a_closed_runners_handle_stops_nothing_on_the_file_open_now(tmp_path):
     with pytest.raises(RunnerClosed):  # (none open: it was DBOS's own error)
         old.stop()
     assert world == {"A.a": "done", "A.b": "done", "B.a": "done", "B.b": "done"}
+
+
+COLLECTED = """
+import os, signal, sys, tempfile
+from rollback_lessons import Saga, Step
+from rollback_lessons.runners.dbos import DBOSRunner
+armed = [False]
+def hook(frame, event, arg):  # a Ctrl-C as SQLAlchemy's weakref callback runs, in close
+    if armed[0] and event == "call" and frame.f_code.co_name == "_collection_gced":
+        armed[0] = False
+        os.kill(os.getpid(), signal.SIGINT)
+sys.setprofile(hook)
+saga = Saga([Step(n, lambda s: s, lambda s: s) for n in "abc"], name="s")
+try:
+    with DBOSRunner.start(os.path.join(tempfile.mkdtemp(), "d.sqlite")) as runner:
+        print(runner.run(saga, {}).status.value, flush=True)
+        armed[0] = True
+    print("closed, nothing raised")
+except KeyboardInterrupt:
+    print("KeyboardInterrupt raised")
+"""
+
+
+def test_a_ctrl_c_as_dbos_engines_are_finalized_in_close_is_raised_not_dropped():
+    """attack56 F4: a Ctrl-C heard in SQLAlchemy's ``_collection_gced`` (a weakref callback)
+    as close destroyed DBOS was dropped by Python, the script going on, exit 0. Held back
+    while DBOS is destroyed and collected, it is raised after, from ``close``."""
+    done = subprocess.run([sys.executable, "-c", COLLECTED], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.stdout.split() == ["committed", "KeyboardInterrupt", "raised"], done.stderr[-2000:]
+    assert "Exception ignored" not in done.stderr

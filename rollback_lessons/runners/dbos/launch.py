@@ -17,6 +17,7 @@ from typing import Any
 from dbos import DBOS
 
 from ...errors import RollbackLessonsError
+from ..closed import collected
 from ..hosted import SagaChanged
 from ..wire import SagaPlan, changed
 from . import hosting, stops, waits
@@ -175,7 +176,8 @@ def close(path: Path, lock: int | None, stacklevel: int = 2) -> None:
         hosting.opening(True)  # a run waiting for its saga stays unfinished, for later
         waits.stop_all(until)  # (before DBOS stops: a wait on a message is told so)
         active = _active()
-        DBOS.destroy()
+        with collected():  # (its engines' finalizers: a Ctrl-C there raised after, attack56 F4)
+            DBOS.destroy()
         end = threading.Event()
         while _running(active) and time.monotonic() < until:
             end.wait(LISTEN)
