@@ -83,6 +83,7 @@ class Driver:
     in_doubt: BaseException | None = None  # a Ctrl-C that came as the commit was written
     undone: list[float] | None = None  # (in_a_row) when undos returned, not yet told
     uncalled: tuple[str, ...] = ()  # (completion=) steps launched whose action was not called
+    began: str | None = None  # the step whose action was last called (a list's: ``cut_forward``)
     recording = True  # (False: told every step, undo as it happens: ``tests/test_recorded.py``)
 
     def snap(self) -> None:
@@ -114,6 +115,7 @@ class Driver:
             if kind is RunStep:
                 step = op.step  # type: ignore[union-attr]
                 try:
+                    self.began = step  # (its call begins now: before it, a Ctrl-C is not in it)
                     if inline:
                         result = self.actions[step](*self.args)
                         if result is not None and type(result) not in PLAIN:

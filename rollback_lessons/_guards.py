@@ -208,9 +208,12 @@ def cut_forward(run: Run, error: BaseException) -> Op | None:
     event, a stamp, between a call's return and the machine hearing of it) the steps
     running are cut short, as one interrupted inside its call is (it may have happened:
     leaked, or undone if its undo was logged before it); for an error, the steps a timing
-    launched and never called were not run (``GraphMachine.not_called``). None: the
-    machine's ``fail``."""
-    return cut_forward_of(run.m, error, run.uncalled)
+    launched and never called were not run (``GraphMachine.not_called``), and a list's step
+    begun, not yet called (``run.began``: attack58 F1). None: the machine's ``fail``."""
+    m, uncalled = run.m, run.uncalled
+    if not isinstance(m, GraphMachine) and m.phase is Phase.STEP and run.began != m.current:
+        uncalled = (m.current,) if m.current is not None else ()
+    return cut_forward_of(m, error, uncalled)
 
 
 def log_cut_off(m: Machine | GraphMachine) -> None:
@@ -244,6 +247,10 @@ def cut_forward_of(
         for step in m.busy:
             cut = m.step_cut(step, error, called=step not in uncalled)
         return cut if cut is not None and type(cut) is not Ready else None  # type: ignore[return-value]
+    if m.phase is Phase.STEP and m.current in uncalled:  # (a list's, never called)
+        what = "Ctrl-C" if isinstance(error, KeyboardInterrupt) else type(error).__name__
+        m.not_run(m.current, f"the {what} came as it started")  # type: ignore[arg-type]
+        return None
     if m.phase in (Phase.STEP, Phase.STEP_WAIT):
         op = m.interrupted(error)
         return op if op is not RAISE else None  # (a with-block's: then it fails)

@@ -838,3 +838,33 @@ def test_a_sys_exit_as_a_step_starts_is_named_for_what_it_is():
         saga.run({})
     assert "rollback: b was not run: the SystemExit came as it started" in got.value.__notes__
     assert world == ["do a", "undo a"]
+
+
+@pytest.mark.parametrize("pivot", [False, True], ids=["step", "pivot"])
+def test_a_ctrl_c_as_a_steps_start_returns_before_its_call_says_it_was_not_run(monkeypatch, pivot):
+    """attack58 F1: a Ctrl-C as the machine's ``step_ok`` returned b's start (its intent
+    written, its action not yet called) cut b short as if it ran: "not undone (no undo logged
+    for it): b", recover reporting it leaked; a pivot there halted the saga for a person with
+    a and its undo left. The driver knows b's call had not begun: b was not run."""
+    from rollback_lessons.machine import Machine
+
+    world: list[str] = []
+    real = Machine.step_ok
+    armed = [True]
+
+    def step_ok(self, *args, **kwargs):
+        op = real(self, *args, **kwargs)
+        if armed[0] and getattr(op, "step", None) == "b":
+            armed[0] = False
+            raise KeyboardInterrupt  # (b begun, its action not called)
+        return op
+
+    monkeypatch.setattr(Machine, "step_ok", step_ok)
+    a = Step("a", lambda s: world.append("do a"), lambda s: world.append("undo a"))
+    b = (Step("b", lambda s: world.append("do b"), kind="pivot") if pivot else
+         Step("b", lambda s: world.append("do b"), lambda s: world.append("undo b")))  # fmt: skip
+    saga = Saga([a, b, Step("c", lambda s: world.append("do c"), kind="retriable")])
+    with pytest.raises(KeyboardInterrupt) as got:
+        saga.run({})
+    assert got.value.__notes__ == ["rollback: b was not run: the Ctrl-C came as it started"]
+    assert world == ["do a", "undo a"]
