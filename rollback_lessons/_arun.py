@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +21,7 @@ async def shielded(run: Run, asked: Asked, heard: Callable[[Any], None]) -> Any:
     import asyncio
 
     began: list[bool] = []
-    inner = asyncio.ensure_future(kept(run, asked, began))
+    inner = made(run, asked, began)
     while not inner.done():
         try:
             await asyncio.shield(inner)
@@ -37,11 +38,39 @@ async def shielded(run: Run, asked: Asked, heard: Callable[[Any], None]) -> Any:
     return inner
 
 
+def made(run: Run, asked: Asked, began: list[bool]) -> Any:
+    """``coroutine``'s task, or, if a Ctrl-C came as it was made (attack58 F2: the saga ran
+    on in the background, the caller told it was interrupted), no work of it ever: its task,
+    if made, cancelled before it began, else (half made, scheduled) withdrawn: ``kept``
+    returns at once (``began`` marked); the Ctrl-C then says so."""
+    import asyncio
+
+    coroutine = None
+    try:
+        coroutine = kept(run, asked, began)
+        return asyncio.ensure_future(coroutine)
+    except BaseException as exc:
+        import gc  # (a task half made, scheduled but not yet registered, is found too)
+
+        began.append(False)
+        held = gc.get_referrers(coroutine) if coroutine is not None else []
+        tasks = [t for t in held if isinstance(t, asyncio.Task)]
+        for task in tasks:
+            task.cancel()
+        if not tasks and coroutine is not None:  # (never made: nothing will await it)
+            coroutine.close()
+        with contextlib.suppress(Exception):
+            exc.add_note("rollback: the Ctrl-C came as the run began: nothing of it ran")
+        raise
+
+
 async def kept(run: Run, asked: Asked, began: list[bool]) -> Op:
     """Await ``adrive_graph`` in ``arun``'s task, a KeyboardInterrupt or SystemExit it
     raises carried out as ``Escaped`` (asyncio would end the event loop with it, the run
     left as it was): ``arun`` fails the run there, as ``saga.run`` does. ``began`` says it
     began (a task asyncio.run's end cancelled before that is made again: attack52 F2)."""
+    if began:  # (withdrawn as its task was made: ``made``)
+        return None  # type: ignore[return-value]
     began.append(True)
     try:
         return await adrive_graph(run, asked)

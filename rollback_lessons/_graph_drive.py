@@ -9,6 +9,7 @@ names which running step finishes next): the async engine's timing made explicit
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Generator, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -335,9 +336,9 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
                 raise
 
     def untasked(step: str, coroutine: Any) -> None:
-        """``step`` launched, its task perhaps never made: kept if it was (it runs), else
-        never called (its intent written not run: no leaked step that nobody ran)."""
-        made = [t for t in asyncio.all_tasks() if coroutine and t.get_coro() is coroutine]
+        """``step`` launched, its task perhaps never made: kept if made, else not called."""
+        held = gc.get_referrers(coroutine) if coroutine is not None else []  # (F8: a task
+        made = [t for t in held if isinstance(t, asyncio.Task)]  # half made, unregistered)
         if made and step in gm.busy:
             tasks[made[0]] = step
         elif step in gm.busy and step not in tasks.values():
@@ -361,9 +362,8 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
             raise Broke(exc, answer) from None
 
     def told(step: str, exc: BaseException) -> GraphOp | None:
-        """A Ctrl-C while its own step still runs or waits (a wait's cancel function, an
-        observer of its retry) cuts that step short, as ``saga.run`` does; else the run
-        fails there (``broken``)."""
+        """A Ctrl-C while its own step runs or waits (a wait's cancel function, an observer
+        of its retry) cuts that step short, as ``saga.run`` does; else the run fails there."""
         if not issubclass(type(exc), Exception) and step in gm.busy and not gm.rolling:
             return gm.step_cut(step, exc)
         if exc is run.in_doubt:  # a Ctrl-C as the commit was written: nothing is undone,

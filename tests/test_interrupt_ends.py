@@ -868,3 +868,36 @@ def test_a_ctrl_c_as_a_steps_start_returns_before_its_call_says_it_was_not_run(m
         saga.run({})
     assert got.value.__notes__ == ["rollback: b was not run: the Ctrl-C came as it started"]
     assert world == ["do a", "undo a"]
+
+
+@pytest.mark.parametrize("made", [False, True], ids=["before", "as-it-returns"])
+def test_a_ctrl_c_as_arun_makes_its_own_task_leaves_nothing_running_behind(monkeypatch, made):
+    """attack58 F2: a Ctrl-C as arun made its own task raised a bare KeyboardInterrupt while
+    the saga ran on in the background and committed (a notebook's loop goes on): the cell run
+    again did the work twice. Nothing of that run ever runs now, and the Ctrl-C says so."""
+    world: list[str] = []
+    real = asyncio.ensure_future
+    armed = [True]
+
+    def ensure_future(coroutine, *args, **kwargs):
+        if armed[0] and getattr(coroutine, "__qualname__", "") == "kept":
+            armed[0] = False
+            if made:
+                real(coroutine, *args, **kwargs)  # (made, then the Ctrl-C as it returns)
+            raise KeyboardInterrupt
+        return real(coroutine, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "ensure_future", ensure_future)
+    saga = Saga([Step(*step) for step in world_steps(world)])
+
+    async def cell():
+        try:
+            await saga.arun({})
+        except KeyboardInterrupt as exc:
+            await asyncio.sleep(0.2)  # (the loop goes on, as a kernel's does)
+            return exc
+        return None
+
+    got = asyncio.run(cell())
+    assert got is not None and world == []
+    assert "rollback: the Ctrl-C came as the run began: nothing of it ran" in got.__notes__
