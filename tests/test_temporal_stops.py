@@ -388,9 +388,9 @@ LOSING = textwrap.dedent(
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(3))
     began = threading.Event()
 
-    def c(state):  # running as the runner closes, its SIGTERM 0.5 s into close
+    def c(state):  # running as the runner closes, its SIGTERM 0.5 s into close (or argv[2])
         began.set()
-        time.sleep(3)
+        time.sleep(4)
 
     saga = Saga([Step("a", lambda s: None, lambda s: None), Step("b", lambda s: None,
                  lambda s: None), Step("c", c, lambda s: None)], name="stops")
@@ -398,9 +398,12 @@ LOSING = textwrap.dedent(
     async def main():
         kept = {"db_file": sys.argv[1]} if len(sys.argv) > 1 else {}  # (none: it keeps nothing)
         async with await TemporalRunner.start(**kept) as r:
-            await r.start_saga(saga, {})
+            handle = await r.start_saga(saga, {}, step_timeout=8)  # (a lost end: 13 s at most)
+            port = r.address.rsplit(":", 1)[1]
+            print("RUNID", handle.run_id, port, r.task_queue, flush=True)
             await asyncio.to_thread(began.wait, 30)
-            threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM)).start()
+            after = float(sys.argv[2]) if len(sys.argv) > 2 else 0.5
+            threading.Timer(after, os.kill, (os.getpid(), signal.SIGTERM)).start()
 
     asyncio.run(main())
     """
@@ -479,3 +482,23 @@ def test_a_sys_exit_as_close_waits_on_a_db_file_names_the_call_left_running(tmp_
     assert "AbandonedCalls: close was cut (its task cancelled" in done.stderr, done.stderr[-2000:]
     assert "left on their threads: the action of 'c'" in done.stderr
     assert f"{tmp_path / 't.db'} keeps their sagas" in done.stderr
+
+
+def test_a_sys_exit_past_closes_grace_leaves_the_abandoned_action_in_doubt(tmp_path):
+    """attack59 T4: a SIGTERM's sys.exit 2.5 s into close (past its grace, c abandoned and
+    named) let the SDK fail c's activity "WorkerShutdown", which the relaunch counted a clean
+    failure: rolled_back, c's effect (its call went on) reported nowhere. It is in doubt."""
+    db = tmp_path / "t.db"
+    done = _child(LOSING, db, 2.5)
+    assert done.returncode == 3, done.stderr[-2000:]
+    run_id, port, queue = done.stdout.split("RUNID ")[1].split()[:3]
+    world: list[str] = []
+
+    def step(name):
+        return Step(name, lambda s: world.append(f"do {name}"),
+                    lambda s: world.append(f"undo {name}"))  # fmt: skip
+
+    saga = Saga([step("a"), step("b"), step("c")], name="stops")
+    outcome = _relaunched(db, int(port), queue, run_id, world, saga)
+    assert outcome.leaked == ("c",) and outcome.status is Status.ROLLBACK_INCOMPLETE, outcome
+    assert world == ["undo b", "undo a"]

@@ -94,7 +94,8 @@ def _cut(event: Any) -> str:
     if event.WhichOneof("attributes") != "activity_task_failed_event_attributes":
         return ""
     info = event.activity_task_failed_event_attributes.failure.application_failure_info
-    cut = info.type in ("CancelledError", "AbandonedCall") and not info.details.payloads
+    cut = info.type in ("CancelledError", "AbandonedCall", "WorkerShutdown")
+    cut = cut and not info.details.payloads
     return "activity cut short" if cut else ""
 
 

@@ -59,6 +59,7 @@ ABANDONED = "AbandonedCall"
 """The error of an action still running when its runner closed (``activities.Threads``):
 its call goes on on its thread, its end unknown, as ``IN_DOUBT`` (attack21's T1: told as
 a clean failure, another worker rolled back without it and its effect landed after)."""
+SHUT = "WorkerShutdown"  # (the SDK's core's, a call past the worker's shutdown grace: attack59 T4)
 CUT = "CancelledError"
 """An activity its worker's loop cancelled (``asyncio.run`` ending on a ``sys.exit``), failed
 by the SDK with no record: its end unknown (``_end_unknown``; attack51 F2: a clean failure)."""
@@ -109,8 +110,8 @@ def _cause(err: BaseException) -> tuple[BaseException, bool]:
     cause = err.cause if isinstance(err, ActivityError) else err
     if isinstance(cause, ApplicationError) and cause.details:
         return ErrorRecord(**cause.details[0]).to_exception(), False
-    if isinstance(cause, ApplicationError) and cause.type in (CUT, ABANDONED):  # (no record)
-        said = "its worker stopped mid-call" if cause.type == CUT else str(cause)
+    if isinstance(cause, ApplicationError) and cause.type in (CUT, ABANDONED, SHUT):  # (ours: none)
+        said = "its worker stopped mid-call" if cause.type == CUT else cause.message
         return RemoteError(cause.type, f"{said}: its end unknown", (cause.type,)), False
     name = type(cause).__name__
     return RemoteError(name, str(cause), (name,)), "Cancel" in name
@@ -131,7 +132,7 @@ def _end_unknown(err: ActivityError) -> bool:
     cause = err.cause
     return isinstance(cause, ServerTimeout) or (
         isinstance(cause, ApplicationError)
-        and (cause.type in (IN_DOUBT, ABANDONED) or (cause.type == CUT and not cause.details))
+        and (cause.type in (IN_DOUBT, ABANDONED, SHUT) or (cause.type == CUT and not cause.details))
     )
 
 
