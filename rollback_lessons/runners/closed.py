@@ -78,16 +78,22 @@ class Gone:
 
 @contextlib.contextmanager
 def collected() -> Iterator[None]:
-    """Drop a runner's clients here and collect them at once, SIGINT and SIGTERM held back
-    meanwhile (delivered as it ends): a library's finalizer (urllib3's pools) runs Python
-    code, and a Ctrl-C heard inside one is dropped by Python ("Exception ignored"), the
-    script going on (attack56 F4); held, it is raised after, in ``close``."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    main = threading.current_thread() is threading.main_thread()
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, held) if main else None
+    """Drop a runner's clients here and collect them at once, a Ctrl-C (or SIGTERM) heard
+    meanwhile kept and delivered again as it ends: a library's finalizer (urllib3's pools)
+    runs Python code, and a KeyboardInterrupt raised inside one is dropped by Python
+    ("Exception ignored"), the script going on (attack56 F4); kept, it is raised after, in
+    ``close``. (Python's handlers, swapped: a signal mask holds one thread only.)"""
+    kept: list[int] = []
+    swapped: dict[signal.Signals, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for held in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(held) is not None:  # (one set outside Python: left alone)
+                swapped[held] = signal.signal(held, lambda signum, frame: kept.append(signum))
     try:
         yield
         gc.collect()
     finally:
-        if before is not None:
-            signal.pthread_sigmask(signal.SIG_SETMASK, before)
+        for which, handler in swapped.items():
+            signal.signal(which, handler)
+        for signum in dict.fromkeys(kept):
+            signal.raise_signal(signum)  # (its own handler now: a KeyboardInterrupt here)
