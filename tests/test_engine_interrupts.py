@@ -254,17 +254,7 @@ def test_a_ctrl_c_once_the_execution_ended_names_what_it_left(runner, monkeypatc
     from rollback_lessons.runners.stepfunctions import runner as module
 
     world: list[str] = []
-
-    def undo_a(state):
-        world.append("undo a fails")
-        raise RuntimeError("a's service is down")
-
-    def refuse(state):
-        raise ValueError("c refused")
-
-    saga = Saga([Step("a", lambda s: world.append("do a"), undo_a),
-                 Step("b", lambda s: world.append("do b"), lambda s: world.append("undo b")),
-                 Step("c", refuse)], name=f"over-{graph}")  # fmt: skip
+    saga = _saga_a_dead_letter(world, f"over-{graph}")
     owner, name = (module, at) if "." not in at else (getattr(module, at.split(".")[0]),
                                                      at.split(".")[1])  # fmt: skip
     real = getattr(owner, name)
