@@ -144,9 +144,15 @@ def _refused_at_c(world: list[str]) -> Saga:
 
 
 def _child(code: str, *args: object) -> subprocess.CompletedProcess[str]:
-    """``code`` run in a process of its own (its SIGTERM, its Ctrl-Cs, its exit)."""
-    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True,
-                          text=True, timeout=60)  # fmt: skip
+    """``code`` run in a process of its own (its SIGTERM, its Ctrl-Cs, its exit). Run again,
+    once, if the interpreter crashed as it finalized, after everything was said (the SDK's
+    native core, rarely: "Fatal Python error: PyGILState_Release", shared notes; attack57 L4)."""
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", code, *map(str, args)],
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        if "Fatal Python error: PyGILState_Release" not in done.stderr:
+            break
+    return done
 
 
 def _relaunched(db, port, queue, run_id: str, world: list[str], saga=None):
