@@ -11,17 +11,25 @@ import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._shutdown import LoopEnded, exit_said
+from ._commit_notes import (  # noqa: F401 (named here too)
+    AFTER_COMMIT,
+    AFTER_COMMIT_CANCEL,
+    after_commit,
+    cancelled_with,
+    commit_in_doubt,
+    committed,
+    committed_note,
+)
+from ._shutdown import exit_said
 from .calls import check_callable
 from .clock import VirtualClock
 from .errors import InvalidNameError, InvalidPipelineError, TakenOver, UnknownStepError
 from .events import EventKind, describe
 from .machine import Machine, Phase
 from .operations import RAISE, Finished, Op
-from .outcome import Status
 from .rules import NamedUndo
-from .schedule import PAST_PIVOT, GraphMachine, GraphOp, Ready, declines, log_anyway, past_pivot
-from .verdicts import interruption_name, rollback_notes
+from .schedule import GraphMachine, GraphOp, Ready, declines, log_anyway, past_pivot
+from .verdicts import rollback_notes
 
 E = TypeVar("E", bound=BaseException)
 
@@ -104,42 +112,6 @@ def check_completion(completion: Sequence[str] | None, names: Sequence[str]) -> 
 # -- a Ctrl-C (or a write) that breaks the run going forward -------------------------------
 
 
-AFTER_COMMIT = "rollback: the Ctrl-C came once the saga had committed: there is nothing to undo"
-AFTER_LOOP = AFTER_COMMIT.replace("the Ctrl-C came", "asyncio.run ended the loop")  # (no Ctrl-C)
-
-
-def committed(run: Run) -> bool:
-    """Has the run committed (ended, never failed)?"""
-    return run.m.phase is Phase.DONE and not run.m.rolling
-
-
-def committed_note(exc: BaseException) -> BaseException:
-    """A Ctrl-C that came once the saga committed says so (once), in ``Rollback``,
-    ``AsyncRollback``, ``saga.run`` and ``saga.arun`` alike: nothing was undone, and nothing
-    needed to be."""
-    said = AFTER_LOOP if issubclass(type(exc), LoopEnded) else AFTER_COMMIT  # (attack52)
-    if not issubclass(type(exc), Exception) and said not in getattr(exc, "__notes__", ()):
-        exc.add_note(said)
-    return exc
-
-
-AFTER_COMMIT_CANCEL = "rollback: the cancel came once the saga had committed: nothing to undo"
-
-
-def cancelled_with(stopped: E, outcome: Outcome) -> E:
-    """A cancelled ``arun`` task's CancelledError, carrying the outcome (``error.outcome``);
-    one that came once the saga had committed says so (attack37 F6: a committed outcome, no
-    word of why the cancel did nothing)."""
-    stopped.outcome = outcome  # type: ignore[attr-defined]
-    said = getattr(stopped, "__notes__", ())
-    if outcome.status is Status.COMMITTED and AFTER_COMMIT_CANCEL not in said:
-        declined = f"rollback: {PAST_PIVOT}"  # (it came as the pivot ran: attack44 F3)
-        note = declined if PAST_PIVOT in outcome.notes else AFTER_COMMIT_CANCEL
-        if note not in said:
-            stopped.add_note(note)
-    return stopped
-
-
 def forward_broke(run: Run, error: BaseException) -> Op:
     """Something outside a step's call raised going forward (``Saga.run``): the run fails
     there, as a with-block's does when its code raises; a Ctrl-C is re-raised once what was
@@ -155,24 +127,11 @@ def settled(run: Run, error: BaseException) -> Op | None:
         run.raise_after = error
     if committed(run):  # committed already: re-raised as is
         run.raise_after = run.raise_after or error
-        committed_note(error)
+        committed_note(error, run)
         return Finished(run.m)
     if commit_in_doubt(run, error):
         return Finished(run.m)
     return None
-
-
-def commit_in_doubt(run: Run, error: BaseException) -> bool:
-    """Did ``error`` (a Ctrl-C) come as the journal recorded the commit? Then the journal
-    alone knows whether it landed: no outcome says committed, nothing is undone, a note
-    says so (``saga.run`` and the with-blocks alike: attack52 F1)."""
-    what = "the Ctrl-C" if isinstance(error, KeyboardInterrupt) else interruption_name(error)
-    said = f"rollback: {what} came as the journal recorded the commit: nothing was undone; "
-    said += "the journal says whether it committed (if not, recover rolls it back)"
-    if error is run.in_doubt and said not in getattr(error, "__notes__", ()):
-        error.add_note(said)
-        exit_said(run, error)  # (a SystemExit's: on stderr, attack53 F6)
-    return error is run.in_doubt
 
 
 def end(run: Run, outcome: Callable[[], Outcome]) -> Outcome:
@@ -190,7 +149,7 @@ def at_end(run: Run, exc: BaseException) -> None:
     undone, nor needed to be; else what the rollback left (pending, leaked, dead letters),
     each note once: it comes with no outcome (attack52 F3: at ~25 instants, none said)."""
     if committed(run):
-        committed_note(exc)
+        committed_note(exc, run)
         return
     if run.m.phase is not Phase.DONE:  # (not over: what it will leave is not known yet)
         return

@@ -6,6 +6,9 @@ rollback runs on, and the exception raised after says so."""
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
+import types
 import warnings
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -130,17 +133,36 @@ def exit_said(run: Run, exc: BaseException) -> None:
     Python prints no note of a SystemExit, so its notes are a warning on stderr (attack52:
     a halted rollback's process ended 0, not a word)."""
     notes = [n for n in getattr(exc, "__notes__", ()) if n.startswith("rollback")]
-    warned(run.name, exc, notes, 3)
+    warned(run.name, exc, notes)
 
 
-def warned(name: str | None, exc: BaseException, notes: list[str], level: int = 5) -> None:
-    """``exc``'s ``notes`` on stderr, once, if it is a SystemExit (Python never prints them);
-    ``level``: the frame it names (5: the caller of the ``with`` that calls this)."""
+def warned(name: str | None, exc: BaseException, notes: list[str], level: int = 0) -> None:
+    """``exc``'s ``notes`` on stderr, once per SystemExit (Python never prints them), every
+    time one ends a run (attack58 F7: the default filter showed it once per process), at the
+    caller's first line outside this package (not a library line)."""
     if issubclass(type(exc), SystemExit) and notes and not getattr(exc, "_said", False):
         exc._said = True  # type: ignore[attr-defined]
         code = exc.code  # type: ignore[attr-defined]
         said = f"saga {name!r} ended by sys.exit({code!r}), whose notes Python never prints: "
-        warnings.warn(said + "; ".join(notes), RuntimeWarning, stacklevel=level)
+        frame = _outside(sys._getframe(1))
+        warnings.warn_explicit(  # (a fresh registry: the filter's "default" shows it again)
+            RuntimeWarning(said + "; ".join(notes)), RuntimeWarning, frame.f_code.co_filename,
+            frame.f_lineno, frame.f_globals.get("__name__", "?"), {}, frame.f_globals,
+        )  # fmt: skip
+
+
+_OURS = (os.path.dirname(__file__), os.path.dirname(contextlib.__file__), "<frozen")
+
+
+def _outside(frame: types.FrameType) -> types.FrameType:
+    """The first frame from ``frame`` out that is neither this package's nor the standard
+    library's (contextlib, asyncio, threading): the line of the caller's code."""
+    first = frame
+    while frame is not None:
+        if not frame.f_code.co_filename.startswith(_OURS):
+            return frame
+        frame = frame.f_back  # type: ignore[assignment]
+    return first
 
 
 @contextlib.contextmanager

@@ -111,7 +111,7 @@ class _Base:
             return error
         self._run.finish(None)
         if self._run.raise_after is not None:  # a Ctrl-C in an observer of the commit
-            raise _guards.committed_note(self._run.raise_after)
+            raise _guards.committed_note(self._run.raise_after, self._run)
         return None
 
     _woken: threading.Event | None = None  # set once the block failed (a step retries)
@@ -139,7 +139,7 @@ class _Base:
         done = _guards.committed(self._run)
         self._state = _CLOSED if done else _ENDING  # (done: its outcome says committed)
         if done:
-            _guards.committed_note(late)
+            _guards.committed_note(late, self._run)
         return done or _guards.commit_in_doubt(self._run, late)
 
     def _enter(self) -> None:

@@ -9,7 +9,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from .._guards import AFTER_COMMIT
+from .._guards import after_commit
 from ..calls import LATE_IDS, call_sync, call_timed
 from ..faults import Fault, action_error, undo_error, undo_fails
 from ..outcome import Outcome, Status
@@ -96,7 +96,7 @@ def reraise(exc: BaseException | None, outcome: Outcome) -> None:
         forward=outcome.forward_said,
     )  # fmt: skip
     if outcome.status == Status.COMMITTED:  # (it came once the saga committed: said so)
-        notes.append(AFTER_COMMIT)
+        notes.append(after_commit(exc))
     for note in notes:
         if note not in getattr(exc, "__notes__", ()):
             with contextlib.suppress(Exception):

@@ -1,0 +1,80 @@
+"""What an interruption that comes once a saga committed, or as its commit is written,
+says: nothing was undone, and why; the note names what came (a Ctrl-C, a ``sys.exit``,
+``asyncio.run``'s end), as the engines' runs do."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, TypeVar
+
+from ._shutdown import LoopEnded, exit_said
+from .machine import Phase
+from .outcome import Outcome, Status
+from .schedule import PAST_PIVOT
+from .verdicts import interruption_name
+
+if TYPE_CHECKING:
+    from ._run import Run
+
+E = TypeVar("E", bound=BaseException)
+
+
+AFTER_COMMIT = "rollback: the Ctrl-C came once the saga had committed: there is nothing to undo"
+AFTER_LOOP = AFTER_COMMIT.replace("the Ctrl-C came", "asyncio.run ended the loop")  # (no Ctrl-C)
+
+
+def committed(run: Run) -> bool:
+    """Has the run committed (ended, never failed)?"""
+    return run.m.phase is Phase.DONE and not run.m.rolling
+
+
+def after_commit(exc: BaseException) -> str:
+    """The note of an interruption (``exc``) that came once the saga had committed, by its
+    name: a ``sys.exit`` is no Ctrl-C (attack58 F6), ``asyncio.run``'s end neither (attack52)."""
+    if issubclass(type(exc), LoopEnded):
+        return AFTER_LOOP
+    if isinstance(exc, KeyboardInterrupt):
+        return AFTER_COMMIT
+    return AFTER_COMMIT.replace("the Ctrl-C", f"the {interruption_name(exc)}")
+
+
+def committed_note(exc: BaseException, run: Run) -> BaseException:
+    """A Ctrl-C that came once the saga committed says so (once), in ``Rollback``,
+    ``AsyncRollback``, ``saga.run`` and ``saga.arun`` alike: nothing was undone, and nothing
+    needed to be; a ``sys.exit``'s note on stderr too, as the engines' (attack58 F6)."""
+    said = after_commit(exc)
+    if not issubclass(type(exc), Exception) and said not in getattr(exc, "__notes__", ()):
+        exc.add_note(said)
+        exit_said(run, exc)
+    return exc
+
+
+AFTER_COMMIT_CANCEL = "rollback: the cancel came once the saga had committed: nothing to undo"
+
+
+def cancelled_with(stopped: E, outcome: Outcome) -> E:
+    """A cancelled ``arun`` task's CancelledError, carrying the outcome (``error.outcome``);
+    one that came once the saga had committed says so (attack37 F6: a committed outcome, no
+    word of why the cancel did nothing)."""
+    stopped.outcome = outcome  # type: ignore[attr-defined]
+    said = getattr(stopped, "__notes__", ())
+    if outcome.status is Status.COMMITTED and AFTER_COMMIT_CANCEL not in said:
+        declined = f"rollback: {PAST_PIVOT}"  # (it came as the pivot ran: attack44 F3)
+        note = declined if PAST_PIVOT in outcome.notes else AFTER_COMMIT_CANCEL
+        if note not in said:
+            stopped.add_note(note)
+    return stopped
+
+
+def commit_in_doubt(run: Run, error: BaseException) -> bool:
+    """Did ``error`` (a Ctrl-C) come as the journal recorded the commit? Then the journal
+    alone knows whether it landed: no outcome says committed, nothing is undone, a note
+    says so (``saga.run`` and the with-blocks alike: attack52 F1)."""
+    what = "the Ctrl-C" if isinstance(error, KeyboardInterrupt) else interruption_name(error)
+    said = f"rollback: {what} came as the journal recorded the commit: nothing was undone; "
+    said += "the journal says whether it committed (if not, recover "
+    past = "leaves it for a person: past its irreversible step nothing is undone)"
+    said += past if run.m.pivot_done else "rolls it back)"  # (attack58 F9: recover halts)
+    if error is run.in_doubt and said not in getattr(error, "__notes__", ()):
+        error.add_note(said)
+        exit_said(run, error)  # (a SystemExit's: on stderr, attack53 F6)
+    return error is run.in_doubt

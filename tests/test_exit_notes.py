@@ -1,0 +1,131 @@
+"""What a ``sys.exit`` (a service's SIGTERM handler) says when it ends a run (attack58 F6,
+F7, F9): it is named as what it is, never "the Ctrl-C"; its notes reach stderr every time a
+run ends so, at the caller's line; a pivot saga's commit in doubt does not promise a
+rollback ``recover`` will not do."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+from test_interrupt_ends import DRIVERS, world_steps
+
+from rollback_lessons import AsyncRollback, Rollback, Saga, Step
+from rollback_lessons.durable.journal import Journal
+
+
+def _exit_at_commit(driver: str, world: list[str], code: int) -> SystemExit:
+    """``steps`` a, b on ``driver``, an observer of the ``committed`` event calling sys.exit."""
+
+    def on_event(event) -> None:  # type: ignore[no-untyped-def]
+        if event.kind == "committed":
+            raise SystemExit(code)
+
+    steps = world_steps(world)
+    with pytest.raises(SystemExit) as raised:
+        if driver in ("rollback", "arollback"):
+            import asyncio
+
+            if driver == "rollback":
+                with Rollback(on_event=on_event) as rb:
+                    for name, act, undo in steps:
+                        rb.do(name, act, undo)  # type: ignore[arg-type]
+            else:
+
+                async def block() -> None:
+                    async with AsyncRollback(on_event=on_event) as arb:
+                        for name, act, undo in steps:
+                            await arb.do(name, act, undo)  # type: ignore[arg-type,misc]
+
+                asyncio.run(block())
+        else:
+            saga = Saga([Step(n, a, u) for n, a, u in steps], name="s")  # type: ignore[arg-type]
+            if driver == "list":
+                saga.run({}, on_event=on_event)
+            elif driver == "graph":
+                saga.run({}, completion=list(saga.names), on_event=on_event)
+            else:
+                import asyncio
+
+                asyncio.run(saga.arun({}, on_event=on_event))
+    return raised.value
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_a_sys_exit_once_the_saga_committed_is_no_ctrl_c_and_says_so_on_stderr(driver):
+    """attack58 F6: on every engine, a sys.exit at the ``committed`` event was noted "the
+    Ctrl-C came once the saga had committed"; in process, not a word on stderr."""
+    world: list[str] = []
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("default")
+        exc = _exit_at_commit(driver, world, 5)
+    assert world == ["do a", "do b"]
+    said = "\n".join(exc.__notes__)
+    assert "the SystemExit came once the saga had committed: there is nothing to undo" in said
+    assert "Ctrl-C" not in said
+    texts = [str(w.message) for w in shown if w.category is RuntimeWarning]
+    assert len(texts) == 1 and "sys.exit(5)" in texts[0] and "SystemExit came once" in texts[0]
+
+
+@pytest.mark.parametrize("driver", ["list", "rollback"])
+def test_a_sys_exit_warning_is_shown_each_time_at_the_callers_line(driver):
+    """attack58 F7: the warning went through the default filter, shown once per library
+    line: a cell run twice, the same step left undone, said nothing the second time."""
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("default")
+        for _ in range(2):
+            _exit_at_commit(driver, [], 3)
+    ours = [w for w in shown if w.category is RuntimeWarning]
+    assert len(ours) == 2, [str(w.message) for w in ours]
+    assert all(w.filename == __file__ for w in ours), [w.filename for w in ours]
+
+
+def test_a_pivot_sagas_commit_in_doubt_does_not_promise_a_rollback(tmp_path):
+    """attack58 F9: a Ctrl-C as a pivot saga's commit was written said "if not, recover rolls
+    it back"; recover leaves a saga past its irreversible step for a person."""
+    world: list[str] = []
+    (_, _, undo_a), _ = world_steps(world, True)
+    saga = Saga(
+        [
+            Step("a", lambda s: world.append("do a"), undo_a),
+            Step("p", lambda s: world.append("do p"), kind="pivot"),
+            Step("c", lambda s: world.append("do c"), kind="retriable"),
+        ]
+    )
+    with Journal(str(tmp_path / "j.db")) as journal:
+        real = journal.write
+
+        def write(statements, **kw):  # type: ignore[no-untyped-def]
+            if any("committed" in str(s) for s in statements):
+                raise KeyboardInterrupt
+            return real(statements, **kw)
+
+        journal.write = write  # type: ignore[method-assign]
+        with pytest.raises(KeyboardInterrupt) as raised:
+            saga.run({}, journal=journal, run_id="r")
+        journal.write = real  # type: ignore[method-assign]
+    said = "\n".join(raised.value.__notes__)
+    assert world == ["do a", "do p", "do c"]
+    assert "came as the journal recorded the commit" in said
+    assert "rolls it back" not in said and "leaves it for a person" in said
+
+
+@pytest.mark.parametrize("graph", [False, True])
+def test_a_sys_exit_once_an_engines_saga_committed_is_no_ctrl_c(graph):
+    """attack58 F6 on an engine (BPMN): the exception's note and the warning said Ctrl-C."""
+    from rollback_lessons.runners.bpmn import run_explicit
+
+    world: list[str] = []
+
+    def on_event(event) -> None:  # type: ignore[no-untyped-def]
+        if event.kind == "committed":
+            raise SystemExit(5)
+
+    saga = Saga([Step(n, a, u) for n, a, u in world_steps(world)], name="s", on_event=on_event)
+    with warnings.catch_warnings(record=True) as shown, pytest.raises(SystemExit) as raised:
+        warnings.simplefilter("default")
+        run_explicit(saga, {}, undo_order="reverse_start" if graph else "reverse")
+    said = "\n".join(raised.value.__notes__)
+    assert "the SystemExit came once the saga had committed" in said and "Ctrl-C" not in said
+    texts = [str(w.message) for w in shown if w.category is RuntimeWarning]
+    assert len(texts) == 1 and "Ctrl-C" not in texts[0], texts
