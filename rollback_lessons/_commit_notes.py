@@ -10,7 +10,7 @@ from ._shutdown import LoopEnded, exit_said
 from .machine import Phase
 from .outcome import Outcome, Status
 from .schedule import PAST_PIVOT
-from .verdicts import interruption_name
+from .verdicts import interruption_name, rollback_notes
 
 if TYPE_CHECKING:
     from ._run import Run
@@ -54,7 +54,8 @@ AFTER_COMMIT_CANCEL = "rollback: the cancel came once the saga had committed: no
 def cancelled_with(stopped: E, outcome: Outcome) -> E:
     """A cancelled ``arun`` task's CancelledError, carrying the outcome (``error.outcome``);
     one that came once the saga had committed says so (attack37 F6: a committed outcome, no
-    word of why the cancel did nothing)."""
+    word of why the cancel did nothing); else what the rollback left, as notes, which the
+    traceback of ``asyncio.run``'s KeyboardInterrupt shows (attack57 L3: halted, not a word)."""
     stopped.outcome = outcome  # type: ignore[attr-defined]
     said = getattr(stopped, "__notes__", ())
     if outcome.status is Status.COMMITTED and AFTER_COMMIT_CANCEL not in said:
@@ -62,7 +63,21 @@ def cancelled_with(stopped: E, outcome: Outcome) -> E:
         note = declined if PAST_PIVOT in outcome.notes else AFTER_COMMIT_CANCEL
         if note not in said:
             stopped.add_note(note)
+    elif outcome.status is not Status.COMMITTED:
+        for note in outcome_notes(outcome):
+            if note not in said:
+                stopped.add_note(note)
     return stopped
+
+
+def outcome_notes(outcome: Outcome) -> list[str]:
+    """What a rollback left, by its outcome, in the machine's wording (``rollback_notes``),
+    for an exception raised after the run with no run at hand (an engine's, a cancel's)."""
+    cut = any(e.kind == "rollback_done" and "interrupted" in e.details for e in outcome.events)
+    return rollback_notes(
+        outcome.dead_letters, outcome.pending, outcome.leaked, outcome.notes, cut=cut,
+        forward=outcome.forward_said,
+    )  # fmt: skip
 
 
 def commit_in_doubt(run: Run, error: BaseException) -> bool:

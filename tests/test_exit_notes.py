@@ -129,3 +129,42 @@ def test_a_sys_exit_once_an_engines_saga_committed_is_no_ctrl_c(graph):
     assert "the SystemExit came once the saga had committed" in said and "Ctrl-C" not in said
     texts = [str(w.message) for w in shown if w.category is RuntimeWarning]
     assert len(texts) == 1 and "Ctrl-C" not in texts[0], texts
+
+
+def test_a_cancelled_arun_that_halted_names_what_it_left():
+    """attack57 L3: asyncio.run's Ctrl-C cancels ``arun`` as d refuses; b's undo fails under
+    policy halt: the CancelledError (the KeyboardInterrupt's context) carried the halted
+    outcome and no note, so the terminal named nothing left for a person."""
+    import asyncio
+
+    world: list[str] = []
+    task: list[asyncio.Task] = []
+
+    def act(name: str):  # type: ignore[no-untyped-def]
+        def action(state) -> None:  # type: ignore[no-untyped-def]
+            world.append(f"do {name}")
+            if name == "d":
+                task[0].cancel()
+                raise ValueError("d refuses")
+
+        return action
+
+    def undo(name: str):  # type: ignore[no-untyped-def]
+        def back(state) -> None:  # type: ignore[no-untyped-def]
+            if name == "b":
+                raise ConnectionError("b's undo fails")
+            world.append(f"undo {name}")
+
+        return back
+
+    saga = Saga([Step(n, act(n), undo(n)) for n in "abcd"], name="s", policy="halt")
+
+    async def main() -> None:
+        task.append(asyncio.ensure_future(saga.arun({})))
+        await task[0]
+
+    with pytest.raises(asyncio.CancelledError) as raised:
+        asyncio.run(main())
+    assert raised.value.outcome.status.value == "halted"  # type: ignore[attr-defined]
+    assert raised.value.outcome.pending == ("b", "a")  # type: ignore[attr-defined]
+    assert "rollback halted; left for a person: b, a" in raised.value.__notes__

@@ -9,13 +9,12 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from .._guards import after_commit
+from .._commit_notes import after_commit, outcome_notes
 from ..calls import LATE_IDS, call_sync, call_timed
 from ..faults import Fault, action_error, undo_error, undo_fails
 from ..outcome import Outcome, Status
 from ..rules import NamedUndo, idempotency_key
 from ..saga import Saga, State
-from ..verdicts import rollback_notes
 from .wire import ErrorRecord
 
 Record = Callable[[BaseException, str], ErrorRecord]
@@ -90,11 +89,7 @@ def reraise(exc: BaseException | None, outcome: Outcome) -> None:
     rollback left (one that refuses notes is raised as is)."""
     if exc is None:
         return
-    cut = any(e.kind == "rollback_done" and "interrupted" in e.details for e in outcome.events)
-    notes = rollback_notes(  # (the machine's wording, as saga.run's)
-        outcome.dead_letters, outcome.pending, outcome.leaked, outcome.notes, cut=cut,
-        forward=outcome.forward_said,
-    )  # fmt: skip
+    notes = outcome_notes(outcome)  # (the machine's wording, as saga.run's)
     if outcome.status == Status.COMMITTED:  # (it came once the saga committed: said so)
         notes.append(after_commit(exc))
     for note in notes:
