@@ -51,6 +51,7 @@ from .files import (  # noqa: F401 (re-exported: the journal's names, as before)
     _open_read_only,
     _schema_statements,
     _uri,
+    connect,
     heal,
     healed,
     transaction,
@@ -113,10 +114,7 @@ class Journal:
             return
         if version is None and not self.path.exists():
             _create_whole(self.path)  # it exists whole, or not at all
-        self._con = sqlite3.connect(  # always this file (never ":memory:", never a URI)
-            _uri(self.path, "mode=rw"), uri=True, isolation_level=None,
-            check_same_thread=False, timeout=timeout,
-        )  # fmt: skip
+        self._con = connect(self.path, timeout)  # always this file (never ":memory:")
         try:
             self._open(version)
         except (sqlite3.Error, JournalError) as exc:  # a full disk (no room for the WAL's)
