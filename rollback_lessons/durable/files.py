@@ -174,9 +174,12 @@ class Waiting(sqlite3.Connection):
     wait = 0.0
 
 
+TURN_MS = 100  # SQLite's busy wait is a C loop no Ctrl-C reaches: waited in turns this long
+
+
 def connect(path: Path, timeout: float) -> sqlite3.Connection:
     """The journal's own connection for writing: this file, never a URI's other reading
-    (``_uri``), waiting up to ``timeout`` for the write lock (``begin``)."""
+    (``_uri``), waiting up to ``timeout`` for the write lock, in turns (``begin``)."""
     con = sqlite3.connect(
         _uri(path, "mode=rw"), uri=True, isolation_level=None, check_same_thread=False,
         timeout=timeout, factory=Waiting,
@@ -185,13 +188,11 @@ def connect(path: Path, timeout: float) -> sqlite3.Connection:
     return con
 
 
-TURN_MS = 100  # SQLite's busy wait is a C loop no Ctrl-C reaches: waited in turns this long
-
-
 def begin(con: sqlite3.Connection) -> None:
-    """BEGIN IMMEDIATE, waiting for another process's write lock in turns of ``TURN_MS``
-    up to the connection's whole ``wait``, so a Ctrl-C is heard within a turn, not once the
-    whole wait is over (attack55 L3: ``recover --wait 20`` ended 18 s after it)."""
+    """BEGIN IMMEDIATE, waiting for another process's write lock in turns of ``TURN_MS`` up
+    to the connection's whole ``wait``, so a Ctrl-C is heard within a turn, not once the
+    whole wait is over (attack55 L3: ``recover --wait 20`` ended 18 s after it). Every
+    other statement keeps the whole wait as its busy timeout (set again however this ends)."""
     wait = getattr(con, "wait", 0.0)
     if wait * 1000 <= TURN_MS:
         con.execute("BEGIN IMMEDIATE")
@@ -206,7 +207,7 @@ def begin(con: sqlite3.Connection) -> None:
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or time.monotonic() >= deadline:
                     raise
-    finally:  # (cut before it: the next begin sets it again, from ``wait``)
+    finally:  # (one cut before it: the next statement waits a turn only, the next begin resets)
         con.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")
 
 
