@@ -1,14 +1,51 @@
-"""moto for the runner: its Step Functions in this process, or a ``moto_server`` on
-127.0.0.1, each executing state machines (moto only records them otherwise)."""
+"""What the runner starts on: moto's Step Functions in this process, or a ``moto_server`` on
+127.0.0.1, each executing state machines (moto only records them otherwise), or AWS."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
 
-from ..moto_server import moto_server
+from ..moto_server import MotoServer
 from .asl import StepFunctionsError
+
+REGION = "us-east-1"
+ROLE_ARN = "arn:aws:iam::123456789012:role/rollback-lessons"  # moto accepts any role
+
+
+def backend(
+    where: str, stack: contextlib.ExitStack
+) -> tuple[dict[str, Any], str, Callable[[], None]]:
+    """boto3's options for ``where``, the role Step Functions runs as, and what stops the
+    runner's own server (nothing elsewhere). The server's stop is on ``stack`` before it
+    starts: a Ctrl-C as it answers stops it with ``stack`` (attack59 M2: a context manager's
+    ``__enter__`` cut as it returned was never exited, and the server ran on)."""
+    keys = {
+        "region_name": REGION,
+        "aws_access_key_id": "lessons",
+        "aws_secret_access_key": "lessons",
+    }
+    if where == "moto":
+        stack.enter_context(_moto_in_process())
+        return keys, ROLE_ARN, _nothing
+    if where == "moto_server":
+        server = MotoServer({"stepfunctions": {"execute_state_machine": True}}, StepFunctionsError)
+        stack.callback(server.stop)
+        return {**keys, "endpoint_url": server.start()}, ROLE_ARN, server.stop
+    role = os.environ.get("ROLLBACK_LESSONS_SFN_ROLE_ARN", "")
+    if not role:
+        raise StepFunctionsError(
+            "where='aws' needs ROLLBACK_LESSONS_SFN_ROLE_ARN (a role Step Functions "
+            "may assume, allowed to sqs:SendMessage)"
+        )
+    return {}, role, _nothing
+
+
+def _nothing() -> None:
+    """Nothing to stop: moto in this process ends with the runner's stack, AWS never."""
 
 
 @contextlib.contextmanager
@@ -31,14 +68,6 @@ def _moto_in_process() -> Iterator[None]:
             yield
     finally:
         quiet.setLevel(level)
-
-
-@contextlib.contextmanager
-def _moto_server() -> Iterator[str]:
-    """``moto_server`` on 127.0.0.1 (only), configured to execute state machines."""
-    config = {"stepfunctions": {"execute_state_machine": True}}
-    with moto_server(config, StepFunctionsError) as url:
-        yield url
 
 
 def refused(exc: Exception) -> bool:

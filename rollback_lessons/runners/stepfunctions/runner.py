@@ -6,11 +6,11 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from ..._graph_drive import CancelLike, asked_of, first_of
@@ -34,10 +34,7 @@ from .asl_graph import graph_asl
 from .history import OVER, Execution, check_answered, visits
 from .live import Idle, Live, TimedOut, stop_execution
 from .matched import Matching, cause_of
-from .moto_start import _moto_in_process, _moto_server, refused
-
-REGION = "us-east-1"
-ROLE_ARN = "arn:aws:iam::123456789012:role/rollback-lessons"  # moto accepts any role
+from .moto_start import backend, refused
 
 
 class StepFunctionsRunner(Closable):
@@ -47,8 +44,15 @@ class StepFunctionsRunner(Closable):
     """
 
     def __init__(
-        self, clients: tuple[Any, Any], where: str, role_arn: str, stack: contextlib.ExitStack
+        self,
+        clients: tuple[Any, Any],
+        where: str,
+        role_arn: str,
+        stack: contextlib.ExitStack,
+        stop: Callable[[], None] = lambda: None,
     ) -> None:
+        self._stop_server = stop  # (its own server's; also when this runner is dropped
+        weakref.finalize(self, stop)  # unclosed, or lost to a Ctrl-C as ``start`` returned)
         self.sfn, self.sqs = clients
         self.where, self.role_arn, self._stack = where, role_arn, stack
         self.queue_url = self.sqs.create_queue(
@@ -73,32 +77,9 @@ class StepFunctionsRunner(Closable):
             ) from None
         stack = contextlib.ExitStack()
         try:
-            options: dict[str, Any] = {}
-            role = ROLE_ARN
-            if where == "moto":
-                stack.enter_context(_moto_in_process())
-                options = {
-                    "region_name": REGION,
-                    "aws_access_key_id": "lessons",
-                    "aws_secret_access_key": "lessons",
-                }
-            elif where == "moto_server":
-                url = stack.enter_context(_moto_server())
-                options = {
-                    "region_name": REGION,
-                    "endpoint_url": url,
-                    "aws_access_key_id": "lessons",
-                    "aws_secret_access_key": "lessons",
-                }
-            else:
-                role = os.environ.get("ROLLBACK_LESSONS_SFN_ROLE_ARN", "")
-                if not role:
-                    raise StepFunctionsError(
-                        "where='aws' needs ROLLBACK_LESSONS_SFN_ROLE_ARN (a role Step Functions "
-                        "may assume, allowed to sqs:SendMessage)"
-                    )
+            options, role, stop = backend(where, stack)
             clients = (boto3.client("stepfunctions", **options), boto3.client("sqs", **options))
-            return cls(clients, where, role, stack)
+            return cls(clients, where, role, stack, stop)
         except BaseException as exc:  # (a Ctrl-C while the clients are made too: moto's mock
             stack.close()  # ends with them)
             if isinstance(exc, StepFunctionsError) or not isinstance(exc, Exception):
@@ -417,18 +398,24 @@ class StepFunctionsRunner(Closable):
         return f"on {self.where}"
 
     def close(self) -> None:
-        """Delete the task queue and stop moto (its mock, or its server); then every call
-        is refused (``RunnerClosed``), and so is every request of a run another thread still
-        serves (its clients are ``Gone``). Closing again does nothing."""
-        if self._closed:
-            return
-        self._closed, clients = True, [self.sfn, self.sqs]  # (kept: none finalized here)
-        self.sfn, self.sqs = Gone(self, self._where()), Gone(self, self._where())
-        with contextlib.suppress(Exception):
-            clients[1].delete_queue(QueueUrl=self.queue_url)
-        with collected():  # (their finalizers: a Ctrl-C there raised after, never dropped)
-            clients.clear()
-        self._stack.close()
+        """Delete the task queue (its own ``moto_server``'s goes with it) and stop moto (its
+        mock, or its server); then every call is refused (``RunnerClosed``), and so is every
+        request of a run another thread still serves (its clients are ``Gone``). Closing
+        again does nothing. Its server is stopped whatever instant a Ctrl-C lands in close
+        (attack59 M1: one before the stack's close left it running), then the Ctrl-C raised."""
+        try:  # (its stack, then the server again: one of the two is never cut)
+            with self._stack:  # (a ``with``: a ``try`` line in a ``try`` is in neither of them)
+                if not self._closed:
+                    self._closed, clients = True, [self.sfn, self.sqs]  # (none finalized here)
+                    self.sfn, self.sqs = Gone(self, self._where()), Gone(self, self._where())
+                    if self.where != "moto_server":
+                        with contextlib.suppress(Exception):
+                            clients[1].delete_queue(QueueUrl=self.queue_url)
+                    with collected():  # (their finalizers: a Ctrl-C there raised after)
+                        clients.clear()
+        finally:
+            self._closed = True
+            self._stop_server()
 
     def __enter__(self) -> StepFunctionsRunner:
         return self
