@@ -508,3 +508,68 @@ def test_a_sys_exit_past_closes_grace_leaves_the_abandoned_action_in_doubt(tmp_p
     outcome = _relaunched(db, int(port), queue, run_id, world, saga)
     assert outcome.leaked == ("c",) and outcome.status is Status.ROLLBACK_INCOMPLETE, outcome
     assert world == ["undo b", "undo a"]
+
+
+SUBMIT_CUT = textwrap.dedent(
+    """
+    import asyncio, sys
+    from rollback_lessons import Saga, Step
+    from rollback_lessons.runners.temporal import TemporalRunner, activities
+    from rollback_lessons.runners.temporal.workflow import StepCall
+
+    db, port, queue, when = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    submit = activities.Threads.submit
+
+    def cut(self, fn, *args, **kwargs):  # a SIGTERM's sys.exit in the loop's thread as the
+        call = args[-1] if args else None  # SDK starts b's action (Thread.start: attack59 T1)
+        if not (isinstance(call, StepCall) and call.step == "b"):
+            return submit(self, fn, *args, **kwargs)
+        if when == "after":  # its thread started: the call runs
+            submit(self, fn, *args, **kwargs)
+        sys.exit(3)
+
+    activities.Threads.submit = cut
+
+    def b(state):
+        print("DO b", flush=True)
+
+    def refuse(state):
+        raise ValueError("c refused")
+
+    saga = Saga([Step("a", lambda s: None, lambda s: None), Step("b", b, lambda s: None),
+                 Step("c", refuse)], name="stops")
+
+    async def main():
+        async with await TemporalRunner.start(db_file=db, port=port, task_queue=queue) as r:
+            print(await r.run(saga, {}), flush=True)
+
+    asyncio.run(main())
+    """
+)
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_sys_exit_as_the_sdk_starts_an_activity_ends_the_process_never_the_steps_failure(
+    tmp_path, when
+):
+    """attack59 T1: a SIGTERM's ``sys.exit`` heard in the loop's thread as the SDK started
+    b's action on the runner's executor (``Threads.submit``, its ``Thread.start``) became b's
+    failure, "SystemExit: 3": the process went on, exited 0 and said rolled_back, b's effect
+    standing. It ends the process as any ``sys.exit`` does (WorkerGone); b either ran (in
+    doubt: the relaunch undoes it or reports it leaked) or was failed as never begun."""
+    db, port, queue = tmp_path / "t.db", free_port(), f"stops-{uuid.uuid4().hex[:8]}"
+    done = _child(SUBMIT_CUT, db, port, queue, when)
+    assert done.returncode == 3, (done.stdout, done.stderr[-2000:])
+    assert "WorkerGone: the worker running saga stops-" in done.stderr, done.stderr[-2000:]
+    assert "SystemExit" not in done.stderr and "Traceback" not in done.stderr
+    run_id = done.stderr.split("the worker running saga ")[1].split()[0]
+    world: list[str] = []
+    outcome = _relaunched(db, port, queue, run_id, world, _refused_at_c(world))
+    assert "SystemExit" not in repr(outcome.error), outcome
+    assert world[-1] == "undo a" and outcome.dead_letters == ()  # (run's wait cut: cancelled)
+    if when == "before":  # never begun: the relaunch calls it, then undoes it
+        assert "DO b" not in done.stdout and world == ["do b", "undo b", "undo a"]
+        assert outcome.status is Status.CANCELLED
+    else:  # run here: undone by the relaunch, or reported leaked (in doubt), never both
+        assert ("b" in outcome.leaked) != ("undo b" in world), (outcome, world)
+        assert (outcome.status is Status.CANCELLED) == ("undo b" in world), outcome
