@@ -459,12 +459,15 @@ def test_an_action_waiting_for_its_turn_as_the_worker_ends_is_never_called_not_l
     """attack57 F3: a SIGTERM's sys.exit while b ran and e waited for its turn (after b):
     the worker's end failed e's attempt with the SDK's CancelledError, counted cut short, and
     the relaunch reported e leaked ("may have happened"), though never called. It is failed
-    as never begun: the relaunch plays it in its turn (and undoes it: b failed)."""
+    as never begun: the relaunch plays it in its turn (and undoes it: b failed). attack59 T2:
+    the loop's end also failed the runner's own task asking e's turn, which asyncio printed
+    ("unhandled exception during asyncio.run() shutdown", a traceback): it ends cancelled."""
     from rollback_lessons import Parallel
 
     db, port, queue = tmp_path / "t.db", free_port(), f"stops-{uuid.uuid4().hex[:8]}"
     done = _child(TURNS, str(db), str(port), queue)
     assert done.returncode == 3, done.stderr[-2000:]
+    assert "unhandled exception" not in done.stderr and "Traceback" not in done.stderr
     assert "E CALLED" not in done.stdout
     run_id = done.stderr.split("the worker running saga ")[1].split()[0]
     world: list[str] = []
