@@ -576,3 +576,55 @@ def test_a_sys_exit_as_the_sdk_starts_an_activity_ends_the_process_never_the_ste
     else:  # run here: undone by the relaunch, or reported leaked (in doubt), never both
         assert ("b" in outcome.leaked) != ("undo b" in world), (outcome, world)
         assert (outcome.status is Status.CANCELLED) == ("undo b" in world), outcome
+
+
+ENDED_UNHEARD = textwrap.dedent(
+    """
+    import asyncio, sys
+    from rollback_lessons import Saga, Step
+    from rollback_lessons.runners.temporal import TemporalRunner, activities
+    from rollback_lessons.runners.temporal.workflow import StepCall
+
+    db, port, queue = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    submit = activities.Threads.submit
+
+    def heard(self, fn, *args, **kwargs):  # a SIGTERM's sys.exit the instant c's call ended,
+        future = submit(self, fn, *args, **kwargs)  # before its end reached the SDK's task
+        call, loop = args[-1] if args else None, asyncio.get_running_loop()
+        if isinstance(call, StepCall) and call.step == "c":
+            future.add_done_callback(lambda _: loop.call_soon_threadsafe(sys.exit, 3))
+        return future
+
+    activities.Threads.submit = heard
+
+    def refuse(state):
+        raise ValueError("c refused")
+
+    saga = Saga([Step("a", lambda s: None, lambda s: None), Step("b", lambda s: None,
+                 lambda s: None), Step("c", refuse)], name="stops")
+
+    async def main():
+        async with await TemporalRunner.start(db_file=db, port=port, task_queue=queue) as r:
+            handle = await r.start_saga(saga, {})
+            print("RUNID", handle.run_id, flush=True)
+            await handle.outcome()
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_a_call_ended_as_the_loop_ends_reports_its_end_not_cut_short(tmp_path):
+    """attack59 L2: c refused (nothing done), then a SIGTERM's sys.exit ended the loop before
+    the SDK's task took c's end: its activity was failed as cut short (the SDK's
+    CancelledError), and the relaunch reported c leaked, "its worker stopped mid-call". Its
+    end is known here: it is reported as it was (c's refusal), and the relaunch rolls back."""
+    db, port, queue = tmp_path / "t.db", free_port(), f"stops-{uuid.uuid4().hex[:8]}"
+    done = _child(ENDED_UNHEARD, db, port, queue)
+    assert done.returncode == 3, (done.stdout, done.stderr[-2000:])
+    run_id = done.stdout.split("RUNID ")[1].split()[0]
+    world: list[str] = []
+    outcome = _relaunched(db, port, queue, run_id, world, _refused_at_c(world))
+    assert outcome.status is Status.ROLLED_BACK and outcome.leaked == (), outcome
+    assert repr(outcome.error) == "ValueError('c refused')" and outcome.failed_step == "c"
+    assert world == ["undo b", "undo a"]

@@ -406,9 +406,9 @@ class AbandonedCall(Exception):
 
 
 class WorkerEnd(Interceptor):
-    """The worker's: an action attempt its worker's end cut before its call began (waiting
-    for its turn, ``completion=``) is failed as never begun (``withdrawn``), not as the
-    SDK's ``CancelledError`` the workflow must count in doubt (attack57 F3)."""
+    """The worker's end cutting an attempt: failed as never begun if its call had not begun
+    (``withdrawn``: attack57 F3), its end if its call had ended (L2), not as the SDK's
+    ``CancelledError`` the workflow counts in doubt; and a signal as it starts (``_started``)."""
 
     def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
         return _Cut(next)
@@ -440,6 +440,9 @@ class _Cut(ActivityInboundInterceptor):
             return await self._started(input)
         except (asyncio.CancelledError, CancelledError) as exc:
             ended = isinstance(exc, asyncio.CancelledError) or activity.is_worker_shutdown()
+            sub = _SUBMITTED.get()
+            if ended and sub is not None and sub.done() and not sub.cancelled():
+                return sub.result()  # its call ended (attack59 L2): its end, not "cut short"
             call = input.args[0] if input.args else None
             action = getattr(input.fn, "__name__", "") == run_action.__name__
             if ended and action and isinstance(call, StepCall) and withdrawn(call):
