@@ -440,11 +440,11 @@ class _Cut(ActivityInboundInterceptor):
             return await self._started(input)
         except (asyncio.CancelledError, CancelledError) as exc:
             ended = isinstance(exc, asyncio.CancelledError) or activity.is_worker_shutdown()
-            sub = _SUBMITTED.get()
-            if ended and sub is not None and sub.done() and not sub.cancelled():
-                return sub.result()  # its call ended (attack59 L2): its end, not "cut short"
             call = input.args[0] if input.args else None
             action = getattr(input.fn, "__name__", "") == run_action.__name__
             if ended and action and isinstance(call, StepCall) and withdrawn(call):
                 raise not_begun(call.step, "its worker stopped before its turn") from None
+            sub = _SUBMITTED.get()
+            if ended and sub is not None and sub.done() and not sub.cancelled():
+                return sub.result()  # its call ended (attack59 L2): its end, not "cut short"
             raise
