@@ -459,12 +459,15 @@ def test_an_action_waiting_for_its_turn_as_the_worker_ends_is_never_called_not_l
     """attack57 F3: a SIGTERM's sys.exit while b ran and e waited for its turn (after b):
     the worker's end failed e's attempt with the SDK's CancelledError, counted cut short, and
     the relaunch reported e leaked ("may have happened"), though never called. It is failed
-    as never begun: the relaunch plays it in its turn (and undoes it: b failed)."""
+    as never begun: the relaunch plays it in its turn (and undoes it: b failed). attack59 T2:
+    the loop's end also failed the runner's own task asking e's turn, which asyncio printed
+    ("unhandled exception during asyncio.run() shutdown", a traceback): it ends cancelled."""
     from rollback_lessons import Parallel
 
     db, port, queue = tmp_path / "t.db", free_port(), f"stops-{uuid.uuid4().hex[:8]}"
     done = _child(TURNS, str(db), str(port), queue)
     assert done.returncode == 3, done.stderr[-2000:]
+    assert "unhandled exception" not in done.stderr and "Traceback" not in done.stderr
     assert "E CALLED" not in done.stdout
     run_id = done.stderr.split("the worker running saga ")[1].split()[0]
     world: list[str] = []
@@ -507,4 +510,121 @@ def test_a_sys_exit_past_closes_grace_leaves_the_abandoned_action_in_doubt(tmp_p
     saga = Saga([step("a"), step("b"), step("c")], name="stops")
     outcome = _relaunched(db, int(port), queue, run_id, world, saga)
     assert outcome.leaked == ("c",) and outcome.status is Status.ROLLBACK_INCOMPLETE, outcome
+    assert world == ["undo b", "undo a"]
+
+
+SUBMIT_CUT = textwrap.dedent(
+    """
+    import asyncio, sys
+    from rollback_lessons import Saga, Step
+    from rollback_lessons.runners.temporal import TemporalRunner, activities
+    from rollback_lessons.runners.temporal.workflow import StepCall
+
+    db, port, queue, when = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    submit = activities.Threads.submit
+
+    def cut(self, fn, *args, **kwargs):  # a SIGTERM's sys.exit in the loop's thread as the
+        call = args[-1] if args else None  # SDK starts b's action (Thread.start: attack59 T1)
+        if not (isinstance(call, StepCall) and call.step == "b"):
+            return submit(self, fn, *args, **kwargs)
+        if when == "after":  # its thread started: the call runs
+            submit(self, fn, *args, **kwargs)
+        sys.exit(3)
+
+    activities.Threads.submit = cut
+
+    def b(state):
+        print("DO b", flush=True)
+
+    def refuse(state):
+        raise ValueError("c refused")
+
+    saga = Saga([Step("a", lambda s: None, lambda s: None), Step("b", b, lambda s: None),
+                 Step("c", refuse)], name="stops")
+
+    async def main():
+        async with await TemporalRunner.start(db_file=db, port=port, task_queue=queue) as r:
+            print(await r.run(saga, {}), flush=True)
+
+    asyncio.run(main())
+    """
+)
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_sys_exit_as_the_sdk_starts_an_activity_ends_the_process_never_the_steps_failure(
+    tmp_path, when
+):
+    """attack59 T1: a SIGTERM's ``sys.exit`` heard in the loop's thread as the SDK started
+    b's action on the runner's executor (``Threads.submit``, its ``Thread.start``) became b's
+    failure, "SystemExit: 3": the process went on, exited 0 and said rolled_back, b's effect
+    standing. It ends the process as any ``sys.exit`` does (WorkerGone); b either ran (in
+    doubt: the relaunch undoes it or reports it leaked) or was failed as never begun."""
+    db, port, queue = tmp_path / "t.db", free_port(), f"stops-{uuid.uuid4().hex[:8]}"
+    done = _child(SUBMIT_CUT, db, port, queue, when)
+    assert done.returncode == 3, (done.stdout, done.stderr[-2000:])
+    assert "WorkerGone: the worker running saga stops-" in done.stderr, done.stderr[-2000:]
+    assert "SystemExit" not in done.stderr and "Traceback" not in done.stderr
+    run_id = done.stderr.split("the worker running saga ")[1].split()[0]
+    world: list[str] = []
+    outcome = _relaunched(db, port, queue, run_id, world, _refused_at_c(world))
+    assert "SystemExit" not in repr(outcome.error), outcome
+    assert world[-1] == "undo a" and outcome.dead_letters == ()  # (run's wait cut: cancelled)
+    if when == "before":  # never begun: the relaunch calls it, then undoes it
+        assert "DO b" not in done.stdout and world == ["do b", "undo b", "undo a"]
+        assert outcome.status is Status.CANCELLED
+    else:  # run here: undone by the relaunch, or reported leaked (in doubt), never both
+        assert ("b" in outcome.leaked) != ("undo b" in world), (outcome, world)
+        assert (outcome.status is Status.CANCELLED) == ("undo b" in world), outcome
+
+
+ENDED_UNHEARD = textwrap.dedent(
+    """
+    import asyncio, sys
+    from rollback_lessons import Saga, Step
+    from rollback_lessons.runners.temporal import TemporalRunner, activities
+    from rollback_lessons.runners.temporal.workflow import StepCall
+
+    db, port, queue = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    submit = activities.Threads.submit
+
+    def heard(self, fn, *args, **kwargs):  # a SIGTERM's sys.exit the instant c's call ended,
+        future = submit(self, fn, *args, **kwargs)  # before its end reached the SDK's task
+        call, loop = args[-1] if args else None, asyncio.get_running_loop()
+        if isinstance(call, StepCall) and call.step == "c":
+            future.add_done_callback(lambda _: loop.call_soon_threadsafe(sys.exit, 3))
+        return future
+
+    activities.Threads.submit = heard
+
+    def refuse(state):
+        raise ValueError("c refused")
+
+    saga = Saga([Step("a", lambda s: None, lambda s: None), Step("b", lambda s: None,
+                 lambda s: None), Step("c", refuse)], name="stops")
+
+    async def main():
+        async with await TemporalRunner.start(db_file=db, port=port, task_queue=queue) as r:
+            handle = await r.start_saga(saga, {})
+            print("RUNID", handle.run_id, flush=True)
+            await handle.outcome()
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_a_call_ended_as_the_loop_ends_reports_its_end_not_cut_short(tmp_path):
+    """attack59 L2: c refused (nothing done), then a SIGTERM's sys.exit ended the loop before
+    the SDK's task took c's end: its activity was failed as cut short (the SDK's
+    CancelledError), and the relaunch reported c leaked, "its worker stopped mid-call". Its
+    end is known here: it is reported as it was (c's refusal), and the relaunch rolls back."""
+    db, port, queue = tmp_path / "t.db", free_port(), f"stops-{uuid.uuid4().hex[:8]}"
+    done = _child(ENDED_UNHEARD, db, port, queue)
+    assert done.returncode == 3, (done.stdout, done.stderr[-2000:])
+    run_id = done.stdout.split("RUNID ")[1].split()[0]
+    world: list[str] = []
+    outcome = _relaunched(db, port, queue, run_id, world, _refused_at_c(world))
+    assert outcome.status is Status.ROLLED_BACK and outcome.leaked == (), outcome
+    assert repr(outcome.error) == "ValueError('c refused')" and outcome.failed_step == "c"
     assert world == ["undo b", "undo a"]

@@ -230,9 +230,7 @@ def run_undo(call: StepCall) -> None:
                     else future.result(_left(end))
                 )
     except (TimeoutError, FutureTimeout) as exc:  # the server stopped waiting: data, as a
-        error = ErrorRecord.of(
-            exc, call.step, call.run_id
-        )  # step's failure is (no WARNING, no traceback)
+        error = ErrorRecord.of(exc, call.step, call.run_id)  # step's failure (no WARNING)
     if error is not None:
         raise _application_error(error)
 
@@ -299,12 +297,7 @@ def refuse_if_closing(step: str) -> None:
     as never called (``NOT_CALLED``), and the workflow schedules it again, for the worker
     of whoever takes the run up."""
     if closing().done():
-        raise ApplicationError(
-            f"the action of {step!r} was not begun: its runner is closing",
-            type=NOT_CALLED,
-            non_retryable=True,
-            category=BENIGN,
-        )
+        raise not_begun(step, "its runner is closing")
 
 
 class AbandonedCalls(RuntimeWarning):
@@ -335,7 +328,7 @@ class Threads(ThreadPoolExecutor):
 
         def work() -> None:
             if not future.set_running_or_notify_cancel():
-                return
+                return  # (its start was cut: ``_Cut``)
             _HERE.closed = self.closed
             try:
                 result = fn(*args, **kwargs)
@@ -345,10 +338,10 @@ class Threads(ThreadPoolExecutor):
             else:
                 with contextlib.suppress(InvalidStateError):
                     future.set_result(result)
-            finally:
-                self._pending.discard(future)
 
         self._pending.add(future)
+        future.add_done_callback(self._pending.discard)
+        _SUBMITTED.set(future)  # (in the activity's task: ``_Cut`` reads it)
         threading.Thread(target=work, name="rollback-lessons activity", daemon=True).start()
         return future
 
@@ -413,22 +406,45 @@ class AbandonedCall(Exception):
 
 
 class WorkerEnd(Interceptor):
-    """The worker's: an action attempt its worker's end cut before its call began (waiting
-    for its turn, ``completion=``) is failed as never begun (``withdrawn``), not as the
-    SDK's ``CancelledError`` the workflow must count in doubt (attack57 F3)."""
+    """The worker's end cutting an attempt: failed as never begun if its call had not begun
+    (``withdrawn``: attack57 F3), its end if its call had ended (L2), not as the SDK's
+    ``CancelledError`` the workflow counts in doubt; and a signal as it starts (``_started``)."""
 
     def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
         return _Cut(next)
 
 
+_SUBMITTED: contextvars.ContextVar[Future[Any] | None] = contextvars.ContextVar("sub", default=None)
+
+
+def _raise(exc: BaseException) -> None:
+    raise exc
+
+
 class _Cut(ActivityInboundInterceptor):
-    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+    async def _started(self, input: ExecuteActivityInput) -> Any:
+        """A Ctrl-C or SIGTERM's ``sys.exit`` heard in the loop's thread as the SDK starts the
+        call (``Thread.start``) is not its failure (attack59 T1: the process went on): raised
+        from the loop, which ends; the call runs (in doubt: the loop's end cuts it) or never."""
         try:
             return await super().execute_activity(input)
+        except (KeyboardInterrupt, SystemExit) as exc:  # (a call's own are data: ``_start``)
+            submitted, loop = _SUBMITTED.get(), asyncio.get_running_loop()
+            loop.call_soon(_raise, exc)
+            if submitted is not None and not submitted.cancel():  # its thread runs it
+                return await asyncio.wrap_future(submitted)
+            await loop.create_future()  # never begun: the loop's end cancels this wait
+
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        try:
+            return await self._started(input)
         except (asyncio.CancelledError, CancelledError) as exc:
             ended = isinstance(exc, asyncio.CancelledError) or activity.is_worker_shutdown()
             call = input.args[0] if input.args else None
             action = getattr(input.fn, "__name__", "") == run_action.__name__
             if ended and action and isinstance(call, StepCall) and withdrawn(call):
                 raise not_begun(call.step, "its worker stopped before its turn") from None
+            sub = _SUBMITTED.get()
+            if ended and sub is not None and sub.done() and not sub.cancelled():
+                return sub.result()  # its call ended (attack59 L2): its end, not "cut short"
             raise

@@ -49,6 +49,7 @@ from .activities import (
     Threads,
     WorkerEnd,
     closing,
+    not_begun,
     refuse_if_closing,
     run_action,
     run_undo,
@@ -95,7 +96,9 @@ def _turns(handle: WorkflowHandle[Any, Any], completion: Sequence[str],
     async def ask(step: str, closed: Future[None]) -> None:
         try:
             await handle.execute_update("turn", args=[step, order])
-        except Exception:
+        except Exception as exc:  # (the SDK's UpdateCut, cancelled by the loop's end: so it
+            if isinstance(exc.__cause__, asyncio.CancelledError):  # ends, not failed, which
+                raise exc.__cause__ from None  # asyncio.run prints, traceback and all: T2)
             if not closed.done():  # (refused once close began: what the ask says is moot)
                 raise
 
@@ -106,6 +109,8 @@ def _turns(handle: WorkflowHandle[Any, Any], completion: Sequence[str],
         if closed.done():
             turn.cancel()
             refuse_if_closing(step)
+        if turn.cancelled():
+            raise not_begun(step, "its worker stopped before its turn")
         turn.result(0)  # its turn (or, not given within ``timeout``, TimeoutError)
 
     return wait_turn
