@@ -121,7 +121,7 @@ def worker_gone(runner: TemporalRunner, run_id: str, sent: bool = True) -> str:
     perhaps = [s for s in failed if run is not None and s in run.effected]
     left = [s for s in dict.fromkeys((*done, *perhaps, *doubt)) if s not in undone]
     then = (
-        "undoes it (asked to cancel; past its irreversible step, finishes it forward)"
+        _undone_or_forward(run, doubt)
         if sent
         else "goes on with it, forward (its cancel did not reach the server: cancel() it)"
     )
@@ -146,15 +146,34 @@ def worker_gone(runner: TemporalRunner, run_id: str, sent: bool = True) -> str:
         f"the worker running saga {run_id} was stopped (its event loop ending) before the saga, "
         + (
             "asked to cancel, compensated"
+            if sent and not then.startswith("finishes")
+            else "asked to cancel, ended"
             if sent
             else "whose cancel never reached the server, ended"
         )
-        + ": nothing in this process undoes it. This process did: "
+        + ": nothing in this process finishes it. This process did: "
         f"{names(done) or 'none'}; undid: {names(undone) or 'none'}; in doubt (running here, "
         f"their end unknown): {names(doubt) or 'none'}; undoing here as it stopped (each undo's "
         f"end unknown): {names(dict.fromkeys(undoing)) or 'none'}; so in effect, or perhaps: "
         f"{names(left) or 'none'}. {where[0].upper()}{where[1:]}."
     )
+
+
+def _undone_or_forward(run: hosted.Hosted | None, doubt: list[str]) -> str:
+    """What a relaunch does with a saga asked to cancel, by its pivot (attack59 L1: the same
+    hedge for every saga): undone, unless its irreversible step started (a cancel is then
+    declined, the saga finished forward); said for sure where this process knows."""
+    pivots = [] if run is None else [s.name for s in run.saga.specs() if s.kind == "pivot"]
+    if run is not None and not pivots:
+        return "undoes it (asked to cancel)"
+    started = [p for p in pivots if p in doubt or ("action", p, True) in run.calls]  # type: ignore[union-attr]
+    if started:
+        return (
+            f"finishes it forward (its irreversible step {started[0]!r} started here: the "
+            "cancel is declined)"
+        )
+    said = f" {pivots[0]!r}" if pivots else ""
+    return f"undoes it (asked to cancel), unless its irreversible step{said} started: forward then"
 
 
 class Unread(SagaTerminated):
