@@ -395,8 +395,6 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
         if cut is not None:
             op = cut
             continue
-        if gm.failing:
-            run.wake.set()
         try:
             start_ready()
         except BaseException as exc:  # (a step whose start was not written never runs)
@@ -407,8 +405,10 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
                 break
         if not tasks:
             break
-        poll = POLL if asked is not None and not gm.failing else None
-        try:
+        try:  # (the looks before it too: a Ctrl-C as one returns is heard here, attack58 F4)
+            if gm.failing:  # (a branch's retry wait ends: it will not be tried again)
+                run.wake.set()
+            poll = POLL if asked is not None and not gm.failing else None
             done, _ = await asyncio.wait(tasks, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError as exc:  # asyncio.run's end (a second Ctrl-C, an exit)
             if (ki := taken_back(exc, private=True)) is None:  # while steps run: the run
