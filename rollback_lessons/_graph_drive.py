@@ -9,14 +9,13 @@ names which running step finishes next): the async engine's timing made explicit
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Callable, Generator, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ._drive import Call, asks_cancel, failed_asking, own_cancel
 from ._guards import cancel_heard, settled
-from ._shutdown import LoopEnded, taken_back
+from ._shutdown import LoopEnded, half_made, taken_back, tasks_of
 from .calls import call_sync, call_timed, checked
 from .events import describe
 from .faults import untraced
@@ -264,13 +263,13 @@ async def _wait(run: Run, seconds: float) -> None:
         except (KeyboardInterrupt, SystemExit) as exc:
             raise Escaped(exc) from None
 
-    sleep = asyncio.ensure_future(sleeping())
-    woken = asyncio.ensure_future(run.wake.wait())
+    made: list[Any] = []  # (each made a task whole, or not at all: attack58 F10)
     try:
+        sleep, woken = tasks_of(made, sleeping(), run.wake.wait())
         await asyncio.wait({sleep, woken}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        sleep.cancel()
-        woken.cancel()
+        for task in made:
+            task.cancel()
     if sleep.done() and not sleep.cancelled() and (error := sleep.exception()) is not None:
         raise original(error)  # the wait failed: its step hears it, as after any call
     return None
@@ -337,13 +336,10 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
 
     def untasked(step: str, coroutine: Any) -> None:
         """``step`` launched, its task perhaps never made: kept if made, else not called."""
-        held = gc.get_referrers(coroutine) if coroutine is not None else []  # (F8: a task
-        made = [t for t in held if isinstance(t, asyncio.Task)]  # half made, unregistered)
-        if made and step in gm.busy:
-            tasks[made[0]] = step
+        made = half_made(coroutine) if coroutine is not None else []  # (F8: half made,
+        if made and step in gm.busy:  # unregistered; never scheduled: ended, never awaited
+            tasks[made[0]] = step  # for ever, attack58 F5's hang)
         elif step in gm.busy and step not in tasks.values():
-            if coroutine is not None:
-                coroutine.close()
             gm.not_called(step)
 
     async def branch(step: str) -> GraphOp:

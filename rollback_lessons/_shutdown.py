@@ -175,3 +175,43 @@ def exit_warned(name: str | None) -> Iterator[None]:
         with contextlib.suppress(Exception):
             warned(name, exc, list(getattr(exc, "__notes__", ())))
         raise
+
+
+def tasks_of(made: list[Any], *coroutines: Any) -> list[Any]:
+    """Each of ``coroutines`` made a task (``asyncio.ensure_future``), in ``made`` as it is
+    made: a Ctrl-C (or sys.exit) heard as one is made leaves no coroutine unawaited (attack58
+    F10: "coroutine ... was never awaited" printed), then raised. A task half made is found
+    (``half_made``): kept in ``made`` for its caller to cancel if its first step is
+    scheduled, else ended here; the coroutines of the tasks never made are closed."""
+    import asyncio
+
+    done = 0
+    try:
+        for coroutine in coroutines:
+            made.append(asyncio.ensure_future(coroutine))
+            done += 1
+    except BaseException:
+        for coroutine in coroutines[done:]:
+            made += [t for t in half_made(coroutine) if t not in made]
+        raise
+    return made
+
+
+def half_made(coroutine: Any) -> list[Any]:
+    """The task a Ctrl-C cut the making of (``coroutine``'s), if it will run: its first step
+    scheduled (its caller cancels it, or awaits it). One whose step was never scheduled (the
+    Ctrl-C inside ``call_soon``) would never run, pending for ever ("Task was destroyed but it
+    is pending!"): ended, its coroutine closed, as is one no task was made of."""
+    import asyncio
+    import gc
+
+    half = [t for t in gc.get_referrers(coroutine) if isinstance(t, asyncio.Task)]
+    ready = getattr(half[0].get_loop(), "_ready", None) if half else None
+    if half and ready is not None:  # (the loop's queue: its step in it, it will run)
+        steps = [getattr(h._callback, "__self__", None) for h in list(ready)]
+        if any(s is half[0] for s in steps) or half[0] in asyncio.all_tasks():
+            return half
+    coroutine.close()
+    for task in half:
+        asyncio.Future.cancel(task)  # (as a Future: never run, nothing logged of it)
+    return []

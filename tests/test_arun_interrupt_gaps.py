@@ -5,8 +5,10 @@ F10): heard where it lands, the branches awaited and told, never a MachineError 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
+import warnings
 
 import pytest
 
@@ -66,3 +68,88 @@ def test_an_interrupt_between_the_branches_start_and_the_wait_is_heard_there(
     assert not [n for n in notes if "not undone" in n or "leaked" in n], notes
     assert sorted(world) == ["do a", "do d", "undo a", "undo d"]
     assert world.index("undo a") > world.index("do a") and "do c" not in world
+    del got
+    gc.collect()  # (what the Ctrl-C's traceback held, closed now, not amid a later test)
+
+
+@pytest.mark.parametrize("target", ["sleeping", "wait"])
+@pytest.mark.parametrize("when", ["before", "unscheduled", "scheduled", "made"])
+def test_a_ctrl_c_as_a_retry_waits_tasks_are_made_leaves_no_coroutine_unawaited(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, target: str, when: str
+) -> None:
+    """attack58 F10: a Ctrl-C inside ``ensure_future`` as a branch's retry wait made its two
+    tasks (its sleep, the run's wake) printed "coroutine '_wait.<locals>.sleeping' was never
+    awaited" (or 'Event.wait'); the Ctrl-C here lands before the task is made, inside its
+    ``call_soon`` (the task made, its first step never scheduled), just after that, or once
+    the task is made. Each time the run rolls back, and nothing is logged or warned."""
+    from rollback_lessons.policies import RetryPolicy
+
+    world: list[str] = []
+    tries: list[int] = []
+
+    def flaky(state):
+        async def go():
+            tries.append(1)
+            if len(tries) == 1:
+                raise ConnectionError("flaky")
+            world.append("do b")
+
+        return go()
+
+    real_future = asyncio.ensure_future
+    cut: list[str] = []
+
+    def armed(coroutine) -> bool:
+        return not cut and getattr(coroutine, "__name__", "") == target
+
+    def ensure_future(coroutine, *args, **kwargs):
+        if armed(coroutine) and when == "before":
+            cut.append(when)
+            raise KeyboardInterrupt
+        task = real_future(coroutine, *args, **kwargs)
+        if armed(coroutine) and when == "made":
+            cut.append(when)
+            raise KeyboardInterrupt
+        return task
+
+    def patch_loop(loop: asyncio.AbstractEventLoop) -> None:
+        real_soon = loop.call_soon
+
+        def call_soon(callback, *args, **kwargs):
+            task = getattr(callback, "__self__", None)
+            if isinstance(task, asyncio.Task) and armed(task.get_coro()) and when in (
+                "unscheduled", "scheduled"
+            ):  # fmt: skip
+                cut.append(when)
+                if when == "scheduled":
+                    real_soon(callback, *args, **kwargs)
+                raise KeyboardInterrupt
+            return real_soon(callback, *args, **kwargs)
+
+        loop.call_soon = call_soon  # type: ignore[method-assign]
+
+    saga = Saga([
+        Parallel(Step("a", _act(world, "a", 0.2), lambda s: world.append("undo a")),
+                 Step("b", flaky, lambda s: world.append("undo b"),
+                      retry=RetryPolicy(max_attempts=3, initial_delay=0.05))),
+    ])  # fmt: skip
+
+    async def main():
+        patch_loop(asyncio.get_running_loop())
+        monkeypatch.setattr(asyncio, "ensure_future", ensure_future)
+        try:
+            return await saga.arun({})
+        finally:
+            monkeypatch.undo()
+
+    with warnings.catch_warnings(record=True) as said, caplog.at_level(logging.ERROR):
+        warnings.simplefilter("always")
+        with pytest.raises(KeyboardInterrupt):
+            asyncio.run(main())
+        gc.collect()
+    assert cut == [when]
+    assert [str(w.message) for w in said if "never awaited" in str(w.message)] == []
+    assert "destroyed" not in caplog.text and "Exception" not in caplog.text, caplog.text
+    assert "do b" not in world and world.count("undo a") == world.count("do a")
+    del said
+    gc.collect()  # (what the Ctrl-C's traceback held, closed now, not amid a later test)
