@@ -8,6 +8,7 @@ import asyncio
 import gc
 import logging
 import sys
+import threading
 import warnings
 
 import pytest
@@ -153,3 +154,55 @@ def test_a_ctrl_c_as_a_retry_waits_tasks_are_made_leaves_no_coroutine_unawaited(
     assert "do b" not in world and world.count("undo a") == world.count("do a")
     del said
     gc.collect()  # (what the Ctrl-C's traceback held, closed now, not amid a later test)
+
+
+@pytest.mark.parametrize("target", ["branch", "kept"])
+@pytest.mark.parametrize("scheduled", [False, True], ids=["unscheduled", "scheduled"])
+def test_a_ctrl_c_inside_a_tasks_call_soon_never_hangs_arun(
+    caplog: pytest.LogCaptureFixture, target: str, scheduled: bool
+) -> None:
+    """attack58 F5 (F8's instants, a little earlier): a Ctrl-C inside the ``call_soon`` that
+    schedules a new task's first step (a branch's, or arun's own ``kept``) left a task made
+    and never scheduled: arun awaited the branch's for ever (asyncio.run never ended), and
+    arun's own was logged "Task was destroyed but it is pending!". (The run is in a thread
+    of its own, so a hang fails the test instead of stopping it.)"""
+    world: list[str] = []
+    cut: list[bool] = []
+    ended: list[BaseException] = []
+
+    def patch_loop(loop: asyncio.AbstractEventLoop) -> None:
+        real_soon = loop.call_soon
+
+        def call_soon(callback, *args, **kwargs):
+            task = getattr(callback, "__self__", None)
+            name = getattr(getattr(task, "get_coro", lambda: None)(), "__name__", "")
+            if isinstance(task, asyncio.Task) and name == target and not cut:
+                cut.append(True)
+                if scheduled:
+                    real_soon(callback, *args, **kwargs)
+                raise KeyboardInterrupt
+            return real_soon(callback, *args, **kwargs)
+
+        loop.call_soon = call_soon  # type: ignore[method-assign]
+
+    async def main():
+        patch_loop(asyncio.get_running_loop())
+        return await _saga(world).arun({})
+
+    def run() -> None:
+        try:
+            asyncio.run(main())
+        except BaseException as exc:
+            ended.append(exc)
+
+    with caplog.at_level(logging.ERROR):
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        thread.join(timeout=20)
+        assert not thread.is_alive(), "arun hung"
+        gc.collect()
+    assert cut and [type(e) for e in ended] == [KeyboardInterrupt]
+    assert "destroyed" not in caplog.text and "Exception" not in caplog.text, caplog.text
+    assert world.count("undo a") == world.count("do a") and "do c" not in world
+    ended.clear()
+    gc.collect()
