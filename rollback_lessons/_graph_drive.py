@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._drive import Call, asks_cancel, failed_asking, own_cancel
 from ._guards import cancel_heard, settled
-from ._shutdown import LoopEnded, half_made, taken_back, tasks_of
+from ._shutdown import LoopEnded, half_made, rescued, taken_back, tasks_of
 from .calls import call_sync, call_timed, checked
 from .events import describe
 from .faults import untraced
@@ -275,8 +275,9 @@ async def _wait(run: Run, seconds: float) -> None:
     return None
 
 
-POLL = 0.05
-"""Seconds between two looks at the cancel while every branch runs or waits (``arun``)."""
+POLL, LOST = 0.05, 1.0
+"""Seconds between two looks at the cancel while every branch runs or waits (``arun``), and
+at the branches while the run fails: one asyncio lost is ended (``lost``, attack58 F5)."""
 
 
 class Escaped(Exception):
@@ -349,6 +350,8 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
                 start_ready()  # end is told (two ending in one turn of the loop): the order a
             return op  # timing of ``saga.run(completion=...)`` gives
         except BaseException as exc:  # told the machine now, in this task: no other
+            if type(exc) is GeneratorExit:  # (closed, ``ended``: the machine told already)
+                raise
             exc = taken_back(exc, private=True) or exc  # (asyncio.run's end: the Ctrl-C)
             exc = run.shutdown if isinstance(exc, LoopEnded) and run.shutdown else exc
             try:  # branch's end goes first
@@ -404,7 +407,7 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
         try:  # (the looks before it too: a Ctrl-C as one returns is heard here, attack58 F4)
             if gm.failing:  # (a branch's retry wait ends: it will not be tried again)
                 run.wake.set()
-            poll = POLL if asked is not None and not gm.failing else None
+            poll = POLL if asked is not None and not gm.failing else LOST
             done, _ = await asyncio.wait(tasks, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError as exc:  # asyncio.run's end (a second Ctrl-C, an exit)
             if (ki := taken_back(exc, private=True)) is None:  # while steps run: the run
@@ -418,6 +421,7 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
             op = gm.broken(exc) or Ready(gm.ready())  # (attack55 F4: left to asyncio.run's
             continue  # end, a MachineError logged, the outcome said nowhere)
         look = not done  # (a look while every branch runs or waits: arun's own)
+        done = done or rescued(tasks, run.shutdown, lambda step, cut: Broke(cut, told(step, cut)))
         answers: list[GraphOp | None] = []
         for task in done:
             step = tasks.pop(task)

@@ -10,7 +10,7 @@ import os
 import sys
 import types
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -215,3 +215,46 @@ def half_made(coroutine: Any) -> list[Any]:
     for task in half:
         asyncio.Future.cancel(task)  # (as a Future: never run, nothing logged of it)
     return []
+
+
+def lost(tasks: Iterable[Any]) -> list[Any]:
+    """Those of ``tasks`` that will never run again: pending, nothing scheduled to step them
+    and nothing pending they wait for. A Ctrl-C inside asyncio's own ``call_soon`` (as a
+    task's next step or wake was scheduled) loses it, and arun awaited that branch for ever:
+    asyncio.run never ended (attack58 F5)."""
+    import asyncio
+
+    ready = getattr(asyncio.get_running_loop(), "_ready", None)
+    if ready is None:  # (not a loop whose queue we know: nothing is said lost)
+        return []
+    scheduled = {id(getattr(h._callback, "__self__", None)) for h in list(ready)}
+    return [
+        t for t in tasks
+        if not t.done() and id(t) not in scheduled
+        and (getattr(t, "_fut_waiter", None) is None or t._fut_waiter.done())
+    ]  # fmt: skip
+
+
+def ended(task: Any, error: BaseException) -> None:
+    """``task`` (``lost``) ended with ``error`` as its exception, as if it raised it: its
+    coroutine closed first (its ``finally`` blocks run, none of it told the machine)."""
+    import asyncio
+
+    with contextlib.suppress(Exception):
+        task.get_coro().close()
+    asyncio.Future.set_exception(task, error)  # (as a Future: a Task refuses it)
+
+
+def rescued(
+    tasks: dict[Any, str], shutdown: BaseException | None, broke: Callable[[str, Any], Any]
+) -> set[Any]:
+    """The branches asyncio lost (``lost``), each ended as if it raised ``broke(step, cut)``
+    (its step told cut short by ``cut``: the Ctrl-C asyncio.run ended on, else LoopEnded,
+    so it may have happened: README's LoopEnded case), for the driver to read as it reads
+    a branch that raised; none, the common case."""
+    found = set()
+    for task in lost(tasks):
+        cut = shutdown or LoopEnded("asyncio lost the wake of its step's task")
+        ended(task, broke(tasks[task], cut))
+        found.add(task)
+    return found

@@ -206,3 +206,65 @@ def test_a_ctrl_c_inside_a_tasks_call_soon_never_hangs_arun(
     assert world.count("undo a") == world.count("do a") and "do c" not in world
     ended.clear()
     gc.collect()
+
+
+def test_a_branch_whose_wake_asyncio_lost_is_ended_never_awaited_for_ever(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """attack58 F5: a Ctrl-C inside the ``call_soon`` that schedules a branch's next step
+    (its action at a bare ``await asyncio.sleep(0)``) leaves that task pending, never to
+    run again; asyncio.run's end cancels every task, and arun awaited that branch for ever
+    (a hang until a second Ctrl-C). Now a branch asyncio lost is ended, its step cut short
+    (it may have happened: README's LoopEnded case), and the run rolls back to its end."""
+    import inspect
+
+    world: list[str] = []
+    cut: list[bool] = []
+    ended: list[BaseException] = []
+
+    def yields(state):
+        async def go():
+            await asyncio.sleep(0)  # (a bare yield: its next step is scheduled at once)
+            await asyncio.sleep(0.01)
+            world.append("do a")
+
+        return go()
+
+    saga = Saga([
+        Parallel(Step("a", yields, lambda s: world.append("undo a")),
+                 Step("d", _act(world, "d", 0.05), lambda s: world.append("undo d"))),
+        Step("c", _act(world, "c"), lambda s: world.append("undo c")),
+    ])  # fmt: skip
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        real_soon = loop.call_soon
+
+        def call_soon(callback, *args, **kwargs):
+            task = getattr(callback, "__self__", None)
+            coro = task.get_coro() if isinstance(task, asyncio.Task) else None
+            if (getattr(coro, "__name__", "") == "branch" and not cut and not args
+                    and inspect.getcoroutinestate(coro) == inspect.CORO_SUSPENDED):  # fmt: skip
+                cut.append(True)
+                raise KeyboardInterrupt  # (its next step never scheduled)
+            return real_soon(callback, *args, **kwargs)
+
+        loop.call_soon = call_soon  # type: ignore[method-assign]
+        return await saga.arun({})
+
+    def run() -> None:
+        try:
+            asyncio.run(main())
+        except BaseException as exc:
+            ended.append(exc)
+
+    with caplog.at_level(logging.ERROR, logger="rollback_lessons"):
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        thread.join(timeout=20)
+        assert not thread.is_alive(), "arun hung"
+    assert cut and [type(e) for e in ended] == [KeyboardInterrupt]
+    assert "MachineError" not in caplog.text
+    assert "do c" not in world and world.count("undo d") == world.count("do d")
+    ended.clear()
+    gc.collect()
