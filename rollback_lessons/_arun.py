@@ -10,6 +10,7 @@ from typing import Any
 from . import _guards
 from ._graph_drive import Asked, Escaped, adrive_graph, original
 from ._run import Run
+from ._shutdown import half_made
 from .operations import Op
 
 
@@ -50,15 +51,9 @@ def made(run: Run, asked: Asked, began: list[bool]) -> Any:
         coroutine = kept(run, asked, began)
         return asyncio.ensure_future(coroutine)
     except BaseException as exc:
-        import gc  # (a task half made, scheduled but not yet registered, is found too)
-
-        began.append(False)
-        held = gc.get_referrers(coroutine) if coroutine is not None else []
-        tasks = [t for t in held if isinstance(t, asyncio.Task)]
-        for task in tasks:
-            task.cancel()
-        if not tasks and coroutine is not None:  # (never made: nothing will await it)
-            coroutine.close()
+        began.append(False)  # (a task half made is found too; one never scheduled, ended)
+        for task in half_made(coroutine) if coroutine is not None else []:
+            task.cancel()  # (else never made, its coroutine closed: nothing will await it)
         with contextlib.suppress(Exception):
             exc.add_note("rollback: the Ctrl-C came as the run began: nothing of it ran")
         raise

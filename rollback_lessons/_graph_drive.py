@@ -9,14 +9,13 @@ names which running step finishes next): the async engine's timing made explicit
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Callable, Generator, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ._drive import Call, asks_cancel, failed_asking, own_cancel
 from ._guards import cancel_heard, settled
-from ._shutdown import LoopEnded, taken_back
+from ._shutdown import LoopEnded, half_made, rescued, taken_back, tasks_of
 from .calls import call_sync, call_timed, checked
 from .events import describe
 from .faults import untraced
@@ -264,20 +263,21 @@ async def _wait(run: Run, seconds: float) -> None:
         except (KeyboardInterrupt, SystemExit) as exc:
             raise Escaped(exc) from None
 
-    sleep = asyncio.ensure_future(sleeping())
-    woken = asyncio.ensure_future(run.wake.wait())
+    made: list[Any] = []  # (each made a task whole, or not at all: attack58 F10)
     try:
+        sleep, woken = tasks_of(made, sleeping(), run.wake.wait())
         await asyncio.wait({sleep, woken}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        sleep.cancel()
-        woken.cancel()
+        for task in made:
+            task.cancel()
     if sleep.done() and not sleep.cancelled() and (error := sleep.exception()) is not None:
         raise original(error)  # the wait failed: its step hears it, as after any call
     return None
 
 
-POLL = 0.05
-"""Seconds between two looks at the cancel while every branch runs or waits (``arun``)."""
+POLL, LOST = 0.05, 1.0
+"""Seconds between two looks at the cancel while every branch runs or waits (``arun``), and
+at the branches while the run fails: one asyncio lost is ended (``lost``, attack58 F5)."""
 
 
 class Escaped(Exception):
@@ -337,13 +337,10 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
 
     def untasked(step: str, coroutine: Any) -> None:
         """``step`` launched, its task perhaps never made: kept if made, else not called."""
-        held = gc.get_referrers(coroutine) if coroutine is not None else []  # (F8: a task
-        made = [t for t in held if isinstance(t, asyncio.Task)]  # half made, unregistered)
-        if made and step in gm.busy:
-            tasks[made[0]] = step
+        made = half_made(coroutine) if coroutine is not None else []  # (F8: half made,
+        if made and step in gm.busy:  # unregistered; never scheduled: ended, never awaited
+            tasks[made[0]] = step  # for ever, attack58 F5's hang)
         elif step in gm.busy and step not in tasks.values():
-            if coroutine is not None:
-                coroutine.close()
             gm.not_called(step)
 
     async def branch(step: str) -> GraphOp:
@@ -353,6 +350,8 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
                 start_ready()  # end is told (two ending in one turn of the loop): the order a
             return op  # timing of ``saga.run(completion=...)`` gives
         except BaseException as exc:  # told the machine now, in this task: no other
+            if type(exc) is GeneratorExit:  # (closed, ``ended``: the machine told already)
+                raise
             exc = taken_back(exc, private=True) or exc  # (asyncio.run's end: the Ctrl-C)
             exc = run.shutdown if isinstance(exc, LoopEnded) and run.shutdown else exc
             try:  # branch's end goes first
@@ -395,8 +394,6 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
         if cut is not None:
             op = cut
             continue
-        if gm.failing:
-            run.wake.set()
         try:
             start_ready()
         except BaseException as exc:  # (a step whose start was not written never runs)
@@ -407,8 +404,10 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
                 break
         if not tasks:
             break
-        poll = POLL if asked is not None and not gm.failing else None
-        try:
+        try:  # (the looks before it too: a Ctrl-C as one returns is heard here, attack58 F4)
+            if gm.failing:  # (a branch's retry wait ends: it will not be tried again)
+                run.wake.set()
+            poll = POLL if asked is not None and not gm.failing else LOST
             done, _ = await asyncio.wait(tasks, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError as exc:  # asyncio.run's end (a second Ctrl-C, an exit)
             if (ki := taken_back(exc, private=True)) is None:  # while steps run: the run
@@ -422,6 +421,7 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
             op = gm.broken(exc) or Ready(gm.ready())  # (attack55 F4: left to asyncio.run's
             continue  # end, a MachineError logged, the outcome said nowhere)
         look = not done  # (a look while every branch runs or waits: arun's own)
+        done = done or rescued(tasks, run.shutdown, lambda step, cut: Broke(cut, told(step, cut)))
         answers: list[GraphOp | None] = []
         for task in done:
             step = tasks.pop(task)

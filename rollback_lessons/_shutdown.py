@@ -10,7 +10,7 @@ import os
 import sys
 import types
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -175,3 +175,86 @@ def exit_warned(name: str | None) -> Iterator[None]:
         with contextlib.suppress(Exception):
             warned(name, exc, list(getattr(exc, "__notes__", ())))
         raise
+
+
+def tasks_of(made: list[Any], *coroutines: Any) -> list[Any]:
+    """Each of ``coroutines`` made a task (``asyncio.ensure_future``), in ``made`` as it is
+    made: a Ctrl-C (or sys.exit) heard as one is made leaves no coroutine unawaited (attack58
+    F10: "coroutine ... was never awaited" printed), then raised. A task half made is found
+    (``half_made``): kept in ``made`` for its caller to cancel if its first step is
+    scheduled, else ended here; the coroutines of the tasks never made are closed."""
+    import asyncio
+
+    done = 0
+    try:
+        for coroutine in coroutines:
+            made.append(asyncio.ensure_future(coroutine))
+            done += 1
+    except BaseException:
+        for coroutine in coroutines[done:]:
+            made += [t for t in half_made(coroutine) if t not in made]
+        raise
+    return made
+
+
+def half_made(coroutine: Any) -> list[Any]:
+    """The task a Ctrl-C cut the making of (``coroutine``'s), if it will run: its first step
+    scheduled (its caller cancels it, or awaits it). One whose step was never scheduled (the
+    Ctrl-C inside ``call_soon``) would never run, pending for ever ("Task was destroyed but it
+    is pending!"): ended, its coroutine closed, as is one no task was made of."""
+    import asyncio
+    import gc
+
+    half = [t for t in gc.get_referrers(coroutine) if isinstance(t, asyncio.Task)]
+    ready = getattr(half[0].get_loop(), "_ready", None) if half else None
+    if half and ready is not None:  # (the loop's queue: its step in it, it will run)
+        steps = [getattr(h._callback, "__self__", None) for h in list(ready)]
+        if any(s is half[0] for s in steps) or half[0] in asyncio.all_tasks():
+            return half
+    coroutine.close()
+    for task in half:
+        asyncio.Future.cancel(task)  # (as a Future: never run, nothing logged of it)
+    return []
+
+
+def lost(tasks: Iterable[Any]) -> list[Any]:
+    """Those of ``tasks`` that will never run again: pending, nothing scheduled to step them
+    and nothing pending they wait for. A Ctrl-C inside asyncio's own ``call_soon`` (as a
+    task's next step or wake was scheduled) loses it, and arun awaited that branch for ever:
+    asyncio.run never ended (attack58 F5)."""
+    import asyncio
+
+    ready = getattr(asyncio.get_running_loop(), "_ready", None)
+    if ready is None:  # (not a loop whose queue we know: nothing is said lost)
+        return []
+    scheduled = {id(getattr(h._callback, "__self__", None)) for h in list(ready)}
+    return [
+        t for t in tasks
+        if not t.done() and id(t) not in scheduled
+        and (getattr(t, "_fut_waiter", None) is None or t._fut_waiter.done())
+    ]  # fmt: skip
+
+
+def ended(task: Any, error: BaseException) -> None:
+    """``task`` (``lost``) ended with ``error`` as its exception, as if it raised it: its
+    coroutine closed first (its ``finally`` blocks run, none of it told the machine)."""
+    import asyncio
+
+    with contextlib.suppress(Exception):
+        task.get_coro().close()
+    asyncio.Future.set_exception(task, error)  # (as a Future: a Task refuses it)
+
+
+def rescued(
+    tasks: dict[Any, str], shutdown: BaseException | None, broke: Callable[[str, Any], Any]
+) -> set[Any]:
+    """The branches asyncio lost (``lost``), each ended as if it raised ``broke(step, cut)``
+    (its step told cut short by ``cut``: the Ctrl-C asyncio.run ended on, else LoopEnded,
+    so it may have happened: README's LoopEnded case), for the driver to read as it reads
+    a branch that raised; none, the common case."""
+    found = set()
+    for task in lost(tasks):
+        cut = shutdown or LoopEnded("asyncio lost the wake of its step's task")
+        ended(task, broke(tasks[task], cut))
+        found.add(task)
+    return found

@@ -19,6 +19,7 @@ from typing import Any
 
 from .errors import CommitNotRecorded, JournalError, RollbackLessonsError, TakenOver
 from .events import KEPT, Event, EventKind, describe
+from .journal_not_run import not_run_now
 from .journal_notes import left_note, taken_did
 from .machine import Machine
 from .ports import UndoJournalRun
@@ -91,6 +92,7 @@ class JournalWriter:
         self.unsure: list[str] = []  # undos logged (confirmed) that no write carried yet
         self.settled: dict[str, tuple[int, bool]] = {}  # undos written as their step returned
         self.resting: dict[str, int | None] = {}  # steps refused, to retry: their intent rows
+        machine.told_not_run = partial(not_run_now, self)  # (its row not run at once: F3)
 
     def watch(
         self, seq: int, kind: EventKind, step: str | None, details: Mapping[str, Any]
@@ -369,6 +371,7 @@ class JournalWriter:
         written, alone (attack19's F2/F7, attack18), and so they are after a Ctrl-C in the
         last batch's tries. If a write still fails (a disk full until the process ends),
         the intents stay: recover reports them leaked, the safe side."""
+        self.m.told_not_run = None  # (no cycle left: machine -> writer -> machine)
         if isinstance(self.m.error, TakenOver):
             return  # (taken over: the new holder ends it)
         jrun = self.jrun if self.jrun is not None else self.dropped

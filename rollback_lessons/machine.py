@@ -156,6 +156,7 @@ class Machine:
     allowed: tuple[str, ...] | None = None
     watch: Any = None
     """Called with (seq, kind, step, details) after each event (a journal, a logger)."""
+    told_not_run: Any = None  # called with a step ``not_run`` (a journal: written at once)
     first_seq = 0
     now: float | None = None
     phase = _FORWARD
@@ -326,11 +327,14 @@ class Machine:
         if self.attempt > 1:  # (a graph's steps: ``GraphMachine.not_run``)
             self.attempt, self.phase = self.attempt - 1, _STEP_WAIT
             return
-        self.withdraw(name)  # (an undo logged before it: never run)
-        del self.kinds[name]
+        del self.kinds[name]  # (first: a second Ctrl-C in what follows leaves it not run)
         self.seen.remove(name)
         self.phase, self.spec, self.current = _FORWARD, None, ([None, *self.completed])[-1]
         self.notes = [*self.notes, f"{name} was not run: {why}"]
+        try:
+            self.withdraw(name)  # (an undo logged before it: never run)
+        finally:  # a journal writes its row not run now (attack58 F3: only at the end)
+            self.told_not_run is None or self.told_not_run(name)
 
     def withdraw(self, step: str) -> None:
         """``step``'s action will never be called (its undo's event raised, a group's step
@@ -800,8 +804,7 @@ class Machine:
         return cls.of_run(self, **extra)
 
 
-__all__ = [
-    "ANSWERS", "PROCEED", "RAISE", "REGISTERED", "ROW_DONE", "ROW_LOGGED", "ROW_START", "ROW_UNDO",
-    "TRANSITIONS", "Ask", "Finished", "Machine", "MachineError", "Phase", "RunStep", "RunUndo",
-    "StepSpec", "Wait", "after_effect", "halts_forward", "pivot_at_stake", "pivot_in_doubt",
-    "status_of", "timed_out"]  # fmt: skip
+__all__ = ["ANSWERS", "PROCEED", "RAISE", "REGISTERED", "ROW_DONE", "ROW_LOGGED", "ROW_START",
+    "ROW_UNDO", "TRANSITIONS", "Ask", "Finished", "Machine", "MachineError", "Phase", "RunStep",
+    "RunUndo", "StepSpec", "Wait", "after_effect", "halts_forward", "pivot_at_stake",
+    "pivot_in_doubt", "status_of", "timed_out"]  # fmt: skip
