@@ -63,7 +63,7 @@ def recovery_seconds(path: Path, count: int) -> float:
             statements.append(
                 (
                     "INSERT INTO sagas (id, name, status, owner_pid, owner_host, started)"
-                    " VALUES (?, 'bench', 'running', 0, 'elsewhere', 0)",
+                    " VALUES (?, 'bench', 'running', 99999, 'elsewhere', 0)",
                     (saga,),
                 )
             )
