@@ -172,7 +172,24 @@ def cut_forward(run: Run, error: BaseException) -> Op | None:
     m, uncalled = run.m, run.uncalled
     if not isinstance(m, GraphMachine) and m.phase is Phase.STEP and run.began != m.current:
         uncalled = (m.current,) if m.current is not None else ()
+    elif not isinstance(m, GraphMachine):
+        told_returned(run)
     return cut_forward_of(m, error, uncalled)
+
+
+def told_returned(run: Run) -> bool:
+    """A list step whose call returned, the machine not yet told (a Ctrl-C as the driver
+    stamps it, or at ``step_ok``'s entry): told done now, its undo logged, so the failing run
+    undoes it (attack60 F3: reported leaked, for a person). True if so."""
+    m, step = run.m, run.m.current
+    if m.phase is not Phase.STEP or step not in run.results:
+        return False
+    if m.completed[-1:] == [step]:  # (``step_ok`` cut as it told it: told again, whole)
+        m.completed.pop()
+        if m.irreversible[-1:] == [step]:
+            m.irreversible = m.irreversible[:-1]
+    m.step_ok(go_on=False)
+    return True
 
 
 def log_cut_off(m: Machine | GraphMachine) -> None:
@@ -395,8 +412,8 @@ def cut_running(run: Run, late: BaseException, failed: BaseException | None) -> 
 def unheard(run: Run, name: str, exc: BaseException) -> None:
     """A step's ``do`` raised ``exc`` that the machine never heard of (a Ctrl-C after its
     call returned, before it was told), and its block goes on (in another thread, or it
-    caught it): the step is cut short, as one interrupted inside its call is (it may have
-    happened: leaked, or undone if its undo was logged before it), never named nowhere."""
+    caught it): the step is done (``told_returned``), or, its return unknown, cut short as
+    one interrupted inside its call is (leaked, or undone if its undo was logged before it)."""
     history = run.history
     if history is not None and not (history and len(history[-1]) < 4):
         return  # (recorded, and told done or raised: nothing unheard)
@@ -406,4 +423,5 @@ def unheard(run: Run, name: str, exc: BaseException) -> None:
         if raised is not None and raised[0] is exc and raised[1].startswith("at the step_start"):
             m.not_run(name, f"its start could not be told ({describe(exc)})")  # attack38 F5)
             return
-        m.interrupted(exc)
+        if not told_returned(run):  # (returned: done, undone with the rest)
+            m.interrupted(exc)
