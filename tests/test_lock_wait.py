@@ -60,3 +60,42 @@ def test_the_whole_wait_still_ends_in_the_same_locked_error(tmp_path):
     holder.rollback()
     assert waited >= 0.6, (waited, raised.value)
     assert world == []
+
+
+def _held_exclusive(path: str) -> sqlite3.Connection:
+    """A connection that keeps readers out too (locking_mode EXCLUSIVE: attack60 F1)."""
+    Journal(path).close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    return holder
+
+
+def test_opening_a_journal_others_keep_waits_its_timeout_and_says_why(tmp_path):
+    """attack60 F1: opening read the file with a fixed 30 s C wait, whatever the timeout
+    (``--wait``), and said only "database is locked"."""
+    from rollback_lessons.errors import JournalError
+
+    path = str(tmp_path / "j.db")
+    holder = _held_exclusive(path)
+    for readonly in (False, True):
+        started = time.monotonic()
+        with pytest.raises(JournalError, match=r"another process holds it; waited 0\.5 s"):
+            Journal(path, timeout=0.5, readonly=readonly)
+        assert 0.5 <= time.monotonic() - started < 10
+    holder.rollback()
+    holder.close()
+    Journal(path).close()  # (let go: opened at once)
+
+
+def test_a_ctrl_c_while_opening_a_journal_others_keep_is_heard_at_once(tmp_path):
+    path = str(tmp_path / "j.db")
+    holder = _held_exclusive(path)
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    started = time.monotonic()
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        Journal(path, timeout=20)
+    heard = time.monotonic() - started
+    holder.rollback()
+    assert heard < 10, heard

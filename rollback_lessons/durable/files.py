@@ -283,12 +283,20 @@ def _open_read_only(path: Path, timeout: float = 30.0) -> sqlite3.Connection:
     """Open for reading only. In a folder nobody may write, SQLite cannot make the WAL's
     shared-memory file: without a WAL the file is read as immutable (nothing can change it
     there); with one, it is refused, as the sagas the WAL holds would be left out."""
-    con = sqlite3.connect(
+    con = sqlite3.connect(  # (its first read waits in turns, ``begin``'s: attack60 F1)
         _uri(path, "mode=ro"), uri=True, isolation_level=None, check_same_thread=False,
-        timeout=timeout,
+        timeout=min(timeout, TURN_MS / 1000),
     )  # fmt: skip
     try:
-        con.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                con.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+        con.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")  # (its later reads)
     except sqlite3.OperationalError:
         con.close()
         if os.access(path.parent, os.W_OK):
@@ -319,8 +327,9 @@ def _schema_version(path: Path, meta: Mapping[str, Any]) -> int:
     return version
 
 
-def _inspect(path: Path, create: bool) -> int | None:
-    """The schema version of an existing journal, None for a new one; never writes."""
+def _inspect(path: Path, create: bool, timeout: float = 30.0) -> int | None:
+    """The schema version of an existing journal, None for a new one; never writes (it
+    waits ``timeout`` for a lock another process holds, as the journal would)."""
     if path.is_dir():
         raise JournalError(f"{path} is a directory, not a journal")
     if path.is_symlink() and not path.exists():  # (SQLite: "unable to open database file")
@@ -349,9 +358,10 @@ def _inspect(path: Path, create: bool) -> int | None:
     if not os.access(path, os.R_OK):
         raise JournalError(f"cannot read {path}: permission denied")
     try:
-        con = _open_read_only(path)
+        con = _open_read_only(path, timeout)
     except sqlite3.OperationalError as exc:
-        raise JournalError(f"cannot open {path}: {exc}{no_room(path)}") from None
+        held = f" (another process holds it; waited {timeout:g} s)" if "locked" in str(exc) else ""
+        raise JournalError(f"cannot open {path}: {exc}{held or no_room(path)}") from None
     except sqlite3.DatabaseError as exc:
         raise JournalError(f"{path} is not a readable journal (corrupt?): {exc}") from None
     try:

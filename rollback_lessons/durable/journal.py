@@ -86,7 +86,7 @@ class Journal:
         self.path = Path(path)
         self.readonly = readonly
         self.closed = False
-        version = _inspect(self.path, create and not readonly)
+        version = _inspect(self.path, create and not readonly, timeout)
         if readonly:
             assert version is not None
             if version < 2:  # (a version-2 journal reads as it is: it lacks only fencing)
