@@ -731,7 +731,7 @@ class Machine:
     @classmethod
     def resume_rollback(
         cls, undos: Sequence[tuple[str, int]], *, leaked: Sequence[str] = (),
-        dead: Sequence[DeadLetter] = (), pivot: tuple[str, str] | None = None,
+        dead: Sequence[DeadLetter] = (), pivot: tuple[Any, ...] | None = None,
         semantic: Sequence[str] = (), corrected: Sequence[str] = (), cancelled: bool = False,
         policy: UndoPolicy = CONTINUE, undo_order: str = "reverse",
         timeouts: Mapping[str, float] | None = None, halted_at: str | None = None,
@@ -756,8 +756,8 @@ class Machine:
             m.halted, m.phase = True, _DONE
             m.pending = [e.step for e in m.log[::-1]]  # left for a person, as in process
             m.leaked = list(leaked)  # (a step with no undo, the pivot too: it started)
-            check = pivot_check(*pivot, m.leaked, m.pending)
-            m.reason = halted_at_pivot(*pivot) + check
+            check = pivot_check(pivot, m.leaked, m.pending)  # (and those done after it)
+            m.reason = halted_at_pivot(*pivot[:2]) + check
             m.dead_letters, m.semantic = list(dead), list(corrected)
             m._emit(EventKind.HALTED, pivot[0], {"reason": m.reason, "recovered": True})
             return m, Finished(m)

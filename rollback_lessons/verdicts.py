@@ -10,7 +10,7 @@ here, one place each, so that the machine's file holds its transitions; ``recove
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from .errors import InjectedFault, RemoteError, interrupts
 from .events import describe
@@ -140,15 +140,23 @@ def halted_at_pivot(pivot: str, state: str, cause: str = "the crash") -> str:
     )
 
 
-def pivot_check(pivot: str, state: str, leaked: Sequence[str], pending: Sequence[str]) -> str:
+def pivot_check(recorded: tuple[Any, ...], leaked: Sequence[str], pending: Sequence[str]) -> str:
     """What a person must check for a saga ``recover`` left halted at its pivot, by the pivot
     rule: the steps after the pivot go forward (retried, never undone); whether the pivot
     itself happened, only a person can tell. ``leaked``: the steps that started and may
-    have had their effect with nothing to undo it (the pivot's own start too)."""
+    have had their effect with nothing to undo it (the pivot's own start too). ``recorded``:
+    (the pivot, its state, and the steps after it the journal shows done, never to be made
+    again: attack60 F4)."""
+    pivot, state, done_after = (*recorded, ())[:3]
     others = [s for s in leaked if s != pivot]  # (the pivot's own start: said already)
     maybe = f"; {', '.join(others)} started too and may have had its effect" if others else ""
     undos = ", ".join(pending) or "none"
     forward = "finish the steps after it forward by hand (retried, never undone)"
+    if done_after:
+        forward = (
+            f"finish the steps after it not yet done forward by hand (retried, never undone; "
+            f"done already: {', '.join(done_after)})"
+        )
     if state == "done":
         return f"{maybe}; {forward}, leave its undos pending ({undos}), then settle the saga"
     return (

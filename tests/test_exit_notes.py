@@ -168,3 +168,44 @@ def test_a_cancelled_arun_that_halted_names_what_it_left():
     assert raised.value.outcome.status.value == "halted"  # type: ignore[attr-defined]
     assert raised.value.outcome.pending == ("b", "a")  # type: ignore[attr-defined]
     assert "rollback halted; left for a person: b, a" in raised.value.__notes__
+
+
+def test_recover_of_a_pivot_saga_whose_commit_was_cut_names_the_steps_done_after_it(tmp_path):
+    """attack60 F4 / attack62 F8: every step of a pivot saga returned and was journalled, the
+    commit's write cut: recover told a person to "finish the steps after it forward by hand",
+    which would make c again; it names the steps after the pivot the journal shows done."""
+    import subprocess
+    import sys
+
+    from conftest import recover_command
+
+    command, env = recover_command(tmp_path, tmp_path / "j.db")
+    child = f"""
+import sys
+sys.path.insert(0, {str(tmp_path)!r})
+from printing_reg import registry
+from rollback_lessons import Saga, Step
+from rollback_lessons.durable.journal import Journal
+from rollback_lessons.durable.registry import Compensation
+journal = Journal({str(tmp_path / "j.db")!r})
+real = journal.write
+def write(statements, **kw):
+    if any("committed" in str(s) for s in statements):
+        raise KeyboardInterrupt
+    return real(statements, **kw)
+journal.write = write
+undo = Compensation("u", registry.resolve("u"), registry).bind(step="a")
+saga = Saga([Step("a", lambda s: None, undo),
+             Step("p", lambda s: None, kind="pivot"),
+             Step("c", lambda s: None, kind="retriable")], name="s")
+try:
+    saga.run({{}}, journal=journal, run_id="r")
+except KeyboardInterrupt:
+    print("CUT")
+"""
+    ran = subprocess.run([sys.executable, "-c", child], env=env, capture_output=True, text=True)
+    assert "CUT" in ran.stdout, ran.stderr[-2000:]
+    said = subprocess.run(command, env=env, capture_output=True, text=True).stdout
+    assert "halted" in said and "UNDID" not in said, said
+    assert "finish the steps after it not yet done forward by hand" in said, said
+    assert "done already: c)" in said, said

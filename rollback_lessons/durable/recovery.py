@@ -338,9 +338,11 @@ def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: Write
             run.undo_retried(undo.position, flush=False)
 
     done = done_steps(run.journal, saga.id, saga.pivot)  # (as claimed, before any undo)
-    pivot = None
+    pivot: tuple[Any, ...] | None = None
     if saga.pivot is not None and saga.pivot_state is not None:
-        pivot = (saga.pivot, saga.pivot_state)
+        finished = list(done["completed"])  # (the steps after it the journal shows done)
+        after = finished[finished.index(saga.pivot) + 1 :] if saga.pivot in finished else []
+        pivot = (saga.pivot, saga.pivot_state, tuple(after))
     policy = policy_of(saga.policy)
     halt = halted_at(run.journal, saga.id)  # the policy's halt, its end unwritten: honoured
     if halt is not None and halt[0] in by_step:
