@@ -36,7 +36,7 @@ def test_a_saga_with_no_pivot_is_said_undone():
 def test_a_saga_past_its_pivot_here_is_said_finished_forward():
     saga = Saga([_step("a"), _step("p", "pivot"), _step("c", "retriable")])
     said = _words(saga, [("action", "a", True), ("action", "p", True)])
-    assert "finishes it forward (its irreversible step 'p' started here" in said
+    assert "finishes it forward (its irreversible step 'p' happened here" in said
     assert "undoes it" not in said and "compensated" not in said
 
 
@@ -45,3 +45,15 @@ def test_a_pivot_saga_not_known_past_it_keeps_the_hedge_naming_its_pivot(calls):
     saga = Saga([_step("a"), _step("p", "pivot"), _step("c", "retriable")])
     said = _words(saga, calls)
     assert "undoes it (asked to cancel), unless its irreversible step 'p' started" in said
+
+
+def test_a_saga_whose_pivot_was_cut_mid_call_is_said_left_for_a_person(monkeypatch):
+    """attack61 M1: the pivot running here as the worker stopped: WorkerGone said the
+    relaunch "finishes it forward"; it halts for a person (a pivot cut short)."""
+    from rollback_lessons.runners.temporal import left
+
+    monkeypatch.setitem(left.IN_FLIGHT, "r-words", {("action", "p", 1): None})
+    saga = Saga([_step("a"), _step("p", "pivot"), _step("c", "retriable")])
+    said = _words(saga, [("action", "a", True)])
+    assert "leaves it for a person (its irreversible step 'p' was cut mid-call" in said
+    assert "forward" not in said.split("takes it up")[1]

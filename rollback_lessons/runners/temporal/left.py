@@ -123,7 +123,8 @@ def worker_gone(runner: TemporalRunner, run_id: str, sent: bool = True) -> str:
     then = (
         _undone_or_forward(run, doubt)
         if sent
-        else "goes on with it, forward (its cancel did not reach the server: cancel() it)"
+        else "goes on with it, forward, unless its cancel reached the server (not confirmed "
+        "here: cancel() it to be sure)"
     )
     if runner.env is None:
         where = (
@@ -149,7 +150,7 @@ def worker_gone(runner: TemporalRunner, run_id: str, sent: bool = True) -> str:
             if sent and not then.startswith("finishes")
             else "asked to cancel, ended"
             if sent
-            else "whose cancel never reached the server, ended"
+            else "whose cancel the server did not confirm, ended"
         )
         + ": nothing in this process finishes it. This process did: "
         f"{names(done) or 'none'}; undid: {names(undone) or 'none'}; in doubt (running here, "
@@ -166,10 +167,16 @@ def _undone_or_forward(run: hosted.Hosted | None, doubt: list[str]) -> str:
     pivots = [] if run is None else [s.name for s in run.saga.specs() if s.kind == "pivot"]
     if run is not None and not pivots:
         return "undoes it (asked to cancel)"
-    started = [p for p in pivots if p in doubt or ("action", p, True) in run.calls]  # type: ignore[union-attr]
-    if started:
+    cut = [p for p in pivots if p in doubt]  # (cut mid-call: it may have happened)
+    if cut:
         return (
-            f"finishes it forward (its irreversible step {started[0]!r} started here: the "
+            f"leaves it for a person (its irreversible step {cut[0]!r} was cut mid-call: "
+            "whether it happened, only a person can tell)"
+        )  # (attack61 M1: it said forward; the relaunch halts, as the README says)
+    done = [p for p in pivots if ("action", p, True) in run.calls]  # type: ignore[union-attr]
+    if done:
+        return (
+            f"finishes it forward (its irreversible step {done[0]!r} happened here: the "
             "cancel is declined)"
         )
     said = f" {pivots[0]!r}" if pivots else ""
