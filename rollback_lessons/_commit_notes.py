@@ -85,6 +85,7 @@ def commit_in_doubt(run: Run, error: BaseException) -> bool:
     alone knows whether it landed: no outcome says committed, nothing is undone, a note
     says so (``saga.run`` and the with-blocks alike: attack52 F1)."""
     what = "the Ctrl-C" if isinstance(error, KeyboardInterrupt) else interruption_name(error)
+    what = what if what == "the Ctrl-C" else f"the {what}"  # (attack62 L1: no article)
     said = f"rollback: {what} came as the journal recorded the commit: nothing was undone; "
     said += "the journal says whether it committed (if not, recover "
     past = "leaves it for a person: past its irreversible step nothing is undone)"

@@ -137,18 +137,32 @@ def exit_said(run: Run, exc: BaseException) -> None:
 
 
 def warned(name: str | None, exc: BaseException, notes: list[str], level: int = 0) -> None:
-    """``exc``'s ``notes`` on stderr, once per SystemExit (Python never prints them), every
-    time one ends a run (attack58 F7: the default filter showed it once per process), at the
-    caller's first line outside this package (not a library line)."""
-    if issubclass(type(exc), SystemExit) and notes and not getattr(exc, "_said", False):
-        exc._said = True  # type: ignore[attr-defined]
-        code = exc.code  # type: ignore[attr-defined]
-        said = f"saga {name!r} ended by sys.exit({code!r}), whose notes Python never prints: "
-        frame = _outside(sys._getframe(1))
+    """``exc``'s ``notes`` on stderr if it is a SystemExit (Python never prints them), each
+    note once (a saga run inside another's step: the outer run's said too, attack62 F7, F9),
+    every time one ends a run (attack58 F7: the default filter showed it once per process),
+    at the caller's first line outside this package (not a library line). Warnings made
+    errors (``-W error``) never replace the exit: the words go to stderr (attack62 F6)."""
+    if not issubclass(type(exc), SystemExit):
+        return
+    said_before: list[str] = getattr(exc, "_said", None) or []
+    new = [n for n in notes if n not in said_before]
+    if not new:
+        return
+    exc._said = [*said_before, *new]  # type: ignore[attr-defined]
+    code = exc.code  # type: ignore[attr-defined]
+    text = f"saga {name!r} ended by sys.exit({code!r}), whose notes Python never prints: "
+    text += "; ".join(new)
+    frame = _outside(sys._getframe(1))
+    try:
         warnings.warn_explicit(  # (a fresh registry: the filter's "default" shows it again)
-            RuntimeWarning(said + "; ".join(notes)), RuntimeWarning, frame.f_code.co_filename,
-            frame.f_lineno, frame.f_globals.get("__name__", "?"), {}, frame.f_globals,
+            RuntimeWarning(text), RuntimeWarning, frame.f_code.co_filename, frame.f_lineno,
+            frame.f_globals.get("__name__", "?"), {}, frame.f_globals,
         )  # fmt: skip
+    except Warning:
+        with contextlib.suppress(Exception):
+            sys.stderr.write(
+                f"{frame.f_code.co_filename}:{frame.f_lineno}: RuntimeWarning: {text}\n"
+            )
 
 
 _OURS = (os.path.dirname(__file__), os.path.dirname(contextlib.__file__), "<frozen")

@@ -24,6 +24,7 @@ from .journal_notes import left_note, taken_did
 from .machine import Machine
 from .ports import UndoJournalRun
 from .rules import Kind, NamedUndo
+from .verdicts import interruption_name
 
 AT_ONCE = frozenset({
     EventKind.STEP_DONE, EventKind.STEP_FAILED, EventKind.STEP_RETRY, EventKind.PIPELINE_FAILED
@@ -390,7 +391,13 @@ class JournalWriter:
             cut = [  # (run, their done cut by the Ctrl-C: attack52 M1, attack53 F5)
                 s for s in dict.fromkeys(self.m.compensated) if s not in {*ran, *self.taken}
             ]
-            for steps, how in ((ran, UNRECORDED), (cut, CUT_RECORD)):
+            cut_by = self.m.interruption  # (a sys.exit is no Ctrl-C: attack62 F9)
+            what = (
+                "Ctrl-C"
+                if isinstance(cut_by, KeyboardInterrupt | None)
+                else interruption_name(cut_by)
+            )
+            for steps, how in ((ran, UNRECORDED), (cut, CUT_RECORD.replace("Ctrl-C", what))):
                 if steps:
                     said = f"the undo of {', '.join(map(repr, steps))} ran here{how}"
                     self.m.note(EventKind.JOURNAL_FAILED, said)
