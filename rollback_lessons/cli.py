@@ -317,26 +317,6 @@ def load_registry(name: str) -> Registry:
     )
 
 
-def _lab_command(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from .lab.launch import LabError, open_lab
-
-    if not 0 < args.port < 65536:
-        print(f"rollback-lessons: --port {args.port} is not a port (1-65535)", file=sys.stderr)
-        return 2
-    try:
-        return open_lab(Path(args.dir), args.port)
-    except LabError as exc:
-        print(f"rollback-lessons: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # the folder cannot hold the lessons
-        where = f" ({exc.filename})" if exc.filename else ""
-        print(f"rollback-lessons: cannot put the lessons in {args.dir}: "
-              f"{exc.strerror or exc}{where}", file=sys.stderr)  # fmt: skip
-        return 2
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """The command; a Ctrl-C is one line (exit 130), so is a ``sys.exit`` not argparse's
     (``interrupted_by``) and a stdout that cannot be written (exit 2); a reader that stops
@@ -345,6 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         _starting.started()  # a Ctrl-C is KeyboardInterrupt again, caught here
+        getattr(sys.modules.get(_COMMAND), "DONE", []).clear()  # (an earlier main's, in process)
         if sys.stdout is None:  # started with it closed (>&-): nothing is done
             _warn(
                 "standard output is closed; nothing was done (send it somewhere: "
@@ -368,15 +349,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         _quiet_stdout()
         _warn(f"cannot write to standard output: {exc}")
         return 2
-    except KeyboardInterrupt:
-        _warn("interrupted (Ctrl-C)")
-        return 130
     except UsageExit:
         raise  # (argparse's usage error: its lines written, its status)
-    except SystemExit as exc:  # anything else's: the command was cut short, never a success
-        what, status = interrupted_by(exc)
-        _warn(f"interrupted: {what}; the command did not finish")
-        return status
+    except (KeyboardInterrupt, SystemExit) as exc:  # (any sys.exit but argparse's)
+        return _interrupted(exc)
+
+
+_COMMAND = "rollback_lessons.durable.command"
+
+
+def _interrupted(exc: BaseException) -> int:
+    """A Ctrl-C or a ``sys.exit``: one line; cut short, never a success; heard once the
+    command had finished (its work done and said: ``durable.command.DONE``), said so, with
+    its own status (attack60 F2: "the command did not finish", of a settle written)."""
+    what, status = interrupted_by(exc)
+    done = getattr(sys.modules.get(_COMMAND), "DONE", None)
+    if done:
+        _warn(f"interrupted ({what}) once the command had finished: {done[-1][1]}")
+        return int(done[-1][0])
+    _warn("interrupted (Ctrl-C)" if status == 130 and what == "Ctrl-C" else
+          f"interrupted: {what}; the command did not finish")  # fmt: skip
+    return status
 
 
 THREAD_WAIT = 5.0
@@ -427,7 +420,9 @@ def _main(argv: Sequence[str] | None) -> int:
 
         return journal_command(args)
     if args.command == "lab":
-        return _lab_command(args)
+        from .lab.launch import lab_cli
+
+        return lab_cli(args)
     options = dict(fault=args.fault, undo_fails=tuple(args.undo_fails), policy=args.policy,
                    register=args.register)  # fmt: skip
     if args.fail_at is None and not args.undo_fails:  # (the other flags: both runs, said so)

@@ -74,6 +74,7 @@ def journal_command(args: argparse.Namespace) -> int:
         try:
             _say(_safe(str(settled)))
             STDOUT.flush()
+            DONE.append((0, "the saga is settled"))  # (from here on, said so: attack60 F2)
         except OutputError as exc:  # (settled, written: say so, attack41 F3)
             raise OutputError(f"{exc}; the saga is settled ({args.file}: journal show)") from None
         except (KeyboardInterrupt, SystemExit) as exc:  # (as it was said: attack50 F2)
@@ -89,6 +90,7 @@ def journal_command(args: argparse.Namespace) -> int:
         _say(str(report), *(_safe(str(w)) for w in report.waiting))
         STDOUT.flush()
         left = _summary(report, args.file)
+        DONE.append((1 if left else 0, f"recover finished (its report above; {args.file})"))
     except OutputError as exc:
         raise OutputError(
             f"{exc}; what recover did is recorded in {args.file} (journal show)"
@@ -102,6 +104,11 @@ def journal_command(args: argparse.Namespace) -> int:
         )
         return status
     return 1 if left else 0
+
+
+DONE: list[tuple[int, str]] = []
+"""The command's status and what it did, once its work is done and said: a Ctrl-C or a
+``sys.exit`` heard after (as it returns) is said so, the status kept (``cli._interrupted``)."""
 
 
 def _summary(report: Any, file: str) -> bool:

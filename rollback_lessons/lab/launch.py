@@ -11,6 +11,7 @@ written after the lessons, each file written whole (a temp file renamed).
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -298,3 +299,21 @@ def open_lab(
     import subprocess  # pragma: no cover - not POSIX
 
     return subprocess.call(command)  # pragma: no cover
+
+
+def lab_cli(args: argparse.Namespace) -> int:
+    """``rollback-lessons lab``: the lessons copied to ``args.dir`` and JupyterLab opened on
+    ``args.port``; what stops it is one line and exit 2."""
+    if not 0 < args.port < 65536:
+        print(f"rollback-lessons: --port {args.port} is not a port (1-65535)", file=sys.stderr)
+        return 2
+    try:
+        return open_lab(Path(args.dir), args.port)
+    except LabError as exc:
+        print(f"rollback-lessons: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the folder cannot hold the lessons
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"rollback-lessons: cannot put the lessons in {args.dir}: "
+              f"{exc.strerror or exc}{where}", file=sys.stderr)  # fmt: skip
+        return 2
