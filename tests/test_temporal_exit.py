@@ -1,0 +1,78 @@
+"""A process stopped as a Parallel's branches run on Temporal ends (attack61 H1): after a
+SIGTERM handler's ``sys.exit`` or two Ctrl-Cs it printed its WorkerGone and its exception,
+then hung for ever at the interpreter's end (the SDK's native runtime dropped in the GC,
+waiting for a worker's workflow thread): about one run in two, so each is run a few times."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from rollback_lessons.runners import free_port
+
+CHILD = r"""
+import asyncio, os, signal, sys, threading, time
+from rollback_lessons import Saga, Step
+from rollback_lessons.graph import Parallel
+from rollback_lessons.runners.temporal import TemporalRunner
+
+db, port, queue, how = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
+def later(delay, signum, times=1, gap=0.03):
+    def fire():
+        time.sleep(delay)
+        for _ in range(times):
+            os.kill(os.getpid(), signum)
+            time.sleep(gap)
+    threading.Thread(target=fire, daemon=True).start()
+
+def act(name):
+    def action(state):
+        if name == "a" and how == "term":
+            later(0.045, signal.SIGTERM)
+        if name == "b" and how == "int2":
+            later(0.0, signal.SIGINT, times=2)
+        if name == "d":
+            raise RuntimeError("d refused")
+        return name
+    return action
+
+saga = Saga([
+    Step("a", act("a"), lambda s: None),
+    Parallel(Step("b", act("b"), lambda s: None),
+             [Step("c", act("c"), lambda s: None), Step("e", act("e"), lambda s: None)]),
+    Step("d", act("d"), lambda s: None),
+], name="exits")
+RUNNERS = []
+
+async def main():
+    async with await TemporalRunner.start(db_file=db, port=port, task_queue=queue) as runner:
+        RUNNERS.append(runner)  # (kept, as a script's global would keep it)
+        await runner.run(saga, {}, step_timeout=5.0, completion=["a", "c", "b", "e", "d"])
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("how, status, runs", [("int2", -2, 4), ("term", 143, 2)])
+def test_a_process_stopped_as_a_parallels_branches_run_ends_with_its_status(
+    tmp_path, how, status, runs
+):
+    """H1: two Ctrl-Cs as b's action begins, or a SIGTERM 45 ms after a's returns (b and c
+    waiting for their turns): the process ends, every time, with the signal's status."""
+    for run in range(runs):
+        db, port, queue = tmp_path / f"{run}.db", free_port(), f"exit-{uuid.uuid4().hex[:8]}"
+        try:
+            done = subprocess.run(
+                [sys.executable, "-c", CHILD, str(db), str(port), queue, how],
+                capture_output=True, text=True, timeout=45,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired as exc:  # (killed by ``subprocess.run``)
+            raise AssertionError(f"run {run}: the process never ended: {exc.stderr!r}") from None
+        assert done.returncode == status, done.stderr[-3000:]
+        assert "WorkerGone" in done.stderr, done.stderr[-3000:]
