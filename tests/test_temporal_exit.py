@@ -1,17 +1,25 @@
 """A process stopped as a Parallel's branches run on Temporal ends (attack61 H1): after a
 SIGTERM handler's ``sys.exit`` or two Ctrl-Cs it printed its WorkerGone and its exception,
 then hung for ever at the interpreter's end (the SDK's native runtime dropped in the GC,
-waiting for a worker's workflow thread): about one run in two, so each is run a few times."""
+waiting for a worker's workflow thread): about one run in two, so each is run a few times.
+And an action waiting for its turn whose refusal never reached the server (its worker gone
+first) is never called, never leaked (H2): the relaunch plays it in its turn."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from rollback_lessons import Parallel, Saga, Step
 from rollback_lessons.runners import free_port
+from rollback_lessons.runners.temporal import TemporalRunner
+
+pytestmark = pytest.mark.usefixtures("no_run_left_behind")
 
 CHILD = r"""
 import asyncio, os, signal, sys, threading, time
@@ -76,3 +84,77 @@ def test_a_process_stopped_as_a_parallels_branches_run_ends_with_its_status(
             raise AssertionError(f"run {run}: the process never ended: {exc.stderr!r}") from None
         assert done.returncode == status, done.stderr[-3000:]
         assert "WorkerGone" in done.stderr, done.stderr[-3000:]
+
+
+KILLED = r"""
+import asyncio, os, signal, sys, time
+from rollback_lessons import Parallel, Saga, Step
+from rollback_lessons.runners.temporal import TemporalRunner
+
+db, port, queue = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+
+def b(state):  # killed as it runs: e waits for its turn (after b), its refusal never sent
+    time.sleep(0.5)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+def e(state):
+    print("E CALLED", flush=True)
+
+saga = Saga([Parallel(Step("b", b, lambda s: None), Step("e", e, lambda s: None))],
+            name="killed")
+
+async def main():
+    async with await TemporalRunner.start(db_file=db, port=port, task_queue=queue) as r:
+        handle = await r.start_saga(saga, {}, completion=["b", "e"], step_timeout=1.0)
+        print("RUN", handle.run_id, flush=True)
+        await handle.outcome()
+
+asyncio.run(main())
+"""
+
+
+def _freed(port: int, within: float = 20.0) -> None:
+    """Wait until the killed process's dev server let ``port`` go (its reaper stops it)."""
+    import socket
+    import time
+
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", int(port)))
+                return
+            except OSError:
+                time.sleep(0.1)
+
+
+def test_an_action_whose_refusal_never_reached_the_server_is_played_by_the_relaunch(tmp_path):
+    """H2: the process ends (SIGKILL here: nothing it says is sent) as b runs and e waits
+    for its turn. The server times e's activity out, its end unknown to it; the workflow
+    never gave e its turn, so e was never called: scheduled again, the relaunch plays it
+    (and undoes it: b was cut short), never reported leaked."""
+    db, port, queue = tmp_path / "t.db", free_port(), f"exit-{uuid.uuid4().hex[:8]}"
+    done = subprocess.run(
+        [sys.executable, "-c", KILLED, str(db), str(port), queue],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == -9, done.stderr[-2000:]
+    assert "E CALLED" not in done.stdout
+    run_id = done.stdout.split("RUN ")[1].split()[0]
+    world: list[str] = []
+
+    def step(name):
+        return Step(name, lambda s: world.append(f"do {name}"),
+                    lambda s: world.append(f"undo {name}"))  # fmt: skip
+
+    saga = Saga([Parallel(step("b"), step("e"))], name="killed")
+    _freed(port)
+
+    async def main():
+        async with await TemporalRunner.start(db_file=db, port=port, task_queue=queue) as again:
+            return await (await again.handle_for(saga, run_id)).outcome()
+
+    with ThreadPoolExecutor(1) as pool:
+        outcome = pool.submit(lambda: asyncio.run(main())).result()
+    assert outcome.leaked == ("b",), outcome
+    assert world.count("do e") == 1 and world.count("undo e") == 1, (world, outcome)

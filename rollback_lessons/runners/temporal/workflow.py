@@ -136,10 +136,11 @@ def _end_unknown(err: ActivityError) -> bool:
     )
 
 
-def _not_called(err: ActivityError) -> bool:
-    """Did a closing runner's worker refuse to begin the action (``NOT_CALLED``)?"""
-    cause = err.cause
-    return isinstance(cause, ApplicationError) and cause.type == NOT_CALLED
+def _not_called(err: ActivityError, unturned: bool = False) -> bool:
+    """Never begun: refused by a closing runner's worker (``NOT_CALLED``), or an action never
+    given its turn whose end is unknown (its refusal lost with its worker: attack61 H2)?"""
+    refused = isinstance(err.cause, ApplicationError) and err.cause.type == NOT_CALLED
+    return refused or (unturned and _end_unknown(err))
 
 
 async def _ended(handle: workflow.ActivityHandle[Any]) -> None:
@@ -172,6 +173,7 @@ class SagaWorkflow(PersonAsked):
         self.cancel_asked = False  # ... while a graph's steps ran (told as ``saga.run`` hears it)
         self.over: list[GraphOp | BaseException] = []  # a graph's forward run is over
         self.branches: list[asyncio.Future[None]] = []  # its steps' tasks, kept referenced
+        self.turned: set[str] = set()  # steps whose current action's turn was given (``turn``)
 
     @workflow.query(name="running")
     def running(self) -> list[str]:
@@ -188,10 +190,9 @@ class SagaWorkflow(PersonAsked):
 
     @workflow.update(name="turn")
     async def turn(self, step: str, completion: list[str]) -> None:
-        """Return once ``step`` is, of the steps running, the one named first in
-        ``completion`` (unnamed ones last, in the order they started): what a worker playing
-        that timing waits on before it calls the step's action. Answered from the history
-        the workflow has heard, so the step before it has been told to the machine."""
+        """Return once ``step`` is, of the steps running, the one named first in ``completion``
+        (unnamed ones last, in the order they started): what a worker playing that timing waits
+        on to call its action. From the history heard: the step before it told to the machine."""
         rank = {name: n for n, name in enumerate(completion)}
 
         def first() -> bool:
@@ -201,6 +202,7 @@ class SagaWorkflow(PersonAsked):
         await workflow.wait_condition(lambda: first() or step not in self.running())
         if not first():  # it ended meanwhile (its activity timed out by the server): no turn
             raise ApplicationError(f"step {step!r} ended: no turn to give", non_retryable=True)
+        self.turned.add(step)  # (its action may be called from now on: never before)
 
     @turn.validator
     def _a_running_step(self, step: str, completion: list[str]) -> None:
@@ -216,9 +218,10 @@ class SagaWorkflow(PersonAsked):
         await self._activity(ACTION, plan, call, turn_wait(plan) + plan.step_timeout + MARGIN)
 
     async def _activity(self, name: str, plan: SagaPlan, call: StepCall, timeout: float) -> None:
-        """An attempt; one a worker refused to begin (``NOT_CALLED``) is scheduled again, not
-        counted, while the history has room (``no_room``; then it failed: attack51 F1)."""
+        """An attempt; one never begun (``_not_called``) is scheduled again, not counted,
+        while the history has room (``no_room``; then it failed: attack51 F1)."""
         while True:
+            self.turned.discard(call.step)
             handle = workflow.start_activity(
                 name,
                 call,
@@ -231,7 +234,8 @@ class SagaWorkflow(PersonAsked):
                 return await _ended(handle)
             except ActivityError as err:
                 length = workflow.info().get_current_history_length()
-                if not _not_called(err) or no_room(plan, length, 0) is not None:
+                unturned = name == ACTION and plan.turns and call.step not in self.turned
+                if not _not_called(err, unturned) or no_room(plan, length, 0) is not None:
                     raise
 
     @workflow.run
