@@ -21,8 +21,7 @@ import contextlib
 import os
 import uuid
 import warnings
-from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -48,9 +47,6 @@ from .activities import (
     AbandonedCalls,
     Threads,
     WorkerEnd,
-    closing,
-    not_begun,
-    refuse_if_closing,
     run_action,
     run_undo,
 )
@@ -78,44 +74,8 @@ from .server import (
     server_binary,
     unreachable,
 )
+from .turns import _turns
 from .workflow import SagaWorkflow, turn_wait
-
-
-def _turns(handle: WorkflowHandle[Any, Any], completion: Sequence[str],
-           timeout: float) -> Callable[[str], None]:  # fmt: skip
-    """What an action of a run playing ``completion`` waits on (in its activity's thread):
-    every ready step was started at once (their activities are scheduled together), and of
-    the steps the workflow says are running, the one named first in ``completion`` (unnamed
-    ones last, in the order they started) is the one whose action is called next. The
-    workflow answers (an Update, ``turn``) once it has heard the step before it end, so
-    that step's completion is in the history first: the order Temporal resolves the steps
-    in is the order they ran. Its runner beginning to close ends the wait: the action is
-    refused, never begun (``refuse_if_closing``), even if its turn came meanwhile."""
-    loop = asyncio.get_running_loop()
-    order = list(completion)
-
-    async def ask(step: str, closed: Future[None]) -> None:
-        try:
-            await handle.execute_update("turn", args=[step, order])
-        except Exception as exc:  # (the SDK's UpdateCut, cancelled by the loop's end: so it
-            if isinstance(exc.__cause__, asyncio.CancelledError):  # ends, not failed, which
-                raise exc.__cause__ from None  # asyncio.run prints, traceback and all: T2)
-            if not closed.done():  # (refused once close began: what the ask says is moot)
-                raise
-
-    def wait_turn(step: str) -> None:
-        closed = closing()
-        turn = asyncio.run_coroutine_threadsafe(ask(step, closed), loop)
-        wait({turn, closed}, timeout, return_when=FIRST_COMPLETED)
-        if closed.done():
-            turn.cancel()
-            refuse_if_closing(step)
-        if turn.cancelled():
-            raise not_begun(step, "its worker stopped before its turn")
-        turn.result(0)  # its turn (or, not given within ``timeout``, TimeoutError)
-
-    return wait_turn
-
 
 GRACE = 2.0
 """Seconds ``close`` gives the steps and undos still running to end."""

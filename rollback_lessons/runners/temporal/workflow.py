@@ -173,7 +173,7 @@ class SagaWorkflow(PersonAsked):
         self.cancel_asked = False  # ... while a graph's steps ran (told as ``saga.run`` hears it)
         self.over: list[GraphOp | BaseException] = []  # a graph's forward run is over
         self.branches: list[asyncio.Future[None]] = []  # its steps' tasks, kept referenced
-        self.turned: set[str] = set()  # steps whose current action's turn was given (``turn``)
+        self.turned: set[str] = set()  # the actions' activities given their turn (``turn``)
 
     @workflow.query(name="running")
     def running(self) -> list[str]:
@@ -189,10 +189,9 @@ class SagaWorkflow(PersonAsked):
         return [] if self.machine is None else record_data(self.machine.record())["events"]
 
     @workflow.update(name="turn")
-    async def turn(self, step: str, completion: list[str]) -> None:
-        """Return once ``step`` is, of the steps running, the one named first in ``completion``
-        (unnamed ones last, in the order they started): what a worker playing that timing waits
-        on to call its action. From the history heard: the step before it told to the machine."""
+    async def turn(self, step: str, completion: list[str], asker: str = "") -> None:
+        """Return once ``step`` is, of the running, the first in ``completion`` (unnamed ones last,
+        as they started): its action's turn, from the history heard (the step before it told)."""
         rank = {name: n for n, name in enumerate(completion)}
 
         def first() -> bool:
@@ -202,10 +201,10 @@ class SagaWorkflow(PersonAsked):
         await workflow.wait_condition(lambda: first() or step not in self.running())
         if not first():  # it ended meanwhile (its activity timed out by the server): no turn
             raise ApplicationError(f"step {step!r} ended: no turn to give", non_retryable=True)
-        self.turned.add(step)  # (its action may be called from now on: never before)
+        self.turned.add(asker)  # (its action may be called from now on: never before)
 
     @turn.validator
-    def _a_running_step(self, step: str, completion: list[str]) -> None:
+    def _a_running_step(self, step: str, completion: list[str], asker: str = "") -> None:
         """A turn is asked by a running step's activity: any other ask is refused at once,
         never left waiting past the run's end (Temporal warns of an unfinished handler)."""
         if step not in self.running():
@@ -221,10 +220,11 @@ class SagaWorkflow(PersonAsked):
         """An attempt; one never begun (``_not_called``) is scheduled again, not counted,
         while the history has room (``no_room``; then it failed: attack51 F1)."""
         while True:
-            self.turned.discard(call.step)
+            asked = str(workflow.uuid4())  # (its id: the turn it is given is its own)
             handle = workflow.start_activity(
                 name,
                 call,
+                activity_id=asked,
                 start_to_close_timeout=timedelta(seconds=timeout),
                 heartbeat_timeout=timedelta(seconds=timeout),
                 retry_policy=ONCE,
@@ -234,7 +234,7 @@ class SagaWorkflow(PersonAsked):
                 return await _ended(handle)
             except ActivityError as err:
                 length = workflow.info().get_current_history_length()
-                unturned = name == ACTION and plan.turns and call.step not in self.turned
+                unturned = name == ACTION and plan.turns and asked not in self.turned
                 if not _not_called(err, unturned) or no_room(plan, length, 0) is not None:
                     raise
 
