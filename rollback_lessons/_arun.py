@@ -8,7 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 from . import _guards
-from ._graph_drive import Asked, Escaped, adrive_graph, original
+from ._branches import Escaped, original
+from ._graph_drive import Asked, adrive_graph
 from ._run import Run
 from ._shutdown import half_made
 from .operations import Op

@@ -13,10 +13,11 @@ from collections.abc import Callable, Generator, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from ._branches import LOST, POLL, Broke, acarry, original
 from ._drive import Call, asks_cancel, failed_asking, own_cancel
 from ._guards import cancel_heard, settled
-from ._shutdown import LoopEnded, half_made, rescued, taken_back, tasks_of
-from .calls import call_sync, call_timed, checked
+from ._shutdown import LoopEnded, half_made, rescued, taken_back
+from .calls import call_sync, call_timed
 from .events import describe
 from .faults import untraced
 from .machine import Phase
@@ -217,97 +218,6 @@ def drive_graph(run: Run, asked: Asked = None, pick: Pick | None = None) -> Op:
     return run.drive(op)  # type: ignore[arg-type]
 
 
-async def _acarry(run: Run, loop: Generator[Call | float, Any, GraphOp]) -> GraphOp:
-    """Carry out one step's loop, awaiting what its calls return."""
-    try:
-        todo = next(loop)
-        while True:
-            try:
-                if isinstance(todo, Call):
-                    fn, args, role, name, _ = todo
-                    done = fn(*args)
-                    if done is not None and hasattr(done, "__await__"):
-                        done = await done
-                    elif done is not None:
-                        checked(done, role, name)
-                else:
-                    await _wait(run, todo)
-                    done = None
-            except BaseException as exc:  # a branch is arun's own task: a cancel of it is
-                cut = taken_back(exc, private=True)  # asyncio.run's end (attack52 F2)
-                if cut is not None:  # (the Ctrl-C behind it, or LoopEnded: an interruption)
-                    exc = run.shutdown if isinstance(cut, LoopEnded) and run.shutdown else cut
-                todo = loop.throw(exc)
-                continue
-            todo = loop.send(done)
-    except StopIteration as over:
-        return over.value  # type: ignore[no-any-return]
-    except (KeyboardInterrupt, SystemExit) as exc:  # outside the step's call: asyncio would
-        raise Escaped(exc) from None  # end the event loop with it; adrive_graph fails the run
-    finally:  # closed now, not by the gc later, where a Ctrl-C is dropped (attack54 F4)
-        loop.close()
-
-
-async def _wait(run: Run, seconds: float) -> None:
-    """A branch's wait before its next attempt, cut short once the run stops meanwhile (a
-    cancel, a sibling failing for good): it will not be tried again, so nothing is waited
-    for (its machine hears the wait is over and ends it)."""
-    import asyncio
-
-    if run.wake is None:
-        return await run.clock.asleep(seconds)  # type: ignore[func-returns-value]
-
-    async def sleeping() -> None:  # a Ctrl-C in the clock's wait, carried out of its task
-        try:  # (asyncio would end the event loop with it, the run half done: attack18's F2)
-            await run.clock.asleep(seconds)
-        except (KeyboardInterrupt, SystemExit) as exc:
-            raise Escaped(exc) from None
-
-    made: list[Any] = []  # (each made a task whole, or not at all: attack58 F10)
-    try:
-        sleep, woken = tasks_of(made, sleeping(), run.wake.wait())
-        await asyncio.wait({sleep, woken}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in made:
-            task.cancel()
-    if sleep.done() and not sleep.cancelled() and (error := sleep.exception()) is not None:
-        raise original(error)  # the wait failed: its step hears it, as after any call
-    return None
-
-
-POLL, LOST = 0.05, 1.0
-"""Seconds between two looks at the cancel while every branch runs or waits (``arun``), and
-at the branches while the run fails: one asyncio lost is ended (``lost``, attack58 F5)."""
-
-
-class Escaped(Exception):
-    """A KeyboardInterrupt or SystemExit raised in a step's task outside its call, carried
-    out of the task (asyncio re-raises these out of the event loop, leaving every other
-    branch behind); ``adrive_graph`` takes the original back out."""
-
-    def __init__(self, exc: BaseException) -> None:
-        super().__init__(type(exc).__name__)
-        self.exc = exc
-
-
-class Broke(Exception):
-    """A branch's task raised ``exc`` (an ``Escaped`` Ctrl-C too), told the machine at
-    once, in that task (``broken``), so that no other branch's end is told before it (a
-    step freed by it would start, the run commit); ``answer`` is the machine's, ``again``
-    what raised as it was told (a second Ctrl-C: the run fails, its rollback cut there, as
-    ``saga.run``'s is, what was done left pending for ``recover``)."""
-
-    def __init__(
-        self, exc: BaseException, answer: GraphOp | None, again: BaseException | None = None
-    ) -> None:
-        super().__init__(type(exc).__name__)
-        self.exc, self.answer, self.again = exc, answer, again
-
-
-def original(exc: BaseException) -> BaseException:
-    return exc.exc if isinstance(exc, Escaped) else exc
-
-
 async def adrive_graph(run: Run, asked: Asked = None) -> Op:
     """Run the graph's ready steps at once, as asyncio tasks, until the run is over; then
     the rollback, if any. Called shielded (``Saga.arun``): a cancellation of the caller's
@@ -345,7 +255,7 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
 
     async def branch(step: str) -> GraphOp:
         try:
-            op = await _acarry(run, step_ops(run, step, asked))
+            op = await acarry(run, step_ops(run, step, asked))
             if type(op) is Ready:  # the steps its end frees start now, before another step's
                 start_ready()  # end is told (two ending in one turn of the loop): the order a
             return op  # timing of ``saga.run(completion=...)`` gives

@@ -1,0 +1,108 @@
+"""A branch of ``arun`` (``_graph_drive.adrive_graph``): its step's loop carried out in its
+own asyncio task (``acarry``), its retry wait (``_wait``), and what carries a Ctrl-C or a
+failure out of that task to the driver (``Escaped``, ``Broke``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._drive import Call
+from ._shutdown import LoopEnded, taken_back, tasks_of
+from .calls import checked
+
+if TYPE_CHECKING:
+    from collections.abc import Generator
+
+    from ._run import Run
+    from .schedule import GraphOp
+
+
+async def acarry(run: Run, loop: Generator[Call | float, Any, GraphOp]) -> GraphOp:
+    """Carry out one step's loop, awaiting what its calls return."""
+    try:
+        todo = next(loop)
+        while True:
+            try:
+                if isinstance(todo, Call):
+                    fn, args, role, name, _ = todo
+                    done = fn(*args)
+                    if done is not None and hasattr(done, "__await__"):
+                        done = await done
+                    elif done is not None:
+                        checked(done, role, name)
+                else:
+                    await _wait(run, todo)
+                    done = None
+            except BaseException as exc:  # a branch is arun's own task: a cancel of it is
+                cut = taken_back(exc, private=True)  # asyncio.run's end (attack52 F2)
+                if cut is not None:  # (the Ctrl-C behind it, or LoopEnded: an interruption)
+                    exc = run.shutdown if isinstance(cut, LoopEnded) and run.shutdown else cut
+                todo = loop.throw(exc)
+                continue
+            todo = loop.send(done)
+    except StopIteration as over:
+        return over.value  # type: ignore[no-any-return]
+    except (KeyboardInterrupt, SystemExit) as exc:  # outside the step's call: asyncio would
+        raise Escaped(exc) from None  # end the event loop with it; adrive_graph fails the run
+    finally:  # closed now, not by the gc later, where a Ctrl-C is dropped (attack54 F4)
+        loop.close()
+
+
+async def _wait(run: Run, seconds: float) -> None:
+    """A branch's wait before its next attempt, cut short once the run stops meanwhile (a
+    cancel, a sibling failing for good): it will not be tried again, so nothing is waited
+    for (its machine hears the wait is over and ends it)."""
+    import asyncio
+
+    if run.wake is None:
+        return await run.clock.asleep(seconds)  # type: ignore[func-returns-value]
+
+    async def sleeping() -> None:  # a Ctrl-C in the clock's wait, carried out of its task
+        try:  # (asyncio would end the event loop with it, the run half done: attack18's F2)
+            await run.clock.asleep(seconds)
+        except (KeyboardInterrupt, SystemExit) as exc:
+            raise Escaped(exc) from None
+
+    made: list[Any] = []  # (each made a task whole, or not at all: attack58 F10)
+    try:
+        sleep, woken = tasks_of(made, sleeping(), run.wake.wait())
+        await asyncio.wait({sleep, woken}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in made:
+            task.cancel()
+    if sleep.done() and not sleep.cancelled() and (error := sleep.exception()) is not None:
+        raise original(error)  # the wait failed: its step hears it, as after any call
+    return None
+
+
+POLL, LOST = 0.05, 1.0
+"""Seconds between two looks at the cancel while every branch runs or waits (``arun``), and
+at the branches while the run fails: one asyncio lost is ended (``lost``, attack58 F5)."""
+
+
+class Escaped(Exception):
+    """A KeyboardInterrupt or SystemExit raised in a step's task outside its call, carried
+    out of the task (asyncio re-raises these out of the event loop, leaving every other
+    branch behind); ``adrive_graph`` takes the original back out."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(type(exc).__name__)
+        self.exc = exc
+
+
+class Broke(Exception):
+    """A branch's task raised ``exc`` (an ``Escaped`` Ctrl-C too), told the machine at
+    once, in that task (``broken``), so that no other branch's end is told before it (a
+    step freed by it would start, the run commit); ``answer`` is the machine's, ``again``
+    what raised as it was told (a second Ctrl-C: the run fails, its rollback cut there, as
+    ``saga.run``'s is, what was done left pending for ``recover``)."""
+
+    def __init__(
+        self, exc: BaseException, answer: GraphOp | None, again: BaseException | None = None
+    ) -> None:
+        super().__init__(type(exc).__name__)
+        self.exc, self.answer, self.again = exc, answer, again
+
+
+def original(exc: BaseException) -> BaseException:
+    return exc.exc if isinstance(exc, Escaped) else exc
