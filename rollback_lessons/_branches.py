@@ -9,22 +9,27 @@ from typing import TYPE_CHECKING, Any
 from ._drive import Call
 from ._shutdown import LoopEnded, taken_back, tasks_of
 from .calls import checked
+from .verdicts import cut_by
 
 if TYPE_CHECKING:
     from collections.abc import Generator
 
     from ._run import Run
-    from .schedule import GraphOp
+    from .schedule import GraphMachine, GraphOp
 
 
 async def acarry(run: Run, loop: Generator[Call | float, Any, GraphOp]) -> GraphOp:
-    """Carry out one step's loop, awaiting what its calls return."""
+    """Carry out one step's loop, awaiting what its calls return. A Ctrl-C before its first
+    call (as the loop hands it over) is carried out ``Escaped`` not ``called``: the step was
+    never run (attack62 F3: reported leaked, left to a person by recover)."""
+    called = False  # (only a later attempt's call follows one: a Ctrl-C before it, cut short)
     try:
         todo = next(loop)
         while True:
             try:
                 if isinstance(todo, Call):
                     fn, args, role, name, _ = todo
+                    called = True
                     done = fn(*args)
                     if done is not None and hasattr(done, "__await__"):
                         done = await done
@@ -34,6 +39,8 @@ async def acarry(run: Run, loop: Generator[Call | float, Any, GraphOp]) -> Graph
                     await _wait(run, todo)
                     done = None
             except BaseException as exc:  # a branch is arun's own task: a cancel of it is
+                if not called:  # (a Ctrl-C before its action was called: never run)
+                    raise
                 cut = taken_back(exc, private=True)  # asyncio.run's end (attack52 F2)
                 if cut is not None:  # (the Ctrl-C behind it, or LoopEnded: an interruption)
                     exc = run.shutdown if isinstance(cut, LoopEnded) and run.shutdown else cut
@@ -43,7 +50,7 @@ async def acarry(run: Run, loop: Generator[Call | float, Any, GraphOp]) -> Graph
     except StopIteration as over:
         return over.value  # type: ignore[no-any-return]
     except (KeyboardInterrupt, SystemExit) as exc:  # outside the step's call: asyncio would
-        raise Escaped(exc) from None  # end the event loop with it; adrive_graph fails the run
+        raise Escaped(exc, called) from None  # end the event loop with it; adrive_graph fails it
     finally:  # closed now, not by the gc later, where a Ctrl-C is dropped (attack54 F4)
         loop.close()
 
@@ -83,11 +90,12 @@ at the branches while the run fails: one asyncio lost is ended (``lost``, attack
 class Escaped(Exception):
     """A KeyboardInterrupt or SystemExit raised in a step's task outside its call, carried
     out of the task (asyncio re-raises these out of the event loop, leaving every other
-    branch behind); ``adrive_graph`` takes the original back out."""
+    branch behind); ``adrive_graph`` takes the original back out. ``called``: the step's
+    action was called (not: the Ctrl-C came before its first call, the step never run)."""
 
-    def __init__(self, exc: BaseException) -> None:
+    def __init__(self, exc: BaseException, called: bool = True) -> None:
         super().__init__(type(exc).__name__)
-        self.exc = exc
+        self.exc, self.called = exc, called
 
 
 class Broke(Exception):
@@ -106,3 +114,12 @@ class Broke(Exception):
 
 def original(exc: BaseException) -> BaseException:
     return exc.exc if isinstance(exc, Escaped) else exc
+
+
+def not_run(gm: GraphMachine, step: str, exc: BaseException) -> GraphOp | None:
+    """A Ctrl-C (or sys.exit) came as ``step``'s first call was handed over, its action not
+    called: not run, as a list's step at that instant (``_guards.cut_forward``: its intent
+    row written not run at once), and the run fails with it once the others ended."""
+    what = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else cut_by(exc)
+    gm.not_run(step, f"the {what} came as it started")
+    return gm.broken(exc)

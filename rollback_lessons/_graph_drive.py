@@ -13,7 +13,7 @@ from collections.abc import Callable, Generator, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from ._branches import LOST, POLL, Broke, acarry, original
+from ._branches import LOST, POLL, Broke, Escaped, acarry, not_run, original
 from ._drive import Call, asks_cancel, failed_asking, own_cancel
 from ._guards import cancel_heard, settled
 from ._shutdown import LoopEnded, half_made, rescued, taken_back
@@ -265,16 +265,17 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
             exc = taken_back(exc, private=True) or exc  # (asyncio.run's end: the Ctrl-C)
             exc = run.shutdown if isinstance(exc, LoopEnded) and run.shutdown else exc
             try:  # branch's end goes first
-                answer = told(step, original(exc))
+                answer = told(step, original(exc), not isinstance(exc, Escaped) or exc.called)
             except BaseException as again:  # a second Ctrl-C as it was told (an observer of
                 raise Broke(exc, None, again) from None  # the step's failure): cuts the rollback
             raise Broke(exc, answer) from None
 
-    def told(step: str, exc: BaseException) -> GraphOp | None:
+    def told(step: str, exc: BaseException, called: bool = True) -> GraphOp | None:
         """A Ctrl-C while its own step runs or waits (a wait's cancel function, an observer
-        of its retry) cuts that step short, as ``saga.run`` does; else the run fails there."""
+        of its retry) cuts that step short, as ``saga.run`` does; else the run fails there.
+        Before its action was first ``called``, the step was not run (attack62 F3)."""
         if not issubclass(type(exc), Exception) and step in gm.busy and not gm.rolling:
-            return gm.step_cut(step, exc)
+            return gm.step_cut(step, exc) if called else not_run(gm, step, exc)
         if exc is run.in_doubt:  # a Ctrl-C as the commit was written: nothing is undone,
             return settled(run, exc)  # the journal says (saga.run's rule; attack21 A1)
         return gm.broken(exc)

@@ -1,0 +1,107 @@
+"""``saga.arun``, a Ctrl-C (or sys.exit) as a step's first call is handed over by its loop,
+before its action is called (attack62 F3): the step was not run, as a list's step at that
+instant under ``saga.run`` (attack58 F1): said so, its journal row written not run, never
+reported leaked nor left to a person by ``recover``."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from typing import Any
+
+import pytest
+
+from rollback_lessons import Parallel, Saga, Step
+from rollback_lessons import _graph_drive as graph_drive
+from rollback_lessons._drive import Call
+from rollback_lessons.durable.journal import Journal
+from rollback_lessons.durable.registry import Registry, compensation
+
+registry = Registry()
+WORLD: list[str] = []
+
+
+@compensation("arun_not_run.undo", registry)
+def undo(step: str, idempotency_key: str | None = None) -> None:
+    WORLD.append(f"undo {step}")
+
+
+def _act(name: str) -> Any:
+    def act(state: object) -> Any:
+        WORLD.append(f"call {name}")
+
+        async def go() -> None:
+            await asyncio.sleep(0.01)
+            WORLD.append(f"do {name}")
+
+        return go()
+
+    return act
+
+
+def _saga(grouped: bool) -> Saga:
+    a, b, d, c = (Step(n, _act(n), undo.bind(step=n)) for n in ("a", "b", "d", "c"))
+    return Saga([Parallel(a, b, d), c] if grouped else [a, b, c])
+
+
+class _Handed:
+    """A step's loop (``step_ops``) whose first ``Call`` of ``target`` is followed, as it is
+    handed to the branch, by ``cut``: the instant before the branch calls the action."""
+
+    def __init__(self, loop: Any, step: str, target: str, cut: type[BaseException]) -> None:
+        self.loop, self.armed, self.cut = loop, step == target, cut
+
+    def _handed(self, todo: Any) -> Any:
+        if self.armed and isinstance(todo, Call):
+            self.armed = False
+            raise self.cut(143) if self.cut is SystemExit else self.cut()
+        return todo
+
+    def __next__(self) -> Any:
+        return self._handed(next(self.loop))
+
+    def send(self, value: Any) -> Any:
+        return self._handed(self.loop.send(value))
+
+    def throw(self, exc: BaseException) -> Any:
+        return self._handed(self.loop.throw(exc))
+
+    def close(self) -> None:
+        self.loop.close()
+
+
+@pytest.mark.filterwarnings("ignore:saga .* ended by sys.exit:RuntimeWarning")
+@pytest.mark.parametrize("cut", [KeyboardInterrupt, SystemExit])
+@pytest.mark.parametrize(
+    ("grouped", "target"), [(False, "a"), (False, "b"), (True, "a"), (True, "b"), (True, "d")]
+)
+def test_a_ctrl_c_as_a_steps_first_call_is_handed_over_says_it_not_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any, cut: type[BaseException], grouped: bool,
+    target: str,
+) -> None:  # fmt: skip
+    """attack62 F3: the step, never called, was reported "not undone (no undo logged for
+    it)", its journal row left ``intent``: recover asked a person about it."""
+    real = graph_drive.step_ops
+    monkeypatch.setattr(
+        graph_drive,
+        "step_ops",
+        lambda run, step, *a: _Handed(real(run, step, *a), step, target, cut),
+    )
+    WORLD.clear()
+    journal = Journal(tmp_path / "j.db")
+    with pytest.raises(cut) as got:
+        asyncio.run(_saga(grouped).arun({}, journal=journal, run_id="r"))
+    monkeypatch.undo()
+    notes = getattr(got.value, "__notes__", [])
+    what = "Ctrl-C" if cut is KeyboardInterrupt else "SystemExit"
+    assert f"rollback: {target} was not run: the {what} came as it started" in notes, notes
+    assert not [n for n in notes if "not undone" in n or "leaked" in n], notes
+    assert f"call {target}" not in WORLD, WORLD
+    done = sorted(e.split()[1] for e in WORLD if e.startswith("do "))
+    assert sorted(e.split()[1] for e in WORLD if e.startswith("undo ")) == done, WORLD
+    with journal:
+        states = {u.step: u.state for u in journal.undos("r")}
+        assert states.get(target, "not_run") == "not_run", states
+        assert not journal.leaked("r")
+    del got
+    gc.collect()
