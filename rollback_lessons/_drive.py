@@ -23,6 +23,7 @@ from .operations import Ask, Finished, Op, RunStep, RunUndo, Wait
 from .schedule import cancel, past_pivot
 
 NO_ARGS: tuple[Any, ...] = ()
+_STEP = Phase.STEP
 
 
 class Call(NamedTuple):
@@ -58,6 +59,16 @@ def failed_asking(m: Machine, error: BaseException) -> Op | None:
     if m.phase is Phase.STEP_WAIT:
         return m.interrupted(error)  # (the step waiting to retry failed for good)
     return m.fail(error)
+
+
+def begun(m: Machine, step: str, exc: BaseException) -> None:
+    """A Ctrl-C (or sys.exit) raised as ``step`` was told done, once the next step began
+    (its start event, its intent row written), before its action is called: that step is
+    not run now, its row written so at once, before the run's failure is handled, where a
+    second Ctrl-C left it ``intent``, leaked for recover (attack62 F4)."""
+    if m.phase is _STEP and m.current != step and not issubclass(type(exc), Exception):
+        what = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else type(exc).__name__
+        m.not_run(m.current, f"the {what} came as it started")  # type: ignore[arg-type]
 
 
 class Driver:
@@ -129,7 +140,11 @@ class Driver:
                     continue
                 self.results[step] = result
                 self.called()
-                op = m.step_ok() if self.asked is None else self.heard_done()  # (asked first)
+                try:
+                    op = m.step_ok() if self.asked is None else self.heard_done()  # (asked first)
+                except BaseException as exc:
+                    begun(m, step, exc)
+                    raise
             elif kind is RunUndo:
                 step, _, timeout = op  # type: ignore[misc]
                 args = NO_ARGS if step in self.stateless else self.args
