@@ -289,6 +289,38 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
             broken = broken or exc
             return gm.broken(exc)
 
+    answers: list[GraphOp | None] = []  # the branches' answers read, kept till acted on
+
+    def read(done: set[asyncio.Future[GraphOp]]) -> GraphOp:
+        """The ended branches' answers, each read once (a Ctrl-C as one is read: its task is
+        read again), the first that ends the run acted on, else the steps ready."""
+        for task in done:
+            if task in tasks:
+                answers.append(answer_of(task))
+                del tasks[task]
+        return first_over() or Ready(gm.ready())
+
+    def answer_of(task: asyncio.Future[GraphOp]) -> GraphOp | None:
+        nonlocal broken, again
+        try:
+            return task.result()
+        except Broke as exc:  # told the machine in part (and ``broken``): fails there
+            broken = broken or original(exc.exc)
+            again = again or exc.again
+            return exc.answer
+        except asyncio.CancelledError as exc:  # cancelled before its first line ran
+            if tasks[task] in gm.busy:  # (asyncio.run's end, attack43 F6): never called
+                gm.not_called(tasks[task])
+            broken = broken or run.shutdown or LoopEnded(describe(exc))
+            return gm.broken(broken)
+        except BaseException as exc:  # a Ctrl-C as its branch began, before its ``try``: its
+            broken = broken or exc  # action never called (read again, never: a loop for ever)
+            return told(tasks[task], exc, called=False)
+
+    def first_over() -> GraphOp | None:
+        over = [a for a in answers if a is not None and type(a) is not Ready]
+        return over[0] if over else None
+
     listen(run, asked)
     op: GraphOp | None = ask()
     if broken is None and op is None:
@@ -319,35 +351,25 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
             if gm.failing:  # (a branch's retry wait ends: it will not be tried again)
                 run.wake.set()
             poll = POLL if asked is not None and not gm.failing else LOST
+            answers.clear()  # (the last round's: acted on)
             done, _ = await asyncio.wait(tasks, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
+            look = not done  # (a look while every branch runs or waits: arun's own)
+            done = done or rescued(
+                tasks, run.shutdown, lambda step, cut: Broke(cut, told(step, cut))
+            )
+            op = read(done)
         except asyncio.CancelledError as exc:  # asyncio.run's end (a second Ctrl-C, an exit)
             if (ki := taken_back(exc, private=True)) is None:  # while steps run: the run
                 raise  # fails there, what was done undone,
             run.shutdown = run.shutdown or (None if isinstance(ki, LoopEnded) else ki)
             broken = broken or ki  # the branches awaited (attack42 F1, F10; attack43 F6: a
-            op = gm.broken(ki) or Ready(gm.ready())  # cancel no Ctrl-C made, as it stopped
-            continue  # the loop inside its own code: this task is arun's own, nobody else's)
-        except (KeyboardInterrupt, SystemExit) as exc:  # heard here, as the wait began: the
-            broken = broken or exc  # branches are awaited and told, then the run fails
-            op = gm.broken(exc) or Ready(gm.ready())  # (attack55 F4: left to asyncio.run's
-            continue  # end, a MachineError logged, the outcome said nowhere)
-        look = not done  # (a look while every branch runs or waits: arun's own)
-        done = done or rescued(tasks, run.shutdown, lambda step, cut: Broke(cut, told(step, cut)))
-        answers: list[GraphOp | None] = []
-        for task in done:
-            step = tasks.pop(task)
-            try:
-                answers.append(task.result())
-            except Broke as exc:  # told the machine in part (and ``broken``): fails there
-                broken = broken or original(exc.exc)
-                again = again or exc.again
-                answers.append(exc.answer)
-            except asyncio.CancelledError as exc:  # cancelled before its first line ran
-                gm.not_called(step)  # (asyncio.run's end, attack43 F6): never called
-                broken = broken or run.shutdown or LoopEnded(describe(exc))
-                answers.append(gm.broken(broken))
-        over = [a for a in answers if a is not None and type(a) is not Ready]
-        op = over[0] if over else Ready(gm.ready())
+            op = first_over() or gm.broken(ki) or Ready(gm.ready())  # cancel no Ctrl-C made,
+            continue  # as it stopped the loop inside its own code: this task is arun's own)
+        except (KeyboardInterrupt, SystemExit) as exc:  # heard here, as the wait began or its
+            broken = broken or exc  # answers were read: the branches are awaited and told,
+            op = first_over() or gm.broken(exc) or Ready(gm.ready())  # then the run fails
+            continue  # (attack55 F4, attack62 F2: left to asyncio.run's end, a MachineError
+            # logged per branch, a branch still running dropped, the outcome said nowhere)
     if broken is not None and not isinstance(broken, Exception) and run.raise_after is None:
         run.raise_after = broken  # a Ctrl-C: re-raised once what was done is undone
     if again is not None:  # (every branch ended): the run fails, its rollback cut at once
