@@ -379,5 +379,7 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
         return run.cut(again)
     if type(op) is Ready:  # no step's end answered the run's end: it fails here
         assert broken is not None
+        if gm.rolling:  # (failed, its answer lost to the Ctrl-C as it was told: the rollback
+            return run.cut(broken)  # cut there, named by it, as saga.run's: attack62 F1)
         return await run.aroll_back(broken)
     return await run.adrive(op)  # type: ignore[arg-type]

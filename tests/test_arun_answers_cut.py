@@ -127,3 +127,33 @@ def test_an_interrupt_as_the_lost_branches_are_looked_for_awaits_a_live_one(
     assert looks, "the driver never looked for lost branches"
     assert not [n for n in notes if "not undone" in n or "leaked" in n], notes
     assert world.index("undo a") > world.index("do a"), world
+
+
+def test_a_ctrl_c_as_the_failing_steps_error_is_told_names_itself(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """attack62 F1: a Ctrl-C as the machine returned its answer to c's error (the rollback)
+    halted it by an internal MachineError ("fail() cannot happen while the machine is
+    undo"), named as the reason and logged; now the Ctrl-C is, as under saga.run."""
+    from rollback_lessons.schedule import GraphMachine
+
+    world: list[str] = []
+    real, told = GraphMachine.step_error, []
+
+    def step_error(self: GraphMachine, step: str, error: BaseException) -> Any:
+        op = real(self, step, error)
+        if step == "c" and not told:
+            told.append(step)
+            raise KeyboardInterrupt
+        return op
+
+    monkeypatch.setattr(GraphMachine, "step_error", step_error)
+    steps = [Step(n, _act(world, n, 0.01, fail=n == "c"), _undo(world, n)) for n in "abc"]
+    with caplog.at_level(logging.ERROR), pytest.raises(KeyboardInterrupt) as got:
+        asyncio.run(Saga(steps).arun({}))
+    notes = list(getattr(got.value, "__notes__", []))
+    assert told and "MachineError" not in caplog.text, caplog.text
+    assert not [n for n in notes if "MachineError" in n], notes
+    assert [n for n in notes if "interrupted by KeyboardInterrupt" in n], notes
+    del got
+    gc.collect()
