@@ -41,7 +41,7 @@ def test_a_ctrl_c_while_waiting_for_the_lock_is_heard_at_once(tmp_path):
         with pytest.raises(KeyboardInterrupt):
             _block(journal, world)
         heard = time.monotonic() - started
-        assert journal._con.execute("PRAGMA busy_timeout").fetchone()[0] == 20000
+        assert journal._con.execute("PRAGMA busy_timeout").fetchone()[0] == 100  # (a turn)
     holder.rollback()
     assert heard < 10, heard  # (before: the whole 20 s wait, then the Ctrl-C)
     assert world == []
@@ -56,7 +56,6 @@ def test_the_whole_wait_still_ends_in_the_same_locked_error(tmp_path):
         with pytest.raises(Exception, match="locked") as raised:
             _block(journal, world)
         waited = time.monotonic() - started
-        assert journal._con.execute("PRAGMA busy_timeout").fetchone()[0] == 600
     holder.rollback()
     assert waited >= 0.6, (waited, raised.value)
     assert world == []
