@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._drive import Call
-from ._shutdown import LoopEnded, taken_back, tasks_of
+from ._shutdown import branch_cut, tasks_of
 from .calls import checked
 from .verdicts import cut_by
 
@@ -41,10 +41,7 @@ async def acarry(run: Run, loop: Generator[Call | float, Any, GraphOp]) -> Graph
             except BaseException as exc:  # a branch is arun's own task: a cancel of it is
                 if not called:  # (a Ctrl-C before its action was called: never run)
                     raise
-                cut = taken_back(exc, private=True)  # asyncio.run's end (attack52 F2)
-                if cut is not None:  # (the Ctrl-C behind it, or LoopEnded: an interruption)
-                    exc = run.shutdown if isinstance(cut, LoopEnded) and run.shutdown else cut
-                todo = loop.throw(exc)
+                todo = loop.throw(branch_cut(run, exc))
                 continue
             todo = loop.send(done)
     except StopIteration as over:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ._branches import LOST, POLL, Broke, Escaped, acarry, not_run, original
 from ._drive import Call, asks_cancel, failed_asking, own_cancel
 from ._guards import cancel_heard, settled
-from ._shutdown import LoopEnded, half_made, rescued, taken_back
+from ._shutdown import LoopEnded, branch_cut, half_made, rescued, taken_back
 from .calls import call_sync, call_timed
 from .events import describe
 from .faults import untraced
@@ -180,10 +180,7 @@ def _carry(run: Run, loop: Generator[Call | float, Any, GraphOp]) -> GraphOp:
                     run.clock.sleep(todo)
                     done = None
             except BaseException as exc:  # a branch is arun's own task: a cancel of it is
-                cut = taken_back(exc, private=True)  # asyncio.run's end (attack52 F2)
-                if cut is not None:  # (the Ctrl-C behind it, or LoopEnded: an interruption)
-                    exc = run.shutdown if isinstance(cut, LoopEnded) and run.shutdown else cut
-                todo = loop.throw(exc)
+                todo = loop.throw(branch_cut(run, exc))
                 continue
             todo = loop.send(done)
     except StopIteration as over:

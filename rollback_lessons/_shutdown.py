@@ -45,6 +45,15 @@ def taken_back(exc: BaseException, private: bool = False) -> BaseException | Non
     return ki
 
 
+def branch_cut(run: Any, exc: BaseException) -> BaseException:
+    """What a branch's step is thrown when ``exc`` cut its call: the Ctrl-C behind
+    ``asyncio.run``'s cancel (the run's own, once one was heard), else ``exc`` itself."""
+    cut = taken_back(exc, private=True)  # asyncio.run's end (attack52 F2)
+    if cut is not None:  # (the Ctrl-C behind it, or LoopEnded: an interruption)
+        return run.shutdown if isinstance(cut, LoopEnded) and run.shutdown else cut
+    return exc
+
+
 def shut_down(run: Driver, exc: BaseException, todo: Any) -> BaseException | None:
     """What ``Driver.adrive`` throws into the machine for ``exc``, raised in a call
     (``todo``): ``exc`` itself, unless it is the cancel ``asyncio.run`` sends every task
