@@ -22,7 +22,9 @@ _PINNED: list[object] = []  # (each kept one reference more than this list holds
 def pin_runtime(client: Client) -> None:
     """Keep ``client``'s native runtime alive until the process ends (once per runtime)."""
     runtime = client.service_client.config.runtime or Runtime.default()
-    native = runtime._core_runtime._ref
+    native = getattr(getattr(runtime, "_core_runtime", None), "_ref", None)  # (the SDK's
+    if native is None:  # private parts: another SDK version may name them otherwise, and
+        return  # a runner must still start; the exit then is as it was before this)
     if any(kept is native for kept in _PINNED):
         return
     _PINNED.append(native)  # a module's global is cleared at the interpreter's end: the
