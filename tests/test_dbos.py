@@ -12,6 +12,7 @@ import logging
 import subprocess
 import sys
 import threading
+import time
 from functools import partial
 
 import pytest
@@ -352,15 +353,16 @@ class _Said(logging.Handler):
         self.records.append(record.getMessage())
 
 
-def _stopped_as_it_charges(dbos_runner, kind=Kind.COMPENSABLE, heard=None, **options):
-    """a, charge (running until ``handle.stop()`` landed; of ``kind``), receipt: DBOS's stop
-    as the charge runs (``heard``: a list its ``on_event`` fills); the handle, the world,
-    and whether the stop released the charge."""
+def _stopped_as_it_charges(dbos_runner, kind=Kind.COMPENSABLE, heard=None, linger=0.0, **options):
+    """a, charge (running until ``handle.stop()`` landed, then ``linger`` seconds more; of
+    ``kind``), receipt: DBOS's stop as the charge runs (``heard``: a list its ``on_event``
+    fills); the handle, the world, and whether the stop released the charge."""
     charging, stopped, released = threading.Event(), threading.Event(), []
 
     def charge(state):
         charging.set()  # (a stall under load: not a bound of 10 s)
         released.append(stopped.wait(120))
+        time.sleep(linger)
         state["charge"] = "done"
 
     undo = partial(_undo, "charge") if kind is Kind.COMPENSABLE else None
@@ -608,8 +610,10 @@ def test_a_stopped_runs_record_is_its_outcomes_and_is_kept_until_read(dbos_runne
     gives, not DBOS's raw error (diag15); once the outcome is read, nothing of the run is
     kept here (DBOS keeps no result either: a record asked then is one line). A run no
     handle here reads (one a relaunch resumed, say) is kept no longer once ``record()``
-    read it: such runs do not grow the process."""
-    handle, _, _ = _stopped_as_it_charges(dbos_runner, run_id="stopped-record")
+    read it: such runs do not grow the process. Read at once after the stop, while the
+    charge still runs (DBOS says CANCELLED from the stop on; the workflow here has not yet
+    reached it): waited for, not ``StoppedUnrecorded`` (it was, under a CI's load)."""
+    handle, _, _ = _stopped_as_it_charges(dbos_runner, linger=0.5, run_id="stopped-record")
     record = dbos_runner.record("stopped-record")
     assert record.status is Status.HALTED and record.pending == ("charge", "a")
     outcome = handle.outcome()  # (read through record() first: its handle still reads it)

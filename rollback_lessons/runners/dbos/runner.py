@@ -306,7 +306,9 @@ class DBOSRunner(Closable):
                     "handle_for(saga, run_id)"
                 )  # fmt: skip
             status = DBOS.get_workflow_status(run_id)
-            if status is None or status.status not in ("PENDING", "ENQUEUED"):
+            if (status is None or status.status not in ("PENDING", "ENQUEUED")) and (
+                run_id not in waits.LIVE  # (stopped: CANCELLED at once, its workflow here
+            ):  # still on its way to the stop, what it did not yet kept: wait for it)
                 break
             _LOOK.wait(LOOK)
         try:
