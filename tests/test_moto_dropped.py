@@ -9,10 +9,13 @@ import linecache
 import os
 import signal
 import sys
+import traceback
+import weakref
 
 import pytest
 from test_moto_ctrl_c import MARK, STANDIN, _left, _servers
 
+from rollback_lessons import Saga, Status, Step
 from rollback_lessons.runners import moto_server
 from rollback_lessons.runners.closed import RunnerClosed
 from rollback_lessons.runners.stepfunctions import StepFunctionsRunner
@@ -90,3 +93,27 @@ def test_a_ctrl_c_at_closes_first_instant_is_finished_by_a_second_close(standin)
     assert not _left(MARK, 0) and runner._closed
     with pytest.raises(RunnerClosed):
         runner.machine({})
+
+
+def _fails(state):
+    raise ZeroDivisionError("the step's own error")
+
+
+@pytest.mark.parametrize("where", ["moto", "moto_server"])
+def test_a_kept_outcome_keeps_no_runner_nor_its_server(where):
+    """L1: the Outcome's error (the very exception the step raised) kept, through its
+    traceback's frames' callers, the worker's and the runner's frames: the runner, and with
+    it its own moto_server (its finalizer never ran), as long as the Outcome was kept."""
+    before = _servers("moto.server")
+    runner = StepFunctionsRunner.start(where)
+    outcome = runner.run(Saga([Step("a", lambda s: None, lambda s: None), Step("b", _fails)]))
+    assert outcome.status is Status.ROLLED_BACK and isinstance(outcome.error, ZeroDivisionError)
+    if where == "moto":
+        runner.close()  # (moto's mock in this process: ended, not left to the collector)
+    gone = weakref.ref(runner)
+    del runner
+    gc.collect()
+    assert gone() is None, "the kept Outcome keeps the runner"
+    assert not _left("moto.server", 10) - before, "the runner's moto_server still runs"
+    said = "".join(traceback.format_exception(outcome.error))
+    assert "in _fails" in said and "the step's own error" in said  # (where it failed, still)

@@ -307,8 +307,12 @@ class StepFunctionsRunner(Closable):
         """Run ``saga`` on Step Functions and return its Outcome (like ``saga.run``; its
         errors as they were raised here: ``error_record.keeping``)."""
         self._refuse_if_closed("run")
+        execute = self.execute
+        del self  # (this frame, which its error's traceback reaches, holds no runner: L1)
         with keeping(saga.name):
-            return self.execute(saga, state, **options).outcome
+            outcome = execute(saga, state, **options).outcome
+        del execute
+        return outcome
 
     def _serve(self, arn: str, plan: SagaPlan, worker: Worker, timeout: float | None) -> str:
         """Be the worker until the execution ends (or ``timeout`` seconds passed): each SQS
