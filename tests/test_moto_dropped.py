@@ -54,23 +54,34 @@ def _signal_in_stop(sent: list[int]):
     return tracer
 
 
-def test_a_ctrl_c_in_a_dropped_runners_finalizer_stops_its_server_and_is_raised_after(
-    standin, ctrl_c
-):
+def _dropped_as_it_returns(tracer) -> None:
     runner = StepFunctionsRunner.start("moto_server")
-    assert _servers(MARK)
+    assert runner is not None and _servers(MARK)
+    sys.settrace(tracer)  # (its finalizer runs as this returns, this frame ending)
+
+
+@pytest.mark.parametrize("how", ["del", "return"])
+def test_a_ctrl_c_in_a_dropped_runners_finalizer_stops_its_server_and_is_raised_after(
+    standin, ctrl_c, how
+):
     sent: list[int] = []
     went_on = False
-    sys.settrace(_signal_in_stop(sent))
     with pytest.raises(KeyboardInterrupt):
         try:
-            del runner  # (its finalizer runs here: the SIGINT comes as it stops the server)
+            if how == "del":
+                runner = StepFunctionsRunner.start("moto_server")
+                assert _servers(MARK)
+                sys.settrace(_signal_in_stop(sent))
+                del runner  # (its finalizer runs here: the SIGINT comes as it stops the server)
+            else:
+                _dropped_as_it_returns(_signal_in_stop(sent))
             gc.collect()
             went_on = True
         finally:
             sys.settrace(None)
     assert sent and not went_on  # (raised as the program went on, not dropped)
     assert not _left(MARK, 0), "the server was left running"
+    assert sys.getprofile() is None
 
 
 def test_a_ctrl_c_at_closes_first_instant_is_finished_by_a_second_close(standin):

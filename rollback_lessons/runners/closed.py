@@ -131,20 +131,18 @@ def _held(kept: list[int]) -> Iterator[None]:
 
 
 def _later(signums: list[int], finalizer: FrameType) -> None:
-    """Deliver ``signums`` again at the program's first event (a call, a return) once
-    ``finalizer``, and ``weakref``'s frames that called it, returned (other finalizers the
-    same drop runs, first): a profile function, this thread's only until then, raises them
-    there with their own handlers."""
-    frame: FrameType | None = finalizer
-    while frame is not None and (frame is finalizer or frame.f_code.co_filename == weakref_file):
-        frame = frame.f_back
-    program, previous = frame, sys.getprofile()
+    """Deliver ``signums`` again at the program's first event (a call, a return) outside
+    ``finalizer`` and what it, or ``weakref``'s frames (finalizers the same drop runs),
+    called: a profile function, this thread's only until then, raises them there with
+    their own handlers."""
+    previous = sys.getprofile()
 
     def deliver(frame: FrameType, event: str, arg: object) -> None:
-        if frame is not program and (
-            frame.f_back is not program or frame.f_code.co_filename == weakref_file
-        ):
-            return
+        at: FrameType | None = frame
+        while at is not None:
+            if at is finalizer or at.f_code.co_filename == weakref_file:
+                return
+            at = at.f_back
         sys.setprofile(previous)
         for signum in signums:
             signal.raise_signal(signum)
