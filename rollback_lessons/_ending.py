@@ -4,7 +4,8 @@ registered), then ``os._exit`` with the command's status. Python's own finalisat
 the handlers with its default Ctrl-C handling, then restore SIG_DFL: a Ctrl-C in that window
 ended the process with no line at all (killed by SIGINT), or printed a handler's traceback and
 exited 0 (attack39 F1). Here a Ctrl-C or a ``sys.exit`` anywhere in it is one line, and the
-status says so (130 for a Ctrl-C; a ``sys.exit`` keeps a failure code, else 2)."""
+status says so (130 for a Ctrl-C, 143 for a SIGTERM; a ``sys.exit`` keeps a failure code,
+else 2)."""
 
 from __future__ import annotations
 
@@ -15,12 +16,14 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from ._starting import Terminated
+
 AT_END = "{} came as the process ended, its command's work done and recorded"
 
 
 def ended(code: int, warn: Callable[[str], None], exit_status: Callable[[Any], int]) -> int:
     """Flush, run the exit handlers under this rule, flush; the status to end with.
-    ``exit_status``: a ``SystemExit``'s status (``cli.interrupted_by``'s)."""
+    ``exit_status``: an interrupt's status (``cli.interrupted_by``'s: 130, 143, a code)."""
     cut: list[BaseException] = []
     hook = sys.unraisablehook
 
@@ -46,15 +49,19 @@ def ended(code: int, warn: Callable[[str], None], exit_status: Callable[[Any], i
     finally:
         sys.unraisablehook = hook
     if cut:
-        error = cut[0]
-        said = "a Ctrl-C" if isinstance(error, KeyboardInterrupt) else "a sys.exit"
         with contextlib.suppress(BaseException):
-            warn(AT_END.format(said))
-        status = 130 if isinstance(error, KeyboardInterrupt) else exit_status(error)
-        code = code or status
+            warn(AT_END.format(came(cut[0])))
+        code = code or exit_status(cut[0])
     with contextlib.suppress(BaseException):
         sys.stderr.flush()
     return code
+
+
+def came(exc: BaseException) -> str:
+    """What cut the process's end, as ``AT_END`` says it."""
+    if isinstance(exc, Terminated):
+        return "a SIGTERM"
+    return "a Ctrl-C" if isinstance(exc, KeyboardInterrupt) else "a sys.exit"
 
 
 def threads_left(waited: str, warn: Callable[[str], None]) -> None:

@@ -1,8 +1,10 @@
 """A Ctrl-C while the command line tool is still starting (importing the package, before
 ``cli.main`` can catch anything) is one line and exit 130, like a Ctrl-C later: nothing has
-been done yet, so the process just ends. Installed by the package's ``__init__`` first of
-all, and only when this process *is* the command (``rollback-lessons ...`` or ``python -m
-rollback_lessons ...``): importing the package anywhere else changes no signal handler.
+been done yet, so the process just ends. A SIGTERM (a service manager's stop, ``kill``, a CI
+timeout) likewise, exit 143; once started, it is heard as a Ctrl-C is (``Terminated``).
+Installed by the package's ``__init__`` first of all, and only when this process *is* the
+command (``rollback-lessons ...`` or ``python -m rollback_lessons ...``): importing the
+package anywhere else changes no signal handler.
 Importing this module installs it (the package imports it before anything else)."""
 
 # only modules Python has loaded before any script runs (``_signal``, not ``signal``, which
@@ -13,14 +15,33 @@ import os
 import sys
 
 _LINE = b"rollback-lessons: interrupted (Ctrl-C)\n"
+_TERM_LINE = b"rollback-lessons: interrupted (SIGTERM)\n"
+
+
+class Terminated(KeyboardInterrupt):
+    """A SIGTERM during the command: a Ctrl-C in all it does (what ran recorded, claims
+    left for the next recover, nothing finalised that was not done), said as a SIGTERM and
+    exit 143 (128 + 15). Without it SIGTERM's default action ended the command with no line."""
 
 
 def _interrupted(signum: int, frame: object) -> None:
+    _end(_LINE, 130)
+
+
+def _terminated_early(signum: int, frame: object) -> None:
+    _end(_TERM_LINE, 143)
+
+
+def _end(line: bytes, status: int) -> None:
     try:  # noqa: SIM105 (contextlib is not imported here: a module of its own to load)
-        os.write(2, _LINE)
+        os.write(2, line)
     except OSError:
         pass
-    os._exit(130)
+    os._exit(status)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
 
 
 def _is_the_command() -> bool:
@@ -39,18 +60,28 @@ def _is_the_command() -> bool:
 
 
 def install() -> None:
-    """While starting: a Ctrl-C ends the process with one line (exit 130)."""
-    if _is_the_command() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        try:  # noqa: SIM105 (as above)
-            signal.signal(signal.SIGINT, _interrupted)
+    """While starting: a Ctrl-C ends the process with one line (exit 130), a SIGTERM too
+    (exit 143; one ignored, as a parent may have it, stays ignored)."""
+    if not _is_the_command():
+        return
+    for signum, default, handler in (
+        (signal.SIGINT, signal.default_int_handler, _interrupted),
+        (signal.SIGTERM, signal.SIG_DFL, _terminated_early),
+    ):
+        try:
+            if signal.getsignal(signum) == default:
+                signal.signal(signum, handler)
         except ValueError:  # (not the main thread: not the command)
-            pass
+            return
 
 
 def started() -> None:
-    """``cli.main`` catches a Ctrl-C from here on (KeyboardInterrupt, as Python raises it)."""
+    """``cli.main`` catches a Ctrl-C from here on (KeyboardInterrupt, as Python raises it),
+    and a SIGTERM as one (``Terminated``), to the process's end (``cli.run``)."""
     if signal.getsignal(signal.SIGINT) is _interrupted:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGTERM) is _terminated_early:
+        signal.signal(signal.SIGTERM, _terminate)
 
 
 def unwrapped(exc: RuntimeError) -> BaseException:

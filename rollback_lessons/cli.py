@@ -12,7 +12,8 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from ._ending import AT_END, ended, threads_left
+from ._ending import AT_END, came, ended, threads_left
+from ._starting import Terminated
 from .events import UNDO_KINDS, Event, EventKind, describe, one_line
 from .outcome import Outcome
 
@@ -128,9 +129,12 @@ class UsageExit(SystemExit):
 
 def interrupted_by(exc: BaseException) -> tuple[str, int]:
     """What interrupted a command, and the exit status it ends with: a Ctrl-C 130; a
-    ``SystemExit`` that is not argparse's (a registry's SIGTERM handler calling
-    ``sys.exit(0)``, a library's own) its own code when that is a failure status (143 says
-    SIGTERM to a service manager), 2 otherwise: never 0, the command did not finish."""
+    SIGTERM 143 (``Terminated``: the command's own handler); a ``SystemExit`` that is not
+    argparse's (a registry's SIGTERM handler calling ``sys.exit(0)``, a library's own) its
+    own code when that is a failure status (143 says SIGTERM to a service manager), 2
+    otherwise: never 0, the command did not finish."""
+    if isinstance(exc, Terminated):
+        return "SIGTERM", 143
     if not isinstance(exc, SystemExit):
         return "Ctrl-C", 130
     code = exc.code
@@ -367,7 +371,7 @@ def _interrupted(exc: BaseException) -> int:
     if done:
         _warn(f"interrupted ({what}) once the command had finished: {done[-1][1]}")
         return int(done[-1][0])
-    _warn("interrupted (Ctrl-C)" if status == 130 and what == "Ctrl-C" else
+    _warn(f"interrupted ({what})" if isinstance(exc, KeyboardInterrupt) else
           f"interrupted: {what}; the command did not finish")  # fmt: skip
     return status
 
@@ -393,13 +397,13 @@ def run() -> NoReturn:
     except (KeyboardInterrupt, SystemExit) as exc:  # (a Ctrl-C, a handler's exit: no wait)
         code = code or interrupted_by(exc)[1]
         with contextlib.suppress(BaseException):
-            _warn(AT_END.format("a Ctrl-C" if isinstance(exc, KeyboardInterrupt) else "a sys.exit"))
+            _warn(AT_END.format(came(exc)))
             threads_left("were not waited for (interrupted)", _warn)
     try:  # (its exit handlers run here, under this rule: ``_ending``)
         os._exit(ended(code, _warn, lambda exc: interrupted_by(exc)[1]))
     except BaseException as exc:  # (a Ctrl-C, a handler's exit between: the work is done,
         with contextlib.suppress(BaseException):  # the status says so: attack50 F3)
-            _warn(AT_END.format("a sys.exit" if isinstance(exc, SystemExit) else "a Ctrl-C"))
+            _warn(AT_END.format(came(exc)))
         os._exit(code or interrupted_by(exc)[1])
 
 

@@ -8,12 +8,17 @@ from __future__ import annotations
 import contextlib
 import gc
 import signal
+import sys
 import threading
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from ..errors import RollbackLessonsError
+
+weakref_file = weakref.__file__  # (``weakref.finalize``'s frames: the finalizer's callers)
 
 
 class RunnerClosed(RollbackLessonsError):
@@ -82,18 +87,64 @@ def collected() -> Iterator[None]:
     meanwhile kept and delivered again as it ends: a library's finalizer (urllib3's pools)
     runs Python code, and a KeyboardInterrupt raised inside one is dropped by Python
     ("Exception ignored"), the script going on (attack56 F4); kept, it is raised after, in
-    ``close``. (Python's handlers, swapped: a signal mask holds one thread only.)"""
+    ``close``."""
     kept: list[int] = []
+    try:
+        with _held(kept):
+            yield
+            gc.collect()
+    finally:
+        for signum in dict.fromkeys(kept):
+            signal.raise_signal(signum)  # (its own handler now: a KeyboardInterrupt here)
+
+
+def stop_dropped(stop: Callable[[], None]) -> None:
+    """A runner's finalizer (dropped unclosed): ``stop`` its server, a Ctrl-C (or SIGTERM)
+    heard meanwhile kept, and delivered once the finalizer has returned, where the program
+    was (``_later``). Raised in the finalizer, it was dropped by Python and cut the stop:
+    the server ran on until the process ended (attack61 M3)."""
+    here = sys._getframe()
+    kept: list[int] = []
+    try:
+        with _held(kept):
+            stop()
+    finally:
+        if kept:
+            _later(list(dict.fromkeys(kept)), here)
+
+
+@contextlib.contextmanager
+def _held(kept: list[int]) -> Iterator[None]:
+    """SIGINT and SIGTERM, while inside, only noted in ``kept`` (in the main thread: a signal
+    is heard there only). (Python's handlers, swapped: a signal mask holds one thread only;
+    one set outside Python is left alone.)"""
     swapped: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():
         for held in (signal.SIGINT, signal.SIGTERM):
-            if signal.getsignal(held) is not None:  # (one set outside Python: left alone)
+            if signal.getsignal(held) is not None:
                 swapped[held] = signal.signal(held, lambda signum, frame: kept.append(signum))
     try:
         yield
-        gc.collect()
     finally:
         for which, handler in swapped.items():
             signal.signal(which, handler)
-        for signum in dict.fromkeys(kept):
-            signal.raise_signal(signum)  # (its own handler now: a KeyboardInterrupt here)
+
+
+def _later(signums: list[int], finalizer: FrameType) -> None:
+    """Deliver ``signums`` again at the program's first event (a call, a return) outside
+    ``finalizer`` and what it, or ``weakref``'s frames (finalizers the same drop runs),
+    called: a profile function, this thread's only until then, raises them there with
+    their own handlers."""
+    previous = sys.getprofile()
+
+    def deliver(frame: FrameType, event: str, arg: object) -> None:
+        at: FrameType | None = frame
+        while at is not None:
+            if at is finalizer or at.f_code.co_filename == weakref_file:
+                return
+            at = at.f_back
+        sys.setprofile(previous)
+        for signum in signums:
+            signal.raise_signal(signum)
+
+    sys.setprofile(deliver)

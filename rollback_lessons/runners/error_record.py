@@ -20,11 +20,14 @@ import builtins
 import contextlib
 import contextvars
 import dataclasses
+import inspect
 import itertools
+import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any, TypeVar
 
 from .._shutdown import warned
@@ -75,7 +78,9 @@ def keeping(name: str | None = None) -> Iterator[None]:
         _CALL.reset(token)
         with _LOCK:
             for key in call.keys + [k for run in call.runs for k in _RUNS.pop(run, ())]:
-                _KEPT.pop(key, None)
+                kept = _KEPT.pop(key, None)
+                if isinstance(kept, BaseException):
+                    unlinked(kept)
     except BaseException as exc:
         if _CALL.get() is call:
             _CALL.reset(token)
@@ -84,6 +89,29 @@ def keeping(name: str | None = None) -> Iterator[None]:
         with contextlib.suppress(Exception):  # (a sys.exit's notes: on stderr, attack56 F1)
             warned(name, exc, list(getattr(exc, "__notes__", ())))
         raise
+
+
+_OURS = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_LIVE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
+
+
+def unlinked(error: BaseException) -> None:
+    """An Outcome keeping its error keeps no runner (attack61 L1: nor its server): the
+    frames of the engines' own code that its traceback reaches, through each frame's caller
+    (``f_back``: the worker's, the runner's, which hold it), are cleared once finished. The
+    step's own frames keep their locals, as in process; a frame still running (the call's
+    ``run``) or a generator's (it would be closed) is left as it is."""
+    tb, seen = error.__traceback__, set()
+    while tb is not None:
+        frame: FrameType | None = tb.tb_frame
+        while frame is not None and id(frame) not in seen:
+            seen.add(id(frame))
+            code = frame.f_code
+            if code.co_filename.startswith(_OURS) and not code.co_flags & _LIVE:
+                with contextlib.suppress(RuntimeError):  # (still running)
+                    frame.clear()
+            frame = frame.f_back
+        tb = tb.tb_next
 
 
 def when_over(say: Callable[[BaseException], None]) -> None:

@@ -23,7 +23,7 @@ from ...policies import PolicyLike, check_seconds, data_only
 from ...rules import check_state
 from ...saga import Saga, State, snapshot
 from ...schedule import GraphMachine
-from ..closed import Closable, Gone, collected
+from ..closed import Closable, Gone, collected, stop_dropped
 from ..error_record import keeping
 from ..heard import Heard
 from ..history import Worker, over_noted, walk
@@ -52,7 +52,8 @@ class StepFunctionsRunner(Closable):
         stop: Callable[[], None] = lambda: None,
     ) -> None:
         self._stop_server = stop  # (its own server's; also when this runner is dropped
-        weakref.finalize(self, stop)  # unclosed, or lost to a Ctrl-C as ``start`` returned)
+        weakref.finalize(self, stop_dropped, stop)  # unclosed, or lost to a Ctrl-C as
+        # ``start`` returned; a Ctrl-C as it runs held until it returned: attack61 M3)
         self.sfn, self.sqs = clients
         self.where, self.role_arn, self._stack = where, role_arn, stack
         self.queue_url = self.sqs.create_queue(
@@ -306,8 +307,12 @@ class StepFunctionsRunner(Closable):
         """Run ``saga`` on Step Functions and return its Outcome (like ``saga.run``; its
         errors as they were raised here: ``error_record.keeping``)."""
         self._refuse_if_closed("run")
+        execute = self.execute
+        del self  # (this frame, which its error's traceback reaches, holds no runner: L1)
         with keeping(saga.name):
-            return self.execute(saga, state, **options).outcome
+            outcome = execute(saga, state, **options).outcome
+        del execute
+        return outcome
 
     def _serve(self, arn: str, plan: SagaPlan, worker: Worker, timeout: float | None) -> str:
         """Be the worker until the execution ends (or ``timeout`` seconds passed): each SQS

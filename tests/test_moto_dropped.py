@@ -1,0 +1,130 @@
+"""s57 fixops 2 (attack61): a ``StepFunctionsRunner`` with its own ``moto_server``, dropped
+unclosed, or closed twice, or whose ``Outcome`` is kept. M3: a Ctrl-C inside the finalizer
+that stops a dropped runner's server was raised there, dropped by Python ("Exception
+ignored"), and cut the stop: the server ran until the process ended, the Ctrl-C lost. L2: a
+Ctrl-C at close()'s first instant: a second close() finishes the job."""
+
+import gc
+import linecache
+import os
+import signal
+import sys
+import traceback
+import weakref
+
+import pytest
+from test_moto_ctrl_c import MARK, STANDIN, _left, _servers
+
+from rollback_lessons import Saga, Status, Step
+from rollback_lessons.runners import moto_server
+from rollback_lessons.runners.closed import RunnerClosed
+from rollback_lessons.runners.stepfunctions import StepFunctionsRunner
+
+pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="/proc (Linux)")
+
+
+@pytest.fixture
+def standin(monkeypatch):
+    monkeypatch.setattr(moto_server, "COMMAND", ("-I", "-S", "-c", STANDIN))
+
+
+@pytest.fixture
+def ctrl_c():
+    """SIGINT heard as Python hears a terminal's Ctrl-C (this run may have it ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def _signal_in_stop(sent: list[int]):
+    """A trace function sending this process a real SIGINT as the server's stop begins, its
+    server not yet signalled (``process = self._process``)."""
+
+    def tracer(frame, event, arg):
+        code = frame.f_code
+        if event == "call" and not code.co_filename.endswith("runners/moto_server.py"):
+            return None
+        line = linecache.getline(code.co_filename, frame.f_lineno).strip()
+        if not sent and event == "line" and line == "process = self._process":
+            sent.append(frame.f_lineno)
+            sys.settrace(None)
+            os.kill(os.getpid(), signal.SIGINT)
+        return tracer
+
+    return tracer
+
+
+def _dropped_as_it_returns(tracer) -> None:
+    runner = StepFunctionsRunner.start("moto_server")
+    assert runner is not None and _servers(MARK)
+    sys.settrace(tracer)  # (its finalizer runs as this returns, this frame ending)
+
+
+@pytest.mark.parametrize("how", ["del", "return"])
+def test_a_ctrl_c_in_a_dropped_runners_finalizer_stops_its_server_and_is_raised_after(
+    standin, ctrl_c, how
+):
+    sent: list[int] = []
+    went_on = False
+    with pytest.raises(KeyboardInterrupt):
+        try:
+            if how == "del":
+                runner = StepFunctionsRunner.start("moto_server")
+                assert _servers(MARK)
+                sys.settrace(_signal_in_stop(sent))
+                del runner  # (its finalizer runs here: the SIGINT comes as it stops the server)
+            else:
+                _dropped_as_it_returns(_signal_in_stop(sent))
+            gc.collect()
+            went_on = True
+        finally:
+            sys.settrace(None)
+    assert sent and not went_on  # (raised as the program went on, not dropped)
+    assert not _left(MARK, 0), "the server was left running"
+    assert sys.getprofile() is None
+
+
+def test_a_ctrl_c_at_closes_first_instant_is_finished_by_a_second_close(standin):
+    runner = StepFunctionsRunner.start("moto_server")
+
+    def tracer(frame, event, arg):
+        if event == "call" and frame.f_code.co_name == "close":
+            sys.settrace(None)
+            raise KeyboardInterrupt("Ctrl-C as close() is called")
+        return None
+
+    sys.settrace(tracer)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            runner.close()
+    finally:
+        sys.settrace(None)
+    assert _servers(MARK) and not runner._closed  # (nothing of it done)
+    runner.close()
+    assert not _left(MARK, 0) and runner._closed
+    with pytest.raises(RunnerClosed):
+        runner.machine({})
+
+
+def _fails(state):
+    raise ZeroDivisionError("the step's own error")
+
+
+@pytest.mark.parametrize("where", ["moto", "moto_server"])
+def test_a_kept_outcome_keeps_no_runner_nor_its_server(where):
+    """L1: the Outcome's error (the very exception the step raised) kept, through its
+    traceback's frames' callers, the worker's and the runner's frames: the runner, and with
+    it its own moto_server (its finalizer never ran), as long as the Outcome was kept."""
+    before = _servers("moto.server")
+    runner = StepFunctionsRunner.start(where)
+    outcome = runner.run(Saga([Step("a", lambda s: None, lambda s: None), Step("b", _fails)]))
+    assert outcome.status is Status.ROLLED_BACK and isinstance(outcome.error, ZeroDivisionError)
+    if where == "moto":
+        runner.close()  # (moto's mock in this process: ended, not left to the collector)
+    gone = weakref.ref(runner)
+    del runner
+    gc.collect()
+    assert gone() is None, "the kept Outcome keeps the runner"
+    assert not _left("moto.server", 10) - before, "the runner's moto_server still runs"
+    said = "".join(traceback.format_exception(outcome.error))
+    assert "in _fails" in said and "the step's own error" in said  # (where it failed, still)
