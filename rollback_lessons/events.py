@@ -245,12 +245,14 @@ def stored(details: Mapping[str, Any]) -> str:
     that recur (an undo's attempt, a rollback's start and end) are encoded once: encoding
     each was a tenth of ``recover``'s time (``make bench``)."""
     key = tuple([(k, type(v), v) for k, v in details.items()])  # (True is not 1)
-    plain = all(t in _PLAIN for _, t, _ in key)
-    said = _STORED.get(key) if plain else None
+    try:
+        said = _STORED.get(key)  # (only plain values are ever kept: never a float's)
+    except TypeError:  # (a list)
+        said = None
     if said is None:
         said = json.dumps(dict(details))
-        if plain and len(_STORED) < 512:  # (bounded: an error's description seldom recurs)
-            _STORED[key] = said
+        if len(_STORED) < 512 and all(t in _PLAIN for _, t, _ in key):  # (bounded: an
+            _STORED[key] = said  # error's description seldom recurs)
     return said
 
 
