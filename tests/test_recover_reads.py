@@ -1,5 +1,5 @@
 """What ``recover`` reads of the sagas it claimed, it reads at once after the claim, not
-saga by saga (``make bench``: five to six queries a saga were a third of its time); and an
+saga by saga (``make bench``: five to six queries a saga were a fifth of its time); and an
 event's details the journal stores are the JSON they always were, encoded once when they
 recur."""
 
