@@ -2,9 +2,9 @@
 the claim, before any undo (``make bench``: read saga by saga, five to six queries each were
 about a fifth of recovering 10,000 sagas, in CPU time). Each saga's facts are what
 ``report.done_steps``, ``halted_at`` and ``corrected`` and ``Journal.cancelled`` read of it
-alone, as claimed: once claimed (its generation bumped), nothing but this recover writes
-them (an owner's write is fenced), so reading them at the claim or just before its undos
-reads the same rows."""
+alone, as claimed: once claimed (its generation bumped), an owner's writes are fenced; only
+its ``late_effect`` passes the fence (an undo's row leaked), which ``recover`` reads at each
+saga's end as before (``Journal.leaked``), and the saga's final status checks again."""
 
 from __future__ import annotations
 
