@@ -181,15 +181,8 @@ def told_returned(run: Run) -> bool:
     """A list step whose call returned, the machine not yet told (a Ctrl-C as the driver
     stamps it, or at ``step_ok``'s entry): told done now, its undo logged, so the failing run
     undoes it (attack60 F3: reported leaked, for a person). True if so."""
-    m, step = run.m, run.m.current
-    if m.phase is not Phase.STEP or step not in run.results:
-        return False
-    if m.completed[-1:] == [step]:  # (``step_ok`` cut as it told it: told again, whole)
-        m.completed.pop()
-        if m.irreversible[-1:] == [step]:
-            m.irreversible = m.irreversible[:-1]
-    m.step_ok(go_on=False)
-    return True
+    m = run.m  # (whether its call returned, the driver's; told whole, the machine's)
+    return m.phase is Phase.STEP and m.current in run.results and m.step_returned()
 
 
 def log_cut_off(m: Machine | GraphMachine) -> None:

@@ -12,6 +12,7 @@ tenacity's ``iter()`` does: ``RunStep`` (then ``step_ok()`` or ``step_failed(err
 ``Ask`` (a person's ``answer()``), ``PROCEED`` / ``RAISE`` (a with-block's step is done /
 failed for good) and ``Finished`` (its ``record``). A BaseException that cuts a call or a
 wait short is ``interrupted(exc)``; the run failing outside a step is ``fail(error)``.
+A step's return that a Ctrl-C may have cut ``step_ok`` at is ``step_returned()`` (once).
 ``TRANSITIONS`` lists what each phase takes and where it leads.
 
 The drivers, each only I/O: ``_run.py`` (in process: ``Rollback``, ``AsyncRollback``,
@@ -46,6 +47,7 @@ from .operations import (
 )
 from .outcome import DeadLetter, RunRecord, Status
 from .policies import CONTINUE, RetryPolicy, UndoPolicy, decided, is_delay
+from .resuming import resumed  # (taking up a crashed saga's rollback: the machine's too)
 from .rules import IRREVERSIBLE, Kind
 from .verdicts import (  # the status and pivot rules, the machine's (one place each)
     HALTED_FORWARD,
@@ -56,7 +58,6 @@ from .verdicts import (  # the status and pivot rules, the machine's (one place 
     in_undo_order,
     interruption_name,
     pivot_at_stake,
-    pivot_check,
     pivot_in_doubt,
     status_of,
     timed_out,
@@ -381,6 +382,20 @@ class Machine:
         if self.next_step < len(self.plan):
             return self._begin(self.plan[self.next_step])
         return self._commit()
+
+    def step_returned(self) -> bool:
+        """The running step's call returned, and the driver cannot know if ``step_ok`` heard
+        it (a Ctrl-C as the driver stamped it, or cut ``step_ok`` mid-way): told done now,
+        once, whole (what a cut ``step_ok`` recorded is taken back first); the run fails
+        there (no next step). False if it was told already (the machine past the step)."""
+        if self.phase is not _STEP:
+            return False
+        if self.completed[-1:] == [self.current]:  # (a step running is never done: cut)
+            self.completed.pop()
+            if self.irreversible[-1:] == [self.current]:
+                self.irreversible = self.irreversible[:-1]
+        self.step_ok(go_on=False)
+        return True
 
     def step_failed(self, error: BaseException) -> Op:
         """The action raised ``error``: retried if its policy says so."""
@@ -747,30 +762,9 @@ class Machine:
         ``undo_order`` decide, as before the crash (and ``halted_at``, where it had halted,
         its end unwritten: it asks again, ``Ask``)."""
         m = cls(policy, undo_order=undo_order, **options)
-        m.resumed, m.rolling, m.cancelled = True, True, cancelled
-        corrections, own = set(semantic), timeouts or {}  # (a correction: rollback_incomplete)
-        m.log = [Entry(step, "before", step in corrections, own.get(step), attempts)
-                 for step, attempts in undos]  # fmt: skip
-        m.seen = [step for step, _ in undos]
-        if pivot is not None and pivot_at_stake(pivot[1]):
-            m.halted, m.phase = True, _DONE
-            m.pending = [e.step for e in m.log[::-1]]  # left for a person, as in process
-            m.leaked = list(leaked)  # (a step with no undo, the pivot too: it started)
-            check = pivot_check(pivot, m.leaked, m.pending)  # (and those done after it)
-            m.reason = halted_at_pivot(*pivot[:2]) + check
-            m.dead_letters, m.semantic = list(dead), list(corrected)
-            m._emit(EventKind.HALTED, pivot[0], {"reason": m.reason, "recovered": True})
-            return m, Finished(m)
-        m.leaked = list(leaked)
-        m._rolling_back(m._order())
-        m.dead_letters, m.semantic = list(dead), list(corrected)  # (recorded before the crash)
-        details = {"undos": len(m.todo), "order": undo_order, "policy": policy.name}
-        m._emit(EventKind.ROLLBACK_START, None, {**details, "recovered": True})
-        if halted_at in (steps := [e.step for e in m.todo]):  # never tried again unasked
-            m.todo = sorted(m.todo, key=lambda e: e.step != halted_at)  # (it first: stable)
-            m.entry, m.phase, m.base = m.todo[0], _ASK, m.todo[0].before
-            return m, Ask((halted_at, *(s for s in steps if s != halted_at)))
-        return m, m._next_undo()
+        return m, resumed(m, undos, leaked=leaked, dead=dead, pivot=pivot, semantic=semantic,
+                          corrected=corrected, cancelled=cancelled, timeouts=timeouts,
+                          halted_at=halted_at)  # fmt: skip
 
     def _order(self) -> list[Entry]:
         """The undo log in the run's undo order (``in_undo_order``; a graph's own orders are

@@ -3,6 +3,7 @@ to the writers of state machines; and a policy of one's own, run where Python de
 refused, before anything runs, where a state machine is written beforehand."""
 
 import json
+import sys
 
 import pytest
 from conftest import HaltOnAnythingButTimeouts
@@ -261,3 +262,55 @@ def test_an_attempt_that_never_began_is_not_cut_short(graph):
     first.not_run("a", "the engine's stop came as it began")
     assert not first.logged("a") and first.withdrawn == ["a"] and first.phase is Phase.FORWARD
     assert first.notes == ["a was not run: the engine's stop came as it began"]
+
+
+def _cut_at_append(step: str):  # type: ignore[no-untyped-def]
+    """A Ctrl-C as ``step_ok`` appended ``step`` to the steps done (a C call's return,
+    where CPython hears one), before it recorded anything else."""
+
+    def hook(frame, event, arg):  # type: ignore[no-untyped-def]
+        at = event == "c_return" and arg.__name__ == "append" and frame.f_code.co_name
+        if at == "step_ok" and frame.f_locals["self"].current == step:
+            sys.setprofile(None)
+            raise KeyboardInterrupt
+
+    return hook
+
+
+def test_a_step_returned_is_told_done_once_whole_even_after_a_cut_step_ok():
+    plan = [StepSpec("a", has_undo=True), StepSpec("b", has_undo=True), StepSpec("c")]
+    m = Machine(plan=plan)
+    m.start()
+    m.step_ok()
+    sys.setprofile(_cut_at_append("b"))
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            m.step_ok()
+    finally:
+        sys.setprofile(None)
+    assert m.completed == ["a", "b"] and m.phase is Phase.STEP  # cut mid-way
+    assert m.step_returned() is True
+    assert m.step_returned() is False  # told twice: once
+    assert m.completed == ["a", "b"] and [e.step for e in m.log] == ["a", "b"]
+    assert [(r[0], r[1]) for r in m.rows if r[1] == "b"] == [
+        ("step_start", "b"), ("step_done", "b"), ("undo_registered", "b")]  # fmt: skip
+    assert m.fail(KeyboardInterrupt()) == RunUndo("b", 1, None)  # undone, not leaked
+    assert m.undo_ok() == RunUndo("a", 1, None)
+    done = m.undo_ok()
+    assert isinstance(done, Finished) and done.record.status is Status.ROLLED_BACK
+
+
+def test_a_pivot_returned_after_a_cut_step_ok_is_irreversible_once():
+    m = Machine(plan=[StepSpec("a", has_undo=True), StepSpec("p", Kind.PIVOT)])
+    m.start()
+    m.step_ok()
+    m.completed.append("p")  # what a step_ok cut before it left the step leaves
+    m.irreversible = [*m.irreversible, "p"]
+    assert m.step_returned() is True
+    assert m.completed == ["a", "p"] and list(m.irreversible) == ["p"] and m.pivot_done
+    assert m.phase is Phase.FORWARD and m.step_returned() is False
+    n = Machine(plan=[StepSpec("a", has_undo=True), StepSpec("b")])  # told whole first
+    n.start()
+    n.step_ok()
+    n.step_ok(go_on=False)
+    assert n.step_returned() is False and n.completed == ["a", "b"]

@@ -31,6 +31,7 @@ from typing import Any
 from ..events import Event, as_told
 from ..policies import UndoPolicy
 from ..rules import check_run_id, check_text
+from .as_claimed import cancelled_by
 from .files import (  # noqa: F401 (re-exported: the journal's names, as before)
     _IDS,
     _MIGRATIONS,
@@ -58,7 +59,7 @@ from .files import (  # noqa: F401 (re-exported: the journal's names, as before)
 )
 from .forked import Closed, JournalForked, close, not_forked  # noqa: F401 (JournalForked)
 from .kept import UnjournaledPolicy, policy_data, policy_of  # noqa: F401 (re-exported)
-from .records import HEARD, NO_UNDO, Claimed, JournalRun, SagaRecord, UndoRecord, me
+from .records import NO_UNDO, Claimed, JournalRun, SagaRecord, UndoRecord, me
 from .room import unopened
 from .settle import Settled, settle, table
 from .values import _bad_value
@@ -336,9 +337,9 @@ class Journal:
         """Was the saga's rollback its caller's cancel (its ``rollback_start`` event says so,
         or its row, heard before: ``cancel_heard``)? ``recover`` then ends it ``cancelled``."""
         sql = "SELECT details FROM events WHERE saga_id = ? AND kind = 'rollback_start'"
-        if started := self._rows(sql, (saga_id,)):  # (what the rollback said wins)
-            return any(json.loads(d).get("cancelled") is True for (d,) in started)
-        return bool(self._rows("SELECT 1 FROM sagas WHERE id = ? AND error = ?", (saga_id, HEARD)))
+        error = self._rows("SELECT error FROM sagas WHERE id = ?", (saga_id,))
+        started = [d for (d,) in self._rows(sql, (saga_id,))]  # (what the rollback said wins)
+        return cancelled_by(started, error[0][0] if error else None)
 
     def leaked(self, saga_id: str) -> list[str]:
         """The steps of a saga whose effect may stand with nothing to undo it (``leaked``)."""

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..events import Event, describe
+from ..events import Event, describe, stored
 from ..rules import NamedUndo, idempotency_key
 from .files import JournalError, Written
 from .owner import me, process_alive
@@ -159,7 +159,7 @@ class JournalRun:
         self._pending.append(
             (
                 "INSERT INTO events (saga_id, seq, kind, step, details) VALUES (?, ?, ?, ?, ?)",
-                (self.saga_id, event.seq, event.kind, event.step, json.dumps(dict(event.details))),
+                (self.saga_id, event.seq, event.kind, event.step, stored(event.details)),
             )
         )
 

@@ -54,6 +54,7 @@ from ..operations import Ask, Finished, RunUndo, Wait
 from ..outcome import RECORD_FIELDS, DeadLetter
 from ..policies import CONTINUE
 from ..schedule import GraphMachine
+from . import as_claimed
 from .exclusive import RecoveryNested, recovering  # noqa: F401 (RecoveryNested: its name)
 from .forked import JournalForked
 from .journal import Journal, JournalError, JournalUnusable, policy_of
@@ -207,12 +208,13 @@ def _recover(journal: Journal, registry: Registry, force: bool, batch: int) -> R
     writer = Writer(journal, 1)
     try:  # one transaction: who holds each saga, and what is left of it, read together
         claimed, skipped = journal.claim(decide)
+        facts = as_claimed.read(journal)  # (each saga's, as claimed: before any undo)
         total = sum(len(c.pending) for c in claimed)
         writer.every = batch if total > batch else 1
         for c in claimed:
             run = JournalRun(journal, c.saga.id, c.saga.name, new=False, gen=c.gen)
             writer.fences[c.saga.id] = c.gen
-            report = _resume(run, c, registry, writer)
+            report = _resume(run, c, facts.get(c.saga.id) or as_claimed.Facts(), registry, writer)
             writer.finished(run, report)
         writer.flush()  # (and an interrupt after it, as it reads which wait for a person:
         waiting = waiting_in(journal, but={r.saga_id for r in writer.recorded})  # F5)
@@ -314,7 +316,9 @@ def _machine(journal: Journal, saga: SagaRecord) -> Callable[..., tuple[Machine,
     return partial(GraphMachine.resume_rollback, after=after, started=started, ended=ended)
 
 
-def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: Writer) -> Recovery:
+def _resume(
+    run: JournalRun, claimed: Claimed, facts: as_claimed.Facts, registry: Registry, writer: Writer
+) -> Recovery:
     """Drive the machine through the saga's rollback, from where the crash left it: run each
     undo it answers, tell it how the undo went, and write down what it records. Before each
     undo, the claim is checked: a recover taken over runs no other."""
@@ -337,14 +341,14 @@ def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: Write
         elif kind == EventKind.UNDO_FAILED:  # retried after a wait, or left for a person
             run.undo_retried(undo.position, flush=False)
 
-    done = done_steps(run.journal, saga.id, saga.pivot)  # (as claimed, before any undo)
+    done = done_steps(facts, saga.pivot)  # (as claimed, before any undo)
     pivot: tuple[Any, ...] | None = None
     if saga.pivot is not None and saga.pivot_state is not None:
         finished = list(done["completed"])  # (the steps after it the journal shows done)
         after = finished[finished.index(saga.pivot) + 1 :] if saga.pivot in finished else []
         pivot = (saga.pivot, saga.pivot_state, tuple(after))
     policy = policy_of(saga.policy)
-    halt = halted_at(run.journal, saga.id)  # the policy's halt, its end unwritten: honoured
+    halt = halted_at(facts)  # the policy's halt, its end unwritten: honoured
     if halt is not None and halt[0] in by_step:
         failed[:] = [halt]
     m, op = _machine(run.journal, saga)(
@@ -355,10 +359,12 @@ def _resume(run: JournalRun, claimed: Claimed, registry: Registry, writer: Write
         policy=policy if policy is not None else CONTINUE,
         undo_order=saga.undo_order,
         semantic=[u.step for u in pending if u.semantic],
-        corrected=corrected(run.journal, saga.id),  # (done before: rollback_incomplete)
+        corrected=corrected(facts),  # (done before: rollback_incomplete)
         # each step's own undo timeout (schema 5) wins over the policy's, as in process
         timeouts={u.step: u.timeout for u in pending if u.timeout is not None},
-        cancelled=run.journal.cancelled(saga.id),  # its caller's cancel: ends cancelled
+        cancelled=as_claimed.cancelled_by(
+            facts.started, saga.error
+        ),  # its caller's cancel: ends cancelled
         halted_at=failed[0][0] if failed else None,
         name=saga.name,
         run_id=saga.id,

@@ -14,6 +14,7 @@ from .files import _cell
 from .records import NO_UNDO
 
 if TYPE_CHECKING:
+    from .as_claimed import Facts
     from .journal import Journal
 
 
@@ -66,23 +67,17 @@ class Recovery(RunRecord):
         return text + leaked + kept
 
 
-def done_steps(journal: Journal, saga_id: str, pivot: str | None) -> dict[str, Any]:
+def done_steps(facts: Facts, pivot: str | None) -> dict[str, Any]:
     """What the journal shows of a saga's steps done, for ``recover``'s record: ``completed``
     (their done event, or, written as they returned, their undo logged after them or their
     row with no undo counting its call, attack35 F4; in the order they ended), their
     ``kinds`` (a step with no row is a gate: only those write none), and ``no_undo``, those
-    done with no undo (``kept`` once rolled back)."""
-    events = journal._rows(
-        "SELECT kind, step, details FROM events WHERE saga_id = ?"
-        " AND kind IN ('step_start', 'step_done') ORDER BY seq",
-        (saga_id,),
-    )
+    done with no undo (``kept`` once rolled back). ``facts``: the saga's, as claimed."""
+    events = facts.steps
     done = list(dict.fromkeys(step for kind, step, _ in events if kind == "step_done"))
     after = {s for kind, s, d in events
              if kind == "step_start" and json.loads(d).get("register") == "after"}  # fmt: skip
-    rows = journal._rows("SELECT step, compensation, state, attempts FROM undos WHERE"
-                         " saga_id = ? ORDER BY position", (saga_id,))  # fmt: skip
-    undo = {step: (compensation, state, n) for step, compensation, state, n in rows}
+    undo = {step: (compensation, state, n) for step, compensation, state, n, _ in facts.undos}
     done += [step for step, (compensation, state, n) in undo.items() if step not in done and (
         (compensation != NO_UNDO and state in RETURNED and step in after)
         or (compensation == NO_UNDO and state == "not_run" and n))]  # fmt: skip
@@ -209,28 +204,19 @@ def waiting_in(
     return tuple(found)
 
 
-def corrected(journal: Journal, saga_id: str) -> list[str]:
+def corrected(facts: Facts) -> list[str]:
     """The saga's semantic undos (corrections) done before this recover, in the order they
     ran: the world is not as it was, so the saga is ``rollback_incomplete`` (attack42 F15)."""
-    rows = journal._rows(
-        "SELECT step FROM undos WHERE saga_id = ? AND state = 'done' AND semantic = 1"
-        " ORDER BY position DESC",
-        (saga_id,),
-    )
-    return [str(r[0]) for r in rows]
+    return [str(u[0]) for u in facts.undos[::-1] if u[2] == "done" and u[4] == 1]
 
 
-def halted_at(journal: Journal, saga_id: str) -> tuple[str, str] | None:
+def halted_at(facts: Facts) -> tuple[str, str] | None:
     """The step at whose failed undo the run's undo policy halted for a person, with the
     error, when that is the last thing its rollback recorded (the halt's own end never
     written: a crash, a failed write or a Ctrl-C between the two); None otherwise (a
     person's answer, another attempt, an undo done: a later event)."""
-    row = journal._rows(
-        "SELECT step, details FROM events WHERE saga_id = ? AND kind IN"
-        " ('undo', 'undo_done', 'undo_failed') ORDER BY seq DESC LIMIT 1",
-        (saga_id,),
-    )
-    details = json.loads(row[0][1]) if row and row[0][0] is not None else None
+    last = facts.last_undo
+    details = json.loads(last[1]) if last is not None and last[0] is not None else None
     if not isinstance(details, dict) or details.get("then") != "halt":
         return None
-    return str(row[0][0]), str(details.get("error", ""))
+    return str(last[0]), str(details.get("error", ""))  # type: ignore[index]
