@@ -631,6 +631,26 @@ def test_a_stopped_runs_record_is_its_outcomes_and_is_kept_until_read(dbos_runne
     assert "unread" not in stops.ENDED
 
 
+def test_the_record_of_a_run_ending_here_is_waited_for_not_refused(dbos_runner, monkeypatch):
+    """Between a run's workflow ending here (what is kept of it by run id gone) and DBOS
+    saving its result, DBOS still says PENDING: ``record`` read then waits for the result;
+    it said the run waits for steps this process does not know (NotHosted, under a CI's
+    load: test_dbos_loop_ctrl_c)."""
+    from rollback_lessons.runners.dbos import lifetime
+
+    real, over = lifetime.over, threading.Event()
+
+    def slow_over(run_id: str) -> None:
+        real(run_id)
+        over.set()
+        time.sleep(1.0)  # (DBOS saves the result once the workflow returns: later)
+
+    monkeypatch.setattr(lifetime, "over", slow_over)
+    dbos_runner.start_saga(Saga([_step("a")]), {}, run_id="ending")
+    assert over.wait(60)
+    assert dbos_runner.record("ending").status is Status.COMMITTED
+
+
 def test_a_graph_saga_killed_mid_compensation_and_launched_again_undoes_each_step_once(tmp_path):
     """step1, then step2 and step3 (one after the other), step4 failing; the process is
     killed (SIGKILL) after the undo of step3 (the last to finish, undone first), before DBOS

@@ -337,6 +337,8 @@ class DBOSRunner(Closable):
             for run_id, name in names.items()
             if name is not None
             and run_id not in hosted.RUNS
+            and run_id not in stops.ENDED  # (its workflow ended here, its result not yet
+            and run_id not in stops.STOPPED  # saved by DBOS: it ends, it waits for nothing)
             and (
                 name not in hosting.FACTORIES
                 or run_id in hosting.REFUSED
