@@ -18,10 +18,15 @@ from rollback_lessons import Parallel, Saga, Step
 from rollback_lessons import _graph_drive as graph_drive
 
 
-def _act(world: list[str], name: str, delay: float, fail: bool = False) -> Any:
+def _act(world: list[str], name: str, delay: float, fail: bool = False, after: Any = None) -> Any:
+    """An async action ending after ``delay`` s, and once ``after()`` is true (polled each
+    loop turn: a branch ends in a wait of its own, whatever a CI's load does to timings)."""
+
     def act(state: object) -> Any:
         async def go() -> None:
             await asyncio.sleep(delay)
+            while after is not None and not after():
+                await asyncio.sleep(0.001)
             world.append(f"do {name}")
             if fail:
                 raise RuntimeError(f"{name} failed")
@@ -77,11 +82,17 @@ def test_an_interrupt_as_the_answers_are_read_is_heard_there(
     rollback answered (the Ctrl-C before it was acted on: attack62 F1's "MachineError
     during the undo of b", nothing undone)."""
     world: list[str] = []
-    a, b, d = (Step(n, _act(world, n, 0.01 * k), _undo(world, n)) for k, n in enumerate("abd", 1))
+    fired: list[str] = []
+
+    def read(k: int) -> Any:  # (b ends once a's end was read, d once b's: the cut stops reads)
+        return lambda: len(fired) >= min(k, nth)
+
+    a, b, d = (
+        Step(n, _act(world, n, 0.01, after=read(k)), _undo(world, n)) for k, n in enumerate("abd")
+    )
     saga = Saga(
         [Parallel(a, b, d), Step("c", _act(world, "c", 0.01, fail=True), _undo(world, "c"))]
     )
-    fired: list[str] = []
 
     async def main() -> None:
         sys.settrace(_first_over_cut(nth, cut, fired))
