@@ -56,7 +56,8 @@ def journal_command(args: argparse.Namespace) -> int:
             # journal closed, attack48 F11)
         for done in finished or ():
             _say(_safe(str(done)))
-        _warn(f"recover interrupted ({why}); what it undid is recorded, and {_left(exc)}")
+        recorded = getattr(exc, "unrecorded", "what it undid is recorded")  # (attack63 F2)
+        _warn(f"recover interrupted ({why}); {recorded}, and {_left(exc)}")
         return status
     except sqlite3.OperationalError as exc:
         waited = f"waited {args.wait:g} s; a longer --wait waits more"  # (attack53 L1)
