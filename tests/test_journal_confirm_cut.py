@@ -55,7 +55,10 @@ def test_a_halt_after_a_ctrl_c_at_confirm_names_the_undo_pending(tmp_path, cut_c
         assert "pending charge" in str(waiting), str(waiting)
 
 
-def test_a_crash_in_the_rollback_after_a_ctrl_c_at_confirm_is_undone(tmp_path, cut_confirm):
+@pytest.mark.parametrize("before", [False, True], ids=["now", "journal-written-before"])
+def test_a_crash_in_the_rollback_after_a_ctrl_c_at_confirm_is_undone(tmp_path, cut_confirm, before):
+    """``before``: a journal written before the fix, its row left ``intent``: recover's claim
+    reads it pending all the same, as its events say the undo was logged."""
     world = World("confirm-crash")
     undone = undo.bind(world=world.name, step="charge")
     saga = Saga([
@@ -76,6 +79,8 @@ def test_a_crash_in_the_rollback_after_a_ctrl_c_at_confirm_is_undone(tmp_path, c
     journal._con.close()  # (a killed process closes nothing)
     with Journal(tmp_path / "j.db") as journal:
         journal.write([("UPDATE sagas SET owner_pid = ?, owner_started = NULL", (dead_pid(),))])
+        if before:
+            journal.write([("UPDATE undos SET state = 'intent'", ())])
         (recovered,) = recover(journal, registry).recovered
         assert recovered.status is Status.ROLLED_BACK and recovered.leaked == ()
         assert [(u.step, u.state) for u in journal.undos("r")] == [("charge", "done")]

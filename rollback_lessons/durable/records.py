@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..events import Event, EventKind, describe
 from ..rules import NamedUndo, idempotency_key
-from .files import JournalError, Written
+from .files import _UNFINISHED, JournalError, Written
 from .owner import me
 from .rows import Claimed, SagaRecord, UndoRecord  # noqa: F401 (re-exported: its names)
 
@@ -31,6 +31,11 @@ NO_UNDO = ""
 RETURNED = (  # a step's undo logged once it returned (its undo_registered): no more an intent
     "UPDATE undos SET state = 'pending' WHERE saga_id = ? AND step = ? AND state = 'intent'"
     " AND compensation != ?"
+)
+LOGGED = (  # the same, read so by recover's claim in a journal written before (F4 too)
+    "UPDATE undos SET state = 'pending' WHERE state = 'intent' AND compensation != ''"
+    f" AND saga_id IN ({_UNFINISHED}) AND EXISTS (SELECT 1 FROM events e WHERE"
+    " e.saga_id = undos.saga_id AND e.step = undos.step AND e.kind = 'undo_registered')"
 )
 
 
