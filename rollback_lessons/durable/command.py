@@ -24,7 +24,7 @@ def journal_command(args: argparse.Namespace) -> int:
 
     settling = args.command == "journal" and args.journal_command == "settle"
     readonly = args.command == "journal" and not settling
-    settled, report = None, None
+    settled, report, journal = None, None, None  # (no journal: cut as it opened, attack63 F5)
     try:
         with Journal(args.file, create=False, readonly=readonly, timeout=args.wait) as journal:
             if settling:
@@ -47,7 +47,8 @@ def journal_command(args: argparse.Namespace) -> int:
         # handler's graceful exit): an interrupt either way, one line, never exit 0
         why, status = interrupted_by(exc)
         if settling:
-            return _settle_interrupted(args, settled or getattr(exc, "settled", None), why, status)
+            done = settled or getattr(exc, "settled", None)
+            return _settle_interrupted(args, done, why, status, opened=journal is not None)
         if readonly:
             raise
         finished = getattr(exc, "recovered", None)
@@ -56,7 +57,8 @@ def journal_command(args: argparse.Namespace) -> int:
             # journal closed, attack48 F11)
         for done in finished or ():
             _say(_safe(str(done)))
-        _warn(f"recover interrupted ({why}); what it undid is recorded, and {_left(exc)}")
+        recorded = getattr(exc, "unrecorded", "what it undid is recorded")  # (attack63 F2)
+        _warn(f"recover interrupted ({why}); {recorded}, and {_left(exc)}")
         return status
     except sqlite3.OperationalError as exc:
         waited = f"waited {args.wait:g} s; a longer --wait waits more"  # (attack53 L1)
@@ -158,16 +160,19 @@ def _named(ids: Any) -> str:
 
 
 def _settle_interrupted(
-    args: argparse.Namespace, done: Any, why: str = "Ctrl-C", status: int = 130
-) -> int:
+    args: argparse.Namespace, done: Any, why: str = "Ctrl-C", status: int = 130,
+    opened: bool = True,
+) -> int:  # fmt: skip
     """A Ctrl-C during ``journal settle``: whether the saga was settled is said, known (its
-    write committed, ``Written``) or read back (the Ctrl-C came as the call returned)."""
+    write committed, ``Written``; or the journal not yet ``opened``: nothing, at once, not
+    read back after another whole wait for its lock) or read back (the Ctrl-C came as the
+    call returned)."""
     from ..cli import _say, _warn
     from .journal import Journal
     from .report import _safe
     from .settle import settled
 
-    known = done is not None
+    known = done is not None or not opened
     if not known:
         try:
             with Journal(args.file, create=False, readonly=True, timeout=args.wait) as journal:

@@ -59,7 +59,7 @@ from .files import (  # noqa: F401 (re-exported: the journal's names, as before)
 )
 from .forked import Closed, JournalForked, close, not_forked  # noqa: F401 (JournalForked)
 from .kept import UnjournaledPolicy, policy_data, policy_of  # noqa: F401 (re-exported)
-from .records import NO_UNDO, Claimed, JournalRun, SagaRecord, UndoRecord, me
+from .records import LOGGED, NO_UNDO, Claimed, JournalRun, SagaRecord, UndoRecord, me
 from .room import unopened
 from .settle import Settled, settle, table
 from .values import _bad_value
@@ -222,6 +222,7 @@ class Journal:
         not_forked(self._pid, self.path)
         pid, host, started, space = me()
         with self._lock, healed(self._con), transaction(self._con):  # one: read, decide, claim
+            self._con.execute(LOGGED)  # (a step that returned, its undo logged: not leaked)
             pending = self._unfinished_undos("pending")
             intents = self._unfinished_undos("intent")
             claimed, skipped = [], []

@@ -1,7 +1,5 @@
-"""What a journal holds, as records; the writer of one saga's records.
-
-A saga's record names its owner (the process that ran it) and, during a recovery, its
-claimer, as ``owner`` tells who a process is and whether it still runs.
+"""The writer of one saga's records (``JournalRun``); the records a journal holds (a saga,
+an undo, a claim) are ``rows``', re-exported here.
 """
 
 from __future__ import annotations
@@ -11,93 +9,16 @@ import json
 import sqlite3
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..events import Event, describe, stored
+from ..events import Event, EventKind, describe, stored
 from ..rules import NamedUndo, idempotency_key
-from .files import JournalError, Written
-from .owner import me, process_alive
+from .files import _UNFINISHED, JournalError, Written
+from .owner import me
+from .rows import Claimed, SagaRecord, UndoRecord  # noqa: F401 (re-exported: its names)
 
 if TYPE_CHECKING:
     from .journal import Journal
-
-
-@dataclass(frozen=True)
-class SagaRecord:
-    id: str
-    name: str
-    status: str
-    owner_pid: int
-    owner_host: str
-    error: str | None
-    undos: int
-    undone: int
-    dead: int
-    owner_started: float | None = None
-    pivot: str | None = None
-    pivot_state: str | None = None
-    claim_pid: int | None = None
-    claim_host: str | None = None
-    claim_started: float | None = None
-    policy: str | None = None
-    """The run's undo policy as JSON (``wire.PolicySpec``); None in older journals."""
-    undo_order: str = "reverse"
-    graph: str | None = None
-    """A saga run as a graph: each step's dependencies as JSON (``Journal.start``); None: a
-    list, or a journal older than schema 6."""
-    leaked: int = 0
-    """Steps that may have had their effect with nothing to undo it (``Journal.leaked``): a
-    step with no undo too, which ``undos`` (undos logged) never counts."""
-    owner_space: str | None = None
-    """The owner's PID namespace and boot (``process_space``); None before schema 7."""
-    claim_space: str | None = None
-
-    def after(self) -> dict[str, tuple[str, ...]] | None:
-        """Each step's dependencies, in definition order (None: a list)."""
-        if self.graph is None:
-            return None
-        return {step: tuple(deps) for step, deps in json.loads(self.graph)}
-
-    def owner_alive(self) -> bool | None:
-        """Is the process that ran this saga still running? None: cannot tell from here."""
-        return process_alive(self.owner_pid, self.owner_host, self.owner_started, self.owner_space)
-
-    def claim_alive(self) -> bool | None:
-        """Is the process that claimed this saga for recovery still running?"""
-        if self.claim_pid is None:
-            return False
-        return process_alive(self.claim_pid, self.claim_host, self.claim_started, self.claim_space)
-
-
-@dataclass(frozen=True)
-class UndoRecord:
-    saga_id: str
-    position: int
-    step: str
-    compensation: str
-    args: dict[str, Any]
-    state: str
-    attempts: int
-    error: str | None
-    semantic: bool = False
-    timeout: float | None = None
-    """The step's own undo timeout (``Step(undo_timeout=...)``), kept since schema 5."""
-
-    @property
-    def key(self) -> str:
-        return idempotency_key(self.saga_id, self.step)
-
-
-@dataclass(frozen=True)
-class Claimed:
-    """A saga claimed for recovery, and what was left of it when claimed (one read)."""
-
-    saga: SagaRecord
-    gen: int  # the claim's generation: every write checks it is still current
-    pending: list[UndoRecord]
-    intents: list[UndoRecord]
-    last_seq: int
 
 
 HEARD = "the run was cancelled by its caller"
@@ -106,6 +27,16 @@ crash then is recovered ``cancelled``, attack36 F3): ``Cancelled.by_caller``'s w
 
 NO_UNDO = ""
 """The compensation of a step that has no undo: its row only says it started (``no_undo``)."""
+
+RETURNED = (  # a step's undo logged once it returned (its undo_registered): no more an intent
+    "UPDATE undos SET state = 'pending' WHERE saga_id = ? AND step = ? AND state = 'intent'"
+    " AND compensation != ?"
+)
+LOGGED = (  # the same, read so by recover's claim in a journal written before (F4 too)
+    "UPDATE undos SET state = 'pending' WHERE state = 'intent' AND compensation != ''"
+    f" AND saga_id IN ({_UNFINISHED}) AND EXISTS (SELECT 1 FROM events e WHERE"
+    " e.saga_id = undos.saga_id AND e.step = undos.step AND e.kind = 'undo_registered')"
+)
 
 
 class JournalRun:
@@ -156,12 +87,18 @@ class JournalRun:
             ) from None
 
     def event(self, event: Event) -> None:
-        self._pending.append(
-            (
-                "INSERT INTO events (saga_id, seq, kind, step, details) VALUES (?, ?, ?, ?, ?)",
-                (self.saga_id, event.seq, event.kind, event.step, stored(event.details)),
-            )
+        """The event, written with the next write. An ``undo_registered`` carries its step's
+        ``intent`` row to ``pending`` in the same write (one append: no Ctrl-C between), so
+        the journal never says the undo was logged while its row says the step may have
+        leaked (attack63 F4: a Ctrl-C at ``confirm`` left it so: recover never undid it)."""
+        statement = (
+            "INSERT INTO events (saga_id, seq, kind, step, details) VALUES (?, ?, ?, ?, ?)",
+            (self.saga_id, event.seq, event.kind, event.step, stored(event.details)),
         )
+        if event.kind != EventKind.UNDO_REGISTERED:
+            self._pending.append(statement)
+            return
+        self._pending += [statement, (RETURNED, (self.saga_id, event.step, NO_UNDO))]
 
     def register(
         self, step: str, undo: NamedUndo, state: str = "pending", semantic: bool = False,

@@ -73,7 +73,7 @@ from .report import (  # noqa: F401 (its names, as before)
     waiting_in,
 )
 from .undo_call import run_undo
-from .writer import Writer
+from .writer import UNRECORDED, Writer, briefly
 
 
 class RecoveryInterrupted(JournalError):
@@ -223,21 +223,34 @@ def _recover(journal: Journal, registry: Registry, force: bool, batch: int) -> R
     except BaseException as exc:
         with contextlib.suppress(Exception):  # (what the saga being undone did, not taken)
             writer.statements += writer.run.take() if writer.run is not None else []
-        with contextlib.suppress(JournalError):  # what ran is recorded if it can be;
-            writer.flush()  # the first error is the one told
-        with contextlib.suppress(Exception):  # (and the sagas it finished before, told, and
-            done = {r.saga_id for r in writer.recorded}  # those it claimed and left; a fork
-            forked = isinstance(exc, JournalForked)  # finished none: its parent's: L8)
-            exc.recovered = () if forked else tuple(writer.recorded)  # type: ignore[attr-defined]
-            if claimed is not None:
-                left = [] if forked else [c.saga.id for c in claimed if c.saga.id not in done]
-                exc.unfinished = tuple(left)  # type: ignore[attr-defined]
-        with contextlib.suppress(Exception):  # (attack45 F6: a process that lives on, a
-            pid, host, _, space = me()  # service, held them: no other recover took them;
-            if journal.sagas(_HELD, (pid, host, space)):  # each its own, the claim's return
-                journal.write([(_RELEASE, (pid, host, space))])  # cut too: attack48 F2; a
-        raise  # read first: none held, no second wait for a lock, attack50 F1)
+        with briefly(journal):  # (tried once: never the whole wait again, attack63 F1, F3)
+            _cleanup(journal, writer, exc, claimed)
+        raise
     return result
+
+
+def _cleanup(
+    journal: Journal, writer: Writer, exc: BaseException, claimed: list[Claimed] | None
+) -> None:
+    """What an interrupted recover writes before it ends: what ran (if it can be), and its
+    claims given back; ``exc`` told what it finished and left, and whether what it undid is
+    recorded (``unrecorded``: attack63 F2, never "recorded" when that write failed)."""
+    with contextlib.suppress(JournalError):  # what ran is recorded if it can be;
+        writer.flush()  # the first error is the one told
+    if writer.statements and not isinstance(exc, Exception):  # (not written: said so)
+        with contextlib.suppress(Exception):
+            exc.unrecorded = UNRECORDED  # type: ignore[attr-defined]
+    with contextlib.suppress(Exception):  # (and the sagas it finished before, told, and
+        done = {r.saga_id for r in writer.recorded}  # those it claimed and left; a fork
+        forked = isinstance(exc, JournalForked)  # finished none: its parent's: L8)
+        exc.recovered = () if forked else tuple(writer.recorded)  # type: ignore[attr-defined]
+        if claimed is not None:
+            left = [] if forked else [c.saga.id for c in claimed if c.saga.id not in done]
+            exc.unfinished = tuple(left)  # type: ignore[attr-defined]
+    with contextlib.suppress(Exception):  # (attack45 F6: a process that lives on, a
+        pid, host, _, space = me()  # service, held them: no other recover took them;
+        if journal.sagas(_HELD, (pid, host, space)):  # each its own (its claim's return
+            journal.write([(_RELEASE, (pid, host, space))])  # cut too), read first (attack50)
 
 
 _HELD = (  # this process's claims, read (no lock waited for) before any is given back

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,9 @@ class Writer:
             raise  # its own one line: another recover holds the saga now
         except Exception as exc:
             room = no_room(Path(self.journal.path), str(exc))  # (attack42 F14)
+            if "locked" in str(exc):  # (named as at the claim: attack63 F3)
+                wait = getattr(self.journal._con, "wait", 0.0)
+                room = f"; another process holds it; waited {wait:g} s; a longer --wait waits more"
             raise JournalError(
                 f"recover could not write to {self.journal.path} ({describe(exc)}{room}); the "
                 "undos it ran since its last write will run again next time (their "
@@ -60,3 +65,28 @@ class Writer:
                 self.recorded, self.staged = self.recorded + self.staged, []
                 self.statements, self.undos = [], 0
         self.fences = {s: g for s, g in self.fences.items() if s == self.current}
+
+
+UNRECORDED = (
+    "the undos it ran since its last write are not recorded (that write failed) and will run "
+    "again next time (same idempotency key)"
+)
+"""What an interrupted recover says when the write after the interrupt failed (attack63 F2)."""
+
+
+@contextlib.contextmanager
+def briefly(journal: Journal) -> Iterator[None]:
+    """The journal's writes in here tried once (one turn of SQLite's busy wait), never its
+    whole wait: recover's writes after an interrupt, or after a write that ran out of its
+    wait (attack63 F1, F3: each waited the whole ``--wait`` again). What they fail to write
+    is safe: a claim left by a process that ended is taken over by the next recover."""
+    con = journal._con
+    wait = getattr(con, "wait", None)
+    if wait is None:  # (a closed journal's: nothing to shorten)
+        yield
+        return
+    con.wait = 0.0  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        con.wait = wait  # type: ignore[attr-defined]

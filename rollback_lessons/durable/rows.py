@@ -1,0 +1,88 @@
+"""The rows a journal holds, as records: a saga (its owner and claimer, as ``owner`` tells
+who a process is and whether it still runs), an undo, a saga claimed for recovery."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ..rules import idempotency_key
+from .owner import process_alive
+
+
+@dataclass(frozen=True)
+class SagaRecord:
+    id: str
+    name: str
+    status: str
+    owner_pid: int
+    owner_host: str
+    error: str | None
+    undos: int
+    undone: int
+    dead: int
+    owner_started: float | None = None
+    pivot: str | None = None
+    pivot_state: str | None = None
+    claim_pid: int | None = None
+    claim_host: str | None = None
+    claim_started: float | None = None
+    policy: str | None = None
+    """The run's undo policy as JSON (``wire.PolicySpec``); None in older journals."""
+    undo_order: str = "reverse"
+    graph: str | None = None
+    """A saga run as a graph: each step's dependencies as JSON (``Journal.start``); None: a
+    list, or a journal older than schema 6."""
+    leaked: int = 0
+    """Steps that may have had their effect with nothing to undo it (``Journal.leaked``): a
+    step with no undo too, which ``undos`` (undos logged) never counts."""
+    owner_space: str | None = None
+    """The owner's PID namespace and boot (``process_space``); None before schema 7."""
+    claim_space: str | None = None
+
+    def after(self) -> dict[str, tuple[str, ...]] | None:
+        """Each step's dependencies, in definition order (None: a list)."""
+        if self.graph is None:
+            return None
+        return {step: tuple(deps) for step, deps in json.loads(self.graph)}
+
+    def owner_alive(self) -> bool | None:
+        """Is the process that ran this saga still running? None: cannot tell from here."""
+        return process_alive(self.owner_pid, self.owner_host, self.owner_started, self.owner_space)
+
+    def claim_alive(self) -> bool | None:
+        """Is the process that claimed this saga for recovery still running?"""
+        if self.claim_pid is None:
+            return False
+        return process_alive(self.claim_pid, self.claim_host, self.claim_started, self.claim_space)
+
+
+@dataclass(frozen=True)
+class UndoRecord:
+    saga_id: str
+    position: int
+    step: str
+    compensation: str
+    args: dict[str, Any]
+    state: str
+    attempts: int
+    error: str | None
+    semantic: bool = False
+    timeout: float | None = None
+    """The step's own undo timeout (``Step(undo_timeout=...)``), kept since schema 5."""
+
+    @property
+    def key(self) -> str:
+        return idempotency_key(self.saga_id, self.step)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A saga claimed for recovery, and what was left of it when claimed (one read)."""
+
+    saga: SagaRecord
+    gen: int  # the claim's generation: every write checks it is still current
+    pending: list[UndoRecord]
+    intents: list[UndoRecord]
+    last_seq: int
