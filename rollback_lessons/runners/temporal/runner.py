@@ -64,6 +64,7 @@ from .lost import (  # noqa: F401 (the package's names)
     ask,
     history_table,
 )
+from .pinned import pin_runtime
 from .plan import check_same, plan_for
 from .plan import plan_text as plan_text
 from .server import (
@@ -106,6 +107,7 @@ class TemporalRunner(Closable):
         self._db_lock = DbLock(None)  # its own dev server's db_file's, once started
         self.history_limit = HISTORY_EVENTS_LIMIT  # the server's: limit.historyCount.error
         self._executor = Threads()
+        pin_runtime(client)  # (its drop at the interpreter's end may crash: attack61 H1)
         self._worker = Worker(
             client,
             task_queue=self.task_queue,
