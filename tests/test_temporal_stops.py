@@ -93,9 +93,9 @@ CHILD = textwrap.dedent(
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(3))  # how a service ends on SIGTERM
     db, port, queue, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 
-    def b(state):  # one SIGTERM as it runs
+    def b(state):  # one SIGTERM as it runs; it outlasts the worker's grace (its end unknown)
         threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
-        time.sleep(1.0)
+        time.sleep(8.0)
 
     def refuse(state):
         raise ValueError("c refused")
@@ -207,7 +207,10 @@ def test_an_action_cut_by_the_loops_end_is_in_doubt_never_a_clean_failure(tmp_pa
     outcome = _relaunched(db, port, queue, run_id, world)
     assert outcome.status is Status.ROLLBACK_INCOMPLETE
     assert outcome.compensated == ("a",) and outcome.leaked == ("b",)
-    assert repr(outcome.error) == "CancelledError('its worker stopped mid-call: its end unknown')"
+    assert repr(outcome.error) in (  # (b outlasts the worker's grace: its activity cut, or
+        "CancelledError('its worker stopped mid-call: its end unknown')",  # its end never
+        "TimeoutError('activity StartToClose timeout')",  # sent, timed out by the server)
+    )
     assert world == ["undo a"]
     assert hosted.find(run_id) is None
 
@@ -321,7 +324,7 @@ TWICE = textwrap.dedent(
     def undo_b(state):  # two Ctrl-Cs as it runs: the first cancels run, the second its wait
         threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
         threading.Timer(0.8, os.kill, (os.getpid(), signal.SIGINT)).start()
-        time.sleep(1.5)
+        time.sleep(8.0)  # (past the worker's grace: its end unknown)
 
     def refuse(state):
         raise ValueError("c refused")
@@ -344,7 +347,7 @@ def test_a_second_ctrl_c_during_the_compensation_says_what_is_left_and_who_finis
     worker too, so ``WorkerGone`` names what is left and the relaunch that finishes it."""
     db, port, queue = tmp_path / "t.db", free_port(), f"stops-{uuid.uuid4().hex[:8]}"
     done = _child(TWICE, str(db), str(port), queue)
-    assert done.returncode != 0 and done.stderr.rstrip().endswith("KeyboardInterrupt")
+    assert done.returncode != 0 and "\nKeyboardInterrupt\n" in done.stderr, done.stderr[-2000:]
     assert "WorkerGone: the worker running saga stops-" in done.stderr, done.stderr[-2000:]
     assert "undoing here as it stopped (each undo's end unknown): b;" in done.stderr
     assert "same db_file, port and task_queue takes it up (handle_for)" in done.stderr
@@ -415,7 +418,7 @@ LOSING = textwrap.dedent(
 
     def c(state):  # running as the runner closes, its SIGTERM 0.5 s into close (or argv[2])
         began.set()
-        time.sleep(4)
+        time.sleep(12)  # (past every grace: its end unknown)
 
     saga = Saga([Step("a", lambda s: None, lambda s: None), Step("b", lambda s: None,
                  lambda s: None), Step("c", c, lambda s: None)], name="stops")
@@ -455,9 +458,9 @@ TURNS = textwrap.dedent(
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(3))
     db, port, queue = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 
-    def b(state):  # its SIGTERM as it runs; e waits for its turn, after b
+    def b(state):  # its SIGTERM as it runs (past the worker's grace); e waits for its turn
         threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
-        time.sleep(1.0)
+        time.sleep(8.0)
 
     def e(state):
         print("E CALLED", flush=True)

@@ -16,6 +16,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from ...outcome import Table
 from .. import hosted
+from . import ending
 from .activities import IN_FLIGHT
 from .lost import SagaTerminated, failed_after_effect, history_table
 
@@ -92,11 +93,15 @@ async def compensated(handle: SagaHandle, stopped: asyncio.CancelledError) -> Ou
         return await handle.outcome()
 
     waiting, worker = asyncio.ensure_future(cancel_then_wait()), handle.runner._worker_task
+
+    def gone() -> bool:  # (cancelled, or its shutdown begun by the loop's end: ``ending``)
+        return worker.done() or bool(worker.cancelling()) or ending.ending(worker)
+
     try:
-        while not waiting.done() and not (worker.done() or worker.cancelling()):
+        while not waiting.done() and not gone():
             await asyncio.wait({waiting, worker}, timeout=0.1)  # (its shutdown may never end)
     except asyncio.CancelledError:  # a second cancel: with the worker's too (a second Ctrl-C,
-        if not (worker.done() or worker.cancelling()):  # asyncio.run's end) it is said
+        if not gone():  # asyncio.run's end) it is said
             raise  # below (attack54 F2: a bare KeyboardInterrupt); else the worker runs it
     if waiting.done() and not waiting.cancelled():
         return waiting.result()

@@ -41,6 +41,7 @@ from .. import free_port, hosted
 from ..closed import Closable
 from ..error_record import keeping
 from ..wire import SagaPlan
+from . import ending
 from .activities import (
     GATES,
     RUNNING,
@@ -106,7 +107,7 @@ class TemporalRunner(Closable):
         self._db_lock = DbLock(None)  # its own dev server's db_file's, once started
         self.history_limit = HISTORY_EVENTS_LIMIT  # the server's: limit.historyCount.error
         self._executor = Threads()
-        pin_runtime(client)  # (so the process can always end: attack61 H1)
+        pin_runtime(client)  # (its drop at the interpreter's end may crash: attack61 H1)
         self._worker = Worker(
             client,
             task_queue=self.task_queue,
@@ -127,7 +128,7 @@ class TemporalRunner(Closable):
             default_heartbeat_throttle_interval=timedelta(seconds=0.5),
             graceful_shutdown_timeout=timedelta(seconds=GRACE),
         )
-        self._worker_task = asyncio.ensure_future(self._worker.run())
+        self._worker_task = ending.start(self, self._worker.run())  # (attack61 H1, M2)
 
     @classmethod
     async def start(
@@ -359,6 +360,14 @@ class TemporalRunner(Closable):
                 await self.env.shutdown()
             finally:  # the server stopped: the db_file's lock with it
                 self._db_lock.let_go()
+
+    async def _worker_end(self) -> None:
+        """Its event loop ends on a stop (``asyncio.run`` cancelling what is left: a
+        ``sys.exit``, a second Ctrl-C): the worker stopped as ``close`` stops it, inside the
+        loop, so its native side finishes and the calls that end within ``GRACE`` report
+        their end (``ending``)."""
+        self._executor.begin_close()  # no action begins from now on
+        await self._worker_stopped(asyncio.ensure_future(self._worker.shutdown()))
 
     def _cut_running(self, exc: BaseException) -> None:
         """``close`` cut as it waited (a Ctrl-C, a SIGTERM's ``sys.exit``): the calls still
