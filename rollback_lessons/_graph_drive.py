@@ -13,7 +13,7 @@ from collections.abc import Callable, Generator, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from ._branches import LOST, POLL, Broke, Escaped, acarry, not_run, original
+from ._branches import LOST, POLL, Broke, acarry, not_run, original, returned_cut
 from ._drive import Call, asks_cancel, failed_asking, own_cancel
 from ._guards import cancel_heard, settled
 from ._shutdown import LoopEnded, branch_cut, half_made, rescued, taken_back
@@ -125,6 +125,8 @@ def step_ops(
         except BaseException as exc:
             if type(exc) is GeneratorExit:  # closed (its driver told the machine already)
                 raise
+            if step in run.results and not issubclass(type(exc), Exception):
+                return returned_cut(run, step, exc)  # (its call returned: a Ctrl-C after it)
             run.called()
             if issubclass(type(exc), Exception) or own_cancel(exc):  # (its own CancelledError)
                 run.error = untraced(exc)
@@ -229,6 +231,7 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
     broken: BaseException | None = None
     again: BaseException | None = None  # a second Ctrl-C, as a branch's failure was told
     run.wake = asyncio.Event()  # set once the run stops: a branch's retry wait ends then
+    begun: dict[str, bool] = {}  # the steps whose action was called (``acarry``)
 
     def start_ready() -> None:
         for step in gm.ready():
@@ -252,7 +255,7 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
 
     async def branch(step: str) -> GraphOp:
         try:
-            op = await acarry(run, step_ops(run, step, asked))
+            op = await acarry(run, step_ops(run, step, asked), begun)
             if type(op) is Ready:  # the steps its end frees start now, before another step's
                 start_ready()  # end is told (two ending in one turn of the loop): the order a
             return op  # timing of ``saga.run(completion=...)`` gives
@@ -262,7 +265,7 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
             exc = taken_back(exc, private=True) or exc  # (asyncio.run's end: the Ctrl-C)
             exc = run.shutdown if isinstance(exc, LoopEnded) and run.shutdown else exc
             try:  # branch's end goes first
-                answer = told(step, original(exc), not isinstance(exc, Escaped) or exc.called)
+                answer = told(step, original(exc), step in begun)
             except BaseException as again:  # a second Ctrl-C as it was told (an observer of
                 raise Broke(exc, None, again) from None  # the step's failure): cuts the rollback
             raise Broke(exc, answer) from None
@@ -272,6 +275,8 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
         of its retry) cuts that step short, as ``saga.run`` does; else the run fails there.
         Before its action was first ``called``, the step was not run (attack62 F3)."""
         if not issubclass(type(exc), Exception) and step in gm.busy and not gm.rolling:
+            if called and step in run.results:  # (its call returned, not told: done)
+                return returned_cut(run, step, exc)
             return gm.step_cut(step, exc) if called else not_run(gm, step, exc)
         if exc is run.in_doubt:  # a Ctrl-C as the commit was written: nothing is undone,
             return settled(run, exc)  # the journal says (saga.run's rule; attack21 A1)

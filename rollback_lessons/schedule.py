@@ -176,8 +176,7 @@ class GraphMachine(Machine):
         spec = self._running(step, _RUNNING)
         if self.hear is not None:
             self.hear()
-        self.where[step] = _DONE
-        self.busy_count -= 1
+        self.where[step], self.busy_count = _DONE, self.busy_count - 1  # (one instant)
         try:  # (done: whatever raises from here, its undo logged after it is logged)
             self.completed.append(step)
             self.ended.append(step)
@@ -199,6 +198,7 @@ class GraphMachine(Machine):
             if spec.has_undo and spec.register == "after":
                 self._log(spec)
         except BaseException:  # (an observer, a journal write, a Ctrl-C as any call here
+            self.completed += [step] if step not in self.completed else []  # (done all the same)
             if spec.has_undo and spec.register == "after" and not self.logged(step):
                 log_anyway(self, spec)  # returned: attack53 F4): undone all the same
             raise

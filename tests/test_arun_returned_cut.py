@@ -1,0 +1,147 @@
+"""``saga.arun``, a Ctrl-C (or sys.exit) in a Parallel branch after its step's call returned,
+before (or as) the machine is told it is done: the step is done, told so, and undone with
+the rest, never reported leaked (fixarun3; as a list's step at that instant, attack60 F3)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import linecache
+import os
+import sys
+from typing import Any
+
+import pytest
+
+import rollback_lessons
+from rollback_lessons import Parallel, Saga, Step
+
+PACKAGE = os.path.dirname(rollback_lessons.__file__)
+INSTANTS = [  # (function, the line's start): each after b's call returned
+    ("acarry", "todo = loop.send(done)"),
+    ("step_ops", "run.results[step] = result"),
+    ("step_ops", "run.called()"),
+    ("step_done", "spec = self._running"),
+    ("step_done", "self.where[step]"),  # (where and busy_count: one instant, not two)
+    ("step_done", "self.completed.append(step)"),
+    ("step_done", "self.ended.append(step)"),
+]
+
+
+def _cutter(function: str, text: str, cut: type[BaseException], fired: list[Any]) -> Any:
+    """A trace raising ``cut`` once, at ``function``'s line starting with ``text``, in b's
+    branch (after b's call returned: its first line of that text once b ran)."""
+
+    def local(frame: Any, event: str, arg: Any) -> Any:
+        if fired or event != "line" or "b" not in WORLD:
+            return local
+        line = linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()
+        step = frame.f_locals.get("step", frame.f_locals.get("name"))
+        if line.startswith(text) and step == "b":
+            fired.append(line)
+            sys.settrace(None)
+            raise cut(143) if cut is SystemExit else cut()
+        return local
+
+    def glob(frame: Any, event: str, arg: Any) -> Any:
+        ours = frame.f_code.co_filename.startswith(PACKAGE)
+        return local if ours and frame.f_code.co_name == function else None
+
+    return glob
+
+
+WORLD: list[str] = []
+
+
+def _step(name: str) -> Step:
+    async def act() -> None:
+        await asyncio.sleep(0.001 if name == "b" else 0.02)
+        WORLD.append(name)
+
+    return Step(name, lambda state: act(), lambda state: WORLD.append(f"undo {name}"))
+
+
+@pytest.mark.filterwarnings("ignore:saga .* ended by sys.exit:RuntimeWarning")
+@pytest.mark.parametrize("cut", [KeyboardInterrupt, SystemExit])
+@pytest.mark.parametrize(("function", "text"), INSTANTS)
+def test_a_ctrl_c_after_a_branchs_call_returned_undoes_it(function, text, cut) -> None:
+    WORLD.clear()
+    saga = Saga([Parallel(_step("a"), _step("b")), _step("c")])
+    fired: list[Any] = []
+
+    async def main() -> None:
+        sys.settrace(_cutter(function, text, cut, fired))
+        try:
+            await saga.arun({})
+        finally:
+            sys.settrace(None)
+
+    with pytest.raises(cut) as got:
+        asyncio.run(main())
+    assert fired, "the instant was never reached"
+    notes = getattr(got.value, "__notes__", [])
+    assert not [n for n in notes if "not undone" in n or "leaked" in n], notes
+    assert sorted(WORLD) == ["a", "b", "undo a", "undo b"], WORLD
+    del got
+    gc.collect()
+
+
+BEFORE = [  # (function, the line's start): b's branch begun, its action not called yet
+    ("branch", "op = await acarry"),
+    ("acarry", "called = False"),
+]
+
+
+def _entry_cutter(function: str, text: str, cut: type[BaseException], fired: list[Any]) -> Any:
+    """A trace raising ``cut`` once, at ``function``'s line starting with ``text``, in b's
+    branch, before b's action is called."""
+
+    def local(frame: Any, event: str, arg: Any) -> Any:
+        line = linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()
+        loop = frame.f_locals.get("loop")
+        step = (
+            frame.f_locals.get("step")
+            or getattr(loop, "gi_frame", None)
+            and (
+                loop.gi_frame.f_locals.get("step")  # (acarry: its step's loop, begun)
+            )
+        )
+        if not fired and event == "line" and line.startswith(text) and step == "b":
+            fired.append(line)
+            sys.settrace(None)
+            raise cut(143) if cut is SystemExit else cut()
+        return local
+
+    def glob(frame: Any, event: str, arg: Any) -> Any:
+        ours = frame.f_code.co_filename.startswith(PACKAGE)
+        return local if ours and frame.f_code.co_name == function else None
+
+    return glob
+
+
+@pytest.mark.filterwarnings("ignore:saga .* ended by sys.exit:RuntimeWarning")
+@pytest.mark.parametrize("cut", [KeyboardInterrupt, SystemExit])
+@pytest.mark.parametrize(("function", "text"), BEFORE)
+def test_a_ctrl_c_as_a_branch_begins_leaves_its_step_not_run(function, text, cut) -> None:
+    """A Ctrl-C at b's branch's first lines, before ``acarry``'s ``try`` (its entry): b was
+    never called, so not run (said so), never reported leaked (it was: "not undone (no undo
+    logged for it): b"), a undone."""
+    WORLD.clear()
+    saga = Saga([Parallel(_step("a"), _step("b")), _step("c")])
+    fired: list[Any] = []
+
+    async def main() -> None:
+        sys.settrace(_entry_cutter(function, text, cut, fired))
+        try:
+            await saga.arun({})
+        finally:
+            sys.settrace(None)
+
+    with pytest.raises(cut) as got:
+        asyncio.run(main())
+    assert fired, "the instant was never reached"
+    notes = getattr(got.value, "__notes__", [])
+    assert not [n for n in notes if "not undone" in n or "leaked" in n], notes
+    assert "b" not in WORLD and sorted(WORLD) == ["a", "undo a"], WORLD
+    del got
+    gc.collect()
