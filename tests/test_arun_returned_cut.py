@@ -99,13 +99,8 @@ def _entry_cutter(function: str, text: str, cut: type[BaseException], fired: lis
     def local(frame: Any, event: str, arg: Any) -> Any:
         line = linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()
         loop = frame.f_locals.get("loop")
-        step = (
-            frame.f_locals.get("step")
-            or getattr(loop, "gi_frame", None)
-            and (
-                loop.gi_frame.f_locals.get("step")  # (acarry: its step's loop, begun)
-            )
-        )
+        frame_of = getattr(loop, "gi_frame", None)  # (acarry: its step's loop, begun)
+        step = frame.f_locals.get("step") or (frame_of and frame_of.f_locals.get("step"))
         if not fired and event == "line" and line.startswith(text) and step == "b":
             fired.append(line)
             sys.settrace(None)
