@@ -126,7 +126,7 @@ def step_ops(
             if type(exc) is GeneratorExit:  # closed (its driver told the machine already)
                 raise
             if step in run.results and not issubclass(type(exc), Exception):
-                return returned_cut(run, step, exc)  # (its call returned: a Ctrl-C after it)
+                return returned_cut(run, step, exc) or Ready(())  # (returned: a Ctrl-C after)
             run.called()
             if issubclass(type(exc), Exception) or own_cancel(exc):  # (its own CancelledError)
                 run.error = untraced(exc)
