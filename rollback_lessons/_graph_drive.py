@@ -334,22 +334,23 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
     op = op if op is not None else Ready(gm.ready())
     look = False  # only after a wait with no step ended: each end was asked as it returned,
     while type(op) is Ready:  # where saga.run and ``completion=`` ask (attack47 F4)
-        cut = ask() if broken is None and look else None
-        look = False
-        if cut is not None:
-            op = cut
-            continue
-        try:
-            start_ready()
-        except BaseException as exc:  # (a step whose start was not written never runs)
-            broken = broken or exc
-            answer = gm.broken(exc)  # (no step runs: the run's end, its rollback)
-            if answer is not None and type(answer) is not Ready:
-                op = answer
+        try:  # (the turn's own lines too: a Ctrl-C there left a branch running, fixarun3)
+            cut = ask() if broken is None and look else None
+            look = False
+            if cut is not None:
+                op = cut
+                continue
+            try:
+                start_ready()
+            except BaseException as exc:  # (a step whose start was not written never runs)
+                broken = broken or exc
+                answer = gm.broken(exc)  # (no step runs: the run's end, its rollback)
+                if answer is not None and type(answer) is not Ready:
+                    op = answer
+                    break
+            if not tasks:
                 break
-        if not tasks:
-            break
-        try:  # (the looks before it too: a Ctrl-C as one returns is heard here, attack58 F4)
+            # (the looks before the wait too: a Ctrl-C as one returns is heard, attack58 F4)
             if gm.failing:  # (a branch's retry wait ends: it will not be tried again)
                 run.wake.set()
             poll = POLL if asked is not None and not gm.failing else LOST
