@@ -270,9 +270,12 @@ def test_a_branch_whose_wake_asyncio_lost_is_ended_never_awaited_for_ever(
     gc.collect()
 
 
+LOOP_LINES = ["cut = ask()", "look = False", "if cut is not None", "if not tasks"]
+
+
 @pytest.mark.filterwarnings("ignore:saga .* ended by sys.exit:RuntimeWarning")
 @pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
-@pytest.mark.parametrize("text", ["cut = ask()", "look = False", "if cut is not None", "if not tasks"])
+@pytest.mark.parametrize("text", LOOP_LINES)
 def test_an_interrupt_on_the_driver_loops_own_lines_is_heard_there(
     caplog: pytest.LogCaptureFixture, exc_type, text: str
 ) -> None:
@@ -306,7 +309,8 @@ def test_an_interrupt_on_the_driver_loops_own_lines_is_heard_there(
         return lambda state: world.append(f"undo {name}")
 
     saga = Saga([
-        Parallel(Step("a", _act(world, "a", 0.05), undo("a")), Step("d", _act(world, "d"), undo("d"))),
+        Parallel(Step("a", _act(world, "a", 0.05), undo("a")),
+                 Step("d", _act(world, "d"), undo("d"))),
         Step("c", _act(world, "c"), undo("c")),
     ])  # fmt: skip
 
