@@ -116,12 +116,13 @@ def step_ops(
     returns the machine's answer once the step ended (more steps ready, or the run over).
     ``inline`` (synchronously): it makes its calls itself, as ``_carry`` would."""
     gm: GraphMachine = run.m  # type: ignore[assignment]
-    while True:
-        try:
+    while True:  # (its call made before the ``try``: a Ctrl-C as it is, before it is handed
+        call = Call(run.actions[step], run.args, "action", step, None)
+        try:  # over, is not in the step's action: its branch finds it not begun, not run)
             if inline:
                 result = call_sync(run.actions[step], run.args, "action", step)
             else:
-                result = yield Call(run.actions[step], run.args, "action", step, None)
+                result = yield call
         except BaseException as exc:
             if type(exc) is GeneratorExit:  # closed (its driver told the machine already)
                 raise

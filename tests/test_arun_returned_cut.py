@@ -22,6 +22,7 @@ INSTANTS = [  # (function, the line's start): each after b's call returned
     ("step_ops", "run.results[step] = result"),
     ("step_ops", "run.called()"),
     ("step_done", "spec = self._running"),
+    ("step_done", "try:"),
     ("step_done", "self.where[step]"),  # (where and busy_count: one instant, not two)
     ("step_done", "self.completed.append(step)"),
     ("step_done", "self.ended.append(step)"),
@@ -89,6 +90,7 @@ def test_a_ctrl_c_after_a_branchs_call_returned_undoes_it(function, text, cut) -
 BEFORE = [  # (function, the line's start): b's branch begun, its action not called yet
     ("branch", "op = await acarry"),
     ("acarry", "called = False"),
+    ("step_ops", "call = Call("),  # (its Call made: a Ctrl-C in it is not in the action)
 ]
 
 
