@@ -110,11 +110,13 @@ def first_of(completion: Sequence[str]) -> Pick:
 
 
 def step_ops(
-    run: Run, step: str, asked: Asked, inline: bool = False
+    run: Run, step: str, asked: Asked, inline: bool = False, begun: Any = None
 ) -> Generator[Call | float, Any, GraphOp]:
     """One step, launched already: its attempts, waits and retries, told to the machine;
     returns the machine's answer once the step ended (more steps ready, or the run over).
-    ``inline`` (synchronously): it makes its calls itself, as ``_carry`` would."""
+    ``inline`` (synchronously): it makes its calls itself, as ``_carry`` would. ``begun``
+    (``acarry``'s): a Ctrl-C here before its action was first called goes out as is (its
+    branch finds it not begun: not run), not told as one cut inside the call."""
     gm: GraphMachine = run.m  # type: ignore[assignment]
     while True:  # (its call made before the ``try``: a Ctrl-C as it is, before it is handed
         call = Call(run.actions[step], run.args, "action", step, None)
@@ -126,6 +128,8 @@ def step_ops(
         except BaseException as exc:
             if type(exc) is GeneratorExit:  # closed (its driver told the machine already)
                 raise
+            if begun is not None and step not in begun and not isinstance(exc, Exception):
+                raise  # (on its own lines, before its Call was handed over: never called)
             if step in run.results and not issubclass(type(exc), Exception):
                 return returned_cut(run, step, exc) or Ready(())  # (returned: a Ctrl-C after)
             run.called()
@@ -256,7 +260,7 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
 
     async def branch(step: str) -> GraphOp:
         try:
-            op = await acarry(run, step_ops(run, step, asked), begun)
+            op = await acarry(run, step_ops(run, step, asked, begun=begun), begun)
             if type(op) is Ready:  # the steps its end frees start now, before another step's
                 start_ready()  # end is told (two ending in one turn of the loop): the order a
             return op  # timing of ``saga.run(completion=...)`` gives

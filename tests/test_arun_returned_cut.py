@@ -91,6 +91,7 @@ BEFORE = [  # (function, the line's start): b's branch begun, its action not cal
     ("branch", "op = await acarry"),
     ("acarry", "called = False"),
     ("step_ops", "call = Call("),  # (its Call made: a Ctrl-C in it is not in the action)
+    ("step_ops", "result = yield call"),  # (before it is handed over)
 ]
 
 
