@@ -260,7 +260,7 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
 
     async def branch(step: str) -> GraphOp:
         try:
-            op = await acarry(run, step_ops(run, step, asked, begun=begun), begun)
+            op = await acarry(run, step_ops(run, step, asked, False, begun), begun)
             if type(op) is Ready:  # the steps its end frees start now, before another step's
                 start_ready()  # end is told (two ending in one turn of the loop): the order a
             return op  # timing of ``saga.run(completion=...)`` gives
@@ -314,6 +314,9 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
         except Broke as exc:  # told the machine in part (and ``broken``): fails there
             broken = broken or original(exc.exc)
             again = again or exc.again
+            step = tasks[task]  # (a second Ctrl-C as a step never called was told: not run,
+            if exc.again is not None and step not in begun and step in gm.busy:  # not leaked)
+                return not_run(gm, step, broken)
             return exc.answer
         except asyncio.CancelledError as exc:  # cancelled before its first line ran
             if tasks[task] in gm.busy:  # (asyncio.run's end, attack43 F6): never called
@@ -322,7 +325,7 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
             return gm.broken(broken)
         except BaseException as exc:  # a Ctrl-C as its branch began, before its ``try``: its
             broken = broken or exc  # action never called (read again, never: a loop for ever)
-            return told(tasks[task], exc, called=False)
+            return told(tasks[task], exc, called=tasks[task] in begun)
 
     def first_over() -> GraphOp | None:
         over = [a for a in answers if a is not None and type(a) is not Ready]

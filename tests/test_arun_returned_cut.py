@@ -143,3 +143,75 @@ def test_a_ctrl_c_as_a_branch_begins_leaves_its_step_not_run(function, text, cut
     assert "b" not in WORLD and sorted(WORLD) == ["a", "undo a"], WORLD
     del got
     gc.collect()
+
+
+@pytest.mark.parametrize("second", ["told", "not_run", "original"])
+def test_a_second_ctrl_c_before_a_never_called_step_is_marked_leaves_it_not_run(
+    tmp_path, second: str
+) -> None:
+    """A Ctrl-C as b's Call is made (never called), a second one as that is told (in
+    ``told``, the not-run mark, ``original``): b's intent row was left as if it might have
+    run, and ``recover`` reported b leaked. Now b is not run, recover leaves nothing."""
+    from conftest import dead_pid
+
+    from rollback_lessons.durable.journal import Journal
+    from rollback_lessons.durable.recovery import recover
+    from rollback_lessons.durable.registry import Registry, compensation
+
+    registry = Registry()
+
+    @compensation("returned_cut.undo", registry)
+    def undo(step: str, idempotency_key: str | None = None) -> None:
+        WORLD.append(f"undo {step}")
+
+    def step(name: str) -> Step:
+        async def act() -> None:
+            await asyncio.sleep(0.02)
+            WORLD.append(name)
+
+        return Step(name, lambda state: act(), undo.bind(step=name))
+
+    WORLD.clear()
+    saga = Saga([Parallel(step("a"), step("b")), step("c")])
+    fired: list[Any] = []
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        ours = frame.f_code.co_filename.startswith(PACKAGE)
+        if ours and event == "call" and frame.f_code.co_name == second:
+            fired.append(second)
+            sys.setprofile(None)
+            raise KeyboardInterrupt
+
+    first = _entry_cutter("step_ops", "call = Call(", KeyboardInterrupt, fired)
+
+    def armed(local: Any) -> Any:  # (the second armed as the first is raised)
+        def wrapped(frame: Any, event: str, arg: Any) -> Any:
+            try:
+                return armed(local(frame, event, arg))
+            except KeyboardInterrupt:
+                sys.setprofile(profile)
+                raise
+
+        return wrapped if local is not None else None
+
+    def glob(frame: Any, event: str, arg: Any) -> Any:
+        return armed(first(frame, event, arg))
+
+    async def main(journal: Journal) -> None:
+        sys.settrace(glob)
+        try:
+            await saga.arun({}, journal=journal, run_id="r")
+        finally:
+            sys.settrace(None)
+            sys.setprofile(None)
+
+    with Journal(str(tmp_path / "j.db")) as journal:
+        with pytest.raises(KeyboardInterrupt):
+            asyncio.run(main(journal))
+        assert len(fired) == 2, fired
+        assert {u.step: u.state for u in journal.undos("r")}.get("b") == "not_run"
+        journal.write([("UPDATE sagas SET owner_pid = ?, owner_started = NULL", (dead_pid(),))])
+        recover(journal, registry)
+        assert journal.leaked("r") == []
+    assert "b" not in WORLD and WORLD.count("undo a") == 1, WORLD
+    gc.collect()
