@@ -82,3 +82,14 @@ async def failed(run: Run, inner: Any) -> None:
         error = original(exc)
         if _guards.settled(run, error) is None:
             await run.aroll_back(error)
+
+
+def ending(run: Run, exc: BaseException) -> None:
+    """``arun``'s task, ending on ``exc``, ends cancelled if ``exc`` is the Ctrl-C or
+    sys.exit asyncio.run ended on (its cancel taken back: ``run.shutdown``): that one leaves
+    asyncio.run already, the run's notes on it. Re-raised from the task, it cut asyncio.run's
+    teardown, and the task's exception was logged "never retrieved" (attack62 L2)."""
+    import asyncio
+
+    if exc is run.shutdown:
+        raise asyncio.CancelledError(f"asyncio.run ended on a {type(exc).__name__} as it ran")

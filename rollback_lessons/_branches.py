@@ -18,10 +18,14 @@ if TYPE_CHECKING:
     from .schedule import GraphMachine, GraphOp
 
 
-async def acarry(run: Run, loop: Generator[Call | float, Any, GraphOp]) -> GraphOp:
+async def acarry(
+    run: Run, loop: Generator[Call | float, Any, GraphOp], begun: dict[str, bool]
+) -> GraphOp:
     """Carry out one step's loop, awaiting what its calls return. A Ctrl-C before its first
     call (as the loop hands it over) is carried out ``Escaped`` not ``called``: the step was
-    never run (attack62 F3: reported leaked, left to a person by recover)."""
+    never run (attack62 F3: reported leaked, left to a person by recover). ``begun`` marks
+    its step's action called, in the same instant (read by its branch: a Ctrl-C at this
+    function's entry, before its ``try``, finds its step not begun)."""
     called = False  # (only a later attempt's call follows one: a Ctrl-C before it, cut short)
     try:
         todo = next(loop)
@@ -29,12 +33,12 @@ async def acarry(run: Run, loop: Generator[Call | float, Any, GraphOp]) -> Graph
             try:
                 if isinstance(todo, Call):
                     fn, args, role, name, _ = todo
-                    called = True
+                    called = begun[name] = True
                     done = fn(*args)
-                    if done is not None and hasattr(done, "__await__"):
-                        done = await done
-                    elif done is not None:
-                        checked(done, role, name)
+                    if done is not None and hasattr(done, "__await__"):  # kept as it returns,
+                        run.results[name] = done = await done  # (no instant between: a Ctrl-C
+                    else:  # after it finds it returned, ``returned_cut``)
+                        run.results[name] = done = checked(done, role, name)
                 else:
                     await _wait(run, todo)
                     done = None
@@ -119,4 +123,19 @@ def not_run(gm: GraphMachine, step: str, exc: BaseException) -> GraphOp | None:
     row written not run at once), and the run fails with it once the others ended."""
     what = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else cut_by(exc)
     gm.not_run(step, f"the {what} came as it started")
+    return gm.broken(exc)
+
+
+def returned_cut(run: Run, step: str, exc: BaseException) -> GraphOp | None:
+    """A Ctrl-C (or sys.exit) after ``step``'s call returned (its result kept), before the
+    machine was told: the step is done, told so now (its undo logged, the cancel not asked
+    again), and the run fails with ``exc``: undone with the rest, never reported leaked, as
+    a list's step at that instant (``_guards.told_returned``)."""
+    gm: GraphMachine = run.m  # type: ignore[assignment]
+    run.raise_after = run.raise_after or exc
+    hear, gm.hear = gm.hear, None  # type: ignore[attr-defined]
+    try:
+        gm.step_done(step)
+    finally:
+        gm.hear = hear  # type: ignore[attr-defined]
     return gm.broken(exc)

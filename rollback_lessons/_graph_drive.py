@@ -13,7 +13,7 @@ from collections.abc import Callable, Generator, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from ._branches import LOST, POLL, Broke, Escaped, acarry, not_run, original
+from ._branches import LOST, POLL, Broke, acarry, not_run, original, returned_cut
 from ._drive import Call, asks_cancel, failed_asking, own_cancel
 from ._guards import cancel_heard, settled
 from ._shutdown import LoopEnded, branch_cut, half_made, rescued, taken_back
@@ -110,21 +110,28 @@ def first_of(completion: Sequence[str]) -> Pick:
 
 
 def step_ops(
-    run: Run, step: str, asked: Asked, inline: bool = False
+    run: Run, step: str, asked: Asked, inline: bool = False, begun: Any = None
 ) -> Generator[Call | float, Any, GraphOp]:
     """One step, launched already: its attempts, waits and retries, told to the machine;
     returns the machine's answer once the step ended (more steps ready, or the run over).
-    ``inline`` (synchronously): it makes its calls itself, as ``_carry`` would."""
+    ``inline`` (synchronously): it makes its calls itself, as ``_carry`` would. ``begun``
+    (``acarry``'s): a Ctrl-C here before its action was first called goes out as is (its
+    branch finds it not begun: not run), not told as one cut inside the call."""
     gm: GraphMachine = run.m  # type: ignore[assignment]
-    while True:
-        try:
+    while True:  # (its call made before the ``try``: a Ctrl-C as it is, before it is handed
+        call = Call(run.actions[step], run.args, "action", step, None)
+        try:  # over, is not in the step's action: its branch finds it not begun, not run)
             if inline:
                 result = call_sync(run.actions[step], run.args, "action", step)
             else:
-                result = yield Call(run.actions[step], run.args, "action", step, None)
+                result = yield call
         except BaseException as exc:
             if type(exc) is GeneratorExit:  # closed (its driver told the machine already)
                 raise
+            if begun is not None and step not in begun and not isinstance(exc, Exception):
+                raise  # (on its own lines, before its Call was handed over: never called)
+            if step in run.results and not issubclass(type(exc), Exception):
+                return returned_cut(run, step, exc) or Ready(())  # (returned: a Ctrl-C after)
             run.called()
             if issubclass(type(exc), Exception) or own_cancel(exc):  # (its own CancelledError)
                 run.error = untraced(exc)
@@ -229,6 +236,7 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
     broken: BaseException | None = None
     again: BaseException | None = None  # a second Ctrl-C, as a branch's failure was told
     run.wake = asyncio.Event()  # set once the run stops: a branch's retry wait ends then
+    begun: dict[str, bool] = {}  # the steps whose action was called (``acarry``)
 
     def start_ready() -> None:
         for step in gm.ready():
@@ -252,7 +260,7 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
 
     async def branch(step: str) -> GraphOp:
         try:
-            op = await acarry(run, step_ops(run, step, asked))
+            op = await acarry(run, step_ops(run, step, asked, False, begun), begun)
             if type(op) is Ready:  # the steps its end frees start now, before another step's
                 start_ready()  # end is told (two ending in one turn of the loop): the order a
             return op  # timing of ``saga.run(completion=...)`` gives
@@ -262,7 +270,7 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
             exc = taken_back(exc, private=True) or exc  # (asyncio.run's end: the Ctrl-C)
             exc = run.shutdown if isinstance(exc, LoopEnded) and run.shutdown else exc
             try:  # branch's end goes first
-                answer = told(step, original(exc), not isinstance(exc, Escaped) or exc.called)
+                answer = told(step, original(exc), step in begun)
             except BaseException as again:  # a second Ctrl-C as it was told (an observer of
                 raise Broke(exc, None, again) from None  # the step's failure): cuts the rollback
             raise Broke(exc, answer) from None
@@ -272,6 +280,8 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
         of its retry) cuts that step short, as ``saga.run`` does; else the run fails there.
         Before its action was first ``called``, the step was not run (attack62 F3)."""
         if not issubclass(type(exc), Exception) and step in gm.busy and not gm.rolling:
+            if called and step in run.results:  # (its call returned, not told: done)
+                return returned_cut(run, step, exc)
             return gm.step_cut(step, exc) if called else not_run(gm, step, exc)
         if exc is run.in_doubt:  # a Ctrl-C as the commit was written: nothing is undone,
             return settled(run, exc)  # the journal says (saga.run's rule; attack21 A1)
@@ -304,6 +314,9 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
         except Broke as exc:  # told the machine in part (and ``broken``): fails there
             broken = broken or original(exc.exc)
             again = again or exc.again
+            step = tasks[task]  # (a second Ctrl-C as a step never called was told: not run,
+            if exc.again is not None and step not in begun and step in gm.busy:  # not leaked)
+                return not_run(gm, step, broken)
             return exc.answer
         except asyncio.CancelledError as exc:  # cancelled before its first line ran
             if tasks[task] in gm.busy:  # (asyncio.run's end, attack43 F6): never called
@@ -312,7 +325,7 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
             return gm.broken(broken)
         except BaseException as exc:  # a Ctrl-C as its branch began, before its ``try``: its
             broken = broken or exc  # action never called (read again, never: a loop for ever)
-            return told(tasks[task], exc, called=False)
+            return told(tasks[task], exc, called=tasks[task] in begun)
 
     def first_over() -> GraphOp | None:
         over = [a for a in answers if a is not None and type(a) is not Ready]
@@ -329,22 +342,23 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
     op = op if op is not None else Ready(gm.ready())
     look = False  # only after a wait with no step ended: each end was asked as it returned,
     while type(op) is Ready:  # where saga.run and ``completion=`` ask (attack47 F4)
-        cut = ask() if broken is None and look else None
-        look = False
-        if cut is not None:
-            op = cut
-            continue
-        try:
-            start_ready()
-        except BaseException as exc:  # (a step whose start was not written never runs)
-            broken = broken or exc
-            answer = gm.broken(exc)  # (no step runs: the run's end, its rollback)
-            if answer is not None and type(answer) is not Ready:
-                op = answer
+        try:  # (the turn's own lines too: a Ctrl-C there left a branch running, fixarun3)
+            cut = ask() if broken is None and look else None
+            look = False
+            if cut is not None:
+                op = cut
+                continue
+            try:
+                start_ready()
+            except BaseException as exc:  # (a step whose start was not written never runs)
+                broken = broken or exc
+                answer = gm.broken(exc)  # (no step runs: the run's end, its rollback)
+                if answer is not None and type(answer) is not Ready:
+                    op = answer
+                    break
+            if not tasks:
                 break
-        if not tasks:
-            break
-        try:  # (the looks before it too: a Ctrl-C as one returns is heard here, attack58 F4)
+            # (the looks before the wait too: a Ctrl-C as one returns is heard, attack58 F4)
             if gm.failing:  # (a branch's retry wait ends: it will not be tried again)
                 run.wake.set()
             poll = POLL if asked is not None and not gm.failing else LOST

@@ -336,6 +336,7 @@ class Saga:
             outcome = _guards.end(run, partial(self._outcome, run, world, before, state))
         except BaseException as exc:  # (a Ctrl-C as it ends: said how, attack52 F3)
             _guards.at_end(run, exc)
+            _arun.ending(run, exc)  # (asyncio.run's own: the task cancelled, attack62 L2)
             raise
         if stopped is not None:
             raise _guards.cancelled_with(stopped, outcome)

@@ -176,9 +176,8 @@ class GraphMachine(Machine):
         spec = self._running(step, _RUNNING)
         if self.hear is not None:
             self.hear()
-        self.where[step] = _DONE
-        self.busy_count -= 1
         try:  # (done: whatever raises from here, its undo logged after it is logged)
+            self.where[step], self.busy_count = _DONE, self.busy_count - 1  # (one instant)
             self.completed.append(step)
             self.ended.append(step)
             freed = False
@@ -199,6 +198,9 @@ class GraphMachine(Machine):
             if spec.has_undo and spec.register == "after":
                 self._log(spec)
         except BaseException:  # (an observer, a journal write, a Ctrl-C as any call here
+            if self.where[step] != _DONE:  # (a Ctrl-C as its try began: done all the same)
+                self.where[step], self.busy_count = _DONE, self.busy_count - 1
+            self.completed += [step] if step not in self.completed else []
             if spec.has_undo and spec.register == "after" and not self.logged(step):
                 log_anyway(self, spec)  # returned: attack53 F4): undone all the same
             raise

@@ -268,3 +268,65 @@ def test_a_branch_whose_wake_asyncio_lost_is_ended_never_awaited_for_ever(
     assert "do c" not in world and world.count("undo d") == world.count("do d")
     ended.clear()
     gc.collect()
+
+
+LOOP_LINES = ["cut = ask()", "look = False", "if cut is not None", "if not tasks"]
+
+
+@pytest.mark.filterwarnings("ignore:saga .* ended by sys.exit:RuntimeWarning")
+@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
+@pytest.mark.parametrize("text", LOOP_LINES)
+def test_an_interrupt_on_the_driver_loops_own_lines_is_heard_there(
+    caplog: pytest.LogCaptureFixture, exc_type, text: str
+) -> None:
+    """fixarun3: a Ctrl-C on ``adrive_graph``'s turn's own lines, once a branch ended and
+    another still runs (outside the wait's try), left the loop with that branch running:
+    told after the run's end, a MachineError logged at asyncio.run's end. Now heard there,
+    as at the wait: the branch awaited, everything done undone."""
+    import linecache
+    import os
+
+    import rollback_lessons
+
+    package, world, fired = os.path.dirname(rollback_lessons.__file__), [], []
+    seen: list[int] = []
+
+    def local(frame, event, arg):  # type: ignore[no-untyped-def]
+        line = linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()
+        if event == "line" and line.startswith(text) and "do d" in world and "do a" not in world:
+            seen.append(frame.f_lineno)
+            if not fired and frame.f_locals.get("tasks"):
+                fired.append(line)
+                sys.settrace(None)
+                raise exc_type(143) if exc_type is SystemExit else exc_type()
+        return local
+
+    def glob(frame, event, arg):  # type: ignore[no-untyped-def]
+        ours = frame.f_code.co_filename.startswith(package)
+        return local if ours and frame.f_code.co_name == "adrive_graph" else None
+
+    def undo(name: str):
+        return lambda state: world.append(f"undo {name}")
+
+    saga = Saga([
+        Parallel(Step("a", _act(world, "a", 0.05), undo("a")),
+                 Step("d", _act(world, "d"), undo("d"))),
+        Step("c", _act(world, "c"), undo("c")),
+    ])  # fmt: skip
+
+    async def main() -> None:
+        sys.settrace(glob)
+        try:
+            await saga.arun({})
+        finally:
+            sys.settrace(None)
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"), pytest.raises(exc_type) as got:
+        asyncio.run(main())
+    assert fired, seen
+    assert "MachineError" not in caplog.text and "exception" not in caplog.text
+    notes = getattr(got.value, "__notes__", [])
+    assert not [n for n in notes if "not undone" in n or "leaked" in n], notes
+    assert sorted(world) == ["do a", "do d", "undo a", "undo d"], world
+    del got
+    gc.collect()

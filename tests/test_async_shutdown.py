@@ -121,6 +121,9 @@ def test_asyncio_runs_end_while_a_step_runs_undoes_what_was_done(tmp_path, journ
     assert "its rollback ran to its end first (rollback_incomplete; leaked: s2)" in lines["notes"]
     said = eval(lines["said"])
     assert said == ["did s0", "did s1", "undo s1", "s1 undone", "undo s0", "s0 undone"]
+    # attack62 L2: arun's task ends cancelled, as asyncio.run's teardown asked; it re-raised
+    # the exception there, logged "Task exception was never retrieved" with its traceback
+    assert "never retrieved" not in done.stderr and "Traceback" not in done.stderr
 
 
 SWEEP = textwrap.dedent(
