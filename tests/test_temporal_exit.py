@@ -154,12 +154,22 @@ def test_an_action_whose_refusal_never_reached_the_server_is_played_by_the_relau
     assert "E CALLED" not in done.stdout
     run_id = done.stdout.split("RUN ")[1].split()[0]
     world: list[str] = []
+    outcome = _relaunched(
+        db, port, queue, run_id, world, lambda step: [Parallel(step("b"), step("e"))], "killed"
+    )
+    assert outcome.leaked == ("b",), outcome
+    assert world.count("do e") == 1 and world.count("undo e") == 1, (world, outcome)
 
-    def step(name):
-        return Step(name, lambda s: world.append(f"do {name}"),
-                    lambda s: world.append(f"undo {name}"))  # fmt: skip
 
-    saga = Saga([Parallel(step("b"), step("e"))], name="killed")
+def _relaunched(db, port, queue, run_id, world, steps, name):
+    """The outcome of ``run_id`` relaunched on ``db``: the saga ``name`` of ``steps(step)``,
+    each step's action and undo telling ``world``."""
+
+    def step(step_name):
+        return Step(step_name, lambda s: world.append(f"do {step_name}"),
+                    lambda s: world.append(f"undo {step_name}"))  # fmt: skip
+
+    saga = Saga(steps(step), name=name)
     _freed(port)
 
     async def main():
@@ -167,9 +177,7 @@ def test_an_action_whose_refusal_never_reached_the_server_is_played_by_the_relau
             return await (await again.handle_for(saga, run_id)).outcome()
 
     with ThreadPoolExecutor(1) as pool:
-        outcome = pool.submit(lambda: asyncio.run(main())).result()
-    assert outcome.leaked == ("b",), outcome
-    assert world.count("do e") == 1 and world.count("undo e") == 1, (world, outcome)
+        return pool.submit(lambda: asyncio.run(main())).result()
 
 
 ENDED = r"""
@@ -213,19 +221,8 @@ def test_a_call_that_ended_as_the_process_stopped_is_undone_by_the_relaunch(tmp_
     assert "B ENDED" in done.stdout, done.stderr[-2000:]
     run_id = done.stdout.split("RUN ")[1].split()[0]
     world: list[str] = []
-
-    def step(name):
-        return Step(name, lambda s: world.append(f"do {name}"),
-                    lambda s: world.append(f"undo {name}"))  # fmt: skip
-
-    saga = Saga([step("a"), step("b")], name="ended")
-    _freed(port)
-
-    async def main():
-        async with await TemporalRunner.start(db_file=db, port=port, task_queue=queue) as again:
-            return await (await again.handle_for(saga, run_id)).outcome()
-
-    with ThreadPoolExecutor(1) as pool:
-        outcome = pool.submit(lambda: asyncio.run(main())).result()
+    outcome = _relaunched(
+        db, port, queue, run_id, world, lambda step: [step("a"), step("b")], "ended"
+    )
     assert outcome.leaked == (), outcome
     assert world == ["undo b", "undo a"], (world, outcome)
