@@ -55,8 +55,8 @@ from ..outcome import RECORD_FIELDS, DeadLetter
 from ..policies import CONTINUE
 from ..schedule import GraphMachine
 from . import as_claimed
+from .cleanup import cleaned
 from .exclusive import RecoveryNested, recovering  # noqa: F401 (RecoveryNested: its name)
-from .forked import JournalForked
 from .journal import Journal, JournalError, JournalUnusable, policy_of
 from .owner import me, unreachable
 from .records import Claimed, JournalRun, SagaRecord, UndoRecord
@@ -73,7 +73,7 @@ from .report import (  # noqa: F401 (its names, as before)
     waiting_in,
 )
 from .undo_call import run_undo
-from .writer import UNRECORDED, Writer, briefly
+from .writer import Writer
 
 
 class RecoveryInterrupted(JournalError):
@@ -220,48 +220,10 @@ def _recover(journal: Journal, registry: Registry, force: bool, batch: int) -> R
         waiting = waiting_in(journal, but={r.saga_id for r in writer.recorded})  # F5)
         skips = tuple(Skipped(s.id, s.name, why) for s, why in skipped)  # (in the try: F4)
         result = RecoveryReport(tuple(writer.recorded), skips, waiting)
-    except BaseException as exc:
-        with contextlib.suppress(Exception):  # (what the saga being undone did, not taken)
-            writer.statements += writer.run.take() if writer.run is not None else []
-        with briefly(journal):  # (tried once: never the whole wait again, attack63 F1, F3)
-            _cleanup(journal, writer, exc, claimed)
+    except BaseException as exc:  # (what ran written, claims given back, ``exc`` told)
+        cleaned(journal, writer, exc, claimed)
         raise
     return result
-
-
-def _cleanup(
-    journal: Journal, writer: Writer, exc: BaseException, claimed: list[Claimed] | None
-) -> None:
-    """What an interrupted recover writes before it ends: what ran (if it can be), and its
-    claims given back; ``exc`` told what it finished and left, and whether what it undid is
-    recorded (``unrecorded``: attack63 F2, never "recorded" when that write failed)."""
-    with contextlib.suppress(JournalError):  # what ran is recorded if it can be;
-        writer.flush()  # the first error is the one told
-    if writer.statements and not isinstance(exc, Exception):  # (not written: said so)
-        with contextlib.suppress(Exception):
-            exc.unrecorded = UNRECORDED  # type: ignore[attr-defined]
-    with contextlib.suppress(Exception):  # (and the sagas it finished before, told, and
-        done = {r.saga_id for r in writer.recorded}  # those it claimed and left; a fork
-        forked = isinstance(exc, JournalForked)  # finished none: its parent's: L8)
-        exc.recovered = () if forked else tuple(writer.recorded)  # type: ignore[attr-defined]
-        if claimed is not None:
-            left = [] if forked else [c.saga.id for c in claimed if c.saga.id not in done]
-            exc.unfinished = tuple(left)  # type: ignore[attr-defined]
-    with contextlib.suppress(Exception):  # (attack45 F6: a process that lives on, a
-        pid, host, _, space = me()  # service, held them: no other recover took them;
-        if journal.sagas(_HELD, (pid, host, space)):  # each its own (its claim's return
-            journal.write([(_RELEASE, (pid, host, space))])  # cut too), read first (attack50)
-
-
-_HELD = (  # this process's claims, read (no lock waited for) before any is given back
-    "WHERE s.claim_pid = ? AND s.claim_host = ? AND s.claim_space IS ?"
-    " AND s.status IN ('running', 'rolling_back')"
-)
-_RELEASE = (  # this process's claims given back (one taken over since: the new holder's)
-    "UPDATE sagas SET claim_pid = NULL, claim_host = NULL, claim_started = NULL,"
-    " claim_space = NULL WHERE claim_pid = ? AND claim_host = ? AND claim_space IS ?"
-    " AND status IN ('running', 'rolling_back')"
-)
 
 
 FALLBACK = (

@@ -27,6 +27,7 @@ class Writer:
         self.current = ""  # the saga being recovered
         self.run: JournalRun | None = None  # and its run
         self.final: tuple[str, tuple[Any, ...]] | None = None  # its status, once reported
+        self.failed = ""  # a write that failed: what it said, but what will happen (F4)
 
     def undo_ran(self, run: JournalRun) -> None:
         self.statements += run.take()
@@ -55,17 +56,21 @@ class Writer:
             if "locked" in str(exc):  # (named as at the claim: attack63 F3)
                 wait = getattr(self.journal._con, "wait", 0.0)
                 room = f"; another process holds it; waited {wait:g} s; a longer --wait waits more"
-            raise JournalError(
-                f"recover could not write to {self.journal.path} ({describe(exc)}{room}); the "
-                "undos it ran since its last write will run again next time (their "
-                "idempotency keys make that harmless)"
-            ) from None
+            self.failed = f"recover could not write to {self.journal.path} ({describe(exc)}{room})"
+            raise JournalError(f"{self.failed}; {RERUN}") from None
         finally:
             if written.committed:  # (a Ctrl-C as the write returned: told all the same, F10)
                 self.recorded, self.staged = self.recorded + self.staged, []
                 self.statements, self.undos = [], 0
         self.fences = {s: g for s, g in self.fences.items() if s == self.current}
 
+
+RERUN = (
+    "the undos it ran since its last write will run again next time (their idempotency keys "
+    "make that harmless)"
+)
+RECORDED_LATER = "the undos it ran are recorded all the same (a second try wrote them)"
+"""What a write that ran out of its wait says when recover's next try wrote it (attack66 F4)."""
 
 UNRECORDED = (
     "the undos it ran since its last write are not recorded (that write failed) and will run "

@@ -9,13 +9,13 @@ import contextlib
 import gc
 import signal
 import sys
-import threading
 import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from .._held import held as _held
 from ..errors import RollbackLessonsError
 
 weakref_file = weakref.__file__  # (``weakref.finalize``'s frames: the finalizer's callers)
@@ -111,23 +111,6 @@ def stop_dropped(stop: Callable[[], None]) -> None:
     finally:
         if kept:
             _later(list(dict.fromkeys(kept)), here)
-
-
-@contextlib.contextmanager
-def _held(kept: list[int]) -> Iterator[None]:
-    """SIGINT and SIGTERM, while inside, only noted in ``kept`` (in the main thread: a signal
-    is heard there only). (Python's handlers, swapped: a signal mask holds one thread only;
-    one set outside Python is left alone.)"""
-    swapped: dict[signal.Signals, Any] = {}
-    if threading.current_thread() is threading.main_thread():
-        for held in (signal.SIGINT, signal.SIGTERM):
-            if signal.getsignal(held) is not None:
-                swapped[held] = signal.signal(held, lambda signum, frame: kept.append(signum))
-    try:
-        yield
-    finally:
-        for which, handler in swapped.items():
-            signal.signal(which, handler)
 
 
 def _later(signums: list[int], finalizer: FrameType) -> None:

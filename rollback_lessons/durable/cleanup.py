@@ -1,0 +1,84 @@
+"""What a recover that stops midway writes before it ends, and what it tells: what ran
+recorded if it can be, its claims given back, and on the exception the facts the CLI's one
+line says (what it finished, what it left, whether what it undid is recorded).
+
+How long those writes wait for the journal's lock: after an interrupt, one try (SQLite's
+0.1 s turn), never the whole wait again (attack63 F1, F3); a second interrupt meanwhile is
+held, so the first one's facts are told (attack66 F1). After any other stop (a registry
+that fails, in a process that lives on: a service, a notebook) the claims' release waits as
+the journal's wait says, so the next recover can take those sagas (attack66 F2)."""
+
+from __future__ import annotations
+
+import contextlib
+
+from .._held import held
+from .forked import JournalForked
+from .journal import Journal, JournalError
+from .owner import me
+from .records import Claimed
+from .writer import RECORDED_LATER, UNRECORDED, Writer, briefly
+
+
+def cleaned(
+    journal: Journal, writer: Writer, exc: BaseException, claimed: list[Claimed] | None
+) -> None:
+    """``exc`` stopped recover: what it ran written, its claims given back, ``exc`` told."""
+    interrupt = not isinstance(exc, Exception)
+    with held([]) if interrupt else contextlib.nullcontext():  # (a second one: attack66 F1)
+        with contextlib.suppress(Exception):  # (what the saga being undone did, not taken)
+            writer.statements += writer.run.take() if writer.run is not None else []
+        try:
+            with briefly(journal) if interrupt or writer.failed else contextlib.nullcontext():
+                _flush(writer, exc)
+            told(exc, writer, claimed)
+            with briefly(journal) if interrupt else contextlib.nullcontext():
+                _release(journal)
+        except BaseException as second:  # (a Ctrl-C in a wait: the first one's facts, its)
+            told(second, writer, claimed)
+            raise
+
+
+def _flush(writer: Writer, exc: BaseException) -> None:
+    """What ran recorded if it can be (the first error is the one told); a write that ran
+    out of its wait and is written now is said so, never "will run again" (attack66 F4)."""
+    failed = writer.failed
+    with contextlib.suppress(JournalError):
+        writer.flush()
+    if failed and not writer.statements and isinstance(exc, JournalError):
+        with contextlib.suppress(Exception):
+            exc.args = (f"{failed}; {RECORDED_LATER}",)
+
+
+def told(exc: BaseException, writer: Writer, claimed: list[Claimed] | None) -> None:
+    """``exc`` told what recover finished and left (a fork finished none: its parent's, L8),
+    and, an interrupt, that what it undid is not recorded if it is not (attack63 F2)."""
+    with contextlib.suppress(Exception):
+        if writer.statements and not isinstance(exc, Exception):
+            exc.unrecorded = UNRECORDED  # type: ignore[attr-defined]
+        done = {r.saga_id for r in writer.recorded}
+        forked = isinstance(exc, JournalForked)
+        exc.recovered = () if forked else tuple(writer.recorded)  # type: ignore[attr-defined]
+        if claimed is not None:
+            left = [] if forked else [c.saga.id for c in claimed if c.saga.id not in done]
+            exc.unfinished = tuple(left)  # type: ignore[attr-defined]
+
+
+def _release(journal: Journal) -> None:
+    """This process's claims given back (attack45 F6: a process that lives on held them, no
+    other recover took them); each its own (its claim's return cut too), read first (attack50)."""
+    with contextlib.suppress(Exception):
+        pid, host, _, space = me()
+        if journal.sagas(_HELD, (pid, host, space)):
+            journal.write([(_RELEASE, (pid, host, space))])
+
+
+_HELD = (  # this process's claims, read (no lock waited for) before any is given back
+    "WHERE s.claim_pid = ? AND s.claim_host = ? AND s.claim_space IS ?"
+    " AND s.status IN ('running', 'rolling_back')"
+)
+_RELEASE = (  # this process's claims given back (one taken over since: the new holder's)
+    "UPDATE sagas SET claim_pid = NULL, claim_host = NULL, claim_started = NULL,"
+    " claim_space = NULL WHERE claim_pid = ? AND claim_host = ? AND claim_space IS ?"
+    " AND status IN ('running', 'rolling_back')"
+)
