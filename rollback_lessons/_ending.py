@@ -50,11 +50,21 @@ def ended(code: int, warn: Callable[[str], None], exit_status: Callable[[Any], i
         sys.unraisablehook = hook
     if cut:
         with contextlib.suppress(BaseException):
-            warn(AT_END.format(came(cut[0])))
+            at_end(cut[0], code, warn)
         code = code or exit_status(cut[0])
     with contextlib.suppress(BaseException):
         sys.stderr.flush()
     return code
+
+
+def at_end(exc: BaseException, code: int, warn: Callable[[str], None]) -> None:
+    """``exc`` cut the process's end: said (``AT_END``) if the command's work was done (it
+    succeeded, or said it finished: ``durable.command.DONE``); after a command that was
+    interrupted or failed, its one line said already what was done: no second, false one
+    (attack66 F5)."""
+    done = getattr(sys.modules.get("rollback_lessons.durable.command"), "DONE", None)
+    if code == 0 or done:
+        warn(AT_END.format(came(exc)))
 
 
 def came(exc: BaseException) -> str:

@@ -12,7 +12,8 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from ._ending import AT_END, came, ended, threads_left
+from ._ending import at_end, ended, threads_left
+from ._held import held
 from ._starting import Terminated
 from .events import UNDO_KINDS, Event, EventKind, describe, one_line
 from .outcome import Outcome
@@ -355,8 +356,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except UsageExit:
         raise  # (argparse's usage error: its lines written, its status)
-    except (KeyboardInterrupt, SystemExit) as exc:  # (any sys.exit but argparse's)
-        return _interrupted(exc)
+    except (KeyboardInterrupt, SystemExit) as exc:  # (any sys.exit but argparse's; a
+        with held([]):  # second signal as its line is written, held: attack66 F3)
+            return _interrupted(exc)
 
 
 _COMMAND = "rollback_lessons.durable.command"
@@ -397,13 +399,13 @@ def run() -> NoReturn:
     except (KeyboardInterrupt, SystemExit) as exc:  # (a Ctrl-C, a handler's exit: no wait)
         code = code or interrupted_by(exc)[1]
         with contextlib.suppress(BaseException):
-            _warn(AT_END.format(came(exc)))
+            at_end(exc, code, _warn)
             threads_left("were not waited for (interrupted)", _warn)
     try:  # (its exit handlers run here, under this rule: ``_ending``)
         os._exit(ended(code, _warn, lambda exc: interrupted_by(exc)[1]))
     except BaseException as exc:  # (a Ctrl-C, a handler's exit between: the work is done,
         with contextlib.suppress(BaseException):  # the status says so: attack50 F3)
-            _warn(AT_END.format(came(exc)))
+            at_end(exc, code, _warn)
         os._exit(code or interrupted_by(exc)[1])
 
 

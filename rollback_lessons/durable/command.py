@@ -16,6 +16,7 @@ def journal_command(args: argparse.Namespace) -> int:
     """``journal show``, ``journal settle`` and ``recover``: each error one line, exit 2."""
     import sqlite3
 
+    from .._held import held
     from ..cli import STDOUT, CommandError, OutputError, _say, _warn, interrupted_by, load_registry
     from .journal import Journal, JournalError
     from .recovery import recover
@@ -46,20 +47,21 @@ def journal_command(args: argparse.Namespace) -> int:
     except (KeyboardInterrupt, SystemExit) as exc:  # a Ctrl-C, or a sys.exit (a signal
         # handler's graceful exit): an interrupt either way, one line, never exit 0
         why, status = interrupted_by(exc)
-        if settling:
+        if settling:  # (its read-back may wait for the lock: a second Ctrl-C cuts that)
             done = settled or getattr(exc, "settled", None)
             return _settle_interrupted(args, done, why, status, opened=journal is not None)
         if readonly:
             raise
-        finished = getattr(exc, "recovered", None)
-        if finished is None and report is not None:  # (it had returned: heard as the
-            finished, exc.unfinished = report.recovered, ()  # type: ignore[union-attr]
-            # journal closed, attack48 F11)
-        for done in finished or ():
-            _say(_safe(str(done)))
-        recorded = getattr(exc, "unrecorded", "what it undid is recorded")  # (attack63 F2)
-        _warn(f"recover interrupted ({why}); {recorded}, and {_left(exc)}")
-        return status
+        with held([]):  # (a second one as its line is written: held, attack66 F1, F3)
+            finished = getattr(exc, "recovered", None)
+            if finished is None and report is not None:  # (it had returned: heard as the
+                finished, exc.unfinished = report.recovered, ()  # type: ignore[union-attr]
+                # journal closed, attack48 F11)
+            for done in finished or ():
+                _say(_safe(str(done)))
+            recorded = getattr(exc, "unrecorded", "what it undid is recorded")  # (attack63 F2)
+            _warn(f"recover interrupted ({why}); {recorded}, and {_left(exc)}")
+            return status
     except sqlite3.OperationalError as exc:
         waited = f"waited {args.wait:g} s; a longer --wait waits more"  # (attack53 L1)
         hint = f" (another process holds it; {waited})" if "locked" in str(exc) else ""
