@@ -72,7 +72,7 @@ def test_a_second_ctrl_c_in_the_cleanups_write_keeps_the_first_ones_line(
 ):
     """F1: the Ctrl-C in the wait of an undo's write, then a second one (a real SIGINT) in
     the clean-up's one try: the line says the undo is not recorded, and names the saga left."""
-    path, waits, before = writes
+    path, _, before = writes
 
     def undo_ran(self, run):  # (the first Ctrl-C, heard in the wait of the undo's write)
         raise KeyboardInterrupt
@@ -90,7 +90,6 @@ def test_a_second_ctrl_c_in_the_cleanups_write_keeps_the_first_ones_line(
     assert "will run again next time" in err and "saga(s) 's'" in err, err
     assert "what it undid is recorded" not in err
     before.clear()
-    monkeypatch.setattr(recovery.Writer, "undo_ran", recovery.Writer.__dict__["undo_ran"])
     monkeypatch.undo()
     HOLDER.pop().rollback()
     with Journal(path) as journal:  # (its claim left: the process that made it has ended)
@@ -166,7 +165,7 @@ def test_a_write_that_ran_out_and_was_written_on_the_next_try_is_said_recorded(
     """F4: the write of c's undo runs out of its wait; the other process lets go just then,
     and the clean-up's try writes it: the line says so, never "will run again"; c is not
     run again."""
-    path, waits, before = writes
+    path, _, before = writes
 
     def let_go(wait: float) -> None:
         if wait == 0.0 and HOLDER:  # (the clean-up's try)
