@@ -159,9 +159,7 @@ def test_a_recover_stopped_in_a_live_process_gives_its_claims_back_waiting_for_t
     assert str(done.status) == "rolled_back" and CALLS == ["c", "b", "a"]
 
 
-def test_a_write_that_ran_out_and_was_written_on_the_next_try_is_said_recorded(
-    writes, capsys
-):
+def test_a_write_that_ran_out_and_was_written_on_the_next_try_is_said_recorded(writes, capsys):
     """F4: the write of c's undo runs out of its wait; the other process lets go just then,
     and the clean-up's try writes it: the line says so, never "will run again"; c is not
     run again."""
