@@ -397,9 +397,9 @@ def run() -> NoReturn:
                 thread.join(max(0.0, deadline - time.monotonic()))
         threads_left(waited, _warn)
     except (KeyboardInterrupt, SystemExit) as exc:  # (a Ctrl-C, a handler's exit: no wait)
-        code = code or interrupted_by(exc)[1]
+        said, code = code, code or interrupted_by(exc)[1]
         with contextlib.suppress(BaseException):
-            at_end(exc, code, _warn)
+            at_end(exc, said, _warn)
             threads_left("were not waited for (interrupted)", _warn)
     try:  # (its exit handlers run here, under this rule: ``_ending``)
         os._exit(ended(code, _warn, lambda exc: interrupted_by(exc)[1]))
