@@ -85,3 +85,26 @@ def test_a_crash_in_the_rollback_after_a_ctrl_c_at_confirm_is_undone(tmp_path, c
         assert recovered.status is Status.ROLLED_BACK and recovered.leaked == ()
         assert [(u.step, u.state) for u in journal.undos("r")] == [("charge", "done")]
     assert world.undone == ["charge"]
+
+
+def test_a_halted_saga_of_a_journal_written_before_is_named_pending_by_recover(
+    tmp_path, cut_confirm
+):
+    """attack66 F6: the halt above in a journal written before the fix (its row left
+    ``intent``): the claim's repair touched unfinished sagas only, so recover named nothing
+    pending and ``journal show`` counted no undo. Now recover repairs a halted one too."""
+    world = World("confirm-halt-before")
+    saga = Saga(
+        [Step("charge", partial(world.act, "charge", None), BUSY.bind(step="charge")),
+         Step("ship", partial(world.act, "ship", "before"), None)],
+        policy="halt",
+    )  # fmt: skip
+    with Journal(tmp_path / "j.db") as journal:
+        with contextlib.suppress(KeyboardInterrupt):
+            saga.run({}, journal=journal, run_id="r", clock=VirtualClock())
+        journal.write([("UPDATE undos SET state = 'intent'", ())])  # (as written before)
+        assert journal.saga("r").undos == 0
+        report = recover(journal, registry)
+        assert report.recovered == () and len(report.waiting) == 1
+        assert "pending charge" in str(report.waiting[0]), str(report.waiting[0])
+        assert (journal.saga("r").status, journal.saga("r").undos) == ("halted", 1)

@@ -32,10 +32,11 @@ RETURNED = (  # a step's undo logged once it returned (its undo_registered): no 
     "UPDATE undos SET state = 'pending' WHERE saga_id = ? AND step = ? AND state = 'intent'"
     " AND compensation != ?"
 )
-LOGGED = (  # the same, read so by recover's claim in a journal written before (F4 too)
+LOGGED = (  # the same, read so by recover's claim in a journal written before (F4 too;
+    # of a saga halted for a person too: its undos pending, named so, attack66 F6)
     "UPDATE undos SET state = 'pending' WHERE state = 'intent' AND compensation != ''"
-    f" AND saga_id IN ({_UNFINISHED}) AND EXISTS (SELECT 1 FROM events e WHERE"
-    " e.saga_id = undos.saga_id AND e.step = undos.step AND e.kind = 'undo_registered')"
+    f" AND saga_id IN ({_UNFINISHED} OR status = 'halted') AND EXISTS (SELECT 1 FROM events e"
+    " WHERE e.saga_id = undos.saga_id AND e.step = undos.step AND e.kind = 'undo_registered')"
 )
 
 
