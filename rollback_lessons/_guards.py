@@ -174,7 +174,28 @@ def cut_forward(run: Run, error: BaseException) -> Op | None:
         uncalled = (m.current,) if m.current is not None else ()
     elif not isinstance(m, GraphMachine):
         told_returned(run)
+    else:
+        op = graph_returned(run, error)
+        if op is not None and (m.rolling or m.phase is Phase.DONE):
+            return op  # type: ignore[return-value]  # (the run's failure: no step runs)
     return cut_forward_of(m, error, uncalled)
+
+
+def graph_returned(run: Run, error: BaseException) -> GraphOp | None:
+    """A graph's steps whose call returned, the machine not yet told (a Ctrl-C as the driver
+    stamps one, or at ``step_done``'s entry): told done now, after the run's failure (so it
+    never commits), the cancel not asked again: undone with the rest, as a list's step
+    (``told_returned``; attack65 F3: reported leaked). The machine's last answer, or None."""
+    gm: GraphMachine = run.m  # type: ignore[assignment]
+    back = [step for step in gm.busy if step in run.results]  # (only a call that returned)
+    if not back:
+        return None
+    gm.broken(error)  # (a step still busy: no answer yet)
+    hear, gm.hear = gm.hear, None
+    try:
+        return [gm.step_done(step) for step in back][-1]
+    finally:
+        gm.hear = hear
 
 
 def told_returned(run: Run) -> bool:
