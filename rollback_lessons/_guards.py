@@ -103,6 +103,8 @@ def cut_forward(run: Run, error: BaseException) -> Op | None:
     launched and never called were not run (``GraphMachine.not_called``), and a list's step
     begun, not yet called (``run.began``: attack58 F1). None: the machine's ``fail``."""
     m, uncalled = run.m, run.uncalled
+    if m.rolling:  # (told it failed already, its answer lost to ``error``: ``began_cut``)
+        return began_cut(run, error)
     if not isinstance(m, GraphMachine) and m.phase is Phase.STEP and run.began != m.current:
         uncalled = (m.current,) if m.current is not None else ()
     elif not isinstance(m, GraphMachine):
@@ -192,9 +194,21 @@ def landed_late(run: Run, error: BaseException, exc: BaseException) -> None:
     if not m.rolling and m.phase is not Phase.DONE:
         m.fail(error)
     if m.phase is not Phase.DONE:
-        run.cut(exc)
+        began_cut(run, exc)
     elif run.raise_after is None and not issubclass(type(exc), Exception):
         run.raise_after = exc
+
+
+def began_cut(run: Run, exc: BaseException) -> Op:
+    """A Ctrl-C outside the rollback's loop once the machine heard the run failed (at
+    ``drive``'s entry, before its ``try``): the rollback is cut there, named by it, said as it
+    began when no undo was called yet (attack65 F6: named as an internal MachineError "during
+    the undo of" a step whose undo nobody called)."""
+    m = run.m
+    entry = m.entry
+    if m.rolling and m.index == 0 and entry is not None and m.attempt == entry.before + 1:
+        m.cut(exc, "as the rollback began")  # (the first undo, its first attempt: not called)
+    return run.cut(exc)
 
 
 def journal_watch(
