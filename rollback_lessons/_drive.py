@@ -19,7 +19,7 @@ from .errors import Cancelled
 from .events import describe
 from .faults import untraced
 from .machine import Machine, Phase
-from .operations import Ask, Finished, Op, RunStep, RunUndo, Wait
+from .operations import RAISE, Ask, Finished, Op, RunStep, RunUndo, Wait
 from .schedule import cancel, past_pivot
 
 NO_ARGS: tuple[Any, ...] = ()
@@ -136,7 +136,8 @@ class Driver:
                 except GeneratorExit:  # closed, not interrupted: nothing to tell
                     raise
                 except BaseException as exc:  # an Exception is the machine's to judge
-                    op = self.step_raised(exc)
+                    back = step in self.results and not issubclass(type(exc), Exception)
+                    op = self.returned_cut(exc) if back else self.step_raised(exc)
                     continue
                 self.results[step] = result
                 self.called()
@@ -341,12 +342,14 @@ class Driver:
                             done = await acall_timed(fn, args, role, step, timeout, self)
                         else:
                             done = fn(*args)
-                            if done is not None and hasattr(done, "__await__"):
+                            if role == "action" and hasattr(done, "__await__"):  # kept as
+                                self.results[step] = done = await done  # it returns (no
+                            elif role == "action":  # instant between: ``returned_cut``)
+                                self.results[step] = done = done and checked(done, role, step)
+                            elif done is not None and hasattr(done, "__await__"):
                                 done = await (
                                     done if timeout is None else within(done, timeout, role, step)
                                 )
-                            elif done is not None and role == "action":
-                                checked(done, role, step)
                 except BaseException as exc:  # CancelledError too
                     thrown = shut_down(self, exc, todo)  # (asyncio.run's end: ``_shutdown``)
                     if thrown is not None:
@@ -369,6 +372,17 @@ class Driver:
             return self.m.step_failed(exc)
         self.error = self.raise_after = exc  # Ctrl-C: the step failed for good, no retry
         return self.m.interrupted(exc)
+
+    def returned_cut(self, exc: BaseException) -> Op:
+        """A Ctrl-C (or sys.exit) as the loop resumed with a step's result (``adrive`` kept it
+        as the call returned): the step is done, told so (its undo logged), then the run
+        fails there (a with-block's ``do`` raises it), never reported leaked (attack65 F8; a
+        list's in ``saga.run``: ``_guards.told_returned``)."""
+        self.called()
+        self.error = self.raise_after = exc
+        m = self.m
+        m.step_ok(go_on=False)
+        return RAISE if m.plan is None else m.fail(exc)
 
     def undo_raised(self, exc: BaseException) -> Op:
         self.called()

@@ -1,16 +1,23 @@
 """What goes wrong around a run in process, and what its drivers do then (issue 25, the
-third attack on the engine): bad arguments refused before anything runs; a Ctrl-C going
-forward (the steps running cut short, a done step's undo logged, a commit in doubt left to
-the journal); a saga taken over by ``recover --force`` (every branch that lands later
-reported); an error that refuses notes (the outcome keeps them). ``Run`` and ``Saga`` call
-these; every rule they apply is still the machine's."""
+third attack on the engine): bad arguments refused before anything runs (``_checks``); a
+Ctrl-C going forward (the steps running cut short, a done step's undo logged, a commit in
+doubt left to the journal); a saga taken over by ``recover --force`` (every branch that lands
+later reported); an error that refuses notes (the outcome keeps them). ``Run`` and ``Saga``
+call these; every rule they apply is still the machine's."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ._checks import (  # noqa: F401 (named here too)
+    check_clock,
+    check_completion,
+    check_journal,
+    check_run,
+    check_undo,
+)
 from ._commit_notes import (  # noqa: F401 (named here too)
     AFTER_COMMIT,
     AFTER_COMMIT_CANCEL,
@@ -21,13 +28,10 @@ from ._commit_notes import (  # noqa: F401 (named here too)
     committed_note,
 )
 from ._shutdown import exit_said
-from .calls import check_callable
-from .clock import VirtualClock
-from .errors import InvalidNameError, InvalidPipelineError, TakenOver, UnknownStepError
+from .errors import TakenOver
 from .events import EventKind, describe
 from .machine import Machine, Phase
 from .operations import RAISE, Finished, Op
-from .rules import NamedUndo
 from .schedule import GraphMachine, GraphOp, Ready, declines, log_anyway, past_pivot
 from .verdicts import rollback_notes
 
@@ -37,77 +41,6 @@ if TYPE_CHECKING:
     from ._drive import Driver
     from ._run import Run
     from .outcome import Outcome
-
-# -- refused before anything runs -----------------------------------------------------------
-
-
-def check_run(clock: object, journal: object) -> None:
-    """A run's clock and journal, checked before anything (a journal) is started."""
-    if clock is not None and type(clock) is not VirtualClock:
-        check_clock(clock)
-    if journal is not None:
-        check_journal(journal)
-
-
-def check_undo(step: str, undo: object, *, journalled: bool, allow_async: bool) -> None:
-    """An undo a run can call (and, ``journalled``, write down by name and print on a line)."""
-    check_callable(undo, "undo", step, allow_async=allow_async)
-    if journalled and not step.isprintable():  # (one line in recover's report)
-        raise InvalidNameError(
-            f"with a journal, step names must be printable (no line break, tab or control "
-            f"character): {step!r}"
-        )
-    if journalled and not isinstance(undo, NamedUndo):
-        raise TypeError(
-            f"with a journal, the undo of step {step!r} must be a registered compensation "
-            "(compensation(name).bind(...)), so that it can still run after a crash"
-        )
-
-
-def check_clock(clock: object) -> None:
-    missing = [a for a in ("sleep", "time", "monotonic", "run_id") if not callable(
-        getattr(clock, a, None))]  # fmt: skip
-    if isinstance(clock, type):  # (the class, not a clock: attack47 L3)
-        raise TypeError(f"clock must be a Clock, got the class {clock.__name__}: call it")
-    if missing:
-        raise TypeError(
-            f"clock must be a Clock (SystemClock(), VirtualClock(), ...), got {clock!r}, "
-            f"which has no {', '.join(missing)}"
-        )
-
-
-def check_journal(journal: object) -> None:
-    if not callable(getattr(journal, "start", None)):
-        raise TypeError(
-            f"journal must be a Journal (rollback_lessons.durable.journal.Journal(path)), "
-            f"got {journal!r}"
-        )
-
-
-def check_completion(completion: Sequence[str] | None, names: Sequence[str]) -> None:
-    """``Saga.run(completion=...)`` (and every runner's): step names of the saga, each once,
-    in a list."""
-    if completion is None:
-        return
-    if (
-        isinstance(completion, str)
-        or not isinstance(completion, Sequence)  # (5: one line, not "'int' ... not iterable")
-        or [s for s in completion if not isinstance(s, str)]
-    ):
-        raise TypeError(f"completion must be a list of step names, got {completion!r}")
-    unknown = [s for s in completion if s not in names]
-    if unknown:
-        raise UnknownStepError(
-            f"completion names unknown steps {', '.join(map(repr, unknown))}; the steps "
-            f"are: {', '.join(names)}"
-        )
-    twice = sorted({s for s in completion if list(completion).count(s) > 1})
-    if twice:  # (a step finishes once: which mention would count is not for us to guess)
-        raise InvalidPipelineError(
-            f"completion names {', '.join(map(repr, twice))} more than once; name each step "
-            f"once, in the order the steps finish"
-        )
-
 
 # -- a Ctrl-C (or a write) that breaks the run going forward -------------------------------
 
@@ -170,11 +103,34 @@ def cut_forward(run: Run, error: BaseException) -> Op | None:
     launched and never called were not run (``GraphMachine.not_called``), and a list's step
     begun, not yet called (``run.began``: attack58 F1). None: the machine's ``fail``."""
     m, uncalled = run.m, run.uncalled
+    if m.rolling:  # (told it failed already, its answer lost to ``error``: ``began_cut``)
+        return began_cut(run, error)
     if not isinstance(m, GraphMachine) and m.phase is Phase.STEP and run.began != m.current:
         uncalled = (m.current,) if m.current is not None else ()
     elif not isinstance(m, GraphMachine):
         told_returned(run)
+    else:
+        op = graph_returned(run, error)
+        if op is not None and (m.rolling or m.phase is Phase.DONE):
+            return op  # type: ignore[return-value]  # (the run's failure: no step runs)
     return cut_forward_of(m, error, uncalled)
+
+
+def graph_returned(run: Run, error: BaseException) -> GraphOp | None:
+    """A graph's steps whose call returned, the machine not yet told (a Ctrl-C as the driver
+    stamps one, or at ``step_done``'s entry): told done now, after the run's failure (so it
+    never commits), the cancel not asked again: undone with the rest, as a list's step
+    (``told_returned``; attack65 F3: reported leaked). The machine's last answer, or None."""
+    gm: GraphMachine = run.m  # type: ignore[assignment]
+    back = [step for step in gm.busy if step in run.results]  # (only a call that returned)
+    if not back:
+        return None
+    gm.broken(error)  # (a step still busy: no answer yet)
+    hear, gm.hear = gm.hear, None
+    try:
+        return [gm.step_done(step) for step in back][-1]
+    finally:
+        gm.hear = hear
 
 
 def told_returned(run: Run) -> bool:
@@ -238,9 +194,21 @@ def landed_late(run: Run, error: BaseException, exc: BaseException) -> None:
     if not m.rolling and m.phase is not Phase.DONE:
         m.fail(error)
     if m.phase is not Phase.DONE:
-        run.cut(exc)
+        began_cut(run, exc)
     elif run.raise_after is None and not issubclass(type(exc), Exception):
         run.raise_after = exc
+
+
+def began_cut(run: Run, exc: BaseException) -> Op:
+    """A Ctrl-C outside the rollback's loop once the machine heard the run failed (at
+    ``drive``'s entry, before its ``try``): the rollback is cut there, named by it, said as it
+    began when no undo was called yet (attack65 F6: named as an internal MachineError "during
+    the undo of" a step whose undo nobody called)."""
+    m = run.m
+    entry = m.entry
+    if m.rolling and m.index == 0 and entry is not None and m.attempt == entry.before + 1:
+        m.cut(exc, "as the rollback began")  # (the first undo, its first attempt: not called)
+    return run.cut(exc)
 
 
 def journal_watch(

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from ._run import Run
 
 
+_INTERRUPTS = (KeyboardInterrupt, SystemExit)
+
+
 class LoopEnded(BaseException):
     """``asyncio.run`` ended the loop while the engine ran, and its cancel carries no Ctrl-C
     (the signal was handled inside the loop's own code, not at an await: attack43 F6): an
@@ -114,7 +117,7 @@ def hand_off(box: list[Any], rollback: Callable[..., Any], error: BaseException)
     box.append(begun)
 
 
-async def shielded(box: list[Any]) -> bool:
+async def shielded(box: list[Any], run: Run | None = None) -> bool:
     """Wait for the rollback's task ``box[0]``, each cancellation shielded from it (then
     True: the block honours it once undone). The task is the engine's own: one cancelled
     before it began was cancelled by asyncio.run's end, which cancels every task left: made
@@ -129,12 +132,44 @@ async def shielded(box: list[Any]) -> bool:
         if box[0].done():
             return again
         try:
-            await asyncio.shield(box[0])
+            await watched(box[0], run)  # (as ``asyncio.shield``: a cancel leaves it be)
         except asyncio.CancelledError:
             if box[0].cancelled() and len(box) > 2:
                 raise
             own = asyncio.current_task().cancelling() > 0  # type: ignore[union-attr]
             again = again or own or not box[0].cancelled()
+
+
+def watched(task: Any, run: Run | None = None) -> Any:
+    """A future done once ``task`` is (its own: cancelling it leaves ``task`` be, as
+    ``asyncio.shield``'s), whose waiter's wake is never lost: a Ctrl-C inside asyncio's
+    ``call_soon`` as it is scheduled (its future done, nothing to step the waiter) has it
+    scheduled again before it goes on. ``AsyncRollback`` waited for ever there, its rollback
+    over, asyncio.run's end never ending (attack65 F7, in ``shield``'s callback). That
+    Ctrl-C ends asyncio.run: ``run``'s shutdown, it then says what was done."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    waiter = loop.create_future()
+
+    def ended(_: Any) -> None:
+        if waiter.done():  # (cancelled: its waiter was, and woken by that)
+            return
+        wakes = list(waiter._callbacks or ())  # (the waiting task's wake, read first)
+        try:
+            waiter.set_result(None)
+        except BaseException as exc:
+            if run is not None and run.shutdown is None and isinstance(exc, _INTERRUPTS):
+                run.shutdown = exc  # (``told_at_shutdown``)
+            queue = getattr(loop, "_ready", None)  # (a loop whose queue we know, else
+            ready = [h._callback for h in list(queue or ())]  # nothing is said lost)
+            for wake, context in wakes if queue is not None else ():
+                if not [c for c in ready if c is wake]:  # (lost: never twice)
+                    loop.call_soon(wake, waiter, context=context)
+            raise
+
+    task.add_done_callback(ended)
+    return waiter
 
 
 def exit_said(run: Run, exc: BaseException) -> None:

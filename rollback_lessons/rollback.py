@@ -394,7 +394,7 @@ class AsyncRollback(_Base):
         box: list[asyncio.Future[None]] = []
         try:
             _shutdown.hand_off(box, run.aroll_back, failed)  # (made and kept at once)
-            cancelled_again = await _shutdown.shielded(box) or cancelled_again
+            cancelled_again = await _shutdown.shielded(box, run) or cancelled_again
         except BaseException as late:
             if type(late) is GeneratorExit or (box and box[0].cancelled()):
                 raise
@@ -402,7 +402,7 @@ class AsyncRollback(_Base):
                 run.raise_after = run.raise_after or late  # (heard here: re-raised after)
             if not box:  # (heard before the task was made: made now, once)
                 _shutdown.hand_off(box, run.aroll_back, failed)
-            cancelled_again = await _shutdown.shielded(box) or cancelled_again
+            cancelled_again = await _shutdown.shielded(box, run) or cancelled_again
         try:
             box[0].result()
         except BaseException as late:  # a Ctrl-C before the rollback's own guards
