@@ -71,14 +71,12 @@ async def kept(run: Run, asked: Asked, began: list[bool]) -> Op:
     driven = None
     while True:
         try:
-            driven = driven or Driven(adrive_graph(run, asked))
+            driven = driven or Driven(run, asked)
             return await driven
         except (KeyboardInterrupt, SystemExit) as exc:  # (raised here as this resumed, its
-            if driven is None or driven.driver.cr_await is None:  # driver left at its wait:
-                if driven is not None:  # heard there as this awaits it again, F2; a driver
-                    driven.driver.close()  # over, or never begun: closed, never "not awaited")
-                raise Escaped(exc) from None
-            driven.heard = exc
+            if driven is None or driven.driver is None or driven.driver.cr_await is None:
+                raise Escaped(exc) from None  # driver left at its wait: heard there as
+            driven.heard = exc  # this awaits it again, attack65 F2)
 
 
 class Driven(Generator[Any, Any, Any]):
@@ -88,8 +86,9 @@ class Driven(Generator[Any, Any, Any]):
     ``heard``, it is thrown into the driver as ``kept`` awaits this again, heard at that
     wait as one landing there is (the branches awaited and told, then the rollback)."""
 
-    def __init__(self, driver: Any) -> None:
-        self.driver = driver
+    def __init__(self, run: Run, asked: Asked) -> None:
+        self.args = (run, asked)  # (its driver made as it begins: never one made and
+        self.driver: Any = None  # dropped, "never awaited")
         self.heard: BaseException | None = None
 
     def __await__(self) -> Generator[Any, Any, Any]:
@@ -97,13 +96,16 @@ class Driven(Generator[Any, Any, Any]):
 
     def send(self, value: Any) -> Any:
         heard, self.heard = self.heard, None
+        if self.driver is None:
+            self.driver = adrive_graph(*self.args)
         return self.driver.send(value) if heard is None else self.driver.throw(heard)
 
     def throw(self, exc: Any, *rest: Any) -> Any:
         return self.driver.throw(exc, *rest)
 
     def close(self) -> None:
-        self.driver.close()
+        if self.driver is not None:
+            self.driver.close()
 
 
 async def failed(run: Run, inner: Any) -> None:
