@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from rollback_lessons import AsyncRollback, Parallel, Saga, Step
+from rollback_lessons import AsyncRollback, Parallel, RetryPolicy, Saga, Step
 
 
 def _raise(cut: type[BaseException]) -> None:
@@ -138,5 +138,86 @@ def test_a_ctrl_c_as_aruns_own_task_resumes_awaits_the_running_branches(
         "call a", "call b", "do a", "do b", "undo a", "undo b"
     ], world  # fmt: skip
     assert world.index("do b") < world.index("undo b")
+    del got
+    gc.collect()
+
+
+def _first_steps(
+    nth: int, made: bool, cut: type[BaseException], world: list[str], fired: list[str]
+) -> Any:
+    """A trace raising ``cut`` at the ``nth`` frame entered, once b's first attempt failed,
+    as the top of a task's step (``Handle._run`` calls it) other than arun's own (the retry
+    wait's tasks: their first steps); ``made``: as the wait's coroutines are made (called by
+    ``primed`` or ``carried``), before their tasks."""
+    seen: list[str] = []
+    ours = ("branch", "kept", "main")
+    by = ("primed", "carried") if made else ("_run",)
+
+    def glob(frame: Any, event: str, arg: Any) -> Any:
+        back = frame.f_back
+        top = back is not None and back.f_code.co_name in by
+        if event != "call" or not top or "call b" not in world or fired:
+            return None
+        if frame.f_code.co_name not in ours and "do a" not in world:
+            seen.append(frame.f_code.co_name)
+            if len(seen) == nth:
+                fired.append(frame.f_code.co_name)
+                _raise(cut)
+        return None
+
+    return glob
+
+
+@pytest.mark.filterwarnings("ignore:saga .* ended by sys.exit:RuntimeWarning")
+@pytest.mark.parametrize("cut", [KeyboardInterrupt, SystemExit])
+@pytest.mark.parametrize(
+    ("nth", "made"), [(1, False), (2, False), (1, True), (2, True)],
+    ids=["sleep-task", "wake-task", "sleep-made", "wake-made"],
+)  # fmt: skip
+def test_a_ctrl_c_as_a_retry_waits_task_starts_is_carried_out_of_it(
+    caplog: pytest.LogCaptureFixture, nth: int, made: bool, cut: type[BaseException]
+) -> None:
+    """attack65 F4: a Ctrl-C at the first line of a retry wait's task (its sleep's, or the
+    run's wake's: before the ``try`` that carries one out as ``Escaped``) left the task raw:
+    asyncio stopped its loop with it, its end cancelled the branch still running, whose
+    undo ran before its call ended, and "Task exception was never retrieved" was logged.
+    Now the task's coroutine is run to its first pause as it is made (``primed``): its first
+    step resumes it inside its ``try``; a Ctrl-C as it is made is the step's, in its wait.
+    (``-made``: instants of the fix's own, guards.)"""
+    world: list[str] = []
+    fired: list[str] = []
+
+    def flaky(state: Any) -> Any:
+        world.append("call b")
+        raise ConnectionError("b refused")
+
+    async def slow() -> None:
+        await asyncio.sleep(0.1)
+        world.append("do a")
+
+    saga = Saga([
+        Parallel(
+            Step("a", lambda state: (world.append("call a"), slow())[1],
+                 lambda state: world.append("undo a")),
+            Step("b", flaky, lambda state: world.append("undo b"),
+                 retry=RetryPolicy(max_attempts=3, initial_delay=0.05)),
+        ),
+    ])  # fmt: skip
+
+    async def main() -> None:
+        sys.settrace(_first_steps(nth, made, cut, world, fired))
+        try:
+            await saga.arun({})
+        finally:
+            sys.settrace(None)
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"), pytest.raises(cut) as got:
+        asyncio.run(main())
+    assert fired
+    assert "exception" not in caplog.text and "MachineError" not in caplog.text, caplog.text
+    notes = getattr(got.value, "__notes__", [])
+    assert not [n for n in notes if "not undone" in n or "leaked" in n], notes
+    assert sorted(world) == ["call a", "call b", "do a", "undo a"], world
+    assert world.index("do a") < world.index("undo a")
     del got
     gc.collect()
