@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any
 
 from . import _guards
@@ -68,10 +68,44 @@ async def kept(run: Run, asked: Asked, began: list[bool]) -> Op:
     if began:  # (withdrawn as its task was made: ``made``)
         return None  # type: ignore[return-value]
     began.append(True)
-    try:
-        return await adrive_graph(run, asked)
-    except (KeyboardInterrupt, SystemExit) as exc:
-        raise Escaped(exc) from None
+    driven = None
+    while True:
+        try:
+            driven = driven or Driven(run, asked)
+            return await driven
+        except (KeyboardInterrupt, SystemExit) as exc:  # (raised here as this resumed, its
+            if driven is None or driven.driver is None or driven.driver.cr_await is None:
+                raise Escaped(exc) from None  # driver left at its wait: heard there as
+            driven.heard = exc  # this awaits it again, attack65 F2)
+
+
+class Driven(Generator[Any, Any, Any]):
+    """``adrive_graph``'s coroutine as ``kept`` awaits it. A Ctrl-C (or sys.exit) raised in
+    ``kept`` itself as it resumes leaves the driver suspended at its wait, left out of it
+    (attack65 F2: the rollback ran while branches ran, an effect landed after its undo):
+    ``heard``, it is thrown into the driver as ``kept`` awaits this again, heard at that
+    wait as one landing there is (the branches awaited and told, then the rollback)."""
+
+    def __init__(self, run: Run, asked: Asked) -> None:
+        self.args = (run, asked)  # (its driver made as it begins: never one made and
+        self.driver: Any = None  # dropped, "never awaited")
+        self.heard: BaseException | None = None
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        return self
+
+    def send(self, value: Any) -> Any:
+        heard, self.heard = self.heard, None
+        if self.driver is None:
+            self.driver = adrive_graph(*self.args)
+        return self.driver.send(value) if heard is None else self.driver.throw(heard)
+
+    def throw(self, exc: Any, *rest: Any) -> Any:
+        return self.driver.throw(exc, *rest)
+
+    def close(self) -> None:
+        if self.driver is not None:
+            self.driver.close()
 
 
 async def failed(run: Run, inner: Any) -> None:

@@ -4,6 +4,8 @@ failure out of that task to the driver (``Escaped``, ``Broke``)."""
 
 from __future__ import annotations
 
+import types
+from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from ._drive import Call
@@ -12,8 +14,6 @@ from .calls import checked
 from .verdicts import cut_by
 
 if TYPE_CHECKING:
-    from collections.abc import Generator
-
     from ._run import Run
     from .schedule import GraphMachine, GraphOp
 
@@ -64,23 +64,47 @@ async def _wait(run: Run, seconds: float) -> None:
 
     if run.wake is None:
         return await run.clock.asleep(seconds)  # type: ignore[func-returns-value]
-
-    async def sleeping() -> None:  # a Ctrl-C in the clock's wait, carried out of its task
-        try:  # (asyncio would end the event loop with it, the run half done: attack18's F2)
-            await run.clock.asleep(seconds)
-        except (KeyboardInterrupt, SystemExit) as exc:
-            raise Escaped(exc) from None
-
     made: list[Any] = []  # (each made a task whole, or not at all: attack58 F10)
     try:
-        sleep, woken = tasks_of(made, sleeping(), run.wake.wait())
+        sleep, woken = tasks_of(
+            made, primed(carried(run.clock.asleep, seconds)), primed(carried(run.wake.wait))
+        )
         await asyncio.wait({sleep, woken}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for task in made:
             task.cancel()
-    if sleep.done() and not sleep.cancelled() and (error := sleep.exception()) is not None:
-        raise original(error)  # the wait failed: its step hears it, as after any call
+    for task in (sleep, woken):  # the wait failed (a Ctrl-C in it): its step hears it, as
+        if task.done() and not task.cancelled() and (error := task.exception()) is not None:
+            raise original(error)  # after any call
     return None
+
+
+async def carried(wait: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+    """``wait(*args)`` awaited in a task of its own, a Ctrl-C (or sys.exit) in it carried out
+    of the task: asyncio would end the event loop with it, the run half done (attack18's
+    F2). ``primed`` first, so that the task's first step resumes it inside its ``try``."""
+    try:
+        await _paused()
+        return await wait(*args)
+    except (KeyboardInterrupt, SystemExit) as exc:
+        raise Escaped(exc) from None
+
+
+@types.coroutine
+def _paused() -> Generator[None, None, None]:
+    yield  # (a bare yield: handed back to ``primed``, never to the task)
+
+
+def primed(coroutine: Any) -> Any:
+    """``coroutine`` (``carried``'s) run here, in its maker's frame, to its first pause,
+    inside its ``try``: a Ctrl-C at its task's first line, before that ``try``, left the task
+    raw and stopped the loop (attack65 F4: a running branch cancelled, undone under its
+    call). One raised here is its maker's (a Ctrl-C in the step's wait)."""
+    try:
+        coroutine.send(None)
+    except BaseException as exc:
+        raise original(exc) from None
+    return coroutine
 
 
 POLL, LOST = 0.05, 1.0

@@ -57,6 +57,19 @@ def branch_cut(run: Any, exc: BaseException) -> BaseException:
     return exc
 
 
+def unowned() -> None:
+    """Refuse to begin in a task asyncio does not know (not in ``all_tasks``): a Ctrl-C (or
+    a signal handler's sys.exit) cut asyncio.run as it made it, before its SIGINT handler
+    was in place and the task registered (attack65 F1). The caller was told it was
+    interrupted, yet the loop, closing, ran the task's first step in its shutdown, never
+    cancelling it: the saga ran half, never undone, named nowhere. Nothing of it begins."""
+    import asyncio
+
+    task = asyncio.current_task()
+    if task is not None and task not in asyncio.all_tasks():
+        raise asyncio.CancelledError("asyncio.run was interrupted as it made this task")
+
+
 def shut_down(run: Driver, exc: BaseException, todo: Any) -> BaseException | None:
     """What ``Driver.adrive`` throws into the machine for ``exc``, raised in a call
     (``todo``): ``exc`` itself, unless it is the cancel ``asyncio.run`` sends every task

@@ -318,6 +318,7 @@ class AsyncRollback(_Base):
     _is_async = True
 
     async def __aenter__(self) -> AsyncRollback:
+        _shutdown.unowned()  # (asyncio.run interrupted as it made this task: attack65 F1)
         self._enter()
         return self
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from . import _arun, _graph_drive, _guards
+from . import _arun, _graph_drive, _guards, _shutdown
 from ._run import Run
 from .calls import IN_A_STEP, check_callable
 from .clock import Clock
@@ -313,6 +313,7 @@ class Saga:
         CancelledError once that is done, carrying the outcome (``error.outcome``)."""
         import asyncio
 
+        _shutdown.unowned()  # (asyncio.run interrupted as it made this task: never begun)
         asked = _graph_drive.asked_of(cancel)  # (before the journal's row: attack22 L1)
         run, world, before = self._prepare(
             state, inject, policy, register, undo_order, clock, on_event, journal, run_id,
