@@ -37,13 +37,18 @@ def cut_confirm(monkeypatch):
     return fired
 
 
-def test_a_halt_after_a_ctrl_c_at_confirm_names_the_undo_pending(tmp_path, cut_confirm):
-    world = World("confirm-halt")
-    saga = Saga(
+def _charge_then_ship(world: World) -> Saga:
+    """charge (its undo's service busy: it fails), then ship (refused), the policy halt."""
+    return Saga(
         [Step("charge", partial(world.act, "charge", None), BUSY.bind(step="charge")),
          Step("ship", partial(world.act, "ship", "before"), None)],
         policy="halt",
     )  # fmt: skip
+
+
+def test_a_halt_after_a_ctrl_c_at_confirm_names_the_undo_pending(tmp_path, cut_confirm):
+    world = World("confirm-halt")
+    saga = _charge_then_ship(world)
     with Journal(tmp_path / "j.db") as journal:
         with contextlib.suppress(KeyboardInterrupt):
             saga.run({}, journal=journal, run_id="r", clock=VirtualClock())
@@ -94,11 +99,7 @@ def test_a_halted_saga_of_a_journal_written_before_is_named_pending_by_recover(
     ``intent``): the claim's repair touched unfinished sagas only, so recover named nothing
     pending and ``journal show`` counted no undo. Now recover repairs a halted one too."""
     world = World("confirm-halt-before")
-    saga = Saga(
-        [Step("charge", partial(world.act, "charge", None), BUSY.bind(step="charge")),
-         Step("ship", partial(world.act, "ship", "before"), None)],
-        policy="halt",
-    )  # fmt: skip
+    saga = _charge_then_ship(world)
     with Journal(tmp_path / "j.db") as journal:
         with contextlib.suppress(KeyboardInterrupt):
             saga.run({}, journal=journal, run_id="r", clock=VirtualClock())
