@@ -229,3 +229,69 @@ def test_a_call_that_ended_as_the_process_stopped_is_undone_by_the_relaunch(tmp_
         outcome = pool.submit(lambda: asyncio.run(main())).result()
     assert outcome.leaked == (), outcome
     assert world == ["undo b", "undo a"], (world, outcome)
+
+
+LONG = r"""
+import asyncio, os, signal, sys, time
+from rollback_lessons import Parallel, Saga, Step
+from rollback_lessons.runners.temporal import TemporalRunner
+
+db, port, queue = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+
+def c(state):  # killed as it runs: b and d wait for their turn (after c)
+    while not RUN:
+        time.sleep(0.01)
+    print("RUN", RUN[0], flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+saga = Saga([Step("a", lambda s: None, lambda s: None),
+             Parallel(Step("b", lambda s: None, lambda s: None), Step("c", c, lambda s: None),
+                      Step("d", lambda s: None, lambda s: None)),
+             Step("e", lambda s: None, lambda s: None)], name="long")
+RUN = []
+
+async def main():
+    async with await TemporalRunner.start(db_file=db, port=port, task_queue=queue) as r:
+        handle = await r.start_saga(saga, {}, completion=["a", "c", "b", "d", "e"],
+                                    step_timeout=60.0)
+        RUN.append(handle.run_id)
+        await handle.outcome()
+
+asyncio.run(main())
+"""
+
+
+def test_a_killed_process_s_saga_is_taken_up_by_the_relaunch_within_seconds(tmp_path):
+    """attack64 F3: with ``completion=``, each action's heartbeat timeout was the whole
+    saga's turn wait ((steps + 1) x step_timeout + 5 s: 365 s here), so the server heard
+    the killed worker was gone only then and the relaunch sat still. Its activities
+    heartbeat now, their heartbeat timeout a few seconds whatever the saga's length: the
+    relaunch ends the saga well within one step_timeout (60 s)."""
+    from rollback_lessons.runners.temporal.timeouts import HEARTBEAT_TIMEOUT
+
+    db, port, queue = tmp_path / "t.db", free_port(), f"long-{uuid.uuid4().hex[:8]}"
+    done = subprocess.run(
+        [sys.executable, "-c", LONG, str(db), str(port), queue],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == -9, done.stderr[-2000:]
+    run_id = done.stdout.split("RUN ")[1].split()[0]
+    world: list[str] = []
+
+    def step(name):
+        return Step(name, lambda s: world.append(f"do {name}"),
+                    lambda s: world.append(f"undo {name}"))  # fmt: skip
+
+    saga = Saga([step("a"), Parallel(step("b"), step("c"), step("d")), step("e")], name="long")
+    _freed(port)
+
+    async def main():
+        async with await TemporalRunner.start(db_file=db, port=port, task_queue=queue) as again:
+            handle = await again.handle_for(saga, run_id)
+            return await asyncio.wait_for(handle.outcome(), HEARTBEAT_TIMEOUT + 30.0)  # not 365 s
+
+    with ThreadPoolExecutor(1) as pool:
+        outcome = pool.submit(lambda: asyncio.run(main())).result()
+    assert outcome.leaked == ("c",), outcome  # (cut short as it ran: in doubt)
+    assert world.count("do b") == 1 and world.count("do d") == 1, (world, outcome)
+    assert "undo a" in world, (world, outcome)
