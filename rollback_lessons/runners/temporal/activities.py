@@ -4,7 +4,6 @@ never returns can be abandoned when the runner closes."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import contextvars
 import dataclasses
@@ -18,7 +17,6 @@ from typing import Any
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory, CancelledError
-from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
 from ...calls import still_running, timed_out
 from ...faults import NO_FAULTS
@@ -129,26 +127,27 @@ def run_action(call: StepCall) -> None:
     run = _hosted_here(call.run_id, f"the action of {call.step!r}")
     gate = GATES.get(call.run_id)
     refuse_if_closing(call.step)
-    if gate is not None:
-        gate(call.step)  # (a close meanwhile ends the wait: ``closing``)
-    refuse_if_closing(call.step)
-    began(call)
-    step_started(call.run_id, call.step).set()
-    fault = run.faults.get(call.step, NO_FAULTS).action
     ended: list[ErrorRecord | None] = []
-    try:
-        with activity.shield_thread_cancel_exception(), _running(f"the action of {call.step!r}"):
-            act = functools.partial(remote.run_action, run.saga, call.step, run.state, fault,
-                                    remote.kept(call.run_id))  # fmt: skip
-            future = _start(run, call.run_id, ("action", call.step, call.attempt), act)
-            try:
-                ended.append(future.result(call.timeout))
-            except FutureTimeout:
-                ended.append(ErrorRecord(
-                    IN_DOUBT, f"the action of {call.step!r} did not return within "
-                    f"step_timeout ({call.timeout:g} s): it goes on, its end unknown", call.step,
-                    None, [IN_DOUBT, *lineage(TimeoutError)],
-                ))  # fmt: skip
+    try:  # (a cancel its heartbeats hear as it waits for its turn is held back too)
+        with activity.shield_thread_cancel_exception():
+            if gate is not None:
+                gate(call.step)  # (a close meanwhile ends the wait: ``closing``)
+            refuse_if_closing(call.step)
+            began(call)
+            step_started(call.run_id, call.step).set()
+            fault = run.faults.get(call.step, NO_FAULTS).action
+            with _running(f"the action of {call.step!r}"):
+                act = functools.partial(remote.run_action, run.saga, call.step, run.state,
+                                        fault, remote.kept(call.run_id))  # fmt: skip
+                future = _start(run, call.run_id, ("action", call.step, call.attempt), act)
+                try:
+                    ended.append(future.result(call.timeout))
+                except FutureTimeout:
+                    ended.append(ErrorRecord(
+                        IN_DOUBT, f"the action of {call.step!r} did not return within "
+                        f"step_timeout ({call.timeout:g} s): it goes on, its end unknown",
+                        call.step, None, [IN_DOUBT, *lineage(TimeoutError)],
+                    ))  # fmt: skip
         _cancel_heard_by_now()
     except CancelledError:  # raised into this thread once the shield ends
         if not ended:
@@ -217,20 +216,30 @@ def run_undo(call: StepCall) -> None:
     if ("undo", call.step, True) in run.calls:  # done here, its end lost with the server
         return  # (``workflow``: the attempt's end unheard, it is asked again)
     end = _deadline()
-    error: ErrorRecord | None
-    try:
-        with _running(f"attempt {call.attempt} of the undo of {call.step!r}"):
-            if call.timeout is not None and call.step in _timed_out(run):  # never again
-                error = ErrorRecord.of(still_running("undo", call.step), call.step, call.run_id)
-            else:  # (as in process, ``calls.call_timed``: attack47 F5)
-                future = _undo_call(run, call, end)
-                error = (
-                    _timed(future, call, run)
-                    if call.timeout is not None
-                    else future.result(_left(end))
-                )
-    except (TimeoutError, FutureTimeout) as exc:  # the server stopped waiting: data, as a
-        error = ErrorRecord.of(exc, call.step, call.run_id)  # step's failure (no WARNING)
+    errors: list[ErrorRecord | None] = []
+    try:  # (a cancel its heartbeats hear never cuts the call short: its end is reported)
+        with (
+            activity.shield_thread_cancel_exception(),
+            _running(f"attempt {call.attempt} of the undo of {call.step!r}"),
+        ):
+            try:
+                if call.timeout is not None and call.step in _timed_out(run):  # never again
+                    late = still_running("undo", call.step)
+                    errors.append(ErrorRecord.of(late, call.step, call.run_id))
+                else:  # (as in process, ``calls.call_timed``: attack47 F5)
+                    future = _undo_call(run, call, end)
+                    errors.append(
+                        _timed(future, call, run)
+                        if call.timeout is not None
+                        else future.result(_left(end))
+                    )
+            except (TimeoutError, FutureTimeout) as exc:  # the server stopped waiting: data,
+                errors.append(ErrorRecord.of(exc, call.step, call.run_id))  # no WARNING
+        _cancel_heard_by_now()
+    except CancelledError:  # raised into this thread once the shield ends
+        if not errors:
+            raise
+    error = errors[0]
     if error is not None:
         raise _application_error(error)
 
@@ -405,46 +414,4 @@ class AbandonedCall(Exception):
     """The activity's call was still running when its runner closed."""
 
 
-class WorkerEnd(Interceptor):
-    """The worker's end cutting an attempt: failed as never begun if its call had not begun
-    (``withdrawn``: attack57 F3), its end if its call had ended (L2), not as the SDK's
-    ``CancelledError`` the workflow counts in doubt; and a signal as it starts (``_started``)."""
-
-    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
-        return _Cut(next)
-
-
 _SUBMITTED: contextvars.ContextVar[Future[Any] | None] = contextvars.ContextVar("sub", default=None)
-
-
-def _raise(exc: BaseException) -> None:
-    raise exc
-
-
-class _Cut(ActivityInboundInterceptor):
-    async def _started(self, input: ExecuteActivityInput) -> Any:
-        """A Ctrl-C or SIGTERM's ``sys.exit`` heard in the loop's thread as the SDK starts the
-        call (``Thread.start``) is not its failure (attack59 T1: the process went on): raised
-        from the loop, which ends; the call runs (in doubt: the loop's end cuts it) or never."""
-        try:
-            return await super().execute_activity(input)
-        except (KeyboardInterrupt, SystemExit) as exc:  # (a call's own are data: ``_start``)
-            submitted, loop = _SUBMITTED.get(), asyncio.get_running_loop()
-            loop.call_soon(_raise, exc)
-            if submitted is not None and not submitted.cancel():  # its thread runs it
-                return await asyncio.wrap_future(submitted)
-            await loop.create_future()  # never begun: the loop's end cancels this wait
-
-    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
-        try:
-            return await self._started(input)
-        except (asyncio.CancelledError, CancelledError) as exc:
-            ended = isinstance(exc, asyncio.CancelledError) or activity.is_worker_shutdown()
-            call = input.args[0] if input.args else None
-            action = getattr(input.fn, "__name__", "") == run_action.__name__
-            if ended and action and isinstance(call, StepCall) and withdrawn(call):
-                raise not_begun(call.step, "its worker stopped before its turn") from None
-            sub = _SUBMITTED.get()
-            if ended and sub is not None and sub.done() and not sub.cancelled():
-                return sub.result()  # its call ended (attack59 L2): its end, not "cut short"
-            raise

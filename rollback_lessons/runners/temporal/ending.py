@@ -49,16 +49,16 @@ class _Kept(asyncio.Task):  # type: ignore[type-arg]
 
 
 class _Owner:
-    """A runner's worker's tasks whose cancel at the loop's end was deferred, and the one
+    """A runner's worker's tasks (a cancel of one at the loop's end deferred), and the one
     task that shuts the worker down then."""
 
     def __init__(self, runner: Ending) -> None:
         self.runner, self.given_up = runner, False
-        self.deferred: weakref.WeakSet[_Kept] = weakref.WeakSet()
+        self.tasks: weakref.WeakSet[_Kept] = weakref.WeakSet()  # (every one made, not only
+        # those whose cancel was deferred)
         self.ending: asyncio.Task[None] | None = None
 
     def defer(self, task: _Kept) -> None:
-        self.deferred.add(task)
         if self.ending is None:  # (a plain task, made after asyncio.run listed what to cancel)
             self.ending = task.get_loop().create_task(self._end(), context=contextvars.Context())
 
@@ -67,7 +67,10 @@ class _Owner:
             await self.runner._worker_end()
         finally:  # (whatever did not end within the grace: cut as the loop's end would)
             self.given_up = True
-            for task in list(self.deferred):
+            # (every one, also those made after the loop's end listed its tasks: the SDK's
+            # poll begun during the shutdown, its native future cancelled, is never resolved
+            # into the closed loop, a stray "RuntimeError: Event loop is closed" on stderr)
+            for task in list(self.tasks):
                 task.cancel()
 
 
@@ -99,6 +102,7 @@ def _factory(previous: Callable[..., Any] | None) -> Callable[..., Any]:
             return asyncio.Task(coro, loop=loop, **kwargs)
         task = _Kept(coro, loop=loop, **kwargs)
         task.owner = owner
+        owner.tasks.add(task)
         return task
 
     make.keeps_workers = True  # type: ignore[attr-defined]

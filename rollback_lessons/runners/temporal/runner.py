@@ -47,7 +47,6 @@ from .activities import (
     RUNNING,
     AbandonedCalls,
     Threads,
-    WorkerEnd,
     run_action,
     run_undo,
 )
@@ -75,8 +74,10 @@ from .server import (
     server_binary,
     unreachable,
 )
+from .timeouts import turn_wait
 from .turns import _turns
-from .workflow import SagaWorkflow, turn_wait
+from .workerend import WorkerEnd
+from .workflow import SagaWorkflow
 
 GRACE = 2.0
 """Seconds ``close`` gives the steps and undos still running to end."""

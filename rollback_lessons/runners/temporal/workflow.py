@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():  # plain data and the machine, no
     from ..wire import ErrorRecord, SagaPlan, record_data
     from .limits import TemporalLimitExceeded, check_result, no_room, no_room_forward
     from .person import PersonAsked
+    from .timeouts import HEARTBEAT_TIMEOUT, MARGIN, turn_wait
 
 ACTION = "rollback_lessons.action"
 UNDO = "rollback_lessons.undo"
@@ -76,12 +77,6 @@ class StepCall:
     attempt: int = 1
     timeout: float | None = None
     """An undo attempt's own timeout: the worker measures it, as in process."""
-
-
-MARGIN = 5.0
-"""Seconds Temporal waits beyond an undo's own timeout (or an action's ``step_timeout``)
-before it times the activity out itself: the worker measures the timeout (as in process);
-the server's timer, which fires late, only catches a worker that is gone."""
 
 
 def _cancel_requested() -> bool:
@@ -115,12 +110,6 @@ def _cause(err: BaseException) -> tuple[BaseException, bool]:
         return RemoteError(cause.type, f"{said}: its end unknown", (cause.type,)), False
     name = type(cause).__name__
     return RemoteError(name, str(cause), (name,)), "Cancel" in name
-
-
-def turn_wait(plan: SagaPlan) -> float:
-    """How long an action may wait for its turn (``completion``): every other step's action
-    in turn before it, each within ``step_timeout``; 0 with no turns to wait for."""
-    return plan.step_timeout * len(plan.steps) if plan.turns else 0.0
 
 
 def _end_unknown(err: ActivityError) -> bool:
@@ -226,7 +215,7 @@ class SagaWorkflow(PersonAsked):
                 call,
                 activity_id=asked,
                 start_to_close_timeout=timedelta(seconds=timeout),
-                heartbeat_timeout=timedelta(seconds=timeout),
+                heartbeat_timeout=timedelta(seconds=min(timeout, HEARTBEAT_TIMEOUT)),  # (gone)
                 retry_policy=ONCE,
                 cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             )
