@@ -126,8 +126,8 @@ class Driver:
             if kind is RunStep:
                 step = op.step  # type: ignore[union-attr]
                 try:
-                    self.began = step  # (its call begins now: before it, a Ctrl-C is not in it)
                     if inline:
+                        self.began = step  # (its call begins now: before, a Ctrl-C is not in it)
                         result = self.actions[step](*self.args)
                         if result is not None and type(result) not in PLAIN:
                             checked(result, "action", step)
@@ -136,6 +136,8 @@ class Driver:
                 except GeneratorExit:  # closed, not interrupted: nothing to tell
                     raise
                 except BaseException as exc:  # an Exception is the machine's to judge
+                    if self.began != step and isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                        raise  # (before adrive called it: not in it, not run, attack67 F2)
                     back = step in self.results and not issubclass(type(exc), Exception)
                     op = self.returned_cut(exc) if back else self.step_raised(exc)
                     continue
@@ -338,6 +340,8 @@ class Driver:
                         done = await self.clock.asleep(todo)  # type: ignore[arg-type, func-returns-value]
                     else:
                         fn, args, role, step, timeout = todo  # type: ignore[misc]
+                        if role == "action":  # (its call begins now, not as it was handed
+                            self.began = step  # here: a Ctrl-C before is not in it, attack67 F2)
                         if timeout is not None and not is_async(fn):  # (it may block)
                             done = await acall_timed(fn, args, role, step, timeout, self)
                         else:
