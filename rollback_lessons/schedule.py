@@ -38,6 +38,13 @@ from .machine import REGISTERED, ROW_DONE, ROW_START, Machine, MachineError, Pha
 from .operations import Entry, Op, RunStep, StepSpec, Wait
 from .policies import UndoPolicy
 from .rules import IRREVERSIBLE, Kind
+from .stopping import (  # noqa: F401 (named here too: ``schedule.cancel``)
+    PAST_PIVOT,
+    cancel,
+    declines,
+    past_pivot,
+    stop_forward,
+)
 
 
 class Ready(NamedTuple):
@@ -375,73 +382,6 @@ def log_anyway(m: Machine, spec: StepSpec) -> None:
     if its own event raises too (the first error is the one that goes on)."""
     with contextlib.suppress(BaseException):
         m._log(spec)
-
-
-PAST_PIVOT = (
-    "a cancel came once the irreversible step had started: declined (undoing the steps "
-    "before it would not take it back; the run goes on as if none had come)"
-)
-
-
-def past_pivot(m: Machine) -> bool:
-    """Has the run's irreversible step started (running now, or done)? A cancel then is
-    declined, as a failure after the pivot is retried forward: never compensated across."""
-    if m.pivot_done:
-        return True
-    if isinstance(m, GraphMachine):
-        return Kind.PIVOT in [m.specs[s].kind for s in m.busy]
-    return (
-        m.phase in (Phase.STEP, Phase.STEP_WAIT)
-        and m.spec is not None
-        and m.spec.kind == Kind.PIVOT
-    )
-
-
-def declines(m: Machine) -> str | None:
-    """Why a cancel changes nothing now (one rule): "over", the run failed (a graph's failing
-    step too) or ended; "pivot", the irreversible step started. None: it stops the run."""
-    if m.rolling or m.phase is Phase.DONE or (isinstance(m, GraphMachine) and m.failing):
-        return "over"
-    return "pivot" if past_pivot(m) else None
-
-
-def cancel(m: Machine, error: BaseException) -> Op | GraphOp | None:
-    """The run's caller cancels it (a cancel token, a cancelled task): nothing more starts,
-    what was done is undone, and the status says ``cancelled`` (``status_of``). A step
-    running now finishes first (None: tell the machine how it went, as usual); a step
-    waiting to retry is not tried again. Declined (``declines``): None, the run goes on as
-    it was. (A graph's own rule: ``GraphMachine.cancel``.)"""
-    declined = declines(m)
-    if declined is not None:
-        if declined == "pivot" and PAST_PIVOT not in m.notes:
-            m.notes = [*m.notes, PAST_PIVOT]
-        return None
-    if isinstance(m, GraphMachine):
-        return m.cancel(error)  # type: ignore[attr-defined]
-    m.cancelled = True
-    if m.phase is Phase.STEP:
-        m.stop(error)
-        return None
-    if m.phase is Phase.STEP_WAIT:
-        return m._step_lost(error)
-    m.stopping = error  # as ``stop`` would have: the same rules for the same cancel
-    return m.fail(error)
-
-
-def stop_forward(m: Machine, error: BaseException) -> bool:
-    """Stop the forward run for a reason of the engine's own (``error``: no room left in a
-    workflow's history): noted, nothing more starts, and once the running steps are told the
-    run fails with ``error`` by the machine's rules. Declined (False) as a cancel is: once
-    the run failed or stops already, or past the pivot (``past_pivot``: it goes on forward)."""
-    graph = isinstance(m, GraphMachine)
-    if m.stopping is not None or declines(m) is not None:
-        return False
-    m.notes = [*m.notes, str(error)]
-    if graph:
-        m.broken(error)  # type: ignore[attr-defined]
-    else:
-        m.stop(error)
-    return True
 
 
 __all__ = [

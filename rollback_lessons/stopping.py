@@ -1,0 +1,87 @@
+"""The one rule for stopping a run going forward, on any machine (a list's or a graph's, every
+engine's): a caller's cancel (``cancel``) and the engine's own stop (``stop_forward``) are
+declined once the run failed or ended, or once the irreversible step started (``declines``,
+``past_pivot``). ``schedule`` names them too (``schedule.cancel``: the engines call them there)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, TypeGuard
+
+from .machine import Machine, Phase
+from .operations import Op
+from .rules import Kind
+
+if TYPE_CHECKING:
+    from .schedule import GraphMachine, GraphOp
+
+
+def _graph(m: Machine) -> TypeGuard[GraphMachine]:
+    from .schedule import GraphMachine  # (here, not above: ``schedule`` imports this module)
+
+    return isinstance(m, GraphMachine)
+
+
+PAST_PIVOT = (
+    "a cancel came once the irreversible step had started: declined (undoing the steps "
+    "before it would not take it back; the run goes on as if none had come)"
+)
+
+
+def past_pivot(m: Machine) -> bool:
+    """Has the run's irreversible step started (running now, or done)? A cancel then is
+    declined, as a failure after the pivot is retried forward: never compensated across."""
+    if m.pivot_done:
+        return True
+    if _graph(m):
+        return Kind.PIVOT in [m.specs[s].kind for s in m.busy]
+    return (
+        m.phase in (Phase.STEP, Phase.STEP_WAIT)
+        and m.spec is not None
+        and m.spec.kind == Kind.PIVOT
+    )
+
+
+def declines(m: Machine) -> str | None:
+    """Why a cancel changes nothing now (one rule): "over", the run failed (a graph's failing
+    step too) or ended; "pivot", the irreversible step started. None: it stops the run."""
+    if m.rolling or m.phase is Phase.DONE or (_graph(m) and m.failing):
+        return "over"
+    return "pivot" if past_pivot(m) else None
+
+
+def cancel(m: Machine, error: BaseException) -> Op | GraphOp | None:
+    """The run's caller cancels it (a cancel token, a cancelled task): nothing more starts,
+    what was done is undone, and the status says ``cancelled`` (``status_of``). A step
+    running now finishes first (None: tell the machine how it went, as usual); a step
+    waiting to retry is not tried again. Declined (``declines``): None, the run goes on as
+    it was. (A graph's own rule: ``GraphMachine.cancel``.)"""
+    declined = declines(m)
+    if declined is not None:
+        if declined == "pivot" and PAST_PIVOT not in m.notes:
+            m.notes = [*m.notes, PAST_PIVOT]
+        return None
+    if _graph(m):
+        return m.cancel(error)
+    m.cancelled = True
+    if m.phase is Phase.STEP:
+        m.stop(error)
+        return None
+    if m.phase is Phase.STEP_WAIT:
+        return m._step_lost(error)
+    m.stopping = error  # as ``stop`` would have: the same rules for the same cancel
+    return m.fail(error)
+
+
+def stop_forward(m: Machine, error: BaseException) -> bool:
+    """Stop the forward run for a reason of the engine's own (``error``: no room left in a
+    workflow's history): noted, nothing more starts, and once the running steps are told the
+    run fails with ``error`` by the machine's rules. Declined (False) as a cancel is: once
+    the run failed or stops already, or past the pivot (``past_pivot``: it goes on forward)."""
+    if m.stopping is not None or declines(m) is not None:
+        return False
+    m.notes = [*m.notes, str(error)]
+    if _graph(m):
+        m.broken(error)
+    else:
+        m.stop(error)
+    return True
