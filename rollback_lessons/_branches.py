@@ -152,14 +152,9 @@ def not_run(gm: GraphMachine, step: str, exc: BaseException) -> GraphOp | None:
 
 def returned_cut(run: Run, step: str, exc: BaseException) -> GraphOp | None:
     """A Ctrl-C (or sys.exit) after ``step``'s call returned (its result kept), before the
-    machine was told: the step is done, told so now (its undo logged, the cancel not asked
-    again), and the run fails with ``exc``: undone with the rest, never reported leaked, as
-    a list's step at that instant (``_guards.told_returned``)."""
+    machine was told: the step is done, told so now, and the run fails with ``exc``
+    (``GraphMachine.step_returned``): undone with the rest, never reported leaked, as a
+    list's step at that instant (``_guards.told_returned``); ``exc`` re-raised at the end."""
     gm: GraphMachine = run.m  # type: ignore[assignment]
     run.raise_after = run.raise_after or exc
-    hear, gm.hear = gm.hear, None  # type: ignore[attr-defined]
-    try:
-        gm.step_done(step)
-    finally:
-        gm.hear = hear  # type: ignore[attr-defined]
-    return gm.broken(exc)
+    return gm.step_returned(step, exc)

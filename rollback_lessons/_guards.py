@@ -118,19 +118,13 @@ def cut_forward(run: Run, error: BaseException) -> Op | None:
 
 def graph_returned(run: Run, error: BaseException) -> GraphOp | None:
     """A graph's steps whose call returned, the machine not yet told (a Ctrl-C as the driver
-    stamps one, or at ``step_done``'s entry): told done now, after the run's failure (so it
-    never commits), the cancel not asked again: undone with the rest, as a list's step
-    (``told_returned``; attack65 F3: reported leaked). The machine's last answer, or None."""
+    stamps one, or at ``step_done``'s entry): each told so (``GraphMachine.step_returned``:
+    the run fails first, never commits; undone with the rest, as a list's step,
+    ``told_returned``; attack65 F3: reported leaked). The machine's last answer, or None."""
     gm: GraphMachine = run.m  # type: ignore[assignment]
     back = [step for step in gm.busy if step in run.results]  # (only a call that returned)
-    if not back:
-        return None
-    gm.broken(error)  # (a step still busy: no answer yet)
-    hear, gm.hear = gm.hear, None
-    try:
-        return [gm.step_done(step) for step in back][-1]
-    finally:
-        gm.hear = hear
+    answers = [gm.step_returned(step, error) for step in back]
+    return answers[-1] if answers else None
 
 
 def told_returned(run: Run) -> bool:

@@ -259,6 +259,22 @@ class GraphMachine(Machine):
         self.where[step] = _RUNNING
         return self._lost(step, exc, cut)
 
+    def step_returned(self, step: str, error: BaseException) -> GraphOp | None:  # type: ignore[override]
+        """``step``'s call returned, and the driver cannot know if ``step_done`` heard it
+        (``error``, a Ctrl-C, came as the driver kept its result, or at ``step_done``'s
+        entry): the run fails with ``error`` first, so it never commits, then ``step`` is
+        told done (its undo logged, the cancel not asked again): undone with the rest, as a
+        list's (``Machine.step_returned``). The answer; None if it was told already."""
+        if self.where.get(step) != _RUNNING:
+            return None
+        if not [e for _, e in self.failures if e is error]:  # (once, for every step back)
+            self.broken(error)  # (the step still busy: no answer yet)
+        hear, self.hear = self.hear, None
+        try:
+            return self.step_done(step)
+        finally:
+            self.hear = hear
+
     def not_called(self, step: str) -> None:
         """``step`` was launched with others (a timing played: ``completion``) and the run
         failed going forward (a journal write as another step started or ended) before its

@@ -54,9 +54,9 @@ def _cutter(function: str, text: str, cut: type[BaseException], fired: list[Any]
 WORLD: list[str] = []
 
 
-def _step(name: str) -> Step:
-    async def act() -> None:
-        await asyncio.sleep(0.001 if name == "b" else 0.02)
+def _step(name: str, last: str = "") -> Step:
+    async def act() -> None:  # (b ends first, or ``last`` ends last)
+        await asyncio.sleep(0.001 if name == "b" and not last else 0.02 + 0.02 * (name == last))
         WORLD.append(name)
 
     return Step(name, lambda state: act(), lambda state: WORLD.append(f"undo {name}"))
@@ -70,11 +70,25 @@ def test_a_ctrl_c_after_a_branchs_call_returned_undoes_it(function, text, cut) -
     assert sorted(WORLD) == ["a", "b", "undo a", "undo b"], WORLD
 
 
-def _run_cut(cutter: Any, function: str, text: str, cut: type[BaseException]) -> None:
-    """a and b in a Parallel, then c, under arun, ``cut`` raised by ``cutter``'s trace: the
-    interrupt raised, its notes name nothing "not undone" nor "leaked"."""
+@pytest.mark.filterwarnings("ignore:saga .* ended by sys.exit:RuntimeWarning")
+@pytest.mark.parametrize("cut", [KeyboardInterrupt, SystemExit])
+@pytest.mark.parametrize(("function", "text"), INSTANTS)
+def test_a_ctrl_c_after_the_last_steps_call_returned_never_commits(function, text, cut) -> None:
+    """b is the last step to end: told done, the run fails all the same (never committed),
+    and b and a are undone, as ``saga.run``'s graph does (``tests/test_graph_returned_cut``,
+    "last") and a list's. It was told done first: the run committed, nothing undone."""
+    saga = Saga([Parallel(_step("a", last="b"), _step("b", last="b"))])
+    _run_cut(_cutter, function, text, cut, saga)
+    assert sorted(WORLD) == ["a", "b", "undo a", "undo b"], WORLD
+
+
+def _run_cut(
+    cutter: Any, function: str, text: str, cut: type[BaseException], saga: Saga | None = None
+) -> None:
+    """a and b in a Parallel, then c, under arun (or ``saga``), ``cut`` raised by ``cutter``'s
+    trace: the interrupt raised, its notes name nothing "not undone" nor "leaked"."""
     WORLD.clear()
-    saga = Saga([Parallel(_step("a"), _step("b")), _step("c")])
+    saga = saga or Saga([Parallel(_step("a"), _step("b")), _step("c")])
     fired: list[Any] = []
 
     async def main() -> None:
