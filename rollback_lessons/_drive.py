@@ -379,13 +379,13 @@ class Driver:
 
     def returned_cut(self, exc: BaseException) -> Op:
         """A Ctrl-C (or sys.exit) as the loop resumed with a step's result (``adrive`` kept it
-        as the call returned): the step is done, told so (its undo logged), then the run
-        fails there (a with-block's ``do`` raises it), never reported leaked (attack65 F8; a
-        list's in ``saga.run``: ``_guards.told_returned``)."""
+        as the call returned): the step is done, told so (``Machine.step_returned``), then
+        the run fails there (a with-block's ``do`` raises it), never reported leaked
+        (attack65 F8; a list's in ``saga.run``: ``_guards.told_returned``)."""
         self.called()
         self.error = self.raise_after = exc
         m = self.m
-        m.step_ok(go_on=False)
+        m.step_returned()
         return RAISE if m.plan is None else m.fail(exc)
 
     def undo_raised(self, exc: BaseException) -> Op:
