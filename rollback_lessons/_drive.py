@@ -275,14 +275,20 @@ class Driver:
                     todo = loop.throw(exc)
                     continue
                 todo = loop.send(done)
-        except StopIteration as over:
-            return self.over(over.value)
-        except BaseException as exc:  # raised outside a call: in an event, a write, here
-            if not self.m.rolling:
-                raise  # going forward it is the caller's: the run fails there
-            return self.cut(exc)
+        except BaseException as exc:  # its answer, or raised outside a call
+            return self.loop_ended(exc)
         finally:
             loop.close()  # now, not when a later gc pass would (amid another run)
+
+    def loop_ended(self, exc: BaseException) -> Op:
+        """``drive``'s or ``adrive``'s loop ended: it handed its answer back (StopIteration),
+        or something raised outside a call (in an event, a write, here): going forward that
+        is the caller's (the run fails there); in the rollback, it ends it (``cut``)."""
+        if isinstance(exc, StopIteration):
+            return self.over(exc.value)
+        if not self.m.rolling:
+            raise exc
+        return self.cut(exc)
 
     def in_a_row(self, plan: tuple[str, ...]) -> Op:
         """Call the machine's ``undo_plan`` one undo after another, stamping when each
@@ -360,12 +366,8 @@ class Driver:
                         todo = loop.throw(thrown)
                     continue
                 todo = loop.send(done)
-        except StopIteration as over:
-            return self.over(over.value)
-        except BaseException as exc:  # raised outside a call: in an event, a write, here
-            if not self.m.rolling:
-                raise  # going forward it is the caller's: the run fails there
-            return self.cut(exc)
+        except BaseException as exc:  # its answer, or raised outside a call
+            return self.loop_ended(exc)
         finally:
             loop.close()  # now, not when a later gc pass would (amid another run)
 
