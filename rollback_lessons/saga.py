@@ -265,14 +265,10 @@ class Saga:
         explorer and the property tests try the completion orders that way.
         """
         _guards.check_completion(completion, self.names)
-        asked = _graph_drive.asked_of(cancel)  # (before the journal's row: attack22 L1)
-        run, world, before = self._prepare(
+        run, world, before, asked = self._prepare(
             state, inject, policy, register, undo_order, clock, on_event, journal, run_id,
-            graph=completion is not None,
+            cancel, trace_state, graph=completion is not None,
         )  # fmt: skip
-        if trace_state and state is not None:
-            run.trace(partial(snapshot, world))
-        run.tick()
         try:
             if completion is not None:
                 _graph_drive.drive_graph(run, asked, _graph_drive.first_of(completion))
@@ -314,14 +310,10 @@ class Saga:
         import asyncio
 
         _shutdown.unowned()  # (asyncio.run interrupted as it made this task: never begun)
-        asked = _graph_drive.asked_of(cancel)  # (before the journal's row: attack22 L1)
-        run, world, before = self._prepare(
+        run, world, before, asked = self._prepare(
             state, inject, policy, register, undo_order, clock, on_event, journal, run_id,
-            graph=True,
+            cancel, trace_state, graph=True,
         )  # fmt: skip
-        if trace_state and state is not None:
-            run.trace(partial(snapshot, world))
-        run.tick()
         stopped: asyncio.CancelledError | None = None
 
         def stop_asked() -> bool:  # heard when a running step ends, as a token is
@@ -354,9 +346,14 @@ class Saga:
         on_event: EventSink | None,
         journal: UndoJournal | None,
         run_id: str | None,
+        cancel: _graph_drive.CancelLike | None,
+        trace_state: bool,
         graph: bool = False,
-    ) -> tuple[Run, State, dict[str, Any] | None]:
-        """A run of this saga, checked before anything runs, and its world."""
+    ) -> tuple[Run, State, dict[str, Any] | None, _graph_drive.Asked]:
+        """A run of this saga (``run``'s and ``arun``'s), checked before anything runs, its
+        world, and its cancel as a function, read first (before the journal's row: attack22
+        L1); traced if ``trace_state``, its clock started."""
+        asked = _graph_drive.asked_of(cancel)
         check_state(state)
         if register is not None:
             check_register(register)
@@ -385,7 +382,10 @@ class Saga:
         before = self._before(run, world) if state is not None else None
         run.args = (world,)
         run.adopt(self._actions, self._undos, self._stateless)
-        return run, world, before
+        if trace_state and state is not None:
+            run.trace(partial(snapshot, world))
+        run.tick()
+        return run, world, before, asked
 
     @property
     def dependencies(self) -> dict[str, tuple[str, ...]]:
