@@ -65,9 +65,10 @@ class GraphMachine(Machine):
     """The saga machine for a graph of steps (``after``: each step's dependencies; ``plan``
     the steps in definition order). Inputs: ``start``, ``launch(step)``, then for each step
     ``step_done(step)``, ``step_error(step, error)`` (a ``Wait`` answer: the step waits, then
-    ``step_resume(step)``), ``step_cut(step, exc)`` (a BaseException cut it short);
-    ``cancel(error)`` any time. Answers: ``Ready``, ``RunStep``, ``Wait``, and, once no step
-    runs and the run is over, what the machine answers (``Finished``, or the first undo)."""
+    ``step_resume(step)``), ``step_cut(step, exc)`` (a BaseException cut it short),
+    ``step_returned(step, exc)`` (one came as its call returned); ``cancel(error)`` any time.
+    Answers: ``Ready``, ``RunStep``, ``Wait``, and, once no step runs and the run is over,
+    what the machine answers (``Finished``, or the first undo)."""
 
     hear: Callable[[], object] | None = None
     """The caller's cancel as its driver asks it: asked as each step returns, the last one
