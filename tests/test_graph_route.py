@@ -98,7 +98,7 @@ def in_process(mp, items, options):
     prepare = SagaClass._prepare
 
     def stop(self, *args, **kwargs):
-        run, _, _ = prepare(self, *args, **kwargs)
+        run = prepare(self, *args, **kwargs)[0]
         raise Graph if isinstance(run.m, GraphMachine) else List
 
     mp.setattr(SagaClass, "_prepare", stop)
