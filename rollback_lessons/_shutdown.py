@@ -321,8 +321,9 @@ def rescued(
 ) -> set[Any]:
     """The branches asyncio lost (``lost``), each ended as if it raised ``broke(step, cut)``
     (its step told cut short by ``cut``: the Ctrl-C asyncio.run ended on, else LoopEnded,
-    so it may have happened: README's LoopEnded case), for the driver to read as it reads
-    a branch that raised; none, the common case."""
+    so it may have happened: README's LoopEnded case; not run if its action was never
+    called, attack67 F1), for the driver to read as it reads a branch that raised; none,
+    the common case."""
     found = set()
     for task in lost(tasks):
         cut = shutdown or LoopEnded("asyncio lost the wake of its step's task")
