@@ -11,7 +11,7 @@ from . import _guards
 from ._branches import Escaped, original
 from ._graph_drive import Asked, adrive_graph
 from ._run import Run
-from ._shutdown import half_made
+from ._shutdown import LoopEnded, half_made
 from .operations import Op
 
 
@@ -152,8 +152,16 @@ def ending(run: Run, exc: BaseException) -> None:
     """``arun``'s task, ending on ``exc``, ends cancelled if ``exc`` is the Ctrl-C or
     sys.exit asyncio.run ended on (its cancel taken back: ``run.shutdown``): that one leaves
     asyncio.run already, the run's notes on it. Re-raised from the task, it cut asyncio.run's
-    teardown, and the task's exception was logged "never retrieved" (attack62 L2)."""
+    teardown, and the task's exception was logged "never retrieved" (attack62 L2). So too a
+    ``LoopEnded`` once that one is known (logged "unhandled exception", its notes only there)."""
     import asyncio
 
-    if exc is run.shutdown:
+    shutdown = run.shutdown
+    if isinstance(exc, LoopEnded) and shutdown is not None:  # (it stood for that one: its
+        with contextlib.suppress(Exception):  # notes go to it, never logged by asyncio)
+            for note in getattr(exc, "__notes__", ()):
+                if note not in getattr(shutdown, "__notes__", ()):
+                    shutdown.add_note(note)
+        exc = shutdown
+    if exc is shutdown:
         raise asyncio.CancelledError(f"asyncio.run ended on a {type(exc).__name__} as it ran")

@@ -310,7 +310,10 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
     def answer_of(task: asyncio.Future[GraphOp]) -> GraphOp | None:
         nonlocal broken, again
         try:
-            return task.result()
+            answer = task.result()
+            if isinstance(answer, Broke):  # (a branch asyncio lost, ended: ``rescued``)
+                raise answer
+            return answer
         except Broke as exc:  # told the machine in part (and ``broken``): fails there
             broken = broken or original(exc.exc)
             again = again or exc.again

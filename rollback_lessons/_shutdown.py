@@ -307,13 +307,14 @@ def lost(tasks: Iterable[Any]) -> list[Any]:
 
 
 def ended(task: Any, error: BaseException) -> None:
-    """``task`` (``lost``) ended with ``error`` as its exception, as if it raised it: its
-    coroutine closed first (its ``finally`` blocks run, none of it told the machine)."""
+    """``task`` (``lost``) ended, ``error`` its result, for its reader to raise as if the
+    task raised it: its coroutine closed first (its ``finally`` blocks run, none of it told
+    the machine). (Not its exception: asyncio.run's end logged it, "unhandled exception".)"""
     import asyncio
 
     with contextlib.suppress(Exception):
         task.get_coro().close()
-    asyncio.Future.set_exception(task, error)  # (as a Future: a Task refuses it)
+    asyncio.Future.set_result(task, error)  # (as a Future: a Task refuses it)
 
 
 def rescued(
