@@ -11,7 +11,7 @@ from . import _guards
 from ._branches import Escaped, original
 from ._graph_drive import Asked, adrive_graph
 from ._run import Run
-from ._shutdown import half_made
+from ._shutdown import LoopEnded, half_made
 from .operations import Op
 
 
@@ -23,24 +23,30 @@ async def shielded(run: Run, asked: Asked, heard: Callable[[Any], None]) -> Any:
     import asyncio
 
     began: list[bool] = []
-    inner = made(run, asked, began)
-    while not inner.done():
-        try:
-            await asyncio.shield(inner)
-        except asyncio.CancelledError as exc:
-            if inner.cancelled() and began:
-                raise
-            if inner.cancelled():
-                inner = asyncio.ensure_future(kept(run, asked, began))
-                if not asyncio.current_task().cancelling():  # type: ignore[union-attr]
-                    continue  # (only the engine's task was cancelled)
-            heard(exc)
-        except Exception:  # inner failed: its error is handled by arun
-            break
+    alone: list[BaseException] = []
+    inner = made(run, asked, began, alone)
+    try:
+        while not inner.done():
+            try:
+                await asyncio.shield(inner)
+            except asyncio.CancelledError as exc:
+                if inner.cancelled() and began:
+                    raise
+                if inner.cancelled():
+                    inner = asyncio.ensure_future(kept(run, asked, began, alone))
+                    if not asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                        continue  # (only the engine's task was cancelled)
+                heard(exc)
+            except Exception:  # inner failed: its error is handled by arun
+                break
+    except (KeyboardInterrupt, SystemExit) as exc:  # on these lines (a second Ctrl-C as the
+        if not inner.done():  # first's cancel is heard): it leaves arun, the run going on in
+            alone.append(exc)  # its task, which then ends it and says so (``kept``)
+        raise
     return inner
 
 
-def made(run: Run, asked: Asked, began: list[bool]) -> Any:
+def made(run: Run, asked: Asked, began: list[bool], alone: list[BaseException]) -> Any:
     """``coroutine``'s task, or, if a Ctrl-C came as it was made (attack58 F2: the saga ran
     on in the background, the caller told it was interrupted), no work of it ever: its task,
     if made, cancelled before it began, else (half made, scheduled) withdrawn: ``kept``
@@ -49,7 +55,7 @@ def made(run: Run, asked: Asked, began: list[bool]) -> Any:
 
     coroutine = None
     try:
-        coroutine = kept(run, asked, began)
+        coroutine = kept(run, asked, began, alone)
         return asyncio.ensure_future(coroutine)
     except BaseException as exc:
         began.append(False)  # (a task half made is found too; one never scheduled, ended)
@@ -60,23 +66,35 @@ def made(run: Run, asked: Asked, began: list[bool]) -> Any:
         raise
 
 
-async def kept(run: Run, asked: Asked, began: list[bool]) -> Op:
+async def kept(run: Run, asked: Asked, began: list[bool], alone: list[BaseException]) -> Op:
     """Await ``adrive_graph`` in ``arun``'s task, a KeyboardInterrupt or SystemExit it
     raises carried out as ``Escaped`` (asyncio would end the event loop with it, the run
     left as it was): ``arun`` fails the run there, as ``saga.run`` does. ``began`` says it
-    began (a task asyncio.run's end cancelled before that is made again: attack52 F2)."""
+    began (a task asyncio.run's end cancelled before that is made again: attack52 F2).
+    ``alone``: the Ctrl-C that left ``arun`` while this ran (``shielded``); this then ends
+    the run as ``arun`` would have, that Ctrl-C telling how (attack67: said nowhere)."""
     if began:  # (withdrawn as its task was made: ``made``)
         return None  # type: ignore[return-value]
     began.append(True)
     driven = None
-    while True:
-        try:
-            driven = driven or Driven(run, asked)
-            return await driven
-        except (KeyboardInterrupt, SystemExit) as exc:  # (raised here as this resumed, its
-            if driven is None or driven.driver is None or driven.driver.cr_await is None:
-                raise Escaped(exc) from None  # driver left at its wait: heard there as
-            driven.heard = exc  # this awaits it again, attack65 F2)
+    try:
+        while True:
+            try:
+                driven = driven or Driven(run, asked)
+                op = await driven
+                break
+            except (KeyboardInterrupt, SystemExit) as exc:  # (raised here as this resumed,
+                if driven is None or driven.driver is None or driven.driver.cr_await is None:
+                    raise Escaped(exc) from None  # its driver left at its wait: heard there
+                driven.heard = exc  # as this awaits it again, attack65 F2)
+    except Exception as exc:
+        if not alone:
+            raise
+        await undone(run, exc)
+        op = None  # type: ignore[assignment]
+    if alone:
+        ended_alone(run, alone[0])
+    return op
 
 
 class Driven(Generator[Any, Any, Any]):
@@ -113,17 +131,37 @@ async def failed(run: Run, inner: Any) -> None:
     try:
         inner.result()
     except Exception as exc:
-        error = original(exc)
-        if _guards.settled(run, error) is None:
-            await run.aroll_back(error)
+        await undone(run, exc)
+
+
+async def undone(run: Run, exc: Exception) -> None:
+    error = original(exc)
+    if _guards.settled(run, error) is None:
+        await run.aroll_back(error)
+
+
+def ended_alone(run: Run, cut: BaseException) -> None:
+    """The run's end, ``arun`` gone (``cut`` left it): closed as ``_guards.end`` closes it,
+    ``cut`` (asyncio.run's, as it ends on it) carrying its notes and outcome."""
+    run.shutdown = run.shutdown or cut
+    run.finish(run.m.error)
+    _guards.at_end(run, cut)
 
 
 def ending(run: Run, exc: BaseException) -> None:
     """``arun``'s task, ending on ``exc``, ends cancelled if ``exc`` is the Ctrl-C or
     sys.exit asyncio.run ended on (its cancel taken back: ``run.shutdown``): that one leaves
     asyncio.run already, the run's notes on it. Re-raised from the task, it cut asyncio.run's
-    teardown, and the task's exception was logged "never retrieved" (attack62 L2)."""
+    teardown, and the task's exception was logged "never retrieved" (attack62 L2). So too a
+    ``LoopEnded`` once that one is known (logged "unhandled exception", its notes only there)."""
     import asyncio
 
-    if exc is run.shutdown:
+    shutdown = run.shutdown
+    if isinstance(exc, LoopEnded) and shutdown is not None:  # (it stood for that one: its
+        with contextlib.suppress(Exception):  # notes go to it, never logged by asyncio)
+            for note in getattr(exc, "__notes__", ()):
+                if note not in getattr(shutdown, "__notes__", ()):
+                    shutdown.add_note(note)
+        exc = shutdown
+    if exc is shutdown:
         raise asyncio.CancelledError(f"asyncio.run ended on a {type(exc).__name__} as it ran")

@@ -310,7 +310,10 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
     def answer_of(task: asyncio.Future[GraphOp]) -> GraphOp | None:
         nonlocal broken, again
         try:
-            return task.result()
+            answer = task.result()
+            if isinstance(answer, Broke):  # (a branch asyncio lost, ended: ``rescued``)
+                raise answer
+            return answer
         except Broke as exc:  # told the machine in part (and ``broken``): fails there
             broken = broken or original(exc.exc)
             again = again or exc.again
@@ -365,8 +368,8 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
             answers.clear()  # (the last round's: acted on)
             done, _ = await asyncio.wait(tasks, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
             look = not done  # (a look while every branch runs or waits: arun's own)
-            done = done or rescued(
-                tasks, run.shutdown, lambda step, cut: Broke(cut, told(step, cut))
+            done = done or rescued(  # (one lost before its action was called: not run)
+                tasks, run.shutdown, lambda step, cut: Broke(cut, told(step, cut, step in begun))
             )
             op = read(done)
         except asyncio.CancelledError as exc:  # asyncio.run's end (a second Ctrl-C, an exit)

@@ -307,13 +307,14 @@ def lost(tasks: Iterable[Any]) -> list[Any]:
 
 
 def ended(task: Any, error: BaseException) -> None:
-    """``task`` (``lost``) ended with ``error`` as its exception, as if it raised it: its
-    coroutine closed first (its ``finally`` blocks run, none of it told the machine)."""
+    """``task`` (``lost``) ended, ``error`` its result, for its reader to raise as if the
+    task raised it: its coroutine closed first (its ``finally`` blocks run, none of it told
+    the machine). (Not its exception: asyncio.run's end logged it, "unhandled exception".)"""
     import asyncio
 
     with contextlib.suppress(Exception):
         task.get_coro().close()
-    asyncio.Future.set_exception(task, error)  # (as a Future: a Task refuses it)
+    asyncio.Future.set_result(task, error)  # (as a Future: a Task refuses it)
 
 
 def rescued(
@@ -321,8 +322,9 @@ def rescued(
 ) -> set[Any]:
     """The branches asyncio lost (``lost``), each ended as if it raised ``broke(step, cut)``
     (its step told cut short by ``cut``: the Ctrl-C asyncio.run ended on, else LoopEnded,
-    so it may have happened: README's LoopEnded case), for the driver to read as it reads
-    a branch that raised; none, the common case."""
+    so it may have happened: README's LoopEnded case; not run if its action was never
+    called, attack67 F1), for the driver to read as it reads a branch that raised; none,
+    the common case."""
     found = set()
     for task in lost(tasks):
         cut = shutdown or LoopEnded("asyncio lost the wake of its step's task")

@@ -10,6 +10,7 @@ import asyncio
 import gc
 import logging
 import sys
+import threading
 from typing import Any
 
 import pytest
@@ -220,4 +221,75 @@ def test_a_ctrl_c_as_a_retry_waits_task_starts_is_carried_out_of_it(
     assert sorted(world) == ["call a", "call b", "do a", "undo a"], world
     assert world.index("do a") < world.index("undo a")
     del got
+    gc.collect()
+
+
+def _in_arun(name: str, cut: type[BaseException], fired: list[str]) -> Any:
+    """A trace raising ``cut`` as arun's own task enters ``name`` (its cancel just heard)."""
+
+    def glob(frame: Any, event: str, arg: Any) -> Any:
+        back = frame.f_back
+        ours = name != "shield" or (back is not None and back.f_code.co_name == "shielded")
+        if event == "call" and frame.f_code.co_name == name and ours and not fired:
+            fired.append(name)
+            _raise(cut)
+        return None
+
+    return glob
+
+
+@pytest.mark.filterwarnings("ignore:saga .* ended by sys.exit:RuntimeWarning")
+@pytest.mark.parametrize("cut", [KeyboardInterrupt, SystemExit])
+@pytest.mark.parametrize("name", ["heard", "cancel_heard", "shield"])
+def test_a_second_ctrl_c_as_arun_hears_the_first_says_what_the_run_did(
+    caplog: pytest.LogCaptureFixture, name: str, cut: type[BaseException]
+) -> None:
+    """attack67: a first Ctrl-C (asyncio.run's cancel of the main task) heard by arun, a
+    second one (a KeyboardInterrupt asyncio.run's handler raises) on arun's own lines as it
+    heard it: the run went on in its task, rolled back in asyncio.run's end, and nothing
+    was said (the KeyboardInterrupt bare: no note, no outcome, steps cut short unnamed).
+    Now that task ends the run and the exception says what it left."""
+    world: list[str] = []
+    fired: list[str] = []
+    ended: list[BaseException] = []
+
+    async def main() -> None:
+        task = asyncio.current_task()
+
+        async def first_ctrl_c() -> None:
+            while "call b" not in world:
+                await asyncio.sleep(0)
+            sys.settrace(_in_arun(name, cut, fired))
+            task.cancel()  # type: ignore[union-attr]
+
+        first = asyncio.ensure_future(first_ctrl_c())
+        try:
+            await _saga(world).arun({})
+        finally:
+            first.cancel()
+
+    def run() -> None:
+        try:
+            asyncio.run(main())
+        except BaseException as exc:
+            ended.append(exc)
+        finally:
+            sys.settrace(None)
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        thread.join(timeout=20)
+        assert not thread.is_alive(), "arun hung"
+    assert fired and [type(e) for e in ended] == [cut], ended
+    assert "exception" not in caplog.text and "MachineError" not in caplog.text, caplog.text
+    outcome = getattr(ended[0], "outcome", None)
+    assert outcome is not None, getattr(ended[0], "__notes__", [])
+    cut_short = sorted(n for n in "ab" if f"call {n}" in world and f"do {n}" not in world)
+    assert sorted(outcome.leaked) == cut_short and "call c" not in world, (outcome, world)
+    for n in "ab":
+        assert (f"do {n}" in world) == (f"undo {n}" in world), world
+    notes = " ".join(getattr(ended[0], "__notes__", []))
+    assert f"asyncio.run ended on this {cut.__name__}" in notes, notes
+    ended.clear()
     gc.collect()
