@@ -260,6 +260,22 @@ def temporal_with_a_low_history_limit():
         server.wait(10)
 
 
+def port_freed(port: int, within: float = 20.0) -> None:
+    """Wait until a stopped process's Temporal dev server let ``port`` go (its reaper stops
+    it as the process ends, which a loaded machine may take seconds to finish; a relaunch
+    then refused: "port ... is in use"). Free as the relaunch's server binds it, with
+    SO_REUSEADDR (``server.port_in_use``, what ``TemporalRunner.start`` checks): a plain bind
+    also waited for the old server's connections in TIME_WAIT, so out to ``within``, 20 s a
+    relaunch (issue 26)."""
+    import time
+
+    from rollback_lessons.runners.temporal.server import port_in_use
+
+    deadline = time.monotonic() + within
+    while port_in_use(int(port)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 LOST_SOON = 2.0
 """Seconds a Temporal client keeps asking a server these tests killed (the SDK's 10 s, kept
 by the runner, otherwise): ``ServerLost`` or ``TemporalUnavailable`` the same, sooner."""

@@ -14,6 +14,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from conftest import port_freed
 
 from rollback_lessons import Parallel, Saga, Step
 from rollback_lessons.runners import free_port
@@ -125,21 +126,6 @@ asyncio.run(main())
 """
 
 
-def _freed(port: int, within: float = 20.0) -> None:
-    """Wait until the killed process's dev server let ``port`` go (its reaper stops it)."""
-    import socket
-    import time
-
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", int(port)))
-                return
-            except OSError:
-                time.sleep(0.1)
-
-
 def test_an_action_whose_refusal_never_reached_the_server_is_played_by_the_relaunch(tmp_path):
     """H2: the process ends (SIGKILL here: nothing it says is sent) as b runs and e waits
     for its turn. The server times e's activity out, its end unknown to it; the workflow
@@ -170,7 +156,7 @@ def _relaunched(db, port, queue, run_id, world, steps, name):
                     lambda s: world.append(f"undo {step_name}"))  # fmt: skip
 
     saga = Saga(steps(step), name=name)
-    _freed(port)
+    port_freed(port)
 
     async def main():
         async with await TemporalRunner.start(db_file=db, port=port, task_queue=queue) as again:
@@ -280,7 +266,7 @@ def test_a_killed_process_s_saga_is_taken_up_by_the_relaunch_within_seconds(tmp_
                     lambda s: world.append(f"undo {name}"))  # fmt: skip
 
     saga = Saga([step("a"), Parallel(step("b"), step("c"), step("d")), step("e")], name="long")
-    _freed(port)
+    port_freed(port)
 
     async def main():
         async with await TemporalRunner.start(db_file=db, port=port, task_queue=queue) as again:

@@ -16,6 +16,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from conftest import port_freed
 
 from rollback_lessons import Saga, Status, Step
 from rollback_lessons.runners import free_port, hosted
@@ -155,25 +156,8 @@ def _child(code: str, *args: object) -> subprocess.CompletedProcess[str]:
     return done
 
 
-def _freed(port: int, within: float = 20.0) -> None:
-    """Wait until the stopped process's dev server let ``port`` go: its reaper stops it as
-    the process ends, which a loaded machine may take seconds to finish (a relaunch then
-    refused: "port ... is in use", once in a loaded run)."""
-    import socket
-    import time
-
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", int(port)))
-                return
-            except OSError:
-                time.sleep(0.1)
-
-
 def _relaunched(db, port, queue, run_id: str, world: list[str], saga=None):
-    _freed(port)
+    port_freed(port)
 
     async def main():
         async with await TemporalRunner.start(db_file=db, port=port, task_queue=queue) as again:
