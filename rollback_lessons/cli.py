@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from ._ending import at_end, ended, threads_left
 from ._held import held
+from ._output import STDOUT, OutputError, _quiet_stdout, _warn
+from ._output import _say as _say  # (durable.command says through cli: a test stands in)
 from ._starting import Terminated
-from .events import UNDO_KINDS, Event, EventKind, describe, one_line
+from .events import UNDO_KINDS, Event, EventKind, describe
 from .outcome import Outcome
 
 if TYPE_CHECKING:
@@ -44,46 +46,6 @@ def _line(event: Event) -> str:
     indent = "      " if event.kind in UNDO_KINDS else "  "
     details = " ".join(f"{k}={v}" for k, v in event.details.items())
     return f"{indent}{mark} {event.kind:<15} {event.step or '':<6} {details}".rstrip()
-
-
-class OutputError(Exception):
-    """Stdout cannot be written (a full disk, a closed device): never told as the journal's."""
-
-
-class _Stdout:
-    """Standard output for the command's own printing: a write that fails is OutputError
-    (a reader that stopped early stays a BrokenPipeError: it ends quietly)."""
-
-    def write(self, text: str) -> int:
-        try:
-            return sys.stdout.write(text)
-        except BrokenPipeError:
-            raise
-        except (OSError, ValueError) as exc:  # (ValueError: closed under us)
-            raise OutputError(getattr(exc, "strerror", None) or str(exc)) from None
-
-    def flush(self) -> None:
-        try:
-            sys.stdout.flush()
-        except BrokenPipeError:
-            raise
-        except (OSError, ValueError) as exc:
-            raise OutputError(getattr(exc, "strerror", None) or str(exc)) from None
-
-
-STDOUT: Any = _Stdout()
-
-
-def _say(*lines: str) -> None:
-    for line in lines:
-        print(line, file=STDOUT)
-
-
-def _warn(line: str) -> None:
-    """One line on standard error, escaped (``one_line``), if there is one (closed: no fail)."""
-    if sys.stderr is not None:
-        with contextlib.suppress(OSError, ValueError):
-            print(f"rollback-lessons: {one_line(line)}", file=sys.stderr)
 
 
 def _module_name(text: str) -> str:
@@ -407,16 +369,6 @@ def run() -> NoReturn:
         with contextlib.suppress(BaseException):  # the status says so: attack50 F3)
             at_end(exc, code, _warn)
         os._exit(code or interrupted_by(exc)[1])
-
-
-def _quiet_stdout() -> None:
-    """What stdout still buffers goes nowhere: no second error when Python flushes at exit."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError, AttributeError):  # (no file behind it: nothing to flush)
-        pass
 
 
 def _main(argv: Sequence[str] | None) -> int:
