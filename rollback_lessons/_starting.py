@@ -40,8 +40,52 @@ def _end(line: bytes, status: int) -> None:
     os._exit(status)
 
 
+HELD: list[int] = []
+"""The signals heard while an interrupt was being handled (``handling``): noted, not raised."""
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    if not _noted(signum, frame):
+        raise KeyboardInterrupt
+
+
 def _terminate(signum: int, frame: object) -> None:
-    raise Terminated
+    if not _noted(signum, frame):
+        raise Terminated
+
+
+def _noted(signum: int, frame: object) -> bool:
+    """Is this signal only noted (``HELD``): heard as an interrupt is being handled, or as
+    the handler of another one runs (two at once: Python calls the second as the first's
+    begins, before it has raised)?"""
+    at = frame
+    while at is not None and getattr(at, "f_code", None) not in _HANDLERS:
+        at = getattr(at, "f_back", None)
+    if at is None and not handling():
+        return False
+    HELD.append(signum)
+    return True
+
+
+def handling() -> bool:
+    """Is an interrupt (a Ctrl-C, a SIGTERM, a ``sys.exit``) being handled here: the exception
+    being handled, or one it was raised while handling (its ``__context__``, ``__cause__``),
+    one? From the first signal's handler on (its ``raise``: the handler, a ``finally``, a
+    ``with``'s exit, the ``except`` that tells it), a second signal is only noted, so the
+    first one's clean-up runs and its line is told (attack68 F1-F3: one that landed before a
+    ``held`` was entered cut that clean-up, or the line, or was a traceback). Once it is
+    handled (told, or swallowed by code that goes on), a signal is raised again."""
+    seen: set[int] = set()
+    todo = [sys.exc_info()[1]]
+    while todo:
+        exc = todo.pop()
+        if exc is None or id(exc) in seen:
+            continue
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            return True
+        seen.add(id(exc))
+        todo += [exc.__context__, exc.__cause__]
+    return False
 
 
 def _is_the_command() -> bool:
@@ -75,11 +119,15 @@ def install() -> None:
             return
 
 
+_HANDLERS = {f.__code__ for f in (_interrupt, _terminate, _noted, handling)}
+
+
 def started() -> None:
     """``cli.main`` catches a Ctrl-C from here on (KeyboardInterrupt, as Python raises it),
-    and a SIGTERM as one (``Terminated``), to the process's end (``cli.run``)."""
+    and a SIGTERM as one (``Terminated``), to the process's end (``cli.run``); one heard as
+    an interrupt is being handled, only noted (``handling``)."""
     if signal.getsignal(signal.SIGINT) is _interrupted:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGINT, _interrupt)
     if signal.getsignal(signal.SIGTERM) is _terminated_early:
         signal.signal(signal.SIGTERM, _terminate)
 

@@ -292,7 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         _starting.started()  # a Ctrl-C is KeyboardInterrupt again, caught here
-        getattr(sys.modules.get(_COMMAND), "DONE", []).clear()  # (an earlier main's, in process)
+        for said in ("DONE", "TOLD"):  # (an earlier main's, in process)
+            getattr(sys.modules.get(_COMMAND), said, []).clear()
         if sys.stdout is None:  # started with it closed (>&-): nothing is done
             _warn(
                 "standard output is closed; nothing was done (send it somewhere: "
@@ -331,6 +332,9 @@ def _interrupted(exc: BaseException) -> int:
     command had finished (its work done and said: ``durable.command.DONE``), said so, with
     its own status (attack60 F2: "the command did not finish", of a settle written)."""
     what, status = interrupted_by(exc)
+    told = getattr(sys.modules.get(_COMMAND), "TOLD", None)
+    if told:  # (its own interrupt's line said: the first one's, alone: attack68 F3)
+        return int(told[-1])
     done = getattr(sys.modules.get(_COMMAND), "DONE", None)
     if done:
         _warn(f"interrupted ({what}) once the command had finished: {done[-1][1]}")

@@ -14,16 +14,32 @@ from ..errors import InvalidNameError
 
 def journal_command(args: argparse.Namespace) -> int:
     """``journal show``, ``journal settle`` and ``recover``: each error one line, exit 2."""
-    import sqlite3
-
-    from .._held import held
-    from ..cli import STDOUT, CommandError, OutputError, _say, _warn, interrupted_by, load_registry
-    from .journal import Journal, JournalError
-    from .recovery import recover
-    from .report import _safe
-    from .room import no_room
-
     settling = args.command == "journal" and args.journal_command == "settle"
+    try:  # (a signal as these load: a settle says nothing was settled, attack68 L1)
+        import sqlite3
+
+        from .._held import held
+        from ..cli import (
+            STDOUT,
+            CommandError,
+            OutputError,
+            _say,
+            _warn,
+            interrupted_by,
+            load_registry,
+        )
+        from .journal import Journal, JournalError
+        from .recovery import recover
+        from .report import _safe
+        from .room import no_room
+    except BaseException as exc:  # (a Ctrl-C Python 3.11 wrapped as a class was made too)
+        from .._starting import unwrapped
+        from ..cli import interrupted_by as cut_by
+
+        cut = unwrapped(exc) if isinstance(exc, RuntimeError) else exc
+        if not settling or isinstance(cut, Exception):
+            raise
+        return told(_settle_interrupted(args, None, *cut_by(cut), opened=False))
     readonly = args.command == "journal" and not settling
     settled, report, journal = None, None, None  # (no journal: cut as it opened, attack63 F5)
     try:
@@ -47,9 +63,9 @@ def journal_command(args: argparse.Namespace) -> int:
     except (KeyboardInterrupt, SystemExit) as exc:  # a Ctrl-C, or a sys.exit (a signal
         # handler's graceful exit): an interrupt either way, one line, never exit 0
         why, status = interrupted_by(exc)
-        if settling:  # (its read-back may wait for the lock: a second Ctrl-C cuts that)
+        if settling:  # (its read-back tries the lock once: a second signal is held now)
             done = settled or getattr(exc, "settled", None)
-            return _settle_interrupted(args, done, why, status, opened=journal is not None)
+            return told(_settle_interrupted(args, done, why, status, journal is not None))
         if readonly:
             raise
         with held([]):  # (a second one as its line is written: held, attack66 F1, F3)
@@ -61,7 +77,7 @@ def journal_command(args: argparse.Namespace) -> int:
                 _say(_safe(str(done)))
             recorded = getattr(exc, "unrecorded", "what it undid is recorded")  # (attack63 F2)
             _warn(f"recover interrupted ({why}); {recorded}, and {_left(exc)}")
-            return status
+            return told(status)
     except sqlite3.OperationalError as exc:
         waited = f"waited {args.wait:g} s; a longer --wait waits more"  # (attack53 L1)
         hint = f" (another process holds it; {waited})" if "locked" in str(exc) else ""
@@ -84,7 +100,7 @@ def journal_command(args: argparse.Namespace) -> int:
         except (KeyboardInterrupt, SystemExit) as exc:  # (as it was said: attack50 F2)
             why, status = interrupted_by(exc)
             _warn(f"interrupted ({why}) once the settle was written: the saga is settled")
-            return status
+            return told(status)
         return 0
     if readonly:
         _say(table)
@@ -106,13 +122,23 @@ def journal_command(args: argparse.Namespace) -> int:
             f"{len(report.recovered)} saga(s){_named([r.saga_id for r in report.recovered])}, "
             f"recorded (`rollback-lessons journal show {for_shell(str(args.file))}` lists them)"
         )
-        return status
+        return told(status)
     return 1 if left else 0
 
 
 DONE: list[tuple[int, str]] = []
 """The command's status and what it did, once its work is done and said: a Ctrl-C or a
 ``sys.exit`` heard after (as it returns) is said so, the status kept (``cli._interrupted``)."""
+
+TOLD: list[int] = []
+"""The status of an interrupt the command told in its line: a signal heard after (as it
+returns) adds no second line nor another status (``cli._interrupted``; attack68 F3)."""
+
+
+def told(status: int) -> int:
+    """``status``, the command's interrupt told (``TOLD``)."""
+    TOLD.append(status)
+    return status
 
 
 def _summary(report: Any, file: str) -> bool:
@@ -168,7 +194,8 @@ def _settle_interrupted(
     """A Ctrl-C during ``journal settle``: whether the saga was settled is said, known (its
     write committed, ``Written``; or the journal not yet ``opened``: nothing, at once, not
     read back after another whole wait for its lock) or read back (the Ctrl-C came as the
-    call returned)."""
+    call returned), its lock tried once (a second signal is held meanwhile: no wait one
+    must cut; attack68 F1)."""
     from ..cli import _say, _warn
     from .journal import Journal
     from .report import _safe
@@ -177,7 +204,7 @@ def _settle_interrupted(
     known = done is not None or not opened
     if not known:
         try:
-            with Journal(args.file, create=False, readonly=True, timeout=args.wait) as journal:
+            with Journal(args.file, create=False, readonly=True, timeout=0.0) as journal:
                 found = [s for s in settled(journal) if s.saga_id == args.saga_id]
             known, done = True, next((s for s in found if s.note == args.note), None)
         except Exception:  # (cannot be read now: say so, never guess)
