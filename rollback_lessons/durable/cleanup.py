@@ -55,7 +55,7 @@ def told(exc: BaseException, writer: Writer, claimed: list[Claimed] | None) -> N
     """``exc`` told what recover finished and left (a fork finished none: its parent's, L8),
     and, an interrupt, that what it undid is not recorded if it is not (attack63 F2)."""
     with contextlib.suppress(Exception):
-        if writer.statements and not isinstance(exc, Exception):
+        if writer.reruns() and not isinstance(exc, Exception):  # (ends only: L2)
             exc.unrecorded = UNRECORDED  # type: ignore[attr-defined]
         done = {r.saga_id for r in writer.recorded}
         forked = isinstance(exc, JournalForked)

@@ -43,6 +43,12 @@ class Writer:
         if self.every == 1 or self.undos >= self.every:
             self.flush()
 
+    def reruns(self) -> bool:
+        """Would an undo run again, were what is not yet written lost: does it record an
+        undo's outcome? (One that carried only sagas' ends, their undos written before, runs
+        none again: attack68 L2.)"""
+        return any("undos" in sql.split()[1:3] for sql, _ in self.statements)  # (its table)
+
     def flush(self) -> None:
         if not self.statements:
             return
@@ -57,7 +63,8 @@ class Writer:
                 wait = getattr(self.journal._con, "wait", 0.0)
                 room = f"; another process holds it; waited {wait:g} s; a longer --wait waits more"
             self.failed = f"recover could not write to {self.journal.path} ({describe(exc)}{room})"
-            raise JournalError(f"{self.failed}; {RERUN}") from None
+            rerun = RERUN if self.reruns() else ENDS_ONLY
+            raise JournalError(f"{self.failed}; {rerun}") from None
         finally:
             if written.committed:  # (a Ctrl-C as the write returned: told all the same, F10)
                 self.recorded, self.staged = self.recorded + self.staged, []
@@ -68,6 +75,10 @@ class Writer:
 RERUN = (
     "the undos it ran since its last write will run again next time (their idempotency keys "
     "make that harmless)"
+)
+ENDS_ONLY = (
+    "what it undid is recorded (no undo will run again); the end of the sagas it finished "
+    "since its last write is not, and the next recover writes it"
 )
 RECORDED_LATER = "the undos it ran are recorded all the same (a second try wrote them)"
 """What a write that ran out of its wait says when recover's next try wrote it (attack66 F4)."""
