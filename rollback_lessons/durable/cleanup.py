@@ -5,9 +5,10 @@ line says (what it finished, what it left, whether what it undid is recorded).
 How long those writes wait for the journal's lock: after an interrupt, one try (SQLite's
 0.1 s turn), never the whole wait again (attack63 F1, F3); a second interrupt meanwhile is
 held, so the first one's facts are told (attack66 F1; in the command, from the first one's
-handler on, before ``held`` here: ``_starting.handling``, attack68 F1). After any other stop (a registry
-that fails, in a process that lives on: a service, a notebook) the claims' release waits as
-the journal's wait says, so the next recover can take those sagas (attack66 F2)."""
+handler on, before ``held`` here: ``_starting.handling``, attack68 F1). After any other
+stop (a registry that fails, in a process that lives on: a service, a notebook) the claims'
+release waits as the journal's wait says, so the next recover can take those sagas
+(attack66 F2)."""
 
 from __future__ import annotations
 
