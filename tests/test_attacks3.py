@@ -562,7 +562,7 @@ def test_the_command_catches_a_ctrl_c_itself_once_started(monkeypatch, capsys):
 
     monkeypatch.setattr(cli, "_main", interrupted)
     assert cli.main(["demo"]) == 130
-    assert restored[0] == signal.default_int_handler  # (after it: the line's hold, _held)
+    assert restored[0] == _starting._interrupt  # (a KeyboardInterrupt, or held: attack68)
     assert capsys.readouterr().err == "rollback-lessons: interrupted (Ctrl-C)\n"
 
 
