@@ -7,12 +7,20 @@ cuts that wait, the saga's cancel sent all the same, and the note says whether i
 The cancel lands at that instant by a hook on the start (no timing)."""
 
 import asyncio
+import subprocess
+import sys
+import textwrap
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from conftest import port_freed
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from rollback_lessons import Saga, Status, Step
+from rollback_lessons.runners import free_port
+from rollback_lessons.runners.temporal import TemporalRunner
 from rollback_lessons.runners.temporal import runner as runner_module
 
 pytestmark = pytest.mark.usefixtures("no_run_left_behind")
@@ -136,6 +144,67 @@ def test_a_second_cancel_as_the_start_is_awaited_sends_the_sagas_cancel(on_tempo
     stopped, outcome, run_id = on_temporal(scenario)
     _cancelled(outcome, world)
     assert stopped.__notes__ == [
-        f"saga {run_id} was being started when it was cancelled, and that wait was cut too: "
+        f"saga {run_id}'s caller was cancelled as it started it, and the wait for that start "
+        "was cut too: "
         "it started, and its cancel was sent: it compensates in this runner's worker"
     ]
+
+
+EXIT = textwrap.dedent(
+    """
+    import asyncio, signal, sys
+    from rollback_lessons import Saga, Step
+    from rollback_lessons.runners.temporal import TemporalRunner
+
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(3))
+    world = []
+
+    def step(n):
+        return Step(n, lambda s: world.append(f"do {n}"), lambda s: world.append(f"undo {n}"))
+
+    async def main():
+        db, port, queue = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+        async with await TemporalRunner.start(db_file=db, port=port, task_queue=queue) as r:
+            real = r.client.start_workflow
+
+            async def start(*args, **kwargs):  # (its SIGTERM the instant the start landed)
+                print("RUNID", kwargs["id"], flush=True)
+                landing = asyncio.ensure_future(real(*args, **kwargs))
+                landing.add_done_callback(lambda _: signal.raise_signal(signal.SIGTERM))
+                return await landing
+
+            r.client.start_workflow = start
+            await r.run(Saga([step("a"), step("b")], name="exit-at-start"), {})
+
+    try:
+        asyncio.run(main())
+    finally:
+        print("WORLD", world, flush=True)
+    """
+)
+
+
+def test_a_sys_exit_as_the_start_lands_sends_the_sagas_cancel_and_the_relaunch_compensates(
+    tmp_path,
+):
+    """attack69 F1 with a db_file: a SIGTERM's ``sys.exit`` (``asyncio.run``'s end cancelling
+    the worker and the start) the instant the start landed: the saga's cancel is sent all
+    the same, ``WorkerGone`` says it started; the relaunch compensates, never goes forward."""
+    db, port, queue = tmp_path / "t.db", free_port(), f"start-{uuid.uuid4().hex[:8]}"
+    done = subprocess.run([sys.executable, "-c", EXIT, str(db), str(port), queue],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 3, done.stderr[-2000:]
+    run_id = done.stdout.split("RUNID ")[1].split()[0]
+    world: list[str] = []
+    port_freed(port)
+
+    async def relaunch():
+        async with await TemporalRunner.start(db_file=db, port=port, task_queue=queue) as again:
+            return await (await again.handle_for(_saga(world, "exit-at-start"), run_id)).outcome()
+
+    with ThreadPoolExecutor(1) as pool:  # (asyncio.run in a thread: a loop may be running)
+        outcome = pool.submit(lambda: asyncio.run(relaunch())).result()
+    _cancelled(outcome, world)  # (without: committed, a and b done by the relaunch)
+    assert "WORLD []" in done.stdout
+    assert f"WorkerGone: saga {run_id}'s caller was cancelled as it started it" in done.stderr
+    assert "it started; the worker running saga" in done.stderr, done.stderr[-2000:]

@@ -65,11 +65,11 @@ async def cut(handle: SagaHandle, starting: asyncio.Future[None],
     is gone) names the run and whether it started. The cancel to raise, noted."""
     try:
         await asyncio.shield(starting)
-    except asyncio.CancelledError:
-        await _unsure(handle, starting, stopped)
-        return stopped
     except Exception as exc:  # (``begin``'s one line: it did not start, nothing ran)
         stopped.add_note(f"saga {handle.run_id} was cancelled as it was started: {exc}")
+        return stopped
+    except BaseException:  # a second cancel, or the start cut (the loop's end, a stop in it)
+        await _unsure(handle, starting, stopped)
         return stopped
     return cancelled_with(stopped, await compensated(handle, stopped))
 
@@ -85,7 +85,10 @@ async def _unsure(handle: SagaHandle, starting: asyncio.Future[None],
         await asyncio.wait_for(asyncio.shield(asking), CANCEL_SENT)
     error = asking.exception() if asking.done() and not asking.cancelled() else None
     run_id, runner = handle.run_id, handle.runner
-    cut = f"saga {run_id} was being started when it was cancelled, and that wait was cut too"
+    cut = (
+        f"saga {run_id}'s caller was cancelled as it started it, and the wait for that start "
+        "was cut too"
+    )
     if isinstance(error, RPCError) and error.status is RPCStatusCode.NOT_FOUND:
         _release(run_id)
         stopped.add_note(
