@@ -23,6 +23,7 @@ from rollback_lessons.runners.dbos import (
     launch,
     stops,
 )
+from rollback_lessons.runners.dbos import runner as dbos_runner
 from rollback_lessons.runners.dbos.held import hold, let_go
 
 
@@ -665,3 +666,43 @@ def test_a_ctrl_c_as_dbos_engines_are_finalized_in_close_is_raised_not_dropped()
                           timeout=120)  # fmt: skip
     assert done.stdout.split() == ["committed", "KeyboardInterrupt", "raised"], done.stderr[-2000:]
     assert "Exception ignored" not in done.stderr
+
+
+def test_record_cut_by_a_close_from_another_thread_names_record(tmp_path, monkeypatch):
+    """attack69's F7: ``record`` waiting for a run while another thread closes the runner
+    was refused as "waiting() refused", a call the caller never made: now it names
+    ``record()``. The close lands while record waits between two looks (a hook, no timing)."""
+    monkeypatch.setattr(launch, "GRACE", 0.05)
+    world: list[str] = []
+    started, go = threading.Event(), threading.Event()
+    db = tmp_path / "d.sqlite"
+    looking, closed = threading.Event(), threading.Event()
+
+    class Look:  # (record's wait between two looks: it lets the close land there)
+        def wait(self, timeout: float) -> bool:
+            looking.set()
+            return closed.wait(60)
+
+    monkeypatch.setattr(dbos_runner, "_LOOK", Look())
+    runner = DBOSRunner.start(db)
+    runner.start_saga(_saga(world, started, go), {}, run_id="run-b", register="before")
+    assert started.wait(60)
+    raised: list[BaseException] = []
+
+    def record() -> None:
+        try:
+            runner.record("run-b")
+        except BaseException as exc:
+            raised.append(exc)
+
+    reader = threading.Thread(target=record)
+    reader.start()
+    assert looking.wait(60)
+    with pytest.warns(RunsLeftRunning):
+        runner.close()
+    closed.set()
+    reader.join(60)
+    assert [type(exc) for exc in raised] == [RunnerClosed], raised
+    assert "record() refused" in str(raised[0]) and "waiting()" not in str(raised[0])
+    go.set()
+    _relaunched(db, world, go)

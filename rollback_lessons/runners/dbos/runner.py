@@ -293,7 +293,8 @@ class DBOSRunner(Closable):
         if DBOS.get_workflow_status(run_id) is None:
             raise UnknownRun(f"DBOS has no saga {run_id!r} in {self.path}")
         while True:  # (until it ends, or waits for its steps here: refused, not waited on)
-            name = self.waiting().get(run_id)  # refused for good, or no factory: no try to
+            self._refuse_if_closed("record")  # (closed meanwhile: this call is named, F7)
+            name = self._unhosted().get(run_id)  # refused for good, or no factory: no try to
             if name is not None and (  # come (a run being tried again is waited for: one
                 run_id in hosting.REFUSED or name not in hosting.FACTORIES  # made between two
             ):  # reads was refused as not hosted, a CI at load)
@@ -330,6 +331,10 @@ class DBOSRunner(Closable):
         service the factory reads may be back; each failed try a warning on the
         ``rollback_lessons`` logger); ``record`` says why."""
         self._refuse_if_closed("waiting")
+        return self._unhosted()
+
+    def _unhosted(self) -> dict[str, str]:
+        """``waiting``'s answer, for a call that refused a closed runner by its own name."""
         unfinished = DBOS.list_workflows(status=["PENDING", "ENQUEUED"], has_parent=False)
         names = {w.workflow_id: hosting.saga_name(w.input) for w in unfinished}
         return {

@@ -92,6 +92,12 @@ def ending(worker: asyncio.Task[None]) -> bool:
     return owner is not None and owner.ending is not None
 
 
+def gone(worker: asyncio.Task[None]) -> bool:
+    """Is this worker gone, or going (its task cancelled, or its shutdown begun by the loop's
+    end)? Nothing here would run a saga's undos then."""
+    return worker.done() or bool(worker.cancelling()) or ending(worker)
+
+
 def _factory(previous: Callable[..., Any] | None) -> Callable[..., Any]:
     def make(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
         context = kwargs.get("context")

@@ -94,8 +94,8 @@ async def compensated(handle: SagaHandle, stopped: asyncio.CancelledError) -> Ou
 
     waiting, worker = asyncio.ensure_future(cancel_then_wait()), handle.runner._worker_task
 
-    def gone() -> bool:  # (cancelled, or its shutdown begun by the loop's end: ``ending``)
-        return worker.done() or bool(worker.cancelling()) or ending.ending(worker)
+    def gone() -> bool:  # (cancelled, or its shutdown begun by the loop's end)
+        return ending.gone(worker)
 
     try:
         while not waiting.done() and not gone():

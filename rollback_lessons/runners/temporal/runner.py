@@ -66,7 +66,7 @@ from .lost import (  # noqa: F401 (the package's names)
 from .pinned import pin_runtime
 from .plan import check_same, plan_for
 from .plan import plan_text as plan_text
-from .server import (
+from .server import (  # noqa: F401 (TemporalUnavailable: the package's name)
     TemporalUnavailable,
     check_db_file,
     check_ports,
@@ -74,6 +74,7 @@ from .server import (
     server_binary,
     unreachable,
 )
+from .starting import begin, cut
 from .timeouts import turn_wait
 from .turns import _turns
 from .workerend import WorkerEnd
@@ -230,28 +231,13 @@ class TemporalRunner(Closable):
         start = self.client.start_workflow(
             SagaWorkflow.run, plan, id=plan.run_id, task_queue=self.task_queue
         )
-        try:
-            try:  # (``lost.ask``, as every call: a start cut short on a server that answers
-                await ask(handle, start)  # may have landed: then it runs, hosted here)
-            except ServerSlow as slow:
-                try:
-                    await handle.describe()
-                except RPCError:
-                    raise slow from None
-        except (RPCError, TemporalUnavailable) as exc:
-            _release(plan.run_id)
-            error = exc.error if isinstance(exc, TemporalUnavailable) else exc
-            said = getattr(error, "message", None) or str(error)
-            if isinstance(exc, ServerSlow):
-                raise TemporalUnavailable(
-                    f"the Temporal server ({self.address}) answers, but did not start saga "
-                    f"{plan.run_id} in time ({said}): none of its steps ran here. Try again."
-                ) from None
-            raise TemporalUnavailable(
-                f"the Temporal server ({self.address}) did not answer when saga {plan.run_id} "
-                f"was started ({said}): none of its steps ran here. Is it running?"
-            ) from None
-        return SagaHandle(self, saga, handle, state, before, kept)
+        ours = SagaHandle(self, saga, handle, state, before, kept)
+        starting = asyncio.ensure_future(begin(self, handle, start))
+        try:  # (shielded: a cancel as it goes waits for its fate: ``starting.cut``)
+            await asyncio.shield(starting)
+        except asyncio.CancelledError as exc:  # the caller's (a Ctrl-C): attack69 F1
+            raise await cut(ours, starting, exc) from None
+        return ours
 
     async def handle_for(self, saga: Saga, run_id: str) -> SagaHandle:
         """A handle on a saga this server runs or ran (after a restart, or from a process
