@@ -5,7 +5,7 @@ KeyboardInterrupt's note) and nothing was undone. The instants are kbi_instants.
 function's entry, right after a call returns, a backward jump), in any file of the package.
 Run by test_commit_final.py in a fresh interpreter (kbi_instants.py says why).
 
-usage: commit_instants.py DRIVER EVERY OFFSET  (DRIVER: run|arun|rb|arb). Prints one JSON
+usage: commit_instants.py DRIVER EVERY OFFSET  (DRIVER: run|graph|arun|rb|arb). Prints one JSON
 line: the count of instants, the ones tried, and the problems found."""
 
 from __future__ import annotations
@@ -98,12 +98,14 @@ def trial(driver: str, tracer: Tracer, path: str) -> tuple[Any, BaseException | 
     rb: Any = None
     sys.settrace(tracer.glob)
     try:
-        if driver in ("run", "arun"):
+        if driver in ("run", "arun", "graph"):
             saga = Saga(
                 [Step(k, act(k, tracer, k == "c"), undo.bind(k=k)) for k in names], name="ci"
             )
             if driver == "run":
                 outcome = saga.run({}, journal=journal, run_id="r")
+            elif driver == "graph":  # (its steps launched one at a time: ``completion=``)
+                outcome = saga.run({}, journal=journal, run_id="r", completion=list(names))
             else:
                 outcome = asyncio.run(saga.arun({}, journal=journal, run_id="r"))
         elif driver == "rb":

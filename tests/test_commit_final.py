@@ -131,13 +131,16 @@ def test_a_ctrl_c_as_the_commit_is_written_is_told_by_the_journal_read_back(
         assert outcome.status is (Status.COMMITTED if landed else Status.ROLLED_BACK)
 
 
-@pytest.mark.parametrize("driver", ["run", "arun", "rb", "arb"])
+SWEPT = ["run", "graph", "arun", "rb", "arb"]
+
+
+@pytest.mark.parametrize("driver", SWEPT)
 def test_a_ctrl_c_at_any_instant_from_the_last_steps_return_to_the_runs_end(driver):
     """Every fifth instant (commit_instants.py: about 330-540 in all per driver; every one
     of them passes too, ``commit_instants.py DRIVER 1 0``): the journal says committed if
     and only if the run says so, and then nothing was undone. Without the fix, 110 instants
     of each driver failed: 3 undid the committed saga, the others left it in doubt."""
-    offset = ["run", "arun", "rb", "arb"].index(driver)
+    offset = SWEPT.index(driver)
     done = subprocess.run(
         [sys.executable, str(HERE / "commit_instants.py"), driver, "5", str(offset)],
         cwd=HERE, capture_output=True, text=True, timeout=600,
