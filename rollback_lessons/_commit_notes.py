@@ -81,9 +81,10 @@ def outcome_notes(outcome: Outcome) -> list[str]:
 
 
 def commit_in_doubt(run: Run, error: BaseException) -> bool:
-    """Did ``error`` (a Ctrl-C) come as the journal recorded the commit? Then the journal
-    alone knows whether it landed: no outcome says committed, nothing is undone, a note
-    says so (``saga.run`` and the with-blocks alike: attack52 F1)."""
+    """Did ``error`` (a Ctrl-C) come as the journal recorded the commit, and could the
+    journal not be read back (``journal_watch``, attack70 F4)? Then it alone knows whether
+    the commit landed: no outcome says committed, nothing is undone, a note says so
+    (``saga.run`` and the with-blocks alike: attack52 F1)."""
     what = "the Ctrl-C" if isinstance(error, KeyboardInterrupt) else interruption_name(error)
     what = what if what == "the Ctrl-C" else f"the {what}"  # (attack62 L1: no article)
     said = f"rollback: {what} came as the journal recorded the commit: nothing was undone; "

@@ -232,7 +232,13 @@ def journal_watch(
         raise
     except BaseException as exc:
         if kind is EventKind.COMMITTED and not issubclass(type(exc), Exception):
-            run.in_doubt = exc  # a Ctrl-C as the commit was written: did it land?
+            run.in_doubt = exc  # a Ctrl-C as the commit was written: did it land? Read back
+            try:  # (attack70 F4): committed, it is final; else the run fails there (undone)
+                if jrun is not None:
+                    landed = jrun.shown()[0].status == "committed"
+                    run.m.commit_written, run.in_doubt = landed, None
+            except BaseException:  # (a read that fails, a second Ctrl-C: in doubt, said so)
+                pass
         raise
 
 

@@ -350,6 +350,7 @@ class JournalWriter:
         assert self.jrun is not None
         errors = self.tried(partial(self.jrun.commit, event, leaked), attempts, "the commit")
         if len(errors) < attempts:
+            self.m.commit_written = True  # final: a Ctrl-C from here on undoes nothing (F1)
             return
         then = (  # (past its pivot nothing is undone: halted for a person, attack44 F4)
             "is halted for a person (its irreversible step happened: nothing is undone; recover "

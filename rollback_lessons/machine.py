@@ -175,6 +175,7 @@ class Machine:
     doubt_cause = ""  # how that attempt failed: after its effect, a timeout, cut short
     rolling = False  # the run failed: from here on, nothing may end the rollback silently
     kept = False  # a journal keeps what an interruption leaves, for ``recover``
+    commit_written = False  # the commit is recorded (by its journal, if kept): final (``_commit``)
     error: BaseException | None = None
     failed_step: str | None = None
     reason = ""  # why it halted forward, when it did
@@ -475,16 +476,20 @@ class Machine:
 
     def _commit(self) -> Finished:
         """Every step is done. A journal records the commit at this event; if it cannot, the
-        run is not committed: the error goes to the driver, which fails the run there."""
+        run is not committed (the driver fails it there); once it did, the commit is final."""
         rows = len(self.rows)
         try:
             self._emit(EventKind.COMMITTED, None, (("steps", len(self.completed)),))
-        except BaseException:  # never committed: its row (if made: attack52 M2) is not the run's
-            del self.rows[rows:]
+            self.commit_written = True  # (no journal: its row made is its record)
+        except BaseException:  # never committed: its row (if made: attack52 M2) is not the run's,
+            if not self.commit_written:  # but once its journal wrote it, it is final: what
+                del self.rows[rows:]  # came after (a Ctrl-C) undoes nothing (attack70 F1)
             raise
-        self.phase = _DONE  # a step failed after its effect (its error caught), its undo
-        in_doubt = self.effected - {*self.completed, *self.leaked}  # logged, never run now:
-        self.leaked = [*self.leaked, *sorted(in_doubt, key=self.seen.index)]  # leaked (F6)
+        finally:
+            if self.commit_written:
+                self.phase = _DONE  # a step failed after its effect (its error caught), its
+                in_doubt = self.effected - {*self.completed, *self.leaked}  # undo logged, never
+                self.leaked = [*self.leaked, *sorted(in_doubt, key=self.seen.index)]  # run: F6
         return Finished(self)
 
     def fail(self, error: BaseException) -> Op:
