@@ -404,9 +404,11 @@ class Run(Driver):
             return  # (recorded: committed, or every undo returned; no journal, no notes)
         if error is not None:
             _guards.add_notes(self, error)
-        told_at_shutdown(self)  # (the Ctrl-C asyncio.run raises after: what was done)
-        if self.journal is not None:
-            self.journal.end(error)
+        try:  # (the journal's end first: the outcome told below has its notes, attack70 F3)
+            if self.journal is not None:
+                self.journal.end(error)
+        finally:
+            told_at_shutdown(self)  # (the Ctrl-C asyncio.run raises after: what was done)
         self.m.watch = None  # nothing more to watch: no cycle left (run -> machine -> run)
 
     @property
