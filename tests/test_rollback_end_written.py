@@ -104,3 +104,37 @@ def test_a_ctrl_c_as_the_machine_ends_the_rollback_says_the_journal_shows_it_unf
     said = "the Ctrl-C came before the journal recorded the rollback's end: " + UNFINISHED
     assert said in notes(raised)
     assert outcome is None or any(said in n for n in outcome.notes)
+
+
+@pytest.mark.parametrize("at", ["interruption_name", "cut_by"])
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_a_ctrl_c_inside_the_end_of_a_cut_rollback_never_says_every_undo_had_run(
+    driver, at, monkeypatch
+):
+    """A second Ctrl-C inside the machine's end of a rollback a first one cut (as it names
+    the interruption, or as it hands on its end), which then runs again: that end said
+    "every undo had run" of undos never run (found with repeated real Ctrl-Cs under
+    ``asyncio.run``), or said the rollback cut twice. Said once, naming what is left."""
+    import rollback_lessons.machine as machine
+
+    real = getattr(machine, at)
+    cut: list[bool] = []
+
+    def second(exc: BaseException) -> str:
+        if not cut:
+            cut.append(True)
+            raise KeyboardInterrupt  # (as the call began)
+        return real(exc)  # type: ignore[no-any-return]
+
+    def on_event(event: object) -> None:
+        if str(event.kind) == "rollback_start":  # type: ignore[attr-defined]
+            raise KeyboardInterrupt  # the first
+
+    world: list[str] = []
+    monkeypatch.setattr(machine, at, second)
+    outcome, raised = run_on(driver, world_steps(world), fail=True, on_event=on_event)
+    monkeypatch.undo()
+    assert cut and world == ["do a", "do b"]
+    said = [n for n in notes(raised).splitlines() if "rollback interrupted" in n]  # type: ignore[arg-type]
+    assert len(said) == 1 and said[0].endswith("not known to be undone: b, a"), said
+    assert outcome is None or outcome.pending == ("b", "a")
