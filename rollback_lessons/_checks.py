@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from .calls import check_callable
 from .clock import VirtualClock
 from .errors import InvalidNameError, InvalidPipelineError, UnknownStepError
-from .rules import NamedUndo
+from .policies import check_seconds, check_step_retry
+from .rules import NamedUndo, check_register
 
 
 def check_run(clock: object, journal: object) -> None:
@@ -32,6 +33,24 @@ def check_undo(step: str, undo: object, *, journalled: bool, allow_async: bool) 
             f"with a journal, the undo of step {step!r} must be a registered compensation "
             "(compensation(name).bind(...)), so that it can still run after a crash"
         )
+
+
+def check_step(
+    step: str, action: object, undo: object, register: object, retry: object,
+    undo_timeout: object, *, journalled: bool, allow_async: bool,
+) -> None:  # fmt: skip
+    """A with-block's step (``Run.step``, ``Run.astep``), refused before it is even begun."""
+    check_callable(action, "action", step, allow_async=allow_async)
+    if undo is not None:
+        check_callable(undo, "undo", step, allow_async=allow_async)
+        if journalled:
+            check_undo(step, undo, journalled=True, allow_async=allow_async)
+    if register != "after":
+        check_register(register)
+    if retry is not None:
+        check_step_retry(retry, step)
+    if undo_timeout is not None:
+        check_seconds(undo_timeout, f"undo_timeout of step {step!r}")
 
 
 def check_clock(clock: object) -> None:

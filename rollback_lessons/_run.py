@@ -20,10 +20,11 @@ from functools import partial
 from typing import Any
 
 from . import _guards
+from ._checks import check_step
 from ._drive import Driver
 from ._recorded import Told
 from ._shutdown import told_at_shutdown
-from .calls import PLAIN, check_callable, checked, plain
+from .calls import PLAIN, checked, plain
 from .clock import SYSTEM_CLOCK, Clock, SystemClock
 from .events import (
     Event,
@@ -45,8 +46,6 @@ from .policies import (
     PolicyLike,
     RetryPolicy,
     UndoPolicy,
-    check_seconds,
-    check_step_retry,
     resolve_policy,
 )
 from .ports import UndoJournal
@@ -56,7 +55,6 @@ from .rules import (
     NamedUndo,
     Register,
     UndoOrder,
-    check_register,
     check_undo_order,
 )
 from .schedule import After, GraphMachine, Ready
@@ -338,27 +336,9 @@ class Run(Driver):
         assert error is not None
         raise error
 
-    def _check(
-        self,
-        step: str,
-        action: object,
-        undo: object,
-        register: object,
-        retry: object,
-        undo_timeout: object,
-    ) -> None:
-        """Refuse bad input before the step is even begun."""
-        check_callable(action, "action", step, allow_async=self.is_async)
-        if undo is not None:
-            check_callable(undo, "undo", step, allow_async=self.is_async)
-            if self.journal is not None:
-                self.check_undo(step, undo)
-        if register != "after":
-            check_register(register)
-        if retry is not None:
-            check_step_retry(retry, step)
-        if undo_timeout is not None:
-            check_seconds(undo_timeout, f"undo_timeout of step {step!r}")
+    def _check(self, step: str, *given: object) -> None:
+        """Refuse bad input before the step is even begun (``_checks.check_step``)."""
+        check_step(step, *given, journalled=self.journal is not None, allow_async=self.is_async)
 
     def register(self, step: str, undo: Callable[[], Any]) -> None:
         """An undo for an action the caller runs next, in its own code."""
@@ -424,9 +404,11 @@ class Run(Driver):
             return  # (recorded: committed, or every undo returned; no journal, no notes)
         if error is not None:
             _guards.add_notes(self, error)
-        told_at_shutdown(self)  # (the Ctrl-C asyncio.run raises after: what was done)
-        if self.journal is not None:
-            self.journal.end(error)
+        try:  # (the journal's end first: the outcome told below has its notes, attack70 F3)
+            if self.journal is not None:
+                self.journal.end(error)
+        finally:
+            told_at_shutdown(self)  # (the Ctrl-C asyncio.run raises after: what was done)
         self.m.watch = None  # nothing more to watch: no cycle left (run -> machine -> run)
 
     @property

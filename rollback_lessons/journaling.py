@@ -12,19 +12,19 @@ becomes a note and the undos go on in memory.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
+from . import journal_end
 from .errors import CommitNotRecorded, JournalError, RollbackLessonsError, TakenOver
 from .events import KEPT, Event, EventKind, describe
+from .journal_end import ATTEMPTS
 from .journal_not_run import not_run_now
-from .journal_notes import left_note, taken_did
+from .journal_notes import taken_did
 from .machine import Machine
 from .ports import UndoJournalRun
 from .rules import Kind, NamedUndo
-from .verdicts import interruption_name
 
 AT_ONCE = frozenset({
     EventKind.STEP_DONE, EventKind.STEP_FAILED, EventKind.STEP_RETRY, EventKind.PIPELINE_FAILED
@@ -33,16 +33,6 @@ AT_ONCE = frozenset({
 a process killed in an observer, or while a gate after a group runs, left a step that had
 returned without its done event (recover undid a graph's branches in their start order,
 attack36 F1) and one that refused cleanly with its intent (reported leaked, F7)."""
-
-
-UNRECORDED = (
-    ", though the journal could not record it: recover will call it again (same idempotency key)"
-)
-CUT_RECORD = (
-    "; the Ctrl-C cut the write of its record: unless it landed, recover will call it again "
-    "(same idempotency key)"
-)
-ATTEMPTS = 3  # a write the run's end relies on (a commit, its last batch): tried this often
 
 
 def typed(exc: Exception, at: str) -> Exception:
@@ -93,6 +83,7 @@ class JournalWriter:
         self.unsure: list[str] = []  # undos logged (confirmed) that no write carried yet
         self.settled: dict[str, tuple[int, bool]] = {}  # undos written as their step returned
         self.resting: dict[str, int | None] = {}  # steps refused, to retry: their intent rows
+        self.ending = self.ended = False  # the run's end: its write begun, done (a rollback's)
         machine.told_not_run = partial(not_run_now, self)  # (its row not run at once: F3)
 
     def watch(
@@ -199,6 +190,8 @@ class JournalWriter:
             assert m.entry is not None
             written = self.durably(jrun.undo_retried, m.entry.position)
             self.halt_written = written or details["then"] != "halt"  # (a person's: F9)
+        elif kind is EventKind.ROLLBACK_DONE and m.interruption is None:  # (before its
+            journal_end.at_rollback_done(self)  # observers hear it, as a commit: attack70 F2)
         if kind in AT_ONCE and self.jrun is not None:
             self.jrun.written_soon()
 
@@ -364,80 +357,6 @@ class JournalWriter:
         )
 
     def end(self, error: BaseException | None) -> None:
-        """The run ended: its last batch (its last events, the steps never called, those
-        cut short, its status; a commit is written at its event), tried as often as a
-        commit: one failed write left a step never called with its intent, which recover
-        reports leaked, "it may have happened" (attack20's N3). A Ctrl-C leaves the run for
-        ``recover`` to finish, and a failed write during the rollback left it unfinished:
-        then only the steps never called (failed before any effect, or never begun) are
-        written, alone (attack19's F2/F7, attack18), and so they are after a Ctrl-C in the
-        last batch's tries. If a write still fails (a disk full until the process ends),
-        the intents stay: recover reports them leaked, the safe side."""
-        self.m.told_not_run = None  # (no cycle left: machine -> writer -> machine)
-        if isinstance(self.m.error, TakenOver):
-            return  # (taken over: the new holder ends it)
-        jrun = self.jrun if self.jrun is not None else self.dropped
-        if jrun is None:
-            return  # (no journal, or taken over while rolling back)
-        steps = [s for s in list(self.intents) if s not in self.m.kinds]
-        not_run = [self.intents.pop(s) for s in steps]  # (``Machine.not_run``: a Ctrl-C as
-        pivot = self.pivot if self.pivot in steps else None  # they began; never called)
-        withdrawn = list(self.m.withdrawn)  # (their steps never called: not run either)
-        if self.jrun is None or self.m.interruption is not None:
-            never = [*self.refused, *not_run]
-            if never or pivot is not None or withdrawn:  # (taken over meanwhile: fenced,
-                with contextlib.suppress(TakenOver):  # nothing written; a Ctrl-C is kept)
-                    self.tried(partial(jrun.abandon_now, never, pivot, withdrawn))
-            ran = list(dict.fromkeys(self.unrecorded))  # (attack44 F8: said nowhere)
-            cut = [  # (run, their done cut by the Ctrl-C: attack52 M1, attack53 F5)
-                s for s in dict.fromkeys(self.m.compensated) if s not in {*ran, *self.taken}
-            ]
-            cut_by = self.m.interruption  # (a sys.exit is no Ctrl-C: attack62 F9)
-            what = (
-                "Ctrl-C"
-                if isinstance(cut_by, KeyboardInterrupt | None)
-                else interruption_name(cut_by)
-            )
-            for steps, how in ((ran, UNRECORDED), (cut, CUT_RECORD.replace("Ctrl-C", what))):
-                if steps:
-                    said = f"the undo of {', '.join(map(repr, steps))} ran here{how}"
-                    self.m.note(EventKind.JOURNAL_FAILED, said)
-                    with contextlib.suppress(Exception):  # (the Ctrl-C raised after says it)
-                        self.m.interruption.add_note(f"rollback: {said}")  # type: ignore[union-attr]
-            return
-        self.withdraw(jrun)
-        for position in not_run:
-            jrun.abandon(position)
-        if pivot is not None:
-            jrun.pivot(pivot, "refused", flush=False)
-        for step in self.m.leaked:  # a step cut short after it began: it may have happened
-            if step in self.intents:
-                jrun.leaked(self.intents.pop(step))
-            elif step in self.settled:  # (returned, cut short before the machine heard)
-                jrun.leaked(self.settled.pop(step)[0])
-        if error is None and pivot is None:
-            return  # committed: written at its event
-        if error is not None:
-            jrun.end(str(self.m.status()), error, flush=False)
-        try:
-            errors = self.tried(jrun.flush, what="the run's end")
-        except Exception:
-            raise
-        except BaseException:  # a Ctrl-C in its tries: the batch is left to recover, and
-            never = [*self.refused, *not_run]  # the steps never called are written alone,
-            if never or pivot is not None or withdrawn:  # as after a Ctrl-C in the run
-                with contextlib.suppress(TakenOver):  # (attack21's E2)
-                    self.tried(partial(jrun.abandon_now, never, pivot, withdrawn))
-            raise
-        if len(errors) < ATTEMPTS:
-            return
-        self.dropped, self.jrun = jrun, None  # the journal keeps the saga unfinished
-        self.m.note(
-            EventKind.JOURNAL_FAILED,
-            left_note(
-                self,
-                jrun,
-                f"{errors[-1]}, {ATTEMPTS} attempts",
-                [*zip(self.refused, self.refusals, strict=True), *zip(not_run, steps, strict=True)],
-            ),
-        )
+        """The run ended: its last batch (``journal_end``; a rollback's was written at its
+        end event already), or, after a Ctrl-C, what it leaves to ``recover``, said."""
+        journal_end.end(self, error)

@@ -726,14 +726,16 @@ class Machine:
             self._rolling_back(self._order())
         over = {*self.compensated, *(d.step for d in self.dead_letters), *self.pending}
         left = [e.step for e in self.todo if e.step not in over]
-        self.pending.extend(left)  # type: ignore[attr-defined]
         taken = issubclass(type(exc), TakenOver)  # (a journal's fence): the new holder finishes it
-        self.halted = self.halted or bool(left) or taken
         rest = f"not known to be undone: {', '.join(left)}" if left else self.NONE[bool(self.todo)]
         kept = " (the journal keeps them for recover)" if self.kept and left else ""
         then = "; the process that took the saga over finishes its rollback" if taken else kept
         note = f"rollback interrupted by {interruption_name(exc)} {self.interrupted_where}; {rest}"
-        self.notes, self.cut_note = [*self.notes, note + then], note + then
+        if not self.cut_note:  # (once, before they are pending: a Ctrl-C in here ran it again,
+            self.notes = [*self.notes, note + then]  # saying "every undo had run" of none)
+            self.cut_note = note + then
+        self.halted = self.halted or bool(left) or taken
+        self.pending.extend(left)  # type: ignore[attr-defined]
         self.index = len(self.todo)
         return self._rollback_done(interrupted=cut_by(exc))
 

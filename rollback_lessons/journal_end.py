@@ -1,0 +1,150 @@
+"""The run's end in the journal (``JournalWriter.end``): its last batch (its last events, the
+steps never called, those cut short, its status). A rollback's end is written at its
+``rollback_done`` event, before the run's observers hear it, as a commit is at its own
+(attack70 F2: a Ctrl-C in an observer of that event left the journal ``rolling_back`` for
+good while the process lived, the outcome ``rolled_back``, not a word). A rollback an
+interruption cut short, or whose end it cut before it was written, is left to ``recover``,
+and a note says so."""
+
+from __future__ import annotations
+
+import contextlib
+from functools import partial
+from typing import TYPE_CHECKING
+
+from .errors import TakenOver
+from .events import EventKind
+from .journal_notes import left_note
+from .verdicts import interruption_name
+
+if TYPE_CHECKING:
+    from .journaling import JournalWriter
+    from .ports import UndoJournalRun
+
+UNRECORDED = (
+    ", though the journal could not record it: recover will call it again (same idempotency key)"
+)
+CUT_RECORD = (
+    "; the Ctrl-C cut the write of its record: unless it landed, recover will call it again "
+    "(same idempotency key)"
+)
+END_CUT = "the Ctrl-C came as the journal recorded the rollback's end: unless that landed, "
+END_UNWRITTEN = "the Ctrl-C came before the journal recorded the rollback's end: "
+UNFINISHED = (
+    "the journal still shows the saga unfinished: recover finishes it once this process ends"
+)
+ATTEMPTS = 3  # a write the run's end relies on (a commit, its last batch): tried this often
+
+
+def end(w: JournalWriter, error: BaseException | None) -> None:
+    """The run ended: its last batch, tried as often as a commit (one failed write left a
+    step never called with its intent, which recover reports leaked: attack20's N3), unless
+    written at the rollback's end event already (``at_rollback_done``). A Ctrl-C leaves the
+    run for ``recover`` to finish, and a failed write during the rollback left it
+    unfinished: then only the steps never called (failed before any effect, or never begun)
+    are written, alone (attack19's F2/F7, attack18), and so they are after a Ctrl-C in the
+    last batch's tries. If a write still fails (a disk full until the process ends), the
+    intents stay: recover reports them leaked, the safe side."""
+    w.m.told_not_run = None  # (no cycle left: machine -> writer -> machine)
+    if isinstance(w.m.error, TakenOver) or w.ended:
+        return  # (taken over: the new holder ends it; or written at the rollback's end)
+    jrun = w.jrun if w.jrun is not None else w.dropped
+    if jrun is None:
+        return  # (no journal, or taken over while rolling back)
+    if w.jrun is None or w.m.interruption is not None:
+        left_to_recover(w, jrun)
+        return
+    last_batch(w, jrun, error)
+
+
+def at_rollback_done(w: JournalWriter) -> None:
+    """The rollback ended, nothing cut it short: its end (its status, the steps never called,
+    those leaked) written with its ``rollback_done`` event, now, before the run's observers
+    hear it. A Ctrl-C in the write is raised (the machine keeps it: the rollback is over) and
+    the run's end says whether the journal may still show the saga unfinished."""
+    assert w.jrun is not None
+    w.ending = True
+    last_batch(w, w.jrun, w.m.error)
+    w.ended = True
+
+
+def never_called(w: JournalWriter) -> tuple[list[str], list[int], str | None, list[str]]:
+    """The steps the machine never heard of that have an intent row (``Machine.not_run``: a
+    Ctrl-C as they began; never called), their rows (taken out of ``w.intents``), the
+    pivot among them, and the steps whose undo logged before them was withdrawn."""
+    steps = [s for s in list(w.intents) if s not in w.m.kinds]
+    not_run = [w.intents.pop(s) for s in steps]
+    pivot = w.pivot if w.pivot in steps else None
+    return steps, not_run, pivot, list(w.m.withdrawn)
+
+
+def left_to_recover(w: JournalWriter, jrun: UndoJournalRun) -> None:
+    """A run an interruption cut (or whose writes failed): only the steps never called are
+    written, alone; each undo run here whose record no write carried is said, and so is a
+    journal left showing the saga unfinished that no note names (attack70 F2)."""
+    _, not_run, pivot, withdrawn = never_called(w)
+    never = [*w.refused, *not_run]
+    if never or pivot is not None or withdrawn:  # (taken over meanwhile: fenced,
+        with contextlib.suppress(TakenOver):  # nothing written; a Ctrl-C is kept)
+            w.tried(partial(jrun.abandon_now, never, pivot, withdrawn))
+    m = w.m
+    ran = list(dict.fromkeys(w.unrecorded))  # (attack44 F8: said nowhere)
+    cut = [  # (run, their done cut by the Ctrl-C: attack52 M1, attack53 F5)
+        s for s in dict.fromkeys(m.compensated) if s not in {*ran, *w.taken}
+    ]
+    cut_by = m.interruption  # (a sys.exit is no Ctrl-C: attack62 F9)
+    what = "Ctrl-C" if isinstance(cut_by, KeyboardInterrupt | None) else interruption_name(cut_by)
+    said = [
+        f"the undo of {', '.join(map(repr, steps))} ran here{how.replace('Ctrl-C', what)}"
+        for steps, how in ((ran, UNRECORDED), (cut, CUT_RECORD))
+        if steps
+    ]
+    if cut_by is not None and w.jrun is not None and "journal keeps" not in m.cut_note:
+        said.append((END_CUT if w.ending else END_UNWRITTEN).replace("Ctrl-C", what) + UNFINISHED)
+    for note in said:
+        m.note(EventKind.JOURNAL_FAILED, note)
+        with contextlib.suppress(Exception):  # (the Ctrl-C raised after says it)
+            cut_by.add_note(f"rollback: {note}")  # type: ignore[union-attr]
+
+
+def last_batch(w: JournalWriter, jrun: UndoJournalRun, error: BaseException | None) -> None:
+    """The run's last batch, tried ``ATTEMPTS`` times; a Ctrl-C in its tries leaves it to
+    recover, the steps never called written alone (attack21's E2), and is raised. Never
+    written: the journal keeps the saga unfinished, and a note says what recover finds."""
+    steps, not_run, pivot, withdrawn = never_called(w)
+    w.withdraw(jrun)
+    for position in not_run:
+        jrun.abandon(position)
+    if pivot is not None:
+        jrun.pivot(pivot, "refused", flush=False)
+    for step in w.m.leaked:  # a step cut short after it began: it may have happened
+        if step in w.intents:
+            jrun.leaked(w.intents.pop(step))
+        elif step in w.settled:  # (returned, cut short before the machine heard)
+            jrun.leaked(w.settled.pop(step)[0])
+    if error is None and pivot is None:
+        return  # committed: written at its event
+    if error is not None:
+        jrun.end(str(w.m.status()), error, flush=False)
+    try:
+        errors = w.tried(jrun.flush, what="the run's end")
+    except Exception:
+        raise
+    except BaseException:  # a Ctrl-C in its tries: the batch is left to recover, and
+        never = [*w.refused, *not_run]  # the steps never called are written alone,
+        if never or pivot is not None or withdrawn:  # as after a Ctrl-C in the run
+            with contextlib.suppress(TakenOver):
+                w.tried(partial(jrun.abandon_now, never, pivot, withdrawn))
+        raise
+    if len(errors) < ATTEMPTS:
+        return
+    w.dropped, w.jrun = jrun, None  # the journal keeps the saga unfinished
+    w.m.note(
+        EventKind.JOURNAL_FAILED,
+        left_note(
+            w,
+            jrun,
+            f"{errors[-1]}, {ATTEMPTS} attempts",
+            [*zip(w.refused, w.refusals, strict=True), *zip(not_run, steps, strict=True)],
+        ),
+    )
