@@ -731,9 +731,8 @@ class Machine:
         kept = " (the journal keeps them for recover)" if self.kept and left else ""
         then = "; the process that took the saga over finishes its rollback" if taken else kept
         note = f"rollback interrupted by {interruption_name(exc)} {self.interrupted_where}; {rest}"
-        if not self.cut_note:  # (once, before they are pending: a Ctrl-C in here ran it again,
-            self.notes = [*self.notes, note + then]  # saying "every undo had run" of none)
-            self.cut_note = note + then
+        if not self.cut_note:  # noted once, before they go pending (a Ctrl-C in here ran it
+            self.notes, self.cut_note = [*self.notes, note + then], note + then  # twice: wrong)
         self.halted = self.halted or bool(left) or taken
         self.pending.extend(left)  # type: ignore[attr-defined]
         self.index = len(self.todo)
