@@ -23,7 +23,8 @@ from ...faults import NO_FAULTS
 from ...verdicts import after_effect
 from .. import hosted, remote
 from ..error_record import ErrorRecord, cut_text, lineage
-from .workflow import ACTION, IN_DOUBT, NOT_CALLED, UNDO, StepCall
+from .ends import IN_DOUBT, NOT_CALLED
+from .workflow import ACTION, UNDO, StepCall
 
 BENIGN = ApplicationErrorCategory.BENIGN  # a step's failure is data: logged at DEBUG, no WARNING
 
