@@ -43,9 +43,10 @@ with workflow.unsafe.imports_passed_through():  # plain data and the machine, no
     from ...machine import Machine, Phase
     from ...operations import CANCELLED_ASKING, Ask, Finished, Op, RunStep, RunUndo, Wait
     from ...schedule import GraphMachine, GraphOp, Ready
+    from ...stopping import cancel_uncalled
     from .. import hosted
     from ..wire import SagaPlan, record_data
-    from .ends import cause_of, end_unknown, not_called
+    from .ends import cause_of, end_unknown, never_started, not_called
     from .limits import TemporalLimitExceeded, check_result, no_room, no_room_forward
     from .person import PersonAsked
     from .timeouts import HEARTBEAT_TIMEOUT, MARGIN, turn_wait
@@ -179,6 +180,8 @@ class SagaWorkflow(PersonAsked):
                 unturned = name == ACTION and plan.turns and asked not in self.turned
                 if not not_called(err, unturned) or no_room(plan, length, 0) is not None:
                     raise
+                if name == ACTION and _cancel_requested():  # the run's cancel came first:
+                    raise  # not called again before the machine is told (``_carry_out``)
 
     @workflow.run
     async def run(self, plan: SagaPlan) -> dict[str, Any]:
@@ -343,6 +346,10 @@ class SagaWorkflow(PersonAsked):
             try:
                 await self._act(plan, *op)
             except ActivityError as err:
+                if (never_started(err) or not_called(err)) and _cancel_requested():  # seen
+                    _keep_going()  # never called: the machine decides (attack69 F2)
+                    cut = cancel_uncalled(m, CANCEL())  # (declined: called after all)
+                    return op if cut is None else cut  # type: ignore[return-value]
                 error, cancelled = cause_of(err)
                 asked = _cancel_requested()
                 if cancelled or asked:
