@@ -374,13 +374,15 @@ class SagaWorkflow(PersonAsked):
         if type(op) is RunUndo:
             call = StepCall(plan.run_id, op.step, op.attempt, op.timeout)
             timeout = op.timeout + MARGIN if op.timeout is not None else plan.step_timeout
+            unheard = 0  # this attempt's ends nobody heard (attack69 F3: asked for ever)
             while True:
                 try:
                     await self._activity(UNDO, plan, call, timeout)
                 except ActivityError as err:  # an attempt whose end is unknown (unheard, cut
                     full = self._limit(m, plan)  # by its worker's end, left by a runner that
-                    if end_unknown(err) and full is None:  # closed) may be done: an undo is
-                        continue  # idempotent, it is asked again (attack54 F1: a dead letter)
+                    unheard += end_unknown(err)  # closed) may be done: an undo is idempotent,
+                    if end_unknown(err) and unheard < 2 and full is None:  # asked again once
+                        continue  # (attack54 F1: dead-lettered); unheard twice, it failed
                     if interrupts(error := cause_of(err)[0]):  # a Ctrl-C, sys.exit in the undo:
                         return m.interrupted(error)  # as in process, the rest pending
                     return m.undo_failed(error, full)
