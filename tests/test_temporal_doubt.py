@@ -7,10 +7,13 @@ then named the call still running nowhere in ``SagasLost``."""
 
 import asyncio
 import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from rollback_lessons import Saga, Status, Step
+from rollback_lessons import RetryPolicy, Saga, Status, Step, UndoPolicy
+from rollback_lessons.runners.temporal import RunnerClosed, SagasLost, TemporalRunner
 
 pytestmark = pytest.mark.usefixtures("no_run_left_behind")
 
@@ -49,3 +52,43 @@ def test_an_undo_waiting_on_a_call_in_doubt_is_asked_again_once_then_counted_fai
     assert world == ["do a", "do b"]
     asks = [row for row in history.rows if row[-3:] == ("activity scheduled", "undo", "a")]
     assert 1 <= len(asks) <= 2, history  # (asked again once if the server timed it out)
+
+
+def run_async(coroutine_function):
+    """asyncio.run in a thread of its own: the test session may have a loop running."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(coroutine_function())).result()
+
+
+def test_close_names_a_call_still_running_in_doubt_among_what_may_be_in_effect():
+    """F4: at close, b's action still runs here (timed out in doubt, its effect may land):
+    ``SagasLost`` names it among "running or timed out" and "still in effect, or perhaps"."""
+    world: list[str] = []
+    release = threading.Event()
+    slow = UndoPolicy(RetryPolicy(max_attempts=3, initial_delay=60))  # (a's undo: still asked)
+
+    async def main():
+        runner = await TemporalRunner.start()
+        saga = _saga(world, release, "doubt-lost")
+        handle = await runner.start_saga(saga, {}, step_timeout=1, policy=slow)
+        try:
+            while not any(
+                row[-3:] == ("activity failed", "action", "b")
+                for row in (await handle.history()).rows
+            ):  # b timed out in doubt (its call goes on)
+                await asyncio.sleep(0.05)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                await runner.close()
+        finally:
+            release.set()
+        with pytest.raises(RunnerClosed):  # (what it says: test_temporal_close_lost)
+            await handle.outcome()
+        return handle.run_id, caught
+
+    run_id, caught = run_async(lambda: asyncio.wait_for(main(), 90))
+    lost = [str(w.message) for w in caught if issubclass(w.category, SagasLost)]
+    assert len(lost) == 1, [str(w.message) for w in caught]
+    assert f"saga {run_id}: done: a; undone: none; running or timed out (their effect may " \
+        "land): b;" in lost[0], lost[0]  # fmt: skip
+    assert lost[0].endswith("so still in effect, or perhaps, undone by nobody: a, b"), lost[0]
