@@ -72,6 +72,21 @@ def cancel(m: Machine, error: BaseException) -> Op | GraphOp | None:
     return m.fail(error)
 
 
+def cancel_uncalled(m: Machine, error: BaseException) -> Op | GraphOp | None:
+    """The caller's cancel came as the running step's attempt began, and an engine saw that
+    its action was not called (its activity dropped, or refused before the call): that
+    attempt never ran (``Machine.not_run``: a first one's step not run, nothing of it to
+    undo) and the run is cancelled from there (``cancel``), as ``saga.run`` leaves a step
+    begun but not called (attack69 F2: told cut short after its effect, leaked). Declined
+    as ``declines`` says whether that attempt began or not (an irreversible step done
+    before, or started with an earlier attempt): None, the engine calls it after all."""
+    if m.pivot_done or (m.attempt > 1 and declines(m) is not None):
+        cancel(m, error)  # (noted)
+        return None
+    m.not_run(m.current, "the cancel came as it started")  # type: ignore[arg-type]
+    return cancel(m, error)
+
+
 def stop_forward(m: Machine, error: BaseException) -> bool:
     """Stop the forward run for a reason of the engine's own (``error``: no room left in a
     workflow's history): noted, nothing more starts, and once the running steps are told the

@@ -23,7 +23,8 @@ from ...faults import NO_FAULTS
 from ...verdicts import after_effect
 from .. import hosted, remote
 from ..error_record import ErrorRecord, cut_text, lineage
-from .workflow import ACTION, IN_DOUBT, NOT_CALLED, UNDO, StepCall
+from .ends import IN_DOUBT, NOT_CALLED
+from .workflow import ACTION, UNDO, StepCall
 
 BENIGN = ApplicationErrorCategory.BENIGN  # a step's failure is data: logged at DEBUG, no WARNING
 
@@ -123,12 +124,12 @@ def run_action(call: StepCall) -> None:
     A cancel of the workflow never cuts the call short (a Python call is not pre-empted;
     one that heartbeats may see it, ``activity.is_cancelled()``, and end early): its real
     end is reported, and the workflow hears the cancel as the step returns, as
-    ``saga.run`` does. Only a cancel heard before the call began cuts the step short."""
-    run = _hosted_here(call.run_id, f"the action of {call.step!r}")
-    gate = GATES.get(call.run_id)
-    refuse_if_closing(call.step)
+    ``saga.run`` does. A cancel heard before the call began refuses it: never called."""
     ended: list[ErrorRecord | None] = []
     try:  # (a cancel its heartbeats hear as it waits for its turn is held back too)
+        run = _hosted_here(call.run_id, f"the action of {call.step!r}")
+        gate = GATES.get(call.run_id)
+        refuse_if_closing(call.step)
         with activity.shield_thread_cancel_exception():
             if gate is not None:
                 gate(call.step)  # (a close meanwhile ends the wait: ``closing``)
@@ -150,8 +151,8 @@ def run_action(call: StepCall) -> None:
                     ))  # fmt: skip
         _cancel_heard_by_now()
     except CancelledError:  # raised into this thread once the shield ends
-        if not ended:
-            raise  # before the call began: cut short, nothing ran
+        if not ended:  # before the call began: never called (attack69 F2: cut short)
+            raise not_begun(call.step, "a cancel came before its call") from None
     if ended[0] is not None:
         raise _application_error(ended[0])
 

@@ -62,7 +62,8 @@ async def unfinished(client: Client, known: Iterable[str],
                 continue
             found[run_id] = Unread.of(run_id, REASON, Table(_HEADER, ()))  # this process's word
             continue
-        found[run_id] = SagaTerminated.of(run_id, REASON, history, effected=effected)
+        running = [(kind, step) for kind, step, _ in list(IN_FLIGHT.get(run_id, {}))]
+        found[run_id] = SagaTerminated.of(run_id, REASON, history, running, effected)
 
 
 class WorkerGone(RuntimeWarning):

@@ -179,8 +179,9 @@ class SagaTerminated(RollbackLessonsError):
             undone += [s for s in dict.fromkeys(undid) if s not in undone]
             failed += [s for s in dict.fromkeys(failed_here) if s not in failed + done]
             effected = {*effected, *run.effected}
-        unknown += [s for kind, s in running if kind == "action"]
-        unknown = [s for s in dict.fromkeys(unknown) if s not in done and s not in failed]
+        still = [s for kind, s in running if kind == "action"]  # (timed out in doubt, the
+        failed = [s for s in failed if s not in still]  # history says failed: attack69 F4)
+        unknown = [s for s in dict.fromkeys((*unknown, *still)) if s not in done + failed]
         perhaps = [s for s in failed if s in effected]
         left = [s for s in (*done, *unknown, *perhaps) if s not in undone]
         return cls(

@@ -35,17 +35,18 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
-from temporalio.exceptions import TimeoutError as ServerTimeout
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():  # plain data and the machine, no I/O
     from ... import schedule
-    from ...errors import Cancelled, RemoteError, interrupts
+    from ...errors import Cancelled, interrupts
     from ...machine import Machine, Phase
     from ...operations import CANCELLED_ASKING, Ask, Finished, Op, RunStep, RunUndo, Wait
     from ...schedule import GraphMachine, GraphOp, Ready
+    from ...stopping import cancel_uncalled
     from .. import hosted
-    from ..wire import ErrorRecord, SagaPlan, record_data
+    from ..wire import SagaPlan, record_data
+    from .ends import cause_of, end_unknown, never_started, not_called
     from .limits import TemporalLimitExceeded, check_result, no_room, no_room_forward
     from .person import PersonAsked
     from .timeouts import HEARTBEAT_TIMEOUT, MARGIN, turn_wait
@@ -53,20 +54,6 @@ with workflow.unsafe.imports_passed_through():  # plain data and the machine, no
 ACTION = "rollback_lessons.action"
 UNDO = "rollback_lessons.undo"
 LIMIT = "TemporalLimitExceeded"
-IN_DOUBT = "StepTimedOut"
-"""The error of an action still running past ``step_timeout`` (the worker measures it,
-from its turn): its call goes on, its end unknown."""
-ABANDONED = "AbandonedCall"
-"""The error of an action still running when its runner closed (``activities.Threads``):
-its call goes on on its thread, its end unknown, as ``IN_DOUBT`` (attack21's T1: told as
-a clean failure, another worker rolled back without it and its effect landed after)."""
-SHUT = "WorkerShutdown"  # (the SDK's core's, a call past the worker's shutdown grace: attack59 T4)
-CUT = "CancelledError"
-"""An activity its worker's loop cancelled (``asyncio.run`` ending on a ``sys.exit``), failed
-by the SDK with no record: its end unknown (``_end_unknown``; attack51 F2: a clean failure)."""
-NOT_CALLED = "RunnerClosing"
-"""A call a worker refused to begin (its runner closing, or the run not hosted there): the
-workflow schedules it again, for whichever worker takes the run up (attack21's T1)."""
 ONCE = RetryPolicy(maximum_attempts=1)  # each attempt is the machine's to decide
 
 
@@ -97,39 +84,6 @@ def _keep_going() -> None:
 
 CANCEL = Cancelled.by_caller
 """The error a cancelled run fails with: the engine's own (``errors.Cancelled``)."""
-
-
-def _cause(err: BaseException) -> tuple[BaseException, bool]:
-    """What really failed inside an activity (the activity put the facts in its details),
-    and whether it was a cancellation (never retried: the machine is told it interrupted)."""
-    cause = err.cause if isinstance(err, ActivityError) else err
-    if isinstance(cause, ApplicationError) and cause.details:
-        return ErrorRecord(**cause.details[0]).to_exception(), False
-    if isinstance(cause, ApplicationError) and cause.type in (CUT, ABANDONED, SHUT):  # (ours: none)
-        said = "its worker stopped mid-call" if cause.type == CUT else cause.message
-        return RemoteError(cause.type, f"{said}: its end unknown", (cause.type,)), False
-    name = type(cause).__name__
-    return RemoteError(name, str(cause), (name,)), "Cancel" in name
-
-
-def _end_unknown(err: ActivityError) -> bool:
-    """Did a call go on unheard: past ``step_timeout`` in its worker (``IN_DOUBT``), left
-    running by a runner that closed (``ABANDONED``), timed out by the server, or cut by its
-    worker's loop (``CUT``, no record)? An action's effect may land yet: the step was cut
-    short (undone if its undo was logged before it, reported leaked if not); an undo's
-    attempt may be done: asked again. Never a clean failure."""
-    cause = err.cause
-    return isinstance(cause, ServerTimeout) or (
-        isinstance(cause, ApplicationError)
-        and (cause.type in (IN_DOUBT, ABANDONED, SHUT) or (cause.type == CUT and not cause.details))
-    )
-
-
-def _not_called(err: ActivityError, unturned: bool = False) -> bool:
-    """Never begun: refused by a closing runner's worker (``NOT_CALLED``), or an action never
-    given its turn whose end is unknown (its refusal lost with its worker: attack61 H2)?"""
-    refused = isinstance(err.cause, ApplicationError) and err.cause.type == NOT_CALLED
-    return refused or (unturned and _end_unknown(err))
 
 
 async def _ended(handle: workflow.ActivityHandle[Any]) -> None:
@@ -206,7 +160,7 @@ class SagaWorkflow(PersonAsked):
         await self._activity(ACTION, plan, call, turn_wait(plan) + plan.step_timeout + MARGIN)
 
     async def _activity(self, name: str, plan: SagaPlan, call: StepCall, timeout: float) -> None:
-        """An attempt; one never begun (``_not_called``) is scheduled again, not counted,
+        """An attempt; one never begun (``not_called``) is scheduled again, not counted,
         while the history has room (``no_room``; then it failed: attack51 F1)."""
         while True:
             asked = str(workflow.uuid4())  # (its id: the turn it is given is its own)
@@ -224,8 +178,10 @@ class SagaWorkflow(PersonAsked):
             except ActivityError as err:
                 length = workflow.info().get_current_history_length()
                 unturned = name == ACTION and plan.turns and asked not in self.turned
-                if not _not_called(err, unturned) or no_room(plan, length, 0) is not None:
+                if not not_called(err, unturned) or no_room(plan, length, 0) is not None:
                     raise
+                if name == ACTION and _cancel_requested():  # the run's cancel came first:
+                    raise  # not called again before the machine is told (``_carry_out``)
 
     @workflow.run
     async def run(self, plan: SagaPlan) -> dict[str, Any]:
@@ -338,8 +294,8 @@ class SagaWorkflow(PersonAsked):
                 try:
                     await self._act(plan, step, attempt)
                 except ActivityError as err:
-                    error, cancelled = _cause(err)
-                    if cancelled or _end_unknown(err) or interrupts(error):  # (a Ctrl-C:
+                    error, cancelled = cause_of(err)
+                    if cancelled or end_unknown(err) or interrupts(error):  # (a Ctrl-C:
                         return self._launch(gm, plan, gm.step_cut(step, error))  # cut short)
                     op = gm.step_error(step, error)
                     if type(op) is not Wait:
@@ -390,11 +346,15 @@ class SagaWorkflow(PersonAsked):
             try:
                 await self._act(plan, *op)
             except ActivityError as err:
-                error, cancelled = _cause(err)
+                if (never_started(err) or not_called(err)) and _cancel_requested():  # seen
+                    _keep_going()  # never called: the machine decides (attack69 F2)
+                    cut = cancel_uncalled(m, CANCEL())  # (declined: called after all)
+                    return op if cut is None else cut  # type: ignore[return-value]
+                error, cancelled = cause_of(err)
                 asked = _cancel_requested()
                 if cancelled or asked:
                     _keep_going()
-                if cancelled or _end_unknown(err) or interrupts(error):  # stopped by Temporal,
+                if cancelled or end_unknown(err) or interrupts(error):  # stopped by Temporal,
                     if cancelled or asked:  # unheard, or a Ctrl-C in its call: cut short (the
                         schedule.cancel(m, CANCEL())  # machine is told of a cancel first)
                     return m.interrupted(error)
@@ -414,14 +374,16 @@ class SagaWorkflow(PersonAsked):
         if type(op) is RunUndo:
             call = StepCall(plan.run_id, op.step, op.attempt, op.timeout)
             timeout = op.timeout + MARGIN if op.timeout is not None else plan.step_timeout
+            unheard = 0  # this attempt's ends nobody heard (attack69 F3: asked for ever)
             while True:
                 try:
                     await self._activity(UNDO, plan, call, timeout)
                 except ActivityError as err:  # an attempt whose end is unknown (unheard, cut
                     full = self._limit(m, plan)  # by its worker's end, left by a runner that
-                    if _end_unknown(err) and full is None:  # closed) may be done: an undo is
-                        continue  # idempotent, it is asked again (attack54 F1: a dead letter)
-                    if interrupts(error := _cause(err)[0]):  # a Ctrl-C, sys.exit in the undo:
+                    unheard += end_unknown(err)  # closed) may be done: an undo is idempotent,
+                    if end_unknown(err) and unheard < 2 and full is None:  # asked again once
+                        continue  # (attack54 F1: dead-lettered); unheard twice, it failed
+                    if interrupts(error := cause_of(err)[0]):  # a Ctrl-C, sys.exit in the undo:
                         return m.interrupted(error)  # as in process, the rest pending
                     return m.undo_failed(error, full)
                 return m.undo_ok()

@@ -1,0 +1,94 @@
+"""A step's action in doubt (still running past ``step_timeout``) after a step with an undo.
+attack69 F3: the earlier undo waits for that call, which never ends; its activity timed out
+and was asked again, as an end unknown, without limit: the run never ended, and
+``runner.run`` never returned. Now an end unheard a second time counts as a failed attempt,
+which the policy retries or dead-letters (README). F4: closing a server that keeps nothing
+then named the call still running nowhere in ``SagasLost``."""
+
+import asyncio
+import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from rollback_lessons import RetryPolicy, Saga, Status, Step, UndoPolicy
+from rollback_lessons.runners.temporal import RunnerClosed, SagasLost, TemporalRunner
+
+pytestmark = pytest.mark.usefixtures("no_run_left_behind")
+
+
+def _saga(world: list[str], release: threading.Event, name: str) -> Saga:
+    """a (undone by its undo), then b, whose action runs until ``release`` is set."""
+
+    def b(state):
+        world.append("do b")
+        release.wait(120)
+
+    return Saga(
+        [Step("a", lambda s: world.append("do a"), lambda s: world.append("undo a")),
+         Step("b", b, lambda s: world.append("undo b"))],
+        name=name,
+    )  # fmt: skip
+
+
+def test_an_undo_waiting_on_a_call_in_doubt_is_asked_again_once_then_counted_failed(
+    on_temporal,
+):
+    world: list[str] = []
+    release = threading.Event()
+
+    async def scenario(runner):
+        handle = await runner.start_saga(_saga(world, release, "doubt-undo"), {}, step_timeout=1)
+        try:  # (the bound only turns a hang into a failure: it ends within seconds)
+            return await asyncio.wait_for(handle.outcome(), 90), await handle.history()
+        finally:
+            release.set()
+
+    outcome, history = on_temporal(scenario)
+    assert outcome.status is Status.ROLLBACK_INCOMPLETE, (outcome.status, outcome.notes)
+    assert outcome.leaked == ("b",)  # in doubt, its undo logged after it
+    assert [d.step for d in outcome.dead_letters] == ["a"]  # (it waited for b: never called)
+    assert world == ["do a", "do b"]
+    asks = [row for row in history.rows if row[-3:] == ("activity scheduled", "undo", "a")]
+    assert 1 <= len(asks) <= 2, history  # (asked again once if the server timed it out)
+
+
+def run_async(coroutine_function):
+    """asyncio.run in a thread of its own: the test session may have a loop running."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(coroutine_function())).result()
+
+
+def test_close_names_a_call_still_running_in_doubt_among_what_may_be_in_effect():
+    """F4: at close, b's action still runs here (timed out in doubt, its effect may land):
+    ``SagasLost`` names it among "running or timed out" and "still in effect, or perhaps"."""
+    world: list[str] = []
+    release = threading.Event()
+    slow = UndoPolicy(RetryPolicy(max_attempts=3, initial_delay=60))  # (a's undo: still asked)
+
+    async def main():
+        runner = await TemporalRunner.start()
+        saga = _saga(world, release, "doubt-lost")
+        handle = await runner.start_saga(saga, {}, step_timeout=1, policy=slow)
+        try:
+            while not any(
+                row[-3:] == ("activity failed", "action", "b")
+                for row in (await handle.history()).rows
+            ):  # b timed out in doubt (its call goes on)
+                await asyncio.sleep(0.05)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                await runner.close()
+        finally:
+            release.set()
+        with pytest.raises(RunnerClosed):  # (what it says: test_temporal_close_lost)
+            await handle.outcome()
+        return handle.run_id, caught
+
+    run_id, caught = run_async(lambda: asyncio.wait_for(main(), 90))
+    lost = [str(w.message) for w in caught if issubclass(w.category, SagasLost)]
+    assert len(lost) == 1, [str(w.message) for w in caught]
+    assert f"saga {run_id}: done: a; undone: none; running or timed out (their effect may " \
+        "land): b;" in lost[0], lost[0]  # fmt: skip
+    assert lost[0].endswith("so still in effect, or perhaps, undone by nobody: a, b"), lost[0]
