@@ -34,10 +34,9 @@ def _saga(world: list[str], name: str) -> Saga:
 
 
 def _cancelled(outcome, world: list[str]) -> None:
-    """The saga was cancelled and compensated: nothing it did stands. (Its status is
-    ``cancelled``, or ``rollback_incomplete`` while an action whose activity was cancelled
-    before its call counts as cut after its effect: attack69 F2, another fix.)"""
-    assert outcome.status is not Status.COMMITTED
+    """The saga was cancelled and compensated: nothing it did stands (an action whose
+    activity the cancel found before its call is not run: attack69 F2)."""
+    assert outcome.status is Status.CANCELLED, outcome
     assert any(e.kind == "rollback_start" and e.details["cancelled"] for e in outcome.events)
     done = [line.split()[1] for line in world if line.startswith("do ")]
     assert [line for line in world if line.startswith("undo ")] == [f"undo {n}" for n in done[::-1]]
