@@ -221,11 +221,16 @@ def test_a_worker_killed_after_each_effect_leaves_the_booking_committed_each_eff
         return "sent" if sent else "not sent"
 
     async def each(runner):
-        return await asyncio.gather(*(
-            kill_a_worker_at(runner, world, f"after {step}", BookingInput(world, "b1"),
-                             answer=person)
-            for step, world in worlds.items()
-        ))  # fmt: skip
+        # a TaskGroup, not gather: one that fails cancels the others, whose workers are then
+        # killed (gather left them running on the module's loop, and pytest -x left them behind)
+        async with asyncio.TaskGroup() as group:
+            tasks = [
+                group.create_task(kill_a_worker_at(
+                    runner, world, f"after {step}", BookingInput(world, "b1"), answer=person
+                ))
+                for step, world in worlds.items()
+            ]  # fmt: skip
+        return [task.result() for task in tasks]
 
     killed = [*a_part(list(COMPENSABLE), 2, name="a worker killed after"), PIVOT, *FORWARD]
     worlds = {step: str(tmp_path / f"{step}.db") for step in STEPS if step in killed}
