@@ -69,15 +69,18 @@ $(NODE_MODULES): tests/node/package-lock.json
 # halves and the Temporal tests is waiting (on Chromium and JupyterLab, on the server's
 # timers): in one process the tests took about 600 s of wall time for 330 s of CPU (s37,
 # Chromium's renderers included), so three workers on two cores left a core idle much of
-# the run and could not end before 600 / 3 = 200 s; four can end at 150 s. The tests are
-# shared out one by one, a notebook and a module with its own servers as one unit
-# (conftest.py). The 20 slowest tests are printed at the end, and the 15 files that used
-# the most CPU (conftest.py), then one line: the wall time of all of make test and the CPU
-# time (user+sys) pytest used. make test runs a representative part of the costliest
-# checks; make soak runs them all (SOAK=1). Of the costliest sweeps (every single fault on
-# Step Functions and on Temporal, Temporal's travel faults, the layout of every picture)
-# it runs a third, a different third each run: the header's TEST_SLICE=N says which
-# (make test TEST_SLICE=N runs that part again).
+# the run and could not end before 600 / 3 = 200 s; four can end at 150 s. `--dist
+# loadfile` is the switch for the scheduler in the root conftest.py
+# (pytest_xdist_make_scheduler), which takes loadfile's place: not a whole file to a worker,
+# as xdist's loadfile alone does, but each test on its own, except a notebook, a module with
+# its own servers (its TOGETHER) and each half of the browser tests, each one unit on one
+# worker; the longest units first. The 20 slowest tests are printed at the end, and the 15
+# files that used the most CPU (conftest.py), then one line: the wall time of all of make
+# test and the CPU time (user+sys) pytest used. make test runs a representative part of the
+# costliest checks; make soak runs them all (SOAK=1). Of the costliest sweeps (every single
+# fault on Step Functions and on Temporal, Temporal's travel faults, the layout of every
+# picture) it runs a third, a different third each run: the header's TEST_SLICE=N says
+# which (make test TEST_SLICE=N runs that part again).
 WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) + 2 )))
 XDIST = $(if $(filter 1,$(WORKERS)),-p no:xdist,-n $(WORKERS) --dist loadfile)
 NBVAL = --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg

@@ -89,6 +89,35 @@ def test_a_port_in_use_is_refused_in_one_line_before_anything_is_copied(tmp_path
     assert "--port N" in err and not (tmp_path / "x").exists()
 
 
+def test_a_port_a_stopped_lab_left_in_time_wait_is_free_and_one_listened_on_is_not():
+    """A JupyterLab just stopped leaves its connections in TIME_WAIT on its port for up to
+    a minute: a plain bind is refused there, JupyterLab's own (SO_REUSEADDR) is not, so a
+    relaunch on that port is let through; a port something listens on is refused."""
+    import socket
+
+    def server() -> socket.socket:  # as JupyterLab (Tornado) binds
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        return sock
+
+    with server() as old:
+        old.bind(("127.0.0.1", 0))
+        old.listen()
+        port = old.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as browser:
+            served, _ = old.accept()
+            served.close()  # the server closes first: its end waits in TIME_WAIT
+            assert browser.recv(1) == b""
+    with socket.socket() as plain, pytest.raises(OSError):
+        plain.bind(("127.0.0.1", port))  # (the old check: refused)
+    launch.port_free(port)  # no LabError
+    with server() as relaunched:
+        relaunched.bind(("127.0.0.1", port))
+        relaunched.listen()
+        with pytest.raises(launch.LabError, match=f"port {port} on 127.0.0.1 is in use"):
+            launch.port_free(port)
+
+
 def test_one_new_lesson_is_said_in_the_singular(tmp_path):
     source = launch.shipped_lessons()
     launch.install(tmp_path / "mine", source)

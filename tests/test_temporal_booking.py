@@ -9,6 +9,7 @@ went, nothing is, and a person decides; the step after it is retried forward, ne
 
 import asyncio
 import dataclasses
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -19,8 +20,38 @@ from rollback_lessons.worlds.temporal_booking.demo import kill_a_worker_mid_roll
 
 pytestmark = pytest.mark.usefixtures("no_run_left_behind")
 
+# A loaded machine's worker: the SDK core's warning, on the stdout the worker speaks on
+NOISE = "WARN temporalio_sdk_core: [TMPRL1104] Workflow task duration exceeded 5 seconds"
 
-def test_a_worker_killed_mid_compensation_is_replaced_and_the_saga_finishes(tmp_path, on_temporal):
+
+@pytest.fixture
+def noisy_workers(tmp_path, monkeypatch):
+    """Worker processes (started by the demo) that write another line before each of their
+    own, as the SDK core's warnings came before the pause under load: the demo must wait for
+    the worker's line, not take the first one."""
+    site = tmp_path / "noisy"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class Noisy:\n"
+        "    def __init__(self, out):\n"
+        "        self.out = out\n"
+        "    def write(self, text):\n"
+        "        if text.strip():\n"
+        f"            self.out.write({NOISE!r} + '\\n')\n"
+        "        return self.out.write(text)\n"
+        "    def __getattr__(self, name):\n"
+        "        return getattr(self.out, name)\n"
+        "sys.stdout = Noisy(sys.stdout)\n"
+    )
+    paths = [str(site), *filter(None, [os.environ.get("PYTHONPATH")])]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
+
+
+def test_a_worker_killed_mid_compensation_is_replaced_and_the_saga_finishes(
+    tmp_path, on_temporal, noisy_workers
+):
+    """(Its workers say another line before each of theirs: ``noisy_workers``.)"""
     world = str(tmp_path / "world.db")
     takeover = on_temporal(lambda runner: kill_a_worker_mid_rollback(runner, world))
     # when the first worker died: the charge was refunded, the room not yet released
@@ -131,14 +162,17 @@ def test_after_the_email_the_points_are_retried_forward_and_never_undone(tmp_pat
     assert world["undo_calls"] == []
 
 
-def test_a_server_restarted_mid_compensation_keeps_the_saga_and_it_finishes(tmp_path):
+def test_a_server_restarted_mid_compensation_keeps_the_saga_and_it_finishes(
+    tmp_path, noisy_workers
+):
     """Stop the server while the saga is in an undo, start a new server process on the same
     database file, and the saga finishes its compensation, each undo applied once.
 
     The server stays down longer than the undo's timeout, as it does whenever a loaded
     machine restarts it slowly (CI): the new server times out the attempt it never heard
     end, and the retry must finish the undo, not make it a dead letter. (A slower machine
-    only keeps the server down longer: nothing here waits for less than the time given.)"""
+    only keeps the server down longer: nothing here waits for less than the time given.)
+    Its worker says another line before each of its own (``noisy_workers``)."""
     from rollback_lessons.worlds.temporal_booking.demo import restart_the_server_mid_rollback
     from rollback_lessons.worlds.temporal_booking.workflows import ACTIVITY_TIMEOUT
 
@@ -187,11 +221,16 @@ def test_a_worker_killed_after_each_effect_leaves_the_booking_committed_each_eff
         return "sent" if sent else "not sent"
 
     async def each(runner):
-        return await asyncio.gather(*(
-            kill_a_worker_at(runner, world, f"after {step}", BookingInput(world, "b1"),
-                             answer=person)
-            for step, world in worlds.items()
-        ))  # fmt: skip
+        # a TaskGroup, not gather: one that fails cancels the others, whose workers are then
+        # killed (gather left them running on the module's loop, and pytest -x left them behind)
+        async with asyncio.TaskGroup() as group:
+            tasks = [
+                group.create_task(kill_a_worker_at(
+                    runner, world, f"after {step}", BookingInput(world, "b1"), answer=person
+                ))
+                for step, world in worlds.items()
+            ]  # fmt: skip
+        return [task.result() for task in tasks]
 
     killed = [*a_part(list(COMPENSABLE), 2, name="a worker killed after"), PIVOT, *FORWARD]
     worlds = {step: str(tmp_path / f"{step}.db") for step in STEPS if step in killed}

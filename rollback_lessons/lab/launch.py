@@ -262,17 +262,16 @@ def lab_command(folder: Path, port: int, settings: Path | None = None) -> list[s
 
 def port_free(port: int) -> None:
     """JupyterLab, told a port in use (and ``port_retries=0``), ends in a page of its own
-    log (newuser14): asked first, the command says so in one line, and what to do."""
-    import socket
+    log (newuser14): asked first, the command says so in one line, and what to do. Asked
+    as JupyterLab binds (``port_in_use``): a JupyterLab just stopped left its connections in
+    TIME_WAIT, which a plain bind refuses for a minute and JupyterLab's does not."""
+    from ..runners import port_in_use
 
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            raise LabError(
-                f"port {port} on 127.0.0.1 is in use (another JupyterLab?): "
-                "choose another with --port N (make lab PORT=N)"
-            ) from None
+    if port_in_use(port):
+        raise LabError(
+            f"port {port} on 127.0.0.1 is in use (another JupyterLab?): "
+            "choose another with --port N (make lab PORT=N)"
+        )
 
 
 def open_lab(

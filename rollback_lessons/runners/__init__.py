@@ -48,6 +48,19 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def port_in_use(port: int) -> bool:
+    """Is ``port`` on 127.0.0.1 taken, the way a server binds it (SO_REUSEADDR, as the
+    Temporal dev server and JupyterLab do)? A port whose last server's connections sit in
+    TIME_WAIT (up to 60 s after it stopped) is free to them, though a plain bind is refused."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
 @runtime_checkable
 class Runner(Protocol):
     """An engine that runs a Saga and answers with ``saga.run``'s Outcome.

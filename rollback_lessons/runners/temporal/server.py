@@ -11,7 +11,6 @@ import gc
 import logging
 import os
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -30,7 +29,7 @@ from temporalio.runtime import (
 from temporalio.service import RetryConfig
 
 from ...errors import RollbackLessonsError
-from .. import reaper
+from .. import port_in_use, reaper
 
 T = TypeVar("T")
 
@@ -251,18 +250,6 @@ def _open_log() -> int:
     owner only."""
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
     return os.open(server_log(), flags, 0o600)
-
-
-def port_in_use(port: int) -> bool:
-    """Is ``port`` on 127.0.0.1 taken (the way a server binds it: SO_REUSEADDR, so that a
-    port a stopped server just left is free)?"""
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
 
 
 def check_ports(ports: dict[str, int | None]) -> None:

@@ -16,6 +16,10 @@ from temporalio.worker import Worker
 from .activities import do_step, undo_step
 from .workflows import BookingSaga
 
+READY = "worker ready"
+"""Its line once its worker is built, before it polls: its stdout carries the SDK core's
+warnings too, so the demo waits for this very line (``demo.wait_for_line``)."""
+
 
 async def serve(address: str, task_queue: str) -> None:
     client = await Client.connect(address)
@@ -34,7 +38,7 @@ async def serve(address: str, task_queue: str) -> None:
             # if this worker dies, another one takes the workflow over after this long
             sticky_queue_schedule_to_start_timeout=timedelta(seconds=1),
         )
-        print("worker ready", flush=True)
+        print(READY, flush=True)
         await worker.run()
 
 
