@@ -168,3 +168,31 @@ def test_a_ctrl_c_in_recover_with_stdout_closed_or_full_says_its_line(tmp_path, 
         "rollback-lessons: recover interrupted (Ctrl-C); what it undid is recorded, and left "
         "unfinished for the next recover: saga(s) 's1', 's2', 's3'\n",
     )
+
+
+def test_a_further_signal_as_the_interrupts_line_blocks_ends_it(tmp_path):
+    """F2 (``journal show ... 2>&1 | a stalled reader``): its table fills the pipe, a Ctrl-C,
+    its line blocks too; a further SIGTERM ends it, exit 130 (was deaf to every signal)."""
+    path = tmp_path / "j.db"
+    _crashed(path, 40, name="s{}-" + "x" * 300)
+    read, write = os.pipe()
+    fcntl.fcntl(write, fcntl.F_SETPIPE_SZ, 4096)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "rollback_lessons", "journal", "show", str(path)],
+        stdout=write, stderr=write, cwd=tmp_path,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    os.close(write)
+    try:
+        deadline = time.monotonic() + 60
+        while not _unread(read) and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)  # (its table is being written: it blocks there)
+        child.send_signal(signal.SIGINT)
+        while child.poll() is None and time.monotonic() < deadline:
+            child.send_signal(signal.SIGTERM)  # (further ones, until it ends)
+            time.sleep(0.05)
+        assert child.wait(timeout=1) == 130
+    finally:
+        child.kill()
+        child.wait()
+        os.close(read)
