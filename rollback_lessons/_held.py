@@ -5,6 +5,8 @@ its finalizer (``runners.closed``), what an interrupted command writes and says 
 from __future__ import annotations
 
 import contextlib
+import os
+import select
 import signal
 import threading
 from collections.abc import Iterator
@@ -26,3 +28,47 @@ def held(kept: list[int]) -> Iterator[None]:
     finally:
         for which, handler in swapped.items():
             signal.signal(which, handler)
+
+
+@contextlib.contextmanager
+def telling(ending: list[Any]) -> Iterator[None]:
+    """``held``, as an interrupt's output and its one line are written (``ending``: its exit
+    status, and its line, ``b""`` once said); in the command, a further signal ends the
+    process with that status after a last non-blocking try at the line: an output that
+    blocks (a reader that stalls) hung it, deaf to every signal (attack71 F2). What it tells
+    is already written in the journal."""
+    from . import _starting
+
+    if not _starting._is_the_command() or threading.current_thread() is not threading.main_thread():
+        with held([]):
+            yield
+        return
+    kept: list[int] = []
+    with held(kept):
+        for which in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(which) is not None:
+                signal.signal(which, lambda signum, frame: _heard(signum, ending, kept))
+        yield
+
+
+def _heard(signum: int, ending: list[Any], kept: list[int]) -> None:
+    """A further signal as the interrupt is told: held, unless its output blocks (stdout or
+    stderr a pipe that takes no more): then the end, ``ending``'s status."""
+    try:
+        ready = select.select([], [1, 2], [], 0)[1]
+    except (OSError, ValueError):  # (one closed: no write of it blocks)
+        ready = [1, 2]
+    if len(ready) < 2:
+        _last(*ending)
+    kept.append(signum)
+
+
+def _last(status: int, line: bytes) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        blocking = os.get_blocking(2)
+        os.set_blocking(2, False)
+        try:
+            os.write(2, line)
+        finally:
+            os.set_blocking(2, blocking)
+    os._exit(status)

@@ -46,18 +46,25 @@ HELD: list[int] = []
 
 def _interrupt(signum: int, frame: object) -> None:
     if not _noted(signum, frame):
-        raise KeyboardInterrupt
+        raise _own(KeyboardInterrupt())
 
 
 def _terminate(signum: int, frame: object) -> None:
     if not _noted(signum, frame):
-        raise Terminated
+        raise _own(Terminated())
+
+
+def _own(exc: KeyboardInterrupt) -> KeyboardInterrupt:
+    """``exc`` marked as raised by the command's own handler: only its handling holds a
+    second signal (attack71 F4: a ``sys.exit`` in an undo held every later one)."""
+    exc.own_signal = True  # type: ignore[attr-defined]
+    return exc
 
 
 def _noted(signum: int, frame: object) -> bool:
-    """Is this signal only noted (``HELD``): heard as an interrupt is being handled, or as
-    the handler of another one runs (two at once: Python calls the second as the first's
-    begins, before it has raised)?"""
+    """Is this signal only noted (``HELD``): heard as the package's own code handles the
+    command's own interrupt (``handling``), or as the handler of another one runs (two at
+    once: Python calls the second as the first's begins, before it has raised)?"""
     at = frame
     while at is not None and getattr(at, "f_code", None) not in _HANDLERS:
         at = getattr(at, "f_back", None)
@@ -67,21 +74,31 @@ def _noted(signum: int, frame: object) -> bool:
     return True
 
 
+_HOME = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
 def handling() -> bool:
-    """Is an interrupt (a Ctrl-C, a SIGTERM, a ``sys.exit``) being handled here: the exception
-    being handled, or one it was raised while handling (its ``__context__``, ``__cause__``),
-    one? From the first signal's handler on (its ``raise``: the handler, a ``finally``, a
-    ``with``'s exit, the ``except`` that tells it), a second signal is only noted, so the
-    first one's clean-up runs and its line is told (attack68 F1-F3: one that landed before a
-    ``held`` was entered cut that clean-up, or the line, or was a traceback). Once it is
-    handled (told, or swallowed by code that goes on), a signal is raised again."""
+    """Is the command's own interrupt (a Ctrl-C, a SIGTERM its handler raised: ``_own``; not
+    a ``sys.exit``, whose clean-up a signal still cuts: attack71 F4) being handled here, by
+    the package's code (the frame that caught it: its traceback's first)? The exception being
+    handled, or one it was raised while handling (its ``__context__``, ``__cause__``). From
+    the first signal's handler on (its ``raise``: the handler, a ``finally``, a ``with``'s
+    exit, the ``except`` that tells it), a second signal is only noted, so the first one's
+    clean-up runs and its line is told (attack68 F1-F3: one that landed before a ``held``
+    was entered cut that clean-up, or the line, or was a traceback). A registry's undo that
+    caught a Ctrl-C and works in its ``except`` holds nothing: a signal held there was lost,
+    the undo going on (attack71 F1)."""
+    now = sys.exc_info()[1]
+    at = getattr(now, "__traceback__", None)
+    if at is None or not at.tb_frame.f_code.co_filename.startswith(_HOME):
+        return False
     seen: set[int] = set()
-    todo = [sys.exc_info()[1]]
+    todo = [now]
     while todo:
         exc = todo.pop()
         if exc is None or id(exc) in seen:
             continue
-        if isinstance(exc, KeyboardInterrupt | SystemExit):
+        if isinstance(exc, KeyboardInterrupt) and getattr(exc, "own_signal", False):
             return True
         seen.add(id(exc))
         todo += [exc.__context__, exc.__cause__]
@@ -119,7 +136,7 @@ def install() -> None:
             return
 
 
-_HANDLERS = {f.__code__ for f in (_interrupt, _terminate, _noted, handling)}
+_HANDLERS = {f.__code__ for f in (_interrupt, _terminate, _own, _noted, handling)}
 
 
 def started() -> None:

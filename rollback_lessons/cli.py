@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from ._ending import at_end, ended, threads_left
-from ._held import held
+from ._held import telling
 from ._output import STDOUT, OutputError, _quiet_stdout, _warn
 from ._output import _say as _say  # (durable.command says through cli: a test stands in)
 from ._starting import Terminated
-from .events import UNDO_KINDS, Event, EventKind, describe
+from .events import UNDO_KINDS, Event, EventKind, describe, one_line
 from .outcome import Outcome
 
 if TYPE_CHECKING:
@@ -320,14 +320,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageExit:
         raise  # (argparse's usage error: its lines written, its status)
     except (KeyboardInterrupt, SystemExit) as exc:  # (any sys.exit but argparse's; a
-        with held([]):  # second signal as its line is written, held: attack66 F3)
-            return _interrupted(exc)
+        ending = [interrupted_by(exc)[1], b""]  # second signal as its line is written,
+        with telling(ending):  # held: attack66 F3; ends it as that blocks: attack71 F2)
+            return _interrupted(exc, ending)
 
 
 _COMMAND = "rollback_lessons.durable.command"
 
 
-def _interrupted(exc: BaseException) -> int:
+def _interrupted(exc: BaseException, ending: list[Any] | None = None) -> int:
     """A Ctrl-C or a ``sys.exit``: one line; cut short, never a success; heard once the
     command had finished (its work done and said: ``durable.command.DONE``), said so, with
     its own status (attack60 F2: "the command did not finish", of a settle written)."""
@@ -337,10 +338,14 @@ def _interrupted(exc: BaseException) -> int:
         return int(told[-1])
     done = getattr(sys.modules.get(_COMMAND), "DONE", None)
     if done:
-        _warn(f"interrupted ({what}) once the command had finished: {done[-1][1]}")
-        return int(done[-1][0])
-    _warn(f"interrupted ({what})" if isinstance(exc, KeyboardInterrupt) else
-          f"interrupted: {what}; the command did not finish")  # fmt: skip
+        status = int(done[-1][0])
+        line = f"interrupted ({what}) once the command had finished: {done[-1][1]}"
+    else:
+        line = (f"interrupted ({what})" if isinstance(exc, KeyboardInterrupt) else
+                f"interrupted: {what}; the command did not finish")  # fmt: skip
+    if ending is not None:  # (what a further signal says, if the line blocks: attack71 F2)
+        ending[:] = [status, f"rollback-lessons: {one_line(line)}\n".encode(errors="replace")]
+    _warn(line)
     return status
 
 

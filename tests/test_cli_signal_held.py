@@ -159,8 +159,8 @@ def _command(tmp_path, args: list[str], **env: str) -> subprocess.CompletedProce
     )  # fmt: skip
 
 
-def _crashed(path, n: int) -> None:
-    """``n`` sagas (s0, s1, ...) of one step each, crashed before their undo: pending."""
+def _crashed(path, n: int, name: str = "s{}") -> None:
+    """``n`` sagas (s0, s1, ...: ``name``) of one step each, crashed before their undo."""
 
     def crash(event):
         if event.kind == "undo":
@@ -170,9 +170,9 @@ def _crashed(path, n: int) -> None:
     with Journal(path) as journal:
         for i in range(n):
             with pytest.raises(KeyboardInterrupt):
-                saga.run({}, journal=journal, run_id=f"s{i}", on_event=crash)
+                saga.run({}, journal=journal, run_id=name.format(i), on_event=crash)
     for i in range(n):
-        orphan(path, f"s{i}")
+        orphan(path, name.format(i))
 
 
 @pytest.mark.parametrize("second", ["as held swaps", "together"])

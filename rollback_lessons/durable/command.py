@@ -18,16 +18,18 @@ def journal_command(args: argparse.Namespace) -> int:
     try:  # (a signal as these load: a settle says nothing was settled, attack68 L1)
         import sqlite3
 
-        from .._held import held
+        from .._held import telling
         from ..cli import (
             STDOUT,
             CommandError,
             OutputError,
+            _quiet_stdout,
             _say,
             _warn,
             interrupted_by,
             load_registry,
         )
+        from ..events import one_line
         from .journal import Journal, JournalError
         from .recovery import recover
         from .report import _safe
@@ -68,15 +70,21 @@ def journal_command(args: argparse.Namespace) -> int:
             return told(_settle_interrupted(args, done, why, status, journal is not None))
         if readonly:
             raise
-        with held([]):  # (a second one as its line is written: held, attack66 F1, F3)
-            finished = getattr(exc, "recovered", None)
-            if finished is None and report is not None:  # (it had returned: heard as the
-                finished, exc.unfinished = report.recovered, ()  # type: ignore[union-attr]
-                # journal closed, attack48 F11)
-            for done in finished or ():
-                _say(_safe(str(done)))
-            recorded = getattr(exc, "unrecorded", "what it undid is recorded")  # (attack63 F2)
-            _warn(f"recover interrupted ({why}); {recorded}, and {_left(exc)}")
+        finished = getattr(exc, "recovered", None)
+        if finished is None and report is not None:  # (it had returned: heard as the
+            finished, exc.unfinished = report.recovered, ()  # type: ignore[union-attr]
+            # journal closed, attack48 F11)
+        recorded = getattr(exc, "unrecorded", "what it undid is recorded")  # (attack63 F2)
+        line = f"recover interrupted ({why}); {recorded}, and {_left(exc)}"
+        ending = [status, f"rollback-lessons: {one_line(line)}\n".encode(errors="replace")]
+        with telling(ending):  # (a second one: held, attack66 F1, F3; ends it as
+            try:  # its output blocks, attack71 F2)
+                for done in finished or ():
+                    _say(_safe(str(done)))
+            except (OSError, OutputError):  # (stdout closed, full: the line said, F3)
+                _quiet_stdout()
+            _warn(line)
+            ending[1] = b""
             return told(status)
     except sqlite3.OperationalError as exc:
         waited = f"waited {args.wait:g} s; a longer --wait waits more"  # (attack53 L1)
