@@ -12,6 +12,7 @@ becomes a note and the undos go on in memory.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
@@ -45,10 +46,13 @@ def typed(exc: Exception, at: str) -> Exception:
 def task_cancel(m: Machine, kind: EventKind) -> bool:
     """Is this a step cut short by its task's cancellation (an ``AsyncRollback`` block's),
     which its rollback will hear as a cancel (``_guards.hand_off``), not declined? Said in
-    the journal at once (attack38 F3: only once the rollback began)."""
-    import asyncio
-
-    cut = kind is EventKind.STEP_FAILED and isinstance(m.tried, asyncio.CancelledError)
+    the journal at once (attack38 F3: only once the rollback began). A run with no asyncio
+    loaded has no task: importing it here, mid-saga, gave a Ctrl-C some forty imports to land
+    in, where CPython swallows it (importlib's lock callback)."""
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None or kind is not EventKind.STEP_FAILED:
+        return False
+    cut = isinstance(m.tried, asyncio.CancelledError)
     if not cut or m.rolling:
         return False
     from .schedule import declines

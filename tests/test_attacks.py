@@ -171,6 +171,38 @@ def test_real_sigint_at_random_instants_of_a_journalled_saga_loses_no_step(tmp_p
             assert done <= undone | leaked, (trial, status, lines)
 
 
+def test_a_journalled_sync_run_imports_nothing_once_its_journal_is_open(tmp_path):
+    """The soak's child once lost its SIGINT as CPython swallowed it in importlib's lock
+    callback: the run imported asyncio mid-saga (to ask if a failed step was a cancelled
+    task's). A sync run loads no module between the journal's opening and its end."""
+    child = textwrap.dedent(
+        """
+        import sys
+        from rollback_lessons import Saga, Step
+        from rollback_lessons.durable.journal import Journal
+        from rollback_lessons.durable.registry import Registry, compensation
+
+        @compensation("undo", Registry())
+        def undo(step, idempotency_key=None):
+            pass
+
+        def boom(state):
+            raise RuntimeError("no")
+
+        steps = [Step(n, lambda s: None, undo.bind(step=n)) for n in "ab"] + [Step("c", boom)]
+        with Journal(sys.argv[1]) as j:
+            before = set(sys.modules)
+            out = Saga(steps, name="imports").run({}, journal=j, run_id="s")
+            print(out.status, sorted(set(sys.modules) - before))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", child, str(tmp_path / "j.db")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.stdout.split(" ", 1) == ["rolled_back", "[]\n"], done.stdout + done.stderr
+
+
 # -- 6. recover's and the journal's input, refused before anything happens -------------
 
 

@@ -30,10 +30,12 @@ def process_start(pid: int) -> float | None:
 
 def process_space() -> str | None:
     """Where this process's pid names it: its PID namespace and the boot (Linux), as
-    ``pid:[4026531836] boot 1b2c...``; None where /proc does not tell."""
+    ``pid:[4026531836] boot 1b2c...``; None where /proc does not tell. Read as UTF-8, the
+    codec already loaded (hex is the same in both): a codec's import as a run starts is one
+    more place a Ctrl-C is swallowed by CPython."""
     try:
         namespace = os.readlink("/proc/self/ns/pid")
-        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as boot:
+        with open("/proc/sys/kernel/random/boot_id", encoding="utf-8") as boot:
             return f"{namespace} boot {boot.read().strip()}"
     except (OSError, UnicodeDecodeError):
         return None
