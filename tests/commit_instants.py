@@ -19,7 +19,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from kbi_instants import _is_entry, instants
+import kbi_instants
 
 import rollback_lessons
 from rollback_lessons import AsyncRollback, Rollback, Saga, Status, Step
@@ -38,11 +38,13 @@ def undo(k: str, idempotency_key: str | None = None) -> None:
     world.append("undo " + k)
 
 
-class Tracer:
-    """Counts the instants once ``armed`` (the last step's action ran); raises at the n-th."""
+class Tracer(kbi_instants.Tracer):
+    """Counts the instants once ``armed`` (the last step's action ran), in any file of the
+    package; raises at the n-th."""
 
     def __init__(self, n: int) -> None:
-        self.n, self.count, self.armed, self.fired = n, 0, False, None
+        super().__init__(n)
+        self.armed = False
 
     def arm(self) -> None:
         """From here on (the last step's action runs): its callers in the package traced."""
@@ -53,31 +55,18 @@ class Tracer:
                 frame.f_trace, frame.f_trace_opcodes = self.local, True
             frame = frame.f_back  # type: ignore[assignment]
 
-    def glob(self, frame: FrameType, event: str, arg: Any) -> Any:
+    def wanted(self, frame: FrameType) -> bool:
         if not self.armed or not frame.f_code.co_filename.startswith(PACKAGE):
-            return None
-        if frame.f_back is not None and frame.f_back.f_code.co_filename == reprlib.__file__:
-            return None  # (an outcome's repr, asyncio's own, as asyncio.run ends: not the run's)
-        frame.f_trace_opcodes = True
-        if event == "call" and _is_entry(frame):
-            self._tick(frame, "entry")
-        return self.local
+            return False
+        # (an outcome's repr, asyncio's own, as asyncio.run ends: not the run's)
+        return frame.f_back is None or frame.f_back.f_code.co_filename != reprlib.__file__
 
-    def local(self, frame: FrameType, event: str, arg: Any) -> Any:
-        if event == "opcode" and frame.f_lasti in instants(frame.f_code):
-            self._tick(frame, "after a call or a jump")
-        return self.local
+    def where(self, frame: FrameType, kind: str) -> Any:
+        return (Path(frame.f_code.co_filename).name, frame.f_code.co_name, frame.f_lineno, kind)
 
     def _tick(self, frame: FrameType, kind: str) -> None:
-        if not self.armed:
-            return
-        self.count += 1
-        if self.count == self.n:
-            self.fired = (Path(frame.f_code.co_filename).name, frame.f_code.co_name,
-                          frame.f_lineno, kind)  # fmt: skip
-            sys.settrace(None)
-            frame.f_trace = None
-            raise KeyboardInterrupt(f"at {self.fired}")
+        if self.armed:
+            super()._tick(frame, kind)
 
 
 def act(k: str, tracer: Tracer, last: bool) -> Any:

@@ -63,11 +63,19 @@ def _handler(code: CodeType, offset: int) -> int | None:
 
 
 class Tracer:
+    """Counts the instants in the frames ``wanted`` lets in; raises at the n-th."""
+
     def __init__(self, n: int) -> None:
         self.n, self.count, self.fired = n, 0, None
 
+    def wanted(self, frame: FrameType) -> bool:
+        return _ours(frame) and frame.f_code.co_name not in BEFORE
+
+    def where(self, frame: FrameType, kind: str) -> Any:
+        return (frame.f_code.co_name, frame.f_lineno, kind)
+
     def glob(self, frame: FrameType, event: str, arg: Any) -> Any:
-        if not _ours(frame) or frame.f_code.co_name in BEFORE:
+        if not self.wanted(frame):
             return None
         frame.f_trace_opcodes = True
         if event == "call" and _is_entry(frame):
@@ -82,7 +90,7 @@ class Tracer:
     def _tick(self, frame: FrameType, kind: str) -> None:
         self.count += 1
         if self.count == self.n:
-            self.fired = (frame.f_code.co_name, frame.f_lineno, kind)
+            self.fired = self.where(frame, kind)
             sys.settrace(None)
             frame.f_trace = None
             raise KeyboardInterrupt(f"at {self.fired}")
