@@ -92,14 +92,16 @@ class JournalRun:
         ``intent`` row to ``pending`` in the same write (one append: no Ctrl-C between), so
         the journal never says the undo was logged while its row says the step may have
         leaked (attack63 F4: a Ctrl-C at ``confirm`` left it so: recover never undid it)."""
+        self._pending += self._event_statements(event)  # (one C call: queued whole or not)
+
+    def _event_statements(self, event: Event) -> list[tuple[str, tuple[Any, ...]]]:
         statement = (
             "INSERT INTO events (saga_id, seq, kind, step, details) VALUES (?, ?, ?, ?, ?)",
             (self.saga_id, event.seq, event.kind, event.step, stored(event.details)),
         )
         if event.kind != EventKind.UNDO_REGISTERED:
-            self._pending.append(statement)
-            return
-        self._pending += [statement, (RETURNED, (self.saga_id, event.step, NO_UNDO))]
+            return [statement]
+        return [statement, (RETURNED, (self.saga_id, event.step, NO_UNDO))]
 
     def register(
         self, step: str, undo: NamedUndo, state: str = "pending", semantic: bool = False,
@@ -119,7 +121,7 @@ class JournalRun:
             " timeout) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (self.saga_id, position, step, undo.name, args, state, int(semantic), timeout),
         )
-        self._flush_with(statement, keep=state != "intent")
+        self._flush_with([statement], keep=state != "intent")
         return position
 
     def reserve(self) -> int:
@@ -139,19 +141,22 @@ class JournalRun:
             " VALUES (?, ?, ?, ?, '{}', 'intent')",
             (self.saga_id, position, step, NO_UNDO),
         )
-        self._flush_with(statement, keep=False)
+        self._flush_with([statement], keep=False)
         return position
 
-    def _flush_with(self, statement: tuple[str, tuple[Any, ...]], *, keep: bool) -> None:
-        """Write ``statement`` with what is pending. If that fails, ``keep`` it for the next
-        write (an undo the engine logged) or drop it (an intent, a pivot about to start:
-        the step will not run, so nothing of it must be written)."""
-        self._pending.append(statement)
+    def _flush_with(self, statements: list[tuple[str, tuple[Any, ...]]], *, keep: bool) -> None:
+        """Write ``statements`` with what is pending. If that fails, ``keep`` them for the
+        next write (an undo the engine logged) or drop them (an intent, a pivot about to
+        start, a commit: what they say will not be so, so nothing of them must be written).
+        Queued inside the ``try``: a Ctrl-C or exit at any instant, even before the write
+        was tried, drops them too (attack72 F2, F3: the commit's left pending, the rollback's
+        writes carried it: its seq reused, or the saga said committed)."""
         try:
+            self._pending += statements  # (one C call: queued whole or not at all)
             self.flush()
         except BaseException:
             if not keep:  # (gone already if it was written: a Ctrl-C as COMMIT returned)
-                self._pending = [st for st in self._pending if st is not statement]
+                self._pending = [st for st in self._pending if all(st is not s for s in statements)]
             raise
 
     def confirm(self, position: int) -> bool:
@@ -272,7 +277,7 @@ class JournalRun:
         if not flush:
             self._pending.append(self._pivot_statement(step, state))
             return
-        self._flush_with(self._pivot_statement(step, state), keep=state != "started")
+        self._flush_with([self._pivot_statement(step, state)], keep=state != "started")
 
     def _pivot_statement(self, step: str, state: str) -> tuple[str, tuple[object, ...]]:
         return (
@@ -322,18 +327,12 @@ class JournalRun:
         """Every step is done: the commit and its event, written now or not at all; with it,
         ``leaked``, the rows of the steps whose error the block caught after their effect
         may have happened (the committed outcome names them: a person checks them)."""
-        self.event(event)
-        recorded = [self._pending[-1], *(self._state_statement(p, "leaked") for p in leaked)]
-        self._pending.extend(recorded[1:])
         end = (
             "UPDATE sagas SET status = 'committed', error = NULL, ended = ? WHERE id = ?",
             (time.time(), self.saga_id),
         )
-        try:
-            self._flush_with(end, keep=False)
-        except BaseException:  # (its event and those rows too)
-            self._pending = [st for st in self._pending if all(st is not r for r in recorded)]
-            raise
+        leaks = [self._state_statement(p, "leaked") for p in leaked]
+        self._flush_with([*self._event_statements(event), *leaks, end], keep=False)
 
     def end(self, status: str, error: BaseException | str | None, *, flush: bool = True) -> None:
         """The saga's last status, with what is pending (``flush=False``: the caller
