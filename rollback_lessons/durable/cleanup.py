@@ -29,7 +29,8 @@ def cleaned(
     interrupt = not isinstance(exc, Exception)
     with held([]) if interrupt else contextlib.nullcontext():  # (a second one: attack66 F1)
         with contextlib.suppress(Exception):  # (what the saga being undone did, not taken)
-            writer.statements += writer.run.take() if writer.run is not None else []
+            if writer.run is not None:
+                writer.run.give(writer.statements)
         try:
             with briefly(journal) if interrupt or writer.failed else contextlib.nullcontext():
                 _flush(writer, exc)

@@ -372,6 +372,13 @@ class JournalRun:
         pending, self._pending = self._pending, []
         return pending
 
+    def give(self, batch: list[tuple[str, tuple[Any, ...]]]) -> None:
+        """The statements not yet written, moved onto ``batch`` (its caller writes it): no
+        instant between for a Ctrl-C (``batch += run.take()`` lost them when one came as
+        ``take`` returned: recover ran that undo again, unannounced, attack72)."""
+        batch += self._pending
+        self._pending = []
+
     def add(self, sql: str, params: tuple[Any, ...]) -> None:
         self._pending.append((sql, params))
 

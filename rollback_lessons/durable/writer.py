@@ -30,14 +30,15 @@ class Writer:
         self.failed = ""  # a write that failed: what it said, but what will happen (F4)
 
     def undo_ran(self, run: JournalRun) -> None:
-        self.statements += run.take()
+        run.give(self.statements)
         self.undos += 1
         if self.undos >= self.every:
             self.flush()
 
     def finished(self, run: JournalRun, report: Recovery) -> None:
         """A saga's end: what its run did, then its status (``final``) with its report."""
-        self.statements += [*run.take(), *([self.final] if self.final else [])]
+        run.give(self.statements)
+        self.statements += [self.final] if self.final else []
         self.final = None
         self.staged.append(report)
         if self.every == 1 or self.undos >= self.every:
