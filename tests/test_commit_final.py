@@ -201,6 +201,40 @@ def test_two_ctrl_cs_that_leave_the_commits_transaction_open_roll_the_run_back(
     assert world == ["a", "b", "undo b", "undo a"]
 
 
+@pytest.mark.parametrize("driver", ["run", "graph", "arun"])
+def test_two_ctrl_cs_that_leave_the_commit_open_past_a_pivot_halt_the_run(
+    driver, tmp_path, monkeypatch
+):
+    """attack72 F1 past a pivot: the read-back said committed, and recover left the saga
+    (running in the journal) for a person. Read as on disk, the run halts there for a person,
+    as the journal and recover say: nothing undone across the pivot."""
+    registry = Registry()
+    world, undo = setup(registry)
+    steps = [Step("a", lambda *_: world.append("a"), undo.bind(k="a")),
+             Step("p", lambda *_: world.append("p"), kind="pivot")]  # fmt: skip
+    path = str(tmp_path / "j.db")
+    raised = outcome = None
+    with Journal(path) as journal:
+        cut_twice(monkeypatch, journal)
+        try:
+            if driver == "arun":
+                outcome = asyncio.run(Saga(steps).arun({}, journal=journal, run_id="r"))
+            else:
+                graph = {"completion": ["a", "p"]} if driver == "graph" else {}
+                outcome = Saga(steps).run({}, journal=journal, run_id="r", **graph)
+        except KeyboardInterrupt as exc:
+            raised = exc
+        monkeypatch.undo()
+        assert isinstance(raised, KeyboardInterrupt)
+        assert AFTER_COMMIT not in getattr(raised, "__notes__", [])
+        assert journal.saga("r").status == "halted"
+    with Journal(path) as after:  # (the process ended)
+        assert after.saga("r").status == "halted"
+        report = recover(after, registry)
+        assert len(report) == 0 and [w.saga_id for w in report.waiting] == ["r"]
+    assert outcome is None and world == ["a", "p"]
+
+
 READS = {
     "saga": lambda j: j.saga("r").status == "committed",
     "unfinished": lambda j: j.unfinished() == [],
