@@ -30,6 +30,9 @@ CUT_RECORD = (
 )
 END_CUT = "the Ctrl-C came as the journal recorded the rollback's end: unless that landed, "
 END_UNWRITTEN = "the Ctrl-C came before the journal recorded the rollback's end: "
+END_RECORDED = (
+    "the Ctrl-C came once the journal had recorded the rollback's end: it shows the saga "
+)
 UNFINISHED = (
     "the journal still shows the saga unfinished: recover finishes it once this process ends"
 )
@@ -100,11 +103,27 @@ def left_to_recover(w: JournalWriter, jrun: UndoJournalRun) -> None:
         if steps
     ]
     if cut_by is not None and w.jrun is not None and "journal keeps" not in m.cut_note:
-        said.append((END_CUT if w.ending else END_UNWRITTEN).replace("Ctrl-C", what) + UNFINISHED)
+        said.append(end_said(w, jrun).replace("Ctrl-C", what))
     for note in said:
         m.note(EventKind.JOURNAL_FAILED, note)
         with contextlib.suppress(Exception):  # (the Ctrl-C raised after says it)
             cut_by.add_note(f"rollback: {note}")  # type: ignore[union-attr]
+
+
+def end_said(w: JournalWriter, jrun: UndoJournalRun) -> str:
+    """What an interruption leaves of the rollback's end in the journal. Cut as that write
+    was made (``w.ending``), it is read back, as the commit is (``journal_watch``): a Ctrl-C
+    as the write returned, once COMMIT had, said "unless that landed" of an end the journal
+    shows, with nothing for recover to finish (attack72 F4). Unread: as it may be."""
+    if not w.ending:
+        return END_UNWRITTEN + UNFINISHED
+    try:
+        status = jrun.shown()[0].status
+    except BaseException:  # (a read that fails, a second Ctrl-C: in doubt, said so)
+        status = None
+    if status is None or status in ("running", "rolling_back"):
+        return END_CUT + UNFINISHED
+    return f"{END_RECORDED}{status}, and recover has nothing of it to finish"
 
 
 def last_batch(w: JournalWriter, jrun: UndoJournalRun, error: BaseException | None) -> None:

@@ -18,8 +18,11 @@ from typing import Any
 import pytest
 
 from rollback_lessons import AsyncRollback, Rollback, Saga, Status, Step, _guards
+from rollback_lessons.durable import journal as jmod
 from rollback_lessons.durable.journal import Journal
+from rollback_lessons.durable.recovery import recover
 from rollback_lessons.durable.registry import Registry, compensation
+from rollback_lessons.durable.settle import settled
 from rollback_lessons.events import EventKind
 
 HERE = Path(__file__).parent
@@ -27,9 +30,9 @@ AFTER_COMMIT = "rollback: the Ctrl-C came once the saga had committed: there is 
 DRIVERS = ["run", "graph", "arun", "rb", "arb"]
 
 
-def setup() -> tuple[list[str], Any]:
+def setup(registry: Registry | None = None) -> tuple[list[str], Any]:
     world: list[str] = []
-    registry = Registry()
+    registry = registry if registry is not None else Registry()
 
     @compensation("commit_final_undo", registry)
     def undo(k: str, idempotency_key: str | None = None) -> None:
@@ -129,6 +132,138 @@ def test_a_ctrl_c_as_the_commit_is_written_is_told_by_the_journal_read_back(
         assert (status, world) == ("rolled_back", ["a", "b", "undo b", "undo a"])
     if driver in ("rb", "arb"):
         assert outcome.status is (Status.COMMITTED if landed else Status.ROLLED_BACK)
+
+
+def cut_twice(monkeypatch: pytest.MonkeyPatch, journal: Journal, armed: str = "committed") -> None:
+    """Two Ctrl-Cs as the journal writes a batch naming ``armed``: the first at the entry of
+    its transaction's ``with`` exit (COMMIT never runs), the second at the entry of ``heal``
+    in ``Journal.write``'s ``finally`` (no ROLLBACK either): the transaction stays open on the
+    journal's connection (each is a function's start, where CPython hears a Ctrl-C)."""
+    state = {"armed": False, "fired": 0}
+    real_tx, real_heal, real_write = jmod.transaction, jmod.heal, journal.write
+
+    class Tx:
+        def __init__(self, *args: Any) -> None:
+            self.cm = real_tx(*args)
+
+        def __enter__(self) -> None:
+            return self.cm.__enter__()
+
+        def __exit__(self, *exc: Any) -> Any:
+            if state["armed"] and not state["fired"] and exc[0] is None:
+                state["fired"] = 1
+                raise KeyboardInterrupt("first, at the transaction's exit")
+            return self.cm.__exit__(*exc)
+
+    def heal(con: Any) -> None:
+        if state["fired"] == 1:
+            state["fired"] = 2
+            raise KeyboardInterrupt("second, at heal")
+        real_heal(con)
+
+    def write(statements: Any, **kw: Any) -> None:
+        state["armed"] = any(armed in str(s) for s in statements)
+        real_write(statements, **kw)
+
+    monkeypatch.setattr(jmod, "transaction", Tx)
+    monkeypatch.setattr(jmod, "heal", heal)
+    monkeypatch.setattr(journal, "write", write)
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_two_ctrl_cs_that_leave_the_commits_transaction_open_roll_the_run_back(
+    driver, tmp_path, monkeypatch
+):
+    """attack72 F1: with the commit's transaction left open (``cut_twice``), the read-back
+    read it through the same connection: "committed", the run said so, the write lock held
+    for the process's life; once it ended the journal said running, and recover undid the
+    saga its run called committed. Each read now rolls back what a cut write left open: not
+    committed, so the run rolls back, and the journal, another process and recover agree."""
+    registry = Registry()
+    world, undo = setup(registry)
+    path = str(tmp_path / "j.db")
+    with Journal(path) as journal:
+        cut_twice(monkeypatch, journal)
+        outcome, raised = drive(driver, journal, world, undo)
+        monkeypatch.undo()
+        assert isinstance(raised, KeyboardInterrupt)
+        assert AFTER_COMMIT not in getattr(raised, "__notes__", [])
+        assert world == ["a", "b", "undo b", "undo a"]
+        assert journal.saga("r").status == "rolled_back"
+        with Journal(path, timeout=0.5) as other:  # (another process: the lock is free)
+            assert other.saga("r").status == "rolled_back"
+            assert len(recover(other, registry)) == 0
+    if outcome is not None:
+        assert outcome.status is Status.ROLLED_BACK
+    with Journal(path) as after:  # (the process ended)
+        assert after.saga("r").status == "rolled_back"
+        assert len(recover(after, registry)) == 0
+    assert world == ["a", "b", "undo b", "undo a"]
+
+
+@pytest.mark.parametrize("driver", ["run", "graph", "arun"])
+def test_two_ctrl_cs_that_leave_the_commit_open_past_a_pivot_halt_the_run(
+    driver, tmp_path, monkeypatch
+):
+    """attack72 F1 past a pivot: the read-back said committed, and recover left the saga
+    (running in the journal) for a person. Read as on disk, the run halts there for a person,
+    as the journal and recover say: nothing undone across the pivot."""
+    registry = Registry()
+    world, undo = setup(registry)
+    steps = [Step("a", lambda *_: world.append("a"), undo.bind(k="a")),
+             Step("p", lambda *_: world.append("p"), kind="pivot")]  # fmt: skip
+    path = str(tmp_path / "j.db")
+    raised = outcome = None
+    with Journal(path) as journal:
+        cut_twice(monkeypatch, journal)
+        try:
+            if driver == "arun":
+                outcome = asyncio.run(Saga(steps).arun({}, journal=journal, run_id="r"))
+            else:
+                graph = {"completion": ["a", "p"]} if driver == "graph" else {}
+                outcome = Saga(steps).run({}, journal=journal, run_id="r", **graph)
+        except KeyboardInterrupt as exc:
+            raised = exc
+        monkeypatch.undo()
+        assert isinstance(raised, KeyboardInterrupt)
+        assert AFTER_COMMIT not in getattr(raised, "__notes__", [])
+        assert journal.saga("r").status == "halted"
+    with Journal(path) as after:  # (the process ended)
+        assert after.saga("r").status == "halted"
+        report = recover(after, registry)
+        assert len(report) == 0 and [w.saga_id for w in report.waiting] == ["r"]
+    assert outcome is None and world == ["a", "p"]
+
+
+READS = {
+    "saga": lambda j: j.saga("r").status == "committed",
+    "unfinished": lambda j: j.unfinished() == [],
+    "pending_undos": lambda j: j.pending_undos() == {},
+    "intents": lambda j: j.intents() == {},
+    "last_seqs": lambda j: j.last_seqs() == {},
+    "holds": lambda j: j.holds("r", 0) is None,  # (its own claim, as on disk: gen 0)
+    "settled": lambda j: settled(j) == [],
+    "quick_check": lambda j: j.quick_check() == "ok",
+}
+
+
+@pytest.mark.parametrize("read", sorted(READS))
+def test_every_read_of_the_journal_sees_the_disk_not_a_transaction_a_cut_write_left(
+    read, tmp_path, monkeypatch
+):
+    """attack72 F1, the other read paths: a write cut twice (``cut_twice``) leaves its
+    transaction open; no read of the journal reads through it (each rolls it back first), so
+    each sees what is on disk and the write lock is free after it."""
+    world, undo = setup()
+    with Journal(str(tmp_path / "j.db")) as journal:
+        assert drive("run", journal, world, undo)[0].status is Status.COMMITTED
+        cut_twice(monkeypatch, journal, armed="claim_gen = 7")
+        with pytest.raises(KeyboardInterrupt):
+            journal.write([("UPDATE sagas SET status = 'running', claim_gen = 7", ())])
+        monkeypatch.undo()
+        assert journal._con.in_transaction  # (what the reads used to read through)
+        assert READS[read](journal)
+        assert not journal._con.in_transaction
 
 
 SWEPT = ["run", "graph", "arun", "rb", "arb"]

@@ -11,6 +11,7 @@ from test_interrupt_ends import DRIVERS, notes, run_on, world_steps
 
 from rollback_lessons import Status
 from rollback_lessons.durable.journal import Journal
+from rollback_lessons.journaling import JournalWriter
 from rollback_lessons.machine import Machine, Phase
 
 UNFINISHED = (
@@ -42,35 +43,63 @@ def test_the_rollbacks_end_is_in_the_journal_before_its_observers_hear_it(driver
     assert outcome is None or outcome.status is Status.ROLLED_BACK
 
 
-@pytest.mark.parametrize("landed", [False, True])
+@pytest.mark.parametrize("where", ["before", "commit", "write", "tried"])
 @pytest.mark.parametrize("driver", DRIVERS)
-def test_a_ctrl_c_in_the_write_of_the_rollbacks_end_says_the_journal_may_show_it_unfinished(
-    driver, landed, tmp_path
+def test_a_ctrl_c_in_the_write_of_the_rollbacks_end_says_whether_the_journal_recorded_it(
+    driver, where, tmp_path
 ):
+    """A Ctrl-C as the write of the rollback's end began (``before``): the journal still
+    shows the saga unfinished, as said. One once its COMMIT returned (as it returned, as
+    ``Journal.write`` did, as the writer's ``tried`` did) said "unless that landed ... recover
+    finishes it" of an end the journal showed, nothing left to recover (attack72 F4): the
+    journal is read back, and the note says it is recorded."""
     world: list[str] = []
     with Journal(str(tmp_path / "j.db")) as journal, pytest.MonkeyPatch.context() as mp:
-        real = journal.write
+        real, real_tried, con = journal.write, JournalWriter.tried, journal._con
+        armed: list[bool] = []
 
         def write(statements, **kw):  # type: ignore[no-untyped-def]
             end = any("rolled_back" in str(s) for s in statements)
-            if end and not landed:
+            if end and where == "before":
                 raise KeyboardInterrupt
+            armed[:] = [end]
             out = real(statements, **kw)
-            if end:
-                raise KeyboardInterrupt  # (as COMMIT returned: written)
+            if end and where == "write":
+                raise KeyboardInterrupt  # (as Journal.write returned: written)
+            return out
+
+        def execute(sql, *args):  # type: ignore[no-untyped-def]
+            out = type(con).execute(con, sql, *args)
+            if sql == "COMMIT" and armed == [True] and where == "commit":
+                armed[:] = []
+                raise KeyboardInterrupt  # (as COMMIT returned)
+            return out
+
+        def tried(self, write, *args, **kw):  # type: ignore[no-untyped-def]
+            out = real_tried(self, write, *args, **kw)
+            if armed == [True] and where == "tried":
+                armed[:] = []
+                raise KeyboardInterrupt  # (as the writer's tries returned)
             return out
 
         mp.setattr(journal, "write", write)
+        mp.setattr(con, "execute", execute)
+        mp.setattr(JournalWriter, "tried", tried)
         outcome, raised = run_on(
             driver, world_steps(world, True), fail=True, journal=journal, run_id="r"
         )
         mp.undo()
         status = journal.saga("r").status
     assert world == ["do a", "do b", "undo b", "undo a"]
-    assert status == ("rolled_back" if landed else "rolling_back")
+    assert status == ("rolling_back" if where == "before" else "rolled_back")
     assert isinstance(raised, KeyboardInterrupt)
-    said = "the Ctrl-C came as the journal recorded the rollback's end: unless that landed, "
-    said += UNFINISHED
+    if where == "before":
+        said = "the Ctrl-C came as the journal recorded the rollback's end: unless that landed, "
+        said += UNFINISHED
+    else:
+        said = "the Ctrl-C came once the journal had recorded the rollback's end: it shows the "
+        said += "saga rolled_back, and recover has nothing of it to finish"
+        assert "unless that landed" not in notes(raised) and UNFINISHED not in notes(raised)
     assert said in notes(raised)
     assert outcome is None or any(said in n for n in outcome.notes)
 

@@ -59,6 +59,7 @@ from .files import (  # noqa: F401 (re-exported: the journal's names, as before)
 )
 from .forked import Closed, JournalForked, close, not_forked  # noqa: F401 (JournalForked)
 from .kept import UnjournaledPolicy, policy_data, policy_of  # noqa: F401 (re-exported)
+from .reads import reading, unfinished_undos
 from .records import LOGGED, NO_UNDO, Claimed, JournalRun, SagaRecord, UndoRecord, me
 from .room import unopened
 from .settle import Settled, settle, table
@@ -200,7 +201,7 @@ class Journal:
         no other connection has committed since this one claimed (SQLite's data_version),
         nobody can have taken it over: the row is read only when someone has written."""
         not_forked(self._pid, self.path)
-        with self._lock:
+        with reading(self):  # (its own claim, as on disk: attack72 F1)
             if not self._quiet():
                 self._check_fence(saga_id, gen)
 
@@ -223,8 +224,8 @@ class Journal:
         pid, host, started, space = me()
         with self._lock, healed(self._con), transaction(self._con):  # one: read, decide, claim
             self._con.execute(LOGGED)  # (a step that returned, its undo logged: not leaked)
-            pending = self._unfinished_undos("pending")
-            intents = self._unfinished_undos("intent")
+            pending = unfinished_undos(self, "pending")
+            intents = unfinished_undos(self, "intent")
             claimed, skipped = [], []
             for saga in self._sagas_locked("WHERE s.status IN ('running', 'rolling_back')", ()):
                 reason = decide(saga, pending.get(saga.id, []))
@@ -284,12 +285,14 @@ class Journal:
 
     # -- reading -------------------------------------------------------------------------
 
+    # Each read is ``reading``'s: what is on disk, never a transaction a cut write left open.
+
     def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
+        with reading(self):
             return self._con.execute(sql, params).fetchall()
 
     def sagas(self, where: str = "", params: tuple[Any, ...] = ()) -> list[SagaRecord]:
-        with self._lock:
+        with reading(self):
             return self._sagas_locked(where, params)
 
     def _sagas_locked(self, where: str, params: tuple[Any, ...]) -> list[SagaRecord]:
@@ -349,47 +352,17 @@ class Journal:
 
     def pending_undos(self) -> dict[str, list[UndoRecord]]:
         """The undos not yet done of every unfinished saga, by saga, oldest first."""
-        return self._unfinished_undos("pending")
+        with reading(self):
+            return unfinished_undos(self, "pending")
 
     def intents(self) -> dict[str, list[UndoRecord]]:
         """Steps of unfinished sagas that started, their undo not yet logged (may have leaked)."""
-        return self._unfinished_undos("intent")
-
-    def _unfinished_undos(self, state: str) -> dict[str, list[UndoRecord]]:
-        out: dict[str, list[UndoRecord]] = {}
-        timeout = "timeout" if self._version >= 5 else "NULL"  # (read-only: as it is)
-        with self._lock:
-            rows = self._con.execute(
-                "SELECT saga_id, position, step, compensation, args, state, attempts, error,"
-                f" semantic, {timeout} FROM undos WHERE state = ?"
-                f" AND saga_id IN ({_UNFINISHED}) ORDER BY saga_id, position",
-                (state,),
-            ).fetchall()
-        for r in rows:
-            out.setdefault(r[0], []).append(self._undo_record(r))
-        return out
-
-    def _undo_record(self, r: tuple[Any, ...]) -> UndoRecord:
-        """An undo as recover reads it, checked: a record damaged into something else
-        (an overwritten page that SQLite's checks pass) is refused before any undo runs."""
-        try:
-            args = json.loads(r[4])
-        except (TypeError, ValueError):
-            args = None
-        if not (
-            isinstance(args, dict) and isinstance(r[1], int) and isinstance(r[2], str)
-            and isinstance(r[3], str) and isinstance(r[6], int)
-            and (r[9] is None or _duration(r[9]))
-        ):  # fmt: skip
-            raise JournalError(
-                f"{self.path} is damaged (undo {r[1]!r} of saga {r[0]!r} cannot be read); "
-                "no undo was run"
-            )
-        return UndoRecord(r[0], r[1], r[2], r[3], args, r[5], r[6], r[7], bool(r[8]), r[9])
+        with reading(self):
+            return unfinished_undos(self, "intent")
 
     def last_seqs(self) -> dict[str, int]:
         """The last event number of every unfinished saga."""
-        with self._lock:
+        with reading(self):
             return self._last_seqs_locked()
 
     def _last_seqs_locked(self) -> dict[str, int]:
@@ -413,7 +386,7 @@ class Journal:
             if line.strip() and not line.startswith("***")
         ]
         if problems == ["ok"]:  # the pages are sound; are the values ones it writes?
-            with self._lock:
+            with reading(self):
                 return _bad_value(self._con, self._version) or "ok"
         more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
         return f"{problems[0]}{more}"

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from ..errors import InvalidNameError
 from ..rules import check_text
 from .files import JournalError, Written, _cell, healed, transaction
+from .reads import reading
 
 if TYPE_CHECKING:
     from .journal import Journal
@@ -144,7 +145,7 @@ def _settle_locked(
 
 def settled(journal: Journal) -> list[Settled]:
     """Every saga settled in ``journal``, oldest saga first."""
-    with journal._lock:
+    with reading(journal):  # (what is on disk: attack72 F1)
         return _settled_locked(journal, "", ())
 
 
