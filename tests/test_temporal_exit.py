@@ -99,6 +99,46 @@ def test_a_process_stopped_as_a_parallels_branches_run_ends_with_its_status(
     # machine its grace may pass, then its tasks are cut as before, 3 runs in 80 here)
 
 
+STARVED = r"""
+import os, sys, threading, time
+import asyncio.selector_events as selector_events
+import temporalio.bridge.testing as bridge_testing
+
+CLOSING, stop = [], bridge_testing.EphemeralServer.shutdown
+write = selector_events.BaseSelectorEventLoop._write_to_self
+
+async def shutdown(self):  # the dev server's stop, the loop's last event (its close's)
+    CLOSING.append(1)
+    await stop(self)
+
+def starved(self, sleep=time.sleep, now=time.monotonic, finalizing=sys.is_finalizing):
+    write(self)  # a native thread handing its end to the loop, then starved (GIL released)
+    if CLOSING and isinstance(threading.current_thread(), threading._DummyThread):  # (native)
+        end = now() + 0.3  # (or until the interpreter finalizes: then it asks for the GIL)
+        while now() < end and not finalizing():
+            sleep(0.001)
+        os.write(1, b"NATIVE LEFT\n")
+
+bridge_testing.EphemeralServer.shutdown = shutdown
+selector_events.BaseSelectorEventLoop._write_to_self = starved
+"""
+
+
+def test_a_native_thread_still_in_python_as_the_process_ends_is_let_leave_first(tmp_path):
+    """ci45: the SDK's native thread that hands the dev server's stop to the loop (its last
+    event) released the GIL in its wake-up write and, starved of CPU, asked for it back as
+    the interpreter finalized: CPython stopped it there and the SDK's frames released a GIL
+    never taken, "Fatal Python error: PyGILState_Release" (-6) or a SIGSEGV, after all was
+    said. Starved here 0.3 s (or until the finalizing): the process's end waits for it."""
+    db, port, queue = tmp_path / "t.db", free_port(), f"exit-{uuid.uuid4().hex[:8]}"
+    done = subprocess.run(
+        [sys.executable, "-c", STARVED + CHILD, str(db), str(port), queue, "int2", "free"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == -2, done.stderr[-2000:]
+    assert "NATIVE LEFT" in done.stdout and "Fatal Python error" not in done.stderr
+
+
 KILLED = r"""
 import asyncio, os, signal, sys, time
 from rollback_lessons import Parallel, Saga, Step

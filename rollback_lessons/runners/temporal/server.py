@@ -30,6 +30,7 @@ from temporalio.service import RetryConfig
 
 from ...errors import RollbackLessonsError
 from .. import port_in_use, reaper
+from .pinned import leave_python
 
 T = TypeVar("T")
 
@@ -344,9 +345,11 @@ def check_loopback_only(binary: str) -> list[tuple[str, int]]:
 
 def _release_runtime() -> None:
     """Drop the SDK runtime before the interpreter finalizes: its native threads must not
-    outlive Python's own state (a crash at exit otherwise, seen with the dev server)."""
+    outlive Python's own state (a crash at exit otherwise, seen with the dev server); and
+    let those threads leave Python first (``pinned.leave_python``: ci45's abort)."""
     runtime.cache_clear()
     gc.collect()
+    leave_python()
 
 
 atexit.register(_release_runtime)
