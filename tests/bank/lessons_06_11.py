@@ -784,6 +784,22 @@ BANK = {
                 "no_retry_on=(BusinessFailure,))",
                 ("a guest will wait",),
             ),
+            Wrong(
+                OTHER,  # through every outage of 3 calls, but unbounded (learn73 F1)
+                "charge_retry = RetryPolicy(max_attempts=10, initial_delay=0.1, multiplier=2, "
+                "no_retry_on=(BusinessFailure,))",
+                (
+                    "if the gateway stays down",
+                    "calls it 10 times",
+                    "waits 32.7 s between calls in all",
+                ),
+            ),
+            Wrong(
+                OTHER,  # "retry (nearly) forever", in short waits
+                "charge_retry = RetryPolicy(max_attempts=1000, initial_delay=0.01, multiplier=1, "
+                "no_retry_on=(BusinessFailure,))",
+                ("calls it 1000 times and waits 9.99 s between calls in all",),
+            ),
             Wrong(OTHER, "charge_retry = 3", ("give a RetryPolicy(...)", "got int")),
             Wrong(
                 OTHER,  # a family that is not the business failures'

@@ -10,7 +10,8 @@ bonus is gone, and nothing else changed.
 lesson's, of every technical kind; business failures of every kind; messages and kinds the
 lesson does not show) and checks that each answer is compensated at once and each outage
 retried into a booking, with a wait above 0 before each retry and 2 s of waits at most (so
-the lesson's own policy is not the answer).
+the lesson's own policy is not the answer), even for a gateway that stays down (the policy's
+``worst_wait``: a bound on the policy, not on the outages drawn).
 """
 
 from __future__ import annotations
@@ -358,6 +359,13 @@ def _check_retry(charge_retry: Any) -> str:
                 f"between calls ({list(tried.waited)}), more than the {WAIT_BUDGET:g} s a "
                 "guest will wait"
             )
+    worst = charge_retry.worst_wait()
+    if worst > WAIT_BUDGET + 1e-9:
+        raise Incorrect(
+            f"if the gateway stays down, your policy calls it {charge_retry.max_attempts} times "
+            f"and waits {worst:.12g} s between calls in all, more than the {WAIT_BUDGET:g} s a "
+            "guest will wait: the policy must keep within them whatever the gateway does"
+        )
     outages = sum(1 for _, answered in worlds if not answered)
     return (
         f"{len(worlds) - outages} business failures compensated at once and {outages} "
@@ -378,8 +386,9 @@ q3 = Exercise(
         "Every business failure is a BusinessFailure, and every technical one a "
         "ConnectionError or a TimeoutError: name the family, not the cases you saw.",
         "Count the calls of the longest outage and the answer after it, then the waits "
-        "between them (lesson 03: initial_delay, then times multiplier each time): they "
-        "must all fit in the guest's patience, and none may be 0.",
+        "between them (lesson 03: initial_delay, then times multiplier each time): every "
+        "wait the policy can make, even if the gateway stays down, must fit in the guest's "
+        "patience, and none may be 0.",
     ),
     solution_code=(
         "# exercise: 10.3\n"
