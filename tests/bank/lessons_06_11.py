@@ -636,12 +636,25 @@ BANK = {
             Wrong(
                 UNSHOWN_CASE,  # only while the balance is above 0
                 'def undo_bonus(world):\n    world["balance"] -= 50 if world["balance"] > 0 else 0',
-                ("a fee of 109", "ends at -1, not -51"),
+                ("a fee of 50", "ends at 0, not -50"),
             ),
             Wrong(
                 UNSHOWN_CASE,  # takes back at most what is there
                 'def undo_bonus(world):\n    world["balance"] -= min(50, world["balance"])',
                 ("ends at 0, not -5",),
+            ),
+            Wrong(
+                UNSHOWN_CASE,  # nothing to take back from 0 (learn73 F2: 891 interleavings passed)
+                "def undo_bonus(world):\n"
+                '    world["balance"] = world["balance"] - 50 if world["balance"] else 0',
+                ("starting at 0 (savings 0), with a fee of 50", "ends at 0, not -50"),
+            ),
+            Wrong(
+                UNSHOWN_CASE,  # the bonus kept when the balance is just 1 over it
+                "def undo_bonus(world):\n"
+                '    if world["balance"] != 51:\n'
+                '        world["balance"] -= 50',
+                ("a withdrawal of 99", "ends at 51, not 1"),
             ),
             Wrong(OTHER, "def undo_bonus(world):\n    pass", ("ends at 180, not 130",)),
             Wrong(
