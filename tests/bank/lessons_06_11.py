@@ -991,6 +991,22 @@ BANK = {
                 ("charge_card fail after effect", "changed the charges", "a new record"),
             ),
             Wrong(OTHER, "def refund(state):\n    pass", ("not restored", "charged {} →")),
+            Wrong(
+                OTHER,  # state kept between calls (its 32nd call pays nothing): the run it
+                # fails ended halted, and is told so (learn73 F3: "rolled back", the room blamed)
+                "calls = [0]\n\n"
+                "def refund(state):\n"
+                "    calls[0] += 1\n"
+                '    charged = state["charges"].get(state["key"])\n'
+                "    if charged and calls[0] != 32:\n"
+                '        state["refunds"].setdefault(state["key"], charged)',
+                (
+                    "reserve_room undo fails, charge_card fail after effect (policy halt): "
+                    "not restored (the run ended halted, leaving reserve_room standing; "
+                    "charge_card compensated, yet the rest is not as it was): as the customer "
+                    "sees the booking, charged {} → {'booking-1': 120}: 'booking-1' was",
+                ),
+            ),
         ),
         not_applicable={},
     ),
