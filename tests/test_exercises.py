@@ -256,6 +256,22 @@ def test_when_an_answer_raises_the_feedback_shows_the_learners_own_line():
     assert "rollback_lessons" not in result.message and "_run.py" not in result.message
 
 
+def test_a_check_given_too_few_or_too_many_answers_names_what_it_takes():
+    """learn73 F5: 06.2 given only refund_booking answered with the check's own TypeError."""
+    q2 = EXERCISES["06.2"]
+
+    def refund_booking(world):
+        world["payments"].refund(world["booking"]["key"])
+
+    for answers, got in (((refund_booking,), 1), (("before", refund_booking, None), 3)):
+        result = q2.check(*answers)
+        assert result.status == "incorrect"
+        assert result.message.endswith(
+            f"check(charge_register, refund_booking) takes 2 answer(s); it got {got}"
+        ), result.message
+    assert "Correct" in str(q2.check("before", refund_booking))
+
+
 def test_worlds_are_tried_smallest_first_and_a_failure_names_the_smallest():
     def holds(n):
         if n >= 3:

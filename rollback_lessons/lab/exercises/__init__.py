@@ -135,6 +135,10 @@ class Exercise:
     def _grade(self, answers: tuple[Any, ...]) -> Result:
         if not answers or any(_blank(a) for a in answers):
             return Result(self.id, "not attempted", "not attempted yet: fill in the blanks.")
+        if self.answer_names and len(answers) != len(self.answer_names):  # (learn73 F5)
+            wanted = f"check({', '.join(self.answer_names)})"
+            said = f"{wanted} takes {len(self.answer_names)} answer(s); it got {len(answers)}"
+            return Result(self.id, "incorrect", said)
         printed = io.StringIO()
         try:
             with contextlib.redirect_stdout(printed):  # a learner's prints, once per world
