@@ -813,6 +813,15 @@ BANK = {
                 "no_retry_on=(BusinessFailure,))",
                 ("calls it 1000 times and waits 9.99 s between calls in all",),
             ),
+            Wrong(
+                OTHER,  # a limit on each call, which a step cannot have (learn73 F6)
+                "charge_retry = RetryPolicy(max_attempts=4, initial_delay=0.2, "
+                "no_retry_on=(BusinessFailure,), timeout=0.001)",
+                (
+                    "the charge step refuses your policy: retry of step 'charge_card' has "
+                    "timeout=0.001, which times undos only",
+                ),
+            ),
             Wrong(OTHER, "charge_retry = 3", ("give a RetryPolicy(...)", "got int")),
             Wrong(
                 OTHER,  # a family that is not the business failures'

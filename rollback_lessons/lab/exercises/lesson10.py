@@ -22,6 +22,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from ...errors import InvalidPipelineError
 from ...policies import RetryPolicy
 from ...worlds.failures import BUSINESS, TECHNICAL, BusinessFailure, try_booking
 from ...worlds.isolation import Actor, Scenario, bonus_saga, run
@@ -324,6 +325,10 @@ def _check_retry(charge_retry: Any) -> str:
         raise Incorrect(
             f"give a RetryPolicy(...), as in lesson 03, got {type(charge_retry).__name__}"
         )
+    try:
+        try_booking([], charge_retry)  # (a policy the charge step refuses is told so first)
+    except InvalidPipelineError as exc:  # (learn73 F6: it was "did it replace a record")
+        raise Incorrect(f"the charge step refuses your policy: {exc}") from None
     worlds = _worlds()
     for failures, answered in worlds:
         tried = try_booking(failures, charge_retry)
