@@ -283,6 +283,26 @@ BANK = {
                 ("1 earlier dead letter already in dead_letters", "must stay, first"),
             ),
             Wrong(
+                OTHER,  # the type of the undo's error, not the error (learn73 F7: "a function")
+                "def run_with_rollback(steps, dead_letters):\n"
+                "    done = []\n"
+                "    for do, undo in steps:\n"
+                "        try:\n"
+                "            do()\n"
+                "        except Exception:\n"
+                "            for u in reversed(done):\n"
+                "                try:\n"
+                "                    u()\n"
+                "                except Exception as e:\n"
+                "                    dead_letters.append(type(e))\n"
+                "            raise\n"
+                "        done.append(undo)",
+                (
+                    "dead_letters got the class TimeoutError (the error's type, not the error "
+                    "raised), not an exception",
+                ),
+            ),
+            Wrong(
                 OTHER,  # the undo that failed, not its exception
                 "def run_with_rollback(steps, dead_letters):\n"
                 "    done = []\n"
@@ -297,7 +317,7 @@ BANK = {
                 "            except Exception:\n"
                 "                dead_letters.append(undo)\n"
                 "        raise",
-                ("dead_letters got a function (the undo itself?)", "not an exception"),
+                ("dead_letters got an undo (the function itself)", "not an exception"),
             ),
             Wrong(
                 OTHER,  # a new list: the caller's never sees the letters
