@@ -689,7 +689,16 @@ BANK = {
                 OTHER,
                 'choices = {"a": "pessimistic view", "b": "commutative updates",'
                 ' "c": "semantic lock", "d": "reread value"}',
-                ("situation a: pessimistic view would",),
+                (
+                    "situation a: pessimistic view would charge the card before holding the "
+                    "seat, and this seat must be held first",  # (learn73 F4: not "is that
+                ),  # what goes wrong there?", when lesson 10 shows it fixing the last room)
+            ),
+            Wrong(
+                OTHER,  # a lock for c: it fixes a dirty read, but shoppers still see the stock
+                'choices = {"a": "semantic lock", "b": "commutative updates",'
+                ' "c": "semantic lock", "d": "reread value"}',
+                ("situation c: semantic lock would still show shoppers the stock",),
             ),
             Wrong(
                 OTHER,

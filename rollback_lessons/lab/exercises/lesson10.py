@@ -191,12 +191,14 @@ q1 = Exercise(
 
 COUNTERMEASURES = ("semantic lock", "commutative updates", "pessimistic view", "reread value")
 SITUATIONS = {
-    "a": "Concert tickets: a payment saga holds a seat; until it ends, other buyers must "
-    "not be turned away for a seat that may come free.",
+    "a": "Concert tickets: a payment saga holds a seat, then charges the card; the seat must "
+    "be held first (no buyer is charged for a seat someone took meanwhile), and until the saga "
+    "ends, other buyers must not be turned away for a seat that may come free.",
     "b": "Loyalty points: a saga adds points, and its undo takes them back, while other "
     "purchases keep adding points to the same account.",
     "c": "An order saga reserves stock (which shoppers see at once) and then runs a fraud "
-    "check that often fails.",
+    "check that often fails; shoppers must never see stock taken by an order the check "
+    "then rejects.",
     "d": "An undo puts a customer's old address back, but the customer may have changed "
     "it again in the meantime.",
 }
@@ -214,6 +216,14 @@ WHY = {
 }
 
 
+WHY_NOT = {  # (learn73 F4: both fix lesson 10's last room; the situations tell them apart)
+    ("a", "pessimistic view"): "would charge the card before holding the seat, and this seat "
+    "must be held first; what lets other buyers know a held seat may come free?",
+    ("c", "semantic lock"): "would still show shoppers the stock, marked pending, while the "
+    "check runs; to never show it, which step must come first?",
+}
+
+
 def _check_choice(choices: Any) -> str:
     if not isinstance(choices, dict):
         raise Incorrect(f"answer with a dict like {{'a': 'semantic lock', ...}}, got {choices!r}")
@@ -224,9 +234,8 @@ def _check_choice(choices: Any) -> str:
     chosen = {k: choose(given[k], COUNTERMEASURES, f"situation {k}") for k in sorted(SITUATIONS)}
     for key, choice in chosen.items():
         if choice != ANSWERS[key]:
-            raise Incorrect(
-                f"situation {key}: {choice} would {WHY[choice]}; is that what goes wrong there?"
-            )
+            why = WHY_NOT.get((key, choice), f"would {WHY[choice]}; is that what goes wrong there?")
+            raise Incorrect(f"situation {key}: {choice} {why}")
     return "each situation gets the countermeasure that stops its anomaly."
 
 
