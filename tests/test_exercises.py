@@ -272,6 +272,20 @@ def test_a_check_given_too_few_or_too_many_answers_names_what_it_takes():
     assert "Correct" in str(q2.check("before", refund_booking))
 
 
+def test_a_half_filled_answer_is_told_which_blanks_are_left_not_that_it_was_not_attempted():
+    """learn73 F12: 03.1 with one blank left said "not attempted yet"."""
+    half = EXERCISES["03.1"].check({"refund": "retry", "temp_file": ____, "ledger": "halt"})
+    assert half.status == "not attempted"
+    assert half.message == "still blank: choices['temp_file']; fill in every blank.", half
+    story = {"failed_step": "pay", "undone": ____, "dead_letters": ____}
+    assert (
+        "still blank: story['undone'], story['dead_letters']"
+        in EXERCISES["05.1"].check(story).message
+    )
+    untouched = EXERCISES["10.2"].check({"a": ____, "b": ____, "c": ____, "d": ____})
+    assert untouched.message == "not attempted yet: fill in the blanks."
+
+
 def test_worlds_are_tried_smallest_first_and_a_failure_names_the_smallest():
     def holds(n):
         if n >= 3:
