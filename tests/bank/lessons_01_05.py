@@ -369,6 +369,11 @@ BANK = {
         ),
         wrong=(
             Wrong(
+                OTHER,  # the balance set to a string (learn73 F11: "held 100 ... and 0 after")
+                'def undo_deposit(state):\n    state["accounts"]["acct-1"] = "0"',
+                ("your undo left acct-1 holding '0', a str: a balance is a number",),
+            ),
+            Wrong(
                 HARD_CODED,  # the balance the lesson printed before the deposit
                 'def undo_deposit(state):\n    state["accounts"]["acct-1"] = 0',
                 ("30 more landing in acct-1", "held 130", "0 after it", "lost update"),
