@@ -286,6 +286,13 @@ def test_a_half_filled_answer_is_told_which_blanks_are_left_not_that_it_was_not_
     assert untouched.message == "not attempted yet: fill in the blanks."
 
 
+def test_09_1_says_the_entry_it_does_not_need_may_be_left_out():
+    """learn73 F8: a wiring without "Undo <last step>" passes (that undo never runs), so
+    the task, which asked for "each state", says so."""
+    assert "the last step's undo never runs" in TEXTS["09.1"]
+    assert "its entry may be left out" in TEXTS["09.1"]
+
+
 def test_worlds_are_tried_smallest_first_and_a_failure_names_the_smallest():
     def holds(n):
         if n >= 3:
