@@ -149,6 +149,9 @@ def check_seconds(value: object, what: str, *, zero: bool = False) -> None:
         )
 
 
+_SUMMED = 10_000  # waits RetryPolicy.worst_wait adds one by one; past them, a closed form
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """Exponential backoff with a cap, for actions and for undos.
@@ -192,6 +195,24 @@ class RetryPolicy:
             return min(self.initial_delay * self.multiplier ** (attempt - 1), self.max_delay)
         except OverflowError:  # (a long run of attempts: the cap long reached)
             return self.max_delay
+
+    def worst_wait(self) -> float:
+        """Seconds waited in all when every attempt fails with an error it retries: the
+        bound a caller's patience is checked against (an outage that never ends)."""
+        total, attempt = 0.0, 1
+        while attempt < self.max_attempts:
+            delay, left = self.delay(attempt), self.max_attempts - attempt
+            if delay == self.delay(attempt + 1):  # the cap, or no growth: the rest the same
+                return total + delay * left
+            if attempt > _SUMMED:  # still growing, slowly: the rest in closed form
+                rate = math.log(self.multiplier)  # (in logs: no overflow on the way)
+                below = min(left, math.ceil((math.log(self.max_delay) - math.log(delay)) / rate))
+                top = math.exp(min(math.log(self.max_delay), math.log(delay) + below * rate))
+                grown = (top - delay) / (self.multiplier - 1)  # delay * (m**below - 1) / (m - 1)
+                return total + grown + self.max_delay * (left - below)
+            total += delay
+            attempt += 1
+        return total
 
     def next_delay(self, attempt: int, error: BaseException) -> float | None:
         """The wait before another attempt, or None when there should be none."""

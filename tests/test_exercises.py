@@ -256,6 +256,43 @@ def test_when_an_answer_raises_the_feedback_shows_the_learners_own_line():
     assert "rollback_lessons" not in result.message and "_run.py" not in result.message
 
 
+def test_a_check_given_too_few_or_too_many_answers_names_what_it_takes():
+    """learn73 F5: 06.2 given only refund_booking answered with the check's own TypeError."""
+    q2 = EXERCISES["06.2"]
+
+    def refund_booking(world):
+        world["payments"].refund(world["booking"]["key"])
+
+    for answers, got in (((refund_booking,), 1), (("before", refund_booking, None), 3)):
+        result = q2.check(*answers)
+        assert result.status == "incorrect"
+        assert result.message.endswith(
+            f"check(charge_register, refund_booking) takes 2 answer(s); it got {got}"
+        ), result.message
+    assert "Correct" in str(q2.check("before", refund_booking))
+
+
+def test_a_half_filled_answer_is_told_which_blanks_are_left_not_that_it_was_not_attempted():
+    """learn73 F12: 03.1 with one blank left said "not attempted yet"."""
+    half = EXERCISES["03.1"].check({"refund": "retry", "temp_file": ____, "ledger": "halt"})
+    assert half.status == "not attempted"
+    assert half.message == "still blank: choices['temp_file']; fill in every blank.", half
+    story = {"failed_step": "pay", "undone": ____, "dead_letters": ____}
+    assert (
+        "still blank: story['undone'], story['dead_letters']"
+        in EXERCISES["05.1"].check(story).message
+    )
+    untouched = EXERCISES["10.2"].check({"a": ____, "b": ____, "c": ____, "d": ____})
+    assert untouched.message == "not attempted yet: fill in the blanks."
+
+
+def test_09_1_says_the_entry_it_does_not_need_may_be_left_out():
+    """learn73 F8: a wiring without "Undo <last step>" passes (that undo never runs), so
+    the task, which asked for "each state", says so."""
+    assert "the last step's undo never runs" in TEXTS["09.1"]
+    assert "its entry may be left out" in TEXTS["09.1"]
+
+
 def test_worlds_are_tried_smallest_first_and_a_failure_names_the_smallest():
     def holds(n):
         if n >= 3:

@@ -283,6 +283,26 @@ BANK = {
                 ("1 earlier dead letter already in dead_letters", "must stay, first"),
             ),
             Wrong(
+                OTHER,  # the type of the undo's error, not the error (learn73 F7: "a function")
+                "def run_with_rollback(steps, dead_letters):\n"
+                "    done = []\n"
+                "    for do, undo in steps:\n"
+                "        try:\n"
+                "            do()\n"
+                "        except Exception:\n"
+                "            for u in reversed(done):\n"
+                "                try:\n"
+                "                    u()\n"
+                "                except Exception as e:\n"
+                "                    dead_letters.append(type(e))\n"
+                "            raise\n"
+                "        done.append(undo)",
+                (
+                    "dead_letters got the class TimeoutError (the error's type, not the error "
+                    "raised), not an exception",
+                ),
+            ),
+            Wrong(
                 OTHER,  # the undo that failed, not its exception
                 "def run_with_rollback(steps, dead_letters):\n"
                 "    done = []\n"
@@ -297,7 +317,7 @@ BANK = {
                 "            except Exception:\n"
                 "                dead_letters.append(undo)\n"
                 "        raise",
-                ("dead_letters got a function (the undo itself?)", "not an exception"),
+                ("dead_letters got an undo (the function itself)", "not an exception"),
             ),
             Wrong(
                 OTHER,  # a new list: the caller's never sees the letters
@@ -348,6 +368,11 @@ BANK = {
             '            state["accounts"][name] += -100',
         ),
         wrong=(
+            Wrong(
+                OTHER,  # the balance set to a string (learn73 F11: "held 100 ... and 0 after")
+                'def undo_deposit(state):\n    state["accounts"]["acct-1"] = "0"',
+                ("your undo left acct-1 holding '0', a str: a balance is a number",),
+            ),
             Wrong(
                 HARD_CODED,  # the balance the lesson printed before the deposit
                 'def undo_deposit(state):\n    state["accounts"]["acct-1"] = 0',
@@ -519,7 +544,7 @@ BANK = {
     "03.2": Bank(
         right=(
             'policy = "retry"',  # the default: 3 attempts, waits 0.1 and 0.2
-            "policy = Retry(retry=RetryPolicy(initial_delay=0.1, multiplier=3, max_attempts=4))",
+            "policy = Retry(retry=RetryPolicy(initial_delay=0.1, multiplier=3, max_attempts=3))",
             "policy = Retry(RetryPolicy(5, 0.05, 2.0, 0.2))",
             "retry = RetryPolicy(max_attempts=3, initial_delay=0.3, multiplier=1)\n"
             'policy = Retry(retry, then="halt")',
@@ -528,6 +553,12 @@ BANK = {
             "policy = Retry(RetryPolicy(max_attempts=3, initial_delay=0.5, multiplier=1))",  # 1 s
             "policy = Retry(RetryPolicy(max_attempts=10, initial_delay=0.01, multiplier=1.5, "
             "max_delay=0.1))",
+            # a policy of its own that gives up in time (its worst case is measured)
+            "from rollback_lessons import UndoPolicy\n"
+            "class Patient(UndoPolicy):\n"
+            "    def decide(self, attempt, error):\n"
+            '        return 0.2 if attempt < 4 else "dead_letter"\n'
+            "policy = Patient()",
         ),
         wrong=(
             Wrong(
@@ -576,6 +607,32 @@ BANK = {
                 "policy = Retry(RetryPolicy(max_attempts=3, initial_delay=0.1, "
                 "no_retry_on=(ConnectionError,)), then='halt')",
                 ("does not retry a ConnectionError",),
+            ),
+            Wrong(
+                OTHER,  # right for a refund that fails twice, unbounded for one that keeps
+                # failing (learn73 F1)
+                "policy = Retry(RetryPolicy(max_attempts=20, initial_delay=0.1, multiplier=2))",
+                ("if the refund keeps failing", "tries it 20 times", "waits 132.7 s in all"),
+            ),
+            Wrong(
+                OTHER,  # 0.4 s for the lesson's refund, 1.3 s for one that keeps failing
+                "policy = Retry(retry=RetryPolicy(initial_delay=0.1, multiplier=3, "
+                "max_attempts=4))",
+                ("tries it 4 times and waits 1.3 s in all, more than 1 s",),
+            ),
+            Wrong(
+                OTHER,  # "retry (nearly) forever", in short waits
+                "policy = Retry(RetryPolicy(max_attempts=1000, initial_delay=0.1, multiplier=1))",
+                ("tries it 1000 times and waits 99.9 s in all, more than 1 s",),
+            ),
+            Wrong(
+                OTHER,  # a policy of its own that never gives up
+                "from rollback_lessons import UndoPolicy\n"
+                "class Forever(UndoPolicy):\n"
+                "    def decide(self, attempt, error):\n"
+                "        return 0.1\n"
+                "policy = Forever()",
+                ("still retrying it after 11 waits, 1.1 s in all",),
             ),
             Wrong(OTHER, 'policy = "continue"', ("'continue' does not try the undo again",)),
             Wrong(OTHER, "policy = RetryPolicy(max_attempts=3)", ("Retry(RetryPolicy(...))",)),

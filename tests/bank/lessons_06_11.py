@@ -636,12 +636,25 @@ BANK = {
             Wrong(
                 UNSHOWN_CASE,  # only while the balance is above 0
                 'def undo_bonus(world):\n    world["balance"] -= 50 if world["balance"] > 0 else 0',
-                ("a fee of 109", "ends at -1, not -51"),
+                ("a fee of 50", "ends at 0, not -50"),
             ),
             Wrong(
                 UNSHOWN_CASE,  # takes back at most what is there
                 'def undo_bonus(world):\n    world["balance"] -= min(50, world["balance"])',
                 ("ends at 0, not -5",),
+            ),
+            Wrong(
+                UNSHOWN_CASE,  # nothing to take back from 0 (learn73 F2: 891 interleavings passed)
+                "def undo_bonus(world):\n"
+                '    world["balance"] = world["balance"] - 50 if world["balance"] else 0',
+                ("starting at 0 (savings 0), with a fee of 50", "ends at 0, not -50"),
+            ),
+            Wrong(
+                UNSHOWN_CASE,  # the bonus kept when the balance is just 1 over it
+                "def undo_bonus(world):\n"
+                '    if world["balance"] != 51:\n'
+                '        world["balance"] -= 50',
+                ("a withdrawal of 99", "ends at 51, not 1"),
             ),
             Wrong(OTHER, "def undo_bonus(world):\n    pass", ("ends at 180, not 130",)),
             Wrong(
@@ -676,7 +689,16 @@ BANK = {
                 OTHER,
                 'choices = {"a": "pessimistic view", "b": "commutative updates",'
                 ' "c": "semantic lock", "d": "reread value"}',
-                ("situation a: pessimistic view would",),
+                (
+                    "situation a: pessimistic view would charge the card before holding the "
+                    "seat, and this seat must be held first",  # (learn73 F4: not "is that
+                ),  # what goes wrong there?", when lesson 10 shows it fixing the last room)
+            ),
+            Wrong(
+                OTHER,  # a lock for c: it fixes a dirty read, but shoppers still see the stock
+                'choices = {"a": "semantic lock", "b": "commutative updates",'
+                ' "c": "semantic lock", "d": "reread value"}',
+                ("situation c: semantic lock would still show shoppers the stock",),
             ),
             Wrong(
                 OTHER,
@@ -783,6 +805,31 @@ BANK = {
                 "charge_retry = RetryPolicy(max_attempts=4, initial_delay=4, "
                 "no_retry_on=(BusinessFailure,))",
                 ("a guest will wait",),
+            ),
+            Wrong(
+                OTHER,  # through every outage of 3 calls, but unbounded (learn73 F1)
+                "charge_retry = RetryPolicy(max_attempts=10, initial_delay=0.1, multiplier=2, "
+                "no_retry_on=(BusinessFailure,))",
+                (
+                    "if the gateway stays down",
+                    "calls it 10 times",
+                    "waits 32.7 s between calls in all",
+                ),
+            ),
+            Wrong(
+                OTHER,  # "retry (nearly) forever", in short waits
+                "charge_retry = RetryPolicy(max_attempts=1000, initial_delay=0.01, multiplier=1, "
+                "no_retry_on=(BusinessFailure,))",
+                ("calls it 1000 times and waits 9.99 s between calls in all",),
+            ),
+            Wrong(
+                OTHER,  # a limit on each call, which a step cannot have (learn73 F6)
+                "charge_retry = RetryPolicy(max_attempts=4, initial_delay=0.2, "
+                "no_retry_on=(BusinessFailure,), timeout=0.001)",
+                (
+                    "the charge step refuses your policy: retry of step 'charge_card' has "
+                    "timeout=0.001, which times undos only",
+                ),
             ),
             Wrong(OTHER, "charge_retry = 3", ("give a RetryPolicy(...)", "got int")),
             Wrong(
@@ -962,6 +1009,22 @@ BANK = {
                 ("charge_card fail after effect", "changed the charges", "a new record"),
             ),
             Wrong(OTHER, "def refund(state):\n    pass", ("not restored", "charged {} →")),
+            Wrong(
+                OTHER,  # state kept between calls (its 32nd call pays nothing): the run it
+                # fails ended halted, and is told so (learn73 F3: "rolled back", the room blamed)
+                "calls = [0]\n\n"
+                "def refund(state):\n"
+                "    calls[0] += 1\n"
+                '    charged = state["charges"].get(state["key"])\n'
+                "    if charged and calls[0] != 32:\n"
+                '        state["refunds"].setdefault(state["key"], charged)',
+                (
+                    "reserve_room undo fails, charge_card fail after effect (policy halt): "
+                    "not restored (the run ended halted, leaving reserve_room standing; "
+                    "charge_card compensated, yet the rest is not as it was): as the customer "
+                    "sees the booking, charged {} → {'booking-1': 120}: 'booking-1' was",
+                ),
+            ),
         ),
         not_applicable={},
     ),

@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .blanks import ____ as ____
+from .blanks import left_blank
 from .tracking import Progress as Progress
 from .tracking import progress as progress
 from .tracking import progress_file as progress_file
@@ -44,27 +46,6 @@ from .tracking import record
 from .tracking import reset_progress as reset_progress
 
 W = TypeVar("W")
-
-
-class _Blank:
-    """``____``: the blank a learner fills in; an answer still blank is not attempted."""
-
-    def __repr__(self) -> str:
-        return "____"
-
-
-____ = _Blank()
-
-
-def _blank(answer: Any) -> bool:
-    """Is a blank left anywhere in the answer (inside a dict or a list too)?"""
-    if answer is ____ or answer is Ellipsis:
-        return True
-    if isinstance(answer, dict):
-        return any(_blank(v) for v in answer.values())
-    if isinstance(answer, list | tuple):
-        return any(_blank(v) for v in answer)
-    return False
 
 
 class NotAttempted(Exception):
@@ -133,8 +114,13 @@ class Exercise:
         return result
 
     def _grade(self, answers: tuple[Any, ...]) -> Result:
-        if not answers or any(_blank(a) for a in answers):
-            return Result(self.id, "not attempted", "not attempted yet: fill in the blanks.")
+        blank = left_blank(answers, self.answer_names)
+        if blank is not None:
+            return Result(self.id, "not attempted", blank)
+        if self.answer_names and len(answers) != len(self.answer_names):  # (learn73 F5)
+            wanted = f"check({', '.join(self.answer_names)})"
+            said = f"{wanted} takes {len(self.answer_names)} answer(s); it got {len(answers)}"
+            return Result(self.id, "incorrect", said)
         printed = io.StringIO()
         try:
             with contextlib.redirect_stdout(printed):  # a learner's prints, once per world

@@ -115,8 +115,13 @@ def _run(fn: Callable[..., Any], world: World) -> tuple[list[str], list[Any], An
 
 def _shown(value: Any) -> str:
     """A value as feedback shows it: never with a memory address, which changes each run."""
+    if isinstance(value, type):  # (learn73 F7: a class was called "a function")
+        if issubclass(value, BaseException):
+            return f"the class {value.__name__} (the error's type, not the error raised)"
+        return f"the class {value.__name__}"
     if callable(value):
-        return "a function (the undo itself?)"
+        undo = getattr(value, "__qualname__", "").startswith(f"{_run.__name__}.<locals>.undo.")
+        return "an undo (the function itself)" if undo else "a function"
     if isinstance(value, str | int | float | bool | type(None)):
         return repr(value)
     return f"a {type(value).__name__}"

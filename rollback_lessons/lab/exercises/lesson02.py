@@ -9,6 +9,7 @@ that is lesson 10's lost update, asked for here).
 from __future__ import annotations
 
 import copy
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,6 +124,11 @@ def _check_undo_deposit(undo_deposit: Any) -> str:
             raise Incorrect(
                 f"{world}, your undo deleted {ACCOUNT}; the deposit's undo only takes the "
                 "money out: closing the account is open_account's undo, which runs next"
+            )
+        if isinstance(left, bool) or not isinstance(left, numbers.Number):  # (learn73 F11)
+            raise Incorrect(
+                f"{world}, your undo left {ACCOUNT} holding {left!r}, a {type(left).__name__}: "
+                f"a balance is a number; take the deposit out of it"
             )
         if left == held - DEPOSIT:
             return

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...clock import VirtualClock
-from ...policies import RetryPolicy, decides_in_code, resolve_policy
+from ...policies import RetryPolicy, UndoPolicy, decides_in_code, resolve_policy
 from ...saga import Saga, State, Step
 from ...worlds.examples import order_state
 from . import Exercise, Incorrect, canonical, choose, forall, register
@@ -148,7 +148,7 @@ def _check_retry(policy: Any) -> str:
                 "wait a moment before each new attempt: a wait above 0 (initial_delay, capped by "
                 "max_delay)"
             )
-        if sum(clock.sleeps) > 1.0 + 1e-9:  # more than float rounding over 1 s
+        if sum(clock.sleeps) > BUDGET + 1e-9:  # more than float rounding over 1 s
             raise Incorrect(
                 f"when the refund fails {times}, it worked, but waited "
                 f"{sum(clock.sleeps):.12g} s in total ({clock.sleeps}); keep it within 1 s"
@@ -156,7 +156,52 @@ def _check_retry(policy: Any) -> str:
         waits[failures] = clock.sleeps
 
     forall(FAILURES, holds, size=lambda failures: -failures)  # the lesson's case first
+    _check_worst(policy)
     return f"refunded on attempt 3 after waiting {sum(waits[2]):g} s in total."
+
+
+BUDGET = 1.0  # seconds of waits, in all, the refund may take
+MANY = 1000  # waits after which a policy deciding in code is taken to retry forever
+
+
+class _Patience(VirtualClock):
+    """A clock that ends a run once its waits pass the budget, or after many of them."""
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds)
+        if sum(self.sleeps) > BUDGET + 1e-9 or len(self.sleeps) >= MANY:
+            raise _OutOfPatience
+
+
+class _OutOfPatience(Exception):
+    """The refund was still being retried when the clock ran out of patience."""
+
+
+def _check_worst(policy: UndoPolicy) -> None:
+    """The bound is on the policy: a refund that keeps failing waits 1 s at most."""
+    if policy.retry is not None and not decides_in_code(policy):
+        worst = policy.retry.worst_wait()
+        if worst > BUDGET + 1e-9:
+            raise Incorrect(
+                f"if the refund keeps failing, your policy tries it {policy.retry.max_attempts} "
+                f"times and waits {worst:.12g} s in all, more than 1 s: keep the waits within 1 s "
+                "whatever the refund does (fewer attempts, or shorter waits)"
+            )
+        return
+    clock = _Patience()
+    saga = flaky_saga(failures=10**9)
+    saga.run(order_state(), inject={"label": "fail"}, policy=policy, clock=clock)
+    waited = f"{len(clock.sleeps)} waits, {sum(clock.sleeps):.12g} s in all"
+    if sum(clock.sleeps) > BUDGET + 1e-9:
+        raise Incorrect(
+            f"if the refund keeps failing, your policy was still retrying it after {waited}: "
+            "keep the waits within 1 s whatever the refund does, then give up"
+        )
+    if len(clock.sleeps) >= MANY:
+        raise Incorrect(
+            f"if the refund keeps failing, your policy was still retrying it after {waited}: "
+            "a refund that never works must be given up (a dead letter or a halt)"
+        )
 
 
 q2 = Exercise(

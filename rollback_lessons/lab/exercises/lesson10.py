@@ -4,13 +4,15 @@ retry policy that tells a business failure from a technical one.
 10.1 runs the learner's ``undo_bonus`` as the bonus saga's undo in every interleaving with
 other writers it draws (one or two, deposits and withdrawals of any amount, some taking the
 balance below the bonus or below 0: an overdraft is allowed), from any starting balance,
-with another record beside the balance, and checks that the others' work survives, the
+in worlds where the undo finds the balance at 0 or next to the bonus (``EDGES``), with
+another record beside the balance, and checks that the others' work survives, the
 bonus is gone, and nothing else changed.
 10.3 books against generated gateways (outages of up to three calls, longer than the
 lesson's, of every technical kind; business failures of every kind; messages and kinds the
 lesson does not show) and checks that each answer is compensated at once and each outage
 retried into a booking, with a wait above 0 before each retry and 2 s of waits at most (so
-the lesson's own policy is not the answer).
+the lesson's own policy is not the answer), even for a gateway that stays down (the policy's
+``worst_wait``: a bound on the policy, not on the outages drawn).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from ...errors import InvalidPipelineError
 from ...policies import RetryPolicy
 from ...worlds.failures import BUSINESS, TECHNICAL, BusinessFailure, try_booking
 from ...worlds.isolation import Actor, Scenario, bonus_saga, run
@@ -64,16 +67,24 @@ class World:
 LESSON = World(100, (("Deposit", 30),), 0)
 
 
+EDGES = (0, 1, -1, 49, 50, 51, -50)
+"""Balances the undo finds in an interleaving of a world of its own (learn73 F2: an undo
+that did nothing at exactly 0 passed 891 drawn interleavings, none of which found 0)."""
+
+
 def worlds() -> list[World]:
     """The lesson's world, a low balance that a withdrawal takes below the bonus (the undo
-    must then overdraw it), and drawn ones: any start, withdrawals and fees that may take
-    the balance below 0."""
+    must then overdraw it), worlds where the undo finds each of ``EDGES`` (0 above all),
+    and drawn ones: any start, withdrawals and fees that may take the balance below 0."""
     rng = generator("10.1")
     found = [
         LESSON,
         World(20, (("Withdrawal", -60),), 0),
         World(0, (("Fee", -5),), 0),
+        World(0, (("Fee", -50),), 0),  # the undo may find 0: no balance is a special case
+        World(30, (("Deposit", 20), ("Fee", -100)), 7),  # 0 again, after two others
     ]
+    found += [World(100, (("Withdrawal", balance - 150),), 0) for balance in EDGES]
     for _ in range(150):
         names = rng.sample(list(WRITERS), rng.choice((1, 1, 2)))
         start = rng.choice((100, rng.randint(0, 60), rng.randint(0, 1000)))
@@ -180,12 +191,14 @@ q1 = Exercise(
 
 COUNTERMEASURES = ("semantic lock", "commutative updates", "pessimistic view", "reread value")
 SITUATIONS = {
-    "a": "Concert tickets: a payment saga holds a seat; until it ends, other buyers must "
-    "not be turned away for a seat that may come free.",
+    "a": "Concert tickets: a payment saga holds a seat, then charges the card; the seat must "
+    "be held first (no buyer is charged for a seat someone took meanwhile), and until the saga "
+    "ends, other buyers must not be turned away for a seat that may come free.",
     "b": "Loyalty points: a saga adds points, and its undo takes them back, while other "
     "purchases keep adding points to the same account.",
     "c": "An order saga reserves stock (which shoppers see at once) and then runs a fraud "
-    "check that often fails.",
+    "check that often fails; shoppers must never see stock taken by an order the check "
+    "then rejects.",
     "d": "An undo puts a customer's old address back, but the customer may have changed "
     "it again in the meantime.",
 }
@@ -203,6 +216,14 @@ WHY = {
 }
 
 
+WHY_NOT = {  # (learn73 F4: both fix lesson 10's last room; the situations tell them apart)
+    ("a", "pessimistic view"): "would charge the card before holding the seat, and this seat "
+    "must be held first; what lets other buyers know a held seat may come free?",
+    ("c", "semantic lock"): "would still show shoppers the stock, marked pending, while the "
+    "check runs; to never show it, which step must come first?",
+}
+
+
 def _check_choice(choices: Any) -> str:
     if not isinstance(choices, dict):
         raise Incorrect(f"answer with a dict like {{'a': 'semantic lock', ...}}, got {choices!r}")
@@ -213,9 +234,8 @@ def _check_choice(choices: Any) -> str:
     chosen = {k: choose(given[k], COUNTERMEASURES, f"situation {k}") for k in sorted(SITUATIONS)}
     for key, choice in chosen.items():
         if choice != ANSWERS[key]:
-            raise Incorrect(
-                f"situation {key}: {choice} would {WHY[choice]}; is that what goes wrong there?"
-            )
+            why = WHY_NOT.get((key, choice), f"would {WHY[choice]}; is that what goes wrong there?")
+            raise Incorrect(f"situation {key}: {choice} {why}")
     return "each situation gets the countermeasure that stops its anomaly."
 
 
@@ -314,6 +334,10 @@ def _check_retry(charge_retry: Any) -> str:
         raise Incorrect(
             f"give a RetryPolicy(...), as in lesson 03, got {type(charge_retry).__name__}"
         )
+    try:
+        try_booking([], charge_retry)  # (a policy the charge step refuses is told so first)
+    except InvalidPipelineError as exc:  # (learn73 F6: it was "did it replace a record")
+        raise Incorrect(f"the charge step refuses your policy: {exc}") from None
     worlds = _worlds()
     for failures, answered in worlds:
         tried = try_booking(failures, charge_retry)
@@ -358,6 +382,13 @@ def _check_retry(charge_retry: Any) -> str:
                 f"between calls ({list(tried.waited)}), more than the {WAIT_BUDGET:g} s a "
                 "guest will wait"
             )
+    worst = charge_retry.worst_wait()
+    if worst > WAIT_BUDGET + 1e-9:
+        raise Incorrect(
+            f"if the gateway stays down, your policy calls it {charge_retry.max_attempts} times "
+            f"and waits {worst:.12g} s between calls in all, more than the {WAIT_BUDGET:g} s a "
+            "guest will wait: the policy must keep within them whatever the gateway does"
+        )
     outages = sum(1 for _, answered in worlds if not answered)
     return (
         f"{len(worlds) - outages} business failures compensated at once and {outages} "
@@ -378,8 +409,9 @@ q3 = Exercise(
         "Every business failure is a BusinessFailure, and every technical one a "
         "ConnectionError or a TimeoutError: name the family, not the cases you saw.",
         "Count the calls of the longest outage and the answer after it, then the waits "
-        "between them (lesson 03: initial_delay, then times multiplier each time): they "
-        "must all fit in the guest's patience, and none may be 0.",
+        "between them (lesson 03: initial_delay, then times multiplier each time): every "
+        "wait the policy can make, even if the gateway stays down, must fit in the guest's "
+        "patience, and none may be 0.",
     ),
     solution_code=(
         "# exercise: 10.3\n"

@@ -24,6 +24,7 @@ from typing import Any
 
 from ...errors import InjectedFault
 from ...explore import INVARIANTS, Faults, check, combinations
+from ...outcome import Outcome, Status
 from ...worlds import examples
 from . import Exercise, Incorrect, attempted, forall, function, generator, raised, register
 
@@ -164,6 +165,18 @@ def _check_call(world: World, before: dict[str, Any], after: dict[str, Any]) -> 
         )
 
 
+def _told(outcome: Outcome) -> str:
+    """What a "not restored" run is told: a clean rollback as the explorer names it, any
+    other by how it ended (learn73 F3: a halted run was said to be "rolled back")."""
+    if outcome.status == Status.ROLLED_BACK:
+        return INVARIANTS["not restored"]
+    standing = [*outcome.pending, *(d.step for d in outcome.dead_letters), *outcome.leaked]
+    return (
+        f"the run ended {outcome.status}, leaving {', '.join(standing)} standing; "
+        f"{', '.join(outcome.compensated)} compensated, yet the rest is not as it was"
+    )
+
+
 def _check_refund(refund: Any) -> str:
     fn = function(refund, "refund(state)")
     attempted(fn, examples.booking_state())
@@ -184,9 +197,17 @@ def _check_refund(refund: Any) -> str:
         for policy in POLICIES
     ]
 
+    judged: list[tuple[Any, Any]] = []
+
+    def restored(before: Any, after: Any) -> bool:
+        """The explorer's question, noted: for a rollback that was not clean, ``after``
+        has the effects left standing (a dead letter, a pending undo) put back."""
+        judged.append((before, after))
+        return examples.booking_restored(before, after)
+
     def holds(world: World) -> None:
         calls.clear()
-        run = check(saga, world.state, world.faults, world.policy, examples.booking_restored)
+        run = check(saga, world.state, world.faults, world.policy, restored)
         outcome = run.outcome
         for before, after in calls:
             _check_call(world, before, after)
@@ -197,14 +218,16 @@ def _check_refund(refund: Any) -> str:
             violation = run.violations[0]
             kind = violation.split(":")[0]
             start, end = outcome.state_before or {}, outcome.state_after or {}
-            if kind == "not restored":
+            said = INVARIANTS.get(kind, kind)
+            if kind == "not restored":  # (as judged: the effects left standing put back)
+                said, (start, end) = _told(outcome), judged[-1]
                 seen = _diff(examples.booking_as_seen(start), examples.booking_as_seen(end))
                 detail = f"as the customer sees the booking, {seen}{_money(start, end)}"
             elif kind == "phantom undo":
                 detail = f"from before the run to after it, {_diff(start, end)}"
             else:
                 detail = violation.split(":", 1)[1].strip()
-            raise Incorrect(f"{world}: {kind} ({INVARIANTS.get(kind, kind)}): {detail}")
+            raise Incorrect(f"{world}: {kind} ({said}): {detail}")
         if "charge_card" not in outcome.compensated:
             return  # the refund did not run: a call now would be its first
         after = copy.deepcopy(dict(outcome.state_after or {}))

@@ -1,0 +1,38 @@
+"""RetryPolicy.worst_wait: the waits in all of an outage that never ends, as the engine
+sleeps them (learn73 F1: exercises 03.2 and 10.3 bound a policy by it)."""
+
+import pytest
+
+from rollback_lessons import RetryPolicy
+from rollback_lessons.worlds.failures import ServiceUnavailable, try_booking
+
+POLICIES = (
+    RetryPolicy(max_attempts=1),
+    RetryPolicy(),
+    RetryPolicy(max_attempts=4, initial_delay=0.2, multiplier=2),
+    RetryPolicy(max_attempts=10, initial_delay=0.1, multiplier=2),  # reaches max_delay
+    RetryPolicy(max_attempts=30, initial_delay=0.001, multiplier=1.5, max_delay=0.7),
+    RetryPolicy(max_attempts=50, initial_delay=0.3, multiplier=1),
+    RetryPolicy(max_attempts=5, initial_delay=0.2, max_delay=0),
+)
+
+
+@pytest.mark.parametrize("policy", POLICIES, ids=repr)
+def test_it_is_what_a_booking_waits_when_the_gateway_stays_down(policy):
+    down = [ServiceUnavailable("503")] * (policy.max_attempts + 1)
+    tried = try_booking(down, policy)
+    assert tried.calls == policy.max_attempts
+    assert policy.worst_wait() == pytest.approx(sum(tried.waited), rel=1e-12)
+
+
+def test_a_policy_of_a_billion_attempts_is_summed_without_a_billion_steps():
+    flat = RetryPolicy(max_attempts=10**9, initial_delay=0.01, multiplier=1)
+    assert flat.worst_wait() == pytest.approx(0.01 * (10**9 - 1))
+    slow = RetryPolicy(max_attempts=10**9, initial_delay=1e-9, multiplier=1 + 1e-7, max_delay=5)
+    assert slow.worst_wait() > 2  # (a closed form past 10,000 waits: no overflow, no hang)
+    tiny = RetryPolicy(max_attempts=10**9, initial_delay=1e-300, multiplier=1 + 1e-12)
+    assert tiny.worst_wait() < 1e-280
+    growing = RetryPolicy(max_attempts=20_000, initial_delay=1e-6, multiplier=1.0001, max_delay=1)
+    assert growing.worst_wait() == pytest.approx(
+        sum(min(1e-6 * 1.0001 ** (a - 1), 1) for a in range(1, 20_000)), rel=1e-9
+    )
