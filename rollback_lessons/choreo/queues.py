@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import itertools
 import random
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from ..durable.wal import connect_wal
 from .events import Message
+
+_MESSAGES = """CREATE TABLE IF NOT EXISTS messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL, body TEXT NOT NULL)"""
 
 
 @dataclass(frozen=True)
@@ -124,14 +127,8 @@ class SqliteQueue:
     queues promise no order); without, the oldest."""
 
     def __init__(self, path: str | Path, rng: random.Random | None = None) -> None:
-        self.con = sqlite3.connect(path, isolation_level=None, timeout=30)
-        self.con.execute("PRAGMA journal_mode=WAL")
         # A SIGKILL loses nothing the OS already has; FULL is for power loss, not tested.
-        self.con.execute("PRAGMA synchronous=NORMAL")
-        self.con.execute(
-            "CREATE TABLE IF NOT EXISTS messages ("
-            "seq INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL, body TEXT NOT NULL)"
-        )
+        self.con = connect_wal(path, _MESSAGES, synchronous="NORMAL")
         self.rng = rng
         self._in_flight: set[int] = set()
 

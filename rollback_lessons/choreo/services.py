@@ -17,6 +17,7 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+from ..durable.wal import connect_wal
 from .events import SUBSCRIBERS, Message, Reaction, react
 from .queues import Queue
 
@@ -42,12 +43,7 @@ CREATE TABLE IF NOT EXISTS outbox (
 
 def connect(path: str | Path) -> sqlite3.Connection:
     """A service's database (``":memory:"`` for a run that needs no file)."""
-    con = sqlite3.connect(path, isolation_level=None, timeout=30)
-    con.execute("PRAGMA journal_mode=WAL")
-    con.execute("PRAGMA synchronous=NORMAL")  # durable across SIGKILL (not power loss)
-    for statement in _SCHEMA.split(";"):
-        con.execute(statement)
-    return con
+    return connect_wal(path, _SCHEMA, synchronous="NORMAL")  # (SIGKILL-safe, not power loss)
 
 
 class Service:

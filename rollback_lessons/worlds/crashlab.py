@@ -28,6 +28,7 @@ from typing import Any
 
 from ..durable.journal import Journal, JournalError
 from ..durable.registry import Registry, compensation
+from ..durable.wal import connect_wal
 from ..errors import RollbackLessonsError
 from ..rules import Kind, Register
 from ..saga import Saga, Step
@@ -46,12 +47,7 @@ CREATE TABLE IF NOT EXISTS undo_calls (
 
 
 def connect(world: str | os.PathLike[str]) -> sqlite3.Connection:
-    con = sqlite3.connect(world, isolation_level=None, timeout=30)
-    con.execute("PRAGMA journal_mode=WAL")
-    con.execute("PRAGMA synchronous=FULL")
-    for statement in _WORLD.split(";"):
-        con.execute(statement)
-    return con
+    return connect_wal(os.fspath(world), _WORLD, synchronous="FULL")
 
 
 class _Checkpoints:
