@@ -726,6 +726,13 @@ BANK = {
     ),
     "10.3": Bank(
         right=(
+            # a RetryPolicy of its own that stops in time, whatever max_attempts says
+            "class Four(RetryPolicy):\n"
+            "    def next_delay(self, attempt, error):\n"
+            "        if attempt >= 4 or isinstance(error, BusinessFailure):\n"
+            "            return None\n"
+            "        return 0.2\n"
+            "charge_retry = Four(max_attempts=50)",
             "charge_retry = RetryPolicy(max_attempts=4, initial_delay=0.1, multiplier=3,\n"
             "                           retry_on=(ConnectionError, TimeoutError))",
             "charge_retry = RetryPolicy(max_attempts=6, initial_delay=0.1, max_delay=0.3, "
@@ -736,6 +743,18 @@ BANK = {
             " no_retry_on=(BusinessFailure,), initial_delay=0.05)",
         ),
         wrong=(
+            Wrong(
+                OTHER,  # a RetryPolicy of its own that never gives up (learn74 F1)
+                "class Forever(RetryPolicy):\n"
+                "    def next_delay(self, attempt, error):\n"
+                "        return None if isinstance(error, BusinessFailure) else 0.2\n"
+                "charge_retry = Forever(max_attempts=4)",
+                (
+                    "if the gateway stays down with TimeoutError('gateway down')",
+                    "still calling it after 11 waits [0.2,",
+                    "never stopped within the 2 s",
+                ),
+            ),
             Wrong(
                 HARD_CODED,  # the policy lesson 10 showed, for a gateway whose outages were shorter
                 "charge_retry = LESSON_POLICY",

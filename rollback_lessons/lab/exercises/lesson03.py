@@ -9,6 +9,7 @@ from ...policies import RetryPolicy, UndoPolicy, decides_in_code, resolve_policy
 from ...saga import Saga, State, Step
 from ...worlds.examples import order_state
 from . import Exercise, Incorrect, canonical, choose, forall, register
+from .patience import WALK, worst
 
 SCENARIOS = {
     "refund": "The payment provider's refund endpoint answers 503 now and then; "
@@ -180,12 +181,20 @@ class _OutOfPatience(Exception):
 def _check_worst(policy: UndoPolicy) -> None:
     """The bound is on the policy: a refund that keeps failing waits 1 s at most."""
     if policy.retry is not None and not decides_in_code(policy):
-        worst = policy.retry.worst_wait()
-        if worst > BUDGET + 1e-9:
+        found = worst(policy.retry, [ConnectionError("503 Service Unavailable")], BUDGET)
+        if not found.stopped:
+            within = "within 1 s" if found.waited > BUDGET + 1e-9 else f"in {WALK} waits"
             raise Incorrect(
-                f"if the refund keeps failing, your policy tries it {policy.retry.max_attempts} "
-                f"times and waits {worst:.12g} s in all, more than 1 s: keep the waits within 1 s "
-                "whatever the refund does (fewer attempts, or shorter waits)"
+                f"if the refund keeps failing, your policy was still retrying it after "
+                f"{len(found.waits)} waits {found.shown()}, {found.waited:.12g} s in all, and "
+                f"never stopped {within}: keep the waits within 1 s whatever the refund does, "
+                "then give up"
+            )
+        if found.waited > BUDGET + 1e-9:
+            raise Incorrect(
+                f"if the refund keeps failing, your policy tries it {found.attempts} "
+                f"times and waits {found.waited:.12g} s in all, more than 1 s: keep the waits "
+                "within 1 s whatever the refund does (fewer attempts, or shorter waits)"
             )
         return
     clock = _Patience()

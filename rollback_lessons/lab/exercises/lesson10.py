@@ -12,7 +12,7 @@ lesson's, of every technical kind; business failures of every kind; messages and
 lesson does not show) and checks that each answer is compensated at once and each outage
 retried into a booking, with a wait above 0 before each retry and 2 s of waits at most (so
 the lesson's own policy is not the answer), even for a gateway that stays down (the policy's
-``worst_wait``: a bound on the policy, not on the outages drawn).
+``patience.worst``: a bound on what the policy does, not on the outages drawn).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from . import (
     raised,
     register,
 )
+from .patience import WALK, worst
 
 WRITERS = {"Deposit": 1, "Withdrawal": -1, "Payroll": 1, "Fee": -1}  # name: sign
 
@@ -311,7 +312,7 @@ def _worlds(seed: int = 10_3, count: int = 80) -> list[tuple[list[Exception], bo
     return sorted(worlds, key=lambda world: len(world[0]))
 
 
-def _shown(error: Exception) -> str:
+def _shown(error: BaseException) -> str:
     return f"{type(error).__name__}({str(error)!r})"
 
 
@@ -382,12 +383,27 @@ def _check_retry(charge_retry: Any) -> str:
                 f"between calls ({list(tried.waited)}), more than the {WAIT_BUDGET:g} s a "
                 "guest will wait"
             )
-    worst = charge_retry.worst_wait()
-    if worst > WAIT_BUDGET + 1e-9:
+    down = [kind("gateway down") for kind in _TECHNICAL]
+    found = worst(charge_retry, down, WAIT_BUDGET)
+    how = f"with {_shown(found.error)}, " if found.error is not None else ""
+    if not found.stopped:
+        within = (
+            f"within the {WAIT_BUDGET:g} s"
+            if found.waited > WAIT_BUDGET + 1e-9
+            else f"in {WALK} waits"
+        )
         raise Incorrect(
-            f"if the gateway stays down, your policy calls it {charge_retry.max_attempts} times "
-            f"and waits {worst:.12g} s between calls in all, more than the {WAIT_BUDGET:g} s a "
-            "guest will wait: the policy must keep within them whatever the gateway does"
+            f"if the gateway stays down {how}your policy was still calling it after "
+            f"{len(found.waits)} waits {found.shown()}, {found.waited:.12g} s in all, and never "
+            f"stopped {within} a guest will wait: the policy must keep within them whatever "
+            "the gateway does, then give up"
+        )
+    if found.waited > WAIT_BUDGET + 1e-9:
+        raise Incorrect(
+            f"if the gateway stays down {how}your policy calls it {found.attempts} times "
+            f"and waits {found.waited:.12g} s between calls in all, more than the "
+            f"{WAIT_BUDGET:g} s a guest will wait: the policy must keep within them whatever "
+            "the gateway does"
         )
     outages = sum(1 for _, answered in worlds if not answered)
     return (
