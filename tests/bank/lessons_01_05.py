@@ -96,6 +96,26 @@ BANK = {
         ),
         wrong=(
             Wrong(
+                OTHER,  # a narrow except: the step's error gets past it (learn74 F3)
+                "def run_with_rollback(steps, dead_letters):\n"
+                "    done = []\n"
+                "    try:\n"
+                "        for do, undo in steps:\n"
+                "            do()\n"
+                "            done.append(undo)\n"
+                "    except (RuntimeError, ConnectionError):\n"
+                "        for undo in reversed(done):\n"
+                "            try:\n"
+                "                undo()\n"
+                "            except Exception as error:\n"
+                "                dead_letters.append(error)\n"
+                "        raise",
+                (
+                    "the step's StepFailed('step 2 failed') got out of your loop",
+                    "is StepFailed among the exceptions it catches?",
+                ),
+            ),
+            Wrong(
                 HARD_CODED,
                 "def run_with_rollback(steps, dead_letters):\n"
                 "    (do1, undo1), (do2, undo2), (do3, undo3) = steps\n"
@@ -463,6 +483,8 @@ BANK = {
             "predicted = \"['insure', 'label', 'bill', 'pack']\"",
         ),
         wrong=(
+            Wrong(OTHER, "predicted = None", ("write a list", "of the undos that run", "got None")),
+            Wrong(OTHER, "predicted = []", ("write a list", "got []")),
             Wrong(
                 BY_POSITION,
                 'predicted = ["pack", "bill", "label", "insure"]',
@@ -543,6 +565,11 @@ BANK = {
     ),
     "03.2": Bank(
         right=(
+            # a RetryPolicy of its own that stops in time, whatever max_attempts says
+            "class Thrice(RetryPolicy):\n"
+            "    def next_delay(self, attempt, error):\n"
+            "        return 0.2 if attempt < 3 else None\n"
+            "policy = Retry(Thrice(max_attempts=100))",
             'policy = "retry"',  # the default: 3 attempts, waits 0.1 and 0.2
             "policy = Retry(retry=RetryPolicy(initial_delay=0.1, multiplier=3, max_attempts=3))",
             "policy = Retry(RetryPolicy(5, 0.05, 2.0, 0.2))",
@@ -561,6 +588,36 @@ BANK = {
             "policy = Patient()",
         ),
         wrong=(
+            Wrong(
+                OTHER,  # a RetryPolicy of its own that never gives up (learn74 F1)
+                "class Forever(RetryPolicy):\n"
+                "    def next_delay(self, attempt, error):\n"
+                "        return 0.2\n"
+                "policy = Retry(Forever(max_attempts=3))",
+                (
+                    "still retrying it after 6 waits [0.2, 0.2,",
+                    "1.2 s in all",
+                    "never stopped within 1 s",
+                ),
+            ),
+            Wrong(
+                OTHER,  # the same in waits too short to pass the budget: the walk is capped
+                "class Ever(RetryPolicy):\n"
+                "    def next_delay(self, attempt, error):\n"
+                "        return 0.00001\n"
+                "policy = Retry(Ever())",
+                ("still retrying it after 10000 waits", "never stopped in 10000 waits"),
+            ),
+            Wrong(
+                OTHER,  # retries() always, and delay() growing past max_attempts' count
+                "class Always(RetryPolicy):\n"
+                "    def retries(self, error):\n"
+                "        return True\n"
+                "    def delay(self, attempt):\n"
+                "        return 0.1 * attempt\n"
+                "policy = Retry(Always(max_attempts=6))",
+                ("still retrying it after 5 waits [0.1, 0.2, 0.3, 0.4, 0.5], 1.5 s in all",),
+            ),
             Wrong(
                 OTHER,
                 "policy = Retry(RetryPolicy(max_attempts=2))",

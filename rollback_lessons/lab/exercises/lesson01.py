@@ -127,6 +127,21 @@ def _shown(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
+def _cut_short(escaped: Any, failure: Exception, undo_errors: dict[int, Exception]) -> str:
+    """Why the loop stopped before its undos were done: what got out of it."""
+    if escaped is failure:
+        where = "the step's"
+    elif any(escaped is e for e in undo_errors.values()):
+        where = "an undo's"
+    else:
+        return f"{raised(escaped, 'loop')}, and the undos stopped there; undo the steps"
+    return (
+        f"{where} {escaped!r} got out of your loop, and the undos stopped there (is "
+        f"{type(escaped).__name__} among the exceptions it catches?); catch every "
+        "exception, then undo the steps"
+    )
+
+
 def _check_loop(run_with_rollback: Any) -> str:
     fn = function(run_with_rollback, "run_with_rollback(steps, dead_letters)")
 
@@ -148,9 +163,11 @@ def _check_loop(run_with_rollback: Any) -> str:
         want = [f"do {i}" for i in done] + [f"do {world.fail_at} (fails)"]
         want += [f"undo {i}" for i in reversed(done)]
         if ran != want:
+            cut = escaped is not None and ran == want[: len(ran)]  # (learn74 F3: say what)
             raise Incorrect(
-                f"{world}, the calls were {ran}; expected {want}: undo only the steps that "
-                "succeeded, newest first, and go on past an undo that fails"
+                f"{world}, the calls were {ran}; expected {want}: "
+                + (_cut_short(escaped, failure, undo_errors) if cut else "undo only the steps")
+                + (" that succeeded, newest first, and go on past an undo that fails")
             )
         if escaped is None:
             raise Incorrect(

@@ -207,7 +207,12 @@ def five_steps() -> Saga:
 
 def _check_order(predicted: Any) -> str:
     names = list(REGISTER)
-    predicted = names_list(predicted, names, "the order")
+    given, predicted = predicted, names_list(predicted, names, "the order")
+    if not predicted:  # (names_list reads None, "" and [] as none; here some undos run)
+        raise Incorrect(
+            f"the order: write a list, in order, of the undos that run, such as "
+            f"{names[:2]}, got {given!r}"
+        )
     actual = list(five_steps().run(inject={FAILS: "fail"}).compensated)
     if predicted == actual:
         return (
