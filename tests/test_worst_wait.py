@@ -36,3 +36,30 @@ def test_a_policy_of_a_billion_attempts_is_summed_without_a_billion_steps():
     assert growing.worst_wait() == pytest.approx(
         sum(min(1e-6 * 1.0001 ** (a - 1), 1) for a in range(1, 20_000)), rel=1e-9
     )
+
+
+class _Forever(RetryPolicy):
+    def next_delay(self, attempt, error):  # ignores max_attempts (learn74 F1)
+        return 0.2
+
+
+class _Fewer(RetryPolicy):
+    def next_delay(self, attempt, error):  # stops before max_attempts says
+        return 0.2 if attempt < 3 else None
+
+
+def test_the_exercises_bound_what_a_policy_does_not_its_fields():
+    """patience.worst: a plain policy by worst_wait (any number of attempts, no walk), a
+    subclass by walking its own next_delay until it stops or passes the budget."""
+    from rollback_lessons.lab.exercises.patience import WALK, worst
+
+    down = [ServiceUnavailable("down"), TimeoutError("down")]
+    plain = worst(RetryPolicy(max_attempts=10**9, initial_delay=0.01, multiplier=1), down, 1.0)
+    assert plain.stopped and plain.attempts == 10**9
+    assert plain.waited == pytest.approx(0.01 * (10**9 - 1))
+    forever = worst(_Forever(max_attempts=3), down, 1.0)
+    assert not forever.stopped and forever.waits == (0.2,) * 6
+    fewer = worst(_Fewer(max_attempts=100), down, 1.0)
+    assert fewer.stopped and fewer.attempts == 3 and fewer.waited == pytest.approx(0.4)
+    tiny = worst(_Forever(max_attempts=3, initial_delay=0), down, 10**9)
+    assert not tiny.stopped and len(tiny.waits) == WALK  # (capped: no answer hangs a check)
