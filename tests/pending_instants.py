@@ -11,7 +11,8 @@ Run by test_commit_pending.py in a fresh interpreter (kbi_instants.py says why).
 
 usage: pending_instants.py DRIVER EXC [AT]  (DRIVER: run|graph|arun|rb|arb; EXC: kbi|exit;
 AT: event|end, one trial only, at the first line after the commit's event, or its status, was
-queued: attack72's instants). Prints one JSON line: the count of instants, the ones tried, and
+queued: attack72's instants; or second|full, every instant after the commit's write failed,
+``TWICE``). Prints one JSON line: the count of instants, the ones tried, and
 the problems found."""
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class Tracer:
     def __init__(self, n: int, exc: str, at: str = "") -> None:
         self.n, self.exc, self.at, self.count, self.fired = n, exc, at, 0, None
         self.depth = 0  # commit's frames on the stack
+        self.armed = at not in TWICE  # (TWICE: counting once the commit's write failed)
 
     def glob(self, frame: FrameType, event: str, arg: Any) -> Any:
         if frame.f_code.co_filename != records.__file__:
@@ -59,17 +61,18 @@ class Tracer:
         if frame.f_code is records.JournalRun.commit.__code__:
             self.depth += 1
         frame.f_trace_opcodes = True
-        if self.depth:
+        if self.depth and self.armed:
             self._tick(frame, "entry")
         return self.local
 
     def local(self, frame: FrameType, event: str, arg: Any) -> Any:
         if event == "return" and frame.f_code is records.JournalRun.commit.__code__:
             self.depth -= 1
-        elif self.depth and event == "line":
+        elif self.depth and self.armed and event == "line" and self.at not in TWICE:
             self._tick(frame, "line")
         elif (
             self.depth
+            and self.armed
             and event == "opcode"
             and frame.f_lasti in kbi_instants.instants(frame.f_code)
         ):
@@ -85,6 +88,12 @@ class Tracer:
             if self.exc == "exit":
                 raise SystemExit(143)
             raise KeyboardInterrupt(f"at {self.fired}")
+
+
+TWICE = {"second": KeyboardInterrupt, "full": sqlite3.OperationalError}
+"""The commit's write fails first (a Ctrl-C at its entry, or a full disk), then a Ctrl-C at
+each instant CPython hears one at (no line: it never lands there) of what follows, its
+clean-up (attack75 F2: a comprehension's start in it left the commit's statements pending)."""
 
 
 def queued(frame: FrameType, at: str) -> bool:
@@ -106,6 +115,9 @@ def snapshotting(folder: str, tracer: Tracer) -> Any:
     real = Journal.write
 
     def write(self: Journal, *args: Any, **kwargs: Any) -> Any:
+        if not tracer.armed and tracer.depth:  # (the commit's write: it fails first)
+            tracer.armed = True
+            raise TWICE[tracer.at]("database or disk is full")
         result = real(self, *args, **kwargs)
         if tracer.fired is not None:
             snapshots.append((copied(self.path, folder), list(world)))
@@ -230,21 +242,28 @@ def main() -> None:
     shm = "/dev/shm" if Path("/dev/shm").is_dir() else None  # (no disk syncs: quicker)
     dead = dead_pid()
     with tempfile.TemporaryDirectory(dir=shm) as folder:
-        if len(sys.argv) > 3:  # (one instant, named)
+        at = sys.argv[3] if len(sys.argv) > 3 else ""
+        if at and at not in TWICE:  # (one instant, named)
             fired, bad = check(driver, exc, 0, folder, dead, sys.argv[3])
             assert fired is not None, f"the commit's {sys.argv[3]} was never queued"
             print(json.dumps({"total": 1, "tried": [fired], "problems": bad}))
             return
-        trial(driver, Tracer(0, exc), f"{folder}/warm.db")  # (caches filled: each run the same)
-        counter = Tracer(0, exc)
-        trial(driver, counter, f"{folder}/count.db")
+        trial(driver, Tracer(0, exc, at), f"{folder}/warm.db")  # (caches filled: the same)
+        counter = Tracer(0, exc, at)
+        real = Journal.write
+        Journal.write = snapshotting(folder, counter)  # type: ignore[method-assign]
+        try:
+            trial(driver, counter, f"{folder}/count.db")
+        finally:
+            Journal.write = real  # type: ignore[method-assign]
         tried, problems = [], []
         for n in range(1, counter.count + 1):
-            fired, bad = check(driver, exc, n, folder, dead)
+            fired, bad = check(driver, exc, n, folder, dead, at)
             assert fired is not None, f"instant {n} of {counter.count} never came"
             tried.append(n)
             problems += [f"n={n} {fired}: {b}" for b in bad]
-    print(json.dumps({"total": counter.count, "tried": tried, "problems": problems}))
+    said = {"total": counter.count, "tried": tried, "problems": problems}
+    print(json.dumps({**said, "armed": counter.armed}))
 
 
 if __name__ == "__main__":

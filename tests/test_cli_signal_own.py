@@ -95,8 +95,9 @@ def test_a_sigterm_as_an_undo_works_in_the_except_of_a_ctrl_c_it_caught_is_heard
     done = _recover(tmp_path, "catch")
     assert done.returncode == 143, done.stderr
     assert done.stderr == (
-        "rollback-lessons: recover interrupted (SIGTERM); what it undid is recorded, and left "
-        "unfinished for the next recover: saga(s) 's1', 's2', 's3'\n"
+        "rollback-lessons: recover interrupted (SIGTERM) during the undo of 'a' (saga 's1'), not "
+        "recorded done: it runs again next time (same idempotency key); what it undid before it "
+        "is recorded, and left unfinished for the next recover: saga(s) 's1', 's2', 's3'\n"
     )
     assert (tmp_path / "undos.log").read_text() == "undo a\n"
 
@@ -134,8 +135,7 @@ def test_a_further_signal_as_the_interrupts_output_blocks_ends_it(tmp_path):
         (tmp_path / "err")
         .read_text()
         .startswith(
-            "rollback-lessons: recover interrupted (Ctrl-C); what it undid is recorded, and left "
-            "unfinished for the next recover: saga(s) 's30-x"
+            "rollback-lessons: recover interrupted (Ctrl-C) during the undo of 'a' (saga 's30-x"
         )
     )
 
@@ -165,8 +165,9 @@ def test_a_ctrl_c_in_recover_with_stdout_closed_or_full_says_its_line(tmp_path, 
     os.close(write)
     assert (done.returncode, done.stderr) == (
         130,
-        "rollback-lessons: recover interrupted (Ctrl-C); what it undid is recorded, and left "
-        "unfinished for the next recover: saga(s) 's1', 's2', 's3'\n",
+        "rollback-lessons: recover interrupted (Ctrl-C) during the undo of 'a' (saga 's1'), not "
+        "recorded done: it runs again next time (same idempotency key); what it undid before it "
+        "is recorded, and left unfinished for the next recover: saga(s) 's1', 's2', 's3'\n",
     )
 
 

@@ -121,8 +121,11 @@ def _states(path) -> tuple[str, int | None, list[str]]:
 
 @pytest.mark.parametrize(
     "stop, said, undone",
-    [("import", "the sagas it did not finish are left for the next recover", []),
-     ("undo b", "left unfinished for the next recover: saga(s) 's'", ["undo c"])],
+    [("import", "; what it undid is recorded, and the sagas it did not finish are left for "
+      "the next recover", []),
+     ("undo b", " during the undo of 'b' (saga 's'), not recorded done: it runs again next time"
+      " (same idempotency key); what it undid before it is recorded, and left unfinished for"
+      " the next recover: saga(s) 's'", ["undo c"])],
     ids=["before-the-claim", "mid-undo"],
 )  # fmt: skip
 def test_a_sigterm_during_recover_is_one_line_143_and_leaves_the_rest(tmp_path, stop, said,
@@ -130,7 +133,7 @@ def test_a_sigterm_during_recover_is_one_line_143_and_leaves_the_rest(tmp_path, 
     path, env = _crashed(tmp_path), _env(tmp_path)
     status, out, err = _term_at(_recover(path), env, stop)
     assert (status, out) == (143, ""), err
-    said = f"recover interrupted (SIGTERM); what it undid is recorded, and {said}"
+    said = f"recover interrupted (SIGTERM){said}"  # (the undo cut named: attack75 F3)
     assert err == f"rollback-lessons: {said}\n"
     assert _undone(tmp_path) == undone  # (the undo cut is not recorded done: run again)
     left = ["pending"] * (3 - len(undone)) + ["done"] * len(undone)  # (a, b, c: c undone first)

@@ -74,8 +74,10 @@ def journal_command(args: argparse.Namespace) -> int:
         if finished is None and report is not None:  # (it had returned: heard as the
             finished, exc.unfinished = report.recovered, ()  # type: ignore[union-attr]
             # journal closed, attack48 F11)
-        recorded = getattr(exc, "unrecorded", "what it undid is recorded")  # (attack63 F2)
-        line = f"recover interrupted ({why}); {recorded}, and {_left(exc)}"
+        during = getattr(exc, "during", "")  # (an undo cut: it runs again, attack75 F3)
+        before = "what it undid before it is recorded" if during else "what it undid is recorded"
+        recorded = getattr(exc, "unrecorded", before)  # (attack63 F2)
+        line = f"recover interrupted ({why}){during}; {recorded}, and {_left(exc)}"
         ending = [status, f"rollback-lessons: {one_line(line)}\n".encode(errors="replace")]
         with telling(ending):  # (a second one: held, attack66 F1, F3; ends it as
             try:  # its output blocks, attack71 F2)

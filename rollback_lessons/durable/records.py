@@ -150,13 +150,18 @@ class JournalRun:
         start, a commit: what they say will not be so, so nothing of them must be written).
         Queued inside the ``try``: a Ctrl-C or exit at any instant, even before the write
         was tried, drops them too (attack72 F2, F3: the commit's left pending, the rollback's
-        writes carried it: its seq reused, or the saga said committed)."""
+        writes carried it: its seq reused, or the saga said committed). Taken back by their
+        place, saved before they were queued, with no call in between: a comprehension is a
+        function, and a second Ctrl-C at its start left the commit's pending (attack75 F2).
+        Nothing queues during a write, so they are there or nowhere (written: gone)."""
+        start = len(self._pending)
+        end = start + len(statements)
         try:
             self._pending += statements  # (one C call: queued whole or not at all)
             self.flush()
         except BaseException:
             if not keep:  # (gone already if it was written: a Ctrl-C as COMMIT returned)
-                self._pending = [st for st in self._pending if all(st is not s for s in statements)]
+                del self._pending[start:end]  # (no call: no instant for a Ctrl-C)
             raise
 
     def confirm(self, position: int) -> bool:
@@ -383,7 +388,8 @@ class JournalRun:
         self._pending.append((sql, params))
 
     def flush(self, *, sync: bool = True) -> None:
-        statements, written = self.take(), Written()
+        written = Written()  # (first: a Ctrl-C as it returned lost what ``take`` took)
+        statements = self.take()
         try:
             self.journal.write(
                 statements, fences={self.saga_id: self.gen}, sync=sync, written=written

@@ -235,8 +235,12 @@ FALLBACK = (
 def _stopped(exc: BaseException, who: str, event: bool = False) -> BaseException:
     """What ends recover when ``who`` (an undo, or the write of an ``event``) is cut: a
     Ctrl-C stays one (the CLI's one line, exit 130); any other, one line saying the saga
-    is left for the next recover."""
+    is left for the next recover. A Ctrl-C in an undo (its call, or as it returned) says
+    so on the CLI's line: that undo's done is not written, it runs again (attack75 F3)."""
     if isinstance(exc, KeyboardInterrupt):
+        if not event:  # (no call here: the attribute is set, whatever lands next)
+            again = "not recorded done: it runs again next time (same idempotency key)"
+            exc.during = f" during {who}, {again}"  # type: ignore[attr-defined]
         return exc
     exit_ = f"sys.exit({exc.code!r})" if isinstance(exc, SystemExit) else ""
     what = describe(exc) + ("" if isinstance(exc, Exception) else " (an interrupt)")
