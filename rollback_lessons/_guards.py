@@ -33,6 +33,7 @@ from .events import EventKind, describe
 from .machine import Machine, Phase
 from .operations import RAISE, Finished, Op
 from .schedule import GraphMachine, GraphOp, Ready, declines, log_anyway, past_pivot
+from .undo_log import cut_off
 from .verdicts import rollback_notes
 
 E = TypeVar("E", bound=BaseException)
@@ -139,11 +140,9 @@ def log_cut_off(m: Machine | GraphMachine) -> None:
     """A step done whose undo's log was cut off (a Ctrl-C in its done event, or in the
     machine's ``step_ok`` before the entry: a gathered step's, whose block then fails as
     cancelled, attack31 F1) is logged now: undone with the rest, never left standing."""
-    if m.completed and not m.rolling and m.phase is not Phase.DONE:
-        last = m.completed[-1]
-        spec = m.specs[last] if isinstance(m, GraphMachine) else m.spec
-        if spec is not None and spec.name == last and spec.has_undo and not m.logged(last):
-            log_anyway(m, spec)
+    spec = cut_off(m) if m.phase is not Phase.DONE else None  # (the machine's rule: which)
+    if spec is not None:  # (``Machine.fail`` logs it too, if a Ctrl-C here cut this)
+        log_anyway(m, spec)
 
 
 def cut_forward_of(

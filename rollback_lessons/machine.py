@@ -49,6 +49,7 @@ from .outcome import DeadLetter, RunRecord, Status
 from .policies import CONTINUE, RetryPolicy, UndoPolicy, decided, is_delay
 from .resuming import resumed  # (taking up a crashed saga's rollback: the machine's too)
 from .rules import IRREVERSIBLE, Kind
+from .undo_log import in_effect, log_cut_off  # (the undo log against what was done)
 from .verdicts import (  # the status and pivot rules, the machine's (one place each)
     HALTED_FORWARD,
     after_effect,
@@ -497,6 +498,7 @@ class Machine:
         was cancelled): halt forward after a pivot, or roll back."""
         if self.phase is not _FORWARD:
             self._expect("fail")
+        log_cut_off(self)  # (a done step whose undo's log was cut off: logged, undone too)
         self.error, current = error, self.current  # (before ``rolling``: an interrupt
         self.rolling = True  # between them must never leave a failed run "committed")
         self.failed_step = current if current not in self.completed else None
@@ -785,13 +787,8 @@ class Machine:
                          semantic=bool(self.semantic), cancelled=self.cancelled)  # fmt: skip
 
     def in_effect(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """What a run stopped here (an engine's execution stopped midway) leaves in effect:
-        the steps done, and those that may have had their effect (failed after it, cut
-        short, or their undo logged before them: owed), neither undone (attack25's F1)."""
-        undone, done = {*self.compensated}, self.completed
-        maybe = [s for s in self.seen if s not in done and (s in self.effected or self.logged(s))]
-        return tuple(s for s in dict.fromkeys(done) if s not in undone), tuple(
-            s for s in dict.fromkeys(maybe) if s not in undone)  # fmt: skip
+        """What a run stopped midway leaves in effect (``undo_log.in_effect``)."""
+        return in_effect(self)
 
     def logged(self, step: str) -> bool:
         """Is ``step``'s undo in the log, so that a rollback would run it?"""
