@@ -57,9 +57,11 @@ def worst(policy: RetryPolicy, errors: Iterable[BaseException], budget: float) -
 
 def _walk(policy: RetryPolicy, error: BaseException, budget: float) -> Worst:
     waits: list[float] = []
-    while len(waits) < WALK and sum(waits) <= budget + 1e-9:
+    waited = 0.0  # (kept as it goes: summing the list each turn was 50 million additions)
+    while len(waits) < WALK and waited <= budget + 1e-9:
         delay = policy.next_delay(len(waits) + 1, error)
         if delay is None or not is_delay(delay):  # (not a wait: the run's checks say why)
-            return Worst(error, len(waits) + 1, sum(waits), True, tuple(waits))
+            return Worst(error, len(waits) + 1, waited, True, tuple(waits))
         waits.append(float(delay))
-    return Worst(error, len(waits) + 1, sum(waits), False, tuple(waits))
+        waited += waits[-1]
+    return Worst(error, len(waits) + 1, waited, False, tuple(waits))
