@@ -295,6 +295,18 @@ BANK = {
             "async def compensate(compensations, undo, dead_letters):\n"
             "    for index in range(len(compensations) - 1, -1, -1):\n"
             "        await undo_one(undo, compensations[index], dead_letters)",
+            # a cancel: the rest are undone all the same, then it goes on (learn73 F9)
+            "async def compensate(compensations, undo, dead_letters):\n"
+            "    cancelled = None\n"
+            "    for call in reversed(compensations):\n"
+            "        try:\n"
+            "            await undo(call)\n"
+            "        except ActivityError:\n"
+            "            dead_letters.append(call.step)\n"
+            "        except asyncio.CancelledError as exc:\n"
+            "            cancelled = exc\n"
+            "    if cancelled is not None:\n"
+            "        raise cancelled",
         ),
         wrong=(
             Wrong(
@@ -391,6 +403,22 @@ BANK = {
                 "                if attempt:\n"
                 "                    dead_letters.append(call.step)",
                 ("ran more than once", "RetryPolicy"),
+            ),
+            Wrong(
+                OTHER,  # swallows the workflow's cancel too (learn73 F9)
+                "async def compensate(compensations, undo, dead_letters):\n"
+                "    for call in reversed(compensations):\n"
+                "        try:\n"
+                "            await undo(call)\n"
+                "        except BaseException:\n"
+                "            dead_letters.append(call.step)",
+                (
+                    "the workflow cancelled as it awaits the undo of",
+                    "asyncio.CancelledError",
+                    "caught it and returned as if that undo had failed",
+                    "instead of ending cancelled",
+                    "not BaseException",
+                ),
             ),
             Wrong(
                 OTHER,  # lets the failure out

@@ -2,8 +2,9 @@
 
 ``check`` first runs the learner's ``compensate`` in this process on compensation lists it
 draws (0 to 12 calls, names that sort differently from the order they were logged, any of
-the undos failing with Temporal's ``ActivityError``, undos that take a while), where a
-mistake is found in a moment and explained. Then it puts ``compensate`` into the
+the undos failing with Temporal's ``ActivityError``, undos that take a while, the workflow
+cancelled as it awaits one: the cancel must get out), where a mistake is found in a moment
+and explained. Then it puts ``compensate`` into the
 hand-written booking workflow (``worlds.temporal_booking``) and runs it on Temporal's dev
 server, for a failure at each step up to the email (the pivot: it has no compensation) and
 for undos that fail, and reads the world's own record of what was undone.
@@ -29,6 +30,7 @@ class World:
     steps: tuple[str, ...]  # the compensations, oldest first
     broken: frozenset[str]  # whose undo fails (ActivityError)
     slow: tuple[int, ...]  # how many turns of the event loop each undo takes
+    cancel_at: str | None = None  # the workflow is cancelled as it awaits this undo
 
     def __str__(self) -> str:
         if not self.steps:
@@ -37,6 +39,8 @@ class World:
         if self.broken:
             which = " and ".join(s for s in reversed(self.steps) if s in self.broken)
             text += f" and the undo of {which} failing"
+        if self.cancel_at:
+            text += f", the workflow cancelled as it awaits the undo of {self.cancel_at}"
         return text
 
 
@@ -53,11 +57,20 @@ def worlds() -> list[World]:
         broken = frozenset(s for s in steps if rng.random() < 0.25)
         slow = tuple(rng.choice((0, 0, 1, 3)) for _ in steps)
         found.append(World(steps, broken, slow))
-    return found
+    return found + _cancelled(found)
 
 
-def size(world: World) -> tuple[int, ...]:
-    return (len(world.steps), len(world.broken), sum(world.slow))
+def _cancelled(drawn: list[World]) -> list[World]:
+    """Some of the drawn worlds again, the workflow cancelled as it awaits one undo (the
+    middle one, newest first): Temporal then raises asyncio.CancelledError at that await
+    (its README, "Asyncio Cancellation"; also for an undo that ended in the same workflow
+    task as the cancel came, sdk-python#620)."""
+    with_steps = [w for w in drawn if w.steps]
+    return [World(w.steps, w.broken, w.slow, w.steps[len(w.steps) // 2]) for w in with_steps[::8]]
+
+
+def size(world: World) -> tuple[int, ...]:  # the cancelled worlds after all the others
+    return (world.cancel_at is not None, len(world.steps), len(world.broken), sum(world.slow))
 
 
 class _Undo:
@@ -65,8 +78,9 @@ class _Undo:
     event loop, then succeeds or raises Temporal's ActivityError. An awaitable, not a
     coroutine, so one never awaited is simply not run (and says nothing)."""
 
-    def __init__(self, log: _Log, step: str, turns: int, fails: bool) -> None:
+    def __init__(self, log: _Log, step: str, turns: int, fails: bool, cancel: bool) -> None:
         self.log, self.step, self.turns, self.fails = log, step, turns, fails
+        self.cancel = cancel
 
     def __await__(self) -> Generator[Any, None, None]:
         log = self.log
@@ -79,6 +93,8 @@ class _Undo:
                 yield from asyncio.sleep(0).__await__()
         finally:
             log.running.remove(self.step)
+        if self.cancel:  # Temporal cancels the workflow's task: raised at the await
+            raise asyncio.CancelledError
         if self.fails:
             raise _activity_error(self.step)
         log.undone.append(self.step)
@@ -91,6 +107,7 @@ class _Log:
     running: list[str]
     overlaps: list[tuple[str, str]]
     called: list[str]  # undo(call) called, awaited or not
+    cancel_out: bool = False  # the CancelledError got out of compensate
 
 
 def _activity_error(step: str) -> Exception:
@@ -123,8 +140,9 @@ async def _in_process(fn: Any, world: World) -> tuple[_Log, list[Any], BaseExcep
         step = getattr(call, "step", None)
         if step not in slow:
             raise TypeError(f"undo() takes one of the calls of compensations, got {call!r}")
+        cancel = step == world.cancel_at and step not in log.called  # (a cancel comes once)
         log.called.append(step)
-        return _Undo(log, step, slow[step], step in world.broken)
+        return _Undo(log, step, slow[step], step in world.broken, cancel)
 
     dead: list[Any] = []
     escaped = None
@@ -132,6 +150,8 @@ async def _in_process(fn: Any, world: World) -> tuple[_Log, list[Any], BaseExcep
         await fn([_call(world, s) for s in world.steps], undo, dead)
     except NotImplementedError:
         raise
+    except asyncio.CancelledError:
+        log.cancel_out = True
     except Exception as exc:
         escaped = exc
     return log, dead, escaped
@@ -146,6 +166,9 @@ def _expected(world: World) -> tuple[list[str], list[str]]:
 
 def _check_world(fn: Any, world: World, loop: asyncio.AbstractEventLoop) -> None:
     log, dead, escaped = loop.run_until_complete(_in_process(fn, world))
+    if world.cancel_at is not None:
+        _check_cancelled(world, world.cancel_at, log, dead, escaped)
+        return
     undone, dead_wanted = _expected(world)
     newest_first = list(reversed(world.steps))
     if escaped is not None:
@@ -200,6 +223,28 @@ def _check_world(fn: Any, world: World, loop: asyncio.AbstractEventLoop) -> None
             f"{world}, the dead letters were {dead}, expected {dead_wanted}: catch the "
             "ActivityError of a failing undo, append its call.step, and go on"
         )
+
+
+def _check_cancelled(world: World, step: str, log: _Log, dead: list[Any], escaped: Any) -> None:
+    """The cancel must get out of compensate (at once, or once the rest are undone): the
+    order and the dead letters were checked in the worlds without one."""
+    if log.cancel_out:
+        return
+    if escaped is not None:
+        raise Incorrect(f"{world}, {raised(escaped, 'compensate')}")
+    newest_first = list(reversed(world.steps))
+    rest = newest_first[newest_first.index(step) + 1 :]
+    how = "carried on" if set(rest) & set(log.started) else "returned"
+    if step in dead:
+        how += f" as if that undo had failed ({step} in dead_letters)"
+    status = "rollback_incomplete" if dead else "rolled_back"
+    raise Incorrect(
+        f"{world}, Temporal raises asyncio.CancelledError at that `await undo(call)`, and "
+        f"your compensate caught it and {how}: the workflow returns {status} instead of "
+        "ending cancelled, and Temporal asks a workflow to cancel only once, so the cancel "
+        "is lost; catch ActivityError alone (not BaseException), or re-raise the "
+        "CancelledError (once the rest are undone, if you like)"
+    )
 
 
 # (the step that fails, the undos that fail); the lesson's case first
@@ -284,8 +329,8 @@ def _check_compensate(compensate: Any) -> str:
                 raise Incorrect(f"{where}, the world shows {step} {state}")
     return (
         f"in {tried} compensation lists in this process and {len(CASES)} bookings on "
-        "Temporal, every compensation runs once, newest first, and a failing one is a dead "
-        "letter."
+        "Temporal, every compensation runs once, newest first, a failing one is a dead "
+        "letter, and a cancel of the workflow gets out of it."
     )
 
 
