@@ -3,7 +3,7 @@ sleeps them (learn73 F1: exercises 03.2 and 10.3 bound a policy by it)."""
 
 import pytest
 
-from rollback_lessons import RetryPolicy
+from rollback_lessons import RetryPolicy, UndoPolicy
 from rollback_lessons.worlds.failures import ServiceUnavailable, try_booking
 
 POLICIES = (
@@ -63,3 +63,24 @@ def test_the_exercises_bound_what_a_policy_does_not_its_fields():
     assert fewer.stopped and fewer.attempts == 3 and fewer.waited == pytest.approx(0.4)
     tiny = worst(_Forever(max_attempts=3, initial_delay=0), down, 10**9)
     assert not tiny.stopped and len(tiny.waits) == WALK  # (capped: no answer hangs a check)
+
+
+class _Decides(UndoPolicy):
+    def decide(self, attempt, error):  # the same as _Fewer, as an undo policy's own rule
+        return 0.2 if attempt < 3 else "dead_letter"
+
+
+class _DecidesForever(UndoPolicy):
+    def decide(self, attempt, error):
+        return 0.0
+
+
+def test_a_policy_deciding_in_code_is_walked_as_a_retry_policy_is():
+    """patience.worst_decided: the same walk and cap as a RetryPolicy subclass, its answers
+    read as the machine reads them (a saga run capped at 1,000 waits measured it before)."""
+    from rollback_lessons.lab.exercises.patience import WALK, worst, worst_decided
+
+    down = [ServiceUnavailable("down")]
+    assert worst_decided(_Decides(), down, 1.0) == worst(_Fewer(max_attempts=100), down, 1.0)
+    tiny = worst_decided(_DecidesForever(), down, 10**9)
+    assert not tiny.stopped and len(tiny.waits) == WALK

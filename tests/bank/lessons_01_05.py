@@ -586,6 +586,16 @@ BANK = {
             "    def decide(self, attempt, error):\n"
             '        return 0.2 if attempt < 4 else "dead_letter"\n'
             "policy = Patient()",
+            # many short waits, then it gives up: the same walk and cap in either shape
+            "from rollback_lessons import UndoPolicy\n"
+            "class Many(UndoPolicy):\n"
+            "    def decide(self, attempt, error):\n"
+            '        return 0.0001 if attempt <= 5000 else "dead_letter"\n'
+            "policy = Many()",
+            "class Many(RetryPolicy):\n"
+            "    def next_delay(self, attempt, error):\n"
+            "        return 0.0001 if attempt <= 5000 else None\n"
+            "policy = Retry(Many())",
         ),
         wrong=(
             Wrong(
@@ -689,7 +699,16 @@ BANK = {
                 "    def decide(self, attempt, error):\n"
                 "        return 0.1\n"
                 "policy = Forever()",
-                ("still retrying it after 11 waits, 1.1 s in all",),
+                ("still retrying it after 11 waits [0.1, 0.1,", "1.1 s in all", "within 1 s"),
+            ),
+            Wrong(
+                OTHER,  # the same in waits too short to pass the budget, deciding in code
+                "from rollback_lessons import UndoPolicy\n"
+                "class Ever(UndoPolicy):\n"
+                "    def decide(self, attempt, error):\n"
+                "        return 0.00001\n"
+                "policy = Ever()",
+                ("still retrying it after 10000 waits", "never stopped in 10000 waits"),
             ),
             Wrong(OTHER, 'policy = "continue"', ("'continue' does not try the undo again",)),
             Wrong(OTHER, "policy = RetryPolicy(max_attempts=3)", ("Retry(RetryPolicy(...))",)),

@@ -5,15 +5,17 @@ The bound is on what the policy does, not on what its fields say: a subclass may
 (learn74 F1). So its own ``next_delay`` is walked, on no clock at all, until it says stop
 (None) or its waits pass the budget; the walk is capped, so that no answer can hang a check.
 A plain ``RetryPolicy`` is measured by ``worst_wait``, which is exact for any number of
-attempts.
+attempts. An undo policy that decides in code (its own ``decide``) is walked the same way,
+its answers read as the machine reads them (``decided``): one walk, one cap, whatever the
+shape of the answer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from ...policies import RetryPolicy, is_delay
+from ...policies import RetryPolicy, UndoPolicy, decided, is_delay
 
 WALK = 10_000  # waits walked before a policy that has not stopped is taken to retry forever
 _OWN = ("next_delay", "delay", "retries", "worst_wait")
@@ -46,20 +48,34 @@ def worst(policy: RetryPolicy, errors: Iterable[BaseException], budget: float) -
     fails with one of ``errors`` (each retried alone), or else the longest of its runs."""
     if plain(policy):
         return Worst(None, policy.max_attempts, policy.worst_wait(), stopped=True)
+    return _worst_walked(policy.next_delay, errors, budget)
+
+
+def worst_decided(policy: UndoPolicy, errors: Iterable[BaseException], budget: float) -> Worst:
+    """``worst`` for an undo policy that decides in code: its ``decide`` walked as the
+    machine reads it (a delay is a retry; "dead_letter", "halt" or anything else stops)."""
+    return _worst_walked(lambda attempt, error: decided(policy, attempt, error), errors, budget)
+
+
+Next = Callable[[int, BaseException], object]
+"""After attempt n failed with an error: the wait before the next one, or anything else."""
+
+
+def _worst_walked(next_wait: Next, errors: Iterable[BaseException], budget: float) -> Worst:
     longest = Worst(None, 1, 0.0, stopped=True)
     for error in errors:
-        found = _walk(policy, error, budget)
+        found = _walk(next_wait, error, budget)
         if not found.stopped or found.waited > budget + 1e-9:
             return found
         longest = max(longest, found, key=lambda w: w.waited)
     return longest
 
 
-def _walk(policy: RetryPolicy, error: BaseException, budget: float) -> Worst:
+def _walk(next_wait: Next, error: BaseException, budget: float) -> Worst:
     waits: list[float] = []
     waited = 0.0  # (kept as it goes: summing the list each turn was 50 million additions)
     while len(waits) < WALK and waited <= budget + 1e-9:
-        delay = policy.next_delay(len(waits) + 1, error)
+        delay = next_wait(len(waits) + 1, error)
         if delay is None or not is_delay(delay):  # (not a wait: the run's checks say why)
             return Worst(error, len(waits) + 1, waited, True, tuple(waits))
         waits.append(float(delay))
