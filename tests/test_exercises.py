@@ -541,3 +541,23 @@ def test_start_here_names_the_lessons_that_have_exercises_and_shows_progress():
     between = [p.name[:2] for p in NOTEBOOKS if lessons[0] <= p.name[:2] <= lessons[-1]]
     assert lessons == between  # every lesson between the first and the last has exercises
     assert "progress()" in start
+
+
+def test_an_error_with_no_line_of_the_learner_is_told_by_its_cause():
+    """_grade's last resort (fixex73's note): the engine's own errors say what the engine
+    refused; only an error reading a record asks about a record replaced."""
+    from rollback_lessons.errors import InvalidPipelineError, TakenOver
+    from rollback_lessons.lab.exercises.unread import unread
+
+    refused = unread(InvalidPipelineError("retry of step 'x' has timeout=0.001"), ())
+    assert refused == (
+        "the engine refuses what your answer gave it "
+        "(InvalidPipelineError: retry of step 'x' has timeout=0.001)"
+    )
+    assert unread(TakenOver("fenced"), ()).startswith("the engine stopped on what your answer")
+    assert "replace or remove a record" in unread(KeyError("charges"), ())
+    assert unread(ZeroDivisionError("division by zero"), ()) == (
+        "the check broke on what your answer did (ZeroDivisionError: division by zero)"
+    )
+    not_theirs = TypeError("RetryPolicy.retries() missing 1 required positional argument")
+    assert "replace or remove a record" in unread(not_theirs, ())  # (no function of theirs)

@@ -702,6 +702,28 @@ BANK = {
                 ("still retrying it after 11 waits [0.1, 0.1,", "1.1 s in all", "within 1 s"),
             ),
             Wrong(
+                OTHER,  # an override that does not take what RetryPolicy.retries is given
+                "class Any(RetryPolicy):\n"
+                "    def retries(self):\n"
+                "        return True\n"
+                "policy = Retry(Any(max_attempts=3, initial_delay=0.2))",
+                (
+                    "your Any.retries was called with arguments it does not take",
+                    "it overrides RetryPolicy.retries(self, error)",
+                ),
+            ),
+            Wrong(
+                OTHER,  # a decide that does not take what the machine gives it
+                "class Mine(Retry):\n"
+                "    def decide(self, attempt):\n"
+                "        return 0.2\n"
+                "policy = Mine(RetryPolicy(max_attempts=3))",
+                (
+                    "given up after 1 attempt(s), and the rollback halted",
+                    "the engine noted: the undo policy retry decided nothing (it raised TypeError",
+                ),
+            ),
+            Wrong(
                 OTHER,  # the same in waits too short to pass the budget, deciding in code
                 "from rollback_lessons import UndoPolicy\n"
                 "class Ever(UndoPolicy):\n"

@@ -772,6 +772,17 @@ BANK = {
         ),
         wrong=(
             Wrong(
+                OTHER,  # an override that does not take what RetryPolicy.retries is given
+                "class Any(RetryPolicy):\n"
+                "    def retries(self):\n"
+                "        return True\n"
+                "charge_retry = Any(max_attempts=4, initial_delay=0.2, multiplier=2)",
+                (
+                    "your Any.retries was called with arguments it does not take",
+                    "it overrides RetryPolicy.retries(self, error)",
+                ),
+            ),
+            Wrong(
                 OTHER,  # a RetryPolicy of its own that never gives up (learn74 F1)
                 "class Forever(RetryPolicy):\n"
                 "    def next_delay(self, attempt, error):\n"

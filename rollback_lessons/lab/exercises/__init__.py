@@ -132,12 +132,9 @@ class Exercise:
         except Exception as exc:  # the learner's code broke where no world expected it
             if any(_learners(f) for f in traceback.extract_tb(exc.__traceback__)):
                 return Result(self.id, "incorrect", raised(exc, "code"))
-            return Result(  # the check tripped over what the answer left behind
-                self.id,
-                "incorrect",
-                f"the check could not read what your answer left behind "
-                f"({type(exc).__name__}: {exc}): did it replace a record with something else?",
-            )
+            from .unread import unread  # (no line of theirs: the engine's or the check's)
+
+            return Result(self.id, "incorrect", unread(exc, answers))
         return Result(self.id, "correct", message)
 
     def hint(self, n: int | None = None) -> str:
