@@ -413,7 +413,7 @@ BANK = {
                 "        except BaseException:\n"
                 "            dead_letters.append(call.step)",
                 (
-                    "the workflow cancelled as it awaits the undo of",
+                    "the workflow cancelled just as the undo of",
                     "asyncio.CancelledError",
                     "caught it and returned as if that undo had failed",
                     "instead of ending cancelled",
