@@ -167,13 +167,19 @@ class RunRecord:
         return "left for a person"
 
     @property
-    def _leaked_why(self) -> str:
-        """A step that returned after a takeover is leaked too, its undo logged or not."""
+    def leaked_said(self) -> tuple[tuple[tuple[str, ...], str], ...]:
+        """The leaked steps, grouped by why no undo covers them: a pivot has none at all,
+        any other had none logged (review76 F8: a pivot was said to have no undo *logged*).
+        A step that returned after a takeover is leaked too, its undo logged or not."""
         late = self.error.late if issubclass(type(self.error), TakenOver) else None  # type: ignore[union-attr]
-        if late not in self.leaked:
-            return "no undo logged for it"
-        said = f"{late}: returned after the saga was taken over, check it by hand"
-        return said if len(self.leaked) == 1 else f"no undo logged for it; {said}"
+        pivots = tuple(s for s in self.leaked if self.kinds.get(s) == "pivot" and s != late)
+        rest = tuple(s for s in self.leaked if s not in pivots)
+        why = "no undo logged for it"
+        if late in rest:
+            said = f"{late}: returned after the saga was taken over, check it by hand"
+            why = said if len(rest) == 1 else f"{why}; {said}"
+        groups = ((pivots, "irreversible: no undo"), (rest, why))
+        return tuple((names, why) for names, why in groups if names)
 
     def _forward_when(self) -> str:
         sure = self.kinds.get(self.failed_step or "") != "pivot" and "pivot" in [
@@ -283,8 +289,7 @@ class Outcome(RunRecord):
         ]
         if self.pending:
             lines.append(f"  pending       {_names(self.pending)}  ({self._pending_why})")
-        if self.leaked:
-            lines.append(f"  not undone    {_names(self.leaked)}  ({self._leaked_why})")
+        lines += [f"  leaked        {_names(names)}  ({why})" for names, why in self.leaked_said]
         if self.semantic:
             lines.append(f"  compensated   {_names(self.semantic)}  (by a new action, not undone)")
         if self.kept:
@@ -387,7 +392,7 @@ def _step_row(o: Outcome, step: str) -> str:
     elif step in o.pending:
         back = f"pending ({o._pending_why})"
     elif step in o.leaked:
-        back = "not undone"
+        back = "leaked"
     elif step in o.kept:
         back = "kept (no undo)"
     else:

@@ -839,7 +839,7 @@ def lesson_06(page) -> None:
     choose(page, ".rl-action-charge_card select", "rolled_back", "fail after effect")
     every_event_of_a_second_fault(page)
     result = choose(page, ".rl-register select", "rollback_incomplete", "all after")
-    assert "not undone" in result
+    assert "leaked" in result
 
 
 def every_event_of_a_second_fault(page) -> None:

@@ -36,3 +36,36 @@ def test_readme_names_the_lessons_with_a_panel_and_with_exercises():
     assert panels and exercises
     assert lessons(panels.group(1)) == holding(*map(re.escape, PANELS))
     assert lessons(exercises.group(1)) == holding(r"lesson\d\d\.q\d+\.check\(")
+
+
+def test_readme_names_the_lessons_that_start_a_temporal_server():
+    """review76 F5: it said "lessons 08 and 12"; lesson 09 starts one too, for its table's
+    Temporal column, and a room set up without the `temporal` CLI fails there."""
+    text = " ".join((ROOT / "README.md").read_text().split())
+    said = re.search(r"lessons ([\d\- and,]+?) start a real Temporal server", text)
+    assert said
+    assert lessons(said.group(1)) == holding(re.escape("TemporalRunner.start("))
+
+
+def test_readme_cites_only_sections_a_lesson_has():
+    """review76 F6: a benchmark row cited lesson 08's "what durability costs", a section
+    removed from it (c8e0440). A lesson named with a quoted section has those words."""
+    text = (ROOT / "README.md").read_text()
+    cited = re.findall(r"lesson (\d\d)'s \"([^\"]+)\"", text)
+    for number, section in cited:
+        path = next((ROOT / "notebooks").glob(f"{number}_*.ipynb"))
+        cells = json.loads(path.read_text())["cells"]
+        prose = " ".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+        assert section.lower() in prose.lower(), f"lesson {number} has no {section!r}"
+
+
+def test_readme_counts_the_explorers_invariants_as_the_explorer_does():
+    """review76 F4: "checks four invariants" was followed by five clauses; the fifth (each
+    step said compensated is restored) reports as "not restored", the third's name."""
+    from rollback_lessons.explore import INVARIANTS
+
+    text = " ".join((ROOT / "README.md").read_text().split())
+    said = text.split("checks four invariants: ", 1)[1].split("In your own tests:")[0]
+    assert len(INVARIANTS) == 4
+    assert re.findall(r"\((\d)\) ", said) == ["1", "2", "3", "4"]
+    assert "*not restored*" in said.split("(3) ")[1].split("(4) ")[0]

@@ -156,3 +156,21 @@ def test_a_run_that_failed_for_no_steps_reason_says_the_run_failed():
     assert outcome.failed_step is None and outcome.status is Status.ROLLED_BACK
     head = str(outcome).splitlines()[0]
     assert head == "rolled_back: the run failed with RuntimeError('cancel function broke')"
+
+
+def test_a_leaked_pivot_is_said_irreversible_and_a_leaked_step_to_have_no_undo_logged():
+    """review76 F8: lesson 04's email, sent before a charge that failed, was printed "not
+    undone (no undo logged for it)", as if an undo were missing; a pivot has none at all. Both
+    are ``leaked``, the word the journal, ``recover`` and lesson 11's grid use."""
+    from rollback_lessons.outcome import _step_row
+    from rollback_lessons.worlds.examples import booking_saga, booking_state
+
+    order = ["verify_card", "reserve_room", "send_email", "charge_card"]
+    saga = booking_saga(order, allow_unsafe_order=True)
+    lines = saga.run(booking_state(), inject={"charge_card": "fail"}).summary_lines()
+    assert "  leaked        send_email  (irreversible: no undo)" in lines
+    timed_out = booking_saga().run(
+        booking_state(), inject={"reserve_room": "fail_after_effect"}, register="after"
+    )
+    assert "  leaked        reserve_room  (no undo logged for it)" in timed_out.summary_lines()
+    assert "<td>leaked</td>" in _step_row(timed_out, "reserve_room")

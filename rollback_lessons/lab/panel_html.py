@@ -277,8 +277,7 @@ def result_html(
         lines.append(("dead letters", dead or "none"))  # many for the fixed box)
     if outcome.pending:
         lines.append(("pending", f"{_names(outcome.pending)} (left for a person)"))
-    if outcome.leaked:
-        lines.append(("not undone", f"{_names(outcome.leaked)} (no undo logged for it)"))
+    lines += [("leaked", f"{_names(names)} ({why})") for names, why in outcome.leaked_said]
     if outcome.semantic:
         lines.append(("compensated", f"{_names(outcome.semantic)} (by a new action)"))
     if outcome.kept:  # (done, no undo: the world is as it was but for these, newuser24 #1)

@@ -1,0 +1,104 @@
+"""The lessons give one meaning to a word, and the one the code and the engines give it
+(review76): `rolled_back` and `kept`, the three `pending`s, `leaked`, `retry_on`, and
+Temporal's `non_retryable_error_types`. Each test reads the committed lessons and checks
+their words against what the code does."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from test_lessons_agree import NOTEBOOKS, prose
+
+from rollback_lessons import RetryPolicy, Saga, Status, Step
+from rollback_lessons.explore import explore
+
+
+def lesson(number: int) -> str:
+    return prose(next(p for p in NOTEBOOKS if p.name.startswith(f"{number:02d}_")))
+
+
+def sentence(text: str, *words: str) -> str:
+    """The one sentence (or table row) of ``text`` holding every word."""
+    parts = re.split(r"(?<=[a-z)`*]\.)\s+(?=[A-Z`*(])|\n", text)
+    found = [s for s in parts if all(w in s for w in words)]
+    assert len(found) == 1, (words, found)
+    return found[0]
+
+
+def _no_undo_saga() -> Saga:
+    return Saga([
+        Step("charge", lambda s: s.update(charged=s["charged"] + 120), None),  # no undo
+        Step("book", lambda s: s.update(booked=True), lambda s: s.update(booked=False)),
+        Step("notify", lambda s: None, lambda s: None),
+    ])  # fmt: skip
+
+
+def test_rolled_back_is_taught_with_the_steps_it_leaves_kept():
+    """F1: lesson 02 said "`rolled_back` means every effect was undone"; a step declared
+    with no undo keeps its effect, and the run still says rolled_back, naming it `kept`."""
+    run = _no_undo_saga().run({"charged": 0, "booked": False}, inject={"notify": "fail"})
+    assert run.status is Status.ROLLED_BACK and run.kept == ("charge",)
+    assert run.state_after["charged"] == 120  # the effect stands
+    said = sentence(lesson(2), "`rolled_back` means")
+    assert "`kept`" in said and "`undo=None`" in said, said
+    assert "each has an undo" not in lesson(4)  # compensable: it *can* have one
+
+
+def test_lesson_11s_as_it_was_is_the_explorers():
+    """F1, F4: the explorer flags a `kept` step that changed the world as *not restored*;
+    and it judges each step said compensated in any rollback, under the same name."""
+    found = explore(_no_undo_saga(), {"charged": 0, "booked": False}, max_faults=1)
+    assert any(v.startswith("not restored") for e in found.failures for v in e.violations)
+    third = sentence(lesson(11), "3. the world")
+    assert "`kept`" in third and "compensated" in third and "*not restored*" in third, third
+
+
+def test_each_pending_says_which_it_is():
+    """F3: an outcome's `pending` is left for a person (undos, or after a pivot the steps
+    to finish forward); the journal's `pending` is an undo to be run, by `recover`."""
+    assert "finish forward" in sentence(lesson(2), "*pending (halted)*")
+    assert "*forward*" in sentence(lesson(4), "in `pending`")
+    row = sentence(lesson(7), "| `pending` |")
+    assert "*to be run*" in row and "left for a person" in row, row
+
+
+def test_a_leaked_step_is_called_leaked_from_its_first_lesson():
+    """F8: lesson 04 printed "not undone" for what lessons 07 and 11 call leaked."""
+    assert "**leaked**" in sentence(lesson(4), "*rollback_incomplete*")
+    assert "lesson 04" in sentence(lesson(7), "reports the step as **leaked** (")
+
+
+def test_lesson_03_says_what_retry_on_does():
+    """F7: lesson 03 sent `retry_on` to lesson 10, which never shows it."""
+    said = sentence(lesson(3), "`retry_on")
+    assert "only the types listed" in said and "`Exception` by default" in said, said
+    assert "which wins" in said
+    assert RetryPolicy().retry_on == (Exception,)
+    both = RetryPolicy(retry_on=(ValueError,), no_retry_on=(ValueError,))
+    assert not both.retries(ValueError()) and not RetryPolicy(retry_on=(KeyError,)).retries(
+        ValueError()
+    )
+
+
+def test_lesson_08_says_temporal_matches_non_retryable_types_by_their_exact_name():
+    """F2: the course's `no_retry_on` covers subclasses; Temporal's
+    `non_retryable_error_types` is matched against a failure's `type`, which the Python SDK
+    sets to the raised class's own name, so listing the base class misses its subclasses."""
+    temporalio = pytest.importorskip("temporalio")
+    from temporalio.api.failure.v1 import Failure
+    from temporalio.converter import DefaultFailureConverter, DefaultPayloadConverter
+
+    class BusinessFailure(Exception):
+        pass
+
+    class CardDeclined(BusinessFailure):
+        pass
+
+    failure = Failure()
+    DefaultFailureConverter().to_failure(CardDeclined("no"), DefaultPayloadConverter(), failure)
+    assert failure.application_failure_info.type == "CardDeclined", temporalio
+    assert not RetryPolicy(no_retry_on=(BusinessFailure,)).retries(CardDeclined())
+    row = sentence(lesson(8), "| `no_retry_on`")
+    assert "exact class name" in row and "subclass" in row, row
+    assert "non_retryable=True" in row and "subclasses included" in row, row
