@@ -46,7 +46,7 @@ from .operations import (
     Wait,
 )
 from .outcome import DeadLetter, RunRecord, Status
-from .policies import CONTINUE, RetryPolicy, UndoPolicy, decided, is_delay
+from .policies import CONTINUE, RetryPolicy, UndoPolicy, decided, is_delay, step_wait, undo_refused
 from .resuming import resumed  # (taking up a crashed saga's rollback: the machine's too)
 from .rules import IRREVERSIBLE, Kind
 from .undo_log import in_effect, log_cut_off  # (the undo log against what was done)
@@ -405,7 +405,7 @@ class Machine:
         spec, said = self.spec, describe(error)  # (first: a Ctrl-C it raises cuts the step short)
         assert spec is not None
         self._doubted(spec, error)
-        delay = spec.retry.next_delay(self.attempt, error) if spec.retry is not None else None
+        delay, self.notes = step_wait(spec.retry, self.attempt, error, spec.name, self.notes)
         if delay is None or (self.stopping is not None and self.plan is None):  # (``stop``)
             return self._step_lost(error)
         self.phase, self.tried = _STEP_WAIT, error
@@ -653,11 +653,7 @@ class Machine:
                 return self._cut_short()
             return Wait(decision)
         if decision not in ("dead_letter", "halt"):
-            self.notes = [
-                *self.notes,
-                f"the undo policy {self.policy.name} decided {decision!r}: no finite delay, "
-                "'dead_letter' or 'halt'; the rollback halted for a person",
-            ]
+            self.notes = [*self.notes, undo_refused(self.policy, decision)]
             decision = "halt"
         details["then"] = decision
         self._emit(EventKind.UNDO_FAILED, entry.step, details)

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import builtins
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, TypeGuard
+from typing import Any, Literal, TypeGuard
 
 from .errors import STAND_IN, InvalidPipelineError, RemoteError, UnknownPolicyError
 
@@ -121,12 +121,46 @@ def decided(policy: UndoPolicy, attempt: int, error: BaseException) -> object:
     """``policy.decide``'s answer as the machine reads it: 'dead_letter', 'halt', a delay,
     or anything else as its (short) repr, the machine then halting for a person; a
     ``decide`` that raises is told so, not as the undo's interruption (attack48 L2)."""
+    return _read(policy.decide, attempt, error)
+
+
+def step_wait(
+    retry: RetryPolicy | None, attempt: int, error: BaseException, step: str, notes: Sequence[str]
+) -> tuple[float | None, Sequence[str]]:
+    """The wait before a step's next attempt (None: not retried), read from its retry's
+    ``next_delay`` as an undo policy's ``decide`` is (``decided``): an answer that is no
+    finite wait >= 0, or a ``next_delay`` that raises, never reaches a clock; the step is
+    not retried, and ``notes`` gain why (``undecided``)."""
+    answer = _read(retry.next_delay, attempt, error) if retry is not None else None
+    if answer is None or is_delay(answer):
+        return answer, notes
+    said = undecided(f"the retry policy of step {step}", answer, "None")
+    return None, [*notes, f"{said}; {step} was not retried (it failed for good)"]
+
+
+def undecided(whose: str, answer: object, stops: str) -> str:
+    """Why the machine does not follow a policy's answer (``whose``: the policy, in
+    words; ``stops``: the answers other than a wait it takes): one wording for an undo
+    policy's ``decide`` and a step's retry."""
+    return f"{whose} decided {answer!r}, which is none of: a finite delay (seconds >= 0), {stops}"
+
+
+def undo_refused(policy: UndoPolicy, answer: object) -> str:
+    """The note for an undo policy's answer the machine cannot follow: it halts."""
+    said = undecided(f"the undo policy {policy.name}", answer, "'dead_letter', 'halt'")
+    return f"{said}; the rollback halted for a person"
+
+
+def _read(ask: Callable[[int, BaseException], object], *args: Any) -> object:
+    """A policy's answer (``decide``'s, ``next_delay``'s): None, a text (as text: a
+    StrEnum's too), a wait (``is_delay``), or anything else as its short repr; one that
+    raises is told as 'nothing (it raised ...)'."""
     try:
-        answer = policy.decide(attempt, error)
+        answer = ask(*args)
+        if answer is None or is_delay(answer):
+            return answer
         if isinstance(answer, str):  # (a StrEnum too: its text, compared as text)
             return str.__str__(answer)
-        if is_delay(answer):
-            return answer
         text = repr(answer)
     except Exception as exc:
         text = f"nothing (it raised {type(exc).__name__}: {exc})"

@@ -36,7 +36,7 @@ from .events import EventKind, describe
 from .graph_shape import After, concurrent, dependants, undo_order
 from .machine import REGISTERED, ROW_DONE, ROW_START, Machine, MachineError, Phase
 from .operations import Entry, Op, RunStep, StepSpec, Wait
-from .policies import UndoPolicy
+from .policies import UndoPolicy, step_wait
 from .rules import IRREVERSIBLE, Kind
 from .stopping import (  # noqa: F401 (named here too: ``schedule.cancel``)
     PAST_PIVOT,
@@ -223,8 +223,8 @@ class GraphMachine(Machine):
         attempt = self.attempts[step]
         self._doubted(spec, error)  # (a pivot's doubt outlives its later attempts)
         delay = None
-        if spec.retry is not None and not self.failing:
-            delay = spec.retry.next_delay(attempt, error)
+        if not self.failing:  # (its retry's answer read as a list's: ``step_wait``)
+            delay, self.notes = step_wait(spec.retry, attempt, error, step, self.notes)
         if delay is None:
             return self._lost(step, error)
         self.where[step], self.last_error[step] = _WAITING, error

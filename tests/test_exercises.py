@@ -561,3 +561,53 @@ def test_an_error_with_no_line_of_the_learner_is_told_by_its_cause():
     )
     not_theirs = TypeError("RetryPolicy.retries() missing 1 required positional argument")
     assert "replace or remove a record" in unread(not_theirs, ())  # (no function of theirs)
+
+
+def _learner_raising(error: BaseException):
+    """A learner's function (its code in a cell's file) that raises ``error``."""
+    namespace: dict = {"error": error}
+    exec(compile("def give_up(*args):\n    raise error\n", "<exercise 99.9>", "exec"), namespace)
+    return namespace["give_up"]
+
+
+@pytest.mark.parametrize("key", sorted(EXERCISES))
+@pytest.mark.parametrize(
+    ("error", "says"),
+    [
+        (SystemExit(0), "SystemExit: 0, at line 2 of give_up. SystemExit asks"),
+        (__import__("asyncio").CancelledError(), "the task running your code was cancelled"),
+    ],
+    ids=["SystemExit", "CancelledError"],
+)
+def test_a_base_exception_the_learners_code_raises_is_told_not_a_crash(key, error, says):
+    """fixex's note (s61): SystemExit or asyncio.CancelledError raised in a learner's
+    function went out of check() (SystemExit ended the process); every check's path
+    (``_grade``) now tells it, and that it is no failure of the call."""
+    import dataclasses
+
+    fn = _learner_raising(error)
+    exercise = dataclasses.replace(EXERCISES[key], checker=lambda *answers: fn())
+    result = exercise.check(*[object()] * len(exercise.answer_names))
+    assert result.status == "incorrect" and says in result.message, result
+    assert result.message.endswith("to say the call failed, raise an Exception (a ValueError, say)")
+
+
+def test_a_ctrl_c_or_a_stop_not_the_learners_still_stops_check():
+    """A real Ctrl-C must stop check() wherever it lands (in the learner's code too); a
+    SystemExit with no line of theirs (a signal handler's, say) is a real stop as well."""
+    import dataclasses
+
+    exercise = EXERCISES["02.1"]
+    fn = _learner_raising(KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        dataclasses.replace(exercise, checker=lambda answer: fn()).check(object())
+
+    with pytest.raises(SystemExit):  # (sys.exit is no Python code: no line of the learner's)
+        dataclasses.replace(exercise, checker=__import__("sys").exit).check(2)
+    with pytest.raises(KeyboardInterrupt):
+        exercise.run("raise KeyboardInterrupt")
+    told = exercise.run("import asyncio\nraise asyncio.CancelledError()")
+    assert (
+        told.message
+        == "your cell raised CancelledError, at line 2: `raise asyncio.CancelledError()`"
+    )

@@ -468,6 +468,19 @@ BANK = {
                 'def undo_deposit(state):\n    state["acounts"]["acct-1"] -= 100',
                 ("KeyError", "line 2", 'state["acounts"]'),
             ),
+            Wrong(
+                OTHER,  # sys.exit to give up (fixmisc: it crashed check() itself)
+                "import sys\n\n"
+                "def undo_deposit(state):\n"
+                '    if len(state["accounts"]) > 1:\n'
+                '        sys.exit("someone else is here")\n'
+                '    state["accounts"]["acct-1"] -= 100',
+                (
+                    "your code raised SystemExit: someone else is here, at line 5 of undo_deposit",
+                    "asks the whole program to stop",
+                    "raise an Exception",
+                ),
+            ),
         ),
         not_applicable={
             BY_NAME: "an account's name is its id here (acct-1 is this deposit's account)",
@@ -1030,6 +1043,17 @@ BANK = {
                 'def refund(state):\n    state["refunds"][state["key"]] = '
                 'state["charges"][state["key"]]',
                 ("fails before charging anything", "KeyError", "line 2"),
+            ),
+            Wrong(
+                OTHER,  # asyncio's cancel used as "stop here" in a plain function (fixmisc)
+                "import asyncio\n\n"
+                "def refund(state):\n"
+                '    raise asyncio.CancelledError("refunded already")',
+                (
+                    "your code raised CancelledError: refunded already, at line 4 of refund",
+                    "says the task running your code was cancelled, not that this call failed",
+                    "raise an Exception",
+                ),
             ),
         ),
         not_applicable={},

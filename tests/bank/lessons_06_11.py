@@ -896,6 +896,31 @@ BANK = {
                 "no_retry_on=(ValueError,))",
                 ("FraudSuspected", "your policy retried it (call 2", "Compensate at once"),
             ),
+            Wrong(
+                OTHER,  # a delay override with the wrong arity: why it gave up (fixmisc)
+                "class Gentle(RetryPolicy):\n"
+                "    def delay(self):\n"
+                "        return 0.2\n"
+                "charge_retry = Gentle(max_attempts=4, no_retry_on=(BusinessFailure,))",
+                (
+                    "your policy gave up after 1 attempt(s) (max_attempts=4)",
+                    "; the engine noted: the retry policy of step charge_card decided nothing "
+                    "(it raised TypeError: Gentle.delay() takes 1 positional argument",
+                    "charge_card was not retried (it failed for good)",
+                ),
+            ),
+            Wrong(
+                OTHER,  # a negative wait: no wait, so no retry (the engine used to sleep -1 s)
+                "class Eager(RetryPolicy):\n"
+                "    def delay(self, attempt):\n"
+                "        return -1\n"
+                "charge_retry = Eager(max_attempts=4, no_retry_on=(BusinessFailure,))",
+                (
+                    "ended rolled_back after 1 call(s)",
+                    "; the engine noted: the retry policy of step charge_card decided -1, which "
+                    "is none of: a finite delay (seconds >= 0), None",
+                ),
+            ),
         ),
         not_applicable={
             BY_POSITION: "a policy: nothing is selected",

@@ -135,6 +135,13 @@ class Exercise:
             from .unread import unread  # (no line of theirs: the engine's or the check's)
 
             return Result(self.id, "incorrect", unread(exc, answers))
+        except BaseException as exc:  # SystemExit, a CancelledError: raised by the learner's
+            from .unread import no_failure  # code, told; a Ctrl-C (or one not theirs) stops
+
+            stop = no_failure(exc)
+            if stop is None:
+                raise
+            return Result(self.id, "incorrect", stop)
         return Result(self.id, "correct", message)
 
     def hint(self, n: int | None = None) -> str:
@@ -165,7 +172,11 @@ class Exercise:
         _import_setup(self.setup, code, namespace)
         try:
             exec(compiled, namespace)
-        except (Exception, SystemExit) as exc:  # exit() in a cell is feedback too
+        except Exception as exc:
+            return Result(self.id, "incorrect", raised(exc, "cell"))
+        except BaseException as exc:  # exit() in a cell is feedback too; a Ctrl-C is not
+            if isinstance(exc, KeyboardInterrupt):
+                raise
             return Result(self.id, "incorrect", raised(exc, "cell"))
         return self.check(*(namespace.get(name, ____) for name in self.answer_names))
 

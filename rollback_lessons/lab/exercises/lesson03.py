@@ -9,7 +9,7 @@ from ...policies import RetryPolicy, UndoPolicy, decides_in_code, resolve_policy
 from ...saga import Saga, State, Step
 from ...worlds.examples import order_state
 from . import Exercise, Incorrect, canonical, choose, forall, register
-from .patience import WALK, worst, worst_decided
+from .patience import WALK, noted, worst, worst_decided
 
 SCENARIOS = {
     "refund": "The payment provider's refund endpoint answers 503 now and then; "
@@ -138,10 +138,9 @@ def _check_retry(policy: Any) -> str:
             undos = [e for e in outcome.events if e.kind == "undo" and e.step == "pay"]
             attempts = max((e.details["attempt"] for e in undos), default=0)
             then = "left as a dead letter" if outcome.dead_letters else "and the rollback halted"
-            why = [f"; the engine noted: {n}" for n in outcome.notes if " decided " in n]
             raise Incorrect(
                 f"when the refund fails {times} with a 503, it was given up after {attempts} "
-                f"attempt(s), {then}; it needs {failures + 1}{''.join(why[:1])}"
+                f"attempt(s), {then}; it needs {failures + 1}{noted(outcome)}"
             )
         if any(wait <= 0 for wait in clock.sleeps):
             raise Incorrect(

@@ -24,7 +24,7 @@ from typing import Any
 
 from ...errors import InvalidPipelineError
 from ...policies import RetryPolicy
-from ...worlds.failures import BUSINESS, TECHNICAL, BusinessFailure, try_booking
+from ...worlds.failures import BUSINESS, TECHNICAL, BusinessFailure, Tried, try_booking
 from ...worlds.isolation import Actor, Scenario, bonus_saga, run
 from . import (
     Exercise,
@@ -38,7 +38,7 @@ from . import (
     raised,
     register,
 )
-from .patience import WALK, worst
+from .patience import WALK, noted, worst
 
 WRITERS = {"Deposit": 1, "Withdrawal": -1, "Payroll": 1, "Fee": -1}  # name: sign
 
@@ -316,8 +316,10 @@ def _shown(error: BaseException) -> str:
     return f"{type(error).__name__}({str(error)!r})"
 
 
-def _gave_up(policy: RetryPolicy, failures: list[Exception], calls: int) -> str:
-    """Why the booking stopped retrying after ``calls`` calls of an outage."""
+def _gave_up(policy: RetryPolicy, failures: list[Exception], tried: Tried) -> str:
+    """Why the booking stopped retrying after ``calls`` calls of an outage (the engine's
+    note too, when the policy's answer was no wait: a method of it that raised, say)."""
+    calls = tried.calls
     error = failures[calls - 1]
     if not policy.retries(error):
         return (
@@ -327,6 +329,7 @@ def _gave_up(policy: RetryPolicy, failures: list[Exception], calls: int) -> str:
     return (
         f"your policy gave up after {calls} attempt(s) (max_attempts={policy.max_attempts}), "
         f"before the outage was over: an outage of this gateway lasts up to {OUTAGE} calls"
+        f"{noted(tried.outcome)}"
     )
 
 
@@ -347,7 +350,7 @@ def _check_retry(charge_retry: Any) -> str:
             raise Incorrect(
                 f"the gateway raised {said}; the booking was undone after {tried.calls} "
                 f"call(s), before the gateway got past its outage to its answer: "
-                f"{_gave_up(charge_retry, failures, tried.calls)}."
+                f"{_gave_up(charge_retry, failures, tried)}."
             )
         if answered:
             if tried.calls > len(failures):
@@ -369,7 +372,7 @@ def _check_retry(charge_retry: Any) -> str:
             raise Incorrect(
                 f"the gateway raised {said}, and the next call would have charged the card; "
                 f"the booking ended {tried.outcome.status} after {tried.calls} call(s): "
-                f"{_gave_up(charge_retry, failures, tried.calls)}."
+                f"{_gave_up(charge_retry, failures, tried)}."
             )
         if any(wait <= 0 for wait in tried.waited):
             raise Incorrect(

@@ -7,10 +7,16 @@ arguments it does not take (an override whose signature differs from the method 
 replaces: the TypeError is raised at the call, in our code) names that method and the
 signature it must keep; only an error reading a record (a key, an attribute, a type that
 is not there) is asked about a record replaced.
+
+A BaseException that is no Exception (SystemExit, asyncio.CancelledError, a class of the
+learner's) raised in the learner's own code is told too (``no_failure``): it is no failure
+of that call but a stop of whatever runs it. A KeyboardInterrupt is never told: a real
+Ctrl-C must still stop ``check()``, wherever it lands.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import re
 import traceback
@@ -37,6 +43,40 @@ def unread(exc: Exception, answers: tuple[Any, ...]) -> str:
             "replace or remove a record?"
         )
     return f"the check broke on what your answer did ({said})"
+
+
+def no_failure(exc: BaseException) -> str | None:
+    """The feedback for a BaseException that is no Exception, raised in the learner's code
+    (in ``exc`` or an error it came from: asyncio turns a task's into a new one); None for
+    a KeyboardInterrupt or one with no line of theirs (a real stop: it must propagate)."""
+    from . import _learners as frame_is_learners  # (the package imports this module)
+    from . import raised
+
+    theirs, seen = None, exc
+    for _ in range(8):  # (a short chain: __cause__ or __context__)
+        if any(frame_is_learners(f) for f in traceback.extract_tb(seen.__traceback__)):
+            theirs = seen
+            break
+        if (seen := seen.__cause__ or seen.__context__) is None:  # type: ignore[assignment]
+            break
+    if (
+        theirs is None
+        or isinstance(exc, KeyboardInterrupt)
+        or isinstance(theirs, KeyboardInterrupt)
+    ):
+        return None
+    if isinstance(theirs, SystemExit):
+        why = "SystemExit asks the whole program to stop (exit() and sys.exit() raise it)"
+    elif isinstance(theirs, asyncio.CancelledError):
+        why = "asyncio.CancelledError says the task running your code was cancelled"
+    else:
+        why = f"A BaseException that is no Exception, as {type(theirs).__name__} is, says the "
+        why += "program is being stopped from outside"
+    return (
+        f"{raised(theirs, 'code')}. {why}, not that this call failed: nothing takes it for a "
+        "failure (a saga stops there, as at a Ctrl-C), and this check stopped too; to say the "
+        "call failed, raise an Exception (a ValueError, say)"
+    )
 
 
 def _called(exc: TypeError, answers: tuple[Any, ...]) -> str | None:
