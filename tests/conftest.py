@@ -1,3 +1,4 @@
+import contextlib
 import os
 import signal
 import zlib
@@ -223,12 +224,10 @@ def _until_healthy(address: str, server, deadline: float) -> None:
             time.sleep(0.2)
 
 
-@pytest.fixture(scope="session")
-def temporal_with_a_low_history_limit():
-    """A Temporal dev server on 127.0.0.1 whose history limit is ``LOW_HISTORY_LIMIT``
-    (``limit.historyCount.error``, the mechanism of the default), started once per pytest
-    process (an xdist worker) for the tests of the limit: its address. Each test runs its
-    sagas on a task queue of its own (``TemporalRunner.start``), so they share it."""
+@contextlib.contextmanager
+def dev_server(*settings: str):
+    """A Temporal dev server on 127.0.0.1 with these dynamic config values (``key=json``),
+    started and healthy: its address; stopped as the block ends."""
     import socket
     import subprocess
     import time
@@ -240,7 +239,7 @@ def temporal_with_a_low_history_limit():
     server = subprocess.Popen(
         [server_binary(), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port),
          "--headless", "--log-level", "error",
-         "--dynamic-config-value", f"limit.historyCount.error={LOW_HISTORY_LIMIT}"],
+         *(arg for value in settings for arg in ("--dynamic-config-value", value))],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
@@ -258,6 +257,26 @@ def temporal_with_a_low_history_limit():
     finally:
         server.terminate()
         server.wait(10)
+
+
+@pytest.fixture(scope="session")
+def temporal_with_a_low_history_limit():
+    """A Temporal dev server on 127.0.0.1 whose history limit is ``LOW_HISTORY_LIMIT``
+    (``limit.historyCount.error``, the mechanism of the default), started once per pytest
+    process (an xdist worker) for the tests of the limit: its address. Each test runs its
+    sagas on a task queue of its own (``TemporalRunner.start``), so they share it."""
+    with dev_server(f"limit.historyCount.error={LOW_HISTORY_LIMIT}") as address:
+        yield address
+
+
+@pytest.fixture
+def temporal_deleting_soon():
+    """A Temporal dev server that deletes a closed run about 4 s after it is asked, not 30:
+    a DeleteExecutionTask waits until the transfer queue's ack level has passed the run's
+    close, and that level is saved every ``history.transferProcessorUpdateAckInterval``
+    (30 s by default; 1 s here, as Temporal's own tests of deletion set it): its address."""
+    with dev_server('history.transferProcessorUpdateAckInterval="1s"') as address:
+        yield address
 
 
 def port_freed(port: int, within: float = 20.0) -> None:

@@ -54,11 +54,15 @@ def standin(monkeypatch):
 @pytest.fixture
 def frozen():
     """The objects of the process so far left out of every collection (each trial's, and
-    each close's, collects its own garbage only: a tenth of the time)."""
+    each close's, collects its own garbage only: a tenth of the time). Frozen again after,
+    once this test's garbage is collected: ``gc.unfreeze`` thaws all, the run's own freeze
+    of what collection made too (conftest.py's ``pytest_collection_finish``)."""
     gc.collect()
     gc.freeze()
     yield
     gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 def _servers(mark: str) -> set[int]:
