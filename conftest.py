@@ -277,7 +277,6 @@ NICER = 5
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
-    _freeze_at_a_new_module(item)
     if not os.environ.get("PYTEST_XDIST_WORKER") or getattr(item.config, "_niced", False):
         return
     if not unit_of_work(item.nodeid).startswith(BROWSER):
@@ -323,18 +322,6 @@ def pytest_collection_finish(session):
     ends anyway; reference counting still frees them, and nothing a test makes is frozen."""
     gc.collect()
     gc.freeze()
-
-
-def _freeze_at_a_new_module(item) -> None:
-    """As a test module's first test sets up, the previous module's garbage collected, what
-    lives on is frozen too: the libraries imported on first use (moto's backends, the SDKs'
-    submodules), which collection did not import. Before the module's own fixtures are
-    made: nothing of this module's is frozen."""
-    module = item.nodeid.split("::", 1)[0]
-    if getattr(item.config, "_frozen_at", None) != module:
-        item.config._frozen_at = module
-        gc.collect()
-        gc.freeze()
 
 
 def pytest_sessionfinish(session):
