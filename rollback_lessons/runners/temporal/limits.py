@@ -28,10 +28,11 @@ UNDO_ATTEMPT = 2 * EVENTS_PER_ATTEMPT
 workflow asks an undo whose end it never heard again: ``workflow._carry_out``)."""
 EVENTS_PER_WAIT = 2 + WORKFLOW_TASK
 """A retry's durable timer (started, fired or cancelled) and the workflow task that hears it."""
-TURN = 2 + WORKFLOW_TASK
+TURN = 2 * (2 + WORKFLOW_TASK)
 """An action's turn when the run plays a timing (``completion``): the Update ``turn``'s
 accepted and completed events and the workflow task that accepts it (it completes in the
-task that hears the step before it end)."""
+task that hears the step before it end); then the Update ``begin`` (its call begins), its
+two events and its workflow task."""
 RUN_EVENTS = 1 + WORKFLOW_TASK + 1
 """The run's own: started, its first workflow task, how it ended."""
 A_CANCEL = 1 + WORKFLOW_TASK + 1

@@ -9,6 +9,7 @@ from typing import Any
 
 from temporalio import activity
 from temporalio.client import WorkflowHandle
+from temporalio.exceptions import ApplicationError
 
 from .activities import closing, not_begun, refuse_if_closing
 
@@ -22,29 +23,45 @@ def _turns(handle: WorkflowHandle[Any, Any], completion: Sequence[str],
     workflow answers (an Update, ``turn``) once it has heard the step before it end, so
     that step's completion is in the history first: the order Temporal resolves the steps
     in is the order they ran. Its runner beginning to close ends the wait: the action is
-    refused, never begun (``refuse_if_closing``), even if its turn came meanwhile."""
+    refused, never begun (``refuse_if_closing``), even if its turn came meanwhile. Told
+    its turn, the action is called only once the workflow recorded that it begins (the
+    Update ``begin``): a turn given to an activity whose worker was gone, never told, is
+    no begin (fixtrace: reported leaked, though never called)."""
     loop = asyncio.get_running_loop()
     order = list(completion)
 
-    async def ask(step: str, asker: str, closed: Future[None]) -> None:
+    async def ask(update: str, args: list[Any], closed: Future[None]) -> None:
         try:  # (``asker``: its activity, so a stale ask, a worker gone, counts for no other)
-            await handle.execute_update("turn", args=[step, order, asker])
+            await handle.execute_update(update, args=args)
         except Exception as exc:  # (the SDK's UpdateCut, cancelled by the loop's end: so it
             if isinstance(exc.__cause__, asyncio.CancelledError):  # ends, not failed, which
                 raise exc.__cause__ from None  # asyncio.run prints, traceback and all: T2)
             if not closed.done():  # (refused once close began: what the ask says is moot)
                 raise
 
+    def answered(step: str, update: str, args: list[Any], closed: Future[None]) -> None:
+        """The workflow's answer to ``update``, unless its runner began to close first."""
+        answer = asyncio.run_coroutine_threadsafe(ask(update, args, closed), loop)
+        wait({answer, closed}, timeout, return_when=FIRST_COMPLETED)
+        if closed.done():
+            answer.cancel()
+            refuse_if_closing(step)
+        if answer.cancelled():
+            raise not_begun(step, "its worker stopped before its turn")
+        try:
+            answer.result(0)  # (not answered within ``timeout``: TimeoutError)
+        finally:
+            answer.cancel()  # (answered: a no-op)
+
     def wait_turn(step: str) -> None:
         closed = closing()
         asker = activity.info().activity_id  # (in its activity's thread)
-        turn = asyncio.run_coroutine_threadsafe(ask(step, asker, closed), loop)
-        wait({turn, closed}, timeout, return_when=FIRST_COMPLETED)
-        if closed.done():
-            turn.cancel()
-            refuse_if_closing(step)
-        if turn.cancelled():
-            raise not_begun(step, "its worker stopped before its turn")
-        turn.result(0)  # its turn (or, not given within ``timeout``, TimeoutError)
+        answered(step, "turn", [step, order, asker], closed)  # its turn
+        try:
+            answered(step, "begin", [step, asker], closed)  # its call begins: recorded first
+        except ApplicationError:  # refused here (``not_begun``)
+            raise
+        except Exception:  # refused by the workflow (its end heard first), or unanswered
+            raise not_begun(step, "its begin was not recorded") from None
 
     return wait_turn

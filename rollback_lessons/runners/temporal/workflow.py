@@ -21,7 +21,9 @@ finish, nothing more starts, and the undos run shielded from it. The undos are t
 machine's rollback, one at a time, in the order it declares. A run that plays a chosen
 timing (the runner's ``completion``) asks, before each action, for its turn (the Update
 ``turn``): the workflow answers once that step is the first running in that order, so the
-steps end, and are heard, in that order; nothing the workflow decides depends on it.
+steps end, and are heard, in that order; nothing the workflow decides depends on it,
+but whether an action's call may have begun: only once its activity, told its turn, says
+so (the Update ``begin``), never from the turn given alone.
 """
 
 from __future__ import annotations
@@ -117,6 +119,8 @@ class SagaWorkflow(PersonAsked):
         self.over: list[GraphOp | BaseException] = []  # a graph's forward run is over
         self.branches: list[asyncio.Future[None]] = []  # its steps' tasks, kept referenced
         self.turned: set[str] = set()  # the actions' activities given their turn (``turn``)
+        self.begun: set[str] = set()  # ... whose call may have begun (``begin``: told their turn)
+        self.awaited: set[str] = set()  # the activities whose end is not yet heard
 
     @workflow.query(name="running")
     def running(self) -> list[str]:
@@ -144,7 +148,7 @@ class SagaWorkflow(PersonAsked):
         await workflow.wait_condition(lambda: first() or step not in self.running())
         if not first():  # it ended meanwhile (its activity timed out by the server): no turn
             raise ApplicationError(f"step {step!r} ended: no turn to give", non_retryable=True)
-        self.turned.add(asker)  # (its action may be called from now on: never before)
+        self.turned.add(asker)  # (told, its activity says so: ``begin``; never before it)
 
     @turn.validator
     def _a_running_step(self, step: str, completion: list[str], asker: str = "") -> None:
@@ -152,6 +156,21 @@ class SagaWorkflow(PersonAsked):
         never left waiting past the run's end (Temporal warns of an unfinished handler)."""
         if step not in self.running():
             raise ValueError(f"step {step!r} is not running: no turn to give")
+
+    @workflow.update(name="begin")
+    def begin(self, step: str, asker: str) -> None:
+        """An action's activity, told its turn, calls it once this returns: from now on its
+        call may have begun. A turn given is no begin: its activity's worker may have been
+        gone when it came, never told (fixtrace: the action, never called, reported leaked
+        once the server timed the activity out)."""
+        self.begun.add(asker)
+
+    @begin.validator
+    def _turned_and_awaited(self, step: str, asker: str) -> None:
+        """Refused once the activity's end was heard (the workflow then judged its call never
+        begun: it must never begin), or if it was not given its turn."""
+        if asker not in self.turned or asker not in self.awaited:
+            raise ValueError(f"step {step!r}: its activity's end was heard: it may not begin")
 
     async def _act(self, plan: SagaPlan, step: str, attempt: int) -> None:
         """A step's action: the worker measures ``step_timeout`` from its turn; the server
@@ -173,15 +192,18 @@ class SagaWorkflow(PersonAsked):
                 retry_policy=ONCE,
                 cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             )
+            self.awaited.add(asked)
             try:
                 return await _ended(handle)
-            except ActivityError as err:
+            except ActivityError as err:  # (no await below: no ``begin`` comes meanwhile)
                 length = workflow.info().get_current_history_length()
-                unturned = name == ACTION and plan.turns and asked not in self.turned
+                unturned = name == ACTION and plan.turns and asked not in self.begun
                 if not not_called(err, unturned) or no_room(plan, length, 0) is not None:
                     raise
                 if name == ACTION and _cancel_requested():  # the run's cancel came first:
                     raise  # not called again before the machine is told (``_carry_out``)
+            finally:
+                self.awaited.discard(asked)  # (its ``begin`` refused from now on)
 
     @workflow.run
     async def run(self, plan: SagaPlan) -> dict[str, Any]:
