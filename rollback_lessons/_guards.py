@@ -140,9 +140,8 @@ def log_cut_off(m: Machine | GraphMachine) -> None:
     """A step done whose undo's log was cut off (a Ctrl-C in its done event, or in the
     machine's ``step_ok`` before the entry: a gathered step's, whose block then fails as
     cancelled, attack31 F1) is logged now: undone with the rest, never left standing."""
-    spec = cut_off(m) if m.phase is not Phase.DONE else None  # (the machine's rule: which)
-    if spec is not None:  # (``Machine.fail`` logs it too, if a Ctrl-C here cut this)
-        log_anyway(m, spec)
+    for spec in cut_off(m) if m.phase is not Phase.DONE else ():  # (the machine's rule)
+        log_anyway(m, spec)  # (``Machine.fail`` logs it too, if a Ctrl-C here cut this)
 
 
 def cut_forward_of(
