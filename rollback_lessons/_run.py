@@ -365,7 +365,7 @@ class Run(Driver):
         try:
             self.tick()
             if cancelled:
-                _guards.log_cut_off(self.m)
+                _guards.log_cut_off(self.m, raising=True)
                 op = cancel_run(self.m, error)
                 if op is not None:
                     assert not isinstance(op, Ready)  # (a list's machine: never "start these")
