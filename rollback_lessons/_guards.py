@@ -207,11 +207,14 @@ def landed_late(run: Run, error: BaseException, exc: BaseException) -> None:
 
 def began_cut(run: Run, exc: BaseException) -> Op:
     """A Ctrl-C outside the rollback's loop once the machine heard the run failed (at
-    ``drive``'s entry, before its ``try``): the rollback is cut there, named by it, said as it
-    began when no undo was called yet (attack65 F6: named as an internal MachineError "during
-    the undo of" a step whose undo nobody called)."""
-    m = run.m
+    ``drive``'s entry, before its ``try``; in ``Run.fail``, as the machine was told): the
+    rollback is cut there, named by it, said as it began when no undo was called yet
+    (attack65 F6: named as an internal MachineError "during the undo of" a step whose undo
+    nobody called), or at the event that raised it going forward, when one did."""
+    m, raised = run.m, run.m.raised_at
     entry = m.entry
+    if raised is not None and raised[0] is exc:  # (an event's, going forward: the machine
+        return run.cut(exc)  # names it, "at the step_failed event of b", more exact)
     if m.rolling and m.index == 0 and entry is not None and m.attempt == entry.before + 1:
         m.cut(exc, "as the rollback began")  # (the first undo, its first attempt: not called)
     return run.cut(exc)

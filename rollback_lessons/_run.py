@@ -374,7 +374,7 @@ class Run(Driver):
         except BaseException as exc:
             if not self.m.rolling:  # it never heard of the failure: tell it now
                 self.m.fail(error)
-            return self.cut(exc)
+            return _guards.began_cut(self, exc)  # (no undo called yet: said so, or where)
 
     def roll_back(self, error: BaseException) -> Op:
         return self.drive(self.fail(error))  # (a Finished op only passes through)

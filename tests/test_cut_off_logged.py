@@ -136,8 +136,12 @@ def test_a_second_ctrl_c_as_the_cut_off_undo_is_logged_cuts_the_rollback_there(
     said = f"{outcome and (outcome.status, outcome.notes)} {status} {rows} {WORLD}"
     assert second and WORLD == ["do a"], said
     assert status == "rolling_back" and rows.get("a") == "pending", said
-    if outcome is not None:
+    if outcome is not None:  # (no undo called yet: never "during the undo of a")
         assert outcome.status is Status.HALTED and outcome.pending == ("a",), said
+        assert outcome.notes == (
+            "rollback interrupted by KeyboardInterrupt as the rollback began; not known to "
+            "be undone: a (the journal keeps them for recover)",
+        ), said
     with Journal(tmp_path / f"{driver}1.db") as journal:  # (its process gone: recover's)
         journal.write([("UPDATE sagas SET owner_pid = ?, owner_started = NULL", (dead_pid(),))])
         (recovered,) = recover(journal, registry).recovered
