@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 def cut_off(m: Machine) -> list[StepSpec]:
     """The done steps whose undo, to be logged after them, never was (its log cut off): a
     list's last step; any of a graph's, not only its last done (a branch that completes
-    after one cut off never hides it). None once the run failed (its rollback's lists are
+    after one cut off never hides it). Empty once the run failed (its rollback's lists are
     made from the log by then)."""
     if not m.completed or m.rolling:
         return []
@@ -26,7 +26,8 @@ def cut_off(m: Machine) -> list[StepSpec]:
         done = [specs[step] for step in dict.fromkeys(m.completed)]
     else:
         done = [m.spec] if m.spec is not None and m.spec.name == m.completed[-1] else []
-    return [s for s in done if s.has_undo and s.register == "after" and not m.logged(s.name)]
+    logged = {entry.step for entry in m.log}  # (once: a graph of many steps fails in O(n))
+    return [s for s in done if s.has_undo and s.register == "after" and s.name not in logged]
 
 
 def log_cut_off(m: Machine) -> None:
