@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._branches import LOST, POLL, Broke, acarry, not_run, original, returned_cut
 from ._drive import Call, asks_cancel, failed_asking, own_cancel
-from ._guards import cancel_heard, settled
+from ._guards import began_cut, cancel_heard, settled
 from ._shutdown import LoopEnded, branch_cut, half_made, rescued, taken_back
 from .calls import call_sync, call_timed
 from .events import describe
@@ -272,7 +272,10 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
             try:  # branch's end goes first
                 answer = told(step, original(exc), step in begun)
             except BaseException as again:  # a second Ctrl-C as it was told (an observer of
-                raise Broke(exc, None, again) from None  # the step's failure): cuts the rollback
+                answer = None  # the step's failure): cuts the rollback. Its step done, the
+                if step not in gm.busy and not gm.failing:  # first unheard: told now, here,
+                    answer = gm.broken(original(exc))  # before a branch's end commits it
+                raise Broke(exc, answer, again) from None
             raise Broke(exc, answer) from None
 
     def told(step: str, exc: BaseException, called: bool = True) -> GraphOp | None:
@@ -390,7 +393,7 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
         if type(op) is Ready:
             assert broken is not None
             op = run.fail(broken)
-        return run.cut(again)
+        return began_cut(run, again)  # (no undo called yet: "as the rollback began")
     if type(op) is Ready:  # no step's end answered the run's end: it fails here
         assert broken is not None
         if gm.rolling:  # (failed, its answer lost to the Ctrl-C as it was told: the rollback

@@ -34,6 +34,7 @@ from .machine import Machine, Phase
 from .operations import RAISE, Finished, Op
 from .schedule import GraphMachine, GraphOp, Ready, declines, log_anyway, past_pivot
 from .undo_log import cut_off
+from .undo_log import log_cut_off as log_now
 from .verdicts import rollback_notes
 
 E = TypeVar("E", bound=BaseException)
@@ -114,7 +115,7 @@ def cut_forward(run: Run, error: BaseException) -> Op | None:
         op = graph_returned(run, error)
         if op is not None and (m.rolling or m.phase is Phase.DONE):
             return op  # type: ignore[return-value]  # (the run's failure: no step runs)
-    return cut_forward_of(m, error, uncalled)
+    return cut_forward_of(m, error, uncalled, raising=True)
 
 
 def graph_returned(run: Run, error: BaseException) -> GraphOp | None:
@@ -136,24 +137,36 @@ def told_returned(run: Run) -> bool:
     return m.phase is Phase.STEP and m.current in run.results and m.step_returned()
 
 
-def log_cut_off(m: Machine | GraphMachine) -> None:
+def log_cut_off(m: Machine | GraphMachine, raising: bool = False) -> None:
     """A step done whose undo's log was cut off (a Ctrl-C in its done event, or in the
     machine's ``step_ok`` before the entry: a gathered step's, whose block then fails as
-    cancelled, attack31 F1) is logged now: undone with the rest, never left standing."""
-    spec = cut_off(m) if m.phase is not Phase.DONE else None  # (the machine's rule: which)
-    if spec is not None:  # (``Machine.fail`` logs it too, if a Ctrl-C here cut this)
+    cancelled, attack31 F1) is logged now: undone with the rest, never left standing.
+    ``raising`` (``Run.fail``'s): a second Ctrl-C here is raised, not swallowed: its driver
+    fails the run (``Machine.fail`` logs the step) and cuts the rollback there, the step
+    left pending for ``recover`` (a runner's path, ``heard``, swallows it: its rollback
+    goes on, the step undone)."""
+    if m.phase is Phase.DONE:
+        return
+    if raising:
+        log_now(m)  # (the machine's rule: which steps; an observer's error goes on)
+        return
+    for spec in cut_off(m):  # (``Machine.fail`` logs it too, if a Ctrl-C here cut this)
         log_anyway(m, spec)
 
 
 def cut_forward_of(
-    m: Machine | GraphMachine, error: BaseException, uncalled: tuple[str, ...] = ()
+    m: Machine | GraphMachine,
+    error: BaseException,
+    uncalled: tuple[str, ...] = (),
+    raising: bool = False,
 ) -> Op | None:
     """``cut_forward``'s rule, for any driver of ``m`` (an engine's, driving it live: a
     Ctrl-C raised by an observer told an event); ``uncalled``: steps launched whose action
-    was not called."""
+    was not called; ``raising``: a Ctrl-C as a cut-off step is logged is raised
+    (``log_cut_off``)."""
     if m.rolling or m.phase is Phase.DONE:
         return None
-    log_cut_off(m)
+    log_cut_off(m, raising)
     if issubclass(type(error), Exception):
         if isinstance(m, GraphMachine):  # launched with it, never called: never run
             for step in uncalled:
@@ -194,11 +207,14 @@ def landed_late(run: Run, error: BaseException, exc: BaseException) -> None:
 
 def began_cut(run: Run, exc: BaseException) -> Op:
     """A Ctrl-C outside the rollback's loop once the machine heard the run failed (at
-    ``drive``'s entry, before its ``try``): the rollback is cut there, named by it, said as it
-    began when no undo was called yet (attack65 F6: named as an internal MachineError "during
-    the undo of" a step whose undo nobody called)."""
-    m = run.m
+    ``drive``'s entry, before its ``try``; in ``Run.fail``, as the machine was told): the
+    rollback is cut there, named by it, said as it began when no undo was called yet
+    (attack65 F6: named as an internal MachineError "during the undo of" a step whose undo
+    nobody called), or at the event that raised it going forward, when one did."""
+    m, raised = run.m, run.m.raised_at
     entry = m.entry
+    if raised is not None and raised[0] is exc:  # (an event's, going forward: the machine
+        return run.cut(exc)  # names it, "at the step_failed event of b", more exact)
     if m.rolling and m.index == 0 and entry is not None and m.attempt == entry.before + 1:
         m.cut(exc, "as the rollback began")  # (the first undo, its first attempt: not called)
     return run.cut(exc)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._guards import began_cut
 from .calls import PLAIN, checked
 from .machine import Machine
 from .policies import UndoPolicy
@@ -110,10 +111,14 @@ def roll_back(run: Run, error: BaseException) -> None:
             run.drive(op)
         # else: every undo returned, and the machine is told when first asked (``told``)
     except BaseException as exc:  # a Ctrl-C at a stamp, or anywhere outside a call
-        if run.failure is None:  # (at the failure's own stamp: as ``Run.fail``'s)
+        first = run.failure is None  # (at the failure's own stamp: as ``Run.fail``'s, said
+        if first:  # as the rollback began, no undo called: ``began_cut``)
             run.m.fail(error)
         run.told_undos()  # (as ``Driver.drive``'s)
-        run.cut(exc)
+        if first:
+            began_cut(run, exc)
+        else:
+            run.cut(exc)
 
 
 class Told:

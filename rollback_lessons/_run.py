@@ -365,7 +365,7 @@ class Run(Driver):
         try:
             self.tick()
             if cancelled:
-                _guards.log_cut_off(self.m)
+                _guards.log_cut_off(self.m, raising=True)
                 op = cancel_run(self.m, error)
                 if op is not None:
                     assert not isinstance(op, Ready)  # (a list's machine: never "start these")
@@ -374,7 +374,7 @@ class Run(Driver):
         except BaseException as exc:
             if not self.m.rolling:  # it never heard of the failure: tell it now
                 self.m.fail(error)
-            return self.cut(exc)
+            return _guards.began_cut(self, exc)  # (no undo called yet: said so, or where)
 
     def roll_back(self, error: BaseException) -> Op:
         return self.drive(self.fail(error))  # (a Finished op only passes through)

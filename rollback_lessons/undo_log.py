@@ -14,32 +14,34 @@ if TYPE_CHECKING:
     from .operations import StepSpec
 
 
-def cut_off(m: Machine) -> StepSpec | None:
-    """The last done step, if its undo, to be logged after it, never was (its log cut off);
-    None once the run failed (its rollback's lists are made from the log by then)."""
+def cut_off(m: Machine) -> list[StepSpec]:
+    """The done steps whose undo, to be logged after them, never was (its log cut off): a
+    list's last step; any of a graph's, not only its last done (a branch that completes
+    after one cut off never hides it). Empty once the run failed (its rollback's lists are
+    made from the log by then)."""
     if not m.completed or m.rolling:
-        return None
-    last = m.completed[-1]
+        return []
     specs = getattr(m, "specs", None)  # (a graph's machine knows every step; a list's, the last)
-    spec = specs[last] if specs is not None else m.spec
-    if spec is None or spec.name != last or not spec.has_undo or spec.register != "after":
-        return None
-    return None if m.logged(last) else spec
+    if specs is not None:
+        done = [specs[step] for step in dict.fromkeys(m.completed)]
+    else:
+        done = [m.spec] if m.spec is not None and m.spec.name == m.completed[-1] else []
+    logged = {entry.step for entry in m.log}  # (once: a graph of many steps fails in O(n))
+    return [s for s in done if s.has_undo and s.register == "after" and s.name not in logged]
 
 
 def log_cut_off(m: Machine) -> None:
-    """``Machine.fail``: the step ``cut_off`` names is logged before the run fails, so its
-    rollback undoes it (or, cut short, leaves it pending for ``recover``): never a run said
-    rolled back with that effect standing. A Ctrl-C before the entry is in the log is raised,
-    the machine not failed yet, so its driver tells it again (``Run.fail``, ``landed_late``);
-    an error of the entry's observers is not the run's failure (the first error goes on)."""
-    spec = cut_off(m)
-    if spec is None:
-        return
-    try:
-        m._log(spec)
-    except Exception:  # (in: an observer's, a journal write's; said by the write's own note)
-        return
+    """``Machine.fail``: the steps ``cut_off`` names are logged before the run fails, so its
+    rollback undoes them (or, cut short, leaves them pending for ``recover``): never a run
+    said rolled back with that effect standing. A Ctrl-C before an entry is in the log is
+    raised, the machine not failed yet, so its driver tells it again (``Run.fail``,
+    ``landed_late``, a graph's branch: ``broken``); an error of the entry's observers is not
+    the run's failure (the first error goes on)."""
+    for spec in cut_off(m):
+        try:
+            m._log(spec)
+        except Exception:  # (in: an observer's, a journal write's; said by the write's own note)
+            continue
 
 
 def in_effect(m: Machine) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -13,11 +13,13 @@ import sys
 from typing import Any
 
 import pytest
+from conftest import dead_pid
 
 import rollback_lessons
 from rollback_lessons import Rollback, Saga, Status, Step
 from rollback_lessons.durable import records
 from rollback_lessons.durable.journal import Journal
+from rollback_lessons.durable.recovery import recover
 from rollback_lessons.durable.registry import Registry, compensation
 
 registry = Registry()
@@ -48,16 +50,17 @@ def _drive(driver: str, journal: Journal) -> Any:
     return rb.outcome
 
 
-def _trial(driver: str, gap: int, tmp: Any) -> tuple[bool, Any, str, dict[str, str]]:
+def _trial(driver: str, gap: int, tmp: Any, at: str = "") -> tuple[bool, Any, str, dict[str, str]]:
     """The two Ctrl-Cs: the first at the entry of the write ``confirm`` makes for step a;
-    the second at the ``gap``-th start of a function of the package after it. Whether the
-    second landed, the outcome (None: raised without one), the journal's status, its rows."""
+    the second at the ``gap``-th start of a function of the package after it (``at``: of
+    that name only). Whether the second landed, the outcome (None: raised without one),
+    the journal's status, its rows."""
     state = {"confirm": False, "first": False, "n": 0, "second": False}
     real_write, real_confirm = Journal.write, records.JournalRun.confirm
 
     def tracer(frame: Any, event: str, arg: Any) -> None:
         if event == "call" and frame.f_code.co_filename.startswith(PACKAGE):
-            state["n"] += 1
+            state["n"] += not at or frame.f_code.co_name == at
             if state["n"] == gap:
                 state["second"] = True
                 sys.settrace(None)
@@ -119,3 +122,27 @@ def test_a_step_whose_undo_log_was_cut_off_is_never_said_rolled_back_standing(
             assert outcome.status is Status.HALTED and "a" in outcome.pending, said
             assert any("not known to be undone: a" in note for note in outcome.notes), said
     assert landed > 20
+
+
+@pytest.mark.parametrize("driver", ["rb", "run"])
+def test_a_second_ctrl_c_as_the_cut_off_undo_is_logged_cuts_the_rollback_there(
+    driver: str, tmp_path: Any
+) -> None:
+    """GAP 16: the second Ctrl-C at the entry of the machine's ``_log`` of a's undo, as the
+    driver logged it late (``_guards.log_cut_off``), was swallowed: the rollback ran to its
+    end. It cuts the rollback there now, as the README says a second Ctrl-C does: a left
+    pending for ``recover`` (the machine's ``fail`` logged it), which undoes it once."""
+    second, outcome, status, rows = _trial(driver, 1, tmp_path, at="_log")
+    said = f"{outcome and (outcome.status, outcome.notes)} {status} {rows} {WORLD}"
+    assert second and WORLD == ["do a"], said
+    assert status == "rolling_back" and rows.get("a") == "pending", said
+    if outcome is not None:  # (no undo called yet: never "during the undo of a")
+        assert outcome.status is Status.HALTED and outcome.pending == ("a",), said
+        assert outcome.notes == (
+            "rollback interrupted by KeyboardInterrupt as the rollback began; not known to "
+            "be undone: a (the journal keeps them for recover)",
+        ), said
+    with Journal(tmp_path / f"{driver}1.db") as journal:  # (its process gone: recover's)
+        journal.write([("UPDATE sagas SET owner_pid = ?, owner_started = NULL", (dead_pid(),))])
+        (recovered,) = recover(journal, registry).recovered
+    assert recovered.status is Status.ROLLED_BACK and WORLD == ["do a", "undo a"], said

@@ -13,6 +13,7 @@ release waits as the journal's wait says, so the next recover can take those sag
 from __future__ import annotations
 
 import contextlib
+from functools import partial
 
 from .._held import held
 from .forked import JournalForked
@@ -32,11 +33,9 @@ def cleaned(
             if writer.run is not None:
                 writer.run.give(writer.statements)
         try:
-            with briefly(journal) if interrupt or writer.failed else contextlib.nullcontext():
-                _flush(writer, exc)
+            briefly(journal, partial(_flush, writer, exc), interrupt or bool(writer.failed))
             told(exc, writer, claimed)
-            with briefly(journal) if interrupt else contextlib.nullcontext():
-                _release(journal)
+            briefly(journal, partial(_release, journal), interrupt)
         except BaseException as second:  # (a Ctrl-C in a wait: the first one's facts, its)
             told(second, writer, claimed)
             raise

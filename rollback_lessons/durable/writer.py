@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -91,19 +90,20 @@ UNRECORDED = (
 """What an interrupted recover says when the write after the interrupt failed (attack63 F2)."""
 
 
-@contextlib.contextmanager
-def briefly(journal: Journal) -> Iterator[None]:
-    """The journal's writes in here tried once (one turn of SQLite's busy wait), never its
-    whole wait: recover's writes after an interrupt, or after a write that ran out of its
-    wait (attack63 F1, F3: each waited the whole ``--wait`` again). What they fail to write
-    is safe: a claim left by a process that ended is taken over by the next recover."""
+def briefly(journal: Journal, write: Callable[[], None], short: bool = True) -> None:
+    """``write`` (the journal's writes in it) tried once, one turn of SQLite's busy wait, if
+    ``short``, never its whole wait: recover's writes after an interrupt, or after a write
+    that ran out of its wait (attack63 F1, F3: each waited the whole ``--wait`` again). What
+    they fail to write is safe: a claim left by a process that ended is taken over by the
+    next recover. The wait is put back in this call's own ``finally``, with no call before
+    it: a ``@contextmanager``'s, put back in contextlib's ``__exit__``, was skipped by a
+    Ctrl-C at that call's entry, and a process that lives on kept a wait of 0 (fixleft)."""
     con = journal._con
-    wait = getattr(con, "wait", None)
-    if wait is None:  # (a closed journal's: nothing to shorten)
-        yield
-        return
-    con.wait = 0.0  # type: ignore[attr-defined]
+    wait = getattr(con, "wait", None)  # (a closed journal's: nothing to shorten)
     try:
-        yield
+        if short and wait is not None:
+            con.wait = 0.0  # type: ignore[attr-defined]
+        write()
     finally:
-        con.wait = wait  # type: ignore[attr-defined]
+        if wait is not None:
+            con.wait = wait  # type: ignore[attr-defined]
