@@ -25,9 +25,14 @@ def held(kept: list[int]) -> Iterator[None]:
                 swapped[which] = signal.signal(which, lambda signum, frame: kept.append(signum))
     try:
         yield
-    finally:
-        for which, handler in swapped.items():
-            signal.signal(which, handler)
+    finally:  # SIGINT's last, in a finally of its own: a signal as the other's is put back
+        # (its handler raising) leaves neither swapped for the rest of the process
+        try:
+            if signal.SIGTERM in swapped:
+                signal.signal(signal.SIGTERM, swapped[signal.SIGTERM])
+        finally:
+            if signal.SIGINT in swapped:
+                signal.signal(signal.SIGINT, swapped[signal.SIGINT])
 
 
 @contextlib.contextmanager
