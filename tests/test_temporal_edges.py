@@ -13,6 +13,7 @@ import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from pathlib import Path
 
 import pytest
 from conftest import SOAK, same_outcome
@@ -351,6 +352,32 @@ def test_a_db_file_path_with_uri_characters_is_refused_creating_nothing(tmp_path
             "another file, then fail): give a path without ?, # or %; nothing was started"
         )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["50%"] and not any(odd.iterdir())
+
+
+def test_a_db_file_sqlite_keeps_in_memory_is_refused_creating_nothing(tmp_path, monkeypatch):
+    """attack76 F3: ``db_file=":memory:"`` made the server's SQLite keep its histories in
+    memory (no file), yet the runner took it for a file that keeps them: closed with a saga
+    running, it warned nothing (no ``SagasLost``), the charge in effect named nowhere.
+    Refused before the server is spawned, in one line; a file of that name in a folder
+    (``./:memory:``) is a file, taken."""
+
+    async def spawned(*args, **kwargs):
+        raise AssertionError("the server was spawned")
+
+    monkeypatch.setattr(runner_module.WorkflowEnvironment, "start_local", spawned)
+    monkeypatch.chdir(tmp_path)
+    for db_file in (":memory:", "file::memory:", Path(":memory:")):
+        with pytest.raises(TemporalUnavailable) as refused:
+            run_async(lambda db_file=db_file: TemporalRunner.start(db_file=db_file))
+        assert str(refused.value) == (
+            f"Temporal's dev server cannot keep its histories in {Path(db_file)} (db_file): "
+            "SQLite keeps a database of that name in memory: the server would keep nothing, "
+            "and no SagasLost would name a saga left running; give a file's path, or no "
+            "db_file (a server that keeps nothing, said so on close); nothing was started"
+        )
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(TemporalUnavailable, match="the server was spawned"):  # (a file's
+        run_async(lambda: TemporalRunner.start(db_file="./:memory:"))  # path: taken)
 
 
 def test_a_sqlite_db_file_not_temporals_is_named_at_once_never_waited_for(tmp_path):
