@@ -117,8 +117,7 @@ def test_recover_names_the_read_only_wal_or_shm_not_the_journal(tmp_path, monkey
         keep.close()
     said = capsys.readouterr().err
     assert said.strip() == (
-        f"rollback-lessons: {side} is read-only; this command writes to it (make it writable "
-        "first)"
+        f"rollback-lessons: {side} is read-only; this command writes to it (make it writable first)"
     )
     assert CALLS == []
 

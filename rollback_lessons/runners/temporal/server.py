@@ -102,8 +102,9 @@ def check_db_file(db_file: str | os.PathLike[str]) -> None:
     """Refuse, before the server is spawned, a ``db_file`` it cannot use: in a folder that
     does not exist, a directory, a file that is not SQLite, a path with a character its
     SQLite reads as a URI's (``URI_CHARACTERS``), or a name it keeps in memory
-    (``IN_MEMORY``). The server exits at once on most, but the SDK waits for its port the whole ``START_LIMIT``, which then blamed a busy machine
-    (attack24's L1). One line, naming the file and why."""
+    (``IN_MEMORY``). The server exits at once on most, but the SDK waits for its port the
+    whole ``START_LIMIT``, which then blamed a busy machine (attack24's L1). One line,
+    naming the file and why."""
     from ...durable.files import SQLITE_HEADER  # (here: the workflow sandbox imports this module)
 
     path = Path(db_file)
