@@ -93,6 +93,35 @@ def test_a_read_only_folder_with_a_write_ahead_log_is_refused_in_one_line(tmp_pa
         os.chmod(folder, stat.S_IRWXU)
 
 
+@pytest.mark.parametrize("end", ["-shm", "-wal"])
+def test_recover_names_the_read_only_wal_or_shm_not_the_journal(tmp_path, monkeypatch, capsys,
+                                                                end):  # fmt: skip
+    """attack76 F4: with the journal writable and only its ``-shm`` (or ``-wal``) read-only,
+    recover said "cannot use j.db: attempt to write a readonly database": the line names the
+    file that is read-only, as it names a read-only journal; exit 2, no undo run."""
+    path = tmp_path / "j.db"
+    _unfinished(path)
+    keep = sqlite3.connect(path)  # (a reader: the -wal and -shm stay, as after a crash)
+    keep.execute("SELECT count(*) FROM sagas").fetchall()
+    side = tmp_path / f"j.db{end}"
+    assert side.exists() and (tmp_path / "j.db-wal").exists()
+    os.chmod(side, stat.S_IRUSR)
+    if os.access(side, os.W_OK):  # root may write anything: as the modes say to others
+        real = os.access
+        monkeypatch.setattr(journal_module.os, "access", lambda p, m: p != side and real(p, m))
+    CALLS.clear()
+    try:
+        assert main(["recover", str(path), "--registry", __name__]) == 2
+    finally:
+        os.chmod(side, stat.S_IRUSR | stat.S_IWUSR)
+        keep.close()
+    said = capsys.readouterr().err
+    assert said.strip() == (
+        f"rollback-lessons: {side} is read-only; this command writes to it (make it writable first)"
+    )
+    assert CALLS == []
+
+
 @pytest.mark.parametrize("parent", ["missing/sub", "a-file"])
 def test_a_journal_in_a_folder_that_does_not_exist_says_so(tmp_path, parent):
     """attack26 F3: it said "the folder of ... is read-only" (os.access is False for a

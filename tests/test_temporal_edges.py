@@ -12,16 +12,19 @@ import threading
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import pytest
 from conftest import SOAK, same_outcome
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rollback_lessons import Retry, RetryPolicy, Saga, Status, Step, VirtualClock
+from rollback_lessons import Retry, RetryPolicy, Saga, Status, Step, UndoPolicy, VirtualClock
 from rollback_lessons.runners import free_port, hosted
 from rollback_lessons.runners.temporal import (
+    OutcomeTooLarge,
     ServerLost,
     TemporalLimitExceeded,
     TemporalRunner,
@@ -353,6 +356,32 @@ def test_a_db_file_path_with_uri_characters_is_refused_creating_nothing(tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["50%"] and not any(odd.iterdir())
 
 
+def test_a_db_file_sqlite_keeps_in_memory_is_refused_creating_nothing(tmp_path, monkeypatch):
+    """attack76 F3: ``db_file=":memory:"`` made the server's SQLite keep its histories in
+    memory (no file), yet the runner took it for a file that keeps them: closed with a saga
+    running, it warned nothing (no ``SagasLost``), the charge in effect named nowhere.
+    Refused before the server is spawned, in one line; a file of that name in a folder
+    (``./:memory:``) is a file, taken."""
+
+    async def spawned(*args, **kwargs):
+        raise AssertionError("the server was spawned")
+
+    monkeypatch.setattr(runner_module.WorkflowEnvironment, "start_local", spawned)
+    monkeypatch.chdir(tmp_path)
+    for db_file in (":memory:", "file::memory:", Path(":memory:")):
+        with pytest.raises(TemporalUnavailable) as refused:
+            run_async(lambda db_file=db_file: TemporalRunner.start(db_file=db_file))
+        assert str(refused.value) == (
+            f"Temporal's dev server cannot keep its histories in {Path(db_file)} (db_file): "
+            "SQLite keeps a database of that name in memory: the server would keep nothing, "
+            "and no SagasLost would name a saga left running; give a file's path, or no "
+            "db_file (a server that keeps nothing, said so on close); nothing was started"
+        )
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(TemporalUnavailable, match="the server was spawned"):  # (a file's
+        run_async(lambda: TemporalRunner.start(db_file="./:memory:"))  # path: taken)
+
+
 def test_a_sqlite_db_file_not_temporals_is_named_at_once_never_waited_for(tmp_path):
     """Issue 25: a ``db_file`` that is SQLite but another program's (a rollback journal, any
     database with other tables) passes the header check; the server logs "failed starting
@@ -553,20 +582,85 @@ def test_a_workflow_id_is_limited_in_bytes_as_the_server_counts_it(on_temporal):
     assert fits.status == Status.COMMITTED
 
 
-def test_a_record_that_outgrows_a_payload_at_run_time_ends_with_the_limit_named(on_temporal):
-    """Within the limits before it starts, but its failures (each naming a 200,000-character
-    step) make a record over 2 MB: the run ends with that said, instead of never ending."""
+class UndoThrice(UndoPolicy):
+    """A policy of one's own (no start check counts its attempts): three, then a dead letter."""
+
+    def decide(self, attempt, error):
+        return 0 if attempt < 3 else "dead_letter"
+
+
+def test_a_record_that_outgrows_a_payload_at_run_time_says_the_saga_ran_and_how(on_temporal):
+    """attack76 F2: a record over 2 MB once the run is over raised ``TemporalLimitExceeded``,
+    the error that means "refused before it starts", with no word of how the run ended: a
+    caller that takes it at its word starts the saga again, its work done twice. A run no
+    start check bounds (a policy deciding in code, retrying an undo whose every event names
+    a 200,000-character step) now raises ``OutcomeTooLarge``: it ran, its status, what is
+    still in effect; the same saga under a policy of fields is refused before it starts."""
     name = "x" * 200_000
-    saga = Saga([Step(name, lambda s: None, lambda s: None), Step("b", lambda s: None)],
-                policy=Retry(RetryPolicy(max_attempts=3, initial_delay=0.01)))  # fmt: skip
+    world: dict = {}
+
+    def saga(policy):
+        return Saga([Step(name, lambda s: s.update(x=1), lambda s: None),
+                     Step("b", lambda s: None)], policy=policy)  # fmt: skip
 
     async def scenario(runner):
-        with pytest.raises(TemporalLimitExceeded, match="it ran, but its Outcome cannot be"):
+        with pytest.raises(TemporalLimitExceeded) as refused:  # (counted: never started)
+            await runner.start_saga(saga(Retry(RetryPolicy(max_attempts=3))), world)
+        assert world == {}
+        with pytest.raises(OutcomeTooLarge) as ran:
             await asyncio.wait_for(
-                runner.run(saga, {}, inject={"b": "fail", name: "undo_fails"}), 60
+                runner.run(saga(UndoThrice()), world, inject={"b": "fail", name: "undo_fails"}),
+                60,
             )
+        return str(refused.value), ran.value
 
-    on_temporal(scenario)
+    refused, ran = on_temporal(scenario)
+    assert refused.startswith("the record of its worst run (every retry and undo attempt its ")
+    assert not isinstance(ran, TemporalLimitExceeded) and world == {"x": 1}
+    assert (ran.status, ran.completed, ran.compensated) == ("rollback_incomplete", (name,), ())
+    assert ran.dead_letters == ran.in_effect == (name,)
+    told = str(ran)
+    assert told.startswith(f"saga {ran.run_id} ran to its end on Temporal, rollback_incomplete")
+    assert "(it ran: do not start it again)" in told and "\n" not in told
+    assert told.endswith(f"so still in effect: {name}")
+
+
+def test_long_undo_errors_are_cut_to_fit_the_record_and_name_what_is_in_effect(on_temporal):
+    """attack76 F1: undos failing with 32,000-character texts, retried, made a record over 2
+    MB: the run raised ``TemporalLimitExceeded`` after all its undos, the steps still in
+    effect (dead letters) named nowhere. The record's texts are cut to fit, each alike, a
+    note saying so: the same Outcome as in process, but for the texts."""
+    from rollback_lessons.runners.record_fit import FLOOR
+
+    def bad(state):
+        raise RuntimeError("é" * 32_000)  # (64 KB a text in UTF-8: 34 attempts make 2 MB)
+
+    def saga():
+        return Saga([Step(f"c{i}", lambda s: None, bad) for i in range(2)]
+                    + [Step("last", lambda s: None)],
+                    policy=Every(n=18), name="long-errors")  # fmt: skip
+
+    local = saga().run({}, inject={"last": "fail"}, clock=VirtualClock())
+    there = on_temporal(lambda r: asyncio.wait_for(r.run(saga(), {}, inject={"last": "fail"}), 120))
+    assert there.status == local.status == Status.ROLLBACK_INCOMPLETE
+    assert [d.step for d in there.dead_letters] == [d.step for d in local.dead_letters]
+    assert [(e.kind, e.step) for e in there.events] == [(e.kind, e.step) for e in local.events]
+    [note] = [n for n in there.notes if "error texts are cut" in n]
+    keep = int(note.split("cut to ")[1].split(" ")[0])
+    assert FLOOR <= keep < 32_000 and "over Temporal's payload limit of 2.0 MB" in note
+    failed = [e.details["error"] for e in there.events if e.kind == "undo_failed"]
+    assert all(len(t) <= keep and t.endswith(f"Temporal carries {keep}]") for t in failed)
+    assert str(there.dead_letters[0].error).startswith("é" * 100)
+
+
+@dataclass(frozen=True)
+class Every(UndoPolicy):
+    """A policy of one's own: ``n`` attempts of each undo, no wait, then a dead letter."""
+
+    n: int = 1
+
+    def decide(self, attempt, error):
+        return 0 if attempt < self.n else "dead_letter"
 
 
 def test_an_error_over_the_payload_limit_is_cut_and_fails_as_it_did(on_temporal):

@@ -19,6 +19,7 @@ from rollback_lessons import (
     InjectedTimeout,
     Kind,
     Parallel,
+    Retry,
     RetryPolicy,
     Saga,
     Status,
@@ -566,3 +567,66 @@ def test_a_terminated_sagas_events_reach_its_observers_before_the_error(on_tempo
     assert [e.seq for e in heard] == list(range(1, len(heard) + 1))
     mine = [r for r in records.records if getattr(r, "run_id", None) == heard[0].run_id]
     assert [(r.seq, r.event, r.step) for r in mine] == [(e.seq, e.kind, e.step) for e in heard]
+
+
+def _names(n: int, length: int, retry: RetryPolicy | None = None) -> Saga:
+    return Saga([Step(f"{i:02d}" + "n" * (length - 2), lambda s: None, lambda s: None,
+                      retry=retry) for i in range(n)])  # fmt: skip
+
+
+def test_the_record_of_the_worst_run_the_policies_allow_is_counted_before_the_start():
+    """attack76 F2: only a run whose every undo succeeds once was sized: 20 steps of
+    11,000-character names, each retried 4 times, passed, committed on Temporal, then raised
+    "it ran, but its Outcome cannot be returned"; so did 9,000-character names with undos
+    retried. The record of the worst run the policies allow (each error's text as short as
+    a record is ever cut, ``FLOOR``) is counted: refused before the start, the limit named."""
+    from rollback_lessons.runners.temporal.limits import check_plan
+
+    retried = RetryPolicy(max_attempts=5, initial_delay=0.01, retry_on=(ConnectionError,))
+    undo_retried = Retry(RetryPolicy(max_attempts=3, initial_delay=0.01))
+    for saga, policy in ((_names(20, 11_000, retried), None), (_names(20, 9_000), undo_retried)):
+        with pytest.raises(TemporalLimitExceeded) as refused:
+            check_plan(plan_for(saga, policy=policy), 0)
+        told = str(refused.value)
+        assert told.startswith("the record of its worst run (every retry and undo attempt its ")
+        assert "over Temporal's payload limit of 2.0 MB" in told and "max_attempts" in told
+    check_plan(plan_for(_names(20, 2_000, retried), policy=undo_retried), 0)  # (it fits)
+
+
+def test_a_record_over_a_payload_has_its_error_texts_cut_alike_to_fit_with_a_note():
+    """attack76 F1: three undos failing with 32,000-character texts, 25 attempts each: a
+    record of 2.5 MB, raised as a limit, its three dead letters named nowhere. Its texts are
+    cut, each to one bound (the longest that fits), a note saying so; the rest (status, dead
+    letters, events) is whole. A record that fits is left as it is."""
+    from rollback_lessons.outcome import RECORD_FIELDS, RunRecord
+    from rollback_lessons.runners.record_fit import FLOOR, fit, size
+    from rollback_lessons.runners.temporal.limits import PAYLOAD_LIMIT, result
+    from rollback_lessons.runners.wire import record_data, record_of
+
+    def bad(state):
+        raise RuntimeError("e" * 32_000)
+
+    saga = Saga([Step(f"charge{i}", lambda s: None, bad) for i in range(3)]
+                + [Step("last", lambda s: None)],
+                policy=Retry(RetryPolicy(max_attempts=25, initial_delay=0)))  # fmt: skip
+    local = saga.run({}, inject={"last": "fail"}, clock=VirtualClock())
+    record = RunRecord.build(**{name: getattr(local, name) for name in RECORD_FIELDS})
+    whole = record_data(record)
+    assert size(whole) > PAYLOAD_LIMIT
+    data = result(record)  # (what the workflow returns)
+    assert size(data) <= PAYLOAD_LIMIT and size(whole) > PAYLOAD_LIMIT  # (its own: a copy)
+    back = record_of(data)
+    assert back.status is Status.ROLLBACK_INCOMPLETE
+    assert [d.step for d in back.dead_letters] == ["charge2", "charge1", "charge0"]
+    assert [(e.kind, e.step) for e in back.events] == [(e.kind, e.step) for e in local.events]
+    [note] = back.notes
+    keep = int(note.split("cut to ")[1].split(" ")[0])
+    assert note == (
+        f"its error texts are cut to {keep} characters each: the record was "
+        f"{size(whole) / 1024 / 1024:.1f} MB, over Temporal's payload limit of 2.0 MB"
+    )
+    assert FLOOR < keep < 32_000
+    texts = [e.details["error"] for e in back.events if e.kind == "undo_failed"]
+    assert all(len(t) == keep and t.endswith(f"Temporal carries {keep}]") for t in texts)
+    small = record_data(Saga([Step("a", lambda s: None)]).run({}))
+    assert fit(small, PAYLOAD_LIMIT, "Temporal") is small

@@ -66,6 +66,14 @@ from .settle import Settled, settle, table
 from .values import _bad_value
 
 
+def _read_only(path: Path) -> Path | None:
+    """The journal's file a writer cannot write: itself, or its ``-wal`` or ``-shm`` beside
+    it (SQLite writes all three: attack76 F4, a read-only ``-shm`` was told as the journal's
+    "attempt to write a readonly database"); None if each is writable or absent."""
+    sides = (path, *(path.with_name(path.name + end) for end in ("-wal", "-shm")))
+    return next((p for p in sides if p.exists() and not os.access(p, os.W_OK)), None)
+
+
 class Journal:
     """A journal file; thread-safe, and shareable by processes (SQLite WAL); not by a fork."""
 
@@ -96,9 +104,9 @@ class Journal:
                     f"{self.path} uses journal schema {version}; open it once for writing "
                     "(any rollback-lessons command but show) to upgrade it"
                 )
-        elif version is not None and not os.access(self.path, os.W_OK):
+        elif version is not None and (ro := _read_only(self.path)) is not None:
             raise JournalError(
-                f"{self.path} is read-only; this command writes to it (make it writable first)"
+                f"{ro} is read-only; this command writes to it (make it writable first)"
             )
         elif not self.path.parent.is_dir():  # (not "read-only", as os.access says of it)
             raise JournalError(f"the folder of {self.path} is not a folder that exists")

@@ -12,9 +12,9 @@ from dataclasses import dataclass, replace
 from ..errors import InjectedTimeout
 from ..faults import Fault
 from ..machine import Machine
-from ..operations import Finished, Op, RunUndo, StepSpec, Wait
+from ..operations import Finished, Op, RunStep, RunUndo, StepSpec, Wait
 from ..outcome import RunRecord
-from ..policies import CONTINUE, UndoPolicy
+from ..policies import CONTINUE, RetryPolicy, UndoPolicy
 
 
 @dataclass(frozen=True)
@@ -143,3 +143,28 @@ def all_undone(plan: Sequence[StepSpec], undo_order: str = "reverse") -> RunReco
     if type(op) is not Finished:
         raise RuntimeError(f"the machine answered {op!r} after its last undo")
     return op.record
+
+
+def worst_record(plan: Sequence[StepSpec], undo_attempts: int, error: BaseException,
+                 undo_order: str = "reverse") -> RunRecord:  # fmt: skip
+    """The record of a long run the policies allow, as the machine makes it: each action
+    fails with ``error`` at every attempt its RetryPolicy allows but the last, which
+    succeeds; the run fails after its last step; each undo fails all ``undo_attempts``
+    (dead-lettered). An engine sizes it against its payload limit (``limits.check_plan``)."""
+    every = lambda r: replace(r, retry_on=(Exception,), no_retry_on=(), initial_delay=0)  # noqa: E731
+    retry = RetryPolicy(undo_attempts, 0, retry_on=(Exception,)) if undo_attempts > 1 else None
+    steps = [s._replace(retry=every(s.retry)) if s.retry is not None else s for s in plan]
+    m = Machine(UndoPolicy(retry), plan=steps, undo_order=undo_order)
+    op: Op = m.start()
+    for k, spec in enumerate(steps):
+        for _ in range(spec.retry.max_attempts - 1 if spec.retry is not None else 0):
+            if type(op := m.step_failed(error)) is Wait:
+                op = m.resume()
+        if type(op) is not RunStep:  # (not retried after all: the run failed there)
+            break
+        if k == len(steps) - 1:
+            m.stop(error)
+        op = m.step_ok()
+    while type(op) in (RunUndo, Wait):
+        op = m.undo_failed(error) if type(op) is RunUndo else m.resume()
+    return op.record if isinstance(op, Finished) else m.record()

@@ -5,7 +5,7 @@ from ..closed import RunnerClosed
 from ..hosted import NotHosted, SagaChanged, UnknownRun
 from .dblock import DbFileInUse
 from .left import SagasLost, WorkerGone
-from .limits import TemporalLimitExceeded
+from .limits import OutcomeTooLarge, TemporalLimitExceeded
 from .lost import RunDeleted, ServerSlow
 from .runner import (
     AbandonedCalls,
@@ -23,6 +23,7 @@ __all__ = [
     "AnswerRefused",
     "DbFileInUse",
     "NotHosted",
+    "OutcomeTooLarge",
     "Question",
     "RunDeleted",
     "RunnerClosed",

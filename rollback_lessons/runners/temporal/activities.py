@@ -371,8 +371,8 @@ escaped: six), as Step Functions cuts a task failure's ``cause``: a longer one (
 message) makes a failure too big for the server to take, so the step would be heard as timed
 out, in doubt, and an undo asked again, instead of failing as it did. A run's record holds
 about 40 such failed attempts within its own 2 MB for texts in ASCII (a character takes up
-to 4 bytes in UTF-8: fewer then; more: ``limits.check_result`` says so, its Outcome not
-returned)."""
+to 4 bytes in UTF-8: fewer then); with more, the record's texts are cut shorter, each alike,
+so that it fits (``record_fit.fit``, a note saying so: attack76 F1)."""
 
 
 def fitted(error: ErrorRecord) -> ErrorRecord:

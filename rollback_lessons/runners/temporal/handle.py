@@ -27,7 +27,7 @@ from ..heard import Heard
 from ..wire import outcome_of, record_of
 from .activities import GATES, IN_FLIGHT, step_started
 from .left import said
-from .limits import TemporalLimitExceeded
+from .limits import TOO_LARGE, OutcomeTooLarge
 from .lost import (
     RunDeleted,
     SagaTerminated,
@@ -38,7 +38,6 @@ from .lost import (
     history_table,
     unheard,
 )
-from .workflow import LIMIT
 
 if TYPE_CHECKING:
     from .runner import TemporalRunner
@@ -248,8 +247,8 @@ class SagaHandle:
             cause = exc.cause
             try:
                 await self._told()  # what the machine told before the end (a Query)
-                if isinstance(cause, ApplicationError) and cause.type == LIMIT:
-                    raise TemporalLimitExceeded(cause.message) from None
+                if isinstance(cause, ApplicationError) and cause.type == TOO_LARGE:
+                    raise OutcomeTooLarge(**cause.details[0]) from None  # (it ran: how it ended)
                 if isinstance(cause, TerminatedError):  # (read before the run is released)
                     history, running = await self.history(), await _calls_ended(self.run_id)
                     events = self.workflow.fetch_history_events()

@@ -1,17 +1,24 @@
 """Temporal's documented limits (docs.temporal.io/self-hosted-guide/defaults), checked
 before a saga starts: a saga beyond them would never end (a workflow task that fails on
-an oversized payload is retried for ever). Plain data: the workflow imports it too."""
+an oversized payload is retried for ever); and the record a run returns, fitted to one
+payload (``result``). Plain data: the workflow imports it too."""
 
 from __future__ import annotations
 
-import json
+from typing import Any
 
-from ...errors import InvalidPipelineError
-from ..owed import all_undone
+from ...errors import InvalidPipelineError, RollbackLessonsError
+from ...outcome import RunRecord
+from ..owed import all_undone, worst_record
+from ..record_fit import FLOOR, fit, size
 from ..wire import SagaPlan, record_data
 
 PAYLOAD_LIMIT = 2 * 1024 * 1024
 """Bytes of one payload (a workflow's input or result, an activity's input): 2 MB."""
+RECORD_LIMIT = PAYLOAD_LIMIT - 16 * 1024
+"""Bytes a run's record is fitted to (``result``): a payload's own metadata counts too (a
+record cut to 50 bytes under 2 MB was refused by the server, its workflow task failed
+again and again)."""
 ID_LIMIT = 1000
 """Bytes (UTF-8) of an identifier such as a workflow id (``limit.maxIDLength``: the server
 measures a Go string, so ``é`` counts two, ``日`` three)."""
@@ -114,11 +121,6 @@ class TemporalLimitExceeded(InvalidPipelineError):
     """The saga does not fit one of Temporal's limits; the message names it."""
 
 
-def size(data: object) -> int:
-    """Bytes of ``data`` as JSON (as the SDK's default converter writes a payload)."""
-    return len(json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode())
-
-
 def _mb(n: int) -> str:
     return f"{n / 1024 / 1024:.1f} MB"
 
@@ -139,7 +141,10 @@ def check_plan(plan: SagaPlan, input_size: int, history_limit: int = HISTORY_EVE
     """Refuse a plan that cannot run within Temporal's limits: its workflow id, the history
     of its worst run (``worst_history``: a run that reaches ``history_limit`` is terminated
     by the server, nothing undone), its input (``input_size`` bytes), the record of a run
-    that undoes every step (any run that rolls back everything records at least that)."""
+    that undoes every step (any run that rolls back everything records at least that), and
+    the record of the worst run its policies allow (``owed.worst_record``: each error's text
+    cut to ``FLOOR``, as ``result`` cuts at most), so that a run its counts bound returns its
+    Outcome: never "refused" once the saga ran (attack76 F2)."""
     check_id(plan.run_id, "from the saga's name", "name the saga shorter")
     worst = worst_history(plan, completion)
     if worst > history_limit:
@@ -161,14 +166,81 @@ def check_plan(plan: SagaPlan, input_size: int, history_limit: int = HISTORY_EVE
             f"Temporal's payload limit of {_mb(PAYLOAD_LIMIT)} (every step's name is in "
             "each of its events): shorter step names, or fewer steps"
         )
-
-
-def check_result(data: object) -> None:
-    """A workflow's result must fit one payload (checked before it is returned: an
-    oversized result would fail its workflow task again and again)."""
-    found = size(data)
-    if found > PAYLOAD_LIMIT:
+    worst = size(record_data(worst_record(plan.specs(), _undo_attempts(plan), _Failed(),
+                                          plan.undo_order)))  # fmt: skip
+    if worst > RECORD_LIMIT:
         raise TemporalLimitExceeded(
-            f"the saga's record is {_mb(found)}, over Temporal's payload limit of "
-            f"{_mb(PAYLOAD_LIMIT)}: it ran, but its Outcome cannot be returned"
+            f"the record of its worst run (every retry and undo attempt its policies allow, "
+            f"each error's text cut to {FLOOR} characters) is {_mb(worst)}, over Temporal's "
+            f"payload limit of {_mb(PAYLOAD_LIMIT)} (every step's name is in each of its "
+            "events): shorter step names, fewer steps, or fewer max_attempts"
         )
+
+
+class _Failed(Exception):
+    """The failure a worst run is sized with: its repr as long as a text cut to ``FLOOR``."""
+
+    def __init__(self) -> None:
+        super().__init__("x" * (FLOOR - len("_Failed('')")))
+
+
+def _undo_attempts(plan: SagaPlan) -> int:
+    retry = plan.policy.retry
+    return retry.max_attempts if retry is not None else 1
+
+
+TOO_LARGE = "OutcomeTooLarge"
+"""The type of the failure a workflow ends with when its record cannot be returned."""
+
+
+def result(record: RunRecord) -> dict[str, Any]:
+    """What the workflow returns: the record as data, its error texts cut to fit one
+    payload where it is over (``record_fit.fit``); one over even then (its names fill it:
+    a policy that retries in code, a person answering "retry", which no start check
+    bounds) raises ``OutcomeTooLarge``, which says how the run ended (checked before it is
+    returned: an oversized result would fail its workflow task again and again)."""
+    data = fit(record_data(record), RECORD_LIMIT, "Temporal")
+    found = size(data)
+    if found > RECORD_LIMIT:
+        raise OutcomeTooLarge(
+            record.run_id or "", found, str(record.status), record.completed,
+            record.compensated, tuple(d.step for d in record.dead_letters), record.pending,
+            record.leaked,
+        )  # fmt: skip
+    return data
+
+
+class OutcomeTooLarge(RollbackLessonsError):
+    """The saga RAN on Temporal, to its end (it is not to be started again: not a
+    ``TemporalLimitExceeded``, which is a refusal before the start), but its record is over
+    Temporal's payload limit even with each error text cut to ``FLOOR``: the Outcome
+    cannot be returned. Its fields say how it ended, as the machine counted: ``status``
+    (``committed``, ``rolled_back``, ...), ``completed``, ``compensated`` (undone),
+    ``dead_letters`` (the steps whose undo finally failed), ``pending``, ``leaked``, and
+    ``in_effect``: what is still in effect (done and not undone)."""
+
+    def __init__(self, run_id: str, found: int, status: str, completed: tuple[str, ...] = (),
+                 compensated: tuple[str, ...] = (), dead_letters: tuple[str, ...] = (),
+                 pending: tuple[str, ...] = (), leaked: tuple[str, ...] = ()) -> None:  # fmt: skip
+        self.run_id, self.found, self.status = run_id, found, status
+        self.completed, self.compensated = tuple(completed), tuple(compensated)
+        self.dead_letters, self.pending = tuple(dead_letters), tuple(pending)
+        self.leaked = tuple(leaked)
+        every = (*completed, *dead_letters, *pending, *leaked)
+        self.in_effect = tuple(s for s in dict.fromkeys(every) if s not in compensated)
+        names = lambda steps: ", ".join(steps) or "none"  # noqa: E731
+        super().__init__(
+            f"saga {run_id} ran to its end on Temporal, {status}, but its record is "
+            f"{_mb(found)}, over Temporal's payload limit of {_mb(PAYLOAD_LIMIT)} even with "
+            f"each error text cut to {FLOOR} characters: its Outcome cannot be returned (it "
+            "ran: do not start it again). Done: "
+            f"{names(self.completed)}; undone: {names(self.compensated)}; dead letters: "
+            f"{names(self.dead_letters)}; pending: {names(self.pending)}; not undone: "
+            f"{names(self.leaked)}; so still in effect: {names(self.in_effect)}"
+        )
+
+    def data(self) -> dict[str, Any]:
+        """Its fields as data (the workflow's failure carries them: ``handle.outcome``)."""
+        keys = ("run_id", "found", "status", "completed", "compensated", "dead_letters",
+                "pending", "leaked")  # fmt: skip
+        return {k: getattr(self, k) for k in keys}

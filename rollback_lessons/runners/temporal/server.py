@@ -92,14 +92,19 @@ fragment, an escape): ``q?x#y.db`` wrote ``q``, ``a%41b.db`` wrote ``aAb.db``, t
 server stopped on a schema error naming neither (attack46 F7). Escaped (``%3F``), the
 first start writes the file named, but a restart looks for the escaped name, does not
 find it, and fails creating the tables again: such a name is refused."""
+IN_MEMORY = (":memory:", "file::memory:")
+"""Names the dev server's SQLite opens as a database in memory, no file made: the histories
+would go with the server, yet the runner, given a ``db_file``, would take it for one that
+keeps them (no ``SagasLost`` named what was left running: attack76 F3). Refused."""
 
 
 def check_db_file(db_file: str | os.PathLike[str]) -> None:
     """Refuse, before the server is spawned, a ``db_file`` it cannot use: in a folder that
-    does not exist, a directory, a file that is not SQLite, or a path with a character its
-    SQLite reads as a URI's (``URI_CHARACTERS``). The server exits at once on each, but the
-    SDK waits for its port the whole ``START_LIMIT``, which then blamed a busy machine
-    (attack24's L1). One line, naming the file and why."""
+    does not exist, a directory, a file that is not SQLite, a path with a character its
+    SQLite reads as a URI's (``URI_CHARACTERS``), or a name it keeps in memory
+    (``IN_MEMORY``). The server exits at once on most, but the SDK waits for its port the
+    whole ``START_LIMIT``, which then blamed a busy machine (attack24's L1). One line,
+    naming the file and why."""
     from ...durable.files import SQLITE_HEADER  # (here: the workflow sandbox imports this module)
 
     path = Path(db_file)
@@ -108,6 +113,10 @@ def check_db_file(db_file: str | os.PathLike[str]) -> None:
     if uri is not None:
         why = (f"its path has {uri!r}, which the server's SQLite reads in a URI (it would "
                "write another file, then fail): give a path without ?, # or %")  # fmt: skip
+    elif os.fspath(db_file) in IN_MEMORY:
+        why = ("SQLite keeps a database of that name in memory: the server would keep "
+               "nothing, and no SagasLost would name a saga left running; give a file's "
+               "path, or no db_file (a server that keeps nothing, said so on close)")  # fmt: skip
     elif path.is_dir():
         why = "it is a directory"
     elif not path.parent.is_dir():

@@ -49,13 +49,13 @@ with workflow.unsafe.imports_passed_through():  # plain data and the machine, no
     from .. import hosted
     from ..wire import SagaPlan, record_data
     from .ends import cause_of, end_unknown, never_started, not_called
-    from .limits import TemporalLimitExceeded, check_result, no_room, no_room_forward
+    from .limits import TOO_LARGE, OutcomeTooLarge, TemporalLimitExceeded, no_room, no_room_forward
+    from .limits import result as result_of
     from .person import PersonAsked
     from .timeouts import HEARTBEAT_TIMEOUT, MARGIN, turn_wait
 
 ACTION = "rollback_lessons.action"
 UNDO = "rollback_lessons.undo"
-LIMIT = "TemporalLimitExceeded"
 ONCE = RetryPolicy(maximum_attempts=1)  # each attempt is the machine's to decide
 
 
@@ -242,12 +242,14 @@ class SagaWorkflow(PersonAsked):
 
     @staticmethod
     def _result(op: Finished) -> dict[str, Any]:
-        data = record_data(op.record)
+        """The record, its error texts cut where it is over a payload (``limits.result``);
+        one over even then fails the workflow (never a result it can't return), saying how
+        the run ended (``OutcomeTooLarge``: it ran, never "refused before it starts")."""
         try:
-            check_result(data)
-        except TemporalLimitExceeded as exc:  # fail the workflow: never a result it can't return
-            raise ApplicationError(str(exc), type=LIMIT, non_retryable=True) from None
-        return data
+            return result_of(op.record)
+        except OutcomeTooLarge as exc:  # (the names in details: the message stays short)
+            said = f"the saga's record is over Temporal's payload limit ({exc.status})"
+            raise ApplicationError(said, exc.data(), type=TOO_LARGE, non_retryable=True) from None
 
     # -- a graph: the machine's ready steps at once, each a task of its own ---------------------
 
