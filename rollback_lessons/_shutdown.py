@@ -6,6 +6,7 @@ rollback runs on, and the exception raised after says so."""
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import sys
 import types
@@ -193,13 +194,27 @@ def exit_said(run: Run, exc: BaseException) -> None:
     warned(run.name, exc, notes)
 
 
+_TOLD_BY_CALLER: contextvars.ContextVar[bool] = contextvars.ContextVar("told", default=False)
+
+
+@contextlib.contextmanager
+def exits_told() -> Iterator[None]:
+    """Within: a caller that catches a SystemExit and tells it (an exercise's check) says the
+    notes itself, so no warning says Python never prints them (learn77 F2: untrue there)."""
+    token = _TOLD_BY_CALLER.set(True)
+    try:
+        yield
+    finally:
+        _TOLD_BY_CALLER.reset(token)
+
+
 def warned(name: str | None, exc: BaseException, notes: list[str], level: int = 0) -> None:
     """``exc``'s ``notes`` on stderr if it is a SystemExit (Python never prints them), each
     note once (a saga run inside another's step: the outer run's said too, attack62 F7, F9),
     every time one ends a run (attack58 F7: the default filter showed it once per process),
     at the caller's first line outside this package (not a library line). Warnings made
     errors (``-W error``) never replace the exit: the words go to stderr (attack62 F6)."""
-    if not issubclass(type(exc), SystemExit):
+    if not issubclass(type(exc), SystemExit) or _TOLD_BY_CALLER.get():
         return
     said_before: list[str] = getattr(exc, "_said", None) or []
     new = [n for n in notes if n not in said_before]

@@ -42,6 +42,9 @@ def test_rolled_back_is_taught_with_the_steps_it_leaves_kept():
     assert run.state_after["charged"] == 120  # the effect stands
     said = sentence(lesson(2), "`rolled_back` means")
     assert "`kept`" in said and "`undo=None`" in said, said
+    # learn77 F1: and says undo=None is for a step with nothing to undo, as lesson 11's
+    # third check (a kept step that changed the world breaks "as it was") needs
+    assert "nothing to undo" in said, said
     assert "each has an undo" not in lesson(4)  # compensable: it *can* have one
 
 

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..._shutdown import exits_told
 from .blanks import ____ as ____
 from .blanks import left_blank
 from .tracking import Progress as Progress
@@ -123,8 +124,8 @@ class Exercise:
             return Result(self.id, "incorrect", said)
         printed = io.StringIO()
         try:
-            with contextlib.redirect_stdout(printed):  # a learner's prints, once per world
-                message = self.checker(*answers)
+            with contextlib.redirect_stdout(printed), exits_told():  # prints once per world;
+                message = self.checker(*answers)  # a SystemExit is told below, not warned
         except NotAttempted as exc:
             return Result(self.id, "not attempted", str(exc) or "not attempted yet.")
         except Incorrect as exc:
