@@ -38,6 +38,12 @@ class Parallel:
             if not items:
                 raise InvalidPipelineError("a branch of a Parallel group is empty")
             for item in items:
+                if isinstance(item, Sequence) and not isinstance(item, str):
+                    raise TypeError(
+                        f"a list inside a Parallel branch, {shown(item)}, in {shown(branch)}: "
+                        "a branch is one list of steps (or groups) run in order; put those "
+                        "steps in the branch itself, or in a Parallel group to run at once"
+                    )
                 if not isinstance(item, Step | Parallel):
                     raise TypeError(
                         f"a Parallel branch holds Step objects or Parallel groups, got {item!r}"
@@ -55,6 +61,19 @@ class Parallel:
 
 def _shown(item: Step | Parallel) -> str:
     return repr(item) if isinstance(item, Parallel) else item.name
+
+
+def shown(thing: object) -> str:
+    """``thing`` as a message shows it: a step by its name, a group as it is written, a
+    list of them in brackets (not a step's full repr, function addresses and all)."""
+    from .saga import Step  # (saga.py builds on this module)
+
+    if isinstance(thing, Step | Parallel):
+        return _shown(thing)
+    if isinstance(thing, list | tuple):
+        inner = ", ".join(shown(i) for i in thing)
+        return f"[{inner}]" if isinstance(thing, list) else f"({inner}{',' * (len(thing) == 1)})"
+    return repr(thing)
 
 
 def flatten(

@@ -70,6 +70,17 @@ def test_bad_groups_are_refused_before_anything_runs():
         Saga([Parallel(x, [x])])
 
 
+def test_a_list_inside_a_branch_is_refused_by_name_not_by_repr():
+    """learn80 F8: a branch is a list of steps, so "a branch holds Step objects, got [a list
+    of Steps]" read as a contradiction, with each step's full repr; the nesting is said."""
+    a, b, c = (Step(n, lambda s: None) for n in ("dinner", "flight", "ferry"))
+    with pytest.raises(TypeError) as refused:
+        Parallel([a, [b, c]])
+    said = str(refused.value)
+    assert said.startswith("a list inside a Parallel branch, [flight, ferry], in [dinner, [")
+    assert "Step(" not in said and "function" not in said
+
+
 def test_run_does_the_branches_in_order_and_commits():
     outcome = booking([]).run({})
     assert outcome.status is Status.COMMITTED
