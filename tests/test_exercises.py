@@ -611,3 +611,27 @@ def test_a_ctrl_c_or_a_stop_not_the_learners_still_stops_check():
         told.message
         == "your cell raised CancelledError, at line 2: `raise asyncio.CancelledError()`"
     )
+
+
+def test_12_2s_steps_with_no_undo_are_lookups_that_change_nothing():
+    """learn80 F1's part in the checker: lesson 02 says undo=None is for a step with nothing
+    to undo, so 12.2's worlds have no booking without its undo: such a step is a lookup,
+    named and told as one, and its action reads the state and changes nothing."""
+    from rollback_lessons.lab.exercises.moments import LOOKUP, cases
+
+    lookups = 0
+    for case in cases():
+        saga = case.saga()
+        for step in saga.steps:
+            state = {"room": "booked"}
+            step.action(state)
+            if step.undo is None:
+                lookups += 1
+                assert step.name.startswith(LOOKUP) and step.label.startswith("check the")
+                assert state == {"room": "booked"}, step.name
+                assert f"{step.name}, a lookup" in str(case) or "lookups that change" in str(case)
+            else:
+                assert state[step.name] == "booked"
+                step.undo(state)
+                assert step.name not in state
+    assert lookups > 5

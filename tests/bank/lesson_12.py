@@ -14,6 +14,18 @@ from . import (
     Wrong,
 )
 
+REBUILT = (
+    "def declare(steps, uses):\n"
+    "    mine = {{s.name: {} for s in steps}}\n"
+    "    def after(name):\n"
+    "        users = [a for a, b in uses.items() if b == name]\n"
+    "        if len(users) <= 1:\n"
+    "            return [mine[name], *(after(users[0]) if users else [])]\n"
+    "        return [mine[name], Parallel(*(after(u) for u in users))]\n"
+    "    return Parallel(*(after(s.name) for s in steps if s.name not in uses))"
+)
+"""The lesson's solution, placing the steps ``{}`` makes of each given step ``s``."""
+
 BANK = {
     "12.1": Bank(
         right=(
@@ -43,6 +55,29 @@ BANK = {
             "            branch.append(Parallel(*(build(k) for k in kids[name])))\n"
             "        return branch[0] if len(branch) == 1 else branch\n"
             "    return Parallel(*(build(s.name) for s in steps if s.name not in uses))",
+            # the steps copied first (learn80 r6): a copy is the same step
+            "import copy\n\n"
+            "def declare(steps, uses):\n"
+            "    mine = {s.name: copy.copy(s) for s in steps}\n"
+            "    def after(name):\n"
+            "        users = [a for a, b in uses.items() if b == name]\n"
+            "        if len(users) <= 1:\n"
+            "            return [mine[name], *(after(users[0]) if users else [])]\n"
+            "        return [mine[name], Parallel(*(after(u) for u in users))]\n"
+            "    return Parallel(*(after(s.name) for s in steps if s.name not in uses))",
+            # each step rebuilt from its parts, its action wrapped: it does the same
+            "from rollback_lessons import Step\n\n"
+            "def declare(steps, uses):\n"
+            "    mine = {\n"
+            "        s.name: Step(s.name, lambda state, s=s: s.action(state), s.undo)\n"
+            "        for s in steps\n"
+            "    }\n"
+            "    def after(name):\n"
+            "        users = [a for a, b in uses.items() if b == name]\n"
+            "        if len(users) <= 1:\n"
+            "            return [mine[name], *(after(users[0]) if users else [])]\n"
+            "        return [mine[name], Parallel(*(after(u) for u in users))]\n"
+            "    return [Parallel(*(after(s.name) for s in steps if s.name not in uses))]",
         ),
         wrong=(
             Wrong(
@@ -139,6 +174,41 @@ BANK = {
                 "def declare(steps, uses):\n    return list(steps)",
                 ("wait for", "neither uses the other's effect", "could run at once"),
             ),
+            Wrong(
+                OTHER,  # the right shape, of steps rebuilt without their undo (learn80 F2)
+                "from rollback_lessons import Step\n\n" + REBUILT.format("Step(s.name, s.action)"),
+                ("your guide is not the step given", "it lost its undo (undo=None"),
+            ),
+            Wrong(
+                OTHER,  # the right shape, of steps whose action books nothing (learn80 F2)
+                "from rollback_lessons import Step\n\n"
+                + REBUILT.format("Step(s.name, lambda state: None, s.undo)"),
+                ("your guide is not the step given", "it lost its action", "{'guide': 'booked'}"),
+            ),
+            Wrong(
+                OTHER,  # the right shape, of steps whose undo does nothing (learn80 F2)
+                "from rollback_lessons import Step\n\n"
+                + REBUILT.format("Step(s.name, s.action, lambda state: None)"),
+                ("your guide is not the step given", "it lost its undo", "the booking stays"),
+            ),
+            Wrong(
+                OTHER,  # a chain built recursively, a list inside a branch (learn80 F8)
+                "def declare(steps, uses):\n"
+                "    by = {s.name: s for s in steps}\n"
+                "    def branch(name):\n"
+                "        users = [u for u, used in uses.items() if used == name]\n"
+                "        if not users:\n"
+                "            return by[name]\n"
+                "        if len(users) == 1:\n"
+                "            return [by[name], branch(users[0])]\n"
+                "        return [by[name], Parallel(*[branch(u) for u in users])]\n"
+                "    return Parallel(*[branch(s.name) for s in steps if s.name not in uses])",
+                (
+                    "a list inside a Parallel branch, [flight, ferry], in [dinner, [flight, "
+                    "ferry]]",
+                    "a branch is one list of steps",
+                ),
+            ),
         ),
         not_applicable={
             BY_NAME: "the bookings are Step objects, found by the names uses gives",
@@ -161,12 +231,30 @@ BANK = {
             "        if step.name in moment.done or step.name in moment.running:\n"
             "            out.append(step.name)\n"
             "    return ', '.join(reversed(out))",
+            # a callable object, with an option (learn80 r4), sorted
+            "class Predictor:\n"
+            "    def __init__(self, count_failed=False):\n"
+            "        self.count_failed = count_failed\n"
+            "    def __call__(self, saga, moment):\n"
+            "        names = [*moment.done, *moment.running]\n"
+            "        return sorted(n for n in names if saga[n].undo is not None\n"
+            "                      and (self.count_failed or n not in moment.will_fail))\n\n"
+            "undone_by_cancel = Predictor()",
+            # a generator (learn80 r5)
+            "def undone_by_cancel(saga, moment):\n"
+            "    for n in (*moment.done, *moment.running):\n"
+            "        if n not in moment.will_fail and saga[n].undo is not None:\n"
+            "            yield n",
         ),
         wrong=(
             Wrong(
                 HARD_CODED,  # the lesson's answer
                 "def undone_by_cancel(saga, moment):\n    return ['car', 'flight', 'room']",
-                ("you predicted ['car', 'flight', 'room']", "is not a step of this saga"),
+                (
+                    "for the saga [Parallel(flight, guide)]",
+                    "should return names of this saga's steps: 'car' is not one of: 'flight', "
+                    "'guide'",  # (this saga's names only: learn80 F10)
+                ),
             ),
             Wrong(
                 OTHER,  # the running step taken for cut off
@@ -185,7 +273,32 @@ BANK = {
                 "def undone_by_cancel(saga, moment):\n"
                 "    done = (*moment.done, *moment.running)\n"
                 "    return [s for s in done if s not in moment.will_fail]",
-                ("(no undo: ", "has no undo"),
+                (
+                    "(no undo: check_guide, a lookup that changes nothing)",
+                    "check_guide has no undo",
+                ),
+            ),
+            Wrong(
+                OTHER,  # a lookup told by its kind, not by its undo (learn80 w9)
+                "def undone_by_cancel(saga, moment):\n"
+                "    ended = [*moment.done, *moment.running]\n"
+                "    return [s for s in ended if s not in moment.will_fail\n"
+                "            and saga[s].kind == 'compensable']",
+                ("a lookup that changes nothing", "check_guide has no undo"),
+            ),
+            Wrong(
+                OTHER,  # the steps, not their names (learn80 F10)
+                "def undone_by_cancel(saga, moment):\n"
+                "    ended = [*moment.done, *moment.running]\n"
+                "    return [saga[s] for s in ended if saga[s].undo is not None\n"
+                "            and s not in moment.will_fail]",
+                ("should return step names, such as 'flight', not Step objects",),
+            ),
+            Wrong(
+                OTHER,  # a step listed twice (learn80 w8)
+                "def undone_by_cancel(saga, moment):\n"
+                "    return [*moment.done, *moment.done, *moment.running]",
+                ("you predicted ['flight', 'flight', 'guide']", "each step is undone once"),
             ),
             Wrong(
                 BY_POSITION,  # the first steps of the saga, as many as had started

@@ -7,39 +7,27 @@ of any length. The check builds the learner's saga and asks the engine's own gra
 (``saga.dependencies``, ``schedule.dependants``, ``schedule.concurrent``) whether every step
 waits for what it uses, so no order the engine may pick undoes a used booking first, and
 whether steps that use nothing of each other (two users of one booking too) still run at
-once.
+once. Each step placed must be the one given, or do the same (a copy, or one rebuilt from
+its parts): its action books, its undo cancels; a shape alone proves nothing.
 
-12.2's moments come from the real engine: random graphs (groups of chains, then more steps),
-steps without an undo, a finishing order, a cancel asked after the k-th step ends, and some
-of the steps still running then failing. The truth is what ``saga.run(cancel=...)`` undid.
+12.2's moments, and the bookings both exercises hand out, are made in ``moments``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Set
+from dataclasses import dataclass
 from typing import Any
 
-from ...graph import Parallel
+from ...graph import Parallel, shown
 from ...saga import Saga, Step
 from ...schedule import concurrent, dependants
 from . import Exercise, Incorrect, call, forall, function, generator, names_list, register
-
-NAMES = (
-    "room", "car", "flight", "museum", "dinner", "train", "ferry", "tour", "visa", "guide",
-)  # fmt: skip
+from .moments import BOOKED, NAMES, Case, bookings, cases
 
 
 def _nothing(state: Any) -> None:
     return None
-
-
-def _steps(names: Sequence[str], undo: Sequence[bool] | None = None) -> list[Step]:
-    with_undo = undo if undo is not None else [True] * len(names)
-    return [
-        Step(name, _nothing, _nothing if has else None, label=f"book the {name}")
-        for name, has in zip(names, with_undo, strict=True)
-    ]
 
 
 # -- 12.1: declare what each booking uses --------------------------------------------------
@@ -93,8 +81,39 @@ def _definition(answer: Any) -> list[Any]:
         return list(answer)
     raise Incorrect(
         "declare should return the bookings as a saga's steps: a Parallel group (its "
-        f"branches steps or lists of steps), a Step, or a list of them; got {answer!r}"
+        f"branches steps or lists of steps), a Step, or a list of them; got {shown(answer)}"
     )
+
+
+_KEPT = ("kind", "register", "retry", "undo_timeout", "semantic")
+"""What a step's copy keeps beside its action and undo (its label may change)."""
+
+
+def _changed(given: Step, got: Step, trip: Trip) -> str:
+    """What the learner's step ``got`` lost of the given one: '' when it is the given step,
+    a copy, or one rebuilt from its parts, or one whose action and undo do the same."""
+    if got is given:
+        return ""
+    lost = [
+        f"its {f} {getattr(given, f)!r} (yours: {getattr(got, f)!r})"
+        for f in _KEPT
+        if getattr(got, f) != getattr(given, f)
+    ]
+    where = f"{trip}, your {got.name} step"
+    state: dict[str, Any] = {}
+    if got.action is not given.action:
+        call(got.action, state, name=f"{got.name}'s action", where=where)
+        if state != {got.name: BOOKED}:
+            booked = {got.name: BOOKED}
+            lost.append(f"its action (on an empty state it left {state}, not {booked})")
+    if got.undo is None:
+        lost.append("its undo (undo=None: nothing would cancel the booking)")
+    elif got.undo is not given.undo:
+        state = {got.name: BOOKED}
+        call(got.undo, state, name=f"{got.name}'s undo", where=where)  # type: ignore[arg-type]
+        if state:
+            lost.append(f"its undo (after it, the state is {state}: the booking stays)")
+    return "; ".join(lost)
 
 
 def _related(trip: Trip) -> set[frozenset[str]]:
@@ -115,7 +134,7 @@ def _check_declare(declare: Any) -> str:
     fn = function(declare, "declare(steps, uses)")
 
     def holds(trip: Trip) -> None:
-        steps = _steps(trip.names)
+        steps = bookings(trip.names)
         answer = call(fn, steps, dict(trip.uses), name="declare", where=str(trip))
         items = _definition(answer)
         try:
@@ -128,6 +147,14 @@ def _check_declare(declare: Any) -> str:
         if missing or extra:
             what = f"leaves out {missing}" if missing else f"adds {extra}"
             raise Incorrect(f"{trip}, your saga {what}: every booking given, once, no other")
+        for step in steps:
+            lost = _changed(step, saga[step.name], trip)
+            if lost:
+                raise Incorrect(
+                    f"{trip}, your {step.name} is not the step given: it lost {lost}. "
+                    "Place the steps you are given (each books, and its undo cancels), not "
+                    "new ones"
+                )
         after = saga.dependencies
         below = dependants(after)
         for user, used in trip.uses:
@@ -159,146 +186,6 @@ def _check_declare(declare: Any) -> str:
 # -- 12.2: what a cancel undoes ------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Moment:
-    """Where the run was when the cancel came (what the learner is given)."""
-
-    done: tuple[str, ...]
-    running: tuple[str, ...]
-    will_fail: tuple[str, ...] = ()
-
-    def __str__(self) -> str:
-        fail = f", of which {list(self.will_fail)} will fail" if self.will_fail else ""
-        return f"done {list(self.done)}, running {list(self.running)}{fail}"
-
-
-@dataclass(frozen=True)
-class Case:
-    definition: tuple[Any, ...]  # the shape: chains of names, in groups
-    undo: tuple[tuple[str, bool], ...]
-    completion: tuple[str, ...]
-    cancel_after: int
-    fail: tuple[str, ...] = ()
-    truth: tuple[str, ...] = field(default=(), compare=False)
-    moment: Moment = field(default=Moment((), ()), compare=False)
-
-    def saga(self) -> Saga:
-        names = [n for n, _ in self.undo]
-        made = dict(zip(names, _steps(names, [has for _, has in self.undo]), strict=True))
-
-        def build(item: Any) -> Any:
-            if isinstance(item, str):
-                return made[item]
-            return Parallel(*([made[n] for n in branch] for branch in item))
-
-        return Saga([build(item) for item in self.definition], name="trip")
-
-    def __str__(self) -> str:
-        none = [n for n, has in self.undo if not has]
-        without = f" (no undo: {', '.join(none)})" if none else ""
-        shown = ", ".join(_shown(item) for item in self.definition)
-        return f"for the saga [{shown}]{without}, cancelled when {self.moment}"
-
-
-def _shown(item: Any) -> str:
-    if isinstance(item, str):
-        return item
-    branches = (b[0] if len(b) == 1 else "[" + ", ".join(b) + "]" for b in item)
-    return "Parallel(" + ", ".join(branches) + ")"
-
-
-def _shape(rng: Any, names: list[str]) -> tuple[Any, ...]:
-    """A group of 2-3 branches (chains of 1-2 steps), then 0-2 more steps, sometimes a
-    step before the group."""
-    out: list[Any] = []
-    if rng.random() < 0.3:
-        out.append(names.pop())
-    branches = []
-    for _ in range(rng.randint(2, 3)):
-        if names:
-            branches.append(tuple(names.pop() for _ in range(min(len(names), rng.randint(1, 2)))))
-    out.append(tuple(branches))
-    out.extend(names.pop() for _ in range(min(len(names), rng.randint(0, 2))))
-    return tuple(out)
-
-
-def _play(case: Case, inject: dict[str, str]) -> tuple[Moment | None, Any]:
-    """Run the real engine with a cancel asked once ``case.cancel_after`` steps have ended:
-    where the run was then, and its outcome."""
-    seen: list[tuple[str, str]] = []  # (kind, step) of the events about a step
-    at: list[Moment] = []
-
-    def asked() -> bool:
-        ended = [s for k, s in seen if k in ("step_done", "step_failed")]
-        if len(ended) >= case.cancel_after and not at:
-            started = [s for k, s in seen if k == "step_start"]
-            at.append(Moment(tuple(ended), tuple(s for s in started if s not in ended)))
-        return bool(at)
-
-    def watch(event: Any) -> None:
-        if event.step is not None:
-            seen.append((str(event.kind), event.step))
-
-    outcome = case.saga().run(
-        {}, completion=list(case.completion), cancel=asked, on_event=watch, inject=inject
-    )
-    return (at[0] if at else None), outcome
-
-
-def _moment(case: Case) -> Case | None:
-    """Where the run was at the cancel; then, with the steps still running that will fail
-    (they end after the cancel), what the engine undid. None where those failures move the
-    cancel (the token is asked as a step returns: one that fails returns no answer to ask
-    after), so the moment a learner is told is the one the run had."""
-    moment, _ = _play(case, {})
-    if moment is None:
-        return None
-    fail = tuple(s for s in moment.running if s in case.fail)
-    again, outcome = _play(case, dict.fromkeys(fail, "fail"))
-    if again != moment:  # (or never asked again: the failure ended the run first)
-        return None
-    return Case(
-        case.definition, case.undo, case.completion, case.cancel_after, fail,
-        tuple(outcome.compensated), Moment(moment.done, moment.running, fail),
-    )  # fmt: skip
-
-
-def _names_of(item: Any) -> list[str]:
-    if isinstance(item, str):
-        return [item]
-    return [n for branch in item for n in branch]
-
-
-_CASES: list[Case] = []
-
-
-def cases() -> list[Case]:
-    """The moments, made once (each is two runs of the engine)."""
-    if _CASES:
-        return _CASES
-    rng = generator("12.2")
-    lesson = Case(
-        ((("car",), ("room",), ("flight",)), "charge"),
-        (("car", True), ("room", True), ("flight", True), ("charge", True)),
-        ("room", "flight", "car", "charge"),
-        2,
-    )
-    raw = [lesson]
-    for _ in range(90):
-        names = rng.sample(NAMES, rng.randint(3, 7))
-        definition = _shape(rng, names[:])
-        used = [n for item in definition for n in _names_of(item)]
-        undo = tuple((n, rng.random() < 0.8) for n in used)
-        completion = used[:]
-        rng.shuffle(completion)
-        fail = tuple(n for n in used if rng.random() < 0.3)
-        raw.append(Case(definition, undo, tuple(completion), rng.randint(0, len(used) - 1), fail))
-    made = [_moment(case) for case in raw]
-    assert made[0] is not None  # (the lesson's own moment)
-    _CASES.extend(case for case in made if case is not None)
-    return _CASES
-
-
 def _case_size(case: Case) -> tuple[int, int]:
     return (len(case.undo), len(case.moment.running))
 
@@ -306,14 +193,22 @@ def _case_size(case: Case) -> tuple[int, int]:
 def _check_cancel(undone_by_cancel: Any) -> str:
     fn = function(undone_by_cancel, "undone_by_cancel(saga, moment)")
     every = cases()
-    names = sorted({n for case in every for n, _ in case.undo})
 
     def holds(case: Case) -> None:
         given = call(fn, case.saga(), case.moment, name="undone_by_cancel", where=str(case))
-        if isinstance(given, set | frozenset | dict):  # which steps: any collection will do
-            given = sorted(given)
+        if isinstance(given, Set | Mapping):  # which steps: any collection will do
+            given = sorted(given, key=str)
+        elif isinstance(given, Iterable) and not isinstance(given, str | bytes):
+            given = list(given)  # (a generator is read once)
+        if any(isinstance(item, Step) for item in (given if isinstance(given, list) else [given])):
+            raise Incorrect(
+                f"{case}, undone_by_cancel should return step names, such as "
+                f"{case.undo[0][0]!r}, not Step objects (a step's name is step.name)"
+            )
+        names = sorted(n for n, _ in case.undo)
         try:
-            predicted = names_list(given, names, "undone_by_cancel should return step names")
+            what = "undone_by_cancel should return names of this saga's steps"
+            predicted = names_list(given, names, what)
         except Incorrect as wrong:
             raise Incorrect(f"{case}, {wrong}") from None
         if sorted(predicted) != sorted(case.truth) or len(set(predicted)) != len(predicted):
@@ -331,8 +226,6 @@ def _check_cancel(undone_by_cancel: Any) -> str:
                     why.append(f"{n} failed: it had no effect to undo")
                 elif n in no_undo:
                     why.append(f"{n} has no undo")
-                elif n not in {name for name, _ in case.undo}:
-                    why.append(f"{n} is not a step of this saga")
                 elif n not in m.done and n not in m.running:
                     why.append(f"{n} never started: nothing starts after a cancel")
                 else:
