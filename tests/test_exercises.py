@@ -635,3 +635,21 @@ def test_12_2s_steps_with_no_undo_are_lookups_that_change_nothing():
                 step.undo(state)
                 assert step.name not in state
     assert lookups > 5
+
+
+def test_13_1_a_crash_caught_by_the_handler_is_a_crash_and_the_feedback_says_so():
+    """learn80 F3: the check's crash is a BaseException a bare except can catch; a process
+    that dies runs no except clause, so what the handler wrote is rolled back all the same
+    (the story's "its writes to db rolled back" is then true), and the feedback says it
+    caught the crash. The lesson's solution inside a bare except is the solution."""
+    q = EXERCISES["13.1"]
+    inside = q.solution_code.replace("def handle(db, message):\n", "def solution(db, message):\n")
+    caught = q.run(
+        inside + "\n\ndef handle(db, message):\n    try:\n        solution(db, message)\n"
+        "    except:  # noqa: E722\n        pass"
+    )
+    assert caught.passed, caught
+    assert "your handler caught the check's stand-in for a crash" in caught.message
+    assert "a process that dies runs no except clause" in caught.message
+    plain = q.run(q.solution_code)
+    assert plain.passed and "caught" not in plain.message

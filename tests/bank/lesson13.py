@@ -46,6 +46,22 @@ BANK = {
             "    if any(row[0] == message.id for row in table):\n"
             "        return None\n"
             "    table.append((message.id, message.booking))\n" + CHARGE,
+            # the solution inside a bare except (learn80 F3): a dying process runs no except
+            # clause, so this is the solution (told that the crash was caught: test_exercises)
+            "def handle(db, message):\n"
+            "    try:\n"
+            '        inbox = db.setdefault("inbox", set())\n'
+            "        if message.id in inbox:\n"
+            "            return\n"
+            "    " + CHARGE + "        inbox.add(message.id)\n"
+            "    except:  # noqa: E722\n"
+            "        pass",
+            # (booking, id) keys (learn80 w11): ids are unique, so this is the id
+            "def handle(db, message):\n"
+            '    inbox = db.setdefault("inbox", set())\n'
+            "    if (message.booking, message.id) in inbox:\n"
+            "        return\n"
+            "    inbox.add((message.booking, message.id))\n" + CHARGE,
         ),
         wrong=(
             Wrong(
@@ -114,7 +130,31 @@ BANK = {
                 (
                     "was not charged on a second new one",
                     "remembers message ids outside db",
-                    "A restarted service forgets that memory",
+                    "that memory outlived the database, so it skipped a message this db never",
+                    "a restarted service forgets that memory",
+                ),
+            ),
+            Wrong(
+                UNSHOWN_CASE,  # the same, in a global (learn80 F4: the feedback told another story)
+                "SEEN = set()\n\n"
+                "def handle(db, message):\n"
+                "    if message.id in SEEN:\n"
+                "        return\n" + CHARGE + "    SEEN.add(message.id)",
+                (
+                    "was not charged on a second new one",
+                    "that memory outlived the database, so it skipped a message this db never",
+                ),
+            ),
+            Wrong(
+                NOT_IDEMPOTENT,  # no inbox, and a bare except (learn80 w6c): told both
+                "def handle(db, message):\n"
+                "    try:\n"
+                "    " + CHARGE + "    except BaseException:\n"
+                "        pass",
+                (
+                    "charged 2 times, for 1 message id(s)",
+                    "your handler caught the check's stand-in for a crash",
+                    "a process that dies runs no except clause",
                 ),
             ),
             Wrong(

@@ -16,10 +16,14 @@ class Ledger(list):  # type: ignore[type-arg]
     handler, adding to it is where the process dies (after the write, before the commit)."""
 
     crash_next = False
+    crashed = False
+    """The crash came at a write to this ledger: the process died there, whatever the
+    handler did next (an ``except`` that caught ``Crash`` never runs in a process killed)."""
 
     def _write(self) -> None:
         if self.crash_next:
             self.crash_next = False
+            self.crashed = True
             raise Crash("the payment service's process died before its transaction committed")
 
     def append(self, item: Any) -> None:
