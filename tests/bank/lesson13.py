@@ -272,6 +272,21 @@ BANK = {
                 ("when car's step fails", "not []"),
             ),
             Wrong(
+                OTHER,  # one string with no separator (learn80 F9): told how a string is read
+                RULE + UPTO + "    done = [c[2] for c in chain[:n]]\n"
+                '    return "".join(done if fault == "cancelled" else done[::-1])',
+                (
+                    "'return_carvoid_policy' is not one of",
+                    "one string is read as names separated by commas",
+                ),
+            ),
+            Wrong(
+                OTHER,  # a dict of service -> compensation (learn80 F9)
+                RULE + UPTO + "    done = {c[0]: c[2] for c in chain[:n]}\n"
+                '    return done if fault == "cancelled" else dict(reversed(done.items()))',
+                ("write a list, in order, of names such as", 'or one string, "a, b"', "got a dict"),
+            ),
+            Wrong(
                 SORTS_BY_NAME,
                 RULE + UPTO + "    return sorted(c[2] for c in chain[:n])",
                 ("all done, then the guest cancels", "not ['return_car', 'release']"),

@@ -284,10 +284,20 @@ def names_list(answer: Any, names: Sequence[str], what: str) -> list[str]:
         answer = answer.strip().strip("[]()").replace('"', "").replace("'", "")
         parts = re.split(r"\s*(?:,|;|->|→)\s*", answer.strip())
         answer = [p for p in (parts if len(parts) > 1 else answer.split()) if p.strip()]
+        try:
+            return [choose(item, names, what) for item in answer]
+        except Incorrect as wrong:  # (say how a string was read: "ab" is not "a, b")
+            raise Incorrect(
+                f"{wrong} (one string is read as names separated by commas, or by spaces)"
+            ) from None
     if isinstance(answer, Iterable) and not isinstance(answer, list | tuple | Set | Mapping):
         answer = list(answer)  # a generator, reversed(...), a deque: its order is kept
     if not isinstance(answer, list | tuple):
-        raise Incorrect(f"{what}: write a list, in order, of names such as {list(names[:2])}")
+        kind = type(answer).__name__
+        raise Incorrect(
+            f"{what}: write a list, in order, of names such as {list(names[:2])} (or one "
+            f'string, "a, b"); got {"an" if kind[0] in "aeiou" else "a"} {kind}'
+        )
     return [choose(item, names, what) for item in answer]
 
 
