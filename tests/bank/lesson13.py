@@ -158,6 +158,19 @@ BANK = {
                 ),
             ),
             Wrong(
+                OTHER,  # sys.exit on a duplicate (learn80 F12): no saga here
+                "import sys\n\n"
+                "def handle(db, message):\n"
+                '    if message.id in db.setdefault("inbox", set()):\n'
+                '        sys.exit("duplicate")\n'
+                '    db["inbox"].add(message.id)\n' + CHARGE,
+                (
+                    "raised SystemExit: duplicate",
+                    "the payment service's process stops there",
+                    "the queue delivers the message again",
+                ),
+            ),
+            Wrong(
                 SETS_VALUE,  # the booking's charge is set, not added: two rooms, one charge
                 "def handle(db, message):\n"
                 '    rest = [c for c in db["charges"] if c[0] != message.booking]\n'
@@ -285,6 +298,15 @@ BANK = {
                 RULE + UPTO + "    done = {c[0]: c[2] for c in chain[:n]}\n"
                 '    return done if fault == "cancelled" else dict(reversed(done.items()))',
                 ("write a list, in order, of names such as", 'or one string, "a, b"', "got a dict"),
+            ),
+            Wrong(
+                OTHER,  # sys.exit when nothing is to be compensated (learn80 F12)
+                "import sys\n\n"
+                "def compensations(chain, fault):\n"
+                "    if fault == chain[0][0]:\n"
+                '        sys.exit("nothing to compensate")\n'
+                "    return [c[2] for c in chain]",
+                ("raised SystemExit", "the program asking your rule stops there"),
             ),
             Wrong(
                 SORTS_BY_NAME,

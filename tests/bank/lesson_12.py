@@ -209,6 +209,11 @@ BANK = {
                     "a branch is one list of steps",
                 ),
             ),
+            Wrong(
+                OTHER,  # gives up with sys.exit: no saga is running (learn80 F12)
+                "import sys\n\ndef declare(steps, uses):\n    sys.exit('giving up')",
+                ("raised SystemExit: giving up", "the program building the saga stops there"),
+            ),
         ),
         not_applicable={
             BY_NAME: "the bookings are Step objects, found by the names uses gives",
@@ -299,6 +304,11 @@ BANK = {
                 "def undone_by_cancel(saga, moment):\n"
                 "    return [*moment.done, *moment.done, *moment.running]",
                 ("you predicted ['flight', 'flight', 'guide']", "each step is undone once"),
+            ),
+            Wrong(
+                OTHER,  # sys.exit: no saga runs a prediction (learn80 F12)
+                "import sys\n\ndef undone_by_cancel(saga, moment):\n    sys.exit(0)",
+                ("raised SystemExit: 0", "the program asking for your prediction stops there"),
             ),
             Wrong(
                 BY_POSITION,  # the first steps of the saga, as many as had started

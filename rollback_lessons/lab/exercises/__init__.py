@@ -106,6 +106,8 @@ class Exercise:
     """The names the learner's cell defines, in the order ``check`` takes them."""
     setup: str = ""
     """What the lesson has imported before the exercise cell (for ``run``)."""
+    stops: str = "a saga stops there, as at a Ctrl-C"
+    """What a SystemExit raised in the answer stops, in this exercise's terms (``no_failure``)."""
     _next_hint: int = field(default=0, repr=False)
 
     def check(self, *answers: Any) -> Result:
@@ -139,7 +141,7 @@ class Exercise:
         except BaseException as exc:  # SystemExit, a CancelledError: raised by the learner's
             from .unread import no_failure  # code, told; a Ctrl-C (or one not theirs) stops
 
-            stop = no_failure(exc)
+            stop = no_failure(exc, self.stops)
             if stop is None:
                 raise
             return Result(self.id, "incorrect", stop)

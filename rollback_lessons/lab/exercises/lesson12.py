@@ -260,6 +260,7 @@ q1 = Exercise(
     title="Declare what each booking uses",
     checker=_check_declare,
     answer_names=("declare",),
+    stops="the program building the saga stops there, as at a Ctrl-C",
     hints=(
         "`uses` maps a booking's name to the name of the booking whose effect it uses: "
         "that one must be done first, so the user's undo runs before it.",
@@ -290,6 +291,7 @@ q2 = Exercise(
     title="Predict what a cancel undoes",
     checker=_check_cancel,
     answer_names=("undone_by_cancel",),
+    stops="the program asking for your prediction stops there, as at a Ctrl-C",
     hints=(
         "`moment.done` have finished, `moment.running` were started and have not: what "
         "does the engine do with a running step when it is cancelled?",

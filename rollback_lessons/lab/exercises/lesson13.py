@@ -221,6 +221,8 @@ q1 = Exercise(
     title="Make a consumer idempotent",
     checker=_check_handle,
     answer_names=("handle",),
+    stops="the payment service's process stops there, as at a Ctrl-C, and the queue "
+    "delivers the message again",
     hints=(
         "What tells a redelivery from a new message? Two rooms of one booking at one price "
         "have the same content; only the message id says they are two.",
@@ -331,6 +333,7 @@ q2 = Exercise(
     title="Order the compensating events",
     checker=_check_rule,
     answer_names=("compensations",),
+    stops="the program asking your rule stops there, as at a Ctrl-C",
     hints=(
         "Follow the events: who publishes the failure, and who hears it first?",
         "A failure is published by the service that failed, to the one before it in the "

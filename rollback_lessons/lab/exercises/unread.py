@@ -45,10 +45,11 @@ def unread(exc: Exception, answers: tuple[Any, ...]) -> str:
     return f"the check broke on what your answer did ({said})"
 
 
-def no_failure(exc: BaseException) -> str | None:
+def no_failure(exc: BaseException, stops: str = "a saga stops there, as at a Ctrl-C") -> str | None:
     """The feedback for a BaseException that is no Exception, raised in the learner's code
     (in ``exc`` or an error it came from: asyncio turns a task's into a new one); None for
-    a KeyboardInterrupt or one with no line of theirs (a real stop: it must propagate)."""
+    a KeyboardInterrupt or one with no line of theirs (a real stop: it must propagate).
+    ``stops`` says what stops there in the exercise's own terms."""
     from . import _learners as frame_is_learners  # (the package imports this module)
     from . import raised
 
@@ -74,7 +75,7 @@ def no_failure(exc: BaseException) -> str | None:
         why += "program is being stopped from outside"
     return (
         f"{raised(theirs, 'code')}. {why}, not that this call failed: nothing takes it for a "
-        "failure (a saga stops there, as at a Ctrl-C), and this check stopped too; to say the "
+        f"failure ({stops}), and this check stopped too; to say the "
         "call failed, raise an Exception (a ValueError, say)"
     )
 
