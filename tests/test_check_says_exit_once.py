@@ -44,3 +44,17 @@ def test_outside_a_check_the_exit_is_still_said(capfd):
         warnings.simplefilter("always")
         saga.run({})
     assert any("never prints" in str(w.message) for w in seen), [str(w.message) for w in seen]
+
+
+NO_SAGA = {  # answers no saga runs: a sys.exit there stops no saga (fixex80's leftovers)
+    "04.1": "import sys\ndef safe_order(steps):\n    sys.exit(1)",
+    "05.2": "import sys\ndef needs_a_person(event):\n    sys.exit(1)",
+    "07.1": "import sys\ndef recover_will_undo(undos):\n    sys.exit(1)",
+}
+
+
+@pytest.mark.parametrize("key", sorted(NO_SAGA))
+def test_an_exit_where_no_saga_runs_is_told_without_a_saga(key):
+    result = EXERCISES[key].run(NO_SAGA[key])
+    assert not result.passed and "SystemExit" in result.message, result
+    assert "saga stops" not in result.message and "stops there" in result.message, result

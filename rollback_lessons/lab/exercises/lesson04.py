@@ -176,6 +176,7 @@ q1 = Exercise(
     id="04.1",
     setup=LESSON_IMPORTS,
     title="Put any pipeline in a safe order",
+    stops="the program asking your order stops there, as at a Ctrl-C",
     checker=_check_order,
     answer_names=("safe_order",),
     hints=(

@@ -329,6 +329,7 @@ q2 = Exercise(
     id="05.2",
     setup=LESSON_IMPORTS,
     title="Who needs to be paged?",
+    stops="the program reading the events stops there, as at a Ctrl-C",
     checker=_check_pager,
     answer_names=("needs_a_person",),
     hints=(

@@ -159,6 +159,7 @@ q1 = Exercise(
     id="07.1",
     setup=LESSON_IMPORTS,
     title="Predict what recover will do",
+    stops="the program asking your prediction stops there, as at a Ctrl-C",
     checker=_check_prediction,
     answer_names=("recover_will_undo",),
     hints=(
