@@ -105,3 +105,12 @@ def test_lesson_08_says_temporal_matches_non_retryable_types_by_their_exact_name
     row = sentence(lesson(8), "| `no_retry_on`")
     assert "exact class name" in row and "subclass" in row, row
     assert "non_retryable=True" in row and "subclasses included" in row, row
+
+
+def test_rolled_back_is_defined_by_the_steps_with_an_undo():
+    """learn80 F7: "`rolled_back` means every effect was undone" is false of a run the
+    engine calls rolled_back with a `kept` step's effect standing."""
+    run = _no_undo_saga().run({"charged": 0, "booked": False}, inject={"notify": "fail"})
+    assert run.status is Status.ROLLED_BACK and run.state_after["charged"] == 120
+    said = sentence(lesson(2), "`rolled_back` means")
+    assert "every effect" not in said and "every step with an undo was undone" in said, said
