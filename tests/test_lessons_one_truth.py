@@ -139,3 +139,12 @@ def test_lesson_12s_bpmn_row_gives_the_specs_data_dependency_order():
     row = sentence(lesson(12), "| BPMN 2.0 |")
     assert "another's data before it (§13.5.5)" in row, row
     assert "nothing else orders parallel branches" in row and "sets no order" not in row, row
+
+
+def test_exercise_13_2_calls_the_forward_cancel_a_routing_choice():
+    """learn80 F11: "(a cancellation: forward, safe or not)" beside lesson 12's unsafe
+    orders: forward is this choreography's routing, safe as no compensation needs another's
+    effect."""
+    said = sentence(lesson(13), "A cancellation goes forward")
+    assert "routing choice" in said and "no compensation needs another's effect" in said, said
+    assert "safe or not" not in lesson(13)
