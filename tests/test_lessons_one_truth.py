@@ -136,9 +136,15 @@ def test_lesson_12s_step_functions_row_says_what_aws_and_to_asl_do():
 def test_lesson_12s_bpmn_row_gives_the_specs_data_dependency_order():
     """learn80 F6: BPMN 2.0 §13.5.5: a data dependency (B uses data A produced) has B
     compensated before A, an order across parallel branches; the row said it set none."""
+    from rollback_lessons.runners.bpmn.graph import documentation
+    from rollback_lessons.worlds import travel
+
     row = sentence(lesson(12), "| BPMN 2.0 |")
     assert "another's data before it (§13.5.5)" in row, row
     assert "nothing else orders parallel branches" in row and "sets no order" not in row, row
+    said = documentation(travel.booking(), "reverse")  # what to_bpmn tells who deploys it
+    assert "only by a data dependency between them, section 13.5.5" in said, said
+    assert "says nothing between" not in said
 
 
 def test_exercise_13_2_calls_the_forward_cancel_a_routing_choice():
