@@ -105,3 +105,52 @@ def test_lesson_08_says_temporal_matches_non_retryable_types_by_their_exact_name
     row = sentence(lesson(8), "| `no_retry_on`")
     assert "exact class name" in row and "subclass" in row, row
     assert "non_retryable=True" in row and "subclasses included" in row, row
+
+
+def test_rolled_back_is_defined_by_the_steps_with_an_undo():
+    """learn80 F7: "`rolled_back` means every effect was undone" is false of a run the
+    engine calls rolled_back with a `kept` step's effect standing."""
+    run = _no_undo_saga().run({"charged": 0, "booked": False}, inject={"notify": "fail"})
+    assert run.status is Status.ROLLED_BACK and run.state_after["charged"] == 120
+    said = sentence(lesson(2), "`rolled_back` means")
+    assert "every effect" not in said and "every step with an undo was undone" in said, said
+
+
+def test_lesson_12s_step_functions_row_says_what_aws_and_to_asl_do():
+    """learn80 F5: AWS: "If any branch fails ... the entire Parallel state is considered to
+    have failed and all its branches are stopped" (invoked Lambdas run on); the row said
+    only "from a Catch on the state", while `to_asl` catches in each branch instead."""
+    from rollback_lessons.runners.stepfunctions import to_asl
+    from rollback_lessons.worlds import travel
+
+    row = sentence(lesson(12), "| Step Functions |")
+    assert "a failing branch stops the others" in row and "Lambda" in row, row
+    assert "`to_asl` gives each branch a `Catch`" in row and "on the state" not in row, row
+    groups = [s for s in to_asl(travel.booking())["States"].values() if s["Type"] == "Parallel"]
+    assert groups and all("Catch" not in group for group in groups)
+    tasks = [s for g in groups for b in g["Branches"] for s in b["States"].values()
+             if s["Type"] == "Task"]  # fmt: skip
+    assert tasks and all(task["Catch"] for task in tasks)
+
+
+def test_lesson_12s_bpmn_row_gives_the_specs_data_dependency_order():
+    """learn80 F6: BPMN 2.0 §13.5.5: a data dependency (B uses data A produced) has B
+    compensated before A, an order across parallel branches; the row said it set none."""
+    from rollback_lessons.runners.bpmn.graph import documentation
+    from rollback_lessons.worlds import travel
+
+    row = sentence(lesson(12), "| BPMN 2.0 |")
+    assert "another's data before it (§13.5.5)" in row, row
+    assert "nothing else orders parallel branches" in row and "sets no order" not in row, row
+    said = documentation(travel.booking(), "reverse")  # what to_bpmn tells who deploys it
+    assert "only by a data dependency, section 13.5.5" in said, said
+    assert "says nothing between" not in said
+
+
+def test_exercise_13_2_calls_the_forward_cancel_a_routing_choice():
+    """learn80 F11: "(a cancellation: forward, safe or not)" beside lesson 12's unsafe
+    orders: forward is this choreography's routing, safe as no compensation needs another's
+    effect."""
+    said = sentence(lesson(13), "A cancellation goes forward")
+    assert "routing choice" in said and "no compensation needs another's effect" in said, said
+    assert "safe or not" not in lesson(13)

@@ -2,7 +2,9 @@
 heard while lesson 12's charge ran undid the trip and said ``cancelled``, the card still
 charged, and nothing named the charge. ``Outcome.kept`` names such steps, from the
 outcome's own fields (every engine's record has them), checked against the world itself on
-generated sagas: what the world still holds after a rollback is exactly ``kept``."""
+generated sagas: what the world still holds after a rollback is exactly ``kept``. (Lesson
+12's charge is now refunded, learn80 F1: the panel's ``kept`` is shown on its booking with
+the refund left out, as a learner may write it.)"""
 
 from __future__ import annotations
 
@@ -71,8 +73,14 @@ def test_what_a_rollback_leaves_in_the_world_is_exactly_kept(shapes, data):
         assert "kept" not in said
 
 
+def no_refund() -> Saga:
+    """Lesson 12's booking with the charge's refund left out."""
+    group = travel.booking().definition[0]
+    return Saga([group, Step("charge", travel.charge, label="charge the card")], name="travel")
+
+
 def test_a_stop_while_the_charge_runs_names_the_charge_kept_in_the_panel():
-    lab = RollbackLab(travel.booking(), state=travel.state)
+    lab = RollbackLab(no_refund(), state=travel.state)
     at = next(i for i, e in enumerate(lab.outcome.events)
               if (e.kind, e.step) == ("step_start", "charge"))  # fmt: skip
     outcome = lab.stop(at)
@@ -81,6 +89,6 @@ def test_a_stop_while_the_charge_runs_names_the_charge_kept_in_the_panel():
     text = re.sub(r"<[^>]+>", " ", result_html(outcome, at + 1))
     assert "kept" in text and "charge (no undo: its effect stands)" in text
     assert "kept (no undo)" in outcome._repr_html_()
-    lab = RollbackLab(travel.booking(), state=travel.state)
+    lab = RollbackLab(no_refund(), state=travel.state)
     outcome = lab.stop(at - 1)  # before the charge started: nothing kept, the world as it was
     assert outcome.kept == () and outcome.state_after == travel.state()

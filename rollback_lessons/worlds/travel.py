@@ -14,6 +14,10 @@ finishes after the room's, so
 
 Declared (``declared=True``: the car after the room, in one branch), every order the engine
 may pick is right; the car's booking then waits for the room.
+
+The charge is refunded like any booking is cancelled: a Stop while it runs (it finishes, then
+is undone) leaves the world as it was, as a ``cancelled`` outcome says (learn80 F1: with no
+undo, it stayed charged, ``kept``, under ``cancelled``).
 """
 
 from __future__ import annotations
@@ -73,6 +77,10 @@ def charge(state: State) -> None:
     state["charged"] += 600
 
 
+def refund(state: State) -> None:
+    state["charged"] -= 600
+
+
 def booking(*, declared: bool = False) -> Saga:
     """Car, room and flight at once (the car's booking listed, so started, first), then the
     charge; ``declared``: the car after the room, in one branch."""
@@ -80,7 +88,7 @@ def booking(*, declared: bool = False) -> Saga:
     car = Step("car", book_car, cancel_car, label="rent a car, delivered to the room")
     flight = Step("flight", book_flight, cancel_flight, label="book the flight")
     group = Parallel([room, car], flight) if declared else Parallel(car, room, flight)
-    return Saga([group, Step("charge", charge, label="charge the card")], name="travel")
+    return Saga([group, Step("charge", charge, refund, label="charge the card")], name="travel")
 
 
 def orders_side_by_side(*, declared: bool = False) -> tuple[Table, dict[str, Outcome]]:
@@ -104,7 +112,7 @@ def in_flight(seconds: float = 0.05) -> Saga:
     car = Step("car", lambda s: slow_car(s), cancel_car, label="rent a car (slow)")
     room = Step("room", book_room, cancel_room)
     flight = Step("flight", book_flight, cancel_flight)
-    return Saga([Parallel(car, room, flight), Step("charge", charge)], name="travel")
+    return Saga([Parallel(car, room, flight), Step("charge", charge, refund)], name="travel")
 
 
 async def cancelled_midway(world: dict[str, Any] | None = None) -> Outcome:
@@ -139,7 +147,7 @@ def stopped_on_step_functions(
     room = Step("room", book_room, cancel_room, label="book the hotel room")
     car = Step("car", book_car, cancel_car, label="rent a car, delivered to the room")
     flight = Step("flight", flight_then_stop, cancel_flight, label="book the flight")
-    stopped = Saga([Parallel(car, room, flight), Step("charge", charge)], name="travel")
+    stopped = Saga([Parallel(car, room, flight), Step("charge", charge, refund)], name="travel")
     world = state()
     outcome = runner.run(stopped, world, cancel=stop, stop_execution=stop_execution)
     return outcome, world
@@ -159,8 +167,8 @@ async def cancelled_on_temporal(runner: Any) -> tuple[Outcome, dict[str, Any]]:
         book_car(world)
 
     slow = Saga([Parallel(Step("car", slow_car, cancel_car), Step("room", book_room, cancel_room),
-                          Step("flight", book_flight, cancel_flight)), Step("charge", charge)],
-                name="travel")  # fmt: skip
+                          Step("flight", book_flight, cancel_flight)),
+                 Step("charge", charge, refund)], name="travel")  # fmt: skip
     world = state()
     handle = await runner.start_saga(slow, world, completion=("room", "flight", "car"))
     try:

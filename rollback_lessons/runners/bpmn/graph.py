@@ -3,11 +3,11 @@ branch per branch, then a join), in both forms.
 
 ``to_bpmn`` (compensation events, for Camunda 8): each step keeps its compensation boundary
 event and handler; a failure's error boundary event leads to the compensation throw event.
-Which order the handlers run in is not in the model: the BPMN 2.0 specification undoes a
-scope's completed activities in reverse order of their sequence flows (which says nothing
-between two branches), and Camunda 8 "invokes all compensation handlers at once without any
-specific order". The document says so, beside the saga's declared undo order, in its
-``documentation``: a saga whose undos depend on each other must be modelled explicitly there.
+Which order the handlers run in is not in the model: BPMN 2.0 undoes a scope's completed
+activities in reverse order of their sequence flows, between two branches only by a data
+dependency (13.5.5, undeclared here); Camunda 8 "invokes all compensation handlers at once
+without any specific order". The document says so, beside the saga's declared undo order, in
+its ``documentation``: a saga whose undos depend on each other must be modelled explicitly.
 
 ``to_bpmn_explicit``: the steps in a subprocess (a failure ends it with a BPMN error, which
 stops every branch: nothing more starts), then a loop: a script task asks the saga machine
@@ -62,10 +62,10 @@ def documentation(saga: Saga, undo_order: str) -> str:
         f"The {saga.name} saga has parallel groups. Its declared undo order: "
         f"{ORDER_TEXT[undo_order]}. Camunda 8 does not follow it: on a compensation throw "
         "event it invokes all compensation handlers at once, without any specific order "
-        "(the BPMN 2.0 specification's reverse order of sequence flows says nothing between "
-        "two branches). rollback-lessons runs the explicit form of this saga "
-        "(to_bpmn_explicit) on SpiffWorkflow instead: there, a script task asks the saga "
-        "machine which undo runs next, in the declared order, one at a time."
+        "(BPMN 2.0 orders two branches only by a data dependency, section 13.5.5, undeclared "
+        "here). rollback-lessons runs the explicit form of this saga (to_bpmn_explicit) on "
+        "SpiffWorkflow instead: there, a script task asks the saga machine which undo runs "
+        "next, in the declared order, one at a time."
     )
 
 
