@@ -140,7 +140,7 @@ def test_lesson_12s_bpmn_row_gives_the_specs_data_dependency_order():
     from rollback_lessons.worlds import travel
 
     row = sentence(lesson(12), "| BPMN 2.0 |")
-    assert "another's data before it (§13.5.5)" in row, row
+    assert "another's data before that other (§13.5.5)" in row, row  # (learn81 F8: "it"?)
     assert "nothing else orders parallel branches" in row and "sets no order" not in row, row
     said = documentation(travel.booking(), "reverse")  # what to_bpmn tells who deploys it
     assert "only by a data dependency, section 13.5.5" in said, said
@@ -154,3 +154,25 @@ def test_exercise_13_2_calls_the_forward_cancel_a_routing_choice():
     said = sentence(lesson(13), "A cancellation goes forward")
     assert "routing choice" in said and "no compensation needs another's effect" in said, said
     assert "safe or not" not in lesson(13)
+
+
+def test_cancel_and_rollback_incomplete_are_said_as_the_engine_ends_them():
+    """learn81 F6, F7: lesson 12 said a cancel undoes "everything done" (a step with no undo
+    stays, `kept`, and the status still says cancelled); lesson 02 set `rollback_incomplete`
+    ("something is left") against a `rolled_back` that can leave a kept step's change."""
+    import threading
+
+    cancel = threading.Event()
+    saga = Saga([
+        Step("note", lambda s: s.update(noted=True), None),
+        Step("book", lambda s: (s.update(booked=True), cancel.set()),
+             lambda s: s.update(booked=False)),
+        Step("pay", lambda s: None, lambda s: None),
+    ])  # fmt: skip
+    run = saga.run({"noted": False, "booked": False}, cancel=cancel)
+    assert run.status is Status.CANCELLED and run.kept == ("note",), run
+    assert run.state_after == {"noted": True, "booked": False}  # the kept change stands
+    said = sentence(lesson(12), "The running booking **finishes**")
+    assert "every undo in the log runs" in said and "everything done is undone" not in said
+    two = sentence(lesson(2), "`rolled_back` means")
+    assert "`rollback_incomplete` means an undo failed or an effect leaked" in two, two
