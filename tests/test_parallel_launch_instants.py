@@ -47,29 +47,29 @@ def _saga(effects: list[str], register: str) -> Saga:
     return Saga([step("a"), Parallel(step("b"), [step("c"), step("d")], step("e")), step("f")])
 
 
-def _run(driver: str, points: list[tuple[object, int]], launch_n: int) -> tuple[list, object]:
-    """Run the saga, raising a KeyboardInterrupt at each (code, offset) of ``points`` in
-    turn, from the ``launch_n``-th launch on: what was done, and what came out."""
+def _run(driver: str, point: tuple[object, int], launch_n: int) -> tuple[list, object, bool]:
+    """Run the saga, raising a KeyboardInterrupt once at ``point`` (code, offset): in
+    ``launch``, at the ``launch_n``-th launch; in ``_unlaunch``, once a Ctrl-C at that
+    step's ``undo_registered`` (its undo logged before it) unlaunches it (a tracer raising
+    a second time is unset by CPython). What was done, what came out, and if it fired."""
     effects: list[str] = []
-    todo, launches = list(points), [0]
+    code, offset = point
+    in_unlaunch, fired, launches = code is UNLAUNCH, [False], [0]
+    target = "abc"[launch_n - 1]
 
     def local(frame, event, arg):  # type: ignore[no-untyped-def]
-        if event == "opcode" and todo and frame.f_code is todo[0][0]:
-            if frame.f_lasti == todo[0][1] and (in_unlaunch or launches[0] >= launch_n):
-                todo.pop(0)
-                raise KeyboardInterrupt
+        at = event == "opcode" and frame.f_code is code and frame.f_lasti == offset
+        if at and not fired[0] and (in_unlaunch or launches[0] >= launch_n):
+            fired[0] = True
+            raise KeyboardInterrupt
         return local
 
     def glob(frame, event, arg):  # type: ignore[no-untyped-def]
-        if frame.f_code is LAUNCH:
-            launches[0] += 1
-        if frame.f_code in (LAUNCH, UNLAUNCH):
+        launches[0] += frame.f_code is LAUNCH
+        if frame.f_code is code:
             frame.f_trace_opcodes = True
             return local
         return None
-
-    in_unlaunch = points[0][0] is UNLAUNCH  # (reached by a Ctrl-C at b's undo_registered,
-    target = "abc"[launch_n - 1]  # a tracer raising a second time is unset by CPython)
 
     def on_event(event):  # type: ignore[no-untyped-def]
         if in_unlaunch and event.kind == "undo_registered" and event.step == target:
@@ -86,18 +86,15 @@ def _run(driver: str, points: list[tuple[object, int]], launch_n: int) -> tuple[
         out = exc
     finally:
         sys.settrace(None)
-    return effects, (out, todo)
+    return effects, out, fired[0]
 
 
 @pytest.mark.parametrize("driver", ["run", "arun"])
 @pytest.mark.parametrize("launch_n", [2, 3])
-@pytest.mark.parametrize(
-    "points",
-    [[(LAUNCH, o)] for o in STORES] + [[(UNLAUNCH, o)] for o in DELETES],
-)
-def test_a_ctrl_c_in_a_launchs_stores_fails_the_run_there(driver, launch_n, points):
-    effects, (out, left) = _run(driver, points, launch_n)
-    assert not left, "every interrupt raised"
+@pytest.mark.parametrize("point", [(LAUNCH, o) for o in STORES] + [(UNLAUNCH, o) for o in DELETES])
+def test_a_ctrl_c_in_a_launchs_stores_fails_the_run_there(driver, launch_n, point):
+    effects, out, fired = _run(driver, point, launch_n)
+    assert fired, "the interrupt was raised there"
     assert isinstance(out, KeyboardInterrupt), f"swallowed: {out!r}"
     notes = " ".join(getattr(out, "__notes__", []))
     called = [s for s in effects if not s.startswith("undo ")]
