@@ -35,6 +35,12 @@ _ROLLED = frozenset({Status.ROLLED_BACK, Status.CANCELLED, Status.ROLLBACK_INCOM
 _COMP = "compensable"  # (``rules.Kind.COMPENSABLE``: a step that changes something)
 
 
+def forward_when(sure: bool) -> str:
+    """When a person finishes the steps after a pivot (``sure``: it happened), one wording
+    for a run's outcome and ``recover``'s halted line (attack79 F2)."""
+    return f"{'after the pivot' if sure else 'if the pivot happened'}: finish by hand"
+
+
 @dataclass(frozen=True)
 class DeadLetter:
     """An undo that finally failed: someone has to finish it by hand."""
@@ -184,7 +190,7 @@ class RunRecord:
     def _forward_when(self) -> str:
         sure = self.kinds.get(self.failed_step or "") != "pivot" and "pivot" in [
             self.kinds.get(s) for s in self.completed]  # fmt: skip
-        return f"{'after the pivot' if sure else 'if the pivot happened'}: finish by hand"
+        return forward_when(sure)
 
     @property
     def kept(self) -> tuple[str, ...]:

@@ -147,7 +147,8 @@ class GraphMachine(Machine):
         self.waiting.remove(step)
         self.busy_count += 1
         self.started.append(step)
-        self.where[step], self.attempts[step] = _RUNNING, 1
+        self.attempts[step] = 1  # (first: a step in ``where`` always has its attempts,
+        self.where[step] = _RUNNING  # whatever instant an exception lands at: attack79 F1)
         if spec.has_undo and spec.register == "before":
             try:
                 self._log(spec)
@@ -158,7 +159,8 @@ class GraphMachine(Machine):
         return _new(RunStep, (step, 1))
 
     def _unlaunch(self, step: str) -> None:  # launched, its action never to be called
-        del self.where[step], self.attempts[step]
+        del self.where[step]  # (first, as ``launch`` stores it last: attack79 F1)
+        self.attempts.pop(step, None)
         self.busy_count -= 1
         self.started.remove(step)
 

@@ -14,7 +14,7 @@ from typing import Any, Final, TypeVar
 
 from .errors import InjectedFault, RemoteError, interrupts
 from .events import describe
-from .outcome import DeadLetter, Status
+from .outcome import DeadLetter, Status, forward_when
 from .rules import Kind
 
 
@@ -145,9 +145,10 @@ def pivot_check(recorded: tuple[Any, ...], leaked: Sequence[str], pending: Seque
     rule: the steps after the pivot go forward (retried, never undone); whether the pivot
     itself happened, only a person can tell. ``leaked``: the steps that started and may
     have had their effect with nothing to undo it (the pivot's own start too). ``recorded``:
-    (the pivot, its state, and the steps after it the journal shows done, never to be made
-    again: attack60 F4)."""
-    pivot, state, done_after = (*recorded, ())[:3]
+    (the pivot, its state, the steps after it the journal shows done, never to be made
+    again: attack60 F4, and those after it the journal knows: each not done is named to
+    finish forward, ``forward ...`` as a run's own halted line says it: attack79 F2)."""
+    pivot, state, done_after, later = (*recorded, (), ())[:4]
     others = [s for s in leaked if s != pivot]  # (the pivot's own start: said already)
     maybe = f"; {', '.join(others)} started too and may have had its effect" if others else ""
     undos = ", ".join(pending) or "none"
@@ -157,11 +158,13 @@ def pivot_check(recorded: tuple[Any, ...], leaked: Sequence[str], pending: Seque
             f"finish the steps after it not yet done forward by hand (retried, never undone; "
             f"done already: {', '.join(done_after)})"
         )
+    todo = [s for s in later if s not in done_after]
+    named = f"; forward {', '.join(todo)} ({forward_when(state == 'done')})" if todo else ""
     if state == "done":
-        return f"{maybe}; {forward}, leave its undos pending ({undos}), then settle the saga"
+        return f"{maybe}; {forward}, leave its undos pending ({undos}), then settle the saga{named}"
     return (
         f"{maybe}; check whether {pivot!r} happened: if it did, {forward}; if it did not, "
-        f"run its pending undos by hand ({undos}); then settle the saga"
+        f"run its pending undos by hand ({undos}); then settle the saga{named}"
     )
 
 

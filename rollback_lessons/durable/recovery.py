@@ -295,6 +295,15 @@ def _machine(journal: Journal, saga: SagaRecord) -> Callable[..., tuple[Machine,
     return partial(GraphMachine.resume_rollback, after=after, started=started, ended=ended)
 
 
+def _after_pivot(saga: SagaRecord, facts: as_claimed.Facts) -> tuple[str, ...]:
+    """The steps after the pivot the journal knows, to name those to finish forward: a
+    graph's every step (its shape is kept), a list's those it saw begin (one never begun was
+    never written)."""
+    begun = dict.fromkeys(step for kind, step, _ in facts.steps if kind == "step_start")
+    known = list(saga.after() or begun)
+    return tuple(known[known.index(saga.pivot) + 1 :]) if saga.pivot in known else ()
+
+
 def _resume(
     run: JournalRun, claimed: Claimed, facts: as_claimed.Facts, registry: Registry, writer: Writer
 ) -> Recovery:
@@ -325,7 +334,7 @@ def _resume(
     if saga.pivot is not None and saga.pivot_state is not None:
         finished = list(done["completed"])  # (the steps after it the journal shows done)
         after = finished[finished.index(saga.pivot) + 1 :] if saga.pivot in finished else []
-        pivot = (saga.pivot, saga.pivot_state, tuple(after))
+        pivot = (saga.pivot, saga.pivot_state, tuple(after), _after_pivot(saga, facts))
     policy = policy_of(saga.policy)
     halt = halted_at(facts)  # the policy's halt, its end unwritten: honoured
     if halt is not None and halt[0] in by_step:
