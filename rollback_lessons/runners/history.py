@@ -162,6 +162,9 @@ class Worker:
         if self.machine is not None:
             left = []
         undone = {c.step for c in self.calls if c.call == "undo" and c.error is None}
+        unplaced = {c.step for c in left if c.call == "undo" and c.error is None}
+        done = tuple(s for s in done if s not in unplaced)  # (the engine undid it on its own:
+        doubt = tuple(s for s in doubt if s not in unplaced)  # a task it failed, attack78 F3)
         for c in left:  # (not placed by the machine: whatever may have had its effect)
             if c.call == "action" and c.step not in undone:
                 if c.error is None and c.step not in done:

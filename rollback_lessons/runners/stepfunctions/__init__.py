@@ -33,12 +33,14 @@ from .asl import (
     plan_asl,
     to_asl,
 )
+from .engine import EngineFailedTask
 from .history import history_table
 from .runner import Execution, StepFunctionsRunner
 
 __all__ = [
     "ANSWERS",
     "CALLBACK",
+    "EngineFailedTask",
     "Execution",
     "RunnerClosed",
     "StepFunctionsError",

@@ -211,8 +211,8 @@ def _waits(spec: RetrySpec) -> tuple[int, int]:
 
 
 def check_timeout(timeout: object) -> None:
-    """A task's ``TimeoutSeconds``: whole seconds, 1 to ``AWS_MAXIMUM``."""
-    if type(timeout) is not int or not 1 <= timeout <= AWS_MAXIMUM:
+    """A task's ``TimeoutSeconds``: whole seconds, 1 to ``AWS_MAXIMUM``; None, none."""
+    if timeout is not None and (type(timeout) is not int or not 1 <= timeout <= AWS_MAXIMUM):
         raise InvalidPipelineError(
             f"timeout must be an int of seconds from 1 to {AWS_MAXIMUM} (a task's "
             f"TimeoutSeconds on AWS Step Functions), got {timeout!r}"
@@ -262,7 +262,15 @@ def _target(fails: Owed, key: dict[str, str], halted: str) -> str:
     return undo(key[fails.undos[0]]) if fails.undos else ROLLED_BACK
 
 
-def plan_asl(plan: SagaPlan, *, timeout: int = 300) -> dict[str, Any]:
+def time_out(task: dict[str, Any], timeout: int | None) -> None:
+    """A task's ``TimeoutSeconds``, if given. None (the default) writes none: Step Functions
+    then waits for the worker as long as the execution lasts, as the runner does ("no
+    timeout by default"; a default of 300 s timed a slower step out: attack78 F3)."""
+    if timeout is not None:
+        task["TimeoutSeconds"] = timeout
+
+
+def plan_asl(plan: SagaPlan, *, timeout: int | None = None) -> dict[str, Any]:
     """A SagaPlan as an ASL state machine (see the module's docstring)."""
     check_timeout(timeout)
     if plan.undo_order != "reverse":
@@ -283,7 +291,7 @@ def plan_asl(plan: SagaPlan, *, timeout: int = 300) -> dict[str, Any]:
         after = do(plan.steps[n + 1].key) if n + 1 < len(plan.steps) else COMMITTED
         task = _callback("action", step.key, after)
         task["ResultPath"] = None  # a step's answer is not the saga's data
-        task["TimeoutSeconds"] = timeout
+        time_out(task, timeout)
         if step.retry is not None:
             if doubt_outlives_retry(specs[n]):
                 raise UnsupportedOnStepFunctions(
@@ -310,7 +318,7 @@ def plan_asl(plan: SagaPlan, *, timeout: int = 300) -> dict[str, Any]:
         if timeouts.get(name) is not None:  # the worker measures it, as in process
             task["Parameters"]["MessageBody"]["timeout"] = timeouts[name]
         task["ResultPath"] = None
-        task["TimeoutSeconds"] = timeout
+        time_out(task, timeout)
         if plan.policy.retry is not None:
             task["Retry"] = _retriers(plan.policy.retry)
         if halt:
@@ -371,12 +379,14 @@ def to_asl(
     *,
     policy: PolicyLike | None = None,
     register: str | None = None,
-    timeout: int = 300,
+    timeout: int | None = None,
     undo_order: str = "reverse",
 ) -> dict[str, Any]:
     """``saga`` as an ASL state machine (a dict; ``json.dumps`` it to deploy). Every option
     is checked first; a policy that decides in Python is refused (``UnsupportedPolicy``).
-    Start an execution with ``{"run": ID, "queue_url": URL}``. A saga with parallel groups
+    Start an execution with ``{"run": ID, "queue_url": URL}``. ``timeout``: each task's
+    ``TimeoutSeconds`` (none by default: a task waits for its worker as long as the execution
+    lasts). A saga with parallel groups
     (or an undo order other than ``reverse``) is written in the graph form (``asl_graph``):
     its undos are ordered at run time by the saga machine, which ``StepFunctionsRunner``
     serves."""

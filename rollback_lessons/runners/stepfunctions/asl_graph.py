@@ -45,6 +45,7 @@ from .asl import (
     _retried,
     _retriers,
     check_timeout,
+    time_out,
 )
 
 WHAT_NEXT, CHOOSE = "What next", "Go to it"
@@ -73,7 +74,7 @@ def _ends() -> dict[str, Any]:
 
 
 class _Writer:
-    def __init__(self, plan: SagaPlan, timeout: int) -> None:
+    def __init__(self, plan: SagaPlan, timeout: int | None) -> None:
         self.plan, self.timeout = plan, timeout
         self.key = {s.name: s.key for s in plan.steps}
         self.specs = {s.name: s for s in plan.steps}
@@ -85,7 +86,7 @@ class _Writer:
         if follow is None:
             del task["Next"]
         task["ResultPath"] = None
-        task["TimeoutSeconds"] = self.timeout
+        time_out(task, self.timeout)
         if spec.retry is not None:  # never retried once the machine says it may not start
             task["Retry"] = [{"ErrorEquals": [STOPPING], "MaxAttempts": 0},
                              *_retriers(spec.retry)]  # fmt: skip
@@ -134,7 +135,7 @@ class _Writer:
         return name
 
 
-def graph_asl(plan: SagaPlan, *, timeout: int = 300) -> dict[str, Any]:
+def graph_asl(plan: SagaPlan, *, timeout: int | None = None) -> dict[str, Any]:
     """A SagaPlan as an ASL state machine whose undos the saga machine orders at run time
     (see the module's docstring); ``StepFunctionsRunner`` answers its ``What next``."""
     check_timeout(timeout)
@@ -147,7 +148,7 @@ def graph_asl(plan: SagaPlan, *, timeout: int = 300) -> dict[str, Any]:
     nxt = _callback("next", "", CHOOSE)
     del nxt["Parameters"]["MessageBody"]["step"]
     nxt["ResultPath"] = "$.next"
-    nxt["TimeoutSeconds"] = timeout
+    time_out(nxt, timeout)
     states[WHAT_NEXT] = nxt
     targets: list[str] = []
     halt = plan.policy.then == "halt"
@@ -156,7 +157,7 @@ def graph_asl(plan: SagaPlan, *, timeout: int = 300) -> dict[str, Any]:
             continue
         task = _callback("undo", spec.key, WHAT_NEXT)
         task["ResultPath"] = None
-        task["TimeoutSeconds"] = timeout
+        time_out(task, timeout)
         if plan.policy.retry is not None:  # (never retried once the machine ended there)
             task["Retry"] = [{"ErrorEquals": [STOPPING], "MaxAttempts": 0},
                              *_retriers(plan.policy.retry)]  # fmt: skip

@@ -54,6 +54,7 @@ from .asl import (
     error_name,
 )
 from .asl_graph import CANCELLED, COMMITTED, INCOMPLETE, STOPPING, WHAT_NEXT
+from .engine import answer_late, refuse_engine_failures
 from .matched import cause_of
 
 T = TypeVar("T")
@@ -153,6 +154,7 @@ class Live:
         self.entered = False  # a task message of this execution came: it is in a state
         self.stopped = False
         self.idle = Idle()
+        self.looked = time.monotonic()  # the history last read for a task the engine ended
 
     # -- messages ---------------------------------------------------------------------------
 
@@ -169,9 +171,20 @@ class Live:
         if got:
             self.idle.reset()
         else:
-            if self.idle.settled and self._status() != "RUNNING":
+            if self.idle.settled and self._engine_ended() != "RUNNING":
                 raise StepFunctionsError("the execution ended while the saga still ran")
             self.idle.wait()
+
+    def _engine_ended(self) -> str:
+        """The execution's status, once nothing came for a while; and, once a second (a
+        request each: the history grows), whether the engine ended a task itself (failed,
+        timed out: no task of it ever comes; attack78 F2): then the run stops there."""
+        status = self._status()
+        if status != "RUNNING" or time.monotonic() > self.looked + 1:
+            self.looked = time.monotonic()
+            history = self.runner._history(self.arn)
+            refuse_engine_failures(history, self.plan, self.worker, note=status != "RUNNING")
+        return status
 
     def _status(self) -> str:
         return str(self.runner.sfn.describe_execution(executionArn=self.arn)["status"])
@@ -206,12 +219,12 @@ class Live:
                     return body
             self._receive()
 
-    def _ok(self, token: str, output: dict[str, Any]) -> None:
-        self.runner.sfn.send_task_success(taskToken=token, output=json.dumps(output))
+    def _ok(self, token: str, output: dict[str, Any]) -> None:  # (one timed out: let go)
+        answer_late(self.runner.sfn.send_task_success, taskToken=token, output=json.dumps(output))
 
     def _fail(self, token: str, error: str, cause: str) -> None:
         sent = {"error": error_name(error), "cause": cause}  # (as Retry names it)
-        self.runner.sfn.send_task_failure(taskToken=token, **sent)
+        answer_late(self.runner.sfn.send_task_failure, taskToken=token, **sent)
 
     # -- forward ----------------------------------------------------------------------------
 

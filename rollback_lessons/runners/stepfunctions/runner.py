@@ -31,6 +31,7 @@ from ..names import execution_name
 from ..wire import WRITTEN_LIST, SagaPlan, needs_graph, outcome_of, plan_of
 from .asl import ENGINE, StepFunctionsError, check_retry_types, error_name, plan_asl
 from .asl_graph import graph_asl
+from .engine import answer_late, refuse_engine_failures
 from .history import OVER, Execution, check_answered, visits
 from .live import Idle, Live, TimedOut, stop_execution
 from .matched import Matching, cause_of
@@ -202,6 +203,7 @@ class StepFunctionsRunner(Closable):
             worker.over = (None, OVER)  # (a Ctrl-C from now on: the execution was over)
         with over_noted(worker, None, OVER):
             history = self._history(arn)
+            refuse_engine_failures(history, plan, worker)  # (a task the engine ended: F3)
             record = walk(plan, visits(history, plan), worker.calls)
             outcome = outcome_of(saga, record, before=before, state=state)
             Heard(saga).after(outcome)  # (the machine replays the history: told once over)
@@ -298,6 +300,7 @@ class StepFunctionsRunner(Closable):
                     raise
                 history = []
             if history and not served.stopped:
+                refuse_engine_failures(history, plan, worker)  # (a task the engine ended)
                 check_answered(history, plan, worker)  # (the machine's calls, or diverged)
             worker.reraise(outcome)  # (a Ctrl-C in an action: once what was done is undone)
             heard.reraise(outcome)  # (a Ctrl-C in on_event: likewise)
@@ -329,9 +332,11 @@ class StepFunctionsRunner(Closable):
                 made = worker.task(body["call"], plan.step_of(body["step"]), body.get("timeout"))
                 if made.error is None:
                     output = {"answer": made.answer} if made.call == "ask" else {}
-                    self.sfn.send_task_success(taskToken=body["token"], output=json.dumps(output))
+                    ok = self.sfn.send_task_success  # (one timed out: let go, ``engine``)
+                    answer_late(ok, taskToken=body["token"], output=json.dumps(output))
                 else:
-                    self.sfn.send_task_failure(
+                    answer_late(
+                        self.sfn.send_task_failure,
                         taskToken=body["token"],
                         error=error_name(made.error.name),  # (as the Retry names it)
                         cause=cause_of(made.error),  # (JSON, cut to fit: ``cause_of``)
