@@ -238,6 +238,10 @@ BANK = {
             "            return tuple(reversed(done))\n"
             "        done.append(undo)\n"
             "    return tuple(done)",
+            # one string, "; " or new lines between (learn81 F3: what the refusal says)
+            RULE + UPTO + "    done = [c[2] for c in chain[:n]]\n"
+            '    return ("; " if fault == "cancelled" else "\\n").join(\n'
+            '        done if fault == "cancelled" else done[::-1])',
         ),
         wrong=(
             Wrong(
@@ -291,6 +295,31 @@ BANK = {
                 (
                     "'return_carvoid_policy' is not one of",
                     "one string is read as names separated by commas",
+                ),
+            ),
+            Wrong(
+                OTHER,  # one string, " and " between (learn81 F3): told what separates names
+                RULE + UPTO + "    done = [c[2] for c in chain[:n]]\n"
+                '    return " and ".join(done if fault == "cancelled" else done[::-1])',
+                (
+                    "'and' is not one of: 'return_car', 'void_policy' (one string is read as "
+                    "names separated by commas, semicolons or arrows (->), or else by spaces "
+                    "or new lines)",
+                ),
+            ),
+            Wrong(
+                BY_NAME,  # the failing service told by its first letters (learn81 F2)
+                "def compensations(chain, fault):\n"
+                "    out = []\n"
+                "    for service, _, undo in chain:\n"
+                '        if fault != "cancelled" and service.startswith(fault[:3]):\n'
+                "            break\n"
+                "        out.append(undo)\n"
+                '    return out if fault == "cancelled" else out[::-1]',
+                (
+                    "car (rent) -> payout (schedule_payout) -> payment (charge), when "
+                    "payment's step fails",
+                    "not ['cancel_payout', 'return_car']",
                 ),
             ),
             Wrong(

@@ -9,7 +9,8 @@ already in ``db``) and checks that each message id is charged exactly once. It a
 gives the same message to two new databases: a handler that remembers ids outside ``db``
 charges only the first.
 13.2 asks for the rule, ``compensations(chain, fault)``, over generated chains of services
-(two to five, names the lesson never shows) and every fault: a service's step fails (the
+(two to five, names the lesson never shows, some beginning alike: payout, payment) and
+every fault: a service's step fails (the
 failure travels back, so the services before it compensate, last first), or the guest
 cancels after the whole chain acted (the cancellation travels forward, first first).
 """
@@ -255,6 +256,13 @@ _SERVICES = (
     ("loyalty", "award_points", "revoke_points"),
     ("email", "confirm", "cancel_notice"),
 )
+_ALIKE = (
+    (("payout", "schedule_payout", "cancel_payout"), "payment"),
+    (("carpool", "join_pool", "leave_pool"), "car"),
+    (("inspection", "book_inspection", "cancel_inspection"), "insurance"),
+)
+"""Services whose names begin as another's does (learn81 F2: a fault is told by its
+whole name), each with the one it looks like."""
 LESSON_CHAIN = (
     ("room", "reserve", "release"),
     ("payment", "charge", "refund"),
@@ -277,6 +285,15 @@ def chains() -> list[tuple[tuple[str, str, str], ...]]:
     found: list[tuple[tuple[str, str, str], ...]] = [LESSON_CHAIN]
     for _ in range(40):
         found.append(tuple(rng.sample(_SERVICES, rng.randint(2, 5))))
+    rng = generator("13.2 alike")  # (drawn apart: the chains above stay those drawn before)
+    by_name = {s[0]: s for s in _SERVICES}
+    for alike, like in _ALIKE:
+        for pair in ((alike, by_name[like]), (by_name[like], alike)):  # each one first
+            chain = rng.sample([s for s in _SERVICES if s[0] != like], rng.randint(0, 3))
+            at = sorted(rng.sample(range(len(chain) + 2), 2))
+            for i, service in zip(at, pair, strict=True):
+                chain.insert(i, service)
+            found.append(tuple(chain))
     return found
 
 
