@@ -659,3 +659,18 @@ def test_13_1_a_crash_caught_by_the_handler_is_a_crash_and_the_feedback_says_so(
     assert "a process that dies runs no except clause" in caught.message
     plain = q.run(q.solution_code)
     assert plain.passed and "caught" not in plain.message
+
+
+def test_13_1_tells_a_crash_caught_only_where_it_was_caught():
+    """learn81 F4: the note that the handler caught the crash went with any failure once a
+    crash had been caught anywhere (in the probe), so a plain duplicate with no crash in it
+    read as caused by one. It now goes with a failure only in the run that caught it."""
+    q = EXERCISES["13.1"]
+    duplicate = q.run(
+        "def handle(db, message):\n    try:\n"
+        '        db["charges"].append((message.booking, message.data["amount"]))\n'
+        "    except BaseException:\n        pass"
+    )
+    assert duplicate.status == "incorrect", duplicate
+    assert "again: ('b1', 120) was charged 2" in duplicate.message
+    assert "caught" not in duplicate.message and "crash" not in duplicate.message, duplicate

@@ -146,15 +146,41 @@ BANK = {
                 ),
             ),
             Wrong(
-                NOT_IDEMPOTENT,  # no inbox, and a bare except (learn80 w6c): told both
+                NOT_IDEMPOTENT,  # no inbox, and a bare except (learn80 w6c): a plain duplicate,
+                # with no crash in it, so no note of a crash caught (learn81 F4: test_exercises)
                 "def handle(db, message):\n"
                 "    try:\n"
                 "    " + CHARGE + "    except BaseException:\n"
                 "        pass",
                 (
-                    "charged 2 times, for 1 message id(s)",
-                    "your handler caught the check's stand-in for a crash",
-                    "a process that dies runs no except clause",
+                    "msg-6924 (b1, 120); msg-6924 (b1, 120) again: ('b1', 120) was charged 2 "
+                    "times, for 1 message id(s) (msg-6924): a message delivered again must "
+                    "change nothing",
+                ),
+            ),
+            Wrong(
+                UNSHOWN_CASE,  # a global inbox, and a bare except: the crash caught is told
+                "SEEN = set()\n\n"
+                "def handle(db, message):\n"
+                "    try:\n"
+                "        if message.id not in SEEN:\n"
+                "            SEEN.add(message.id)\n"
+                "        " + CHARGE + "    except BaseException:\n"
+                "        pass",
+                (
+                    "b5 is never charged",
+                    "(Also: your handler caught the check's stand-in for a crash",
+                ),
+            ),
+            Wrong(
+                UNSHOWN_CASE,  # ids kept on the message object (learn81 F5): told as such
+                "def handle(db, message):\n"
+                "    if getattr(message, 'handled', False):\n"
+                "        return\n" + CHARGE + "    object.__setattr__(message, 'handled', True)",
+                (
+                    "given the same message object: your handler marks that object "
+                    "(message.handled), outside db",
+                    "the queue hands each delivery as a new object, with no mark",
                 ),
             ),
             Wrong(
