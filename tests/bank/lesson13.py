@@ -146,15 +146,41 @@ BANK = {
                 ),
             ),
             Wrong(
-                NOT_IDEMPOTENT,  # no inbox, and a bare except (learn80 w6c): told both
+                NOT_IDEMPOTENT,  # no inbox, and a bare except (learn80 w6c): a plain duplicate,
+                # with no crash in it, so no note of a crash caught (learn81 F4: test_exercises)
                 "def handle(db, message):\n"
                 "    try:\n"
                 "    " + CHARGE + "    except BaseException:\n"
                 "        pass",
                 (
-                    "charged 2 times, for 1 message id(s)",
-                    "your handler caught the check's stand-in for a crash",
-                    "a process that dies runs no except clause",
+                    "msg-6924 (b1, 120); msg-6924 (b1, 120) again: ('b1', 120) was charged 2 "
+                    "times, for 1 message id(s) (msg-6924): a message delivered again must "
+                    "change nothing",
+                ),
+            ),
+            Wrong(
+                UNSHOWN_CASE,  # a global inbox, and a bare except: the crash caught is told
+                "SEEN = set()\n\n"
+                "def handle(db, message):\n"
+                "    try:\n"
+                "        if message.id not in SEEN:\n"
+                "            SEEN.add(message.id)\n"
+                "        " + CHARGE + "    except BaseException:\n"
+                "        pass",
+                (
+                    "b5 is never charged",
+                    "(Also: your handler caught the check's stand-in for a crash",
+                ),
+            ),
+            Wrong(
+                UNSHOWN_CASE,  # ids kept on the message object (learn81 F5): told as such
+                "def handle(db, message):\n"
+                "    if getattr(message, 'handled', False):\n"
+                "        return\n" + CHARGE + "    object.__setattr__(message, 'handled', True)",
+                (
+                    "given the same message object: your handler marks that object "
+                    "(message.handled), outside db",
+                    "the queue hands each delivery as a new object, with no mark",
                 ),
             ),
             Wrong(
@@ -238,6 +264,10 @@ BANK = {
             "            return tuple(reversed(done))\n"
             "        done.append(undo)\n"
             "    return tuple(done)",
+            # one string, "; " or new lines between (learn81 F3: what the refusal says)
+            RULE + UPTO + "    done = [c[2] for c in chain[:n]]\n"
+            '    return ("; " if fault == "cancelled" else "\\n").join(\n'
+            '        done if fault == "cancelled" else done[::-1])',
         ),
         wrong=(
             Wrong(
@@ -291,6 +321,31 @@ BANK = {
                 (
                     "'return_carvoid_policy' is not one of",
                     "one string is read as names separated by commas",
+                ),
+            ),
+            Wrong(
+                OTHER,  # one string, " and " between (learn81 F3): told what separates names
+                RULE + UPTO + "    done = [c[2] for c in chain[:n]]\n"
+                '    return " and ".join(done if fault == "cancelled" else done[::-1])',
+                (
+                    "'and' is not one of: 'return_car', 'void_policy' (one string is read as "
+                    "names separated by commas, semicolons or arrows (->), or else by spaces "
+                    "or new lines)",
+                ),
+            ),
+            Wrong(
+                BY_NAME,  # the failing service told by its first letters (learn81 F2)
+                "def compensations(chain, fault):\n"
+                "    out = []\n"
+                "    for service, _, undo in chain:\n"
+                '        if fault != "cancelled" and service.startswith(fault[:3]):\n'
+                "            break\n"
+                "        out.append(undo)\n"
+                '    return out if fault == "cancelled" else out[::-1]',
+                (
+                    "car (rent) -> payout (schedule_payout) -> payment (charge), when "
+                    "payment's step fails",
+                    "not ['cancel_payout', 'return_car']",
                 ),
             ),
             Wrong(

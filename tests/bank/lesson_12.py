@@ -278,10 +278,23 @@ BANK = {
                 "def undone_by_cancel(saga, moment):\n"
                 "    done = (*moment.done, *moment.running)\n"
                 "    return [s for s in done if s not in moment.will_fail]",
-                (
-                    "(no undo: check_guide, a lookup that changes nothing)",
-                    "check_guide has no undo",
-                ),
+                ("(no undo: guide, a lookup that changes nothing)", "guide has no undo"),
+            ),
+            Wrong(
+                BY_NAME,  # a lookup told by its name (learn81 F1): names vary, undo decides
+                "def undone_by_cancel(saga, moment):\n"
+                "    ended = [*moment.done, *moment.running]\n"
+                "    return [n for n in ended if n not in moment.will_fail\n"
+                "            and not n.startswith('check')]",
+                ("(no undo: guide, a lookup", "checked_bag was undone too; guide has no undo"),
+            ),
+            Wrong(
+                OTHER,  # a lookup told by its label (learn81 F1): labels vary too
+                "def undone_by_cancel(saga, moment):\n"
+                "    ended = [*moment.done, *moment.running]\n"
+                "    return [n for n in ended if n not in moment.will_fail\n"
+                "            and saga[n].label.startswith('book')]",
+                ("checked_bag was undone too",),
             ),
             Wrong(
                 OTHER,  # a lookup told by its kind, not by its undo (learn80 w9)
@@ -289,7 +302,7 @@ BANK = {
                 "    ended = [*moment.done, *moment.running]\n"
                 "    return [s for s in ended if s not in moment.will_fail\n"
                 "            and saga[s].kind == 'compensable']",
-                ("a lookup that changes nothing", "check_guide has no undo"),
+                ("a lookup that changes nothing", "guide has no undo"),
             ),
             Wrong(
                 OTHER,  # the steps, not their names (learn80 F10)
@@ -324,7 +337,6 @@ BANK = {
             ),
         ),
         not_applicable={
-            BY_NAME: "steps have names only",
             NOT_IDEMPOTENT: "a prediction changes nothing",
             SETS_VALUE: "a prediction sets nothing",
             SORTS_BY_NAME: "any order is accepted: the check compares which steps",

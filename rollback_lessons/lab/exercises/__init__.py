@@ -278,19 +278,21 @@ def choose(answer: Any, choices: Sequence[str], what: str) -> str:
 
 
 def names_list(answer: Any, names: Sequence[str], what: str) -> list[str]:
-    """A list of names from ``names``: a list or tuple of them, or one string with commas
-    ("d, c, b"), each spelled as ``choose`` allows; [] and None mean none."""
+    """A list of names from ``names``: a list or tuple of them, or one string ("d, c, b",
+    "d; c", "d -> c", or "d c" with no mark between), each spelled as ``choose`` allows;
+    [] and None mean none."""
     if answer is None or (isinstance(answer, str) and canonical(answer) in ("none", "")):
         return []
     if isinstance(answer, str):
         answer = answer.strip().strip("[]()").replace('"', "").replace("'", "")
-        parts = re.split(r"\s*(?:,|;|->|→)\s*", answer.strip())
+        parts = re.split(r"\s*(?:,|;|->|→)\s*", answer.strip())  # (the refusal says these)
         answer = [p for p in (parts if len(parts) > 1 else answer.split()) if p.strip()]
         try:
             return [choose(item, names, what) for item in answer]
         except Incorrect as wrong:  # (say how a string was read: "ab" is not "a, b")
             raise Incorrect(
-                f"{wrong} (one string is read as names separated by commas, or by spaces)"
+                f"{wrong} (one string is read as names separated by commas, semicolons or "
+                "arrows (->), or else by spaces or new lines)"
             ) from None
     if isinstance(answer, Iterable) and not isinstance(answer, list | tuple | Set | Mapping):
         answer = list(answer)  # a generator, reversed(...), a deque: its order is kept

@@ -9,7 +9,8 @@ already in ``db``) and checks that each message id is charged exactly once. It a
 gives the same message to two new databases: a handler that remembers ids outside ``db``
 charges only the first.
 13.2 asks for the rule, ``compensations(chain, fault)``, over generated chains of services
-(two to five, names the lesson never shows) and every fault: a service's step fails (the
+(two to five, names the lesson never shows, some beginning alike: payout, payment) and
+every fault: a service's step fails (the
 failure travels back, so the services before it compensate, last first), or the guest
 cancels after the whole chain acted (the cancellation travels forward, first first).
 """
@@ -61,10 +62,28 @@ def _deliver(fn: Any, db: dict[str, Any], message: Message, where: str, caught: 
     return False
 
 
+def _also(wrong: Incorrect, here: list[str]) -> Incorrect:
+    """The failure, told with the note that the handler caught the crash only where it
+    did so in that very run (learn81 F4: not on a duplicate with no crash in it)."""
+    return Incorrect(str(wrong) + "".join(f" (Also: {note}.)" for note in here))
+
+
+def _marks(given: Message, now: Message) -> list[str]:
+    """What the handler wrote on the message object itself: ``message.handled``."""
+    was, seen = vars(given), vars(now)
+    marks = [f"message.{k}" for k in seen if k != "data" and (k not in was or seen[k] != was[k])]
+    if isinstance(now.data, dict) and isinstance(given.data, dict):
+        marks += [f"message.data[{k!r}]" for k in now.data if now.data[k] != given.data.get(k)]
+    elif now.data != given.data:
+        marks.append("message.data")
+    return marks
+
+
 def _probe(fn: Any, caught: list[str]) -> None:
-    """A crash inside the handler, then the redelivery; then the same message to a new
-    database. The id is drawn afresh each time (never shown), so nothing remembered from
-    an earlier check can hold it: what the handler remembers outside ``db`` shows."""
+    """A crash inside the handler, then the redelivery (a new object, as from the queue);
+    then that same object to a new database. The id is drawn afresh each time (never
+    shown), so nothing remembered from an earlier check can hold it: what the handler
+    remembers outside ``db`` shows."""
     first = Message(EventType.ROOM_RESERVED, "b5", {"amount": 150}, id=uuid.uuid4().hex[:8])
     db: dict[str, Any] = Db(charges=Ledger())
     call(fn, db, first, name="handle", where="On a new database")
@@ -75,44 +94,59 @@ def _probe(fn: Any, caught: list[str]) -> None:
             f"{shown}, not [('b5', 150)]: each message asks to charge "
             "(message.booking, message.data['amount'])"
         )
-    message = Message(EventType.ROOM_RESERVED, "b5", {"amount": 150}, id=uuid.uuid4().hex[:8])
+    sent = Message(EventType.ROOM_RESERVED, "b5", {"amount": 150}, id=uuid.uuid4().hex[:8])
     db = Db(charges=Ledger())
     db["charges"].crash_next = True
-    if _deliver(fn, db, message, "On a new database", caught):
+    here: list[str] = []  # (CAUGHT, if the handler caught this crash)
+    if _deliver(fn, db, copy.deepcopy(sent), "On a new database", here):
         db = Db(charges=Ledger())  # rolled back to what it was: nothing
+    caught[:] = caught or here
     if isinstance(db.get("charges"), Ledger):
         db["charges"].crash_next = False
-    message = copy.deepcopy(message)  # redelivered: a new object, as from the queue
+    message = copy.deepcopy(sent)  # redelivered: a new object, as from the queue
     call(fn, db, message, name="handle", where="On a new database, after a crash")
     if not db["charges"]:
-        raise Incorrect(
-            "a message (b5, 150) to a new database: a crash inside your handler rolled back "
-            "its writes to db, then the queue delivered the message again, and your handler "
-            "charged nothing: it marked the message handled outside db (a global, a default "
-            "argument), where the rollback does not reach, so b5 is never charged. Mark it "
-            "in db, so the mark commits, or rolls back, with the charge."
+        raise _also(
+            Incorrect(
+                "a message (b5, 150) to a new database: a crash inside your handler rolled "
+                "back its writes to db, then the queue delivered the message again, and your "
+                "handler charged nothing: it marked the message handled outside db (in "
+                "something that outlives the call, such as a global or a default argument), "
+                "where the rollback does not reach, so b5 is never charged. Mark it in db, so "
+                "the mark commits, or rolls back, with the charge."
+            ),
+            here,
         )
     again: dict[str, Any] = Db(charges=Ledger())
     call(fn, again, message, name="handle", where="On a second new database")
-    if not again["charges"]:
+    if again["charges"]:
+        return
+    marks = _marks(sent, message)
+    if marks:  # (learn81 F5: told where this handler keeps its memory)
         raise Incorrect(
             "a message (b5, 150) charged on one new database was not charged on a second new "
-            "one: your handler remembers message ids outside db (a global, a default "
-            "argument), and that memory outlived the database, so it skipped a message this "
-            "db never charged. The other way round, a restarted service forgets that memory "
-            "while its db keeps the charges, so a message redelivered after a restart is "
-            "charged again. Keep the inbox in db, where it is committed with the charge."
+            f"one, given the same message object: your handler marks that object ({marks[0]}), "
+            "outside db, and the mark outlived the database, so it skipped a message this db "
+            "never charged. The other way round, the queue hands each delivery as a new "
+            "object, with no mark, so a message delivered again is charged again. Keep the "
+            "inbox in db, where it is committed with the charge."
         )
+    raise Incorrect(
+        "a message (b5, 150) charged on one new database was not charged on a second new "
+        "one: your handler remembers message ids outside db (in something that outlives the "
+        "call, such as a global or a default argument), and that memory outlived the "
+        "database, so it skipped a message this db never charged. The other way round, a "
+        "restarted service forgets that memory while its db keeps the charges, so a message "
+        "redelivered after a restart is charged again. Keep the inbox in db, where it is "
+        "committed with the charge."
+    )
 
 
 def _check_handle(handle: Any) -> str:
     fn = function(handle, "handle(db, message)")
     attempted(fn, Db(charges=Ledger()), make_message(generator("scratch"), "b0", 1))
-    caught: list[str] = []  # (CAUGHT, once the handler caught a crash)
-    try:
-        tried = _deliveries(fn, caught)
-    except Incorrect as wrong:
-        raise Incorrect("; ".join([str(wrong), *caught])) from None
+    caught: list[str] = []  # (CAUGHT, once the handler caught a crash: told on a pass)
+    tried = _deliveries(fn, caught)
     return (
         f"each message charged once in {tried} runs of deliveries with duplicates, redeliveries "
         "after other messages, crashes inside and after your handler, and second rooms "
@@ -125,28 +159,38 @@ def _deliveries(fn: Any, caught: list[str]) -> int:
     _probe(fn, caught)
 
     def holds(world: World) -> None:
-        db = fresh_db(world)
-        for d in world.deliveries:
-            # each delivery a new object, as a queue gives (a relay rebuilds it from JSON)
-            message = copy.deepcopy(world.messages[d.message])
-            saved = copy.deepcopy(db)
-            if d.crash == "inside":
-                db["charges"].crash_next = True
-            if _deliver(fn, db, message, f"In {world.story()}", caught):
-                db = saved  # the transaction never committed
-                db["charges"].crash_next = False
-                continue
-            charges = db.get("charges")
-            if not isinstance(charges, list):
-                raise Incorrect(
-                    f"In {world.story()}: db['charges'] is now {charges!r}; add the charge "
-                    "to the list, do not replace it"
-                )
-            if isinstance(charges, Ledger):  # no crash came: nothing was added to the list
-                charges.crash_next = False
-        _judge(world, db)
+        here: list[str] = []  # (CAUGHT, if the handler caught a crash in this world)
+        try:
+            _deliver_all(fn, world, here)
+        except Incorrect as wrong:
+            raise _also(wrong, here) from None
+        caught[:] = caught or here
 
     return forall(worlds(), holds, size=size)
+
+
+def _deliver_all(fn: Any, world: World, caught: list[str]) -> None:
+    """Every delivery of ``world``, crashes and all; then what ``db`` holds is judged."""
+    db = fresh_db(world)
+    for d in world.deliveries:
+        # each delivery a new object, as a queue gives (a relay rebuilds it from JSON)
+        message = copy.deepcopy(world.messages[d.message])
+        saved = copy.deepcopy(db)
+        if d.crash == "inside":
+            db["charges"].crash_next = True
+        if _deliver(fn, db, message, f"In {world.story()}", caught):
+            db = saved  # the transaction never committed
+            db["charges"].crash_next = False
+            continue
+        charges = db.get("charges")
+        if not isinstance(charges, list):
+            raise Incorrect(
+                f"In {world.story()}: db['charges'] is now {charges!r}; add the charge "
+                "to the list, do not replace it"
+            )
+        if isinstance(charges, Ledger):  # no crash came: nothing was added to the list
+            charges.crash_next = False
+    _judge(world, db)
 
 
 def _judge(world: World, db: dict[str, Any]) -> None:
@@ -255,6 +299,13 @@ _SERVICES = (
     ("loyalty", "award_points", "revoke_points"),
     ("email", "confirm", "cancel_notice"),
 )
+_ALIKE = (
+    (("payout", "schedule_payout", "cancel_payout"), "payment"),
+    (("carpool", "join_pool", "leave_pool"), "car"),
+    (("inspection", "book_inspection", "cancel_inspection"), "insurance"),
+)
+"""Services whose names begin as another's does (learn81 F2: a fault is told by its
+whole name), each with the one it looks like."""
 LESSON_CHAIN = (
     ("room", "reserve", "release"),
     ("payment", "charge", "refund"),
@@ -277,6 +328,15 @@ def chains() -> list[tuple[tuple[str, str, str], ...]]:
     found: list[tuple[tuple[str, str, str], ...]] = [LESSON_CHAIN]
     for _ in range(40):
         found.append(tuple(rng.sample(_SERVICES, rng.randint(2, 5))))
+    rng = generator("13.2 alike")  # (drawn apart: the chains above stay those drawn before)
+    by_name = {s[0]: s for s in _SERVICES}
+    for alike, like in _ALIKE:
+        for pair in ((alike, by_name[like]), (by_name[like], alike)):  # each one first
+            chain = rng.sample([s for s in _SERVICES if s[0] != like], rng.randint(0, 3))
+            at = sorted(rng.sample(range(len(chain) + 2), 2))
+            for i, service in zip(at, pair, strict=True):
+                chain.insert(i, service)
+            found.append(tuple(chain))
     return found
 
 

@@ -1,8 +1,10 @@
 """Exercise 12.2's moments, and the bookings both of lesson 12's exercises hand out.
 
 A booking's step books (``state[name] = "booked"``) and its undo cancels it; a step with
-no undo is a lookup (``check_visa``): it reads and changes nothing, as lesson 02 says a
-step with ``undo=None`` is. 12.1 compares a learner's steps with these by what they do.
+no undo is a lookup: it reads and changes nothing, as lesson 02 says a step with
+``undo=None`` is. 12.1 compares a learner's steps with these by what they do. In 12.2 a
+lookup is named ``check_visa`` or just ``visa``, and some bookings are named like lookups
+(``check_in``): only ``undo is None`` tells one (learn81 F1: not its name, nor its label).
 
 The moments come from the real engine: random graphs (groups of chains, then more steps),
 lookups, a finishing order, a cancel asked after the k-th step ends, and some of the steps
@@ -24,7 +26,9 @@ NAMES = (
 )  # fmt: skip
 BOOKED = "booked"
 LOOKUP = "check_"
-"""The prefix of a lookup's name (a step with no undo): ``check_visa`` checks the visa."""
+"""The prefix of some lookups' names (a step with no undo): ``check_visa`` checks the visa."""
+LIKE_LOOKUPS = {"check_in": "check in early", "checked_bag": "check a bag in"}
+"""Bookings (each with its undo) named, and labelled, like lookups."""
 
 
 def _effects(name: str) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
@@ -51,9 +55,12 @@ def bookings(names: Sequence[str], undo: Sequence[bool] | None = None) -> list[S
     for name, has in zip(names, with_undo, strict=True):
         if has:
             book, cancel = _effects(name)
-            made.append(Step(name, book, cancel, label=f"book the {name}"))
-        else:
+            label = LIKE_LOOKUPS.get(name, f"book the {name}")
+            made.append(Step(name, book, cancel, label=label))
+        elif name.startswith(LOOKUP):
             made.append(Step(name, _look(name), None, label=f"check the {name[len(LOOKUP) :]}"))
+        else:
+            made.append(Step(name, _look(name), None, label=f"look up the {name}"))
     return made
 
 
@@ -174,6 +181,17 @@ def _renamed(item: Any, named: dict[str, str]) -> Any:
     return tuple(tuple(named[n] for n in branch) for branch in item)
 
 
+def _named(rng: Any, used: list[str], has: dict[str, bool]) -> dict[str, str]:
+    """Each step's name: a lookup's ``check_<x>`` or plain ``<x>``, as any booking's; and
+    sometimes a booking named like a lookup, so no name tells whether a step has an undo."""
+    named = {n: n if has[n] or rng.random() < 0.5 else LOOKUP + n for n in used}
+    for like in LIKE_LOOKUPS:
+        bookings = [n for n in used if has[n] and named[n] == n]
+        if bookings and rng.random() < 0.3:
+            named[rng.choice(bookings)] = like
+    return named
+
+
 _CASES: list[Case] = []
 
 
@@ -182,6 +200,7 @@ def cases() -> list[Case]:
     if _CASES:
         return _CASES
     rng = generator("12.2")
+    naming = generator("12.2 names")  # (drawn apart: the moments stay those drawn before)
     lesson = Case(
         ((("car",), ("room",), ("flight",)), "charge"),
         (("car", True), ("room", True), ("flight", True), ("charge", True)),
@@ -198,7 +217,7 @@ def cases() -> list[Case]:
         rng.shuffle(completion)
         fail = [n for n in used if rng.random() < 0.3]
         after = rng.randint(0, len(used) - 1)
-        named = {n: n if has[n] else LOOKUP + n for n in used}  # no undo: a lookup
+        named = _named(naming, used, has)
         raw.append(
             Case(
                 tuple(_renamed(item, named) for item in definition),
