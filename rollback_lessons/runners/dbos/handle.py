@@ -13,12 +13,13 @@ from dbos import DBOS
 from dbos._error import DBOSUnexpectedStepError
 
 from ...errors import RollbackLessonsError
+from ...events import describe
 from ...outcome import Outcome
 from ...saga import Saga, State
 from .. import heard, hosted, remote
 from ..asking import AnswerRefused, Question, check_answer, refuse_unless_asked
 from ..wire import outcome_of, record_of
-from . import hosting, stops, waits, workflow
+from . import hosting, lifetime, stops, waits, workflow
 from .offloop import off_loop
 from .waits import RunnerClosed
 
@@ -54,6 +55,29 @@ class ReplayRefused(RollbackLessonsError):
             f"(another version started it); launch the version that started it{where} to "
             "finish it, or have a person check it by hand: its undos may still be pending"
         )
+
+
+class WorkflowFailed(RollbackLessonsError):
+    """DBOS's own code failed in a saga's workflow (a write of a step's result: a disk full),
+    and DBOS ended it ERROR, which it never resumes: one line, what the saga left in effect
+    as the note DBOS saved with the error says (``lifetime.ended_note``), the error its cause."""
+
+    @classmethod
+    def check(cls, run_id: str, exc: Exception) -> None:
+        """``exc``, DBOS's answer for ``run_id``'s result, raised as one line if DBOS says
+        the run ended ERROR (else the caller raises it as it is)."""
+        if isinstance(exc, (RollbackLessonsError, DBOSUnexpectedStepError)):
+            return  # (this package's own, a replay refused: said as they are)
+        status = DBOS.get_workflow_status(run_id)
+        if status is None or status.status != "ERROR":
+            return
+        said = next((n.removeprefix(lifetime.ERROR_SAID + ": ") for n in getattr(
+            exc, "__notes__", ()) if n.startswith(lifetime.ERROR_SAID)), None)  # fmt: skip
+        left = said or "what it left in effect was not saved: check its steps by hand"
+        if said and "undone:" in said:
+            left += " (have a person check and undo them by hand)"
+        raise cls(f"saga {run_id!r} ended ERROR in DBOS ({describe(exc)}), which DBOS never "
+                  f"resumes; {left}") from exc  # fmt: skip
 
 
 @off_loop  # (under a running event loop, each call runs in a thread of its own: F4)
@@ -165,6 +189,9 @@ class DBOSHandle:
             raise RunnerClosed.of(self.run_id, self.path) from None
         except stops.CANCELLED as exc:  # (DBOS keeps no result: the record kept here)
             data = stops.take(self.run_id, exc, left)
+        except Exception as exc:  # (DBOS's own failure, ERROR: one line, attack78 F5)
+            WorkflowFailed.check(self.run_id, exc)
+            raise
         finally:
             hosted.release(self.run_id)
             workflow.CANCELS.pop(self.run_id, None)

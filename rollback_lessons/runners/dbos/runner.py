@@ -34,7 +34,7 @@ from ..wire import needs_graph, plan_of, record_of
 from . import hosting, ids, launch, offloop, stops, waits, workflow
 from .graph import graph_workflow
 from .handle import REPLAY_VERSION as REPLAY_VERSION
-from .handle import DBOSHandle, ReplayRefused, replay_version
+from .handle import DBOSHandle, ReplayRefused, WorkflowFailed, replay_version
 from .held import hold, let_go, url
 from .hosting import check
 from .launch import DBOSUnavailable
@@ -215,6 +215,9 @@ class DBOSRunner(Closable):
                         raise stopped
 
                     return DBOSHandle(saga, run_id, state, before, result, self.path, kept)
+                except Exception as exc:  # (DBOS's own failure, ERROR: one line, attack78 F5)
+                    WorkflowFailed.check(run_id, exc)
+                    raise
                 finally:
                     launch.CALLERS.discard(run_id)
                 return DBOSHandle(saga, run_id, state, before, lambda: data, self.path, kept)
@@ -318,6 +321,9 @@ class DBOSRunner(Closable):
             raise ReplayRefused.of(run_id, exc, self.path) from None
         except stops.CANCELLED as exc:  # (stopped: the record outcome() gives)
             return record_of(stops.take(run_id, exc))
+        except Exception as exc:  # (DBOS's own failure, ERROR: one line, attack78 F5)
+            WorkflowFailed.check(run_id, exc)
+            raise
         finally:
             if run_id not in hosted.RUNS:  # (no handle here reads it: kept no longer)
                 stops.forget(run_id)
