@@ -45,7 +45,7 @@ def _disk_full_at(monkeypatch: pytest.MonkeyPatch, k: int) -> None:
     ],
 )
 def test_a_failed_write_of_dbos_says_what_is_in_effect_then_and_at_a_relaunch(
-    tmp_path, monkeypatch, graph, k, left
+    tmp_path, monkeypatch, caplog, graph, k, left
 ):
     world: list[str] = []
     saga, db = _saga(world, graph), str(tmp_path / "dbos.sqlite")
@@ -60,7 +60,11 @@ def test_a_failed_write_of_dbos_says_what_is_in_effect_then_and_at_a_relaunch(
     assert said.startswith(f"saga {run_id!r} ended ERROR in DBOS (OSError(28, ")
     ran = list(world)
     monkeypatch.undo()  # (the disk has room again)
-    with DBOSRunner.start(db, sagas={"eng": lambda rid: saga}) as runner:
+    with caplog.at_level("WARNING", logger="rollback_lessons"):
+        runner = DBOSRunner.start(db, sagas={"eng": lambda rid: saga})
+    assert [r.getMessage() for r in caplog.records if r.name == "rollback_lessons"] == [said]
+    with runner:
+        assert runner.failed == {run_id: said} and runner.waiting() == {}
         with pytest.raises(WorkflowFailed) as again:
             runner.handle_for(saga, run_id).outcome()
         assert str(again.value) == said

@@ -66,18 +66,41 @@ class WorkflowFailed(RollbackLessonsError):
     def check(cls, run_id: str, exc: Exception) -> None:
         """``exc``, DBOS's answer for ``run_id``'s result, raised as one line if DBOS says
         the run ended ERROR (else the caller raises it as it is)."""
-        if isinstance(exc, (RollbackLessonsError, DBOSUnexpectedStepError)):
-            return  # (this package's own, a replay refused: said as they are)
-        status = DBOS.get_workflow_status(run_id)
-        if status is None or status.status != "ERROR":
+        if not cls.line(run_id, exc):  # (this package's own: RunnerClosed, ...: as it is)
             return
+        try:
+            status = DBOS.get_workflow_status(run_id)
+        except Exception:  # (DBOS gone meanwhile, say: its error is raised as it is)
+            return
+        said = cls.line(run_id, exc) if status is not None and status.status == "ERROR" else ""
+        if said:
+            raise cls(said) from exc
+
+    @staticmethod
+    def line(run_id: str, exc: BaseException | None) -> str:
+        """The line of run ``run_id``, ended ERROR by ``exc`` ("": one of this package's own
+        errors or a replay refused, said as they are)."""
+        if exc is None or isinstance(exc, (RollbackLessonsError, DBOSUnexpectedStepError)):
+            return ""
         said = next((n.removeprefix(lifetime.ERROR_SAID + ": ") for n in getattr(
             exc, "__notes__", ()) if n.startswith(lifetime.ERROR_SAID)), None)  # fmt: skip
         left = said or "what it left in effect was not saved: check its steps by hand"
         if said and "undone:" in said:
             left += " (have a person check and undo them by hand)"
-        raise cls(f"saga {run_id!r} ended ERROR in DBOS ({describe(exc)}), which DBOS never "
-                  f"resumes; {left}") from exc  # fmt: skip
+        return (f"saga {run_id!r} ended ERROR in DBOS ({describe(exc)}), which DBOS never "
+                f"resumes; {left}")  # fmt: skip
+
+
+SAGA_WORKFLOWS = ("rollback_lessons.saga", "rollback_lessons.graph_saga")
+
+
+def ended_error() -> dict[str, str]:
+    """The sagas on the open file that DBOS ended ERROR in its own code, by run id: their
+    line (``WorkflowFailed``), said at each launch, as they stay in effect (attack78 F5)."""
+    found = DBOS.list_workflows(status="ERROR", has_parent=False, load_input=False,
+                                name=list(SAGA_WORKFLOWS))  # fmt: skip
+    lines = {w.workflow_id: WorkflowFailed.line(w.workflow_id, w.error) for w in found}
+    return {run_id: said for run_id, said in lines.items() if said}
 
 
 @off_loop  # (under a running event loop, each call runs in a thread of its own: F4)
