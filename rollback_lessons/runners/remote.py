@@ -83,15 +83,19 @@ def run_undo(
     return None
 
 
-def reraise(exc: BaseException | None, outcome: Outcome) -> None:
+def reraise(
+    exc: BaseException | None, outcome: Outcome, raised: BaseException | None = None
+) -> None:
     """The run is over: the BaseException that cut a call short (a Ctrl-C, ``sys.exit``) is
     raised again, as ``saga.run`` does once what was done is undone; its notes say what the
-    rollback left (one that refuses notes is raised as is)."""
+    rollback left (one that refuses notes is raised as is). ``raised``: raised instead, with
+    those notes (an engine's own error made one line, ``exc`` its cause)."""
     if exc is None:
         return
     notes = outcome_notes(outcome)  # (the machine's wording, as saga.run's)
     if outcome.status == Status.COMMITTED:  # (it came once the saga committed: said so)
         notes.append(after_commit(exc))
+    exc = exc if raised is None else raised
     for note in notes:
         if note not in getattr(exc, "__notes__", ()):
             with contextlib.suppress(Exception):

@@ -5,6 +5,7 @@ from ..closed import RunnerClosed
 from .model import (
     CAMUNDA_VERSION,
     ENGINE,
+    BpmnEngineError,
     UnsupportedInBPMN,
     to_bpmn,
     to_bpmn_explicit,
@@ -14,6 +15,7 @@ from .spiff import BpmnRunner, run_explicit
 __all__ = [
     "CAMUNDA_VERSION",
     "ENGINE",
+    "BpmnEngineError",
     "BpmnRunner",
     "RunnerClosed",
     "UnsupportedInBPMN",

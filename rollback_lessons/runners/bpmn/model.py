@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from xml.sax.saxutils import quoteattr
 
-from ...errors import InvalidPipelineError
+from ...errors import InvalidPipelineError, RollbackLessonsError
 from ...operations import StepSpec
 from ...policies import PolicyLike, UndoPolicy, data_only
 from ...saga import Saga
@@ -74,6 +74,12 @@ W, H, GAP = 120, 80, 60  # a task's box (for names up to 14 characters), and the
 
 class UnsupportedInBPMN(InvalidPipelineError):
     """The saga uses an option this BPMN form does not express."""
+
+
+class BpmnEngineError(RollbackLessonsError):
+    """SpiffWorkflow raised an Exception in its own code mid-run (a bug of its): told to the
+    saga machine as a Ctrl-C there is; its notes say what is left, the engine's error is its
+    cause (attack78 F4)."""
 
 
 ENGINE = "BPMN"

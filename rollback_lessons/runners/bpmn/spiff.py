@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 from ..._graph_drive import asked_of
 from ..._shutdown import exit_warned
 from ...errors import InvalidPipelineError
+from ...events import describe
 from ...faults import InjectionLike, normalize_injection
 from ...machine import Machine, Phase
 from ...operations import ANSWERS, Finished, Op, RunStep, RunUndo
@@ -29,7 +30,7 @@ from ..history import Visit, Worker, do, over_noted, undo, walk
 from ..owed import undo_timeouts
 from ..wire import WRITTEN_LIST, SagaPlan, needs_graph, outcome_of, plan_of
 from .graph import GraphHost, run_workflow
-from .model import ENGINE, UnsupportedInBPMN, to_bpmn_explicit
+from .model import ENGINE, BpmnEngineError, UnsupportedInBPMN, to_bpmn_explicit
 
 # -- running the explicit form on SpiffWorkflow ---------------------------------------------
 
@@ -155,10 +156,9 @@ def run_explicit(
         )
         try:
             workflow.do_engine_steps()
-        except BaseException as exc:  # (an Exception there is SpiffWorkflow's own failure)
-            if issubclass(type(exc), Exception):
-                raise
-            came_through_a_script()
+        except BaseException as exc:  # (an Exception there is SpiffWorkflow's own failure:
+            if not issubclass(type(exc), Exception):  # told as a Ctrl-C there, attack78 F4)
+                came_through_a_script()
             _cut_between(saga, state, before, plan, host, exc)
         if not workflow.is_completed():
             raise RuntimeError("the BPMN workflow did not complete")
@@ -184,6 +184,7 @@ def _cut_between(saga: Saga, state: State | None, before: Any, plan: SagaPlan, h
     halted, the rest pending. Then ``exc`` is raised again, with ``saga.run``'s notes."""
     m = Machine(plan.undo_policy(), plan=plan.specs(), name=plan.name, run_id=plan.run_id)
     calls, worker, ours = list(host.worker.calls), host.worker, False
+    interrupt = not issubclass(type(exc), Exception)  # (an Exception: SpiffWorkflow's own)
     op: Op = m.start()
     while not isinstance(op, Finished):
         if type(op) not in (RunStep, RunUndo):  # (a list's form: policy continue, no retry)
@@ -193,7 +194,7 @@ def _cut_between(saga: Saga, state: State | None, before: Any, plan: SagaPlan, h
         if made is not None:
             calls.remove(made)
         elif kind == "action":  # never called: the interrupt came before it
-            m.not_run(step)
+            m.not_run(step, *([] if interrupt else ["the BPMN engine failed as it started"]))
             op, ours = m.fail(exc), True
             continue
         elif not ours:  # the engine's rollback was cut short there: halted, the rest pending
@@ -218,8 +219,20 @@ def _cut_between(saga: Saga, state: State | None, before: Any, plan: SagaPlan, h
             )  # fmt: skip
     outcome = outcome_of(saga, m.record(), before=before, state=state)
     Heard(saga).after(outcome)  # (told once the run is over, as the list form's are)
-    remote.reraise(exc, outcome)
+    remote.reraise(exc, outcome, engine_error(exc))
     raise exc  # (reraise raises it)
+
+
+def engine_error(exc: BaseException) -> BaseException:
+    """What a stop in SpiffWorkflow's own code raises: a Ctrl-C (any BaseException that is
+    not an Exception) as it is; an Exception, a bug of the engine's, as one line saying so,
+    ``exc`` its cause (the notes, added after, say what is left: attack78 F4)."""
+    if not issubclass(type(exc), Exception):
+        return exc
+    error = BpmnEngineError(f"BPMN: SpiffWorkflow failed in its own code, the run stopped "
+                            f"there: {describe(exc)}")  # fmt: skip
+    error.__cause__ = exc
+    return error
 
 
 def _parsed(saga: Saga, chosen: Any, host: dict[str, Any], graph: bool = False) -> Any:
@@ -263,12 +276,12 @@ def _run_graph(saga: Saga, state: State | None, world: State, before: Any, plan:
                                       "what_next": host.what_next}, graph=True)  # fmt: skip
     try:
         completed = run_workflow(workflow, host)  # False: it waits at an incident, a person's
-    except BaseException as exc:  # (told to the machine: its notes say what is left)
-        if issubclass(type(exc), Exception):
-            raise
-        came_through_a_script()
+    except BaseException as exc:  # (told to the machine: its notes say what is left; an
+        if not issubclass(type(exc), Exception):  # Exception, SpiffWorkflow's own: so too)
+            came_through_a_script()
         stopped(host, exc)
-        remote.reraise(exc, outcome_of(saga, machine.record(), before=before, state=state))
+        outcome = outcome_of(saga, machine.record(), before=before, state=state)
+        remote.reraise(exc, outcome, engine_error(exc))
         raise
     if not isinstance(host.op, Finished) or completed != workflow.is_completed():
         raise RuntimeError("the BPMN workflow did not complete")

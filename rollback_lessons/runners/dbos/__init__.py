@@ -11,7 +11,7 @@ from ..hosted import SagaChanged
 from .held import FileInUse, FileUnusable
 from .ids import RunIdInUse
 from .launch import DBOSUnavailable, RunsLeftRunning
-from .runner import DBOSHandle, DBOSRunner, ReplayRefused, UnknownRun
+from .runner import DBOSHandle, DBOSRunner, ReplayRefused, UnknownRun, WorkflowFailed
 from .stops import StoppedUnrecorded
 from .waits import RunnerClosed
 
@@ -30,4 +30,5 @@ __all__ = [
     "SagaChanged",
     "StoppedUnrecorded",
     "UnknownRun",
+    "WorkflowFailed",
 ]

@@ -13,12 +13,13 @@ from dbos import DBOS
 from dbos._error import DBOSUnexpectedStepError
 
 from ...errors import RollbackLessonsError
+from ...events import describe
 from ...outcome import Outcome
 from ...saga import Saga, State
 from .. import heard, hosted, remote
 from ..asking import AnswerRefused, Question, check_answer, refuse_unless_asked
 from ..wire import outcome_of, record_of
-from . import hosting, stops, waits, workflow
+from . import hosting, lifetime, stops, waits, workflow
 from .offloop import off_loop
 from .waits import RunnerClosed
 
@@ -54,6 +55,52 @@ class ReplayRefused(RollbackLessonsError):
             f"(another version started it); launch the version that started it{where} to "
             "finish it, or have a person check it by hand: its undos may still be pending"
         )
+
+
+class WorkflowFailed(RollbackLessonsError):
+    """DBOS's own code failed in a saga's workflow (a write of a step's result: a disk full),
+    and DBOS ended it ERROR, which it never resumes: one line, what the saga left in effect
+    as the note DBOS saved with the error says (``lifetime.ended_note``), the error its cause."""
+
+    @classmethod
+    def check(cls, run_id: str, exc: Exception) -> None:
+        """``exc``, DBOS's answer for ``run_id``'s result, raised as one line if DBOS says
+        the run ended ERROR (else the caller raises it as it is)."""
+        if not cls.line(run_id, exc):  # (this package's own: RunnerClosed, ...: as it is)
+            return
+        try:
+            status = DBOS.get_workflow_status(run_id)
+        except Exception:  # (DBOS gone meanwhile, say: its error is raised as it is)
+            return
+        said = cls.line(run_id, exc) if status is not None and status.status == "ERROR" else ""
+        if said:
+            raise cls(said) from exc
+
+    @staticmethod
+    def line(run_id: str, exc: BaseException | None) -> str:
+        """The line of run ``run_id``, ended ERROR by ``exc`` ("": one of this package's own
+        errors or a replay refused, said as they are)."""
+        if exc is None or isinstance(exc, (RollbackLessonsError, DBOSUnexpectedStepError)):
+            return ""
+        said = next((n.removeprefix(lifetime.ERROR_SAID + ": ") for n in getattr(
+            exc, "__notes__", ()) if n.startswith(lifetime.ERROR_SAID)), None)  # fmt: skip
+        left = said or "what it left in effect was not saved: check its steps by hand"
+        if said and "undone:" in said:
+            left += " (have a person check and undo them by hand)"
+        return (f"saga {run_id!r} ended ERROR in DBOS ({describe(exc)}), which DBOS never "
+                f"resumes; {left}")  # fmt: skip
+
+
+SAGA_WORKFLOWS = ("rollback_lessons.saga", "rollback_lessons.graph_saga")
+
+
+def ended_error() -> dict[str, str]:
+    """The sagas on the open file that DBOS ended ERROR in its own code, by run id: their
+    line (``WorkflowFailed``), said at each launch, as they stay in effect (attack78 F5)."""
+    found = DBOS.list_workflows(status="ERROR", has_parent=False, load_input=False,
+                                name=list(SAGA_WORKFLOWS))  # fmt: skip
+    lines = {w.workflow_id: WorkflowFailed.line(w.workflow_id, w.error) for w in found}
+    return {run_id: said for run_id, said in lines.items() if said}
 
 
 @off_loop  # (under a running event loop, each call runs in a thread of its own: F4)
@@ -165,6 +212,9 @@ class DBOSHandle:
             raise RunnerClosed.of(self.run_id, self.path) from None
         except stops.CANCELLED as exc:  # (DBOS keeps no result: the record kept here)
             data = stops.take(self.run_id, exc, left)
+        except Exception as exc:  # (DBOS's own failure, ERROR: one line, attack78 F5)
+            WorkflowFailed.check(self.run_id, exc)
+            raise
         finally:
             hosted.release(self.run_id)
             workflow.CANCELS.pop(self.run_id, None)

@@ -19,6 +19,8 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+from ...machine import Phase
+from ...schedule import GraphMachine
 from .. import heard, hosted
 from . import hosting, stops, waits
 
@@ -40,11 +42,37 @@ def running(run_id: str, machine: Any) -> Iterator[None]:
         raise
     except Exception as exc:
         ended = not waits.destroyed(exc) and not waits.closing()
+        if ended:  # (DBOS saves it, notes too, and ends the run ERROR: attack78 F5)
+            ended_note(machine, exc)
         raise
     finally:
         waits.live(run_id, False)
         if ended:
             over(run_id)
+
+
+ERROR_SAID = "DBOS: the saga's workflow ended ERROR, which DBOS never resumes"
+"""How the note of an Exception that ended a run's workflow begins (``ended_note``)."""
+
+
+def ended_note(machine: Any, exc: BaseException) -> None:
+    """``exc`` (DBOS's own failure: a write of a step's result, a disk full) ended the
+    workflow: DBOS saves it and ends the run ERROR, for good. Its note says what the saga
+    machine knows is in effect (``Machine.in_effect``; a step whose end was not heard may
+    have happened), saved with it, so that a relaunch reads it (attack78 F5)."""
+    done, maybe = machine.in_effect()
+    if isinstance(machine, GraphMachine):
+        running: tuple[str | None, ...] = machine.busy
+    else:
+        running = (machine.current,) if machine.phase is Phase.STEP else ()
+    called = getattr(stops.CALLED, "step", None)  # (its action was called: it may have run)
+    maybe = (*maybe, *(s for s in running if s == called and s not in done + maybe))
+    said = [f"done, not undone: {', '.join(done)}"] if done else []
+    said += [f"may have happened, not undone: {', '.join(maybe)}"] if maybe else []
+    note = f"{ERROR_SAID}: {'; '.join(said) or 'nothing done is left in effect'}"
+    if note not in getattr(exc, "__notes__", ()):
+        with contextlib.suppress(Exception):
+            exc.add_note(note)
 
 
 def over(run_id: str) -> None:

@@ -34,7 +34,7 @@ from ..wire import needs_graph, plan_of, record_of
 from . import hosting, ids, launch, offloop, stops, waits, workflow
 from .graph import graph_workflow
 from .handle import REPLAY_VERSION as REPLAY_VERSION
-from .handle import DBOSHandle, ReplayRefused, replay_version
+from .handle import DBOSHandle, ReplayRefused, WorkflowFailed, ended_error, replay_version
 from .held import hold, let_go, url
 from .hosting import check
 from .launch import DBOSUnavailable
@@ -72,6 +72,9 @@ class DBOSRunner(Closable):
         self.stranded: dict[str, str] = dict(stranded or {})
         """Sagas left unfinished on this file by a version this one does not resume (their
         DBOS application version, by run id): ``handle_for`` refuses them in one line."""
+        self.failed: dict[str, str] = {}
+        """Sagas on this file that DBOS ended ERROR in its own code (a write that failed),
+        which it never resumes: their line (``WorkflowFailed``), by run id."""
 
     @classmethod
     def start(
@@ -127,6 +130,9 @@ class DBOSRunner(Closable):
             stranded = {
                 w.workflow_id: str(w.app_version) for w in unfinished if w.app_version != version
             }
+            failed = ended_error()  # (DBOS resumes none: said at each launch, attack78 F5)
+            for said in failed.values():
+                logging.getLogger("rollback_lessons").warning("%s", said)
         except BaseException:
             if launched:  # stopped as ``close`` stops it, the lock kept while a saga runs on
                 launch.close(path, lock)  # (attack22's H3: a Ctrl-C after the launch let the
@@ -135,7 +141,9 @@ class DBOSRunner(Closable):
                     let_go(lock)
                 launch.LAUNCHED.release()
             raise
-        return cls(path, stranded, lock)
+        runner = cls(path, stranded, lock)
+        runner.failed = failed
+        return runner
 
     def start_saga(
         self,
@@ -215,6 +223,9 @@ class DBOSRunner(Closable):
                         raise stopped
 
                     return DBOSHandle(saga, run_id, state, before, result, self.path, kept)
+                except Exception as exc:  # (DBOS's own failure, ERROR: one line, attack78 F5)
+                    WorkflowFailed.check(run_id, exc)
+                    raise
                 finally:
                     launch.CALLERS.discard(run_id)
                 return DBOSHandle(saga, run_id, state, before, lambda: data, self.path, kept)
@@ -318,6 +329,9 @@ class DBOSRunner(Closable):
             raise ReplayRefused.of(run_id, exc, self.path) from None
         except stops.CANCELLED as exc:  # (stopped: the record outcome() gives)
             return record_of(stops.take(run_id, exc))
+        except Exception as exc:  # (DBOS's own failure, ERROR: one line, attack78 F5)
+            WorkflowFailed.check(run_id, exc)
+            raise
         finally:
             if run_id not in hosted.RUNS:  # (no handle here reads it: kept no longer)
                 stops.forget(run_id)

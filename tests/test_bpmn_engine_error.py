@@ -1,0 +1,81 @@
+"""BPMN: an Exception raised in SpiffWorkflow's own code mid-run (a bug of the engine's) is
+told to the saga machine as a Ctrl-C there is: one line, ``BpmnEngineError``, the engine's
+error its cause, its notes saying what is left (attack78 F4)."""
+
+from __future__ import annotations
+
+import pytest
+
+from rollback_lessons import Saga, Step
+from rollback_lessons.runners.bpmn import BpmnEngineError, BpmnRunner
+from rollback_lessons.saga import Parallel
+
+
+def _saga(world: list[str], graph: bool = False) -> Saga:
+    def step(name: str) -> Step:
+        return Step(name, lambda s: world.append(f"do {name}"),
+                    lambda s: world.append(f"undo {name}"))  # fmt: skip
+
+    if graph:
+        return Saga([step("a"), Parallel(step("b"), step("c")), step("d")], name="eng")
+    return Saga([step("a"), step("b"), step("c")], name="eng")
+
+
+def _failing_at(monkeypatch: pytest.MonkeyPatch, world: list[str], after: str) -> None:
+    """SpiffWorkflow's script engine fails at its first condition or script once ``after``
+    is in the world, as a bug of its own would."""
+    from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
+
+    for name in ("evaluate", "execute"):
+        real = getattr(PythonScriptEngine, name)
+
+        def broken(self, task, text, context=None, real=real, name=name):  # type: ignore[no-untyped-def]
+            if after in world:
+                raise RuntimeError(f"engine bug in {name}")
+            return real(self, task, text, context)
+
+        monkeypatch.setattr(PythonScriptEngine, name, broken)
+
+
+def _raised(run) -> BaseException:  # type: ignore[no-untyped-def]
+    with BpmnRunner.start() as runner, pytest.raises(BaseException) as got:
+        run(runner)
+    return got.value
+
+
+def test_list_form_going_forward_undoes_what_was_done_and_says_so(monkeypatch):
+    world: list[str] = []
+    _failing_at(monkeypatch, world, "do b")
+    got = _raised(lambda r: r.run(_saga(world), {}))
+    assert type(got) is BpmnEngineError
+    assert str(got) == (
+        "BPMN: SpiffWorkflow failed in its own code, the run stopped there: "
+        "RuntimeError('engine bug in evaluate')"
+    )
+    assert type(got.__cause__) is RuntimeError
+    assert world == ["do a", "do b", "undo b", "undo a"]
+    assert got.__notes__ == ["rollback: c was not run: the BPMN engine failed as it started"]
+
+
+def test_list_form_in_the_engines_rollback_ends_it_halted_with_what_is_left(monkeypatch):
+    world: list[str] = []
+    _failing_at(monkeypatch, world, "undo b")
+    got = _raised(lambda r: r.run(_saga(world), {}, inject={"c": "fail"}))
+    assert type(got) is BpmnEngineError and type(got.__cause__) is RuntimeError
+    assert world == ["do a", "do b", "undo b"]
+    assert got.__notes__ == [
+        "rollback: rollback interrupted by RuntimeError('engine bug in evaluate') in the BPMN "
+        "engine's own code, before the undo of a; not known to be undone: a"
+    ]
+
+
+def test_graph_form_stops_where_it_is_and_names_what_is_not_undone(monkeypatch):
+    world: list[str] = []
+    _failing_at(monkeypatch, world, "do c")
+    got = _raised(lambda r: r.run(_saga(world, graph=True), {}))
+    assert type(got) is BpmnEngineError and type(got.__cause__) is RuntimeError
+    assert str(got).startswith("BPMN: SpiffWorkflow failed in its own code, the run stopped")
+    assert world == ["do a", "do b", "do c"]
+    assert len(got.__notes__) == 1
+    assert got.__notes__[0].startswith("rollback: rollback interrupted by RuntimeError(")
+    assert got.__notes__[0].endswith("going forward; not known to be undone: c, b, a")

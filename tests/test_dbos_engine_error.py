@@ -1,0 +1,74 @@
+"""DBOS: a write of DBOS's own that fails mid-run (a step's result not saved: a disk full)
+ends the workflow ERROR, which DBOS never resumes. The run says so in one line
+(``WorkflowFailed``, DBOS's error its cause) naming what is done and not undone, from the
+saga machine; a relaunch on the same file says the same (attack78 F5)."""
+
+from __future__ import annotations
+
+import pytest
+from dbos._sys_db import SystemDatabase
+
+from rollback_lessons import Saga, Step
+from rollback_lessons.runners.dbos import DBOSRunner, WorkflowFailed
+from rollback_lessons.saga import Parallel
+
+
+def _saga(world: list[str], graph: bool = False) -> Saga:
+    def step(name: str) -> Step:
+        return Step(name, lambda s: world.append(f"do {name}"),
+                    lambda s: world.append(f"undo {name}"))  # fmt: skip
+
+    if graph:
+        return Saga([step("a"), Parallel(step("b"), step("c")), step("d")], name="eng")
+    return Saga([step("a"), step("b"), step("c")], name="eng")
+
+
+def _disk_full_at(monkeypatch: pytest.MonkeyPatch, k: int) -> None:
+    """DBOS's k-th save of a step's result fails, as SQLite on a full disk would."""
+    real, calls = SystemDatabase.record_operation_result, [0]
+
+    def record(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls[0] += 1
+        if calls[0] == k:
+            raise OSError(28, "No space left on device")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(SystemDatabase, "record_operation_result", record)
+
+
+@pytest.mark.parametrize(
+    ("graph", "k", "left"),
+    [
+        (False, 2, "may have happened, not undone: a"),  # (a's end not saved)
+        (False, 3, "done, not undone: a"),  # (b's intent not saved: b never called)
+        (True, 4, "done, not undone: a; may have happened, not undone: b"),
+    ],
+)
+def test_a_failed_write_of_dbos_says_what_is_in_effect_then_and_at_a_relaunch(
+    tmp_path, monkeypatch, caplog, graph, k, left
+):
+    world: list[str] = []
+    saga, db = _saga(world, graph), str(tmp_path / "dbos.sqlite")
+    _disk_full_at(monkeypatch, k)
+    with DBOSRunner.start(db) as runner, pytest.raises(WorkflowFailed) as got:
+        runner.run(saga, {})
+    said = str(got.value)
+    assert type(got.value.__cause__) is OSError and "\n" not in said
+    assert said.endswith(f"), which DBOS never resumes; {left} (have a person check and "
+                         "undo them by hand)")  # fmt: skip
+    run_id = said.split("'")[1]
+    assert said.startswith(f"saga {run_id!r} ended ERROR in DBOS (OSError(28, ")
+    ran = list(world)
+    monkeypatch.undo()  # (the disk has room again)
+    with caplog.at_level("WARNING", logger="rollback_lessons"):
+        runner = DBOSRunner.start(db, sagas={"eng": lambda rid: saga})
+    assert [r.getMessage() for r in caplog.records if r.name == "rollback_lessons"] == [said]
+    with runner:
+        assert runner.failed == {run_id: said} and runner.waiting() == {}
+        with pytest.raises(WorkflowFailed) as again:
+            runner.handle_for(saga, run_id).outcome()
+        assert str(again.value) == said
+        with pytest.raises(WorkflowFailed) as read:
+            runner.record(run_id)
+        assert str(read.value) == said
+    assert world == ran  # (nothing resumed, nothing undone twice)
