@@ -48,20 +48,29 @@ def _turns(handle: WorkflowHandle[Any, Any], completion: Sequence[str],
             refuse_if_closing(step)
         if answer.cancelled():
             raise not_begun(step, "its worker stopped before its turn")
-        try:
-            answer.result(0)  # (not answered within ``timeout``: TimeoutError)
-        finally:
-            answer.cancel()  # (answered: a no-op)
+        if not answer.done():  # (``timeout``: as long as every step's tries may take)
+            answer.cancel()
+            what = "turn was not given" if update == "turn" else "begin was not recorded"
+            raise not_begun(step, f"its {what} within {timeout:g} s, the longest every "
+                            "step's tries may take (turn_wait)")  # fmt: skip
+        answer.result(0)
 
     def wait_turn(step: str) -> None:
         closed = closing()
         asker = activity.info().activity_id  # (in its activity's thread)
-        answered(step, "turn", [step, order, asker], closed)  # its turn
-        try:
-            answered(step, "begin", [step, asker], closed)  # its call begins: recorded first
-        except ApplicationError:  # refused here (``not_begun``)
-            raise
-        except Exception:  # refused by the workflow (its end heard first), or unanswered
-            raise not_begun(step, "its begin was not recorded") from None
+        for update, args in (("turn", [step, order, asker]), ("begin", [step, asker])):
+            try:  # its turn; then its call begins: recorded first
+                answered(step, update, args, closed)
+            except ApplicationError:  # refused here (``not_begun``)
+                raise
+            except Exception as exc:  # refused by the workflow (its end heard first), or
+                # unanswered (the server unreachable): never called, scheduled again
+                raise not_begun(step, f"its {update} was refused: {_said(exc)}") from None
 
     return wait_turn
+
+
+def _said(exc: BaseException) -> str:
+    """An Update's failure in one line: the workflow's own words when it refused it."""
+    cause = getattr(exc, "cause", None) or exc
+    return (str(cause).strip().splitlines() or [type(cause).__name__])[0]
