@@ -62,6 +62,34 @@ def test_a_step_waits_for_its_turn_through_a_siblings_retries_as_in_process():
     assert world == here == ["do a", "do a", "do a", "do b"]
 
 
+def test_a_group_larger_than_the_updates_a_run_may_have_in_flight_plays_its_timing():
+    """24 steps at once, played last to first: each action asks its ``turn`` only once the
+    Query ``running`` says it is first, so the server's limit on Updates in flight (10) is
+    never reached. Before, the turns of 10 steps waiting held them all: the others were
+    refused, the run rolled back on an RPCError (and with turns refused scheduled again,
+    the first one's never came: a livelock)."""
+    names = [f"s{i}" for i in range(24)]
+
+    def saga(world: list[str]) -> Saga:
+        def act(name: str):
+            return lambda s: world.append(name)
+
+        return Saga([Parallel(*(Step(n, act(n), None) for n in names))], name="wide")
+
+    here: list[str] = []
+    local = saga(here).run({}, completion=names[::-1], clock=VirtualClock())
+
+    async def scenario() -> tuple:
+        world: list[str] = []
+        async with await TemporalRunner.start() as runner:
+            run = runner.run(saga(world), {}, completion=names[::-1], step_timeout=30.0)
+            return await asyncio.wait_for(run, 300), world  # (a livelock: failed, not hung)
+
+    remote, world = asyncio.run(scenario())
+    same_outcome(local, remote)
+    assert world == here == names[::-1]
+
+
 def test_the_turns_wait_covers_every_steps_tries():
     """``turn_wait``: each step's every attempt within step_timeout, and its retry waits."""
     plan = plan_for(_saga([]), completion=["a", "b"], step_timeout=STEP_TIMEOUT)
@@ -75,6 +103,9 @@ class _Handle:
 
     def __init__(self, refuse: bool) -> None:
         self.refuse = refuse
+
+    async def query(self, name: str) -> list[str]:
+        return ["b"]  # (b is first of the running: it asks its turn)
 
     async def execute_update(self, update: str, args: list) -> None:
         if self.refuse:
