@@ -151,6 +151,9 @@ class _Late:
                 raise
         return await self.handle.execute_update(update, args=args)
 
+    async def query(self, name: str):
+        return await self.handle.query(name)
+
 
 def test_a_begin_sent_once_the_activitys_end_was_heard_is_refused(on_temporal, monkeypatch):
     """d's first activity is told its turn, then its worker falls silent before it says its

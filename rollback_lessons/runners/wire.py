@@ -144,7 +144,7 @@ class SagaPlan:
     (ASL, BPMN) draws its branches from; None: a list."""
     turns: bool = False
     """Temporal's: each action waits for its turn (``completion``) before its call, a wait
-    ``step_timeout`` does not count (the server allows it as long again)."""
+    ``step_timeout`` does not count (``timeouts.turn_wait``: every step's tries)."""
     timing: list[str] | None = None
     """Temporal's: the timing ``completion`` plays (the order of the turns), kept with the
     run so a process taking it up (``handle_for``) gives its actions the same turns."""

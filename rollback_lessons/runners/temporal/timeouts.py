@@ -4,7 +4,8 @@ worker that is gone, the heartbeat's within seconds whatever the saga's length."
 
 from __future__ import annotations
 
-from ..wire import SagaPlan
+from ...policies import RetryPolicy
+from ..wire import SagaPlan, StepPlan
 
 MARGIN = 5.0
 """Seconds Temporal waits beyond an undo's own timeout (or an action's ``step_timeout``)
@@ -22,7 +23,28 @@ saga's ``turn_wait`` (attack64 F3: 365 s for 5 steps). Far above ``BEAT``: a loa
 machine's late heartbeat does not fail a call still running."""
 
 
+TURN_CAP = 30 * 86400.0
+"""The longest wait for a turn, whatever the plan: past it, the action is refused as never
+begun and scheduled again (a wait the OS's timers and the server both take)."""
+
+
 def turn_wait(plan: SagaPlan) -> float:
-    """How long an action may wait for its turn (``completion``): every other step's action
-    in turn before it, each within ``step_timeout``; 0 with no turns to wait for."""
-    return plan.step_timeout * len(plan.steps) if plan.turns else 0.0
+    """How long an action may wait for its turn (``completion``): as long as every step's
+    action may take, each attempt its RetryPolicy allows within ``step_timeout`` (or timed
+    out by the server, its worker gone) and every wait between them (attack78 F1: bounded
+    by ``step_timeout`` alone, a sibling's retries outlasted it, and the step waiting failed
+    with a bare TimeoutError); 0 with no turns to wait for."""
+    if not plan.turns:
+        return 0.0
+    return min(sum(_longest(step, plan.step_timeout) for step in plan.steps), TURN_CAP)
+
+
+def _longest(step: StepPlan, step_timeout: float) -> float:
+    """The longest a step's action may keep the ones after it in ``completion`` waiting."""
+    retry = step.retry
+    attempts, waits = 1, 0.0
+    if retry is not None:
+        policy = RetryPolicy(retry.max_attempts, retry.initial_delay, retry.multiplier,
+                             retry.max_delay)  # fmt: skip
+        attempts, waits = retry.max_attempts, policy.worst_wait()
+    return attempts * (step_timeout + MARGIN + HEARTBEAT_TIMEOUT) + waits
