@@ -343,11 +343,15 @@ def panel_fits_and_reads(page, sel: str, i: int, where: str) -> None:
     12 px (pictures: their smallest text at the size they are shown), nothing overlapping,
     nothing cut without its whole text beside it, and no part of it scrolls to show what
     it holds."""
-    for _ in range(60):  # scrolled, then measured once the layout above it has settled
-        check(page, "scrollTo", [sel, i])  # (20 tries were once too few, on a fresh clone)
+    # Scrolled, then measured once the layout above it has settled: for up to 20 s, not a
+    # count of tries (60 tries of 100 ms were too few once under load, ci61, lesson 12).
+    settle_by = time.monotonic() + 20
+    while True:
+        check(page, "scrollTo", [sel, i])
         page.wait_for_timeout(100)
         area, box = check(page, "area"), check(page, "box", [sel, i])
-        if box == check(page, "box", [sel, i]) and area["top"] - 1 <= box["top"]:
+        settled = box == check(page, "box", [sel, i]) and area["top"] - 1 <= box["top"]
+        if settled or time.monotonic() > settle_by:
             break
     assert box["height"] <= area["height"], (
         f"{where}: {box['height']:.0f} px tall, the screen shows {area['height']:.0f}"
