@@ -12,6 +12,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import sys
 
 import pytest
 from conftest import crash_at_first_undo, dead_pid, recover_command
@@ -251,3 +252,48 @@ def test_a_halt_recover_decided_whose_end_it_could_not_write_is_honoured_next_ti
         working, _ = _registry(calls)
         [done] = recover(journal, working).recovered
     assert calls == ["b"] and done.status is Status.HALTED and done.pending == ("b", "a")
+
+
+# -- attack84 F1: a program that execs another keeps its pid and start time ----------------
+
+_EXEC = """
+import os, sys
+from rollback_lessons import Saga, Step
+from rollback_lessons.durable.journal import Journal
+from rollback_lessons.durable.registry import Registry
+
+reg = Registry()
+undo = reg.add("u", lambda step, idempotency_key=None: print("undo", step, flush=True))
+if sys.argv[2] == "first":  # a saga whose step b restarts the program, as an autoreloader does
+    def restart(state):
+        os.execv(sys.executable, [sys.executable, __file__, sys.argv[1], "again"])
+    steps = [Step("a", lambda s: None, undo.bind(step="a")),
+             Step("b", restart, undo.bind(step="b"))]
+    Saga(steps, name="ex").run({}, journal=Journal(sys.argv[1]), run_id="r1")
+else:  # the same pid, the same start time, another program: it waits, holding nothing
+    print("running again", os.getpid(), flush=True)
+    sys.stdin.readline()
+"""
+
+
+@pytest.mark.skipif(process_space() is None, reason="no /proc to read the process from")
+def test_an_owner_that_execd_another_program_is_dead_though_its_pid_runs(tmp_path):
+    script, path = tmp_path / "restart.py", tmp_path / "j.db"
+    script.write_text(_EXEC)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(path), "first"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("running again"), line
+        with Journal(path) as journal:
+            row = journal.saga("r1")
+            assert row.owner_pid == proc.pid == int(line.split()[-1]) and row.status == "running"
+            calls: list[str] = []
+            reg = Registry()
+            reg.add("u", lambda step, idempotency_key=None: calls.append(step))
+            [done] = recover(journal, reg).recovered
+        assert calls == ["a"] and done.status is Status.ROLLBACK_INCOMPLETE  # b: no undo logged
+    finally:
+        proc.communicate("\n", timeout=30)

@@ -3,7 +3,11 @@
 A pid alone is not enough to tell whether that process still runs (pids are reused), so the
 process's start time goes with it, and where the pid means it: its PID namespace and the
 boot (``space``). A container with the same host name numbers its own processes; a pid
-recorded in another namespace or before a reboot cannot be checked here.
+recorded in another namespace or before a reboot cannot be checked here. A program that
+``exec``s another (a service restarting itself, an autoreloader) keeps its pid and its start
+time but not its program: the owner died with its stack. ``space`` also carries where that
+program's stack began, which the kernel places at random at every exec (``exec 7ffd...``):
+a pid whose stack begins elsewhere now runs another program (attack84 F1).
 """
 
 from __future__ import annotations
@@ -28,6 +32,27 @@ def process_start(pid: int) -> float | None:
     return float(fields[19])
 
 
+def process_exec(pid: int) -> str | None:
+    """Where process ``pid``'s stack began (/proc's ``startstack``, hex): set at each exec,
+    at random where the kernel randomizes address spaces (its default); None where /proc
+    does not tell (another user's process reads 0)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            field = stat.read().rsplit(b")", 1)[1].split()[25]
+    except (OSError, IndexError):
+        return None
+    return None if field in (b"0", b"") else format(int(field), "x")
+
+
+def _split(space: str | None) -> tuple[str | None, str | None]:
+    """(where, exec) of a recorded ``space``: the exec part is this process's own, not
+    compared between two processes."""
+    if space is None or " exec " not in space:
+        return space, None
+    where, _, program = space.rpartition(" exec ")
+    return where, program
+
+
 def process_space() -> str | None:
     """Where this process's pid names it: its PID namespace and the boot (Linux), as
     ``pid:[4026531836] boot 1b2c...``; None where /proc does not tell. Read as UTF-8, the
@@ -36,9 +61,11 @@ def process_space() -> str | None:
     try:
         namespace = os.readlink("/proc/self/ns/pid")
         with open("/proc/sys/kernel/random/boot_id", encoding="utf-8") as boot:
-            return f"{namespace} boot {boot.read().strip()}"
+            where = f"{namespace} boot {boot.read().strip()}"
     except (OSError, UnicodeDecodeError):
         return None
+    program = process_exec(os.getpid())
+    return where if program is None else f"{where} exec {program}"
 
 
 def process_alive(
@@ -53,19 +80,20 @@ def process_alive(
     pid names the same process here, and a live owner must never look unknowable."""
     if pid is None:
         return False
-    here = me()[3]
+    here = _split(me()[3])[0]
+    space, program = _split(space)
     if space is not None and space == here:  # (the boot id: the same kernel, this machine)
-        return _alive_here(pid, started)
+        return _alive_here(pid, started, program)
     if host != socket.gethostname():
         return None
     if space != here:
         if space is not None:
             return None  # its pid names another process here, or none
-        return True if _alive_here(pid, started) else None
-    return _alive_here(pid, started)
+        return True if _alive_here(pid, started, program) else None
+    return _alive_here(pid, started, program)
 
 
-def _alive_here(pid: int, started: float | None) -> bool:
+def _alive_here(pid: int, started: float | None, program: str | None = None) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -75,7 +103,10 @@ def _alive_here(pid: int, started: float | None) -> bool:
     now = process_start(pid)
     if now == -1.0:
         return False
-    return not (started is not None and now is not None and now != started)
+    if started is not None and now is not None and now != started:
+        return False  # another process with that pid
+    running = process_exec(pid) if program is not None else None
+    return not (running is not None and running != program)  # (the same, or exec'd since)
 
 
 def unreachable(host: str | None, space: str | None) -> str:
