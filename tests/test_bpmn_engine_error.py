@@ -79,3 +79,27 @@ def test_graph_form_stops_where_it_is_and_names_what_is_not_undone(monkeypatch):
     assert len(got.__notes__) == 1
     assert got.__notes__[0].startswith("rollback: rollback interrupted by RuntimeError(")
     assert got.__notes__[0].endswith("going forward; not known to be undone: c, b, a")
+
+
+@pytest.mark.parametrize("graph", [False, True])
+def test_a_bug_as_the_engine_builds_the_workflow_is_one_line_and_nothing_ran(monkeypatch, graph):
+    """SpiffWorkflow readies its start event inside ``BpmnWorkflow(...)``: a failure there
+    was a bare RuntimeError from inside the engine (attack83 F1)."""
+    import SpiffWorkflow.specs.base as base
+
+    real = base.TaskSpec._on_ready
+
+    def broken(self, my_task):  # type: ignore[no-untyped-def]
+        if self.name == "Start":
+            raise RuntimeError("engine bug as it readies Start")
+        return real(self, my_task)
+
+    monkeypatch.setattr(base.TaskSpec, "_on_ready", broken)
+    world: list[str] = []
+    got = _raised(lambda r: r.run(_saga(world, graph), {}))
+    assert type(got) is BpmnEngineError and "\n" not in str(got)
+    assert "RuntimeError('engine bug as it readies Start')" in str(got)
+    assert type(got.__cause__) is RuntimeError and world == []
+    assert got.__notes__ == [
+        "saga 'eng': it stopped as it built the workflow, before any step: nothing ran"
+    ]

@@ -106,10 +106,6 @@ def run_explicit(
             "there ends every branch, so the steps still running could not finish"
         )
     asked = asked_of(cancel)
-    from SpiffWorkflow.bpmn import BpmnWorkflow
-    from SpiffWorkflow.bpmn.parser import BpmnParser
-    from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine, TaskDataEnvironment
-
     chosen = data_only(policy if policy is not None else saga.policy, ENGINE)
     graph = needs_graph(saga, undo_order=undo_order, cancel=cancel, form=WRITTEN_LIST)
     if chosen.name != "continue" and not graph:
@@ -141,19 +137,7 @@ def run_explicit(
             raise RuntimeError("the machine does not start with a step")
         timeouts = undo_timeouts(plan.specs(), plan.undo_policy())
         host = _Host(Worker(run_id, saga, world, faults), machine, timeouts)
-        parser = BpmnParser()
-        parser.add_bpmn_str(to_bpmn_explicit(saga, policy=chosen).encode())
-
-        class FeelConditions(PythonScriptEngine):  # type: ignore[misc]
-            def evaluate(self, task: Any, expression: str, external_context: Any = None) -> Any:
-                return super().evaluate(task, _python(expression), external_context)
-
-        engine = FeelConditions(environment=TaskDataEnvironment({"do": host.do, "undo": host.undo}))
-        workflow = BpmnWorkflow(
-            parser.get_spec("saga_explicit"),
-            parser.get_subprocess_specs("saga_explicit"),
-            script_engine=engine,
-        )
+        workflow = _parsed(saga, chosen, {"do": host.do, "undo": host.undo})
         try:
             workflow.do_engine_steps()
         except BaseException as exc:  # (an Exception there is SpiffWorkflow's own failure:
@@ -241,19 +225,25 @@ def _parsed(saga: Saga, chosen: Any, host: dict[str, Any], graph: bool = False) 
     from SpiffWorkflow.bpmn.parser import BpmnParser
     from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine, TaskDataEnvironment
 
-    parser = BpmnParser()
-    parser.add_bpmn_str(to_bpmn_explicit(saga, policy=chosen, graph=graph).encode())
+    xml = to_bpmn_explicit(saga, policy=chosen, graph=graph).encode()
 
     class FeelConditions(PythonScriptEngine):  # type: ignore[misc]
         def evaluate(self, task: Any, expression: str, external_context: Any = None) -> Any:
             return super().evaluate(task, _python(expression), external_context)
 
-    engine = FeelConditions(environment=TaskDataEnvironment(host))
-    return BpmnWorkflow(
-        parser.get_spec("saga_explicit"),
-        parser.get_subprocess_specs("saga_explicit"),
-        script_engine=engine,
-    )
+    try:  # (SpiffWorkflow readies its start event here, before any step: attack83 F1)
+        parser = BpmnParser()
+        parser.add_bpmn_str(xml)
+        return BpmnWorkflow(
+            parser.get_spec("saga_explicit"),
+            parser.get_subprocess_specs("saga_explicit"),
+            script_engine=FeelConditions(environment=TaskDataEnvironment(host)),
+        )
+    except Exception as exc:  # a bug of the engine's as it builds the workflow: nothing ran
+        error = engine_error(exc)
+        error.add_note(f"saga {saga.name!r}: it stopped as it built the workflow, before any "
+                       "step: nothing ran")  # fmt: skip
+        raise error from exc
 
 
 def _run_graph(saga: Saga, state: State | None, world: State, before: Any, plan: SagaPlan,
