@@ -87,7 +87,8 @@ class WorkflowFailed(RollbackLessonsError):
         left = said or "what it left in effect was not saved: check its steps by hand"
         if said and "undone:" in said:
             left += " (have a person check and undo them by hand)"
-        return (f"saga {run_id!r} ended ERROR in DBOS ({describe(exc)}), which DBOS never "
+        error = exc.args[0] if isinstance(exc, lifetime.EndedBy) and exc.args else describe(exc)
+        return (f"saga {run_id!r} ended ERROR in DBOS ({error}), which DBOS never "
                 f"resumes; {left}")  # fmt: skip
 
 

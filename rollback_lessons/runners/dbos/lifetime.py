@@ -16,9 +16,11 @@ keeps them, as before. What ``record(run_id)`` reads with no handle (``stops.STO
 from __future__ import annotations
 
 import contextlib
+import pickle
 from collections.abc import Iterator
 from typing import Any
 
+from ...events import describe
 from ...machine import Phase
 from ...schedule import GraphMachine
 from .. import heard, hosted
@@ -43,7 +45,9 @@ def running(run_id: str, machine: Any) -> Iterator[None]:
     except Exception as exc:
         ended = not waits.destroyed(exc) and not waits.closing()
         if ended:  # (DBOS saves it, notes too, and ends the run ERROR: attack78 F5)
-            ended_note(machine, exc)
+            saved = ended_note(machine, exc)
+            if saved is not exc:
+                raise saved from exc
         raise
     finally:
         waits.live(run_id, False)
@@ -55,11 +59,19 @@ ERROR_SAID = "DBOS: the saga's workflow ended ERROR, which DBOS never resumes"
 """How the note of an Exception that ended a run's workflow begins (``ended_note``)."""
 
 
-def ended_note(machine: Any, exc: BaseException) -> None:
+class EndedBy(Exception):
+    """DBOS's own error that ended a workflow, as DBOS saves it when that error would lose
+    its note in DBOS's pickle (SQLAlchemy's errors, a disk full among them, are rebuilt
+    from their arguments alone: attack83 F3): its description (``args[0]``), and the note."""
+
+
+def ended_note(machine: Any, exc: BaseException) -> BaseException:
     """``exc`` (DBOS's own failure: a write of a step's result, a disk full) ended the
     workflow: DBOS saves it and ends the run ERROR, for good. Its note says what the saga
     machine knows is in effect (``Machine.in_effect``; a step whose end was not heard may
-    have happened), saved with it, so that a relaunch reads it (attack78 F5)."""
+    have happened), saved with it, so that a relaunch reads it (attack78 F5). What the
+    workflow raises for DBOS to save: ``exc``, or an ``EndedBy`` of it where DBOS's pickle
+    would drop the note."""
     done, maybe = machine.in_effect()
     if isinstance(machine, GraphMachine):
         running: tuple[str | None, ...] = machine.busy
@@ -73,6 +85,15 @@ def ended_note(machine: Any, exc: BaseException) -> None:
     if note not in getattr(exc, "__notes__", ()):
         with contextlib.suppress(Exception):
             exc.add_note(note)
+    try:  # (a handful of writes at most, once per run that ends so)
+        kept = note in getattr(pickle.loads(pickle.dumps(exc)), "__notes__", ())
+    except Exception:  # (one that cannot be pickled at all: kept as its description)
+        kept = False
+    if kept:
+        return exc
+    saved = EndedBy(describe(exc))
+    saved.add_note(note)
+    return saved
 
 
 def over(run_id: str) -> None:
