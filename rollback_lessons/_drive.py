@@ -360,6 +360,8 @@ class Driver:
                                 done = await (
                                     done if timeout is None else within(done, timeout, role, step)
                                 )
+                            elif done is not None:  # (a generator, async or not, is never
+                                checked(done, role, step)  # reported undone: attack84 F2)
                 except BaseException as exc:  # CancelledError too
                     thrown = shut_down(self, exc, todo)  # (asyncio.run's end: ``_shutdown``)
                     if thrown is not None:

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .calls import late, still_running, timed_out, what
+from .calls import checked, late, still_running, timed_out, what
 
 
 async def within(awaitable: Any, timeout: float, role: str, step: str) -> Any:
@@ -82,7 +82,7 @@ async def acall_timed(
     result = box.result()
     if result is not None and hasattr(result, "__await__"):
         return await within(result, max(timeout - (loop.time() - start), 0.0), role, step)
-    return result
+    return result if result is None else checked(result, role, step)  # (a generator: F2)
 
 
 def _target(loop: Any, box: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:

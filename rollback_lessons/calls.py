@@ -86,7 +86,8 @@ def call_sync(fn: Callable[..., Any], args: tuple[Any, ...], role: str, step: st
 
 
 def checked(result: Any, role: str, step: str) -> Any:
-    """A result, unless it is an awaitable or a generator (then a TypeError that says so)."""
+    """A result, unless it is an awaitable or a generator, async too (then a TypeError that
+    says so: a body that never ran is never reported done)."""
     if inspect.isawaitable(result):
         if inspect.iscoroutine(result):
             result.close()  # never leave it un-awaited and silently dropped
@@ -97,6 +98,8 @@ def checked(result: Any, role: str, step: str) -> Any:
     if inspect.isgenerator(result):
         result.close()
         raise TypeError(f"{what(role, step)} returned a generator: its body never ran")
+    if inspect.isasyncgen(result):  # (neither awaitable nor a generator: attack84 F2)
+        raise TypeError(f"{what(role, step)} returned an async generator: its body never ran")
     return result
 
 

@@ -20,7 +20,7 @@ import warnings
 import pytest
 from conftest import dead_pid
 
-from rollback_lessons import RetryPolicy, Saga, Status, Step, UndoPolicy
+from rollback_lessons import RetryPolicy, Rollback, Saga, Status, Step, UndoPolicy
 from rollback_lessons.durable import recovery
 from rollback_lessons.durable.files import SCHEMA_VERSION
 from rollback_lessons.durable.journal import Journal, JournalError, JournalTakenOver
@@ -143,6 +143,45 @@ def test_a_generator_compensation_is_a_dead_letter_in_recover_as_in_process(tmp_
     assert done.status is o.status is Status.ROLLBACK_INCOMPLETE
     assert [str(d.error) for d in done.dead_letters] == [str(d.error) for d in o.dead_letters]
     assert "its body never ran" in str(done.dead_letters[0].error)
+
+
+@pytest.mark.parametrize("kind", ["async", "plain"])
+@pytest.mark.parametrize("driver", ["run", "arun", "Rollback"])
+def test_a_generator_undo_is_a_dead_letter_in_every_driver_and_in_recover(tmp_path, driver, kind):
+    """attack84 F2: an undo that gives an async generator (a registered ``async def`` that
+    yields, or a plain undo returning one) was reported undone: its body never ran; so was a
+    plain generator in ``saga.arun``."""
+    reg, ran = Registry(), []
+
+    async def agen(room, idempotency_key=None):
+        ran.append(room)
+        yield
+
+    def gen(room, idempotency_key=None):
+        ran.append(room)
+        yield
+
+    release = agen if kind == "async" else gen
+    said = f"returned {'an async generator' if kind == 'async' else 'a generator'}: its body"
+
+    undo = reg.add("release", release)
+    if driver == "Rollback":  # (no journal: a plain undo that returns one)
+        with pytest.raises(ZeroDivisionError), Rollback() as rb:
+            rb.do("hold", lambda: None, lambda: release("r1"))
+            raise ZeroDivisionError
+        o = rb.outcome
+    else:
+        saga = Saga([Step("hold", lambda s: None, undo.bind(room="r1"), register="before"),
+                     Step("pay", lambda s: 1 / 0)])  # fmt: skip
+        journal = Journal(tmp_path / "in.db")
+        o = saga.run({}, journal=journal) if driver == "run" else asyncio.run(
+            saga.arun({}, journal=journal))  # fmt: skip
+        assert journal.saga(o.run_id).status == "rollback_incomplete"
+        [done] = recover(_one_pending(tmp_path / "j.db", undo.bind(room="r1")), reg)
+        assert done.status is Status.ROLLBACK_INCOMPLETE
+        assert said in str(done.dead_letters[0].error)
+    assert ran == [] and o.status is Status.ROLLBACK_INCOMPLETE and o.compensated == ()
+    assert said in str(o.dead_letters[0].error)
 
 
 # -- C. undo timeouts: the policy's and the step's own apply in recover as in process -------
