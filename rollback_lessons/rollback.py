@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import _thread
 import contextlib
+import sys
 import threading
 from collections.abc import Awaitable, Callable, Collection
 from types import TracebackType
@@ -248,6 +249,8 @@ class Rollback(_Base):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if exc is not None and self._run.journal is not None and sys.is_finalizing():
+            return _left_at_shutdown(self._run.run_id, exc)  # (re-raises exc: attack84 F3)
         failed = exc
         try:  # a Ctrl-C heard from here on (only the entry is Python's) fails the block there
             self._state = _ENDING  # no step begins now (one running is waited for)
@@ -448,3 +451,17 @@ class _Wakeable:
 
     def run_id(self, name: str) -> str:
         return self.clock.run_id(name)
+
+
+def _left_at_shutdown(run_id: str, exc: BaseException) -> None:
+    """A journalled block ended by the interpreter's shutdown (a generator left suspended
+    that Python closes as it exits): its undos are not run there, where builtins and
+    modules are being torn down (each one failed, written a dead letter for a person, and
+    the process exited 0: attack84 F3); the journal keeps the saga unfinished, as a crash
+    would, and ``recover`` runs them once this process has ended. Said on stderr."""
+    with contextlib.suppress(Exception):
+        sys.__stderr__.write(  # type: ignore[union-attr]
+            f"rollback-lessons: saga {run_id!r}: its Rollback block was ended by Python's "
+            f"shutdown ({type(exc).__name__}); none of its undos ran there: the journal keeps "
+            "it unfinished, and recover runs them\n"
+        )

@@ -133,3 +133,50 @@ def test_a_ctrl_c_as_a_steps_intent_row_is_written_leaves_it_written_not_run(
     assert world == ["do s1", "undo s1"]
     rows = sqlite3.connect(path).execute("SELECT step, state FROM undos ORDER BY position")
     assert dict(rows.fetchall()).get("s2") == "not_run"
+
+
+_SUSPENDED = """
+import sys
+from rollback_lessons import Rollback
+from rollback_lessons.durable.journal import Journal
+from rollback_lessons.durable.registry import Registry
+
+reg = Registry()
+unbook = reg.add("unbook", lambda item, idempotency_key=None: open(sys.argv[2], "a").write(item))
+
+def pipeline():  # a streamed response: the block stays suspended at its yield
+    with Rollback(journal=Journal(sys.argv[1]), run_id="g1") as rb:
+        rb.do("a", lambda: None, unbook.bind(item="a"))
+        yield "paused"
+        rb.do("b", lambda: None, unbook.bind(item="b"))
+
+g = pipeline()
+next(g)
+if sys.argv[3] == "exit":
+    sys.exit(0)
+"""
+
+
+@pytest.mark.parametrize("end", ["exit", "falls off"])
+def test_a_block_left_suspended_as_python_exits_is_kept_for_recover(tmp_path, end):
+    """attack84 F3: Python closes a suspended generator as it shuts down; its block rolled
+    back there, where `open` is gone: each undo a dead letter, exit 0, nothing said."""
+    import subprocess
+    import sys
+
+    script, path, world = tmp_path / "s.py", tmp_path / "j.db", tmp_path / "world"
+    script.write_text(_SUSPENDED)
+    done = subprocess.run([sys.executable, str(script), str(path), str(world), end],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0 and not world.exists()
+    assert done.stderr == (
+        "rollback-lessons: saga 'g1': its Rollback block was ended by Python's shutdown "
+        "(GeneratorExit); none of its undos ran there: the journal keeps it unfinished, and "
+        "recover runs them\n"
+    )
+    reg = Registry()
+    reg.add("unbook", lambda item, idempotency_key=None: world.write_text(item))
+    with Journal(path) as journal:
+        assert journal.saga("g1").status == "running"
+        [back] = recovery.recover(journal, reg).recovered
+    assert back.status.value == "rolled_back" and world.read_text() == "a"
