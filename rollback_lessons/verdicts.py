@@ -148,7 +148,9 @@ def pivot_check(recorded: tuple[Any, ...], leaked: Sequence[str], pending: Seque
     (the pivot, its state, the steps after it the journal shows done, never to be made
     again: attack60 F4, and those after it the journal knows: each not done is named to
     finish forward, ``forward ...`` as a run's own halted line says it: attack79 F2)."""
-    pivot, state, done_after, later = (*recorded, (), ())[:4]
+    pivot, state = recorded[:2]
+    done_after, later = (*recorded[2:4], (), ())[:2]
+    whole = recorded[4] if len(recorded) > 4 else True  # (False: a list, its later steps unknown)
     others = [s for s in leaked if s != pivot]  # (the pivot's own start: said already)
     maybe = f"; {', '.join(others)} started too and may have had its effect" if others else ""
     undos = ", ".join(pending) or "none"
@@ -160,6 +162,13 @@ def pivot_check(recorded: tuple[Any, ...], leaked: Sequence[str], pending: Seque
         )
     todo = [s for s in later if s not in done_after]
     named = f"; forward {', '.join(todo)} ({forward_when(state == 'done')})" if todo else ""
+    if not whole:  # (a list: the journal writes a step as it begins, so later ones are not
+        # in it; said, not left out silently: attack83 F2)
+        named += (
+            f"{', then' if todo else '; forward:'} the steps that come after "
+            f"{'them' if todo else 'it'} in the saga's code (a list's steps are journalled "
+            "only as they begin)"
+        )
     if state == "done":
         return f"{maybe}; {forward}, leave its undos pending ({undos}), then settle the saga{named}"
     return (

@@ -84,3 +84,36 @@ def test_recover_halting_past_the_pivot_names_the_step_to_finish_forward(
         (waiting,) = recover(journal, registry).waiting
         assert said in str(waiting)
         assert str(waiting).count("forward r") == 1  # (said once)
+
+
+@pytest.mark.parametrize("shape", ["list", "graph"])
+def test_a_list_killed_right_after_its_pivot_says_the_later_steps_are_in_its_code(
+    tmp_path, monkeypatch, shape
+):
+    """attack83 F2: a list killed once its pivot was done (r never begun) said "finish the
+    steps after it forward by hand" naming none, the journal knowing none of them; a graph
+    names r (its shape is kept)."""
+    path, real = tmp_path / "j.db", Journal.write
+
+    def write(self, statements, **kw):  # type: ignore[no-untyped-def]
+        done = real(self, statements, **kw)
+        if any(e.kind == "step_done" and e.step == "p" for e in self.events("t2")):
+            raise Killed
+        return done
+
+    monkeypatch.setattr(Journal, "write", write)
+    with pytest.raises(Killed):
+        _saga(shape).run({}, journal=Journal(path), run_id="t2")
+    monkeypatch.setattr(Journal, "write", real)
+    with Journal(path) as journal:
+        journal.write([("UPDATE sagas SET owner_pid = ?, owner_started = NULL", (dead_pid(),))])
+        (recovered,) = recover(journal, registry).recovered
+        said = str(recovered)
+    assert recovered.status is Status.HALTED
+    if shape == "graph":
+        assert said.endswith("; forward r (if the pivot happened: finish by hand)"), said
+    else:
+        assert said.endswith(
+            "; forward: the steps that come after it in the saga's code (a list's steps are "
+            "journalled only as they begin)"
+        ), said
