@@ -346,3 +346,17 @@ def rescued(
         ended(task, broke(tasks[task], cut))
         found.add(task)
     return found
+
+
+def left_at_exit(run_id: str, exc: BaseException) -> None:
+    """A journalled block ended by the interpreter's shutdown (a generator left suspended
+    that Python closes as it exits): its undos are not run there, where builtins and
+    modules are being torn down (each one failed, written a dead letter for a person, and
+    the process exited 0: attack84 F3); the journal keeps the saga unfinished, as a crash
+    would, and ``recover`` runs them once this process has ended. Said on stderr."""
+    with contextlib.suppress(Exception):
+        sys.__stderr__.write(  # type: ignore[union-attr]
+            f"rollback-lessons: saga {run_id!r}: its Rollback block was ended by Python's "
+            f"shutdown ({type(exc).__name__}); none of its undos ran there: the journal keeps "
+            "it unfinished, and recover runs them\n"
+        )

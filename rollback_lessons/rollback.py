@@ -12,7 +12,6 @@ notes (``exc.__notes__``) saying so, and ``rb.outcome`` has the details.
 from __future__ import annotations
 
 import _thread
-import contextlib
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Collection
@@ -22,8 +21,9 @@ from typing import Any, TypeVar
 from . import _guards, _shutdown
 from ._recorded import roll_back
 from ._run import FUNCTION, NOT_PLAIN, Run
+from ._wakeable import Wakeable
 from .calls import PLAIN, checked
-from .clock import Clock, SystemClock
+from .clock import Clock
 from .errors import StepStillRunning
 from .events import Event, EventSink
 from .faults import InjectionLike
@@ -121,7 +121,7 @@ class _Base:
 
     def _stop_tries(self, failed: BaseException | None) -> None:
         """The block failed while a step of another thread runs: that step begins no new
-        try (the machine's ``stop``), and its wait to retry ends at once (``_Wakeable``)."""
+        try (the machine's ``stop``), and its wait to retry ends at once (``Wakeable``)."""
         if self._woken is None:
             return  # (no step of this block retries)
         m = self._run.m
@@ -178,7 +178,7 @@ class Rollback(_Base):
                 raise StepStillRunning.refusing(name, claims.get(0, ("?",))[0])  # refused
             if retry is not None and self._woken is None:  # (its wait to retry: _stop_tries)
                 self._woken = threading.Event()
-                self._run.clock = _Wakeable(self._run.clock, self._woken)
+                self._run.clock = Wakeable(self._run.clock, self._woken)
             return self._do(name, action, undo, register, retry, undo_timeout)
         except BaseException as exc:
             if 0 in claims and claims[0] is claim:  # (no call: its end told the machine at
@@ -250,7 +250,7 @@ class Rollback(_Base):
         tb: TracebackType | None,
     ) -> None:
         if exc is not None and self._run.journal is not None and sys.is_finalizing():
-            return _left_at_shutdown(self._run.run_id, exc)  # (re-raises exc: attack84 F3)
+            return _shutdown.left_at_exit(self._run.run_id, exc)  # (re-raises exc: attack84 F3)
         failed = exc
         try:  # a Ctrl-C heard from here on (only the entry is Python's) fails the block there
             self._state = _ENDING  # no step begins now (one running is waited for)
@@ -345,7 +345,7 @@ class AsyncRollback(_Base):
 
         if retry is not None and self._woken is None:  # (its wait to retry: ``_stop_tries``)
             self._woken, self._awoken = threading.Event(), asyncio.Event()
-            self._run.clock = _Wakeable(self._run.clock, self._woken, self._awoken)
+            self._run.clock = Wakeable(self._run.clock, self._woken, self._awoken)
         ended = asyncio.Event()
         try:  # (the claim, in the try: its finally frees it, attack28 F2)
             claims[0] = (name, ended)
@@ -419,49 +419,3 @@ class AsyncRollback(_Base):
             raise asyncio.CancelledError()  # honour the later cancellation, after undoing
         if failed is not exc:
             raise failed
-
-
-class _Wakeable:
-    """A with-block's clock once a step of it retries: a wait on the system clock ends as
-    soon as the block failed (``Rollback._stop_tries``), not a whole backoff later."""
-
-    def __init__(self, clock: Clock, woken: threading.Event, awoken: Any = None) -> None:
-        self.clock, self.woken, self.awoken = clock, woken, awoken
-
-    def sleep(self, seconds: float) -> None:
-        if type(self.clock) is SystemClock:
-            self.woken.wait(seconds)  # (a Ctrl-C still lands here, as in time.sleep)
-        else:
-            self.clock.sleep(seconds)
-
-    async def asleep(self, seconds: float) -> None:
-        if type(self.clock) is SystemClock and self.awoken is not None:
-            import asyncio  # (AsyncRollback's: the wait ends once its block failed)
-
-            with contextlib.suppress(TimeoutError):  # (the wait ran its whole time)
-                await asyncio.wait_for(self.awoken.wait(), seconds)
-        else:
-            await self.clock.asleep(seconds)
-
-    def time(self) -> float:
-        return self.clock.time()
-
-    def monotonic(self) -> float:
-        return self.clock.monotonic()
-
-    def run_id(self, name: str) -> str:
-        return self.clock.run_id(name)
-
-
-def _left_at_shutdown(run_id: str, exc: BaseException) -> None:
-    """A journalled block ended by the interpreter's shutdown (a generator left suspended
-    that Python closes as it exits): its undos are not run there, where builtins and
-    modules are being torn down (each one failed, written a dead letter for a person, and
-    the process exited 0: attack84 F3); the journal keeps the saga unfinished, as a crash
-    would, and ``recover`` runs them once this process has ended. Said on stderr."""
-    with contextlib.suppress(Exception):
-        sys.__stderr__.write(  # type: ignore[union-attr]
-            f"rollback-lessons: saga {run_id!r}: its Rollback block was ended by Python's "
-            f"shutdown ({type(exc).__name__}); none of its undos ran there: the journal keeps "
-            "it unfinished, and recover runs them\n"
-        )
