@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 from . import _guards
 from ._shutdown import shut_down
 from ._timed import acall_timed, within
-from .calls import PLAIN, call_timed, checked, is_async, own_cancel
+from .calls import PLAIN, call_timed, checked, is_async, own_cancel, refused
 from .clock import Clock
 from .errors import Cancelled
 from .events import describe
@@ -351,6 +351,8 @@ class Driver:
                         if timeout is not None and not is_async(fn):  # (it may block)
                             done = await acall_timed(fn, args, role, step, timeout, self)
                         else:
+                            if timeout is not None and (left := refused(self, role, step)):
+                                raise left  # (its call left running: attack84 F4)
                             done = fn(*args)
                             if role == "action" and hasattr(done, "__await__"):  # kept as
                                 self.results[step] = done = await done  # it returns (no
@@ -358,7 +360,9 @@ class Driver:
                                 self.results[step] = done = done and checked(done, role, step)
                             elif done is not None and hasattr(done, "__await__"):
                                 done = await (
-                                    done if timeout is None else within(done, timeout, role, step)
+                                    done
+                                    if timeout is None
+                                    else within(done, timeout, role, step, self)
                                 )
                             elif done is not None:  # (a generator, async or not, is never
                                 checked(done, role, step)  # reported undone: attack84 F2)

@@ -9,13 +9,19 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .calls import checked, late, still_running, timed_out, what
+from .calls import checked, late, refused, timed_out, what
 
 
-async def within(awaitable: Any, timeout: float, role: str, step: str) -> Any:
+async def within(
+    awaitable: Any, timeout: float, role: str, step: str, owner: object = None,
+    shown: float | None = None,
+) -> Any:  # fmt: skip
     """Await with a deadline: past ``timeout`` seconds the awaited call is cancelled and the
     attempt fails. One that will not stop (it swallows the cancellation) is not waited for
-    again beyond a grace as long as its timeout: it is left behind, its outcome dropped."""
+    again beyond a grace as long as its timeout: it is left behind, its outcome dropped, and,
+    as a blocking call left in its helper thread, never made again in ``owner``'s run
+    (attack84 F4: the retries overlapped it, three refunds at once). ``shown``: the
+    timeout the error names (the step's own, where ``timeout`` is what was left of it)."""
     import asyncio
 
     task = asyncio.ensure_future(_kept(awaitable))
@@ -31,9 +37,12 @@ async def within(awaitable: Any, timeout: float, role: str, step: str) -> Any:
         return result
     task.cancel()
     await asyncio.wait({task}, timeout=timeout)
+    said = f"{what(role, step)} took longer than its timeout of {shown or timeout} s"
     if not task.done():
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # never "unretrieved"
-    raise TimeoutError(f"{what(role, step)} took longer than its timeout of {timeout} s")
+        late(owner, role, step, keep=True, on_loop=True)
+        said += " (the call was left running on the event loop, and may still complete)"
+    raise TimeoutError(said)
 
 
 async def _kept(awaitable: Any) -> tuple[bool, Any]:
@@ -61,8 +70,8 @@ async def acall_timed(
     here, within the time left (``within``)."""
     import asyncio
 
-    if late(owner, role, step):
-        raise still_running(role, step)
+    if (refusal := refused(owner, role, step)) is not None:
+        raise refusal
     loop = asyncio.get_running_loop()
     box: asyncio.Future[Any] = loop.create_future()
     threading.Thread(
@@ -81,7 +90,8 @@ async def acall_timed(
         raise timed_out(role, step, timeout)
     result = box.result()
     if result is not None and hasattr(result, "__await__"):
-        return await within(result, max(timeout - (loop.time() - start), 0.0), role, step)
+        left = max(timeout - (loop.time() - start), 0.0)
+        return await within(result, left, role, step, owner, shown=timeout)
     return result if result is None else checked(result, role, step)  # (a generator: F2)
 
 

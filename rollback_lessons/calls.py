@@ -115,18 +115,34 @@ the latest ``KEPT_IDS`` runs only (its helper threads die with its process anywa
 KEPT_IDS = 1024
 
 
-def late(owner: object, role: str, step: str, keep: bool = False) -> bool:
+def late(owner: object, role: str, step: str, keep: bool = False, on_loop: bool = False) -> bool:
     """Did the call of ``role`` of ``step`` outlive its timeout in ``owner``'s run (its
-    driver, or its run id)? (With ``keep``: it just did.)"""
+    driver, or its run id)? (With ``keep``: it just did; ``on_loop``: an awaited call that
+    would not stop, left on the event loop, not in a helper thread.)"""
     if owner is None:
         return False
     table: Any = LATE_IDS if isinstance(owner, str) else LATE
     if keep:
         with _LOCK:
-            table.setdefault(owner, set()).add((role, step))
+            table.setdefault(owner, set()).update(
+                [(role, step), (role, step, "on_loop")] if on_loop else [(role, step)]
+            )
             while len(LATE_IDS) > KEPT_IDS:
                 del LATE_IDS[next(iter(LATE_IDS))]
     return (role, step) in table.get(owner, ())
+
+
+def refused(owner: object, role: str, step: str) -> TimeoutError | None:
+    """The error of a further attempt of a call left running in ``owner``'s run (``late``),
+    saying where it went on; None: it may be made."""
+    if not late(owner, role, step):
+        return None
+    table: Any = LATE_IDS if isinstance(owner, str) else LATE
+    if (role, step, "on_loop") in table.get(owner, ()):
+        return still_running(
+            role, step, "was left running on the event loop (it would not stop when cancelled)"
+        )
+    return still_running(role, step)
 
 
 def timed_out(role: str, step: str, timeout: float) -> TimeoutError:
@@ -137,11 +153,11 @@ def timed_out(role: str, step: str, timeout: float) -> TimeoutError:
     )
 
 
-def still_running(role: str, step: str) -> TimeoutError:
+def still_running(role: str, step: str, where: str = "went on in a helper thread") -> TimeoutError:
     """The error of a further attempt: not made, the timed-out call may be running."""
     return TimeoutError(
         f"{what(role, step)} not called again: its call that took longer than its timeout "
-        "went on in a helper thread, and may still complete (or has)"
+        f"{where}, and may still complete (or has)"
     )
 
 
@@ -163,8 +179,8 @@ def call_timed(
     inside the call itself (a socket or HTTP timeout), or AsyncRollback, which cancels the
     awaited undo.
     """
-    if late(owner, role, step):
-        raise still_running(role, step)
+    if (refusal := refused(owner, role, step)) is not None:
+        raise refusal
     box: dict[str, Any] = {}
 
     def target() -> None:

@@ -359,3 +359,53 @@ def test_an_async_undo_that_swallows_a_cancellation_is_not_waited_for_to_its_end
     assert finished == []  # the rollback ended without waiting for it
     [dead] = outcome.dead_letters
     assert isinstance(dead.error, TimeoutError) and "timeout of 0.05 s" in str(dead.error)
+
+
+@pytest.mark.parametrize("driver", ["AsyncRollback", "arun", "recover"])
+def test_an_async_undo_left_running_is_never_called_again_in_that_run(tmp_path, driver):
+    """attack84 F4: an awaited undo that swallows its cancellation was left running, and the
+    policy's retries called it again meanwhile: three refunds in flight at once. As a
+    blocking undo left in its helper thread, it is never made again in that run (or that
+    recover): the further attempts fail at once, and the dead letter says where it went on."""
+    from conftest import crash_at_first_undo
+
+    from rollback_lessons import UndoPolicy
+    from rollback_lessons.durable.recovery import recover
+
+    begun: list[float] = []
+
+    async def stubborn(idempotency_key=None):
+        begun.append(time.monotonic())
+        try:
+            await asyncio.sleep(0.3)
+        except asyncio.CancelledError:  # swallowed: it goes on "cleaning up"
+            await asyncio.sleep(0.3)
+
+    policy = UndoPolicy(RetryPolicy(max_attempts=3, initial_delay=0, timeout=0.05), "dead_letter")
+    reg = Registry()
+    refund = reg.add("refund", stubborn).bind()
+    if driver == "AsyncRollback":
+
+        async def block():
+            with pytest.raises(ValueError):
+                async with AsyncRollback(policy=policy) as rb:
+                    await rb.do("a", lambda: None, stubborn)
+                    raise ValueError("boom")
+            return rb.outcome
+
+        outcome = asyncio.run(block())
+    else:
+        saga = Saga([Step("a", lambda s: None, refund), Step("b", lambda s: 1 / 0)], policy=policy)
+        if driver == "arun":
+            outcome = asyncio.run(saga.arun({}))
+        else:
+            crash_at_first_undo(tmp_path / "j.db", saga)
+            with Journal(tmp_path / "j.db") as journal:
+                [outcome] = recover(journal, reg).recovered
+    assert len(begun) == 1, begun  # one call, never overlapped by a retry
+    [dead] = outcome.dead_letters
+    assert outcome.status is Status.ROLLBACK_INCOMPLETE and dead.attempts == 3
+    assert str(dead.error).endswith(
+        "not called again: its call that took longer than its timeout was left running on the "
+        "event loop (it would not stop when cancelled), and may still complete (or has)"
+    )

@@ -395,7 +395,7 @@ def _resume(
         )
         ran = run.undo_done(undo.position, 1, flush=None)  # (made before the call, kept
         try:  # with a C call as it returns: no Python call between for a Ctrl-C: attack49 F1)
-            run_undo(fn, undo, op.timeout)
+            run_undo(fn, undo, op.timeout, run)  # (run: this recover's, F4)
         except Exception as exc:
             op = m.undo_failed(exc)
         except BaseException as exc:  # sys.exit, CancelledError, a library's own

@@ -11,29 +11,36 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .._drive import within
-from ..calls import call_timed, checked
+from .._timed import within
+from ..calls import call_timed, checked, refused
 from .records import UndoRecord
 from .registry import call_compensation
 
 
-def run_undo(fn: Callable[..., Any], undo: UndoRecord, timeout: float | None) -> None:
+def run_undo(
+    fn: Callable[..., Any], undo: UndoRecord, timeout: float | None, owner: object = None
+) -> None:
     """One attempt of an undo, as the run would have made it: a coroutine it returns is
     awaited (``saga.arun`` awaits it too), a generator is the in-process drivers' error (its
     body never ran: a failed attempt), and past ``timeout`` seconds the attempt failed (an
-    awaited undo is cancelled; a blocking one goes on in its helper thread, as in process)."""
+    awaited undo is cancelled; a blocking one goes on in its helper thread, as in process).
+    A call left running so (a blocking one, or an awaited one that would not stop) is never
+    made again for ``owner`` (this recover of this saga): its further attempts fail at once,
+    never two refunds at once (attack84 F4)."""
 
     def attempt() -> None:
+        if timeout is not None and (left := refused(owner, "undo", undo.step)) is not None:
+            raise left
         result = call_compensation(fn, undo.args, undo.key)
         if inspect.isawaitable(result):
-            _await(result, timeout, undo.step)
+            _await(result, timeout, undo.step, owner)
         elif result is not None:
             checked(result, "undo", undo.step)
 
     if timeout is None or _is_async(fn):
         attempt()
     else:  # (in its helper thread with this one's context: a recover it calls is nested)
-        call_timed(contextvars.copy_context().run, (attempt,), "undo", undo.step, timeout)
+        call_timed(contextvars.copy_context().run, (attempt,), "undo", undo.step, timeout, owner)
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
@@ -42,7 +49,7 @@ def _is_async(fn: Callable[..., Any]) -> bool:
     )
 
 
-def _await(awaitable: Any, timeout: float | None, step: str) -> None:
+def _await(awaitable: Any, timeout: float | None, step: str, owner: object = None) -> None:
     """Await an undo's awaitable to its end (``recover`` is synchronous), on an event loop
     of its own in a daemon thread, from any thread (a notebook's has a running loop).
 
@@ -53,7 +60,7 @@ def _await(awaitable: Any, timeout: float | None, step: str) -> None:
     import asyncio
 
     async def main() -> None:
-        await (awaitable if timeout is None else within(awaitable, timeout, "undo", step))
+        await (awaitable if timeout is None else within(awaitable, timeout, "undo", step, owner))
 
     loop = asyncio.new_event_loop()
     task = loop.create_task(main())  # (its thread has not started: nothing runs it yet;
