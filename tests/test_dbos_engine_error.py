@@ -90,3 +90,53 @@ def test_a_failed_write_of_dbos_says_what_is_in_effect_then_and_at_a_relaunch(
             runner.record(run_id)
         assert str(read.value) == said
     assert world == ran  # (nothing resumed, nothing undone twice)
+
+
+def _write_fails(monkeypatch: pytest.MonkeyPatch, workflow: str, function: str) -> None:
+    """DBOS's save of ``function``'s result in workflow ``workflow`` fails, once: the disk
+    is full at that write."""
+    real, failed = SystemDatabase._record_operation_result_txn, []
+
+    def record(self, result, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if not failed and (result["workflow_uuid"], result["function_name"]) == (
+            workflow,
+            function,
+        ):
+            failed.append(True)
+            raise _full(True)
+        return real(self, result, *args, **kwargs)
+
+    monkeypatch.setattr(SystemDatabase, "_record_operation_result_txn", record)
+
+
+def test_a_branch_at_once_whose_child_workflow_ended_error_is_heard_not_waited_for(
+    tmp_path, monkeypatch
+):
+    """attack83 F4: at_once, a child workflow (one attempt of a step) whose own write failed
+    ends ERROR and never tells the saga it ended: the saga waited for ever, a done, nothing
+    said. Its end is looked for now: in doubt (it may have happened), the rest undone."""
+    world: list[str] = []
+    _write_fails(monkeypatch, "r1-1", "rollback_lessons.action")  # (a's end, not saved)
+    with DBOSRunner.start(str(tmp_path / "dbos.sqlite")) as runner:
+        outcome = runner.run(_saga(world, graph=True), {}, run_id="r1", at_once=True)
+    assert world == ["do a"]  # done, then nothing: its end unknown to the saga
+    assert outcome.status.value == "rollback_incomplete" and outcome.completed == ()
+    assert outcome.leaked == ("a",) and outcome.failed_step == "a"
+    assert "a child workflow, ended ERROR in DBOS (OperationalError(" in str(outcome.error)
+
+
+def test_the_saga_ended_error_names_the_branches_its_children_may_have_done(tmp_path, monkeypatch):
+    """attack83 F5: at_once, the saga's own write failed while a branch's child had done
+    its step, its message unheard: the line said "nothing done is left in effect"."""
+    world: list[str] = []
+    _write_fails(monkeypatch, "r1", "DBOS.recv")  # (the saga's wait for a's end)
+    with (
+        DBOSRunner.start(str(tmp_path / "dbos.sqlite")) as runner,
+        pytest.raises(WorkflowFailed) as got,
+    ):
+        runner.run(_saga(world, graph=True), {}, run_id="r1", at_once=True)
+    assert world == ["do a"]
+    assert str(got.value).endswith(
+        "which DBOS never resumes; may have happened, not undone: a (have a person check and "
+        "undo them by hand)"
+    )

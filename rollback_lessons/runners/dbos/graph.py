@@ -14,13 +14,23 @@ from dbos._error import DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError
 
 from ... import schedule
 from ..._graph_drive import first_of
+from ...events import describe
 from ...machine import Phase
 from ...operations import Finished, Op, RunStep, Wait
 from ...policies import UndoPolicy
 from ...schedule import GraphMachine, GraphOp, Ready
-from ..wire import SagaPlan, record_data
-from . import asking, lifetime, stops, waits
-from .workflow import LOST, Faults, _carry_out, _error, _let_go, ask_cancel, attempt
+from ..wire import ErrorRecord, SagaPlan, record_data
+from . import asking, bounded, lifetime, stops, waits
+from .workflow import (
+    LOST,
+    EndNotSaved,
+    Faults,
+    _carry_out,
+    _error,
+    _let_go,
+    ask_cancel,
+    attempt,
+)  # fmt: skip
 
 
 class _Graph:
@@ -156,6 +166,7 @@ class _AtOnce(_Graph):
         super().__init__(*args)
         self.token: dict[str, int] = {}  # each step's child awaited now (-1: none)
         self.children: dict[str, Any] = {}  # each step's latest child workflow (a handle)
+        self.waiting: dict[str, bool] = {}  # its child a retry's wait, not an attempt
         self.count = 0
 
     def child(self, step: str, wait: float | None = None) -> None:
@@ -165,15 +176,44 @@ class _AtOnce(_Graph):
         fault = self.faults.get(step, (None, None))[0]
         started = DBOS.start_workflow(attempt_workflow, plan.run_id, plan.name, step,
                                       self.count, fault, wait)  # fmt: skip
-        self.children[step] = started
+        self.children[step], self.waiting[step] = started, wait is not None
 
     def heard(self) -> dict[str, Any] | None:
         """The next message of a child (``DONE``); None for a close's ``STOP`` replayed by
-        a relaunch (``waits``: it waits on)."""
+        a relaunch (``waits``: it waits on). A child that ended ERROR in DBOS (a write of
+        its own failed: a disk full) sends none: between waits, 1 s doubling to 30 s (each
+        a DBOS step, replayed alike), the children awaited are looked at, and one ended so
+        is told as its message would be (attack83 F4: the saga waited for ever)."""
         what = f"its branches ({', '.join(sorted(self.m.busy))}) to end"
-        with waits.waiting(DONE, what):
-            message = DBOS.recv(DONE, timeout_seconds=10**9)
-        return None if waits.stopping(message, what) else message  # type: ignore[no-any-return]
+        wait = 1.0
+        while True:
+            with waits.waiting(DONE, what):
+                message = DBOS.recv(DONE, timeout_seconds=wait)
+            if message is not None:
+                return None if waits.stopping(message, what) else message  # type: ignore[no-any-return]
+            ended = self.ended_child()
+            if ended is not None:
+                return ended
+            wait = min(wait * 2, 30.0)
+
+    def ended_child(self) -> dict[str, Any] | None:
+        """The message of an awaited child that ended ERROR without sending it: an attempt
+        in doubt (its action may have run: cut short, as a process that died there), a
+        retry's wait over (the machine decides whether it is tried again)."""
+        for step, token in self.token.items():
+            if token == -1:
+                continue
+            status = DBOS.get_workflow_status(self.children[step].get_workflow_id())
+            if status is None or status.status != "ERROR":
+                continue
+            if self.waiting[step]:
+                return {"step": step, "token": token, "woke": True, "error": None}
+            why = describe(status.error) if status.error is not None else "no error saved"
+            died = EndNotSaved(f"{step}'s attempt, a child workflow, ended ERROR in DBOS "
+                               f"({why}); it may have happened")  # fmt: skip
+            error = {**bounded.saved(ErrorRecord.of(died, step, self.plan.run_id)), LOST: True}
+            return {"step": step, "token": token, "woke": False, "error": error}
+        return None
 
     def told(self, message: dict[str, Any] | None) -> GraphOp | None:
         """A child ended: the machine's answer (None: a message no longer awaited)."""
@@ -254,7 +294,7 @@ def graph_workflow(
         undo_order=plan.undo_order, name=plan.name, run_id=plan.run_id,
     )  # fmt: skip
     graph = (_AtOnce if at_once else _Graph)(plan, m, faults, cancellable)
-    with lifetime.running(plan.run_id, m):  # (what is kept of it goes at its end)
+    with lifetime.running(plan.run_id, m, at_once):  # (what is kept of it goes at its end)
         try:
             op = graph.forward(first_of(completion) if completion is not None else None)
             return stops.ended(plan.run_id, record_data(_carry_out(m, op, plan, faults).record))

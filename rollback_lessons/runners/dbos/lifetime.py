@@ -20,6 +20,9 @@ import pickle
 from collections.abc import Iterator
 from typing import Any
 
+from dbos._error import DBOSUnexpectedStepError
+
+from ...errors import RollbackLessonsError
 from ...events import describe
 from ...machine import Phase
 from ...schedule import GraphMachine
@@ -28,11 +31,12 @@ from . import hosting, stops, waits
 
 
 @contextlib.contextmanager
-def running(run_id: str, machine: Any) -> Iterator[None]:
+def running(run_id: str, machine: Any, children: bool = False) -> Iterator[None]:
     """Around run ``run_id``'s workflow here, driving ``machine``: its entries go when it
     ends for good (``over``: it returned, raised an Exception DBOS saves, or was cancelled),
     not when it is left unfinished (another BaseException, or DBOS closed under it: it
-    stays ``PENDING``, for a later launch)."""
+    stays ``PENDING``, for a later launch). ``children``: its steps' actions run in child
+    workflows (``at_once``), so each step running when it ended may have happened."""
     heard.MADE[run_id] = machine  # (what it tells is heard if outcome() raises)
     waits.live(run_id, True)
     ended = False
@@ -45,7 +49,7 @@ def running(run_id: str, machine: Any) -> Iterator[None]:
     except Exception as exc:
         ended = not waits.destroyed(exc) and not waits.closing()
         if ended:  # (DBOS saves it, notes too, and ends the run ERROR: attack78 F5)
-            saved = ended_note(machine, exc)
+            saved = ended_note(machine, exc, children)
             if saved is not exc:
                 raise saved from exc
         raise
@@ -65,7 +69,7 @@ class EndedBy(Exception):
     from their arguments alone: attack83 F3): its description (``args[0]``), and the note."""
 
 
-def ended_note(machine: Any, exc: BaseException) -> BaseException:
+def ended_note(machine: Any, exc: BaseException, children: bool = False) -> BaseException:
     """``exc`` (DBOS's own failure: a write of a step's result, a disk full) ended the
     workflow: DBOS saves it and ends the run ERROR, for good. Its note says what the saga
     machine knows is in effect (``Machine.in_effect``; a step whose end was not heard may
@@ -78,7 +82,10 @@ def ended_note(machine: Any, exc: BaseException) -> BaseException:
     else:
         running = (machine.current,) if machine.phase is Phase.STEP else ()
     called = getattr(stops.CALLED, "step", None)  # (its action was called: it may have run)
-    maybe = (*maybe, *(s for s in running if s == called and s not in done + maybe))
+    if children:  # (each running step's action runs in a child workflow of its own, which
+        # may have done it, its message unheard: attack83 F5; one waiting to retry failed)
+        running = tuple(s for s in running if machine.where.get(s) == "running")
+    maybe = (*maybe, *(s for s in running if (children or s == called) and s not in done + maybe))
     said = [f"done, not undone: {', '.join(done)}"] if done else []
     said += [f"may have happened, not undone: {', '.join(maybe)}"] if maybe else []
     note = f"{ERROR_SAID}: {'; '.join(said) or 'nothing done is left in effect'}"
@@ -89,8 +96,8 @@ def ended_note(machine: Any, exc: BaseException) -> BaseException:
         kept = note in getattr(pickle.loads(pickle.dumps(exc)), "__notes__", ())
     except Exception:  # (one that cannot be pickled at all: kept as its description)
         kept = False
-    if kept:
-        return exc
+    if kept or isinstance(exc, (RollbackLessonsError, DBOSUnexpectedStepError)):
+        return exc  # (those two are said as they are: ``WorkflowFailed.line``, ``ReplayRefused``)
     saved = EndedBy(describe(exc))
     saved.add_note(note)
     return saved
