@@ -930,6 +930,16 @@ BANK = {
             "    except KeyError:\n"
             "        return\n"
             '    state["refunds"].setdefault(key, amount)',
+            # learn82's: an early return that prints; the price written over (idempotent)
+            "def refund(state):\n"
+            '    k = state["key"]; amt = state["charges"].get(k)\n'
+            '    if amt is None or k in state["refunds"]:\n'
+            "        return\n"
+            '    print("refunding", amt); state["refunds"][k] = amt',
+            "def refund(state):\n"
+            '    k = state["key"]\n'
+            '    if k in state["charges"]:\n'
+            '        state["refunds"][k] = state["price"]',
         ),
         wrong=(
             Wrong(
@@ -1043,6 +1053,68 @@ BANK = {
                 'def refund(state):\n    state["refunds"][state["key"]] = '
                 'state["charges"][state["key"]]',
                 ("fails before charging anything", "KeyError", "line 2"),
+            ),
+            Wrong(
+                NOT_ITS_OWN,  # the refund, and a field that is not the refund's (learn82 F4)
+                "def refund(state):\n"
+                '    key = state["key"]\n'
+                '    if key in state["charges"] and key not in state["refunds"]:\n'
+                '        state["refunds"][key] = state["charges"][key]\n'
+                '        state["price"] = 0',
+                (
+                    "times out after charging, your refund also changed price 120 → 0",
+                    "changes nothing else",
+                ),
+            ),
+            Wrong(
+                NOT_ITS_OWN,  # the refund, and a field that is not the refund's (learn82 F4)
+                "def refund(state):\n"
+                '    key = state["key"]\n'
+                '    if key in state["charges"] and key not in state["refunds"]:\n'
+                '        state["refunds"][key] = state["charges"][key]\n'
+                '        state["room"] = None',
+                (
+                    "times out after charging, your refund also changed room 'held' → None",
+                    "changes nothing else",
+                ),
+            ),
+            Wrong(
+                NOT_ITS_OWN,  # the refund, and a field that is not the refund's (learn82 F4)
+                "def refund(state):\n"
+                '    key = state["key"]\n'
+                '    if key in state["charges"] and key not in state["refunds"]:\n'
+                '        state["refunds"][key] = state["charges"][key]\n'
+                '        state["emails"].append("refund notice")',
+                (
+                    "times out after charging, your refund also changed emails [] → ",
+                    "['refund notice']",
+                    "changes nothing else",
+                ),
+            ),
+            Wrong(
+                NOT_ITS_OWN,  # the refund, and a field that is not the refund's (learn82 F4)
+                "def refund(state):\n"
+                '    key = state["key"]\n'
+                '    if key in state["charges"] and key not in state["refunds"]:\n'
+                '        state["refunds"][key] = state["charges"][key]\n'
+                '        state["key"] = None',
+                (
+                    "times out after charging, your refund also changed key 'booking-1' → None",
+                    "changes nothing else",
+                ),
+            ),
+            Wrong(
+                NOT_IDEMPOTENT,  # a second call changes no refund, but sends an email
+                "def refund(state):\n"
+                '    key = state["key"]\n'
+                '    if key in state["refunds"]:\n'
+                '        state["emails"].append("refunded already")\n'
+                '    elif key in state["charges"]:\n'
+                '        state["refunds"][key] = state["charges"][key]',
+                (
+                    "a second call of your refund also changed emails [] → ['refunded already']",
+                    "changes nothing else",
+                ),
             ),
             Wrong(
                 OTHER,  # asyncio's cancel used as "stop here" in a plain function (fixmisc)
