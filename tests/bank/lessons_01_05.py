@@ -93,8 +93,112 @@ BANK = {
             "        except Exception as e:\n"
             "            dead_letters.append(e)\n"
             "        raise",
+            # learn82's: a class whose instance is the loop, indexes, prints, `raise err`
+            "class Runner:\n"
+            "    def __call__(self, steps, dead_letters):\n"
+            "        i = 0\n"
+            "        while i < len(steps):\n"
+            "            try:\n"
+            "                steps[i][0]()\n"
+            "            except Exception as err:\n"
+            "                j = i - 1\n"
+            "                while j >= 0:\n"
+            "                    try:\n"
+            "                        steps[j][1]()\n"
+            "                    except Exception as ue:\n"
+            '                        print("undo failed", ue)\n'
+            "                        dead_letters += [ue]\n"
+            "                    j -= 1\n"
+            "                raise err\n"
+            "            i += 1\n\n"
+            "run_with_rollback = Runner()",
         ),
         wrong=(
+            Wrong(
+                BY_POSITION,  # skips the oldest undo; catches every exception (learn82 F1)
+                "def run_with_rollback(steps, dead_letters):\n"
+                "    done = []\n"
+                "    for do, undo in steps:\n"
+                "        try:\n"
+                "            do()\n"
+                "        except Exception:\n"
+                "            for u in reversed(done[1:]):\n"
+                "                try:\n"
+                "                    u()\n"
+                "                except Exception as e:\n"
+                "                    dead_letters.append(e)\n"
+                "            raise\n"
+                "        done.append(undo)",
+                (
+                    "with 2 steps and step 2 failing, the calls were ['do 1', 'do 2 (fails)']",
+                    "the undo of step 1 never ran: undo every step that succeeded (here step 1)",
+                ),
+            ),
+            Wrong(
+                OTHER,  # stops after the first failed undo, then re-raises (learn82 F1)
+                "def run_with_rollback(steps, dead_letters):\n"
+                "    done = []\n"
+                "    for do, undo in steps:\n"
+                "        try:\n"
+                "            do()\n"
+                "        except Exception:\n"
+                "            for u in reversed(done):\n"
+                "                try:\n"
+                "                    u()\n"
+                "                except Exception as e:\n"
+                "                    dead_letters.append(e)\n"
+                "                    break\n"
+                "            raise\n"
+                "        done.append(undo)",
+                (
+                    "with 3 steps and step 3 failing (the undo of 2 fails too, with "
+                    "PermissionError)",
+                    "after the undo of step 2 failed, your loop stopped: the undo of step 1 "
+                    "never ran",
+                    "goes on to the next undo",
+                ),
+            ),
+            Wrong(
+                NOT_IDEMPOTENT,  # a failed undo called again (learn82 F1)
+                "def run_with_rollback(steps, dead_letters):\n"
+                "    done = []\n"
+                "    for do, undo in steps:\n"
+                "        try:\n"
+                "            do()\n"
+                "        except Exception:\n"
+                "            for u in reversed(done):\n"
+                "                try:\n"
+                "                    u()\n"
+                "                except Exception:\n"
+                "                    try:\n"
+                "                        u()\n"
+                "                    except Exception as e2:\n"
+                "                        dead_letters.append(e2)\n"
+                "            raise\n"
+                "        done.append(undo)",
+                (
+                    "'undo 1', 'undo 1']",
+                    "undo 1 ran 2 times (it failed the first time: its error is a dead letter)",
+                ),
+            ),
+            Wrong(
+                BY_POSITION,  # the dead letters reversed; two undos failing (learn82 F1)
+                "def run_with_rollback(steps, dead_letters):\n"
+                "    done, new = [], []\n"
+                "    for do, undo in steps:\n"
+                "        try:\n"
+                "            do()\n"
+                "        except Exception:\n"
+                "            for u in reversed(done):\n"
+                "                try:\n"
+                "                    u()\n"
+                "                except Exception as e:\n"
+                "                    new.append(e)\n"
+                "            dead_letters.extend(reversed(new))\n"
+                "            raise\n"
+                "        done.append(undo)",
+                ("(the undos of 2 and 1 fail too, with ConnectionError)", "newest step first"),
+            ),
             Wrong(
                 OTHER,  # a narrow except: the step's error gets past it (learn74 F3)
                 "def run_with_rollback(steps, dead_letters):\n"
