@@ -224,6 +224,27 @@ BANK = {
         ),
         wrong=(
             Wrong(
+                OTHER,  # the records themselves, not their steps' names (learn82 F2)
+                "def recover_will_undo(undos):\n"
+                '    return [u for u in reversed(undos) if u.state == "pending"]',
+                (
+                    "you predicted undo records, [UndoRecord(step='step1', ...)], not step names",
+                    "those are the undos recover runs, in its order",
+                    "return the steps' names (record.step), a list of strings",
+                ),
+            ),
+            Wrong(
+                OTHER,  # records, and the dead undos too (learn82 F2)
+                "def recover_will_undo(undos):\n"
+                '    return [u for u in reversed(undos) if u.state in ("pending", "dead")]',
+                (
+                    "step1=dead (oldest first), you predicted undo records, "
+                    "[UndoRecord(step='step1', ...)], not step names: recover ran []: it runs "
+                    "the 'pending' undos only",
+                    "(record.step)",
+                ),
+            ),
+            Wrong(
                 UNSHOWN_CASE,  # stops at the newest undo already done
                 "def recover_will_undo(undos):\n"
                 "    out = []\n"
