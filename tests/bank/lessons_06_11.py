@@ -908,6 +908,18 @@ BANK = {
                 (
                     "the charge step refuses your policy: retry of step 'charge_card' has "
                     "timeout=0.001, which times undos only",
+                    # said whole, not ending on "undo_timeout=" (learn82 F3)
+                    "; a limit on its undo is set by Step(..., undo_timeout=seconds)",
+                ),
+            ),
+            Wrong(
+                OTHER,  # learn82's: a whole second for each call (learn82 F3)
+                "charge_retry = RetryPolicy(max_attempts=4, initial_delay=0.2, "
+                "no_retry_on=(BusinessFailure,), timeout=1)",
+                (
+                    "retry of step 'charge_card' has timeout=1, which times undos only (an "
+                    "action, once called, cannot be stopped); a limit on its undo is set by "
+                    "Step(..., undo_timeout=seconds)",
                 ),
             ),
             Wrong(OTHER, "charge_retry = 3", ("give a RetryPolicy(...)", "got int")),
