@@ -48,7 +48,7 @@ def check_step(
     if register != "after":
         check_register(register)
     if retry is not None:
-        check_step_retry(retry, step)
+        check_step_retry(retry, step, "undo_timeout=seconds, beside retry= in the same call")
     if undo_timeout is not None:
         check_seconds(undo_timeout, f"undo_timeout of step {step!r}")
 

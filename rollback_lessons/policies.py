@@ -98,15 +98,20 @@ def _finite(value: object) -> bool:
         return False  # finite number of seconds
 
 
-def check_step_retry(retry: object, step: str) -> None:
+def check_step_retry(
+    retry: object, step: str, undo_limit: str = "Step(..., undo_timeout=seconds)"
+) -> None:
     """A step's own retry: a RetryPolicy with no ``timeout`` (it times undos; an action,
-    once called, cannot be stopped: it was ignored there, attack47 L7)."""
+    once called, cannot be stopped: it was ignored there, attack47 L7). ``undo_limit``: how
+    the step's caller limits its undo instead, said whole (learn82 F3: the message ended on
+    a bare "undo_timeout=")."""
     if not isinstance(retry, RetryPolicy):
         raise TypeError(f"retry of step {step!r} must be a RetryPolicy, got {retry!r}")
     if retry.timeout is not None:
         raise InvalidPipelineError(
             f"retry of step {step!r} has timeout={retry.timeout!r}, which times undos only (an "
-            "action, once called, cannot be stopped); a limit on its undo is undo_timeout="
+            f"action, once called, cannot be stopped); a limit on its undo is set by "
+            f"{undo_limit}"
         )
 
 

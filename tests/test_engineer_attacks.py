@@ -107,10 +107,12 @@ def _async_result(state):
         # L5: a bare ValueError where every other bad policy field is typed
         (lambda: UndoPolicy(then="panic"), InvalidPipelineError,
          "then must be 'dead_letter' or 'halt'"),
-        # L7: a step's retry timeout was silently ignored for its action
+        # L7: a step's retry timeout was silently ignored for its action; what limits
+        # its undo said whole (learn82 F3: it ended on "undo_timeout=")
         (lambda: Step("a", lambda s: None, retry=RetryPolicy(
             timeout=0.05)), InvalidPipelineError,
-         "which times undos only"),
+         "which times undos only (an action, once called, cannot be stopped); a limit on "
+         "its undo is set by Step(..., undo_timeout=seconds)"),
     ],
 )  # fmt: skip
 def test_bad_input_is_a_clear_typed_error_before_anything(make, raised, said):
@@ -123,9 +125,12 @@ def test_bad_input_is_a_clear_typed_error_before_anything(make, raised, said):
 def test_a_with_block_step_retry_with_a_timeout_is_refused_before_it_runs():
     ran: list[str] = []
     with Rollback() as rb:
-        with pytest.raises(InvalidPipelineError, match="which times undos only"):
+        with pytest.raises(InvalidPipelineError, match="which times undos only") as refused:
             rb.do("a", lambda: ran.append("a"), retry=RetryPolicy(timeout=0.05))
     assert ran == [] and rb.outcome.completed == ()
+    assert str(refused.value).endswith(  # (learn82 F3: it ended on "undo_timeout=")
+        "a limit on its undo is set by undo_timeout=seconds, beside retry= in the same call"
+    )
 
 
 def test_an_awaitable_from_saga_run_names_arun():

@@ -674,3 +674,17 @@ def test_13_1_tells_a_crash_caught_only_where_it_was_caught():
     assert duplicate.status == "incorrect", duplicate
     assert "again: ('b1', 120) was charged 2" in duplicate.message
     assert "caught" not in duplicate.message and "crash" not in duplicate.message, duplicate
+
+
+def test_08_1_names_each_temporal_case_in_grammar():
+    """learn82 F1 (01.1's "the undo of 2 and 1 fails too"): 08.1 said "the undo of
+    reserve_room and charge_card fails too" of its case with two failing undos."""
+    from rollback_lessons.lab.exercises import lesson08
+
+    said = [lesson08.on_temporal_when(fail_at, broken) for fail_at, broken in lesson08.CASES]
+    assert said == [
+        "on Temporal, when send_email fails",
+        "on Temporal, when charge_card fails",
+        "on Temporal, when send_email fails and the undo of charge_card fails too",
+        "on Temporal, when send_email fails and the undos of reserve_room and charge_card fail too",
+    ]

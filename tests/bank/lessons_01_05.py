@@ -93,8 +93,112 @@ BANK = {
             "        except Exception as e:\n"
             "            dead_letters.append(e)\n"
             "        raise",
+            # learn82's: a class whose instance is the loop, indexes, prints, `raise err`
+            "class Runner:\n"
+            "    def __call__(self, steps, dead_letters):\n"
+            "        i = 0\n"
+            "        while i < len(steps):\n"
+            "            try:\n"
+            "                steps[i][0]()\n"
+            "            except Exception as err:\n"
+            "                j = i - 1\n"
+            "                while j >= 0:\n"
+            "                    try:\n"
+            "                        steps[j][1]()\n"
+            "                    except Exception as ue:\n"
+            '                        print("undo failed", ue)\n'
+            "                        dead_letters += [ue]\n"
+            "                    j -= 1\n"
+            "                raise err\n"
+            "            i += 1\n\n"
+            "run_with_rollback = Runner()",
         ),
         wrong=(
+            Wrong(
+                BY_POSITION,  # skips the oldest undo; catches every exception (learn82 F1)
+                "def run_with_rollback(steps, dead_letters):\n"
+                "    done = []\n"
+                "    for do, undo in steps:\n"
+                "        try:\n"
+                "            do()\n"
+                "        except Exception:\n"
+                "            for u in reversed(done[1:]):\n"
+                "                try:\n"
+                "                    u()\n"
+                "                except Exception as e:\n"
+                "                    dead_letters.append(e)\n"
+                "            raise\n"
+                "        done.append(undo)",
+                (
+                    "with 2 steps and step 2 failing, the calls were ['do 1', 'do 2 (fails)']",
+                    "the undo of step 1 never ran: undo every step that succeeded (here step 1)",
+                ),
+            ),
+            Wrong(
+                OTHER,  # stops after the first failed undo, then re-raises (learn82 F1)
+                "def run_with_rollback(steps, dead_letters):\n"
+                "    done = []\n"
+                "    for do, undo in steps:\n"
+                "        try:\n"
+                "            do()\n"
+                "        except Exception:\n"
+                "            for u in reversed(done):\n"
+                "                try:\n"
+                "                    u()\n"
+                "                except Exception as e:\n"
+                "                    dead_letters.append(e)\n"
+                "                    break\n"
+                "            raise\n"
+                "        done.append(undo)",
+                (
+                    "with 3 steps and step 3 failing (the undo of 2 fails too, with "
+                    "PermissionError)",
+                    "after the undo of step 2 failed, your loop stopped: the undo of step 1 "
+                    "never ran",
+                    "goes on to the next undo",
+                ),
+            ),
+            Wrong(
+                OTHER,  # a failed undo called again (learn82 F1)
+                "def run_with_rollback(steps, dead_letters):\n"
+                "    done = []\n"
+                "    for do, undo in steps:\n"
+                "        try:\n"
+                "            do()\n"
+                "        except Exception:\n"
+                "            for u in reversed(done):\n"
+                "                try:\n"
+                "                    u()\n"
+                "                except Exception:\n"
+                "                    try:\n"
+                "                        u()\n"
+                "                    except Exception as e2:\n"
+                "                        dead_letters.append(e2)\n"
+                "            raise\n"
+                "        done.append(undo)",
+                (
+                    "'undo 1', 'undo 1']",
+                    "undo 1 ran 2 times (it failed the first time: its error is a dead letter)",
+                ),
+            ),
+            Wrong(
+                BY_POSITION,  # the dead letters reversed; two undos failing (learn82 F1)
+                "def run_with_rollback(steps, dead_letters):\n"
+                "    done, new = [], []\n"
+                "    for do, undo in steps:\n"
+                "        try:\n"
+                "            do()\n"
+                "        except Exception:\n"
+                "            for u in reversed(done):\n"
+                "                try:\n"
+                "                    u()\n"
+                "                except Exception as e:\n"
+                "                    new.append(e)\n"
+                "            dead_letters.extend(reversed(new))\n"
+                "            raise\n"
+                "        done.append(undo)",
+                ("(the undos of 2 and 1 fail too, with ConnectionError)", "newest step first"),
+            ),
             Wrong(
                 OTHER,  # a narrow except: the step's error gets past it (learn74 F3)
                 "def run_with_rollback(steps, dead_letters):\n"
@@ -930,6 +1034,16 @@ BANK = {
             "    except KeyError:\n"
             "        return\n"
             '    state["refunds"].setdefault(key, amount)',
+            # learn82's: an early return that prints; the price written over (idempotent)
+            "def refund(state):\n"
+            '    k = state["key"]; amt = state["charges"].get(k)\n'
+            '    if amt is None or k in state["refunds"]:\n'
+            "        return\n"
+            '    print("refunding", amt); state["refunds"][k] = amt',
+            "def refund(state):\n"
+            '    k = state["key"]\n'
+            '    if k in state["charges"]:\n'
+            '        state["refunds"][k] = state["price"]',
         ),
         wrong=(
             Wrong(
@@ -1043,6 +1157,68 @@ BANK = {
                 'def refund(state):\n    state["refunds"][state["key"]] = '
                 'state["charges"][state["key"]]',
                 ("fails before charging anything", "KeyError", "line 2"),
+            ),
+            Wrong(
+                NOT_ITS_OWN,  # the refund, and a field that is not the refund's (learn82 F4)
+                "def refund(state):\n"
+                '    key = state["key"]\n'
+                '    if key in state["charges"] and key not in state["refunds"]:\n'
+                '        state["refunds"][key] = state["charges"][key]\n'
+                '        state["price"] = 0',
+                (
+                    "times out after charging, your refund also changed price 120 → 0",
+                    "changes nothing else",
+                ),
+            ),
+            Wrong(
+                NOT_ITS_OWN,  # the refund, and a field that is not the refund's (learn82 F4)
+                "def refund(state):\n"
+                '    key = state["key"]\n'
+                '    if key in state["charges"] and key not in state["refunds"]:\n'
+                '        state["refunds"][key] = state["charges"][key]\n'
+                '        state["room"] = None',
+                (
+                    "times out after charging, your refund also changed room 'held' → None",
+                    "changes nothing else",
+                ),
+            ),
+            Wrong(
+                NOT_ITS_OWN,  # the refund, and a field that is not the refund's (learn82 F4)
+                "def refund(state):\n"
+                '    key = state["key"]\n'
+                '    if key in state["charges"] and key not in state["refunds"]:\n'
+                '        state["refunds"][key] = state["charges"][key]\n'
+                '        state["emails"].append("refund notice")',
+                (
+                    "times out after charging, your refund also changed emails [] → ",
+                    "['refund notice']",
+                    "changes nothing else",
+                ),
+            ),
+            Wrong(
+                NOT_ITS_OWN,  # the refund, and a field that is not the refund's (learn82 F4)
+                "def refund(state):\n"
+                '    key = state["key"]\n'
+                '    if key in state["charges"] and key not in state["refunds"]:\n'
+                '        state["refunds"][key] = state["charges"][key]\n'
+                '        state["key"] = None',
+                (
+                    "times out after charging, your refund also changed key 'booking-1' → None",
+                    "changes nothing else",
+                ),
+            ),
+            Wrong(
+                NOT_IDEMPOTENT,  # a second call changes no refund, but sends an email
+                "def refund(state):\n"
+                '    key = state["key"]\n'
+                '    if key in state["refunds"]:\n'
+                '        state["emails"].append("refunded already")\n'
+                '    elif key in state["charges"]:\n'
+                '        state["refunds"][key] = state["charges"][key]',
+                (
+                    "a second call of your refund also changed emails [] → ['refunded already']",
+                    "changes nothing else",
+                ),
             ),
             Wrong(
                 OTHER,  # asyncio's cancel used as "stop here" in a plain function (fixmisc)

@@ -224,6 +224,27 @@ BANK = {
         ),
         wrong=(
             Wrong(
+                OTHER,  # the records themselves, not their steps' names (learn82 F2)
+                "def recover_will_undo(undos):\n"
+                '    return [u for u in reversed(undos) if u.state == "pending"]',
+                (
+                    "you predicted undo records, [UndoRecord(step='step1', ...)], not step names",
+                    "those are the undos recover runs, in its order",
+                    "return the steps' names (record.step), a list of strings",
+                ),
+            ),
+            Wrong(
+                OTHER,  # records, and the dead undos too (learn82 F2)
+                "def recover_will_undo(undos):\n"
+                '    return [u for u in reversed(undos) if u.state in ("pending", "dead")]',
+                (
+                    "step1=dead (oldest first), you predicted undo records, "
+                    "[UndoRecord(step='step1', ...)], not step names: recover ran []: it runs "
+                    "the 'pending' undos only",
+                    "(record.step)",
+                ),
+            ),
+            Wrong(
                 UNSHOWN_CASE,  # stops at the newest undo already done
                 "def recover_will_undo(undos):\n"
                 "    out = []\n"
@@ -887,6 +908,18 @@ BANK = {
                 (
                     "the charge step refuses your policy: retry of step 'charge_card' has "
                     "timeout=0.001, which times undos only",
+                    # said whole, not ending on "undo_timeout=" (learn82 F3)
+                    "; a limit on its undo is set by Step(..., undo_timeout=seconds)",
+                ),
+            ),
+            Wrong(
+                OTHER,  # learn82's: a whole second for each call (learn82 F3)
+                "charge_retry = RetryPolicy(max_attempts=4, initial_delay=0.2, "
+                "no_retry_on=(BusinessFailure,), timeout=1)",
+                (
+                    "retry of step 'charge_card' has timeout=1, which times undos only (an "
+                    "action, once called, cannot be stopped); a limit on its undo is set by "
+                    "Step(..., undo_timeout=seconds)",
                 ),
             ),
             Wrong(OTHER, "charge_retry = 3", ("give a RetryPolicy(...)", "got int")),

@@ -1,13 +1,47 @@
 """The booking world of exercises 04.2 and 06.2: a refund among other bookings' charges.
 
 One world and one generator for both (each lesson builds its own state from a world), so
-their feedback names a booking the same way."""
+their feedback names a booking the same way. And the rule 04.2 and 11.1 both hold each call
+of a learner's refund to, told in the same words (``refund_changes_only_refunds``)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from . import generator
+from . import Incorrect, generator
+
+_MISSING = object()
+
+
+def diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
+    """Each field that differs, as ``name old → new`` ("refunds {} → {'booking-1': 0}")."""
+    keys = list(before) + [k for k in after if k not in before]
+    parts = [
+        f"{k} {before.get(k, '(none)')!r} → {after.get(k, '(none)')!r}"
+        for k in keys
+        if before.get(k, _MISSING) != after.get(k, _MISSING)
+    ]
+    return "; ".join(parts) or "nothing"
+
+
+def refund_changes_only_refunds(
+    world: object, before: Mapping[str, Any], after: Mapping[str, Any], what: str
+) -> None:
+    """One call of a learner's refund, from ``before`` to ``after`` (``what``: "your
+    refund"): it may change ``state["refunds"]`` and nothing else. The price, the key, the
+    room, the emails are not the charge's to undo (learn82 F4: 04.2 let a refund that also
+    freed the room pass, which 11.1 refused)."""
+    rest = {k: v for k, v in before.items() if k != "refunds"}
+    changed = {k: v for k, v in after.items() if k != "refunds"}
+    if rest != changed:
+        raise Incorrect(
+            f"{world}, {what} also changed {diff(rest, changed)}: a refund records a "
+            "refund in state['refunds'] and changes nothing else (nothing else there is the "
+            "charge's to undo)"
+        )
+
 
 BOOKING_FAULTS = {
     "fail": "the charge fails before charging anything",

@@ -8,6 +8,8 @@ the new ones follow, in the order the undos failed).
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +39,8 @@ class World:
         where += f" and step {self.fail_at} failing"
         if self.broken:
             which = " and ".join(map(str, sorted(self.broken, reverse=True)))
-            where += f" (the undo of {which} fails too, with {self.error.__name__})"
+            undos, fail = ("undos", "fail") if len(self.broken) > 1 else ("undo", "fails")
+            where += f" (the {undos} of {which} {fail} too, with {self.error.__name__})"
         if self.earlier:
             where += f", and {self.earlier} earlier dead letter{'s' * (self.earlier != 1)} "
             where += "already in dead_letters"
@@ -127,19 +130,83 @@ def _shown(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
-def _cut_short(escaped: Any, failure: Exception, undo_errors: dict[int, Exception]) -> str:
-    """Why the loop stopped before its undos were done: what got out of it."""
-    if escaped is failure:
-        where = "the step's"
-    elif any(escaped is e for e in undo_errors.values()):
-        where = "an undo's"
-    else:
-        return f"{raised(escaped, 'loop')}, and the undos stopped there; undo the steps"
-    return (
-        f"{where} {escaped!r} got out of your loop, and the undos stopped there (is "
-        f"{type(escaped).__name__} among the exceptions it catches?); catch every "
-        "exception, then undo the steps"
-    )
+def _steps(numbers: list[int]) -> str:
+    """``[2, 1]`` as "steps 2 and 1", ``[1]`` as "step 1"."""
+    if len(numbers) == 1:
+        return f"step {numbers[0]}"
+    return "steps " + ", ".join(map(str, numbers[:-1])) + f" and {numbers[-1]}"
+
+
+def _undoes(fn: Callable[..., Any]) -> bool:
+    """Does the loop undo anything at all, with 4 steps and the 4th failing? (Told apart: a
+    loop the step's error gets out of uncaught, and one that catches it but skips an undo:
+    learn82 F1.)"""
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # (not what it printed in the world)
+            ran = _run(fn, World(4, 4, frozenset(), ConnectionError))[0]
+    except NotAttempted:
+        return True  # (no claim that it never undoes)
+    return any(call.startswith("undo ") for call in ran)
+
+
+SUCCEEDED = " that succeeded, newest first, and go on past an undo that fails"
+
+
+def _slip(
+    fn: Callable[..., Any],
+    world: World,
+    ran: list[str],
+    escaped: Any,
+    failure: Exception,
+    undo_errors: dict[int, Exception],
+) -> str:
+    """What the loop's calls (``ran``, not the ones wanted) got wrong, as its feedback says
+    it: the undo of the failed step, an undo run twice, the undos out of order, undos
+    skipped, or none after one that failed (learn82 F1: a skipped undo was blamed on the
+    except clause)."""
+    fail = world.fail_at or 0
+    steps_ran = [f"do {i}" for i in range(1, fail)] + [f"do {fail} (fails)"]
+    after = ran[len(steps_ran) :]
+    if ran[: len(steps_ran)] != steps_ran or any(c.startswith("do ") for c in after):
+        return "undo only the steps" + SUCCEEDED  # the steps themselves ran otherwise
+    undos = [int(call.split()[1]) for call in after]
+    wanted = list(range(fail - 1, 0, -1))
+    if fail in undos:
+        return f"undo {fail} ran, but step {fail} failed: undo only the steps" + SUCCEEDED
+    never = [i for i in undos if i > fail]
+    if never:
+        return f"undo {never[0]} ran, but step {never[0]} never ran: undo only the steps" + (
+            SUCCEEDED
+        )
+    twice = [i for i in wanted if undos.count(i) > 1]
+    if twice:
+        again = " (it failed the first time: its error is a dead letter)" * (
+            twice[0] in world.broken
+        )
+        return (
+            f"undo {twice[0]} ran {undos.count(twice[0])} times{again}: call the undo of "
+            "each step that succeeded once, newest first"
+        )
+    if sorted(undos) == sorted(wanted):
+        return f"the undos ran in the order {undos}: undo newest first, the reverse of the steps"
+    skipped = "the undo of " + _steps([i for i in wanted if i not in undos]) + " never ran"
+    from_undo = any(escaped is e for e in undo_errors.values())
+    if undos and undos == wanted[: len(undos)] and undos[-1] in world.broken:
+        how = f"its {escaped!r} got out of your loop" if from_undo else "your loop stopped"
+        return (
+            f"after the undo of step {undos[-1]} failed, {how}: {skipped}. A failed undo "
+            "is a dead letter (catch its exception), and the loop goes on to the next undo"
+        )
+    if escaped is not None and escaped is not failure and not from_undo:  # the loop's own
+        return f"{raised(escaped, 'loop')}, and {skipped}; undo the steps" + SUCCEEDED
+    if not undos and escaped is failure and not _undoes(fn):  # (it never undoes: learn74 F3)
+        return (
+            f"the step's {escaped!r} got out of your loop, and no undo ran (is "
+            f"{type(escaped).__name__} among the exceptions it catches?); catch every "
+            "exception, then undo the steps" + SUCCEEDED
+        )
+    newest = ", newest first" * (len(wanted) > 1)
+    return f"{skipped}: undo every step that succeeded (here {_steps(wanted)}{newest})"
 
 
 def _check_loop(run_with_rollback: Any) -> str:
@@ -162,13 +229,9 @@ def _check_loop(run_with_rollback: Any) -> str:
         done = range(1, world.fail_at)
         want = [f"do {i}" for i in done] + [f"do {world.fail_at} (fails)"]
         want += [f"undo {i}" for i in reversed(done)]
-        if ran != want:
-            cut = escaped is not None and ran == want[: len(ran)]  # (learn74 F3: say what)
-            raise Incorrect(
-                f"{world}, the calls were {ran}; expected {want}: "
-                + (_cut_short(escaped, failure, undo_errors) if cut else "undo only the steps")
-                + (" that succeeded, newest first, and go on past an undo that fails")
-            )
+        if ran != want:  # (learn74 F3, learn82 F1: say what went wrong)
+            slip = _slip(fn, world, ran, escaped, failure, undo_errors)
+            raise Incorrect(f"{world}, the calls were {ran}; expected {want}: {slip}")
         if escaped is None:
             raise Incorrect(
                 f"{world}, your loop returned normally: re-raise the step's own error after "

@@ -128,6 +128,23 @@ def _check_prediction(recover_will_undo: Any) -> str:
         records, ran = truth[world]
         given = [dataclasses.replace(u, args=dict(u.args)) for u in records]
         predicted = call(fn, given, name="recover_will_undo", where=str(world))
+        if isinstance(predicted, list | tuple) and any(
+            isinstance(u, UndoRecord) for u in predicted
+        ):  # (as 04.1 tells Step objects: learn82 F2)
+            shown = ", ".join(
+                f"UndoRecord(step={u.step!r}, ...)" if isinstance(u, UndoRecord) else repr(u)
+                for u in predicted
+            )
+            names = [u.step if isinstance(u, UndoRecord) else u for u in predicted]
+            verdict = (
+                "those are the undos recover runs, in its order"
+                if names == ran
+                else f"recover ran {ran}: it runs the 'pending' undos only, newest first"
+            )
+            raise Incorrect(
+                f"{world} (oldest first), you predicted undo records, [{shown}], not step "
+                f"names: {verdict}; return the steps' names (record.step), a list of strings"
+            )
         if not isinstance(predicted, list | tuple) or list(predicted) != ran:
             raise Incorrect(
                 f"{world} (oldest first), you predicted {predicted!r}, and recover ran "

@@ -260,6 +260,15 @@ CASES: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
+def on_temporal_when(fail_at: str, broken: tuple[str, ...]) -> str:
+    """A case of ``CASES`` as its feedback names it ("the undos of reserve_room and
+    charge_card fail too": learn82 F1 found 01.1's "the undo of 2 and 1 fails too")."""
+    if not broken:
+        return f"on Temporal, when {fail_at} fails"
+    undos, fail = ("undos", "fail") if len(broken) > 1 else ("undo", "fails")
+    return f"on Temporal, when {fail_at} fails and the {undos} of {' and '.join(broken)} {fail} too"
+
+
 def _on_temporal(fn: Any) -> list[tuple[str, tuple[str, ...], Any, Any]]:
     """The booking workflow with the learner's compensate, on Temporal's dev server."""
     from temporalio.client import WorkflowFailureError
@@ -318,9 +327,7 @@ def _check_compensate(compensate: Any) -> str:
         )
         undone = [s for s in reversed(logged) if s not in broken]
         dead = [s for s in reversed(logged) if s in broken]
-        where = f"on Temporal, when {fail_at} fails" + (
-            f" and the undo of {' and '.join(broken)} fails too" if broken else ""
-        )
+        where = on_temporal_when(fail_at, broken)
         if (result.undone, result.dead_letters) != (undone, dead):
             raise Incorrect(
                 f"{where}, the workflow undid {result.undone} (dead letters "

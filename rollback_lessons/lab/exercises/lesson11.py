@@ -27,6 +27,7 @@ from ...explore import INVARIANTS, Faults, check, combinations
 from ...outcome import Outcome, Status
 from ...worlds import examples
 from . import Exercise, Incorrect, attempted, forall, function, generator, raised, register
+from .booking import diff, refund_changes_only_refunds
 
 POLICIES = ("continue", "retry", "halt")
 
@@ -87,20 +88,6 @@ def size(world: World) -> tuple[int, ...]:
     return (sum(parts), *parts)
 
 
-_MISSING = object()
-
-
-def _diff(before: Any, after: Any) -> str:
-    """Each field that differs, as ``name old → new`` ("refunds {} → {'booking-1': 0}")."""
-    keys = list(before) + [k for k in after if k not in before]
-    parts = [
-        f"{k} {before.get(k, '(none)')!r} → {after.get(k, '(none)')!r}"
-        for k in keys
-        if before.get(k, _MISSING) != after.get(k, _MISSING)
-    ]
-    return "; ".join(parts) or "nothing"
-
-
 def _money(start: Any, end: Any) -> str:
     """What makes up each net amount that changed, in the records the learner wrote to
     (": 'booking-1' was charged 717 and refunded 120")."""
@@ -135,7 +122,7 @@ def _check_call(world: World, before: dict[str, Any], after: dict[str, Any]) -> 
     key = before["key"]
     if before["charges"] != after["charges"]:
         raise Incorrect(
-            f"{world}, your refund changed the charges: {_diff(before, after)}. The charges "
+            f"{world}, your refund changed the charges: {diff(before, after)}. The charges "
             "are the card's history, and a refund is a new record beside its charge, in "
             "state['refunds']"
         )
@@ -153,16 +140,10 @@ def _check_call(world: World, before: dict[str, Any], after: dict[str, Any]) -> 
         zero = " (not even a refund of 0)" if after["refunds"].get(key) == 0 else ""
         raise Incorrect(
             f"{world}: phantom undo ({INVARIANTS['phantom undo']}). Nothing was charged under "
-            f"{key!r}, yet your refund changed {_diff(before, after)}: when its step never "
+            f"{key!r}, yet your refund changed {diff(before, after)}: when its step never "
             f"happened, an undo must change nothing{zero}"
         )
-    rest = {k: v for k, v in before.items() if k != "refunds"}
-    changed = {k: v for k, v in after.items() if k != "refunds"}
-    if rest != changed:
-        raise Incorrect(
-            f"{world}, your refund also changed {_diff(rest, changed)}: a refund records a "
-            "refund, and changes nothing else (each other effect has its own undo)"
-        )
+    refund_changes_only_refunds(world, before, after, "your refund")
 
 
 def _told(outcome: Outcome) -> str:
@@ -221,10 +202,10 @@ def _check_refund(refund: Any) -> str:
             said = INVARIANTS.get(kind, kind)
             if kind == "not restored":  # (as judged: the effects left standing put back)
                 said, (start, end) = _told(outcome), judged[-1]
-                seen = _diff(examples.booking_as_seen(start), examples.booking_as_seen(end))
+                seen = diff(examples.booking_as_seen(start), examples.booking_as_seen(end))
                 detail = f"as the customer sees the booking, {seen}{_money(start, end)}"
             elif kind == "phantom undo":
-                detail = f"from before the run to after it, {_diff(start, end)}"
+                detail = f"from before the run to after it, {diff(start, end)}"
             else:
                 detail = violation.split(":", 1)[1].strip()
             raise Incorrect(f"{world}: {kind} ({said}): {detail}")
@@ -239,7 +220,7 @@ def _check_refund(refund: Any) -> str:
         if again != after:
             raise Incorrect(
                 f"{world}, a second call of your refund (as recover makes after a crash) "
-                f"changed {_diff(after, again)}: refund once"
+                f"changed {diff(after, again)}: refund once"
             )
 
     tried = forall(cases + worlds(saga), holds, size=size)
