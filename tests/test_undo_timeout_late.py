@@ -91,9 +91,11 @@ def test_a_dead_letter_at_the_first_timeout_says_the_call_goes_on():
 
 def test_the_same_whether_the_late_call_ended_before_the_next_attempt_or_not():
     """The outcome does not hang on timing: a late call ended during the wait to retry
-    (0.15 s, the wait 0.5 s) gives the dead letter a late call still running gives."""
-    quick, slow = Refund(0.15), Refund(2.0)
-    policy = Retry(RetryPolicy(max_attempts=2, initial_delay=0.5))
+    (0.6 s, the wait 1.2 s) gives the dead letter a late call still running gives. (0.15 s
+    against the timeout's 0.1 s was too close under load, ci63: the run's thread, woken
+    late, found the call ended and took it as done.)"""
+    quick, slow = Refund(0.6), Refund(2.5)
+    policy = Retry(RetryPolicy(max_attempts=2, initial_delay=1.2))
     ended, running = saga_run(quick, policy), saga_run(slow, policy)
     assert (quick.calls, slow.calls) == (1, 1)
     assert [str(d.error) for d in ended.dead_letters] == [
