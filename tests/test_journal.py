@@ -4,6 +4,7 @@ import hashlib
 import os
 import sqlite3
 import threading
+from dataclasses import dataclass
 
 import pytest
 from conftest import examples, orphan
@@ -112,6 +113,40 @@ def test_recovery_never_runs_a_name_the_registry_does_not_know(paths):
         assert journal.saga("x1").status == "running"
         [done] = recover(journal, mine)
         assert (done.status, called) == ("rolled_back", ["a"])
+
+
+@dataclass
+class Unbooker:
+    """A configured client as a compensation: a dataclass instance, so unhashable."""
+
+    calls: list
+
+    def __call__(self, item, idempotency_key=None):
+        self.calls.append((item, idempotency_key))
+
+
+def test_an_unhashable_compensation_binds_runs_and_is_recovered(paths):
+    """attack84 F8: takes_key's cache raised ``unhashable type`` in bind, and recover made
+    every pending undo a dead letter though the compensation works."""
+    jpath, _ = paths
+    calls: list = []
+    registry = Registry()
+    unbook = registry.add("unbook", Unbooker(calls))
+    with pytest.raises(TypeError, match="cannot be called with"):
+        unbook.bind(booking="a")  # (its parameters are still checked)
+
+    def fail(state):
+        raise RuntimeError("b failed")
+
+    saga = Saga([Step("a", lambda s: None, unbook.bind(item="a")), Step("b", fail)])
+    with Journal(jpath) as journal:
+        assert saga.run({}, journal=journal, run_id="r1").status is Status.ROLLED_BACK
+        assert calls == [("a", "r1:a")]
+        run = journal.start("booked", "x8")
+        run.register("a", unbook.bind(item="b"))
+        orphan(jpath, "x8")
+        [done] = recover(journal, registry)
+        assert (done.status, calls[1:]) == ("rolled_back", [("b", "x8:a")])
 
 
 def test_recover_finishes_a_mid_rollback_saga_skipping_done_undos_and_twice_is_a_no_op(paths):

@@ -135,15 +135,24 @@ def _same(back: Any, value: Any) -> bool:
     return type(back) is type(value) and back == value
 
 
-@functools.lru_cache(maxsize=256)
 def takes_key(fn: Callable[..., Any]) -> bool:
     """Does the compensation accept ``idempotency_key`` (or any keyword)?"""
+    try:
+        return _takes_key_cached(fn)
+    except Exception:  # (an unhashable callable, a dataclass instance: attack84 F8; the
+        return _takes_key(fn)  # cache's own TypeError, never the compensation's)
+
+
+def _takes_key(fn: Callable[..., Any]) -> bool:
     try:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
         return False
     # (a list, not a generator any() leaves: a Ctrl-C as one is closed is dropped by Python)
     return any([p.name == "idempotency_key" or p.kind is p.VAR_KEYWORD for p in params])
+
+
+_takes_key_cached = functools.lru_cache(maxsize=256)(_takes_key)
 
 
 def call_compensation(
