@@ -115,6 +115,38 @@ def test_recovery_never_runs_a_name_the_registry_does_not_know(paths):
         assert (done.status, called) == ("rolled_back", ["a"])
 
 
+def test_recovery_leaves_a_saga_whose_compensation_cannot_take_its_arguments_unfinished(paths):
+    """attack84 F5: a deploy renamed the compensation's parameter; recover must treat that
+    registry as the wrong one (unknown names' path), not spend the undos as dead letters."""
+    jpath, _ = paths
+    before, deployed = Registry(), Registry()
+    called = []
+
+    @compensation("unbook", before)
+    def unbook(item, idempotency_key=None):
+        called.append((item, idempotency_key))
+
+    @compensation("unbook", deployed)
+    def unbook_v2(booking, idempotency_key=None):
+        called.append(("v2", booking))
+
+    with Journal(jpath) as journal:
+        run = journal.start("booked", "x5")
+        run.register("a", unbook.bind(item="a"))  # then the process "dies"
+        orphan(jpath, "x5")
+        report = recover(journal, deployed)
+        assert called == [] and report.recovered == ()
+        [skipped] = report.skipped
+        assert "compensation 'unbook' cannot be called with the arguments the journal kept" in (
+            skipped.reason
+        )
+        assert "'booking'" in skipped.reason and "\n" not in skipped.reason
+        assert journal.undos("x5")[0].state == "pending"
+        assert journal.saga("x5").status == "running"
+        [done] = recover(journal, before)
+        assert (done.status, called) == ("rolled_back", [("a", "x5:a")])
+
+
 @dataclass
 class Unbooker:
     """A configured client as a compensation: a dataclass instance, so unhashable."""

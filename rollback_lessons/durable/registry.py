@@ -102,17 +102,11 @@ class BoundUndo(NamedUndo):
                 f"compensation {self.name!r} cannot be bound an idempotency_key: the engine "
                 "passes its own, the same in process and after a crash"
             )
-        try:
-            signature = inspect.signature(fn)
-        except (TypeError, ValueError):
-            return  # (a callable without one: its call is the check)
-        key = {"idempotency_key": "key"} if takes_key(fn) else {}  # (the engine's own)
-        try:
-            signature.bind(**self.args, **key)
-        except TypeError as exc:  # refused now, not as a dead letter during a rollback
+        refused = unfit(fn, self.args)
+        if refused:  # refused now, not as a dead letter during a rollback
             raise TypeError(
-                f"compensation {self.name!r} cannot be called with {dict(self.args)!r}: {exc}"
-            ) from None
+                f"compensation {self.name!r} cannot be called with {dict(self.args)!r}: {refused}"
+            )
 
     def __call__(self, idempotency_key: str | None = None) -> Any:
         """Run the compensation; ``idempotency_key`` reaches it if it takes one."""
@@ -153,6 +147,23 @@ def _takes_key(fn: Callable[..., Any]) -> bool:
 
 
 _takes_key_cached = functools.lru_cache(maxsize=256)(_takes_key)
+
+
+def unfit(fn: Callable[..., Any], args: Mapping[str, Any]) -> str | None:
+    """Why ``fn`` cannot be called with ``args`` (and the engine's idempotency key, if it
+    takes one), as ``inspect.signature(fn).bind`` says; None if it can (or has no
+    signature to ask: its call is the check). ``bind`` refuses on it, and ``recover``
+    leaves a saga unfinished on it, as for a name the registry does not know (attack84 F5)."""
+    try:
+        signature = inspect.signature(fn)
+    except Exception:
+        return None
+    key = {"idempotency_key": "key"} if takes_key(fn) else {}  # (the engine's own)
+    try:
+        signature.bind(**args, **key)
+    except TypeError as exc:
+        return str(exc)
+    return None
 
 
 def call_compensation(
