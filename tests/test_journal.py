@@ -3,6 +3,7 @@
 import hashlib
 import os
 import sqlite3
+import sys
 import threading
 from dataclasses import dataclass
 
@@ -15,7 +16,7 @@ from test_properties import Spec, check, expected, inject_of, policies, policy_o
 from rollback_lessons import Rollback, Saga, Status, Step, VirtualClock
 from rollback_lessons.durable.journal import SCHEMA_VERSION, Journal, JournalError
 from rollback_lessons.durable.recovery import recover
-from rollback_lessons.durable.registry import Registry, compensation
+from rollback_lessons.durable.registry import Registry, compensation, json_depth_limit
 from rollback_lessons.worlds.crashlab import make_saga, world_report
 from rollback_lessons.worlds.crashlab import registry as world_registry
 
@@ -179,6 +180,36 @@ def test_an_unhashable_compensation_binds_runs_and_is_recovered(paths):
         orphan(jpath, "x8")
         [done] = recover(journal, registry)
         assert (done.status, calls[1:]) == ("rolled_back", [("b", "x8:a")])
+
+
+def test_bind_refuses_arguments_nested_past_the_readers_json_depth(paths, request):
+    """attack84 F6: bind took what the journal's reader (SQLite's json_valid) refuses, and
+    the whole file was then called damaged. The deepest the reader takes still works."""
+    jpath, _ = paths
+    limit = json_depth_limit()
+    old = sys.getrecursionlimit()
+    request.addfinalizer(lambda: sys.setrecursionlimit(old))
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 4 * limit + 1000))  # (as a program
+    # walking trees does: Python's json then goes as deep as asked)
+    registry = Registry()
+    calls = []
+    unbook = registry.add("unbook", lambda item: calls.append(item))
+
+    def nested(levels):  # (a list ``levels`` deep)
+        value: list = []
+        for _ in range(levels - 1):
+            value = [value]
+        return value
+
+    with pytest.raises(TypeError, match=rf"JSON depth limit \({limit} levels\)"):
+        unbook.bind(item=nested(limit))  # (one more inside the arguments' object)
+    deepest = unbook.bind(item=nested(limit - 1))
+    with Journal(jpath) as journal:
+        run = journal.start("deep", "x6")
+        run.register("a", deepest)
+        orphan(jpath, "x6")
+        [done] = recover(journal, registry)
+        assert done.status == "rolled_back" and calls == [nested(limit - 1)]
 
 
 def test_recover_finishes_a_mid_rollback_saga_skipping_done_undos_and_twice_is_a_no_op(paths):

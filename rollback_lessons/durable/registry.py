@@ -6,9 +6,11 @@ Temporal runner only ever resolve names from a registry, never import or unpickl
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
+import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,6 +87,12 @@ class BoundUndo(NamedUndo):
             raise TypeError(
                 f"arguments of compensation {self.name!r} must be JSON-serialisable: {exc}"
             ) from None
+        if _too_deep(text):  # (SQLite's json_valid, the reader's check, refuses it: F6)
+            raise TypeError(
+                f"arguments of compensation {self.name!r} are nested deeper than SQLite's "
+                f"JSON depth limit ({json_depth_limit()} levels), which the journal's reader "
+                "checks: the journal could not give them back (flatten them)"
+            )
         back = json.loads(text)
         if not _same(back, self.args):  # what recover reads must be what ran in process
             raise TypeError(
@@ -114,6 +122,30 @@ class BoundUndo(NamedUndo):
 
     def to_json(self) -> str:
         return json.dumps({"name": self.name, "args": self.args}, sort_keys=True)
+
+
+def _too_deep(text: str) -> bool:
+    """Would the journal's reader (``values``: SQLite's ``json_valid``) refuse ``text``,
+    JSON nested past SQLite's depth limit (attack84 F6)? Asked of SQLite only when the
+    text has brackets enough to be that deep (the limit is 1000 or 2000, by version)."""
+    if text.count("[") + text.count("{") < 1000:
+        return False
+    with contextlib.closing(sqlite3.connect(":memory:")) as con:
+        return not con.execute("SELECT json_valid(?)", (text,)).fetchone()[0]
+
+
+@functools.cache
+def json_depth_limit() -> int:
+    """The deepest nesting this SQLite's ``json_valid`` accepts (probed once)."""
+    with contextlib.closing(sqlite3.connect(":memory:")) as con:
+        low, high = 1, 100_000  # (json_valid of ``low`` levels is 1; of ``high``, 0)
+        while high - low > 1:
+            mid = (low + high) // 2
+            if con.execute("SELECT json_valid(?)", ("[" * mid + "]" * mid,)).fetchone()[0]:
+                low = mid
+            else:
+                high = mid
+    return low
 
 
 def _same(back: Any, value: Any) -> bool:
