@@ -212,6 +212,32 @@ def test_bind_refuses_arguments_nested_past_the_readers_json_depth(paths, reques
         assert done.status == "rolled_back" and calls == [nested(limit - 1)]
 
 
+@pytest.mark.parametrize("seconds", [1e308 * 1.5, sys.float_info.max, 10**20])
+def test_every_undo_timeout_a_step_takes_is_one_the_journal_reads(paths, seconds):
+    """attack84 F7: Step took undo_timeout=1.7e308 (finite) and the journal wrote it, then
+    its own reader called the file damaged (> 1e308); an infinite one is still refused."""
+    jpath, _ = paths
+    calls = []
+    registry = Registry()
+    unbook = registry.add("unbook", lambda item: calls.append(item))
+    Step("a", lambda s: None, unbook.bind(item="a"), undo_timeout=seconds)  # (taken)
+    with Journal(jpath) as journal:
+        run = journal.start("slow", "x7")
+        run.register("a", unbook.bind(item="a"), timeout=seconds)
+        orphan(jpath, "x7")
+        [done] = recover(journal, registry)
+        assert done.status == "rolled_back" and calls == ["a"]
+        run = journal.start("forged", "x9")
+        run.register("a", unbook.bind(item="b"), timeout=seconds)
+    con = sqlite3.connect(jpath)
+    con.execute("UPDATE undos SET timeout = 9e999 WHERE saga_id = 'x9'")  # (infinity)
+    con.commit()
+    con.close()
+    orphan(jpath, "x9")
+    with Journal(jpath) as journal, pytest.raises(JournalError, match="an undo's timeout is inf"):
+        recover(journal, registry)
+
+
 def test_recover_finishes_a_mid_rollback_saga_skipping_done_undos_and_twice_is_a_no_op(paths):
     jpath, _world = paths
     calls = []
