@@ -10,7 +10,6 @@ import contextlib
 import functools
 import inspect
 import json
-import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -130,6 +129,8 @@ def _too_deep(text: str) -> bool:
     text has brackets enough to be that deep (the limit is 1000 or 2000, by version)."""
     if text.count("[") + text.count("{") < 1000:
         return False
+    import sqlite3  # (here: the engine imports no sqlite3 until a journal is used)
+
     with contextlib.closing(sqlite3.connect(":memory:")) as con:
         return not con.execute("SELECT json_valid(?)", (text,)).fetchone()[0]
 
@@ -137,6 +138,7 @@ def _too_deep(text: str) -> bool:
 @functools.cache
 def json_depth_limit() -> int:
     """The deepest nesting this SQLite's ``json_valid`` accepts (probed once)."""
+    import sqlite3
     with contextlib.closing(sqlite3.connect(":memory:")) as con:
         low, high = 1, 100_000  # (json_valid of ``low`` levels is 1; of ``high``, 0)
         while high - low > 1:
