@@ -139,6 +139,7 @@ def _too_deep(text: str) -> bool:
 def json_depth_limit() -> int:
     """The deepest nesting this SQLite's ``json_valid`` accepts (probed once)."""
     import sqlite3
+
     with contextlib.closing(sqlite3.connect(":memory:")) as con:
         low, high = 1, 100_000  # (json_valid of ``low`` levels is 1; of ``high``, 0)
         while high - low > 1:
