@@ -3,7 +3,9 @@
 import hashlib
 import os
 import sqlite3
+import sys
 import threading
+from dataclasses import dataclass
 
 import pytest
 from conftest import examples, orphan
@@ -14,7 +16,7 @@ from test_properties import Spec, check, expected, inject_of, policies, policy_o
 from rollback_lessons import Rollback, Saga, Status, Step, VirtualClock
 from rollback_lessons.durable.journal import SCHEMA_VERSION, Journal, JournalError
 from rollback_lessons.durable.recovery import recover
-from rollback_lessons.durable.registry import Registry, compensation
+from rollback_lessons.durable.registry import Registry, compensation, json_depth_limit
 from rollback_lessons.worlds.crashlab import make_saga, world_report
 from rollback_lessons.worlds.crashlab import registry as world_registry
 
@@ -112,6 +114,128 @@ def test_recovery_never_runs_a_name_the_registry_does_not_know(paths):
         assert journal.saga("x1").status == "running"
         [done] = recover(journal, mine)
         assert (done.status, called) == ("rolled_back", ["a"])
+
+
+def test_recovery_leaves_a_saga_whose_compensation_cannot_take_its_arguments_unfinished(paths):
+    """attack84 F5: a deploy renamed the compensation's parameter; recover must treat that
+    registry as the wrong one (unknown names' path), not spend the undos as dead letters."""
+    jpath, _ = paths
+    before, deployed = Registry(), Registry()
+    called = []
+
+    @compensation("unbook", before)
+    def unbook(item, idempotency_key=None):
+        called.append((item, idempotency_key))
+
+    @compensation("unbook", deployed)
+    def unbook_v2(booking, idempotency_key=None):
+        called.append(("v2", booking))
+
+    with Journal(jpath) as journal:
+        run = journal.start("booked", "x5")
+        run.register("a", unbook.bind(item="a"))  # then the process "dies"
+        orphan(jpath, "x5")
+        report = recover(journal, deployed)
+        assert called == [] and report.recovered == ()
+        [skipped] = report.skipped
+        assert "compensation 'unbook' cannot be called with the arguments the journal kept" in (
+            skipped.reason
+        )
+        assert "'booking'" in skipped.reason and "\n" not in skipped.reason
+        assert journal.undos("x5")[0].state == "pending"
+        assert journal.saga("x5").status == "running"
+        [done] = recover(journal, before)
+        assert (done.status, called) == ("rolled_back", [("a", "x5:a")])
+
+
+@dataclass
+class Unbooker:
+    """A configured client as a compensation: a dataclass instance, so unhashable."""
+
+    calls: list
+
+    def __call__(self, item, idempotency_key=None):
+        self.calls.append((item, idempotency_key))
+
+
+def test_an_unhashable_compensation_binds_runs_and_is_recovered(paths):
+    """attack84 F8: takes_key's cache raised ``unhashable type`` in bind, and recover made
+    every pending undo a dead letter though the compensation works."""
+    jpath, _ = paths
+    calls: list = []
+    registry = Registry()
+    unbook = registry.add("unbook", Unbooker(calls))
+    with pytest.raises(TypeError, match="cannot be called with"):
+        unbook.bind(booking="a")  # (its parameters are still checked)
+
+    def fail(state):
+        raise RuntimeError("b failed")
+
+    saga = Saga([Step("a", lambda s: None, unbook.bind(item="a")), Step("b", fail)])
+    with Journal(jpath) as journal:
+        assert saga.run({}, journal=journal, run_id="r1").status is Status.ROLLED_BACK
+        assert calls == [("a", "r1:a")]
+        run = journal.start("booked", "x8")
+        run.register("a", unbook.bind(item="b"))
+        orphan(jpath, "x8")
+        [done] = recover(journal, registry)
+        assert (done.status, calls[1:]) == ("rolled_back", [("b", "x8:a")])
+
+
+def test_bind_refuses_arguments_nested_past_the_readers_json_depth(paths, request):
+    """attack84 F6: bind took what the journal's reader (SQLite's json_valid) refuses, and
+    the whole file was then called damaged. The deepest the reader takes still works."""
+    jpath, _ = paths
+    limit = json_depth_limit()
+    old = sys.getrecursionlimit()
+    request.addfinalizer(lambda: sys.setrecursionlimit(old))
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 4 * limit + 1000))  # (as a program
+    # walking trees does: Python's json then goes as deep as asked)
+    registry = Registry()
+    calls = []
+    unbook = registry.add("unbook", lambda item: calls.append(item))
+
+    def nested(levels):  # (a list ``levels`` deep)
+        value: list = []
+        for _ in range(levels - 1):
+            value = [value]
+        return value
+
+    with pytest.raises(TypeError, match=rf"JSON depth limit \({limit} levels\)"):
+        unbook.bind(item=nested(limit))  # (one more inside the arguments' object)
+    deepest = unbook.bind(item=nested(limit - 1))
+    with Journal(jpath) as journal:
+        run = journal.start("deep", "x6")
+        run.register("a", deepest)
+        orphan(jpath, "x6")
+        [done] = recover(journal, registry)
+        assert done.status == "rolled_back" and calls == [nested(limit - 1)]
+
+
+@pytest.mark.parametrize("seconds", [1e308 * 1.5, sys.float_info.max, 10**20])
+def test_every_undo_timeout_a_step_takes_is_one_the_journal_reads(paths, seconds):
+    """attack84 F7: Step took undo_timeout=1.7e308 (finite) and the journal wrote it, then
+    its own reader called the file damaged (> 1e308); an infinite one is still refused."""
+    jpath, _ = paths
+    calls = []
+    registry = Registry()
+    unbook = registry.add("unbook", lambda item: calls.append(item))
+    Step("a", lambda s: None, unbook.bind(item="a"), undo_timeout=seconds)  # (taken)
+    with Journal(jpath) as journal:
+        run = journal.start("slow", "x7")
+        run.register("a", unbook.bind(item="a"), timeout=seconds)
+        orphan(jpath, "x7")
+        [done] = recover(journal, registry)
+        assert done.status == "rolled_back" and calls == ["a"]
+        run = journal.start("forged", "x9")
+        run.register("a", unbook.bind(item="b"), timeout=seconds)
+    con = sqlite3.connect(jpath)
+    con.execute("UPDATE undos SET timeout = 9e999 WHERE saga_id = 'x9'")  # (infinity)
+    con.commit()
+    con.close()
+    orphan(jpath, "x9")
+    with Journal(jpath) as journal, pytest.raises(JournalError, match="an undo's timeout is inf"):
+        recover(journal, registry)
 
 
 def test_recover_finishes_a_mid_rollback_saga_skipping_done_undos_and_twice_is_a_no_op(paths):

@@ -110,8 +110,8 @@ EXITING_REGISTRY = textwrap.dedent(
 
         def resolve(self, name):  # (a SIGTERM handler's sys.exit(143) heard here)
             Exiting.asked += 1
-            if Exiting.asked == 2:
-                raise SystemExit(143)
+            if Exiting.asked == 5:  # (the claim asks once a saga, attack84 F5; then r0's
+                raise SystemExit(143)  # undo, then r1's)
             return super().resolve(name)
 
     registry = Exiting()

@@ -116,6 +116,8 @@ class JournalRun:
         ``position``: one ``reserve`` gave (else the next)."""
         position = self.reserve() if position is None else position
         args = json.dumps(dict(undo.args))
+        timeout = None if timeout is None else float(timeout)  # (10**20 s: an int SQLite
+        # cannot hold, a finite duration Step takes, read back the same: attack84 F7)
         statement = (
             "INSERT INTO undos (saga_id, position, step, compensation, args, state, semantic,"
             " timeout) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

@@ -8,7 +8,8 @@ the workflow itself and its inputs, and resume it forward; lesson 07 shows both.
 What ``recover`` promises, whatever the operator or the next crash does:
 
 - **Registries.** It runs an undo only by its registered name. A saga with a compensation
-  the given registry does not know is left unfinished and reported, so a later run with
+  the given registry does not know, or cannot call with the journalled arguments (the
+  check ``bind`` makes), is left unfinished and reported, so a later run with
   the right registry can still finish it; nothing is imported, nothing falls back. A
   registry whose lookup raises stops it (``RegistryFailed``): nothing claimed if asked while
   claiming; asked before an undo, that saga left unfinished, what ran before recorded.
@@ -60,7 +61,7 @@ from .exclusive import RecoveryNested, recovering  # noqa: F401 (RecoveryNested:
 from .journal import Journal, JournalError, JournalUnusable, policy_of
 from .owner import me, unreachable
 from .records import Claimed, JournalRun, SagaRecord, UndoRecord
-from .registry import Registry, default_registry
+from .registry import Registry, default_registry, unfit
 from .report import (  # noqa: F401 (its names, as before)
     Recovery,
     RecoveryReport,
@@ -197,12 +198,28 @@ def _recover(journal: Journal, registry: Registry, force: bool, batch: int) -> R
 
     def decide(saga: SagaRecord, pending: list[UndoRecord]) -> str | None:
         unknown = sorted({u.compensation for u in pending if not known(u.compensation)})
-        if unknown and not pivot_at_stake(saga.pivot_state):
+        if pivot_at_stake(saga.pivot_state):  # (halted, no undo run: any registry will do)
+            return _decide(saga, force)
+        if unknown:
             return (
                 f"the registry has no compensation named {', '.join(map(repr, unknown))}; "
                 "run recover again with the registry that registers them"
             )
+        misfit = {u.compensation: why for u in pending if (why := fits(u))}  # (attack84 F5)
+        if misfit:
+            name, why = next(iter(misfit.items()))
+            return (
+                f"the registry's compensation {name!r} cannot be called with the arguments "
+                f"the journal kept ({why}); run recover again with the registry that can"
+            )
         return _decide(saga, force)
+
+    def fits(undo: UndoRecord) -> str | None:
+        """Why the registry's compensation cannot take the journalled arguments (the check
+        ``bind`` makes: a deploy changed its parameters), or None; asked before any claim."""
+        then = "nothing was claimed or undone; run recover again when it answers"
+        fn = _ask(registry, registry.resolve, undo.compensation, then)
+        return unfit(fn, undo.args)
 
     claimed: list[Claimed] | None = None  # (not known if a Ctrl-C cut the claim's return)
     writer = Writer(journal, 1)

@@ -6,6 +6,7 @@ Temporal runner only ever resolve names from a registry, never import or unpickl
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
@@ -85,6 +86,12 @@ class BoundUndo(NamedUndo):
             raise TypeError(
                 f"arguments of compensation {self.name!r} must be JSON-serialisable: {exc}"
             ) from None
+        if _too_deep(text):  # (SQLite's json_valid, the reader's check, refuses it: F6)
+            raise TypeError(
+                f"arguments of compensation {self.name!r} are nested deeper than SQLite's "
+                f"JSON depth limit ({json_depth_limit()} levels), which the journal's reader "
+                "checks: the journal could not give them back (flatten them)"
+            )
         back = json.loads(text)
         if not _same(back, self.args):  # what recover reads must be what ran in process
             raise TypeError(
@@ -102,17 +109,11 @@ class BoundUndo(NamedUndo):
                 f"compensation {self.name!r} cannot be bound an idempotency_key: the engine "
                 "passes its own, the same in process and after a crash"
             )
-        try:
-            signature = inspect.signature(fn)
-        except (TypeError, ValueError):
-            return  # (a callable without one: its call is the check)
-        key = {"idempotency_key": "key"} if takes_key(fn) else {}  # (the engine's own)
-        try:
-            signature.bind(**self.args, **key)
-        except TypeError as exc:  # refused now, not as a dead letter during a rollback
+        refused = unfit(fn, self.args)
+        if refused:  # refused now, not as a dead letter during a rollback
             raise TypeError(
-                f"compensation {self.name!r} cannot be called with {dict(self.args)!r}: {exc}"
-            ) from None
+                f"compensation {self.name!r} cannot be called with {dict(self.args)!r}: {refused}"
+            )
 
     def __call__(self, idempotency_key: str | None = None) -> Any:
         """Run the compensation; ``idempotency_key`` reaches it if it takes one."""
@@ -120,6 +121,34 @@ class BoundUndo(NamedUndo):
 
     def to_json(self) -> str:
         return json.dumps({"name": self.name, "args": self.args}, sort_keys=True)
+
+
+def _too_deep(text: str) -> bool:
+    """Would the journal's reader (``values``: SQLite's ``json_valid``) refuse ``text``,
+    JSON nested past SQLite's depth limit (attack84 F6)? Asked of SQLite only when the
+    text has brackets enough to be that deep (the limit is 1000 or 2000, by version)."""
+    if text.count("[") + text.count("{") < 1000:
+        return False
+    import sqlite3  # (here: the engine imports no sqlite3 until a journal is used)
+
+    with contextlib.closing(sqlite3.connect(":memory:")) as con:
+        return not con.execute("SELECT json_valid(?)", (text,)).fetchone()[0]
+
+
+@functools.cache
+def json_depth_limit() -> int:
+    """The deepest nesting this SQLite's ``json_valid`` accepts (probed once)."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(":memory:")) as con:
+        low, high = 1, 100_000  # (json_valid of ``low`` levels is 1; of ``high``, 0)
+        while high - low > 1:
+            mid = (low + high) // 2
+            if con.execute("SELECT json_valid(?)", ("[" * mid + "]" * mid,)).fetchone()[0]:
+                low = mid
+            else:
+                high = mid
+    return low
 
 
 def _same(back: Any, value: Any) -> bool:
@@ -135,15 +164,41 @@ def _same(back: Any, value: Any) -> bool:
     return type(back) is type(value) and back == value
 
 
-@functools.lru_cache(maxsize=256)
 def takes_key(fn: Callable[..., Any]) -> bool:
     """Does the compensation accept ``idempotency_key`` (or any keyword)?"""
+    try:
+        return _takes_key_cached(fn)
+    except Exception:  # (an unhashable callable, a dataclass instance: attack84 F8; the
+        return _takes_key(fn)  # cache's own TypeError, never the compensation's)
+
+
+def _takes_key(fn: Callable[..., Any]) -> bool:
     try:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
         return False
     # (a list, not a generator any() leaves: a Ctrl-C as one is closed is dropped by Python)
     return any([p.name == "idempotency_key" or p.kind is p.VAR_KEYWORD for p in params])
+
+
+_takes_key_cached = functools.lru_cache(maxsize=256)(_takes_key)
+
+
+def unfit(fn: Callable[..., Any], args: Mapping[str, Any]) -> str | None:
+    """Why ``fn`` cannot be called with ``args`` (and the engine's idempotency key, if it
+    takes one), as ``inspect.signature(fn).bind`` says; None if it can (or has no
+    signature to ask: its call is the check). ``bind`` refuses on it, and ``recover``
+    leaves a saga unfinished on it, as for a name the registry does not know (attack84 F5)."""
+    try:
+        signature = inspect.signature(fn)
+    except Exception:
+        return None
+    key = {"idempotency_key": "key"} if takes_key(fn) else {}  # (the engine's own)
+    try:
+        signature.bind(**args, **key)
+    except TypeError as exc:
+        return str(exc)
+    return None
 
 
 def call_compensation(

@@ -25,6 +25,7 @@ def _optional(column: str, condition: str) -> str:
 
 
 _NUMBER = "NOT IN ('integer', 'real')"
+_MAX = "1.7976931348623157e308"  # (the largest finite float: above it, only infinity)
 _PID = "typeof({0}) != 'integer' OR {0} NOT BETWEEN 1 AND 2147483647"  # (os.kill: a C int)
 # a step's undo rows: one (two: recover would run one of them twice, the other never)
 _TWICE = "(saga_id, step) IN (SELECT saga_id, step FROM undos GROUP BY 1, 2 HAVING COUNT(*) > 1)"
@@ -111,8 +112,8 @@ _VALUE_CHECKS: tuple[tuple[str, str, str, str, str, int], ...] = (
     ("a saga's error", "sagas", _SAGA, "error", _optional("error", "typeof(error) != 'text'"), 1),
     (
         "an undo's timeout", "undos", _UNDO, "timeout",
-        _optional("timeout", f"typeof(timeout) {_NUMBER} OR timeout <= 0 OR timeout > 1e308"), 5,
-    ),
+        _optional("timeout", f"typeof(timeout) {_NUMBER} OR timeout <= 0 OR timeout > {_MAX}"), 5,
+    ),  # (any finite duration > 0, as Step(undo_timeout=...) takes: attack84 F7)
 )  # fmt: skip
 
 
