@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._drive import Call
 from ._shutdown import branch_cut, tasks_of
-from .calls import checked
+from .calls import checked, gave_back
 from .verdicts import cut_by
 
 if TYPE_CHECKING:
@@ -37,7 +37,11 @@ async def acarry(
                     done = fn(*args)
                     if done is not None and hasattr(done, "__await__"):  # kept as it returns,
                         run.results[name] = done = await done  # (no instant between: a Ctrl-C
-                    else:  # after it finds it returned, ``returned_cut``)
+                        # after it finds it returned, ``returned_cut``)
+                        if done is not None and (bad := gave_back(done, role, name)):
+                            del run.results[name]  # (its body never ran: attack85 F2)
+                            raise bad
+                    else:
                         run.results[name] = done = checked(done, role, name)
                 else:
                     await _wait(run, todo)

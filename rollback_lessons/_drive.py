@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 from . import _guards
 from ._shutdown import shut_down
 from ._timed import acall_timed, within
-from .calls import PLAIN, call_timed, checked, is_async, own_cancel, refused
+from .calls import PLAIN, call_timed, checked, gave_back, is_async, own_cancel, refused
 from .clock import Clock
 from .errors import Cancelled
 from .events import describe
@@ -356,6 +356,9 @@ class Driver:
                             done = fn(*args)
                             if role == "action" and hasattr(done, "__await__"):  # kept as
                                 self.results[step] = done = await done  # it returns (no
+                                if done is not None and (bad := gave_back(done, role, step)):
+                                    del self.results[step]  # (its body never ran: F2)
+                                    raise bad
                             elif role == "action":  # instant between: ``returned_cut``)
                                 self.results[step] = done = done and checked(done, role, step)
                             elif done is not None and hasattr(done, "__await__"):
@@ -364,6 +367,8 @@ class Driver:
                                     if timeout is None
                                     else within(done, timeout, role, step, self)
                                 )
+                                if done is not None and (bad := gave_back(done, role, step)):
+                                    raise bad  # (its body never ran: attack85 F2)
                             elif done is not None:  # (a generator, async or not, is never
                                 checked(done, role, step)  # reported undone: attack84 F2)
                 except BaseException as exc:  # CancelledError too

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .calls import checked, late, refused, timed_out, what
+from .calls import checked, gave_back, late, refused, timed_out, what
 
 
 async def within(
@@ -91,7 +91,10 @@ async def acall_timed(
     result = box.result()
     if result is not None and hasattr(result, "__await__"):
         left = max(timeout - (loop.time() - start), 0.0)
-        return await within(result, left, role, step, owner, shown=timeout)
+        done = await within(result, left, role, step, owner, shown=timeout)
+        if done is not None and (bad := gave_back(done, role, step)):
+            raise bad  # (its body never ran: attack85 F2)
+        return done
     return result if result is None else checked(result, role, step)  # (a generator: F2)
 
 

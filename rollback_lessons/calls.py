@@ -103,6 +103,25 @@ def checked(result: Any, role: str, step: str) -> Any:
     return result
 
 
+def gave_back(result: Any, role: str, step: str) -> TypeError | None:
+    """The error of an awaited call that gave back a coroutine, a generator or an async
+    generator: a body that never ran (an ``await`` missing inside it: ``return refund()``),
+    never reported done (attack85 F2); None for any other result (a Task or a Future given
+    back is a value the caller keeps)."""
+    if result is None or type(result) in PLAIN:
+        return None
+    if inspect.iscoroutine(result) or inspect.isgenerator(result):
+        result.close()
+    elif not inspect.isasyncgen(result):
+        return None
+    kind = "a coroutine" if inspect.iscoroutine(result) else (
+        "a generator" if inspect.isgenerator(result) else "an async generator")  # fmt: skip
+    return TypeError(
+        f"{what(role, step)} gave back {kind} when awaited: its body never ran (an await "
+        "missing inside it?)"
+    )
+
+
 _LOCK = threading.Lock()
 LATE: weakref.WeakKeyDictionary[Any, set[tuple[str, str]]] = weakref.WeakKeyDictionary()
 """Per run (its driver), the calls, by (role, step), that outlived their timeout: not made

@@ -20,7 +20,7 @@ import warnings
 import pytest
 from conftest import dead_pid
 
-from rollback_lessons import RetryPolicy, Rollback, Saga, Status, Step, UndoPolicy
+from rollback_lessons import AsyncRollback, RetryPolicy, Rollback, Saga, Status, Step, UndoPolicy
 from rollback_lessons.durable import recovery
 from rollback_lessons.durable.files import SCHEMA_VERSION
 from rollback_lessons.durable.journal import Journal, JournalError, JournalTakenOver
@@ -691,3 +691,84 @@ def test_a_dead_letters_error_text_is_read_whatever_it_holds(tmp_path):
     assert sorted(undone) == ["a0", "b0", "b1"]
     [dead] = next(r for r in report.recovered if r.saga_id == "saga1").dead_letters
     assert dead.error.type_name == "ValueError" and str(dead.error).startswith("1+1+")
+
+
+@pytest.mark.parametrize("given", ["coroutine", "generator", "async generator"])
+@pytest.mark.parametrize("driver", ["arun", "arun timed", "AsyncRollback", "recover"])
+def test_an_awaited_undo_that_gives_back_a_body_never_run_is_a_dead_letter(tmp_path, driver, given):
+    """attack85 F2: ``async def undo(...): return refund(...)`` (an await missing) was
+    awaited, its result dropped: reported undone, the refund never made."""
+    ran: list[str] = []
+
+    async def inner_coro():
+        ran.append("refund")
+
+    def inner_gen():
+        ran.append("refund")
+        yield
+
+    async def inner_agen():
+        ran.append("refund")
+        yield
+
+    inner = {"coroutine": inner_coro, "generator": inner_gen, "async generator": inner_agen}
+
+    async def refund(idempotency_key=None):
+        return inner[given]()
+
+    reg = Registry()
+    undo = reg.add("refund", refund).bind()
+    timed = {"undo_timeout": 1.0} if driver == "arun timed" else {}
+    said = f"gave back a{'n' if given[0] == 'a' else ''} {given} when awaited: its body never ran"
+    if driver == "AsyncRollback":
+
+        async def block():
+            with pytest.raises(ZeroDivisionError):
+                async with AsyncRollback() as rb:
+                    await rb.do("a", lambda: None, refund)
+                    raise ZeroDivisionError
+            return rb.outcome
+
+        o = asyncio.run(block())
+    elif driver == "recover":
+        saga = Saga(
+            [Step("a", lambda s: None, undo, register="before"), Step("b", lambda s: 1 / 0)]
+        )
+        with Journal(tmp_path / "j.db") as journal:
+            with pytest.raises(KeyboardInterrupt):
+                saga.run({}, journal=journal, run_id="s", on_event=_dies_at_undo)
+            journal.write([("UPDATE sagas SET owner_pid = ?", (dead_pid(),))])
+            [o] = recover(journal, reg).recovered
+    else:
+        saga = Saga([Step("a", lambda s: None, lambda s: refund(), **timed),
+                     Step("b", lambda s: 1 / 0)])  # fmt: skip
+        o = asyncio.run(saga.arun({}))
+    assert ran == [] and o.status is Status.ROLLBACK_INCOMPLETE and o.compensated == ()
+    assert said in str(o.dead_letters[0].error)
+
+
+def _dies_at_undo(event):
+    if event.kind == "undo":
+        raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("given", ["coroutine", "async generator"])
+def test_an_awaited_action_that_gives_back_a_body_never_run_fails_its_step(given):
+    """attack85 F2: a pivot whose action forgot an await committed, the email never sent."""
+    sent: list[str] = []
+
+    async def send():
+        sent.append("email")
+
+    async def send_agen():
+        sent.append("email")
+        yield
+
+    async def email(state):
+        return send() if given == "coroutine" else send_agen()
+
+    saga = Saga([Step("charge", lambda s: None, lambda s: sent.append("refund")),
+                 Step("email", lambda s: email(s), None, kind="pivot")])  # fmt: skip
+    o = asyncio.run(saga.arun({}))
+    assert o.status is Status.ROLLED_BACK and sent == ["refund"] and o.completed == ("charge",)
+    assert "when awaited: its body never ran" in str(o.error)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._timed import within
-from ..calls import call_timed, checked, refused
+from ..calls import call_timed, checked, gave_back, refused
 from .records import UndoRecord
 from .registry import call_compensation
 
@@ -60,7 +60,11 @@ def _await(awaitable: Any, timeout: float | None, step: str, owner: object = Non
     import asyncio
 
     async def main() -> None:
-        await (awaitable if timeout is None else within(awaitable, timeout, "undo", step, owner))
+        done = await (
+            awaitable if timeout is None else within(awaitable, timeout, "undo", step, owner)
+        )
+        if done is not None and (bad := gave_back(done, "undo", step)):
+            raise bad  # (its body never ran, as in process: attack85 F2)
 
     loop = asyncio.new_event_loop()
     task = loop.create_task(main())  # (its thread has not started: nothing runs it yet;
