@@ -103,3 +103,27 @@ def test_a_bug_as_the_engine_builds_the_workflow_is_one_line_and_nothing_ran(mon
     assert got.__notes__ == [
         "saga 'eng': it stopped as it built the workflow, before any step: nothing ran"
     ]
+
+
+@pytest.mark.parametrize("graph", [False, True])
+def test_a_bug_as_the_engine_says_whether_it_completed_is_one_line_with_what_is_left(
+    monkeypatch, graph
+):
+    """attack85 F5: ``Workflow.is_completed``, asked once the workflow ran, was outside the
+    guard: a bare RuntimeError, the steps done (list form) named nowhere."""
+    from SpiffWorkflow.workflow import Workflow
+
+    def broken(self):  # type: ignore[no-untyped-def]
+        raise RuntimeError("engine bug in is_completed")
+
+    monkeypatch.setattr(Workflow, "is_completed", broken)
+    world: list[str] = []
+    got = _raised(lambda r: r.run(_saga(world, graph), {}))
+    assert type(got) is BpmnEngineError and "\n" not in str(got)
+    assert "RuntimeError('engine bug in is_completed')" in str(got)
+    every = ["do a", "do b", "do c"] + (["do d"] if graph else [])
+    assert sorted(world) == every  # every step done, none undone: the saga committed
+    assert got.__notes__ == [
+        "rollback: the RuntimeError('engine bug in is_completed') came once the saga had "
+        "committed: there is nothing to undo"
+    ]

@@ -140,11 +140,12 @@ def run_explicit(
         workflow = _parsed(saga, chosen, {"do": host.do, "undo": host.undo})
         try:
             workflow.do_engine_steps()
+            completed = workflow.is_completed()  # (SpiffWorkflow's code too: attack85 F5)
         except BaseException as exc:  # (an Exception there is SpiffWorkflow's own failure:
             if not issubclass(type(exc), Exception):  # told as a Ctrl-C there, attack78 F4)
                 came_through_a_script()
             _cut_between(saga, state, before, plan, host, exc)
-        if not workflow.is_completed():
+        if not completed:
             raise RuntimeError("the BPMN workflow did not complete")
         host.worker.plan = plan  # (what is in effect: the machine replays the calls)
         host.worker.over = (None, OVER)  # (a Ctrl-C from now on, to run's return: said so)
@@ -265,7 +266,8 @@ def _run_graph(saga: Saga, state: State | None, world: State, before: Any, plan:
     workflow = _parsed(saga, chosen, {"do": _told(host, heard), "undo": host.undo,
                                       "what_next": host.what_next}, graph=True)  # fmt: skip
     try:
-        completed = run_workflow(workflow, host)  # False: it waits at an incident, a person's
+        completed = run_workflow(workflow, host)  # False: it waits at an incident (a person's)
+        ended = workflow.is_completed()  # (SpiffWorkflow's code too: attack85 F5)
     except BaseException as exc:  # (told to the machine: its notes say what is left; an
         if not issubclass(type(exc), Exception):  # Exception, SpiffWorkflow's own: so too)
             came_through_a_script()
@@ -273,7 +275,7 @@ def _run_graph(saga: Saga, state: State | None, world: State, before: Any, plan:
         outcome = outcome_of(saga, machine.record(), before=before, state=state)
         remote.reraise(exc, outcome, engine_error(exc))
         raise
-    if not isinstance(host.op, Finished) or completed != workflow.is_completed():
+    if not isinstance(host.op, Finished) or completed != ended:
         raise RuntimeError("the BPMN workflow did not complete")
     host.worker.machine = machine  # (what is in effect: the live machine says)
     host.worker.over = (heard, OVER)  # (a Ctrl-C from now on, to run's return: said so)
