@@ -297,3 +297,38 @@ def test_an_owner_that_execd_another_program_is_dead_though_its_pid_runs(tmp_pat
         assert calls == ["a"] and done.status is Status.ROLLBACK_INCOMPLETE  # b: no undo logged
     finally:
         proc.communicate("\n", timeout=30)
+
+
+@pytest.mark.skipif(process_space() is None, reason="no /proc to read the process from")
+def test_an_owner_whose_main_thread_ended_while_another_runs_is_alive(tmp_path):
+    """attack85 F6: a process whose main thread ended (pthread_exit) shows it as a zombie
+    while the thread running the saga goes on: it was taken for dead, its saga undone under
+    a step still running."""
+    import time
+
+    from rollback_lessons.durable.owner import process_start
+
+    script = tmp_path / "leader.py"
+    script.write_text(
+        "import ctypes, sys, threading, time\n"
+        "threading.Thread(target=lambda: (time.sleep(float(sys.argv[1])), print('end'))).start()\n"
+        "print('ready', flush=True)\n"
+        "ctypes.CDLL(None).pthread_exit(None)\n"
+    )
+    proc = subprocess.Popen([sys.executable, str(script), "3"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        for _ in range(100):  # (until the main thread has ended: the leader a zombie)
+            with open(f"/proc/{proc.pid}/stat") as stat:
+                if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    break
+            time.sleep(0.02)
+        else:
+            pytest.skip("the main thread did not end as a zombie here")
+        started = process_start(proc.pid)
+        assert started is not None and started != -1.0
+        where = me()[3].split(" exec ")[0]  # (its own program not known: not compared)
+        assert process_alive(proc.pid, me()[1], started, where) is True
+    finally:
+        proc.communicate(timeout=30)
+    assert process_alive(proc.pid, me()[1], started, where) is False

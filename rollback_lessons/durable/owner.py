@@ -27,9 +27,29 @@ def process_start(pid: int) -> float | None:
             fields = stat.read().rsplit(b")", 1)[1].split()
     except (OSError, IndexError):
         return None
-    if fields[0] == b"Z":  # a zombie: dead, only not yet reaped by its parent
+    if fields[0] == b"Z" and not _threads_run(pid):  # a zombie: dead, not yet reaped
         return -1.0
     return float(fields[19])
+
+
+def _threads_run(pid: int) -> bool:
+    """Does a thread of ``pid`` other than its first still run? A process whose main thread
+    ended (``pthread_exit``, an embedding C program) shows that thread as a zombie while its
+    other threads, the saga's among them, run on (attack85 F6: taken for dead)."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return False
+    for task in tasks:
+        if task == str(pid):
+            continue
+        try:
+            with open(f"/proc/{pid}/task/{task}/stat", "rb") as stat:
+                if stat.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X"):
+                    return True
+        except (OSError, IndexError):
+            continue
+    return False
 
 
 def process_exec(pid: int) -> str | None:
