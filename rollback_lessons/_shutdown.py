@@ -360,3 +360,16 @@ def left_at_exit(run_id: str, exc: BaseException) -> None:
             f"shutdown ({type(exc).__name__}); none of its undos ran there: the journal keeps "
             "it unfinished, and recover runs them\n"
         )
+
+
+def undone_at_exit(run_id: str, exc: BaseException) -> None:
+    """A block with no journal ended by Python's shutdown: its undos are run there, the only
+    chance they have, but with builtins and modules half torn down, and what fails there is
+    seen by nobody (attack85 F3: silent, exit 0). Said on stderr before they run."""
+    with contextlib.suppress(Exception):
+        sys.__stderr__.write(  # type: ignore[union-attr]
+            f"rollback-lessons: saga {run_id!r}: its Rollback block was ended by Python's "
+            f"shutdown ({type(exc).__name__}); its undos run now, with Python half torn down, "
+            "and no journal keeps what fails: end the block before the program exits, or "
+            "give it a journal\n"
+        )

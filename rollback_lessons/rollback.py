@@ -249,10 +249,12 @@ class Rollback(_Base):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc is not None and self._run.journal is not None and sys.is_finalizing():
-            return _shutdown.left_at_exit(self._run.run_id, exc)  # (re-raises exc: attack84 F3)
         failed = exc
         try:  # a Ctrl-C heard from here on (only the entry is Python's) fails the block there
+            if exc is not None and sys.is_finalizing():  # (Python's shutdown: attack84 F3)
+                if self._run.journal is not None:
+                    return _shutdown.left_at_exit(self._run.run_id, exc)  # (re-raises exc)
+                _shutdown.undone_at_exit(self._run.run_id, exc)  # (said: attack85 F3)
             self._state = _ENDING  # no step begins now (one running is waited for)
             if self._running:  # a step still runs in another thread: the block ends once it
                 failed = self._wait_step(failed)  # returns (then undone), never over it

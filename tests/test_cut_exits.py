@@ -180,3 +180,28 @@ def test_a_block_left_suspended_as_python_exits_is_kept_for_recover(tmp_path, en
         assert journal.saga("g1").status == "running"
         [back] = recovery.recover(journal, reg).recovered
     assert back.status.value == "rolled_back" and world.read_text() == "a"
+
+
+def test_a_block_with_no_journal_left_suspended_as_python_exits_says_so(tmp_path):
+    """attack85 F3: with no journal its undos run there (their only chance), with Python
+    half torn down; what failed was seen by nobody, exit 0. It is said before they run."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "s.py"
+    script.write_text(
+        "from rollback_lessons import Rollback\n"
+        "def pipeline():\n"
+        "    with Rollback(run_id='g2') as rb:\n"
+        "        rb.do('a', lambda: None, lambda: None)\n"
+        "        yield 'paused'\n"
+        "g = pipeline()\n"
+        "next(g)\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.stderr == (
+        "rollback-lessons: saga 'g2': its Rollback block was ended by Python's shutdown "
+        "(GeneratorExit); its undos run now, with Python half torn down, and no journal keeps "
+        "what fails: end the block before the program exits, or give it a journal\n"
+    )
