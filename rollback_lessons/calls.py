@@ -89,10 +89,17 @@ def checked(result: Any, role: str, step: str) -> Any:
     """A result, unless it is an awaitable or a generator, async too (then a TypeError that
     says so: a body that never ran is never reported done)."""
     if inspect.isawaitable(result):
+        said = "an awaitable"
         if inspect.iscoroutine(result):
             result.close()  # never leave it un-awaited and silently dropped
+        elif getattr(result, "_asyncio_future_blocking", None) is not None:  # (asyncio's
+            # isfuture: a Task scheduled already, run at the loop's next turn: attack85 F7)
+            said = ("an asyncio Task or Future (cancelled now, before it ran)"
+                    if result.cancel()  # type: ignore[attr-defined]
+                    else "an asyncio Task or Future (ended already: it may have had its "
+                    "effect)")  # fmt: skip
         raise TypeError(
-            f"{what(role, step)} returned an awaitable; a synchronous run cannot await it "
+            f"{what(role, step)} returned {said}; a synchronous run cannot await it "
             "(use AsyncRollback, or await saga.arun(state))"
         )
     if inspect.isgenerator(result):

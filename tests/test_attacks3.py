@@ -772,3 +772,33 @@ def test_an_awaited_action_that_gives_back_a_body_never_run_fails_its_step(given
     o = asyncio.run(saga.arun({}))
     assert o.status is Status.ROLLED_BACK and sent == ["refund"] and o.completed == ("charge",)
     assert "when awaited: its body never ran" in str(o.error)
+
+
+@pytest.mark.parametrize("role", ["undo", "action"])
+def test_a_task_a_synchronous_run_is_given_is_cancelled_before_it_runs(role):
+    """attack85 F7: a sync run inside async code given an asyncio Task (scheduled already)
+    said "cannot await it", then the Task ran at the loop's next turn: a refund done under a
+    dead letter, a charge done under rolled_back. It is cancelled now, before it runs."""
+    world: list[str] = []
+
+    async def effect(what):
+        world.append(what)
+
+    async def main():
+        if role == "undo":
+            with pytest.raises(ZeroDivisionError), Rollback() as rb:
+                rb.do("a", lambda: None, lambda: asyncio.ensure_future(effect("refund")))
+                raise ZeroDivisionError
+        else:
+            with pytest.raises(TypeError), Rollback() as rb:
+                rb.do("charge", lambda: asyncio.ensure_future(effect("charge")))
+        await asyncio.sleep(0.05)  # (the loop's next turns: a Task left would run now)
+        return rb.outcome
+
+    o = asyncio.run(main())
+    assert world == []
+    said = "returned an asyncio Task or Future (cancelled now, before it ran)"
+    if role == "undo":
+        assert o.status is Status.ROLLBACK_INCOMPLETE and said in str(o.dead_letters[0].error)
+    else:
+        assert o.status is Status.ROLLED_BACK and said in str(o.error)
