@@ -351,7 +351,7 @@ class Driver:
                         if timeout is not None and not is_async(fn):  # (it may block)
                             done = await acall_timed(fn, args, role, step, timeout, self)
                         else:
-                            if timeout is not None and (left := refused(self, role, step)):
+                            if timeout is not None and (left := refused(self, role, step, timeout)):
                                 raise left  # (its call left running: attack84 F4)
                             done = fn(*args)
                             if role == "action" and hasattr(done, "__await__"):  # kept as

@@ -70,7 +70,7 @@ async def acall_timed(
     here, within the time left (``within``)."""
     import asyncio
 
-    if (refusal := refused(owner, role, step)) is not None:
+    if (refusal := refused(owner, role, step, timeout)) is not None:
         raise refusal
     loop = asyncio.get_running_loop()
     box: asyncio.Future[Any] = loop.create_future()

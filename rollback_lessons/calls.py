@@ -158,17 +158,18 @@ def late(owner: object, role: str, step: str, keep: bool = False, on_loop: bool 
     return (role, step) in table.get(owner, ())
 
 
-def refused(owner: object, role: str, step: str) -> TimeoutError | None:
+def refused(
+    owner: object, role: str, step: str, timeout: float | None = None
+) -> TimeoutError | None:
     """The error of a further attempt of a call left running in ``owner``'s run (``late``),
     saying where it went on; None: it may be made."""
     if not late(owner, role, step):
         return None
     table: Any = LATE_IDS if isinstance(owner, str) else LATE
     if (role, step, "on_loop") in table.get(owner, ()):
-        return still_running(
-            role, step, "was left running on the event loop (it would not stop when cancelled)"
-        )
-    return still_running(role, step)
+        where = "was left running on the event loop (it would not stop when cancelled)"
+        return still_running(role, step, where, timeout)
+    return still_running(role, step, timeout=timeout)
 
 
 def timed_out(role: str, step: str, timeout: float) -> TimeoutError:
@@ -179,11 +180,15 @@ def timed_out(role: str, step: str, timeout: float) -> TimeoutError:
     )
 
 
-def still_running(role: str, step: str, where: str = "went on in a helper thread") -> TimeoutError:
-    """The error of a further attempt: not made, the timed-out call may be running."""
+def still_running(
+    role: str, step: str, where: str = "went on in a helper thread", timeout: float | None = None
+) -> TimeoutError:
+    """The error of a further attempt: not made, the timed-out call may be running (its
+    ``timeout`` named: the dead letter is the last attempt's, attack85 F4)."""
+    limit = f" of {timeout} s" if timeout is not None else ""
     return TimeoutError(
-        f"{what(role, step)} not called again: its call that took longer than its timeout "
-        f"{where}, and may still complete (or has)"
+        f"{what(role, step)} not called again: its call that took longer than its timeout"
+        f"{limit} {where}, and may still complete (or has)"
     )
 
 
@@ -205,7 +210,7 @@ def call_timed(
     inside the call itself (a socket or HTTP timeout), or AsyncRollback, which cancels the
     awaited undo.
     """
-    if (refusal := refused(owner, role, step)) is not None:
+    if (refusal := refused(owner, role, step, timeout)) is not None:
         raise refusal
     box: dict[str, Any] = {}
 

@@ -29,7 +29,7 @@ def run_undo(
     never two refunds at once (attack84 F4)."""
 
     def attempt() -> None:
-        if timeout is not None and (left := refused(owner, "undo", undo.step)) is not None:
+        if timeout is not None and (left := refused(owner, "undo", undo.step, timeout)):
             raise left
         result = call_compensation(fn, undo.args, undo.key)
         if inspect.isawaitable(result):

@@ -225,7 +225,7 @@ def run_undo(call: StepCall) -> None:
         ):
             try:
                 if call.timeout is not None and call.step in _timed_out(run):  # never again
-                    late = still_running("undo", call.step)
+                    late = still_running("undo", call.step, timeout=call.timeout)
                     errors.append(ErrorRecord.of(late, call.step, call.run_id))
                 else:  # (as in process, ``calls.call_timed``: attack47 F5)
                     future = _undo_call(run, call, end)
