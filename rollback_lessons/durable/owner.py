@@ -7,7 +7,9 @@ recorded in another namespace or before a reboot cannot be checked here. A progr
 ``exec``s another (a service restarting itself, an autoreloader) keeps its pid and its start
 time but not its program: the owner died with its stack. ``space`` also carries where that
 program's stack began, which the kernel places at random at every exec (``exec 7ffd...``):
-a pid whose stack begins elsewhere now runs another program (attack84 F1).
+a pid whose stack begins elsewhere now runs another program (attack84 F1). Without that
+randomization (``setarch -R``, gdb) the same program exec'd with the same argv and
+environment begins its stack at the same place: not told apart (attack85 F1, open).
 """
 
 from __future__ import annotations
