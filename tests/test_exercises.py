@@ -688,3 +688,27 @@ def test_08_1_names_each_temporal_case_in_grammar():
         "on Temporal, when send_email fails and the undo of charge_card fails too",
         "on Temporal, when send_email fails and the undos of reserve_room and charge_card fail too",
     ]
+
+
+def test_an_object_with_an_async_call_is_told_async_as_the_engines_tell_it():
+    """learn83 F5: 08.1 told `Comp()` (its ``__call__`` an ``async def``) "compensate must be
+    `async def`", yet the engines await it (``calls.is_async``, the one rule): an exercise
+    that awaits its answer takes it; one that does not refuses it, saying why."""
+    from rollback_lessons.calls import is_async
+
+    class Comp:
+        async def __call__(self, compensations, undo, dead_letters):
+            pass
+
+    class Plain:
+        def __call__(self, state):
+            pass
+
+    assert is_async(Comp()) and not is_async(Plain())
+    call = "compensate(compensations, undo, dead_letters)"
+    assert ex.function(Comp(), call, asynchronous=True) is not None
+    with pytest.raises(ex.Incorrect, match="must be `def`: the engine calls it and does not"):
+        ex.function(Comp(), "undo(a, b, c)")
+    assert ex.function(Plain(), "undo(state)") is not None
+    with pytest.raises(ex.Incorrect, match="must be `async def`"):
+        ex.function(Plain(), "compensate(state)", asynchronous=True)

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..._shutdown import exits_told
+from ...calls import is_async
 from .blanks import ____ as ____
 from .blanks import left_blank
 from .tracking import Progress as Progress
@@ -212,7 +213,7 @@ def function(answer: Any, call: str, *, asynchronous: bool = False) -> Callable[
     kind = "async def" if asynchronous else "def"
     if not callable(answer):
         raise Incorrect(f"{name} should be a function, `{kind} {call}: ...`; got {answer!r}")
-    if inspect.iscoroutinefunction(answer) != asynchronous:
+    if is_async(answer) != asynchronous:  # (as the engines tell it: calls.is_async)
         raise Incorrect(
             f"{name} must be `{kind}`: "
             + (
