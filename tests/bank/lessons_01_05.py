@@ -115,6 +115,29 @@ BANK = {
         ),
         wrong=(
             Wrong(
+                OTHER,  # appends to a new list bound to the name (learn83 F4)
+                "def run_with_rollback(steps, dead_letters):\n"
+                "    dead_letters = list(dead_letters)\n"
+                "    done = []\n"
+                "    for do, undo in steps:\n"
+                "        try:\n"
+                "            do()\n"
+                "        except Exception:\n"
+                "            for u in reversed(done):\n"
+                "                try:\n"
+                "                    u()\n"
+                "                except Exception as e:\n"
+                "                    dead_letters.append(e)\n"
+                "            raise\n"
+                "        done.append(undo)",
+                (
+                    "dead_letters is []; expected [",
+                    "your loop caught the error of each failed undo, but the dead_letters list "
+                    "it was given got nothing: append the exception of each failed undo to that "
+                    "very list",
+                ),
+            ),
+            Wrong(
                 BY_POSITION,  # skips the oldest undo; catches every exception (learn82 F1)
                 "def run_with_rollback(steps, dead_letters):\n"
                 "    done = []\n"

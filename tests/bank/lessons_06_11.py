@@ -422,6 +422,34 @@ BANK = {
                 ("the undos ran in the order []", "never undid"),
             ),
             Wrong(
+                OTHER,  # returns its own list of dead letters (learn83 F4)
+                "async def compensate(compensations, undo, dead_letters):\n"
+                "    dead = []\n"
+                "    for call in reversed(compensations):\n"
+                "        try:\n"
+                "            await undo(call)\n"
+                "        except ActivityError:\n"
+                "            dead.append(call.step)\n"
+                "    return dead",
+                (
+                    "the dead letters were [], expected [",
+                    "caught the ActivityError of each failing undo, but the dead_letters list "
+                    "it was given got nothing (it returned [",
+                    "append the call.step of each failing undo to that very list",
+                ),
+            ),
+            Wrong(
+                OTHER,  # rebinds the name to a new list (learn83 F4)
+                "async def compensate(compensations, undo, dead_letters):\n"
+                "    dead_letters = list(dead_letters)\n"
+                "    for call in reversed(compensations):\n"
+                "        try:\n"
+                "            await undo(call)\n"
+                "        except ActivityError:\n"
+                "            dead_letters.append(call.step)",
+                ("the dead_letters list it was given got nothing: append the call.step",),
+            ),
+            Wrong(
                 OTHER,  # retries a failing undo itself
                 "async def compensate(compensations, undo, dead_letters):\n"
                 "    for call in reversed(compensations):\n"

@@ -341,6 +341,18 @@ def raised(error: BaseException, name: str) -> str:
     return what
 
 
+def left_unappended(name: str, what: str, returned: Any = None) -> str:
+    """What feedback says of an answer that handled each case but never appended ``what``
+    to the list it was given, ``name`` (learn83 F4: it returned a new list, or rebound the
+    name to one): the caller sees only the list it passed."""
+    instead = f" (it returned {returned!r} instead)" if returned is not None else ""
+    return (
+        f"the {name} list it was given got nothing{instead}: append {what} to that very "
+        f"list; a new list, returned or bound to the name {name}, is not the one the caller "
+        "reads"
+    )
+
+
 def call(fn: Callable[..., Any], *args: Any, name: str, where: str) -> Any:
     """``fn(*args)``; when it raises, Incorrect saying where (in the lesson's terms) and the
     learner's line."""

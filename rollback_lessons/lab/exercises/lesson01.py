@@ -14,7 +14,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import Exercise, Incorrect, NotAttempted, forall, function, generator, raised, register
+from . import (
+    Exercise,
+    Incorrect,
+    NotAttempted,
+    forall,
+    function,
+    generator,
+    left_unappended,
+    raised,
+    register,
+)
 
 
 class StepFailed(Exception):
@@ -258,6 +268,12 @@ def _check_loop(run_with_rollback: Any) -> str:
             raise Incorrect(
                 f"{world}, dead_letters is {dead!r}: the earlier letters "
                 f"{earlier!r} must stay, first; append the new ones after them"
+            )
+        if not new and expected:  # (every undo ran: each failed one's error was caught)
+            raise Incorrect(
+                f"{world}, dead_letters is {dead!r}; expected {[*earlier, *expected]!r}: your "
+                "loop caught the error of each failed undo, but "
+                + left_unappended("dead_letters", "the exception of each failed undo")
             )
         if sorted(map(id, new)) != sorted(map(id, expected)):
             raise Incorrect(

@@ -20,7 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import Exercise, Incorrect, NotAttempted, forall, function, generator, raised, register
+from . import (
+    Exercise,
+    Incorrect,
+    NotAttempted,
+    forall,
+    function,
+    generator,
+    left_unappended,
+    raised,
+    register,
+)
 
 NAMES = ("reserve_room", "charge_card", "hold_seat", "add_row", "book_taxi", "create_event")
 
@@ -135,7 +145,7 @@ def _call(world: World, step: str) -> Any:
     return StepInput("world.db", "b1", step, undo_fails=step in world.broken)
 
 
-async def _in_process(fn: Any, world: World) -> tuple[_Log, list[Any], BaseException | None]:
+async def _in_process(fn: Any, world: World) -> tuple[_Log, list[Any], BaseException | None, Any]:
     log = _Log([], [], [], [], [])
     slow = dict(zip(world.steps, world.slow, strict=True))
 
@@ -148,16 +158,16 @@ async def _in_process(fn: Any, world: World) -> tuple[_Log, list[Any], BaseExcep
         return _Undo(log, step, slow[step], step in world.broken, cancel)
 
     dead: list[Any] = []
-    escaped = None
+    escaped = returned = None
     try:
-        await fn([_call(world, s) for s in world.steps], undo, dead)
+        returned = await fn([_call(world, s) for s in world.steps], undo, dead)
     except NotImplementedError:
         raise
     except asyncio.CancelledError:
         log.cancel_out = True
     except Exception as exc:
         escaped = exc
-    return log, dead, escaped
+    return log, dead, escaped, returned
 
 
 def _expected(world: World) -> tuple[list[str], list[str]]:
@@ -168,7 +178,7 @@ def _expected(world: World) -> tuple[list[str], list[str]]:
 
 
 def _check_world(fn: Any, world: World, loop: asyncio.AbstractEventLoop) -> None:
-    log, dead, escaped = loop.run_until_complete(_in_process(fn, world))
+    log, dead, escaped, returned = loop.run_until_complete(_in_process(fn, world))
     if world.cancel_at is not None:
         _check_cancelled(world, world.cancel_at, log, dead, escaped)
         return
@@ -221,6 +231,12 @@ def _check_world(fn: Any, world: World, loop: asyncio.AbstractEventLoop) -> None
             raise Incorrect(
                 f"{world}, dead_letters held {wrong_type[0]!r}: append the step's name, "
                 "call.step (a str), so the workflow's result can say which undo failed"
+            )
+        if not dead:  # (no ActivityError got out: each was caught)
+            raise Incorrect(
+                f"{world}, the dead letters were [], expected {dead_wanted}: your compensate "
+                "caught the ActivityError of each failing undo, but "
+                + left_unappended("dead_letters", "the call.step of each failing undo", returned)
             )
         raise Incorrect(
             f"{world}, the dead letters were {dead}, expected {dead_wanted}: catch the "
