@@ -1022,7 +1022,7 @@ BANK = {
             Wrong(
                 OTHER,
                 'def safe_order(steps):\n    return ", ".join(s.name for s in steps)',
-                ("returned 'charge_card'", "return a list of names"),
+                ("returned the str 'charge_card'", "(step.name), a list of strings"),
             ),
         ),
         not_applicable={

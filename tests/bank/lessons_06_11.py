@@ -291,6 +291,31 @@ BANK = {
                 "def recover_will_undo(undos):\n    return [u.step for u in reversed(undos)]",
                 ("you predicted", "'pending' undos only"),
             ),
+            # right picks of the wrong type: the type is named, not the pick (learn83 F3)
+            Wrong(
+                OTHER,  # a generator
+                "def recover_will_undo(undos):\n"
+                '    return (u.step for u in reversed(undos) if u.state == "pending")',
+                ("returned a generator, not a list", "as a list"),
+            ),
+            Wrong(
+                OTHER,  # a set
+                "def recover_will_undo(undos):\n"
+                '    return {u.step for u in reversed(undos) if u.state == "pending"}',
+                ("returned a set, set(), which has no order", "(record.step), a list, in order"),
+            ),
+            Wrong(
+                OTHER,  # one string
+                "def recover_will_undo(undos):\n"
+                '    return ", ".join(u.step for u in reversed(undos) if u.state == "pending")',
+                ("returned the str ''", "(record.step), a list of strings"),
+            ),
+            Wrong(
+                OTHER,  # positions
+                "def recover_will_undo(undos):\n"
+                '    return [u.position for u in reversed(undos) if u.state == "pending"]',
+                ("returned [1], which holds 1, an int, not a name", "(record.step)"),
+            ),
         ),
         not_applicable={
             BY_NAME: "the records are identified by position and step, both given",

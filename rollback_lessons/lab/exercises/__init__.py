@@ -32,7 +32,7 @@ import random
 import re
 import sysconfig
 import traceback
-from collections.abc import Callable, Iterable, Mapping, Sequence, Set
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -339,6 +339,33 @@ def raised(error: BaseException, name: str) -> str:
         where = f"line {frame.lineno}" + (f" of {frame.name}" if frame.name != "<module>" else "")
         what += f", at {where}" + (f": `{line}`" if line else "")
     return what
+
+
+def not_names(returned: Any, names: str) -> str | None:
+    """What is wrong with ``returned`` where a list of step names is asked for, ``names``
+    (such as "the steps' names (record.step)"), said as feedback; None when it is a list or
+    a tuple of strings. One rule for every exercise that asks for names (learn83 F3: a set,
+    a str, a generator or numbers were told a reason about their content)."""
+    if isinstance(returned, list | tuple):
+        others = [n for n in returned if not isinstance(n, str)]
+        if not others:
+            return None
+        kind = type(others[0]).__name__
+        return (
+            f"returned {list(returned)!r}, which holds {others[0]!r}, "
+            f"{'an' if kind[0] in 'aeiouAEIOU' else 'a'} {kind}, "
+            f"not a name: return {names}, a list of strings"
+        )
+    if isinstance(returned, str):
+        return f"returned the str {returned!r}: return {names}, a list of strings (one each)"
+    if isinstance(returned, Set):
+        return f"returned a set, {returned!r}, which has no order: return {names}, a list, in order"
+    if inspect.isgenerator(returned) or isinstance(returned, Iterator):
+        return (
+            f"returned a {type(returned).__name__}, not a list: return {names} as a list "
+            "(`[... for ...]`, or `list(...)` around it)"
+        )
+    return f"returned {returned!r}: return {names}, a list of strings"
 
 
 def left_unappended(name: str, what: str, returned: Any = None) -> str:

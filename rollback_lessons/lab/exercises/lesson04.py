@@ -29,6 +29,7 @@ from . import (
     forall,
     function,
     generator,
+    not_names,
     raised,
     register,
 )
@@ -114,8 +115,8 @@ def _check_order(safe_order: Any) -> str:
                 f"{pipeline}, safe_order returned Step objects, [{', '.join(shown)}]: return "
                 "the steps' names (step.name), a list of strings"
             )
-        if not isinstance(order, list) or not all(isinstance(n, str) for n in order):
-            raise Incorrect(f"{pipeline}, safe_order returned {order!r}: return a list of names")
+        if (slip := not_names(order, "the steps' names (step.name)")) is not None:
+            raise Incorrect(f"{pipeline}, safe_order {slip}")
         missing = [n for n in written if n not in order]
         twice = sorted({n for n in order if order.count(n) > 1})
         strangers = [n for n in order if n not in written]
