@@ -115,6 +115,45 @@ BANK = {
         ),
         wrong=(
             Wrong(
+                OTHER,  # retries the failing step once (learn83 F6: no undo is wrong)
+                "def run_with_rollback(steps, dead_letters):\n"
+                "    done = []\n"
+                "    for do, undo in steps:\n"
+                "        try:\n"
+                "            do()\n"
+                "        except Exception:\n"
+                "            try:\n"
+                "                do()\n"
+                "            except Exception:\n"
+                "                for u in reversed(done):\n"
+                "                    try:\n"
+                "                        u()\n"
+                "                    except Exception as e:\n"
+                "                        dead_letters.append(e)\n"
+                "                raise\n"
+                "        done.append(undo)",
+                ("do 1 ran 2 times: run each step once, and when one fails",),
+            ),
+            Wrong(
+                OTHER,  # goes on to the next step after one fails (learn83 F6)
+                "def run_with_rollback(steps, dead_letters):\n"
+                "    done, failure = [], None\n"
+                "    for do, undo in steps:\n"
+                "        try:\n"
+                "            do()\n"
+                "            done.append(undo)\n"
+                "        except Exception as error:\n"
+                "            failure = failure or error\n"
+                "    if failure is not None:\n"
+                "        for u in reversed(done):\n"
+                "            try:\n"
+                "                u()\n"
+                "            except Exception as e:\n"
+                "                dead_letters.append(e)\n"
+                "        raise failure",
+                ("do 2 ran after step 1 failed: stop at the step that fails",),
+            ),
+            Wrong(
                 OTHER,  # appends to a new list bound to the name (learn83 F4)
                 "def run_with_rollback(steps, dead_letters):\n"
                 "    dead_letters = list(dead_letters)\n"

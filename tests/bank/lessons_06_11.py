@@ -475,6 +475,35 @@ BANK = {
                 ("the dead_letters list it was given got nothing: append the call.step",),
             ),
             Wrong(
+                OTHER,  # every undo twice, none failing (learn83 F6: no retry to speak of)
+                "async def compensate(compensations, undo, dead_letters):\n"
+                "    for call in reversed(compensations):\n"
+                "        for _ in range(2):\n"
+                "            try:\n"
+                "                await undo(call)\n"
+                "            except ActivityError:\n"
+                "                dead_letters.append(call.step)\n"
+                "                break",
+                ("ran more than once: await the undo of each compensation once",),
+            ),
+            Wrong(
+                OTHER,  # records each dead letter, goes on, then raises the first (learn83 F6)
+                "async def compensate(compensations, undo, dead_letters):\n"
+                "    errors = []\n"
+                "    for call in reversed(compensations):\n"
+                "        try:\n"
+                "            await undo(call)\n"
+                "        except ActivityError as error:\n"
+                "            dead_letters.append(call.step)\n"
+                "            errors.append(error)\n"
+                "    if errors:\n"
+                "        raise errors[0]",
+                (
+                    "ran every undo and recorded the dead letters, then raised the "
+                    "ActivityError of a failing undo after all: do not raise it again",
+                ),
+            ),
+            Wrong(
                 OTHER,  # retries a failing undo itself
                 "async def compensate(compensations, undo, dead_letters):\n"
                 "    for call in reversed(compensations):\n"

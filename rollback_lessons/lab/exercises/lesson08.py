@@ -185,6 +185,14 @@ def _check_world(fn: Any, world: World, loop: asyncio.AbstractEventLoop) -> None
     undone, dead_wanted = _expected(world)
     newest_first = list(reversed(world.steps))
     if escaped is not None:
+        if type(escaped).__name__ == "ActivityError" and (
+            log.started == newest_first and dead == dead_wanted
+        ):  # (it caught each, recorded it and went on: learn83 F6)
+            raise Incorrect(
+                f"{world}, your compensate ran every undo and recorded the dead letters, then "
+                "raised the ActivityError of a failing undo after all: do not raise it again; "
+                "a failed undo is a dead letter, and the workflow's result names it"
+            )
         if type(escaped).__name__ == "ActivityError":
             raise Incorrect(
                 f"{world}, the ActivityError of a failing undo got out of your compensate: "
@@ -202,10 +210,16 @@ def _check_world(fn: Any, world: World, loop: asyncio.AbstractEventLoop) -> None
         missing = [s for s in newest_first if s not in log.started]
         twice = sorted({s for s in log.started if log.started.count(s) > 1})
         why = "every compensation, once each, newest first, also past one that fails"
-        if twice:
+        failed = [s for s in twice if s in world.broken]
+        if failed:  # (its first run failed, and it was run again)
             why = (
-                f"the undo of {', '.join(twice)} ran more than once; Temporal has already "
+                f"the undo of {', '.join(failed)} ran more than once; Temporal has already "
                 "retried it as its RetryPolicy says: a failing one is a dead letter"
+            )
+        elif twice:  # (nothing failed: learn83 F6)
+            why = (
+                f"the undo of {', '.join(twice)} ran more than once: await the undo of each "
+                "compensation once"
             )
         elif [s for s in missing if s in log.called]:
             never = [s for s in missing if s in log.called]
