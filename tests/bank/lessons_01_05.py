@@ -1221,6 +1221,26 @@ BANK = {
                 ("fails before charging anything", "KeyError", "line 2"),
             ),
             Wrong(
+                OTHER,  # the amount as a str (learn83 F1)
+                "def refund(state):\n"
+                '    key = state["key"]\n'
+                '    if key in state["charges"] and key not in state["refunds"]:\n'
+                '        state["refunds"][key] = str(state["charges"][key])',
+                (
+                    "your refund recorded the refund under 'booking-1' as '120', a str, not a "
+                    "number: record the amount that was charged",
+                ),
+            ),
+            Wrong(
+                NOT_ITS_OWN,  # the refund, and a field of its own added (learn83 F2)
+                "def refund(state):\n"
+                '    key = state["key"]\n'
+                '    if key in state["charges"] and key not in state["refunds"]:\n'
+                '        state["refunds"][key] = state["charges"][key]\n'
+                '        state["refunded"] = True',
+                ("your refund also added refunded = True: a refund records",),
+            ),
+            Wrong(
                 NOT_ITS_OWN,  # the refund, and a field that is not the refund's (learn82 F4)
                 "def refund(state):\n"
                 '    key = state["key"]\n'

@@ -33,7 +33,7 @@ from . import (
     raised,
     register,
 )
-from .booking import BookingWorld, booking_worlds, refund_changes_only_refunds
+from .booking import BookingWorld, booking_worlds, refund_amounts, refund_changes_only_refunds
 
 KINDS = ("gate", "compensable", "pivot", "retriable")
 POOL = {
@@ -262,8 +262,8 @@ def check_refunds(world: BookingWorld, refunds: dict[str, Any], what: str) -> No
                 f"{wanted}: refund what was charged under the booking's key, state['key']"
             )
         raise Incorrect(
-            f"{world}, {what} left the refund under {key!r} at {got}; it was charged "
-            f"{wanted}, and that is what comes back"
+            f"{world}, {what} left the refund under {key!r} at {got!r}; it was charged "
+            f"{wanted!r}, and that is what comes back"
         )
 
 
@@ -300,6 +300,8 @@ def _check_refund(refund: Any) -> str:
                 f"{charges}: the charges are the card's history; a refund is a new record "
                 "beside its charge, in state['refunds']"
             )
+        for before, after in calls:  # (as 11.1 does: learn83 F1)
+            refund_amounts(world, before, after, "your refund")
         check_refunds(world, dict(state["refunds"]), "your refund")
         for before, after in calls:  # (as 11.1 does: learn82 F4)
             refund_changes_only_refunds(world, before, after, "your refund")
