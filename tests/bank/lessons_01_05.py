@@ -1059,6 +1059,17 @@ BANK = {
                 ("more than once: charge_card",),
             ),
             Wrong(
+                UNSHOWN_CASE,  # a rank for every kind but retriable (learn83 F8)
+                "def safe_order(steps):\n"
+                '    rank = {"gate": 0, "compensable": 1, "pivot": 2}\n'
+                "    return [s.name for s in sorted(steps, key=lambda s: rank[s.kind])]",
+                (
+                    "(retriable)",
+                    "your safe_order raised KeyError: 'retriable' (no key 'retriable' where it "
+                    "looked), at line 3",
+                ),
+            ),
+            Wrong(
                 OTHER,
                 'def safe_order(steps):\n    return ", ".join(s.name for s in steps)',
                 ("returned the str 'charge_card'", "(step.name), a list of strings"),

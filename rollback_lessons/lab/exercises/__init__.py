@@ -24,6 +24,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import copy
+import enum
 import html
 import inspect
 import io
@@ -333,6 +334,9 @@ def raised(error: BaseException, name: str) -> str:
     what = f"your {name} raised {type(error).__name__}: {error}"
     if not str(error):
         what = f"your {name} raised {type(error).__name__}"
+    key = error.args[0] if isinstance(error, KeyError) and len(error.args) == 1 else None
+    if isinstance(key, enum.Enum) and isinstance(key, str):  # a step's Kind: a str to them
+        what = f"your {name} raised KeyError: {str(key)!r} (no key {str(key)!r} where it looked)"
     if frames:
         frame = frames[-1]
         line = (frame.line or linecache.getline(frame.filename, frame.lineno or 0)).strip()
