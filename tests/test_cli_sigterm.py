@@ -199,7 +199,7 @@ def test_a_sigterm_once_recover_had_finished_keeps_its_status(tmp_path):
     command, env = _wrapped("rollback_lessons.durable.command:journal_command", *_recover(path)[3:])
     env["PYTHONPATH"] = _env(tmp_path)["PYTHONPATH"]
     status, out, err = _term_at(command, {**env, "TERM_LOG": str(tmp_path / "undos.log")}, "after")
-    assert (status, out.splitlines()[-1]) == (0, "recovered 1 saga(s), left 0"), (out, err)
+    assert (status, out.splitlines()[-1]) == (0, "recovered 1 saga, left 0"), (out, err)
     assert err == (
         "rollback-lessons: interrupted (SIGTERM) once the command had finished: recover "
         f"finished (its report above; {path})\n"

@@ -267,7 +267,7 @@ def test_a_check_given_too_few_or_too_many_answers_names_what_it_takes():
         result = q2.check(*answers)
         assert result.status == "incorrect"
         assert result.message.endswith(
-            f"check(charge_register, refund_booking) takes 2 answer(s); it got {got}"
+            f"check(charge_register, refund_booking) takes 2 answers; it got {got}"
         ), result.message
     assert "Correct" in str(q2.check("before", refund_booking))
 
@@ -712,3 +712,12 @@ def test_an_object_with_an_async_call_is_told_async_as_the_engines_tell_it():
     assert ex.function(Plain(), "undo(state)") is not None
     with pytest.raises(ex.Incorrect, match="must be `async def`"):
         ex.function(Plain(), "compensate(state)", asynchronous=True)
+
+
+def test_counted_nouns_are_inflected_not_templated():
+    """learn83 F7: "after 1 call(s)", "3 attempt(s)": one rule says a count."""
+    from rollback_lessons._words import counted
+
+    assert [counted(n, "call") for n in (0, 1, 3)] == ["0 calls", "1 call", "3 calls"]
+    assert counted(2, "message id") == "2 message ids"
+    assert counted(2, "child", "children") == "2 children"

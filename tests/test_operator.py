@@ -60,7 +60,7 @@ def test_a_wrong_registry_module_finalises_nothing(crashed, module, says):
         assert {u.state for u in j.undos("saga-1")} == {"pending"}
     ok = cli("recover", str(journal), "--registry", CRASHLAB)  # the right one still can
     assert ok.returncode == 0, ok.stderr
-    assert "recovered 1 saga(s), left 0" in ok.stdout
+    assert "recovered 1 saga, left 0" in ok.stdout
     assert world_report(world)["undo_applied"] == [("saga-1", "step1"), ("saga-1", "step2")]
 
 

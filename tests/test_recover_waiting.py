@@ -136,7 +136,7 @@ def test_recover_names_a_saga_ended_earlier_for_a_person_every_time(tmp_path, re
         report = recover(journal, reg.registry)
     assert len(report) == 0 and report.skipped == ()
     assert [w.saga_id for w in report.waiting] == ["t1"]
-    assert str(report) == "recovered 0 saga(s), left 0"  # (what this recover did)
+    assert str(report) == "recovered 0 sagas, left 0"  # (what this recover did)
     for _ in range(2):  # until a person settles it (test_settle.py), every recover names it
         done = cli_recover(tmp_path, path)
         assert done.returncode == 1, done.stderr
@@ -153,7 +153,7 @@ def test_recover_is_quiet_and_exits_0_when_nothing_waits(tmp_path, reg):
         saga.run({}, journal=journal, run_id="t1")
         saga.run({}, inject={"b": "fail"}, journal=journal, run_id="t2")  # rolled_back
     done = cli_recover(tmp_path, path)
-    assert (done.returncode, done.stdout, done.stderr) == (0, "recovered 0 saga(s), left 0\n", "")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "recovered 0 sagas, left 0\n", "")
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")

@@ -810,12 +810,12 @@ BANK = {
             Wrong(
                 OTHER,
                 "policy = Retry(RetryPolicy(max_attempts=2))",
-                ("fails 2 times", "after 2 attempt(s), left as a dead letter", "needs 3"),
+                ("fails 2 times", "after 2 attempts, left as a dead letter", "needs 3"),
             ),
             Wrong(
                 OTHER,  # too few attempts, then a halt: the feedback names the number
                 'policy = Retry(RetryPolicy(max_attempts=2, initial_delay=0.1), then="halt")',
-                ("fails 2 times", "after 2 attempt(s), and the rollback halted", "needs 3"),
+                ("fails 2 times", "after 2 attempts, and the rollback halted", "needs 3"),
             ),
             Wrong(
                 OTHER,
@@ -898,7 +898,7 @@ BANK = {
                 "        return 0.2\n"
                 "policy = Mine(RetryPolicy(max_attempts=3))",
                 (
-                    "given up after 1 attempt(s), and the rollback halted",
+                    "given up after 1 attempt, and the rollback halted",
                     "the engine noted: the undo policy retry decided nothing (it raised TypeError",
                 ),
             ),

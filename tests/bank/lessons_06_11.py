@@ -844,7 +844,7 @@ BANK = {
                 OTHER,
                 'choices = {"a": "semantic lock", "b": "commutative updates", '
                 '"c": "pessimistic view"}',
-                ("no countermeasure for situation(s) d",),
+                ("no countermeasure for situation d",),
             ),
             Wrong(
                 OTHER,
@@ -911,7 +911,7 @@ BANK = {
                 "charge_retry = LESSON_POLICY",
                 (
                     "and the next call would have charged the card",
-                    "gave up after 3 attempt(s)",
+                    "gave up after 3 attempts",
                     "lasts up to 3 calls",
                 ),
             ),
@@ -938,7 +938,7 @@ BANK = {
             Wrong(
                 OTHER,
                 "charge_retry = RetryPolicy(max_attempts=1)",
-                ("ended rolled_back after 1 call(s)", "gave up after 1 attempt(s)"),
+                ("ended rolled_back after 1 call", "gave up after 1 attempt"),
             ),
             Wrong(
                 OTHER,  # no wait between calls
@@ -968,7 +968,7 @@ BANK = {
                 OTHER,  # not enough attempts for a three-call outage
                 "charge_retry = RetryPolicy(max_attempts=3, initial_delay=0.2, "
                 "no_retry_on=(BusinessFailure,))",
-                ("gave up after 3 attempt(s) (max_attempts=3)",),
+                ("gave up after 3 attempts (max_attempts=3)",),
             ),
             Wrong(
                 OTHER,  # waits far too long between calls
@@ -1027,7 +1027,7 @@ BANK = {
                 "        return 0.2\n"
                 "charge_retry = Gentle(max_attempts=4, no_retry_on=(BusinessFailure,))",
                 (
-                    "your policy gave up after 1 attempt(s) (max_attempts=4)",
+                    "your policy gave up after 1 attempt (max_attempts=4)",
                     "; the engine noted: the retry policy of step charge_card decided nothing "
                     "(it raised TypeError: Gentle.delay() takes 1 positional argument",
                     "charge_card was not retried (it failed for good)",
@@ -1040,7 +1040,7 @@ BANK = {
                 "        return -1\n"
                 "charge_retry = Eager(max_attempts=4, no_retry_on=(BusinessFailure,))",
                 (
-                    "ended rolled_back after 1 call(s)",
+                    "ended rolled_back after 1 call",
                     "; the engine noted: the retry policy of step charge_card decided -1, which "
                     "is none of: a finite delay (seconds >= 0), None",
                 ),

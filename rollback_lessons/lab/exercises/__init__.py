@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..._shutdown import exits_told
+from ..._words import counted
 from ...calls import is_async
 from .blanks import ____ as ____
 from .blanks import left_blank
@@ -124,7 +125,9 @@ class Exercise:
             return Result(self.id, "not attempted", blank)
         if self.answer_names and len(answers) != len(self.answer_names):  # (learn73 F5)
             wanted = f"check({', '.join(self.answer_names)})"
-            said = f"{wanted} takes {len(self.answer_names)} answer(s); it got {len(answers)}"
+            said = (
+                f"{wanted} takes {counted(len(self.answer_names), 'answer')}; it got {len(answers)}"
+            )
             return Result(self.id, "incorrect", said)
         printed = io.StringIO()
         try:
