@@ -71,7 +71,7 @@ def test_a_sys_exit_between_two_undos_of_recover_is_an_interrupt(
     out, err = capsys.readouterr()
     assert out == "" and len(err.splitlines()) == 1, err
     assert f"recover interrupted (sys.exit({code!r}) was called" in err
-    assert "left unfinished for the next recover: saga(s) 's'" in err
+    assert "left unfinished for the next recover: saga 's'" in err
     assert CALLS == ["c"]
     monkeypatch.undo()
     with Journal(path) as journal:

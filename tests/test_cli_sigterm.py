@@ -125,7 +125,7 @@ def _states(path) -> tuple[str, int | None, list[str]]:
       "the next recover", []),
      ("undo b", " during the undo of 'b' (saga 's'), not recorded done: it runs again next time"
       " (same idempotency key); what it undid before it is recorded, and left unfinished for"
-      " the next recover: saga(s) 's'", ["undo c"])],
+      " the next recover: saga 's'", ["undo c"])],
     ids=["before-the-claim", "mid-undo"],
 )  # fmt: skip
 def test_a_sigterm_during_recover_is_one_line_143_and_leaves_the_rest(tmp_path, stop, said,

@@ -73,7 +73,7 @@ def test_a_registry_without_the_names_leaves_the_saga_for_the_right_one(crashed,
         "PYTHONPATH": str(tmp_path)})  # fmt: skip
     assert done.returncode == 1
     assert "no compensation named 'crashlab.undo_effect'" in done.stdout
-    assert "1 saga(s) left unfinished" in one_clear_line(done)
+    assert "1 saga left unfinished" in one_clear_line(done)
     assert world_report(world)["undo_calls"] == []
     assert cli("recover", str(journal), "--registry", CRASHLAB).returncode == 0
     assert len(world_report(world)["undo_applied"]) == 2
