@@ -173,8 +173,8 @@ def test_a_thread_the_registry_leaves_running_does_not_keep_the_command_forever(
     assert out.returncode == 0, out.stderr
     assert out.stdout == "recovered 0 sagas, left 0\n"
     assert out.stderr == (
-        "rollback-lessons: thread(s) 'sleeper' (not ours: the registry's?) still ran 0.2 s "
-        "after the command ended; the process ends without them (what the command did is "
+        "rollback-lessons: thread 'sleeper' (not ours: the registry's?) still ran 0.2 s "
+        "after the command ended; the process ends without it (what the command did is "
         "recorded)\n"
     )
 
