@@ -80,6 +80,8 @@ def threads_left(waited: str, warn: Callable[[str], None]) -> None:
     left = [t.name for t in threading.enumerate() if t.is_alive() and not t.daemon and t != me]
     if left:
         warn(
-            f"thread(s) {', '.join(map(repr, left))} (not ours: the registry's?) "
-            f"{waited}; the process ends without them (what the command did is recorded)"
+            f"thread{'s' * (len(left) != 1)} {', '.join(map(repr, left))} (not ours: the "
+            "registry's?) "
+            f"{waited}; the process ends without {'it' if len(left) == 1 else 'them'} (what "
+            "the command did is recorded)"
         )

@@ -41,8 +41,12 @@ def plain(fn: object) -> bool:
 
 
 def is_async(fn: object) -> bool:
-    """A coroutine function (through partials and bound methods)?"""
-    return not _plain(fn) and inspect.iscoroutinefunction(fn)
+    """A coroutine function (through partials and bound methods), or an object whose
+    ``__call__`` is one? (The one rule the engines and the exercises tell async-ness by.)"""
+    return not _plain(fn) and (
+        inspect.iscoroutinefunction(fn)
+        or inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004
+    )
 
 
 SYNC_ONLY = "the synchronous Rollback cannot await it (use AsyncRollback)"

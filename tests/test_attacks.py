@@ -512,7 +512,7 @@ def test_ctrl_c_during_recover_is_one_line_and_leaves_the_saga_for_the_next(tmp_
     assert child.returncode == 130 and err.splitlines() == [
         "rollback-lessons: recover interrupted (Ctrl-C) during the undo of 'b' (saga 's'), not "
         "recorded done: it runs again next time (same idempotency key); what it undid before it "
-        "is recorded, and left unfinished for the next recover: saga(s) 's'"  # (attack75 F3)
+        "is recorded, and left unfinished for the next recover: saga 's'"  # (attack75 F3)
     ], err
     with Journal(path) as journal:
         assert journal.saga("s").status == "rolling_back"

@@ -219,4 +219,4 @@ def test_the_console_script_finds_a_registry_in_the_folder_it_runs_in(tmp_path):
         [str(script), "recover", "j.db", "--registry", "myapp.compensations"],
         cwd=tmp_path, capture_output=True, text=True, env=env, timeout=60,
     )  # fmt: skip
-    assert done.returncode == 0 and done.stdout == "recovered 0 saga(s), left 0\n", done.stderr
+    assert done.returncode == 0 and done.stdout == "recovered 0 sagas, left 0\n", done.stderr

@@ -71,7 +71,7 @@ def test_a_sys_exit_between_two_undos_of_recover_is_an_interrupt(
     out, err = capsys.readouterr()
     assert out == "" and len(err.splitlines()) == 1, err
     assert f"recover interrupted (sys.exit({code!r}) was called" in err
-    assert "left unfinished for the next recover: saga(s) 's'" in err
+    assert "left unfinished for the next recover: saga 's'" in err
     assert CALLS == ["c"]
     monkeypatch.undo()
     with Journal(path) as journal:
@@ -171,10 +171,10 @@ def test_a_thread_the_registry_leaves_running_does_not_keep_the_command_forever(
         timeout=120,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
-    assert out.stdout == "recovered 0 saga(s), left 0\n"
+    assert out.stdout == "recovered 0 sagas, left 0\n"
     assert out.stderr == (
-        "rollback-lessons: thread(s) 'sleeper' (not ours: the registry's?) still ran 0.2 s "
-        "after the command ended; the process ends without them (what the command did is "
+        "rollback-lessons: thread 'sleeper' (not ours: the registry's?) still ran 0.2 s "
+        "after the command ended; the process ends without it (what the command did is "
         "recorded)\n"
     )
 

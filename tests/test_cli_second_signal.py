@@ -117,6 +117,6 @@ def test_a_second_sigterm_in_an_exit_handler_after_an_interrupted_recover_adds_n
     assert err.splitlines() == [
         "rollback-lessons: recover interrupted (SIGTERM) during the undo of 'c' (saga 's'), not "
         "recorded done: it runs again next time (same idempotency key); what it undid before it "
-        "is recorded, and left unfinished for the next recover: saga(s) 's'"  # (attack75 F3)
+        "is recorded, and left unfinished for the next recover: saga 's'"  # (attack75 F3)
     ], err
     assert _states(path)[0] == "rolling_back"

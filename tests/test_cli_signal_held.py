@@ -188,7 +188,7 @@ def test_a_second_signal_as_recovers_clean_up_begins_is_held(tmp_path, second):
     assert done.stderr == (
         "rollback-lessons: recover interrupted (Ctrl-C) during the undo of 'a' (saga 's1'), not "
         "recorded done: it runs again next time (same idempotency key); what it undid before it "
-        "is recorded, and left unfinished for the next recover: saga(s) 's1', 's2', 's3'\n"
+        "is recorded, and left unfinished for the next recover: sagas 's1', 's2', 's3'\n"
     )
     assert done.stdout.startswith("s0 (")
     con = sqlite3.connect(path)

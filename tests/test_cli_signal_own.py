@@ -97,7 +97,7 @@ def test_a_sigterm_as_an_undo_works_in_the_except_of_a_ctrl_c_it_caught_is_heard
     assert done.stderr == (
         "rollback-lessons: recover interrupted (SIGTERM) during the undo of 'a' (saga 's1'), not "
         "recorded done: it runs again next time (same idempotency key); what it undid before it "
-        "is recorded, and left unfinished for the next recover: saga(s) 's1', 's2', 's3'\n"
+        "is recorded, and left unfinished for the next recover: sagas 's1', 's2', 's3'\n"
     )
     assert (tmp_path / "undos.log").read_text() == "undo a\n"
 
@@ -167,7 +167,7 @@ def test_a_ctrl_c_in_recover_with_stdout_closed_or_full_says_its_line(tmp_path, 
         130,
         "rollback-lessons: recover interrupted (Ctrl-C) during the undo of 'a' (saga 's1'), not "
         "recorded done: it runs again next time (same idempotency key); what it undid before it "
-        "is recorded, and left unfinished for the next recover: saga(s) 's1', 's2', 's3'\n",
+        "is recorded, and left unfinished for the next recover: sagas 's1', 's2', 's3'\n",
     )
 
 

@@ -125,7 +125,7 @@ def _states(path) -> tuple[str, int | None, list[str]]:
       "the next recover", []),
      ("undo b", " during the undo of 'b' (saga 's'), not recorded done: it runs again next time"
       " (same idempotency key); what it undid before it is recorded, and left unfinished for"
-      " the next recover: saga(s) 's'", ["undo c"])],
+      " the next recover: saga 's'", ["undo c"])],
     ids=["before-the-claim", "mid-undo"],
 )  # fmt: skip
 def test_a_sigterm_during_recover_is_one_line_143_and_leaves_the_rest(tmp_path, stop, said,
@@ -199,7 +199,7 @@ def test_a_sigterm_once_recover_had_finished_keeps_its_status(tmp_path):
     command, env = _wrapped("rollback_lessons.durable.command:journal_command", *_recover(path)[3:])
     env["PYTHONPATH"] = _env(tmp_path)["PYTHONPATH"]
     status, out, err = _term_at(command, {**env, "TERM_LOG": str(tmp_path / "undos.log")}, "after")
-    assert (status, out.splitlines()[-1]) == (0, "recovered 1 saga(s), left 0"), (out, err)
+    assert (status, out.splitlines()[-1]) == (0, "recovered 1 saga, left 0"), (out, err)
     assert err == (
         "rollback-lessons: interrupted (SIGTERM) once the command had finished: recover "
         f"finished (its report above; {path})\n"

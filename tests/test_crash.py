@@ -285,12 +285,12 @@ def test_two_recovers_at_once_run_each_undo_once_and_neither_crashes(tmp_path):
     out, err = second.communicate(timeout=60)
     assert second.returncode == 1, err
     assert "Traceback" not in err
-    assert "being recovered by process" in out and "recovered 0 saga(s), left 13" in out
+    assert "being recovered by process" in out and "recovered 0 sagas, left 13" in out
     first.stdin.write("\n")
     first.stdin.flush()
     out, err = first.communicate(timeout=60)
     assert first.returncode == 0, err
-    assert "recovered 13 saga(s), left 0" in out
+    assert "recovered 13 sagas, left 0" in out
     calls = world_report(tmp_path / "world.db")["undo_calls"]
     assert len(calls) == 39 and all(changed == 1 for *_, changed in calls)
     check_world(tmp_path, crashes=0)

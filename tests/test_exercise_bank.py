@@ -3,6 +3,8 @@ pass, and wrong answers a learner writes fail with feedback that says what went 
 which world, truly. Every kind of mistake either has a wrong answer or a reason it cannot
 happen in that exercise."""
 
+import re
+
 import pytest
 from bank import CLASSES, bank
 
@@ -10,6 +12,8 @@ from rollback_lessons.lab.exercises import load_all
 
 EXERCISES = load_all()
 BANK = bank()
+TEMPLATE_PLURAL = re.compile(r"\b(?:call|attempt|saga|time|id|answer|situation)\(s\)")
+"""A count said as template text, "3 call(s)": feedback inflects its nouns."""
 
 
 def test_every_exercise_has_a_bank_with_every_kind_of_mistake_covered_or_explained():
@@ -38,5 +42,6 @@ def test_a_wrong_answer_fails_and_its_feedback_says_why(key, index):
     assert result.status == "incorrect", (wrong.kind, result)
     for fragment in wrong.says:
         assert fragment in result.message, (wrong.kind, fragment, result.message)
+    assert not TEMPLATE_PLURAL.search(result.message), result.message  # (learn83 F7)
     again = EXERCISES[key].run(wrong.code)
     assert again.message == result.message  # the same worlds, the same verdict, every time

@@ -267,7 +267,7 @@ def test_a_check_given_too_few_or_too_many_answers_names_what_it_takes():
         result = q2.check(*answers)
         assert result.status == "incorrect"
         assert result.message.endswith(
-            f"check(charge_register, refund_booking) takes 2 answer(s); it got {got}"
+            f"check(charge_register, refund_booking) takes 2 answers; it got {got}"
         ), result.message
     assert "Correct" in str(q2.check("before", refund_booking))
 
@@ -688,3 +688,36 @@ def test_08_1_names_each_temporal_case_in_grammar():
         "on Temporal, when send_email fails and the undo of charge_card fails too",
         "on Temporal, when send_email fails and the undos of reserve_room and charge_card fail too",
     ]
+
+
+def test_an_object_with_an_async_call_is_told_async_as_the_engines_tell_it():
+    """learn83 F5: 08.1 told `Comp()` (its ``__call__`` an ``async def``) "compensate must be
+    `async def`", yet the engines await it (``calls.is_async``, the one rule): an exercise
+    that awaits its answer takes it; one that does not refuses it, saying why."""
+    from rollback_lessons.calls import is_async
+
+    class Comp:
+        async def __call__(self, compensations, undo, dead_letters):
+            pass
+
+    class Plain:
+        def __call__(self, state):
+            pass
+
+    assert is_async(Comp()) and not is_async(Plain())
+    call = "compensate(compensations, undo, dead_letters)"
+    assert ex.function(Comp(), call, asynchronous=True) is not None
+    with pytest.raises(ex.Incorrect, match="must be `def`: the engine calls it and does not"):
+        ex.function(Comp(), "undo(a, b, c)")
+    assert ex.function(Plain(), "undo(state)") is not None
+    with pytest.raises(ex.Incorrect, match="must be `async def`"):
+        ex.function(Plain(), "compensate(state)", asynchronous=True)
+
+
+def test_counted_nouns_are_inflected_not_templated():
+    """learn83 F7: "after 1 call(s)", "3 attempt(s)": one rule says a count."""
+    from rollback_lessons._words import counted
+
+    assert [counted(n, "call") for n in (0, 1, 3)] == ["0 calls", "1 call", "3 calls"]
+    assert counted(2, "message id") == "2 message ids"
+    assert counted(2, "child", "children") == "2 children"

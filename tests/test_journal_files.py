@@ -208,7 +208,7 @@ def test_a_journal_with_a_second_name_a_hard_link_is_refused_before_any_undo(tmp
     for name in ("j.db", "hard.db"):
         assert main(["recover", str(tmp_path / name), "--registry", __name__]) == 2
         (line,) = capsys.readouterr().err.splitlines()
-        assert "1 other name(s) (hard links)" in line
+        assert "1 other name (hard links)" in line
         with pytest.raises(JournalError, match="hard links"):
             Journal(tmp_path / name)
     assert CALLS == []

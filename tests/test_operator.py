@@ -60,7 +60,7 @@ def test_a_wrong_registry_module_finalises_nothing(crashed, module, says):
         assert {u.state for u in j.undos("saga-1")} == {"pending"}
     ok = cli("recover", str(journal), "--registry", CRASHLAB)  # the right one still can
     assert ok.returncode == 0, ok.stderr
-    assert "recovered 1 saga(s), left 0" in ok.stdout
+    assert "recovered 1 saga, left 0" in ok.stdout
     assert world_report(world)["undo_applied"] == [("saga-1", "step1"), ("saga-1", "step2")]
 
 
@@ -73,7 +73,7 @@ def test_a_registry_without_the_names_leaves_the_saga_for_the_right_one(crashed,
         "PYTHONPATH": str(tmp_path)})  # fmt: skip
     assert done.returncode == 1
     assert "no compensation named 'crashlab.undo_effect'" in done.stdout
-    assert "1 saga(s) left unfinished" in one_clear_line(done)
+    assert "1 saga left unfinished" in one_clear_line(done)
     assert world_report(world)["undo_calls"] == []
     assert cli("recover", str(journal), "--registry", CRASHLAB).returncode == 0
     assert len(world_report(world)["undo_applied"]) == 2

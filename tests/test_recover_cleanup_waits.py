@@ -87,7 +87,7 @@ def test_a_second_ctrl_c_in_the_cleanups_write_keeps_the_first_ones_line(
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1, err
     assert "recover interrupted (Ctrl-C); the undos it ran since its last write are not " in err
-    assert "will run again next time" in err and "saga(s) 's'" in err, err
+    assert "will run again next time" in err and "saga 's'" in err, err
     assert "what it undid is recorded" not in err
     before.clear()
     monkeypatch.undo()

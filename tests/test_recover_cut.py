@@ -220,7 +220,7 @@ def test_a_ctrl_c_after_recover_returned_still_tells_what_it_finished(
     if where == "close":
         assert out.startswith("s (cut): rolled_back") and "no saga it claimed is left" in line
     else:
-        assert "as recover printed its report: it finished 1 saga(s) 's', recorded" in line
+        assert "as recover printed its report: it finished 1 saga 's', recorded" in line
     monkeypatch.undo()
     with Journal(path) as journal:
         assert journal.saga("s").status == "rolled_back"
@@ -377,7 +377,7 @@ def test_a_ctrl_c_as_recover_prints_its_closing_lines_says_its_work_is_done(
     out, err = capsys.readouterr()
     assert out.startswith("s (cut): rollback_incomplete")
     [line] = err.splitlines()
-    assert "as recover printed its report: it finished 1 saga(s) 's', recorded" in line
+    assert "as recover printed its report: it finished 1 saga 's', recorded" in line
 
 
 def test_a_lock_held_past_wait_says_how_long_it_waited(tmp_path, monkeypatch, capsys):

@@ -55,7 +55,7 @@ def test_a_ctrl_c_as_an_undo_returned_says_that_undo_runs_again(tmp_path):
     assert cut.stderr == (
         "rollback-lessons: recover interrupted (Ctrl-C) during the undo of 'c' (saga 's'), not "
         "recorded done: it runs again next time (same idempotency key); what it undid before "
-        "it is recorded, and left unfinished for the next recover: saga(s) 's'\n"
+        "it is recorded, and left unfinished for the next recover: saga 's'\n"
     )
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr

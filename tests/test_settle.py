@@ -62,7 +62,7 @@ def test_a_settled_saga_is_no_longer_named_by_recover_and_show_says_who_and_why(
     for _ in range(2):  # every later recover: nothing waits, exit 0
         quiet = cli_recover(tmp_path, path)
         assert (quiet.returncode, quiet.stdout, quiet.stderr) == (
-            0, "recovered 0 saga(s), left 0\n", ""
+            0, "recovered 0 sagas, left 0\n", ""
         )  # fmt: skip
     show = cli("journal", "show", str(path))
     assert show.returncode == 0, show.stderr

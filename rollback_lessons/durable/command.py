@@ -9,6 +9,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from .._words import counted
 from ..errors import InvalidNameError
 
 
@@ -129,7 +130,8 @@ def journal_command(args: argparse.Namespace) -> int:
         why, status = interrupted_by(exc)
         _warn(
             f"interrupted ({why}) as recover printed its report: it finished "
-            f"{len(report.recovered)} saga(s){_named([r.saga_id for r in report.recovered])}, "
+            f"{counted(len(report.recovered), 'saga')}"
+            f"{_named([r.saga_id for r in report.recovered])}, "
             f"recorded (`rollback-lessons journal show {for_shell(str(args.file))}` lists them)"
         )
         return told(status)
@@ -160,21 +162,23 @@ def _summary(report: Any, file: str) -> bool:
 
     if dead:
         _warn(
-            f"{len(dead)} saga(s) left dead letters, undos that failed (see above): a person "
-            "must finish them"
+            f"{counted(len(dead), 'saga')} left dead letters, undos that failed (see above): "
+            f"a person must finish {_them(dead)}"
         )
     if person:
         _warn(
-            f"{len(person)} saga(s) left for a person (see above): halted (at a pivot, or by "
-            "the undo policy), or with a step that may have happened and has no undo: a "
-            "person must check them and finish them by hand"
+            f"{counted(len(person), 'saga')} left for a person (see above): halted (at a "
+            "pivot, or by the undo policy), or with a step that may have happened and has no "
+            f"undo: a person must check {_them(person)} and finish {_them(person)} by hand"
         )
     if report.skipped:
-        _warn(f"{len(report.skipped)} saga(s) left unfinished (see above)")
+        _warn(f"{counted(len(report.skipped), 'saga')} left unfinished (see above)")
     if report.waiting:
         _warn(
-            f"{len(report.waiting)} saga(s) ended earlier still wait for a person (see above; "
-            f"`rollback-lessons journal show {for_shell(str(file))}` lists them): "
+            f"{counted(len(report.waiting), 'saga')} ended earlier still "
+            f"wait{'s' * (len(report.waiting) == 1)} for a person (see above; "
+            f"`rollback-lessons journal show {for_shell(str(file))}` lists "
+            f"{_them(report.waiting)}): "
             "halted, or with dead letters or a step that may have happened and has no undo"
         )
     return bool(report.skipped or dead or person or report.waiting)
@@ -188,7 +192,12 @@ def _left(exc: BaseException) -> str:
         return "the sagas it did not finish are left for the next recover"
     if not left:
         return "no saga it claimed is left unfinished"
-    return f"left unfinished for the next recover: saga(s){_named(left)}"
+    return f"left unfinished for the next recover: saga{'s' * (len(left) != 1)}{_named(left)}"
+
+
+def _them(sagas: Any) -> str:
+    """How a line points back at ``sagas``: "it" (one) or "them"."""
+    return "it" if len(sagas) == 1 else "them"
 
 
 def _named(ids: Any) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from .._words import counted
 from ..errors import JournalError, TakenOver
 from .room import no_room
 
@@ -337,7 +338,7 @@ def _inspect(path: Path, create: bool, timeout: float = 30.0) -> int | None:
         raise JournalError(f"{path} is not a regular file (a device, a FIFO or a socket)")
     if path.exists() and (others := _other_names(path)):
         raise JournalError(
-            f"{path} has {others} other name(s) (hard links): SQLite finds the journal's "
+            f"{path} has {counted(others, 'other name')} (hard links): SQLite finds the journal's "
             "write-ahead log by name, so a process using another name would not see this "
             "one's claims and writes (an undo could run twice); keep one name (remove the "
             "other links, or copy the file)"

@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .._words import counted
 from ..events import KEPT, describe, one_line
 from ..outcome import RunRecord, Status
 from .files import _cell
@@ -179,7 +180,7 @@ class RecoveryReport:
 
     def __str__(self) -> str:
         lines = [_safe(str(r)) for r in self.recovered] + [_safe(str(s)) for s in self.skipped]
-        lines.append(f"recovered {len(self.recovered)} saga(s), left {len(self.skipped)}")
+        lines.append(f"recovered {counted(len(self.recovered), 'saga')}, left {len(self.skipped)}")
         return "\n".join(lines)
 
 

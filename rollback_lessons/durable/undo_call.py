@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._timed import within
-from ..calls import call_timed, checked, gave_back, refused
+from ..calls import call_timed, checked, gave_back, is_async, refused
 from .records import UndoRecord
 from .registry import call_compensation
 
@@ -37,16 +37,10 @@ def run_undo(
         elif result is not None:
             checked(result, "undo", undo.step)
 
-    if timeout is None or _is_async(fn):
+    if timeout is None or is_async(fn):
         attempt()
     else:  # (in its helper thread with this one's context: a recover it calls is nested)
         call_timed(contextvars.copy_context().run, (attempt,), "undo", undo.step, timeout, owner)
-
-
-def _is_async(fn: Callable[..., Any]) -> bool:
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-        getattr(fn, "__call__", None)  # noqa: B004 (an object whose __call__ is async)
-    )
 
 
 def _await(awaitable: Any, timeout: float | None, step: str, owner: object = None) -> None:

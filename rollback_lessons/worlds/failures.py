@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._words import counted
 from ..clock import VirtualClock
 from ..outcome import Outcome
 from ..policies import RetryPolicy
@@ -116,7 +117,7 @@ class Tried:
         said = ", then ".join(f"{name} x{n}" if n > 1 else name for name, n in runs) or "no failure"
         undone = ", ".join(self.outcome.compensated) or "-"
         return (
-            f"{said:<20} {self.calls} call(s), waited {sum(self.waited):g} s -> "
+            f"{said:<20} {counted(self.calls, 'call')}, waited {sum(self.waited):g} s -> "
             f"{self.outcome.status} (undone: {undone})"
         )
 

@@ -71,14 +71,14 @@ BANK = {
                 "    if id(message) in seen:\n"
                 "        return\n"
                 "    seen.add(id(message))\n" + CHARGE,
-                ("msg-6924 (b1, 120) again", "charged 2 times, for 1 message id(s)"),
+                ("msg-6924 (b1, 120) again", "charged 2 times, for 1 message id"),
             ),
             Wrong(
                 NOT_IDEMPOTENT,
                 "def handle(db, message):\n" + CHARGE,
                 (
                     "msg-6924 (b1, 120) again",
-                    "charged 2 times, for 1 message id(s)",
+                    "charged 2 times, for 1 message id",
                     "a message delivered again must change nothing",
                 ),
             ),
@@ -93,7 +93,7 @@ BANK = {
                 '    db["charges"].append(key)',
                 (
                     "msg-6924 (b1, 120); msg-6203 (b1, 120)",
-                    "charged 1 time(s), for 2 message",
+                    "charged 1 time, for 2 message",
                     "a duplicate is the same message id, not the same content",
                 ),
             ),
@@ -154,7 +154,7 @@ BANK = {
                 "        pass",
                 (
                     "msg-6924 (b1, 120); msg-6924 (b1, 120) again: ('b1', 120) was charged 2 "
-                    "times, for 1 message id(s) (msg-6924): a message delivered again must "
+                    "times, for 1 message id (msg-6924): a message delivered again must "
                     "change nothing",
                 ),
             ),

@@ -115,6 +115,68 @@ BANK = {
         ),
         wrong=(
             Wrong(
+                OTHER,  # retries the failing step once (learn83 F6: no undo is wrong)
+                "def run_with_rollback(steps, dead_letters):\n"
+                "    done = []\n"
+                "    for do, undo in steps:\n"
+                "        try:\n"
+                "            do()\n"
+                "        except Exception:\n"
+                "            try:\n"
+                "                do()\n"
+                "            except Exception:\n"
+                "                for u in reversed(done):\n"
+                "                    try:\n"
+                "                        u()\n"
+                "                    except Exception as e:\n"
+                "                        dead_letters.append(e)\n"
+                "                raise\n"
+                "        done.append(undo)",
+                ("do 1 ran 2 times: run each step once, and when one fails",),
+            ),
+            Wrong(
+                OTHER,  # goes on to the next step after one fails (learn83 F6)
+                "def run_with_rollback(steps, dead_letters):\n"
+                "    done, failure = [], None\n"
+                "    for do, undo in steps:\n"
+                "        try:\n"
+                "            do()\n"
+                "            done.append(undo)\n"
+                "        except Exception as error:\n"
+                "            failure = failure or error\n"
+                "    if failure is not None:\n"
+                "        for u in reversed(done):\n"
+                "            try:\n"
+                "                u()\n"
+                "            except Exception as e:\n"
+                "                dead_letters.append(e)\n"
+                "        raise failure",
+                ("do 2 ran after step 1 failed: stop at the step that fails",),
+            ),
+            Wrong(
+                OTHER,  # appends to a new list bound to the name (learn83 F4)
+                "def run_with_rollback(steps, dead_letters):\n"
+                "    dead_letters = list(dead_letters)\n"
+                "    done = []\n"
+                "    for do, undo in steps:\n"
+                "        try:\n"
+                "            do()\n"
+                "        except Exception:\n"
+                "            for u in reversed(done):\n"
+                "                try:\n"
+                "                    u()\n"
+                "                except Exception as e:\n"
+                "                    dead_letters.append(e)\n"
+                "            raise\n"
+                "        done.append(undo)",
+                (
+                    "dead_letters is []; expected [",
+                    "your loop caught the error of each failed undo, but the dead_letters list "
+                    "it was given got nothing: append the exception of each failed undo to that "
+                    "very list",
+                ),
+            ),
+            Wrong(
                 BY_POSITION,  # skips the oldest undo; catches every exception (learn82 F1)
                 "def run_with_rollback(steps, dead_letters):\n"
                 "    done = []\n"
@@ -748,12 +810,12 @@ BANK = {
             Wrong(
                 OTHER,
                 "policy = Retry(RetryPolicy(max_attempts=2))",
-                ("fails 2 times", "after 2 attempt(s), left as a dead letter", "needs 3"),
+                ("fails 2 times", "after 2 attempts, left as a dead letter", "needs 3"),
             ),
             Wrong(
                 OTHER,  # too few attempts, then a halt: the feedback names the number
                 'policy = Retry(RetryPolicy(max_attempts=2, initial_delay=0.1), then="halt")',
-                ("fails 2 times", "after 2 attempt(s), and the rollback halted", "needs 3"),
+                ("fails 2 times", "after 2 attempts, and the rollback halted", "needs 3"),
             ),
             Wrong(
                 OTHER,
@@ -836,7 +898,7 @@ BANK = {
                 "        return 0.2\n"
                 "policy = Mine(RetryPolicy(max_attempts=3))",
                 (
-                    "given up after 1 attempt(s), and the rollback halted",
+                    "given up after 1 attempt, and the rollback halted",
                     "the engine noted: the undo policy retry decided nothing (it raised TypeError",
                 ),
             ),
@@ -997,9 +1059,20 @@ BANK = {
                 ("more than once: charge_card",),
             ),
             Wrong(
+                UNSHOWN_CASE,  # a rank for every kind but retriable (learn83 F8)
+                "def safe_order(steps):\n"
+                '    rank = {"gate": 0, "compensable": 1, "pivot": 2}\n'
+                "    return [s.name for s in sorted(steps, key=lambda s: rank[s.kind])]",
+                (
+                    "(retriable)",
+                    "your safe_order raised KeyError: 'retriable' (no key 'retriable' where it "
+                    "looked), at line 3",
+                ),
+            ),
+            Wrong(
                 OTHER,
                 'def safe_order(steps):\n    return ", ".join(s.name for s in steps)',
-                ("returned 'charge_card'", "return a list of names"),
+                ("returned the str 'charge_card'", "(step.name), a list of strings"),
             ),
         ),
         not_applicable={
@@ -1157,6 +1230,26 @@ BANK = {
                 'def refund(state):\n    state["refunds"][state["key"]] = '
                 'state["charges"][state["key"]]',
                 ("fails before charging anything", "KeyError", "line 2"),
+            ),
+            Wrong(
+                OTHER,  # the amount as a str (learn83 F1)
+                "def refund(state):\n"
+                '    key = state["key"]\n'
+                '    if key in state["charges"] and key not in state["refunds"]:\n'
+                '        state["refunds"][key] = str(state["charges"][key])',
+                (
+                    "your refund recorded the refund under 'booking-1' as '120', a str, not a "
+                    "number: record the amount that was charged",
+                ),
+            ),
+            Wrong(
+                NOT_ITS_OWN,  # the refund, and a field of its own added (learn83 F2)
+                "def refund(state):\n"
+                '    key = state["key"]\n'
+                '    if key in state["charges"] and key not in state["refunds"]:\n'
+                '        state["refunds"][key] = state["charges"][key]\n'
+                '        state["refunded"] = True',
+                ("your refund also added refunded = True: a refund records",),
             ),
             Wrong(
                 NOT_ITS_OWN,  # the refund, and a field that is not the refund's (learn82 F4)

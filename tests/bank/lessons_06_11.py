@@ -291,6 +291,31 @@ BANK = {
                 "def recover_will_undo(undos):\n    return [u.step for u in reversed(undos)]",
                 ("you predicted", "'pending' undos only"),
             ),
+            # right picks of the wrong type: the type is named, not the pick (learn83 F3)
+            Wrong(
+                OTHER,  # a generator
+                "def recover_will_undo(undos):\n"
+                '    return (u.step for u in reversed(undos) if u.state == "pending")',
+                ("returned a generator, not a list", "as a list"),
+            ),
+            Wrong(
+                OTHER,  # a set
+                "def recover_will_undo(undos):\n"
+                '    return {u.step for u in reversed(undos) if u.state == "pending"}',
+                ("returned a set, set(), which has no order", "(record.step), a list, in order"),
+            ),
+            Wrong(
+                OTHER,  # one string
+                "def recover_will_undo(undos):\n"
+                '    return ", ".join(u.step for u in reversed(undos) if u.state == "pending")',
+                ("returned the str ''", "(record.step), a list of strings"),
+            ),
+            Wrong(
+                OTHER,  # positions
+                "def recover_will_undo(undos):\n"
+                '    return [u.position for u in reversed(undos) if u.state == "pending"]',
+                ("returned [1], which holds 1, an int, not a name", "(record.step)"),
+            ),
         ),
         not_applicable={
             BY_NAME: "the records are identified by position and step, both given",
@@ -328,6 +353,15 @@ BANK = {
             "            cancelled = exc\n"
             "    if cancelled is not None:\n"
             "        raise cancelled",
+            # an object whose __call__ is async: awaited as the engines await it (learn83 F5)
+            "class Compensate:\n"
+            "    async def __call__(self, compensations, undo, dead_letters):\n"
+            "        for call in reversed(compensations):\n"
+            "            try:\n"
+            "                await undo(call)\n"
+            "            except ActivityError:\n"
+            "                dead_letters.append(call.step)\n\n"
+            "compensate = Compensate()",
         ),
         wrong=(
             Wrong(
@@ -411,6 +445,63 @@ BANK = {
                 "        except ActivityError:\n"
                 "            dead_letters.append(call.step)",
                 ("the undos ran in the order []", "never undid"),
+            ),
+            Wrong(
+                OTHER,  # returns its own list of dead letters (learn83 F4)
+                "async def compensate(compensations, undo, dead_letters):\n"
+                "    dead = []\n"
+                "    for call in reversed(compensations):\n"
+                "        try:\n"
+                "            await undo(call)\n"
+                "        except ActivityError:\n"
+                "            dead.append(call.step)\n"
+                "    return dead",
+                (
+                    "the dead letters were [], expected [",
+                    "caught the ActivityError of each failing undo, but the dead_letters list "
+                    "it was given got nothing (it returned [",
+                    "append the call.step of each failing undo to that very list",
+                ),
+            ),
+            Wrong(
+                OTHER,  # rebinds the name to a new list (learn83 F4)
+                "async def compensate(compensations, undo, dead_letters):\n"
+                "    dead_letters = list(dead_letters)\n"
+                "    for call in reversed(compensations):\n"
+                "        try:\n"
+                "            await undo(call)\n"
+                "        except ActivityError:\n"
+                "            dead_letters.append(call.step)",
+                ("the dead_letters list it was given got nothing: append the call.step",),
+            ),
+            Wrong(
+                OTHER,  # every undo twice, none failing (learn83 F6: no retry to speak of)
+                "async def compensate(compensations, undo, dead_letters):\n"
+                "    for call in reversed(compensations):\n"
+                "        for _ in range(2):\n"
+                "            try:\n"
+                "                await undo(call)\n"
+                "            except ActivityError:\n"
+                "                dead_letters.append(call.step)\n"
+                "                break",
+                ("ran more than once: await the undo of each compensation once",),
+            ),
+            Wrong(
+                OTHER,  # records each dead letter, goes on, then raises the first (learn83 F6)
+                "async def compensate(compensations, undo, dead_letters):\n"
+                "    errors = []\n"
+                "    for call in reversed(compensations):\n"
+                "        try:\n"
+                "            await undo(call)\n"
+                "        except ActivityError as error:\n"
+                "            dead_letters.append(call.step)\n"
+                "            errors.append(error)\n"
+                "    if errors:\n"
+                "        raise errors[0]",
+                (
+                    "ran every undo and recorded the dead letters, then raised the "
+                    "ActivityError of a failing undo after all: do not raise it again",
+                ),
             ),
             Wrong(
                 OTHER,  # retries a failing undo itself
@@ -753,7 +844,7 @@ BANK = {
                 OTHER,
                 'choices = {"a": "semantic lock", "b": "commutative updates", '
                 '"c": "pessimistic view"}',
-                ("no countermeasure for situation(s) d",),
+                ("no countermeasure for situation d",),
             ),
             Wrong(
                 OTHER,
@@ -820,7 +911,7 @@ BANK = {
                 "charge_retry = LESSON_POLICY",
                 (
                     "and the next call would have charged the card",
-                    "gave up after 3 attempt(s)",
+                    "gave up after 3 attempts",
                     "lasts up to 3 calls",
                 ),
             ),
@@ -847,7 +938,7 @@ BANK = {
             Wrong(
                 OTHER,
                 "charge_retry = RetryPolicy(max_attempts=1)",
-                ("ended rolled_back after 1 call(s)", "gave up after 1 attempt(s)"),
+                ("ended rolled_back after 1 call", "gave up after 1 attempt"),
             ),
             Wrong(
                 OTHER,  # no wait between calls
@@ -877,7 +968,7 @@ BANK = {
                 OTHER,  # not enough attempts for a three-call outage
                 "charge_retry = RetryPolicy(max_attempts=3, initial_delay=0.2, "
                 "no_retry_on=(BusinessFailure,))",
-                ("gave up after 3 attempt(s) (max_attempts=3)",),
+                ("gave up after 3 attempts (max_attempts=3)",),
             ),
             Wrong(
                 OTHER,  # waits far too long between calls
@@ -936,7 +1027,7 @@ BANK = {
                 "        return 0.2\n"
                 "charge_retry = Gentle(max_attempts=4, no_retry_on=(BusinessFailure,))",
                 (
-                    "your policy gave up after 1 attempt(s) (max_attempts=4)",
+                    "your policy gave up after 1 attempt (max_attempts=4)",
                     "; the engine noted: the retry policy of step charge_card decided nothing "
                     "(it raised TypeError: Gentle.delay() takes 1 positional argument",
                     "charge_card was not retried (it failed for good)",
@@ -949,7 +1040,7 @@ BANK = {
                 "        return -1\n"
                 "charge_retry = Eager(max_attempts=4, no_retry_on=(BusinessFailure,))",
                 (
-                    "ended rolled_back after 1 call(s)",
+                    "ended rolled_back after 1 call",
                     "; the engine noted: the retry policy of step charge_card decided -1, which "
                     "is none of: a finite delay (seconds >= 0), None",
                 ),
@@ -1010,6 +1101,26 @@ BANK = {
                     "not restored",
                     "charged {} → {'booking-1': 597}: 'booking-1' was charged 717 and refunded 120",
                 ),
+            ),
+            Wrong(
+                OTHER,  # the amount as a str (learn83 F1)
+                "def refund(state):\n"
+                '    key = state["key"]\n'
+                '    if key in state["charges"] and key not in state["refunds"]:\n'
+                '        state["refunds"][key] = str(state["charges"][key])',
+                (
+                    "your refund recorded the refund under 'booking-1' as '120', a str, not a "
+                    "number: record the amount that was charged",
+                ),
+            ),
+            Wrong(
+                NOT_ITS_OWN,  # the refund, and a field of its own added (learn83 F2)
+                "def refund(state):\n"
+                '    key = state["key"]\n'
+                '    if key in state["charges"] and key not in state["refunds"]:\n'
+                '        state["refunds"][key] = state["charges"][key]\n'
+                '        state["refunded"] = True',
+                ("your refund also added refunded = True: a refund records",),
             ),
             Wrong(
                 UNSHOWN_CASE,  # any charge at all: right only for a new customer

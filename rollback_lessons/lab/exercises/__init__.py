@@ -24,6 +24,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import copy
+import enum
 import html
 import inspect
 import io
@@ -32,12 +33,14 @@ import random
 import re
 import sysconfig
 import traceback
-from collections.abc import Callable, Iterable, Mapping, Sequence, Set
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from ..._shutdown import exits_told
+from ..._words import counted
+from ...calls import is_async
 from .blanks import ____ as ____
 from .blanks import left_blank
 from .tracking import Progress as Progress
@@ -122,7 +125,9 @@ class Exercise:
             return Result(self.id, "not attempted", blank)
         if self.answer_names and len(answers) != len(self.answer_names):  # (learn73 F5)
             wanted = f"check({', '.join(self.answer_names)})"
-            said = f"{wanted} takes {len(self.answer_names)} answer(s); it got {len(answers)}"
+            said = (
+                f"{wanted} takes {counted(len(self.answer_names), 'answer')}; it got {len(answers)}"
+            )
             return Result(self.id, "incorrect", said)
         printed = io.StringIO()
         try:
@@ -212,7 +217,7 @@ def function(answer: Any, call: str, *, asynchronous: bool = False) -> Callable[
     kind = "async def" if asynchronous else "def"
     if not callable(answer):
         raise Incorrect(f"{name} should be a function, `{kind} {call}: ...`; got {answer!r}")
-    if inspect.iscoroutinefunction(answer) != asynchronous:
+    if is_async(answer) != asynchronous:  # (as the engines tell it: calls.is_async)
         raise Incorrect(
             f"{name} must be `{kind}`: "
             + (
@@ -332,12 +337,54 @@ def raised(error: BaseException, name: str) -> str:
     what = f"your {name} raised {type(error).__name__}: {error}"
     if not str(error):
         what = f"your {name} raised {type(error).__name__}"
+    key = error.args[0] if isinstance(error, KeyError) and len(error.args) == 1 else None
+    if isinstance(key, enum.Enum) and isinstance(key, str):  # a step's Kind: a str to them
+        what = f"your {name} raised KeyError: {str(key)!r} (no key {str(key)!r} where it looked)"
     if frames:
         frame = frames[-1]
         line = (frame.line or linecache.getline(frame.filename, frame.lineno or 0)).strip()
         where = f"line {frame.lineno}" + (f" of {frame.name}" if frame.name != "<module>" else "")
         what += f", at {where}" + (f": `{line}`" if line else "")
     return what
+
+
+def not_names(returned: Any, names: str) -> str | None:
+    """What is wrong with ``returned`` where a list of step names is asked for, ``names``
+    (such as "the steps' names (record.step)"), said as feedback; None when it is a list or
+    a tuple of strings. One rule for every exercise that asks for names (learn83 F3: a set,
+    a str, a generator or numbers were told a reason about their content)."""
+    if isinstance(returned, list | tuple):
+        others = [n for n in returned if not isinstance(n, str)]
+        if not others:
+            return None
+        kind = type(others[0]).__name__
+        return (
+            f"returned {list(returned)!r}, which holds {others[0]!r}, "
+            f"{'an' if kind[0] in 'aeiouAEIOU' else 'a'} {kind}, "
+            f"not a name: return {names}, a list of strings"
+        )
+    if isinstance(returned, str):
+        return f"returned the str {returned!r}: return {names}, a list of strings (one each)"
+    if isinstance(returned, Set):
+        return f"returned a set, {returned!r}, which has no order: return {names}, a list, in order"
+    if inspect.isgenerator(returned) or isinstance(returned, Iterator):
+        return (
+            f"returned a {type(returned).__name__}, not a list: return {names} as a list "
+            "(`[... for ...]`, or `list(...)` around it)"
+        )
+    return f"returned {returned!r}: return {names}, a list of strings"
+
+
+def left_unappended(name: str, what: str, returned: Any = None) -> str:
+    """What feedback says of an answer that handled each case but never appended ``what``
+    to the list it was given, ``name`` (learn83 F4: it returned a new list, or rebound the
+    name to one): the caller sees only the list it passed."""
+    instead = f" (it returned {returned!r} instead)" if returned is not None else ""
+    return (
+        f"the {name} list it was given got nothing{instead}: append {what} to that very "
+        f"list; a new list, returned or bound to the name {name}, is not the one the caller "
+        "reads"
+    )
 
 
 def call(fn: Callable[..., Any], *args: Any, name: str, where: str) -> Any:

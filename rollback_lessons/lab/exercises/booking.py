@@ -6,24 +6,59 @@ of a learner's refund to, told in the same words (``refund_changes_only_refunds`
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from . import Incorrect, generator
 
-_MISSING = object()
-
 
 def diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
-    """Each field that differs, as ``name old → new`` ("refunds {} → {'booking-1': 0}")."""
-    keys = list(before) + [k for k in after if k not in before]
-    parts = [
-        f"{k} {before.get(k, '(none)')!r} → {after.get(k, '(none)')!r}"
-        for k in keys
-        if before.get(k, _MISSING) != after.get(k, _MISSING)
+    """Each field that differs, as ``name old → new`` ("refunds {} → {'booking-1': 0}"),
+    one added as ``added name = new``, one removed as ``removed name (it was old)`` (never
+    a made-up old value: learn83 F2)."""
+    return "; ".join(_changed(before, after) + _added(before, after)) or "nothing"
+
+
+def changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
+    """What a call did to the state, said after its subject ("your refund also ..."):
+    "changed price 120 → 0", "added refunded = True", or both joined by "and"."""
+    changed = _changed(before, after)
+    parts = (["changed " + "; ".join(changed)] if changed else []) + _added(before, after)
+    return " and ".join(parts) or "changed nothing"
+
+
+def _changed(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    return [
+        f"{k} {before[k]!r} → {after[k]!r}" for k in before if k in after and before[k] != after[k]
     ]
-    return "; ".join(parts) or "nothing"
+
+
+def _added(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    added = [f"added {k} = {after[k]!r}" for k in after if k not in before]
+    return added + [f"removed {k} (it was {before[k]!r})" for k in before if k not in after]
+
+
+def refund_amounts(
+    world: object, before: Mapping[str, Any], after: Mapping[str, Any], what: str
+) -> None:
+    """One call of a learner's refund (as ``refund_changes_only_refunds``): each refund it
+    wrote is a number, as the charge is (learn83 F1: a str '120' was told "at 120; it was
+    charged 120" by 04.2, and broke 11.1's own arithmetic)."""
+    was, now = before.get("refunds"), after.get("refunds")
+    if not isinstance(now, Mapping):
+        return  # (the refunds replaced: the checks that read them say so)
+    for key, amount in now.items():
+        if isinstance(was, Mapping) and key in was and was[key] == amount:
+            continue  # (not written by this call)
+        if isinstance(amount, bool) or not isinstance(amount, numbers.Number):
+            raise Incorrect(
+                f"{world}, {what} recorded the refund under {key!r} as {amount!r}, "
+                f"{'an' if type(amount).__name__[0] in 'aeiou' else 'a'} "
+                f"{type(amount).__name__}, not a number: record the amount that was charged "
+                "under that key, as the number it is (state['charges'][key])"
+            )
 
 
 def refund_changes_only_refunds(
@@ -37,7 +72,7 @@ def refund_changes_only_refunds(
     changed = {k: v for k, v in after.items() if k != "refunds"}
     if rest != changed:
         raise Incorrect(
-            f"{world}, {what} also changed {diff(rest, changed)}: a refund records a "
+            f"{world}, {what} also {changes(rest, changed)}: a refund records a "
             "refund in state['refunds'] and changes nothing else (nothing else there is the "
             "charge's to undo)"
         )

@@ -14,7 +14,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import Exercise, Incorrect, NotAttempted, forall, function, generator, raised, register
+from . import (
+    Exercise,
+    Incorrect,
+    NotAttempted,
+    forall,
+    function,
+    generator,
+    left_unappended,
+    raised,
+    register,
+)
 
 
 class StepFailed(Exception):
@@ -167,7 +177,20 @@ def _slip(
     fail = world.fail_at or 0
     steps_ran = [f"do {i}" for i in range(1, fail)] + [f"do {fail} (fails)"]
     after = ran[len(steps_ran) :]
-    if ran[: len(steps_ran)] != steps_ran or any(c.startswith("do ") for c in after):
+    dos = [c.split()[1] for c in ran if c.startswith("do ")]
+    again = next((i for i in dos if dos.count(i) > 1), None)
+    if again is not None:  # (a step retried: learn83 F6)
+        return (
+            f"do {again} ran {dos.count(again)} times: run each step once, and when one "
+            "fails, undo only the steps" + SUCCEEDED
+        )
+    later = next((c for c in after if c.startswith("do ")), None)
+    if ran[: len(steps_ran)] == steps_ran and later is not None:
+        return (
+            f"{later.split()[0]} {later.split()[1]} ran after step {fail} failed: stop at the "
+            "step that fails, and undo only the steps" + SUCCEEDED
+        )
+    if ran[: len(steps_ran)] != steps_ran:
         return "undo only the steps" + SUCCEEDED  # the steps themselves ran otherwise
     undos = [int(call.split()[1]) for call in after]
     wanted = list(range(fail - 1, 0, -1))
@@ -258,6 +281,12 @@ def _check_loop(run_with_rollback: Any) -> str:
             raise Incorrect(
                 f"{world}, dead_letters is {dead!r}: the earlier letters "
                 f"{earlier!r} must stay, first; append the new ones after them"
+            )
+        if not new and expected:  # (every undo ran: each failed one's error was caught)
+            raise Incorrect(
+                f"{world}, dead_letters is {dead!r}; expected {[*earlier, *expected]!r}: your "
+                "loop caught the error of each failed undo, but "
+                + left_unappended("dead_letters", "the exception of each failed undo")
             )
         if sorted(map(id, new)) != sorted(map(id, expected)):
             raise Incorrect(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..._words import counted
 from ...clock import VirtualClock
 from ...policies import RetryPolicy, UndoPolicy, decides_in_code, resolve_policy
 from ...saga import Saga, State, Step
@@ -139,8 +140,9 @@ def _check_retry(policy: Any) -> str:
             attempts = max((e.details["attempt"] for e in undos), default=0)
             then = "left as a dead letter" if outcome.dead_letters else "and the rollback halted"
             raise Incorrect(
-                f"when the refund fails {times} with a 503, it was given up after {attempts} "
-                f"attempt(s), {then}; it needs {failures + 1}{noted(outcome)}"
+                f"when the refund fails {times} with a 503, it was given up after "
+                f"{counted(attempts, 'attempt')}, {then}; it needs {failures + 1}"
+                f"{noted(outcome)}"
             )
         if any(wait <= 0 for wait in clock.sleeps):
             raise Incorrect(

@@ -29,10 +29,11 @@ from . import (
     forall,
     function,
     generator,
+    not_names,
     raised,
     register,
 )
-from .booking import BookingWorld, booking_worlds, refund_changes_only_refunds
+from .booking import BookingWorld, booking_worlds, refund_amounts, refund_changes_only_refunds
 
 KINDS = ("gate", "compensable", "pivot", "retriable")
 POOL = {
@@ -114,8 +115,8 @@ def _check_order(safe_order: Any) -> str:
                 f"{pipeline}, safe_order returned Step objects, [{', '.join(shown)}]: return "
                 "the steps' names (step.name), a list of strings"
             )
-        if not isinstance(order, list) or not all(isinstance(n, str) for n in order):
-            raise Incorrect(f"{pipeline}, safe_order returned {order!r}: return a list of names")
+        if (slip := not_names(order, "the steps' names (step.name)")) is not None:
+            raise Incorrect(f"{pipeline}, safe_order {slip}")
         missing = [n for n in written if n not in order]
         twice = sorted({n for n in order if order.count(n) > 1})
         strangers = [n for n in order if n not in written]
@@ -261,8 +262,8 @@ def check_refunds(world: BookingWorld, refunds: dict[str, Any], what: str) -> No
                 f"{wanted}: refund what was charged under the booking's key, state['key']"
             )
         raise Incorrect(
-            f"{world}, {what} left the refund under {key!r} at {got}; it was charged "
-            f"{wanted}, and that is what comes back"
+            f"{world}, {what} left the refund under {key!r} at {got!r}; it was charged "
+            f"{wanted!r}, and that is what comes back"
         )
 
 
@@ -299,6 +300,8 @@ def _check_refund(refund: Any) -> str:
                 f"{charges}: the charges are the card's history; a refund is a new record "
                 "beside its charge, in state['refunds']"
             )
+        for before, after in calls:  # (as 11.1 does: learn83 F1)
+            refund_amounts(world, before, after, "your refund")
         check_refunds(world, dict(state["refunds"]), "your refund")
         for before, after in calls:  # (as 11.1 does: learn82 F4)
             refund_changes_only_refunds(world, before, after, "your refund")

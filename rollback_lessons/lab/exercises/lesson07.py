@@ -20,7 +20,7 @@ from ...durable.journal import Journal
 from ...durable.records import UndoRecord
 from ...durable.recovery import recover
 from ...durable.registry import Registry, compensation
-from . import Exercise, Incorrect, call, forall, function, generator, register
+from . import Exercise, Incorrect, call, forall, function, generator, not_names, register
 
 NAMES = ("reserve_room", "charge_card", "book_taxi", "add_row", "hold_seat", "create_event")
 
@@ -145,7 +145,9 @@ def _check_prediction(recover_will_undo: Any) -> str:
                 f"{world} (oldest first), you predicted undo records, [{shown}], not step "
                 f"names: {verdict}; return the steps' names (record.step), a list of strings"
             )
-        if not isinstance(predicted, list | tuple) or list(predicted) != ran:
+        if (slip := not_names(predicted, "the steps' names (record.step)")) is not None:
+            raise Incorrect(f"{world} (oldest first), your recover_will_undo {slip}")
+        if list(predicted) != ran:
             raise Incorrect(
                 f"{world} (oldest first), you predicted {predicted!r}, and recover ran "
                 f"{ran}: it runs the 'pending' undos only, newest first"

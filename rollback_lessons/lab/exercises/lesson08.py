@@ -20,7 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import Exercise, Incorrect, NotAttempted, forall, function, generator, raised, register
+from . import (
+    Exercise,
+    Incorrect,
+    NotAttempted,
+    forall,
+    function,
+    generator,
+    left_unappended,
+    raised,
+    register,
+)
 
 NAMES = ("reserve_room", "charge_card", "hold_seat", "add_row", "book_taxi", "create_event")
 
@@ -135,7 +145,7 @@ def _call(world: World, step: str) -> Any:
     return StepInput("world.db", "b1", step, undo_fails=step in world.broken)
 
 
-async def _in_process(fn: Any, world: World) -> tuple[_Log, list[Any], BaseException | None]:
+async def _in_process(fn: Any, world: World) -> tuple[_Log, list[Any], BaseException | None, Any]:
     log = _Log([], [], [], [], [])
     slow = dict(zip(world.steps, world.slow, strict=True))
 
@@ -148,16 +158,16 @@ async def _in_process(fn: Any, world: World) -> tuple[_Log, list[Any], BaseExcep
         return _Undo(log, step, slow[step], step in world.broken, cancel)
 
     dead: list[Any] = []
-    escaped = None
+    escaped = returned = None
     try:
-        await fn([_call(world, s) for s in world.steps], undo, dead)
+        returned = await fn([_call(world, s) for s in world.steps], undo, dead)
     except NotImplementedError:
         raise
     except asyncio.CancelledError:
         log.cancel_out = True
     except Exception as exc:
         escaped = exc
-    return log, dead, escaped
+    return log, dead, escaped, returned
 
 
 def _expected(world: World) -> tuple[list[str], list[str]]:
@@ -168,13 +178,21 @@ def _expected(world: World) -> tuple[list[str], list[str]]:
 
 
 def _check_world(fn: Any, world: World, loop: asyncio.AbstractEventLoop) -> None:
-    log, dead, escaped = loop.run_until_complete(_in_process(fn, world))
+    log, dead, escaped, returned = loop.run_until_complete(_in_process(fn, world))
     if world.cancel_at is not None:
         _check_cancelled(world, world.cancel_at, log, dead, escaped)
         return
     undone, dead_wanted = _expected(world)
     newest_first = list(reversed(world.steps))
     if escaped is not None:
+        if type(escaped).__name__ == "ActivityError" and (
+            log.started == newest_first and dead == dead_wanted
+        ):  # (it caught each, recorded it and went on: learn83 F6)
+            raise Incorrect(
+                f"{world}, your compensate ran every undo and recorded the dead letters, then "
+                "raised the ActivityError of a failing undo after all: do not raise it again; "
+                "a failed undo is a dead letter, and the workflow's result names it"
+            )
         if type(escaped).__name__ == "ActivityError":
             raise Incorrect(
                 f"{world}, the ActivityError of a failing undo got out of your compensate: "
@@ -192,10 +210,16 @@ def _check_world(fn: Any, world: World, loop: asyncio.AbstractEventLoop) -> None
         missing = [s for s in newest_first if s not in log.started]
         twice = sorted({s for s in log.started if log.started.count(s) > 1})
         why = "every compensation, once each, newest first, also past one that fails"
-        if twice:
+        failed = [s for s in twice if s in world.broken]
+        if failed:  # (its first run failed, and it was run again)
             why = (
-                f"the undo of {', '.join(twice)} ran more than once; Temporal has already "
+                f"the undo of {', '.join(failed)} ran more than once; Temporal has already "
                 "retried it as its RetryPolicy says: a failing one is a dead letter"
+            )
+        elif twice:  # (nothing failed: learn83 F6)
+            why = (
+                f"the undo of {', '.join(twice)} ran more than once: await the undo of each "
+                "compensation once"
             )
         elif [s for s in missing if s in log.called]:
             never = [s for s in missing if s in log.called]
@@ -221,6 +245,12 @@ def _check_world(fn: Any, world: World, loop: asyncio.AbstractEventLoop) -> None
             raise Incorrect(
                 f"{world}, dead_letters held {wrong_type[0]!r}: append the step's name, "
                 "call.step (a str), so the workflow's result can say which undo failed"
+            )
+        if not dead:  # (no ActivityError got out: each was caught)
+            raise Incorrect(
+                f"{world}, the dead letters were [], expected {dead_wanted}: your compensate "
+                "caught the ActivityError of each failing undo, but "
+                + left_unappended("dead_letters", "the call.step of each failing undo", returned)
             )
         raise Incorrect(
             f"{world}, the dead letters were {dead}, expected {dead_wanted}: catch the "

@@ -22,6 +22,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from ..._words import counted
 from ...errors import InvalidPipelineError
 from ...policies import RetryPolicy
 from ...worlds.failures import BUSINESS, TECHNICAL, BusinessFailure, Tried, try_booking
@@ -231,7 +232,9 @@ def _check_choice(choices: Any) -> str:
     given = {canonical(k): v for k, v in choices.items()}
     missing = sorted(k for k in SITUATIONS if k not in given)
     if missing:
-        raise Incorrect(f"no countermeasure for situation(s) {', '.join(missing)}")
+        raise Incorrect(
+            f"no countermeasure for situation{'s' * (len(missing) > 1)} {', '.join(missing)}"
+        )
     chosen = {k: choose(given[k], COUNTERMEASURES, f"situation {k}") for k in sorted(SITUATIONS)}
     for key, choice in chosen.items():
         if choice != ANSWERS[key]:
@@ -327,7 +330,8 @@ def _gave_up(policy: RetryPolicy, failures: list[Exception], tried: Tried) -> st
             "nothing about the answer: retry it"
         )
     return (
-        f"your policy gave up after {calls} attempt(s) (max_attempts={policy.max_attempts}), "
+        f"your policy gave up after {counted(calls, 'attempt')} "
+        f"(max_attempts={policy.max_attempts}), "
         f"before the outage was over: an outage of this gateway lasts up to {OUTAGE} calls"
         f"{noted(tried.outcome)}"
     )
@@ -348,8 +352,9 @@ def _check_retry(charge_retry: Any) -> str:
         said = ", then ".join(_shown(e) for e in failures)
         if answered and tried.calls < len(failures):  # the outage before the answer won
             raise Incorrect(
-                f"the gateway raised {said}; the booking was undone after {tried.calls} "
-                f"call(s), before the gateway got past its outage to its answer: "
+                f"the gateway raised {said}; the booking was undone after "
+                f"{counted(tried.calls, 'call')}, before the gateway got past its outage to "
+                "its answer: "
                 f"{_gave_up(charge_retry, failures, tried)}."
             )
         if answered:
@@ -371,7 +376,7 @@ def _check_retry(charge_retry: Any) -> str:
         elif tried.outcome.status != "committed":
             raise Incorrect(
                 f"the gateway raised {said}, and the next call would have charged the card; "
-                f"the booking ended {tried.outcome.status} after {tried.calls} call(s): "
+                f"the booking ended {tried.outcome.status} after {counted(tried.calls, 'call')}: "
                 f"{_gave_up(charge_retry, failures, tried)}."
             )
         if any(wait <= 0 for wait in tried.waited):

@@ -27,7 +27,7 @@ from ...explore import INVARIANTS, Faults, check, combinations
 from ...outcome import Outcome, Status
 from ...worlds import examples
 from . import Exercise, Incorrect, attempted, forall, function, generator, raised, register
-from .booking import diff, refund_changes_only_refunds
+from .booking import changes, diff, refund_amounts, refund_changes_only_refunds
 
 POLICIES = ("continue", "retry", "halt")
 
@@ -120,6 +120,7 @@ def _check_call(world: World, before: dict[str, Any], after: dict[str, Any]) -> 
     """One call of the learner's refund, from ``before`` to ``after``: it changed only this
     booking's refund, and nothing at all when nothing was charged under its key."""
     key = before["key"]
+    refund_amounts(world, before, after, "your refund")
     if before["charges"] != after["charges"]:
         raise Incorrect(
             f"{world}, your refund changed the charges: {diff(before, after)}. The charges "
@@ -140,7 +141,7 @@ def _check_call(world: World, before: dict[str, Any], after: dict[str, Any]) -> 
         zero = " (not even a refund of 0)" if after["refunds"].get(key) == 0 else ""
         raise Incorrect(
             f"{world}: phantom undo ({INVARIANTS['phantom undo']}). Nothing was charged under "
-            f"{key!r}, yet your refund changed {diff(before, after)}: when its step never "
+            f"{key!r}, yet your refund {changes(before, after)}: when its step never "
             f"happened, an undo must change nothing{zero}"
         )
     refund_changes_only_refunds(world, before, after, "your refund")
@@ -188,7 +189,12 @@ def _check_refund(refund: Any) -> str:
 
     def holds(world: World) -> None:
         calls.clear()
-        run = check(saga, world.state, world.faults, world.policy, restored)
+        try:
+            run = check(saga, world.state, world.faults, world.policy, restored)
+        except Exception:  # (the check's own reading broke: say first what the calls did)
+            for before, after in calls:
+                refund_amounts(world, before, after, "your refund")
+            raise
         outcome = run.outcome
         for before, after in calls:
             _check_call(world, before, after)
@@ -220,7 +226,7 @@ def _check_refund(refund: Any) -> str:
         if again != after:
             raise Incorrect(
                 f"{world}, a second call of your refund (as recover makes after a crash) "
-                f"changed {diff(after, again)}: refund once"
+                f"{changes(after, again)}: refund once"
             )
 
     tried = forall(cases + worlds(saga), holds, size=size)

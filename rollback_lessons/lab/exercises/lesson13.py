@@ -22,6 +22,7 @@ import uuid
 from collections import Counter
 from typing import Any
 
+from ..._words import counted
 from ...choreo.events import EventType, Message
 from . import (
     Exercise,
@@ -230,7 +231,7 @@ def _judge(world: World, db: dict[str, Any]) -> None:
             )
             raise Incorrect(
                 f"In {world.story()}: {payload} was charged {got[payload]} times, for "
-                f"{want[payload]} message id(s) ({names}){why}"
+                f"{counted(want[payload], 'message id')} ({names}){why}"
             )
         if got[payload] < want[payload]:
             if len(ids) > 1:
@@ -242,8 +243,9 @@ def _judge(world: World, db: dict[str, Any]) -> None:
             else:
                 why = ": each message id must be charged once"
             raise Incorrect(
-                f"In {world.story()}: {payload} was charged {got[payload]} time(s), for "
-                f"{want[payload]} message id(s) ({names}){why}"
+                f"In {world.story()}: {payload} was charged "
+                f"{counted(got[payload], 'time')}, for "
+                f"{counted(want[payload], 'message id')} ({names}){why}"
             )
 
 
