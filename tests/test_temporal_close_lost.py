@@ -69,7 +69,7 @@ def test_close_of_a_server_that_keeps_nothing_names_each_unfinished_saga_and_wha
     assert ended.status is Status.COMMITTED
     lost = [str(w.message) for w in caught if issubclass(w.category, SagasLost)]
     assert len(lost) == 1, [str(w.message) for w in caught]  # (without the fix: no warning)
-    assert "1 saga(s) unfinished" in lost[0] and "keeps nothing (no db_file)" in lost[0]
+    assert "1 saga unfinished" in lost[0] and "keeps nothing (no db_file)" in lost[0]
     assert f"saga {run_id}: done: a; undone: none" in lost[0]
     assert lost[0].endswith("so still in effect, or perhaps, undone by nobody: a")
     assert ended.run_id not in lost[0] and "no-such-run" not in lost[0]  # (nothing left)
@@ -140,5 +140,5 @@ def test_a_ctrl_c_while_close_waits_still_names_the_sagas_lost():
                           text=True, timeout=120)  # fmt: skip
     assert done.returncode != 0 and "closed" not in done.stdout
     assert "KeyboardInterrupt" in done.stderr
-    assert "SagasLost: closed with 1 saga(s) unfinished" in done.stderr, done.stderr[-3000:]
+    assert "SagasLost: closed with 1 saga unfinished" in done.stderr, done.stderr[-3000:]
     assert "saga closing-" in done.stderr and "done: a;" in done.stderr

@@ -509,8 +509,8 @@ def test_a_sys_exit_as_close_waits_on_a_db_file_names_the_call_left_running(tmp_
     done = _child(LOSING, tmp_path / "t.db")
     assert done.returncode == 3, done.stderr[-2000:]
     assert "AbandonedCalls: close was cut (its task cancelled" in done.stderr, done.stderr[-2000:]
-    assert "left on their threads: the action of 'c'" in done.stderr
-    assert f"{tmp_path / 't.db'} keeps their sagas" in done.stderr
+    assert "with 1 call still running, left on its thread: the action of 'c'" in done.stderr
+    assert f"{tmp_path / 't.db'} keeps its saga: a runner started again" in done.stderr
 
 
 def test_a_sys_exit_past_closes_grace_leaves_the_abandoned_action_in_doubt(tmp_path):

@@ -16,6 +16,7 @@ from typing import Any
 
 from dbos import DBOS
 
+from ..._words import counted
 from ...errors import RollbackLessonsError
 from ..closed import collected
 from ..hosted import SagaChanged
@@ -149,6 +150,8 @@ def refused_meanwhile(system_database: str | os.PathLike[str] | None) -> Rollbac
     """Why ``start`` is refused while a closed runner's sagas still run in this process."""
     path: Path = LEFT["path"]
     runs = ", ".join(LEFT["runs"]) or "unknown"
+    one = len(LEFT["runs"]) == 1  # (said "saga x ... runs", "sagas x, y ... run": learn83 F7)
+    sagas, stop = ("saga", "it stops (at its") if one else ("sagas", "they stop (at their")
     try:
         same = system_database is not None and os.path.samefile(system_database, path)
     except (OSError, TypeError):
@@ -156,13 +159,21 @@ def refused_meanwhile(system_database: str | os.PathLike[str] | None) -> Rollbac
     if same:
         return FileInUse(
             f"DBOS runs on {system_database} in this process still: the runner closed while "
-            f"saga(s) {runs} still ran, and a relaunch would run that again; the file is let "
-            "go once they stop (at their next step)"
+            f"{sagas} {runs} still ran, and a relaunch would run that again; the file is let "
+            f"go once {stop} next step)"
         )
     return DBOSUnavailable(
-        f"DBOS cannot launch again in this process while saga(s) {runs} of the runner closed "
-        f"on {path} still run (they stop at their next step): try again then"
+        f"DBOS cannot launch again in this process while {sagas} {runs} of the runner closed "
+        f"on {path} still {'runs' if one else 'run'} ({stop.replace(' (', ' ')} next step): "
+        "try again then"
     )
+
+
+def until_it(count: int) -> str:
+    """How a close's warning ends, for ``count`` sagas left running (learn83 F7)."""
+    if count == 1:
+        return "it stops (at its next step, unsaved: a relaunch then finishes it)"
+    return "they stop (at their next step, unsaved: a relaunch then finishes them)"
 
 
 def close(path: Path, lock: int | None, stacklevel: int = 2) -> None:
@@ -186,9 +197,8 @@ def close(path: Path, lock: int | None, stacklevel: int = 2) -> None:
             doing = [f"{run} ({waits.DOING[run]})" if run in waits.DOING else run for run in runs]
             warnings.warn(
                 RunsLeftRunning(
-                    f"closed with saga(s) still running after {GRACE:g} s: "
-                    f"{', '.join(doing)}; {path} stays locked until they stop (at their next "
-                    "step, unsaved: a relaunch then finishes them)"
+                    f"closed with {counted(len(doing), 'saga')} still running after {GRACE:g} "
+                    f"s: {', '.join(doing)}; {path} stays locked until {until_it(len(doing))}"
                 ),
                 stacklevel=stacklevel + 1,
             )

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from ..._words import counted
 from ...outcome import Table
 from .. import hosted
 from . import ending
@@ -210,9 +211,11 @@ def said(lost: SagaTerminated) -> str:
 
 
 def warning(lost: dict[str, SagaTerminated]) -> SagasLost:
+    one = len(lost) == 1  # (its, it; their, them: learn83 F7)
     return SagasLost(
-        f"closed with {len(lost)} saga(s) unfinished on the dev server it had started, which "
-        "keeps nothing (no db_file): their record went with it, nothing will finish or undo "
-        "them (to leave nothing standing, cancel each and await its outcome before closing): "
+        f"closed with {counted(len(lost), 'saga')} unfinished on the dev server it had "
+        f"started, which keeps nothing (no db_file): {'its' if one else 'their'} record went "
+        f"with it, nothing will finish or undo {'it' if one else 'them'} (to leave nothing "
+        f"standing, cancel {'it' if one else 'each'} and await its outcome before closing): "
         + " | ".join(said(run) for run in lost.values())
     )

@@ -32,6 +32,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from ..._guards import cancelled_with
+from ..._words import counted
 from ...faults import InjectionLike, normalize_injection
 from ...outcome import Outcome
 from ...policies import PolicyLike
@@ -331,10 +332,11 @@ class TemporalRunner(Closable):
                     await self._name_lost()  # are named all the same, then it is raised
             raise
         if calls or self.abandoned:
+            left = "its thread" if len(self.abandoned) == 1 else "their threads"
             warnings.warn(
                 AbandonedCalls(
-                    f"closed with {len(self.abandoned)} call(s) still running after {GRACE:g} s, "
-                    f"left on their threads: {'; '.join(self.abandoned) or 'unknown'}"
+                    f"closed with {counted(len(self.abandoned), 'call')} still running after "
+                    f"{GRACE:g} s, left on {left}: {'; '.join(self.abandoned) or 'unknown'}"
                 ),
                 stacklevel=2,
             )
@@ -362,10 +364,13 @@ class TemporalRunner(Closable):
         running = tuple(RUNNING.get(self.task_queue, {}).values())
         if running and not self.abandoned:
             self.abandoned = running
-            kept = f"; {self.db_file} keeps their sagas: a runner started again on it takes them up"
+            one = len(running) == 1  # (its, it; their, them: learn83 F7)
+            kept = (f"; {self.db_file} keeps {'its saga' if one else 'their sagas'}: a runner "
+                    f"started again on it takes {'it' if one else 'them'} up")  # fmt: skip
             warnings.warn(AbandonedCalls(
-                f"close was cut ({_cut_by(exc)}) with {len(running)} call(s) still running, "
-                f"left on their threads: {'; '.join(running)}{kept if self.db_file else ''}"
+                f"close was cut ({_cut_by(exc)}) with {counted(len(running), 'call')} still "
+                f"running, left on {'its thread' if one else 'their threads'}: "
+                f"{'; '.join(running)}{kept if self.db_file else ''}"
             ), stacklevel=3)  # fmt: skip
 
     async def _worker_stopped(self, shutdown: asyncio.Future[None]) -> int:
