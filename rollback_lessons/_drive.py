@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 from . import _guards
 from ._shutdown import shut_down
 from ._timed import acall_timed, within
-from .calls import PLAIN, call_timed, checked, gave_back, is_async, own_cancel, refused
+from .calls import PLAIN, call_timed, checked, gave_back, handed_off, is_async, own_cancel, refused
 from .clock import Clock
 from .errors import Cancelled
 from .events import describe
@@ -354,6 +354,10 @@ class Driver:
                             if timeout is not None and (left := refused(self, role, step, timeout)):
                                 raise left  # (its call left running: attack84 F4)
                             done = fn(*args)
+                            if handed_off(done):  # (work handed to a pool: awaited, the
+                                import asyncio  # loop runs on meanwhile: attack85 F7)
+
+                                done = asyncio.wrap_future(done)
                             if role == "action" and hasattr(done, "__await__"):  # kept as
                                 self.results[step] = done = await done  # it returns (no
                                 if done is not None and (bad := gave_back(done, role, step)):

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .calls import checked, gave_back, late, refused, timed_out, what
+from .calls import checked, gave_back, handed_off, late, refused, timed_out, what
 
 
 async def within(
@@ -89,6 +89,8 @@ async def acall_timed(
         late(owner, role, step, keep=True)
         raise timed_out(role, step, timeout)
     result = box.result()
+    if handed_off(result):  # (work handed to a pool: awaited within what is left)
+        result = asyncio.wrap_future(result)
     if result is not None and hasattr(result, "__await__"):
         left = max(timeout - (loop.time() - start), 0.0)
         done = await within(result, left, role, step, owner, shown=timeout)

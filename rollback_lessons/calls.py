@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 import threading
 import time
 import types
@@ -109,9 +110,19 @@ def checked(result: Any, role: str, step: str) -> Any:
     if inspect.isgenerator(result):
         result.close()
         raise TypeError(f"{what(role, step)} returned a generator: its body never ran")
+    if handed_off(result):  # work handed to a pool: the call is that work, waited for (its
+        return checked(result.result(), role, step)  # error its failure; attack85 F7: a
+        # refund that failed there was reported undone)
     if inspect.isasyncgen(result):  # (neither awaitable nor a generator: attack84 F2)
         raise TypeError(f"{what(role, step)} returned an async generator: its body never ran")
     return result
+
+
+def handed_off(result: Any) -> bool:
+    """Is ``result`` a ``concurrent.futures.Future``, work handed to a pool? A synchronous
+    run waits for it; the async drivers await it (``asyncio.wrap_future``)."""
+    futures = sys.modules.get("concurrent.futures")  # (none made where it is not imported)
+    return futures is not None and isinstance(result, futures.Future)
 
 
 def gave_back(result: Any, role: str, step: str) -> TypeError | None:

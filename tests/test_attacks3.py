@@ -802,3 +802,36 @@ def test_a_task_a_synchronous_run_is_given_is_cancelled_before_it_runs(role):
         assert o.status is Status.ROLLBACK_INCOMPLETE and said in str(o.dead_letters[0].error)
     else:
         assert o.status is Status.ROLLED_BACK and said in str(o.error)
+
+
+@pytest.mark.parametrize("driver", ["run", "arun", "arun timed", "Rollback"])
+@pytest.mark.parametrize("refund_fails", [False, True])
+def test_an_undo_that_hands_its_work_to_a_pool_is_that_work(driver, refund_fails):
+    """attack85 F7: ``lambda: pool.submit(refund)`` was reported undone whatever the refund
+    did. The run waits for it (the async drivers await it): its error is the undo's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    world: list[str] = []
+
+    def refund():
+        time.sleep(0.05)
+        if refund_fails:
+            raise ConnectionError("refund refused")
+        world.append("refund")
+
+    with ThreadPoolExecutor(1) as pool:
+        undo = lambda s=None: pool.submit(refund)  # noqa: E731
+        if driver == "Rollback":
+            with pytest.raises(ZeroDivisionError), Rollback() as rb:
+                rb.do("a", lambda: None, undo)
+                raise ZeroDivisionError
+            o = rb.outcome
+        else:
+            timed = {"undo_timeout": 5.0} if driver == "arun timed" else {}
+            saga = Saga([Step("a", lambda s: None, undo, **timed), Step("b", lambda s: 1 / 0)])
+            o = saga.run({}) if driver == "run" else asyncio.run(saga.arun({}))
+    if refund_fails:
+        assert o.status is Status.ROLLBACK_INCOMPLETE and world == []
+        assert "refund refused" in str(o.dead_letters[0].error)
+    else:
+        assert o.status is Status.ROLLED_BACK and world == ["refund"]
