@@ -332,3 +332,61 @@ def test_an_owner_whose_main_thread_ended_while_another_runs_is_alive(tmp_path):
     finally:
         proc.communicate(timeout=30)
     assert process_alive(proc.pid, me()[1], started, where) is False
+
+
+# -- attack85 F1: with ASLR off the same program exec'd with the same argv -----------------
+
+_REEXEC = """
+import os, sys
+from rollback_lessons import Saga, Step
+from rollback_lessons.durable.journal import Journal
+from rollback_lessons.durable.recovery import recover
+from rollback_lessons.durable.registry import Registry
+
+reg = Registry()
+undo = reg.add("u", lambda step, idempotency_key=None: print("undo", step, flush=True))
+path, marker = sys.argv[1], sys.argv[1] + ".restarted"
+with Journal(path) as journal:  # an autoreloader's program: recover at start-up, then its saga
+    print("recovered", [(r.run_id, r.status.value) for r in recover(journal, reg).recovered],
+          flush=True)
+if not os.path.exists(marker):
+    def restart(state):
+        open(marker, "w").close()
+        os.execv(sys.executable, [sys.executable] + sys.argv)  # the same argv and environment
+    steps = [Step("a", lambda s: None, undo.bind(step="a")),
+             Step("b", restart, undo.bind(step="b"))]
+    Saga(steps, name="ex").run({}, journal=Journal(path), run_id="r1")
+"""
+
+
+@pytest.mark.skipif(process_space() is None, reason="no /proc to read the process from")
+@pytest.mark.skipif(shutil.which("setarch") is None, reason="no setarch to turn ASLR off")
+def test_a_program_reexecd_with_the_same_argv_without_aslr_recovers_its_earlier_saga(tmp_path):
+    """attack85 F1: with address-space randomization off (setarch -R, gdb) the re-exec'd
+    program begins its stack where the first did; its own start-up recover took the saga for
+    its own, still running, and left it so for as long as the service lived."""
+    script, path = tmp_path / "reload.py", tmp_path / "j.db"
+    script.write_text(_REEXEC)
+    proc = subprocess.run(
+        ["setarch", "-R", sys.executable, str(script), str(path)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    if "Operation not permitted" in proc.stderr:
+        pytest.skip("setarch -R is not permitted here")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "recovered []",
+        "undo a",
+        "recovered [('r1', 'rollback_incomplete')]",
+    ], proc.stdout  # (b: its undo was never logged, reported leaked)
+
+
+def test_a_record_of_this_pid_with_another_life_is_dead_and_its_own_alive():
+    pid, host, started, space = me()
+    assert process_alive(pid, host, started, space) is True
+    other = space.replace(" life ", " life 0", 1) if " life " in space else None
+    if other is None:
+        pytest.skip("no /proc to read the process from")
+    assert process_alive(pid, host, started, other) is False
+    forked = space.split(" life ")[0]  # (a record without a token: no other life told)
+    assert process_alive(pid, host, started, forked) is True

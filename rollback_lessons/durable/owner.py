@@ -9,13 +9,20 @@ time but not its program: the owner died with its stack. ``space`` also carries 
 program's stack began, which the kernel places at random at every exec (``exec 7ffd...``):
 a pid whose stack begins elsewhere now runs another program (attack84 F1). Without that
 randomization (``setarch -R``, gdb) the same program exec'd with the same argv and
-environment begins its stack at the same place: not told apart (attack85 F1, open).
+environment begins its stack at the same place: told apart only from the new program itself
+(an autoreloader's recover at start-up), by a token each interpreter draws at random as it
+starts (``life``), recorded in ``space`` too: a saga recorded under this pid with another
+token was this pid's earlier program's (attack85 F1).
 """
 
 from __future__ import annotations
 
 import os
 import socket
+
+_LIFE = os.urandom(6).hex()
+"""This program's own token: drawn as the module is imported, so an exec draws another (a
+forked child keeps it with its own pid, which tells it apart)."""
 
 
 def process_start(pid: int) -> float | None:
@@ -66,13 +73,17 @@ def process_exec(pid: int) -> str | None:
     return None if field in (b"0", b"") else format(int(field), "x")
 
 
-def _split(space: str | None) -> tuple[str | None, str | None]:
-    """(where, exec) of a recorded ``space``: the exec part is this process's own, not
-    compared between two processes."""
-    if space is None or " exec " not in space:
-        return space, None
-    where, _, program = space.rpartition(" exec ")
-    return where, program
+def _split(space: str | None) -> tuple[str | None, str | None, str | None]:
+    """(where, exec, life) of a recorded ``space``: the exec part and the life token are the
+    process's own, not compared between two processes. The token sits before ``exec``: a
+    reader that knows no tokens sees another namespace, and leaves the saga alone."""
+    if space is None:
+        return None, None, None
+    where, program = space, None
+    if " exec " in where:
+        where, _, program = where.rpartition(" exec ")
+    where, life = (where.rpartition(" life ")[::2]) if " life " in where else (where, None)
+    return where, program, life
 
 
 def process_space() -> str | None:
@@ -86,6 +97,7 @@ def process_space() -> str | None:
             where = f"{namespace} boot {boot.read().strip()}"
     except (OSError, UnicodeDecodeError):
         return None
+    where = f"{where} life {_LIFE}"
     program = process_exec(os.getpid())
     return where if program is None else f"{where} exec {program}"
 
@@ -103,9 +115,9 @@ def process_alive(
     if pid is None:
         return False
     here = _split(me()[3])[0]
-    space, program = _split(space)
+    space, program, life = _split(space)
     if space is not None and space == here:  # (the boot id: the same kernel, this machine)
-        return _alive_here(pid, started, program)
+        return _alive_here(pid, started, program, life)
     if host != socket.gethostname():
         return None
     if space != here:
@@ -115,7 +127,11 @@ def process_alive(
     return _alive_here(pid, started, program)
 
 
-def _alive_here(pid: int, started: float | None, program: str | None = None) -> bool:
+def _alive_here(
+    pid: int, started: float | None, program: str | None = None, life: str | None = None
+) -> bool:
+    if pid == os.getpid() and life is not None and life != _LIFE:
+        return False  # this pid's earlier program: it exec'd this one (attack85 F1)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
