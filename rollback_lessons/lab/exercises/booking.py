@@ -6,8 +6,9 @@ of a learner's refund to, told in the same words (``refund_changes_only_refunds`
 
 from __future__ import annotations
 
+import copy
 import numbers
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,23 @@ def _changed(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
 def _added(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
     added = [f"added {k} = {after[k]!r}" for k in after if k not in before]
     return added + [f"removed {k} (it was {before[k]!r})" for k in before if k not in after]
+
+
+def watched(
+    refund: Callable[[Any], Any], calls: list[tuple[dict[str, Any], dict[str, Any]]]
+) -> Callable[[Any], None]:
+    """The learner's refund, each call's state before and after noted in ``calls`` (even a
+    call that raises): what ``refund_amounts`` and ``refund_changes_only_refunds`` judge, in
+    04.2 and 11.1 alike."""
+
+    def call(state: Any) -> None:
+        before = copy.deepcopy(dict(state))
+        try:
+            refund(state)
+        finally:
+            calls.append((before, copy.deepcopy(dict(state))))
+
+    return call
 
 
 def refund_amounts(

@@ -33,7 +33,13 @@ from . import (
     raised,
     register,
 )
-from .booking import BookingWorld, booking_worlds, refund_amounts, refund_changes_only_refunds
+from .booking import (
+    BookingWorld,
+    booking_worlds,
+    refund_amounts,
+    refund_changes_only_refunds,
+    watched,
+)
 
 KINDS = ("gate", "compensable", "pivot", "retriable")
 POOL = {
@@ -273,20 +279,12 @@ def _check_refund(refund: Any) -> str:
 
     calls: list[tuple[dict[str, Any], dict[str, Any]]] = []
 
-    def watched(state: Any) -> None:
-        """The learner's refund; each call's state before and after is noted."""
-        before = copy.deepcopy(dict(state))
-        try:
-            fn(state)
-        finally:
-            calls.append((before, copy.deepcopy(dict(state))))
-
     def holds(world: BookingWorld) -> None:
         state = start(world)
         failing = "send_email" if world.fault == "send_email" else "charge_card"
         inject = {failing: "fail" if failing == "send_email" else world.fault}
         calls.clear()
-        outcome = booking_saga(refund=watched).run(
+        outcome = booking_saga(refund=watched(fn, calls)).run(
             state, inject=inject, on_event=others_meanwhile(world, state)
         )
         for dead in outcome.dead_letters:

@@ -27,7 +27,7 @@ from ...explore import INVARIANTS, Faults, check, combinations
 from ...outcome import Outcome, Status
 from ...worlds import examples
 from . import Exercise, Incorrect, attempted, forall, function, generator, raised, register
-from .booking import changes, diff, refund_amounts, refund_changes_only_refunds
+from .booking import changes, diff, refund_amounts, refund_changes_only_refunds, watched
 
 POLICIES = ("continue", "retry", "halt")
 
@@ -164,15 +164,7 @@ def _check_refund(refund: Any) -> str:
     attempted(fn, examples.booking_state())
     calls: list[tuple[dict[str, Any], dict[str, Any]]] = []
 
-    def watched(state: Any) -> None:
-        """The learner's refund; each call's state before and after is noted."""
-        before = copy.deepcopy(dict(state))
-        try:
-            fn(state)
-        finally:
-            calls.append((before, copy.deepcopy(dict(state))))
-
-    saga = examples.booking_saga(refund=watched)
+    saga = examples.booking_saga(refund=watched(fn, calls))
     cases = [  # the lesson's booking, every combination of up to two faults, every policy
         World(examples.KEY, examples.PRICE, (), faults, policy)
         for faults in combinations(saga, 2)
