@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from rollback_lessons import UndoPolicy, VirtualClock
+from rollback_lessons import Parallel, Saga, Step, UndoPolicy, VirtualClock
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -486,3 +486,16 @@ def crashed(tmp_path):
     )  # fmt: skip
     assert crash.returncode == -9
     return journal, world
+
+
+def world_saga(world: list[str], graph: bool = False) -> Saga:
+    """a, b, c (or a, b | c, d as a graph), each noting ``do x`` and ``undo x`` in ``world``:
+    the saga an engine error's tests run, the world its own record of what stands."""
+
+    def step(name: str) -> Step:
+        return Step(name, lambda s: world.append(f"do {name}"),
+                    lambda s: world.append(f"undo {name}"))  # fmt: skip
+
+    if graph:
+        return Saga([step("a"), Parallel(step("b"), step("c")), step("d")], name="eng")
+    return Saga([step("a"), step("b"), step("c")], name="eng")

@@ -5,20 +5,9 @@ error its cause, its notes saying what is left (attack78 F4)."""
 from __future__ import annotations
 
 import pytest
+from conftest import world_saga
 
-from rollback_lessons import Saga, Step
 from rollback_lessons.runners.bpmn import BpmnEngineError, BpmnRunner
-from rollback_lessons.saga import Parallel
-
-
-def _saga(world: list[str], graph: bool = False) -> Saga:
-    def step(name: str) -> Step:
-        return Step(name, lambda s: world.append(f"do {name}"),
-                    lambda s: world.append(f"undo {name}"))  # fmt: skip
-
-    if graph:
-        return Saga([step("a"), Parallel(step("b"), step("c")), step("d")], name="eng")
-    return Saga([step("a"), step("b"), step("c")], name="eng")
 
 
 def _failing_at(monkeypatch: pytest.MonkeyPatch, world: list[str], after: str) -> None:
@@ -46,7 +35,7 @@ def _raised(run) -> BaseException:  # type: ignore[no-untyped-def]
 def test_list_form_going_forward_undoes_what_was_done_and_says_so(monkeypatch):
     world: list[str] = []
     _failing_at(monkeypatch, world, "do b")
-    got = _raised(lambda r: r.run(_saga(world), {}))
+    got = _raised(lambda r: r.run(world_saga(world), {}))
     assert type(got) is BpmnEngineError
     assert str(got) == (
         "BPMN: SpiffWorkflow failed in its own code, the run stopped there: "
@@ -60,7 +49,7 @@ def test_list_form_going_forward_undoes_what_was_done_and_says_so(monkeypatch):
 def test_list_form_in_the_engines_rollback_ends_it_halted_with_what_is_left(monkeypatch):
     world: list[str] = []
     _failing_at(monkeypatch, world, "undo b")
-    got = _raised(lambda r: r.run(_saga(world), {}, inject={"c": "fail"}))
+    got = _raised(lambda r: r.run(world_saga(world), {}, inject={"c": "fail"}))
     assert type(got) is BpmnEngineError and type(got.__cause__) is RuntimeError
     assert world == ["do a", "do b", "undo b"]
     assert got.__notes__ == [
@@ -72,7 +61,7 @@ def test_list_form_in_the_engines_rollback_ends_it_halted_with_what_is_left(monk
 def test_graph_form_stops_where_it_is_and_names_what_is_not_undone(monkeypatch):
     world: list[str] = []
     _failing_at(monkeypatch, world, "do c")
-    got = _raised(lambda r: r.run(_saga(world, graph=True), {}))
+    got = _raised(lambda r: r.run(world_saga(world, graph=True), {}))
     assert type(got) is BpmnEngineError and type(got.__cause__) is RuntimeError
     assert str(got).startswith("BPMN: SpiffWorkflow failed in its own code, the run stopped")
     assert world == ["do a", "do b", "do c"]
@@ -96,7 +85,7 @@ def test_a_bug_as_the_engine_builds_the_workflow_is_one_line_and_nothing_ran(mon
 
     monkeypatch.setattr(base.TaskSpec, "_on_ready", broken)
     world: list[str] = []
-    got = _raised(lambda r: r.run(_saga(world, graph), {}))
+    got = _raised(lambda r: r.run(world_saga(world, graph), {}))
     assert type(got) is BpmnEngineError and "\n" not in str(got)
     assert "RuntimeError('engine bug as it readies Start')" in str(got)
     assert type(got.__cause__) is RuntimeError and world == []
@@ -118,7 +107,7 @@ def test_a_bug_as_the_engine_says_whether_it_completed_is_one_line_with_what_is_
 
     monkeypatch.setattr(Workflow, "is_completed", broken)
     world: list[str] = []
-    got = _raised(lambda r: r.run(_saga(world, graph), {}))
+    got = _raised(lambda r: r.run(world_saga(world, graph), {}))
     assert type(got) is BpmnEngineError and "\n" not in str(got)
     assert "RuntimeError('engine bug in is_completed')" in str(got)
     every = ["do a", "do b", "do c"] + (["do d"] if graph else [])

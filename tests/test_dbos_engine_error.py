@@ -9,21 +9,10 @@ import sqlite3
 
 import pytest
 import sqlalchemy
+from conftest import world_saga
 from dbos._sys_db import SystemDatabase
 
-from rollback_lessons import Saga, Step
 from rollback_lessons.runners.dbos import DBOSRunner, WorkflowFailed
-from rollback_lessons.saga import Parallel
-
-
-def _saga(world: list[str], graph: bool = False) -> Saga:
-    def step(name: str) -> Step:
-        return Step(name, lambda s: world.append(f"do {name}"),
-                    lambda s: world.append(f"undo {name}"))  # fmt: skip
-
-    if graph:
-        return Saga([step("a"), Parallel(step("b"), step("c")), step("d")], name="eng")
-    return Saga([step("a"), step("b"), step("c")], name="eng")
 
 
 def _full(sql: bool) -> Exception:
@@ -61,7 +50,7 @@ def test_a_failed_write_of_dbos_says_what_is_in_effect_then_and_at_a_relaunch(
     tmp_path, monkeypatch, caplog, graph, k, left, sql
 ):
     world: list[str] = []
-    saga, db = _saga(world, graph), str(tmp_path / "dbos.sqlite")
+    saga, db = world_saga(world, graph), str(tmp_path / "dbos.sqlite")
     _disk_full_at(monkeypatch, k, sql)
     with DBOSRunner.start(db) as runner, pytest.raises(WorkflowFailed) as got:
         runner.run(saga, {})
@@ -118,7 +107,7 @@ def test_a_branch_at_once_whose_child_workflow_ended_error_is_heard_not_waited_f
     world: list[str] = []
     _write_fails(monkeypatch, "r1-1", "rollback_lessons.action")  # (a's end, not saved)
     with DBOSRunner.start(str(tmp_path / "dbos.sqlite")) as runner:
-        outcome = runner.run(_saga(world, graph=True), {}, run_id="r1", at_once=True)
+        outcome = runner.run(world_saga(world, graph=True), {}, run_id="r1", at_once=True)
     assert world == ["do a"]  # done, then nothing: its end unknown to the saga
     assert outcome.status.value == "rollback_incomplete" and outcome.completed == ()
     assert outcome.leaked == ("a",) and outcome.failed_step == "a"
@@ -134,7 +123,7 @@ def test_the_saga_ended_error_names_the_branches_its_children_may_have_done(tmp_
         DBOSRunner.start(str(tmp_path / "dbos.sqlite")) as runner,
         pytest.raises(WorkflowFailed) as got,
     ):
-        runner.run(_saga(world, graph=True), {}, run_id="r1", at_once=True)
+        runner.run(world_saga(world, graph=True), {}, run_id="r1", at_once=True)
     assert world == ["do a"]
     assert str(got.value).endswith(
         "which DBOS never resumes; may have happened, not undone: a (have a person check and "
