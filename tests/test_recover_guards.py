@@ -13,6 +13,8 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import sys
+import time
 
 import pytest
 from conftest import crash_at_first_undo, dead_pid, recover_command
@@ -303,8 +305,45 @@ def test_an_undo_whose_forked_child_returns_into_the_engine_runs_no_undo_twice(
     else:
         said = told.read_text()
         assert said.startswith("JournalForked: process ") and "is a fork of" in said
+        assert "its parent goes on" in said  # (it does: the test waits for its child)
         assert said.endswith("\nrecovered ()"), said
         assert [r.status for r in outcome.recovered] == [Status.ROLLED_BACK] * 2
     with Journal(path) as journal:
         assert journal.saga("s").status == "rolled_back"
         assert [u.state for u in journal.undos("s")] == ["done", "done"]
+
+
+def test_a_fork_whose_parent_has_exited_is_not_told_its_parent_goes_on(tmp_path):
+    """attack85's note: a daemonizing fork mid-block (the parent exits, the child carries
+    on into the engine) was told "its parent goes on"; the parent has exited, and the saga
+    is `recover`'s to finish."""
+    told = tmp_path / "told.txt"
+    script = tmp_path / "daemon.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "from pathlib import Path\n"
+        "from rollback_lessons.durable.forked import JournalForked, not_forked\n"
+        "opener = os.getpid()\n"
+        "if os.fork():\n"
+        "    os._exit(0)  # the parent exits at once\n"
+        "while os.getppid() == opener:\n"
+        "    time.sleep(0.01)\n"
+        "for _ in range(500):  # (until the exited parent is reaped)\n"
+        "    try:\n"
+        "        os.kill(opener, 0)\n"
+        "    except ProcessLookupError:\n"
+        "        break\n"
+        "    time.sleep(0.01)\n"
+        "try:\n"
+        "    not_forked(opener, Path('j.db'))\n"
+        "except JournalForked as exc:\n"
+        "    Path(sys.argv[1]).write_text(str(exc))\n"
+    )
+    subprocess.run([sys.executable, str(script), str(told)], check=True, timeout=60)
+    for _ in range(500):
+        if told.exists() and told.read_text():
+            break
+        time.sleep(0.02)
+    said = told.read_text()
+    assert "is a fork of process" in said and "its parent goes on" not in said, said
+    assert said.endswith("has exited: `recover` finishes its saga"), said

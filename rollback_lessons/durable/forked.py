@@ -26,11 +26,34 @@ def not_forked(pid: int, path: Path) -> None:
     error), nor use its parent's connection. Checked before every write and every claim
     check, so before every undo too."""
     if os.getpid() != pid:
+        parent = (
+            "its parent goes on"
+            if _runs(pid)
+            # (attack85's note: a
+            else (
+                f"process {pid} has exited: `recover` finishes its saga"  # daemonizing fork)
+            )
+        )
         raise JournalForked(
             f"process {os.getpid()} is a fork of process {pid}, which opened {path} (an "
             "undo or a step forked, and its child returned into the engine instead of "
-            "exiting): it writes and undoes nothing; its parent goes on"
+            f"exiting): it writes and undoes nothing; {parent}"
         )
+
+
+def _runs(pid: int) -> bool:
+    """Does the process that opened the journal still run (a fork's parent, or further up)?"""
+    if os.getppid() == pid:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    from .owner import process_start
+
+    return process_start(pid) != -1.0  # (a zombie not yet reaped: exited)
 
 
 _FORKED_AWAY: list[sqlite3.Connection] = []
