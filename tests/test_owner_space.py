@@ -390,3 +390,48 @@ def test_a_record_of_this_pid_with_another_life_is_dead_and_its_own_alive():
     assert process_alive(pid, host, started, other) is False
     forked = space.split(" life ")[0]  # (a record without a token: no other life told)
     assert process_alive(pid, host, started, forked) is True
+
+
+_NS_OWNER = """
+import os, sys
+from rollback_lessons import Saga, Step
+from rollback_lessons.durable.journal import Journal
+from rollback_lessons.durable.registry import Registry
+
+reg = Registry()
+undo = reg.add("u", lambda step, idempotency_key=None: print("undo", step, flush=True))
+steps = [Step("a", lambda s: None, undo.bind(step="a")),
+         Step("b", lambda s: os.execv("/bin/sleep", ["sleep", "30"]), undo.bind(step="b"))]
+Saga(steps, name="ns").run({}, journal=Journal(sys.argv[1]), run_id="n1")
+"""
+
+_NS_RECOVER = """
+import sys
+from rollback_lessons.durable.journal import Journal
+from rollback_lessons.durable.recovery import recover
+from rollback_lessons.durable.registry import Registry
+
+reg = Registry()
+reg.add("u", lambda step, idempotency_key=None: print("undo", step, flush=True))
+with Journal(sys.argv[1]) as journal:
+    print([(r.run_id, r.status.value) for r in recover(journal, reg).recovered], flush=True)
+"""
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="no unshare")
+def test_an_owner_in_a_pid_namespace_that_kept_the_hosts_proc_is_told_by_its_own_pid(tmp_path):
+    """attack86 F15: in ``unshare -p -f`` (the parent's /proc left mounted) /proc/<pid> is the
+    parent namespace's process of that number: the journal recorded its start time, no exec
+    mark, and an owner that exec'd was "still running" for ever."""
+    owner, again, path = tmp_path / "owner.py", tmp_path / "recover.py", tmp_path / "j.db"
+    owner.write_text(_NS_OWNER)
+    again.write_text(_NS_RECOVER)
+    py = sys.executable
+    inside = f"{py} {owner} {path} & sleep 3; {py} {again} {path}; kill $!"
+    done = subprocess.run(["unshare", "-p", "-f", "sh", "-c", inside],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    if done.returncode != 0 and "unshare" in done.stderr:
+        pytest.skip(f"unshare is not permitted here: {done.stderr.strip()}")
+    assert done.stdout.splitlines() == ["undo a", "[('n1', 'rollback_incomplete')]"], (
+        done.stdout, done.stderr[-2000:]
+    )  # fmt: skip

@@ -25,14 +25,46 @@ _LIFE = os.urandom(6).hex()
 forked child keeps it with its own pid, which tells it apart)."""
 
 
+def _proc(pid: int) -> str | None:
+    """Where /proc shows process ``pid`` (a pid of this PID namespace), or None. A namespace
+    that kept its parent's /proc (``unshare -p -f``, no ``--mount-proc``) shows there the
+    parent namespace's process of that number (attack86 F15: the journal recorded another
+    process's start time): this process is ``/proc/self``, any other is found by the pid it
+    has here (``NSpid``), in this namespace."""
+    if pid == os.getpid():
+        return "/proc/self"
+    try:
+        if os.readlink("/proc/self") == str(os.getpid()):
+            return f"/proc/{pid}"  # (this namespace's own /proc)
+        here = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return f"/proc/{pid}"
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status", "rb") as status:
+                line = next((b for b in status if b.startswith(b"NSpid:")), b"")
+            if line.split()[-1:] == [str(pid).encode()] and (
+                os.readlink(f"/proc/{entry}/ns/pid") == here
+            ):
+                return f"/proc/{entry}"
+        except (OSError, IndexError):
+            continue
+    return None
+
+
 def process_start(pid: int) -> float | None:
     """When process ``pid`` started (clock ticks since boot, Linux), or None if unknown.
 
     With the pid it names one process for good: a pid the system reused for another
     process has another start time.
     """
+    where = _proc(pid)
+    if where is None:
+        return None
     try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
+        with open(f"{where}/stat", "rb") as stat:
             fields = stat.read().rsplit(b")", 1)[1].split()
     except (OSError, IndexError):
         return None
@@ -45,15 +77,18 @@ def _threads_run(pid: int) -> bool:
     """Does a thread of ``pid`` other than its first still run? A process whose main thread
     ended (``pthread_exit``, an embedding C program) shows that thread as a zombie while its
     other threads, the saga's among them, run on (attack85 F6: taken for dead)."""
+    where = _proc(pid)
+    if where is None:
+        return False
     try:
-        tasks = os.listdir(f"/proc/{pid}/task")
+        tasks = os.listdir(f"{where}/task")
     except OSError:
         return False
     for task in tasks:
-        if task == str(pid):
+        if task == str(pid) or task == where.rpartition("/")[2]:  # (its first thread)
             continue
         try:
-            with open(f"/proc/{pid}/task/{task}/stat", "rb") as stat:
+            with open(f"{where}/task/{task}/stat", "rb") as stat:
                 if stat.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X"):
                     return True
         except (OSError, IndexError):
@@ -65,8 +100,11 @@ def process_exec(pid: int) -> str | None:
     """Where process ``pid``'s stack began (/proc's ``startstack``, hex): set at each exec,
     at random where the kernel randomizes address spaces (its default); None where /proc
     does not tell (another user's process reads 0)."""
+    where = _proc(pid)
+    if where is None:
+        return None
     try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
+        with open(f"{where}/stat", "rb") as stat:
             field = stat.read().rsplit(b")", 1)[1].split()[25]
     except (OSError, IndexError):
         return None
