@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from ._drive import Call
+from ._results import awaitable, awaited, checked
 from ._shutdown import branch_cut, tasks_of
-from .calls import checked, gave_back
 from .verdicts import cut_by
 
 if TYPE_CHECKING:
@@ -35,12 +35,9 @@ async def acarry(
                     fn, args, role, name, _ = todo
                     called = begun[name] = True
                     done = fn(*args)
-                    if done is not None and hasattr(done, "__await__"):  # kept as it returns,
-                        run.results[name] = done = await done  # (no instant between: a Ctrl-C
-                        # after it finds it returned, ``returned_cut``)
-                        if done is not None and (bad := gave_back(done, role, name)):
-                            del run.results[name]  # (its body never ran: attack85 F2)
-                            raise bad
+                    if awaitable(done):  # kept as it returns, (no instant between: a Ctrl-C
+                        run.results[name] = done = await awaited(done, role, name)  # after it
+                        # finds it returned, ``returned_cut``; to its end: attack86 F1)
                     else:
                         run.results[name] = done = checked(done, role, name)
                 else:

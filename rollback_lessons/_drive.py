@@ -11,9 +11,10 @@ from collections.abc import Callable, Collection, Generator, Mapping
 from typing import Any, NamedTuple
 
 from . import _guards
+from ._results import PLAIN, awaitable, awaited, checked
 from ._shutdown import shut_down
 from ._timed import acall_timed, within
-from .calls import PLAIN, call_timed, checked, gave_back, handed_off, is_async, own_cancel, refused
+from .calls import call_timed, is_async, own_cancel, refused
 from .clock import Clock
 from .errors import Cancelled
 from .events import describe
@@ -130,7 +131,7 @@ class Driver:
                         self.began = step  # (its call begins now: before, a Ctrl-C is not in it)
                         result = self.actions[step](*self.args)
                         if result is not None and type(result) not in PLAIN:
-                            checked(result, "action", step)
+                            result = checked(result, "action", step)
                     else:
                         result = yield Call(self.actions[step], self.args, "action", step, None)
                 except GeneratorExit:  # closed, not interrupted: nothing to tell
@@ -300,7 +301,7 @@ class Driver:
             try:
                 result = undos[step](*(NO_ARGS if step in stateless else args))
                 if result is not None and type(result) not in PLAIN:
-                    checked(result, "undo", step)
+                    result = checked(result, "undo", step)
             except BaseException as exc:
                 self.told_undos()
                 return self.undo_raised(exc)
@@ -354,25 +355,17 @@ class Driver:
                             if timeout is not None and (left := refused(self, role, step, timeout)):
                                 raise left  # (its call left running: attack84 F4)
                             done = fn(*args)
-                            if handed_off(done):  # (work handed to a pool: awaited, the
-                                import asyncio  # loop runs on meanwhile: attack85 F7)
-
-                                done = asyncio.wrap_future(done)
-                            if role == "action" and hasattr(done, "__await__"):  # kept as
-                                self.results[step] = done = await done  # it returns (no
-                                if done is not None and (bad := gave_back(done, role, step)):
-                                    del self.results[step]  # (its body never ran: F2)
-                                    raise bad
-                            elif role == "action":  # instant between: ``returned_cut``)
+                            if role == "action" and awaitable(done):  # kept as it returns
+                                self.results[step] = done = await awaited(done, role, step)
+                            elif role == "action":  # (no instant between: ``returned_cut``)
                                 self.results[step] = done = done and checked(done, role, step)
-                            elif done is not None and hasattr(done, "__await__"):
+                            elif awaitable(done):  # (to its end: work handed back, attack86)
+                                whole = awaited(done, role, step)
                                 done = await (
-                                    done
+                                    whole
                                     if timeout is None
-                                    else within(done, timeout, role, step, self)
+                                    else within(whole, timeout, role, step, self)
                                 )
-                                if done is not None and (bad := gave_back(done, role, step)):
-                                    raise bad  # (its body never ran: attack85 F2)
                             elif done is not None:  # (a generator, async or not, is never
                                 checked(done, role, step)  # reported undone: attack84 F2)
                 except BaseException as exc:  # CancelledError too

@@ -98,7 +98,7 @@ def roll_back(run: Run, error: BaseException) -> None:
             try:
                 result = undo()
                 if result is not None and type(result) not in PLAIN:
-                    checked(result, "undo", entry[0])
+                    result = checked(result, "undo", entry[0])
             except BaseException as exc:  # the machine told, and it decides the rest
                 run.told_undos()
                 run.drive(run.undo_raised(exc))

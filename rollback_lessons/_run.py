@@ -290,7 +290,7 @@ class Run(Driver):
             try:
                 result = self.actions[step](*self.args)
                 if result is not None and type(result) not in PLAIN:
-                    checked(result, "action", step)
+                    result = checked(result, "action", step)
             except BaseException as exc:  # an Exception is the machine's to judge
                 op = self.step_raised(exc)
             else:

@@ -9,7 +9,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .calls import checked, gave_back, handed_off, late, refused, timed_out, what
+from ._results import awaitable, awaited, checked
+from .calls import late, refused, timed_out, what
 
 
 async def within(
@@ -38,6 +39,12 @@ async def within(
     task.cancel()
     await asyncio.wait({task}, timeout=timeout)
     said = f"{what(role, step)} took longer than its timeout of {shown or timeout} s"
+    if task.done() and not task.cancelled():  # it would not stop, and ended in the grace:
+        if task.exception() is None and task.result()[0]:
+            raise task.result()[1]  # (a Ctrl-C it raised: the driver's rule applies)
+        late(owner, role, step, keep=True, on_loop=True)  # what it did is not known, it is
+        said += " (it would not stop when cancelled, and ended after it: it may have completed)"
+        raise TimeoutError(said)  # never made again (attack86 F12: three refunds, "none")
     if not task.done():
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # never "unretrieved"
         late(owner, role, step, keep=True, on_loop=True)
@@ -89,14 +96,9 @@ async def acall_timed(
         late(owner, role, step, keep=True)
         raise timed_out(role, step, timeout)
     result = box.result()
-    if handed_off(result):  # (work handed to a pool: awaited within what is left)
-        result = asyncio.wrap_future(result)
-    if result is not None and hasattr(result, "__await__"):
+    if awaitable(result):  # (awaited to its end, work it hands back too, within what is left)
         left = max(timeout - (loop.time() - start), 0.0)
-        done = await within(result, left, role, step, owner, shown=timeout)
-        if done is not None and (bad := gave_back(done, role, step)):
-            raise bad  # (its body never ran: attack85 F2)
-        return done
+        return await within(awaited(result, role, step), left, role, step, owner, shown=timeout)
     return result if result is None else checked(result, role, step)  # (a generator: F2)
 
 

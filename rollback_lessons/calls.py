@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import sys
 import threading
 import time
 import types
@@ -14,8 +13,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-PLAIN = frozenset({int, float, str, bool, bytes, dict, list, tuple, set})
-"""Results that are surely neither awaitables nor generators (checked without inspect)."""
+from ._results import PLAIN, _loop_here, checked, what
 
 _GENERATORS = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
 
@@ -76,72 +74,16 @@ def check_callable(
         raise TypeError(f"{what(role, step)} is an async function; {why}")
 
 
-def what(role: str, step: str) -> str:
-    """How an error names a call: "undo of step 'charge'"."""
-    return f"{role} of step {step!r}"
-
-
-def call_sync(fn: Callable[..., Any], args: tuple[Any, ...], role: str, step: str) -> Any:
+def call_sync(
+    fn: Callable[..., Any], args: tuple[Any, ...], role: str, step: str, blocked: Any = None
+) -> Any:
     """Call ``fn(*args)`` (``role`` of ``step``: "action", "undo"); an awaitable or a
-    generator it returns is an error, never dropped silently."""
+    generator it returns is an error, never dropped silently; work it hands back is waited
+    for (``_results.checked``; ``blocked``: the caller's loop, from a helper thread)."""
     result = fn(*args)
     if result is None or type(result) in PLAIN:
         return result
-    return checked(result, role, step)
-
-
-def checked(result: Any, role: str, step: str) -> Any:
-    """A result, unless it is an awaitable or a generator, async too (then a TypeError that
-    says so: a body that never ran is never reported done)."""
-    if inspect.isawaitable(result):
-        said = "an awaitable"
-        if inspect.iscoroutine(result):
-            result.close()  # never leave it un-awaited and silently dropped
-        elif getattr(result, "_asyncio_future_blocking", None) is not None:  # (asyncio's
-            # isfuture: a Task scheduled already, run at the loop's next turn: attack85 F7)
-            said = ("an asyncio Task or Future (cancelled now, before it ran)"
-                    if result.cancel()  # type: ignore[attr-defined]
-                    else "an asyncio Task or Future (ended already: it may have had its "
-                    "effect)")  # fmt: skip
-        raise TypeError(
-            f"{what(role, step)} returned {said}; a synchronous run cannot await it "
-            "(use AsyncRollback, or await saga.arun(state))"
-        )
-    if inspect.isgenerator(result):
-        result.close()
-        raise TypeError(f"{what(role, step)} returned a generator: its body never ran")
-    if handed_off(result):  # work handed to a pool: the call is that work, waited for (its
-        return checked(result.result(), role, step)  # error its failure; attack85 F7: a
-        # refund that failed there was reported undone)
-    if inspect.isasyncgen(result):  # (neither awaitable nor a generator: attack84 F2)
-        raise TypeError(f"{what(role, step)} returned an async generator: its body never ran")
-    return result
-
-
-def handed_off(result: Any) -> bool:
-    """Is ``result`` a ``concurrent.futures.Future``, work handed to a pool? A synchronous
-    run waits for it; the async drivers await it (``asyncio.wrap_future``)."""
-    futures = sys.modules.get("concurrent.futures")  # (none made where it is not imported)
-    return futures is not None and isinstance(result, futures.Future)
-
-
-def gave_back(result: Any, role: str, step: str) -> TypeError | None:
-    """The error of an awaited call that gave back a coroutine, a generator or an async
-    generator: a body that never ran (an ``await`` missing inside it: ``return refund()``),
-    never reported done (attack85 F2); None for any other result (a Task or a Future given
-    back is a value the caller keeps)."""
-    if result is None or type(result) in PLAIN:
-        return None
-    if inspect.iscoroutine(result) or inspect.isgenerator(result):
-        result.close()
-    elif not inspect.isasyncgen(result):
-        return None
-    kind = "a coroutine" if inspect.iscoroutine(result) else (
-        "a generator" if inspect.isgenerator(result) else "an async generator")  # fmt: skip
-    return TypeError(
-        f"{what(role, step)} gave back {kind} when awaited: its body never ran (an await "
-        "missing inside it?)"
-    )
+    return checked(result, role, step, blocked)
 
 
 _LOCK = threading.Lock()
@@ -228,10 +170,11 @@ def call_timed(
     if (refusal := refused(owner, role, step, timeout)) is not None:
         raise refusal
     box: dict[str, Any] = {}
+    blocked = _loop_here()  # (a Task of it, handed back, cannot be waited for there)
 
     def target() -> None:
         try:
-            box["result"] = call_sync(fn, args, role, step)
+            box["result"] = call_sync(fn, args, role, step, blocked)
         except BaseException as exc:
             box["error"] = exc
 

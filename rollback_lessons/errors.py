@@ -49,6 +49,14 @@ class StepStillRunning(RollbackLessonsError, RuntimeError):
         )
 
 
+class MayHaveRun(RollbackLessonsError, TypeError):
+    """A call handed back work that had begun and could not be waited for from where it was
+    called (an asyncio Task of the loop a synchronous run blocks): cancelled mid-way, its
+    effect may have happened (``verdicts.after_effect``: a step's is reported leaked)."""
+
+    after_effect = True
+
+
 class InjectedFault(RollbackLessonsError):
     """Raised in place of (or right after) a step or an undo, on purpose."""
 

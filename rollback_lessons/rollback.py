@@ -226,7 +226,7 @@ class Rollback(_Base):
             try:
                 result = action()
                 if result is not None and type(result) not in PLAIN:
-                    checked(result, "action", name)
+                    result = checked(result, "action", name)
             except BaseException as exc:  # the machine hears of everything now, and judges
                 run.step_raised(exc)  # (RAISE: a plain step is never retried)
                 return run._raise()  # type: ignore[no-any-return]

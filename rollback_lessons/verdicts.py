@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Final, TypeVar
 
-from .errors import InjectedFault, RemoteError, interrupts
+from .errors import InjectedFault, MayHaveRun, RemoteError, interrupts
 from .events import describe
 from .outcome import DeadLetter, Status, forward_when
 from .rules import Kind
@@ -53,9 +53,11 @@ def held(error: BaseException) -> tuple[BaseException, ...]:
 def after_effect(error: BaseException) -> bool:
     """Did the failing step's effect happen anyway (a timeout after the charge)? Only the
     error can tell: an injected fault says which it is (``Fault.FAIL_AFTER_EFFECT``), on
-    every engine (``runners.wire.ErrorRecord`` carries it); a group holding one (nested
-    too) tells it as well."""
-    return _told(error, lambda e: isinstance(e, InjectedFault) and e.after_effect) is True
+    every engine (``runners.wire.ErrorRecord`` carries it), and so does work a call handed
+    back that was cancelled mid-way (``MayHaveRun``); a group holding one (nested too) tells
+    it as well."""
+    told = _told(error, lambda e: isinstance(e, (InjectedFault, MayHaveRun)) and e.after_effect)
+    return told is True
 
 
 def timed_out(error: BaseException) -> bool:

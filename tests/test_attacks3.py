@@ -797,7 +797,7 @@ def test_a_task_a_synchronous_run_is_given_is_cancelled_before_it_runs(role):
 
     o = asyncio.run(main())
     assert world == []
-    said = "returned an asyncio Task or Future (cancelled now, before it ran)"
+    said = "returned an asyncio Task that no loop can run here (cancelled now, before it ran)"
     if role == "undo":
         assert o.status is Status.ROLLBACK_INCOMPLETE and said in str(o.dead_letters[0].error)
     else:

@@ -11,8 +11,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from .._results import _loop_here, awaited, checked, handed_off, on_a_loop
 from .._timed import within
-from ..calls import call_timed, checked, gave_back, is_async, refused
+from ..calls import call_timed, is_async, refused
 from .records import UndoRecord
 from .registry import call_compensation
 
@@ -32,7 +33,9 @@ def run_undo(
         if timeout is not None and (left := refused(owner, "undo", undo.step, timeout)):
             raise left
         result = call_compensation(fn, undo.args, undo.key)
-        if inspect.isawaitable(result):
+        if on_a_loop(result) or handed_off(result):  # (work handed back: waited for where
+            checked(result, "undo", undo.step)  # it runs, or cancelled: attack86 F4)
+        elif inspect.isawaitable(result):
             _await(result, timeout, undo.step, owner)
         elif result is not None:
             checked(result, "undo", undo.step)
@@ -53,12 +56,11 @@ def _await(awaitable: Any, timeout: float | None, step: str, owner: object = Non
     its helper thread. (``asyncio.run`` would wait for it at its shutdown: forever.)"""
     import asyncio
 
+    blocked = _loop_here()  # (the caller's: a Task of it handed back cannot be waited for)
+
     async def main() -> None:
-        done = await (
-            awaitable if timeout is None else within(awaitable, timeout, "undo", step, owner)
-        )
-        if done is not None and (bad := gave_back(done, "undo", step)):
-            raise bad  # (its body never ran, as in process: attack85 F2)
+        whole = awaited(awaitable, "undo", step, blocked)  # (to its end, as in process)
+        await (whole if timeout is None else within(whole, timeout, "undo", step, owner))
 
     loop = asyncio.new_event_loop()
     task = loop.create_task(main())  # (its thread has not started: nothing runs it yet;

@@ -1,0 +1,216 @@
+"""What a step's action or undo returns, taken to its end: one rule for every driver.
+
+A call that hands back work is that work. A ``concurrent.futures.Future`` (a pool's), or
+an asyncio Task or Future, is waited for wherever it runs: a synchronous run blocks on it
+(on its own loop's thread, if that loop runs in another), ``arun`` and ``AsyncRollback``
+await it; its result is the call's result, its error the call's error (attack85 F7,
+attack86 F1-F4, F8). Only work that cannot be waited for from here (a Task of this
+thread's own loop, which a synchronous run blocks; one of a loop that runs nowhere) is
+cancelled: "before it ran" where its body had not begun, else in doubt (``MayHaveRun``:
+its effect may have happened, a step's is then reported leaked). A body that never ran (a
+coroutine a synchronous run cannot await, a generator, a coroutine given back by an awaited
+call: an ``await`` missing) is an error, never reported done."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from typing import Any
+
+from .errors import MayHaveRun
+
+PLAIN = frozenset({int, float, str, bool, bytes, dict, list, tuple, set})
+"""Results that are surely neither awaitables nor generators (checked without inspect)."""
+
+ASYNC_HINT = "(use AsyncRollback, or await saga.arun(state))"
+
+
+def what(role: str, step: str) -> str:
+    """How an error names a call: "undo of step 'charge'"."""
+    return f"{role} of step {step!r}"
+
+
+def handed_off(result: Any) -> bool:
+    """Is ``result`` work handed to a pool: a ``concurrent.futures.Future``, or the other
+    stdlib pool's ``multiprocessing.pool`` ``AsyncResult`` (attack86 F13)?"""
+    futures = sys.modules.get("concurrent.futures")  # (none made where it is not imported)
+    if futures is not None and isinstance(result, futures.Future):
+        return True
+    pools = sys.modules.get("multiprocessing.pool")
+    return pools is not None and isinstance(result, pools.ApplyResult)
+
+
+def _as_future(result: Any) -> Any:
+    """Work handed to a pool, as a ``concurrent.futures.Future`` (an ``AsyncResult`` is
+    waited for in a thread of its own: it has no callback to chain)."""
+    import concurrent.futures
+
+    if isinstance(result, concurrent.futures.Future):
+        return result
+    future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    future.set_running_or_notify_cancel()  # (it runs: a cancel cannot stop it)
+
+    def wait() -> None:
+        try:
+            future.set_result(result.get())
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    import threading
+
+    threading.Thread(target=wait, name="rollback-lessons pool result", daemon=True).start()
+    return future
+
+
+def on_a_loop(result: Any) -> bool:
+    """Is ``result`` an asyncio Task or Future (asyncio's own ``isfuture`` test)?"""
+    return getattr(result, "_asyncio_future_blocking", None) is not None
+
+
+def _loop_here() -> Any:
+    """The event loop running in this thread, or None."""
+    asyncio = sys.modules.get("asyncio")
+    return None if asyncio is None else asyncio._get_running_loop()
+
+
+def _elsewhere(future: Any, blocked: Any = None) -> Any:
+    """The loop ``future`` runs on, where it runs in another thread (then it can be waited
+    for from here), else None. ``blocked``: a loop that waits for this one, in the thread
+    that called (a helper thread's caller): waiting on it would wait for ever."""
+    loop = future.get_loop()
+    running = loop.is_running() and loop is not _loop_here() and loop is not blocked
+    return loop if running else None
+
+
+async def _settle(future: Any) -> Any:
+    return await future
+
+
+def _begun(future: Any) -> bool:
+    """Has the body of the work behind ``future`` begun? Known for a Task of a coroutine;
+    a bare Future's work is someone else's: it may have."""
+    coro = future.get_coro() if hasattr(future, "get_coro") else None
+    return not (inspect.iscoroutine(coro) and inspect.getcoroutinestate(coro) == "CORO_CREATED")
+
+
+def _unwaitable(future: Any, role: str, step: str) -> Any:
+    """Work on a loop that cannot be waited for from here: its end if it has one; else
+    cancelled, and said how far it had got."""
+    if future.done():
+        if future.cancelled():
+            raise MayHaveRun(
+                f"{what(role, step)} returned an asyncio Task or Future cancelled already: "
+                "it may have begun, and had its effect"
+            )
+        if (error := future.exception()) is not None:
+            raise error
+        return future.result()
+    begun = _begun(future)
+    future.cancel()
+    if not begun:
+        raise TypeError(
+            f"{what(role, step)} returned an asyncio Task that no loop can run here "
+            f"(cancelled now, before it ran): a synchronous run cannot await it {ASYNC_HINT}"
+        )
+    raise MayHaveRun(
+        f"{what(role, step)} returned an asyncio Task or Future that had begun and cannot be "
+        f"waited for here: cancelled mid-way, it may have had its effect {ASYNC_HINT}"
+    )
+
+
+def checked(result: Any, role: str, step: str, blocked: Any = None) -> Any:
+    """A synchronous run's result, taken to its end: work handed back is waited for, a body
+    that never ran is a TypeError that says so (``blocked``: as ``_elsewhere``)."""
+    if on_a_loop(result):
+        loop = _elsewhere(result, blocked)
+        if loop is None:
+            return checked(_unwaitable(result, role, step), role, step, blocked)
+        import asyncio
+
+        waited = asyncio.run_coroutine_threadsafe(_settle(result), loop)
+        return checked(waited.result(), role, step, blocked)  # (its error, the call's)
+    if handed_off(result):  # work handed to a pool: waited for, its error the call's
+        return checked(_as_future(result).result(), role, step, blocked)
+    if inspect.isawaitable(result):
+        if inspect.iscoroutine(result):
+            result.close()  # never leave it un-awaited and silently dropped
+        raise TypeError(
+            f"{what(role, step)} returned an awaitable; a synchronous run cannot await it "
+            + ASYNC_HINT
+        )
+    if inspect.isgenerator(result):
+        result.close()
+        raise TypeError(f"{what(role, step)} returned a generator: its body never ran")
+    if inspect.isasyncgen(result):  # (neither awaitable nor a generator: attack84 F2)
+        raise TypeError(f"{what(role, step)} returned an async generator: its body never ran")
+    return result
+
+
+def gave_back(result: Any, role: str, step: str) -> TypeError | None:
+    """The error of an awaited call that gave back a coroutine, a generator or an async
+    generator: a body that never ran (an ``await`` missing inside it: ``return refund()``),
+    never reported done (attack85 F2); None for any other result."""
+    if result is None or type(result) in PLAIN:
+        return None
+    if inspect.iscoroutine(result) or inspect.isgenerator(result):
+        result.close()
+    elif not inspect.isasyncgen(result):
+        return None
+    kind = "a coroutine" if inspect.iscoroutine(result) else (
+        "a generator" if inspect.isgenerator(result) else "an async generator")  # fmt: skip
+    return TypeError(
+        f"{what(role, step)} gave back {kind} when awaited: its body never ran (an await "
+        "missing inside it?)"
+    )
+
+
+def awaitable(result: Any) -> bool:
+    """Does the async drivers' ``awaited`` have work to do on ``result``?"""
+    return result is not None and type(result) not in PLAIN and (
+        hasattr(result, "__await__") or handed_off(result)
+    )  # fmt: skip
+
+
+async def awaited(result: Any, role: str, step: str, blocked: Any = None) -> Any:
+    """``arun``'s and ``AsyncRollback``'s result of a call, taken to its end: what the call
+    returned awaited (a coroutine, any awaitable), then any work it hands back awaited
+    wherever it runs (a pool's Future, a Task of this loop or another's); a body given back
+    that never ran is an error. (``blocked``: as ``_elsewhere``, for ``recover``'s loop of
+    its own in a helper thread.)"""
+    import asyncio
+
+    if not (on_a_loop(result) or handed_off(result)):
+        if result is None or not hasattr(result, "__await__"):
+            return checked(result, role, step, blocked)
+        result = await result
+        if (bad := gave_back(result, role, step)) is not None:
+            raise bad
+    while on_a_loop(result) or handed_off(result):
+        if handed_off(result):
+            result = await _pooled(_as_future(result))
+        elif result.get_loop() is asyncio.get_running_loop():
+            result = await result
+        elif (loop := _elsewhere(result, blocked)) is not None:
+            there = asyncio.run_coroutine_threadsafe(_settle(result), loop)
+            result = await asyncio.wrap_future(there)
+        else:
+            result = _unwaitable(result, role, step)
+        if (bad := gave_back(result, role, step)) is not None:
+            raise bad
+    return result
+
+
+async def _pooled(future: Any) -> Any:
+    """Await work handed to a pool. Cancelled (a timeout's cancel), work not begun is
+    cancelled; work that runs in its thread cannot be stopped: this wait goes on, as an
+    awaited call that will not stop does, so ``within`` leaves it running and the run never
+    calls it again (attack86 F9: three refunds at once, the dead letter saying none ran)."""
+    import asyncio
+
+    waiting = asyncio.wrap_future(future)
+    try:
+        return await asyncio.shield(waiting)
+    except asyncio.CancelledError:
+        if future.cancel():
+            raise
+        return await waiting  # (it runs on: not cut short by the cancel)

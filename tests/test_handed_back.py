@@ -1,0 +1,387 @@
+"""attack86 F1-F4, F8-F11: a call that hands back work (a pool's concurrent Future, an asyncio
+Task or Future) is that work, on every driver: waited for wherever it runs, its result the
+call's, its error the call's; cancelled only where it cannot be waited for, and then said
+truly how far it got. Before: a failed refund handed to a pool by an ``async def`` undo was
+reported undone, a Task of another loop was refunded three times under a dead letter, a
+charge done by a Task was taken for a refusal, and ``arun`` blocked its loop on a pool."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from conftest import crash_at_first_undo
+
+from rollback_lessons import AsyncRollback, Rollback, Saga, Status, Step, UndoPolicy
+from rollback_lessons.durable.journal import Journal
+from rollback_lessons.durable.recovery import recover
+from rollback_lessons.durable.registry import BoundUndo, Registry
+from rollback_lessons.policies import RetryPolicy
+
+
+@pytest.fixture
+def pool():
+    with ThreadPoolExecutor(2) as pool:
+        yield pool
+
+
+@pytest.fixture
+def other_loop():
+    """A loop running in a thread of its own: an async client a sync app talks to."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield loop
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+    loop.close()
+
+
+def _refund(world: list[str], fails: bool, pause: float = 0.05):
+    def refund() -> None:
+        time.sleep(pause)
+        world.append("refund attempted")
+        if fails:
+            raise ConnectionError("bank down")
+        world.append("refunded")
+
+    return refund
+
+
+@pytest.mark.parametrize("driver", ["AsyncRollback", "arun", "arun timed"])
+@pytest.mark.parametrize("fails", [False, True])
+def test_an_async_undo_handing_its_refund_to_a_pool_is_that_refund(pool, driver, fails):
+    """F1: ``async def undo(): return pool.submit(refund)``: the refund's error was dropped."""
+    world: list[str] = []
+
+    async def undo(state=None):
+        return pool.submit(_refund(world, fails))
+
+    async def main():
+        if driver == "AsyncRollback":
+            with pytest.raises(ZeroDivisionError):
+                async with AsyncRollback() as rb:
+                    await rb.do("charge", lambda: None, undo)
+                    raise ZeroDivisionError
+            return rb.outcome
+        timed = {"undo_timeout": 5.0} if driver == "arun timed" else {}
+        steps = [Step("charge", lambda s: None, lambda s: undo(s), **timed),
+                 Step("b", lambda s: 1 / 0)]  # fmt: skip
+        return await Saga(steps).arun({})
+
+    o = asyncio.run(main())
+    if fails:
+        assert o.status is Status.ROLLBACK_INCOMPLETE and world == ["refund attempted"]
+        assert "bank down" in str(o.dead_letters[0].error)
+    else:
+        assert o.status is Status.ROLLED_BACK and world == ["refund attempted", "refunded"]
+
+
+def test_an_async_action_handing_a_failing_charge_to_a_pool_fails_its_step(pool):
+    """F1, an action: a declined charge handed to a pool committed the saga (and shipped)."""
+    world: list[str] = []
+
+    def charge():
+        world.append("charge attempted")
+        raise ConnectionError("card declined")
+
+    async def action(state):
+        return pool.submit(charge)
+
+    saga = Saga([Step("charge", lambda s: action(s), lambda s: world.append("refund")),
+                 Step("ship", lambda s: world.append("shipped"))])  # fmt: skip
+    o = asyncio.run(saga.arun({}))
+    assert o.status is Status.ROLLED_BACK and world == ["charge attempted"]
+    assert "card declined" in str(o.error)
+
+
+@pytest.mark.parametrize("driver", ["AsyncRollback", "Rollback"])
+def test_a_task_of_another_running_loop_is_waited_for_there_once(other_loop, driver):
+    """F2 (async: awaiting it raised "attached to a different loop", each retry refunding
+    again, 3 refunds under a dead letter) and F8 (sync: "cancelled now, before it ran" of a
+    Task that had begun: the refund made, a person told to make it)."""
+    world: list[str] = []
+
+    async def refund():
+        world.append("refund sent")
+        await asyncio.sleep(0.05)
+        world.append("refund confirmed")
+
+    def started():  # (the call starts the refund on its client's loop and hands back its Task)
+        async def start():
+            task = asyncio.get_running_loop().create_task(refund())
+            await asyncio.sleep(0.01)  # (it has begun)
+            return task
+
+        return asyncio.run_coroutine_threadsafe(start(), other_loop).result()
+
+    policy = UndoPolicy(RetryPolicy(max_attempts=3), then="dead_letter")
+
+    async def amain():
+        with pytest.raises(ZeroDivisionError):
+            async with AsyncRollback(policy=policy) as rb:
+                await rb.do("charge", lambda: None, started)
+                raise ZeroDivisionError
+        return rb.outcome
+
+    if driver == "AsyncRollback":
+        o = asyncio.run(amain())
+    else:
+        with pytest.raises(ZeroDivisionError), Rollback(policy=policy) as rb:
+            rb.do("charge", lambda: None, started)
+            raise ZeroDivisionError
+        o = rb.outcome
+    time.sleep(0.1)
+    assert world == ["refund sent", "refund confirmed"]
+    assert o.status is Status.ROLLED_BACK and o.compensated == ("charge",)
+
+
+def test_a_done_task_handed_back_is_its_result_and_a_cancelled_one_in_doubt():
+    """F3: a sync action handed back a Task that had run (it charged): the run called it a
+    refusal, rolled_back with the charge standing. Its result is the call's; a cancelled
+    one may have begun (``MayHaveRun``): its step is reported leaked."""
+    world: list[str] = []
+
+    async def charge():
+        world.append("charged")
+        return "receipt"
+
+    async def main():
+        done = asyncio.ensure_future(charge())
+        await asyncio.sleep(0)  # (it runs to its end)
+        with Rollback() as rb:
+            got = rb.do("charge", lambda: done, lambda: world.append("refunded"))
+        cancelled = asyncio.get_running_loop().create_future()
+        cancelled.cancel()
+        with pytest.raises(TypeError, match="cancelled already: it may have begun"):
+            with Rollback() as again:
+                again.do("charge", lambda: cancelled)
+        return got, rb.outcome, again.outcome
+
+    got, o, again = asyncio.run(main())
+    assert got == "receipt" and o.status is Status.COMMITTED and world == ["charged"]
+    assert again.status is Status.ROLLBACK_INCOMPLETE and again.leaked == ("charge",)
+
+
+def test_a_task_the_sync_run_blocks_that_had_begun_is_in_doubt_not_never_run():
+    """F8's other half: a Task of this thread's own loop (a sync block inside async code)
+    cannot be waited for; one that had begun is cut mid-way: its step leaked, never "before
+    it ran"."""
+    world: list[str] = []
+
+    async def charge():
+        world.append("charge sent")
+        await asyncio.sleep(0.05)
+        world.append("charge confirmed")
+
+    async def main():
+        task = asyncio.ensure_future(charge())
+        await asyncio.sleep(0.01)  # (begun, waiting on the bank)
+        with pytest.raises(TypeError, match="had begun"), Rollback() as rb:
+            rb.do("charge", lambda: task, lambda: world.append("refunded"))
+        await asyncio.sleep(0.1)
+        return rb.outcome
+
+    o = asyncio.run(main())
+    assert world == ["charge sent"] and o.leaked == ("charge",)
+    assert o.status is Status.ROLLBACK_INCOMPLETE
+
+
+@pytest.mark.parametrize("driver", ["AsyncRollback", "arun"])
+@pytest.mark.parametrize("shape", ["pool", "executor"])
+def test_a_timed_out_undo_whose_work_runs_on_in_a_thread_is_never_called_again(pool, driver, shape):
+    """F9: the timeout's cancel stopped the await, not the pool's thread: the retries made
+    three refunds at once, the dead letter saying it took too long (none made)."""
+    world: list[str] = []
+    running = [0, 0]  # now, most at once
+
+    def slow():
+        running[0] += 1
+        running[1] = max(running)
+        time.sleep(0.4)
+        world.append("refunded")
+        running[0] -= 1
+
+    if shape == "pool":
+        undo = lambda s=None: pool.submit(slow)  # noqa: E731
+    else:
+
+        async def undo(s=None):
+            return pool.submit(slow)
+
+    policy = UndoPolicy(RetryPolicy(max_attempts=3, timeout=0.1), then="dead_letter")
+
+    async def main():
+        if driver == "AsyncRollback":
+            with pytest.raises(ZeroDivisionError):
+                async with AsyncRollback(policy=policy) as rb:
+                    await rb.do("charge", lambda: None, undo)
+                    raise ZeroDivisionError
+            o = rb.outcome
+        else:
+            saga = Saga([Step("charge", lambda s: None, lambda s: undo(s)),
+                         Step("b", lambda s: 1 / 0)])  # fmt: skip
+            o = await saga.arun({}, policy=policy)
+        await asyncio.sleep(0.6)
+        return o
+
+    o = asyncio.run(main())
+    assert world == ["refunded"] and running[1] == 1
+    assert o.status is Status.ROLLBACK_INCOMPLETE
+    assert "may still complete" in str(o.dead_letters[0].error)
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_an_async_undo_handing_back_the_task_it_started_is_awaited(fails):
+    """F10: ``return asyncio.create_task(refund())``: reported undone; the refund never ran
+    when the program ended at once, and its failure was "never retrieved"."""
+    world: list[str] = []
+
+    async def refund():
+        await asyncio.sleep(0.02)
+        if fails:
+            raise ConnectionError("bank down")
+        world.append("refunded")
+
+    async def undo(state=None):
+        return asyncio.create_task(refund())
+
+    saga = Saga([Step("charge", lambda s: None, lambda s: undo(s)), Step("b", lambda s: 1 / 0)])
+    o = asyncio.run(saga.arun({}))  # (asyncio.run ends right after: nothing runs later)
+    if fails:
+        assert o.status is Status.ROLLBACK_INCOMPLETE and world == []
+    else:
+        assert o.status is Status.ROLLED_BACK and world == ["refunded"]
+
+
+def test_arun_awaits_a_branchs_pool_future_never_blocking_its_loop(pool):
+    """F11: ``arun`` waited for an action's pool Future with a blocking ``.result()`` on its
+    loop: the other branches stopped, and a Future that needs the loop hung it for good."""
+    from rollback_lessons import Parallel
+
+    world: list[str] = []
+
+    def room():
+        time.sleep(0.5)
+        world.append("room")
+
+    async def car(state):
+        await asyncio.sleep(0.05)
+        world.append("car")
+
+    async def flight():
+        world.append("flight")
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        on_loop = lambda s: asyncio.run_coroutine_threadsafe(flight(), loop)  # noqa: E731
+        saga = Saga([Parallel(Step("room", lambda s: pool.submit(room)),
+                              Step("car", lambda s: car(s))), Step("flight", on_loop)])  # fmt: skip
+        return await asyncio.wait_for(saga.arun({}), 10)
+
+    o = asyncio.run(main())
+    assert o.status is Status.COMMITTED and world == ["car", "room", "flight"]
+
+
+@pytest.mark.parametrize("shape", ["async_pool", "task_here"])
+@pytest.mark.parametrize("under_a_loop", [False, True])
+def test_recover_takes_handed_back_work_to_its_end_or_says_it_never_ran(
+    tmp_path, pool, shape, under_a_loop
+):
+    """F4: recover said "undone" of an ``async def`` compensation whose pool refund failed,
+    and a Task it was handed on the caller's loop (recover called inside ``asyncio.run``)
+    was a dead letter "attached to a different loop" that then ran: refunded twice by hand."""
+    world: list[str] = []
+    reg = Registry()
+
+    async def async_pool(item, idempotency_key=None):
+        return pool.submit(_refund(world, fails=True))
+
+    async def arefund():
+        world.append("refunded")
+
+    reg.add("async_pool", async_pool)
+    reg.add("task_here", lambda item, idempotency_key=None: asyncio.ensure_future(arefund()))
+    path = tmp_path / "j.db"
+    saga = Saga([Step("charge", lambda s: None, BoundUndo(shape, {"item": "c"}, reg)),
+                 Step("ship", lambda s: 1 / 0)], name="s")  # fmt: skip
+    crash_at_first_undo(path, saga)  # (its process dies as it would undo the charge)
+
+    def recovered():
+        with Journal(path) as journal:
+            return recover(journal, reg).recovered
+
+    async def amain():
+        done = recovered()
+        await asyncio.sleep(0.1)  # (a Task left on this loop would run now)
+        return done
+
+    [o] = asyncio.run(amain()) if under_a_loop else recovered()
+    time.sleep(0.1)
+    assert o.status is Status.ROLLBACK_INCOMPLETE and o.compensated == ()
+    if shape == "async_pool":
+        assert world == ["refund attempted"] and "bank down" in str(o.dead_letters[0].error)
+    else:  # (with no loop, its own ensure_future fails: no Task at all)
+        said = "before it ran" if under_a_loop else "no current event loop"
+        assert world == [] and said in str(o.dead_letters[0].error)
+
+
+@pytest.mark.parametrize("driver", ["AsyncRollback", "arun"])
+def test_an_undo_that_swallows_its_cancel_and_ends_in_the_grace_is_never_called_again(driver):
+    """F12: one that would not stop and ended within the grace was a plain failed attempt,
+    retried: three refunds made, the dead letter saying it took too long (none made)."""
+    world: list[str] = []
+
+    async def refund():
+        try:
+            await asyncio.sleep(0.15)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.05)  # (it goes on, and ends, within the grace)
+        world.append("refunded")
+
+    policy = UndoPolicy(RetryPolicy(max_attempts=3, timeout=0.1), then="dead_letter")
+
+    async def main():
+        if driver == "AsyncRollback":
+            with pytest.raises(ZeroDivisionError):
+                async with AsyncRollback(policy=policy) as rb:
+                    await rb.do("charge", lambda: None, refund)
+                    raise ZeroDivisionError
+            return rb.outcome
+        saga = Saga([Step("charge", lambda s: None, lambda s: refund()),
+                     Step("b", lambda s: 1 / 0)])  # fmt: skip
+        return await saga.arun({}, policy=policy)
+
+    o = asyncio.run(main())
+    assert world == ["refunded"] and o.status is Status.ROLLBACK_INCOMPLETE
+    assert "may still complete (or has)" in str(o.dead_letters[0].error)
+
+
+@pytest.mark.parametrize("driver", ["Rollback", "AsyncRollback"])
+def test_an_undo_handing_its_refund_to_the_other_stdlib_pool_is_that_refund(driver):
+    """F13: ``ThreadPool.apply_async`` (an ``AsyncResult``) was reported undone at once."""
+    from multiprocessing.pool import ThreadPool
+
+    world: list[str] = []
+    with ThreadPool(1) as tp:
+        undo = lambda: tp.apply_async(_refund(world, fails=True))  # noqa: E731
+        if driver == "Rollback":
+            with pytest.raises(ZeroDivisionError), Rollback() as rb:
+                rb.do("charge", lambda: None, undo)
+                raise ZeroDivisionError
+        else:
+
+            async def main():
+                with pytest.raises(ZeroDivisionError):
+                    async with AsyncRollback() as rb:
+                        await rb.do("charge", lambda: None, undo)
+                        raise ZeroDivisionError
+                return rb
+
+            rb = asyncio.run(main())
+        o = rb.outcome
+    assert o.status is Status.ROLLBACK_INCOMPLETE and world == ["refund attempted"]
+    assert "bank down" in str(o.dead_letters[0].error)
