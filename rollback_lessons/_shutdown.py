@@ -11,7 +11,7 @@ import os
 import sys
 import types
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 
 _INTERRUPTS = (KeyboardInterrupt, SystemExit)
+_KEPT: dict[str, Any] = {}  # asyncio, once an async block began (``alone``)
 
 
 class LoopEnded(BaseException):
@@ -33,6 +34,8 @@ def taken_back(exc: BaseException, private: bool = False) -> BaseException | Non
     sends every task left as it ends on it, that cancel taken back (the task runs on);
     else None. ``private``: the task is the engine's own, which nobody else cancels, so any
     cancel of it is that one: one that no Ctrl-C made is taken back too (``LoopEnded``)."""
+    if issubclass(type(exc), Exception):  # (never a cancel; no import: it fails at Python's
+        return None  # shutdown, where an undo that raised was then no dead letter: attack86 F5)
     import asyncio
 
     ki = exc.__context__  # (read by type: an error's __class__ may raise or lie)
@@ -63,9 +66,11 @@ def unowned() -> None:
     a signal handler's sys.exit) cut asyncio.run as it made it, before its SIGINT handler
     was in place and the task registered (attack65 F1). The caller was told it was
     interrupted, yet the loop, closing, ran the task's first step in its shutdown, never
-    cancelling it: the saga ran half, never undone, named nowhere. Nothing of it begins."""
+    cancelling it: the saga ran half, never undone, named nowhere. Nothing of it begins.
+    Keeps asyncio for ``alone`` (an import fails at Python's shutdown)."""
     import asyncio
 
+    _KEPT["asyncio"] = asyncio
     task = asyncio.current_task()
     if task is not None and task not in asyncio.all_tasks():
         raise asyncio.CancelledError("asyncio.run was interrupted as it made this task")
@@ -348,7 +353,7 @@ def rescued(
     return found
 
 
-def left_at_exit(run_id: str, exc: BaseException) -> None:
+def left_at_exit(run_id: str, exc: BaseException, block: str = "Rollback") -> None:
     """A journalled block ended by the interpreter's shutdown (a generator left suspended
     that Python closes as it exits): its undos are not run there, where builtins and
     modules are being torn down (each one failed, written a dead letter for a person, and
@@ -356,20 +361,33 @@ def left_at_exit(run_id: str, exc: BaseException) -> None:
     would, and ``recover`` runs them once this process has ended. Said on stderr."""
     with contextlib.suppress(Exception):
         sys.__stderr__.write(  # type: ignore[union-attr]
-            f"rollback-lessons: saga {run_id!r}: its Rollback block was ended by Python's "
+            f"rollback-lessons: saga {run_id!r}: its {block} block was ended by Python's "
             f"shutdown ({type(exc).__name__}); none of its undos ran there: the journal keeps "
             "it unfinished, and recover runs them\n"
         )
 
 
-def undone_at_exit(run_id: str, exc: BaseException) -> None:
+def undone_at_exit(run_id: str, exc: BaseException, block: str = "Rollback") -> None:
     """A block with no journal ended by Python's shutdown: its undos are run there, the only
     chance they have, but with builtins and modules half torn down, and what fails there is
     seen by nobody (attack85 F3: silent, exit 0). Said on stderr before they run."""
     with contextlib.suppress(Exception):
         sys.__stderr__.write(  # type: ignore[union-attr]
-            f"rollback-lessons: saga {run_id!r}: its Rollback block was ended by Python's "
+            f"rollback-lessons: saga {run_id!r}: its {block} block was ended by Python's "
             f"shutdown ({type(exc).__name__}); its undos run now, with Python half torn down, "
             "and no journal keeps what fails: end the block before the program exits, or "
             "give it a journal\n"
         )
+
+
+def alone(rollback: Coroutine[Any, Any, Any]) -> None:
+    """An ``AsyncRollback``'s ``rollback`` (no journal, ended by Python's shutdown:
+    ``undone_at_exit``) run to its end on a loop of its own: no loop runs there, and an await
+    there yields to the generator's close, which gives up ("async generator ignored
+    GeneratorExit"). The loop is made with the asyncio kept as the block began (``unowned``):
+    an import fails there (attack86 F5: the undo never ran, a raw ImportError said)."""
+    loop = _KEPT["asyncio"].SelectorEventLoop()  # (not the policy's: it may import)
+    try:
+        loop.run_until_complete(rollback)
+    finally:
+        loop.close()

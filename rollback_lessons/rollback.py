@@ -366,6 +366,16 @@ class AsyncRollback(_Base):
         tb: TracebackType | None,
     ) -> None:
         failed = exc
+        if exc is not None:  # (Python's shutdown, no loop running: attack86 F5, as Rollback's)
+            try:  # (guarded: a Ctrl-C as it returns is re-raised once undone)
+                at_exit = sys.is_finalizing()
+            except BaseException as late:
+                at_exit, self._run.raise_after = False, self._run.raise_after or late
+            if at_exit and self._run.journal is not None:  # (no import before: they fail)
+                return _shutdown.left_at_exit(self._run.run_id, exc, "AsyncRollback")
+            if at_exit:
+                _shutdown.undone_at_exit(self._run.run_id, exc, "AsyncRollback")
+                return self._undone_alone(exc)
         self._state = _ENDING  # no step begins now (one running is waited for)
         cancelled_again = False
         if self._running:  # a step still runs in another task (a gather): the block
@@ -421,3 +431,16 @@ class AsyncRollback(_Base):
             raise asyncio.CancelledError()  # honour the later cancellation, after undoing
         if failed is not exc:
             raise failed
+
+    def _undone_alone(self, exc: BaseException) -> None:
+        """Python's shutdown ended the block (a generator left suspended), no journal: its
+        undos run there, their only chance, on a loop of their own (``_shutdown.alone``)."""
+        run, self._state = self._run, _ENDING
+        try:
+            _shutdown.alone(run.aroll_back(exc))
+        except BaseException as late:
+            _guards.landed_late(run, exc, late)
+        self._state = _CLOSED
+        run.finish(exc)
+        if run.raise_after is not None and run.raise_after is not exc:
+            raise run.raise_after

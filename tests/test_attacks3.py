@@ -382,6 +382,25 @@ DAMAGE = {
     "a saga's id, one byte": f"{S} id = 'saga3'",
     "a saga's id with a colon": f"{S} id = 'saga:1'",
     "a claimer pid with no host": f"{S} claim_pid = 1, claim_host = NULL",  # ("ran on None")
+    # attack86 F6: a blob not UTF-8 naming an undo's saga (a raw sqlite3.OperationalError),
+    # text not UTF-8 in any column (the same); values read without a word
+    "an undo's saga a blob": f"{U} saga_id = x'ff'",
+    "an undo's saga a blob, UTF-8": f"{U} saga_id = CAST('saga1' AS BLOB)",
+    "an event's saga a blob": "UPDATE events SET saga_id = x'ff'",
+    "a saga's name not UTF-8": f"{S} name = CAST(x'ff' AS TEXT)",
+    "an undo's arguments not UTF-8, past a NUL": f"{U} args = CAST(x'7b7d00ff' AS TEXT)",
+    "an owner pid not UTF-8": f"{S} owner_pid = CAST(x'ff' AS TEXT)",
+    "an undo's timeout not UTF-8": f"{U} timeout = CAST(x'c328' AS TEXT)",
+    "a saga's start time a text": f"{S} started = 'zz'",
+    "a saga's end time a blob": f"{S} ended = x'00'",
+    "a saga's claim time a text": f"{S} claimed_at = 'zz'",
+    "an event's kind unknown": "UPDATE events SET kind = 'zz'",
+    "an event's kind empty": "UPDATE events SET kind = ''",
+    "an event's kind a number": "UPDATE events SET kind = 1.5",
+    "an owner namespace garbage": f"{S} owner_space = 'zz'",
+    "an owner namespace a number": f"{S} owner_space = -1",
+    "an owner namespace with a token not hex": f"{S} owner_space = 'pid:[1] boot 0a life zz'",
+    "a claimer namespace garbage": f"{S} claim_space = 'running'",
 }
 
 

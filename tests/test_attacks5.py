@@ -162,8 +162,8 @@ def test_a_late_effect_reported_during_recover_is_not_overwritten(tmp_path):
     assert in_s.wait(20)
     con = sqlite3.connect(path, timeout=30)
     con.execute(  # (another machine: its own boot too; a host name alone is checked here)
-        "UPDATE sagas SET owner_host = 'another-host', owner_space = 'pid:[1] boot other'"
-        " WHERE id = 's1'"
+        "UPDATE sagas SET owner_host = 'another-host',"
+        " owner_space = 'pid:[1] boot 00000000-0000-0000-0000-000000000001' WHERE id = 's1'"
     )
     con.commit()
     con.close()

@@ -205,3 +205,89 @@ def test_a_block_with_no_journal_left_suspended_as_python_exits_says_so(tmp_path
         "(GeneratorExit); its undos run now, with Python half torn down, and no journal keeps "
         "what fails: end the block before the program exits, or give it a journal\n"
     )
+
+
+_ASYNC_SUSPENDED = """
+import asyncio, sys
+from rollback_lessons import AsyncRollback
+from rollback_lessons.durable.journal import Journal
+from rollback_lessons.durable.registry import Registry
+
+journal = Journal(sys.argv[1]) if sys.argv[1] != "-" else None
+reg = Registry()
+unbook = reg.add("unbook", lambda item, idempotency_key=None: None)  # (recover's is the test's)
+
+async def pipeline(world):  # a streamed response: the block stays suspended at its yield
+    async def undone(item):  # (its world opened now: ``open`` is gone at Python's shutdown)
+        await asyncio.sleep(0)  # (an await: it needs a loop)
+        world.write(item)
+        world.flush()
+
+    def refused():
+        raise ConnectionError("bank down")
+
+    def undo(item):
+        return unbook.bind(item=item) if journal else (lambda: undone(item))
+
+    kw = {"journal": journal, "run_id": "ag1"} if journal else {"run_id": "ag1"}
+    async with AsyncRollback(**kw) as rb:
+        await rb.do("a", lambda: None, undo("a"))
+        await rb.do("b", lambda: None, undo("b") if journal else refused)
+        await rb.do("c", lambda: None, undo("c"))
+        yield "paused"
+        await rb.do("d", lambda: None, undo("d"))
+
+loop = asyncio.new_event_loop()  # a loop of one's own, the generator left suspended
+g = pipeline(open(sys.argv[2], "a"))
+loop.run_until_complete(g.__anext__())
+if sys.argv[3] == "closed":
+    loop.close()  # (closed without shutdown_asyncgens)
+"""
+
+
+@pytest.mark.parametrize("loop", ["left", "closed"])
+def test_an_async_block_left_suspended_as_python_exits_is_kept_for_recover(tmp_path, loop):
+    """attack86 F5: an AsyncRollback ended by Python's shutdown imported asyncio first, which
+    fails there: a raw "ImportError: sys.meta_path is None" traceback, no line. As
+    Rollback's: none of its undos run there, said on stderr, kept for recover."""
+    import subprocess
+    import sys
+
+    script, path, world = tmp_path / "s.py", tmp_path / "j.db", tmp_path / "world"
+    script.write_text(_ASYNC_SUSPENDED)
+    done = subprocess.run([sys.executable, str(script), str(path), str(world), loop],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0 and world.read_text() == ""
+    assert done.stderr == (
+        "rollback-lessons: saga 'ag1': its AsyncRollback block was ended by Python's shutdown "
+        "(GeneratorExit); none of its undos ran there: the journal keeps it unfinished, and "
+        "recover runs them\n"
+    )
+    reg = Registry()
+    reg.add("unbook", lambda item, idempotency_key=None: world.write_text(world.read_text() + item))
+    with Journal(path) as journal:
+        assert journal.saga("ag1").status == "running"
+        [back] = recovery.recover(journal, reg).recovered
+    assert back.status.value == "rolled_back" and world.read_text() == "cba"
+
+
+@pytest.mark.parametrize("loop", ["left", "closed"])
+def test_an_async_block_with_no_journal_left_suspended_as_python_exits_runs_its_undos(
+    tmp_path, loop
+):
+    """attack86 F5: with no journal its undos never ran (the ImportError first), not a word.
+    As Rollback's: said first, then run there (on a loop of their own: none runs there), a
+    failing one a dead letter that leaves the others to run."""
+    import subprocess
+    import sys
+
+    script, world = tmp_path / "s.py", tmp_path / "world"
+    script.write_text(_ASYNC_SUSPENDED)
+    done = subprocess.run([sys.executable, str(script), "-", str(world), loop],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.stderr == (
+        "rollback-lessons: saga 'ag1': its AsyncRollback block was ended by Python's shutdown "
+        "(GeneratorExit); its undos run now, with Python half torn down, and no journal keeps "
+        "what fails: end the block before the program exits, or give it a journal\n"
+    )
+    assert done.returncode == 0 and world.read_text() == "ca"

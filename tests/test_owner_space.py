@@ -334,6 +334,53 @@ def test_an_owner_whose_main_thread_ended_while_another_runs_is_alive(tmp_path):
     assert process_alive(proc.pid, me()[1], started, where) is False
 
 
+@pytest.mark.skipif(process_space() is None, reason="no /proc to read the process from")
+@pytest.mark.parametrize("seen", [False, True])
+def test_an_owner_whose_program_this_user_cannot_read_is_not_said_only_running(
+    tmp_path, monkeypatch, seen
+):
+    """attack86 F7: /proc shows another user's process's stack start as 0, so a recover run by
+    another user cannot tell an owner that exec'd another program (a restarted service) from
+    the owner running on: it said "still running; stop it first", the pid now another
+    program's. It says this user cannot tell, and who can. (Stubbed: the process is this
+    user's; ``seen``: its program read, and the same, is still running, as before.)"""
+    from rollback_lessons.durable import owner
+
+    script, path = tmp_path / "restart.py", tmp_path / "j.db"
+    script.write_text(_EXEC)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(path), "first"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("running again"), line
+        if seen:  # (the journal records the program it runs now: the owner runs on)
+            space = me()[3].split(" exec ")[0] + f" exec {owner.process_exec(proc.pid)}"
+            with sqlite3.connect(path) as con:
+                con.execute("UPDATE sagas SET owner_space = ?", (space,))
+            con.close()
+        else:  # (read as another user reads it)
+            monkeypatch.setattr(owner, "process_exec", lambda pid: None)
+        calls: list[str] = []
+        reg = Registry()
+        reg.add("u", lambda step, idempotency_key=None: calls.append(step))
+        with Journal(path) as journal:
+            report = recover(journal, reg)
+            assert journal.saga("r1").status == "running"
+        [why] = [s.reason for s in report.skipped]
+        assert report.recovered == () and calls == []
+        said = f"its process {proc.pid} is still running"
+        assert why == (
+            f"{said}; stop it first"
+            if seen
+            else f"{said}, unless it has exec'd another program since, which this user cannot "
+            "tell (/proc hides another user's program): run recover as its user, or as root"
+        )
+    finally:
+        proc.communicate("\n", timeout=30)
+
+
 # -- attack85 F1: with ASLR off the same program exec'd with the same argv -----------------
 
 _REEXEC = """

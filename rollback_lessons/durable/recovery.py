@@ -129,7 +129,7 @@ def _decide(saga: SagaRecord, force: bool) -> str | None:
             )
     alive = saga.owner_alive()
     if alive:
-        return f"its process {saga.owner_pid} is still running; stop it first"
+        return saga.running()  # (stop it first; or, its program hidden: recover as its user)
     if alive is None and not force:
         return (
             f"its process {saga.owner_pid} {unreachable(saga.owner_host, saga.owner_space)}: it "

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..rules import idempotency_key
+from . import owner
 from .owner import process_alive
 
 
@@ -50,6 +51,20 @@ class SagaRecord:
     def owner_alive(self) -> bool | None:
         """Is the process that ran this saga still running? None: cannot tell from here."""
         return process_alive(self.owner_pid, self.owner_host, self.owner_started, self.owner_space)
+
+    def running(self) -> str:
+        """Why a saga whose owner runs is left alone. Where the journal recorded its program
+        (where its stack began) and /proc hides it from this user (another user's process
+        reads 0), whether it has exec'd another program since cannot be told here: "stop it
+        first" would have a person kill a pid that may run another program now (attack86 F7)."""
+        said = f"its process {self.owner_pid} is still running"
+        space = self.owner_space
+        if space is None or " exec " not in space or owner.process_exec(self.owner_pid):
+            return f"{said}; stop it first"
+        return (
+            f"{said}, unless it has exec'd another program since, which this user cannot tell "
+            "(/proc hides another user's program): run recover as its user, or as root"
+        )
 
     def claim_alive(self) -> bool | None:
         """Is the process that claimed this saga for recovery still running?"""

@@ -4,9 +4,12 @@ changed on disk passes SQLite's own checks: there are no checksums of the values
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
+from collections import deque
 from typing import Any
 
+from ..events import EventKind
 from .files import _UNFINISHED, SCHEMA_VERSION
 
 SAGA_STATUSES = ("running", "rolling_back", "committed", "rolled_back", "rollback_incomplete",
@@ -14,6 +17,10 @@ SAGA_STATUSES = ("running", "rolling_back", "committed", "rolled_back", "rollbac
 PIVOT_STATES = ("started", "done", "refused")
 UNDO_STATES = ("pending", "intent", "done", "dead", "leaked", "not_run")
 UNDO_ORDERS = ("reverse", "forward", "reverse_start", "by_dependency")  # (rules.GRAPH_UNDO_ORDERS)
+EVENT_KINDS = (*(kind.value for kind in EventKind), "settled")  # (settle.SETTLED)
+# where a pid names its process, as owner.process_space writes it (its life token and its
+# program's stack start: since schema 7, each written or not by the version that wrote it)
+SPACE = re.compile(r"pid:\[[0-9]+\] boot [0-9a-f-]+(?: life [0-9a-f]+)?(?: exec [0-9a-f]+)?")
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
@@ -45,6 +52,12 @@ _VALUE_CHECKS: tuple[tuple[str, str, str, str, str, int], ...] = (
     ("a saga's id", "sagas", "rowid", "id", "instr(id, ':') > 0", 7),  # (F6: keys' ':' ends it)
     ("a saga's name", "sagas", _SAGA, "name", "typeof(name) != 'text'", 1),
     ("a saga's status", "sagas", _SAGA, "status", _one_of("status", SAGA_STATUSES), 1),
+    *((f"a saga's {what}", "sagas", _SAGA, column, bad, since)  # (attack86 F6: unsaid)
+      for what, column, bad, since in (
+          ("start time", "started", f"typeof(started) {_NUMBER}", 1),
+          ("end time", "ended", _optional("ended", f"typeof(ended) {_NUMBER}"), 1),
+          ("claim time", "claimed_at", _optional("claimed_at", f"typeof(claimed_at) {_NUMBER}"), 2),
+      )),
     ("a saga's owner pid", "sagas", _SAGA, "owner_pid", _PID.format("owner_pid"), 1),
     ("a saga's owner host", "sagas", _SAGA, "owner_host", "typeof(owner_host) != 'text'", 1),
     (
@@ -88,6 +101,7 @@ _VALUE_CHECKS: tuple[tuple[str, str, str, str, str, int], ...] = (
     *((f"{what}'s saga (no saga has its id)", table, row, "saga_id",  # (F6: recover skipped
        "saga_id NOT IN (SELECT id FROM sagas)", 1)  # its undos, the saga rolled_back)
       for what, table, row in (("an event", "events", "saga_id"), ("an undo", "undos", _UNDO))),
+    ("an event's kind", "events", "saga_id", "kind", _one_of("kind", EVENT_KINDS), 1),
     ("an event's details", "events", "saga_id", "details", "typeof(details) != 'text' OR CASE"
      " WHEN json_valid(details) THEN json_type(details) != 'object' ELSE 1 END", 1),
     ("a step's event's step", "events", "saga_id", "step",
@@ -117,17 +131,87 @@ _VALUE_CHECKS: tuple[tuple[str, str, str, str, str, int], ...] = (
 )  # fmt: skip
 
 
+_NAMES = {(table, column): what for what, table, _, column, *_ in reversed(_VALUE_CHECKS)}
+_NAMES |= {("events", "saga_id"): "an event's saga", ("undos", "saga_id"): "an undo's saga"}
+
+
+# (a row's name, by table, in ``_bad_text``'s message)
+_ROWS = {"sagas": _SAGA, "events": "saga_id", "undos": _UNDO}
+
+
+def _bad_text(con: sqlite3.Connection) -> str | None:
+    """A blob, or text that is not UTF-8, in any column (typed in by hand: the journal writes
+    neither), said before any other check reads it: read as text it raised a raw
+    ``sqlite3.OperationalError`` ("Could not decode to UTF-8") from ``recover`` (attack86
+    F6). Each table read through once as Python reads it (SQLite cannot tell UTF-8; a GLOB
+    for text outside ASCII took twice as long); where that fails, or a blob is there, its
+    values are read as hex to name the one."""
+    for table, row in _ROWS.items():
+        columns = [r[1] for r in con.execute(f"PRAGMA table_info({table})")]
+        blob = " OR ".join(f"typeof({c}) = 'blob'" for c in columns)
+        try:
+            if con.execute(f"SELECT 1 FROM {table} WHERE {blob} LIMIT 1").fetchone() is None:
+                deque(con.execute(f"SELECT {', '.join(columns)} FROM {table}"), maxlen=0)
+                continue  # (read through in C, each text decoded: all UTF-8)
+        except sqlite3.OperationalError:  # (not UTF-8: named below)
+            pass
+        for column in columns:
+            name = "rowid" if column == "id" else row  # (a saga's id: its row's number)
+            for named, value, kind in con.execute(
+                f"SELECT hex(CAST({name} AS BLOB)), hex(CAST({column} AS BLOB)), typeof({column})"
+                f" FROM {table} WHERE typeof({column}) IN ('blob', 'text')"
+            ):
+                shown: Any = _decoded(value)
+                if kind == "text" and type(shown) is str:
+                    continue  # (UTF-8, as written)
+                shown = bytes.fromhex(value)
+                where: Any = _decoded(named)
+                where = int(where) if name == "rowid" else where
+                what = _NAMES.get((table, column), f"{table}.{column}")
+                return f"{what} is {_shown(shown)} (in {where!r}), which the journal never writes"
+    return None
+
+
+def _decoded(hexed: str) -> str | bytes:
+    """A value read as hex: the text it is, or the bytes it is if they are not UTF-8."""
+    raw = bytes.fromhex(hexed)
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return raw
+
+
+def _bad_space(con: sqlite3.Connection) -> str | None:
+    """An owner's or claimer's namespace not in the shape ``owner.process_space`` writes: it
+    was read as "another PID namespace", a false reason to leave the saga (attack86 F6)."""
+    for who, column in (("owner", "owner_space"), ("claimer", "claim_space")):
+        for saga_id, space in con.execute(  # (each value once: a process's sagas share it)
+            f"SELECT MIN(id), {column} FROM sagas WHERE {column} IS NOT NULL GROUP BY {column}"
+        ):
+            if not SPACE.fullmatch(space):
+                return (
+                    f"a saga's {who} namespace is {_shown(space)} (in {saga_id!r}), which the "
+                    "journal never writes"
+                )
+    return None
+
+
 def _bad_value(con: sqlite3.Connection, version: int = SCHEMA_VERSION) -> str | None:
     """The first value outside what the journal ever writes (a byte changed on disk, which
     SQLite's checks pass: there are no checksums of the values), or None. The undo policy
     an unfinished saga keeps is read back as ``recover`` reads it: one byte changed can
     leave valid JSON that is no policy, found then only after another saga was undone."""
+    wrong = _bad_text(con)  # (first: any other check may read the value as text)
+    if wrong:
+        return wrong
     for what, table, row, column, bad, since in _VALUE_CHECKS:
         if version < since:
             continue
         found = con.execute(f"SELECT {row}, {column} FROM {table} WHERE {bad} LIMIT 1").fetchone()
         if found is not None:
             return f"{what} is {_shown(found[1])} (in {found[0]!r}), which the journal never writes"
+    if version >= 7 and (wrong := _bad_space(con)):
+        return wrong
     if version >= 4:
         from .kept import policy_of
 
