@@ -24,6 +24,16 @@ PLAIN = frozenset({int, float, str, bool, bytes, dict, list, tuple, set})
 
 ASYNC_HINT = "(use AsyncRollback, or await saga.arun(state))"
 
+KEPT: dict[str, Any] = {}
+"""asyncio, once an async block or run began (``_shutdown.unowned``): an import, and even a
+look in ``sys.modules``, fails at Python's shutdown, where an AsyncRollback's undos may run
+(attack86 F5)."""
+
+
+def _asyncio() -> Any:
+    """asyncio, loaded already (a future of it is in hand, or a loop runs)."""
+    return KEPT.get("asyncio") or sys.modules["asyncio"]
+
 
 def what(role: str, step: str) -> str:
     """How an error names a call: "undo of step 'charge'"."""
@@ -125,8 +135,7 @@ def checked(result: Any, role: str, step: str, blocked: Any = None) -> Any:
         loop = _elsewhere(result, blocked)
         if loop is None:
             return checked(_unwaitable(result, role, step), role, step, blocked)
-        import asyncio
-
+        asyncio = _asyncio()  # (``result`` is one of its futures)
         waited = asyncio.run_coroutine_threadsafe(_settle(result), loop)
         return checked(waited.result(), role, step, blocked)  # (its error, the call's)
     if handed_off(result):  # work handed to a pool: waited for, its error the call's
@@ -177,7 +186,7 @@ async def awaited(result: Any, role: str, step: str, blocked: Any = None) -> Any
     wherever it runs (a pool's Future, a Task of this loop or another's); a body given back
     that never ran is an error. (``blocked``: as ``_elsewhere``, for ``recover``'s loop of
     its own in a helper thread.)"""
-    import asyncio
+    asyncio = _asyncio()  # (no import: at Python's shutdown it fails)
 
     if not (on_a_loop(result) or handed_off(result)):
         if result is None or not hasattr(result, "__await__"):
@@ -205,7 +214,7 @@ async def _pooled(future: Any) -> Any:
     cancelled; work that runs in its thread cannot be stopped: this wait goes on, as an
     awaited call that will not stop does, so ``within`` leaves it running and the run never
     calls it again (attack86 F9: three refunds at once, the dead letter saying none ran)."""
-    import asyncio
+    asyncio = _asyncio()
 
     waiting = asyncio.wrap_future(future)
     try:

@@ -14,13 +14,15 @@ import warnings
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from ._results import KEPT
+
 if TYPE_CHECKING:
     from ._drive import Driver
     from ._run import Run
 
 
 _INTERRUPTS = (KeyboardInterrupt, SystemExit)
-_KEPT: dict[str, Any] = {}  # asyncio, once an async block began (``alone``)
+_KEPT = KEPT  # asyncio, once an async block began (``alone``; ``_results.awaited``)
 
 
 class LoopEnded(BaseException):
