@@ -401,6 +401,9 @@ DAMAGE = {
     "an owner namespace a number": f"{S} owner_space = -1",
     "an owner namespace with a token not hex": f"{S} owner_space = 'pid:[1] boot 0a life zz'",
     "a claimer namespace garbage": f"{S} claim_space = 'running'",
+    # attack86 F14: one of the pair written at once, erased: compensated across a pivot done
+    "a pivot erased, its state kept": f"{S} pivot = NULL, pivot_state = 'done'",
+    "a pivot state erased, its pivot kept": f"{S} pivot = 'a', pivot_state = NULL",
 }
 
 

@@ -72,6 +72,10 @@ _VALUE_CHECKS: tuple[tuple[str, str, str, str, str, int], ...] = (
         "a saga's pivot state", "sagas", _SAGA, "pivot_state",
         _optional("pivot_state", _one_of("pivot_state", PIVOT_STATES)), 2,
     ),
+    (  # (both written at once, always: attack86 F14, a pivot erased and its state 'done'
+        "a saga's pivot (one of pivot and its state missing)", "sagas", _SAGA, "pivot",
+        "(pivot IS NULL) != (pivot_state IS NULL)", 2,  # was compensated across)
+    ),
     (
         "a saga's claimer pid", "sagas", _SAGA, "claim_pid",
         _optional("claim_pid", _PID.format("claim_pid")), 2,
