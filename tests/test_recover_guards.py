@@ -346,4 +346,37 @@ def test_a_fork_whose_parent_has_exited_is_not_told_its_parent_goes_on(tmp_path)
         time.sleep(0.02)
     said = told.read_text()
     assert "is a fork of process" in said and "its parent goes on" not in said, said
-    assert said.endswith("has exited: `recover` finishes its saga"), said
+    assert said.endswith("(or runs another program now): `recover` finishes its saga"), said
+
+
+def test_a_fork_whose_parent_execd_another_program_is_not_told_its_parent_goes_on(tmp_path):
+    """attack88 F5: the parent exec'd another program (its saga orphaned, ``recover``'s to
+    take over): the child was told "its parent goes on" (only its parent pid was looked at)."""
+    told = tmp_path / "told.txt"
+    script = tmp_path / "execs.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "from pathlib import Path\n"
+        "from rollback_lessons.durable.journal import Journal\n"
+        "from rollback_lessons.durable.forked import JournalForked\n"
+        "journal = Journal(sys.argv[2])\n"
+        "if os.fork():\n"
+        "    os.execv('/bin/sleep', ['sleep', '5'])  # the parent runs another program\n"
+        "time.sleep(1.0)\n"
+        "try:\n"
+        "    journal.holds('s', 0)\n"
+        "except JournalForked as exc:\n"
+        "    Path(sys.argv[1]).write_text(str(exc))\n"
+        "os._exit(0)\n"
+    )
+    proc = subprocess.Popen([sys.executable, str(script), str(told), str(tmp_path / "j.db")])
+    try:
+        for _ in range(500):
+            if told.exists() and told.read_text():
+                break
+            time.sleep(0.02)
+        said = told.read_text()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert "is a fork of process" in said and "its parent goes on" not in said, said

@@ -19,7 +19,7 @@ class JournalForked(JournalTakenOver):
     connection is its parent's: used from the child, it could damage the file.)"""
 
 
-def not_forked(pid: int, path: Path) -> None:
+def not_forked(pid: int, path: Path, opener: tuple[Any, ...] | None = None) -> None:
     """Raise JournalForked unless this process is ``pid``, the one that opened the journal
     at ``path``: a child that returned from an undo (or a step) into the engine must not go
     on with its parent's rollback (each undo run twice, the parent ending on a constraint
@@ -28,10 +28,11 @@ def not_forked(pid: int, path: Path) -> None:
     if os.getpid() != pid:
         parent = (
             "its parent goes on"
-            if _runs(pid)
-            # (attack85's note: a
+            if _runs(pid, opener)
+            # (attack85's note, a
             else (
-                f"process {pid} has exited: `recover` finishes its saga"  # daemonizing fork)
+                f"process {pid} has exited (or runs another program now): `recover` finishes "
+                "its saga"  # daemonizing fork; attack88 F5, a parent that exec'd)
             )
         )
         raise JournalForked(
@@ -41,8 +42,15 @@ def not_forked(pid: int, path: Path) -> None:
         )
 
 
-def _runs(pid: int) -> bool:
-    """Does the process that opened the journal still run (a fork's parent, or further up)?"""
+def _runs(pid: int, opener: tuple[Any, ...] | None = None) -> bool:
+    """Does the process that opened the journal still run (a fork's parent, or further up)?
+    Told as ``recover`` tells an owner (``opener``: its pid, host, start time and space as
+    the journal records them): one that exec'd another program, or whose pid another
+    process now has, has not gone on (attack88 F5)."""
+    from .owner import process_alive, process_start
+
+    if opener is not None:
+        return process_alive(*opener) is not False
     if os.getppid() == pid:
         return True
     try:
@@ -51,8 +59,6 @@ def _runs(pid: int) -> bool:
         return False
     except OSError:
         return True
-    from .owner import process_start
-
     return process_start(pid) != -1.0  # (a zombie not yet reaped: exited)
 
 

@@ -117,6 +117,7 @@ class Journal:
             )
         self._version = version if version is not None else SCHEMA_VERSION
         self._pid = os.getpid()  # the process whose connection this is (``not_forked``)
+        self._opener = me()  # (and who it is: a fork is told whether it still runs)
         self._lock = threading.RLock()
         self._claimed_at: int | None = None  # data_version as this connection last claimed
         if readonly:
@@ -171,7 +172,7 @@ class Journal:
             return
         if self.readonly:
             raise JournalError(f"{self.path} was opened read-only")
-        not_forked(self._pid, self.path)
+        not_forked(self._pid, self.path, self._opener)
         grouped: dict[str, list[tuple[Any, ...]]] = {}
         for sql, params in statements:
             grouped.setdefault(sql, []).append(params)
@@ -208,7 +209,7 @@ class Journal:
         (checked before each undo a claimant runs, so a taken-over one runs no other). While
         no other connection has committed since this one claimed (SQLite's data_version),
         nobody can have taken it over: the row is read only when someone has written."""
-        not_forked(self._pid, self.path)
+        not_forked(self._pid, self.path, self._opener)
         with reading(self):  # (its own claim, as on disk: attack72 F1)
             if not self._quiet():
                 self._check_fence(saga_id, gen)
@@ -228,7 +229,7 @@ class Journal:
 
         ``decide`` (given the saga and its pending undos) returns None to claim a saga, or
         the reason to leave it alone."""
-        not_forked(self._pid, self.path)
+        not_forked(self._pid, self.path, self._opener)
         pid, host, started, space = me()
         with self._lock, healed(self._con), transaction(self._con):  # one: read, decide, claim
             self._con.execute(LOGGED)  # (a step that returned, its undo logged: not leaked)
