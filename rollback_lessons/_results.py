@@ -137,7 +137,12 @@ def checked(result: Any, role: str, step: str, blocked: Any = None) -> Any:
             return checked(_unwaitable(result, role, step), role, step, blocked)
         asyncio = _asyncio()  # (``result`` is one of its futures)
         waited = asyncio.run_coroutine_threadsafe(_settle(result), loop)
-        return checked(waited.result(), role, step, blocked)  # (its error, the call's)
+        while True:  # (its error, the call's)
+            try:
+                return checked(waited.result(_LOOK), role, step, blocked)
+            except TimeoutError:
+                if not loop.is_running():  # (stopped while waited on: runs nowhere now)
+                    return checked(_unwaitable(result, role, step), role, step, blocked)
     if handed_off(result):  # work handed to a pool: waited for, its error the call's
         return checked(_as_future(result).result(), role, step, blocked)
     if inspect.isawaitable(result):
@@ -200,13 +205,44 @@ async def awaited(result: Any, role: str, step: str, blocked: Any = None) -> Any
         elif result.get_loop() is asyncio.get_running_loop():
             result = await result
         elif (loop := _elsewhere(result, blocked)) is not None:
-            there = asyncio.run_coroutine_threadsafe(_settle(result), loop)
-            result = await asyncio.wrap_future(there)
+            result = await _on_its_loop(result, loop, role, step)
         else:
             result = _unwaitable(result, role, step)
         if (bad := gave_back(result, role, step)) is not None:
             raise bad
     return result
+
+
+_LOOK = 0.25
+"""How often a wait on another loop looks whether that loop still runs (seconds)."""
+
+
+async def _on_its_loop(future: Any, loop: Any, role: str, step: str) -> Any:
+    """Await a Task (or Future) of a loop running in another thread, there. Cancelled (a
+    timeout's cancel), the cancel is passed to it there and its end awaited: one that would
+    not stop is not cut short here (attack88 F1: the wait ended at once, the retries made
+    three refunds). Its loop stopping while waited on leaves it running nowhere (F2: a wait
+    for ever): then it is as work no loop can run (``_unwaitable``)."""
+    import contextlib
+
+    asyncio = _asyncio()
+    waiting = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(_settle(future), loop))
+    cancelled: BaseException | None = None
+    while True:
+        try:
+            await asyncio.wait({waiting}, timeout=_LOOK)  # (a cancel of this wait: not of it)
+        except asyncio.CancelledError as exc:
+            if cancelled is None:
+                with contextlib.suppress(RuntimeError):  # (its loop closed meanwhile)
+                    loop.call_soon_threadsafe(future.cancel)
+            cancelled = exc
+            continue
+        if waiting.done():
+            if waiting.cancelled() and cancelled is not None:
+                raise cancelled  # (it stopped when cancelled: the attempt is cut, not run)
+            return waiting.result()
+        if not loop.is_running():
+            return _unwaitable(future, role, step)
 
 
 async def _pooled(future: Any) -> Any:

@@ -385,3 +385,93 @@ def test_an_undo_handing_its_refund_to_the_other_stdlib_pool_is_that_refund(driv
         o = rb.outcome
     assert o.status is Status.ROLLBACK_INCOMPLETE and world == ["refund attempted"]
     assert "bank down" in str(o.dead_letters[0].error)
+
+
+def test_a_task_of_another_loop_that_would_not_stop_is_never_called_again(other_loop):
+    """attack88 F1: the timeout's cancel ended the wait on the other loop at once, while the
+    Task there swallowed it and refunded: retried, three refunds, "took longer" (none)."""
+    world: list[str] = []
+
+    async def refund():
+        try:
+            await asyncio.sleep(0.3)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.05)  # (it goes on)
+        world.append("refunded")
+
+    started = lambda: asyncio.run_coroutine_threadsafe(_task_of(refund), other_loop).result()  # noqa: E731
+    policy = UndoPolicy(RetryPolicy(max_attempts=3, timeout=0.1), then="dead_letter")
+
+    async def main():
+        with pytest.raises(ZeroDivisionError):
+            async with AsyncRollback(policy=policy) as rb:
+                await rb.do("charge", lambda: None, started)
+                raise ZeroDivisionError
+        await asyncio.sleep(0.5)
+        return rb.outcome
+
+    o = asyncio.run(main())
+    assert world == ["refunded"] and o.status is Status.ROLLBACK_INCOMPLETE
+    assert "may still complete (or has)" in str(o.dead_letters[0].error)
+
+
+async def _task_of(work):
+    return asyncio.get_running_loop().create_task(work())
+
+
+def test_a_task_whose_loop_stops_while_waited_on_is_in_doubt_never_a_hang():
+    """attack88 F2: a sync run waited for ever on a Task whose loop stopped meanwhile."""
+    world: list[str] = []
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    async def charge():
+        world.append("charge begun")
+        await asyncio.sleep(0.5)
+        world.append("charged")
+
+    def action():
+        task = asyncio.run_coroutine_threadsafe(_task_of(charge), loop).result()
+        threading.Timer(0.2, lambda: loop.call_soon_threadsafe(loop.stop)).start()
+        return task
+
+    try:
+        with pytest.raises(TypeError, match="had begun"), Rollback() as rb:
+            rb.do("charge", action, lambda: world.append("refunded"))
+    finally:
+        thread.join(5)
+        loop.close()
+    assert world == ["charge begun"] and rb.outcome.leaked == ("charge",)
+
+
+def test_recover_in_a_running_loop_with_a_timeout_cancels_a_task_of_that_loop(tmp_path):
+    """attack88 F4: with a timeout, the compensation runs in a helper thread, which waited on
+    the caller's loop (blocked by recover) the whole timeout; the refund then ran after
+    recover had dead-lettered it."""
+    world: list[str] = []
+    reg = Registry()
+
+    async def arefund():
+        world.append("refunded")
+
+    made: list = []  # (the Task, made on the cell's loop before recover: the client's)
+    reg.add("task_here", lambda item, idempotency_key=None: made[0])
+    path = tmp_path / "j.db"
+    policy = UndoPolicy(RetryPolicy(max_attempts=1, timeout=5.0), then="dead_letter")
+    saga = Saga([Step("charge", lambda s: None, BoundUndo("task_here", {"item": "c"}, reg)),
+                 Step("ship", lambda s: 1 / 0)], name="s", policy=policy)  # fmt: skip
+    crash_at_first_undo(path, saga)
+
+    async def main():
+        made.append(asyncio.ensure_future(arefund()))
+        began = time.monotonic()
+        with Journal(path) as journal:
+            [o] = recover(journal, reg).recovered
+        took = time.monotonic() - began
+        await asyncio.sleep(0.1)  # (a Task left on this loop would run now)
+        return o, took
+
+    o, took = asyncio.run(main())
+    assert world == [] and "before it ran" in str(o.dead_letters[0].error)
+    assert took < 4.0  # (never the whole timeout of 5 s)

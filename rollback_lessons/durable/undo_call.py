@@ -29,14 +29,17 @@ def run_undo(
     made again for ``owner`` (this recover of this saga): its further attempts fail at once,
     never two refunds at once (attack84 F4)."""
 
+    blocked = _loop_here()  # (the caller's, blocked while recover runs: attack88 F4, a
+    # Task of it handed back in the timeout's helper thread was waited for there)
+
     def attempt() -> None:
         if timeout is not None and (left := refused(owner, "undo", undo.step, timeout)):
             raise left
         result = call_compensation(fn, undo.args, undo.key)
         if on_a_loop(result) or handed_off(result):  # (work handed back: waited for where
-            checked(result, "undo", undo.step)  # it runs, or cancelled: attack86 F4)
+            checked(result, "undo", undo.step, blocked)  # it runs, or cancelled: attack86 F4)
         elif inspect.isawaitable(result):
-            _await(result, timeout, undo.step, owner)
+            _await(result, timeout, undo.step, owner, blocked)
         elif result is not None:
             checked(result, "undo", undo.step)
 
@@ -46,7 +49,9 @@ def run_undo(
         call_timed(contextvars.copy_context().run, (attempt,), "undo", undo.step, timeout, owner)
 
 
-def _await(awaitable: Any, timeout: float | None, step: str, owner: object = None) -> None:
+def _await(
+    awaitable: Any, timeout: float | None, step: str, owner: object = None, blocked: Any = None
+) -> None:
     """Await an undo's awaitable to its end (``recover`` is synchronous), on an event loop
     of its own in a daemon thread, from any thread (a notebook's has a running loop).
 
@@ -56,7 +61,7 @@ def _await(awaitable: Any, timeout: float | None, step: str, owner: object = Non
     its helper thread. (``asyncio.run`` would wait for it at its shutdown: forever.)"""
     import asyncio
 
-    blocked = _loop_here()  # (the caller's: a Task of it handed back cannot be waited for)
+    blocked = blocked or _loop_here()  # (the caller's: a Task of it cannot be waited for)
 
     async def main() -> None:
         whole = awaited(awaitable, "undo", step, blocked)  # (to its end, as in process)
