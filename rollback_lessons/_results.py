@@ -13,6 +13,7 @@ call: an ``await`` missing) is an error, never reported done."""
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import sys
 from typing import Any
@@ -116,7 +117,8 @@ def _unwaitable(future: Any, role: str, step: str) -> Any:
             raise error
         return future.result()
     begun = _begun(future)
-    future.cancel()
+    with contextlib.suppress(RuntimeError):  # (its loop closed: it runs nowhere, ever;
+        future.cancel()  # attack88 F9)
     if not begun:
         raise TypeError(
             f"{what(role, step)} returned an asyncio Task that no loop can run here "
@@ -139,10 +141,14 @@ def checked(result: Any, role: str, step: str, blocked: Any = None) -> Any:
         waited = asyncio.run_coroutine_threadsafe(_settle(result), loop)
         while True:  # (its error, the call's)
             try:
-                return checked(waited.result(_LOOK), role, step, blocked)
+                done = waited.result(_LOOK)
             except TimeoutError:
                 if not loop.is_running():  # (stopped while waited on: runs nowhere now)
                     return checked(_unwaitable(result, role, step), role, step, blocked)
+                continue
+            if (bad := gave_back(done, role, step)) is not None:
+                raise bad  # (it ran to its end: attack88 F10)
+            return checked(done, role, step, blocked)
     if handed_off(result):  # work handed to a pool: waited for, its error the call's
         return checked(_as_future(result).result(), role, step, blocked)
     if inspect.isawaitable(result):
@@ -160,10 +166,11 @@ def checked(result: Any, role: str, step: str, blocked: Any = None) -> Any:
     return result
 
 
-def gave_back(result: Any, role: str, step: str) -> TypeError | None:
+def gave_back(result: Any, role: str, step: str) -> MayHaveRun | None:
     """The error of an awaited call that gave back a coroutine, a generator or an async
     generator: a body that never ran (an ``await`` missing inside it: ``return refund()``),
-    never reported done (attack85 F2); None for any other result."""
+    never reported done (attack85 F2), yet the call that gave it back ran to its end: in
+    doubt (``MayHaveRun``); None for any other result."""
     if result is None or type(result) in PLAIN:
         return None
     if inspect.iscoroutine(result) or inspect.isgenerator(result):
@@ -172,9 +179,9 @@ def gave_back(result: Any, role: str, step: str) -> TypeError | None:
         return None
     kind = "a coroutine" if inspect.iscoroutine(result) else (
         "a generator" if inspect.isgenerator(result) else "an async generator")  # fmt: skip
-    return TypeError(
+    return MayHaveRun(  # (what ran before it may have had its effect: attack88 F10)
         f"{what(role, step)} gave back {kind} when awaited: its body never ran (an await "
-        "missing inside it?)"
+        "missing inside it?), though what ran before it may have had its effect"
     )
 
 
@@ -223,8 +230,6 @@ async def _on_its_loop(future: Any, loop: Any, role: str, step: str) -> Any:
     not stop is not cut short here (attack88 F1: the wait ended at once, the retries made
     three refunds). Its loop stopping while waited on leaves it running nowhere (F2: a wait
     for ever): then it is as work no loop can run (``_unwaitable``)."""
-    import contextlib
-
     asyncio = _asyncio()
     waiting = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(_settle(future), loop))
     cancelled: BaseException | None = None
@@ -238,8 +243,8 @@ async def _on_its_loop(future: Any, loop: Any, role: str, step: str) -> Any:
             cancelled = exc
             continue
         if waiting.done():
-            if waiting.cancelled() and cancelled is not None:
-                raise cancelled  # (it stopped when cancelled: the attempt is cut, not run)
+            if cancelled is not None:  # (it stopped when cancelled, or would not: the
+                raise _ran_on(cancelled, not waiting.cancelled())  # cancel is the caller's)
             return waiting.result()
         if not loop.is_running():
             return _unwaitable(future, role, step)
@@ -255,7 +260,16 @@ async def _pooled(future: Any) -> Any:
     waiting = asyncio.wrap_future(future)
     try:
         return await asyncio.shield(waiting)
-    except asyncio.CancelledError:
+    except asyncio.CancelledError as cancelled:
         if future.cancel():
             raise
-        return await waiting  # (it runs on: not cut short by the cancel)
+        with contextlib.suppress(BaseException):  # (it runs on: its end awaited, and then
+            await waiting  # the cancel is the caller's, never swallowed: attack88 F8)
+        raise _ran_on(cancelled, True) from None
+
+
+def _ran_on(cancel: BaseException, ran_on: bool) -> BaseException:
+    """The cancel of a wait for work that would not stop, said so when it ran on to its end
+    (``_timed.within`` then never calls it again: it may have completed)."""
+    cancel.ran_on = ran_on  # type: ignore[attr-defined]
+    return cancel

@@ -58,7 +58,11 @@ async def _kept(awaitable: Any) -> tuple[bool, Any]:
     no outcome); ``within`` raises it where the driver awaits the call."""
     try:
         return False, await awaitable
-    except (KeyboardInterrupt, SystemExit) as exc:
+    except BaseException as exc:
+        if exc.__dict__.get("ran_on"):  # (cancelled, it ran on to its end: ``within``
+            return False, None  # tells it as one that would not stop, never made again)
+        if not isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
         return True, exc
 
 

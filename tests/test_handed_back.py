@@ -475,3 +475,72 @@ def test_recover_in_a_running_loop_with_a_timeout_cancels_a_task_of_that_loop(tm
     o, took = asyncio.run(main())
     assert world == [] and "before it ran" in str(o.dead_letters[0].error)
     assert took < 4.0  # (never the whole timeout of 5 s)
+
+
+@pytest.mark.parametrize("stop", ["cancel", "timeout"])
+def test_a_cancel_while_awaiting_a_pools_work_is_never_swallowed(pool, stop):
+    """attack88 F8: a task.cancel() (a Ctrl-C under asyncio.run, an asyncio.timeout) that
+    landed while AsyncRollback awaited an action's pool Future was swallowed: the block went
+    on, shipped and committed."""
+    world: list[str] = []
+
+    def charge():
+        time.sleep(0.4)
+        world.append("charged")
+
+    async def block():
+        async with AsyncRollback() as rb:
+            await rb.do("charge", lambda: pool.submit(charge), lambda: world.append("refund"))
+            await rb.do("ship", lambda: world.append("shipped"))
+        return rb
+
+    async def main():
+        task = asyncio.ensure_future(block())
+        if stop == "cancel":
+            asyncio.get_running_loop().call_later(0.1, task.cancel)
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        else:
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.1):
+                    await task
+
+    asyncio.run(main())
+    assert "shipped" not in world and world[0] == "charged"
+
+
+def test_a_begun_task_of_a_closed_loop_is_in_doubt_not_a_refusal():
+    """attack88 F9: cancelling it raised "Event loop is closed" first: rolled_back, nothing
+    leaked, the charge it had sent standing."""
+    world: list[str] = []
+    loop = asyncio.new_event_loop()
+
+    async def body():
+        world.append("charge sent")
+        await asyncio.sleep(10)
+
+    task = loop.create_task(body())
+    loop.run_until_complete(asyncio.sleep(0.01))  # (it begins, then waits on the bank)
+    loop.close()
+    with pytest.raises(TypeError, match="had begun"), Rollback() as rb:
+        rb.do("charge", lambda: task, lambda: world.append("refund"))
+    assert rb.outcome.leaked == ("charge",) and rb.outcome.status is Status.ROLLBACK_INCOMPLETE
+
+
+def test_an_awaited_action_that_ran_and_gave_back_a_coroutine_is_in_doubt():
+    """attack88 F10: it charged, then returned ``confirm()`` (an await missing): taken for a
+    refusal, rolled_back, the charge standing and named nowhere."""
+    world: list[str] = []
+
+    async def confirm():
+        world.append("confirmed")
+
+    async def charge():
+        world.append("charged")
+        return confirm()
+
+    saga = Saga([Step("charge", lambda s: charge(), lambda s: world.append("refunded")),
+                 Step("ship", lambda s: None)])  # fmt: skip
+    o = asyncio.run(saga.arun({}))
+    assert world == ["charged"] and o.leaked == ("charge",)
+    assert o.status is Status.ROLLBACK_INCOMPLETE and "may have had its effect" in str(o.error)
