@@ -305,6 +305,9 @@ def test_a_factory_that_fails_or_makes_a_changed_saga_is_tried_again_a_bounded_n
             "launch whose sagas= makes it"
         )
         assert "gone" not in hosting.RETRYING
+        monkeypatch.setattr(hosting, "TRIES", 1)  # (its count inflected: attack87 F3)
+        hosting._tried("gone", *hosting._made("gone", "x"))
+        assert "making the saga of run 'gone' (1 try): it waits" in hosting.REFUSED["gone"]
     finally:
         hosting.REFUSED.pop("gone", None)
         hosting.RETRYING.pop("gone", None)
