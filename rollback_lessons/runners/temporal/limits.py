@@ -150,8 +150,8 @@ def check_plan(plan: SagaPlan, input_size: int, history_limit: int = HISTORY_EVE
     worst = worst_history(plan, completion)
     if worst > history_limit:
         raise TemporalLimitExceeded(
-            f"a run of its {counted(len(plan.steps), 'step')} can write {worst} events (every retry and "
-            f"undo attempt, their timers and workflow tasks), over Temporal's limit of "
+            f"a run of its {counted(len(plan.steps), 'step')} can write {worst} events (every "
+            f"retry and undo attempt, their timers and workflow tasks), over Temporal's limit of "
             f"{history_limit} events in a workflow's history (the server would terminate it "
             f"mid-run, nothing undone): {_ways(plan, 'fewer max_attempts', 'fewer steps')}"
         )
