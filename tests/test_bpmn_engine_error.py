@@ -116,3 +116,46 @@ def test_a_bug_as_the_engine_says_whether_it_completed_is_one_line_with_what_is_
         "rollback: the RuntimeError('engine bug in is_completed') came once the saga had "
         "committed: there is nothing to undo"
     ]
+
+
+def _iteration_ends_at(monkeypatch: pytest.MonkeyPatch, world: list[str], after: str) -> None:
+    """SpiffWorkflow's task iterator raises ``StopIteration`` inside its own ``_next`` once
+    ``after`` is in the world (a ``next()`` on an empty iterator there, as a bug of its own
+    would): its iteration ends early, silently, and the workflow stops, not completed."""
+    from SpiffWorkflow.bpmn.util.task import BpmnTaskIterator
+
+    real = BpmnTaskIterator._next
+
+    def broken(self):  # type: ignore[no-untyped-def]
+        if after in world:
+            raise StopIteration()
+        return real(self)
+
+    monkeypatch.setattr(BpmnTaskIterator, "_next", broken)
+
+
+@pytest.mark.parametrize("graph", [False, True])
+def test_a_workflow_the_engine_stops_without_completing_is_one_line_with_what_is_left(
+    monkeypatch, graph
+):
+    """attack87's F4: a ``StopIteration`` inside SpiffWorkflow ended its run early, not
+    completed, and the runner raised its own bare ``RuntimeError("the BPMN workflow did not
+    complete")``: no ``BpmnEngineError``, no notes, a done and named nowhere. It is now
+    told to the saga machine as any failure in the engine's code: going forward in the list
+    form what was done is undone, in the graph form what is left is named."""
+    world: list[str] = []
+    _iteration_ends_at(monkeypatch, world, "do b")
+    got = _raised(lambda r: r.run(world_saga(world, graph=graph), {}))
+    assert type(got) is BpmnEngineError, repr(got)
+    assert str(got) == (
+        "BPMN: SpiffWorkflow failed in its own code, the run stopped there: "
+        "NotCompleted('the workflow stopped with no task ready, not completed')"
+    )
+    assert isinstance(got.__cause__, RuntimeError)
+    if graph:
+        assert world == ["do a", "do b"]
+        assert len(got.__notes__) == 1
+        assert got.__notes__[0].endswith("going forward; not known to be undone: b, a")
+    else:
+        assert world == ["do a", "do b", "undo b", "undo a"]
+        assert got.__notes__ == ["rollback: c was not run: the BPMN engine failed as it started"]

@@ -114,6 +114,27 @@ def test_a_branch_at_once_whose_child_workflow_ended_error_is_heard_not_waited_f
     assert "a child workflow, ended ERROR in DBOS (OperationalError(" in str(outcome.error)
 
 
+def test_a_child_workflow_that_ended_error_prints_no_traceback_and_its_error_is_one_line(
+    tmp_path, monkeypatch, capfd, caplog
+):
+    """attack87's F2: DBOS logged its own 60-line traceback of the child workflow that ended
+    ERROR ("Exception encountered in background workflow") on stderr, beside the run's
+    one-line outcome. Its saga hears it and says it: kept off stderr, as DBOS's other logs
+    are; the Outcome's error one line."""
+    import logging
+
+    world: list[str] = []
+    _write_fails(monkeypatch, "r1-1", "rollback_lessons.action")  # (a's end, not saved)
+    with caplog.at_level(logging.ERROR, logger="dbos"):
+        with DBOSRunner.start(str(tmp_path / "dbos.sqlite")) as runner:
+            outcome = runner.run(world_saga(world, graph=True), {}, run_id="r1", at_once=True)
+    assert outcome.leaked == ("a",)
+    err = capfd.readouterr().err
+    assert "Exception encountered in background workflow" not in err and "Traceback" not in err
+    assert not [r for r in caplog.records if "background workflow" in r.getMessage()]
+    assert "\n" not in str(outcome.error), str(outcome.error)
+
+
 def test_the_saga_ended_error_names_the_branches_its_children_may_have_done(tmp_path, monkeypatch):
     """attack83 F5: at_once, the saga's own write failed while a branch's child had done
     its step, its message unheard: the line said "nothing done is left in effect"."""

@@ -305,6 +305,9 @@ def test_a_factory_that_fails_or_makes_a_changed_saga_is_tried_again_a_bounded_n
             "launch whose sagas= makes it"
         )
         assert "gone" not in hosting.RETRYING
+        monkeypatch.setattr(hosting, "TRIES", 1)  # (its count inflected: attack87 F3)
+        hosting._tried("gone", *hosting._made("gone", "x"))
+        assert "making the saga of run 'gone' (1 try): it waits" in hosting.REFUSED["gone"]
     finally:
         hosting.REFUSED.pop("gone", None)
         hosting.RETRYING.pop("gone", None)
@@ -361,3 +364,46 @@ def test_a_file_that_is_not_sqlite_or_is_a_journal_is_refused_before_dbos_launch
         assert path.read_bytes() == kept[path]
     with DBOSRunner.start(tmp_path / "new.sqlite"):  # (nothing was left launched)
         pass
+
+
+_HOT = r"""
+import sqlite3, sys, time
+con = sqlite3.connect(sys.argv[1], isolation_level=None)
+con.execute("PRAGMA cache_size = 1")  # the change spills into the file itself
+con.execute("BEGIN IMMEDIATE")
+con.execute("UPDATE workflow_status SET status = 'ERROR'")
+con.execute("CREATE TABLE filler (x)")
+con.execute("INSERT INTO filler SELECT zeroblob(4000) FROM "
+            "(WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 50) "
+            "SELECT i FROM n)")
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_relaunch_after_a_kill_that_left_a_hot_journal_is_not_refused_and_finishes(tmp_path):
+    """attack87's F6: a process SIGKILLed while SQLite held a write transaction on DBOS's
+    file leaves a hot ``-journal`` beside it. The up-front check opened the file read-only,
+    where SQLite cannot roll a hot journal back, and refused every relaunch for ever
+    ("not a readable SQLite database"), the saga's effects standing. The check now lets
+    SQLite roll it back: the relaunch finishes the run (the killed change undone: the run
+    still ``PENDING``, b in doubt, a undone once)."""
+    script, world, system = _killed_in_b(tmp_path)
+    hot = tmp_path / "hot.py"
+    hot.write_text(_HOT)
+    holder = subprocess.Popen([sys.executable, str(hot), str(system)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "held\n", holder.communicate()
+    finally:
+        holder.kill()
+        holder.communicate()
+    journal = system.with_name(system.name + "-journal")
+    assert journal.exists() and journal.stat().st_size > 0  # a hot journal, as a kill leaves
+    again = subprocess.run([sys.executable, str(script), str(system), str(world), "again"],
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert (again.returncode, again.stdout) == (0, "again rollback_incomplete a\n"), (
+        again.stdout + again.stderr[-2000:]
+    )
+    assert _world(world) == [["do", "a"], ["start", "b"], ["undo", "a"]]

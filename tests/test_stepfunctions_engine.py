@@ -148,3 +148,37 @@ def test_a_late_answer_to_a_task_the_engine_gave_up_on_is_let_go_and_others_rais
         answer_late(refusing(code), taskToken="t")
     with pytest.raises(ClientError):
         answer_late(refusing("AccessDenied"), taskToken="t")
+
+
+def test_moto_branch_threads_dying_on_a_stopped_execution_are_kept_off_stderr(monkeypatch):
+    """attack87's F7: once the runner stopped an execution, a moto branch thread mid-state
+    died with ``RuntimeError(... ProgramStopped ...)`` and a traceback on stderr, after the
+    runner's one-line error. That one error of those threads is dropped (the hook installed
+    as the runner stops an execution); any other thread exception goes on as before."""
+    import threading
+
+    from rollback_lessons.runners.stepfunctions import live
+
+    heard: list[str] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: heard.append(args.thread.name))
+
+    class Over:  # (an execution already over: the stop asks nothing more)
+        def describe_execution(self, executionArn):
+            return {"status": "SUCCEEDED"}
+
+    assert live.stop_execution(Over(), "arn", "Stopped", "why") == "was over"
+    stopped = RuntimeError(
+        "Could not set NextState value when in state "
+        "'<class 'moto.stepfunctions.parser.asl.component.program.states.ProgramStopped'>'"
+    )
+    for name, exc in [("BranchWorker_$(Program| {'start_at_name': 'Do b'})", stopped),
+                      ("BranchWorker_other", RuntimeError("another failure")),
+                      ("a thread of the caller's", stopped)]:  # fmt: skip
+
+        def die(exc=exc):  # type: ignore[no-untyped-def]
+            raise exc
+
+        thread = threading.Thread(target=die, name=name)
+        thread.start()
+        thread.join()
+    assert heard == ["BranchWorker_other", "a thread of the caller's"]

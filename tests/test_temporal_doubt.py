@@ -92,3 +92,39 @@ def test_close_names_a_call_still_running_in_doubt_among_what_may_be_in_effect()
     assert f"saga {run_id}: done: a; undone: none; running or timed out (their effect may " \
         "land): b;" in lost[0], lost[0]  # fmt: skip
     assert lost[0].endswith("so still in effect, or perhaps, undone by nobody: a, b"), lost[0]
+
+
+def test_an_undo_the_server_timed_out_after_step_timeout_is_dead_lettered_saying_so(on_temporal):
+    """attack87's F1: an undo with no timeout of its own, blocking past ``step_timeout``,
+    timed out by the server, was dead-lettered as the SDK's bare "activity StartToClose
+    timeout": no value, nothing saying its call went on. The dead letter names the timeout
+    (its value and ``step_timeout``) and says the call may still complete, as an undo's own
+    timeout's does."""
+    world: list[str] = []
+    release = threading.Event()
+
+    def refund(state):
+        world.append("undo a")
+        release.wait(30)
+
+    def fail(state):
+        raise RuntimeError("c failed")
+
+    saga = Saga([Step("a", lambda s: world.append("do a"), refund), Step("c", fail)],
+                name="server-timed-undo")  # fmt: skip
+    once = UndoPolicy(RetryPolicy(max_attempts=1), then="dead_letter")
+
+    async def scenario(runner):
+        try:
+            return await asyncio.wait_for(runner.run(saga, {}, policy=once, step_timeout=1), 60)
+        finally:
+            release.set()
+
+    outcome = on_temporal(scenario)
+    assert outcome.status is Status.ROLLBACK_INCOMPLETE, (outcome.status, outcome.notes)
+    assert [d.step for d in outcome.dead_letters] == ["a"]
+    told = str(outcome.dead_letters[0])
+    assert "TimeoutError" in told and "StartToClose" not in told, told
+    assert "did not end within step_timeout (1 s)" in told, told
+    assert "may still complete (or has)" in told, told
+    assert world[:2] == ["do a", "undo a"]

@@ -378,3 +378,87 @@ def test_a_sys_exit_landing_in_the_sdk_s_poll_says_nothing_of_it(tmp_path):
     # (not asserted: the poll's native future, made and never awaited as the exit landed, may
     # yet be resolved by the SDK's core after the loop closed, on a loaded machine: a stray
     # "RuntimeError: Event loop is closed", 1 run in about 10 here; nothing cancels it)
+
+
+_AT_START = r"""
+import asyncio, sys
+from rollback_lessons import Saga, Step
+from rollback_lessons.runners.temporal import TemporalRunner
+from temporalio.worker._activity import _ActivityWorker
+
+db, port, queue = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+world, seen = [], [0]
+real = _ActivityWorker._handle_start_activity_task
+
+
+async def start(self, *args, **kwargs):  # (b's activity: a sys.exit as the SDK starts it)
+    seen[0] += 1
+    if seen[0] == 2:
+        raise SystemExit(3)
+    return await real(self, *args, **kwargs)
+
+
+_ActivityWorker._handle_start_activity_task = start
+
+
+def step(n):
+    return Step(n, lambda s: world.append(f"do {n}"), lambda s: world.append(f"undo {n}"))
+
+
+def refused(state):
+    raise RuntimeError("c refused")
+
+
+async def main():
+    async with await TemporalRunner.start(db_file=db, port=port, task_queue=queue) as r:
+        handle = await r.start_saga(Saga([step("a"), step("b"), Step("c", refused)],
+                                         name="exit-at-activity"), {})
+        print("RUNID", handle.run_id, flush=True)
+        await handle.outcome()
+
+try:
+    asyncio.run(main())
+finally:
+    print("WORLD", world, flush=True)
+"""
+
+
+def test_a_sys_exit_as_the_sdk_starts_an_activity_is_said_and_the_relaunch_names_it_in_doubt(
+    tmp_path,
+):
+    """attack87's F5: a ``sys.exit`` raised inside the SDK as it starts b's activity, before
+    b's action is called: the process exited with nothing on stderr, and the relaunch
+    reported b ``leaked`` (it never ran) with no note. The first process now says what it
+    left (``WorkerGone``: a done, who finishes the saga); the relaunch's Outcome still counts
+    b leaked (its end never heard: it may have happened), and its note says why."""
+    db, port, queue = tmp_path / "t.db", free_port(), f"exit-{uuid.uuid4().hex[:8]}"
+    done = subprocess.run([sys.executable, "-c", _AT_START, str(db), str(port), queue],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 3, done.stderr[-2000:]
+    run_id = done.stdout.split("RUNID ")[1].split()[0]
+    assert "WORLD ['do a']" in done.stdout
+    assert (
+        f"WorkerGone: the worker running saga {run_id} was stopped (its event loop ending) "
+        "before the saga ended: nothing in this process finishes it. This process did: a;"
+    ) in done.stderr, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    world: list[str] = []
+    port_freed(port)
+
+    def step(n: str) -> Step:
+        return Step(n, lambda s: world.append(f"do {n}"), lambda s: world.append(f"undo {n}"))
+
+    def refused(state):  # type: ignore[no-untyped-def]
+        raise RuntimeError("c refused")
+
+    saga = Saga([step("a"), step("b"), Step("c", refused)], name="exit-at-activity")
+
+    async def relaunch():  # type: ignore[no-untyped-def]
+        async with await TemporalRunner.start(db_file=db, port=port, task_queue=queue) as again:
+            return await asyncio.wait_for((await again.handle_for(saga, run_id)).outcome(), 90)
+
+    with ThreadPoolExecutor(1) as pool:  # (asyncio.run in a thread: a loop may be running)
+        outcome = pool.submit(lambda: asyncio.run(relaunch())).result()
+    assert world == ["undo a"]
+    assert outcome.leaked == ("b",) and outcome.compensated == ("a",)
+    assert [n for n in outcome.notes if n.startswith("b: in doubt, its action's end never heard")]

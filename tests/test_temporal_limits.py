@@ -593,6 +593,27 @@ def test_the_record_of_the_worst_run_the_policies_allow_is_counted_before_the_st
     check_plan(plan_for(_names(20, 2_000, retried), policy=undo_retried), 0)  # (it fits)
 
 
+def test_a_refusal_says_its_counts_inflected_and_no_fewer_steps_to_a_1_step_saga():
+    """attack87's F3: a 1-step saga whose retries overflow the history was told "a run of
+    its 1 steps ... fewer max_attempts, or fewer steps": "1 step", and only "fewer
+    max_attempts"; a 2-step saga is still told both."""
+    from rollback_lessons.runners.temporal.limits import check_plan
+
+    retried = RetryPolicy(max_attempts=100_000, initial_delay=0.01)
+    one = Saga([Step("a", lambda s: s, lambda s: s, retry=retried)], name="one")
+    with pytest.raises(TemporalLimitExceeded) as refused:
+        check_plan(plan_for(one), 0)
+    told = str(refused.value)
+    assert told.startswith("a run of its 1 step can write ")
+    assert told.endswith("nothing undone): fewer max_attempts")
+    two = Saga([Step(k, lambda s: s, lambda s: s, retry=retried) for k in "ab"], name="two")
+    with pytest.raises(TemporalLimitExceeded) as refused:
+        check_plan(plan_for(two), 0)
+    told = str(refused.value)
+    assert told.startswith("a run of its 2 steps can write ")
+    assert told.endswith("nothing undone): fewer max_attempts, or fewer steps")
+
+
 def test_a_record_over_a_payload_has_its_error_texts_cut_alike_to_fit_with_a_note():
     """attack76 F1: three undos failing with 32,000-character texts, 25 attempts each: a
     record of 2.5 MB, raised as a limit, its three dead letters named nowhere. Its texts are

@@ -140,13 +140,12 @@ def run_explicit(
         workflow = _parsed(saga, chosen, {"do": host.do, "undo": host.undo})
         try:
             workflow.do_engine_steps()
-            completed = workflow.is_completed()  # (SpiffWorkflow's code too: attack85 F5)
+            if not workflow.is_completed():  # (SpiffWorkflow's code too: attack85 F5)
+                raise NotCompleted(NOT_COMPLETED)  # (its own failure too: attack87 F4)
         except BaseException as exc:  # (an Exception there is SpiffWorkflow's own failure:
             if not issubclass(type(exc), Exception):  # told as a Ctrl-C there, attack78 F4)
                 came_through_a_script()
             _cut_between(saga, state, before, plan, host, exc)
-        if not completed:
-            raise RuntimeError("the BPMN workflow did not complete")
         host.worker.plan = plan  # (what is in effect: the machine replays the calls)
         host.worker.over = (None, OVER)  # (a Ctrl-C from now on, to run's return: said so)
         with over_noted(host.worker, None, OVER):
@@ -268,6 +267,8 @@ def _run_graph(saga: Saga, state: State | None, world: State, before: Any, plan:
     try:
         completed = run_workflow(workflow, host)  # False: it waits at an incident (a person's)
         ended = workflow.is_completed()  # (SpiffWorkflow's code too: attack85 F5)
+        if not isinstance(host.op, Finished) or completed != ended:
+            raise NotCompleted(NOT_COMPLETED)  # (its own failure too: attack87 F4)
     except BaseException as exc:  # (told to the machine: its notes say what is left; an
         if not issubclass(type(exc), Exception):  # Exception, SpiffWorkflow's own: so too)
             came_through_a_script()
@@ -275,8 +276,6 @@ def _run_graph(saga: Saga, state: State | None, world: State, before: Any, plan:
         outcome = outcome_of(saga, machine.record(), before=before, state=state)
         remote.reraise(exc, outcome, engine_error(exc))
         raise
-    if not isinstance(host.op, Finished) or completed != ended:
-        raise RuntimeError("the BPMN workflow did not complete")
     host.worker.machine = machine  # (what is in effect: the live machine says)
     host.worker.over = (heard, OVER)  # (a Ctrl-C from now on, to run's return: said so)
     with over_noted(host.worker, heard, OVER):
@@ -285,6 +284,16 @@ def _run_graph(saga: Saga, state: State | None, world: State, before: Any, plan:
         heard.reraise(outcome)  # (a Ctrl-C in on_event: once what was done is undone)
         return outcome
 
+
+class NotCompleted(RuntimeError):
+    """SpiffWorkflow stopped running a workflow that had not completed, and had not stopped
+    at an incident: its own failure (a ``StopIteration`` inside one of its iterators, a task
+    filter or ``Task.has_state`` ends its iteration early, silently). Told to the saga
+    machine as any other failure in its code is: ``BpmnEngineError``, its notes saying what
+    is left (attack87 F4: it was a bare ``RuntimeError``, a step done named nowhere)."""
+
+
+NOT_COMPLETED = "the workflow stopped with no task ready, not completed"
 
 OVER = "BPMN: the run was over"
 """What a Ctrl-C once the workflow ended says first (``history.over_noted``; attack51 F4)."""

@@ -51,14 +51,18 @@ def _not_for_dbos(database: Path, fd: int) -> str | None:
     """Why DBOS must not use the file ``fd`` holds (None: it may): not SQLite (DBOS failed
     with SQLAlchemy's three-line error and a logged traceback), or SQLite with tables that
     are not DBOS's (DBOS added its own beside them: a rollback journal given by mistake
-    took them). An empty file is a new database."""
+    took them). An empty file is a new database. It is opened read-write (it was read-only): a
+    process killed while SQLite held a write transaction on the file left a hot ``-journal``
+    beside it, which SQLite rolls back as it first reads, and cannot on a read-only
+    connection ("attempt to write a readonly database"): DBOS's own, healthy file was called
+    unreadable, and every relaunch refused for ever (attack87's F6)."""
     head = os.pread(fd, len(SQLITE_HEADER), 0)
     if not head:
         return None
     if head != SQLITE_HEADER:
         return "it is not a SQLite database"
     try:
-        con = sqlite3.connect(_uri(database, "mode=ro"), uri=True)
+        con = sqlite3.connect(_uri(database, "mode=rw"), uri=True)
         try:
             rows = con.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall()
             tables = sorted(str(name) for (name,) in rows if not str(name).startswith("sqlite_"))

@@ -13,6 +13,7 @@ from typing import Any
 
 from dbos import DBOS
 
+from ..._words import counted
 from ...events import describe
 from ...policies import UndoPolicy, UnsupportedPolicy
 from ...saga import Saga, State
@@ -155,8 +156,8 @@ def _tried(run_id: str, saga: Saga | None, why: str | None) -> Saga | None:
         return None
     RETRYING.pop(run_id, None)
     REFUSED[run_id] = (
-        f"{why} ({tries} tries): it waits, unfinished; handle_for(saga, run_id) hosts it, "
-        "or a later launch whose sagas= makes it"
+        f"{why} ({counted(tries, 'try', 'tries')}): it waits, unfinished; "
+        "handle_for(saga, run_id) hosts it, or a later launch whose sagas= makes it"
     )
     _log.warning("%s", REFUSED[run_id])
     return None

@@ -56,6 +56,7 @@ from .asl import (
 from .asl_graph import CANCELLED, COMMITTED, INCOMPLETE, STOPPING, WHAT_NEXT
 from .engine import answer_late, refuse_engine_failures
 from .matched import cause_of
+from .quiet import quiet_stopped_branches
 
 T = TypeVar("T")
 Pick = Callable[[tuple[str, ...]], str]
@@ -424,6 +425,7 @@ def stop_execution(sfn: Any, arn: str, error: str, cause: str) -> str:
     (5.2.5) leaves one stopped between two states RUNNING for ever, though a second stop
     ends it, and refuses to stop one still starting: it is stopped again while it still
     says RUNNING (AWS's first stop is final), for a second at most."""
+    quiet_stopped_branches()
     try:
         if sfn.describe_execution(executionArn=arn)["status"] != "RUNNING":
             return "was over"

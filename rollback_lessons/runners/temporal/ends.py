@@ -5,7 +5,7 @@ only says what it saw; the machine decides what that leaves."""
 from __future__ import annotations
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutType
 from temporalio.exceptions import CancelledError as ActivityCancelled
 from temporalio.exceptions import TimeoutError as ServerTimeout
 
@@ -54,6 +54,26 @@ def end_unknown(err: ActivityError) -> bool:
         isinstance(cause, ApplicationError)
         and (cause.type in (IN_DOUBT, ABANDONED, SHUT) or (cause.type == CUT and not cause.details))
     )
+
+
+def server_timed_out(err: ActivityError, step: str, step_timeout: float) -> BaseException | None:
+    """The error of an undo with no timeout of its own that the server timed out after
+    ``step_timeout`` (its activity's start-to-close), told as an undo past its own timeout
+    is (``calls.still_running``): the timeout named, and its call, if it began (it waits
+    for an earlier call of the run still running), went on in its worker's thread, and may
+    still complete (or has). None for any other end. (attack87 F1:
+    dead-lettered as the SDK's bare "activity StartToClose timeout", no value, nothing
+    saying the call went on: an operator re-doing the refund by hand may double it.)"""
+    cause = err.cause
+    if not isinstance(cause, ServerTimeout) or cause.type != TimeoutType.START_TO_CLOSE:
+        return None
+    said = TimeoutError(
+        f"undo of step {step!r} did not end within step_timeout ({step_timeout:g} s), its "
+        "timeout as it has none of its own: the server stopped waiting; its call, if it "
+        "began (it waits for any earlier call of the run still running), went on in its "
+        "worker, and may still complete (or has)"
+    )
+    return ErrorRecord.of(said, step).to_exception()
 
 
 def not_called(err: ActivityError, unturned: bool = False) -> bool:

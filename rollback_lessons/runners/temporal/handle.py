@@ -4,6 +4,7 @@ cancel, its history, and a halted saga's questions to a person and their answers
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 import uuid
@@ -26,7 +27,7 @@ from ..closed import RunnerClosed
 from ..heard import Heard
 from ..wire import outcome_of, record_of
 from .activities import GATES, IN_FLIGHT, step_started
-from .left import said
+from .left import gone_unsaid, said
 from .limits import TOO_LARGE, OutcomeTooLarge
 from .lost import (
     RunDeleted,
@@ -36,6 +37,7 @@ from .lost import (
     ask,
     failed_after_effect,
     history_table,
+    never_heard,
     unheard,
 )
 
@@ -264,8 +266,9 @@ class SagaHandle:
             deleted = RunDeleted.of(self.run_id, exc)  # (before it is released: what ran here)
             _release(self.run_id)
             raise deleted from None
-        except asyncio.CancelledError:  # (the wait, not the run: it goes on, hosted here,
-            raise  # for whoever reads it next: ``runner.run`` on its caller's cancel)
+        except asyncio.CancelledError as stopped:  # (the wait, not the run: it goes on,
+            gone_unsaid(self, stopped)  # hosted here, for whoever reads it next: ``runner.run``
+            raise  # on its caller's cancel; its worker gone, said: attack87 F5)
         except BaseException:
             _release(self.run_id)
             raise
@@ -273,6 +276,12 @@ class SagaHandle:
         run = self._run or hosted.find(self.run_id)
         if run is not None:
             record = replace(record, notes=(*record.notes, *unheard(run, record)))
+        if record.leaked:  # (why each may have happened, if its end was never heard)
+            here = run.effects()[0] if run is not None else ()
+            events = self.workflow.fetch_history_events()
+            with contextlib.suppress(Exception):  # (unread: no note, nothing false said)
+                doubt = await self._ask(never_heard(events, record.leaked, here))
+                record = replace(record, notes=(*record.notes, *doubt))
         _release(self.run_id)
         outcome = outcome_of(self.saga, record, before=self._before, state=self._state)
         self._heard.after(outcome)  # (here, never in the workflow: a replay tells nothing)

@@ -107,6 +107,7 @@ async def compensated(handle: SagaHandle, stopped: asyncio.CancelledError) -> Ou
             raise  # below (attack54 F2: a bare KeyboardInterrupt); else the worker runs it
     if waiting.done() and not waiting.cancelled():
         return waiting.result()
+    TOLD.add(handle.run_id)  # (said here: not by the outcome() this cancels too)
     waiting.cancel()
     with contextlib.suppress(BaseException):  # (bounded; a further cancel ends it)
         await asyncio.wait_for(asyncio.shield(asking), CANCEL_SENT)
@@ -117,10 +118,31 @@ async def compensated(handle: SagaHandle, stopped: asyncio.CancelledError) -> Ou
     raise stopped
 
 
-def worker_gone(runner: TemporalRunner, run_id: str, sent: bool = True) -> str:
+TOLD: set[str] = set()
+"""The runs a ``WorkerGone`` was said of, by ``compensated``: the ``outcome()`` its loop's
+end cancels says nothing more (``gone_unsaid``)."""
+
+
+def gone_unsaid(handle: SagaHandle, stopped: asyncio.CancelledError) -> None:
+    """``outcome()``'s wait cancelled as the runner's worker is gone (its event loop ending: a
+    ``sys.exit`` or Ctrl-C raised inside the SDK as it starts an activity, before any call of
+    ours): nothing here runs the saga any more. Said as ``WorkerGone``, and in the cancel's
+    note: what this process did, what is in doubt, and who can finish it (attack87 F5: the
+    process exited with nothing on stderr, the saga left unnamed). Once per run."""
+    worker = getattr(handle.runner, "_worker_task", None)
+    if worker is None or not ending.gone(worker) or handle.run_id in TOLD:
+        return
+    TOLD.add(handle.run_id)
+    note = worker_gone(handle.runner, handle.run_id, asked=False)
+    warnings.warn(WorkerGone(note), stacklevel=3)
+    stopped.add_note(note)
+
+
+def worker_gone(runner: TemporalRunner, run_id: str, sent: bool = True, asked: bool = True) -> str:
     """What ``WorkerGone`` says of saga ``run_id``: this process's calls (those still running
     here are in doubt), and who can finish it (the server, a relaunch on the ``db_file``):
-    compensated if its cancel was ``sent``, else forward."""
+    compensated if its cancel was ``sent``, else forward; a saga not ``asked`` to cancel
+    (its ``outcome()`` awaited as the worker went) goes on as it would have."""
     run, running = hosted.find(run_id), IN_FLIGHT.get(run_id, {})
     done, undone, failed = run.effects() if run is not None else ((), (), ())
     doubt = [s for kind, s, _ in running if kind == "action"]
@@ -128,7 +150,9 @@ def worker_gone(runner: TemporalRunner, run_id: str, sent: bool = True) -> str:
     perhaps = [s for s in failed if run is not None and s in run.effected]
     left = [s for s in dict.fromkeys((*done, *perhaps, *doubt)) if s not in undone]
     then = (
-        _undone_or_forward(run, doubt)
+        "finishes it"
+        if not asked
+        else _undone_or_forward(run, doubt)
         if sent
         else "goes on with it, forward, unless its cancel reached the server (not confirmed "
         "here: cancel() it to be sure)"
@@ -151,13 +175,15 @@ def worker_gone(runner: TemporalRunner, run_id: str, sent: bool = True) -> str:
         )
     names = ", ".join
     return (
-        f"the worker running saga {run_id} was stopped (its event loop ending) before the saga, "
+        f"the worker running saga {run_id} was stopped (its event loop ending) before the saga"
         + (
-            "asked to cancel, compensated"
+            " ended"
+            if not asked
+            else ", asked to cancel, compensated"
             if sent and not then.startswith("finishes")
-            else "asked to cancel, ended"
+            else ", asked to cancel, ended"
             if sent
-            else "whose cancel the server did not confirm, ended"
+            else ", whose cancel the server did not confirm, ended"
         )
         + ": nothing in this process finishes it. This process did: "
         f"{names(done) or 'none'}; undid: {names(undone) or 'none'}; in doubt (running here, "

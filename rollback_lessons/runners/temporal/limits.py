@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..._words import counted
 from ...errors import InvalidPipelineError, RollbackLessonsError
 from ...outcome import RunRecord
 from ..owed import all_undone, worst_record
@@ -149,22 +150,22 @@ def check_plan(plan: SagaPlan, input_size: int, history_limit: int = HISTORY_EVE
     worst = worst_history(plan, completion)
     if worst > history_limit:
         raise TemporalLimitExceeded(
-            f"a run of its {len(plan.steps)} steps can write {worst} events (every retry and "
-            f"undo attempt, their timers and workflow tasks), over Temporal's limit of "
+            f"a run of its {counted(len(plan.steps), 'step')} can write {worst} events (every "
+            f"retry and undo attempt, their timers and workflow tasks), over Temporal's limit of "
             f"{history_limit} events in a workflow's history (the server would terminate it "
-            "mid-run, nothing undone): fewer max_attempts, or fewer steps"
+            f"mid-run, nothing undone): {_ways(plan, 'fewer max_attempts', 'fewer steps')}"
         )
     if input_size > PAYLOAD_LIMIT:
         raise TemporalLimitExceeded(
             f"the saga's plan is {_mb(input_size)}, over Temporal's payload limit of "
-            f"{_mb(PAYLOAD_LIMIT)}: shorter step names, or fewer steps"
+            f"{_mb(PAYLOAD_LIMIT)}: {_ways(plan, 'shorter step names', 'fewer steps')}"
         )
     least = size(record_data(all_undone(plan.specs(), plan.undo_order)))
     if least > PAYLOAD_LIMIT:
         raise TemporalLimitExceeded(
             f"the record of a rollback of this saga is at least {_mb(least)}, over "
             f"Temporal's payload limit of {_mb(PAYLOAD_LIMIT)} (every step's name is in "
-            "each of its events): shorter step names, or fewer steps"
+            f"each of its events): {_ways(plan, 'shorter step names', 'fewer steps')}"
         )
     worst = size(record_data(worst_record(plan.specs(), _undo_attempts(plan), _Failed(),
                                           plan.undo_order)))  # fmt: skip
@@ -173,8 +174,15 @@ def check_plan(plan: SagaPlan, input_size: int, history_limit: int = HISTORY_EVE
             f"the record of its worst run (every retry and undo attempt its policies allow, "
             f"each error's text cut to {FLOOR} characters) is {_mb(worst)}, over Temporal's "
             f"payload limit of {_mb(PAYLOAD_LIMIT)} (every step's name is in each of its "
-            "events): shorter step names, fewer steps, or fewer max_attempts"
+            f"events): {_ways(plan, 'shorter step names', 'fewer steps', 'fewer max_attempts')}"
         )
+
+
+def _ways(plan: SagaPlan, *ways: str) -> str:
+    """The ways out a refusal gives, "a, b, or c": "fewer steps" only to a saga of more than
+    one (a 1-step saga was told "fewer steps": attack87 F3)."""
+    kept = [w for w in ways if w != "fewer steps" or len(plan.steps) > 1]
+    return kept[0] if len(kept) == 1 else ", ".join(kept[:-1]) + ", or " + kept[-1]
 
 
 class _Failed(Exception):

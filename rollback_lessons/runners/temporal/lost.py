@@ -43,6 +43,37 @@ def unheard(run: hosted.Hosted, record: RunRecord) -> list[str]:
     return notes
 
 
+async def never_heard(events: AsyncIterator[Any], leaked: Sequence[str],
+                      here: Collection[str] = ()) -> list[str]:  # fmt: skip
+    """Why a step counted ``leaked`` may have happened: its action's latest attempt ended
+    unheard (timed out by the server, or cut by its worker's end), so whether its call ran
+    nobody knows. A worker stopped as the SDK started the activity never called it; one
+    stopped later may have (attack87 F5: a step that never ran was reported leaked with no
+    word why). ``here``: steps this process did (``unheard`` says those)."""
+    how = {"activity timed out": "timed out by the server",
+           "activity cut short": "cut short by its worker's end"}  # fmt: skip
+    latest: dict[str, str] = {}
+    async for row in _rows(events):
+        if row[0] == "action" and row[1] in leaked:
+            latest[row[1]] = row[2]
+    return [
+        f"{step}: in doubt, its action's end never heard (its activity {how[latest[step]]}: "
+        "its worker may have stopped before its call began, or after): counted leaked, it "
+        "may have happened, or never run; check it by hand"
+        for step in leaked
+        if step not in here and latest.get(step) in how
+    ]
+
+
+async def _rows(events: AsyncIterator[Any]) -> AsyncIterator[tuple[str, str, str]]:
+    """(action or undo, step, how its activity stands) for each activity event, in order."""
+    async for event, kind, what, step in _activities(events):
+        if kind == "activity_task_scheduled_event_attributes":
+            yield what, step, "activity scheduled"
+        elif kind in _ACTIVITY_ENDS:
+            yield what, step, _cut(event) or _ACTIVITY_ENDS[kind]
+
+
 _ACTIVITY_ENDS = {
     "activity_task_completed_event_attributes": "activity completed",
     "activity_task_failed_event_attributes": "activity failed",

@@ -48,7 +48,7 @@ with workflow.unsafe.imports_passed_through():  # plain data and the machine, no
     from ...stopping import cancel_uncalled
     from .. import hosted
     from ..wire import SagaPlan, record_data
-    from .ends import cause_of, end_unknown, never_started, not_called
+    from .ends import cause_of, end_unknown, never_started, not_called, server_timed_out
     from .limits import TOO_LARGE, OutcomeTooLarge, TemporalLimitExceeded, no_room, no_room_forward
     from .limits import result as result_of
     from .person import PersonAsked
@@ -409,6 +409,8 @@ class SagaWorkflow(PersonAsked):
                         continue  # (attack54 F1: dead-lettered); unheard twice, it failed
                     if interrupts(error := cause_of(err)[0]):  # a Ctrl-C, sys.exit in the undo:
                         return m.interrupted(error)  # as in process, the rest pending
+                    if op.timeout is None:  # timed out by the server after step_timeout: said
+                        error = server_timed_out(err, op.step, plan.step_timeout) or error
                     return m.undo_failed(error, full)
                 return m.undo_ok()
         if type(op) is Wait:
