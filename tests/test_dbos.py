@@ -1575,3 +1575,24 @@ def test_pending_never_gives_a_question_resolve_saw_answered(dbos_runner, monkey
         outcome = handle.outcome()
         assert outcome.status is Status.HALTED, trial
         assert (seen[0] is None or seen[0].number == 2) and seen[1] is None, (trial, seen)
+
+
+@pytest.mark.parametrize("order", ["others first", "at_once first"])
+def test_at_once_child_workflows_never_take_a_run_id_a_caller_may_choose(dbos_runner, order):
+    """attack87 F8: DBOS names a child workflow ``<run id>-<n>``: a run ``r1-4`` on the file
+    made run ``r1``'s fourth branch fail (``WorkflowFailed``, a step left to a person), and
+    in the other order a caller's own ``r1-4`` was refused as held. Children are
+    ``<run id>:<n>`` now, which no run id holds."""
+    prefix = f"ids-{order[0]}"
+    others = [f"{prefix}-{n}" for n in range(1, 9)]
+
+    def other():
+        return Saga([_step("o")], name="other")
+
+    if order == "others first":
+        assert {dbos_runner.run(other(), {}, run_id=r).status for r in others} == {Status.COMMITTED}
+    state: dict = {}
+    outcome = dbos_runner.run(trip(), state, run_id=prefix, at_once=True)
+    assert outcome.status is Status.COMMITTED, outcome
+    if order == "at_once first":
+        assert {dbos_runner.run(other(), {}, run_id=r).status for r in others} == {Status.COMMITTED}

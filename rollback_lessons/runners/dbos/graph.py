@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from dbos import DBOS
+from dbos import DBOS, SetWorkflowID
 from dbos._error import DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError
 
 from ... import schedule
@@ -21,6 +21,7 @@ from ...policies import UndoPolicy
 from ...schedule import GraphMachine, GraphOp, Ready
 from ..wire import ErrorRecord, SagaPlan, record_data
 from . import asking, bounded, lifetime, stops, waits
+from .stops import child_id
 from .workflow import (
     LOST,
     EndNotSaved,
@@ -174,8 +175,9 @@ class _AtOnce(_Graph):
         self.count += 1
         self.token[step] = self.count
         fault = self.faults.get(step, (None, None))[0]
-        started = DBOS.start_workflow(attempt_workflow, plan.run_id, plan.name, step,
-                                      self.count, fault, wait)  # fmt: skip
+        with SetWorkflowID(child_id(plan.run_id, self.count)):
+            started = DBOS.start_workflow(attempt_workflow, plan.run_id, plan.name, step,
+                                          self.count, fault, wait)  # fmt: skip
         self.children[step], self.waiting[step] = started, wait is not None
 
     def heard(self) -> dict[str, Any] | None:

@@ -73,7 +73,7 @@ BACKGROUND = "Exception encountered in background workflow"
 
 
 def _branch_ended(record: logging.LogRecord) -> bool:
-    """Is ``record`` DBOS's traceback of an at_once branch's child workflow (``<run id>-<n>``
+    """Is ``record`` DBOS's traceback of an at_once branch's child workflow (``<run id>:<n>``
     of a run hosted here) that ended ``ERROR`` (a write of its own failed: a disk full)? Its
     saga hears it (``graph._AtOnce.ended_child``) and its Outcome says it, in one line: kept
     off stderr as DBOS's other logs are (attack87 F2: 60 lines beside the runner's one)."""
@@ -83,7 +83,7 @@ def _branch_ended(record: logging.LogRecord) -> bool:
         child = DBOS.workflow_id  # (logged in the child's own workflow context)
     except Exception:
         return False
-    parent = child.rpartition("-")[0] if child else ""
+    parent = stops.parent_of(child) if child else ""
     return bool(parent) and (parent in hosted.RUNS or parent in hosting.PLANS)
 
 

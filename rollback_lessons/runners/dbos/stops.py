@@ -183,7 +183,7 @@ _OWNED = re.compile(
 
 def quiet(record: logging.LogRecord) -> bool:
     """Is ``record`` DBOS's own telling of a stop asked here (``ASKED``, a branch's child
-    workflow ``<run id>-<n>`` too): the cancel raised to who awaits the run, a traceback on
+    workflow ``<run id>:<n>`` too): the cancel raised to who awaits the run, a traceback on
     stderr, and the warning that the run is no longer this execution's? The operator asked
     for it, and the outcome says it: dropped (``launch.STOPPED``)."""
     exc = record.exc_info[1] if record.exc_info else None
@@ -194,7 +194,7 @@ def quiet(record: logging.LogRecord) -> bool:
         if found is None:
             return False
         run_id = found.group(1)
-    return run_id in ASKED or run_id.rpartition("-")[0] in ASKED
+    return run_id in ASKED or parent_of(run_id) in ASKED
 
 
 NUDGE = {"step": "", "token": -2}
@@ -304,3 +304,16 @@ def clear() -> None:
     ENDED.clear()
     ASKED.clear()
     RETURNED.clear()
+
+
+def child_id(run_id: str, n: int) -> str:
+    """The id of an at_once branch's ``n``-th child workflow: ``<run id>:<n>``. A run id
+    never holds ``:`` (``rules.check_run_id``), so no run a caller starts can take it: DBOS's
+    own ``<run id>-<n>`` was taken by a run ``r1-4``, and ``r1``'s fourth branch then failed
+    (attack87 F8)."""
+    return f"{run_id}:{n}"
+
+
+def parent_of(workflow_id: str) -> str:
+    """The run id of a branch's child workflow (``child_id``); "" for any other workflow."""
+    return workflow_id.rpartition(":")[0]
