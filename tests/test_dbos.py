@@ -599,7 +599,12 @@ def test_dbos_says_nothing_of_a_stop_asked_here_and_all_else(monkeypatch, said):
         return logging.LogRecord("dbos", logging.WARNING, "", 0, message, (),
                                  (type(exc), exc, None) if exc else None)  # fmt: skip
 
-    for run_id, dropped in [("stopped-1", True), ("stopped-1-3", True), ("other", False)]:
+    for run_id, dropped in [
+        ("stopped-1", True),
+        ("stopped-1:3", True),
+        ("stopped-1-3", False),
+        ("other", False),
+    ]:
         assert launch.STOPPED.filter(record(run_id)) is not dropped
         raised = DBOSAwaitedWorkflowCancelledError(run_id)
         assert launch.STOPPED.filter(record(run_id, raised)) is not dropped

@@ -105,7 +105,7 @@ def test_a_branch_at_once_whose_child_workflow_ended_error_is_heard_not_waited_f
     ends ERROR and never tells the saga it ended: the saga waited for ever, a done, nothing
     said. Its end is looked for now: in doubt (it may have happened), the rest undone."""
     world: list[str] = []
-    _write_fails(monkeypatch, "r1-1", "rollback_lessons.action")  # (a's end, not saved)
+    _write_fails(monkeypatch, "r1:1", "rollback_lessons.action")  # (a's end, not saved)
     with DBOSRunner.start(str(tmp_path / "dbos.sqlite")) as runner:
         outcome = runner.run(world_saga(world, graph=True), {}, run_id="r1", at_once=True)
     assert world == ["do a"]  # done, then nothing: its end unknown to the saga
@@ -124,7 +124,7 @@ def test_a_child_workflow_that_ended_error_prints_no_traceback_and_its_error_is_
     import logging
 
     world: list[str] = []
-    _write_fails(monkeypatch, "r1-1", "rollback_lessons.action")  # (a's end, not saved)
+    _write_fails(monkeypatch, "r1:1", "rollback_lessons.action")  # (a's end, not saved)
     with caplog.at_level(logging.ERROR, logger="dbos"):
         with DBOSRunner.start(str(tmp_path / "dbos.sqlite")) as runner:
             outcome = runner.run(world_saga(world, graph=True), {}, run_id="r1", at_once=True)
