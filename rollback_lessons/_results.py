@@ -104,7 +104,7 @@ def _begun(future: Any) -> bool:
     return not (inspect.iscoroutine(coro) and inspect.getcoroutinestate(coro) == "CORO_CREATED")
 
 
-def _unwaitable(future: Any, role: str, step: str) -> Any:
+def _unwaitable(future: Any, role: str, step: str, hint: str = " " + ASYNC_HINT) -> Any:
     """Work on a loop that cannot be waited for from here: its end if it has one; else
     cancelled, and said how far it had got."""
     if future.done():
@@ -122,11 +122,12 @@ def _unwaitable(future: Any, role: str, step: str) -> Any:
     if not begun:
         raise TypeError(
             f"{what(role, step)} returned an asyncio Task that no loop can run here "
-            f"(cancelled now, before it ran): a synchronous run cannot await it {ASYNC_HINT}"
+            f"(cancelled now, before it ran){': a synchronous run cannot await it' if hint else ''}"
+            f"{hint}"
         )
     raise MayHaveRun(
         f"{what(role, step)} returned an asyncio Task or Future that had begun and cannot be "
-        f"waited for here: cancelled mid-way, it may have had its effect {ASYNC_HINT}"
+        f"waited for here: cancelled mid-way, it may have had its effect{hint}"
     )
 
 
@@ -209,12 +210,22 @@ async def awaited(result: Any, role: str, step: str, blocked: Any = None) -> Any
     while on_a_loop(result) or handed_off(result):
         if handed_off(result):
             result = await _pooled(_as_future(result))
+        elif result.done():  # (its end; cancelled, as a synchronous run says: attack88 F11)
+            result = _unwaitable(result, role, step, hint="")
         elif result.get_loop() is asyncio.get_running_loop():
-            result = await result
+            work = result  # a Task (a cancel reaches its body), or a bare Future: work done
+            try:  # elsewhere (``run_in_executor``'s), which a cancel cannot stop (F6)
+                result = await (work if hasattr(work, "get_coro") else _unstoppable(work))
+            except asyncio.CancelledError:
+                me = asyncio.current_task()
+                if not work.cancelled() or (me is not None and me.cancelling()):
+                    raise  # (this run's own cancel)
+                result = _unwaitable(work, role, step, hint="")  # (cancelled by its owner
+                # while awaited: it may have begun, attack88 F11)
         elif (loop := _elsewhere(result, blocked)) is not None:
             result = await _on_its_loop(result, loop, role, step)
         else:
-            result = _unwaitable(result, role, step)
+            result = _unwaitable(result, role, step, hint="")
         if (bad := gave_back(result, role, step)) is not None:
             raise bad
     return result
@@ -263,9 +274,22 @@ async def _pooled(future: Any) -> Any:
     except asyncio.CancelledError as cancelled:
         if future.cancel():
             raise
-        with contextlib.suppress(BaseException):  # (it runs on: its end awaited, and then
-            await waiting  # the cancel is the caller's, never swallowed: attack88 F8)
-        raise _ran_on(cancelled, True) from None
+        return await _unstoppable(waiting, cancelled)
+
+
+async def _unstoppable(waiting: Any, cancelled: BaseException | None = None) -> Any:
+    """Await work a cancel cannot stop. Cancelled, its end is awaited (a second cancel ends
+    that wait), and then the cancel is raised, the caller's, never swallowed (attack88 F8),
+    said to have run on (``_ran_on``)."""
+    asyncio = _asyncio()
+    if cancelled is None:
+        try:
+            return await asyncio.shield(waiting)
+        except asyncio.CancelledError as exc:
+            cancelled = exc
+    with contextlib.suppress(BaseException):
+        await waiting
+    raise _ran_on(cancelled, True) from None
 
 
 def _ran_on(cancel: BaseException, ran_on: bool) -> BaseException:

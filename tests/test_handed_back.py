@@ -544,3 +544,61 @@ def test_an_awaited_action_that_ran_and_gave_back_a_coroutine_is_in_doubt():
     o = asyncio.run(saga.arun({}))
     assert world == ["charged"] and o.leaked == ("charge",)
     assert o.status is Status.ROLLBACK_INCOMPLETE and "may have had its effect" in str(o.error)
+
+
+@pytest.mark.parametrize("driver", ["AsyncRollback", "arun"])
+def test_an_executor_future_handed_back_and_timed_out_is_never_made_twice(driver):
+    """attack88 F6: ``return loop.run_in_executor(None, refund)`` with a timeout: the cancel
+    ended the await, the thread went on, and the retries made three refunds at once."""
+    world: list[str] = []
+
+    def slow():
+        time.sleep(0.4)
+        world.append("refunded")
+
+    async def undo(state=None):
+        return asyncio.get_running_loop().run_in_executor(None, slow)
+
+    policy = UndoPolicy(RetryPolicy(max_attempts=3, timeout=0.1), then="dead_letter")
+
+    async def main():
+        if driver == "AsyncRollback":
+            with pytest.raises(ZeroDivisionError):
+                async with AsyncRollback(policy=policy) as rb:
+                    await rb.do("charge", lambda: None, undo)
+                    raise ZeroDivisionError
+            o = rb.outcome
+        else:
+            saga = Saga([Step("charge", lambda s: None, lambda s: undo(s)),
+                         Step("b", lambda s: 1 / 0)])  # fmt: skip
+            o = await saga.arun({}, policy=policy)
+        await asyncio.sleep(0.6)
+        return o
+
+    o = asyncio.run(main())
+    assert world == ["refunded"] and "may still complete" in str(o.dead_letters[0].error)
+
+
+@pytest.mark.parametrize("given", ["task", "future"])
+def test_work_its_owner_cancels_while_awaited_is_in_doubt(given):
+    """attack88 F11: a Task (or Future) of this loop, the charge sent, cancelled by its owner
+    while arun awaited it: rolled_back with a bare CancelledError, the charge standing."""
+    world: list[str] = []
+
+    async def charge():
+        world.append("charge sent")
+        await asyncio.sleep(0.5)
+
+    async def action():
+        loop = asyncio.get_running_loop()
+        work = loop.create_task(charge()) if given == "task" else loop.create_future()
+        if given == "future":
+            world.append("charge sent")
+        loop.call_later(0.1, work.cancel)
+        return work
+
+    saga = Saga([Step("charge", lambda s: action(), lambda s: world.append("refunded")),
+                 Step("ship", lambda s: None)])  # fmt: skip
+    o = asyncio.run(saga.arun({}))
+    assert world == ["charge sent"] and o.leaked == ("charge",)
+    assert "may have begun" in str(o.error) and "AsyncRollback" not in str(o.error)
