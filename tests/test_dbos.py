@@ -1601,3 +1601,9 @@ def test_at_once_child_workflows_never_take_a_run_id_a_caller_may_choose(dbos_ru
     assert outcome.status is Status.COMMITTED, outcome
     if order == "at_once first":
         assert {dbos_runner.run(other(), {}, run_id=r).status for r in others} == {Status.COMMITTED}
+    from rollback_lessons.runners.dbos import UnknownRun
+
+    with pytest.raises(UnknownRun, match="is not a saga: it is a branch's child workflow"):
+        dbos_runner.record(f"{prefix}:1")  # (attack89 F2: a bare TypeError)
+    with pytest.raises(UnknownRun, match="is not a saga"):
+        dbos_runner.handle_for(trip(), f"{prefix}:1")

@@ -241,6 +241,7 @@ class DBOSRunner(Closable):
         state it acts on when this process still hosts the run. A run id DBOS does not know
         is refused (``UnknownRun``)."""
         self._refuse_if_closed("handle_for")
+        _not_a_branch(run_id)
         status = DBOS.get_workflow_status(run_id)
         if status is None:
             raise UnknownRun(f"DBOS has no saga {run_id!r} in {self.path}")
@@ -300,6 +301,7 @@ class DBOSRunner(Closable):
         saga never started) is ``UnknownRun``. One ``stop()`` stopped (DBOS keeps no result):
         the record ``outcome()`` gives (``stops.take``)."""
         self._refuse_if_closed("record")
+        _not_a_branch(run_id)
         self._not_stranded(run_id)  # (attack17's G4: it waited forever, or advised in vain)
         if DBOS.get_workflow_status(run_id) is None:
             raise UnknownRun(f"DBOS has no saga {run_id!r} in {self.path}")
@@ -394,3 +396,13 @@ class DBOSRunner(Closable):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _not_a_branch(run_id: str) -> None:
+    """Refuse, in one line, the id of an at_once branch's child workflow (``<run id>:<n>``,
+    no saga of its own: attack89 F2, a bare TypeError from deep in the record's reading)."""
+    if isinstance(run_id, str) and (parent := stops.parent_of(run_id)):
+        raise UnknownRun(
+            f"{run_id!r} is not a saga: it is a branch's child workflow of saga {parent!r} "
+            "(a run id never holds ':'); ask for that saga"
+        )
