@@ -108,7 +108,7 @@ def what_recover_does(cases: list[World]) -> dict[World, tuple[list[UndoRecord],
                     run.flush()
                 # the process that ran them is gone: it ran on another machine (its
                 # own boot too: a host name alone is checked here, this live process)
-                gone = "owner_host = 'elsewhere', owner_space = 'pid:[0] boot elsewhere'"
+                gone = "owner_host = 'elsewhere', owner_space = 'pid:[0] boot 0000-e15e-0000'"
                 journal.write([(f"UPDATE sagas SET {gone}, claim_pid = NULL", ())])
                 records = {n: journal.undos(f"saga-{n}") for n in range(len(new))}
                 recover(journal, registry, force=True)
