@@ -147,11 +147,18 @@ def checked(result: Any, role: str, step: str, blocked: Any = None) -> Any:
                 if not loop.is_running():  # (stopped while waited on: runs nowhere now)
                     return checked(_unwaitable(result, role, step), role, step, blocked)
                 continue
+            except BaseException:
+                if waited.cancelled() and result.cancelled():  # (cancelled by its owner
+                    _unwaitable(result, role, step)  # while waited on: attack89 F3)
+                raise
             if (bad := gave_back(done, role, step)) is not None:
                 raise bad  # (it ran to its end: attack88 F10)
             return checked(done, role, step, blocked)
     if handed_off(result):  # work handed to a pool: waited for, its error the call's
-        return checked(_as_future(result).result(), role, step, blocked)
+        done = _as_future(result).result()
+        if (bad := gave_back(done, role, step)) is not None:
+            raise bad  # (it ran to its end: attack89 F4)
+        return checked(done, role, step, blocked)
     if inspect.isawaitable(result):
         if inspect.iscoroutine(result):
             result.close()  # never leave it un-awaited and silently dropped
@@ -256,6 +263,8 @@ async def _on_its_loop(future: Any, loop: Any, role: str, step: str) -> Any:
         if waiting.done():
             if cancelled is not None:  # (it stopped when cancelled, or would not: the
                 raise _ran_on(cancelled, not waiting.cancelled())  # cancel is the caller's)
+            if waiting.cancelled() and future.cancelled():  # (cancelled by its owner while
+                return _unwaitable(future, role, step, hint="")  # awaited: attack89 F3)
             return waiting.result()
         if not loop.is_running():
             return _unwaitable(future, role, step)

@@ -602,3 +602,44 @@ def test_work_its_owner_cancels_while_awaited_is_in_doubt(given):
     o = asyncio.run(saga.arun({}))
     assert world == ["charge sent"] and o.leaked == ("charge",)
     assert "may have begun" in str(o.error) and "AsyncRollback" not in str(o.error)
+
+
+@pytest.mark.parametrize("driver", ["run", "arun"])
+def test_a_task_of_another_loop_its_owner_cancels_while_waited_on_is_in_doubt(other_loop, driver):
+    """attack89 F3: the charge sent there, its Task cancelled by its owner meanwhile: a clean
+    refusal (rolled_back, nothing leaked) on every driver, only this loop's were in doubt."""
+    world: list[str] = []
+
+    async def charge():
+        world.append("charge sent")
+        await asyncio.sleep(0.5)
+
+    def action(state=None):
+        task = asyncio.run_coroutine_threadsafe(_task_of(charge), other_loop).result()
+        other_loop.call_soon_threadsafe(lambda: other_loop.call_later(0.1, task.cancel))
+        return task
+
+    saga = Saga([Step("charge", action, lambda s: world.append("refunded")),
+                 Step("ship", lambda s: None)])  # fmt: skip
+    o = saga.run({}) if driver == "run" else asyncio.run(saga.arun({}))
+    assert world == ["charge sent"] and o.leaked == ("charge",)
+    assert o.status is Status.ROLLBACK_INCOMPLETE
+
+
+def test_a_sync_run_given_pool_work_that_ran_and_gave_back_a_coroutine_is_in_doubt(pool):
+    """attack89 F4: the pool's work charged, then returned a coroutine: a clean refusal in
+    a synchronous run (a pivot so was compensated across), in doubt in the async ones."""
+    world: list[str] = []
+
+    async def confirm():
+        world.append("confirmed")
+
+    def charge():
+        world.append("charged")
+        return confirm()
+
+    saga = Saga([Step("charge", lambda s: pool.submit(charge), lambda s: world.append("refund")),
+                 Step("ship", lambda s: None)])  # fmt: skip
+    o = saga.run({})
+    assert world == ["charged"] and o.leaked == ("charge",)
+    assert "may have had its effect" in str(o.error)
