@@ -150,3 +150,44 @@ def test_the_saga_ended_error_names_the_branches_its_children_may_have_done(tmp_
         "which DBOS never resumes; may have happened, not undone: a (have a person check and "
         "undo them by hand)"
     )
+
+
+def test_a_branch_whose_child_workflow_dbos_cancels_is_heard_in_doubt(tmp_path):
+    """attack89 F5: ``DBOS.cancel_workflow`` of an at_once branch's child workflow (its own
+    id, ``<run id>:<n>``): it never told the saga it ended, and the saga waited for ever."""
+    import threading
+    import time
+
+    from dbos import DBOS
+
+    from rollback_lessons import Parallel, Saga, Step
+
+    world: list[str] = []
+
+    def step(name: str, sleep: float = 0.0, fails: bool = False) -> Step:
+        def act(state):
+            time.sleep(sleep)
+            if fails:
+                raise RuntimeError(f"{name} refused")
+            world.append(f"do {name}")
+
+        return Step(name, act, lambda s: world.append(f"undo {name}"))
+
+    saga = Saga([step("a"), Parallel(step("b", sleep=2.0), step("x")), step("c", fails=True)])
+
+    def cancel_the_slow_child() -> None:
+        for _ in range(100):
+            time.sleep(0.05)
+            kids = [w.workflow_id for w in DBOS.list_workflows(status="PENDING")
+                    if w.workflow_id.startswith("r1:")]  # fmt: skip
+            if kids and "do x" in world:
+                for kid in kids:
+                    DBOS.cancel_workflow(kid)
+                return
+
+    with DBOSRunner.start(str(tmp_path / "dbos.sqlite")) as runner:
+        threading.Thread(target=cancel_the_slow_child, daemon=True).start()
+        outcome = runner.run(saga, {}, run_id="r1", at_once=True)
+    assert outcome.status.value == "rollback_incomplete" and outcome.leaked == ("b",)
+    assert "ended CANCELLED in DBOS" in str(outcome.error)
+    assert world[:2] == ["do a", "do x"] and "undo x" in world and "undo a" in world

@@ -199,20 +199,21 @@ class _AtOnce(_Graph):
             wait = min(wait * 2, 30.0)
 
     def ended_child(self) -> dict[str, Any] | None:
-        """The message of an awaited child that ended ERROR without sending it: an attempt
+        """The message of an awaited child that ended ERROR (or was cancelled) without sending
+        it: an attempt
         in doubt (its action may have run: cut short, as a process that died there), a
         retry's wait over (the machine decides whether it is tried again)."""
         for step, token in self.token.items():
             if token == -1:
                 continue
             status = DBOS.get_workflow_status(self.children[step].get_workflow_id())
-            if status is None or status.status != "ERROR":
-                continue
-            if self.waiting[step]:
+            if status is None or status.status not in ("ERROR", "CANCELLED"):
+                continue  # (CANCELLED: DBOS's cancel_workflow of the child itself, attack89
+            if self.waiting[step]:  # F5: the saga waited for ever)
                 return {"step": step, "token": token, "woke": True, "error": None}
             why = describe(status.error) if status.error is not None else "no error saved"
-            died = EndNotSaved(f"{step}'s attempt, a child workflow, ended ERROR in DBOS "
-                               f"({why}); it may have happened")  # fmt: skip
+            died = EndNotSaved(f"{step}'s attempt, a child workflow, ended {status.status} in "
+                               f"DBOS ({why}); it may have happened")  # fmt: skip
             error = {**bounded.saved(ErrorRecord.of(died, step, self.plan.run_id)), LOST: True}
             return {"step": step, "token": token, "woke": False, "error": error}
         return None
