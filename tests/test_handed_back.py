@@ -51,28 +51,38 @@ def _refund(world: list[str], fails: bool, pause: float = 0.05):
     return refund
 
 
+async def _undoing(driver: str, undo, policy=None, settle: float = 0.0, **step):
+    """Step "charge" (nothing to do) with ``undo`` (called with no argument), then a failure:
+    its rollback by ``driver``, an AsyncRollback block or ``saga.arun`` ("arun", or "arun
+    timed": ``step`` options on the charge); the outcome after ``settle`` seconds (work left
+    running ends meanwhile)."""
+    kept = {} if policy is None else {"policy": policy}  # (None is no policy's name)
+    if driver == "AsyncRollback":
+        with pytest.raises(ZeroDivisionError):
+            async with AsyncRollback(**kept) as rb:
+                await rb.do("charge", lambda: None, undo)
+                raise ZeroDivisionError
+        o = rb.outcome
+    else:
+        steps = [Step("charge", lambda s: None, lambda s: undo(), **step),
+                 Step("b", lambda s: 1 / 0)]  # fmt: skip
+        o = await Saga(steps).arun({}, **kept)
+    await asyncio.sleep(settle)
+    return o
+
+
 @pytest.mark.parametrize("driver", ["AsyncRollback", "arun", "arun timed"])
 @pytest.mark.parametrize("fails", [False, True])
 def test_an_async_undo_handing_its_refund_to_a_pool_is_that_refund(pool, driver, fails):
     """F1: ``async def undo(): return pool.submit(refund)``: the refund's error was dropped."""
     world: list[str] = []
 
-    async def undo(state=None):
+    async def undo():
         return pool.submit(_refund(world, fails))
 
-    async def main():
-        if driver == "AsyncRollback":
-            with pytest.raises(ZeroDivisionError):
-                async with AsyncRollback() as rb:
-                    await rb.do("charge", lambda: None, undo)
-                    raise ZeroDivisionError
-            return rb.outcome
-        timed = {"undo_timeout": 5.0} if driver == "arun timed" else {}
-        steps = [Step("charge", lambda s: None, lambda s: undo(s), **timed),
-                 Step("b", lambda s: 1 / 0)]  # fmt: skip
-        return await Saga(steps).arun({})
+    timed = {"undo_timeout": 5.0} if driver == "arun timed" else {}
 
-    o = asyncio.run(main())
+    o = asyncio.run(_undoing(driver, undo, **timed))
     if fails:
         assert o.status is Status.ROLLBACK_INCOMPLETE and world == ["refund attempted"]
         assert "bank down" in str(o.dead_letters[0].error)
@@ -214,21 +224,7 @@ def test_a_timed_out_undo_whose_work_runs_on_in_a_thread_is_never_called_again(p
 
     policy = UndoPolicy(RetryPolicy(max_attempts=3, timeout=0.1), then="dead_letter")
 
-    async def main():
-        if driver == "AsyncRollback":
-            with pytest.raises(ZeroDivisionError):
-                async with AsyncRollback(policy=policy) as rb:
-                    await rb.do("charge", lambda: None, undo)
-                    raise ZeroDivisionError
-            o = rb.outcome
-        else:
-            saga = Saga([Step("charge", lambda s: None, lambda s: undo(s)),
-                         Step("b", lambda s: 1 / 0)])  # fmt: skip
-            o = await saga.arun({}, policy=policy)
-        await asyncio.sleep(0.6)
-        return o
-
-    o = asyncio.run(main())
+    o = asyncio.run(_undoing(driver, undo, policy, settle=0.6))
     assert world == ["refunded"] and running[1] == 1
     assert o.status is Status.ROLLBACK_INCOMPLETE
     assert "may still complete" in str(o.dead_letters[0].error)
@@ -344,18 +340,7 @@ def test_an_undo_that_swallows_its_cancel_and_ends_in_the_grace_is_never_called_
 
     policy = UndoPolicy(RetryPolicy(max_attempts=3, timeout=0.1), then="dead_letter")
 
-    async def main():
-        if driver == "AsyncRollback":
-            with pytest.raises(ZeroDivisionError):
-                async with AsyncRollback(policy=policy) as rb:
-                    await rb.do("charge", lambda: None, refund)
-                    raise ZeroDivisionError
-            return rb.outcome
-        saga = Saga([Step("charge", lambda s: None, lambda s: refund()),
-                     Step("b", lambda s: 1 / 0)])  # fmt: skip
-        return await saga.arun({}, policy=policy)
-
-    o = asyncio.run(main())
+    o = asyncio.run(_undoing(driver, refund, policy))
     assert world == ["refunded"] and o.status is Status.ROLLBACK_INCOMPLETE
     assert "may still complete (or has)" in str(o.dead_letters[0].error)
 
@@ -561,21 +546,7 @@ def test_an_executor_future_handed_back_and_timed_out_is_never_made_twice(driver
 
     policy = UndoPolicy(RetryPolicy(max_attempts=3, timeout=0.1), then="dead_letter")
 
-    async def main():
-        if driver == "AsyncRollback":
-            with pytest.raises(ZeroDivisionError):
-                async with AsyncRollback(policy=policy) as rb:
-                    await rb.do("charge", lambda: None, undo)
-                    raise ZeroDivisionError
-            o = rb.outcome
-        else:
-            saga = Saga([Step("charge", lambda s: None, lambda s: undo(s)),
-                         Step("b", lambda s: 1 / 0)])  # fmt: skip
-            o = await saga.arun({}, policy=policy)
-        await asyncio.sleep(0.6)
-        return o
-
-    o = asyncio.run(main())
+    o = asyncio.run(_undoing(driver, undo, policy, settle=0.6))
     assert world == ["refunded"] and "may still complete" in str(o.dead_letters[0].error)
 
 
