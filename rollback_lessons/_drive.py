@@ -11,7 +11,7 @@ from collections.abc import Callable, Collection, Generator, Mapping
 from typing import Any, NamedTuple
 
 from . import _guards
-from ._results import PLAIN, awaitable, awaited, checked
+from ._results import PLAIN, awaitable, awaited, checked, ended
 from ._shutdown import shut_down
 from ._timed import acall_timed, within
 from .calls import call_timed, is_async, own_cancel, refused
@@ -371,13 +371,32 @@ class Driver:
                 except BaseException as exc:  # CancelledError too
                     thrown = shut_down(self, exc, todo)  # (asyncio.run's end: ``_shutdown``)
                     if thrown is not None:
-                        todo = loop.throw(thrown)
+                        end = ended(exc) if type(todo) is Call and todo.role == "action" else None
+                        if end is None:
+                            todo = loop.throw(thrown)
+                        else:  # (its work ran on to its end: told first, attack89 F1)
+                            todo = self.ran_to_end(loop, todo.step, thrown, end)  # type: ignore[union-attr]
                     continue
                 todo = loop.send(done)
         except BaseException as exc:  # its answer, or raised outside a call
             return self.loop_ended(exc)
         finally:
             loop.close()  # now, not when a later gc pass would (amid another run)
+
+    def ran_to_end(self, loop: Any, step: str, cut: BaseException, end: tuple[bool, Any]) -> Any:
+        """A cancel (or Ctrl-C) came as an action's work ran on, and was passed on once that
+        work ended (``_results.ended``): its end is told first (done, its undo logged; or
+        failed for good, never retried), then the run fails with the cut (attack89 F1:
+        a charge done was reported leaked, left standing; one declined, in doubt)."""
+        ok, value = end
+        if ok:  # (``returned_cut``: done, then the run fails there)
+            self.results[step] = value
+            return loop.throw(cut)
+        self.m.stop(cut)  # (no new try begins)
+        try:
+            return loop.throw(value)
+        finally:  # (its own error on the step; the block raises the cut)
+            self.error = self.raise_after = cut
 
     def step_raised(self, exc: BaseException) -> Op:
         self.called()

@@ -262,7 +262,8 @@ async def _on_its_loop(future: Any, loop: Any, role: str, step: str) -> Any:
             continue
         if waiting.done():
             if cancelled is not None:  # (it stopped when cancelled, or would not: the
-                raise _ran_on(cancelled, not waiting.cancelled())  # cancel is the caller's)
+                raise _ran_on(cancelled, not waiting.cancelled(), waiting)  # cancel is the
+                # caller's, told after the work's end: ``ended``)
             if waiting.cancelled() and future.cancelled():  # (cancelled by its owner while
                 return _unwaitable(future, role, step, hint="")  # awaited: attack89 F3)
             return waiting.result()
@@ -298,11 +299,31 @@ async def _unstoppable(waiting: Any, cancelled: BaseException | None = None) -> 
             cancelled = exc
     with contextlib.suppress(BaseException):
         await waiting
-    raise _ran_on(cancelled, True) from None
+    raise _ran_on(cancelled, True, waiting) from None
 
 
-def _ran_on(cancel: BaseException, ran_on: bool) -> BaseException:
+def _ran_on(cancel: BaseException, ran_on: bool, end: Any = None) -> BaseException:
     """The cancel of a wait for work that would not stop, said so when it ran on to its end
-    (``_timed.within`` then never calls it again: it may have completed)."""
+    (``_timed.within`` then never calls it again: it may have completed); ``end``: the
+    future that holds that end (``ended``)."""
     cancel.ran_on = ran_on  # type: ignore[attr-defined]
+    cancel.ended = end if ran_on else None  # type: ignore[attr-defined]
     return cancel
+
+
+def ended(cancel: BaseException) -> tuple[bool, Any] | None:
+    """The end of the work a cancel waited for (``_ran_on``), if it is known and final:
+    (True, its result) or (False, its error, an Exception); None where it is not (the
+    work cancelled, a BaseException, a result that is more work or a body never run). A
+    driver tells the machine that end before the cancel (attack89 F1: a charge done was
+    reported leaked and left standing, one declined said to be in doubt)."""
+    future = cancel.__dict__.get("ended") if hasattr(cancel, "__dict__") else None
+    if future is None or not future.done() or future.cancelled():
+        return None
+    error = future.exception()
+    if error is not None:
+        return (False, error) if isinstance(error, Exception) else None
+    result = future.result()
+    if awaitable(result) or inspect.isgenerator(result) or inspect.isasyncgen(result):
+        return None  # (more work, or a body that never ran: in doubt, as the cut says)
+    return (True, result)

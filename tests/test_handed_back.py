@@ -614,3 +614,84 @@ def test_a_sync_run_given_pool_work_that_ran_and_gave_back_a_coroutine_is_in_dou
     o = saga.run({})
     assert world == ["charged"] and o.leaked == ("charge",)
     assert "may have had its effect" in str(o.error)
+
+
+def _work_of(shape: str, pool, other, body):
+    """``body`` handed back as ``shape``: a pool's Future, the other stdlib pool's AsyncResult,
+    a ``run_in_executor`` Future, or a Task of a loop in another thread that would not stop
+    (its body in a thread: a cancel cannot cut it)."""
+    if shape == "pool":
+        return pool.submit(body)
+    if shape == "async_result":
+        from multiprocessing.pool import ThreadPool
+
+        return ThreadPool(1).apply_async(body)
+    if shape == "executor":
+        return asyncio.get_running_loop().run_in_executor(pool, body)
+
+    async def stubborn():
+        thread = asyncio.ensure_future(asyncio.to_thread(body))
+        while True:
+            try:
+                return await asyncio.shield(thread)
+            except asyncio.CancelledError:
+                continue  # (it will not stop: it runs on to its end)
+
+    return asyncio.run_coroutine_threadsafe(_task_of(stubborn), other).result(5)
+
+
+@pytest.mark.parametrize("shape", ["pool", "async_result", "executor", "other_loop_task"])
+@pytest.mark.parametrize("declined", [False, True])
+@pytest.mark.parametrize("driver", ["AsyncRollback", "arun"])
+def test_a_cancel_that_waited_for_a_charges_end_tells_that_end_first(
+    pool, other_loop, shape, declined, driver
+):
+    """attack89 F1: AsyncRollback cancelled while it awaited a charge that runs on waited for
+    its end, then said the step was cut: the charge done was reported leaked and left
+    standing (rollback_incomplete), one declined said to be in doubt; ``arun`` refunded and
+    said cancelled. Now every driver tells the end first, then the cancel."""
+    world: list[str] = []
+    blocks: list[AsyncRollback] = []
+
+    def charge():
+        time.sleep(0.3)
+        if declined:
+            raise ValueError("card declined")
+        world.append("charged")
+        return "receipt"
+
+    def act(*_):
+        return _work_of(shape, pool, other_loop, charge)
+
+    def refund(*_):
+        world.append("refunded")
+
+    def refund_first(*_):
+        world.append("unfirst")
+
+    async def block():
+        if driver == "arun":
+            first = Step("first", lambda _: world.append("first"), refund_first)
+            ship = Step("ship", lambda s: world.append("shipped"))
+            return await Saga([first, Step("charge", act, refund), ship]).arun({})
+        async with AsyncRollback() as rb:
+            blocks.append(rb)
+            await rb.do("first", lambda: world.append("first"), refund_first)
+            await rb.do("charge", act, refund)
+            await rb.do("ship", lambda: world.append("shipped"))
+
+    async def main():
+        task = asyncio.ensure_future(block())
+        asyncio.get_running_loop().call_later(0.1, task.cancel)
+        with pytest.raises(asyncio.CancelledError) as raised:
+            await task
+        return raised.value
+
+    cancel = asyncio.run(main())
+    o = blocks[0].outcome if blocks else cancel.outcome
+    done = [] if declined else ["charged", "refunded"]
+    assert world == ["first", *done, "unfirst"]
+    assert o.status is Status.CANCELLED and o.leaked == () and o.pending == ()
+    assert o.compensated == (("first",) if declined else ("charge", "first"))
+    [failed] = [e for e in o.events if e.kind.value == "step_failed"] if declined else [None]
+    assert failed is None or "card declined" in failed.details["error"]
