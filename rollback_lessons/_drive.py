@@ -371,7 +371,8 @@ class Driver:
                 except BaseException as exc:  # CancelledError too
                     thrown = shut_down(self, exc, todo)  # (asyncio.run's end: ``_shutdown``)
                     if thrown is not None:
-                        end = ended(exc) if type(todo) is Call and todo.role == "action" else None
+                        end = None if type(todo) is not Call or todo.role != "action" else (
+                            ended(exc, "action", todo.step))  # fmt: skip
                         if end is None:
                             todo = loop.throw(thrown)
                         else:  # (its work ran on to its end: told first, attack89 F1)

@@ -73,6 +73,19 @@ def _as_future(result: Any) -> Any:
     return future
 
 
+def broken(error: BaseException, role: str, step: str) -> BaseException:
+    """The error of work handed to a pool: a pool whose worker process died as it ran or
+    waited (``BrokenProcessPool``, an OOM kill) cut the call short, in doubt (attack88 F14:
+    a charge written, then ``os._exit``, was a clean refusal, ``rolled_back``)."""
+    process = sys.modules.get("concurrent.futures.process")
+    if process is None or not isinstance(error, process.BrokenProcessPool):
+        return error
+    return MayHaveRun(
+        f"{what(role, step)} was handed to a process pool whose worker died ({error}): "
+        "it may have begun, and had its effect"
+    )
+
+
 def on_a_loop(result: Any) -> bool:
     """Is ``result`` an asyncio Task or Future (asyncio's own ``isfuture`` test)?"""
     return getattr(result, "_asyncio_future_blocking", None) is not None
@@ -155,12 +168,15 @@ def checked(result: Any, role: str, step: str, blocked: Any = None) -> Any:
                 raise bad  # (it ran to its end: attack88 F10)
             return checked(done, role, step, blocked)
     if handed_off(result):  # work handed to a pool: waited for, its error the call's
-        done = _as_future(result).result()
+        try:
+            done = _as_future(result).result()
+        except Exception as error:
+            raise broken(error, role, step) from None
         if (bad := gave_back(done, role, step)) is not None:
             raise bad  # (it ran to its end: attack89 F4)
         return checked(done, role, step, blocked)
     if inspect.isawaitable(result):
-        if inspect.iscoroutine(result):
+        if inspect.iscoroutine(result) or inspect.isgenerator(result):
             result.close()  # never leave it un-awaited and silently dropped
         raise TypeError(
             f"{what(role, step)} returned an awaitable; a synchronous run cannot await it "
@@ -196,8 +212,13 @@ def gave_back(result: Any, role: str, step: str) -> MayHaveRun | None:
 def awaitable(result: Any) -> bool:
     """Does the async drivers' ``awaited`` have work to do on ``result``?"""
     return result is not None and type(result) not in PLAIN and (
-        hasattr(result, "__await__") or handed_off(result)
+        hasattr(result, "__await__") or handed_off(result) or _legacy(result)
     )  # fmt: skip
+
+
+def _legacy(result: Any) -> bool:
+    """A generator-based coroutine (``@types.coroutine``'s): ``await`` takes it (attack88 F15)."""
+    return inspect.isgenerator(result) and inspect.isawaitable(result)
 
 
 async def awaited(result: Any, role: str, step: str, blocked: Any = None) -> Any:
@@ -209,14 +230,14 @@ async def awaited(result: Any, role: str, step: str, blocked: Any = None) -> Any
     asyncio = _asyncio()  # (no import: at Python's shutdown it fails)
 
     if not (on_a_loop(result) or handed_off(result)):
-        if result is None or not hasattr(result, "__await__"):
+        if result is None or not (hasattr(result, "__await__") or _legacy(result)):
             return checked(result, role, step, blocked)
         result = await result
         if (bad := gave_back(result, role, step)) is not None:
             raise bad
     while on_a_loop(result) or handed_off(result):
         if handed_off(result):
-            result = await _pooled(_as_future(result))
+            result = await _pooled(_as_future(result), role, step)
         elif result.done():  # (its end; cancelled, as a synchronous run says: attack88 F11)
             result = _unwaitable(result, role, step, hint="")
         elif result.get_loop() is asyncio.get_running_loop():
@@ -271,20 +292,27 @@ async def _on_its_loop(future: Any, loop: Any, role: str, step: str) -> Any:
             return _unwaitable(future, role, step)
 
 
-async def _pooled(future: Any) -> Any:
+async def _pooled(future: Any, role: str, step: str) -> Any:
     """Await work handed to a pool. Cancelled (a timeout's cancel), work not begun is
     cancelled; work that runs in its thread cannot be stopped: this wait goes on, as an
     awaited call that will not stop does, so ``within`` leaves it running and the run never
-    calls it again (attack86 F9: three refunds at once, the dead letter saying none ran)."""
+    calls it again (attack86 F9: three refunds at once, the dead letter saying none ran).
+    Cancelled by its pool (``shutdown(cancel_futures=True)``: it never began), its error is
+    the pool's, not a cancel of this task (attack88 F7)."""
     asyncio = _asyncio()
 
     waiting = asyncio.wrap_future(future)
     try:
         return await asyncio.shield(waiting)
     except asyncio.CancelledError as cancelled:
+        me = asyncio.current_task()
+        if future.cancelled() and not (me is not None and me.cancelling()):
+            return future.result()  # (raises concurrent.futures' CancelledError)
         if future.cancel():
             raise
         return await _unstoppable(waiting, cancelled)
+    except Exception as error:
+        raise broken(error, role, step) from None
 
 
 async def _unstoppable(waiting: Any, cancelled: BaseException | None = None) -> Any:
@@ -311,7 +339,7 @@ def _ran_on(cancel: BaseException, ran_on: bool, end: Any = None) -> BaseExcepti
     return cancel
 
 
-def ended(cancel: BaseException) -> tuple[bool, Any] | None:
+def ended(cancel: BaseException, role: str, step: str) -> tuple[bool, Any] | None:
     """The end of the work a cancel waited for (``_ran_on``), if it is known and final:
     (True, its result) or (False, its error, an Exception); None where it is not (the
     work cancelled, a BaseException, a result that is more work or a body never run). A
@@ -322,7 +350,7 @@ def ended(cancel: BaseException) -> tuple[bool, Any] | None:
         return None
     error = future.exception()
     if error is not None:
-        return (False, error) if isinstance(error, Exception) else None
+        return (False, broken(error, role, step)) if isinstance(error, Exception) else None
     result = future.result()
     if awaitable(result) or inspect.isgenerator(result) or inspect.isasyncgen(result):
         return None  # (more work, or a body that never ran: in doubt, as the cut says)

@@ -45,7 +45,17 @@ def is_async(fn: object) -> bool:
     return not _plain(fn) and (
         inspect.iscoroutinefunction(fn)
         or inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004
+        or _legacy(fn)
     )
+
+
+def _legacy(fn: object) -> bool:
+    """A generator function made a coroutine (``@types.coroutine``): ``await`` takes what it
+    returns (attack88 F15: refused as a generator function, or as sync-only in ``arun``)."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    code = getattr(getattr(fn, "__func__", fn), "__code__", None)
+    return code is not None and bool(code.co_flags & inspect.CO_ITERABLE_COROUTINE)
 
 
 SYNC_ONLY = "the synchronous Rollback cannot await it (use AsyncRollback)"
@@ -65,12 +75,13 @@ def check_callable(
     if not callable(fn):
         raise TypeError(f"{what(role, step)} must be callable, got {fn!r}")
     # inspect looks through functools.partial, which is how Saga binds the state
-    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+    legacy = _legacy(fn)
+    if (inspect.isgeneratorfunction(fn) and not legacy) or inspect.isasyncgenfunction(fn):
         raise TypeError(
             f"{what(role, step)} is a generator function: calling it would not run its body. "
             "Make it a plain function (return a value instead of yielding it)"
         )
-    if not allow_async and inspect.iscoroutinefunction(fn):
+    if not allow_async and (inspect.iscoroutinefunction(fn) or legacy):
         raise TypeError(f"{what(role, step)} is an async function; {why}")
 
 

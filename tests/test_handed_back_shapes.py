@@ -1,0 +1,117 @@
+"""attack88 F7, F14, F15: work handed back in the shapes left over. A pool's worker process
+that dies as it runs the charge cut the call short (in doubt, never a clean refusal); a
+pool's own cancel of work it never began is the pool's error, not a cancel of the caller's
+task; a generator-based coroutine (``@types.coroutine``) is awaited as ``await`` takes it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+import types
+from concurrent.futures import CancelledError, ProcessPoolExecutor, ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from rollback_lessons import AsyncRollback, Rollback, Saga, Status, Step
+
+
+def _charge_then_die(world: str) -> None:
+    with open(world, "a") as file:
+        file.write("charged\n")
+    os._exit(9)  # (as an OOM kill would: the worker dies before it answers)
+
+
+@pytest.mark.parametrize("driver", ["run", "arun"])
+def test_a_charge_whose_pool_worker_died_is_in_doubt_never_a_refusal(tmp_path: Path, driver):
+    """F14: BrokenProcessPool was a clean failure: rolled_back, the charge named nowhere."""
+    world = tmp_path / "world"
+    world.write_text("")
+    with ProcessPoolExecutor(1) as pool:
+        steps = [Step("book", lambda s: None, lambda s: world.open("a").write("unbooked\n")),
+                 Step("charge", lambda s: pool.submit(_charge_then_die, str(world)),
+                      lambda s: world.open("a").write("refunded\n"))]  # fmt: skip
+        saga = Saga(steps)
+        o = saga.run({}) if driver == "run" else asyncio.run(saga.arun({}))
+    assert world.read_text().split() == ["charged", "unbooked"]
+    assert o.status is Status.ROLLBACK_INCOMPLETE and o.leaked == ("charge",)
+    assert "worker died" in str(o.error) and "may have" in str(o.error)
+
+
+@pytest.mark.parametrize("driver", ["Rollback", "AsyncRollback", "run", "arun"])
+def test_work_its_pool_cancels_before_it_began_is_the_pools_error(driver):
+    """F7: AsyncRollback raised asyncio's CancelledError (a cancel of the caller's task) for
+    a pool Future that ``shutdown(cancel_futures=True)`` cancelled; Rollback raised the
+    pool's. Never begun: a clean failure, the step before it undone."""
+    world: list[str] = []
+    pool = ThreadPoolExecutor(1)
+
+    def charge(*_):
+        pool.submit(time.sleep, 0.3)  # (the worker busy: the charge waits in the queue)
+        queued = pool.submit(world.append, "charged")
+        threading.Timer(0.1, lambda: pool.shutdown(wait=False, cancel_futures=True)).start()
+        return queued
+
+    def book(*_):
+        world.append("booked")
+
+    def unbook(*_):
+        world.append("unbooked")
+
+    async def block():
+        async with AsyncRollback() as rb:
+            await rb.do("book", book, unbook)
+            await rb.do("charge", charge, lambda: world.append("refunded"))
+
+    steps = [Step("book", book, unbook), Step("charge", charge, lambda s: None)]
+    if driver == "Rollback":
+        with pytest.raises(CancelledError), Rollback() as rb:
+            rb.do("book", book, unbook)
+            rb.do("charge", charge, lambda: world.append("refunded"))
+    elif driver == "AsyncRollback":
+        with pytest.raises(CancelledError):
+            asyncio.run(block())
+    else:
+        saga = Saga(steps)
+        o = saga.run({}) if driver == "run" else asyncio.run(saga.arun({}))
+        assert o.status is Status.ROLLED_BACK and isinstance(o.error, CancelledError)
+    assert world == ["booked", "unbooked"]
+
+
+@types.coroutine
+def _legacy_charge(world: list[str]):
+    yield from asyncio.sleep(0.01).__await__()
+    world.append("charged")
+    return "receipt"
+
+
+@pytest.mark.parametrize("driver", ["AsyncRollback", "arun"])
+def test_a_generator_based_coroutine_is_awaited_as_await_takes_it(driver):
+    """F15: refused as "a generator function" (AsyncRollback) or as sync-only inside arun."""
+    world: list[str] = []
+
+    async def main():
+        if driver == "arun":
+            steps = [Step("charge", lambda s: _legacy_charge(world), lambda s: None),
+                     Step("ship", lambda s: 1 / 0)]  # fmt: skip
+            return None, await Saga(steps).arun({})
+        with pytest.raises(ZeroDivisionError):
+            async with AsyncRollback() as rb:
+                got = await rb.do("charge", lambda: _legacy_charge(world),
+                                  lambda: world.append("refunded"))  # fmt: skip
+                world.append(f"got {got}")
+                raise ZeroDivisionError
+        return got, rb.outcome
+
+    got, o = asyncio.run(main())
+    assert o.status is Status.ROLLED_BACK and o.compensated == ("charge",)
+    assert world[0] == "charged" and got in (None, "receipt")
+
+
+def test_a_generator_based_coroutine_function_is_async_to_the_sync_rollback():
+    """Refused before anything runs, as an ``async def`` is: the sync block cannot await it."""
+    legacy = types.coroutine(lambda: (yield))
+    with pytest.raises(TypeError, match="async function"), Rollback() as rb:
+        rb.do("charge", legacy)
