@@ -11,7 +11,7 @@ from collections.abc import Callable, Collection, Generator, Mapping
 from typing import Any, NamedTuple
 
 from . import _guards
-from ._results import PLAIN, awaitable, awaited, checked, ended
+from ._results import PLAIN, awaitable, awaited, checked, ended, to_its_end
 from ._shutdown import shut_down
 from ._timed import acall_timed, within
 from .calls import call_timed, is_async, own_cancel, refused
@@ -356,7 +356,7 @@ class Driver:
                                 raise left  # (its call left running: attack84 F4)
                             done = fn(*args)
                             if role == "action" and awaitable(done):  # kept as it returns
-                                self.results[step] = done = await awaited(done, role, step)
+                                self.results[step] = done = await to_its_end(done, role, step)
                             elif role == "action":  # (no instant between: ``returned_cut``)
                                 self.results[step] = done = done and checked(done, role, step)
                             elif awaitable(done):  # (to its end: work handed back, attack86)

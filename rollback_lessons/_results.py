@@ -123,8 +123,9 @@ def _unwaitable(future: Any, role: str, step: str, hint: str = " " + ASYNC_HINT)
     if future.done():
         if future.cancelled():
             raise MayHaveRun(
-                f"{what(role, step)} returned an asyncio Task or Future cancelled already: "
-                "it may have begun, and had its effect"
+                f"{what(role, step)} returned an asyncio Task or Future that someone else "
+                "cancelled (before it was handed back, or while it was waited for): it may "
+                "have begun, and had its effect"
             )
         if (error := future.exception()) is not None:
             raise error
@@ -191,18 +192,22 @@ def checked(result: Any, role: str, step: str, blocked: Any = None) -> Any:
 
 
 def gave_back(result: Any, role: str, step: str) -> MayHaveRun | None:
-    """The error of an awaited call that gave back a coroutine, a generator or an async
-    generator: a body that never ran (an ``await`` missing inside it: ``return refund()``),
-    never reported done (attack85 F2), yet the call that gave it back ran to its end: in
-    doubt (``MayHaveRun``); None for any other result."""
+    """The error of an awaited call that gave back a coroutine, a generator, an async
+    generator or another awaitable that is no Task or Future: a body that never ran (an
+    ``await`` missing inside it: ``return refund()``), never reported done (attack85 F2),
+    yet the call that gave it back ran to its end: in doubt (``MayHaveRun``); None for any
+    other result."""
     if result is None or type(result) in PLAIN:
         return None
     if inspect.iscoroutine(result) or inspect.isgenerator(result):
         result.close()
-    elif not inspect.isasyncgen(result):
+        kind = "a coroutine" if inspect.iscoroutine(result) else "a generator"
+    elif inspect.isasyncgen(result):
+        kind = "an async generator"
+    elif hasattr(result, "__await__") and not on_a_loop(result):
+        kind = "an awaitable"  # (lazy until awaited, as a request object: attack90 F16)
+    else:
         return None
-    kind = "a coroutine" if inspect.iscoroutine(result) else (
-        "a generator" if inspect.isgenerator(result) else "an async generator")  # fmt: skip
     return MayHaveRun(  # (what ran before it may have had its effect: attack88 F10)
         f"{what(role, step)} gave back {kind} when awaited: its body never ran (an await "
         "missing inside it?), though what ran before it may have had its effect"
@@ -292,13 +297,62 @@ async def _on_its_loop(future: Any, loop: Any, role: str, step: str) -> Any:
             return _unwaitable(future, role, step)
 
 
+async def to_its_end(result: Any, role: str, step: str) -> Any:
+    """An action's result taken to its end (``awaited``) in a task of its own. A cancel of
+    the caller's task is passed into it once (a coroutine that honours it stops there, cut
+    short: in doubt), and its end is waited for whatever more cancels come; the cancel is
+    raised then, carrying that end where the work ran on to one (``ended``: the driver
+    tells it first). Before, a second cancel, a Task that swallowed the cancel, or work
+    whose result was more work ended the wait early: a refund logged before the charge ran
+    while the charge went on, the charge standing under ``cancelled``, or the cancel was
+    swallowed and the block committed (attack90 F1, F2, F4)."""
+    asyncio = _asyncio()
+    work = awaited(result, role, step)
+    task = asyncio.ensure_future(_to_end(work))
+    cut: BaseException | None = None
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError as exc:
+            if cut is None:
+                cut = exc
+                task.cancel()
+    if task.cancelled():  # (before it began: asyncio.run's end cancels every task)
+        work.close()  # (nothing of it ran: never left "never awaited")
+        if inspect.iscoroutine(result):
+            result.close()
+        raise cut or asyncio.CancelledError()
+    ok, value = task.result()
+    if cut is None:
+        if ok:
+            return value
+        raise value
+    if not ok and issubclass(type(value), asyncio.CancelledError):  # (it stopped on the
+        ran_on = value.__dict__.get("ran_on", False)  # cancel; or ran on, its end kept)
+        raise _ran_on(cut, ran_on, value.__dict__.get("ended")) from None
+    end = asyncio.get_running_loop().create_future()
+    end.set_result(value) if ok else end.set_exception(value)
+    raise _ran_on(cut, True, end)
+
+
+async def _to_end(work: Any) -> tuple[bool, Any]:
+    """``work`` awaited, its result or its error (any, a Ctrl-C too) returned, never raised
+    out of its task (asyncio would end the loop with a Ctrl-C)."""
+    try:
+        return True, await work
+    except BaseException as exc:
+        return False, exc
+
+
 async def _pooled(future: Any, role: str, step: str) -> Any:
-    """Await work handed to a pool. Cancelled (a timeout's cancel), work not begun is
-    cancelled; work that runs in its thread cannot be stopped: this wait goes on, as an
-    awaited call that will not stop does, so ``within`` leaves it running and the run never
-    calls it again (attack86 F9: three refunds at once, the dead letter saying none ran).
-    Cancelled by its pool (``shutdown(cancel_futures=True)``: it never began), its error is
-    the pool's, not a cancel of this task (attack88 F7)."""
+    """Await work handed to a pool. A cancel (a timeout's, the caller's) cannot stop it:
+    this wait goes on, as an awaited call that will not stop does, so ``within`` leaves it
+    running and the run never calls it again (attack86 F9: three refunds at once, the dead
+    letter saying none ran). Never withdrawn: a ``concurrent.futures.Future`` that is not yet
+    running may be a queued job, or work running elsewhere that its ``cancel()`` does not
+    stop (``run_coroutine_threadsafe``'s, a thread's own: attack90 F12, F13). Cancelled by
+    its pool (``shutdown(cancel_futures=True)``: it never began), its error is the pool's,
+    not a cancel of this task (attack88 F7)."""
     asyncio = _asyncio()
 
     waiting = asyncio.wrap_future(future)
@@ -308,8 +362,6 @@ async def _pooled(future: Any, role: str, step: str) -> Any:
         me = asyncio.current_task()
         if future.cancelled() and not (me is not None and me.cancelling()):
             return future.result()  # (raises concurrent.futures' CancelledError)
-        if future.cancel():
-            raise
         return await _unstoppable(waiting, cancelled)
     except Exception as error:
         raise broken(error, role, step) from None
@@ -325,8 +377,15 @@ async def _unstoppable(waiting: Any, cancelled: BaseException | None = None) -> 
             return await asyncio.shield(waiting)
         except asyncio.CancelledError as exc:
             cancelled = exc
-    with contextlib.suppress(BaseException):
-        await waiting
+    while True:
+        with contextlib.suppress(BaseException):
+            await waiting
+        if waiting.cancelled() or waiting.exception() is not None:
+            break
+        more = waiting.result()  # (work whose result is more work: to its end too, F1)
+        if not handed_off(more):
+            break
+        waiting = asyncio.wrap_future(_as_future(more))
     raise _ran_on(cancelled, True, waiting) from None
 
 

@@ -166,7 +166,7 @@ def test_a_done_task_handed_back_is_its_result_and_a_cancelled_one_in_doubt():
             got = rb.do("charge", lambda: done, lambda: world.append("refunded"))
         cancelled = asyncio.get_running_loop().create_future()
         cancelled.cancel()
-        with pytest.raises(TypeError, match="cancelled already: it may have begun"):
+        with pytest.raises(TypeError, match=r"someone else cancelled .*: it may have begun"):
             with Rollback() as again:
                 again.do("charge", lambda: cancelled)
         return got, rb.outcome, again.outcome
