@@ -11,7 +11,7 @@ from collections.abc import Callable, Collection, Generator, Mapping
 from typing import Any, NamedTuple
 
 from . import _guards
-from ._results import PLAIN, awaitable, awaited, checked, ended, to_its_end
+from ._results import PLAIN, _ran_on, awaitable, awaited, checked, ended, to_its_end
 from ._shutdown import shut_down
 from ._timed import acall_timed, within
 from .calls import call_timed, is_async, own_cancel, refused
@@ -371,12 +371,9 @@ class Driver:
                 except BaseException as exc:  # CancelledError too
                     thrown = shut_down(self, exc, todo)  # (asyncio.run's end: ``_shutdown``)
                     if thrown is not None:
-                        end = None if type(todo) is not Call or todo.role != "action" else (
-                            ended(exc, "action", todo.step))  # fmt: skip
-                        if end is None:
-                            todo = loop.throw(thrown)
-                        else:  # (its work ran on to its end: told first, attack89 F1)
-                            todo = self.ran_to_end(loop, todo.step, thrown, end)  # type: ignore[union-attr]
+                        if thrown is not exc and "ended" in exc.__dict__:  # (its work's end
+                            _ran_on(thrown, True, exc.__dict__["ended"])  # kept: attack89 F1)
+                        todo = loop.throw(thrown)
                     continue
                 todo = loop.send(done)
         except BaseException as exc:  # its answer, or raised outside a call
@@ -384,28 +381,24 @@ class Driver:
         finally:
             loop.close()  # now, not when a later gc pass would (amid another run)
 
-    def ran_to_end(self, loop: Any, step: str, cut: BaseException, end: tuple[bool, Any]) -> Any:
-        """A cancel (or Ctrl-C) came as an action's work ran on, and was passed on once that
-        work ended (``_results.ended``): its end is told first (done, its undo logged; or
-        failed for good, never retried), then the run fails with the cut (attack89 F1:
-        a charge done was reported leaked, left standing; one declined, in doubt)."""
-        ok, value = end
-        if ok:  # (``returned_cut``: done, then the run fails there)
-            self.results[step] = value
-            return loop.throw(cut)
-        self.m.stop(cut)  # (no new try begins)
-        try:
-            return loop.throw(value)
-        finally:  # (its own error on the step; the block raises the cut)
-            self.error = self.raise_after = cut
-
     def step_raised(self, exc: BaseException) -> Op:
         self.called()
         if issubclass(type(exc), Exception) or own_cancel(exc):
             self.error = untraced(exc)
             return self.m.step_failed(exc)
+        m, kept = self.m, getattr(exc, "__dict__", {})
+        step: str = m.current  # type: ignore[assignment]
+        end = ended(exc, "action", step) if "ended" in kept else None
+        if end is not None and end[0]:  # a cancel or Ctrl-C came as the action's work ran on:
+            self.results[step] = end[1]  # its end is told first, done (its undo logged),
+            return self.returned_cut(exc)  # then the run fails with it (attack89 F1, 90 F7)
+        if end is not None and m.plan is None:  # (refused: failed for good, never retried)
+            m.stop(exc)
+            op = self.step_raised(end[1])
+            self.error = self.raise_after = exc
+            return op
         self.error = self.raise_after = exc  # Ctrl-C: the step failed for good, no retry
-        return self.m.interrupted(exc)
+        return m.interrupted(exc, still_runs=bool(kept.get("runs_on")))  # (its wait given up)
 
     def returned_cut(self, exc: BaseException) -> Op:
         """A Ctrl-C (or sys.exit) as the loop resumed with a step's result (``adrive`` kept it

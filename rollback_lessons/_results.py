@@ -86,6 +86,24 @@ def broken(error: BaseException, role: str, step: str) -> BaseException:
     )
 
 
+def _waited_out(future: Any, cut: BaseException) -> BaseException:
+    """``cut`` (a Ctrl-C, an exit) came as a synchronous run waited for pool work, which
+    goes on: its end (and that of work it gives back) is waited for, then ``cut`` carries
+    it (``ended``: told first, attack90 F7: a refund logged before the charge ran while the
+    charge went on, ``rolled_back``). A second one gives the wait up: ``cut`` says the work
+    still runs (its step in doubt, its effect may land after any undo)."""
+    try:
+        while True:
+            with contextlib.suppress(Exception):
+                more = future.result()
+            if future.exception() is not None or not handed_off(more):
+                return _ran_on(cut, True, future)
+            future = _as_future(more)
+    except BaseException:
+        cut.runs_on = True  # type: ignore[attr-defined]
+        return cut
+
+
 def on_a_loop(result: Any) -> bool:
     """Is ``result`` an asyncio Task or Future (asyncio's own ``isfuture`` test)?"""
     return getattr(result, "_asyncio_future_blocking", None) is not None
@@ -169,10 +187,13 @@ def checked(result: Any, role: str, step: str, blocked: Any = None) -> Any:
                 raise bad  # (it ran to its end: attack88 F10)
             return checked(done, role, step, blocked)
     if handed_off(result):  # work handed to a pool: waited for, its error the call's
+        future = _as_future(result)
         try:
-            done = _as_future(result).result()
+            done = future.result()
         except Exception as error:
             raise broken(error, role, step) from None
+        except BaseException as cut:  # (a Ctrl-C or exit as it runs: it cannot be stopped)
+            raise _waited_out(future, cut) from None
         if (bad := gave_back(done, role, step)) is not None:
             raise bad  # (it ran to its end: attack89 F4)
         return checked(done, role, step, blocked)

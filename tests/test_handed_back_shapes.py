@@ -18,6 +18,12 @@ import pytest
 from rollback_lessons import AsyncRollback, Rollback, Saga, Status, Step
 
 
+@pytest.fixture
+def pool():
+    with ThreadPoolExecutor(2) as pool:
+        yield pool
+
+
 def _charge_then_die(world: str) -> None:
     with open(world, "a") as file:
         file.write("charged\n")
@@ -115,3 +121,70 @@ def test_a_generator_based_coroutine_function_is_async_to_the_sync_rollback():
     legacy = types.coroutine(lambda: (yield))
     with pytest.raises(TypeError, match="async function"), Rollback() as rb:
         rb.do("charge", legacy)
+
+
+def _ctrl_c_at(*seconds: float) -> None:
+    """A real Ctrl-C (SIGINT to this process) at each of ``seconds``, from a timer thread."""
+    import signal
+
+    for at in seconds:
+        threading.Timer(at, os.kill, (os.getpid(), signal.SIGINT)).start()
+
+
+@pytest.mark.parametrize("register", ["before", "after"])
+@pytest.mark.parametrize("driver", ["Rollback", "run"])
+@pytest.mark.parametrize("declined", [False, True])
+def test_a_ctrl_c_while_a_sync_run_waits_for_pool_work_waits_for_its_end_first(
+    pool, register, driver, declined
+):
+    """attack90 F7: the Ctrl-C ended the wait at once: the refund logged before the charge
+    ran while the charge went on (rolled_back, the charge standing). Now the work's end is
+    waited for and told first: done, refunded after it; declined, nothing to undo."""
+    world: list[str] = []
+
+    def charge():
+        time.sleep(0.4)
+        if declined:
+            raise ValueError("card declined")
+        world.append("charged")
+
+    def refund(*_):
+        world.append("refunded")
+
+    _ctrl_c_at(0.1)
+    with pytest.raises(KeyboardInterrupt):
+        if driver == "Rollback":
+            with Rollback() as rb:
+                rb.do("charge", lambda: pool.submit(charge), refund, register=register)
+                rb.do("ship", lambda: world.append("shipped"))
+        else:
+            steps = [Step("charge", lambda s: pool.submit(charge), refund, register=register),
+                     Step("ship", lambda s: world.append("shipped"))]  # fmt: skip
+            Saga(steps).run({})
+    time.sleep(0.1)
+    if declined:  # (a refund logged before it may run: the charge had ended, declined)
+        assert "charged" not in world and "shipped" not in world
+    else:
+        assert world == ["charged", "refunded"]
+    if driver == "Rollback" and not declined:
+        assert rb.outcome.compensated == ("charge",) and rb.outcome.leaked == ()
+    if driver == "Rollback" and declined:
+        assert rb.outcome.leaked == () and rb.outcome.status is Status.ROLLED_BACK
+
+
+def test_a_second_ctrl_c_gives_the_wait_up_and_the_step_is_in_doubt(pool):
+    """The second Ctrl-C ends the wait: the work still runs, so its step is leaked (a note
+    says its effect may land after any undo), never reported undone."""
+    world: list[str] = []
+
+    def charge():
+        time.sleep(0.6)
+        world.append("charged")
+
+    _ctrl_c_at(0.1, 0.2)
+    with pytest.raises(KeyboardInterrupt), Rollback() as rb:
+        rb.do("charge", lambda: pool.submit(charge), lambda: world.append("refunded"),
+              register="before")  # fmt: skip
+    o = rb.outcome
+    assert o.leaked == ("charge",) and o.status is not Status.ROLLED_BACK
+    assert any("still ran" in note for note in o.notes)
