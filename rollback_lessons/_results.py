@@ -157,6 +157,12 @@ def _unwaitable(future: Any, role: str, step: str, hint: str = " " + ASYNC_HINT)
             f"(cancelled now, before it ran){': a synchronous run cannot await it' if hint else ''}"
             f"{hint}"
         )
+    if not hasattr(future, "get_coro"):  # (a bare Future: its work is someone else's, which
+        raise MayHaveRun(  # its cancel does not stop, as run_in_executor's: attack90 F10)
+            f"{what(role, step)} returned an asyncio Future that cannot be waited for here: "
+            f"its work (a thread's, run_in_executor's?) may go on, and may have had its "
+            f"effect{hint}"
+        )
     raise MayHaveRun(
         f"{what(role, step)} returned an asyncio Task or Future that had begun and cannot be "
         f"waited for here: cancelled mid-way, it may have had its effect{hint}"

@@ -188,3 +188,24 @@ def test_a_second_ctrl_c_gives_the_wait_up_and_the_step_is_in_doubt(pool):
     o = rb.outcome
     assert o.leaked == ("charge",) and o.status is not Status.ROLLED_BACK
     assert any("still ran" in note for note in o.notes)
+
+
+def test_a_sync_runs_undo_handing_back_its_blocked_loops_executor_future_says_it_may_go_on():
+    """attack90 F10: said "cancelled mid-way", yet cancelling the Future stops no thread."""
+    world: list[str] = []
+
+    def refund() -> None:
+        time.sleep(0.2)
+        world.append("refunded")
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        steps = [Step("charge", lambda s: world.append("charged"),
+                      lambda s: loop.run_in_executor(None, refund)),
+                 Step("ship", lambda s: 1 / 0)]  # fmt: skip
+        return Saga(steps).run({})
+
+    o = asyncio.run(main())
+    assert o.status is Status.ROLLBACK_INCOMPLETE and o.compensated == ()
+    said = str(o.dead_letters[0].error)
+    assert "may go on" in said and "cancelled mid-way" not in said
