@@ -389,6 +389,9 @@ class Driver:
         m, kept = self.m, getattr(exc, "__dict__", {})
         step: str = m.current  # type: ignore[assignment]
         end = ended(exc, "action", step) if "ended" in kept else None
+        runs_on = kept.pop("runs_on", False)  # (told here, once: the same cancel raised on
+        kept.pop("ended", None)  # out of this block into an outer one's step is not that
+        kept.pop("ran_on", None)  # step's end, attack92 F1: a sub-saga's refund made twice)
         if end is not None and end[0]:  # a cancel or Ctrl-C came as the action's work ran on:
             self.results[step] = end[1]  # its end is told first, done (its undo logged),
             return self.returned_cut(exc)  # then the run fails with it (attack89 F1, 90 F7)
@@ -398,7 +401,7 @@ class Driver:
             self.error = self.raise_after = exc
             return op
         self.error = self.raise_after = exc  # Ctrl-C: the step failed for good, no retry
-        return m.interrupted(exc, still_runs=bool(kept.get("runs_on")))  # (its wait given up)
+        return m.interrupted(exc, still_runs=bool(runs_on))  # (its wait given up)
 
     def returned_cut(self, exc: BaseException) -> Op:
         """A Ctrl-C (or sys.exit) as the loop resumed with a step's result (``adrive`` kept it

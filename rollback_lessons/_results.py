@@ -276,8 +276,10 @@ async def awaited(result: Any, role: str, step: str, blocked: Any = None) -> Any
             work = result  # a Task (a cancel reaches its body), or a bare Future: work done
             try:  # elsewhere (``run_in_executor``'s), which a cancel cannot stop (F6)
                 result = await (work if hasattr(work, "get_coro") else _unstoppable(work))
-            except asyncio.CancelledError:
+            except asyncio.CancelledError as cut:
                 me = asyncio.current_task()
+                if work.done() and not work.cancelled():  # (it ended as the cancel came:
+                    raise _ran_on(cut, True, work) from None  # its end known, attack92 F5)
                 if not work.cancelled() or (me is not None and me.cancelling()):
                     raise  # (this run's own cancel)
                 result = _unwaitable(work, role, step, hint="")  # (cancelled by its owner
@@ -320,55 +322,33 @@ async def _on_its_loop(future: Any, loop: Any, role: str, step: str) -> Any:
             if waiting.cancelled() and future.cancelled():  # (cancelled by its owner while
                 return _unwaitable(future, role, step, hint="")  # awaited: attack89 F3)
             return waiting.result()
-        if not loop.is_running():
+        if not loop.is_running():  # (a cancel heard meanwhile is the caller's: raised, its
+            if cancelled is not None:  # work in doubt, never made again: attack90 F14)
+                raise _ran_on(cancelled, True) from None
             return _unwaitable(future, role, step)
 
 
 async def to_its_end(result: Any, role: str, step: str) -> Any:
-    """An action's result taken to its end (``awaited``) in a task of its own. A cancel of
-    the caller's task is passed into it once (a coroutine that honours it stops there, cut
-    short: in doubt), and its end is waited for whatever more cancels come; the cancel is
-    raised then, carrying that end where the work ran on to one (``ended``: the driver
-    tells it first). Before, a second cancel, a Task that swallowed the cancel, or work
-    whose result was more work ended the wait early: a refund logged before the charge ran
-    while the charge went on, the charge standing under ``cancelled``, or the cancel was
-    swallowed and the block committed (attack90 F1, F2, F4)."""
+    """An action's result awaited to its end (``awaited``), in the block's own task (its
+    context, its ``current_task``). A cancel of that task reaches the action as asyncio
+    delivers it; one the action swallows (a Task of this loop that will not stop, a
+    coroutine that catches it) is raised once the action ends, that end carried (``ended``:
+    told first), never lost (attack90 F2: the block committed and ran its next step)."""
     asyncio = _asyncio()
-    work = awaited(result, role, step)
-    task = asyncio.ensure_future(_to_end(work))
-    cut: BaseException | None = None
-    while not task.done():
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError as exc:
-            if cut is None:
-                cut = exc
-                task.cancel()
-    if task.cancelled():  # (before it began: asyncio.run's end cancels every task)
-        work.close()  # (nothing of it ran: never left "never awaited")
-        if inspect.iscoroutine(result):
-            result.close()
-        raise cut or asyncio.CancelledError()
-    ok, value = task.result()
-    if cut is None:
-        if ok:
-            return value
-        raise value
-    if not ok and issubclass(type(value), asyncio.CancelledError):  # (it stopped on the
-        ran_on = value.__dict__.get("ran_on", False)  # cancel; or ran on, its end kept)
-        raise _ran_on(cut, ran_on, value.__dict__.get("ended")) from None
+    me = asyncio.current_task()
+    before = me.cancelling() if me is not None else 0
     end = asyncio.get_running_loop().create_future()
-    end.set_result(value) if ok else end.set_exception(value)
-    raise _ran_on(cut, True, end)
-
-
-async def _to_end(work: Any) -> tuple[bool, Any]:
-    """``work`` awaited, its result or its error (any, a Ctrl-C too) returned, never raised
-    out of its task (asyncio would end the loop with a Ctrl-C)."""
     try:
-        return True, await work
-    except BaseException as exc:
-        return False, exc
+        value = await awaited(result, role, step)
+    except Exception as error:
+        if me is None or me.cancelling() <= before:
+            raise
+        end.set_exception(error)
+    else:
+        if me is None or me.cancelling() <= before:
+            return value
+        end.set_result(value)
+    raise _ran_on(asyncio.CancelledError(), True, end)
 
 
 async def _pooled(future: Any, role: str, step: str) -> Any:
@@ -395,9 +375,10 @@ async def _pooled(future: Any, role: str, step: str) -> Any:
 
 
 async def _unstoppable(waiting: Any, cancelled: BaseException | None = None) -> Any:
-    """Await work a cancel cannot stop. Cancelled, its end is awaited (a second cancel ends
-    that wait), and then the cancel is raised, the caller's, never swallowed (attack88 F8),
-    said to have run on (``_ran_on``)."""
+    """Await work a cancel cannot stop. Cancelled, its end is awaited (whatever more cancels
+    come, as ``arun``'s: attack90 F4, a second cancel ended the wait, the refund logged
+    before the charge running while the charge went on), and then the cancel is raised,
+    the caller's, never swallowed (attack88 F8), said to have run on (``_ran_on``)."""
     asyncio = _asyncio()
     if cancelled is None:
         try:
@@ -405,8 +386,9 @@ async def _unstoppable(waiting: Any, cancelled: BaseException | None = None) -> 
         except asyncio.CancelledError as exc:
             cancelled = exc
     while True:
-        with contextlib.suppress(BaseException):
-            await waiting
+        while not waiting.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait({waiting})
         if waiting.cancelled() or waiting.exception() is not None:
             break
         more = waiting.result()  # (work whose result is more work: to its end too, F1)

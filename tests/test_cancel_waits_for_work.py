@@ -46,11 +46,13 @@ def _charge(world: list[str], pause: float = 0.3):
 
 
 async def _stubborn(world: list[str]) -> str:
-    """A charge that will not stop when cancelled: it goes on to its end."""
-    try:
-        await asyncio.sleep(0.3)
-    except asyncio.CancelledError:
-        await asyncio.sleep(0.3)
+    """A charge that will not stop when cancelled, however often: it goes on to its end."""
+    end = time.monotonic() + 0.3
+    while (left := end - time.monotonic()) > 0:
+        try:
+            await asyncio.sleep(left)
+        except asyncio.CancelledError:
+            continue
     world.append("charged")
     return "receipt"
 
