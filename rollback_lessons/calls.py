@@ -226,3 +226,29 @@ def own_cancel(exc: BaseException) -> bool:
     except RuntimeError:  # no event loop running: no task of it is being cancelled
         return isinstance(exc, asyncio.CancelledError)
     return isinstance(exc, asyncio.CancelledError) and task is not None and not task.cancelling()
+
+
+_NO_LOOP = ("no running event loop", "There is no current event loop in thread")
+
+
+def off_its_loop(error: BaseException, step: str) -> BaseException:
+    """An undo's error, said whole where it is asyncio's "no running event loop": a plain
+    ``def`` undo with a timeout that ``arun`` and ``AsyncRollback`` called in their helper
+    thread (``_timed``), where no loop runs, asked for one (``get_running_loop()``,
+    ``ensure_future(...)``): its dead letter says why in one line, and what to do
+    (attack90 F15: asyncio's text named a thread the user never made)."""
+    if type(error) is not RuntimeError or not str(error).startswith(_NO_LOOP):
+        return error
+    from ._timed import _target  # (the helper thread's frame: called there, and only there)
+
+    tb = error.__traceback__
+    while tb is not None and tb.tb_frame.f_code is not _target.__code__:
+        tb = tb.tb_next
+    if tb is None:
+        return error
+    said = RuntimeError(
+        f"{what('undo', step)} ran in a helper thread (it has a timeout), where no event loop "
+        "runs: make it `async def` to use the event loop"
+    )
+    said.__cause__ = error
+    return said
