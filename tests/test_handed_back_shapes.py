@@ -153,6 +153,8 @@ def test_what_is_async_is_refused_by_the_sync_rollback_before_anything_runs(shap
                 rb.do("charge", fn, lambda: world.append("refunded"))
     assert world == [] and rb.outcome.status is Status.ROLLED_BACK
     assert not rb.outcome.dead_letters
+    with Rollback() as rb, pytest.raises(TypeError, match="is an async function"):
+        rb.register("charge", fn)  # (an undo logged by itself: the same rule)
     with pytest.raises(TypeError, match="is an async function; a Step takes a plain function"):
         Step("charge", fn) if role == "action" else Step("charge", lambda s: 1, fn)
 
