@@ -41,12 +41,21 @@ def plain(fn: object) -> bool:
 
 def is_async(fn: object) -> bool:
     """A coroutine function (through partials and bound methods), or an object whose
-    ``__call__`` is one? (The one rule the engines and the exercises tell async-ness by.)"""
-    return not _plain(fn) and (
-        inspect.iscoroutinefunction(fn)
-        or inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004
-        or _legacy(fn)
-    )
+    ``__call__`` is one (a partial of it too)? (The one rule the engines and the exercises
+    tell async-ness by.)"""
+    return not _plain(fn) and (inspect.iscoroutinefunction(fn) or _legacy(fn) or _async_call(fn))
+
+
+def _async_call(fn: object) -> bool:
+    """An object (through partials) whose ``__call__`` is a coroutine function, or a
+    generator function made one (attack90 F9: a partial of such an object was not counted)."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    if isinstance(fn, (types.FunctionType, types.MethodType)):
+        return False  # (its __call__ is the function's own: told above)
+    # looked up on its type, as a call does (a class's own async __call__ is its instances')
+    call = getattr(type(fn), "__call__", None)  # noqa: B004
+    return inspect.iscoroutinefunction(call) or _legacy(call)
 
 
 def _legacy(fn: object) -> bool:
@@ -81,7 +90,8 @@ def check_callable(
             f"{what(role, step)} is a generator function: calling it would not run its body. "
             "Make it a plain function (return a value instead of yielding it)"
         )
-    if not allow_async and (inspect.iscoroutinefunction(fn) or legacy):
+    if not allow_async and is_async(fn):  # (the one rule: an object whose __call__ is
+        # async def, a partial of one, refused as an async def is: attack90 F9)
         raise TypeError(f"{what(role, step)} is an async function; {why}")
 
 
@@ -216,3 +226,29 @@ def own_cancel(exc: BaseException) -> bool:
     except RuntimeError:  # no event loop running: no task of it is being cancelled
         return isinstance(exc, asyncio.CancelledError)
     return isinstance(exc, asyncio.CancelledError) and task is not None and not task.cancelling()
+
+
+_NO_LOOP = ("no running event loop", "There is no current event loop in thread")
+
+
+def off_its_loop(error: BaseException, step: str) -> BaseException:
+    """An undo's error, said whole where it is asyncio's "no running event loop": a plain
+    ``def`` undo with a timeout that ``arun`` and ``AsyncRollback`` called in their helper
+    thread (``_timed``), where no loop runs, asked for one (``get_running_loop()``,
+    ``ensure_future(...)``): its dead letter says why in one line, and what to do
+    (attack90 F15: asyncio's text named a thread the user never made)."""
+    if type(error) is not RuntimeError or not str(error).startswith(_NO_LOOP):
+        return error
+    from ._timed import _target  # (the helper thread's frame: called there, and only there)
+
+    tb = error.__traceback__
+    while tb is not None and tb.tb_frame.f_code is not _target.__code__:
+        tb = tb.tb_next
+    if tb is None:
+        return error
+    said = RuntimeError(
+        f"{what('undo', step)} ran in a helper thread (it has a timeout), where no event loop "
+        "runs: make it `async def` to use the event loop"
+    )
+    said.__cause__ = error
+    return said

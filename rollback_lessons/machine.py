@@ -29,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any, Final
 
+from .calls import off_its_loop
 from .errors import DuplicateStepError, RollbackLessonsError, TakenOver, UnknownStepError
 from .events import EventKind, EventRow, describe
 from .operations import (
@@ -639,6 +640,8 @@ class Machine:
         self._expect("undo_failed")
         entry = self.entry
         assert entry is not None
+        error = off_its_loop(error, entry.step)  # (asyncio's "no running event loop" of a
+        # plain undo run in the async engine's helper thread, said whole: attack90 F15)
         decision = decided(self.policy, self.attempt - self.base, error)
         details: dict[str, Any] = {"attempt": self.attempt, "error": describe(error)}
         if limit is not None and decision != "dead_letter":

@@ -6,6 +6,7 @@ task; a generator-based coroutine (``@types.coroutine``) is awaited as ``await``
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import threading
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from rollback_lessons import AsyncRollback, Rollback, Saga, Status, Step
+from rollback_lessons.calls import is_async
 
 
 @pytest.fixture
@@ -209,3 +211,70 @@ def test_a_sync_runs_undo_handing_back_its_blocked_loops_executor_future_says_it
     assert o.status is Status.ROLLBACK_INCOMPLETE and o.compensated == ()
     said = str(o.dead_letters[0].error)
     assert "may go on" in said and "cancelled mid-way" not in said
+
+
+class _AsyncCall:
+    async def __call__(self, *_):
+        raise AssertionError("never called: refused before anything runs")
+
+
+class _LegacyCall:
+    @types.coroutine
+    def __call__(self, *_):
+        raise AssertionError("never called: refused before anything runs")
+        yield
+
+
+_ASYNC_SHAPES = {
+    "object": _AsyncCall(),
+    "partial of object": functools.partial(_AsyncCall()),
+    "legacy object": _LegacyCall(),
+}
+
+
+@pytest.mark.parametrize("shape", list(_ASYNC_SHAPES))
+@pytest.mark.parametrize("role", ["action", "undo"])
+def test_what_is_async_is_refused_by_the_sync_rollback_before_anything_runs(shape, role):
+    """attack90 F9: an object whose ``__call__`` is ``async def`` (or a partial of one) was
+    taken as an undo: the charge ran, and the undo was a dead letter at rollback."""
+    fn, world = _ASYNC_SHAPES[shape], []
+    assert is_async(fn)
+    with pytest.raises(TypeError, match="is an async function; the synchronous Rollback"):
+        with Rollback() as rb:
+            if role == "undo":
+                rb.do("charge", lambda: world.append("charged"), fn)
+            else:
+                rb.do("charge", fn, lambda: world.append("refunded"))
+    assert world == [] and rb.outcome.status is Status.ROLLED_BACK
+    assert not rb.outcome.dead_letters
+    with Rollback() as rb, pytest.raises(TypeError, match="is an async function"):
+        rb.register("charge", fn)  # (an undo logged by itself: the same rule)
+    with pytest.raises(TypeError, match="is an async function; a Step takes a plain function"):
+        Step("charge", fn) if role == "action" else Step("charge", lambda s: 1, fn)
+
+
+def test_a_class_with_an_async_call_is_not_async_its_instances_are():
+    """Calling the class makes an instance (no coroutine): the rule looks at the type's."""
+    assert not is_async(_AsyncCall) and is_async(_AsyncCall())
+    assert not is_async(functools.partial(print)) and not is_async(len)
+
+
+def test_a_partial_of_an_async_call_object_is_awaited_by_async_rollback_with_a_timeout():
+    """Counted async now, it is still awaited by the async block (here with a timeout)."""
+    world: list[str] = []
+
+    class Refund:
+        async def __call__(self, what: str) -> None:
+            await asyncio.sleep(0)
+            world.append(what)
+
+    async def main():
+        with pytest.raises(ZeroDivisionError):
+            async with AsyncRollback() as rb:
+                await rb.do("charge", lambda: world.append("charged"),
+                            functools.partial(Refund(), "refunded"), undo_timeout=5)  # fmt: skip
+                raise ZeroDivisionError
+        return rb.outcome
+
+    o = asyncio.run(main())
+    assert o.status is Status.ROLLED_BACK and world == ["charged", "refunded"]

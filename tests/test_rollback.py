@@ -112,7 +112,8 @@ def test_fail_after_effect_leaks_only_with_register_after(register):
 def test_a_step_failed_after_its_effect_caught_in_a_committed_block_is_leaked(register, caught):
     """attack32 F6: the block catches a step's error and commits. One that failed after its
     effect is leaked whether its undo was logged before it (never run now: the commit
-    drops it) or not; one refused with nothing done is named nowhere, either way."""
+    drops it) or not; one refused with nothing done is named nowhere, either way. Its line
+    says which (attack90 F11: "no undo logged for it" of an undo logged before it)."""
     state = {"paid": 0}
     with Rollback(inject={"charge": caught}) as rb:
         with pytest.raises(InjectedTimeout if caught == "fail_after_effect" else InjectedFault):
@@ -123,6 +124,34 @@ def test_a_step_failed_after_its_effect_caught_in_a_committed_block_is_leaked(re
     assert outcome.status is Status.COMMITTED and outcome.completed == ("ship",)
     assert outcome.leaked == (("charge",) if caught == "fail_after_effect" else ())
     assert state == {"paid": 5 if caught == "fail_after_effect" else 0}
+    why = {"before": "its undo, logged before it, dropped by the commit",
+           "after": "no undo logged for it"}[register]  # fmt: skip
+    assert (f"leaked        charge  ({why})" in str(outcome)) is bool(outcome.leaked)
+
+
+def test_a_step_cut_short_by_wait_for_caught_in_a_committed_async_block_says_its_undo_dropped():
+    """attack90 F11's repro: ``asyncio.wait_for`` cuts a step short, its undo logged before
+    it; the block catches the TimeoutError and commits: leaked, its undo dropped, not "no
+    undo logged for it"."""
+    from rollback_lessons import AsyncRollback
+
+    async def charge() -> None:
+        await asyncio.sleep(5)
+
+    async def main():
+        async with AsyncRollback() as rb:
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(rb.do("charge", charge, lambda: None, register="before"),
+                                       0.05)  # fmt: skip
+            await rb.do("ship", lambda: None, lambda: None)
+        return rb.outcome
+
+    outcome = asyncio.run(main())
+    assert outcome.status is Status.COMMITTED and outcome.leaked == ("charge",)
+    assert "leaked        charge  (its undo, logged before it, dropped by the commit)" in str(
+        outcome
+    )
+    assert "no undo logged" not in str(outcome)
 
 
 @pytest.mark.parametrize("then", ["a step", "the end"])

@@ -132,3 +132,79 @@ def test_a_timeout_past_the_platforms_longest_wait_is_a_long_wait_not_a_failure(
     outcome = Saga(steps, policy=policy).run({})
     assert outcome.status is Status.ROLLED_BACK, outcome.summary_lines()
     assert calls == ["a"]
+
+
+def _loops_undo(shape, world):
+    """A plain ``def`` undo that hands back work of the running loop."""
+
+    def refund():
+        world.append("refunded")
+
+    def undo(*_):
+        if shape == "executor":
+            return asyncio.get_running_loop().run_in_executor(None, refund)
+        done = asyncio.Future()  # (this loop's: asyncio.get_event_loop() asked for it)
+        done.add_done_callback(lambda _: refund())
+        done.set_result(None)
+        return done
+
+    return undo
+
+
+@pytest.mark.parametrize("shape", ["executor", "future"])
+@pytest.mark.parametrize("driver", ["AsyncRollback", "arun"])
+@pytest.mark.parametrize("timeout", [None, 5.0])
+def test_a_plain_undo_using_the_loop_given_a_timeout_says_why_it_cannot(driver, shape, timeout):
+    """attack90 F15: with a timeout, the async engines call a plain ``def`` undo in a
+    helper thread, where no loop runs: it failed with asyncio's "no running event loop"
+    (or "no current event loop in thread 'rollback-lessons undo of ...'"), a thread the user
+    never made. Its dead letter now says why, in one line, and what to do; without a
+    timeout the same undo is waited for and undoes."""
+    world: list[str] = []
+    undo = _loops_undo(shape, world)
+
+    def fail(*_):
+        raise RuntimeError("ship failed")
+
+    async def main():
+        if driver == "arun":
+            steps = [Step("charge", lambda s: world.append("charged"), undo, undo_timeout=timeout),
+                     Step("ship", fail)]  # fmt: skip
+            return await Saga(steps).arun({})
+        with pytest.raises(RuntimeError, match="ship failed"):
+            async with AsyncRollback() as rb:
+                await rb.do("charge", lambda: world.append("charged"), undo,
+                            undo_timeout=timeout)  # fmt: skip
+                fail()
+        return rb.outcome
+
+    o = asyncio.run(main())
+    if timeout is None:
+        assert o.status is Status.ROLLED_BACK and world == ["charged", "refunded"]
+        return
+    assert o.status is Status.ROLLBACK_INCOMPLETE and world == ["charged"]
+    (dead,) = o.dead_letters
+    assert type(dead.error) is RuntimeError and str(dead.error) == (
+        "undo of step 'charge' ran in a helper thread (it has a timeout), where no event loop "
+        "runs: make it `async def` to use the event loop"
+    )
+    assert "no" in str(dead.error.__cause__) and "event loop" in str(dead.error.__cause__)
+    assert [e.details["error"] for e in o.events if e.kind == "undo_failed"] == [repr(dead.error)]
+
+
+def test_no_running_event_loop_raised_by_an_undo_itself_is_its_own():
+    """Only the helper thread's is said again: an undo that raises it itself (no timeout,
+    so called on the loop) keeps its own error."""
+
+    def undo():
+        raise RuntimeError("no running event loop")
+
+    async def main():
+        with pytest.raises(ZeroDivisionError):
+            async with AsyncRollback() as rb:
+                await rb.do("charge", lambda: None, undo)
+                raise ZeroDivisionError
+        return rb.outcome
+
+    (dead,) = asyncio.run(main()).dead_letters
+    assert str(dead.error) == "no running event loop"
