@@ -341,8 +341,10 @@ def left_notes(run: Run) -> list[str]:
         return []  # (complete: nothing to say, the common case)
     taken = issubclass(type(m.error), TakenOver)  # (its message says what, and the late step)
     return rollback_notes(
-        m.dead_letters, m.pending, [s for s in m.leaked if not taken or s != m.error.late],  # type: ignore[union-attr]
-        m.notes, cut=bool(m.cut_note) or taken,  # (a Ctrl-C once it halted: attack52 F3)
+        m.dead_letters, m.pending, [s for s in m.leaked if (not taken or s != m.error.late)  # type: ignore[union-attr]
+                                    and s not in m.compensated],  # (undone: its note says
+        m.notes, cut=bool(m.cut_note) or taken,  # it may land after: attack92 F4; a Ctrl-C
+        # once it halted: attack52 F3)
         forward=m.record().forward_said if m.halted else "",
     )  # fmt: skip
 

@@ -100,6 +100,8 @@ def _waited_out(future: Any, cut: BaseException) -> BaseException:
                 return _ran_on(cut, True, future)
             future = _as_future(more)
     except BaseException:
+        if future.done():  # (its own end: a worker's Ctrl-C sent back, attack92 F4)
+            return _ran_on(cut, True, future)
         cut.runs_on = True  # type: ignore[attr-defined]
         return cut
 
@@ -185,6 +187,10 @@ def checked(result: Any, role: str, step: str, blocked: Any = None) -> Any:
                 if not loop.is_running():  # (stopped while waited on: runs nowhere now)
                     return checked(_unwaitable(result, role, step), role, step, blocked)
                 continue
+            except (KeyboardInterrupt, SystemExit) as cut:  # (an action's: waited for to its
+                if role != "action":  # end, then told first, attack92 F7)
+                    raise
+                raise _waited_out(waited, cut) from None
             except BaseException:
                 if waited.cancelled() and result.cancelled():  # (cancelled by its owner
                     _unwaitable(result, role, step)  # while waited on: attack89 F3)
@@ -198,7 +204,10 @@ def checked(result: Any, role: str, step: str, blocked: Any = None) -> Any:
             done = future.result()
         except Exception as error:
             raise broken(error, role, step) from None
-        except BaseException as cut:  # (a Ctrl-C or exit as it runs: it cannot be stopped)
+        except BaseException as cut:  # (a Ctrl-C or exit as it runs: it cannot be stopped;
+            if future is not result or role != "action":  # a process Pool's job whose
+                raise  # worker the terminal's Ctrl-C killed is lost for good, attack92 F9;
+                # an undo's: the Ctrl-C stops the rollback there, not known undone, F6)
             raise _waited_out(future, cut) from None
         if (bad := gave_back(done, role, step)) is not None:
             raise bad  # (it ran to its end: attack89 F4)
@@ -375,10 +384,11 @@ async def _pooled(future: Any, role: str, step: str) -> Any:
 
 
 async def _unstoppable(waiting: Any, cancelled: BaseException | None = None) -> Any:
-    """Await work a cancel cannot stop. Cancelled, its end is awaited (whatever more cancels
-    come, as ``arun``'s: attack90 F4, a second cancel ended the wait, the refund logged
-    before the charge running while the charge went on), and then the cancel is raised,
-    the caller's, never swallowed (attack88 F8), said to have run on (``_ran_on``)."""
+    """Await work a cancel cannot stop. Cancelled, its end is awaited, and then the cancel is
+    raised, the caller's, never swallowed (attack88 F8), said to have run on (``_ran_on``).
+    A second cancel gives the wait up (a Future nobody ever sets would hang it for good):
+    the cancel is raised then, said to leave the work running (``runs_on``: its step in
+    doubt, never reported undone, attack90 F4)."""
     asyncio = _asyncio()
     if cancelled is None:
         try:
@@ -387,8 +397,11 @@ async def _unstoppable(waiting: Any, cancelled: BaseException | None = None) -> 
             cancelled = exc
     while True:
         while not waiting.done():
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await asyncio.wait({waiting})
+            except asyncio.CancelledError:  # a second cancel gives the wait up: the work
+                cancelled.runs_on = True  # type: ignore[union-attr]  # still runs, in doubt
+                raise cancelled from None  # (never a wait nobody can end: attack92 F11)
         if waiting.cancelled() or waiting.exception() is not None:
             break
         more = waiting.result()  # (work whose result is more work: to its end too, F1)

@@ -34,6 +34,7 @@ class Status(StrEnum):
 _ROLLED = frozenset({Status.ROLLED_BACK, Status.CANCELLED, Status.ROLLBACK_INCOMPLETE})
 _COMP = "compensable"  # (``rules.Kind.COMPENSABLE``: a step that changes something)
 DROPPED = "its undo, logged before it, dropped by the commit"  # (a leaked step's, attack90 F11)
+EARLY = "undone, but it still ran: it may land after its undo"  # (its wait given up: attack92 F4)
 
 
 def forward_when(sure: bool) -> str:
@@ -175,20 +176,20 @@ class RunRecord:
 
     @property
     def leaked_said(self) -> tuple[tuple[tuple[str, ...], str], ...]:
-        """The leaked steps, grouped by why no undo covers them: a pivot has none at all, any
-        other had none logged (review76 F8) or, committed, its undo logged before it dropped
-        (attack90 F11). A step that returned after a takeover is leaked too, logged or not."""
+        """The leaked steps, grouped by why no undo covers them: a pivot has none, any other
+        none logged (review76 F8), its undo dropped by a commit (attack90 F11) or run early."""
         late = self.error.late if issubclass(type(self.error), TakenOver) else None  # type: ignore[union-attr]
         pivots = tuple(s for s in self.leaked if self.kinds.get(s) == "pivot" and s != late)
         logged = {r[1] for r in self.rows if r[0] == "undo_registered"} - {*pivots, late}
         dropped = tuple(s for s in self.leaked if s in logged) * (self.status is Status.COMMITTED)
-        rest = tuple(s for s in self.leaked if s not in pivots and s not in dropped)
+        early = tuple(s for s in self.leaked if s in self.compensated and s not in dropped)
+        rest = tuple(s for s in self.leaked if s not in (*pivots, *dropped, *early))
         why = "no undo logged for it"
         if late in rest:
             said = f"{late}: returned after the saga was taken over, check it by hand"
             why = said if len(rest) == 1 else f"{why}; {said}"
-        groups = ((pivots, "irreversible: no undo"), (dropped, DROPPED), (rest, why))
-        return tuple((names, why) for names, why in groups if names)
+        groups = ((pivots, "irreversible: no undo"), (dropped, DROPPED), (early, EARLY))
+        return tuple((names, why) for names, why in (*groups, (rest, why)) if names)
 
     def _forward_when(self) -> str:
         sure = self.kinds.get(self.failed_step or "") != "pivot" and "pivot" in [
