@@ -344,6 +344,7 @@ def left_notes(run: Run) -> list[str]:
         m.dead_letters, m.pending, [s for s in m.leaked if not taken or s != m.error.late],  # type: ignore[union-attr]
         m.notes, cut=bool(m.cut_note) or taken,  # (a Ctrl-C once it halted: attack52 F3)
         forward=m.record().forward_said if m.halted else "",
+        finished=m.halted and m.commit_failed and m.pivot_done,
     )  # fmt: skip
 
 
