@@ -178,7 +178,7 @@ class Machine:
     rolling = False  # the run failed: from here on, nothing may end the rollback silently
     kept = False  # a journal keeps what an interruption leaves, for ``recover``
     commit_written = False  # the commit is recorded (by its journal, if kept): final (``_commit``)
-    commit_failed = False  # every step done, its commit failed (not recorded): attack91 F3
+    commit_failed = False  # every step done, its commit failed (a block's too): attack91 F3
     error: BaseException | None = None
     failed_step: str | None = None
     reason = ""  # why it halted forward, when it did
@@ -547,7 +547,8 @@ class Machine:
             return halted_at_pivot(self.doubt, "failed", self.doubt_cause)  # type: ignore[arg-type]
         if self.pivot_done and self.failed_step is None and error is not self.stopping:
             done = [s for s in self.completed if self.kinds[s] == Kind.PIVOT]
-            cause = COMMIT_UNRECORDED if self.commit_failed else "the run failed"
+            whole = self.plan and {s.name for s in self.plan} <= {*self.completed}
+            cause = COMMIT_UNRECORDED if self.commit_failed or whole else "the run failed"
             return halted_at_pivot(done[-1], "done", cause)
         return None
 

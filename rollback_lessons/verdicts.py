@@ -125,8 +125,9 @@ def in_undo_order(log: list[T], undo_order: str) -> list[T]:
 
 HALTED_FORWARD: Final = "failed after an irreversible step"
 COMMIT_UNRECORDED: Final = "its commit was recorded, every step done (nothing left forward)"
-"""The cause of a halt past a pivot when every step was done and the commit failed (a full
-disk, a Ctrl-C as it was written): nothing is left to finish forward (attack91 F3)."""
+"""The cause of a halt past a pivot when every step was done and the run failed before its
+commit was recorded (a full disk, a Ctrl-C as it was written, or before): nothing is left
+to finish forward (attack91 F3)."""
 
 
 def halted_at_pivot(pivot: str, state: str, cause: str = "the crash") -> str:
@@ -221,8 +222,8 @@ def rollback_notes(
     if pending and not cut and finished:  # (past its pivot: never to run, attack91 F3)
         said.append(
             "rollback halted: every step was done (nothing left forward), its irreversible "
-            "step too, and the run failed as its commit was written; undos not to run (its "
-            f"pivot happened): {', '.join(pending)}"
+            "step too, but the run failed before its commit was recorded; undos not to run "
+            f"(its pivot happened): {', '.join(pending)}"
         )
     elif pending and not cut:
         said.append(f"rollback halted; left for a person: {', '.join(pending)}")

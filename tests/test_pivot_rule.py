@@ -823,8 +823,8 @@ def test_a_ctrl_c_as_the_commit_is_written_past_the_pivot_notes_every_step_was_d
             _all_done().run({}, journal=journal, run_id="r1")
         assert cut.value.__notes__ == [
             "rollback halted: every step was done (nothing left forward), its irreversible "
-            "step too, and the run failed as its commit was written; undos not to run (its "
-            "pivot happened): s2, s1"
+            "step too, but the run failed before its commit was recorded; undos not to run "
+            "(its pivot happened): s2, s1"
         ]
         monkeypatch.undo()
         orphan(journal)
