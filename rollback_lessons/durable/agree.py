@@ -72,7 +72,7 @@ _CHECKS: tuple[tuple[str, str], ...] = (
     ),
 )
 
-# a list saga's undo rows out of the order its events logged them (``_misordered``)
+# a list saga's undo rows out of the order its events logged them (its first such row)
 _ORDER = (
     "WITH r AS (SELECT u.saga_id, u.step, u.position, (SELECT MIN(e.seq) FROM events e"
     " WHERE e.saga_id = u.saga_id AND e.step = u.step AND e.kind = 'undo_registered') AS seq"
