@@ -110,3 +110,23 @@ def test_an_undo_whose_errors_repr_raises_an_interrupt_is_named_not_a_ctrl_c(
             "left unfinished, that undo pending, for the next recover, which stops there again "
             "until the compensation or its error is fixed\n"
         )
+
+
+def test_an_undo_raising_an_interrupt_whose_repr_raises_is_told_by_its_type(tmp_path):
+    """(attack91 F5, the same for an undo that raises a BaseException of its own: its repr
+    raising a KeyboardInterrupt as recover described it ended recover as a Ctrl-C.)"""
+    path = tmp_path / "j.db"
+    steps = [Step(k, lambda _: None, undo.bind(step=k)) for k in "abc"]
+    crash_at_first_undo(path, Saga([*steps, Step("d", fails)]))
+    command, env = recover_command(tmp_path, path)
+    (tmp_path / "stop_reg.py").write_text(
+        NASTY_REG.format(raised="KeyboardInterrupt").replace("(Exception)", "(BaseException)")
+    )
+    command[command.index("printing_reg")] = "stop_reg"
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout.split()) == (2, ["UNDID", "c"]), done.stderr
+    assert done.stderr == (
+        "rollback-lessons: the undo of 'b' (saga 's') raised <Nasty (its repr failed)> (an "
+        "interrupt): recover stopped there; the saga is left unfinished, the undos not recorded "
+        "done pending, for the next recover\n"
+    )

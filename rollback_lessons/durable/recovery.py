@@ -272,7 +272,8 @@ def _stopped(
             exc.during = f" during {who}, {again}"  # type: ignore[attr-defined]
         return exc
     exit_ = f"sys.exit({exc.code!r})" if isinstance(exc, SystemExit) else ""
-    what = describe(exc) + ("" if isinstance(exc, Exception) else " (an interrupt)")
+    what = text_of(exc, repr, "its repr failed", BaseException)  # (its repr may raise: F5)
+    what += "" if isinstance(exc, Exception) else " (an interrupt)"
     if event:
         what = f"{exit_ or what} {who}"
     elif exit_:  # (the undo's own, or a signal handler's as it ran: attack45 L7)
