@@ -10,7 +10,7 @@ from ._shutdown import LoopEnded, exit_said
 from .machine import Phase
 from .outcome import Outcome, Status
 from .schedule import PAST_PIVOT
-from .verdicts import interruption_name, rollback_notes
+from .verdicts import COMMIT_UNRECORDED, interruption_name, rollback_notes
 
 if TYPE_CHECKING:
     from ._run import Run
@@ -76,7 +76,10 @@ def outcome_notes(outcome: Outcome) -> list[str]:
     cut = any(e.kind == "rollback_done" and "interrupted" in e.details for e in outcome.events)
     return rollback_notes(
         outcome.dead_letters, outcome.pending, outcome.leaked, outcome.notes, cut=cut,
-        forward=outcome.forward_said,
+        forward=outcome.forward_said, finished=any(
+            e.kind == "halted" and COMMIT_UNRECORDED in str(e.details.get("reason", ""))
+            for e in outcome.events
+        ),
     )  # fmt: skip
 
 

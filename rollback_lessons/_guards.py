@@ -35,7 +35,7 @@ from .operations import RAISE, Finished, Op
 from .schedule import GraphMachine, GraphOp, Ready, declines, log_anyway, past_pivot
 from .undo_log import cut_off
 from .undo_log import log_cut_off as log_now
-from .verdicts import rollback_notes
+from .verdicts import COMMIT_UNRECORDED, rollback_notes
 
 E = TypeVar("E", bound=BaseException)
 
@@ -346,6 +346,7 @@ def left_notes(run: Run) -> list[str]:
         m.notes, cut=bool(m.cut_note) or taken,  # it may land after: attack92 F4; a Ctrl-C
         # once it halted: attack52 F3)
         forward=m.record().forward_said if m.halted else "",
+        finished=m.halted and COMMIT_UNRECORDED in str(m.reason),  # (every step done: F3)
     )  # fmt: skip
 
 

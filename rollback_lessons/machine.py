@@ -52,6 +52,7 @@ from .resuming import resumed  # (taking up a crashed saga's rollback: the machi
 from .rules import IRREVERSIBLE, Kind
 from .undo_log import in_effect, log_cut_off  # (the undo log against what was done)
 from .verdicts import (  # the status and pivot rules, the machine's (one place each)
+    COMMIT_UNRECORDED,
     HALTED_FORWARD,
     after_effect,
     cut_by,
@@ -178,6 +179,7 @@ class Machine:
     rolling = False  # the run failed: from here on, nothing may end the rollback silently
     kept = False  # a journal keeps what an interruption leaves, for ``recover``
     commit_written = False  # the commit is recorded (by its journal, if kept): final (``_commit``)
+    commit_failed = False  # every step done, its commit failed (a block's too): attack91 F3
     error: BaseException | None = None
     failed_step: str | None = None
     reason = ""  # why it halted forward, when it did
@@ -486,6 +488,7 @@ class Machine:
         except BaseException:  # never committed: its row (if made: attack52 M2) is not the run's,
             if not self.commit_written:  # but once its journal wrote it, it is final: what
                 del self.rows[rows:]  # came after (a Ctrl-C) undoes nothing (attack70 F1)
+                self.commit_failed = True
             raise
         finally:
             if self.commit_written:
@@ -545,7 +548,9 @@ class Machine:
             return halted_at_pivot(self.doubt, "failed", self.doubt_cause)  # type: ignore[arg-type]
         if self.pivot_done and self.failed_step is None and error is not self.stopping:
             done = [s for s in self.completed if self.kinds[s] == Kind.PIVOT]
-            return halted_at_pivot(done[-1], "done", "the run failed")
+            whole = self.plan and {s.name for s in self.plan} <= {*self.completed}
+            cause = COMMIT_UNRECORDED if self.commit_failed or whole else "the run failed"
+            return halted_at_pivot(done[-1], "done", cause)
         return None
 
     # -- backward -----------------------------------------------------------------------

@@ -124,6 +124,10 @@ def in_undo_order(log: list[T], undo_order: str) -> list[T]:
 
 
 HALTED_FORWARD: Final = "failed after an irreversible step"
+COMMIT_UNRECORDED: Final = "its commit was recorded, every step done (nothing left forward)"
+"""The cause of a halt past a pivot when every step was done and the run failed before its
+commit was recorded (a full disk, a Ctrl-C as it was written, or before): nothing is left
+to finish forward (attack91 F3)."""
 
 
 def halted_at_pivot(pivot: str, state: str, cause: str = "the crash") -> str:
@@ -163,6 +167,10 @@ def pivot_check(recorded: tuple[Any, ...], leaked: Sequence[str], pending: Seque
             f"done already: {', '.join(done_after)})"
         )
     todo = [s for s in later if s not in done_after]
+    if whole and not todo:  # (the journal shows each step after it done: attack91 F3)
+        forward = "nothing is left forward (every step after it was done" + (
+            f": {', '.join(done_after)})" if done_after else ")"
+        )
     named = f"; forward {', '.join(todo)} ({forward_when(state == 'done')})" if todo else ""
     if not whole:  # (a list: the journal writes a step as it begins, so later ones are not
         # in it; said, not left out silently: attack83 F2)
@@ -201,15 +209,23 @@ def rollback_notes(
     notes: Sequence[str],
     cut: bool,
     forward: str = "",
+    finished: bool = False,
 ) -> list[str]:
     """What a rollback left, as the notes on the exception a run raises: one wording in
     process (``_guards.add_notes``) and on every engine (``remote.reraise``), which told it
     again and dropped each dead letter's error and attempts (attack24's L2). ``cut``: an
     interruption ended it (its own note says what is pending, and why). ``forward``: the
     steps after a pivot to finish by hand, as the outcome says them (``forward_said``:
-    attack42 F3, those never begun were named nowhere)."""
+    attack42 F3, those never begun were named nowhere). ``finished``: halted past its pivot
+    with every step done, its commit failed (``COMMIT_UNRECORDED``)."""
     said = [f"rollback: undo of {d} (dead letter)" for d in dead_letters]
-    if pending and not cut:
+    if pending and not cut and finished:  # (past its pivot: never to run, attack91 F3)
+        said.append(
+            "rollback halted: every step was done (nothing left forward), its irreversible "
+            "step too, but the run failed before its commit was recorded; undos not to run "
+            f"(its pivot happened): {', '.join(pending)}"
+        )
+    elif pending and not cut:
         said.append(f"rollback halted; left for a person: {', '.join(pending)}")
     if forward:
         said.append(f"rollback halted; forward {forward}")

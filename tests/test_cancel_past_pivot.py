@@ -93,7 +93,15 @@ def test_a_ctrl_c_in_the_cancel_function_past_the_pivot_undoes_nothing(
     assert type(got) is type(expected) is (KeyboardInterrupt if cut is Loud else cut)
     assert not any(w.startswith("undo") for w in WORLD), WORLD
     forward = ["rollback halted; forward ship (after the pivot: finish by hand)"]  # (F3)
-    said = ["rollback halted; left for a person: s1, s0", *(forward if when == "email" else [])]
+    said = (
+        ["rollback halted; left for a person: s1, s0", *forward]
+        if when == "email"
+        else [
+            "rollback halted: every step was done (nothing left forward), its irreversible step "
+            "too, but the run failed before its commit was recorded; undos not to run (its pivot "
+            "happened): s1, s0"
+        ]
+    )  # (attack91 F3: cut once ship was done, every step was)
     assert got.__notes__ == expected.__notes__ == said
     if journalled:
         journal = options["journal"]

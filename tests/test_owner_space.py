@@ -13,6 +13,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 
 import pytest
 from conftest import crash_at_first_undo, dead_pid, recover_command
@@ -362,6 +363,7 @@ def test_an_owner_whose_program_this_user_cannot_read_is_not_said_only_running(
             con.close()
         else:  # (read as another user reads it)
             monkeypatch.setattr(owner, "process_exec", lambda pid: None)
+            monkeypatch.setattr(owner, "hidden", lambda pid: True)
         calls: list[str] = []
         reg = Registry()
         reg.add("u", lambda step, idempotency_key=None: calls.append(step))
@@ -379,6 +381,71 @@ def test_an_owner_whose_program_this_user_cannot_read_is_not_said_only_running(
         )
     finally:
         proc.communicate("\n", timeout=30)
+
+
+_LEADER_GONE = """
+import ctypes, sys, threading
+from rollback_lessons import Saga, Step
+from rollback_lessons.durable.journal import Journal
+from rollback_lessons.durable.registry import Registry
+
+reg = Registry()
+undo = reg.add("u", lambda step, idempotency_key=None: print("undo", step, flush=True))
+begun = threading.Event()
+
+def wait(state):
+    begun.set()
+    sys.stdin.readline()  # (until the test has recovered)
+
+def worker():
+    steps = [Step("a", lambda s: None, undo.bind(step="a")), Step("b", wait, undo.bind(step="b"))]
+    Saga(steps, name="zl").run({}, journal=Journal(sys.argv[1]), run_id="z1")
+    print("committed", flush=True)
+
+threading.Thread(target=worker).start()
+begun.wait()
+print("main thread ends", flush=True)
+ctypes.CDLL(None).pthread_exit(None)  # the main thread ends; the worker runs on
+"""
+
+
+@pytest.mark.skipif(process_space() is None, reason="no /proc to read the process from")
+def test_an_owner_whose_main_thread_ended_is_said_so_to_root_or_its_own_user(tmp_path):
+    """attack91 F4: a live owner whose main thread ended (its stack start reads 0 to anyone,
+    /proc's stat 'Z' for it) while a thread of it runs the saga, recovered by root or by its
+    own user (this test's). Without the fix: "this user cannot tell (/proc hides another
+    user's program): run recover as its user, or as root", which this user is."""
+    from rollback_lessons.durable import owner
+
+    script, path = tmp_path / "leader.py", tmp_path / "j.db"
+    script.write_text(_LEADER_GONE)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout.readline() == "main thread ends\n"
+        for _ in range(500):  # (until /proc shows it ended: its stack start 0)
+            if owner.process_exec(proc.pid) is None:
+                break
+            time.sleep(0.01)
+        assert not owner.hidden(proc.pid)
+        calls: list[str] = []
+        reg = Registry()
+        reg.add("u", lambda step, idempotency_key=None: calls.append(step))
+        with Journal(path) as journal:
+            report = recover(journal, reg)
+            assert journal.saga("z1").status == "running"
+        [why] = [s.reason for s in report.skipped]
+        assert report.recovered == () and calls == []
+        assert why == (
+            f"its process {proc.pid} is taken as still running: its main thread has ended (its "
+            "stack start reads 0, to this user too, who may read it), its other threads run "
+            "on; stop it first"
+        )
+    finally:
+        out, _ = proc.communicate("\n", timeout=30)
+    assert out == "committed\n"
 
 
 # -- attack85 F1: with ASLR off the same program exec'd with the same argv -----------------

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from rollback_lessons import (
     Halt,
     Kind,
+    Parallel,
     Retry,
     RetryPolicy,
     Saga,
@@ -752,3 +753,104 @@ def test_the_machine_resumes_with_the_policy_it_is_given():
     assert m.record().status is Status.HALTED and m.record().pending == ("a", "b")
     spec = StepSpec("email", Kind.PIVOT)
     assert spec.kind == Kind.PIVOT
+
+
+# -- attack91 F3: halted past the pivot with every step done: nothing left forward ---------
+
+_DONE_ALL = Registry()
+_UNDONE: list[str] = []
+
+
+@compensation("pivot_rule.f3", _DONE_ALL)
+def _f3_undo(step, idempotency_key=None):
+    _UNDONE.append(step)
+
+
+def _all_done(graph: bool = False) -> Saga:
+    """s1, s2 (undos logged), email (the pivot), ship (retriable): every step succeeds."""
+    s1 = Step("s1", lambda s: None, _f3_undo.bind(step="s1"), register="before")
+    s2 = Step("s2", lambda s: None, _f3_undo.bind(step="s2"))
+    forward = [Step("email", lambda s: None, kind="pivot"),
+               Step("ship", lambda s: None, kind="retriable")]  # fmt: skip
+    return Saga([Parallel(s1, s2) if graph else s1, *([] if graph else [s2]), *forward])
+
+
+def _commit_fails(monkeypatch, error: BaseException) -> None:
+    from rollback_lessons.durable.records import JournalRun
+
+    def commit(self, *args, **kw):
+        raise error
+
+    monkeypatch.setattr(JournalRun, "commit", commit)
+
+
+WAITS = (
+    "r1 (saga): halted earlier (its irreversible step 'email' happened before its commit was "
+    "recorded, every step done (nothing left forward): undoing the steps before it would not "
+    "take it back, so the saga is left for a person; undos left, not to run (its pivot "
+    "happened) s2, s1); waits for a person"
+)
+
+
+def test_a_commit_not_recorded_past_the_pivot_says_every_step_was_done(tmp_path, monkeypatch):
+    """A full disk as the commit is written (``CommitNotRecorded``): halted past the pivot.
+    Without the fix, recover's line said "happened before the run failed", no word that
+    ship and every other step finished: nothing left forward."""
+    _commit_fails(monkeypatch, sqlite3.OperationalError("database or disk is full"))
+    with Journal(tmp_path / "j.db") as journal:
+        outcome = _all_done().run({}, journal=journal, run_id="r1")
+        assert outcome.status is Status.HALTED and outcome.completed == (
+            "s1",
+            "s2",
+            "email",
+            "ship",
+        )
+        monkeypatch.undo()
+        orphan(journal)
+        report = recover(journal, _DONE_ALL)
+    assert [str(w) for w in report.waiting] == [WAITS] and _UNDONE == []
+
+
+def test_a_ctrl_c_as_the_commit_is_written_past_the_pivot_notes_every_step_was_done(
+    tmp_path, monkeypatch
+):
+    """attack91 F3: a KeyboardInterrupt as the end is written. Without the fix its only note
+    was "rollback halted; left for a person: s2, s1", which by the pivot rule invites running
+    those undos by hand, though the email went and ship is done too."""
+    _commit_fails(monkeypatch, KeyboardInterrupt())
+    with Journal(tmp_path / "j.db") as journal:
+        with pytest.raises(KeyboardInterrupt) as cut:
+            _all_done().run({}, journal=journal, run_id="r1")
+        assert cut.value.__notes__ == [
+            "rollback halted: every step was done (nothing left forward), its irreversible "
+            "step too, but the run failed before its commit was recorded; undos not to run "
+            "(its pivot happened): s2, s1"
+        ]
+        monkeypatch.undo()
+        orphan(journal)
+        report = recover(journal, _DONE_ALL)
+    assert [str(w) for w in report.waiting] == [WAITS] and _UNDONE == []
+
+
+def test_a_graph_killed_as_its_commit_is_written_past_the_pivot_has_nothing_left_forward(
+    tmp_path,
+):
+    """A graph's every step is in its journal: killed as its commit was written (the file as
+    before that one write: no commit, no committed event), recover halts it and says nothing
+    is left forward, never "finish the steps after it not yet done"."""
+    path = tmp_path / "j.db"
+    with Journal(path) as journal:
+        assert _all_done(graph=True).run({}, journal=journal, run_id="r1").status is (
+            Status.COMMITTED
+        )
+        journal.write([
+            ("UPDATE sagas SET status = 'running', ended = NULL", ()),
+            ("DELETE FROM events WHERE kind = 'committed'", ()),
+        ])  # fmt: skip
+        orphan(journal)
+        [done] = recover(journal, _DONE_ALL)
+    assert done.status is Status.HALTED and _UNDONE == []
+    assert "nothing is left forward (every step after it was done: ship), leave its undos " in (
+        str(done)
+    ), str(done)
+    assert "finish the steps after it" not in str(done)

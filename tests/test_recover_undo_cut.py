@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from conftest import crash_at_first_undo, recover_command
 
 from rollback_lessons import Saga, Step
@@ -62,3 +63,70 @@ def test_a_ctrl_c_as_an_undo_returned_says_that_undo_runs_again(tmp_path):
     assert [line for line in again.stdout.splitlines() if line.startswith("UNDID")] == [
         "UNDID c", "UNDID b", "UNDID a"
     ]  # fmt: skip
+
+
+NASTY_REG = """
+from rollback_lessons.durable.registry import Registry
+
+class Nasty(Exception):
+    def __repr__(self):
+        raise {raised}
+    __str__ = __repr__
+
+def undo(step, idempotency_key=None):
+    if step == "b":
+        raise Nasty("refund refused")
+    print("UNDID", step)
+
+registry = Registry()
+registry.add("u", undo)
+"""
+
+
+@pytest.mark.parametrize(
+    ("raised", "said", "status"),
+    [("KeyboardInterrupt('from repr')", "KeyboardInterrupt('from repr')", 2),
+     ("SystemExit(0)", "SystemExit(0)", 2), ("SystemExit(3)", "SystemExit(3)", 3)],
+)  # fmt: skip
+def test_an_undo_whose_errors_repr_raises_an_interrupt_is_named_not_a_ctrl_c(
+    tmp_path, raised, said, status
+):
+    """attack91 F5: an undo's error whose repr raises a KeyboardInterrupt (or a SystemExit)
+    as recover tells it. Without the fix: "recover interrupted (Ctrl-C); ... left unfinished
+    for the next recover: saga 's'" (exit 130; a sys.exit's "(a signal handler's?)"),
+    naming neither the undo nor its error, and a Ctrl-C nobody sent."""
+    path = tmp_path / "j.db"
+    steps = [Step(k, lambda _: None, undo.bind(step=k)) for k in "abc"]
+    crash_at_first_undo(path, Saga([*steps, Step("d", fails)]))
+    command, env = recover_command(tmp_path, path)
+    (tmp_path / "nasty_reg.py").write_text(NASTY_REG.format(raised=raised))
+    command[command.index("printing_reg")] = "nasty_reg"
+    for undid in (["UNDID", "c"], []):  # (the next recover alike: c's undo recorded done)
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert (done.returncode, done.stdout.split()) == (status, undid), done.stderr
+        assert done.stderr == (
+            f"rollback-lessons: the undo of 'b' (saga 's') raised Nasty, whose repr raised "
+            f"{said} (an interrupt; no Ctrl-C was sent): recover stopped there; the saga is "
+            "left unfinished, that undo pending, for the next recover, which stops there again "
+            "until the compensation or its error is fixed\n"
+        )
+
+
+def test_an_undo_raising_an_interrupt_whose_repr_raises_is_told_by_its_type(tmp_path):
+    """(attack91 F5, the same for an undo that raises a BaseException of its own: its repr
+    raising a KeyboardInterrupt as recover described it ended recover as a Ctrl-C.)"""
+    path = tmp_path / "j.db"
+    steps = [Step(k, lambda _: None, undo.bind(step=k)) for k in "abc"]
+    crash_at_first_undo(path, Saga([*steps, Step("d", fails)]))
+    command, env = recover_command(tmp_path, path)
+    (tmp_path / "stop_reg.py").write_text(
+        NASTY_REG.format(raised="KeyboardInterrupt").replace("(Exception)", "(BaseException)")
+    )
+    command[command.index("printing_reg")] = "stop_reg"
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout.split()) == (2, ["UNDID", "c"]), done.stderr
+    assert done.stderr == (
+        "rollback-lessons: the undo of 'b' (saga 's') raised <Nasty (its repr failed)> (an "
+        "interrupt): recover stopped there; the saga is left unfinished, the undos not recorded "
+        "done pending, for the next recover\n"
+    )

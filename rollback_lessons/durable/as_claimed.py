@@ -8,12 +8,17 @@ saga's end as before (``Journal.leaked``), and the saga's final status checks ag
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..errors import RemoteError
+from ..outcome import DeadLetter
 from .files import _UNFINISHED
-from .records import HEARD
+from .records import HEARD, SagaRecord
 
 if TYPE_CHECKING:
     from .journal import Journal
@@ -64,3 +69,28 @@ def cancelled_by(started: list[str], error: str | None) -> bool:
     if started:
         return any(json.loads(d).get("cancelled") is True for d in started)
     return error == HEARD
+
+
+def dead_letters(journal: Journal, saga: SagaRecord) -> list[DeadLetter]:
+    """The dead letters recorded before the crash, as records (their errors as the journal
+    wrote them: ``Type('message')``)."""
+    if not saga.dead:
+        return []
+    return [
+        DeadLetter(u.step, error_of(u.error or ""), u.attempts)
+        for u in journal.undos(saga.id)
+        if u.state == "dead"
+    ]
+
+
+def error_of(text: str) -> RemoteError:
+    """An error the journal wrote as ``describe`` does (``Type('message')``), back as a
+    stand-in of that type."""
+    found = re.fullmatch(r"([\w.]+)\((.*)\)", str(text), re.S)
+    if found is None:
+        return RemoteError("Exception", str(text))
+    message = found[2]
+    if message[:1] in ("'", '"'):  # (a repr of a text: never an expression, attack48 F1)
+        with contextlib.suppress(Exception):
+            message = str(ast.literal_eval(message))
+    return RemoteError(found[1], message)

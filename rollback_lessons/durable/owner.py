@@ -111,6 +111,17 @@ def process_exec(pid: int) -> str | None:
     return None if field in (b"0", b"") else format(int(field), "x")
 
 
+def hidden(pid: int) -> bool:
+    """Would /proc hide process ``pid``'s stack start from this user (it reads 0 to one not
+    root, of another user)? Not so, a 0 there is the process's own: its main thread has
+    ended, its other threads running on (attack91 F4)."""
+    where = _proc(pid)
+    try:
+        return os.geteuid() != 0 and where is not None and os.stat(where).st_uid != os.geteuid()
+    except OSError:
+        return True
+
+
 def _split(space: str | None) -> tuple[str | None, str | None, str | None]:
     """(where, exec, life) of a recorded ``space``: the exec part and the life token are the
     process's own, not compared between two processes. The token sits before ``exec``: a

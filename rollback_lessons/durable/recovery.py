@@ -40,19 +40,16 @@ What ``recover`` promises, whatever the operator or the next crash does:
 
 from __future__ import annotations
 
-import ast
 import contextlib
-import re
 import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from ..errors import RemoteError
-from ..events import Event, EventKind, describe
+from ..events import Event, EventKind, describe, text_of
 from ..machine import Machine, pivot_at_stake
 from ..operations import Ask, Finished, RunUndo, Wait
-from ..outcome import RECORD_FIELDS, DeadLetter
+from ..outcome import RECORD_FIELDS
 from ..policies import CONTINUE
 from ..schedule import GraphMachine
 from . import as_claimed
@@ -73,7 +70,7 @@ from .report import (  # noqa: F401 (its names, as before)
     halted_at,
     waiting_in,
 )
-from .undo_call import run_undo
+from .undo_call import run_undo, text_cut, type_name
 from .writer import Writer
 
 
@@ -249,18 +246,34 @@ FALLBACK = (
 )
 
 
-def _stopped(exc: BaseException, who: str, event: bool = False) -> BaseException:
+def _stopped(
+    exc: BaseException, who: str, event: bool = False, error: BaseException | None = None
+) -> BaseException:
     """What ends recover when ``who`` (an undo, or the write of an ``event``) is cut: a
     Ctrl-C stays one (the CLI's one line, exit 130); any other, one line saying the saga
     is left for the next recover. A Ctrl-C in an undo (its call, or as it returned) says
-    so on the CLI's line: that undo's done is not written, it runs again (attack75 F3)."""
+    so on the CLI's line: that undo's done is not written, it runs again (attack75 F3).
+    ``error``: the undo's error, whose own repr raised ``exc`` (``text_cut``): that said,
+    no Ctrl-C (nobody sent one: attack91 F5), its exit status the interrupt's (2, a Ctrl-C's
+    too; a sys.exit's failure code kept)."""
+    if error is not None:
+        raised = text_of(exc, repr, "its repr failed", BaseException)
+        stopped = RecoveryInterrupted(
+            f"{who} raised {type_name(error)}, whose repr raised {raised} (an interrupt; no "
+            "Ctrl-C was sent): recover stopped there; the saga is left unfinished, that undo "
+            "pending, for the next recover, which stops there again until the compensation "
+            "or its error is fixed"
+        )
+        stopped.exited = exc if isinstance(exc, SystemExit) else None
+        return stopped
     if isinstance(exc, KeyboardInterrupt):
         if not event:  # (no call here: the attribute is set, whatever lands next)
             again = "not recorded done: it runs again next time (same idempotency key)"
             exc.during = f" during {who}, {again}"  # type: ignore[attr-defined]
         return exc
     exit_ = f"sys.exit({exc.code!r})" if isinstance(exc, SystemExit) else ""
-    what = describe(exc) + ("" if isinstance(exc, Exception) else " (an interrupt)")
+    what = text_of(exc, repr, "its repr failed", BaseException)  # (its repr may raise: F5)
+    what += "" if isinstance(exc, Exception) else " (an interrupt)"
     if event:
         what = f"{exit_ or what} {who}"
     elif exit_:  # (the undo's own, or a signal handler's as it ran: attack45 L7)
@@ -274,31 +287,6 @@ def _stopped(exc: BaseException, who: str, event: bool = False) -> BaseException
     if isinstance(exc, SystemExit):  # (its failure code kept: 143 says SIGTERM)
         stopped.exited = exc
     return stopped
-
-
-def _dead_letters(journal: Journal, saga: SagaRecord) -> list[DeadLetter]:
-    """The dead letters recorded before the crash, as records (their errors as the journal
-    wrote them: ``Type('message')``)."""
-    if not saga.dead:
-        return []
-    return [
-        DeadLetter(u.step, _error_of(u.error or ""), u.attempts)
-        for u in journal.undos(saga.id)
-        if u.state == "dead"
-    ]
-
-
-def _error_of(text: str) -> RemoteError:
-    """An error the journal wrote as ``describe`` does (``Type('message')``), back as a
-    stand-in of that type."""
-    found = re.fullmatch(r"([\w.]+)\((.*)\)", str(text), re.S)
-    if found is None:
-        return RemoteError("Exception", str(text))
-    message = found[2]
-    if message[:1] in ("'", '"'):  # (a repr of a text: never an expression, attack48 F1)
-        with contextlib.suppress(Exception):
-            message = str(ast.literal_eval(message))
-    return RemoteError(found[1], message)
 
 
 def _machine(journal: Journal, saga: SagaRecord) -> Callable[..., tuple[Machine, Any]]:
@@ -365,7 +353,7 @@ def _resume(
     m, op = _machine(run.journal, saga)(
         [(u.step, u.attempts) for u in pending],
         leaked=[u.step for u in intents],
-        dead=_dead_letters(run.journal, saga),
+        dead=as_claimed.dead_letters(run.journal, saga),
         pivot=pivot,
         policy=policy if policy is not None else CONTINUE,
         undo_order=saga.undo_order,
@@ -414,7 +402,13 @@ def _resume(
         try:  # with a C call as it returns: no Python call between for a Ctrl-C: attack49 F1)
             run_undo(fn, undo, op.timeout, run)  # (run: this recover's, F4)
         except Exception as exc:
-            op = m.undo_failed(exc)
+            try:  # (an error whose repr raises an interrupt as it is told: named, F5)
+                op = m.undo_failed(exc)
+            except BaseException as cut:
+                if not text_cut(cut, exc):
+                    raise
+                who = f"the undo of {undo.step!r} (saga {saga.id!r})"
+                raise _stopped(cut, who, error=exc) from None
         except BaseException as exc:  # sys.exit, CancelledError, a library's own
             raise _stopped(exc, f"the undo of {undo.step!r} (saga {saga.id!r})") from None
         else:  # (written down at once: a Ctrl-C from here on never runs it again, F8)

@@ -56,11 +56,19 @@ class SagaRecord:
         """Why a saga whose owner runs is left alone. Where the journal recorded its program
         (where its stack began) and /proc hides it from this user (another user's process
         reads 0), whether it has exec'd another program since cannot be told here: "stop it
-        first" would have a person kill a pid that may run another program now (attack86 F7)."""
+        first" would have a person kill a pid that may run another program now (attack86 F7).
+        Read as root or as its own user, a 0 is no hiding: its main thread has ended, others
+        run on (an exec would have made one of them its main thread again: attack91 F4)."""
         said = f"its process {self.owner_pid} is still running"
         space = self.owner_space
         if space is None or " exec " not in space or owner.process_exec(self.owner_pid):
             return f"{said}; stop it first"
+        if not owner.hidden(self.owner_pid):
+            return (
+                f"its process {self.owner_pid} is taken as still running: its main thread has "
+                "ended (its stack start reads 0, to this user too, who may read it), its other "
+                "threads run on; stop it first"
+            )
         return (
             f"{said}, unless it has exec'd another program since, which this user cannot tell "
             "(/proc hides another user's program): run recover as its user, or as root"

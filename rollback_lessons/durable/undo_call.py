@@ -100,3 +100,27 @@ def _await(
         raise
     if error:
         raise error[0]
+
+
+def text_cut(cut: BaseException, error: BaseException) -> bool:
+    """Was ``cut`` (heard as recover told an undo's ``error``) raised by that error's own
+    ``repr`` or ``str``, a method of its type in ``cut``'s traceback (attack91 F5: a
+    KeyboardInterrupt from there was told as a Ctrl-C nobody sent, the undo unnamed)?"""
+    codes = set()
+    for name in ("__repr__", "__str__"):
+        with contextlib.suppress(Exception):
+            codes.add(getattr(type(error), name).__code__)
+    tb = cut.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code in codes:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def type_name(error: BaseException) -> str:
+    """The name of ``error``'s type, never raising (its repr may)."""
+    try:
+        return str(type(error).__qualname__)
+    except Exception:
+        return "an exception"

@@ -237,7 +237,9 @@ def _bad_value(con: sqlite3.Connection, version: int = SCHEMA_VERSION) -> str | 
         wrong = _graph_wrong(json.loads(graph), steps)
         if wrong:
             return f"a saga's graph {wrong} (in {saga_id!r}), which the journal never writes"
-    return None
+    from .agree import disagree  # (each value sound: do its rows agree with its events?)
+
+    return disagree(con, version)
 
 
 def _graph_wrong(pairs: list[list[Any]], undone: set[str]) -> str:
