@@ -119,17 +119,14 @@ SWAP = (  # s1's row at s3's position and s3's at s1's (the events logged s1 fir
          "saga 's' has the undo of 's2' done, though it logged no undo of it"),
         ("UPDATE sagas SET status = 'committed'",
          "saga 's' is committed, though its events say it failed"),
-        ("UPDATE sagas SET status = 'rolled_back'",
-         "saga 's' is rolled_back, though the undo of 's1', whose undo_registered event it "
-         "logged, is still pending"),
-        ("UPDATE sagas SET status = 'cancelled'", "saga 's' is cancelled, though the undo of"),
         (SWAP, "saga 's' has the undo row of 's2' out of the order its events logged"),
     ],
 )  # fmt: skip
 def test_a_list_sagas_rows_edited_against_its_events_are_refused(tmp_path, capsys, sql, said):
     """Without the check: s2's row deleted or set done, ``rolled_back; undone s4, s3, s1``
-    (exit 0), s2's charge standing; set committed or rolled_back, "recovered 0 sagas" (exit
-    0), s1-s4 standing; positions swapped, undone s4, s2, s3, s1."""
+    (exit 0), s2's charge standing; set committed, "recovered 0 sagas" (exit 0), s1-s4
+    standing; positions swapped, undone s4, s2, s3, s1. (Set rolled_back, its undos left
+    pending, is a state a Ctrl-C can leave: read as it is, attack93 F2.)"""
     path = _six(tmp_path)
     _edit(path, sql)
     _refused(path, said, capsys)
@@ -172,8 +169,6 @@ def test_a_committed_saga_set_unfinished_by_hand_is_refused_never_undone(tmp_pat
          "saga 's' has no undo row for step 'c1', whose undo_registered event it logged"),
         ("UPDATE undos SET state = 'done' WHERE step = 'c1'",
          "saga 's' has the undo of 'c1' done, though it logged no undo of it"),
-        ("UPDATE sagas SET status = 'rolled_back'",
-         "saga 's' is rolled_back, though the undo of"),
     ],
 )  # fmt: skip
 def test_a_graph_sagas_rows_edited_against_its_events_are_refused(tmp_path, capsys, sql, said):
@@ -338,3 +333,23 @@ def test_a_recover_cut_as_an_undo_returned_leaves_its_done_read_not_refused(tmp_
         recover(journal, registry)
         assert journal.saga("s").status == "rolled_back"
     assert LOG == ["s4", "s3", "s2", "s1"]
+
+
+def test_a_finished_saga_with_an_undo_left_pending_as_a_ctrl_c_leaves_it_is_not_refused(
+    tmp_path, capsys
+):
+    """attack93 F2: a Ctrl-C as a step whose undo is logged before it starts, landing in the
+    journal's write (its row and its undo_registered event written, the step never run): the
+    write that withdraws its undo is cut, and the saga ends rolled_back, that undo row still
+    pending (the attacker's journal, made here by that one difference). Refused as damaged,
+    the whole file was: another saga in it, killed mid-run, never recovered."""
+    path = tmp_path / "j.db"
+    saga = Saga([step("s1", register="before"), step("s2", register="before"),
+                 step("s3", register="before", fail=True)])  # fmt: skip
+    _run(path, saga)
+    _edit(path, "UPDATE undos SET state = 'pending' WHERE step = 's3'")
+    with Journal(path) as journal:
+        assert journal.saga("s").status == "rolled_back"
+        assert recover(journal, registry).recovered == ()
+    assert main(["journal", "show", str(path)]) == 0 and LOG == []
+    capsys.readouterr()
