@@ -187,6 +187,11 @@ def test_a_branch_whose_child_workflow_dbos_cancels_is_heard_in_doubt(tmp_path):
     with DBOSRunner.start(str(tmp_path / "dbos.sqlite")) as runner:
         threading.Thread(target=cancel_the_slow_child, daemon=True).start()
         outcome = runner.run(saga, {}, run_id="r1", at_once=True)
+    for _ in range(200):  # (b's action runs on in this process until its sleep ends: a DBOS
+        if "do b" in world:  # launched meanwhile, by the next test on this worker, is
+            break  # refused, ci78)
+        time.sleep(0.05)
+    time.sleep(0.5)  # (its child then stops at its next step)
     assert outcome.status.value == "rollback_incomplete" and outcome.leaked == ("b",)
     assert "ended CANCELLED in DBOS" in str(outcome.error)
     assert world[:2] == ["do a", "do x"] and "undo x" in world and "undo a" in world
