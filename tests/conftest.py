@@ -1,7 +1,10 @@
+import asyncio
 import contextlib
 import os
 import signal
+import threading
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -499,3 +502,22 @@ def world_saga(world: list[str], graph: bool = False) -> Saga:
     if graph:
         return Saga([step("a"), Parallel(step("b"), step("c")), step("d")], name="eng")
     return Saga([step("a"), step("b"), step("c")], name="eng")
+
+
+@pytest.fixture
+def pool():
+    """A thread pool an action or undo hands its work to (its Future handed back)."""
+    with ThreadPoolExecutor(2) as pool:
+        yield pool
+
+
+@pytest.fixture
+def other_loop():
+    """A loop running in a thread of its own: an async client a sync app talks to."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield loop
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+    loop.close()

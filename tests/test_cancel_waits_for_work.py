@@ -19,23 +19,6 @@ from rollback_lessons import AsyncRollback, Rollback, Saga, Status, Step, UndoPo
 from rollback_lessons.policies import RetryPolicy
 
 
-@pytest.fixture
-def pool():
-    with ThreadPoolExecutor(2) as pool:
-        yield pool
-
-
-@pytest.fixture
-def other_loop():
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield loop
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
-    loop.close()
-
-
 def _charge(world: list[str], pause: float = 0.3):
     def charge() -> str:
         time.sleep(pause)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from conftest import crash_at_first_undo
@@ -20,24 +19,6 @@ from rollback_lessons.durable.journal import Journal
 from rollback_lessons.durable.recovery import recover
 from rollback_lessons.durable.registry import BoundUndo, Registry
 from rollback_lessons.policies import RetryPolicy
-
-
-@pytest.fixture
-def pool():
-    with ThreadPoolExecutor(2) as pool:
-        yield pool
-
-
-@pytest.fixture
-def other_loop():
-    """A loop running in a thread of its own: an async client a sync app talks to."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield loop
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
-    loop.close()
 
 
 def _refund(world: list[str], fails: bool, pause: float = 0.05):

@@ -20,12 +20,6 @@ from rollback_lessons import AsyncRollback, Rollback, Saga, Status, Step
 from rollback_lessons.calls import is_async
 
 
-@pytest.fixture
-def pool():
-    with ThreadPoolExecutor(2) as pool:
-        yield pool
-
-
 def _charge_then_die(world: str) -> None:
     with open(world, "a") as file:
         file.write("charged\n")
