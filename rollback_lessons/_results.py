@@ -346,17 +346,16 @@ async def to_its_end(result: Any, role: str, step: str) -> Any:
     asyncio = _asyncio()
     me = asyncio.current_task()
     before = me.cancelling() if me is not None else 0
-    end = asyncio.get_running_loop().create_future()
     try:
-        value = await awaited(result, role, step)
+        value, raised = await awaited(result, role, step), False
     except Exception as error:
-        if me is None or me.cancelling() <= before:
-            raise
-        end.set_exception(error)
-    else:
-        if me is None or me.cancelling() <= before:
-            return value
-        end.set_result(value)
+        value, raised = error, True
+    if me is None or me.cancelling() <= before:
+        if raised:
+            raise value
+        return value
+    end = asyncio.get_running_loop().create_future()  # (made only for a swallowed cancel)
+    end.set_exception(value) if raised else end.set_result(value)
     raise _ran_on(asyncio.CancelledError(), True, end)
 
 
