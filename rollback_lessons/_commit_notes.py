@@ -23,8 +23,12 @@ AFTER_LOOP = AFTER_COMMIT.replace("the Ctrl-C came", "asyncio.run ended the loop
 
 
 def committed(run: Run) -> bool:
-    """Has the run committed (ended, never failed)?"""
-    return run.m.phase is Phase.DONE and not run.m.rolling
+    """Has the run committed (ended, never failed)? Its commit written is final, even if a
+    Ctrl-C came before the machine ended its phase (``Machine.commit_final``)."""
+    m = run.m
+    if m.commit_written and not m.rolling:
+        m.commit_final()
+    return m.phase is Phase.DONE and not m.rolling
 
 
 def after_commit(exc: BaseException) -> str:

@@ -491,15 +491,24 @@ class Machine:
                 self.commit_failed = True
             raise
         finally:
-            if self.commit_written:
-                self.phase = _DONE  # a step failed after its effect (its error caught), its
-                in_doubt = self.effected - {*self.completed, *self.leaked}  # undo logged, never
-                self.leaked = [*self.leaked, *sorted(in_doubt, key=self.seen.index)]  # run: F6
+            self.commit_written and self.commit_final()
+        return Finished(self)
+
+    def commit_final(self) -> Finished:
+        """The commit is written: final (from ``fail`` too: a Ctrl-C in ``_commit``'s
+        ``finally`` left the phase forward, and the committed saga was undone: a sweep)."""
+        if self.phase is not _DONE:
+            self.phase = _DONE  # a step failed after its effect (its error caught), its
+            in_doubt = self.effected - {*self.completed, *self.leaked}  # undo logged, never
+            self.leaked = [*self.leaked, *sorted(in_doubt, key=self.seen.index)]  # run: F6
         return Finished(self)
 
     def fail(self, error: BaseException) -> Op:
         """The run cannot go on (a step failed for good, the with-block raised, the workflow
-        was cancelled): halt forward after a pivot, or roll back."""
+        was cancelled): halt forward after a pivot, or roll back. Never once the commit is
+        written (``commit_final``)."""
+        if self.commit_written:
+            return self.commit_final()
         if self.phase is not _FORWARD:
             self._expect("fail")
         log_cut_off(self)  # (a done step whose undo's log was cut off: logged, undone too)

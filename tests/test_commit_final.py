@@ -100,6 +100,46 @@ def test_a_ctrl_c_once_the_journal_wrote_the_commit_undoes_nothing(driver, tmp_p
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
+def test_a_ctrl_c_in_the_commits_own_end_once_written_undoes_nothing(driver, tmp_path):
+    """attack93's graph sweep (a trace raising at a line, #9): a Ctrl-C in ``_commit``'s
+    ``finally``, its commit written, before the phase was set: the run failed there, a and b
+    undone, the journal ``rolled_back`` over its own ``committed`` event, then the whole
+    file refused as damaged by ``recover``."""
+    import inspect
+
+    from rollback_lessons.machine import Machine
+
+    lines, first = inspect.getsourcelines(Machine._commit)
+    at = first + next(n for n, text in enumerate(lines) if "if self.commit_written:" in text)
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        if frame.f_code is not Machine._commit.__code__:
+            return None
+
+        def line(f: Any, e: str, a: Any) -> Any:
+            if e == "line" and f.f_lineno == at:
+                sys.settrace(None)
+                raise KeyboardInterrupt
+            return line
+
+        return line
+
+    world, undo = setup()
+    with Journal(str(tmp_path / "j.db")) as journal:
+        sys.settrace(tracer)
+        try:
+            outcome, raised = drive(driver, journal, world, undo)
+        finally:
+            sys.settrace(None)
+        assert journal.saga("r").status == "committed"
+        assert recover(journal, Registry()).recovered == ()
+    assert world == ["a", "b"]
+    assert isinstance(raised, KeyboardInterrupt) and raised.__notes__ == [AFTER_COMMIT]
+    if driver in ("rb", "arb"):
+        assert outcome.status is Status.COMMITTED
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
 @pytest.mark.parametrize("landed", [False, True])
 def test_a_ctrl_c_as_the_commit_is_written_is_told_by_the_journal_read_back(
     driver, landed, tmp_path
