@@ -117,16 +117,23 @@ SWAP = (  # s1's row at s3's position and s3's at s1's (the events logged s1 fir
          "saga 's' has no undo row for step 's2', whose undo_registered event it logged"),
         ("UPDATE undos SET state = 'done' WHERE step = 's2'",
          "saga 's' has the undo of 's2' done, though it logged no undo of it"),
+        ("UPDATE undos SET state = 'not_run' WHERE step = 's2'",
+         "saga 's' has the undo of 's2' not run, though it logged that step done and its undo"),
         ("UPDATE sagas SET status = 'committed'",
          "saga 's' is committed, though its events say it failed"),
+        ("UPDATE sagas SET status = 'committed'; DELETE FROM events WHERE kind IN"
+         " ('pipeline_failed', 'rollback_start', 'halted')",
+         "saga 's' is committed, though it logged no commit"),
         (SWAP, "saga 's' has the undo row of 's2' out of the order its events logged"),
     ],
 )  # fmt: skip
 def test_a_list_sagas_rows_edited_against_its_events_are_refused(tmp_path, capsys, sql, said):
-    """Without the check: s2's row deleted or set done, ``rolled_back; undone s4, s3, s1``
-    (exit 0), s2's charge standing; set committed, "recovered 0 sagas" (exit 0), s1-s4
-    standing; positions swapped, undone s4, s2, s3, s1. (Set rolled_back, its undos left
-    pending, is a state a Ctrl-C can leave: read as it is, attack93 F2.)"""
+    """Without the check: s2's row deleted, set done or set not run, ``rolled_back; undone
+    s4, s3, s1`` (exit 0), s2's charge standing; set committed, "recovered 0 sagas" (exit
+    0), s1-s4 standing; positions swapped, undone s4, s2, s3, s1. (Set rolled_back, its
+    undos left pending, is a state a Ctrl-C can leave: read as it is, attack93 F2; a done
+    undo set back pending is one too: its undo_done event is written before its row, and it
+    runs again, as every undo may: attack93 F1.)"""
     path = _six(tmp_path)
     _edit(path, sql)
     _refused(path, said, capsys)
@@ -152,6 +159,58 @@ def test_edits_that_leave_rows_and_events_agreeing_are_read_as_before(tmp_path, 
     assert LOG == ["s4", "s3", "s2", "s1"]
 
 
+def _cut_forward(tmp_path, monkeypatch):
+    """attack93's fwd.py: three steps, the process killed as s3 runs (s1, s2 done, their
+    undos logged; no commit, no failure logged): the file the last write left."""
+    (tmp_path / "run").mkdir()
+
+    def ran() -> None:
+        with Journal(tmp_path / "run.db") as journal:
+            saga = Saga([step("s1", register="before"), step("s2"), step("s3")])
+            saga.run({}, journal=journal, run_id="s")
+
+    running = []
+    for at in filter(_started, _snapshots(monkeypatch, tmp_path / "run", ran)):
+        with Journal(at) as journal:
+            if journal.saga("s").status == "running" and len(journal.undos("s")) == 3:
+                running.append(at)
+    path = _dead(running[-1:])[0]
+    with Journal(path) as journal:  # (s3's row: its intent, written as it started)
+        assert [(u.step, u.state) for u in journal.undos("s")][:2] == [
+            ("s1", "pending"), ("s2", "pending")]  # fmt: skip
+    LOG.clear()
+    return path
+
+
+@pytest.mark.parametrize(
+    ("sql", "said"),
+    [
+        ("UPDATE sagas SET status = 'committed'",
+         "saga 's' is committed, though it logged no commit"),
+        ("UPDATE sagas SET status = 'rollback_incomplete'",
+         "saga 's' is rollback_incomplete, though its events never say it failed"),
+        ("UPDATE sagas SET status = 'cancelled'; UPDATE undos SET state = 'not_run'",
+         "saga 's' is cancelled, though its events never say it failed"),
+        ("UPDATE sagas SET status = 'rolled_back'; UPDATE undos SET state = 'done'",
+         "saga 's' has the undo of 's1' done, though it logged no undo of it"),
+        ("UPDATE undos SET state = 'not_run' WHERE step = 's1'",
+         "saga 's' has the undo of 's1' not run, though it logged that step done and its undo"),
+    ],
+)  # fmt: skip
+def test_a_saga_cut_forward_edited_finished_or_its_undo_dropped_is_refused(
+    tmp_path, monkeypatch, capsys, sql, said
+):
+    """attack93 F1 (fwdedit.sh): without the checks, "recovered 0 sagas" (exit 0), or s1
+    never named, its charge standing: the journal writes a commit with its event, a failed
+    saga's end after its failure's events, a step's undo not run only if it never ran (or
+    has no undo)."""
+    path = _cut_forward(tmp_path, monkeypatch)
+    with Journal(path) as journal:  # (as the crash left it: recovered)
+        assert journal.saga("s").status == "running"
+    _edit(path, sql)
+    _refused(path, said, capsys)
+
+
 @pytest.mark.parametrize("status", ["running", "rolling_back"])
 def test_a_committed_saga_set_unfinished_by_hand_is_refused_never_undone(tmp_path, capsys, status):
     """attack91's cedit.sh. Without the check: ``rolled_back; undone s2, s1`` (exit 0): a
@@ -169,6 +228,8 @@ def test_a_committed_saga_set_unfinished_by_hand_is_refused_never_undone(tmp_pat
          "saga 's' has no undo row for step 'c1', whose undo_registered event it logged"),
         ("UPDATE undos SET state = 'done' WHERE step = 'c1'",
          "saga 's' has the undo of 'c1' done, though it logged no undo of it"),
+        ("UPDATE undos SET state = 'not_run' WHERE step = 'c1'",
+         "saga 's' has the undo of 'c1' not run, though it logged that step done and its undo"),
     ],
 )  # fmt: skip
 def test_a_graph_sagas_rows_edited_against_its_events_are_refused(tmp_path, capsys, sql, said):

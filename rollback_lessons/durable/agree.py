@@ -12,8 +12,14 @@ order the journal writes in (``records.JournalRun``, ``journaling``, ``recovery`
 - an undo's ``done`` is written with (in process, after) its ``undo_done`` event, or, in
   ``recover``, after its ``undo`` event (a Ctrl-C as the undo returned writes the done
   alone): a done row has one of them;
+- an undo's row is written ``not_run`` only for a step never called (withdrawn, refused,
+  abandoned before its effect) or one with no undo: never for a step done whose undo
+  was logged (attack93 F1: the undo silently dropped);
 - a commit is written with its ``committed`` event, in one transaction: a saga with that
-  event is committed, and a committed one has no event of a failure;
+  event is committed, and a committed one has it and no event of a failure;
+- a failed saga's end is written after its failure's events (buffered, they go with it or
+  before): an ended saga neither committed nor unfinished logged one (attack93 F1: a
+  running saga set ``rollback_incomplete`` by hand, recovered as finished);
 - a list saga's undos are logged in the order of their rows (each position taken as its
   step starts, one step at a time): its rows' order is its events' order (a graph's undo
   order comes from its dependencies and its steps' events, never its rows' positions).
@@ -50,15 +56,33 @@ _CHECKS: tuple[tuple[str, str], ...] = (
         "has no undo row for step {step!r}, whose undo_registered event it logged",
     ),
     (
-        f"SELECT u.saga_id, u.step FROM undos u WHERE u.state = 'done' AND u.saga_id IN"
-        f" ({_UNFINISHED}) AND {_has('u.saga_id', None, 'undo_registered', 'step_start')}"
+        "SELECT u.saga_id, u.step FROM undos u WHERE u.state = 'done'"
+        f" AND {_has('u.saga_id', None, 'undo_registered', 'step_start')}"
         f" AND NOT {_has('u.saga_id', 'u.step', 'undo', 'undo_done')}",
         "has the undo of {step!r} done, though it logged no undo of it",
+    ),
+    (
+        "SELECT u.saga_id, u.step FROM undos u WHERE u.state = 'not_run'"
+        f" AND u.compensation != '' AND u.saga_id IN ({_UNFINISHED})"
+        f" AND {_has('u.saga_id', 'u.step', 'step_done')}"
+        f" AND {_has('u.saga_id', 'u.step', 'undo_registered')}",
+        "has the undo of {step!r} not run, though it logged that step done and its undo",
     ),
     (
         "SELECT s.id, NULL FROM sagas s WHERE s.status = 'committed'"
         f" AND {_has('s.id', None, 'pipeline_failed', 'rollback_start', 'halted')}",
         "is committed, though its events say it failed",
+    ),
+    (
+        "SELECT s.id, NULL FROM sagas s WHERE s.status = 'committed'"
+        f" AND {_has('s.id', None, 'step_start')} AND NOT {_has('s.id', None, 'committed')}",
+        "is committed, though it logged no commit",
+    ),
+    (
+        "SELECT s.id, NULL FROM sagas s WHERE s.status NOT IN ('running', 'rolling_back',"
+        f" 'committed') AND {_has('s.id', None, 'step_start')} AND NOT"
+        f" {_has('s.id', None, 'pipeline_failed', 'rollback_start', 'halted', 'rollback_done')}",
+        "is {status}, though its events never say it failed",
     ),
     (
         "SELECT s.id, NULL FROM sagas s WHERE s.status != 'committed'"
