@@ -110,7 +110,7 @@ def test_a_ctrl_c_in_the_commits_own_end_once_written_undoes_nothing(driver, tmp
     from rollback_lessons.machine import Machine
 
     lines, first = inspect.getsourcelines(Machine._commit)
-    at = first + next(n for n, text in enumerate(lines) if "if self.commit_written:" in text)
+    at = first + next(n for n, text in enumerate(lines) if "and self.commit_final()" in text)
 
     def tracer(frame: Any, event: str, arg: Any) -> Any:
         if frame.f_code is not Machine._commit.__code__:
