@@ -23,6 +23,12 @@ def check_run(clock: object, journal: object) -> None:
 def check_undo(step: str, undo: object, *, journalled: bool, allow_async: bool) -> None:
     """An undo a run can call (and, ``journalled``, write down by name and print on a line)."""
     check_callable(undo, "undo", step, allow_async=allow_async)
+    if not allow_async and isinstance(undo, NamedUndo) and undo.awaits():
+        raise TypeError(  # (else a dead letter at the rollback, which recover awaits: two
+            f"the undo of step {step!r}, compensation {undo.name!r}, is an async function; "
+            "a synchronous run cannot await it: run the saga with `await saga.arun(...)` "
+            "(a block: AsyncRollback)"  # stories of one saga, attack91 F2)
+        )
     if journalled and not step.isprintable():  # (one line in recover's report)
         raise InvalidNameError(
             f"with a journal, step names must be printable (no line break, tab or control "
@@ -42,9 +48,7 @@ def check_step(
     """A with-block's step (``Run.step``, ``Run.astep``), refused before it is even begun."""
     check_callable(action, "action", step, allow_async=allow_async)
     if undo is not None:
-        check_callable(undo, "undo", step, allow_async=allow_async)
-        if journalled:
-            check_undo(step, undo, journalled=True, allow_async=allow_async)
+        check_undo(step, undo, journalled=journalled, allow_async=allow_async)
     if register != "after":
         check_register(register)
     if retry is not None:

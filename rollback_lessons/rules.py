@@ -146,3 +146,8 @@ class NamedUndo:
 
     def __call__(self, idempotency_key: str | None = None) -> Any:
         raise NotImplementedError
+
+    def awaits(self) -> bool:
+        """Is what it names an ``async def`` (only ``arun``, ``AsyncRollback`` and
+        ``recover`` can await it: a synchronous run refuses it before anything runs)?"""
+        return False

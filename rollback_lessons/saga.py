@@ -312,7 +312,7 @@ class Saga:
         _shutdown.unowned()  # (asyncio.run interrupted as it made this task: never begun)
         run, world, before, asked = self._prepare(
             state, inject, policy, register, undo_order, clock, on_event, journal, run_id,
-            cancel, trace_state, graph=True,
+            cancel, trace_state, graph=True, is_async=True,
         )  # fmt: skip
         stopped: asyncio.CancelledError | None = None
 
@@ -349,6 +349,7 @@ class Saga:
         cancel: _graph_drive.CancelLike | None,
         trace_state: bool,
         graph: bool = False,
+        is_async: bool = False,
     ) -> tuple[Run, State, dict[str, Any] | None, _graph_drive.Asked]:
         """A run of this saga (``run``'s and ``arun``'s), checked before anything runs, its
         world, and its cancel as a function, read first (before the journal's row: attack22
@@ -360,9 +361,11 @@ class Saga:
         journal = journal if journal is not None else self.journal
         if journal is not None:  # closures refused before anything runs or is written
             _guards.check_journal(journal)  # (a journal that is not one is said first)
-            for step in self.steps:
-                if step.undo is not None:
-                    _guards.check_undo(step.name, step.undo, journalled=True, allow_async=False)
+        for step in self.steps:  # (``run``: an async def compensation too, attack91 F2)
+            if step.undo is not None and (journal is not None or not is_async):
+                _guards.check_undo(
+                    step.name, step.undo, journalled=journal is not None, allow_async=is_async
+                )
         run = Run(
             name=self.name,
             policy=policy if policy is not None else self.policy,

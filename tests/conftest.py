@@ -445,8 +445,14 @@ def crash_at_first_undo(path, saga, set_sql: str | None = None, params=()) -> No
         if event.kind == "undo":
             raise KeyboardInterrupt
 
+    awaits = any(s.undo is not None and getattr(s.undo, "awaits", bool)() for s in saga.steps)
     with Journal(path) as journal, pytest.raises(KeyboardInterrupt):
-        saga.run({}, journal=journal, run_id="s", on_event=crash)
+        if awaits:  # (an async def compensation: saga.run refuses it, attack91 F2)
+            import asyncio
+
+            asyncio.run(saga.arun({}, journal=journal, run_id="s", on_event=crash))
+        else:
+            saga.run({}, journal=journal, run_id="s", on_event=crash)
     if set_sql is None:
         orphan(path, "s")
         return

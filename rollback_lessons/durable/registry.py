@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..calls import is_async
 from ..errors import InvalidPipelineError
 from ..rules import NamedUndo
 
@@ -121,6 +122,9 @@ class BoundUndo(NamedUndo):
 
     def to_json(self) -> str:
         return json.dumps({"name": self.name, "args": self.args}, sort_keys=True)
+
+    def awaits(self) -> bool:
+        return self.name in self.registry and is_async(self.registry.resolve(self.name))
 
 
 def _too_deep(text: str) -> bool:
