@@ -97,11 +97,11 @@ def _waited_out(future: Any, cut: BaseException) -> BaseException:
             with contextlib.suppress(Exception):
                 more = future.result()
             if future.exception() is not None or not handed_off(more):
-                return _ran_on(cut, True, future)
+                return ran_on(cut, True, future)
             future = _as_future(more)
     except BaseException:
         if future.done():  # (its own end: a worker's Ctrl-C sent back, attack92 F4)
-            return _ran_on(cut, True, future)
+            return ran_on(cut, True, future)
         cut.runs_on = True  # type: ignore[attr-defined]
         return cut
 
@@ -288,7 +288,7 @@ async def awaited(result: Any, role: str, step: str, blocked: Any = None) -> Any
             except asyncio.CancelledError as cut:
                 me = asyncio.current_task()
                 if work.done() and not work.cancelled():  # (it ended as the cancel came:
-                    raise _ran_on(cut, True, work) from None  # its end known, attack92 F5)
+                    raise ran_on(cut, True, work) from None  # its end known, attack92 F5)
                 if not work.cancelled() or (me is not None and me.cancelling()):
                     raise  # (this run's own cancel)
                 result = _unwaitable(work, role, step, hint="")  # (cancelled by its owner
@@ -326,14 +326,14 @@ async def _on_its_loop(future: Any, loop: Any, role: str, step: str) -> Any:
             continue
         if waiting.done():
             if cancelled is not None:  # (it stopped when cancelled, or would not: the
-                raise _ran_on(cancelled, not waiting.cancelled(), waiting)  # cancel is the
+                raise ran_on(cancelled, not waiting.cancelled(), waiting)  # cancel is the
                 # caller's, told after the work's end: ``ended``)
             if waiting.cancelled() and future.cancelled():  # (cancelled by its owner while
                 return _unwaitable(future, role, step, hint="")  # awaited: attack89 F3)
             return waiting.result()
         if not loop.is_running():  # (a cancel heard meanwhile is the caller's: raised, its
             if cancelled is not None:  # work in doubt, never made again: attack90 F14)
-                raise _ran_on(cancelled, True) from None
+                raise ran_on(cancelled, True) from None
             return _unwaitable(future, role, step)
 
 
@@ -356,7 +356,7 @@ async def to_its_end(result: Any, role: str, step: str) -> Any:
         return value
     end = asyncio.get_running_loop().create_future()  # (made only for a swallowed cancel)
     end.set_exception(value) if raised else end.set_result(value)
-    raise _ran_on(asyncio.CancelledError(), True, end)
+    raise ran_on(asyncio.CancelledError(), True, end)
 
 
 async def _pooled(future: Any, role: str, step: str) -> Any:
@@ -384,7 +384,7 @@ async def _pooled(future: Any, role: str, step: str) -> Any:
 
 async def _unstoppable(waiting: Any, cancelled: BaseException | None = None) -> Any:
     """Await work a cancel cannot stop. Cancelled, its end is awaited, and then the cancel is
-    raised, the caller's, never swallowed (attack88 F8), said to have run on (``_ran_on``).
+    raised, the caller's, never swallowed (attack88 F8), said to have run on (``ran_on``).
     A second cancel gives the wait up (a Future nobody ever sets would hang it for good):
     the cancel is raised then, said to leave the work running (``runs_on``: its step in
     doubt, never reported undone, attack90 F4)."""
@@ -407,20 +407,20 @@ async def _unstoppable(waiting: Any, cancelled: BaseException | None = None) -> 
         if not handed_off(more):
             break
         waiting = asyncio.wrap_future(_as_future(more))
-    raise _ran_on(cancelled, True, waiting) from None
+    raise ran_on(cancelled, True, waiting) from None
 
 
-def _ran_on(cancel: BaseException, ran_on: bool, end: Any = None) -> BaseException:
+def ran_on(cancel: BaseException, went_on: bool, end: Any = None) -> BaseException:
     """The cancel of a wait for work that would not stop, said so when it ran on to its end
     (``_timed.within`` then never calls it again: it may have completed); ``end``: the
     future that holds that end (``ended``)."""
-    cancel.ran_on = ran_on  # type: ignore[attr-defined]
-    cancel.ended = end if ran_on else None  # type: ignore[attr-defined]
+    cancel.ran_on = went_on  # type: ignore[attr-defined]
+    cancel.ended = end if went_on else None  # type: ignore[attr-defined]
     return cancel
 
 
 def ended(cancel: BaseException, role: str, step: str) -> tuple[bool, Any] | None:
-    """The end of the work a cancel waited for (``_ran_on``), if it is known and final:
+    """The end of the work a cancel waited for (``ran_on``), if it is known and final:
     (True, its result) or (False, its error, an Exception); None where it is not (the
     work cancelled, a BaseException, a result that is more work or a body never run). A
     driver tells the machine that end before the cancel (attack89 F1: a charge done was
