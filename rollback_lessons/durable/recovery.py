@@ -400,7 +400,7 @@ def _resume(
         )
         ran = run.undo_done(undo.position, 1, flush=None)  # (made before the call, kept
         try:  # with a C call as it returns: no Python call between for a Ctrl-C: attack49 F1)
-            run_undo(fn, undo, op.timeout, run)  # (run: this recover's, F4)
+            run_undo(fn, undo, op.timeout, run, (str(run.journal.path), saga.id))  # (F4)
         except Exception as exc:
             try:  # (an error whose repr raises an interrupt as it is told: named, F5)
                 op = m.undo_failed(exc)

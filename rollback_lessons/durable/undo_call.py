@@ -9,17 +9,30 @@ import contextvars
 import inspect
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
-from .._results import _loop_here, awaited, checked, handed_off, on_a_loop
+from .._results import _loop_here, awaited, checked, handed_off, on_a_loop, what
 from .._timed import within
 from ..calls import call_timed, is_async, refused
 from .records import UndoRecord
 from .registry import call_compensation
 
+LEFT: dict[tuple[str, ...], Callable[[], bool]] = {}
+"""Per (journal, saga, step), an undo call a ``recover`` left running in this process as it
+stopped (an interrupt a notebook or a service caught, or the call's timeout): how to tell
+its work ended. A later recover here never makes it again while it runs (attack90 F5: the
+refund made twice at once, the first recover's pool work still running)."""
+_LEFT_LOCK = threading.Lock()
+LEFT_HERE = "left running in this process by a recover that stopped (interrupted, or timed out)"
+
 
 def run_undo(
-    fn: Callable[..., Any], undo: UndoRecord, timeout: float | None, owner: object = None
+    fn: Callable[..., Any],
+    undo: UndoRecord,
+    timeout: float | None,
+    owner: object = None,
+    where: tuple[str, str] | None = None,
 ) -> None:
     """One attempt of an undo, as the run would have made it: a coroutine it returns is
     awaited (``saga.arun`` awaits it too), a generator is the in-process drivers' error (its
@@ -27,30 +40,87 @@ def run_undo(
     awaited undo is cancelled; a blocking one goes on in its helper thread, as in process).
     A call left running so (a blocking one, or an awaited one that would not stop) is never
     made again for ``owner`` (this recover of this saga): its further attempts fail at once,
-    never two refunds at once (attack84 F4)."""
+    never two refunds at once (attack84 F4); ``where`` (its journal, its saga): nor by a
+    later recover in this process while it runs (``LEFT``)."""
 
     blocked = _loop_here()  # (the caller's, blocked while recover runs: attack88 F4, a
     # Task of it handed back in the timeout's helper thread was waited for there)
+    key = None if where is None else (*where, undo.step)
+    _not_left(key, undo.step, timeout)
+    ends: list[Callable[[], bool]] = []  # how to tell its work ended (the first: all of it)
+    given: list[Any] = []  # what the call gave back (work handed back: its end, ``_ended``)
 
     def attempt() -> None:
         if timeout is not None and (left := refused(owner, "undo", undo.step, timeout)):
             raise left
-        result = call_compensation(fn, undo.args, undo.key)
+        given.append(call_compensation(fn, undo.args, undo.key))  # (kept at once: a
+        result = given[-1]  # Ctrl-C from here on leaves it known, attack90 F5)
         if on_a_loop(result) or handed_off(result):  # (work handed back: waited for where
             checked(result, "undo", undo.step, blocked)  # it runs, or cancelled: attack86 F4)
         elif inspect.isawaitable(result):
-            _await(result, timeout, undo.step, owner, blocked)
+            _await(result, timeout, undo.step, owner, blocked, ends)
         elif result is not None:
             checked(result, "undo", undo.step)
 
-    if timeout is None or is_async(fn):
-        attempt()
-    else:  # (in its helper thread with this one's context: a recover it calls is nested)
-        call_timed(contextvars.copy_context().run, (attempt,), "undo", undo.step, timeout, owner)
+    def whole() -> None:  # (the timed call's helper thread: its end is the whole call's)
+        try:
+            attempt()
+        finally:
+            over.set()
+
+    over = threading.Event()
+    try:
+        if timeout is None or is_async(fn):
+            attempt()
+        else:  # (in its helper thread with this one's context: a recover it calls is nested)
+            ends.append(over.is_set)
+            call_timed(contextvars.copy_context().run, (whole,), "undo", undo.step, timeout, owner)
+    except BaseException:
+        if given and (on_a_loop(given[-1]) or handed_off(given[-1])):
+            ends.append(partial(_ended, given[-1]))
+        if key is not None and ends and not ends[0]():  # (it goes on: cut, or timed out)
+            with _LEFT_LOCK:
+                LEFT[key] = ends[0]
+        raise
+
+
+def _not_left(key: tuple[str, ...] | None, step: str, timeout: float | None) -> None:
+    """Refuse the attempt while a call of this undo a stopped recover left runs here."""
+    if key is None:
+        return
+    with _LEFT_LOCK:
+        ended = LEFT.get(key)
+        if ended is not None and ended():
+            del LEFT[key]
+            ended = None
+    if ended is not None:
+        raise TimeoutError(
+            f"{what('undo', step)} not called again: its call, {LEFT_HERE}, may still "
+            "complete (or has)"
+        )
+
+
+def _ended(work: Any) -> bool:
+    """Has work handed back ended, and the work it gave back in turn (``checked`` waits
+    for the last of such a chain)?"""
+    while True:
+        if not (work.done() if hasattr(work, "done") else work.ready()):
+            return False
+        try:
+            work = work.result(0) if hasattr(work, "exception") else work.get(0)
+        except BaseException:  # (it failed, or was cancelled: over)
+            return True
+        if not (on_a_loop(work) or handed_off(work)):
+            return True
 
 
 def _await(
-    awaitable: Any, timeout: float | None, step: str, owner: object = None, blocked: Any = None
+    awaitable: Any,
+    timeout: float | None,
+    step: str,
+    owner: object = None,
+    blocked: Any = None,
+    ends: list[Callable[[], bool]] | None = None,
 ) -> None:
     """Await an undo's awaitable to its end (``recover`` is synchronous), on an event loop
     of its own in a daemon thread, from any thread (a notebook's has a running loop).
@@ -91,7 +161,10 @@ def _await(
             asyncio.set_event_loop(None)
             loop.close()
 
-    threading.Thread(target=serve, name=f"rollback-lessons undo of {step!r}", daemon=True).start()
+    thread = threading.Thread(target=serve, name=f"rollback-lessons undo of {step!r}", daemon=True)
+    thread.start()
+    if ends is not None:  # (its loop's thread ends once every task of it did)
+        ends.append(lambda: not thread.is_alive())
     try:
         settled.wait()
     except BaseException:  # a Ctrl-C while it runs: its call is cancelled, as in process
