@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from .errors import TakenOver
 from .events import EventKind
 from .journal_notes import left_note
+from .outcome import EARLY
 from .verdicts import interruption_name
 
 if TYPE_CHECKING:
@@ -141,6 +142,8 @@ def last_batch(w: JournalWriter, jrun: UndoJournalRun, error: BaseException | No
             jrun.leaked(w.intents.pop(step))
         elif step in w.settled:  # (returned, cut short before the machine heard)
             jrun.leaked(w.settled.pop(step)[0])
+        elif step in w.m.compensated:  # (undone while it ran on: attack95 F1)
+            jrun.ran_on(step, f"step {step!r}: {EARLY}")
     if error is None and pivot is None:
         return  # committed: written at its event
     if error is not None:

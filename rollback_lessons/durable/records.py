@@ -259,6 +259,17 @@ class JournalRun:
              (f"step {step!r}: {text}", self.saga_id)),
         ])  # fmt: skip
 
+    def ran_on(self, step: str, why: str) -> None:
+        """``step`` was undone while its call still ran (the wait for it given up): its
+        effect may land after its undo. Its done row is written ``leaked``, saying why, with
+        the run's end: a person checks it, and ``recover`` names it until it is settled
+        (attack95 F1: "nothing left for a person", exit 0, the charge standing)."""
+        self._pending.append((
+            "UPDATE undos SET state = 'leaked', error = ?"
+            " WHERE saga_id = ? AND step = ? AND state = 'done'",
+            (why, self.saga_id, step),
+        ))  # fmt: skip
+
     def _set_state(self, position: int, state: str) -> None:
         self._pending.append(self._state_statement(position, state))
 
