@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from ._drive import Call
-from ._results import awaitable, awaited, checked
+from ._results import awaitable, awaited, checked, ran_on
 from ._shutdown import branch_cut, tasks_of
 from .verdicts import cut_by
 
@@ -46,7 +46,10 @@ async def acarry(
             except BaseException as exc:  # a branch is arun's own task: a cancel of it is
                 if not called:  # (a Ctrl-C before its action was called: never run)
                     raise
-                todo = loop.throw(branch_cut(run, exc))
+                cut = branch_cut(run, exc)
+                if cut is not exc and "ended" in getattr(exc, "__dict__", {}):  # (its work's
+                    ran_on(cut, True, exc.__dict__["ended"])  # end kept: attack95 F3)
+                todo = loop.throw(cut)
                 continue
             todo = loop.send(done)
     except StopIteration as over:

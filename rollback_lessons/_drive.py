@@ -395,7 +395,7 @@ class Driver:
         if end is not None and end[0]:  # a cancel or Ctrl-C came as the action's work ran on:
             self.results[step] = end[1]  # its end is told first, done (its undo logged),
             return self.returned_cut(exc)  # then the run fails with it (attack89 F1, 90 F7)
-        if end is not None and m.plan is None:  # (refused: failed for good, never retried)
+        if end is not None:  # (refused: failed for good, never retried; attack95 F2: a plan too)
             m.stop(exc)
             op = self.step_raised(end[1])
             self.error = self.raise_after = exc

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ._branches import LOST, POLL, Broke, acarry, not_run, original, returned_cut
 from ._drive import Call, asks_cancel, failed_asking, own_cancel
 from ._guards import began_cut, cancel_heard, settled
+from ._results import ended
 from ._shutdown import LoopEnded, branch_cut, half_made, rescued, taken_back
 from .calls import call_sync, call_timed
 from .events import describe
@@ -130,6 +131,14 @@ def step_ops(
                 raise
             if begun is not None and step not in begun and not isinstance(exc, Exception):
                 raise  # (on its own lines, before its Call was handed over: never called)
+            end = None if issubclass(type(exc), Exception) else ended(exc, "action", step)
+            if end is not None and end[0]:  # its work's end, waited for as the cut came
+                run.results[step] = end[1]  # (asyncio.run's second Ctrl-C): told first,
+            elif end is not None:  # done: undone; refused: failed with its own error,
+                run.called()  # never retried (attack95 F3: reported leaked)
+                run.error = run.raise_after = exc
+                gm.broken(exc)
+                return gm.step_error(step, end[1])
             if step in run.results and not issubclass(type(exc), Exception):
                 return returned_cut(run, step, exc) or Ready(())  # (returned: a Ctrl-C after)
             run.called()
