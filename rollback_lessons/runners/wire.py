@@ -34,7 +34,8 @@ from ..rules import (
     check_register,
     check_undo_order,
 )
-from ..saga import Saga, State, snapshot
+from ..saga import Saga, State
+from ..snapshots import safe_snapshot
 from . import hosted
 from .error_record import ErrorRecord, adopt, exception_type, keep_types, kept_types
 from .names import keys
@@ -370,7 +371,7 @@ def outcome_of(
     return Outcome.of(
         record,
         state_before=before,
-        state_after=snapshot(state) if state is not None else None,
+        state_after=safe_snapshot(state) if state is not None else None,
         labels={s.name: s.label for s in saga.steps if s.label},
     )
 

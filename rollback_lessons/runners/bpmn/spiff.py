@@ -20,8 +20,9 @@ from ...operations import ANSWERS, Finished, Op, RunStep, RunUndo
 from ...outcome import Outcome
 from ...policies import PolicyLike, data_only
 from ...rules import check_state
-from ...saga import Saga, State, snapshot
+from ...saga import Saga, State
 from ...schedule import GraphMachine
+from ...snapshots import safe_snapshot
 from .. import remote
 from ..closed import Closable
 from ..error_record import keeping
@@ -128,7 +129,7 @@ def run_explicit(
     plan = plan_of(saga, run_id, policy=chosen, undo_order=undo_order,  # type: ignore[arg-type]
                    graphs=True)  # fmt: skip
     world: State = {} if state is None else state
-    before = snapshot(world) if state is not None else None
+    before = safe_snapshot(world) if state is not None else None
     with exit_warned(saga.name):  # (a sys.exit's notes: on stderr, attack56 F1)
         if graph:
             return _run_graph(saga, state, world, before, plan, faults, chosen, answers, asked)
