@@ -105,14 +105,24 @@ class RemoteError(RollbackLessonsError):
         return self.text if self.text is not None else f"{self.type_name}({str(self)!r})"
 
 
+OWN_CANCEL = "(a call's own CancelledError)"
+"""Marks a call's own CancelledError (``calls.own_cancel``: a future it awaited was
+cancelled, not its task), carried by an engine as a failure, as in process (attack94 F3)."""
+
+
 def interrupts(error: BaseException) -> bool:
     """Did a call raise a BaseException that is not an Exception (a Ctrl-C, ``sys.exit``, a
     library's own), here or where it ran (a stand-in naming its lineage)? In process that
     cuts the call short (``Driver.step_raised``): a step fails for good, in doubt, and an
-    undo's ends the rollback, the rest pending; every engine tells its machine so."""
+    undo's ends the rollback, the rest pending; every engine tells its machine so. A
+    call's own CancelledError (marked ``OWN_CANCEL`` where it ran) is a failure."""
     if issubclass(type(error), RemoteError):  # (by type: ``isinstance`` asks ``__class__``)
-        return "BaseException" in error.lineage and "Exception" not in error.lineage  # type: ignore[attr-defined]
-    return not issubclass(type(error), Exception)
+        lineage = error.lineage  # type: ignore[attr-defined]
+        return (
+            "BaseException" in lineage and "Exception" not in lineage and OWN_CANCEL not in lineage
+        )
+    own = getattr(error, "__dict__", {}).get(OWN_CANCEL, False)
+    return not issubclass(type(error), Exception) and not own
 
 
 class TakenOver(RollbackLessonsError):

@@ -31,7 +31,7 @@ from types import FrameType
 from typing import Any, TypeVar
 
 from .._shutdown import warned
-from ..errors import STAND_IN, InjectedFault, InjectedTimeout, RemoteError
+from ..errors import OWN_CANCEL, STAND_IN, InjectedFault, InjectedTimeout, RemoteError
 from ..events import describe, said, text_of
 from ..faults import Fault
 from ..policies import escape, lineage, type_name
@@ -205,6 +205,8 @@ class ErrorRecord:
             name, text = remote.type_name, remote.text
             return cls(name, str(error), step, None, list(remote.lineage), text, None, _held(error))
         message, names = said(error), lineage(type(error))
+        if getattr(error, "__dict__", {}).get(OWN_CANCEL):  # (a failure: ``interrupts``)
+            names = [*names, OWN_CANCEL]
         try:
             text = describe(error)  # (its repr, as the events said it in process)
         except BaseException as heard:  # (an Exception's: heard as that interrupt, raised)

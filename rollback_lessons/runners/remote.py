@@ -10,7 +10,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .._commit_notes import after_commit, outcome_notes
-from ..calls import LATE_IDS, call_sync, call_timed
+from ..calls import LATE_IDS, call_sync, call_timed, own_cancel
+from ..errors import OWN_CANCEL
 from ..faults import Fault, action_error, undo_error, undo_fails
 from ..outcome import Outcome, Status
 from ..rules import NamedUndo, idempotency_key
@@ -36,8 +37,8 @@ def run_action(saga: Saga, step: str, state: State, fault: Fault | None,
         return ErrorRecord.of(action_error(step, fault), step)
     try:
         call_sync(saga[step].action, (state,), "action", step)
-    except Exception as exc:
-        return record(exc, step)
+    except BaseException as exc:
+        return record(failed(exc), step)
     if fault is Fault.FAIL_AFTER_EFFECT:
         return ErrorRecord.of(action_error(step, fault), step)
     return None
@@ -78,9 +79,22 @@ def run_undo(
             call_sync(fn, args, "undo", step)  # an awaitable or generator: a failed undo
         else:
             call_timed(fn, args, "undo", step, timeout, run_id)  # (never again once late)
-    except Exception as exc:
-        return record(exc, step)
+    except BaseException as exc:
+        return record(failed(exc), step)
     return None
+
+
+def failed(exc: BaseException) -> BaseException:
+    """A call's error, recorded as a failure; a call's own CancelledError is one, marked so
+    (``errors.OWN_CANCEL``: in process a failure, attack94 F3: every engine took it for an
+    interruption, a's undo never run); any other BaseException is raised (it cuts the call
+    short, as in process)."""
+    if isinstance(exc, Exception):
+        return exc
+    if not own_cancel(exc):
+        raise exc
+    exc.__dict__[OWN_CANCEL] = True
+    return exc
 
 
 def reraise(
