@@ -18,10 +18,11 @@ from ..calls import call_timed, is_async, refused
 from .records import UndoRecord
 from .registry import call_compensation
 
-LEFT: dict[tuple[str, ...], Callable[[], bool]] = {}
+LEFT: dict[tuple[str, ...], tuple[object, Callable[[], bool]]] = {}
 """Per (journal, saga, step), an undo call a ``recover`` left running in this process as it
 stopped (an interrupt a notebook or a service caught, or the call's timeout): how to tell
-its work ended. A later recover here never makes it again while it runs (attack90 F5: the
+its work ended (and the recover that left it: its own rule, ``calls.refused``, says it in
+that one). A later recover here never makes it again while it runs (attack90 F5: the
 refund made twice at once, the first recover's pool work still running)."""
 _LEFT_LOCK = threading.Lock()
 LEFT_HERE = "left running in this process by a recover that stopped (interrupted, or timed out)"
@@ -46,7 +47,7 @@ def run_undo(
     blocked = _loop_here()  # (the caller's, blocked while recover runs: attack88 F4, a
     # Task of it handed back in the timeout's helper thread was waited for there)
     key = None if where is None else (*where, undo.step)
-    _not_left(key, undo.step, timeout)
+    _not_left(key, undo.step, owner)
     ends: list[Callable[[], bool]] = []  # how to tell its work ended (the first: all of it)
     given: list[Any] = []  # what the call gave back (work handed back: its end, ``_ended``)
 
@@ -80,20 +81,20 @@ def run_undo(
             ends.append(partial(_ended, given[-1]))
         if key is not None and ends and not ends[0]():  # (it goes on: cut, or timed out)
             with _LEFT_LOCK:
-                LEFT[key] = ends[0]
+                LEFT[key] = (owner, ends[0])
         raise
 
 
-def _not_left(key: tuple[str, ...] | None, step: str, timeout: float | None) -> None:
-    """Refuse the attempt while a call of this undo a stopped recover left runs here."""
+def _not_left(key: tuple[str, ...] | None, step: str, owner: object) -> None:
+    """Refuse the attempt while a call of this undo another recover left runs here."""
     if key is None:
         return
     with _LEFT_LOCK:
-        ended = LEFT.get(key)
-        if ended is not None and ended():
+        left = LEFT.get(key)
+        if left is not None and left[1]():
             del LEFT[key]
-            ended = None
-    if ended is not None:
+            left = None
+    if left is not None and left[0] is not owner:
         raise TimeoutError(
             f"{what('undo', step)} not called again: its call, {LEFT_HERE}, may still "
             "complete (or has)"
