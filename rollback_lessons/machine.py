@@ -63,6 +63,7 @@ from .verdicts import (  # the status and pivot rules, the machine's (one place 
     pivot_at_stake,
     pivot_in_doubt,
     status_of,
+    still_ran,
     timed_out,
 )
 
@@ -717,9 +718,8 @@ class Machine:
             self._expect("interrupted")
             runs = still_runs and self.phase is _STEP  # (waiting to retry: no new try begins)
             if runs:
-                self.notes = [*self.notes, f"step {self.current!r} still ran when the block "
-                              f"stopped waiting for it ({type(exc).__name__}): its effect may "
-                              "land after any undo; check it by hand"]  # fmt: skip
+                said = still_ran(self.current, "block" if self.plan is None else "run", exc)
+                self.notes = [*self.notes, said]
             return self._step_lost(exc, cut=self.phase is _STEP, runs=runs)
         self.kept = self.kept or kept
         if self.interruption is None:

@@ -232,3 +232,12 @@ def rollback_notes(
     if leaked:
         said.append(f"rollback: not undone (no undo logged for it): {', '.join(leaked)}")
     return said + [f"rollback: {n}" for n in notes]
+
+
+def still_ran(step: object, who: str, exc: BaseException) -> str:
+    """The note of a step whose call the ``who`` ("block", "run") stopped waiting for
+    (attack95 F5: a ``saga.run``'s said "the block")."""
+    return (
+        f"step {step!r} still ran when the {who} stopped waiting for it "
+        f"({type(exc).__name__}): its effect may land after any undo; check it by hand"
+    )

@@ -86,3 +86,12 @@ def test_arun_at_asyncio_runs_second_ctrl_c_tells_the_end_it_waited_for(pool, wo
     assert world == WORLD
     notes = " | ".join(getattr(caught.value, "__notes__", []))
     assert "(cancelled)" in notes and "leaked" not in notes, notes
+
+
+def test_saga_runs_second_ctrl_c_note_names_the_run_not_a_block(pool):
+    """attack95 F5: ``saga.run`` (no with-block anywhere) said "when the block stopped"."""
+    with pytest.raises(KeyboardInterrupt) as caught:
+        _saga(pool, _charge, 2).run({})
+    notes = " | ".join(getattr(caught.value, "__notes__", []))
+    assert "step 'charge' still ran when the run stopped waiting for it" in notes, notes
+    assert "the block" not in notes
