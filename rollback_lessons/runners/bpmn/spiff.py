@@ -5,6 +5,7 @@ the saga machine afterwards."""
 from __future__ import annotations
 
 import re
+import sys
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -241,6 +242,15 @@ def _parsed(saga: Saga, chosen: Any, host: dict[str, Any], graph: bool = False) 
             script_engine=FeelConditions(environment=TaskDataEnvironment(host)),
         )
     except Exception as exc:  # a bug of the engine's as it builds the workflow: nothing ran
+        if _recursed(exc):  # (attack94 F1: "failed in its own code", no limit named)
+            raise UnsupportedInBPMN(
+                f"BPMN: saga {saga.name!r} ({len(saga.steps)} steps) is too long for "
+                "SpiffWorkflow, which builds its workflow recursing once per step: Python's "
+                f"recursion limit ({sys.getrecursionlimit()}) was reached at this call's depth; "
+                "nothing ran. "
+                + ("" if graph else "Its graph form (undo_order='by_dependency') takes more; ")
+                + "Step Functions, DBOS and Temporal take it as it is"
+            ) from None
         error = engine_error(exc)
         error.add_note(f"saga {saga.name!r}: it stopped as it built the workflow, before any "
                        "step: nothing ran")  # fmt: skip
@@ -380,3 +390,18 @@ def stopped(host: GraphHost, exc: BaseException) -> None:
             m.fail(exc)
     if m.phase is not Phase.DONE:
         m.interrupted(exc)
+
+
+def _recursed(exc: BaseException) -> bool:
+    """Is ``exc`` (or what it wraps, SpiffWorkflow's ValidationException) a RecursionError?"""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        one = todo.pop()
+        if one is None or id(one) in seen:
+            continue
+        seen.add(id(one))
+        if isinstance(one, RecursionError) or "RecursionError(" in describe(one):
+            return True
+        todo += [one.__cause__, one.__context__]
+    return False
