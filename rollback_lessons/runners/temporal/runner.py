@@ -102,6 +102,7 @@ class TemporalRunner(Closable):
         self.task_queue = task_queue or f"rollback-lessons-{uuid.uuid4().hex[:8]}"
         self.abandoned: tuple[str, ...] = ()
         """What ``close`` left running: steps or undos that did not end within its grace."""
+        self._told: tuple[str, ...] | None = None  # (the abandoned calls a warning named)
         self.db_file: str | None = None  # its own dev server's file (None: it keeps nothing)
         self.lost: dict[str, SagaTerminated] = {}
         """Sagas ``close`` left unfinished on its own dev server that keeps nothing (no
@@ -332,7 +333,8 @@ class TemporalRunner(Closable):
                 with contextlib.suppress(Exception, asyncio.CancelledError):  # nothing has
                     await self._name_lost()  # are named all the same, then it is raised
             raise
-        if calls or self.abandoned:
+        if (calls or self.abandoned) and self.abandoned != self._told:  # (once: attack94 F6)
+            self._told = self.abandoned
             left = "its thread" if len(self.abandoned) == 1 else "their threads"
             warnings.warn(
                 AbandonedCalls(
@@ -364,7 +366,7 @@ class TemporalRunner(Closable):
         running, left on their threads, named as the grace's end would (attack57 F4)."""
         running = tuple(RUNNING.get(self.task_queue, {}).values())
         if running and not self.abandoned:
-            self.abandoned = running
+            self.abandoned = self._told = running
             one = len(running) == 1  # (its, it; their, them: learn83 F7)
             kept = (f"; {self.db_file} keeps {'its saga' if one else 'their sagas'}: a runner "
                     f"started again on it takes {'it' if one else 'them'} up")  # fmt: skip
