@@ -9,6 +9,7 @@ import contextlib
 import gc
 import signal
 import sys
+import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -51,10 +52,41 @@ class RunnerClosed(RollbackLessonsError):
         )
 
 
+STOPS = (
+    "each stops once its step's call returns (at once if it waits), nothing undone: "
+    "its RunnerClosed's notes name what it did"
+)
+GOES_ON = "each goes on in its thread to its end (SpiffWorkflow is a library: nothing to stop)"
+
+
+class RunsLeft(RuntimeWarning):
+    """A runner closed while sagas ran on it in other threads (Step Functions, BPMN): what
+    becomes of them is said at the close, not only by their own threads later (attack94 F2)."""
+
+
 class Closable:
-    """What a runner keeps of its close: ``_refuse_if_closed`` at the top of each call."""
+    """What a runner keeps of its close: ``_refuse_if_closed`` at the top of each call; the
+    sagas running on it (``_running``), named by ``_left`` as it closes."""
 
     _closed = False
+
+    @contextlib.contextmanager
+    def _running(self, saga: str) -> Iterator[None]:
+        runs: list[str] = self.__dict__.setdefault("_runs", [])
+        runs.append(saga)
+        try:
+            yield
+        finally:
+            runs.remove(saga)
+
+    def _left(self, what: str) -> None:
+        """Name the sagas still running as it closes, and ``what`` becomes of them (once)."""
+        runs = list(self.__dict__.get("_runs", ()))
+        if runs and not self._closed:
+            names = ", ".join(map(repr, runs))
+            many = "sagas" if len(runs) > 1 else "saga"
+            warnings.warn(RunsLeft(f"{type(self).__name__} closed while {len(runs)} {many} "
+                                   f"still ran on it ({names}): {what}"), stacklevel=3)  # fmt: skip
 
     def _where(self) -> str:
         """What this runner runs on, in words (for ``RunnerClosed``)."""

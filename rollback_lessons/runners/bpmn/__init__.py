@@ -1,7 +1,7 @@
 """BPMN 2.0: the saga written as a model for Camunda 8 (``model``: compensation events, or
 the explicit form), and the explicit form run on SpiffWorkflow (``spiff``)."""
 
-from ..closed import RunnerClosed
+from ..closed import RunnerClosed, RunsLeft
 from .model import (
     CAMUNDA_VERSION,
     ENGINE,
@@ -18,6 +18,7 @@ __all__ = [
     "BpmnEngineError",
     "BpmnRunner",
     "RunnerClosed",
+    "RunsLeft",
     "UnsupportedInBPMN",
     "run_explicit",
     "to_bpmn",

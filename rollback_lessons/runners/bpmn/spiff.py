@@ -25,7 +25,7 @@ from ...saga import Saga, State
 from ...schedule import GraphMachine
 from ...snapshots import safe_snapshot
 from .. import remote
-from ..closed import Closable
+from ..closed import GOES_ON, Closable
 from ..error_record import keeping
 from ..heard import Heard
 from ..history import Visit, Worker, do, over_noted, undo, walk
@@ -358,11 +358,14 @@ class BpmnRunner(Closable):
         """Run ``saga`` with SpiffWorkflow and return its Outcome (like ``saga.run``; its
         errors as they were raised here: ``error_record.keeping``)."""
         self._refuse_if_closed("run")
-        with keeping(saga.name):
+        with keeping(saga.name), self._running(saga.name):
             return run_explicit(saga, state, inject=inject, policy=policy, undo_order=undo_order,
                                 completion=completion, cancel=cancel, answers=answers)  # fmt: skip
 
     def close(self) -> None:
+        """Refuse every call from now on; a run under way goes on in its thread to its end
+        (a library has nothing to stop), and is named (``RunsLeft``: attack94 F2)."""
+        self._left(GOES_ON)
         self._closed = True
 
     def __enter__(self) -> BpmnRunner:

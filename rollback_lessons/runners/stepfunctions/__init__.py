@@ -25,7 +25,7 @@ cannot be written into a state machine: it is refused before anything runs.
 """
 
 from ...operations import ANSWERS
-from ..closed import RunnerClosed
+from ..closed import RunnerClosed, RunsLeft
 from .asl import (
     CALLBACK,
     StepFunctionsError,
@@ -43,6 +43,7 @@ __all__ = [
     "EngineFailedTask",
     "Execution",
     "RunnerClosed",
+    "RunsLeft",
     "StepFunctionsError",
     "StepFunctionsRunner",
     "UnsupportedOnStepFunctions",

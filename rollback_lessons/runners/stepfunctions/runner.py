@@ -24,7 +24,7 @@ from ...rules import check_state
 from ...saga import Saga, State
 from ...schedule import GraphMachine
 from ...snapshots import safe_snapshot
-from ..closed import Closable, Gone, collected, stop_dropped
+from ..closed import STOPS, Closable, Gone, collected, stop_dropped
 from ..error_record import keeping
 from ..heard import Heard
 from ..history import Worker, over_noted, walk
@@ -170,7 +170,7 @@ class StepFunctionsRunner(Closable):
         before = safe_snapshot(world) if state is not None else None
         worker = Worker(run_id, saga, world, faults, list(answers), plan=plan,
                         matched=Matching(saga, chosen.retry))  # type: ignore[union-attr]  # fmt: skip
-        with self._answering():
+        with self._answering(), self._running(saga.name):
             if live:
                 return self._live(saga, state, plan, asl, worker, before, suffix, timeout,
                                   first_of(completion) if completion is not None else None,
@@ -414,6 +414,7 @@ class StepFunctionsRunner(Closable):
         request of a run another thread still serves (its clients are ``Gone``). Closing
         again does nothing. Its server is stopped whatever instant a Ctrl-C lands in close
         (attack59 M1: one before the stack's close left it running), then the Ctrl-C raised."""
+        self._left(STOPS)
         try:  # (its stack, then the server again: one of the two is never cut)
             with self._stack:  # (a ``with``: a ``try`` line in a ``try`` is in neither of them)
                 if not self._closed:

@@ -1,0 +1,53 @@
+"""Step Functions' and BPMN's ``close()`` while a saga runs on them in another thread names
+that saga and what becomes of it (``RunsLeft``): it returned at once and said nothing (attack94
+F2; on Step Functions the run was told only by its own thread, once its action returned; on
+BPMN it went on, unsaid, to its end)."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+
+import pytest
+
+from rollback_lessons import Saga, Step
+from rollback_lessons.runners.bpmn import BpmnRunner, RunsLeft
+from rollback_lessons.runners.closed import GOES_ON, STOPS
+from rollback_lessons.runners.stepfunctions import RunnerClosed, StepFunctionsRunner
+
+
+@pytest.mark.parametrize(("make", "what"), [(StepFunctionsRunner.start, STOPS),
+                                            (BpmnRunner.start, GOES_ON)])  # fmt: skip
+def test_close_names_the_sagas_still_running(make, what):
+    began, go = threading.Event(), threading.Event()
+    world: list[str] = []
+
+    def slow(state) -> None:
+        began.set()
+        go.wait(10)
+        world.append("b")
+
+    saga = Saga([Step("a", lambda s: world.append("a"), lambda s: world.append("undo a")),
+                 Step("b", slow, lambda s: world.append("undo b"))], name="closing")  # fmt: skip
+    runner = make()
+    ended: list[object] = []
+
+    def run() -> None:
+        try:
+            ended.append(runner.run(saga, {}).status)
+        except RunnerClosed as exc:
+            ended.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert began.wait(30)
+    with warnings.catch_warnings(record=True) as told:
+        warnings.simplefilter("always")
+        runner.close()
+        runner.close()  # (again: nothing more said)
+    go.set()
+    thread.join(30)
+    said = [str(w.message) for w in told if issubclass(w.category, RunsLeft)]
+    kind = type(runner).__name__
+    assert said == [f"{kind} closed while 1 saga still ran on it ('closing'): {what}"]
+    assert ended and world[:2] == ["a", "b"]
