@@ -181,6 +181,24 @@ def wheel_venv(tmp_path_factory) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="module")
+def sfn_runner():
+    """Step Functions on moto, in this process, for a module."""
+    from rollback_lessons.runners.stepfunctions import StepFunctionsRunner
+
+    with StepFunctionsRunner.start() as runner:
+        yield runner
+
+
+@pytest.fixture(scope="module")
+def bpmn_runner():
+    """BPMN on SpiffWorkflow (a library: nothing to start), for a module."""
+    from rollback_lessons.runners.bpmn import BpmnRunner
+
+    with BpmnRunner.start() as runner:
+        yield runner
+
+
+@pytest.fixture(scope="module")
 def dbos_runner():
     """DBOS, launched once for a module (it is one per process), on a temporary file; closed
     when the module is done, so that its threads do not run beside other modules' tests.

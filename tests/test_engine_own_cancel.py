@@ -10,8 +10,6 @@ import asyncio
 import pytest
 
 from rollback_lessons import Parallel, Saga, Status, Step
-from rollback_lessons.runners.bpmn import BpmnRunner
-from rollback_lessons.runners.stepfunctions import StepFunctionsRunner
 
 
 def _cancelled(what: str):
@@ -38,18 +36,6 @@ def _saga(world: list[str], case: str) -> Saga:
                 name="own")  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def sfn():
-    with StepFunctionsRunner.start() as runner:
-        yield runner
-
-
-@pytest.fixture(scope="module")
-def bpmn():
-    with BpmnRunner.start() as runner:
-        yield runner
-
-
 @pytest.mark.parametrize("case", ["action", "undo", "graph action"])
 @pytest.mark.parametrize("engine", ["sfn", "bpmn", "dbos"])
 def test_a_calls_own_cancelled_error_is_a_failure_on_every_engine(request, engine, case):
@@ -57,7 +43,7 @@ def test_a_calls_own_cancelled_error_is_a_failure_on_every_engine(request, engin
     local = _saga(world, case).run({})
     here = list(world)
     world.clear()
-    runner = request.getfixturevalue({"dbos": "dbos_runner"}.get(engine, engine))
+    runner = request.getfixturevalue(f"{engine}_runner")
     remote = runner.run(_saga(world, case), {})  # (returned: never raised)
     assert world == here and "undo a" in world
     want = Status.ROLLBACK_INCOMPLETE if case == "undo" else Status.ROLLED_BACK

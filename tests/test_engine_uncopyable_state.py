@@ -11,8 +11,6 @@ import threading
 import pytest
 
 from rollback_lessons import Saga, Status, Step
-from rollback_lessons.runners.bpmn import BpmnRunner
-from rollback_lessons.runners.stepfunctions import StepFunctionsRunner
 
 
 def _saga(world: list[str], fail: bool) -> Saga:
@@ -32,18 +30,6 @@ def _saga(world: list[str], fail: bool) -> Saga:
     ], name="conn")  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def sfn():
-    with StepFunctionsRunner.start() as runner:
-        yield runner
-
-
-@pytest.fixture(scope="module")
-def bpmn():
-    with BpmnRunner.start() as runner:
-        yield runner
-
-
 @pytest.mark.parametrize("fail", [False, True])
 @pytest.mark.parametrize("engine", ["sfn", "bpmn", "dbos"])
 def test_an_uncopyable_state_ends_with_the_outcome_saga_run_gives(request, engine, fail):
@@ -51,7 +37,7 @@ def test_an_uncopyable_state_ends_with_the_outcome_saga_run_gives(request, engin
     local = _saga(world, fail).run({})
     here = list(world)
     world.clear()
-    runner = request.getfixturevalue({"dbos": "dbos_runner"}.get(engine, engine))
+    runner = request.getfixturevalue(f"{engine}_runner")
     remote = runner.run(_saga(world, fail), {})
     assert world == here
     assert remote.status is local.status is (Status.ROLLED_BACK if fail else Status.COMMITTED)

@@ -67,6 +67,14 @@ def _setup(tmp_path, pool, shape: str):
     return path, reg, world, began, release
 
 
+def _ended(world: list[str]) -> None:
+    """Wait (up to 4 s) for the refund left running to end."""
+    for _ in range(200):
+        if len(world) == 2:
+            return
+        time.sleep(0.02)
+
+
 @pytest.mark.parametrize("shape", ["pooled", "stubborn"])
 def test_a_second_recover_never_calls_an_undo_a_stopped_one_left_running(tmp_path, pool, shape):
     path, reg, world, began, release = _setup(tmp_path, pool, shape)
@@ -80,10 +88,7 @@ def test_a_second_recover_never_calls_an_undo_a_stopped_one_left_running(tmp_pat
     said = str(o.dead_letters[0].error)
     assert "not called again: its call, left running in this process by a recover" in said
     release.set()
-    for _ in range(200):
-        if len(world) == 2:
-            break
-        time.sleep(0.02)
+    _ended(world)
     assert world == ["refund c begins", "refund c ends"]  # (once)
 
 
@@ -95,10 +100,7 @@ def test_once_the_left_work_ended_the_next_recover_calls_the_undo_again(tmp_path
         with pytest.raises(KeyboardInterrupt):
             recover(journal, reg)
         release.set()
-        for _ in range(200):
-            if len(world) == 2:
-                break
-            time.sleep(0.02)
+        _ended(world)
         time.sleep(0.1)  # (its loop's thread ended too)
         [o] = recover(journal, reg).recovered
     assert o.status is Status.ROLLED_BACK and o.compensated == ("charge",)
