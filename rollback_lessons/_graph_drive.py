@@ -147,7 +147,7 @@ def step_ops(
                 op = gm.step_error(step, exc)
             else:  # Ctrl-C: failed for good, never retried; re-raised once it is all over
                 run.error = run.raise_after = exc
-                op = gm.step_cut(step, exc)
+                op = gm.step_cut(step, exc, runs=bool(exc.__dict__.pop("runs_on", False)))
             if type(op) is not Wait:
                 return op
             try:

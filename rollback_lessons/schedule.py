@@ -45,6 +45,7 @@ from .stopping import (  # noqa: F401 (named here too: ``schedule.cancel``)
     past_pivot,
     stop_forward,
 )
+from .verdicts import still_ran
 
 
 class Ready(NamedTuple):
@@ -252,15 +253,20 @@ class GraphMachine(Machine):
         self.spec, self.current = self.specs[step], step
         return RunStep(step, self.attempts[step])
 
-    def step_cut(self, step: str, exc: BaseException, called: bool = True) -> GraphOp:
+    def step_cut(
+        self, step: str, exc: BaseException, called: bool = True, runs: bool = False
+    ) -> GraphOp:
         """A BaseException (Ctrl-C, a cancelled task) cut ``step`` short: failed for good.
-        ``called``: its action was called (not, when launched with others and not yet begun)."""
+        ``called``: its action was called (not, when launched with others and not yet begun);
+        ``runs``: its work goes on, the wait for it given up (leaked, undone or not: a note)."""
         cut = called and self.where[step] == _RUNNING  # inside its call: it may have happened
         self._running(step, _RUNNING, _WAITING)
         if not called:  # (never called: an undo logged before it is withdrawn)
             self.withdraw(step)
         self.where[step] = _RUNNING
-        return self._lost(step, exc, cut)
+        if runs and cut:  # (attack96 F2: a graph's said nothing, its journal rolled_back)
+            self.notes = [*self.notes, still_ran(step, "run", exc)]
+        return self._lost(step, exc, cut, runs=runs and cut)
 
     def step_returned(self, step: str, error: BaseException) -> GraphOp | None:  # type: ignore[override]
         """``step``'s call returned, and the driver cannot know if ``step_done`` heard it
@@ -295,12 +301,12 @@ class GraphMachine(Machine):
         self.notes = [*self.notes, f"{step} was not run: the run failed before its turn"]
 
     def _lost(self, step: str, error: BaseException, cut: bool = False,
-              counted: bool = False) -> GraphOp:  # fmt: skip
+              counted: bool = False, runs: bool = False) -> GraphOp:  # fmt: skip
         """``step`` failed for good: nothing more starts; its effect, if it happened anyway
         (after its effect, or ``cut`` short inside its call) and no undo was logged before
         it, leaked; a pivot that may have happened halts for a person (the machine's rule,
         ``pivot_in_doubt``). ``counted``: its failure is in ``failures`` already."""
-        details = self._lost_effect(self.specs[step], error, cut)  # (first: a Ctrl-C its
+        details = self._lost_effect(self.specs[step], error, cut, runs)  # (first: a Ctrl-C its
         self.where[step] = _FAILED  # describe raises cuts the step short, still running)
         self.busy_count -= 1
         self.ended.append(step)

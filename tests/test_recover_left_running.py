@@ -75,13 +75,22 @@ def _ended(world: list[str]) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.parametrize("named", ["same", "symlink"])
 @pytest.mark.parametrize("shape", ["pooled", "stubborn"])
-def test_a_second_recover_never_calls_an_undo_a_stopped_one_left_running(tmp_path, pool, shape):
+def test_a_second_recover_never_calls_an_undo_a_stopped_one_left_running(
+    tmp_path, pool, shape, named
+):
+    """(``symlink``: the second recover names the file otherwise, attack96 F3.)"""
     path, reg, world, began, release = _setup(tmp_path, pool, shape)
+    other = path
+    if named == "symlink":
+        other = tmp_path / "link.db"
+        other.symlink_to(path)
     with Journal(path) as journal:
         _interrupt_when(began)
         with pytest.raises(KeyboardInterrupt):
             recover(journal, reg)
+    with Journal(other) as journal:
         [o] = recover(journal, reg).recovered  # at once, its refund still running
     assert world == ["refund c begins"]
     assert o.status is Status.ROLLBACK_INCOMPLETE and o.compensated == ()

@@ -70,7 +70,7 @@ from .report import (  # noqa: F401 (its names, as before)
     halted_at,
     waiting_in,
 )
-from .undo_call import run_undo, text_cut, type_name
+from .undo_call import file_id, run_undo, text_cut, type_name
 from .writer import Writer
 
 
@@ -400,7 +400,7 @@ def _resume(
         )
         ran = run.undo_done(undo.position, 1, flush=None)  # (made before the call, kept
         try:  # with a C call as it returns: no Python call between for a Ctrl-C: attack49 F1)
-            run_undo(fn, undo, op.timeout, run, (str(run.journal.path), saga.id))  # (F4)
+            run_undo(fn, undo, op.timeout, run, (file_id(run.journal.path), saga.id))  # (F4)
         except Exception as exc:
             try:  # (an error whose repr raises an interrupt as it is told: named, F5)
                 op = m.undo_failed(exc)

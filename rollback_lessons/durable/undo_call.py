@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import inspect
+import os
 import threading
 from collections.abc import Callable
 from functools import partial
@@ -83,6 +84,16 @@ def run_undo(
             with _LEFT_LOCK:
                 LEFT[key] = (owner, ends[0])
         raise
+
+
+def file_id(path: object) -> str:
+    """The journal's file, whatever its path's spelling (relative, a symlink: attack96 F3,
+    a second recover given another name called the undo again while it ran)."""
+    try:
+        found = os.stat(str(path))
+        return f"{found.st_dev}:{found.st_ino}"
+    except OSError:
+        return os.path.realpath(str(path))
 
 
 def _not_left(key: tuple[str, ...] | None, step: str, owner: object) -> None:
