@@ -248,7 +248,8 @@ def off_its_loop(error: BaseException, step: str) -> BaseException:
         return error
     said = RuntimeError(
         f"{what('undo', step)} ran in a helper thread (it has a timeout), where no event loop "
-        "runs: make it `async def` to use the event loop"
+        "runs: to use the event loop, make it a coroutine (an `async def` in AsyncRollback's "
+        "do; in a Step, a plain function returning one: `lambda state: refund()`)"
     )
     said.__cause__ = error
     return said

@@ -186,7 +186,8 @@ def test_a_plain_undo_using_the_loop_given_a_timeout_says_why_it_cannot(driver, 
     (dead,) = o.dead_letters
     assert type(dead.error) is RuntimeError and str(dead.error) == (
         "undo of step 'charge' ran in a helper thread (it has a timeout), where no event loop "
-        "runs: make it `async def` to use the event loop"
+        "runs: to use the event loop, make it a coroutine (an `async def` in AsyncRollback's "
+        "do; in a Step, a plain function returning one: `lambda state: refund()`)"
     )
     assert "no" in str(dead.error.__cause__) and "event loop" in str(dead.error.__cause__)
     assert [e.details["error"] for e in o.events if e.kind == "undo_failed"] == [repr(dead.error)]
