@@ -51,3 +51,6 @@ def test_close_names_the_sagas_still_running(make, what):
     kind = type(runner).__name__
     assert said == [f"{kind} closed while 1 saga still ran on it ('closing'): {what}"]
     assert ended and world[:2] == ["a", "b"]
+    if isinstance(ended[0], RunnerClosed):  # (Step Functions: not "it may still run", F2)
+        notes = " | ".join(getattr(ended[0], "__notes__", []))
+        assert "went with the runner's own moto (it is gone: nothing runs it)" in notes, notes

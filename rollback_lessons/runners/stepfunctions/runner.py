@@ -238,8 +238,8 @@ class StepFunctionsRunner(Closable):
                 why = "Timeout" if isinstance(exc, TimedOut) else "Stopped"
                 how = self._stop(arn, why, f"the runner stopped: {type(exc).__name__}")
             except Exception as failed:  # (its own moto_server refusing: gone, with it)
-                if self.where == "moto_server" and refused(failed):  # (attack56 L1)
-                    how = "went with the runner's own moto_server (it is gone: nothing runs it)"
+                if self.where != "aws" and (self._closed or refused(failed)):  # (56 L1, 94 F2)
+                    how = f"went with the runner's own {self.where} (it is gone: nothing runs it)"
             except BaseException as second:
                 again = second
             note = f"Step Functions: the execution {how}; {worker.in_effect()}"
