@@ -31,3 +31,16 @@ def test_a_saga_that_fits_runs():
     with BpmnRunner.start() as runner:
         assert runner.run(_saga(40, world), {}).status == "committed"
     assert len(world) == 40
+
+
+def test_groups_nested_too_deep_are_refused_the_same_way():
+    """attack96 F5: Parallel groups 300 levels deep raised Python's raw RecursionError."""
+    from rollback_lessons import Parallel
+
+    world: list[str] = []
+    group: object = Step("s0", lambda s: world.append("s0"), lambda s: None)
+    for i in range(1, 300):
+        group = Parallel(group, Step(f"s{i}", lambda s: None, lambda s: None))
+    with BpmnRunner.start() as runner, pytest.raises(UnsupportedInBPMN) as caught:
+        runner.run(Saga([group], name="nested"), {})  # type: ignore[list-item]
+    assert "is too long for SpiffWorkflow" in str(caught.value) and world == []

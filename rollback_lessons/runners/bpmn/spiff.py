@@ -227,12 +227,14 @@ def _parsed(saga: Saga, chosen: Any, host: dict[str, Any], graph: bool = False) 
     from SpiffWorkflow.bpmn.parser import BpmnParser
     from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine, TaskDataEnvironment
 
-    xml = to_bpmn_explicit(saga, policy=chosen, graph=graph).encode()
-
     class FeelConditions(PythonScriptEngine):  # type: ignore[misc]
         def evaluate(self, task: Any, expression: str, external_context: Any = None) -> Any:
             return super().evaluate(task, _python(expression), external_context)
 
+    try:
+        xml = to_bpmn_explicit(saga, policy=chosen, graph=graph).encode()
+    except RecursionError:  # (groups nested deep: attack96 F5, a raw RecursionError)
+        raise _too_long(saga, graph) from None
     try:  # (SpiffWorkflow readies its start event here, before any step: attack83 F1)
         parser = BpmnParser()
         parser.add_bpmn_str(xml)
@@ -243,14 +245,7 @@ def _parsed(saga: Saga, chosen: Any, host: dict[str, Any], graph: bool = False) 
         )
     except Exception as exc:  # a bug of the engine's as it builds the workflow: nothing ran
         if _recursed(exc):  # (attack94 F1: "failed in its own code", no limit named)
-            raise UnsupportedInBPMN(
-                f"BPMN: saga {saga.name!r} ({len(saga.steps)} steps) is too long for "
-                "SpiffWorkflow, which builds its workflow recursing once per step: Python's "
-                f"recursion limit ({sys.getrecursionlimit()}) was reached at this call's depth; "
-                "nothing ran. "
-                + ("" if graph else "Its graph form (undo_order='by_dependency') takes more; ")
-                + "Step Functions, DBOS and Temporal take it as it is"
-            ) from None
+            raise _too_long(saga, graph) from None
         error = engine_error(exc)
         error.add_note(f"saga {saga.name!r}: it stopped as it built the workflow, before any "
                        "step: nothing ran")  # fmt: skip
@@ -408,3 +403,16 @@ def _recursed(exc: BaseException) -> bool:
             return True
         todo += [one.__cause__, one.__context__]
     return False
+
+
+def _too_long(saga: Saga, graph: bool) -> UnsupportedInBPMN:
+    """A saga SpiffWorkflow cannot build within Python's recursion limit, refused so."""
+    return UnsupportedInBPMN(
+        f"BPMN: saga {saga.name!r} ({len(saga.steps)} steps) is too long for "
+        "SpiffWorkflow, which builds its workflow recursing once per step (and per "
+        "level of nested groups): Python's "
+        f"recursion limit ({sys.getrecursionlimit()}) was reached at this call's depth; "
+        "nothing ran. "
+        + ("" if graph else "Its graph form (undo_order='by_dependency') takes more; ")
+        + "Step Functions, DBOS and Temporal take it as it is"
+    )
