@@ -125,13 +125,19 @@ SWAP = (  # s1's row at s3's position and s3's at s1's (the events logged s1 fir
          " ('pipeline_failed', 'rollback_start', 'halted')",
          "saga 's' is committed, though it logged no commit"),
         (SWAP, "saga 's' has the undo row of 's2' out of the order its events logged"),
+        ("UPDATE sagas SET status = 'rolled_back'",
+         "saga 's' is rolled_back, though it logged no end of its rollback"),
+        ("UPDATE sagas SET status = 'cancelled'",
+         "saga 's' is cancelled, though it logged no end of its rollback"),
     ],
 )  # fmt: skip
 def test_a_list_sagas_rows_edited_against_its_events_are_refused(tmp_path, capsys, sql, said):
     """Without the check: s2's row deleted, set done or set not run, ``rolled_back; undone
     s4, s3, s1`` (exit 0), s2's charge standing; set committed, "recovered 0 sagas" (exit
-    0), s1-s4 standing; positions swapped, undone s4, s2, s3, s1. (Set rolled_back, its
-    undos left pending, is a state a Ctrl-C can leave: read as it is, attack93 F2; a done
+    0), s1-s4 standing; positions swapped, undone s4, s2, s3, s1; set rolled_back or
+    cancelled with no rollback_done event, s1-s4 never undone (attack96 F6). (Ended
+    rolled_back, its rollback_done logged, an undo left pending, is a state a Ctrl-C can
+    leave: read as it is, attack93 F2; a done
     undo set back pending is one too: its undo_done event is written before its row, and it
     runs again, as every undo may: attack93 F1.)"""
     path = _six(tmp_path)

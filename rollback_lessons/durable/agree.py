@@ -19,7 +19,10 @@ order the journal writes in (``records.JournalRun``, ``journaling``, ``recovery`
   event is committed, and a committed one has it and no event of a failure;
 - a failed saga's end is written after its failure's events (buffered, they go with it or
   before): an ended saga neither committed nor unfinished logged one (attack93 F1: a
-  running saga set ``rollback_incomplete`` by hand, recovered as finished);
+  running saga set ``rollback_incomplete`` by hand, recovered as finished); and a rollback's
+  end with its ``rollback_done`` event: one ended ``rolled_back``, ``cancelled`` or
+  ``rollback_incomplete`` logged it (attack96 F6: a saga cut mid-rollback set
+  ``rolled_back`` by hand, its undos pending, never run);
 - a list saga's undos are logged in the order of their rows (each position taken as its
   step starts, one step at a time): its rows' order is its events' order (a graph's undo
   order comes from its dependencies and its steps' events, never its rows' positions).
@@ -83,6 +86,12 @@ _CHECKS: tuple[tuple[str, str], ...] = (
         f" 'committed') AND {_has('s.id', None, 'step_start')} AND NOT"
         f" {_has('s.id', None, 'pipeline_failed', 'rollback_start', 'halted', 'rollback_done')}",
         "is {status}, though its events never say it failed",
+    ),
+    (
+        "SELECT s.id, NULL FROM sagas s WHERE s.status IN ('rolled_back', 'cancelled',"
+        f" 'rollback_incomplete') AND {_has('s.id', None, 'step_start')}"
+        f" AND NOT {_has('s.id', None, 'rollback_done')}",
+        "is {status}, though it logged no end of its rollback",
     ),
     (
         "SELECT s.id, NULL FROM sagas s WHERE s.status != 'committed'"
