@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._checks import check_undo
 from ..errors import InvalidPipelineError
 from ..graph import MACHINE_LIST, WRITTEN_LIST, ListForm, needs_graph
 from ..operations import StepSpec
@@ -257,6 +258,9 @@ def plan_of(
     check_undo_order(undo_order, GRAPH_UNDO_ORDERS if graphs else UNDO_ORDERS)
     if not graphs:
         refuse_graph(saga)
+    for step in saga.steps:  # (an engine calls undos synchronously: an async def
+        if step.undo is not None:  # compensation refused, as saga.run refuses it, attack96 F9)
+            check_undo(step.name, step.undo, journalled=False, allow_async=False)
     adopt(run_id)  # (``runner.run``'s run keeps its errors here: ``error_record``)
     chosen = resolve_policy(policy if policy is not None else saga.policy)
     spec = PolicySpec.of(chosen)
