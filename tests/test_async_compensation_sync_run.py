@@ -104,3 +104,13 @@ def test_a_plain_compensation_is_not_async():
     with Rollback() as rb:
         rb.do("a", charge("a"), refund.bind(k="a"))
     assert WORLD == ["a"] and not refund.bind(k="a").awaits() and arefund.bind(k="a").awaits()
+
+
+@pytest.mark.parametrize("engine", ["sfn", "bpmn", "dbos"])
+def test_every_engine_refuses_it_before_anything_runs(request, engine):
+    """attack96 F9: the engines call undos synchronously; they ran every step, then
+    dead-lettered the refund ("use AsyncRollback"), the charge left standing."""
+    runner = request.getfixturevalue(f"{engine}_runner")
+    with pytest.raises(TypeError, match=r"compensation 'sync_run\.arefund', is an async function"):
+        runner.run(saga("sync_run.arefund"), {})
+    assert WORLD == []
