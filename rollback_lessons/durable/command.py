@@ -179,7 +179,8 @@ def _summary(report: Any, file: str) -> bool:
             f"wait{'s' * (len(report.waiting) == 1)} for a person (see above; "
             f"`rollback-lessons journal show {for_shell(str(file))}` lists "
             f"{_them(report.waiting)}): "
-            "halted, or with dead letters or a step that may have happened and has no undo"
+            "halted, or with dead letters or a step that may have happened with nothing left "
+            "to undo it"
         )
     return bool(report.skipped or dead or person or report.waiting)
 

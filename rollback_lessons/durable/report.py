@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._words import counted
 from ..events import KEPT, describe, one_line
-from ..outcome import RunRecord, Status
+from ..outcome import EARLY, RunRecord, Status
 from .files import _cell
 from .records import NO_UNDO
 
@@ -198,7 +198,11 @@ def waiting_in(
         if saga.id in but:
             continue
         dead = tuple(u.step for u in journal.undos(saga.id) if u.state == "dead")
-        leaked = tuple(journal.leaked(saga.id))  # (a step with no undo too)
+        leaked = tuple(  # (a step with no undo too; one undone as it ran on, said: 96 F8)
+            f"{u.step} ({EARLY})" if EARLY in (u.error or "") else u.step
+            for u in journal.undos(saga.id)
+            if u.state == "leaked"
+        )
         halt = halt_of(journal, saga.id) if saga.status == "halted" else ("", ())
         past = saga.pivot_state == "done"
         found.append(Waiting(saga.id, saga.name, saga.status, dead, leaked, *halt, past))
