@@ -360,8 +360,10 @@ class BpmnRunner(Closable):
     def close(self) -> None:
         """Refuse every call from now on; a run under way goes on in its thread to its end
         (a library has nothing to stop), and is named (``RunsLeft``: attack94 F2)."""
-        self._left(GOES_ON)
-        self._closed = True
+        try:
+            self._left(GOES_ON)
+        finally:
+            self._closed = True
 
     def __enter__(self) -> BpmnRunner:
         return self

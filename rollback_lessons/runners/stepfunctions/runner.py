@@ -414,9 +414,9 @@ class StepFunctionsRunner(Closable):
         request of a run another thread still serves (its clients are ``Gone``). Closing
         again does nothing. Its server is stopped whatever instant a Ctrl-C lands in close
         (attack59 M1: one before the stack's close left it running), then the Ctrl-C raised."""
-        self._left(STOPS)
         try:  # (its stack, then the server again: one of the two is never cut)
             with self._stack:  # (a ``with``: a ``try`` line in a ``try`` is in neither of them)
+                self._left(STOPS)  # (in it: a Ctrl-C there stops the server all the same)
                 if not self._closed:
                     self._closed, clients = True, [self.sfn, self.sqs]  # (none finalized here)
                     self.sfn, self.sqs = Gone(self, self._where()), Gone(self, self._where())
