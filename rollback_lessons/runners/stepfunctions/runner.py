@@ -238,7 +238,8 @@ class StepFunctionsRunner(Closable):
                 why = "Timeout" if isinstance(exc, TimedOut) else "Stopped"
                 how = self._stop(arn, why, f"the runner stopped: {type(exc).__name__}")
             except Exception as failed:  # (its own moto_server refusing: gone, with it)
-                if self.where != "aws" and (self._closed or refused(failed)):  # (56 L1, 94 F2)
+                gone = self._closed and self.where != "aws"  # (its moto closed: 94 F2)
+                if gone or (self.where == "moto_server" and refused(failed)):  # (56 L1)
                     how = f"went with the runner's own {self.where} (it is gone: nothing runs it)"
             except BaseException as second:
                 again = second
