@@ -198,10 +198,9 @@ def waiting_in(
         if saga.id in but:
             continue
         dead = tuple(u.step for u in journal.undos(saga.id) if u.state == "dead")
+        early = {u.step for u in journal.undos(saga.id) if EARLY in (u.error or "")}
         leaked = tuple(  # (a step with no undo too; one undone as it ran on, said: 96 F8)
-            f"{u.step} ({EARLY})" if EARLY in (u.error or "") else u.step
-            for u in journal.undos(saga.id)
-            if u.state == "leaked"
+            f"{step} ({EARLY})" if step in early else step for step in journal.leaked(saga.id)
         )
         halt = halt_of(journal, saga.id) if saga.status == "halted" else ("", ())
         past = saga.pivot_state == "done"
