@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from ._drive import Call
-from ._results import awaitable, awaited, checked, ran_on
+from ._results import awaitable, awaited, checked, with_end
 from ._shutdown import branch_cut, tasks_of
 from .verdicts import cut_by
 
@@ -46,10 +46,7 @@ async def acarry(
             except BaseException as exc:  # a branch is arun's own task: a cancel of it is
                 if not called:  # (a Ctrl-C before its action was called: never run)
                     raise
-                cut = branch_cut(run, exc)
-                if cut is not exc and "ended" in getattr(exc, "__dict__", {}):  # (its work's
-                    ran_on(cut, True, exc.__dict__["ended"])  # end kept: attack95 F3)
-                todo = loop.throw(cut)
+                todo = loop.throw(with_end(branch_cut(run, exc), exc))  # (its work's end)
                 continue
             todo = loop.send(done)
     except StopIteration as over:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Collection, Generator, Mapping
 from typing import Any, NamedTuple
 
 from . import _guards
-from ._results import PLAIN, awaitable, awaited, checked, ended, ran_on, to_its_end
+from ._results import PLAIN, awaitable, awaited, checked, ended, to_its_end, with_end
 from ._shutdown import shut_down
 from ._timed import acall_timed, within
 from .calls import call_timed, is_async, own_cancel, refused
@@ -371,9 +371,7 @@ class Driver:
                 except BaseException as exc:  # CancelledError too
                     thrown = shut_down(self, exc, todo)  # (asyncio.run's end: ``_shutdown``)
                     if thrown is not None:
-                        if thrown is not exc and "ended" in exc.__dict__:  # (its work's end
-                            ran_on(thrown, True, exc.__dict__["ended"])  # kept: attack89 F1)
-                        todo = loop.throw(thrown)
+                        todo = loop.throw(with_end(thrown, exc))  # (its work's end kept)
                     continue
                 todo = loop.send(done)
         except BaseException as exc:  # its answer, or raised outside a call

@@ -197,8 +197,9 @@ def waiting_in(
     for saga in sagas:
         if saga.id in but:
             continue
-        dead = tuple(u.step for u in journal.undos(saga.id) if u.state == "dead")
-        early = {u.step for u in journal.undos(saga.id) if EARLY in (u.error or "")}
+        undos = journal.undos(saga.id)  # (read once)
+        dead = tuple(u.step for u in undos if u.state == "dead")
+        early = {u.step for u in undos if EARLY in (u.error or "")}
         leaked = tuple(  # (a step with no undo too; one undone as it ran on, said: 96 F8)
             f"{step} ({EARLY})" if step in early else step for step in journal.leaked(saga.id)
         )
