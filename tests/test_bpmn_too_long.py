@@ -44,3 +44,49 @@ def test_groups_nested_too_deep_are_refused_the_same_way():
     with BpmnRunner.start() as runner, pytest.raises(UnsupportedInBPMN) as caught:
         runner.run(Saga([group], name="nested"), {})  # type: ignore[list-item]
     assert "is too long for SpiffWorkflow" in str(caught.value) and world == []
+
+
+@pytest.fixture
+def deep_stack():
+    """A recursion limit that lets SpiffWorkflow parse 250 steps in a chain (a list in the
+    graph form): the least costly saga whose rollback takes more than 249 undos."""
+    import sys
+
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(4000)
+    yield
+    sys.setrecursionlimit(old)
+
+
+@pytest.mark.parametrize("policy", ["continue", "halt"])
+def test_a_rollback_of_more_than_249_undos_runs_every_undo(deep_stack, policy):
+    """attack96 F4: SpiffWorkflow's task search stops at a depth of 1,000, and each turn of the
+    graph form's undo loop goes 4 deeper: the 250th undo was never found ready, the rollback
+    stopped ("no task ready"), the rest not undone; a halt past that depth was taken for that
+    failure too. Both end as ``saga.run`` ends now."""
+    from rollback_lessons import Parallel
+
+    def saga(undone: list[str]) -> Saga:
+        def undo(i: int):
+            def run(s: object) -> None:
+                undone.append(f"s{i}")
+                if policy == "halt" and i == 1:
+                    raise RuntimeError("s1's undo fails")
+
+            return run
+
+        def fails(s: object) -> None:
+            raise RuntimeError("last fails")
+
+        steps = [Step(f"s{i}", lambda s: None, undo(i)) for i in range(252)]
+        return Saga([Parallel(steps[0]), *steps[1:], Step("last", fails)], name="wide",
+                    policy=policy)  # fmt: skip
+
+    here: list[str] = []
+    expected = saga(here).run({})
+    there: list[str] = []
+    with BpmnRunner.start() as runner:
+        got = runner.run(saga(there), {})
+    assert got.status == expected.status == ("halted" if policy == "halt" else "rolled_back")
+    assert there == here and len(here) == 252 - (policy == "halt")
+    assert got.pending == expected.pending

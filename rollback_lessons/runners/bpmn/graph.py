@@ -46,6 +46,7 @@ from ..history import Worker
 from ..wire import SagaPlan
 from .document import Model, Scope
 from .document import esc as _esc
+from .tree import ready_tasks
 
 ORDER_TEXT = {
     "reverse": "reverse completion order (the step that finished last is undone first)",
@@ -423,10 +424,8 @@ def run_workflow(workflow: Any, host: GraphHost) -> bool:
     """Run the workflow's engine tasks one at a time: of the steps' script tasks ready at
     once (parallel branches), the one the saga machine starts next; anything else first.
     False if it stopped at an incident (an undo's task failed for good: a person decides)."""
-    from SpiffWorkflow.util.task import TaskState
-
     while True:
-        ready = [t for t in workflow.get_tasks(state=TaskState.READY) if not t.task_spec.manual]
+        ready = ready_tasks(workflow)
         if not ready:
             return True
         steps = {}

@@ -33,6 +33,7 @@ from ..owed import undo_timeouts
 from ..wire import WRITTEN_LIST, SagaPlan, needs_graph, outcome_of, plan_of
 from .graph import GraphHost, run_workflow
 from .model import ENGINE, BpmnEngineError, UnsupportedInBPMN, to_bpmn_explicit
+from .tree import completed as completed_deep
 
 # -- running the explicit form on SpiffWorkflow ---------------------------------------------
 
@@ -272,7 +273,7 @@ def _run_graph(saga: Saga, state: State | None, world: State, before: Any, plan:
                                       "what_next": host.what_next}, graph=True)  # fmt: skip
     try:
         completed = run_workflow(workflow, host)  # False: it waits at an incident (a person's)
-        ended = workflow.is_completed()  # (SpiffWorkflow's code too: attack85 F5)
+        ended = completed_deep(workflow)  # (SpiffWorkflow's code too: attack85 F5)
         if not isinstance(host.op, Finished) or completed != ended:
             raise NotCompleted(NOT_COMPLETED)  # (its own failure too: attack87 F4)
     except BaseException as exc:  # (told to the machine: its notes say what is left; an
