@@ -99,13 +99,20 @@ def test_a_bug_as_the_engine_says_whether_it_completed_is_one_line_with_what_is_
     monkeypatch, graph
 ):
     """attack85 F5: ``Workflow.is_completed``, asked once the workflow ran, was outside the
-    guard: a bare RuntimeError, the steps done (list form) named nowhere."""
-    from SpiffWorkflow.workflow import Workflow
+    guard: a bare RuntimeError, the steps done (list form) named nowhere. (The graph form
+    asks by a search of its own, to any depth: attack96 F4.)"""
+    from SpiffWorkflow.bpmn.util.subworkflow import BpmnBaseWorkflow
+    from SpiffWorkflow.util.task import TaskState
 
-    def broken(self):  # type: ignore[no-untyped-def]
-        raise RuntimeError("engine bug in is_completed")
+    search = BpmnBaseWorkflow.get_tasks_iterator
 
-    monkeypatch.setattr(Workflow, "is_completed", broken)
+    def broken(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if not graph or kwargs.get("state") == TaskState.NOT_FINISHED_MASK:
+            raise RuntimeError("engine bug in is_completed")
+        return search(self, *args, **kwargs)
+
+    monkeypatch.setattr(BpmnBaseWorkflow, "is_completed" if not graph else "get_tasks_iterator",
+                        broken)  # fmt: skip
     world: list[str] = []
     got = _raised(lambda r: r.run(world_saga(world, graph), {}))
     assert type(got) is BpmnEngineError and "\n" not in str(got)

@@ -54,3 +54,48 @@ def test_close_names_the_sagas_still_running(make, what):
     if isinstance(ended[0], RunnerClosed):  # (Step Functions: not "it may still run", F2)
         notes = " | ".join(getattr(ended[0], "__notes__", []))
         assert "went with the runner's own moto (it is gone: nothing runs it)" in notes, notes
+
+
+def test_step_functions_closed_as_a_saga_waits_to_retry_says_so_and_moto_stays_quiet(caplog):
+    """attack96 F7: the saga's RunnerClosed said "receive() refused, nothing was done" beside
+    notes naming the steps it did; then moto's execution, its mock gone, logged a screenful
+    per state on stderr."""
+    from rollback_lessons import RetryPolicy
+
+    world: list[str] = []
+    tries: list[int] = []
+    waiting = threading.Event()
+
+    def flaky(state) -> None:
+        tries.append(1)
+        if len(tries) == 1:
+            waiting.set()
+            raise ConnectionError("b refused once")
+
+    saga = Saga([Step("a", lambda s: world.append("a"), lambda s: world.append("undo a")),
+                 Step("b", flaky, retry=RetryPolicy(max_attempts=3, initial_delay=1.0)),
+                 Step("c", lambda s: world.append("c"))], name="waits")  # fmt: skip
+    runner = StepFunctionsRunner.start()
+    ended: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            runner.run(saga, {})
+        except RunnerClosed as exc:
+            ended.append(exc)
+
+    thread = threading.Thread(target=run)
+    with caplog.at_level("DEBUG"):
+        thread.start()
+        assert waiting.wait(30)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RunsLeft)
+            runner.close()
+        thread.join(30)
+        threading.Event().wait(2.5)  # (moto's execution goes on: its retry, then the task)
+    assert len(ended) == 1 and world == ["a"] and len(tries) == 1
+    said = str(ended[0])
+    assert "was closed while saga 'waits' ran on it: the saga stopped there" in said, said
+    assert "nothing was done" not in said
+    assert "done, not undone: a" in " | ".join(getattr(ended[0], "__notes__", []))
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("moto")] == []

@@ -9,6 +9,7 @@ import contextlib
 import gc
 import signal
 import sys
+import threading
 import warnings
 import weakref
 from collections.abc import Callable, Iterator
@@ -35,6 +36,18 @@ class RunnerClosed(RollbackLessonsError):
         return cls(
             f"this {kind}{on} was closed: {call}() refused, nothing was done; "
             f"start another ({kind}.start(...))"
+        )
+
+    @classmethod
+    def stopping(cls, runner: object, saga: str, where: str = "") -> RunnerClosed:
+        """Saga ``saga``'s, run on ``runner`` in this thread as another closed it: it stops
+        there (attack96 F7: it said "nothing was done" of its next call, beside notes
+        naming the steps it did)."""
+        kind = type(runner).__name__
+        on = f" ({where})" if where else ""
+        return cls(
+            f"this {kind}{on} was closed while saga {saga!r} ran on it: the saga stopped "
+            "there, nothing more run and nothing undone (its notes name what it did)"
         )
 
     @classmethod
@@ -73,11 +86,14 @@ class Closable:
     @contextlib.contextmanager
     def _running(self, saga: str) -> Iterator[None]:
         runs: list[str] = self.__dict__.setdefault("_runs", [])
+        mine: dict[int, str] = self.__dict__.setdefault("_mine", {})
         runs.append(saga)
+        mine[threading.get_ident()] = saga
         try:
             yield
         finally:
             runs.remove(saga)
+            mine.pop(threading.get_ident(), None)
 
     def _left(self, what: str) -> None:
         """Name the sagas still running as it closes, and ``what`` becomes of them (once)."""
@@ -95,6 +111,9 @@ class Closable:
     def _refuse_if_closed(self, call: str) -> None:
         """``RunnerClosed`` (one line, nothing run) once ``close()`` began."""
         if self._closed:
+            saga = self.__dict__.get("_mine", {}).get(threading.get_ident())
+            if saga is not None:  # (a saga this thread runs on it: it stops there)
+                raise RunnerClosed.stopping(self, saga, self._where())
             raise RunnerClosed.refusing(self, call, self._where())
 
 
