@@ -1735,3 +1735,55 @@ def test_a_run_the_server_deleted_is_one_typed_line_naming_it(temporal_deleting_
     assert "retention period" in said and "This process did: a; undid: a; failed: b" in said
     assert (deleted.run_id, deleted.done, deleted.undone) == (run_id, ("a",), ("a",))
     assert not left_hosted and run_id not in hosted.RUNS
+
+
+@dataclass(frozen=True)
+class Interrupting(UndoPolicy):
+    """A policy of one's own whose ``decide`` raises what ends a process or a task."""
+
+    raises: type[BaseException] = KeyboardInterrupt
+
+    def decide(self, attempt, error):
+        raise self.raises("decide stopped")
+
+
+@pytest.mark.parametrize("raises", [KeyboardInterrupt, SystemExit, asyncio.CancelledError])
+def test_a_decide_that_raises_a_ctrl_c_is_raised_as_saga_run_raises_it(on_temporal, raises):
+    """attack94 F9: on Temporal a KeyboardInterrupt or SystemExit from a policy's ``decide``
+    ended the worker's event loop: a bare CancelledError with notes saying the saga was lost;
+    a CancelledError came back as the SDK's raw WorkflowFailureError. As in process now: the
+    rollback cut there, the rest pending, the interruption raised with the machine's note."""
+
+    def saga(world: list[str]) -> Saga:
+        def undo(step: str):
+            def run(s) -> None:
+                world.append(f"undo {step}")
+                raise RuntimeError(f"undo {step} fails")
+
+            return run
+
+        def fails(s) -> None:
+            raise RuntimeError("c fails")
+
+        return Saga([Step("a", lambda s: world.append("a"), undo("a")),
+                     Step("b", lambda s: world.append("b"), undo("b")),
+                     Step("c", fails)], name="decides",
+                    policy=Interrupting(raises=raises))  # fmt: skip
+
+    here: list[str] = []
+    with pytest.raises(raises) as local:
+        saga(here).run({})
+
+    async def scenario(runner):
+        with pytest.raises(raises) as there:  # (no wait_for: a task of its own would
+            await runner.run(saga(world), {})  # hand a Ctrl-C on to the loop, as asyncio does)
+        return there.value
+
+    world: list[str] = []
+    with warnings.catch_warnings(record=True) as told:
+        warnings.simplefilter("always")
+        got = on_temporal(scenario)
+    assert type(got) is raises and world == here == ["a", "b", "undo b"]
+    assert got.__notes__ == local.value.__notes__, (got.__notes__, local.value.__notes__)
+    assert "not known to be undone: b, a" in got.__notes__[-1]
+    assert [str(w.message) for w in told if "lost" in str(w.message)] == []

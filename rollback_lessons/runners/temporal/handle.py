@@ -94,6 +94,12 @@ class SagaHandle:
         self._state, self._before = state, before
         self._heard = Heard(saga)  # told the events once, by the first outcome() read
 
+    def ran_into(self, exc: BaseException) -> bool:
+        """Is ``exc`` the run's own (a CancelledError an undo policy's ``decide`` raised),
+        raised again as its outcome was read: not a cancel of the caller's wait?"""
+        run = self._run or hosted.find(self.run_id)
+        return run is not None and run.interrupt is exc
+
     def started(self, step: str) -> threading.Event:
         return step_started(self.run_id, step)
 

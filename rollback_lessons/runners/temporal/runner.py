@@ -308,8 +308,8 @@ class TemporalRunner(Closable):
             try:
                 return await handle.outcome()
             except asyncio.CancelledError as exc:  # the caller's task (a Ctrl-C under
-                if self._closed:  # asyncio.run): the saga is cancelled too, as arun's is
-                    raise
+                if self._closed or handle.ran_into(exc):  # asyncio.run): the saga is
+                    raise  # cancelled too, as arun's is (not one its decide raised: F9)
                 raise cancelled_with(exc, await compensated(handle, exc)) from None
 
     async def close(self) -> None:
