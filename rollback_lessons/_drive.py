@@ -14,7 +14,7 @@ from . import _guards
 from ._results import PLAIN, awaitable, awaited, checked, ended, to_its_end, with_end
 from ._shutdown import shut_down
 from ._timed import acall_timed, within
-from .calls import call_timed, is_async, own_cancel, refused
+from .calls import call_timed, cancel_asked, is_async, own_cancel, refused, sleep
 from .clock import Clock
 from .errors import Cancelled
 from .events import describe
@@ -137,7 +137,7 @@ class Driver:
                 except GeneratorExit:  # closed, not interrupted: nothing to tell
                     raise
                 except BaseException as exc:  # an Exception is the machine's to judge
-                    if self.began != step and isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                    if self.began != step and not issubclass(type(exc), Exception):
                         raise  # (before adrive called it: not in it, not run, attack67 F2)
                     back = step in self.results and not issubclass(type(exc), Exception)
                     op = self.returned_cut(exc) if back else self.step_raised(exc)
@@ -348,7 +348,9 @@ class Driver:
                     else:
                         fn, args, role, step, timeout = todo  # type: ignore[misc]
                         if role == "action":  # (its call begins now, not as it was handed
-                            self.began = step  # here: a Ctrl-C before is not in it, attack67 F2)
+                            if cancel_asked():  # here: a Ctrl-C, a cancel asked before is
+                                await sleep(0)  # not in it: attack67 F2, attack95 F4)
+                            self.began = step
                         if timeout is not None and not is_async(fn):  # (it may block)
                             done = await acall_timed(fn, args, role, step, timeout, self)
                         else:

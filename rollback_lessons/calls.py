@@ -253,3 +253,33 @@ def off_its_loop(error: BaseException, step: str) -> BaseException:
     )
     said.__cause__ = error
     return said
+
+
+def cancel_asked() -> bool:
+    """Is the running task asked to cancel, the cancel not heard yet (asked by an observer,
+    by the block's own code between two steps)? Heard before a step's call (``sleep(0)``),
+    the step is not run; heard at its first await, it was taken for the step's
+    interruption: in doubt, leaked; a plain function's never heard in the block (attack95
+    F4)."""
+    import asyncio
+
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+async def sleep(seconds: float) -> None:
+    """``asyncio.sleep`` (asyncio imported once a loop runs, never before)."""
+    import asyncio
+
+    await asyncio.sleep(seconds)
+
+
+async def heard_cancel() -> BaseException | None:
+    """The cancel ``cancel_asked`` says is asked, heard now (None: it was not after all)."""
+    import asyncio
+
+    try:
+        await asyncio.sleep(0)
+    except asyncio.CancelledError as cancel:
+        return cancel
+    return None

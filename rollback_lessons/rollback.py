@@ -22,7 +22,7 @@ from . import _guards, _shutdown
 from ._recorded import roll_back
 from ._run import FUNCTION, NOT_PLAIN, Run
 from ._wakeable import Wakeable
-from .calls import PLAIN, checked
+from .calls import PLAIN, cancel_asked, checked, heard_cancel
 from .clock import Clock
 from .errors import StepStillRunning
 from .events import Event, EventSink
@@ -393,6 +393,8 @@ class AsyncRollback(_Base):
                         self._stop_tries(failed)
                     elif cancel is not failed:
                         cancelled_again = True
+        if failed is None and cancel_asked():  # asked as the last step ended: heard here,
+            failed = await heard_cancel()  # before the commit (attack95 F4), as in a step
         if failed is None:
             try:  # (inline: a function's entry is where CPython hears a Ctrl-C)
                 failed = self._commit()

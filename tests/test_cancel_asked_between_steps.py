@@ -1,0 +1,120 @@
+"""A cancel of an ``AsyncRollback``'s task asked between two steps (by the block's own code, by
+an observer, by a step as it ends) is heard before the next step's call: that step is not run,
+the block is ``cancelled``, what was done undone. It was heard at the next step's first await
+and blamed on it (in doubt: leaked, ``rollback_incomplete``), or, with plain-function steps,
+never heard in the block at all: it committed, the cancel held for the caller's next await
+(attack95 F4). Once committed, a cancel is the caller's (held, nothing undone)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from rollback_lessons import AsyncRollback, Saga, Status, Step
+
+WHERE = [
+    ("between", ["s1"]),
+    ("step_start:s1", []),
+    ("undo_registered:s1", ["s1"]),
+    ("step_done:s1", ["s1"]),
+    ("in:s1", ["s1"]),
+    ("step_start:s2", ["s1"]),
+    ("in:s2", ["s1", "s2"]),
+    ("step_done:s2", ["s1", "s2"]),
+]
+
+
+def _block(where: str, coroutines: bool) -> tuple[AsyncRollback, list[str], str]:
+    """Run the block (s1, s2) in a task that cancels itself at ``where``: (block, world, how
+    it ended: 'raised' or 'returned', then 'held' if the caller's next await heard a cancel)."""
+    world: list[str] = []
+
+    async def main() -> tuple[AsyncRollback, str]:
+        me = asyncio.current_task()
+        assert me is not None
+
+        def heard(event) -> None:
+            if f"{event.kind}:{event.step}" == where:
+                me.cancel()
+
+        def action(step: str):
+            async def body() -> None:
+                await asyncio.sleep(0)  # (a first await: nothing done yet)
+                world.append(step)
+                if where == f"in:{step}":
+                    me.cancel()
+
+            def plain() -> None:
+                world.append(step)
+                if where == f"in:{step}":
+                    me.cancel()
+
+            return body if coroutines else plain
+
+        rb = AsyncRollback(on_event=heard)
+        how = "returned"
+        try:
+            async with rb:
+                await rb.do("s1", action("s1"), lambda: world.append("undo s1"))
+                if where == "between":
+                    me.cancel()
+                await rb.do("s2", action("s2"), lambda: world.append("undo s2"))
+        except asyncio.CancelledError:
+            how = "raised"
+        try:
+            await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            how += ", held"
+        return rb, how
+
+    rb, how = asyncio.run(main())
+    return rb, world, how
+
+
+@pytest.mark.parametrize("coroutines", [True, False], ids=["coroutines", "functions"])
+@pytest.mark.parametrize(("where", "ran"), WHERE)
+def test_a_cancel_asked_between_steps_is_heard_before_the_next_call(where, ran, coroutines):
+    rb, world, how = _block(where, coroutines)
+    assert how == "raised"  # (heard in the block, not held past it)
+    assert rb.outcome is not None and rb.outcome.status == Status.CANCELLED
+    assert rb.outcome.leaked == ()
+    assert world == [*ran, *[f"undo {s}" for s in reversed(ran)]]
+
+
+@pytest.mark.parametrize("coroutines", [True, False], ids=["coroutines", "functions"])
+def test_a_cancel_asked_once_committed_is_the_callers(coroutines):
+    rb, world, how = _block("committed:None", coroutines)
+    assert how == "returned, held" and world == ["s1", "s2"]
+    assert rb.outcome is not None and rb.outcome.status == Status.COMMITTED
+
+
+def test_arun_told_a_cancel_by_an_observer_undoes_what_ran_never_blamed_on_a_step():
+    """``arun`` runs the steps in a task of its own: the caller's cancel, asked by an observer
+    as s1 ended, reaches it once that task yields (in s2's call): s2 done, then undone."""
+    world: list[str] = []
+
+    async def main() -> BaseException:
+        me = asyncio.current_task()
+        assert me is not None
+
+        def heard(event) -> None:
+            if f"{event.kind}:{event.step}" == "step_done:s1":
+                me.cancel()
+
+        def step(name: str) -> Step:
+            async def act(state) -> None:
+                await asyncio.sleep(0)
+                world.append(name)
+
+            return Step(name, lambda s: act(s), lambda s: world.append(f"undo {name}"))
+
+        saga = Saga([step("s1"), step("s2")], on_event=heard)
+        with pytest.raises(asyncio.CancelledError) as stopped:
+            await saga.arun({})
+        return stopped.value
+
+    outcome = asyncio.run(main()).outcome  # type: ignore[attr-defined]
+    assert outcome.status == Status.CANCELLED and outcome.leaked == ()
+    ran = [s for s in world if not s.startswith("undo")]
+    assert world == [*ran, *[f"undo {s}" for s in reversed(ran)]] and ran[0] == "s1"
