@@ -16,7 +16,7 @@ from ._shutdown import shut_down
 from ._timed import acall_timed, within
 from .calls import call_timed, cancel_asked, is_async, own_cancel, refused, sleep
 from .clock import Clock
-from .errors import Cancelled
+from .errors import Cancelled, goes_on
 from .events import describe
 from .faults import untraced
 from .machine import Machine, Phase
@@ -417,7 +417,7 @@ class Driver:
     def undo_raised(self, exc: BaseException) -> Op:
         self.called()
         if issubclass(type(exc), Exception) or own_cancel(exc):
-            return self.m.undo_failed(untraced(exc))
+            return self.m.undo_failed(untraced(exc), goes_on(exc))
         self.raise_after = exc  # Ctrl-C: what is left is pending
         return self.m.interrupted(exc, self.kept())
 

@@ -160,11 +160,13 @@ def _unwaitable(future: Any, role: str, step: str, hint: str = " " + ASYNC_HINT)
             f"{hint}"
         )
     if not hasattr(future, "get_coro"):  # (a bare Future: its work is someone else's, which
-        raise MayHaveRun(  # its cancel does not stop, as run_in_executor's: attack90 F10)
+        error = MayHaveRun(  # its cancel does not stop, as run_in_executor's: attack90 F10)
             f"{what(role, step)} returned an asyncio Future that cannot be waited for here: "
             f"its work (a thread's, run_in_executor's?) may go on, and may have had its "
             f"effect{hint}"
         )
+        error.goes_on = True  # (never called again in that run: ``errors.goes_on``)
+        raise error
     raise MayHaveRun(
         f"{what(role, step)} returned an asyncio Task or Future that had begun and cannot be "
         f"waited for here: cancelled mid-way, it may have had its effect{hint}"

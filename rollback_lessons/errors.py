@@ -55,6 +55,16 @@ class MayHaveRun(RollbackLessonsError, TypeError):
     effect may have happened (``verdicts.after_effect``: a step's is reported leaked)."""
 
     after_effect = True
+    goes_on = False  # its work may still run (a thread's): never called again in that run
+
+
+def goes_on(error: BaseException) -> str | None:
+    """Why an undo that raised ``error`` is not called again in this run (its work may still
+    run: ``Machine.undo_failed``'s ``limit``, a retry then a dead letter), or None. Three
+    refunds ran at once, the policy retrying a call whose thread went on (attack90 F10)."""
+    if not getattr(error, "goes_on", False):
+        return None
+    return "its work may still run, so it is not called again in this run (no retry)"
 
 
 class InjectedFault(RollbackLessonsError):

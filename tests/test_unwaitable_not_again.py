@@ -1,0 +1,84 @@
+"""A synchronous run inside async code (a notebook cell, a service's startup) whose undo hands
+back ``loop.run_in_executor(...)`` of the very loop it blocks cannot wait for that work, and its
+thread goes on: the undo is not called again in that run, whatever the policy says (attack90
+F10: retried, three refunds ran at once). In ``saga.run``, ``Rollback`` and ``recover``."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+from conftest import crash_at_first_undo
+
+from rollback_lessons import Registry, RetryPolicy, Rollback, Saga, Step, UndoPolicy
+from rollback_lessons.durable.journal import Journal
+from rollback_lessons.durable.recovery import recover
+from rollback_lessons.durable.registry import BoundUndo
+from rollback_lessons.errors import MayHaveRun
+
+RETRY = UndoPolicy(RetryPolicy(max_attempts=3, initial_delay=0.01), then="dead_letter")
+
+
+def _refunds() -> tuple[list[str], threading.Event, object]:
+    calls: list[str] = []
+    go = threading.Event()
+
+    def slow() -> None:
+        go.wait(10)  # (held until the run ended: a retry would find it running)
+        calls.append("refund done")
+
+    def refund(item: str = "c") -> object:
+        calls.append("refund begins")
+        return asyncio.get_running_loop().run_in_executor(None, slow)
+
+    return calls, go, refund
+
+
+def _fails() -> None:
+    raise RuntimeError("ship failed")
+
+
+@pytest.mark.parametrize("driver", ["run", "rollback"])
+def test_an_undo_whose_thread_work_runs_on_is_not_retried(driver):
+    calls, go, refund = _refunds()
+
+    async def main():
+        if driver == "run":
+            outcome = Saga([Step("charge", lambda s: None, lambda s: refund()),
+                            Step("ship", lambda s: _fails())], policy=RETRY).run({})  # fmt: skip
+        else:
+            rb = Rollback(policy=RETRY)
+            with pytest.raises(RuntimeError), rb:
+                rb.do("charge", lambda: None, refund)
+                _fails()
+            outcome = rb.outcome
+        go.set()
+        await asyncio.sleep(0.2)  # (its thread ends)
+        return outcome
+
+    outcome = asyncio.run(main())
+    assert calls == ["refund begins", "refund done"]
+    assert outcome.status == "rollback_incomplete"
+    assert [type(d.error) for d in outcome.dead_letters] == [MayHaveRun]
+    assert any("not called again in this run" in n for n in outcome.notes), outcome.notes
+
+
+def test_recover_does_not_call_it_again_either(tmp_path):
+    calls, go, refund = _refunds()
+    registry = Registry()
+    registry.add("refund", refund)
+    saga = Saga([Step("charge", lambda s: None, BoundUndo("refund", {"item": "c"}, registry)),
+                 Step("ship", lambda s: _fails())], policy=RETRY)  # fmt: skip
+    crash_at_first_undo(tmp_path / "j.db", saga)
+
+    async def main():
+        report = recover(Journal(tmp_path / "j.db"), registry)
+        go.set()
+        await asyncio.sleep(0.2)
+        return report
+
+    report = asyncio.run(main())
+    assert calls == ["refund begins", "refund done"], (calls, report)
+    [saga_done] = report.recovered
+    assert [d.step for d in saga_done.dead_letters] == ["charge"], report
