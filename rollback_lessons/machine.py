@@ -30,7 +30,7 @@ from enum import StrEnum
 from typing import Any, Final
 
 from .calls import off_its_loop
-from .errors import DuplicateStepError, RollbackLessonsError, TakenOver, UnknownStepError
+from .errors import DuplicateStepError, RollbackLessonsError, TakenOver, UnknownStepError, goes_on
 from .events import EventKind, EventRow, describe
 from .operations import (
     ANSWERS,
@@ -411,7 +411,7 @@ class Machine:
         self._doubted(spec, error)
         delay, self.notes = step_wait(spec.retry, self.attempt, error, spec.name, self.notes)
         if delay is None or (self.stopping is not None and self.plan is None):  # (``stop``)
-            return self._step_lost(error)
+            return self._step_lost(error, runs=goes_on(error) is not None)  # (runs on: leaked)
         self.phase, self.tried = _STEP_WAIT, error
         details = {"attempt": self.attempt, "delay": delay, "error": said}
         self._emit(EventKind.STEP_RETRY, spec.name, details)

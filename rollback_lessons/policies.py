@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeGuard
 
-from .errors import STAND_IN, InvalidPipelineError, RemoteError, UnknownPolicyError
+from .errors import STAND_IN, InvalidPipelineError, RemoteError, UnknownPolicyError, goes_on
 
 Decision = float | Literal["dead_letter", "halt"]
 """What to do after a failed undo attempt: a delay in seconds means retry after it."""
@@ -137,6 +137,8 @@ def step_wait(
     finite wait >= 0, or a ``next_delay`` that raises, never reaches a clock; the step is
     not retried, and ``notes`` gain why (``undecided``)."""
     answer = _read(retry.next_delay, attempt, error) if retry is not None else None
+    if answer is not None and (why := goes_on(error)) is not None:  # (attack90 F10)
+        return None, [*notes, f"the action of {step}: {why}"]
     if answer is None or is_delay(answer):
         return answer, notes
     said = undecided(f"the retry policy of step {step}", answer, "None")

@@ -32,6 +32,7 @@ import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
+from .errors import goes_on
 from .events import EventKind, describe
 from .graph_shape import After, concurrent, dependants, undo_order
 from .machine import REGISTERED, ROW_DONE, ROW_START, Machine, MachineError, Phase
@@ -229,7 +230,7 @@ class GraphMachine(Machine):
         if not self.failing:  # (its retry's answer read as a list's: ``step_wait``)
             delay, self.notes = step_wait(spec.retry, attempt, error, step, self.notes)
         if delay is None:
-            return self._lost(step, error)
+            return self._lost(step, error, runs=goes_on(error) is not None)  # (runs on: leaked)
         self.where[step], self.last_error[step] = _WAITING, error
         details = {"attempt": attempt, "delay": delay, "error": said}
         self._emit(EventKind.STEP_RETRY, step, details)

@@ -82,3 +82,34 @@ def test_recover_does_not_call_it_again_either(tmp_path):
     assert calls == ["refund begins", "refund done"], (calls, report)
     [saga_done] = report.recovered
     assert [d.step for d in saga_done.dead_letters] == ["charge"], report
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["list", "group"])
+def test_an_action_whose_thread_work_runs_on_is_not_retried(graph):
+    """The action in that shape with a retry policy charged three times at once."""
+    from rollback_lessons import Parallel
+
+    calls: list[str] = []
+    go = threading.Event()
+
+    def slow() -> None:
+        go.wait(10)
+        calls.append("charge done")
+
+    def charge(state) -> object:
+        calls.append("charge begins")
+        return asyncio.get_running_loop().run_in_executor(None, slow)
+
+    step = Step("charge", charge, lambda s: calls.append("refund"),
+                retry=RetryPolicy(max_attempts=3, initial_delay=0.01))  # fmt: skip
+
+    async def main():
+        outcome = Saga([Parallel(step)] if graph else [step]).run({})
+        go.set()
+        await asyncio.sleep(0.2)
+        return outcome
+
+    outcome = asyncio.run(main())
+    assert calls == ["charge begins", "charge done"]
+    assert outcome.leaked == ("charge",) and outcome.status == "rollback_incomplete"
+    assert any("not called again in this run" in n for n in outcome.notes), outcome.notes
