@@ -56,11 +56,28 @@ def test_close_names_the_sagas_still_running(make, what):
         assert "went with the runner's own moto (it is gone: nothing runs it)" in notes, notes
 
 
-def test_step_functions_closed_as_a_saga_waits_to_retry_says_so_and_moto_stays_quiet(caplog):
+def test_step_functions_closed_as_a_saga_waits_to_retry_says_so_and_moto_stays_quiet(
+    caplog, monkeypatch
+):
     """attack96 F7: the saga's RunnerClosed said "receive() refused, nothing was done" beside
     notes naming the steps it did; then moto's execution, its mock gone, logged a screenful
-    per state on stderr."""
+    per state on stderr; attack97 F2: that execution, not stopped, woke from its wait and
+    sent its next task to http://localhost:5000 (moto's default endpoint): it is stopped as
+    the runner closes, so the note "nothing runs it" is true."""
+    import botocore.client
+
     from rollback_lessons import RetryPolicy
+
+    sent: list[str] = []
+    call = botocore.client.BaseClient._make_api_call
+
+    def spy(client, operation, params):  # (any request after the close, from moto's threads)
+        if closed.is_set() and threading.current_thread() is not threading.main_thread():
+            sent.append(operation)
+        return call(client, operation, params)
+
+    closed = threading.Event()
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", spy)
 
     world: list[str] = []
     tries: list[int] = []
@@ -90,6 +107,7 @@ def test_step_functions_closed_as_a_saga_waits_to_retry_says_so_and_moto_stays_q
         assert waiting.wait(30)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RunsLeft)
+            closed.set()
             runner.close()
         thread.join(30)
         threading.Event().wait(2.5)  # (moto's execution goes on: its retry, then the task)
@@ -99,3 +117,4 @@ def test_step_functions_closed_as_a_saga_waits_to_retry_says_so_and_moto_stays_q
     assert "nothing was done" not in said
     assert "done, not undone: a" in " | ".join(getattr(ended[0], "__notes__", []))
     assert [r.getMessage() for r in caplog.records if r.name.startswith("moto")] == []
+    assert sent == []

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ..moto_server import MotoServer
@@ -90,3 +90,22 @@ def refused(exc: Exception) -> bool:
     from botocore.exceptions import EndpointConnectionError
 
     return isinstance(exc, EndpointConnectionError)
+
+
+def let_go(clients: list[Any], where: str, queue: str, machines: Iterable[str]) -> None:
+    """What a closing runner lets go of, before its moto ends: on moto in this process, each
+    execution of its state machines still running is stopped (attack97 F2: one waiting to
+    retry woke once the mock had ended and sent its task to http://localhost:5000, moto's
+    default endpoint, where anyone may listen); then its queue is deleted (its own
+    ``moto_server``'s goes with it)."""
+    sfn, sqs = clients
+    if where == "moto":
+        for machine in machines:
+            with contextlib.suppress(Exception):
+                running = sfn.list_executions(stateMachineArn=machine, statusFilter="RUNNING")
+                for execution in running.get("executions", []):
+                    sfn.stop_execution(executionArn=execution["executionArn"], error="Stopped",
+                                       cause="its runner closed")  # fmt: skip
+    if where != "moto_server":
+        with contextlib.suppress(Exception):
+            sqs.delete_queue(QueueUrl=queue)

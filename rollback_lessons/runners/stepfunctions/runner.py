@@ -36,7 +36,7 @@ from .engine import answer_late, refuse_engine_failures
 from .history import OVER, Execution, check_answered, visits
 from .live import Idle, Live, TimedOut, stop_execution
 from .matched import Matching, cause_of
-from .moto_start import backend, refused
+from .moto_start import backend, let_go, refused
 
 
 class StepFunctionsRunner(Closable):
@@ -421,9 +421,7 @@ class StepFunctionsRunner(Closable):
                 if not self._closed:
                     self._closed, clients = True, [self.sfn, self.sqs]  # (none finalized here)
                     self.sfn, self.sqs = Gone(self, self._where()), Gone(self, self._where())
-                    if self.where != "moto_server":
-                        with contextlib.suppress(Exception):
-                            clients[1].delete_queue(QueueUrl=self.queue_url)
+                    let_go(clients, self.where, self.queue_url, self._machines.values())
                     with collected():  # (their finalizers: a Ctrl-C there raised after)
                         clients.clear()
         finally:
