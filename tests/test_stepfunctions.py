@@ -773,3 +773,39 @@ def test_an_error_over_the_cause_limit_is_sent_as_json_cut_with_a_note(
         assert told.message.endswith(f"[... cut: {BIG} {note}")  # the text's own length
         assert told.describe().startswith(f"RuntimeError('{letter}")
         assert told.describe().endswith(f"[... cut: {BIG + 16} {note}")  # (its repr's)
+
+
+@pytest.mark.parametrize("stop_execution", [False, True])
+def test_a_cancel_set_while_a_step_waits_to_retry_is_heard_before_its_next_attempt(
+    runner, stop_execution
+):
+    """attack97 F3: the token was asked as the attempt failed, before moto's Retry waited, and
+    not after: a cancel set during the wait was missed, the step tried again (done, then
+    undone; with ``stop_execution``, every attempt made, then rolled back). Asked after the
+    wait, as in process: the step is not tried again."""
+    tries: list[int] = []
+
+    def saga(cancel: threading.Event) -> Saga:
+        def flaky(state) -> None:
+            tries.append(1)
+            if len(tries) == 1:
+                threading.Timer(0.3, cancel.set).start()  # (during its 1 s wait)
+                raise ConnectionError("c refused once")
+
+        retry = RetryPolicy(max_attempts=3, initial_delay=1.0)
+        return Saga([_step("a"), Step("c", flaky, partial(_undo, "c"), retry=retry)],
+                    name="retried")  # fmt: skip
+
+    here = threading.Event()
+    local = saga(here).run({}, cancel=here)
+    assert local.status is Status.CANCELLED and tries == [1]
+    tries.clear()
+    cancel, state = threading.Event(), {}
+    execution = runner.execute(saga(cancel), state, cancel=cancel, timeout=20,
+                               stop_execution=stop_execution)  # fmt: skip
+    assert tries == [1]  # (not tried again after the cancel)
+    if stop_execution:  # (Step Functions' own stop: nothing undone, as documented)
+        assert execution.outcome.status is Status.HALTED and state == {"a": "done"}
+    else:
+        same_outcome(local, execution.outcome)
+        assert state == {"a": "undone"}

@@ -317,12 +317,14 @@ class Live:
             op = self._told(told, partial(self._fail, token, made.error.name, cause))
             if type(op) is not Wait:
                 return op
-            if not self.stop_execution:
-                self._cancel()
+            token = self.task("action", step)  # (its Retry's wait over: asked after it, as
+            said = self._cancel()  # in process; attack97 F3: asked as the attempt failed, a
+            if self.stopped:  # cancel set during the wait missed until the next; stopped:
+                return said  # type: ignore[return-value]  # the execution, its task with it)
             op = m.step_resume(step)
-            if type(op) is not RunStep:
-                return op  # the retry's task will be answered SagaStopping
-            token = self.task("action", step)
+            if type(op) is not RunStep:  # (never called: answered so)
+                self._fail(token, STOPPING, "the saga machine says it may not start")
+                return op
 
     heard: Heard | None = None  # the run's observers, told live (``runners.heard``)
 
