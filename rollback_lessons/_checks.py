@@ -20,14 +20,22 @@ def check_run(clock: object, journal: object) -> None:
         check_journal(journal)
 
 
-def check_undo(step: str, undo: object, *, journalled: bool, allow_async: bool) -> None:
-    """An undo a run can call (and, ``journalled``, write down by name and print on a line)."""
+def check_undo(
+    step: str, undo: object, *, journalled: bool, allow_async: bool, engine: bool = False
+) -> None:
+    """An undo a run can call (and, ``journalled``, write down by name and print on a line;
+    ``engine``: a runner's, whose worker calls undos synchronously)."""
     check_callable(undo, "undo", step, allow_async=allow_async)
     if not allow_async and isinstance(undo, NamedUndo) and undo.awaits():
+        fix = (  # (attack97 F6: "await saga.arun" read as leaving the engine)
+            "the engine's worker calls undos synchronously: make it a plain function (def)"
+            if engine
+            else "a synchronous run cannot await it: run the saga with `await saga.arun(...)` "
+            "(a block: AsyncRollback)"
+        )
         raise TypeError(  # (else a dead letter at the rollback, which recover awaits: two
             f"the undo of step {step!r}, compensation {undo.name!r}, is an async function; "
-            "a synchronous run cannot await it: run the saga with `await saga.arun(...)` "
-            "(a block: AsyncRollback)"  # stories of one saga, attack91 F2)
+            + fix  # stories of one saga, attack91 F2)
         )
     if journalled and not step.isprintable():  # (one line in recover's report)
         raise InvalidNameError(

@@ -109,8 +109,12 @@ def test_a_plain_compensation_is_not_async():
 @pytest.mark.parametrize("engine", ["sfn", "bpmn", "dbos"])
 def test_every_engine_refuses_it_before_anything_runs(request, engine):
     """attack96 F9: the engines call undos synchronously; they ran every step, then
-    dead-lettered the refund ("use AsyncRollback"), the charge left standing."""
+    dead-lettered the refund ("use AsyncRollback"), the charge left standing. The line says
+    what works there (attack97 F6: "run the saga with await saga.arun" meant leaving it)."""
     runner = request.getfixturevalue(f"{engine}_runner")
-    with pytest.raises(TypeError, match=r"compensation 'sync_run\.arefund', is an async function"):
+    with pytest.raises(
+        TypeError, match=r"compensation 'sync_run\.arefund', is an async function"
+    ) as refused:
         runner.run(saga("sync_run.arefund"), {})
-    assert WORLD == []
+    assert WORLD == [] and "arun" not in str(refused.value)
+    assert "calls undos synchronously: make it a plain function (def)" in str(refused.value)

@@ -260,7 +260,7 @@ def plan_of(
         refuse_graph(saga)
     for step in saga.steps:  # (an engine calls undos synchronously: an async def
         if step.undo is not None:  # compensation refused, as saga.run refuses it, attack96 F9)
-            check_undo(step.name, step.undo, journalled=False, allow_async=False)
+            check_undo(step.name, step.undo, journalled=False, allow_async=False, engine=True)
     adopt(run_id)  # (``runner.run``'s run keeps its errors here: ``error_record``)
     chosen = resolve_policy(policy if policy is not None else saga.policy)
     spec = PolicySpec.of(chosen)
