@@ -114,5 +114,8 @@ def test_a_step_undone_while_its_work_ran_on_waits_for_a_person_in_the_journal(
         f"r1 (rollback): rollback_incomplete earlier (leaked charge ({EARLY})); waits for a person"
         in out
     )  # (its undo already ran: said, attack96 F8, so that nobody refunds by hand again)
-    assert main(["journal", "settle", str(path), "r1", "--note", "checked"]) == 0
+    assert main(["journal", "show", str(path)]) == 0
+    [row] = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("r1")]
+    assert row[-4:] == ["1", "1", "0", "1"], row  # (undos, undone: its undo logged and run,
+    assert main(["journal", "settle", str(path), "r1", "--note", "checked"]) == 0  # F4)
     assert WORLD == ["refunded", "charged"]
