@@ -211,3 +211,14 @@ def test_the_trace_tells_what_each_service_got_did_and_sent():
     ]
     payment = trace(relay_crash().log, "payment").rows
     assert [r[3] for r in payment] == ["charge (charged)", "nothing: its inbox had this message"]
+
+
+def test_a_guest_who_sends_a_request_again_is_served_once():
+    """attack97 F1: a guest's request sent again (a retry after a lost answer, a double
+    click) had a new message id: the inbox let it through, the room reserved, the card
+    charged and the guest confirmed twice. Its id is its booking's now: absorbed."""
+    choreo = Choreography(MemoryQueue(), SAFE)
+    choreo.ask(EVERY_PATH)
+    choreo.ask(EVERY_PATH)  # (every request again, in the same order)
+    choreo.run()
+    assert violations(choreo.effects(), EVERY_PATH) == {}

@@ -37,9 +37,13 @@ class Booking:
         return self.card == "ok" and self.email == "ok" and not self.cancel
 
     def requests(self) -> list[Message]:
+        """The guest's messages, each id the booking's own (its idempotency key): a guest
+        who sends a request again (a retry after a timeout, a double click, a restart) sends
+        the same message, which an inbox absorbs (attack97 F1: a new id each time, reserved,
+        charged and confirmed twice)."""
         data = {"card": self.card, "email": self.email}
-        asked = [Message(E.BOOKING_REQUESTED, self.id, data)]
-        return asked + ([Message(E.CANCEL_REQUESTED, self.id, data)] if self.cancel else [])
+        kinds = [E.BOOKING_REQUESTED] + ([E.CANCEL_REQUESTED] if self.cancel else [])
+        return [Message(kind, self.id, data, f"{self.id}/{kind}") for kind in kinds]
 
 
 EVERY_PATH = (
