@@ -393,11 +393,12 @@ class AsyncRollback(_Base):
                         self._stop_tries(failed)
                     elif cancel is not failed:
                         cancelled_again = True
-        if failed is None and cancel_asked():  # asked as the last step ended: heard here,
-            failed = await heard_cancel()  # before the commit (attack95 F4), as in a step
         if failed is None:
             try:  # (inline: a function's entry is where CPython hears a Ctrl-C)
-                failed = self._commit()
+                if cancel_asked():  # asked as the last step ended: heard before the commit
+                    failed = await heard_cancel()  # (attack95 F4), as in a step
+                if failed is None:
+                    failed = self._commit()
             except BaseException as late:  # heard at _commit's entry: nothing committed,
                 if self._state is _CLOSED and self._said_committed(late):  # (as is)
                     raise
