@@ -52,7 +52,7 @@ def committed_note(exc: BaseException, run: Run) -> BaseException:
     return exc
 
 
-AFTER_COMMIT_CANCEL = "rollback: the cancel came once the saga had committed: nothing to undo"
+AFTER_COMMIT_CANCEL = "rollback: the cancel was heard once the saga had committed: nothing to undo"
 
 
 def cancelled_with(stopped: E, outcome: Outcome) -> E:

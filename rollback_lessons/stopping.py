@@ -22,7 +22,7 @@ def _graph(m: Machine) -> TypeGuard[GraphMachine]:
 
 
 PAST_PIVOT = (
-    "a cancel came once the irreversible step had started: declined (undoing the steps "
+    "a cancel heard once the irreversible step had started: declined (undoing the steps "
     "before it would not take it back; the run goes on as if none had come)"
 )
 

@@ -118,3 +118,41 @@ def test_arun_told_a_cancel_by_an_observer_undoes_what_ran_never_blamed_on_a_ste
     assert outcome.status == Status.CANCELLED and outcome.leaked == ()
     ran = [s for s in world if not s.startswith("undo")]
     assert world == [*ran, *[f"undo {s}" for s in reversed(ran)]] and ran[0] == "s1"
+
+
+@pytest.mark.parametrize("coroutines", [True, False], ids=["coroutines", "functions"])
+def test_arun_hears_its_tasks_cancel_at_the_next_asking_point_whatever_its_steps(coroutines):
+    """attack98 F1: ``arun``'s own task cancelled by an observer as a ended is heard where a
+    token is (as each step returns: ``ASKED_AT``), plain functions or coroutines alike: b,
+    done by then, undone with a; c never run. (Heard once the pivot or the last step had
+    returned, its note says "heard", not "came": it was asked before.)"""
+    world: list[str] = []
+
+    def step(name: str) -> Step:
+        async def body() -> None:
+            await asyncio.sleep(0)
+            world.append(name)
+
+        def act(state) -> object:
+            if coroutines:
+                return body()
+            world.append(name)
+            return None
+
+        return Step(name, act, lambda s: world.append(f"undo {name}"))
+
+    async def main() -> BaseException:
+        me = asyncio.current_task()
+        assert me is not None
+
+        def heard(event) -> None:
+            if f"{event.kind}:{event.step}" == "step_done:a":
+                me.cancel()
+
+        with pytest.raises(asyncio.CancelledError) as stopped:
+            await Saga([step("a"), step("b"), step("c")], on_event=heard).arun({})
+        return stopped.value
+
+    outcome = asyncio.run(main()).outcome  # type: ignore[attr-defined]
+    assert outcome.status == Status.CANCELLED and outcome.leaked == ()
+    assert world == ["a", "b", "undo b", "undo a"]

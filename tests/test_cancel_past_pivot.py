@@ -159,7 +159,7 @@ def test_a_task_cancelled_once_its_saga_committed_says_so():
     got = asyncio.run(scenario())
     assert got.outcome.status == "committed"  # type: ignore[attr-defined]
     assert got.__notes__ == [
-        "rollback: the cancel came once the saga had committed: nothing to undo"
+        "rollback: the cancel was heard once the saga had committed: nothing to undo"
     ]
 
 

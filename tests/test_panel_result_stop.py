@@ -37,7 +37,7 @@ def test_a_stop_past_the_pivot_is_named_declined_in_the_result():
     assert lab.stop(pivot).status is Status.COMMITTED
     assert head(lab) == "committed"  # (the engine's note says it was declined, and why)
     result = lab.view_html(lab.frame_count - 1).split("class='rl-result'>")[1]
-    assert "a cancel came once the irreversible step had started: declined" in result
+    assert "a cancel heard once the irreversible step had started: declined" in result
 
 
 def test_a_stop_that_took_says_cancelled_and_nothing_of_too_late():
@@ -163,7 +163,7 @@ def test_the_tooltips_promise_only_what_happens():
     assert "too late once the run has failed or ended" in STOP_TIP  # declines: lesson 12
     assert "a step marked irreversible" in STOP_TIP  # has none)
     assert "goes on forward" not in PAST_PIVOT and PAST_PIVOT.startswith(
-        "a cancel came once the irreversible step had started: declined"
+        "a cancel heard once the irreversible step had started: declined"
     )
 
 
