@@ -137,8 +137,12 @@ def step_wait(
     finite wait >= 0, or a ``next_delay`` that raises, never reaches a clock; the step is
     not retried, and ``notes`` gain why (``undecided``)."""
     answer = _read(retry.next_delay, attempt, error) if retry is not None else None
-    if answer is not None and (why := goes_on(error)) is not None:  # (attack90 F10)
-        return None, [*notes, f"the action of {step}: {why}"]
+    if goes_on(error) is not None:  # (attack90 F10, attack98 F2: tried again, or undone
+        said = (  # before it landed, unsaid)
+            f"step {step!r} handed back work this run cannot wait for: it may still run, "
+            "its effect landing after any undo (never tried again); check it by hand"
+        )
+        return None, [*notes, said]
     if answer is None or is_delay(answer):
         return answer, notes
     said = undecided(f"the retry policy of step {step}", answer, "None")

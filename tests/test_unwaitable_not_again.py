@@ -112,4 +112,32 @@ def test_an_action_whose_thread_work_runs_on_is_not_retried(graph):
     outcome = asyncio.run(main())
     assert calls == ["charge begins", "charge done"]
     assert outcome.leaked == ("charge",) and outcome.status == "rollback_incomplete"
-    assert any("not called again in this run" in n for n in outcome.notes), outcome.notes
+    assert any("its effect landing after any undo (never tried again)" in n
+               for n in outcome.notes), outcome.notes  # fmt: skip
+
+
+def test_an_action_logged_before_is_undone_and_said_to_run_on():
+    """attack98 F2: a step whose undo was logged before it, its work handed back and not
+    waited for: undone at once while the work ran, with no note that it may land after."""
+    calls: list[str] = []
+    go = threading.Event()
+
+    def slow() -> None:
+        go.wait(10)
+        calls.append("charge done")
+
+    def charge(state) -> object:
+        calls.append("charge begins")
+        return asyncio.get_running_loop().run_in_executor(None, slow)
+
+    async def main():
+        outcome = Saga([Step("charge", charge, lambda s: calls.append("refund"),
+                             register="before")]).run({})  # fmt: skip
+        go.set()
+        await asyncio.sleep(0.2)
+        return outcome
+
+    outcome = asyncio.run(main())
+    assert calls == ["charge begins", "refund", "charge done"]
+    assert outcome.leaked == ("charge",) and outcome.compensated == ("charge",)
+    assert any("its effect landing after any undo" in n for n in outcome.notes), outcome.notes
