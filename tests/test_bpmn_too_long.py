@@ -58,7 +58,7 @@ def deep_stack():
     sys.setrecursionlimit(old)
 
 
-@pytest.mark.parametrize("policy", ["continue", "halt"])
+@pytest.mark.parametrize("policy", ["halt"])  # (its 251st undo halts: both searches)
 def test_a_rollback_of_more_than_249_undos_runs_every_undo(deep_stack, policy):
     """attack96 F4: SpiffWorkflow's task search stops at a depth of 1,000, and each turn of the
     graph form's undo loop goes 4 deeper: the 250th undo was never found ready, the rollback
@@ -90,3 +90,26 @@ def test_a_rollback_of_more_than_249_undos_runs_every_undo(deep_stack, policy):
     assert got.status == expected.status == ("halted" if policy == "halt" else "rolled_back")
     assert there == here and len(here) == 252 - (policy == "halt")
     assert got.pending == expected.pending
+
+
+def test_a_rollback_of_more_than_249_undos_past_a_branch_that_failed_ends_as_saga_run(deep_stack):
+    """attack98 F3: a group whose branch failed leaves its join waiting; SpiffWorkflow's join
+    looks for that branch with its own search, cut at a depth of 1,000: past 249 undos it
+    never saw it, every undo ran and then "no task ready", no outcome. Both as ``saga.run``."""
+    from rollback_lessons import Parallel
+
+    def saga(undone: list[str]) -> Saga:
+        def fails(s: object) -> None:
+            raise RuntimeError("x fails")
+
+        chain = [Step(f"s{i}", lambda s: None, lambda s, i=i: undone.append(f"s{i}"))
+                 for i in range(251)]  # fmt: skip
+        return Saga([Parallel(chain, Step("x", fails))], name="branch")
+
+    here: list[str] = []
+    expected = saga(here).run({})
+    there: list[str] = []
+    with BpmnRunner.start() as runner:
+        got = runner.run(saga(there), {})
+    assert got.status == expected.status == "rolled_back"
+    assert there == here and len(here) == 251

@@ -34,6 +34,7 @@ from ..wire import WRITTEN_LIST, SagaPlan, needs_graph, outcome_of, plan_of
 from .graph import GraphHost, run_workflow
 from .model import ENGINE, BpmnEngineError, UnsupportedInBPMN, to_bpmn_explicit
 from .tree import completed as completed_deep
+from .tree import unbounded
 
 # -- running the explicit form on SpiffWorkflow ---------------------------------------------
 
@@ -227,6 +228,8 @@ def _parsed(saga: Saga, chosen: Any, host: dict[str, Any], graph: bool = False) 
     from SpiffWorkflow.bpmn import BpmnWorkflow
     from SpiffWorkflow.bpmn.parser import BpmnParser
     from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine, TaskDataEnvironment
+
+    unbounded()  # (its searches of the task tree to any depth: attack98 F3)
 
     class FeelConditions(PythonScriptEngine):  # type: ignore[misc]
         def evaluate(self, task: Any, expression: str, external_context: Any = None) -> Any:
