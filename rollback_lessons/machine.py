@@ -655,8 +655,8 @@ class Machine:
         self._expect("undo_failed")
         entry = self.entry
         assert entry is not None
-        error = off_its_loop(error, entry.step)  # (asyncio's "no running event loop" of a
-        # plain undo run in the async engine's helper thread, said whole: attack90 F15)
+        error = off_its_loop(error, entry.step)  # (a plain undo's "no running event loop" said
+        limit = limit if limit is not None else goes_on(error)  # whole, F15; its work runs on)
         decision = decided(self.policy, self.attempt - self.base, error)
         details: dict[str, Any] = {"attempt": self.attempt, "error": describe(error)}
         if limit is not None and decision != "dead_letter":

@@ -141,3 +141,25 @@ def test_an_action_logged_before_is_undone_and_said_to_run_on():
     assert calls == ["charge begins", "refund", "charge done"]
     assert outcome.leaked == ("charge",) and outcome.compensated == ("charge",)
     assert any("its effect landing after any undo" in n for n in outcome.notes), outcome.notes
+
+
+def test_bpmn_does_not_call_such_an_undo_again_either(bpmn_runner):
+    """attack98 F5: ``BpmnRunner.run`` is as synchronous as ``saga.run`` (its library runs in
+    the caller's thread): the same undo in a notebook cell was retried, three refunds at once.
+    The rule is the machine's now (``Machine.undo_failed``), whatever drives it."""
+    from rollback_lessons import Parallel
+
+    calls, go, refund = _refunds()
+
+    async def main():
+        saga = Saga([Parallel(Step("charge", lambda s: None, lambda s: refund())),
+                     Step("ship", lambda s: _fails())], policy=RETRY)  # fmt: skip
+        outcome = bpmn_runner.run(saga, {})
+        go.set()
+        await asyncio.sleep(0.2)
+        return outcome
+
+    outcome = asyncio.run(main())
+    assert calls == ["refund begins", "refund done"]
+    assert [(d.step, type(d.error)) for d in outcome.dead_letters] == [("charge", MayHaveRun)]
+    assert any("not called again in this run" in n for n in outcome.notes), outcome.notes

@@ -46,7 +46,6 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from ..errors import goes_on
 from ..events import Event, EventKind, describe, text_of
 from ..machine import Machine, pivot_at_stake
 from ..operations import Ask, Finished, RunUndo, Wait
@@ -404,7 +403,7 @@ def _resume(
             run_undo(fn, undo, op.timeout, run, (file_id(run.journal.path), saga.id))  # (F4)
         except Exception as exc:
             try:  # (an error whose repr raises an interrupt as it is told: named, F5)
-                op = m.undo_failed(exc, goes_on(exc))
+                op = m.undo_failed(exc)
             except BaseException as cut:
                 if not text_cut(cut, exc):
                     raise
