@@ -16,7 +16,7 @@ from ._shutdown import shut_down
 from ._timed import acall_timed, within
 from .calls import call_timed, cancel_asked, is_async, own_cancel, refused, sleep
 from .clock import Clock
-from .errors import Cancelled, goes_on
+from .errors import Cancelled
 from .events import describe
 from .faults import untraced
 from .machine import Machine, Phase
@@ -138,7 +138,10 @@ class Driver:
                     raise
                 except BaseException as exc:  # an Exception is the machine's to judge
                     if self.began != step and not issubclass(type(exc), Exception):
-                        raise  # (before adrive called it: not in it, not run, attack67 F2)
+                        if m.phase is _STEP and m.current == step and not m.rolling:
+                            m.not_run(step, f"the {type(exc).__name__} came as it started")
+                        raise  # (before adrive called it: not in it, not run, attack67 F2;
+                        # withdrawn at once: a block that goes on begins the next, F9)
                     back = step in self.results and not issubclass(type(exc), Exception)
                     op = self.returned_cut(exc) if back else self.step_raised(exc)
                     continue
@@ -417,7 +420,7 @@ class Driver:
     def undo_raised(self, exc: BaseException) -> Op:
         self.called()
         if issubclass(type(exc), Exception) or own_cancel(exc):
-            return self.m.undo_failed(untraced(exc), goes_on(exc))
+            return self.m.undo_failed(untraced(exc))
         self.raise_after = exc  # Ctrl-C: what is left is pending
         return self.m.interrupted(exc, self.kept())
 

@@ -156,3 +156,36 @@ def test_arun_hears_its_tasks_cancel_at_the_next_asking_point_whatever_its_steps
     outcome = asyncio.run(main()).outcome  # type: ignore[attr-defined]
     assert outcome.status == Status.CANCELLED and outcome.leaked == ()
     assert world == ["a", "b", "undo b", "undo a"]
+
+
+@pytest.mark.parametrize("register", ["after", "before"])
+def test_a_block_that_swallows_the_cancel_goes_on_the_step_never_run(register):
+    """attack98 F9: the step whose call the cancel preceded stayed begun in the machine: the
+    block's next ``rb.do`` raised MachineError ("a driver's bug"), and an undo logged before
+    the step was run, a refund of a charge never made. It is not run, withdrawn at once."""
+    world: list[str] = []
+
+    async def main() -> AsyncRollback:
+        me = asyncio.current_task()
+        assert me is not None
+
+        def heard(event) -> None:
+            if f"{event.kind}:{event.step}" == "step_done:a":
+                me.cancel()
+
+        rb = AsyncRollback(on_event=heard)
+        async with rb:
+            await rb.do("a", lambda: world.append("a"), lambda: world.append("undo a"))
+            try:
+                await rb.do("b", lambda: world.append("b"), lambda: world.append("undo b"),
+                            register=register)  # fmt: skip
+            except asyncio.CancelledError:
+                me.uncancel()
+                world.append("swallowed")
+            await rb.do("c", lambda: world.append("c"), lambda: world.append("undo c"))
+        return rb
+
+    rb = asyncio.run(main())
+    assert world == ["a", "swallowed", "c"]
+    assert rb.outcome is not None and rb.outcome.status == Status.COMMITTED
+    assert rb.outcome.completed == ("a", "c")
