@@ -87,6 +87,7 @@ class Driver:
     tracer: Callable[[], Mapping[str, Any]] | None = None
     asked: Callable[[], bool] | None = None  # has the caller asked the run to stop?
     stopped_by: BaseException | None = None  # what stopped it (a task's CancelledError)
+    home: Any = None  # the task an AsyncRollback's block runs in (``calls.cancel_asked``)
     error: BaseException | None = None  # the last step error (a with-block raises it)
     raise_after: BaseException | None = None  # a Ctrl-C to re-raise when the rollback is done
     shutdown: BaseException | None = None  # the Ctrl-C asyncio.run ended on (``shut_down``)
@@ -351,8 +352,8 @@ class Driver:
                     else:
                         fn, args, role, step, timeout = todo  # type: ignore[misc]
                         if role == "action":  # (its call begins now, not as it was handed
-                            if cancel_asked():  # here: a Ctrl-C, a cancel asked before is
-                                await sleep(0)  # not in it: attack67 F2, attack95 F4)
+                            if cancel_asked(self.home):  # here: a Ctrl-C, a cancel asked
+                                await sleep(0)  # before is not in it: attack67 F2, 95 F4)
                             self.began = step
                         if timeout is not None and not is_async(fn):  # (it may block)
                             done = await acall_timed(fn, args, role, step, timeout, self)

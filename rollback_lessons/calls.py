@@ -255,16 +255,24 @@ def off_its_loop(error: BaseException, step: str) -> BaseException:
     return said
 
 
-def cancel_asked() -> bool:
-    """Is the running task asked to cancel, the cancel not heard yet (asked by an observer,
-    by the block's own code between two steps)? Heard before a step's call (``sleep(0)``),
-    the step is not run; heard at its first await, it was taken for the step's
-    interruption: in doubt, leaked; a plain function's never heard in the block (attack95
-    F4)."""
+def cancel_asked(home: Any = None) -> bool:
+    """Is the running task (or ``home``, the task a block runs in, its step awaited in a task
+    of its own: ``asyncio.wait_for``, a TaskGroup) asked to cancel, the cancel not heard yet
+    (asked by an observer, by the block's own code between two steps)? Heard before a step's
+    call (``sleep(0)``: the block's task runs first, and cancels the step's), the step is not
+    run; heard at its first await, it was taken for the step's interruption: in doubt,
+    leaked; a plain function's never heard in the block (attack95 F4, attack98 F4)."""
     import asyncio
 
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
+    tasks = (asyncio.current_task(), home)
+    return any(t is not None and t.cancelling() > 0 for t in tasks)
+
+
+def this_task() -> Any:
+    """The task running now (asyncio imported once a loop runs, never before)."""
+    import asyncio
+
+    return asyncio.current_task()
 
 
 async def sleep(seconds: float) -> None:

@@ -22,7 +22,7 @@ from . import _guards, _shutdown
 from ._recorded import roll_back
 from ._run import FUNCTION, NOT_PLAIN, Run
 from ._wakeable import Wakeable
-from .calls import PLAIN, cancel_asked, checked, heard_cancel
+from .calls import PLAIN, cancel_asked, checked, heard_cancel, this_task
 from .clock import Clock
 from .errors import StepStillRunning
 from .events import Event, EventSink
@@ -325,6 +325,7 @@ class AsyncRollback(_Base):
     async def __aenter__(self) -> AsyncRollback:
         _shutdown.unowned()  # (asyncio.run interrupted as it made this task: attack65 F1)
         self._enter()
+        self._run.home = this_task()  # (its steps may run in tasks of their own: wait_for)
         return self
 
     async def do(

@@ -189,3 +189,40 @@ def test_a_block_that_swallows_the_cancel_goes_on_the_step_never_run(register):
     assert world == ["a", "swallowed", "c"]
     assert rb.outcome is not None and rb.outcome.status == Status.COMMITTED
     assert rb.outcome.completed == ("a", "c")
+
+
+@pytest.mark.parametrize("how", ["wait_for", "taskgroup"])
+def test_a_cancel_asked_before_a_step_awaited_in_a_task_of_its_own_is_heard_first(how):
+    """attack98 F4: the step awaited through ``asyncio.wait_for`` (3.11: a task of its own) or
+    in a TaskGroup was called after the cancel was asked, cut short, leaked, the saga left
+    for a person: the check looked at the step's task only, not the block's."""
+    world: list[str] = []
+
+    async def main() -> AsyncRollback:
+        me = asyncio.current_task()
+        assert me is not None
+
+        def heard(event) -> None:
+            if f"{event.kind}:{event.step}" == "step_done:a":
+                me.cancel()
+
+        async def charge() -> None:
+            await asyncio.sleep(0)
+            world.append("b")
+
+        rb = AsyncRollback(on_event=heard)
+        with pytest.raises(asyncio.CancelledError):
+            async with rb:
+                await rb.do("a", lambda: world.append("a"), lambda: world.append("undo a"))
+                b = rb.do("b", charge, lambda: world.append("undo b"))
+                if how == "wait_for":
+                    await asyncio.wait_for(b, 10)
+                else:
+                    async with asyncio.TaskGroup() as group:
+                        group.create_task(b)
+        return rb
+
+    rb = asyncio.run(main())
+    assert world == ["a", "undo a"]
+    assert rb.outcome is not None and rb.outcome.status == Status.CANCELLED
+    assert rb.outcome.leaked == ()
