@@ -18,6 +18,7 @@ import inspect
 import sys
 from typing import Any
 
+from ._blocked import BLOCKED
 from .errors import MayHaveRun
 
 PLAIN = frozenset({int, float, str, bool, bytes, dict, list, tuple, set})
@@ -122,7 +123,7 @@ def _elsewhere(future: Any, blocked: Any = None) -> Any:
     for from here), else None. ``blocked``: a loop that waits for this one, in the thread
     that called (a helper thread's caller): waiting on it would wait for ever."""
     loop = future.get_loop()
-    running = loop.is_running() and loop is not _loop_here() and loop is not blocked
+    running = loop.is_running() and loop not in (_loop_here(), blocked, *BLOCKED)
     return loop if running else None
 
 

@@ -163,3 +163,29 @@ def test_bpmn_does_not_call_such_an_undo_again_either(bpmn_runner):
     assert calls == ["refund begins", "refund done"]
     assert [(d.step, type(d.error)) for d in outcome.dead_letters] == [("charge", MayHaveRun)]
     assert any("not called again in this run" in n for n in outcome.notes), outcome.notes
+
+
+def test_dbos_in_a_notebook_cell_returns_such_an_undo_never_waited_on(dbos_runner):
+    """attack98 F7: ``DBOSRunner.run`` inside a running loop runs the saga in threads of its
+    own while the caller's loop waits: DBOS's thread waited on that loop for the undo's Future,
+    for ever. The loop is known blocked: the Future is work it cannot wait for."""
+    calls: list[str] = []
+
+    async def main():
+        loop = asyncio.get_running_loop()  # (the cell's: the undo runs in DBOS's thread)
+
+        def refund() -> object:
+            calls.append("refund begins")
+            return loop.run_in_executor(None, calls.append, "refund done")
+
+        saga = Saga([Step("charge", lambda s: None, lambda s: refund()),
+                     Step("ship", lambda s: _fails())], name="cell")  # fmt: skip
+        outcome = dbos_runner.run(saga, {})
+        await asyncio.sleep(0.2)
+        return outcome
+
+    outcome = asyncio.run(main())
+    assert calls.count("refund begins") == 1  # (its work cancelled before it began, or run)
+    assert [(d.step, type(d.error).__name__) for d in outcome.dead_letters] == [
+        ("charge", "MayHaveRun")
+    ]

@@ -18,6 +18,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+from ..._blocked import blocking
+
 C = TypeVar("C", bound=type)
 
 SLICE = 0.05
@@ -116,8 +118,8 @@ def in_own_thread(
 
     thread = threading.Thread(target=work, name=f"rollback-lessons {name}", daemon=True)
     try:
-        with _ctrl_c_heard() as heard:
-            thread.start()
+        with _ctrl_c_heard() as heard, blocking():  # (this loop: work of it handed back
+            thread.start()  # there is never waited for: attack98 F7, a hang)
             while not done.wait(SLICE):
                 if heard.is_set():  # (as at an ``await``: asyncio.run then raises
                     raise asyncio.CancelledError  # KeyboardInterrupt, as for any Ctrl-C)
