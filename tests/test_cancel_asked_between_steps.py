@@ -25,18 +25,25 @@ WHERE = [
 ]
 
 
+def _cancels_at(where: str) -> tuple[asyncio.Task, object]:
+    """(this task, an observer that cancels it at the event ``kind:step`` named ``where``)."""
+    me = asyncio.current_task()
+    assert me is not None
+
+    def heard(event) -> None:
+        if f"{event.kind}:{event.step}" == where:
+            me.cancel()
+
+    return me, heard
+
+
 def _block(where: str, coroutines: bool) -> tuple[AsyncRollback, list[str], str]:
     """Run the block (s1, s2) in a task that cancels itself at ``where``: (block, world, how
     it ended: 'raised' or 'returned', then 'held' if the caller's next await heard a cancel)."""
     world: list[str] = []
 
     async def main() -> tuple[AsyncRollback, str]:
-        me = asyncio.current_task()
-        assert me is not None
-
-        def heard(event) -> None:
-            if f"{event.kind}:{event.step}" == where:
-                me.cancel()
+        me, heard = _cancels_at(where)
 
         def action(step: str):
             async def body() -> None:
@@ -95,12 +102,7 @@ def test_arun_told_a_cancel_by_an_observer_undoes_what_ran_never_blamed_on_a_ste
     world: list[str] = []
 
     async def main() -> BaseException:
-        me = asyncio.current_task()
-        assert me is not None
-
-        def heard(event) -> None:
-            if f"{event.kind}:{event.step}" == "step_done:s1":
-                me.cancel()
+        _me, heard = _cancels_at("step_done:s1")
 
         def step(name: str) -> Step:
             async def act(state) -> None:
@@ -142,12 +144,7 @@ def test_arun_hears_its_tasks_cancel_at_the_next_asking_point_whatever_its_steps
         return Step(name, act, lambda s: world.append(f"undo {name}"))
 
     async def main() -> BaseException:
-        me = asyncio.current_task()
-        assert me is not None
-
-        def heard(event) -> None:
-            if f"{event.kind}:{event.step}" == "step_done:a":
-                me.cancel()
+        _me, heard = _cancels_at("step_done:a")
 
         with pytest.raises(asyncio.CancelledError) as stopped:
             await Saga([step("a"), step("b"), step("c")], on_event=heard).arun({})
@@ -166,12 +163,7 @@ def test_a_block_that_swallows_the_cancel_goes_on_the_step_never_run(register):
     world: list[str] = []
 
     async def main() -> AsyncRollback:
-        me = asyncio.current_task()
-        assert me is not None
-
-        def heard(event) -> None:
-            if f"{event.kind}:{event.step}" == "step_done:a":
-                me.cancel()
+        me, heard = _cancels_at("step_done:a")
 
         rb = AsyncRollback(on_event=heard)
         async with rb:
@@ -199,12 +191,7 @@ def test_a_cancel_asked_before_a_step_awaited_in_a_task_of_its_own_is_heard_firs
     world: list[str] = []
 
     async def main() -> AsyncRollback:
-        me = asyncio.current_task()
-        assert me is not None
-
-        def heard(event) -> None:
-            if f"{event.kind}:{event.step}" == "step_done:a":
-                me.cancel()
+        _me, heard = _cancels_at("step_done:a")
 
         async def charge() -> None:
             await asyncio.sleep(0)

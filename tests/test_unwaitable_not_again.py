@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from typing import Any
 
 import pytest
 from conftest import crash_at_first_undo
@@ -20,19 +21,22 @@ from rollback_lessons.errors import MayHaveRun
 RETRY = UndoPolicy(RetryPolicy(max_attempts=3, initial_delay=0.01), then="dead_letter")
 
 
-def _refunds() -> tuple[list[str], threading.Event, object]:
+def _refunds(what: str = "refund") -> tuple[list[str], threading.Event, Any]:
+    """(calls, go, fn): ``fn(...)`` hands back a ``run_in_executor`` Future of the running
+    loop whose work waits for ``go`` (held until the run ended: a retry would find it
+    running); ``calls`` says when each call began and its work ended."""
     calls: list[str] = []
     go = threading.Event()
 
     def slow() -> None:
-        go.wait(10)  # (held until the run ended: a retry would find it running)
-        calls.append("refund done")
+        go.wait(10)
+        calls.append(f"{what} done")
 
-    def refund(item: str = "c") -> object:
-        calls.append("refund begins")
+    def fn(*args: object, **kwargs: object) -> object:
+        calls.append(f"{what} begins")
         return asyncio.get_running_loop().run_in_executor(None, slow)
 
-    return calls, go, refund
+    return calls, go, fn
 
 
 def _fails() -> None:
@@ -89,16 +93,7 @@ def test_an_action_whose_thread_work_runs_on_is_not_retried(graph):
     """The action in that shape with a retry policy charged three times at once."""
     from rollback_lessons import Parallel
 
-    calls: list[str] = []
-    go = threading.Event()
-
-    def slow() -> None:
-        go.wait(10)
-        calls.append("charge done")
-
-    def charge(state) -> object:
-        calls.append("charge begins")
-        return asyncio.get_running_loop().run_in_executor(None, slow)
+    calls, go, charge = _refunds("charge")
 
     step = Step("charge", charge, lambda s: calls.append("refund"),
                 retry=RetryPolicy(max_attempts=3, initial_delay=0.01))  # fmt: skip
@@ -119,16 +114,7 @@ def test_an_action_whose_thread_work_runs_on_is_not_retried(graph):
 def test_an_action_logged_before_is_undone_and_said_to_run_on():
     """attack98 F2: a step whose undo was logged before it, its work handed back and not
     waited for: undone at once while the work ran, with no note that it may land after."""
-    calls: list[str] = []
-    go = threading.Event()
-
-    def slow() -> None:
-        go.wait(10)
-        calls.append("charge done")
-
-    def charge(state) -> object:
-        calls.append("charge begins")
-        return asyncio.get_running_loop().run_in_executor(None, slow)
+    calls, go, charge = _refunds("charge")
 
     async def main():
         outcome = Saga([Step("charge", charge, lambda s: calls.append("refund"),
