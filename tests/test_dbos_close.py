@@ -714,3 +714,43 @@ def test_record_cut_by_a_close_from_another_thread_names_record(tmp_path, monkey
     assert "record() refused" in str(raised[0]) and "waiting()" not in str(raised[0])
     go.set()
     _relaunched(db, world, go)
+
+
+def test_close_while_a_branch_at_once_runs_its_action_says_the_branches_steps_are_unsaved(
+    tmp_path, monkeypatch
+):
+    """attack97 F7: the saga's workflow waits for its branches while a branch's action runs
+    in its child: ``run`` raised "closed while saga 'r1' waited", though a step ran (and a
+    relaunch finds it in doubt). The line says what it waited for and that those branches'
+    steps that ran are unsaved."""
+    from rollback_lessons import Parallel
+
+    monkeypatch.setattr(launch, "GRACE", 30.0)
+    began, go = threading.Event(), threading.Event()
+
+    def slow(s) -> None:
+        began.set()
+        go.wait(10)
+
+    saga = Saga([Parallel(Step("b", slow, lambda s: None), Step("x", lambda s: None))],
+                name="branches")  # fmt: skip
+    runner = DBOSRunner.start(tmp_path / "d.sqlite")
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            runner.run(saga, {}, run_id="r1", at_once=True)
+        except RunnerClosed as exc:
+            raised.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert began.wait(30)
+    threading.Timer(0.3, go.set).start()  # (its action ends within the close's grace)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        runner.close()
+    thread.join(30)
+    [said] = [str(e) for e in raised]
+    assert "closed while saga 'r1' waited for its branches (b" in said, said
+    assert "the steps of those branches that ran unsaved" in said

@@ -51,9 +51,17 @@ class RunnerClosed(RollbackLessonsError):
         )
 
     @classmethod
-    def of(cls, run_id: str, path: Path | None, ran: bool = False) -> RunnerClosed:
-        """Saga ``run_id``'s, left unfinished on ``path`` (``ran``: while a step ran)."""
+    def of(cls, run_id: str, path: Path | None, ran: bool = False, waited: str = ""
+           ) -> RunnerClosed:  # fmt: skip
+        """Saga ``run_id``'s, left unfinished on ``path`` (``ran``: while a step ran;
+        ``waited``: what it waited for, its branches at once: their steps may have run)."""
         where = f" on {path}" if path is not None else ""
+        if waited.startswith("its branches"):  # (attack97 F7: "waited", a branch running)
+            return cls(
+                f"the runner closed while saga {run_id!r} waited for {waited}; it is left "
+                f"unfinished{where}, the steps of those branches that ran unsaved: a launch "
+                "there goes on with it"
+            )
         if ran:
             return cls(
                 f"the runner closed while saga {run_id!r} ran a step; it is left unfinished"

@@ -209,8 +209,9 @@ class DBOSHandle:
             data: dict[str, Any] = left["ended"] if left.get("saved") else self._result()
         except DBOSUnexpectedStepError as exc:  # (resumed by another version: one line)
             raise ReplayRefused.of(self.run_id, exc, self.path) from None
-        except (waits.LeftWaiting, hosting.Unhosted):  # (BaseExceptions: never the caller's)
-            raise RunnerClosed.of(self.run_id, self.path) from None
+        except (waits.LeftWaiting, hosting.Unhosted) as gone:  # (BaseExceptions: never the
+            waited = getattr(gone, "what", "")  # caller's)
+            raise RunnerClosed.of(self.run_id, self.path, waited=waited) from None
         except stops.CANCELLED as exc:  # (DBOS keeps no result: the record kept here)
             data = stops.take(self.run_id, exc, left)
         except Exception as exc:  # (DBOS's own failure, ERROR: one line, attack78 F5)

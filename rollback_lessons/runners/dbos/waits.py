@@ -35,9 +35,13 @@ for), by a key of its own."""
 
 
 class LeftWaiting(BaseException):
-    """The runner closed while this saga waited: it stops here, unfinished (a
+    """The runner closed while this saga waited (for ``what``): it stops here, unfinished (a
     BaseException, so that DBOS saves no outcome: the run stays ``PENDING``, for the next
     launch)."""
+
+    def __init__(self, run_id: str, what: str) -> None:
+        super().__init__(f"{run_id} left waiting for {what}")
+        self.what = what
 
 
 OPEN: list[Path] = []
@@ -54,8 +58,8 @@ def unless_closed(call: Callable[[], T], run_id: str, path: Path | None) -> Call
     def told() -> T:
         try:
             return call()
-        except LeftWaiting:
-            raise RunnerClosed.of(run_id, path) from None
+        except LeftWaiting as left:
+            raise RunnerClosed.of(run_id, path, waited=left.what) from None
         except Exception as exc:
             if not destroyed(exc):
                 raise
@@ -107,7 +111,7 @@ def waiting(topic: str | None, what: str) -> Iterator[threading.Event]:
     woken, key = threading.Event(), object()
     with _LOCK:
         if _closing:
-            raise LeftWaiting(f"{workflow_id} left waiting for {what}")
+            raise LeftWaiting(workflow_id, what)
         WAITS[key] = (workflow_id, topic, woken, what)
         if topic is None and workflow_id in STOPS:  # (stopped before it began: ``wake``)
             woken.set()
@@ -125,7 +129,7 @@ def stopping(message: Any, what: str) -> bool:
         return False
     with _LOCK:
         if _closing:
-            raise LeftWaiting(f"{DBOS.workflow_id} left waiting for {what}")
+            raise LeftWaiting(str(DBOS.workflow_id), what)
     return True
 
 
@@ -142,7 +146,7 @@ def sleep(seconds: float, what: str) -> None:
     with waiting(None, what) as woken:
         left = record_sleep(_get_dbos_instance(), snapshot_step_context(), seconds)
         if woken.wait(left) and not _stopped(str(DBOS.workflow_id)):
-            raise LeftWaiting(f"{DBOS.workflow_id} left waiting for {what}")
+            raise LeftWaiting(str(DBOS.workflow_id), what)
 
 
 STOPS: set[str] = set()
