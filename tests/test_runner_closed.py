@@ -160,7 +160,7 @@ def test_a_step_functions_run_served_as_its_runner_closes_sends_nothing_to_aws(s
     served.join(60)
     assert not served.is_alive() and sent_to_aws == [] and ran == ["a"]
     assert [type(e) for e in raised] == [RunnerClosed], raised
-    assert "was closed while a saga ran on it" in str(raised[0])
+    assert "was closed while saga 'cut' ran on it: the saga stopped there" in str(raised[0])
 
 
 def test_a_closed_bpmn_runner_is_refused_as_every_runner_is():

@@ -52,6 +52,7 @@ def test_close_names_the_sagas_still_running(make, what):
     assert said == [f"{kind} closed while 1 saga still ran on it ('closing'): {what}"]
     assert ended and world[:2] == ["a", "b"]
     if isinstance(ended[0], RunnerClosed):  # (Step Functions: not "it may still run", F2)
+        assert "closed while saga 'closing' ran on it" in str(ended[0])  # (attack99 F1)
         notes = " | ".join(getattr(ended[0], "__notes__", []))
         assert "went with the runner's own moto (it is gone: nothing runs it)" in notes, notes
 

@@ -47,7 +47,7 @@ class RunnerClosed(RollbackLessonsError):
         on = f" ({where})" if where else ""
         return cls(
             f"this {kind}{on} was closed while saga {saga!r} ran on it: the saga stopped "
-            "there, nothing more run and nothing undone (its notes name what it did)"
+            "there, nothing more run (its notes name what it did and what is not undone)"
         )
 
     @classmethod
@@ -74,7 +74,7 @@ class RunnerClosed(RollbackLessonsError):
 
 
 STOPS = (
-    "each stops once its step's call returns (at once if it waits), nothing undone: "
+    "each stops once its step's call returns (at once if it waits), nothing more undone: "
     "its RunnerClosed's notes name what it did"
 )
 GOES_ON = "each goes on in its thread to its end (SpiffWorkflow is a library: nothing to stop)"
@@ -134,6 +134,9 @@ class Gone:
         self._runner, self._where = runner, where
 
     def __getattr__(self, name: str) -> Any:
+        saga = getattr(self._runner, "__dict__", {}).get("_mine", {}).get(threading.get_ident())
+        if saga is not None:  # (the saga this thread runs: named, as ``stopping`` says it,
+            raise RunnerClosed.stopping(self._runner, saga, self._where)  # attack99 F1)
         raise RunnerClosed(
             f"this {type(self._runner).__name__} ({self._where}) was closed while a saga ran "
             f"on it: its request {name} was not sent, and nothing more of that run is done"
