@@ -113,3 +113,27 @@ def test_a_rollback_of_more_than_249_undos_past_a_branch_that_failed_ends_as_sag
         got = runner.run(saga(there), {})
     assert got.status == expected.status == "rolled_back"
     assert there == here and len(here) == 251
+
+
+@pytest.mark.parametrize("engine", ["bpmn", "asl"])
+def test_groups_nested_too_deep_for_a_plan_are_refused_in_one_line(engine):
+    """attack99 F4: 400 levels of nested groups raised a bare RecursionError from the plan's
+    shape (``wire.shape_of``), on every engine, before anything ran."""
+    from rollback_lessons import Parallel
+    from rollback_lessons.runners.stepfunctions import to_asl
+    from rollback_lessons.runners.wire import NestedTooDeep
+
+    world: list[str] = []
+    group: object = Step("s0", lambda s: world.append("s0"), lambda s: None)
+    for i in range(1, 400):
+        group = Parallel(group, Step(f"s{i}", lambda s: None, lambda s: None))
+    saga = Saga([group], name="nested")  # type: ignore[list-item]
+    if engine == "asl":
+        with pytest.raises(NestedTooDeep, match=r"nest too deep .* recursion limit"):
+            to_asl(saga)
+    else:
+        with BpmnRunner.start() as runner, pytest.raises(UnsupportedInBPMN) as caught:
+            runner.run(saga, {})
+        assert "is too long for SpiffWorkflow" in str(caught.value)
+        assert "take it as it is" not in str(caught.value)
+    assert world == []

@@ -9,6 +9,7 @@ by its run's id only, to a machine in this process (``hosted``).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -288,8 +289,25 @@ def plan_of(
         step_timeout=step_timeout,
         halt_wait=halt_wait,
         after={s: list(d) for s, d in saga.after.items()} if saga.after is not None else None,
-        shape=shape_of(saga.definition) if saga.after is not None else None,
+        shape=_shape(saga),
     )
+
+
+class NestedTooDeep(InvalidPipelineError):
+    """A saga whose parallel groups nest deeper than its plan can be written for an engine
+    within Python's recursion limit at the caller's depth (attack99 F4: a bare
+    RecursionError): refused before anything runs."""
+
+
+def _shape(saga: Saga) -> list[Any] | None:
+    try:
+        return shape_of(saga.definition) if saga.after is not None else None
+    except RecursionError:
+        raise NestedTooDeep(
+            f"saga {saga.name!r}: its parallel groups nest too deep to be written for an "
+            f"engine within Python's recursion limit ({sys.getrecursionlimit()}) at this "
+            "call's depth; nothing ran (saga.run and arun take it)"
+        ) from None
 
 
 # -- the record ---------------------------------------------------------------------------

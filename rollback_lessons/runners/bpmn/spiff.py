@@ -30,7 +30,7 @@ from ..error_record import keeping
 from ..heard import Heard
 from ..history import Visit, Worker, do, over_noted, undo, walk
 from ..owed import undo_timeouts
-from ..wire import WRITTEN_LIST, SagaPlan, needs_graph, outcome_of, plan_of
+from ..wire import WRITTEN_LIST, NestedTooDeep, SagaPlan, needs_graph, outcome_of, plan_of
 from .graph import GraphHost, run_workflow
 from .model import ENGINE, BpmnEngineError, UnsupportedInBPMN, to_bpmn_explicit
 from .tree import completed as completed_deep
@@ -129,8 +129,11 @@ def run_explicit(
             raise InvalidPipelineError(f"answer {said!r} is not one of: {', '.join(ANSWERS)}")
     faults = normalize_injection(inject, saga.names)
     run_id = f"{saga.name}-{uuid.uuid4().hex[:12]}"
-    plan = plan_of(saga, run_id, policy=chosen, undo_order=undo_order,  # type: ignore[arg-type]
-                   graphs=True)  # fmt: skip
+    try:
+        plan = plan_of(saga, run_id, policy=chosen, undo_order=undo_order,  # type: ignore[arg-type]
+                       graphs=True)  # fmt: skip
+    except NestedTooDeep:  # (its plan's shape: as SpiffWorkflow's own limit, attack99 F4)
+        raise _too_long(saga, graph, others=False) from None
     world: State = {} if state is None else state
     before = safe_snapshot(world) if state is not None else None
     with exit_warned(saga.name):  # (a sys.exit's notes: on stderr, attack56 F1)
@@ -238,7 +241,7 @@ def _parsed(saga: Saga, chosen: Any, host: dict[str, Any], graph: bool = False) 
     try:
         xml = to_bpmn_explicit(saga, policy=chosen, graph=graph).encode()
     except RecursionError:  # (groups nested deep: attack96 F5, a raw RecursionError)
-        raise _too_long(saga, graph) from None
+        raise _too_long(saga, graph, others=False) from None
     try:  # (SpiffWorkflow readies its start event here, before any step: attack83 F1)
         parser = BpmnParser()
         parser.add_bpmn_str(xml)
@@ -249,7 +252,7 @@ def _parsed(saga: Saga, chosen: Any, host: dict[str, Any], graph: bool = False) 
         )
     except Exception as exc:  # a bug of the engine's as it builds the workflow: nothing ran
         if _recursed(exc):  # (attack94 F1: "failed in its own code", no limit named)
-            raise _too_long(saga, graph) from None
+            raise _too_long(saga, graph, others=False) from None
         error = engine_error(exc)
         error.add_note(f"saga {saga.name!r}: it stopped as it built the workflow, before any "
                        "step: nothing ran")  # fmt: skip
@@ -411,7 +414,7 @@ def _recursed(exc: BaseException) -> bool:
     return False
 
 
-def _too_long(saga: Saga, graph: bool) -> UnsupportedInBPMN:
+def _too_long(saga: Saga, graph: bool, others: bool = True) -> UnsupportedInBPMN:
     """A saga SpiffWorkflow cannot build within Python's recursion limit, refused so."""
     return UnsupportedInBPMN(
         f"BPMN: saga {saga.name!r} ({len(saga.steps)} steps) is too long for "
@@ -420,5 +423,5 @@ def _too_long(saga: Saga, graph: bool) -> UnsupportedInBPMN:
         f"recursion limit ({sys.getrecursionlimit()}) was reached at this call's depth; "
         "nothing ran. "
         + ("" if graph else "Its graph form (undo_order='by_dependency') takes more; ")
-        + "Step Functions, DBOS and Temporal take it as it is"
+        + ("Step Functions, DBOS and Temporal take it as it is" if others else "saga.run takes it")
     )
