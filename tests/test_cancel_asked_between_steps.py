@@ -213,3 +213,27 @@ def test_a_cancel_asked_before_a_step_awaited_in_a_task_of_its_own_is_heard_firs
     assert world == ["a", "undo a"]
     assert rb.outcome is not None and rb.outcome.status == Status.CANCELLED
     assert rb.outcome.leaked == ()
+
+
+@pytest.mark.parametrize("how", ["shield", "wait"])
+def test_a_step_the_block_shields_from_the_cancel_runs_then_is_undone(how):
+    """attack99 F3: ``asyncio.shield`` and ``asyncio.wait`` pass no cancel on to the step's
+    task: it runs (as asyncio promises), and is undone with the rest; the block cancelled."""
+    world: list[str] = []
+
+    async def main() -> AsyncRollback:
+        _me, heard = _cancels_at("step_done:a")
+        rb = AsyncRollback(on_event=heard)
+        with pytest.raises(asyncio.CancelledError):
+            async with rb:
+                await rb.do("a", lambda: world.append("a"), lambda: world.append("undo a"))
+                b = rb.do("b", lambda: world.append("b"), lambda: world.append("undo b"))
+                if how == "shield":
+                    await asyncio.shield(b)
+                else:
+                    await asyncio.wait([asyncio.ensure_future(b)])
+        return rb
+
+    rb = asyncio.run(main())
+    assert world == ["a", "b", "undo b", "undo a"]
+    assert rb.outcome is not None and rb.outcome.status == Status.CANCELLED
