@@ -41,6 +41,7 @@ from .policies import UndoPolicy, step_wait
 from .rules import IRREVERSIBLE, Kind
 from .stopping import (  # noqa: F401 (named here too: ``schedule.cancel``)
     PAST_PIVOT,
+    STOPPED_PAST,
     cancel,
     declines,
     past_pivot,

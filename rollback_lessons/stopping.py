@@ -27,6 +27,14 @@ PAST_PIVOT = (
 )
 
 
+STOPPED_PAST = (
+    "StopExecution stopped the execution once the irreversible step had started: nothing "
+    "undone (undoing the steps before it would not take it back); a person decides what is "
+    "still owed forward"
+)
+"""The note in place of ``PAST_PIVOT`` where the engine stopped anyway (attack99 F9)."""
+
+
 def past_pivot(m: Machine) -> bool:
     """Has the run's irreversible step started (running now, or done)? A cancel then is
     declined, as a failure after the pivot is retried forward: never compensated across."""

@@ -595,6 +595,10 @@ def test_a_cancel_once_the_email_went_is_declined_and_stop_execution_halts(runne
     stopped = runner.execute(saga(cancel), state, cancel=cancel, stop_execution=True)
     assert stopped.outcome.status is Status.HALTED and stopped.outcome.pending == ("a",)
     assert state == {"a": "done", "email": "done"}
+    from rollback_lessons.stopping import PAST_PIVOT, STOPPED_PAST  # (attack99 F9: the note
+
+    assert STOPPED_PAST in stopped.outcome.notes  # said "the run goes on" of a stopped one)
+    assert PAST_PIVOT not in stopped.outcome.notes
 
 
 @pytest.mark.parametrize("waited", ["hold", "room"])

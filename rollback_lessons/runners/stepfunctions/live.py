@@ -250,9 +250,9 @@ class Live:
         return schedule.cancel(m, Cancelled.by_caller())
 
     def _stop(self) -> Op:
-        """What ``StopExecution`` does: Step Functions stops; nothing is undone. The
-        machine hears it as an interruption before any undo (every undo pending)."""
+        """``StopExecution``: Step Functions stops, nothing undone (every undo pending)."""
         self.stopped = True
+        quiet_stopped_branches()  # (moto's branches dying on it: off stderr, attack99 F5)
         stop = partial(self.runner.sfn.stop_execution, executionArn=self.arn, error="Stopped",
                        cause=STOPPED)  # fmt: skip
         try:
@@ -269,7 +269,8 @@ class Live:
         exc = ExecutionStopped(STOPPED)
         m = self.m
         m.cut(exc, "before any undo ran (StopExecution)")
-        op: Any = schedule.cancel(m, exc)  # (declined past the pivot: the one rule)
+        op: Any = schedule.cancel(m, exc)  # (declined past the pivot: the one rule; said so)
+        m.notes = [schedule.STOPPED_PAST if n == schedule.PAST_PIVOT else n for n in m.notes]
         for step in m.busy:  # launched, its task stopped with the execution
             op = m.step_cut(step, exc)
         if op is None:  # past the pivot the machine declines a cancel; the engine stopped
@@ -277,11 +278,10 @@ class Live:
         return op  # type: ignore[no-any-return]
 
     def _undo_failed(self, token: str, made: Any) -> None:
-        """A failed undo attempt answered: by its error (the undo state's Retry hands it out
-        again, as the policy retries), or, once the machine ended the rollback there (an
-        observer's Ctrl-C as it was told), ``SagaStopping``: never retried, the execution
-        goes on to ``What next``, which the machine answers (attack37 F7: it waited for
-        that task while the execution waited for the retry's answer)."""
+        """A failed undo attempt answered: by its error (its Retry hands it out again, as the
+        policy retries), or, once the machine ended the rollback there (an observer's
+        Ctrl-C as it was told), ``SagaStopping``: never retried, the execution goes on to
+        ``What next``, which the machine answers (attack37 F7)."""
         assert made.error is not None
         if self.m.interruption is not None:
             made.cut = True  # (the execution took no answer of it: ``answered``)
