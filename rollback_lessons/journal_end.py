@@ -127,6 +127,10 @@ def end_said(w: JournalWriter, jrun: UndoJournalRun) -> str:
     return f"{END_RECORDED}{status}, and recover has nothing of it to finish"
 
 
+DEAD_RAN_ON = "it may still run, and its undo failed"
+"""A leaked row's words for a step whose work ran on unwaited and whose undo failed."""
+
+
 def last_batch(w: JournalWriter, jrun: UndoJournalRun, error: BaseException | None) -> None:
     """The run's last batch, tried ``ATTEMPTS`` times; a Ctrl-C in its tries leaves it to
     recover, the steps never called written alone (attack21's E2), and is raised. Never
@@ -144,6 +148,8 @@ def last_batch(w: JournalWriter, jrun: UndoJournalRun, error: BaseException | No
             jrun.leaked(w.settled.pop(step)[0])
         elif step in w.m.compensated:  # (undone while it ran on: attack95 F1)
             jrun.ran_on(step, f"step {step!r}: {EARLY}")
+        elif step in {d.step for d in w.m.dead_letters}:  # (its undo failed: F8)
+            jrun.ran_on(step, f"step {step!r}: {DEAD_RAN_ON}")
     if error is None and pivot is None:
         return  # committed: written at its event
     if error is not None:

@@ -175,3 +175,37 @@ def test_dbos_in_a_notebook_cell_returns_such_an_undo_never_waited_on(dbos_runne
     assert [(d.step, type(d.error).__name__) for d in outcome.dead_letters] == [
         ("charge", "MayHaveRun")
     ]
+
+
+def test_a_step_whose_work_runs_on_and_whose_undo_failed_is_leaked_in_the_journal(tmp_path):
+    """attack99 F8: the run said b leaked (its work may land after any undo), the journal's
+    row said only ``dead``: ``journal show`` leaked 0, ``recover`` named the dead letter
+    alone. Its row is leaked now, saying both, its undo's error kept."""
+    from rollback_lessons.journal_end import DEAD_RAN_ON
+
+    _, go, charge = _refunds("charge")
+    registry = Registry()
+
+    def refund(item: str) -> None:
+        raise RuntimeError(f"refund {item} fails")
+
+    registry.add("refund", refund)
+    saga = Saga([Step("b", charge, BoundUndo("refund", {"item": "b"}, registry),
+                      register="before"),
+                 Step("c", lambda s: _fails())])  # fmt: skip
+
+    async def main():
+        with Journal(tmp_path / "j.db") as journal:
+            outcome = saga.run({}, journal=journal, run_id="r1")
+        go.set()
+        await asyncio.sleep(0.2)
+        return outcome
+
+    outcome = asyncio.run(main())
+    assert outcome.leaked == ("b",) and [d.step for d in outcome.dead_letters] == ["b"]
+    with Journal(tmp_path / "j.db") as journal:
+        [row] = journal.undos("r1")
+        assert row.state == "leaked" and DEAD_RAN_ON in (row.error or "")
+        assert "refund b fails" in (row.error or "")
+    report = recover(Journal(tmp_path / "j.db"), registry)
+    assert [w.leaked for w in report.waiting] == [(f"b ({DEAD_RAN_ON})",)]

@@ -264,10 +264,11 @@ class JournalRun:
         effect may land after its undo. Its done row is written ``leaked``, saying why, with
         the run's end: a person checks it, and ``recover`` names it until it is settled
         (attack95 F1: "nothing left for a person", exit 0, the charge standing)."""
-        self._pending.append((
-            "UPDATE undos SET state = 'leaked', error = ?"
-            " WHERE saga_id = ? AND step = ? AND state = 'done'",
-            (why, self.saga_id, step),
+        self._pending.append((  # (a dead undo's row too, its error kept: attack99 F8)
+            "UPDATE undos SET state = 'leaked', error = CASE state WHEN 'dead'"
+            " THEN ? || ' (' || COALESCE(error, '') || ')' ELSE ? END"
+            " WHERE saga_id = ? AND step = ? AND state IN ('done', 'dead')",
+            (why, why, self.saga_id, step),
         ))  # fmt: skip
 
     def _set_state(self, position: int, state: str) -> None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._words import counted
 from ..events import KEPT, describe, one_line
+from ..journal_end import DEAD_RAN_ON
 from ..outcome import EARLY, RunRecord, Status
 from .files import _cell
 from .records import NO_UNDO
@@ -199,9 +200,9 @@ def waiting_in(
             continue
         undos = journal.undos(saga.id)  # (read once)
         dead = tuple(u.step for u in undos if u.state == "dead")
-        early = {u.step for u in undos if EARLY in (u.error or "")}
+        said = {u.step: t for u in undos for t in (EARLY, DEAD_RAN_ON) if t in (u.error or "")}
         leaked = tuple(  # (a step with no undo too; one undone as it ran on, said: 96 F8)
-            f"{step} ({EARLY})" if step in early else step for step in journal.leaked(saga.id)
+            f"{step} ({said[step]})" if step in said else step for step in journal.leaked(saga.id)
         )
         halt = halt_of(journal, saga.id) if saga.status == "halted" else ("", ())
         past = saga.pivot_state == "done"
