@@ -69,6 +69,12 @@ class Recovery(RunRecord):
         return text + leaked + kept
 
 
+def ran_on_said(error: str | None) -> str | None:
+    """What a leaked row says of a step whose work ran on unwaited: undone before it ended
+    (``EARLY``), or its undo failed (``DEAD_RAN_ON``); None for any other leaked row."""
+    return next((why for why in (EARLY, DEAD_RAN_ON) if why in (error or "")), None)
+
+
 def done_steps(facts: Facts, pivot: str | None) -> dict[str, Any]:
     """What the journal shows of a saga's steps done, for ``recover``'s record: ``completed``
     (their done event, or, written as they returned, their undo logged after them or their
@@ -200,7 +206,7 @@ def waiting_in(
             continue
         undos = journal.undos(saga.id)  # (read once)
         dead = tuple(u.step for u in undos if u.state == "dead")
-        said = {u.step: t for u in undos for t in (EARLY, DEAD_RAN_ON) if t in (u.error or "")}
+        said = {u.step: why for u in undos if (why := ran_on_said(u.error)) is not None}
         leaked = tuple(  # (a step with no undo too; one undone as it ran on, said: 96 F8)
             f"{step} ({said[step]})" if step in said else step for step in journal.leaked(saga.id)
         )

@@ -190,8 +190,9 @@ def _undone(journal: Journal, saga: str, undos: int, undone: int, leaked: int) -
     "undos 1, undone 1" of two undos logged and run, one read as never made)."""
     if leaked:
         from ..outcome import EARLY
+        from .report import ran_on_said
 
         rows = [u for u in journal.undos(saga) if u.state == "leaked"]
         undos += len(rows)
-        undone += sum(1 for u in rows if (u.error or "").endswith(EARLY))
+        undone += sum(1 for u in rows if ran_on_said(u.error) == EARLY)
     return str(undos), str(undone)

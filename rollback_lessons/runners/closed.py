@@ -119,10 +119,15 @@ class Closable:
     def _refuse_if_closed(self, call: str) -> None:
         """``RunnerClosed`` (one line, nothing run) once ``close()`` began."""
         if self._closed:
-            saga = self.__dict__.get("_mine", {}).get(threading.get_ident())
+            saga = running_here(self)
             if saga is not None:  # (a saga this thread runs on it: it stops there)
                 raise RunnerClosed.stopping(self, saga, self._where())
             raise RunnerClosed.refusing(self, call, self._where())
+
+
+def running_here(runner: object) -> str | None:
+    """The saga this thread runs on ``runner`` (``Closable._running``), if any."""
+    return getattr(runner, "__dict__", {}).get("_mine", {}).get(threading.get_ident())
 
 
 class Gone:
@@ -134,7 +139,7 @@ class Gone:
         self._runner, self._where = runner, where
 
     def __getattr__(self, name: str) -> Any:
-        saga = getattr(self._runner, "__dict__", {}).get("_mine", {}).get(threading.get_ident())
+        saga = running_here(self._runner)
         if saga is not None:  # (the saga this thread runs: named, as ``stopping`` says it,
             raise RunnerClosed.stopping(self._runner, saga, self._where)  # attack99 F1)
         raise RunnerClosed(

@@ -241,7 +241,7 @@ def _parsed(saga: Saga, chosen: Any, host: dict[str, Any], graph: bool = False) 
     try:
         xml = to_bpmn_explicit(saga, policy=chosen, graph=graph).encode()
     except RecursionError:  # (groups nested deep: attack96 F5, a raw RecursionError)
-        raise _too_long(saga, graph, others=False) from None
+        raise _too_long(saga, graph) from None
     try:  # (SpiffWorkflow readies its start event here, before any step: attack83 F1)
         parser = BpmnParser()
         parser.add_bpmn_str(xml)
@@ -252,7 +252,7 @@ def _parsed(saga: Saga, chosen: Any, host: dict[str, Any], graph: bool = False) 
         )
     except Exception as exc:  # a bug of the engine's as it builds the workflow: nothing ran
         if _recursed(exc):  # (attack94 F1: "failed in its own code", no limit named)
-            raise _too_long(saga, graph, others=False) from None
+            raise _too_long(saga, graph) from None
         error = engine_error(exc)
         error.add_note(f"saga {saga.name!r}: it stopped as it built the workflow, before any "
                        "step: nothing ran")  # fmt: skip
