@@ -649,9 +649,9 @@ class Machine:
 
     def undo_failed(self, error: BaseException, limit: str | None = None) -> Op:
         """The undo attempt raised ``error``: the policy decides (retry, dead letter, halt).
-        ``limit``: the engine has no room for another attempt (why, in words: Temporal's
-        history near its limit): a retry becomes a dead letter, a halt leaves the undos
-        pending at once (no person waited for), each noted with ``limit``."""
+        ``limit``: no room for another attempt (why, in words: Temporal's history near its
+        limit; its work runs on): a retry ends as the policy ends once its retries are over
+        (its ``then``), a halt leaving the undos pending at once (no person waited for)."""
         self._expect("undo_failed")
         entry = self.entry
         assert entry is not None
@@ -661,7 +661,7 @@ class Machine:
         details: dict[str, Any] = {"attempt": self.attempt, "error": describe(error)}
         if limit is not None and decision != "dead_letter":
             self.notes = [*self.notes, f"the undo of {entry.step}: {limit}"]
-            decision = "halt" if decision == "halt" else "dead_letter"
+            decision = "halt" if "halt" in (decision, self.policy.then) else "dead_letter"
             details["limit"] = limit
         if is_delay(decision):
             details["then"], details["delay"] = "retry", decision

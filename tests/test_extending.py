@@ -91,7 +91,7 @@ halted = xyz_saga().run(xyz_state(), inject={{"step3": "fail", "step1": "undo_fa
 assert halted.status is Status.HALTED, halted
 assert [e.details["attempt"] for e in halted.events if e.kind == "undo_failed"] == [1, 2, 3, 4, 5]
 undo = to_asl(xyz_saga(), policy="patient")["States"]["Undo step1"]
-assert undo["Retry"][-1]["MaxAttempts"] == 4 and undo["Catch"][0]["Next"].startswith("Ask")
+assert undo["Retry"][-1]["MaxAttempts"] == 4 and undo["Catch"][-1]["Next"].startswith("Ask")
 
 # the runner: a Runner, ending every single fault as in process
 from rollback_lessons.runners.pool import PoolRunner

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import RollbackLessonsError
+from ..errors import RollbackLessonsError, goes_on
 from ..faults import NO_FAULTS, StepFaults
 from ..machine import Machine
 from ..operations import Ask, Finished, Op, RunStep, RunUndo, Wait
@@ -49,6 +49,13 @@ class Call:
     error: ErrorRecord | None = None
     answer: str | None = None
     cut: bool = False  # a BaseException (Ctrl-C, sys.exit) cut the call short
+    runs_on: bool = False  # its work may still run (``errors.goes_on``): never called again
+
+    @property
+    def final(self) -> bool:
+        """Never called again in this run: an engine that hands the task out again (its
+        Retry) is answered the same, the call not made (``Worker.task``, ``walk``)."""
+        return self.cut or self.runs_on
 
 
 @dataclass
@@ -109,10 +116,11 @@ class Worker:
         else:
             attempt = 1 + sum(1 for c in self.calls if (c.call, c.step) == (call, step))
             faults = self.faults.get(step, NO_FAULTS)
+            final = next((c for c in self.calls if c.final and (c.call, c.step) == (call, step)),
+                         None)  # fmt: skip
+            if final is not None:  # failed for good: an engine's Retry is not an attempt (a
+                return final  # list form's Retry ran the work handed back three times at once)
             if call == "action":
-                cut = next((c for c in self.calls if c.cut and c.step == step), None)
-                if cut is not None:  # failed for good: an engine's Retry is not an attempt
-                    return cut
                 try:
                     error = remote.run_action(
                         self.saga, step, self.state, faults.action, self._record(call)
@@ -133,7 +141,8 @@ class Worker:
                     said = ErrorRecord.of(exc, step, self.run_id)  # runner stops the run
                     self.calls.append(Call(call, step, attempt, said, cut=True))
                     raise
-            made = Call(call, step, attempt, error)
+            runs_on = error is not None and goes_on(error.to_exception()) is not None
+            made = Call(call, step, attempt, error, runs_on=runs_on)
         self.calls.append(made)
         return made
 
@@ -325,15 +334,19 @@ def walk(plan: SagaPlan, visits: list[Visit], calls: list[Call]) -> RunRecord:
             history.enter(do(op.step))
             made = history.call("action", op.step)
             error = made.error
-            if made.cut:  # cut short: failed for good (the engine's retries answered alike)
+            if made.final:  # failed for good (the engine's retries answered alike)
                 history.used = history.visit.tries if history.visit is not None else 0
-                assert error is not None
+            assert error is not None or not made.final
+            if made.cut and error is not None:  # cut short
                 op = m.interrupted(error.to_exception())
             else:
                 op = m.step_ok() if error is None else m.step_failed(error.to_exception())
         elif type(op) is RunUndo:
             history.enter(undo(op.step))
-            error = history.call("undo", op.step).error
+            made = history.call("undo", op.step)
+            if made.final:  # (its work runs on: the engine's retries answered alike)
+                history.used = history.visit.tries if history.visit is not None else 0
+            error = made.error
             op = m.undo_ok() if error is None else m.undo_failed(error.to_exception())
         elif type(op) is Wait:
             op = m.resume()  # the engine waited, by its Retry

@@ -40,6 +40,12 @@ COMMITTED, ROLLED_BACK, HALTED_FORWARD, HALTED_AT_PIVOT, LEFT = (
     "Left for a person",
 )
 ENGINE = "Step Functions"
+RUNS_ON = "WorkRunsOn"
+"""The error a call whose work may still run is answered with (``errors.goes_on``: a sync
+run inside a running loop, handed that loop's ``run_in_executor``): never retried (the
+Retry ran it three times at once, attack98 F6), a failure after its effect (a pivot's
+person), and an undo's policy ending at once as it ends (``Machine.undo_failed``)."""
+NEVER_RETRIED = {"ErrorEquals": [RUNS_ON], "MaxAttempts": 0}
 
 
 class StepFunctionsError(RollbackLessonsError):
@@ -300,13 +306,13 @@ def plan_asl(plan: SagaPlan, *, timeout: int | None = None) -> dict[str, Any]:
                     "later attempt refuses cleanly, but the state machine's Retry forgets the "
                     "earlier attempt; retry it only on errors that come before its effect"
                 )
-            task["Retry"] = _retriers(step.retry)
+            task["Retry"] = [NEVER_RETRIED, *_retriers(step.retry)]
         target = _target(fails, key, HALTED_FORWARD)
         task["Catch"] = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": target}]
         halted = HALTED_FORWARD if fails.halts else HALTED_AT_PIVOT
         late = _target(fails.after, key, halted) if fails.after else target
         if late != target:  # a failure after its effect goes elsewhere (a pivot: a person)
-            late_errors = ["States.Timeout", *known_subclasses(list(AFTER_EFFECT_ERRORS))]
+            late_errors = ["States.Timeout", RUNS_ON, *known_subclasses(list(AFTER_EFFECT_ERRORS))]
             task["Catch"].insert(
                 0, {"ErrorEquals": late_errors, "ResultPath": "$.failure", "Next": late},
             )  # fmt: skip
@@ -320,10 +326,11 @@ def plan_asl(plan: SagaPlan, *, timeout: int | None = None) -> dict[str, Any]:
         task["ResultPath"] = None
         time_out(task, timeout)
         if plan.policy.retry is not None:
-            task["Retry"] = _retriers(plan.policy.retry)
-        if halt:
+            task["Retry"] = [NEVER_RETRIED, *_retriers(plan.policy.retry)]
+        if halt:  # (its work runs on: pending at once, never asked about: ``RUNS_ON``)
             task["Catch"] = [
-                {"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": ask(key[name])}
+                {"ErrorEquals": [RUNS_ON], "ResultPath": "$.failure", "Next": LEFT},
+                {"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": ask(key[name])},
             ]
             person = _callback("ask", key[name], answer(key[name]))
             person["ResultPath"] = "$.person"

@@ -87,8 +87,8 @@ def answered(history: Sequence[dict[str, Any]], plan: SagaPlan) -> list[tuple[st
 def check_answered(history: Sequence[dict[str, Any]], plan: SagaPlan, worker: Worker) -> None:
     """The engine ran what the live machine said, or it is an error (``HistoryDiverged``):
     the same tasks (branches record theirs in any order), the undos in the machine's order
-    (an action a Ctrl-C cut short is answered SagaStopping, as one never started)."""
-    done = [(c.call, c.step) for c in worker.calls if not c.cut]
+    (an action a Ctrl-C cut short, a call whose work runs on, is answered SagaStopping)."""
+    done = [(c.call, c.step) for c in worker.calls if not c.final]
     seen = answered(history, plan)
     undos = [c for c in done if c[0] != "action"]
     if sorted(seen) != sorted(done) or [c for c in seen if c[0] != "action"] != undos:

@@ -281,11 +281,11 @@ class Live:
         """A failed undo attempt answered: by its error (its Retry hands it out again, as the
         policy retries), or, once the machine ended the rollback there (an observer's
         Ctrl-C as it was told), ``SagaStopping``: never retried, the execution goes on to
-        ``What next``, which the machine answers (attack37 F7)."""
+        ``What next``, which the machine answers (attack37 F7), as one whose work runs on."""
         assert made.error is not None
         if self.m.interruption is not None:
             made.cut = True  # (the execution took no answer of it: ``answered``)
-        self._fail(token, STOPPING if made.cut else made.error.name, cause_of(made.error))
+        self._fail(token, STOPPING if made.final else made.error.name, cause_of(made.error))
 
     @staticmethod
     def _told(tell: Callable[[], T], answer: Callable[[], object]) -> T:
@@ -313,8 +313,8 @@ class Live:
             if made.cut:  # a Ctrl-C: failed for good (never retried: answered as stopping);
                 cut = partial(m.step_cut, step, error)  # re-raised at the run's end
                 return self._told(cut, partial(self._fail, token, STOPPING, cause))
-            told = partial(m.step_error, step, error)
-            op = self._told(told, partial(self._fail, token, made.error.name, cause))
+            fail = partial(self._fail, token, STOPPING if made.runs_on else made.error.name, cause)
+            op = self._told(partial(m.step_error, step, error), fail)  # (runs on: not retried)
             if type(op) is not Wait:
                 return op
             token = self.task("action", step)  # (its Retry's wait over: asked after it, as

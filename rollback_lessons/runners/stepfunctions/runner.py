@@ -30,7 +30,7 @@ from ..heard import Heard
 from ..history import Worker, over_noted, walk
 from ..names import execution_name
 from ..wire import WRITTEN_LIST, SagaPlan, needs_graph, outcome_of, plan_of
-from .asl import ENGINE, StepFunctionsError, check_retry_types, error_name, plan_asl
+from .asl import ENGINE, RUNS_ON, StepFunctionsError, check_retry_types, error_name, plan_asl
 from .asl_graph import graph_asl
 from .engine import answer_late, refuse_engine_failures
 from .history import OVER, Execution, check_answered, visits
@@ -340,7 +340,7 @@ class StepFunctionsRunner(Closable):
                     answer_late(
                         self.sfn.send_task_failure,
                         taskToken=body["token"],
-                        error=error_name(made.error.name),  # (as the Retry names it)
+                        error=RUNS_ON if made.runs_on else error_name(made.error.name),
                         cause=cause_of(made.error),  # (JSON, cut to fit: ``cause_of``)
                     )
             if messages:
