@@ -118,3 +118,28 @@ def test_every_engine_refuses_it_before_anything_runs(request, engine):
         runner.run(saga("sync_run.arefund"), {})
     assert WORLD == [] and "arun" not in str(refused.value)
     assert "calls undos synchronously: make it a plain function (def)" in str(refused.value)
+
+
+def test_a_saga_written_for_arun_fails_cleanly_in_saga_run():
+    """A ``Step`` takes a plain function whose only work is to make the awaitable
+    (``lambda state: book(state)``, as the README writes it for ``arun``): in ``saga.run``
+    the step fails cleanly, its coroutine closed, never run (no "never awaited" warning),
+    and what was done before it is undone: ``rolled_back``, not leaked (attack99 F6: a
+    function that did more before returning it breaks that contract)."""
+    import warnings
+
+    from rollback_lessons import Saga, Step
+
+    ran: list[str] = []
+
+    async def book(state: dict) -> None:
+        ran.append("book")
+
+    saga = Saga([Step("hold", lambda s: ran.append("hold"), lambda s: ran.append("release")),
+                 Step("book", lambda s: book(s), lambda s: None)])  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        outcome = saga.run({})
+    assert ran == ["hold", "release"]
+    assert outcome.status == "rolled_back" and outcome.leaked == ()
+    assert "a synchronous run cannot await it" in str(outcome.error)
