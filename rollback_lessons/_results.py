@@ -19,6 +19,7 @@ import sys
 from typing import Any
 
 from ._blocked import BLOCKED
+from ._wrapped import refused
 from .errors import MayHaveRun
 
 PLAIN = frozenset({int, float, str, bool, bytes, dict, list, tuple, set})
@@ -215,13 +216,8 @@ def checked(result: Any, role: str, step: str, blocked: Any = None) -> Any:
         if (bad := gave_back(done, role, step)) is not None:
             raise bad  # (it ran to its end: attack89 F4)
         return checked(done, role, step, blocked)
-    if inspect.isawaitable(result):
-        if inspect.iscoroutine(result) or inspect.isgenerator(result):
-            result.close()  # never leave it un-awaited and silently dropped
-        raise TypeError(
-            f"{what(role, step)} returned an awaitable; a synchronous run cannot await it "
-            + ASYNC_HINT
-        )
+    if inspect.isawaitable(result):  # (closed, never dropped un-awaited)
+        raise refused(result, what(role, step), ASYNC_HINT)
     if inspect.isgenerator(result):
         result.close()
         raise TypeError(f"{what(role, step)} returned a generator: its body never ran")

@@ -1,0 +1,53 @@
+"""A coroutine a plain function handed back to a synchronous run, holding work that had
+begun: ``asyncio.wait_for(loop.run_in_executor(None, charge), 5)``, or an ``async def``
+closing over such a Future. Closing the coroutine does not stop that work, so the call may
+have had its effect and its work may go on (attack98 F8: taken as a clean refusal, retried,
+it charged three times at once): ``MayHaveRun``, never called again in that run."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from typing import Any
+
+from .errors import MayHaveRun
+
+
+def holds_work(coroutine: Any) -> bool:
+    """Does ``coroutine`` (not started) hold a Future not yet done, an asyncio one or a
+    pool's, among its arguments and the names it closes over?"""
+    frame = getattr(coroutine, "cr_frame", None)
+    try:
+        values = list(frame.f_locals.values()) if frame is not None else []
+    except Exception:  # (a frame that cannot say: taken as holding nothing)
+        return False
+    return any(_pending(v) for v in values)
+
+
+def _pending(value: Any) -> bool:
+    asyncio, pools = sys.modules.get("asyncio"), sys.modules.get("concurrent.futures")
+    future = (asyncio is not None and asyncio.isfuture(value)) or (
+        pools is not None and isinstance(value, pools.Future)
+    )
+    try:
+        return bool(future and not value.done())
+    except Exception:  # (a Future-like whose done() raises: in doubt, held)
+        return True
+
+
+def refused(result: Any, what: str, hint: str) -> BaseException:
+    """The error of a synchronous call (``what``: "action of step 'b'") that returned an
+    awaitable, which it closes (never left un-awaited and silently dropped): a clean
+    ``TypeError``, or ``MayHaveRun`` if it held work already begun."""
+    held = inspect.iscoroutine(result) and holds_work(result)
+    if inspect.iscoroutine(result) or inspect.isgenerator(result):
+        result.close()
+    if not held:
+        return TypeError(f"{what} returned an awaitable; a synchronous run cannot await it {hint}")
+    error = MayHaveRun(
+        f"{what} returned a coroutine holding work that had begun (a run_in_executor "
+        f"Future?): a synchronous run cannot await it, and that work may go on, and may "
+        f"have had its effect {hint}"
+    )
+    error.goes_on = True  # (never called again in that run: ``errors.goes_on``)
+    return error

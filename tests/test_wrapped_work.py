@@ -1,0 +1,101 @@
+"""A synchronous run inside async code whose call starts ``loop.run_in_executor(...)`` and
+hands it back wrapped in a coroutine (``asyncio.wait_for(fut, 5)``, an ``async def`` that
+awaits it): the coroutine cannot be awaited, and closing it does not stop the work. It was
+a clean refusal, retried: three charges at once, ``rolled_back`` (attack98 F8). Now: in
+doubt, never called again in that run (an action leaked, an undo a dead letter)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from rollback_lessons import RetryPolicy, Rollback, Saga, Step, UndoPolicy
+from rollback_lessons.errors import MayHaveRun
+
+RETRY = RetryPolicy(max_attempts=3, initial_delay=0.01)
+
+
+def _wrapped(shape: str, calls: list[str], what: str) -> Any:
+    lock = threading.Lock()
+
+    def work() -> None:
+        with lock:
+            calls.append(f"{what} begins")
+        time.sleep(0.05)
+
+    def call(*args: object) -> Any:
+        future = asyncio.get_running_loop().run_in_executor(None, work)
+        if shape == "wait_for":
+            return asyncio.wait_for(future, 5)
+
+        async def waits() -> Any:
+            return await future
+
+        return waits()
+
+    return call
+
+
+@pytest.mark.parametrize("driver", ["saga.run", "Rollback"])
+@pytest.mark.parametrize("shape", ["wait_for", "closure"])
+def test_an_action_handing_back_begun_work_in_a_coroutine_is_in_doubt_once(shape, driver):
+    calls: list[str] = []
+    charge = _wrapped(shape, calls, "charge")
+
+    async def main() -> Any:
+        if driver == "saga.run":
+            a = Step("a", lambda s: calls.append("do a"), lambda s: calls.append("undo a"))
+            b = Step("b", charge, lambda s: calls.append("refund b"), retry=RETRY)
+            saga = Saga([a, b])
+            outcome = saga.run({})
+        else:
+            rb = Rollback()
+            with pytest.raises(MayHaveRun), rb:
+                rb.do("a", lambda: calls.append("do a"), lambda: calls.append("undo a"))
+                rb.do("b", charge, lambda: calls.append("refund b"))
+            outcome = rb.outcome
+        await asyncio.sleep(0.2)  # (its thread ends)
+        return outcome
+
+    outcome = asyncio.run(main())
+    assert sorted(calls) == ["charge begins", "do a", "undo a"]
+    assert outcome.status == "rollback_incomplete" and outcome.leaked == ("b",), outcome
+    assert isinstance(outcome.error, MayHaveRun) and "holding work that had begun" in str(
+        outcome.error
+    )
+
+
+@pytest.mark.parametrize("shape", ["wait_for", "closure"])
+def test_an_undo_handing_back_begun_work_in_a_coroutine_is_not_retried(shape):
+    calls: list[str] = []
+    refund = _wrapped(shape, calls, "refund")
+
+    async def main() -> Any:
+        saga = Saga([Step("b", lambda s: None, refund), Step("c", lambda s: 1 / 0)],
+                    policy=UndoPolicy(RETRY))  # fmt: skip
+        outcome = saga.run({})
+        await asyncio.sleep(0.2)
+        return outcome
+
+    outcome = asyncio.run(main())
+    assert calls == ["refund begins"]
+    assert [(d.step, d.attempts, type(d.error)) for d in outcome.dead_letters] == [
+        ("b", 1, MayHaveRun)
+    ]
+
+
+def test_a_coroutine_holding_nothing_begun_is_still_a_clean_refusal():
+    """``lambda state: book(state)`` (a saga written for ``arun``): nothing began."""
+
+    async def book(state: Any) -> None:
+        raise AssertionError("never runs")
+
+    async def main() -> Any:
+        return Saga([Step("b", lambda s: book(s), lambda s: None)]).run({})
+
+    outcome = asyncio.run(main())
+    assert outcome.status == "rolled_back" and type(outcome.error) is TypeError
