@@ -24,6 +24,8 @@ async def shielded(run: Run, asked: Asked, heard: Callable[[Any], None]) -> Any:
 
     began: list[bool] = []
     alone: list[BaseException] = []
+    me = asyncio.current_task()  # (its cancel heard before the next step: ``heard_first``)
+    run.arun = (me, me.cancelling()) if me is not None else None
     inner = made(run, asked, began, alone)
     try:
         while not inner.done():

@@ -249,6 +249,8 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
 
     def start_ready() -> None:
         for step in gm.ready():
+            if tasks and unheard():  # (arun's task cancelled as one started: heard first)
+                return
             run.tick()
             coroutine = None
             try:
@@ -271,8 +273,9 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
         try:
             op = await acarry(run, step_ops(run, step, asked, False, begun), begun)
             if type(op) is Ready:  # the steps its end frees start now, before another step's
-                start_ready()  # end is told (two ending in one turn of the loop): the order a
-            return op  # timing of ``saga.run(completion=...)`` gives
+                op = await heard_first() or op  # end is told (two ending in one turn of the
+                start_ready()  # loop): the order a timing of ``saga.run(completion=...)`` gives
+            return op
         except BaseException as exc:  # told the machine now, in this task: no other
             if type(exc) is GeneratorExit:  # (closed, ``ended``: the machine told already)
                 raise
@@ -298,6 +301,28 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
         if exc is run.in_doubt:  # a Ctrl-C as the commit was written: nothing is undone,
             return settled(run, exc)  # the journal says (saga.run's rule; attack21 A1)
         return gm.broken(exc)
+
+    async def heard_first() -> GraphOp | None:
+        """A cancel of arun's task asked as a step ended (by an observer, by the step itself)
+        is heard before the next step starts, told to the machine as a cancel asked there:
+        nothing more starts, a pivot not yet started never does (attack98 F1: heard only as
+        arun's task next ran, after the next step, the pivot too). The caller's cancel
+        function is asked at its own points only (``ASKED_AT``)."""
+        if run.arun is None or gm.cancelled or broken is not None:
+            return None
+        for _ in range(3):  # (arun's task runs first: ``shielded`` hears it)
+            if not unheard():
+                break
+            await asyncio.sleep(0)
+        return ask() if run.stopped_by is not None else None
+
+    def unheard() -> bool:
+        """Is arun's task asked to cancel, ``shielded`` not yet told (its cancels before
+        arun began are not this run's)?"""
+        if run.arun is None or run.stopped_by is not None:
+            return False
+        home, before = run.arun
+        return bool(home.cancelling() > before)
 
     def ask() -> GraphOp | None:
         """The cancel, asked here (not as a step ends): a Ctrl-C in it fails the run."""
@@ -359,6 +384,7 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
     while type(op) is Ready:  # where saga.run and ``completion=`` ask (attack47 F4)
         try:  # (the turn's own lines too: a Ctrl-C there left a branch running, fixarun3)
             cut = ask() if broken is None and look else None
+            cut = cut or await heard_first()  # (as a step ended: before the next starts)
             look = False
             if cut is not None:
                 op = cut

@@ -123,11 +123,11 @@ def test_arun_told_a_cancel_by_an_observer_undoes_what_ran_never_blamed_on_a_ste
 
 
 @pytest.mark.parametrize("coroutines", [True, False], ids=["coroutines", "functions"])
-def test_arun_hears_its_tasks_cancel_at_the_next_asking_point_whatever_its_steps(coroutines):
-    """attack98 F1: ``arun``'s own task cancelled by an observer as a ended is heard where a
-    token is (as each step returns: ``ASKED_AT``), plain functions or coroutines alike: b,
-    done by then, undone with a; c never run. (Heard once the pivot or the last step had
-    returned, its note says "heard", not "came": it was asked before.)"""
+def test_arun_hears_its_tasks_cancel_before_the_next_step_whatever_its_steps(coroutines):
+    """attack98 F1: ``arun``'s own task cancelled by an observer as a ended is heard before
+    the next step starts, plain functions or coroutines alike: b and c never run, a undone
+    (it was heard only as arun's task next ran: b called, then undone). (Heard once the last
+    step had returned, its note says "heard", not "came": it was asked before.)"""
     world: list[str] = []
 
     def step(name: str) -> Step:
@@ -152,7 +152,7 @@ def test_arun_hears_its_tasks_cancel_at_the_next_asking_point_whatever_its_steps
 
     outcome = asyncio.run(main()).outcome  # type: ignore[attr-defined]
     assert outcome.status == Status.CANCELLED and outcome.leaked == ()
-    assert world == ["a", "b", "undo b", "undo a"]
+    assert world == ["a", "undo a"]
 
 
 @pytest.mark.parametrize("register", ["after", "before"])
@@ -237,3 +237,46 @@ def test_a_step_the_block_shields_from_the_cancel_runs_then_is_undone(how):
     rb = asyncio.run(main())
     assert world == ["a", "b", "undo b", "undo a"]
     assert rb.outcome is not None and rb.outcome.status == Status.CANCELLED
+
+
+@pytest.mark.parametrize(
+    ("where", "shape", "ran"),
+    [
+        ("step_done:b", "pivot", ["a", "b"]),  # (the email never sent)
+        ("step_start:b", "group", ["a", "b"]),  # (c, launched after b's start: never)
+        ("step_done:a", "group", ["a"]),
+        ("step_done:b", "list", ["a", "b"]),
+    ],
+)
+def test_arun_starts_nothing_once_its_task_is_asked_to_cancel(where, shape, ran):
+    """attack98 F1: an observer cancelling ``arun``'s task as b ended: the irreversible
+    step after it was sent all the same, the cancel then "declined ... once the irreversible
+    step had started"; as b started, its sibling c was launched after it. A task that had
+    been cancelled before (a cancel caught, not uncancelled) runs a saga as any other."""
+    from rollback_lessons import Parallel
+
+    world: list[str] = []
+
+    def step(name: str, kind: str = "compensable") -> Step:
+        undo = None if kind == "pivot" else (lambda s: world.append(f"undo {name}"))
+        return Step(name, lambda s: world.append(name), undo, kind=kind)
+
+    steps = {
+        "pivot": [step("a"), step("b"), step("email", "pivot")],
+        "group": [step("a"), Parallel(step("b"), step("c")), step("d")],
+        "list": [step("a"), step("b"), step("c")],
+    }[shape]
+
+    async def main() -> BaseException:
+        me, heard = _cancels_at("nowhere")
+        me.cancel()  # (a cancel this task heard and caught before: its count stays 1)
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.sleep(0)
+        _me, heard = _cancels_at(where)
+        with pytest.raises(asyncio.CancelledError) as stopped:
+            await Saga(steps, on_event=heard).arun({})
+        return stopped.value
+
+    outcome = asyncio.run(main()).outcome  # type: ignore[attr-defined]
+    assert outcome.status == Status.CANCELLED and outcome.leaked == () and not outcome.notes
+    assert world == [*ran, *[f"undo {s}" for s in reversed(ran)]]
