@@ -364,6 +364,18 @@ def decides_in_code(policy: UndoPolicy) -> bool:
     return type(policy).decide is not UndoPolicy.decide
 
 
+def code_of(policy: UndoPolicy | RetryPolicy | None) -> str | None:
+    """What of ``policy`` decides in Python, beyond its fields (its own ``decide``, or a
+    RetryPolicy's own ``next_delay``), in words; None for a policy of data only. An engine
+    that carries it as data would obey its fields instead (attack100 F13: retried three
+    times where ``saga.run`` did not retry)."""
+    if isinstance(policy, UndoPolicy):
+        return "its own decide" if decides_in_code(policy) else code_of(policy.retry)
+    if policy is not None and type(policy).next_delay is not RetryPolicy.next_delay:
+        return f"its {type(policy).__name__}'s own next_delay"
+    return None
+
+
 class UnsupportedPolicy(InvalidPipelineError):
     """The engine can only carry a policy as data, and this one decides in Python code."""
 
@@ -372,10 +384,10 @@ def data_only(policy: PolicyLike, engine: str) -> UndoPolicy:
     """``policy`` as data for an engine that writes it down beforehand; a policy that
     decides in code is refused by name, before anything runs (never silently downgraded)."""
     chosen = resolve_policy(policy)
-    if decides_in_code(chosen):
+    if (code := code_of(chosen)) is not None:
         raise UnsupportedPolicy(
             f"{engine} cannot run the undo policy {type(chosen).__name__}: it decides in Python "
-            "(its own decide), and the state machine is written before the saga runs. Use a "
+            f"({code}), and the state machine is written before the saga runs. Use a "
             "policy of data (UndoPolicy(RetryPolicy(...), then=...)), or run it in process, "
             "on Temporal or on DBOS, which decide in Python"
         )

@@ -7,7 +7,7 @@ import builtins
 import json
 from dataclasses import asdict
 
-from ..policies import UndoPolicy, UnsupportedPolicy, decides_in_code
+from ..policies import UndoPolicy, UnsupportedPolicy, code_of
 from ..runners.wire import PolicySpec, RetrySpec
 
 
@@ -20,10 +20,10 @@ def policy_data(policy: UndoPolicy) -> str:
     """``policy`` as the JSON a journal keeps (``wire.PolicySpec``), or UnjournaledPolicy:
     a policy of its own ``decide`` is code, and exception types other than Python's own
     would come back after a crash as stand-ins that match nothing raised here."""
-    if decides_in_code(policy):
+    if (code := code_of(policy)) is not None:
         raise UnjournaledPolicy(
             f"a journal cannot keep the undo policy {type(policy).__name__}: it decides in "
-            "Python (its own decide), so recover could not obey it after a crash. Use a "
+            f"Python ({code}), so recover could not obey it after a crash. Use a "
             "policy of data (UndoPolicy(RetryPolicy(...), then=...)), or run without a journal"
         )
     spec = PolicySpec.of(policy)

@@ -23,7 +23,8 @@ from ..policies import (
     PolicyLike,
     RetryPolicy,
     UndoPolicy,
-    decides_in_code,
+    UnsupportedPolicy,
+    code_of,
     escape,
     resolve_policy,
     type_name,
@@ -99,7 +100,7 @@ class PolicySpec:
     @classmethod
     def of(cls, policy: UndoPolicy) -> PolicySpec:
         retry = RetrySpec.of(policy.retry) if policy.retry is not None else None
-        return cls(retry, policy.then, decides_in_code(policy))
+        return cls(retry, policy.then, code_of(policy) is not None)
 
     def policy(self, run_id: str) -> UndoPolicy:
         if self.in_code:
@@ -262,6 +263,11 @@ def plan_of(
     for step in saga.steps:  # (an engine calls undos synchronously: an async def
         if step.undo is not None:  # compensation refused, as saga.run refuses it, attack96 F9)
             check_undo(step.name, step.undo, journalled=False, allow_async=False, engine=True)
+        if (code := code_of(step.retry)) is not None:  # (carried as data: its fields obeyed)
+            raise UnsupportedPolicy(
+                f"step {step.name!r}: its retry policy decides in Python ({code}); an engine "
+                "carries a step's retry as data: use RetryPolicy's fields, or run it in process"
+            )
     adopt(run_id)  # (``runner.run``'s run keeps its errors here: ``error_record``)
     chosen = resolve_policy(policy if policy is not None else saga.policy)
     spec = PolicySpec.of(chosen)
