@@ -14,7 +14,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import RollbackLessonsError
+from ..errors import RollbackLessonsError, interrupts
 from ..faults import StepFaults
 from ..policies import UndoPolicy
 
@@ -97,6 +97,21 @@ def interrupted(run_id: str, exc: BaseException, step: str, run: Hosted | None =
     if run is not None and run.interrupt is None:
         run.interrupt = exc
     return ErrorRecord.of(exc, step, run_id)
+
+
+def undo_failed(m: Any, run_id: str, step: str, error: BaseException, limit: str | None = None
+                ) -> Any:  # fmt: skip
+    """``m.undo_failed``: a policy's own ``decide`` that raises a Ctrl-C, ``sys.exit`` or a
+    cancel cuts the rollback there, the rest pending, as in process; it is raised once the
+    outcome is read (``interrupted``). (Temporal's worker loop ended, attack94 F9; DBOS's
+    run stayed unfinished, every relaunch raising it again, attack100 F11.)"""
+    try:
+        return m.undo_failed(error, limit)
+    except BaseException as exc:
+        if not interrupts(exc):
+            raise
+        interrupted(run_id, exc, step)
+        return m.interrupted(exc)
 
 
 def find(run_id: str) -> Hosted | None:

@@ -411,13 +411,8 @@ class SagaWorkflow(PersonAsked):
                         return m.interrupted(error)  # as in process, the rest pending
                     if op.timeout is None:  # timed out by the server after step_timeout: said
                         error = server_timed_out(err, op.step, plan.step_timeout) or error
-                    try:
-                        return m.undo_failed(error, full)
-                    except BaseException as exc:  # a policy's own decide raised: a Ctrl-C,
-                        if not interrupts(exc):  # sys.exit as in process, raised once the
-                            raise  # outcome is read (attack94 F9: the worker's loop ended)
-                        hosted.interrupted(plan.run_id, exc, op.step)
-                        return m.interrupted(exc)
+                    return hosted.undo_failed(m, plan.run_id, op.step, error, full)  # (its
+                    # policy's own decide raising a Ctrl-C: cut there, as in process)
                 return m.undo_ok()
         if type(op) is Wait:
             if op.seconds > 0:
