@@ -430,9 +430,9 @@ class Machine:
     def _lost_effect(
         self, spec: StepSpec, error: BaseException, cut: bool, runs: bool = False
     ) -> dict[str, Any]:
-        """What a step failing for good leaves (a list's, or a graph's; its STEP_FAILED details):
+        """What a step failing for good leaves (STEP_FAILED's details; ``runs_on``: it goes on):
         its effect, if it happened and no undo was logged before it, leaked; a pivot in doubt."""
-        details: dict[str, Any] = {"error": describe(error)}
+        details: dict[str, Any] = {"error": describe(error), **({"runs_on": True} if runs else {})}
         self.tried = error  # (the journal tells a task's cancel by it: ``task_cancel``)
         self._doubted(spec, error, cut)  # (any attempt's: ``error`` may be a cancel's, a retry's)
         if spec.name in self.effected:

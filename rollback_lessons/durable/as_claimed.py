@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 _EVENTS = (  # (the kinds the per-saga readers read: steps begun and done, the rollback's
     "SELECT saga_id, kind, step, details FROM events WHERE saga_id IN"  # start, its undos)
     f" ({_UNFINISHED}) AND kind IN ('step_start', 'step_done', 'rollback_start', 'undo',"
-    " 'undo_done', 'undo_failed') ORDER BY saga_id, seq"
+    " 'undo_done', 'undo_failed', 'step_failed') ORDER BY saga_id, seq"
 )
 _UNDOS = (
     "SELECT saga_id, step, compensation, state, attempts, semantic FROM undos WHERE saga_id"
@@ -43,6 +43,7 @@ class Facts:
     # attempts, semantic), by position
     started: list[str] = field(default_factory=list)  # its rollback_start events' details
     last_undo: tuple[str, str] | None = None  # its last undo, undo_done or undo_failed event
+    ran_on: list[str] = field(default_factory=list)  # steps given up as their work ran on
 
 
 def read(journal: Journal) -> dict[str, Facts]:
@@ -54,6 +55,8 @@ def read(journal: Journal) -> dict[str, Facts]:
             f.steps.append((kind, step, details))
         elif kind == "rollback_start":
             f.started.append(details)
+        elif kind == "step_failed":  # (``Machine._lost_effect``'s, as json.dumps wrote it)
+            f.ran_on += [step] if '"runs_on": true' in details else []
         else:
             f.last_undo = (step, details)
     for saga_id, *row in journal._rows(_UNDOS):

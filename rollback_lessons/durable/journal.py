@@ -359,6 +359,13 @@ class Journal:
         sql = "SELECT step FROM undos WHERE saga_id = ? AND state = 'leaked' ORDER BY position"
         return [step for (step,) in self._rows(sql, (saga_id,))]
 
+    def ran_on(self, saga_id: str) -> list[str]:
+        """The steps of a saga given up while their work ran on (their ``step_failed`` event
+        says ``runs_on``, durable before any undo ran): undone or not, they may land later."""
+        sql = ("SELECT step FROM events WHERE saga_id = ? AND kind = 'step_failed'"
+               " AND json_extract(details, '$.runs_on') = 1 ORDER BY seq")  # fmt: skip
+        return [step for (step,) in self._rows(sql, (saga_id,))]
+
     def pending_undos(self) -> dict[str, list[UndoRecord]]:
         """The undos not yet done of every unfinished saga, by saga, oldest first."""
         with reading(self):

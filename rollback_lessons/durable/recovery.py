@@ -67,6 +67,7 @@ from .report import (  # noqa: F401 (its names, as before)
     _safe,
     corrected,
     done_steps,
+    given_up,
     halted_at,
     waiting_in,
 )
@@ -422,6 +423,7 @@ def _resume(
     if late:  # a step that landed after it was undone (``--force``): never rolled_back
         m.leaked = [*m.leaked, *late]
         m.notes = [*m.notes, f"returned after the take-over, may stand: {', '.join(late)}"]
+    ran_on = given_up(run, m, saga.id, facts)  # (given up as they ran, its end unwritten)
     record = op.record
     reason = m.reason
     if m.halted and not reason and failed:  # halted by the undo policy: which, why, what
@@ -431,7 +433,7 @@ def _resume(
             f"pending: {', '.join(m.pending) or '-'}"
         )
     fields = {k: getattr(record, k) for k in RECORD_FIELDS}
-    report = Recovery.build(**{**fields, **done}, reason=reason)
+    report = Recovery.build(**{**fields, **done}, reason=reason, ran_on=ran_on)
     writer.final = (  # (with its report: a Ctrl-C as that is made leaves the saga unfinished,
         "UPDATE sagas SET status = CASE WHEN ?1 IN ('rolled_back', 'cancelled') AND EXISTS"
         " (SELECT 1 FROM undos WHERE saga_id = ?4 AND state = 'leaked')"  # as said: attack49

@@ -32,6 +32,7 @@ class Recovery(RunRecord):
 
     reason: str = ""
     no_undo: tuple[str, ...] = ()  # steps done with no undo (``done_steps``)
+    ran_on: tuple[tuple[str, str], ...] = ()  # leaked steps given up as they ran: (step, why)
 
     @property
     def saga_id(self) -> str:
@@ -57,8 +58,11 @@ class Recovery(RunRecord):
     def __str__(self) -> str:
         who = f"{_cell(self.saga_id)} ({_cell(self.name)})"  # quoted if it would break a line
         kept = f"; kept (no undo: its effect stands) {', '.join(self.kept)}" * bool(self.kept)
-        leaked = f"; leaked (may have happened, no undo logged) {', '.join(self.leaked)}"
-        leaked *= bool(self.leaked)  # (on a halted line too: attack41 F2)
+        ran = dict(self.ran_on)
+        plain = [s for s in self.leaked if s not in ran]
+        leaked = f"; leaked (may have happened, no undo logged) {', '.join(plain)}"
+        leaked *= bool(plain)  # (on a halted line too: attack41 F2)
+        leaked += "".join(f"; leaked {s} ({why})" for s, why in self.ran_on)
         if self.status is Status.HALTED:  # (its kept steps too: attack38 F4)
             return f"{who}: halted; {self.reason}{leaked}{kept}"
         dead = "; ".join(f"{d.step}: {describe(d.error)}" for d in self.dead_letters) or "-"
@@ -67,6 +71,41 @@ class Recovery(RunRecord):
         if self.semantic:  # why a rollback with nothing failed is incomplete (attack41 F9)
             text += f"; compensated by a new action, not undone: {', '.join(self.semantic)}"
         return text + leaked + kept
+
+
+RAN_ON = (
+    "UPDATE undos SET state = 'leaked', error = CASE state WHEN 'dead' THEN ?1 || ' ('"
+    " || COALESCE(error, '') || ')' ELSE ?1 END WHERE saga_id = ?2 AND step = ?3"
+    " AND state IN ('done', 'dead')"
+)
+
+
+def given_up(run: Any, m: Any, saga_id: str, facts: Facts) -> tuple[tuple[str, str], ...]:
+    """The steps given up as their work ran on (``Facts.ran_on``) that the run's end never
+    wrote ``leaked`` (a crash before it: attack100 F12, attack101 F2; recover said
+    ``rolled_back``, exit 0, the work landing after its undo): undone or dead now, written
+    leaked with ``recover``'s end, saying why, and the machine's ``leaked`` told."""
+    dead = {d.step for d in m.dead_letters}
+    ran = [s for s in facts.ran_on if s not in (*m.pending, *m.leaked)]
+    told = tuple((s, DEAD_RAN_ON if s in dead else EARLY) for s in dict.fromkeys(ran))
+    for step, why in told:
+        run.add(RAN_ON, (f"step {step!r}: {why}", saga_id, step))
+    m.leaked = [*m.leaked, *(s for s, _ in told)]
+    return told
+
+
+PENDING_RAN_ON = "it may still run, and its undo is pending: it may land after it"
+"""What is said of a step given up as its work ran on whose undo a halt left pending."""
+
+
+def ran_on_pending(journal: Journal, saga: Any) -> list[str]:
+    """The steps of a halted saga given up as their work ran on whose undo is still pending
+    (the halt left it for a person: attack100 F7, ``journal show`` said leaked 0, ``recover``
+    named only the halt): leaked, as the run's outcome says."""
+    if saga.status != "halted":
+        return []
+    ran = journal.ran_on(saga.id)
+    return [u.step for u in journal.undos(saga.id) if u.state == "pending" and u.step in ran]
 
 
 def ran_on_said(error: str | None) -> str | None:
@@ -209,7 +248,7 @@ def waiting_in(
         said = {u.step: why for u in undos if (why := ran_on_said(u.error)) is not None}
         leaked = tuple(  # (a step with no undo too; one undone as it ran on, said: 96 F8)
             f"{step} ({said[step]})" if step in said else step for step in journal.leaked(saga.id)
-        )
+        ) + tuple(f"{step} ({PENDING_RAN_ON})" for step in ran_on_pending(journal, saga))
         halt = halt_of(journal, saga.id) if saga.status == "halted" else ("", ())
         past = saga.pivot_state == "done"
         found.append(Waiting(saga.id, saga.name, saga.status, dead, leaked, *halt, past))

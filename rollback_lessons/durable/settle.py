@@ -172,11 +172,14 @@ def table(journal: Journal) -> str:
     under it a line for each saga settled by hand: who, when, and their note. ``leaked``
     counts the steps that may stand with nothing to undo them (a step with no undo too),
     which ``undos``, the undos logged, does not."""
+    from .report import ran_on_pending  # (a halt left its undo pending: attack100 F7)
+
     done = {s.saga_id: s for s in settled(journal)}
     header = ("saga", "name", "status", "undos", "undone", "dead letters", "leaked")
     rows = [
         (_cell(s.id), _cell(s.name), _cell(s.status) + (", settled" if s.id in done else ""),
-         *_undone(journal, s.id, s.undos, s.undone, s.leaked), str(s.dead), str(s.leaked))
+         *_undone(journal, s.id, s.undos, s.undone, s.leaked), str(s.dead),
+         str(s.leaked + len(ran_on_pending(journal, s))))
         for s in journal.sagas()
     ]  # fmt: skip
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]

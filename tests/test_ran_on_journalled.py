@@ -1,0 +1,95 @@
+"""A step given up as its work ran on (a sync run inside a loop handed that loop's
+``run_in_executor``; a second cancel or Ctrl-C giving a pool's wait up) with its undo logged
+before it: the journal wrote it ``leaked`` only with the run's end. A crash before that end
+(in a later undo) and ``recover`` said ``rolled_back`` / a plain dead letter, exit 0 or
+``leaked 0``, the work landing after its undo (attack100 F12, attack101 F2); a halt that
+left its undo pending said ``leaked 0`` too (attack100 F7). Its ``step_failed`` event says
+``runs_on``, durable before any undo runs: ``recover`` and ``journal show`` read it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from rollback_lessons import Registry
+from rollback_lessons.durable.journal import Journal
+from rollback_lessons.durable.recovery import recover
+from rollback_lessons.durable.report import PENDING_RAN_ON
+from rollback_lessons.durable.settle import table
+from rollback_lessons.journal_end import DEAD_RAN_ON
+from rollback_lessons.outcome import EARLY
+
+CHILD = """
+import asyncio, os, sys, time
+from rollback_lessons import Registry, RetryPolicy, Saga, Step, UndoPolicy
+from rollback_lessons.durable.journal import Journal
+from rollback_lessons.durable.registry import BoundUndo
+
+refund_fails, policy = sys.argv[2] == "dead", sys.argv[3]
+registry = Registry()
+
+def refund(item):
+    if refund_fails:
+        raise RuntimeError("refund down")
+
+def release(item):
+    if policy != "halt":
+        os._exit(9)  # (the crash: after charge's undo, before the run's end)
+
+registry.add("refund", refund)
+registry.add("release", release)
+
+async def main():
+    loop = asyncio.get_running_loop()
+    charge = lambda s: loop.run_in_executor(None, time.sleep, 0.05)
+    saga = Saga([Step("hold", lambda s: None, BoundUndo("release", {"item": "h"}, registry)),
+                 Step("charge", charge, BoundUndo("refund", {"item": "c"}, registry),
+                      register="before"),
+                 Step("ship", lambda s: 1 / 0)])
+    retry = RetryPolicy(max_attempts=2, initial_delay=0.01)
+    chosen = UndoPolicy(retry, then="halt") if policy == "halt" else UndoPolicy()
+    with Journal(sys.argv[1]) as journal:
+        saga.run({}, journal=journal, run_id="r1", policy=chosen)
+
+asyncio.run(main())
+"""
+
+
+def _registry() -> Registry:
+    registry = Registry()
+    registry.add("refund", lambda item: None)
+    registry.add("release", lambda item: None)
+    return registry
+
+
+@pytest.mark.parametrize(("undo", "said"), [("ok", EARLY), ("dead", DEAD_RAN_ON)])
+def test_a_crash_before_the_runs_end_keeps_it_leaked(tmp_path, undo, said):
+    path = tmp_path / "j.db"
+    (tmp_path / "child.py").write_text(textwrap.dedent(CHILD))
+    died = subprocess.run([sys.executable, tmp_path / "child.py", path, undo, "continue"],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert died.returncode == 9, died.stderr
+    report = recover(Journal(path), _registry())
+    [line] = report.recovered
+    assert line.status == "rollback_incomplete" and line.leaked == ("charge",), line
+    assert f"leaked charge ({said})" in str(line)
+    with Journal(path) as journal:
+        rows = {u.step: u for u in journal.undos("r1")}
+        assert rows["charge"].state == "leaked" and said in (rows["charge"].error or "")
+        assert rows["hold"].state == "done"
+        assert table(journal).splitlines()[1].split()[-1] == "1"  # (leaked 1)
+
+
+def test_a_halt_that_leaves_its_undo_pending_says_it_may_still_run(tmp_path):
+    path = tmp_path / "j.db"
+    (tmp_path / "child.py").write_text(textwrap.dedent(CHILD))
+    ran = subprocess.run([sys.executable, tmp_path / "child.py", path, "dead", "halt"],
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    with Journal(path) as journal:
+        assert table(journal).splitlines()[1].split()[2:] == ["halted", "2", "0", "0", "1"]
+    report = recover(Journal(path), _registry())
+    assert [w.leaked for w in report.waiting] == [(f"charge ({PENDING_RAN_ON})",)]
