@@ -58,11 +58,16 @@ class MayHaveRun(RollbackLessonsError, TypeError):
     goes_on = False  # its work may still run (a thread's): never called again in that run
 
 
+GOES_ON = "(its work goes on)"
+"""Marks such an error's record where it crossed as data (``RemoteError.lineage``): a run
+whose errors were not kept live (BPMN's ``run_explicit``) retried it (attack100 F18)."""
+
+
 def goes_on(error: BaseException) -> str | None:
     """Why an undo that raised ``error`` is not called again in this run (its work may still
     run: ``Machine.undo_failed``'s ``limit``, a retry then a dead letter), or None. Three
     refunds ran at once, the policy retrying a call whose thread went on (attack90 F10)."""
-    if not getattr(error, "goes_on", False):
+    if not getattr(error, "goes_on", False) and GOES_ON not in getattr(error, "lineage", ()):
         return None
     return "its work may still run, so it is not called again in this run (no retry)"
 

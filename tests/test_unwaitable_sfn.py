@@ -126,3 +126,25 @@ def test_the_machine_ends_a_retry_that_cannot_happen_as_its_policy_ends():
             op = m.undo_ok()
         assert isinstance(op, Finished) and m.status() == status
         assert m.notes == ["the undo of b: no room"]
+
+
+@pytest.mark.parametrize(
+    "shape", ["action retried", "pivot", "undo retried", "undo retried, then halt", "undo halts"]
+)
+def test_bpmn_run_explicit_ends_as_in_process_though_its_errors_are_not_kept_live(shape):
+    """attack100 F16, F18: ``run_explicit`` (not inside a runner's ``run``, so its errors
+    cross as data, stand-ins): three refunds at once, and an action whose work ran on said
+    rolled back, not leaked. The record carries it (``errors.GOES_ON``, ``STOOD_IN``)."""
+    from rollback_lessons.runners.bpmn import run_explicit
+
+    local, made = _run("saga.run", shape, None)
+    calls: list[str] = []
+
+    async def main() -> Any:
+        saga, options = _saga(shape, asyncio.get_running_loop(), calls)
+        return run_explicit(saga, {}, cancel=lambda: False, answers=["retry"], **options)
+
+    remote = asyncio.run(main())
+    assert sorted(calls) == made
+    same_outcome(local, remote, events=False)
+    assert remote.notes == local.notes

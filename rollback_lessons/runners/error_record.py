@@ -31,7 +31,7 @@ from types import FrameType
 from typing import Any, TypeVar
 
 from .._shutdown import warned
-from ..errors import OWN_CANCEL, STAND_IN, InjectedFault, InjectedTimeout, RemoteError
+from ..errors import GOES_ON, OWN_CANCEL, STAND_IN, InjectedFault, InjectedTimeout, RemoteError
 from ..events import describe, said, text_of
 from ..faults import Fault
 from ..policies import escape, lineage, type_name
@@ -207,6 +207,7 @@ class ErrorRecord:
         message, names = said(error), lineage(type(error))
         if getattr(error, "__dict__", {}).get(OWN_CANCEL):  # (a failure: ``interrupts``)
             names = [*names, OWN_CANCEL]
+        names += [GOES_ON] if getattr(error, "goes_on", False) else []  # (never called again)
         try:
             text = describe(error)  # (its repr, as the events said it in process)
         except BaseException as heard:  # (an Exception's: heard as that interrupt, raised)
