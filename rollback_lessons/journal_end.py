@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from .errors import TakenOver
 from .events import EventKind
 from .journal_notes import left_note
-from .outcome import EARLY
+from .outcome import EARLY, ran_on
 from .verdicts import interruption_name
 
 if TYPE_CHECKING:
@@ -127,7 +127,7 @@ def end_said(w: JournalWriter, jrun: UndoJournalRun) -> str:
     return f"{END_RECORDED}{status}, and recover has nothing of it to finish"
 
 
-DEAD_RAN_ON = "it may still run, and its undo failed"
+DEAD_RAN_ON = ran_on(dead=True)
 """A leaked row's words for a step whose work ran on unwaited and whose undo failed."""
 
 

@@ -35,6 +35,7 @@ _ROLLED = frozenset({Status.ROLLED_BACK, Status.CANCELLED, Status.ROLLBACK_INCOM
 _COMP = "compensable"  # (``rules.Kind.COMPENSABLE``: a step that changes something)
 DROPPED = "its undo, logged before it, dropped by the commit"  # (a leaked step's, attack90 F11)
 EARLY = "undone, but it still ran: it may land after its undo"  # (its wait given up: attack92 F4)
+ran_on = lambda dead: f"it may still run, and its undo {'failed' if dead else 'is pending'}"  # noqa: E731
 
 
 def forward_when(sure: bool) -> str:
@@ -63,10 +64,8 @@ def _names(names: tuple[str, ...]) -> str:
 @dataclass(frozen=True)
 class RunRecord:
     """How one run of a saga ended, as every engine tells it (in process, Temporal, Step
-    Functions, BPMN, DBOS, ``recover``): the same fields, the same events.
-
-    Events are kept as rows and become ``Event`` objects when ``events`` is first read.
-    """
+    Functions, BPMN, DBOS, ``recover``): the same fields, the same events (kept as rows,
+    made ``Event`` objects when ``events`` is first read)."""
 
     status: Status
     steps: tuple[str, ...]
@@ -143,10 +142,8 @@ class RunRecord:
 
     @property
     def forward(self) -> tuple[str, ...]:
-        """A run halted once its irreversible step started: the steps after it not done,
-        the one that failed and those never begun, which a person finishes forward by hand
-        (retried, never undone) if the pivot happened (attack41 F7: those never begun were
-        named nowhere)."""
+        """A run halted once its irreversible step started: the steps after it not done (the
+        failed one, those never begun: attack41 F7), finished forward by hand if it happened."""
         pivots: list[str | None] = [s for s in self.steps if self.kinds.get(s) == "pivot"]
         pivot = (pivots or [None])[0]  # (a list: a generator next() left is closed later,
         # where a Ctrl-C is dropped: attack54 F4)
@@ -183,12 +180,15 @@ class RunRecord:
         logged = {r[1] for r in self.rows if r[0] == "undo_registered"} - {*pivots, late}
         dropped = tuple(s for s in self.leaked if s in logged) * (self.status is Status.COMMITTED)
         early = tuple(s for s in self.leaked if s in self.compensated and s not in dropped)
-        rest = tuple(s for s in self.leaked if s not in (*pivots, *dropped, *early))
+        dead = {d.step for d in self.dead_letters}  # (its undo logged, failed or left: ran on)
+        ran = [s for s in self.leaked if s in (*dead, *self.pending) and s not in (*pivots, late)]
+        rest = tuple(s for s in self.leaked if s not in (*pivots, *dropped, *early, *ran))
         why = "no undo logged for it"
         if late in rest:
             said = f"{late}: returned after the saga was taken over, check it by hand"
             why = said if len(rest) == 1 else f"{why}; {said}"
-        groups = ((pivots, "irreversible: no undo"), (dropped, DROPPED), (early, EARLY))
+        runs = ((tuple(s for s in ran if (s in dead) == d), ran_on(d)) for d in (True, False))
+        groups = ((pivots, "irreversible: no undo"), (dropped, DROPPED), (early, EARLY), *runs)
         return tuple((names, why) for names, why in (*groups, (rest, why)) if names)
 
     def _forward_when(self) -> str:

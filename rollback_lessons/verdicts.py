@@ -235,6 +235,8 @@ def rollback_notes(
         said.append(f"rollback halted; left for a person: {', '.join(pending)}")
     if forward:
         said.append(f"rollback halted; forward {forward}")
+    logged = {*(d.step for d in dead_letters), *pending}  # (its undo logged: it ran on, its
+    leaked = [s for s in leaked if s not in logged]  # own note says so, attack100 F8)
     if leaked:
         said.append(f"rollback: not undone (no undo logged for it): {', '.join(leaked)}")
     return said + [f"rollback: {n}" for n in notes]

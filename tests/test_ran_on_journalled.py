@@ -93,3 +93,33 @@ def test_a_halt_that_leaves_its_undo_pending_says_it_may_still_run(tmp_path):
         assert table(journal).splitlines()[1].split()[2:] == ["halted", "2", "0", "0", "1"]
     report = recover(Journal(path), _registry())
     assert [w.leaked for w in report.waiting] == [(f"charge ({PENDING_RAN_ON})",)]
+
+
+@pytest.mark.parametrize("policy", ["dead_letter", "halt"])
+def test_its_notes_never_say_no_undo_was_logged(policy):
+    """attack100 F8: the raised error's notes said "not undone (no undo logged for it):
+    charge" of a step whose undo was logged before it and failed (or a halt left pending):
+    nobody retries an undo they are told does not exist."""
+    import asyncio
+    import time
+
+    from rollback_lessons import RetryPolicy, Saga, Step, UndoPolicy
+
+    def refund(state: object) -> None:
+        raise RuntimeError("refund down")
+
+    async def main() -> tuple[object, BaseException]:
+        loop = asyncio.get_running_loop()
+        charge = Step("charge", lambda s: loop.run_in_executor(None, time.sleep, 0.05), refund,
+                      register="before")  # fmt: skip
+        chosen = UndoPolicy(RetryPolicy(max_attempts=2, initial_delay=0.01), then=policy)
+        outcome = Saga([charge, Step("ship", lambda s: None)], policy=chosen).run({})
+        with pytest.raises(BaseException) as raised:
+            outcome.raise_for_status()
+        return outcome, raised.value
+
+    outcome, error = asyncio.run(main())
+    assert outcome.leaked == ("charge",)  # type: ignore[attr-defined]
+    assert not [n for n in error.__notes__ if "no undo logged" in n], error.__notes__
+    said = DEAD_RAN_ON if policy == "dead_letter" else PENDING_RAN_ON
+    assert outcome.leaked_said == ((("charge",), said),)  # type: ignore[attr-defined]

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from .._words import counted
 from ..events import KEPT, describe, one_line
 from ..journal_end import DEAD_RAN_ON
-from ..outcome import EARLY, RunRecord, Status
+from ..outcome import EARLY, RunRecord, Status, ran_on
 from .files import _cell
 from .records import NO_UNDO
 
@@ -94,7 +94,7 @@ def given_up(run: Any, m: Any, saga_id: str, facts: Facts) -> tuple[tuple[str, s
     return told
 
 
-PENDING_RAN_ON = "it may still run, and its undo is pending: it may land after it"
+PENDING_RAN_ON = ran_on(dead=False)
 """What is said of a step given up as its work ran on whose undo a halt left pending."""
 
 

@@ -326,9 +326,10 @@ def took(outcome: Outcome) -> bool:
 def failed_besides(outcome: Outcome, too: str = "") -> str:
     """The steps that failed beside a Stop that took, as "; room failed after its effect:
     no undo logged for it" (each from its events), or ""."""
+    why = {step: why for names, why in outcome.leaked_said for step in names}  # (the outcome's)
     said = [
         f"{step} failed{' after its effect' if after else ''}{too}"
-        + (": no undo logged for it" if step in outcome.leaked else "")
+        + (f": {why[step]}" if step in why else "")
         for step, after in failed_steps(outcome.events)
     ]
     return "".join(f"; {s}" for s in said)
