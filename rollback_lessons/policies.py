@@ -387,7 +387,8 @@ def data_only(policy: PolicyLike, engine: str) -> UndoPolicy:
     if (code := code_of(chosen)) is not None:
         raise UnsupportedPolicy(
             f"{engine} cannot run the undo policy {type(chosen).__name__}: it decides in Python "
-            f"({code}), and the state machine is written before the saga runs. Use a "
+            f"({code}), and its {'process model' if engine == 'BPMN' else 'state machine'} is"
+            " written before the saga runs. Use a "
             "policy of data (UndoPolicy(RetryPolicy(...), then=...)), or run it in process, "
             "on Temporal or on DBOS, which decide in Python"
         )
