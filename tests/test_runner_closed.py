@@ -243,3 +243,43 @@ def test_a_temporal_handle_read_after_its_runners_close_is_one_line_naming_it(on
         assert text.endswith("was closed: this handle reads nothing more, this call did nothing; "
                              "the server keeps the saga: a runner connected to it again reads "
                              "it (handle_for)")  # fmt: skip
+
+
+def test_a_step_functions_saga_whose_step_ran_another_on_it_is_named_as_it_closes():
+    """attack100 F6: the inner run's end dropped the outer saga from the thread's record: the
+    close then gave the old unnamed "its request ... was not sent" RunnerClosed."""
+    import time
+    import warnings
+
+    from rollback_lessons.runners.stepfunctions import StepFunctionsRunner
+
+    world: list[str] = []
+    ran_inner = threading.Event()
+    runner = StepFunctionsRunner.start()
+    inner = Saga([Step("i1", lambda s: world.append("i1"), lambda s: None)], name="inner")
+
+    def b(state) -> None:
+        runner.run(inner, {})
+        ran_inner.set()
+        time.sleep(1.0)  # (closed meanwhile, from the main thread)
+
+    outer = Saga([Step("a", lambda s: world.append("a"), lambda s: None), Step("b", b),
+                  Step("c", lambda s: world.append("c"))], name="outer")  # fmt: skip
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            runner.run(outer, {})
+        except BaseException as exc:
+            raised.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert ran_inner.wait(60)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        runner.close()
+    thread.join(60)
+    [error] = raised
+    assert isinstance(error, RunnerClosed) and "saga 'outer'" in str(error), error
+    assert "c" not in world

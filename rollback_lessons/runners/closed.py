@@ -94,14 +94,17 @@ class Closable:
     @contextlib.contextmanager
     def _running(self, saga: str) -> Iterator[None]:
         runs: list[str] = self.__dict__.setdefault("_runs", [])
-        mine: dict[int, str] = self.__dict__.setdefault("_mine", {})
+        mine: dict[int, list[str]] = self.__dict__.setdefault("_mine", {})
         runs.append(saga)
-        mine[threading.get_ident()] = saga
+        here = mine.setdefault(threading.get_ident(), [])  # (innermost last: a step of one
+        here.append(saga)  # may run another on it, attack100 F6)
         try:
             yield
         finally:
             runs.remove(saga)
-            mine.pop(threading.get_ident(), None)
+            here.pop()
+            if not here:
+                mine.pop(threading.get_ident(), None)
 
     def _left(self, what: str) -> None:
         """Name the sagas still running as it closes, and ``what`` becomes of them (once)."""
@@ -126,8 +129,9 @@ class Closable:
 
 
 def running_here(runner: object) -> str | None:
-    """The saga this thread runs on ``runner`` (``Closable._running``), if any."""
-    return getattr(runner, "__dict__", {}).get("_mine", {}).get(threading.get_ident())
+    """The saga this thread runs on ``runner`` (``Closable._running``; the innermost), if any."""
+    here = getattr(runner, "__dict__", {}).get("_mine", {}).get(threading.get_ident())
+    return here[-1] if here else None
 
 
 class Gone:
