@@ -49,6 +49,12 @@ class StepStillRunning(RollbackLessonsError, RuntimeError):
         )
 
 
+class NestedTooDeep(InvalidPipelineError):
+    """Parallel groups nested deeper than a driver or an engine takes (``graph.nesting``):
+    refused in one line before anything runs, never a bare RecursionError nor an engine's
+    190 KB parse error (attack99 F4, attack100 F1-F5)."""
+
+
 class MayHaveRun(RollbackLessonsError, TypeError):
     """A call handed back work that had begun and could not be waited for from where it was
     called (an asyncio Task of the loop a synchronous run blocks): cancelled mid-way, its

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from .errors import InvalidPipelineError
+from .errors import InvalidPipelineError, NestedTooDeep
 from .rules import IRREVERSIBLE, UNDO_ORDERS, Kind
 from .schedule import concurrent, dependants
 
@@ -76,11 +76,49 @@ def shown(thing: object) -> str:
     return repr(thing)
 
 
+IN_PROCESS = "its definition is read recursing once per level"
+DEEPEST = 500
+"""The deepest nesting of parallel groups a saga takes (``saga.run`` and ``arun`` run it;
+its definition is read recursing once per level: Python's limit is 1,000 frames)."""
+
+
+def nesting(items: Sequence[Step | Parallel]) -> int:
+    """How deep ``items``' parallel groups nest (0: none), read without recursion."""
+    deepest, todo = 0, [(list(items), 0)]
+    while todo:
+        level, depth = todo.pop()
+        deepest = max(deepest, depth)
+        todo += [(list(b), depth + 1) for i in level if isinstance(i, Parallel) for b in i.branches]
+    return deepest
+
+
+def too_deep(what: str, items: Sequence[Step | Parallel], engine: str, most: int, why: str
+             ) -> NestedTooDeep | None:  # fmt: skip
+    """``NestedTooDeep`` for a saga (``what``: "saga 'trip'") whose groups nest deeper than
+    ``engine`` takes, or None."""
+    depth = nesting(items)
+    if depth <= most:
+        return None
+    return NestedTooDeep(
+        f"{what}: its parallel groups nest {depth} deep, and {engine} takes at most {most} "
+        f"({why}); nothing ran"
+        + (f" (saga.run and arun take up to {DEEPEST})" if depth <= DEEPEST else "")
+    )
+
+
 def flatten(
     items: Sequence[Step | Parallel], before: tuple[str, ...] = ()
 ) -> tuple[list[Step], dict[str, tuple[str, ...]], tuple[str, ...]]:
     """A definition as a graph: its steps in definition order, each step's dependencies
     (the steps that must be done before it starts), and the steps it ends with."""
+    if (deep := too_deep("Saga(...)", items, "a saga", DEEPEST, IN_PROCESS)) is not None:
+        raise deep
+    return _flatten(items, before)
+
+
+def _flatten(
+    items: Sequence[Step | Parallel], before: tuple[str, ...] = ()
+) -> tuple[list[Step], dict[str, tuple[str, ...]], tuple[str, ...]]:
     steps: list[Step] = []
     after: dict[str, tuple[str, ...]] = {}
     frontier = before
@@ -92,7 +130,7 @@ def flatten(
             continue
         ends: list[str] = []
         for branch in item.branches:
-            more, deps, last = flatten(branch, frontier)
+            more, deps, last = _flatten(branch, frontier)
             steps += more
             for name, dep in deps.items():
                 after.setdefault(name, dep)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from rollback_lessons import Saga, Step
+from rollback_lessons.errors import NestedTooDeep
 from rollback_lessons.runners.bpmn import BpmnRunner, UnsupportedInBPMN
 
 
@@ -41,9 +42,9 @@ def test_groups_nested_too_deep_are_refused_the_same_way():
     group: object = Step("s0", lambda s: world.append("s0"), lambda s: None)
     for i in range(1, 300):
         group = Parallel(group, Step(f"s{i}", lambda s: None, lambda s: None))
-    with BpmnRunner.start() as runner, pytest.raises(UnsupportedInBPMN) as caught:
+    with BpmnRunner.start() as runner, pytest.raises(NestedTooDeep) as caught:
         runner.run(Saga([group], name="nested"), {})  # type: ignore[list-item]
-    assert "is too long for SpiffWorkflow" in str(caught.value) and world == []
+    assert "nest 299 deep, and BPMN takes at most 120" in str(caught.value) and world == []
 
 
 @pytest.fixture
@@ -121,7 +122,6 @@ def test_groups_nested_too_deep_for_a_plan_are_refused_in_one_line(engine):
     shape (``wire.shape_of``), on every engine, before anything ran."""
     from rollback_lessons import Parallel
     from rollback_lessons.runners.stepfunctions import to_asl
-    from rollback_lessons.runners.wire import NestedTooDeep
 
     world: list[str] = []
     group: object = Step("s0", lambda s: world.append("s0"), lambda s: None)
@@ -129,11 +129,61 @@ def test_groups_nested_too_deep_for_a_plan_are_refused_in_one_line(engine):
         group = Parallel(group, Step(f"s{i}", lambda s: None, lambda s: None))
     saga = Saga([group], name="nested")  # type: ignore[list-item]
     if engine == "asl":
-        with pytest.raises(NestedTooDeep, match=r"nest too deep .* recursion limit"):
+        with pytest.raises(NestedTooDeep, match="nest 399 deep, and Step Functions takes at most"):
             to_asl(saga)
     else:
-        with BpmnRunner.start() as runner, pytest.raises(UnsupportedInBPMN) as caught:
+        with BpmnRunner.start() as runner, pytest.raises(NestedTooDeep) as caught:
             runner.run(saga, {})
-        assert "is too long for SpiffWorkflow" in str(caught.value)
+        assert "nest 399 deep, and BPMN takes at most 120" in str(caught.value)
         assert "take it as it is" not in str(caught.value)
     assert world == []
+
+
+def _nested(depth: int, world: list[str]) -> list:
+    from rollback_lessons import Parallel
+
+    group: object = Step("s0", lambda s: world.append("s0"), lambda s: None)
+    for i in range(1, depth + 1):
+        group = Parallel(group, Step(f"s{i}", lambda s: None, lambda s: None))
+    return [group]
+
+
+@pytest.mark.parametrize("engine", ["Step Functions", "DBOS", "BPMN", "Temporal", "saga"])
+def test_each_engine_refuses_groups_nested_deeper_than_it_takes_in_one_line(engine, tmp_path):
+    """attack100 F1-F4: past each engine's own depth (moto's parser from 35 levels, with a
+    190 KB InvalidDefinition; DBOS's pickling, BPMN's export from 200; ``Saga()`` itself
+    near 1,000) a bare RecursionError. Refused by name now, before anything runs."""
+    from rollback_lessons.graph import DEEPEST
+    from rollback_lessons.runners.bpmn import to_bpmn
+    from rollback_lessons.runners.stepfunctions import to_asl
+    from rollback_lessons.runners.wire import DEEPEST_ON, plan_of
+
+    world: list[str] = []
+    if engine == "saga":
+        with pytest.raises(NestedTooDeep, match=f"a saga takes at most {DEEPEST}"):
+            Saga(_nested(DEEPEST + 1, world))
+        return
+    most = DEEPEST_ON[engine][0]
+    saga = Saga(_nested(most + 1, world), name="deep")
+    said = f"nest {most + 1} deep, and {engine} takes at most {most}"
+    with pytest.raises(NestedTooDeep, match=said):
+        plan_of(saga, "r", graphs=True, engine=engine)
+    if engine == "Step Functions":
+        with pytest.raises(NestedTooDeep, match=said):
+            to_asl(saga)
+    if engine == "BPMN":
+        with pytest.raises(NestedTooDeep, match=said):
+            to_bpmn(saga)
+    plan_of(Saga(_nested(most, world), name="fits"), "r", graphs=True, engine=engine)
+    assert world == []
+
+
+def test_bpmn_names_only_the_engines_that_take_a_saga_it_cannot():
+    """attack100 F5: a saga too long for SpiffWorkflow was sent to Step Functions, which
+    refuses its groups' nesting too."""
+    from rollback_lessons.runners.bpmn.spiff import _others
+
+    assert _others(Saga(_nested(40, []))) == "DBOS and Temporal take it as it is"
+    flat = Saga([Step(f"s{i}", lambda s: None) for i in range(3)])
+    assert _others(flat) == "Step Functions, DBOS and Temporal take it as it is"
+    assert _others(Saga(_nested(200, []))) == "saga.run takes it"

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._checks import check_undo
-from ..errors import InvalidPipelineError
-from ..graph import MACHINE_LIST, WRITTEN_LIST, ListForm, needs_graph
+from ..errors import InvalidPipelineError, NestedTooDeep
+from ..graph import MACHINE_LIST, WRITTEN_LIST, ListForm, needs_graph, too_deep
 from ..operations import StepSpec
 from ..outcome import DeadLetter, Outcome, RunRecord, Status
 from ..policies import (
@@ -250,6 +250,7 @@ def plan_of(
     step_timeout: float = 60.0,
     halt_wait: float | None = 0.0,
     graphs: bool = False,
+    engine: str | None = None,
 ) -> SagaPlan:
     """``saga`` as data for an engine; every option is checked here, before it runs. A
     policy that decides in code is hosted in this process under ``run_id``. A saga with
@@ -260,6 +261,8 @@ def plan_of(
     check_undo_order(undo_order, GRAPH_UNDO_ORDERS if graphs else UNDO_ORDERS)
     if not graphs:
         refuse_graph(saga)
+    if engine is not None:  # (groups nested deeper than it takes: ``DEEPEST_ON``)
+        check_nesting(saga, engine)
     for step in saga.steps:  # (an engine calls undos synchronously: an async def
         if step.undo is not None:  # compensation refused, as saga.run refuses it, attack96 F9)
             check_undo(step.name, step.undo, journalled=False, allow_async=False, engine=True)
@@ -299,10 +302,22 @@ def plan_of(
     )
 
 
-class NestedTooDeep(InvalidPipelineError):
-    """A saga whose parallel groups nest deeper than its plan can be written for an engine
-    within Python's recursion limit at the caller's depth (attack99 F4: a bare
-    RecursionError): refused before anything runs."""
+DEEPEST_ON: dict[str, tuple[int, str]] = {
+    "Step Functions": (30, "moto's state machine parser recurses per level, and fails past it"),
+    "DBOS": (150, "it pickles the saga's plan, recursing per level"),
+    "Temporal": (150, "its JSON payloads carry the plan, encoded recursing per level"),
+    "BPMN": (120, "its process model is written recursing per level"),
+}
+"""The deepest nesting of parallel groups each engine takes (``graph.too_deep``): deeper
+was a bare RecursionError, or moto's 190 KB InvalidDefinition (attack100 F1-F5)."""
+
+
+def check_nesting(saga: Saga, engine: str) -> None:
+    """Refuse ``saga`` (``NestedTooDeep``, one line, nothing run) if its groups nest deeper
+    than ``engine`` takes (``DEEPEST_ON``)."""
+    most, why = DEEPEST_ON[engine]
+    if (deep := too_deep(f"saga {saga.name!r}", saga.definition, engine, most, why)) is not None:
+        raise deep
 
 
 def _shape(saga: Saga) -> list[Any] | None:

@@ -16,6 +16,7 @@ from ..._shutdown import exit_warned
 from ...errors import InvalidPipelineError
 from ...events import describe
 from ...faults import InjectionLike, normalize_injection
+from ...graph import nesting
 from ...machine import Machine, Phase
 from ...operations import ANSWERS, Finished, Op, RunStep, RunUndo
 from ...outcome import Outcome
@@ -30,7 +31,15 @@ from ..error_record import keeping
 from ..heard import Heard
 from ..history import Visit, Worker, do, over_noted, undo, walk
 from ..owed import undo_timeouts
-from ..wire import WRITTEN_LIST, NestedTooDeep, SagaPlan, needs_graph, outcome_of, plan_of
+from ..wire import (
+    DEEPEST_ON,
+    WRITTEN_LIST,
+    NestedTooDeep,
+    SagaPlan,
+    needs_graph,
+    outcome_of,
+    plan_of,
+)
 from .graph import GraphHost, run_workflow
 from .model import ENGINE, BpmnEngineError, UnsupportedInBPMN, to_bpmn_explicit
 from .tree import completed as completed_deep
@@ -131,8 +140,10 @@ def run_explicit(
     run_id = f"{saga.name}-{uuid.uuid4().hex[:12]}"
     try:
         plan = plan_of(saga, run_id, policy=chosen, undo_order=undo_order,  # type: ignore[arg-type]
-                       graphs=True)  # fmt: skip
-    except NestedTooDeep:  # (its plan's shape: as SpiffWorkflow's own limit, attack99 F4)
+                       graphs=True, engine=ENGINE)  # fmt: skip
+    except NestedTooDeep:  # (its plan's shape: as SpiffWorkflow's own limit, F4)
+        if nesting(saga.definition) > DEEPEST_ON[ENGINE][0]:
+            raise  # (deeper than BPMN takes: said so, attack100 F1)
         raise _too_long(saga, graph, others=False) from None
     world: State = {} if state is None else state
     before = safe_snapshot(world) if state is not None else None
@@ -423,5 +434,16 @@ def _too_long(saga: Saga, graph: bool, others: bool = True) -> UnsupportedInBPMN
         f"recursion limit ({sys.getrecursionlimit()}) was reached at this call's depth; "
         "nothing ran. "
         + ("" if graph else "Its graph form (undo_order='by_dependency') takes more; ")
-        + ("Step Functions, DBOS and Temporal take it as it is" if others else "saga.run takes it")
+        + (_others(saga) if others else "saga.run takes it")
     )
+
+
+def _others(saga: Saga) -> str:
+    """Which engines take ``saga`` as it is (its groups' nesting: ``DEEPEST_ON``): Step
+    Functions was named for one 150 deep, which moto cannot parse (attack100 F5)."""
+    depth = nesting(saga.definition)
+    them = [e for e in ("Step Functions", "DBOS", "Temporal") if depth <= DEEPEST_ON[e][0]]
+    if not them:
+        return "saga.run takes it"
+    named = f"{', '.join(them[:-1])} and {them[-1]}" if len(them) > 1 else them[0]
+    return f"{named} take{'s' * (len(them) == 1)} it as it is"

@@ -195,6 +195,7 @@ class DBOSRunner(Closable):
         plan = plan_of(
             saga, run_id, policy=chosen, register=register,  # type: ignore[arg-type]
             undo_order=undo_order, halt_wait=halt_wait, graphs=True,  # type: ignore[arg-type]
+            engine="DBOS",
         )  # fmt: skip
         graph = needs_graph(plan, undo_order=undo_order, completion=completion, at_once=at_once)
         world: State = {} if state is None else state

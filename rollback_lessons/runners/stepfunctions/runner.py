@@ -154,7 +154,7 @@ class StepFunctionsRunner(Closable):
         run_id = f"{saga.name}-{suffix}"
         plan = plan_of(
             saga, run_id, policy=chosen, register=register,  # type: ignore[arg-type]
-            undo_order=undo_order, graphs=True,  # type: ignore[arg-type]
+            undo_order=undo_order, graphs=True, engine=ENGINE,  # type: ignore[arg-type]
         )  # fmt: skip
         live = needs_graph(plan, undo_order=plan.undo_order, completion=completion,
                            cancel=cancel, form=WRITTEN_LIST)  # fmt: skip

@@ -38,6 +38,7 @@ def plan_for(
         register=register,  # type: ignore[arg-type]
         undo_order=undo_order,  # type: ignore[arg-type]
         step_timeout=step_timeout,
+        engine="Temporal",
         halt_wait=halt_wait,
         graphs=True,
     )
