@@ -752,5 +752,8 @@ def test_close_while_a_branch_at_once_runs_its_action_says_the_branches_steps_ar
         runner.close()
     thread.join(30)
     [said] = [str(e) for e in raised]
+    if "ran a step" in said:  # (closed as the workflow still made its branches, under load:
+        assert "that step unsaved" in said, said  # a DBOS call of its own ended; ci102)
+        return
     assert "closed while saga 'r1' waited for its branches (b" in said, said
     assert "the steps of those branches that ran unsaved" in said
