@@ -169,6 +169,7 @@ def _halted_then_crashed(path, at, policy="halt"):
     con = sqlite3.connect(path)
     con.execute("UPDATE sagas SET owner_pid = ?, owner_started = NULL, status = 'rolling_back'",
                 (dead_pid(),))  # fmt: skip
+    con.execute("DELETE FROM events WHERE kind = 'released'")  # (a crash lets nothing go)
     con.commit()
     con.close()
     return calls

@@ -123,3 +123,42 @@ def test_its_notes_never_say_no_undo_was_logged(policy):
     assert not [n for n in error.__notes__ if "no undo logged" in n], error.__notes__
     said = DEAD_RAN_ON if policy == "dead_letter" else PENDING_RAN_ON
     assert outcome.leaked_said == ((("charge",), said),)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("driver", ["saga.run", "Rollback"])
+def test_a_ctrl_c_caught_during_the_rollback_lets_recover_finish_it_in_that_process(
+    tmp_path, driver
+):
+    """attack101 F5: the Interrupt button of a notebook (a Ctrl-C caught) during a
+    journalled rollback: ``recover``, in the next cell, said "its process ... is still
+    running; stop it first" for as long as the kernel lived, the undos left undone. The run
+    lets the saga go as it ends: recover finishes it, each undo once."""
+    from rollback_lessons import Rollback, Saga, Step
+    from rollback_lessons.durable.registry import BoundUndo
+
+    undone: list[str] = []
+    registry = Registry()
+    registry.add("undo", lambda step: undone.append(step))
+
+    def interrupt(event) -> None:
+        if (event.kind, event.step) == ("undo_done", "c"):
+            raise KeyboardInterrupt
+
+    def fails(*args: object) -> None:
+        raise RuntimeError("d fails")
+
+    path = tmp_path / "j.db"
+    with Journal(path) as journal, pytest.raises(KeyboardInterrupt):
+        if driver == "saga.run":
+            steps = [Step(n, lambda s: None, BoundUndo("undo", {"step": n}, registry))
+                     for n in "abc"]  # fmt: skip
+            Saga([*steps, Step("d", fails)]).run({}, journal=journal, run_id="r1",
+                                                  on_event=interrupt)  # fmt: skip
+        else:
+            with Rollback(journal=journal, run_id="r1", on_event=interrupt) as rb:
+                for n in "abc":
+                    rb.do(n, lambda: None, BoundUndo("undo", {"step": n}, registry))
+                fails()
+    assert undone == ["c"]
+    [done] = recover(Journal(path), registry).recovered  # (this process lives on)
+    assert done.status == "rolled_back" and undone == ["c", "b", "a"], (done, undone)

@@ -359,6 +359,15 @@ class Journal:
         sql = "SELECT step FROM undos WHERE saga_id = ? AND state = 'leaked' ORDER BY position"
         return [step for (step,) in self._rows(sql, (saga_id,))]
 
+    def released(self, saga: SagaRecord) -> bool:
+        """Did its owner, living on, let the saga go (``UndoJournalRun.release``: a run an
+        interruption cut)? Then ``recover`` takes it though that process still runs."""
+        sql = "SELECT details FROM events WHERE saga_id = ? AND kind = 'released'"
+        owner = {"pid": saga.owner_pid, "host": saga.owner_host, "started": saga.owner_started,
+                 "space": saga.owner_space}  # fmt: skip
+        rows = self._con.execute(sql, (saga.id,)).fetchall()  # (inside recover's claim)
+        return any(json.loads(d) == owner for (d,) in rows)
+
     def ran_on(self, saga_id: str) -> list[str]:
         """The steps of a saga given up while their work ran on (their ``step_failed`` event
         says ``runs_on``, durable before any undo ran): undone or not, they may land later."""

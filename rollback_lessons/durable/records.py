@@ -17,6 +17,11 @@ from .files import _UNFINISHED, JournalError, Written
 from .owner import me
 from .rows import Claimed, SagaRecord, UndoRecord  # noqa: F401 (re-exported: its names)
 
+RELEASE = (
+    "INSERT OR IGNORE INTO events (saga_id, seq, kind, step, details) SELECT ?1,"
+    " COALESCE(MAX(seq), 0) + 1, 'released', NULL, ?2 FROM events WHERE saga_id = ?1"
+)
+
 if TYPE_CHECKING:
     from .journal import Journal
 
@@ -214,6 +219,18 @@ class JournalRun:
         if pivot is not None:
             statements.append(self._pivot_statement(pivot, "refused"))
         self.journal.write(statements, fences={self.saga_id: self.gen})
+
+    def release(self) -> None:
+        """A run an interruption cut, its process living on (a notebook's Interrupt, a service
+        that caught the Ctrl-C): it runs nothing more of the saga, so ``recover`` may take it
+        while that process lives (attack101 F5: "still running; stop it first", for as long as
+        the kernel lived). Written now, fenced, last (``Journal.released``)."""
+        pid, host, started, space = me()
+        owner = {"pid": pid, "host": host, "started": started, "space": space}
+        self.journal.write(
+            [(RELEASE, (self.saga_id, stored(owner)))],
+            fences={self.saga_id: self.gen},
+        )
 
     def withdraw(self, step: str) -> None:
         """The undo of ``step``, logged before its action, which was never called (the

@@ -110,8 +110,9 @@ def _ask(registry: Registry, lookup: Callable[[str], Any], name: str, then: str)
         raise failed from None
 
 
-def _decide(saga: SagaRecord, force: bool) -> str | None:
-    """None to claim the saga; otherwise why it is left alone."""
+def _decide(saga: SagaRecord, force: bool, journal: Journal) -> str | None:
+    """None to claim the saga; otherwise why it is left alone (a saga its living owner let
+    go, a Ctrl-C having cut its run, is taken: ``Journal.released``)."""
     pid, host, _, space = me()
     claimer = (saga.claim_pid, saga.claim_host, saga.claim_space)
     if saga.claim_pid is not None and claimer != (pid, host, space):  # (another process's
@@ -126,7 +127,7 @@ def _decide(saga: SagaRecord, force: bool) -> str | None:
                 "from here; --force takes it over"
             )
     alive = saga.owner_alive()
-    if alive:
+    if alive and not journal.released(saga):
         return saga.running()  # (stop it first; or, its program hidden: recover as its user)
     if alive is None and not force:
         return (
@@ -197,7 +198,7 @@ def _recover(journal: Journal, registry: Registry, force: bool, batch: int) -> R
     def decide(saga: SagaRecord, pending: list[UndoRecord]) -> str | None:
         unknown = sorted({u.compensation for u in pending if not known(u.compensation)})
         if pivot_at_stake(saga.pivot_state):  # (halted, no undo run: any registry will do)
-            return _decide(saga, force)
+            return _decide(saga, force, journal)
         if unknown:
             return (
                 f"the registry has no compensation named {', '.join(map(repr, unknown))}; "
@@ -210,7 +211,7 @@ def _recover(journal: Journal, registry: Registry, force: bool, batch: int) -> R
                 f"the registry's compensation {name!r} cannot be called with the arguments "
                 f"the journal kept ({why}); run recover again with the registry that can"
             )
-        return _decide(saga, force)
+        return _decide(saga, force, journal)
 
     def fits(undo: UndoRecord) -> str | None:
         """Why the registry's compensation cannot take the journalled arguments (the check

@@ -17,7 +17,8 @@ SAGA_STATUSES = ("running", "rolling_back", "committed", "rolled_back", "rollbac
 PIVOT_STATES = ("started", "done", "refused")
 UNDO_STATES = ("pending", "intent", "done", "dead", "leaked", "not_run")
 UNDO_ORDERS = ("reverse", "forward", "reverse_start", "by_dependency")  # (rules.GRAPH_UNDO_ORDERS)
-EVENT_KINDS = (*(kind.value for kind in EventKind), "settled")  # (settle.SETTLED)
+EVENT_KINDS = (*(kind.value for kind in EventKind), "settled", "released")  # (settle.SETTLED,
+# records.RELEASE)
 # where a pid names its process, as owner.process_space writes it (its life token and its
 # program's stack start: since schema 7, each written or not by the version that wrote it)
 SPACE = re.compile(r"pid:\[[0-9]+\] boot [0-9a-f-]+(?: life [0-9a-f]+)?(?: exec [0-9a-f]+)?")
