@@ -23,6 +23,7 @@ from rollback_lessons.durable.journal import Journal, JournalError
 from rollback_lessons.durable.owner import me, process_alive, process_space
 from rollback_lessons.durable.recovery import recover
 from rollback_lessons.durable.registry import Registry
+from rollback_lessons.durable.rows import LIVE
 
 OTHER = "pid:[4026530000] boot 00000000-0000-0000-0000-000000000000"
 
@@ -145,7 +146,7 @@ def test_a_saga_written_before_namespaces_were_recorded_is_checked_as_far_as_it_
         assert "before the journal recorded PID namespaces" in why and "--force" in why
         journal.write([("UPDATE sagas SET owner_pid = ?", (os.getpid(),))])
         [why] = [s.reason for s in recover(journal, reg).skipped]
-        assert why == f"its process {os.getpid()} is still running; stop it first"
+        assert why == f"its process {os.getpid()} is still running; {LIVE}"
         assert calls == []
         journal.write([("UPDATE sagas SET owner_pid = ?", (dead_pid(),))])
         [done] = recover(journal, reg, force=True).recovered
@@ -375,7 +376,7 @@ def test_an_owner_whose_program_this_user_cannot_read_is_not_said_only_running(
         assert report.recovered == () and calls == []
         said = f"its process {proc.pid} is still running"
         assert why == (
-            f"{said}; stop it first"
+            f"{said}; {LIVE}"
             if seen
             else f"{said}, unless it has exec'd another program since, which this user cannot "
             "tell (/proc hides another user's program): run recover as its user, or as root"
@@ -442,7 +443,7 @@ def test_an_owner_whose_main_thread_ended_is_said_so_to_root_or_its_own_user(tmp
         assert why == (
             f"its process {proc.pid} is taken as still running: its main thread has ended (its "
             "stack start reads 0, to this user too, who may read it), its other threads run "
-            "on; stop it first"
+            f"on; {LIVE}"
         )
     finally:
         out, _ = proc.communicate("\n", timeout=30)

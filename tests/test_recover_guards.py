@@ -24,6 +24,7 @@ from rollback_lessons.durable.journal import Journal
 from rollback_lessons.durable.owner import me, process_alive, process_space
 from rollback_lessons.durable.recovery import recover
 from rollback_lessons.durable.registry import Registry
+from rollback_lessons.durable.rows import LIVE
 
 needs_proc = pytest.mark.skipif(process_space() is None, reason="no /proc: no PID namespace")
 
@@ -70,7 +71,7 @@ def test_a_live_owner_recorded_under_another_host_name_is_never_taken_over(tmp_p
         report = recover(journal, reg, force=force)
         assert report.recovered == () and calls == []
         [why] = [s.reason for s in report.skipped]
-        assert why == f"its process {os.getpid()} is still running; stop it first"
+        assert why == f"its process {os.getpid()} is still running; {LIVE}"
         assert journal.saga("s").status == "rolling_back"
 
 

@@ -128,7 +128,7 @@ def _decide(saga: SagaRecord, force: bool, journal: Journal) -> str | None:
             )
     alive = saga.owner_alive()
     if alive and not journal.released(saga):
-        return saga.running()  # (stop it first; or, its program hidden: recover as its user)
+        return saga.running()  # (wait for it; or, its program hidden: recover as its user)
     if alive is None and not force:
         return (
             f"its process {saga.owner_pid} {unreachable(saga.owner_host, saga.owner_space)}: it "

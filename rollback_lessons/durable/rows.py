@@ -11,6 +11,13 @@ from ..rules import idempotency_key
 from . import owner
 from .owner import process_alive
 
+LIVE = (
+    "it may still be running the saga: recover it once that ends (stop the process first "
+    "only if it hangs)"
+)
+"""What a saga whose process runs is left with: it may be healthy, mid-step (attack101 F3:
+"stop it first" had an operator kill a healthy owner, leaving a step leaked)."""
+
 
 @dataclass(frozen=True)
 class SagaRecord:
@@ -62,12 +69,12 @@ class SagaRecord:
         said = f"its process {self.owner_pid} is still running"
         space = self.owner_space
         if space is None or " exec " not in space or owner.process_exec(self.owner_pid):
-            return f"{said}; stop it first"
+            return f"{said}; {LIVE}"
         if not owner.hidden(self.owner_pid):
             return (
                 f"its process {self.owner_pid} is taken as still running: its main thread has "
                 "ended (its stack start reads 0, to this user too, who may read it), its other "
-                "threads run on; stop it first"
+                f"threads run on; {LIVE}"
             )
         return (
             f"{said}, unless it has exec'd another program since, which this user cannot tell "
