@@ -24,7 +24,7 @@ from ._checks import check_step
 from ._drive import Driver
 from ._recorded import Told
 from ._shutdown import told_at_shutdown
-from .calls import PLAIN, checked, plain
+from .calls import PLAIN, checked, plain, quiet_failure
 from .clock import SYSTEM_CLOCK, Clock, SystemClock
 from .events import (
     Event,
@@ -327,6 +327,7 @@ class Run(Driver):
         op = await self.adrive(begun)
         if op is PROCEED:
             return self.results.get(step)
+        quiet_failure(self.home)  # (in a task of its own: the block's failure, said by it)
         return self._raise()
 
     def _raise(self) -> Any:

@@ -268,6 +268,17 @@ def cancel_asked(home: Any = None) -> bool:
     return any(t is not None and t.cancelling() > 0 for t in tasks)
 
 
+def quiet_failure(home: Any) -> None:
+    """A step a block runs in a task of its own (``asyncio.shield``, ``ensure_future``, a
+    TaskGroup) failed: its failure is the block's, recorded and raised by it, so asyncio is
+    not left to log "Task exception was never retrieved" at exit (attack100 F10)."""
+    import asyncio
+
+    task = asyncio.current_task()
+    if task is not None and task is not home:
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+
 def this_task() -> Any:
     """The task running now (asyncio imported once a loop runs, never before)."""
     import asyncio

@@ -280,3 +280,32 @@ def test_arun_starts_nothing_once_its_task_is_asked_to_cancel(where, shape, ran)
     outcome = asyncio.run(main()).outcome  # type: ignore[attr-defined]
     assert outcome.status == Status.CANCELLED and outcome.leaked == () and not outcome.notes
     assert world == [*ran, *[f"undo {s}" for s in reversed(ran)]]
+
+
+def test_a_shielded_step_that_fails_after_the_cancel_leaves_no_unretrieved_task():
+    """attack100 F10: the block records the failure of the step it shielded from its cancel,
+    yet asyncio logged "Task exception was never retrieved" with a traceback at exit (the
+    task's ``_log_traceback``, CPython's flag for that log, stays set)."""
+    world: list[str] = []
+    inner: list[asyncio.Task] = []
+
+    async def fails() -> None:
+        await asyncio.sleep(0.05)
+        raise RuntimeError("b fails")
+
+    async def main() -> AsyncRollback:
+        me = asyncio.current_task()
+        assert me is not None
+        rb = AsyncRollback()
+        with pytest.raises(asyncio.CancelledError):
+            async with rb:
+                await rb.do("a", lambda: world.append("a"), lambda: world.append("undo a"))
+                me.cancel()
+                inner.append(asyncio.ensure_future(rb.do("b", fails, lambda: None)))
+                await asyncio.shield(inner[0])
+        return rb
+
+    rb = asyncio.run(main())
+    assert rb.outcome is not None and rb.outcome.failed_step == "b"
+    assert world == ["a", "undo a"]
+    assert inner[0].done() and not inner[0]._log_traceback  # type: ignore[attr-defined]
