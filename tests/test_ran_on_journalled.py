@@ -162,3 +162,34 @@ def test_a_ctrl_c_caught_during_the_rollback_lets_recover_finish_it_in_that_proc
     assert undone == ["c"]
     [done] = recover(Journal(path), registry).recovered  # (this process lives on)
     assert done.status == "rolled_back" and undone == ["c", "b", "a"], (done, undone)
+
+
+PIVOT_CHILD = """
+import os, sys
+from rollback_lessons import Parallel, Registry, Saga, Step
+from rollback_lessons.durable.journal import Journal
+from rollback_lessons.durable.registry import BoundUndo
+
+registry = Registry()
+registry.add("undo", lambda step: None)
+step = lambda n: Step(n, lambda s: None, BoundUndo("undo", {"step": n}, registry))
+saga = Saga([step("a"), Parallel(Step("p", lambda s: None, kind="pivot"), step("b")),
+             Step("c", lambda s: os._exit(9))], name="piv", allow_unsafe_order=True)
+with Journal(sys.argv[1]) as journal:
+    saga.run({}, journal=journal, run_id="r1", completion=["b", "p"])
+"""
+
+
+def test_recover_never_sends_forward_a_pivots_sibling_the_journal_shows_done(tmp_path):
+    """attack101 F1: a sibling done before the pivot was named both done (its undo pending)
+    and a step to finish forward by hand: a person following the line books it twice."""
+    path = tmp_path / "j.db"
+    (tmp_path / "child.py").write_text(textwrap.dedent(PIVOT_CHILD))
+    died = subprocess.run([sys.executable, tmp_path / "child.py", path],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert died.returncode == 9, died.stderr
+    registry = Registry()
+    registry.add("undo", lambda step: None)
+    [line] = recover(Journal(path), registry).recovered
+    said = str(line)
+    assert "done already: b" in said and "; forward c (" in said, said

@@ -341,13 +341,9 @@ def _resume(
     if saga.pivot is not None and saga.pivot_state is not None:
         finished = list(done["completed"])  # (the steps after it the journal shows done)
         after = finished[finished.index(saga.pivot) + 1 :] if saga.pivot in finished else []
-        pivot = (
-            saga.pivot,
-            saga.pivot_state,
-            tuple(after),
-            _after_pivot(saga, facts),
-            saga.after() is not None,
-        )  # (a graph's steps all known; a list's as begun)
+        later = _after_pivot(saga, facts)  # (a sibling done before it: done, attack101 F1)
+        after += [s for s in later if s in finished and s not in after]
+        pivot = (saga.pivot, saga.pivot_state, tuple(after), later, saga.after() is not None)
     policy = policy_of(saga.policy)
     halt = halted_at(facts)  # the policy's halt, its end unwritten: honoured
     if halt is not None and halt[0] in by_step:
