@@ -369,6 +369,21 @@ def left_at_exit(run_id: str, exc: BaseException, block: str = "Rollback") -> No
         )
 
 
+def closed_rolling(run: Any, exc: BaseException) -> BaseException:
+    """``exc``, after saying on stderr that a journalled ``AsyncRollback`` was closed as its
+    rollback ran (``GeneratorExit``: its event loop stopped, the program ending), the undos
+    not known done left in the journal for ``recover``; a stop in a step said so, one in the
+    rollback said nothing, exit 0 (attack101 F4)."""
+    if type(exc) is GeneratorExit and run.journal is not None:
+        with contextlib.suppress(Exception):
+            sys.__stderr__.write(  # type: ignore[union-attr]
+                f"rollback-lessons: saga {run.run_id!r}: its AsyncRollback block was closed "
+                "(GeneratorExit: its event loop stopped) as its rollback ran; the undos not "
+                "known to be done stay in the journal, and recover runs them\n"
+            )
+    return exc
+
+
 def undone_at_exit(run_id: str, exc: BaseException, block: str = "Rollback") -> None:
     """A block with no journal ended by Python's shutdown: its undos are run there, the only
     chance they have, but with builtins and modules half torn down, and what fails there is

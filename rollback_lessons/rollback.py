@@ -417,7 +417,7 @@ class AsyncRollback(_Base):
             cancelled_again = await _shutdown.shielded(box, run) or cancelled_again
         except BaseException as late:
             if type(late) is GeneratorExit or (box and box[0].cancelled()):
-                raise
+                raise _shutdown.closed_rolling(run, late)  # noqa: B904 (said, attack101 F4)
             if not (box and box[0].done() and late is box[0].exception()):
                 run.raise_after = run.raise_after or late  # (heard here: re-raised after)
             if not box:  # (heard before the task was made: made now, once)

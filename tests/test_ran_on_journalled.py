@@ -193,3 +193,54 @@ def test_recover_never_sends_forward_a_pivots_sibling_the_journal_shows_done(tmp
     [line] = recover(Journal(path), registry).recovered
     said = str(line)
     assert "done already: b" in said and "; forward c (" in said, said
+
+
+STOPPED_CHILD = """
+import asyncio, sys
+from rollback_lessons import AsyncRollback, Registry
+from rollback_lessons.durable.journal import Journal
+from rollback_lessons.durable.registry import BoundUndo
+
+registry = Registry()
+began = []
+
+async def slow(step):
+    began.append(step)
+    await asyncio.sleep(5)
+
+registry.add("undo", slow)
+
+async def body():
+    async with AsyncRollback(journal=Journal(sys.argv[1]), run_id="r1") as rb:
+        await rb.do("s1", lambda: None, BoundUndo("undo", {"step": "s1"}, registry))
+        raise RuntimeError("s2 fails")
+
+loop = asyncio.new_event_loop()
+task = loop.create_task(body())
+
+def watch():
+    if began:
+        loop.stop()
+    else:
+        loop.call_later(0.01, watch)
+
+loop.call_soon(watch)
+try:
+    loop.run_until_complete(task)
+except RuntimeError:
+    pass
+"""
+
+
+def test_an_async_block_whose_loop_stops_in_its_rollback_says_so_as_the_program_ends(tmp_path):
+    """attack101 F4: stopped in a step, the block said its undos stay for recover; stopped
+    as its rollback ran, nothing was said (exit 0), the rollback half done."""
+    (tmp_path / "child.py").write_text(textwrap.dedent(STOPPED_CHILD))
+    ended = subprocess.run([sys.executable, tmp_path / "child.py", tmp_path / "j.db"],
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+    said = [line for line in ended.stderr.splitlines() if line.startswith("rollback-lessons")]
+    assert said == [
+        "rollback-lessons: saga 'r1': its AsyncRollback block was closed (GeneratorExit: its "
+        "event loop stopped) as its rollback ran; the undos not known to be done stay in the "
+        "journal, and recover runs them"
+    ], ended.stderr
