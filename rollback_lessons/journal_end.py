@@ -109,9 +109,11 @@ def left_to_recover(w: JournalWriter, jrun: UndoJournalRun) -> None:
         m.note(EventKind.JOURNAL_FAILED, note)
         with contextlib.suppress(Exception):  # (the Ctrl-C raised after says it)
             cut_by.add_note(f"rollback: {note}")  # type: ignore[union-attr]
-    if cut_by is not None and w.jrun is not None:  # (its process may live on: recover may
-        with contextlib.suppress(BaseException):  # take it now, attack101 F5; a second
-            jrun.release()  # Ctrl-C here: not let go, the first raised all the same)
+    in_undo = m.interrupted_where.startswith("during the undo of")  # (its call may run on in
+    # a helper thread or a pool: recover would run it again at once, attack102 F1)
+    if cut_by is not None and w.jrun is not None and not in_undo:  # (its process may live on:
+        with contextlib.suppress(BaseException):  # recover may take it now, attack101 F5; a
+            jrun.release()  # second Ctrl-C here: not let go)
 
 
 def end_said(w: JournalWriter, jrun: UndoJournalRun) -> str:

@@ -366,14 +366,14 @@ def decides_in_code(policy: UndoPolicy) -> bool:
 
 def code_of(policy: UndoPolicy | RetryPolicy | None) -> str | None:
     """What of ``policy`` decides in Python, beyond its fields (its own ``decide``, or a
-    RetryPolicy's own ``next_delay``), in words; None for a policy of data only. An engine
-    that carries it as data would obey its fields instead (attack100 F13: retried three
-    times where ``saga.run`` did not retry)."""
+    RetryPolicy's own ``next_delay``, ``retries`` or ``delay``: attack102 F2), in words;
+    None for a policy of data only. An engine that carries it as data would obey its fields
+    instead (attack100 F13: retried three times where ``saga.run`` did not retry)."""
     if isinstance(policy, UndoPolicy):
         return "its own decide" if decides_in_code(policy) else code_of(policy.retry)
-    if policy is not None and type(policy).next_delay is not RetryPolicy.next_delay:
-        return f"its {type(policy).__name__}'s own next_delay"
-    return None
+    own = [m for m in ("next_delay", "retries", "delay") if policy is not None
+           and getattr(type(policy), m) is not getattr(RetryPolicy, m)]  # fmt: skip
+    return f"its {type(policy).__name__}'s own {own[0]}" if own else None
 
 
 class UnsupportedPolicy(InvalidPipelineError):

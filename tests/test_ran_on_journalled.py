@@ -244,3 +244,25 @@ def test_an_async_block_whose_loop_stops_in_its_rollback_says_so_as_the_program_
         "event loop stopped) as its rollback ran; the undos not known to be done stay in the "
         "journal, and recover runs them"
     ], ended.stderr
+
+
+def test_a_ctrl_c_inside_an_undos_call_lets_nothing_go(tmp_path):
+    """attack102 F1: a Ctrl-C in an undo's call (which may run on, in a helper thread or a
+    pool) let the saga go: recover ran that undo again at once, two refunds at a time. Cut in
+    a call, the saga waits for its process to end, as before."""
+    from rollback_lessons import Saga, Step
+    from rollback_lessons.durable.registry import BoundUndo
+
+    registry = Registry()
+
+    def undo(step: str) -> None:
+        if step == "c":
+            raise KeyboardInterrupt
+
+    registry.add("undo", undo)
+    steps = [Step(n, lambda s: None, BoundUndo("undo", {"step": n}, registry)) for n in "abc"]
+    path = tmp_path / "j.db"
+    with Journal(path) as journal, pytest.raises(KeyboardInterrupt):
+        Saga([*steps, Step("d", lambda s: 1 / 0)]).run({}, journal=journal, run_id="r1")
+    report = recover(Journal(path), registry)
+    assert report.recovered == () and "still running" in str(report), str(report)

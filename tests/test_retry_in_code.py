@@ -60,3 +60,30 @@ def test_a_journal_refuses_such_an_undo_policy(tmp_path):
     with Journal(tmp_path / "j.db") as journal, pytest.raises(UnjournaledPolicy, match="Once"):
         saga.run({}, journal=journal, policy=UndoPolicy(Once(max_attempts=3)))
     assert world == []
+
+
+class Never(RetryPolicy):
+    """Its own ``retries``: never (attack102 F2: only ``next_delay`` was checked)."""
+
+    def retries(self, error: BaseException) -> bool:
+        return False
+
+
+class Slow(RetryPolicy):
+    def delay(self, attempt: int) -> float:
+        return 0.02
+
+
+@pytest.mark.parametrize("kind", [Never, Slow])
+def test_a_retry_policy_of_its_own_retries_or_delay_is_refused_as_data_too(kind, tmp_path):
+    from rollback_lessons.durable.kept import UnjournaledPolicy
+    from rollback_lessons.runners.bpmn import to_bpmn
+    from rollback_lessons.runners.stepfunctions import to_asl
+
+    policy = UndoPolicy(kind(max_attempts=3))
+    saga = Saga([Step("a", lambda s: None)])
+    for export in (to_asl, to_bpmn):
+        with pytest.raises(UnsupportedPolicy, match=f"{kind.__name__}'s own"):
+            export(saga, policy=policy)
+    with Journal(tmp_path / "j.db") as journal, pytest.raises(UnjournaledPolicy):
+        saga.run({}, journal=journal, policy=policy)
