@@ -247,22 +247,36 @@ def test_an_async_block_whose_loop_stops_in_its_rollback_says_so_as_the_program_
 
 
 def test_a_ctrl_c_inside_an_undos_call_lets_nothing_go(tmp_path):
-    """attack102 F1: a Ctrl-C in an undo's call (which may run on, in a helper thread or a
-    pool) let the saga go: recover ran that undo again at once, two refunds at a time. Cut in
-    a call, the saga waits for its process to end, as before."""
+    """attack102 F1: a Ctrl-C in an undo's call, which runs on in a helper thread (it has a
+    timeout), let the saga go: recover ran that undo again at once, two refunds at a time.
+    Cut in a call, the saga waits for its process to end, as before."""
+    import os
+    import signal
+    import threading
+    import time
+
     from rollback_lessons import Saga, Step
     from rollback_lessons.durable.registry import BoundUndo
 
     registry = Registry()
+    ran: list[str] = []
 
     def undo(step: str) -> None:
-        if step == "c":
-            raise KeyboardInterrupt
+        ran.append(step)
+        time.sleep(0.5 if step == "c" else 0)
+
+    def interrupt(event) -> None:
+        if (event.kind, event.step) == ("undo", "c"):
+            threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT)).start()
 
     registry.add("undo", undo)
-    steps = [Step(n, lambda s: None, BoundUndo("undo", {"step": n}, registry)) for n in "abc"]
+    steps = [Step(n, lambda s: None, BoundUndo("undo", {"step": n}, registry), undo_timeout=5)
+             for n in "abc"]  # fmt: skip
     path = tmp_path / "j.db"
     with Journal(path) as journal, pytest.raises(KeyboardInterrupt):
-        Saga([*steps, Step("d", lambda s: 1 / 0)]).run({}, journal=journal, run_id="r1")
+        Saga([*steps, Step("d", lambda s: 1 / 0)]).run({}, journal=journal, run_id="r1",
+                                                      on_event=interrupt)  # fmt: skip
     report = recover(Journal(path), registry)
     assert report.recovered == () and "still running" in str(report), str(report)
+    time.sleep(0.6)  # (the helper thread's undo ends)
+    assert ran == ["c"]
