@@ -23,6 +23,7 @@ from .events import describe
 from .faults import untraced
 from .machine import Phase
 from .operations import Op, RunStep, Wait
+from .rules import Kind
 from .schedule import GraphMachine, GraphOp, Ready, cancel, past_pivot
 
 if TYPE_CHECKING:
@@ -93,6 +94,14 @@ DBOS, Step Functions, BPMN): there and nowhere else, so a cancel function is ask
 often, and at the same points, whatever runs the saga (``completion=`` too; aside:
 ``stop_execution``, heard before a step starts, and ``arun``, which also looks when a turn
 of its loop ends with no step ended, its branches running or waiting)."""
+
+
+TURNS = 4
+"""The turns of the loop ``arun`` gives before an irreversible step starts, so that a cancel
+the loop delivers lands before it: a ``wait_for``'s timeout takes four (its timer, its
+waiter, its own task cancelling arun's, arun's task hearing it: attack102 F7). Before any
+other step none (a late cancel: that step runs, then is undone), so that the steps ending
+in one turn of the loop keep the timing ``saga.run(completion=...)`` plays."""
 
 
 def listen(run: Run, asked: Asked) -> None:
@@ -310,8 +319,11 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
         function is asked at its own points only (``ASKED_AT``)."""
         if run.arun is None or gm.cancelled or broken is not None:
             return None
-        for _ in range(3):  # (arun's task runs first: ``shielded`` hears it)
-            if not unheard():
+        pivot = any(gm.specs[s].kind == Kind.PIVOT for s in gm.ready())  # (before it only:
+        for _ in range(TURNS if pivot else 0):  # a timing of ends kept) turns of the loop: a
+            await asyncio.sleep(0)  # cancel it delivers, a wait_for's timeout due, a thread's
+        for _ in range(3):  # call_soon_threadsafe, lands before the email: attack102 F7
+            if not unheard():  # (then arun's task runs first: ``shielded`` hears it)
                 break
             await asyncio.sleep(0)
         return ask() if run.stopped_by is not None else None

@@ -309,3 +309,40 @@ def test_a_shielded_step_that_fails_after_the_cancel_leaves_no_unretrieved_task(
     assert rb.outcome is not None and rb.outcome.failed_step == "b"
     assert world == ["a", "undo a"]
     assert inner[0].done() and not inner[0]._log_traceback  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("how", ["wait_for", "timeout", "thread"])
+def test_arun_hears_a_cancel_the_loop_delivers_before_the_irreversible_step(how):
+    """attack102 F7: a wait_for's (or asyncio.timeout's) time passed while a blocking step
+    ran, or a thread asked the cancel (a UI's Stop): arun went on to the email without a
+    turn of the loop, so the cancel landed inside it: "declined", committed, and the caller
+    got TimeoutError for a saga whose email was sent."""
+    import threading
+    import time
+
+    world: list[str] = []
+
+    def slow(state) -> None:
+        world.append("a")
+        if how == "thread":
+            loop, task = state["loop"], state["task"]
+            threading.Thread(target=loop.call_soon_threadsafe, args=(task.cancel,)).start()
+        time.sleep(0.3)
+
+    saga = Saga([Step("a", slow, lambda s: world.append("undo a")),
+                 Step("email", lambda s: world.append("email"), kind="pivot"),
+                 Step("c", lambda s: world.append("c"), kind="retriable")])  # fmt: skip
+
+    async def main() -> None:
+        state = {"loop": asyncio.get_running_loop(), "task": asyncio.current_task()}
+        if how == "wait_for":
+            await asyncio.wait_for(saga.arun(state), 0.1)
+        elif how == "timeout":
+            async with asyncio.timeout(0.1):
+                await saga.arun(state)
+        else:
+            await saga.arun(state)
+
+    with pytest.raises((TimeoutError, asyncio.CancelledError)):
+        asyncio.run(main())
+    assert world == ["a", "undo a"], world
