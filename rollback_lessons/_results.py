@@ -19,7 +19,7 @@ import sys
 from typing import Any
 
 from ._blocked import BLOCKED
-from ._wrapped import refused
+from ._wrapped import holds_work, refused, runs_on
 from .errors import MayHaveRun
 
 PLAIN = frozenset({int, float, str, bool, bytes, dict, list, tuple, set})
@@ -155,6 +155,8 @@ def _unwaitable(future: Any, role: str, step: str, hint: str = " " + ASYNC_HINT)
     begun = _begun(future)
     with contextlib.suppress(RuntimeError):  # (its loop closed: it runs nowhere, ever;
         future.cancel()  # attack88 F9)
+    if not begun and holds_work(future.get_coro() if hasattr(future, "get_coro") else None):
+        raise runs_on(what(role, step), "an asyncio Task", hint)  # (attack102 F6)
     if not begun:
         raise TypeError(
             f"{what(role, step)} returned an asyncio Task that no loop can run here "
@@ -222,6 +224,8 @@ def checked(result: Any, role: str, step: str, blocked: Any = None) -> Any:
         result.close()
         raise TypeError(f"{what(role, step)} returned a generator: its body never ran")
     if inspect.isasyncgen(result):  # (neither awaitable nor a generator: attack84 F2)
+        if holds_work(result):  # (its work begun, goes on: attack102 F6)
+            raise runs_on(what(role, step), "an async generator", ASYNC_HINT)
         raise TypeError(f"{what(role, step)} returned an async generator: its body never ran")
     return result
 

@@ -13,13 +13,16 @@ from typing import Any
 from .errors import MayHaveRun
 
 
-def holds_work(coroutine: Any) -> bool:
-    """Does ``coroutine`` (not started) hold a Future not yet done, an asyncio one or a
-    pool's, among its arguments and the names it closes over?"""
-    frame = getattr(coroutine, "cr_frame", None)
+def holds_work(thing: Any) -> bool:
+    """Does ``thing`` (a coroutine or an async generator not started, or an awaitable object
+    of one's own) hold a Future not yet done, an asyncio one or a pool's, among its
+    arguments, the names it closes over, or its attributes (attack102 F6: a Task or an
+    object of one's own holding the work was taken as nothing done, retried three times)?"""
+    frame = next((f for n in ("cr_frame", "ag_frame", "gi_frame")
+                  if (f := getattr(thing, n, None)) is not None), None)  # fmt: skip
     try:
-        values = list(frame.f_locals.values()) if frame is not None else []
-    except Exception:  # (a frame that cannot say: taken as holding nothing)
+        values = list(frame.f_locals.values() if frame is not None else vars(thing).values())
+    except Exception:  # (a frame that cannot say, an object of no __dict__: holding nothing)
         return False
     return any(_pending(v) for v in values)
 
@@ -39,15 +42,20 @@ def refused(result: Any, what: str, hint: str) -> BaseException:
     """The error of a synchronous call (``what``: "action of step 'b'") that returned an
     awaitable, which it closes (never left un-awaited and silently dropped): a clean
     ``TypeError``, or ``MayHaveRun`` if it held work already begun."""
-    held = inspect.iscoroutine(result) and holds_work(result)
+    held = holds_work(result)
     if inspect.iscoroutine(result) or inspect.isgenerator(result):
         result.close()
     if not held:
         return TypeError(f"{what} returned an awaitable; a synchronous run cannot await it {hint}")
+    return runs_on(what, "an awaitable", hint)
+
+
+def runs_on(what: str, kind: str, hint: str) -> MayHaveRun:
+    """The error of a call that handed back ``kind`` holding work that had begun."""
     error = MayHaveRun(
-        f"{what} returned a coroutine holding work that had begun (a run_in_executor "
-        f"Future?): a synchronous run cannot await it, and that work may go on, and may "
-        f"have had its effect {hint}"
+        f"{what} returned {kind} holding work that had begun (a run_in_executor Future?): a "
+        f"synchronous run cannot await it, and that work may go on, and may have had its "
+        f"effect {hint}"
     )
     error.goes_on = True  # (never called again in that run: ``errors.goes_on``)
     return error

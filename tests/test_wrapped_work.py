@@ -19,6 +19,16 @@ from rollback_lessons.errors import MayHaveRun
 RETRY = RetryPolicy(max_attempts=3, initial_delay=0.01)
 
 
+class Holding:
+    """An awaitable of one's own holding the work."""
+
+    def __init__(self, future: Any) -> None:
+        self.future = future
+
+    def __await__(self) -> Any:
+        return self.future.__await__()
+
+
 def _wrapped(shape: str, calls: list[str], what: str) -> Any:
     lock = threading.Lock()
 
@@ -35,13 +45,22 @@ def _wrapped(shape: str, calls: list[str], what: str) -> Any:
         async def waits() -> Any:
             return await future
 
+        async def gen() -> Any:
+            yield await future
+
+        if shape == "task":  # (attack102 F6: a Task not begun, its coroutine holding it)
+            return asyncio.ensure_future(waits())
+        if shape == "asyncgen":
+            return gen()
+        if shape == "custom":
+            return Holding(future)
         return waits()
 
     return call
 
 
 @pytest.mark.parametrize("driver", ["saga.run", "Rollback"])
-@pytest.mark.parametrize("shape", ["wait_for", "closure"])
+@pytest.mark.parametrize("shape", ["wait_for", "closure", "task", "asyncgen", "custom"])
 def test_an_action_handing_back_begun_work_in_a_coroutine_is_in_doubt_once(shape, driver):
     calls: list[str] = []
     charge = _wrapped(shape, calls, "charge")
@@ -69,7 +88,7 @@ def test_an_action_handing_back_begun_work_in_a_coroutine_is_in_doubt_once(shape
     )
 
 
-@pytest.mark.parametrize("shape", ["wait_for", "closure"])
+@pytest.mark.parametrize("shape", ["wait_for", "closure", "task", "custom"])
 def test_an_undo_handing_back_begun_work_in_a_coroutine_is_not_retried(shape):
     calls: list[str] = []
     refund = _wrapped(shape, calls, "refund")
