@@ -113,7 +113,13 @@ def flatten(
     (the steps that must be done before it starts), and the steps it ends with."""
     if (deep := too_deep("Saga(...)", items, "a saga", DEEPEST, IN_PROCESS)) is not None:
         raise deep
-    return _flatten(items, before)
+    try:
+        return _flatten(items, before)
+    except RecursionError:  # (within DEEPEST, but the caller deep in its stack: attack102 F3)
+        raise NestedTooDeep(
+            f"Saga(...): its parallel groups nest {nesting(items)} deep, too deep to read at "
+            "this call's depth within Python's recursion limit; nothing ran"
+        ) from None
 
 
 def _flatten(

@@ -187,3 +187,20 @@ def test_bpmn_names_only_the_engines_that_take_a_saga_it_cannot():
     flat = Saga([Step(f"s{i}", lambda s: None) for i in range(3)])
     assert _others(flat) == "Step Functions, DBOS and Temporal take it as it is"
     assert _others(Saga(_nested(200, []))) == "saga.run takes it"
+
+
+def test_a_saga_within_its_depth_built_deep_in_a_callers_stack_is_refused_in_one_line():
+    """attack102 F3: ``Saga()`` of 500 levels (within its limit) built 550 frames deep raised
+    a bare RecursionError."""
+    from rollback_lessons import Parallel
+    from rollback_lessons.graph import DEEPEST
+
+    items: list = [Step("x0", lambda s: None)]
+    for d in range(DEEPEST):
+        items = [Step(f"a{d}", lambda s: None), Parallel([Step(f"p{d}", lambda s: None)], items)]
+
+    def deep(n: int) -> object:
+        return deep(n - 1) if n else Saga(items, name="deep")
+
+    with pytest.raises(NestedTooDeep, match="too deep to read at this call's depth"):
+        deep(550)
