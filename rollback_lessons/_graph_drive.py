@@ -319,7 +319,7 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
         function is asked at its own points only (``ASKED_AT``)."""
         if run.arun is None or gm.cancelled or broken is not None:
             return None
-        pivot = any(gm.specs[s].kind == Kind.PIVOT for s in gm.ready())  # (before it only:
+        pivot = Kind.PIVOT in [gm.specs[s].kind for s in gm.ready()]  # (before it only:
         for _ in range(TURNS if pivot else 0):  # a timing of ends kept) turns of the loop: a
             await asyncio.sleep(0)  # cancel it delivers, a wait_for's timeout due, a thread's
         for _ in range(3):  # call_soon_threadsafe, lands before the email: attack102 F7

@@ -24,7 +24,8 @@ def holds_work(thing: Any) -> bool:
         values = list(frame.f_locals.values() if frame is not None else vars(thing).values())
     except Exception:  # (a frame that cannot say, an object of no __dict__: holding nothing)
         return False
-    return any(_pending(v) for v in values)
+    return True in [_pending(v) for v in values]  # (no generator left suspended: a Ctrl-C
+    # as the gc closed it was dropped, attack54 F4)
 
 
 def _pending(value: Any) -> bool:

@@ -366,7 +366,7 @@ class Journal:
         owner = {"pid": saga.owner_pid, "host": saga.owner_host, "started": saga.owner_started,
                  "space": saga.owner_space}  # fmt: skip
         rows = self._con.execute(sql, (saga.id,)).fetchall()  # (inside recover's claim)
-        return any(json.loads(d) == owner for (d,) in rows)
+        return owner in [json.loads(d) for (d,) in rows]  # (no generator left suspended)
 
     def ran_on(self, saga_id: str) -> list[str]:
         """The steps of a saga given up while their work ran on (their ``step_failed`` event
