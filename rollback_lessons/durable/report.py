@@ -73,13 +73,6 @@ class Recovery(RunRecord):
         return text + leaked + kept
 
 
-RAN_ON = (
-    "UPDATE undos SET state = 'leaked', error = CASE state WHEN 'dead' THEN ?1 || ' ('"
-    " || COALESCE(error, '') || ')' ELSE ?1 END WHERE saga_id = ?2 AND step = ?3"
-    " AND state IN ('done', 'dead')"
-)
-
-
 def given_up(run: Any, m: Any, saga_id: str, facts: Facts) -> tuple[tuple[str, str], ...]:
     """The steps given up as their work ran on (``Facts.ran_on``) that the run's end never
     wrote ``leaked`` (a crash before it: attack100 F12, attack101 F2; recover said
@@ -88,8 +81,8 @@ def given_up(run: Any, m: Any, saga_id: str, facts: Facts) -> tuple[tuple[str, s
     dead = {d.step for d in m.dead_letters}
     ran = [s for s in facts.ran_on if s not in (*m.pending, *m.leaked)]
     told = tuple((s, DEAD_RAN_ON if s in dead else EARLY) for s in dict.fromkeys(ran))
-    for step, why in told:
-        run.add(RAN_ON, (f"step {step!r}: {why}", saga_id, step))
+    for step, why in told:  # (as the run's end writes it: ``JournalRun.ran_on``)
+        run.ran_on(step, f"step {step!r}: {why}")
     m.leaked = [*m.leaked, *(s for s, _ in told)]
     return told
 
