@@ -38,7 +38,7 @@ from .events import (
 )
 from .faults import NO_FAULTS, FailingUndo, InjectionLike, failing_action, normalize_injection
 from .journaling import JournalWriter
-from .machine import Machine
+from .machine import Machine, MachineError
 from .operations import PROCEED, Op, StepSpec
 from .outcome import DeadLetter, Outcome
 from .policies import (
@@ -334,7 +334,8 @@ class Run(Driver):
         """The step failed for good: its error goes to the caller's code (which may catch
         it and go on), so nothing is left to re-raise later."""
         error, self.error, self.raise_after = self.error, None, None
-        assert error is not None
+        if error is None:  # (its block ended as it ran, and said so: ``Rollback.do``)
+            raise MachineError("a step's end came after its block's")
         raise error
 
     def _check(self, step: str, *given: object) -> None:
@@ -431,3 +432,11 @@ class Run(Driver):
             states=tuple(self.states),
             **extra,
         )
+
+
+def own_error(exc: BaseException | None) -> BaseException | None:
+    """What a step's own call raised, beneath the machine's refusal to hear of it after its
+    block ended (a late step, attack102 F4); None if it returned."""
+    while isinstance(exc, MachineError):
+        exc = exc.__context__
+    return exc

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from . import _guards, _shutdown
 from ._recorded import roll_back
-from ._run import FUNCTION, NOT_PLAIN, Run
+from ._run import FUNCTION, NOT_PLAIN, Run, own_error
 from ._wakeable import Wakeable
 from .calls import PLAIN, cancel_asked, checked, heard_cancel, this_task
 from .clock import Clock
@@ -188,7 +188,7 @@ class Rollback(_Base):
             raise StepStillRunning(  # (not the machine's "step_ok() cannot happen now")
                 f"step {name!r} ended after its block did: a Ctrl-C came while the block "
                 "waited for it, and the block's outcome reports it cut short"
-            ) from exc
+            ) from own_error(exc)
         finally:  # (no call before the claim is freed, nor before the block's waiter is
             if 0 in claims and claims[0] is claim:  # released: a C call, no instant inside)
                 del claims[0]
