@@ -4,6 +4,7 @@ may start and the undo order are the machine's (``schedule.py``)."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -13,6 +14,8 @@ from .rules import IRREVERSIBLE, UNDO_ORDERS, Kind
 from .schedule import concurrent, dependants
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     from .saga import Step
 
 
@@ -92,18 +95,37 @@ def nesting(items: Sequence[Step | Parallel]) -> int:
     return deepest
 
 
-def too_deep(what: str, items: Sequence[Step | Parallel], engine: str, most: int, why: str
-             ) -> NestedTooDeep | None:  # fmt: skip
+def too_deep(what: str, items: Sequence[Step | Parallel], engine: str, most: int, why: str,
+             cost: tuple[int, int] | None = None) -> NestedTooDeep | None:  # fmt: skip
     """``NestedTooDeep`` for a saga (``what``: "saga 'trip'") whose groups nest deeper than
-    ``engine`` takes, or None."""
+    ``engine`` takes, or None. ``cost``: the frames its entry recurses beyond this call (so
+    many, and so many per level): a caller deep in its stack has room for fewer levels, and
+    is refused so, not with a bare RecursionError inside the engine (attack102 F3)."""
     depth = nesting(items)
     if depth <= most:
-        return None
+        if cost is None or depth == 0 or depth <= (fits := (headroom() - cost[0]) // cost[1]):
+            return None
+        return NestedTooDeep(
+            f"{what}: its parallel groups nest {depth} deep, and at this call's depth "
+            f"({sys.getrecursionlimit() - headroom()} frames of Python's recursion limit, "
+            f"{sys.getrecursionlimit()}) {engine} takes at most {max(fits, 0)} (its entry "
+            "recurses per level); nothing ran: call it from less deep in the stack"
+        )
     return NestedTooDeep(
         f"{what}: its parallel groups nest {depth} deep, and {engine} takes at most {most} "
         f"({why}); nothing ran"
         + (f" (saga.run and arun take up to {DEEPEST})" if depth <= DEEPEST else "")
     )
+
+
+def headroom() -> int:
+    """How many frames the caller has left below Python's recursion limit (counted: a
+    thread's count starts at its own first frame, as the limit's does)."""
+    frame: FrameType | None = sys._getframe(1)
+    used = 0
+    while frame is not None:
+        used, frame = used + 1, frame.f_back
+    return sys.getrecursionlimit() - used
 
 
 def flatten(

@@ -10,6 +10,7 @@ import pytest
 from rollback_lessons import Saga, Step
 from rollback_lessons.errors import NestedTooDeep
 from rollback_lessons.runners.bpmn import BpmnRunner, UnsupportedInBPMN
+from rollback_lessons.runners.wire import DEEPEST_ON
 
 
 def _saga(n: int, world: list[str]) -> Saga:
@@ -44,7 +45,8 @@ def test_groups_nested_too_deep_are_refused_the_same_way():
         group = Parallel(group, Step(f"s{i}", lambda s: None, lambda s: None))
     with BpmnRunner.start() as runner, pytest.raises(NestedTooDeep) as caught:
         runner.run(Saga([group], name="nested"), {})  # type: ignore[list-item]
-    assert "nest 299 deep, and BPMN takes at most 120" in str(caught.value) and world == []
+    assert f"nest 299 deep, and BPMN takes at most {DEEPEST_ON['BPMN'][0]}" in str(caught.value)
+    assert world == []
 
 
 @pytest.fixture
@@ -134,7 +136,7 @@ def test_groups_nested_too_deep_for_a_plan_are_refused_in_one_line(engine):
     else:
         with BpmnRunner.start() as runner, pytest.raises(NestedTooDeep) as caught:
             runner.run(saga, {})
-        assert "nest 399 deep, and BPMN takes at most 120" in str(caught.value)
+        assert f"nest 399 deep, and BPMN takes at most {DEEPEST_ON['BPMN'][0]}" in str(caught.value)
         assert "take it as it is" not in str(caught.value)
     assert world == []
 

@@ -304,19 +304,26 @@ def plan_of(
 
 DEEPEST_ON: dict[str, tuple[int, str]] = {
     "Step Functions": (30, "moto's state machine parser recurses per level, and fails past it"),
-    "DBOS": (150, "it pickles the saga's plan, recursing per level"),
-    "Temporal": (150, "its JSON payloads carry the plan, encoded recursing per level"),
-    "BPMN": (120, "its process model is written recursing per level"),
-}
+    "DBOS": (120, "it pickles the saga's plan, recursing per level"),
+    "Temporal": (120, "its JSON payloads carry the plan, encoded and read recursing per level"),
+    "BPMN": (30, "SpiffWorkflow's joins walk the task tree: a run's time grows as the cube "
+                 "of the nesting, seconds at 30 levels, minutes at 100"),
+}  # fmt: skip
 """The deepest nesting of parallel groups each engine takes (``graph.too_deep``): deeper
-was a bare RecursionError, or moto's 190 KB InvalidDefinition (attack100 F1-F5)."""
+was a bare RecursionError, or moto's 190 KB InvalidDefinition (attack100 F1-F5), or a BPMN
+run of minutes (attack102 F5)."""
+COST_ON = {"Step Functions": (120, 26), "DBOS": (110, 6), "Temporal": (80, 6), "BPMN": (110, 5)}
+"""The frames an engine's entry recurses beyond ``check_nesting``: so many, and so many per
+level of nesting (measured, with room to spare): a caller already deep in its stack is
+refused in one line what the engine would fail on with a bare RecursionError (attack102 F3)."""
 
 
 def check_nesting(saga: Saga, engine: str) -> None:
     """Refuse ``saga`` (``NestedTooDeep``, one line, nothing run) if its groups nest deeper
-    than ``engine`` takes (``DEEPEST_ON``)."""
+    than ``engine`` takes (``DEEPEST_ON``), or than it takes at this call's depth."""
     most, why = DEEPEST_ON[engine]
-    if (deep := too_deep(f"saga {saga.name!r}", saga.definition, engine, most, why)) is not None:
+    deep = too_deep(f"saga {saga.name!r}", saga.definition, engine, most, why, COST_ON[engine])
+    if deep is not None:
         raise deep
 
 

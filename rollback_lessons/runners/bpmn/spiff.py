@@ -34,7 +34,6 @@ from ..owed import undo_timeouts
 from ..wire import (
     DEEPEST_ON,
     WRITTEN_LIST,
-    NestedTooDeep,
     SagaPlan,
     needs_graph,
     outcome_of,
@@ -138,13 +137,14 @@ def run_explicit(
             raise InvalidPipelineError(f"answer {said!r} is not one of: {', '.join(ANSWERS)}")
     faults = normalize_injection(inject, saga.names)
     run_id = f"{saga.name}-{uuid.uuid4().hex[:12]}"
-    try:
-        plan = plan_of(saga, run_id, policy=chosen, undo_order=undo_order,  # type: ignore[arg-type]
-                       graphs=True, engine=ENGINE)  # fmt: skip
-    except NestedTooDeep:  # (its plan's shape: as SpiffWorkflow's own limit, F4)
-        if nesting(saga.definition) > DEEPEST_ON[ENGINE][0]:
-            raise  # (deeper than BPMN takes: said so, attack100 F1)
-        raise _too_long(saga, graph, others=False) from None
+    plan = plan_of(
+        saga,
+        run_id,
+        policy=chosen,
+        undo_order=undo_order,  # type: ignore[arg-type]
+        graphs=True,
+        engine=ENGINE,
+    )  # (groups too deep, here too: NestedTooDeep)
     world: State = {} if state is None else state
     before = safe_snapshot(world) if state is not None else None
     with exit_warned(saga.name):  # (a sys.exit's notes: on stderr, attack56 F1)
