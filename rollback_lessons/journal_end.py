@@ -112,8 +112,31 @@ def left_to_recover(w: JournalWriter, jrun: UndoJournalRun) -> None:
     in_undo = m.interrupted_where.startswith("during the undo of")  # (its call may run on in
     # a helper thread or a pool: recover would run it again at once, attack102 F1)
     if cut_by is not None and w.jrun is not None and not in_undo:  # (its process may live on:
-        with contextlib.suppress(BaseException):  # recover may take it now, attack101 F5; a
-            jrun.release()  # second Ctrl-C here: not let go)
+        with contextlib.suppress(BaseException):  # recover may take it now, attack101 F5)
+            if not let_go(jrun):
+                m.note(EventKind.JOURNAL_FAILED, NOT_LET_GO)
+                cut_by.add_note(f"rollback: {NOT_LET_GO}")
+
+
+NOT_LET_GO = (
+    "the saga was not let go (interrupted again, or the journal failed, as that was written): "
+    "recover takes it once this process ends"
+)
+
+
+def let_go(jrun: UndoJournalRun, tries: int = 3) -> bool:
+    """Write the release, again if a second Ctrl-C (a person pressing twice, as the write
+    waits for the journal's lock) cut it: the saga was otherwise held until the process
+    ended, recover saying it may still run (attack102 F8). Fenced: taken over, not needed."""
+    for _ in range(tries):
+        try:
+            jrun.release()
+            return True
+        except TakenOver:
+            return True
+        except BaseException:  # (the first interruption is raised all the same)
+            continue
+    return False
 
 
 def end_said(w: JournalWriter, jrun: UndoJournalRun) -> str:

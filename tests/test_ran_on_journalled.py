@@ -280,3 +280,48 @@ def test_a_ctrl_c_inside_an_undos_call_lets_nothing_go(tmp_path):
     assert report.recovered == () and "still running" in str(report), str(report)
     time.sleep(0.6)  # (the helper thread's undo ends)
     assert ran == ["c"]
+
+
+@pytest.mark.parametrize("cuts", [1, 2, 3])
+def test_a_second_ctrl_c_as_the_saga_is_let_go_writes_it_again_or_says_so(
+    tmp_path, monkeypatch, cuts
+):
+    """attack102 F8: a second Ctrl-C as the cut run let its saga go (the write waiting for
+    the journal's lock) was swallowed: recover, in that process, said the saga may still be
+    running, for as long as it lived, the note saying the journal keeps it for recover. The
+    release is written again; cut every time, the note says recover takes it once the
+    process ends."""
+    from rollback_lessons import Saga, Step
+    from rollback_lessons.durable.records import JournalRun
+    from rollback_lessons.durable.registry import BoundUndo
+    from rollback_lessons.journal_end import NOT_LET_GO
+
+    undone: list[str] = []
+    registry = Registry()
+    registry.add("undo", lambda step: undone.append(step))
+    real, calls = JournalRun.release, []
+
+    def cut(self: JournalRun) -> None:
+        calls.append(1)
+        if len(calls) <= cuts:
+            raise KeyboardInterrupt  # (a second press)
+        real(self)
+
+    def interrupt(event) -> None:
+        if (event.kind, event.step) == ("undo_done", "b"):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(JournalRun, "release", cut)
+    steps = [Step(n, lambda s: None, BoundUndo("undo", {"step": n}, registry)) for n in "ab"]
+    path = tmp_path / "j.db"
+    with Journal(path) as journal, pytest.raises(KeyboardInterrupt) as raised:
+        Saga([*steps, Step("c", lambda s: 1 / 0)]).run({}, journal=journal, run_id="r1",
+                                                      on_event=interrupt)  # fmt: skip
+    notes = [n for n in raised.value.__notes__ if NOT_LET_GO in n]
+    report = recover(Journal(path), registry)
+    if cuts < 3:
+        assert notes == [] and [r.status for r in report.recovered] == ["rolled_back"]
+        assert undone == ["b", "a"], (undone, str(report))
+    else:
+        assert len(notes) == 1 and report.recovered == () and "still running" in str(report)
+        assert undone == ["b"]
