@@ -24,7 +24,7 @@ from ._checks import check_step
 from ._drive import Driver
 from ._recorded import Told
 from ._shutdown import told_at_shutdown
-from .calls import PLAIN, checked, plain, quiet_failure
+from .calls import PLAIN, checked, left_running, plain, quiet_failure
 from .clock import SYSTEM_CLOCK, Clock, SystemClock
 from .events import (
     Event,
@@ -407,7 +407,8 @@ class Run(Driver):
         if error is not None:
             _guards.add_notes(self, error)
         try:  # (the journal's end first: the outcome told below has its notes, attack70 F3)
-            if self.journal is not None:
+            if self.journal is not None:  # (a call left running: its saga is held, F1)
+                self.journal.runs_on = self.journal.runs_on or left_running(self)
                 self.journal.end(error)
         finally:
             told_at_shutdown(self)  # (the Ctrl-C asyncio.run raises after: what was done)

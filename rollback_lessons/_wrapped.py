@@ -6,46 +6,118 @@ it charged three times at once): ``MayHaveRun``, never called again in that run.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import sys
 from typing import Any
 
 from .errors import MayHaveRun
 
+REACH = 10_000
+"""Objects ``holds_work`` looks through at most: past them, it takes the work as begun."""
+
 
 def holds_work(thing: Any) -> bool:
     """Does ``thing`` (a coroutine or an async generator not started, or an awaitable object
-    of one's own) hold a Future not yet done, an asyncio one or a pool's, among its
-    arguments, the names it closes over, or its attributes (attack102 F6: a Task or an
-    object of one's own holding the work was taken as nothing done, retried three times)?"""
+    of one's own) hold work that has begun, however deep: a Future or a Task not done (an
+    asyncio one, a pool's), a thread alive, a pool's result not ready, among its arguments,
+    the names it closes over, its attributes (slots too), the items of its containers, the
+    coroutines it holds (attack102 F6, attack103 F4: one level only was looked at, and a
+    list of Futures, a coroutine in ``wait_for``, a box, a thread were taken as nothing
+    done, retried three times)? Anything it cannot look through counts as begun."""
+    return _walk(thing)[0]
+
+
+def _walk(thing: Any) -> tuple[bool, list[Any]]:
+    """(held, the coroutines within ``thing`` never started: closed with it)."""
+    todo, seen, unstarted = _within(thing), {id(thing)}, []  # type: list[Any], set[int], list[Any]
+    while todo:  # (lists only, no generator left suspended: attack54 F4)
+        value = todo.pop()
+        if type(value) in INERT or id(value) in seen:
+            continue
+        seen.add(id(value))
+        if len(seen) > REACH or _begun(value):
+            return True, unstarted
+        if inspect.iscoroutine(value) and inspect.getcoroutinestate(value) == "CORO_CREATED":
+            unstarted.append(value)
+        try:
+            todo += _within(value)
+        except Exception:  # (an object that will not say what it holds: in doubt)
+            return True, unstarted
+    return False, unstarted
+
+
+INERT = {type(None), bool, int, float, complex, str, bytes, type, type(sys)}
+
+
+def _within(value: Any) -> list[Any]:
+    """What ``value`` holds that may be begun work (or hold it)."""
+    if isinstance(value, dict):
+        return list(value.values())
+    if isinstance(value, list | tuple | set | frozenset):
+        return list(value)
     frame = next((f for n in ("cr_frame", "ag_frame", "gi_frame")
-                  if (f := getattr(thing, n, None)) is not None), None)  # fmt: skip
-    try:
-        values = list(frame.f_locals.values() if frame is not None else vars(thing).values())
-    except Exception:  # (a frame that cannot say, an object of no __dict__: holding nothing)
-        return False
-    return True in [_pending(v) for v in values]  # (no generator left suspended: a Ctrl-C
-    # as the gc closed it was dropped, attack54 F4)
+                  if (f := getattr(value, n, None)) is not None), None)  # fmt: skip
+    if frame is not None or inspect.iscoroutine(value) or inspect.isasyncgen(value):
+        awaited = [getattr(value, n, None) for n in ("cr_await", "ag_await", "gi_yieldfrom")]
+        return [*(frame.f_locals.values() if frame is not None else ()), *awaited]
+    if inspect.isfunction(value):
+        held: list[Any] = []
+        for cell in value.__closure__ or ():
+            with contextlib.suppress(ValueError):  # (a cell not yet filled)
+                held.append(cell.cell_contents)
+        return held
+    if inspect.ismethod(value):
+        return [value.__self__]
+    if _runner(value):  # (a loop, a pool: their idle threads and queues are not this call's)
+        return []
+    held = list(vars(value).values()) if hasattr(value, "__dict__") else []  # (may raise)
+    for klass in type(value).__mro__:  # (its slots too)
+        slots = klass.__dict__.get("__slots__", ())
+        for name in [slots] if isinstance(slots, str) else slots:
+            if name not in ("__dict__", "__weakref__") and hasattr(value, name):
+                held.append(getattr(value, name))
+    return held
 
 
-def _pending(value: Any) -> bool:
+def _runner(value: Any) -> bool:
+    """Is ``value`` an event loop or a pool (held to run work on, not work itself)?"""
     asyncio, pools = sys.modules.get("asyncio"), sys.modules.get("concurrent.futures")
-    future = (asyncio is not None and asyncio.isfuture(value)) or (
-        pools is not None and isinstance(value, pools.Future)
+    mp = sys.modules.get("multiprocessing.pool")
+    return bool(
+        (asyncio is not None and isinstance(value, asyncio.AbstractEventLoop))
+        or (pools is not None and isinstance(value, pools.Executor))
+        or (mp is not None and isinstance(value, mp.Pool))
     )
+
+
+def _begun(value: Any) -> bool:
+    """Is ``value`` itself work begun: a Future or Task not done, a thread alive, a pool's
+    result not ready?"""
+    asyncio, pools = sys.modules.get("asyncio"), sys.modules.get("concurrent.futures")
+    threads, mp = sys.modules.get("threading"), sys.modules.get("multiprocessing.pool")
     try:
-        return bool(future and not value.done())
+        if (asyncio is not None and asyncio.isfuture(value)) or (
+            pools is not None and isinstance(value, pools.Future)
+        ):
+            return not value.done()
+        if threads is not None and isinstance(value, threads.Thread):
+            return value.is_alive()
+        if mp is not None and isinstance(value, mp.ApplyResult):
+            return not value.ready()
     except Exception:  # (a Future-like whose done() raises: in doubt, held)
         return True
+    return False
 
 
 def refused(result: Any, what: str, hint: str) -> BaseException:
     """The error of a synchronous call (``what``: "action of step 'b'") that returned an
     awaitable, which it closes (never left un-awaited and silently dropped): a clean
     ``TypeError``, or ``MayHaveRun`` if it held work already begun."""
-    held = holds_work(result)
-    if inspect.iscoroutine(result) or inspect.isgenerator(result):
-        result.close()
+    held, unstarted = _walk(result)
+    for coroutine in [result, *unstarted]:  # (never left un-awaited, warned of at the gc)
+        if inspect.iscoroutine(coroutine) or inspect.isgenerator(coroutine):
+            coroutine.close()
     if not held:
         return TypeError(f"{what} returned an awaitable; a synchronous run cannot await it {hint}")
     return runs_on(what, "an awaitable", hint)

@@ -136,6 +136,12 @@ def late(owner: object, role: str, step: str, keep: bool = False, on_loop: bool 
     return (role, step) in table.get(owner, ())
 
 
+def left_running(owner: object) -> bool:
+    """Did any call of ``owner``'s run outlive its timeout (it may be running still)?"""
+    with _LOCK:
+        return bool(LATE.get(owner)) if owner is not None else False
+
+
 def refused(
     owner: object, role: str, step: str, timeout: float | None = None
 ) -> TimeoutError | None:

@@ -110,14 +110,22 @@ def left_to_recover(w: JournalWriter, jrun: UndoJournalRun) -> None:
         with contextlib.suppress(Exception):  # (the Ctrl-C raised after says it)
             cut_by.add_note(f"rollback: {note}")  # type: ignore[union-attr]
     in_undo = m.interrupted_where.startswith("during the undo of")  # (its call may run on in
-    # a helper thread or a pool: recover would run it again at once, attack102 F1)
-    if cut_by is not None and w.jrun is not None and not in_undo:  # (its process may live on:
-        with contextlib.suppress(BaseException):  # recover may take it now, attack101 F5)
-            if not let_go(jrun):
-                m.note(EventKind.JOURNAL_FAILED, NOT_LET_GO)
-                cut_by.add_note(f"rollback: {NOT_LET_GO}")
+    # a helper thread or a pool: recover would run it again at once, attack102 F1; so may a
+    # call an earlier attempt left running, or a step's given up, attack103 F1)
+    if cut_by is None or w.jrun is None:
+        return
+    with contextlib.suppress(BaseException):  # (its process may live on: recover may take it
+        held = HELD if in_undo or w.runs_on else None  # now, attack101 F5; or, if a call of
+        held = held or (None if let_go(jrun) else NOT_LET_GO)  # its may go on, once it ends)
+        if held is not None:
+            m.note(EventKind.JOURNAL_FAILED, held)
+            cut_by.add_note(f"rollback: {held}")
 
 
+HELD = (
+    "the saga stays with this process, as a call of its run was cut or left running and may "
+    "go on: recover takes it once this process ends"
+)
 NOT_LET_GO = (
     "the saga was not let go (interrupted again, or the journal failed, as that was written): "
     "recover takes it once this process ends"

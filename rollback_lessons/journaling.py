@@ -88,6 +88,7 @@ class JournalWriter:
         self.settled: dict[str, tuple[int, bool]] = {}  # undos written as their step returned
         self.resting: dict[str, int | None] = {}  # steps refused, to retry: their intent rows
         self.ending = self.ended = False  # the run's end: its write begun, done (a rollback's)
+        self.runs_on = False  # a call of the run may go on (given up, past its timeout)
         machine.told_not_run = partial(not_run_now, self)  # (its row not run at once: F3)
 
     def watch(
@@ -167,6 +168,7 @@ class JournalWriter:
             self.rest(step)  # type: ignore[arg-type]
         elif kind is EventKind.STEP_FAILED:
             self.resting.pop(step, None)  # type: ignore[arg-type]
+            self.runs_on = self.runs_on or bool(details.get("runs_on"))
             if step in self.intents and not details.get("after_effect"):
                 self.refused.append(self.intents.pop(step))  # nothing happened: nothing
                 self.refusals.append(step)

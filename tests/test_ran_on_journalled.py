@@ -325,3 +325,47 @@ def test_a_second_ctrl_c_as_the_saga_is_let_go_writes_it_again_or_says_so(
     else:
         assert len(notes) == 1 and report.recovered == () and "still running" in str(report)
         assert undone == ["b"]
+
+
+@pytest.mark.parametrize("policy", ["retry", "halt"])
+def test_a_ctrl_c_after_an_undo_left_running_lets_nothing_go(tmp_path, policy):
+    """attack103 F1: a Ctrl-C at the ``undo_failed`` event of an undo past its timeout (its
+    call going on in a helper thread) let the saga go: recover, in that process, refunded
+    again at once, two refunds at a time. A run with a call left running keeps its saga
+    until its process ends, and its note says so."""
+    import threading
+    import time
+
+    from rollback_lessons import Saga, Step
+    from rollback_lessons.durable.registry import BoundUndo
+    from rollback_lessons.journal_end import HELD
+
+    registry = Registry()
+    running, most = [0], [0]
+    lock = threading.Lock()
+
+    def refund(step: str) -> None:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.5)
+        with lock:
+            running[0] -= 1
+
+    def interrupt(event) -> None:
+        if (event.kind, event.step) == ("undo_failed", "charge"):
+            raise KeyboardInterrupt
+
+    registry.add("refund", refund)
+    charge = Step("charge", lambda s: None, BoundUndo("refund", {"step": "charge"}, registry),
+                  undo_timeout=0.1)  # fmt: skip
+    path = tmp_path / "j.db"
+    with Journal(path) as journal, pytest.raises(KeyboardInterrupt) as raised:
+        Saga([charge, Step("d", lambda s: 1 / 0)], policy=policy).run(
+            {}, journal=journal, run_id="r1", on_event=interrupt
+        )
+    assert f"rollback: {HELD}" in raised.value.__notes__
+    report = recover(Journal(path), registry)
+    assert report.recovered == () and "still running" in str(report), str(report)
+    time.sleep(0.6)
+    assert most == [1]
