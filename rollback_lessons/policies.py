@@ -15,6 +15,7 @@ carry a data policy, never code.
 from __future__ import annotations
 
 import builtins
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -361,7 +362,7 @@ def resolve_policy(policy: PolicyLike) -> UndoPolicy:
 
 def decides_in_code(policy: UndoPolicy) -> bool:
     """Does this policy decide in Python (its own ``decide``), beyond what its fields say?"""
-    return type(policy).decide is not UndoPolicy.decide
+    return own_part(policy, UndoPolicy, ("decide",)) is not None
 
 
 def code_of(policy: UndoPolicy | RetryPolicy | None) -> str | None:
@@ -369,11 +370,39 @@ def code_of(policy: UndoPolicy | RetryPolicy | None) -> str | None:
     RetryPolicy's own ``next_delay``, ``retries`` or ``delay``: attack102 F2), in words;
     None for a policy of data only. An engine that carries it as data would obey its fields
     instead (attack100 F13: retried three times where ``saga.run`` did not retry)."""
+    if policy is None:
+        return None
     if isinstance(policy, UndoPolicy):
-        return "its own decide" if decides_in_code(policy) else code_of(policy.retry)
-    own = [m for m in ("next_delay", "retries", "delay") if policy is not None
-           and getattr(type(policy), m) is not getattr(RetryPolicy, m)]  # fmt: skip
-    return f"its {type(policy).__name__}'s own {own[0]}" if own else None
+        own = own_part(policy, UndoPolicy, ("decide", "max_attempts", "timeout", "then"))
+        return f"its own {own}" if own is not None else code_of(policy.retry)
+    own = own_part(policy, RetryPolicy, ("next_delay", "retries", "delay", *_RETRY_FIELDS))
+    if own is not None:
+        return f"its {type(policy).__name__}'s own {own}"
+    kinds = (*policy.retry_on, *policy.no_retry_on)  # (``matches`` asks issubclass)
+    matched = [t for t in kinds if type(t).__subclasscheck__ is not type.__subclasscheck__]
+    return f"the issubclass of {matched[0].__name__}'s metaclass" if matched else None
+
+
+_RETRY_FIELDS = ("max_attempts", "initial_delay", "multiplier", "max_delay", "retry_on",
+                 "no_retry_on", "timeout")  # fmt: skip
+
+
+def own_part(policy: object, base: type, members: tuple[str, ...]) -> str | None:
+    """The first of ``members`` (``base``'s methods, properties and fields) that ``policy``
+    decides itself: in its own ``__getattribute__``, as its class's own function or property,
+    or as a callable held in the instance (a dataclass field, an attribute set on it), none
+    of which the class alone shows (attack103 F3: taken as data, obeyed by its fields)."""
+    cls = type(policy)
+    if cls.__getattribute__ is not base.__getattribute__:
+        return "__getattribute__"
+    held = getattr(policy, "__dict__", {})
+    for name in members:
+        mine, theirs = [inspect.getattr_static(c, name, None) for c in (cls, base)]
+        if mine is not theirs and hasattr(type(mine), "__get__"):  # (a function, a property)
+            return name
+        if callable(held.get(name)) and not isinstance(held.get(name), type | tuple):
+            return name
+    return None
 
 
 class UnsupportedPolicy(InvalidPipelineError):

@@ -87,3 +87,86 @@ def test_a_retry_policy_of_its_own_retries_or_delay_is_refused_as_data_too(kind,
             export(saga, policy=policy)
     with Journal(tmp_path / "j.db") as journal, pytest.raises(UnjournaledPolicy):
         saga.run({}, journal=journal, policy=policy)
+
+
+def _shapes() -> dict[str, Any]:
+    """Policies that decide in code the class alone does not show (attack103 F3)."""
+    from collections.abc import Callable
+    from dataclasses import dataclass, field
+
+    @dataclass(frozen=True)
+    class FieldFn(RetryPolicy):  # a field holding a function, named as the method
+        next_delay: Callable[..., Any] = field(default_factory=lambda: lambda a, e: None)
+
+    class GetAttr(RetryPolicy):
+        def __getattribute__(self, name: str) -> Any:
+            if name == "next_delay":
+                return lambda attempt, error: None
+            return super().__getattribute__(name)
+
+    class ByProperty(RetryPolicy):
+        @property
+        def next_delay(self) -> Any:  # type: ignore[override]
+            return lambda attempt, error: None
+
+    class Meta(type):
+        def __subclasscheck__(cls, sub: type) -> bool:
+            return True
+
+    class Any_(Exception, metaclass=Meta):
+        pass
+
+    set_on = RetryPolicy(max_attempts=3)
+    object.__setattr__(set_on, "next_delay", lambda attempt, error: None)
+
+    @dataclass(frozen=True)
+    class FiveTries(UndoPolicy):  # an UndoPolicy's property of its own
+        @property
+        def max_attempts(self) -> int:  # type: ignore[override]
+            return 5
+
+    return {
+        "FieldFn": UndoPolicy(FieldFn(max_attempts=3)),
+        "GetAttr": UndoPolicy(GetAttr(max_attempts=3)),
+        "ByProperty": UndoPolicy(ByProperty(max_attempts=3)),
+        "set on it": UndoPolicy(set_on),
+        "metaclass": UndoPolicy(RetryPolicy(max_attempts=3, no_retry_on=(Any_,))),
+        "FiveTries": FiveTries(),
+    }
+
+
+@pytest.mark.parametrize("shape", list(_shapes()))
+def test_code_the_class_alone_does_not_show_is_refused_as_data(shape, tmp_path):
+    from rollback_lessons.durable.kept import UnjournaledPolicy
+    from rollback_lessons.policies import code_of
+    from rollback_lessons.runners.bpmn import to_bpmn
+    from rollback_lessons.runners.stepfunctions import to_asl
+
+    policy = _shapes()[shape]
+    assert code_of(policy) is not None
+    saga = Saga([Step("a", lambda s: None)])
+    for export in (to_asl, to_bpmn):
+        with pytest.raises(UnsupportedPolicy, match="decides in Python"):
+            export(saga, policy=policy)
+    with Journal(tmp_path / "j.db") as journal, pytest.raises(UnjournaledPolicy):
+        saga.run({}, journal=journal, policy=policy)
+    if policy.retry is not None:  # (a step's retry too: refused by every engine)
+        step = Saga([Step("a", lambda s: None, retry=policy.retry)])
+        with pytest.raises(UnsupportedPolicy, match="decides in Python"):
+            to_asl(step)
+
+
+def test_policies_of_data_are_still_data():
+    """Data in any shape the library gives: the named policies, a subclass of defaults."""
+    from dataclasses import dataclass
+
+    from rollback_lessons import Continue, Halt, Retry
+    from rollback_lessons.policies import code_of
+
+    @dataclass(frozen=True)
+    class Patient(RetryPolicy):
+        max_attempts: int = 6
+
+    for policy in (Continue(), Halt(), Retry(), UndoPolicy(Patient()), UndoPolicy(RetryPolicy(
+            retry_on=(ConnectionError,), no_retry_on=(ValueError,))), None):  # fmt: skip
+        assert code_of(policy) is None, policy
