@@ -34,8 +34,8 @@ END_UNWRITTEN = "the Ctrl-C came before the journal recorded the rollback's end:
 END_RECORDED = (
     "the Ctrl-C came once the journal had recorded the rollback's end: it shows the saga "
 )
-UNFINISHED = (
-    "the journal still shows the saga unfinished: recover finishes it once this process ends"
+UNFINISHED = (  # (when: at once if the run lets its saga go, else once its process ends,
+    "the journal still shows the saga unfinished, for recover to finish"  # said by ``HELD``)
 )
 ATTEMPTS = 3  # a write the run's end relies on (a commit, its last batch): tried this often
 

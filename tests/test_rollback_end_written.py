@@ -14,9 +14,7 @@ from rollback_lessons.durable.journal import Journal
 from rollback_lessons.journaling import JournalWriter
 from rollback_lessons.machine import Machine, Phase
 
-UNFINISHED = (
-    "the journal still shows the saga unfinished: recover finishes it once this process ends"
-)
+UNFINISHED = "the journal still shows the saga unfinished, for recover to finish"
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
