@@ -37,16 +37,20 @@ STOPPED_PAST = (
 
 def past_pivot(m: Machine) -> bool:
     """Has the run's irreversible step started (running now, or done)? A cancel then is
-    declined, as a failure after the pivot is retried forward: never compensated across."""
+    declined, as a failure after the pivot is retried forward: never compensated across.
+    Waiting to retry, its attempts refused before any effect (none in doubt), it has not:
+    a cancel then stops it, as any step's wait (attack103 F11: the email went after it)."""
     if m.pivot_done:
         return True
     if _graph(m):
-        return Kind.PIVOT in [m.specs[s].kind for s in m.busy]
+        from .schedule import _WAITING  # (``schedule`` imports this module)
+
+        return Kind.PIVOT in [m.specs[s].kind for s in m.busy
+                              if m.where.get(s) != _WAITING or m.doubt == s]  # fmt: skip
     return (
-        m.phase in (Phase.STEP, Phase.STEP_WAIT)
-        and m.spec is not None
-        and m.spec.kind == Kind.PIVOT
-    )
+        m.spec is not None and m.spec.kind == Kind.PIVOT
+        and (m.phase is Phase.STEP or (m.phase is Phase.STEP_WAIT and m.doubt == m.spec.name))
+    )  # fmt: skip
 
 
 def declines(m: Machine) -> str | None:
