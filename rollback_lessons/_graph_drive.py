@@ -96,12 +96,13 @@ often, and at the same points, whatever runs the saga (``completion=`` too; asid
 of its loop ends with no step ended, its branches running or waiting)."""
 
 
-TURNS = 4
+TURNS = 16
 """The turns of the loop ``arun`` gives before an irreversible step starts, so that a cancel
 the loop delivers lands before it: a ``wait_for``'s timeout takes four (its timer, its
-waiter, its own task cancelling arun's, arun's task hearing it: attack102 F7). Before any
-other step none (a late cancel: that step runs, then is undone), so that the steps ending
-in one turn of the loop keep the timing ``saga.run(completion=...)`` plays."""
+waiter, its own task cancelling arun's, arun's task hearing it: attack102 F7), another
+task's ``wait_for`` (3.11) then a cancel up to eight (attack103 F6, F12): twice that, each a
+bare ``sleep(0)``. Before any other step none (a late cancel: that step runs, then is
+undone), so that the steps ending in one turn of the loop keep ``completion=``'s timing."""
 
 
 def listen(run: Run, asked: Asked) -> None:
