@@ -60,6 +60,8 @@ from .rules import (
 from .schedule import After, GraphMachine, Ready
 from .schedule import cancel as cancel_run
 
+TURNS = 4  # (loop turns an AsyncRollback gives before each step's call: a cancel the loop
+# delivers, a deadline past in a blocking step, lands before it; attack103 F9)
 _log = logging.getLogger("rollback_lessons")
 _NO_ARGS: tuple[Any, ...] = ()
 _NO_FAULTS: dict[str, Any] = {}
@@ -318,8 +320,13 @@ class Run(Driver):
         retry: RetryPolicy | None = None,
         undo_timeout: float | None = None,
     ) -> Any:
-        """The async twin of ``step``: awaits the action (and what it returns)."""
+        """The async twin of ``step``: awaits the action (and what it returns), after
+        ``TURNS`` turns of the loop (a cancel they deliver: heard before the call)."""
         self._check(step, action, undo, register, retry, undo_timeout)
+        import asyncio
+
+        for _ in range(TURNS):
+            await asyncio.sleep(0)
         self.hand_over(step, action, undo)
         self.tick()
         begun = self.m.begin(step, Kind.COMPENSABLE, undo is not None, register, retry, False,

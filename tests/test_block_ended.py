@@ -315,7 +315,11 @@ def test_a_gathered_step_begun_as_the_async_block_ends_is_undone_or_refused(tick
     assert world == {}, (ticks, register, rb.outcome)
     assert rb.outcome.status is Status.ROLLED_BACK
     if said:  # refused: one line, before its action, and b is nowhere in the outcome
-        refusals = ("refused before its action", "only usable inside its with block")
+        refusals = (
+            "refused before its action",
+            "only usable inside its with block",
+            "a with-block runs one step at a time",
+        )  # (a's do in its turns: F9)
         assert isinstance(said[0], RuntimeError) and any(r in str(said[0]) for r in refusals)
         assert "b" not in rb.outcome.compensated and "b" not in rb.outcome.completed
 
