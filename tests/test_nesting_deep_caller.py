@@ -39,8 +39,8 @@ def _deepest_passed(entry: Callable[[], Any], monkeypatch) -> int:
     with the check stopping the entry there: no engine work)."""
     real = wire.check_nesting
 
-    def stop_after(saga: Saga, engine: str) -> None:
-        real(saga, engine)
+    def stop_after(saga: Saga, engine: str, written: bool = False) -> None:
+        real(saga, engine, written)
         raise _Passed
 
     with monkeypatch.context() as patch:
@@ -69,30 +69,34 @@ def _tightest(entry: Callable[[], Any], monkeypatch) -> Any:
     return _deep(deepest, entry)
 
 
-def test_bpmn_export_and_asl_at_their_limits_from_deep_callers(monkeypatch):
+@pytest.mark.parametrize("depth", [1, 2, 8, 30])
+def test_bpmn_export_and_asl_from_deep_callers(monkeypatch, depth):
     from rollback_lessons.runners.bpmn import to_bpmn
     from rollback_lessons.runners.stepfunctions import to_asl
 
-    bpmn = Saga(_nest(wire.DEEPEST_ON["BPMN"][0]), name="deep")
+    bpmn = Saga(_nest(min(depth, wire.DEEPEST_ON["BPMN"][0])), name="deep")
     assert "<bpmn:definitions" in _tightest(lambda: to_bpmn(bpmn), monkeypatch)
-    asl = Saga(_nest(wire.DEEPEST_ON["Step Functions"][0]), name="deep")
+    asl = Saga(_nest(min(depth, wire.DEEPEST_ON["Step Functions"][0])), name="deep")
     assert "States" in _tightest(lambda: to_asl(asl), monkeypatch)
 
 
-def test_bpmn_run_from_a_deep_caller(bpmn_runner, monkeypatch):
-    saga = Saga(_nest(12), name="deep")
+@pytest.mark.parametrize("depth", [1, 12])
+def test_bpmn_run_from_a_deep_caller(bpmn_runner, monkeypatch, depth):
+    saga = Saga(_nest(depth), name="deep")
     outcome = _tightest(lambda: bpmn_runner.run(saga, {}, inject={"s0": "fail"}), monkeypatch)
     assert outcome.status is Status.ROLLED_BACK
 
 
-def test_step_functions_run_from_a_deep_caller(sfn_runner, monkeypatch):
-    saga = Saga(_nest(6), name="deep")
+@pytest.mark.parametrize("depth", [1, 6])
+def test_step_functions_run_from_a_deep_caller(sfn_runner, monkeypatch, depth):
+    saga = Saga(_nest(depth), name="deep")
     outcome = _tightest(lambda: sfn_runner.run(saga, {}, inject={"s0": "fail"}), monkeypatch)
     assert outcome.status is Status.ROLLED_BACK
 
 
-def test_dbos_run_at_its_limit_from_a_deep_caller(dbos_runner, monkeypatch):
-    saga = Saga(_nest(wire.DEEPEST_ON["DBOS"][0]), name="deep")
+@pytest.mark.parametrize("depth", [1, 10, wire.DEEPEST_ON["DBOS"][0]])
+def test_dbos_run_from_a_deep_caller(dbos_runner, monkeypatch, depth):
+    saga = Saga(_nest(depth), name="deep")
     outcome = _tightest(lambda: dbos_runner.run(saga, {}), monkeypatch)
     assert outcome.status is Status.COMMITTED
 
@@ -111,8 +115,8 @@ def test_temporal_run_at_its_limit_from_a_deep_caller(on_temporal, monkeypatch):
     # (the caller's frames are the loop thread's: the probe recurses in the coroutine)
     real = wire.check_nesting
 
-    def stop_after(s: Saga, engine: str) -> None:
-        real(s, engine)
+    def stop_after(s: Saga, engine: str, written: bool = False) -> None:
+        real(s, engine, written)
         raise _Passed
 
     low, high = 0, 1000

@@ -251,6 +251,7 @@ def plan_of(
     halt_wait: float | None = 0.0,
     graphs: bool = False,
     engine: str | None = None,
+    written: bool = False,
 ) -> SagaPlan:
     """``saga`` as data for an engine; every option is checked here, before it runs. A
     policy that decides in code is hosted in this process under ``run_id``. A saga with
@@ -262,7 +263,7 @@ def plan_of(
     if not graphs:
         refuse_graph(saga)
     if engine is not None:  # (groups nested deeper than it takes: ``DEEPEST_ON``)
-        check_nesting(saga, engine)
+        check_nesting(saga, engine, written)
     for step in saga.steps:  # (an engine calls undos synchronously: an async def
         if step.undo is not None:  # compensation refused, as saga.run refuses it, attack96 F9)
             check_undo(step.name, step.undo, journalled=False, allow_async=False, engine=True)
@@ -313,16 +314,19 @@ DEEPEST_ON: dict[str, tuple[int, str]] = {
 was a bare RecursionError, or moto's 190 KB InvalidDefinition (attack100 F1-F5), or a BPMN
 run of minutes (attack102 F5)."""
 COST_ON = {"Step Functions": (120, 26), "DBOS": (110, 6), "Temporal": (80, 6), "BPMN": (110, 5)}
+WRITTEN_COST = {"Step Functions": (85, 2), "BPMN": (65, 5)}  # (to_asl, to_bpmn: no run)
 """The frames an engine's entry recurses beyond ``check_nesting``: so many, and so many per
 level of nesting (measured, with room to spare): a caller already deep in its stack is
 refused in one line what the engine would fail on with a bare RecursionError (attack102 F3)."""
 
 
-def check_nesting(saga: Saga, engine: str) -> None:
+def check_nesting(saga: Saga, engine: str, written: bool = False) -> None:
     """Refuse ``saga`` (``NestedTooDeep``, one line, nothing run) if its groups nest deeper
-    than ``engine`` takes (``DEEPEST_ON``), or than it takes at this call's depth."""
+    than ``engine`` takes (``DEEPEST_ON``), or than it takes at this call's depth (run, or
+    only ``written`` down: ``to_asl``, ``to_bpmn``)."""
     most, why = DEEPEST_ON[engine]
-    deep = too_deep(f"saga {saga.name!r}", saga.definition, engine, most, why, COST_ON[engine])
+    cost = (WRITTEN_COST if written else COST_ON)[engine]
+    deep = too_deep(f"saga {saga.name!r}", saga.definition, engine, most, why, cost)
     if deep is not None:
         raise deep
 

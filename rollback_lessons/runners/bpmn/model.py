@@ -121,7 +121,7 @@ def _model_plan(
     machine's pivot rule); the undo policy. A policy that decides in Python is refused
     here, before anything is written."""
     chosen = data_only(policy if policy is not None else saga.policy, ENGINE)
-    check_nesting(saga, ENGINE)  # (written recursing per level: attack100 F1)
+    check_nesting(saga, ENGINE, written=True)  # (recursing per level: attack100 F1)
     specs = saga.specs()
     found = owed(specs)
     doubts = [o.after is not None and o.after.halts and not o.halts for o in found]
@@ -154,7 +154,7 @@ def to_bpmn(saga: Saga, *, policy: PolicyLike | None = None, undo_order: str = "
 
         check_undo_order(undo_order, GRAPH_UNDO_ORDERS)
         chosen = data_only(policy if policy is not None else saga.policy, ENGINE)
-        check_nesting(saga, ENGINE)  # (written recursing per level: attack100 F1)
+        check_nesting(saga, ENGINE, written=True)  # (recursing per level: attack100 F1)
         specs = {s.name: s for s in saga.specs()}
         graph.compensation_form(
             saga, m, lambda n: _undo_job(n, chosen),
@@ -275,7 +275,7 @@ def to_bpmn_explicit(
         from . import graph as form
 
         chosen = data_only(policy if policy is not None else saga.policy, ENGINE)
-        check_nesting(saga, ENGINE)  # (written recursing per level: attack100 F1)
+        check_nesting(saga, ENGINE, written=True)  # (recursing per level: attack100 F1)
         specs = {s.name: s for s in saga.specs()}
         form.explicit_form(
             saga, m, lambda n: _undo_job(n, chosen),

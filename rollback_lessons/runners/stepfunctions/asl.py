@@ -402,7 +402,8 @@ def to_asl(
     chosen = data_only(policy if policy is not None else saga.policy, ENGINE)
     check_retry_types([*(s.retry for s in saga.specs()), chosen.retry])  # type: ignore[union-attr]
     plan = plan_of(saga, "asl", policy=chosen, register=register,  # type: ignore[arg-type]
-                   undo_order=undo_order, graphs=True, engine=ENGINE)  # type: ignore[arg-type]  # fmt: skip
+                   undo_order=undo_order, graphs=True, engine=ENGINE,  # type: ignore[arg-type]
+                   written=True)  # fmt: skip
     if needs_graph(plan, undo_order=undo_order, form=WRITTEN_LIST):
         return graph_asl(plan, timeout=timeout)
     return plan_asl(plan, timeout=timeout)
