@@ -16,7 +16,7 @@ from ._shutdown import shut_down
 from ._timed import acall_timed, within
 from .calls import call_timed, cancel_asked, is_async, own_cancel, refused, sleep
 from .clock import Clock
-from .errors import Cancelled
+from .errors import Cancelled, goes_on
 from .events import describe
 from .faults import untraced
 from .machine import Machine, Phase
@@ -98,6 +98,7 @@ class Driver:
     undone: list[float] | None = None  # (in_a_row) when undos returned, not yet told
     uncalled: tuple[str, ...] = ()  # (completion=) steps launched whose action was not called
     began: str | None = None  # the step whose action was last called (a list's: ``cut_forward``)
+    went_on = False  # an undo's work goes on (handed back, begun): its saga is held, F1
     recording = True  # (False: told every step, undo as it happens: ``tests/test_recorded.py``)
 
     def snap(self) -> None:
@@ -422,6 +423,7 @@ class Driver:
     def undo_raised(self, exc: BaseException) -> Op:
         self.called()
         if issubclass(type(exc), Exception) or own_cancel(exc):
+            self.went_on = self.went_on or goes_on(exc) is not None  # (attack104 F1)
             return self.m.undo_failed(untraced(exc))
         self.raise_after = exc  # Ctrl-C: what is left is pending
         return self.m.interrupted(exc, self.kept())

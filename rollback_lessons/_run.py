@@ -415,7 +415,7 @@ class Run(Driver):
             _guards.add_notes(self, error)
         try:  # (the journal's end first: the outcome told below has its notes, attack70 F3)
             if self.journal is not None:  # (a call left running: its saga is held, F1)
-                self.journal.runs_on = self.journal.runs_on or left_running(self)
+                self.journal.runs_on = self.journal.runs_on or left_running(self) or self.went_on
                 self.journal.end(error)
         finally:
             told_at_shutdown(self)  # (the Ctrl-C asyncio.run raises after: what was done)

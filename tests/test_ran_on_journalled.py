@@ -328,14 +328,17 @@ def test_a_second_ctrl_c_as_the_saga_is_let_go_writes_it_again_or_says_so(
         assert undone == ["b"]
 
 
+@pytest.mark.parametrize("how", ["timeout", "handed back"])
 @pytest.mark.parametrize("policy", ["retry", "halt"])
-def test_a_ctrl_c_after_an_undo_left_running_lets_nothing_go(tmp_path, policy):
+def test_a_ctrl_c_after_an_undo_left_running_lets_nothing_go(tmp_path, policy, how):
     """attack103 F1: a Ctrl-C at the ``undo_failed`` event of an undo past its timeout (its
     call going on in a helper thread) let the saga go: recover, in that process, refunded
-    again at once, two refunds at a time. A run with a call left running keeps its saga
-    until its process ends, and its note says so."""
+    again at once, two refunds at a time; so did one whose undo handed back begun work
+    (attack104 F1). A run with a call left running keeps its saga until its process ends,
+    and its note says so."""
     import threading
     import time
+    from concurrent.futures import ThreadPoolExecutor
 
     from rollback_lessons import Saga, Step
     from rollback_lessons.durable.registry import BoundUndo
@@ -357,9 +360,17 @@ def test_a_ctrl_c_after_an_undo_left_running_lets_nothing_go(tmp_path, policy):
         if (event.kind, event.step) == ("undo_failed", "charge"):
             raise KeyboardInterrupt
 
-    registry.add("refund", refund)
+    pool = ThreadPoolExecutor(1)
+
+    async def holding(future: object) -> object:
+        return future
+
+    def handed_back(step: str) -> object:  # (its work begun in a pool, handed back)
+        return holding(pool.submit(refund, step))
+
+    registry.add("refund", refund if how == "timeout" else handed_back)
     charge = Step("charge", lambda s: None, BoundUndo("refund", {"step": "charge"}, registry),
-                  undo_timeout=0.1)  # fmt: skip
+                  undo_timeout=0.1 if how == "timeout" else None)  # fmt: skip
     path = tmp_path / "j.db"
     with Journal(path) as journal, pytest.raises(KeyboardInterrupt) as raised:
         Saga([charge, Step("d", lambda s: 1 / 0)], policy=policy).run(
@@ -369,4 +380,5 @@ def test_a_ctrl_c_after_an_undo_left_running_lets_nothing_go(tmp_path, policy):
     report = recover(Journal(path), registry)
     assert report.recovered == () and "still running" in str(report), str(report)
     time.sleep(0.6)
+    pool.shutdown()
     assert most == [1]
