@@ -9,41 +9,43 @@ from __future__ import annotations
 import contextlib
 import inspect
 import sys
+from collections import deque
+from functools import partial
 from typing import Any
 
 from .errors import MayHaveRun
 
-REACH = 10_000
-"""Objects ``holds_work`` looks through at most: past them, it takes the work as begun."""
+REACH = 100_000
+"""Objects ``holds_work`` looks through at most, nearest first (a state of a hundred
+thousand line items holds no work; past them it looks no further)."""
 
 
 def holds_work(thing: Any) -> bool:
     """Does ``thing`` (a coroutine or an async generator not started, or an awaitable object
     of one's own) hold work that has begun, however deep: a Future or a Task not done (an
-    asyncio one, a pool's), a thread alive, a pool's result not ready, among its arguments,
-    the names it closes over, its attributes (slots too), the items of its containers, the
-    coroutines it holds (attack102 F6, attack103 F4: one level only was looked at, and a
-    list of Futures, a coroutine in ``wait_for``, a box, a thread were taken as nothing
-    done, retried three times)? Anything it cannot look through counts as begun."""
+    asyncio one, a pool's), a thread of one's own alive (not a daemon), a pool's result not
+    ready, a child process running, among its arguments, the names it closes over, its
+    attributes (slots too), the keys and items of its containers, the coroutines it holds
+    (attack102 F6, attack103 F4, attack104 F2: one level only was looked at, then no dict's
+    keys nor a deque, and a list of Futures, a coroutine in ``wait_for``, a box, a thread
+    were taken as nothing done, retried three times)? An object that will not say what it
+    holds (a proxy, an ORM's session) holds none (attack104 F3: false doubts)."""
     return _walk(thing)[0]
 
 
 def _walk(thing: Any) -> tuple[bool, list[Any]]:
     """(held, the coroutines within ``thing`` never started: closed with it)."""
-    todo, seen, unstarted = _within(thing), {id(thing)}, []  # type: list[Any], set[int], list[Any]
-    while todo:  # (lists only, no generator left suspended: attack54 F4)
-        value = todo.pop()
+    todo, seen, unstarted = deque(_within(thing)), {id(thing)}, []  # type: deque[Any], set[int], list[Any]
+    while todo and len(seen) <= REACH:  # (no generator left suspended: attack54 F4)
+        value = todo.popleft()
         if type(value) in INERT or id(value) in seen:
             continue
         seen.add(id(value))
-        if len(seen) > REACH or _begun(value):
+        if _begun(value):
             return True, unstarted
         if inspect.iscoroutine(value) and inspect.getcoroutinestate(value) == "CORO_CREATED":
             unstarted.append(value)
-        try:
-            todo += _within(value)
-        except Exception:  # (an object that will not say what it holds: in doubt)
-            return True, unstarted
+        todo += _within(value)
     return False, unstarted
 
 
@@ -51,11 +53,20 @@ INERT = {type(None), bool, int, float, complex, str, bytes, type, type(sys)}
 
 
 def _within(value: Any) -> list[Any]:
-    """What ``value`` holds that may be begun work (or hold it)."""
+    """What ``value`` holds that may be begun work (or hold it); nothing, if it will not say."""
+    try:
+        return _held(value)
+    except Exception:  # (a proxy out of its context, a slot that raises: attack104 F3)
+        return []
+
+
+def _held(value: Any) -> list[Any]:
     if isinstance(value, dict):
-        return list(value.values())
-    if isinstance(value, list | tuple | set | frozenset):
+        return [*value.keys(), *value.values()]  # (``{pool.submit(f): x}``: attack104 F2)
+    if isinstance(value, list | tuple | set | frozenset | deque):
         return list(value)
+    if isinstance(value, partial):
+        return [value.func, *value.args, *value.keywords.values()]
     frame = next((f for n in ("cr_frame", "ag_frame", "gi_frame")
                   if (f := getattr(value, n, None)) is not None), None)  # fmt: skip
     if frame is not None or inspect.iscoroutine(value) or inspect.isasyncgen(value):
@@ -75,8 +86,9 @@ def _within(value: Any) -> list[Any]:
     for klass in type(value).__mro__:  # (its slots too)
         slots = klass.__dict__.get("__slots__", ())
         for name in [slots] if isinstance(slots, str) else slots:
-            if name not in ("__dict__", "__weakref__") and hasattr(value, name):
-                held.append(getattr(value, name))
+            if name not in ("__dict__", "__weakref__"):
+                with contextlib.suppress(Exception):  # (unset, or raising: nothing held)
+                    held.append(getattr(value, name))
     return held
 
 
@@ -101,8 +113,14 @@ def _begun(value: Any) -> bool:
             pools is not None and isinstance(value, pools.Future)
         ):
             return not value.done()
-        if threads is not None and isinstance(value, threads.Thread):
-            return value.is_alive()
+        if threads is not None and isinstance(value, threads.Thread):  # (one's own work: not
+            mine = value in (threads.current_thread(), threads.main_thread())  # the caller, not
+            return value.is_alive() and not value.daemon and not mine  # a client's daemon, F3)
+        if (popen := sys.modules.get("subprocess")) is not None and isinstance(value, popen.Popen):
+            return value.poll() is None  # (a child process running: attack104 F2)
+        procs = sys.modules.get("multiprocessing.process")
+        if procs is not None and isinstance(value, procs.BaseProcess):
+            return bool(value.is_alive())
         if mp is not None and isinstance(value, mp.ApplyResult):
             return not value.ready()
     except Exception:  # (a Future-like whose done() raises: in doubt, held)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections import deque
 from typing import Any
 
 import pytest
@@ -83,6 +84,10 @@ def _wrapped(shape: str, calls: list[str], what: str) -> Any:
             return Slotted(future)
         if shape == "list":
             return _awaits_all([future])
+        if shape == "dict_keys":  # (``{pool.submit(f): x}``, as_completed's: attack104 F2)
+            return _awaits_keys({future: "charge"})
+        if shape == "deque":
+            return _awaits_all(deque([future]))
         if shape == "wait_for_coroutine":
             return asyncio.wait_for(waits(), 5)
         if shape == "box":
@@ -92,7 +97,11 @@ def _wrapped(shape: str, calls: list[str], what: str) -> Any:
     return call
 
 
-async def _awaits_all(futures: list[Any]) -> Any:
+async def _awaits_all(futures: Any) -> Any:
+    return [await f for f in futures]
+
+
+async def _awaits_keys(futures: dict[Any, str]) -> Any:
     return [await f for f in futures]
 
 
@@ -101,7 +110,7 @@ async def _awaits_box(box: Box) -> Any:
 
 
 SHAPES = ["wait_for", "closure", "task", "asyncgen", "custom", "slots", "list",
-          "wait_for_coroutine", "box", "thread", "pool_job"]  # fmt: skip
+          "wait_for_coroutine", "box", "thread", "pool_job", "dict_keys", "deque"]  # fmt: skip
 
 
 @pytest.mark.parametrize("driver", ["saga.run", "Rollback"])
@@ -183,3 +192,62 @@ def test_a_coroutine_holding_nothing_begun_is_still_a_clean_refusal():
         gc.collect()
     assert outcome.status == "rolled_back" and type(outcome.error) is TypeError, outcome
     assert [str(w.message) for w in warned if "never awaited" in str(w.message)] == []
+
+
+def test_a_child_process_running_is_begun_work():
+    """attack104 F2: a running ``Popen`` handed back was a clean refusal, retried."""
+    import subprocess
+    import sys
+
+    from rollback_lessons._wrapped import holds_work
+
+    async def waits(proc: Any) -> Any:
+        return proc.wait()
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(5)"])
+    try:
+        coroutine = waits(child)
+        assert holds_work(coroutine)
+        coroutine.close()
+    finally:
+        child.kill()
+        child.wait()
+    coroutine = waits(child)
+    assert not holds_work(coroutine)  # (ended: no work goes on)
+    coroutine.close()
+
+
+class _Client:
+    """A client of the usual kinds: a daemon heartbeat thread, the thread that made it, a
+    proxy that will not say what it holds, a state of many line items."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.heartbeat = threading.Thread(target=self.stop.wait, daemon=True)
+        self.heartbeat.start()
+        self.owner = threading.current_thread()
+        self.lines = [{"sku": i} for i in range(20_000)]
+        self.app = _Shy()
+
+    async def book(self, state: Any) -> None:
+        raise AssertionError("never runs")
+
+
+class _Shy:
+    """A proxy out of its context (werkzeug's ``LocalProxy``): its ``__dict__`` raises."""
+
+    @property
+    def __dict__(self) -> Any:  # type: ignore[override]
+        raise RuntimeError("working outside of application context")
+
+
+def test_what_a_real_client_holds_is_no_begun_work():
+    """attack104 F3: a daemon thread of a client, the caller's own thread, an object that
+    raises when looked into, 20,000 line items: said in doubt, though nothing ran."""
+    client = _Client()
+    try:
+        steps = [Step("a", lambda s: None, lambda s: None), Step("x", lambda s: client.book(s))]
+        outcome = Saga(steps).run({"lines": client.lines})
+    finally:
+        client.stop.set()
+    assert outcome.status == "rolled_back" and type(outcome.error) is TypeError, outcome
