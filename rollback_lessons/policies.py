@@ -19,6 +19,7 @@ import inspect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from types import MemberDescriptorType
 from typing import Any, Literal, TypeGuard
 
 from .errors import STAND_IN, InvalidPipelineError, RemoteError, UnknownPolicyError, goes_on
@@ -398,8 +399,12 @@ def own_part(policy: object, base: type, members: tuple[str, ...]) -> str | None
     held = getattr(policy, "__dict__", {})
     for name in members:
         mine, theirs = [inspect.getattr_static(c, name, None) for c in (cls, base)]
-        if mine is not theirs and hasattr(type(mine), "__get__"):  # (a function, a property)
-            return name
+        if isinstance(mine, MemberDescriptorType):  # (a slot: what it holds, attack104 F7)
+            mine = theirs = getattr(policy, name, None)
+            if callable(mine) and not isinstance(mine, type):
+                return name
+        if mine is not theirs and (callable(mine) or hasattr(type(mine), "__get__")):
+            return name  # (a function, a property, a partial, a callable: attack104 F4)
         if callable(held.get(name)) and not isinstance(held.get(name), type | tuple):
             return name
     return None

@@ -125,7 +125,34 @@ def _shapes() -> dict[str, Any]:
         def max_attempts(self) -> int:  # type: ignore[override]
             return 5
 
+    import functools
+
+    class Never:
+        def __call__(self, attempt: int, error: BaseException) -> None:
+            return None
+
+    class PartialNext(RetryPolicy):  # (callables of no ``__get__``: attack104 F4)
+        next_delay = functools.partial(lambda attempt, error, table=(): None, table=(1, 5))
+
+    class ObjectNext(RetryPolicy):
+        next_delay = Never()
+
+    class BuiltinRetries(RetryPolicy):
+        retries = callable  # type: ignore[assignment]
+
+    class PartialDecide(UndoPolicy):
+        decide = functools.partial(lambda attempt, error: "halt")  # type: ignore[assignment]
+
+    @dataclass(frozen=True, slots=True)
+    class SlotFn(RetryPolicy):  # a slot holding a function
+        next_delay: Callable[..., Any] = field(default=lambda a, e: None)
+
     return {
+        "PartialNext": UndoPolicy(PartialNext(max_attempts=3)),
+        "ObjectNext": UndoPolicy(ObjectNext(max_attempts=3)),
+        "BuiltinRetries": UndoPolicy(BuiltinRetries(max_attempts=3)),
+        "PartialDecide": PartialDecide(RetryPolicy(max_attempts=3)),
+        "SlotFn": UndoPolicy(SlotFn(max_attempts=3)),
         "FieldFn": UndoPolicy(FieldFn(max_attempts=3)),
         "GetAttr": UndoPolicy(GetAttr(max_attempts=3)),
         "ByProperty": UndoPolicy(ByProperty(max_attempts=3)),
@@ -150,7 +177,7 @@ def test_code_the_class_alone_does_not_show_is_refused_as_data(shape, tmp_path):
             export(saga, policy=policy)
     with Journal(tmp_path / "j.db") as journal, pytest.raises(UnjournaledPolicy):
         saga.run({}, journal=journal, policy=policy)
-    if policy.retry is not None:  # (a step's retry too: refused by every engine)
+    if code_of(policy.retry) is not None:  # (a step's retry too: refused by every engine)
         step = Saga([Step("a", lambda s: None, retry=policy.retry)])
         with pytest.raises(UnsupportedPolicy, match="decides in Python"):
             to_asl(step)
@@ -167,6 +194,16 @@ def test_policies_of_data_are_still_data():
     class Patient(RetryPolicy):
         max_attempts: int = 6
 
+    @dataclass(frozen=True, slots=True)
+    class PatientSlots(RetryPolicy):  # (its fields in slots: data, attack104 F7)
+        max_attempts: int = 5
+
+    @dataclass(frozen=True, slots=True)
+    class HaltSlots(UndoPolicy):
+        then: str = "halt"  # type: ignore[assignment]
+
+    for policy in (UndoPolicy(PatientSlots()), HaltSlots(RetryPolicy()), HaltSlots()):
+        assert code_of(policy) is None, policy
     for policy in (Continue(), Halt(), Retry(), UndoPolicy(Patient()), UndoPolicy(RetryPolicy(
             retry_on=(ConnectionError,), no_retry_on=(ValueError,))), None):  # fmt: skip
         assert code_of(policy) is None, policy
