@@ -103,13 +103,20 @@ def too_deep(what: str, items: Sequence[Step | Parallel], engine: str, most: int
     is refused so, not with a bare RecursionError inside the engine (attack102 F3)."""
     depth = nesting(items)
     if depth <= most:
-        if cost is None or depth == 0 or depth <= (fits := (headroom() - cost[0]) // cost[1]):
+        if cost is None or depth <= (fits := (headroom() - cost[0]) // cost[1]):
             return None
+        at = (
+            f"at this call's depth ({sys.getrecursionlimit() - headroom()} frames of "
+            f"Python's recursion limit, {sys.getrecursionlimit()})"
+        )  # (a saga of no groups too: the entry's own frames need room, attack104 F9)
         return NestedTooDeep(
-            f"{what}: its parallel groups nest {depth} deep, and at this call's depth "
-            f"({sys.getrecursionlimit() - headroom()} frames of Python's recursion limit, "
-            f"{sys.getrecursionlimit()}) {engine} takes at most {max(fits, 0)} (its entry "
-            "recurses per level); nothing ran: call it from less deep in the stack"
+            f"{what}: its parallel groups nest {depth} deep, and {at} {engine} takes at "
+            f"most {fits} (its entry recurses per level); nothing ran: call it from less "
+            "deep in the stack"
+            if fits >= 0
+            else f"{what}: {at} {engine}'s entry has no room for the frames it recurses "
+            "into, even for a saga of no groups; nothing ran: call it from less deep in "
+            "the stack"
         )
     return NestedTooDeep(
         f"{what}: its parallel groups nest {depth} deep, and {engine} takes at most {most} "

@@ -69,7 +69,7 @@ def _tightest(entry: Callable[[], Any], monkeypatch) -> Any:
     return _deep(deepest, entry)
 
 
-@pytest.mark.parametrize("depth", [1, 2, 8, 30])
+@pytest.mark.parametrize("depth", [0, 1, 2, 8, 30])
 def test_bpmn_export_and_asl_from_deep_callers(monkeypatch, depth):
     from rollback_lessons.runners.bpmn import to_bpmn
     from rollback_lessons.runners.stepfunctions import to_asl
@@ -80,21 +80,21 @@ def test_bpmn_export_and_asl_from_deep_callers(monkeypatch, depth):
     assert "States" in _tightest(lambda: to_asl(asl), monkeypatch)
 
 
-@pytest.mark.parametrize("depth", [1, 12])
+@pytest.mark.parametrize("depth", [0, 1, 12])
 def test_bpmn_run_from_a_deep_caller(bpmn_runner, monkeypatch, depth):
     saga = Saga(_nest(depth), name="deep")
     outcome = _tightest(lambda: bpmn_runner.run(saga, {}, inject={"s0": "fail"}), monkeypatch)
     assert outcome.status is Status.ROLLED_BACK
 
 
-@pytest.mark.parametrize("depth", [1, 6])
+@pytest.mark.parametrize("depth", [0, 1, 6])
 def test_step_functions_run_from_a_deep_caller(sfn_runner, monkeypatch, depth):
     saga = Saga(_nest(depth), name="deep")
     outcome = _tightest(lambda: sfn_runner.run(saga, {}, inject={"s0": "fail"}), monkeypatch)
     assert outcome.status is Status.ROLLED_BACK
 
 
-@pytest.mark.parametrize("depth", [1, 10, wire.DEEPEST_ON["DBOS"][0]])
+@pytest.mark.parametrize("depth", [0, 1, 10, wire.DEEPEST_ON["DBOS"][0]])
 def test_dbos_run_from_a_deep_caller(dbos_runner, monkeypatch, depth):
     saga = Saga(_nest(depth), name="deep")
     outcome = _tightest(lambda: dbos_runner.run(saga, {}), monkeypatch)
