@@ -88,15 +88,20 @@ def left_to_recover(w: JournalWriter, jrun: UndoJournalRun) -> None:
     journal left showing the saga unfinished that no note names (attack70 F2)."""
     _, not_run, pivot, withdrawn = never_called(w)
     never = [*w.refused, *not_run]
-    if never or pivot is not None or withdrawn:  # (taken over meanwhile: fenced,
-        with contextlib.suppress(TakenOver):  # nothing written; a Ctrl-C is kept)
-            w.tried(partial(jrun.abandon_now, never, pivot, withdrawn))
     m = w.m
+    cut_by = m.interruption  # (a sys.exit is no Ctrl-C: attack62 F9)
+    if never or pivot is not None or withdrawn:  # (taken over meanwhile: fenced,
+        try:  # nothing written; a Ctrl-C is kept)
+            w.tried(partial(jrun.abandon_now, never, pivot, withdrawn))
+        except TakenOver:
+            pass
+        except BaseException:  # a second Ctrl-C: unwritten, recover reports those steps
+            if cut_by is None:  # leaked (the safe side); the saga is still let go below
+                raise  # (attack104 F10: it was held until the process ended)
     ran = list(dict.fromkeys(w.unrecorded))  # (attack44 F8: said nowhere)
     cut = [  # (run, their done cut by the Ctrl-C: attack52 M1, attack53 F5)
         s for s in dict.fromkeys(m.compensated) if s not in {*ran, *w.taken}
     ]
-    cut_by = m.interruption  # (a sys.exit is no Ctrl-C: attack62 F9)
     what = "Ctrl-C" if isinstance(cut_by, KeyboardInterrupt | None) else interruption_name(cut_by)
     said = [
         f"the undo of {', '.join(map(repr, steps))} ran here{how.replace('Ctrl-C', what)}"
@@ -106,7 +111,11 @@ def left_to_recover(w: JournalWriter, jrun: UndoJournalRun) -> None:
     if cut_by is not None and w.jrun is not None and "journal keeps" not in m.cut_note:
         said.append(end_said(w, jrun).replace("Ctrl-C", what))
     for note in said:
-        m.note(EventKind.JOURNAL_FAILED, note)
+        try:
+            m.note(EventKind.JOURNAL_FAILED, note)
+        except BaseException:  # (an observer's second Ctrl-C: the saga is still let go
+            if cut_by is None:  # below, attack104 F10)
+                raise
         with contextlib.suppress(Exception):  # (the Ctrl-C raised after says it)
             cut_by.add_note(f"rollback: {note}")  # type: ignore[union-attr]
     in_undo = m.interrupted_where.startswith("during the undo of")  # (its call may run on in

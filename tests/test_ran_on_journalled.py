@@ -11,6 +11,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from typing import Any
 
 import pytest
 
@@ -382,3 +383,57 @@ def test_a_ctrl_c_after_an_undo_left_running_lets_nothing_go(tmp_path, policy, h
     time.sleep(0.6)
     pool.shutdown()
     assert most == [1]
+
+
+@pytest.mark.parametrize("where", ["abandon_now", "note"])
+def test_a_second_ctrl_c_before_the_release_still_lets_the_saga_go(tmp_path, monkeypatch, where):
+    """attack104 F10: a second Ctrl-C as the cut run wrote its refused step's record
+    (``abandon_now``) escaped before the release: the saga was held until the process
+    ended, recover in that process saying it may still run. The saga is let go all the
+    same: recover finishes it, each undo once, nothing of the step that refused; and so it
+    is after a second press in an observer of the note the first one left (of an undo's
+    record it cut)."""
+    from rollback_lessons import Saga, Step
+    from rollback_lessons.durable.records import JournalRun
+    from rollback_lessons.durable.registry import BoundUndo
+
+    undone: list[str] = []
+    registry = Registry()
+    registry.add("undo", lambda step: undone.append(step))
+    real_abandon, real_done, presses = JournalRun.abandon_now, JournalRun.undo_done, []
+
+    def second_press(self: JournalRun, *args: object) -> None:
+        presses.append("abandon_now")
+        raise KeyboardInterrupt
+
+    def first_press(self: JournalRun, position: int, *args: Any, **kwargs: Any) -> Any:
+        done = real_done(self, position, *args, **kwargs)  # (written, then the press)
+        if not presses:
+            presses.append("undo_done")
+            raise KeyboardInterrupt
+        return done
+
+    def interrupt(event) -> None:
+        if where == "abandon_now" and (event.kind, event.step) == ("undo_done", "b"):
+            raise KeyboardInterrupt
+        if where == "note" and event.kind == "journal_failed" and "note" not in presses:
+            presses.append("note")
+            raise KeyboardInterrupt  # (a second press, in an observer)
+
+    monkeypatch.setattr(JournalRun, "abandon_now" if where == "abandon_now" else "undo_done",
+                        second_press if where == "abandon_now" else first_press)  # fmt: skip
+
+    def refuses(state: object) -> None:
+        raise RuntimeError("c refused, nothing done")
+
+    steps = [Step(n, lambda s: None, BoundUndo("undo", {"step": n}, registry)) for n in "ab"]
+    path = tmp_path / "j.db"
+    with Journal(path) as journal, pytest.raises(KeyboardInterrupt):
+        Saga([*steps, Step("c", refuses)]).run({}, journal=journal, run_id="r1",
+                                               on_event=interrupt)  # fmt: skip
+    assert presses[-1] == where, presses
+    monkeypatch.setattr(JournalRun, "abandon_now", real_abandon)
+    monkeypatch.setattr(JournalRun, "undo_done", real_done)
+    report = recover(Journal(path), registry)
+    assert [r.status for r in report.recovered] == ["rolled_back"], str(report)
+    assert undone == ["b", "a"], (undone, str(report))
