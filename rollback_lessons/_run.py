@@ -60,8 +60,8 @@ from .rules import (
 from .schedule import After, GraphMachine, Ready
 from .schedule import cancel as cancel_run
 
-TURNS = 4  # (loop turns an AsyncRollback gives before each step's call: a cancel the loop
-# delivers, a deadline past in a blocking step, lands before it; attack103 F9)
+TURNS = 8  # (loop turns an AsyncRollback gives before each step's call: a cancel the loop
+# delivers lands before it, attack103 F9; another task's 3.11 wait_for takes six, attack104 F5)
 _log = logging.getLogger("rollback_lessons")
 _NO_ARGS: tuple[Any, ...] = ()
 _NO_FAULTS: dict[str, Any] = {}
