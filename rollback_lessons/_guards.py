@@ -28,14 +28,14 @@ from ._commit_notes import (  # noqa: F401 (named here too)
     committed_note,
 )
 from ._shutdown import exit_said
-from .errors import TakenOver
+from .errors import StepStillRunning, TakenOver
 from .events import EventKind, describe
 from .machine import Machine, Phase
 from .operations import RAISE, Finished, Op
 from .schedule import GraphMachine, GraphOp, Ready, declines, log_anyway, past_pivot
 from .undo_log import cut_off
 from .undo_log import log_cut_off as log_now
-from .verdicts import COMMIT_UNRECORDED, rollback_notes
+from .verdicts import COMMIT_UNRECORDED, cut_by, rollback_notes
 
 E = TypeVar("E", bound=BaseException)
 
@@ -404,3 +404,21 @@ def unheard(run: Run, name: str, exc: BaseException) -> None:
             return
         if not told_returned(run):  # (returned: done, undone with the rest)
             m.interrupted(exc)
+
+
+def outlived(run: Any, step: str, cut: BaseException) -> StepStillRunning:
+    """A step of another thread ended after its block stopped waiting for it (``cut``): by
+    what, and what the block's outcome says of it, cut short (leaked) or stopped in its wait
+    to retry, no attempt having had an effect (attack104 F8: "a Ctrl-C" for a SIGTERM's
+    ``sys.exit``, "cut short" of a step the outcome reports nothing of)."""
+    what = "Ctrl-C" if isinstance(cut, KeyboardInterrupt) else cut_by(cut)
+    said = (
+        "the block's outcome reports it cut short (leaked)"
+        if step in run.m.leaked
+        else "it was stopped in its wait to retry, no attempt of it having had an effect "
+        "(the block's outcome does not report it leaked)"
+    )
+    return StepStillRunning(
+        f"step {step!r} ended after its block did: a {what} came while the block waited for "
+        f"it, and {said}"
+    )

@@ -66,6 +66,7 @@ class _Base:
         self._running: dict[int, Any] = {}
         self._waiter: Any = None  # a lock released as a step ends: the block waits
         self._left: str | None = None  # the step the block stopped waiting for (a Ctrl-C)
+        self._cut: BaseException = KeyboardInterrupt()  # (what stopped it: StepStillRunning)
         self._raised: tuple[str, BaseException] | None = None  # the last step's do raised
 
     @property
@@ -185,10 +186,8 @@ class Rollback(_Base):
                 self._raised = (name, exc)  # the block's, if unheard: ``_guards.unheard``)
             if self._left != name:
                 raise
-            raise StepStillRunning(  # (not the machine's "step_ok() cannot happen now")
-                f"step {name!r} ended after its block did: a Ctrl-C came while the block "
-                "waited for it, and the block's outcome reports it cut short"
-            ) from own_error(exc)
+            raise _guards.outlived(self._run, name, self._cut) from own_error(exc)  # (not the
+            # machine's "step_ok() cannot happen now")
         finally:  # (no call before the claim is freed, nor before the block's waiter is
             if 0 in claims and claims[0] is claim:  # released: a C call, no instant inside)
                 del claims[0]
@@ -309,7 +308,7 @@ class Rollback(_Base):
         short (reported leaked), begins no new try, and the Ctrl-C is re-raised after the
         rollback. Its wait to retry is woken unless a wake was under way when the Ctrl-C
         came (the Event's lock may be held: attack31 F3, a hang)."""
-        self._left = self._running.get(0, ("",))[0]
+        self._left, self._cut = self._running.get(0, ("",))[0], late
         failed = _guards.cut_running(self._run, late, failed)
         if not self._waking:
             self._stop_tries(None)
