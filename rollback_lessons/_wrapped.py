@@ -82,6 +82,9 @@ def _held(value: Any) -> list[Any]:
         return [value.__self__]
     if _runner(value):  # (a loop, a pool: their idle threads and queues are not this call's)
         return []
+    if type(value).__module__ == "builtins" and hasattr(type(value), "__next__"):
+        reduced = value.__reduce__()  # (a builtin iterator, zip, map, filter, enumerate:
+        return [*reduced[1], *reduced[2:]]  # what it reads on, unconsumed, attack104 F2)
     held = list(vars(value).values()) if hasattr(value, "__dict__") else []  # (may raise)
     for klass in type(value).__mro__:  # (its slots too)
         slots = klass.__dict__.get("__slots__", ())

@@ -92,6 +92,16 @@ def _wrapped(shape: str, calls: list[str], what: str) -> Any:
             return asyncio.wait_for(waits(), 5)
         if shape == "box":
             return _awaits_box(Box(future))
+        if shape == "iter":  # (held through a builtin iterator: attack104 F2)
+            return _awaits_all(iter([future]))
+        if shape == "zip":
+            return _awaits_pairs(zip(["charge"], [future], strict=True))
+        if shape == "map":
+            return _awaits_all(map(lambda f: f, [future]))
+        if shape == "genexpr":
+            return _awaits_all(f for f in [future])
+        if shape == "enumerate_filter":
+            return _awaits_pairs(enumerate(filter(None, reversed([future]))))
         return waits()
 
     return call
@@ -105,12 +115,17 @@ async def _awaits_keys(futures: dict[Any, str]) -> Any:
     return [await f for f in futures]
 
 
+async def _awaits_pairs(pairs: Any) -> Any:
+    return [await f for _, f in pairs]
+
+
 async def _awaits_box(box: Box) -> Any:
     return await box.held
 
 
 SHAPES = ["wait_for", "closure", "task", "asyncgen", "custom", "slots", "list",
-          "wait_for_coroutine", "box", "thread", "pool_job", "dict_keys", "deque"]  # fmt: skip
+          "wait_for_coroutine", "box", "thread", "pool_job", "dict_keys", "deque", "iter",
+          "zip", "map", "genexpr", "enumerate_filter"]  # fmt: skip
 
 
 @pytest.mark.parametrize("driver", ["saga.run", "Rollback"])
