@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from .errors import InvalidPipelineError, NestedTooDeep
+from .graph_shape import not_above, reached
 from .rules import IRREVERSIBLE, UNDO_ORDERS, Kind
-from .schedule import concurrent, dependants
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -180,21 +180,26 @@ def check_graph_order(
     """``check_order`` for a saga with parallel groups: an irreversible step is unsafe
     while a step that can still fail (not retriable) runs after it *or at the same time*
     (in another branch of its group): a pivot inside a parallel group is refused."""
-    below = dependants(after)
-    beside = concurrent(after)
     problems: list[str] = []
     reorder: list[str] = []
     by_name = {s.name: s for s in steps}
     order = [s.name for s in steps]
+    unsafe = not_above(  # (each irreversible step's steps that can still fail and are not
+        after,  # its dependencies: in linear room, attack104 F6)
+        [s.name for s in steps if s.kind in IRREVERSIBLE],
+        [s.name for s in steps if s.kind is not Kind.RETRIABLE],
+    )
     for step in steps:
-        if step.kind not in IRREVERSIBLE:
+        if step.name not in unsafe:
             continue
-        can_fail = lambda names: [n for n in names if by_name[n].kind is not Kind.RETRIABLE]  # noqa: E731
-        same_time = can_fail(beside[step.name])
-        later = can_fail(n for n in order if n in below[step.name])
-        if not same_time and not later:
-            continue
-        before = [n for n in order if step.name in below[n] and by_name[n].undo is not None]
+        below, above, bad = (
+            reached(after, step.name),
+            reached(after, step.name, up=True),
+            set(unsafe[step.name]),
+        )
+        same_time = [n for n in after if n in bad and n not in below]
+        later = [n for n in order if n in below and n in bad]
+        before = [n for n in order if n in above and by_name[n].undo is not None]
         undone = before + [n for n in same_time if by_name[n].undo is not None]
         what_it_is = "irreversible" if step.kind is Kind.PIVOT else "never undone (retriable)"
         what = (

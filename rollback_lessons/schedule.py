@@ -91,6 +91,7 @@ class GraphMachine(Machine):
         self.after = after
         self.specs = {spec.name: spec for spec in plan}
         self.definition = tuple(spec.name for spec in plan)
+        self.place = {step: n for n, step in enumerate(self.definition)}  # (no search each)
         # kept as it changes, not searched for: the explorer runs thousands (``make bench``)
         self.children: dict[str, list[str]] = {step: [] for step in self.definition}
         self.unmet = {step: len(after[step]) for step in self.definition}
@@ -113,11 +114,6 @@ class GraphMachine(Machine):
     def failing(self) -> bool:
         """Nothing more starts: a step failed for good, or the run was cancelled."""
         return bool(self.failures) or self.stopping is not None
-
-    @property
-    def below(self) -> dict[str, frozenset[str]]:
-        """Each step's dependants (only the ``by_dependency`` order needs them)."""
-        return dependants(self.after)
 
     @property
     def busy(self) -> tuple[str, ...]:
@@ -200,7 +196,7 @@ class GraphMachine(Machine):
                     self.waiting.append(child)
                     freed = True
             if freed:
-                self.waiting.sort(key=self.definition.index)
+                self.waiting.sort(key=self.place.__getitem__)
             if spec.kind in IRREVERSIBLE:
                 self.irreversible = [*self.irreversible, step]
                 self.pivot_done = self.pivot_done or spec.kind == Kind.PIVOT
@@ -389,16 +385,17 @@ class GraphMachine(Machine):
 
     def _graph_order(self, log: list[Entry]) -> list[Entry]:
         """The undo log in the declared order (``forward``: as logged)."""
-        if self.undo_order == "forward":
-            return sorted(log, key=self.log.index)
-        entry = {e.step: e for e in log}
+        if self.undo_order == "forward":  # (as logged: by place, not a search each)
+            at = {id(e): n for n, e in enumerate(self.log)}
+            return sorted(log, key=lambda e: at[id(e)])
+        entry, ended = {e.step: e for e in log}, set(self.ended)
         steps = undo_order(
             self.undo_order,
             [e.step for e in log],
             started=self.started,
-            ended=self.ended + [s for s in self.started if s not in self.ended],
+            ended=self.ended + [s for s in self.started if s not in ended],
             definition=self.definition,
-            below=self.below if self.undo_order == "by_dependency" else {},
+            after=self.after,
         )
         return [entry[step] for step in steps]
 
