@@ -11,9 +11,10 @@ from collections.abc import Callable, Collection, Generator, Mapping
 from typing import Any, NamedTuple
 
 from . import _guards
-from ._results import PLAIN, awaitable, awaited, checked, ended, to_its_end, with_end
+from ._results import awaitable, awaited, checked, ended, to_its_end, with_end
 from ._shutdown import shut_down
 from ._timed import acall_timed, within
+from ._wrapped import INERT
 from .calls import call_timed, cancel_asked, is_async, own_cancel, refused, sleep
 from .clock import Clock
 from .errors import Cancelled, goes_on
@@ -133,7 +134,7 @@ class Driver:
                     if inline:
                         self.began = step  # (its call begins now: before, a Ctrl-C is not in it)
                         result = self.actions[step](*self.args)
-                        if result is not None and type(result) not in PLAIN:
+                        if result is not None and type(result) not in INERT:
                             result = checked(result, "action", step)
                     else:
                         result = yield Call(self.actions[step], self.args, "action", step, None)
@@ -161,7 +162,7 @@ class Driver:
                 try:
                     if inline and timeout is None:
                         done = self.undos[step](*args)
-                        if done is not None and type(done) not in PLAIN:
+                        if done is not None and type(done) not in INERT:
                             checked(done, "undo", step)
                     else:
                         yield Call(self.undos[step], args, "undo", step, timeout)
@@ -254,7 +255,7 @@ class Driver:
                 step = op[0]
                 try:
                     done = self.undos[step](*(NO_ARGS if step in self.stateless else self.args))
-                    if done is not None and type(done) not in PLAIN:
+                    if done is not None and type(done) not in INERT:
                         checked(done, "undo", step)
                 except BaseException as exc:
                     op = self.undo_raised(exc)
@@ -306,7 +307,7 @@ class Driver:
         for step in plan:
             try:
                 result = undos[step](*(NO_ARGS if step in stateless else args))
-                if result is not None and type(result) not in PLAIN:
+                if result is not None and type(result) not in INERT:
                     result = checked(result, "undo", step)
             except BaseException as exc:
                 self.told_undos()

@@ -31,7 +31,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._guards import began_cut
-from .calls import PLAIN, checked
+from ._wrapped import INERT
+from .calls import checked
 from .machine import Machine
 from .policies import UndoPolicy
 from .verdicts import in_undo_order
@@ -97,7 +98,7 @@ def roll_back(run: Run, error: BaseException) -> None:
                 continue  # (a step with no undo: nothing in the log)
             try:
                 result = undo()
-                if result is not None and type(result) not in PLAIN:
+                if result is not None and type(result) not in INERT:
                     result = checked(result, "undo", entry[0])
             except BaseException as exc:  # the machine told, and it decides the rest
                 run.told_undos()

@@ -19,7 +19,7 @@ import sys
 from typing import Any
 
 from ._blocked import BLOCKED
-from ._wrapped import holds_work, refused, runs_on
+from ._wrapped import going, holds_work, refused, runs_on, still
 from .errors import MayHaveRun
 
 PLAIN = frozenset({int, float, str, bool, bytes, dict, list, tuple, set})
@@ -220,14 +220,16 @@ def checked(result: Any, role: str, step: str, blocked: Any = None) -> Any:
         return checked(done, role, step, blocked)
     if inspect.isawaitable(result):  # (closed, never dropped un-awaited)
         raise refused(result, what(role, step), ASYNC_HINT)
-    if inspect.isgenerator(result):
-        result.close()
-        raise TypeError(f"{what(role, step)} returned a generator: its body never ran")
-    if inspect.isasyncgen(result):  # (neither awaitable nor a generator: attack84 F2)
-        if holds_work(result):  # (its work begun, goes on: attack102 F6)
-            raise runs_on(what(role, step), "an async generator", ASYNC_HINT)
-        raise TypeError(f"{what(role, step)} returned an async generator: its body never ran")
-    return result
+    if inspect.isgenerator(result) or inspect.isasyncgen(result):  # (attack84 F2)
+        kind = "a generator" if inspect.isgenerator(result) else "an async generator"
+        if inspect.isasyncgen(result) and holds_work(result):  # (its work begun, goes on:
+            raise runs_on(what(role, step), kind, ASYNC_HINT)  # attack102 F6)
+        if inspect.isgenerator(result):  # (pool.map's, as_completed's: attack105 F2)
+            if holds_work(result):
+                raise going(what(role, step), kind)
+            result.close()
+        raise TypeError(f"{what(role, step)} returned {kind}: its body never ran")
+    return still(result, what, role, step)  # (a value holding begun work: attack105 F1)
 
 
 def gave_back(result: Any, role: str, step: str) -> MayHaveRun | None:
@@ -302,7 +304,7 @@ async def awaited(result: Any, role: str, step: str, blocked: Any = None) -> Any
             result = _unwaitable(result, role, step, hint="")
         if (bad := gave_back(result, role, step)) is not None:
             raise bad
-    return result
+    return still(result, what, role, step)
 
 
 _LOOK = 0.25

@@ -24,7 +24,7 @@ from ._checks import check_step
 from ._drive import Driver
 from ._recorded import Told
 from ._shutdown import told_at_shutdown
-from .calls import PLAIN, checked, left_running, plain, quiet_failure
+from .calls import INERT, checked, left_running, plain, quiet_failure
 from .clock import SYSTEM_CLOCK, Clock, SystemClock
 from .events import (
     Event,
@@ -291,7 +291,7 @@ class Run(Driver):
         try:
             try:
                 result = self.actions[step](*self.args)
-                if result is not None and type(result) not in PLAIN:
+                if result is not None and type(result) not in INERT:
                     result = checked(result, "action", step)
             except BaseException as exc:  # an Exception is the machine's to judge
                 op = self.step_raised(exc)

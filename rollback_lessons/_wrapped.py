@@ -10,8 +10,11 @@ import contextlib
 import inspect
 import sys
 from collections import deque
+from collections.abc import ItemsView, KeysView, ValuesView
 from functools import partial
+from itertools import chain, islice
 from typing import Any
+from weakref import ReferenceType
 
 from .errors import MayHaveRun
 
@@ -36,7 +39,9 @@ def holds_work(thing: Any) -> bool:
 def _walk(thing: Any) -> tuple[bool, list[Any]]:
     """(held, the coroutines within ``thing`` never started: closed with it)."""
     todo, seen, unstarted = deque(_within(thing)), {id(thing)}, []  # type: deque[Any], set[int], list[Any]
-    while todo and len(seen) <= REACH:  # (no generator left suspended: attack54 F4)
+    for _ in range(REACH):  # (no generator left suspended: attack54 F4)
+        if not todo:
+            break
         value = todo.popleft()
         if type(value) in INERT or id(value) in seen:
             continue
@@ -50,6 +55,7 @@ def _walk(thing: Any) -> tuple[bool, list[Any]]:
 
 
 INERT = {type(None), bool, int, float, complex, str, bytes, type, type(sys)}
+SEQUENCES = (list, tuple, set, frozenset, deque, KeysView, ValuesView, ItemsView)
 
 
 def _within(value: Any) -> list[Any]:
@@ -61,10 +67,12 @@ def _within(value: Any) -> list[Any]:
 
 
 def _held(value: Any) -> list[Any]:
-    if isinstance(value, dict):
-        return [*value.keys(), *value.values()]  # (``{pool.submit(f): x}``: attack104 F2)
-    if isinstance(value, list | tuple | set | frozenset | deque):
-        return list(value)
+    if isinstance(value, dict):  # (``{pool.submit(f): x}``: attack104 F2)
+        return list(islice(chain(value.keys(), value.values()), REACH))
+    if isinstance(value, SEQUENCES):  # (a dict's views too, attack105 F3; at most REACH)
+        return list(islice(value, REACH))
+    if isinstance(value, ReferenceType):  # (a weakref: what it still refers to)
+        return [value()]
     if isinstance(value, partial):
         return [value.func, *value.args, *value.keywords.values()]
     frame = next((f for n in ("cr_frame", "ag_frame", "gi_frame")
@@ -126,6 +134,8 @@ def _begun(value: Any) -> bool:
             return bool(value.is_alive())
         if mp is not None and isinstance(value, mp.ApplyResult):
             return not value.ready()
+        if mp is not None and isinstance(value, mp.IMapIterator):  # (imap's: until its
+            return value._job in value._cache  # last result came, attack105 F1)
     except Exception:  # (a Future-like whose done() raises: in doubt, held)
         return True
     return False
@@ -150,6 +160,28 @@ def runs_on(what: str, kind: str, hint: str) -> MayHaveRun:
         f"{what} returned {kind} holding work that had begun (a run_in_executor Future?): a "
         f"synchronous run cannot await it, and that work may go on, and may have had its "
         f"effect {hint}"
+    )
+    error.goes_on = True  # (never called again in that run: ``errors.goes_on``)
+    return error
+
+
+def still(result: Any, what: Any, role: str, step: str) -> Any:
+    """``result`` (a call's plain value, taken to its end), unless it holds work that has
+    begun (a list or dict of Futures, a thread alive, a pool's ``map`` or ``imap``): the run
+    does not wait for what a value holds, so that work may go on and may have had its
+    effect (attack105 F1: the undo ran before the charge landed, ``rolled_back``)."""
+    if result is None or type(result) in INERT or not (_begun(result) or holds_work(result)):
+        return result
+    raise going(what(role, step), repr(type(result).__name__))
+
+
+def going(what: str, kind: str) -> MayHaveRun:
+    """The error of a call (``what``) that returned ``kind`` holding work that had begun."""
+    error = MayHaveRun(
+        f"{what} returned {kind} holding work that had begun (a Future not done, a thread "
+        "alive, a pool's map): the run does not wait for work held in what a call returns, "
+        "so that work may go on, and may have had its effect (wait for it within the call: "
+        "[f.result() for f in futures])"
     )
     error.goes_on = True  # (never called again in that run: ``errors.goes_on``)
     return error

@@ -13,7 +13,8 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from ._results import PLAIN, _loop_here, checked, what
+from ._results import _loop_here, checked, what
+from ._wrapped import INERT
 
 _GENERATORS = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
 
@@ -102,7 +103,7 @@ def call_sync(
     generator it returns is an error, never dropped silently; work it hands back is waited
     for (``_results.checked``; ``blocked``: the caller's loop, from a helper thread)."""
     result = fn(*args)
-    if result is None or type(result) in PLAIN:
+    if result is None or type(result) in INERT:
         return result
     return checked(result, role, step, blocked)
 

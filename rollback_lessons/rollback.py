@@ -22,7 +22,7 @@ from . import _guards, _shutdown
 from ._recorded import roll_back
 from ._run import FUNCTION, NOT_PLAIN, Run, own_error
 from ._wakeable import Wakeable
-from .calls import PLAIN, cancel_asked, checked, heard_cancel, this_task
+from .calls import INERT, cancel_asked, checked, heard_cancel, this_task
 from .clock import Clock
 from .errors import StepStillRunning
 from .events import Event, EventSink
@@ -224,7 +224,7 @@ class Rollback(_Base):
             history.append((name, undo, begun))
             try:
                 result = action()
-                if result is not None and type(result) not in PLAIN:
+                if result is not None and type(result) not in INERT:
                     result = checked(result, "action", name)
             except BaseException as exc:  # the machine hears of everything now, and judges
                 run.step_raised(exc)  # (RAISE: a plain step is never retried)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import weakref
 from collections import deque
 from typing import Any
 
@@ -102,6 +103,12 @@ def _wrapped(shape: str, calls: list[str], what: str) -> Any:
             return _awaits_all(f for f in [future])
         if shape == "enumerate_filter":
             return _awaits_pairs(enumerate(filter(None, reversed([future]))))
+        if shape == "dict_values":  # (a dict's view, a weakref: attack105 F3)
+            return _awaits_all({"visa": future}.values())
+        if shape == "weakref":
+            box = Box(future)
+            keep.append(box)
+            return _awaits_box_ref(weakref.ref(box))
         return waits()
 
     return call
@@ -123,9 +130,16 @@ async def _awaits_box(box: Box) -> Any:
     return await box.held
 
 
+async def _awaits_box_ref(ref: Any) -> Any:
+    return await ref().held
+
+
+keep: list[Any] = []  # (what a weakref refers to, alive as the test runs)
+
+
 SHAPES = ["wait_for", "closure", "task", "asyncgen", "custom", "slots", "list",
           "wait_for_coroutine", "box", "thread", "pool_job", "dict_keys", "deque", "iter",
-          "zip", "map", "genexpr", "enumerate_filter"]  # fmt: skip
+          "zip", "map", "genexpr", "enumerate_filter", "dict_values", "weakref"]  # fmt: skip
 
 
 @pytest.mark.parametrize("driver", ["saga.run", "Rollback"])
