@@ -15,6 +15,7 @@ carry a data policy, never code.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import inspect
 import math
 from collections.abc import Callable, Sequence
@@ -235,6 +236,14 @@ class RetryPolicy:
                 isinstance(t, type) and issubclass(t, BaseException) for t in types
             ):
                 raise TypeError(f"{label} must be a tuple of exception types, got {types!r}")
+            if type(types) is not tuple:  # (read as its items, once, by every engine)
+                object.__setattr__(self, label, tuple(types))
+        for name in ("initial_delay", "multiplier", "max_delay", "timeout"):
+            value = getattr(self, name)  # (a number's subclass (numpy's float64, one's own
+            if value is not None and type(value) not in (int, float):  # arithmetic) is read
+                with contextlib.suppress(AttributeError):  # as the number it holds, as
+                    object.__setattr__(self, name, float(value))  # (a property: code)
+        # an engine carries it: attack105 F5, F6 decided otherwise in process and there)
 
     def delay(self, attempt: int) -> float:
         """The wait before attempt ``attempt + 1``."""
@@ -288,6 +297,8 @@ class UndoPolicy:
     def __post_init__(self) -> None:
         if self.then not in THEN_CHOICES:
             raise InvalidPipelineError(f"then must be 'dead_letter' or 'halt', got {self.then!r}")
+        if type(self.then) is not str:  # (a str's subclass: the choice it equals, as data)
+            object.__setattr__(self, "then", next(c for c in THEN_CHOICES if self.then == c))
         if self.retry is not None and not isinstance(self.retry, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy, got {self.retry!r}")
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from rollback_lessons import RetryPolicy, Saga, Step, UndoPolicy
+from rollback_lessons import Parallel, RetryPolicy, Saga, Step, UndoPolicy
 from rollback_lessons.durable.journal import Journal
-from rollback_lessons.policies import UnsupportedPolicy
+from rollback_lessons.policies import UnsupportedPolicy, code_of
 
 
 class Once(RetryPolicy):
@@ -207,3 +207,60 @@ def test_policies_of_data_are_still_data():
     for policy in (Continue(), Halt(), Retry(), UndoPolicy(Patient()), UndoPolicy(RetryPolicy(
             retry_on=(ConnectionError,), no_retry_on=(ValueError,))), None):  # fmt: skip
         assert code_of(policy) is None, policy
+
+
+class _Odd(float):
+    """A number whose arithmetic is its own: ``delay`` would compute NaN (no wait, as a
+    refusal) in process, where an engine carries 0.01."""
+
+    def __mul__(self, other: object) -> float:
+        return float("nan")
+
+
+class _Hidden(tuple):  # type: ignore[type-arg]
+    """A tuple whose items ``issubclass`` reads differ from what iterating it yields."""
+
+    def __iter__(self) -> Any:
+        return iter((KeyError,))
+
+
+class _Halt(str):
+    def __eq__(self, other: object) -> bool:
+        return other == "halt"
+
+    __hash__ = str.__hash__
+
+
+def test_a_fields_own_subclass_is_read_as_the_value_an_engine_carries():
+    """attack105 F5, F6: a float subclass in a field (NaN waits in process, 3 attempts in
+    recover and on Step Functions) and a tuple subclass in ``retry_on`` (3 attempts in
+    process, 1 there) were carried as data and obeyed differently. They are read as plain
+    values once, as the policy is made: every engine reads the same."""
+    retry = RetryPolicy(max_attempts=3, initial_delay=_Odd(0.01), retry_on=_Hidden((OSError,)))
+    assert type(retry.initial_delay) is float and retry.delay(1) == 0.01
+    assert type(retry.retry_on) is tuple and retry.retry_on == (KeyError,)
+    assert retry.retries(KeyError("x")) and not retry.retries(ConnectionError("x"))
+    policy = UndoPolicy(retry, then=_Halt("dead_letter"))
+    assert type(policy.then) is str and policy.then == "halt"
+    assert code_of(policy) is None  # (data: carried, and obeyed, the same everywhere)
+
+
+@pytest.mark.parametrize("shape", ["float", "tuple"])
+def test_a_fields_own_subclass_tries_as_often_in_process_as_on_bpmn(shape, bpmn_runner):
+    if shape == "float":
+        retry = RetryPolicy(max_attempts=3, initial_delay=_Odd(0.01))
+    else:
+        retry = RetryPolicy(max_attempts=3, initial_delay=0.01, retry_on=_Hidden((OSError,)))
+    tries: list[str] = []
+
+    def undo(state: Any) -> None:
+        tries.append("refund")
+        raise KeyError("bank down")
+
+    saga = Saga([Step("a", lambda s: None, lambda s: None), Step("charge", lambda s: None, undo),
+                 Step("ship", lambda s: 1 / 0), Parallel(Step("p", lambda s: None))],
+                name="same", allow_unsafe_order=True)  # fmt: skip
+    saga.run({}, policy=UndoPolicy(retry))
+    here, tries[:] = len(tries), []
+    bpmn_runner.run(saga, {}, policy=UndoPolicy(retry))
+    assert here == len(tries) == 3, (here, tries)
