@@ -49,9 +49,9 @@ def _undos(m: Machine, op: Op) -> tuple[str, ...]:
 
 
 def _fails_at(plan: Sequence[StepSpec], k: int, error: BaseException, undo_order: str) -> Owed:
-    """Steps before ``k`` succeed, step ``k`` fails for good with ``error`` (its retries are
-    left out: they are the engine's own Retry), every undo succeeds."""
-    m = Machine(CONTINUE, plan=[s._replace(retry=None) for s in plan], undo_order=undo_order)
+    """Steps before ``k`` succeed, step ``k`` fails for good with ``error`` (``plan``'s
+    retries left out: they are the engine's own Retry), every undo succeeds."""
+    m = Machine(CONTINUE, plan=plan, undo_order=undo_order)
     m.start()
     for _ in range(k):
         m.step_ok()
@@ -63,7 +63,7 @@ def owed(plan: Sequence[StepSpec], undo_order: str = "reverse") -> list[Owed]:
     """For each step of ``plan``: the steps before it succeed, it fails for good (as after
     its last retry), before its effect and (``after``) after it; every undo succeeds. What
     does the machine do?"""
-    found = []
+    found, plan = [], [s._replace(retry=None) for s in plan]  # (once: not per question)
     for k, spec in enumerate(plan):
         late = InjectedTimeout(spec.name, Fault.FAIL_AFTER_EFFECT, "a failure after its effect")
         after = _fails_at(plan, k, late, undo_order)
