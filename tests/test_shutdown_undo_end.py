@@ -1,0 +1,62 @@
+"""A signal handler's ``sys.exit`` ends ``asyncio.run`` while ``arun``'s journalled undo
+waits for the pool work it handed back: that work is waited for to its end, and an end so
+known is told (done), not made again (attack105 F9: the refund made twice, once after the
+first had landed). The journal shows the saga rolled back; recover has nothing to do."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+CHILD = textwrap.dedent(
+    """
+    import asyncio, os, signal, sys, threading, time
+    from concurrent.futures import ThreadPoolExecutor
+    from rollback_lessons import Registry, Saga, Step
+    from rollback_lessons.durable.journal import Journal
+    from rollback_lessons.durable.registry import BoundUndo
+
+    pool, made = ThreadPoolExecutor(2), []
+    registry = Registry()
+
+    def landed(step):
+        time.sleep(0.4)
+        made.append(f"{step} landed")
+
+    def refund(step):
+        made.append(f"{step} called")
+        if step == "s2" and sys.argv[2] == "pool":
+            if made.count("s2 called") == 1:  # (one SIGTERM: the service's shutdown)
+                threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGTERM)).start()
+            return pool.submit(landed, step)
+
+    registry.add("refund", refund)
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
+    steps = [Step(n, lambda s: None, BoundUndo("refund", {"step": n}, registry))
+             for n in ("s1", "s2")]
+    saga = Saga([*steps, Step("s3", lambda s: 1 / 0)], name="w")
+    try:
+        asyncio.run(saga.arun({}, journal=Journal(sys.argv[1]), run_id="r1"))
+    except SystemExit as exit:
+        print("exit", exit.code, exit.outcome.status.value)
+    print(made)
+    """
+)
+
+
+@pytest.mark.parametrize("shape", ["pool"])
+def test_an_undos_work_waited_for_to_its_end_is_not_made_again(tmp_path, shape):
+    from rollback_lessons.durable.journal import Journal
+    from rollback_lessons.durable.recovery import recover
+
+    path = tmp_path / "j.db"
+    done = subprocess.run([sys.executable, "-c", CHILD, str(path), shape], capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    lines = done.stdout.splitlines()
+    assert lines[:1] == ["exit 143 rolled_back"], (done.stdout, done.stderr[-2000:])
+    assert lines[-1] == str(["s2 called", "s2 landed", "s1 called"]), done.stdout
+    report = recover(Journal(path), __import__("rollback_lessons").Registry())
+    assert report.recovered == () and "left 0" in str(report), str(report)
