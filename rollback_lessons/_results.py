@@ -109,8 +109,8 @@ def _waited_out(future: Any, cut: BaseException) -> BaseException:
 
 
 def on_a_loop(result: Any) -> bool:
-    """Is ``result`` an asyncio Task or Future (asyncio's own ``isfuture`` test)?"""
-    return getattr(result, "_asyncio_future_blocking", None) is not None
+    """Is ``result`` an asyncio Task or Future (``isfuture``'s test; its class: attack106 F1)?"""
+    return getattr(type(result), "_asyncio_future_blocking", None) is not None
 
 
 def _loop_here() -> Any:
@@ -245,7 +245,7 @@ def gave_back(result: Any, role: str, step: str) -> MayHaveRun | None:
         kind = "a coroutine" if inspect.iscoroutine(result) else "a generator"
     elif inspect.isasyncgen(result):
         kind = "an async generator"
-    elif hasattr(result, "__await__") and not on_a_loop(result):
+    elif hasattr(type(result), "__await__") and not on_a_loop(result):
         kind = "an awaitable"  # (lazy until awaited, as a request object: attack90 F16)
     else:
         return None
@@ -258,7 +258,7 @@ def gave_back(result: Any, role: str, step: str) -> MayHaveRun | None:
 def awaitable(result: Any) -> bool:
     """Does the async drivers' ``awaited`` have work to do on ``result``?"""
     return result is not None and type(result) not in PLAIN and (
-        hasattr(result, "__await__") or handed_off(result) or _legacy(result)
+        hasattr(type(result), "__await__") or handed_off(result) or _legacy(result)
     )  # fmt: skip
 
 
@@ -276,7 +276,7 @@ async def awaited(result: Any, role: str, step: str, blocked: Any = None) -> Any
     asyncio = _asyncio()  # (no import: at Python's shutdown it fails)
 
     if not (on_a_loop(result) or handed_off(result)):
-        if result is None or not (hasattr(result, "__await__") or _legacy(result)):
+        if result is None or not (hasattr(type(result), "__await__") or _legacy(result)):
             return checked(result, role, step, blocked)
         result = await result
         if (bad := gave_back(result, role, step)) is not None:

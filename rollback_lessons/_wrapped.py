@@ -9,10 +9,12 @@ from __future__ import annotations
 import contextlib
 import inspect
 import sys
+import warnings
 from collections import deque
 from collections.abc import ItemsView, KeysView, ValuesView
 from functools import partial
 from itertools import chain, islice
+from types import MappingProxyType, MemberDescriptorType
 from typing import Any
 from weakref import ReferenceType
 
@@ -67,18 +69,25 @@ def _within(value: Any) -> list[Any]:
 
 
 def _held(value: Any) -> list[Any]:
-    if isinstance(value, dict):  # (``{pool.submit(f): x}``: attack104 F2)
-        return list(islice(chain(value.keys(), value.values()), REACH))
+    """What ``value`` holds, read without a call of its own: only what its type defines (a
+    frame, a slot, its ``__dict__``), never an attribute asked of the object itself, which
+    a Mock or an RPC proxy answers with a call of its own (attack106 F1-F3: a Mock changed,
+    a MagicMock walked for ever, a proxy sent 59 requests)."""
+    kind = type(value)
+    if isinstance(value, dict | MappingProxyType):  # (``{pool.submit(f): x}``: attack104 F2)
+        return list(islice(chain(dict.keys(value) if isinstance(value, dict) else value.keys(),
+                                 value.values()), REACH))  # fmt: skip
     if isinstance(value, SEQUENCES):  # (a dict's views too, attack105 F3; at most REACH)
         return list(islice(value, REACH))
     if isinstance(value, ReferenceType):  # (a weakref: what it still refers to)
         return [value()]
     if isinstance(value, partial):
         return [value.func, *value.args, *value.keywords.values()]
-    frame = next((f for n in ("cr_frame", "ag_frame", "gi_frame")
-                  if (f := getattr(value, n, None)) is not None), None)  # fmt: skip
-    if frame is not None or inspect.iscoroutine(value) or inspect.isasyncgen(value):
-        awaited = [getattr(value, n, None) for n in ("cr_await", "ag_await", "gi_yieldfrom")]
+    names = [n for n in ("cr_frame", "ag_frame", "gi_frame") if hasattr(kind, n)]
+    if names:  # (a coroutine, a generator, an async generator, of Python's or its likes)
+        frame = getattr(value, names[0])
+        awaited = [getattr(value, n) for n in ("cr_await", "ag_await", "gi_yieldfrom")
+                   if hasattr(kind, n)]  # fmt: skip
         return [*(frame.f_locals.values() if frame is not None else ()), *awaited]
     if inspect.isfunction(value):
         held: list[Any] = []
@@ -90,16 +99,23 @@ def _held(value: Any) -> list[Any]:
         return [value.__self__]
     if _runner(value):  # (a loop, a pool: their idle threads and queues are not this call's)
         return []
-    if type(value).__module__ == "builtins" and hasattr(type(value), "__next__"):
-        reduced = value.__reduce__()  # (a builtin iterator, zip, map, filter, enumerate:
+    if (kind.__module__ == "builtins" and hasattr(kind, "__next__")) or (
+        kind.__module__ == "itertools"  # (a tee's shared data too)
+    ):
+        with warnings.catch_warnings():  # (itertools' pickling, deprecated in 3.12)
+            warnings.simplefilter("ignore")
+            reduced = value.__reduce__()  # (a builtin iterator, zip, map, chain, islice:
         return [*reduced[1], *reduced[2:]]  # what it reads on, unconsumed, attack104 F2)
-    held = list(vars(value).values()) if hasattr(value, "__dict__") else []  # (may raise)
-    for klass in type(value).__mro__:  # (its slots too)
-        slots = klass.__dict__.get("__slots__", ())
-        for name in [slots] if isinstance(slots, str) else slots:
-            if name not in ("__dict__", "__weakref__"):
-                with contextlib.suppress(Exception):  # (unset, or raising: nothing held)
-                    held.append(getattr(value, name))
+    if (numpy := sys.modules.get("numpy")) is not None and isinstance(value, numpy.ndarray):
+        return list(islice(value.flat, REACH)) if value.dtype.hasobject else []  # (F5)
+    held = []
+    with contextlib.suppress(Exception):  # (none: held in slots alone)
+        held = list(object.__getattribute__(value, "__dict__").values())
+    for klass in kind.__mro__:  # (its slots too, a private one by its mangled name: F6)
+        for slot in list(vars(klass).values()):
+            if isinstance(slot, MemberDescriptorType):
+                with contextlib.suppress(Exception):  # (unset: nothing held)
+                    held.append(slot.__get__(value, kind))
     return held
 
 
@@ -107,8 +123,10 @@ def _runner(value: Any) -> bool:
     """Is ``value`` an event loop or a pool (held to run work on, not work itself)?"""
     asyncio, pools = sys.modules.get("asyncio"), sys.modules.get("concurrent.futures")
     mp = sys.modules.get("multiprocessing.pool")
-    return bool(
-        (asyncio is not None and isinstance(value, asyncio.AbstractEventLoop))
+    waited_on = () if asyncio is None else (asyncio.Event, asyncio.Condition, asyncio.Lock,
+                                              asyncio.Semaphore, asyncio.Queue)  # fmt: skip
+    return bool(  # (an Event, a Queue, a Lock: their waiters are other tasks', attack106 F4)
+        (asyncio is not None and isinstance(value, (asyncio.AbstractEventLoop, *waited_on)))
         or (pools is not None and isinstance(value, pools.Executor))
         or (mp is not None and isinstance(value, mp.Pool))
     )
@@ -122,8 +140,19 @@ def _begun(value: Any) -> bool:
     try:
         if (asyncio is not None and asyncio.isfuture(value)) or (
             pools is not None and isinstance(value, pools.Future)
-        ):
-            return not value.done()
+        ):  # (the task this call runs in is not its work: attack106 F4)
+            mine = (
+                asyncio is not None
+                and asyncio._get_running_loop() is not None
+                and (value is asyncio.current_task())
+            )
+            return not value.done() and not mine
+        if asyncio is not None and isinstance(value, asyncio.Handle):  # (``call_later``'s,
+            if value.cancelled():  # ``call_soon``'s: work set to run, attack106 F7)
+                return False
+            if isinstance(value, asyncio.TimerHandle):
+                return bool(value._scheduled)
+            return value in value._loop._ready
         if threads is not None and isinstance(value, threads.Thread):  # (one's own work: not
             mine = value in (threads.current_thread(), threads.main_thread())  # the caller, not
             return value.is_alive() and not value.daemon and not mine  # a client's daemon, F3)
