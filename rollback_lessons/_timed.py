@@ -11,6 +11,7 @@ from typing import Any
 
 from ._results import awaitable, awaited, checked
 from .calls import late, refused, timed_out, what
+from .policies import plain_number
 
 
 async def within(
@@ -81,6 +82,7 @@ async def acall_timed(
     here, within the time left (``within``)."""
     import asyncio
 
+    timeout = plain_number(timeout)  # (a number's subclass: as recover reads it, attack106 F8)
     if (refusal := refused(owner, role, step, timeout)) is not None:
         raise refusal
     loop = asyncio.get_running_loop()

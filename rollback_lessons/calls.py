@@ -15,6 +15,7 @@ from typing import Any
 
 from ._results import _loop_here, checked, what
 from ._wrapped import INERT
+from .policies import plain_number
 
 _GENERATORS = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
 
@@ -195,6 +196,7 @@ def call_timed(
     inside the call itself (a socket or HTTP timeout), or AsyncRollback, which cancels the
     awaited undo.
     """
+    timeout = plain_number(timeout)  # (a number's subclass: as recover reads it, attack106 F8)
     if (refusal := refused(owner, role, step, timeout)) is not None:
         raise refusal
     box: dict[str, Any] = {}

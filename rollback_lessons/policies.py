@@ -18,6 +18,7 @@ import builtins
 import contextlib
 import inspect
 import math
+import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import MemberDescriptorType
@@ -197,6 +198,22 @@ def check_seconds(value: object, what: str, *, zero: bool = False) -> None:
         )
 
 
+def plain_number(value: Any) -> Any:
+    """The plain number ``value`` holds: a float's or an int's subclass read as the value it
+    holds (its own arithmetic and conversions set aside), another number (numpy's int64, a
+    Decimal) by its own conversion, as an engine carries it (attack105 F5, attack106 F8,
+    F10); a plain number, a bool or None as it is."""
+    if value is None or type(value) in (int, float, bool):
+        return value
+    if isinstance(value, float):
+        return float.__float__(value)
+    if isinstance(value, int):
+        return int.__index__(value)
+    if hasattr(type(value), "__index__"):
+        return operator.index(value)
+    return float(value) if hasattr(type(value), "__float__") else value
+
+
 _SUMMED = 10_000  # waits RetryPolicy.worst_wait adds one by one; past them, a closed form
 
 
@@ -220,9 +237,12 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         if self.timeout is not None:
             check_seconds(self.timeout, "timeout")
+        with contextlib.suppress(Exception):  # (numpy's int64, an int's subclass: F10)
+            object.__setattr__(self, "max_attempts", plain_number(self.max_attempts))
         if type(self.max_attempts) is not int or self.max_attempts < 1:
             raise InvalidPipelineError(
-                f"max_attempts must be an int >= 1, got {self.max_attempts!r}"
+                f"max_attempts must be an int >= 1, got {self.max_attempts!r} "
+                f"({type(self.max_attempts).__name__})"
             )
         check_seconds(self.initial_delay, "initial_delay", zero=True)
         check_seconds(self.max_delay, "max_delay", zero=True)
@@ -242,7 +262,7 @@ class RetryPolicy:
             value = getattr(self, name)  # (a number's subclass (numpy's float64, one's own
             if value is not None and type(value) not in (int, float):  # arithmetic) is read
                 with contextlib.suppress(AttributeError):  # as the number it holds, as
-                    object.__setattr__(self, name, float(value))  # (a property: code)
+                    object.__setattr__(self, name, float(plain_number(value)))  # (a property: code)
         # an engine carries it: attack105 F5, F6 decided otherwise in process and there)
 
     def delay(self, attempt: int) -> float:

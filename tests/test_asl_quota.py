@@ -34,7 +34,7 @@ def test_a_saga_whose_written_state_machine_is_past_the_quota_is_refused(monkeyp
     """(The quota lowered, so that a short saga passes the first look and not the second.)"""
     from rollback_lessons.runners.stepfunctions import asl
 
-    written = len(json.dumps(to_asl(_saga(100))))
+    written = len(json.dumps(to_asl(_saga(100)), separators=(",", ":")).encode())
     assert written <= QUOTA
     monkeypatch.setattr(asl, "QUOTA", written - 1)
     with pytest.raises(UnsupportedOnStepFunctions, match=f"its state machine takes {written:,}"):

@@ -12,6 +12,7 @@ import pytest
 
 from rollback_lessons import Parallel, RetryPolicy, Saga, Step, UndoPolicy
 from rollback_lessons.durable.journal import Journal
+from rollback_lessons.errors import InvalidPipelineError
 from rollback_lessons.policies import UnsupportedPolicy, code_of
 
 
@@ -264,3 +265,51 @@ def test_a_fields_own_subclass_tries_as_often_in_process_as_on_bpmn(shape, bpmn_
     here, tries[:] = len(tries), []
     bpmn_runner.run(saga, {}, policy=UndoPolicy(retry))
     assert here == len(tries) == 3, (here, tries)
+
+
+class _Attempts(int):
+    pass
+
+
+class _Lies(float):
+    """Holds one number, converts to another: the number it holds is the one read."""
+
+    def __float__(self) -> float:
+        return 5.0
+
+
+class _Lax(float):
+    """An undo timeout whose own arithmetic puts the deadline a minute away."""
+
+    def __radd__(self, other: object) -> float:
+        return float(other) + 60.0  # type: ignore[arg-type]
+
+    def __add__(self, other: object) -> float:
+        return float(other) + 60.0  # type: ignore[arg-type]
+
+
+def test_numbers_of_other_types_are_read_as_the_plain_value_they_hold():
+    """attack106 F10: an int's subclass (and numpy's int64) as ``max_attempts`` was refused
+    with "must be an int >= 1, got 3"; a float's subclass whose ``__float__`` says another
+    number was read as that number, not the one it holds."""
+    numpy = pytest.importorskip("numpy")
+    assert type(RetryPolicy(max_attempts=_Attempts(3)).max_attempts) is int
+    assert RetryPolicy(max_attempts=numpy.int64(2)).max_attempts == 2
+    assert RetryPolicy(initial_delay=_Lies(0.01)).initial_delay == 0.01
+    with pytest.raises(InvalidPipelineError, match=r"got 2\.5 \(float\)"):
+        RetryPolicy(max_attempts=2.5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("driver", ["saga.run", "arun"])
+def test_an_undo_timeout_of_a_subclass_is_kept_as_recover_keeps_it(driver):
+    """attack106 F8: ``Step(undo_timeout=Lax(0.2))``: saga.run and arun let a 0.5 s undo
+    finish (its own arithmetic moved the deadline), recover timed it out at 0.2 s."""
+    import asyncio
+    import time
+
+    step = Step("charge", lambda s: None, lambda s: time.sleep(0.5), undo_timeout=_Lax(0.2))
+    assert type(step.undo_timeout) is float and step.undo_timeout == 0.2
+    saga = Saga([step, Step("ship", lambda s: 1 / 0)])
+    outcome = saga.run({}) if driver == "saga.run" else asyncio.run(saga.arun({}))
+    [dead] = outcome.dead_letters
+    assert dead.step == "charge" and "timeout of 0.2 s" in str(dead.error), dead

@@ -395,11 +395,14 @@ def too_big(name: str, states: int, written: dict[str, Any] | None = None) -> No
     """Refuse a state machine past ``QUOTA``: of ``states`` step and undo states at least
     ``LEAST`` bytes each (before it is written: its failure points are asked of the machine
     one by one, a time that grows as the square of its length), or ``written``."""
-    size = len(json.dumps(written)) if written is not None else states * LEAST
+    compact = None if written is None else json.dumps(written, separators=(",", ":"))
+    size = len(compact.encode()) if compact is not None else states * LEAST  # (the least
+    # AWS could be sent: written compactly, in UTF-8 bytes; attack106 F9)
     if size > QUOTA:
         raise UnsupportedOnStepFunctions(
             f"saga {name!r} is too long for Step Functions: its state machine "
-            f"{'takes' if written is not None else 'would take at least'} {size:,} bytes, "
+            f"{'takes' if written is not None else 'would take at least'} {size:,} bytes "
+            "written compactly, "
             f"and AWS takes at most {QUOTA:,} (a hard quota); nothing ran"
         )
 
