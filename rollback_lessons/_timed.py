@@ -9,9 +9,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from ._numbers import plain_number
 from ._results import awaitable, awaited, checked
 from .calls import late, refused, timed_out, what
-from .policies import plain_number
 
 
 async def within(

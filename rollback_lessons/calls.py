@@ -13,9 +13,9 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from ._numbers import plain_number
 from ._results import _loop_here, checked, what
 from ._wrapped import INERT
-from .policies import plain_number
 
 _GENERATORS = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
 

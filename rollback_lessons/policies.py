@@ -18,12 +18,12 @@ import builtins
 import contextlib
 import inspect
 import math
-import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import MemberDescriptorType
 from typing import Any, Literal, TypeGuard
 
+from ._numbers import plain_number
 from .errors import STAND_IN, InvalidPipelineError, RemoteError, UnknownPolicyError, goes_on
 
 Decision = float | Literal["dead_letter", "halt"]
@@ -196,22 +196,6 @@ def check_seconds(value: object, what: str, *, zero: bool = False) -> None:
         raise InvalidPipelineError(
             f"{what} must be a finite number of seconds {bound}, got {value!r}"
         )
-
-
-def plain_number(value: Any) -> Any:
-    """The plain number ``value`` holds: a float's or an int's subclass read as the value it
-    holds (its own arithmetic and conversions set aside), another number (numpy's int64, a
-    Decimal) by its own conversion, as an engine carries it (attack105 F5, attack106 F8,
-    F10); a plain number, a bool or None as it is."""
-    if value is None or type(value) in (int, float, bool):
-        return value
-    if isinstance(value, float):
-        return float.__float__(value)
-    if isinstance(value, int):
-        return int.__index__(value)
-    if hasattr(type(value), "__index__"):
-        return operator.index(value)
-    return float(value) if hasattr(type(value), "__float__") else value
 
 
 _SUMMED = 10_000  # waits RetryPolicy.worst_wait adds one by one; past them, a closed form

@@ -9,6 +9,7 @@ from functools import partial
 from typing import Any
 
 from . import _arun, _graph_drive, _guards, _shutdown
+from ._numbers import plain_number
 from ._run import Run
 from .calls import IN_A_STEP, check_callable
 from .clock import Clock
@@ -23,7 +24,6 @@ from .policies import (
     RetryPolicy,
     check_seconds,
     check_step_retry,
-    plain_number,
     resolve_policy,
 )
 from .ports import UndoJournal
