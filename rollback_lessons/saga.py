@@ -19,13 +19,7 @@ from .faults import InjectionLike
 from .graph import Parallel, check_graph_order, flatten, needs_graph
 from .operations import StepSpec
 from .outcome import Outcome
-from .policies import (
-    PolicyLike,
-    RetryPolicy,
-    check_seconds,
-    check_step_retry,
-    resolve_policy,
-)
+from .policies import PolicyLike, RetryPolicy, check_seconds, check_step_retry, resolve_policy
 from .ports import UndoJournal
 from .rules import (
     FORWARD_RETRY,
@@ -95,7 +89,7 @@ class Step:
         check_register(self.register, f"step {self.name!r}: register")
         if self.undo_timeout is not None:
             check_seconds(self.undo_timeout, f"undo_timeout of step {self.name!r}")
-            object.__setattr__(self, "undo_timeout", plain_number(self.undo_timeout))  # (F8)
+            object.__setattr__(self, "undo_timeout", plain_number(self.undo_timeout))
 
 
 @dataclass(frozen=True)
