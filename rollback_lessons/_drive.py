@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 from . import _guards
 from ._results import awaitable, awaited, checked, ended, to_its_end, with_end
-from ._shutdown import shut_down
+from ._shutdown import shut_down, told_end
 from ._timed import acall_timed, within
 from ._wrapped import INERT
 from .calls import call_timed, cancel_asked, is_async, own_cancel, refused, sleep
@@ -429,7 +429,8 @@ class Driver:
         if issubclass(type(exc), Exception) or own_cancel(exc):
             self.went_on = self.went_on or goes_on(exc) is not None  # (attack104 F1)
             return self.m.undo_failed(untraced(exc))
-        self.raise_after = exc  # Ctrl-C: what is left is pending
+        self.raise_after = exc  # Ctrl-C: what is left is pending; its work's end told first
+        told_end(self, exc)
         return self.m.interrupted(exc, self.kept())
 
     def wait_raised(self, exc: BaseException) -> Op:

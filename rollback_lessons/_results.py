@@ -16,14 +16,14 @@ from __future__ import annotations
 import contextlib
 import inspect
 import sys
+from types import AsyncGeneratorType, CoroutineType, GeneratorType
 from typing import Any
 
 from ._blocked import BLOCKED
-from ._wrapped import going, holds_work, refused, runs_on, still
+from ._wrapped import going, holds_work, kind_is, refused, runs_on, still, threaded
 from .errors import MayHaveRun
 
-PLAIN = frozenset({int, float, str, bool, bytes, dict, list, tuple, set})
-"""Results that are surely neither awaitables nor generators (checked without inspect)."""
+PLAIN = frozenset({int, float, str, bool, bytes, dict, list, tuple, set})  # (no awaitable)
 
 ASYNC_HINT = "(use AsyncRollback, or await saga.arun(state))"
 
@@ -47,10 +47,10 @@ def handed_off(result: Any) -> bool:
     """Is ``result`` work handed to a pool: a ``concurrent.futures.Future``, or the other
     stdlib pool's ``multiprocessing.pool`` ``AsyncResult`` (attack86 F13)?"""
     futures = sys.modules.get("concurrent.futures")  # (none made where it is not imported)
-    if futures is not None and isinstance(result, futures.Future):
-        return True
+    if futures is not None and kind_is(result, futures.Future):  # (by type: a Mock of one
+        return True  # is no Future, attack107 F1)
     pools = sys.modules.get("multiprocessing.pool")
-    return pools is not None and isinstance(result, pools.ApplyResult)
+    return pools is not None and kind_is(result, pools.ApplyResult)
 
 
 def _as_future(result: Any) -> Any:
@@ -58,7 +58,7 @@ def _as_future(result: Any) -> Any:
     waited for in a thread of its own: it has no callback to chain)."""
     import concurrent.futures
 
-    if isinstance(result, concurrent.futures.Future):
+    if kind_is(result, concurrent.futures.Future):
         return result
     future: concurrent.futures.Future[Any] = concurrent.futures.Future()
     future.set_running_or_notify_cancel()  # (it runs: a cancel cannot stop it)
@@ -108,8 +108,7 @@ def _waited_out(future: Any, cut: BaseException) -> BaseException:
         return cut
 
 
-def on_a_loop(result: Any) -> bool:
-    """Is ``result`` an asyncio Task or Future (``isfuture``'s test; its class: attack106 F1)?"""
+def on_a_loop(result: Any) -> bool:  # (``isfuture``'s test, by its class: attack106 F1)
     return getattr(type(result), "_asyncio_future_blocking", None) is not None
 
 
@@ -205,26 +204,26 @@ def checked(result: Any, role: str, step: str, blocked: Any = None) -> Any:
                 raise bad  # (it ran to its end: attack88 F10)
             return checked(done, role, step, blocked)
     if handed_off(result):  # work handed to a pool: waited for, its error the call's
-        future = _as_future(result)
+        future, threads = _as_future(result), threaded(result)  # (asked before its end)
         try:
             done = future.result()
         except Exception as error:
             raise broken(error, role, step) from None
         except BaseException as cut:  # (a Ctrl-C or exit as it runs: it cannot be stopped;
-            if future is not result or role != "action":  # a process Pool's job whose
-                raise  # worker the terminal's Ctrl-C killed is lost for good, attack92 F9;
-                # an undo's: the Ctrl-C stops the rollback there, not known undone, F6)
-            raise _waited_out(future, cut) from None
+            if role != "action" or not (future is result or threads):  # a process
+                raise  # Pool's job whose worker the terminal's Ctrl-C killed is lost for
+                # good, attack92 F9; an undo's: the rollback stops there, not known undone)
+            raise _waited_out(future, cut) from None  # (a ThreadPool's too: attack107 F5)
         if (bad := gave_back(done, role, step)) is not None:
             raise bad  # (it ran to its end: attack89 F4)
         return checked(done, role, step, blocked)
-    if inspect.isawaitable(result):  # (closed, never dropped un-awaited)
+    if hasattr(type(result), "__await__") or _legacy(result):  # (closed, never dropped)
         raise refused(result, what(role, step), ASYNC_HINT)
-    if inspect.isgenerator(result) or inspect.isasyncgen(result):  # (attack84 F2)
-        kind = "a generator" if inspect.isgenerator(result) else "an async generator"
-        if inspect.isasyncgen(result) and holds_work(result):  # (its work begun, goes on:
+    if kind_is(result, GeneratorType) or kind_is(result, AsyncGeneratorType):  # (attack84 F2)
+        kind = "a generator" if kind_is(result, GeneratorType) else "an async generator"
+        if kind_is(result, AsyncGeneratorType) and holds_work(result):  # (its work begun, goes on:
             raise runs_on(what(role, step), kind, ASYNC_HINT)  # attack102 F6)
-        if inspect.isgenerator(result):  # (pool.map's, as_completed's: attack105 F2)
+        if kind_is(result, GeneratorType):  # (pool.map's, as_completed's: attack105 F2)
             if holds_work(result):
                 raise going(what(role, step), kind)
             result.close()
@@ -240,10 +239,10 @@ def gave_back(result: Any, role: str, step: str) -> MayHaveRun | None:
     other result."""
     if result is None or type(result) in PLAIN:
         return None
-    if inspect.iscoroutine(result) or inspect.isgenerator(result):
+    if kind_is(result, CoroutineType) or kind_is(result, GeneratorType):
         result.close()
-        kind = "a coroutine" if inspect.iscoroutine(result) else "a generator"
-    elif inspect.isasyncgen(result):
+        kind = "a coroutine" if kind_is(result, CoroutineType) else "a generator"
+    elif kind_is(result, AsyncGeneratorType):
         kind = "an async generator"
     elif hasattr(type(result), "__await__") and not on_a_loop(result):
         kind = "an awaitable"  # (lazy until awaited, as a request object: attack90 F16)
@@ -264,7 +263,7 @@ def awaitable(result: Any) -> bool:
 
 def _legacy(result: Any) -> bool:
     """A generator-based coroutine (``@types.coroutine``'s): ``await`` takes it (attack88 F15)."""
-    return inspect.isgenerator(result) and inspect.isawaitable(result)
+    return kind_is(result, GeneratorType) and inspect.isawaitable(result)
 
 
 async def awaited(result: Any, role: str, step: str, blocked: Any = None) -> Any:
@@ -445,6 +444,6 @@ def ended(cancel: BaseException, role: str, step: str) -> tuple[bool, Any] | Non
     if error is not None:
         return (False, broken(error, role, step)) if isinstance(error, Exception) else None
     result = future.result()
-    if awaitable(result) or inspect.isgenerator(result) or inspect.isasyncgen(result):
+    if awaitable(result) or kind_is(result, GeneratorType) or kind_is(result, AsyncGeneratorType):
         return None  # (more work, or a body that never ran: in doubt, as the cut says)
     return (True, result)

@@ -99,6 +99,22 @@ def shut_down(run: Driver, exc: BaseException, todo: Any) -> BaseException | Non
     return ki
 
 
+def told_end(run: Driver, cut: BaseException) -> None:
+    """An interruption (``cut``) came as an undo's work ran on, awaited to its known ``end``
+    (a signal handler's ``sys.exit`` ending asyncio.run with no journal): that end is told
+    first, done or failed, then the interruption cuts what is left (attack107 F6: the
+    refund landed, the note said "not known to be undone", one following it refunded
+    twice)."""
+    from ._results import ended
+
+    entry = run.m.entry
+    if entry is None or (end := ended(cut, "undo", entry.step)) is None:
+        return
+    for name in ("ended", "ran_on"):  # (told here, once)
+        vars(cut).pop(name, None)
+    run.m.undo_ok() if end[0] else run.m.undo_failed(end[1])
+
+
 def told_at_shutdown(run: Run) -> None:
     """The Ctrl-C ``asyncio.run`` raised as it ended (``shut_down``) carries the run's
     record (``error.outcome``) and, where it cut nothing, says the rollback ran to its end

@@ -14,7 +14,13 @@ from collections import deque
 from collections.abc import ItemsView, KeysView, ValuesView
 from functools import partial
 from itertools import chain, islice
-from types import MappingProxyType, MemberDescriptorType
+from types import (
+    CoroutineType,
+    FunctionType,
+    MappingProxyType,
+    MemberDescriptorType,
+    MethodType,
+)
 from typing import Any
 from weakref import ReferenceType
 
@@ -50,13 +56,22 @@ def _walk(thing: Any) -> tuple[bool, list[Any]]:
         seen.add(id(value))
         if _begun(value):
             return True, unstarted
-        if inspect.iscoroutine(value) and inspect.getcoroutinestate(value) == "CORO_CREATED":
+        if kind_is(value, CoroutineType) and inspect.getcoroutinestate(value) == "CORO_CREATED":
             unstarted.append(value)
         todo += _within(value)
     return False, unstarted
 
 
 INERT = {type(None), bool, int, float, complex, str, bytes, type, type(sys)}
+
+
+def kind_is(value: Any, *classes: Any) -> bool:
+    """``isinstance`` by ``type(value)`` alone: never ``value.__class__``, which a lazy proxy
+    loads its object to answer and a spec'd Mock answers with the class it mimics (attack107
+    F1, F2: a query run, a Mock of a Future waited on for ever)."""
+    return issubclass(type(value), classes)
+
+
 SEQUENCES = (list, tuple, set, frozenset, deque, KeysView, ValuesView, ItemsView)
 
 
@@ -74,14 +89,14 @@ def _held(value: Any) -> list[Any]:
     a Mock or an RPC proxy answers with a call of its own (attack106 F1-F3: a Mock changed,
     a MagicMock walked for ever, a proxy sent 59 requests)."""
     kind = type(value)
-    if isinstance(value, dict | MappingProxyType):  # (``{pool.submit(f): x}``: attack104 F2)
-        return list(islice(chain(dict.keys(value) if isinstance(value, dict) else value.keys(),
+    if kind_is(value, dict, MappingProxyType):  # (``{pool.submit(f): x}``: attack104 F2)
+        return list(islice(chain(dict.keys(value) if kind_is(value, dict) else value.keys(),
                                  value.values()), REACH))  # fmt: skip
-    if isinstance(value, SEQUENCES):  # (a dict's views too, attack105 F3; at most REACH)
+    if kind_is(value, *SEQUENCES):  # (a dict's views too, attack105 F3; at most REACH)
         return list(islice(value, REACH))
-    if isinstance(value, ReferenceType):  # (a weakref: what it still refers to)
+    if kind_is(value, ReferenceType):  # (a weakref: what it still refers to)
         return [value()]
-    if isinstance(value, partial):
+    if kind_is(value, partial):
         return [value.func, *value.args, *value.keywords.values()]
     names = [n for n in ("cr_frame", "ag_frame", "gi_frame") if hasattr(kind, n)]
     if names:  # (a coroutine, a generator, an async generator, of Python's or its likes)
@@ -89,14 +104,16 @@ def _held(value: Any) -> list[Any]:
         awaited = [getattr(value, n) for n in ("cr_await", "ag_await", "gi_yieldfrom")
                    if hasattr(kind, n)]  # fmt: skip
         return [*(frame.f_locals.values() if frame is not None else ()), *awaited]
-    if inspect.isfunction(value):
+    if kind_is(value, FunctionType):
         held: list[Any] = []
         for cell in value.__closure__ or ():
             with contextlib.suppress(ValueError):  # (a cell not yet filled)
                 held.append(cell.cell_contents)
         return held
-    if inspect.ismethod(value):
+    if kind_is(value, MethodType):
         return [value.__self__]
+    if (asyncio := sys.modules.get("asyncio")) is not None and kind_is(value, asyncio.Queue):
+        return list(islice(value._queue, REACH))  # (what it holds, not who waits: F4)
     if _runner(value):  # (a loop, a pool: their idle threads and queues are not this call's)
         return []
     if (kind.__module__ == "builtins" and hasattr(kind, "__next__")) or (
@@ -106,14 +123,14 @@ def _held(value: Any) -> list[Any]:
             warnings.simplefilter("ignore")
             reduced = value.__reduce__()  # (a builtin iterator, zip, map, chain, islice:
         return [*reduced[1], *reduced[2:]]  # what it reads on, unconsumed, attack104 F2)
-    if (numpy := sys.modules.get("numpy")) is not None and isinstance(value, numpy.ndarray):
+    if (numpy := sys.modules.get("numpy")) is not None and kind_is(value, numpy.ndarray):
         return list(islice(value.flat, REACH)) if value.dtype.hasobject else []  # (F5)
     held = []
     with contextlib.suppress(Exception):  # (none: held in slots alone)
         held = list(object.__getattribute__(value, "__dict__").values())
     for klass in kind.__mro__:  # (its slots too, a private one by its mangled name: F6)
         for slot in list(vars(klass).values()):
-            if isinstance(slot, MemberDescriptorType):
+            if kind_is(slot, MemberDescriptorType):
                 with contextlib.suppress(Exception):  # (unset: nothing held)
                     held.append(slot.__get__(value, kind))
     return held
@@ -123,12 +140,15 @@ def _runner(value: Any) -> bool:
     """Is ``value`` an event loop or a pool (held to run work on, not work itself)?"""
     asyncio, pools = sys.modules.get("asyncio"), sys.modules.get("concurrent.futures")
     mp = sys.modules.get("multiprocessing.pool")
-    waited_on = () if asyncio is None else (asyncio.Event, asyncio.Condition, asyncio.Lock,
-                                              asyncio.Semaphore, asyncio.Queue)  # fmt: skip
+    waited_on = () if asyncio is None else (  # (a connection's own futures, too: F3)
+        asyncio.Event, asyncio.Condition, asyncio.Lock, asyncio.Semaphore, asyncio.StreamReader,
+        asyncio.StreamWriter, asyncio.BaseTransport, asyncio.BaseProtocol)  # fmt: skip
+    if (managers := sys.modules.get("multiprocessing.managers")) is not None:
+        waited_on += (managers.BaseProxy, managers.BaseManager)  # (a service: attack107 F3)
     return bool(  # (an Event, a Queue, a Lock: their waiters are other tasks', attack106 F4)
-        (asyncio is not None and isinstance(value, (asyncio.AbstractEventLoop, *waited_on)))
-        or (pools is not None and isinstance(value, pools.Executor))
-        or (mp is not None and isinstance(value, mp.Pool))
+        (asyncio is not None and kind_is(value, asyncio.AbstractEventLoop, *waited_on))
+        or (pools is not None and kind_is(value, pools.Executor))
+        or (mp is not None and kind_is(value, mp.Pool))
     )
 
 
@@ -138,8 +158,8 @@ def _begun(value: Any) -> bool:
     asyncio, pools = sys.modules.get("asyncio"), sys.modules.get("concurrent.futures")
     threads, mp = sys.modules.get("threading"), sys.modules.get("multiprocessing.pool")
     try:
-        if (asyncio is not None and asyncio.isfuture(value)) or (
-            pools is not None and isinstance(value, pools.Future)
+        if getattr(type(value), "_asyncio_future_blocking", None) is not None or (
+            pools is not None and kind_is(value, pools.Future)
         ):  # (the task this call runs in is not its work: attack106 F4)
             mine = (
                 asyncio is not None
@@ -147,23 +167,23 @@ def _begun(value: Any) -> bool:
                 and (value is asyncio.current_task())
             )
             return not value.done() and not mine
-        if asyncio is not None and isinstance(value, asyncio.Handle):  # (``call_later``'s,
+        if asyncio is not None and kind_is(value, asyncio.Handle):  # (``call_later``'s,
             if value.cancelled():  # ``call_soon``'s: work set to run, attack106 F7)
                 return False
-            if isinstance(value, asyncio.TimerHandle):
+            if kind_is(value, asyncio.TimerHandle):
                 return bool(value._scheduled)
             return value in value._loop._ready
-        if threads is not None and isinstance(value, threads.Thread):  # (one's own work: not
+        if threads is not None and kind_is(value, threads.Thread):  # (one's own work: not
             mine = value in (threads.current_thread(), threads.main_thread())  # the caller, not
             return value.is_alive() and not value.daemon and not mine  # a client's daemon, F3)
-        if (popen := sys.modules.get("subprocess")) is not None and isinstance(value, popen.Popen):
+        if (popen := sys.modules.get("subprocess")) is not None and kind_is(value, popen.Popen):
             return value.poll() is None  # (a child process running: attack104 F2)
         procs = sys.modules.get("multiprocessing.process")
-        if procs is not None and isinstance(value, procs.BaseProcess):
+        if procs is not None and kind_is(value, procs.BaseProcess):
             return bool(value.is_alive())
-        if mp is not None and isinstance(value, mp.ApplyResult):
+        if mp is not None and kind_is(value, mp.ApplyResult):
             return not value.ready()
-        if mp is not None and isinstance(value, mp.IMapIterator):  # (imap's: until its
+        if mp is not None and kind_is(value, mp.IMapIterator):  # (imap's: until its
             return value._job in value._cache  # last result came, attack105 F1)
     except Exception:  # (a Future-like whose done() raises: in doubt, held)
         return True
@@ -214,3 +234,9 @@ def going(what: str, kind: str) -> MayHaveRun:
     )
     error.goes_on = True  # (never called again in that run: ``errors.goes_on``)
     return error
+
+
+def threaded(result: Any) -> bool:
+    """Is ``result`` a ``ThreadPool``'s job (its workers threads: no Ctrl-C stops them)?"""
+    pools = sys.modules.get("multiprocessing.pool")
+    return pools is not None and kind_is(getattr(result, "_pool", None), pools.ThreadPool)

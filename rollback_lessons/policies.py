@@ -190,6 +190,8 @@ def is_delay(value: object) -> TypeGuard[float]:
 def check_seconds(value: object, what: str, *, zero: bool = False) -> None:
     """A duration: a finite number of seconds > 0 (``zero``: >= 0). NaN, infinities, -0.0
     and booleans are refused here, not found failing half-way through a run."""
+    with contextlib.suppress(Exception):  # (numpy's, a Decimal: the number it holds)
+        value = plain_number(value)
     seconds = float(value) if _finite(value) else math.nan  # type: ignore[arg-type]
     if not (seconds > 0 or (zero and seconds == 0)) or math.copysign(1.0, seconds) < 0:
         bound = ">= 0" if zero else "> 0"
@@ -219,15 +221,16 @@ class RetryPolicy:
     """Seconds one undo attempt may take before it counts as failed (None: no limit)."""
 
     def __post_init__(self) -> None:
-        if self.timeout is not None:
-            check_seconds(self.timeout, "timeout")
-        with contextlib.suppress(Exception):  # (numpy's int64, an int's subclass: F10)
-            object.__setattr__(self, "max_attempts", plain_number(self.max_attempts))
+        given = self.max_attempts
+        for name in ("max_attempts", "initial_delay", "multiplier", "max_delay", "timeout"):
+            value = getattr(self, name)  # (a number's subclass, numpy's, a Decimal: read as
+            if value is not None and type(value) not in (int, float):  # the plain number it
+                with contextlib.suppress(Exception):  # holds, as an engine carries it, then
+                    object.__setattr__(self, name, plain_number(value))  # checked: attack105
+        if self.timeout is not None:  # F5, F6, attack106 F10, attack107 F8; a property's
+            check_seconds(self.timeout, "timeout")  # value is code: refused as such)
         if type(self.max_attempts) is not int or self.max_attempts < 1:
-            raise InvalidPipelineError(
-                f"max_attempts must be an int >= 1, got {self.max_attempts!r} "
-                f"({type(self.max_attempts).__name__})"
-            )
+            raise InvalidPipelineError(f"max_attempts must be an int >= 1, got {given!r}")
         check_seconds(self.initial_delay, "initial_delay", zero=True)
         check_seconds(self.max_delay, "max_delay", zero=True)
         if not _finite(self.multiplier) or self.multiplier < 1:
@@ -242,12 +245,6 @@ class RetryPolicy:
                 raise TypeError(f"{label} must be a tuple of exception types, got {types!r}")
             if type(types) is not tuple:  # (read as its items, once, by every engine)
                 object.__setattr__(self, label, tuple(types))
-        for name in ("initial_delay", "multiplier", "max_delay", "timeout"):
-            value = getattr(self, name)  # (a number's subclass (numpy's float64, one's own
-            if value is not None and type(value) not in (int, float):  # arithmetic) is read
-                with contextlib.suppress(AttributeError):  # as the number it holds, as
-                    object.__setattr__(self, name, float(plain_number(value)))  # (a property: code)
-        # an engine carries it: attack105 F5, F6 decided otherwise in process and there)
 
     def delay(self, attempt: int) -> float:
         """The wait before attempt ``attempt + 1``."""

@@ -6,6 +6,7 @@ to write, a definition AWS would never take)."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -39,3 +40,27 @@ def test_a_saga_whose_written_state_machine_is_past_the_quota_is_refused(monkeyp
     monkeypatch.setattr(asl, "QUOTA", written - 1)
     with pytest.raises(UnsupportedOnStepFunctions, match=f"its state machine takes {written:,}"):
         to_asl(_saga(100))
+
+
+def test_the_runner_sends_what_it_measured_and_refuses_past_the_quota(sfn_runner, monkeypatch):
+    """attack107 F7: to_asl measured the state machine compactly, the runner sent it with
+    json.dumps's spaces: 1,077,684 bytes to a 1,048,576 quota."""
+    from rollback_lessons import Status
+    from rollback_lessons.runners.stepfunctions import asl
+
+    sent: list[str] = []
+    real = sfn_runner.sfn.create_state_machine
+
+    def create(**kwargs: Any) -> Any:
+        sent.append(kwargs["definition"])
+        return real(**kwargs)
+
+    monkeypatch.setattr(sfn_runner.sfn, "create_state_machine", create)
+    saga = _saga(3)
+    assert sfn_runner.run(saga, {}).status is Status.ROLLED_BACK
+    [definition] = sent
+    assert definition == json.dumps(json.loads(definition), separators=(",", ":"))
+    monkeypatch.setattr(asl, "QUOTA", len(definition) - 1)
+    with pytest.raises(UnsupportedOnStepFunctions, match="too long for Step Functions"):
+        sfn_runner.run(_saga(3, name_length=5), {})
+    assert len(sent) == 1  # (nothing more sent)

@@ -296,7 +296,7 @@ def test_numbers_of_other_types_are_read_as_the_plain_value_they_hold():
     assert type(RetryPolicy(max_attempts=_Attempts(3)).max_attempts) is int
     assert RetryPolicy(max_attempts=numpy.int64(2)).max_attempts == 2
     assert RetryPolicy(initial_delay=_Lies(0.01)).initial_delay == 0.01
-    with pytest.raises(InvalidPipelineError, match=r"got 2\.5 \(float\)"):
+    with pytest.raises(InvalidPipelineError, match=r"got 2\.5$"):
         RetryPolicy(max_attempts=2.5)  # type: ignore[arg-type]
 
 

@@ -287,7 +287,7 @@ def plan_asl(plan: SagaPlan, *, timeout: int | None = None) -> dict[str, Any]:
     if plan.policy.in_code:
         raise UnsupportedPolicy(f"{ENGINE} cannot run an undo policy that decides in Python")
     specs = plan.specs()
-    too_big(plan.name, len(specs) + sum(s.has_undo for s in specs))  # (before owed's work)
+    too_big(f"saga {plan.name!r}", len(specs) + sum(s.has_undo for s in specs))  # (before owed)
     key = {s.name: s.key for s in plan.steps}  # state names and messages carry keys
     chain = every_undo(specs)  # newest first: each undo leads to the one below it
     timeouts = undo_timeouts(specs, plan.undo_policy())
@@ -391,7 +391,14 @@ LEAST = 300
 """Bytes a step's state (and its undo's) takes at least in the list form (measured: 364)."""
 
 
-def too_big(name: str, states: int, written: dict[str, Any] | None = None) -> None:
+def compact(asl: dict[str, Any]) -> str:
+    """``asl`` as the runner sends it: written compactly, as measured against ``QUOTA``
+    (attack107 F7: measured compact, sent with spaces, past the quota), refused past it."""
+    too_big("this saga", 0, asl)
+    return json.dumps(asl, separators=(",", ":"))
+
+
+def too_big(what: str, states: int, written: dict[str, Any] | None = None) -> None:
     """Refuse a state machine past ``QUOTA``: of ``states`` step and undo states at least
     ``LEAST`` bytes each (before it is written: its failure points are asked of the machine
     one by one, a time that grows as the square of its length), or ``written``."""
@@ -400,7 +407,7 @@ def too_big(name: str, states: int, written: dict[str, Any] | None = None) -> No
     # AWS could be sent: written compactly, in UTF-8 bytes; attack106 F9)
     if size > QUOTA:
         raise UnsupportedOnStepFunctions(
-            f"saga {name!r} is too long for Step Functions: its state machine "
+            f"{what} is too long for Step Functions: its state machine "
             f"{'takes' if written is not None else 'would take at least'} {size:,} bytes "
             "written compactly, "
             f"and AWS takes at most {QUOTA:,} (a hard quota); nothing ran"
@@ -432,5 +439,5 @@ def to_asl(
                    written=True)  # fmt: skip
     asl = (graph_asl if needs_graph(plan, undo_order=undo_order, form=WRITTEN_LIST)
            else plan_asl)(plan, timeout=timeout)  # fmt: skip
-    too_big(plan.name, 0, asl)
+    too_big(f"saga {plan.name!r}", 0, asl)
     return asl
