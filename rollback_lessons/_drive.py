@@ -367,7 +367,7 @@ class Driver:
                             if role == "action" and awaitable(done):  # kept as it returns
                                 self.results[step] = done = await to_its_end(done, role, step)
                             elif role == "action":  # (no instant between: ``returned_cut``)
-                                self.results[step] = done = done and checked(done, role, step)
+                                self.results[step] = done = checked(done, role, step)  # (F1)
                             elif awaitable(done):  # (to its end: work handed back, attack86)
                                 whole = awaited(done, role, step)
                                 done = await (

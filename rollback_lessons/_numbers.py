@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import operator
+import sys
 from typing import Any
 
 
@@ -14,10 +15,16 @@ def plain_number(value: Any) -> Any:
     F10); a plain number, a bool or None as it is."""
     if value is None or type(value) in (int, float, bool):
         return value
-    if isinstance(value, float):
-        return float.__float__(value)
-    if isinstance(value, int):
-        return int.__index__(value)
-    if hasattr(type(value), "__index__"):
-        return operator.index(value)
-    return float(value) if hasattr(type(value), "__float__") else value
+    try:  # (one whose conversion raises is left as it is: refused by its check)
+        numpy = sys.modules.get("numpy")  # (numpy's bool is a bool, refused as one: F8)
+        if numpy is not None and isinstance(value, numpy.bool_):
+            return bool(value)
+        if isinstance(value, float):
+            return float.__float__(value)
+        if isinstance(value, int):
+            return int.__index__(value)
+        if hasattr(type(value), "__index__"):
+            return operator.index(value)
+        return float(value) if hasattr(type(value), "__float__") else value
+    except Exception:
+        return value

@@ -1,15 +1,13 @@
 """What a step's action or undo returns, taken to its end: one rule for every driver.
 
-A call that hands back work is that work. A ``concurrent.futures.Future`` (a pool's), or
-an asyncio Task or Future, is waited for wherever it runs: a synchronous run blocks on it
-(on its own loop's thread, if that loop runs in another), ``arun`` and ``AsyncRollback``
-await it; its result is the call's result, its error the call's error (attack85 F7,
-attack86 F1-F4, F8). Only work that cannot be waited for from here (a Task of this
-thread's own loop, which a synchronous run blocks; one of a loop that runs nowhere) is
-cancelled: "before it ran" where its body had not begun, else in doubt (``MayHaveRun``:
-its effect may have happened, a step's is then reported leaked). A body that never ran (a
-coroutine a synchronous run cannot await, a generator, a coroutine given back by an awaited
-call: an ``await`` missing) is an error, never reported done."""
+A call that hands back work is that work: a pool's Future, an asyncio Task or Future is
+waited for wherever it runs (a synchronous run blocks on it, ``arun`` and ``AsyncRollback``
+await it); its result and error are the call's (attack85 F7, attack86 F1-F4, F8). Work that
+cannot be waited for from here (a Task of the loop a synchronous run blocks, of a loop that
+runs nowhere) is cancelled: "before it ran" where its body had not begun, else in doubt
+(``MayHaveRun``: a step's is reported leaked). A body that never ran (a coroutine a
+synchronous run cannot await, a generator, a coroutine an awaited call gave back: an
+``await`` missing) is an error, never reported done."""
 
 from __future__ import annotations
 
@@ -20,7 +18,7 @@ from types import AsyncGeneratorType, CoroutineType, GeneratorType
 from typing import Any
 
 from ._blocked import BLOCKED
-from ._wrapped import going, holds_work, kind_is, refused, runs_on, still, threaded
+from ._wrapped import INERT, going, holds_work, kind_is, refused, runs_on, still, threaded
 from .errors import MayHaveRun
 
 PLAIN = frozenset({int, float, str, bool, bytes, dict, list, tuple, set})  # (no awaitable)
@@ -209,25 +207,25 @@ def checked(result: Any, role: str, step: str, blocked: Any = None) -> Any:
             done = future.result()
         except Exception as error:
             raise broken(error, role, step) from None
-        except BaseException as cut:  # (a Ctrl-C or exit as it runs: it cannot be stopped;
-            if role != "action" or not (future is result or threads):  # a process
-                raise  # Pool's job whose worker the terminal's Ctrl-C killed is lost for
-                # good, attack92 F9; an undo's: the rollback stops there, not known undone)
+        except BaseException as cut:  # (a Ctrl-C or exit as it runs: it cannot be stopped.
+            if role != "action" or not (future is result or threads):  # A process Pool's job:
+                vars(cut).update(runs_on=role == "action")  # not waited for (the terminal's
+                raise  # Ctrl-C kills its worker too, attack92 F9), in doubt: attack108 F7)
             raise _waited_out(future, cut) from None  # (a ThreadPool's too: attack107 F5)
         if (bad := gave_back(done, role, step)) is not None:
             raise bad  # (it ran to its end: attack89 F4)
         return checked(done, role, step, blocked)
     if hasattr(type(result), "__await__") or _legacy(result):  # (closed, never dropped)
         raise refused(result, what(role, step), ASYNC_HINT)
-    if kind_is(result, GeneratorType) or kind_is(result, AsyncGeneratorType):  # (attack84 F2)
-        kind = "a generator" if kind_is(result, GeneratorType) else "an async generator"
-        if kind_is(result, AsyncGeneratorType) and holds_work(result):  # (its work begun, goes on:
-            raise runs_on(what(role, step), kind, ASYNC_HINT)  # attack102 F6)
-        if kind_is(result, GeneratorType):  # (pool.map's, as_completed's: attack105 F2)
-            if holds_work(result):
-                raise going(what(role, step), kind)
+    if kind_is(result, GeneratorType, AsyncGeneratorType):  # (attack84 F2)
+        sync = kind_is(result, GeneratorType)  # (its work begun, it goes on: attack102 F6;
+        if holds_work(result):  # pool.map's, as_completed's: attack105 F2)
+            raise going(what(role, step), "a generator") if sync else runs_on(
+                what(role, step), "an async generator", ASYNC_HINT)  # fmt: skip
+        if sync:
             result.close()
-        raise TypeError(f"{what(role, step)} returned {kind}: its body never ran")
+        raise TypeError(f"{what(role, step)} returned {'a' if sync else 'an async'} generator: "
+                        "its body never ran")  # fmt: skip
     return still(result, what, role, step)  # (a value holding begun work: attack105 F1)
 
 
@@ -444,6 +442,9 @@ def ended(cancel: BaseException, role: str, step: str) -> tuple[bool, Any] | Non
     if error is not None:
         return (False, broken(error, role, step)) if isinstance(error, Exception) else None
     result = future.result()
-    if awaitable(result) or kind_is(result, GeneratorType) or kind_is(result, AsyncGeneratorType):
+    if awaitable(result) or kind_is(result, GeneratorType, AsyncGeneratorType):
         return None  # (more work, or a body that never ran: in doubt, as the cut says)
+    if type(result) not in INERT and holds_work(result):
+        vars(cancel)["runs_on"] = True  # (a value holding work begun: it goes on, in doubt,
+        return None  # never told done, attack108 F2: the refund ran, the charge landed)
     return (True, result)

@@ -112,7 +112,8 @@ def told_end(run: Driver, cut: BaseException) -> None:
         return
     for name in ("ended", "ran_on"):  # (told here, once)
         vars(cut).pop(name, None)
-    run.m.undo_ok() if end[0] else run.m.undo_failed(end[1])
+    run.m.cut(cut, f"during the undo of {entry.step}")  # (first: no next undo begins, its
+    run.m.undo_ok() if end[0] else run.m.undo_failed(end[1])  # event unsaid, attack108 F6)
 
 
 def told_at_shutdown(run: Run) -> None:

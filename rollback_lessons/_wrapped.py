@@ -11,12 +11,12 @@ import inspect
 import sys
 import warnings
 from collections import deque
-from collections.abc import ItemsView, KeysView, ValuesView
 from functools import partial
 from itertools import chain, islice
 from types import (
     CoroutineType,
     FunctionType,
+    GetSetDescriptorType,
     MappingProxyType,
     MemberDescriptorType,
     MethodType,
@@ -41,7 +41,7 @@ def holds_work(thing: Any) -> bool:
     keys nor a deque, and a list of Futures, a coroutine in ``wait_for``, a box, a thread
     were taken as nothing done, retried three times)? An object that will not say what it
     holds (a proxy, an ORM's session) holds none (attack104 F3: false doubts)."""
-    return _walk(thing)[0]
+    return _begun(thing) or _walk(thing)[0]
 
 
 def _walk(thing: Any) -> tuple[bool, list[Any]]:
@@ -58,7 +58,8 @@ def _walk(thing: Any) -> tuple[bool, list[Any]]:
             return True, unstarted
         if kind_is(value, CoroutineType) and inspect.getcoroutinestate(value) == "CORO_CREATED":
             unstarted.append(value)
-        todo += _within(value)
+        if (room := REACH - len(todo)) > 0:  # (what is queued is bounded too: K views of
+            todo += _within(value, room)  # one big dict took 836 MB, attack108 F5)
     return False, unstarted
 
 
@@ -72,28 +73,32 @@ def kind_is(value: Any, *classes: Any) -> bool:
     return issubclass(type(value), classes)
 
 
-SEQUENCES = (list, tuple, set, frozenset, deque, KeysView, ValuesView, ItemsView)
+SEQUENCES: tuple[Any, ...] = (list, tuple, set, frozenset, deque, type({}.keys()),
+                              type({}.values()), type({}.items()))  # fmt: skip
 
 
-def _within(value: Any) -> list[Any]:
-    """What ``value`` holds that may be begun work (or hold it); nothing, if it will not say."""
+def _within(value: Any, room: int = REACH) -> list[Any]:
+    """What ``value`` holds that may be begun work (or hold it), ``room`` items at most;
+    nothing, if it will not say."""
     try:
-        return _held(value)
+        return _held(value, room)
     except Exception:  # (a proxy out of its context, a slot that raises: attack104 F3)
         return []
 
 
-def _held(value: Any) -> list[Any]:
+def _held(value: Any, room: int = REACH) -> list[Any]:
     """What ``value`` holds, read without a call of its own: only what its type defines (a
     frame, a slot, its ``__dict__``), never an attribute asked of the object itself, which
     a Mock or an RPC proxy answers with a call of its own (attack106 F1-F3: a Mock changed,
     a MagicMock walked for ever, a proxy sent 59 requests)."""
     kind = type(value)
-    if kind_is(value, dict, MappingProxyType):  # (``{pool.submit(f): x}``: attack104 F2)
-        return list(islice(chain(dict.keys(value) if kind_is(value, dict) else value.keys(),
-                                 value.values()), REACH))  # fmt: skip
-    if kind_is(value, *SEQUENCES):  # (a dict's views too, attack105 F3; at most REACH)
-        return list(islice(value, REACH))
+    if kind_is(value, dict):  # (``{pool.submit(f): x}``: attack104 F2; a subclass's own
+        return list(islice(chain(dict.keys(value), dict.values(value)), room))  # methods
+    if kind is MappingProxyType:  # never called: attack108 F4)
+        return list(islice(chain(value.keys(), value.values()), room))
+    base = next((b for b in SEQUENCES if kind_is(value, b)), None)  # (by the builtin's own
+    if base is not None:  # iteration, a dict's views too: attack105 F3, attack108 F4)
+        return list(islice(base.__iter__(value), room))
     if kind_is(value, ReferenceType):  # (a weakref: what it still refers to)
         return [value()]
     if kind_is(value, partial):
@@ -113,7 +118,7 @@ def _held(value: Any) -> list[Any]:
     if kind_is(value, MethodType):
         return [value.__self__]
     if (asyncio := sys.modules.get("asyncio")) is not None and kind_is(value, asyncio.Queue):
-        return list(islice(value._queue, REACH))  # (what it holds, not who waits: F4)
+        return list(islice(value._queue, room))  # (what it holds, not who waits: F4)
     if _runner(value):  # (a loop, a pool: their idle threads and queues are not this call's)
         return []
     if (kind.__module__ == "builtins" and hasattr(kind, "__next__")) or (
@@ -124,10 +129,12 @@ def _held(value: Any) -> list[Any]:
             reduced = value.__reduce__()  # (a builtin iterator, zip, map, chain, islice:
         return [*reduced[1], *reduced[2:]]  # what it reads on, unconsumed, attack104 F2)
     if (numpy := sys.modules.get("numpy")) is not None and kind_is(value, numpy.ndarray):
-        return list(islice(value.flat, REACH)) if value.dtype.hasobject else []  # (F5)
+        return list(islice(value.flat, room)) if value.dtype.hasobject else []  # (F5)
     held = []
-    with contextlib.suppress(Exception):  # (none: held in slots alone)
-        held = list(object.__getattribute__(value, "__dict__").values())
+    where = next((vars(k)["__dict__"] for k in kind.__mro__ if "__dict__" in vars(k)), None)
+    with contextlib.suppress(Exception):  # (none: held in slots alone; a __dict__ of its
+        if kind_is(where, GetSetDescriptorType):  # type's own, a property, is asked: no)
+            held = list(object.__getattribute__(value, "__dict__").values())
     for klass in kind.__mro__:  # (its slots too, a private one by its mangled name: F6)
         for slot in list(vars(klass).values()):
             if kind_is(slot, MemberDescriptorType):
@@ -142,7 +149,7 @@ def _runner(value: Any) -> bool:
     mp = sys.modules.get("multiprocessing.pool")
     waited_on = () if asyncio is None else (  # (a connection's own futures, too: F3)
         asyncio.Event, asyncio.Condition, asyncio.Lock, asyncio.Semaphore, asyncio.StreamReader,
-        asyncio.StreamWriter, asyncio.BaseTransport, asyncio.BaseProtocol)  # fmt: skip
+        asyncio.StreamWriter)  # (a transport, a protocol: looked into, F3)  # fmt: skip
     if (managers := sys.modules.get("multiprocessing.managers")) is not None:
         waited_on += (managers.BaseProxy, managers.BaseManager)  # (a service: attack107 F3)
     return bool(  # (an Event, a Queue, a Lock: their waiters are other tasks', attack106 F4)
@@ -219,7 +226,7 @@ def still(result: Any, what: Any, role: str, step: str) -> Any:
     begun (a list or dict of Futures, a thread alive, a pool's ``map`` or ``imap``): the run
     does not wait for what a value holds, so that work may go on and may have had its
     effect (attack105 F1: the undo ran before the charge landed, ``rolled_back``)."""
-    if result is None or type(result) in INERT or not (_begun(result) or holds_work(result)):
+    if result is None or type(result) in INERT or not holds_work(result):
         return result
     raise going(what(role, step), repr(type(result).__name__))
 

@@ -187,17 +187,20 @@ def is_delay(value: object) -> TypeGuard[float]:
     return _finite(value) and float(value) >= 0  # type: ignore[arg-type]
 
 
-def check_seconds(value: object, what: str, *, zero: bool = False) -> None:
-    """A duration: a finite number of seconds > 0 (``zero``: >= 0). NaN, infinities, -0.0
-    and booleans are refused here, not found failing half-way through a run."""
-    with contextlib.suppress(Exception):  # (numpy's, a Decimal: the number it holds)
-        value = plain_number(value)
-    seconds = float(value) if _finite(value) else math.nan  # type: ignore[arg-type]
+def check_seconds(value: object, what: str, *, zero: bool = False) -> Any:
+    """A duration: a finite number of seconds > 0 (``zero``: >= 0), as the plain number it
+    holds (numpy's, a Decimal: attack107 F8), which is returned. NaN, infinities, -0.0 and
+    booleans are refused here, not found failing half-way through a run."""
+    number = value
+    with contextlib.suppress(Exception):
+        number = plain_number(value)
+    seconds = float(number) if _finite(number) else math.nan  # type: ignore[arg-type]
     if not (seconds > 0 or (zero and seconds == 0)) or math.copysign(1.0, seconds) < 0:
-        bound = ">= 0" if zero else "> 0"
+        bound = ">= 0" if zero else "> 0"  # (the value given, not its conversion: F8)
         raise InvalidPipelineError(
             f"{what} must be a finite number of seconds {bound}, got {value!r}"
         )
+    return number
 
 
 _SUMMED = 10_000  # waits RetryPolicy.worst_wait adds one by one; past them, a closed form

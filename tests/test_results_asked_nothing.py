@@ -13,12 +13,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any
+from typing import Any, ClassVar
 from unittest.mock import Mock
 
 import pytest
 
 from rollback_lessons import AsyncRollback, RetryPolicy, Rollback, Saga, Status, Step
+from rollback_lessons.errors import MayHaveRun
 
 
 def _ends_within(seconds: float, run: Any) -> Any:
@@ -183,3 +184,192 @@ def test_a_ctrl_c_as_a_block_waits_for_a_thread_pools_job_waits_for_its_end(regi
     assert world == ["charge landed", "refund"], world
     assert rb.outcome is not None and rb.outcome.compensated == ("charge",), rb.outcome
     pool.close()
+
+
+class _Falsy:
+    """A result whose length reads 0 while the work it holds still runs."""
+
+    def __init__(self, job: Any) -> None:
+        self.job = job
+
+    def __len__(self) -> int:
+        return 0
+
+
+def test_an_async_blocks_result_is_never_asked_if_it_is_true():
+    """attack108 F1: AsyncRollback asked ``done and checked(done)``: numpy's array failed a
+    step that charged (its truth ambiguous), and a result of length 0 holding begun work
+    was taken as done (the refund ran first)."""
+    numpy = pytest.importorskip("numpy")
+    world: list[str] = []
+    pool = ThreadPoolExecutor(1)
+
+    def work() -> None:
+        time.sleep(0.2)
+        world.append("charge landed")
+
+    async def block(result: Any) -> Any:
+        rb = AsyncRollback()
+        with pytest.raises((RuntimeError, MayHaveRun)):
+            async with rb:
+                await rb.do("charge", lambda: result(), lambda: world.append("refund"))
+                raise RuntimeError("later failure")
+        return rb.outcome
+
+    outcome = asyncio.run(block(lambda: numpy.array([10.0, 20.0])))
+    assert outcome.status is Status.ROLLED_BACK and outcome.compensated == ("charge",), outcome
+    world.clear()
+    outcome = asyncio.run(block(lambda: _Falsy(pool.submit(work))))
+    time.sleep(0.4)
+    assert outcome.leaked == ("charge",) and world == ["charge landed"], (outcome, world)
+
+
+@pytest.mark.parametrize("driver", ["Rollback", "AsyncRollback"])
+def test_work_whose_end_is_more_begun_work_is_never_told_done_after_an_interruption(driver):
+    """attack108 F2: a Ctrl-C (or a cancel) as a block waited for pool work that ended by
+    handing back a value holding more begun work: told done, refunded, then the charge
+    landed; ``rolled_back`` with no note."""
+    import os
+    import signal
+
+    world: list[str] = []
+    pool = ThreadPoolExecutor(2)
+
+    def charge() -> None:
+        time.sleep(0.5)
+        world.append("charge landed")
+
+    def outer() -> Any:
+        time.sleep(0.3)
+        return Holder(pool.submit(charge))
+
+    def refund() -> None:
+        world.append("refund")
+
+    if driver == "Rollback":
+        rb: Any = Rollback()
+        threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT)).start()
+        with pytest.raises(KeyboardInterrupt), rb:
+            rb.do("charge", lambda: pool.submit(outer), refund, register="before")
+    else:
+
+        async def main() -> Any:
+            block = AsyncRollback()
+
+            async def body() -> None:
+                async with block:
+                    await block.do("charge", lambda: pool.submit(outer), refund,
+                                   register="before")  # fmt: skip
+
+            task = asyncio.create_task(body())
+            await asyncio.sleep(0.1)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            return block
+
+        rb = asyncio.run(main())
+    time.sleep(0.8)  # (in doubt, its work going on: leaked, said; an undo logged before it
+    # runs, "undone, but it still ran", as for a wait given up)
+    assert "charge landed" in world and rb.outcome.leaked == ("charge",), (world, rb.outcome)
+    assert [n for n in rb.outcome.notes if "may land after any undo" in n], rb.outcome.notes
+
+
+def test_an_asyncio_subprocess_running_is_begun_work():
+    """attack108 F3: every asyncio transport and protocol was taken as a connection's own,
+    so a child process the action started (``create_subprocess_exec``) was missed: the
+    refund ran, then the child's charge landed."""
+    import sys
+
+    world: list[str] = []
+
+    async def main() -> Any:
+        async def start() -> Any:
+            return await asyncio.create_subprocess_exec(sys.executable, "-c",
+                                                        "import time; time.sleep(0.3)")  # fmt: skip
+
+        steps = [Step("charge", lambda s: start(), lambda s: world.append("refund")),
+                 Step("ship", lambda s: 1 / 0)]  # fmt: skip
+        outcome = await Saga(steps, policy="continue").arun({})
+        await asyncio.sleep(0.6)
+        return outcome
+
+    outcome = asyncio.run(main())
+    assert world == [] and outcome.leaked == ("charge",), (world, outcome)
+
+
+class _Paged(list):  # type: ignore[type-arg]
+    """A list whose own iteration fetches a page (a call): never made by the walk."""
+
+    def __iter__(self) -> Any:
+        raise AssertionError("the walk fetched a page")
+
+
+class _Counted(dict):  # type: ignore[type-arg]
+    def values(self) -> Any:
+        raise AssertionError("the walk called values()")
+
+
+class _LoadsDict:
+    """An object whose type defines ``__dict__`` as a property that loads (a slots proxy)."""
+
+    __slots__ = ("load",)
+
+    loaded: ClassVar[list[str]] = []
+
+    @property
+    def __dict__(self) -> Any:  # type: ignore[override]
+        _LoadsDict.loaded.append("loaded")
+        return {}
+
+
+@pytest.mark.parametrize("shape", ["list subclass", "dict subclass", "__dict__ property"])
+def test_containers_own_methods_are_never_called_and_the_walk_is_bounded(shape):
+    """attack108 F4, F5: a dict subclass's ``values()``, a list subclass's ``__iter__``, a
+    ``__dict__`` property were called (and 1,000 views of one 100,000-key dict took 836 MB:
+    what is queued is bounded now too)."""
+    pool = ThreadPoolExecutor(1)
+    future = pool.submit(time.sleep, 0.3)
+    value: Any = {
+        "list subclass": lambda: _Paged([future]),
+        "dict subclass": lambda: _Counted(visa=future),
+        "__dict__ property": lambda: _LoadsDict(),
+    }[shape]()
+    outcome = Saga([Step("a", lambda s: value, lambda s: None)]).run({})
+    if shape in ("list subclass", "dict subclass"):  # (its items read by the builtin's own)
+        assert outcome.leaked == ("a",), outcome
+    else:
+        assert outcome.status is Status.COMMITTED, outcome
+    assert _LoadsDict.loaded == []
+    future.result()
+
+
+def test_durations_are_checked_everywhere_and_numpy_bool_is_a_bool():
+    """attack108 F8, F9: Temporal's ``step_timeout`` and ``halt_wait`` were never checked
+    (-5, nan or 'ten' hung the run past any cancel); np.True_ was one second; Journal
+    refused np.int64 with a false line; to_asl refused it as "not an int"."""
+    numpy = pytest.importorskip("numpy")
+    from rollback_lessons.errors import InvalidPipelineError
+    from rollback_lessons.runners.stepfunctions import to_asl
+    from rollback_lessons.runners.temporal.plan import plan_for
+
+    saga = Saga([Step("a", lambda s: None, lambda s: None)], name="d")
+    for bad in (-5, float("nan"), "ten", True, numpy.True_):
+        with pytest.raises(InvalidPipelineError, match="step_timeout must be a finite"):
+            plan_for(saga, step_timeout=bad)
+        with pytest.raises(InvalidPipelineError, match="halt_wait must be a finite"):
+            plan_for(saga, halt_wait=bad)
+    plan = plan_for(saga, step_timeout=numpy.int64(5), halt_wait=Decimal("2"))
+    assert (plan.step_timeout, plan.halt_wait) == (5, 2.0)
+    assert type(plan.step_timeout) is int and type(plan.halt_wait) is float
+    with pytest.raises(InvalidPipelineError, match=r"got np\.True_"):
+        Step("a", lambda s: None, lambda s: None, undo_timeout=numpy.True_)
+    assert to_asl(saga, timeout=numpy.int64(5))["States"]
+
+
+def test_a_journals_timeout_of_numpys_type_is_its_number(tmp_path):
+    numpy = pytest.importorskip("numpy")
+    from rollback_lessons.durable.journal import Journal
+
+    with Journal(tmp_path / "j.db", timeout=numpy.int64(1)) as journal:
+        assert journal.path.exists()

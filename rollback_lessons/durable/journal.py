@@ -28,6 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from .._numbers import plain_number
 from ..events import Event, as_told
 from ..policies import UndoPolicy
 from ..rules import check_run_id, check_text
@@ -92,6 +93,7 @@ class Journal:
         ``readonly`` only reads (``journal show``); ``timeout`` is how long to wait for a
         lock another process holds (a finite number of seconds, 0 or more). Arguments of
         the wrong type or value are refused before any file is touched."""
+        timeout = plain_number(timeout)  # (numpy's, a Decimal: the number it holds, F8)
         _check_arguments(path, create, readonly, timeout)
         self.path = Path(path)
         self.readonly = readonly

@@ -20,10 +20,11 @@ from dbos._error import DBOSUnexpectedStepError
 
 from ..._graph_drive import CancelLike, asked_of
 from ..._guards import check_completion
+from ..._numbers import plain_number
 from ...errors import InvalidPipelineError
 from ...faults import InjectionLike, normalize_injection
 from ...outcome import Outcome, RunRecord
-from ...policies import PolicyLike, resolve_policy
+from ...policies import PolicyLike, check_seconds, resolve_policy
 from ...rules import check_run_id, check_state
 from ...saga import Saga, State
 from ...snapshots import safe_snapshot
@@ -185,6 +186,9 @@ class DBOSRunner(Closable):
             check_run_id(run_id)
         faults = normalize_injection(inject, saga.names)
         check_completion(completion, saga.names)
+        if halt_wait is not None:  # (a duration, checked: attack108 F9, Temporal's unchecked)
+            check_seconds(halt_wait, "halt_wait", zero=True)
+            halt_wait = plain_number(halt_wait)
         if at_once and completion is not None:
             raise InvalidPipelineError("completion plays a timing; at_once runs the real one")
         asked = asked_of(cancel)

@@ -17,6 +17,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from ..._numbers import plain_number
 from ...errors import InvalidPipelineError, RollbackLessonsError
 from ...policies import PolicyLike, RetryPolicy, UnsupportedPolicy, data_only, type_name
 from ...saga import Saga
@@ -432,6 +433,7 @@ def to_asl(
     serves."""
     from .asl_graph import graph_asl
 
+    timeout = plain_number(timeout)  # (numpy's int64: the number it holds, attack108 F8)
     chosen = data_only(policy if policy is not None else saga.policy, ENGINE)
     check_retry_types([*(s.retry for s in saga.specs()), chosen.retry])  # type: ignore[union-attr]
     plan = plan_of(saga, "asl", policy=chosen, register=register,  # type: ignore[arg-type]

@@ -143,8 +143,8 @@ class StepFunctionsRunner(Closable):
         (``RunnerClosed``): its clients would reach AWS itself once moto's mock ended."""
         self._refuse_if_closed("execute")
         check_state(state)
-        if timeout is not None:
-            check_seconds(timeout, "timeout")
+        if timeout is not None:  # (as the plain number it holds: a Decimal, attack108 F8)
+            timeout = check_seconds(timeout, "timeout")
         faults = normalize_injection(inject, saga.names)
         for said in answers:
             if said not in ANSWERS:

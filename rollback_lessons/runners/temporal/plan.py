@@ -8,7 +8,8 @@ import uuid
 from collections.abc import Sequence
 
 from ..._guards import check_completion
-from ...policies import PolicyLike
+from ..._numbers import plain_number
+from ...policies import PolicyLike, check_seconds
 from ...saga import Saga
 from ..hosted import SagaChanged
 from ..wire import SagaPlan, changed, needs_graph, plan_of
@@ -31,6 +32,10 @@ def plan_for(
     (``completion``), as a chain. A policy that decides in code is hosted here under the
     run's id (``hosted.release`` it if no run follows)."""
     check_completion(completion, saga.names)
+    check_seconds(step_timeout, "step_timeout")  # (a duration: none was checked, attack108
+    if halt_wait is not None:  # F9: -5, nan or 'ten' hung the run past any cancel)
+        check_seconds(halt_wait, "halt_wait", zero=True)
+    step_timeout, halt_wait = plain_number(step_timeout), plain_number(halt_wait)
     plan = plan_of(
         saga,
         run_id or f"{saga.name}-{uuid.uuid4().hex[:12]}",
