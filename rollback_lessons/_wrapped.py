@@ -7,13 +7,14 @@ it charged three times at once): ``MayHaveRun``, never called again in that run.
 from __future__ import annotations
 
 import contextlib
+import gc
 import inspect
 import sys
-import warnings
 from collections import deque
 from functools import partial
 from itertools import chain, islice
 from types import (
+    CellType,
     CoroutineType,
     FunctionType,
     GetSetDescriptorType,
@@ -94,16 +95,19 @@ def _held(value: Any, room: int = REACH) -> list[Any]:
     kind = type(value)
     if kind_is(value, dict):  # (``{pool.submit(f): x}``: attack104 F2; a subclass's own
         return list(islice(chain(dict.keys(value), dict.values(value)), room))  # methods
-    if kind is MappingProxyType:  # never called: attack108 F4)
-        return list(islice(chain(value.keys(), value.values()), room))
+    if kind_is(value, MappingProxyType, partial, CellType, *_HOLDERS()):
+        return gc.get_referents(value)  # never called, attack108 F4; what a C object holds,
+        # by its own traversal, no call of the object's: attack109 F1, F2)
     base = next((b for b in SEQUENCES if kind_is(value, b)), None)  # (by the builtin's own
     if base is not None:  # iteration, a dict's views too: attack105 F3, attack108 F4)
         return list(islice(base.__iter__(value), room))
     if kind_is(value, ReferenceType):  # (a weakref: what it still refers to)
-        return [value()]
-    if kind_is(value, partial):
-        return [value.func, *value.args, *value.keywords.values()]
-    names = [n for n in ("cr_frame", "ag_frame", "gi_frame") if hasattr(kind, n)]
+        return [ReferenceType.__call__(value)]
+    if kind_is(value, BaseException):  # (its arguments: attack109 F2)
+        return [BaseException.__dict__["args"].__get__(value)]
+    names = [n for n in ("cr_frame", "ag_frame", "gi_frame")  # (by C's descriptor, never a
+             if kind_is(inspect.getattr_static(kind, n, None), GetSetDescriptorType,
+                        MemberDescriptorType)]  # property of one's own: attack109 F1)  # fmt: skip
     if names:  # (a coroutine, a generator, an async generator, of Python's or its likes)
         frame = getattr(value, names[0])
         awaited = [getattr(value, n) for n in ("cr_await", "ag_await", "gi_yieldfrom")
@@ -121,15 +125,14 @@ def _held(value: Any, room: int = REACH) -> list[Any]:
         return list(islice(value._queue, room))  # (what it holds, not who waits: F4)
     if _runner(value):  # (a loop, a pool: their idle threads and queues are not this call's)
         return []
-    if (kind.__module__ == "builtins" and hasattr(kind, "__next__")) or (
-        kind.__module__ == "itertools"  # (a tee's shared data too)
-    ):
-        with warnings.catch_warnings():  # (itertools' pickling, deprecated in 3.12)
-            warnings.simplefilter("ignore")
-            reduced = value.__reduce__()  # (a builtin iterator, zip, map, chain, islice:
-        return [*reduced[1], *reduced[2:]]  # what it reads on, unconsumed, attack104 F2)
+    if any(k.__module__ == "itertools" or (k.__module__ == "builtins" and "__next__" in
+           vars(k)) for k in kind.__mro__[:-1]):  # fmt: skip
+        return gc.get_referents(value)  # (a builtin iterator, zip, map, chain, a tee's data,
+        # a subclass of one: what it reads on, by its traversal, nothing copied or consumed:
+        # attack104 F2, attack109 F2, F3: a dict iterator's reduce copied 100,000 items)
     if (numpy := sys.modules.get("numpy")) is not None and kind_is(value, numpy.ndarray):
-        return list(islice(value.flat, room)) if value.dtype.hasobject else []  # (F5)
+        flat = numpy.ndarray.flat.__get__(value)  # (numpy's own: a subclass's not asked)
+        return list(islice(flat, room)) if value.dtype.hasobject else []  # (F5)
     held = []
     where = next((vars(k)["__dict__"] for k in kind.__mro__ if "__dict__" in vars(k)), None)
     with contextlib.suppress(Exception):  # (none: held in slots alone; a __dict__ of its
@@ -143,6 +146,12 @@ def _held(value: Any, room: int = REACH) -> list[Any]:
     return held
 
 
+def _HOLDERS() -> tuple[type, ...]:
+    """C containers with no Python-level reading of their own (a ``queue.SimpleQueue``)."""
+    queue = sys.modules.get("queue")
+    return () if queue is None else (queue.SimpleQueue,)
+
+
 def _runner(value: Any) -> bool:
     """Is ``value`` an event loop or a pool (held to run work on, not work itself)?"""
     asyncio, pools = sys.modules.get("asyncio"), sys.modules.get("concurrent.futures")
@@ -152,7 +161,9 @@ def _runner(value: Any) -> bool:
         asyncio.StreamWriter)  # (a transport, a protocol: looked into, F3)  # fmt: skip
     if (managers := sys.modules.get("multiprocessing.managers")) is not None:
         waited_on += (managers.BaseProxy, managers.BaseManager)  # (a service: attack107 F3)
-    return bool(  # (an Event, a Queue, a Lock: their waiters are other tasks', attack106 F4)
+    connection = asyncio is not None and kind_is(value, asyncio.BaseTransport) and not (
+        kind_is(value, asyncio.SubprocessTransport))  # (a socket's: attack109 F4)  # fmt: skip
+    return connection or bool(  # (an Event, a Lock: their waiters others', attack106 F4)
         (asyncio is not None and kind_is(value, asyncio.AbstractEventLoop, *waited_on))
         or (pools is not None and kind_is(value, pools.Executor))
         or (mp is not None and kind_is(value, mp.Pool))

@@ -9,8 +9,7 @@ A policy class of your own overrides ``decide``: it runs wherever the decision c
 in Python (in process, in Temporal's workflow, in DBOS's workflow). An engine that can only
 read fields (a state machine written down beforehand) refuses it by name, before anything
 runs (``UnsupportedPolicy``). Don't write one for what fields can say: a state machine can
-carry a data policy, never code.
-"""
+carry a data policy, never code."""
 
 from __future__ import annotations
 
@@ -224,21 +223,28 @@ class RetryPolicy:
     """Seconds one undo attempt may take before it counts as failed (None: no limit)."""
 
     def __post_init__(self) -> None:
-        given = self.max_attempts
+        given = {n: getattr(self, n) for n in ("max_attempts", "multiplier")}
         for name in ("max_attempts", "initial_delay", "multiplier", "max_delay", "timeout"):
             value = getattr(self, name)  # (a number's subclass, numpy's, a Decimal: read as
             if value is not None and type(value) not in (int, float):  # the plain number it
                 with contextlib.suppress(Exception):  # holds, as an engine carries it, then
-                    object.__setattr__(self, name, plain_number(value))  # checked: attack105
-        if self.timeout is not None:  # F5, F6, attack106 F10, attack107 F8; a property's
-            check_seconds(self.timeout, "timeout")  # value is code: refused as such)
+                    number = (
+                        check_seconds(value, name, zero=True)
+                        if name not in given
+                        else (plain_number(value))
+                    )  # checked, said as given: attack105 F5, F6,
+                    object.__setattr__(self, name, number)  # attack106 F10, 107 F8, 109 F7)
+        if self.timeout is not None:
+            check_seconds(self.timeout, "timeout")
         if type(self.max_attempts) is not int or self.max_attempts < 1:
-            raise InvalidPipelineError(f"max_attempts must be an int >= 1, got {given!r}")
+            raise InvalidPipelineError(
+                f"max_attempts must be an int >= 1, got {given['max_attempts']!r}"
+            )
         check_seconds(self.initial_delay, "initial_delay", zero=True)
         check_seconds(self.max_delay, "max_delay", zero=True)
         if not _finite(self.multiplier) or self.multiplier < 1:
             raise InvalidPipelineError(
-                f"multiplier must be a finite number >= 1, got {self.multiplier!r}"
+                f"multiplier must be a finite number >= 1, got {given['multiplier']!r}"
             )
         for label in ("retry_on", "no_retry_on"):
             types = getattr(self, label)

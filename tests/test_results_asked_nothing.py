@@ -91,7 +91,8 @@ def test_a_result_is_looked_into_by_its_type_alone(shape, driver):
         assert mock.mock_calls == [], mock.mock_calls
 
 
-def test_an_open_connections_writer_is_no_begun_work():
+@pytest.mark.parametrize("held", ["writer", "transport"])
+def test_an_open_connections_writer_is_no_begun_work(held):
     """attack107 F3: a result holding an open connection's writer (its protocol's futures
     not done while it is open) made a committed saga ``rollback_incomplete``."""
 
@@ -103,7 +104,8 @@ def test_an_open_connections_writer_is_no_begun_work():
 
             async def connect(state: Any) -> Any:
                 conn["reader"], conn["writer"] = await asyncio.open_connection("127.0.0.1", port)
-                return Holder(conn["writer"])
+                writer = conn["writer"]  # (its transport too: attack109 F4)
+                return Holder(writer if held == "writer" else writer.transport)
 
             step = Step("connect", lambda s: connect(s), lambda s: None)
             outcome = await Saga([step]).arun({})
@@ -359,6 +361,8 @@ def test_durations_are_checked_everywhere_and_numpy_bool_is_a_bool():
             plan_for(saga, step_timeout=bad)
         with pytest.raises(InvalidPipelineError, match="halt_wait must be a finite"):
             plan_for(saga, halt_wait=bad)
+    with pytest.raises(InvalidPipelineError, match="step_timeout must be at most"):
+        plan_for(saga, step_timeout=1e14)  # (attack109 F6: past timedelta's end, it hung)
     plan = plan_for(saga, step_timeout=numpy.int64(5), halt_wait=Decimal("2"))
     assert (plan.step_timeout, plan.halt_wait) == (5, 2.0)
     assert type(plan.step_timeout) is int and type(plan.halt_wait) is float
@@ -373,3 +377,52 @@ def test_a_journals_timeout_of_numpys_type_is_its_number(tmp_path):
 
     with Journal(tmp_path / "j.db", timeout=numpy.int64(1)) as journal:
         assert journal.path.exists()
+
+
+class _Remote(dict):  # type: ignore[type-arg]
+    """A mapping whose reads are remote calls (logged): never made by the walk."""
+
+    calls: ClassVar[list[str]] = []
+
+    def keys(self) -> Any:
+        _Remote.calls.append("keys")
+        return super().keys()
+
+    def __iter__(self) -> Any:
+        _Remote.calls.append("iter")
+        return super().__iter__()
+
+
+class _ChainOfMine(__import__("itertools").chain):  # type: ignore[misc]
+    pass
+
+
+@pytest.mark.parametrize("shape", ["mappingproxy", "SimpleQueue", "chain subclass",
+                                   "exception args", "cell", "dict iterator"])  # fmt: skip
+def test_c_containers_are_read_by_their_own_traversal(shape):
+    """attack109 F1-F3: a mappingproxy's mapping was asked keys() and __iter__; work held in
+    a SimpleQueue, an itertools subclass, an exception's args or a closure cell was missed
+    (the refund ran first); a dict iterator's reduce copied all it had left (1,000 of them:
+    6.9 GB)."""
+    import queue
+    import types
+
+    pool = ThreadPoolExecutor(1)
+    future = pool.submit(time.sleep, 0.3)
+    _Remote.calls.clear()
+    value: Any = {
+        "mappingproxy": lambda: types.MappingProxyType(_Remote(visa=future)),
+        "SimpleQueue": lambda: _queued(queue.SimpleQueue(), future),
+        "chain subclass": lambda: _ChainOfMine([future]),
+        "exception args": lambda: RuntimeError("declined", future),
+        "cell": lambda: types.CellType(future),
+        "dict iterator": lambda: iter({"visa": future}.items()),
+    }[shape]()
+    outcome = Saga([Step("a", lambda s: Holder(value), lambda s: None)]).run({})
+    assert outcome.leaked == ("a",) and _Remote.calls == [], (outcome, _Remote.calls)
+    future.result()
+
+
+def _queued(q: Any, item: Any) -> Any:
+    q.put(item)
+    return q

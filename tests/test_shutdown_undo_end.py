@@ -73,3 +73,18 @@ def test_an_undos_work_waited_for_to_its_end_is_not_made_again(tmp_path, journal
     if journal == "journal":
         report = recover(Journal(path), Registry())
         assert report.recovered == () and "left 0" in str(report), str(report)
+
+
+def test_an_undos_work_whose_end_is_more_work_is_not_made_again_in_its_process(tmp_path):
+    """attack109 F5: with a journal, a SIGTERM handler's exit as an undo's pool work ended
+    handing back a value holding more begun work: the undo was made again in the process
+    (two refunds, one ``undo`` event). It is left in doubt there, for recover."""
+    child = CHILD.replace(
+        "return pool.submit(landed, step)",
+        "return pool.submit(lambda: time.sleep(0.3) or {'more': pool.submit(landed, step)})",
+    )
+    assert child != CHILD
+    done = subprocess.run([sys.executable, "-c", child, str(tmp_path / "j.db"), "pool",
+                           "journal"], capture_output=True, text=True, timeout=60)  # fmt: skip
+    lines = done.stdout.splitlines()
+    assert lines and lines[-1].count("s2 called") == 1, (done.stdout, done.stderr[-2000:])

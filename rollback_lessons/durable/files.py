@@ -260,7 +260,7 @@ def _check_arguments(path: object, create: object, readonly: object, timeout: ob
     if isinstance(timeout, bool) or not isinstance(timeout, int | float):
         kind = type(timeout).__name__
         raise TypeError(f"Journal's timeout must be a number of seconds, got {kind} {timeout!r}")
-    if not (math.isfinite(timeout) and 0 <= timeout <= MAX_WAIT):
+    if not (0 <= timeout <= MAX_WAIT and math.isfinite(timeout)):  # (10**400: no overflow)
         raise ValueError(f"Journal's timeout must be 0 to {MAX_WAIT} seconds, got {timeout!r}")
     if not isinstance(path, str | os.PathLike):
         raise TypeError(f"a journal's path must be a str or a path, got {path!r}")

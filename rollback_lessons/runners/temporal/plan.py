@@ -9,10 +9,15 @@ from collections.abc import Sequence
 
 from ..._guards import check_completion
 from ..._numbers import plain_number
+from ...errors import InvalidPipelineError
 from ...policies import PolicyLike, check_seconds
 from ...saga import Saga
 from ..hosted import SagaChanged
 from ..wire import SagaPlan, changed, needs_graph, plan_of
+
+LONGEST = 10**12
+"""The longest duration a plan carries, in seconds (some 31,000 years): Python's timedelta
+ends at 8.6e13, and a workflow given more never ran (attack109 F6)."""
 
 
 def plan_for(
@@ -36,6 +41,12 @@ def plan_for(
     if halt_wait is not None:  # F9: -5, nan or 'ten' hung the run past any cancel)
         check_seconds(halt_wait, "halt_wait", zero=True)
     step_timeout, halt_wait = plain_number(step_timeout), plain_number(halt_wait)
+    for what, seconds in (("step_timeout", step_timeout), ("halt_wait", halt_wait or 0)):
+        if seconds > LONGEST:  # (a timedelta past its end: the run hung, attack109 F6)
+            raise InvalidPipelineError(
+                f"{what} must be at most {LONGEST:,} seconds, got {seconds!r} (a wait "
+                "without end: halt_wait=None)"
+            )
     plan = plan_of(
         saga,
         run_id or f"{saga.name}-{uuid.uuid4().hex[:12]}",
