@@ -219,9 +219,9 @@ def checked(result: Any, role: str, step: str, blocked: Any = None) -> Any:
         raise refused(result, what(role, step), ASYNC_HINT)
     if kind_is(result, GeneratorType, AsyncGeneratorType):  # (attack84 F2)
         sync = kind_is(result, GeneratorType)  # (its work begun, it goes on: attack102 F6;
-        if holds_work(result):  # pool.map's, as_completed's: attack105 F2)
-            raise going(what(role, step), "a generator") if sync else runs_on(
-                what(role, step), "an async generator", ASYNC_HINT)  # fmt: skip
+        if holds_work(result) or (sync and inspect.getgeneratorstate(result) != "GEN_CREATED"):
+            raise going(what(role, step), "a generator") if sync else runs_on(  # pool.map's,
+                what(role, step), "an async generator", ASYNC_HINT)  # primed, F3)  # fmt: skip
         if sync:
             result.close()
         raise TypeError(f"{what(role, step)} returned {'a' if sync else 'an async'} generator: "

@@ -10,7 +10,7 @@ import contextlib
 import gc
 import inspect
 import sys
-from collections import deque
+from collections import defaultdict, deque
 from functools import partial
 from itertools import chain, islice
 from types import (
@@ -94,17 +94,17 @@ def _held(value: Any, room: int = REACH) -> list[Any]:
     a MagicMock walked for ever, a proxy sent 59 requests)."""
     kind = type(value)
     if kind_is(value, dict):  # (``{pool.submit(f): x}``: attack104 F2; a subclass's own
-        return list(islice(chain(dict.keys(value), dict.values(value)), room))  # methods
+        return list(islice(chain(dict.keys(value), dict.values(value)), room)) + _own(value)
     if kind_is(value, MappingProxyType, partial, CellType, *_HOLDERS()):
         return gc.get_referents(value)  # never called, attack108 F4; what a C object holds,
         # by its own traversal, no call of the object's: attack109 F1, F2)
     base = next((b for b in SEQUENCES if kind_is(value, b)), None)  # (by the builtin's own
-    if base is not None:  # iteration, a dict's views too: attack105 F3, attack108 F4)
-        return list(islice(base.__iter__(value), room))
+    if base is not None:  # iteration, a dict's views too: attack105 F3, attack108 F4; a
+        return list(islice(base.__iter__(value), room)) + _own(value)  # subclass's own, F2)
     if kind_is(value, ReferenceType):  # (a weakref: what it still refers to)
         return [ReferenceType.__call__(value)]
-    if kind_is(value, BaseException):  # (its arguments: attack109 F2)
-        return [BaseException.__dict__["args"].__get__(value)]
+    if kind_is(value, BaseException):  # (its arguments, its attributes: attack109/110 F2)
+        return [BaseException.__dict__["args"].__get__(value), *_own(value)]
     names = [n for n in ("cr_frame", "ag_frame", "gi_frame")  # (by C's descriptor, never a
              if kind_is(inspect.getattr_static(kind, n, None), GetSetDescriptorType,
                         MemberDescriptorType)]  # property of one's own: attack109 F1)  # fmt: skip
@@ -113,8 +113,9 @@ def _held(value: Any, room: int = REACH) -> list[Any]:
         awaited = [getattr(value, n) for n in ("cr_await", "ag_await", "gi_yieldfrom")
                    if hasattr(kind, n)]  # fmt: skip
         return [*(frame.f_locals.values() if frame is not None else ()), *awaited]
-    if kind_is(value, FunctionType):
-        held: list[Any] = []
+    if kind_is(value, FunctionType):  # (its defaults, its attributes too: attack110 F2)
+        held: list[Any] = [*(value.__defaults__ or ()), *(value.__kwdefaults__ or {}).values()]
+        held += vars(FunctionType)["__dict__"].__get__(value).values()  # (not its globals)
         for cell in value.__closure__ or ():
             with contextlib.suppress(ValueError):  # (a cell not yet filled)
                 held.append(cell.cell_contents)
@@ -133,16 +134,24 @@ def _held(value: Any, room: int = REACH) -> list[Any]:
     if (numpy := sys.modules.get("numpy")) is not None and kind_is(value, numpy.ndarray):
         flat = numpy.ndarray.flat.__get__(value)  # (numpy's own: a subclass's not asked)
         return list(islice(flat, room)) if value.dtype.hasobject else []  # (F5)
-    held = []
-    where = next((vars(k)["__dict__"] for k in kind.__mro__ if "__dict__" in vars(k)), None)
-    with contextlib.suppress(Exception):  # (none: held in slots alone; a __dict__ of its
-        if kind_is(where, GetSetDescriptorType):  # type's own, a property, is asked: no)
-            held = list(object.__getattribute__(value, "__dict__").values())
+    return _own(value)  # (its __dict__ and slots, never a property)
+
+
+def _own(value: Any) -> list[Any]:
+    """What ``value`` holds beyond a builtin's items: its ``__dict__`` (by its type's own
+    descriptor, never a property: attack108 F4) and slots, a ``defaultdict``'s factory."""
+    kind, held = type(value), []
+    where: Any = next((vars(k)["__dict__"] for k in kind.__mro__ if "__dict__" in vars(k)), None)
+    with contextlib.suppress(Exception):
+        if kind_is(where, GetSetDescriptorType):
+            held = list(where.__get__(value, kind).values())
     for klass in kind.__mro__:  # (its slots too, a private one by its mangled name: F6)
         for slot in list(vars(klass).values()):
             if kind_is(slot, MemberDescriptorType):
                 with contextlib.suppress(Exception):  # (unset: nothing held)
                     held.append(slot.__get__(value, kind))
+    if kind_is(value, defaultdict):  # (its factory: attack110 F2)
+        held.append(vars(defaultdict)["default_factory"].__get__(value, defaultdict))
     return held
 
 
@@ -158,7 +167,7 @@ def _runner(value: Any) -> bool:
     mp = sys.modules.get("multiprocessing.pool")
     waited_on = () if asyncio is None else (  # (a connection's own futures, too: F3)
         asyncio.Event, asyncio.Condition, asyncio.Lock, asyncio.Semaphore, asyncio.StreamReader,
-        asyncio.StreamWriter)  # (a transport, a protocol: looked into, F3)  # fmt: skip
+        asyncio.StreamWriter, asyncio.AbstractServer)  # (a server: attack110 F1)  # fmt: skip
     if (managers := sys.modules.get("multiprocessing.managers")) is not None:
         waited_on += (managers.BaseProxy, managers.BaseManager)  # (a service: attack107 F3)
     connection = asyncio is not None and kind_is(value, asyncio.BaseTransport) and not (

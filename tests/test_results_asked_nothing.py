@@ -426,3 +426,83 @@ def test_c_containers_are_read_by_their_own_traversal(shape):
 def _queued(q: Any, item: Any) -> Any:
     q.put(item)
     return q
+
+
+class _Tagged(list):  # type: ignore[type-arg]
+    pass
+
+
+@pytest.mark.parametrize("shape", ["list subclass attribute", "function default",
+                                   "exception attribute", "defaultdict factory"])  # fmt: skip
+def test_work_held_beside_a_builtins_items_is_found(shape):
+    """attack110 F2: a pool job in an attribute of a list subclass, a lambda's default
+    (the loop fix ``lambda f=f:``), an exception's attribute or a defaultdict's factory was
+    missed: the refund ran first."""
+    from collections import defaultdict
+
+    pool = ThreadPoolExecutor(1)
+    future = pool.submit(time.sleep, 0.3)
+    value: Any
+    if shape == "list subclass attribute":
+        value = _Tagged()
+        value.job = future
+    elif shape == "function default":
+        value = lambda f=future: f  # noqa: E731
+    elif shape == "exception attribute":
+        value = RuntimeError("declined")
+        value.job = future  # type: ignore[attr-defined]
+    else:
+        value = defaultdict(lambda: future)
+    outcome = Saga([Step("a", lambda s: Holder(value), lambda s: None)]).run({})
+    assert outcome.leaked == ("a",), outcome
+    future.result()
+
+
+@pytest.mark.parametrize("role", ["action", "undo"])
+def test_a_primed_generator_ran_to_a_yield_and_is_in_doubt(role):
+    """attack110 F3, F4: a generator begun (primed) was said "its body never ran": the
+    charge before its first yield stood unreported, a refund so returned was made three
+    times under a retry policy."""
+    made: list[str] = []
+
+    def primed(what: str) -> Any:
+        def body() -> Any:
+            made.append(what)
+            yield
+
+        gen = body()
+        next(gen)
+        return gen
+
+    if role == "action":
+        steps = [Step("charge", lambda s: primed("charge"), lambda s: None),
+                 Step("ship", lambda s: 1 / 0)]  # fmt: skip
+        outcome = Saga(steps).run({})
+        assert outcome.leaked == ("charge",) and made == ["charge"], outcome
+    else:
+        steps = [Step("charge", lambda s: None, lambda s: primed("refund")),
+                 Step("ship", lambda s: 1 / 0)]  # fmt: skip
+        outcome = Saga(steps, policy=__import__("rollback_lessons").UndoPolicy(
+            RetryPolicy(max_attempts=3, initial_delay=0.01))).run({})  # fmt: skip
+        assert made == ["refund"], made
+        [dead] = outcome.dead_letters
+        assert "never ran" not in str(dead.error), dead
+
+
+def test_a_serving_asyncio_server_is_no_begun_work():
+    """attack110 F1: a result holding a server serving forever was taken as begun work."""
+
+    async def main() -> Any:
+        server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        serving = asyncio.create_task(server.serve_forever())
+        await asyncio.sleep(0)
+        try:
+            steps = [Step("listen", lambda s: Holder(server), lambda s: None)]
+            return await Saga(steps).arun({})
+        finally:
+            serving.cancel()
+            server.close()
+            await server.wait_closed()
+
+    outcome = asyncio.run(main())
+    assert outcome.status is Status.COMMITTED, outcome
