@@ -506,3 +506,27 @@ def test_a_serving_asyncio_server_is_no_begun_work():
 
     outcome = asyncio.run(main())
     assert outcome.status is Status.COMMITTED, outcome
+
+
+def test_numpy_numbers_in_a_result_are_leaves_and_work_beside_them_is_found():
+    """attack111 F1: every class attribute of every object was read: a list of 100,000
+    numpy numbers took 5 s a step (the event loop stalled as long in AsyncRollback). Numpy
+    numbers are known to hold nothing; a layout is read once per type. Work beside them is
+    still found."""
+    numpy = pytest.importorskip("numpy")
+    from rollback_lessons import _wrapped
+
+    numbers = list(numpy.random.rand(1000))
+    assert not _wrapped.holds_work(Holder(numbers))
+    assert type(numbers[0]) in _wrapped.LEAVES
+    pool = ThreadPoolExecutor(1)
+    future = pool.submit(time.sleep, 0.2)
+    assert _wrapped.holds_work(Holder([*numbers, _Receipt(future)]))
+    future.result()
+
+
+class _Receipt:
+    __slots__ = ("__job",)
+
+    def __init__(self, job: Any) -> None:
+        self.__job = job
