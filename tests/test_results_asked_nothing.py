@@ -17,18 +17,10 @@ from typing import Any, ClassVar
 from unittest.mock import Mock
 
 import pytest
+from test_plain_value_work import _ends_within, _Receipt
 
 from rollback_lessons import AsyncRollback, RetryPolicy, Rollback, Saga, Status, Step
 from rollback_lessons.errors import MayHaveRun
-
-
-def _ends_within(seconds: float, run: Any) -> Any:
-    box: list[Any] = []
-    worker = threading.Thread(target=lambda: box.append(run()), daemon=True)
-    worker.start()
-    worker.join(seconds)
-    assert box, f"no end within {seconds} s"
-    return box[0]
 
 
 @dataclass
@@ -523,10 +515,3 @@ def test_numpy_numbers_in_a_result_are_leaves_and_work_beside_them_is_found():
     future = pool.submit(time.sleep, 0.2)
     assert _wrapped.holds_work(Holder([*numbers, _Receipt(future)]))
     future.result()
-
-
-class _Receipt:
-    __slots__ = ("__job",)
-
-    def __init__(self, job: Any) -> None:
-        self.__job = job
