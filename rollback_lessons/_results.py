@@ -17,8 +17,9 @@ import sys
 from types import AsyncGeneratorType, CoroutineType, GeneratorType
 from typing import Any
 
+from . import _wrapped
 from ._blocked import BLOCKED
-from ._wrapped import INERT, going, holds_work, kind_is, refused, runs_on, still, threaded
+from ._wrapped import holds_work, kind_is, refused, runs_on, still, threaded
 from .errors import MayHaveRun
 
 PLAIN = frozenset({int, float, str, bool, bytes, dict, list, tuple, set})  # (no awaitable)
@@ -218,14 +219,7 @@ def checked(result: Any, role: str, step: str, blocked: Any = None) -> Any:
     if hasattr(type(result), "__await__") or _legacy(result):  # (closed, never dropped)
         raise refused(result, what(role, step), ASYNC_HINT)
     if kind_is(result, GeneratorType, AsyncGeneratorType):  # (attack84 F2)
-        sync = kind_is(result, GeneratorType)  # (its work begun, it goes on: attack102 F6;
-        if holds_work(result) or (sync and inspect.getgeneratorstate(result) != "GEN_CREATED"):
-            raise going(what(role, step), "a generator") if sync else runs_on(  # pool.map's,
-                what(role, step), "an async generator", ASYNC_HINT)  # primed, F3)  # fmt: skip
-        if sync:
-            result.close()
-        raise TypeError(f"{what(role, step)} returned {'a' if sync else 'an async'} generator: "
-                        "its body never ran")  # fmt: skip
+        raise _wrapped.generator_back(result, what(role, step), ASYNC_HINT)
     return still(result, what, role, step)  # (a value holding begun work: attack105 F1)
 
 
@@ -238,6 +232,8 @@ def gave_back(result: Any, role: str, step: str) -> MayHaveRun | None:
     if result is None or type(result) in PLAIN:
         return None
     if kind_is(result, CoroutineType) or kind_is(result, GeneratorType):
+        if (begun := _wrapped.primed(what(role, step), result)) is not None:
+            return begun  # (left as it is: its finally is its owner's, attack111 F4)
         result.close()
         kind = "a coroutine" if kind_is(result, CoroutineType) else "a generator"
     elif kind_is(result, AsyncGeneratorType):
@@ -435,7 +431,8 @@ def ended(cancel: BaseException, role: str, step: str) -> tuple[bool, Any] | Non
     work cancelled, a BaseException, a result that is more work or a body never run). A
     driver tells the machine that end before the cancel (attack89 F1: a charge done was
     reported leaked and left standing, one declined said to be in doubt)."""
-    future = cancel.__dict__.get("ended") if hasattr(cancel, "__dict__") else None
+    kept = getattr(cancel, "__dict__", {})  # (told once, taken off: not an outer step's end)
+    future, _ = kept.pop("ended", None), kept.pop("ran_on", None)
     if future is None or not future.done() or future.cancelled():
         return None
     error = future.exception()
@@ -444,7 +441,7 @@ def ended(cancel: BaseException, role: str, step: str) -> tuple[bool, Any] | Non
     result = future.result()
     if awaitable(result) or kind_is(result, GeneratorType, AsyncGeneratorType):
         return None  # (more work, or a body that never ran: in doubt, as the cut says)
-    if type(result) not in INERT and holds_work(result):
+    if _wrapped.may_hold_work(result):  # (a second Ctrl-C gives the look up: attack111 F3)
         vars(cancel)["runs_on"] = True  # (a value holding work begun: it goes on, in doubt,
         return None  # never told done, attack108 F2: the refund ran, the charge landed)
     return (True, result)

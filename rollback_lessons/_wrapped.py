@@ -17,6 +17,7 @@ from types import (
     CellType,
     CoroutineType,
     FunctionType,
+    GeneratorType,
     GetSetDescriptorType,
     MappingProxyType,
     MemberDescriptorType,
@@ -94,6 +95,8 @@ def _held(value: Any, room: int = REACH) -> list[Any]:
     a Mock or an RPC proxy answers with a call of its own (attack106 F1-F3: a Mock changed,
     a MagicMock walked for ever, a proxy sent 59 requests)."""
     kind = type(value)
+    if kind_is(value, type):  # (a class, whatever its metaclass: shared, no call's own work,
+        return []  # as a plain one, attack111 F6: an ABC's whole namespace was walked)
     if kind_is(value, dict):  # (``{pool.submit(f): x}``: attack104 F2; a subclass's own
         return list(islice(chain(dict.keys(value), dict.values(value)), room)) + _own(value)
     if kind_is(value, MappingProxyType, partial, CellType, *_HOLDERS()):
@@ -267,9 +270,50 @@ def still(result: Any, what: Any, role: str, step: str) -> Any:
     begun (a list or dict of Futures, a thread alive, a pool's ``map`` or ``imap``): the run
     does not wait for what a value holds, so that work may go on and may have had its
     effect (attack105 F1: the undo ran before the charge landed, ``rolled_back``)."""
-    if result is None or type(result) in INERT or not holds_work(result):
+    if result is None or type(result) in INERT:
         return result
-    raise going(what(role, step), repr(type(result).__name__))
+    try:
+        held = holds_work(result)
+    except Exception:
+        raise
+    except BaseException as cut:  # (a Ctrl-C or exit as it looked: the call returned, its
+        cut.ran_on, cut.ended = True, Returned(result)  # type: ignore[attr-defined]
+        raise  # value told first, looked at again: attack111 F3, a charge left unrefunded)
+    if held:
+        raise going(what(role, step), repr(type(result).__name__))
+    return result
+
+
+def may_hold_work(result: Any) -> bool:
+    """``holds_work``, a Ctrl-C or exit as it looks giving the look up: then True (in doubt,
+    as a wait given up)."""
+    try:
+        return type(result) not in INERT and holds_work(result)
+    except Exception:
+        raise
+    except BaseException:
+        return True
+
+
+class Returned:
+    """A call's value in hand, read as a finished future (``_results.ended``)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def done(self) -> bool:
+        return True
+
+    def cancelled(self) -> bool:
+        return False
+
+    def exception(self) -> None:
+        return None
+
+    def result(self) -> Any:
+        return self.value
 
 
 def going(what: str, kind: str) -> MayHaveRun:
@@ -282,6 +326,43 @@ def going(what: str, kind: str) -> MayHaveRun:
     )
     error.goes_on = True  # (never called again in that run: ``errors.goes_on``)
     return error
+
+
+def primed(what: str, result: Any) -> MayHaveRun | None:
+    """The error of a call (``what``) that returned a generator or coroutine whose body had
+    begun (primed: it ran to a yield), or had ended: its code may have had its effect (and
+    more of it runs if it is resumed); it is left as it is, never closed here (its
+    ``finally`` is its owner's: attack111 F4). None for one whose body never ran."""
+    if kind_is(result, GeneratorType):
+        kind, state = "a generator", str(inspect.getgeneratorstate(result))
+    elif kind_is(result, CoroutineType):
+        kind, state = "a coroutine", str(inspect.getcoroutinestate(result))
+    else:
+        return None
+    if state.endswith("CREATED"):
+        return None
+    how = "had ended (or been closed)" if state.endswith("CLOSED") else "ran to a yield"
+    error = MayHaveRun(
+        f"{what} returned {kind} whose body had begun: it {how}, so its code may have had its "
+        "effect; the run neither resumes nor closes it (return what the next step needs)"
+    )
+    error.goes_on = True  # (never called again in that run: ``errors.goes_on``)
+    return error
+
+
+def generator_back(result: Any, named: str, hint: str) -> BaseException:
+    """The error of a call (``named``) that returned a generator, async or not: begun
+    (primed, attack110 F3) or holding begun work (``pool.map``'s, attack102 F6), in doubt;
+    else a body that never ran, closed (attack84 F2)."""
+    sync = kind_is(result, GeneratorType)
+    if sync and (begun := primed(named, result)) is not None:
+        return begun
+    if holds_work(result):
+        return going(named, "a generator") if sync else runs_on(named, "an async generator", hint)
+    if sync:
+        result.close()
+    kind = "a generator" if sync else "an async generator"
+    return TypeError(f"{named} returned {kind}: its body never ran")
 
 
 def threaded(result: Any) -> bool:
