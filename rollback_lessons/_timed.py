@@ -11,7 +11,7 @@ from typing import Any
 
 from ._numbers import plain_number
 from ._results import awaitable, awaited, checked
-from .calls import late, refused, timed_out, what
+from .calls import ON_LOOP, late, refused, timed_out, what
 
 
 async def within(
@@ -49,7 +49,7 @@ async def within(
     if not task.done():
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # never "unretrieved"
         late(owner, role, step, keep=True, on_loop=True)
-        said += " (the call was left running on the event loop, and may still complete)"
+        said += f" (the call was left running {ON_LOOP}, and may still complete)"
     raise TimeoutError(said)
 
 

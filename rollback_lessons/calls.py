@@ -69,6 +69,9 @@ def _legacy(fn: object) -> bool:
     return code is not None and bool(code.co_flags & inspect.CO_ITERABLE_COROUTINE)
 
 
+ON_LOOP = "on the event loop or in a pool's thread"
+"""Where an awaited call that would not stop when cancelled goes on (attack111 F7: a
+pool's work was said to run on the loop)."""
 SYNC_ONLY = "the synchronous Rollback cannot await it (use AsyncRollback)"
 IN_A_STEP = (
     "a Step takes a plain function, which may return an awaitable for `await saga.arun(state)`"
@@ -153,7 +156,7 @@ def refused(
         return None
     table: Any = LATE_IDS if isinstance(owner, str) else LATE
     if (role, step, "on_loop") in table.get(owner, ()):
-        where = "was left running on the event loop (it would not stop when cancelled)"
+        where = f"was left running {ON_LOOP} (it would not stop when cancelled)"
         return still_running(role, step, where, timeout)
     return still_running(role, step, timeout=timeout)
 

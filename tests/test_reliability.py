@@ -407,6 +407,6 @@ def test_an_async_undo_left_running_is_never_called_again_in_that_run(tmp_path, 
     assert outcome.status is Status.ROLLBACK_INCOMPLETE and dead.attempts == 3
     assert str(dead.error).endswith(
         "not called again: its call that took longer than its timeout of 0.05 s was left "
-        "running on the event loop (it would not stop when cancelled), and may still complete "
-        "(or has)"
+        "running on the event loop or in a pool's thread (it would not stop when cancelled), and "
+        "may still complete (or has)"
     )
