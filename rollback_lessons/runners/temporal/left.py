@@ -99,13 +99,16 @@ async def compensated(handle: SagaHandle, stopped: asyncio.CancelledError) -> Ou
     def gone() -> bool:  # (cancelled, or its shutdown begun by the loop's end)
         return ending.gone(worker)
 
+    raised: BaseException = stopped
     try:
         while not waiting.done() and not gone():
             await asyncio.wait({waiting, worker}, timeout=0.1)  # (its shutdown may never end)
     except asyncio.CancelledError:  # a second cancel: with the worker's too (a second Ctrl-C,
         if not gone():  # asyncio.run's end) it is said
             raise  # below (attack54 F2: a bare KeyboardInterrupt); else the worker runs it
-    if waiting.done() and not waiting.cancelled():
+    except (KeyboardInterrupt, SystemExit) as cut:  # (asyncio.run's second Ctrl-C raised in
+        raised = cut  # this frame: the loop, its worker with it, ends next; said, ci124)
+    if raised is stopped and waiting.done() and not waiting.cancelled():
         return waiting.result()
     TOLD.add(handle.run_id)  # (said here: not by the outcome() this cancels too)
     waiting.cancel()
@@ -114,8 +117,8 @@ async def compensated(handle: SagaHandle, stopped: asyncio.CancelledError) -> Ou
     sent = asking.done() and not asking.cancelled() and asking.exception() is None
     note = worker_gone(handle.runner, handle.run_id, sent)
     warnings.warn(WorkerGone(note), stacklevel=3)
-    stopped.add_note(note)
-    raise stopped
+    raised.add_note(note)
+    raise raised
 
 
 TOLD: set[str] = set()
