@@ -110,9 +110,7 @@ def told_end(run: Driver, cut: BaseException) -> None:
     entry = run.m.entry
     if entry is None or (end := ended(cut, "undo", entry.step)) is None:
         return
-    for name in ("ended", "ran_on"):  # (told here, once)
-        vars(cut).pop(name, None)
-    run.m.cut(cut, f"during the undo of {entry.step}")  # (first: no next undo begins, its
+    run.m.cut(cut)  # (in its undo, first: no next undo begins, its
     run.m.undo_ok() if end[0] else run.m.undo_failed(end[1])  # event unsaid, attack108 F6)
 
 

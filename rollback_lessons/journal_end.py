@@ -118,7 +118,7 @@ def left_to_recover(w: JournalWriter, jrun: UndoJournalRun) -> None:
                 raise
         with contextlib.suppress(Exception):  # (the Ctrl-C raised after says it)
             cut_by.add_note(f"rollback: {note}")  # type: ignore[union-attr]
-    in_undo = m.interrupted_where.startswith("during the undo of")  # (its call may run on in
+    in_undo = m.interrupted_undo is not None  # (its call may run on in
     # a helper thread or a pool: recover would run it again at once, attack102 F1; so may a
     # call an earlier attempt left running, or a step's given up, attack103 F1)
     if cut_by is None or w.jrun is None:

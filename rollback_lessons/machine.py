@@ -188,6 +188,7 @@ class Machine:
     tried: BaseException | None = None  # the error of a step's last try (to retry, or lost)
     interruption: BaseException | None = None
     interrupted_where = ""
+    interrupted_undo: str | None = None  # the undo in hand as the rollback was cut, if any
     raised_at: tuple[BaseException, str] | None = None  # an event that raised going forward
     irreversible: Sequence[str] = ()
     leaked: Sequence[str] = ()
@@ -231,10 +232,13 @@ class Machine:
                 self.not_run(step, f"the {what} came as it started")  # type: ignore[arg-type]
             self.raised_at = (exc, f"at the {kind._value_} event" + (f" of {step}" if step else ""))
 
-    def cut(self, exc: BaseException, where: str) -> None:
-        """Something outside an undo raised in the rollback: no more undos; the first kept."""
+    def cut(self, exc: BaseException, where: str | None = None) -> None:
+        """Something outside an undo raised in the rollback: no more undos; the first kept.
+        ``where`` None: during the undo in hand, if any (``interrupted_undo``: it may run on)."""
         if self.interruption is None:
-            self.interruption, self.interrupted_where = exc, where
+            undo = self.entry.step if where is None and self.entry is not None else None
+            where = where or (f"during the undo of {undo}" if undo else "during the rollback")
+            self.interruption, self.interrupted_undo, self.interrupted_where = exc, undo, where
 
     def note(self, kind: EventKind, text: str) -> None:
         """Something around the run failed (a journal write, a snapshot): an event, a note."""
@@ -722,12 +726,9 @@ class Machine:
                 self.notes = [*self.notes, said]
             return self._step_lost(exc, cut=self.phase is _STEP, runs=runs)
         self.kept = self.kept or kept
-        if self.interruption is None:
-            entry, raised = self.entry, self.raised_at
-            where = f"during the undo of {entry.step}" if entry is not None else ""
-            if raised is not None and raised[0] is exc:  # (raised going forward, at an event:
-                where = raised[1]  # told once the run had failed, before any undo ran)
-            self.cut(exc, where or "during the rollback")
+        if self.interruption is None:  # (raised going forward, at an event: told once the
+            raised = self.raised_at  # run had failed, before any undo ran: where it came)
+            self.cut(exc, raised[1] if raised is not None and raised[0] is exc else None)
         if self.phase is _DONE:
             return Finished(self)
         return self._cut_short()
@@ -755,10 +756,8 @@ class Machine:
 
     def _rollback_done(self, **extra: Any) -> Finished:
         self.phase, self.entry = _DONE, None
-        details: Pairs = (
-            ("status", self.status()._value_), ("undone", len(self.compensated)),
-            ("dead_letters", len(self.dead_letters)), ("pending", len(self.pending)),
-        )  # fmt: skip
+        details: Pairs = (("status", self.status()._value_), ("undone", len(self.compensated)))
+        details += (("dead_letters", len(self.dead_letters)), ("pending", len(self.pending)))
         if self.resumed and self.leaked:
             details += (("leaked", list(self.leaked)),)
         self._emit(EventKind.ROLLBACK_DONE, None, details + tuple(extra.items()))
