@@ -48,6 +48,15 @@ def test_dependants_of_a_chain_and_of_a_cycle():
                                  "z": frozenset()}  # fmt: skip
 
 
+@st.composite
+def _graphs(draw: Any) -> tuple[list[str], dict[str, tuple[str, ...]]]:
+    """A random graph of up to 12 steps, each after some of those defined before it."""
+    names = [f"s{i}" for i in range(draw(st.integers(1, 12)))]
+    after = {s: tuple(sorted(draw(st.sets(st.sampled_from(names[:i]))) if i else ()))
+             for i, s in enumerate(names)}  # fmt: skip
+    return names, after
+
+
 @given(st.data())
 @settings(max_examples=60, deadline=None)
 def test_by_dependency_is_the_newest_defined_of_those_free(data):
@@ -55,10 +64,7 @@ def test_by_dependency_is_the_newest_defined_of_those_free(data):
     dependants' undos have all run (read directly, as the rule says, on random graphs)."""
     from rollback_lessons.graph_shape import undo_order
 
-    n = data.draw(st.integers(1, 12))
-    names = [f"s{i}" for i in range(n)]
-    after = {s: tuple(sorted(data.draw(st.sets(st.sampled_from(names[:i]))) if i else ()))
-             for i, s in enumerate(names)}  # fmt: skip
+    names, after = data.draw(_graphs())
     below = dependants(after)
     steps = data.draw(st.lists(st.sampled_from(names), unique=True))
     left, want = set(steps), []
@@ -79,10 +85,7 @@ def test_each_irreversible_steps_unsafe_neighbours_are_read_as_the_rule_says(dat
     the step nor itself, and its dependants and dependencies (random graphs)."""
     from rollback_lessons.graph_shape import not_above, reached
 
-    n = data.draw(st.integers(1, 12))
-    names = [f"s{i}" for i in range(n)]
-    after = {s: tuple(sorted(data.draw(st.sets(st.sampled_from(names[:i]))) if i else ()))
-             for i, s in enumerate(names)}  # fmt: skip
+    names, after = data.draw(_graphs())
     below = dependants(after)
     asked = data.draw(st.lists(st.sampled_from(names), unique=True))
     among = data.draw(st.lists(st.sampled_from(names), unique=True))
