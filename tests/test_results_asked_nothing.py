@@ -7,6 +7,7 @@ no Future (it hung arun, AsyncRollback and recover for ever), a lazy value is no
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -369,6 +370,26 @@ def test_a_journals_timeout_of_numpys_type_is_its_number(tmp_path):
 
     with Journal(tmp_path / "j.db", timeout=numpy.int64(1)) as journal:
         assert journal.path.exists()
+
+
+@pytest.mark.parametrize("bad", [Decimal("-1"), Fraction(-1, 3), Decimal("2.5")])
+def test_a_refused_timeout_is_named_as_it_was_given(tmp_path, bad):
+    """Journal's and to_asl's refusals named the number they converted ("got -1.0" for
+    Decimal('-1')), not the value the caller wrote."""
+    from rollback_lessons.durable.journal import Journal
+    from rollback_lessons.errors import InvalidPipelineError
+    from rollback_lessons.runners.stepfunctions import to_asl
+
+    if bad >= 0:  # (a Journal waits 2.5 s; AWS's TimeoutSeconds is whole seconds)
+        with Journal(tmp_path / "j.db", timeout=bad):
+            pass
+    else:
+        with pytest.raises(ValueError, match=re.escape(f"got {bad!r}")):
+            Journal(tmp_path / "j.db", timeout=bad)
+        assert not (tmp_path / "j.db").exists()  # (refused before any file is touched)
+    saga = Saga([Step("a", lambda s: None, lambda s: None)], name="d")
+    with pytest.raises(InvalidPipelineError, match=re.escape(f"got {bad!r}")):
+        to_asl(saga, timeout=bad)
 
 
 class _Remote(dict):  # type: ignore[type-arg]

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from .._numbers import plain_number
 from .._words import counted
 from ..errors import JournalError, TakenOver
 from .room import no_room
@@ -252,16 +253,17 @@ def _cell(text: str) -> str:
 MAX_WAIT = 2147483.647  # SQLite's longest wait for a lock (its busy timeout: an int of ms)
 
 
-def _check_arguments(path: object, create: object, readonly: object, timeout: object) -> None:
-    """Journal's arguments, refused before any file is touched."""
+def _check_arguments(path: object, create: object, readonly: object, given: object) -> None:
+    """Journal's arguments, refused before any file is touched (a timeout named as given)."""
+    timeout = plain_number(given)
     for name, flag in (("create", create), ("readonly", readonly)):
         if not isinstance(flag, bool):
             raise TypeError(f"Journal's {name} must be True or False, got {flag!r}")
     if isinstance(timeout, bool) or not isinstance(timeout, int | float):
         kind = type(timeout).__name__
-        raise TypeError(f"Journal's timeout must be a number of seconds, got {kind} {timeout!r}")
+        raise TypeError(f"Journal's timeout must be a number of seconds, got {kind} {given!r}")
     if not (0 <= timeout <= MAX_WAIT and math.isfinite(timeout)):  # (10**400: no overflow)
-        raise ValueError(f"Journal's timeout must be 0 to {MAX_WAIT} seconds, got {timeout!r}")
+        raise ValueError(f"Journal's timeout must be 0 to {MAX_WAIT} seconds, got {given!r}")
     if not isinstance(path, str | os.PathLike):
         raise TypeError(f"a journal's path must be a str or a path, got {path!r}")
     if "\0" in os.fsdecode(path):  # (SQLite would cut the name there: another file)
@@ -285,8 +287,7 @@ def _open_read_only(path: Path, timeout: float = 30.0) -> sqlite3.Connection:
     there); with one, it is refused, as the sagas the WAL holds would be left out."""
     con = sqlite3.connect(  # (its first read waits in turns, ``begin``'s: attack60 F1)
         _uri(path, "mode=ro"), uri=True, isolation_level=None, check_same_thread=False,
-        timeout=min(timeout, TURN_MS / 1000),
-    )  # fmt: skip
+        timeout=min(timeout, TURN_MS / 1000))  # fmt: skip
     try:
         deadline = time.monotonic() + timeout
         while True:

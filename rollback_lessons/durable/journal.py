@@ -93,8 +93,8 @@ class Journal:
         ``readonly`` only reads (``journal show``); ``timeout`` is how long to wait for a
         lock another process holds (a finite number of seconds, 0 or more). Arguments of
         the wrong type or value are refused before any file is touched."""
-        timeout = plain_number(timeout)  # (numpy's, a Decimal: the number it holds, F8)
         _check_arguments(path, create, readonly, timeout)
+        timeout = plain_number(timeout)  # (numpy's, a Decimal: the number it holds, F8)
         self.path = Path(path)
         self.readonly = readonly
         self.closed = False

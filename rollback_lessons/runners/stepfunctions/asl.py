@@ -218,12 +218,14 @@ def _waits(spec: RetrySpec) -> tuple[int, int]:
     return interval, min(cap, MAX_DELAY_SECONDS)
 
 
-def check_timeout(timeout: object) -> None:
-    """A task's ``TimeoutSeconds``: whole seconds, 1 to ``AWS_MAXIMUM``; None, none."""
+def check_timeout(timeout: object, given: object = None) -> None:
+    """A task's ``TimeoutSeconds``: whole seconds, 1 to ``AWS_MAXIMUM``; None, none (the
+    refusal names the value ``given``, if it was converted to ``timeout``)."""
     if timeout is not None and (type(timeout) is not int or not 1 <= timeout <= AWS_MAXIMUM):
+        shown = given if given is not None else timeout
         raise InvalidPipelineError(
             f"timeout must be an int of seconds from 1 to {AWS_MAXIMUM} (a task's "
-            f"TimeoutSeconds on AWS Step Functions), got {timeout!r}"
+            f"TimeoutSeconds on AWS Step Functions), got {shown!r}"
         )
 
 
@@ -433,7 +435,8 @@ def to_asl(
     serves."""
     from .asl_graph import graph_asl
 
-    timeout = plain_number(timeout)  # (numpy's int64: the number it holds, attack108 F8)
+    check_timeout(number := plain_number(timeout), timeout)  # (the value given, named)
+    timeout = number  # (numpy's int64: the number it holds, attack108 F8)
     chosen = data_only(policy if policy is not None else saga.policy, ENGINE)
     check_retry_types([*(s.retry for s in saga.specs()), chosen.retry])  # type: ignore[union-attr]
     plan = plan_of(saga, "asl", policy=chosen, register=register,  # type: ignore[arg-type]
