@@ -17,23 +17,36 @@ class OutputError(Exception):
 
 
 class _Stdout:
-    """Standard output for the command's own printing: a write that fails is OutputError
-    (a reader that stopped early stays a BrokenPipeError: it ends quietly)."""
+    """Standard output for the command's own printing: the one the command began with
+    (``bind``: a registry module or an undo that replaces ``sys.stdout`` is not the
+    command's, attack112 F1); a text it cannot encode (an ASCII stdout) written escaped, as
+    Python's stderr does (F3: the whole report was lost); a write that fails otherwise is
+    OutputError (a reader that stopped early stays a BrokenPipeError: it ends quietly)."""
+
+    target: Any = None
+
+    def bind(self, target: Any) -> None:
+        self.target = target
 
     def write(self, text: str) -> int:
+        out = self.target if self.target is not None else sys.stdout
         try:
-            return sys.stdout.write(text)
+            try:
+                return out.write(text)  # type: ignore[no-any-return]
+            except UnicodeEncodeError:
+                encoding = getattr(out, "encoding", None) or "ascii"
+                return out.write(text.encode(encoding, "backslashreplace").decode(encoding))  # type: ignore[no-any-return]
         except BrokenPipeError:
             raise
-        except (OSError, ValueError) as exc:  # (ValueError: closed under us)
+        except Exception as exc:  # (closed under us: ValueError; None: AttributeError)
             raise OutputError(getattr(exc, "strerror", None) or str(exc)) from None
 
     def flush(self) -> None:
         try:
-            sys.stdout.flush()
+            (self.target if self.target is not None else sys.stdout).flush()
         except BrokenPipeError:
             raise
-        except (OSError, ValueError) as exc:
+        except Exception as exc:
             raise OutputError(getattr(exc, "strerror", None) or str(exc)) from None
 
 

@@ -300,6 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "> file, or > /dev/null)"
             )
             return 2
+        STDOUT.bind(sys.stdout)  # (the command's own: not one a registry puts in its place)
         try:
             code = _main(argv)
         except UsageExit as exc:  # argparse: --help (its text flushed below) or bad usage
@@ -323,6 +324,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ending = [interrupted_by(exc)[1], b""]  # second signal as its line is written,
         with telling(ending):  # held: attack66 F3; ends it as that blocks: attack71 F2)
             return _interrupted(exc, ending)
+    finally:
+        STDOUT.bind(None)
 
 
 _COMMAND = "rollback_lessons.durable.command"

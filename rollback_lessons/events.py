@@ -283,13 +283,29 @@ def text_of(
         text = how(error)
     except caught:
         text = None
-    if type(text) is str:
-        return text
+    if type(text) is str:  # (a lone surrogate, a file name as os.fsdecode gives it, escaped:
+        return text if text.isascii() else unsurrogated(text)  # a journal writes UTF-8)
     try:
         name = type(error).__qualname__
     except Exception:
         name = "exception"
     return f"<{name} ({failed})>"
+
+
+def unsurrogated(text: str) -> str:
+    """``text`` with a lone surrogate escaped (``\udcff``): text UTF-8 can hold (SQLite
+    refused the error of an undo naming a non-UTF-8 file, every try: attack112 F2)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode()
+    return text
+
+
+def storable(params: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A journal write's ``params``, each text's lone surrogates escaped (``unsurrogated``):
+    a write SQLite refuses every time would leave its saga unfinished for good."""
+    return tuple(unsurrogated(p) if type(p) is str and not p.isascii() else p for p in params)
 
 
 def one_line(text: str) -> str:

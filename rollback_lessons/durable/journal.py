@@ -29,7 +29,7 @@ from types import TracebackType
 from typing import Any
 
 from .._numbers import plain_number
-from ..events import Event, as_told
+from ..events import Event, as_told, storable
 from ..policies import UndoPolicy
 from ..rules import check_run_id, check_text
 from .as_claimed import cancelled_by
@@ -176,8 +176,8 @@ class Journal:
             raise JournalError(f"{self.path} was opened read-only")
         not_forked(self._pid, self.path, self._opener)
         grouped: dict[str, list[tuple[Any, ...]]] = {}
-        for sql, params in statements:
-            grouped.setdefault(sql, []).append(params)
+        for sql, params in statements:  # (a lone surrogate escaped: attack112 F2, stuck)
+            grouped.setdefault(sql, []).append(storable(params))
         written = written if written is not None else Written()
         with self._lock:
             try:
