@@ -83,6 +83,15 @@ def _fault(value: object, step: str) -> Fault:
         ) from None
 
 
+def saga_faults(inject: InjectionLike | None, saga: Any) -> dict[str, StepFaults]:
+    """The faults ``inject`` asks of ``saga`` (a ``Saga``), checked as ``saga.run`` checks
+    them, against its steps and the steps with an undo: every engine refuses the same
+    faults before anything runs (attack113 F1: an undo fault on a step with no undo was
+    refused in process and ignored by four engines, the saga committed)."""
+    undos = [s.name for s in saga.specs() if s.has_undo]
+    return normalize_injection(inject, saga.names, undos)
+
+
 def normalize_injection(
     inject: InjectionLike | None,
     steps: Collection[str] | None = None,

@@ -473,3 +473,23 @@ def test_an_undo_past_its_timeout_failed_on_every_engine(step_functions, dbos_ru
         same_outcome(local, dbos_runner.run(make(policy), {}))
         if policy == "continue":
             same_outcome(local, BpmnRunner.start().run(make(policy), {}))
+
+
+@pytest.mark.parametrize("fault", ["undo_fails", "undo_fails_once"])
+@pytest.mark.parametrize("engine", ["sfn", "bpmn", "dbos", "temporal"])
+def test_an_undo_fault_on_a_step_with_no_undo_is_refused_by_every_engine(request, engine, fault):
+    """attack113 F1: refused in process ("the fault could never happen"); ignored by the
+    four engines, which ran every step and committed."""
+    called: list[str] = []
+    saga = Saga([Step("a", lambda s: called.append("a")),
+                 Parallel(Step("b", lambda s: called.append("b"), lambda s: None),
+                          Step("c", lambda s: called.append("c")))])  # fmt: skip
+    with pytest.raises(InvalidPipelineError, match="could never happen"):
+        saga.run({}, inject={"a": fault})
+    with pytest.raises(InvalidPipelineError, match=r"'c' the fault .* could never happen"):
+        if engine == "temporal":
+            request.getfixturevalue("on_temporal")(
+                lambda runner: runner.run(saga, {}, inject={"c": fault}))  # fmt: skip
+        else:
+            request.getfixturevalue(f"{engine}_runner").run(saga, {}, inject={"c": fault})
+    assert called == []  # (refused before anything ran)

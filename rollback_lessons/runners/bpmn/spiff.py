@@ -15,7 +15,7 @@ from ..._graph_drive import asked_of
 from ..._shutdown import exit_warned
 from ...errors import InvalidPipelineError
 from ...events import describe
-from ...faults import InjectionLike, normalize_injection
+from ...faults import InjectionLike, saga_faults
 from ...graph import nesting
 from ...machine import Machine, Phase
 from ...operations import ANSWERS, Finished, Op, RunStep, RunUndo
@@ -135,7 +135,7 @@ def run_explicit(
     for said in answers:
         if said not in ANSWERS:
             raise InvalidPipelineError(f"answer {said!r} is not one of: {', '.join(ANSWERS)}")
-    faults = normalize_injection(inject, saga.names)
+    faults = saga_faults(inject, saga)
     run_id = f"{saga.name}-{uuid.uuid4().hex[:12]}"
     plan = plan_of(
         saga,

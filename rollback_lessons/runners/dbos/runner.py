@@ -22,7 +22,7 @@ from ..._graph_drive import CancelLike, asked_of
 from ..._guards import check_completion
 from ..._numbers import plain_number
 from ...errors import InvalidPipelineError
-from ...faults import InjectionLike, normalize_injection
+from ...faults import InjectionLike, saga_faults
 from ...outcome import Outcome, RunRecord
 from ...policies import PolicyLike, check_seconds, resolve_policy
 from ...rules import check_run_id, check_state
@@ -184,7 +184,7 @@ class DBOSRunner(Closable):
         check_state(state)
         if run_id is not None:  # (the undos' idempotency keys are '<run id>:<step>')
             check_run_id(run_id)
-        faults = normalize_injection(inject, saga.names)
+        faults = saga_faults(inject, saga)
         check_completion(completion, saga.names)
         if halt_wait is not None:  # (a duration, checked: attack108 F9, Temporal's unchecked)
             check_seconds(halt_wait, "halt_wait", zero=True)

@@ -16,7 +16,7 @@ from typing import Any
 from ..._graph_drive import CancelLike, asked_of, first_of
 from ..._guards import check_completion
 from ...errors import InvalidPipelineError
-from ...faults import InjectionLike, normalize_injection
+from ...faults import InjectionLike, saga_faults
 from ...operations import ANSWERS
 from ...outcome import Outcome
 from ...policies import PolicyLike, check_seconds, data_only
@@ -145,7 +145,7 @@ class StepFunctionsRunner(Closable):
         check_state(state)
         if timeout is not None:  # (as the plain number it holds: a Decimal, attack108 F8)
             timeout = check_seconds(timeout, "timeout")
-        faults = normalize_injection(inject, saga.names)
+        faults = saga_faults(inject, saga)
         for said in answers:
             if said not in ANSWERS:
                 raise InvalidPipelineError(f"answer {said!r} is not one of: {', '.join(ANSWERS)}")

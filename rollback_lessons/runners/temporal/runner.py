@@ -33,7 +33,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from ..._guards import cancelled_with
 from ..._words import counted
-from ...faults import InjectionLike, normalize_injection
+from ...faults import InjectionLike, saga_faults
 from ...outcome import Outcome
 from ...policies import PolicyLike
 from ...rules import check_state
@@ -208,7 +208,7 @@ class TemporalRunner(Closable):
         closed runner refuses it (``RunnerClosed``), as it does ``run`` and ``handle_for``."""
         self._refuse_if_closed("start_saga")
         check_state(state)
-        faults = normalize_injection(inject, saga.names)
+        faults = saga_faults(inject, saga)
         plan = plan_for(
             saga, policy=policy, register=register, undo_order=undo_order,
             step_timeout=step_timeout, halt_wait=halt_wait, completion=completion,
