@@ -17,7 +17,17 @@ from hypothesis import strategies as st
 from outside_validators import asl_errors
 from trips import BIG, _act, _step, _undo, big_error_saga, trip
 
-from rollback_lessons import Kind, Parallel, Retry, RetryPolicy, Saga, Status, Step, VirtualClock
+from rollback_lessons import (
+    Kind,
+    Parallel,
+    Retry,
+    RetryPolicy,
+    Saga,
+    Status,
+    Step,
+    UndoPolicy,
+    VirtualClock,
+)
 from rollback_lessons.errors import InvalidPipelineError
 from rollback_lessons.runners.stepfunctions import (
     CALLBACK,
@@ -377,6 +387,43 @@ def test_asl_validator_finds_nothing_in_any_state_machine_the_package_writes():
         machines[f"awkward names, {policy}"] = to_asl(saga, policy=policy)
     assert asl_errors(machines) == {}
     assert len(machines) >= 18
+
+
+def _odd_policy_saga(world: list[str], case: str) -> Saga:
+    """A saga whose undo of a fails, then c fails: ``case`` an option moto refused to parse
+    (attack113 F2, F3: a raw botocore InvalidDefinition, nothing run)."""
+
+    def undo(state: object) -> None:
+        world.append("undo a")
+        raise RuntimeError("refund down")
+
+    timeout = {"tiny undo_timeout": 1e-05, "huge undo_timeout": 1e16}.get(case)
+    step_retry = RetryPolicy(retry_on=()) if case == "step retry_on=()" else None
+    policy = {"undo retry_on=()": UndoPolicy(RetryPolicy(retry_on=())),
+              "halt retry_on=()": UndoPolicy(RetryPolicy(retry_on=()), then="halt"),
+              "tiny policy timeout": UndoPolicy(RetryPolicy(timeout=1e-05, max_attempts=1)),
+              }.get(case, "continue")  # fmt: skip
+    return Saga([Step("a", lambda s: world.append("a"), undo, undo_timeout=timeout),
+                 Step("b", lambda s: world.append("b"), retry=step_retry),
+                 Step("c", lambda s: 1 / 0)], name="odd", policy=policy)  # fmt: skip
+
+
+ODD = ["undo retry_on=()", "halt retry_on=()", "step retry_on=()", "tiny undo_timeout",
+       "huge undo_timeout", "tiny policy timeout"]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", ODD)
+def test_a_policy_retrying_nothing_or_a_tiny_timeout_runs_as_in_process(runner, case):
+    local_world: list[str] = []
+    local = _odd_policy_saga(local_world, case).run({})
+    world: list[str] = []
+    remote = runner.run(_odd_policy_saga(world, case), {})
+    assert (remote.status, remote.dead_letters and [d.step for d in remote.dead_letters],
+            world) == (local.status, local.dead_letters and [d.step for d in local.dead_letters],
+                       local_world)  # fmt: skip
+    text = json.dumps(to_asl(_odd_policy_saga([], case)))
+    assert '"ErrorEquals": []' not in text and "e-05" not in text
+    assert asl_errors({case: to_asl(_odd_policy_saga([], case))}) == {}
 
 
 def test_asl_validator_sees_what_aws_would_refuse():

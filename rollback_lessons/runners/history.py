@@ -7,6 +7,7 @@ The record, its events included, is the machine's, as in process."""
 from __future__ import annotations
 
 import contextlib
+import decimal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,8 +110,10 @@ class Worker:
             with contextlib.suppress(Exception):  # (an error that refuses notes)
                 exc.add_note(f"{said}; {self.in_effect()}")
 
-    def task(self, call: str, step: str, timeout: float | None = None) -> Call:
-        """Do one task; an undo attempt past ``timeout`` seconds failed, as in process."""
+    def task(self, call: str, step: str, timeout: float | str | None = None) -> Call:
+        """Do one task; an undo attempt past ``timeout`` seconds failed, as in process (a
+        text: ``written_seconds``'s)."""
+        seconds = float(timeout) if isinstance(timeout, str) else timeout
         if call == "ask":
             made = Call("ask", step, 0, answer=self.answers.pop(0) if self.answers else "leave")
         else:
@@ -135,7 +138,7 @@ class Worker:
                 try:
                     error = remote.run_undo(
                         self.saga, step, self.state, faults.undo, attempt, self.run_id,
-                        timeout, self._record(call),
+                        seconds, self._record(call),
                     )  # fmt: skip
                 except BaseException as exc:  # the rollback ends there, as in process: the
                     said = ErrorRecord.of(exc, step, self.run_id)  # runner stops the run
@@ -359,3 +362,12 @@ def walk(plan: SagaPlan, visits: list[Visit], calls: list[Call]) -> RunRecord:
             raise HistoryDiverged(f"the machine answered {op!r}")
     history.end()
     return op.record
+
+
+def written_seconds(seconds: float) -> float | str:
+    """``seconds`` as a task's message carries it: the number, or, where JSON would write it
+    in exponent form (1e-05) that moto's ASL parser refuses, its plain decimal as a text
+    (``task`` reads either; attack113 F3: a raw InvalidDefinition, nothing run)."""
+    if "e" not in repr(seconds):
+        return seconds
+    return format(decimal.Decimal(repr(seconds)), "f")

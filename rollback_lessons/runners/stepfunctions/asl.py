@@ -22,7 +22,7 @@ from ...errors import InvalidPipelineError, RollbackLessonsError
 from ...policies import PolicyLike, RetryPolicy, UnsupportedPolicy, data_only, type_name
 from ...saga import Saga
 from ..error_record import STAND_IN, escape
-from ..history import ask, do, undo
+from ..history import ask, do, undo, written_seconds
 from ..owed import (
     AFTER_EFFECT_ERRORS,
     Owed,
@@ -176,7 +176,7 @@ def _retriers(spec: RetrySpec) -> list[dict[str, Any]]:
     retriers: list[dict[str, Any]] = []
     if spec.non_retryable:
         retriers.append({"ErrorEquals": known_subclasses(spec.non_retryable), "MaxAttempts": 0})
-    if spec.max_attempts > 1:
+    if spec.max_attempts > 1 and spec.retry_on:  # (none retried: no retrier, attack113 F2)
         every = {"Exception", "BaseException"} & set(spec.retry_on)
         interval, most = _waits(spec)
         retriers.append(
@@ -326,8 +326,8 @@ def plan_asl(plan: SagaPlan, *, timeout: int | None = None) -> dict[str, Any]:
     for n, name in enumerate(chain):
         following = below.get(name, ROLLED_BACK)
         task = _callback("undo", key[name], following)
-        if timeouts.get(name) is not None:  # the worker measures it, as in process
-            task["Parameters"]["MessageBody"]["timeout"] = timeouts[name]
+        if (seconds := timeouts.get(name)) is not None:  # the worker measures it, as in process
+            task["Parameters"]["MessageBody"]["timeout"] = written_seconds(seconds)
         task["ResultPath"] = None
         time_out(task, timeout)
         if plan.policy.retry is not None:
