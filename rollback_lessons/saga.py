@@ -14,7 +14,7 @@ from ._run import Run
 from .calls import IN_A_STEP, check_callable
 from .clock import Clock
 from .errors import DuplicateStepError, InvalidPipelineError, UnsafeOrderError
-from .events import EventKind, EventSink, describe
+from .events import EventKind, EventSink
 from .faults import InjectionLike
 from .graph import Parallel, check_graph_order, flatten, needs_graph
 from .operations import StepSpec
@@ -33,7 +33,7 @@ from .rules import (
     check_state,
 )
 from .schedule import GraphMachine
-from .snapshots import safe_snapshot, snapshot
+from .snapshots import Uncopied, before_run, safe_snapshot, snapshot
 
 State = MutableMapping[str, Any]
 
@@ -414,17 +414,12 @@ class Saga:
 
     @staticmethod
     def _before(run: Run, world: State) -> dict[str, Any]:
-        """The state before the run: a snapshot that cannot be taken is a note, not a stop
-        (values that cannot be copied are shown by their type)."""
-        try:
-            return snapshot(world)
-        except Exception as exc:
-            run.m.note(
-                EventKind.TRACE_FAILED,
-                f"the state before the run could not be copied ({describe(exc)}); "
-                "values that cannot be copied are shown by their type",
-            )
-            return safe_snapshot(world)
+        """The state before the run: a snapshot that cannot be taken is a note (an event
+        too), not a stop (``before_run``)."""
+        before = before_run(world)
+        if type(before) is Uncopied:
+            run.m.note(EventKind.TRACE_FAILED, before.note)
+        return before
 
     def specs(self, register: Register | None = None) -> tuple[StepSpec, ...]:
         """The saga as the machine knows it: names, kinds, when each undo is logged, how each

@@ -4,6 +4,7 @@ copy later changes cannot reach, made fast for plain data."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -56,3 +57,35 @@ def safe_snapshot(state: Mapping[str, Any]) -> dict[str, Any]:
             except Exception:
                 out[key] = f"<uncopyable {type(value).__name__}>"
         return out
+
+
+class Uncopied(dict):  # type: ignore[type-arg]
+    """A state before a run that could not be copied whole (``before_run``): its values that
+    cannot be copied shown by their type, and the ``note`` that says so, the same note on
+    every engine (attack113 F4: the engines' outcomes said nothing of the stand-ins)."""
+
+    note = ""
+
+
+def before_run(state: Mapping[str, Any]) -> dict[str, Any]:
+    """The state before a run: a snapshot, or, if one cannot be taken, an ``Uncopied`` one
+    carrying its note (a snapshot that fails is a note, not a stop)."""
+    try:
+        return snapshot(state)
+    except Exception as exc:
+        from .events import describe
+
+        shown = Uncopied(safe_snapshot(state))
+        shown.note = (
+            f"the state before the run could not be copied ({describe(exc)}); "
+            "values that cannot be copied are shown by their type"
+        )
+        return shown
+
+
+def noted(record: Any, before: Any) -> Any:
+    """``record`` (an engine's ``RunRecord``) with the note of a state ``before`` that could
+    not be copied (``before_run``) first, as ``saga.run`` notes it before any step."""
+    if type(before) is not Uncopied or before.note in record.notes:
+        return record
+    return dataclasses.replace(record, notes=(before.note, *record.notes))

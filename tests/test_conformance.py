@@ -493,3 +493,17 @@ def test_an_undo_fault_on_a_step_with_no_undo_is_refused_by_every_engine(request
         else:
             request.getfixturevalue(f"{engine}_runner").run(saga, {}, inject={"c": fault})
     assert called == []  # (refused before anything ran)
+
+
+@pytest.mark.parametrize("engine", ["sfn", "bpmn", "dbos"])
+def test_a_state_that_cannot_be_copied_is_noted_on_every_engine(request, engine):
+    """attack113 F4: the engines showed the stand-in ('<uncopyable lock>') with no word."""
+    import threading
+
+    saga = Saga([Step("a", lambda s: s.__setitem__("n", 1), lambda s: s.pop("n"))], name="c")
+    local = saga.run({"lock": threading.Lock(), "x": [1]})
+    remote = request.getfixturevalue(f"{engine}_runner").run(
+        saga, {"lock": threading.Lock(), "x": [1]}
+    )
+    assert local.notes and "could not be copied" in local.notes[0]
+    assert (remote.notes, remote.state_before) == (local.notes, local.state_before)

@@ -38,7 +38,7 @@ from ..rules import (
     check_undo_order,
 )
 from ..saga import Saga, State
-from ..snapshots import safe_snapshot
+from ..snapshots import noted, safe_snapshot
 from . import hosted
 from .error_record import ErrorRecord, adopt, exception_type, keep_types, kept_types
 from .names import keys
@@ -421,9 +421,10 @@ def outcome_of(
     before: Mapping[str, Any] | None,
     state: State | None,
 ) -> Outcome:
-    """An engine's record as ``saga.run``'s Outcome (state after: a snapshot of ``state``)."""
+    """An engine's record as ``saga.run``'s Outcome (state after: a snapshot of ``state``;
+    a state before that could not be copied says so, as in process: ``noted``)."""
     return Outcome.of(
-        record,
+        noted(record, before),
         state_before=before,
         state_after=safe_snapshot(state) if state is not None else None,
         labels={s.name: s.label for s in saga.steps if s.label},

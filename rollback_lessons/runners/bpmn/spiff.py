@@ -24,7 +24,7 @@ from ...policies import PolicyLike, data_only
 from ...rules import check_state
 from ...saga import Saga, State
 from ...schedule import GraphMachine
-from ...snapshots import safe_snapshot
+from ...snapshots import before_run
 from .. import remote
 from ..closed import GOES_ON, Closable
 from ..error_record import keeping
@@ -146,7 +146,7 @@ def run_explicit(
         engine=ENGINE,
     )  # (groups too deep, here too: NestedTooDeep)
     world: State = {} if state is None else state
-    before = safe_snapshot(world) if state is not None else None
+    before = before_run(world) if state is not None else None
     with exit_warned(saga.name):  # (a sys.exit's notes: on stderr, attack56 F1)
         if graph:
             return _run_graph(saga, state, world, before, plan, faults, chosen, answers, asked)

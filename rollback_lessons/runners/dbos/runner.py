@@ -27,7 +27,7 @@ from ...outcome import Outcome, RunRecord
 from ...policies import PolicyLike, check_seconds, resolve_policy
 from ...rules import check_run_id, check_state
 from ...saga import Saga, State
-from ...snapshots import safe_snapshot
+from ...snapshots import before_run
 from .. import hosted
 from ..closed import Closable
 from ..error_record import keeping
@@ -204,7 +204,7 @@ class DBOSRunner(Closable):
         graph = needs_graph(plan, undo_order=undo_order, completion=completion, at_once=at_once)
         world: State = {} if state is None else state
         names = {s: (f.action and str(f.action), f.undo and str(f.undo)) for s, f in faults.items()}
-        before = safe_snapshot(world) if state is not None else None
+        before = before_run(world) if state is not None else None
         args: tuple[Any, ...] = (plan, hosting.picklable(chosen, plan), names)
         run: Callable[..., dict[str, Any]] = saga_workflow
         if graph:

@@ -23,7 +23,7 @@ from ...policies import PolicyLike, check_seconds, data_only
 from ...rules import check_state
 from ...saga import Saga, State
 from ...schedule import GraphMachine
-from ...snapshots import safe_snapshot
+from ...snapshots import before_run
 from ..closed import STOPS, Closable, Gone, collected, stop_dropped
 from ..error_record import keeping
 from ..heard import Heard
@@ -169,7 +169,7 @@ class StepFunctionsRunner(Closable):
             asl = graph_asl(plan)
         asl = plan_asl(plan) if asl is None else asl
         world: State = {} if state is None else state
-        before = safe_snapshot(world) if state is not None else None
+        before = before_run(world) if state is not None else None
         worker = Worker(run_id, saga, world, faults, list(answers), plan=plan,
                         matched=Matching(saga, chosen.retry))  # type: ignore[union-attr]  # fmt: skip
         with self._answering(), self._running(saga.name):

@@ -38,7 +38,7 @@ from ...outcome import Outcome
 from ...policies import PolicyLike
 from ...rules import check_state
 from ...saga import Saga, State
-from ...snapshots import safe_snapshot
+from ...snapshots import before_run
 from .. import free_port, hosted
 from ..closed import Closable
 from ..error_record import keeping
@@ -224,7 +224,7 @@ class TemporalRunner(Closable):
         world: State = {} if state is None else state
         kept = hosted.Hosted(saga, world, faults)  # (its handle reads it after the end too)
         hosted.host(plan.run_id, kept)
-        before = safe_snapshot(world) if state is not None else None
+        before = before_run(world) if state is not None else None
         if completion is not None:
             GATES[plan.run_id] = _turns(
                 self.client.get_workflow_handle(plan.run_id), completion, turn_wait(plan)
