@@ -233,3 +233,53 @@ def test_a_runner_killed_as_its_server_starts_leaves_no_server(tmp_path):
         os.kill(server, signal.SIGKILL)
         raise AssertionError("the server outlived its runner")
     asyncio.run(_start_and_close(db))  # the file free again
+
+
+HALF = (
+    "Error: failed starting server: ... error while fetching cluster metadata: "
+    "GetClusterMetadata operation failed. Error: SQL logic error: no such table: "
+    "cluster_metadata_info (1)\n"
+)
+
+
+@pytest.mark.parametrize("made", ["half-made", "another program's", "half-made with a run"])
+def test_a_db_file_a_cut_first_start_half_made_is_said_so(tmp_path, made):
+    """attack115 F2: two Ctrl-Cs early in the first start on a new db_file left part of
+    Temporal's tables in it; every later start was refused asking whether it was "another
+    program's SQLite database" and to "give one only Temporal wrote": it was."""
+    import sqlite3
+
+    from rollback_lessons.runners.temporal import server
+
+    path = tmp_path / "t.db"
+    con = sqlite3.connect(path)
+    tables = ["journal(x)"] if made == "another program's" else [
+        "namespaces(id)", "namespace_metadata(x)", "executions(id)", "shards(id)"]  # fmt: skip
+    for table in tables:
+        con.execute(f"CREATE TABLE {table}")
+    if made == "half-made with a run":
+        con.execute("INSERT INTO executions VALUES (1)")
+    con.commit()
+    con.close()
+
+    async def scenario():
+        async def start():
+            await asyncio.Event().wait()
+
+        async def logged():
+            await asyncio.sleep(0.2)
+            with open(server.server_log(), "a") as log:
+                log.write(HALF)
+
+        os.close(server._open_log())
+        writing = asyncio.ensure_future(logged())
+        with pytest.raises(TemporalUnavailable) as caught:
+            await server.watched(start(), path)
+        await writing
+        return str(caught.value)
+
+    line = asyncio.run(scenario())
+    half = made == "half-made"
+    assert ("only part of Temporal's own tables" in line) is half, line
+    assert ("another program's SQLite database" in line) is not half, line
+    assert "\n" not in line and str(path) in line

@@ -30,6 +30,7 @@ from temporalio.service import RetryConfig
 
 from ...errors import RollbackLessonsError
 from .. import port_in_use, reaper
+from .dbfile import not_its_database
 from .pinned import leave_python
 
 T = TypeVar("T")
@@ -173,11 +174,7 @@ async def watched(start: Awaitable[T], db_file: str | os.PathLike[str] | None) -
                     "its address (TemporalRunner.start(address)); nothing was started."
                 )
             if db_file is not None and ("SQL" in line or "database" in line):
-                raise TemporalUnavailable(
-                    f"Temporal's dev server cannot keep its histories in {db_file} (db_file): "
-                    f"it stopped at once, saying {line!r}: is it another program's SQLite "
-                    "database? Give a new file, or one only Temporal wrote."
-                )
+                raise TemporalUnavailable(not_its_database(db_file, line))
             raise TemporalUnavailable(
                 f"Temporal's dev server stopped at once, saying {line!r} (its log: {log})."
             )

@@ -1,0 +1,43 @@
+"""What a dev server's ``db_file`` is, when the server stopped at once over its database:
+a file Temporal began and never finished making (a first start cut short), or perhaps
+another program's."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+
+def not_its_database(db_file: str | os.PathLike[str], line: str) -> str:
+    """Why the dev server stopped at once over ``db_file`` (``line``, its log's), in one
+    line (attack115 F2: a file Temporal itself half made, by a first start cut short, was
+    blamed on "another program", and "give one only Temporal wrote")."""
+    said = f"Temporal's dev server cannot keep its histories in {db_file} (db_file): it "
+    if half_made(db_file):
+        return (
+            f"{said}stopped at once, saying {line!r}: the file holds only part of Temporal's "
+            "own tables (a first start on it cut short?) and no saga's history: delete it "
+            "(with its -wal and -shm files) and start again."
+        )
+    return (
+        f"{said}stopped at once, saying {line!r}: is it another program's SQLite database? "
+        "Give a new file, or one only Temporal wrote."
+    )
+
+
+def half_made(db_file: str | os.PathLike[str]) -> bool:
+    """Is ``db_file`` one a Temporal dev server began and never finished making (its own
+    ``namespaces`` table there, not all of its tables), holding no workflow's history?"""
+    try:
+        con = sqlite3.connect(Path(db_file).resolve().as_uri() + "?mode=ro", uri=True)
+        try:
+            found = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
+            if "namespaces" not in found or "cluster_metadata_info" in found:
+                return False
+            return "executions" not in found or not con.execute(
+                "SELECT 1 FROM executions LIMIT 1").fetchone()  # fmt: skip
+        finally:
+            con.close()
+    except (sqlite3.Error, OSError, ValueError):
+        return False
