@@ -56,8 +56,7 @@ class _Base:
         self._run = Run(  # (positionally: name, policy, inject, steps, undos, plan, undo_order,
             # clock, on_event, is_async, journal, run_id: ten keywords cost a with-block 0.6 us)
             name, policy, inject, tuple(steps) if steps is not None else None, None, None,
-            undo_order, clock, on_event, self._is_async, journal, run_id,
-        )  # fmt: skip
+            undo_order, clock, on_event, self._is_async, journal, run_id)  # fmt: skip
         self._state = _NEW
         self._outcome: Outcome | None = None
         # the step running, one at a time (attack22 H1): {0: (its name,)}, async (name, end);
@@ -79,8 +78,7 @@ class _Base:
     def register(self, name: str, undo: Callable[[], Any]) -> None:
         """Log ``undo`` now, for an action the caller runs next (it may fail after its effect)."""
         self._check_open()
-        running = self._running.get(0)
-        if running is not None:  # (its action runs in the caller's code, next)
+        if (running := self._running.get(0)) is not None:  # (its action: the caller's, next)
             raise StepStillRunning.refusing(name, running[0])
         self._run.register(name, undo)
 
@@ -173,7 +171,7 @@ class Rollback(_Base):
         failed. A blocking call cannot be pre-empted: it goes on in a helper thread and its
         result is dropped, so prefer a timeout inside the call itself.
         """
-        claims, claim = self._running, (name,)
+        claims, claim = self._running, (name, _thread.get_ident())  # (its thread's: _wait_step)
         try:  # (the claim, in the try: its finally frees it whatever instant a Ctrl-C lands)
             if claims.setdefault(0, claim) is not claim:  # another thread's step runs:
                 raise StepStillRunning.refusing(name, claims.get(0, ("?",))[0])  # refused
@@ -299,8 +297,11 @@ class Rollback(_Base):
             self._stop_tries(failed)
         (waiter := self._Waiter()).acquire(False)  # (held: the step's release wakes it)
         self._waiter = waiter
-        while self._running:  # (released as a step frees its claim; refused ones too.
-            waiter.acquire(True, 1.0)  # Re-checked each second: a lost wake is no hang)
+        while (claim := self._running.get(0)) is not None:  # (released as a step frees its
+            if claim[1] == _thread.get_ident():  # claim, refused ones too; this thread's own:
+                del self._running[0]  # its do's end cut before it freed it, no step runs,
+                break  # attack114 F1: a hang)
+            waiter.acquire(True, 1.0)  # (re-checked each second: a lost wake is no hang)
         return failed
 
     def _cut_step(self, late: BaseException, failed: BaseException | None) -> BaseException:
@@ -350,10 +351,8 @@ class AsyncRollback(_Base):
             self._run.clock = Wakeable(self._run.clock, self._woken, self._awoken)
         ended = asyncio.Event()
         try:  # (the claim, in the try: its finally frees it, attack28 F2)
-            claims[0] = (name, ended)
-            return await self._run.astep(  # type: ignore[no-any-return]
-                name, action, undo, register, retry, undo_timeout
-            )
+            claims[0] = (name, ended, this_task())  # (its task's: ``__aexit__``)
+            return await self._run.astep(name, action, undo, register, retry, undo_timeout)  # type: ignore[no-any-return]
         finally:
             if 0 in claims and claims[0][1] is ended:
                 del claims[0]
@@ -378,6 +377,8 @@ class AsyncRollback(_Base):
                 return self._undone_alone(exc)
         self._state = _ENDING  # no step begins now (one running is waited for)
         cancelled_again = False
+        if self._running and self._running[0][2] is sys.modules["asyncio"].current_task():
+            del self._running[0]  # (its own do's end cut before freeing it, attack114 F1)
         if self._running:  # a step still runs in another task (a gather): the block
             import asyncio  # ends once it returns, never over it (attack22 H1)
 
