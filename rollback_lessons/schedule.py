@@ -209,6 +209,10 @@ class GraphMachine(Machine):
         except BaseException:  # (an observer, a journal write, a Ctrl-C as any call here
             if self.where[step] != _DONE:  # (a Ctrl-C as its try began: done all the same)
                 self.where[step], self.busy_count = _DONE, self.busy_count - 1
+            if spec.kind in IRREVERSIBLE:  # (its pivot passed all the same: never undone
+                self.pivot_done = self.pivot_done or spec.kind == Kind.PIVOT  # across it,
+                if step not in self.irreversible:  # attack116 F1: a undone after p ran)
+                    self.irreversible = [*self.irreversible, step]
             self.completed += [step] if step not in self.completed else []
             if spec.has_undo and spec.register == "after" and not self.logged(step):
                 log_anyway(self, spec)  # returned: attack53 F4): undone all the same
