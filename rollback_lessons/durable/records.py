@@ -84,7 +84,7 @@ class JournalRun:
         step (its INSERT), so two processes never both take it (the second is refused)."""
         path, saga = self.journal.path, self.saga_id
         try:
-            self.journal.write(self.take(), sync=False)
+            self.flush(sync=False, fenced=False)  # (an interrupt: left pending, never lost)
         except sqlite3.IntegrityError:
             raise JournalError(f"saga {saga!r} is already in {path}; ids must be unique") from None
         except sqlite3.Error as exc:  # a full disk, an I/O error: before any step, so one line
@@ -403,11 +403,6 @@ class JournalRun:
         rows = [p[-1] for sql, p in self._pending if sql.startswith("UPDATE undos SET state")]
         return {p for p in rows if type(p) is int}  # (by position; a withdrawal is by step)
 
-    def take(self) -> list[tuple[str, tuple[Any, ...]]]:
-        """The statements not yet written (the caller writes them, e.g. in a batch)."""
-        pending, self._pending = self._pending, []
-        return pending
-
     def give(self, batch: list[tuple[str, tuple[Any, ...]]]) -> None:
         """The statements not yet written, moved onto ``batch`` (its caller writes it): no
         instant between for a Ctrl-C (``batch += run.take()`` lost them when one came as
@@ -418,13 +413,17 @@ class JournalRun:
     def add(self, sql: str, params: tuple[Any, ...]) -> None:
         self._pending.append((sql, params))
 
-    def flush(self, *, sync: bool = True) -> None:
+    def flush(self, *, sync: bool = True, fenced: bool = True) -> None:
+        """Write what is pending (``fenced``: under this run's claim). Taken inside the
+        ``try``, in one instant with no call: an interrupt anywhere leaves them pending,
+        never lost (attack116 F2: the saga's row, taken, then dropped by a Ctrl-C before
+        its write; the events after it written, a journal recover called damaged)."""
         written = Written()  # (first: a Ctrl-C as it returned lost what ``take`` took)
-        statements = self.take()
+        statements: list[tuple[str, tuple[Any, ...]]] = []
         try:
-            self.journal.write(
-                statements, fences={self.saga_id: self.gen}, sync=sync, written=written
-            )
+            statements, self._pending = self._pending, []
+            fences = {self.saga_id: self.gen} if fenced else None
+            self.journal.write(statements, fences=fences, sync=sync, written=written)
         except BaseException:  # (a Ctrl-C as COMMIT returned, or after: written, not again)
             if not written.committed:
                 self._pending[:0] = statements  # nothing written: they go with the next
