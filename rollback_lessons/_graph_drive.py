@@ -77,8 +77,7 @@ answering True once the run should stop."""
 def asked_of(cancel: CancelLike | None) -> Callable[[], bool] | None:
     if cancel is None:
         return None
-    is_set = getattr(cancel, "is_set", None)
-    if callable(is_set):
+    if callable(is_set := getattr(cancel, "is_set", None)):
         return is_set  # type: ignore[no-any-return]
     if callable(cancel):
         return cancel  # type: ignore[no-any-return]
@@ -132,10 +131,9 @@ def step_ops(
     while True:  # (its call made before the ``try``: a Ctrl-C as it is, before it is handed
         call = Call(run.actions[step], run.args, "action", step, None)
         try:  # over, is not in the step's action: its branch finds it not begun, not run)
-            if inline:
-                result = call_sync(run.actions[step], run.args, "action", step)
-            else:
-                result = yield call
+            result = (
+                call_sync(run.actions[step], run.args, "action", step) if inline else (yield call)
+            )
         except BaseException as exc:
             if type(exc) is GeneratorExit:  # closed (its driver told the machine already)
                 raise
@@ -377,7 +375,9 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
             broken = broken or run.shutdown or LoopEnded(describe(exc))
             return gm.broken(broken)
         except BaseException as exc:  # a Ctrl-C as its branch began, before its ``try``: its
-            broken = broken or exc  # action never called (read again, never: a loop for ever)
+            broken = broken or exc  # action never called (read again, never: a loop for ever);
+            if isinstance(exc, KeyboardInterrupt | SystemExit):  # asyncio raises it out of
+                run.shutdown = run.shutdown or exc  # the loop: the notes go on it (116 F5)
             return told(tasks[task], exc, called=tasks[task] in begun)
 
     def first_over() -> GraphOp | None:

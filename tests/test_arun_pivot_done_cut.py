@@ -70,3 +70,54 @@ def test_an_interrupt_as_arun_records_its_pivot_done_never_undoes_before_it(kind
             said = " ".join(getattr(ended, "__notes__", []))
             assert "left for a person: a" in said and "forward r" in said, (line, said)
     assert cut >= 10  # (the lines the pivot's record runs through were each cut)
+
+
+def _branch_cut(k: int, kind: type[BaseException]) -> tuple[list[str], BaseException, int]:
+    """The pivot saga under ``asyncio.run``, ``kind`` raised as its k-th branch task starts
+    (its coroutine's first instant, where a real signal's handler runs)."""
+    from rollback_lessons import _graph_drive
+
+    world: list[str] = []
+    starts = [0]
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        code = frame.f_code
+        at = event == "call" and code.co_name == "branch"  # (its start, not a resume:
+        at = at and frame.f_lineno == code.co_firstlineno  # its first line, not an await's)
+        if at and code.co_filename == _graph_drive.__file__:
+            starts[0] += 1
+            if starts[0] == k:
+                sys.settrace(None)
+                raise kind()
+        return None
+
+    def fail(state: Any) -> None:
+        raise RuntimeError("r down")
+
+    steps = [Step("a", lambda s: world.append("a"), lambda s: world.append("undo a")),
+             Step("p", lambda s: world.append("p"), kind="pivot"),
+             Step("r", fail, kind="retriable", retry=RetryPolicy(max_attempts=2))]  # fmt: skip
+
+    async def main() -> Any:
+        sys.settrace(tracer)
+        try:
+            return await Saga(steps, clock=VirtualClock()).arun({})
+        finally:
+            sys.settrace(None)
+
+    with pytest.raises(kind) as raised:
+        asyncio.run(main())
+    return world, raised.value, starts[0]
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+@pytest.mark.parametrize("kind", [KeyboardInterrupt, SystemExit])
+def test_an_interrupt_as_an_arun_branch_starts_carries_the_runs_outcome(kind, k):
+    """attack116 F5: raised as a branch's task began (a real signal's handler runs at a
+    coroutine's first instant), asyncio raised it out of the loop bare, the run's notes only
+    in asyncio's log ("unhandled exception during asyncio.run() shutdown")."""
+    world, raised, starts = _branch_cut(k, kind)
+    assert starts == k, starts  # (each branch's start was cut in turn)
+    assert getattr(raised, "outcome", None) is not None, (k, world, raised.__notes__)
+    assert raised.__notes__, k
+    assert world in (["a", "p"], ["a", "undo a"], []), world  # (never across the pivot)
