@@ -740,8 +740,8 @@ class Machine:
         assert exc is not None
         if self.todo is Machine.todo:  # cut before the rollback's lists were made
             self._rolling_back(self._order())
-        over = {*self.compensated, *(d.step for d in self.dead_letters), *self.pending}
-        left = [e.step for e in self.todo if e.step not in over]
+        over = {*self.compensated, *(d.step for d in self.dead_letters)}  # (pending ones left
+        left = [e.step for e in self.todo if e.step not in over]  # too: named, attack118 F2)
         taken = issubclass(type(exc), TakenOver)  # (a journal's fence): the new holder finishes it
         rest = f"not known to be undone: {', '.join(left)}" if left else self.NONE[bool(self.todo)]
         kept = " (the journal keeps them for recover)" if self.kept and left else ""
@@ -750,7 +750,7 @@ class Machine:
         if not self.cut_note:  # noted once, before they go pending (a Ctrl-C in here ran it
             self.notes, self.cut_note = [*self.notes, note + then], note + then  # twice: wrong)
         self.halted = self.halted or bool(left) or taken
-        self.pending.extend(left)  # type: ignore[attr-defined]
+        self.pending.extend(s for s in left if s not in self.pending)  # type: ignore[attr-defined]
         self.index = len(self.todo)
         return self._rollback_done(interrupted=cut_by(exc))
 
