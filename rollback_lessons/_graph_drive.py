@@ -58,9 +58,8 @@ def _cancel(run: Run, asked: Asked) -> GraphOp | None:
 
 def asking_failed(gm: GraphMachine, error: Exception) -> GraphOp | None:
     """The cancel function raised ``error``: a failure, not a cancel (``_drive.failed_asking``):
-    nothing more starts, and once the running steps ended the run fails with it, as a step's
-    error would (what was done is undone); past the pivot declined, and noted. Also the Step
-    Functions runner's rule (``runners/stepfunctions/live.py``)."""
+    once the running steps ended the run fails with it, as a step's error would; past the
+    pivot declined, and noted (the Step Functions runner's rule too: ``live.py``)."""
     if gm.rolling or gm.phase is Phase.DONE or gm.failing:
         return None
     if past_pivot(gm):
@@ -89,10 +88,9 @@ ASKED_AT = (
     "one too, before the run commits) and after each wait to retry a step"
 )
 """Where a run's cancel is asked, on every engine (``saga.run``'s list and graph drivers,
-DBOS, Step Functions, BPMN): there and nowhere else, so a cancel function is asked as
-often, and at the same points, whatever runs the saga (``completion=`` too; aside:
-``stop_execution``, heard before a step starts, and ``arun``, which also looks when a turn
-of its loop ends with no step ended, its branches running or waiting)."""
+DBOS, Step Functions, BPMN), and nowhere else: as often, at the same points, whatever runs
+the saga (aside: ``stop_execution``, heard before a step starts, and ``arun``, which also
+looks when a turn of its loop ends with no step ended, its branches running or waiting)."""
 
 
 TURNS = 16
@@ -131,9 +129,10 @@ def step_ops(
     while True:  # (its call made before the ``try``: a Ctrl-C as it is, before it is handed
         call = Call(run.actions[step], run.args, "action", step, None)
         try:  # over, is not in the step's action: its branch finds it not begun, not run)
-            result = (
-                call_sync(run.actions[step], run.args, "action", step) if inline else (yield call)
-            )
+            if inline:
+                result = call_sync(run.actions[step], run.args, "action", step)
+            else:
+                result = yield call
         except BaseException as exc:
             if type(exc) is GeneratorExit:  # closed (its driver told the machine already)
                 raise
@@ -376,8 +375,9 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
             return gm.broken(broken)
         except BaseException as exc:  # a Ctrl-C as its branch began, before its ``try``: its
             broken = broken or exc  # action never called (read again, never: a loop for ever);
-            if isinstance(exc, KeyboardInterrupt | SystemExit):  # asyncio raises it out of
-                run.shutdown = run.shutdown or exc  # the loop: the notes go on it (116 F5)
+            own = task.done() and not task.cancelled() and task.exception() is exc
+            if own and isinstance(exc, KeyboardInterrupt | SystemExit):  # (its branch's own:
+                run.shutdown = run.shutdown or exc  # asyncio raised it out of the loop, F5)
             return told(tasks[task], exc, called=tasks[task] in begun)
 
     def first_over() -> GraphOp | None:
