@@ -325,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with telling(ending):  # held: attack66 F3; ends it as that blocks: attack71 F2)
             return _interrupted(exc, ending)
     finally:
-        STDOUT.bind(None)
+        STDOUT.target = None  # (a store, no call: no instant for a Ctrl-C here, attack121 F1)
 
 
 _COMMAND = "rollback_lessons.durable.command"
