@@ -23,7 +23,7 @@ from ...faults import NO_FAULTS
 from ...verdicts import after_effect
 from .. import hosted, remote
 from ..error_record import ErrorRecord, cut_text, lineage
-from .ends import IN_DOUBT, NOT_CALLED
+from .ends import IN_DOUBT, NOT_CALLED, past_step_timeout
 from .workflow import ACTION, UNDO, StepCall
 
 BENIGN = ApplicationErrorCategory.BENIGN  # a step's failure is data: logged at DEBUG, no WARNING
@@ -108,6 +108,12 @@ def _deadline() -> float:
     a wait here never starts a call past it."""
     timeout = activity.info().start_to_close_timeout
     return time.monotonic() + (timeout.total_seconds() if timeout else 1e9)
+
+
+def _deadline_seconds() -> float:
+    """The activity's start-to-close timeout: ``step_timeout`` for an undo with no own."""
+    timeout = activity.info().start_to_close_timeout
+    return timeout.total_seconds() if timeout else 0.0
 
 
 def _left(end: float) -> float:
@@ -235,7 +241,13 @@ def run_undo(call: StepCall) -> None:
                         else future.result(_left(end))
                     )
             except (TimeoutError, FutureTimeout) as exc:  # the server stopped waiting: data,
-                errors.append(ErrorRecord.of(exc, call.step, call.run_id))  # no WARNING
+                said = (
+                    exc
+                    if call.timeout is not None
+                    # no WARNING; told as the
+                    else (past_step_timeout(call.step, _deadline_seconds()))
+                )  # server tells it, ci134
+                errors.append(ErrorRecord.of(said, call.step, call.run_id))
         _cancel_heard_by_now()
     except CancelledError:  # raised into this thread once the shield ends
         if not errors:
