@@ -187,6 +187,7 @@ class GraphMachine(Machine):
             self.hear()
         try:  # (done: whatever raises from here, its undo logged after it is logged)
             self.where[step], self.busy_count = _DONE, self.busy_count - 1  # (one instant)
+            self._passed(spec)  # (first: an irreversible step done is never undone across)
             self.completed.append(step)
             self.ended.append(step)
             freed = False
@@ -197,9 +198,6 @@ class GraphMachine(Machine):
                     freed = True
             if freed:
                 self.waiting.sort(key=self.place.__getitem__)
-            if spec.kind in IRREVERSIBLE:
-                self.irreversible = [*self.irreversible, step]
-                self.pivot_done = self.pivot_done or spec.kind == Kind.PIVOT
             if self.watch is None:
                 self.rows.append((ROW_DONE, step, (), self.now))
             else:
@@ -209,15 +207,19 @@ class GraphMachine(Machine):
         except BaseException:  # (an observer, a journal write, a Ctrl-C as any call here
             if self.where[step] != _DONE:  # (a Ctrl-C as its try began: done all the same)
                 self.where[step], self.busy_count = _DONE, self.busy_count - 1
-            if spec.kind in IRREVERSIBLE:  # (its pivot passed all the same: never undone
-                self.pivot_done = self.pivot_done or spec.kind == Kind.PIVOT  # across it,
-                if step not in self.irreversible:  # attack116 F1: a undone after p ran)
-                    self.irreversible = [*self.irreversible, step]
+            self._passed(spec)  # (all the same: attack116 F1, a undone after its pivot ran)
             self.completed += [step] if step not in self.completed else []
             if spec.has_undo and spec.register == "after" and not self.logged(step):
                 log_anyway(self, spec)  # returned: attack53 F4): undone all the same
             raise
         return self._next()
+
+    def _passed(self, spec: StepSpec) -> None:
+        """``spec``'s step, done: if irreversible, recorded so (once), its pivot passed."""
+        if spec.kind in IRREVERSIBLE:
+            self.pivot_done = self.pivot_done or spec.kind == Kind.PIVOT
+            if spec.name not in self.irreversible:
+                self.irreversible = [*self.irreversible, spec.name]
 
     def step_error(self, step: str, error: BaseException) -> GraphOp:
         """``step``'s action raised ``error``: retried if its policy says so and nothing

@@ -22,8 +22,9 @@ LINES, FIRST = inspect.getsourcelines(GraphMachine.step_done)
 BODY = range(FIRST + 1, FIRST + len(LINES))
 
 
-def _run(line: int, kind: type[BaseException]) -> tuple[list[str], Any]:
-    world: list[str] = []
+def _traced_pivot_run(world: list[str], tracer: Any) -> Any:
+    """a, pivot p, then r (retriable, failing twice), run by ``arun`` under ``asyncio.run``
+    with ``tracer`` set: its outcome (or what it raised)."""
 
     def fail(state: Any) -> None:
         raise RuntimeError("r down")
@@ -31,6 +32,20 @@ def _run(line: int, kind: type[BaseException]) -> tuple[list[str], Any]:
     steps = [Step("a", lambda s: world.append("a"), lambda s: world.append("undo a")),
              Step("p", lambda s: world.append("p"), kind="pivot"),
              Step("r", fail, kind="retriable", retry=RetryPolicy(max_attempts=2))]  # fmt: skip
+
+    async def main() -> Any:
+        sys.settrace(tracer)
+        try:
+            return await Saga(steps, clock=VirtualClock()).arun({})
+        finally:
+            sys.settrace(None)
+
+    return asyncio.run(main())
+
+
+def _run(line: int, kind: type[BaseException]) -> tuple[list[str], Any]:
+    world: list[str] = []
+
     fired: list[int] = []
 
     def tracer(frame: Any, event: str, arg: Any) -> Any:
@@ -46,15 +61,8 @@ def _run(line: int, kind: type[BaseException]) -> tuple[list[str], Any]:
 
         return local
 
-    async def main() -> Any:
-        sys.settrace(tracer)
-        try:
-            return await Saga(steps, clock=VirtualClock()).arun({})
-        finally:
-            sys.settrace(None)
-
     try:
-        return world, asyncio.run(main())
+        return world, _traced_pivot_run(world, tracer)
     except (KeyboardInterrupt, SystemExit) as exc:
         return world, exc
 
@@ -91,22 +99,8 @@ def _branch_cut(k: int, kind: type[BaseException]) -> tuple[list[str], BaseExcep
                 raise kind()
         return None
 
-    def fail(state: Any) -> None:
-        raise RuntimeError("r down")
-
-    steps = [Step("a", lambda s: world.append("a"), lambda s: world.append("undo a")),
-             Step("p", lambda s: world.append("p"), kind="pivot"),
-             Step("r", fail, kind="retriable", retry=RetryPolicy(max_attempts=2))]  # fmt: skip
-
-    async def main() -> Any:
-        sys.settrace(tracer)
-        try:
-            return await Saga(steps, clock=VirtualClock()).arun({})
-        finally:
-            sys.settrace(None)
-
     with pytest.raises(kind) as raised:
-        asyncio.run(main())
+        _traced_pivot_run(world, tracer)
     return world, raised.value, starts[0]
 
 

@@ -153,6 +153,15 @@ def test_more_shapes_holding_begun_work_are_in_doubt(shape):
             return held
         return _Receipt(future)
 
+    outcome = arun_charge_then_fail(charge, world)
+    assert world == ["charge landed"], world
+    assert outcome.status is Status.ROLLBACK_INCOMPLETE and outcome.leaked == ("charge",)
+
+
+def arun_charge_then_fail(charge: Any, world: list[str]) -> Any:
+    """``arun`` of charge (its undo noting "refund"), then a step that fails; its outcome,
+    read once the work a charge may hold has had time to land (0.4 s)."""
+
     async def main() -> Any:
         steps = [Step("charge", charge, lambda s: world.append("refund")),
                  Step("ship", lambda s: 1 / 0)]  # fmt: skip
@@ -160,9 +169,7 @@ def test_more_shapes_holding_begun_work_are_in_doubt(shape):
         await asyncio.sleep(0.4)
         return outcome
 
-    outcome = asyncio.run(main())
-    assert world == ["charge landed"], world
-    assert outcome.status is Status.ROLLBACK_INCOMPLETE and outcome.leaked == ("charge",)
+    return asyncio.run(main())
 
 
 def _ends_within(seconds: float, run: Any) -> Any:

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from unittest.mock import Mock
 
 import pytest
-from test_plain_value_work import _ends_within, _Receipt
+from test_plain_value_work import _ends_within, _Receipt, arun_charge_then_fail
 
 from rollback_lessons import AsyncRollback, RetryPolicy, Rollback, Saga, Status, Step
 from rollback_lessons.errors import MayHaveRun
@@ -127,14 +127,7 @@ def test_work_held_in_an_asyncio_queue_is_in_doubt():
         queue.put_nowait(pool.submit(work))
         return queue
 
-    async def main() -> Any:
-        steps = [Step("charge", charge, lambda s: world.append("refund")),
-                 Step("ship", lambda s: 1 / 0)]  # fmt: skip
-        outcome = await Saga(steps, policy="continue").arun({})
-        await asyncio.sleep(0.4)
-        return outcome
-
-    outcome = asyncio.run(main())
+    outcome = arun_charge_then_fail(charge, world)
     assert world == ["charge landed"] and outcome.leaked == ("charge",), (world, outcome)
 
 

@@ -106,12 +106,12 @@ def _start(run: hosted.Hosted, run_id: str, call: Call,
 def _deadline() -> float:
     """When the server stops waiting for this activity (``time.monotonic``), give or take:
     a wait here never starts a call past it."""
-    timeout = activity.info().start_to_close_timeout
-    return time.monotonic() + (timeout.total_seconds() if timeout else 1e9)
+    return time.monotonic() + (_deadline_seconds() or 1e9)
 
 
 def _deadline_seconds() -> float:
-    """The activity's start-to-close timeout: ``step_timeout`` for an undo with no own."""
+    """The activity's start-to-close timeout (0: none): ``step_timeout`` for an undo with
+    no timeout of its own."""
     timeout = activity.info().start_to_close_timeout
     return timeout.total_seconds() if timeout else 0.0
 
