@@ -9,6 +9,7 @@ from typing import Any
 
 from . import _guards
 from ._branches import Escaped, original
+from ._forward import answered
 from ._graph_drive import Asked, adrive_graph
 from ._run import Run
 from ._shutdown import LoopEnded, half_made
@@ -25,7 +26,7 @@ async def shielded(run: Run, asked: Asked, heard: Callable[[Any], None]) -> Any:
     began: list[bool] = []
     alone: list[BaseException] = []
     me = asyncio.current_task()  # (its cancel heard before the next step: ``heard_first``)
-    run.arun = (me, me.cancelling()) if me is not None else None
+    run.arun = (me, me.cancelling(), set()) if me is not None else None  # (``forwarded``)
     inner = made(run, asked, began, alone)
     try:
         while not inner.done():
@@ -39,6 +40,7 @@ async def shielded(run: Run, asked: Asked, heard: Callable[[Any], None]) -> Any:
                     if not asyncio.current_task().cancelling():  # type: ignore[union-attr]
                         continue  # (only the engine's task was cancelled)
                 heard(exc)
+                run.arun = (me, me.cancelling(), run.arun[2]) if me is not None else None
             except Exception:  # inner failed: its error is handled by arun
                 break
     except (KeyboardInterrupt, SystemExit) as exc:  # on these lines (a second Ctrl-C as the
@@ -96,7 +98,7 @@ async def kept(run: Run, asked: Asked, began: list[bool], alone: list[BaseExcept
         op = None  # type: ignore[assignment]
     if alone:
         ended_alone(run, alone[0])
-    return op
+    return await answered(run, op)  # (an observer's cancel of this task: arun's, F2)
 
 
 class Driven(Generator[Any, Any, Any]):

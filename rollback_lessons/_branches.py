@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from ._drive import Call
+from ._forward import forwarded
 from ._results import awaitable, awaited, checked, with_end
 from ._shutdown import branch_cut, tasks_of
 from .verdicts import cut_by
@@ -46,6 +47,8 @@ async def acarry(
             except BaseException as exc:  # a branch is arun's own task: a cancel of it is
                 if not called:  # (a Ctrl-C before its action was called: never run)
                     raise
+                if not isinstance(todo, Call) and forwarded(run, exc):  # (an observer's
+                    continue  # cancel of this task, as it waits: arun's, made again)
                 todo = loop.throw(with_end(branch_cut(run, exc), exc))  # (its work's end)
                 continue
             todo = loop.send(done)

@@ -1,11 +1,8 @@
 """Carrying out a graph saga in process (``schedule.GraphMachine`` decides, this calls).
-
-Each step is a small loop written once (``step_ops``: call the action, tell the machine,
-wait and try again when it says so); ``drive_graph`` runs the ready steps one at a time, in
-definition order, and ``adrive_graph`` at once as asyncio tasks. Both hand the rollback to
-the machine's own loop (``Driver.drive`` / ``adrive``): undos one at a time, in order.
-``drive_graph(..., pick=...)`` plays a chosen completion order without asyncio (``pick``
-names which running step finishes next): the async engine's timing made explicit."""
+Each step is a small loop written once (``step_ops``: call, tell the machine, wait and try
+again when it says so); ``drive_graph`` runs the ready steps one at a time, in definition
+order (or, with ``pick``, a chosen completion order without asyncio), ``adrive_graph`` at
+once as asyncio tasks; both hand the rollback to the machine's loop (``Driver.drive``)."""
 
 from __future__ import annotations
 
@@ -13,6 +10,7 @@ from collections.abc import Callable, Generator, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from . import _forward
 from ._branches import LOST, POLL, Broke, acarry, not_run, original, returned_cut
 from ._drive import Call, asks_cancel, failed_asking, own_cancel
 from ._guards import began_cut, cancel_heard, settled
@@ -282,7 +280,7 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
             if type(op) is Ready:  # the steps its end frees start now, before another step's
                 op = await heard_first() or op  # end is told (two ending in one turn of the
                 start_ready()  # loop): the order a timing of ``saga.run(completion=...)`` gives
-            return op
+            return await _forward.answered(run, op)  # type: ignore[no-any-return]
         except BaseException as exc:  # told the machine now, in this task: no other
             if type(exc) is GeneratorExit:  # (closed, ``ended``: the machine told already)
                 raise
@@ -315,15 +313,16 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
         nothing more starts, a pivot not yet started never does (attack98 F1: heard only as
         arun's task next ran, after the next step, the pivot too). The caller's cancel
         function is asked at its own points only (``ASKED_AT``)."""
+        _forward.forward_asked(run)  # (one asked of this task, a branch's: arun's)
         if run.arun is None or gm.cancelled or broken is not None:
             return None
         pivot = Kind.PIVOT in [gm.specs[s].kind for s in gm.ready()]  # (before it only:
         for _ in range(TURNS if pivot else 0):  # a timing of ends kept) turns of the loop: a
-            await asyncio.sleep(0)  # cancel it delivers, a wait_for's timeout due, a thread's
+            await _forward.turn(run)  # cancel it delivers, a wait_for's timeout due, a thread's
         for _ in range(3):  # call_soon_threadsafe, lands before the email: attack102 F7
             if not unheard():  # (then arun's task runs first: ``shielded`` hears it)
                 break
-            await asyncio.sleep(0)
+            await _forward.turn(run)
         return ask() if run.stopped_by is not None else None
 
     def unheard() -> bool:
@@ -331,8 +330,7 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
         arun began are not this run's)?"""
         if run.arun is None or run.stopped_by is not None:
             return False
-        home, before = run.arun
-        return bool(home.cancelling() > before)
+        return bool(run.arun[0].cancelling() > run.arun[1])
 
     def ask() -> GraphOp | None:
         """The cancel, asked here (not as a step ends): a Ctrl-C in it fails the run."""
@@ -424,6 +422,8 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
             )
             op = read(done)
         except asyncio.CancelledError as exc:  # asyncio.run's end (a second Ctrl-C, an exit)
+            if _forward.forwarded(run, exc):  # (an observer's cancel of this task: arun's)
+                continue
             if (ki := taken_back(exc, private=True)) is None:  # while steps run: the run
                 raise  # fails there, what was done undone,
             run.shutdown = run.shutdown or (None if isinstance(ki, LoopEnded) else ki)

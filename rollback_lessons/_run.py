@@ -22,32 +22,18 @@ from typing import Any
 from . import _guards
 from ._checks import check_step
 from ._drive import Driver
+from ._forward import forward_asked
 from ._recorded import Told
 from ._shutdown import told_at_shutdown
 from .calls import INERT, checked, left_running, plain, quiet_failure
 from .clock import SYSTEM_CLOCK, Clock, SystemClock
-from .events import (
-    Event,
-    EventKind,
-    EventSink,
-    describe,
-    level_of,
-    log_event,
-    log_threshold,
-    tell,
-)
+from .events import Event, EventKind, EventSink, describe, level_of, log_event, log_threshold, tell
 from .faults import NO_FAULTS, FailingUndo, InjectionLike, failing_action, normalize_injection
 from .journaling import JournalWriter
 from .machine import Machine, MachineError
 from .operations import PROCEED, Op, StepSpec
 from .outcome import DeadLetter, Outcome
-from .policies import (
-    POLICIES,
-    PolicyLike,
-    RetryPolicy,
-    UndoPolicy,
-    resolve_policy,
-)
+from .policies import POLICIES, PolicyLike, RetryPolicy, UndoPolicy, resolve_policy
 from .ports import UndoJournal
 from .rules import (
     GRAPH_UNDO_ORDERS,
@@ -194,8 +180,11 @@ class Run(Driver):
                 self._tell(kind, partial(self.on_event, event), "on_event callback")
 
     def _tell(self, kind: EventKind, call: Callable[[], Any], who: str) -> None:
-        """An observer told of an event, by the rule every engine follows (``events.tell``)."""
+        """An observer told of an event, by the rule every engine follows (``events.tell``);
+        in arun, its cancel of the task it ran in is arun's (``forward_asked``, attack123 F2)."""
         tell(self, kind, call, who)
+        if self.arun is not None:
+            forward_asked(self)
 
     def trace(self, tracer: Callable[[], Mapping[str, Any]]) -> None:
         """Keep the state after every call; one that cannot be copied stops it, not the run."""

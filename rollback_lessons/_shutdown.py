@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from ._forward import forwarded
 from ._results import KEPT
 
 if TYPE_CHECKING:
@@ -57,6 +58,8 @@ def taken_back(exc: BaseException, private: bool = False) -> BaseException | Non
 def branch_cut(run: Any, exc: BaseException) -> BaseException:
     """What a branch's step is thrown when ``exc`` cut its call: the Ctrl-C behind
     ``asyncio.run``'s cancel (the run's own, once one was heard), else ``exc`` itself."""
+    if forwarded(run, exc):  # (a cancel user code asked of its task: its step's failure)
+        return exc
     cut = taken_back(exc, private=True)  # asyncio.run's end (attack52 F2)
     if cut is not None:  # (the Ctrl-C behind it, or LoopEnded: an interruption)
         return run.shutdown if isinstance(cut, LoopEnded) and run.shutdown else cut
@@ -88,6 +91,8 @@ def shut_down(run: Driver, exc: BaseException, todo: Any) -> BaseException | Non
     asks). Anything else (an undo with no journal: it may not be idempotent, attack42 F12;
     a step going forward, F1) is the Ctrl-C (or exit) it is: what it cut is not known to
     be done, and the rollback runs from there, as when it lands in a plain ``def``."""
+    if forwarded(run, exc):  # (user code's cancel of the task: arun's, attack123 F2)
+        return None if type(todo) is float or type(todo) is int else exc
     ki = taken_back(exc, private=run.m.rolling)  # (a rollback runs in a task of its own)
     if ki is None:
         return exc

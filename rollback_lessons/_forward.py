@@ -1,0 +1,83 @@
+"""A cancel user code asks of the engine's task it runs in, inside ``saga.arun`` (a step or
+an ``on_event`` observer calling ``asyncio.current_task().cancel()``): arun's own cancel,
+asked of arun's task, as the README says of "a cancel of arun's task asked ... by an
+observer, by the step itself" (attack123 F2: it was taken for asyncio.run's end, the run
+going on to commit, or undoing nothing, a private ``LoopEnded`` raised). ``run.arun`` is
+(arun's task, its cancels before the run, the engine's tasks whose cancel was asked of it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def forwarded(run: Any, exc: BaseException) -> bool:
+    """Is ``exc``, delivered here, a cancel user code asked of the engine's task it ran in,
+    not asyncio.run's end (which cancels arun's own task too)? Then it is taken back, and
+    asked of arun's task (if ``forward_asked`` did not already)."""
+    home = getattr(run, "arun", None)  # (first: no import where no arun, at Python's
+    if home is None or issubclass(type(exc), Exception):  # shutdown it fails, attack86 F5)
+        return False
+    import asyncio
+
+    if not issubclass(type(exc), asyncio.CancelledError):  # (by type: attack34 F1)
+        return False
+    task = asyncio.current_task()
+    if task in home[2]:  # (asked of arun's task already: ``forward_asked``)
+        home[2].discard(task)
+    elif (
+        task is None
+        or task is home[0]
+        or not task.cancelling()
+        or issubclass(type(exc.__context__), KeyboardInterrupt | SystemExit)
+        or home[0].done()
+        or home[0].cancelling() > home[1]  # (arun's asked already, or asyncio.run's end)
+    ):
+        return False
+    else:
+        home[0].cancel()
+    task.uncancel()  # type: ignore[union-attr]
+    return True
+
+
+def forward_asked(run: Any) -> bool:
+    """Is a cancel asked of this engine's task as it ran, not yet delivered (``_must_cancel``:
+    a ``TaskGroup`` of Python 3.11 leaves its count up, nothing asked), asked of arun's task?
+    Asked as the task runs, it is user code's: asked of arun's task at once, before another
+    task looks for it (``heard_first``); its delivery is then taken back (``forwarded``)."""
+    home = getattr(run, "arun", None)
+    if home is None:
+        return False
+    import asyncio
+
+    task = asyncio.current_task()
+    if task is None or task is home[0]:
+        return False
+    if task in home[2]:
+        return True
+    if not getattr(task, "_must_cancel", False):
+        return False
+    if home[0].done() or home[0].cancelling() > home[1]:
+        return False  # (arun's own asked already: heard as it is)
+    home[2].add(task)
+    home[0].cancel()
+    return True
+
+
+async def turn(run: Any) -> None:
+    """One turn of the loop in an engine's task, a cancel user code asked of that task
+    (``forwarded``) heard here as arun's, never dropping the task's answer with it."""
+    import asyncio
+
+    try:
+        await asyncio.sleep(0)
+    except asyncio.CancelledError as exc:
+        if not forwarded(run, exc):
+            raise
+
+
+async def answered(run: Any, answer: Any) -> Any:
+    """``answer``, once a cancel user code asked of this task as it ran (a step or an
+    observer: ``forwarded``) is heard: asyncio would end the task cancelled, its answer lost."""
+    if forward_asked(run):
+        await turn(run)  # (delivered at the first turn, taken back)
+    return answer

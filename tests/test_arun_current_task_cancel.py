@@ -1,0 +1,150 @@
+"""Inside ``saga.arun``, a step or an ``on_event`` observer runs in a task of the engine's
+own, so ``asyncio.current_task().cancel()`` there cancels that task, not arun's. It was taken
+for asyncio.run's end (attack123 F2): the run went on and committed, or undid nothing, and
+the caller got the package's private ``LoopEnded``. It is the run's cancel, as the README
+says of "a cancel of arun's task asked ... by an observer, by the step itself": at every
+event, the same world, outcome and events as a cancel of arun's own task."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from rollback_lessons import Parallel, Saga, Step
+from rollback_lessons.durable.journal import Journal
+from rollback_lessons.durable.registry import Registry
+
+WORLD: list[list[str]] = [[]]  # (the current run's: a registered undo appends to it)
+UNDO = Registry().add("undo_it", lambda step: WORLD[-1].append(f"undo {step}"))
+
+
+def _saga(world: list[str], fail: bool, parallel: bool, on_event, journal: bool) -> Saga:
+    def act(name: str):
+        def do(state: dict) -> str:
+            if fail and name == "c":
+                raise RuntimeError("c fails")
+            world.append(f"do {name}")
+            return name
+
+        return do
+
+    def undo(name: str):
+        return UNDO.bind(step=name) if journal else lambda state: world.append(f"undo {name}")
+
+    a, b, c = (Step(n, act(n), undo(n)) for n in "abc")
+    return Saga([a, Parallel(b, c)] if parallel else [a, b, c], on_event=on_event)
+
+
+def _run(at: int, own: bool, fail: bool, parallel: bool, journal: Path | None) -> tuple:
+    """Cancel at the ``at``-th event, the observer's own task (``own``) or arun's: what the
+    world, the caller and the events say."""
+    world: list[str] = []
+    WORLD.append(world)
+    events: list[str] = []
+    home: list[asyncio.Task] = []
+
+    def heard(event) -> None:
+        events.append(f"{event.kind}:{event.step}")
+        if len(events) == at:
+            (asyncio.current_task() if own else home[0]).cancel()  # type: ignore[union-attr]
+
+    saga = _saga(world, fail, parallel, heard, journal is not None)
+    kw = {"journal": Journal(journal), "run_id": f"r{at}{own}"} if journal else {}
+
+    async def main() -> tuple:
+        task = asyncio.ensure_future(saga.arun({}, **kw))
+        home.append(task)
+        try:
+            outcome = await task
+            return ("returned", outcome.status, outcome.leaked, outcome.pending)
+        except asyncio.CancelledError as exc:
+            outcome = exc.outcome  # type: ignore[attr-defined]
+            return ("cancelled", outcome.status, outcome.leaked, outcome.pending)
+
+    said = asyncio.run(main())
+    return said, world, events
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["list", "parallel"])
+@pytest.mark.parametrize("fail", [False, True], ids=["commits", "fails"])
+def test_a_cancel_of_the_task_an_observer_runs_in_is_arun_s(fail: bool, parallel: bool) -> None:
+    _, _, events = _run(0, False, fail, parallel, None)
+    for at in range(1, len(events) + 1):
+        assert _run(at, True, fail, parallel, None) == _run(at, False, fail, parallel, None), at
+
+
+def test_with_a_journal_too(tmp_path: Path) -> None:
+    _, _, events = _run(0, False, True, False, None)
+    for at in range(1, len(events) + 1):
+        own = _run(at, True, True, False, tmp_path / f"own{at}.db")
+        assert own == _run(at, False, True, False, tmp_path / f"home{at}.db"), at
+
+
+def _step_cancels(awaits: bool) -> tuple:
+    world: list[str] = []
+
+    def b(state: dict):
+        world.append("do b")
+        asyncio.current_task().cancel()  # type: ignore[union-attr]
+        if not awaits:
+            return "b"
+
+        async def rest() -> str:
+            await asyncio.sleep(0)  # (cut here: its own await)
+            return "b"
+
+        return rest()
+
+    steps = [Step(n, (lambda s, n=n: world.append(f"do {n}")) if n != "b" else b,
+                  lambda s, n=n: world.append(f"undo {n}")) for n in "abc"]  # fmt: skip
+
+    async def main():
+        with pytest.raises(asyncio.CancelledError) as raised:
+            await Saga(steps).arun({})
+        return raised.value.outcome  # type: ignore[attr-defined]
+
+    return asyncio.run(main()), world
+
+
+def test_a_step_that_cancels_its_task_as_it_returns_cancels_the_run() -> None:
+    outcome, world = _step_cancels(awaits=False)
+    assert outcome.status == "cancelled"
+    assert world == ["do a", "do b", "undo b", "undo a"]  # (c never runs)
+
+
+def test_a_step_its_own_cancel_cut_failed_and_the_run_is_cancelled() -> None:
+    outcome, world = _step_cancels(awaits=True)
+    assert outcome.status == "rolled_back"  # (b failed, cut by the cancel it asked)
+    assert world == ["do a", "do b", "undo a"]  # (no undo logged for b: it raised)
+
+
+@pytest.mark.parametrize("inside", ["timeout", "taskgroup"])
+def test_a_cancel_a_step_keeps_to_itself_is_not_the_run_s(inside: str) -> None:
+    """``asyncio.timeout`` and a ``TaskGroup`` cancel the step's task and take it back (3.11's
+    TaskGroup leaves its count up): the run commits, as it did."""
+    world: list[str] = []
+
+    async def work() -> str:
+        if inside == "timeout":
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.01):
+                    await asyncio.sleep(5)
+        else:
+
+            async def boom() -> None:
+                raise ValueError("a child fails")
+
+            with pytest.raises(ExceptionGroup):
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(boom())
+                    group.create_task(asyncio.sleep(5))
+        world.append("do b")
+        return "b"
+
+    steps = [Step(n, (lambda s, n=n: world.append(f"do {n}")) if n != "b" else (lambda s: work()),
+                  lambda s, n=n: world.append(f"undo {n}")) for n in "abc"]  # fmt: skip
+    outcome = asyncio.run(Saga(steps, on_event=lambda event: None).arun({}))
+    assert outcome.status == "committed"
+    assert world == ["do a", "do b", "do c"]
