@@ -27,7 +27,10 @@ async def acarry(
     never run (attack62 F3: reported leaked, left to a person by recover). ``begun`` marks
     its step's action called, in the same instant (read by its branch: a Ctrl-C at this
     function's entry, before its ``try``, finds its step not begun)."""
+    import asyncio  # (bound as it begins: at Python's shutdown an import fails)
+
     called = False  # (only a later attempt's call follows one: a Ctrl-C before it, cut short)
+    me = asyncio.current_task()  # (a GeneratorExit while it runs is an observer's: ``closed``)
     try:
         todo = next(loop)
         while True:
@@ -54,10 +57,22 @@ async def acarry(
             todo = loop.send(done)
     except StopIteration as over:
         return over.value  # type: ignore[no-any-return]
-    except (KeyboardInterrupt, SystemExit) as exc:  # outside the step's call: asyncio would
-        raise Escaped(exc, called) from None  # end the event loop with it; adrive_graph fails it
+    except (KeyboardInterrupt, SystemExit, GeneratorExit) as exc:  # outside the step's call:
+        if type(exc) is GeneratorExit and closed(asyncio, me):  # asyncio would end the loop
+            raise  # with it; adrive_graph fails it
+        raise Escaped(exc, called) from None
     finally:  # closed now, not by the gc later, where a Ctrl-C is dropped (attack54 F4)
         loop.close()
+
+
+def closed(asyncio: Any, me: Any) -> bool:
+    """Is a GeneratorExit raised in ``me``'s coroutine its close, from outside it (another
+    task's ``ended``, the gc), not an observer's (attack124 F1: ``saga.run`` fails there,
+    ``arun`` ran on and committed, "came once the saga had committed")?"""
+    try:
+        return bool(asyncio.current_task() is not me)
+    except RuntimeError:  # (no loop runs: the gc's)
+        return True
 
 
 async def _wait(run: Run, seconds: float) -> None:

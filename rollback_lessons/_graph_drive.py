@@ -11,7 +11,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from . import _forward
-from ._branches import LOST, POLL, Broke, acarry, not_run, original, returned_cut
+from ._branches import LOST, POLL, Broke, acarry, closed, not_run, original, returned_cut
 from ._drive import Call, asks_cancel, failed_asking, own_cancel
 from ._guards import began_cut, cancel_heard, settled
 from ._results import ended
@@ -275,6 +275,7 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
             gm.not_called(step)
 
     async def branch(step: str) -> GraphOp:
+        mine = asyncio.current_task()
         try:
             op = await acarry(run, step_ops(run, step, asked, False, begun), begun)
             if type(op) is Ready:  # the steps its end frees start now, before another step's
@@ -282,8 +283,8 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
                 start_ready()  # loop): the order a timing of ``saga.run(completion=...)`` gives
             return await _forward.answered(run, op)  # type: ignore[no-any-return]
         except BaseException as exc:  # told the machine now, in this task: no other
-            if type(exc) is GeneratorExit:  # (closed, ``ended``: the machine told already)
-                raise
+            if type(exc) is GeneratorExit and closed(asyncio, mine):  # (closed, ``ended``:
+                raise  # the machine told already; else an observer's, attack124 F1)
             exc = taken_back(exc, private=True) or exc  # (asyncio.run's end: the Ctrl-C)
             exc = run.shutdown if isinstance(exc, LoopEnded) and run.shutdown else exc
             try:  # branch's end goes first

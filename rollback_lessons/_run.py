@@ -25,7 +25,7 @@ from ._drive import Driver
 from ._forward import forward_asked
 from ._recorded import Told
 from ._shutdown import told_at_shutdown
-from .calls import INERT, checked, left_running, plain, quiet_failure
+from .calls import INERT, check_observer, checked, left_running, plain, quiet_failure
 from .clock import SYSTEM_CLOCK, Clock, SystemClock
 from .events import Event, EventKind, EventSink, describe, level_of, log_event, log_threshold, tell
 from .faults import NO_FAULTS, FailingUndo, InjectionLike, failing_action, normalize_injection
@@ -77,8 +77,8 @@ class Run(Driver):
     ) -> None:
         if undo_order != "reverse":
             check_undo_order(undo_order, GRAPH_UNDO_ORDERS)
-        if on_event is not None and not callable(on_event):
-            raise TypeError(f"on_event must be callable, got {on_event!r}")
+        if on_event is not None:
+            check_observer(on_event)
         if clock is not None or journal is not None:
             _guards.check_run(clock, journal)
         self.name = name

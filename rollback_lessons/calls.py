@@ -100,6 +100,20 @@ def check_callable(
         raise TypeError(f"{what(role, step)} is an async function; {why}")
 
 
+def check_observer(fn: object, who: str = "on_event") -> None:
+    """Refuse an observer whose call would not run its body (an async or a generator
+    function: called, never awaited or iterated; attack124 F3: it heard no event, said
+    nowhere), before anything runs."""
+    if not callable(fn):
+        raise TypeError(f"{who} must be callable, got {fn!r}")
+    if is_async(fn) or inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        kind = "an async" if is_async(fn) else "a generator"
+        raise TypeError(
+            f"{who} is {kind} function: it is called, never awaited or iterated, so its body "
+            "would never run; make it a plain function (it may start async work of its own)"
+        )
+
+
 def call_sync(
     fn: Callable[..., Any], args: tuple[Any, ...], role: str, step: str, blocked: Any = None
 ) -> Any:

@@ -6,6 +6,7 @@ import html
 import json
 import logging
 import sys
+import types
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -191,6 +192,13 @@ class Teller(Protocol):
     raise_after: BaseException | None  # a Ctrl-C told of the commit: re-raised after
 
 
+_UNRUN = {
+    types.CoroutineType: "a coroutine",
+    types.GeneratorType: "a generator",
+    types.AsyncGeneratorType: "an async generator",
+}
+
+
 def tell(run: Teller, kind: str, call: Callable[[], Any], who: str) -> None:
     """An observer or a logging handler told of an event: one that raises must never stop
     a rollback nor undo a committed saga (attack18: a handler raising at the commit's
@@ -198,7 +206,12 @@ def tell(run: Teller, kind: str, call: Callable[[], Any], who: str) -> None:
     there, or, told of the commit, is kept in ``run.raise_after`` to re-raise once the run
     ended, with a note."""
     try:
-        call()
+        made = call()
+        if made is not None and type(made) in _UNRUN:  # (a plain function that made one:
+            if type(made) is not types.AsyncGeneratorType:  # never run, said: attack124 F3)
+                made.close()
+            print(f"rollback_lessons: {who} for {kind} returned {_UNRUN[type(made)]} "
+                  "that nothing runs: its body never ran", file=sys.stderr)  # fmt: skip
     except Exception as exc:  # (not logged: the failing handler would be told again)
         print(f"rollback_lessons: {who} failed for {kind}: {describe(exc)}", file=sys.stderr)
     except BaseException as exc:  # a Ctrl-C once committed: re-raised after

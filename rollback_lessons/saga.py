@@ -11,7 +11,7 @@ from typing import Any
 from . import _arun, _graph_drive, _guards, _shutdown
 from ._numbers import plain_number
 from ._run import Run
-from .calls import IN_A_STEP, check_callable
+from .calls import IN_A_STEP, check_callable, check_observer
 from .clock import Clock
 from .errors import DuplicateStepError, InvalidPipelineError, UnsafeOrderError
 from .events import EventKind, EventSink
@@ -150,6 +150,8 @@ class Saga:
         self.name = name
         self.policy = resolve_policy(policy)
         self.clock = clock
+        if on_event is not None:
+            check_observer(on_event)
         self.on_event = on_event
         self.journal = journal
         self.allow_unsafe_order = allow_unsafe_order
