@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from . import _arun, _graph_drive, _guards, _shutdown
+from . import _arun, _forward, _graph_drive, _guards, _shutdown
 from ._numbers import plain_number
 from ._run import Run
 from .calls import IN_A_STEP, check_callable, check_observer
@@ -331,6 +331,7 @@ class Saga:
         try:  # (a Ctrl-C heard as arun resumes, the run over: said how too)
             await _arun.failed(run, await _arun.shielded(run, stop_asked, heard))
             outcome = _guards.end(run, partial(self._outcome, run, world, before, state))
+            stopped = stopped or await _forward.late(run)  # (asked as it was built, 116 F3)
         except BaseException as exc:  # (a Ctrl-C as it ends: said how, attack52 F3)
             _guards.at_end(run, exc)
             _arun.ending(run, exc)  # (asyncio.run's own: the task cancelled, attack62 L2)

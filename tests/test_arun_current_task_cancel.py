@@ -148,3 +148,30 @@ def test_a_cancel_a_step_keeps_to_itself_is_not_the_run_s(inside: str) -> None:
     outcome = asyncio.run(Saga(steps, on_event=lambda event: None).arun({}))
     assert outcome.status == "committed"
     assert world == ["do a", "do b", "do c"]
+
+
+def test_a_cancel_asked_as_the_outcome_is_built_is_raised_with_it() -> None:
+    """attack116 F3: a cancel of arun's task asked once the run was over, as its outcome was
+    built (here by the state's snapshot; a signal handler's ``task.cancel()`` lands there
+    too), ended the task cancelled, the committed outcome dropped: a bare CancelledError."""
+
+    class State(dict):
+        taken = 0
+
+        def snapshot(self) -> dict:
+            State.taken += 1
+            if State.taken == 2:  # (the state after the run)
+                asyncio.current_task().cancel()  # type: ignore[union-attr]
+            return dict(self)
+
+    async def main() -> BaseException:
+        steps = [Step(n, lambda s: None, lambda s: None) for n in "ab"]
+        with pytest.raises(asyncio.CancelledError) as raised:
+            await asyncio.ensure_future(Saga(steps).arun(State(x=1)))
+        return raised.value
+
+    raised = asyncio.run(main())
+    assert raised.outcome.status == "committed"  # type: ignore[attr-defined]
+    assert raised.__notes__ == [
+        "rollback: the cancel was heard once the saga had committed: nothing to undo"
+    ]
