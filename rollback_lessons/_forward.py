@@ -83,16 +83,16 @@ async def answered(run: Any, answer: Any) -> Any:
     return answer
 
 
-async def late(run: Any) -> Any:
-    """A cancel asked of arun's task once its run was over, as its outcome was built (a
-    signal handler's ``task.cancel()``): delivered here, then raised with the outcome, not
-    left to end the task cancelled, the outcome dropped (attack116 F3). Its last look is an
-    attribute's (no call after it, where a signal handler could run)."""
+async def late(task: Any) -> Any:
+    """A cancel asked of ``task`` (arun's, an async block's) once its run was over, as its
+    outcome was built (a signal handler's ``task.cancel()``): delivered here, to be raised
+    with the outcome, not left to end the task cancelled, the outcome dropped (attack116 F3),
+    or swallowed by the error the task raised (F4). Its last look is an attribute's (no call
+    after it, where a signal handler could run)."""
     import asyncio
 
-    home = getattr(run, "arun", None)
     try:
-        if home is None or not home[0]._must_cancel:
+        if task is None or not task._must_cancel:
             return None
     except AttributeError:  # (a task of another make: not looked for)
         return None

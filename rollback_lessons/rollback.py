@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Collection
 from types import TracebackType
 from typing import Any, TypeVar
 
-from . import _guards, _shutdown
+from . import _forward, _guards, _shutdown
 from ._recorded import roll_back
 from ._run import FUNCTION, NOT_PLAIN, Run, own_error
 from ._wakeable import Wakeable
@@ -409,8 +409,7 @@ class AsyncRollback(_Base):
         import asyncio  # only async users pay for importing asyncio
 
         run = self._run
-        # Shield the undos: a cancellation must not cut the rollback short, nor a Ctrl-C
-        # as it is handed to its task (re-raised once done: harden44's leftover).
+        # Shielded: no cancel nor Ctrl-C cuts the rollback short (re-raised once done)
         box: list[asyncio.Future[None]] = []
         try:
             _shutdown.hand_off(box, run.aroll_back, failed)  # (made and kept at once)
@@ -431,6 +430,7 @@ class AsyncRollback(_Base):
         run.finish(failed)
         if run.raise_after is not None and run.raise_after is not exc:
             raise run.raise_after  # an undo raised KeyboardInterrupt / SystemExit
+        cancelled_again = cancelled_again or bool(await _forward.late(asyncio.current_task()))
         if cancelled_again and not issubclass(type(exc), asyncio.CancelledError):
             raise asyncio.CancelledError()  # honour the later cancellation, after undoing
         if failed is not exc:

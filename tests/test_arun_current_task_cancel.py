@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from rollback_lessons import Parallel, Saga, Step
+from rollback_lessons import AsyncRollback, Parallel, Saga, Step
 from rollback_lessons.durable.journal import Journal
 from rollback_lessons.durable.registry import Registry
 
@@ -175,3 +175,65 @@ def test_a_cancel_asked_as_the_outcome_is_built_is_raised_with_it() -> None:
     assert raised.__notes__ == [
         "rollback: the cancel was heard once the saga had committed: nothing to undo"
     ]
+
+
+def _cancel_as(function: str, main) -> object:
+    """Run ``main()`` with its task cancelled as ``function`` of the package is called (where
+    a signal handler calling ``task.cancel()`` runs: a function's entry)."""
+    import sys
+
+    fired: list[bool] = []
+
+    def tracer(frame, event, arg):
+        if event == "call" and not fired and frame.f_code.co_name == function:
+            if "rollback_lessons" in frame.f_code.co_filename:
+                fired.append(True)
+                asyncio.current_task().cancel()  # type: ignore[union-attr]
+        return None
+
+    async def traced():
+        sys.settrace(tracer)
+        try:
+            return await main()
+        finally:
+            sys.settrace(None)
+
+    said = asyncio.run(traced())
+    assert fired
+    return said
+
+
+def test_a_failed_async_block_cancelled_as_it_finishes_raises_the_cancel() -> None:
+    """attack116 F4: a cancel asked of an AsyncRollback's task as its rollback finished was
+    swallowed, the body's error raised, the task's ``cancel()`` answered True for nothing."""
+
+    class Boom(Exception):
+        pass
+
+    world: list[str] = []
+
+    async def main() -> BaseException:
+        try:
+            async with AsyncRollback() as rb:
+                await rb.do("a", lambda: world.append("a"), lambda: world.append("-a"))
+                raise Boom("body")
+        except BaseException as exc:
+            return exc
+        raise AssertionError("the block raised nothing")
+
+    raised = _cancel_as("finish", main)
+    assert type(raised) is asyncio.CancelledError and world == ["a", "-a"]
+
+
+def test_arun_cancelled_as_it_finishes_raises_the_cancel_with_its_outcome() -> None:
+    async def main() -> BaseException:
+        steps = [Step(n, lambda s: None, lambda s: None) for n in "ab"]
+        try:
+            await Saga(steps).arun({})
+        except BaseException as exc:
+            return exc
+        raise AssertionError("arun raised nothing")
+
+    raised = _cancel_as("finish", main)
+    assert type(raised) is asyncio.CancelledError
+    assert raised.outcome.status == "committed"  # type: ignore[attr-defined]
