@@ -100,11 +100,12 @@ def _not_left(key: tuple[str, ...] | None, step: str, owner: object) -> None:
     """Refuse the attempt while a call of this undo another recover left runs here."""
     if key is None:
         return
-    with _LEFT_LOCK:
-        left = LEFT.get(key)
-        if left is not None and left[1]():
-            del LEFT[key]
-            left = None
+    left = LEFT.get(key)  # (the lock only to drop an ended call's: attack118 F1, a lock
+    if left is not None and left[1]():  # left held by a Ctrl-C hung every later recover)
+        with _LEFT_LOCK:
+            if LEFT.get(key) is left:
+                del LEFT[key]
+        left = None
     if left is not None and left[0] is not owner:
         raise TimeoutError(
             f"{what('undo', step)} not called again: its call, {LEFT_HERE}, may still "
