@@ -54,11 +54,9 @@ def forward_asked(run: Any) -> bool:
         return False
     if task in home[2]:
         return True
-    if not getattr(task, "_must_cancel", False):
-        return False
-    if home[0].done() or home[0].cancelling() > home[1]:
-        return False  # (arun's own asked already: heard as it is)
-    home[2].add(task)
+    if not getattr(task, "_must_cancel", False) or home[0].done():
+        return False  # (asked as it ran: user code's, whatever arun's task was asked,
+    home[2].add(task)  # attack125 F1: with arun's asked too, taken for asyncio.run's end)
     home[0].cancel()
     return True
 

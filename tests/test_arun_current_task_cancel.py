@@ -37,9 +37,9 @@ def _saga(world: list[str], fail: bool, parallel: bool, on_event, journal: bool)
     return Saga([a, Parallel(b, c)] if parallel else [a, b, c], on_event=on_event)
 
 
-def _run(at: int, own: bool, fail: bool, parallel: bool, journal: Path | None) -> tuple:
-    """Cancel at the ``at``-th event, the observer's own task (``own``) or arun's: what the
-    world, the caller and the events say."""
+def _run(at: int, own: bool, fail: bool, parallel: bool, journal: Path | None, both=False) -> tuple:
+    """Cancel at the ``at``-th event, the observer's own task (``own``) or arun's (``both``:
+    then arun's too, or arun's twice): what the world, the caller and the events say."""
     world: list[str] = []
     WORLD.append(world)
     events: list[str] = []
@@ -49,6 +49,8 @@ def _run(at: int, own: bool, fail: bool, parallel: bool, journal: Path | None) -
         events.append(f"{event.kind}:{event.step}")
         if len(events) == at:
             (asyncio.current_task() if own else home[0]).cancel()  # type: ignore[union-attr]
+            if both:
+                home[0].cancel()
 
     saga = _saga(world, fail, parallel, heard, journal is not None)
     kw = {"journal": Journal(journal), "run_id": f"r{at}{own}"} if journal else {}
@@ -73,6 +75,17 @@ def test_a_cancel_of_the_task_an_observer_runs_in_is_arun_s(fail: bool, parallel
     _, _, events = _run(0, False, fail, parallel, None)
     for at in range(1, len(events) + 1):
         assert _run(at, True, fail, parallel, None) == _run(at, False, fail, parallel, None), at
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["list", "parallel"])
+@pytest.mark.parametrize("fail", [False, True], ids=["commits", "fails"])
+def test_its_own_task_and_arun_s_cancelled_are_arun_s_cancelled_twice(fail, parallel) -> None:
+    """attack125 F1, F2: arun's task asked too, the engine's task's cancel was taken for
+    asyncio.run's end (a private LoopEnded: nothing undone, or no outcome)."""
+    _, _, events = _run(0, False, fail, parallel, None)
+    for at in range(1, len(events) + 1):
+        own = _run(at, True, fail, parallel, None, both=True)
+        assert own == _run(at, False, fail, parallel, None, both=True), at
 
 
 def test_with_a_journal_too(tmp_path: Path) -> None:
@@ -185,10 +198,11 @@ def _cancel_as(function: str, main) -> object:
     fired: list[bool] = []
 
     def tracer(frame, event, arg):
-        if event == "call" and not fired and frame.f_code.co_name == function:
-            if "rollback_lessons" in frame.f_code.co_filename:
-                fired.append(True)
-                asyncio.current_task().cancel()  # type: ignore[union-attr]
+        code = frame.f_code
+        ours = "rollback_lessons" in code.co_filename
+        if event == "call" and not fired and code.co_name == function and ours:
+            fired.append(True)
+            asyncio.current_task().cancel()  # type: ignore[union-attr]
         return None
 
     async def traced():
