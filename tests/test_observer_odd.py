@@ -70,7 +70,7 @@ def test_an_observer_whose_call_never_runs_its_body_is_refused(kind: str, where:
         "async generator": async_generator_observer,
     }[kind]
     world: list[str] = []
-    with pytest.raises(TypeError, match="on_event is an? .*function: .*body would never run"):
+    with pytest.raises(TypeError, match=r"on_event is an? .*function: .*body would never run"):
         if where == "Saga":
             Saga([Step("a", lambda s: None)], on_event=observer)
         elif where == "run":
