@@ -26,21 +26,25 @@ async def shielded(run: Run, asked: Asked, heard: Callable[[Any], None]) -> Any:
     began: list[bool] = []
     alone: list[BaseException] = []
     me = asyncio.current_task()  # (its cancel heard before the next step: ``heard_first``)
-    run.arun = (me, me.cancelling(), set()) if me is not None else None  # (``forwarded``)
+    given: list[Any] = []  # (``kept``'s answer, as it returns)
+    run.arun = (me, me.cancelling(), set(), given) if me is not None else None  # (_forward)
     inner = made(run, asked, began, alone)
     try:
         while not inner.done():
             try:
                 await asyncio.shield(inner)
             except asyncio.CancelledError as exc:
-                if inner.cancelled() and began:
+                if inner.cancelled() and began and given:  # (asked of it as it returned,
+                    inner = asyncio.get_running_loop().create_future()  # a signal handler's:
+                    inner.set_result(given[0])  # arun's, its answer standing, attack126 F1)
+                elif inner.cancelled() and began:
                     raise
                 if inner.cancelled():
                     inner = asyncio.ensure_future(kept(run, asked, began, alone))
                     if not asyncio.current_task().cancelling():  # type: ignore[union-attr]
                         continue  # (only the engine's task was cancelled)
                 heard(exc)
-                run.arun = (me, me.cancelling(), run.arun[2]) if me is not None else None
+                run.arun = (me, me.cancelling(), *run.arun[2:]) if me is not None else None
             except Exception:  # inner failed: its error is handled by arun
                 break
     except (KeyboardInterrupt, SystemExit) as exc:  # on these lines (a second Ctrl-C as the
@@ -98,7 +102,9 @@ async def kept(run: Run, asked: Asked, began: list[bool], alone: list[BaseExcept
         op = None  # type: ignore[assignment]
     if alone:
         ended_alone(run, alone[0])
-    return await answered(run, op)  # (an observer's cancel of this task: arun's, F2)
+    op = await answered(run, op)  # (an observer's cancel of this task: arun's, 123 F2)
+    run.arun[3].append(op)  # (kept: a cancel asked after it ends the task cancelled)
+    return op
 
 
 class Driven(Generator[Any, Any, Any]):

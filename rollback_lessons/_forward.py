@@ -9,6 +9,25 @@ from __future__ import annotations
 
 from typing import Any
 
+TURNS = 16
+"""The turns of the loop ``arun`` gives before an irreversible step starts, so that a cancel
+the loop delivers lands before it: a ``wait_for``'s timeout takes four (its timer, its
+waiter, its own task cancelling arun's, arun's task hearing it: attack102 F7), another
+task's ``wait_for`` (3.11) then a cancel up to eight (attack103 F6, F12): twice that, each a
+bare ``sleep(0)``. Before any other step none (a late cancel: that step runs, then is
+undone), so that the steps ending in one turn of the loop keep ``completion=``'s timing."""
+
+
+def given(run: Any, answer: Any) -> Any:
+    """A branch's ``answer``, its task ended cancelled as it returned it (a cancel asked of
+    it then, by a signal handler's ``asyncio.current_task().cancel()``): arun's cancel, the
+    answer standing (attack126 F1: taken for asyncio.run's end, nothing undone)."""
+    if getattr(run, "arun", None) is not None and not run.arun[0].done():
+        run.arun[0].cancel()
+    if type(answer).__name__ == "Broke":  # (a branch's failure, told already: raised
+        raise answer  # as ``answer_of`` raises one read off its task)
+    return answer
+
 
 def forwarded(run: Any, exc: BaseException) -> bool:
     """Is ``exc``, delivered here, a cancel user code asked of the engine's task it ran in,

@@ -91,15 +91,6 @@ the saga (aside: ``stop_execution``, heard before a step starts, and ``arun``, w
 looks when a turn of its loop ends with no step ended, its branches running or waiting)."""
 
 
-TURNS = 16
-"""The turns of the loop ``arun`` gives before an irreversible step starts, so that a cancel
-the loop delivers lands before it: a ``wait_for``'s timeout takes four (its timer, its
-waiter, its own task cancelling arun's, arun's task hearing it: attack102 F7), another
-task's ``wait_for`` (3.11) then a cancel up to eight (attack103 F6, F12): twice that, each a
-bare ``sleep(0)``. Before any other step none (a late cancel: that step runs, then is
-undone), so that the steps ending in one turn of the loop keep ``completion=``'s timing."""
-
-
 def listen(run: Run, asked: Asked) -> None:
     """Hand the machine the caller's cancel: it asks it as each step returns (the last one
     too, before the run commits), the one rule every engine keeps (``GraphMachine.hear``);
@@ -251,6 +242,7 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
     again: BaseException | None = None  # a second Ctrl-C, as a branch's failure was told
     run.wake = asyncio.Event()  # set once the run stops: a branch's retry wait ends then
     begun: dict[str, bool] = {}  # the steps whose action was called (``acarry``)
+    ends: dict[Any, Any] = {}  # each branch's answer, by its task, as it returns
 
     def start_ready() -> None:
         for step in gm.ready():
@@ -281,7 +273,8 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
             if type(op) is Ready:  # the steps its end frees start now, before another step's
                 op = await heard_first() or op  # end is told (two ending in one turn of the
                 start_ready()  # loop): the order a timing of ``saga.run(completion=...)`` gives
-            return await _forward.answered(run, op)  # type: ignore[no-any-return]
+            ends[mine] = op = await _forward.answered(run, op)  # (kept: a cancel asked
+            return op  # after it ends the task cancelled, its answer read there, 126 F1)
         except BaseException as exc:  # told the machine now, in this task: no other
             if type(exc) is GeneratorExit and closed(asyncio, mine):  # (closed, ``ended``:
                 raise  # the machine told already; else an observer's, attack124 F1)
@@ -293,8 +286,10 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
                 answer = None  # the step's failure): cuts the rollback. Its step done, the
                 if step not in gm.busy and not gm.failing:  # first unheard: told now, here,
                     answer = gm.broken(original(exc))  # before a branch's end commits it
-                return Broke(exc, answer, again)  # type: ignore[return-value]  # (returned:
-            return Broke(exc, answer)  # type: ignore[return-value]  # never logged, 122 F1)
+                ends[mine] = broke = Broke(exc, answer, again)  # (returned: never logged,
+                return broke  # type: ignore[return-value]  # 122 F1; kept as ``op``)
+            ends[mine] = broke = Broke(exc, answer)
+            return broke  # type: ignore[return-value]
 
     def told(step: str, exc: BaseException, called: bool = True) -> GraphOp | None:
         """A Ctrl-C while its own step runs or waits (a wait's cancel function, an observer
@@ -318,8 +313,8 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
         if run.arun is None or gm.cancelled or broken is not None:
             return None
         pivot = Kind.PIVOT in [gm.specs[s].kind for s in gm.ready()]  # (before it only:
-        for _ in range(TURNS if pivot else 0):  # a timing of ends kept) turns of the loop: a
-            await _forward.turn(run)  # cancel it delivers, a wait_for's timeout due, a thread's
+        for _ in range(_forward.TURNS if pivot else 0):  # a timing of ends kept) turns of
+            await _forward.turn(run)  # the loop: a cancel it delivers, a wait_for's timeout, a
         for _ in range(3):  # call_soon_threadsafe, lands before the email: attack102 F7
             if not unheard():  # (then arun's task runs first: ``shielded`` hears it)
                 break
@@ -355,7 +350,10 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
 
     def answer_of(task: asyncio.Future[GraphOp]) -> GraphOp | None:
         nonlocal broken, again
+        kept = ends.pop(task, None)  # (its answer, once given)
         try:
+            if kept is not None and task.cancelled():  # (asked of it as it returned, a
+                return _forward.given(run, kept)  # signal handler's: arun's, attack126 F1)
             answer = task.result()
             if isinstance(answer, Broke):  # (a branch asyncio lost, ended: ``rescued``)
                 raise answer

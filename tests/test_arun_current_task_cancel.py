@@ -251,3 +251,74 @@ def test_arun_cancelled_as_it_finishes_raises_the_cancel_with_its_outcome() -> N
     raised = _cancel_as("finish", main)
     assert type(raised) is asyncio.CancelledError
     assert raised.outcome.status == "committed"  # type: ignore[attr-defined]
+
+
+def _signal_like(function: str, event: str, nth: int, own: bool, retry: bool = False) -> tuple:
+    """A parallel saga (a, (b, [c, d]), e; d fails) whose task running the package's
+    ``function`` is cancelled at its ``nth`` ``event`` (as a signal handler calling
+    ``asyncio.current_task().cancel()`` there would), or arun's task then (not ``own``)."""
+    import sys
+
+    from rollback_lessons import RetryPolicy, VirtualClock
+
+    world: list[str] = []
+    home: list[asyncio.Task] = []
+    seen = [0]
+
+    def tracer(frame, what, arg):
+        code = frame.f_code
+        if code.co_name == function and "rollback_lessons" in code.co_filename:
+            return local(frame, what, arg)  # (its "call" is told here)
+        return None
+
+    def local(frame, what, arg):
+        if what == event:
+            seen[0] += 1
+            if seen[0] == nth:
+                (asyncio.current_task() if own else home[0]).cancel()  # type: ignore[union-attr]
+        return local
+
+    def act(name: str):
+        def do(state: dict) -> None:
+            if name == "d":
+                raise RuntimeError("d fails")
+            world.append(f"do {name}")
+
+        return do
+
+    step = {n: Step(n, act(n), lambda s, n=n: world.append(f"undo {n}")) for n in "abce"}
+    step["d"] = Step("d", act("d"), retry=RetryPolicy(max_attempts=2) if retry else None)
+    saga = Saga([step["a"], Parallel(step["b"], [step["c"], step["d"]]), step["e"]])
+
+    async def main() -> tuple:
+        task = asyncio.ensure_future(saga.arun({}, clock=VirtualClock(), on_event=lambda e: None))
+        home.append(task)
+        sys.settrace(tracer)
+        try:
+            outcome = await task
+            return ("returned", outcome.status)
+        except asyncio.CancelledError as exc:
+            return ("cancelled", getattr(getattr(exc, "outcome", None), "status", "NO OUTCOME"))
+        finally:
+            sys.settrace(None)
+
+    return asyncio.run(main()), world, seen[0]
+
+
+def test_a_cancel_asked_of_a_branch_as_it_returns_its_answer_is_arun_s() -> None:
+    """attack126 F1: asked after the last look (a signal handler's), the branch's (or the
+    run's own task's) answer was dropped with it: LoopEnded, nothing undone."""
+    *_, passes = _signal_like("answered", "return", 0, True)
+    assert passes >= 5
+    for nth in range(1, passes + 1):
+        said, world, _ = _signal_like("answered", "return", nth, True)
+        assert said[0] == "cancelled" and said[1] != "NO OUTCOME", (nth, said)
+        assert sorted(world) == sorted(["do a", "do b", "do c", "undo c", "undo b", "undo a"])
+
+
+def test_a_cancel_asked_of_a_retry_wait_s_task_is_arun_s() -> None:
+    """attack126 F3: the wait's own task cancelled ended the wait; the step was tried again
+    and the cancel was dropped (rolled_back, returned)."""
+    own = _signal_like("asleep", "call", 1, True, retry=True)
+    assert own[0] == ("cancelled", "cancelled")
+    assert own[:2] == _signal_like("asleep", "call", 1, False, retry=True)[:2]
