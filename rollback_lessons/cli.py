@@ -108,7 +108,11 @@ def interrupted_by(exc: BaseException) -> tuple[str, int]:
 class _Parser(argparse.ArgumentParser):
     """argparse, its ``--help`` written as the command's own output: a write that fails is
     one line and exit 2, as any (argparse itself would drop the error and exit 0). Its exits
-    are ``UsageExit``: told from a ``sys.exit`` anywhere else."""
+    are ``UsageExit``: told from a ``sys.exit`` anywhere else. A flag's prefix is no flag
+    (``--fo`` was taken for ``--force``, attack127 F2), in every subcommand."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
 
     def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
         if message:

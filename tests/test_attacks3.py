@@ -378,6 +378,8 @@ DAMAGE = {
     "saga error a blob": f"{S} error = x'00ff'",
     # attack48 F13: the claim bumped it past SQLite's integers: the file refused ever after
     "claim generation at its maximum": f"{S} claim_gen = 9223372036854775807",
+    # attack127 F3: recover added one to it, a REAL: the journal refused ever after
+    "an undo's attempts at SQLite's maximum": f"{U} attempts = 9223372036854775807",
     # attack50 F6: its undo rows then named no saga: rolled_back with nothing undone, exit 0
     "a saga's id, one byte": f"{S} id = 'saga3'",
     "a saga's id with a colon": f"{S} id = 'saga:1'",

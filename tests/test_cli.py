@@ -220,3 +220,25 @@ def test_the_console_script_finds_a_registry_in_the_folder_it_runs_in(tmp_path):
         cwd=tmp_path, capture_output=True, text=True, env=env, timeout=60,
     )  # fmt: skip
     assert done.returncode == 0 and done.stdout == "recovered 0 sagas, left 0\n", done.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["recover", "j.db", "--registry", "m", "--fo"],
+        ["recover", "j.db", "--reg", "m"],
+        ["recover", "j.db", "--registry", "m", "--wa", "0"],
+        ["journal", "show", "j.db", "--wa", "0"],
+        ["demo", "--fail"],
+    ],
+)
+def test_a_flag_s_prefix_is_no_flag(args, capsys):
+    """attack127 F2: argparse took ``--fo`` for ``--force`` (a takeover of another host's
+    saga, both undos run, where plain ``recover`` left it): a usage error now, exit 2."""
+    from rollback_lessons.cli import UsageExit
+
+    with pytest.raises(UsageExit) as exited:
+        main(args)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments" in err or "required" in err, err

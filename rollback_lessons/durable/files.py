@@ -25,6 +25,7 @@ from .._numbers import plain_number
 from .._words import counted
 from ..errors import JournalError, TakenOver
 from .room import no_room
+from .walcheck import wal_damage
 
 APP = "rollback-lessons"
 SCHEMA_VERSION = 7
@@ -270,21 +271,18 @@ def _check_arguments(path: object, create: object, readonly: object, given: obje
         raise ValueError(f"a journal's path cannot hold a NUL character, got {path!r}")
 
 
-SQLITE_HEADER = b"SQLite format 3\x00"
-"""The first 16 bytes of every SQLite database file (an empty file is a new database)."""
+SQLITE_HEADER = b"SQLite format 3\x00"  # (every SQLite file's first 16 bytes; empty: new)
 
 
 def _uri(path: Path, query: str) -> str:
-    """A file URI for SQLite with every byte of the path escaped (``#``, ``?``, ``%``,
-    spaces, any Unicode, a byte not UTF-8): it names this file, never another. Its authority
-    is always empty, so a path starting with two slashes (``//tmp/j.db``) is no host."""
+    """A file URI naming this file, never another: every byte escaped (``#``, ``?``, ``%``,
+    any Unicode, a byte not UTF-8), its authority empty (``//tmp/j.db`` is no host)."""
     return f"file://{quote(os.fsencode(path.absolute()), safe='/')}?{query}"
 
 
 def _open_read_only(path: Path, timeout: float = 30.0) -> sqlite3.Connection:
-    """Open for reading only. In a folder nobody may write, SQLite cannot make the WAL's
-    shared-memory file: without a WAL the file is read as immutable (nothing can change it
-    there); with one, it is refused, as the sagas the WAL holds would be left out."""
+    """Open for reading only. In a folder nobody may write (no WAL's shared-memory file):
+    read as immutable without a WAL; refused with one, whose sagas would be left out."""
     con = sqlite3.connect(  # (its first read waits in turns, ``begin``'s: attack60 F1)
         _uri(path, "mode=ro"), uri=True, isolation_level=None, check_same_thread=False,
         timeout=min(timeout, TURN_MS / 1000))  # fmt: skip
@@ -358,6 +356,8 @@ def _inspect(path: Path, create: bool, timeout: float = 30.0) -> int | None:
         return None
     if not os.access(path, os.R_OK):
         raise JournalError(f"cannot read {path}: permission denied")
+    if not create and (torn := wal_damage(path)):  # (before SQLite reads it: attack127 F1)
+        raise JournalError(f"{path} is damaged ({torn}); it was not changed")
     try:
         con = _open_read_only(path, timeout)
     except sqlite3.OperationalError as exc:

@@ -121,7 +121,7 @@ _VALUE_CHECKS: tuple[tuple[str, str, str, str, str, int], ...] = (
     ("an undo's state", "undos", _UNDO, "state", _one_of("state", UNDO_STATES), 1),
     (
         "an undo's attempts", "undos", _UNDO, "attempts",
-        "typeof(attempts) != 'integer' OR attempts < 0", 1,
+        "typeof(attempts) != 'integer' OR attempts < 0 OR attempts > 1000000000", 1,
     ),
     (
         "an undo's semantic flag", "undos", _UNDO, "semantic",

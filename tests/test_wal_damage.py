@@ -1,0 +1,112 @@
+"""attack127 F1: bytes overwritten inside a crashed saga's write-ahead log (``-wal``) were
+not refused: SQLite takes a frame that fails its checksum as the log's end and drops the
+frames after it, with the sagas they hold. ``recover`` said "recovered 0 sagas" (exit 0) with
+effects standing, or marked a saga rolled back with nothing undone, and its checkpoint
+deleted the log. Such a log is refused in one line, exit 2, the journal and its log left as
+they were; a log a crash left (its last frame torn at most) is read as before."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from rollback_lessons.cli import main
+from rollback_lessons.durable.journal import Journal, JournalError
+from rollback_lessons.durable.recovery import recover
+from rollback_lessons.durable.walcheck import wal_damage
+
+REGISTRY = """
+from pathlib import Path
+from rollback_lessons.durable.registry import Registry
+registry = Registry()
+WORLD = Path(__file__).with_name("world.txt")
+def unbook(item, idempotency_key=None):
+    with WORLD.open("a") as world:
+        world.write(f"undo {item}\\n")
+UNBOOK = registry.add("unbook", unbook)
+"""
+
+CRASH = """
+import os, sys
+from rollback_lessons import Saga, Step
+from rollback_lessons.durable.journal import Journal
+from walreg import UNBOOK, WORLD
+
+def book(item):
+    def do(state):
+        with WORLD.open("a") as world:
+            world.write(f"do {item}\\n")
+        if item == "s5":
+            os._exit(9)
+    return do
+
+steps = [Step(f"s{i}", book(f"s{i}"), UNBOOK.bind(item=f"s{i}"), register="before")
+         for i in range(6)]
+Saga(steps).run({}, journal=Journal(sys.argv[1]), run_id="r1")
+"""
+
+
+@pytest.fixture(scope="module")
+def crashed(tmp_path_factory) -> Path:
+    """A journal whose saga's process died in its last step: the log not checkpointed."""
+    folder = tmp_path_factory.mktemp("walcrash")
+    (folder / "walreg.py").write_text(textwrap.dedent(REGISTRY))
+    (folder / "crash.py").write_text(textwrap.dedent(CRASH))
+    done = subprocess.run([sys.executable, "crash.py", "j.db"], cwd=folder, capture_output=True)
+    assert done.returncode == 9, done.stderr
+    assert (folder / "j.db-wal").stat().st_size > 8 * 4096
+    return folder
+
+
+def _copy(crashed: Path, to: Path, at: int | None) -> Path:
+    for name in ("walreg.py", "j.db", "j.db-wal"):
+        shutil.copy(crashed / name, to / name)
+    (to / "world.txt").write_text("")
+    if at is not None:
+        log = bytearray((to / "j.db-wal").read_bytes())
+        log[at : at + 8] = b"garbage!"
+        (to / "j.db-wal").write_bytes(bytes(log))
+    return to / "j.db"
+
+
+@pytest.mark.parametrize("where", ["first frame's header", "a page early", "a page midway"])
+def test_a_log_damaged_before_later_frames_is_refused_and_kept(
+    crashed, tmp_path, monkeypatch, capsys, where
+) -> None:
+    size = (crashed / "j.db-wal").stat().st_size
+    at = {"first frame's header": 40, "a page early": 6000, "a page midway": size // 2}[where]
+    path = _copy(crashed, tmp_path, at)
+    log = (tmp_path / "j.db-wal").read_bytes()
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "walreg", raising=False)
+    assert main(["journal", "show", str(path)]) == 2
+    assert main(["recover", str(path), "--registry", "walreg"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and all("write-ahead log (-wal)" in line for line in err), err
+    assert "fails its checksum" in err[0] and "it was not changed" in err[0]
+    assert (tmp_path / "world.txt").read_text() == ""  # (nothing undone)
+    assert (tmp_path / "j.db-wal").read_bytes() == log  # (kept: not checkpointed away)
+    with Journal(path) as journal, pytest.raises(JournalError, match="no undo was run"):
+        recover(journal, __import__("walreg").registry)
+
+
+def test_a_log_a_crash_left_is_read_whole(crashed, tmp_path, monkeypatch, capsys) -> None:
+    path = _copy(crashed, tmp_path, None)
+    assert wal_damage(path) is None
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "walreg", raising=False)
+    assert main(["recover", str(path), "--registry", "walreg"]) == 0
+    undone = (tmp_path / "world.txt").read_text().split("\n")
+    assert undone[:-1] == [f"undo s{i}" for i in range(5, -1, -1)]
+
+
+def test_a_torn_last_frame_is_a_crash_not_damage(crashed, tmp_path) -> None:
+    """Only the last frames can be torn by a crash: no later frame of the log follows."""
+    size = (crashed / "j.db-wal").stat().st_size
+    path = _copy(crashed, tmp_path, size - 100)
+    assert wal_damage(path) is None
