@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
+from typing import BinaryIO
 
 _MAGIC = (0x377F0682, 0x377F0683)  # (the low bit: checksums of big-endian words)
 _HEADER = 32
@@ -24,9 +25,9 @@ _FRAME_HEADER = 24
 def _checksum(data: bytes, s0: int, s1: int, big: bool) -> tuple[int, int]:
     """SQLite's WAL checksum of ``data`` (a multiple of 8 bytes), from (``s0``, ``s1``)."""
     words = struct.unpack(f"{'>' if big else '<'}{len(data) // 4}I", data)
-    for i in range(0, len(words), 2):
-        s0 = (s0 + words[i] + s1) & 0xFFFFFFFF
-        s1 = (s1 + words[i + 1] + s0) & 0xFFFFFFFF
+    for even, odd in zip(words[0::2], words[1::2], strict=True):
+        s0 = (s0 + even + s1) & 0xFFFFFFFF
+        s1 = (s1 + odd + s0) & 0xFFFFFFFF
     return s0, s1
 
 
@@ -41,37 +42,40 @@ def wal_damage(path: Path) -> str | None:
 def _read(path: Path) -> str | None:
     wal = path.with_name(path.name + "-wal")
     try:
-        with open(wal, "rb") as log:
-            data = log.read()
+        with open(wal, "rb") as log:  # (frame by frame: a log may be large)
+            return _frames(log)
     except OSError:  # (none, or unreadable: SQLite says so as it opens the journal)
         return None
-    if len(data) < _HEADER:
+
+
+def _frames(log: BinaryIO) -> str | None:
+    header = log.read(_HEADER)
+    if len(header) < _HEADER:
         return None
-    magic, _, page, _, salt1, salt2, c0, c1 = struct.unpack(">8I", data[:_HEADER])
-    frame = _FRAME_HEADER + page
-    if magic not in _MAGIC or page < 512 or page & (page - 1):
-        return "its write-ahead log (-wal) has no valid header" if len(data) > _HEADER else None
+    magic, _, page, _, salt1, salt2, c0, c1 = struct.unpack(">8I", header)
+    more = bool(log.read(1))
+    if magic not in _MAGIC or page < 512 or page > 65536 or page & (page - 1):
+        return "its write-ahead log (-wal) has no valid header" if more else None
     big = bool(magic & 1)
-    if _checksum(data[:24], 0, 0, big) != (c0, c1):
-        framed = len(data) >= _HEADER + frame
-        return "its write-ahead log's (-wal) header fails its checksum" if framed else None
-    s0, s1, at, n = c0, c1, _HEADER, 0
+    if _checksum(header[:24], 0, 0, big) != (c0, c1):
+        return "its write-ahead log's (-wal) header fails its checksum" if more else None
+    log.seek(_HEADER)
+    s0, s1, n = c0, c1, 0
     bad: int | None = None
-    while at + frame <= len(data):
-        head = data[at : at + _FRAME_HEADER]
-        ours = struct.unpack(">2I", head[8:16]) == (salt1, salt2)
+    while len(frame := log.read(_FRAME_HEADER + page)) == _FRAME_HEADER + page:
+        ours = struct.unpack(">2I", frame[8:16]) == (salt1, salt2)
         if bad is not None and ours:
             return (
                 f"its write-ahead log (-wal) fails its checksum at frame {bad + 1}, with later "
                 "frames that SQLite would drop"
             )
         if bad is None and ours:
-            got = _checksum(head[:8] + data[at + _FRAME_HEADER : at + frame], s0, s1, big)
-            if got == struct.unpack(">2I", head[16:24]):
+            got = _checksum(frame[:8] + frame[_FRAME_HEADER:], s0, s1, big)
+            if got == struct.unpack(">2I", frame[16:24]):
                 s0, s1 = got
             else:
                 bad = n
         elif bad is None:
             bad = n  # (an older log's frames from here: none of ours may follow)
-        at, n = at + frame, n + 1
+        n += 1
     return None
