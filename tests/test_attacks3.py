@@ -863,3 +863,31 @@ def test_an_undo_that_hands_its_work_to_a_pool_is_that_work(driver, refund_fails
         assert "refund refused" in str(o.dead_letters[0].error)
     else:
         assert o.status is Status.ROLLED_BACK and world == ["refund"]
+
+
+def test_an_undo_s_attempts_at_the_most_the_journal_takes_stays_one_it_reads(tmp_path):
+    """attack128 F6 (attack127 F3 moved): attempts at the most a journal takes (10^9) was
+    taken, recover counted a failed attempt past it, and the journal was refused as damaged
+    ever after. The count stops there."""
+    reg = Registry()
+
+    def fails(room, idempotency_key=None):
+        raise ConnectionError("down")
+
+    undo = reg.add("u", fails)
+    path = tmp_path / "j.db"
+    with Journal(path) as journal:
+        run = journal.start("s", "saga1", policy=UndoPolicy(RetryPolicy(max_attempts=2)))
+        run.event(Event(1, EventKind.STEP_START, "a", {}))
+        run.register("a", undo.bind(room="a"), "pending")
+    orphan(path)
+    con = sqlite3.connect(path)
+    con.execute("UPDATE undos SET attempts = 1000000000")
+    con.commit()
+    con.close()
+    with Journal(path) as journal:
+        recover(journal, reg)
+    with Journal(path) as journal:
+        assert journal.quick_check() == "ok"
+        [attempts] = journal._rows("SELECT attempts FROM undos")[0]
+    assert attempts == 1000000000

@@ -17,7 +17,6 @@ import pytest
 
 from rollback_lessons.cli import main
 from rollback_lessons.durable.journal import Journal, JournalError
-from rollback_lessons.durable.recovery import recover
 from rollback_lessons.durable.walcheck import wal_damage
 
 REGISTRY = """
@@ -91,8 +90,9 @@ def test_a_log_damaged_before_later_frames_is_refused_and_kept(
     assert "fails its checksum" in err[0] and "it was not changed" in err[0]
     assert (tmp_path / "world.txt").read_text() == ""  # (nothing undone)
     assert (tmp_path / "j.db-wal").read_bytes() == log  # (kept: not checkpointed away)
-    with Journal(path) as journal, pytest.raises(JournalError, match="no undo was run"):
-        recover(journal, __import__("walreg").registry)
+    with pytest.raises(JournalError, match="write-ahead log"):  # (whoever opens it: a
+        Journal(path)  # program's own open would drop the sagas and delete the log, 128 F3)
+    assert (tmp_path / "j.db-wal").read_bytes() == log
 
 
 def test_a_log_a_crash_left_is_read_whole(crashed, tmp_path, monkeypatch, capsys) -> None:
@@ -110,3 +110,41 @@ def test_a_torn_last_frame_is_a_crash_not_damage(crashed, tmp_path) -> None:
     size = (crashed / "j.db-wal").stat().st_size
     path = _copy(crashed, tmp_path, size - 100)
     assert wal_damage(path) is None
+
+
+def test_frames_a_write_cut_short_left_are_no_damage(tmp_path) -> None:
+    """attack128 F1, F2: a write cut short (a full disk, a kill) leaves its frames; the next
+    commit writes over their start only. They hold no commit: read as SQLite reads them."""
+    import sqlite3
+
+    path = tmp_path / "x.db"
+    con = sqlite3.connect(path, isolation_level=None)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA wal_autocheckpoint=0")
+    con.execute("PRAGMA cache_size=5")  # (a big transaction spills its frames to the log)
+    con.execute("CREATE TABLE t(a)")
+    con.execute("BEGIN")
+    for _ in range(100):
+        con.execute("INSERT INTO t VALUES (?)", ("x" * 3000,))
+    spilled = (tmp_path / "x.db-wal").stat().st_size
+    con.execute("ROLLBACK")  # (as a write that failed)
+    con.execute("INSERT INTO t VALUES ('small')")  # (over the first of them)
+    copy = tmp_path / "copy.db"
+    shutil.copy(path, copy)
+    shutil.copy(tmp_path / "x.db-wal", tmp_path / "copy.db-wal")
+    con.close()
+    assert (tmp_path / "copy.db-wal").stat().st_size == spilled > 100 * 4096
+    assert wal_damage(copy) is None
+    reader = sqlite3.connect(copy)
+    assert reader.execute("SELECT count(*) FROM t").fetchone() == (1,)
+    reader.close()
+
+
+def test_a_fifo_at_the_log_s_path_is_refused_not_waited_on(crashed, tmp_path) -> None:
+    """attack128 F9: opened for reading, a FIFO there waited for ever."""
+    import os
+
+    path = _copy(crashed, tmp_path, None)
+    (tmp_path / "j.db-wal").unlink()
+    os.mkfifo(tmp_path / "j.db-wal")
+    assert wal_damage(path) == "its write-ahead log (-wal) is not a regular file"

@@ -356,7 +356,7 @@ def _inspect(path: Path, create: bool, timeout: float = 30.0) -> int | None:
         return None
     if not os.access(path, os.R_OK):
         raise JournalError(f"cannot read {path}: permission denied")
-    if not create and (torn := wal_damage(path)):  # (before SQLite reads it: attack127 F1)
+    if torn := wal_damage(path):  # (before SQLite reads it, whoever opens it: attack127 F1)
         raise JournalError(f"{path} is damaged ({torn}); it was not changed")
     try:
         con = _open_read_only(path, timeout)

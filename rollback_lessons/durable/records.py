@@ -16,6 +16,7 @@ from ..rules import NamedUndo, idempotency_key
 from .files import _UNFINISHED, JournalError, Written
 from .owner import me
 from .rows import Claimed, SagaRecord, UndoRecord  # noqa: F401 (re-exported: its names)
+from .values import MOST_ATTEMPTS
 
 RELEASE = (
     "INSERT OR IGNORE INTO events (saga_id, seq, kind, step, details) SELECT ?1,"
@@ -326,7 +327,7 @@ class JournalRun:
         landed after recover undid it, and may stand). ``flush=None``: the statement, made
         for its caller to keep (recover: at once as the undo returns)."""
         statement = (
-            "UPDATE undos SET state = 'done', attempts = attempts + ?"
+            f"UPDATE undos SET state = 'done', attempts = MIN(attempts + ?, {MOST_ATTEMPTS})"
             " WHERE saga_id = ? AND position = ? AND state != 'leaked'",
             (attempts, self.saga_id, position),
         )
@@ -341,7 +342,8 @@ class JournalRun:
         attempt is counted, so a recover after a crash goes on with the policy's count."""
         self._pending.append(
             (
-                "UPDATE undos SET attempts = attempts + 1 WHERE saga_id = ? AND position = ?",
+                f"UPDATE undos SET attempts = MIN(attempts + 1, {MOST_ATTEMPTS})"
+                " WHERE saga_id = ? AND position = ?",
                 (self.saga_id, position),
             )
         )
@@ -351,8 +353,8 @@ class JournalRun:
     def undo_dead(self, position: int, attempts: int, error: str, *, flush: bool = True) -> None:
         self._pending.append(
             (
-                "UPDATE undos SET state = 'dead', attempts = attempts + ?, error = ?"
-                " WHERE saga_id = ? AND position = ?",
+                f"UPDATE undos SET state = 'dead', attempts = MIN(attempts + ?, {MOST_ATTEMPTS}),"
+                " error = ? WHERE saga_id = ? AND position = ?",
                 (attempts, error, self.saga_id, position),
             )
         )

@@ -16,6 +16,7 @@ SAGA_STATUSES = ("running", "rolling_back", "committed", "rolled_back", "rollbac
                  "halted", "cancelled")  # fmt: skip
 PIVOT_STATES = ("started", "done", "refused")
 UNDO_STATES = ("pending", "intent", "done", "dead", "leaked", "not_run")
+MOST_ATTEMPTS = 10**9  # (an undo's count stops there: one past it was read as damage, 128 F6)
 UNDO_ORDERS = ("reverse", "forward", "reverse_start", "by_dependency")  # (rules.GRAPH_UNDO_ORDERS)
 EVENT_KINDS = (*(kind.value for kind in EventKind), "settled", "released")  # (settle.SETTLED,
 # records.RELEASE)
@@ -121,7 +122,7 @@ _VALUE_CHECKS: tuple[tuple[str, str, str, str, str, int], ...] = (
     ("an undo's state", "undos", _UNDO, "state", _one_of("state", UNDO_STATES), 1),
     (
         "an undo's attempts", "undos", _UNDO, "attempts",
-        "typeof(attempts) != 'integer' OR attempts < 0 OR attempts > 1000000000", 1,
+        f"typeof(attempts) != 'integer' OR attempts < 0 OR attempts > {MOST_ATTEMPTS}", 1,
     ),
     (
         "an undo's semantic flag", "undos", _UNDO, "semantic",

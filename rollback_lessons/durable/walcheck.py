@@ -1,18 +1,22 @@
 """A journal's write-ahead log (``-wal``) checked frame by frame, as SQLite reads it, before
-anything reads the journal for ``recover`` (or ``journal show``, ``settle``).
+the journal is opened.
 
 SQLite takes a frame whose checksum fails as the log's end: what follows is dropped without a
 word. Bytes overwritten inside the log (attack127 F1) so hid every saga written after them:
 ``recover`` said "recovered 0 sagas" with effects standing, or marked a saga rolled back with
-nothing undone, and its checkpoint then deleted the log, the evidence with it. A crash never
-leaves that shape: frames are written in order, each synced before the next commit, so only
-the last ones can be torn, and frames of an older log (after a restart) carry other salts.
-So a frame of this log that fails its checksum while a later frame carries this log's salts
-is damage, refused in one line before anything is claimed or checkpointed. (A log cut short,
-or damage in its last frames, reads as frames never written: that cannot be told.)"""
+nothing undone, and its checkpoint then deleted the log, the evidence with it. A log can end
+in frames that do not chain without any damage: a write cut short (a full disk, a kill)
+leaves its frames, and the next commit writes over their start only (attack128 F1, F2). But
+those frames never hold a commit (a transaction's last frame, which commits it), or it
+would not have been cut. So damage is frames after the break that chain among themselves
+up to a commit: committed work SQLite would drop. Refused in one line before anything is
+claimed or checkpointed. (A log cut short, or damage in its last transaction, reads as
+frames never written: that cannot be told.)"""
 
 from __future__ import annotations
 
+import os
+import stat
 import struct
 from pathlib import Path
 from typing import BinaryIO
@@ -41,11 +45,14 @@ def wal_damage(path: Path) -> str | None:
 
 def _read(path: Path) -> str | None:
     wal = path.with_name(path.name + "-wal")
-    try:
-        with open(wal, "rb") as log:  # (frame by frame: a log may be large)
-            return _frames(log)
+    try:  # (without blocking: a FIFO there would wait for ever, attack128 F9)
+        fd = os.open(wal, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:  # (none, or unreadable: SQLite says so as it opens the journal)
         return None
+    with open(fd, "rb") as log:  # (frame by frame: a log may be large)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return "its write-ahead log (-wal) is not a regular file"
+        return _frames(log)
 
 
 def _frames(log: BinaryIO) -> str | None:
@@ -60,22 +67,19 @@ def _frames(log: BinaryIO) -> str | None:
     if _checksum(header[:24], 0, 0, big) != (c0, c1):
         return "its write-ahead log's (-wal) header fails its checksum" if more else None
     log.seek(_HEADER)
-    s0, s1, n = c0, c1, 0
-    bad: int | None = None
+    chain: tuple[int, int] | None = (c0, c1)  # (what the next frame chains from)
+    n, broken = 0, None
     while len(frame := log.read(_FRAME_HEADER + page)) == _FRAME_HEADER + page:
         ours = struct.unpack(">2I", frame[8:16]) == (salt1, salt2)
-        if bad is not None and ours:
+        stored = struct.unpack(">2I", frame[16:24])
+        good = ours and chain is not None and _checksum(frame[:8] + frame[24:], *chain, big)
+        if good == stored and broken is not None and frame[4:8] != bytes(4):
             return (
-                f"its write-ahead log (-wal) fails its checksum at frame {bad + 1}, with later "
-                "frames that SQLite would drop"
+                f"its write-ahead log (-wal) fails its checksum at frame {broken + 1}, before "
+                "committed frames that SQLite would drop"
             )
-        if bad is None and ours:
-            got = _checksum(frame[:8] + frame[_FRAME_HEADER:], s0, s1, big)
-            if got == struct.unpack(">2I", frame[16:24]):
-                s0, s1 = got
-            else:
-                bad = n
-        elif bad is None:
-            bad = n  # (an older log's frames from here: none of ours may follow)
+        if good != stored and broken is None:
+            broken = n
+        chain = stored if ours else None
         n += 1
     return None
