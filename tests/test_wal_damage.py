@@ -148,3 +148,65 @@ def test_a_fifo_at_the_log_s_path_is_refused_not_waited_on(crashed, tmp_path) ->
     (tmp_path / "j.db-wal").unlink()
     os.mkfifo(tmp_path / "j.db-wal")
     assert wal_damage(path) == "its write-ahead log (-wal) is not a regular file"
+
+
+def _logged(folder: Path, name: str, source: Path | None, rows: int, size: int) -> bytes:
+    """The log after ``rows`` rows of ``size`` bytes, one transaction, on a copy of
+    ``source`` (and its log) or a new file; read before the connection closes (its close
+    would fold the log into the file)."""
+    import sqlite3
+
+    path = folder / f"{name}.db"
+    if source is not None:
+        shutil.copy(source, path)
+        shutil.copy(source.with_name(source.name + "-wal"), folder / f"{name}.db-wal")
+    con = sqlite3.connect(path, isolation_level=None)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA wal_autocheckpoint=0")
+    con.execute("CREATE TABLE IF NOT EXISTS t(a)")
+    con.execute("BEGIN")
+    for _ in range(rows):
+        con.execute("INSERT INTO t VALUES (?)", ("x" * size,))
+    con.execute("COMMIT")
+    log = (folder / f"{name}.db-wal").read_bytes()
+    if source is None:  # (kept as it is, for the copies)
+        shutil.copy(path, folder / "base.db")
+        (folder / "base.db-wal").write_bytes(log)
+    con.close()
+    return log
+
+
+def test_a_commit_killed_before_it_counted_then_written_over_is_no_damage(tmp_path) -> None:
+    """attack129 F1: a writer killed in its commit, its commit frame written but not yet
+    counted (another process had the journal open), whose start the other's next commit
+    wrote over: one commit among the frames left, after a commit. Read as SQLite reads it."""
+    import sqlite3
+
+    _logged(tmp_path, "first", None, 3, 100)
+    killed = _logged(tmp_path, "killed", tmp_path / "base.db", 40, 3000)  # (many frames)
+    over = _logged(tmp_path, "over", tmp_path / "base.db", 1, 10)  # (one frame)
+    assert len(killed) > len(over)
+    shutil.copy(tmp_path / "base.db", tmp_path / "mixed.db")
+    (tmp_path / "mixed.db-wal").write_bytes(over + killed[len(over) :])
+    assert wal_damage(tmp_path / "mixed.db") is None
+    reader = sqlite3.connect(tmp_path / "mixed.db")
+    assert reader.execute("SELECT count(*) FROM t").fetchone() == (4,)  # (the killed: dropped)
+    reader.close()
+    # (the same bytes, one frame inside the first transaction damaged: refused)
+    damaged = bytearray(over + killed[len(over) :])
+    damaged[32 + 24 + 100 : 32 + 24 + 108] = b"garbage!"
+    (tmp_path / "mixed.db-wal").write_bytes(bytes(damaged))
+    assert wal_damage(tmp_path / "mixed.db") is not None
+
+
+def test_a_log_without_its_journal_is_refused(crashed, tmp_path) -> None:
+    """attack129 F2: the journal file emptied (or moved) with its log left: a program's
+    ``Journal(path)`` took it for a new journal, and SQLite deleted the log and its sagas."""
+    path = _copy(crashed, tmp_path, None)
+    path.write_bytes(b"")
+    with pytest.raises(JournalError, match="without the journal's file"):
+        Journal(path)
+    assert (tmp_path / "j.db-wal").stat().st_size > 0
+    path.unlink()
+    with pytest.raises(JournalError, match="without the journal's file"):
+        Journal(path)

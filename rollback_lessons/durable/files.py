@@ -349,6 +349,8 @@ def _inspect(path: Path, create: bool, timeout: float = 30.0) -> int | None:
             "using the file by its other path would not see this one's claims and writes (an "
             "undo could run twice); mount the folder that holds it instead"
         )
+    if torn := wal_damage(path):  # (before SQLite reads it, whoever opens it: attack127 F1)
+        raise JournalError(f"{path} is damaged ({torn}); it was not changed")
     if not path.exists() or path.stat().st_size == 0:
         if not create:
             what = "no journal at" if not path.exists() else "an empty file, not a journal:"
@@ -356,8 +358,6 @@ def _inspect(path: Path, create: bool, timeout: float = 30.0) -> int | None:
         return None
     if not os.access(path, os.R_OK):
         raise JournalError(f"cannot read {path}: permission denied")
-    if torn := wal_damage(path):  # (before SQLite reads it, whoever opens it: attack127 F1)
-        raise JournalError(f"{path} is damaged ({torn}); it was not changed")
     try:
         con = _open_read_only(path, timeout)
     except sqlite3.OperationalError as exc:

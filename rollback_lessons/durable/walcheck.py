@@ -5,12 +5,13 @@ SQLite takes a frame whose checksum fails as the log's end: what follows is drop
 word. Bytes overwritten inside the log (attack127 F1) so hid every saga written after them:
 ``recover`` said "recovered 0 sagas" with effects standing, or marked a saga rolled back with
 nothing undone, and its checkpoint then deleted the log, the evidence with it. A log can end
-in frames that do not chain without any damage: a write cut short (a full disk, a kill)
-leaves its frames, and the next commit writes over their start only (attack128 F1, F2). But
-those frames never hold a commit (a transaction's last frame, which commits it), or it
-would not have been cut. So damage is frames after the break that chain among themselves
-up to a commit: committed work SQLite would drop. Refused in one line before anything is
-claimed or checkpointed. (A log cut short, or damage in its last transaction, reads as
+in frames that do not chain without any damage: a write cut short (a full disk, a kill, even
+after its commit frame was written, before it counted: attack129 F1) leaves its frames, and
+the next commit writes over their start only (attack128 F1, F2). Those are the rest of one
+transaction, after a commit: at most one commit among them. So damage is a break in the
+chain followed by frames that chain on up to two commits, or up to one when the break came
+inside a transaction: committed work SQLite would drop. Refused in one line before anything
+is claimed or checkpointed. (A log cut short, or damage in its last transactions, reads as
 frames never written: that cannot be told.)"""
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ def wal_damage(path: Path) -> str | None:
 
 def _read(path: Path) -> str | None:
     wal = path.with_name(path.name + "-wal")
+    if (not path.exists() or not path.stat().st_size) and wal.is_file() and wal.stat().st_size:
+        return "its write-ahead log (-wal) is there without the journal's file: moved or emptied"
     try:  # (without blocking: a FIFO there would wait for ever, attack128 F9)
         fd = os.open(wal, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:  # (none, or unreadable: SQLite says so as it opens the journal)
@@ -68,18 +71,20 @@ def _frames(log: BinaryIO) -> str | None:
         return "its write-ahead log's (-wal) header fails its checksum" if more else None
     log.seek(_HEADER)
     chain: tuple[int, int] | None = (c0, c1)  # (what the next frame chains from)
-    n, broken = 0, None
+    n, broken, commits, inside, after_commit = 0, None, 0, False, True
     while len(frame := log.read(_FRAME_HEADER + page)) == _FRAME_HEADER + page:
         ours = struct.unpack(">2I", frame[8:16]) == (salt1, salt2)
         stored = struct.unpack(">2I", frame[16:24])
         good = ours and chain is not None and _checksum(frame[:8] + frame[24:], *chain, big)
-        if good == stored and broken is not None and frame[4:8] != bytes(4):
-            return (
-                f"its write-ahead log (-wal) fails its checksum at frame {broken + 1}, before "
-                "committed frames that SQLite would drop"
-            )
-        if good != stored and broken is None:
-            broken = n
-        chain = stored if ours else None
-        n += 1
+        commit = frame[4:8] != bytes(4)
+        if good != stored:  # (a break: the frames after it chain from this one's own)
+            broken, commits, inside = broken if broken is not None else n, 0, not after_commit
+        elif broken is not None and commit:
+            commits += 1
+            if commits >= 2 or inside:
+                return (
+                    f"its write-ahead log (-wal) fails its checksum at frame {broken + 1}, "
+                    "before committed frames that SQLite would drop"
+                )
+        chain, after_commit, n = (stored if ours else None), commit, n + 1
     return None
