@@ -150,7 +150,9 @@ def test_a_fifo_at_the_log_s_path_is_refused_not_waited_on(crashed, tmp_path) ->
     assert wal_damage(path) == "its write-ahead log (-wal) is not a regular file"
 
 
-def _logged(folder: Path, name: str, source: Path | None, rows: int, size: int) -> bytes:
+def _logged(
+    folder: Path, name: str, source: Path | None, rows: int, size: int, keep: str = "base"
+) -> bytes:
     """The log after ``rows`` rows of ``size`` bytes, one transaction, on a copy of
     ``source`` (and its log) or a new file; read before the connection closes (its close
     would fold the log into the file)."""
@@ -169,9 +171,9 @@ def _logged(folder: Path, name: str, source: Path | None, rows: int, size: int) 
         con.execute("INSERT INTO t VALUES (?)", ("x" * size,))
     con.execute("COMMIT")
     log = (folder / f"{name}.db-wal").read_bytes()
-    if source is None:  # (kept as it is, for the copies)
-        shutil.copy(path, folder / "base.db")
-        (folder / "base.db-wal").write_bytes(log)
+    if keep:  # (kept as it is, for the copies)
+        shutil.copy(path, folder / f"{keep}.db")
+        (folder / f"{keep}.db-wal").write_bytes(log)
     con.close()
     return log
 
@@ -183,8 +185,8 @@ def test_a_commit_killed_before_it_counted_then_written_over_is_no_damage(tmp_pa
     import sqlite3
 
     _logged(tmp_path, "first", None, 3, 100)
-    killed = _logged(tmp_path, "killed", tmp_path / "base.db", 40, 3000)  # (many frames)
-    over = _logged(tmp_path, "over", tmp_path / "base.db", 1, 10)  # (one frame)
+    killed = _logged(tmp_path, "killed", tmp_path / "base.db", 40, 3000, "")  # (many frames)
+    over = _logged(tmp_path, "over", tmp_path / "base.db", 1, 10, "")  # (one frame)
     assert len(killed) > len(over)
     shutil.copy(tmp_path / "base.db", tmp_path / "mixed.db")
     (tmp_path / "mixed.db-wal").write_bytes(over + killed[len(over) :])
@@ -210,3 +212,30 @@ def test_a_log_without_its_journal_is_refused(crashed, tmp_path) -> None:
     path.unlink()
     with pytest.raises(JournalError, match="without the journal's file"):
         Journal(path)
+
+
+def test_a_write_cut_short_over_what_a_killed_commit_left_is_no_damage(tmp_path) -> None:
+    """attack130 F1: after a killed commit's leftover (its commit frame written, not yet
+    counted) another writer saved a step, then was killed in a big write that stopped
+    partway over that leftover: two leftovers, one commit at most in each."""
+    _logged(tmp_path, "first", None, 3, 100)
+    killed = _logged(tmp_path, "killed", tmp_path / "base.db", 60, 3000, "")
+    over = _logged(tmp_path, "over", tmp_path / "base.db", 1, 10, "after")
+    cut = _logged(tmp_path, "cut", tmp_path / "after.db", 20, 3000, "")
+    frame = 24 + 4096
+    cut = cut[: len(over) + 10 * frame]  # (its first ten frames: no commit among them)
+    assert len(killed) > len(cut) > len(over)
+    shutil.copy(tmp_path / "base.db", tmp_path / "mixed.db")
+    (tmp_path / "mixed.db-wal").write_bytes(cut + killed[len(cut) :])
+    assert wal_damage(tmp_path / "mixed.db") is None
+
+
+def test_a_journal_opened_by_a_symbolic_link_has_its_real_file_s_log_checked(
+    crashed, tmp_path
+) -> None:
+    """attack130 F3: the log looked for beside the link; SQLite uses the real file's."""
+    size = (crashed / "j.db-wal").stat().st_size
+    real = _copy(crashed, tmp_path, size // 2)
+    (tmp_path / "link.db").symlink_to(real)
+    with pytest.raises(JournalError, match="write-ahead log"):
+        Journal(tmp_path / "link.db")

@@ -7,10 +7,10 @@ word. Bytes overwritten inside the log (attack127 F1) so hid every saga written 
 nothing undone, and its checkpoint then deleted the log, the evidence with it. A log can end
 in frames that do not chain without any damage: a write cut short (a full disk, a kill, even
 after its commit frame was written, before it counted: attack129 F1) leaves its frames, and
-the next commit writes over their start only (attack128 F1, F2). Those are the rest of one
-transaction, after a commit: at most one commit among them. So damage is a break in the
-chain followed by frames that chain on up to two commits, or up to one when the break came
-inside a transaction: committed work SQLite would drop. Refused in one line before anything
+the next commit writes over their start only (attack128 F1, F2), perhaps in turn cut short
+over them (attack130 F1). Each such leftover is the rest of one transaction: at most one
+commit among frames that chain on. So damage is a break in the chain followed by frames that
+chain on up to two commits: committed work SQLite would drop. Refused in one line before anything
 is claimed or checkpointed. (A log cut short, or damage in its last transactions, reads as
 frames never written: that cannot be told.)"""
 
@@ -45,6 +45,7 @@ def wal_damage(path: Path) -> str | None:
 
 
 def _read(path: Path) -> str | None:
+    path = Path(os.path.realpath(path))  # (SQLite's log is the real file's: attack130 F3)
     wal = path.with_name(path.name + "-wal")
     if (not path.exists() or not path.stat().st_size) and wal.is_file() and wal.stat().st_size:
         return "its write-ahead log (-wal) is there without the journal's file: moved or emptied"
@@ -71,20 +72,20 @@ def _frames(log: BinaryIO) -> str | None:
         return "its write-ahead log's (-wal) header fails its checksum" if more else None
     log.seek(_HEADER)
     chain: tuple[int, int] | None = (c0, c1)  # (what the next frame chains from)
-    n, broken, commits, inside, after_commit = 0, None, 0, False, True
+    n, broken, commits = 0, None, 0
     while len(frame := log.read(_FRAME_HEADER + page)) == _FRAME_HEADER + page:
         ours = struct.unpack(">2I", frame[8:16]) == (salt1, salt2)
         stored = struct.unpack(">2I", frame[16:24])
         good = ours and chain is not None and _checksum(frame[:8] + frame[24:], *chain, big)
         commit = frame[4:8] != bytes(4)
         if good != stored:  # (a break: the frames after it chain from this one's own)
-            broken, commits, inside = broken if broken is not None else n, 0, not after_commit
+            broken, commits = broken if broken is not None else n, 0
         elif broken is not None and commit:
             commits += 1
-            if commits >= 2 or inside:
+            if commits >= 2:
                 return (
                     f"its write-ahead log (-wal) fails its checksum at frame {broken + 1}, "
                     "before committed frames that SQLite would drop"
                 )
-        chain, after_commit, n = (stored if ours else None), commit, n + 1
+        chain, n = (stored if ours else None), n + 1
     return None
