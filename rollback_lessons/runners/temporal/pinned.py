@@ -36,7 +36,14 @@ another library's: the process ends all the same, as before)."""
 
 def pin_runtime(client: Client) -> None:
     """Keep ``client``'s native runtime alive until the process ends (once per runtime)."""
-    runtime = client.service_client.config.runtime or Runtime.default()
+    pin(client.service_client.config.runtime or Runtime.default())
+
+
+def pin(runtime: Runtime) -> None:
+    """Keep ``runtime``'s native side alive until the process ends, from when it is made: a
+    Ctrl-C as a dev server started (no client yet) left it to the interpreter's end, in a
+    traceback's frames, and its drop there waited for ever on the start's native task,
+    which could no longer enter Python (attack115 F1: the process hung)."""
     native = getattr(getattr(runtime, "_core_runtime", None), "_ref", None)  # (the SDK's
     if native is None:  # private parts: another SDK version may name them otherwise, and
         return  # a runner must still start; the exit then is as it was before this)

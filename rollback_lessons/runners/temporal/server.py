@@ -31,7 +31,7 @@ from temporalio.service import RetryConfig
 from ...errors import RollbackLessonsError
 from .. import port_in_use, reaper
 from .dbfile import not_its_database
-from .pinned import leave_python
+from .pinned import leave_python, pin
 
 T = TypeVar("T")
 
@@ -350,9 +350,9 @@ def check_loopback_only(binary: str) -> list[tuple[str, int]]:
 
 
 def _release_runtime() -> None:
-    """Drop the SDK runtime before the interpreter finalizes: its native threads must not
-    outlive Python's own state (a crash at exit otherwise, seen with the dev server); and
-    let those threads leave Python first (``pinned.leave_python``: ci45's abort)."""
+    """Before the interpreter finalizes: what the process's Python holds of the SDK let go
+    (the runtime itself is pinned, never dropped: ``pinned``), and its native threads given
+    time to leave Python first (``pinned.leave_python``: ci45's abort)."""
     runtime.cache_clear()
     gc.collect()
     leave_python()
@@ -419,7 +419,9 @@ def runtime() -> Runtime:
     route_sdk_log()
     quiet = TelemetryFilter(core_level=CORE_LEVEL, other_level=CORE_LEVEL)
     forward = LogForwardingConfig(logger=logging.getLogger(CORE_LOG))
-    return Runtime(
+    made = Runtime(
         telemetry=TelemetryConfig(logging=LoggingConfig(filter=quiet, forwarding=forward)),
         worker_heartbeat_interval=None,
     )
+    pin(made)  # (never dropped: its drop at the interpreter's end may hang, attack115 F1)
+    return made
