@@ -356,16 +356,18 @@ class DBOSRunner(Closable):
         return self._unhosted()
 
     def _unhosted(self) -> dict[str, str]:
-        """``waiting``'s answer, for a call that refused a closed runner by its own name."""
+        """``waiting``'s answer, for a call that refused a closed runner by its own name.
+        What this process runs is read before DBOS's list: a run that ends between the two
+        reads is then still this process's in the first (read after, it was in neither, and
+        ``record`` refused a run of this process as not hosted: ci146)."""
+        here = {*hosted.RUNS, *stops.ENDED, *stops.STOPPED}  # (its workflow ended here, its
         unfinished = DBOS.list_workflows(status=["PENDING", "ENQUEUED"], has_parent=False)
         names = {w.workflow_id: hosting.saga_name(w.input) for w in unfinished}
-        return {
+        return {  # result not yet saved by DBOS: it ends, it waits for nothing)
             run_id: name
             for run_id, name in names.items()
             if name is not None
-            and run_id not in hosted.RUNS
-            and run_id not in stops.ENDED  # (its workflow ended here, its result not yet
-            and run_id not in stops.STOPPED  # saved by DBOS: it ends, it waits for nothing)
+            and run_id not in here
             and (
                 name not in hosting.FACTORIES
                 or run_id in hosting.REFUSED
