@@ -427,11 +427,11 @@ class Driver:
 
     def undo_raised(self, exc: BaseException) -> Op:
         self.called()
-        if issubclass(type(exc), Exception) or own_cancel(exc):
+        if issubclass(type(exc), Exception) or (own_cancel(exc) and "cut" not in vars(exc)):
             self.went_on = self.went_on or goes_on(exc) is not None  # (attack104 F1)
             return self.m.undo_failed(untraced(exc))
-        self.raise_after = exc  # Ctrl-C: what is left is pending; its work's end told first
-        told_end(self, exc)
+        self.raise_after = self.raise_after if "cut" in vars(exc) else exc  # (Ctrl-C: left
+        told_end(self, exc)  # pending, its work's end told first; a cut by arun's cancel too)
         return self.m.interrupted(exc, self.kept())
 
     def wait_raised(self, exc: BaseException) -> Op:

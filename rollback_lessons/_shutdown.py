@@ -58,7 +58,8 @@ def taken_back(exc: BaseException, private: bool = False) -> BaseException | Non
 def branch_cut(run: Any, exc: BaseException) -> BaseException:
     """What a branch's step is thrown when ``exc`` cut its call: the Ctrl-C behind
     ``asyncio.run``'s cancel (the run's own, once one was heard), else ``exc`` itself."""
-    if forwarded(run, exc):  # (a cancel user code asked of its task: its step's failure)
+    if forwarded(run, exc):  # (a cancel asked of its task, arun's: its call cut short, in
+        vars(exc)["cut"] = True  # doubt, as by a Ctrl-C: attack132 F1, F2)
         return exc
     cut = taken_back(exc, private=True)  # asyncio.run's end (attack52 F2)
     if cut is not None:  # (the Ctrl-C behind it, or LoopEnded: an interruption)
@@ -91,8 +92,11 @@ def shut_down(run: Driver, exc: BaseException, todo: Any) -> BaseException | Non
     asks). Anything else (an undo with no journal: it may not be idempotent, attack42 F12;
     a step going forward, F1) is the Ctrl-C (or exit) it is: what it cut is not known to
     be done, and the rollback runs from there, as when it lands in a plain ``def``."""
-    if forwarded(run, exc):  # (user code's cancel of the task: arun's, attack123 F2)
-        return None if type(todo) is float or type(todo) is int else exc
+    if forwarded(run, exc):  # (user code's cancel of the task: arun's, attack123 F2; a
+        if type(todo) is float or type(todo) is int:  # call it cut is cut short, 132 F1)
+            return None
+        vars(exc)["cut"] = True
+        return exc
     ki = taken_back(exc, private=run.m.rolling)  # (a rollback runs in a task of its own)
     if ki is None:
         return exc

@@ -127,10 +127,58 @@ def test_a_step_that_cancels_its_task_as_it_returns_cancels_the_run() -> None:
     assert world == ["do a", "do b", "undo b", "undo a"]  # (c never runs)
 
 
-def test_a_step_its_own_cancel_cut_failed_and_the_run_is_cancelled() -> None:
+def test_a_step_cut_by_a_cancel_of_its_task_is_in_doubt_and_the_run_is_cancelled() -> None:
+    """attack132 F2: taken for the step's failure, its effect stood, named nowhere."""
     outcome, world = _step_cancels(awaits=True)
-    assert outcome.status == "rolled_back"  # (b failed, cut by the cancel it asked)
-    assert world == ["do a", "do b", "undo a"]  # (no undo logged for b: it raised)
+    assert outcome.status == "rollback_incomplete" and outcome.leaked == ("b",)
+    assert world == ["do a", "do b", "undo a"]  # (its undo not logged: it may have happened)
+
+
+@pytest.mark.parametrize("cut", ["pivot", "compensable"])
+def test_a_signal_handler_s_cancel_cutting_a_step_after_its_effect_is_a_cut(cut) -> None:
+    """attack132 F1: a real signal's handler calling ``current_task().cancel()`` as the pivot
+    awaited, after its effect: a failure of the pivot, the step before it undone across it,
+    the pivot named nowhere. Cut short, in doubt: halted, nothing undone across it."""
+    import signal
+
+    world: list[str] = []
+    previous = signal.signal(signal.SIGALRM, lambda *_: asyncio.current_task().cancel())
+
+    def act(name: str, cuts: bool):
+        async def work(state: dict) -> str:
+            await asyncio.sleep(0)
+            world.append(f"do {name}")
+            if cuts:
+                signal.raise_signal(signal.SIGALRM)  # (its handler runs here, in this task)
+            await asyncio.sleep(0)  # (the await the cancel cuts)
+            return name
+
+        return lambda state: work(state)
+
+    steps = [
+        Step("a", act("a", cut == "compensable"), lambda s: world.append("undo a")),
+        Step("p", act("p", cut == "pivot"), None, kind="pivot"),
+    ]
+
+    async def main() -> BaseException:
+        try:
+            await Saga(steps).arun({})
+        except BaseException as exc:
+            return exc
+        raise AssertionError("arun raised nothing")
+
+    try:
+        raised = asyncio.run(main())
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+    outcome = raised.outcome  # type: ignore[attr-defined]
+    assert type(raised) is asyncio.CancelledError
+    if cut == "pivot":
+        assert world == ["do a", "do p"]  # (nothing undone across the pivot)
+        assert outcome.status == "halted" and outcome.leaked == ("p",)
+        assert outcome.pending == ("a",)
+    else:
+        assert world == ["do a"] and outcome.leaked == ("a",)
 
 
 @pytest.mark.parametrize("inside", ["timeout", "taskgroup"])
@@ -322,3 +370,47 @@ def test_a_cancel_asked_of_a_retry_wait_s_task_is_arun_s() -> None:
     own = _signal_like("asleep", "call", 1, True, retry=True)
     assert own[0] == ("cancelled", "cancelled")
     assert own[:2] == _signal_like("asleep", "call", 1, False, retry=True)[:2]
+
+
+def test_a_signal_handler_s_cancel_cutting_an_undo_leaves_it_pending() -> None:
+    """attack132 (the rollback's side): taken for the undo's failure, it was a dead letter
+    and the next undo ran, the cut one perhaps done; as by a Ctrl-C with no journal: what
+    is left is pending, the CancelledError raised with the outcome."""
+    import signal
+
+    world: list[str] = []
+    previous = signal.signal(signal.SIGALRM, lambda *_: asyncio.current_task().cancel())
+
+    def undo_b(state: dict):
+        async def work() -> None:
+            await asyncio.sleep(0)
+            world.append("undo b")
+            signal.raise_signal(signal.SIGALRM)
+            await asyncio.sleep(0)
+
+        return work()
+
+    def boom(state: dict) -> None:
+        raise RuntimeError("c fails")
+
+    steps = [
+        Step("a", lambda s: world.append("do a"), lambda s: world.append("undo a")),
+        Step("b", lambda s: world.append("do b"), undo_b),
+        Step("c", boom),
+    ]
+
+    async def main() -> BaseException:
+        try:
+            await Saga(steps).arun({})
+        except BaseException as exc:
+            return exc
+        raise AssertionError("arun raised nothing")
+
+    try:
+        raised = asyncio.run(main())
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+    assert type(raised) is asyncio.CancelledError
+    outcome = raised.outcome  # type: ignore[attr-defined]
+    assert outcome.status == "halted" and outcome.pending == ("b", "a")
+    assert world == ["do a", "do b", "undo b"]  # (a's undo never run after the cut one)
