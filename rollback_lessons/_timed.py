@@ -33,6 +33,8 @@ async def within(
         task.cancel()  # this run is cancelled itself: so is its call
         raise
     if task in done:
+        if task.cancelled():  # (its own task's cancel, asked in the call, a signal handler's:
+            raise cut_short(owner)  # arun's, the call cut short, attack133 F1)
         escaped, result = task.result()
         if escaped:  # raised here, in the driver's frame: its rule for an interrupt applies
             raise result
@@ -51,6 +53,20 @@ async def within(
         late(owner, role, step, keep=True, on_loop=True)
         said += f" (the call was left running {ON_LOOP}, and may still complete)"
     raise TimeoutError(said)
+
+
+def cut_short(owner: object) -> BaseException:
+    """The cancel that cut a call in its own task (``within``'s): asked of arun's task too, as
+    a cancel of any engine task the call runs in is (``_forward``), the call cut short, in
+    doubt, as by a Ctrl-C (marked ``cut``: never the call's own failure)."""
+    import asyncio
+
+    home = getattr(owner, "arun", None)
+    if home is not None and not home[0].done():
+        home[0].cancel()
+    cut = asyncio.CancelledError()
+    vars(cut)["cut"] = True
+    return cut
 
 
 async def _kept(awaitable: Any) -> tuple[bool, Any]:
